@@ -1,0 +1,1 @@
+"""gs_map_share: compact, entropy-coded, progressive and incremental Gaussian map deltas."""

@@ -1,0 +1,51 @@
+"""The ``gs-mapping`` command line.
+
+Each subcommand lives in its own module under ``gs_mapping.cli`` and defines ``add_arguments(parser)``
+and ``run(args) -> int``. Modules are imported only when their command runs, so ``gs-mapping info``
+does not pay for torch. Errors of the suite (:class:`GsMappingError`) print as one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import GsMappingError
+
+# name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("info", "summarise a rosbag2: topics, counts, time span, TF tree"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gs-mapping", description="Onboard Gaussian mapping suite.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Argument definitions are cheap to import; heavy imports belong inside run().
+        importlib.import_module(f"{__name__}.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(f"{__name__}.{args._module}")
+    try:
+        return int(module.run(args) or 0)
+    except GsMappingError as exc:
+        print(f"gs-mapping {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gs-mapping {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

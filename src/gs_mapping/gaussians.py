@@ -1,0 +1,265 @@
+"""The one Gaussian container of the suite (mapper, renderer and codec all use it).
+
+Structure of arrays, numpy, one row per Gaussian:
+
+=================  ===============  ===================================================
+field              shape / dtype    meaning
+=================  ===============  ===================================================
+``means``          (N, 3) float32   centre in the map frame, metres (float32 as rendered;
+                                    the codec keeps float64 tile origins on the wire)
+``quats``          (N, 4) float32   unit rotation, ROS order (x, y, z, w)
+``log_scales``     (N, 3) float32   log of the per-axis standard deviation, metres
+``opacity_logits`` (N,)   float32   logit of opacity
+``sh``             (N, K, 3) f32    SH coefficients, K = (degree + 1)², ``sh[:, 0]`` = DC
+``ids``            (N,)   uint64    stable id, never reused; rows are kept sorted by id
+``levels``         (N,)   uint8     octree level of detail (0 = coarsest), for progressive coding
+=================  ===============  ===================================================
+
+Tiles: each Gaussian belongs to the voxel-hashed cell ``floor(mean / tile_size)`` (GS-Share's
+anchors). The container records what changed per tile since the last :meth:`take_changes` (added,
+updated, removed ids), which is what the codec turns into deltas.
+
+Rows stay sorted by id (ids are allocated increasing and removal compacts in order), so id → row is
+a binary search, with no dictionary to keep in sync.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import MapError
+
+SH_C0 = 0.28209479177387814  # Y_0^0; colour = SH_C0 * dc + 0.5
+
+_TILE_BITS = 21
+_TILE_OFFSET = 1 << (_TILE_BITS - 1)
+_TILE_MASK = (1 << _TILE_BITS) - 1
+
+
+def sh_coeffs(degree: int) -> int:
+    if not 0 <= degree <= 3:
+        raise MapError(f"SH degree must be 0..3, got {degree}")
+    return (degree + 1) ** 2
+
+
+def pack_tile(ijk: np.ndarray) -> np.ndarray:
+    """(…, 3) integer cell coordinates → int64 keys (21 bits per axis, ±1M cells)."""
+    ijk = np.asarray(ijk, dtype=np.int64)
+    if ijk.size and (np.abs(ijk).max() >= _TILE_OFFSET):
+        raise MapError("tile coordinate out of range (more than ±1,048,576 tiles from the origin)")
+    u = (ijk + _TILE_OFFSET) & _TILE_MASK
+    return (u[..., 0] << (2 * _TILE_BITS)) | (u[..., 1] << _TILE_BITS) | u[..., 2]
+
+
+def unpack_tile(keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.int64)
+    out = np.stack([(keys >> (2 * _TILE_BITS)) & _TILE_MASK, (keys >> _TILE_BITS) & _TILE_MASK,
+                    keys & _TILE_MASK], axis=-1)
+    return out - _TILE_OFFSET
+
+
+@dataclass
+class ChangeSet:
+    """What changed since the last :meth:`GaussianMap.take_changes` (ids sorted ascending)."""
+
+    added: np.ndarray
+    updated: np.ndarray
+    removed: np.ndarray
+    tiles: np.ndarray  # int64 keys of every tile touched (incl. the old tile of a moved Gaussian)
+
+    @property
+    def empty(self) -> bool:
+        return not (len(self.added) or len(self.updated) or len(self.removed))
+
+
+_FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh", "levels")
+
+
+@dataclass
+class GaussianMap:
+    sh_degree: int = 0
+    tile_size: float = 2.0
+    means: np.ndarray = field(default=None)  # type: ignore[assignment]
+    quats: np.ndarray = field(default=None)  # type: ignore[assignment]
+    log_scales: np.ndarray = field(default=None)  # type: ignore[assignment]
+    opacity_logits: np.ndarray = field(default=None)  # type: ignore[assignment]
+    sh: np.ndarray = field(default=None)  # type: ignore[assignment]
+    ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    levels: np.ndarray = field(default=None)  # type: ignore[assignment]
+    next_id: int = 1
+
+    def __post_init__(self) -> None:
+        k = sh_coeffs(self.sh_degree)
+        if not self.tile_size > 0:
+            raise MapError(f"tile_size must be > 0, got {self.tile_size}")
+        empty = {
+            "means": np.zeros((0, 3), np.float32), "quats": np.zeros((0, 4), np.float32),
+            "log_scales": np.zeros((0, 3), np.float32), "opacity_logits": np.zeros((0,), np.float32),
+            "sh": np.zeros((0, k, 3), np.float32), "ids": np.zeros((0,), np.uint64),
+            "levels": np.zeros((0,), np.uint8),
+        }
+        for name, default in empty.items():
+            value = getattr(self, name)
+            setattr(self, name, default if value is None else np.ascontiguousarray(value, default.dtype))
+        self._check_shapes()
+        if len(self.ids):
+            if np.any(self.ids[1:] <= self.ids[:-1]):
+                raise MapError("Gaussian ids must be unique and sorted ascending")
+            self.next_id = max(self.next_id, int(self.ids[-1]) + 1)
+        self._reset_changes()
+
+    # -- basic -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_sh(self) -> int:
+        return sh_coeffs(self.sh_degree)
+
+    def _check_shapes(self) -> None:
+        n = len(self.ids)
+        want = {"means": (n, 3), "quats": (n, 4), "log_scales": (n, 3), "opacity_logits": (n,),
+                "sh": (n, self.num_sh, 3), "levels": (n,)}
+        for name, shape in want.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise MapError(f"field {name!r} has shape {got}, expected {shape}")
+
+    def validate(self) -> None:
+        """Raise :class:`MapError` if any value is non-finite or a rotation is not unit length."""
+        self._check_shapes()
+        for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+            arr = getattr(self, name)
+            if not np.all(np.isfinite(arr)):
+                bad = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)).any(axis=1))[0, 0])
+                raise MapError(f"field {name!r} has a non-finite value at Gaussian id {int(self.ids[bad])}")
+        norms = np.linalg.norm(self.quats, axis=1)
+        if len(norms) and np.abs(norms - 1).max() > 1e-3:
+            bad = int(np.argmax(np.abs(norms - 1)))
+            raise MapError(f"rotation of Gaussian id {int(self.ids[bad])} is not unit length "
+                           f"(|q| = {norms[bad]:.4f})")
+
+    def copy(self) -> "GaussianMap":
+        return GaussianMap(self.sh_degree, self.tile_size, **{n: getattr(self, n).copy() for n in
+                           _FIELDS}, ids=self.ids.copy(), next_id=self.next_id)
+
+    def subset(self, rows: np.ndarray) -> "GaussianMap":
+        """A new map with the given rows (bool mask or sorted row indices); ids are kept."""
+        return GaussianMap(self.sh_degree, self.tile_size, **{n: getattr(self, n)[rows] for n in
+                           _FIELDS}, ids=self.ids[rows], next_id=self.next_id)
+
+    def tile_coords(self) -> np.ndarray:
+        return np.floor(self.means / self.tile_size).astype(np.int64)
+
+    def tile_keys(self) -> np.ndarray:
+        return pack_tile(self.tile_coords())
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row index of each id; :class:`MapError` if any id is not in the map."""
+        ids = np.asarray(ids, dtype=np.uint64)
+        rows = np.searchsorted(self.ids, ids)
+        ok = rows < len(self.ids)
+        ok[ok] = self.ids[rows[ok]] == ids[ok]
+        if not ok.all():
+            raise MapError(f"unknown Gaussian id {int(ids[~ok][0])}")
+        return rows
+
+    # -- edits (recorded for take_changes) ---------------------------------------------------------
+    def add(self, means, quats, log_scales, opacity_logits, sh, levels=None, ids=None) -> np.ndarray:
+        """Append Gaussians; returns their new ids. ``ids`` may be given (e.g. by a receiver
+        rebuilding a sender's map) and must all exceed the current largest id."""
+        means = np.asarray(means, np.float32).reshape(-1, 3)
+        n = len(means)
+        if ids is None:
+            ids = np.arange(self.next_id, self.next_id + n, dtype=np.uint64)
+        else:
+            ids = np.asarray(ids, np.uint64)
+            if len(ids) != n or (n and (np.any(ids[1:] <= ids[:-1]) or
+                                        (len(self.ids) and ids[0] <= self.ids[-1]))):
+                raise MapError("explicit ids must be ascending and larger than every existing id")
+        if n == 0:
+            return ids
+        new = {
+            "means": means, "quats": np.asarray(quats, np.float32).reshape(n, 4),
+            "log_scales": np.asarray(log_scales, np.float32).reshape(n, 3),
+            "opacity_logits": np.asarray(opacity_logits, np.float32).reshape(n),
+            "sh": np.asarray(sh, np.float32).reshape(n, self.num_sh, 3),
+            "levels": np.zeros(n, np.uint8) if levels is None else np.asarray(levels, np.uint8).reshape(n),
+        }
+        for name, arr in new.items():
+            setattr(self, name, np.concatenate([getattr(self, name), arr]))
+        self.ids = np.concatenate([self.ids, ids])
+        self.next_id = int(ids[-1]) + 1
+        self._added.update(ids.tolist())
+        self._touch(new["means"])
+        return ids
+
+    def update(self, ids, **fields) -> None:
+        """Overwrite fields (``means=…``, ``sh=…``, …) of existing Gaussians by id."""
+        rows = self.rows_of(ids)
+        unknown = set(fields) - set(_FIELDS)
+        if unknown:
+            raise MapError(f"cannot update unknown field {sorted(unknown)[0]!r}")
+        if "means" in fields:
+            self._touch(self.means[rows])  # the old tile changes too when a Gaussian moves
+        for name, value in fields.items():
+            arr = getattr(self, name)
+            arr[rows] = np.asarray(value, arr.dtype).reshape((len(rows),) + arr.shape[1:])
+        self._touch(self.means[rows])
+        fresh = np.asarray(ids, np.uint64).tolist()
+        self._updated.update(i for i in fresh if i not in self._added)
+
+    def remove(self, ids) -> None:
+        rows = self.rows_of(ids)
+        self._touch(self.means[rows])
+        keep = np.ones(len(self.ids), bool)
+        keep[rows] = False
+        for name in _FIELDS:
+            setattr(self, name, getattr(self, name)[keep])
+        self.ids = self.ids[keep]
+        for i in np.asarray(ids, np.uint64).tolist():
+            if i in self._added:
+                self._added.discard(i)  # added and removed in the same interval: nothing to send
+            else:
+                self._removed.add(i)
+            self._updated.discard(i)
+
+    def clear(self) -> None:
+        self.remove(self.ids.copy())
+
+    def take_changes(self) -> ChangeSet:
+        """What changed since the previous call; resets the record."""
+        def arr(s):
+            return np.array(sorted(s), dtype=np.uint64)
+        out = ChangeSet(arr(self._added), arr(self._updated), arr(self._removed),
+                        np.array(sorted(self._tiles), dtype=np.int64))
+        self._reset_changes()
+        return out
+
+    def _reset_changes(self) -> None:
+        self._added: set[int] = set()
+        self._updated: set[int] = set()
+        self._removed: set[int] = set()
+        self._tiles: set[int] = set()
+
+    def _touch(self, means: np.ndarray) -> None:
+        if len(means):
+            self._tiles.update(pack_tile(np.floor(means / self.tile_size).astype(np.int64)).tolist())
+
+    # -- derived quantities ------------------------------------------------------------------------
+    def opacities(self) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.opacity_logits.astype(np.float64)))
+
+    def scales(self) -> np.ndarray:
+        return np.exp(self.log_scales.astype(np.float64))
+
+    def colors(self) -> np.ndarray:
+        """View-independent RGB in [0, 1] from the DC coefficient."""
+        return np.clip(SH_C0 * self.sh[:, 0, :] + 0.5, 0.0, 1.0)
+
+    def equals(self, other: "GaussianMap") -> bool:
+        """Bit-exact equality of every field and id (what a receiver must reproduce)."""
+        if self.sh_degree != other.sh_degree or len(self) != len(other):
+            return False
+        return all(np.array_equal(getattr(self, n), getattr(other, n)) for n in _FIELDS + ("ids",))

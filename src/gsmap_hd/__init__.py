@@ -1,0 +1,1 @@
+"""gsmap_hd: GSMap online HD map prediction with ordered sequences of 2D Gaussians in BEV."""
