@@ -1,0 +1,136 @@
+"""Rigid transforms and quaternions (ROS order x, y, z, w), numpy only.
+
+``T_a_b`` maps points in frame b into frame a: ``p_a = T_a_b.apply(p_b)``; composition reads like the
+names: ``T_a_c = T_a_b @ T_b_c``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import TFError
+
+UNIT_TOLERANCE = 1e-3  # |q| may deviate this much from 1 (float32 messages) before we reject it
+
+
+def check_quaternion(q, what: str = "quaternion") -> np.ndarray:
+    """Return ``q`` (x, y, z, w) as float64, renormalised; :class:`TFError` if NaN or not unit."""
+    q = np.asarray(q, dtype=np.float64).reshape(4)
+    if not np.all(np.isfinite(q)):
+        raise TFError(f"{what} has a non-finite component: {q.tolist()}")
+    n = float(np.linalg.norm(q))
+    if abs(n - 1.0) > UNIT_TOLERANCE:
+        raise TFError(f"{what} is not unit length (|q| = {n:.6f}): {q.tolist()}")
+    return q / n
+
+
+def quat_to_matrix(q) -> np.ndarray:
+    """(…, 4) quaternions (x, y, z, w) → (…, 3, 3) rotation matrices."""
+    q = np.asarray(q, dtype=np.float64)
+    x, y, z, w = np.moveaxis(q, -1, 0)
+    m = np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], axis=-1)
+    return m.reshape(q.shape[:-1] + (3, 3))
+
+
+def matrix_to_quat(m) -> np.ndarray:
+    """(…, 3, 3) rotation matrices → (…, 4) unit quaternions (x, y, z, w) with w ≥ 0."""
+    m = np.asarray(m, dtype=np.float64)
+    flat = m.reshape(-1, 3, 3)
+    out = np.empty((len(flat), 4))
+    for i, r in enumerate(flat):  # Shepperd's method: pick the largest diagonal term for stability
+        t = np.trace(r)
+        if t > 0:
+            s = 2.0 * np.sqrt(t + 1.0)
+            out[i] = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
+        else:
+            k = int(np.argmax(np.diag(r)))
+            j, l = (k + 1) % 3, (k + 2) % 3
+            s = 2.0 * np.sqrt(1.0 + r[k, k] - r[j, j] - r[l, l])
+            v = np.empty(4)
+            v[k] = 0.25 * s
+            v[j] = (r[j, k] + r[k, j]) / s
+            v[l] = (r[l, k] + r[k, l]) / s
+            v[3] = (r[l, j] - r[j, l]) / s
+            out[i] = v
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    out[out[:, 3] < 0] *= -1
+    return out.reshape(m.shape[:-2] + (4,))
+
+
+def quat_multiply(a, b) -> np.ndarray:
+    """Hamilton product a ⊗ b of (…, 4) quaternions (x, y, z, w)."""
+    ax, ay, az, aw = np.moveaxis(np.asarray(a, np.float64), -1, 0)
+    bx, by, bz, bw = np.moveaxis(np.asarray(b, np.float64), -1, 0)
+    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz], axis=-1)
+
+
+def slerp(q0, q1, t: float) -> np.ndarray:
+    """Spherical linear interpolation between unit quaternions, shortest path."""
+    q0 = np.asarray(q0, np.float64)
+    q1 = np.asarray(q1, np.float64)
+    d = float(np.dot(q0, q1))
+    if d < 0:
+        q1, d = -q1, -d
+    if d > 0.9995:  # nearly parallel: lerp is exact to float precision and avoids 0/0
+        q = q0 + t * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = np.arccos(d)
+    return (np.sin((1 - t) * theta) * q0 + np.sin(t * theta) * q1) / np.sin(theta)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A rigid transform: rotation (x, y, z, w) then translation."""
+
+    translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    rotation: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 0.0, 1.0]))
+
+    @staticmethod
+    def from_matrix(m) -> "Transform":
+        m = np.asarray(m, np.float64)
+        return Transform(m[:3, 3].copy(), matrix_to_quat(m[:3, :3]))
+
+    def matrix(self) -> np.ndarray:
+        m = np.eye(4)
+        m[:3, :3] = quat_to_matrix(self.rotation)
+        m[:3, 3] = self.translation
+        return m
+
+    def inverse(self) -> "Transform":
+        r = quat_to_matrix(self.rotation)
+        q = np.asarray(self.rotation, np.float64) * np.array([-1, -1, -1, 1])
+        return Transform(-(r.T @ np.asarray(self.translation, np.float64)), q)
+
+    def __matmul__(self, other: "Transform") -> "Transform":
+        r = quat_to_matrix(self.rotation)
+        q = quat_multiply(self.rotation, other.rotation)
+        return Transform(r @ np.asarray(other.translation, np.float64) + self.translation,
+                         q / np.linalg.norm(q))
+
+    def apply(self, points) -> np.ndarray:
+        """Transform (…, 3) points."""
+        p = np.asarray(points, np.float64)
+        return p @ quat_to_matrix(self.rotation).T + self.translation
+
+    def interpolate(self, other: "Transform", t: float) -> "Transform":
+        """Linear in translation, slerp in rotation; t = 0 → self, 1 → other."""
+        return Transform((1 - t) * np.asarray(self.translation) + t * np.asarray(other.translation),
+                         slerp(self.rotation, other.rotation, t))
+
+
+@dataclass(frozen=True)
+class TransformStamped:
+    """One edge of the TF tree: ``T_parent_child`` valid at ``stamp_ns``."""
+
+    parent: str
+    child: str
+    stamp_ns: int
+    transform: Transform
