@@ -1,0 +1,455 @@
+"""rosbag2 reading and writing — the only module of the suite that touches bag files.
+
+Reading: rosbag2 directories (MCAP or sqlite3 storage, any metadata version rosbags knows) and bare
+``.mcap`` / ``.db3`` files. Messages come back in time order as deserialised rosbags objects, which the
+duck-typed converters in :mod:`gs_mapping.messages` accept like rclpy messages.
+
+Writing: rosbag2 directories with MCAP storage and metadata **version 8**, the newest layout ROS 2
+Humble plays (version 9 changed how QoS profiles are serialised). Latched topics get a
+``transient_local`` offered QoS profile so ``ros2 bag play`` re-latches them (e.g. ``/tf_static``).
+A bag is written into a hidden sibling directory and moved into place when the writer closes, so a
+crash never leaves a half-written bag under the requested name and ``overwrite=True`` loses the old
+bag only once the new one is complete.
+
+Everything that goes wrong (missing path, truncated or corrupt storage, undecodable record, unknown
+topic) raises :class:`~gs_mapping.errors.BagError` naming the file and, where known, topic and record;
+exceptions from rosbags, mcap or sqlite never escape raw.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BagError
+
+log = logging.getLogger(__name__)
+
+WRITE_VERSION = 8  # rosbag2 metadata version we write; Humble reads it (see module docstring)
+DEFAULT_STORE = "ROS2_HUMBLE"  # message definitions used for writing and for bags without definitions
+
+# Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
+_BAG_SUFFIXES = (".mcap", ".db3", ".zstd", ".db3-shm", ".db3-wal")
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag: name, message type (``pkg/msg/Name``), message count, latched QoS."""
+
+    name: str
+    type: str
+    count: int
+    latched: bool
+
+
+def default_typestore():
+    """A fresh rosbags typestore with the standard ROS 2 Humble message definitions."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(getattr(Stores, DEFAULT_STORE))
+
+
+def _is_latched(connection) -> bool:
+    from rosbags.interfaces import QosDurability
+
+    profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
+    return bool(profiles) and all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
+
+
+def _latched_qos(latched: bool):
+    """Offered QoS profile in the form ``ros2 bag record`` stores (values as Humble writes them)."""
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                    QosTime)
+
+    infinite = QosTime(sec=2147483647, nsec=4294967295)  # rmw's "infinite" duration as Humble dumps it
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=1 if latched else 10,
+        reliability=QosReliability.RELIABLE,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=infinite,
+        lifespan=infinite,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=infinite,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+def _types_from_connection(connection) -> dict:
+    """Parse the message definition a bag carries for one connection (MSG or IDL text)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
+    fmt, data = connection.msgdef.format, connection.msgdef.data
+    if fmt == MessageDefinitionFormat.MSG:
+        return dict(get_types_from_msg(data, connection.msgtype))
+    if fmt == MessageDefinitionFormat.IDL:
+        sep = "=" * 80 + "\n"
+        types: dict = {}
+        if data.startswith(f"{sep}IDL: "):
+            for part in data.split(sep)[1:]:
+                _, idl = part.split("\n", 1)
+                types.update(get_types_from_idl(idl))
+        else:
+            types.update(get_types_from_idl(data))
+        return types
+    return {}
+
+
+class BagReader:
+    """Read a rosbag2 directory or a bare ``.mcap`` / ``.db3`` file. Use as a context manager::
+
+        with BagReader(path) as bag:
+            for topic, stamp_ns, msg in bag.messages(["/tf", "/tf_static"]):
+                ...
+
+    ``stamp_ns`` is the time the message was recorded (the bag's log time), not its header stamp.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._reader = None
+        self._conns: dict[str, list] = {}
+        self.typestore = None
+        self.topics: list[TopicInfo] = []
+        self.start_ns = 0
+        self.end_ns = 0
+        self.message_count = 0
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _storage_path(self) -> Path:
+        p = self.path
+        if not p.exists():
+            raise BagError(f"{p}: no such bag (path does not exist)")
+        if p.is_dir() and not (p / "metadata.yaml").exists():
+            # A directory without metadata (e.g. copied storage file only): accept exactly one file.
+            files = sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
+            if len(files) != 1:
+                raise BagError(f"{p}: not a rosbag2 directory (no metadata.yaml and "
+                               f"{len(files)} .mcap/.db3 files)")
+            return files[0]
+        if p.is_file() and p.suffix not in (".mcap", ".db3"):
+            raise BagError(f"{p}: not a bag (expected a rosbag2 directory, .mcap or .db3 file)")
+        return p
+
+    def open(self) -> "BagReader":
+        from rosbags.rosbag2 import Reader
+
+        storage = self._storage_path()
+        try:
+            reader = Reader(storage)
+            reader.open()
+        except Exception as exc:  # rosbags, mcap, sqlite3, yaml, OSError: all mean "unreadable bag"
+            where = storage if storage.is_file() else self.path
+            raise BagError(f"{where}: cannot open bag (truncated or corrupt?): {_describe(exc)}") from exc
+        self._reader = reader
+        try:
+            self._index()
+        except BagError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise BagError(f"{self.path}: corrupt bag index: {_describe(exc)}") from exc
+        return self
+
+    def _index(self) -> None:
+        reader = self._reader
+        conns: dict[str, list] = {}
+        for c in reader.connections:
+            conns.setdefault(c.topic, []).append(c)
+        self._conns = conns
+        topics = []
+        for name in sorted(conns):
+            cs = conns[name]
+            types = {c.msgtype for c in cs}
+            if len(types) != 1:
+                raise BagError(f"{self.path}: topic {name} has several message types: {sorted(types)}")
+            topics.append(TopicInfo(name, types.pop(), sum(c.msgcount for c in cs),
+                                    any(_is_latched(c) for c in cs)))
+        self.topics = topics
+        self.message_count = int(reader.message_count)
+        if self.message_count:
+            self.start_ns = int(reader.start_time)
+            self.end_ns = int(reader.end_time) - 1  # rosbags' end is exclusive; ours is the last stamp
+        self.typestore = self._build_typestore(reader.connections)
+
+    def _build_typestore(self, connections):
+        """Types defined in the bag, completed with the standard definitions for anything missing."""
+        from rosbags.typesys import Stores, get_typestore
+
+        store = get_typestore(Stores.EMPTY)
+        types: dict = {}
+        for c in connections:
+            try:
+                types.update(_types_from_connection(c))
+            except Exception as exc:
+                raise BagError(f"{self.path}: topic {c.topic}: unreadable message definition of "
+                               f"{c.msgtype}: {_describe(exc)}") from exc
+        try:
+            store.register(types)
+        except Exception as exc:
+            raise BagError(f"{self.path}: inconsistent message definitions: {_describe(exc)}") from exc
+        fallback = default_typestore()
+        missing = {k: v for k, v in fallback.fielddefs.items() if k not in store.fielddefs}
+        try:
+            store.register(missing)
+        except Exception as exc:  # a bag type that clashes with a dependency of a standard type
+            log.debug("%s: standard types not added to the bag's typestore: %s", self.path, exc)
+        for c in connections:
+            if c.msgtype not in store.fielddefs:
+                log.warning("%s: topic %s: no definition for %s; its messages cannot be decoded",
+                            self.path, c.topic, c.msgtype)
+        return store
+
+    def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                reader.close()
+            except Exception as exc:  # closing a corrupt file must not mask the real error
+                log.debug("%s: error while closing: %s", self.path, exc)
+
+    def __enter__(self) -> "BagReader":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- queries ---------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._reader is None:
+            raise BagError(f"{self.path}: bag is not open (use `with BagReader(path) as bag:`)")
+
+    def topic(self, name: str) -> TopicInfo:
+        """The :class:`TopicInfo` of ``name``; :class:`BagError` naming the known topics if absent."""
+        self._check_open()
+        for t in self.topics:
+            if t.name == name:
+                return t
+        known = ", ".join(t.name for t in self.topics) or "none"
+        raise BagError(f"{self.path}: no topic {name} in bag (topics: {known})")
+
+    def has_topic(self, name: str) -> bool:
+        return any(t.name == name for t in self.topics)
+
+    def _select(self, topics) -> list:
+        self._check_open()
+        if topics is None:
+            return list(self._reader.connections)
+        if isinstance(topics, str):
+            topics = [topics]
+        return [c for name in topics for c in self._conns.get(self.topic(name).name, [])]
+
+    def raw_messages(self, topics: Iterable[str] | str | None = None, start_ns: int | None = None,
+                     stop_ns: int | None = None) -> Iterator[tuple[str, int, bytes]]:
+        """``(topic, stamp_ns, cdr_bytes)`` in time order; ``start_ns`` inclusive, ``stop_ns`` exclusive.
+
+        Unknown topics raise :class:`BagError` here, not on the first iteration."""
+        return self._iter_raw(self._select(topics), start_ns, stop_ns)
+
+    def _iter_raw(self, conns, start_ns, stop_ns):
+        if not conns:
+            return
+        it = self._reader.messages(conns, start=start_ns, stop=stop_ns)
+        index = 0
+        while True:
+            try:
+                conn, stamp, data = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise BagError(f"{self.path}: corrupt data after record {index}: {_describe(exc)}") from exc
+            index += 1
+            yield conn.topic, int(stamp), bytes(data)
+
+    def messages(self, topics: Iterable[str] | str | None = None, start_ns: int | None = None,
+                 stop_ns: int | None = None) -> Iterator[tuple[str, int, object]]:
+        """``(topic, stamp_ns, message)`` in time order, messages deserialised with :attr:`typestore`."""
+        return self._iter_decoded(self.raw_messages(topics, start_ns, stop_ns))
+
+    def _iter_decoded(self, raw):
+        types = {t.name: t.type for t in self.topics}
+        counters: dict[str, int] = {}
+        for topic, stamp, data in raw:
+            n = counters.get(topic, 0)
+            counters[topic] = n + 1
+            yield topic, stamp, self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
+
+    def decode(self, topic: str, data: bytes, typename: str, record: int | None = None,
+               stamp_ns: int | None = None):
+        """Deserialise one CDR record of ``topic``; :class:`BagError` naming topic and record if bad."""
+        try:
+            return self.typestore.deserialize_cdr(data, typename)
+        except Exception as exc:
+            where = f"message {record}" if record is not None else "message"
+            if stamp_ns is not None:
+                where += f" (stamp {stamp_ns} ns)"
+            raise BagError(f"{self.path}: topic {topic}: {where}: cannot decode {typename}: "
+                           f"{_describe(exc)}") from exc
+
+
+class BagWriter:
+    """Write a rosbag2 directory (MCAP storage, metadata version 8). Use as a context manager::
+
+        with BagWriter(out_dir) as bag:
+            bag.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)
+            bag.write("/tf_static", stamp_ns, msg)
+
+    ``typestore`` defaults to the standard ROS 2 Humble definitions; pass another (or call
+    :meth:`register_msg`) for custom message types.
+    """
+
+    def __init__(self, path, overwrite: bool = False, typestore=None):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.typestore = typestore if typestore is not None else default_typestore()
+        self._writer = None
+        self._tmpdir: Path | None = None
+        self._conns: dict[str, tuple[object, str]] = {}
+        self.counts: dict[str, int] = {}
+
+    def _check_target(self) -> None:
+        p = self.path
+        if not (p.exists() or p.is_symlink()):
+            return
+        if not self.overwrite:
+            raise BagError(f"{p}: output bag exists already (pass overwrite to replace it)")
+        if p.is_dir():
+            others = [x.name for x in p.iterdir()
+                      if x.name != "metadata.yaml" and not x.name.endswith(_BAG_SUFFIXES)]
+            if others:
+                raise BagError(f"{p}: exists and is not a rosbag2 directory (holds {others[:3]}); "
+                               f"refusing to overwrite it")
+
+    def open(self) -> "BagWriter":
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self._check_target()
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial",
+                                                 dir=parent))
+            self._writer = Writer(self._tmpdir / self.path.name, version=WRITE_VERSION,
+                                  storage_plugin=StoragePlugin.MCAP)
+            self._writer.open()
+        except Exception as exc:
+            self._cleanup()
+            raise BagError(f"{self.path}: cannot create bag: {_describe(exc)}") from exc
+        return self
+
+    def register_msg(self, typename: str, definition: str) -> None:
+        """Add a custom message type from its ``.msg`` text (before :meth:`add_topic` uses it)."""
+        from rosbags.typesys import get_types_from_msg
+
+        try:
+            self.typestore.register(get_types_from_msg(definition, typename))
+        except Exception as exc:
+            raise BagError(f"{self.path}: cannot register message type {typename}: "
+                           f"{_describe(exc)}") from exc
+
+    def add_topic(self, name: str, typename: str, latched: bool = False) -> None:
+        """Declare a topic. ``latched`` topics are offered transient_local (re-latched on play)."""
+        self._check_open()
+        if name in self._conns:
+            raise BagError(f"{self.path}: topic {name} added twice")
+        if typename not in self.typestore.fielddefs:
+            raise BagError(f"{self.path}: topic {name}: unknown message type {typename}")
+        try:
+            conn = self._writer.add_connection(name, typename, typestore=self.typestore,
+                                               offered_qos_profiles=[_latched_qos(latched)])
+        except Exception as exc:
+            raise BagError(f"{self.path}: cannot add topic {name} ({typename}): {_describe(exc)}") from exc
+        self._conns[name] = (conn, typename)
+        self.counts[name] = 0
+
+    def _conn(self, topic: str):
+        self._check_open()
+        try:
+            return self._conns[topic]
+        except KeyError:
+            known = ", ".join(self._conns) or "none"
+            raise BagError(f"{self.path}: topic {topic} was not added (topics: {known})") from None
+
+    def write(self, topic: str, stamp_ns: int, msg) -> None:
+        """Serialise ``msg`` (an rosbags or duck-typed message of the topic's type) and write it."""
+        _, typename = self._conn(topic)
+        try:
+            data = self.typestore.serialize_cdr(msg, typename)
+        except Exception as exc:
+            raise BagError(f"{self.path}: topic {topic}: cannot serialise {typename} at {stamp_ns} ns: "
+                           f"{_describe(exc)}") from exc
+        self.write_raw(topic, stamp_ns, data)
+
+    def write_raw(self, topic: str, stamp_ns: int, data) -> None:
+        """Write an already CDR-serialised message."""
+        conn, _ = self._conn(topic)
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int) or stamp_ns < 0:
+            raise BagError(f"{self.path}: topic {topic}: stamp must be a non-negative int of "
+                           f"nanoseconds, got {stamp_ns!r}")
+        try:
+            self._writer.write(conn, stamp_ns, data)
+        except Exception as exc:
+            raise BagError(f"{self.path}: topic {topic}: cannot write message at {stamp_ns} ns: "
+                           f"{_describe(exc)}") from exc
+        self.counts[topic] += 1
+
+    def _check_open(self) -> None:
+        if self._writer is None:
+            raise BagError(f"{self.path}: bag writer is not open (use `with BagWriter(path) as bag:`)")
+
+    def close(self) -> None:
+        """Finish the bag and move it into place (replacing the old one when ``overwrite``)."""
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.close()
+            built = self._tmpdir / self.path.name
+            if self.path.exists() or self.path.is_symlink():
+                self._check_target()  # re-check: something may have appeared meanwhile
+                if self.path.is_dir() and not self.path.is_symlink():
+                    shutil.rmtree(self.path)
+                else:
+                    self.path.unlink()
+            built.rename(self.path)
+        except BagError:
+            raise
+        except Exception as exc:
+            raise BagError(f"{self.path}: cannot finish bag: {_describe(exc)}") from exc
+        finally:
+            self._cleanup()
+
+    def abort(self) -> None:
+        """Drop what was written; the target path is left as it was."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.abort()
+            except Exception as exc:
+                log.debug("%s: error while aborting: %s", self.path, exc)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> "BagWriter":
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a foreign exception: its text, or its type where the text is empty."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
