@@ -1,0 +1,62 @@
+"""What a node class may ask of the runtime that drives it.
+
+Node classes (``gs_mapping.nodes.*``) are written against :class:`NodeContext` only, so the same
+object runs under rclpy, rosbag replay and Cyclone DDS. Topic names follow ROS 2 rules: ``~/x`` is
+private to the node, ``x`` is relative to the namespace, ``/x`` is absolute.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class QoS:
+    """The ROS 2 QoS settings we use: reliability, durability, keep-last depth."""
+
+    reliable: bool = True
+    transient_local: bool = False
+    depth: int = 10
+
+
+SENSOR_QOS = QoS(reliable=False, transient_local=False, depth=5)  # rclpy qos_profile_sensor_data
+RELIABLE_QOS = QoS(reliable=True, transient_local=False, depth=10)
+LATCHED_QOS = QoS(reliable=True, transient_local=True, depth=1)  # a state: late joiners get the last
+
+
+class Publisher(Protocol):
+    def publish(self, msg: Any) -> None: ...
+
+    def subscription_count(self) -> int: ...
+
+
+class MessageFactory(Protocol):
+    def make(self, typename: str, **fields: Any) -> Any: ...
+
+
+class NodeContext(Protocol):
+    node_name: str
+    namespace: str
+    factory: MessageFactory
+    logger: logging.Logger
+
+    def create_publisher(self, topic: str, typename: str, qos: QoS) -> Publisher: ...
+
+    def create_subscription(self, topic: str, typename: str, qos: QoS,
+                            callback: Callable[[Any], None]) -> None: ...
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None: ...
+
+    def now_ns(self) -> int: ...
+
+
+def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:
+    """Fully qualified ROS 2 topic name (``~/lanes`` → ``/ns/node/lanes``)."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if name.startswith("~"):
+        name = f"{ns}/{node_name}/{name[1:].lstrip('/')}"
+    elif not name.startswith("/"):
+        name = f"{ns}/{name}"
+    name = "/" + "/".join(p for p in name.split("/") if p)
+    return name
