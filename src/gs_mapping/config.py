@@ -26,6 +26,34 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+def param(default: Any, description: str, range: tuple[float, float] | None = None, **kw: Any) -> Any:
+    """A documented config field: ``rate_hz: float = param(2.0, "publish rate", (0.1, 100))``.
+
+    The description and range become the ROS 2 ParameterDescriptor when a node declares it, and
+    the range is checked when the config is built from a file."""
+    meta = {"description": description, "range": range}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
+
+
+def describe(cls: type) -> dict[str, dict[str, Any]]:
+    """Dotted parameter name → {default, description, range} for a (nested) config dataclass."""
+    out: dict[str, dict[str, Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            for k, v in describe(tp).items():
+                out[f"{f.name}.{k}"] = v
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out[f.name] = {"default": default, "description": f.metadata.get("description", ""),
+                       "range": f.metadata.get("range")}
+    return out
+
+
 def read_parameters(path: str | Path) -> dict[str, Any]:
     """Return the merged ``ros__parameters`` mapping of every node key in a ROS parameter YAML."""
     path = Path(path)
@@ -80,6 +108,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        bounds = f.metadata.get("range")
+        if bounds and f.name in kwargs and isinstance(kwargs[f.name], (int, float)):
+            lo, hi = bounds
+            if not lo <= kwargs[f.name] <= hi:
+                raise ConfigError(f"{where}.{f.name}: {kwargs[f.name]} is outside [{lo}, {hi}]")
     try:
         obj = cls(**kwargs)
     except (ValueError, TypeError) as exc:

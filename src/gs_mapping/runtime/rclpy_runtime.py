@@ -1,0 +1,116 @@
+"""rclpy runtime (ROS 2 Humble / Jazzy): the same node objects as replay and DDS, on a real ROS 2 node.
+
+Kept thin on purpose: QoS mapping, parameter declaration from the config dataclasses (with their
+descriptions and ranges), message classes by type name, and spinning. rclpy cannot be installed on
+our development machine or in CI, so this module is NOT exercised by the test suite; it is written
+against the documented rclpy API and checked on a ROS 2 machine (see README, "What was tested where").
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from ..config import describe, from_dict, unflatten
+from ..nodes.context import QoS
+
+
+def _msg_class(typename: str) -> type:
+    pkg, kind, name = typename.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def _qos_profile(qos: QoS):
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=qos.depth,
+        reliability=ReliabilityPolicy.RELIABLE if qos.reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.transient_local else DurabilityPolicy.VOLATILE,
+    )
+
+
+class RclpyContext:
+    """:class:`~gs_mapping.nodes.context.NodeContext` on an ``rclpy.node.Node``."""
+
+    def __init__(self, node: Any):
+        from ..messages import RclpyFactory
+
+        self.node = node
+        self.node_name = node.get_name()
+        self.namespace = node.get_namespace()
+        self.factory = RclpyFactory()
+        self.logger = node.get_logger()  # rclpy's logger: debug/info/warning/error like logging's
+        self._keep: list[Any] = []
+
+    def create_publisher(self, topic: str, typename: str, qos: QoS) -> Any:
+        pub = self.node.create_publisher(_msg_class(typename), topic, _qos_profile(qos))
+        pub.subscription_count = pub.get_subscription_count  # our Publisher protocol's name
+        return pub
+
+    def create_subscription(self, topic: str, typename: str, qos: QoS,
+                            callback: Callable[[Any], None]) -> None:
+        self._keep.append(self.node.create_subscription(_msg_class(typename), topic, callback,
+                                                        _qos_profile(qos)))
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
+        self._keep.append(self.node.create_timer(period_s, callback))
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+
+def declare_config(node: Any, cls: type, defaults: Any = None) -> Any:
+    """Declare every field of config dataclass ``cls`` as a ROS parameter (dotted names, with
+    description and range) and build the config from the values the node was given."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    base = defaults if defaults is not None else cls()
+    flat_defaults = {k: v["default"] for k, v in describe(cls).items()}
+    if defaults is not None:
+        from ..config import flatten
+
+        flat_defaults.update(flatten(base))
+    values = {}
+    for name, info in describe(cls).items():
+        desc = ParameterDescriptor(description=info["description"] or name)
+        lo_hi = info["range"]
+        default = flat_defaults[name]
+        if lo_hi is not None and isinstance(default, bool) is False:
+            if isinstance(default, int):
+                desc.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=0)]
+            elif isinstance(default, float):
+                desc.floating_point_range = [FloatingPointRange(from_value=float(lo_hi[0]),
+                                                                to_value=float(lo_hi[1]), step=0.0)]
+        if isinstance(default, tuple):
+            default = list(default)
+        param = node.declare_parameter(name, default, desc)
+        values[name] = param.value
+    return from_dict(cls, unflatten(values), where=f"node {node.get_name()} parameters")
+
+
+def run_node(factory: Callable[[Any, Any], Any], node_name: str, config_cls: type,
+             args: list[str] | None = None) -> int:
+    """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, declare parameters, build
+    the node object with ``factory(context, config)``, spin until shutdown."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.node import Node
+
+    rclpy.init(args=args)
+    node = Node(node_name)
+    obj = None
+    try:
+        config = declare_config(node, config_cls)
+        obj = factory(RclpyContext(node), config)
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if obj is not None and hasattr(obj, "close"):
+            obj.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+__all__ = ["RclpyContext", "declare_config", "run_node"]
