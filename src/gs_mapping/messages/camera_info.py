@@ -1,0 +1,110 @@
+"""sensor_msgs/CameraInfo ⇄ :class:`CameraIntrinsics` (and from there a :class:`gs_mapping.camera.Camera`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..camera import Camera
+from ..errors import MessageError
+from .factory import MessageFactory, _factory, make_header, stamp_to_ns
+
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+
+
+@dataclass
+class CameraIntrinsics:
+    """What a pinhole CameraInfo says: image size, K (3x3), distortion and where/when it applies."""
+
+    width: int
+    height: int
+    K: np.ndarray
+    D: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    distortion_model: str = "plumb_bob"
+    frame_id: str = ""
+    stamp_ns: int = 0
+
+    def __post_init__(self) -> None:
+        self.K = np.asarray(self.K, np.float64).reshape(3, 3)
+        self.D = np.asarray(self.D, np.float64).reshape(-1)
+        _check(self.K, self.width, self.height, self.frame_id)
+
+    @property
+    def fx(self) -> float:
+        return float(self.K[0, 0])
+
+    @property
+    def fy(self) -> float:
+        return float(self.K[1, 1])
+
+    @property
+    def cx(self) -> float:
+        return float(self.K[0, 2])
+
+    @property
+    def cy(self) -> float:
+        return float(self.K[1, 2])
+
+    def camera(self, T_map_cam: np.ndarray | None = None) -> Camera:
+        """A :class:`Camera` with these intrinsics at pose ``T_map_cam`` (identity if omitted)."""
+        return Camera(self.K.copy(), int(self.width), int(self.height),
+                      np.eye(4) if T_map_cam is None else T_map_cam, self.frame_id or "camera_optical_frame")
+
+    @staticmethod
+    def from_camera(camera: Camera, stamp_ns: int = 0) -> "CameraIntrinsics":
+        return CameraIntrinsics(camera.width, camera.height, camera.K.copy(), np.zeros(5), "plumb_bob",
+                                camera.frame_id, stamp_ns)
+
+
+def _check(K: np.ndarray, width: int, height: int, frame_id: str) -> None:
+    where = f"{CAMERA_INFO} (frame {frame_id!r})"
+    if not np.all(np.isfinite(K)):
+        raise MessageError(f"{where}.k: non-finite intrinsics {K.reshape(-1).tolist()}")
+    if not np.any(K):
+        raise MessageError(f"{where}.k: all zeros (uncalibrated camera)")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise MessageError(f"{where}.k: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+    if int(width) <= 0 or int(height) <= 0:
+        raise MessageError(f"{where}.width/height: invalid image size {width}x{height}")
+
+
+def _field(msg: Any, name: str) -> Any:
+    # ROS 2 names the matrices k, d, r, p; ROS 1 (and some bridges) K, D, R, P.
+    value = getattr(msg, name, None)
+    if value is None:
+        value = getattr(msg, name.upper(), None)
+    if value is None:
+        raise MessageError(f"{CAMERA_INFO}: message has no field {name!r}")
+    return value
+
+
+def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
+    """A CameraInfo message → :class:`CameraIntrinsics`; :class:`MessageError` if K is unusable."""
+    k = np.asarray(_field(msg, "k"), np.float64).reshape(-1)
+    if k.size != 9:
+        raise MessageError(f"{CAMERA_INFO}.k: expected 9 elements, got {k.size}")
+    d = np.asarray(_field(msg, "d"), np.float64).reshape(-1)
+    return CameraIntrinsics(int(msg.width), int(msg.height), k.reshape(3, 3), d,
+                            str(msg.distortion_model), str(msg.header.frame_id),
+                            stamp_to_ns(msg.header.stamp))
+
+
+def intrinsics_to_camera_info(intr: CameraIntrinsics, factory: MessageFactory | None = None,
+                              stamp_ns: int | None = None, frame_id: str | None = None) -> Any:
+    """:class:`CameraIntrinsics` → a CameraInfo message (R = identity, P = [K | 0]: a monocular camera)."""
+    factory = _factory(factory)
+    p = np.zeros((3, 4))
+    p[:, :3] = intr.K
+    return factory.make(
+        CAMERA_INFO,
+        header=make_header(intr.stamp_ns if stamp_ns is None else stamp_ns,
+                           intr.frame_id if frame_id is None else frame_id, factory),
+        height=int(intr.height), width=int(intr.width), distortion_model=str(intr.distortion_model),
+        d=np.asarray(intr.D, np.float64).reshape(-1), k=intr.K.reshape(-1).astype(np.float64),
+        r=np.eye(3).reshape(-1), p=p.reshape(-1))
+
+
+def camera_info_to_camera(msg: Any, T_map_cam: np.ndarray | None = None) -> Camera:
+    """Shortcut: CameraInfo message → :class:`Camera` at ``T_map_cam``."""
+    return camera_info_to_intrinsics(msg).camera(T_map_cam)
