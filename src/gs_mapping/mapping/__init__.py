@@ -1,0 +1,12 @@
+"""Incremental 3D Gaussian Splatting mapping from RGB-D (or LiDAR-depth) frames with TF poses.
+
+``frames`` (bag → posed RGB-D frames), ``keyframes`` (selection), ``seeding`` (new Gaussians where the
+map does not explain a frame), ``optimizer`` (sliding window), ``densify`` (clone/split/prune/cap),
+``virtual_views`` (GS-Share's virtual-image enhancement), ``params`` (torch working copy ⇄
+GaussianMap), ``metrics``, and ``mapper`` (:class:`IncrementalMapper`, which ties them together).
+"""
+from .config import MapperConfig
+from .frames import Frame, FrameStats, read_frames
+from .mapper import IncrementalMapper, MapperStats
+
+__all__ = ["Frame", "FrameStats", "IncrementalMapper", "MapperConfig", "MapperStats", "read_frames"]

@@ -1,0 +1,104 @@
+"""Densify and prune on CPU (our own, after 3DGS's adaptive density control), and the hard cap.
+
+During a keyframe's optimisation the mapper accumulates, per Gaussian, the norm of the gradient of
+its mean. Afterwards Gaussians whose average gradient is high (under-reconstructed regions) are
+cloned when small and split in two when large; then transparent and oversized ones are pruned;
+finally the cap removes the least contributing Gaussians until the count fits.
+
+Contribution (for the cap) is opacity × projected area proxy (product of the two largest scales),
+a view-independent estimate of how much a Gaussian can cover: a faint, tiny Gaussian is the cheapest
+to lose.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..geometry import quat_to_matrix
+from .config import DensifyConfig
+from .params import TorchGaussians
+
+
+class GradAccumulator:
+    def __init__(self, n: int):
+        self.sum = np.zeros(n)
+        self.count = np.zeros(n)
+
+    def add(self, grad_means: torch.Tensor | None) -> None:
+        if grad_means is None:
+            return
+        g = grad_means.detach().norm(dim=-1).cpu().numpy()
+        seen = g > 0
+        self.sum[seen] += g[seen]
+        self.count[seen] += 1
+
+    def mean(self) -> np.ndarray:
+        return self.sum / np.maximum(self.count, 1)
+
+
+def contribution(params: TorchGaussians) -> np.ndarray:
+    s = np.sort(params.numpy("log_scales"), axis=1)
+    area = np.exp(s[:, 1] + s[:, 2])
+    op = 1.0 / (1.0 + np.exp(-params.numpy("opacity_logits").astype(np.float64)))
+    return op * area
+
+
+def densify(params: TorchGaussians, acc: GradAccumulator, cam_centre: np.ndarray, cfg: DensifyConfig,
+            rng: np.random.Generator) -> dict[str, int]:
+    """Clone/split high-gradient Gaussians (appended as new rows); split parents are pruned."""
+    n = len(params)
+    if n == 0 or not cfg.enabled:
+        return {"cloned": 0, "split": 0}
+    g = acc.mean()
+    cand = np.nonzero(g > cfg.grad_threshold)[0]
+    limit = int(cfg.max_fraction * n)
+    if len(cand) > limit:
+        cand = cand[np.argsort(-g[cand])[:limit]]
+    if len(cand) == 0:
+        return {"cloned": 0, "split": 0}
+    means = params.numpy("means")[cand]
+    log_s = params.numpy("log_scales")[cand]
+    dist = np.linalg.norm(means - cam_centre, axis=1)
+    big = np.exp(log_s.max(axis=1)) > cfg.split_scale_ratio * np.maximum(dist, 1e-3)
+    fields = {k: params.numpy(k)[cand] for k in ("means", "quats", "log_scales", "opacity_logits", "sh")}
+    # Clones: same parameters; they separate as gradients differ. Splits: two samples from the
+    # parent's distribution with scales / 1.6 (as in 3DGS); the parent goes.
+    clone = {k: v[~big] for k, v in fields.items()}
+    split = {k: np.concatenate([v[big], v[big]]) for k, v in fields.items()}
+    if big.any():
+        q = fields["quats"][big]
+        rot = np.stack([quat_to_matrix(x / np.linalg.norm(x)) for x in q])
+        std = np.exp(fields["log_scales"][big])
+        offs = rng.standard_normal((2,) + std.shape) * std
+        offs = np.einsum("nij,knj->kni", rot, offs).reshape(-1, 3)
+        split["means"] = (split["means"] + offs).astype(np.float32)
+        split["log_scales"] = (split["log_scales"] - np.log(1.6)).astype(np.float32)
+    new = {k: np.concatenate([clone[k], split[k]]) for k in fields}
+    keep = np.ones(n, bool)
+    keep[cand[big]] = False
+    params.keep(keep)
+    params.append(**new)
+    return {"cloned": int((~big).sum()), "split": int(big.sum())}
+
+
+def prune(params: TorchGaussians, cfg: DensifyConfig) -> int:
+    """Drop nearly transparent and oversized Gaussians."""
+    if len(params) == 0:
+        return 0
+    op = 1.0 / (1.0 + np.exp(-params.numpy("opacity_logits").astype(np.float64)))
+    size = np.exp(params.numpy("log_scales").max(axis=1))
+    keep = (op >= cfg.min_opacity) & (size <= cfg.max_scale_m)
+    params.keep(keep)
+    return int((~keep).sum())
+
+
+def enforce_cap(params: TorchGaussians, max_gaussians: int) -> int:
+    """Remove the least contributing Gaussians until at most ``max_gaussians`` remain."""
+    n = len(params)
+    if n <= max_gaussians:
+        return 0
+    order = np.argsort(contribution(params), kind="stable")
+    keep = np.ones(n, bool)
+    keep[order[: n - max_gaussians]] = False
+    params.keep(keep)
+    return n - max_gaussians

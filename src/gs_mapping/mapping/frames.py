@@ -1,0 +1,127 @@
+"""From a bag to mapping frames: colour + depth + intrinsics + pose from TF.
+
+Colour and depth images are paired by the approximate-time synchroniser; the latest CameraInfo gives
+the intrinsics; the pose is ``T_map_cam`` looked up in TF at the colour image's header stamp, for
+the colour image's frame id. TF is read in a first pass (it is small) so that a lookup at an image's
+stamp can interpolate between the transforms around it, as a live node would after a short delay.
+
+Depth is taken as registered to the colour image (``*/image_rect_raw`` aligned to colour, or
+``aligned_depth_to_color``); a depth image of another size is invalid for that frame.
+
+Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
+extrapolated), an undecodable or wrongly sized depth image, no CameraInfo yet.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..camera import Camera
+from ..errors import GsMappingError, MessageError, TFError
+from .config import TopicsConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """One RGB-D frame with its pose. ``depth`` is metres, 0 or NaN where invalid."""
+
+    rgb: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    depth: np.ndarray  # (H, W) float32 metres
+    camera: Camera  # intrinsics + T_map_cam
+    stamp_ns: int
+    index: int = 0  # position among the bag's colour/depth pairs (for hold-out selection)
+
+
+@dataclass
+class FrameStats:
+    pairs: int = 0
+    no_pose: int = 0
+    invalid_depth: int = 0
+    no_camera_info: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return self.no_pose + self.invalid_depth + self.no_camera_info
+
+    def skip(self, kind: str, message: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.reasons) < 100:
+            self.reasons.append(message)
+        log.warning("%s: skipped", message)
+
+
+def load_tf(bag, topics: TopicsConfig):
+    """A TF buffer holding every /tf and /tf_static transform of the bag."""
+    from ..tf import TFBuffer
+
+    # Everything is loaded up front, so keep all samples (no cache horizon).
+    buf = TFBuffer(cache_time_s=0, extrapolation_tolerance_s=topics.tf_tolerance_s)
+    for name, static in ((topics.tf_static, True), (topics.tf, False)):
+        if not bag.has_topic(name):
+            continue
+        for _topic, _stamp, msg in bag.messages([name]):
+            try:
+                buf.add_message(msg, static=static)
+            except GsMappingError as exc:
+                log.warning("%s: bad transform message ignored: %s", name, exc)
+    return buf
+
+
+def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
+                stats: FrameStats | None = None) -> Iterator[Frame]:
+    """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``."""
+    from ..bag import BagReader
+    from ..messages import camera_info_to_intrinsics, depth_image_to_metres, image_to_rgb, stamp_to_ns
+    from ..sync import ApproximateTimeSynchronizer
+
+    topics = topics or TopicsConfig()
+    stats = stats if stats is not None else FrameStats()
+    with BagReader(bag_path) as bag:
+        for name in (topics.color, topics.depth, topics.camera_info):
+            bag.topic(name)  # BagError naming the topics the bag has
+        tf = load_tf(bag, topics)
+        sync = ApproximateTimeSynchronizer([topics.color, topics.depth], slop_ns=int(topics.sync_slop_s * 1e9))
+        intrinsics = None
+        for topic, _stamp, msg in bag.messages([topics.color, topics.depth, topics.camera_info]):
+            if topic == topics.camera_info:
+                try:
+                    intrinsics = camera_info_to_intrinsics(msg)
+                except MessageError as exc:
+                    log.warning("%s: bad CameraInfo ignored: %s", topics.camera_info, exc)
+                continue
+            for pair in sync.add(topic, stamp_to_ns(msg.header.stamp), msg):
+                color_msg, depth_msg = pair[topics.color], pair[topics.depth]
+                index = stats.pairs
+                stats.pairs += 1
+                stamp = stamp_to_ns(color_msg.header.stamp)
+                where = f"frame {index} ({topics.color} at {stamp} ns)"
+                if intrinsics is None:
+                    stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.camera_info} yet")
+                    continue
+                frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
+                try:
+                    T = tf.lookup(topics.map_frame, frame_id, stamp).matrix()
+                except TFError as exc:
+                    stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {frame_id}: {exc}")
+                    continue
+                try:
+                    rgb = image_to_rgb(color_msg).astype(np.float32) / 255.0
+                    depth = depth_image_to_metres(depth_msg)
+                except MessageError as exc:
+                    stats.skip("invalid_depth", f"{where}: {exc}")
+                    continue
+                if depth.shape != rgb.shape[:2] or (intrinsics.width, intrinsics.height) != (rgb.shape[1],
+                                                                                               rgb.shape[0]):
+                    stats.skip("invalid_depth", f"{where}: depth {depth.shape[::-1]} / CameraInfo "
+                               f"{intrinsics.width}x{intrinsics.height} do not match colour "
+                               f"{rgb.shape[1]}x{rgb.shape[0]}")
+                    continue
+                camera = Camera(intrinsics.K, intrinsics.width, intrinsics.height, T, frame_id)
+                yield Frame(rgb, np.nan_to_num(depth, nan=0.0).astype(np.float32), camera, stamp, index)

@@ -1,0 +1,162 @@
+"""The incremental mapper: frames in, a growing GaussianMap out.
+
+Per mapping frame: validate depth → keyframe decision → (keyframe) seed new Gaussians where the map
+does not explain the frame → optimise the sliding window → densify / prune / cap → sync the torch
+working copy into :attr:`IncrementalMapper.gmap` (add / update / remove by id), so
+``mapper.gmap.take_changes()`` yields exactly what changed for the codec.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..camera import Camera
+from ..gaussians import GaussianMap
+from .config import MapperConfig
+from .densify import GradAccumulator, densify, enforce_cap, prune
+from .frames import Frame
+from .keyframes import KeyframeDecision, KeyframeSelector
+from .metrics import depth_l1, psnr, ssim
+from .optimizer import TrainView, WindowOptimizer, make_view
+from .params import TorchGaussians
+from .seeding import seed_gaussians, unexplained_mask
+from .virtual_views import virtual_views
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
+    return device
+
+
+@dataclass
+class MapperStats:
+    frames: int = 0
+    keyframes: int = 0
+    skipped_invalid_depth: int = 0
+    rejected_steps: int = 0
+    steps: int = 0
+    seeded: int = 0
+    cloned: int = 0
+    split: int = 0
+    pruned: int = 0
+    capped: int = 0
+    keyframe_seconds: list[float] = field(default_factory=list)
+
+
+class IncrementalMapper:
+    def __init__(self, cfg: MapperConfig | None = None, device: str | None = None, rasterize=None):
+        self.cfg = cfg or MapperConfig()
+        self.device = resolve_device(device or self.cfg.device)
+        if rasterize is None:
+            from ..render import rasterize  # the suite's renderer (gsplat on CUDA, ours on CPU)
+        self._rasterize = rasterize
+        self.gmap = GaussianMap(self.cfg.sh_degree, self.cfg.tile_size)
+        self.params = TorchGaussians(self.cfg.sh_degree, self.device)
+        self.selector = KeyframeSelector(self.cfg.keyframe)
+        self.window: deque[TrainView] = deque(maxlen=self.cfg.optim.window)
+        self.virtual: deque[TrainView] = deque(maxlen=2 * len(self.cfg.virtual_views.offsets_m) or 1)
+        self.optimizer = WindowOptimizer(self.cfg.optim, self.render_params)
+        self.rng = np.random.default_rng(self.cfg.seed)
+        self.stats = MapperStats()
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def render_params(self, params: TorchGaussians, camera: Camera):
+        """Differentiable render of the working copy: colour (H,W,3), depth (H,W), alpha (H,W).
+        Depth is the expected depth (Σ wᵢ zᵢ / Σ wᵢ): z where the map is, whatever its coverage."""
+        means, quats, scales, opac, sh = params.activated()
+        out = self._rasterize(
+            means, quats, scales, opac, sh,
+            torch.as_tensor(camera.T_cam_map, dtype=torch.float32, device=self.device),
+            torch.as_tensor(camera.K, dtype=torch.float32, device=self.device),
+            camera.width, camera.height, sh_degree=self.cfg.sh_degree, backend=self.cfg.backend)
+        return out.color, out.depth, out.alpha
+
+    def render(self, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render the current map (numpy colour, depth, alpha); blank for an empty map."""
+        if len(self.params) == 0:
+            h, w = camera.height, camera.width
+            return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+        with torch.no_grad():
+            c, d, a = self.render_params(self.params, camera)
+        return c.clamp(0, 1).cpu().numpy(), d.cpu().numpy(), a.cpu().numpy()
+
+    # -- mapping -----------------------------------------------------------------------------------
+    def depth_is_valid(self, frame: Frame) -> bool:
+        d = frame.depth
+        ok = np.isfinite(d) & (d >= self.cfg.min_depth_m) & (d <= self.cfg.max_depth_m)
+        return d.shape == frame.rgb.shape[:2] and ok.mean() >= self.cfg.min_valid_depth_fraction
+
+    def add_frame(self, frame: Frame) -> KeyframeDecision:
+        """Feed one mapping frame (never a held-out one). Invalid depth: skipped and counted."""
+        if not self.depth_is_valid(frame):
+            self.stats.skipped_invalid_depth += 1
+            log.warning("frame at %d ns: depth image invalid (%.0f%% valid pixels): skipped",
+                        frame.stamp_ns, 100 * float(np.mean(frame.depth > 0)))
+            return KeyframeDecision(False, "invalid depth")
+        self.stats.frames += 1
+        depth = self._clean_depth(frame.depth)
+        decision = self.selector.decide(frame.camera, depth)
+        if decision.is_keyframe:
+            t0 = time.perf_counter()
+            self._map_keyframe(frame, depth)
+            self.stats.keyframe_seconds.append(time.perf_counter() - t0)
+            self.stats.keyframes += 1
+        return decision
+
+    def _clean_depth(self, depth: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(depth) & (depth >= self.cfg.min_depth_m) & (depth <= self.cfg.max_depth_m)
+        return np.where(ok, depth, 0.0).astype(np.float32)
+
+    def _map_keyframe(self, frame: Frame, depth: np.ndarray) -> None:
+        cfg = self.cfg
+        # 1. seed where the map does not explain this view
+        if len(self.params):
+            _, rd, alpha = self.render(frame.camera)
+            mask = unexplained_mask(alpha, rd, depth, cfg.seeding)
+        else:
+            mask = unexplained_mask(None, None, depth, cfg.seeding)
+        seeds = seed_gaussians(frame.rgb, depth, frame.camera, mask, cfg.seeding, cfg.sh_degree)
+        self.params.append(**seeds)
+        self.stats.seeded += len(seeds["means"])
+        self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
+        # 2. optimise the window
+        self.window.append(make_view(frame.rgb, depth, frame.camera, cfg.optim.render_scale, self.device))
+        vv = cfg.virtual_views
+        if vv.enabled:
+            self.virtual.extend(virtual_views(frame.rgb, depth, frame.camera, vv.offsets_m,
+                                              cfg.optim.render_scale, vv.weight, self.device))
+        iters = cfg.optim.first_iterations if self.stats.keyframes == 0 else cfg.optim.iterations
+        acc = GradAccumulator(len(self.params))
+        st = self.optimizer.run(self.params, list(self.window), iters, self.rng, acc,
+                                list(self.virtual) if vv.enabled else None, vv.every)
+        self.stats.steps += st["steps"]
+        self.stats.rejected_steps += st["rejected"]
+        # 3. densify / prune / cap
+        if cfg.densify.enabled:
+            d = densify(self.params, acc, frame.camera.T_map_cam[:3, 3], cfg.densify, self.rng)
+            self.stats.cloned += d["cloned"]
+            self.stats.split += d["split"]
+            self.stats.pruned += prune(self.params, cfg.densify)
+        self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
+        # 4. publish into the shared container
+        self.params.sync_to(self.gmap)
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def evaluate(self, frame: Frame) -> dict:
+        """Render ``frame``'s view; PSNR/SSIM against its colour, depth L1 on valid measured depth."""
+        color, depth, alpha = self.render(frame.camera)
+        valid = self._clean_depth(frame.depth)
+        return {"stamp_ns": frame.stamp_ns, "psnr": psnr(color, frame.rgb), "ssim": ssim(color, frame.rgb),
+                "depth_l1_m": depth_l1(np.where(valid > 0, depth, np.nan), valid),
+                "coverage": float(np.mean(alpha > 0.5)), "rendered": color}

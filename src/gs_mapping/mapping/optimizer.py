@@ -1,0 +1,146 @@
+"""Sliding-window optimisation: L1 + D-SSIM on colour, L1 on valid depth.
+
+Each iteration renders one view of the window (the newest keyframe more often, since it holds the
+newest Gaussians) and takes one Adam step on every Gaussian parameter. A step whose loss or gradients
+are not finite is rejected before it touches anything: parameters and optimiser state stay as they
+were, so a bad frame cannot poison the map.
+
+Optimisation runs at ``render_scale`` of the image size (half resolution by default): on CPU the
+rasterizer's cost is per pixel and per splat, and the extra resolution buys little while the map is
+young; evaluation always renders at full resolution.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..camera import Camera
+from .config import OptimConfig
+from .densify import GradAccumulator
+from .metrics import ssim_map
+from .params import TorchGaussians
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainView:
+    """One supervised view at optimisation resolution."""
+
+    camera: Camera  # at optimisation resolution (K scaled)
+    rgb: torch.Tensor  # (h, w, 3) in [0, 1]
+    depth: torch.Tensor | None  # (h, w) metres, 0 = invalid
+    mask: torch.Tensor | None = None  # (h, w) bool: pixels with a target (None = all)
+    weight: float = 1.0
+    virtual: bool = False
+
+
+def scaled_camera(camera: Camera, scale: float) -> Camera:
+    """The same camera rendering an image ``scale`` times the size (pixel centres kept consistent)."""
+    if scale == 1.0:
+        return camera
+    w, h = int(round(camera.width * scale)), int(round(camera.height * scale))
+    sx, sy = w / camera.width, h / camera.height
+    K = camera.K.copy()
+    K[0, 0] *= sx
+    K[1, 1] *= sy
+    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return Camera(K, w, h, camera.T_map_cam, camera.frame_id)
+
+
+def resize_rgb(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    t = torch.as_tensor(np.ascontiguousarray(rgb), dtype=torch.float32).permute(2, 0, 1)[None]
+    return F.interpolate(t, size=(h, w), mode="area")[0].permute(1, 2, 0).numpy()
+
+
+def resize_depth(depth: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Depth is not averaged (it would blend across edges and with invalid zeros): nearest sample."""
+    if depth.shape == (h, w):
+        return depth
+    H, W = depth.shape
+    v = np.minimum(((np.arange(h) + 0.5) * H / h).astype(int), H - 1)
+    u = np.minimum(((np.arange(w) + 0.5) * W / w).astype(int), W - 1)
+    return depth[v[:, None], u[None, :]]
+
+
+def make_view(rgb: np.ndarray, depth: np.ndarray, camera: Camera, scale: float, device) -> TrainView:
+    cam = scaled_camera(camera, scale)
+    r = resize_rgb(rgb, cam.width, cam.height)
+    d = resize_depth(depth, cam.width, cam.height)
+    return TrainView(cam, torch.as_tensor(r, dtype=torch.float32, device=device),
+                     torch.as_tensor(d, dtype=torch.float32, device=device))
+
+
+def view_loss(color: torch.Tensor, depth: torch.Tensor, view: TrainView, cfg: OptimConfig) -> torch.Tensor:
+    if view.mask is None:
+        l1 = (color - view.rgb).abs().mean()
+        loss = (1 - cfg.lambda_dssim) * l1
+        if cfg.lambda_dssim > 0 and min(color.shape[:2]) >= 11:
+            loss = loss + cfg.lambda_dssim * (1 - ssim_map(color, view.rgb).mean())
+        valid = view.depth > 0 if view.depth is not None else None
+    else:  # a partial target (virtual view): masked L1 only
+        m = view.mask
+        loss = (color - view.rgb).abs()[m].mean() if m.any() else color.sum() * 0
+        valid = m & (view.depth > 0) if view.depth is not None else None
+    if view.depth is not None and cfg.lambda_depth > 0 and valid.any():
+        loss = loss + cfg.lambda_depth * (depth[valid] - view.depth[valid]).abs().mean()
+    return loss * view.weight
+
+
+class WindowOptimizer:
+    def __init__(self, cfg: OptimConfig, render_fn):
+        """``render_fn(params, camera) -> (color, depth, alpha)`` differentiable torch tensors."""
+        self.cfg = cfg
+        self.render_fn = render_fn
+
+    def make_adam(self, params: TorchGaussians) -> torch.optim.Adam:
+        c = self.cfg
+        lrs = {"means": c.lr_means, "quats": c.lr_quats, "log_scales": c.lr_log_scales,
+               "opacity_logits": c.lr_opacity, "sh": c.lr_sh}
+        return torch.optim.Adam([{"params": [getattr(params, n)], "lr": lr, "name": n}
+                                 for n, lr in lrs.items()], eps=1e-15)
+
+    def pick(self, views: list[TrainView], rng: np.random.Generator) -> TrainView:
+        if len(views) == 1 or rng.random() < self.cfg.newest_fraction:
+            return views[-1]
+        return views[int(rng.integers(0, len(views) - 1))]
+
+    def run(self, params: TorchGaussians, views: list[TrainView], iterations: int,
+            rng: np.random.Generator, acc: GradAccumulator | None = None,
+            virtual: list[TrainView] | None = None, virtual_every: int = 0) -> dict:
+        """Optimise ``params`` in place; returns step statistics."""
+        stats = {"steps": 0, "rejected": 0, "loss_first": None, "loss_last": None}
+        if len(params) == 0 or not views or iterations <= 0:
+            return stats
+        opt = self.make_adam(params)
+        tensors = list(params.parameters().values())
+        for it in range(iterations):
+            use_virtual = bool(virtual) and virtual_every and (it % virtual_every == virtual_every - 1)
+            view = virtual[int(rng.integers(0, len(virtual)))] if use_virtual else self.pick(views, rng)
+            opt.zero_grad(set_to_none=True)
+            color, depth, _alpha = self.render_fn(params, view.camera)
+            loss = view_loss(color, depth, view, self.cfg)
+            if not torch.isfinite(loss):
+                stats["rejected"] += 1
+                log.warning("non-finite loss %s: step rejected, map unchanged", float(loss))
+                continue
+            loss.backward()
+            if not all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in tensors):
+                stats["rejected"] += 1
+                log.warning("non-finite gradient: step rejected, map unchanged")
+                continue
+            if acc is not None and not view.virtual:
+                acc.add(params.means.grad)
+            opt.step()
+            stats["steps"] += 1
+            value = float(loss.detach())
+            stats["loss_first"] = value if stats["loss_first"] is None else stats["loss_first"]
+            stats["loss_last"] = value
+        return stats

@@ -1,0 +1,116 @@
+"""The mapper's working copy of the Gaussians as torch leaf tensors, and its sync into a GaussianMap.
+
+Optimisation needs torch tensors with gradients; the rest of the suite (codec, PLY, ROS) needs the
+one container, :class:`~gs_mapping.gaussians.GaussianMap`, with stable ids and change tracking. The
+mapper edits the torch copy freely during a keyframe (steps, new seeds, clones, prunes) and calls
+:meth:`TorchGaussians.sync_to` once per keyframe, which turns the difference into ``add`` /
+``update`` / ``remove`` calls by id, so ``take_changes()`` yields exactly what the codec must send.
+
+Row order invariant: rows with an id come first, in ascending id order (as in the map); rows added
+since the last sync (id 0) follow in creation order. Pruning keeps order, appends go last, so after
+the map removes the pruned ids and appends the new rows, map rows and torch rows line up again.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import MapError
+from ..gaussians import GaussianMap
+
+FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+
+
+class TorchGaussians:
+    def __init__(self, sh_degree: int, device: str | torch.device = "cpu"):
+        self.sh_degree = sh_degree
+        self.num_sh = (sh_degree + 1) ** 2
+        self.device = torch.device(device)
+        z = lambda *s: torch.zeros(s, dtype=torch.float32, device=self.device)  # noqa: E731
+        self.means, self.quats, self.log_scales = z(0, 3), z(0, 4), z(0, 3)
+        self.opacity_logits, self.sh = z(0), z(0, self.num_sh, 3)
+        self.levels = np.zeros(0, np.uint8)
+        self.ids = np.zeros(0, np.uint64)  # 0 = not yet in the map
+        for name in FIELDS:
+            getattr(self, name).requires_grad_(True)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_map(cls, gmap: GaussianMap, device="cpu") -> "TorchGaussians":
+        out = cls(gmap.sh_degree, device)
+        out._set({n: torch.as_tensor(getattr(gmap, n).copy(), device=out.device) for n in FIELDS})
+        out.ids = gmap.ids.copy()
+        out.levels = gmap.levels.copy()
+        return out
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, n) for n in FIELDS}
+
+    def _set(self, values: dict[str, torch.Tensor]) -> None:
+        for name in FIELDS:
+            t = values[name].detach().to(self.device, torch.float32).contiguous()
+            setattr(self, name, t.requires_grad_(True))
+
+    def activated(self) -> tuple[torch.Tensor, ...]:
+        """(means, unit quats xyzw, scales, opacities, sh) as the renderer takes them."""
+        q = self.quats / self.quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return self.means, q, torch.exp(self.log_scales), torch.sigmoid(self.opacity_logits), self.sh
+
+    # -- structural edits (between optimisation steps; optimisers must be rebuilt after) -----------
+    def append(self, means, quats, log_scales, opacity_logits, sh) -> None:
+        new = {"means": means, "quats": quats, "log_scales": log_scales,
+               "opacity_logits": opacity_logits, "sh": sh}
+        n = len(np.asarray(means))
+        if n == 0:
+            return
+        with torch.no_grad():
+            self._set({k: torch.cat([getattr(self, k).detach(),
+                                     torch.as_tensor(np.asarray(v), dtype=torch.float32,
+                                                     device=self.device).reshape((n,) + tuple(
+                                                         getattr(self, k).shape[1:]))])
+                       for k, v in new.items()})
+        self.ids = np.concatenate([self.ids, np.zeros(n, np.uint64)])
+        self.levels = np.concatenate([self.levels, np.zeros(n, np.uint8)])
+
+    def keep(self, mask) -> None:
+        """Keep rows where ``mask`` is true (order preserved)."""
+        m = np.asarray(mask, bool)
+        if m.all():
+            return
+        tm = torch.as_tensor(m, device=self.device)
+        self._set({n: getattr(self, n).detach()[tm] for n in FIELDS})
+        self.ids = self.ids[m]
+        self.levels = self.levels[m]
+
+    def numpy(self, name: str) -> np.ndarray:
+        return getattr(self, name).detach().cpu().numpy()
+
+    def all_finite(self) -> bool:
+        return all(bool(torch.isfinite(getattr(self, n)).all()) for n in FIELDS)
+
+    # -- sync ---------------------------------------------------------------------------------------
+    def sync_to(self, gmap: GaussianMap) -> dict[str, int]:
+        """Make ``gmap`` equal to this working copy through add/update/remove by id."""
+        known = self.ids != 0
+        if np.any(~known[:-1] & known[1:]) if len(known) > 1 else False:
+            raise MapError("mapper rows out of order: new Gaussians must follow mapped ones")
+        live = self.ids[known]
+        removed = np.setdiff1d(gmap.ids, live, assume_unique=True)
+        if len(removed):
+            gmap.remove(removed)
+        if not np.array_equal(gmap.ids, live):
+            raise MapError("mapper working copy holds ids the map does not know")
+        values = {n: self.numpy(n) for n in FIELDS}
+        n_known = int(known.sum())
+        changed = np.zeros(n_known, bool)
+        for name in FIELDS:
+            a = values[name][:n_known].reshape(n_known, -1)
+            b = getattr(gmap, name).reshape(n_known, -1)
+            changed |= np.any(a != b, axis=1)
+        if changed.any():
+            gmap.update(live[changed], **{n: values[n][:n_known][changed] for n in FIELDS})
+        new_ids = gmap.add(*(values[n][n_known:] for n in FIELDS), levels=self.levels[n_known:])
+        self.ids[n_known:] = new_ids
+        return {"added": len(new_ids), "updated": int(changed.sum()), "removed": len(removed)}

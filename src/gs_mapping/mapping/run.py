@@ -1,0 +1,119 @@
+"""Map a whole bag: replay frames into the mapper, hold out every n-th, evaluate, write outputs.
+
+Shared by ``gs-mapping map`` and ``bench/mapping.py``. Outputs in ``out_dir``: ``map.ply`` (standard
+3DGS PLY), ``metrics.json`` and ``heldout/*.png`` (rendered | real, side by side).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GsMappingError
+from .config import MapperConfig
+from .frames import FrameStats, read_frames
+from .mapper import IncrementalMapper
+
+log = logging.getLogger(__name__)
+
+
+def _nanmean(values) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+def save_side_by_side(path: Path, rendered: np.ndarray, real: np.ndarray) -> None:
+    from PIL import Image
+
+    img = np.concatenate([rendered, real], axis=1)
+    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+def count_colour_messages(bag_path, topic: str) -> int | None:
+    from ..bag import BagReader
+
+    try:
+        with BagReader(bag_path) as bag:
+            return bag.topic(topic).count
+    except GsMappingError:
+        return None
+
+
+def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | None = None,
+            max_frames: int | None = None, progress: bool = True, write_pngs: bool = True,
+            rasterize=None) -> dict:
+    """Build a map from ``bag_path``; returns (and writes) the metrics dict."""
+    from tqdm import tqdm
+
+    from ..ply import save_ply
+
+    cfg = cfg or MapperConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mapper = IncrementalMapper(cfg, device, rasterize=rasterize)
+    fstats = FrameStats()
+    heldout = []
+    n = cfg.holdout_every
+    total = count_colour_messages(bag_path, cfg.topics.color)
+    if max_frames is not None and total is not None:
+        total = min(total, max_frames)
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="frame", desc="mapping", disable=not progress, leave=False)
+    try:
+        for frame in read_frames(bag_path, cfg.topics, fstats):
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            if n and frame.index % n == n - 1:
+                heldout.append(frame)  # never shown to the mapper
+            else:
+                mapper.add_frame(frame)
+            bar.update(frame.index + 1 - bar.n)
+            bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
+    finally:
+        bar.close()
+    map_seconds = time.perf_counter() - t0
+    if mapper.stats.keyframes == 0:
+        raise GsMappingError(f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
+                             f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped)")
+    save_ply(mapper.gmap, out / "map.ply")
+    per_view = []
+    if write_pngs and heldout:
+        (out / "heldout").mkdir(exist_ok=True)
+    for f in heldout:
+        m = mapper.evaluate(f)
+        if write_pngs:
+            save_side_by_side(out / "heldout" / f"{f.index:06d}.png", m["rendered"], f.rgb)
+        per_view.append({k: v for k, v in m.items() if k != "rendered"} | {"index": f.index})
+    ks = mapper.stats.keyframe_seconds
+    metrics = {
+        "bag": str(bag_path),
+        "device": mapper.device,
+        "heldout": {
+            "views": len(per_view),
+            "psnr": _nanmean(v["psnr"] for v in per_view),
+            "ssim": _nanmean(v["ssim"] for v in per_view),
+            "depth_l1_m": _nanmean(v["depth_l1_m"] for v in per_view),
+            "coverage": _nanmean(v["coverage"] for v in per_view),
+            "per_view": per_view,
+        },
+        "frames": fstats.pairs,
+        "mapping_frames": mapper.stats.frames,
+        "keyframes": mapper.stats.keyframes,
+        "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,
+        "skipped_detail": {"no_pose": fstats.no_pose, "no_camera_info": fstats.no_camera_info,
+                           "invalid_depth": fstats.invalid_depth + mapper.stats.skipped_invalid_depth},
+        "gaussians": len(mapper.gmap),
+        "seconds_per_keyframe_p50": float(np.median(ks)) if ks else math.nan,
+        "seconds_per_keyframe_max": float(np.max(ks)) if ks else math.nan,
+        "seconds_mapping": map_seconds,
+        "optimisation": {"steps": mapper.stats.steps, "rejected_steps": mapper.stats.rejected_steps,
+                         "seeded": mapper.stats.seeded, "cloned": mapper.stats.cloned,
+                         "split": mapper.stats.split, "pruned": mapper.stats.pruned,
+                         "capped": mapper.stats.capped},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+    return metrics
