@@ -379,7 +379,14 @@ class BagWriter:
         """Serialise ``msg`` (an rosbags or duck-typed message of the topic's type) and write it."""
         _, typename = self._conn(topic)
         try:
-            data = self.typestore.serialize_cdr(msg, typename)
+            try:
+                data = self.typestore.serialize_cdr(msg, typename)
+            except Exception:
+                # e.g. an rclpy message holding array.array fields: rebuild it as a rosbags message.
+                from .messages import RosbagsFactory, convert_message
+
+                data = self.typestore.serialize_cdr(
+                    convert_message(msg, typename, RosbagsFactory(self.typestore)), typename)
         except Exception as exc:
             raise BagError(f"{self.path}: topic {topic}: cannot serialise {typename} at {stamp_ns} ns: "
                            f"{_describe(exc)}") from exc

@@ -1,0 +1,251 @@
+"""A TF buffer: the ``/tf`` + ``/tf_static`` tree, looked up through any chain and interpolated in time.
+
+Each edge of the tree stores ``T_parent_child`` samples sorted by stamp. A lookup walks both frames up
+to their common ancestor, samples every edge on the way at the requested stamp and composes:
+``T_target_source = inv(T_anc_target) @ T_anc_source``. Between two samples translation is linear and
+rotation is slerped; static edges (``/tf_static``) hold at every time. Outside an edge's data the
+nearest sample is used if the gap is within ``extrapolation_tolerance_s``; beyond it the lookup raises
+:class:`ExtrapolationError` naming the frames, the stamp asked for and the range held.
+
+Differences from tf2 (on purpose): a frame may have only one parent for its whole life (re-parenting is
+an error rather than a silent switch), and small extrapolation is allowed by a configurable tolerance
+(tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the path share (tf2's
+``Time(0)``).
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from .errors import ExtrapolationError, TFError, UnknownFrameError
+from .geometry import Transform, TransformStamped, check_quaternion, slerp
+
+
+@dataclass
+class TFConfig:
+    """TF buffer settings (section ``tf`` where a component embeds it)."""
+
+    cache_time_s: float = 10.0  # dynamic samples older than newest − this are dropped; ≤ 0: keep all
+    extrapolation_tolerance_s: float = 0.05  # lookups this far outside an edge's data use its end sample
+
+
+@dataclass(frozen=True)
+class EdgeInfo:
+    """Summary of one edge: ``parent`` → ``child``, static or not, samples held and their span."""
+
+    child: str
+    parent: str
+    static: bool
+    count: int
+    first_ns: int
+    last_ns: int
+
+
+class _Edge:
+    """Samples of ``T_parent_child``: stamps ascending, with translations and rotations alongside."""
+
+    __slots__ = ("parent", "child", "static", "stamps", "trans", "rots")
+
+    def __init__(self, parent: str, child: str, static: bool):
+        self.parent, self.child, self.static = parent, child, static
+        self.stamps: list[int] = []
+        self.trans: list[np.ndarray] = []
+        self.rots: list[np.ndarray] = []
+
+    def insert(self, stamp: int, t: np.ndarray, q: np.ndarray) -> None:
+        if self.static:  # latest static value wins; it holds at all times
+            self.stamps, self.trans, self.rots = [stamp], [t], [q]
+            return
+        i = bisect.bisect_left(self.stamps, stamp)
+        if i < len(self.stamps) and self.stamps[i] == stamp:  # same stamp again: replace
+            self.trans[i], self.rots[i] = t, q
+            return
+        self.stamps.insert(i, stamp)
+        self.trans.insert(i, t)
+        self.rots.insert(i, q)
+
+    def prune(self, keep_after: int) -> None:
+        i = bisect.bisect_left(self.stamps, keep_after)
+        i = min(i, len(self.stamps) - 1)  # never drop the newest sample
+        if i > 0:
+            del self.stamps[:i], self.trans[:i], self.rots[:i]
+
+    def sample(self, stamp: int, tolerance_ns: int, lookup: str) -> Transform:
+        s = self.stamps
+        if self.static:
+            return Transform(self.trans[0], self.rots[0])
+        i = bisect.bisect_left(s, stamp)
+        if i < len(s) and s[i] == stamp:
+            return Transform(self.trans[i], self.rots[i])
+        if 0 < i < len(s):
+            t0, t1 = s[i - 1], s[i]
+            a = (stamp - t0) / (t1 - t0)
+            return Transform((1.0 - a) * self.trans[i - 1] + a * self.trans[i],
+                             slerp(self.rots[i - 1], self.rots[i], a))
+        j = 0 if i == 0 else len(s) - 1
+        gap = abs(stamp - s[j])
+        if gap <= tolerance_ns:
+            return Transform(self.trans[j], self.rots[j])
+        side = "before the first" if i == 0 else "after the last"
+        raise ExtrapolationError(
+            f"{lookup}: extrapolation on edge {self.parent} -> {self.child}: stamp {stamp} ns is "
+            f"{gap / 1e9:.6f} s {side} sample (data from {s[0]} to {s[-1]} ns, {len(s)} samples; "
+            f"tolerance {tolerance_ns / 1e9:g} s)")
+
+
+class TFBuffer:
+    """The TF tree. ``add`` edges (from ``/tf`` or ``/tf_static``), ``lookup(target, source, stamp)``."""
+
+    def __init__(self, cache_time_s: float | None = 10.0, extrapolation_tolerance_s: float = 0.05):
+        if extrapolation_tolerance_s < 0:
+            raise TFError(f"extrapolation_tolerance_s must be ≥ 0, got {extrapolation_tolerance_s}")
+        self.cache_ns = None if not cache_time_s or cache_time_s <= 0 else int(round(cache_time_s * 1e9))
+        self.tolerance_ns = int(round(extrapolation_tolerance_s * 1e9))
+        self._edges: dict[str, _Edge] = {}  # child → edge
+        self._frames: set[str] = set()
+
+    @classmethod
+    def from_config(cls, cfg: TFConfig) -> "TFBuffer":
+        return cls(cfg.cache_time_s, cfg.extrapolation_tolerance_s)
+
+    # -- filling ---------------------------------------------------------------------------------
+    def add(self, ts: TransformStamped, static: bool = False) -> None:
+        """Add one ``T_parent_child`` sample. Raises :class:`TFError` on an invalid or conflicting edge."""
+        parent, child = str(ts.parent).lstrip("/"), str(ts.child).lstrip("/")
+        where = f"transform {parent or '?'} -> {child or '?'} at {ts.stamp_ns} ns"
+        if not parent or not child:
+            raise TFError(f"{where}: empty frame id")
+        if parent == child:
+            raise TFError(f"{where}: a frame cannot be its own parent")
+        q = check_quaternion(ts.transform.rotation, f"{where}: rotation")
+        t = np.asarray(ts.transform.translation, dtype=np.float64).reshape(3)
+        if not np.all(np.isfinite(t)):
+            raise TFError(f"{where}: translation has a non-finite component: {t.tolist()}")
+        stamp = int(ts.stamp_ns)
+        edge = self._edges.get(child)
+        if edge is None:
+            self._check_no_cycle(parent, child, where)
+            edge = self._edges[child] = _Edge(parent, child, bool(static))
+            self._frames.update((parent, child))
+        elif edge.parent != parent:
+            raise TFError(f"{where}: frame {child} already has parent {edge.parent}; "
+                          f"a frame may have only one parent")
+        elif edge.static != bool(static):
+            kinds = ("static", "dynamic")
+            raise TFError(f"{where}: edge {parent} -> {child} is {kinds[not edge.static]} "
+                          f"but this sample is {kinds[not static]}")
+        edge.insert(stamp, t, q)
+        if not edge.static and self.cache_ns is not None:
+            edge.prune(edge.stamps[-1] - self.cache_ns)
+
+    def _check_no_cycle(self, parent: str, child: str, where: str) -> None:
+        frame: str | None = parent
+        while frame is not None:
+            if frame == child:
+                raise TFError(f"{where}: would close a loop ({child} is an ancestor of {parent})")
+            edge = self._edges.get(frame)
+            frame = edge.parent if edge is not None else None
+
+    def add_transforms(self, transforms: Iterable[TransformStamped], static: bool = False) -> None:
+        for ts in transforms:
+            self.add(ts, static)
+
+    def add_message(self, msg, static: bool = False) -> None:
+        """Add every transform of a ``tf2_msgs/msg/TFMessage`` (rclpy or rosbags object)."""
+        from .messages import tf_message_to_transforms
+
+        self.add_transforms(tf_message_to_transforms(msg), static)
+
+    # -- queries ---------------------------------------------------------------------------------
+    def frames(self) -> dict[str, str]:
+        """``{child: parent}`` for every edge."""
+        return {c: e.parent for c, e in sorted(self._edges.items())}
+
+    def all_frames(self) -> list[str]:
+        """Every frame seen, roots included."""
+        return sorted(self._frames)
+
+    def edges(self) -> list[EdgeInfo]:
+        return [EdgeInfo(c, e.parent, e.static, len(e.stamps), e.stamps[0], e.stamps[-1])
+                for c, e in sorted(self._edges.items())]
+
+    def is_static(self, child: str) -> bool:
+        return self._edge(child).static
+
+    def _edge(self, child: str) -> _Edge:
+        try:
+            return self._edges[child]
+        except KeyError:
+            raise self._unknown(child) from None
+
+    def _unknown(self, frame: str) -> UnknownFrameError:
+        known = ", ".join(sorted(self._frames)) or "none (no transform received yet)"
+        return UnknownFrameError(f"frame {frame!r} never appeared in /tf or /tf_static "
+                                 f"(known frames: {known})")
+
+    def _chain(self, frame: str) -> list[_Edge]:
+        """Edges from ``frame`` up to its root (child-most first)."""
+        if frame not in self._frames:
+            raise self._unknown(frame)
+        chain = []
+        while frame in self._edges:
+            edge = self._edges[frame]
+            chain.append(edge)
+            frame = edge.parent
+        return chain
+
+    def _path(self, target: str, source: str) -> tuple[list[_Edge], list[_Edge]]:
+        """Edges from source up to the common ancestor, and from target up to it."""
+        target, source = target.lstrip("/"), source.lstrip("/")
+        up_s, up_t = self._chain(source), self._chain(target)
+        frames_s = [source] + [e.parent for e in up_s]
+        frames_t = [target] + [e.parent for e in up_t]
+        common = set(frames_s) & set(frames_t)
+        if not common:
+            raise TFError(f"frames {target} and {source} are not connected "
+                          f"(roots {frames_t[-1]} and {frames_s[-1]})")
+        anc = next(f for f in frames_s if f in common)
+        return up_s[:frames_s.index(anc)], up_t[:frames_t.index(anc)]
+
+    def latest_common_stamp(self, target: str, source: str) -> int | None:
+        """Latest stamp every dynamic edge between the frames has data for (None: all static)."""
+        src, tgt = self._path(target, source)
+        lasts = [e.stamps[-1] for e in src + tgt if not e.static]
+        return min(lasts) if lasts else None
+
+    def lookup(self, target: str, source: str, stamp_ns: int | None) -> Transform:
+        """``T_target_source`` at ``stamp_ns`` (maps points in ``source`` into ``target``).
+
+        ``stamp_ns=None``: at the latest time every edge on the path has data for.
+        """
+        src, tgt = self._path(target, source)
+        if stamp_ns is None:
+            lasts = [e.stamps[-1] for e in src + tgt if not e.static]
+            stamp_ns = min(lasts) if lasts else 0
+        stamp = int(stamp_ns)
+        what = f"lookup {target} <- {source} at {stamp} ns"
+        tol = self.tolerance_ns
+
+        def up(chain: list[_Edge]) -> Transform:  # T_ancestor_frame
+            out = Transform()
+            for edge in reversed(chain):
+                out = out @ edge.sample(stamp, tol, what)
+            return out
+
+        T_anc_source = up(src)
+        if not tgt:
+            return T_anc_source
+        return up(tgt).inverse() @ T_anc_source
+
+    def can_transform(self, target: str, source: str, stamp_ns: int | None) -> bool:
+        try:
+            self.lookup(target, source, stamp_ns)
+        except TFError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self._edges)
