@@ -1,0 +1,52 @@
+"""What every node class shares: its config sections, diagnostics publishing, and the rule that a
+bad message is counted and skipped, never fatal.
+
+A node class declares ``sections``: the top-level sections of ``config/full.yaml`` it reads, each a
+config dataclass (e.g. ``{"mapper": MapperConfig, "mapper_node": MapperNodeConfig}``). Core
+sections (``mapper``, ``codec``, ``hd_map``) are shared with the CLI; ``<node>_node`` sections hold
+the node's topics, frames and rates. Under rclpy the parameters are ``<section>.<field>``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, ClassVar
+
+from ..config import load_section
+from ..errors import GsMappingError
+from .context import RELIABLE_QOS, NodeContext
+from .diagnostics import NodeDiagnostics
+
+
+class NodeBase:
+    name: ClassVar[str] = "node"
+    sections: ClassVar[dict[str, type]] = {}
+
+    def __init__(self, ctx: NodeContext, config: dict[str, Any]):
+        self.ctx = ctx
+        self.config = config
+        self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
+        self._diag_pub = ctx.create_publisher("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
+                                              RELIABLE_QOS)
+
+    @classmethod
+    def load_config(cls, path: str | None) -> dict[str, Any]:
+        """Every section this node reads, from a parameter file (defaults where absent)."""
+        return {name: load_section(path, name, cfg_cls) for name, cfg_cls in cls.sections.items()}
+
+    def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Wrap a subscription handler: our errors on bad input are counted and skipped."""
+        @functools.wraps(handler)
+        def run(msg: Any) -> None:
+            self.diag.received(topic, self.ctx.now_ns())
+            try:
+                handler(msg)
+            except GsMappingError as exc:
+                self.diag.reject(topic, str(exc))
+        return run
+
+    def publish_diagnostics(self) -> None:
+        self._diag_pub.publish(self.diag.to_message(self.ctx.factory, self.ctx.now_ns(),
+                                                    hardware_id=self.ctx.node_name))
+
+    def close(self) -> None:
+        """Release resources (override when a node holds any)."""
