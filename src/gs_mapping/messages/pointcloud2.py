@@ -1,0 +1,199 @@
+"""sensor_msgs/PointCloud2 ⇄ numpy structured arrays, for any field layout.
+
+The structured dtype mirrors the message layout: each PointField becomes a field at its ``offset``
+(``count`` > 1 → a sub-array), ``itemsize`` = ``point_step``, so gaps between fields and padding at the
+end of a point survive a round trip. Row padding (``row_step`` > ``width * point_step``) is dropped
+when reading and written as zeros. Arrays come out native-endian whatever ``is_bigendian`` says.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import MessageError
+from .factory import MessageFactory, _factory, as_uint8_array, make_header
+
+POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
+
+# sensor_msgs/PointField datatype constants → numpy element type
+DATATYPES = {1: np.dtype(np.int8), 2: np.dtype(np.uint8), 3: np.dtype(np.int16), 4: np.dtype(np.uint16),
+             5: np.dtype(np.int32), 6: np.dtype(np.uint32), 7: np.dtype(np.float32),
+             8: np.dtype(np.float64)}
+_DATATYPE_OF = {dt.str[1:]: code for code, dt in DATATYPES.items()}  # "f4" → 7
+
+
+def fields_to_dtype(fields: Any, point_step: int, is_bigendian: bool = False,
+                    where: str = POINT_CLOUD2) -> np.dtype:
+    """PointField list → a structured dtype (byte order as stored) with itemsize ``point_step``."""
+    order = ">" if is_bigendian else "<"
+    names, formats, offsets = [], [], []
+    for f in fields:
+        name, offset, datatype, count = str(f.name), int(f.offset), int(f.datatype), int(f.count)
+        if not name:
+            raise MessageError(f"{where}.fields: a field has an empty name (offset {offset})")
+        if name in names:
+            raise MessageError(f"{where}.fields: field {name!r} appears twice")
+        if datatype not in DATATYPES:
+            raise MessageError(f"{where}.fields[{name!r}].datatype: unknown datatype {datatype} "
+                               f"(1..8: INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64)")
+        count = max(count, 1)  # count 0 is written by some drivers and means one element, as in PCL
+        base = DATATYPES[datatype].newbyteorder(order)
+        size = base.itemsize * count
+        if offset + size > point_step:
+            raise MessageError(f"{where}.fields[{name!r}]: offset {offset} + {count} x {base.itemsize} "
+                               f"bytes extends beyond point_step {point_step}")
+        names.append(name)
+        formats.append(base if count == 1 else np.dtype((base, (count,))))
+        offsets.append(offset)
+    try:
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    except (ValueError, TypeError) as e:
+        raise MessageError(f"{where}.fields: invalid layout {list(zip(names, offsets))}: {e}") from None
+
+
+def pointcloud2_to_array(msg: Any, organized: bool = False) -> np.ndarray:
+    """A PointCloud2 → a native-endian structured array: (height*width,), or (height, width) if ``organized``."""
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    stored = fields_to_dtype(msg.fields, point_step, bool(msg.is_bigendian))
+    if point_step == 0 and height * width > 0:
+        raise MessageError(f"{POINT_CLOUD2}.point_step: 0 for {width}x{height} points")
+    if row_step < width * point_step:
+        raise MessageError(f"{POINT_CLOUD2}.row_step: {row_step} is smaller than width*point_step = "
+                           f"{width}*{point_step} = {width * point_step}")
+    data = as_uint8_array(msg.data, f"{POINT_CLOUD2}.data")
+    if len(data) != height * row_step:
+        raise MessageError(f"{POINT_CLOUD2}.data: length {len(data)} != height*row_step = "
+                           f"{height}*{row_step} = {height * row_step}")
+    native = _with_byteorder(stored, "=")
+    if height * width == 0:
+        out = np.zeros((height, width), native)
+    else:
+        rows = np.ascontiguousarray(data.reshape(height, row_step)[:, :width * point_step])
+        raw = rows.view(stored).reshape(height, width)
+        if stored == native:
+            out = raw.copy()
+        else:
+            out = np.zeros((height, width), native)
+            for name in native.names:
+                out[name] = raw[name]
+    return out if organized else out.reshape(-1)
+
+
+def _with_byteorder(dtype: np.dtype, order: str) -> np.dtype:
+    formats = []
+    for name in dtype.names:
+        sub = dtype.fields[name][0]
+        if sub.subdtype is not None:
+            base, shape = sub.subdtype
+            formats.append(np.dtype((base.newbyteorder(order), shape)))
+        else:
+            formats.append(sub.newbyteorder(order))
+    return np.dtype({"names": list(dtype.names), "formats": formats,
+                     "offsets": [dtype.fields[n][1] for n in dtype.names], "itemsize": dtype.itemsize})
+
+
+def array_to_pointcloud2(arr: np.ndarray, stamp_ns: int = 0, frame_id: str = "",
+                         factory: MessageFactory | None = None, is_dense: bool | None = None,
+                         is_bigendian: bool = False) -> Any:
+    """A structured array (N,) or (H, W) → a PointCloud2 with the same field offsets and point_step.
+
+    ``is_dense`` None: computed (True when x, y, z — or, without them, all float fields — are finite).
+    """
+    a = np.asarray(arr)
+    if a.dtype.names is None:
+        raise MessageError(f"{POINT_CLOUD2}: need a structured array with named fields, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a.reshape(1, -1)
+    elif a.ndim != 2:
+        raise MessageError(f"{POINT_CLOUD2}: structured array must be (N,) or (H, W), got shape {a.shape}")
+    height, width = a.shape
+    factory = _factory(factory)
+    point_fields = []
+    for name in a.dtype.names:
+        sub, offset = a.dtype.fields[name][:2]
+        base, count = (sub.subdtype[0], int(np.prod(sub.subdtype[1]))) if sub.subdtype else (sub, 1)
+        code = _DATATYPE_OF.get(base.str[1:])
+        if code is None or (sub.subdtype is not None and base.subdtype is not None):
+            raise MessageError(f"{POINT_CLOUD2}.fields[{name!r}]: dtype {sub} has no PointField datatype "
+                               f"(int8/16/32, uint8/16/32, float32/64, or fixed sub-arrays of them)")
+        point_fields.append((offset, name, code, count))  # array order kept: round trips are exact
+    target = _with_byteorder(a.dtype, ">" if is_bigendian else "<")
+    out = np.zeros((height, width), target)  # zeros: padding bytes are deterministic
+    for name in a.dtype.names:
+        out[name] = a[name]
+    if is_dense is None:
+        is_dense = _all_finite(a)
+    return factory.make(
+        POINT_CLOUD2, header=make_header(stamp_ns, frame_id, factory), height=height, width=width,
+        fields=[factory.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=c, count=k)
+                for o, n, c, k in point_fields],
+        is_bigendian=bool(is_bigendian), point_step=a.dtype.itemsize, row_step=a.dtype.itemsize * width,
+        data=out.view(np.uint8).reshape(-1), is_dense=bool(is_dense))
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    names = [n for n in ("x", "y", "z") if n in a.dtype.names] or \
+        [n for n in a.dtype.names if a.dtype.fields[n][0].base.kind == "f"]
+    return all(bool(np.all(np.isfinite(a[n]))) for n in names)
+
+
+def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
+    """A PointCloud2 → (N, 3) x, y, z (float32 if all three are float32, else float64).
+
+    Rows with a non-finite coordinate are dropped (``remove_nans``) — invalid points in a non-dense
+    cloud; a cloud that claims ``is_dense`` but has NaNs is treated the same way.
+    """
+    a = pointcloud2_to_array(msg)
+    missing = [n for n in "xyz" if n not in (a.dtype.names or ())]
+    if missing:
+        raise MessageError(f"{POINT_CLOUD2}.fields: no {'/'.join(missing)} field "
+                           f"(fields: {list(a.dtype.names or ())})")
+    for n in "xyz":
+        if a.dtype.fields[n][0].subdtype is not None:
+            raise MessageError(f"{POINT_CLOUD2}.fields[{n!r}]: count must be 1 for a coordinate")
+    out_dtype = np.float32 if all(a.dtype.fields[n][0] == np.float32 for n in "xyz") else np.float64
+    xyz = np.stack([a["x"], a["y"], a["z"]], axis=-1).astype(out_dtype, copy=False)
+    if remove_nans:
+        xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
+    return xyz
+
+
+def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, stamp_ns: int = 0,
+                          frame_id: str = "", factory: MessageFactory | None = None) -> Any:
+    """(N, 3) points (+ optional (N, 3) uint8 colours) → a float32 x, y, z (+ PCL-packed ``rgb``) cloud.
+
+    ``rgb`` is packed as PCL and RViz expect: 0x00RRGGBB stored in a float32 field named "rgb".
+    """
+    xyz = np.asarray(xyz, np.float64)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise MessageError(f"{POINT_CLOUD2}: points must be (N, 3), got shape {xyz.shape}")
+    names, formats = ["x", "y", "z"], [np.float32] * 3
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != xyz.shape or rgb.dtype != np.uint8:
+            raise MessageError(f"{POINT_CLOUD2}: colours must be uint8 (N, 3) like the points, got "
+                               f"{rgb.dtype} {rgb.shape}")
+        names.append("rgb")
+        formats.append(np.float32)
+    arr = np.zeros(len(xyz), np.dtype({"names": names, "formats": formats}))
+    for i, n in enumerate("xyz"):
+        arr[n] = xyz[:, i]
+    if rgb is not None:
+        packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
+        arr["rgb"] = packed.view(np.float32)
+    return array_to_pointcloud2(arr, stamp_ns, frame_id, factory)
+
+
+def pointcloud2_rgb(msg: Any) -> np.ndarray:
+    """The colours of a cloud with a PCL-packed ``rgb``/``rgba`` field → uint8 (N, 3), all rows kept."""
+    a = pointcloud2_to_array(msg)
+    name = next((n for n in ("rgb", "rgba") if n in (a.dtype.names or ())), None)
+    if name is None:
+        raise MessageError(f"{POINT_CLOUD2}.fields: no rgb/rgba field (fields: {list(a.dtype.names or ())})")
+    field = a[name]
+    if field.dtype.itemsize != 4 or field.ndim != 1:
+        raise MessageError(f"{POINT_CLOUD2}.fields[{name!r}]: expected one 4-byte packed colour, got {field.dtype}")
+    packed = np.ascontiguousarray(field).view(np.uint32)
+    return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)
