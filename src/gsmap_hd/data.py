@@ -1,0 +1,79 @@
+"""Training samples: camera images + calibration + lane ground truth in the ego frame, and batching.
+
+A :class:`Sample` holds N camera images (uint8 RGB), their intrinsics K (N, 3, 3) for those images,
+the extrinsics T_ego_cam (N, 4, 4) (optical frame → base_link) and GT elements [(class, (P, 2))] in
+base_link (classes 0 divider, 1 ped_crossing (closed ring), 2 boundary). Sources: the driving world
+(``gs_mapping.world``) and the built-in flat-road scenes (:mod:`gsmap_hd.synthetic`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import LossConfig, ModelConfig
+
+
+@dataclass
+class Sample:
+    images: np.ndarray      # (N, H, W, 3) uint8
+    K: np.ndarray           # (N, 3, 3)
+    T_ego_cam: np.ndarray   # (N, 4, 4)
+    elements: list = field(default_factory=list)
+
+
+def images_to_model(images: np.ndarray | torch.Tensor, K, size: tuple[int, int]):
+    """(N, H, W, 3) uint8/float images + K for them → ((N, 3, h, w) float in [0, 1], scaled K)."""
+    x = torch.as_tensor(np.asarray(images))
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    x = x.float().permute(0, 3, 1, 2)
+    h0, w0 = x.shape[-2:]
+    h, w = size
+    K = torch.as_tensor(np.asarray(K), dtype=torch.float32).clone()
+    if (h0, w0) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        sx, sy = w / w0, h / h0
+        # pixel centres at integers: u' = (u + 0.5) * s - 0.5
+        K[:, 0, 0] *= sx
+        K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
+        K[:, 1, 1] *= sy
+        K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
+    return x, K
+
+
+def collate(samples: list[Sample], m: ModelConfig, l: LossConfig | None = None):
+    """Samples → (images (B, N, 3, H, W), K (B, N, 3, 3), T (B, N, 4, 4), targets or None)."""
+    from .matching import build_targets
+
+    ims, Ks = zip(*(images_to_model(s.images, s.K, tuple(m.image_size)) for s in samples))
+    T = torch.stack([torch.as_tensor(np.asarray(s.T_ego_cam), dtype=torch.float32) for s in samples])
+    targets = [build_targets(s.elements, m, l) for s in samples] if l is not None else None
+    return torch.stack(ims), torch.stack(Ks), T, targets
+
+
+class SampleSource:
+    """Deterministic samples by index: ``source[i]`` is always the same frame."""
+
+    def __init__(self, kind: str = "flat", rig: str = "front", seed: int = 0,
+                 size: tuple[int, int] = (128, 256)) -> None:
+        self.kind, self.rig, self.seed, self.size = kind, rig, seed, tuple(size)
+        self._world = None
+        self._cache: dict[int, Sample] = {}
+
+    def __getitem__(self, i: int) -> Sample:
+        if i not in self._cache:
+            self._cache[i] = self._make(i)
+        return self._cache[i]
+
+    def _make(self, i: int) -> Sample:
+        h, w = self.size
+        if self.kind == "flat":
+            from .synthetic import generate
+            return generate(self.seed * 1_000_003 + i, self.rig, w, h)
+        if self.kind == "world":
+            from .world_data import world_sample
+            return world_sample(self.seed, i, self.rig, (w, h))
+        raise ValueError(f"unknown data source {self.kind!r} (flat | world)")
