@@ -140,6 +140,8 @@ class BagReader:
 
         storage = self._storage_path()
         try:
+            for f in ([storage] if storage.is_file() else sorted(storage.glob("*.mcap"))):
+                _check_mcap_framing(f)
             reader = Reader(storage)
             reader.open()
         except Exception as exc:  # rosbags, mcap, sqlite3, yaml, OSError: all mean "unreadable bag"
@@ -454,6 +456,54 @@ class BagWriter:
             self.close()
         else:
             self.abort()
+
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _check_mcap_framing(path: Path) -> None:
+    """Check the MCAP framing rosbags skips: header record, footer record, summary CRC.
+
+    rosbags reads through the summary and chunk indexes; a damaged header record or summary CRC would
+    otherwise go unnoticed. Raises ValueError (wrapped into BagError by the caller)."""
+    import struct
+    import zlib
+
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8 + 9 + 4096)
+        if len(head) < 8 + 9 or head[:8] != _MCAP_MAGIC:
+            return  # rosbags reports a missing or bad magic itself
+        op, length = head[8], struct.unpack_from("<Q", head, 9)[0]
+        if op != 0x01:
+            raise ValueError(f"MCAP header record expected at offset 8, found opcode 0x{op:02x}")
+        body = head[17:17 + length]
+        if len(body) != length:
+            raise ValueError(f"MCAP header record length {length} is implausible")
+        pos = 0
+        for field in ("profile", "library"):
+            if pos + 4 > length:
+                raise ValueError(f"MCAP header record truncated before {field}")
+            n = struct.unpack_from("<I", body, pos)[0]
+            pos += 4 + n
+            if pos > length:
+                raise ValueError(f"MCAP header {field} length {n} overruns the record")
+        if pos != length:
+            raise ValueError(f"MCAP header record length {length} does not match its contents ({pos})")
+        if size < 8 + 9 + 20 + 8 + 17:
+            return
+        f.seek(size - 8 - 29)
+        footer = f.read(29)
+        if footer[0] != 0x02 or struct.unpack_from("<Q", footer, 1)[0] != 20:
+            return  # no valid footer: rosbags reports that (end magic / footer checks)
+        summary_start, _, crc = struct.unpack_from("<QQI", footer, 9)
+        if crc and summary_start:
+            if summary_start > size - 8 - 29:
+                raise ValueError(f"MCAP summary start {summary_start} lies beyond the footer")
+            f.seek(summary_start)
+            data = f.read(size - 8 - 29 - summary_start) + footer[:25]
+            if zlib.crc32(data) != crc:
+                raise ValueError("MCAP summary section checksum mismatch")
 
 
 def _describe(exc: BaseException) -> str:
