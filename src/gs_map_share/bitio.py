@@ -1,0 +1,124 @@
+"""Little-endian byte writing/reading with bounds checks (every read is capped by what is left)."""
+from __future__ import annotations
+
+import struct
+
+import crc32c as _crc32c
+import numpy as np
+
+from .errors import DecodeError
+
+
+def crc32c(data) -> int:
+    """CRC-32C (Castagnoli), the checksum of every chunk and header."""
+    return _crc32c.crc32c(data)
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def raw(self, b) -> None:
+        self.parts.append(bytes(b))
+
+    def u8(self, v: int) -> None:
+        self.parts.append(struct.pack("<B", v))
+
+    def u16(self, v: int) -> None:
+        self.parts.append(struct.pack("<H", v))
+
+    def u32(self, v: int) -> None:
+        self.parts.append(struct.pack("<I", v))
+
+    def u64(self, v: int) -> None:
+        self.parts.append(struct.pack("<Q", v))
+
+    def f64(self, v: float) -> None:
+        self.parts.append(struct.pack("<d", v))
+
+    def varint(self, v: int) -> None:
+        v = int(v)
+        if v < 0:
+            raise ValueError("varint must be non-negative")
+        out = bytearray()
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                out.append(b | 0x80)
+            else:
+                out.append(b)
+                break
+        self.parts.append(bytes(out))
+
+    def blob(self, b) -> None:
+        """Length-prefixed bytes."""
+        b = bytes(b)
+        self.varint(len(b))
+        self.parts.append(b)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class Reader:
+    def __init__(self, data, what: str = "chunk") -> None:
+        self.data = memoryview(bytes(data)) if not isinstance(data, memoryview) else data
+        self.pos = 0
+        self.what = what
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def fail(self, msg: str) -> DecodeError:
+        return DecodeError(f"{self.what}: {msg} (at byte {self.pos})")
+
+    def raw(self, n: int) -> memoryview:
+        if n < 0 or n > self.remaining:
+            raise self.fail(f"needs {n} bytes, {self.remaining} left")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.raw(1)[0]
+
+    def u16(self) -> int:
+        return struct.unpack("<H", self.raw(2))[0]
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.raw(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.raw(8))[0]
+
+    def f64(self) -> float:
+        return struct.unpack("<d", self.raw(8))[0]
+
+    def varint(self, limit: int = 1 << 63) -> int:
+        v, shift = 0, 0
+        while True:
+            if shift > 63:
+                raise self.fail("varint longer than 64 bits")
+            b = self.u8()
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if v > limit:
+            raise self.fail(f"value {v} exceeds the limit {limit}")
+        return v
+
+    def blob(self) -> memoryview:
+        return self.raw(self.varint(self.remaining))
+
+    def array(self, dtype, count: int) -> np.ndarray:
+        dt = np.dtype(dtype)
+        if count < 0 or count * dt.itemsize > self.remaining:
+            raise self.fail(f"array of {count} × {dt} does not fit in the {self.remaining} bytes left")
+        return np.frombuffer(self.raw(count * dt.itemsize), dtype=dt).copy()
+
+    def end(self) -> None:
+        if self.remaining:
+            raise self.fail(f"{self.remaining} unexpected trailing bytes")

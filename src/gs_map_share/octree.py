@@ -1,0 +1,151 @@
+"""Octree geometry: Morton codes, child-occupancy bytes per depth, and aggregated (coarse) Gaussians.
+
+Per codec tile, local integer coordinates (``tile_bits`` bits per axis) are interleaved into a Morton
+code, x the most significant bit of each triple, so a node at depth d is the code's top 3·d bits and
+its child octant is ``(x_bit << 2) | (y_bit << 1) | z_bit``. Nodes of all tiles are kept in
+(tile index, code) order; a depth's occupancy bytes list, for each node in that order, which of its
+eight children exist (bit o = octant o). Decoding is the same walk in reverse (ProGS: a child is its
+parent plus an octant).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
+_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(bool)
+
+
+def _spread(v: np.ndarray) -> np.ndarray:
+    """Insert two zero bits between the low 21 bits of each value."""
+    x = v.astype(np.uint64) & np.uint64(0x1FFFFF)
+    x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    x = (x | (x << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    x = (x | (x << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    x = (x | (x << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    x = (x | (x << np.uint64(2))) & np.uint64(0x1249249249249249)
+    return x
+
+
+def _compact(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64) & np.uint64(0x1249249249249249)
+    x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
+    x = (x | (x >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
+    x = (x | (x >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
+    x = (x | (x >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
+    x = (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
+    return x.astype(np.int64)
+
+
+def morton(local: np.ndarray) -> np.ndarray:
+    """(N, 3) non-negative ints (< 2**21) → uint64 codes."""
+    return (_spread(local[:, 0]) << np.uint64(2)) | (_spread(local[:, 1]) << np.uint64(1)) | _spread(local[:, 2])
+
+
+def demorton(code: np.ndarray) -> np.ndarray:
+    code = code.astype(np.uint64)
+    return np.stack([_compact(code >> np.uint64(2)), _compact(code >> np.uint64(1)), _compact(code)], axis=1)
+
+
+def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
+    """From sorted unique leaves (tile index, Morton code at ``depth``) compute, for every depth
+    d < depth, the nodes (tile, code) and their occupancy bytes, and the parent index of each node
+    at d+1 in the node list of d.
+
+    Returns lists indexed by depth: ``node_tile[d]``, ``node_code[d]`` (d = 0..depth),
+    ``occ[d]`` (d = 0..depth-1) and ``parent[d]`` (d = 1..depth; index into depth d-1).
+    """
+    node_tile = [None] * (depth + 1)
+    node_code = [None] * (depth + 1)
+    occ = [None] * depth
+    parent = [None] * (depth + 1)
+    t, c = tile_idx, codes
+    node_tile[depth], node_code[depth] = t, c
+    for d in range(depth - 1, -1, -1):
+        pc = c >> np.uint64(3)
+        start = np.ones(len(c), bool)
+        if len(c) > 1:
+            start[1:] = (pc[1:] != pc[:-1]) | (t[1:] != t[:-1])
+        starts = np.flatnonzero(start)
+        bits = (np.uint8(1) << (c & np.uint64(7)).astype(np.uint8)).astype(np.uint8)
+        occ[d] = np.bitwise_or.reduceat(bits, starts) if len(starts) else np.zeros(0, np.uint8)
+        parent[d + 1] = np.cumsum(start) - 1
+        t, c = t[starts], pc[starts]
+        node_tile[d], node_code[d] = t, c
+    return node_tile, node_code, occ, parent
+
+
+def expand(tile: np.ndarray, code: np.ndarray, occ: np.ndarray):
+    """One depth down: children (tile, code) in order and each child's parent index."""
+    mask = _BITS[occ]                       # (P, 8)
+    pidx, octant = np.nonzero(mask)
+    return tile[pidx], (code[pidx] << np.uint64(3)) | octant.astype(np.uint64), pidx
+
+
+def children_count(occ: np.ndarray) -> int:
+    return int(_POPCOUNT[occ].sum())
+
+
+# -- aggregation ------------------------------------------------------------------------------------
+def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
+    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1).reshape(-1, 3, 3)
+
+
+def rotmat_to_quat(m: np.ndarray) -> np.ndarray:
+    """Vectorised (…,3,3) proper rotations → (x, y, z, w), via the largest of four candidates."""
+    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    cand = np.stack([1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], 1)
+    k = np.argmax(cand, axis=1)
+    s = 2.0 * np.sqrt(np.maximum(cand[np.arange(len(m)), k], 1e-12))
+    q = np.empty((len(m), 4))
+    # each branch fills all four components from the off-diagonal sums/differences
+    a = (m[:, 2, 1] - m[:, 1, 2]); b = (m[:, 0, 2] - m[:, 2, 0]); c = (m[:, 1, 0] - m[:, 0, 1])
+    xy = (m[:, 0, 1] + m[:, 1, 0]); xz = (m[:, 0, 2] + m[:, 2, 0]); yz = (m[:, 1, 2] + m[:, 2, 1])
+    br = [np.stack([0.25 * s, xy / s, xz / s, a / s], 1), np.stack([xy / s, 0.25 * s, yz / s, b / s], 1),
+          np.stack([xz / s, yz / s, 0.25 * s, c / s], 1), np.stack([a / s, b / s, c / s, 0.25 * s], 1)]
+    for i in range(4):
+        sel = k == i
+        q[sel] = br[i][sel]
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def aggregate(node: np.ndarray, n_nodes: int, centers: np.ndarray, means: np.ndarray, quats: np.ndarray,
+              log_scales: np.ndarray, opacity_logits: np.ndarray, dc: np.ndarray):
+    """Merge the Gaussians of each node into one (opacity-weighted, moment-matched covariance about
+    the node's cell centre, where the coarse Gaussian is placed).
+
+    Returns (quats (M,4) xyzw, log_scales (M,3), opacity_logits (M,), dc (M,3)).
+    """
+    alpha = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
+    s = np.exp(log_scales.astype(np.float64))
+    r = quat_to_rotmat(quats.astype(np.float64))
+    cov = np.einsum("nij,nj,nkj->nik", r, s * s, r)
+    w = alpha + 1e-6
+    wsum = np.bincount(node, w, n_nodes)
+    d = means.astype(np.float64) - centers[node]
+    second = cov + d[:, :, None] * d[:, None, :]
+    agg = np.empty((n_nodes, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            v = np.bincount(node, w * second[:, i, j], n_nodes) / wsum
+            agg[:, i, j] = v
+            agg[:, j, i] = v
+    evals, evecs = np.linalg.eigh(agg)
+    evals = np.maximum(evals, 1e-16)
+    det = np.linalg.det(evecs)
+    evecs[det < 0, :, 0] *= -1
+    q = rotmat_to_quat(evecs)
+    ls = 0.5 * np.log(evals)
+    # opacity: conserve the "coverage" Σ α·area (area ≈ product of the two largest scales)
+    area = np.sort(s, axis=1)[:, 1:].prod(axis=1)
+    area_p = np.exp(np.sort(ls, axis=1)[:, 1:].sum(axis=1))
+    a_p = np.bincount(node, alpha * area, n_nodes) / np.maximum(area_p, 1e-30)
+    a_max = np.zeros(n_nodes)
+    np.maximum.at(a_max, node, alpha)
+    a_p = np.clip(np.minimum(a_p, a_max), 1e-4, 0.9999)
+    op = np.log(a_p / (1 - a_p))
+    dcs = np.stack([np.bincount(node, w * dc[:, c].astype(np.float64), n_nodes) for c in range(3)], 1)
+    return q, ls, op, dcs / wsum[:, None]

@@ -1,0 +1,235 @@
+"""Quantisation: the part of the format that decides which map a receiver rebuilds.
+
+A map is turned into integers (:class:`QMap`) on fixed lattices; :func:`dequantize` turns them back
+into a :class:`~gs_mapping.gaussians.GaussianMap` with plain IEEE operations (multiply, add, sqrt,
+divide — all exactly rounded, so identical on every platform). ``quantize(map, params)`` is exactly
+the map a receiver holds after decoding, so "receiver equals sender" is ``GaussianMap.equals``.
+
+Lattices
+- position: global integer lattice ``P = rint(mean / pos_step)`` (int64, float64 arithmetic): no
+  range limit short of ±2**52 steps (±4.5e9 km at 1 mm); decoded ``mean = float32(P * pos_step)``.
+- opacity logit, log-scales, SH DC, higher SH: uniform steps (``v = rint(x / step)``), clamped.
+- rotation: "smallest three": index of the largest |component| (made positive) plus the other three
+  on a lattice of ``2**(rot_bits-1) - 1`` steps per 1/sqrt(2); decoded by ``sqrt(1 - Σc²)`` and a
+  normalisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from gs_mapping.gaussians import SH_C0, GaussianMap
+
+from .bitio import crc32c
+from .errors import EncodeError
+
+MAX_LATTICE = 1 << 52
+_OPACITY_CLAMP = 20.0   # logits beyond ±20 are indistinguishable from 0/1 in float32
+_SCALE_MIN, _SCALE_MAX = -30.0, 12.0
+_SH_CLAMP = 64.0
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Lattice steps (part of every container header)."""
+
+    pos_step: float = 0.001        # metres
+    tile_bits: int = 11            # codec tile = 2**tile_bits position steps per axis (2.048 m at 1 mm)
+    opacity_step: float = 1 / 16   # logit units
+    scale_step: float = 1 / 32     # natural-log units (≈3 % per step)
+    rot_bits: int = 8              # per smallest-three component, sign included
+    dc_step: float = 1 / (128 * SH_C0)  # SH DC units: 1/128 of the colour range
+    rest_step: float = 1 / 16      # higher SH coefficients (degree 1); degree l uses l × this
+
+    def __post_init__(self) -> None:
+        for f in ("pos_step", "opacity_step", "scale_step", "dc_step", "rest_step"):
+            v = getattr(self, f)
+            if not (np.isfinite(v) and v > 0):
+                raise EncodeError(f"quantisation step {f} must be finite and > 0, got {v}")
+        if not 1 <= self.tile_bits <= 20:
+            raise EncodeError(f"tile_bits must be 1..20, got {self.tile_bits}")
+        if not 3 <= self.rot_bits <= 16:
+            raise EncodeError(f"rot_bits must be 3..16, got {self.rot_bits}")
+
+    @staticmethod
+    def from_quality(quality: int = 3, pos_step: float | None = None) -> "QuantParams":
+        """Quality 1 (smallest) … 5 (finest); 3 is the default."""
+        table = {
+            1: dict(pos_step=0.004, opacity_step=1 / 6, scale_step=1 / 10, rot_bits=6,
+                    dc_step=1 / (40 * SH_C0), rest_step=1 / 5),
+            2: dict(pos_step=0.002, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=7,
+                    dc_step=1 / (64 * SH_C0), rest_step=1 / 8),
+            3: dict(pos_step=0.001, opacity_step=1 / 16, scale_step=1 / 32, rot_bits=8,
+                    dc_step=1 / (128 * SH_C0), rest_step=1 / 16),
+            4: dict(pos_step=0.0005, opacity_step=1 / 32, scale_step=1 / 64, rot_bits=9,
+                    dc_step=1 / (256 * SH_C0), rest_step=1 / 32),
+            5: dict(pos_step=0.00025, opacity_step=1 / 64, scale_step=1 / 128, rot_bits=11,
+                    dc_step=1 / (512 * SH_C0), rest_step=1 / 64),
+        }
+        if quality not in table:
+            raise EncodeError(f"quality must be 1..5, got {quality}")
+        p = QuantParams(**table[quality])
+        if pos_step is not None:
+            p = replace(p, pos_step=float(pos_step))
+        # keep the codec tile around 2 m whatever the position step
+        bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
+        return replace(p, tile_bits=bits)
+
+    @property
+    def rot_max(self) -> int:
+        return (1 << (self.rot_bits - 1)) - 1
+
+    @property
+    def rot_step(self) -> float:
+        return (1.0 / np.sqrt(2.0)) / self.rot_max
+
+    def rest_steps(self, num_sh: int) -> np.ndarray:
+        """Step per SH coefficient 1..K-1: degree l uses l × rest_step."""
+        deg = np.floor(np.sqrt(np.arange(1, num_sh))).astype(np.int64)
+        return deg * self.rest_step
+
+    def as_tuple(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
+_QFIELDS = ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
+
+
+@dataclass
+class QMap:
+    """A quantised map: integers on the lattices of :class:`QuantParams`, rows sorted by id."""
+
+    sh_degree: int
+    ids: np.ndarray       # (N,) uint64, ascending
+    pos: np.ndarray       # (N, 3) int64
+    level: np.ndarray     # (N,) uint8
+    op: np.ndarray        # (N,) int64
+    scale: np.ndarray     # (N, 3) int64
+    rot_idx: np.ndarray   # (N,) uint8, index (x, y, z, w) of the dropped largest component
+    rot: np.ndarray       # (N, 3) int64, the other three in x, y, z, w order
+    dc: np.ndarray        # (N, 3) int64
+    rest: np.ndarray      # (N, K-1, 3) int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_sh(self) -> int:
+        return (self.sh_degree + 1) ** 2
+
+    @staticmethod
+    def empty(sh_degree: int) -> "QMap":
+        k = (sh_degree + 1) ** 2
+        return QMap(sh_degree, np.zeros(0, np.uint64), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8),
+                    np.zeros(0, np.int64), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8),
+                    np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64), np.zeros((0, k - 1, 3), np.int64))
+
+    def take(self, rows) -> "QMap":
+        return QMap(self.sh_degree, self.ids[rows], *(getattr(self, f)[rows] for f in _QFIELDS))
+
+    def copy(self) -> "QMap":
+        return self.take(slice(None))
+
+    def equals(self, other: "QMap") -> bool:
+        return (self.sh_degree == other.sh_degree and np.array_equal(self.ids, other.ids)
+                and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in _QFIELDS))
+
+    def checksum(self) -> int:
+        """CRC-32C of the canonical little-endian serialisation (sent in each header; the receiver
+        checks it after every snapshot/delta, so "bit-identical to the sender" is verified)."""
+        c = crc32c(np.ascontiguousarray(self.ids, "<u8").tobytes())
+        for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i8", "<i8", "u1", "<i8", "<i8", "<i8")):
+            c = _crc32c_extend(c, np.ascontiguousarray(getattr(self, f), dt).tobytes())
+        return c
+
+    @staticmethod
+    def concat(parts: list["QMap"]) -> "QMap":
+        """Rows of all parts, re-sorted by id (ids must be disjoint)."""
+        deg = parts[0].sh_degree
+        ids = np.concatenate([p.ids for p in parts])
+        order = np.argsort(ids, kind="stable")
+        cat = {f: np.concatenate([getattr(p, f) for p in parts])[order] for f in _QFIELDS}
+        return QMap(deg, ids[order], **cat)
+
+
+def _crc32c_extend(crc: int, data: bytes) -> int:
+    import crc32c as _c
+    return _c.crc32c(data, crc)
+
+
+def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
+    """Quantise a map onto the lattices (the encoder's first step)."""
+    gmap.validate()
+    means = gmap.means.astype(np.float64)
+    pos = np.rint(means / params.pos_step)
+    if len(pos) and np.abs(pos).max() >= MAX_LATTICE:
+        raise EncodeError(f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin")
+    pos = pos.astype(np.int64)
+    op = np.rint(np.clip(gmap.opacity_logits.astype(np.float64), -_OPACITY_CLAMP, _OPACITY_CLAMP)
+                 / params.opacity_step).astype(np.int64)
+    scale = np.rint(np.clip(gmap.log_scales.astype(np.float64), _SCALE_MIN, _SCALE_MAX)
+                    / params.scale_step).astype(np.int64)
+    rot_idx, rot = quantize_rotations(gmap.quats, params)
+    sh = np.clip(gmap.sh.astype(np.float64), -_SH_CLAMP, _SH_CLAMP)
+    dc = np.rint(sh[:, 0, :] / params.dc_step).astype(np.int64)
+    steps = params.rest_steps(gmap.num_sh)
+    rest = np.rint(sh[:, 1:, :] / steps[None, :, None]).astype(np.int64)
+    return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
+
+
+def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+    q = np.asarray(quats, np.float64)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    idx = np.argmax(np.abs(q), axis=1)
+    sign = np.where(q[np.arange(len(q)), idx] < 0, -1.0, 1.0)
+    others = _OTHERS[idx]
+    comps = np.take_along_axis(q, others, axis=1) * sign[:, None]
+    m = params.rot_max
+    rot = np.clip(np.rint(comps / params.rot_step), -m, m).astype(np.int64)
+    return idx.astype(np.uint8), rot
+
+
+_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+
+
+def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams) -> np.ndarray:
+    c = rot.astype(np.float64) * params.rot_step
+    ss = c[:, 0] * c[:, 0] + c[:, 1] * c[:, 1] + c[:, 2] * c[:, 2]
+    big = np.sqrt(np.maximum(0.0, 1.0 - ss))
+    q = np.empty((len(rot), 4), np.float64)
+    rows = np.arange(len(rot))
+    idx = rot_idx.astype(np.int64)
+    q[rows, idx] = big
+    others = _OTHERS[idx]
+    for j in range(3):
+        q[rows, others[:, j]] = c[:, j]
+    norm = np.sqrt(q[:, 0] * q[:, 0] + q[:, 1] * q[:, 1] + q[:, 2] * q[:, 2] + q[:, 3] * q[:, 3])
+    return (q / norm[:, None]).astype(np.float32)
+
+
+def dequantize_fields(q: QMap, params: QuantParams) -> dict:
+    """Float fields of :func:`dequantize`, in ``q``'s row order (no sorting requirement)."""
+    n = len(q)
+    sh = np.empty((n, q.num_sh, 3), np.float32)
+    sh[:, 0, :] = q.dc.astype(np.float64) * params.dc_step
+    if q.num_sh > 1:
+        sh[:, 1:, :] = q.rest.astype(np.float64) * params.rest_steps(q.num_sh)[None, :, None]
+    return dict(
+        means=(q.pos.astype(np.float64) * params.pos_step).astype(np.float32),
+        quats=dequantize_rotations(q.rot_idx, q.rot, params),
+        log_scales=(q.scale.astype(np.float64) * params.scale_step).astype(np.float32),
+        opacity_logits=(q.op.astype(np.float64) * params.opacity_step).astype(np.float32),
+        sh=sh)
+
+
+def dequantize(q: QMap, params: QuantParams, tile_size: float = 2.0) -> GaussianMap:
+    """The map a receiver holds (float32 fields from the integer lattices)."""
+    return GaussianMap(sh_degree=q.sh_degree, tile_size=tile_size, ids=q.ids.copy(), levels=q.level.copy(),
+                       **dequantize_fields(q, params))
+
+
+def quantize(gmap: GaussianMap, params: QuantParams | None = None) -> GaussianMap:
+    """Exactly the map a receiver rebuilds from an encoding of ``gmap`` with ``params``."""
+    params = params or QuantParams()
+    return dequantize(to_qmap(gmap, params), params, gmap.tile_size)

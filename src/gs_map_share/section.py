@@ -1,0 +1,333 @@
+"""A *section*: a set of Gaussians coded as an octree with levels of detail (one TILES chunk and one
+LEVEL chunk per level). Snapshots are one section; a delta's added Gaussians are another.
+
+Level k holds the child occupancy from depth d[k-1] to d[k] (d[-1] = 0) and then, for k < L-1,
+one aggregated Gaussian per node at depth d[k] (opacity, scales, rotation, DC colour; placed at the
+cell centre), or, for the last level, the leaves: Gaussians per occupied voxel, ids, levels and all
+attributes. Attribute channels of level k are coded either raw or as the residual against the
+parent node's decoded value at depth d[k-1] (the parent-conditioned context; the encoder picks per
+channel, a flag byte says which).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gs_mapping.gaussians import GaussianMap
+
+from . import octree
+from .bitio import Reader, Writer
+from .container import LEVEL, TILES, Chunk
+from .entropy import decode_stream, encode_stream, estimate_bits
+from .errors import DecodeError
+from .quantize import MAX_LATTICE, QMap, QuantParams, dequantize, dequantize_fields, quantize_rotations
+
+LEVEL_RATIO = 8  # target node-count ratio between successive levels of detail
+MIN_BITS_PER_GAUSSIAN = 1  # decoders refuse counts above 8 × container bytes (+4096): no lying header
+
+
+def max_gaussians_for(nbytes: int) -> int:
+    return 8 * nbytes // MIN_BITS_PER_GAUSSIAN + 4096
+
+
+# -- channel coding helpers -------------------------------------------------------------------------
+def _put(w: Writer, values: np.ndarray, signed: bool = True) -> None:
+    values = np.asarray(values)
+    best = min((4, 6, 8), key=lambda t: estimate_bits(values, signed, t)) if len(values) > 64 else 6
+    encode_stream(w, values, signed, best)
+
+
+def _put_ctx(w: Writer, child: np.ndarray, parent: np.ndarray | None) -> None:
+    """Raw or residual-against-parent, whichever is estimated smaller (flag byte first)."""
+    child = np.asarray(child, np.int64)
+    if parent is not None and len(child) > 16:
+        res = child - parent
+        if estimate_bits(res) < estimate_bits(child):
+            w.u8(1)
+            _put(w, res)
+            return
+    w.u8(0)
+    _put(w, child)
+
+
+def _get_ctx(r: Reader, n: int, parent: np.ndarray | None) -> np.ndarray:
+    flag = r.u8()
+    v = decode_stream(r, n)
+    if flag == 1:
+        if parent is None:
+            raise r.fail("residual channel without a parent level")
+        return v + parent
+    if flag != 0:
+        raise r.fail(f"unknown channel flag {flag}")
+    return v
+
+
+@dataclass
+class Coarse:
+    """Quantised aggregated Gaussians of one level (nodes at one depth)."""
+    op: np.ndarray
+    scale: np.ndarray
+    rot_idx: np.ndarray
+    rot: np.ndarray
+    dc: np.ndarray
+
+
+def _coarse_channels(c: Coarse):
+    return [c.op] + [c.scale[:, i] for i in range(3)] + [c.rot_idx.astype(np.int64)] + \
+        [c.rot[:, i] for i in range(3)] + [c.dc[:, i] for i in range(3)]
+
+
+def _put_coarse(w: Writer, c: Coarse, parent: Coarse | None) -> None:
+    pch = _coarse_channels(parent) if parent is not None else [None] * 11
+    for ch, pc in zip(_coarse_channels(c), pch):
+        _put_ctx(w, ch, pc)
+
+
+def _get_coarse(r: Reader, n: int, parent: Coarse | None, params: QuantParams) -> Coarse:
+    pch = _coarse_channels(parent) if parent is not None else [None] * 11
+    ch = [_get_ctx(r, n, p) for p in pch]
+    rot_idx = ch[4]
+    if n and (rot_idx.min() < 0 or rot_idx.max() > 3):
+        raise r.fail("rotation index outside 0..3")
+    rot = np.stack(ch[5:8], 1)
+    if n and np.abs(rot).max() > params.rot_max:
+        raise r.fail("rotation component outside its lattice")
+    return Coarse(ch[0], np.stack(ch[1:4], 1), rot_idx.astype(np.uint8), rot, np.stack(ch[8:11], 1))
+
+
+def _choose_depths(counts: list[int], n_levels: int) -> list[int]:
+    depth = len(counts) - 1
+    if n_levels - 1 > depth:
+        n_levels = depth + 1
+    ds = [depth]
+    for k in range(n_levels - 2, -1, -1):
+        target = counts[-1] / LEVEL_RATIO ** (n_levels - 1 - k)
+        upper = ds[0] - 1
+        cand = [d for d in range(k, upper + 1) if counts[d] <= target]
+        ds.insert(0, max(cand) if cand else k)
+        if ds[0] > upper:
+            ds[0] = upper
+    return ds
+
+
+# -- encoder ----------------------------------------------------------------------------------------
+def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Chunk], list[int]]:
+    """Chunks (TILES + one LEVEL per level of detail) for the Gaussians of ``q``."""
+    D = params.tile_bits
+    tiles_all = q.pos >> D
+    local = q.pos - (tiles_all << D)
+    n = len(q)
+    if n:
+        tiles, tile_idx = np.unique(tiles_all, axis=0, return_inverse=True)
+        tile_idx = tile_idx.reshape(-1).astype(np.int64)
+    else:
+        tiles, tile_idx = np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    codes = octree.morton(local) if n else np.zeros(0, np.uint64)
+    order = np.lexsort((q.ids, codes, tile_idx))
+    qs = q.take(order)
+    t_s, c_s = tile_idx[order], codes[order]
+    new_vox = np.ones(n, bool)
+    if n > 1:
+        new_vox[1:] = (c_s[1:] != c_s[:-1]) | (t_s[1:] != t_s[:-1])
+    vstart = np.flatnonzero(new_vox)
+    vcount = np.diff(np.append(vstart, n))
+    voxel_of = np.cumsum(new_vox) - 1
+    node_tile, node_code, occ, parent = octree.build_levels(t_s[vstart], c_s[vstart], D)
+    counts = [len(c) for c in node_code]
+    depths = _choose_depths(counts, n_levels) if n else list(range(D - n_levels + 1, D + 1))
+    L = len(depths)
+
+    w = Writer()
+    w.varint(n)
+    w.varint(L)
+    for d in depths:
+        w.u8(d)
+    w.varint(len(tiles))
+    w.raw(np.ascontiguousarray(tiles, "<i8").tobytes())
+    chunks = [Chunk(TILES, 0, w.getvalue())]
+    if n == 0:
+        return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
+
+    g = dequantize_fields(qs, params)  # aggregates are computed from what the receiver will hold
+    # node index at each chosen depth for every Gaussian
+    node_at = {}
+    idx = voxel_of
+    for d in range(D, -1, -1):
+        if d in depths:
+            node_at[d] = idx
+        if d > 0:
+            idx = parent[d][idx]
+    prev_d, prev_coarse = 0, None
+    for k, d in enumerate(depths):
+        w = Writer()
+        for dd in range(prev_d, d):
+            encode_stream(w, occ[dd].astype(np.int64), False, 8)
+        if k < L - 1:
+            m = counts[d]
+            centers = _centres(tiles, node_tile[d], node_code[d], d, D, params)
+            qv, ls, op, dc = octree.aggregate(node_at[d], m, centers, g["means"], g["quats"],
+                                              g["log_scales"], g["opacity_logits"], g["sh"][:, 0, :])
+            ri, rq = quantize_rotations(qv, params)
+            coarse = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int64),
+                            np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int64), ri, rq,
+                            np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int64))
+            pc = None
+            if prev_coarse is not None:
+                pidx = _ancestor(parent, d, depths[k - 1], np.arange(m))
+                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+            _put_coarse(w, coarse, pc)
+            prev_coarse = coarse
+        else:
+            _put(w, vcount - 1, signed=False)
+            w.varint(int(qs.ids[0]))
+            _put(w, np.diff(qs.ids.astype(np.int64)))
+            _put(w, qs.level.astype(np.int64), signed=False)
+            pc = None
+            if prev_coarse is not None:
+                pidx = node_at[depths[k - 1]]
+                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+            leaf = Coarse(qs.op, qs.scale, qs.rot_idx, qs.rot, qs.dc)
+            _put_coarse(w, leaf, pc)
+            rest = qs.rest.reshape(n, -1)
+            for j in range(rest.shape[1]):
+                _put(w, rest[:, j])
+        chunks.append(Chunk(LEVEL, k, w.getvalue()))
+        prev_d = d
+    sizes = [len(c.data) for c in chunks[1:]]
+    sizes[0] += len(chunks[0].data)
+    return chunks, sizes
+
+
+def _coarse_fields(c: Coarse):
+    return (c.op, c.scale, c.rot_idx, c.rot, c.dc)
+
+
+def _ancestor(parent, d_from: int, d_to: int, idx: np.ndarray) -> np.ndarray:
+    for d in range(d_from, d_to, -1):
+        idx = parent[d][idx]
+    return idx
+
+
+def _centres(tiles, node_tile, node_code, d, D, params) -> np.ndarray:
+    """Cell centres (metres, float64) of nodes at depth d."""
+    cell = 1 << (D - d)
+    lo = octree.demorton(node_code) * cell
+    p = (tiles[node_tile] << D) + lo
+    return (p.astype(np.float64) + 0.5 * cell - 0.5) * params.pos_step if d < D else p * params.pos_step
+
+
+# -- decoder ----------------------------------------------------------------------------------------
+def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap: int,
+                   max_level: int | None = None, where: str = "section"):
+    """Decode a section. Returns a :class:`QMap` for a full decode, or a preview
+    :class:`GaussianMap` of aggregated Gaussians when ``max_level`` stops before the last level."""
+    if not chunks or chunks[0].type != TILES:
+        raise DecodeError(f"{where}: missing TILES chunk")
+    r = Reader(chunks[0].data, f"{where} TILES")
+    n = r.varint(cap)
+    L = r.varint(32)
+    if L < 1:
+        raise r.fail("no levels")
+    D = params.tile_bits
+    depths = [r.u8() for _ in range(L)]
+    if depths[-1] != D or any(b <= a for a, b in zip(depths, depths[1:])):
+        raise r.fail(f"level depths {depths} are not increasing to the tile depth {D}")
+    n_tiles = r.varint(r.remaining // 24)
+    tiles = r.array("<i8", 3 * n_tiles).reshape(n_tiles, 3).astype(np.int64)
+    r.end()
+    if n_tiles and (np.abs(tiles).max() >= (MAX_LATTICE >> D)):
+        raise DecodeError(f"{where}: tile coordinate beyond the position lattice")
+    if n_tiles > max(n, 0) or (n > 0 and n_tiles == 0):
+        raise DecodeError(f"{where}: {n_tiles} tiles for {n} Gaussians")
+    levels = [c for c in chunks[1:] if c.type == LEVEL]
+    if [c.level for c in levels] != list(range(L)):
+        raise DecodeError(f"{where}: LEVEL chunks {[c.level for c in levels]} do not match {L} levels")
+    stop = L - 1 if max_level is None else min(max_level, L - 1)
+    if n == 0:
+        return QMap.empty(sh_degree) if stop == L - 1 else _preview(np.zeros((0, 3)), None, sh_degree, params, stop)
+
+    tile_of = np.arange(n_tiles, dtype=np.int64)
+    code = np.zeros(n_tiles, np.uint64)
+    parent_chain: dict[int, np.ndarray] = {}  # depth → parent index into depth-1
+    prev_d, prev_coarse = 0, None
+    for k in range(stop + 1):
+        d = depths[k]
+        r = Reader(levels[k].data, f"{where} LEVEL {k}")
+        for dd in range(prev_d, d):
+            occ = decode_stream(r, len(code), signed=False)
+            if len(occ) and (occ.min() < 1 or occ.max() > 255):
+                raise r.fail(f"occupancy byte outside 1..255 at depth {dd}")
+            occ = occ.astype(np.uint8)
+            m = octree.children_count(occ)
+            if m > n:
+                raise r.fail(f"depth {dd + 1} has {m} nodes, more than the {n} Gaussians")
+            tile_of, code, pidx = octree.expand(tile_of, code, occ)
+            parent_chain[dd + 1] = pidx
+        m = len(code)
+        if k < L - 1:
+            pc = None
+            if prev_coarse is not None:
+                pidx = _ancestor(parent_chain, d, prev_d, np.arange(m))
+                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+            coarse = _get_coarse(r, m, pc, params)
+            r.end()
+            if k == stop:
+                return _preview(_centres(tiles, tile_of, code, d, D, params), coarse, sh_degree, params, k)
+            prev_coarse = coarse
+        else:
+            cnt = decode_stream(r, m, signed=False)
+            if cnt.max() >= n or int(cnt.sum()) + m != n:
+                raise r.fail(f"voxel counts do not add up to {n} Gaussians")
+            vox = np.repeat(np.arange(m), (cnt + 1).astype(np.int64))
+            first = r.varint((1 << 63) - 1)
+            dif = decode_stream(r, n - 1)
+            ids = np.concatenate([[first], first + np.cumsum(dif)]) if n > 1 else np.array([first])
+            if ids.min() < 0 or ids.max() >= (1 << 63):
+                raise r.fail("id outside 0..2**63")
+            ids = ids.astype(np.uint64)
+            lev = decode_stream(r, n, signed=False)
+            if lev.max() > 255:
+                raise r.fail("level field above 255")
+            pc = None
+            if prev_coarse is not None:
+                pidx = _ancestor(parent_chain, d, prev_d, vox)
+                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+            leaf = _get_coarse(r, n, pc, params)
+            k3 = 3 * ((sh_degree + 1) ** 2 - 1)
+            rest = np.stack([decode_stream(r, n) for _ in range(k3)], 1) if k3 else np.zeros((n, 0), np.int64)
+            r.end()
+            pos = (tiles[tile_of[vox]] << D) + octree.demorton(code[vox])
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
+            if n > 1 and np.any(ids[1:] == ids[:-1]):
+                raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
+            _check_ranges(leaf, params, where)
+            return QMap(sh_degree, ids, pos[order], lev.astype(np.uint8)[order], leaf.op[order],
+                        leaf.scale[order], leaf.rot_idx[order], leaf.rot[order], leaf.dc[order],
+                        rest.reshape(n, -1, 3)[order])
+        prev_d = d
+    raise AssertionError("unreachable")
+
+
+def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
+    lim = {"op": 20 / params.opacity_step + 1, "scale": 30 / params.scale_step + 1, "dc": 64 / params.dc_step + 1}
+    for name, bound in lim.items():
+        a = getattr(c, name)
+        if len(a) and np.abs(a).max() > bound:
+            raise DecodeError(f"{where}: {name} value outside its quantisation range")
+
+
+def _preview(centers, coarse: Coarse | None, sh_degree: int, params: QuantParams, level: int) -> GaussianMap:
+    """A renderable map of the aggregated Gaussians of one level (ids 1..M in octree order)."""
+    m = len(centers)
+    k = (sh_degree + 1) ** 2
+    if coarse is None:
+        return GaussianMap(sh_degree=sh_degree)
+    _check_ranges(coarse, params, "preview")
+    q = QMap(sh_degree, np.arange(1, m + 1, dtype=np.uint64), np.zeros((m, 3), np.int64),
+             np.full(m, level, np.uint8), coarse.op, coarse.scale, coarse.rot_idx, coarse.rot, coarse.dc,
+             np.zeros((m, k - 1, 3), np.int64))
+    g = dequantize(q, params)
+    g.means = centers.astype(np.float32)
+    return g

@@ -1,0 +1,107 @@
+"""Snapshots: a whole map as one container (the entry point for late joiners and files)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gs_mapping.gaussians import GaussianMap
+
+from .container import PAD, Chunk, Header, pack, unpack
+from .errors import DecodeError, EncodeError
+from .quantize import QMap, QuantParams, dequantize, to_qmap
+from .section import decode_section, encode_section, max_gaussians_for
+
+DEFAULT_LEVELS = 5
+
+
+@dataclass
+class EncodeInfo:
+    gaussians: int
+    bytes: int
+    levels: int
+    bytes_per_level: list[int]
+
+    def as_dict(self) -> dict:
+        return {"gaussians": self.gaussians, "bytes": self.bytes,
+                "bytes_per_gaussian": self.bytes / max(self.gaussians, 1), "levels": self.levels,
+                "bytes_per_level": self.bytes_per_level}
+
+
+def check_ids(q: QMap) -> None:
+    if len(q) and int(q.ids[-1]) >= (1 << 63):
+        raise EncodeError("Gaussian ids must be below 2**63 to be encoded")
+
+
+def finish(header: Header, chunks: list[Chunk], section_counts: list[int]) -> bytes:
+    """Pack, adding a PAD chunk if the container would be too small for its Gaussian counts (the
+    decoder refuses counts above 8 × bytes + 4096, so a lying header cannot size an allocation)."""
+    data = pack(header, chunks)
+    need = max([0] + [int(c) for c in section_counts])
+    short = 0
+    while max_gaussians_for(len(data) + short) < need:
+        short = (need - 4096) // 8 + 1 - len(data) + 16
+    if short > 0:
+        data = pack(header, chunks + [Chunk(PAD, 0, bytes(short))])
+    return data
+
+
+def encode_snapshot(q: QMap, params: QuantParams, *, map_id: int = 1, seq: int = 1,
+                    n_levels: int = DEFAULT_LEVELS, frame_id: str = "map",
+                    tile_size: float = 2.0) -> tuple[bytes, EncodeInfo]:
+    check_ids(q)
+    if seq < 1:
+        raise EncodeError("snapshot sequence numbers start at 1")
+    chunks, sizes = encode_section(q, params, n_levels)
+    n_lv = len(sizes)
+    h = Header(map_id, seq, 0, len(q), q.checksum(), q.sh_degree, n_lv, params, tile_size, frame_id)
+    data = finish(h, chunks, [len(q)])
+    overhead = len(data) - sum(sizes)
+    sizes[0] += overhead
+    return data, EncodeInfo(len(q), len(data), n_lv, sizes)
+
+
+def encode_map(gmap: GaussianMap, params: QuantParams | None = None, **kw) -> tuple[bytes, EncodeInfo]:
+    """Quantise and encode a whole map as a snapshot."""
+    params = params or QuantParams()
+    kw.setdefault("tile_size", gmap.tile_size)
+    return encode_snapshot(to_qmap(gmap, params), params, **kw)
+
+
+def decode_snapshot(data, max_level: int | None = None, max_gaussians: int = 1 << 26):
+    """Decode a snapshot container. Returns (header, QMap) for a full decode, or (header,
+    GaussianMap preview) when ``max_level`` stops early. Raises :class:`DecodeError` only."""
+    h, chunks = unpack(data)
+    if not h.is_snapshot:
+        raise DecodeError(f"container is a delta (base sequence {h.base_seq}), not a snapshot")
+    cap = min(max_gaussians, max_gaussians_for(len(data)))
+    if h.gaussians > cap:
+        raise DecodeError(f"snapshot declares {h.gaussians} Gaussians, more than {cap} allowed for "
+                          f"{len(data)} bytes")
+    section = [c for c in chunks if c.type in (1, 2)]
+    out = guarded(lambda: decode_section(section, h.params, h.sh_degree, cap, max_level, "snapshot"))
+    if isinstance(out, QMap):
+        if len(out) != h.gaussians or out.checksum() != h.state_crc:
+            raise DecodeError("snapshot: decoded map does not match the header's count/checksum")
+    return h, out
+
+
+def decode_map(data, max_level: int | None = None) -> GaussianMap:
+    """Snapshot bytes → the receiver's GaussianMap (or a coarse preview with ``max_level``)."""
+    h, out = decode_snapshot(data, max_level)
+    if isinstance(out, QMap):
+        return dequantize(out, h.params, h.tile_size)
+    out.tile_size = h.tile_size
+    return out
+
+
+def guarded(fn):
+    """Run a decoding step; anything but our own error becomes a DecodeError (hostile input must
+    never surface as another exception type). The explicit checks above come first; this is the net."""
+    try:
+        return fn()
+    except DecodeError:
+        raise
+    except (ValueError, IndexError, OverflowError, TypeError, KeyError, MemoryError,
+            ZeroDivisionError, FloatingPointError, RuntimeError) as exc:
+        raise DecodeError(f"malformed data ({type(exc).__name__}: {exc})") from None
