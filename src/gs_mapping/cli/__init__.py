@@ -16,6 +16,7 @@ from ..errors import GsMappingError
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "summarise a rosbag2: topics, counts, time span, TF tree"),
+    "world": ("world", "generate a procedural driving world and write its sensor data as a rosbag2"),
     "map": ("map", "build a 3D Gaussian map from a bag's camera, depth and TF"),
 }
 
