@@ -209,8 +209,14 @@ class RclpyFactory:
             raise MessageError(f"cannot import message type {typename!r} through rclpy: {e}") from None
 
     def _coerce(self, typename: str, name: str, ftype: str, value: Any) -> Any:
+        # rosidl setters check exact Python types: float fields reject ints, int fields numpy ints,
+        # boolean fields anything but bool, sequence fields numpy arrays (not a collections Sequence).
         if isinstance(value, np.generic):
-            return value.item()
+            value = value.item()
+        if ftype in ("float", "double"):
+            return float(value)
+        if ftype == "boolean":
+            return bool(value)
         if ftype.startswith("sequence<"):
             inner = ftype[len("sequence<"):-1].split(",")[0]
             if "/" in inner:
@@ -225,17 +231,25 @@ class RclpyFactory:
                 out = array.array(code)
                 out.frombytes(arr.tobytes())  # one memcpy, not a per-element setter loop
                 return out
-            return list(value)
+            return self._plain_list(inner, value)
         if ftype.endswith("]"):  # fixed-size array "double[9]" / "pkg/Type[3]"
             inner = ftype[:ftype.index("[")]
             if "/" in inner:
                 return [self._submessage(inner, v) for v in value]
             if inner in _RCLPY_DTYPES:
                 return np.asarray(value, dtype=_RCLPY_DTYPES[inner]).reshape(-1)
-            return list(value)
+            return self._plain_list(inner, value)
         if "/" in ftype and isinstance(value, dict):
             return self._submessage(ftype, value)
         return value
+
+    @staticmethod
+    def _plain_list(inner: str, value: Any) -> list:
+        if inner == "boolean":
+            return [bool(v) for v in value]
+        if inner == "octet":
+            return [bytes([int(v)]) if not isinstance(v, bytes) else v for v in value]
+        return list(value)
 
     def _submessage(self, ftype: str, value: Any) -> Any:
         if not isinstance(value, dict):
