@@ -1,0 +1,273 @@
+"""TFBuffer: lookups through the tree, interpolation (slerp), static edges, errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gs_mapping.errors import ExtrapolationError, TFError, UnknownFrameError
+from gs_mapping.geometry import Transform, TransformStamped, quat_to_matrix
+from gs_mapping.tf import TFBuffer, TFConfig
+
+S = 1_000_000_000
+
+
+def rot_z(deg: float) -> np.ndarray:
+    a = math.radians(deg) / 2
+    return np.array([0.0, 0.0, math.sin(a), math.cos(a)])
+
+
+def rot_axis(axis, deg: float) -> np.ndarray:
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    a = math.radians(deg) / 2
+    return np.array([*(axis * math.sin(a)), math.cos(a)])
+
+
+def ts(parent, child, stamp, t=(0, 0, 0), q=(0, 0, 0, 1)):
+    return TransformStamped(parent, child, int(stamp), Transform(np.array(t, float), np.array(q, float)))
+
+
+def angle_deg(T: Transform) -> float:
+    return math.degrees(2 * math.acos(min(1.0, abs(float(T.rotation[3])))))
+
+
+OPTICAL = Transform(np.array([0.1, 0.0, 1.2]), np.array([-0.5, 0.5, -0.5, 0.5]))
+
+
+def robot_buffer(**kw) -> TFBuffer:
+    """map → base_link dynamic (two samples 1 s apart, 90° turn and 2 m move), base_link → optical static."""
+    buf = TFBuffer(**kw)
+    buf.add(ts("map", "base_link", 10 * S, (0, 0, 0), rot_z(0)))
+    buf.add(ts("map", "base_link", 11 * S, (2, 0, 0), rot_z(90)))
+    buf.add(TransformStamped("base_link", "camera_optical", 0, OPTICAL), static=True)
+    return buf
+
+
+def test_interpolation_linear_translation_and_slerp_rotation():
+    buf = robot_buffer()
+    for frac in (0.0, 0.25, 0.5, 0.9, 1.0):
+        T = buf.lookup("map", "base_link", 10 * S + int(frac * S))
+        assert np.allclose(T.translation, [2 * frac, 0, 0], atol=1e-12)
+        assert angle_deg(T) == pytest.approx(90 * frac, abs=1e-9)  # constant angular speed: slerp
+        assert np.allclose(T.rotation, rot_z(90 * frac), atol=1e-12)
+
+
+def test_slerp_takes_the_short_way_with_sign_flipped_quaternions():
+    for q1 in (rot_z(-170), -rot_z(-170)):  # q and −q: same rotation, 20° from 170° the short way
+        buf = TFBuffer()
+        buf.add(ts("a", "b", 0, q=rot_z(170)))
+        buf.add(ts("a", "b", S, q=q1))
+        T = buf.lookup("a", "b", S // 2)
+        assert np.allclose(quat_to_matrix(T.rotation), quat_to_matrix(rot_z(180)), atol=1e-9)
+        T = buf.lookup("a", "b", S // 4)
+        assert np.allclose(quat_to_matrix(T.rotation), quat_to_matrix(rot_z(175)), atol=1e-9)
+
+
+def test_chain_equals_composition_and_inverse():
+    buf = robot_buffer()
+    t = 10 * S + S // 3
+    T_map_base = buf.lookup("map", "base_link", t)
+    T_map_cam = buf.lookup("map", "camera_optical", t)
+    assert np.allclose(T_map_cam.matrix(), T_map_base.matrix() @ OPTICAL.matrix(), atol=1e-12)
+    T_cam_map = buf.lookup("camera_optical", "map", t)
+    assert np.allclose(T_cam_map.matrix(), np.linalg.inv(T_map_cam.matrix()), atol=1e-12)
+    # static edge alone holds at any time, even far outside the dynamic data
+    assert np.allclose(buf.lookup("base_link", "camera_optical", 0).matrix(), OPTICAL.matrix())
+    assert np.allclose(buf.lookup("camera_optical", "base_link", 10**18).matrix(),
+                       np.linalg.inv(OPTICAL.matrix()))
+    # a frame to itself is the identity
+    assert np.allclose(buf.lookup("map", "map", t).matrix(), np.eye(4))
+
+
+def test_points_map_through_lookup():
+    buf = robot_buffer()
+    p_cam = np.array([[0.0, 0.0, 2.0], [1.0, -1.0, 3.0]])
+    T = buf.lookup("map", "camera_optical", 11 * S)
+    p_map = T.apply(p_cam)
+    # by hand: optical → base_link → map (90° about z, then +2 m in x)
+    p_base = p_cam @ quat_to_matrix(OPTICAL.rotation).T + OPTICAL.translation
+    expected = p_base @ quat_to_matrix(rot_z(90)).T + [2, 0, 0]
+    assert np.allclose(p_map, expected)
+
+
+def test_siblings_go_through_common_ancestor():
+    buf = TFBuffer()
+    buf.add(ts("base", "left", 0, (0, 0.5, 0), rot_z(10)), static=True)
+    buf.add(ts("base", "right", 0, (0, -0.5, 0), rot_z(-10)), static=True)
+    buf.add(ts("left", "left_optical", 0, (0.1, 0, 0), rot_axis([1, 1, 0], 30)), static=True)
+    T = buf.lookup("right", "left_optical", 5)
+    m = (np.linalg.inv(Transform(np.array([0, -0.5, 0]), rot_z(-10)).matrix())
+         @ Transform(np.array([0, 0.5, 0]), rot_z(10)).matrix()
+         @ Transform(np.array([0.1, 0, 0]), rot_axis([1, 1, 0], 30)).matrix())
+    assert np.allclose(T.matrix(), m)
+
+
+@st.composite
+def random_trees(draw):
+    n = draw(st.integers(2, 9))
+    parents = [None] + [draw(st.integers(0, i - 1)) for i in range(1, n)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    edges = []
+    for i in range(1, n):
+        q = rng.normal(size=4)
+        edges.append((f"f{parents[i]}", f"f{i}", rng.normal(size=3), q / np.linalg.norm(q)))
+    a, b = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+    return edges, f"f{a}", f"f{b}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_trees())
+def test_any_tree_any_pair_matches_matrix_composition(tree):
+    edges, target, source = tree
+    buf = TFBuffer()
+    parent_of, mat = {}, {}
+    for parent, child, t, q in edges:
+        buf.add(ts(parent, child, 0, t, q), static=True)
+        parent_of[child] = parent
+        mat[child] = Transform(t, q).matrix()
+
+    def to_root(frame):  # T_root_frame by walking up
+        m = np.eye(4)
+        while frame in parent_of:
+            m = mat[frame] @ m
+            frame = parent_of[frame]
+        return m
+
+    expected = np.linalg.inv(to_root(target)) @ to_root(source)
+    assert np.allclose(buf.lookup(target, source, 123).matrix(), expected, atol=1e-9)
+    assert buf.frames() == dict(sorted(parent_of.items()))
+
+
+def test_two_dynamic_edges_interpolate_independently():
+    buf = TFBuffer()
+    buf.add(ts("map", "odom", 0, (0, 0, 0)))
+    buf.add(ts("map", "odom", 4 * S, (4, 0, 0)))
+    buf.add(ts("odom", "base", 1 * S, (0, 1, 0)))
+    buf.add(ts("odom", "base", 3 * S, (0, 3, 0)))
+    T = buf.lookup("map", "base", 2 * S)
+    assert np.allclose(T.translation, [2, 2, 0])
+    assert buf.latest_common_stamp("map", "base") == 3 * S
+    assert np.allclose(buf.lookup("map", "base", None).translation, [3, 3, 0])
+
+
+def test_out_of_order_and_duplicate_stamps():
+    buf = TFBuffer(cache_time_s=None)
+    for k in [5, 1, 3, 2, 4, 0]:
+        buf.add(ts("a", "b", k * S, (k, 0, 0)))
+    buf.add(ts("a", "b", 2 * S, (20, 0, 0)))  # same stamp again replaces
+    (e,) = buf.edges()
+    assert (e.count, e.first_ns, e.last_ns) == (6, 0, 5 * S)
+    assert buf.lookup("a", "b", 2 * S).translation[0] == 20
+    assert buf.lookup("a", "b", int(3.5 * S)).translation[0] == pytest.approx(3.5)
+
+
+def test_extrapolation_within_tolerance_uses_nearest_sample():
+    buf = robot_buffer(extrapolation_tolerance_s=0.1)
+    before = buf.lookup("map", "camera_optical", 10 * S - S // 20)
+    assert np.allclose(before.matrix(), buf.lookup("map", "camera_optical", 10 * S).matrix())
+    after = buf.lookup("map", "base_link", 11 * S + S // 10)
+    assert np.allclose(after.translation, [2, 0, 0])
+
+
+def test_extrapolation_error_names_frames_stamp_and_range():
+    buf = robot_buffer(extrapolation_tolerance_s=0.1)
+    stamp = 11 * S + S // 2
+    with pytest.raises(ExtrapolationError) as err:
+        buf.lookup("camera_optical", "map", stamp)
+    msg = str(err.value)
+    for part in ("camera_optical", "map", "base_link", str(stamp), str(10 * S), str(11 * S),
+                 "after the last", "0.500000 s"):
+        assert part in msg, (part, msg)
+    with pytest.raises(ExtrapolationError, match="before the first"):
+        buf.lookup("map", "base_link", 9 * S)
+    assert not buf.can_transform("map", "camera_optical", 9 * S)
+    assert buf.can_transform("map", "camera_optical", 10 * S)
+    zero = robot_buffer(extrapolation_tolerance_s=0.0)
+    with pytest.raises(ExtrapolationError):
+        zero.lookup("map", "base_link", 11 * S + 1)
+
+
+def test_unknown_frame_names_it_and_the_known_frames():
+    buf = robot_buffer()
+    with pytest.raises(UnknownFrameError) as err:
+        buf.lookup("map", "lidar", 10 * S)
+    msg = str(err.value)
+    assert "'lidar'" in msg and "base_link, camera_optical, map" in msg
+    with pytest.raises(UnknownFrameError, match="'odom'"):
+        buf.lookup("odom", "map", 10 * S)
+    with pytest.raises(UnknownFrameError, match="no transform received yet"):
+        TFBuffer().lookup("map", "base_link", 0)
+    assert issubclass(UnknownFrameError, TFError)
+
+
+def test_disconnected_trees():
+    buf = robot_buffer()
+    buf.add(ts("world", "other", 0), static=True)
+    with pytest.raises(TFError, match="not connected.*roots"):
+        buf.lookup("other", "camera_optical", 10 * S)
+
+
+def test_invalid_edges_are_rejected():
+    buf = robot_buffer()
+    with pytest.raises(TFError, match="camera_optical already has parent base_link"):
+        buf.add(ts("map", "camera_optical", 0), static=True)
+    with pytest.raises(TFError, match="loop"):
+        buf.add(ts("camera_optical", "map", 0))
+    with pytest.raises(TFError, match="own parent"):
+        buf.add(ts("x", "x", 0))
+    with pytest.raises(TFError, match="is static but this sample is dynamic"):
+        buf.add(ts("base_link", "camera_optical", 0, q=(0, 0, 0, 1)))
+    with pytest.raises(TFError, match="non-finite"):
+        buf.add(ts("map", "base_link", 12 * S, q=(np.nan, 0, 0, 1)))
+    with pytest.raises(TFError, match="not unit"):
+        buf.add(ts("map", "base_link", 12 * S, q=(0, 0, 0, 2)))
+    with pytest.raises(TFError, match="translation"):
+        buf.add(ts("map", "base_link", 12 * S, t=(0, np.inf, 0)))
+    # nothing of the rejected samples got in
+    assert buf.edges()[0].count == 2
+
+
+def test_cache_time_prunes_old_samples_but_keeps_newest():
+    buf = TFBuffer(cache_time_s=2.0)
+    for k in range(10):
+        buf.add(ts("map", "base", k * S, (k, 0, 0)))
+    (e,) = buf.edges()
+    assert (e.first_ns, e.last_ns, e.count) == (7 * S, 9 * S, 3)
+    with pytest.raises(ExtrapolationError):
+        buf.lookup("map", "base", 3 * S)
+    keep_all = TFBuffer(cache_time_s=None)
+    for k in range(10):
+        keep_all.add(ts("map", "base", k * S, (k, 0, 0)))
+    assert keep_all.edges()[0].count == 10
+
+
+def test_from_config():
+    buf = TFBuffer.from_config(TFConfig(cache_time_s=0, extrapolation_tolerance_s=0.25))
+    assert buf.cache_ns is None and buf.tolerance_ns == S // 4
+
+
+def test_many_stamps_per_edge():
+    """Thousands of samples per edge and as many lookups stay cheap (bisect, no scans)."""
+    buf = TFBuffer(cache_time_s=None, extrapolation_tolerance_s=0.0)
+    n = 5000
+    for k in range(n):
+        buf.add(ts("map", "base_link", k * S // 100, (k / 100, 0, 0), rot_z(k * 0.01)))
+    buf.add(TransformStamped("base_link", "cam", 0, OPTICAL), static=True)
+    stamps = np.random.default_rng(0).integers(0, (n - 1) * S // 100, size=n)
+    xs = [buf.lookup("map", "base_link", int(s)).translation[0] for s in stamps]
+    assert np.allclose(xs, stamps / S, atol=1e-9)
+
+
+def test_add_message_from_tf_message():
+    from gs_mapping.messages import transforms_to_tf_message
+
+    msg = transforms_to_tf_message([ts("/map", "base_link", 7, (1, 2, 3), rot_z(30)),
+                                    ts("base_link", "cam", 7, (0, 0, 1))])
+    buf = TFBuffer()
+    buf.add_message(msg, static=True)
+    assert buf.frames() == {"base_link": "map", "cam": "base_link"}  # leading "/" dropped
+    T = buf.lookup("map", "cam", 0)
+    assert np.allclose(T.translation, [1, 2, 4])
