@@ -1,0 +1,301 @@
+"""Deltas: what changed between two quantised maps, by id (GS-Share: send only what changed).
+
+A delta container (``base_seq`` = the sequence number it applies to) carries, in this order of
+application: CLEAR_TILES (codec tiles whose Gaussians were all removed), REMOVED ids, UPDATED ids with
+per-field residuals against the previous quantised values, and the added Gaussians as a section
+(TILES + LEVEL chunks, usually one level). The header holds the resulting Gaussian count and state
+checksum, so a receiver verifies it ends bit-identical to the sender, and rejects the delta whole
+(its map untouched) otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gs_mapping.gaussians import ChangeSet, GaussianMap
+
+from .bitio import Reader, Writer
+from .container import CLEAR_TILES, LEVEL, REMOVED, TILES, UPDATED, Chunk, Header, unpack
+from .entropy import decode_stream
+from .errors import DecodeError, EncodeError
+from .quantize import QMap, QuantParams, to_qmap
+from .section import _get_ctx, _put, _put_ctx, decode_section, encode_section, max_gaussians_for
+from .snapshot import DEFAULT_LEVELS, EncodeInfo, check_ids, encode_snapshot, finish, guarded
+
+# field bits of an update mask
+F_POS, F_OP, F_SCALE, F_ROT, F_DC, F_REST, F_LEVEL = 1, 2, 4, 8, 16, 32, 64
+
+
+def _rows(ids: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each wanted id in sorted ``ids`` or -1 clipped, found mask)."""
+    r = np.searchsorted(ids, want)
+    ok = r < len(ids)
+    ok[ok] = ids[r[ok]] == want[ok]
+    return np.minimum(r, max(len(ids) - 1, 0)), ok
+
+
+def _diff_mask(a: QMap, b: QMap) -> np.ndarray:
+    """Per-row field-change mask between two QMaps with identical ids in identical order."""
+    n = len(a)
+    m = np.zeros(n, np.int64)
+    def ne(x, y):
+        return (x != y).reshape(n, -1).any(axis=1)
+    m |= ne(a.pos, b.pos) * F_POS
+    m |= ne(a.op, b.op) * F_OP
+    m |= ne(a.scale, b.scale) * F_SCALE
+    m |= (ne(a.rot, b.rot) | (a.rot_idx != b.rot_idx)) * F_ROT
+    m |= ne(a.dc, b.dc) * F_DC
+    if a.rest.shape[1]:
+        m |= ne(a.rest, b.rest) * F_REST
+    m |= (a.level != b.level) * F_LEVEL
+    return m
+
+
+def _put_ids(w: Writer, ids: np.ndarray) -> None:
+    w.varint(len(ids))
+    if len(ids):
+        w.varint(int(ids[0]))
+        _put(w, np.diff(ids.astype(np.int64)) - 1, signed=False)
+
+
+def _get_ids(r: Reader, cap: int) -> np.ndarray:
+    n = r.varint(cap)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    first = r.varint((1 << 63) - 1)
+    gaps = decode_stream(r, n - 1, signed=False)
+    if n > 1 and gaps.max() >= (1 << 62):
+        raise r.fail("id gap too large")
+    ids = first + np.concatenate([[0], np.cumsum(gaps.astype(np.int64) + 1)])
+    if ids.max() >= (1 << 63) or ids.min() < 0:
+        raise r.fail("id outside 0..2**63")
+    return ids.astype(np.uint64)
+
+
+@dataclass
+class DeltaInfo:
+    added: int
+    updated: int
+    removed: int
+    cleared_tiles: int
+    bytes: int
+
+
+def encode_delta(old: QMap, new: QMap, params: QuantParams, *, map_id: int, seq: int, base_seq: int,
+                 frame_id: str = "map", tile_size: float = 2.0, n_levels: int = 1) -> tuple[bytes, DeltaInfo]:
+    """The delta turning ``old`` into ``new`` (both sorted by id, same SH degree)."""
+    if old.sh_degree != new.sh_degree:
+        raise EncodeError("a delta cannot change the SH degree; send a snapshot")
+    if not 1 <= base_seq < seq:
+        raise EncodeError(f"delta needs 1 ≤ base_seq < seq (got {base_seq}, {seq})")
+    check_ids(new)
+    D = params.tile_bits
+    r_new, in_new = _rows(new.ids, old.ids)
+    removed_rows = np.flatnonzero(~in_new)
+    common_old = np.flatnonzero(in_new)
+    common_new = r_new[in_new]
+    r_old, in_old = _rows(old.ids, new.ids)
+    added = new.take(np.flatnonzero(~in_old))
+    mask = _diff_mask(old.take(common_old), new.take(common_new)) if len(common_old) else np.zeros(0, np.int64)
+    upd = np.flatnonzero(mask)
+    prev, cur, mask = old.take(common_old[upd]), new.take(common_new[upd]), mask[upd]
+
+    # whole tiles emptied → one CLEAR_TILES entry instead of their ids
+    cleared = np.zeros((0, 3), np.int64)
+    rem_ids = old.ids[removed_rows]
+    if len(removed_rows):
+        tiles_old = old.pos >> D
+        keys, inv, cnt = np.unique(tiles_old, axis=0, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        rem_cnt = np.bincount(inv[removed_rows], minlength=len(keys))
+        full = (rem_cnt == cnt) & (cnt >= 4)
+        if full.any():
+            cleared = keys[full]
+            rem_ids = old.ids[removed_rows[~full[inv[removed_rows]]]]
+    chunks: list[Chunk] = []
+    if len(cleared):
+        w = Writer()
+        w.varint(len(cleared))
+        w.raw(np.ascontiguousarray(cleared, "<i8").tobytes())
+        chunks.append(Chunk(CLEAR_TILES, 0, w.getvalue()))
+    if len(rem_ids):
+        w = Writer()
+        _put_ids(w, rem_ids)
+        chunks.append(Chunk(REMOVED, 0, w.getvalue()))
+    if len(cur):
+        w = Writer()
+        _put_ids(w, cur.ids)
+        _put(w, mask, signed=False)
+        _put_updates(w, prev, cur, mask)
+        chunks.append(Chunk(UPDATED, 0, w.getvalue()))
+    if len(added):
+        sec, _ = encode_section(added, params, n_levels)
+        chunks += sec
+    h = Header(map_id, seq, base_seq, len(new), new.checksum(), new.sh_degree,
+               max(1, sum(1 for c in chunks if c.type == LEVEL)), params, tile_size, frame_id)
+    data = finish(h, chunks, [len(added), len(cur), len(rem_ids)])
+    return data, DeltaInfo(len(added), len(cur), len(rem_ids), len(cleared), len(data))
+
+
+def _cols(name: str, i: int | None = None):
+    def get(q: QMap):
+        v = getattr(q, name)
+        return (v if i is None else v.reshape(len(q), -1)[:, i]).astype(np.int64)
+    return get
+
+
+def _update_fields(num_rest: int):
+    return [(F_POS, [_cols("pos", i) for i in range(3)]), (F_OP, [_cols("op")]),
+            (F_SCALE, [_cols("scale", i) for i in range(3)]),
+            (F_ROT, [_cols("rot_idx")] + [_cols("rot", i) for i in range(3)]),
+            (F_DC, [_cols("dc", i) for i in range(3)]),
+            (F_REST, [_cols("rest", i) for i in range(num_rest)]), (F_LEVEL, [_cols("level")])]
+
+
+def _put_updates(w: Writer, prev: QMap, cur: QMap, mask: np.ndarray) -> None:
+    for bit, fields in _update_fields(3 * (prev.num_sh - 1)):
+        sel = (mask & bit) != 0
+        for get in fields:
+            _put_ctx(w, get(cur)[sel], get(prev)[sel])
+
+
+def apply_delta(state: QMap, h: Header, chunks: list[Chunk], nbytes: int) -> QMap:
+    """A new QMap: ``state`` with the delta applied. ``state`` is never modified."""
+    if h.sh_degree != state.sh_degree:
+        raise DecodeError(f"delta has SH degree {h.sh_degree}, the map {state.sh_degree}")
+    p = h.params
+    cap = max_gaussians_for(nbytes)
+    if h.gaussians > len(state) + cap:
+        raise DecodeError(f"delta declares {h.gaussians} Gaussians, impossible for its size")
+    keep = np.ones(len(state), bool)
+    for c in chunks:
+        if c.type == CLEAR_TILES:
+            r = Reader(c.data, "CLEAR_TILES")
+            n = r.varint(r.remaining // 24)
+            tiles = r.array("<i8", 3 * n).reshape(n, 3).astype(np.int64)
+            r.end()
+            if n and len(state):
+                st = state.pos >> p.tile_bits
+                hit = (st[:, None, :] == tiles[None, :, :]).all(-1).any(1) if n <= 64 else \
+                    np.isin(_tile_key(st), _tile_key(tiles))
+                keep &= ~hit
+    for c in chunks:
+        if c.type == REMOVED:
+            r = Reader(c.data, "REMOVED")
+            ids = _get_ids(r, cap)
+            r.end()
+            rows, ok = _rows(state.ids, ids)
+            if not ok.all():
+                raise DecodeError(f"delta removes unknown Gaussian id {int(ids[~ok][0])}")
+            keep[rows] = False
+    out = state.take(keep)
+    for c in chunks:
+        if c.type == UPDATED:
+            r = Reader(c.data, "UPDATED")
+            ids = _get_ids(r, cap)
+            n = len(ids)
+            mask = decode_stream(r, n, signed=False).astype(np.int64)
+            if n and (mask.min() < 1 or mask.max() > 127):
+                raise r.fail("bad field mask")
+            rows, ok = _rows(out.ids, ids)
+            if not ok.all():
+                raise DecodeError(f"delta updates unknown Gaussian id {int(ids[~ok][0])}")
+            _apply_updates(r, out, rows, mask)
+            r.end()
+    section = [c for c in chunks if c.type in (TILES, LEVEL)]
+    if section:
+        added = decode_section(section, p, h.sh_degree, cap, None, "delta")
+        _, clash = _rows(out.ids, added.ids)
+        if clash.any():
+            raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
+        out = QMap.concat([out, added])
+    if len(out) != h.gaussians or out.checksum() != h.state_crc:
+        raise DecodeError(f"delta {h.seq}: the map after applying does not match the sender's "
+                          f"(count {len(out)} vs {h.gaussians} or checksum)")
+    return out
+
+
+def _tile_key(t: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(t, np.int64).view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
+
+
+def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray) -> None:
+    n_rest = 3 * (out.num_sh - 1)
+    for bit, fields in _update_fields(n_rest):
+        sel = (mask & bit) != 0
+        rs = rows[sel]
+        vals = [_get_ctx(r, len(rs), get(out)[rs]) for get in fields]
+        if not len(rs):
+            continue
+        if bit == F_POS:
+            out.pos[rs] = np.stack(vals, 1)
+        elif bit == F_OP:
+            out.op[rs] = vals[0]
+        elif bit == F_SCALE:
+            out.scale[rs] = np.stack(vals, 1)
+        elif bit == F_ROT:
+            if vals[0].min() < 0 or vals[0].max() > 3:
+                raise r.fail("rotation index outside 0..3")
+            out.rot_idx[rs] = vals[0]
+            out.rot[rs] = np.stack(vals[1:], 1)
+        elif bit == F_DC:
+            out.dc[rs] = np.stack(vals, 1)
+        elif bit == F_REST:
+            out.rest[rs] = np.stack(vals, 1).reshape(len(rs), -1, 3)
+        elif bit == F_LEVEL:
+            if vals[0].min() < 0 or vals[0].max() > 255:
+                raise r.fail("level outside 0..255")
+            out.level[rs] = vals[0]
+
+
+def decode_delta(state: QMap, data) -> tuple[Header, QMap]:
+    """Check and apply delta bytes to ``state`` → (header, new state). Raises DecodeError only."""
+    h, chunks = unpack(data)
+    if h.is_snapshot:
+        raise DecodeError("container is a snapshot, not a delta")
+    return h, guarded(lambda: apply_delta(state, h, chunks, len(data)))
+
+
+class MapSender:
+    """The sender side: keeps the quantised map the receivers hold (the shadow), numbers messages,
+    and turns map changes into deltas and snapshots."""
+
+    def __init__(self, params: QuantParams | None = None, *, map_id: int = 1, frame_id: str = "map",
+                 sh_degree: int = 0, tile_size: float = 2.0, n_levels: int = DEFAULT_LEVELS,
+                 delta_levels: int = 1) -> None:
+        self.params = params or QuantParams()
+        self.map_id, self.frame_id, self.tile_size = map_id, frame_id, tile_size
+        self.n_levels, self.delta_levels = n_levels, delta_levels
+        self.shadow = QMap.empty(sh_degree)
+        self.seq = 1  # sequence 1 = the empty map (a snapshot of it is valid)
+
+    def snapshot(self) -> bytes:
+        data, _ = encode_snapshot(self.shadow, self.params, map_id=self.map_id, seq=self.seq,
+                                  n_levels=self.n_levels, frame_id=self.frame_id, tile_size=self.tile_size)
+        return data
+
+    def delta_to(self, new: QMap) -> tuple[bytes, DeltaInfo]:
+        data, info = encode_delta(self.shadow, new, self.params, map_id=self.map_id, seq=self.seq + 1,
+                                  base_seq=self.seq, frame_id=self.frame_id, tile_size=self.tile_size,
+                                  n_levels=self.delta_levels)
+        self.shadow, self.seq = new, self.seq + 1
+        return data, info
+
+    def update(self, gmap: GaussianMap, changes: ChangeSet | None = None) -> tuple[bytes, DeltaInfo]:
+        """Delta bringing receivers to ``gmap``. With ``changes`` (from ``gmap.take_changes()``)
+        only the changed Gaussians are quantised; without, the whole map is diffed by id."""
+        self.tile_size = gmap.tile_size
+        if changes is None or self.shadow.sh_degree != gmap.sh_degree:
+            return self.delta_to(to_qmap(gmap, self.params))
+        new = self.shadow
+        gone = np.union1d(changes.removed, changes.updated).astype(np.uint64)
+        if len(gone):
+            _, hit = _rows(gone, new.ids)
+            new = new.take(~hit)
+        fresh = np.union1d(changes.added, changes.updated).astype(np.uint64)
+        if len(fresh):
+            _, present = _rows(gmap.ids, fresh)
+            fresh = fresh[present]  # added then removed in the same interval: nothing to send
+            new = QMap.concat([new, to_qmap(gmap.subset(gmap.rows_of(fresh)), self.params)])
+        return self.delta_to(new)
