@@ -166,6 +166,14 @@ def test_builds_pass_rosidl_checks_and_read_back(fake_rclpy_messages):
     m = marker_array([line_strip_marker("l", 1, np.zeros((3, 3)), factory=f)], f)
     assert len(m.markers[0].points) == 3
 
+    # msg "byte" (e.g. DiagnosticStatus.level) is an int in rosbags, bytes in rclpy
+    st = f.make("diagnostic_msgs/msg/DiagnosticStatus", level=1, name="n",
+                values=[{"key": "k", "value": "v"}])
+    assert st.level == b"\x01" and st.values[0].key == "k"
+    back = deserialize_cdr(serialize_cdr(st, "diagnostic_msgs/msg/DiagnosticStatus"),
+                           "diagnostic_msgs/msg/DiagnosticStatus")
+    assert back.level == 1 and back.values[0].value == "v"
+
 
 def test_stand_ins_do_reject_what_rosidl_rejects(fake_rclpy_messages):
     cls = fake_rclpy_messages["sensor_msgs/CameraInfo"]

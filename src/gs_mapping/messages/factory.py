@@ -217,6 +217,8 @@ class RclpyFactory:
             return float(value)
         if ftype == "boolean":
             return bool(value)
+        if ftype == "octet" and isinstance(value, int):  # msg "byte": rclpy wants bytes of length 1
+            return bytes([value])
         if ftype.startswith("sequence<"):
             inner = ftype[len("sequence<"):-1].split(",")[0]
             if "/" in inner:
@@ -282,7 +284,9 @@ def convert_message(msg: Any, typename: str, factory: MessageFactory | None = No
         except AttributeError:
             raise MessageError(f"{typename}: message object has no field {name!r}") from None
         kind = int(nodetype)
-        if kind == 2:
+        if kind == 1 and isinstance(value, (bytes, bytearray)) and len(value) == 1:
+            value = value[0]  # rclpy holds msg "byte" as bytes of length 1
+        elif kind == 2:
             value = convert_message(value, info, factory)
         elif kind in (3, 4):
             (subkind, subinfo), _ = info
@@ -291,6 +295,8 @@ def convert_message(msg: Any, typename: str, factory: MessageFactory | None = No
             elif subinfo[0] in _STRING_TYPES:
                 value = list(value)
             elif subinfo[0] in ("uint8", "byte", "octet", "char"):
+                if isinstance(value, (list, tuple)) and value and isinstance(value[0], bytes):
+                    value = b"".join(value)  # rclpy byte[]: a list of 1-byte bytes
                 value = np.array(as_uint8_array(value, f"{typename}.{name}"))
             else:
                 value = np.array(value, dtype=PRIMITIVE_DTYPES[subinfo[0]]).reshape(-1)
