@@ -1,0 +1,126 @@
+"""ApproximateTimeSynchronizer: message_filters semantics (slop, queue size, nearest-first choice)."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gs_mapping.sync import ApproximateTimeSynchronizer
+
+MS = 1_000_000
+
+
+def test_triples_with_jitter_match_in_order():
+    got = []
+    sync = ApproximateTimeSynchronizer(["color", "depth", "info"], queue_size=5, slop=0.010,
+                                       callback=lambda *m: got.append(m))
+    for k in range(20):
+        t = k * 33 * MS
+        sync.add("depth", t + 3 * MS, ("d", k))
+        sync.add("info", t, ("i", k))
+        sync.add("color", t - 2 * MS, ("c", k))
+    assert got == [(("c", k), ("d", k), ("i", k)) for k in range(20)]
+    assert sync.matched == 20 and sync.dropped == 0 and sync.pending() == 0
+
+
+def test_add_returns_the_set_and_indices_work():
+    sync = ApproximateTimeSynchronizer(2, queue_size=3, slop=0.001)
+    assert sync.add(0, 100, "a") is None
+    assert sync.add(1, 100 + MS, "b") == ("a", "b")  # spread exactly == slop matches (≤)
+    assert sync.add(1, 5 * MS, "c") is None
+    assert sync.add(0, 3 * MS, "d") is None  # 2 ms apart > 1 ms slop: both wait
+    assert sync.pending() == 2
+
+
+def test_zero_slop_is_exact_sync():
+    sync = ApproximateTimeSynchronizer(2, queue_size=3, slop=0.0)
+    sync.add(0, 10, "a")
+    assert sync.add(1, 11, "b") is None
+    assert sync.add(1, 10, "c") == ("a", "c")
+
+
+def test_nearest_candidate_is_chosen():
+    sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.050)
+    for t in (0, 20, 40):
+        sync.add(0, t * MS, t)
+    assert sync.add(1, 27 * MS, "x") == (20, "x")
+    assert sync.pending() == 2  # 0 and 40 ms still queued (message_filters keeps older messages)
+
+
+def test_new_message_completes_a_set_only_with_itself():
+    """Like message_filters, one arrival emits at most one set and is always part of it."""
+    sync = ApproximateTimeSynchronizer(3, queue_size=10, slop=0.005)
+    sync.add(0, 0, "a0")
+    sync.add(1, 1 * MS, "b0")
+    sync.add(0, 100 * MS, "a1")
+    sync.add(1, 101 * MS, "b1")
+    assert sync.add(2, 102 * MS, "c1") == ("a1", "b1", "c1")
+    assert sync.add(2, 2 * MS, "c0") == ("a0", "b0", "c0")
+
+
+def test_queue_overflow_drops_oldest_and_counts():
+    sync = ApproximateTimeSynchronizer(["a", "b"], queue_size=3, slop=0.001)
+    for k in range(5):
+        sync.add("a", k * 100 * MS, k)
+    assert sync.dropped_per_input == [2, 0] and sync.pending() == 3
+    assert sync.add("b", 0, "late") is None  # its partner was dropped
+    assert sync.add("b", 400 * MS, "b4") == (4, "b4")
+    # a message with a stamp already queued on that input replaces it
+    sync.add("a", 200 * MS, "again")
+    assert sync.dropped_per_input == [3, 0]
+    assert sync.add("b", 200 * MS, "b2") == ("again", "b2")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        ApproximateTimeSynchronizer(1, 3, 0.1)
+    with pytest.raises(ValueError):
+        ApproximateTimeSynchronizer(["a", "a"], 3, 0.1)
+    with pytest.raises(ValueError):
+        ApproximateTimeSynchronizer(2, 0, 0.1)
+    with pytest.raises(ValueError):
+        ApproximateTimeSynchronizer(2, 3, -1)
+    sync = ApproximateTimeSynchronizer(["x", "y"], 3, 0.1)
+    with pytest.raises(KeyError, match="'z'"):
+        sync.add("z", 0, None)
+
+
+events = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 60)), min_size=1, max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, st.integers(1, 6), st.integers(0, 12))
+def test_invariants_on_random_streams(evts, queue_size, slop_ms):
+    """Every set is within slop, uses each message once and contains the arrival; nothing is lost
+    unaccounted; a message that completes no set really had no partners within slop."""
+    sync = ApproximateTimeSynchronizer(3, queue_size=queue_size, slop=slop_ms / 1000)
+    queues = [dict() for _ in range(3)]  # shadow of what should be queued: stamp → msg id
+    emitted_ids = set()
+    for n, (i, t_ms) in enumerate(evts):
+        stamp = t_ms * MS
+        out = sync.add(i, stamp, (n, i, stamp))
+        # mirror queue insertion/overflow
+        queues[i][stamp] = (n, i, stamp)
+        while len(queues[i]) > queue_size:
+            del queues[i][min(queues[i])]
+        if out is None:
+            if stamp in queues[i]:
+                others = [sorted(q) for j, q in enumerate(queues) if j != i]
+                for combo in itertools.product(*others):
+                    stamps = list(combo) + [stamp]
+                    assert max(stamps) - min(stamps) > slop_ms * MS, "a valid set was missed"
+            continue
+        assert (n, i, stamp) in out
+        assert [m[1] for m in out] == [0, 1, 2]
+        stamps = [m[2] for m in out]
+        assert max(stamps) - min(stamps) <= slop_ms * MS
+        for m in out:
+            assert m[0] not in emitted_ids
+            emitted_ids.add(m[0])
+            assert queues[m[1]].get(m[2]) == m
+            del queues[m[1]][m[2]]
+        assert all(len(q) <= queue_size for q in queues)
+    assert sync.pending() == sum(len(q) for q in queues)
+    assert 3 * sync.matched + sync.dropped + sync.pending() == len(evts)
