@@ -1,0 +1,81 @@
+"""Checkpoints: weights + the full training config (so a checkpoint rebuilds its own model) + the
+optimiser/scheduler state and step for resuming. Written atomically (temp file + rename)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gs_mapping.config import from_dict, to_dict
+
+from .config import ModelConfig, TrainConfig, model_config_diff
+from .model import GSMapModel
+from .model_errors import CheckpointError
+
+FORMAT = "gsmap_hd/1"
+
+
+def save(path: str | Path, model: GSMapModel, cfg: TrainConfig, step: int = 0, optimizer=None,
+         scheduler=None, extra: dict | None = None, weights_only: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, "config": to_dict(cfg), "step": int(step),
+             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": extra or {}}
+    if weights_only:
+        state["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items()}
+        state["half"] = True
+    else:
+        if optimizer is not None:
+            state["optimizer"] = optimizer.state_dict()
+        if scheduler is not None:
+            state["scheduler"] = scheduler.state_dict()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_state(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on truncated/corrupt files
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gsmap_hd checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})")
+    return state
+
+
+def config_of(state: dict, path) -> TrainConfig:
+    try:
+        return from_dict(TrainConfig, state["config"], where=f"{path}: config")
+    except Exception as exc:
+        raise CheckpointError(f"{path}: config in checkpoint is invalid: {exc}") from None
+
+
+def load_model(path: str | Path, expect: ModelConfig | None = None, device: str = "cpu"
+               ) -> tuple[GSMapModel, TrainConfig, dict]:
+    """Rebuild the model a checkpoint was trained as; with ``expect``, refuse one of another config."""
+    state = load_state(path)
+    cfg = config_of(state, path)
+    if expect is not None:
+        diff = model_config_diff(expect, cfg.model)
+        if diff:
+            raise CheckpointError(f"{path}: checkpoint is from another model config ({'; '.join(diff[:4])})")
+    model = GSMapModel(cfg.model)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model config: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), cfg, state

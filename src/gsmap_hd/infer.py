@@ -1,0 +1,155 @@
+"""Inference: images + camera intrinsics + extrinsics → map elements (class, score, ordered points,
+the Gaussians).
+
+>>> predictor = Predictor.from_checkpoint("model.pt")
+>>> elements = predictor.predict([rgb], [camera_info], [T_base_link_cam])
+
+``camera_info`` is anything CameraInfo-like: a ROS ``sensor_msgs/CameraInfo`` (``k``, ``width``,
+``height``), :class:`gs_mapping.camera.Camera` or ``messages.CameraIntrinsics`` (``K``), or a dict
+with those keys. Images are RGB (H, W, 3) uint8 or float in [0, 1] of the size the CameraInfo states;
+they are resized to the model's input with the intrinsics scaled to match.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import CLASSES, POLYGON_CLASSES, ModelConfig
+from .data import images_to_model
+from .model import GSMapModel
+from .model_errors import HDInputError
+
+
+@dataclass
+class Element:
+    cls: int
+    score: float
+    points: np.ndarray      # (K, 2) ordered centres in base_link metres (polygons closed)
+    gaussians: np.ndarray   # (K, 5) x, y, sx, sy, θ
+
+    @property
+    def label(self) -> str:
+        return CLASSES[self.cls]
+
+    def to_eval(self) -> dict:
+        """A vector in the hd-eval JSON format."""
+        return {"pts": self.points.tolist(), "type": int(self.cls), "confidence_level": float(self.score)}
+
+
+def postprocess(logits: torch.Tensor, params: torch.Tensor, score_threshold: float = 0.0,
+                max_elements: int | None = None) -> list[Element]:
+    """One frame: logits (E, C), params (E, K, 5) → elements by descending score. As MapTR, the top
+    scores are taken over all (instance, class) pairs, so one instance may appear under two classes."""
+    e, c = logits.shape
+    scores = logits.sigmoid().flatten()
+    k = min(max_elements or e, scores.numel())
+    top, idx = scores.topk(k)
+    out = []
+    for s, i in zip(top.tolist(), idx.tolist()):
+        if s < score_threshold:
+            break
+        inst, cls = divmod(i, c)
+        g = params[inst].detach().cpu().double().numpy().copy()
+        pts = g[:, :2].copy()
+        if cls in POLYGON_CLASSES:
+            pts[-1] = pts[0]
+        out.append(Element(cls, float(s), pts, g))
+    return out
+
+
+def _intrinsics(cam, i: int) -> tuple[np.ndarray, int, int]:
+    get = (lambda n: cam.get(n)) if isinstance(cam, dict) else (lambda n: getattr(cam, n, None))
+    K = get("K")
+    if K is None:
+        K = get("k")
+    w, h = get("width"), get("height")
+    if K is None or w is None or h is None:
+        raise HDInputError(f"camera {i}: calibration needs K (or k), width and height")
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)):
+        raise HDInputError(f"camera {i}: intrinsics K contain NaN/inf")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise HDInputError(f"camera {i}: focal lengths must be positive (fx={K[0, 0]}, fy={K[1, 1]})")
+    return K, int(w), int(h)
+
+
+def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, list]:
+    if not (len(images) == len(cameras) == len(extrinsics)) or len(images) == 0:
+        raise HDInputError(f"need one image, CameraInfo and extrinsic per camera; got {len(images)} images, "
+                           f"{len(cameras)} camera infos, {len(extrinsics)} extrinsics")
+    Ks, Ts, ims = [], [], []
+    for i, (im, cam, T) in enumerate(zip(images, cameras, extrinsics)):
+        K, w, h = _intrinsics(cam, i)
+        if im is None:
+            raise HDInputError(f"camera {i}: image is missing")
+        im = np.asarray(im)
+        if im.ndim != 3 or im.shape[2] != 3:
+            raise HDInputError(f"camera {i}: image must be RGB (H, W, 3), got shape {im.shape}")
+        if im.shape[:2] != (h, w):
+            raise HDInputError(f"camera {i}: image is {im.shape[1]}x{im.shape[0]} but its CameraInfo says {w}x{h}")
+        T = np.asarray(T, np.float64)
+        if T.shape != (4, 4):
+            raise HDInputError(f"camera {i}: extrinsic T_ego_cam must be 4x4, got {T.shape}")
+        if not np.all(np.isfinite(T)):
+            raise HDInputError(f"camera {i}: extrinsic T_ego_cam contains NaN/inf")
+        R = T[:3, :3]
+        if not np.allclose(R @ R.T, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
+            raise HDInputError(f"camera {i}: extrinsic rotation is not a rotation matrix")
+        if im.dtype != np.uint8:
+            im = im.astype(np.float32)
+            if not np.all(np.isfinite(im)):
+                raise HDInputError(f"camera {i}: image contains NaN/inf")
+        Ks.append(K)
+        Ts.append(T)
+        ims.append(im)
+    return np.stack(Ks), np.stack(Ts), ims
+
+
+class Predictor:
+    def __init__(self, model: GSMapModel, device: str = "cpu", score_threshold: float = 0.0,
+                 max_elements: int | None = None) -> None:
+        self.model = model.to(device).eval()
+        self.cfg: ModelConfig = model.cfg
+        self.device = device
+        self.score_threshold = score_threshold
+        self.max_elements = max_elements
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, expect: ModelConfig | None = None, device: str = "cpu",
+                        **kw) -> "Predictor":
+        from .checkpoint import load_model
+        model, _, _ = load_model(path, expect=expect, device=device)
+        return cls(model, device, **kw)
+
+    def _tensors(self, images, cameras, extrinsics):
+        K, T, ims = check_inputs(images, cameras, extrinsics)
+        xs, Ks = [], []
+        for i in range(len(ims)):
+            x, k = images_to_model(ims[i][None], K[i][None], tuple(self.cfg.image_size))
+            xs.append(x[0])
+            Ks.append(k[0])
+        return torch.stack(xs), torch.stack(Ks), torch.as_tensor(T, dtype=torch.float32)
+
+    @torch.no_grad()
+    def predict(self, images, cameras, extrinsics) -> list[Element]:
+        """One frame from N cameras → elements, best first."""
+        return self.predict_batch([(images, cameras, extrinsics)])[0]
+
+    @torch.no_grad()
+    def predict_batch(self, frames) -> list[list[Element]]:
+        """Frames [(images, cameras, extrinsics)] with the same number of cameras → elements per frame."""
+        ts = [self._tensors(*f) for f in frames]
+        if len({t[0].shape[0] for t in ts}) > 1:
+            raise HDInputError("frames in one batch must have the same number of cameras")
+        im, K, T = (torch.stack([t[j] for t in ts]).to(self.device) for j in range(3))
+        return self.predict_tensors(im, K, T)
+
+    @torch.no_grad()
+    def predict_tensors(self, images, K, T) -> list[list[Element]]:
+        out = self.model(images, K, T)
+        logits, params = out["logits"][-1], out["params"][-1]
+        return [postprocess(logits[b], params[b], self.score_threshold, self.max_elements)
+                for b in range(logits.shape[0])]

@@ -1,0 +1,166 @@
+"""Training loop: AdamW, warmup + cosine schedule, gradient clipping, progress bar, JSONL metrics,
+atomic checkpoints every N steps, exact resume (batches are a pure function of (seed, step)), and
+periodic evaluation with the reference metrics (``gsmap_hd.metrics``) on held-out frames."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gs_mapping.config import to_dict
+
+from . import checkpoint as ckpt
+from .config import TrainConfig, model_config_diff
+from .data import SampleSource, collate
+from .gaussians2d import BEVGrid, clip_to_patch
+from .config import POLYGON_CLASSES
+from .infer import postprocess
+from .losses import GSMapCriterion
+from .model import GSMapModel
+from .model_errors import CheckpointError
+
+log = logging.getLogger(__name__)
+EVAL_SEED_OFFSET = 7_777  # held-out frames come from another data seed
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def batch_indices(cfg: TrainConfig, step: int) -> list[int]:
+    rng = np.random.default_rng([cfg.seed, step])
+    return rng.choice(cfg.train_frames, size=min(cfg.batch_size, cfg.train_frames), replace=False).tolist()
+
+
+def gt_to_eval(elements, cfg) -> dict:
+    """GT elements → one hd-eval frame, clipped to the BEV patch (what the model can see)."""
+    m = cfg.model
+    grid = BEVGrid(tuple(m.x_range), tuple(m.y_range), m.bev_h, m.bev_w)
+    vecs = []
+    for c, pts in elements:
+        for piece in clip_to_patch(int(c), pts, grid, int(c) in POLYGON_CLASSES):
+            vecs.append({"pts": np.asarray(piece).tolist(), "type": int(c)})
+    return {"vectors": vecs}
+
+
+def evaluate_model(model: GSMapModel, cfg: TrainConfig, source: SampleSource, frames: int,
+                   device: str = "cpu", batch: int = 4) -> dict:
+    """Predict held-out frames and score them with gsmap_hd.metrics (Chamfer AP + raster AP)."""
+    from .metrics import evaluate  # the reference metrics (other module)
+
+    model.eval()
+    results, gts = [], []
+    with torch.no_grad():
+        for i in range(0, frames, batch):
+            samples = [source[j] for j in range(i, min(frames, i + batch))]
+            im, K, T, _ = collate(samples, cfg.model)
+            out = model(im.to(device), K.to(device), T.to(device))
+            for b, s in enumerate(samples):
+                els = postprocess(out["logits"][-1][b], out["params"][-1][b])
+                results.append({"vectors": [e.to_eval() for e in els]})
+                gts.append(gt_to_eval(s.elements, cfg))
+    model.train()
+    return evaluate({"results": results, "GTs": gts})
+
+
+def _param_groups(model: GSMapModel, cfg: TrainConfig):
+    bb = list(model.backbone.parameters())
+    ids = {id(p) for p in bb}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": bb, "lr": cfg.lr * cfg.backbone_lr_mult}, {"params": rest, "lr": cfg.lr}]
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          source: SampleSource | None = None, eval_source: SampleSource | None = None) -> dict:
+    """Train (or resume) into ``out_dir``: ``last.pt`` (resumable), ``model.pt`` (final weights),
+    ``metrics.jsonl`` (one line per log/eval), ``config.json``. Returns the last logged metrics."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(max(1, cfg.num_threads))
+    torch.manual_seed(cfg.seed)
+    size = tuple(cfg.model.image_size)
+    source = source or SampleSource(cfg.data, cfg.rig, cfg.data_seed, size)
+    eval_source = eval_source or SampleSource(cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, size)
+    model = GSMapModel(cfg.model).to(device)
+    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    start = 0
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        state = ckpt.load_state(last)
+        old = ckpt.config_of(state, last)
+        diff = model_config_diff(cfg.model, old.model)
+        if diff:
+            raise CheckpointError(f"{last}: cannot resume, the model config differs ({'; '.join(diff[:4])})")
+        model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        log.info("resumed from %s at step %d", last, start)
+    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    crit = GSMapCriterion(cfg.model, cfg.loss)
+    metrics_path = out_dir / "metrics.jsonl"
+    logged: dict = {}
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+               desc="hd-train", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    acc: dict[str, float] = {}
+    n_acc = 0
+    for step in bar:
+        samples = [source[i] for i in batch_indices(cfg, step)]
+        im, K, T, targets = collate(samples, cfg.model, cfg.loss)
+        targets = [t.to(device) for t in targets]
+        out = model(im.to(device), K.to(device), T.to(device))
+        losses = crit(out, targets)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        for k, v in losses.items():
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gnorm)
+        n_acc += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            logged = {"step": done, **{k: v / n_acc for k, v in acc.items()},
+                      "lr": opt.param_groups[1]["lr"], "elapsed_s": time.perf_counter() - t0}
+            acc, n_acc = {}, 0
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(logged) + "\n")
+            bar.set_postfix(loss=f"{logged['loss']:.3f}", pts=f"{logged['pts']:.3f}")
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and cfg.eval_frames:
+            try:
+                ev = evaluate_model(model, cfg, eval_source, cfg.eval_frames, device)
+                rec = {"step": done, "eval": ev}
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                logged["eval"] = ev
+                log.info("step %d eval: %s", done, json.dumps(ev))
+            except ImportError:
+                log.warning("gsmap_hd.metrics not available: evaluation skipped")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            ckpt.save(last, model, cfg, done, opt, sched)
+    bar.close()
+    ckpt.save(out_dir / "model.pt", model, cfg, cfg.steps, weights_only=True)
+    return logged
