@@ -271,3 +271,14 @@ def test_add_message_from_tf_message():
     assert buf.frames() == {"base_link": "map", "cam": "base_link"}  # leading "/" dropped
     T = buf.lookup("map", "cam", 0)
     assert np.allclose(T.translation, [1, 2, 4])
+
+
+def test_add_message_keeps_the_good_transforms_of_a_bad_message():
+    from gs_mapping.messages import transforms_to_tf_message
+
+    msg = transforms_to_tf_message([ts("map", "a", 7), ts("map", "b", 7), ts("map", "c", 7)])
+    msg.transforms[1].transform.rotation.w = float("nan")
+    buf = TFBuffer()
+    with pytest.raises(TFError, match="'b'"):
+        buf.add_message(msg)
+    assert buf.frames() == {"a": "map", "c": "map"}

@@ -154,10 +154,21 @@ class TFBuffer:
             self.add(ts, static)
 
     def add_message(self, msg, static: bool = False) -> None:
-        """Add every transform of a ``tf2_msgs/msg/TFMessage`` (rclpy or rosbags object)."""
-        from .messages import tf_message_to_transforms
+        """Add every transform of a ``tf2_msgs/msg/TFMessage`` (rclpy or rosbags object).
 
-        self.add_transforms(tf_message_to_transforms(msg), static)
+        A bad transform (NaN, non-unit quaternion, conflicting parent) does not cost the good ones in
+        the same message: they are added, then the first error is raised with a count of the others."""
+        from .messages import transform_stamped_from_msg
+
+        errors: list[TFError] = []
+        for t in msg.transforms:
+            try:
+                self.add(transform_stamped_from_msg(t), static)
+            except TFError as exc:
+                errors.append(exc)
+        if errors:
+            more = f" (and {len(errors) - 1} more bad transforms in this message)" if len(errors) > 1 else ""
+            raise type(errors[0])(f"{errors[0]}{more}") from errors[0]
 
     # -- queries ---------------------------------------------------------------------------------
     def frames(self) -> dict[str, str]:
