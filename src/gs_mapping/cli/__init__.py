@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "summarise a rosbag2: topics, counts, time span, TF tree"),
     "world": ("world", "generate a procedural driving world and write its sensor data as a rosbag2"),
     "map": ("map", "build a 3D Gaussian map from a bag's camera, depth and TF"),
+    "hd-eval": ("hd_eval", "evaluate HD-map predictions: Chamfer AP (MapTR) and raster IoU AP (MapVR)"),
 }
 
 

@@ -1,0 +1,33 @@
+"""``gs-mapping hd-eval FILE.json``: HD-map metrics of predictions against ground truth.
+
+FILE is ``{"results": [frame, ...], "GTs": [frame, ...]}`` (see :mod:`gsmap_hd.eval_io`). Prints
+one JSON object with the MapTR Chamfer AP and the MapVR rasterised-IoU AP (see
+:mod:`gsmap_hd.metrics`). Bad input prints one line naming the frame/vector/key and exits 2.
+"""
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    parser.add_argument("file", help="JSON with 'results' and 'GTs' frame lists")
+    parser.add_argument("--out", help="also write the JSON result to this file")
+    parser.add_argument("--no-raster", action="store_true", help="skip the raster IoU AP")
+    parser.add_argument("--no-chamfer", action="store_true", help="skip the Chamfer AP")
+    parser.add_argument("--indent", type=int, default=None, help="indent the printed JSON")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from gs_mapping.ply import atomic_write
+    from gsmap_hd.eval_io import load_submission
+    from gsmap_hd.metrics import evaluate
+
+    results, gts = load_submission(args.file)
+    out = evaluate(results, gts, chamfer_metric=not args.no_chamfer,
+                   raster_metric=not args.no_raster)
+    text = json.dumps(out, indent=args.indent)
+    print(text)
+    if args.out:
+        atomic_write(Path(args.out), (text + "\n").encode())
+    return 0
