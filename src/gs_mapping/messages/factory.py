@@ -91,33 +91,42 @@ class RosbagsFactory:
         return self._store
 
     def make(self, typename: str, **fields: Any) -> Any:
-        plan = self._plan(typename)
-        unknown = set(fields) - set(plan)
-        if unknown:
-            raise MessageError(f"{typename}: unknown field(s) {sorted(unknown)}; fields are {list(plan)}")
+        cls, plan = self._plan(typename)
         kwargs = {}
-        for name, (kind, info) in plan.items():
+        n_given = 0
+        for name, kind, info, scalar_default in plan:
             if name in fields:
-                kwargs[name] = self._coerce(typename, name, kind, info, fields[name])
+                n_given += 1
+                value = fields[name]
+                if kind == "base":  # the hot path (points, colours): no call, no copy
+                    kwargs[name] = value.item() if isinstance(value, np.generic) else value
+                else:
+                    kwargs[name] = self._coerce(typename, name, kind, info, value)
+            elif kind == "base":
+                kwargs[name] = scalar_default
             else:
                 kwargs[name] = self._default(kind, info)
+        if n_given != len(fields):
+            unknown = sorted(set(fields) - {p[0] for p in plan})
+            raise MessageError(f"{typename}: unknown field(s) {unknown}; fields are {[p[0] for p in plan]}")
         try:
-            return self.store.types[typename](**kwargs)
+            return cls(**kwargs)
         except Exception as e:  # rosbags classes are plain dataclasses; this is a programming error
             raise MessageError(f"{typename}: cannot build message: {e}") from e
 
     # --- internals -------------------------------------------------------------------------------
     @functools.lru_cache(maxsize=None)  # noqa: B019 - factories are few and long-lived
-    def _plan(self, typename: str) -> dict[str, tuple[str, Any]]:
+    def _plan(self, typename: str) -> tuple[type, tuple[tuple[str, str, Any, Any], ...]]:
         try:
             defs = self.store.fielddefs[typename][1]
+            cls = self.store.types[typename]
         except KeyError:
             raise MessageError(f"unknown message type {typename!r} (not in the ROS 2 Humble typestore)") from None
-        plan = {}
+        plan = []
         for name, (nodetype, info) in defs:
             kind = {1: "base", 2: "name", 3: "array", 4: "sequence"}[int(nodetype)]
-            plan[name] = (kind, info)
-        return plan
+            plan.append((name, kind, info, self._default(kind, info) if kind == "base" else None))
+        return cls, tuple(plan)
 
     def _default(self, kind: str, info: Any) -> Any:
         if kind == "base":

@@ -154,10 +154,11 @@ def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
         if a.dtype.fields[n][0].subdtype is not None:
             raise MessageError(f"{POINT_CLOUD2}.fields[{n!r}]: count must be 1 for a coordinate")
     out_dtype = np.float32 if all(a.dtype.fields[n][0] == np.float32 for n in "xyz") else np.float64
-    xyz = np.stack([a["x"], a["y"], a["z"]], axis=-1).astype(out_dtype, copy=False)
-    if remove_nans:
-        xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
-    return xyz
+    if remove_nans:  # column-wise: much faster than a reduction over a length-3 axis
+        keep = np.isfinite(a["x"]) & np.isfinite(a["y"]) & np.isfinite(a["z"])
+        if not keep.all():
+            a = a[keep]
+    return np.stack([a["x"], a["y"], a["z"]], axis=-1).astype(out_dtype, copy=False)
 
 
 def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, stamp_ns: int = 0,
