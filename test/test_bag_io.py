@@ -382,3 +382,38 @@ def test_path_written_is_exactly_what_was_asked(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["metadata.yaml", "run1.mcap"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["run1"]
     assert isinstance(Path(out), Path)
+
+
+@pytest.mark.parametrize("storage,mode", [("mcap", "file"), ("mcap", "message"), ("mcap", "storage"),
+                                          ("sqlite3", "file"), ("sqlite3", "message")])
+def test_compressed_bags_are_read(tmp_path, storage, mode):
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+    ts = default_typestore()
+    String = ts.types["std_msgs/msg/String"]
+    path = tmp_path / "z"
+    w = Writer(path, version=8, storage_plugin=getattr(StoragePlugin, storage.upper()))
+    w.set_compression(getattr(CompressionMode, mode.upper()), CompressionFormat.ZSTD)
+    with w:
+        c = w.add_connection("/s", "std_msgs/msg/String", typestore=ts)
+        for i in range(4):
+            w.write(c, 10 + i, ts.serialize_cdr(String(data=f"{i}" * 1000), "std_msgs/msg/String"))
+    with BagReader(path) as bag:
+        assert [(s, m.data[:2]) for _, s, m in bag.messages()] == [(10 + i, f"{i}" * 2) for i in range(4)]
+
+
+def test_writer_compress_option(tmp_path):
+    from mcap.reader import make_reader
+
+    samples, _ = _sample_messages(default_typestore())
+    with BagWriter(tmp_path / "c", compress=True) as bag:
+        bag.add_topic("/camera/image", "sensor_msgs/msg/Image")
+        for k in range(20):
+            bag.write("/camera/image", k, samples["/camera/image"][2])
+    with open(tmp_path / "c" / "c.mcap", "rb") as f:
+        chunks = make_reader(f).get_summary().chunk_indexes
+    assert chunks and all(c.compression == "zstd" for c in chunks)
+    with BagReader(tmp_path / "c") as bag:
+        got = [m for _, _, m in bag.messages()]
+    assert len(got) == 20
+    _assert_same(samples["/camera/image"][2], got[-1])

@@ -302,12 +302,13 @@ class BagWriter:
             bag.write("/tf_static", stamp_ns, msg)
 
     ``typestore`` defaults to the standard ROS 2 Humble definitions; pass another (or call
-    :meth:`register_msg`) for custom message types.
+    :meth:`register_msg`) for custom message types. ``compress`` zstd-compresses the MCAP chunks.
     """
 
-    def __init__(self, path, overwrite: bool = False, typestore=None):
+    def __init__(self, path, overwrite: bool = False, typestore=None, compress: bool = False):
         self.path = Path(path)
         self.overwrite = overwrite
+        self.compress = compress  # zstd-compressed MCAP chunks (read natively by rosbag2's MCAP plugin)
         self.typestore = typestore if typestore is not None else default_typestore()
         self._writer = None
         self._tmpdir: Path | None = None
@@ -338,6 +339,10 @@ class BagWriter:
                                                  dir=parent))
             self._writer = Writer(self._tmpdir / self.path.name, version=WRITE_VERSION,
                                   storage_plugin=StoragePlugin.MCAP)
+            if self.compress:
+                from rosbags.rosbag2 import CompressionFormat, CompressionMode
+
+                self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
             self._writer.open()
         except Exception as exc:
             self._cleanup()
