@@ -234,3 +234,15 @@ def test_json_string_message():
         string_message_to_json(NS(data="{nope"))
     with pytest.raises(MessageError, match="String.data"):
         json_to_string_message({"x": float("nan")})
+
+
+def test_wrong_message_type_names_the_missing_field():
+    from gs_mapping.messages import image_to_numpy, pointcloud2_to_array
+
+    info = default_factory().make(CAMERA_INFO)
+    with pytest.raises(MessageError, match=r"sensor_msgs/msg/Image.*CameraInfo.*no field 'encoding'"):
+        image_to_numpy(info)
+    with pytest.raises(MessageError, match=r"tf2_msgs/msg/TFMessage.*no field 'transforms'"):
+        tf_message_to_transforms(info)
+    with pytest.raises(MessageError, match=r"PointCloud2.*no field 'point_step'"):
+        pointcloud2_to_array(info)

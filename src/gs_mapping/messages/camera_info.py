@@ -1,4 +1,4 @@
-"""sensor_msgs/CameraInfo ⇄ :class:`CameraIntrinsics` (and from there a :class:`gs_mapping.camera.Camera`)."""
+"""sensor_msgs/CameraInfo ⇄ :class:`CameraIntrinsics` (→ :class:`~gs_mapping.camera.Camera`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +8,7 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import MessageError
-from .factory import MessageFactory, _factory, make_header, stamp_to_ns
+from .factory import MessageFactory, _factory, make_header, reads, stamp_to_ns
 
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
@@ -79,6 +79,7 @@ def _field(msg: Any, name: str) -> Any:
     return value
 
 
+@reads(CAMERA_INFO)
 def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     """A CameraInfo message → :class:`CameraIntrinsics`; :class:`MessageError` if K is unusable."""
     k = np.asarray(_field(msg, "k"), np.float64).reshape(-1)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
-from .factory import MessageFactory, _factory, as_uint8_array, make_header
+from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -30,6 +30,7 @@ def _pil():
     return Image
 
 
+@reads(COMPRESSED_IMAGE)
 def compressed_image_to_numpy(msg: Any) -> np.ndarray:
     """A CompressedImage → uint8 (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint16 (H, W) for 16-bit PNG.
 

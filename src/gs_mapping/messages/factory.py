@@ -71,6 +71,21 @@ def as_uint8_array(data: Any, where: str = "data") -> np.ndarray:
         raise MessageError(f"{where}: cannot read as bytes ({type(data).__name__}): {e}") from None
 
 
+def reads(typename: str):
+    """Decorator for readers: a message object lacking a field becomes a MessageError naming it."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(msg, *args, **kwargs):
+            try:
+                return fn(msg, *args, **kwargs)
+            except AttributeError as e:
+                field = getattr(e, "name", None) or str(e)
+                raise MessageError(f"{typename}: message object ({type(msg).__name__}) has no field "
+                                   f"{field!r}; is it a {typename}?") from e
+        return inner
+    return wrap
+
+
 @runtime_checkable
 class MessageFactory(Protocol):
     """Builds a message of a ROS type, e.g. ``make("sensor_msgs/msg/Image", height=2, ...)``."""
@@ -121,7 +136,8 @@ class RosbagsFactory:
             defs = self.store.fielddefs[typename][1]
             cls = self.store.types[typename]
         except KeyError:
-            raise MessageError(f"unknown message type {typename!r} (not in the ROS 2 Humble typestore)") from None
+            raise MessageError(f"unknown message type {typename!r} "
+                               "(not in the ROS 2 Humble typestore)") from None
         plan = []
         for name, (nodetype, info) in defs:
             kind = {1: "base", 2: "name", 3: "array", 4: "sequence"}[int(nodetype)]

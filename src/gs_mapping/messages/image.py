@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
-from .factory import MessageFactory, _factory, as_uint8_array, make_header
+from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 
 IMAGE = "sensor_msgs/msg/Image"
 
@@ -47,6 +47,7 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
                        f"bgra16, bayer_*8/16 and <8|16|32|64><U|S|F>C<1-4> like 16UC1, 32FC1)")
 
 
+@reads(IMAGE)
 def image_to_numpy(msg: Any) -> np.ndarray:
     """An Image message (rclpy or rosbags) → a native-endian array (H, W) or (H, W, C)."""
     encoding = str(msg.encoding)
@@ -61,7 +62,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
         raise MessageError(f"{IMAGE}.data: length {len(data)} != height*step = {height}*{step} = "
                            f"{height * step} ({width}x{height} {encoding})")
     stored = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    rows = data.reshape(height, step)[:, :row_bytes] if height else data.reshape(0, row_bytes)
+    rows = data.reshape(height, step)[:, :row_bytes]
     arr = np.ascontiguousarray(rows).view(stored).astype(dtype.newbyteorder("="), copy=True)
     return arr.reshape((height, width) if channels == 1 else (height, width, channels))
 
@@ -109,6 +110,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, stamp_ns: int = 0, frame_id: 
                         step=step, data=data)
 
 
+@reads(IMAGE)
 def image_to_rgb(msg: Any) -> np.ndarray:
     """An Image → uint8 RGB (H, W, 3) for display or colour supervision.
 
@@ -130,6 +132,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
+@reads(IMAGE)
 def depth_image_to_metres(msg: Any) -> np.ndarray:
     """A depth Image → float32 (H, W) metres, NaN where invalid.
 

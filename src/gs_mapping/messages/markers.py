@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import MessageError
 from ..geometry import quat_to_matrix
-from .factory import MessageFactory, RosbagsFactory, _factory, make_header
+from .factory import MessageFactory, RosbagsFactory, _factory, make_header, reads
 
 MARKER = "visualization_msgs/msg/Marker"
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
@@ -151,6 +151,7 @@ def marker_to_points(marker: Any) -> np.ndarray:
     return pts
 
 
+@reads(MARKER_ARRAY)
 def marker_array_to_polylines(msg: Any, types: Sequence[int] = (LINE_STRIP, LINE_LIST, POINTS)
                               ) -> list[Polyline]:
     """A MarkerArray → [(ns, id, points (N, 3))] for its ADD markers of the given types, in order.

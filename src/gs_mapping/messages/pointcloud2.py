@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
-from .factory import MessageFactory, _factory, as_uint8_array, make_header
+from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 
@@ -52,8 +52,10 @@ def fields_to_dtype(fields: Any, point_step: int, is_bigendian: bool = False,
         raise MessageError(f"{where}.fields: invalid layout {list(zip(names, offsets))}: {e}") from None
 
 
+@reads(POINT_CLOUD2)
 def pointcloud2_to_array(msg: Any, organized: bool = False) -> np.ndarray:
-    """A PointCloud2 → a native-endian structured array: (height*width,), or (height, width) if ``organized``."""
+    """A PointCloud2 → a native-endian structured array (height*width,), or (height, width) if
+    ``organized``."""
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     stored = fields_to_dtype(msg.fields, point_step, bool(msg.is_bigendian))
@@ -139,6 +141,7 @@ def _all_finite(a: np.ndarray) -> bool:
     return all(bool(np.all(np.isfinite(a[n]))) for n in names)
 
 
+@reads(POINT_CLOUD2)
 def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
     """A PointCloud2 → (N, 3) x, y, z (float32 if all three are float32, else float64).
 
@@ -187,6 +190,7 @@ def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, stamp_
     return array_to_pointcloud2(arr, stamp_ns, frame_id, factory)
 
 
+@reads(POINT_CLOUD2)
 def pointcloud2_rgb(msg: Any) -> np.ndarray:
     """The colours of a cloud with a PCL-packed ``rgb``/``rgba`` field → uint8 (N, 3), all rows kept."""
     a = pointcloud2_to_array(msg)
@@ -195,6 +199,7 @@ def pointcloud2_rgb(msg: Any) -> np.ndarray:
         raise MessageError(f"{POINT_CLOUD2}.fields: no rgb/rgba field (fields: {list(a.dtype.names or ())})")
     field = a[name]
     if field.dtype.itemsize != 4 or field.ndim != 1:
-        raise MessageError(f"{POINT_CLOUD2}.fields[{name!r}]: expected one 4-byte packed colour, got {field.dtype}")
+        raise MessageError(f"{POINT_CLOUD2}.fields[{name!r}]: expected one 4-byte packed colour, "
+                           f"got {field.dtype}")
     packed = np.ascontiguousarray(field).view(np.uint32)
     return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)

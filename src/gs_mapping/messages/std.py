@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
-from .factory import MessageFactory, _factory, as_uint8_array
+from .factory import MessageFactory, _factory, as_uint8_array, reads
 
 UINT8_MULTI_ARRAY = "std_msgs/msg/UInt8MultiArray"
 STRING = "std_msgs/msg/String"
@@ -24,6 +24,7 @@ def bytes_to_uint8_multiarray(data: bytes | bytearray | memoryview | np.ndarray,
     return factory.make(UINT8_MULTI_ARRAY, layout=layout, data=arr)
 
 
+@reads(UINT8_MULTI_ARRAY)
 def uint8_multiarray_to_bytes(msg: Any) -> bytes:
     """A UInt8MultiArray → its payload bytes (after ``layout.data_offset`` padding elements)."""
     data = as_uint8_array(msg.data, f"{UINT8_MULTI_ARRAY}.data")
@@ -38,6 +39,7 @@ def string_message(text: str, factory: MessageFactory | None = None) -> Any:
     return _factory(factory).make(STRING, data=str(text))
 
 
+@reads(STRING)
 def string_message_to_str(msg: Any) -> str:
     return str(msg.data)
 
@@ -51,6 +53,7 @@ def json_to_string_message(obj: Any, factory: MessageFactory | None = None) -> A
     return string_message(text, factory)
 
 
+@reads(STRING)
 def string_message_to_json(msg: Any) -> Any:
     try:
         return json.loads(str(msg.data))

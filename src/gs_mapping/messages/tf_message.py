@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import TFError
 from ..geometry import Transform, TransformStamped, check_quaternion
-from .factory import MessageFactory, _factory, make_header, stamp_to_ns
+from .factory import MessageFactory, _factory, make_header, reads, stamp_to_ns
 
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 TRANSFORM_STAMPED = "geometry_msgs/msg/TransformStamped"
@@ -37,6 +37,7 @@ def transform_stamped_from_msg(t: Any) -> TransformStamped:
     return TransformStamped(parent, child, stamp_to_ns(t.header.stamp), Transform(translation, q))
 
 
+@reads(TF_MESSAGE)
 def tf_message_to_transforms(msg: Any) -> list[TransformStamped]:
     """A TFMessage (from /tf or /tf_static) → its transforms, validated (NaN / non-unit → TFError)."""
     return [transform_stamped_from_msg(t) for t in msg.transforms]
