@@ -110,20 +110,44 @@ def _model(freq: np.ndarray):
                                                  perfect=False)
 
 
+class Stats:
+    """Value statistics computed once per array, from which the coded size for any direct-symbol
+    bound T is estimated (used to choose T and raw-vs-residual without coding twice)."""
+
+    def __init__(self, values, signed: bool = True) -> None:
+        v = np.asarray(values)
+        self.n = len(v)
+        u = zigzag(v) if signed else v.astype(np.uint64)
+        self.u = u
+        small = u < np.uint64(256)
+        self.small = np.bincount(u[small].astype(np.int64), minlength=256) if self.n else np.zeros(256, np.int64)
+        big = u[~small]
+        self.big_bl = np.bincount(bit_length(big), minlength=65) if len(big) else np.zeros(65, np.int64)
+        self._sbl = bit_length(np.arange(256, dtype=np.uint64))
+
+    def bits(self, log2t: int) -> float:
+        if self.n == 0:
+            return 0.0
+        t = 1 << log2t
+        direct = self.small[:t]
+        esc_bl = np.bincount(self._sbl[t:], self.small[t:], minlength=65)[:65] + self.big_bl
+        counts = np.concatenate([direct, esc_bl[log2t + 1:]])
+        mant = float((esc_bl * np.maximum(np.arange(65) - 1, 0)).sum())
+        c = counts[counts > 0]
+        p = c / c.sum()
+        return float(-(c * np.log2(p)).sum() + mant + 24 * len(c))
+
+    def best(self) -> tuple[int, float]:
+        return min(((t, self.bits(t)) for t in (4, 6, 8)), key=lambda x: x[1])
+
+
 def estimate_bits(values: np.ndarray, signed: bool = True, log2t: int = 6) -> float:
     """Approximate coded size in bits (entropy + mantissa + a table allowance), for choices."""
-    if len(values) == 0:
-        return 0.0
-    u = zigzag(values) if signed else np.asarray(values, np.uint64)
-    sym, esc, nb, _ = _symbols(u, log2t)
-    c = np.bincount(sym)
-    c = c[c > 0]
-    p = c / c.sum()
-    return float(-(c * np.log2(p)).sum() + nb.sum() + 24 * len(c))
+    return Stats(values, signed).bits(log2t)
 
 
 def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=None,
-                  n_ctx: int = 1) -> None:
+                  n_ctx: int = 1, u: np.ndarray | None = None) -> None:
     """Code ``values`` (int64 if signed else uint64) into ``w``. ``ctx`` (int array, values in
     [0, n_ctx)) selects one frequency table per context."""
     values = np.asarray(values)
@@ -131,7 +155,8 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
     if n == 0:
         w.u8(0)
         return
-    u = zigzag(values) if signed else values.astype(np.uint64)
+    if u is None:
+        u = zigzag(values) if signed else values.astype(np.uint64)
     if np.all(u == u[0]):
         w.u8(1)
         w.varint(int(u[0]))
@@ -166,72 +191,88 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
     w.blob(_pack_bits(mant, nb))
 
 
-def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1) -> np.ndarray:
-    """Inverse of :func:`encode_stream`; ``n`` and ``ctx`` come from already-decoded structure."""
-    what = r.what
+def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1,
+                  int32: bool = False) -> np.ndarray:
+    """Inverse of :func:`encode_stream`; ``n`` and ``ctx`` come from already-decoded structure.
+    With ``int32`` the values must fit in int32 (else :class:`DecodeError`) and come back as int32."""
     mode = r.u8()
     if mode == 0:
         if n:
             raise r.fail(f"empty stream where {n} values are expected")
-        u = np.zeros(0, np.uint64)
-    elif mode == 1:
+        return np.zeros(0, np.int32 if int32 else (np.int64 if signed else np.uint64))
+    if mode == 1:
         u = np.full(n, r.varint((1 << 64) - 1), np.uint64)
-    elif mode == 2:
-        if n == 0:
-            raise r.fail("coded stream where no values are expected")
-        log2t = r.u8()
-        if log2t > 8:
-            raise r.fail(f"direct-symbol bound 2**{log2t} too large")
-        t = 1 << log2t
-        c_count = r.varint(1 << 16)
-        if ctx is None:
-            ctx = np.zeros(n, np.int64)
-            n_ctx = 1
-        if c_count != n_ctx:
-            raise r.fail(f"stream has {c_count} contexts, expected {n_ctx}")
+        return _finish(r, u, signed, int32)
+    if mode != 2:
+        raise r.fail(f"unknown stream mode {mode}")
+    if n == 0:
+        raise r.fail("coded stream where no values are expected")
+    log2t = r.u8()
+    if log2t > 8:
+        raise r.fail(f"direct-symbol bound 2**{log2t} too large")
+    t = 1 << log2t
+    c_count = r.varint(1 << 16)
+    if ctx is None:
+        n_ctx = 1
+    if c_count != n_ctx:
+        raise r.fail(f"stream has {c_count} contexts, expected {n_ctx}")
+    if n_ctx == 1:
+        order, bounds = None, np.array([0, n])
+    else:
         ctx = np.asarray(ctx, np.int64)
         order = np.argsort(ctx, kind="stable")
         bounds = np.searchsorted(ctx[order], np.arange(n_ctx + 1))
-        sym = np.empty(n, np.int64)
-        for c in range(n_ctx):
-            m = int(bounds[c + 1] - bounds[c])
-            a = r.varint(_MAX_ALPHABET)
-            if a == 0:
-                if m:
-                    raise r.fail(f"context {c} has no table but {m} values")
-                continue
-            present = np.unpackbits(np.frombuffer(r.raw((a + 7) // 8), np.uint8), bitorder="little")[:a]
-            k = int(present.sum())
-            freq = np.zeros(a, np.int64)
-            freq[present.astype(bool)] = [r.varint(_FREQ_TOTAL) for _ in range(k)]
-            if freq.sum() <= 0:
-                raise r.fail("frequency table sums to zero")
-            nw = r.varint(r.remaining // 4)
-            words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
-            if m == 0:
-                raise r.fail(f"context {c} has a table but no values")
-            try:
-                coder = constriction.stream.stack.AnsCoder(words)
-                s = coder.decode(_model(freq), m)
-                ok = coder.is_empty()
-            except (ValueError, RuntimeError, OverflowError) as exc:
-                raise r.fail(f"entropy decoding failed: {exc}") from None
-            if not ok:
-                raise r.fail("entropy-coded data does not end where it should")
-            sym[order[bounds[c]:bounds[c + 1]]] = s
-        esc = sym >= t
-        u = sym.astype(np.uint64)
-        if esc.any():
-            bl = sym[esc] - t + log2t + 1
-            if bl.max() > 64:
-                raise r.fail("escape symbol names more than 64 bits")
-            mant = _unpack_bits(r.blob(), bl - 1, what)
-            u[esc] = (np.uint64(1) << (bl - 1).astype(np.uint64)) | mant
+    sym = None if order is None else np.empty(n, np.int32)
+    for c in range(n_ctx):
+        m = int(bounds[c + 1] - bounds[c])
+        a = r.varint(_MAX_ALPHABET)
+        if a == 0:
+            if m:
+                raise r.fail(f"context {c} has no table but {m} values")
+            continue
+        present = np.unpackbits(np.frombuffer(r.raw((a + 7) // 8), np.uint8), bitorder="little")[:a]
+        k = int(present.sum())
+        freq = np.zeros(a, np.int64)
+        freq[present.astype(bool)] = [r.varint(_FREQ_TOTAL) for _ in range(k)]
+        if freq.sum() <= 0:
+            raise r.fail("frequency table sums to zero")
+        nw = r.varint(r.remaining // 4)
+        words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
+        if m == 0:
+            raise r.fail(f"context {c} has a table but no values")
+        try:
+            coder = constriction.stream.stack.AnsCoder(words)
+            s = coder.decode(_model(freq), m)
+            ok = coder.is_empty()
+        except (ValueError, RuntimeError, OverflowError) as exc:
+            raise r.fail(f"entropy decoding failed: {exc}") from None
+        if not ok:
+            raise r.fail("entropy-coded data does not end where it should")
+        if order is None:
+            sym = s.astype(np.int32, copy=False)
         else:
-            if r.varint(r.remaining) != 0:
-                raise r.fail("mantissa bytes where none are expected")
-    else:
-        raise r.fail(f"unknown stream mode {mode}")
-    if signed:
-        return unzigzag(u)
-    return u
+            sym[order[bounds[c]:bounds[c + 1]]] = s
+    esc = sym >= t
+    if not esc.any():
+        if r.varint(r.remaining) != 0:
+            raise r.fail("mantissa bytes where none are expected")
+        if signed:  # fast path: every value is its own symbol (the common case)
+            out = (sym >> 1) ^ -(sym & 1)
+            return out if int32 else out.astype(np.int64)
+        return sym if int32 else sym.astype(np.uint64)
+    bl = sym[esc].astype(np.int64) - t + log2t + 1
+    if bl.max() > 64:
+        raise r.fail("escape symbol names more than 64 bits")
+    mant = _unpack_bits(r.blob(), bl - 1, r.what)
+    u = sym.astype(np.uint64)
+    u[esc] = (np.uint64(1) << (bl - 1).astype(np.uint64)) | mant
+    return _finish(r, u, signed, int32)
+
+
+def _finish(r: Reader, u: np.ndarray, signed: bool, int32: bool) -> np.ndarray:
+    v = unzigzag(u) if signed else u
+    if int32:
+        if len(v) and (v.max() > np.iinfo(np.int32).max or (signed and v.min() < np.iinfo(np.int32).min)):
+            raise r.fail("value outside the int32 range")
+        return v.astype(np.int32)
+    return v

@@ -112,40 +112,66 @@ def rotmat_to_quat(m: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-def aggregate(node: np.ndarray, n_nodes: int, centers: np.ndarray, means: np.ndarray, quats: np.ndarray,
-              log_scales: np.ndarray, opacity_logits: np.ndarray, dc: np.ndarray):
-    """Merge the Gaussians of each node into one (opacity-weighted, moment-matched covariance about
-    the node's cell centre, where the coarse Gaussian is placed).
-
-    Returns (quats (M,4) xyzw, log_scales (M,3), opacity_logits (M,), dc (M,3)).
-    """
+def leaf_moments(node: np.ndarray, n_nodes: int, rel_means: np.ndarray, quats: np.ndarray,
+                 log_scales: np.ndarray, opacity_logits: np.ndarray, dc: np.ndarray) -> dict:
+    """Opacity-weighted sums of the Gaussians of each node (positions relative to their tile's
+    origin). Sums compose: a coarser node's moments are the sums of its children's."""
     alpha = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
     s = np.exp(log_scales.astype(np.float64))
     r = quat_to_rotmat(quats.astype(np.float64))
-    cov = np.einsum("nij,nj,nkj->nik", r, s * s, r)
+    cov = (r * (s * s)[:, None, :]) @ r.transpose(0, 2, 1)
+    mu = rel_means.astype(np.float64)
     w = alpha + 1e-6
-    wsum = np.bincount(node, w, n_nodes)
-    d = means.astype(np.float64) - centers[node]
-    second = cov + d[:, :, None] * d[:, None, :]
-    agg = np.empty((n_nodes, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            v = np.bincount(node, w * second[:, i, j], n_nodes) / wsum
-            agg[:, i, j] = v
-            agg[:, j, i] = v
+    area = np.sort(s, axis=1)[:, 1:].prod(axis=1)
+    out = {"w": np.bincount(node, w, n_nodes),
+           "wm": np.stack([np.bincount(node, w * mu[:, i], n_nodes) for i in range(3)], 1),
+           "wS": np.stack([np.bincount(node, w * (cov[:, i, j] + mu[:, i] * mu[:, j]), n_nodes)
+                           for i, j in _PAIRS], 1),
+           "aa": np.bincount(node, alpha * area, n_nodes),
+           "wdc": np.stack([np.bincount(node, w * dc[:, i].astype(np.float64), n_nodes) for i in range(3)], 1)}
+    amax = np.zeros(n_nodes)
+    np.maximum.at(amax, node, alpha)
+    out["amax"] = amax
+    return out
+
+
+_PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+
+
+def combine_moments(m: dict, parent: np.ndarray, n_parents: int) -> dict:
+    out = {}
+    for k, v in m.items():
+        if k == "amax":
+            a = np.zeros(n_parents)
+            np.maximum.at(a, parent, v)
+            out[k] = a
+        elif v.ndim == 1:
+            out[k] = np.bincount(parent, v, n_parents)
+        else:
+            out[k] = np.stack([np.bincount(parent, v[:, i], n_parents) for i in range(v.shape[1])], 1)
+    return out
+
+
+def merged_gaussians(m: dict, centres: np.ndarray):
+    """Moment-matched Gaussian per node, placed at its cell centre (relative coordinates):
+    covariance = E[(x-c)(x-c)ᵀ] over the children's mixture; opacity conserves Σ α·area (area ≈
+    product of the two largest scales), capped by the largest child opacity; DC = weighted mean.
+    Returns (quats xyzw, log_scales, opacity_logits, dc)."""
+    w = m["w"]
+    mean = m["wm"] / w[:, None]
+    second = m["wS"] / w[:, None]
+    c = centres
+    agg = np.empty((len(w), 3, 3))
+    for k, (i, j) in enumerate(_PAIRS):
+        v = second[:, k] - c[:, i] * mean[:, j] - mean[:, i] * c[:, j] + c[:, i] * c[:, j]
+        agg[:, i, j] = v
+        agg[:, j, i] = v
     evals, evecs = np.linalg.eigh(agg)
     evals = np.maximum(evals, 1e-16)
     det = np.linalg.det(evecs)
     evecs[det < 0, :, 0] *= -1
     q = rotmat_to_quat(evecs)
     ls = 0.5 * np.log(evals)
-    # opacity: conserve the "coverage" Σ α·area (area ≈ product of the two largest scales)
-    area = np.sort(s, axis=1)[:, 1:].prod(axis=1)
     area_p = np.exp(np.sort(ls, axis=1)[:, 1:].sum(axis=1))
-    a_p = np.bincount(node, alpha * area, n_nodes) / np.maximum(area_p, 1e-30)
-    a_max = np.zeros(n_nodes)
-    np.maximum.at(a_max, node, alpha)
-    a_p = np.clip(np.minimum(a_p, a_max), 1e-4, 0.9999)
-    op = np.log(a_p / (1 - a_p))
-    dcs = np.stack([np.bincount(node, w * dc[:, c].astype(np.float64), n_nodes) for c in range(3)], 1)
-    return q, ls, op, dcs / wsum[:, None]
+    a_p = np.clip(np.minimum(m["aa"] / np.maximum(area_p, 1e-30), m["amax"]), 1e-4, 0.9999)
+    return q, ls, np.log(a_p / (1 - a_p)), m["wdc"] / w[:, None]

@@ -43,10 +43,11 @@ class QuantParams:
     rest_step: float = 1 / 16      # higher SH coefficients (degree 1); degree l uses l × this
 
     def __post_init__(self) -> None:
-        for f in ("pos_step", "opacity_step", "scale_step", "dc_step", "rest_step"):
+        for f, lo in (("pos_step", 1e-9), ("opacity_step", 1e-6), ("scale_step", 1e-6),
+                      ("dc_step", 1e-6), ("rest_step", 1e-6)):
             v = getattr(self, f)
-            if not (np.isfinite(v) and v > 0):
-                raise EncodeError(f"quantisation step {f} must be finite and > 0, got {v}")
+            if not (np.isfinite(v) and lo <= v <= 1e6):
+                raise EncodeError(f"quantisation step {f} must be in [{lo}, 1e6], got {v}")
         if not 1 <= self.tile_bits <= 20:
             raise EncodeError(f"tile_bits must be 1..20, got {self.tile_bits}")
         if not 3 <= self.rot_bits <= 16:
@@ -104,12 +105,12 @@ class QMap:
     ids: np.ndarray       # (N,) uint64, ascending
     pos: np.ndarray       # (N, 3) int64
     level: np.ndarray     # (N,) uint8
-    op: np.ndarray        # (N,) int64
-    scale: np.ndarray     # (N, 3) int64
+    op: np.ndarray        # (N,) int32
+    scale: np.ndarray     # (N, 3) int32
     rot_idx: np.ndarray   # (N,) uint8, index (x, y, z, w) of the dropped largest component
-    rot: np.ndarray       # (N, 3) int64, the other three in x, y, z, w order
-    dc: np.ndarray        # (N, 3) int64
-    rest: np.ndarray      # (N, K-1, 3) int64
+    rot: np.ndarray       # (N, 3) int32, the other three in x, y, z, w order
+    dc: np.ndarray        # (N, 3) int32
+    rest: np.ndarray      # (N, K-1, 3) int32
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -122,8 +123,8 @@ class QMap:
     def empty(sh_degree: int) -> "QMap":
         k = (sh_degree + 1) ** 2
         return QMap(sh_degree, np.zeros(0, np.uint64), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8),
-                    np.zeros(0, np.int64), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8),
-                    np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64), np.zeros((0, k - 1, 3), np.int64))
+                    np.zeros(0, np.int32), np.zeros((0, 3), np.int32), np.zeros(0, np.uint8),
+                    np.zeros((0, 3), np.int32), np.zeros((0, 3), np.int32), np.zeros((0, k - 1, 3), np.int32))
 
     def take(self, rows) -> "QMap":
         return QMap(self.sh_degree, self.ids[rows], *(getattr(self, f)[rows] for f in _QFIELDS))
@@ -138,9 +139,9 @@ class QMap:
     def checksum(self) -> int:
         """CRC-32C of the canonical little-endian serialisation (sent in each header; the receiver
         checks it after every snapshot/delta, so "bit-identical to the sender" is verified)."""
-        c = crc32c(np.ascontiguousarray(self.ids, "<u8").tobytes())
-        for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i8", "<i8", "u1", "<i8", "<i8", "<i8")):
-            c = _crc32c_extend(c, np.ascontiguousarray(getattr(self, f), dt).tobytes())
+        c = crc32c(np.ascontiguousarray(self.ids, "<u8"))
+        for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i4", "<i4", "u1", "<i4", "<i4", "<i4")):
+            c = _crc32c_extend(c, np.ascontiguousarray(getattr(self, f), dt))
         return c
 
     @staticmethod
@@ -166,16 +167,18 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     if len(pos) and np.abs(pos).max() >= MAX_LATTICE:
         raise EncodeError(f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin")
     pos = pos.astype(np.int64)
-    op = np.rint(np.clip(gmap.opacity_logits.astype(np.float64), -_OPACITY_CLAMP, _OPACITY_CLAMP)
-                 / params.opacity_step).astype(np.int64)
-    scale = np.rint(np.clip(gmap.log_scales.astype(np.float64), _SCALE_MIN, _SCALE_MAX)
-                    / params.scale_step).astype(np.int64)
+    op = _lattice(gmap.opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
+    scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
     rot_idx, rot = quantize_rotations(gmap.quats, params)
-    sh = np.clip(gmap.sh.astype(np.float64), -_SH_CLAMP, _SH_CLAMP)
-    dc = np.rint(sh[:, 0, :] / params.dc_step).astype(np.int64)
+    dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     steps = params.rest_steps(gmap.num_sh)
-    rest = np.rint(sh[:, 1:, :] / steps[None, :, None]).astype(np.int64)
+    rest = np.rint(np.clip(gmap.sh[:, 1:, :].astype(np.float64), -_SH_CLAMP, _SH_CLAMP)
+                   / steps[None, :, None]).astype(np.int32)
     return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
+
+
+def _lattice(x, lo: float, hi: float, step: float) -> np.ndarray:
+    return np.rint(np.clip(np.asarray(x, np.float64), lo, hi) / step).astype(np.int32)
 
 
 def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +189,7 @@ def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarr
     others = _OTHERS[idx]
     comps = np.take_along_axis(q, others, axis=1) * sign[:, None]
     m = params.rot_max
-    rot = np.clip(np.rint(comps / params.rot_step), -m, m).astype(np.int64)
+    rot = np.clip(np.rint(comps / params.rot_step), -m, m).astype(np.int32)
     return idx.astype(np.uint8), rot
 
 
@@ -209,17 +212,22 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
 
 
 def dequantize_fields(q: QMap, params: QuantParams) -> dict:
-    """Float fields of :func:`dequantize`, in ``q``'s row order (no sorting requirement)."""
+    """Float fields of :func:`dequantize`, in ``q``'s row order (no sorting requirement).
+
+    Attributes are ``float32(v) * float32(step)`` (one exactly rounded float32 product); positions
+    ``float32(float64(P) * pos_step)``.
+    """
     n = len(q)
     sh = np.empty((n, q.num_sh, 3), np.float32)
-    sh[:, 0, :] = q.dc.astype(np.float64) * params.dc_step
+    np.multiply(q.dc.astype(np.float32), np.float32(params.dc_step), out=sh[:, 0, :])
     if q.num_sh > 1:
-        sh[:, 1:, :] = q.rest.astype(np.float64) * params.rest_steps(q.num_sh)[None, :, None]
+        np.multiply(q.rest.astype(np.float32), params.rest_steps(q.num_sh).astype(np.float32)[None, :, None],
+                    out=sh[:, 1:, :])
     return dict(
         means=(q.pos.astype(np.float64) * params.pos_step).astype(np.float32),
         quats=dequantize_rotations(q.rot_idx, q.rot, params),
-        log_scales=(q.scale.astype(np.float64) * params.scale_step).astype(np.float32),
-        opacity_logits=(q.op.astype(np.float64) * params.opacity_step).astype(np.float32),
+        log_scales=q.scale.astype(np.float32) * np.float32(params.scale_step),
+        opacity_logits=q.op.astype(np.float32) * np.float32(params.opacity_step),
         sh=sh)
 
 

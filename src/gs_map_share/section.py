@@ -19,7 +19,7 @@ from gs_mapping.gaussians import GaussianMap
 from . import octree
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
-from .entropy import decode_stream, encode_stream, estimate_bits
+from .entropy import Stats, decode_stream, encode_stream
 from .errors import DecodeError
 from .quantize import MAX_LATTICE, QMap, QuantParams, dequantize, dequantize_fields, quantize_rotations
 
@@ -32,32 +32,41 @@ def max_gaussians_for(nbytes: int) -> int:
 
 
 # -- channel coding helpers -------------------------------------------------------------------------
-def _put(w: Writer, values: np.ndarray, signed: bool = True) -> None:
+STATS: dict | None = None  # label → bytes, filled when a dict is set (bench accounting)
+
+
+def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", st=None) -> None:
     values = np.asarray(values)
-    best = min((4, 6, 8), key=lambda t: estimate_bits(values, signed, t)) if len(values) > 64 else 6
-    encode_stream(w, values, signed, best)
+    st = st or Stats(values, signed)
+    best = st.best()[0] if len(values) > 64 else 6
+    before = sum(len(x) for x in w.parts) if STATS is not None else 0
+    encode_stream(w, values, signed, best, u=st.u)
+    if STATS is not None:
+        STATS[label] = STATS.get(label, 0) + sum(len(x) for x in w.parts) - before
 
 
-def _put_ctx(w: Writer, child: np.ndarray, parent: np.ndarray | None) -> None:
+def _put_ctx(w: Writer, child: np.ndarray, parent: np.ndarray | None, label: str = "") -> None:
     """Raw or residual-against-parent, whichever is estimated smaller (flag byte first)."""
     child = np.asarray(child, np.int64)
+    raw = Stats(child)
     if parent is not None and len(child) > 16:
         res = child - parent
-        if estimate_bits(res) < estimate_bits(child):
+        rs = Stats(res)
+        if rs.best()[1] < raw.best()[1]:
             w.u8(1)
-            _put(w, res)
+            _put(w, res, label=label, st=rs)
             return
     w.u8(0)
-    _put(w, child)
+    _put(w, child, label=label, st=raw)
 
 
 def _get_ctx(r: Reader, n: int, parent: np.ndarray | None) -> np.ndarray:
     flag = r.u8()
-    v = decode_stream(r, n)
+    v = decode_stream(r, n, int32=True)
     if flag == 1:
         if parent is None:
             raise r.fail("residual channel without a parent level")
-        return v + parent
+        return v.astype(np.int64) + parent
     if flag != 0:
         raise r.fail(f"unknown channel flag {flag}")
     return v
@@ -78,15 +87,22 @@ def _coarse_channels(c: Coarse):
         [c.rot[:, i] for i in range(3)] + [c.dc[:, i] for i in range(3)]
 
 
-def _put_coarse(w: Writer, c: Coarse, parent: Coarse | None) -> None:
+_LABELS = ["op"] + ["scale"] * 3 + ["rot"] * 4 + ["dc"] * 3
+
+
+def _put_coarse(w: Writer, c: Coarse, parent: Coarse | None, label: str = "") -> None:
     pch = _coarse_channels(parent) if parent is not None else [None] * 11
-    for ch, pc in zip(_coarse_channels(c), pch):
-        _put_ctx(w, ch, pc)
+    for ch, pc, lab in zip(_coarse_channels(c), pch, _LABELS):
+        _put_ctx(w, ch, pc, label + lab)
 
 
 def _get_coarse(r: Reader, n: int, parent: Coarse | None, params: QuantParams) -> Coarse:
     pch = _coarse_channels(parent) if parent is not None else [None] * 11
     ch = [_get_ctx(r, n, p) for p in pch]
+    for i, c in enumerate(ch):
+        if len(c) and (c.max() > 1 << 30 or c.min() < -(1 << 30)):
+            raise r.fail("attribute value outside the lattice range")
+        ch[i] = c.astype(np.int32)
     rot_idx = ch[4]
     if n and (rot_idx.min() < 0 or rot_idx.max() > 3):
         raise r.fail("rotation index outside 0..3")
@@ -149,7 +165,6 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
     if n == 0:
         return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
 
-    g = dequantize_fields(qs, params)  # aggregates are computed from what the receiver will hold
     # node index at each chosen depth for every Gaussian
     node_at = {}
     idx = voxel_of
@@ -158,31 +173,26 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             node_at[d] = idx
         if d > 0:
             idx = parent[d][idx]
+    coarse_at = _aggregates(qs, params, tiles, t_s, depths, node_at, node_code, parent, counts)
     prev_d, prev_coarse = 0, None
     for k, d in enumerate(depths):
         w = Writer()
         for dd in range(prev_d, d):
-            encode_stream(w, occ[dd].astype(np.int64), False, 8)
+            _put(w, occ[dd].astype(np.int64), False, "occupancy")
         if k < L - 1:
             m = counts[d]
-            centers = _centres(tiles, node_tile[d], node_code[d], d, D, params)
-            qv, ls, op, dc = octree.aggregate(node_at[d], m, centers, g["means"], g["quats"],
-                                              g["log_scales"], g["opacity_logits"], g["sh"][:, 0, :])
-            ri, rq = quantize_rotations(qv, params)
-            coarse = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int64),
-                            np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int64), ri, rq,
-                            np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int64))
+            coarse = coarse_at[d]
             pc = None
             if prev_coarse is not None:
                 pidx = _ancestor(parent, d, depths[k - 1], np.arange(m))
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
-            _put_coarse(w, coarse, pc)
+            _put_coarse(w, coarse, pc, "coarse_")
             prev_coarse = coarse
         else:
-            _put(w, vcount - 1, signed=False)
+            _put(w, vcount - 1, signed=False, label="voxel_count")
             w.varint(int(qs.ids[0]))
-            _put(w, np.diff(qs.ids.astype(np.int64)))
-            _put(w, qs.level.astype(np.int64), signed=False)
+            _put(w, np.diff(qs.ids.astype(np.int64)), label="ids")
+            _put(w, qs.level.astype(np.int64), signed=False, label="level")
             pc = None
             if prev_coarse is not None:
                 pidx = node_at[depths[k - 1]]
@@ -191,12 +201,40 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             _put_coarse(w, leaf, pc)
             rest = qs.rest.reshape(n, -1)
             for j in range(rest.shape[1]):
-                _put(w, rest[:, j])
+                _put(w, rest[:, j], label="sh_rest")
         chunks.append(Chunk(LEVEL, k, w.getvalue()))
         prev_d = d
     sizes = [len(c.data) for c in chunks[1:]]
     sizes[0] += len(chunks[0].data)
     return chunks, sizes
+
+
+def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node_code, parent, counts):
+    """Quantised aggregated Gaussians for every coarse depth: moments from the leaves at the
+    deepest coarse depth, then summed upwards (moments compose), each level moment-matched."""
+    D = params.tile_bits
+    if len(depths) < 2:
+        return {}
+    g = dequantize_fields(qs, params)  # aggregates are computed from what the receiver will hold
+    rel = (qs.pos - (tiles[t_s] << D)).astype(np.float64) * params.pos_step
+    d = depths[-2]
+    mom = octree.leaf_moments(node_at[d], counts[d], rel, g["quats"], g["log_scales"],
+                              g["opacity_logits"], g["sh"][:, 0, :])
+    out = {}
+    for k in range(len(depths) - 2, -1, -1):
+        d = depths[k]
+        if k < len(depths) - 2:
+            mom = octree.combine_moments(mom, _ancestor(parent, depths[k + 1], d, np.arange(counts[depths[k + 1]])),
+                                         counts[d])
+        cell = 1 << (D - d)
+        centres = (octree.demorton(node_code[d]) * cell).astype(np.float64) * params.pos_step \
+            + 0.5 * (cell - 1) * params.pos_step
+        qv, ls, op, dc = octree.merged_gaussians(mom, centres)
+        ri, rq = quantize_rotations(qv, params)
+        out[d] = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int32),
+                        np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32), ri, rq,
+                        np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32))
+    return out
 
 
 def _coarse_fields(c: Coarse):
@@ -295,7 +333,9 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
             leaf = _get_coarse(r, n, pc, params)
             k3 = 3 * ((sh_degree + 1) ** 2 - 1)
-            rest = np.stack([decode_stream(r, n) for _ in range(k3)], 1) if k3 else np.zeros((n, 0), np.int64)
+            rest = np.empty((n, k3), np.int32)
+            for j in range(k3):
+                rest[:, j] = decode_stream(r, n, int32=True)
             r.end()
             pos = (tiles[tile_of[vox]] << D) + octree.demorton(code[vox])
             order = np.argsort(ids, kind="stable")
