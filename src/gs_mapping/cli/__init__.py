@@ -19,6 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("world", "generate a procedural driving world and write its sensor data as a rosbag2"),
     "map": ("map", "build a 3D Gaussian map from a bag's camera, depth and TF"),
     "hd-eval": ("hd_eval", "evaluate HD-map predictions: Chamfer AP (MapTR) and raster IoU AP (MapVR)"),
+    "encode": ("encode", "encode a map (PLY) as a progressive, entropy-coded snapshot (.gsd)"),
+    "decode": ("decode", "decode a snapshot (.gsd) to a PLY, optionally only up to a level of detail"),
+    "diff": ("diff", "encode the delta between two maps (PLY), by Gaussian id"),
+    "apply": ("apply", "apply deltas to a snapshot, strictly in sequence, and write the map (PLY)"),
+    "export": ("export", "export a map (PLY) as Niantic SPZ (version 2)"),
 }
 
 
