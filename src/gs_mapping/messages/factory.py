@@ -98,6 +98,7 @@ class RosbagsFactory:
 
     def __init__(self, store=None) -> None:
         self._store = store
+        self._plans: dict[str, tuple[type, tuple]] = {}  # per instance: no global cache pins factories
 
     @property
     def store(self):
@@ -106,7 +107,7 @@ class RosbagsFactory:
         return self._store
 
     def make(self, typename: str, **fields: Any) -> Any:
-        cls, plan = self._plan(typename)
+        cls, plan = self._plans.get(typename) or self._plan(typename)
         kwargs = {}
         n_given = 0
         for name, kind, info, scalar_default in plan:
@@ -130,7 +131,6 @@ class RosbagsFactory:
             raise MessageError(f"{typename}: cannot build message: {e}") from e
 
     # --- internals -------------------------------------------------------------------------------
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - factories are few and long-lived
     def _plan(self, typename: str) -> tuple[type, tuple[tuple[str, str, Any, Any], ...]]:
         try:
             defs = self.store.fielddefs[typename][1]
@@ -142,7 +142,8 @@ class RosbagsFactory:
         for name, (nodetype, info) in defs:
             kind = {1: "base", 2: "name", 3: "array", 4: "sequence"}[int(nodetype)]
             plan.append((name, kind, info, self._default(kind, info) if kind == "base" else None))
-        return cls, tuple(plan)
+        self._plans[typename] = (cls, tuple(plan))
+        return self._plans[typename]
 
     def _default(self, kind: str, info: Any) -> Any:
         if kind == "base":
@@ -299,11 +300,19 @@ def _factory(factory: MessageFactory | None) -> MessageFactory:
 def convert_message(msg: Any, typename: str, factory: MessageFactory | None = None) -> Any:
     """Copy any message object (rclpy, rosbags, or a look-alike) into one built by ``factory``.
 
-    Reads fields by attribute access following the Humble layout of ``typename``.
+    Reads fields by attribute access following the layout of ``typename`` in the factory's typestore
+    (a :class:`RosbagsFactory`, which may hold types registered from a bag) or in ROS 2 Humble's.
     """
     factory = _factory(factory)
+    if isinstance(factory, RosbagsFactory):
+        try:
+            defs = factory.store.fielddefs[typename][1]
+        except KeyError:
+            raise MessageError(f"unknown message type {typename!r} (not in the factory's typestore)") from None
+    else:
+        defs = _fielddefs(typename)
     fields = {}
-    for name, (nodetype, info) in _fielddefs(typename):
+    for name, (nodetype, info) in defs:
         try:
             value = getattr(msg, name)
         except AttributeError:
@@ -336,7 +345,7 @@ def serialize_cdr(msg: Any, typename: str) -> bytes:
     if cls is None:
         raise MessageError(f"unknown message type {typename!r} (not in the ROS 2 Humble typestore)")
     if not isinstance(msg, cls):
-        msg = convert_message(msg, typename, RosbagsFactory(store))
+        msg = convert_message(msg, typename, default_factory())
     try:
         return bytes(store.serialize_cdr(msg, typename))
     except Exception as e:  # rosbags raises assorted errors on wrong field types
