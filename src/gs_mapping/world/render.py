@@ -114,6 +114,8 @@ def hit_cylinder(o, d, cx, cy, r, z0, z1):
     o = [float(v) for v in o]
     cx, cy, r, z0, z1 = map(float, (cx, cy, r, z0, z1))
     ox, oy = o[0] - cx, o[1] - cy
+    # quadratics lose precision in float32 far away (b² - ac cancels); these regions are small
+    d = d.astype(np.float64)
     dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
     a = dx * dx + dy * dy
     b = ox * dx + oy * dy
@@ -134,6 +136,7 @@ def hit_ellipsoid(o, d, cx, cy, cz, r, rz):
     """First hit with an ellipsoid of horizontal radius r and vertical radius rz."""
     r, rz = float(r), float(rz)
     oo = [(float(o[0]) - float(cx)) / r, (float(o[1]) - float(cy)) / r, (float(o[2]) - float(cz)) / rz]
+    d = d.astype(np.float64)
     dx, dy, dz = d[..., 0] / r, d[..., 1] / r, d[..., 2] / rz
     a = dx * dx + dy * dy + dz * dz
     b = dx * oo[0] + dy * oo[1] + dz * oo[2]
