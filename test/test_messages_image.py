@@ -103,6 +103,40 @@ def test_image_to_rgb(encoding, channels_in):
     assert np.array_equal(out, want)
 
 
+@pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
+def test_yuv422_to_rgb(encoding):
+    # video-range BT.601: Y 16 → black, 235 → white, neutral chroma 128 → grey
+    uyvy = encoding in ("yuv422", "uyvy")
+    ys = np.array([[16, 235, 126, 126]], np.uint8)
+    u = np.array([[128, 128]], np.uint8)
+    v = np.array([[128, 255]], np.uint8)
+    packed = np.empty((1, 2, 4), np.uint8)
+    if uyvy:
+        packed[..., 0], packed[..., 1], packed[..., 2], packed[..., 3] = u, ys[:, 0::2], v, ys[:, 1::2]
+    else:
+        packed[..., 0], packed[..., 1], packed[..., 2], packed[..., 3] = ys[:, 0::2], u, ys[:, 1::2], v
+    msg = through_cdr(numpy_to_image(packed.reshape(1, 4, 2), encoding, step=10))
+    rgb = image_to_rgb(msg)
+    assert rgb.shape == (1, 4, 3)
+    assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[0, 1].tolist() == [255, 255, 255]
+    assert rgb[0, 2, 0] > 200 and rgb[0, 2, 2] < rgb[0, 2, 0]  # V high: red
+    with pytest.raises(MessageError, match="even width"):
+        image_to_rgb(numpy_to_image(np.zeros((1, 3, 2), np.uint8), encoding))
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_to_rgb(pattern, bits):
+    colour = {"r": 200, "g": 100, "b": 50}
+    h, w = 5, 7  # odd sizes: the last row/column reuse their neighbours' cell
+    mosaic = np.empty((h, w), np.uint16 if bits == 16 else np.uint8)
+    for i in range(h):
+        for j in range(w):
+            mosaic[i, j] = colour[pattern[2 * (i % 2) + (j % 2)]] << (8 if bits == 16 else 0)
+    rgb = image_to_rgb(through_cdr(numpy_to_image(mosaic, f"bayer_{pattern}{bits}")))
+    assert rgb.shape == (h, w, 3) and (rgb == [200, 100, 50]).all()
+
+
 def test_image_to_rgb_rejects_float():
     with pytest.raises(MessageError, match="32FC1"):
         image_to_rgb(numpy_to_image(np.zeros((2, 2), np.float32), "32FC1"))

@@ -23,7 +23,10 @@ _NAMED = {
     "rgb16": ("u2", 3), "bgr16": ("u2", 3), "rgba16": ("u2", 4), "bgra16": ("u2", 4),
     **{f"bayer_{p}8": ("u1", 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
     **{f"bayer_{p}16": ("u2", 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
+    # 4:2:2 YUV, two bytes per pixel (read as (H, W, 2) uint8); "uyvy"/"yuyv" are the newer names
+    "yuv422": ("u1", 2), "uyvy": ("u1", 2), "yuv422_yuy2": ("u1", 2), "yuyv": ("u1", 2),
 }
+_YUV422_ORDER = {"yuv422": "uyvy", "uyvy": "uyvy", "yuv422_yuy2": "yuyv", "yuyv": "yuyv"}
 _GENERIC = re.compile(r"^(8|16|32|64)([USF])C([1-4])$")  # OpenCV-style "16UC1", "32FC3", ...
 _GENERIC_KIND = {"U": "u", "S": "i", "F": "f"}
 
@@ -115,7 +118,9 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     """An Image → uint8 RGB (H, W, 3) for display or colour supervision.
 
     bgr/rgba/bgra are reordered or lose alpha, mono is repeated to 3 channels, 16-bit images keep
-    their high byte; 8UC3 / 8UC4 are taken as RGB / RGBA. Float images have no colour meaning here.
+    their high byte; 8UC3 / 8UC4 are taken as RGB / RGBA. YUV 4:2:2 is converted with BT.601
+    (video range, as OpenCV does); Bayer mosaics by 2x2 cells (each cell's colour on its 4 pixels:
+    half resolution in colour, no interpolation artefacts). Float images have no colour meaning here.
     """
     encoding = str(msg.encoding)
     a = image_to_numpy(msg)
@@ -123,6 +128,10 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         a = (a >> 8).astype(np.uint8)
     elif a.dtype != np.uint8:
         raise MessageError(f"{IMAGE}.encoding: cannot convert {encoding!r} ({a.dtype}) to RGB")
+    if encoding in _YUV422_ORDER:
+        return _yuv422_to_rgb(a, _YUV422_ORDER[encoding], encoding)
+    if encoding.startswith("bayer_"):
+        return _bayer_to_rgb(a, encoding[6:10])
     if a.ndim == 2:
         return np.repeat(a[:, :, None], 3, axis=2)
     if a.shape[2] == 2:
@@ -130,6 +139,42 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if encoding.startswith("bgr"):
         a = a[:, :, 2::-1]
     return np.ascontiguousarray(a[:, :, :3])
+
+
+def _yuv422_to_rgb(a: np.ndarray, order: str, encoding: str) -> np.ndarray:
+    height, width = a.shape[:2]
+    if width % 2:
+        raise MessageError(f"{IMAGE}.width: {encoding!r} needs an even width, got {width}")
+    q = a.reshape(height, width // 2, 4).astype(np.float32)
+    if order == "uyvy":
+        u, y0, v, y1 = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    else:
+        y0, u, y1, v = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    y = 1.164 * (np.stack([y0, y1], axis=-1).reshape(height, width) - 16.0)
+    d = np.repeat(u, 2, axis=1) - 128.0
+    e = np.repeat(v, 2, axis=1) - 128.0
+    rgb = np.stack([y + 1.596 * e, y - 0.392 * d - 0.813 * e, y + 2.017 * d], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _bayer_to_rgb(a: np.ndarray, pattern: str) -> np.ndarray:
+    height, width = a.shape
+    if height == 0 or width == 0:
+        return np.zeros((height, width, 3), np.uint8)
+    # odd sizes: mirror (not repeat) the last row/column so the padded one has the right CFA parity
+    even = a
+    if height % 2:
+        even = np.concatenate([even, even[-2:-1] if height > 1 else even[-1:]], axis=0)
+    if width % 2:
+        even = np.concatenate([even, even[:, -2:-1] if width > 1 else even[:, -1:]], axis=1)
+    even = even.astype(np.float32)
+    cells = {0: even[0::2, 0::2], 1: even[0::2, 1::2], 2: even[1::2, 0::2], 3: even[1::2, 1::2]}
+    red = cells[pattern.index("r")]
+    blue = cells[pattern.index("b")]
+    g1, g2 = (cells[i] for i, c in enumerate(pattern) if c == "g")
+    rgb = np.stack([red, (g1 + g2) * 0.5, blue], axis=-1)
+    rgb = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)[:height, :width]
+    return np.rint(rgb).astype(np.uint8)
 
 
 @reads(IMAGE)
