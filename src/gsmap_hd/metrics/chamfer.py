@@ -43,8 +43,9 @@ def score_matrix(pred: np.ndarray, gt: np.ndarray, buffer_m: float = BUFFER_M) -
     if len(pred) == 0 or len(gt) == 0:
         return out
     opts = dict(cap_style="flat", join_style="mitre")
-    pbuf = shapely.buffer(shapely.linestrings(pred), buffer_m, **opts)
-    gbuf = shapely.buffer(shapely.linestrings(gt), buffer_m, **opts)
+    with np.errstate(all="ignore"):  # GEOS flags FP errors on degenerate (e.g. subnormal) input
+        pbuf = shapely.buffer(shapely.linestrings(pred), buffer_m, **opts)
+        gbuf = shapely.buffer(shapely.linestrings(gt), buffer_m, **opts)
     # The reference queries an STRtree of the prediction buffers and then tests ``intersects``;
     # the envelope query is only a prefilter, so this is the same set of pairs.
     gi, pi = shapely.STRtree(pbuf).query(gbuf, predicate="intersects")
