@@ -72,6 +72,17 @@ def test_reads_foreign_format_strings_and_compressed_depth():
     header = np.array([0], "<i4").tobytes() + np.array([0, 0], "<f4").tobytes()
     msg = NS(format="16UC1; compressedDepth png", data=header + buf.getvalue())
     assert np.array_equal(compressed_image_to_numpy(msg), depth)
+    # 32FC1: quantised inverse depth q = A / d + B, 0 = invalid
+    metres = np.linspace(0.5, 8.0, 64).reshape(8, 8)
+    a, b = 2000.0, -10.0
+    q = np.rint(a / metres + b).astype(np.uint16)
+    q[0, 0] = 0
+    buf = io.BytesIO()
+    Image.fromarray(q).save(buf, format="PNG")
+    header = np.array([0], "<i4").tobytes() + np.array([a, b], "<f4").tobytes()
+    out = compressed_image_to_numpy(NS(format="32FC1; compressedDepth png", data=header + buf.getvalue()))
+    assert out.dtype == np.float32 and np.isnan(out[0, 0])
+    np.testing.assert_allclose(out.reshape(-1)[1:], metres.reshape(-1)[1:], rtol=0.02)
 
 
 def test_compressed_bad_input():

@@ -4,7 +4,8 @@ The ``format`` field follows image_transport's convention, ``"<encoding>; <jpeg|
 (e.g. ``"rgb8; jpeg compressed bgr8"``), so ROS decoders restore the channel order; plain ``"jpeg"`` /
 ``"png"`` are read as well. The image bytes themselves are standard JPEG/PNG whatever the format string
 says, so we decode by their magic number. ``compressedDepth`` (a 12-byte header before a 16-bit PNG, as
-written by compressed_depth_image_transport) is read too.
+written by compressed_depth_image_transport) is read too: 16UC1 as uint16 millimetres, 32FC1 back to
+float32 metres (NaN invalid).
 """
 from __future__ import annotations
 
@@ -32,13 +33,18 @@ def _pil():
 
 @reads(COMPRESSED_IMAGE)
 def compressed_image_to_numpy(msg: Any) -> np.ndarray:
-    """A CompressedImage → uint8 (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint16 (H, W) for 16-bit PNG.
+    """A CompressedImage → uint8 (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint16 (H, W) for a
+    16-bit PNG; float32 (H, W) metres for a 32FC1 compressedDepth.
 
     Colour comes out in RGB order (JPEG/PNG store colour independent of OpenCV's BGR memory order).
     """
     fmt = str(msg.format)
     data = as_uint8_array(msg.data, f"{COMPRESSED_IMAGE}.data").tobytes()
+    inverse_depth = None
     if "compresseddepth" in fmt.lower().replace(" ", "") and not data.startswith(_PNG_MAGIC):
+        if fmt.strip().startswith("32FC1") and len(data) >= _DEPTH_HEADER:
+            # 32FC1 is stored as quantised inverse depth q = A / d + B (q = 0: invalid)
+            inverse_depth = np.frombuffer(data[4:_DEPTH_HEADER], "<f4").astype(np.float64)
         data = data[_DEPTH_HEADER:]
     if data.startswith(_PNG_MAGIC):
         kind = "png"
@@ -67,6 +73,12 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
     except Exception as e:  # Pillow raises OSError / SyntaxError / ValueError on corrupt streams
         raise MessageError(f"{COMPRESSED_IMAGE}.data: cannot decode {kind} (format {fmt!r}): "
                            f"{type(e).__name__}: {e}") from None
+    if inverse_depth is not None:
+        a, b = inverse_depth
+        q = arr.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(q > 0, a / (q - b), np.nan)
+        return depth.astype(np.float32)
     return np.array(arr)  # writable, owning its memory
 
 

@@ -47,7 +47,8 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
         return np.dtype(f"{_GENERIC_KIND[kind]}{int(bits) // 8}"), int(channels)
     raise MessageError(f"{IMAGE}.encoding: unknown or unsupported encoding {encoding!r} "
                        f"(supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16, rgb16, bgr16, rgba16, "
-                       f"bgra16, bayer_*8/16 and <8|16|32|64><U|S|F>C<1-4> like 16UC1, 32FC1)")
+                       f"bgra16, bayer_*8/16, yuv422, yuv422_yuy2 and <8|16|32|64><U|S|F>C<1-4> "
+                       f"like 16UC1, 32FC1)")
 
 
 @reads(IMAGE)
