@@ -169,7 +169,7 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     pos = pos.astype(np.int64)
     op = _lattice(gmap.opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
     scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
-    rot_idx, rot = quantize_rotations(gmap.quats, params)
+    rot_idx, rot = stable_rotations(gmap.quats, params)
     dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     steps = params.rest_steps(gmap.num_sh)
     rest = np.rint(np.clip(gmap.sh[:, 1:, :].astype(np.float64), -_SH_CLAMP, _SH_CLAMP)
@@ -196,10 +196,26 @@ def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarr
 _OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
 
 
+def stable_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest-three codes that survive a decode/re-encode unchanged: where the dropped component,
+    once rebuilt, is no longer the largest (near-ties), move to the code the decoded rotation
+    quantises to (a fixed point, reached in one or two steps), so re-encoding a decoded map is lossless."""
+    idx, rot = quantize_rotations(quats, params)
+    for _ in range(4):
+        idx2, rot2 = quantize_rotations(dequantize_rotations(idx, rot, params), params)
+        ch = (idx2 != idx) | (rot2 != rot).any(axis=1)
+        if not ch.any():
+            break
+        idx[ch], rot[ch] = idx2[ch], rot2[ch]
+    return idx, rot
+
+
 def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams) -> np.ndarray:
     c = rot.astype(np.float64) * params.rot_step
     ss = c[:, 0] * c[:, 0] + c[:, 1] * c[:, 1] + c[:, 2] * c[:, 2]
-    big = np.sqrt(np.maximum(0.0, 1.0 - ss))
+    # the dropped component stays strictly the largest (near-ties would otherwise flip the code on
+    # re-encoding a decoded map); the normalisation below absorbs the nudge
+    big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), np.abs(c).max(axis=1) + 0.25 * params.rot_step)
     q = np.empty((len(rot), 4), np.float64)
     rows = np.arange(len(rot))
     idx = rot_idx.astype(np.int64)
