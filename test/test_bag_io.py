@@ -417,3 +417,21 @@ def test_writer_compress_option(tmp_path):
         got = [m for _, _, m in bag.messages()]
     assert len(got) == 20
     _assert_same(samples["/camera/image"][2], got[-1])
+
+
+def test_bag_definition_that_differs_from_the_standard_one_wins(tmp_path):
+    """A bag from another ROS distribution may define a type differently: decode with the bag's."""
+    import struct
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    path = tmp_path / "other_distro"
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        c = w.add_connection("/s", "std_msgs/msg/String", msgdef="string data\nint32 extra\n",
+                             rihs01="RIHS01_" + "0" * 64)
+        cdr = b"\x00\x01\x00\x00" + struct.pack("<I", 3) + b"hi\x00" + b"\x00" + struct.pack("<i", -7)
+        w.write(c, 5, cdr)
+    with BagReader(path) as bag:
+        (_, _, msg), = bag.messages()
+        assert (msg.data, msg.extra) == ("hi", -7)
+        assert "sensor_msgs/msg/Image" in bag.typestore.types  # the standard types are still there

@@ -180,10 +180,9 @@ class BagReader:
         self.typestore = self._build_typestore(reader.connections)
 
     def _build_typestore(self, connections):
-        """Types defined in the bag, completed with the standard definitions for anything missing."""
+        """The standard definitions plus the bag's own; where they disagree, the bag's win."""
         from rosbags.typesys import Stores, get_typestore
 
-        store = get_typestore(Stores.EMPTY)
         types: dict = {}
         for c in connections:
             try:
@@ -191,16 +190,23 @@ class BagReader:
             except Exception as exc:
                 raise BagError(f"{self.path}: topic {c.topic}: unreadable message definition of "
                                f"{c.msgtype}: {_describe(exc)}") from exc
+        store = default_typestore()
         try:
-            store.register(types)
-        except Exception as exc:
-            raise BagError(f"{self.path}: inconsistent message definitions: {_describe(exc)}") from exc
-        fallback = default_typestore()
-        missing = {k: v for k, v in fallback.fielddefs.items() if k not in store.fielddefs}
-        try:
-            store.register(missing)
-        except Exception as exc:  # a bag type that clashes with a dependency of a standard type
-            log.debug("%s: standard types not added to the bag's typestore: %s", self.path, exc)
+            store.register(types)  # fast path: the bag's types equal (or extend) the standard ones
+        except Exception:
+            # A type defined differently from the standard set (another ROS distribution): start
+            # from the bag's definitions and complete with the standard types they do not clash with.
+            store = get_typestore(Stores.EMPTY)
+            try:
+                store.register(types)
+            except Exception as exc:
+                raise BagError(f"{self.path}: inconsistent message definitions: {_describe(exc)}") from exc
+            fallback = default_typestore()
+            missing = {k: v for k, v in fallback.fielddefs.items() if k not in store.fielddefs}
+            try:
+                store.register(missing)
+            except Exception as exc:  # a standard type depending on a clashing one: leave them out
+                log.debug("%s: standard types not added to the bag's typestore: %s", self.path, exc)
         for c in connections:
             if c.msgtype not in store.fielddefs:
                 log.warning("%s: topic %s: no definition for %s; its messages cannot be decoded",

@@ -240,16 +240,19 @@ class TFBuffer:
         what = f"lookup {target} <- {source} at {stamp} ns"
         tol = self.tolerance_ns
 
-        def up(chain: list[_Edge]) -> Transform:  # T_ancestor_frame
-            out = Transform()
+        def up(chain: list[_Edge]) -> Transform | None:  # T_ancestor_frame; None: the identity
+            out = None
             for edge in reversed(chain):
-                out = out @ edge.sample(stamp, tol, what)
+                sample = edge.sample(stamp, tol, what)
+                out = sample if out is None else out @ sample
             return out
 
-        T_anc_source = up(src)
-        if not tgt:
-            return T_anc_source
-        return up(tgt).inverse() @ T_anc_source
+        T_anc_source, T_anc_target = up(src), up(tgt)
+        if T_anc_target is None:
+            return T_anc_source if T_anc_source is not None else Transform()
+        if T_anc_source is None:
+            return T_anc_target.inverse()
+        return T_anc_target.inverse() @ T_anc_source
 
     def can_transform(self, target: str, source: str, stamp_ns: int | None) -> bool:
         try:
