@@ -308,7 +308,8 @@ def convert_message(msg: Any, typename: str, factory: MessageFactory | None = No
         try:
             defs = factory.store.fielddefs[typename][1]
         except KeyError:
-            raise MessageError(f"unknown message type {typename!r} (not in the factory's typestore)") from None
+            raise MessageError(f"unknown message type {typename!r} "
+                               "(not in the factory's typestore)") from None
     else:
         defs = _fielddefs(typename)
     fields = {}
