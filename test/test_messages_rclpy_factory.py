@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from gs_mapping.geometry import Transform, TransformStamped
-from gs_mapping.messages import (RclpyFactory, array_to_pointcloud2, bytes_to_uint8_multiarray,
-                                 deserialize_cdr, image_to_numpy, intrinsics_to_camera_info,
-                                 line_strip_marker, marker_array, numpy_to_image,
-                                 pointcloud2_to_array, serialize_cdr, tf_message_to_transforms,
-                                 transforms_to_tf_message, typestore, uint8_multiarray_to_bytes,
-                                 CameraIntrinsics, camera_info_to_intrinsics)
+from gs_mapping.messages import (CameraIntrinsics, RclpyFactory, array_to_pointcloud2,
+                                 bytes_to_uint8_multiarray, camera_info_to_intrinsics, deserialize_cdr,
+                                 image_to_numpy, intrinsics_to_camera_info, line_strip_marker,
+                                 marker_array, numpy_to_image, pointcloud2_to_array, serialize_cdr,
+                                 tf_message_to_transforms, transforms_to_tf_message, typestore,
+                                 uint8_multiarray_to_bytes)
 
 _BASE = {"bool": "boolean", "float32": "float", "float64": "double", "byte": "octet", "char": "uint8"}
 _CODES = {"int8": "b", "uint8": "B", "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
