@@ -26,10 +26,7 @@ Deviations, on purpose:
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Any, Callable, Hashable, Iterable
-
-log = logging.getLogger(__name__)
 
 
 class ApproximateTimeSynchronizer:
