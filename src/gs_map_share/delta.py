@@ -270,6 +270,13 @@ class MapSender:
         self.shadow = QMap.empty(sh_degree)
         self.seq = 1  # sequence 1 = the empty map (a snapshot of it is valid)
 
+    @classmethod
+    def from_map(cls, gmap: GaussianMap, params: QuantParams | None = None, **kw) -> "MapSender":
+        """A sender whose receivers start from a snapshot of ``gmap`` (sequence 1)."""
+        s = cls(params, sh_degree=gmap.sh_degree, tile_size=gmap.tile_size, **kw)
+        s.shadow = to_qmap(gmap, s.params)
+        return s
+
     def snapshot(self) -> bytes:
         data, _ = encode_snapshot(self.shadow, self.params, map_id=self.map_id, seq=self.seq,
                                   n_levels=self.n_levels, frame_id=self.frame_id, tile_size=self.tile_size)

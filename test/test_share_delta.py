@@ -1,0 +1,143 @@
+"""gs_map_share deltas and the receiver: diff by id, live changes, sequencing, faults."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gs_map_share.delta import MapSender, decode_delta, encode_delta
+from gs_map_share.errors import DecodeError
+from gs_map_share.linksim import simulate
+from gs_map_share.quantize import QuantParams, quantize, to_qmap
+from gs_map_share.receiver import APPLIED, BUFFERED, DUPLICATE, OTHER_MAP, REJECTED, SNAPSHOT, MapStore
+from gs_map_share.snapshot import encode_map, encode_snapshot
+from gs_map_share.synthetic import synthetic_map
+
+P = QuantParams()
+
+
+def edited(g, rng, frac=0.01):
+    h = g.copy()
+    k = max(1, int(len(h) * frac))
+    ids = rng.choice(h.ids, k, replace=False)
+    h.update(ids, means=h.means[h.rows_of(ids)] + 0.02)
+    ids = rng.choice(h.ids, k, replace=False)
+    sh = h.sh[h.rows_of(ids)].copy()
+    sh[:, 0] += 0.5
+    h.update(ids, sh=sh, opacity_logits=np.zeros(k, np.float32))
+    h.remove(rng.choice(h.ids, k, replace=False))
+    rows = rng.integers(0, len(h), k)
+    h.add(h.means[rows] + 0.1, h.quats[rows], h.log_scales[rows], h.opacity_logits[rows], h.sh[rows])
+    return h
+
+
+def test_diff_apply_equals_new_quantised_map():
+    rng = np.random.default_rng(0)
+    old = synthetic_map(5000, 2, seed=0)
+    new = edited(old, rng)
+    data, info = encode_delta(to_qmap(old, P), to_qmap(new, P), P, map_id=1, seq=2, base_seq=1)
+    assert info.added and info.updated and info.removed
+    h, state = decode_delta(to_qmap(old, P), data)
+    assert state.equals(to_qmap(new, P))
+    assert (h.seq, h.base_seq) == (2, 1)
+
+
+def test_delta_at_one_percent_is_small():
+    rng = np.random.default_rng(1)
+    old = synthetic_map(20000, 3, seed=1)
+    new = old.copy()
+    k = 200
+    ids = rng.choice(new.ids, k, replace=False)
+    new.update(ids, means=new.means[new.rows_of(ids)] + 0.01)
+    full, _ = encode_map(new, P)
+    data, _ = encode_delta(to_qmap(old, P), to_qmap(new, P), P, map_id=1, seq=2, base_seq=1)
+    assert len(data) <= 0.02 * len(full)
+
+
+def test_whole_tiles_cleared():
+    old = synthetic_map(4000, 0, seed=2)
+    new = old.subset(old.means[:, 0] > 4.2)  # everything left of x = 4.2 m removed
+    data, info = encode_delta(to_qmap(old, P), to_qmap(new, P), P, map_id=1, seq=2, base_seq=1)
+    assert info.cleared_tiles > 0
+    _, state = decode_delta(to_qmap(old, P), data)
+    assert state.equals(to_qmap(new, P))
+
+
+def test_live_changes_and_receiver_bit_identical():
+    rng = np.random.default_rng(3)
+    g = synthetic_map(3000, 1, seed=3)
+    sender = MapSender.from_map(g, P, map_id=5)
+    store = MapStore()
+    assert store.receive(sender.snapshot()) == SNAPSHOT
+    for _ in range(5):
+        k = 30
+        ids = rng.choice(g.ids, k, replace=False)
+        g.update(ids, log_scales=g.log_scales[g.rows_of(ids)] - 0.3)
+        g.remove(rng.choice(g.ids, 10, replace=False))
+        rows = rng.integers(0, len(g), 20)
+        g.add(g.means[rows] + 0.2, g.quats[rows], g.log_scales[rows], g.opacity_logits[rows], g.sh[rows])
+        data, _ = sender.update(g, g.take_changes())
+        assert store.receive(data) == APPLIED, store.last_error
+        assert store.gaussian_map().equals(quantize(g, P))
+
+
+def test_sequencing_gap_duplicate_reorder_other_map():
+    g = synthetic_map(1000, 0, seed=4)
+    sender = MapSender.from_map(g, P, map_id=9)
+    snap = sender.snapshot()
+    deltas, states = [], []
+    for i in range(4):
+        g.update(g.ids[i * 10:(i + 1) * 10], means=g.means[i * 10:(i + 1) * 10] + 0.05)
+        deltas.append(sender.update(g, g.take_changes())[0])
+        states.append(sender.shadow.copy())
+    store = MapStore()
+    assert store.receive(deltas[0]) == BUFFERED          # before any snapshot: wait for one
+    assert store.receive(snap) == SNAPSHOT               # then the buffered delta applies
+    assert store.seq == 2 and store.state.equals(states[0])
+    assert store.receive(deltas[0]) == DUPLICATE
+    assert store.receive(deltas[2]) == BUFFERED          # gap: 3 waits for 2
+    assert store.receive(deltas[3]) == BUFFERED
+    assert store.receive(deltas[1]) == APPLIED           # the gap closes, 3 and 4 follow
+    assert store.seq == 5 and store.state.equals(states[3])
+    other = MapSender.from_map(g, P, map_id=10)
+    assert store.receive(other.snapshot()) == OTHER_MAP
+    assert store.state.equals(states[3])
+
+
+def test_corrupt_delta_rejected_whole_map_untouched():
+    g = synthetic_map(2000, 1, seed=5)
+    sender = MapSender.from_map(g, P)
+    store = MapStore()
+    store.receive(sender.snapshot())
+    g.update(g.ids[:50], means=g.means[:50] + 0.1)
+    data, _ = sender.update(g, g.take_changes())
+    before = store.state.copy()
+    for i in range(0, len(data), max(1, len(data) // 40)):
+        bad = bytearray(data)
+        bad[i] ^= 0x5A
+        assert store.receive(bytes(bad)) in (REJECTED, BUFFERED, DUPLICATE, OTHER_MAP)
+        assert store.state.equals(before) and store.seq == 1
+    assert store.receive(data[:-3]) == REJECTED
+    assert store.receive(data) == APPLIED
+    assert store.gaussian_map().equals(quantize(g, P))
+
+
+def test_delta_against_wrong_base_is_rejected():
+    g = synthetic_map(1000, 0, seed=6)
+    other = synthetic_map(1000, 0, seed=7)
+    new = g.copy()
+    new.update(new.ids[:5], means=new.means[:5] + 0.1)
+    data, _ = encode_delta(to_qmap(g, P), to_qmap(new, P), P, map_id=1, seq=2, base_seq=1)
+    with pytest.raises(DecodeError):
+        decode_delta(to_qmap(other, P), data)  # applies, but the checksum says it is not the sender's map
+    snap, _ = encode_snapshot(to_qmap(g, P), P)
+    with pytest.raises(DecodeError):
+        decode_delta(to_qmap(g, P), snap)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_faulty_link_converges_bit_identical(seed):
+    r = simulate(steps=60, seed=seed, n0=800, p_drop=0.08, p_dup=0.08, p_reorder=0.15, p_corrupt=0.08,
+                 snapshot_every=10)
+    assert r.final_equal
+    assert r.wrong_state_seen == 0
+    assert r.link["corrupted"] == 0 or r.receiver.get("rejected", 0) > 0
