@@ -74,7 +74,9 @@ class LossConfig:
     raster_weight: float = 1.0  # 0 = the "vector only" ablation
     bce_weight: float = 0.8
     dssim_weight: float = 0.2
-    bce_pos_weight_max: float = 20.0  # positives weighted by #neg/#pos per mask, capped here
+    bce_pos_weight_max: float = 5.0  # positives weighted by #neg/#pos per mask, capped here
+    raster_warmup_steps: int = 200   # raster term ramps in linearly over these steps
+    raster_aux: bool = False         # raster term on every decoder layer (True) or the last only
     # matching costs (instance level)
     cls_cost: float = 2.0
     pts_cost: float = 5.0

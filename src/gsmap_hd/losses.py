@@ -45,7 +45,8 @@ class GSMapCriterion:
         self.grid = loss_grid(m, l)
         self.cgrid = cost_grid(m, l)
 
-    def layer_loss(self, logits: torch.Tensor, params: torch.Tensor, targets: list[FrameTargets]) -> dict:
+    def layer_loss(self, logits: torch.Tensor, params: torch.Tensor, targets: list[FrameTargets],
+                   raster_scale: float = 1.0) -> dict:
         l = self.l
         b = logits.shape[0]
         num_gt = max(sum(t.labels.numel() for t in targets), 1)
@@ -63,20 +64,30 @@ class GSMapCriterion:
         k = self.m.num_points
         out["pts"] = ((self.patch.normalize(pp) - self.patch.normalize(gp)).abs().sum() / (num_gt * k)
                       if pp.numel() else params.sum() * 0)
-        if l.raster_weight > 0 and pp.numel():
+        if l.raster_weight > 0 and raster_scale > 0 and pp.numel():
             masks = rasterize(torch.cat(pred_g), self.grid)
             out["bce"], out["dssim"] = raster_loss(masks, torch.cat(gt_masks), l)
         else:
             out["bce"] = out["dssim"] = params.sum() * 0
         out["total"] = (l.cls_weight * out["cls"] + l.pts_weight * out["pts"]
-                        + l.raster_weight * (l.bce_weight * out["bce"] + l.dssim_weight * out["dssim"]))
+                        + raster_scale * l.raster_weight * (l.bce_weight * out["bce"] + l.dssim_weight * out["dssim"]))
         return out
 
-    def __call__(self, outputs: dict, targets: list[FrameTargets]) -> dict:
+    def raster_scale(self, step: int | None) -> float:
+        """The raster term ramps in linearly over ``raster_warmup_steps`` (None = fully on): pixel
+        losses on Gaussians far from any GT mostly pull scales, so centres are first placed by the
+        vector loss."""
+        w = self.l.raster_warmup_steps
+        return 1.0 if step is None or w <= 0 else min(1.0, step / w)
+
+    def __call__(self, outputs: dict, targets: list[FrameTargets], step: int | None = None) -> dict:
         layers = list(zip(outputs["logits"], outputs["params"]))
         if not self.l.aux_loss:
             layers = layers[-1:]
-        per = [self.layer_loss(lg, pr, targets) for lg, pr in layers]
+        rs = self.raster_scale(step)
+        n = len(layers)
+        per = [self.layer_loss(lg, pr, targets, rs if (self.l.raster_aux or i == n - 1) else 0.0)
+               for i, (lg, pr) in enumerate(layers)]
         total = sum(p["total"] for p in per)
         out = {f"{k}": per[-1][k].detach() for k in per[-1] if k != "total"}
         out["loss"] = total

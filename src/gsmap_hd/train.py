@@ -131,7 +131,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         im, K, T, targets = collate(samples, cfg.model, cfg.loss)
         targets = [t.to(device) for t in targets]
         out = model(im.to(device), K.to(device), T.to(device))
-        losses = crit(out, targets)
+        losses = crit(out, targets, step)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("diff", "encode the delta between two maps (PLY), by Gaussian id"),
     "apply": ("apply", "apply deltas to a snapshot, strictly in sequence, and write the map (PLY)"),
     "export": ("export", "export a map (PLY) as Niantic SPZ (version 2)"),
+    "hd-train": ("hd_train", "train the GSMap HD-map model on the driving world"),
+    "hd-predict": ("hd_predict", "predict vector HD-map elements from a bag's cameras with a GSMap checkpoint"),
 }
 
 

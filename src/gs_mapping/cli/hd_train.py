@@ -1,0 +1,65 @@
+"""``gs-mapping hd-train``: train the GSMap HD-map model on the driving world (or flat-road scenes)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run directory: last.pt (resumable), model.pt, metrics.jsonl")
+    p.add_argument("--preset", choices=("small", "paper"), default="small",
+                   help="small (default, CPU) or paper (ResNet-50 class, 50x20 queries, 6 layers; GPU)")
+    p.add_argument("--config", help="ROS parameter YAML with an hd_train section (overrides the preset)")
+    p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--data", choices=("world", "flat"), help="world (gs_mapping.world) or flat-road scenes")
+    p.add_argument("--rig", choices=("front", "surround"))
+    p.add_argument("--frames", type=int, help="number of distinct training frames")
+    p.add_argument("--raster-weight", type=float, help="raster loss weight (0 = vector-only ablation)")
+    p.add_argument("--seed", type=int, help="training seed (init and batch order)")
+    p.add_argument("--device", help="cpu | cuda | auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--eval-every", type=int, help="evaluate with the reference metrics every N steps (0: never)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def build_config(args: argparse.Namespace):
+    import dataclasses
+
+    from gsmap_hd.config import PRESETS, TrainConfig
+
+    from ..config import from_dict, read_parameters, to_dict
+
+    cfg = PRESETS[args.preset]()
+    if args.config:
+        section = read_parameters(args.config).get("hd_train", {})
+        merged = to_dict(cfg)
+        for k, v in section.items():
+            if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k].update(v)
+            else:
+                merged[k] = v
+        cfg = from_dict(TrainConfig, merged, where=f"{args.config}: hd_train")
+    over = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "data": args.data,
+            "rig": args.rig, "train_frames": args.frames, "seed": args.seed, "device": args.device,
+            "num_threads": args.threads, "eval_every": args.eval_every}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None})
+    if args.raster_weight is not None:
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, raster_weight=args.raster_weight))
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from gsmap_hd.train import train
+
+    from ..errors import ConfigError
+
+    cfg = build_config(args)
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_frames < 1:
+        raise ConfigError("--steps, --batch-size and --frames must be >= 1")
+    last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps({"out": args.out, **{k: v for k, v in last.items()}}, default=float))
+    return 0

@@ -1,0 +1,102 @@
+"""Run a checkpoint over the cameras of a rosbag2 (used by ``gs-mapping hd-predict``).
+
+Bag access goes through ``gs_mapping.bag`` and message conversion through ``gs_mapping.messages``;
+this module only groups camera images by header stamp, looks up base_link ← camera extrinsics in the
+bag's TF, and calls :class:`gsmap_hd.infer.Predictor`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .model_errors import CheckpointError, HDInputError
+
+log = logging.getLogger(__name__)
+SHIPPED = Path(__file__).resolve().parent / "weights" / "gsmap_small_world.pt"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+GT_TOPIC = "/ground_truth/lanes_json"
+
+
+def _info_topic(image_topic: str) -> str:
+    base = image_topic.removesuffix("/compressed")
+    return base.rsplit("/", 1)[0] + "/camera_info"
+
+
+def find_cameras(bag) -> list[str]:
+    names = {t.name: t.type for t in bag.topics}
+    out = []
+    for name, typ in sorted(names.items()):
+        if typ in IMAGE_TYPES and "depth" not in name and _info_topic(name) in names:
+            out.append(name)
+    return out
+
+
+def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: str = "base_link",
+                score_threshold: float = 0.05, max_frames: int | None = None, device: str = "cpu",
+                progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from gs_mapping import messages as M
+    from gs_mapping.bag import BagReader
+    from gs_mapping.tf import TFBuffer
+
+    from .infer import Predictor
+
+    ckpt = Path(checkpoint) if checkpoint else SHIPPED
+    if not ckpt.exists():
+        raise CheckpointError(f"{ckpt}: checkpoint not found" + ("" if checkpoint else
+                              " (no shipped model; pass --checkpoint, e.g. OUT/model.pt of gs-mapping hd-train)"))
+    predictor = Predictor.from_checkpoint(ckpt, device=device, score_threshold=score_threshold)
+    results, gts = [], []
+    with BagReader(bag_path) as bag:
+        cams = list(cameras) if cameras else find_cameras(bag)
+        if not cams:
+            raise HDInputError(f"{bag_path}: no camera image topic with a sibling camera_info found")
+        for c in cams:
+            if not bag.has_topic(c):
+                raise HDInputError(f"{bag_path}: no topic {c}")
+            if not bag.has_topic(_info_topic(c)):
+                raise HDInputError(f"{bag_path}: camera {c} has no {_info_topic(c)}")
+        tf = TFBuffer(cache_time_s=None)
+        infos: dict[str, object] = {}
+        pending: dict[int, dict[str, object]] = {}
+        gt_by_stamp: dict[int, dict] = {}
+        has_gt = bag.has_topic(GT_TOPIC)
+        topics = cams + [_info_topic(c) for c in cams] + ["/tf", "/tf_static"] + ([GT_TOPIC] if has_gt else [])
+        topics = [t for t in topics if bag.has_topic(t)]
+        n_img = sum(bag.topic(c).count for c in cams) // len(cams)
+        bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
+        for topic, _, msg in bag.messages(topics):
+            if topic in ("/tf", "/tf_static"):
+                tf.add_message(msg, static=topic == "/tf_static")
+            elif topic == GT_TOPIC:
+                doc = M.string_message_to_json(msg)
+                gt_by_stamp[int(doc.get("stamp_ns", 0))] = {"vectors": doc.get("vectors", [])}
+            elif topic.endswith("camera_info"):
+                infos[topic] = M.camera_info_to_intrinsics(msg)
+            else:
+                stamp, frame_id = M.header_fields(msg)
+                rgb = (M.compressed_image_to_numpy(msg) if topic.endswith("compressed") else M.image_to_rgb(msg))
+                pending.setdefault(stamp, {})[topic] = (rgb, frame_id)
+                if len(pending[stamp]) == len(cams) and all(_info_topic(c) in infos for c in cams):
+                    frame = pending.pop(stamp)
+                    ims, cis, Ts = [], [], []
+                    for c in cams:
+                        rgb, fid = frame[c]
+                        ims.append(rgb)
+                        cis.append(infos[_info_topic(c)])
+                        Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
+                    els = predictor.predict(ims, cis, Ts)
+                    results.append({"stamp_ns": stamp, "vectors": [e.to_eval() for e in els]})
+                    bar.update(1)
+                    if max_frames and len(results) >= max_frames:
+                        break
+        bar.close()
+    doc = {"results": results}
+    if has_gt:
+        doc["GTs"] = [gt_by_stamp.get(r["stamp_ns"], {"vectors": []}) for r in results]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc))
+    return {"out": str(out), "frames": len(results), "cameras": cams, "with_gt": has_gt,
+            "checkpoint": str(ckpt)}
