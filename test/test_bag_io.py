@@ -250,6 +250,8 @@ def test_metadata_version_8_and_latched_qos(tmp_path):
     assert meta["storage_identifier"] == "mcap"
     assert meta["message_count"] == 13
     assert meta["relative_file_paths"] == ["bag.mcap"]
+    assert isinstance(meta["custom_data"], dict) and meta["custom_data"]  # a map, never null
+    assert meta["compression_mode"] == "" and meta["compression_format"] == ""
     by_topic = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
     assert set(by_topic) == set(samples)
     for topic, (typename, latched, _) in samples.items():

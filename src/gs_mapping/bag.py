@@ -345,6 +345,9 @@ class BagWriter:
                                                  dir=parent))
             self._writer = Writer(self._tmpdir / self.path.name, version=WRITE_VERSION,
                                   storage_plugin=StoragePlugin.MCAP)
+            # A non-empty custom_data map: rosbags writes `custom_data: null` otherwise, which some
+            # rosbag2 YAML decoders reject ("bad conversion"); a map is valid for every version.
+            self._writer.set_custom_data("gs_mapping.writer", "gs_mapping.bag.BagWriter")
             if self.compress:
                 from rosbags.rosbag2 import CompressionFormat, CompressionMode
 
