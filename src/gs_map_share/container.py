@@ -142,3 +142,27 @@ def unpack(data) -> tuple[Header, list[Chunk]]:
             raise DecodeError(f"container: chunk {i} ({CHUNK_NAMES.get(ctype, ctype)}) CRC-32C mismatch")
         chunks.append(Chunk(ctype, level, body))
     return h, chunks
+
+
+def reseal(data: bytes) -> bytes:
+    """Recompute the header, TOC and chunk CRCs of (possibly edited) container bytes, as far as the
+    structure can be followed. For fuzzing: mutations then reach the decoders behind the CRCs."""
+    b = bytearray(data)
+    if len(b) < _FIXED.size + 7:
+        return bytes(b)
+    hlen = struct.unpack_from("<H", b, 6)[0]
+    if not _FIXED.size + 7 <= hlen <= len(b):
+        return bytes(b)
+    struct.pack_into("<I", b, hlen - 4, crc32c(bytes(b[:hlen - 4])))
+    n = struct.unpack_from("<H", b, _FIXED.size)[0]
+    toc_end = hlen + _TOC.size * n
+    if toc_end + 4 > len(b):
+        return bytes(b)
+    pos = toc_end + 4
+    for i in range(n):
+        t, lv, fl, ln, _ = _TOC.unpack_from(b, hlen + i * _TOC.size)
+        body = bytes(b[pos:pos + ln])
+        _TOC.pack_into(b, hlen + i * _TOC.size, t, lv, fl, ln, crc32c(body))
+        pos += ln
+    struct.pack_into("<I", b, toc_end, crc32c(bytes(b[hlen:toc_end])))
+    return bytes(b)

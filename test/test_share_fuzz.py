@@ -1,0 +1,113 @@
+"""Hostile input: mutated, truncated and lying containers raise DecodeError only, quickly, without
+allocations sized by a header (a long fuzz run is in bench/codec.py)."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gs_map_share.container import Chunk, Header, pack, reseal, unpack
+from gs_map_share.delta import decode_delta, encode_delta
+from gs_map_share.errors import DecodeError
+from gs_map_share.quantize import QuantParams, to_qmap
+from gs_map_share.receiver import MapStore
+from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
+from gs_map_share.synthetic import synthetic_map
+
+P = QuantParams()
+G = synthetic_map(300, 3, seed=11)
+SNAP, _ = encode_map(G, P, n_levels=4)
+Q0 = to_qmap(G, P)
+_G2 = G.copy()
+_G2.update(_G2.ids[:20], means=_G2.means[:20] + 0.01)
+_G2.remove(_G2.ids[30:40])
+_G2.add(G.means[:8] + 0.2, G.quats[:8], G.log_scales[:8], G.opacity_logits[:8], G.sh[:8])
+DELTA, _ = encode_delta(Q0, to_qmap(_G2, P), P, map_id=1, seq=2, base_seq=1)
+
+
+def _decode_any(b: bytes) -> None:
+    try:
+        decode_snapshot(b)
+    except DecodeError:
+        pass
+    try:
+        decode_delta(Q0, b)
+    except DecodeError:
+        pass
+    for k in (0, 2):
+        try:
+            decode_map(b, max_level=k)
+        except DecodeError:
+            pass
+
+
+mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.booleans(), muts=mutation, cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
+       seal=st.booleans())
+def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
+    b = bytearray(SNAP if which else DELTA)
+    for pos, val in muts:
+        b[pos % len(b)] = val
+    if cut is not None:
+        b = b[:cut % (len(b) + 1)]
+    b = bytes(b)
+    if seal:
+        b = reseal(b)
+    _decode_any(b)  # anything but DecodeError propagates and fails the test
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes(data):
+    _decode_any(data)
+    _decode_any(b"GSMD" + data)
+
+
+def test_lying_counts_rejected_before_allocation():
+    h, chunks = unpack(SNAP)
+    # a header claiming 2**40 Gaussians, correctly sealed
+    h.gaussians = 1 << 40
+    with pytest.raises(DecodeError, match="more than"):
+        decode_snapshot(pack(h, chunks))
+    # a TILES chunk claiming 2**40 Gaussians (header left honest)
+    from gs_map_share.bitio import Reader, Writer
+    h, chunks = unpack(SNAP)
+    r = Reader(chunks[0].data)
+    r.varint()
+    w = Writer()
+    w.varint(1 << 40)
+    chunks[0] = Chunk(1, 0, w.getvalue() + bytes(chunks[0].data[r.pos:]))
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        decode_snapshot(pack(h, chunks))
+
+
+def test_wrong_magic_version_and_other_map():
+    with pytest.raises(DecodeError, match="magic"):
+        decode_snapshot(b"XXXX" + SNAP[4:])
+    b = bytearray(SNAP)
+    struct.pack_into("<H", b, 4, 99)
+    with pytest.raises(DecodeError, match="version"):
+        decode_snapshot(reseal(bytes(b)))
+    store = MapStore(map_id=2)
+    assert store.receive(SNAP) == "other_map"
+
+
+def test_unknown_chunk_types_are_skipped():
+    h, chunks = unpack(SNAP)
+    data = pack(h, chunks[:1] + [Chunk(200, 0, b"future extension")] + chunks[1:])
+    assert decode_map(data).equals(decode_map(SNAP))
+
+
+def test_every_single_byte_flip_is_caught():
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(DELTA), 200, replace=False):
+        b = bytearray(DELTA)
+        b[i] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(DecodeError):
+            decode_delta(Q0, bytes(b))
