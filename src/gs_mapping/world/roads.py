@@ -38,6 +38,8 @@ STRIPE_WIDTH, STRIPE_PERIOD = 0.5, 1.0
 DIVIDER_WIDTH, CENTRE_WIDTH = 0.15, 0.2
 DASH, GAP = 3.0, 6.0
 JUNCTION_STRAIGHT = 25.0  # straight main road either side of a junction centre
+MIN_CLIPPED_LENGTH = 0.2  # clipped pieces shorter than this (m) are dropped from the ego ground truth
+MIN_CLIPPED_AREA = 0.1    # … and crossing pieces smaller than this (m²)
 
 
 @dataclass
@@ -271,7 +273,8 @@ def _curvature_profile(rng: np.random.Generator, length: float) -> tuple[np.ndar
     heading = 0.0
     total = 40.0
     while total < length + 40.0:
-        body = rng.uniform(40, 110)
+        # the first junction comes soon after the start so that even short drives see one
+        body = rng.uniform(5, 50) if not junctions else rng.uniform(30, 100)
         used = 0.0
         while used < body:
             if rng.random() < 0.45:
@@ -376,7 +379,8 @@ def clip_elements(elements: list[MapElement], T_base_map: np.ndarray,
                   x_range: float, y_range: float) -> list[MapElement]:
     """World elements → ego frame (x forward, y left), clipped to |x| ≤ x_range, |y| ≤ y_range.
 
-    Polylines clipped into several pieces give one element each; polygons stay closed rings.
+    Polylines clipped into several pieces give one element each; polygons stay closed rings. Slivers
+    (pieces shorter than ``MIN_CLIPPED_LENGTH``, crossings under ``MIN_CLIPPED_AREA``) are dropped.
     """
     r, t = T_base_map[:2, :2], T_base_map[:2, 3]
     window = box(-x_range, -y_range, x_range, y_range)
@@ -389,11 +393,11 @@ def clip_elements(elements: list[MapElement], T_base_map: np.ndarray,
         if el.cls == PED_CROSSING:
             geom = Polygon(pts).intersection(window)
             for g in getattr(geom, "geoms", [geom]):
-                if isinstance(g, Polygon) and not g.is_empty and g.area > 1e-3:
+                if isinstance(g, Polygon) and not g.is_empty and g.area >= MIN_CLIPPED_AREA:
                     out.append(MapElement(el.cls, np.asarray(g.exterior.coords)))
         else:
             # line_merge re-joins a closed ring that the clip split at its first point
             for piece in _lines(shapely.line_merge(LineString(pts).intersection(window))):
-                if piece.length > 1e-3:
+                if piece.length >= MIN_CLIPPED_LENGTH:
                     out.append(MapElement(el.cls, np.asarray(piece.coords)))
     return out
