@@ -20,7 +20,7 @@ from .container import CLEAR_TILES, LEVEL, REMOVED, TILES, UPDATED, Chunk, Heade
 from .entropy import decode_stream
 from .errors import DecodeError, EncodeError
 from .quantize import QMap, QuantParams, to_qmap
-from .section import _get_ctx, _put, _put_ctx, decode_section, encode_section, max_gaussians_for
+from .section import _get_pred, _put, _put_pred, decode_section, encode_section, max_gaussians_for
 from .snapshot import DEFAULT_LEVELS, EncodeInfo, check_ids, encode_snapshot, finish, guarded
 
 # field bits of an update mask
@@ -157,7 +157,7 @@ def _put_updates(w: Writer, prev: QMap, cur: QMap, mask: np.ndarray) -> None:
     for bit, fields in _update_fields(3 * (prev.num_sh - 1)):
         sel = (mask & bit) != 0
         for get in fields:
-            _put_ctx(w, get(cur)[sel], get(prev)[sel])
+            _put_pred(w, get(cur)[sel], [0, get(prev)[sel]])
 
 
 def apply_delta(state: QMap, h: Header, chunks: list[Chunk], nbytes: int) -> QMap:
@@ -225,7 +225,7 @@ def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray) -> 
     for bit, fields in _update_fields(n_rest):
         sel = (mask & bit) != 0
         rs = rows[sel]
-        vals = [_get_ctx(r, len(rs), get(out)[rs]) for get in fields]
+        vals = [_get_pred(r, len(rs), [0, get(out)[rs]], wide=bit == F_POS) for get in fields]
         if not len(rs):
             continue
         if bit == F_POS:

@@ -177,6 +177,8 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
             w.varint(0)
             continue
         freq = _freq_table(s)
+        if len(freq) < 2:  # constriction's categorical needs two symbols at least
+            freq = np.append(freq, 0)
         a = len(freq)
         w.varint(a)
         present = freq > 0
@@ -230,6 +232,8 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
             if m:
                 raise r.fail(f"context {c} has no table but {m} values")
             continue
+        if a < 2:
+            raise r.fail("alphabet of one symbol")
         present = np.unpackbits(np.frombuffer(r.raw((a + 7) // 8), np.uint8), bitorder="little")[:a]
         k = int(present.sum())
         freq = np.zeros(a, np.int64)

@@ -35,46 +35,53 @@ def max_gaussians_for(nbytes: int) -> int:
 STATS: dict | None = None  # label → bytes, filled when a dict is set (bench accounting)
 
 
-def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", st=None) -> None:
+def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", st=None, ctx=None,
+         n_ctx: int = 1) -> None:
     values = np.asarray(values)
     st = st or Stats(values, signed)
     best = st.best()[0] if len(values) > 64 else 6
     before = sum(len(x) for x in w.parts) if STATS is not None else 0
-    encode_stream(w, values, signed, best, u=st.u)
+    encode_stream(w, values, signed, best, u=st.u, ctx=ctx, n_ctx=n_ctx)
     if STATS is not None:
         STATS[label] = STATS.get(label, 0) + sum(len(x) for x in w.parts) - before
 
 
-def _put_ctx(w: Writer, child: np.ndarray, parent: np.ndarray | None, label: str = "") -> None:
-    """Raw or residual-against-parent, whichever is estimated smaller (flag byte first)."""
+def _put_pred(w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=None, n_ctx: int = 1) -> None:
+    """Code ``child`` as the residual against one of the candidate predictions (index 0 = none,
+    i.e. raw; ``None`` = unavailable), the one estimated cheapest; a flag byte names it."""
     child = np.asarray(child, np.int64)
-    raw = Stats(child)
-    if parent is not None and len(child) > 16:
-        res = child - parent
-        rs = Stats(res)
-        if rs.best()[1] < raw.best()[1]:
-            w.u8(1)
-            _put(w, res, label=label, st=rs)
-            return
-    w.u8(0)
-    _put(w, child, label=label, st=raw)
+    best, best_bits, best_st, best_res = 0, None, None, child
+    for i, c in enumerate(cands):
+        if c is None or (i and len(child) <= 16):
+            continue
+        res = child - c if i else child
+        st = Stats(res)
+        bits = st.best()[1]
+        if best_bits is None or bits < best_bits:
+            best, best_bits, best_st, best_res = i, bits, st, res
+    w.u8(best)
+    _put(w, best_res, label=label, st=best_st, ctx=ctx, n_ctx=n_ctx)
 
 
-def _get_ctx(r: Reader, n: int, parent: np.ndarray | None) -> np.ndarray:
+def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bool = False) -> np.ndarray:
+    """Inverse of :func:`_put_pred`: int32 values (``wide``: int64 within the position lattice)."""
     flag = r.u8()
-    v = decode_stream(r, n, int32=True)
-    if flag == 1:
-        if parent is None:
-            raise r.fail("residual channel without a parent level")
-        return v.astype(np.int64) + parent
-    if flag != 0:
-        raise r.fail(f"unknown channel flag {flag}")
-    return v
+    if flag >= len(cands) or cands[flag] is None:
+        raise r.fail(f"prediction {flag} is not available here")
+    v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
+    lim = MAX_LATTICE if wide else 1 << 30
+    if flag:
+        if wide and len(v) and np.abs(v).max() >= MAX_LATTICE:
+            raise r.fail("residual outside the position lattice")
+        v = v.astype(np.int64) + cands[flag]
+    if len(v) and (v.max() >= lim or v.min() <= -lim):
+        raise r.fail("value outside the lattice range")
+    return v.astype(np.int64 if wide else np.int32)
 
 
 @dataclass
 class Coarse:
-    """Quantised aggregated Gaussians of one level (nodes at one depth)."""
+    """Quantised attributes of one set of Gaussians (aggregated nodes of a level, or the leaves)."""
     op: np.ndarray
     scale: np.ndarray
     rot_idx: np.ndarray
@@ -82,34 +89,66 @@ class Coarse:
     dc: np.ndarray
 
 
-def _coarse_channels(c: Coarse):
-    return [c.op] + [c.scale[:, i] for i in range(3)] + [c.rot_idx.astype(np.int64)] + \
-        [c.rot[:, i] for i in range(3)] + [c.dc[:, i] for i in range(3)]
+def _coarse_fields(c: Coarse):
+    return (c.op, c.scale, c.rot_idx, c.rot, c.dc)
 
 
-_LABELS = ["op"] + ["scale"] * 3 + ["rot"] * 4 + ["dc"] * 3
+def _i64(a):
+    return None if a is None else a.astype(np.int64)
+
+
+def _code_attrs(c: Coarse | None, parent: Coarse | None, n: int, put, label: str = "") -> Coarse:
+    """One walk shared by encoder (``put`` codes a channel, returns it) and decoder (``put`` decodes
+    it). Channel by channel, predictions come from the parent's value (ProGS's parent context), the
+    same Gaussian's previous channel (colours and in-plane scales correlate), or both."""
+    P = parent
+    def pc(f, i=None):
+        if P is None:
+            return None
+        v = getattr(P, f)
+        return (v if i is None else v[:, i]).astype(np.int64)
+    def ch(f, i=None):
+        if c is None:
+            return None
+        v = getattr(c, f)
+        return (v if i is None else v[:, i]).astype(np.int64)
+    def combo(p, x, px):
+        return None if p is None or x is None else p + x - px
+    op = put(ch("op"), [0, pc("op")], label + "op")
+    sc = []
+    for i in range(3):
+        cands = [0, pc("scale", i)]
+        for j in range(i):
+            cands += [sc[j], combo(pc("scale", i), sc[j], pc("scale", j))]
+        sc.append(_i64(put(ch("scale", i), cands, label + "scale")))
+    ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
+    if n and (ri.min() < 0 or ri.max() > 3):
+        raise DecodeError("rotation index outside 0..3")
+    rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ri, n_ctx=4) for i in range(3)]
+    dc = []
+    for i in range(3):
+        cands = [0, pc("dc", i)]
+        if i:
+            cands += [dc[i - 1], combo(pc("dc", i), dc[i - 1], pc("dc", i - 1))]
+        dc.append(_i64(put(ch("dc", i), cands, label + "dc")))
+    return Coarse(np.asarray(op, np.int32), np.stack(sc, 1).astype(np.int32), np.asarray(ri).astype(np.uint8),
+                  np.stack(rot, 1).astype(np.int32), np.stack(dc, 1).astype(np.int32))
 
 
 def _put_coarse(w: Writer, c: Coarse, parent: Coarse | None, label: str = "") -> None:
-    pch = _coarse_channels(parent) if parent is not None else [None] * 11
-    for ch, pc, lab in zip(_coarse_channels(c), pch, _LABELS):
-        _put_ctx(w, ch, pc, label + lab)
+    def put(values, cands, lab, ctx=None, n_ctx=1):
+        _put_pred(w, values, cands, lab, ctx=None if ctx is None else np.asarray(ctx, np.int64), n_ctx=n_ctx)
+        return values
+    _code_attrs(c, parent, len(c.op), put, label)
 
 
 def _get_coarse(r: Reader, n: int, parent: Coarse | None, params: QuantParams) -> Coarse:
-    pch = _coarse_channels(parent) if parent is not None else [None] * 11
-    ch = [_get_ctx(r, n, p) for p in pch]
-    for i, c in enumerate(ch):
-        if len(c) and (c.max() > 1 << 30 or c.min() < -(1 << 30)):
-            raise r.fail("attribute value outside the lattice range")
-        ch[i] = c.astype(np.int32)
-    rot_idx = ch[4]
-    if n and (rot_idx.min() < 0 or rot_idx.max() > 3):
-        raise r.fail("rotation index outside 0..3")
-    rot = np.stack(ch[5:8], 1)
-    if n and np.abs(rot).max() > params.rot_max:
+    def put(_values, cands, _lab, ctx=None, n_ctx=1):
+        return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
+    out = _code_attrs(None, parent, n, put)
+    if n and np.abs(out.rot).max() > params.rot_max:
         raise r.fail("rotation component outside its lattice")
-    return Coarse(ch[0], np.stack(ch[1:4], 1), rot_idx.astype(np.uint8), rot, np.stack(ch[8:11], 1))
+    return out
 
 
 def _choose_depths(counts: list[int], n_levels: int) -> list[int]:
@@ -235,10 +274,6 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
                         np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32), ri, rq,
                         np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32))
     return out
-
-
-def _coarse_fields(c: Coarse):
-    return (c.op, c.scale, c.rot_idx, c.rot, c.dc)
 
 
 def _ancestor(parent, d_from: int, d_to: int, idx: np.ndarray) -> np.ndarray:
