@@ -74,7 +74,7 @@ def evaluate_model(model: GSMapModel, cfg: TrainConfig, source: SampleSource, fr
                 results.append({"vectors": [e.to_eval() for e in els]})
                 gts.append(gt_to_eval(s.elements, cfg))
     model.train()
-    return evaluate({"results": results, "GTs": gts})
+    return evaluate(results, gts)
 
 
 def _param_groups(model: GSMapModel, cfg: TrainConfig):
