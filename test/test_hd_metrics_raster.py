@@ -214,3 +214,15 @@ def test_polygon_iou_thresholds_and_reversed_polygon():
     ped = np.array([[-3, -2], [3, -2.5], [3.5, 2], [-3, 2], [-3, -2.0]])
     assert np.array_equal(rasterize(ped, True), rasterize(ped[::-1], True))
     assert np.array_equal(rasterize(ped, False), rasterize(ped[::-1], False))
+
+
+def test_vectors_outside_the_range():
+    outside = vline(40.0, 50, 60)  # entirely outside the 30 × 60 m window: an empty mask
+    assert not rasterize(outside.pts, False).any()
+    out = evaluate_raster([[Vector(outside.pts, 0, 0.9)]], [[outside]])
+    # Empty masks have IoU 0 (pycocotools' convention), so even a perfect copy is a miss.
+    assert out["divider_ap"] == 0.0 and out["num_gts"]["divider"] == 1
+    # A line leaving the window is clipped at the border like OpenCV does, and still matches.
+    crossing = vline(0.0, 20, 45)
+    out = evaluate_raster([[Vector(crossing.pts, 0, 0.9)]], [[crossing]])
+    assert out["divider_ap"] == pytest.approx(1.0, abs=1e-12)

@@ -189,10 +189,14 @@ def fill_poly(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH) -> n
     c1, c2, ys = np.maximum(c1[ok], 0), np.minimum(c2[ok], width - 1), ys[ok]
     ok = c1 <= c2
     c1, c2, ys = c1[ok], c2[ok], ys[ok]
-    diff = np.zeros((height, width + 1), np.int32)
-    np.add.at(diff, (ys, c1), 1)
-    np.add.at(diff, (ys, c2 + 1), -1)
-    mask |= np.cumsum(diff[:, :width], axis=1) > 0
+    if len(ys) == 0:
+        return mask
+    # Spans as +1/−1 steps, summed along each row (only over the rows that have spans).
+    r0, r1 = int(ys.min()), int(ys.max()) + 1
+    diff = np.zeros((r1 - r0, width + 1), np.int32)
+    np.add.at(diff, (ys - r0, c1), 1)
+    np.add.at(diff, (ys - r0, c2 + 1), -1)
+    mask[r0:r1] |= np.cumsum(diff[:, :width], axis=1) > 0
     return mask
 
 
