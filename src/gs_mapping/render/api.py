@@ -32,7 +32,6 @@ from .sh import sh_to_color
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
 EPS2D = 0.3  # px², gsplat's "classic" low-pass filter
-TILE_SIZE = 16
 
 
 class RenderError(GsMappingError):
@@ -146,17 +145,15 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     colors = sh_to_color(sh_degree, means[idx] - campos, sh[idx])
     depths = proj.depths[idx]
     feats = [colors if bg is None else colors - bg, depths[:, None], torch.ones_like(depths)[:, None]]
-    out, bins, wsum = rasterize_tiles(proj.means2d[idx], proj.conics[idx], opacities[idx],
-                                      torch.cat(feats, dim=1), proj.radii[idx], depths, width, height,
-                                      tile=TILE_SIZE)
+    out, n_pairs, wsum = rasterize_tiles(proj.means2d[idx], proj.conics[idx], opacities[idx],
+                                         torch.cat(feats, dim=1), proj.radii[idx], depths, width, height)
     color = out[..., :3] if bg is None else out[..., :3] + bg
     alpha = out[..., 4]
     depth = out[..., 3] / alpha.clamp_min(1e-10)
     weight_sum = torch.zeros(n, dtype=dtype)
     weight_sum[idx] = wsum
     meta = {"backend": "cpu", "radii": proj.radii, "means2d": proj.means2d, "depths": proj.depths,
-            "visible": proj.valid, "n_isects": bins.n_pairs, "weight_sum": weight_sum,
-            "tile_size": TILE_SIZE}
+            "visible": proj.valid, "n_isects": n_pairs, "weight_sum": weight_sum}
     return RenderOutput(color, depth, alpha, meta)
 
 

@@ -4,21 +4,31 @@ Given projected Gaussians (``projection.py``) and per-Gaussian features ``F`` (C
 computes, for every pixel, ``out = Σ_j w_j F_j`` over the Gaussians ``j`` sorted front to back by
 depth, with ``w_j = α_j Π_{k<j} (1 - α_k)`` and, exactly as gsplat's "classic" kernel:
 
-* ``α_j = min(0.999, o_j exp(-σ_j(pixel)))``, and Gaussians with ``α_j < 1/255`` (or σ < 0) skipped;
+* ``α_j = min(0.999, o_j exp(-σ_j))``, ``σ_j = ½(a dx² + c dy²) + b dx dy`` (conic ``(a, b, c)``,
+  ``(dx, dy)`` pixel centre − projected mean), Gaussians with ``α_j < 1/255`` skipped;
 * a pixel stops at the first Gaussian that would bring its transmittance to ``≤ 1e-4`` (that one is
   excluded);
 * pixel centres at ``(col + 0.5, row + 0.5)``.
+(gsplat also skips σ < 0, which only rounding can produce for a positive-definite conic; not here.)
 
-How: the image is cut into square tiles; each visible Gaussian is listed in every tile its bounding
-box touches; the (tile, depth)-sorted lists are padded per chunk of tiles of similar list length into
-``(tiles, L, pixels-per-tile)`` blocks and composited with cumprod / bmm. Memory is bounded by the
-chunk budget, never pixels × Gaussians for the whole image. The backward pass recomputes alphas per
-chunk (nothing image-sized is saved) and uses the closed form
+How (CPU-friendly, all vectorised):
 
-    dL/dα_j = T_j g_j − (Σ_{k>j} w_k g_k) / (1 − α_j),   g_j = F_j · dL/dout
+* The image is cut into small square tiles (4×4 px by default: on a CPU, evaluating a Gaussian on a
+  16×16 tile it barely touches wastes most of the work). Each visible Gaussian is listed in every tile
+  its bounding box touches (a *pair*); pairs are sorted by (tile, depth). The bounding box contains
+  every pixel where α ≥ 1/255, so the result does not depend on the tile size.
+* Per pair, ``log α`` before clamping is a quadratic polynomial of the pixel position inside the tile:
+  ``s = log o − σ = q · [1, x, y, x², y², xy]``. One matrix product ``(pairs, 6) @ (6, pixels)`` and
+  one ``exp`` give every pair's unclamped alpha on its tile.
+* Tiles with similar list lengths are composited together as padded ``(tiles, L, pixels)`` blocks that
+  fit in cache (``CHUNK_BUDGET`` elements): cumprod for the transmittance, bmm for the sums. Memory is
+  bounded by the chunk size, never pixels × Gaussians for the whole image.
+* Backward recomputes each chunk (nothing image-sized is saved) and uses the closed form
 
-then chains through α = o·exp(−σ) to the 2D mean, conic and opacity; per-pair gradients are summed
-per Gaussian with ``index_add_``.
+      dL/dα_j = T_j g_j − (Σ_{k>j} w_k g_k) / (1 − α_j),   g_j = F_j · dL/dout
+
+  then ``dL/ds = dL/dα · α`` where not clamped, and ``dL/dq = (dL/ds) @ monomialsᵀ``, a second small
+  matrix product; the chain rule from ``q`` to mean, conic and opacity is per pair.
 """
 from __future__ import annotations
 
@@ -30,14 +40,24 @@ from .projection import ALPHA_THRESHOLD
 
 T_MIN = 1e-4
 ALPHA_MAX = 0.999
-# Elements (tiles × list length × pixels per tile) composited at once; bounds the working memory.
-CHUNK_BUDGET = 1 << 21
+# Elements (tiles × list length × pixels per tile) composited at once: small enough to stay in cache.
+CHUNK_BUDGET = 1 << 16
+TILE_SIZE = 4
+_DUMMY_LOG = -1e4  # log-alpha of padding entries: exp() is exactly 0
 
 
-class _Bins:
-    """Tile lists: which Gaussians (rows of the visible set) touch which tile, front to back."""
+def _monomials(tile, dtype):
+    """(6, P): [1, x, y, x², y², xy] of each pixel centre, relative to the tile centre."""
+    c = torch.arange(tile, dtype=dtype) + 0.5 - tile / 2
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    x, y = x.flatten(), y.flatten()
+    return torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y])
 
-    def __init__(self, means2d, radii, depths, width, height, tile):
+
+class _Pairs:
+    """Tile lists: which Gaussians touch which tile, front to back, plus each pair's polynomial."""
+
+    def __init__(self, means2d, conics, opac, radii, depths, width, height, tile):
         self.tile, self.width, self.height = tile, width, height
         self.tw = math.ceil(width / tile)
         self.th = math.ceil(height / tile)
@@ -53,151 +73,153 @@ class _Bins:
         total = int(n.sum())
         g = torch.repeat_interleave(torch.arange(m), n)
         k = torch.arange(total) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-        tiles = (y0[g] + k // nx[g]) * self.tw + x0[g] + k % nx[g]
-        # Sort by (tile, depth): rank Gaussians by depth first (stable), then sort the pair keys.
+        nxg = nx[g]
+        tiles = (y0[g] + k // nxg) * self.tw + x0[g] + k % nxg
+        # Sort by (tile, depth): rank Gaussians by depth (stable), then sort the pair keys.
         rank = torch.empty(m, dtype=torch.long)
         rank[torch.argsort(depths, stable=True)] = torch.arange(m)
         order = torch.argsort(tiles * max(m, 1) + rank[g])
         self.gids = g[order]
+        tiles = tiles[order]
         counts = torch.bincount(tiles, minlength=self.tw * self.th)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
-        self.n_pairs = total
+        self.n = total
+        # Mean relative to its tile's centre, and the polynomial coefficients (one extra dummy row).
+        half = tile / 2
+        self.mx = mx[self.gids] - ((tiles % self.tw) * tile + half).to(mx.dtype)
+        self.my = my[self.gids] - ((tiles // self.tw) * tile + half).to(my.dtype)
+        cn = conics[self.gids]
+        a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
+        self.a, self.b, self.c = a, b, c
+        mxs, mys = self.mx, self.my
+        logo = torch.log(opac[self.gids])
+        q = torch.stack([logo - (0.5 * a * mxs * mxs + 0.5 * c * mys * mys + b * mxs * mys),
+                         a * mxs + b * mys, c * mys + b * mxs, -0.5 * a, -0.5 * c, -b], dim=1)
+        dummy = q.new_zeros(1, 6)
+        dummy[0, 0] = _DUMMY_LOG
+        self.q = torch.cat([q, dummy])
+        self.o = opac[self.gids]
 
     def chunks(self, budget):
-        """Groups of non-empty tiles with similar list length: (tile ids, L) with tiles·L·P ≤ budget."""
+        """Groups of non-empty tiles with similar list length: (tile ids, pair index (B, L))."""
         P = self.tile * self.tile
         nz = torch.nonzero(self.counts).flatten()
         nz = nz[torch.argsort(self.counts[nz], descending=True, stable=True)]
         cl = self.counts[nz].tolist()
-        out, i = [], 0
+        i = 0
         while i < len(cl):
             L = cl[i]
             b = max(1, budget // (L * P))
-            out.append((nz[i:i + b], L))
+            tiles = nz[i:i + b]
+            ar = torch.arange(L)
+            pos = self.starts[tiles][:, None] + ar
+            yield tiles, torch.where(ar < self.counts[tiles][:, None], pos, self.n)
             i += b
-        return out
 
 
-def _pixel_grid(tile, dtype):
-    ly, lx = torch.meshgrid(torch.arange(tile, dtype=dtype), torch.arange(tile, dtype=dtype), indexing="ij")
-    return lx.flatten() + 0.5, ly.flatten() + 0.5
-
-
-class _Chunk:
-    """Per-chunk gathered quantities and the forward compositing (recomputed in backward)."""
-
-    def __init__(self, bins, tiles, L, means2d, conics, opac, dummy, dtype):
-        tile = bins.tile
-        ar = torch.arange(L)
-        pos = bins.starts[tiles][:, None] + ar
-        inb = ar < bins.counts[tiles][:, None]
-        self.g = torch.where(inb, bins.gids[pos.clamp(max=max(bins.n_pairs - 1, 0))], dummy)  # (B, L)
-        lx, ly = _pixel_grid(tile, dtype)
-        ox = ((tiles % bins.tw) * tile).to(dtype)
-        oy = ((tiles // bins.tw) * tile).to(dtype)
-        m = means2d[self.g]
-        # dx, dy relative to the tile origin keeps float32 rounding small.
-        self.dx = lx[None, None, :] - (m[..., 0] - ox[:, None])[..., None]  # (B, L, P)
-        self.dy = ly[None, None, :] - (m[..., 1] - oy[:, None])[..., None]
-        c = conics[self.g]
-        self.a, self.b, self.c = c[..., 0, None], c[..., 1, None], c[..., 2, None]
-        self.o = opac[self.g][..., None]
-        # Pixels of edge tiles that fall outside the image (they get no gradient either).
-        self.inside = (((lx[None] + ox[:, None]) < bins.width) & ((ly[None] + oy[:, None]) < bins.height)).to(dtype)
-
-    def composite(self):
-        dx, dy = self.dx, self.dy
-        sigma = 0.5 * (self.a * dx * dx + self.c * dy * dy) + self.b * dx * dy
-        e = torch.exp(-sigma)
-        v = self.o * e
-        alpha = torch.clamp_max(v, ALPHA_MAX)
-        alpha = torch.where((alpha >= ALPHA_THRESHOLD) & (sigma >= 0), alpha, torch.zeros_like(alpha))
-        om = 1.0 - alpha
-        t_after = torch.cumprod(om, dim=1)
-        keep = t_after > T_MIN
-        t_before = torch.ones_like(t_after)
-        t_before[:, 1:] = t_after[:, :-1]
-        w = alpha * t_before * keep
-        return sigma, e, v, alpha, om, keep, t_before, w
+def _composite(q, mono):
+    """q (B, L, 6) → unclamped alpha v, alpha, 1 − alpha, transmittance before, drop mask, weights."""
+    B, L, _ = q.shape
+    v = torch.exp(torch.mm(q.reshape(B * L, 6), mono)).reshape(B, L, -1)
+    alpha = torch.clamp_max(v, ALPHA_MAX)
+    alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
+    om = 1.0 - alpha
+    t_after = torch.cumprod(om, dim=1)
+    drop = t_after <= T_MIN
+    t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], dim=1)
+    w = alpha * t_before
+    w.masked_fill_(drop, 0.0)
+    return v, alpha, om, t_before, drop, w
 
 
 class _RasterizeFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opac, feats, bins, width, height, budget):
+    def forward(ctx, means2d, conics, opac, feats, radii, depths, width, height, tile, budget):
         dtype = means2d.dtype
         C = feats.shape[1]
-        tile = bins.tile
         P = tile * tile
-        m = means2d.shape[0]
-        # One dummy row (opacity 0) fills the padding of shorter tile lists.
-        m2 = torch.cat([means2d, means2d.new_zeros(1, 2)])
-        cn = torch.cat([conics, conics.new_zeros(1, 3)])
-        op = torch.cat([opac, opac.new_zeros(1)])
-        ft = torch.cat([feats, feats.new_zeros(1, C)])
-        canvas = torch.zeros(bins.tw * bins.th, P, C, dtype=dtype)
-        wsum = torch.zeros(m + 1, dtype=dtype)
-        for tiles, L in bins.chunks(budget):
-            ch = _Chunk(bins, tiles, L, m2, cn, op, m, dtype)
-            w = ch.composite()[-1]
-            canvas[tiles] = torch.bmm(w.transpose(1, 2), ft[ch.g])
-            wsum.index_add_(0, ch.g.flatten(), torch.bmm(w, ch.inside[..., None]).flatten())
-        ctx.save_for_backward(m2, cn, op, ft)
-        ctx.bins, ctx.budget, ctx.size = bins, budget, (width, height)
-        img = canvas.reshape(bins.th, bins.tw, tile, tile, C).permute(0, 2, 1, 3, 4)
-        wsum = wsum[:m]
+        pairs = _Pairs(means2d, conics, opac, radii, depths, width, height, tile)
+        mono = _monomials(tile, dtype)
+        f_pairs = torch.cat([feats[pairs.gids], feats.new_zeros(1, C)])
+        inside = _inside_mask(pairs, dtype)
+        canvas = torch.zeros(pairs.tw * pairs.th, P, C, dtype=dtype)
+        w_pairs = torch.zeros(pairs.n + 1, dtype=dtype)
+        for tiles, idx in pairs.chunks(budget):
+            w = _composite(pairs.q[idx], mono)[-1]
+            canvas[tiles] = torch.bmm(w.transpose(1, 2), f_pairs[idx])
+            w_pairs[idx.flatten()] = torch.bmm(w, inside[tiles][..., None]).flatten()
+        wsum = torch.zeros(means2d.shape[0], dtype=dtype).index_add_(0, pairs.gids, w_pairs[:-1])
+        ctx.save_for_backward(f_pairs)
+        ctx.pairs, ctx.budget, ctx.mono, ctx.n_feats = pairs, budget, mono, means2d.shape[0]
+        img = canvas.reshape(pairs.th, pairs.tw, tile, tile, C).permute(0, 2, 1, 3, 4)
+        img = img.reshape(pairs.th * tile, pairs.tw * tile, C)[:height, :width].contiguous()
         ctx.mark_non_differentiable(wsum)
-        return img.reshape(bins.th * tile, bins.tw * tile, C)[:height, :width].contiguous(), wsum
+        return img, wsum, torch.tensor(pairs.n)
 
     @staticmethod
-    def backward(ctx, grad_out, _grad_wsum):
-        m2, cn, op, ft = ctx.saved_tensors
-        bins, budget = ctx.bins, ctx.budget
-        width, height = ctx.size
-        tile = bins.tile
+    def backward(ctx, grad_out, _grad_wsum, _grad_n):
+        (f_pairs,) = ctx.saved_tensors
+        pairs, mono = ctx.pairs, ctx.mono
+        tile = pairs.tile
         P = tile * tile
-        C = ft.shape[1]
-        dtype = m2.dtype
-        m = m2.shape[0] - 1
-        gpad = grad_out.new_zeros(bins.th * tile, bins.tw * tile, C)
-        gpad[:height, :width] = grad_out
-        gcan = gpad.reshape(bins.th, tile, bins.tw, tile, C).permute(0, 2, 1, 3, 4).reshape(-1, P, C)
-        g_m2 = torch.zeros_like(m2)
-        g_cn = torch.zeros_like(cn)
-        g_op = torch.zeros_like(op)
-        g_ft = torch.zeros_like(ft)
-        for tiles, L in bins.chunks(budget):
-            ch = _Chunk(bins, tiles, L, m2, cn, op, m, dtype)
-            sigma, e, v, alpha, om, keep, t_before, w = ch.composite()
+        C = f_pairs.shape[1]
+        m = ctx.n_feats
+        gpad = grad_out.new_zeros(pairs.th * tile, pairs.tw * tile, C)
+        gpad[:pairs.height, :pairs.width] = grad_out
+        gcan = gpad.reshape(pairs.th, tile, pairs.tw, tile, C).permute(0, 2, 1, 3, 4).reshape(-1, P, C)
+        g_q = torch.zeros(pairs.n + 1, 6, dtype=f_pairs.dtype)
+        g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
+        for tiles, idx in pairs.chunks(ctx.budget):
+            B, L = idx.shape
+            v, alpha, om, t_before, drop, w = _composite(pairs.q[idx], mono)
             G = gcan[tiles]  # (B, P, C)
-            f = ft[ch.g]  # (B, L, C)
-            flat = ch.g.flatten()
-            g_ft.index_add_(0, flat, torch.bmm(w, G).reshape(-1, C))
-            gw = torch.bmm(f, G.transpose(1, 2))  # (B, L, P) dL/dw_j
+            flat = idx.flatten()
+            g_f[flat] = torch.bmm(w, G).reshape(-1, C)
+            gw = torch.bmm(f_pairs[idx], G.transpose(1, 2))  # (B, L, P): dL/dw_j
             wg = w * gw
             suffix = wg.sum(1, keepdim=True) - torch.cumsum(wg, 1)  # Σ_{k>j} w_k g_k
-            g_alpha = (gw * t_before - suffix / om) * keep
-            g_v = g_alpha * ((alpha > 0) & (v < ALPHA_MAX))
-            g_op.index_add_(0, flat, (g_v * e).sum(2).flatten())
-            g_sig = -g_v * v
-            dx, dy = ch.dx, ch.dy
-            g_a = 0.5 * (g_sig * dx * dx).sum(2)
-            g_c = 0.5 * (g_sig * dy * dy).sum(2)
-            g_b = (g_sig * dx * dy).sum(2)
-            # σ depends on dx = px − mx, so dσ/dmx = −(a dx + b dy).
-            g_mx = -(g_sig * (ch.a * dx + ch.b * dy)).sum(2)
-            g_my = -(g_sig * (ch.c * dy + ch.b * dx)).sum(2)
-            g_cn.index_add_(0, flat, torch.stack([g_a, g_b, g_c], -1).reshape(-1, 3))
-            g_m2.index_add_(0, flat, torch.stack([g_mx, g_my], -1).reshape(-1, 2))
-        return g_m2[:m], g_cn[:m], g_op[:m], g_ft[:m], None, None, None, None
+            g_s = gw * t_before - suffix / om  # dL/dα
+            # Through α = min(exp(s), 0.999), zeroed below 1/255 or after the transmittance cut.
+            g_s.masked_fill_(drop | (alpha == 0) | (v >= ALPHA_MAX), 0.0)
+            g_s *= v
+            g_q[flat] = torch.mm(g_s.reshape(B * L, P), mono.T)
+        g_q, g_f = g_q[:-1], g_f[:-1]
+        # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y).
+        a, b, c, mx, my = pairs.a, pairs.b, pairs.c, pairs.mx, pairs.my
+        g0, g1, g2, g3, g4, g5 = g_q.unbind(1)
+        g_mx = -g0 * (a * mx + b * my) + g1 * a + g2 * b
+        g_my = -g0 * (c * my + b * mx) + g1 * b + g2 * c
+        g_a = -0.5 * g0 * mx * mx + g1 * mx - 0.5 * g3
+        g_c = -0.5 * g0 * my * my + g2 * my - 0.5 * g4
+        g_b = -g0 * mx * my + g1 * my + g2 * mx - g5
+        gid = pairs.gids
+        dt = f_pairs.dtype
+        g_means2d = torch.zeros(m, 2, dtype=dt).index_add_(0, gid, torch.stack([g_mx, g_my], 1))
+        g_conics = torch.zeros(m, 3, dtype=dt).index_add_(0, gid, torch.stack([g_a, g_b, g_c], 1))
+        g_opac = torch.zeros(m, dtype=dt).index_add_(0, gid, g0 / pairs.o)
+        g_feats = torch.zeros(m, C, dtype=dt).index_add_(0, gid, g_f)
+        return g_means2d, g_conics, g_opac, g_feats, None, None, None, None, None, None
+
+
+def _inside_mask(pairs, dtype):
+    """(tiles, P) 1 for pixels inside the image (edge tiles may stick out)."""
+    t = pairs.tile
+    ar = torch.arange(t)
+    cols = (torch.arange(pairs.tw)[:, None] * t + ar)  # (tw, t)
+    rows = (torch.arange(pairs.th)[:, None] * t + ar)
+    ok = (rows[:, None, :, None] < pairs.height) & (cols[None, :, None, :] < pairs.width)  # (th, tw, t, t)
+    return ok.reshape(pairs.th * pairs.tw, t * t).to(dtype)
 
 
 def rasterize_tiles(means2d, conics, opacities, feats, radii, depths, width, height, *,
-                    tile=16, budget=None):
-    """Composite visible Gaussians (all rows must have radii > 0). Returns ``(out (H, W, C), bins,
-    weight_sum (M,))`` where ``weight_sum`` is each Gaussian's Σ_pixels w (no gradient)."""
+                    tile=None, budget=None):
+    """Composite visible Gaussians (every row must have radii > 0 and opacity ≥ 1/255).
+
+    Returns ``(out (H, W, C), n_pairs, weight_sum (M,))``; ``weight_sum`` is each Gaussian's total
+    blending weight over the image's pixels (no gradient)."""
+    tile = TILE_SIZE if tile is None else tile
     budget = CHUNK_BUDGET if budget is None else budget
-    with torch.no_grad():
-        bins = _Bins(means2d.detach(), radii, depths.detach(), width, height, tile)
-    out, wsum = _RasterizeFn.apply(means2d, conics, opacities, feats, bins, width, height, budget)
-    return out, bins, wsum
+    out, wsum, n = _RasterizeFn.apply(means2d, conics, opacities, feats, radii, depths.detach(), width,
+                                      height, tile, budget)
+    return out, int(n), wsum

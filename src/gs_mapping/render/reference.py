@@ -66,7 +66,7 @@ def rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp, wi
     d = pix[:, None, :] - mu[idx][None]  # (P, M, 2)
     sigma = 0.5 * torch.einsum("pmi,mij,pmj->pm", d, inv[idx], d)
     alpha = torch.clamp(opacities[idx][None] * torch.exp(-sigma), max=0.999)
-    alpha = torch.where((alpha >= ALPHA_THRESHOLD) & (sigma >= 0), alpha, torch.zeros_like(alpha))
+    alpha = torch.where(alpha >= ALPHA_THRESHOLD, alpha, torch.zeros_like(alpha))
     # Front-to-back: a Gaussian counts while the transmittance after it stays above 1e-4.
     t_after = torch.cumprod(1 - alpha, dim=1)
     alpha = torch.where(t_after > 1e-4, alpha, torch.zeros_like(alpha))
