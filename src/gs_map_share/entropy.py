@@ -165,14 +165,14 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
     w.u8(2)
     w.u8(log2t)
     if ctx is None:
-        ctx = np.zeros(n, np.int64)
         n_ctx = 1
-    ctx = np.asarray(ctx, np.int64)
     w.varint(n_ctx)
-    order = np.argsort(ctx, kind="stable")
-    bounds = np.searchsorted(ctx[order], np.arange(n_ctx + 1))
+    if n_ctx == 1:
+        order, bounds = None, np.array([0, n])
+    else:
+        order, bounds = _group(ctx, n_ctx)
     for c in range(n_ctx):
-        s = sym[order[bounds[c]:bounds[c + 1]]]
+        s = sym if order is None else sym[order[bounds[c]:bounds[c + 1]]]
         if len(s) == 0:
             w.varint(0)
             continue
@@ -191,6 +191,15 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
         w.varint(len(words))
         w.raw(words.astype("<u4").tobytes())
     w.blob(_pack_bits(mant, nb))
+
+
+def _group(ctx, n_ctx: int):
+    """Stable order grouping values by context, and the group bounds."""
+    ctx = np.asarray(ctx)
+    small = ctx.astype(np.uint8 if n_ctx <= 256 else np.int64)  # radix sort for small contexts
+    order = np.argsort(small, kind="stable")
+    bounds = np.searchsorted(small[order], np.arange(n_ctx + 1))
+    return order, bounds
 
 
 def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1,
@@ -221,9 +230,7 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
     if n_ctx == 1:
         order, bounds = None, np.array([0, n])
     else:
-        ctx = np.asarray(ctx, np.int64)
-        order = np.argsort(ctx, kind="stable")
-        bounds = np.searchsorted(ctx[order], np.arange(n_ctx + 1))
+        order, bounds = _group(ctx, n_ctx)
     sym = None if order is None else np.empty(n, np.int32)
     for c in range(n_ctx):
         m = int(bounds[c + 1] - bounds[c])

@@ -118,15 +118,23 @@ def leaf_moments(node: np.ndarray, n_nodes: int, rel_means: np.ndarray, quats: n
     origin). Sums compose: a coarser node's moments are the sums of its children's."""
     alpha = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
     s = np.exp(log_scales.astype(np.float64))
-    r = quat_to_rotmat(quats.astype(np.float64))
-    cov = (r * (s * s)[:, None, :]) @ r.transpose(0, 2, 1)
+    s2 = s * s
+    x, y, z, w_ = (quats[:, i].astype(np.float64) for i in range(4))
+    # rotation matrix columns, then Σ = Σ_k s_k² r_k r_kᵀ component by component
+    r = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w_), 2 * (x * z + y * w_)],
+         [2 * (x * y + z * w_), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w_)],
+         [2 * (x * z - y * w_), 2 * (y * z + x * w_), 1 - 2 * (x * x + y * y)]]
     mu = rel_means.astype(np.float64)
     w = alpha + 1e-6
-    area = np.sort(s, axis=1)[:, 1:].prod(axis=1)
+    ss = np.sort(s, axis=1)
+    area = ss[:, 1] * ss[:, 2]
+    wS = []
+    for i, j in _PAIRS:
+        cov = r[i][0] * r[j][0] * s2[:, 0] + r[i][1] * r[j][1] * s2[:, 1] + r[i][2] * r[j][2] * s2[:, 2]
+        wS.append(np.bincount(node, w * (cov + mu[:, i] * mu[:, j]), n_nodes))
     out = {"w": np.bincount(node, w, n_nodes),
            "wm": np.stack([np.bincount(node, w * mu[:, i], n_nodes) for i in range(3)], 1),
-           "wS": np.stack([np.bincount(node, w * (cov[:, i, j] + mu[:, i] * mu[:, j]), n_nodes)
-                           for i, j in _PAIRS], 1),
+           "wS": np.stack(wS, 1),
            "aa": np.bincount(node, alpha * area, n_nodes),
            "wdc": np.stack([np.bincount(node, w * dc[:, i].astype(np.float64), n_nodes) for i in range(3)], 1)}
     amax = np.zeros(n_nodes)

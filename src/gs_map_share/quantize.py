@@ -216,13 +216,11 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
     # the dropped component stays strictly the largest (near-ties would otherwise flip the code on
     # re-encoding a decoded map); the normalisation below absorbs the nudge
     big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), np.abs(c).max(axis=1) + 0.25 * params.rot_step)
-    q = np.empty((len(rot), 4), np.float64)
-    rows = np.arange(len(rot))
     idx = rot_idx.astype(np.int64)
-    q[rows, idx] = big
-    others = _OTHERS[idx]
-    for j in range(3):
-        q[rows, others[:, j]] = c[:, j]
+    q = np.empty((len(rot), 4), np.float64)
+    for col in range(4):  # component col is the rebuilt one, or the (col - [col > idx])-th kept one
+        kept = c[:, col] if col == 0 else (np.where(col > idx, c[:, col - 1], c[:, col]) if col < 3 else c[:, 2])
+        q[:, col] = np.where(idx == col, big, kept)
     norm = np.sqrt(q[:, 0] * q[:, 0] + q[:, 1] * q[:, 1] + q[:, 2] * q[:, 2] + q[:, 3] * q[:, 3])
     return (q / norm[:, None]).astype(np.float32)
 
