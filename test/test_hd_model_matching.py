@@ -109,3 +109,35 @@ def test_frame_without_gt_trains_class_only():
     out = GSMapCriterion(M, L)(_outputs(params, logits), [t])
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and logits.grad.abs().sum() > 0
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.booleans(), st.booleans())
+def test_any_equivalent_ordering_costs_nothing(seed, polygon, reverse):
+    rng = np.random.default_rng(seed)
+    if polygon:
+        c = rng.uniform([-20, -10], [20, 10])
+        w, h = rng.uniform(2, 6, 2)
+        pts = c + np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]])
+        el = (1, pts)
+    else:
+        el = (int(rng.choice([0, 2])), np.cumsum(rng.uniform(-3, 3, (6, 2)), 0) + rng.uniform(-10, 10, 2))
+    t = build_targets([el], M, L)
+    if t.labels.numel() == 0:
+        return
+    p = t.points[0].numpy()
+    if polygon:
+        ring = np.roll(p[:-1], int(rng.integers(0, 7)), axis=0)
+        ring = ring[::-1] if reverse else ring
+        pred = np.vstack([ring, ring[:1]])
+    else:
+        pred = p[::-1] if reverse else p
+    params = _params_from(np.stack([pred, np.zeros((8, 2)) + 25]))
+    logits = torch.zeros(2, 3)
+    rows, cols, order = hungarian_match(logits, params, t, PATCH, cost_grid(M, L), L)
+    r0 = rows.tolist().index(0)          # (a line may be clipped into several GT pieces)
+    assert cols[r0] == 0
+    assert torch.allclose(t.orders[0, order[r0]], params[0, :, :2], atol=1e-4)

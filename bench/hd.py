@@ -1,0 +1,225 @@
+"""Benchmark of the GSMap HD-map model: parameter counts, latency, overfit sanity, the paper's Table 4
+ablation (vector-only vs vector + raster loss) on the driving world.
+
+Writes bench/results/hd.json and hd.md (machine, configs, figures). Parts (all by default except
+``ablation``, which is long: run it where there is compute):
+
+    .venv/bin/python bench/hd.py --parts params latency overfit
+    .venv/bin/python bench/hd.py --parts ablation --steps 3000 --seeds 0 1 2 --device cuda
+
+* params: parameter counts of the small and paper configs.
+* latency: p50/p95 per frame of the small config, front camera (CPU, ``--threads``), and of the paper
+  config (surround, 6 cameras) on CUDA when available; forward + post-processing, batch 1, after
+  warm-up.
+* overfit: one batch of world frames trained ``--overfit-steps`` steps, then Chamfer/raster AP of the
+  model on that same batch (goal ≥ 0.95 Chamfer mAP).
+* ablation: for each seed, train the small config twice with the same budget (raster_weight 0 vs
+  default) on world frames and evaluate on held-out world frames; report mean ± spread (max - min)
+  per variant and the difference.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine(device: str) -> dict:
+    import torch
+    info = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "device": device, "threads": torch.get_num_threads()}
+    try:
+        info["loadavg"] = os.getloadavg()
+    except OSError:
+        pass
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def part_params() -> dict:
+    from gsmap_hd.config import paper, small
+    from gsmap_hd.model import GSMapModel, count_parameters
+    return {"small": count_parameters(GSMapModel(small().model)),
+            "paper": count_parameters(GSMapModel(paper().model))}
+
+
+def _latency(cfg_model, rig: str, device: str, repeats: int) -> dict:
+    import numpy as np
+    import torch
+
+    from gsmap_hd.infer import Predictor
+    from gsmap_hd.model import GSMapModel
+    from gsmap_hd.synthetic import generate
+
+    h, w = cfg_model.image_size
+    s = generate(0, rig, w, h)
+    pred = Predictor(GSMapModel(cfg_model), device=device)
+    cams = [{"K": K, "width": w, "height": h} for K in s.K]
+    args = (list(s.images), cams, list(s.T_ego_cam))
+    for _ in range(3):
+        pred.predict(*args)
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        pred.predict(*args)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    t = np.array(times) * 1000
+    return {"rig": rig, "cameras": len(s.K), "image_size": [h, w], "repeats": repeats,
+            "p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
+            "fps_p50": float(1000 / np.percentile(t, 50))}
+
+
+def part_latency(args) -> dict:
+    import torch
+
+    from gsmap_hd.config import paper, small
+    out = {"small_front_cpu": _latency(small().model, "front", "cpu", args.repeats)}
+    if torch.cuda.is_available():
+        out["paper_surround_cuda"] = _latency(paper().model, "surround", "cuda", args.repeats)
+    return out
+
+
+def _train_eval(cfg, eval_source, frames: int, out_dir: Path, device: str) -> dict:
+    from gsmap_hd.model import GSMapModel  # noqa: F401  (import cost outside the timing)
+    from gsmap_hd.train import evaluate_model, train
+
+    t0 = time.perf_counter()
+    last = train(cfg, out_dir, progress=False)
+    from gsmap_hd.checkpoint import load_model
+    model, _, _ = load_model(out_dir / "last.pt", device=device)
+    ev = evaluate_model(model, cfg, eval_source, frames, device)
+    return {"train_s": time.perf_counter() - t0, "final_loss": last.get("loss"), "eval": ev}
+
+
+def part_overfit(args) -> dict:
+    from gsmap_hd.config import small
+    from gsmap_hd.data import SampleSource
+
+    cfg = small()
+    cfg = dataclasses.replace(cfg, steps=args.overfit_steps, batch_size=args.overfit_batch,
+                              train_frames=args.overfit_batch, eval_every=0, data=args.data,
+                              checkpoint_every=10 ** 9, warmup_steps=20, lr=1e-3, num_threads=args.threads,
+                              device=args.device,
+                              loss=dataclasses.replace(cfg.loss, raster_warmup_steps=args.overfit_steps // 4))
+    src = SampleSource(cfg.data, cfg.rig, cfg.data_seed, tuple(cfg.model.image_size))
+    with tempfile.TemporaryDirectory() as d:
+        r = _train_eval(cfg, src, args.overfit_batch, Path(d), cfg.device if cfg.device != "auto" else "cpu")
+    return {"steps": cfg.steps, "batch": cfg.batch_size, "data": cfg.data, **r,
+            "chamfer_mAP": r["eval"]["chamfer"]["mAP"], "raster_mAP": r["eval"]["raster"]["mAP"]}
+
+
+def part_ablation(args) -> dict:
+    from gsmap_hd.config import small
+    from gsmap_hd.data import SampleSource
+    from gsmap_hd.train import EVAL_SEED_OFFSET
+
+    base = dataclasses.replace(small(), steps=args.steps, train_frames=args.frames, eval_every=0,
+                               data=args.data, device=args.device, num_threads=args.threads,
+                               checkpoint_every=10 ** 9)
+    ev_src = SampleSource(base.data, base.rig, base.data_seed + EVAL_SEED_OFFSET, tuple(base.model.image_size))
+    runs = {"vector_only": [], "vector_raster": []}
+    for seed in args.seeds:
+        for name, rw in (("vector_only", 0.0), ("vector_raster", base.loss.raster_weight)):
+            cfg = dataclasses.replace(base, seed=seed, loss=dataclasses.replace(base.loss, raster_weight=rw))
+            with tempfile.TemporaryDirectory() as d:
+                r = _train_eval(cfg, ev_src, args.eval_frames, Path(d), args.device)
+            runs[name].append({"seed": seed, "chamfer_mAP": r["eval"]["chamfer"]["mAP"],
+                               "raster_mAP": r["eval"]["raster"]["mAP"], "train_s": r["train_s"]})
+            print(name, seed, runs[name][-1], flush=True)
+
+    def summ(rs, key):
+        v = [r[key] for r in rs]
+        return {"mean": statistics.fmean(v), "spread": max(v) - min(v), "values": v}
+    out = {"steps": args.steps, "train_frames": args.frames, "eval_frames": args.eval_frames, "runs": runs}
+    for key in ("chamfer_mAP", "raster_mAP"):
+        a, b = summ(runs["vector_only"], key), summ(runs["vector_raster"], key)
+        out[key] = {"vector_only": a, "vector_raster": b, "gain": b["mean"] - a["mean"],
+                    "beyond_2x_spread": (b["mean"] - a["mean"]) > 2 * max(a["spread"], b["spread"])}
+    return out
+
+
+def write_md(res: dict, path: Path) -> None:
+    lines = ["# GSMap HD-map model benchmark", "", f"machine: `{json.dumps(res['machine'])}`", ""]
+    if "params" in res:
+        lines += ["| config | backbone | BEV encoder | decoder | total |", "|---|---|---|---|---|"]
+        for k, v in res["params"].items():
+            lines.append(f"| {k} | {v['backbone']:,} | {v['bev_encoder']:,} | {v['decoder']:,} | {v['total']:,} |")
+        lines.append("")
+    if "latency" in res:
+        lines += ["| latency | cameras | input | p50 ms | p95 ms | FPS (p50) |", "|---|---|---|---|---|---|"]
+        for k, v in res["latency"].items():
+            lines.append(f"| {k} | {v['cameras']} | {v['image_size'][1]}x{v['image_size'][0]} | "
+                         f"{v['p50_ms']:.1f} | {v['p95_ms']:.1f} | {v['fps_p50']:.1f} |")
+        lines.append("")
+    if "overfit" in res:
+        o = res["overfit"]
+        lines += [f"overfit ({o['data']}, batch {o['batch']}, {o['steps']} steps, {o['train_s']:.0f} s): "
+                  f"Chamfer mAP {o['chamfer_mAP']:.3f}, raster mAP {o['raster_mAP']:.3f} (goal Chamfer ≥ 0.95)", ""]
+    if "ablation" in res:
+        a = res["ablation"]
+        lines += ["| metric | vector only | vector + raster | gain | > 2x spread |", "|---|---|---|---|---|"]
+        for key in ("chamfer_mAP", "raster_mAP"):
+            m = a[key]
+            lines.append(f"| {key} | {m['vector_only']['mean']:.4f} ± {m['vector_only']['spread']:.4f} | "
+                         f"{m['vector_raster']['mean']:.4f} ± {m['vector_raster']['spread']:.4f} | "
+                         f"{m['gain']:+.4f} | {m['beyond_2x_spread']} |")
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", default=["params", "latency", "overfit"],
+                    choices=["params", "latency", "overfit", "ablation"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--data", default="world", choices=["world", "flat"])
+    ap.add_argument("--overfit-steps", type=int, default=400)
+    ap.add_argument("--overfit-batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3000, help="ablation: steps per run")
+    ap.add_argument("--frames", type=int, default=512, help="ablation: training frames")
+    ap.add_argument("--eval-frames", type=int, default=96, help="ablation: held-out frames")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    out_dir = Path(args.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "hd.json"
+    res = json.loads(path.read_text()) if path.exists() else {}   # parts run separately accumulate
+    res["machine"] = machine(args.device)
+    if "params" in args.parts:
+        res["params"] = part_params()
+    if "latency" in args.parts:
+        res["latency"] = part_latency(args)
+    if "overfit" in args.parts:
+        res["overfit"] = part_overfit(args)
+    if "ablation" in args.parts:
+        res["ablation"] = part_ablation(args)
+    from gs_mapping.config import to_dict
+    from gsmap_hd.config import paper, small
+    res["configs"] = {"small": to_dict(small()), "paper": to_dict(paper())}
+    path.write_text(json.dumps(res, indent=2, default=float))
+    write_md(res, out_dir / "hd.md")
+    print(json.dumps({k: v for k, v in res.items() if k != "configs"}, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
