@@ -72,6 +72,11 @@ class OptimConfig:
     lr_sh: float = 0.005
     # The newest keyframe is sampled this often (the rest of the window shares the remainder).
     newest_fraction: float = 0.4
+    # After the last frame: this many iterations over the kept keyframes (0 = none), like the final
+    # refinement of RGB-D Gaussian SLAM systems. Counted in the whole-bag time, not per keyframe.
+    refine_iterations: int = 0
+    # Keyframes kept for the final refinement (oldest dropped first: bounded memory).
+    refine_keep: int = 200
 
 
 @dataclass

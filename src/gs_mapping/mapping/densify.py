@@ -20,27 +20,40 @@ from .params import TorchGaussians
 
 
 class GradAccumulator:
+    """Per-Gaussian statistics over one keyframe's optimisation: the mean norm of the gradient of
+    the projected 2D mean (in NDC units, as 3DGS's threshold is stated) over the views that saw it,
+    and the largest blending weight it had in any view (its contribution, for the cap)."""
+
     def __init__(self, n: int):
         self.sum = np.zeros(n)
         self.count = np.zeros(n)
+        self.weight = np.zeros(n)
 
-    def add(self, grad_means: torch.Tensor | None) -> None:
-        if grad_means is None:
-            return
-        g = grad_means.detach().norm(dim=-1).cpu().numpy()
-        seen = g > 0
-        self.sum[seen] += g[seen]
-        self.count[seen] += 1
+    def add(self, grad_means2d: torch.Tensor | None, width: int, weight_sum: torch.Tensor | None = None
+            ) -> None:
+        if grad_means2d is not None:
+            g = grad_means2d.detach().norm(dim=-1).cpu().numpy() * (0.5 * width)  # pixels → NDC
+            seen = g > 0
+            self.sum[seen] += g[seen]
+            self.count[seen] += 1
+        if weight_sum is not None:
+            self.weight = np.maximum(self.weight, weight_sum.detach().cpu().numpy())
 
     def mean(self) -> np.ndarray:
         return self.sum / np.maximum(self.count, 1)
 
 
 def contribution(params: TorchGaussians) -> np.ndarray:
-    s = np.sort(params.numpy("log_scales"), axis=1)
-    area = np.exp(s[:, 1] + s[:, 2])
-    op = 1.0 / (1.0 + np.exp(-params.numpy("opacity_logits").astype(np.float64)))
-    return op * area
+    """Blending weight (pixels' worth of colour) each Gaussian contributes, the largest seen in any
+    optimised view; where never measured (new rows) a view-independent proxy opacity × area is used,
+    scaled so it never loses against measured weights of old rows by accident."""
+    w = params.contrib.copy()
+    unknown = ~np.isfinite(w)
+    if unknown.any():
+        s = np.sort(params.numpy("log_scales")[unknown], axis=1)
+        op = 1.0 / (1.0 + np.exp(-params.numpy("opacity_logits")[unknown].astype(np.float64)))
+        w[unknown] = 1e9 * (1.0 + op * np.exp(s[:, 1] + s[:, 2]))
+    return w
 
 
 def densify(params: TorchGaussians, acc: GradAccumulator, cam_centre: np.ndarray, cfg: DensifyConfig,

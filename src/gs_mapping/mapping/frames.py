@@ -9,7 +9,7 @@ Depth is taken as registered to the colour image (``*/image_rect_raw`` aligned t
 ``aligned_depth_to_color``); a depth image of another size is invalid for that frame.
 
 Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
-extrapolated), an undecodable or wrongly sized depth image, no CameraInfo yet.
+extrapolated), an undecodable or wrongly sized depth image, no CameraInfo in the bag.
 """
 from __future__ import annotations
 
@@ -44,11 +44,12 @@ class FrameStats:
     no_pose: int = 0
     invalid_depth: int = 0
     no_camera_info: int = 0
+    unpaired: int = 0  # colour or depth images the synchroniser could not pair
     reasons: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
-        return self.no_pose + self.invalid_depth + self.no_camera_info
+        return self.no_pose + self.invalid_depth + self.no_camera_info + self.unpaired
 
     def skip(self, kind: str, message: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
@@ -74,11 +75,37 @@ def load_tf(bag, topics: TopicsConfig):
     return buf
 
 
+def load_camera_infos(bag, topics: TopicsConfig) -> list:
+    """Every valid CameraInfo of the bag as (stamp_ns, CameraIntrinsics), in time order."""
+    from ..messages import camera_info_to_intrinsics, stamp_to_ns
+
+    out = []
+    for _topic, _stamp, msg in bag.messages([topics.camera_info]):
+        try:
+            out.append((stamp_to_ns(msg.header.stamp), camera_info_to_intrinsics(msg)))
+        except MessageError as exc:
+            log.warning("%s: bad CameraInfo ignored: %s", topics.camera_info, exc)
+    return out
+
+
+def _intrinsics_at(infos: list, stamp_ns: int):
+    """The latest CameraInfo at or before ``stamp_ns``; the first one for images before it (the
+    driver publishes both together, and the bag's order within one stamp is arbitrary)."""
+    if not infos:
+        return None
+    best = infos[0][1]
+    for s, intr in infos:
+        if s > stamp_ns:
+            break
+        best = intr
+    return best
+
+
 def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
                 stats: FrameStats | None = None) -> Iterator[Frame]:
     """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``."""
     from ..bag import BagReader
-    from ..messages import camera_info_to_intrinsics, depth_image_to_metres, image_to_rgb, stamp_to_ns
+    from ..messages import depth_image_to_metres, image_to_rgb, stamp_to_ns
     from ..sync import ApproximateTimeSynchronizer
 
     topics = topics or TopicsConfig()
@@ -87,23 +114,20 @@ def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
         for name in (topics.color, topics.depth, topics.camera_info):
             bag.topic(name)  # BagError naming the topics the bag has
         tf = load_tf(bag, topics)
-        sync = ApproximateTimeSynchronizer([topics.color, topics.depth], slop_ns=int(topics.sync_slop_s * 1e9))
-        intrinsics = None
-        for topic, _stamp, msg in bag.messages([topics.color, topics.depth, topics.camera_info]):
-            if topic == topics.camera_info:
-                try:
-                    intrinsics = camera_info_to_intrinsics(msg)
-                except MessageError as exc:
-                    log.warning("%s: bad CameraInfo ignored: %s", topics.camera_info, exc)
-                continue
-            for pair in sync.add(topic, stamp_to_ns(msg.header.stamp), msg):
-                color_msg, depth_msg = pair[topics.color], pair[topics.depth]
+        sync = ApproximateTimeSynchronizer([topics.color, topics.depth], queue_size=10,
+                                           slop=topics.sync_slop_s)
+        infos = load_camera_infos(bag, topics)
+        for topic, _stamp, msg in bag.messages([topics.color, topics.depth]):
+            pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+            if pair is not None:
+                color_msg, depth_msg = pair
                 index = stats.pairs
                 stats.pairs += 1
                 stamp = stamp_to_ns(color_msg.header.stamp)
                 where = f"frame {index} ({topics.color} at {stamp} ns)"
+                intrinsics = _intrinsics_at(infos, stamp)
                 if intrinsics is None:
-                    stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.camera_info} yet")
+                    stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.camera_info}")
                     continue
                 frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
                 try:
@@ -125,3 +149,7 @@ def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
                     continue
                 camera = Camera(intrinsics.K, intrinsics.width, intrinsics.height, T, frame_id)
                 yield Frame(rgb, np.nan_to_num(depth, nan=0.0).astype(np.float32), camera, stamp, index)
+        stats.unpaired = sync.dropped + sync.pending()
+        if stats.unpaired:
+            log.warning("%d colour/depth images found no partner within %.3f s", stats.unpaired,
+                        topics.sync_slop_s)

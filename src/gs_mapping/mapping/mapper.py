@@ -52,6 +52,10 @@ class MapperStats:
     pruned: int = 0
     capped: int = 0
     keyframe_seconds: list[float] = field(default_factory=list)
+    # Process CPU time per keyframe: on a shared machine wall time overstates the cost; with one
+    # torch thread this is what the keyframe costs on an idle core.
+    keyframe_cpu_seconds: list[float] = field(default_factory=list)
+    refine_seconds: float = 0.0
 
 
 class IncrementalMapper:
@@ -65,6 +69,7 @@ class IncrementalMapper:
         self.params = TorchGaussians(self.cfg.sh_degree, self.device)
         self.selector = KeyframeSelector(self.cfg.keyframe)
         self.window: deque[TrainView] = deque(maxlen=self.cfg.optim.window)
+        self.history: deque[TrainView] = deque(maxlen=max(1, self.cfg.optim.refine_keep))
         self.virtual: deque[TrainView] = deque(maxlen=2 * len(self.cfg.virtual_views.offsets_m) or 1)
         self.optimizer = WindowOptimizer(self.cfg.optim, self.render_params)
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -72,15 +77,15 @@ class IncrementalMapper:
 
     # -- rendering ---------------------------------------------------------------------------------
     def render_params(self, params: TorchGaussians, camera: Camera):
-        """Differentiable render of the working copy: colour (H,W,3), depth (H,W), alpha (H,W).
+        """Differentiable render of the working copy (RenderOutput: colour, depth, alpha, meta).
         Depth is the expected depth (Σ wᵢ zᵢ / Σ wᵢ): z where the map is, whatever its coverage."""
         means, quats, scales, opac, sh = params.activated()
         out = self._rasterize(
             means, quats, scales, opac, sh,
-            torch.as_tensor(camera.T_cam_map, dtype=torch.float32, device=self.device),
-            torch.as_tensor(camera.K, dtype=torch.float32, device=self.device),
+            torch.as_tensor(camera.T_cam_map.copy(), dtype=torch.float32, device=self.device),
+            torch.as_tensor(camera.K.copy(), dtype=torch.float32, device=self.device),
             camera.width, camera.height, sh_degree=self.cfg.sh_degree, backend=self.cfg.backend)
-        return out.color, out.depth, out.alpha
+        return out
 
     def render(self, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render the current map (numpy colour, depth, alpha); blank for an empty map."""
@@ -88,8 +93,8 @@ class IncrementalMapper:
             h, w = camera.height, camera.width
             return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
         with torch.no_grad():
-            c, d, a = self.render_params(self.params, camera)
-        return c.clamp(0, 1).cpu().numpy(), d.cpu().numpy(), a.cpu().numpy()
+            out = self.render_params(self.params, camera)
+        return (out.color.clamp(0, 1).cpu().numpy(), out.depth.cpu().numpy(), out.alpha.cpu().numpy())
 
     # -- mapping -----------------------------------------------------------------------------------
     def depth_is_valid(self, frame: Frame) -> bool:
@@ -108,9 +113,10 @@ class IncrementalMapper:
         depth = self._clean_depth(frame.depth)
         decision = self.selector.decide(frame.camera, depth)
         if decision.is_keyframe:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self._map_keyframe(frame, depth)
             self.stats.keyframe_seconds.append(time.perf_counter() - t0)
+            self.stats.keyframe_cpu_seconds.append(time.process_time() - c0)
             self.stats.keyframes += 1
         return decision
 
@@ -131,7 +137,10 @@ class IncrementalMapper:
         self.stats.seeded += len(seeds["means"])
         self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
         # 2. optimise the window
-        self.window.append(make_view(frame.rgb, depth, frame.camera, cfg.optim.render_scale, self.device))
+        view = make_view(frame.rgb, depth, frame.camera, cfg.optim.render_scale, self.device)
+        self.window.append(view)
+        if cfg.optim.refine_iterations > 0:
+            self.history.append(view)
         vv = cfg.virtual_views
         if vv.enabled:
             self.virtual.extend(virtual_views(frame.rgb, depth, frame.camera, vv.offsets_m,
@@ -140,6 +149,10 @@ class IncrementalMapper:
         acc = GradAccumulator(len(self.params))
         st = self.optimizer.run(self.params, list(self.window), iters, self.rng, acc,
                                 list(self.virtual) if vv.enabled else None, vv.every)
+        seen = acc.weight > 0
+        self.params.contrib[seen] = np.where(np.isfinite(self.params.contrib[seen]),
+                                             np.maximum(self.params.contrib[seen], acc.weight[seen]),
+                                             acc.weight[seen])
         self.stats.steps += st["steps"]
         self.stats.rejected_steps += st["rejected"]
         # 3. densify / prune / cap
@@ -151,6 +164,26 @@ class IncrementalMapper:
         self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
         # 4. publish into the shared container
         self.params.sync_to(self.gmap)
+
+    def finish(self) -> None:
+        """Final refinement over the kept keyframes (uniformly sampled), then sync."""
+        it = self.cfg.optim.refine_iterations
+        if it <= 0 or not self.history or len(self.params) == 0:
+            return
+        t0 = time.perf_counter()
+        views = list(self.history)
+        saved = self.optimizer.cfg.newest_fraction
+        self.optimizer.cfg.newest_fraction = 1.0 / len(views)
+        try:
+            st = self.optimizer.run(self.params, views, it, self.rng)
+        finally:
+            self.optimizer.cfg.newest_fraction = saved
+        self.stats.steps += st["steps"]
+        self.stats.rejected_steps += st["rejected"]
+        if self.cfg.densify.enabled:
+            self.stats.pruned += prune(self.params, self.cfg.densify)
+        self.params.sync_to(self.gmap)
+        self.stats.refine_seconds = time.perf_counter() - t0
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, frame: Frame) -> dict:

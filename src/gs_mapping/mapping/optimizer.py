@@ -96,7 +96,7 @@ def view_loss(color: torch.Tensor, depth: torch.Tensor, view: TrainView, cfg: Op
 
 class WindowOptimizer:
     def __init__(self, cfg: OptimConfig, render_fn):
-        """``render_fn(params, camera) -> (color, depth, alpha)`` differentiable torch tensors."""
+        """``render_fn(params, camera) -> RenderOutput`` (differentiable colour, depth, alpha, meta)."""
         self.cfg = cfg
         self.render_fn = render_fn
 
@@ -125,8 +125,12 @@ class WindowOptimizer:
             use_virtual = bool(virtual) and virtual_every and (it % virtual_every == virtual_every - 1)
             view = virtual[int(rng.integers(0, len(virtual)))] if use_virtual else self.pick(views, rng)
             opt.zero_grad(set_to_none=True)
-            color, depth, _alpha = self.render_fn(params, view.camera)
-            loss = view_loss(color, depth, view, self.cfg)
+            out = self.render_fn(params, view.camera)
+            loss = view_loss(out.color, out.depth, view, self.cfg)
+            means2d = out.meta.get("means2d")
+            track = acc is not None and not view.virtual and means2d is not None and means2d.requires_grad
+            if track:
+                means2d.retain_grad()
             if not torch.isfinite(loss):
                 stats["rejected"] += 1
                 log.warning("non-finite loss %s: step rejected, map unchanged", float(loss))
@@ -136,8 +140,8 @@ class WindowOptimizer:
                 stats["rejected"] += 1
                 log.warning("non-finite gradient: step rejected, map unchanged")
                 continue
-            if acc is not None and not view.virtual:
-                acc.add(params.means.grad)
+            if track:
+                acc.add(means2d.grad, view.camera.width, out.meta.get("weight_sum"))
             opt.step()
             stats["steps"] += 1
             value = float(loss.detach())

@@ -31,6 +31,8 @@ class TorchGaussians:
         self.opacity_logits, self.sh = z(0), z(0, self.num_sh, 3)
         self.levels = np.zeros(0, np.uint8)
         self.ids = np.zeros(0, np.uint64)  # 0 = not yet in the map
+        # Largest blending weight seen in an optimised view (inf = not rendered yet); for the cap.
+        self.contrib = np.zeros(0)
         for name in FIELDS:
             getattr(self, name).requires_grad_(True)
 
@@ -43,6 +45,7 @@ class TorchGaussians:
         out._set({n: torch.as_tensor(getattr(gmap, n).copy(), device=out.device) for n in FIELDS})
         out.ids = gmap.ids.copy()
         out.levels = gmap.levels.copy()
+        out.contrib = np.full(len(gmap), np.inf)
         return out
 
     def parameters(self) -> dict[str, torch.Tensor]:
@@ -73,6 +76,7 @@ class TorchGaussians:
                        for k, v in new.items()})
         self.ids = np.concatenate([self.ids, np.zeros(n, np.uint64)])
         self.levels = np.concatenate([self.levels, np.zeros(n, np.uint8)])
+        self.contrib = np.concatenate([self.contrib, np.full(n, np.inf)])
 
     def keep(self, mask) -> None:
         """Keep rows where ``mask`` is true (order preserved)."""
@@ -83,6 +87,7 @@ class TorchGaussians:
         self._set({n: getattr(self, n).detach()[tm] for n in FIELDS})
         self.ids = self.ids[m]
         self.levels = self.levels[m]
+        self.contrib = self.contrib[m]
 
     def numpy(self, name: str) -> np.ndarray:
         return getattr(self, name).detach().cpu().numpy()
@@ -106,8 +111,8 @@ class TorchGaussians:
         n_known = int(known.sum())
         changed = np.zeros(n_known, bool)
         for name in FIELDS:
-            a = values[name][:n_known].reshape(n_known, -1)
-            b = getattr(gmap, name).reshape(n_known, -1)
+            a = values[name][:n_known].reshape(n_known, -1 if n_known else 1)
+            b = getattr(gmap, name).reshape(n_known, -1 if n_known else 1)
             changed |= np.any(a != b, axis=1)
         if changed.any():
             gmap.update(live[changed], **{n: values[n][:n_known][changed] for n in FIELDS})

@@ -33,14 +33,14 @@ def save_side_by_side(path: Path, rendered: np.ndarray, real: np.ndarray) -> Non
     Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def count_colour_messages(bag_path, topic: str) -> int | None:
+def check_bag(bag_path, cfg: MapperConfig) -> int:
+    """Open the bag and check its topics (BagError naming what is missing); the colour count."""
     from ..bag import BagReader
 
-    try:
-        with BagReader(bag_path) as bag:
-            return bag.topic(topic).count
-    except GsMappingError:
-        return None
+    with BagReader(bag_path) as bag:
+        for name in (cfg.topics.color, cfg.topics.depth, cfg.topics.camera_info):
+            bag.topic(name)
+        return bag.topic(cfg.topics.color).count
 
 
 def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | None = None,
@@ -52,16 +52,16 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
     from ..ply import save_ply
 
     cfg = cfg or MapperConfig()
+    total = check_bag(bag_path, cfg)  # fail on a bad bag before anything is created
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mapper = IncrementalMapper(cfg, device, rasterize=rasterize)
     fstats = FrameStats()
     heldout = []
     n = cfg.holdout_every
-    total = count_colour_messages(bag_path, cfg.topics.color)
-    if max_frames is not None and total is not None:
+    if max_frames is not None:
         total = min(total, max_frames)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=total, unit="frame", desc="mapping", disable=not progress, leave=False)
     try:
         for frame in read_frames(bag_path, cfg.topics, fstats):
@@ -75,7 +75,9 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
             bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
     finally:
         bar.close()
+    mapper.finish()
     map_seconds = time.perf_counter() - t0
+    map_cpu_seconds = time.process_time() - c0
     if mapper.stats.keyframes == 0:
         raise GsMappingError(f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
                              f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped)")
@@ -100,7 +102,7 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
             "coverage": _nanmean(v["coverage"] for v in per_view),
             "per_view": per_view,
         },
-        "frames": fstats.pairs,
+        "frames": fstats.pairs if max_frames is None else min(fstats.pairs, max_frames),
         "mapping_frames": mapper.stats.frames,
         "keyframes": mapper.stats.keyframes,
         "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,
@@ -109,7 +111,10 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
         "gaussians": len(mapper.gmap),
         "seconds_per_keyframe_p50": float(np.median(ks)) if ks else math.nan,
         "seconds_per_keyframe_max": float(np.max(ks)) if ks else math.nan,
+        "cpu_seconds_per_keyframe_p50": float(np.median(mapper.stats.keyframe_cpu_seconds)) if ks else math.nan,
         "seconds_mapping": map_seconds,
+        "cpu_seconds_mapping": map_cpu_seconds,
+        "seconds_refine": mapper.stats.refine_seconds,
         "optimisation": {"steps": mapper.stats.steps, "rejected_steps": mapper.stats.rejected_steps,
                          "seeded": mapper.stats.seeded, "cloned": mapper.stats.cloned,
                          "split": mapper.stats.split, "pruned": mapper.stats.pruned,

@@ -1,0 +1,84 @@
+"""Bag → frames on a bag derived from the real kitchen data: frames whose pose cannot be looked up
+(TF ends before them) or whose depth is invalid are skipped and counted, never fatal."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from gs_mapping.bag import BagReader, BagWriter
+from gs_mapping.mapping import FrameStats, read_frames
+from gs_mapping.mapping.config import TopicsConfig
+from gs_mapping.messages import numpy_to_image, stamp_to_ns
+
+T = TopicsConfig()
+TYPES = {T.color: "sensor_msgs/msg/Image", T.depth: "sensor_msgs/msg/Image",
+         T.camera_info: "sensor_msgs/msg/CameraInfo", T.tf: "tf2_msgs/msg/TFMessage",
+         T.tf_static: "tf2_msgs/msg/TFMessage"}
+
+
+def derived_bag(src, dst, n_frames=8, tf_frames=5, zero_depth=(1,), bad_encoding=(2,)):
+    """The first ``n_frames`` of ``src`` with /tf only for the first ``tf_frames``, an all-invalid
+    depth image at ``zero_depth`` and an undecodable (rgb8) depth image at ``bad_encoding``."""
+    counts = {k: 0 for k in TYPES}
+    with BagReader(src) as r, BagWriter(dst) as w:
+        for name, typ in TYPES.items():
+            w.add_topic(name, typ, latched=name == T.tf_static)
+        for topic, stamp, msg in r.messages(list(TYPES)):
+            i = counts[topic]
+            counts[topic] += 1
+            if topic != T.tf_static and i >= n_frames:
+                continue
+            if topic == T.tf and i >= tf_frames:
+                continue
+            if topic == T.depth and i in zero_depth:
+                msg = numpy_to_image(np.zeros((msg.height, msg.width), np.uint16), "16UC1",
+                                     stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+            elif topic == T.depth and i in bad_encoding:
+                msg = numpy_to_image(np.zeros((msg.height, msg.width, 3), np.uint8), "rgb8",
+                                     stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+            w.write(topic, stamp, msg)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def broken_bag(kitchen_bag, tmp_path_factory):
+    return derived_bag(kitchen_bag, tmp_path_factory.mktemp("bags") / "broken")
+
+
+def test_real_bag_frames(kitchen_bag):
+    stats = FrameStats()
+    frames = list(read_frames(kitchen_bag, stats=stats))
+    assert len(frames) == 50 and stats.skipped == 0
+    f = frames[0]
+    assert f.rgb.shape == (240, 320, 3) and f.rgb.dtype == np.float32 and 0 <= f.rgb.min() <= f.rgb.max() <= 1
+    assert f.depth.shape == (240, 320) and np.isfinite(f.depth).all() and 0.5 < np.median(f.depth) < 3
+    assert f.camera.K[0, 0] == pytest.approx(292.5) and f.camera.frame_id == "camera_color_optical_frame"
+    # the optical axis is a unit vector, consecutive poses about 1-2 mm apart at 30 Hz
+    R = f.camera.T_map_cam[:3, :3]
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-6)
+    step = np.linalg.norm(frames[1].camera.T_map_cam[:3, 3] - f.camera.T_map_cam[:3, 3])
+    assert 1e-4 < step < 0.02
+    assert [x.index for x in frames] == list(range(50))
+
+
+def test_missing_tf_and_invalid_depth_are_skipped_and_counted(broken_bag, caplog):
+    caplog.set_level(logging.WARNING)
+    stats = FrameStats()
+    frames = list(read_frames(broken_bag, stats=stats))
+    # frames 0..4 have TF; 5 is 33 ms after the last sample (within the 50 ms tolerance), 6 and 7
+    # are beyond it → no pose. Frame 2's depth cannot be decoded → invalid depth.
+    assert stats.pairs == 8
+    assert stats.no_pose == 2 and stats.invalid_depth == 1 and stats.skipped == 3
+    assert [f.index for f in frames] == [0, 1, 3, 4, 5]
+    assert "no pose map <- camera_color_optical_frame" in caplog.text
+    # Frame 1 decodes but holds no valid depth: the mapper skips and counts it.
+    assert not np.any(frames[1].depth > 0)
+
+
+def test_missing_topic_is_a_bag_error(kitchen_bag):
+    from gs_mapping.errors import BagError
+
+    with pytest.raises(BagError, match="/nope"):
+        list(read_frames(kitchen_bag, TopicsConfig(color="/nope")))

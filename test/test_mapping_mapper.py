@@ -1,0 +1,121 @@
+"""IncrementalMapper on small synthetic RGB-D frames (real renderer, CPU): NaN rejection, the cap,
+change tracking through keyframes, invalid-depth skipping, keyframe selection."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gs_mapping.camera import Camera
+from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
+from gs_mapping.mapping.keyframes import KeyframeSelector
+from gs_mapping.mapping.config import KeyframeConfig
+from gs_mapping.mapping.params import FIELDS
+
+W, H = 48, 36
+
+
+def _frame(x: float, i: int = 0) -> Frame:
+    """A textured wall 1.5 m ahead, camera translated by x along its x axis."""
+    K = np.array([[40.0, 0, (W - 1) / 2], [0, 40.0, (H - 1) / 2], [0, 0, 1]])
+    T = np.eye(4)
+    T[0, 3] = x
+    v, u = np.mgrid[0:H, 0:W]
+    xs = (u - K[0, 2]) / K[0, 0] * 1.5 + x  # wall coordinate under each pixel
+    rgb = np.stack([0.5 + 0.4 * np.sin(6 * xs), 0.5 + 0.4 * np.cos(5 * v / H * 3), 0.3 + 0 * xs], -1)
+    depth = np.full((H, W), 1.5, np.float32)
+    return Frame(rgb.astype(np.float32), depth, Camera(K, W, H, T), stamp_ns=i * 10**8, index=i)
+
+
+def _cfg(**optim) -> MapperConfig:
+    cfg = MapperConfig()
+    cfg.device = "cpu"
+    cfg.backend = "cpu"
+    cfg.keyframe.max_gap = 1
+    cfg.optim.iterations = optim.get("iterations", 3)
+    cfg.optim.first_iterations = optim.get("first_iterations", 3)
+    cfg.optim.render_scale = 1.0
+    cfg.seeding.stride = 2
+    return cfg
+
+
+def _snapshot(m: IncrementalMapper):
+    return m.gmap.copy(), {n: m.params.numpy(n).copy() for n in FIELDS}
+
+
+def test_keyframes_change_tracking():
+    torch.manual_seed(0)
+    m = IncrementalMapper(_cfg(iterations=4, first_iterations=0), "cpu")
+    f0 = _frame(0.0, 0)
+    m.add_frame(f0)
+    ch = m.gmap.take_changes()
+    assert len(ch.added) == len(m.gmap) > 0 and len(ch.updated) == 0 and len(ch.removed) == 0
+    m.add_frame(_frame(0.0, 1))  # same view: optimise, nothing new to seed
+    ch = m.gmap.take_changes()
+    assert len(ch.updated) > 0 and len(ch.added) == m.stats.cloned + 2 * m.stats.split
+    m.add_frame(_frame(0.3, 2))  # moved: new wall seen on the right → new Gaussians
+    ch = m.gmap.take_changes()
+    assert len(ch.added) > 0
+    assert set(ch.added.tolist()) <= set(m.gmap.ids.tolist())
+    assert not set(ch.removed.tolist()) & set(m.gmap.ids.tolist())
+    assert np.array_equal(m.gmap.ids, m.params.ids)
+
+
+def test_nan_loss_rejects_step_and_leaves_map_unchanged(caplog):
+    m = IncrementalMapper(_cfg(iterations=3, first_iterations=0), "cpu")
+    m.add_frame(_frame(0.0, 0))
+    m.gmap.take_changes()
+    gmap_before, params_before = _snapshot(m)
+    bad = _frame(0.0, 1)
+    bad.rgb[5, 5, 1] = np.nan  # a NaN in the target → NaN loss on every step
+    m.window.clear()
+    m.add_frame(bad)
+    assert m.stats.rejected_steps == 3 and m.stats.steps == 0
+    assert "step rejected" in caplog.text
+    for n in FIELDS:
+        np.testing.assert_array_equal(m.params.numpy(n), params_before[n])
+    assert m.gmap.equals(gmap_before)
+    assert m.gmap.take_changes().empty
+
+
+def test_cap_is_respected():
+    cfg = _cfg(iterations=2, first_iterations=2)
+    cfg.max_gaussians = 150
+    m = IncrementalMapper(cfg, "cpu")
+    for i, x in enumerate([0.0, 0.4, 0.8, 1.2]):
+        m.add_frame(_frame(x, i))
+        assert len(m.gmap) <= 150 and len(m.params) <= 150
+    assert m.stats.capped > 0
+
+
+def test_invalid_depth_is_skipped_and_counted(caplog):
+    m = IncrementalMapper(_cfg(), "cpu")
+    f = _frame(0.0, 0)
+    f.depth[:] = 0.0
+    d = m.add_frame(f)
+    assert not d.is_keyframe and m.stats.skipped_invalid_depth == 1 and len(m.gmap) == 0
+    assert "depth image invalid" in caplog.text
+    g = _frame(0.0, 1)
+    g.depth[:] = np.nan
+    m.add_frame(g)
+    assert m.stats.skipped_invalid_depth == 2 and m.stats.frames == 0
+
+
+def test_keyframe_selection_by_motion_and_overlap():
+    sel = KeyframeSelector(KeyframeConfig(min_translation_m=0.1, min_rotation_deg=10, min_overlap=0.8,
+                                          max_gap=0))
+    f = _frame(0.0)
+    assert sel.decide(f.camera, f.depth).reason == "first"
+    assert not sel.decide(_frame(0.02).camera, f.depth).is_keyframe
+    assert sel.decide(_frame(0.15).camera, f.depth).reason == "translation"
+    rot = _frame(0.15).camera
+    c, s = np.cos(np.radians(15)), np.sin(np.radians(15))
+    T = rot.T_map_cam.copy()
+    T[:3, :3] = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    assert sel.decide(rot.with_pose(T), f.depth).reason == "rotation"
+    sel2 = KeyframeSelector(KeyframeConfig(min_translation_m=10, min_rotation_deg=90, min_overlap=0.75,
+                                           max_gap=0))
+    sel2.decide(f.camera, f.depth)
+    # 0.09 m sideways at 1.5 m, f = 40 px: 2.4 px; one of six sampled columns leaves → 0.83 covered
+    assert not sel2.decide(_frame(0.09).camera, f.depth).is_keyframe
+    assert sel2.decide(_frame(0.5).camera, f.depth).reason == "overlap"
