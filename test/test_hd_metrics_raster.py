@@ -79,6 +79,14 @@ def test_fill_poly_matches_opencv_inside_the_image(pts, scale):
     assert np.array_equal(fill_poly(pts), cv_fill(pts))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-300, 540), st.integers(-300, 780)), min_size=1, max_size=9))
+def test_fill_poly_4_11_variant_matches_installed_opencv_everywhere(pts):
+    pts = np.array(pts)
+    assert int(cv2.__version__.split(".")[0]) >= 5 or int(cv2.__version__.split(".")[1]) >= 11
+    assert np.array_equal(fill_poly(pts, variant="4.11"), cv_fill(pts))
+
+
 def test_rasteriser_matches_opencv_4_7_including_border_clipping():
     fx = json.loads(FIXTURE.read_text())
     assert fx["opencv"].startswith("4.7") and (fx["height"], fx["width"]) == (HEIGHT, WIDTH)
@@ -93,9 +101,7 @@ def test_metric_rasterize_matches_opencv_pipeline():
     for _ in range(40):
         pts = rng.uniform([-17, -33], [17, 33], size=(int(rng.integers(2, 21)), 2))
         for polygon in (False, True):
-            if polygon:  # clipped fills differ between OpenCV releases: see the 4.7 fixture test
-                pts = np.clip(pts, [-14.9, -29.9], [14.9, 29.9])
-            ours = rasterize(pts, polygon)
+            ours = rasterize(pts, polygon, fill_variant="4.11")  # the installed OpenCV's fill
             px = np.around((pts - [-15, -30]) / [30, 60] * [WIDTH, HEIGHT]).astype(int)
             ref = cv_fill(px) if polygon else cv_lines(px)
             ref = cv2.dilate(ref.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0

@@ -12,6 +12,9 @@ def add_arguments(parser):
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--no-raster", action="store_true", help="skip the raster IoU AP")
     parser.add_argument("--no-chamfer", action="store_true", help="skip the Chamfer AP")
+    parser.add_argument("--opencv-fill", choices=("4.7", "4.11"), default="4.7",
+                        help="reproduce the ped-crossing fill of OpenCV <=4.7 (MapVR era, default) "
+                             "or >=4.11; they differ only where a polygon is clipped by the border")
     parser.add_argument("--indent", type=int, default=None, help="indent the printed JSON")
 
 
@@ -25,7 +28,7 @@ def run(args) -> int:
 
     results, gts = load_submission(args.file)
     out = evaluate(results, gts, chamfer_metric=not args.no_chamfer,
-                   raster_metric=not args.no_raster)
+                   raster_metric=not args.no_raster, fill_variant=args.opencv_fill)
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out:

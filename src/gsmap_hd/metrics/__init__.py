@@ -75,8 +75,12 @@ def evaluate_chamfer(results: list, gts: list, thresholds=chamfer.THRESHOLDS) ->
     }
 
 
-def evaluate_raster(results: list, gts: list) -> dict:
-    """MapVR toolkit rasterised-IoU AP over parsed frames."""
+def evaluate_raster(results: list, gts: list, fill_variant: str = "4.7") -> dict:
+    """MapVR toolkit rasterised-IoU AP over parsed frames.
+
+    ``fill_variant``: which OpenCV's polygon fill to reproduce, "4.7" (≤ 4.7, the MapVR era,
+    default) or "4.11" (≥ 4.11); they differ only for ped crossings clipped by the BEV border.
+    """
     out_cls = {}
     for c in range(len(CLASSES)):
         polygon = c in POLYGON_CLASSES
@@ -87,7 +91,7 @@ def evaluate_raster(results: list, gts: list) -> dict:
                    and len(v.pts) >= 2]
             evs.append(raster.evaluate_frame_class(
                 [v.pts for v in gt if v.cls == c], [v.pts for v in dts],
-                [v.score for v in dts], polygon, thrs))
+                [v.score for v in dts], polygon, thrs, fill_variant=fill_variant))
         out_cls[c] = raster.accumulate(evs, thrs)
 
     def mean_defined(values):
@@ -114,7 +118,8 @@ def evaluate_raster(results: list, gts: list) -> dict:
     }
 
 
-def evaluate(results, gts, chamfer_metric: bool = True, raster_metric: bool = True) -> dict:
+def evaluate(results, gts, chamfer_metric: bool = True, raster_metric: bool = True,
+             fill_variant: str = "4.7") -> dict:
     """Both metrics on matching prediction / ground-truth frame lists (see module docstring)."""
     results = _frames(results, "results", need_score=True)
     gts = _frames(gts, "GTs", need_score=False)
@@ -124,5 +129,5 @@ def evaluate(results, gts, chamfer_metric: bool = True, raster_metric: bool = Tr
     if chamfer_metric:
         out["chamfer"] = evaluate_chamfer(results, gts)
     if raster_metric:
-        out["raster"] = evaluate_raster(results, gts)
+        out["raster"] = evaluate_raster(results, gts, fill_variant)
     return out

@@ -21,7 +21,12 @@ Rasterisation is our own numpy code that reproduces OpenCV's integer algorithms 
 the 8-connected ``LineIterator`` with ``clipLine`` (identical in every OpenCV 4.x/5.x we tested) and
 the polygon scan-line fill of OpenCV ≤ 4.7 (the MapVR era; OpenCV ≥ 4.11 draws the same for
 polygons inside the image; 4.8–4.10 differ on polygon edges, and ≥ 4.11 on polygons clipped by the
-image border). No OpenCV at runtime.
+image border). ``fill_variant="4.11"`` reproduces the ≥ 4.11 fill instead (checked against 4.11,
+4.13, 4.14 and 5.0). No OpenCV at runtime.
+
+Deliberate deviation: the toolkit copies ``pts`` with ``np.copy``, so a point list written with only
+JSON integers becomes an integer array and its pixel coordinates are truncated before rounding; we
+always compute in float64 (what it does for any file with float coordinates).
 """
 from __future__ import annotations
 
@@ -143,14 +148,23 @@ def draw_polyline(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH) 
     return mask
 
 
-def fill_poly(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
-    """``cv2.fillPoly(mask, [pts], 1)`` (8-connected outline, shift 0) of OpenCV ≤ 4.7, bool mask.
+#: ``fill_poly`` variants: the polygon fill of OpenCV ≤ 4.7 (default, MapVR era) and of ≥ 4.11.
+FILL_VARIANTS = ("4.7", "4.11")
+
+
+def fill_poly(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH,
+              variant: str = "4.7") -> np.ndarray:
+    """``cv2.fillPoly(mask, [pts], 1)`` (8-connected outline, shift 0) as a bool mask.
 
     OpenCV draws the closed outline with ``Line`` and fills, on each integer row y, between
     consecutive pairs of the x-sorted crossings of the edges active on that row (y0 ≤ y < y1,
     horizontal edges skipped), from ceil(x_left) to floor(x_right) in 16.16 fixed point; an edge's
     x starts at its upper vertex and advances by dx = trunc((Δx << 16) / Δy) per row.
+    ``variant="4.11"``: OpenCV ≥ 4.11 instead derives the slope and start of an edge that leaves
+    the image from its ``clipLine``-clipped endpoints (same result for edges inside the image).
     """
+    if variant not in FILL_VARIANTS:
+        raise ValueError(f"fill variant {variant!r} not in {FILL_VARIANTS}")
     mask = np.zeros((height, width), bool)
     v = np.asarray(pts_px, dtype=np.int64).reshape(-1, 2)
     n = len(v)
@@ -162,12 +176,24 @@ def fill_poly(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH) -> n
     keep = prev[:, 1] != v[:, 1]
     if keep.sum() < 2:
         return mask
-    a, b = prev[keep], v[keep]
-    dx = _tdiv((b[:, 0] - a[:, 0]) << _XY_SHIFT, b[:, 1] - a[:, 1])
-    top = np.where((a[:, 1] < b[:, 1])[:, None], a, b)
-    y0 = top[:, 1]
+    a, b = prev[keep], v[keep]  # OpenCV's pt0, pt1
+    y0 = np.minimum(a[:, 1], b[:, 1])
     y1 = np.maximum(a[:, 1], b[:, 1])
-    x0 = top[:, 0] << _XY_SHIFT
+    if variant == "4.7":
+        dx = _tdiv((b[:, 0] - a[:, 0]) << _XY_SHIFT, b[:, 1] - a[:, 1])
+        x0 = np.where(a[:, 1] < b[:, 1], a[:, 0], b[:, 0]) << _XY_SHIFT
+    else:
+        out = ((a[:, 0] < 0) | (a[:, 0] >= width) | (b[:, 0] < 0) | (b[:, 0] >= width)
+               | (a[:, 1] < 0) | (a[:, 1] >= height) | (b[:, 1] < 0) | (b[:, 1] >= height))
+        # clipLine's endpoints, even where it finds the segment invisible (it may have moved one).
+        t0x, t0y, t1x, t1y, _ = _clip_segments(a[:, 0], a[:, 1], b[:, 0], b[:, 1], width, height)
+        t0x, t0y = np.where(out, t0x, a[:, 0]), np.where(out, t0y, a[:, 1])
+        t1x, t1y = np.where(out, t1x, b[:, 0]), np.where(out, t1y, b[:, 1])
+        use = out & (t0y != t1y)
+        p0y, p1y = np.where(use, t0y, a[:, 1]), np.where(use, t1y, b[:, 1])
+        p0x, p1x = t0x << _XY_SHIFT, t1x << _XY_SHIFT
+        dx = _tdiv(p1x - p0x, p1y - p0y)
+        x0 = np.where(a[:, 1] < b[:, 1], p0x + (a[:, 1] - p0y) * dx, p1x + (b[:, 1] - p1y) * dx)
     # Rows actually drawn: [max(y0, 0), min(y1, height)).
     lo = np.maximum(y0, 0)
     hi = np.minimum(y1, height)
@@ -220,10 +246,11 @@ def dilate(mask: np.ndarray, size: int = DILATION) -> np.ndarray:
 
 
 def rasterize(pts: np.ndarray, polygon: bool, height: int = HEIGHT, width: int = WIDTH,
-              dilation: int = DILATION) -> np.ndarray:
+              dilation: int = DILATION, fill_variant: str = "4.7") -> np.ndarray:
     """The toolkit's dilated instance mask of one vector (metric points)."""
     px = to_pixels(pts, height, width)
-    m = fill_poly(px, height, width) if polygon else draw_polyline(px, height, width)
+    m = (fill_poly(px, height, width, fill_variant) if polygon
+         else draw_polyline(px, height, width))
     return dilate(m, dilation) if dilation > 0 else m
 
 
@@ -272,14 +299,15 @@ class FrameClassEval:
 
 
 def evaluate_frame_class(gt_pts: list, dt_pts: list, dt_scores: list, polygon: bool,
-                         iou_thrs: np.ndarray, max_dets: int = MAX_DETS):
+                         iou_thrs: np.ndarray, max_dets: int = MAX_DETS, fill_variant: str = "4.7"):
     """Match one frame's detections of one class; ``dt_*`` already filtered by score/points."""
     if not gt_pts and not dt_pts:
         return None
     order = np.argsort([-s for s in dt_scores], kind="mergesort")[:max_dets]
     scores = np.asarray(dt_scores, dtype=np.float64)[order] if len(order) else np.zeros(0)
-    dts = np.array([rasterize(dt_pts[i], polygon) for i in order]).reshape(-1, HEIGHT, WIDTH)
-    gts = np.array([rasterize(p, polygon) for p in gt_pts]).reshape(-1, HEIGHT, WIDTH)
+    ras = lambda p: rasterize(p, polygon, fill_variant=fill_variant)  # noqa: E731
+    dts = np.array([ras(dt_pts[i]) for i in order]).reshape(-1, HEIGHT, WIDTH)
+    gts = np.array([ras(p) for p in gt_pts]).reshape(-1, HEIGHT, WIDTH)
     dtm = match(mask_iou(dts, gts), iou_thrs)
     return FrameClassEval(scores, dtm, len(gt_pts))
 
