@@ -19,7 +19,7 @@ from gs_mapping.world.roads import PAINT_WHITE, PAINT_YELLOW
 
 def paint_like(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb, int)
-    return (rgb[..., 0] > 175) & (rgb[..., 1] > 150)
+    return (rgb[..., 0] > 110) & (rgb[..., 1] > 98)
 
 
 def bag_bytes(path) -> dict[str, bytes]:

@@ -12,7 +12,9 @@ from shapely.prepared import prep
 from gs_mapping.world import BOUNDARY, DIVIDER, PED_CROSSING, Drive, World, WorldError
 from gs_mapping.world.rig import lidar_transform, rig_cameras
 from gs_mapping.world.roads import PAINT_WHITE, PAINT_YELLOW
-from gs_mapping.world.scene import BUILDING
+from gs_mapping.world import render as R
+from gs_mapping.world.ground import SHADOW
+from gs_mapping.world.scene import LAMP_HEAD
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,10 @@ def sdf_all(world: World, p: np.ndarray, lo=None, hi=None) -> np.ndarray:
 
 
 def paint_like(rgb: np.ndarray) -> np.ndarray:
-    """White or yellow road paint: bright red and green (asphalt ~66, sidewalk ≤ 160, paint ≥ 200)."""
+    """White or yellow road paint, in sun or shadow: red and green well above asphalt's (sunlit asphalt
+    ≤ 85; paint in shadow ≥ 140 red, yellow ≥ 110 green)."""
     rgb = np.asarray(rgb, int)
-    return (rgb[..., 0] > 175) & (rgb[..., 1] > 150)
+    return (rgb[..., 0] > 110) & (rgb[..., 1] > 98)
 
 
 def assert_on_surfaces_and_free_before(world, origin, pts, tol=3e-3):
@@ -224,7 +227,7 @@ def test_building_in_front_hides_paint(world):
     centre = base[:2, 3] + base[:2, 0] * (cam.T_map_cam[0, 3] + 6.0)
     yaw = np.arctan2(base[1, 0], base[0, 0])
     occluded = world.with_objects(world.objects.add_box(centre[0], centre[1], 0.0, 30.0, 1.0, 30.0, yaw,
-                                                        BUILDING, (200, 40, 40)))
+                                                        LAMP_HEAD, (200, 40, 40)))  # plain, no windows
     rgb2, depth2 = occluded.render(camera)
     behind = paint & (depth > 7.0)
     assert np.all(depth2[behind] < 6.0) and np.all(depth2[behind] > 4.0)
@@ -234,6 +237,33 @@ def test_building_in_front_hides_paint(world):
     # the original world is unchanged
     rgb3, _ = world.render(camera)
     assert np.array_equal(rgb3, rgb)
+
+
+def test_ground_shadows_are_where_the_sun_is_blocked(world):
+    """Texels flagged as shadow see an object towards the sun; sunlit texels see open sky."""
+    rng = np.random.default_rng(1)
+    b = world.objects.boxes
+    pts = []
+    for i in rng.choice(len(b), 5, replace=False):   # around some buildings, shadows and sun alike
+        pts.append(np.c_[b.cx[i] + rng.uniform(-25, 25, 50), b.cy[i] + rng.uniform(-25, 25, 50)])
+    pts = np.concatenate(pts)
+    pts = pts[sdf_all(world, np.c_[pts, np.full(len(pts), 0.5)]) > 0.05]   # not inside an object
+    flag = (world.ground.lookup(pts) & SHADOW) != 0
+    for dx, dy in ((0.1, 0), (-0.1, 0), (0, 0.1), (0, -0.1)):   # away from shadow edges
+        same = ((world.ground.lookup(pts + [dx, dy]) & SHADOW) != 0) == flag
+        pts, flag = pts[same], flag[same]
+    assert flag.sum() > 20 and (~flag).sum() > 20
+    sun = world.sun.astype(np.float32)[None, None]
+    blocked = []
+    for x, y in pts:  # the whole ray towards the sun, against every primitive whose box it may meet
+        top = np.array([x, y, 0.0]) + world.sun * (40.0 / world.sun[2])     # objects are < 40 m tall
+        lo, hi = np.minimum(top, [x, y, 0]), np.maximum(top, [x, y, 0])
+        regions = [(k, int(i), 0, 1, 0, 1) for k, prims in ((R.BOX, b), (R.CYL, world.objects.cylinders),
+                                                           (R.ELL, world.objects.ellipsoids))
+                   for i in near(prims, lo, hi)]
+        blocked.append(R.cast(world.objects, np.array([x, y, 1e-3]), sun, regions, 1e4).kind[0, 0] != R.NONE)
+    blocked = np.array(blocked)
+    assert np.array_equal(blocked, flag), f"{np.sum(blocked != flag)} of {len(flag)} texels disagree"
 
 
 def test_bad_parameters_raise():

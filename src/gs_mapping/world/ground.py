@@ -3,7 +3,10 @@
 Road shapes are polygons (:mod:`.roads`); looking them up per pixel would be slow, so they are drawn
 once into label tiles (``TILE`` metres square at ``RES`` metres per texel, with PIL) when a tile is
 first needed. A tile depends only on the shapes, never on the order of requests, so rendering stays
-deterministic. Tiles that touch no road are never stored (all grass).
+deterministic. Tiles that touch no road and no shadow are never stored (all grass, sunlit).
+
+Shadows of objects on the ground (the sun is fixed) are drawn into the same tiles as a bit
+(``SHADOW``) beside the label: shading then costs nothing per pixel.
 """
 from __future__ import annotations
 
@@ -17,10 +20,12 @@ from .roads import ASPHALT, CURB, CURB_WIDTH, GRASS, SIDEWALK, RoadNetwork
 TILE = 25.6
 RES = 0.04
 N = int(round(TILE / RES))
+SHADOW = 0x80           # bit set in a texel's label where an object shades the ground
+LABEL_MASK = 0x7F
 
 
 class GroundLabels:
-    def __init__(self, net: RoadNetwork):
+    def __init__(self, net: RoadNetwork, shadows=()):
         rings = [net.drivable.exterior, *net.drivable.interiors]
         curb = [r.buffer(CURB_WIDTH / 2, cap_style="flat", quad_segs=2) for r in rings]
         # Layers drawn in order; a later layer wins.
@@ -28,6 +33,8 @@ class GroundLabels:
                   (CURB, curb)] + [(p.label, [p.polygon]) for p in net.paint]
         self._layers = [(label, g) for label, geoms in layers for g in geoms]
         self._tree = STRtree([g for _, g in self._layers])
+        self._shadows = [g for g in shadows if not g.is_empty]
+        self._shadow_tree = STRtree(self._shadows)
         self._tiles: dict[tuple[int, int], np.ndarray | None] = {}
 
     def tile(self, i: int, j: int) -> np.ndarray | None:
@@ -40,27 +47,23 @@ class GroundLabels:
         x0, y0 = i * TILE, j * TILE
         window = box(x0 - RES, y0 - RES, x0 + TILE + RES, y0 + TILE + RES)
         hits = sorted(int(k) for k in self._tree.query(window))
-        if not hits:
+        shade = sorted(int(k) for k in self._shadow_tree.query(window))
+        if not hits and not shade:
             return None
         labels = np.full((N, N), GRASS, np.uint8)
         for k in hits:  # STRtree indices follow layer order, so sorting keeps the painter's order
             label, geom = self._layers[k]
-            part = geom.intersection(window)
-            if part.is_empty:
-                continue
-            mask = Image.new("1", (N, N), 0)
-            draw = ImageDraw.Draw(mask)
-            for poly in getattr(part, "geoms", [part]):
-                if poly.geom_type != "Polygon":
-                    continue
-                draw.polygon(_pix(poly.exterior.coords, x0, y0), fill=1)
-                for hole in poly.interiors:
-                    draw.polygon(_pix(hole.coords, x0, y0), fill=0)
-            labels[np.asarray(mask, dtype=bool)] = label
+            labels[_mask(geom, window, x0, y0)] = label
+        for k in shade:
+            labels[_mask(self._shadows[k], window, x0, y0)] |= SHADOW
         return labels
 
+    def classes(self, xy: np.ndarray) -> np.ndarray:
+        """Surface classes (GRASS … PAINT_YELLOW) at (M, 2) map-frame points, without the shadow bit."""
+        return self.lookup(xy) & LABEL_MASK
+
     def lookup(self, xy: np.ndarray) -> np.ndarray:
-        """Labels at (M, 2) map-frame ground points (nearest texel)."""
+        """Texel values at (M, 2) map-frame ground points (nearest texel): class | SHADOW bit."""
         xy = np.asarray(xy)
         out = np.full(len(xy), GRASS, np.uint8)
         if len(xy) == 0:
@@ -80,6 +83,21 @@ class GroundLabels:
             if t is not None:
                 out[idx] = t[row[idx], col[idx]]
         return out
+
+
+def _mask(geom, window, x0: float, y0: float) -> np.ndarray:
+    """Boolean (N, N) texels of a tile covered by a polygon (holes respected)."""
+    mask = Image.new("1", (N, N), 0)
+    part = geom.intersection(window)
+    if not part.is_empty:
+        draw = ImageDraw.Draw(mask)
+        for poly in getattr(part, "geoms", [part]):
+            if poly.geom_type != "Polygon":
+                continue
+            draw.polygon(_pix(poly.exterior.coords, x0, y0), fill=1)
+            for hole in poly.interiors:
+                draw.polygon(_pix(hole.coords, x0, y0), fill=0)
+    return np.asarray(mask, dtype=bool)
 
 
 def _pix(coords, x0: float, y0: float) -> list[tuple[float, float]]:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ground import LABEL_MASK, SHADOW
 from .ground import RES as GROUND_RES
 from .roads import ASPHALT, CURB, GRASS, PAINT_WHITE, PAINT_YELLOW, SIDEWALK
 from .scene import BUILDING, FOLIAGE, LAMP_HEAD, POLE, TRUNK, Objects
 
 NONE, GROUND, BOX, CYL, ELL = 0, 1, 2, 3, 4
 NEAR = 0.05
+AMBIENT = 0.6   # share of light that is not direct sun (so shadows stay readable)
 
 SKY_HORIZON = np.array([205, 218, 232], np.float32)
 SKY_ZENITH = np.array([112, 150, 204], np.float32)
@@ -30,6 +32,18 @@ GROUND_COLOURS = {GRASS: (74, 98, 48), ASPHALT: (66, 67, 70), SIDEWALK: (150, 14
 # LiDAR reflectivity per ground label / material (intensity = reflectivity * |cos incidence|)
 GROUND_REFLECT = {GRASS: 0.25, ASPHALT: 0.12, SIDEWALK: 0.3, CURB: 0.35, PAINT_WHITE: 0.85, PAINT_YELLOW: 0.8}
 MATERIAL_REFLECT = {BUILDING: 0.4, LAMP_HEAD: 0.5, POLE: 0.6, TRUNK: 0.3, FOLIAGE: 0.2}
+# ground texture per class: albedo, noise amplitudes (fine 4 cm hash, 1.7 m and 9 m value noise),
+# slab joints, hue drift, LiDAR reflectivity
+_GROUND_NOISE = {GRASS: (0.25, 0.35, 0.3, 0.0, 40.0), ASPHALT: (0.22, 0.16, 0.12, 0.0, 0.0),
+                 SIDEWALK: (0.08, 0.06, 0.0, 0.18, 0.0), CURB: (0.08, 0.06, 0.0, 0.18, 0.0),
+                 PAINT_WHITE: (0.05, 0.04, 0.0, 0.0, 0.0), PAINT_YELLOW: (0.05, 0.04, 0.0, 0.0, 0.0)}
+_GROUND_TABLE = {k: np.zeros((128, 3) if k == "colour" else 128, np.float32)
+                 for k in ("colour", "fine", "coarse", "big", "joints", "red", "reflect")}
+for _lab, (_f, _c, _b, _j, _r) in _GROUND_NOISE.items():
+    _GROUND_TABLE["colour"][_lab] = GROUND_COLOURS[_lab]
+    _GROUND_TABLE["reflect"][_lab] = GROUND_REFLECT[_lab]
+    for _k, _v in zip(("fine", "coarse", "big", "joints", "red"), (_f, _c, _b, _j, _r)):
+        _GROUND_TABLE[_k][_lab] = _v
 
 
 @dataclass
@@ -251,32 +265,30 @@ def surface(world, o: np.ndarray, d: np.ndarray, hits: Hits):
     normal = np.zeros((m, 3), np.float32)
     albedo = np.zeros((m, 3), np.float32)
     reflect = np.zeros(m, np.float32)
+    shadow = np.zeros(m, bool)
     seed = world.seed
 
     g = kind == GROUND
     if g.any():
         pg = p[g]
-        labels = world.ground.lookup(pg[:, :2])
-        base = np.zeros((len(pg), 3), np.float32)
-        refl = np.zeros(len(pg), np.float32)
-        for lab, col in GROUND_COLOURS.items():
-            sel = labels == lab
-            base[sel] = col
-            refl[sel] = GROUND_REFLECT[lab]
+        texel = world.ground.lookup(pg[:, :2])
+        labels = texel & LABEL_MASK
+        shadow[g] = (texel & SHADOW) != 0
         fine = _hash(np.floor(pg[:, 0] / GROUND_RES), np.floor(pg[:, 1] / GROUND_RES), 0, seed) - 0.5
         coarse = value_noise2(pg[:, 0], pg[:, 1], 1.7, seed + 1) - 0.5
         big = value_noise2(pg[:, 0], pg[:, 1], 9.0, seed + 2) - 0.5
-        shade = np.ones(len(pg), np.float32)
-        asphalt = labels == ASPHALT
-        shade[asphalt] += 0.22 * fine[asphalt] + 0.16 * coarse[asphalt] + 0.12 * big[asphalt]
-        grass = labels == GRASS
-        shade[grass] += 0.25 * fine[grass] + 0.35 * coarse[grass] + 0.3 * big[grass]
-        base[grass, 0] += 40 * big[grass]
-        side = (labels == SIDEWALK) | (labels == CURB)
-        joints = (np.mod(pg[:, 0], 1.5) < 0.04) | (np.mod(pg[:, 1], 1.5) < 0.04)
-        shade[side] += 0.08 * fine[side] + 0.06 * coarse[side] - 0.18 * joints[side]
-        paint = labels >= PAINT_WHITE
-        shade[paint] += 0.05 * fine[paint] + 0.04 * coarse[paint]
+        # per-class tables instead of masks: one gather per coefficient
+        base = _GROUND_TABLE["colour"][labels]
+        shade = (1.0 + _GROUND_TABLE["fine"][labels] * fine + _GROUND_TABLE["coarse"][labels] * coarse
+                 + _GROUND_TABLE["big"][labels] * big)
+        jl = _GROUND_TABLE["joints"][labels]
+        has_joints = jl > 0
+        if has_joints.any():   # sidewalk slabs: darker joints on a 1.5 m grid
+            q = pg[has_joints]
+            joints = (np.mod(q[:, 0], 1.5) < 0.04) | (np.mod(q[:, 1], 1.5) < 0.04)
+            shade[has_joints] -= jl[has_joints] * joints
+        base[:, 0] += _GROUND_TABLE["red"][labels] * big      # grass hue drifts green ↔ olive
+        refl = _GROUND_TABLE["reflect"][labels]
         albedo[g] = base * shade[:, None]
         normal[g] = (0, 0, 1)
         reflect[g] = refl
@@ -356,7 +368,7 @@ def surface(world, o: np.ndarray, d: np.ndarray, hits: Hits):
         shade = 0.55 + 0.5 * leaf + 0.35 * (clump - 0.5)
         albedo[sel] = e.colour[i] * shade[:, None]
         reflect[sel] = MATERIAL_REFLECT[FOLIAGE]
-    return mask, p, normal, np.clip(albedo, 0, 255), reflect
+    return mask, p, normal, np.clip(albedo, 0, 255), reflect, shadow
 
 
 def shade_camera(world, o: np.ndarray, d: np.ndarray, hits: Hits) -> np.ndarray:
@@ -365,11 +377,11 @@ def shade_camera(world, o: np.ndarray, d: np.ndarray, hits: Hits) -> np.ndarray:
     dn = d / np.linalg.norm(d, axis=-1, keepdims=True)
     elev = np.clip(dn[..., 2], 0, 1)[..., None] ** 0.6
     img = SKY_HORIZON * (1 - elev) + SKY_ZENITH * elev
-    mask, p, normal, albedo, _ = surface(world, o, d, hits)
+    mask, p, normal, albedo, _, shadow = surface(world, o, d, hits)
     if mask.any():
         sun = world.sun
-        lam = np.maximum(normal @ sun.astype(np.float32), 0)
-        light = (0.5 + 0.5 * lam) / (0.5 + 0.5 * sun[2])   # the ground in sunlight is 1.0
+        lam = np.where(shadow, 0.0, np.maximum(normal @ sun.astype(np.float32), 0))
+        light = (AMBIENT + (1 - AMBIENT) * lam) / (AMBIENT + (1 - AMBIENT) * sun[2])  # sunlit ground = 1
         col = albedo * light[:, None]
         dist = np.linalg.norm(p - o, axis=1).astype(np.float32)
         haze = (1 - np.exp(-(dist / 260.0) ** 2))[:, None]

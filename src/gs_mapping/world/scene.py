@@ -119,6 +119,35 @@ class Objects:
                        self.cylinders, self.ellipsoids)
 
 
+def shadow_polygons(objects: Objects, sun: np.ndarray) -> list[Polygon]:
+    """Each primitive's shadow on the ground z = 0 for a sun in direction ``sun`` (unit, z > 0):
+    the convex hull of the primitive's points pushed along the sun rays down to the ground."""
+    from shapely.geometry import MultiPoint
+
+    sun = np.asarray(sun, np.float64)
+    out = []
+
+    def cast(p: np.ndarray) -> Polygon:
+        g = p[:, :2] - (p[:, 2:3] / sun[2]) * sun[:2]
+        return MultiPoint(g).convex_hull
+
+    for c in objects.boxes.corners():
+        out.append(cast(c))
+    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    cy = objects.cylinders
+    for i in range(len(cy)):
+        ring = np.stack([cy.cx[i] + cy.r[i] * np.cos(ang), cy.cy[i] + cy.r[i] * np.sin(ang)], 1)
+        pts = np.concatenate([np.c_[ring, np.full(16, cy.z0[i])], np.c_[ring, np.full(16, cy.z1[i])]])
+        out.append(cast(pts))
+    el = objects.ellipsoids
+    th, ph = np.meshgrid(ang, np.linspace(-np.pi / 2, np.pi / 2, 9))
+    unit = np.stack([np.cos(ph) * np.cos(th), np.cos(ph) * np.sin(th), np.sin(ph)], -1).reshape(-1, 3)
+    for i in range(len(el)):
+        pts = unit * [el.r[i], el.r[i], el.rz[i]] + [el.cx[i], el.cy[i], el.cz[i]]
+        out.append(cast(pts))
+    return [p for p in out if p.geom_type == "Polygon"]
+
+
 def populate(net: RoadNetwork, rng: np.random.Generator) -> Objects:
     """Place buildings, lamps and trees beside the roads, never on the road or sidewalk."""
     keep_out = prep(net.drivable.buffer(SIDEWALK_WIDTH + 0.4))

@@ -18,7 +18,7 @@ from ..errors import GsMappingError
 from . import render as R
 from .ground import GroundLabels
 from .roads import MapElement, RoadNetwork, clip_elements, generate_network
-from .scene import Objects, populate
+from .scene import Objects, populate, shadow_polygons
 
 
 class WorldError(GsMappingError):
@@ -31,9 +31,9 @@ class World:
         self.net = net
         self.objects = objects
         self.seed = int(seed)
-        self.ground = GroundLabels(net)
         ce = np.cos(sun_elevation)
         self.sun = np.array([ce * np.cos(sun_azimuth), ce * np.sin(sun_azimuth), np.sin(sun_elevation)])
+        self.ground = GroundLabels(net, shadow_polygons(objects, self.sun))
         self._route = None
 
     @staticmethod
@@ -55,6 +55,7 @@ class World:
         w = World.__new__(World)
         w.__dict__.update(self.__dict__)
         w.objects = objects
+        w.ground = GroundLabels(self.net, shadow_polygons(objects, self.sun))
         return w
 
     # ------------------------------------------------------------------------------- ground truth
@@ -71,7 +72,7 @@ class World:
 
     def ground_label(self, xy: np.ndarray) -> np.ndarray:
         """Ground surface label at map-frame (N, 2) points (see ``roads.GRASS`` … ``PAINT_YELLOW``)."""
-        return self.ground.lookup(np.asarray(xy, np.float64).reshape(-1, 2))
+        return self.ground.classes(np.asarray(xy, np.float64).reshape(-1, 2))
 
     @property
     def route(self) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +108,7 @@ class World:
         o = T[:3, 3].copy()
         regions = R.lidar_regions(self.objects, np.linalg.inv(T), az, max_range)
         hits = R.cast(self.objects, o, dn, regions, max_range)
-        mask, p, normal, _, reflect = R.surface(self, o, dn, hits)
+        mask, p, normal, _, reflect, _ = R.surface(self, o, dn, hits)
         cosi = np.abs(np.einsum("ij,ij->i", normal, dn[mask]))
         p_l = (p - o) @ T[:3, :3]
         return np.concatenate([p_l, (reflect * cosi)[:, None]], 1).astype(np.float32)
