@@ -13,7 +13,8 @@ JSON-ready dict that ``gs-mapping hd-eval`` prints::
                  "class_ap": [...], "mAP": m, "num_gts": [...], "num_dets": [...],
                  "recall": [[...] per threshold]},
      "raster": {"line_ap": ..., "ped_ap": ..., "mAP": ...,
-                "divider_ap": ..., "boundary_ap": ..., "line_iou_thresholds": [...],
+                "divider_ap": ..., "boundary_ap": ..., "opencv_fill": "4.7",
+                "line_iou_thresholds": [...],
                 "ped_iou_thresholds": [...], "ap_per_threshold": {class: [...]},
                 "recall": {class: [...]}, "num_gts": {...}, "num_dets": {...}}}
 
@@ -109,6 +110,7 @@ def evaluate_raster(results: list, gts: list, fill_variant: str = "4.7") -> dict
         "mAP": mean_defined([out_cls[c].ap for c in range(len(CLASSES))]),
         "divider_ap": out_cls[0].ap,
         "boundary_ap": out_cls[2].ap,
+        "opencv_fill": fill_variant,
         "line_iou_thresholds": [float(t) for t in raster.LINE_IOU_THRS],
         "ped_iou_thresholds": [float(t) for t in raster.POLY_IOU_THRS],
         "ap_per_threshold": {names[c]: r.ap_per_threshold for c, r in out_cls.items()},

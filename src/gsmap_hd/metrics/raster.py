@@ -232,8 +232,9 @@ def dilate(mask: np.ndarray, size: int = DILATION) -> np.ndarray:
     For a 0/1 image skimage's grey dilation is a centred max filter; its 'reflect' border only
     repeats in-image pixels, so it equals a max over the in-image part of the window.
     """
+    if size % 2 != 1:
+        raise ValueError(f"dilation size must be odd (centred square), got {size}")
     r = size // 2
-    out = mask.copy()
     tmp = mask.copy()
     for s in range(1, r + 1):
         tmp[s:, :] |= mask[:-s, :]
