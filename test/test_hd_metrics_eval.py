@@ -108,7 +108,9 @@ def test_cli_prints_one_json_object(tmp_path, capsys):
     assert json.loads(out_path.read_text()) == res
     assert main(["hd-eval", str(path), "--opencv-fill", "4.11", "--no-chamfer"]) == 0
     res2 = json.loads(capsys.readouterr().out)
-    assert "chamfer" not in res2 and res2["raster"] == res["raster"]  # nothing clipped here
+    assert "chamfer" not in res2 and res2["raster"].pop("opencv_fill") == "4.11"
+    assert res["raster"].pop("opencv_fill") == "4.7"
+    assert res2["raster"] == res["raster"]  # nothing is clipped by the border here
 
 
 def test_cli_zero_frames(tmp_path, capsys):
