@@ -87,6 +87,14 @@ class Coarse:
     rot_idx: np.ndarray
     rot: np.ndarray
     dc: np.ndarray
+    off: np.ndarray | None = None  # aggregated nodes: position inside the cell, OFFSET_BITS per axis
+
+
+OFFSET_BITS = 4
+
+
+def _offset_bits(d: int, D: int) -> int:
+    return min(OFFSET_BITS, D - d)
 
 
 def _coarse_fields(c: Coarse):
@@ -226,6 +234,8 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
                 pidx = _ancestor(parent, d, depths[k - 1], np.arange(m))
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
             _put_coarse(w, coarse, pc, "coarse_")
+            for i in range(3):
+                _put(w, coarse.off[:, i], signed=False, label="coarse_offset")
             prev_coarse = coarse
         else:
             _put(w, vcount - 1, signed=False, label="voxel_count")
@@ -266,14 +276,24 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
             mom = octree.combine_moments(mom, _ancestor(parent, depths[k + 1], d, np.arange(counts[depths[k + 1]])),
                                          counts[d])
         cell = 1 << (D - d)
-        centres = (octree.demorton(node_code[d]) * cell).astype(np.float64) * params.pos_step \
-            + 0.5 * (cell - 1) * params.pos_step
+        b = _offset_bits(d, D)
+        lo = (octree.demorton(node_code[d]) * cell).astype(np.float64)
+        mean = mom["wm"] / mom["w"][:, None] / params.pos_step
+        off = np.clip(np.floor((mean - lo + 0.5) / cell * (1 << b)), 0, (1 << b) - 1).astype(np.int32)
+        centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
         ri, rq = quantize_rotations(qv, params)
         out[d] = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int32),
                         np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32), ri, rq,
-                        np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32))
+                        np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32), off)
     return out
+
+
+def _cell_points(lo: np.ndarray, off: np.ndarray, cell: int, b: int) -> np.ndarray:
+    """Lattice coordinates (float) of a coarse Gaussian: sub-cell ``off`` of 2**b per axis, centred
+    on the lattice points it spans."""
+    sub = cell / (1 << b)
+    return lo + off.astype(np.float64) * sub + 0.5 * (sub - 1)
 
 
 def _ancestor(parent, d_from: int, d_to: int, idx: np.ndarray) -> np.ndarray:
@@ -282,12 +302,12 @@ def _ancestor(parent, d_from: int, d_to: int, idx: np.ndarray) -> np.ndarray:
     return idx
 
 
-def _centres(tiles, node_tile, node_code, d, D, params) -> np.ndarray:
-    """Cell centres (metres, float64) of nodes at depth d."""
+def _centres(tiles, node_tile, node_code, d, D, params, off) -> np.ndarray:
+    """Positions (metres, float64) of the coarse Gaussians of nodes at depth d."""
     cell = 1 << (D - d)
-    lo = octree.demorton(node_code) * cell
-    p = (tiles[node_tile] << D) + lo
-    return (p.astype(np.float64) + 0.5 * cell - 0.5) * params.pos_step if d < D else p * params.pos_step
+    lo = (octree.demorton(node_code) * cell).astype(np.float64)
+    p = (tiles[node_tile] << D).astype(np.float64) + _cell_points(lo, off, cell, _offset_bits(d, D))
+    return p * params.pos_step
 
 
 # -- decoder ----------------------------------------------------------------------------------------
@@ -344,9 +364,13 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
                 pidx = _ancestor(parent_chain, d, prev_d, np.arange(m))
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
             coarse = _get_coarse(r, m, pc, params)
+            b = _offset_bits(d, D)
+            coarse.off = np.stack([decode_stream(r, m, signed=False, int32=True) for _ in range(3)], 1)
+            if m and coarse.off.max() >= (1 << b):
+                raise r.fail("sub-cell offset outside the cell")
             r.end()
             if k == stop:
-                return _preview(_centres(tiles, tile_of, code, d, D, params), coarse, sh_degree, params, k)
+                return _preview(_centres(tiles, tile_of, code, d, D, params, coarse.off), coarse, sh_degree, params, k)
             prev_coarse = coarse
         else:
             cnt = decode_stream(r, m, signed=False)

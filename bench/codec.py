@@ -1,0 +1,413 @@
+"""Map-sharing codec benchmark: sizes, levels of detail, rendering quality, deltas, speed, faults, fuzz.
+
+Side by side on the same maps: raw 3DGS PLY, our SPZ (v2) export, Draco (DracoPy) for positions, and
+our codec. Maps: a synthetic room (default 1M Gaussians, SH degree 3, and the same geometry at SH 0),
+the PLY written from it and loaded back, and a fitted map from the mapper when one is given
+(``--map``; none existed when these figures were taken unless the JSON says so).
+
+Speed is CPU time of this process on one thread (OMP/torch threads = 1), best of ``--repeats``.
+Rendering PSNR is measured against the render of the original (unquantised) map from the same
+views (CPU renderer, 320×240), i.e. it is the codec's own distortion; a map whose held-out PSNR
+against real images is P0 loses about 10·log10(1 + 10^((P0 − PSNR_codec)/10)) dB.
+
+    .venv/bin/python bench/codec.py [--n 1000000] [--fuzz 100000] [--link-steps 3000] [--quick]
+
+writes bench/results/codec.json and codec.md.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gs_map_share import section  # noqa: E402
+from gs_map_share.container import reseal  # noqa: E402
+from gs_map_share.delta import decode_delta, encode_delta  # noqa: E402
+from gs_map_share.errors import DecodeError  # noqa: E402
+from gs_map_share.linksim import simulate  # noqa: E402
+from gs_map_share.quantize import QuantParams, quantize, to_qmap  # noqa: E402
+from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map, encode_snapshot  # noqa: E402
+from gs_map_share.spz import read_spz, write_spz  # noqa: E402
+from gs_map_share.synthetic import synthetic_map  # noqa: E402
+from gs_mapping.camera import Camera  # noqa: E402
+from gs_mapping.gaussians import GaussianMap  # noqa: E402
+from gs_mapping.ply import load_ply, save_ply  # noqa: E402
+
+torch.set_num_threads(1)
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def best_time(fn, repeats):
+    best, out = None, None
+    for _ in range(repeats):
+        t = time.process_time()
+        out = fn()
+        dt = time.process_time() - t
+        best = dt if best is None else min(best, dt)
+    return best, out
+
+
+# -- sizes and speed -------------------------------------------------------------------------------
+def codec_figures(g: GaussianMap, params: QuantParams, levels: int, repeats: int) -> dict:
+    section.STATS = {}
+    data, info = encode_map(g, params, n_levels=levels)
+    stats, section.STATS = section.STATS, None
+    n = len(g)
+    te, _ = best_time(lambda: encode_map(g, params, n_levels=levels), repeats)
+    td, dec = best_time(lambda: decode_map(data), repeats)
+    exact = dec.equals(quantize(g, params))
+    per = {k: v / n for k, v in sorted(stats.items(), key=lambda kv: -kv[1])}
+    pos = stats.get("occupancy", 0) + stats.get("voxel_count", 0)
+    return {"gaussians": n, "sh_degree": g.sh_degree, "bytes": len(data), "bytes_per_gaussian": len(data) / n,
+            "levels": info.levels, "bytes_per_level": info.bytes_per_level,
+            "level_byte_fraction": [b / len(data) for b in info.bytes_per_level],
+            "positions_bytes_per_gaussian": pos / n, "ids_bytes_per_gaussian": stats.get("ids", 0) / n,
+            "stream_bytes_per_gaussian": per, "encode_s": te, "decode_s": td,
+            "encode_mgaussians_per_s": n / te / 1e6, "decode_mgaussians_per_s": n / td / 1e6,
+            "round_trip_exact": bool(exact), "params": params.__dict__}, data
+
+
+def spz_figures(g: GaussianMap) -> dict:
+    data = write_spz(g, None)
+    back = read_spz(data)
+    return {"bytes": len(data), "bytes_per_gaussian": len(data) / len(g), "version": 2,
+            "max_position_error_m": float(np.abs(back.means - g.means).max())}
+
+
+def draco_positions(g: GaussianMap, step: float = 0.001) -> dict:
+    import DracoPy
+    pts = g.means.astype(np.float32)
+    rng = float((pts.max(0) - pts.min(0)).max())
+    bits = int(np.ceil(np.log2(rng / step + 1)))
+    out = {"quantization_bits": bits, "step_m": rng / (2 ** bits - 1)}
+    for order in (False, True):
+        t = time.process_time()
+        b = DracoPy.encode(pts, quantization_bits=bits, compression_level=10, preserve_order=order)
+        out[f"{'ordered' if order else 'unordered'}_bytes_per_gaussian"] = len(b) / len(g)
+        out[f"{'ordered' if order else 'unordered'}_encode_s"] = time.process_time() - t
+    return out
+
+
+# -- rendering quality -----------------------------------------------------------------------------
+def views(extent=8.0):
+    K = np.array([[230.0, 0, 159.5], [0, 230.0, 119.5], [0, 0, 1]])
+    rigs = [((1.0, 1.0, 1.6), (6, 6, 0.6)), ((7.0, 1.2, 1.8), (2, 6, 0.5)), ((4.0, 7.2, 2.0), (4, 1, 0.4)),
+            ((1.0, 4.0, 1.2), (7, 4, 0.8))]
+    cams = []
+    for eye, tgt in rigs:
+        eye, tgt = np.array(eye) * extent / 8, np.array(tgt) * extent / 8
+        z = tgt - eye
+        z /= np.linalg.norm(z)
+        x = np.cross(z, [0, 0, 1.0])
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        T = np.eye(4)
+        T[:3, :3] = np.stack([x, y, z], 1)
+        T[:3, 3] = eye
+        cams.append(Camera(K, 320, 240, T))
+    return cams
+
+
+def render_all(g, cams):
+    from gs_mapping.render import render
+    return [render(g, c, backend="cpu").numpy()[0] for c in cams]
+
+
+def psnr(a, b):
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def mean_psnr(imgs, ref):
+    return float(np.mean([psnr(a, b) for a, b in zip(imgs, ref)]))
+
+
+# -- deltas ----------------------------------------------------------------------------------------
+def delta_figures(g: GaussianMap, params: QuantParams, full_bytes: int, frac=0.01, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    old = to_qmap(g, params)
+    out = {}
+    k = int(len(g) * frac)
+    cases = {}
+    h = g.copy()
+    ids = rng.choice(h.ids, k, replace=False)
+    h.update(ids, means=h.means[h.rows_of(ids)] + rng.normal(0, 0.01, (k, 3)).astype(np.float32))
+    cases["moved"] = h
+    h = g.copy()
+    ids = rng.choice(h.ids, k, replace=False)
+    sh = h.sh[h.rows_of(ids)].copy()
+    sh[:, 0] += rng.normal(0, 0.3, (k, 3)).astype(np.float32)
+    h.update(ids, sh=sh, opacity_logits=h.opacity_logits[h.rows_of(ids)] + 0.5)
+    cases["recoloured"] = h
+    h = g.copy()
+    rows = rng.integers(0, len(g), k)
+    h.add(h.means[rows] + rng.normal(0, 0.02, (k, 3)).astype(np.float32), h.quats[rows], h.log_scales[rows],
+          h.opacity_logits[rows], h.sh[rows])
+    cases["added"] = h
+    h = g.copy()
+    h.remove(rng.choice(h.ids, k, replace=False))
+    cases["removed_scattered"] = h
+    h = g.copy()
+    sel = np.argsort(np.linalg.norm(h.means - h.means[0], axis=1))[:k]  # a contiguous region
+    h.remove(h.ids[np.sort(sel)])
+    cases["removed_region"] = h
+    h = g.copy()  # a mapper keyframe: 1/3 new, 1/3 refined (all fields), 1/3 pruned
+    k3 = k // 3
+    ids = rng.choice(h.ids, 2 * k3, replace=False)
+    up, rm = ids[:k3], ids[k3:]
+    rws = h.rows_of(up)
+    h.update(up, means=h.means[rws] + rng.normal(0, 0.003, (k3, 3)).astype(np.float32),
+             log_scales=h.log_scales[rws] + 0.1, sh=h.sh[rws] * 0.9)
+    h.remove(rm)
+    rows = rng.integers(0, len(h), k3)
+    h.add(h.means[rows] + 0.01, h.quats[rows], h.log_scales[rows], h.opacity_logits[rows], h.sh[rows])
+    cases["mixed_keyframe"] = h
+    for name, h in cases.items():
+        new = to_qmap(h, params)
+        t = time.process_time()
+        data, info = encode_delta(old, new, params, map_id=1, seq=2, base_seq=1)
+        te = time.process_time() - t
+        t = time.process_time()
+        _, st = decode_delta(old, data)
+        ta = time.process_time() - t
+        assert st.equals(new)
+        out[name] = {"bytes": len(data), "fraction_of_full": len(data) / full_bytes,
+                     "bytes_per_changed_gaussian": len(data) / max(k, 1), "encode_s": te, "apply_s": ta}
+    return out
+
+
+# -- fuzzing ---------------------------------------------------------------------------------------
+def fuzz(n_cases: int, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    g = synthetic_map(400, 3, seed=21)
+    p = QuantParams()
+    snap, _ = encode_map(g, p, n_levels=4)
+    q0 = to_qmap(g, p)
+    g2 = g.copy()
+    g2.update(g2.ids[:25], means=g2.means[:25] + 0.01)
+    g2.remove(g2.ids[40:60])
+    g2.add(g.means[:9] + 0.2, g.quats[:9], g.log_scales[:9], g.opacity_logits[:9], g.sh[:9])
+    delta, _ = encode_delta(q0, to_qmap(g2, p), p, map_id=1, seq=2, base_seq=1)
+    outcomes = Counter()
+    other = Counter()
+    net = 0
+    t0 = time.time()
+    for i in range(n_cases):
+        base = snap if i % 2 == 0 else delta
+        b = bytearray(base)
+        r = rng.random()
+        if r < 0.6:
+            for _ in range(int(rng.integers(1, 8))):
+                b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        elif r < 0.75:
+            b = b[:int(rng.integers(0, len(b)))]
+        elif r < 0.9:
+            j = int(rng.integers(0, len(b)))
+            b[j:j] = rng.integers(0, 256, int(rng.integers(1, 16))).astype(np.uint8).tobytes()
+        else:
+            j = int(rng.integers(0, len(b) - 8))
+            b[j:j + 8] = struct.pack("<Q", int(rng.integers(0, 1 << 62)))
+        b = bytes(b)
+        if rng.random() < 0.8:
+            b = reseal(b)  # reach the decoders behind the CRCs
+        try:
+            if i % 2 == 0:
+                decode_snapshot(b)
+                if i % 4 == 0:
+                    decode_map(b, max_level=1)
+            else:
+                decode_delta(q0, b)
+            outcomes["decoded"] += 1
+        except DecodeError as exc:
+            outcomes["decode_error"] += 1
+            net += "malformed data" in str(exc)
+        except Exception as exc:  # noqa: BLE001 — counted: the goal is that this never happens
+            other[f"{type(exc).__name__}: {exc}"[:120]] += 1
+    return {"cases": n_cases, "outcomes": dict(outcomes), "other_exceptions": dict(other),
+            "caught_by_safety_net": net, "seconds": time.time() - t0}
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "numpy": np.__version__, "device": "cpu", "threads": 1,
+            "load_average": os.getloadavg()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--levels", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--fuzz", type=int, default=100_000)
+    ap.add_argument("--link-steps", type=int, default=3000)
+    ap.add_argument("--map", default=None, help="a fitted map (PLY) from the mapper, if any")
+    ap.add_argument("--qualities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for trying the script")
+    ap.add_argument("--skip", nargs="*", default=[], help="sections to skip: render link fuzz")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.fuzz, args.link_steps, args.repeats = 50_000, 500, 40, 1
+    res = {"machine": machine(), "config": vars(args).copy(), "maps": {}}
+    params = QuantParams()
+    log(f"synthetic map: {args.n} Gaussians, SH 3")
+    g3 = synthetic_map(args.n, 3, seed=0)
+    g0 = GaussianMap(sh_degree=0, tile_size=g3.tile_size, means=g3.means, quats=g3.quats,
+                     log_scales=g3.log_scales, opacity_logits=g3.opacity_logits, sh=g3.sh[:, :1], ids=g3.ids,
+                     levels=g3.levels)
+    maps = {"synthetic_sh3": g3, "synthetic_sh0": g0}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_ply(g3, Path(tmp) / "m.ply")
+        ply_bytes = (Path(tmp) / "m.ply").stat().st_size
+        maps["synthetic_sh3_via_ply"] = load_ply(Path(tmp) / "m.ply")
+    if args.map:
+        maps["fitted_map"] = load_ply(args.map)
+    datas = {}
+    for name, g in maps.items():
+        log(f"codec on {name}")
+        fig, data = codec_figures(g, params, args.levels, args.repeats)
+        datas[name] = data
+        entry = {"codec": fig, "raw_ply_bytes_per_gaussian": (62 + 8 + 1 - (45 if g.sh_degree == 0 else 0)) * 4 / 4}
+        entry["raw_ply_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1)) + 9  # + id (8) + level (1)
+        entry["raw_ply_standard_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1))
+        entry["spz"] = spz_figures(g)
+        if name != "synthetic_sh0":
+            entry["draco_positions_1mm"] = draco_positions(g)
+        res["maps"][name] = entry
+        log(json.dumps({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items()
+                                                               if not isinstance(vv, (dict, list))})
+                        for k, v in entry.items()})[:1500])
+    res["maps"]["synthetic_sh3_via_ply"]["ply_file_bytes_per_gaussian"] = ply_bytes / args.n
+    full3 = res["maps"]["synthetic_sh3"]["codec"]["bytes"]
+
+    if "render" not in args.skip:
+        cams = views()
+        log("rendering: original")
+        ref = render_all(g3, cams)
+        lv = []
+        for k in range(args.levels):
+            t = time.time()
+            pv = decode_map(datas["synthetic_sh3"], max_level=k)
+            imgs = render_all(pv, cams)
+            lv.append({"level": k, "gaussians": len(pv), "bytes": sum(res["maps"]["synthetic_sh3"]["codec"]["bytes_per_level"][:k + 1]),
+                       "psnr_db": mean_psnr(imgs, ref)})
+            log(f"level {k}: {lv[-1]} ({time.time() - t:.0f} s)")
+        full_psnr = lv[-1]["psnr_db"]
+        for e in lv:
+            e["byte_fraction"] = e["bytes"] / full3
+            e["db_below_full"] = full_psnr - e["psnr_db"]
+        res["levels_psnr"] = lv
+        rd = []
+        for qlt in args.qualities:
+            p = QuantParams.from_quality(qlt)
+            data, info = encode_map(g3, p, n_levels=args.levels)
+            rd.append({"quality": qlt, "bytes_per_gaussian": len(data) / args.n,
+                       "psnr_db": mean_psnr(render_all(decode_map(data), cams), ref)})
+            log(f"rd {rd[-1]}")
+        res["rate_distortion_sh3"] = rd
+        spz_imgs = render_all(read_spz(write_spz(g3, None)), cams)
+        res["spz_psnr_db"] = mean_psnr(spz_imgs, ref)
+        res["render_views"] = len(cams)
+
+    log("deltas")
+    res["delta_1pct_sh3"] = delta_figures(g3, params, full3)
+    # the live path: ChangeSet from the map's own change tracking
+    from gs_map_share.delta import MapSender
+    live = g3.copy()
+    sender = MapSender.from_map(live, params)
+    k = args.n // 100
+    rng = np.random.default_rng(5)
+    ids = rng.choice(live.ids, k, replace=False)
+    live.update(ids, means=live.means[live.rows_of(ids)] + 0.005)
+    t = time.process_time()
+    data, info = sender.update(live, live.take_changes())
+    res["delta_1pct_live_take_changes"] = {"bytes": len(data), "fraction_of_full": len(data) / full3,
+                                           "encode_s": time.process_time() - t}
+    log(json.dumps(res["delta_1pct_sh3"]))
+
+    if "link" not in args.skip:
+        log(f"faulty link: {args.link_steps} steps")
+        t = time.time()
+        r = simulate(steps=args.link_steps, seed=1, n0=3000, p_drop=0.05, p_dup=0.05, p_reorder=0.1,
+                     p_corrupt=0.05, snapshot_every=50)
+        res["faulty_link"] = r.as_dict() | {"seconds": time.time() - t,
+                                            "p": {"drop": 0.05, "dup": 0.05, "reorder": 0.1, "corrupt": 0.05},
+                                            "snapshot_every": 50}
+        log(json.dumps(res["faulty_link"]))
+    if "fuzz" not in args.skip:
+        log(f"fuzz: {args.fuzz} mutated containers")
+        res["fuzz"] = fuzz(args.fuzz)
+        log(json.dumps(res["fuzz"]))
+
+    name = "codec_quick" if args.quick else "codec"
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
+    (OUT / f"{name}.md").write_text(markdown(res))
+    log(f"wrote {OUT / name}.json/.md")
+    return 0
+
+
+def markdown(res) -> str:
+    m = res["machine"]
+    lines = [f"# Codec benchmark\n", f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
+             f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), torch {m['torch']}, 1 thread, CPU.\n",
+             "Maps are synthetic (no fitted map from the mapper was available) unless a `fitted_map` row is present.\n",
+             "| map | Gaussians | raw PLY B/G | SPZ v2 B/G | Draco pos. 1 mm B/G (unordered / ordered) | ours B/G | ours positions B/G | ours ids B/G | levels | encode M/s | decode M/s | exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in res["maps"].items():
+        c = e["codec"]
+        dr = e.get("draco_positions_1mm")
+        drs = f"{dr['unordered_bytes_per_gaussian']:.2f} / {dr['ordered_bytes_per_gaussian']:.2f}" if dr else "–"
+        lines.append(f"| {name} | {c['gaussians']} | {e['raw_ply_standard_bytes_per_gaussian']} | "
+                     f"{e['spz']['bytes_per_gaussian']:.2f} | {drs} | {c['bytes_per_gaussian']:.2f} | "
+                     f"{c['positions_bytes_per_gaussian']:.2f} | {c['ids_bytes_per_gaussian']:.2f} | {c['levels']} | "
+                     f"{c['encode_mgaussians_per_s']:.3f} | {c['decode_mgaussians_per_s']:.3f} | {c['round_trip_exact']} |")
+    c = res["maps"]["synthetic_sh3"]["codec"]
+    lines += ["", "Bytes per Gaussian by stream (synthetic SH 3): " +
+              ", ".join(f"{k} {v:.2f}" for k, v in c["stream_bytes_per_gaussian"].items()), ""]
+    if "levels_psnr" in res:
+        lines += [f"## Levels of detail (synthetic SH 3; PSNR against the original map's render, {res['render_views']} views)\n",
+                  "| level | Gaussians | bytes (prefix) | fraction of bytes | PSNR dB | dB below full |", "|---|---|---|---|---|---|"]
+        for e in res["levels_psnr"]:
+            lines.append(f"| {e['level']} | {e['gaussians']} | {e['bytes']} | {e['byte_fraction']:.4f} | "
+                         f"{e['psnr_db']:.2f} | {e['db_below_full']:.2f} |")
+        lines += ["", "## Rate–distortion (synthetic SH 3)\n", "| quality | B/G | PSNR dB |", "|---|---|---|"]
+        for e in res["rate_distortion_sh3"]:
+            lines.append(f"| {e['quality']} | {e['bytes_per_gaussian']:.2f} | {e['psnr_db']:.2f} |")
+        lines.append(f"| SPZ v2 | {res['maps']['synthetic_sh3']['spz']['bytes_per_gaussian']:.2f} | {res['spz_psnr_db']:.2f} |")
+    lines += ["", "## Deltas (1 % of the Gaussians changed, synthetic SH 3)\n", "| change | bytes | fraction of full map | encode s | apply s |",
+              "|---|---|---|---|---|"]
+    for k, e in res["delta_1pct_sh3"].items():
+        lines.append(f"| {k} | {e['bytes']} | {e['fraction_of_full']:.4f} | {e['encode_s']:.2f} | {e['apply_s']:.2f} |")
+    e = res["delta_1pct_live_take_changes"]
+    lines.append(f"| live (take_changes, moved) | {e['bytes']} | {e['fraction_of_full']:.4f} | {e['encode_s']:.2f} | – |")
+    if "faulty_link" in res:
+        f = res["faulty_link"]
+        lines += ["", "## Faulty link\n", f"{f['steps']} steps, {f['messages']} messages; link: {f['link']}; receiver: "
+                  f"{f['receiver']}; in sync at {f['in_sync_steps']} steps; wrong state ever seen: "
+                  f"{f['wrong_state_seen']}; bit-identical at the end: {f['final_equal']}."]
+    if "fuzz" in res:
+        f = res["fuzz"]
+        lines += ["", "## Fuzzing\n", f"{f['cases']} mutated containers: {f['outcomes']}; other exceptions: "
+                  f"{f['other_exceptions'] or 'none'}; caught only by the decoder's safety net: {f['caught_by_safety_net']}."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
