@@ -129,3 +129,17 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
     assert main(["hd-eval", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GTs[0].vectors[1].type" in err[0] and "unknown class 7" in err[0]
+
+
+def test_rep103_frame_is_rotated_into_the_maptr_window():
+    # A divider 25 m ahead in ROS base_link (x forward, y left) lies outside MapTR's ±15 m x window
+    # but inside its ±30 m y window once rotated: x' = −y, y' = x.
+    gt = {"vectors": [{"pts": [[20, 1], [28, 1]], "type": 0}]}
+    pred = {"vectors": [{"pts": [[20, 1], [28, 1]], "type": 0, "confidence_level": 0.8}]}
+    as_maptr = evaluate([pred], [gt])
+    as_rep103 = evaluate([pred], [gt], frame="rep103")
+    assert as_maptr["raster"]["divider_ap"] == 0.0  # empty masks: outside the window
+    assert as_rep103["raster"]["divider_ap"] == pytest.approx(1.0, abs=1e-12)
+    assert as_rep103["chamfer"]["ap"] == as_maptr["chamfer"]["ap"] == [[1.0, 0.0, 0.0]] * 3
+    with pytest.raises(HDMapError, match="unknown BEV frame"):
+        evaluate([pred], [gt], frame="enu")

@@ -3,7 +3,8 @@
 A file is ``{"results": [frame, ...], "GTs": [frame, ...]}``; frames correspond by position (as in
 MapTR, whose prediction and GT files are zipped in order). A frame is
 ``{"vectors": [{"pts": [[x, y], ...], "type": 0|1|2, "confidence_level": s}, ...]}`` in the ego BEV
-frame in metres; GT vectors need no ``confidence_level``. Other keys (``sample_token``, ``pts_num``,
+frame in metres — by default MapTR's convention, x to the right (±15 m) and y forward (±30 m); see
+``gsmap_hd.metrics.FRAMES`` for ROS REP-103 input. GT vectors need no ``confidence_level``. Other keys (``sample_token``, ``pts_num``,
 ``cls_name``, ...) are allowed and ignored, except that when both frames at one position carry a
 ``sample_token`` they must agree.
 

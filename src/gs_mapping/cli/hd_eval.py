@@ -12,6 +12,9 @@ def add_arguments(parser):
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--no-raster", action="store_true", help="skip the raster IoU AP")
     parser.add_argument("--no-chamfer", action="store_true", help="skip the Chamfer AP")
+    parser.add_argument("--frame", choices=("maptr", "rep103"), default="maptr",
+                        help="coordinate convention of the points: 'maptr' (x right +-15 m, y forward "
+                             "+-30 m, as MapTR/MapVR) or 'rep103' (x forward, y left; rotated first)")
     parser.add_argument("--opencv-fill", choices=("4.7", "4.11"), default="4.7",
                         help="reproduce the ped-crossing fill of OpenCV <=4.7 (MapVR era, default) "
                              "or >=4.11; they differ only where a polygon is clipped by the border")
@@ -28,7 +31,8 @@ def run(args) -> int:
 
     results, gts = load_submission(args.file)
     out = evaluate(results, gts, chamfer_metric=not args.no_chamfer,
-                   raster_metric=not args.no_raster, fill_variant=args.opencv_fill)
+                   raster_metric=not args.no_raster, fill_variant=args.opencv_fill,
+                   frame=args.frame)
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out:

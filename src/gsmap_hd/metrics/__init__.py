@@ -7,7 +7,7 @@
 :func:`evaluate` runs both on matching lists of prediction and ground-truth frames and returns the
 JSON-ready dict that ``gs-mapping hd-eval`` prints::
 
-    {"num_frames": N,
+    {"num_frames": N, "frame": "maptr",
      "chamfer": {"thresholds": [0.5, 1.0, 1.5], "classes": [...],
                  "ap": [[divider, ped_crossing, boundary] per threshold],   # float32 values
                  "class_ap": [...], "mAP": m, "num_gts": [...], "num_dets": [...],
@@ -120,14 +120,33 @@ def evaluate_raster(results: list, gts: list, fill_variant: str = "4.7") -> dict
     }
 
 
+#: Input coordinate conventions. "maptr": MapTR / nuScenes-lidar BEV, x to the right (±15 m,
+#: the raster's 240 columns), y forward (±30 m, its 480 rows) — what the references expect.
+#: "rep103": ROS base_link, x forward, y left; rotated into "maptr" (x' = −y, y' = x) before
+#: evaluating. The Chamfer AP does not depend on it; the raster window does.
+FRAMES = ("maptr", "rep103")
+
+
+def to_maptr_frame(frames: list, frame: str) -> list:
+    if frame not in FRAMES:
+        raise HDMapError(f"unknown BEV frame {frame!r} (expected one of {FRAMES})")
+    if frame == "maptr":
+        return frames
+    return [[Vector(np.stack([-v.pts[:, 1], v.pts[:, 0]], axis=1), v.cls, v.score) for v in fr]
+            for fr in frames]
+
+
 def evaluate(results, gts, chamfer_metric: bool = True, raster_metric: bool = True,
-             fill_variant: str = "4.7") -> dict:
-    """Both metrics on matching prediction / ground-truth frame lists (see module docstring)."""
-    results = _frames(results, "results", need_score=True)
-    gts = _frames(gts, "GTs", need_score=False)
+             fill_variant: str = "4.7", frame: str = "maptr") -> dict:
+    """Both metrics on matching prediction / ground-truth frame lists (see module docstring).
+
+    ``frame``: the coordinate convention of the points, see :data:`FRAMES`.
+    """
+    results = to_maptr_frame(_frames(results, "results", need_score=True), frame)
+    gts = to_maptr_frame(_frames(gts, "GTs", need_score=False), frame)
     if len(results) != len(gts):
         raise HDMapError(f"{len(results)} result frames but {len(gts)} GT frames")
-    out = {"num_frames": len(results)}
+    out = {"num_frames": len(results), "frame": frame}
     if chamfer_metric:
         out["chamfer"] = evaluate_chamfer(results, gts)
     if raster_metric:
