@@ -198,7 +198,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
     voxel_of = np.cumsum(new_vox) - 1
     node_tile, node_code, occ, parent = octree.build_levels(t_s[vstart], c_s[vstart], D)
     counts = [len(c) for c in node_code]
-    depths = _choose_depths(counts, n_levels) if n else list(range(D - n_levels + 1, D + 1))
+    depths = _choose_depths(counts, n_levels) if n else list(range(max(0, D - n_levels + 1), D + 1))
     L = len(depths)
 
     w = Writer()
