@@ -41,7 +41,7 @@ from .projection import ALPHA_THRESHOLD
 T_MIN = 1e-4
 ALPHA_MAX = 0.999
 # Elements (tiles × list length × pixels per tile) composited at once: small enough to stay in cache.
-CHUNK_BUDGET = 1 << 16
+CHUNK_BUDGET = 1 << 17
 TILE_SIZE = 4
 _DUMMY_LOG = -1e4  # log-alpha of padding entries: exp() is exactly 0
 
@@ -119,18 +119,21 @@ class _Pairs:
 
 
 def _composite(q, mono):
-    """q (B, L, 6) → unclamped alpha v, alpha, 1 − alpha, transmittance before, drop mask, weights."""
+    """q (B, L, 6) → alpha, transmittance before and after each entry, weights (all (B, L, P))."""
     B, L, _ = q.shape
     v = torch.exp(torch.mm(q.reshape(B * L, 6), mono)).reshape(B, L, -1)
     alpha = torch.clamp_max(v, ALPHA_MAX)
     alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
-    om = 1.0 - alpha
-    t_after = torch.cumprod(om, dim=1)
-    drop = t_after <= T_MIN
+    t_after = torch.cumprod(1.0 - alpha, dim=1)
     t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], dim=1)
     w = alpha * t_before
-    w.masked_fill_(drop, 0.0)
-    return v, alpha, om, t_before, drop, w
+    w.masked_fill_(t_after <= T_MIN, 0.0)
+    return alpha, t_before, t_after, w
+
+
+def _take(x, idx):
+    """Rows of x at a (B, L) index → (B, L, …) (index_select: faster than advanced indexing)."""
+    return torch.index_select(x, 0, idx.reshape(-1)).reshape(idx.shape + x.shape[1:])
 
 
 class _RasterizeFn(torch.autograd.Function):
@@ -146,9 +149,9 @@ class _RasterizeFn(torch.autograd.Function):
         canvas = torch.zeros(pairs.tw * pairs.th, P, C, dtype=dtype)
         w_pairs = torch.zeros(pairs.n + 1, dtype=dtype)
         for tiles, idx in pairs.chunks(budget):
-            w = _composite(pairs.q[idx], mono)[-1]
-            canvas[tiles] = torch.bmm(w.transpose(1, 2), f_pairs[idx])
-            w_pairs[idx.flatten()] = torch.bmm(w, inside[tiles][..., None]).flatten()
+            w = _composite(_take(pairs.q, idx), mono)[-1]
+            canvas.index_copy_(0, tiles, torch.bmm(w.transpose(1, 2), _take(f_pairs, idx)))
+            w_pairs.index_copy_(0, idx.reshape(-1), torch.bmm(w, _take(inside, tiles)[..., None]).reshape(-1))
         wsum = torch.zeros(means2d.shape[0], dtype=dtype).index_add_(0, pairs.gids, w_pairs[:-1])
         ctx.save_for_backward(f_pairs)
         ctx.pairs, ctx.budget, ctx.mono, ctx.n_feats = pairs, budget, mono, means2d.shape[0]
@@ -172,18 +175,20 @@ class _RasterizeFn(torch.autograd.Function):
         g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
         for tiles, idx in pairs.chunks(ctx.budget):
             B, L = idx.shape
-            v, alpha, om, t_before, drop, w = _composite(pairs.q[idx], mono)
-            G = gcan[tiles]  # (B, P, C)
-            flat = idx.flatten()
-            g_f[flat] = torch.bmm(w, G).reshape(-1, C)
-            gw = torch.bmm(f_pairs[idx], G.transpose(1, 2))  # (B, L, P): dL/dw_j
+            alpha, t_before, t_after, w = _composite(_take(pairs.q, idx), mono)
+            G = _take(gcan, tiles)  # (B, P, C)
+            flat = idx.reshape(-1)
+            g_f.index_copy_(0, flat, torch.bmm(w, G).reshape(-1, C))
+            gw = torch.bmm(_take(f_pairs, idx), G.transpose(1, 2))  # (B, L, P): dL/dw_j
             wg = w * gw
             suffix = wg.sum(1, keepdim=True) - torch.cumsum(wg, 1)  # Σ_{k>j} w_k g_k
-            g_s = gw * t_before - suffix / om  # dL/dα
-            # Through α = min(exp(s), 0.999), zeroed below 1/255 or after the transmittance cut.
-            g_s.masked_fill_(drop | (alpha == 0) | (v >= ALPHA_MAX), 0.0)
-            g_s *= v
-            g_q[flat] = torch.mm(g_s.reshape(B * L, P), mono.T)
+            # dL/dα_j = T_j gw_j − suffix_j / (1 − α_j) and dα/ds = α where 1/255 ≤ α < 0.999 (else 0);
+            # with w_j = α_j T_j (0 where skipped or cut) and T_j (1 − α_j) = t_after_j this is
+            # dL/ds_j = (gw_j − suffix_j / t_after_j) · w_j. t_after is clamped: it underflows to 0 only
+            # after the cut, where w = 0.
+            g_s = suffix.div_(t_after.clamp_min_(1e-30)).neg_().add_(gw).mul_(w)
+            g_s.masked_fill_(alpha >= ALPHA_MAX, 0.0)
+            g_q.index_copy_(0, flat, torch.mm(g_s.reshape(B * L, P), mono.T))
         g_q, g_f = g_q[:-1], g_f[:-1]
         # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y).
         a, b, c, mx, my = pairs.a, pairs.b, pairs.c, pairs.mx, pairs.my
