@@ -9,9 +9,9 @@ import numpy as np
 from .errors import DecodeError
 
 
-def crc32c(data) -> int:
-    """CRC-32C (Castagnoli), the checksum of every chunk and header."""
-    return _crc32c.crc32c(data)
+def crc32c(data, value: int = 0) -> int:
+    """CRC-32C (Castagnoli), the checksum of every chunk and header; ``value`` continues a CRC."""
+    return _crc32c.crc32c(data, value)
 
 
 class Writer:

@@ -141,7 +141,7 @@ class QMap:
         checks it after every snapshot/delta, so "bit-identical to the sender" is verified)."""
         c = crc32c(np.ascontiguousarray(self.ids, "<u8"))
         for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i4", "<i4", "u1", "<i4", "<i4", "<i4")):
-            c = _crc32c_extend(c, np.ascontiguousarray(getattr(self, f), dt))
+            c = crc32c(np.ascontiguousarray(getattr(self, f), dt), c)
         return c
 
     @staticmethod
@@ -152,11 +152,6 @@ class QMap:
         order = np.argsort(ids, kind="stable")
         cat = {f: np.concatenate([getattr(p, f) for p in parts])[order] for f in _QFIELDS}
         return QMap(deg, ids[order], **cat)
-
-
-def _crc32c_extend(crc: int, data: bytes) -> int:
-    import crc32c as _c
-    return _c.crc32c(data, crc)
 
 
 def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
