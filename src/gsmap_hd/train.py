@@ -118,6 +118,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         log.info("resumed from %s at step %d", last, start)
     (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     crit = GSMapCriterion(cfg.model, cfg.loss)
+    # Render the training frames once, in order (consecutive frames share a drive/world).
+    for i in tqdm(range(cfg.train_frames), desc="hd-train data", disable=not progress, leave=False):
+        source[i]
     metrics_path = out_dir / "metrics.jsonl"
     logged: dict = {}
     model.train()
