@@ -141,3 +141,34 @@ def test_faulty_link_converges_bit_identical(seed):
     assert r.final_equal
     assert r.wrong_state_seen == 0
     assert r.link["corrupted"] == 0 or r.receiver.get("rejected", 0) > 0
+
+
+def _stream_of_messages(n_deltas=6, seed=0):
+    rng = np.random.default_rng(seed)
+    g = synthetic_map(400, 0, seed=seed)
+    sender = MapSender.from_map(g, P, map_id=4)
+    msgs = [sender.snapshot()]
+    for _ in range(n_deltas):
+        ids = rng.choice(g.ids, 5, replace=False)
+        g.update(ids, opacity_logits=g.opacity_logits[g.rows_of(ids)] + 0.5)
+        rows = rng.integers(0, len(g), 3)
+        g.add(g.means[rows] + 0.05, g.quats[rows], g.log_scales[rows], g.opacity_logits[rows], g.sh[rows])
+        msgs.append(sender.update(g, g.take_changes())[0])
+    return msgs, sender.shadow
+
+
+_MSGS, _FINAL = _stream_of_messages()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(list(range(len(_MSGS)))), st.lists(st.integers(0, len(_MSGS) - 1), max_size=6))
+def test_any_order_with_duplicates_converges(order, dups):
+    store = MapStore()
+    for i in list(order) + list(dups):
+        store.receive(_MSGS[i])
+    assert store.seq == len(_MSGS) and store.state.equals(_FINAL)
+    assert store.pending == 0
