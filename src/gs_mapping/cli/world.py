@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=8.0, help="vehicle speed in m/s (default 8)")
     p.add_argument("--bev-range", type=float, nargs=2, default=(30.0, 15.0), metavar=("X", "Y"),
                    help="ground-truth range in base_link: |x| <= X, |y| <= Y metres (default 30 15)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="rendering processes (default 0: one per CPU, at most 8); output is the same")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -40,6 +42,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     import math
+    import os
     import time
     from pathlib import Path
 
@@ -58,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     bx, by = args.bev_range
     if not (math.isfinite(bx) and math.isfinite(by) and bx > 0 and by > 0):
         raise ConfigError(f"--bev-range: both extents must be positive, got {bx} {by}")
+    if args.workers < 0:
+        raise ConfigError(f"--workers: must be ≥ 0, got {args.workers}")
+    workers = args.workers or min(8, os.cpu_count() or 1)
     out = Path(args.out)
     if (out.exists() or out.is_symlink()) and not args.overwrite:
         raise BagError(f"{out}: output exists already (pass --overwrite to replace it)")
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     drive = Drive.make(args.seed, args.frames, args.rig, size, args.rate, args.speed, args.lidar, (bx, by))
     summary = write_bag(drive, out, overwrite=args.overwrite, compressed=args.compressed,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, workers=workers)
     dt = time.perf_counter() - t0
     print(f"wrote {out}: {summary['frames']} frames, {len(summary['cameras'])} camera(s) "
           f"({', '.join(summary['cameras'])}) at {size[0]}x{size[1]}, seed {args.seed}, "

@@ -10,6 +10,8 @@ Shadows of objects on the ground (the sun is fixed) are drawn into the same tile
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from PIL import Image, ImageDraw
 from shapely.geometry import box
@@ -20,6 +22,7 @@ from .roads import ASPHALT, CURB, CURB_WIDTH, GRASS, SIDEWALK, RoadNetwork
 TILE = 25.6
 RES = 0.04
 N = int(round(TILE / RES))
+MAX_TILES = 256         # cached tiles (≈ 100 MB)
 SHADOW = 0x80           # bit set in a texel's label where an object shades the ground
 LABEL_MASK = 0x7F
 
@@ -35,13 +38,19 @@ class GroundLabels:
         self._tree = STRtree([g for _, g in self._layers])
         self._shadows = [g for g in shadows if not g.is_empty]
         self._shadow_tree = STRtree(self._shadows)
-        self._tiles: dict[tuple[int, int], np.ndarray | None] = {}
+        self._tiles: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
 
     def tile(self, i: int, j: int) -> np.ndarray | None:
+        """The (N, N) texels of tile (i, j), drawn on first use; least recently used tiles are dropped
+        beyond ``MAX_TILES`` so long drives stay in bounded memory (redrawing gives the same texels)."""
         key = (i, j)
-        if key not in self._tiles:
-            self._tiles[key] = self._draw(i, j)
-        return self._tiles[key]
+        if key in self._tiles:
+            self._tiles.move_to_end(key)
+            return self._tiles[key]
+        t = self._tiles[key] = self._draw(i, j)
+        if len(self._tiles) > MAX_TILES:
+            self._tiles.popitem(last=False)
+        return t
 
     def _draw(self, i: int, j: int) -> np.ndarray | None:
         x0, y0 = i * TILE, j * TILE

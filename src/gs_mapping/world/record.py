@@ -14,6 +14,7 @@ Topics (see docs/world.md):
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,33 @@ def lanes_json(elements, stamp_ns: int, frame_id: str = BASE_FRAME) -> dict:
     return {"stamp_ns": int(stamp_ns), "frame_id": frame_id, "vectors": [e.to_json() for e in elements]}
 
 
+_DRIVE: Drive | None = None   # the drive a forked worker renders (inherited, not pickled)
+
+
+def _render(index: int):
+    return _DRIVE.frame(index)
+
+
+def frames(drive: Drive, workers: int = 1):
+    """The drive's frames in order, rendered by ``workers`` forked processes (1: in this process).
+
+    Rendering is a pure function of the frame index, so the result does not depend on ``workers``."""
+    global _DRIVE
+    if workers <= 1 or len(drive) < 2 or "fork" not in mp.get_all_start_methods():
+        yield from drive
+        return
+    _DRIVE = drive
+    try:
+        with mp.get_context("fork").Pool(min(workers, len(drive))) as pool:
+            yield from pool.imap(_render, range(len(drive)), chunksize=1)
+    finally:
+        _DRIVE = None
+
+
 def write_bag(drive: Drive, out: str | Path, overwrite: bool = False, compressed: bool = False,
-              progress: bool = True) -> dict:
-    """Render and write every frame of ``drive`` into the bag directory ``out``; returns a summary."""
+              progress: bool = True, workers: int = 1) -> dict:
+    """Render and write every frame of ``drive`` into the bag directory ``out``; returns a summary.
+    ``workers`` > 1 renders frames in that many forked processes (same bytes as 1)."""
     from tqdm import tqdm
 
     from .. import messages as M
@@ -79,7 +104,8 @@ def write_bag(drive: Drive, out: str | Path, overwrite: bool = False, compressed
         world_gt["seed"] = drive.world.seed
         bag.write(TOPIC_MAP_JSON, t0, M.json_to_string_message(world_gt))
 
-        for frame in tqdm(drive, total=len(drive), desc="world", unit="frame", disable=not progress):
+        for frame in tqdm(frames(drive, workers), total=len(drive), desc="world", unit="frame",
+                          disable=not progress):
             ns = frame.stamp_ns
             bag.write(TOPIC_TF, ns, M.transforms_to_tf_message(
                 [TransformStamped(MAP_FRAME, BASE_FRAME, ns, Transform.from_matrix(frame.T_map_base))]))

@@ -96,8 +96,12 @@ class Drive:
     def stamp_ns(self, index: int) -> int:
         return self.START_NS + int(round(index * 1e9 / self.rate_hz))
 
-    def pose(self, index: int) -> np.ndarray:
-        return self.trajectory.pose(index / self.rate_hz)
+    def pose(self, index: int, lateral: float = 0.0) -> np.ndarray:
+        """T_map_base of frame ``index``; ``lateral`` metres to the left (negative: right) of the driven
+        path, for extrapolated views the vehicle never took."""
+        T = self.trajectory.pose(index / self.rate_hz)
+        T[:3, 3] += lateral * T[:3, 1]
+        return T
 
     def frame(self, index: int) -> Frame:
         T = self.pose(index)
