@@ -51,9 +51,19 @@ def room_depth():
     return z
 
 
-def scene(n, seed=0):
+def scene(n, seed=0, layers=1):
+    """``layers`` > 1: the same surfaces seeded again 0.3 m, 0.6 m, … behind (structure hidden behind
+    what the camera sees, as in a real map seen from one pose), all fairly opaque."""
     rng = np.random.default_rng(seed)
     depth = room_depth()
+    if layers > 1:
+        per = n // layers
+        parts = [scene(per, seed + k, 1) for k in range(layers)]
+        for k, part in enumerate(parts):
+            part[0] *= (1 + 0.3 * k / part[0][:, 2:3])  # push back along the ray by 0.3 k metres
+            part[3] = 0.9 + 0.1 * part[3]
+            part[2] = part[2] * 1.5
+        return [torch.cat([p[i] for p in parts]) for i in range(5)]
     idx = rng.choice(H * W, size=n, replace=n > H * W)
     v, u = np.divmod(idx, W)
     u = u + rng.uniform(-0.5, 0.5, n)

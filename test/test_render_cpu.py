@@ -91,6 +91,18 @@ def test_cpu_equals_reference_random_scenes(seed, sh_degree, with_bg, size):
     assert_same(a, b, ga, gb)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_blocked_compositing_equals_reference(monkeypatch, seed):
+    """Long tile lists composited in blocks of 2 entries (carrying the transmittance) and 8×8 tiles."""
+    monkeypatch.setattr(cpu_mod, "BLOCK", 2)
+    monkeypatch.setattr(cpu_mod, "TILE_SIZE", 8)
+    params, view = random_scene(seed, n=80, sh_degree=2)
+    K = K_for(45, 37)
+    a, ga = run("cpu", params, view, K, 45, 37)
+    b, gb = run("reference", params, view, K, 45, 37)
+    assert_same(a, b, ga, gb)
+
+
 def test_scene_has_the_hard_cases():
     """The random scene really contains culled-behind, off-screen, huge and tiny Gaussians."""
     params, view = random_scene(3)
@@ -107,10 +119,13 @@ def test_scene_has_the_hard_cases():
     assert out.meta["n_isects"] > 0
 
 
-def test_early_termination_and_many_chunks(monkeypatch):
-    """Many opaque overlapping Gaussians (transmittance cut at 1e-4) and a tiny chunk budget so that
-    the image is composited in many chunks of different list lengths."""
+@pytest.mark.parametrize("block", [3, 32])
+def test_early_termination_and_many_chunks(monkeypatch, block):
+    """Many opaque overlapping Gaussians (transmittance cut at 1e-4, tiles saturating after different
+    numbers of blocks) and a tiny chunk budget so that the image is composited in many chunks of
+    different list lengths."""
     monkeypatch.setattr(cpu_mod, "CHUNK_BUDGET", 3000)
+    monkeypatch.setattr(cpu_mod, "BLOCK", block)
     gen = torch.Generator().manual_seed(5)
     n = 80
     means = torch.randn(n, 3, generator=gen, dtype=F64) * torch.tensor([0.6, 0.4, 0.5], dtype=F64)

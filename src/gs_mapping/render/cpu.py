@@ -21,8 +21,10 @@ How (CPU-friendly, all vectorised):
   ``s = log o − σ = q · [1, x, y, x², y², xy]``. One matrix product ``(pairs, 6) @ (6, pixels)`` and
   one ``exp`` give every pair's unclamped alpha on its tile.
 * Tiles with similar list lengths are composited together as padded ``(tiles, L, pixels)`` blocks that
-  fit in cache (``CHUNK_BUDGET`` elements): cumprod for the transmittance, bmm for the sums. Memory is
-  bounded by the chunk size, never pixels × Gaussians for the whole image.
+  fit in cache (``CHUNK_BUDGET`` elements): cumprod for the transmittance, bmm for the sums. Long lists
+  go front to back in blocks of ``BLOCK`` entries carrying the transmittance, and a tile stops once all
+  its pixels are saturated (gsplat's early exit); the backward then only revisits the entries each tile
+  reached. Memory is bounded by the chunk size, never pixels × Gaussians for the whole image.
 * Backward recomputes each chunk (nothing image-sized is saved) and uses the closed form
 
       dL/dα_j = T_j g_j − (Σ_{k>j} w_k g_k) / (1 − α_j),   g_j = F_j · dL/dout
@@ -43,6 +45,9 @@ ALPHA_MAX = 0.999
 # Elements (tiles × list length × pixels per tile) composited at once: small enough to stay in cache.
 CHUNK_BUDGET = 1 << 17
 TILE_SIZE = 4
+# Long tile lists are composited front to back in blocks of this many entries, stopping once every
+# pixel of a tile is saturated (as gsplat's per-pixel early exit).
+BLOCK = 32
 _DUMMY_LOG = -1e4  # log-alpha of padding entries: exp() is exactly 0
 
 
@@ -101,31 +106,38 @@ class _Pairs:
         self.q = torch.cat([q, dummy])
         self.o = opac[self.gids]
 
-    def chunks(self, budget):
-        """Groups of non-empty tiles with similar list length: (tile ids, pair index (B, L))."""
+    def chunks(self, budget, counts, cap=None):
+        """Groups of non-empty tiles with similar list length ``counts`` (per tile, ≤ self.counts):
+        (tile ids, pair index (B, L) padded with the dummy pair). ``cap``: the list length the budget
+        is computed for (the forward composites long lists in blocks of ``cap``)."""
         P = self.tile * self.tile
-        nz = torch.nonzero(self.counts).flatten()
-        nz = nz[torch.argsort(self.counts[nz], descending=True, stable=True)]
-        cl = self.counts[nz].tolist()
+        nz = torch.nonzero(counts).flatten()
+        nz = nz[torch.argsort(counts[nz], descending=True, stable=True)]
+        cl = counts[nz].tolist()
         i = 0
         while i < len(cl):
             L = cl[i]
-            b = max(1, budget // (L * P))
+            b = max(1, budget // (min(L, cap or L) * P))
             tiles = nz[i:i + b]
             ar = torch.arange(L)
             pos = self.starts[tiles][:, None] + ar
-            yield tiles, torch.where(ar < self.counts[tiles][:, None], pos, self.n)
+            yield tiles, torch.where(ar < counts[tiles][:, None], pos, self.n)
             i += b
 
 
-def _composite(q, mono):
-    """q (B, L, 6) → alpha, transmittance before and after each entry, weights (all (B, L, P))."""
+def _composite(q, mono, t0=None):
+    """q (B, L, 6) → alpha, transmittance before and after each entry, weights (all (B, L, P)).
+    ``t0`` (B, 1, P): transmittance in front of the first entry (default 1)."""
     B, L, _ = q.shape
     v = torch.exp(torch.mm(q.reshape(B * L, 6), mono)).reshape(B, L, -1)
     alpha = torch.clamp_max(v, ALPHA_MAX)
     alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
     t_after = torch.cumprod(1.0 - alpha, dim=1)
-    t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], dim=1)
+    if t0 is None:
+        t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], dim=1)
+    else:
+        t_after.mul_(t0)
+        t_before = torch.cat([t0, t_after[:, :-1]], dim=1)
     w = alpha * t_before
     w.masked_fill_(t_after <= T_MIN, 0.0)
     return alpha, t_before, t_after, w
@@ -148,13 +160,41 @@ class _RasterizeFn(torch.autograd.Function):
         inside = _inside_mask(pairs, dtype)
         canvas = torch.zeros(pairs.tw * pairs.th, P, C, dtype=dtype)
         w_pairs = torch.zeros(pairs.n + 1, dtype=dtype)
-        for tiles, idx in pairs.chunks(budget):
-            w = _composite(_take(pairs.q, idx), mono)[-1]
-            canvas.index_copy_(0, tiles, torch.bmm(w.transpose(1, 2), _take(f_pairs, idx)))
-            w_pairs.index_copy_(0, idx.reshape(-1), torch.bmm(w, _take(inside, tiles)[..., None]).reshape(-1))
+        # Per tile, how far down its list compositing went before every pixel's transmittance hit
+        # the cut (later entries have no weight and no gradient): the backward only visits those.
+        reached = pairs.counts.clone()
+        for tiles, idx in pairs.chunks(budget, pairs.counts, cap=BLOCK):
+            L = idx.shape[1]
+            t0, acc, live = None, None, None  # live: rows of the chunk not yet saturated
+            for s0 in range(0, L, BLOCK):
+                blk = idx[:, s0:s0 + BLOCK] if live is None else idx[live, s0:s0 + BLOCK]
+                _, _, t_after, w = _composite(_take(pairs.q, blk), mono, t0)
+                part = torch.bmm(w.transpose(1, 2), _take(f_pairs, blk))
+                tl = tiles if live is None else tiles[live]
+                w_pairs.index_copy_(0, blk.reshape(-1), torch.bmm(w, _take(inside, tl)[..., None]).reshape(-1))
+                if s0 + BLOCK >= L:
+                    acc = part if live is None else acc.index_add_(0, live, part)
+                    break
+                # Carry the running product (not T0 − Σw): past the cut it keeps every later entry out.
+                t_end = t_after[:, -1:]
+                if live is None:
+                    acc, t0, live = part, t_end, torch.arange(len(tiles))
+                else:
+                    acc.index_add_(0, live, part)
+                    t0 = t_end
+                done = (t0 <= T_MIN).all(dim=2).flatten()
+                if done.any():
+                    reached[tl[done]] = s0 + BLOCK
+                    keep = ~done
+                    live, t0 = live[keep], t0[keep]
+                    if len(live) == 0:
+                        break
+            canvas.index_copy_(0, tiles, acc)
+        reached = torch.minimum(reached, pairs.counts)
         wsum = torch.zeros(means2d.shape[0], dtype=dtype).index_add_(0, pairs.gids, w_pairs[:-1])
         ctx.save_for_backward(f_pairs)
         ctx.pairs, ctx.budget, ctx.mono, ctx.n_feats = pairs, budget, mono, means2d.shape[0]
+        ctx.reached = reached
         img = canvas.reshape(pairs.th, pairs.tw, tile, tile, C).permute(0, 2, 1, 3, 4)
         img = img.reshape(pairs.th * tile, pairs.tw * tile, C)[:height, :width].contiguous()
         ctx.mark_non_differentiable(wsum)
@@ -173,7 +213,7 @@ class _RasterizeFn(torch.autograd.Function):
         gcan = gpad.reshape(pairs.th, tile, pairs.tw, tile, C).permute(0, 2, 1, 3, 4).reshape(-1, P, C)
         g_q = torch.zeros(pairs.n + 1, 6, dtype=f_pairs.dtype)
         g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
-        for tiles, idx in pairs.chunks(ctx.budget):
+        for tiles, idx in pairs.chunks(ctx.budget, ctx.reached):
             B, L = idx.shape
             alpha, t_before, t_after, w = _composite(_take(pairs.q, idx), mono)
             G = _take(gcan, tiles)  # (B, P, C)
