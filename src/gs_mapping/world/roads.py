@@ -204,16 +204,23 @@ class RoadNetwork:
     def route(self, rng: np.random.Generator, wander: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
         """The lane-centre path the vehicle follows: (N, 2) points and stations s of the main road.
 
-        The lane is chosen per link among the forward lanes; changes happen smoothly across junctions.
+        The lane is chosen per link among the forward lanes (mostly the one nearest the previous lane);
+        changes happen smoothly (continuous curvature) across junctions.
         """
         main = self.main
         s = np.arange(len(main.pts)) * STEP
-        lanes = [link.lane_centre(int(rng.integers(0, link.n_forward))) for _, _, link in self.links]
+        lanes = [self.links[0][2].lane_centre(int(rng.integers(0, self.links[0][2].n_forward)))]
+        for _, _, link in self.links[1:]:
+            centres = np.array([link.lane_centre(k) for k in range(link.n_forward)])
+            nearest = int(np.argmin(np.abs(centres - lanes[-1])))
+            pick = nearest if rng.random() < 0.7 else int(rng.integers(0, link.n_forward))
+            lanes.append(float(centres[pick]))
         offset = np.full_like(s, lanes[0])
         for k in range(1, len(self.links)):
+            # smootherstep over 40 m around the junction: continuous curvature, inside the straight
             sj = self.links[k][0]
-            t = np.clip((s - (sj - 12.0)) / 24.0, 0.0, 1.0)
-            offset = offset + (lanes[k] - lanes[k - 1]) * t * t * (3 - 2 * t)
+            t = np.clip((s - (sj - 20.0)) / 40.0, 0.0, 1.0)
+            offset = offset + (lanes[k] - lanes[k - 1]) * t * t * t * (t * (6 * t - 15) + 10)
         phase, wavelength = rng.uniform(0, 2 * np.pi), rng.uniform(60, 120)
         offset = offset + wander * np.sin(2 * np.pi * s / wavelength + phase)
         return main.pts + offset[:, None] * main.normals, s
