@@ -69,6 +69,8 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
     if flag >= len(cands) or cands[flag] is None:
         raise r.fail(f"prediction {flag} is not available here")
     v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
+    if not flag and not wide:
+        return v  # int32 already; ranges are checked where the values are used
     lim = MAX_LATTICE if wide else 1 << 30
     if flag:
         if wide and len(v) and np.abs(v).max() >= MAX_LATTICE:
@@ -392,9 +394,13 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
             leaf = _get_coarse(r, n, pc, params)
             k3 = 3 * ((sh_degree + 1) ** 2 - 1)
-            rest = np.empty((n, k3), np.int32)
-            for j in range(k3):
-                rest[:, j] = decode_stream(r, n, int32=True)
+            cols = [decode_stream(r, n, int32=True) for _ in range(k3)]
+            # stack as rows, then one transpose copy (column-wise writes into (n, k3) are slow)
+            rest = np.ascontiguousarray(np.stack(cols, 0).T) if k3 else np.zeros((n, 0), np.int32)
+            if k3:
+                bound = np.repeat(64.0 / params.rest_steps((sh_degree + 1) ** 2), 3) + 1
+                if np.any(np.maximum(rest.max(axis=0), -rest.min(axis=0)) > bound):
+                    raise r.fail("SH coefficient outside its quantisation range")
             r.end()
             pos = (tiles[tile_of[vox]] << D) + octree.demorton(code[vox])
             order = np.argsort(ids, kind="stable")
