@@ -297,3 +297,14 @@ def test_bad_parameters_raise():
         Drive(w, 100_000)          # route too short
     with pytest.raises(WorldError):
         w.lidar(np.eye(4), beams=0)
+
+
+def test_rendering_in_bands_gives_the_same_pixels(world, monkeypatch):
+    from gs_mapping.world import world as world_module
+
+    drive = Drive(world, 10, size=(120, 70))
+    cam = drive.cameras[0].with_pose(drive.pose(4) @ drive.cameras[0].T_map_cam)
+    rgb, depth = world.render(cam)
+    monkeypatch.setattr(world_module, "BAND_RAYS", 120 * 9)    # 8 bands, the last one partial
+    rgb2, depth2 = world.render(cam)
+    assert np.array_equal(rgb, rgb2) and np.array_equal(depth, depth2, equal_nan=True)

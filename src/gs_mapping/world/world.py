@@ -21,6 +21,9 @@ from .roads import MapElement, RoadNetwork, clip_elements, generate_network
 from .scene import Objects, populate, shadow_polygons
 
 
+BAND_RAYS = 1 << 18    # rays per rendering band (bounds memory for large images)
+
+
 class WorldError(GsMappingError):
     """Invalid world parameters (length, sensor settings)."""
 
@@ -81,13 +84,23 @@ class World:
 
     # ---------------------------------------------------------------------------------- rendering
     def render(self, camera: Camera, max_depth: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
-        """Colour (H, W, 3) uint8 and z-depth (H, W) float32 metres (NaN: sky or beyond max_depth)."""
+        """Colour (H, W, 3) uint8 and z-depth (H, W) float32 metres (NaN: sky or beyond max_depth).
+
+        Large images are rendered in bands of rows so that memory stays bounded (same pixels)."""
         o, d = camera_rays(camera)
-        regions = R.camera_regions(self.objects, camera.T_cam_map, camera.K, camera.width,
-                                   camera.height, max_depth)
-        hits = R.cast(self.objects, o, d, regions, max_depth)
-        rgb = R.shade_camera(self, o, d, hits)
-        depth = np.where(np.isfinite(hits.t), hits.t, np.nan).astype(np.float32)
+        h, w = camera.height, camera.width
+        regions = R.camera_regions(self.objects, camera.T_cam_map, camera.K, w, h, max_depth)
+        rgb = np.empty((h, w, 3), np.uint8)
+        depth = np.empty((h, w), np.float32)
+        band = max(1, BAND_RAYS // w)
+        for r0 in range(0, h, band):
+            r1 = min(h, r0 + band)
+            sub = [(k, i, max(a, r0) - r0, min(b, r1) - r0, c0, c1) for k, i, a, b, c0, c1 in regions
+                   if a < r1 and b > r0]
+            db = d[r0:r1]
+            hits = R.cast(self.objects, o, db, sub, max_depth)
+            rgb[r0:r1] = R.shade_camera(self, o, db, hits)
+            depth[r0:r1] = np.where(np.isfinite(hits.t), hits.t, np.nan)
         return rgb, depth
 
     def lidar(self, T_map_lidar: np.ndarray, beams: int = 32, columns: int = 1024,
