@@ -308,3 +308,20 @@ def test_rendering_in_bands_gives_the_same_pixels(world, monkeypatch):
     monkeypatch.setattr(world_module, "BAND_RAYS", 120 * 9)    # 8 bands, the last one partial
     rgb2, depth2 = world.render(cam)
     assert np.array_equal(rgb, rgb2) and np.array_equal(depth, depth2, equal_nan=True)
+
+
+def test_supersampling_smooths_colour_and_keeps_exact_depth(world):
+    drive = Drive(world, 10, size=(120, 70))
+    cam = drive.cameras[0].with_pose(drive.pose(4) @ drive.cameras[0].T_map_cam)
+    rgb1, depth1 = world.render(cam)
+    rgb2, depth2 = world.render(cam, supersample=2)
+    rgb3, depth3 = world.render(cam, supersample=3)
+    assert np.array_equal(depth1, depth2, equal_nan=True) and np.array_equal(depth1, depth3, equal_nan=True)
+    diff = np.abs(rgb3.astype(int) - rgb1.astype(int))
+    assert diff.mean() < 12                       # the same picture …
+    # … with fewer hard steps between neighbouring pixels (anti-aliased edges)
+    def steps(img):
+        return np.abs(np.diff(img.astype(int), axis=1)).sum()
+    assert steps(rgb3) < steps(rgb1)
+    with pytest.raises(WorldError):
+        world.render(cam, supersample=0)

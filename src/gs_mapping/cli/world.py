@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=8.0, help="vehicle speed in m/s (default 8)")
     p.add_argument("--bev-range", type=float, nargs=2, default=(30.0, 15.0), metavar=("X", "Y"),
                    help="ground-truth range in base_link: |x| <= X, |y| <= Y metres (default 30 15)")
+    p.add_argument("--supersample", type=int, default=1,
+                   help="anti-aliasing: S x S colour samples per pixel (1-4, cost S^2; default 1)")
     p.add_argument("--workers", type=int, default=0,
                    help="rendering processes (default 0: one per CPU, at most 8); output is the same")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     bx, by = args.bev_range
     if not (math.isfinite(bx) and math.isfinite(by) and bx > 0 and by > 0):
         raise ConfigError(f"--bev-range: both extents must be positive, got {bx} {by}")
+    if not 1 <= args.supersample <= 4:
+        raise ConfigError(f"--supersample: must be between 1 and 4, got {args.supersample}")
     if args.workers < 0:
         raise ConfigError(f"--workers: must be ≥ 0, got {args.workers}")
     workers = args.workers or min(8, os.cpu_count() or 1)
@@ -72,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from ..world.record import write_bag
 
     t0 = time.perf_counter()
-    drive = Drive.make(args.seed, args.frames, args.rig, size, args.rate, args.speed, args.lidar, (bx, by))
+    drive = Drive.make(args.seed, args.frames, args.rig, size, args.rate, args.speed, args.lidar, (bx, by),
+                       args.supersample)
     summary = write_bag(drive, out, overwrite=args.overwrite, compressed=args.compressed,
                         progress=not args.no_progress, workers=workers)
     dt = time.perf_counter() - t0

@@ -66,7 +66,7 @@ class Drive:
 
     def __init__(self, world: World, frames: int, rig: str = "front", size: tuple[int, int] = (640, 360),
                  rate_hz: float = 10.0, speed: float = 8.0, lidar: bool = False,
-                 bev_range: tuple[float, float] = (30.0, 15.0)):
+                 bev_range: tuple[float, float] = (30.0, 15.0), supersample: int = 1):
         if frames < 1:
             raise WorldError(f"frames must be ≥ 1, got {frames}")
         if not (0 < rate_hz <= 1000):
@@ -79,6 +79,9 @@ class Drive:
         self.trajectory = Trajectory(world, speed)
         self.with_lidar = lidar
         self.bev_range = bev_range
+        if not 1 <= int(supersample) <= 8:
+            raise WorldError(f"supersample must be in 1..8, got {supersample}")
+        self.supersample = int(supersample)
         if (frames - 1) / rate_hz > self.trajectory.duration + 1e-9:
             raise WorldError(f"the route is {self.trajectory.duration:.1f} s long at {speed} m/s, "
                              f"too short for {frames} frames at {rate_hz} Hz; generate a longer world")
@@ -86,12 +89,12 @@ class Drive:
     @staticmethod
     def make(seed: int, frames: int, rig: str = "front", size: tuple[int, int] = (640, 360),
              rate_hz: float = 10.0, speed: float = 8.0, lidar: bool = False,
-             bev_range: tuple[float, float] = (30.0, 15.0)) -> "Drive":
+             bev_range: tuple[float, float] = (30.0, 15.0), supersample: int = 1) -> "Drive":
         if frames < 1:
             raise WorldError(f"frames must be ≥ 1, got {frames}")
         length = speed * (frames - 1) / rate_hz + START_MARGIN + END_MARGIN + 20.0
         world = World.generate(seed, length)
-        return Drive(world, frames, rig, size, rate_hz, speed, lidar, bev_range)
+        return Drive(world, frames, rig, size, rate_hz, speed, lidar, bev_range, supersample)
 
     def stamp_ns(self, index: int) -> int:
         return self.START_NS + int(round(index * 1e9 / self.rate_hz))
@@ -108,7 +111,7 @@ class Drive:
         fr = Frame(index, self.stamp_ns(index), T)
         for cam in self.cameras:
             fr.images[cam.frame_id.removesuffix("_optical_frame")] = self.world.render(
-                cam.with_pose(T @ cam.T_map_cam))
+                cam.with_pose(T @ cam.T_map_cam), supersample=self.supersample)
         if self.with_lidar:
             fr.lidar = self.world.lidar(T @ lidar_transform())
         fr.lanes = self.world.elements_in_ego(T, self.bev_range)

@@ -83,14 +83,33 @@ class World:
         return self._route
 
     # ---------------------------------------------------------------------------------- rendering
-    def render(self, camera: Camera, max_depth: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, camera: Camera, max_depth: float = 200.0, supersample: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Colour (H, W, 3) uint8 and z-depth (H, W) float32 metres (NaN: sky or beyond max_depth).
 
-        Large images are rendered in bands of rows so that memory stays bounded (same pixels)."""
+        ``supersample`` s > 1 averages s × s colour samples per pixel (anti-aliasing, s² the cost);
+        depth is always the exact value at the pixel centre. Large images are rendered in bands of
+        rows so that memory stays bounded (same pixels)."""
+        s = int(supersample)
+        if not 1 <= s <= 8:
+            raise WorldError(f"supersample must be in 1..8, got {supersample}")
+        rgb, depth = self._render(camera, max_depth, shade=s == 1)
+        if s > 1:
+            K = camera.K.copy()
+            K[:2] *= s
+            K[0, 2] += (s - 1) / 2     # sub-pixel a of pixel u sits at u + (a - (s-1)/2) / s
+            K[1, 2] += (s - 1) / 2
+            fine = Camera(K, camera.width * s, camera.height * s, camera.T_map_cam, camera.frame_id)
+            hi, _ = self._render(fine, max_depth, shade=True)
+            blocks = hi.reshape(camera.height, s, camera.width, s, 3).astype(np.float32)
+            rgb = (blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+        return rgb, depth
+
+    def _render(self, camera: Camera, max_depth: float, shade: bool):
         o, d = camera_rays(camera)
         h, w = camera.height, camera.width
         regions = R.camera_regions(self.objects, camera.T_cam_map, camera.K, w, h, max_depth)
-        rgb = np.empty((h, w, 3), np.uint8)
+        rgb = np.empty((h, w, 3), np.uint8) if shade else None
         depth = np.empty((h, w), np.float32)
         band = max(1, BAND_RAYS // w)
         for r0 in range(0, h, band):
@@ -99,7 +118,8 @@ class World:
                    if a < r1 and b > r0]
             db = d[r0:r1]
             hits = R.cast(self.objects, o, db, sub, max_depth)
-            rgb[r0:r1] = R.shade_camera(self, o, db, hits)
+            if shade:
+                rgb[r0:r1] = R.shade_camera(self, o, db, hits)
             depth[r0:r1] = np.where(np.isfinite(hits.t), hits.t, np.nan)
         return rgb, depth
 
