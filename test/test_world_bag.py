@@ -37,6 +37,11 @@ def test_same_seed_gives_byte_identical_bags(tmp_path):
     assert set(ba) == {"metadata.yaml", "bag.mcap"}
     assert ba == bb
     assert ba["bag.mcap"] != bc["bag.mcap"]
+    # JPEG images too
+    d, e = tmp_path / "4" / "bag", tmp_path / "5" / "bag"
+    write_bag(Drive.make(11, frames=2, size=(64, 48)), d, progress=False, compressed=True)
+    write_bag(Drive.make(11, frames=2, size=(64, 48)), e, progress=False, compressed=True)
+    assert bag_bytes(d) == bag_bytes(e)
 
 
 def read_frames(path):
