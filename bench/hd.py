@@ -105,6 +105,31 @@ def _train_eval(cfg, eval_source, frames: int, out_dir: Path, device: str) -> di
     return {"train_s": time.perf_counter() - t0, "final_loss": last.get("loss"), "eval": ev}
 
 
+class _AllClasses:
+    """The first ``n`` frames (scanning in order, at most 400) that together hold every class, so the
+    overfit batch's mAP is not capped by a class absent from it (an absent class counts 0)."""
+
+    def __init__(self, source, n: int) -> None:
+        self.source, picked, seen = source, [], set()
+        for i in range(400):
+            classes = {c for c, _ in source[i].elements}
+            if classes - seen:
+                picked.append(i)
+                seen |= classes
+            if seen >= {0, 1, 2}:
+                break
+        i = 0
+        while len(picked) < n:
+            if i not in picked:
+                picked.append(i)
+            i += 1
+        self.indices = sorted(picked[:n])
+        self.classes = sorted(seen)
+
+    def __getitem__(self, i: int):
+        return self.source[self.indices[i]]
+
+
 def part_overfit(args) -> dict:
     from gsmap_hd.config import small
     from gsmap_hd.data import SampleSource
@@ -115,10 +140,11 @@ def part_overfit(args) -> dict:
                               checkpoint_every=10 ** 9, warmup_steps=20, lr=1e-3, num_threads=args.threads,
                               device=args.device,
                               loss=dataclasses.replace(cfg.loss, raster_warmup_steps=args.overfit_steps // 4))
-    src = SampleSource(cfg.data, cfg.rig, cfg.data_seed, tuple(cfg.model.image_size))
+    src = _AllClasses(SampleSource(cfg.data, cfg.rig, cfg.data_seed, tuple(cfg.model.image_size)),
+                      args.overfit_batch)
     with tempfile.TemporaryDirectory() as d:
         r = _train_eval(cfg, src, args.overfit_batch, Path(d), cfg.device if cfg.device != "auto" else "cpu")
-    return {"steps": cfg.steps, "batch": cfg.batch_size, "data": cfg.data, **r,
+    return {"steps": cfg.steps, "batch": cfg.batch_size, "data": cfg.data, "frames": src.indices, "classes": src.classes, **r,
             "chamfer_mAP": r["eval"]["chamfer"]["mAP"], "raster_mAP": r["eval"]["raster"]["mAP"]}
 
 

@@ -136,8 +136,9 @@ def test_cli_train_and_predict_on_a_world_bag(tmp_path):
     doc = json.loads(out.read_text())
     assert len(doc["results"]) == 2 == len(doc["GTs"]) and doc["GTs"][0]["vectors"]
     assert len(doc["results"][0]["vectors"]) == 6
-    r = _cli("hd-eval", str(out))
+    r = _cli("hd-eval", str(out), "--frame", "rep103")
     assert r.returncode == 0, r.stderr
+    assert "chamfer" in json.loads(r.stdout)
     r = _cli("hd-predict", str(tmp_path / "bag"), "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out))
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
     r = _cli("hd-train", "--out", str(tmp_path / "run"), "--steps", "0")

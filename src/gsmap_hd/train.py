@@ -74,7 +74,7 @@ def evaluate_model(model: GSMapModel, cfg: TrainConfig, source: SampleSource, fr
                 results.append({"vectors": [e.to_eval() for e in els]})
                 gts.append(gt_to_eval(s.elements, cfg))
     model.train()
-    return evaluate(results, gts)
+    return evaluate(results, gts, frame="rep103")   # our points are base_link (x fwd, y left)
 
 
 def _param_groups(model: GSMapModel, cfg: TrainConfig):

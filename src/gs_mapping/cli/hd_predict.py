@@ -1,5 +1,6 @@
 """``gs-mapping hd-predict``: run a GSMap checkpoint over a bag's cameras; write the predicted lanes
-(base_link) per frame as JSON in the ``hd-eval`` format, with the bag's ground truth when it has it."""
+(base_link) per frame as JSON in the ``hd-eval`` format, with the bag's ground truth when it has it.
+Points are in base_link (REP-103: x forward, y left): evaluate with ``gs-mapping hd-eval FILE --frame rep103``."""
 from __future__ import annotations
 
 import argparse
