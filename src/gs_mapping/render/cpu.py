@@ -66,45 +66,69 @@ class _Pairs:
         self.tile, self.width, self.height = tile, width, height
         self.tw = math.ceil(width / tile)
         self.th = math.ceil(height / tile)
-        m = means2d.shape[0]
-        mx, my = means2d[:, 0], means2d[:, 1]
-        rx, ry = radii[:, 0].to(means2d.dtype), radii[:, 1].to(means2d.dtype)
-        x0 = torch.floor((mx - rx) / tile).clamp(0, self.tw).long()
-        x1 = torch.ceil((mx + rx) / tile).clamp(0, self.tw).long()
-        y0 = torch.floor((my - ry) / tile).clamp(0, self.th).long()
-        y1 = torch.ceil((my + ry) / tile).clamp(0, self.th).long()
+        dt = means2d.dtype
+        # Gaussians in depth order (stable); their pairs are generated in that order and a stable
+        # sort by tile id (small integers: fast) then gives every tile's list front to back.
+        by_depth = torch.argsort(depths, stable=True)
+        m2, cn, op, rad = means2d[by_depth], conics[by_depth], opac[by_depth], radii[by_depth].to(dt)
+        mx, my = m2[:, 0], m2[:, 1]
+        a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
+        x0 = torch.floor((mx - rad[:, 0]) / tile).clamp(0, self.tw).int()
+        x1 = torch.ceil((mx + rad[:, 0]) / tile).clamp(0, self.tw).int()
+        y0 = torch.floor((my - rad[:, 1]) / tile).clamp(0, self.th).int()
+        y1 = torch.ceil((my + rad[:, 1]) / tile).clamp(0, self.th).int()
         nx = x1 - x0
-        n = nx * (y1 - y0)
+        n = (nx * (y1 - y0)).long()
         total = int(n.sum())
-        g = torch.repeat_interleave(torch.arange(m), n)
-        k = torch.arange(total) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-        nxg = nx[g]
-        tiles = (y0[g] + k // nxg) * self.tw + x0[g] + k % nxg
-        # Sort by (tile, depth): rank Gaussians by depth (stable), then sort the pair keys.
-        rank = torch.empty(m, dtype=torch.long)
-        rank[torch.argsort(depths, stable=True)] = torch.arange(m)
-        order = torch.argsort(tiles * max(m, 1) + rank[g])
-        self.gids = g[order]
-        tiles = tiles[order]
-        counts = torch.bincount(tiles, minlength=self.tw * self.th)
+        r = torch.repeat_interleave(torch.arange(len(n)), n)
+        k = (torch.arange(total) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)).int()
+        nxr = nx[r]
+        row = torch.div(k, nxr, rounding_mode="floor")
+        tx = x0[r] + (k - row * nxr)
+        ty = y0[r] + row
+        # Mean relative to the tile centre.
+        half = tile / 2
+        dx = mx[r] - (tx * tile).to(dt) - half
+        dy = my[r] - (ty * tile).to(dt) - half
+        # Drop pairs whose tile the ellipse {α ≥ 1/255} misses (bounding-box corners, thin rotated
+        # splats). With the norm ‖d‖_Q = sqrt(dᵀ Q d) (Q = conic), every pixel centre p of the tile has
+        # ‖p − μ‖_Q ≥ ‖centre − μ‖_Q − sqrt(λmax(Q))·(tile − 1)/√2, and α ≥ 1/255 needs
+        # ‖p − μ‖_Q ≤ sqrt(2 ln(255 o)). Conservative (with a margin for rounding): exact result.
+        lam = 0.5 * (a + c) + torch.sqrt(0.25 * (a - c) ** 2 + b * b)
+        reach = torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0)) + torch.sqrt(lam) * ((tile - 1) / math.sqrt(2))
+        br = b[r]
+        qx = a[r] * dx + br * dy  # (Q d)_x
+        qy = c[r] * dy + br * dx
+        dist2 = dx * qx + dy * qy  # dᵀ Q d = 2σ at the tile centre
+        hit = torch.nonzero(dist2 <= (reach[r] * 1.001 + 1e-3) ** 2).flatten()
+        tiles = ty * self.tw + tx
+        key_dtype = torch.int16 if self.tw * self.th < (1 << 15) else torch.int32
+        order = hit[torch.argsort(tiles[hit].to(key_dtype), stable=True)]
+        self.n = len(order)
+
+        def take(t):
+            return torch.index_select(t, 0, order)
+
+        ro = take(r)
+        self.gids = by_depth[ro]
+        counts = torch.bincount(take(tiles).long(), minlength=self.tw * self.th)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
-        self.n = total
-        # Mean relative to its tile's centre, and the polynomial coefficients (one extra dummy row).
-        half = tile / 2
-        self.mx = mx[self.gids] - ((tiles % self.tw) * tile + half).to(mx.dtype)
-        self.my = my[self.gids] - ((tiles // self.tw) * tile + half).to(my.dtype)
-        cn = conics[self.gids]
-        a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
-        self.a, self.b, self.c = a, b, c
-        mxs, mys = self.mx, self.my
-        logo = torch.log(opac[self.gids])
-        q = torch.stack([logo - (0.5 * a * mxs * mxs + 0.5 * c * mys * mys + b * mxs * mys),
-                         a * mxs + b * mys, c * mys + b * mxs, -0.5 * a, -0.5 * c, -b], dim=1)
-        dummy = q.new_zeros(1, 6)
-        dummy[0, 0] = _DUMMY_LOG
-        self.q = torch.cat([q, dummy])
-        self.o = opac[self.gids]
+        # Per pair: log α before clamping = q · [1, x, y, x², y², xy] (pixel offset (x, y) from the
+        # tile centre): log o − ½ (p − d)ᵀ Q (p − d). Stored as rows (6, pairs + 1 dummy).
+        self.a, self.b, self.c = a[ro], b[ro], c[ro]
+        self.mx, self.my = take(dx), take(dy)
+        self.o = op[ro]
+        q = torch.empty(6, self.n + 1, dtype=dt)
+        torch.sub(torch.log(self.o), 0.5 * take(dist2), out=q[0, :-1])
+        q[1, :-1] = take(qx)
+        q[2, :-1] = take(qy)
+        torch.mul(self.a, -0.5, out=q[3, :-1])
+        torch.mul(self.c, -0.5, out=q[4, :-1])
+        torch.neg(self.b, out=q[5, :-1])
+        q[:, -1] = 0.0
+        q[0, -1] = _DUMMY_LOG
+        self.q = q
 
     def chunks(self, budget, counts, cap=None):
         """Groups of non-empty tiles with similar list length ``counts`` (per tile, ≤ self.counts):
@@ -125,11 +149,11 @@ class _Pairs:
             i += b
 
 
-def _composite(q, mono, t0=None):
-    """q (B, L, 6) → alpha, transmittance before and after each entry, weights (all (B, L, P)).
-    ``t0`` (B, 1, P): transmittance in front of the first entry (default 1)."""
-    B, L, _ = q.shape
-    v = torch.exp(torch.mm(q.reshape(B * L, 6), mono)).reshape(B, L, -1)
+def _composite(q, idx, mono, t0=None):
+    """Pairs ``idx`` (B, L) → alpha, transmittance before and after each entry, weights (all
+    (B, L, P)). ``t0`` (B, 1, P): transmittance in front of the first entry (default 1)."""
+    B, L = idx.shape
+    v = torch.exp(torch.mm(torch.index_select(q, 1, idx.reshape(-1)).T, mono)).reshape(B, L, -1)
     alpha = torch.clamp_max(v, ALPHA_MAX)
     alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
     t_after = torch.cumprod(1.0 - alpha, dim=1)
@@ -168,7 +192,7 @@ class _RasterizeFn(torch.autograd.Function):
             t0, acc, live = None, None, None  # live: rows of the chunk not yet saturated
             for s0 in range(0, L, BLOCK):
                 blk = idx[:, s0:s0 + BLOCK] if live is None else idx[live, s0:s0 + BLOCK]
-                _, _, t_after, w = _composite(_take(pairs.q, blk), mono, t0)
+                _, _, t_after, w = _composite(pairs.q, blk, mono, t0)
                 part = torch.bmm(w.transpose(1, 2), _take(f_pairs, blk))
                 tl = tiles if live is None else tiles[live]
                 w_pairs.index_copy_(0, blk.reshape(-1), torch.bmm(w, _take(inside, tl)[..., None]).reshape(-1))
@@ -215,7 +239,7 @@ class _RasterizeFn(torch.autograd.Function):
         g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
         for tiles, idx in pairs.chunks(ctx.budget, ctx.reached):
             B, L = idx.shape
-            alpha, t_before, t_after, w = _composite(_take(pairs.q, idx), mono)
+            alpha, t_before, t_after, w = _composite(pairs.q, idx, mono)
             G = _take(gcan, tiles)  # (B, P, C)
             flat = idx.reshape(-1)
             g_f.index_copy_(0, flat, torch.bmm(w, G).reshape(-1, C))
