@@ -29,8 +29,14 @@ EVAL_SEED_OFFSET = 7_777  # held-out frames come from another data seed
 
 
 def resolve_device(name: str) -> str:
+    from gs_mapping.errors import ConfigError
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use cpu or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device {name!r}: expected cpu, cuda[:N] or auto")
     return name
 
 
