@@ -42,7 +42,9 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
     from gs_mapping.tf import TFBuffer
 
     from .infer import Predictor
+    from .train import resolve_device
 
+    device = resolve_device(device)
     ckpt = Path(checkpoint) if checkpoint else SHIPPED
     if not ckpt.exists():
         raise CheckpointError(f"{ckpt}: checkpoint not found" + ("" if checkpoint else
