@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
+from scipy.spatial import cKDTree
 from shapely.geometry import LineString, MultiLineString, Polygon, box
 from shapely.ops import substring, unary_union
 
@@ -291,7 +292,8 @@ def _curvature_profile(rng: np.random.Generator, length: float) -> tuple[np.ndar
                 radius = rng.uniform(45, 180)
                 sign = -np.sign(heading) if abs(heading) > 0.6 else rng.choice([-1.0, 1.0])
                 k = sign / radius
-                angle = min(rng.uniform(0.2, 0.9), max(0.05, 1.2 - sign * heading) if sign * heading > 0 else 0.9)
+                room = 1.2 - sign * heading   # |heading| ≤ 1.2 rad: the route never turns back on itself
+                angle = min(rng.uniform(0.2, 0.9), max(0.05, room))
                 clo = rng.uniform(10, 20)
                 arc = max(0.0, angle * radius - clo)
                 ramp = np.linspace(0, 1, int(clo / STEP), endpoint=False)
@@ -319,7 +321,6 @@ def generate_network(rng: np.random.Generator, length: float = 300.0) -> RoadNet
     yellow = bool(rng.random() < 0.5)
 
     # Decide cross roads first (arms may be shortened or dropped where they would hit other roads).
-    from scipy.spatial import cKDTree
     tree = cKDTree(pts)
     s_all = np.arange(len(pts)) * STEP
     cross_specs = []
