@@ -153,9 +153,11 @@ def _composite(q, idx, mono, t0=None):
     """Pairs ``idx`` (B, L) → alpha, transmittance before and after each entry, weights (all
     (B, L, P)). ``t0`` (B, 1, P): transmittance in front of the first entry (default 1)."""
     B, L = idx.shape
-    v = torch.exp(torch.mm(torch.index_select(q, 1, idx.reshape(-1)).T, mono)).reshape(B, L, -1)
-    alpha = torch.clamp_max(v, ALPHA_MAX)
-    alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
+    alpha = torch.exp(torch.mm(torch.index_select(q, 1, idx.reshape(-1)).T, mono)).reshape(B, L, -1)
+    # Skip α < 1/255 (threshold_ keeps x > 1/255: differs from gsplat's ≥ only at exact equality),
+    # then clamp to 0.999.
+    torch.nn.functional.threshold_(alpha, ALPHA_THRESHOLD, 0.0)
+    alpha.clamp_max_(ALPHA_MAX)
     t_after = torch.cumprod(1.0 - alpha, dim=1)
     if t0 is None:
         t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], dim=1)
@@ -163,7 +165,8 @@ def _composite(q, idx, mono, t0=None):
         t_after.mul_(t0)
         t_before = torch.cat([t0, t_after[:, :-1]], dim=1)
     w = alpha * t_before
-    w.masked_fill_(t_after <= T_MIN, 0.0)
+    if bool((t_after[:, -1] <= T_MIN).any()):  # some pixel reaches the cut in this block
+        w.masked_fill_(t_after <= T_MIN, 0.0)
     return alpha, t_before, t_after, w
 
 
@@ -250,8 +253,9 @@ class _RasterizeFn(torch.autograd.Function):
             # with w_j = α_j T_j (0 where skipped or cut) and T_j (1 − α_j) = t_after_j this is
             # dL/ds_j = (gw_j − suffix_j / t_after_j) · w_j. t_after is clamped: it underflows to 0 only
             # after the cut, where w = 0.
-            g_s = suffix.div_(t_after.clamp_min_(1e-30)).neg_().add_(gw).mul_(w)
-            g_s.masked_fill_(alpha >= ALPHA_MAX, 0.0)
+            g_s = torch.addcdiv(gw, suffix, t_after.clamp_min_(1e-30), value=-1.0).mul_(w)
+            if bool(alpha.max() >= ALPHA_MAX):
+                g_s.masked_fill_(alpha >= ALPHA_MAX, 0.0)
             g_q.index_copy_(0, flat, torch.mm(g_s.reshape(B * L, P), mono.T))
         g_q, g_f = g_q[:-1], g_f[:-1]
         # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y).

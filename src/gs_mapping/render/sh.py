@@ -46,5 +46,7 @@ def sh_to_color(degree: int, dirs: torch.Tensor, coeffs: torch.Tensor) -> torch.
     else:
         # Normalise with a floor so a Gaussian exactly at the camera centre gives a finite colour.
         d = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        raw = (sh_basis(degree, d)[..., None] * coeffs[..., :n, :]).sum(dim=-2)
+        basis = sh_basis(degree, d)
+        # (…, 1, n) @ (…, n, 3): a batched matrix product, cheaper than broadcast-multiply-and-sum.
+        raw = torch.matmul(basis[..., None, :], coeffs[..., :n, :])[..., 0, :]
     return torch.clamp_min(raw + 0.5, 0.0)
