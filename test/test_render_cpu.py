@@ -193,3 +193,18 @@ def test_rotation_invariance_of_isotropic_gaussians(rot_seed):
     q2 = torch.randn(quats.shape, generator=torch.Generator().manual_seed(rot_seed), dtype=F64)
     b = rasterize(means, q2, scales, opac, sh, view, K_for(40, 32), 40, 32, backend="cpu")
     torch.testing.assert_close(a.color, b.color, atol=1e-9, rtol=0)
+
+
+def test_means2d_gradient_for_densification():
+    """meta["means2d"] is the autograd node of the projected means: retain_grad() gives the 2D
+    gradient the densification statistics use (zero for culled Gaussians)."""
+    params, view = random_scene(6, n=50)
+    ps = [p.clone().requires_grad_() for p in params]
+    out = rasterize(*ps, view, K_for(40, 32), 40, 32, backend="cpu")
+    m2 = out.meta["means2d"]
+    m2.retain_grad()
+    out.color.sum().backward()
+    vis = out.meta["visible"]
+    assert m2.grad.shape == (50, 2)
+    assert (m2.grad[~vis] == 0).all() and (m2.grad[vis].abs().sum(1) > 0).any()
+    assert torch.isfinite(ps[0].grad).all()

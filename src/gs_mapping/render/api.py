@@ -82,7 +82,8 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
         backend: "auto" (gsplat on CUDA when available, else "cpu"), "cpu", "cuda", "reference".
         near, far: Gaussians with camera z outside [near, far] are not drawn.
 
-    Returns :class:`RenderOutput` (color (H, W, 3), depth (H, W), alpha (H, W), meta). ``meta``
+    Returns :class:`RenderOutput` (color (H, W, 3), depth (H, W), alpha (H, W), meta), on the
+    inputs' device ("cuda" moves CPU inputs to the GPU and returns GPU tensors). ``meta``
     has ``backend``, ``radii`` (N, 2) int (0 = culled), ``means2d`` (N, 2) projected means in gsplat's
     pixel convention (CPU: an autograd node; call ``retain_grad()`` on it for densification
     statistics), ``depths`` (N,), ``visible`` (N,) bool, ``n_isects`` (tile–Gaussian pairs) and, on
@@ -139,6 +140,8 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
                                                   eps2d=EPS2D)
         return RenderOutput(rgb, acc_depth / acc.clamp_min(1e-10), acc, {"backend": "reference"})
 
+    if means.device.type != "cpu":
+        raise RenderError(f"render backend 'cpu' needs CPU tensors, got {means.device}")
     proj = project(means, quats, scales, opacities, viewmat, Kp, width, height, near=near, far=far,
                    eps2d=EPS2D)
     idx = torch.nonzero(proj.valid).flatten()

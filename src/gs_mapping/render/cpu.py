@@ -5,7 +5,8 @@ computes, for every pixel, ``out = Σ_j w_j F_j`` over the Gaussians ``j`` sorte
 depth, with ``w_j = α_j Π_{k<j} (1 - α_k)`` and, exactly as gsplat's "classic" kernel:
 
 * ``α_j = min(0.999, o_j exp(-σ_j))``, ``σ_j = ½(a dx² + c dy²) + b dx dy`` (conic ``(a, b, c)``,
-  ``(dx, dy)`` pixel centre − projected mean), Gaussians with ``α_j < 1/255`` skipped;
+  ``(dx, dy)`` pixel centre − projected mean), Gaussians with ``α_j < 1/255`` skipped (here
+  ``α_j ≤ 1/255``: the two differ only at exact equality);
 * a pixel stops at the first Gaussian that would bring its transmittance to ``≤ 1e-4`` (that one is
   excluded);
 * pixel centres at ``(col + 0.5, row + 0.5)``.
@@ -224,8 +225,9 @@ class _RasterizeFn(torch.autograd.Function):
         ctx.reached = reached
         img = canvas.reshape(pairs.th, pairs.tw, tile, tile, C).permute(0, 2, 1, 3, 4)
         img = img.reshape(pairs.th * tile, pairs.tw * tile, C)[:height, :width].contiguous()
-        ctx.mark_non_differentiable(wsum)
-        return img, wsum, torch.tensor(pairs.n)
+        n_pairs = torch.tensor(pairs.n)
+        ctx.mark_non_differentiable(wsum, n_pairs)
+        return img, wsum, n_pairs
 
     @staticmethod
     def backward(ctx, grad_out, _grad_wsum, _grad_n):
