@@ -84,10 +84,13 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
 
     Returns :class:`RenderOutput` (color (H, W, 3), depth (H, W), alpha (H, W), meta), on the
     inputs' device ("cuda" moves CPU inputs to the GPU and returns GPU tensors). ``meta``
-    has ``backend``, ``radii`` (N, 2) int (0 = culled), ``means2d`` (N, 2) projected means in gsplat's
-    pixel convention (CPU: an autograd node; call ``retain_grad()`` on it for densification
-    statistics), ``depths`` (N,), ``visible`` (N,) bool, ``n_isects`` (tile–Gaussian pairs) and, on
-    the CPU, ``weight_sum`` (N,): each Gaussian's total blending weight over the image (no grad).
+    has ``backend``, ``radii`` (N, 2) int (0 = culled), ``means2d``: the projected means in gsplat's
+    pixel convention as the autograd node the image depends on, so ``retain_grad()`` before
+    ``backward()`` gives the 2D gradients used for densification — shape (N, 2) on the CPU, gsplat's
+    (1, N, 2) on CUDA (use ``means2d.grad.reshape(-1, 2)``); ``depths`` (N,), ``visible`` (N,) bool,
+    ``n_isects`` (tile–Gaussian pairs; 4×4-pixel tiles on the CPU, 16×16 in gsplat) and
+    ``weight_sum`` (N,): each Gaussian's total blending weight Σ_pixels w over the image (no grad;
+    None on CUDA).
     """
     backend = resolve_backend(backend)
     if int(width) <= 0 or int(height) <= 0:
@@ -126,7 +129,8 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
         radii = gmeta["radii"][0]
         if radii.ndim == 1:  # older gsplat: one radius per Gaussian
             radii = radii[:, None].expand(-1, 2)
-        meta = {"backend": "cuda", "radii": radii, "means2d": gmeta["means2d"][0],
+        # means2d stays gsplat's own (1, N, 2) tensor: a view of it would get no gradient.
+        meta = {"backend": "cuda", "radii": radii, "means2d": gmeta["means2d"],
                 "depths": gmeta["depths"][0], "visible": (radii > 0).all(-1),
                 "n_isects": int(gmeta["isect_ids"].numel()), "weight_sum": None, "gsplat": gmeta}
         return RenderOutput(color, depth, alpha, meta)
