@@ -145,5 +145,7 @@ def test_input_errors():
     if not torch.cuda.is_available():
         with pytest.raises(RenderError, match="cuda"):
             rasterize(*args, backend="cuda")
+    with pytest.raises(RenderError, match="dense"):
+        rasterize(*args[:7], 8000, 8000, backend="reference")
     out = rasterize(*args, sh_degree=0, backend="auto")  # fewer bands than given is fine
     assert out.color.shape == (8, 8, 3)

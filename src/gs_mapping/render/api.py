@@ -32,6 +32,7 @@ from .sh import sh_to_color
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
 EPS2D = 0.3  # px², gsplat's "classic" low-pass filter
+REFERENCE_MAX_ELEMENTS = 50_000_000
 
 
 class RenderError(GsMappingError):
@@ -138,6 +139,9 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     # Camera centre in the map frame: -Rᵀ t (differentiable in viewmat).
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     if backend == "reference":
+        if n * width * height > REFERENCE_MAX_ELEMENTS:
+            raise RenderError(f"render backend 'reference' is dense (N × H × W = {n * width * height:,} "
+                              f"values here); it is meant for tests: use 'cpu'")
         colors = sh_to_color(sh_degree, means - campos, sh)
         rgb, acc_depth, acc = rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp,
                                                   width, height, background=bg, near=near, far=far,
