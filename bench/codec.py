@@ -244,6 +244,50 @@ def fuzz(n_cases: int, seed=0) -> dict:
             "caught_by_safety_net": net, "seconds": time.time() - t0}
 
 
+def fitted_map_figures(path: str, bag: str, levels: int, repeats: int, holdout_every: int = 5) -> dict:
+    """A map fitted by the mapper on the kitchen bag: sizes per quality, and rendering PSNR against
+    the real held-out images (every ``holdout_every``-th frame, index % n == n - 1, as the mapper
+    holds out), original map vs decoded map, per level too."""
+    from gs_mapping.mapping.frames import read_frames
+    from gs_mapping.render import render
+    g = load_ply(path)
+    meta = Path(path).with_name("metrics.json")
+    mm = json.loads(meta.read_text()) if meta.exists() else {}
+    held = {v["index"] for v in mm.get("heldout", {}).get("per_view", [])}  # the views the mapper scored
+    frames = [f for f in read_frames(bag)
+              if (f.index in held if held else f.index % holdout_every == holdout_every - 1)]
+    def psnr_real(m):
+        return float(np.mean([psnr(render(m, f.camera, backend="cpu").numpy()[0], f.rgb) for f in frames]))
+    out = {"path": path, "gaussians": len(g), "sh_degree": g.sh_degree, "heldout_views": len(frames)}
+    if mm:
+        out["mapper_metrics"] = {k: v for k, v in mm.items() if k != "heldout"}
+        out["mapper_heldout_psnr_db"] = mm.get("heldout", {}).get("psnr")
+    base = psnr_real(g)
+    out["original_psnr_db"] = base
+    out["qualities"] = []
+    for qlt in (1, 2, 3, 4):
+        p = QuantParams.from_quality(qlt)
+        fig, data = codec_figures(g, p, levels, repeats)
+        lv = []
+        for k in range(fig["levels"]):
+            pv = decode_map(data, max_level=k)
+            lv.append({"level": k, "gaussians": len(pv), "byte_fraction": sum(fig["level_byte_fraction"][:k + 1]),
+                       "psnr_db": psnr_real(pv)})
+        full = lv[-1]["psnr_db"]
+        for e in lv:
+            e["db_below_full"] = full - e["psnr_db"]
+        out["qualities"].append({"quality": qlt, "bytes_per_gaussian": fig["bytes_per_gaussian"],
+                                 "psnr_db": full, "psnr_drop_db": base - full, "levels": lv,
+                                 "stream_bytes_per_gaussian": fig["stream_bytes_per_gaussian"],
+                                 "positions_bytes_per_gaussian": fig["positions_bytes_per_gaussian"],
+                                 "round_trip_exact": fig["round_trip_exact"]})
+        log(f"fitted q{qlt}: {fig['bytes_per_gaussian']:.2f} B/G, {full:.2f} dB (original {base:.2f})")
+    spz = read_spz(write_spz(g, None))
+    out["spz"] = {"bytes_per_gaussian": len(write_spz(g, None)) / len(g), "psnr_db": psnr_real(spz)}
+    out["raw_ply_standard_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1))
+    return out
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "numpy": np.__version__, "device": "cpu", "threads": 1,
@@ -258,12 +302,25 @@ def main() -> int:
     ap.add_argument("--fuzz", type=int, default=100_000)
     ap.add_argument("--link-steps", type=int, default=3000)
     ap.add_argument("--map", default=None, help="a fitted map (PLY) from the mapper, if any")
+    ap.add_argument("--bag", default=str(Path(__file__).resolve().parents[2] / "shared/data/7scenes_kitchen_rgbd"),
+                    help="the bag the --map was fitted on (held-out frames for PSNR)")
+    ap.add_argument("--fitted-only", action="store_true",
+                    help="only the --map section, merged into an existing results file")
     ap.add_argument("--qualities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--render-n", type=int, default=250_000, help="Gaussians of the map rendered for PSNR")
     ap.add_argument("--quick", action="store_true", help="small sizes, for trying the script")
     ap.add_argument("--skip", nargs="*", default=[], help="sections to skip: render link fuzz")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.fuzz, args.link_steps, args.repeats = 50_000, 500, 40, 1
+        args.n, args.fuzz, args.link_steps, args.repeats, args.render_n = 50_000, 500, 40, 1, 30_000
+    if args.fitted_only:
+        name = "codec_quick" if args.quick else "codec"
+        res = json.loads((OUT / f"{name}.json").read_text())
+        res["fitted_map"] = fitted_map_figures(args.map, args.bag, args.levels, args.repeats)
+        res["fitted_map"]["machine"] = machine()
+        (OUT / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
+        (OUT / f"{name}.md").write_text(markdown(res))
+        return 0
     res = {"machine": machine(), "config": vars(args).copy(), "maps": {}}
     params = QuantParams()
     log(f"synthetic map: {args.n} Gaussians, SH 3")
@@ -276,8 +333,6 @@ def main() -> int:
         save_ply(g3, Path(tmp) / "m.ply")
         ply_bytes = (Path(tmp) / "m.ply").stat().st_size
         maps["synthetic_sh3_via_ply"] = load_ply(Path(tmp) / "m.ply")
-    if args.map:
-        maps["fitted_map"] = load_ply(args.map)
     datas = {}
     for name, g in maps.items():
         log(f"codec on {name}")
@@ -297,33 +352,38 @@ def main() -> int:
     full3 = res["maps"]["synthetic_sh3"]["codec"]["bytes"]
 
     if "render" not in args.skip:
+        # rendering 1M Gaussians dozens of times on a shared CPU takes too long: a smaller room
+        gr = synthetic_map(args.render_n, 3, seed=1)
+        rdata, rinfo = encode_map(gr, params, n_levels=args.levels)
         cams = views()
-        log("rendering: original")
-        ref = render_all(g3, cams)
+        log(f"rendering: original ({args.render_n} Gaussians)")
+        ref = render_all(gr, cams)
         lv = []
-        for k in range(args.levels):
+        for k in range(rinfo.levels):
             t = time.time()
-            pv = decode_map(datas["synthetic_sh3"], max_level=k)
+            pv = decode_map(rdata, max_level=k)
             imgs = render_all(pv, cams)
-            lv.append({"level": k, "gaussians": len(pv), "bytes": sum(res["maps"]["synthetic_sh3"]["codec"]["bytes_per_level"][:k + 1]),
+            lv.append({"level": k, "gaussians": len(pv), "bytes": sum(rinfo.bytes_per_level[:k + 1]),
                        "psnr_db": mean_psnr(imgs, ref)})
             log(f"level {k}: {lv[-1]} ({time.time() - t:.0f} s)")
         full_psnr = lv[-1]["psnr_db"]
         for e in lv:
-            e["byte_fraction"] = e["bytes"] / full3
+            e["byte_fraction"] = e["bytes"] / len(rdata)
             e["db_below_full"] = full_psnr - e["psnr_db"]
         res["levels_psnr"] = lv
         rd = []
         for qlt in args.qualities:
             p = QuantParams.from_quality(qlt)
-            data, info = encode_map(g3, p, n_levels=args.levels)
-            rd.append({"quality": qlt, "bytes_per_gaussian": len(data) / args.n,
+            data, info = encode_map(gr, p, n_levels=args.levels)
+            rd.append({"quality": qlt, "bytes_per_gaussian": len(data) / len(gr),
                        "psnr_db": mean_psnr(render_all(decode_map(data), cams), ref)})
             log(f"rd {rd[-1]}")
         res["rate_distortion_sh3"] = rd
-        spz_imgs = render_all(read_spz(write_spz(g3, None)), cams)
-        res["spz_psnr_db"] = mean_psnr(spz_imgs, ref)
+        spz = write_spz(gr, None)
+        res["spz_rd"] = {"bytes_per_gaussian": len(spz) / len(gr),
+                         "psnr_db": mean_psnr(render_all(read_spz(spz), cams), ref)}
         res["render_views"] = len(cams)
+        res["render_gaussians"] = len(gr)
 
     log("deltas")
     res["delta_1pct_sh3"] = delta_figures(g3, params, full3)
@@ -340,6 +400,10 @@ def main() -> int:
     res["delta_1pct_live_take_changes"] = {"bytes": len(data), "fraction_of_full": len(data) / full3,
                                            "encode_s": time.process_time() - t}
     log(json.dumps(res["delta_1pct_sh3"]))
+
+    if args.map:
+        log(f"fitted map {args.map}")
+        res["fitted_map"] = fitted_map_figures(args.map, args.bag, args.levels, args.repeats)
 
     if "link" not in args.skip:
         log(f"faulty link: {args.link_steps} steps")
@@ -367,7 +431,8 @@ def markdown(res) -> str:
     m = res["machine"]
     lines = [f"# Codec benchmark\n", f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
              f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), torch {m['torch']}, 1 thread, CPU.\n",
-             "Maps are synthetic (no fitted map from the mapper was available) unless a `fitted_map` row is present.\n",
+             "Rows below are synthetic rooms (quality 3, 1 mm); a map fitted by the mapper on the real kitchen bag, "
+             "where present, has its own section further down.\n",
              "| map | Gaussians | raw PLY B/G | SPZ v2 B/G | Draco pos. 1 mm B/G (unordered / ordered) | ours B/G | ours positions B/G | ours ids B/G | levels | encode M/s | decode M/s | exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in res["maps"].items():
@@ -382,15 +447,15 @@ def markdown(res) -> str:
     lines += ["", "Bytes per Gaussian by stream (synthetic SH 3): " +
               ", ".join(f"{k} {v:.2f}" for k, v in c["stream_bytes_per_gaussian"].items()), ""]
     if "levels_psnr" in res:
-        lines += [f"## Levels of detail (synthetic SH 3; PSNR against the original map's render, {res['render_views']} views)\n",
+        lines += [f"## Levels of detail (synthetic room, {res['render_gaussians']} Gaussians, SH 3; PSNR against the original map's render, {res['render_views']} views)\n",
                   "| level | Gaussians | bytes (prefix) | fraction of bytes | PSNR dB | dB below full |", "|---|---|---|---|---|---|"]
         for e in res["levels_psnr"]:
             lines.append(f"| {e['level']} | {e['gaussians']} | {e['bytes']} | {e['byte_fraction']:.4f} | "
                          f"{e['psnr_db']:.2f} | {e['db_below_full']:.2f} |")
-        lines += ["", "## Rate–distortion (synthetic SH 3)\n", "| quality | B/G | PSNR dB |", "|---|---|---|"]
+        lines += ["", f"## Rate–distortion (synthetic room, {res['render_gaussians']} Gaussians, SH 3)\n", "| quality | B/G | PSNR dB |", "|---|---|---|"]
         for e in res["rate_distortion_sh3"]:
             lines.append(f"| {e['quality']} | {e['bytes_per_gaussian']:.2f} | {e['psnr_db']:.2f} |")
-        lines.append(f"| SPZ v2 | {res['maps']['synthetic_sh3']['spz']['bytes_per_gaussian']:.2f} | {res['spz_psnr_db']:.2f} |")
+        lines.append(f"| SPZ v2 | {res['spz_rd']['bytes_per_gaussian']:.2f} | {res['spz_rd']['psnr_db']:.2f} |")
     lines += ["", "## Deltas (1 % of the Gaussians changed, synthetic SH 3)\n", "| change | bytes | fraction of full map | encode s | apply s |",
               "|---|---|---|---|---|"]
     for k, e in res["delta_1pct_sh3"].items():
@@ -402,6 +467,17 @@ def markdown(res) -> str:
         lines += ["", "## Faulty link\n", f"{f['steps']} steps, {f['messages']} messages; link: {f['link']}; receiver: "
                   f"{f['receiver']}; in sync at {f['in_sync_steps']} steps; wrong state ever seen: "
                   f"{f['wrong_state_seen']}; bit-identical at the end: {f['final_equal']}."]
+    if "fitted_map" in res:
+        f = res["fitted_map"]
+        lines += ["", f"## Fitted map (the mapper on the kitchen bag: {f['gaussians']} Gaussians, SH {f['sh_degree']}; "
+                  f"PSNR against the {f['heldout_views']} real held-out images)\n",
+                  f"Original map: {f['original_psnr_db']:.2f} dB; raw PLY {f['raw_ply_standard_bytes_per_gaussian']} B/G; "
+                  f"SPZ v2 {f['spz']['bytes_per_gaussian']:.2f} B/G at {f['spz']['psnr_db']:.2f} dB.\n",
+                  "| quality | B/G | positions B/G | PSNR dB | drop dB | per level: fraction of bytes → PSNR |", "|---|---|---|---|---|---|"]
+        for q in f["qualities"]:
+            lv = "; ".join(f"{e['byte_fraction']:.3f} → {e['psnr_db']:.1f}" for e in q["levels"])
+            lines.append(f"| {q['quality']} | {q['bytes_per_gaussian']:.2f} | {q['positions_bytes_per_gaussian']:.2f} | "
+                         f"{q['psnr_db']:.2f} | {q['psnr_drop_db']:.2f} | {lv} |")
     if "fuzz" in res:
         f = res["fuzz"]
         lines += ["", "## Fuzzing\n", f"{f['cases']} mutated containers: {f['outcomes']}; other exceptions: "

@@ -29,7 +29,7 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
     assert abs(info["bytes_per_gaussian"] - info["bytes"] / 3000) < 1e-9
     rc, out, _ = run_cli(["decode", str(tmp_path / "a.gsd"), str(tmp_path / "a_dec.ply")], capsys)
     dec = load_ply(tmp_path / "a_dec.ply")
-    assert rc == 0 and dec.equals(quantize(g, QuantParams.from_quality(3)))
+    assert rc == 0 and dec.equals(quantize(g, QuantParams.from_quality(2)))
     rc, _, _ = run_cli(["decode", str(tmp_path / "a.gsd"), str(tmp_path / "coarse.ply"), "--max-level", "0"], capsys)
     assert rc == 0 and 0 < len(load_ply(tmp_path / "coarse.ply")) < 3000
 
@@ -49,7 +49,7 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
     rc, out, _ = run_cli(["apply", str(tmp_path / "a.gsd"), str(tmp_path / "ab.gsd"), str(tmp_path / "bc.gsd"),
                           str(tmp_path / "c_dec.ply")], capsys)
     assert rc == 0 and json.loads(out)["seq"] == 3
-    assert load_ply(tmp_path / "c_dec.ply").equals(quantize(c, QuantParams.from_quality(3)))
+    assert load_ply(tmp_path / "c_dec.ply").equals(quantize(c, QuantParams.from_quality(2)))
     # out of order: a one-line error, non-zero exit
     rc, _, err = run_cli(["apply", str(tmp_path / "a.gsd"), str(tmp_path / "bc.gsd"), str(tmp_path / "x.ply")], capsys)
     assert rc == 2 and "sequence" in err and len(err.strip().splitlines()) == 1

@@ -54,12 +54,14 @@ class QuantParams:
             raise EncodeError(f"rot_bits must be 3..16, got {self.rot_bits}")
 
     @staticmethod
-    def from_quality(quality: int = 3, pos_step: float | None = None) -> "QuantParams":
-        """Quality 1 (smallest) … 5 (finest); 3 is the default."""
+    def from_quality(quality: int = 2, pos_step: float | None = None) -> "QuantParams":
+        """Quality 1 (smallest) … 5 (finest). 2 is the CLI default (1 mm positions; its rendering
+        distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
+        defaults are quality 3."""
         table = {
             1: dict(pos_step=0.004, opacity_step=1 / 6, scale_step=1 / 10, rot_bits=6,
                     dc_step=1 / (40 * SH_C0), rest_step=1 / 5),
-            2: dict(pos_step=0.002, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=7,
+            2: dict(pos_step=0.001, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=7,
                     dc_step=1 / (64 * SH_C0), rest_step=1 / 8),
             3: dict(pos_step=0.001, opacity_step=1 / 16, scale_step=1 / 32, rot_bits=8,
                     dc_step=1 / (128 * SH_C0), rest_step=1 / 16),

@@ -169,8 +169,8 @@ def _choose_depths(counts: list[int], n_levels: int) -> list[int]:
     for k in range(n_levels - 2, -1, -1):
         target = counts[-1] / LEVEL_RATIO ** (n_levels - 1 - k)
         upper = ds[0] - 1
-        cand = [d for d in range(k, upper + 1) if counts[d] <= target]
-        ds.insert(0, max(cand) if cand else k)
+        cand = list(range(k, upper + 1))  # the depth whose node count is nearest the target (log scale)
+        ds.insert(0, min(cand, key=lambda d: (abs(np.log(max(counts[d], 1) / target)), -d)) if cand else k)
         if ds[0] > upper:
             ds[0] = upper
     return ds
