@@ -168,9 +168,12 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
     rot_idx, rot = stable_rotations(gmap.quats, params)
     dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
-    steps = params.rest_steps(gmap.num_sh)
-    rest = np.rint(np.clip(gmap.sh[:, 1:, :].astype(np.float64), -_SH_CLAMP, _SH_CLAMP)
-                   / steps[None, :, None]).astype(np.int32)
+    # higher SH (most of the data) in float32: quantising is the encoder's choice, the decoder only
+    # reads the integers; float32(v·s)/s rounds back to v, so re-encoding stays lossless
+    steps = params.rest_steps(gmap.num_sh).astype(np.float32)[None, :, None]
+    tmp = np.clip(gmap.sh[:, 1:, :], -_SH_CLAMP, _SH_CLAMP)
+    np.divide(tmp, steps, out=tmp)
+    rest = np.rint(tmp, out=tmp).astype(np.int32)
     return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
 
 
@@ -222,16 +225,16 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
     return (q / norm[:, None]).astype(np.float32)
 
 
-def dequantize_fields(q: QMap, params: QuantParams) -> dict:
+def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
     """Float fields of :func:`dequantize`, in ``q``'s row order (no sorting requirement).
 
     Attributes are ``float32(v) * float32(step)`` (one exactly rounded float32 product); positions
     ``float32(float64(P) * pos_step)``.
     """
     n = len(q)
-    sh = np.empty((n, q.num_sh, 3), np.float32)
+    sh = np.empty((n, q.num_sh if rest else 1, 3), np.float32)
     np.multiply(q.dc.astype(np.float32), np.float32(params.dc_step), out=sh[:, 0, :])
-    if q.num_sh > 1:
+    if q.num_sh > 1 and rest:
         np.multiply(q.rest.astype(np.float32), params.rest_steps(q.num_sh).astype(np.float32)[None, :, None],
                     out=sh[:, 1:, :])
     return dict(

@@ -266,7 +266,7 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
     D = params.tile_bits
     if len(depths) < 2:
         return {}
-    g = dequantize_fields(qs, params)  # aggregates are computed from what the receiver will hold
+    g = dequantize_fields(qs, params, rest=False)  # aggregates: from what the receiver will hold
     rel = (qs.pos - (tiles[t_s] << D)).astype(np.float64) * params.pos_step
     d = depths[-2]
     mom = octree.leaf_moments(node_at[d], counts[d], rel, g["quats"], g["log_scales"],

@@ -71,7 +71,7 @@ class _Pairs:
         # Gaussians in depth order (stable); their pairs are generated in that order and a stable
         # sort by tile id (small integers: fast) then gives every tile's list front to back.
         by_depth = torch.argsort(depths, stable=True)
-        m2, cn, op, rad = means2d[by_depth], conics[by_depth], opac[by_depth], radii[by_depth].to(dt)
+        m2, cn, op, rad = (_sel(t, by_depth) for t in (means2d, conics, opac, radii.to(dt)))
         mx, my = m2[:, 0], m2[:, 1]
         a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
         x0 = torch.floor((mx - rad[:, 0]) / tile).clamp(0, self.tw).int()
@@ -83,25 +83,25 @@ class _Pairs:
         total = int(n.sum())
         r = torch.repeat_interleave(torch.arange(len(n)), n)
         k = (torch.arange(total) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)).int()
-        nxr = nx[r]
+        nxr = _sel(nx, r)
         row = torch.div(k, nxr, rounding_mode="floor")
-        tx = x0[r] + (k - row * nxr)
-        ty = y0[r] + row
+        tx = _sel(x0, r) + (k - row * nxr)
+        ty = _sel(y0, r) + row
         # Mean relative to the tile centre.
         half = tile / 2
-        dx = mx[r] - (tx * tile).to(dt) - half
-        dy = my[r] - (ty * tile).to(dt) - half
+        dx = _sel(mx, r) - (tx * tile).to(dt) - half
+        dy = _sel(my, r) - (ty * tile).to(dt) - half
         # Drop pairs whose tile the ellipse {α ≥ 1/255} misses (bounding-box corners, thin rotated
         # splats). With the norm ‖d‖_Q = sqrt(dᵀ Q d) (Q = conic), every pixel centre p of the tile has
         # ‖p − μ‖_Q ≥ ‖centre − μ‖_Q − sqrt(λmax(Q))·(tile − 1)/√2, and α ≥ 1/255 needs
         # ‖p − μ‖_Q ≤ sqrt(2 ln(255 o)). Conservative (with a margin for rounding): exact result.
         lam = 0.5 * (a + c) + torch.sqrt(0.25 * (a - c) ** 2 + b * b)
         reach = torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0)) + torch.sqrt(lam) * ((tile - 1) / math.sqrt(2))
-        br = b[r]
-        qx = a[r] * dx + br * dy  # (Q d)_x
-        qy = c[r] * dy + br * dx
+        br = _sel(b, r)
+        qx = _sel(a, r) * dx + br * dy  # (Q d)_x
+        qy = _sel(c, r) * dy + br * dx
         dist2 = dx * qx + dy * qy  # dᵀ Q d = 2σ at the tile centre
-        hit = torch.nonzero(dist2 <= (reach[r] * 1.001 + 1e-3) ** 2).flatten()
+        hit = torch.nonzero(dist2 <= (_sel(reach, r) * 1.001 + 1e-3) ** 2).flatten()
         tiles = ty * self.tw + tx
         key_dtype = torch.int16 if self.tw * self.th < (1 << 15) else torch.int32
         order = hit[torch.argsort(tiles[hit].to(key_dtype), stable=True)]
@@ -111,15 +111,15 @@ class _Pairs:
             return torch.index_select(t, 0, order)
 
         ro = take(r)
-        self.gids = by_depth[ro]
+        self.gids = _sel(by_depth, ro)
         counts = torch.bincount(take(tiles).long(), minlength=self.tw * self.th)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
         # Per pair: log α before clamping = q · [1, x, y, x², y², xy] (pixel offset (x, y) from the
         # tile centre): log o − ½ (p − d)ᵀ Q (p − d). Stored as rows (6, pairs + 1 dummy).
-        self.a, self.b, self.c = a[ro], b[ro], c[ro]
+        self.a, self.b, self.c = _sel(a, ro), _sel(b, ro), _sel(c, ro)
         self.mx, self.my = take(dx), take(dy)
-        self.o = op[ro]
+        self.o = _sel(op, ro)
         q = torch.empty(6, self.n + 1, dtype=dt)
         torch.sub(torch.log(self.o), 0.5 * take(dist2), out=q[0, :-1])
         q[1, :-1] = take(qx)
@@ -169,6 +169,11 @@ def _composite(q, idx, mono, t0=None):
     if bool((t_after[:, -1] <= T_MIN).any()):  # some pixel reaches the cut in this block
         w.masked_fill_(t_after <= T_MIN, 0.0)
     return alpha, t_before, t_after, w
+
+
+def _sel(x, idx):
+    """x[idx] along dim 0 for a 1-D index (index_select is faster than advanced indexing on CPU)."""
+    return torch.index_select(x, 0, idx)
 
 
 def _take(x, idx):
@@ -270,11 +275,9 @@ class _RasterizeFn(torch.autograd.Function):
         g_b = -g0 * mx * my + g1 * my + g2 * mx - g5
         gid = pairs.gids
         dt = f_pairs.dtype
-        g_means2d = torch.zeros(m, 2, dtype=dt).index_add_(0, gid, torch.stack([g_mx, g_my], 1))
-        g_conics = torch.zeros(m, 3, dtype=dt).index_add_(0, gid, torch.stack([g_a, g_b, g_c], 1))
-        g_opac = torch.zeros(m, dtype=dt).index_add_(0, gid, g0 / pairs.o)
-        g_feats = torch.zeros(m, C, dtype=dt).index_add_(0, gid, g_f)
-        return g_means2d, g_conics, g_opac, g_feats, None, None, None, None, None, None
+        per_pair = torch.cat([torch.stack([g_mx, g_my, g_a, g_b, g_c, g0 / pairs.o], 1), g_f], 1)
+        g = torch.zeros(m, 6 + C, dtype=dt).index_add_(0, gid, per_pair)  # one scatter for all
+        return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], None, None, None, None, None, None
 
 
 def _inside_mask(pairs, dtype):
