@@ -33,6 +33,7 @@ import torch  # noqa: E402
 
 from gs_mapping.render import cpu as render_cpu  # noqa: E402
 from gs_mapping.render import rasterize  # noqa: E402
+from gs_mapping.render.cuda import gsplat_available  # noqa: E402
 
 W, H = 320, 240
 K = np.array([[260.0, 0, 159.5], [0, 260.0, 119.5], [0, 0, 1]])
@@ -106,6 +107,34 @@ def time_one(params, view, Kt):
     return t1 - t0, t2 - t1, c1 - c0, c2 - c1, out
 
 
+def compare_gsplat(Kt, view, n=10_000, repeats=20):
+    """CPU backend vs gsplat on the same scene (mean absolute differences; goal ≤ 1e-3) and gsplat's
+    forward + backward time. Only where a CUDA GPU and gsplat are available."""
+    params = scene(n)
+    bg = torch.tensor([0.2, 0.3, 0.4])
+    with torch.no_grad():
+        cpu = rasterize(*params, view, Kt, W, H, backend="cpu", background=bg)
+        gpu = rasterize(*[p.cuda() for p in params], view.cuda(), Kt.cuda(), W, H, backend="cuda",
+                        background=bg.cuda())
+    both = (cpu.alpha > 0.5) & (gpu.alpha.cpu() > 0.5)
+    out = {"gaussians": n, "device": torch.cuda.get_device_name(0),
+           "color_mean_abs_diff": float((cpu.color - gpu.color.cpu()).abs().mean()),
+           "alpha_mean_abs_diff": float((cpu.alpha - gpu.alpha.cpu()).abs().mean()),
+           "depth_mean_abs_diff_m_where_alpha_gt_0.5": float((cpu.depth - gpu.depth.cpu())[both].abs().mean())}
+    ps = [p.cuda().requires_grad_() for p in params]
+    times = []
+    for i in range(repeats + 3):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        o = rasterize(*ps, view.cuda(), Kt.cuda(), W, H, backend="cuda")
+        ((o.color - 0.5).abs().mean() + 0.1 * o.depth.abs().mean() + o.alpha.mean()).backward()
+        torch.cuda.synchronize()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    out["gsplat_forward_backward_s"] = round(statistics.median(times), 5)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -141,6 +170,8 @@ def main(argv=None):
                "forward_all_s": [round(x, 4) for x in fw], "backward_all_s": [round(x, 4) for x in bw]}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
+    result_gpu = compare_gsplat(Kt, view) if gsplat_available() else {
+        "status": "not run: no CUDA GPU with gsplat on this machine"}
     result = {
         "benchmark": "render", "backend": "cpu", "image": [W, H], "sh_degree": 3, "dtype": "float32",
         "threads": args.threads, "repeats": args.repeats, "statistic": "median",
@@ -153,6 +184,7 @@ def main(argv=None):
                     "cpu_count": os.cpu_count(), "torch": torch.__version__, "device": "cpu",
                     "processor": platform.processor() or platform.machine()},
         "results": rows,
+        "gsplat": result_gpu,
     }
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +198,11 @@ def main(argv=None):
         lines += [f"| {r['scene']} | {r['gaussians']:,} | {r['visible']:,} | {r['tile_pairs']:,} | {r['forward_s']:.3f} | "
                   f"{r['backward_s']:.3f} | {r['total_s']:.3f} | {r['forward_cpu_s']:.3f} | "
                   f"{r['backward_cpu_s']:.3f} | {r['load_avg_1min'][0]:.1f} |" for r in rows]
+        g = result["gsplat"]
+        lines += ["", "CPU vs gsplat (10k, same scene): " + (
+            f"mean |Δ| colour {g['color_mean_abs_diff']:.2e}, alpha {g['alpha_mean_abs_diff']:.2e}, depth "
+            f"{g['depth_mean_abs_diff_m_where_alpha_gt_0.5']:.2e} m; gsplat forward + backward "
+            f"{g['gsplat_forward_backward_s'] * 1e3:.1f} ms on {g['device']}." if "device" in g else g["status"] + ".")]
         lines += ["", "Goal: 10k Gaussians forward + backward ≤ 0.5 s on 2 cores. Wall-clock columns are "
                   "medians on a machine shared with other jobs (1-minute load average in the last column); "
                   "CPU s is the process CPU time (sum over threads). Scenes: see the docstring of "
