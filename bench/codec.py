@@ -39,7 +39,7 @@ from gs_map_share.delta import decode_delta, encode_delta  # noqa: E402
 from gs_map_share.errors import DecodeError  # noqa: E402
 from gs_map_share.linksim import simulate  # noqa: E402
 from gs_map_share.quantize import QuantParams, quantize, to_qmap  # noqa: E402
-from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map, encode_snapshot  # noqa: E402
+from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map  # noqa: E402
 from gs_map_share.spz import read_spz, write_spz  # noqa: E402
 from gs_map_share.synthetic import synthetic_map  # noqa: E402
 from gs_mapping.camera import Camera  # noqa: E402

@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 
 from gs_map_share.quantize import QuantParams, quantize
 from gs_map_share.synthetic import synthetic_map

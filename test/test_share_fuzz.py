@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gs_map_share.container import Chunk, Header, pack, reseal, unpack
+from gs_map_share.container import Chunk, pack, reseal, unpack
 from gs_map_share.delta import decode_delta, encode_delta
 from gs_map_share.errors import DecodeError
 from gs_map_share.quantize import QuantParams, to_qmap

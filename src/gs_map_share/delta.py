@@ -21,7 +21,7 @@ from .entropy import decode_stream
 from .errors import DecodeError, EncodeError
 from .quantize import QMap, QuantParams, to_qmap
 from .section import _get_pred, _put, _put_pred, decode_section, encode_section, max_gaussians_for
-from .snapshot import DEFAULT_LEVELS, EncodeInfo, check_ids, encode_snapshot, finish, guarded
+from .snapshot import DEFAULT_LEVELS, check_ids, encode_snapshot, finish, guarded
 
 # field bits of an update mask
 F_POS, F_OP, F_SCALE, F_ROT, F_DC, F_REST, F_LEVEL = 1, 2, 4, 8, 16, 32, 64
