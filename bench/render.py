@@ -120,7 +120,8 @@ def compare_gsplat(Kt, view, n=10_000, repeats=20):
     out = {"gaussians": n, "device": torch.cuda.get_device_name(0),
            "color_mean_abs_diff": float((cpu.color - gpu.color.cpu()).abs().mean()),
            "alpha_mean_abs_diff": float((cpu.alpha - gpu.alpha.cpu()).abs().mean()),
-           "depth_mean_abs_diff_m_where_alpha_gt_0.5": float((cpu.depth - gpu.depth.cpu())[both].abs().mean())}
+           "depth_mean_abs_diff_m_where_alpha_gt_0.5":
+               float((cpu.depth - gpu.depth.cpu())[both].abs().mean())}
     ps = [p.cuda().requires_grad_() for p in params]
     times = []
     for i in range(repeats + 3):
@@ -141,7 +142,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--counts", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     ap.add_argument("--layered", type=int, default=30_000,
-                    help="also time a 3-layer scene (surfaces hidden behind surfaces) with this many Gaussians; 0: skip")
+                    help="also time a 3-layer scene (surfaces hidden behind surfaces) with this many "
+                         "Gaussians; 0: skip")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -149,7 +151,9 @@ def main(argv=None):
     Kt = torch.tensor(K, dtype=torch.float32)
     view = viewmat()
     rows = []
-    cases = [("room", n, 1) for n in args.counts] + ([("layered x3", args.layered, 3)] if args.layered else [])
+    cases = [("room", n, 1) for n in args.counts]
+    if args.layered:
+        cases.append(("layered x3", args.layered, 3))
     for name, n, layers in cases:
         params = scene(n, layers=layers)
         time_one(params, view, Kt)  # warm-up
@@ -161,10 +165,12 @@ def main(argv=None):
             bw.append(b)
             cf.append(f_cpu)
             cb.append(b_cpu)
-        row = {"scene": name, "gaussians": n, "visible": int(out.meta["visible"].sum()), "tile_pairs": out.meta["n_isects"],
+        row = {"scene": name, "gaussians": n, "visible": int(out.meta["visible"].sum()),
+               "tile_pairs": out.meta["n_isects"],
                "mean_alpha": round(float(out.alpha.detach().mean()), 4),
                "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
-               "forward_cpu_s": round(statistics.median(cf), 4), "backward_cpu_s": round(statistics.median(cb), 4),
+               "forward_cpu_s": round(statistics.median(cf), 4),
+               "backward_cpu_s": round(statistics.median(cb), 4),
                "forward_s": round(statistics.median(fw), 4), "backward_s": round(statistics.median(bw), 4),
                "total_s": round(statistics.median([a + b for a, b in zip(fw, bw)]), 4),
                "forward_all_s": [round(x, 4) for x in fw], "backward_all_s": [round(x, 4) for x in bw]}
@@ -195,14 +201,16 @@ def main(argv=None):
                  "| scene | Gaussians | visible | tile pairs (4×4 px) | forward s | backward s | total s | "
                  "forward CPU s | backward CPU s | load avg |",
                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['scene']} | {r['gaussians']:,} | {r['visible']:,} | {r['tile_pairs']:,} | {r['forward_s']:.3f} | "
+        lines += [f"| {r['scene']} | {r['gaussians']:,} | {r['visible']:,} | {r['tile_pairs']:,} | "
+                  f"{r['forward_s']:.3f} | "
                   f"{r['backward_s']:.3f} | {r['total_s']:.3f} | {r['forward_cpu_s']:.3f} | "
                   f"{r['backward_cpu_s']:.3f} | {r['load_avg_1min'][0]:.1f} |" for r in rows]
         g = result["gsplat"]
         lines += ["", "CPU vs gsplat (10k, same scene): " + (
             f"mean |Δ| colour {g['color_mean_abs_diff']:.2e}, alpha {g['alpha_mean_abs_diff']:.2e}, depth "
             f"{g['depth_mean_abs_diff_m_where_alpha_gt_0.5']:.2e} m; gsplat forward + backward "
-            f"{g['gsplat_forward_backward_s'] * 1e3:.1f} ms on {g['device']}." if "device" in g else g["status"] + ".")]
+            f"{g['gsplat_forward_backward_s'] * 1e3:.1f} ms on {g['device']}."
+            if "device" in g else g["status"] + ".")]
         lines += ["", "Goal: 10k Gaussians forward + backward ≤ 0.5 s on 2 cores. Wall-clock columns are "
                   "medians on a machine shared with other jobs (1-minute load average in the last column); "
                   "CPU s is the process CPU time (sum over threads). Scenes: see the docstring of "

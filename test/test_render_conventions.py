@@ -114,7 +114,8 @@ def test_sh_signs_match_3dgs():
     coeffs[0, 2] = 1.0  # colour brighter when seen from below (+z direction)
     up = sh_to_color(1, torch.tensor([[0, 0, 1.0]], dtype=torch.float64), coeffs)
     assert up[0, 0] == pytest.approx(0.5 + c1)
-    assert sh_to_color(1, torch.tensor([[0, 0, -5.0]], dtype=torch.float64), coeffs)[0, 0] == pytest.approx(0.5 - c1)
+    down = sh_to_color(1, torch.tensor([[0, 0, -5.0]], dtype=torch.float64), coeffs)
+    assert down[0, 0] == pytest.approx(0.5 - c1)
 
 
 def test_view_dependent_colour_uses_camera_to_mean_direction():
@@ -126,7 +127,8 @@ def test_view_dependent_colour_uses_camera_to_mean_direction():
     gmap.sh[0, 3] = [0.5, 0.0, -0.5]  # Y_3 = -C1 x, direction +x → -C1
     color, _, alpha = render(gmap, cam, backend="cpu").numpy()
     c1 = 0.4886025119029199
-    np.testing.assert_allclose(color[59, 79] / alpha[59, 79], [0.5 - 0.5 * c1, 0.5, 0.5 + 0.5 * c1], atol=1e-4)
+    expect = [0.5 - 0.5 * c1, 0.5, 0.5 + 0.5 * c1]
+    np.testing.assert_allclose(color[59, 79] / alpha[59, 79], expect, atol=1e-4)
 
 
 def test_input_errors():

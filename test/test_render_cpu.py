@@ -21,7 +21,8 @@ def random_viewmat(gen, dtype=F64):
     R = torch.as_tensor(quat_to_matrix((q / q.norm()).numpy()), dtype=F64)
     view = torch.eye(4, dtype=F64)
     view[:3, :3] = R
-    view[:3, 3] = torch.tensor([0.0, 0.0, 4.0], dtype=F64) - R @ (torch.randn(3, generator=gen, dtype=F64) * 0.3)
+    jitter = torch.randn(3, generator=gen, dtype=F64) * 0.3
+    view[:3, 3] = torch.tensor([0.0, 0.0, 4.0], dtype=F64) - R @ jitter
     return view.to(dtype)
 
 

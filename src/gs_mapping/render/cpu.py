@@ -96,7 +96,8 @@ class _Pairs:
         # ‖p − μ‖_Q ≥ ‖centre − μ‖_Q − sqrt(λmax(Q))·(tile − 1)/√2, and α ≥ 1/255 needs
         # ‖p − μ‖_Q ≤ sqrt(2 ln(255 o)). Conservative (with a margin for rounding): exact result.
         lam = 0.5 * (a + c) + torch.sqrt(0.25 * (a - c) ** 2 + b * b)
-        reach = torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0)) + torch.sqrt(lam) * ((tile - 1) / math.sqrt(2))
+        reach = (torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0))
+                 + torch.sqrt(lam) * ((tile - 1) / math.sqrt(2)))
         br = _sel(b, r)
         qx = _sel(a, r) * dx + br * dy  # (Q d)_x
         qy = _sel(c, r) * dy + br * dx
@@ -204,7 +205,8 @@ class _RasterizeFn(torch.autograd.Function):
                 _, _, t_after, w = _composite(pairs.q, blk, mono, t0)
                 part = torch.bmm(w.transpose(1, 2), _take(f_pairs, blk))
                 tl = tiles if live is None else tiles[live]
-                w_pairs.index_copy_(0, blk.reshape(-1), torch.bmm(w, _take(inside, tl)[..., None]).reshape(-1))
+                w_in = torch.bmm(w, _take(inside, tl)[..., None])  # Σ over in-image pixels
+                w_pairs.index_copy_(0, blk.reshape(-1), w_in.reshape(-1))
                 if s0 + BLOCK >= L:
                     acc = part if live is None else acc.index_add_(0, live, part)
                     break

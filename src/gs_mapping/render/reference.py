@@ -56,7 +56,8 @@ def rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp, wi
         rx = torch.ceil(torch.minimum(ext * cov2[:, 0, 0].clamp_min(0).sqrt(), ext * lam.clamp_min(0).sqrt()))
         ry = torch.ceil(torch.minimum(ext * cov2[:, 1, 1].clamp_min(0).sqrt(), ext * lam.clamp_min(0).sqrt()))
         ok = ok & ((rx > 0) | (ry > 0))
-        ok = ok & (mu[:, 0] + rx > 0) & (mu[:, 0] - rx < width) & (mu[:, 1] + ry > 0) & (mu[:, 1] - ry < height)
+        ok = ok & (mu[:, 0] + rx > 0) & (mu[:, 0] - rx < width)
+        ok = ok & (mu[:, 1] + ry > 0) & (mu[:, 1] - ry < height)
 
     idx = torch.nonzero(ok).flatten()
     idx = idx[torch.argsort(z[idx], stable=True)]  # front to back
