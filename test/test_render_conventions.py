@@ -151,3 +151,8 @@ def test_input_errors():
         rasterize(*args[:7], 8000, 8000, backend="reference")
     out = rasterize(*args, sh_degree=0, backend="auto")  # fewer bands than given is fine
     assert out.color.shape == (8, 8, 3)
+    # numpy / float64 inputs mixed with float32 means: everything follows the means' dtype.
+    mixed = rasterize(args[0], args[1].numpy(), args[2].double(), args[3].numpy(), args[4].double(),
+                      np.eye(4), K, 8, 8, backend="cpu", background=[0.1, 0.2, 0.3])
+    assert mixed.color.dtype == torch.float32
+    assert torch.allclose(mixed.color[0, 0], torch.tensor([0.1, 0.2, 0.3]))

@@ -62,12 +62,11 @@ def resolve_backend(backend: str) -> str:
 
 
 def _as_tensor(x, dtype, name, shape):
+    """A tensor of ``dtype`` (no copy, and gradients kept, when it already is one)."""
     t = torch.as_tensor(x)
-    if not t.is_floating_point():
-        t = t.to(dtype)
     if tuple(t.shape) != shape:
         raise RenderError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
-    return t
+    return t.to(dtype)
 
 
 def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, height: int, *,
@@ -106,7 +105,7 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     quats = _as_tensor(quats, dtype, "quats", (n, 4))
     scales = _as_tensor(scales, dtype, "scales", (n, 3))
     opacities = _as_tensor(opacities, dtype, "opacities", (n,))
-    sh = torch.as_tensor(sh)
+    sh = torch.as_tensor(sh).to(dtype)
     if sh.ndim != 3 or sh.shape[0] != n or sh.shape[2] != 3:
         raise RenderError(f"sh has shape {tuple(sh.shape)}, expected (N, K, 3) with N = {n}")
     k = sh.shape[1]
@@ -116,9 +115,9 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
             raise RenderError(f"sh has K = {k} coefficients; expected (d + 1)² for a degree d in 0..3")
     if not 0 <= sh_degree <= 3 or (sh_degree + 1) ** 2 > k:
         raise RenderError(f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} coefficients, sh has {k}")
-    viewmat = _as_tensor(viewmat, dtype, "viewmat", (4, 4)).to(dtype)
-    K = _as_tensor(K, dtype, "K", (3, 3)).to(dtype)
-    bg = None if background is None else _as_tensor(background, dtype, "background", (3,)).to(dtype)
+    viewmat = _as_tensor(viewmat, dtype, "viewmat", (4, 4))
+    K = _as_tensor(K, dtype, "K", (3, 3))
+    bg = None if background is None else _as_tensor(background, dtype, "background", (3,))
     Kp = K.clone()
     Kp[0, 2] = Kp[0, 2] + 0.5
     Kp[1, 2] = Kp[1, 2] + 0.5

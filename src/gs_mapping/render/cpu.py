@@ -16,7 +16,8 @@ How (CPU-friendly, all vectorised):
 
 * The image is cut into small square tiles (4×4 px by default: on a CPU, evaluating a Gaussian on a
   16×16 tile it barely touches wastes most of the work). Each visible Gaussian is listed in every tile
-  its bounding box touches (a *pair*); pairs are sorted by (tile, depth). The bounding box contains
+  its bounding box touches (a *pair*), minus the tiles that the ellipse {α ≥ 1/255} provably misses
+  (box corners, thin rotated splats); pairs are sorted by (tile, depth). The bounding box contains
   every pixel where α ≥ 1/255, so the result does not depend on the tile size.
 * Per pair, ``log α`` before clamping is a quadratic polynomial of the pixel position inside the tile:
   ``s = log o − σ = q · [1, x, y, x², y², xy]``. One matrix product ``(pairs, 6) @ (6, pixels)`` and
