@@ -93,12 +93,12 @@ def part_latency(args) -> dict:
     return out
 
 
-def _train_eval(cfg, eval_source, frames: int, out_dir: Path, device: str) -> dict:
+def _train_eval(cfg, eval_source, frames: int, out_dir: Path, device: str, source=None) -> dict:
     from gsmap_hd.model import GSMapModel  # noqa: F401  (import cost outside the timing)
     from gsmap_hd.train import evaluate_model, train
 
     t0 = time.perf_counter()
-    last = train(cfg, out_dir, progress=False)
+    last = train(cfg, out_dir, progress=False, source=source)
     from gsmap_hd.checkpoint import load_model
     model, _, _ = load_model(out_dir / "last.pt", device=device)
     ev = evaluate_model(model, cfg, eval_source, frames, device)
@@ -143,7 +143,8 @@ def part_overfit(args) -> dict:
     src = _AllClasses(SampleSource(cfg.data, cfg.rig, cfg.data_seed, tuple(cfg.model.image_size)),
                       args.overfit_batch)
     with tempfile.TemporaryDirectory() as d:
-        r = _train_eval(cfg, src, args.overfit_batch, Path(d), cfg.device if cfg.device != "auto" else "cpu")
+        r = _train_eval(cfg, src, args.overfit_batch, Path(d), cfg.device if cfg.device != "auto" else "cpu",
+                        source=src)
     return {"steps": cfg.steps, "batch": cfg.batch_size, "data": cfg.data, "frames": src.indices, "classes": src.classes, **r,
             "chamfer_mAP": r["eval"]["chamfer"]["mAP"], "raster_mAP": r["eval"]["raster"]["mAP"]}
 
