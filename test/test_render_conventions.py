@@ -156,3 +156,19 @@ def test_input_errors():
                       np.eye(4), K, 8, 8, backend="cpu", background=[0.1, 0.2, 0.3])
     assert mixed.color.dtype == torch.float32
     assert torch.allclose(mixed.color[0, 0], torch.tensor([0.1, 0.2, 0.3]))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_isotropic_gaussian_alpha_closed_form(backend):
+    """On the optical axis: 2D covariance (f σ / z)² + 0.3 px² (EWA + gsplat's low-pass), so
+    α(d) = o · exp(−d² / (2 (s² + 0.3))) at a pixel d px from the centre (below the 0.999 clamp)."""
+    f, z, sigma, o = 200.0, 2.0, 0.012, 0.8
+    cam = Camera(np.array([[f, 0, 40.0], [0, f, 30.0], [0, 0, 1]]), 81, 61)
+    gmap = one_gaussian_map([0, 0, z], [sigma] * 3, opacity_logit=float(np.log(o / (1 - o))))
+    _, _, alpha = render(gmap, cam, backend=backend).numpy()
+    var = (f * sigma / z) ** 2 + 0.3
+    for d in range(0, 6):
+        expect = o * np.exp(-d * d / (2 * var))
+        want = expect if expect >= 1 / 255 else 0.0
+        assert alpha[30, 40 + d] == pytest.approx(want, rel=1e-5, abs=1e-7)
+        assert alpha[30 - d, 40] == pytest.approx(want, rel=1e-5, abs=1e-7)
