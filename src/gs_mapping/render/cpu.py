@@ -191,7 +191,7 @@ class _RasterizeFn(torch.autograd.Function):
         P = tile * tile
         pairs = _Pairs(means2d, conics, opac, radii, depths, width, height, tile)
         mono = _monomials(tile, dtype)
-        f_pairs = torch.cat([feats[pairs.gids], feats.new_zeros(1, C)])
+        f_pairs = torch.cat([_sel(feats, pairs.gids), feats.new_zeros(1, C)])
         inside = _inside_mask(pairs, dtype)
         canvas = torch.zeros(pairs.tw * pairs.th, P, C, dtype=dtype)
         w_pairs = torch.zeros(pairs.n + 1, dtype=dtype)
