@@ -31,6 +31,9 @@ setup(
     entry_points={
         "console_scripts": [
             "gs-mapping = gs_mapping.cli:main",
+            "hd_map_node = gs_mapping.runtime.rclpy_runtime:main_hd_map_node",
+            "mapper_node = gs_mapping.runtime.rclpy_runtime:main_mapper_node",
+            "map_receiver_node = gs_mapping.runtime.rclpy_runtime:main_map_receiver_node",
         ],
     },
 )

@@ -76,6 +76,18 @@ class ChangeSet:
 _FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh", "levels")
 
 
+def _unit_quats(quats, n: int) -> np.ndarray:
+    """Rotations as stored: float32 unit quaternions. Optimisers hand us unnormalised ones (the
+    renderers normalise too), so the container normalises on the way in; unit inputs pass unchanged."""
+    q = np.asarray(quats, np.float64).reshape(n, 4)
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    if n and not (np.all(np.isfinite(q)) and norms.min() > 1e-12):
+        raise MapError("a rotation quaternion is zero or non-finite")
+    off = np.abs(norms[:, 0] - 1.0) > 1e-6  # leave unit inputs bit-identical (codec round trips)
+    q[off] /= norms[off]
+    return q.astype(np.float32)
+
+
 @dataclass
 class GaussianMap:
     sh_degree: int = 0
@@ -181,7 +193,7 @@ class GaussianMap:
         if n == 0:
             return ids
         new = {
-            "means": means, "quats": np.asarray(quats, np.float32).reshape(n, 4),
+            "means": means, "quats": _unit_quats(quats, n),
             "log_scales": np.asarray(log_scales, np.float32).reshape(n, 3),
             "opacity_logits": np.asarray(opacity_logits, np.float32).reshape(n),
             "sh": np.asarray(sh, np.float32).reshape(n, self.num_sh, 3),
@@ -203,6 +215,8 @@ class GaussianMap:
             raise MapError(f"cannot update unknown field {sorted(unknown)[0]!r}")
         if "means" in fields:
             self._touch(self.means[rows])  # the old tile changes too when a Gaussian moves
+        if "quats" in fields:
+            fields["quats"] = _unit_quats(fields["quats"], len(rows))
         for name, value in fields.items():
             arr = getattr(self, name)
             arr[rows] = np.asarray(value, arr.dtype).reshape((len(rows),) + arr.shape[1:])

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a map (PLY) as Niantic SPZ (version 2)"),
     "hd-train": ("hd_train", "train the GSMap HD-map model on the driving world"),
     "hd-predict": ("hd_predict", "predict vector HD-map elements from a bag's cameras with a GSMap checkpoint"),
+    "replay": ("replay", "feed a bag through the nodes in stamp order and record what they publish"),
+    "run": ("run_node", "run one node on Cyclone DDS (ROS 2 wire-compatible, no rclpy needed)"),
 }
 
 

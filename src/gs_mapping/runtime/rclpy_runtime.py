@@ -59,23 +59,18 @@ class RclpyContext:
         return self.node.get_clock().now().nanoseconds
 
 
-def declare_config(node: Any, cls: type, defaults: Any = None) -> Any:
-    """Declare every field of config dataclass ``cls`` as a ROS parameter (dotted names, with
-    description and range) and build the config from the values the node was given."""
+def declare_section(node: Any, section: str, cls: type) -> Any:
+    """Declare every field of config dataclass ``cls`` as parameter ``<section>.<field>`` (with
+    description and range) and build the config from the values the node was given (the params
+    file's ``/**: ros__parameters: <section>:`` entries arrive as overrides of these)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-    base = defaults if defaults is not None else cls()
-    flat_defaults = {k: v["default"] for k, v in describe(cls).items()}
-    if defaults is not None:
-        from ..config import flatten
-
-        flat_defaults.update(flatten(base))
     values = {}
     for name, info in describe(cls).items():
         desc = ParameterDescriptor(description=info["description"] or name)
         lo_hi = info["range"]
-        default = flat_defaults[name]
-        if lo_hi is not None and isinstance(default, bool) is False:
+        default = info["default"]
+        if lo_hi is not None and not isinstance(default, bool):
             if isinstance(default, int):
                 desc.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=0)]
             elif isinstance(default, float):
@@ -83,25 +78,24 @@ def declare_config(node: Any, cls: type, defaults: Any = None) -> Any:
                                                                 to_value=float(lo_hi[1]), step=0.0)]
         if isinstance(default, tuple):
             default = list(default)
-        param = node.declare_parameter(name, default, desc)
+        param = node.declare_parameter(f"{section}.{name}", default, desc)
         values[name] = param.value
-    return from_dict(cls, unflatten(values), where=f"node {node.get_name()} parameters")
+    return from_dict(cls, unflatten(values), where=f"node {node.get_name()} parameters {section}")
 
 
-def run_node(factory: Callable[[Any, Any], Any], node_name: str, config_cls: type,
-             args: list[str] | None = None) -> int:
-    """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, declare parameters, build
-    the node object with ``factory(context, config)``, spin until shutdown."""
+def run_node(node_cls: type, args: list[str] | None = None) -> int:
+    """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, declare the node class's
+    parameter sections, build the node object, spin until shutdown."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
 
     rclpy.init(args=args)
-    node = Node(node_name)
+    node = Node(node_cls.name)
     obj = None
     try:
-        config = declare_config(node, config_cls)
-        obj = factory(RclpyContext(node), config)
+        config = {section: declare_section(node, section, cls) for section, cls in node_cls.sections.items()}
+        obj = node_cls(RclpyContext(node), config)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -113,4 +107,21 @@ def run_node(factory: Callable[[Any, Any], Any], node_name: str, config_cls: typ
     return 0
 
 
-__all__ = ["RclpyContext", "declare_config", "run_node"]
+
+
+def main_hd_map_node() -> int:
+    from ..nodes.hd_map_node import HDMapNode
+
+    return run_node(HDMapNode)
+
+
+def main_mapper_node() -> int:
+    from ..nodes.mapper_node import MapperNode
+
+    return run_node(MapperNode)
+
+
+def main_map_receiver_node() -> int:
+    from ..nodes.map_receiver_node import MapReceiverNode
+
+    return run_node(MapReceiverNode)

@@ -59,7 +59,7 @@ class ReplayContext:
 
     def create_subscription(self, topic: str, typename: str, qos: QoS,
                             callback: Callable[[Any], None]) -> None:
-        self.bus.subscribers[self._resolve(topic)].append(callback)
+        self.bus.subscribe(self._resolve(topic), callback)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         period = int(period_s * 1e9)
@@ -79,27 +79,36 @@ class ReplayBus:
         self.timers: list[list[Any]] = []  # [period_ns, next_due_ns or None, callback]
         self.now_ns = 0
         self.published: dict[str, int] = defaultdict(int)
-        self._queue: deque[tuple[str, Any]] = deque()
+        self._queue: deque[tuple[list[Callable[[Any], None]], Any]] = deque()
         self._recorded: set[str] = set()
+        self._latched: dict[str, deque] = {}  # transient_local topics: the last `depth` messages
 
     def context(self, node_name: str, namespace: str = "") -> ReplayContext:
         return ReplayContext(self, node_name, namespace)
 
+    def subscribe(self, topic: str, callback: Callable[[Any], None]) -> None:
+        """A late subscriber of a latched topic gets its last messages, as transient_local does."""
+        self.subscribers[topic].append(callback)
+        for msg in self._latched.get(topic, ()):
+            self._queue.append(([callback], msg))
+
     def publish(self, topic: str, typename: str, qos: QoS, msg: Any) -> None:
         self.published[topic] += 1
+        if qos.transient_local:
+            self._latched.setdefault(topic, deque(maxlen=qos.depth)).append(msg)
         if self.writer is not None:
             if topic not in self._recorded:
                 self.writer.add_topic(topic, typename, latched=qos.transient_local)
                 self._recorded.add(topic)
             self.writer.write(topic, self.now_ns, msg)
-        if topic in self.subscribers:
-            self._queue.append((topic, msg))
+        if self.subscribers.get(topic):
+            self._queue.append((self.subscribers[topic], msg))
 
     def inject(self, topic: str, msg: Any, stamp_ns: int) -> None:
         """Advance the clock to ``stamp_ns``, fire due timers, deliver ``msg``, drain the queue."""
         self.advance(stamp_ns)
-        if topic in self.subscribers:
-            self._queue.append((topic, msg))
+        if self.subscribers.get(topic):
+            self._queue.append((self.subscribers[topic], msg))
         self._drain()
 
     def advance(self, stamp_ns: int) -> None:
@@ -115,8 +124,8 @@ class ReplayBus:
 
     def _drain(self) -> None:
         while self._queue:
-            topic, msg = self._queue.popleft()
-            for callback in list(self.subscribers[topic]):
+            callbacks, msg = self._queue.popleft()
+            for callback in list(callbacks):
                 callback(msg)
 
     def run(self, reader: BagReader, topics: Iterable[str] | None = None,
@@ -149,3 +158,19 @@ class ReplayBus:
         summary.published = dict(self.published)
         summary.wall_s = time.perf_counter() - t0
         return summary
+
+
+def replay_bag(in_bag, out_bag, node_classes: list[type], configs: list[dict] | None = None,
+               overwrite: bool = False, progress: bool = False) -> tuple[ReplaySummary, list]:
+    """Replay ``in_bag`` through new instances of ``node_classes`` (with their loaded configs) into
+    ``out_bag``; returns the summary and the node objects (closed, state kept for inspection)."""
+    configs = configs if configs is not None else [cls.load_config(None) for cls in node_classes]
+    with BagReader(in_bag) as reader, BagWriter(out_bag, overwrite=overwrite) as writer:
+        bus = ReplayBus(writer)
+        nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs)]
+        summary = bus.run(reader, progress=progress)
+        bus.advance(bus.now_ns + 1)  # let due timers (snapshots, diagnostics) fire once more
+        for node in nodes:
+            node.close()
+        summary.published = dict(bus.published)
+    return summary, nodes

@@ -1,0 +1,218 @@
+"""hd_map_node: camera images + CameraInfo + TF → GSMap vector lanes.
+
+Inputs (best-effort sensor QoS): one to six cameras (``sensor_msgs/Image``, or ``CompressedImage``
+when the topic ends in ``/compressed``), each with its ``camera_info`` sibling topic, /tf and
+/tf_static. Images of all cameras are grouped by the approximate-time synchroniser; extrinsics
+T_base_cam come from TF. Outputs:
+
+- ``~/lanes`` (visualization_msgs/MarkerArray in ``base_frame``): a LINE_STRIP per element,
+  namespace per class (divider, ped_crossing, boundary), coloured by class;
+- ``~/lanes_json`` (std_msgs/String): ``{"stamp_ns", "frame_id", "vectors": [{"pts", "type",
+  "confidence_level"}]}`` — the same vector format as ``gs-mapping hd-eval`` and the world's GT;
+- ``~/lanes_delta`` (std_msgs/UInt8MultiArray): the lanes in ``map_frame`` as a compact
+  gs_map_share lane delta (stable lane ids across frames);
+- ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import param
+from ..errors import GsMappingError, MessageError, TFError
+from .base import NodeBase
+from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, QoS
+
+CLASS_NAMES = ("divider", "ped_crossing", "boundary")
+CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
+
+
+@dataclass
+class HDMapNodeConfig:
+    camera_topics: list[str] = param(["/cameras/front/image_raw"],
+                                     "camera image topics (1 to 6; '/compressed' suffix = CompressedImage); "
+                                     "each needs a sibling 'camera_info' topic")
+    checkpoint: str = param("", "GSMap checkpoint (empty: the small model shipped with the package)")
+    device: str = param("auto", "auto | cpu | cuda")
+    base_frame: str = param("base_link", "ego frame of the predicted lanes")
+    map_frame: str = param("map", "fixed frame of ~/lanes_delta")
+    score_threshold: float = param(0.3, "elements below this confidence are not published", (0.0, 1.0))
+    max_rate_hz: float = param(10.0, "frames faster than this are skipped (counted as dropped)", (0.1, 100.0))
+    sync_slop_s: float = param(0.02, "cameras further apart than this are not grouped", (0.0, 1.0))
+    map_id: int = param(2, "map id of the lane deltas", (1, 2**31 - 1))
+    lane_step_m: float = param(0.01, "quantisation of lane points in the delta", (0.001, 1.0))
+    snapshot_every: int = param(20, "every n-th lane container is a snapshot (late joiners)", (1, 100000))
+    diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
+
+
+def info_topic(image_topic: str) -> str:
+    """``/cameras/front/image_raw[/compressed]`` → ``/cameras/front/camera_info``."""
+    return image_topic.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
+
+
+class HDMapNode(NodeBase):
+    name = "hd_map_node"
+    sections = {"hd_map_node": HDMapNodeConfig}
+
+    def __init__(self, ctx, config: dict[str, Any]):
+        super().__init__(ctx, config)
+        from ..sync import ApproximateTimeSynchronizer
+        from ..tf import TFBuffer
+
+        self.cfg: HDMapNodeConfig = config["hd_map_node"]
+        cams = list(self.cfg.camera_topics)
+        if not 1 <= len(cams) <= 6:
+            raise GsMappingError(f"hd_map_node.camera_topics: need 1 to 6 cameras, got {len(cams)}")
+        self.cameras = cams
+        self.predictor = self._load_predictor()
+        self.tf = TFBuffer(cache_time_s=30.0)
+        self.sync = ApproximateTimeSynchronizer(cams, queue_size=5, slop=self.cfg.sync_slop_s)
+        self.infos: dict[str, Any] = {}
+        self.last_stamp_ns = -1
+        self._lanes_prev: list = []
+        self._lane_state = None
+        self._next_lane_id = 1
+        self._lane_seq = 0
+
+        self.pub_markers = ctx.create_publisher("~/lanes", "visualization_msgs/msg/MarkerArray", RELIABLE_QOS)
+        self.pub_json = ctx.create_publisher("~/lanes_json", "std_msgs/msg/String", RELIABLE_QOS)
+        self.pub_delta = ctx.create_publisher("~/lanes_delta", "std_msgs/msg/UInt8MultiArray",
+                                              QoS(reliable=True, depth=50))
+        for topic in cams:
+            compressed = topic.endswith("/compressed")
+            typename = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+            ctx.create_subscription(topic, typename, SENSOR_QOS,
+                                    self.guarded(topic, lambda m, t=topic: self.on_image(t, m)))
+            ctx.create_subscription(info_topic(topic), "sensor_msgs/msg/CameraInfo", SENSOR_QOS,
+                                    self.guarded(info_topic(topic), lambda m, t=topic: self.on_info(t, m)))
+        ctx.create_subscription("/tf", "tf2_msgs/msg/TFMessage", QoS(reliable=True, depth=100),
+                                self.guarded("/tf", lambda m: self.tf.add_message(m, static=False)))
+        ctx.create_subscription("/tf_static", "tf2_msgs/msg/TFMessage", LATCHED_QOS,
+                                self.guarded("/tf_static", lambda m: self.tf.add_message(m, static=True)))
+        ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+        self.diag.values["device"] = self.predictor.device
+
+    def _load_predictor(self):
+        from gsmap_hd.infer import Predictor
+        from gsmap_hd.predict_bag import SHIPPED
+        from gsmap_hd.train import resolve_device
+
+        from ..errors import ConfigError
+
+        path = self.cfg.checkpoint or str(SHIPPED)
+        try:
+            return Predictor.from_checkpoint(path, device=resolve_device(self.cfg.device),
+                                             score_threshold=self.cfg.score_threshold)
+        except FileNotFoundError:
+            raise ConfigError(f"hd_map_node.checkpoint: {path} not found") from None
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def on_info(self, topic: str, msg: Any) -> None:
+        from ..messages import camera_info_to_intrinsics
+
+        self.infos[topic] = camera_info_to_intrinsics(msg)
+
+    def on_image(self, topic: str, msg: Any) -> None:
+        from ..messages import stamp_to_ns
+
+        group = self.sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+        if group is not None:
+            self.on_frame(list(group))
+
+    def on_frame(self, msgs: list[Any]) -> None:
+        from ..messages import stamp_to_ns
+
+        stamp = stamp_to_ns(msgs[0].header.stamp)
+        if stamp <= self.last_stamp_ns:
+            self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
+            return
+        if self.last_stamp_ns >= 0 and (stamp - self.last_stamp_ns) < 1e9 / self.cfg.max_rate_hz:
+            self.diag.drop("frames_rate_limited")
+            return
+        t0 = time.perf_counter()
+        try:
+            images, infos, extrinsics = self._inputs(msgs, stamp)
+            elements = self.predictor.predict(images, infos, extrinsics)
+        except TFError as exc:
+            self.diag.drop("frames_no_tf", str(exc))
+            return
+        except GsMappingError as exc:
+            self.diag.reject("frames", str(exc))
+            return
+        self.last_stamp_ns = stamp
+        self.diag.latency("predict", time.perf_counter() - t0)
+        self.publish(elements, stamp)
+
+    def _inputs(self, msgs: list[Any], stamp: int):
+        from ..messages import compressed_image_to_numpy, image_to_rgb
+
+        images, infos, extrinsics = [], [], []
+        for topic, msg in zip(self.cameras, msgs):
+            if topic not in self.infos:
+                raise MessageError(f"no CameraInfo yet on {info_topic(topic)}")
+            if topic.endswith("/compressed"):
+                rgb = compressed_image_to_numpy(msg)
+                if rgb.ndim != 3 or rgb.shape[2] != 3:
+                    raise MessageError(f"{topic}: compressed image is not RGB (shape {rgb.shape})")
+            else:
+                rgb = image_to_rgb(msg)
+            frame_id = str(msg.header.frame_id) or self.infos[topic].frame_id
+            images.append(rgb)
+            infos.append(self.infos[topic])
+            extrinsics.append(self.tf.lookup(self.cfg.base_frame, frame_id, stamp).matrix())
+        return images, infos, extrinsics
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def publish(self, elements: list, stamp: int) -> None:
+        from ..messages import (bytes_to_uint8_multiarray, delete_all_marker, json_to_string_message,
+                                line_strip_marker, marker_array)
+
+        f = self.ctx.factory
+        markers = [delete_all_marker(self.cfg.base_frame, stamp, factory=f)]
+        for i, e in enumerate(elements):
+            pts = np.zeros((len(e.points), 3))
+            pts[:, :2] = e.points
+            markers.append(line_strip_marker(CLASS_NAMES[e.cls], i, pts, CLASS_RGBA[e.cls],
+                                             self.cfg.base_frame, stamp, width=0.15, factory=f))
+        self.pub_markers.publish(marker_array(markers, f))
+        doc = {"stamp_ns": stamp, "frame_id": self.cfg.base_frame, "vectors": [e.to_eval() for e in elements]}
+        self.pub_json.publish(json_to_string_message(doc, f))
+        delta = self._lane_container(elements, stamp)
+        if delta is not None:
+            self.pub_delta.publish(bytes_to_uint8_multiarray(delta, f))
+        self.diag.values["elements"] = len(elements)
+
+    def _lane_container(self, elements: list, stamp: int) -> bytes | None:
+        """The lanes in the map frame as a delta against the previous frame (snapshot periodically)."""
+        from gs_map_share.lanes import assign_ids, encode_lanes, quantize_lanes
+
+        try:
+            T = self.tf.lookup(self.cfg.map_frame, self.cfg.base_frame, stamp).matrix()
+        except TFError as exc:
+            self.diag.drop("lane_deltas_no_map_pose", str(exc))
+            return None
+        in_map = [_Elem(e.cls, e.score, e.points @ T[:2, :2].T + T[:2, 3]) for e in elements]
+        lanes, self._next_lane_id = assign_ids(self._lanes_prev, in_map, self._next_lane_id)
+        self._lanes_prev = lanes
+        state = quantize_lanes(lanes, self.cfg.lane_step_m)
+        self._lane_seq += 1
+        snapshot = self._lane_state is None or self._lane_seq % self.cfg.snapshot_every == 1
+        data = encode_lanes(None if snapshot else self._lane_state, state, map_id=self.cfg.map_id,
+                            seq=self._lane_seq, base_seq=0 if snapshot else self._lane_seq - 1,
+                            frame_id=self.cfg.map_frame, step=self.cfg.lane_step_m)
+        self._lane_state = state
+        self.diag.values["lane_bytes_total"] = self.diag.values.get("lane_bytes_total", 0) + len(data)
+        return data
+
+
+@dataclass
+class _Elem:
+    cls: int
+    score: float
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+__all__ = ["HDMapNode", "HDMapNodeConfig", "info_topic"]

@@ -1,0 +1,91 @@
+"""map_receiver_node: map deltas + snapshots → the rebuilt map → ``~/map_cloud`` for RViz.
+
+Deltas are applied strictly in sequence by :class:`gs_map_share.receiver.MapStore` (gaps buffered,
+duplicates dropped, a corrupt container rejected whole with the map untouched). The rebuilt map is
+published as a PointCloud2 (x, y, z, rgb, opacity, scale) at most ``publish_rate_hz`` times a second,
+only when it changed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import param
+from .base import NodeBase
+from .context import LATCHED_QOS, QoS
+
+
+@dataclass
+class MapReceiverNodeConfig:
+    delta_topic: str = param("/mapper_node/map_delta", "map deltas (std_msgs/UInt8MultiArray)")
+    snapshot_topic: str = param("/mapper_node/map_snapshot", "map snapshots (latched)")
+    publish_rate_hz: float = param(1.0, "upper bound on the ~/map_cloud rate", (0.01, 100.0))
+    max_pending: int = param(256, "out-of-order deltas buffered while waiting for a gap", (1, 100000))
+    min_opacity: float = param(0.05, "Gaussians fainter than this are left out of ~/map_cloud", (0.0, 1.0))
+    diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
+    save_path: str = param("", "PLY path the rebuilt map is saved to on shutdown (empty: none)")
+
+
+class MapReceiverNode(NodeBase):
+    name = "map_receiver_node"
+    sections = {"map_receiver_node": MapReceiverNodeConfig}
+
+    def __init__(self, ctx, config: dict[str, Any]):
+        super().__init__(ctx, config)
+        from gs_map_share.receiver import MapStore
+
+        self.cfg: MapReceiverNodeConfig = config["map_receiver_node"]
+        self.store = MapStore(max_pending=self.cfg.max_pending)
+        self._dirty = False
+        self.pub_cloud = ctx.create_publisher("~/map_cloud", "sensor_msgs/msg/PointCloud2", LATCHED_QOS)
+        ctx.create_subscription(self.cfg.delta_topic, "std_msgs/msg/UInt8MultiArray",
+                                QoS(reliable=True, depth=100), self.guarded(self.cfg.delta_topic, self.on_container))
+        ctx.create_subscription(self.cfg.snapshot_topic, "std_msgs/msg/UInt8MultiArray", LATCHED_QOS,
+                                self.guarded(self.cfg.snapshot_topic, self.on_container))
+        ctx.create_timer(1.0 / self.cfg.publish_rate_hz, self.publish_cloud)
+        ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+
+    def on_container(self, msg: Any) -> None:
+        from gs_map_share.receiver import APPLIED, REJECTED, SNAPSHOT
+
+        from ..messages import uint8_multiarray_to_bytes
+
+        t0 = time.perf_counter()
+        status = self.store.receive(uint8_multiarray_to_bytes(msg))
+        if status == REJECTED:
+            self.diag.reject("map_containers", self.store.last_error)
+        elif status in (APPLIED, SNAPSHOT):
+            self._dirty = True
+            self.diag.latency("apply", time.perf_counter() - t0)
+        self.diag.values.update({f"containers_{k}": v for k, v in self.store.stats.items()})
+        self.diag.values["seq"] = self.store.seq
+        self.diag.values["pending"] = self.store.pending
+
+    def publish_cloud(self) -> None:
+        if not self._dirty or not self.store.ready:
+            return
+        from ..messages import array_to_pointcloud2
+
+        gmap = self.store.gaussian_map()
+        keep = gmap.opacities() >= self.cfg.min_opacity
+        rgb = np.round(gmap.colors()[keep] * 255).astype(np.uint32)
+        cloud = np.zeros(int(keep.sum()), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"),
+                                                 ("opacity", "<f4"), ("scale", "<f4")])
+        cloud["x"], cloud["y"], cloud["z"] = gmap.means[keep].T
+        # RViz's packed colour: 0x00RRGGBB reinterpreted as float32.
+        cloud["rgb"] = ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).view(np.float32)
+        cloud["opacity"] = gmap.opacities()[keep]
+        cloud["scale"] = gmap.scales()[keep].max(axis=1)
+        frame = self.store.header.frame_id if self.store.header is not None else "map"
+        self.pub_cloud.publish(array_to_pointcloud2(cloud, self.ctx.now_ns(), frame, factory=self.ctx.factory))
+        self._dirty = False
+        self.diag.values["gaussians"] = len(gmap)
+
+    def close(self) -> None:
+        if self.cfg.save_path and self.store.ready:
+            from ..ply import save_ply
+
+            save_ply(self.store.gaussian_map(), self.cfg.save_path)

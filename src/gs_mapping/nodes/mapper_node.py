@@ -1,0 +1,251 @@
+"""mapper_node: colour + depth (or PointCloud2) + CameraInfo + TF → incremental 3DGS map → deltas.
+
+Inputs (best-effort sensor QoS): the colour image, the depth image registered to it (or a LiDAR
+PointCloud2, projected into the colour camera), the colour CameraInfo, /tf and /tf_static.
+Colour and depth are paired by the approximate-time synchroniser; the pose is T_map_cam from TF at
+the colour stamp. Outputs:
+
+- ``~/map_delta`` (std_msgs/UInt8MultiArray, reliable, keep-last N): one gs_map_share delta per
+  keyframe, from the map's change record;
+- ``~/map_snapshot`` (UInt8MultiArray, reliable + transient_local): the whole map, on a period and
+  when a new subscriber joins, so late joiners and receivers that lost deltas recover;
+- ``/diagnostics``.
+
+Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start), ``mapper_node.save_path``
+(written on shutdown, and whenever a std_msgs/String arrives on ``~/save``: its text is the path, or
+empty for ``save_path``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import param
+from ..errors import GsMappingError, MessageError, TFError
+from ..mapping.config import MapperConfig
+from .base import NodeBase
+from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, QoS
+
+
+@dataclass
+class MapperNodeConfig:
+    cloud_topic: str = param("", "PointCloud2 used instead of the depth image when set (projected into "
+                                 "the colour camera)")
+    snapshot_period_s: float = param(5.0, "period of ~/map_snapshot (0 = only when subscribers join)",
+                                     (0.0, 3600.0))
+    delta_depth: int = param(20, "keep-last depth of ~/map_delta", (1, 10000))
+    quality: int = param(3, "codec quality 1 (smallest) … 5 (finest)", (1, 5))
+    levels: int = param(5, "levels of detail in snapshots", (1, 12))
+    map_id: int = param(1, "map id stamped in every delta (receivers reject other maps)", (1, 2**31 - 1))
+    diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
+    load_path: str = param("", "PLY map loaded at start-up (empty: start empty)")
+    save_path: str = param("", "PLY path the map is saved to on shutdown and on ~/save")
+
+
+class MapperNode(NodeBase):
+    name = "mapper_node"
+    sections = {"mapper": MapperConfig, "mapper_node": MapperNodeConfig}
+
+    def __init__(self, ctx, config: dict[str, Any]):
+        super().__init__(ctx, config)
+        from gs_map_share.delta import MapSender
+        from gs_map_share.quantize import QuantParams
+
+        from ..mapping.mapper import IncrementalMapper
+        from ..sync import ApproximateTimeSynchronizer
+        from ..tf import TFBuffer
+
+        self.cfg: MapperConfig = config["mapper"]
+        self.node_cfg: MapperNodeConfig = config["mapper_node"]
+        t = self.cfg.topics
+        self.mapper = IncrementalMapper(self.cfg)
+        if self.node_cfg.load_path:
+            self._load(self.node_cfg.load_path)
+        self.sender = MapSender.from_map(self.mapper.gmap, QuantParams.from_quality(self.node_cfg.quality),
+                                         map_id=self.node_cfg.map_id, frame_id=t.map_frame,
+                                         n_levels=self.node_cfg.levels)
+        self.mapper.gmap.take_changes()  # the loaded map is in the first snapshot, not a delta
+        self.tf = TFBuffer(cache_time_s=30.0, extrapolation_tolerance_s=t.tf_tolerance_s)
+        self.depth_topic = self.node_cfg.cloud_topic or t.depth
+        self.sync = ApproximateTimeSynchronizer([t.color, self.depth_topic], queue_size=10, slop=t.sync_slop_s)
+        self.camera_info = None
+        self.last_stamp_ns = -1
+        self.delta_bytes = 0
+        self.deltas = 0
+        self._subscribers_seen = 0
+        self._last_snapshot_ns = 0
+        self._resync = False
+
+        self.pub_delta = ctx.create_publisher("~/map_delta", "std_msgs/msg/UInt8MultiArray",
+                                              QoS(reliable=True, depth=self.node_cfg.delta_depth))
+        self.pub_snapshot = ctx.create_publisher("~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS)
+        image_type = "sensor_msgs/msg/PointCloud2" if self.node_cfg.cloud_topic else "sensor_msgs/msg/Image"
+        ctx.create_subscription(t.color, "sensor_msgs/msg/Image", SENSOR_QOS,
+                                self.guarded(t.color, self.on_color))
+        ctx.create_subscription(self.depth_topic, image_type, SENSOR_QOS,
+                                self.guarded(self.depth_topic, self.on_depth))
+        ctx.create_subscription(t.camera_info, "sensor_msgs/msg/CameraInfo", SENSOR_QOS,
+                                self.guarded(t.camera_info, self.on_camera_info))
+        ctx.create_subscription(t.tf, "tf2_msgs/msg/TFMessage", QoS(reliable=True, depth=100),
+                                self.guarded(t.tf, lambda m: self.tf.add_message(m, static=False)))
+        ctx.create_subscription(t.tf_static, "tf2_msgs/msg/TFMessage", LATCHED_QOS,
+                                self.guarded(t.tf_static, lambda m: self.tf.add_message(m, static=True)))
+        ctx.create_subscription("~/save", "std_msgs/msg/String", RELIABLE_QOS,
+                                self.guarded("~/save", self.on_save))
+        ctx.create_timer(self.node_cfg.diagnostics_period_s, self.on_diagnostics_timer)
+        ctx.create_timer(self.node_cfg.snapshot_period_s or 1.0, self.on_snapshot_timer)
+        self.diag.values["device"] = self.mapper.device
+        self.publish_snapshot()
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def on_camera_info(self, msg: Any) -> None:
+        from ..messages import camera_info_to_intrinsics
+
+        self.camera_info = camera_info_to_intrinsics(msg)
+
+    def on_color(self, msg: Any) -> None:
+        from ..messages import image_to_rgb
+
+        self._offer(self.cfg.topics.color, msg, image_to_rgb(msg))  # decoded now: errors name this message
+
+    def on_depth(self, msg: Any) -> None:
+        from ..messages import depth_image_to_metres, pointcloud2_xyz
+
+        self._offer(self.depth_topic, msg,
+                    pointcloud2_xyz(msg) if self.node_cfg.cloud_topic else depth_image_to_metres(msg))
+
+    def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:
+        from ..messages import stamp_to_ns
+
+        pair = self.sync.add(topic, stamp_to_ns(msg.header.stamp), (msg.header, data))
+        self.diag.values["unpaired"] = self.sync.dropped
+        if pair is not None:
+            self.on_pair(*pair)
+
+    def on_pair(self, color: tuple, depth: tuple) -> None:
+        """One synchronised colour/depth pair → a mapping frame (or a counted skip)."""
+        from ..messages import stamp_to_ns
+
+        stamp = stamp_to_ns(color[0].stamp)
+        if stamp <= self.last_stamp_ns:
+            self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
+            return
+        t0 = time.perf_counter()
+        try:
+            frame = self._frame(color, depth, stamp)
+        except TFError as exc:
+            self.diag.drop("frames_no_pose", str(exc))
+            return
+        except GsMappingError as exc:
+            self.diag.reject(self.cfg.topics.color, str(exc))
+            return
+        self.last_stamp_ns = stamp
+        decision = self.mapper.add_frame(frame)
+        if decision.is_keyframe:
+            self.publish_delta()
+        self.diag.latency("frame", time.perf_counter() - t0)
+        self.diag.values["gaussians"] = len(self.mapper.gmap)
+        self.diag.values["keyframes"] = self.mapper.stats.keyframes
+
+    def _frame(self, color: tuple, depth: tuple, stamp: int):
+        from ..camera import Camera
+        from ..mapping.frames import Frame
+
+        (color_header, rgb), (depth_header, depth_data) = color, depth
+        if self.camera_info is None:
+            raise MessageError(f"no CameraInfo received yet on {self.cfg.topics.camera_info}")
+        intr = self.camera_info
+        frame_id = str(color_header.frame_id) or intr.frame_id
+        T = self.tf.lookup(self.cfg.topics.map_frame, frame_id, stamp).matrix()
+        if (intr.width, intr.height) != (rgb.shape[1], rgb.shape[0]):
+            raise MessageError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
+                               f"{intr.width}x{intr.height}")
+        camera = Camera(intr.K, intr.width, intr.height, T, frame_id)
+        if self.node_cfg.cloud_topic:
+            depth_m = self._cloud_depth(depth_data, str(depth_header.frame_id), camera, stamp)
+        else:
+            depth_m = depth_data
+            if depth_m.shape != rgb.shape[:2]:
+                raise MessageError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is "
+                                   f"{rgb.shape[1]}x{rgb.shape[0]} (depth must be registered to colour)")
+        return Frame(rgb.astype(np.float32) / 255.0, np.nan_to_num(depth_m, nan=0.0).astype(np.float32),
+                     camera, stamp)
+
+    def _cloud_depth(self, xyz: np.ndarray, cloud_frame: str, camera, stamp: int) -> np.ndarray:
+        """Project a LiDAR cloud into the colour camera: a sparse z-depth image (nearest point wins)."""
+        T_map_lidar = self.tf.lookup(self.cfg.topics.map_frame, cloud_frame, stamp).matrix()
+        pts = xyz @ T_map_lidar[:3, :3].T + T_map_lidar[:3, 3]
+        uv, z = camera.project(pts)
+        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
+        ok = (z > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        depth = np.full((camera.height, camera.width), np.inf, np.float32)
+        np.minimum.at(depth, (v[ok], u[ok]), z[ok].astype(np.float32))
+        depth[~np.isfinite(depth)] = 0.0
+        return depth
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def publish_delta(self) -> None:
+        from ..messages import bytes_to_uint8_multiarray
+
+        changes = self.mapper.gmap.take_changes()
+        if changes.empty and not self._resync:
+            return
+        try:
+            # After a failed update the change record is gone: diff the whole map by id instead.
+            data, info = self.sender.update(self.mapper.gmap, None if self._resync else changes)
+        except GsMappingError as exc:
+            self._resync = True
+            self.diag.drop("deltas", f"cannot encode delta: {exc}")
+            return
+        self._resync = False
+        self.pub_delta.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
+        self.deltas += 1
+        self.delta_bytes += len(data)
+        self.diag.values["deltas"] = self.deltas
+        self.diag.values["delta_bytes_total"] = self.delta_bytes
+
+    def publish_snapshot(self) -> None:
+        from ..messages import bytes_to_uint8_multiarray
+
+        data = self.sender.snapshot()
+        self._last_snapshot_ns = self.ctx.now_ns()
+        self.pub_snapshot.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
+        self.diag.values["snapshot_bytes"] = len(data)
+
+    def on_snapshot_timer(self) -> None:
+        subs = self.pub_snapshot.subscription_count()
+        joined = subs > self._subscribers_seen
+        self._subscribers_seen = subs
+        period = self.node_cfg.snapshot_period_s
+        due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
+        if joined or due:
+            self.publish_snapshot()
+
+    def on_diagnostics_timer(self) -> None:
+        self.publish_diagnostics()
+
+    # -- save / load -------------------------------------------------------------------------------
+    def on_save(self, msg: Any) -> None:
+        from ..messages import string_message_to_str
+
+        self.save(string_message_to_str(msg).strip() or self.node_cfg.save_path)
+
+    def save(self, path: str) -> None:
+        from ..ply import save_ply
+
+        if not path:
+            raise GsMappingError("no path to save the map to (set mapper_node.save_path)")
+        save_ply(self.mapper.gmap, path)
+        self.ctx.logger.info(f"map saved to {path} ({len(self.mapper.gmap)} Gaussians)")
+
+    def _load(self, path: str) -> None:
+        from ..ply import load_ply
+
+        self.mapper.load_map(load_ply(path))
+
+    def close(self) -> None:
+        if self.node_cfg.save_path:
+            self.save(self.node_cfg.save_path)
