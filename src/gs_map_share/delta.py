@@ -83,20 +83,32 @@ class DeltaInfo:
 
 
 def encode_delta(old: QMap, new: QMap, params: QuantParams, *, map_id: int, seq: int, base_seq: int,
-                 frame_id: str = "map", tile_size: float = 2.0, n_levels: int = 1) -> tuple[bytes, DeltaInfo]:
-    """The delta turning ``old`` into ``new`` (both sorted by id, same SH degree)."""
+                 frame_id: str = "map", tile_size: float = 2.0, n_levels: int = 1,
+                 touched: np.ndarray | None = None) -> tuple[bytes, DeltaInfo]:
+    """The delta turning ``old`` into ``new`` (both sorted by id, same SH degree). ``touched``
+    (sorted ids) limits the comparison to those ids — the caller guarantees nothing else differs
+    (e.g. from ``GaussianMap.take_changes()``); then only large removals are checked for whole tiles."""
     if old.sh_degree != new.sh_degree:
         raise EncodeError("a delta cannot change the SH degree; send a snapshot")
     if not 1 <= base_seq < seq:
         raise EncodeError(f"delta needs 1 ≤ base_seq < seq (got {base_seq}, {seq})")
     check_ids(new)
     D = params.tile_bits
-    r_new, in_new = _rows(new.ids, old.ids)
-    removed_rows = np.flatnonzero(~in_new)
-    common_old = np.flatnonzero(in_new)
-    common_new = r_new[in_new]
-    r_old, in_old = _rows(old.ids, new.ids)
-    added = new.take(np.flatnonzero(~in_old))
+    if touched is None:
+        r_new, in_new = _rows(new.ids, old.ids)
+        removed_rows = np.flatnonzero(~in_new)
+        common_old = np.flatnonzero(in_new)
+        common_new = r_new[in_new]
+        r_old, in_old = _rows(old.ids, new.ids)
+        added_rows = np.flatnonzero(~in_old)
+    else:
+        touched = np.asarray(touched, np.uint64)
+        ro, io = _rows(old.ids, touched)
+        rn, inn = _rows(new.ids, touched)
+        removed_rows = ro[io & ~inn]
+        common_old, common_new = ro[io & inn], rn[io & inn]
+        added_rows = rn[~io & inn]
+    added = new.take(added_rows)
     mask = _diff_mask(old.take(common_old), new.take(common_new)) if len(common_old) else np.zeros(0, np.int64)
     upd = np.flatnonzero(mask)
     prev, cur, mask = old.take(common_old[upd]), new.take(common_new[upd]), mask[upd]
@@ -104,7 +116,7 @@ def encode_delta(old: QMap, new: QMap, params: QuantParams, *, map_id: int, seq:
     # whole tiles emptied → one CLEAR_TILES entry instead of their ids
     cleared = np.zeros((0, 3), np.int64)
     rem_ids = old.ids[removed_rows]
-    if len(removed_rows):
+    if len(removed_rows) and (touched is None or len(removed_rows) >= 64):
         tiles_old = old.pos >> D
         keys, inv, cnt = np.unique(tiles_old, axis=0, return_inverse=True, return_counts=True)
         inv = inv.reshape(-1)
@@ -282,10 +294,10 @@ class MapSender:
                                   n_levels=self.n_levels, frame_id=self.frame_id, tile_size=self.tile_size)
         return data
 
-    def delta_to(self, new: QMap) -> tuple[bytes, DeltaInfo]:
+    def delta_to(self, new: QMap, touched: np.ndarray | None = None) -> tuple[bytes, DeltaInfo]:
         data, info = encode_delta(self.shadow, new, self.params, map_id=self.map_id, seq=self.seq + 1,
                                   base_seq=self.seq, frame_id=self.frame_id, tile_size=self.tile_size,
-                                  n_levels=self.delta_levels)
+                                  n_levels=self.delta_levels, touched=touched)
         self.shadow, self.seq = new, self.seq + 1
         return data, info
 
@@ -305,4 +317,5 @@ class MapSender:
             _, present = _rows(gmap.ids, fresh)
             fresh = fresh[present]  # added then removed in the same interval: nothing to send
             new = QMap.concat([new, to_qmap(gmap.subset(gmap.rows_of(fresh)), self.params)])
-        return self.delta_to(new)
+        touched = np.union1d(gone, np.union1d(changes.added, changes.updated).astype(np.uint64))
+        return self.delta_to(new, touched)
