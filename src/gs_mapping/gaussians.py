@@ -76,7 +76,7 @@ class ChangeSet:
 _FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh", "levels")
 
 
-def _unit_quats(quats, n: int) -> np.ndarray:
+def unit_quaternions(quats, n: int) -> np.ndarray:
     """Rotations as stored: float32 unit quaternions. Optimisers hand us unnormalised ones (the
     renderers normalise too), so the container normalises on the way in; unit inputs pass unchanged."""
     q = np.asarray(quats, np.float64).reshape(n, 4)
@@ -193,7 +193,7 @@ class GaussianMap:
         if n == 0:
             return ids
         new = {
-            "means": means, "quats": _unit_quats(quats, n),
+            "means": means, "quats": unit_quaternions(quats, n),
             "log_scales": np.asarray(log_scales, np.float32).reshape(n, 3),
             "opacity_logits": np.asarray(opacity_logits, np.float32).reshape(n),
             "sh": np.asarray(sh, np.float32).reshape(n, self.num_sh, 3),
@@ -216,7 +216,7 @@ class GaussianMap:
         if "means" in fields:
             self._touch(self.means[rows])  # the old tile changes too when a Gaussian moves
         if "quats" in fields:
-            fields["quats"] = _unit_quats(fields["quats"], len(rows))
+            fields["quats"] = unit_quaternions(fields["quats"], len(rows))
         for name, value in fields.items():
             arr = getattr(self, name)
             arr[rows] = np.asarray(value, arr.dtype).reshape((len(rows),) + arr.shape[1:])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import MapError
-from ..gaussians import GaussianMap
+from ..gaussians import GaussianMap, unit_quaternions
 
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
@@ -108,6 +108,8 @@ class TorchGaussians:
         if not np.array_equal(gmap.ids, live):
             raise MapError("mapper working copy holds ids the map does not know")
         values = {n: self.numpy(n) for n in FIELDS}
+        # The container stores unit rotations; compare like with like, or every row looks changed.
+        values["quats"] = unit_quaternions(values["quats"], len(values["quats"]))
         n_known = int(known.sum())
         changed = np.zeros(n_known, bool)
         for name in FIELDS:
