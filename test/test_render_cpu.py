@@ -209,3 +209,18 @@ def test_means2d_gradient_for_densification():
     assert m2.grad.shape == (50, 2)
     assert (m2.grad[~vis] == 0).all() and (m2.grad[vis].abs().sum(1) > 0).any()
     assert torch.isfinite(ps[0].grad).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_candidate_cull_is_a_superset(seed):
+    """The cheap pre-cull never drops a Gaussian the exact projection keeps (incl. huge, near, off-screen)."""
+    from gs_mapping.render.projection import candidates, project
+    params, view = random_scene(seed, n=300)
+    means, quats, scales, opac, _ = params
+    scales = scales * torch.exp(torch.randn(scales.shape, generator=torch.Generator().manual_seed(seed),
+                                            dtype=F64) * 2.0)
+    for w, h in ((40, 32), (7, 5)):
+        Kp = K_for(w, h) + torch.tensor([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]], dtype=F64)
+        keep = torch.nonzero(project(means, quats, scales, opac, view, Kp, w, h).valid).flatten()
+        cand = candidates(means, scales, opac, view, Kp, w, h)
+        assert len(keep) > 0 and set(keep.tolist()) <= set(cand.tolist())

@@ -26,7 +26,7 @@ import torch
 from ..errors import GsMappingError
 from .cpu import rasterize_tiles
 from .cuda import gsplat_available, rasterize_gsplat
-from .projection import project
+from .projection import candidates, project
 from .reference import rasterize_reference
 from .sh import sh_to_color
 
@@ -87,8 +87,8 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     has ``backend``, ``radii`` (N, 2) int (0 = culled), ``means2d``: the projected means in gsplat's
     pixel convention as the autograd node the image depends on, so ``retain_grad()`` before
     ``backward()`` gives the 2D gradients used for densification — shape (N, 2) on the CPU, gsplat's
-    (1, N, 2) on CUDA (use ``means2d.grad.reshape(-1, 2)``); ``depths`` (N,), ``visible`` (N,) bool,
-    ``n_isects`` (tile–Gaussian pairs; 4×4-pixel tiles on the CPU, 16×16 in gsplat) and
+    (1, N, 2) on CUDA (use ``means2d.grad.reshape(-1, 2)``; on the CPU rows of culled Gaussians
+    are 0); ``depths`` (N,) camera z of the means (no grad), ``visible`` (N,) bool, ``n_isects`` (tile–Gaussian pairs; 4×4-pixel tiles on the CPU, 16×16 in gsplat) and
     ``weight_sum`` (N,): each Gaussian's total blending weight Σ_pixels w over the image (no grad;
     None on CUDA).
     """
@@ -149,25 +149,36 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
 
     if means.device.type != "cpu":
         raise RenderError(f"render backend 'cpu' needs CPU tensors, got {means.device}")
-    proj = project(means, quats, scales, opacities, viewmat, Kp, width, height, near=near, far=far,
-                   eps2d=EPS2D)
-    idx = torch.nonzero(proj.valid).flatten()
+    # Cull conservatively without autograd first (cheap), then project differentiably only what may be
+    # seen: in a large map most Gaussians are out of view, and autograd over all would dominate.
+    cand = candidates(means.detach(), scales.detach(), opacities.detach(), viewmat.detach(), Kp, width,
+                      height, near=near, far=far, eps2d=EPS2D)
 
-    def vis(t):  # rows of the visible Gaussians (index_select: faster than t[idx] on CPU)
-        return torch.index_select(t, 0, idx)
+    def rows(t, i):  # index_select: faster than t[i] on CPU
+        return torch.index_select(t, 0, i)
 
-    colors = sh_to_color(sh_degree, vis(means) - campos, vis(sh))
-    depths = vis(proj.depths)
+    proj = project(rows(means, cand), rows(quats, cand), rows(scales, cand), rows(opacities, cand),
+                   viewmat, Kp, width, height, near=near, far=far, eps2d=EPS2D)
+    # (N, 2) projected means with autograd, so that meta["means2d"].retain_grad() works as in gsplat.
+    means2d = torch.zeros(n, 2, dtype=dtype).index_copy(0, cand, proj.means2d)
+    vis = rows(cand, torch.nonzero(proj.valid).flatten())  # rows of the visible Gaussians
+    sel = torch.nonzero(proj.valid).flatten()  # the same, within the candidates
+    colors = sh_to_color(sh_degree, rows(means, vis) - campos, rows(sh, vis))
+    depths = rows(proj.depths, sel)
     feats = [colors if bg is None else colors - bg, depths[:, None], torch.ones_like(depths)[:, None]]
-    out, n_pairs, wsum = rasterize_tiles(vis(proj.means2d), vis(proj.conics), vis(opacities),
-                                         torch.cat(feats, dim=1), vis(proj.radii), depths, width, height)
+    out, n_pairs, wsum = rasterize_tiles(rows(means2d, vis), rows(proj.conics, sel), rows(opacities, vis),
+                                         torch.cat(feats, dim=1), rows(proj.radii, sel), depths, width,
+                                         height)
     color = out[..., :3] if bg is None else out[..., :3] + bg
     alpha = out[..., 4]
     depth = out[..., 3] / alpha.clamp_min(1e-10)
-    weight_sum = torch.zeros(n, dtype=dtype)
-    weight_sum[idx] = wsum
-    meta = {"backend": "cpu", "radii": proj.radii, "means2d": proj.means2d, "depths": proj.depths,
-            "visible": proj.valid, "n_isects": n_pairs, "weight_sum": weight_sum}
+    weight_sum = torch.zeros(n, dtype=dtype).index_copy_(0, vis, wsum)
+    radii = torch.zeros(n, 2, dtype=torch.int32).index_copy_(0, vis, rows(proj.radii, sel))
+    visible = torch.zeros(n, dtype=torch.bool).index_fill_(0, vis, True)
+    with torch.no_grad():
+        depths_all = means.detach() @ viewmat.detach()[2, :3] + viewmat.detach()[2, 3]
+    meta = {"backend": "cpu", "radii": radii, "means2d": means2d, "depths": depths_all,
+            "visible": visible, "n_isects": n_pairs, "weight_sum": weight_sum}
     return RenderOutput(color, depth, alpha, meta)
 
 

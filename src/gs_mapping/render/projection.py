@@ -100,3 +100,26 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
         radii = torch.stack([rx, ry], dim=-1).clamp(0, 1 << 30)
         radii = torch.where(ok[:, None], radii, torch.zeros_like(radii)).to(torch.int32)
     return Projected(means2d, conics, z, radii, ok, torch.stack([cxx, cxy, cyy], dim=-1))
+
+
+@torch.no_grad()
+def candidates(means: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor, viewmat: torch.Tensor,
+               Kp: torch.Tensor, width: int, height: int, *, near: float = 0.01, far: float = 1e4,
+               eps2d: float = 0.3) -> torch.Tensor:
+    """Indices of the Gaussians that :func:`project` might keep: a cheap, conservative superset
+    (depth range, opacity, and the image grown by an upper bound of the radius from the largest
+    scale and the largest Jacobian norm), so that the differentiable projection runs on fewer."""
+    p = means @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = p[:, 2]
+    ok = (z >= near) & (z <= far) & (opacities >= ALPHA_THRESHOLD)
+    zs = torch.where(ok, z, torch.ones_like(z))
+    fx, fy, cx, cy = (float(v) for v in (Kp[0, 0], Kp[1, 1], Kp[0, 2], Kp[1, 2]))
+    tx = max((width - cx) / fx, cx / fx) + 0.15 * width / fx  # the Jacobian's clamp limits
+    ty = max((height - cy) / fy, cy / fy) + 0.15 * height / fy
+    j2 = (fx * fx * (1 + tx * tx) + fy * fy * (1 + ty * ty)) / (zs * zs)  # ≥ ‖J‖²
+    smax = scales.abs().amax(dim=1)
+    r = 3.33 * torch.sqrt(j2 * smax * smax + eps2d) + 2.0  # ≥ the radius (with rounding slack)
+    u = fx * p[:, 0] / zs + cx
+    v = fy * p[:, 1] / zs + cy
+    ok &= (u + r > 0) & (u - r < width) & (v + r > 0) & (v - r < height)
+    return torch.nonzero(ok).flatten()
