@@ -88,8 +88,9 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     pixel convention as the autograd node the image depends on, so ``retain_grad()`` before
     ``backward()`` gives the 2D gradients used for densification — shape (N, 2) on the CPU, gsplat's
     (1, N, 2) on CUDA (use ``means2d.grad.reshape(-1, 2)``; on the CPU rows of culled Gaussians
-    are 0); ``depths`` (N,) camera z of the means (no grad), ``visible`` (N,) bool, ``n_isects`` (tile–Gaussian pairs; 4×4-pixel tiles on the CPU, 16×16 in gsplat) and
-    ``weight_sum`` (N,): each Gaussian's total blending weight Σ_pixels w over the image (no grad;
+    are 0); ``depths`` (N,) camera z of the means (no grad); ``visible`` (N,) bool; ``n_isects``
+    (tile–Gaussian pairs; 4×4-pixel tiles on the CPU, 16×16 in gsplat) and ``weight_sum`` (N,):
+    each Gaussian's total blending weight Σ_pixels w over the image (no grad;
     None on CUDA).
     """
     backend = resolve_backend(backend)
