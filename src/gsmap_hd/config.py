@@ -1,4 +1,5 @@
-"""Configuration of the GSMap model and its training (dataclasses; YAML section ``hd_model``/``hd_train``).
+"""Configuration of the GSMap model and its training (dataclasses; YAML section ``hd_train`` with
+``model`` and ``loss`` sub-sections, read by ``gs-mapping hd-train --config``).
 
 Two presets: :func:`small` (default; trains on a 2-core CPU in minutes) and :func:`paper` (the paper's
 scale for GPUs: a ResNet-50-class backbone written here, 50 instances x 20 Gaussians, 6 decoder
