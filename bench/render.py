@@ -7,7 +7,8 @@ Gaussians, as after densification), log-normal anisotropic scales, random rotati
 [0.3, 1], SH degree 3. The view is rendered from a pose 10 cm / 3° away from the seeding pose.
 "layered x3" seeds the same surfaces three times, 0.3 m apart along the viewing rays, with opacities
 ≥ 0.9 and 1.5× larger footprints: hidden structure behind what the camera sees, as in a real map,
-where compositing stops early once pixels saturate.
+where compositing stops early once pixels saturate. "room + out of view": 30k Gaussians as in
+"room" plus 120k mirrored behind the camera (most of a large map is out of any one view).
 
     .venv/bin/python bench/render.py [--threads 2] [--repeats 5] [--counts 10000 50000 100000]
 
@@ -144,6 +145,9 @@ def main(argv=None):
     ap.add_argument("--layered", type=int, default=30_000,
                     help="also time a 3-layer scene (surfaces hidden behind surfaces) with this many "
                          "Gaussians; 0: skip")
+    ap.add_argument("--outside", type=int, default=120_000,
+                    help="also time 30k Gaussians in view plus this many behind the camera (a map larger "
+                         "than the view); 0: skip")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -154,8 +158,15 @@ def main(argv=None):
     cases = [("room", n, 1) for n in args.counts]
     if args.layered:
         cases.append(("layered x3", args.layered, 3))
+    if args.outside:
+        cases.append(("room + out of view", 30_000 + args.outside, -args.outside))
     for name, n, layers in cases:
-        params = scene(n, layers=layers)
+        if layers < 0:  # 30k in view, |layers| mirrored behind the camera
+            inside, behind = scene(n + layers), scene(-layers, seed=1)
+            behind[0] = behind[0] * torch.tensor([1.0, 1.0, -1.0])
+            params = [torch.cat([a, b]) for a, b in zip(inside, behind)]
+        else:
+            params = scene(n, layers=layers)
         time_one(params, view, Kt)  # warm-up
         fw, bw, cf, cb = [], [], [], []
         load0 = os.getloadavg()[0]
@@ -215,7 +226,8 @@ def main(argv=None):
                   "medians on a machine shared with other jobs (1-minute load average in the last column); "
                   "CPU s is the process CPU time (sum over threads). Scenes: see the docstring of "
                   "bench/render.py (room: one layer of Gaussians on the visible surfaces; layered: three "
-                  "layers 0.3 m apart, opacity ≥ 0.9, where early termination matters).", ""]
+                  "layers 0.3 m apart, opacity ≥ 0.9, where early termination matters; room + out of view: 30k "
+                  "in view and 120k behind the camera).", ""]
         (args.out / "render.md").write_text("\n".join(lines))
     return result
 
