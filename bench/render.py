@@ -226,8 +226,8 @@ def main(argv=None):
                   "medians on a machine shared with other jobs (1-minute load average in the last column); "
                   "CPU s is the process CPU time (sum over threads). Scenes: see the docstring of "
                   "bench/render.py (room: one layer of Gaussians on the visible surfaces; layered: three "
-                  "layers 0.3 m apart, opacity ≥ 0.9, where early termination matters; room + out of view: 30k "
-                  "in view and 120k behind the camera).", ""]
+                  "layers 0.3 m apart, opacity ≥ 0.9, where early termination matters; room + out of "
+                  "view: 30k in view and 120k behind the camera).", ""]
         (args.out / "render.md").write_text("\n".join(lines))
     return result
 
