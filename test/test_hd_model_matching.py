@@ -6,6 +6,7 @@ import torch
 from gsmap_hd.config import LossConfig, ModelConfig
 from gsmap_hd.gaussians2d import BEVGrid, gaussians_from_points
 from gsmap_hd.losses import GSMapCriterion, raster_loss, sigmoid_focal
+from gsmap_hd.model_errors import HDDataError
 from gsmap_hd.matching import build_targets, cost_grid, focal_cost, hungarian_match, prepare_elements
 
 torch.set_num_threads(1)
@@ -37,8 +38,10 @@ def test_clipping_cuts_lines_at_the_patch_edge():
 
 
 def test_unknown_class_is_an_error():
-    with pytest.raises(ValueError, match="unknown GT class 7"):
+    with pytest.raises(HDDataError, match="unknown GT class 7"):
         build_targets([(7, LINE[1])], M, L)
+    with pytest.raises(HDDataError, match="non-finite"):
+        build_targets([(0, np.array([[0.0, 0.0], [np.nan, 1.0]]))], M, L)
 
 
 def test_matching_recovers_permuted_reversed_and_shifted_targets():

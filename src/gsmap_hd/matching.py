@@ -16,6 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .config import POLYGON_CLASSES, LossConfig, ModelConfig
 from .gaussians2d import BEVGrid, clip_to_patch, orderings, resample
+from .model_errors import HDDataError
 from .raster import polyline_mask, rasterize
 
 
@@ -47,7 +48,9 @@ def prepare_elements(elements, m: ModelConfig) -> list[tuple[int, np.ndarray]]:
     for cls, pts in elements:
         cls = int(cls)
         if not 0 <= cls < m.num_classes:
-            raise ValueError(f"unknown GT class {cls} (classes are 0..{m.num_classes - 1})")
+            raise HDDataError(f"unknown GT class {cls} (classes are 0..{m.num_classes - 1})")
+        if not np.all(np.isfinite(np.asarray(pts, np.float64))):
+            raise HDDataError(f"GT element of class {cls} has non-finite points")
         closed = cls in POLYGON_CLASSES
         for piece in clip_to_patch(cls, pts, grid, closed):
             out.append((cls, resample(piece, m.num_points, closed)))
