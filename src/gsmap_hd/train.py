@@ -21,6 +21,7 @@ from .gaussians2d import BEVGrid, clip_to_patch
 from .config import POLYGON_CLASSES
 from .infer import postprocess
 from .losses import GSMapCriterion
+from .matching import build_targets
 from .model import GSMapModel
 from .model_errors import CheckpointError
 
@@ -135,10 +136,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     t0 = time.perf_counter()
     acc: dict[str, float] = {}
     n_acc = 0
+    target_cache: dict = {}
     for step in bar:
-        samples = [source[i] for i in batch_indices(cfg, step)]
-        im, K, T, targets = collate(samples, cfg.model, cfg.loss)
-        targets = [t.to(device) for t in targets]
+        idx = batch_indices(cfg, step)
+        samples = [source[i] for i in idx]
+        im, K, T, _ = collate(samples, cfg.model)
+        for i, s in zip(idx, samples):   # targets are a pure function of the frame: build once
+            if i not in target_cache:
+                target_cache[i] = build_targets(s.elements, cfg.model, cfg.loss).to(device)
+        targets = [target_cache[i] for i in idx]
         out = model(im.to(device), K.to(device), T.to(device))
         losses = crit(out, targets, step)
         opt.zero_grad(set_to_none=True)
