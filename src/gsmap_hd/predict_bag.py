@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from .model_errors import CheckpointError, HDInputError
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,10 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
             else:
                 stamp, frame_id = M.header_fields(msg)
                 rgb = (M.compressed_image_to_numpy(msg) if topic.endswith("compressed") else M.image_to_rgb(msg))
+                if rgb.ndim == 2:                       # a mono JPEG/PNG: grey to 3 channels
+                    rgb = np.repeat(rgb[..., None], 3, axis=2)
+                elif rgb.shape[-1] == 4:
+                    rgb = rgb[..., :3]
                 pending.setdefault(stamp, {})[topic] = (rgb, frame_id)
                 if len(pending[stamp]) == len(cams) and all(_info_topic(c) in infos for c in cams):
                     frame = pending.pop(stamp)
