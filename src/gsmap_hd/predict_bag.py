@@ -15,7 +15,7 @@ import numpy as np
 from .model_errors import CheckpointError, HDInputError
 
 log = logging.getLogger(__name__)
-SHIPPED = Path(__file__).resolve().parent / "weights" / "gsmap_small_world.pt"
+SHIPPED = Path(__file__).resolve().parent / "assets" / "gsmap_small_world.pt"  # packaged (setup.py assets/*)
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_TOPIC = "/ground_truth/lanes_json"
 
