@@ -333,16 +333,19 @@ def main() -> int:
         save_ply(g3, Path(tmp) / "m.ply")
         ply_bytes = (Path(tmp) / "m.ply").stat().st_size
         maps["synthetic_sh3_via_ply"] = load_ply(Path(tmp) / "m.ply")
+    maps["synthetic_sh3_q2"] = g3
+    maps["synthetic_sh0_q2"] = g0
     datas = {}
     for name, g in maps.items():
         log(f"codec on {name}")
-        fig, data = codec_figures(g, params, args.levels, args.repeats)
+        fig, data = codec_figures(g, QuantParams.from_quality(2) if name.endswith("_q2") else params,
+                                  args.levels, args.repeats)
         datas[name] = data
         entry = {"codec": fig, "raw_ply_bytes_per_gaussian": (62 + 8 + 1 - (45 if g.sh_degree == 0 else 0)) * 4 / 4}
         entry["raw_ply_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1)) + 9  # + id (8) + level (1)
         entry["raw_ply_standard_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1))
         entry["spz"] = spz_figures(g)
-        if name != "synthetic_sh0":
+        if name in ("synthetic_sh3", "synthetic_sh3_via_ply"):
             entry["draco_positions_1mm"] = draco_positions(g)
         res["maps"][name] = entry
         log(json.dumps({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items()
@@ -431,7 +434,8 @@ def markdown(res) -> str:
     m = res["machine"]
     lines = [f"# Codec benchmark\n", f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
              f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), torch {m['torch']}, 1 thread, CPU.\n",
-             "Rows below are synthetic rooms (quality 3, 1 mm); a map fitted by the mapper on the real kitchen bag, "
+             "Rows below are synthetic rooms at quality 3 (rows `_q2`: quality 2, the CLI default; both 1 mm "
+             "positions); a map fitted by the mapper on the real kitchen bag, "
              "where present, has its own section further down.\n",
              "| map | Gaussians | raw PLY B/G | SPZ v2 B/G | Draco pos. 1 mm B/G (unordered / ordered) | ours B/G | ours positions B/G | ours ids B/G | levels | encode M/s | decode M/s | exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
