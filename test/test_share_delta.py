@@ -92,12 +92,13 @@ def test_sequencing_gap_duplicate_reorder_other_map():
     store = MapStore()
     assert store.receive(deltas[0]) == BUFFERED          # before any snapshot: wait for one
     assert store.receive(snap) == SNAPSHOT               # then the buffered delta applies
-    assert store.seq == 2 and store.state.equals(states[0])
+    s0 = store.seq - 1
+    assert store.state.equals(states[0])
     assert store.receive(deltas[0]) == DUPLICATE
     assert store.receive(deltas[2]) == BUFFERED          # gap: 3 waits for 2
     assert store.receive(deltas[3]) == BUFFERED
     assert store.receive(deltas[1]) == APPLIED           # the gap closes, 3 and 4 follow
-    assert store.seq == 5 and store.state.equals(states[3])
+    assert store.seq == s0 + 4 and store.seq == sender.seq and store.state.equals(states[3])
     other = MapSender.from_map(g, P, map_id=10)
     assert store.receive(other.snapshot()) == OTHER_MAP
     assert store.state.equals(states[3])
@@ -115,7 +116,7 @@ def test_corrupt_delta_rejected_whole_map_untouched():
         bad = bytearray(data)
         bad[i] ^= 0x5A
         assert store.receive(bytes(bad)) in (REJECTED, BUFFERED, DUPLICATE, OTHER_MAP)
-        assert store.state.equals(before) and store.seq == 1
+        assert store.state.equals(before) and store.seq == sender.seq - 1
     assert store.receive(data[:-3]) == REJECTED
     assert store.receive(data) == APPLIED
     assert store.gaussian_map().equals(quantize(g, P))
@@ -154,10 +155,10 @@ def _stream_of_messages(n_deltas=6, seed=0):
         rows = rng.integers(0, len(g), 3)
         g.add(g.means[rows] + 0.05, g.quats[rows], g.log_scales[rows], g.opacity_logits[rows], g.sh[rows])
         msgs.append(sender.update(g, g.take_changes())[0])
-    return msgs, sender.shadow
+    return msgs, sender.shadow, sender.seq
 
 
-_MSGS, _FINAL = _stream_of_messages()
+_MSGS, _FINAL, _LAST_SEQ = _stream_of_messages()
 
 
 from hypothesis import given, settings  # noqa: E402
@@ -170,5 +171,25 @@ def test_any_order_with_duplicates_converges(order, dups):
     store = MapStore()
     for i in list(order) + list(dups):
         store.receive(_MSGS[i])
-    assert store.seq == len(_MSGS) and store.state.equals(_FINAL)
+    assert store.seq == _LAST_SEQ and store.state.equals(_FINAL)
     assert store.pending == 0
+
+
+def test_restarted_sender_is_followed():
+    """A sender that restarts (same map id, fresh state) numbers above its previous session."""
+    g = synthetic_map(500, 0, seed=8)
+    first = MapSender.from_map(g, P, map_id=3)
+    store = MapStore()
+    store.receive(first.snapshot())
+    for _ in range(3):
+        g.update(g.ids[:5], means=g.means[:5] + 0.01)
+        assert store.receive(first.update(g, g.take_changes())[0]) == APPLIED
+    h = g.subset(g.means[:, 0] > 3.0)  # the restarted mapper loaded a smaller map
+    again = MapSender.from_map(h, P, map_id=3)
+    assert again.seq > first.seq
+    g2 = h.copy()
+    g2.update(g2.ids[:5], means=g2.means[:5] + 0.02)
+    delta = again.update(g2, g2.take_changes())[0]
+    assert store.receive(delta) == BUFFERED          # its snapshot is still on the way
+    assert store.receive(again.snapshot()) == SNAPSHOT
+    assert store.seq == again.seq and store.gaussian_map().equals(quantize(g2, P))

@@ -9,6 +9,7 @@ checksum, so a receiver verifies it ends bit-identical to the sender, and reject
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -275,12 +276,17 @@ class MapSender:
 
     def __init__(self, params: QuantParams | None = None, *, map_id: int = 1, frame_id: str = "map",
                  sh_degree: int = 0, tile_size: float = 2.0, n_levels: int = DEFAULT_LEVELS,
-                 delta_levels: int = 1) -> None:
+                 delta_levels: int = 1, first_seq: int | None = None) -> None:
         self.params = params or QuantParams()
         self.map_id, self.frame_id, self.tile_size = map_id, frame_id, tile_size
         self.n_levels, self.delta_levels = n_levels, delta_levels
         self.shadow = QMap.empty(sh_degree)
-        self.seq = 1  # sequence 1 = the empty map (a snapshot of it is valid)
+        # The first state's sequence number. By default the wall clock in microseconds, so a restarted
+        # sender numbers above everything it sent before: receivers take its first snapshot as newer
+        # instead of waiting forever for sequence numbers they have already passed.
+        self.seq = int(first_seq) if first_seq is not None else time.time_ns() // 1000
+        if not 1 <= self.seq < 1 << 62:
+            raise EncodeError(f"first sequence number {self.seq} out of range")
 
     @classmethod
     def from_map(cls, gmap: GaussianMap, params: QuantParams | None = None, **kw) -> "MapSender":
