@@ -52,11 +52,16 @@ def ssim(a, b) -> float:
         return float(ssim_map(a, b).mean())
 
 
-def psnr(a, b) -> float:
-    """PSNR in dB of two images in [0, 1] (peak 1)."""
+def psnr(a, b, mask=None) -> float:
+    """PSNR in dB of two images in [0, 1] (peak 1), over the pixels of ``mask`` (H, W) if given."""
     a = np.asarray(a.detach().cpu() if torch.is_tensor(a) else a, np.float64)
     b = np.asarray(b.detach().cpu() if torch.is_tensor(b) else b, np.float64)
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    err = (np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2
+    if mask is not None:
+        if not np.any(mask):
+            return math.nan
+        err = err[np.asarray(mask, bool)]
+    mse = float(np.mean(err))
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
 

@@ -1,7 +1,8 @@
 """Sliding-window optimisation: L1 + D-SSIM on colour, L1 on valid depth.
 
 Each iteration renders one view of the window (the newest keyframe more often, since it holds the
-newest Gaussians) and takes one Adam step on every Gaussian parameter. A step whose loss or gradients
+newest Gaussians) and takes one Adam step (:class:`~.params.RowAdam`: state kept across keyframes,
+only the rows the view sees) on the Gaussians' parameters. A step whose loss or gradients
 are not finite is rejected before it touches anything: parameters and optimiser state stay as they
 were, so a bad frame cannot poison the map.
 
@@ -22,7 +23,7 @@ from ..camera import Camera
 from .config import OptimConfig
 from .densify import GradAccumulator
 from .metrics import ssim_map
-from .params import TorchGaussians
+from .params import RowAdam, TorchGaussians
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,11 @@ class WindowOptimizer:
         self.cfg = cfg
         self.render_fn = render_fn
 
-    def make_adam(self, params: TorchGaussians) -> torch.optim.Adam:
+    def make_adam(self, params: TorchGaussians) -> RowAdam:
         c = self.cfg
         lrs = {"means": c.lr_means, "quats": c.lr_quats, "log_scales": c.lr_log_scales,
                "opacity_logits": c.lr_opacity, "sh": c.lr_sh}
-        return torch.optim.Adam([{"params": [getattr(params, n)], "lr": lr, "name": n}
-                                 for n, lr in lrs.items()], eps=1e-15)
+        return RowAdam(params, lrs)
 
     def pick(self, views: list[TrainView], rng: np.random.Generator) -> TrainView:
         if len(views) == 1 or rng.random() < self.cfg.newest_fraction:
@@ -124,7 +124,7 @@ class WindowOptimizer:
         for it in range(iterations):
             use_virtual = bool(virtual) and virtual_every and (it % virtual_every == virtual_every - 1)
             view = virtual[int(rng.integers(0, len(virtual)))] if use_virtual else self.pick(views, rng)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             out = self.render_fn(params, view.camera)
             loss = view_loss(out.color, out.depth, view, self.cfg)
             means2d = out.meta.get("means2d")

@@ -33,6 +33,11 @@ class TorchGaussians:
         self.ids = np.zeros(0, np.uint64)  # 0 = not yet in the map
         # Largest blending weight seen in an optimised view (inf = not rendered yet); for the cap.
         self.contrib = np.zeros(0)
+        # Adam moments and per-row step counts, kept across keyframes and carried through
+        # append/keep (see RowAdam).
+        self.adam_m = {n: torch.zeros_like(getattr(self, n)).detach() for n in FIELDS}
+        self.adam_v = {n: torch.zeros_like(getattr(self, n)).detach() for n in FIELDS}
+        self.adam_t = torch.zeros(0, device=self.device)
         for name in FIELDS:
             getattr(self, name).requires_grad_(True)
 
@@ -46,7 +51,13 @@ class TorchGaussians:
         out.ids = gmap.ids.copy()
         out.levels = gmap.levels.copy()
         out.contrib = np.full(len(gmap), np.inf)
+        out._reset_adam()
         return out
+
+    def _reset_adam(self) -> None:
+        self.adam_m = {n: torch.zeros_like(getattr(self, n)).detach() for n in FIELDS}
+        self.adam_v = {n: torch.zeros_like(getattr(self, n)).detach() for n in FIELDS}
+        self.adam_t = torch.zeros(len(self), device=self.device)
 
     def parameters(self) -> dict[str, torch.Tensor]:
         return {n: getattr(self, n) for n in FIELDS}
@@ -77,6 +88,10 @@ class TorchGaussians:
         self.ids = np.concatenate([self.ids, np.zeros(n, np.uint64)])
         self.levels = np.concatenate([self.levels, np.zeros(n, np.uint8)])
         self.contrib = np.concatenate([self.contrib, np.full(n, np.inf)])
+        for st in (self.adam_m, self.adam_v):
+            for k in FIELDS:
+                st[k] = torch.cat([st[k], torch.zeros((n,) + st[k].shape[1:], device=self.device)])
+        self.adam_t = torch.cat([self.adam_t, torch.zeros(n, device=self.device)])
 
     def keep(self, mask) -> None:
         """Keep rows where ``mask`` is true (order preserved)."""
@@ -88,6 +103,10 @@ class TorchGaussians:
         self.ids = self.ids[m]
         self.levels = self.levels[m]
         self.contrib = self.contrib[m]
+        for st in (self.adam_m, self.adam_v):
+            for k in FIELDS:
+                st[k] = st[k][tm]
+        self.adam_t = self.adam_t[tm]
 
     def numpy(self, name: str) -> np.ndarray:
         return getattr(self, name).detach().cpu().numpy()
@@ -121,3 +140,54 @@ class TorchGaussians:
         new_ids = gmap.add(*(values[n][n_known:] for n in FIELDS), levels=self.levels[n_known:])
         self.ids[n_known:] = new_ids
         return {"added": len(new_ids), "updated": int(changed.sum()), "removed": len(removed)}
+
+
+class RowAdam:
+    """Adam whose state lives in the :class:`TorchGaussians` rows and survives keyframes.
+
+    Two differences from ``torch.optim.Adam``, both for incremental mapping: (1) the moments are
+    kept from keyframe to keyframe and follow rows through seeding, densification and pruning — a
+    fresh Adam per keyframe would take its bias-corrected first steps (≈ lr · sign(grad)) on every
+    Gaussian again and again, a random walk that slowly ruins regions the window no longer sees;
+    (2) a step only touches rows with a non-zero gradient (visible in the rendered view) and counts
+    steps per row, so unseen Gaussians do not drift on stale momentum and new ones start with
+    their own bias correction (gsplat's "selective Adam" idea)."""
+
+    def __init__(self, params: TorchGaussians, lrs: dict[str, float], betas=(0.9, 0.999), eps=1e-15):
+        self.p = params
+        self.lrs = lrs
+        self.b1, self.b2 = betas
+        self.eps = eps
+
+    def zero_grad(self) -> None:
+        for n in FIELDS:
+            getattr(self.p, n).grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        p = self.p
+        grads = {n: getattr(p, n).grad for n in FIELDS}
+        rows = torch.zeros(len(p), dtype=torch.bool, device=p.device)
+        for g in grads.values():
+            if g is not None:
+                rows |= g.reshape(len(p), -1).ne(0).any(dim=1)
+        if not rows.any():
+            return
+        idx = torch.nonzero(rows).flatten()
+        p.adam_t[idx] += 1
+        t = p.adam_t[idx]
+        c1 = 1 - self.b1 ** t
+        c2 = 1 - self.b2 ** t
+        for n in FIELDS:
+            g = grads[n]
+            lr = self.lrs.get(n, 0.0)
+            if g is None or lr == 0:
+                continue
+            g = g[idx]
+            shape = (-1,) + (1,) * (g.ndim - 1)
+            m = p.adam_m[n][idx] * self.b1 + (1 - self.b1) * g
+            v = p.adam_v[n][idx] * self.b2 + (1 - self.b2) * g * g
+            p.adam_m[n][idx] = m
+            p.adam_v[n][idx] = v
+            upd = (m / c1.view(shape)) / ((v / c2.view(shape)).sqrt() + self.eps)
+            getattr(p, n).data[idx] -= lr * upd
