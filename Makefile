@@ -18,11 +18,11 @@ $(VENV)/.installed: requirements.txt requirements-test.txt setup.py pyproject.to
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m gs_mapping.demo --out $(OUT)
+	$(VENV)/bin/gs-mapping demo --out $(OUT)
 
 # pytest exits 5 when it collected no test; say so plainly rather than pass silently.
 test: venv
-	OMP_NUM_THREADS=2 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 1; fi; exit $$rc
 
 clean:

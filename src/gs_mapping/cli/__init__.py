@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ..errors import GsMappingError
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "the main job: a driving world through all nodes, measured, with a report"),
     "info": ("info", "summarise a rosbag2: topics, counts, time span, TF tree"),
     "world": ("world", "generate a procedural driving world and write its sensor data as a rosbag2"),
     "map": ("map", "build a 3D Gaussian map from a bag's camera, depth and TF"),
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP's default busy-waiting makes 2 torch threads ~10x slower than 1 on a loaded 2-core
+    # machine (measured in bench/render.py); it must be set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,0 +1,138 @@
+"""The demo's figures, each against the world's ground truth or the sender's own map."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+HOLDOUT_EVERY = 5       # held-out views at midpoints between every 5th pair of frames
+MAPPED_RANGE_M = 40.0   # the mapper maps to this depth; PSNR "in range" counts only these pixels
+
+
+def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dict, dict]]]:
+    """Chamfer / raster AP of hd_map_node's lanes against the world's GT (paired by stamp)."""
+    from gsmap_hd.metrics import evaluate
+
+    from ..bag import BagReader
+    from ..messages import string_message_to_json
+
+    def frames(bag_path, topic):
+        with BagReader(bag_path) as bag:
+            if not bag.has_topic(topic):
+                return {}
+            return {int(d["stamp_ns"]): d for d in (string_message_to_json(m) for _, _, m in bag.messages([topic]))}
+
+    gts = frames(world_bag, "/ground_truth/lanes_json")
+    preds = frames(out_bag, "/hd_map_node/lanes_json")
+    stamps = sorted(set(gts) & set(preds))
+    pairs = [(preds[s], gts[s]) for s in stamps]
+    if not pairs:
+        return {"frames": 0}, []
+    result = evaluate([{"vectors": p["vectors"]} for p, _ in pairs],
+                      [{"vectors": [{k: v[k] for k in ("pts", "type")} for v in g["vectors"]]} for _, g in pairs],
+                      frame="rep103")
+    out = {"frames": len(pairs), "chamfer_mAP": result["chamfer"]["mAP"],
+           "chamfer_ap": result["chamfer"]["ap"], "raster_mAP": result["raster"]["mAP"],
+           "raster_line_ap": result["raster"]["line_ap"], "raster_ped_ap": result["raster"]["ped_ap"]}
+    return out, pairs
+
+
+PSNR_CAP_DB = 100.0  # identical images: reported as 100 dB, so the JSON stays finite
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR (dB) of colours in [0, 1] (clipped, as renders are not), optionally over a mask."""
+    d = (np.clip(np.asarray(a, np.float64), 0, 1) - np.clip(np.asarray(b, np.float64), 0, 1)) ** 2
+    mse = float(d[mask].mean() if mask is not None else d.mean())
+    return PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else float(10 * np.log10(1.0 / mse))
+
+
+def heldout_views(drive, lateral: float = 0.0) -> list:
+    """Cameras at midpoints between frames never shown to the mapper (optionally displaced)."""
+    cam = drive.cameras[0]
+    out = []
+    for i in range(0, drive.frames - 1, HOLDOUT_EVERY):
+        T = drive.pose(i + 0.5, lateral=lateral)
+        out.append(cam.with_pose(T @ cam.T_map_cam))
+    return out
+
+
+def heldout_quality(drive, gmap, views: list) -> dict:
+    """PSNR of the map rendered at held-out views vs the world's true image, over all pixels and
+    over the pixels within the mapped depth range."""
+    from ..render import render
+
+    rows = []
+    for cam in views:
+        truth, depth = drive.world.render(cam)
+        truth = truth.astype(np.float32) / 255.0
+        color, _, _ = render(gmap, cam, backend="cpu").numpy()
+        near = np.isfinite(depth) & (depth <= MAPPED_RANGE_M)
+        rows.append((psnr(color, truth), psnr(color, truth, near[..., None].repeat(3, -1)),
+                     color, truth))
+    return {"psnr_all": float(np.mean([r[0] for r in rows])), "psnr_in_range": float(np.mean([r[1] for r in rows])),
+            "views": len(rows)}, rows
+
+
+def delta_costs(out_bag: Path) -> dict:
+    """Delta bytes per keyframe vs re-sending the full map at each keyframe (what a naive sharing
+    scheme does): the deltas are replayed into a receiver and each state is encoded as a snapshot."""
+    from gs_map_share.receiver import APPLIED, SNAPSHOT, MapStore
+    from gs_map_share.snapshot import encode_snapshot
+
+    from ..bag import BagReader
+    from ..messages import uint8_multiarray_to_bytes
+
+    store = MapStore()
+    deltas, fulls = [], []
+    topics = ["/mapper_node/map_snapshot", "/mapper_node/map_delta"]
+    with BagReader(out_bag) as bag:
+        for topic, _, msg in bag.messages(topics):
+            data = uint8_multiarray_to_bytes(msg)
+            status = store.receive(data)
+            if topic.endswith("map_delta") and status == APPLIED:
+                deltas.append(len(data))
+                h = store.header
+                full, _ = encode_snapshot(store.state, store.params, map_id=h.map_id, seq=h.seq,
+                                          frame_id=h.frame_id, tile_size=h.tile_size)
+                fulls.append(len(full))
+            elif status not in (APPLIED, SNAPSHOT, "duplicate", "stale"):
+                raise RuntimeError(f"demo: a container of the sender was {status}: {store.last_error}")
+    total, total_full = int(sum(deltas)), int(sum(fulls))
+    return {"keyframes": len(deltas), "delta_bytes": deltas, "delta_bytes_total": total,
+            "full_resend_bytes": fulls, "full_resend_bytes_total": total_full,
+            "delta_vs_full": round(total / total_full, 4) if total_full else None,
+            "final_map_gaussians": len(store.state) if store.state is not None else 0}
+
+
+def rate_distortion(gmap, views: list, qualities=(1, 2, 3, 4, 5)) -> list[dict]:
+    """Bytes vs PSNR (against the uncompressed map's own rendering) for each codec quality."""
+    from gs_map_share.quantize import QuantParams
+    from gs_map_share.snapshot import decode_map, encode_map
+
+    from ..render import render
+
+    refs = [render(gmap, cam, backend="cpu").numpy()[0] for cam in views]
+    out = []
+    for q in qualities:
+        data, _ = encode_map(gmap, QuantParams.from_quality(q))
+        dec = decode_map(data)
+        p = [psnr(render(dec, cam, backend="cpu").numpy()[0], ref) for cam, ref in zip(views, refs)]
+        out.append({"quality": q, "bytes": len(data), "bytes_per_gaussian": len(data) / max(1, len(gmap)),
+                    "psnr_vs_uncompressed": float(np.mean(p))})
+    return out
+
+
+def levels_of_detail(snapshot: bytes, view) -> list[dict]:
+    """The shared map decoded up to each level of detail, rendered from one view."""
+    from gs_map_share.snapshot import decode_map, decode_snapshot
+
+    from ..render import render
+
+    header, _ = decode_snapshot(snapshot)
+    out = []
+    for level in range(header.n_levels):
+        gmap = decode_map(snapshot, max_level=level)
+        color, _, _ = render(gmap, view, backend="cpu").numpy()
+        out.append({"level": level, "gaussians": len(gmap), "image": color})
+    return out
