@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import time
 
@@ -42,4 +43,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         node.close()
         ctx.close()
+        # One machine-readable line at the end: what the node saw, rejected and holds.
+        print("summary: " + json.dumps({"node": ctx.node_name, **node.diag.summary()}, default=str), flush=True)
     return 0

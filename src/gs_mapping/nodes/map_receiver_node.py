@@ -62,6 +62,8 @@ class MapReceiverNode(NodeBase):
             self.diag.latency("apply", time.perf_counter() - t0)
         self.diag.values.update({f"containers_{k}": v for k, v in self.store.stats.items()})
         self.diag.values["seq"] = self.store.seq
+        if self.store.header is not None:  # verified against the rebuilt map after every apply
+            self.diag.values["state_crc"] = self.store.header.state_crc
         self.diag.values["pending"] = self.store.pending
 
     def publish_cloud(self) -> None:

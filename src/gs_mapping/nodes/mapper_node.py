@@ -204,6 +204,8 @@ class MapperNode(NodeBase):
         self.pub_delta.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
         self.deltas += 1
         self.delta_bytes += len(data)
+        self.diag.values["seq"] = self.sender.seq
+        self.diag.values["state_crc"] = self.sender.shadow.checksum()
         self.diag.values["deltas"] = self.deltas
         self.diag.values["delta_bytes_total"] = self.delta_bytes
 
@@ -214,6 +216,8 @@ class MapperNode(NodeBase):
         self._last_snapshot_ns = self.ctx.now_ns()
         self.pub_snapshot.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
         self.diag.values["snapshot_bytes"] = len(data)
+        self.diag.values["seq"] = self.sender.seq
+        self.diag.values["state_crc"] = self.sender.shadow.checksum()
 
     def on_snapshot_timer(self) -> None:
         subs = self.pub_snapshot.subscription_count()
