@@ -143,3 +143,18 @@ def test_cli_train_and_predict_on_a_world_bag(tmp_path):
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
     r = _cli("hd-train", "--out", str(tmp_path / "run"), "--steps", "0")
     assert r.returncode == 2 and "--steps" in r.stderr
+
+
+def test_predict_bag_on_the_real_kitchen_bag(kitchen_bag, tmp_path):
+    """Real recorded bag (rgb8 320x240, CameraInfo, TF base_link -> optical): the reading path works end
+    to end (the predictions themselves are meaningless indoors); no GT topic, so no GTs."""
+    from gsmap_hd.predict_bag import predict_bag
+
+    cfg = _cfg()
+    ckpt = save(tmp_path / "m.pt", GSMapModel(cfg.model), cfg, weights_only=True)
+    summary = predict_bag(kitchen_bag, tmp_path / "p.json", checkpoint=ckpt, max_frames=2, score_threshold=0.0,
+                          progress=False)
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert summary["cameras"] == ["/camera/color/image_raw"] and summary["frames"] == 2
+    assert len(doc["results"]) == 2 and "GTs" not in doc
+    assert all(len(f["vectors"]) == 6 for f in doc["results"])
