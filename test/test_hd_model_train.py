@@ -105,6 +105,7 @@ def test_polygons_come_out_closed():
     (lambda im, ci, T: (im, ci, [np.diag([2.0, 1, 1, 1])]), "not a rotation"),
     (lambda im, ci, T: (im + im, ci, T), "got 2 images, 1 camera infos"),
     (lambda im, ci, T: ([im[0][..., :1]], ci, T), r"RGB \(H, W, 3\)"),
+    (lambda im, ci, T: ([im[0].astype(np.float32) + 255], ci, T), r"float images must be RGB in \[0, 1\]"),
 ])
 def test_predict_input_errors(mutate, match):
     K, T = camera_rig("front", 64, 48)

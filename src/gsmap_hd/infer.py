@@ -102,6 +102,9 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
             im = im.astype(np.float32)
             if not np.all(np.isfinite(im)):
                 raise HDInputError(f"camera {i}: image contains NaN/inf")
+            if im.size and (im.min() < 0 or im.max() > 1):
+                raise HDInputError(f"camera {i}: float images must be RGB in [0, 1] (got {im.min():.3g}..{im.max():.3g}); "
+                                   "pass uint8 for 0..255")
         Ks.append(K)
         Ts.append(T)
         ims.append(im)
