@@ -1,1 +1,13 @@
-"""gs_map_share: compact, entropy-coded, progressive and incremental Gaussian map deltas."""
+"""gs_map_share: compact, entropy-coded, progressive and incremental Gaussian map deltas.
+
+Modules (byte-level format: docs/format.md):
+
+- ``quantize``  — the lattices: ``quantize(map, params)`` is exactly the map a receiver rebuilds.
+- ``container`` — header, table of contents, CRC-32C chunks; ``bitio``/``entropy`` — varints and
+  ANS-coded integer streams (constriction, integer frequency tables).
+- ``octree``/``section`` — per-tile octree geometry with levels of detail and aggregated Gaussians.
+- ``snapshot`` — whole maps (``encode_map``, ``decode_map``); ``delta`` — changes by id and the
+  sender (``MapSender``); ``receiver`` — ``MapStore``, in-sequence application that never loses the map.
+- ``lanes`` — the HD map's vector lanes; ``spz`` — Niantic SPZ v2 export; ``synthetic``/``linksim`` —
+  test and benchmark material (synthetic rooms, a seeded faulty link).
+"""
