@@ -144,12 +144,14 @@ def write_dataset(root) -> None:
                         {"token": "sm_b", "timestamp": t0 + 500_000, "prev": "sm_a", "next": "", "scene_token": "sc0"}]
     sd = []
     for s in ("a", "b"):
-        for sensor, cs, fmt, size in (("lidar", "cs_lidar", "pcd", (0, 0)), ("cam", "cs_cam", "jpg", (1600, 900))):
+        for sensor, cs, fmt, size in (("lidar", "cs_lidar", "pcd", (0, 0)), ("cam", "cs_cam", "jpg", (160, 90))):
             sd.append({"token": f"sd_{s}_{sensor}", "sample_token": f"sm_{s}", "ego_pose_token": f"ep_{s}_{sensor}",
                        "calibrated_sensor_token": cs, "timestamp": poses[f"ep_{s}_{sensor}"][2],
                        "fileformat": fmt, "is_key_frame": True, "height": size[1], "width": size[0],
                        "filename": f"samples/{sensor}/{s}.{fmt}", "prev": "", "next": ""})
     tables["sample_data"] = sd
+    (root / "samples" / "cam").mkdir(parents=True)
+    Image.new("RGB", (160, 90), (90, 90, 90)).save(root / "samples" / "cam" / "a.jpg")   # b's is missing
     (root / "v1.0-mini").mkdir()
     for name, rows in tables.items():
         (root / "v1.0-mini" / f"{name}.json").write_text(json.dumps(rows))
@@ -234,7 +236,7 @@ def test_second_pose_through_the_transform(frames):
 
 def test_camera_relative_to_the_patch_frame(frames):
     cam = frames[0].cameras["CAM_FRONT"]
-    assert (cam.width, cam.height) == (1600, 900) and cam.filename.endswith("samples/cam/a.jpg")
+    assert (cam.width, cam.height) == (160, 90) and cam.filename.endswith("samples/cam/a.jpg")
     np.testing.assert_allclose(cam.K[0], [1266.4, 0.0, 816.3])
     np.testing.assert_allclose(cam.T_ref_cam[:3, :3], R_EGO_OPT, atol=1e-12)
     # the image's ego pose is 0.5 m ahead of the sweep's
@@ -300,6 +302,22 @@ def test_any_pose_elements_inside_patch(extractor, dx, dy, yaw):
 @pytest.fixture(scope="module")
 def extractor(dataroot):
     return nu.NuScenesMapGT(dataroot, "v1.0-mini").map_for(LOCATION)
+
+
+def test_to_sample_feeds_the_model(frames):
+    from gsmap_hd.config import ModelConfig
+    from gsmap_hd.data import collate
+
+    s = frames[0].to_sample()
+    assert s.images.shape == (1, 90, 160, 3) and s.images.dtype == np.uint8
+    np.testing.assert_allclose(s.T_ego_cam[0], frames[0].cameras["CAM_FRONT"].T_ref_cam)
+    assert len(s.elements) == len(frames[0].elements)
+    im, K, T, targets = collate([s], ModelConfig(), None)
+    assert im.shape == (1, 1, 3, 128, 256) and targets is None
+    with pytest.raises(nu.NuScenesError, match="b.jpg"):
+        frames[1].to_sample()
+    with pytest.raises(nu.NuScenesError, match="CAM_BACK"):
+        frames[0].to_sample(("CAM_BACK",))
 
 
 def test_missing_devkit_is_a_clear_error(monkeypatch):

@@ -243,6 +243,32 @@ class NuScenesFrame:
         return {"sample_token": self.sample_token,
                 "vectors": [{"pts": np.asarray(p).tolist(), "type": int(c)} for c, p in self.elements]}
 
+    def to_sample(self, channels: Sequence[str] = ("CAM_FRONT",)):
+        """A :class:`gsmap_hd.data.Sample` (images read from disk) for training or evaluation."""
+        from PIL import Image
+
+        from .data import Sample
+
+        ims, Ks, Ts = [], [], []
+        for ch in channels:
+            cam = self.cameras.get(ch)
+            if cam is None:
+                raise NuScenesError(f"sample {self.sample_token}: no camera {ch!r} (have {sorted(self.cameras)})")
+            try:
+                with Image.open(cam.filename) as im:
+                    rgb = np.asarray(im.convert("RGB"), np.uint8)
+            except OSError as e:
+                raise NuScenesError(f"{cam.filename} ({ch}, sample {self.sample_token}): cannot read image: {e}") from None
+            if rgb.shape[:2] != (cam.height, cam.width):
+                raise NuScenesError(f"{cam.filename}: image is {rgb.shape[1]}x{rgb.shape[0]}, sample_data says "
+                                    f"{cam.width}x{cam.height}")
+            ims.append(rgb)
+            Ks.append(cam.K)
+            Ts.append(cam.T_ref_cam)
+        if len({im.shape for im in ims}) > 1:
+            raise NuScenesError(f"sample {self.sample_token}: cameras {list(channels)} differ in image size")
+        return Sample(np.stack(ims), np.stack(Ks), np.stack(Ts), [(c, np.asarray(p)) for c, p in self.elements])
+
 
 class NuScenesMapGT:
     """A nuScenes dataset (``dataroot/<version>/*.json`` + ``dataroot/maps/expansion/*.json``) read
