@@ -13,6 +13,10 @@ Writes bench/results/hd.json and hd.md (machine, configs, figures). Parts (all b
   warm-up.
 * overfit: one batch of world frames trained ``--overfit-steps`` steps, then Chamfer/raster AP of the
   model on that same batch (goal ≥ 0.95 Chamfer mAP).
+* shipped: the shipped checkpoint (``gsmap_hd/assets``) and ``--candidate`` runs scored with the
+  reference metrics on held-out world seeds (``--heldout-seeds``, drives never trained on: training
+  uses data seed 0 and the in-training evaluation seed 7777); ``--ship`` replaces the asset with the
+  best candidate only if it beats the shipped one on held-out Chamfer mAP.
 * ablation: for each seed, train the small config twice with the same budget (raster_weight 0 vs
   default) on world frames and evaluate on held-out world frames; report mean ± spread (max - min)
   per variant and the difference.
@@ -179,6 +183,66 @@ def part_ablation(args) -> dict:
     return out
 
 
+class _Concat:
+    """Frames of several world data seeds, ``per_seed`` each, as one source."""
+
+    def __init__(self, rig: str, seeds, per_seed: int, size) -> None:
+        from gsmap_hd.data import SampleSource
+        self.sources = [SampleSource("world", rig, s, size) for s in seeds]
+        self.per_seed = per_seed
+
+    def __getitem__(self, i: int):
+        return self.sources[i // self.per_seed][i % self.per_seed]
+
+
+def _heldout(path: Path, args) -> dict:
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.train import evaluate_model
+
+    model, cfg, extra = load_model(path)
+    src = _Concat(cfg.rig, args.heldout_seeds, args.heldout_frames, tuple(cfg.model.image_size))
+    n = args.heldout_frames * len(args.heldout_seeds)
+    t0 = time.perf_counter()
+    ev = evaluate_model(model, cfg, src, n)
+    return {"checkpoint": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+            "trained_steps": int(cfg.steps), "train_frames": int(cfg.train_frames), "batch": int(cfg.batch_size),
+            "data_seed": int(cfg.data_seed), "rig": cfg.rig, "size_bytes": path.stat().st_size,
+            "heldout": {"seeds": list(args.heldout_seeds), "frames_per_seed": args.heldout_frames,
+                        "frames": n, "eval_s": time.perf_counter() - t0,
+                        "chamfer_mAP": ev["chamfer"]["mAP"], "chamfer_class_ap": ev["chamfer"]["class_ap"],
+                        "raster_mAP": ev["raster"]["mAP"], "eval": ev}}
+
+
+def part_shipped(args) -> dict:
+    import shutil
+
+    asset = REPO / "src" / "gsmap_hd" / "assets" / "gsmap_small_world.pt"
+    shipped = _heldout(asset, args)
+    cands = [_heldout(Path(c).resolve(), args) for c in args.candidate]
+    out = {"asset": str(asset.relative_to(REPO)), "before": shipped, "candidates": cands, "replaced": False}
+    best = max(cands, key=lambda c: c["heldout"]["chamfer_mAP"], default=None)
+    if args.ship and best and best["heldout"]["chamfer_mAP"] > shipped["heldout"]["chamfer_mAP"]:
+        import torch
+        from gsmap_hd.checkpoint import load_state
+        src = Path(best["checkpoint"]) if Path(best["checkpoint"]).is_absolute() else REPO / best["checkpoint"]
+        state = load_state(src)
+        if not state.get("half"):
+            raise SystemExit(f"{src}: ship a weights-only (model.pt) checkpoint, not a resumable one")
+        h = best["heldout"]
+        state["extra"] = {"provenance": args.provenance or f"gs-mapping hd-train, {best['trained_steps']} steps",
+                          "heldout_eval": {"seeds": h["seeds"], "frames": h["frames"],
+                                           "chamfer_mAP": h["chamfer_mAP"], "chamfer_class_ap": h["chamfer_class_ap"],
+                                           "raster_mAP": h["raster_mAP"]}}
+        tmp = asset.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, asset)
+        out["replaced"] = True
+        out["after"] = dict(best, checkpoint=str(asset.relative_to(REPO)), size_bytes=asset.stat().st_size,
+                            source_run=best["checkpoint"], provenance=state["extra"]["provenance"])
+    return out
+
+
 def write_md(res: dict, path: Path) -> None:
     lines = ["# GSMap HD-map model benchmark", "", f"machine: `{json.dumps(res['machine'])}`", ""]
     if "params" in res:
@@ -205,13 +269,23 @@ def write_md(res: dict, path: Path) -> None:
                          f"{m['vector_raster']['mean']:.4f} ± {m['vector_raster']['spread']:.4f} | "
                          f"{m['gain']:+.4f} | {m['beyond_2x_spread']} |")
         lines.append("")
+    if "shipped_checkpoint" in res:
+        sc = res["shipped_checkpoint"]
+        lines += ["| shipped checkpoint (held-out world seeds) | steps | train frames | Chamfer mAP | "
+                  "divider / crossing / boundary | raster mAP |", "|---|---|---|---|---|---|"]
+        for name, r in [("before", sc["before"])] + [(f"candidate {i}", c) for i, c in enumerate(sc["candidates"])]:
+            h = r["heldout"]
+            lines.append(f"| {name}: {r['checkpoint']} | {r['trained_steps']} | {r['train_frames']} | "
+                         f"{h['chamfer_mAP']:.4f} | {' / '.join(f'{a:.3f}' for a in h['chamfer_class_ap'])} | "
+                         f"{h['raster_mAP']:.4f} |")
+        lines += ["", f"replaced: {sc['replaced']}", ""]
     path.write_text("\n".join(lines))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", default=["params", "latency", "overfit"],
-                    choices=["params", "latency", "overfit", "ablation"])
+                    choices=["params", "latency", "overfit", "ablation", "shipped"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=30)
@@ -222,6 +296,11 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=512, help="ablation: training frames")
     ap.add_argument("--eval-frames", type=int, default=96, help="ablation: held-out frames")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--candidate", nargs="*", default=[], help="shipped: run checkpoints (model.pt) to compare")
+    ap.add_argument("--heldout-seeds", type=int, nargs="+", default=[1, 2], help="shipped: world data seeds")
+    ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
+    ap.add_argument("--ship", action="store_true", help="shipped: replace the asset if a candidate is better")
+    ap.add_argument("--provenance", help="shipped: provenance text stored in the shipped checkpoint")
     ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
     import torch
@@ -239,6 +318,8 @@ def main(argv=None) -> int:
         res["overfit"] = part_overfit(args)
     if "ablation" in args.parts:
         res["ablation"] = part_ablation(args)
+    if "shipped" in args.parts:
+        res["shipped_checkpoint"] = part_shipped(args)
     from gs_mapping.config import to_dict
     from gsmap_hd.config import paper, small
     res["configs"] = {"small": to_dict(small()), "paper": to_dict(paper())}
