@@ -69,7 +69,9 @@ class HDMapNode(NodeBase):
         self.cameras = cams
         self.predictor = self._load_predictor()
         self.tf = TFBuffer(cache_time_s=30.0)
-        self.sync = ApproximateTimeSynchronizer(cams, queue_size=5, slop=self.cfg.sync_slop_s)
+        # One camera needs no grouping; several are grouped like message_filters would.
+        self.sync = (ApproximateTimeSynchronizer(cams, queue_size=5, slop=self.cfg.sync_slop_s)
+                     if len(cams) > 1 else None)
         self.infos: dict[str, Any] = {}
         self.last_stamp_ns = -1
         self._lanes_prev: list = []
@@ -118,7 +120,7 @@ class HDMapNode(NodeBase):
     def on_image(self, topic: str, msg: Any) -> None:
         from ..messages import stamp_to_ns
 
-        group = self.sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+        group = [msg] if self.sync is None else self.sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
         if group is not None:
             self.on_frame(list(group))
 
