@@ -17,3 +17,30 @@ def kitchen_bag() -> Path:
     if not (KITCHEN_BAG / "metadata.yaml").exists():
         pytest.skip(f"real data not found at {KITCHEN_BAG}")
     return KITCHEN_BAG
+
+
+# Mapper settings for node tests: the real pipeline, with a few optimiser steps per keyframe.
+FAST_NODES_YAML = """
+/**:
+  ros__parameters:
+    mapper:
+      device: cpu
+      max_gaussians: 20000
+      seeding: {stride: 4}
+      optim: {iterations: 2, first_iterations: 4}
+      keyframe: {max_gap: 4}
+    mapper_node:
+      snapshot_period_s: 0.5
+      diagnostics_period_s: 0.5
+    map_receiver_node:
+      publish_rate_hz: 5.0
+      diagnostics_period_s: 0.5
+"""
+
+
+@pytest.fixture(scope="session")
+def fast_nodes_config(tmp_path_factory) -> Path:
+    """A parameter file (config/full.yaml layout) with fast mapper settings for node tests."""
+    path = tmp_path_factory.mktemp("config") / "fast_nodes.yaml"
+    path.write_text(FAST_NODES_YAML)
+    return path

@@ -15,21 +15,6 @@ import pytest
 from gs_mapping.nodes.context import RELIABLE_QOS
 from gs_mapping.runtime.dds import DdsContext
 
-FAST = """
-/**:
-  ros__parameters:
-    mapper:
-      device: cpu
-      max_gaussians: 20000
-      seeding: {stride: 4}
-      optim: {iterations: 2, first_iterations: 4}
-      keyframe: {max_gap: 4}
-    mapper_node:
-      snapshot_period_s: 2.0
-      diagnostics_period_s: 0.5
-    map_receiver_node:
-      diagnostics_period_s: 0.5
-"""
 DOMAIN = 23
 
 
@@ -74,9 +59,8 @@ def _stop(proc):
 
 
 @pytest.mark.slow
-def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, tmp_path):
-    cfg = tmp_path / "fast.yaml"
-    cfg.write_text(FAST)
+def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, fast_nodes_config):
+    cfg = fast_nodes_config
     obs = Diagnostics()
     mapper = _spawn("mapper_node", "--config", str(cfg))
     rx_a = _spawn("map_receiver_node", "--config", str(cfg), name="receiver_a")

@@ -9,27 +9,12 @@ from gs_mapping.nodes.map_receiver_node import MapReceiverNode
 from gs_mapping.nodes.mapper_node import MapperNode
 from gs_mapping.runtime.replay import ReplayBus, replay_bag
 
-FAST_MAPPER = """
-/**:
-  ros__parameters:
-    mapper:
-      device: cpu
-      max_gaussians: 20000
-      seeding: {stride: 4}
-      optim: {iterations: 2, first_iterations: 4}
-      keyframe: {max_gap: 4}
-    mapper_node:
-      snapshot_period_s: 0.5
-    map_receiver_node:
-      publish_rate_hz: 5.0
-"""
 
 
 @pytest.fixture(scope="module")
-def kitchen_replay(kitchen_bag, tmp_path_factory):
+def kitchen_replay(kitchen_bag, fast_nodes_config, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("replay")
-    cfg = tmp / "fast.yaml"
-    cfg.write_text(FAST_MAPPER)
+    cfg = fast_nodes_config
     classes = [MapperNode, MapReceiverNode]
     configs = [c.load_config(cfg) for c in classes]
     summary, (mapper, receiver) = replay_bag(kitchen_bag, tmp / "out", classes, configs)
@@ -76,13 +61,12 @@ def _image(f, stamp, frame, arr, encoding):
     return numpy_to_image(arr, encoding, stamp, frame, factory=f)
 
 
-def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, tmp_path):
+def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, fast_nodes_config):
     """Wrong encodings, mismatched sizes, stamps going backwards, missing TF and a burst of corrupt
     deltas: the nodes keep running, diagnostics count each, the receiver's map is untouched."""
     from gs_mapping.messages import bytes_to_uint8_multiarray
 
-    cfg = tmp_path / "fast.yaml"
-    cfg.write_text(FAST_MAPPER)
+    cfg = fast_nodes_config
     bus = ReplayBus()
     mapper = MapperNode(bus.context("mapper_node"), MapperNode.load_config(cfg))
     receiver = MapReceiverNode(bus.context("map_receiver_node"), MapReceiverNode.load_config(cfg))
