@@ -69,6 +69,7 @@ def test_nan_loss_rejects_step_and_leaves_map_unchanged(caplog):
     bad = _frame(0.0, 1)
     bad.rgb[5, 5, 1] = np.nan  # a NaN in the target → NaN loss on every step
     m.window.clear()
+    m.history.clear()
     m.add_frame(bad)
     assert m.stats.rejected_steps == 3 and m.stats.steps == 0
     assert "step rejected" in caplog.text

@@ -91,3 +91,27 @@ def test_cap_removes_least_contributing_first():
     assert len(p) == 15
     np.testing.assert_array_equal(p.numpy("means"), ids_marker[:15])
     assert enforce_cap(p, 15) == 0
+
+
+def test_row_adam_moves_only_seen_rows_and_state_follows_rows():
+    from gs_mapping.mapping.params import RowAdam
+
+    rng = np.random.default_rng(2)
+    p = TorchGaussians(0)
+    p.append(**_random(6, rng))
+    opt = RowAdam(p, {"means": 0.1, "sh": 0.1})
+    before = p.numpy("means").copy()
+    loss = (p.means[:3] ** 2).sum() + p.sh[:3].sum()  # rows 3..5 get zero gradient
+    loss.backward()
+    opt.step()
+    after = p.numpy("means")
+    assert np.all(np.abs(after[:3] - before[:3]) > 0.05)  # first Adam step ≈ lr · sign(grad)
+    np.testing.assert_array_equal(after[3:], before[3:])
+    assert p.adam_t.tolist() == [1, 1, 1, 0, 0, 0]
+    m_row2 = p.adam_m["means"][2].clone()
+    keep = np.array([False, True, True, True, True, True])
+    p.keep(keep)
+    p.append(**_random(2, rng))
+    assert len(p.adam_t) == 7 and p.adam_t.tolist() == [1, 1, 0, 0, 0, 0, 0]
+    assert torch.equal(p.adam_m["means"][1], m_row2)
+    assert torch.count_nonzero(p.adam_v["sh"][5:]) == 0

@@ -51,6 +51,10 @@ class SeedingConfig:
     initial_opacity: float = 0.7
     min_depth_m: float = 0.1
     max_depth_m: float = 10.0
+    # Pixels without depth up to this many pixels from valid depth are seeded at the nearest valid
+    # depth (0 = never): covers the colour image's border beyond the depth camera's view after
+    # registration. Their depth is not supervised; colour optimisation moves them.
+    fill_holes_px: int = 0
 
 
 @dataclass
@@ -61,6 +65,9 @@ class OptimConfig:
     # Iterations for the very first keyframe (the map is all new then).
     first_iterations: int = 40
     window: int = 5
+    # Older keyframes drawn at random from the kept history into each keyframe's optimisation, so
+    # regions the window has left are not forgotten (as in MonoGS / SplaTAM).
+    random_history: int = 2
     # Render scale for optimisation (0.5 = half resolution); evaluation is at full resolution.
     render_scale: float = 0.5
     lambda_dssim: float = 0.2
@@ -75,7 +82,7 @@ class OptimConfig:
     # After the last frame: this many iterations over the kept keyframes (0 = none), like the final
     # refinement of RGB-D Gaussian SLAM systems. Counted in the whole-bag time, not per keyframe.
     refine_iterations: int = 0
-    # Keyframes kept for the final refinement (oldest dropped first: bounded memory).
+    # Keyframes kept for random history and the final refinement (oldest dropped: bounded memory).
     refine_keep: int = 200
 
 
@@ -131,6 +138,10 @@ class MapperConfig:
     max_depth_m: float = 10.0
     # A frame whose valid-depth fraction is below this is skipped as invalid.
     min_valid_depth_fraction: float = 0.2
+    # Estimate the colour camera relative to the depth camera from the first mapping frames and
+    # register depth to it (for recordings whose depth is not registered to colour; calibration.py).
+    calibrate_color: bool = False
+    calibration_frames: int = 40
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from .keyframes import KeyframeDecision, KeyframeSelector
 from .metrics import depth_l1, psnr, ssim
 from .optimizer import TrainView, WindowOptimizer, make_view
 from .params import TorchGaussians
-from .seeding import seed_gaussians, unexplained_mask
+from .seeding import fill_holes, seed_gaussians, unexplained_mask
 from .virtual_views import virtual_views
 
 log = logging.getLogger(__name__)
@@ -127,27 +127,30 @@ class IncrementalMapper:
     def _map_keyframe(self, frame: Frame, depth: np.ndarray) -> None:
         cfg = self.cfg
         # 1. seed where the map does not explain this view
+        sdepth = fill_holes(depth, cfg.seeding.fill_holes_px)
         if len(self.params):
             _, rd, alpha = self.render(frame.camera)
-            mask = unexplained_mask(alpha, rd, depth, cfg.seeding)
+            mask = unexplained_mask(alpha, rd, sdepth, cfg.seeding)
         else:
-            mask = unexplained_mask(None, None, depth, cfg.seeding)
-        seeds = seed_gaussians(frame.rgb, depth, frame.camera, mask, cfg.seeding, cfg.sh_degree)
+            mask = unexplained_mask(None, None, sdepth, cfg.seeding)
+        seeds = seed_gaussians(frame.rgb, sdepth, frame.camera, mask, cfg.seeding, cfg.sh_degree)
         self.params.append(**seeds)
         self.stats.seeded += len(seeds["means"])
         self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
         # 2. optimise the window
         view = make_view(frame.rgb, depth, frame.camera, cfg.optim.render_scale, self.device)
+        older = [v for v in self.history if all(v is not w for w in self.window)]
         self.window.append(view)
-        if cfg.optim.refine_iterations > 0:
-            self.history.append(view)
+        self.history.append(view)
+        k = min(cfg.optim.random_history, len(older))
+        extra = [older[i] for i in self.rng.choice(len(older), size=k, replace=False)] if k else []
         vv = cfg.virtual_views
         if vv.enabled:
             self.virtual.extend(virtual_views(frame.rgb, depth, frame.camera, vv.offsets_m,
                                               cfg.optim.render_scale, vv.weight, self.device))
         iters = cfg.optim.first_iterations if self.stats.keyframes == 0 else cfg.optim.iterations
         acc = GradAccumulator(len(self.params))
-        st = self.optimizer.run(self.params, list(self.window), iters, self.rng, acc,
+        st = self.optimizer.run(self.params, extra + list(self.window), iters, self.rng, acc,
                                 list(self.virtual) if vv.enabled else None, vv.every)
         seen = acc.weight > 0
         self.params.contrib[seen] = np.where(np.isfinite(self.params.contrib[seen]),

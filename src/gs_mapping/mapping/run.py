@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import GsMappingError
 from .config import MapperConfig
 from .frames import FrameStats, read_frames
+from .calibration import estimate_color_calibration
 from .mapper import IncrementalMapper
 
 log = logging.getLogger(__name__)
@@ -63,18 +64,37 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
         total = min(total, max_frames)
     t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=total, unit="frame", desc="mapping", disable=not progress, leave=False)
+    calibration = None
+    pending = []  # mapping frames buffered until the colour camera is calibrated
+
+    def feed(frame):
+        mapper.add_frame(calibration.register(frame) if calibration else frame)
+
     try:
         for frame in read_frames(bag_path, cfg.topics, fstats):
             if max_frames is not None and frame.index >= max_frames:
                 break
             if n and frame.index % n == n - 1:
                 heldout.append(frame)  # never shown to the mapper
+            elif cfg.calibrate_color and calibration is None:
+                pending.append(frame)
+                if len(pending) >= cfg.calibration_frames:
+                    calibration = estimate_color_calibration(pending)
+                    for f in pending:
+                        feed(f)
+                    pending = []
             else:
-                mapper.add_frame(frame)
+                feed(frame)
             bar.update(frame.index + 1 - bar.n)
             bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
+        if pending:
+            calibration = estimate_color_calibration(pending)
+            for f in pending:
+                feed(f)
     finally:
         bar.close()
+    if calibration is not None:
+        heldout = [calibration.register(f) for f in heldout]
     mapper.finish()
     map_seconds = time.perf_counter() - t0
     map_cpu_seconds = time.process_time() - c0
@@ -115,6 +135,10 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
         "seconds_mapping": map_seconds,
         "cpu_seconds_mapping": map_cpu_seconds,
         "seconds_refine": mapper.stats.refine_seconds,
+        "color_calibration": None if calibration is None else {
+            "focal_scale": calibration.focal_scale, "dcx": calibration.dcx, "dcy": calibration.dcy,
+            "t_depth_color": list(calibration.t_depth_color),
+            "photometric_inconsistency": [calibration.cost_before, calibration.cost_after]},
         "optimisation": {"steps": mapper.stats.steps, "rejected_steps": mapper.stats.rejected_steps,
                          "seeded": mapper.stats.seeded, "cloned": mapper.stats.cloned,
                          "split": mapper.stats.split, "pruned": mapper.stats.pruned,

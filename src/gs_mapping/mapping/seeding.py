@@ -29,6 +29,18 @@ def unexplained_mask(alpha: np.ndarray | None, rendered_depth: np.ndarray | None
     return valid & (low | behind)
 
 
+def fill_holes(depth: np.ndarray, max_px: int) -> np.ndarray:
+    """Depth with invalid pixels (0) within ``max_px`` of a valid one set to the nearest valid depth."""
+    from scipy.ndimage import distance_transform_edt
+
+    invalid = ~(depth > 0)
+    if max_px <= 0 or not invalid.any() or invalid.all():
+        return depth
+    dist, (iy, ix) = distance_transform_edt(invalid, return_indices=True)
+    filled = depth[iy, ix]
+    return np.where(invalid & (dist <= max_px), filled, depth).astype(depth.dtype)
+
+
 def _cell_mean(img: np.ndarray, s: int) -> np.ndarray:
     """Mean over s×s cells anchored at the grid points (edge cells padded by replication)."""
     if s == 1:
