@@ -47,6 +47,7 @@ class MapReceiverNode(NodeBase):
                                 self.guarded(self.cfg.snapshot_topic, self.on_container))
         ctx.create_timer(1.0 / self.cfg.publish_rate_hz, self.publish_cloud)
         ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+        self.diag.values["device"] = "cpu"  # decoding and the cloud are numpy work
 
     def on_container(self, msg: Any) -> None:
         from gs_map_share.receiver import APPLIED, REJECTED, SNAPSHOT
