@@ -212,3 +212,29 @@ def unflatten(params: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(p, {})
         node[leaf] = value
     return out
+
+
+def dump_section(name: str, cfg: Any, indent: int = 4) -> str:
+    """One section of a parameter file: YAML of ``cfg``'s values, each field's description (from
+    :func:`param`) as a comment above it. Round-trips through :func:`load_section`."""
+    lines = [" " * indent + f"{name}:"]
+    _dump_fields(cfg, indent + 2, lines)
+    return "\n".join(lines)
+
+
+def _dump_fields(cfg: Any, indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        desc = f.metadata.get("description")
+        bounds = f.metadata.get("range")
+        if desc:
+            lines.append(f"{pad}# {desc}" + (f" [{bounds[0]}, {bounds[1]}]" if bounds else ""))
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{f.name}:")
+            _dump_fields(value, indent + 2, lines)
+        else:
+            plain = list(value) if isinstance(value, tuple) else value
+            text = yaml.safe_dump(plain, default_flow_style=True, width=1000).strip()
+            text = text.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"{pad}{f.name}: {text}")

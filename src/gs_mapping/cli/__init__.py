@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hd-predict": ("hd_predict", "predict vector HD-map elements from a bag's cameras with a GSMap checkpoint"),
     "replay": ("replay", "feed a bag through the nodes in stamp order and record what they publish"),
     "run": ("run_node", "run one node on Cyclone DDS (ROS 2 wire-compatible, no rclpy needed)"),
+    "params": ("params", "print the nodes' default parameters (the layout of config/full.yaml)"),
     "play": ("play", "publish a bag's messages on Cyclone DDS in stamp order (like ros2 bag play)"),
 }
 
