@@ -45,14 +45,18 @@ def _snapshot(m: IncrementalMapper):
 
 def test_keyframes_change_tracking():
     torch.manual_seed(0)
-    m = IncrementalMapper(_cfg(iterations=4, first_iterations=0), "cpu")
+    cfg = _cfg(iterations=4, first_iterations=0)
+    cfg.densify.enabled = True
+    cfg.densify.grad_threshold = 0.0  # every seen Gaussian is a candidate: exercise clone/split
+    m = IncrementalMapper(cfg, "cpu")
     f0 = _frame(0.0, 0)
     m.add_frame(f0)
     ch = m.gmap.take_changes()
     assert len(ch.added) == len(m.gmap) > 0 and len(ch.updated) == 0 and len(ch.removed) == 0
     m.add_frame(_frame(0.0, 1))  # same view: optimise, nothing new to seed
     ch = m.gmap.take_changes()
-    assert len(ch.updated) > 0 and len(ch.added) == m.stats.cloned + 2 * m.stats.split
+    assert len(ch.updated) > 0 and len(ch.added) == m.stats.cloned + 2 * m.stats.split > 0
+    assert len(ch.removed) == m.stats.split + m.stats.pruned + m.stats.capped
     m.add_frame(_frame(0.3, 2))  # moved: new wall seen on the right → new Gaussians
     ch = m.gmap.take_changes()
     assert len(ch.added) > 0

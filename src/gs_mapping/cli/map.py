@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-info-topic", default=None,
                    help="CameraInfo topic (default /camera/color/camera_info)")
     p.add_argument("--map-frame", default=None, help="fixed TF frame of the map (default map)")
+    p.add_argument("--calibrate-color", action="store_true",
+                   help="estimate the colour camera from the data and register depth to it (for bags "
+                        "whose depth is not registered to colour, e.g. 7-Scenes)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many colour/depth pairs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         if args.holdout_every < 0 or args.holdout_every == 1:
             raise ConfigError(f"--holdout-every must be 0 (none) or >= 2, got {args.holdout_every}")
         cfg.holdout_every = args.holdout_every
+    if args.calibrate_color:
+        cfg.calibrate_color = True
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
     m = map_bag(args.bag, args.out, cfg, device=args.device, max_frames=args.max_frames,

@@ -33,7 +33,7 @@ class KeyframeConfig:
     # Fraction of the last keyframe's depth points still inside this view below which it is new.
     min_overlap: float = 0.9
     # Force a keyframe after this many mapping frames without one (0 = never force).
-    max_gap: int = 2
+    max_gap: int = 1
 
 
 @dataclass
@@ -41,7 +41,7 @@ class SeedingConfig:
     """New Gaussians where the map does not explain the frame."""
 
     # Pixel grid step for new Gaussians (1 = one per pixel).
-    stride: int = 2
+    stride: int = 3
     # A pixel is unexplained where rendered alpha is below this ...
     alpha_threshold: float = 0.6
     # ... or where the rendered depth lies this far behind the measured depth (relative).
@@ -61,15 +61,16 @@ class SeedingConfig:
 class OptimConfig:
     """Sliding-window optimisation after each keyframe."""
 
-    iterations: int = 20
+    iterations: int = 30
     # Iterations for the very first keyframe (the map is all new then).
-    first_iterations: int = 40
+    first_iterations: int = 60
     window: int = 5
     # Older keyframes drawn at random from the kept history into each keyframe's optimisation, so
     # regions the window has left are not forgotten (as in MonoGS / SplaTAM).
     random_history: int = 2
     # Render scale for optimisation (0.5 = half resolution); evaluation is at full resolution.
-    render_scale: float = 0.5
+    # The CPU rasteriser's cost is mostly per Gaussian, so half resolution saves little there.
+    render_scale: float = 1.0
     lambda_dssim: float = 0.2
     lambda_depth: float = 0.2
     lr_means: float = 0.0005
@@ -81,24 +82,27 @@ class OptimConfig:
     newest_fraction: float = 0.4
     # After the last frame: this many iterations over the kept keyframes (0 = none), like the final
     # refinement of RGB-D Gaussian SLAM systems. Counted in the whole-bag time, not per keyframe.
-    refine_iterations: int = 0
+    refine_iterations: int = 200
     # Keyframes kept for random history and the final refinement (oldest dropped: bounded memory).
     refine_keep: int = 200
 
 
 @dataclass
 class DensifyConfig:
-    """Our own densify/prune on CPU (gsplat's default strategy where it runs)."""
+    """Our own densify/prune on CPU. Pruning (transparent / oversized) always runs; clone/split is
+    off by default: with dense seeding from depth it cost time and gave no held-out gain on the
+    kitchen bag (bench/results/mapping.md)."""
 
-    enabled: bool = True
+    # Clone/split high-gradient Gaussians after each keyframe.
+    enabled: bool = False
     # Clone/split Gaussians whose mean-gradient norm (per pixel of footprint) averages above this.
-    grad_threshold: float = 0.0002
+    grad_threshold: float = 0.002
     # Gaussians larger than this fraction of their depth are split, smaller ones cloned.
     split_scale_ratio: float = 0.01
     min_opacity: float = 0.02
     max_scale_m: float = 0.5
     # Densify at most this fraction of the map per keyframe.
-    max_fraction: float = 0.05
+    max_fraction: float = 0.01
 
 
 @dataclass

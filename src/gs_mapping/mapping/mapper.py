@@ -163,7 +163,7 @@ class IncrementalMapper:
             d = densify(self.params, acc, frame.camera.T_map_cam[:3, 3], cfg.densify, self.rng)
             self.stats.cloned += d["cloned"]
             self.stats.split += d["split"]
-            self.stats.pruned += prune(self.params, cfg.densify)
+        self.stats.pruned += prune(self.params, cfg.densify)
         self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
         # 4. publish into the shared container
         self.params.sync_to(self.gmap)
@@ -183,8 +183,7 @@ class IncrementalMapper:
             self.optimizer.cfg.newest_fraction = saved
         self.stats.steps += st["steps"]
         self.stats.rejected_steps += st["rejected"]
-        if self.cfg.densify.enabled:
-            self.stats.pruned += prune(self.params, self.cfg.densify)
+        self.stats.pruned += prune(self.params, self.cfg.densify)
         self.params.sync_to(self.gmap)
         self.stats.refine_seconds = time.perf_counter() - t0
 

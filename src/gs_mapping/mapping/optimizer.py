@@ -6,9 +6,9 @@ only the rows the view sees) on the Gaussians' parameters. A step whose loss or 
 are not finite is rejected before it touches anything: parameters and optimiser state stay as they
 were, so a bad frame cannot poison the map.
 
-Optimisation runs at ``render_scale`` of the image size (half resolution by default): on CPU the
-rasterizer's cost is per pixel and per splat, and the extra resolution buys little while the map is
-young; evaluation always renders at full resolution.
+Optimisation may run at ``render_scale`` of the image size (full resolution by default: the CPU
+rasteriser's cost is mostly per Gaussian, so half resolution saves little); evaluation always
+renders at full resolution.
 """
 from __future__ import annotations
 
