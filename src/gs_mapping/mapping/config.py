@@ -54,14 +54,14 @@ class SeedingConfig:
     # Pixels without depth up to this many pixels from valid depth are seeded at the nearest valid
     # depth (0 = never): covers the colour image's border beyond the depth camera's view after
     # registration. Their depth is not supervised; colour optimisation moves them.
-    fill_holes_px: int = 0
+    fill_holes_px: int = 40
 
 
 @dataclass
 class OptimConfig:
     """Sliding-window optimisation after each keyframe."""
 
-    iterations: int = 30
+    iterations: int = 27
     # Iterations for the very first keyframe (the map is all new then).
     first_iterations: int = 60
     window: int = 5
@@ -82,7 +82,7 @@ class OptimConfig:
     newest_fraction: float = 0.4
     # After the last frame: this many iterations over the kept keyframes (0 = none), like the final
     # refinement of RGB-D Gaussian SLAM systems. Counted in the whole-bag time, not per keyframe.
-    refine_iterations: int = 200
+    refine_iterations: int = 400
     # Keyframes kept for random history and the final refinement (oldest dropped: bounded memory).
     refine_keep: int = 200
 

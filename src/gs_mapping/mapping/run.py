@@ -69,6 +69,8 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
 
     def feed(frame):
         mapper.add_frame(calibration.register(frame) if calibration else frame)
+        bar.update(1)
+        bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
 
     try:
         for frame in read_frames(bag_path, cfg.topics, fstats):
@@ -76,6 +78,7 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
                 break
             if n and frame.index % n == n - 1:
                 heldout.append(frame)  # never shown to the mapper
+                bar.update(1)
             elif cfg.calibrate_color and calibration is None:
                 pending.append(frame)
                 if len(pending) >= cfg.calibration_frames:
@@ -85,8 +88,6 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
                     pending = []
             else:
                 feed(frame)
-            bar.update(frame.index + 1 - bar.n)
-            bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
         if pending:
             calibration = estimate_color_calibration(pending)
             for f in pending:
