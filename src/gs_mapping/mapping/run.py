@@ -27,6 +27,17 @@ def _nanmean(values) -> float:
     return float(np.mean(v)) if v else math.nan
 
 
+def _json_safe(x):
+    """NaN/inf (e.g. no held-out view) → null, so metrics.json is strict JSON."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
 def save_side_by_side(path: Path, rendered: np.ndarray, real: np.ndarray) -> None:
     from PIL import Image
 
@@ -145,5 +156,5 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
                          "split": mapper.stats.split, "pruned": mapper.stats.pruned,
                          "capped": mapper.stats.capped},
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+    (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     return metrics
