@@ -100,13 +100,6 @@ def _flatten(d: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def test_every_parameter_has_a_description():
-    for n in NODES:
-        cls = node_class(n)
-        for section, c in cls.sections.items():
-            if section.endswith("_node"):  # node sections are ours: every field documented
-                for name, info in describe(c).items():
-                    assert info["description"], f"{section}.{name} has no description"
 
 
 def test_rviz_config_shows_topics_that_exist():
@@ -135,3 +128,23 @@ def test_node_config_dataclasses_have_defaults():
         for c in node_class(n).sections.values():
             c()  # every field has a default
             assert dataclasses.is_dataclass(c)
+
+
+def test_full_yaml_holds_the_defaults_of_every_node_section():
+    """config/full.yaml is the defaults file: each node section equals its dataclass defaults."""
+    for n in NODES:
+        cls = node_class(n)
+        loaded = cls.load_config(REPO / "config" / "full.yaml")
+        for section, cfg_cls in cls.sections.items():
+            assert section in read_parameters(REPO / "config" / "full.yaml"), f"no {section} section"
+            assert loaded[section] == cfg_cls(), f"config/full.yaml: {section} differs from the code's defaults"
+
+
+def test_every_parameter_has_a_description_and_numbers_a_range():
+    for n in NODES:
+        for section, c in node_class(n).sections.items():
+            for name, info in describe(c).items():
+                assert info["description"], f"{section}.{name} has no description"
+                d = info["default"]
+                if isinstance(d, (int, float)) and not isinstance(d, bool):
+                    assert info["range"] is not None, f"{section}.{name} has no range"

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import param
 from ..errors import ConfigError
 
 
 @dataclass
 class TopicsConfig:
-    color: str = "/camera/color/image_raw"
-    depth: str = "/camera/depth/image_rect_raw"
-    camera_info: str = "/camera/color/camera_info"
-    tf: str = "/tf"
-    tf_static: str = "/tf_static"
-    map_frame: str = "map"
-    # Colour/depth pairs further apart than this are not matched.
-    sync_slop_s: float = 0.02
-    # A pose lookup may use the nearest TF sample this far outside the TF data (else: no pose).
-    tf_tolerance_s: float = 0.05
+    color: str = param("/camera/color/image_raw", "colour image topic (sensor_msgs/Image)")
+    depth: str = param("/camera/depth/image_rect_raw", "depth image topic registered to colour (16UC1 mm or"
+                                                       " 32FC1 m)")
+    camera_info: str = param("/camera/color/camera_info", "CameraInfo of the colour camera")
+    tf: str = param("/tf", "TF topic")
+    tf_static: str = param("/tf_static", "static TF topic (latched)")
+    map_frame: str = param("map", "fixed frame of the map (REP-105)")
+    sync_slop_s: float = param(0.02, "Colour/depth pairs further apart than this are not matched.",
+                               (0.0, 1.0))
+    tf_tolerance_s: float = param(0.05, "A pose lookup may use the nearest TF sample this far outside the "
+                                        "TF data (else: no pose).", (0.0, 10.0))
 
 
 @dataclass
@@ -28,63 +30,65 @@ class KeyframeConfig:
     """A frame becomes a keyframe when it moved enough, or when it sees enough that the last
     keyframe did not (view overlap), or when too many frames passed since the last one."""
 
-    min_translation_m: float = 0.05
-    min_rotation_deg: float = 5.0
-    # Fraction of the last keyframe's depth points still inside this view below which it is new.
-    min_overlap: float = 0.9
-    # Force a keyframe after this many mapping frames without one (0 = never force).
-    max_gap: int = 1
+    min_translation_m: float = param(0.05, "a frame that moved this far from the last keyframe is a "
+                                           "keyframe", (0.0, 100.0))
+    min_rotation_deg: float = param(5.0,
+        "a frame that turned this far from the last keyframe is a keyframe", (0.0, 180.0))
+    min_overlap: float = param(0.9, "Fraction of the last keyframe's depth points still inside this view "
+                                    "below which it is new.", (0.0, 1.0))
+    max_gap: int = param(1,
+        "Force a keyframe after this many mapping frames without one (0 = never force).", (0, 10000))
 
 
 @dataclass
 class SeedingConfig:
     """New Gaussians where the map does not explain the frame."""
 
-    # Pixel grid step for new Gaussians (1 = one per pixel).
-    stride: int = 3
-    # A pixel is unexplained where rendered alpha is below this ...
-    alpha_threshold: float = 0.6
-    # ... or where the rendered depth lies this far behind the measured depth (relative).
-    depth_behind_ratio: float = 0.1
-    # Isotropic standard deviation = scale_factor · stride · depth / focal.
-    scale_factor: float = 0.7
-    initial_opacity: float = 0.7
-    min_depth_m: float = 0.1
-    max_depth_m: float = 10.0
-    # Pixels without depth up to this many pixels from valid depth are seeded at the nearest valid
-    # depth (0 = never): covers the colour image's border beyond the depth camera's view after
-    # registration. Their depth is not supervised; colour optimisation moves them.
-    fill_holes_px: int = 40
+    stride: int = param(3, "Pixel grid step for new Gaussians (1 = one per pixel).", (1, 64))
+    alpha_threshold: float = param(0.6,
+        "A pixel is unexplained where rendered alpha is below this ...", (0.0, 1.0))
+    depth_behind_ratio: float = param(0.1, "... or where the rendered depth lies this far behind the "
+                                           "measured depth (relative).", (0.0, 10.0))
+    scale_factor: float = param(0.7,
+        "Isotropic standard deviation = scale_factor · stride · depth / focal.", (0.01, 10.0))
+    initial_opacity: float = param(0.7, "opacity of newly seeded Gaussians", (0.001, 0.999))
+    min_depth_m: float = param(0.1, "nearest depth seeded from", (0.0, 1000.0))
+    max_depth_m: float = param(10.0, "farthest depth seeded from", (0.0, 10000.0))
+    fill_holes_px: int = param(40, "Pixels without depth up to this many pixels from valid depth are seeded"
+                                   " at the nearest valid depth (0 = never): covers the colour image's "
+                                   "border beyond the depth camera's view after registration. Their depth "
+                                   "is not supervised; colour optimisation moves them.", (0, 1000))
 
 
 @dataclass
 class OptimConfig:
     """Sliding-window optimisation after each keyframe."""
 
-    iterations: int = 27
-    # Iterations for the very first keyframe (the map is all new then).
-    first_iterations: int = 60
-    window: int = 5
-    # Older keyframes drawn at random from the kept history into each keyframe's optimisation, so
-    # regions the window has left are not forgotten (as in MonoGS / SplaTAM).
-    random_history: int = 2
-    # Render scale for optimisation (0.5 = half resolution); evaluation is at full resolution.
-    # The CPU rasteriser's cost is mostly per Gaussian, so half resolution saves little there.
-    render_scale: float = 1.0
-    lambda_dssim: float = 0.2
-    lambda_depth: float = 0.2
-    lr_means: float = 0.0005
-    lr_quats: float = 0.002
-    lr_log_scales: float = 0.005
-    lr_opacity: float = 0.05
-    lr_sh: float = 0.005
-    # The newest keyframe is sampled this often (the rest of the window shares the remainder).
-    newest_fraction: float = 0.4
-    # After the last frame: this many iterations over the kept keyframes (0 = none), like the final
-    # refinement of RGB-D Gaussian SLAM systems. Counted in the whole-bag time, not per keyframe.
-    refine_iterations: int = 400
-    # Keyframes kept for random history and the final refinement (oldest dropped: bounded memory).
-    refine_keep: int = 200
+    iterations: int = param(27, "optimiser iterations per keyframe", (0, 100000))
+    first_iterations: int = param(60,
+        "Iterations for the very first keyframe (the map is all new then).", (0, 100000))
+    window: int = param(5, "keyframes in the sliding optimisation window", (1, 1000))
+    random_history: int = param(2, "Older keyframes drawn at random from the kept history into each "
+                                   "keyframe's optimisation, so regions the window has left are not "
+                                   "forgotten (as in MonoGS / SplaTAM).", (0, 1000))
+    render_scale: float = param(1.0, "Render scale for optimisation (0.5 = half resolution); evaluation is "
+                                     "at full resolution. The CPU rasteriser's cost is mostly per Gaussian,"
+                                     " so half resolution saves little there.", (0.05, 1.0))
+    lambda_dssim: float = param(0.2, "weight of D-SSIM in the colour loss (rest: L1)", (0.0, 1.0))
+    lambda_depth: float = param(0.2, "weight of the L1 depth loss", (0.0, 100.0))
+    lr_means: float = param(0.0005, "Adam learning rate of the means (metres)", (0.0, 1.0))
+    lr_quats: float = param(0.002, "Adam learning rate of the rotations", (0.0, 1.0))
+    lr_log_scales: float = param(0.005, "Adam learning rate of the log-scales", (0.0, 1.0))
+    lr_opacity: float = param(0.05, "Adam learning rate of the opacity logits", (0.0, 10.0))
+    lr_sh: float = param(0.005, "Adam learning rate of the SH coefficients", (0.0, 1.0))
+    newest_fraction: float = param(0.4, "The newest keyframe is sampled this often (the rest of the window "
+                                        "shares the remainder).", (0.0, 1.0))
+    refine_iterations: int = param(400, "After the last frame: this many iterations over the kept keyframes"
+                                        " (0 = none), like the final refinement of RGB-D Gaussian SLAM "
+                                        "systems. Counted in the whole-bag time, not per keyframe.",
+                                   (0, 1000000))
+    refine_keep: int = param(200, "Keyframes kept for random history and the final refinement (oldest "
+                                  "dropped: bounded memory).", (1, 100000))
 
 
 @dataclass
@@ -93,16 +97,14 @@ class DensifyConfig:
     off by default: with dense seeding from depth it cost time and gave no held-out gain on the
     kitchen bag (bench/results/mapping.md)."""
 
-    # Clone/split high-gradient Gaussians after each keyframe.
-    enabled: bool = False
-    # Clone/split Gaussians whose mean-gradient norm (per pixel of footprint) averages above this.
-    grad_threshold: float = 0.002
-    # Gaussians larger than this fraction of their depth are split, smaller ones cloned.
-    split_scale_ratio: float = 0.01
-    min_opacity: float = 0.02
-    max_scale_m: float = 0.5
-    # Densify at most this fraction of the map per keyframe.
-    max_fraction: float = 0.01
+    enabled: bool = param(False, "Clone/split high-gradient Gaussians after each keyframe.")
+    grad_threshold: float = param(0.002, "Clone/split Gaussians whose mean-gradient norm (per pixel of "
+                                         "footprint) averages above this.", (0.0, 1.0))
+    split_scale_ratio: float = param(0.01, "Gaussians larger than this fraction of their depth are split, "
+                                           "smaller ones cloned.", (0.0, 1.0))
+    min_opacity: float = param(0.02, "Gaussians more transparent than this are pruned", (0.0, 1.0))
+    max_scale_m: float = param(0.5, "Gaussians larger than this (metres) are pruned", (0.0, 1000.0))
+    max_fraction: float = param(0.01, "Densify at most this fraction of the map per keyframe.", (0.0, 1.0))
 
 
 @dataclass
@@ -110,13 +112,11 @@ class VirtualViewConfig:
     """GS-Share's virtual-image enhancement: extra views displaced from the trajectory whose
     targets are the keyframe's RGB-D reprojected into them."""
 
-    enabled: bool = False
-    # Lateral (camera x) offsets in metres of the virtual views around each keyframe.
-    offsets_m: list[float] = field(default_factory=lambda: [-1.0, 1.0])
-    # Loss weight of a virtual view relative to a real one.
-    weight: float = 0.3
-    # Every n-th iteration renders a virtual view instead of a real one.
-    every: int = 4
+    enabled: bool = param(False, "GS-Share virtual-view enhancement on/off")
+    offsets_m: list[float] = param([-1.0, 1.0], "Lateral (camera x) offsets in metres of the virtual views "
+                                                "around each keyframe.")
+    weight: float = param(0.3, "Loss weight of a virtual view relative to a real one.", (0.0, 100.0))
+    every: int = param(4, "Every n-th iteration renders a virtual view instead of a real one.", (1, 1000))
 
 
 @dataclass
@@ -127,26 +127,25 @@ class MapperConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     virtual_views: VirtualViewConfig = field(default_factory=VirtualViewConfig)
-    # auto = cuda if available, else cpu.
-    device: str = "auto"
-    # Renderer backend: auto | cpu | cuda | reference (see gs_mapping.render).
-    backend: str = "auto"
-    sh_degree: int = 0
-    # Hard cap on the number of Gaussians: the least contributing are pruned first beyond it.
-    max_gaussians: int = 200000
-    tile_size: float = 2.0
-    # Hold out every n-th frame for evaluation (never used for mapping); 0 = none.
-    holdout_every: int = 5
-    # Valid depth range (metres); outside is invalid (0 and 65535 mm are invalid anyway).
-    min_depth_m: float = 0.1
-    max_depth_m: float = 10.0
-    # A frame whose valid-depth fraction is below this is skipped as invalid.
-    min_valid_depth_fraction: float = 0.2
-    # Estimate the colour camera relative to the depth camera from the first mapping frames and
-    # register depth to it (for recordings whose depth is not registered to colour; calibration.py).
-    calibrate_color: bool = False
-    calibration_frames: int = 40
-    seed: int = 0
+    device: str = param("auto", "auto = cuda if available, else cpu.")
+    backend: str = param("auto", "Renderer backend: auto | cpu | cuda | reference (see gs_mapping.render).")
+    sh_degree: int = param(0, "spherical-harmonics degree of colour (0 = view-independent)", (0, 3))
+    max_gaussians: int = param(200000, "Hard cap on the number of Gaussians: the least contributing are "
+                                       "pruned first beyond it.", (1, 100000000))
+    tile_size: float = param(2.0, "edge of the voxel-hashed tiles that group Gaussians for change tracking "
+                                  "(metres)", (0.01, 1000.0))
+    holdout_every: int = param(5, "Hold out every n-th frame for evaluation (never used for mapping); 0 = "
+                                  "none.", (0, 100000))
+    min_depth_m: float = param(0.1, "Valid depth range (metres); outside is invalid (0 and 65535 mm are "
+                                    "invalid anyway).", (0.0, 1000.0))
+    max_depth_m: float = param(10.0, "farthest depth seeded from", (0.0, 10000.0))
+    min_valid_depth_fraction: float = param(0.2, "A frame whose valid-depth fraction is below this is "
+                                                 "skipped as invalid.", (0.0, 1.0))
+    calibrate_color: bool = param(False, "Estimate the colour camera relative to the depth camera from the "
+                                         "first mapping frames and register depth to it (for recordings "
+                                         "whose depth is not registered to colour; calibration.py).")
+    calibration_frames: int = param(40, "mapping frames used by the colour-camera calibration", (1, 100000))
+    seed: int = param(0, "random seed of sampling and seeding", (0, 2147483647))
 
     def __post_init__(self) -> None:
         checks = [
