@@ -101,6 +101,22 @@ def _intrinsics_at(infos: list, stamp_ns: int):
     return best
 
 
+def make_frame(rgb: np.ndarray, depth_m: np.ndarray, intrinsics, T_map_cam: np.ndarray, stamp_ns: int,
+               frame_id: str, index: int = 0) -> Frame:
+    """A mapping frame from decoded images: ``rgb`` uint8 (H, W, 3), ``depth_m`` metres (NaN or 0 =
+    invalid) registered to it, the colour CameraInfo. :class:`MessageError` if the sizes disagree.
+    The one place both the bag reader and mapper_node assemble frames."""
+    h, w = rgb.shape[:2]
+    if (intrinsics.width, intrinsics.height) != (w, h):
+        raise MessageError(f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}")
+    if depth_m.shape != (h, w):
+        raise MessageError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is {w}x{h} "
+                           "(depth must be registered to colour)")
+    camera = Camera(intrinsics.K, intrinsics.width, intrinsics.height, T_map_cam, frame_id)
+    return Frame(rgb.astype(np.float32) / 255.0, np.nan_to_num(depth_m, nan=0.0).astype(np.float32),
+                 camera, stamp_ns, index)
+
+
 def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
                 stats: FrameStats | None = None) -> Iterator[Frame]:
     """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``."""
@@ -136,19 +152,12 @@ def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
                     stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {frame_id}: {exc}")
                     continue
                 try:
-                    rgb = image_to_rgb(color_msg).astype(np.float32) / 255.0
-                    depth = depth_image_to_metres(depth_msg)
+                    frame = make_frame(image_to_rgb(color_msg), depth_image_to_metres(depth_msg), intrinsics,
+                                       T, stamp, frame_id, index)
                 except MessageError as exc:
                     stats.skip("invalid_depth", f"{where}: {exc}")
                     continue
-                if depth.shape != rgb.shape[:2] or (intrinsics.width, intrinsics.height) != (rgb.shape[1],
-                                                                                               rgb.shape[0]):
-                    stats.skip("invalid_depth", f"{where}: depth {depth.shape[::-1]} / CameraInfo "
-                               f"{intrinsics.width}x{intrinsics.height} do not match colour "
-                               f"{rgb.shape[1]}x{rgb.shape[0]}")
-                    continue
-                camera = Camera(intrinsics.K, intrinsics.width, intrinsics.height, T, frame_id)
-                yield Frame(rgb, np.nan_to_num(depth, nan=0.0).astype(np.float32), camera, stamp, index)
+                yield frame
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
             log.warning("%d colour/depth images found no partner within %.3f s", stats.unpaired,

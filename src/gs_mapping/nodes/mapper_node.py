@@ -152,7 +152,7 @@ class MapperNode(NodeBase):
 
     def _frame(self, color: tuple, depth: tuple, stamp: int):
         from ..camera import Camera
-        from ..mapping.frames import Frame
+        from ..mapping.frames import make_frame
 
         (color_header, rgb), (depth_header, depth_data) = color, depth
         if self.camera_info is None:
@@ -160,19 +160,10 @@ class MapperNode(NodeBase):
         intr = self.camera_info
         frame_id = str(color_header.frame_id) or intr.frame_id
         T = self.tf.lookup(self.cfg.topics.map_frame, frame_id, stamp).matrix()
-        if (intr.width, intr.height) != (rgb.shape[1], rgb.shape[0]):
-            raise MessageError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
-                               f"{intr.width}x{intr.height}")
-        camera = Camera(intr.K, intr.width, intr.height, T, frame_id)
         if self.node_cfg.cloud_topic:
-            depth_m = self._cloud_depth(depth_data, str(depth_header.frame_id), camera, stamp)
-        else:
-            depth_m = depth_data
-            if depth_m.shape != rgb.shape[:2]:
-                raise MessageError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is "
-                                   f"{rgb.shape[1]}x{rgb.shape[0]} (depth must be registered to colour)")
-        return Frame(rgb.astype(np.float32) / 255.0, np.nan_to_num(depth_m, nan=0.0).astype(np.float32),
-                     camera, stamp)
+            camera = Camera(intr.K, intr.width, intr.height, T, frame_id)
+            depth_data = self._cloud_depth(depth_data, str(depth_header.frame_id), camera, stamp)
+        return make_frame(rgb, depth_data, intr, T, stamp, frame_id)
 
     def _cloud_depth(self, xyz: np.ndarray, cloud_frame: str, camera, stamp: int) -> np.ndarray:
         """Project a LiDAR cloud into the colour camera: a sparse z-depth image (nearest point wins)."""
