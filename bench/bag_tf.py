@@ -188,11 +188,11 @@ def main(argv=None) -> int:
         target = KITCHEN if (KITCHEN / "metadata.yaml").exists() else tmp / "vga"
         env = dict(os.environ, OMP_NUM_THREADS="1")
 
-        def info():
+        def run_info():
             subprocess.run([sys.executable, "-m", "gs_mapping", "info", str(target), "--json"], check=True,
                            capture_output=True, env=env)
 
-        s = timed(info, max(1, r // 2))
+        s = timed(run_info, max(1, r // 2))
         add("gs-mapping info --json (subprocess)", target.name, s)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

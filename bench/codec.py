@@ -432,7 +432,7 @@ def main() -> int:
 
 def markdown(res) -> str:
     m = res["machine"]
-    lines = [f"# Codec benchmark\n", f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
+    lines = ["# Codec benchmark\n", f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
              f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), torch {m['torch']}, 1 thread, CPU.\n",
              "Rows below are synthetic rooms at quality 3 (rows `_q2`: quality 2, the CLI default; both 1 mm "
              "positions); a map fitted by the mapper on the real kitchen bag, "

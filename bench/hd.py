@@ -214,7 +214,6 @@ def _heldout(path: Path, args) -> dict:
 
 
 def part_shipped(args) -> dict:
-    import shutil
 
     asset = REPO / "src" / "gsmap_hd" / "assets" / "gsmap_small_world.pt"
     shipped = _heldout(asset, args)

@@ -10,7 +10,7 @@ import yaml
 
 from gs_mapping.camera import Camera
 from gsmap_hd.checkpoint import load_model, save
-from gsmap_hd.config import LossConfig, ModelConfig, TrainConfig
+from gsmap_hd.config import ModelConfig, TrainConfig
 from gsmap_hd.infer import Predictor, postprocess
 from gsmap_hd.model import GSMapModel
 from gsmap_hd.model_errors import CheckpointError, HDInputError

@@ -3,7 +3,6 @@ change tracking through keyframes, invalid-depth skipping, keyframe selection.""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from gs_mapping.camera import Camera

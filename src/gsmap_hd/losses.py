@@ -48,7 +48,6 @@ class GSMapCriterion:
     def layer_loss(self, logits: torch.Tensor, params: torch.Tensor, targets: list[FrameTargets],
                    raster_scale: float = 1.0) -> dict:
         l = self.l
-        b = logits.shape[0]
         num_gt = max(sum(t.labels.numel() for t in targets), 1)
         cls_target = torch.zeros_like(logits)
         pred_pts, gt_pts, pred_g, gt_masks = [], [], [], []

@@ -52,7 +52,7 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
         raise CheckpointError(f"{ckpt}: checkpoint not found" + ("" if checkpoint else
                               " (no shipped model; pass --checkpoint, e.g. OUT/model.pt of gs-mapping hd-train)"))
     predictor = Predictor.from_checkpoint(ckpt, device=device, score_threshold=score_threshold)
-    results, gts = [], []
+    results = []
     with BagReader(bag_path) as bag:
         cams = list(cameras) if cameras else find_cameras(bag)
         if not cams:
