@@ -16,8 +16,8 @@ T_base_cam come from TF. Outputs:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -210,11 +210,12 @@ class HDMapNode(NodeBase):
         return data
 
 
-@dataclass
-class _Elem:
+class _Elem(NamedTuple):
+    """An element in the map frame, as gs_map_share.lanes.assign_ids reads it."""
+
     cls: int
     score: float
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    points: np.ndarray
 
 
 __all__ = ["HDMapNode", "HDMapNodeConfig", "info_topic"]
