@@ -129,3 +129,33 @@ def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, fast_nodes_co
     assert mapper.mapper.stats.keyframes > keyframes
     assert receiver.store.seq > seq_before
     assert receiver.store.state.equals(mapper.sender.shadow)
+
+
+def test_map_saved_on_request_and_loaded_at_startup(kitchen_bag, fast_nodes_config, tmp_path):
+    """~/save writes the map; a mapper started with load_path continues from it (same ids), and a
+    receiver joining it gets that map in the first snapshot."""
+    from gs_mapping.messages import string_message
+    from gs_mapping.ply import load_ply
+
+    bus = ReplayBus()
+    mapper = MapperNode(bus.context("mapper_node"), MapperNode.load_config(fast_nodes_config))
+    with BagReader(kitchen_bag) as bag:
+        for topic, stamp, msg in bag.messages():
+            bus.inject(topic, msg, stamp)
+            if mapper.mapper.stats.keyframes >= 2:
+                break
+    path = tmp_path / "saved.ply"
+    bus.inject("/mapper_node/save", string_message(str(path), bus.factory), stamp + 1)
+    saved = load_ply(path)
+    assert saved.equals(mapper.mapper.gmap)
+
+    cfg = MapperNode.load_config(fast_nodes_config)
+    cfg["mapper_node"].load_path = str(path)
+    bus2 = ReplayBus()
+    mapper2 = MapperNode(bus2.context("mapper_node"), cfg)
+    receiver = MapReceiverNode(bus2.context("map_receiver_node"), MapReceiverNode.load_config(fast_nodes_config))
+    bus2.advance(stamp)
+    assert mapper2.mapper.gmap.equals(saved)
+    assert len(mapper2.mapper.params) == len(saved)
+    assert receiver.store.ready and receiver.store.state.equals(mapper2.sender.shadow)
+    assert len(receiver.store.state) == len(saved)

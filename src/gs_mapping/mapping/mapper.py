@@ -75,6 +75,17 @@ class IncrementalMapper:
         self.rng = np.random.default_rng(self.cfg.seed)
         self.stats = MapperStats()
 
+    def load_map(self, gmap: GaussianMap) -> None:
+        """Continue mapping from a saved map (ids kept, so deltas stay meaningful to receivers)."""
+        from ..errors import MapError
+
+        if gmap.sh_degree != self.cfg.sh_degree:
+            raise MapError(f"map has SH degree {gmap.sh_degree}, the mapper is configured for "
+                           f"{self.cfg.sh_degree} (mapper.sh_degree)")
+        gmap.tile_size = self.cfg.tile_size
+        self.gmap = gmap
+        self.params = TorchGaussians.from_map(gmap, self.device)
+
     # -- rendering ---------------------------------------------------------------------------------
     def render_params(self, params: TorchGaussians, camera: Camera):
         """Differentiable render of the working copy (RenderOutput: colour, depth, alpha, meta).
