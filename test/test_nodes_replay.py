@@ -159,3 +159,23 @@ def test_map_saved_on_request_and_loaded_at_startup(kitchen_bag, fast_nodes_conf
     assert len(mapper2.mapper.params) == len(saved)
     assert receiver.store.ready and receiver.store.state.equals(mapper2.sender.shadow)
     assert len(receiver.store.state) == len(saved)
+
+
+def test_replay_cli_summary_and_errors(kitchen_bag, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "gs_mapping", "replay", *args], capture_output=True, text=True)
+
+    bad = cli(str(kitchen_bag), "--out", str(tmp_path / "x"), "--nodes", "nope_node")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown node 'nope_node'" in bad.stderr
+    missing = cli(str(tmp_path / "no_such_bag"), "--out", str(tmp_path / "y"), "--nodes", "map_receiver_node")
+    assert missing.returncode == 2 and "no_such_bag" in missing.stderr and "Traceback" not in missing.stderr
+    ok = cli(str(kitchen_bag), "--out", str(tmp_path / "out"), "--nodes", "map_receiver_node", "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["nodes"] == ["map_receiver_node"] and report["published"]["/diagnostics"] >= 1
+    exists = cli(str(kitchen_bag), "--out", str(tmp_path / "out"), "--nodes", "map_receiver_node")
+    assert exists.returncode == 2 and "exists" in exists.stderr

@@ -152,6 +152,8 @@ class ReplayBus:
                     self.writer.write(topic, stamp_ns, msg)
                 if topic in wanted:
                     self.inject(topic, msg, stamp_ns)
+                else:
+                    self.advance(stamp_ns)  # bag time passes for timers, inputs or not
                 summary.input_messages += 1
                 summary.end_ns = stamp_ns
                 bar.update(1)
