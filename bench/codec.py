@@ -41,7 +41,7 @@ from gs_map_share.linksim import simulate  # noqa: E402
 from gs_map_share.quantize import QuantParams, quantize, to_qmap  # noqa: E402
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map  # noqa: E402
 from gs_map_share.spz import read_spz, write_spz  # noqa: E402
-from gs_map_share.synthetic import synthetic_map  # noqa: E402
+from gs_map_share.synthetic import fuzz_seeds, synthetic_map  # noqa: E402
 from gs_mapping.camera import Camera  # noqa: E402
 from gs_mapping.gaussians import GaussianMap  # noqa: E402
 from gs_mapping.ply import load_ply, save_ply  # noqa: E402
@@ -196,15 +196,7 @@ def delta_figures(g: GaussianMap, params: QuantParams, full_bytes: int, frac=0.0
 # -- fuzzing ---------------------------------------------------------------------------------------
 def fuzz(n_cases: int, seed=0) -> dict:
     rng = np.random.default_rng(seed)
-    g = synthetic_map(400, 3, seed=21)
-    p = QuantParams()
-    snap, _ = encode_map(g, p, n_levels=4)
-    q0 = to_qmap(g, p)
-    g2 = g.copy()
-    g2.update(g2.ids[:25], means=g2.means[:25] + 0.01)
-    g2.remove(g2.ids[40:60])
-    g2.add(g.means[:9] + 0.2, g.quats[:9], g.log_scales[:9], g.opacity_logits[:9], g.sh[:9])
-    delta, _ = encode_delta(q0, to_qmap(g2, p), p, map_id=1, seq=2, base_seq=1)
+    snap, q0, delta = fuzz_seeds(400, seed=21)
     outcomes = Counter()
     other = Counter()
     net = 0

@@ -10,22 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gs_map_share.container import Chunk, pack, reseal, unpack
-from gs_map_share.delta import decode_delta, encode_delta
+from gs_map_share.delta import decode_delta
 from gs_map_share.errors import DecodeError
-from gs_map_share.quantize import QuantParams, to_qmap
 from gs_map_share.receiver import MapStore
-from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
-from gs_map_share.synthetic import synthetic_map
+from gs_map_share.snapshot import decode_map, decode_snapshot
+from gs_map_share.synthetic import fuzz_seeds
 
-P = QuantParams()
-G = synthetic_map(300, 3, seed=11)
-SNAP, _ = encode_map(G, P, n_levels=4)
-Q0 = to_qmap(G, P)
-_G2 = G.copy()
-_G2.update(_G2.ids[:20], means=_G2.means[:20] + 0.01)
-_G2.remove(_G2.ids[30:40])
-_G2.add(G.means[:8] + 0.2, G.quats[:8], G.log_scales[:8], G.opacity_logits[:8], G.sh[:8])
-DELTA, _ = encode_delta(Q0, to_qmap(_G2, P), P, map_id=1, seq=2, base_seq=1)
+SNAP, Q0, DELTA = fuzz_seeds(300, seed=11)
 
 
 def _decode_any(b: bytes) -> None:

@@ -99,3 +99,26 @@ def synthetic_map(n: int, sh_degree: int = 3, seed: int = 0, extent: float = 8.0
                     levels=np.zeros(len(x), np.uint8))
     g.take_changes()
     return g
+
+
+def fuzz_seeds(n: int, seed: int, levels: int = 4):
+    """Valid containers to mutate when fuzzing the decoder: a snapshot of a small SH3 map, the
+    quantised map it encodes, and a delta against it (moves, removals and additions).
+
+    Returns ``(snapshot, q0, delta)``; the same seed gives the same bytes."""
+    from .delta import encode_delta
+    from .quantize import QuantParams, to_qmap
+    from .snapshot import encode_map
+
+    p = QuantParams()
+    g = synthetic_map(n, 3, seed=seed)
+    snapshot, _ = encode_map(g, p, n_levels=levels)
+    q0 = to_qmap(g, p)
+    k = max(1, n // 16)
+    g2 = g.copy()
+    g2.update(g2.ids[:k], means=g2.means[:k] + 0.01)
+    g2.remove(g2.ids[2 * k:3 * k])
+    g2.add(g.means[:k // 2 + 1] + 0.2, g.quats[:k // 2 + 1], g.log_scales[:k // 2 + 1],
+           g.opacity_logits[:k // 2 + 1], g.sh[:k // 2 + 1])
+    delta, _ = encode_delta(q0, to_qmap(g2, p), p, map_id=1, seq=2, base_seq=1)
+    return snapshot, q0, delta
