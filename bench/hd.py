@@ -6,6 +6,9 @@ Writes bench/results/hd.json and hd.md (machine, configs, figures). Parts (all b
 
     .venv/bin/python bench/hd.py --parts params latency overfit
     .venv/bin/python bench/hd.py --parts ablation --steps 3000 --seeds 0 1 2 --device cuda
+    # on a CPU, one process per seed in parallel, then merged:
+    for s in 0 1 2; do .venv/bin/python bench/hd.py --parts ablation --seeds $s --results-dir /tmp/abl_$s & done; wait
+    .venv/bin/python bench/hd.py --parts ablation_merge --merge /tmp/abl_0 /tmp/abl_1 /tmp/abl_2
 
 * params: parameter counts of the small and paper configs.
 * latency: p50/p95 per frame of the small config, front camera (CPU, ``--threads``), and of the paper
@@ -171,11 +174,29 @@ def part_ablation(args) -> dict:
             runs[name].append({"seed": seed, "chamfer_mAP": r["eval"]["chamfer"]["mAP"],
                                "raster_mAP": r["eval"]["raster"]["mAP"], "train_s": r["train_s"]})
             print(name, seed, runs[name][-1], flush=True)
+    return summarise_ablation(runs, args.steps, args.frames, args.eval_frames)
 
+
+def part_ablation_merge(args) -> dict:
+    """Ablation runs done in separate processes (one seed each, ``--results-dir`` per process),
+    merged into one summary."""
+    runs = {"vector_only": [], "vector_raster": []}
+    first = None
+    for d in args.merge:
+        a = json.loads((Path(d) / "hd.json").read_text())["ablation"]
+        first = first or a
+        for name in runs:
+            runs[name] += a["runs"][name]
+    out = summarise_ablation(runs, first["steps"], first["train_frames"], first["eval_frames"])
+    out["merged_from"] = [str(d) for d in args.merge]
+    return out
+
+
+def summarise_ablation(runs: dict, steps: int, frames: int, eval_frames: int) -> dict:
     def summ(rs, key):
         v = [r[key] for r in rs]
         return {"mean": statistics.fmean(v), "spread": max(v) - min(v), "values": v}
-    out = {"steps": args.steps, "train_frames": args.frames, "eval_frames": args.eval_frames, "runs": runs}
+    out = {"steps": steps, "train_frames": frames, "eval_frames": eval_frames, "runs": runs}
     for key in ("chamfer_mAP", "raster_mAP"):
         a, b = summ(runs["vector_only"], key), summ(runs["vector_raster"], key)
         out[key] = {"vector_only": a, "vector_raster": b, "gain": b["mean"] - a["mean"],
@@ -284,7 +305,7 @@ def write_md(res: dict, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", default=["params", "latency", "overfit"],
-                    choices=["params", "latency", "overfit", "ablation", "shipped"])
+                    choices=["params", "latency", "overfit", "ablation", "ablation_merge", "shipped"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=30)
@@ -295,6 +316,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=512, help="ablation: training frames")
     ap.add_argument("--eval-frames", type=int, default=96, help="ablation: held-out frames")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--merge", nargs="*", default=[],
+                    help="ablation_merge: results dirs of ablation runs made in separate processes")
     ap.add_argument("--candidate", nargs="*", default=[], help="shipped: run checkpoints (model.pt) to compare")
     ap.add_argument("--heldout-seeds", type=int, nargs="+", default=[1, 2], help="shipped: world data seeds")
     ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
@@ -317,6 +340,8 @@ def main(argv=None) -> int:
         res["overfit"] = part_overfit(args)
     if "ablation" in args.parts:
         res["ablation"] = part_ablation(args)
+    if "ablation_merge" in args.parts:
+        res["ablation"] = part_ablation_merge(args)
     if "shipped" in args.parts:
         res["shipped_checkpoint"] = part_shipped(args)
     from gs_mapping.config import to_dict
