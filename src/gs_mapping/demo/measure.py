@@ -41,10 +41,10 @@ PSNR_CAP_DB = 100.0  # identical images: reported as 100 dB, so the JSON stays f
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR (dB) of colours in [0, 1] (clipped, as renders are not), optionally over a mask."""
-    d = (np.clip(np.asarray(a, np.float64), 0, 1) - np.clip(np.asarray(b, np.float64), 0, 1)) ** 2
-    mse = float(d[mask].mean() if mask is not None else d.mean())
-    return PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else float(10 * np.log10(1.0 / mse))
+    """The mapper's PSNR (dB, colours clipped to [0, 1], optional (H, W) mask), capped for JSON."""
+    from ..mapping.metrics import psnr as mapping_psnr
+
+    return min(mapping_psnr(a, b, mask), PSNR_CAP_DB)
 
 
 def heldout_views(drive, lateral: float = 0.0) -> list:
@@ -68,7 +68,7 @@ def heldout_quality(drive, gmap, views: list) -> dict:
         truth = truth.astype(np.float32) / 255.0
         color, _, _ = render(gmap, cam, backend="cpu").numpy()
         near = np.isfinite(depth) & (depth <= MAPPED_RANGE_M)
-        rows.append((psnr(color, truth), psnr(color, truth, near[..., None].repeat(3, -1)),
+        rows.append((psnr(color, truth), psnr(color, truth, near),
                      color, truth))
     return {"psnr_all": float(np.mean([r[0] for r in rows])), "psnr_in_range": float(np.mean([r[1] for r in rows])),
             "views": len(rows)}, rows

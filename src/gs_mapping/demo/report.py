@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .measure import MAPPED_RANGE_M
+
 CLASS_RGB = {0: (255, 140, 0), 1: (30, 100, 255), 2: (30, 200, 60)}
 PX_PER_M = 8  # BEV panels: 30 m wide × 60 m long
 
@@ -111,7 +113,7 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
     lines += ["## 3D Gaussian map (mapper → deltas → receiver)", "",
               f"- Gaussians: {m.get('gaussians')}, keyframes: {m.get('keyframes')}",
               f"- held-out PSNR of the receiver's map: {m.get('psnr_all', float('nan')):.2f} dB over all pixels, "
-              f"{m.get('psnr_in_range', float('nan')):.2f} dB within {MAPPED} m (sky and far city are not mapped)",
+              f"{m.get('psnr_in_range', float('nan')):.2f} dB within {MAPPED_RANGE_M:.0f} m (sky and far city are not mapped)",
               f"- receiver map identical to the sender's quantised map: **{m.get('receiver_equals_sender')}**", ""]
     if "views" in pics:
         lines += [f"![views]({pics['views']})", ""]
@@ -136,5 +138,3 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
     (out / "report.md").write_text("\n".join(lines))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
 
-
-MAPPED = 40

@@ -76,6 +76,7 @@ class DdsContext:
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
         if domain_id is None:
             domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+        self.domain_id = domain_id
         if not network and "CYCLONEDDS_URI" not in os.environ and domain_id not in _domains:
             _domains[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
         try:
