@@ -24,24 +24,60 @@ class Sample:
     elements: list = field(default_factory=list)
 
 
-def images_to_model(images: np.ndarray | torch.Tensor, K, size: tuple[int, int]):
-    """(N, H, W, 3) uint8/float images + K for them → ((N, 3, h, w) float in [0, 1], scaled K)."""
+FITS = ("crop", "stretch")
+
+
+def fit_to_aspect(h0: int, w0: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """The centred window (top, left, height, width) of an h0×w0 image that has the h×w aspect ratio
+    (the whole image when it already has it)."""
+    if w0 * h > h0 * w:                      # wider than the model input: drop columns left and right
+        wc = max(1, min(w0, round(h0 * w / h)))
+        return 0, (w0 - wc) // 2, h0, wc
+    hc = max(1, min(h0, round(w0 * h / w)))  # taller (e.g. 16:9 into 2:1): drop rows top and bottom
+    return (h0 - hc) // 2, 0, hc, w0
+
+
+def images_to_model(images: np.ndarray | torch.Tensor, K, size: tuple[int, int], fit: str = "crop",
+                    antialias: bool = False):
+    """(N, H, W, 3) uint8/float images + K for them → ((N, 3, h, w) float in [0, 1], K for those).
+
+    The model's CNN saw square pixels (fx = fy) of world renders at its own input size (h, w). An image
+    of another size is made to look like one of those:
+
+    - ``fit="crop"`` (default) cuts the centred window of the model's aspect ratio (a 640×360 16:9
+      frame loses 20 rows top and bottom for a 2:1 input), so the resize scales both axes alike and
+      pixels stay square. ``"stretch"`` resizes the whole image anisotropically (fx ≠ fy: the
+      geometry in K stays right, but the CNN sees every shape squashed — what made 640×360 bags score
+      half the Chamfer mAP of direct renders with the shipped checkpoint, see bench/hd_bag.py).
+    - ``antialias=False`` (default) samples the image bilinearly at each model pixel's centre ray,
+      as the world renderer does for the training frames (one ray per pixel, no supersampling);
+      ``True`` low-pass filters first (smoother, a different input distribution for the shipped
+      model). Training frames already at the input size are passed through unchanged either way.
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     x = torch.as_tensor(np.asarray(images))
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     x = x.float().permute(0, 3, 1, 2)
-    h0, w0 = x.shape[-2:]
     h, w = size
     K = torch.as_tensor(np.asarray(K), dtype=torch.float32).clone()
+    if fit == "crop" and tuple(x.shape[-2:]) != (h, w):
+        top, left, hc, wc = fit_to_aspect(*x.shape[-2:], h, w)
+        x = x[..., top:top + hc, left:left + wc]
+        K[:, 0, 2] -= left
+        K[:, 1, 2] -= top
+    h0, w0 = x.shape[-2:]
     if (h0, w0) != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=antialias)
         sx, sy = w / w0, h / h0
         # pixel centres at integers: u' = (u + 0.5) * s - 0.5
         K[:, 0, 0] *= sx
+        K[:, 0, 1] *= sx
         K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
         K[:, 1, 1] *= sy
         K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
-    return x, K
+    return x.contiguous(), K
 
 
 def collate(samples: list[Sample], m: ModelConfig, l: LossConfig | None = None):

@@ -7,7 +7,9 @@ the Gaussians).
 ``camera_info`` is anything CameraInfo-like: a ROS ``sensor_msgs/CameraInfo`` (``k``, ``width``,
 ``height``), :class:`gs_mapping.camera.Camera` or ``messages.CameraIntrinsics`` (``K``), or a dict
 with those keys. Images are RGB (H, W, 3) uint8 or float in [0, 1] of the size the CameraInfo states;
-they are resized to the model's input with the intrinsics scaled to match.
+they are brought to the model's input size as the training frames were made (centre-cropped to its
+aspect ratio, then sampled at each input pixel's centre ray; :func:`gsmap_hd.data.images_to_model`)
+with the intrinsics adjusted to match.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import CLASSES, POLYGON_CLASSES, ModelConfig
-from .data import images_to_model
+from .data import FITS, images_to_model
 from .model import GSMapModel
 from .model_errors import HDInputError
 
@@ -113,12 +115,18 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
 
 class Predictor:
     def __init__(self, model: GSMapModel, device: str = "cpu", score_threshold: float = 0.0,
-                 max_elements: int | None = None) -> None:
+                 max_elements: int | None = None, fit: str = "crop", antialias: bool = False) -> None:
+        """``fit`` / ``antialias``: how images of another size become model inputs (see
+        :func:`gsmap_hd.data.images_to_model`; the defaults match how the world training frames look)."""
+        if fit not in FITS:
+            raise HDInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
         self.device = device
         self.score_threshold = score_threshold
         self.max_elements = max_elements
+        self.fit = fit
+        self.antialias = bool(antialias)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, expect: ModelConfig | None = None, device: str = "cpu",
@@ -127,11 +135,13 @@ class Predictor:
         model, _, _ = load_model(path, expect=expect, device=device)
         return cls(model, device, **kw)
 
-    def _tensors(self, images, cameras, extrinsics):
+    def model_inputs(self, images, cameras, extrinsics):
+        """One frame → the model's inputs: images (N, 3, h, w) in [0, 1], K (N, 3, 3) for them, T (N, 4, 4)."""
         K, T, ims = check_inputs(images, cameras, extrinsics)
         xs, Ks = [], []
         for i in range(len(ims)):
-            x, k = images_to_model(ims[i][None], K[i][None], tuple(self.cfg.image_size))
+            x, k = images_to_model(ims[i][None], K[i][None], tuple(self.cfg.image_size), self.fit,
+                                   self.antialias)
             xs.append(x[0])
             Ks.append(k[0])
         return torch.stack(xs), torch.stack(Ks), torch.as_tensor(T, dtype=torch.float32)
@@ -144,7 +154,7 @@ class Predictor:
     @torch.no_grad()
     def predict_batch(self, frames) -> list[list[Element]]:
         """Frames [(images, cameras, extrinsics)] with the same number of cameras → elements per frame."""
-        ts = [self._tensors(*f) for f in frames]
+        ts = [self.model_inputs(*f) for f in frames]
         if len({t[0].shape[0] for t in ts}) > 1:
             raise HDInputError("frames in one batch must have the same number of cameras")
         im, K, T = (torch.stack([t[j] for t in ts]).to(self.device) for j in range(3))

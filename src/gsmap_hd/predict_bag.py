@@ -36,7 +36,10 @@ def find_cameras(bag) -> list[str]:
 
 def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: str = "base_link",
                 score_threshold: float = 0.05, max_frames: int | None = None, device: str = "cpu",
-                progress: bool = True) -> dict:
+                progress: bool = True, fit: str = "crop", antialias: bool = False) -> dict:
+    """Predict every frame whose cameras all have an image (grouped by header stamp); write
+    ``{"results": [...], "GTs": [...]}`` (GTs from ``/ground_truth/lanes_json`` of the same stamp when
+    the bag has them). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`."""
     from tqdm import tqdm
 
     from gs_mapping import messages as M
@@ -51,7 +54,8 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
     if not ckpt.exists():
         raise CheckpointError(f"{ckpt}: checkpoint not found" + ("" if checkpoint else
                               " (no shipped model; pass --checkpoint, e.g. OUT/model.pt of gs-mapping hd-train)"))
-    predictor = Predictor.from_checkpoint(ckpt, device=device, score_threshold=score_threshold)
+    predictor = Predictor.from_checkpoint(ckpt, device=device, score_threshold=score_threshold, fit=fit,
+                                          antialias=antialias)
     results = []
     with BagReader(bag_path) as bag:
         cams = list(cameras) if cameras else find_cameras(bag)
@@ -107,4 +111,4 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc))
     return {"out": str(out), "frames": len(results), "cameras": cams, "with_gt": has_gt,
-            "checkpoint": str(ckpt)}
+            "checkpoint": str(ckpt), "fit": fit, "antialias": bool(antialias)}

@@ -17,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fit", choices=("crop", "stretch"), default="crop",
+                   help="images whose aspect ratio differs from the model input: centre-crop to it (default; "
+                        "square pixels, as in training) or stretch the whole image (fx != fy)")
+    p.add_argument("--antialias", action="store_true",
+                   help="low-pass filter before downsizing (default: sample each input pixel's centre ray, as "
+                        "the world renderer made the training frames)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -28,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = predict_bag(args.bag, Path(args.out), checkpoint=args.checkpoint, cameras=args.cameras,
                           base_frame=args.base_frame, score_threshold=args.score_threshold,
-                          max_frames=args.max_frames, device=args.device, progress=not args.no_progress)
+                          max_frames=args.max_frames, device=args.device, progress=not args.no_progress,
+                          fit=args.fit, antialias=args.antialias)
     print(json.dumps(summary))
     return 0
