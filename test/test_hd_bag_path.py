@@ -77,6 +77,7 @@ def test_predict_bag_matches_predictor_on_the_same_frames(predictor, drives, bag
     out = tmp_path / "pred.json"
     summary = predict_bag(bag, out, progress=False)
     assert summary["frames"] == FRAMES and summary["with_gt"]
+    assert summary["skipped_frames"] == 0 and summary["frames_without_gt"] == 0
     doc = json.loads(out.read_text())
     for i, (res, gt) in enumerate(zip(doc["results"], doc["GTs"])):
         fr = big.frame(i)

@@ -105,10 +105,21 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
                     if max_frames and len(results) >= max_frames:
                         break
         bar.close()
+    incomplete = len(pending) if not (max_frames and len(results) >= max_frames) else 0
+    if incomplete:
+        log.warning("%s: %d frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
+                    bag_path, incomplete)
     doc = {"results": results}
+    no_gt = 0
     if has_gt:
+        # GT is paired by exact header stamp; a frame without one is scored against an empty map, so say so
+        no_gt = sum(r["stamp_ns"] not in gt_by_stamp for r in results)
+        if no_gt:
+            log.warning("%s: %d of %d predicted frame(s) have no %s message at their stamp (empty GT used)",
+                        bag_path, no_gt, len(results), GT_TOPIC)
         doc["GTs"] = [gt_by_stamp.get(r["stamp_ns"], {"vectors": []}) for r in results]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc))
     return {"out": str(out), "frames": len(results), "cameras": cams, "with_gt": has_gt,
-            "checkpoint": str(ckpt), "fit": fit, "antialias": bool(antialias)}
+            "checkpoint": str(ckpt), "fit": fit, "antialias": bool(antialias), "skipped_frames": incomplete,
+            "frames_without_gt": no_gt}
