@@ -120,6 +120,27 @@ class VirtualViewConfig:
 
 
 @dataclass
+class LevelsConfig:
+    """ProGS-style octree levels of detail, for progressive sharing (mapping/levels.py). A new
+    Gaussian takes the coarsest level l whose voxel (edge base_voxel_m / 2^l, fixed grid in the map
+    frame) holds no level-l Gaussian yet, else the finest level; the codec sends coarse levels first.
+    The multi-level loss also renders only levels <= l (l drawn from the coarser levels) against the
+    same target, so a prefix of the levels is a usable map on its own."""
+
+    count: int = param(4, "Number of octree levels (1 = every Gaussian at level 0: no levels).", (1, 16))
+    base_voxel_m: float = param(0.4, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.",
+                                (0.001, 1000.0))
+    coarse_scale: float = param(0.5, "A coarse seed (level < count-1) becomes a disc in the surface plane "
+                                     "(normal from depth) with in-plane standard deviation coarse_scale · "
+                                     "its voxel edge, so coarse levels alone cover the surfaces (0 = "
+                                     "seeded like the rest).", (0.0, 10.0))
+    multi_level_loss: bool = param(True, "Add the loss of renders restricted to levels <= l.")
+    loss_weight: float = param(0.5, "Weight of a coarse render's loss relative to the full render's.",
+                               (0.0, 100.0))
+    loss_every: int = param(2, "Every n-th optimisation iteration adds one coarse render.", (1, 1000))
+
+
+@dataclass
 class MapperConfig:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     keyframe: KeyframeConfig = field(default_factory=KeyframeConfig)
@@ -127,6 +148,7 @@ class MapperConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     virtual_views: VirtualViewConfig = field(default_factory=VirtualViewConfig)
+    levels: LevelsConfig = field(default_factory=LevelsConfig)
     device: str = param("auto", "auto = cuda if available, else cpu.")
     backend: str = param("auto", "Renderer backend: auto | cpu | cuda | reference (see gs_mapping.render).")
     sh_degree: int = param(0, "spherical-harmonics degree of colour (0 = view-independent)", (0, 3))
@@ -163,6 +185,10 @@ class MapperConfig:
             (0 < self.seeding.initial_opacity < 1, "seeding.initial_opacity must be in (0, 1)"),
             (0 < self.min_depth_m < self.max_depth_m, "need 0 < min_depth_m < max_depth_m"),
             (self.virtual_views.every >= 1, "virtual_views.every must be >= 1"),
+            (1 <= self.levels.count <= 16, f"levels.count must be 1..16, got {self.levels.count}"),
+            (self.levels.base_voxel_m > 0, f"levels.base_voxel_m must be > 0, got {self.levels.base_voxel_m}"),
+            (self.levels.loss_weight >= 0, f"levels.loss_weight must be >= 0, got {self.levels.loss_weight}"),
+            (self.levels.loss_every >= 1, f"levels.loss_every must be >= 1, got {self.levels.loss_every}"),
         ]
         for ok, msg in checks:
             if not ok:

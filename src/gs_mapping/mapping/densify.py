@@ -16,6 +16,7 @@ import torch
 
 from ..geometry import quat_to_matrix
 from .config import DensifyConfig
+from .levels import finer
 from .params import TorchGaussians
 
 
@@ -57,8 +58,10 @@ def contribution(params: TorchGaussians) -> np.ndarray:
 
 
 def densify(params: TorchGaussians, acc: GradAccumulator, cam_centre: np.ndarray, cfg: DensifyConfig,
-            rng: np.random.Generator) -> dict[str, int]:
-    """Clone/split high-gradient Gaussians (appended as new rows); split parents are pruned."""
+            rng: np.random.Generator, level_count: int = 1) -> dict[str, int]:
+    """Clone/split high-gradient Gaussians (appended as new rows); split parents are pruned.
+    Octree levels (levels.py): a clone goes one level finer than its source; a split's first child
+    takes the parent's level, the second one level finer."""
     n = len(params)
     if n == 0 or not cfg.enabled:
         return {"cloned": 0, "split": 0}
@@ -87,10 +90,13 @@ def densify(params: TorchGaussians, acc: GradAccumulator, cam_centre: np.ndarray
         split["means"] = (split["means"] + offs).astype(np.float32)
         split["log_scales"] = (split["log_scales"] - np.log(1.6)).astype(np.float32)
     new = {k: np.concatenate([clone[k], split[k]]) for k in fields}
+    lv = params.levels[cand]
+    new_levels = np.concatenate([finer(lv[~big], level_count), lv[big], finer(lv[big], level_count)])
     keep = np.ones(n, bool)
     keep[cand[big]] = False
     params.keep(keep)
     params.append(**new)
+    params.levels[n - int(big.sum()):] = new_levels
     return {"cloned": int((~big).sum()), "split": int(big.sum())}
 
 

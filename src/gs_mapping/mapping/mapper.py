@@ -21,10 +21,11 @@ from .config import MapperConfig
 from .densify import GradAccumulator, densify, enforce_cap, prune
 from .frames import Frame
 from .keyframes import KeyframeDecision, KeyframeSelector
+from .levels import LevelSubset, assign_levels, coarse_discs, depth_normals
 from .metrics import depth_l1, psnr, ssim
 from .optimizer import TrainView, WindowOptimizer, make_view
 from .params import TorchGaussians
-from .seeding import fill_holes, seed_gaussians, unexplained_mask
+from .seeding import fill_holes, seed_gaussians, seed_pixels, unexplained_mask
 from .virtual_views import virtual_views
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class IncrementalMapper:
         self.window: deque[TrainView] = deque(maxlen=self.cfg.optim.window)
         self.history: deque[TrainView] = deque(maxlen=max(1, self.cfg.optim.refine_keep))
         self.virtual: deque[TrainView] = deque(maxlen=2 * len(self.cfg.virtual_views.offsets_m) or 1)
-        self.optimizer = WindowOptimizer(self.cfg.optim, self.render_params)
+        self.optimizer = WindowOptimizer(self.cfg.optim, self.render_params, self.cfg.levels)
         self.rng = np.random.default_rng(self.cfg.seed)
         self.stats = MapperStats()
 
@@ -98,13 +99,16 @@ class IncrementalMapper:
             camera.width, camera.height, sh_degree=self.cfg.sh_degree, backend=self.cfg.backend)
         return out
 
-    def render(self, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Render the current map (numpy colour, depth, alpha); blank for an empty map."""
-        if len(self.params) == 0:
+    def render(self, camera: Camera, max_level: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render the current map (numpy colour, depth, alpha), or only its levels <= ``max_level``;
+        blank for an empty map."""
+        params = self.params if max_level is None else LevelSubset(self.params, max_level)
+        if len(params) == 0:
             h, w = camera.height, camera.width
             return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
         with torch.no_grad():
-            out = self.render_params(self.params, camera)
+            out = self.render_params(params, camera)
         return (out.color.clamp(0, 1).cpu().numpy(), out.depth.cpu().numpy(), out.alpha.cpu().numpy())
 
     # -- mapping -----------------------------------------------------------------------------------
@@ -145,7 +149,14 @@ class IncrementalMapper:
         else:
             mask = unexplained_mask(None, None, sdepth, cfg.seeding)
         seeds = seed_gaussians(frame.rgb, sdepth, frame.camera, mask, cfg.seeding, cfg.sh_degree)
+        new_levels = assign_levels(seeds["means"], cfg.levels, self.params.numpy("means"), self.params.levels)
+        if cfg.levels.coarse_scale > 0 and cfg.levels.count > 1 and len(new_levels):
+            v, u = seed_pixels(mask, cfg.seeding.stride)
+            coarse_discs(seeds, new_levels, depth_normals(sdepth, frame.camera, cfg.seeding.stride)[v, u],
+                         cfg.levels)
         self.params.append(**seeds)
+        if len(new_levels):
+            self.params.levels[-len(new_levels):] = new_levels
         self.stats.seeded += len(seeds["means"])
         self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
         # 2. optimise the window
@@ -171,7 +182,8 @@ class IncrementalMapper:
         self.stats.rejected_steps += st["rejected"]
         # 3. densify / prune / cap
         if cfg.densify.enabled:
-            d = densify(self.params, acc, frame.camera.T_map_cam[:3, 3], cfg.densify, self.rng)
+            d = densify(self.params, acc, frame.camera.T_map_cam[:3, 3], cfg.densify, self.rng,
+                        cfg.levels.count)
             self.stats.cloned += d["cloned"]
             self.stats.split += d["split"]
         self.stats.pruned += prune(self.params, cfg.densify)
@@ -203,6 +215,10 @@ class IncrementalMapper:
         """Render ``frame``'s view; PSNR/SSIM against its colour, depth L1 on valid measured depth."""
         color, depth, alpha = self.render(frame.camera)
         valid = self._clean_depth(frame.depth)
-        return {"stamp_ns": frame.stamp_ns, "psnr": psnr(color, frame.rgb), "ssim": ssim(color, frame.rgb),
-                "depth_l1_m": depth_l1(np.where(valid > 0, depth, np.nan), valid),
-                "coverage": float(np.mean(alpha > 0.5)), "rendered": color}
+        out = {"stamp_ns": frame.stamp_ns, "psnr": psnr(color, frame.rgb), "ssim": ssim(color, frame.rgb),
+               "depth_l1_m": depth_l1(np.where(valid > 0, depth, np.nan), valid),
+               "coverage": float(np.mean(alpha > 0.5)), "rendered": color}
+        if self.cfg.levels.count > 1:  # progressive prefixes: levels <= l (the last = the whole map)
+            out["psnr_levels"] = [psnr(self.render(frame.camera, lvl)[0], frame.rgb)
+                                  for lvl in range(self.cfg.levels.count - 1)] + [out["psnr"]]
+        return out

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..camera import Camera
-from .config import OptimConfig
+from .config import LevelsConfig, OptimConfig
 from .densify import GradAccumulator
+from .levels import LevelSubset
 from .metrics import ssim_map
 from .params import RowAdam, TorchGaussians
 
@@ -96,10 +97,30 @@ def view_loss(color: torch.Tensor, depth: torch.Tensor, view: TrainView, cfg: Op
 
 
 class WindowOptimizer:
-    def __init__(self, cfg: OptimConfig, render_fn):
-        """``render_fn(params, camera) -> RenderOutput`` (differentiable colour, depth, alpha, meta)."""
+    def __init__(self, cfg: OptimConfig, render_fn, levels: LevelsConfig | None = None):
+        """``render_fn(params, camera) -> RenderOutput`` (differentiable colour, depth, alpha, meta);
+        ``levels``: the multi-level loss's settings (None = off)."""
         self.cfg = cfg
         self.render_fn = render_fn
+        self.levels = levels
+        self._coarse_renders = 0  # round-robin over the coarse levels, across runs
+
+    def coarse_loss(self, params: TorchGaussians, view: TrainView, it: int) -> torch.Tensor | None:
+        """Multi-level loss (ProGS): every ``loss_every``-th iteration, the loss of the map restricted
+        to levels <= l against the same target (l cycles over 0..count-2), weighted. None when off,
+        not due, or level <= l is empty."""
+        lv = self.levels
+        if lv is None or not lv.multi_level_loss or lv.count <= 1 or lv.loss_weight <= 0:
+            return None
+        if it % lv.loss_every != lv.loss_every - 1:
+            return None
+        level = self._coarse_renders % (lv.count - 1)
+        self._coarse_renders += 1
+        sub = LevelSubset(params, level)
+        if len(sub) == 0:
+            return None
+        out = self.render_fn(sub, view.camera)
+        return lv.loss_weight * view_loss(out.color, out.depth, view, self.cfg)
 
     def make_adam(self, params: TorchGaussians) -> RowAdam:
         c = self.cfg
@@ -127,6 +148,9 @@ class WindowOptimizer:
             opt.zero_grad()
             out = self.render_fn(params, view.camera)
             loss = view_loss(out.color, out.depth, view, self.cfg)
+            if not view.virtual:
+                coarse = self.coarse_loss(params, view, it)
+                loss = loss if coarse is None else loss + coarse
             means2d = out.meta.get("means2d")
             track = acc is not None and not view.virtual and means2d is not None and means2d.requires_grad
             if track:

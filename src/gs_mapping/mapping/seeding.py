@@ -52,14 +52,18 @@ def _cell_mean(img: np.ndarray, s: int) -> np.ndarray:
     return p.reshape(hp // s, s, wp // s, s, *img.shape[2:]).mean(axis=(1, 3))
 
 
+def seed_pixels(mask: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(v, u) of the seeded pixels, in the order of :func:`seed_gaussians`'s rows."""
+    grid = np.zeros_like(mask)
+    grid[::stride, ::stride] = True
+    return np.nonzero(mask & grid)
+
+
 def seed_gaussians(rgb: np.ndarray, depth: np.ndarray, camera: Camera, mask: np.ndarray,
                    cfg: SeedingConfig, sh_degree: int = 0) -> dict[str, np.ndarray]:
     """Parameters (pre-activation, as GaussianMap stores them) of the new Gaussians."""
     s = cfg.stride
-    grid = np.zeros_like(mask)
-    grid[::s, ::s] = True
-    sel = mask & grid
-    v, u = np.nonzero(sel)
+    v, u = seed_pixels(mask, s)
     z = depth[v, u].astype(np.float64)
     K = camera.K
     pc = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], axis=-1)
