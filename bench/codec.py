@@ -196,13 +196,13 @@ def delta_figures(g: GaussianMap, params: QuantParams, full_bytes: int, frac=0.0
 # -- fuzzing ---------------------------------------------------------------------------------------
 def fuzz(n_cases: int, seed=0) -> dict:
     rng = np.random.default_rng(seed)
-    snap, q0, delta = fuzz_seeds(400, seed=21)
+    snap, q0, delta, layered = fuzz_seeds(400, seed=21)
     outcomes = Counter()
     other = Counter()
     net = 0
     t0 = time.time()
     for i in range(n_cases):
-        base = snap if i % 2 == 0 else delta
+        base = (snap if i % 4 == 0 else layered) if i % 2 == 0 else delta
         b = bytearray(base)
         r = rng.random()
         if r < 0.6:
@@ -222,7 +222,7 @@ def fuzz(n_cases: int, seed=0) -> dict:
         try:
             if i % 2 == 0:
                 decode_snapshot(b)
-                if i % 4 == 0:
+                if i % 8 < 4:  # one flat and one layered snapshot in four cases: prefixes too
                     decode_map(b, max_level=1)
             else:
                 decode_delta(q0, b)

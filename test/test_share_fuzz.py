@@ -16,7 +16,7 @@ from gs_map_share.receiver import MapStore
 from gs_map_share.snapshot import decode_map, decode_snapshot
 from gs_map_share.synthetic import fuzz_seeds
 
-SNAP, Q0, DELTA = fuzz_seeds(300, seed=11)
+SNAP, Q0, DELTA, LAYERED = fuzz_seeds(300, seed=11)
 
 
 def _decode_any(b: bytes) -> None:
@@ -39,10 +39,10 @@ mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(which=st.booleans(), muts=mutation, cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
-       seal=st.booleans())
+@given(which=st.sampled_from(["snapshot", "delta", "layered"]), muts=mutation,
+       cut=st.one_of(st.none(), st.integers(0, 1 << 20)), seal=st.booleans())
 def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
-    b = bytearray(SNAP if which else DELTA)
+    b = bytearray({"snapshot": SNAP, "delta": DELTA, "layered": LAYERED}[which])
     for pos, val in muts:
         b[pos % len(b)] = val
     if cut is not None:

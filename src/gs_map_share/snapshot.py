@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 
 from gs_mapping.gaussians import GaussianMap
 
-from .container import PAD, Chunk, Header, pack, unpack
+from .container import LEVEL, PAD, TILES, Chunk, Header, pack, unpack
 from .errors import DecodeError, EncodeError
 from .quantize import QMap, QuantParams, dequantize, to_qmap
 from .section import decode_section, encode_section, max_gaussians_for
 
 DEFAULT_LEVELS = 5
+MAX_LAYERS = 32  # the header's n_levels limit
 
 
 @dataclass
@@ -48,16 +50,39 @@ def finish(header: Header, chunks: list[Chunk], section_counts: list[int]) -> by
 def encode_snapshot(q: QMap, params: QuantParams, *, map_id: int = 1, seq: int = 1,
                     n_levels: int = DEFAULT_LEVELS, frame_id: str = "map",
                     tile_size: float = 2.0) -> tuple[bytes, EncodeInfo]:
+    """One snapshot container. A map whose Gaussians carry 2..32 distinct ``level`` values (the
+    mapper's ProGS levels) is sent *layered*: one section per level, coarsest first, so a prefix
+    decodes to exactly the Gaussians of levels ≤ l (the map the mapper's multi-level loss trained).
+    Otherwise (all one level, or ``n_levels`` = 1 → flat) it is one section whose coarse levels are
+    the encoder's aggregated Gaussians."""
     check_ids(q)
     if seq < 1:
         raise EncodeError("snapshot sequence numbers start at 1")
-    chunks, sizes = encode_section(q, params, n_levels)
+    layers = _layers(q) if n_levels > 1 else None
+    if layers is None:
+        chunks, sizes = encode_section(q, params, n_levels)
+        counts = [len(q)]
+    else:
+        chunks, sizes, counts = [], [], []
+        for i, rows in enumerate(layers):
+            sec, sz = encode_section(q.take(rows), params, 1)
+            chunks += [Chunk(TILES, i, sec[0].data), Chunk(LEVEL, i, sec[1].data)]
+            sizes.append(sum(sz))
+            counts.append(len(rows))
     n_lv = len(sizes)
     h = Header(map_id, seq, 0, len(q), q.checksum(), q.sh_degree, n_lv, params, tile_size, frame_id)
     data = finish(h, chunks, [len(q)])
     overhead = len(data) - sum(sizes)
     sizes[0] += overhead
     return data, EncodeInfo(len(q), len(data), n_lv, sizes)
+
+
+def _layers(q: QMap) -> list[np.ndarray] | None:
+    """Rows per distinct level (ascending) when the map is layered, else None."""
+    values = np.unique(q.level)
+    if not 2 <= len(values) <= MAX_LAYERS:
+        return None
+    return [np.flatnonzero(q.level == v) for v in values]
 
 
 def encode_map(gmap: GaussianMap, params: QuantParams | None = None, **kw) -> tuple[bytes, EncodeInfo]:
@@ -77,12 +102,54 @@ def decode_snapshot(data, max_level: int | None = None, max_gaussians: int = 1 <
     if h.gaussians > cap:
         raise DecodeError(f"snapshot declares {h.gaussians} Gaussians, more than {cap} allowed for "
                           f"{len(data)} bytes")
-    section = [c for c in chunks if c.type in (1, 2)]
-    out = guarded(lambda: decode_section(section, h.params, h.sh_degree, cap, max_level, "snapshot"))
+    sections = _split_sections(chunks)
+    if len(sections) == 1:
+        out = guarded(lambda: decode_section(sections[0], h.params, h.sh_degree, cap, max_level, "snapshot"))
+    else:
+        out = guarded(lambda: _decode_layers(sections, h, cap, max_level))
     if isinstance(out, QMap):
         if len(out) != h.gaussians or out.checksum() != h.state_crc:
             raise DecodeError("snapshot: decoded map does not match the header's count/checksum")
     return h, out
+
+
+def _split_sections(chunks: list[Chunk]) -> list[list[Chunk]]:
+    """TILES/LEVEL chunks grouped into sections (each starts at a TILES chunk)."""
+    sections: list[list[Chunk]] = []
+    for c in chunks:
+        if c.type == TILES:
+            sections.append([c])
+        elif c.type == LEVEL:
+            if not sections:
+                raise DecodeError("snapshot: LEVEL chunk before any TILES chunk")
+            sections[-1].append(c)
+    if not sections:
+        raise DecodeError("snapshot: missing TILES chunk")
+    return sections
+
+
+def _decode_layers(sections: list[list[Chunk]], h: Header, cap: int, max_level: int | None):
+    """A layered snapshot: section i = the Gaussians of the i-th level, one LEVEL chunk each."""
+    if len(sections) != h.n_levels:
+        raise DecodeError(f"snapshot: {len(sections)} layers, the header says {h.n_levels}")
+    stop = len(sections) - 1 if max_level is None else min(max_level, len(sections) - 1)
+    parts, total, prev_level = [], 0, -1
+    for i, sec in enumerate(sections[:stop + 1]):
+        if [c.level for c in sec] != [i, i] or [c.type for c in sec] != [TILES, LEVEL]:
+            raise DecodeError(f"snapshot: layer {i} is not one TILES and one LEVEL chunk of level {i}")
+        part = decode_section([sec[0], Chunk(LEVEL, 0, sec[1].data)], h.params, h.sh_degree, cap - total,
+                              None, f"snapshot layer {i}")
+        if len(part) == 0 or np.any(part.level != part.level[0]) or int(part.level[0]) <= prev_level:
+            raise DecodeError(f"snapshot: layer {i} does not hold one level above the previous layer's")
+        prev_level = int(part.level[0])
+        total += len(part)
+        parts.append(part)
+    out = QMap.concat(parts)
+    if len(out) > 1 and np.any(out.ids[1:] == out.ids[:-1]):
+        raise DecodeError("snapshot: a Gaussian id appears in two layers")
+    if stop < len(sections) - 1:
+        return dequantize(out, h.params, h.tile_size)
+    return out
 
 
 def decode_map(data, max_level: int | None = None) -> GaussianMap:

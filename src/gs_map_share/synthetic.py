@@ -103,9 +103,10 @@ def synthetic_map(n: int, sh_degree: int = 3, seed: int = 0, extent: float = 8.0
 
 def fuzz_seeds(n: int, seed: int, levels: int = 4):
     """Valid containers to mutate when fuzzing the decoder: a snapshot of a small SH3 map, the
-    quantised map it encodes, and a delta against it (moves, removals and additions).
+    quantised map it encodes, a delta against it (moves, removals and additions), and a layered
+    snapshot of the same map with its Gaussians spread over three levels.
 
-    Returns ``(snapshot, q0, delta)``; the same seed gives the same bytes."""
+    Returns ``(snapshot, q0, delta, layered)``; the same seed gives the same bytes."""
     from .delta import encode_delta
     from .quantize import QuantParams, to_qmap
     from .snapshot import encode_map
@@ -121,4 +122,7 @@ def fuzz_seeds(n: int, seed: int, levels: int = 4):
     g2.add(g.means[:k // 2 + 1] + 0.2, g.quats[:k // 2 + 1], g.log_scales[:k // 2 + 1],
            g.opacity_logits[:k // 2 + 1], g.sh[:k // 2 + 1])
     delta, _ = encode_delta(q0, to_qmap(g2, p), p, map_id=1, seq=2, base_seq=1)
-    return snapshot, q0, delta
+    gl = g.copy()
+    gl.levels = (gl.ids % 3).astype(np.uint8)
+    layered, _ = encode_map(gl, p, n_levels=levels)
+    return snapshot, q0, delta, layered

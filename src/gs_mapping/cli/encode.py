@@ -5,7 +5,7 @@ import argparse
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quality", type=int, default=2, help="1 (smallest) … 5 (finest); default 2")
+    p.add_argument("--quality", type=int, default=2, help="0 (smallest) … 5 (finest); default 2")
     p.add_argument("--pos-step", type=float, default=None, help="position lattice step in metres (overrides quality)")
     p.add_argument("--map-id", type=int, default=1, help="map id written to the container (default 1)")
     p.add_argument("--frame-id", default="map", help="frame id of the map (default 'map')")

@@ -37,7 +37,7 @@ class MapperNodeConfig:
     snapshot_period_s: float = param(5.0, "period of ~/map_snapshot (0 = only when subscribers join)",
                                      (0.0, 3600.0))
     delta_depth: int = param(20, "keep-last depth of ~/map_delta", (1, 10000))
-    quality: int = param(3, "codec quality 1 (smallest) … 5 (finest)", (1, 5))
+    quality: int = param(3, "codec quality 0 (smallest) … 5 (finest)", (0, 5))
     levels: int = param(5, "levels of detail in snapshots", (1, 12))
     map_id: int = param(1, "map id stamped in every delta (receivers reject other maps)", (1, 2**31 - 1))
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))

@@ -1,0 +1,97 @@
+"""Layered snapshots: a map whose Gaussians carry ProGS levels is sent one level per section, so a
+prefix decodes to exactly the Gaussians of the coarser levels; and quality 0 (the smallest)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gs_map_share.container import LEVEL, TILES, Chunk, pack, unpack
+from gs_map_share.errors import DecodeError, EncodeError
+from gs_map_share.quantize import QuantParams, quantize, to_qmap
+from gs_map_share.section import encode_section
+from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
+from gs_map_share.synthetic import synthetic_map
+
+
+def _levelled(n=3000, seed=0, values=(0, 1, 3, 4)):
+    g = synthetic_map(n, 1, seed=seed)
+    rng = np.random.default_rng(seed)
+    g.levels = rng.choice(np.asarray(values, np.uint8), n, p=[0.05, 0.15, 0.3, 0.5][:len(values)])
+    return g
+
+
+def test_layered_round_trip_and_prefixes():
+    g = _levelled()
+    p = QuantParams.from_quality(2)
+    data, info = encode_map(g, p)
+    assert info.levels == 4 and len(info.bytes_per_level) == 4 and sum(info.bytes_per_level) == len(data)
+    want = quantize(g, p)
+    assert decode_map(data).equals(want)
+    values = [0, 1, 3, 4]
+    for k, v in enumerate(values):
+        prefix = decode_map(data, max_level=k)
+        assert prefix.equals(want.subset(np.flatnonzero(want.levels <= v)))
+    # bytes grow with the layer's share of Gaussians: the 5 % layer is the smallest
+    assert info.bytes_per_level[0] < 0.15 * len(data)
+
+
+def test_one_level_or_flat_request_is_one_section():
+    g = _levelled()
+    p = QuantParams()
+    g1 = g.copy()
+    g1.levels[:] = 2
+    _, info = encode_map(g1, p, n_levels=5)
+    assert info.levels == 5  # aggregated levels of detail, as for any flat map
+    data, info = encode_map(g, p, n_levels=1)
+    assert info.levels == 1 and decode_map(data).equals(quantize(g, p))
+
+
+def _layer_chunks(q, p, groups):
+    chunks = []
+    for i, rows in enumerate(groups):
+        sec, _ = encode_section(q.take(rows), p, 1)
+        chunks += [Chunk(TILES, i, sec[0].data), Chunk(LEVEL, i, sec[1].data)]
+    return chunks
+
+
+def test_bad_layering_is_rejected():
+    g = _levelled(800)
+    p = QuantParams()
+    data, _ = encode_map(g, p)
+    h, chunks = unpack(data)
+    swapped = chunks[2:4] + chunks[0:2] + chunks[4:]
+    with pytest.raises(DecodeError, match="layer 0"):
+        decode_snapshot(pack(h, swapped))
+    # two levels in one layer
+    q = to_qmap(g, p)
+    groups = [np.flatnonzero(q.level == v) for v in (0, 1)] + [np.flatnonzero(q.level >= 3)]
+    h3 = unpack(data)[0]
+    h3.n_levels = 3
+    with pytest.raises(DecodeError, match="one level"):
+        decode_snapshot(pack(h3, _layer_chunks(q, p, groups)))
+    # the same Gaussians again in a finer layer
+    again = q.take(np.flatnonzero(q.level == 3))
+    again.level[:] = 5
+    chunks5 = _layer_chunks(q, p, [np.flatnonzero(q.level == v) for v in (0, 1, 3, 4)])
+    sec, _ = encode_section(again, p, 1)
+    h5 = unpack(data)[0]
+    h5.n_levels = 5
+    with pytest.raises(DecodeError, match="two layers"):
+        decode_snapshot(pack(h5, chunks5 + [Chunk(TILES, 4, sec[0].data), Chunk(LEVEL, 4, sec[1].data)]))
+    # layer count must match the header
+    h.n_levels = 3
+    with pytest.raises(DecodeError, match="layers"):
+        decode_snapshot(pack(h, chunks))
+
+
+def test_quality_zero_is_smallest_and_exact():
+    g = synthetic_map(4000, 0, seed=3)
+    sizes = []
+    for qlt in (0, 1, 2):
+        p = QuantParams.from_quality(qlt)
+        data, _ = encode_map(g, p)
+        assert decode_map(data).equals(quantize(g, p))
+        sizes.append(len(data))
+    assert sizes[0] < sizes[1] < sizes[2]
+    with pytest.raises(EncodeError, match="0..5"):
+        QuantParams.from_quality(6)
