@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--out", default=None, help="keep the map/PNGs here (default: temporary)")
+    ap.add_argument("--no-calibrate-color", dest="calibrate_color", action="store_false",
+                    help="keep the bag's CameraInfo for colour (the kitchen bag's is the depth camera's, "
+                         "so by default the colour camera is calibrated: mapper calibrate_color)")
     args = ap.parse_args(argv)
 
     import torch
@@ -49,6 +52,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = load_section(args.config, "mapper", MapperConfig)
+    cfg.calibrate_color = args.calibrate_color
     if args.set:
         flat = flatten(cfg)
         for item in args.set:
