@@ -13,7 +13,7 @@ fixed-point "leaky" categorical model (``perfect=False``), so encoder and decode
 
 Layout of one stream (all varints unsigned LEB128)::
 
-    u8 mode           0 = empty, 1 = constant (varint u follows), 2 = coded
+    u8 mode           0 = empty, 1 = constant (varint u follows), 2 = coded, 3 = sparse
     -- mode 2 --
     u8 log2_T         direct-symbol bound T = 2**log2_T (1..256)
     varint contexts   C
@@ -22,6 +22,10 @@ Layout of one stream (all varints unsigned LEB128)::
                       varint frequency per present symbol,
                       varint n_words, n_words × u32 ANS words
     varint n_bytes, n_bytes mantissa bits (LSB first, values in stream order)
+    -- mode 3 (no contexts; mostly-zero streams) --
+    varint k          number of non-zero values (1..n)
+    stream (mode 0..2) of k unsigned gaps: zeros before each non-zero value
+    stream (mode 0..2) of k unsigned values u − 1 (u = zig-zag of a signed value)
 """
 from __future__ import annotations
 
@@ -58,12 +62,12 @@ def bit_length(u: np.ndarray) -> np.ndarray:
 
 def _symbols(u: np.ndarray, log2t: int):
     t = 1 << log2t
-    esc = u >= np.uint64(t)
+    esc = u >= t
     sym = u.astype(np.int64, copy=True)
     nb = np.zeros(0, np.int64)
     mant = np.zeros(0, np.uint64)
     if esc.any():
-        ue = u[esc]
+        ue = u[esc].astype(np.uint64)
         bl = bit_length(ue)
         sym[esc] = t + bl - (log2t + 1)
         nb = bl - 1
@@ -112,18 +116,40 @@ def _model(freq: np.ndarray):
 
 class Stats:
     """Value statistics computed once per array, from which the coded size for any direct-symbol
-    bound T is estimated (used to choose T and raw-vs-residual without coding twice)."""
+    bound T is estimated (used to choose T, raw-vs-residual and dense-vs-sparse without coding
+    twice). ``zeros`` adds that many zero values not present in ``values`` (sparse streams)."""
 
-    def __init__(self, values, signed: bool = True) -> None:
+    _SBL = None
+
+    def __init__(self, values, signed: bool = True, zeros: int = 0, keep_u: bool = True) -> None:
         v = np.asarray(values)
-        self.n = len(v)
-        u = zigzag(v) if signed else v.astype(np.uint64)
-        self.u = u
-        small = u < np.uint64(256)
-        self.small = np.bincount(u[small].astype(np.int64), minlength=256) if self.n else np.zeros(256, np.int64)
-        big = u[~small]
-        self.big_bl = np.bincount(bit_length(big), minlength=65) if len(big) else np.zeros(65, np.int64)
-        self._sbl = bit_length(np.arange(256, dtype=np.uint64))
+        self.n = len(v) + zeros
+        u = _zz(v) if signed else _as_u(v)
+        self.u = u if keep_u else None
+        if len(v):
+            small = np.bincount(np.minimum(u, 256).view(np.int64) if u.dtype == np.uint64
+                                else np.minimum(u, 256), minlength=257)
+        else:
+            small = np.zeros(257, np.int64)
+        small[0] += zeros
+        n_big = int(small[256])
+        self.small = small[:256]
+        if n_big:
+            big = u[u >= 256]
+            self.big_bl = np.bincount(bit_length(big), minlength=65)
+        else:
+            self.big_bl = np.zeros(65, np.int64)
+        if Stats._SBL is None:
+            Stats._SBL = bit_length(np.arange(256, dtype=np.uint64))
+        self._sbl = Stats._SBL
+
+    @property
+    def max_small(self) -> int:
+        """Largest value when all are < 256, else 256."""
+        if self.big_bl.any():
+            return 256
+        nz = np.flatnonzero(self.small)
+        return int(nz[-1]) if len(nz) else 0
 
     def bits(self, log2t: int) -> float:
         if self.n == 0:
@@ -141,27 +167,90 @@ class Stats:
         return min(((t, self.bits(t)) for t in (4, 6, 8)), key=lambda x: x[1])
 
 
+def _zz(v: np.ndarray) -> np.ndarray:
+    """Zig-zag of signed values: int64 (non-negative) when |v| < 2**62, else uint64."""
+    v = np.asarray(v)
+    if v.dtype != np.int64:
+        v = v.astype(np.int64)
+    if len(v) and (int(v.max()) >= (1 << 62) or int(v.min()) < -(1 << 62)):
+        return zigzag(v)
+    u = v << 1
+    u ^= v >> 63
+    return u
+
+
+def _as_u(v: np.ndarray) -> np.ndarray:
+    """Unsigned values as int64 when they fit (cheaper to count), else uint64."""
+    v = np.asarray(v)
+    if v.dtype.kind == "i" and (len(v) == 0 or int(v.min()) >= 0):
+        return v.astype(np.int64, copy=False)
+    if v.dtype == np.uint64 and (len(v) == 0 or int(v.max()) < (1 << 63)):
+        return v.view(np.int64)
+    return v.astype(np.uint64)
+
+
 def estimate_bits(values: np.ndarray, signed: bool = True, log2t: int = 6) -> float:
     """Approximate coded size in bits (entropy + mantissa + a table allowance), for choices."""
     return Stats(values, signed).bits(log2t)
 
 
+SPARSE_MIN = 256  # streams shorter than this are always coded dense
+SPARSE_SLACK = 1.01  # sparse is taken up to 1 % above the dense estimate: it decodes several times faster
+
+
+def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1,
+               st: Stats | None = None) -> None:
+    """Code ``values`` choosing the direct-symbol bound and, for mostly-zero streams without
+    contexts, dense (mode 2) or sparse (mode 3: positions of the non-zero values as gaps, then the
+    values), whichever is estimated smaller. Sparse streams also decode much faster: zeros cost
+    nothing there."""
+    values = np.asarray(values)
+    n = len(values)
+    if ctx is None and n >= SPARSE_MIN:
+        k = n - int(st.small[0]) if st is not None else int(np.count_nonzero(values))
+        if 0 < k <= n // 2:
+            idx = np.flatnonzero(values)
+            nz = values[idx]
+            dense = st or Stats(nz, signed, zeros=n - k, keep_u=False)
+            gaps = np.diff(idx, prepend=-1)
+            gaps -= 1
+            mapped = (_zz(nz) if signed else _as_u(nz)) - 1
+            sg, sv = Stats(gaps, False), Stats(mapped, False)
+            (tg, bg), (tv, bv) = sg.best(), sv.best()
+            if bg + bv + 16 <= SPARSE_SLACK * dense.best()[1]:
+                w.u8(3)
+                w.varint(k)
+                encode_stream(w, gaps, False, tg, u=sg.u)
+                encode_stream(w, mapped, False, tv, u=sv.u)
+                return
+            st = dense if dense.u is not None else None
+    st = st or Stats(values, signed)
+    best = st.best()[0] if n > 64 else 6
+    encode_stream(w, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
+
+
 def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=None,
                   n_ctx: int = 1, u: np.ndarray | None = None) -> None:
-    """Code ``values`` (int64 if signed else uint64) into ``w``. ``ctx`` (int array, values in
-    [0, n_ctx)) selects one frequency table per context."""
+    """Code ``values`` (int64 if signed else uint64) densely into ``w``. ``ctx`` (int array, values
+    in [0, n_ctx)) selects one frequency table per context. ``u``: the zig-zagged values (int64
+    non-negative or uint64), if already computed."""
     values = np.asarray(values)
     n = len(values)
     if n == 0:
         w.u8(0)
         return
     if u is None:
-        u = zigzag(values) if signed else values.astype(np.uint64)
-    if np.all(u == u[0]):
+        u = _zz(values) if signed else _as_u(values)
+    u0 = u[0]
+    if u.max() == u0 and u.min() == u0:
         w.u8(1)
-        w.varint(int(u[0]))
+        w.varint(int(u0))
         return
-    sym, esc, nb, mant = _symbols(u, log2t)
+    t = 1 << log2t
+    if int(u.max()) < t:  # no escapes (the common case): symbols are the values
+        sym, nb, mant = u, None, None
+    else:
+        sym, _, nb, mant = _symbols(u, log2t)
     w.u8(2)
     w.u8(log2t)
     if ctx is None:
@@ -190,7 +279,7 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
         words = coder.get_compressed()
         w.varint(len(words))
         w.raw(words.astype("<u4").tobytes())
-    w.blob(_pack_bits(mant, nb))
+    w.blob(b"" if nb is None else _pack_bits(mant, nb))
 
 
 def _group(ctx, n_ctx: int):
@@ -203,17 +292,45 @@ def _group(ctx, n_ctx: int):
 
 
 def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1,
-                  int32: bool = False) -> np.ndarray:
-    """Inverse of :func:`encode_stream`; ``n`` and ``ctx`` come from already-decoded structure.
-    With ``int32`` the values must fit in int32 (else :class:`DecodeError`) and come back as int32."""
+                  int32: bool = False, out: np.ndarray | None = None, _nested: bool = False) -> np.ndarray:
+    """Inverse of :func:`encode_stream` / :func:`put_stream`; ``n`` and ``ctx`` come from
+    already-decoded structure. With ``int32`` the values must fit in int32 (else
+    :class:`DecodeError`) and come back as int32; ``out`` (int32, length n, with ``int32``)
+    receives them instead of a new array."""
+    v = _decode(r, n, signed, ctx, n_ctx, int32, _nested, out)
+    if out is None or v is out:
+        return v
+    out[...] = v
+    return out
+
+
+def _lut(a: int, signed: bool, int32: bool) -> np.ndarray:
+    """Value of each direct symbol 0..a-1 (no escapes possible)."""
+    s = np.arange(a, dtype=np.int64)
+    if signed:
+        s = (s >> 1) ^ -(s & 1)
+    return s.astype(np.int32 if int32 else (np.int64 if signed else np.uint64))
+
+
+def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, nested: bool,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """``out``, when given, may receive the values (then it is returned)."""
     mode = r.u8()
     if mode == 0:
         if n:
             raise r.fail(f"empty stream where {n} values are expected")
         return np.zeros(0, np.int32 if int32 else (np.int64 if signed else np.uint64))
     if mode == 1:
-        u = np.full(n, r.varint((1 << 64) - 1), np.uint64)
-        return _finish(r, u, signed, int32)
+        u0 = r.varint((1 << 64) - 1)
+        v0 = _finish(r, np.array([u0], np.uint64), signed, int32)
+        if out is not None:
+            out.fill(v0[0])
+            return out
+        return np.full(n, v0[0], v0.dtype)
+    if mode == 3:
+        if nested or ctx is not None:
+            raise r.fail("sparse stream not allowed here")
+        return _decode_sparse(r, n, signed, int32)
     if mode != 2:
         raise r.fail(f"unknown stream mode {mode}")
     if n == 0:
@@ -232,6 +349,7 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
     else:
         order, bounds = _group(ctx, n_ctx)
     sym = None if order is None else np.empty(n, np.int32)
+    max_a = 0
     for c in range(n_ctx):
         m = int(bounds[c + 1] - bounds[c])
         a = r.varint(_MAX_ALPHABET)
@@ -241,6 +359,7 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
             continue
         if a < 2:
             raise r.fail("alphabet of one symbol")
+        max_a = max(max_a, a)
         present = np.unpackbits(np.frombuffer(r.raw((a + 7) // 8), np.uint8), bitorder="little")[:a]
         k = int(present.sum())
         freq = np.zeros(a, np.int64)
@@ -260,17 +379,18 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
         if not ok:
             raise r.fail("entropy-coded data does not end where it should")
         if order is None:
-            sym = s.astype(np.int32, copy=False)
+            sym = s
         else:
             sym[order[bounds[c]:bounds[c + 1]]] = s
+    if max_a <= t:  # every possible symbol is a direct one: values by table lookup, no escapes
+        if r.varint(r.remaining) != 0:
+            raise r.fail("mantissa bytes where none are expected")
+        return np.take(_lut(max_a, signed, int32), sym, out=out, mode="clip")
     esc = sym >= t
     if not esc.any():
         if r.varint(r.remaining) != 0:
             raise r.fail("mantissa bytes where none are expected")
-        if signed:  # fast path: every value is its own symbol (the common case)
-            out = (sym >> 1) ^ -(sym & 1)
-            return out if int32 else out.astype(np.int64)
-        return sym if int32 else sym.astype(np.uint64)
+        return _lut(t, signed, int32)[sym]
     bl = sym[esc].astype(np.int64) - t + log2t + 1
     if bl.max() > 64:
         raise r.fail("escape symbol names more than 64 bits")
@@ -278,6 +398,27 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
     u = sym.astype(np.uint64)
     u[esc] = (np.uint64(1) << (bl - 1).astype(np.uint64)) | mant
     return _finish(r, u, signed, int32)
+
+
+def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool) -> np.ndarray:
+    """Mode 3: ``varint k`` non-zero values, a stream of k gaps (zeros before each), a stream of
+    the k values mapped to ``u − 1`` (u = zig-zag for signed streams)."""
+    k = r.varint(n)
+    if k == 0:
+        raise r.fail("sparse stream without values")
+    gaps = _decode(r, k, False, None, 1, False, True)
+    if int(gaps.max()) >= n:
+        raise r.fail("sparse stream gap beyond its length")
+    pos = np.cumsum(gaps.astype(np.int64) + 1) - 1
+    if int(pos[-1]) >= n:
+        raise r.fail(f"sparse stream positions run past its {n} values")
+    u = _decode(r, k, False, None, 1, False, True)
+    if int(u.max()) >= (1 << 64) - 1:
+        raise r.fail("sparse stream value out of range")
+    vals = _finish(r, u.astype(np.uint64) + np.uint64(1), signed, int32)
+    out = np.zeros(n, vals.dtype)
+    out[pos] = vals
+    return out
 
 
 def _finish(r: Reader, u: np.ndarray, signed: bool, int32: bool) -> np.ndarray:

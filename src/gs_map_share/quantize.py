@@ -147,7 +147,12 @@ class QMap:
         checks it after every snapshot/delta, so "bit-identical to the sender" is verified)."""
         c = crc32c(np.ascontiguousarray(self.ids, "<u8"))
         for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i4", "<i4", "u1", "<i4", "<i4", "<i4")):
-            c = crc32c(np.ascontiguousarray(getattr(self, f), dt), c)
+            a = getattr(self, f)
+            if a.flags.c_contiguous or len(a) <= _BLOCK:
+                c = crc32c(np.ascontiguousarray(a, dt), c)
+            else:  # e.g. a decoded map's SH, a transposed view: serialise block by block
+                for s in range(0, len(a), _BLOCK):
+                    c = crc32c(np.ascontiguousarray(a[s:s + _BLOCK], dt), c)
         return c
 
     @staticmethod
@@ -229,6 +234,9 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
     return (q / norm[:, None]).astype(np.float32)
 
 
+_BLOCK = 16384  # rows per block in dequantisation (cache-sized pieces)
+
+
 def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
     """Float fields of :func:`dequantize`, in ``q``'s row order (no sorting requirement).
 
@@ -236,11 +244,18 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
     ``float32(float64(P) * pos_step)``.
     """
     n = len(q)
-    sh = np.empty((n, q.num_sh if rest else 1, 3), np.float32)
-    np.multiply(q.dc.astype(np.float32), np.float32(params.dc_step), out=sh[:, 0, :])
-    if q.num_sh > 1 and rest:
-        np.multiply(q.rest.astype(np.float32), params.rest_steps(q.num_sh).astype(np.float32)[None, :, None],
-                    out=sh[:, 1:, :])
+    k = q.num_sh if rest else 1
+    sh = np.empty((n, k, 3), np.float32)
+    flat = sh.reshape(n, 3 * k)
+    np.multiply(q.dc, np.float32(params.dc_step), out=flat[:, :3], dtype=np.float32, casting="same_kind")
+    if k > 1:
+        # one step per (coefficient, channel) so the inner loop runs over whole rows; int32 → float32
+        # is exact (|v| < 2**24) and the product is the same single rounding as float32(v) * step
+        steps = np.repeat(params.rest_steps(k).astype(np.float32), 3)
+        src = q.rest.reshape(n, 3 * (k - 1))
+        for s in range(0, n, _BLOCK):
+            np.multiply(src[s:s + _BLOCK], steps, out=flat[s:s + _BLOCK, 3:], dtype=np.float32,
+                        casting="same_kind")
     return dict(
         means=(q.pos.astype(np.float64) * params.pos_step).astype(np.float32),
         quats=dequantize_rotations(q.rot_idx, q.rot, params),

@@ -19,7 +19,7 @@ from gs_mapping.gaussians import GaussianMap
 from . import octree
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
-from .entropy import Stats, decode_stream, encode_stream
+from .entropy import Stats, decode_stream, put_stream
 from .errors import DecodeError
 from .quantize import MAX_LATTICE, QMap, QuantParams, dequantize, dequantize_fields, quantize_rotations
 
@@ -33,15 +33,13 @@ def max_gaussians_for(nbytes: int) -> int:
 
 # -- channel coding helpers -------------------------------------------------------------------------
 STATS: dict | None = None  # label → bytes, filled when a dict is set (bench accounting)
+SAMPLE_MIN = 1 << 15  # channels at least this long choose their prediction on every 8th value
 
 
 def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", st=None, ctx=None,
          n_ctx: int = 1) -> None:
-    values = np.asarray(values)
-    st = st or Stats(values, signed)
-    best = st.best()[0] if len(values) > 64 else 6
     before = sum(len(x) for x in w.parts) if STATS is not None else 0
-    encode_stream(w, values, signed, best, u=st.u, ctx=ctx, n_ctx=n_ctx)
+    put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx, st=st)
     if STATS is not None:
         STATS[label] = STATS.get(label, 0) + sum(len(x) for x in w.parts) - before
 
@@ -50,23 +48,34 @@ def _put_pred(w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=No
     """Code ``child`` as the residual against one of the candidate predictions (index 0 = none,
     i.e. raw; ``None`` = unavailable), the one estimated cheapest; a flag byte names it."""
     child = np.asarray(child, np.int64)
-    best, best_bits, best_st, best_res = 0, None, None, child
+    n = len(child)
+    # choose on a fixed subsample (every 8th value) for long channels: the choice is written in
+    # the stream, so this only affects how well the encoder chooses, never what a decoder reads
+    step = 8 if n >= SAMPLE_MIN else 1
+    sub = child[::step]
+    best, best_bits = 0, None
     for i, c in enumerate(cands):
-        if c is None or (i and len(child) <= 16):
+        if i and len(child) <= 16:
+            break
+        c = c() if callable(c) else c
+        if c is None:
             continue
-        res = child - c if i else child
-        st = Stats(res)
-        bits = st.best()[1]
+        res = sub - c[::step] if i else sub
+        bits = Stats(res, keep_u=False).best()[1]
         if best_bits is None or bits < best_bits:
-            best, best_bits, best_st, best_res = i, bits, st, res
+            best, best_bits = i, bits
     w.u8(best)
-    _put(w, best_res, label=label, st=best_st, ctx=ctx, n_ctx=n_ctx)
+    c = cands[best]
+    c = c() if callable(c) else c
+    _put(w, child - c if best else child, label=label, ctx=ctx, n_ctx=n_ctx)
 
 
 def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bool = False) -> np.ndarray:
     """Inverse of :func:`_put_pred`: int32 values (``wide``: int64 within the position lattice)."""
     flag = r.u8()
-    if flag >= len(cands) or cands[flag] is None:
+    cand = cands[flag] if flag < len(cands) else None
+    cand = cand() if callable(cand) else cand
+    if cand is None:
         raise r.fail(f"prediction {flag} is not available here")
     v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
     if not flag and not wide:
@@ -75,7 +84,7 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
     if flag:
         if wide and len(v) and np.abs(v).max() >= MAX_LATTICE:
             raise r.fail("residual outside the position lattice")
-        v = v.astype(np.int64) + cands[flag]
+        v = v.astype(np.int64) + cand
     if len(v) and (v.max() >= lim or v.min() <= -lim):
         raise r.fail("value outside the lattice range")
     return v.astype(np.int64 if wide else np.int32)
@@ -112,18 +121,23 @@ def _code_attrs(c: Coarse | None, parent: Coarse | None, n: int, put, label: str
     it). Channel by channel, predictions come from the parent's value (ProGS's parent context), the
     same Gaussian's previous channel (colours and in-plane scales correlate), or both."""
     P = parent
+    # candidates are built lazily (callables): a decoder builds only the one the stream names
     def pc(f, i=None):
         if P is None:
             return None
-        v = getattr(P, f)
-        return (v if i is None else v[:, i]).astype(np.int64)
+        def get():
+            v = getattr(P, f)
+            return (v if i is None else v[:, i]).astype(np.int64)
+        return get
     def ch(f, i=None):
         if c is None:
             return None
         v = getattr(c, f)
         return (v if i is None else v[:, i]).astype(np.int64)
     def combo(p, x, px):
-        return None if p is None or x is None else p + x - px
+        if p is None or x is None:
+            return None
+        return lambda: p() + x - px()
     op = put(ch("op"), [0, pc("op")], label + "op")
     sc = []
     for i in range(3):
@@ -180,24 +194,20 @@ def _choose_depths(counts: list[int], n_levels: int) -> list[int]:
 def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Chunk], list[int]]:
     """Chunks (TILES + one LEVEL per level of detail) for the Gaussians of ``q``."""
     D = params.tile_bits
-    tiles_all = q.pos >> D
-    local = q.pos - (tiles_all << D)
     n = len(q)
-    if n:
-        tiles, tile_idx = np.unique(tiles_all, axis=0, return_inverse=True)
-        tile_idx = tile_idx.reshape(-1).astype(np.int64)
-    else:
-        tiles, tile_idx = np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    codes = octree.morton(local) if n else np.zeros(0, np.uint64)
-    order = np.lexsort((q.ids, codes, tile_idx))
-    qs = q.take(order)
+    tiles_all = q.pos >> D
+    tiles, tile_idx = _unique_tiles(tiles_all)
+    codes = octree.morton(q.pos - (tiles_all << D)) if n else np.zeros(0, np.uint64)
+    order = _octree_order(tile_idx, codes, q.ids, D)  # (tile, code, id) order of the rows of q
     t_s, c_s = tile_idx[order], codes[order]
+    ids_s = q.ids[order]
     new_vox = np.ones(n, bool)
     if n > 1:
         new_vox[1:] = (c_s[1:] != c_s[:-1]) | (t_s[1:] != t_s[:-1])
     vstart = np.flatnonzero(new_vox)
     vcount = np.diff(np.append(vstart, n))
-    voxel_of = np.cumsum(new_vox) - 1
+    voxel_of = np.empty(n, np.int64)  # voxel index of each row of q (rows stay in id order)
+    voxel_of[order] = np.cumsum(new_vox) - 1
     node_tile, node_code, occ, parent = octree.build_levels(t_s[vstart], c_s[vstart], D)
     counts = [len(c) for c in node_code]
     depths = _choose_depths(counts, n_levels) if n else list(range(max(0, D - n_levels + 1), D + 1))
@@ -222,7 +232,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             node_at[d] = idx
         if d > 0:
             idx = parent[d][idx]
-    coarse_at = _aggregates(qs, params, tiles, t_s, depths, node_at, node_code, parent, counts)
+    coarse_at = _aggregates(q, params, tiles, tile_idx, depths, node_at, node_code, parent, counts)
     prev_d, prev_coarse = 0, None
     for k, d in enumerate(depths):
         w = Writer()
@@ -241,23 +251,71 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             prev_coarse = coarse
         else:
             _put(w, vcount - 1, signed=False, label="voxel_count")
-            w.varint(int(qs.ids[0]))
-            _put(w, np.diff(qs.ids.astype(np.int64)), label="ids")
-            _put(w, qs.level.astype(np.int64), signed=False, label="level")
+            w.varint(int(ids_s[0]))
+            _put(w, np.diff(ids_s.astype(np.int64)), label="ids")
+            # from here on the Gaussians are in id order (q's own order; the decoder knows it
+            # from the ids), so neither side permutes the bulk of the data
+            _put(w, q.level.astype(np.int64), signed=False, label="level")
             pc = None
             if prev_coarse is not None:
                 pidx = node_at[depths[k - 1]]
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
-            leaf = Coarse(qs.op, qs.scale, qs.rot_idx, qs.rot, qs.dc)
+            leaf = Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc)
             _put_coarse(w, leaf, pc)
-            rest = qs.rest.reshape(n, -1)
-            for j in range(rest.shape[1]):
-                _put(w, rest[:, j], label="sh_rest")
+            for row in _columns(q.rest.reshape(n, -1)):
+                _put(w, row, label="sh_rest")
         chunks.append(Chunk(LEVEL, k, w.getvalue()))
         prev_d = d
     sizes = [len(c.data) for c in chunks[1:]]
     sizes[0] += len(chunks[0].data)
     return chunks, sizes
+
+
+def _unique_tiles(tiles_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct tiles (lexicographic) and each row's tile index; one 1-D sort when the tiles span
+    less than 2**21 per axis (always, short of 4000 km at 2 m tiles), else a row-wise unique."""
+    n = len(tiles_all)
+    if n == 0:
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    lo = tiles_all.min(axis=0)
+    span = tiles_all.max(axis=0) - lo
+    if span.max() < (1 << 21):
+        rel = tiles_all - lo
+        key = (rel[:, 0] << 42) | (rel[:, 1] << 21) | rel[:, 2]
+        ukey, idx = np.unique(key, return_inverse=True)
+        mask = (1 << 21) - 1
+        tiles = np.stack([ukey >> 42, (ukey >> 21) & mask, ukey & mask], 1) + lo
+        return tiles.astype(np.int64), idx.reshape(-1).astype(np.int64)
+    tiles, idx = np.unique(tiles_all, axis=0, return_inverse=True)
+    return tiles, idx.reshape(-1).astype(np.int64)
+
+
+def _octree_order(tile_idx: np.ndarray, codes: np.ndarray, ids: np.ndarray, D: int) -> np.ndarray:
+    """Row order by (tile, Morton code, id): one stable sort of a packed key when the rows are
+    already in id order (QMap's invariant) and the key fits 63 bits, else a lexsort."""
+    n = len(ids)
+    if n and n < (1 << (63 - 3 * D)) and (n < 2 or bool(np.all(ids[1:] > ids[:-1]))):
+        key = (tile_idx << (3 * D)) | codes.view(np.int64)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((ids, codes, tile_idx))
+
+
+def _columns(a: np.ndarray, block: int = 8192) -> np.ndarray:
+    """(n, k) → contiguous (k, n), transposed block by block (cache friendly)."""
+    n, k = a.shape
+    out = np.empty((k, n), a.dtype)
+    for s in range(0, n, block):
+        out[:, s:s + block] = a[s:s + block].T
+    return out
+
+
+def _rows(a: np.ndarray, block: int = 8192) -> np.ndarray:
+    """(k, n) → contiguous (n, k), block by block."""
+    k, n = a.shape
+    out = np.empty((n, k), a.dtype)
+    for s in range(0, n, block):
+        out[s:s + block] = a[:, s:s + block].T
+    return out
 
 
 def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node_code, parent, counts):
@@ -267,7 +325,7 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
     if len(depths) < 2:
         return {}
     g = dequantize_fields(qs, params, rest=False)  # aggregates: from what the receiver will hold
-    rel = (qs.pos - (tiles[t_s] << D)).astype(np.float64) * params.pos_step
+    rel = (qs.pos - (tiles[t_s] << D)).astype(np.float64) * params.pos_step  # rows of qs, any order
     d = depths[-2]
     mom = octree.leaf_moments(node_at[d], counts[d], rel, g["quats"], g["log_scales"],
                               g["opacity_logits"], g["sh"][:, 0, :])
@@ -385,32 +443,34 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             if ids.min() < 0 or ids.max() >= (1 << 63):
                 raise r.fail("id outside 0..2**63")
             ids = ids.astype(np.uint64)
-            lev = decode_stream(r, n, signed=False)
-            if lev.max() > 255:
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
+            if n > 1 and np.any(ids[1:] == ids[:-1]):
+                raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
+            vox = vox[order]  # from here on, Gaussians in id order
+            lev = decode_stream(r, n, signed=False, int32=True)
+            if lev.max() > 255 or lev.min() < 0:
                 raise r.fail("level field above 255")
             pc = None
             if prev_coarse is not None:
                 pidx = _ancestor(parent_chain, d, prev_d, vox)
                 pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
             leaf = _get_coarse(r, n, pc, params)
-            k3 = 3 * ((sh_degree + 1) ** 2 - 1)
-            cols = [decode_stream(r, n, int32=True) for _ in range(k3)]
-            # stack as rows, then one transpose copy (column-wise writes into (n, k3) are slow)
-            rest = np.ascontiguousarray(np.stack(cols, 0).T) if k3 else np.zeros((n, 0), np.int32)
-            if k3:
-                bound = np.repeat(64.0 / params.rest_steps((sh_degree + 1) ** 2), 3) + 1
-                if np.any(np.maximum(rest.max(axis=0), -rest.min(axis=0)) > bound):
+            num_sh = (sh_degree + 1) ** 2
+            k3 = 3 * (num_sh - 1)
+            cols = np.empty((k3, n), np.int32)
+            bound = np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1
+            for j in range(k3):
+                c = decode_stream(r, n, int32=True, out=cols[j])
+                if max(int(c.max()), -int(c.min())) > bound[j]:
                     raise r.fail("SH coefficient outside its quantisation range")
             r.end()
-            pos = (tiles[tile_of[vox]] << D) + octree.demorton(code[vox])
-            order = np.argsort(ids, kind="stable")
-            ids = ids[order]
-            if n > 1 and np.any(ids[1:] == ids[:-1]):
-                raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
             _check_ranges(leaf, params, where)
-            return QMap(sh_degree, ids, pos[order], lev.astype(np.uint8)[order], leaf.op[order],
-                        leaf.scale[order], leaf.rot_idx[order], leaf.rot[order], leaf.dc[order],
-                        rest.reshape(n, -1, 3)[order])
+            vcode = octree.demorton(code)
+            pos = (tiles[tile_of] << D)
+            pos += vcode
+            return QMap(sh_degree, ids, pos[vox], lev.astype(np.uint8), leaf.op, leaf.scale, leaf.rot_idx,
+                        leaf.rot, leaf.dc, cols.T.reshape(n, -1, 3))  # a view: no transposed copy
         prev_d = d
     raise AssertionError("unreachable")
 

@@ -1,0 +1,165 @@
+"""gs_map_share integer streams: dense and sparse modes, decoder fast paths, hostile streams."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gs_map_share.bitio import Reader, Writer
+from gs_map_share.entropy import decode_stream, encode_stream, put_stream
+from gs_map_share.errors import DecodeError
+from gs_map_share.quantize import QMap, QuantParams, dequantize, to_qmap
+from gs_map_share.synthetic import synthetic_map
+
+
+def _code(values, signed=True, **kw) -> bytes:
+    w = Writer()
+    put_stream(w, values, signed, **kw)
+    return w.getvalue()
+
+
+def _decode(data, n, signed=True, **kw):
+    r = Reader(data, "test")
+    out = decode_stream(r, n, signed, **kw)
+    r.end()
+    return out
+
+
+def _sparse_values(rng, n, density, scale=3, big=False):
+    v = np.zeros(n, np.int64)
+    k = int(n * density)
+    idx = rng.choice(n, k, replace=False)
+    v[idx] = rng.integers(1, scale + 1, k) * rng.choice([-1, 1], k)
+    if big and k:
+        v[idx[: max(1, k // 10)]] *= 1 << 20  # escapes in the value stream
+    return v
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("big", [False, True])
+def test_mostly_zero_stream_is_sparse_and_exact(signed, big):
+    rng = np.random.default_rng(1)
+    v = _sparse_values(rng, 100000, 0.4, scale=1, big=big)
+    if not signed:
+        v = np.abs(v)
+    data = _code(v, signed)
+    assert data[0] == 3  # sparse mode
+    assert len(data) <= 1.02 * min(len(_dense(v, signed, t)) for t in (4, 6, 8)) + 32
+    out = _decode(data, len(v), signed)
+    assert np.array_equal(out.astype(np.int64), v)
+    o32 = np.full(len(v), 7, np.int32)
+    got = decode_stream(Reader(data), len(v), signed, int32=True, out=o32)
+    assert got is o32 and np.array_equal(o32, v)
+
+
+def _dense(v, signed, t=6):
+    w = Writer()
+    encode_stream(w, v, signed, t)
+    return w.getvalue()
+
+
+def test_dense_stream_stays_dense():
+    rng = np.random.default_rng(2)
+    v = rng.integers(-5, 6, 5000)
+    assert _code(v)[0] == 2
+    assert np.array_equal(_decode(_code(v), len(v)), v)
+
+
+@pytest.mark.parametrize("int32", [False, True])
+def test_direct_symbol_fast_path_matches_escape_path(int32):
+    """Small values decode by table lookup; values past the direct-symbol bound use escapes. Both
+    must give the exact integers (signed zig-zag and unsigned)."""
+    rng = np.random.default_rng(3)
+    small = rng.integers(-7, 8, 3000)              # every symbol direct (alphabet ≤ 2**4)
+    mixed = np.concatenate([small, [1000, -70000, 5]])  # escapes present
+    for v in (small, mixed):
+        for signed, vals in ((True, v), (False, np.abs(v))):
+            for t in (4, 6, 8):
+                w = Writer()
+                encode_stream(w, vals, signed, t)
+                out = _decode(w.getvalue(), len(vals), signed, int32=int32)
+                assert out.dtype == (np.int32 if int32 else (np.int64 if signed else np.uint64))
+                assert np.array_equal(out.astype(np.int64), vals)
+
+
+def test_constant_stream_into_out():
+    data = _code(np.full(1000, -3))
+    assert data[0] == 1
+    o = np.zeros(1000, np.int32)
+    decode_stream(Reader(data), 1000, True, int32=True, out=o)
+    assert np.all(o == -3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), density=st.floats(0, 1), scale=st.integers(1, 300), signed=st.booleans(),
+       seed=st.integers(0, 2 ** 16), big=st.booleans())
+def test_stream_round_trip_property(n, density, scale, signed, seed, big):
+    rng = np.random.default_rng(seed)
+    v = _sparse_values(rng, n, density, scale, big) if n else np.zeros(0, np.int64)
+    if not signed:
+        v = np.abs(v)
+    data = _code(v, signed)
+    assert np.array_equal(_decode(data, n, signed).astype(np.int64), v)
+
+
+def _sparse_bytes(k, gaps, vals, n_mode3_nested=False):
+    w = Writer()
+    w.u8(3)
+    w.varint(k)
+    if n_mode3_nested:
+        w.u8(3)
+        w.varint(1)
+    encode_stream(w, np.asarray(gaps), False, 6)
+    encode_stream(w, np.asarray(vals), False, 6)
+    return w.getvalue()
+
+
+@pytest.mark.parametrize("case", ["gap_past_end", "k_above_n", "k_zero", "nested", "with_contexts"])
+def test_hostile_sparse_streams_raise_decode_error(case):
+    n = 100
+    if case == "gap_past_end":
+        data = _sparse_bytes(3, [10, 50, 60], [0, 1, 2])   # positions 10, 61, 122 ≥ n
+    elif case == "k_above_n":
+        data = _sparse_bytes(101, [0] * 101, [0] * 101)
+    elif case == "k_zero":
+        data = _sparse_bytes(0, [], [])
+    elif case == "nested":
+        data = _sparse_bytes(2, [1, 1], [0, 0], n_mode3_nested=True)
+    else:
+        data = _sparse_bytes(2, [1, 1], [0, 0])
+    kw = {"ctx": np.zeros(n, np.int64), "n_ctx": 1} if case == "with_contexts" else {}
+    with pytest.raises(DecodeError):
+        _decode(data, n, **kw)
+
+
+def test_hand_made_sparse_stream_and_its_truncations():
+    rng = np.random.default_rng(4)
+    n, k = 2000, 150
+    gaps = rng.integers(0, 12, k)
+    mapped = rng.integers(0, 40, k)
+    mapped[:3] = [1 << 20, 5 << 30, 77]  # escapes
+    data = _sparse_bytes(k, gaps, mapped)
+    want = np.zeros(n, np.int64)
+    pos = np.cumsum(gaps + 1) - 1
+    u = mapped + 1
+    want[pos] = (u >> 1) ^ -(u & 1)
+    assert np.array_equal(_decode(data, n), want)
+    for cut in range(len(data)):
+        with pytest.raises(DecodeError):
+            _decode(data[:cut], n)
+
+
+def test_checksum_and_dequantize_of_a_transposed_sh_view():
+    """A decoded map holds its higher SH as a transposed view; checksum and floats must equal those
+    of the contiguous layout."""
+    g = synthetic_map(40000, 3, seed=7)
+    p = QuantParams.from_quality(2)
+    q = to_qmap(g, p)
+    n = len(q)
+    cols = np.ascontiguousarray(q.rest.reshape(n, -1).T)
+    view = QMap(q.sh_degree, q.ids, q.pos, q.level, q.op, q.scale, q.rot_idx, q.rot, q.dc,
+                cols.T.reshape(n, -1, 3))
+    assert not view.rest.flags.c_contiguous
+    assert view.checksum() == q.checksum()
+    assert dequantize(view, p).equals(dequantize(q, p))
