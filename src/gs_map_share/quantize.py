@@ -179,10 +179,19 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     # higher SH (most of the data) in float32: quantising is the encoder's choice, the decoder only
     # reads the integers; float32(v·s)/s rounds back to v, so re-encoding stays lossless
-    steps = params.rest_steps(gmap.num_sh).astype(np.float32)[None, :, None]
-    tmp = np.clip(gmap.sh[:, 1:, :], -_SH_CLAMP, _SH_CLAMP)
-    np.divide(tmp, steps, out=tmp)
-    rest = np.rint(tmp, out=tmp).astype(np.int32)
+    n, k = len(gmap.ids), gmap.num_sh
+    rest = np.empty((n, k - 1, 3), np.int32)
+    if k > 1:  # block by block over whole rows (the same float32 operations, cache-sized pieces)
+        steps = np.repeat(params.rest_steps(k).astype(np.float32), 3)
+        src = np.ascontiguousarray(gmap.sh, np.float32).reshape(n, 3 * k)
+        dst = rest.reshape(n, 3 * (k - 1))
+        tmp = np.empty((min(n, _BLOCK), 3 * (k - 1)), np.float32)
+        for s in range(0, n, _BLOCK):
+            t = tmp[:min(n - s, _BLOCK)]
+            np.clip(src[s:s + _BLOCK, 3:], -_SH_CLAMP, _SH_CLAMP, out=t)
+            np.divide(t, steps, out=t)
+            np.rint(t, out=t)
+            dst[s:s + _BLOCK] = t
     return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
 
 
@@ -191,15 +200,29 @@ def _lattice(x, lo: float, hi: float, step: float) -> np.ndarray:
 
 
 def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
-    q = np.asarray(quats, np.float64)
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    idx = np.argmax(np.abs(q), axis=1)
-    sign = np.where(q[np.arange(len(q)), idx] < 0, -1.0, 1.0)
-    others = _OTHERS[idx]
-    comps = np.take_along_axis(q, others, axis=1) * sign[:, None]
+    # column by column (the same float64 operations as a row-wise norm / argmax / gather)
+    q = np.asarray(quats)
+    q0, q1, q2, q3 = (q[:, j].astype(np.float64) for j in range(4))
+    norm = np.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
+    for c in (q0, q1, q2, q3):
+        np.divide(c, norm, out=c)
+    best = np.abs(q0)
+    idx = np.zeros(len(q0), np.uint8)
+    for j, c in ((1, q1), (2, q2), (3, q3)):  # index of the largest |component|, first on ties
+        a = np.abs(c)
+        m = a > best
+        idx[m] = j
+        np.maximum(best, a, out=best)
+    neg = np.where(idx == 0, q0, np.where(idx == 1, q1, np.where(idx == 2, q2, q3))) < 0
+    sign = np.where(neg, -1.0, 1.0)
+    kept = (np.where(idx == 0, q1, q0), np.where(idx <= 1, q2, q1), np.where(idx <= 2, q3, q2))
     m = params.rot_max
-    rot = np.clip(np.rint(comps / params.rot_step), -m, m).astype(np.int32)
-    return idx.astype(np.uint8), rot
+    rot = np.empty((len(q0), 3), np.int32)
+    for j, c in enumerate(kept):
+        c *= sign
+        c /= params.rot_step
+        rot[:, j] = np.clip(np.rint(c), -m, m)
+    return idx, rot
 
 
 _OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
@@ -210,28 +233,41 @@ def stable_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray
     once rebuilt, is no longer the largest (near-ties), move to the code the decoded rotation
     quantises to (a fixed point, reached in one or two steps), so re-encoding a decoded map is lossless."""
     idx, rot = quantize_rotations(quats, params)
+    rows = None  # rows still moving (a row that did not change is a fixed point and stays one)
     for _ in range(4):
-        idx2, rot2 = quantize_rotations(dequantize_rotations(idx, rot, params), params)
-        ch = (idx2 != idx) | (rot2 != rot).any(axis=1)
+        i0, r0 = (idx, rot) if rows is None else (idx[rows], rot[rows])
+        idx2, rot2 = quantize_rotations(dequantize_rotations(i0, r0, params), params)
+        ch = (idx2 != i0) | (rot2 != r0).any(axis=1)
         if not ch.any():
             break
-        idx[ch], rot[ch] = idx2[ch], rot2[ch]
+        rows = np.flatnonzero(ch) if rows is None else rows[ch]
+        idx[rows], rot[rows] = idx2[ch], rot2[ch]
     return idx, rot
 
 
 def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams) -> np.ndarray:
-    c = rot.astype(np.float64) * params.rot_step
-    ss = c[:, 0] * c[:, 0] + c[:, 1] * c[:, 1] + c[:, 2] * c[:, 2]
+    s = params.rot_step
+    r = np.asarray(rot)
+    c0, c1, c2 = (r[:, j].astype(np.float64) * s for j in range(3))
+    ss = c0 * c0 + c1 * c1 + c2 * c2
     # the dropped component stays strictly the largest (near-ties would otherwise flip the code on
-    # re-encoding a decoded map); the normalisation below absorbs the nudge
-    big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), np.abs(c).max(axis=1) + 0.25 * params.rot_step)
-    idx = rot_idx.astype(np.int64)
-    q = np.empty((len(rot), 4), np.float64)
-    for col in range(4):  # component col is the rebuilt one, or the (col - [col > idx])-th kept one
-        kept = c[:, col] if col == 0 else (np.where(col > idx, c[:, col - 1], c[:, col]) if col < 3 else c[:, 2])
-        q[:, col] = np.where(idx == col, big, kept)
-    norm = np.sqrt(q[:, 0] * q[:, 0] + q[:, 1] * q[:, 1] + q[:, 2] * q[:, 2] + q[:, 3] * q[:, 3])
-    return (q / norm[:, None]).astype(np.float32)
+    # re-encoding a decoded map); the normalisation below absorbs the nudge.
+    # max_j |c_j| = float64(max_j |r_j|) * s exactly (rounding is monotonic), so take it on integers
+    ar = np.abs(r)
+    amax = np.maximum(np.maximum(ar[:, 0], ar[:, 1]), ar[:, 2]).astype(np.float64) * s
+    big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), amax + 0.25 * s)
+    idx = np.asarray(rot_idx)
+    # component col is the rebuilt one (col == idx), else the (col - [col > idx])-th kept one
+    q0 = np.where(idx == 0, big, c0)
+    q1 = np.where(idx == 1, big, np.where(idx == 0, c0, c1))
+    q2 = np.where(idx == 2, big, np.where(idx < 2, c1, c2))
+    q3 = np.where(idx == 3, big, c2)
+    norm = np.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
+    out = np.empty((len(r), 4), np.float32)
+    for col, qc in enumerate((q0, q1, q2, q3)):
+        np.divide(qc, norm, out=qc)
+        out[:, col] = qc
+    return out
 
 
 _BLOCK = 16384  # rows per block in dequantisation (cache-sized pieces)
