@@ -78,9 +78,20 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
     if cand is None:
         raise r.fail(f"prediction {flag} is not available here")
     v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
-    if not flag and not wide:
-        return v  # int32 already; ranges are checked where the values are used
     lim = MAX_LATTICE if wide else 1 << 30
+    if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
+        if len(v) and (v.max() >= lim or v.min() <= -lim):
+            raise r.fail("value outside the lattice range")
+        return v
+    if not wide and cand.dtype == np.int32 and len(v):
+        # parent values are decoded values (|x| < 2**30, checked here): with |residual| < 2**30
+        # too the int32 sum cannot overflow
+        if v.max() >= lim or v.min() <= -lim:
+            raise r.fail("value outside the lattice range")
+        v = v + cand
+        if v.max() >= lim or v.min() <= -lim:
+            raise r.fail("value outside the lattice range")
+        return v
     if flag:
         if wide and len(v) and np.abs(v).max() >= MAX_LATTICE:
             raise r.fail("residual outside the position lattice")
@@ -116,7 +127,23 @@ def _i64(a):
     return None if a is None else a.astype(np.int64)
 
 
-def _code_attrs(c: Coarse | None, parent: Coarse | None, n: int, put, label: str = "") -> Coarse:
+class _Parent:
+    """The parent context of a set of Gaussians: the parents' decoded attributes (a :class:`Coarse`)
+    and each Gaussian's parent index; columns are gathered on first use (int32)."""
+
+    def __init__(self, coarse: Coarse, idx: np.ndarray) -> None:
+        self.coarse, self.idx, self._cols = coarse, idx, {}
+
+    def col(self, f: str, i: int | None = None) -> np.ndarray:
+        key = (f, i)
+        if key not in self._cols:
+            v = getattr(self.coarse, f)
+            v = v if i is None else v[:, i]
+            self._cols[key] = np.ascontiguousarray(v, np.int32)[self.idx]
+        return self._cols[key]
+
+
+def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, label: str = "") -> Coarse:
     """One walk shared by encoder (``put`` codes a channel, returns it) and decoder (``put`` decodes
     it). Channel by channel, predictions come from the parent's value (ProGS's parent context), the
     same Gaussian's previous channel (colours and in-plane scales correlate), or both."""
@@ -125,10 +152,7 @@ def _code_attrs(c: Coarse | None, parent: Coarse | None, n: int, put, label: str
     def pc(f, i=None):
         if P is None:
             return None
-        def get():
-            v = getattr(P, f)
-            return (v if i is None else v[:, i]).astype(np.int64)
-        return get
+        return lambda: P.col(f, i)
     def ch(f, i=None):
         if c is None:
             return None
@@ -137,14 +161,14 @@ def _code_attrs(c: Coarse | None, parent: Coarse | None, n: int, put, label: str
     def combo(p, x, px):
         if p is None or x is None:
             return None
-        return lambda: p() + x - px()
+        return lambda: p().astype(np.int64) + x - px()
     op = put(ch("op"), [0, pc("op")], label + "op")
     sc = []
     for i in range(3):
         cands = [0, pc("scale", i)]
         for j in range(i):
             cands += [sc[j], combo(pc("scale", i), sc[j], pc("scale", j))]
-        sc.append(_i64(put(ch("scale", i), cands, label + "scale")))
+        sc.append(put(ch("scale", i), cands, label + "scale"))
     ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
     if n and (ri.min() < 0 or ri.max() > 3):
         raise DecodeError("rotation index outside 0..3")
@@ -154,19 +178,26 @@ def _code_attrs(c: Coarse | None, parent: Coarse | None, n: int, put, label: str
         cands = [0, pc("dc", i)]
         if i:
             cands += [dc[i - 1], combo(pc("dc", i), dc[i - 1], pc("dc", i - 1))]
-        dc.append(_i64(put(ch("dc", i), cands, label + "dc")))
-    return Coarse(np.asarray(op, np.int32), np.stack(sc, 1).astype(np.int32), np.asarray(ri).astype(np.uint8),
-                  np.stack(rot, 1).astype(np.int32), np.stack(dc, 1).astype(np.int32))
+        dc.append(put(ch("dc", i), cands, label + "dc"))
+    return Coarse(np.asarray(op, np.int32), _stack32(sc), np.asarray(ri).astype(np.uint8),
+                  _stack32(rot), _stack32(dc))
 
 
-def _put_coarse(w: Writer, c: Coarse, parent: Coarse | None, label: str = "") -> None:
+def _stack32(cols) -> np.ndarray:
+    out = np.empty((len(cols[0]), len(cols)), np.int32)
+    for j, c in enumerate(cols):
+        out[:, j] = c
+    return out
+
+
+def _put_coarse(w: Writer, c: Coarse, parent: _Parent | None, label: str = "") -> None:
     def put(values, cands, lab, ctx=None, n_ctx=1):
         _put_pred(w, values, cands, lab, ctx=None if ctx is None else np.asarray(ctx, np.int64), n_ctx=n_ctx)
         return values
     _code_attrs(c, parent, len(c.op), put, label)
 
 
-def _get_coarse(r: Reader, n: int, parent: Coarse | None, params: QuantParams) -> Coarse:
+def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) -> Coarse:
     def put(_values, cands, _lab, ctx=None, n_ctx=1):
         return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
     out = _code_attrs(None, parent, n, put)
@@ -244,7 +275,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             pc = None
             if prev_coarse is not None:
                 pidx = _ancestor(parent, d, depths[k - 1], np.arange(m))
-                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+                pc = _Parent(prev_coarse, pidx)
             _put_coarse(w, coarse, pc, "coarse_")
             for i in range(3):
                 _put(w, coarse.off[:, i], signed=False, label="coarse_offset")
@@ -259,7 +290,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             pc = None
             if prev_coarse is not None:
                 pidx = node_at[depths[k - 1]]
-                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+                pc = _Parent(prev_coarse, pidx)
             leaf = Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc)
             _put_coarse(w, leaf, pc)
             for row in _columns(q.rest.reshape(n, -1)):
@@ -422,7 +453,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             pc = None
             if prev_coarse is not None:
                 pidx = _ancestor(parent_chain, d, prev_d, np.arange(m))
-                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+                pc = _Parent(prev_coarse, pidx)
             coarse = _get_coarse(r, m, pc, params)
             b = _offset_bits(d, D)
             coarse.off = np.stack([decode_stream(r, m, signed=False, int32=True) for _ in range(3)], 1)
@@ -454,7 +485,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             pc = None
             if prev_coarse is not None:
                 pidx = _ancestor(parent_chain, d, prev_d, vox)
-                pc = Coarse(*(a[pidx] for a in _coarse_fields(prev_coarse)))
+                pc = _Parent(prev_coarse, pidx)
             leaf = _get_coarse(r, n, pc, params)
             num_sh = (sh_degree + 1) ** 2
             k3 = 3 * (num_sh - 1)
