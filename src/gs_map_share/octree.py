@@ -76,9 +76,13 @@ def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
 
 def expand(tile: np.ndarray, code: np.ndarray, occ: np.ndarray):
     """One depth down: children (tile, code) in order and each child's parent index."""
-    mask = _BITS[occ]                       # (P, 8)
-    pidx, octant = np.nonzero(mask)
-    return tile[pidx], (code[pidx] << np.uint64(3)) | octant.astype(np.uint64), pidx
+    k = np.flatnonzero(_BITS[occ].ravel())  # set bits of the (P, 8) table, node-major
+    pidx = k >> 3
+    k &= 7                                  # octant, increasing within each node
+    child = code[pidx]
+    child <<= np.uint64(3)
+    child |= k.view(np.uint64)
+    return tile[pidx], child, pidx
 
 
 def children_count(occ: np.ndarray) -> int:
