@@ -85,6 +85,21 @@ def expand(tile: np.ndarray, code: np.ndarray, occ: np.ndarray):
     return tile[pidx], child, pidx
 
 
+def expand_codes(code: np.ndarray, occ: np.ndarray):
+    """:func:`expand` without the tile column: children codes in order and each child's parent."""
+    k = np.flatnonzero(_BITS[occ].ravel())
+    pidx = k >> 3
+    k &= 7
+    child = code[pidx]
+    child <<= np.uint64(3)
+    child |= k.view(np.uint64)
+    return child, pidx
+
+
+def children_per_node(occ: np.ndarray) -> np.ndarray:
+    return _POPCOUNT[occ]
+
+
 def children_count(occ: np.ndarray) -> int:
     return int(_POPCOUNT[occ].sum())
 

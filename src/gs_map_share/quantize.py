@@ -283,7 +283,8 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
     k = q.num_sh if rest else 1
     sh = np.empty((n, k, 3), np.float32)
     flat = sh.reshape(n, 3 * k)
-    np.multiply(q.dc, np.float32(params.dc_step), out=flat[:, :3], dtype=np.float32, casting="same_kind")
+    for j in range(3):  # column by column: long inner loops
+        np.multiply(q.dc[:, j], np.float32(params.dc_step), out=flat[:, j], dtype=np.float32, casting="same_kind")
     if k > 1:
         # one step per (coefficient, channel) so the inner loop runs over whole rows; int32 → float32
         # is exact (|v| < 2**24) and the product is the same single rounding as float32(v) * step

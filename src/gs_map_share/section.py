@@ -431,7 +431,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
     if n == 0:
         return QMap.empty(sh_degree) if stop == L - 1 else _preview(np.zeros((0, 3)), None, sh_degree, params, stop)
 
-    tile_of = np.arange(n_tiles, dtype=np.int64)
+    tile_count = np.ones(n_tiles, np.int64)  # nodes per tile at the current depth (tiles are contiguous)
     code = np.zeros(n_tiles, np.uint64)
     parent_chain: dict[int, np.ndarray] = {}  # depth → parent index into depth-1
     prev_d, prev_coarse = 0, None
@@ -443,10 +443,12 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             if len(occ) and (occ.min() < 1 or occ.max() > 255):
                 raise r.fail(f"occupancy byte outside 1..255 at depth {dd}")
             occ = occ.astype(np.uint8)
-            m = octree.children_count(occ)
+            kids = octree.children_per_node(occ)
+            m = int(kids.sum())
             if m > n:
                 raise r.fail(f"depth {dd + 1} has {m} nodes, more than the {n} Gaussians")
-            tile_of, code, pidx = octree.expand(tile_of, code, occ)
+            code, pidx = octree.expand_codes(code, occ)
+            tile_count = np.add.reduceat(kids, np.cumsum(tile_count) - tile_count)
             parent_chain[dd + 1] = pidx
         m = len(code)
         if k < L - 1:
@@ -461,6 +463,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
                 raise r.fail("sub-cell offset outside the cell")
             r.end()
             if k == stop:
+                tile_of = np.repeat(np.arange(n_tiles), tile_count)
                 return _preview(_centres(tiles, tile_of, code, d, D, params, coarse.off), coarse, sh_degree, params, k)
             prev_coarse = coarse
         else:
@@ -498,7 +501,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             r.end()
             _check_ranges(leaf, params, where)
             vcode = octree.demorton(code)
-            pos = (tiles[tile_of] << D)
+            pos = np.repeat(tiles << D, tile_count, axis=0)
             pos += vcode
             return QMap(sh_degree, ids, pos[vox], lev.astype(np.uint8), leaf.op, leaf.scale, leaf.rot_idx,
                         leaf.rot, leaf.dc, cols.T.reshape(n, -1, 3))  # a view: no transposed copy
