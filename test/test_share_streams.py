@@ -163,3 +163,18 @@ def test_checksum_and_dequantize_of_a_transposed_sh_view():
     assert not view.rest.flags.c_contiguous
     assert view.checksum() == q.checksum()
     assert dequantize(view, p).equals(dequantize(q, p))
+
+
+@pytest.mark.parametrize("kind", ["zero", "const", "sparse", "dense", "escapes"])
+def test_decode_into_zeroed_out(kind):
+    """``zeroed=True`` lets constant-zero and sparse streams skip writing zeros; every other value
+    must still land in ``out``."""
+    rng = np.random.default_rng(5)
+    n = 100000
+    v = {"zero": np.zeros(n, np.int64), "const": np.full(n, 4), "dense": rng.integers(-9, 10, n),
+         "sparse": _sparse_values(rng, n, 0.4, scale=1),
+         "escapes": np.where(rng.random(n) < 0.01, 1 << 25, 0)}[kind]
+    data = _code(v)
+    out = np.zeros(n, np.int32)
+    got = decode_stream(Reader(data), n, True, int32=True, out=out, zeroed=True)
+    assert got is out and np.array_equal(out, v)

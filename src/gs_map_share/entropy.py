@@ -292,12 +292,14 @@ def _group(ctx, n_ctx: int):
 
 
 def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1,
-                  int32: bool = False, out: np.ndarray | None = None, _nested: bool = False) -> np.ndarray:
+                  int32: bool = False, out: np.ndarray | None = None, zeroed: bool = False,
+                  _nested: bool = False) -> np.ndarray:
     """Inverse of :func:`encode_stream` / :func:`put_stream`; ``n`` and ``ctx`` come from
     already-decoded structure. With ``int32`` the values must fit in int32 (else
     :class:`DecodeError`) and come back as int32; ``out`` (int32, length n, with ``int32``)
-    receives them instead of a new array."""
-    v = _decode(r, n, signed, ctx, n_ctx, int32, _nested, out)
+    receives them instead of a new array; ``zeroed``: ``out`` holds zeros already (constant-zero
+    and sparse streams then write only their non-zero values)."""
+    v = _decode(r, n, signed, ctx, n_ctx, int32, _nested, out if int32 else None, zeroed)
     if out is None or v is out:
         return v
     out[...] = v
@@ -313,7 +315,7 @@ def _lut(a: int, signed: bool, int32: bool) -> np.ndarray:
 
 
 def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, nested: bool,
-            out: np.ndarray | None = None) -> np.ndarray:
+            out: np.ndarray | None = None, zeroed: bool = False) -> np.ndarray:
     """``out``, when given, may receive the values (then it is returned)."""
     mode = r.u8()
     if mode == 0:
@@ -324,13 +326,14 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
         u0 = r.varint((1 << 64) - 1)
         v0 = _finish(r, np.array([u0], np.uint64), signed, int32)
         if out is not None:
-            out.fill(v0[0])
+            if not (zeroed and v0[0] == 0):
+                out.fill(v0[0])
             return out
         return np.full(n, v0[0], v0.dtype)
     if mode == 3:
         if nested or ctx is not None:
             raise r.fail("sparse stream not allowed here")
-        return _decode_sparse(r, n, signed, int32)
+        return _decode_sparse(r, n, signed, int32, out if zeroed else None)
     if mode != 2:
         raise r.fail(f"unknown stream mode {mode}")
     if n == 0:
@@ -400,7 +403,7 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
     return _finish(r, u, signed, int32)
 
 
-def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool) -> np.ndarray:
+def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None = None) -> np.ndarray:
     """Mode 3: ``varint k`` non-zero values, a stream of k gaps (zeros before each), a stream of
     the k values mapped to ``u − 1`` (u = zig-zag for signed streams)."""
     k = r.varint(n)
@@ -416,8 +419,9 @@ def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool) -> np.ndarray:
     if int(u.max()) >= (1 << 64) - 1:
         raise r.fail("sparse stream value out of range")
     vals = _finish(r, u.astype(np.uint64) + np.uint64(1), signed, int32)
-    out = np.zeros(n, vals.dtype)
-    out[pos] = vals
+    if out is None or out.dtype != vals.dtype:
+        out = np.zeros(n, vals.dtype)
+    out[pos] = vals  # ``out`` given: it holds zeros already
     return out
 
 

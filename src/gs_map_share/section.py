@@ -492,10 +492,10 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             leaf = _get_coarse(r, n, pc, params)
             num_sh = (sh_degree + 1) ** 2
             k3 = 3 * (num_sh - 1)
-            cols = np.empty((k3, n), np.int32)
+            cols = np.zeros((k3, n), np.int32)  # zero pages: all-zero and sparse streams write less
             bound = np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1
             for j in range(k3):
-                c = decode_stream(r, n, int32=True, out=cols[j])
+                c = decode_stream(r, n, int32=True, out=cols[j], zeroed=True)
                 if max(int(c.max()), -int(c.min())) > bound[j]:
                     raise r.fail("SH coefficient outside its quantisation range")
             r.end()
