@@ -178,3 +178,16 @@ def test_decode_into_zeroed_out(kind):
     out = np.zeros(n, np.int32)
     got = decode_stream(Reader(data), n, True, int32=True, out=out, zeroed=True)
     assert got is out and np.array_equal(out, v)
+
+
+@pytest.mark.parametrize("top", [20, 56, 57, 58, 62])
+def test_escape_mantissas_of_every_width(top):
+    """Mantissas up to 57 bits are read as one 64-bit word each, wider ones bit by bit."""
+    rng = np.random.default_rng(top)
+    n = 5000
+    widths = rng.integers(0, top + 1, n)
+    v = (rng.integers(0, 1 << 62, n) >> (62 - widths)) * rng.choice([-1, 1], n)
+    for t in (4, 8):
+        w = Writer()
+        encode_stream(w, v, True, t)
+        assert np.array_equal(_decode(w.getvalue(), n), v)

@@ -90,8 +90,16 @@ def _unpack_bits(buf, nbits: np.ndarray, what: str) -> np.ndarray:
     total = int(nbits.sum())
     if total > len(buf) * 8:
         raise DecodeError(f"{what}: mantissa needs {total} bits, stream holds {len(buf) * 8}")
-    bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[:total]
     offs = np.concatenate([[0], np.cumsum(nbits)])[:-1]
+    if len(nbits) and int(nbits.max()) <= 57:
+        # each value lies within the 8 bytes from its first byte: one little-endian word per value
+        data = np.frombuffer(bytes(buf) + bytes(8), np.uint8)
+        win = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 7, 8), strides=(1, 1), writeable=False)
+        vals = win[offs >> 3].view("<u8").reshape(-1).astype(np.uint64)
+        vals >>= (offs & 7).astype(np.uint64)
+        vals &= (np.uint64(1) << nbits.astype(np.uint64)) - np.uint64(1)
+        return vals
+    bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[:total]
     vals = np.zeros(len(nbits), np.uint64)
     for j in range(int(nbits.max()) if len(nbits) else 0):
         m = nbits > j

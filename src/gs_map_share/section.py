@@ -119,14 +119,6 @@ def _offset_bits(d: int, D: int) -> int:
     return min(OFFSET_BITS, D - d)
 
 
-def _coarse_fields(c: Coarse):
-    return (c.op, c.scale, c.rot_idx, c.rot, c.dc)
-
-
-def _i64(a):
-    return None if a is None else a.astype(np.int64)
-
-
 class _Parent:
     """The parent context of a set of Gaussians: the parents' decoded attributes (a :class:`Coarse`)
     and each Gaussian's parent index; columns are gathered on first use (int32)."""
@@ -340,15 +332,6 @@ def _columns(a: np.ndarray, block: int = 8192) -> np.ndarray:
     return out
 
 
-def _rows(a: np.ndarray, block: int = 8192) -> np.ndarray:
-    """(k, n) → contiguous (n, k), block by block."""
-    k, n = a.shape
-    out = np.empty((n, k), a.dtype)
-    for s in range(0, n, block):
-        out[s:s + block] = a[:, s:s + block].T
-    return out
-
-
 def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node_code, parent, counts):
     """Quantised aggregated Gaussians for every coarse depth: moments from the leaves at the
     deepest coarse depth, then summed upwards (moments compose), each level moment-matched."""
@@ -477,7 +460,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             if ids.min() < 0 or ids.max() >= (1 << 63):
                 raise r.fail("id outside 0..2**63")
             ids = ids.astype(np.uint64)
-            order = np.argsort(ids, kind="stable")
+            order = np.argsort(ids)  # ids are unique (checked next): any sort gives the one order
             ids = ids[order]
             if n > 1 and np.any(ids[1:] == ids[:-1]):
                 raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
