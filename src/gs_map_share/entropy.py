@@ -314,12 +314,22 @@ def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int =
     return out
 
 
-def _lut(a: int, signed: bool, int32: bool) -> np.ndarray:
-    """Value of each direct symbol 0..a-1 (no escapes possible)."""
-    s = np.arange(a, dtype=np.int64)
-    if signed:
-        s = (s >> 1) ^ -(s & 1)
-    return s.astype(np.int32 if int32 else (np.int64 if signed else np.uint64))
+def _direct(sym: np.ndarray, signed: bool, int32: bool, out: np.ndarray | None) -> np.ndarray:
+    """Values of direct symbols (0 ≤ sym < 2**9, int32, owned by the caller): the symbol itself, or
+    its zig-zag inverse ``(s >> 1) ^ -(s & 1)``, computed in place (into ``out`` when given)."""
+    if not signed:
+        if not int32:
+            return sym.astype(np.uint64)
+        if out is None:
+            return sym
+        out[...] = sym
+        return out
+    neg = sym & 1
+    np.negative(neg, out=neg)
+    dst = sym if out is None or not int32 else out
+    np.right_shift(sym, 1, out=dst)
+    dst ^= neg
+    return dst if int32 else dst.astype(np.int64)
 
 
 def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, nested: bool,
@@ -396,12 +406,12 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
     if max_a <= t:  # every possible symbol is a direct one: values by table lookup, no escapes
         if r.varint(r.remaining) != 0:
             raise r.fail("mantissa bytes where none are expected")
-        return np.take(_lut(max_a, signed, int32), sym, out=out, mode="clip")
+        return _direct(sym, signed, int32, out)
     esc = sym >= t
     if not esc.any():
         if r.varint(r.remaining) != 0:
             raise r.fail("mantissa bytes where none are expected")
-        return _lut(t, signed, int32)[sym]
+        return _direct(sym, signed, int32, out)
     bl = sym[esc].astype(np.int64) - t + log2t + 1
     if bl.max() > 64:
         raise r.fail("escape symbol names more than 64 bits")
