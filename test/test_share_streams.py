@@ -191,3 +191,26 @@ def test_escape_mantissas_of_every_width(top):
         w = Writer()
         encode_stream(w, v, True, t)
         assert np.array_equal(_decode(w.getvalue(), n), v)
+
+
+_SPARSE = _code(_sparse_values(np.random.default_rng(9), 100000, 0.4, scale=1, big=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(muts=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.integers(0, 1 << 20)))
+def test_mutated_sparse_streams_raise_only_decode_error(muts, cut):
+    assert _SPARSE[0] == 3
+    b = bytearray(_SPARSE)
+    for pos, val in muts:
+        b[pos % len(b)] = val
+    if cut is not None:
+        b = b[:cut % (len(b) + 1)]
+    for zeroed in (False, True):
+        try:
+            out = np.zeros(100000, np.int32)
+            r = Reader(bytes(b), "fuzz")
+            decode_stream(r, 100000, True, int32=True, out=out, zeroed=zeroed)
+            r.end()
+        except DecodeError:
+            pass
