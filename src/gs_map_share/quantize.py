@@ -257,16 +257,29 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
     amax = np.maximum(np.maximum(ar[:, 0], ar[:, 1]), ar[:, 2]).astype(np.float64) * s
     big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), amax + 0.25 * s)
     idx = np.asarray(rot_idx)
-    # component col is the rebuilt one (col == idx), else the (col - [col > idx])-th kept one
-    q0 = np.where(idx == 0, big, c0)
-    q1 = np.where(idx == 1, big, np.where(idx == 0, c0, c1))
-    q2 = np.where(idx == 2, big, np.where(idx < 2, c1, c2))
-    q3 = np.where(idx == 3, big, c2)
-    norm = np.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
+    # component col is the rebuilt one (col == idx), else the (col - [col > idx])-th kept one:
+    # start from "idx = 3" (q = c0, c1, c2, big) and shift for the smaller indices
+    q0, q1, q2, q3 = c0, c1, c2, big
+    i2 = idx == 2
+    q3 = np.where(i2, c2, q3)
+    q2 = np.where(i2, big, q2)
+    i1 = idx == 1
+    q3 = np.where(i1, c2, q3)
+    q2 = np.where(i1, c1, q2)
+    q1 = np.where(i1, big, q1)
+    i0 = idx == 0
+    q3 = np.where(i0, c2, q3)
+    q2 = np.where(i0, c1, q2)
+    q1 = np.where(i0, c0, q1)
+    q0 = np.where(i0, big, q0)
+    norm = q0 * q0
+    norm += q1 * q1
+    norm += q2 * q2
+    norm += q3 * q3
+    np.sqrt(norm, out=norm)
     out = np.empty((len(r), 4), np.float32)
     for col, qc in enumerate((q0, q1, q2, q3)):
-        np.divide(qc, norm, out=qc)
-        out[:, col] = qc
+        out[:, col] = qc / norm
     return out
 
 
