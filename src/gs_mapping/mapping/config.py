@@ -109,14 +109,25 @@ class DensifyConfig:
 
 @dataclass
 class VirtualViewConfig:
-    """GS-Share's virtual-image enhancement: extra views displaced from the trajectory whose
-    targets are the keyframe's RGB-D reprojected into them."""
+    """GS-Share's virtual-image enhancement: extra views displaced sideways from the trajectory whose
+    targets are the RGB-D of the newest keyframes reprojected into them (virtual_views.py). Off by
+    default: it is meant for driving (a forward-moving camera whose neighbouring lanes are the views
+    that matter; bench/results/mapping_virtual.md); indoors, metre-scale offsets leave the room. The
+    other defaults are the best settings measured on the driving world."""
 
-    enabled: bool = param(False, "GS-Share virtual-view enhancement on/off")
-    offsets_m: list[float] = param([-1.0, 1.0], "Lateral (camera x) offsets in metres of the virtual views "
-                                                "around each keyframe.")
-    weight: float = param(0.3, "Loss weight of a virtual view relative to a real one.", (0.0, 100.0))
-    every: int = param(4, "Every n-th iteration renders a virtual view instead of a real one.", (1, 1000))
+    enabled: bool = param(False, "GS-Share virtual-view enhancement on/off: meant for driving (metre offsets "
+                                 "to the neighbouring lanes), not indoors.")
+    offsets_m: list[float] = param([-2.0, -1.0, 1.0, 2.0], "Lateral (camera x) offsets in metres of the "
+                                                           "virtual views around each keyframe.")
+    weight: float = param(4.0, "Loss weight of a virtual view relative to a real one.", (0.0, 100.0))
+    every: int = param(2, "Every n-th iteration renders a virtual view instead of a real one.", (1, 1000))
+    sources: int = param(5, "Newest keyframes (of the window) whose RGB-D is warped into each virtual view: "
+                            "more fill what one keyframe did not see.", (1, 1000))
+    keep: int = param(8, "Keyframes whose virtual views stay in the pool the optimiser samples from.",
+                      (1, 1000))
+    occlusion_tolerance: float = param(0.1, "Drop a virtual target pixel whose depth exceeds (1 + this) x "
+                                            "the nearest depth around it (background seen through a crack "
+                                            "of the warp); 0 = keep all.", (0.0, 10.0))
 
 
 @dataclass
@@ -185,6 +196,8 @@ class MapperConfig:
             (0 < self.seeding.initial_opacity < 1, "seeding.initial_opacity must be in (0, 1)"),
             (0 < self.min_depth_m < self.max_depth_m, "need 0 < min_depth_m < max_depth_m"),
             (self.virtual_views.every >= 1, "virtual_views.every must be >= 1"),
+            (self.virtual_views.sources >= 1, "virtual_views.sources must be >= 1"),
+            (self.virtual_views.keep >= 1, "virtual_views.keep must be >= 1"),
             (1 <= self.levels.count <= 16, f"levels.count must be 1..16, got {self.levels.count}"),
             (self.levels.base_voxel_m > 0, f"levels.base_voxel_m must be > 0, got {self.levels.base_voxel_m}"),
             (self.levels.loss_weight >= 0, f"levels.loss_weight must be >= 0, got {self.levels.loss_weight}"),

@@ -71,7 +71,8 @@ class IncrementalMapper:
         self.selector = KeyframeSelector(self.cfg.keyframe)
         self.window: deque[TrainView] = deque(maxlen=self.cfg.optim.window)
         self.history: deque[TrainView] = deque(maxlen=max(1, self.cfg.optim.refine_keep))
-        self.virtual: deque[TrainView] = deque(maxlen=2 * len(self.cfg.virtual_views.offsets_m) or 1)
+        vv = self.cfg.virtual_views
+        self.virtual: deque[list[TrainView]] = deque(maxlen=vv.keep)  # per keyframe, its virtual views
         self.optimizer = WindowOptimizer(self.cfg.optim, self.render_params, self.cfg.levels)
         self.rng = np.random.default_rng(self.cfg.seed)
         self.stats = MapperStats()
@@ -168,12 +169,12 @@ class IncrementalMapper:
         extra = [older[i] for i in self.rng.choice(len(older), size=k, replace=False)] if k else []
         vv = cfg.virtual_views
         if vv.enabled:
-            self.virtual.extend(virtual_views(frame.rgb, depth, frame.camera, vv.offsets_m,
-                                              cfg.optim.render_scale, vv.weight, self.device))
+            self.virtual.append(virtual_views(list(self.window)[-vv.sources:], vv.offsets_m, vv.weight,
+                                              vv.occlusion_tolerance))
         iters = cfg.optim.first_iterations if self.stats.keyframes == 0 else cfg.optim.iterations
         acc = GradAccumulator(len(self.params))
         st = self.optimizer.run(self.params, extra + list(self.window), iters, self.rng, acc,
-                                list(self.virtual) if vv.enabled else None, vv.every)
+                                [v for vs in self.virtual for v in vs] if vv.enabled else None, vv.every)
         seen = acc.weight > 0
         self.params.contrib[seen] = np.where(np.isfinite(self.params.contrib[seen]),
                                              np.maximum(self.params.contrib[seen], acc.weight[seen]),
