@@ -250,14 +250,15 @@ def fitted_map_figures(path: str, bag: str, levels: int, repeats: int, holdout_e
               if (f.index in held if held else f.index % holdout_every == holdout_every - 1)]
     def psnr_real(m):
         return float(np.mean([psnr(render(m, f.camera, backend="cpu").numpy()[0], f.rgb) for f in frames]))
-    out = {"path": path, "gaussians": len(g), "sh_degree": g.sh_degree, "heldout_views": len(frames)}
+    out = {"path": path, "gaussians": len(g), "sh_degree": g.sh_degree, "heldout_views": len(frames),
+           "gaussians_per_mapper_level": np.bincount(g.levels).tolist()}
     if mm:
         out["mapper_metrics"] = {k: v for k, v in mm.items() if k != "heldout"}
         out["mapper_heldout_psnr_db"] = mm.get("heldout", {}).get("psnr")
     base = psnr_real(g)
     out["original_psnr_db"] = base
     out["qualities"] = []
-    for qlt in (1, 2, 3, 4):
+    for qlt in (0, 1, 2, 3, 4):
         p = QuantParams.from_quality(qlt)
         fig, data = codec_figures(g, p, levels, repeats)
         lv = []
@@ -298,7 +299,7 @@ def main() -> int:
                     help="the bag the --map was fitted on (held-out frames for PSNR)")
     ap.add_argument("--fitted-only", action="store_true",
                     help="only the --map section, merged into an existing results file")
-    ap.add_argument("--qualities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--qualities", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--render-n", type=int, default=250_000, help="Gaussians of the map rendered for PSNR")
     ap.add_argument("--quick", action="store_true", help="small sizes, for trying the script")
     ap.add_argument("--skip", nargs="*", default=[], help="sections to skip: render link fuzz")
@@ -327,10 +328,13 @@ def main() -> int:
         maps["synthetic_sh3_via_ply"] = load_ply(Path(tmp) / "m.ply")
     maps["synthetic_sh3_q2"] = g3
     maps["synthetic_sh0_q2"] = g0
+    maps["synthetic_sh3_q0"] = g3
+    maps["synthetic_sh0_q0"] = g0
     datas = {}
     for name, g in maps.items():
         log(f"codec on {name}")
-        fig, data = codec_figures(g, QuantParams.from_quality(2) if name.endswith("_q2") else params,
+        quality = int(name[-1]) if name[-3:-1] == "_q" else None  # rows `_qN` at quality N, others at 3
+        fig, data = codec_figures(g, params if quality is None else QuantParams.from_quality(quality),
                                   args.levels, args.repeats)
         datas[name] = data
         entry = {"codec": fig, "raw_ply_bytes_per_gaussian": (62 + 8 + 1 - (45 if g.sh_degree == 0 else 0)) * 4 / 4}
@@ -426,8 +430,8 @@ def markdown(res) -> str:
     m = res["machine"]
     lines = ["# Codec benchmark\n", f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
              f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), torch {m['torch']}, 1 thread, CPU.\n",
-             "Rows below are synthetic rooms at quality 3 (rows `_q2`: quality 2, the CLI default; both 1 mm "
-             "positions); a map fitted by the mapper on the real kitchen bag, "
+             "Rows below are synthetic rooms at quality 3 (rows `_q2`: quality 2, the CLI default, both 1 mm "
+             "positions; rows `_q0`: quality 0, 6 mm positions); a map fitted by the mapper on the real kitchen bag, "
              "where present, has its own section further down.\n",
              "| map | Gaussians | raw PLY B/G | SPZ v2 B/G | Draco pos. 1 mm B/G (unordered / ordered) | ours B/G | ours positions B/G | ours ids B/G | levels | encode M/s | decode M/s | exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -468,7 +472,9 @@ def markdown(res) -> str:
         lines += ["", f"## Fitted map (the mapper on the kitchen bag: {f['gaussians']} Gaussians, SH {f['sh_degree']}; "
                   f"PSNR against the {f['heldout_views']} real held-out images)\n",
                   f"Original map: {f['original_psnr_db']:.2f} dB; raw PLY {f['raw_ply_standard_bytes_per_gaussian']} B/G; "
-                  f"SPZ v2 {f['spz']['bytes_per_gaussian']:.2f} B/G at {f['spz']['psnr_db']:.2f} dB.\n",
+                  f"SPZ v2 {f['spz']['bytes_per_gaussian']:.2f} B/G at {f['spz']['psnr_db']:.2f} dB. Gaussians per "
+                  f"mapper (ProGS) level: {f.get('gaussians_per_mapper_level')} — with more than one level the "
+                  "snapshot is layered (a prefix = the mapper's levels ≤ l), else its coarse levels are aggregates.\n",
                   "| quality | B/G | positions B/G | PSNR dB | drop dB | per level: fraction of bytes → PSNR |", "|---|---|---|---|---|---|"]
         for q in f["qualities"]:
             lv = "; ".join(f"{e['byte_fraction']:.3f} → {e['psnr_db']:.1f}" for e in q["levels"])
