@@ -95,3 +95,23 @@ def test_quality_zero_is_smallest_and_exact():
     assert sizes[0] < sizes[1] < sizes[2]
     with pytest.raises(EncodeError, match="0..5"):
         QuantParams.from_quality(6)
+
+
+def test_spheres_get_the_identity_rotation():
+    g = synthetic_map(2000, 0, seed=4)
+    p = QuantParams.from_quality(2)
+    g.log_scales[:1000] = g.log_scales[:1000, :1]  # spheres, rotations left random
+    q = to_qmap(g, p)
+    assert np.all(q.rot_idx[:1000] == 3) and np.all(q.rot[:1000] == 0)
+    assert np.any(q.rot[1000:] != 0)
+    # the rendered shape is unchanged: covariance of the quantised sphere with its original rotation
+    back = quantize(g, p)
+    rm = __import__("gs_mapping.geometry", fromlist=["quat_to_matrix"]).quat_to_matrix
+    for i in range(0, 1000, 97):
+        s2 = np.diag(np.exp(2 * back.log_scales[i].astype(np.float64)))
+        q0, q1 = (x.astype(np.float64) / np.linalg.norm(x.astype(np.float64)) for x in (g.quats[i], back.quats[i]))
+        r0, r1 = rm(q0), rm(q1)
+        assert np.allclose(r0 @ s2 @ r0.T, r1 @ s2 @ r1.T, rtol=1e-6, atol=1e-12)
+    # re-encoding the decoded map is lossless
+    data, _ = encode_map(back, p)
+    assert decode_map(data).equals(back)

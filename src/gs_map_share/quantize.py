@@ -176,6 +176,11 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     op = _lattice(gmap.opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
     scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
     rot_idx, rot = stable_rotations(gmap.quats, params)
+    # a Gaussian whose three quantised scales are equal is a sphere: every rotation renders the same,
+    # so it gets the identity, which the entropy coder makes almost free (common in fitted maps)
+    sphere = (scale[:, 0] == scale[:, 1]) & (scale[:, 1] == scale[:, 2])
+    rot_idx[sphere] = 3
+    rot[sphere] = 0
     dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     # higher SH (most of the data) in float32: quantising is the encoder's choice, the decoder only
     # reads the integers; float32(v·s)/s rounds back to v, so re-encoding stays lossless
