@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gs_mapping.camera import Camera
 from gs_mapping.errors import ConfigError
@@ -54,6 +56,19 @@ def test_reproject_lateral_shift_moves_the_wall_by_focal_times_offset_over_depth
     assert not m[:, W - shift:].any() and m[:, :W - shift].all()
     np.testing.assert_allclose(r[:, :W - shift], rgb[:, shift:], atol=1e-6)
     np.testing.assert_allclose(d[m], 2.0, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(offset=st.floats(-1.0, 1.0), z=st.floats(1.0, 20.0))
+def test_reproject_round_trip_through_a_displaced_view(offset, z):
+    """Warping out to a displaced camera and back returns the same colours and depths where defined."""
+    rgb, depth = _wall(z=z)
+    r, d, m = reproject(rgb, depth, _cam(), _cam(offset))
+    np.testing.assert_allclose(d[m], z, rtol=1e-5)
+    assert m.mean() >= 1 - abs(offset) * F / z / W - 2 / W  # only the strip leaving the image is lost
+    r2, d2, m2 = reproject(r, d, _cam(offset), _cam())
+    np.testing.assert_allclose(r2[m2], rgb[m2], atol=1.5 / F * z / 4 + 1e-6)  # within a pixel's colour step
+    np.testing.assert_allclose(d2[m2], z, rtol=1e-5)
 
 
 def test_zbuffer_keeps_the_nearest_point_and_the_occlusion_filter_drops_background_in_cracks():
