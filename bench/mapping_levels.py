@@ -108,6 +108,16 @@ def markdown(res: dict) -> str:
         lines.append(f"| {r['variant']} | {r['heldout_psnr_db']:.2f} | {r['heldout_ssim']:.3f} | "
                      f"{100 * r['heldout_depth_l1_m']:.2f} | {r['gaussians']} | {fr} | "
                      f"{r['cpu_seconds_mapping']:.0f} |")
+    if res.get("tuning_runs"):
+        lines += ["", "Tuning runs (same bag and frames; settings differ from the defaults as listed):", "",
+                  "| run | settings | PSNR levels <= 0 .. full (dB) | cumulative Gaussians (%) |",
+                  "|---|---|---|---|"]
+        for r in res["tuning_runs"]:
+            lv = r["config"]["levels"]
+            desc = (f"loss {'on' if r['multi_level_loss'] else 'off'}, weight {lv['loss_weight']}, every "
+                    f"{lv['loss_every']}, voxel {lv['base_voxel_m']} m, coarse_scale {lv['coarse_scale']}")
+            lines.append(f"| {r['part']} | {desc} | " + " / ".join(f"{x:.2f}" for x in r["psnr_levels_db"])
+                         + " | " + " / ".join(f"{100 * x:.1f}" for x in r["cumulative_fraction"]) + " |")
     if res.get("notes"):
         lines += [""] + res["notes"]
     return "\n".join(lines)
@@ -124,6 +134,10 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="mapping_levels")
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the part file (tuning runs)")
+    ap.add_argument("--main", default="with,without,none",
+                    help="with --merge: the part files (stems) of the main comparison; the other parts in the "
+                         "directory are listed as tuning runs")
     args = ap.parse_args(argv)
 
     import torch
@@ -131,17 +145,21 @@ def main(argv=None) -> int:
     from common import machine_info, write_results
 
     torch.set_num_threads(1)
+    sweep = []
     if args.merge:
-        runs = [json.loads(p.read_text()) for p in sorted(Path(args.merge).glob("*.json"))]
-        runs.sort(key=lambda r: list(VARIANTS).index(r["variant"]))
+        main_stems = args.main.split(",")
+        parts = {p.stem: json.loads(p.read_text()) for p in sorted(Path(args.merge).glob("*.json"))}
+        runs = [parts[s] for s in main_stems]
+        sweep = [parts[s] | {"part": s} for s in parts if s not in main_stems]
     else:
         runs = []
         for name in args.variants.split(","):
             r = run_variant(name, args)
+            r["tag"], r["set"] = args.tag, args.set
             runs.append(r)
             if args.parts:
                 Path(args.parts).mkdir(parents=True, exist_ok=True)
-                (Path(args.parts) / f"{name}.json").write_text(json.dumps(r, indent=2, default=float))
+                (Path(args.parts) / f"{name}{args.tag}.json").write_text(json.dumps(r, indent=2, default=float))
             print(json.dumps({k: r[k] for k in ("variant", "heldout_psnr_db", "psnr_levels_db",
                                                  "level_fraction", "gaussians", "cpu_seconds_mapping")}))
         if args.parts:
@@ -149,7 +167,7 @@ def main(argv=None) -> int:
     res = {"benchmark": "mapping levels: ProGS octree levels, per-level held-out PSNR with/without the "
                         "multi-level loss (7-Scenes kitchen RGB-D)",
            "machine": machine_info(), "max_frames": args.max_frames, "set": args.set,
-           "notes": args.note, "runs": runs}
+           "notes": args.note, "runs": runs, "tuning_runs": sweep}
     by = {r["variant"]: r for r in runs}
     if "with" in by and "without" in by:
         a, b = by["with"], by["without"]

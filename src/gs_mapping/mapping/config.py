@@ -136,17 +136,19 @@ class LevelsConfig:
     Gaussian takes the coarsest level l whose voxel (edge base_voxel_m / 2^l, fixed grid in the map
     frame) holds no level-l Gaussian yet, else the finest level; the codec sends coarse levels first.
     The multi-level loss also renders only levels <= l (l drawn from the coarser levels) against the
-    same target, so a prefix of the levels is a usable map on its own."""
+    same target, so a prefix of the levels is a usable map on its own. Defaults from
+    bench/results/mapping_levels.md (kitchen bag): levels <= 1 hold ~7 % of the Gaussians, and the
+    loss costs the full map < 0.3 dB there (voxel 0.4 m or weight 0.5 cost 0.4-0.5 dB)."""
 
     count: int = param(4, "Number of octree levels (1 = every Gaussian at level 0: no levels).", (1, 16))
-    base_voxel_m: float = param(0.4, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.",
+    base_voxel_m: float = param(0.3, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.",
                                 (0.001, 1000.0))
     coarse_scale: float = param(0.5, "A coarse seed (level < count-1) becomes a disc in the surface plane "
                                      "(normal from depth) with in-plane standard deviation coarse_scale · "
                                      "its voxel edge, so coarse levels alone cover the surfaces (0 = "
                                      "seeded like the rest).", (0.0, 10.0))
     multi_level_loss: bool = param(True, "Add the loss of renders restricted to levels <= l.")
-    loss_weight: float = param(0.5, "Weight of a coarse render's loss relative to the full render's.",
+    loss_weight: float = param(0.25, "Weight of a coarse render's loss relative to the full render's.",
                                (0.0, 100.0))
     loss_every: int = param(2, "Every n-th optimisation iteration adds one coarse render.", (1, 1000))
 
