@@ -76,7 +76,7 @@ def test_assignment_invariants(n_seed, count, base):
 
 
 def test_coarse_levels_sparse_on_a_dense_surface():
-    """A dense plane (1 mm spacing): level l holds one Gaussian per occupied voxel of its size."""
+    """A dense plane (1 cm spacing): level l holds one Gaussian per occupied voxel of its size."""
     g = np.mgrid[0:1:0.01, 0:1:0.01].reshape(2, -1).T
     means = np.c_[g, np.full(len(g), 0.55)].astype(np.float32)
     cfg = LevelsConfig(count=4, base_voxel_m=0.4)
