@@ -6,8 +6,10 @@ frame held out, never mapped), then each held-out view is rendered from levels <
 l, against the real image: per-level held-out PSNR, plus the fraction of Gaussians per level and
 the cumulative fraction (bytes of a progressive prefix are about proportional to it).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/mapping_levels.py [--max-frames 20] [--variants with,without]
-    [--set levels.base_voxel_m=0.4 ...] [--parts DIR]   # one process per variant, merged by --merge
+    OMP_NUM_THREADS=1 .venv/bin/python bench/mapping_levels.py [--max-frames 50] [--variants with,without,none]
+        [--set levels.base_voxel_m=0.4 ...] [--parts DIR [--tag T]]   # one process per variant, then
+    .venv/bin/python bench/mapping_levels.py --merge DIR --main with,without,none [--note TEXT ...]
+    (the other parts in DIR are listed as tuning runs). ~5-7 CPU minutes per variant on the whole bag.
 
 Writes bench/results/mapping_levels.json and .md (machine info from bench/common.py).
 """
@@ -87,8 +89,8 @@ def markdown(res: dict) -> str:
     lines = [f"# {res['benchmark']}", "",
              f"{res['machine']['platform']}, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']} "
              f"(1 thread), device cpu. Bag: first {res['max_frames']} frames of the kitchen bag "
-             f"({first['frames']} frames, {first['heldout_views']} held out, {first['keyframes']} keyframes) "
-             f"to keep each run to a few CPU minutes. Levels: {count}, level-0 voxel "
+             f"({first['frames']} frames, {first['heldout_views']} held out, {first['keyframes']} keyframes; "
+             f"the whole bag has 50). Levels: {count}, level-0 voxel "
              f"{first['config']['levels']['base_voxel_m']} m; multi-level loss weight "
              f"{first['config']['levels']['loss_weight']}, every {first['config']['levels']['loss_every']} "
              "iterations. Extra settings: " + (", ".join(res["set"]) or "none") + ".", "",
@@ -109,14 +111,16 @@ def markdown(res: dict) -> str:
                      f"{100 * r['heldout_depth_l1_m']:.2f} | {r['gaussians']} | {fr} | "
                      f"{r['cpu_seconds_mapping']:.0f} |")
     if res.get("tuning_runs"):
-        lines += ["", "Tuning runs (same bag and frames; settings differ from the defaults as listed):", "",
-                  "| run | settings | PSNR levels <= 0 .. full (dB) | cumulative Gaussians (%) |",
-                  "|---|---|---|---|"]
+        lines += ["", "Tuning runs (each on the first `frames` frames of the bag; settings as listed):", "",
+                  "| run | frames (held out) | settings | PSNR levels <= 0 .. full (dB) | cumulative Gaussians (%) |",
+                  "|---|---|---|---|---|"]
         for r in res["tuning_runs"]:
             lv = r["config"]["levels"]
             desc = (f"loss {'on' if r['multi_level_loss'] else 'off'}, weight {lv['loss_weight']}, every "
-                    f"{lv['loss_every']}, voxel {lv['base_voxel_m']} m, coarse_scale {lv['coarse_scale']}")
-            lines.append(f"| {r['part']} | {desc} | " + " / ".join(f"{x:.2f}" for x in r["psnr_levels_db"])
+                    f"{lv['loss_every']}, voxel {lv['base_voxel_m']} m, coarse_scale {lv['coarse_scale']}"
+                    if lv["count"] > 1 else "no levels (count 1)")
+            lines.append(f"| {r['part']} | {r['frames']} ({r['heldout_views']}) | {desc} | "
+                         + " / ".join(f"{x:.2f}" for x in r["psnr_levels_db"])
                          + " | " + " / ".join(f"{100 * x:.1f}" for x in r["cumulative_fraction"]) + " |")
     if res.get("notes"):
         lines += [""] + res["notes"]
@@ -126,7 +130,7 @@ def markdown(res: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bag", default=str(DEFAULT_BAG))
-    ap.add_argument("--max-frames", type=int, default=20)
+    ap.add_argument("--max-frames", type=int, default=50, help="first N frames (50 = the whole bag)")
     ap.add_argument("--variants", default="with,without")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--parts", default=None, help="write each variant's result here (no merged output)")
