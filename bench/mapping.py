@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     figures = {
         "heldout_psnr_db": h["psnr"], "heldout_ssim": h["ssim"], "heldout_depth_l1_m": h["depth_l1_m"],
         "heldout_views": h["views"], "heldout_coverage": h["coverage"],
+        "heldout_psnr_levels_db": h.get("psnr_levels"), "level_fractions": h.get("level_fractions"),
         "frames": m["frames"], "keyframes": m["keyframes"], "skipped": m["skipped"],
         "gaussians": m["gaussians"], "seconds_per_keyframe_p50": m["seconds_per_keyframe_p50"],
         "seconds_refine": m["seconds_refine"],

@@ -62,6 +62,9 @@ def test_cli_short_run_writes_valid_outputs(kitchen_bag, tmp_path, capsys):
     h = m["heldout"]
     assert h["views"] == 2 and [v["index"] for v in h["per_view"]] == [4, 9]
     assert 12 < h["psnr"] < 60 and 0 < h["ssim"] <= 1 and 0 <= h["depth_l1_m"] < 0.3
+    # progressive prefixes (default 4 levels): one PSNR per prefix, the last is the whole map's
+    assert len(h["psnr_levels"]) == 4 and h["psnr_levels"][-1] == pytest.approx(h["psnr"])
+    assert sum(h["level_fractions"]) == pytest.approx(1.0) and h["level_fractions"][0] < 0.2
     g = load_ply(out / "map.ply")
     assert len(g) == m["gaussians"] > 1000
     g.validate()

@@ -18,6 +18,7 @@ from .config import MapperConfig
 from .frames import FrameStats, read_frames
 from .calibration import estimate_color_calibration
 from .mapper import IncrementalMapper
+from .levels import level_fractions
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,11 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
             "ssim": _nanmean(v["ssim"] for v in per_view),
             "depth_l1_m": _nanmean(v["depth_l1_m"] for v in per_view),
             "coverage": _nanmean(v["coverage"] for v in per_view),
+            # progressive prefixes (levels <= l; the last = the whole map), when the map has levels
+            "psnr_levels": [_nanmean(v["psnr_levels"][lvl] for v in per_view)
+                            for lvl in range(len(per_view[0]["psnr_levels"]))]
+            if per_view and "psnr_levels" in per_view[0] else None,
+            "level_fractions": level_fractions(mapper.gmap.levels, mapper.cfg.levels.count),
             "per_view": per_view,
         },
         "frames": fstats.pairs if max_frames is None else min(fstats.pairs, max_frames),
