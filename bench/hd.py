@@ -183,7 +183,8 @@ def part_ablation_merge(args) -> dict:
     runs = {"vector_only": [], "vector_raster": []}
     first = None
     for d in args.merge:
-        a = json.loads((Path(d) / "hd.json").read_text())["ablation"]
+        part = json.loads((Path(d) / "hd.json").read_text())
+        a = part.get(args.ablation_key) or part["ablation"]
         first = first or a
         for name in runs:
             runs[name] += a["runs"][name]
@@ -280,9 +281,12 @@ def write_md(res: dict, path: Path) -> None:
         o = res["overfit"]
         lines += [f"overfit ({o['data']}, batch {o['batch']}, {o['steps']} steps, {o['train_s']:.0f} s): "
                   f"Chamfer mAP {o['chamfer_mAP']:.3f}, raster mAP {o['raster_mAP']:.3f} (goal Chamfer ≥ 0.95)", ""]
-    if "ablation" in res:
-        a = res["ablation"]
-        lines += ["| metric | vector only | vector + raster | gain | > 2x spread |", "|---|---|---|---|---|"]
+    for name in sorted(k for k in res if k.startswith("ablation")):
+        a = res[name]
+        lines += [f"{name}: Table 4 on the world, {len(a['runs']['vector_only'])} seeds, {a['steps']} steps, "
+                  f"{a['train_frames']} training frames, {a['eval_frames']} held-out frames (± = max − min "
+                  "over seeds)", "",
+                  "| metric | vector only | vector + raster | gain | > 2x spread |", "|---|---|---|---|---|"]
         for key in ("chamfer_mAP", "raster_mAP"):
             m = a[key]
             lines.append(f"| {key} | {m['vector_only']['mean']:.4f} ± {m['vector_only']['spread']:.4f} | "
@@ -316,6 +320,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=512, help="ablation: training frames")
     ap.add_argument("--eval-frames", type=int, default=96, help="ablation: held-out frames")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--ablation-key", default="ablation",
+                    help="results key of an ablation run (several budgets side by side, e.g. ablation_2000)")
     ap.add_argument("--merge", nargs="*", default=[],
                     help="ablation_merge: results dirs of ablation runs made in separate processes")
     ap.add_argument("--candidate", nargs="*", default=[], help="shipped: run checkpoints (model.pt) to compare")
@@ -339,9 +345,9 @@ def main(argv=None) -> int:
     if "overfit" in args.parts:
         res["overfit"] = part_overfit(args)
     if "ablation" in args.parts:
-        res["ablation"] = part_ablation(args)
+        res[args.ablation_key] = part_ablation(args)
     if "ablation_merge" in args.parts:
-        res["ablation"] = part_ablation_merge(args)
+        res[args.ablation_key] = part_ablation_merge(args)
     if "shipped" in args.parts:
         res["shipped_checkpoint"] = part_shipped(args)
     from gs_mapping.config import to_dict
