@@ -248,6 +248,11 @@ def fitted_map_figures(path: str, bag: str, levels: int, repeats: int, holdout_e
     held = {v["index"] for v in mm.get("heldout", {}).get("per_view", [])}  # the views the mapper scored
     frames = [f for f in read_frames(bag)
               if (f.index in held if held else f.index % holdout_every == holdout_every - 1)]
+    cal = mm.get("color_calibration")
+    if cal:  # the map was fitted with calibrate_color: score it from the calibrated colour camera, as
+        from gs_mapping.mapping.calibration import ColorCalibration  # the mapper's own held-out PSNR is
+        c = ColorCalibration(cal["focal_scale"], cal["dcx"], cal["dcy"], tuple(cal["t_depth_color"]))
+        frames = [c.register(f) for f in frames]
     def psnr_real(m):
         return float(np.mean([psnr(render(m, f.camera, backend="cpu").numpy()[0], f.rgb) for f in frames]))
     out = {"path": path, "gaussians": len(g), "sh_degree": g.sh_degree, "heldout_views": len(frames),
