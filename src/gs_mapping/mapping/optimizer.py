@@ -157,7 +157,7 @@ class WindowOptimizer:
                 means2d.retain_grad()
             if not torch.isfinite(loss):
                 stats["rejected"] += 1
-                log.warning("non-finite loss %s: step rejected, map unchanged", float(loss))
+                log.warning("non-finite loss %s: step rejected, map unchanged", float(loss.detach()))
                 continue
             loss.backward()
             if not all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in tensors):
