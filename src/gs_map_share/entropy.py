@@ -197,17 +197,11 @@ def _as_u(v: np.ndarray) -> np.ndarray:
     return v.astype(np.uint64)
 
 
-def estimate_bits(values: np.ndarray, signed: bool = True, log2t: int = 6) -> float:
-    """Approximate coded size in bits (entropy + mantissa + a table allowance), for choices."""
-    return Stats(values, signed).bits(log2t)
-
-
 SPARSE_MIN = 256  # streams shorter than this are always coded dense
 SPARSE_SLACK = 1.01  # sparse is taken up to 1 % above the dense estimate: it decodes several times faster
 
 
-def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1,
-               st: Stats | None = None) -> None:
+def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1) -> None:
     """Code ``values`` choosing the direct-symbol bound and, for mostly-zero streams without
     contexts, dense (mode 2) or sparse (mode 3: positions of the non-zero values as gaps, then the
     values), whichever is estimated smaller. Sparse streams also decode much faster: zeros cost
@@ -215,11 +209,11 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1,
     values = np.asarray(values)
     n = len(values)
     if ctx is None and n >= SPARSE_MIN:
-        k = n - int(st.small[0]) if st is not None else int(np.count_nonzero(values))
+        k = int(np.count_nonzero(values))
         if 0 < k <= n // 2:
             idx = np.flatnonzero(values)
             nz = values[idx]
-            dense = st or Stats(nz, signed, zeros=n - k, keep_u=False)
+            dense = Stats(nz, signed, zeros=n - k, keep_u=False)  # the dense estimate, from the non-zeros
             gaps = np.diff(idx, prepend=-1)
             gaps -= 1
             mapped = (_zz(nz) if signed else _as_u(nz)) - 1
@@ -231,8 +225,7 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1,
                 encode_stream(w, gaps, False, tg, u=sg.u)
                 encode_stream(w, mapped, False, tv, u=sv.u)
                 return
-            st = dense if dense.u is not None else None
-    st = st or Stats(values, signed)
+    st = Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
     encode_stream(w, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
 

@@ -74,22 +74,12 @@ def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
     return node_tile, node_code, occ, parent
 
 
-def expand(tile: np.ndarray, code: np.ndarray, occ: np.ndarray):
-    """One depth down: children (tile, code) in order and each child's parent index."""
+def expand_codes(code: np.ndarray, occ: np.ndarray):
+    """One depth down: children codes in order and each child's parent index (nodes of all tiles
+    in order; a tile's children follow its nodes)."""
     k = np.flatnonzero(_BITS[occ].ravel())  # set bits of the (P, 8) table, node-major
     pidx = k >> 3
     k &= 7                                  # octant, increasing within each node
-    child = code[pidx]
-    child <<= np.uint64(3)
-    child |= k.view(np.uint64)
-    return tile[pidx], child, pidx
-
-
-def expand_codes(code: np.ndarray, occ: np.ndarray):
-    """:func:`expand` without the tile column: children codes in order and each child's parent."""
-    k = np.flatnonzero(_BITS[occ].ravel())
-    pidx = k >> 3
-    k &= 7
     child = code[pidx]
     child <<= np.uint64(3)
     child |= k.view(np.uint64)
@@ -98,10 +88,6 @@ def expand_codes(code: np.ndarray, occ: np.ndarray):
 
 def children_per_node(occ: np.ndarray) -> np.ndarray:
     return _POPCOUNT[occ]
-
-
-def children_count(occ: np.ndarray) -> int:
-    return int(_POPCOUNT[occ].sum())
 
 
 # -- aggregation ------------------------------------------------------------------------------------

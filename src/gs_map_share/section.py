@@ -36,10 +36,10 @@ STATS: dict | None = None  # label → bytes, filled when a dict is set (bench a
 SAMPLE_MIN = 1 << 15  # channels at least this long choose their prediction on every 8th value
 
 
-def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", st=None, ctx=None,
+def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", ctx=None,
          n_ctx: int = 1) -> None:
     before = sum(len(x) for x in w.parts) if STATS is not None else 0
-    put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx, st=st)
+    put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx)
     if STATS is not None:
         STATS[label] = STATS.get(label, 0) + sum(len(x) for x in w.parts) - before
 
@@ -79,26 +79,22 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
         raise r.fail(f"prediction {flag} is not available here")
     v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
     lim = MAX_LATTICE if wide else 1 << 30
-    if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
-        if len(v) and (v.max() >= lim or v.min() <= -lim):
+
+    def within(a):
+        if len(a) and (a.max() >= lim or a.min() <= -lim):
             raise r.fail("value outside the lattice range")
-        return v
+        return a
+    if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
+        return within(v)
     if not wide and cand.dtype == np.int32 and len(v):
         # parent values are decoded values (|x| < 2**30, checked here): with |residual| < 2**30
         # too the int32 sum cannot overflow
-        if v.max() >= lim or v.min() <= -lim:
-            raise r.fail("value outside the lattice range")
-        v = v + cand
-        if v.max() >= lim or v.min() <= -lim:
-            raise r.fail("value outside the lattice range")
-        return v
+        return within(within(v) + cand)
     if flag:
         if wide and len(v) and np.abs(v).max() >= MAX_LATTICE:
             raise r.fail("residual outside the position lattice")
         v = v.astype(np.int64) + cand
-    if len(v) and (v.max() >= lim or v.min() <= -lim):
-        raise r.fail("value outside the lattice range")
-    return v.astype(np.int64 if wide else np.int32)
+    return within(v).astype(np.int64 if wide else np.int32)
 
 
 @dataclass
