@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 def machine(threads):
     import torch
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": threads, "device": "cpu",
+            "torch": torch.__version__, "torch_threads": 1, "raster_workers": threads, "device": "cpu",
             "loadavg": os.getloadavg()}
 
 
@@ -93,7 +93,9 @@ def virtual_job(job) -> dict:
     virtual views, then PSNR of views displaced 0 / ±1 / ±2 m against the world's true renders."""
     seed, enhanced, args = job
     import torch
-    torch.set_num_threads(args.threads)
+    from gs_mapping import cpu_threads
+
+    cpu_threads.configure(args.threads)  # torch 1 intra-op thread, the cores to the rasteriser
     from gs_mapping.config import to_dict
     from gs_mapping.mapping import IncrementalMapper
     from gs_mapping.mapping.metrics import psnr
@@ -247,7 +249,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="virtual suite: mapping runs in parallel")
     args = ap.parse_args(argv)
     import torch
-    torch.set_num_threads(args.threads)
+    from gs_mapping import cpu_threads
+
+    cpu_threads.configure(args.threads)  # torch 1 intra-op thread, the cores to the rasteriser
     if args.suite == "virtual":
         args.frames = args.frames or 40
         suite_virtual(args)

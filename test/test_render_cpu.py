@@ -143,6 +143,33 @@ def test_early_termination_and_many_chunks(monkeypatch, block):
     assert_same(a, b, ga, gb)
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_worker_threads_give_bit_identical_results(monkeypatch, workers):
+    """Tile chunks composited on worker threads (saturating tiles, many chunks) equal the one-thread
+    result bit for bit, forward and every gradient."""
+    monkeypatch.setattr(cpu_mod, "CHUNK_BUDGET", 3000)
+    monkeypatch.setattr(cpu_mod, "BLOCK", 3)
+    params, view = random_scene(11, n=120, sh_degree=2)
+    K = K_for(48, 40)
+    monkeypatch.setattr(cpu_mod, "_workers", 1)
+    a, ga = run("cpu", params, view, K, 48, 40)
+    monkeypatch.setattr(cpu_mod, "_workers", workers)
+    b, gb = run("cpu", params, view, K, 48, 40)
+    assert a.meta["n_isects"] > 0
+    assert_same(a, b, ga, gb, atol=0, rtol=0)
+
+
+def test_worker_exception_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr(cpu_mod, "_workers", 2)
+
+    def boom(chunk):
+        if chunk == 3:
+            raise ValueError("chunk 3 failed")
+
+    with pytest.raises(ValueError, match="chunk 3"):
+        cpu_mod._for_each(boom, range(6))
+
+
 def test_float32():
     """float32 (the mapper's dtype): outputs within 2e-5 of float64; gradients equal the float32
     reference up to float32 rounding (not float64's: a pixel whose alpha sits at the 1/255 or

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
+from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
@@ -48,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP's default busy-waiting makes 2 torch threads ~10x slower than 1 on a loaded 2-core
-    # machine (measured in bench/render.py); it must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    prefer_single_thread_torch()  # before torch is imported: see gs_mapping.cpu_threads
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -37,6 +37,7 @@ How (CPU-friendly, all vectorised):
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -51,6 +52,46 @@ TILE_SIZE = 4
 # pixel of a tile is saturated (as gsplat's per-pixel early exit).
 BLOCK = 32
 _DUMMY_LOG = -1e4  # log-alpha of padding entries: exp() is exactly 0
+
+# Tile chunks are independent (each writes only its own tiles' rows and pairs), so several threads
+# can composite them at once: torch ops release the GIL. See set_workers().
+_workers = None  # None: default_raster_workers() (every usable core, capped), resolved on first use
+_pool = None
+_pool_pid = None
+
+
+def set_workers(n: int) -> None:
+    """Composite tile chunks on ``n`` threads (1 = in the calling thread). Results do not depend on
+    ``n`` (bit for bit). Best with torch's intra-op threads at 1 (see ``gs_mapping.cpu_threads``)."""
+    global _workers
+    _workers = max(1, int(n))
+
+
+def get_workers() -> int:
+    global _workers
+    if _workers is None:
+        from ..cpu_threads import default_raster_workers
+
+        _workers = default_raster_workers()
+    return _workers
+
+
+def _for_each(fn, chunks) -> None:
+    """fn(chunk) for every chunk, on the worker threads; a worker's exception is re-raised here."""
+    global _pool, _pool_pid
+    if get_workers() <= 1:
+        for c in chunks:
+            fn(c)
+        return
+    if _pool is None or _pool._max_workers != _workers or _pool_pid != os.getpid():
+        # (a forked child inherits the pool object but not its threads: make a new one)
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.shutdown(wait=False)
+        _pool, _pool_pid = ThreadPoolExecutor(_workers, thread_name_prefix="gs-raster"), os.getpid()
+    for f in [_pool.submit(fn, c) for c in chunks]:
+        f.result()
 
 
 def _monomials(tile, dtype):
@@ -162,11 +203,13 @@ def _composite(q, idx, mono, t0=None):
     torch.nn.functional.threshold_(alpha, ALPHA_THRESHOLD, 0.0)
     alpha.clamp_max_(ALPHA_MAX)
     t_after = torch.cumprod(1.0 - alpha, dim=1)
+    t_before = torch.empty_like(t_after)  # t_after shifted by one entry (torch.cat is slow here)
     if t0 is None:
-        t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], dim=1)
+        t_before[:, 0] = 1.0
     else:
         t_after.mul_(t0)
-        t_before = torch.cat([t0, t_after[:, :-1]], dim=1)
+        t_before[:, :1] = t0
+    t_before[:, 1:] = t_after[:, :-1]
     w = alpha * t_before
     if bool((t_after[:, -1] <= T_MIN).any()):  # some pixel reaches the cut in this block
         w.masked_fill_(t_after <= T_MIN, 0.0)
@@ -198,7 +241,8 @@ class _RasterizeFn(torch.autograd.Function):
         # Per tile, how far down its list compositing went before every pixel's transmittance hit
         # the cut (later entries have no weight and no gradient): the backward only visits those.
         reached = pairs.counts.clone()
-        for tiles, idx in pairs.chunks(budget, pairs.counts, cap=BLOCK):
+        def one_chunk(chunk):  # writes only its own tiles' rows and pairs: chunks may run concurrently
+            tiles, idx = chunk
             L = idx.shape[1]
             t0, acc, live = None, None, None  # live: rows of the chunk not yet saturated
             for s0 in range(0, L, BLOCK):
@@ -226,6 +270,7 @@ class _RasterizeFn(torch.autograd.Function):
                     if len(live) == 0:
                         break
             canvas.index_copy_(0, tiles, acc)
+        _for_each(one_chunk, pairs.chunks(budget, pairs.counts, cap=BLOCK))
         reached = torch.minimum(reached, pairs.counts)
         wsum = torch.zeros(means2d.shape[0], dtype=dtype).index_add_(0, pairs.gids, w_pairs[:-1])
         ctx.save_for_backward(f_pairs)
@@ -250,7 +295,8 @@ class _RasterizeFn(torch.autograd.Function):
         gcan = gpad.reshape(pairs.th, tile, pairs.tw, tile, C).permute(0, 2, 1, 3, 4).reshape(-1, P, C)
         g_q = torch.zeros(pairs.n + 1, 6, dtype=f_pairs.dtype)
         g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
-        for tiles, idx in pairs.chunks(ctx.budget, ctx.reached):
+        def one_chunk(chunk):
+            tiles, idx = chunk
             B, L = idx.shape
             alpha, t_before, t_after, w = _composite(pairs.q, idx, mono)
             G = _take(gcan, tiles)  # (B, P, C)
@@ -267,6 +313,7 @@ class _RasterizeFn(torch.autograd.Function):
             if bool(alpha.max() >= ALPHA_MAX):
                 g_s.masked_fill_(alpha >= ALPHA_MAX, 0.0)
             g_q.index_copy_(0, flat, torch.mm(g_s.reshape(B * L, P), mono.T))
+        _for_each(one_chunk, pairs.chunks(ctx.budget, ctx.reached))
         g_q, g_f = g_q[:-1], g_f[:-1]
         # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y).
         a, b, c, mx, my = pairs.a, pairs.b, pairs.c, pairs.mx, pairs.my

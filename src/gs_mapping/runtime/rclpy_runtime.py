@@ -11,6 +11,7 @@ import importlib
 from typing import Any, Callable
 
 from ..config import describe, from_dict, unflatten
+from ..cpu_threads import prefer_single_thread_torch
 from ..nodes.context import QoS
 
 
@@ -110,18 +111,21 @@ def run_node(node_cls: type, args: list[str] | None = None) -> int:
 
 
 def main_hd_map_node() -> int:
+    prefer_single_thread_torch()
     from ..nodes.hd_map_node import HDMapNode
 
     return run_node(HDMapNode)
 
 
 def main_mapper_node() -> int:
+    prefer_single_thread_torch()
     from ..nodes.mapper_node import MapperNode
 
     return run_node(MapperNode)
 
 
 def main_map_receiver_node() -> int:
+    prefer_single_thread_torch()
     from ..nodes.map_receiver_node import MapReceiverNode
 
     return run_node(MapReceiverNode)
