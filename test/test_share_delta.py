@@ -80,6 +80,31 @@ def test_live_changes_and_receiver_bit_identical():
         assert store.gaussian_map().equals(quantize(g, P))
 
 
+def test_change_record_overflow_falls_back_to_a_whole_map_diff(monkeypatch):
+    """A map nobody took changes from for long keeps a bounded record: once removed ids outnumber the
+    map (and the floor), the record is dropped and flagged; the sender then diffs the whole map and the
+    receiver still ends bit-identical."""
+    import gs_mapping.gaussians as gm
+
+    monkeypatch.setattr(gm, "CHANGE_RECORD_MIN", 50)
+    rng = np.random.default_rng(4)
+    g = synthetic_map(200, 1, seed=4)
+    sender = MapSender.from_map(g, P, map_id=6)
+    store = MapStore()
+    assert store.receive(sender.snapshot()) == SNAPSHOT
+    for _ in range(8):  # 8 x 40 removals, nobody asks: more removed ids than the map holds
+        g.remove(rng.choice(g.ids, 40, replace=False))
+        rows = rng.integers(0, len(g), 40)
+        g.add(g.means[rows] + 0.1, g.quats[rows], g.log_scales[rows], g.opacity_logits[rows], g.sh[rows])
+    assert len(g._removed) <= max(len(g), 50)
+    changes = g.take_changes()
+    assert changes.overflowed and not changes.empty
+    data, _ = sender.update(g, changes)
+    assert store.receive(data) == APPLIED, store.last_error
+    assert store.gaussian_map().equals(quantize(g, P))
+    assert not g.take_changes().overflowed  # taking the record resets the flag
+
+
 def test_sequencing_gap_duplicate_reorder_other_map():
     g = synthetic_map(1000, 0, seed=4)
     sender = MapSender.from_map(g, P, map_id=9)

@@ -309,9 +309,10 @@ class MapSender:
 
     def update(self, gmap: GaussianMap, changes: ChangeSet | None = None) -> tuple[bytes, DeltaInfo]:
         """Delta bringing receivers to ``gmap``. With ``changes`` (from ``gmap.take_changes()``)
-        only the changed Gaussians are quantised; without, the whole map is diffed by id."""
+        only the changed Gaussians are quantised; without (or when the record overflowed), the whole
+        map is diffed by id."""
         self.tile_size = gmap.tile_size
-        if changes is None or self.shadow.sh_degree != gmap.sh_degree:
+        if changes is None or changes.overflowed or self.shadow.sh_degree != gmap.sh_degree:
             return self.delta_to(to_qmap(gmap, self.params))
         new = self.shadow
         gone = np.union1d(changes.removed, changes.updated).astype(np.uint64)

@@ -67,12 +67,16 @@ class ChangeSet:
     updated: np.ndarray
     removed: np.ndarray
     tiles: np.ndarray  # int64 keys of every tile touched (incl. the old tile of a moved Gaussian)
+    # The record outgrew the map and was dropped (nobody asked for a long time): compare the whole map
+    # by id instead (the lists above are then empty).
+    overflowed: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (len(self.added) or len(self.updated) or len(self.removed))
+        return not (self.overflowed or len(self.added) or len(self.updated) or len(self.removed))
 
 
+CHANGE_RECORD_MIN = 1 << 16  # removed ids / tiles the change record keeps at least (see _bound_record)
 _FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh", "levels")
 
 
@@ -238,6 +242,7 @@ class GaussianMap:
             else:
                 self._removed.add(i)
             self._updated.discard(i)
+        self._bound_record()
 
     def clear(self) -> None:
         self.remove(self.ids.copy())
@@ -247,11 +252,22 @@ class GaussianMap:
         def arr(s):
             return np.array(sorted(s), dtype=np.uint64)
         out = ChangeSet(arr(self._added), arr(self._updated), arr(self._removed),
-                        np.array(sorted(self._tiles), dtype=np.int64))
+                        np.array(sorted(self._tiles), dtype=np.int64), self._overflowed)
         self._reset_changes()
         return out
 
+    def _bound_record(self) -> None:
+        """Keep the change record's memory bounded when nobody takes it (an offline mapping run, a long
+        drive): removed ids and touched tiles only grow, so once they outnumber the map (and a floor)
+        the record is dropped and the next ChangeSet says ``overflowed``: a delta is then no smaller
+        than comparing the whole map by id."""
+        limit = max(len(self.ids), CHANGE_RECORD_MIN)
+        if len(self._removed) > limit or len(self._tiles) > limit:
+            self._reset_changes()
+            self._overflowed = True
+
     def _reset_changes(self) -> None:
+        self._overflowed = False
         self._added: set[int] = set()
         self._updated: set[int] = set()
         self._removed: set[int] = set()
@@ -260,6 +276,7 @@ class GaussianMap:
     def _touch(self, means: np.ndarray) -> None:
         if len(means):
             self._tiles.update(pack_tile(np.floor(means / self.tile_size).astype(np.int64)).tolist())
+            self._bound_record()
 
     # -- derived quantities ------------------------------------------------------------------------
     def opacities(self) -> np.ndarray:
