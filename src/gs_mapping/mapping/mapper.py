@@ -25,7 +25,7 @@ from .levels import LevelSubset, assign_levels, coarse_discs, depth_normals
 from .metrics import depth_l1, psnr, ssim
 from .optimizer import TrainView, WindowOptimizer, make_view
 from .params import TorchGaussians
-from .seeding import fill_holes, seed_gaussians, seed_pixels, unexplained_mask
+from .seeding import fill_holes, seed_gaussians, seed_pixels, spatial_order, unexplained_mask
 from .virtual_views import virtual_views
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,9 @@ class IncrementalMapper:
             v, u = seed_pixels(mask, cfg.seeding.stride)
             coarse_discs(seeds, new_levels, depth_normals(sdepth, frame.camera, cfg.seeding.stride)[v, u],
                          cfg.levels)
+        order = spatial_order(seeds["means"], new_levels)  # ids follow the codec's octree order
+        seeds = {k: v[order] for k, v in seeds.items()}
+        new_levels = new_levels[order]
         self.params.append(**seeds)
         if len(new_levels):
             self.params.levels[-len(new_levels):] = new_levels

@@ -84,3 +84,20 @@ def seed_gaussians(rgb: np.ndarray, depth: np.ndarray, camera: Camera, mask: np.
         "opacity_logits": np.full(n, np.log(op / (1 - op)), np.float32),
         "sh": sh,
     }
+
+
+def spatial_order(means: np.ndarray, levels: np.ndarray, cell_m: float = 0.001, tile_m: float = 2.048
+                  ) -> np.ndarray:
+    """Row order of new Gaussians by (level, tile, Morton code of a ``cell_m`` grid inside the tile):
+    the order in which the codec walks a layer's octree. Seeds appended in this order get ascending
+    ids along it, so a snapshot's id stream (id differences in octree order) is mostly small steps
+    instead of jumps between pixel rows."""
+    from gs_map_share.octree import morton  # the codec's own interleaving (ships in this package)
+
+    if len(means) < 2:
+        return np.arange(len(means))
+    per_tile = int(round(tile_m / cell_m))
+    ijk = np.floor(np.asarray(means, np.float64) / cell_m).astype(np.int64)
+    tiles = np.floor_divide(ijk, per_tile)
+    codes = morton(ijk - tiles * per_tile).view(np.int64)
+    return np.lexsort((codes, tiles[:, 2], tiles[:, 1], tiles[:, 0], np.asarray(levels)))
