@@ -206,10 +206,12 @@ def suite_long(args) -> None:
         mapper.add_frame(f)
         if f.index % 25 == 0 or f.index == args.frames - 1:
             samples.append({"frame": f.index, "keyframes": mapper.stats.keyframes,
-                            "gaussians": len(mapper.gmap), "rss_mb": rss_mb()})
+                            "gaussians": len(mapper.gmap), "rss_mb": rss_mb(),
+                            "mapper_mb": sum(mapper.memory_bytes().values()) / 2**20})
     cpu = time.process_time() - t0
     g = [s["gaussians"] for s in samples]
     rss = [s["rss_mb"] for s in samples]
+    held = [s["mapper_mb"] for s in samples]
     late = rss[len(rss) // 2:]
     result = {"benchmark": "mapping: long synthetic drive under a hard Gaussian cap",
               "machine": machine(args.threads), "drive": {"seed": args.seed, "frames": args.frames,
@@ -217,6 +219,7 @@ def suite_long(args) -> None:
               "cap": args.cap, "max_gaussians_seen": max(g), "under_cap": max(g) <= args.cap,
               "capped_total": mapper.stats.capped, "keyframes": mapper.stats.keyframes,
               "rss_mb_first": rss[0], "rss_mb_max": max(rss), "rss_mb_second_half_growth": late[-1] - late[0],
+              "mapper_mb_max": max(held), "mapper_mb_last": held[-1],
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cpu_s": cpu, "cpu_s_per_keyframe_p50": float(np.median(mapper.stats.keyframe_cpu_seconds)),
               "samples": samples, "config": to_dict(cfg)}
@@ -227,6 +230,8 @@ def suite_long(args) -> None:
           f"| Gaussians removed by the cap | {mapper.stats.capped} |",
           f"| RSS first / max (MB) | {rss[0]:.0f} / {max(rss):.0f} |",
           f"| RSS growth over the second half (MB) | {late[-1] - late[0]:+.0f} |",
+          f"| held by the mapper (params + Adam, map + change record, keyframe images), max / last (MB) | "
+          f"{max(held):.1f} / {held[-1]:.1f} |",
           f"| CPU s / keyframe (median) | {result['cpu_s_per_keyframe_p50']:.2f} |"]
     write("mapping_long", result, md)
 

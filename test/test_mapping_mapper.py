@@ -152,3 +152,19 @@ def test_seed_order_makes_snapshot_ids_cheap():
 
     rows, sorted_ = id_bytes(np.arange(len(means))), id_bytes(spatial_order(means, levels))
     assert sorted_ * 4 < rows, (sorted_, rows)
+
+
+def test_memory_bytes_counts_what_the_mapper_holds():
+    cfg = _cfg()
+    cfg.optim.window, cfg.optim.refine_keep = 2, 2
+    m = IncrementalMapper(cfg, "cpu")
+    sizes = []
+    for i in range(5):
+        m.add_frame(_frame(0.3 * i, i))
+        sizes.append(m.memory_bytes())
+    n = len(m.params)
+    # parameters + 2 Adam moments (float32): at least 3 x (3 + 4 + 3 + 1 + 3) floats per Gaussian
+    assert sizes[-1]["params"] >= 3 * 14 * 4 * n
+    assert sizes[-1]["map"] >= len(m.gmap) * (12 + 16 + 12 + 4 + 12 + 8)
+    # the kept keyframes are bounded by refine_keep / window: two colour + depth images
+    assert sizes[-1]["keyframes"] == sizes[1]["keyframes"] == 2 * W * H * (3 + 1) * 4

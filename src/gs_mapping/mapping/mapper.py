@@ -214,6 +214,24 @@ class IncrementalMapper:
         self.params.sync_to(self.gmap)
         self.stats.refine_seconds = time.perf_counter() - t0
 
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes the mapper holds, by part (what a hard cap must bound; the process's RSS adds the
+        interpreter, torch and allocator slack): parameters with their optimiser state, the shared
+        container with its change record, and the kept keyframes' images."""
+        def tensors(*ts):
+            return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+        p = self.params
+        par = tensors(*p.parameters().values(), *p.adam_m.values(), *p.adam_v.values(), p.adam_t)
+        par += p.levels.nbytes + p.contrib.nbytes
+        g = self.gmap
+        record = sum(len(x) for x in (g._added, g._updated, g._removed, g._tiles)) * 64  # ~ per set entry
+        views = {id(v): v for v in [*self.window, *self.history, *(v for vs in self.virtual for v in vs)]}
+        return {"params": par,
+                "map": sum(getattr(g, f).nbytes for f in ("means", "quats", "log_scales", "opacity_logits",
+                                                          "sh", "ids", "levels")) + record,
+                "keyframes": sum(tensors(v.rgb, v.depth, v.mask) for v in views.values())}
+
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, frame: Frame) -> dict:
         """Render ``frame``'s view; PSNR/SSIM against its colour, depth L1 on valid measured depth."""
