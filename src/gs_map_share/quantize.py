@@ -254,29 +254,27 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
     s = params.rot_step
     r = np.asarray(rot)
     c0, c1, c2 = (r[:, j].astype(np.float64) * s for j in range(3))
-    ss = c0 * c0 + c1 * c1 + c2 * c2
+    ss = c0 * c0
+    ss += c1 * c1
+    ss += c2 * c2
     # the dropped component stays strictly the largest (near-ties would otherwise flip the code on
     # re-encoding a decoded map); the normalisation below absorbs the nudge.
     # max_j |c_j| = float64(max_j |r_j|) * s exactly (rounding is monotonic), so take it on integers
     ar = np.abs(r)
     amax = np.maximum(np.maximum(ar[:, 0], ar[:, 1]), ar[:, 2]).astype(np.float64) * s
-    big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), amax + 0.25 * s)
+    amax += 0.25 * s
+    np.subtract(1.0, ss, out=ss)
+    np.maximum(ss, 0.0, out=ss)
+    np.sqrt(ss, out=ss)
+    big = np.maximum(ss, amax, out=ss)
+    # output component j is the rebuilt one where j == idx, else kept component j (j < idx) or
+    # j − 1 (j > idx)
     idx = np.asarray(rot_idx)
-    # component col is the rebuilt one (col == idx), else the (col - [col > idx])-th kept one:
-    # start from "idx = 3" (q = c0, c1, c2, big) and shift for the smaller indices
-    q0, q1, q2, q3 = c0, c1, c2, big
-    i2 = idx == 2
-    q3 = np.where(i2, c2, q3)
-    q2 = np.where(i2, big, q2)
-    i1 = idx == 1
-    q3 = np.where(i1, c2, q3)
-    q2 = np.where(i1, c1, q2)
-    q1 = np.where(i1, big, q1)
-    i0 = idx == 0
-    q3 = np.where(i0, c2, q3)
-    q2 = np.where(i0, c1, q2)
-    q1 = np.where(i0, c0, q1)
-    q0 = np.where(i0, big, q0)
+    i0, i3 = idx == 0, idx == 3
+    q0 = np.where(i0, big, c0)
+    q1 = np.where(idx == 1, big, np.where(i0, c0, c1))
+    q2 = np.where(idx == 2, big, np.where(i3, c2, c1))
+    q3 = np.where(i3, big, c2)
     norm = q0 * q0
     norm += q1 * q1
     norm += q2 * q2
@@ -284,7 +282,8 @@ def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantPara
     np.sqrt(norm, out=norm)
     out = np.empty((len(r), 4), np.float32)
     for col, qc in enumerate((q0, q1, q2, q3)):
-        out[:, col] = qc / norm
+        np.divide(qc, norm, out=qc)
+        out[:, col] = qc
     return out
 
 
@@ -301,16 +300,32 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
     k = q.num_sh if rest else 1
     sh = np.empty((n, k, 3), np.float32)
     flat = sh.reshape(n, 3 * k)
-    for j in range(3):  # column by column: long inner loops
-        np.multiply(q.dc[:, j], np.float32(params.dc_step), out=flat[:, j], dtype=np.float32, casting="same_kind")
+    # all coefficients block by block (cache-sized pieces, DC with the rest: one pass over the
+    # output). int32 → float32 is exact (|v| < 2**24) and the float32 product the same single
+    # rounding as float32(v) · float32(step)
+    steps = np.full(3 * k, np.float32(params.dc_step), np.float32)
     if k > 1:
-        # one step per (coefficient, channel) so the inner loop runs over whole rows; int32 → float32
-        # is exact (|v| < 2**24) and the product is the same single rounding as float32(v) * step
-        steps = np.repeat(params.rest_steps(k).astype(np.float32), 3)
-        src = q.rest.reshape(n, 3 * (k - 1))
+        steps[3:] = np.repeat(params.rest_steps(k).astype(np.float32), 3)
+    rest2 = q.rest.reshape(n, 3 * (k - 1)) if k > 1 else None
+    if rest2 is not None and n and rest2.strides[0] == rest2.itemsize:
+        # column-major (a decoded map's SH): fill a (3k, B) block column by column (contiguous
+        # reads), scale it, and write it out row-major in one transposing copy
+        steps = steps[:, None]
+        dc_t, rest_t = q.dc.T, rest2.T
+        tmp = np.empty((3 * k, min(n, _BLOCK)), np.float32)
         for s in range(0, n, _BLOCK):
-            np.multiply(src[s:s + _BLOCK], steps, out=flat[s:s + _BLOCK, 3:], dtype=np.float32,
-                        casting="same_kind")
+            e = min(n, s + _BLOCK)
+            t = tmp[:, :e - s]
+            t[:3] = dc_t[:, s:e]
+            t[3:] = rest_t[:, s:e]
+            t *= steps
+            flat[s:e] = t.T
+    else:
+        for s in range(0, n, _BLOCK):
+            e = min(n, s + _BLOCK)
+            np.multiply(q.dc[s:e], steps[:3], out=flat[s:e, :3], dtype=np.float32, casting="same_kind")
+            if rest2 is not None:
+                np.multiply(rest2[s:e], steps[3:], out=flat[s:e, 3:], dtype=np.float32, casting="same_kind")
     return dict(
         means=(q.pos.astype(np.float64) * params.pos_step).astype(np.float32),
         quats=dequantize_rotations(q.rot_idx, q.rot, params),

@@ -19,7 +19,7 @@ from gs_mapping.gaussians import GaussianMap
 from . import octree
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
-from .entropy import Stats, decode_stream, put_stream
+from .entropy import Groups, Stats, decode_stream, put_stream
 from .errors import DecodeError
 from .quantize import MAX_LATTICE, QMap, QuantParams, dequantize, dequantize_fields, quantize_rotations
 
@@ -186,7 +186,13 @@ def _put_coarse(w: Writer, c: Coarse, parent: _Parent | None, label: str = "") -
 
 
 def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) -> Coarse:
+    groups = {}  # the three rotation components share their contexts: group them once
+
     def put(_values, cands, _lab, ctx=None, n_ctx=1):
+        if ctx is not None:
+            if id(ctx) not in groups:
+                groups[id(ctx)] = (ctx, Groups(ctx, n_ctx))
+            ctx = groups[id(ctx)][1]
         return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
     out = _code_attrs(None, parent, n, put)
     if n and np.abs(out.rot).max() > params.rot_max:
