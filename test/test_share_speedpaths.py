@@ -1,0 +1,206 @@
+"""gs_map_share decoder speed paths: each fast path gives exactly what the plain computation gives
+(table-lookup values with escapes patched in, vectorised frequency tables, shared context groups,
+block-wise SH dequantisation, rotation rebuild), and the encoder's sparse/alphabet choices."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gs_map_share.bitio import Reader, Writer
+from gs_map_share.entropy import Groups, decode_stream, encode_stream, put_stream, unzigzag, zigzag
+from gs_map_share.errors import DecodeError
+from gs_map_share.quantize import QuantParams, dequantize_fields, dequantize_rotations, quantize_rotations, to_qmap
+from gs_map_share.snapshot import decode_snapshot, encode_map
+from gs_map_share.synthetic import synthetic_map
+
+
+def _dense(values, signed, log2t, ctx=None, n_ctx=1) -> bytes:
+    w = Writer()
+    encode_stream(w, np.asarray(values), signed, log2t, ctx=ctx, n_ctx=n_ctx)
+    return w.getvalue()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-(1 << 31), (1 << 31) - 1), min_size=2, max_size=300),
+       st.sampled_from([4, 5, 6, 7, 8]), st.booleans())
+def test_direct_and_escaped_values_all_output_kinds(vals, log2t, with_out):
+    """Signed int32-range values through every output kind: int32 (into ``out`` or not), int64."""
+    v = np.asarray(vals, np.int64)
+    data = _dense(v, True, log2t)
+    got64 = decode_stream(Reader(data), len(v), True)
+    assert got64.dtype == np.int64 and np.array_equal(got64, v)
+    out = np.full(len(v), 99, np.int32) if with_out else None
+    got32 = decode_stream(Reader(data), len(v), True, int32=True, out=out)
+    assert got32.dtype == np.int32 and np.array_equal(got32, v)
+    if with_out:
+        assert got32 is out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, (1 << 64) - 1), min_size=2, max_size=200), st.sampled_from([4, 6, 8]))
+def test_unsigned_full_range(vals, log2t):
+    v = np.asarray(vals, np.uint64)
+    data = _dense(v, False, log2t)
+    got = decode_stream(Reader(data), len(v), False)
+    assert got.dtype == np.uint64 and np.array_equal(got, v)
+    if int(v.max()) <= (1 << 31) - 1:
+        assert np.array_equal(decode_stream(Reader(data), len(v), False, int32=True), v.astype(np.int64))
+    else:
+        with pytest.raises(DecodeError, match="int32"):
+            decode_stream(Reader(data), len(v), False, int32=True)
+
+
+@pytest.mark.parametrize("big", [1 << 31, -(1 << 31) - 1, (1 << 62), -(1 << 63)])
+def test_escaped_value_outside_int32_is_refused(big):
+    v = np.array([0, 1, -2, big, 3], np.int64)
+    data = _dense(v, True, 4)
+    assert np.array_equal(decode_stream(Reader(data), len(v), True), v)
+    with pytest.raises(DecodeError, match="int32"):
+        decode_stream(Reader(data), len(v), True, int32=True, out=np.zeros(len(v), np.int32))
+
+
+def test_zigzag_table_matches_arithmetic():
+    u = np.arange(512, dtype=np.uint64)
+    rng = np.random.default_rng(0)
+    sym = rng.integers(0, 256, 5000)
+    v = unzigzag(u)
+    assert np.array_equal(zigzag(v), u)
+    data = _dense(v[sym], True, 8)
+    assert np.array_equal(decode_stream(Reader(data), len(sym), True, int32=True), v[sym])
+
+
+def _freq_table_bytes(long_form: bool, too_big: bool = False) -> tuple[bytes, np.ndarray]:
+    """A mode-2 stream of 2 symbols whose frequency varints are written by hand: shortest form, or
+    padded to 4 bytes (legal LEB128, not what the encoder writes), or one above the 65536 cap."""
+    vals = np.array([0, 1, 1, 0, 1], np.int64)
+    ref = _dense(vals, False, 4)
+    r = Reader(ref)
+    assert r.u8() == 2 and r.u8() == 4 and r.varint() == 1 and r.varint() == 2
+    bitmap = bytes(r.raw(1))
+    f0, f1 = r.varint(), r.varint()
+    tail = bytes(r.data[r.pos:])
+    w = Writer()
+    w.u8(2), w.u8(4), w.varint(1), w.varint(2), w.raw(bitmap)
+    for f in (f0, f1 if not too_big else 65537):
+        if long_form:
+            w.raw(bytes([(f & 0x7F) | 0x80, ((f >> 7) & 0x7F) | 0x80, ((f >> 14) & 0x7F) | 0x80, 0]))
+        else:
+            w.varint(f)
+    w.raw(tail)
+    return w.getvalue(), vals
+
+
+@pytest.mark.parametrize("long_form", [False, True])
+def test_frequency_table_forms(long_form):
+    data, vals = _freq_table_bytes(long_form)
+    r = Reader(data)
+    assert np.array_equal(decode_stream(r, len(vals), False), vals.astype(np.uint64))
+    r.end()
+
+
+@pytest.mark.parametrize("long_form", [False, True])
+def test_frequency_above_cap_is_refused(long_form):
+    data, vals = _freq_table_bytes(long_form, too_big=True)
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        decode_stream(Reader(data), len(vals), False)
+
+
+def test_truncated_frequency_table_is_refused():
+    data, vals = _freq_table_bytes(False)
+    for cut in range(5, 8):
+        with pytest.raises(DecodeError):
+            decode_stream(Reader(data[:cut]), len(vals), False)
+
+
+def test_shared_context_groups_decode_the_same():
+    rng = np.random.default_rng(3)
+    n = 20000
+    ctx = rng.integers(0, 4, n)
+    streams = [rng.integers(-50, 50, n) * (ctx + 1) for _ in range(3)]
+    data = [_dense(s, True, 6, ctx=ctx, n_ctx=4) for s in streams]
+    g = Groups(ctx, 4)
+    for s, d in zip(streams, data):
+        a = decode_stream(Reader(d), n, True, ctx=ctx, n_ctx=4, int32=True)
+        b = decode_stream(Reader(d), n, True, ctx=g, n_ctx=4, int32=True)
+        assert np.array_equal(a, s) and np.array_equal(b, s)
+
+
+def test_nearly_empty_and_mostly_zero_streams_go_sparse():
+    rng = np.random.default_rng(4)
+    n = 200000
+    v = np.zeros(n, np.int64)
+    v[[17, 90000, 199999]] = [1, -1, 2]
+    assert _code(v)[0] == 3
+    v = np.where(rng.uniform(size=n) < 0.012, rng.choice([-1, 1], n), 0)  # SH degree 2 at quality 3
+    data = _code(v)
+    assert data[0] == 3
+    assert np.array_equal(decode_stream(Reader(data), n, True), v)
+    assert len(data) <= 1.05 * min(len(_dense(v, True, t)) for t in (4, 6, 8))
+
+
+def _code(values, signed=True) -> bytes:
+    w = Writer()
+    put_stream(w, np.asarray(values), signed)
+    return w.getvalue()
+
+
+def _reference_rotations(rot_idx, rot, params):
+    """The rebuild as docs/format.md words it (one np.where per case)."""
+    s = params.rot_step
+    r = np.asarray(rot)
+    c = [r[:, j].astype(np.float64) * s for j in range(3)]
+    ss = c[0] * c[0] + c[1] * c[1] + c[2] * c[2]
+    amax = np.abs(r).max(axis=1).astype(np.float64) * s
+    big = np.maximum(np.sqrt(np.maximum(0.0, 1.0 - ss)), amax + 0.25 * s)
+    idx = np.asarray(rot_idx)
+    q = []
+    for col in range(4):
+        kept = c[min(col, 2)] if col < 3 else c[2]
+        below = c[col - 1] if col >= 1 else c[0]
+        q.append(np.where(idx == col, big, np.where(col < idx, kept, below)))
+    norm = np.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+    return np.stack([x / norm for x in q], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("quality", [0, 2, 3, 5])
+def test_rotation_rebuild_bit_identical(quality):
+    p = QuantParams.from_quality(quality)
+    rng = np.random.default_rng(quality)
+    quats = rng.normal(size=(20000, 4))
+    idx, rot = quantize_rotations(quats, p)
+    m = p.rot_max
+    edge_rot = np.array([[0, 0, 0], [m, m, m], [-m, m, -m], [m, 0, 0], [1, -1, 0]], np.int32)
+    edge = (np.repeat(np.arange(4, dtype=np.uint8), len(edge_rot)), np.tile(edge_rot, (4, 1)))
+    for i, r in ((idx, rot), edge):
+        got = dequantize_rotations(i, r, p)
+        assert np.array_equal(got.view(np.uint32), _reference_rotations(i, r, p).view(np.uint32))
+
+
+def test_sh_dequantisation_same_for_column_and_row_major():
+    g = synthetic_map(3000, 3, seed=5)
+    p = QuantParams.from_quality(3)
+    data, _ = encode_map(g, p)
+    _, q = decode_snapshot(data)
+    assert q.rest.strides[0] == q.rest.itemsize  # the decoder's column-major view
+    a = dequantize_fields(q, p)["sh"]
+    q2 = q.copy()
+    q2.rest = np.ascontiguousarray(q.rest)
+    b = dequantize_fields(q2, p)["sh"]
+    steps = np.concatenate([[np.float32(p.dc_step)], p.rest_steps(16).astype(np.float32)])
+    vals = np.concatenate([q.dc[:, None, :], q.rest], axis=1)
+    ref = vals.astype(np.float32) * steps[None, :, None]
+    assert a.flags.c_contiguous and b.flags.c_contiguous
+    assert np.array_equal(a.view(np.uint32), ref.view(np.uint32))
+    assert np.array_equal(b.view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("quality", [2, 3])
+@pytest.mark.parametrize("deg", [0, 3])
+def test_round_trip_exact_at_bench_qualities(quality, deg):
+    g = synthetic_map(30000, deg, seed=6)
+    p = QuantParams.from_quality(quality)
+    data, _ = encode_map(g, p)
+    _, q = decode_snapshot(data)
+    assert q.equals(to_qmap(g, p))
