@@ -204,3 +204,28 @@ def test_round_trip_exact_at_bench_qualities(quality, deg):
     data, _ = encode_map(g, p)
     _, q = decode_snapshot(data)
     assert q.equals(to_qmap(g, p))
+
+
+@pytest.mark.parametrize("kind", ["constant", "sparse", "direct", "escaped"])
+def test_limit_checked_in_every_mode(kind):
+    """``limit`` (the SH quantisation range) is enforced whatever the stream mode, and values at
+    the limit pass."""
+    n = 5000
+    v = np.zeros(n, np.int64)
+    if kind == "constant":
+        v[:] = -41
+        data = _code(v)
+    elif kind == "sparse":
+        v[[3, 4000]] = [7, -41]
+        data = _code(v)
+    elif kind == "direct":
+        v = np.arange(n) % 83 - 41
+        data = _dense(v, True, 8)
+    else:
+        v = np.arange(n) % 83 - 41
+        data = _dense(v, True, 4)
+    assert data[0] == {"constant": 1, "sparse": 3, "direct": 2, "escaped": 2}[kind]
+    out = np.zeros(n, np.int32)
+    assert np.array_equal(decode_stream(Reader(data), n, True, int32=True, out=out, zeroed=True, limit=41), v)
+    with pytest.raises(DecodeError, match="beyond"):
+        decode_stream(Reader(data), n, True, int32=True, out=np.zeros(n, np.int32), zeroed=True, limit=40)

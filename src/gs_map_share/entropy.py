@@ -315,13 +315,15 @@ def _group(ctx, n_ctx: int):
 
 def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1,
                   int32: bool = False, out: np.ndarray | None = None, zeroed: bool = False,
-                  _nested: bool = False) -> np.ndarray:
+                  limit: int | None = None, _nested: bool = False) -> np.ndarray:
     """Inverse of :func:`encode_stream` / :func:`put_stream`; ``n`` and ``ctx`` come from
     already-decoded structure (``ctx`` may be a :class:`Groups` of it, shared by several streams). With ``int32`` the values must fit in int32 (else
     :class:`DecodeError`) and come back as int32; ``out`` (int32, length n, with ``int32``)
     receives them instead of a new array; ``zeroed``: ``out`` holds zeros already (constant-zero
-    and sparse streams then write only their non-zero values)."""
-    v = _decode(r, n, signed, ctx, n_ctx, int32, _nested, out if int32 else None, zeroed)
+    and sparse streams then write only their non-zero values). ``limit``: every |value| must be at
+    most this (else :class:`DecodeError`), checked on what the stream's structure does not already
+    bound (the constant, the sparse values, the escaped values), so a whole-array scan is rare."""
+    v = _decode(r, n, signed, ctx, n_ctx, int32, _nested, out if int32 else None, zeroed, limit)
     if out is None or v is out:
         return v
     out[...] = v
@@ -334,8 +336,13 @@ _UNZZ64 = _UNZZ32.astype(np.int64)
 _I32_MAX = (1 << 31) - 1
 
 
+def _over(r: Reader, v: np.ndarray, limit: int | None) -> None:
+    if limit is not None and len(v) and (int(v.max()) > limit or int(v.min()) < -limit):
+        raise r.fail(f"value beyond ±{limit}")
+
+
 def _values(r: Reader, sym: np.ndarray, t: int, log2t: int, max_a: int, signed: bool, int32: bool,
-            out: np.ndarray | None) -> np.ndarray:
+            out: np.ndarray | None, limit: int | None = None) -> np.ndarray:
     """Values of a coded stream's symbols (int32, < ``max_a`` ≤ 320, owned by the caller): direct
     symbols by table lookup (into ``out`` when given), then the escaped ones (rare) patched in from
     their mantissa bits. Reads the mantissa blob."""
@@ -362,12 +369,16 @@ def _values(r: Reader, sym: np.ndarray, t: int, log2t: int, max_a: int, signed: 
         ve = unzigzag(u_esc) if signed else u_esc
         if int32 and (int(ve.max()) > _I32_MAX or (signed and int(ve.min()) < -_I32_MAX - 1)):
             raise r.fail("value outside the int32 range")
+        _over(r, ve, limit)
         v[esc] = ve
+    # direct symbols s < min(A, T) have |value| ≤ min(A, T) // 2 (signed) or < min(A, T)
+    if limit is not None and (min(max_a, t) // 2 if signed else min(max_a, t) - 1) > limit:
+        _over(r, v, limit)
     return v
 
 
 def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, nested: bool,
-            out: np.ndarray | None = None, zeroed: bool = False) -> np.ndarray:
+            out: np.ndarray | None = None, zeroed: bool = False, limit: int | None = None) -> np.ndarray:
     """``out``, when given, may receive the values (then it is returned)."""
     mode = r.u8()
     if mode == 0:
@@ -377,6 +388,8 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
     if mode == 1:
         u0 = r.varint((1 << 64) - 1)
         v0 = _finish(r, np.array([u0], np.uint64), signed, int32)
+        if n:
+            _over(r, v0, limit)
         if out is not None:
             if not (zeroed and v0[0] == 0):
                 out.fill(v0[0])
@@ -385,7 +398,7 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
     if mode == 3:
         if nested or ctx is not None:
             raise r.fail("sparse stream not allowed here")
-        return _decode_sparse(r, n, signed, int32, out if zeroed else None)
+        return _decode_sparse(r, n, signed, int32, out if zeroed else None, limit)
     if mode != 2:
         raise r.fail(f"unknown stream mode {mode}")
     if n == 0:
@@ -436,7 +449,7 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
             sym = s
         else:
             sym[order[bounds[c]:bounds[c + 1]]] = s
-    return _values(r, sym, t, log2t, max_a, signed, int32, out)
+    return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
 
 
 def _freqs(r: Reader, k: int) -> np.ndarray | list:
@@ -466,7 +479,8 @@ def _freqs(r: Reader, k: int) -> np.ndarray | list:
     return v
 
 
-def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None = None) -> np.ndarray:
+def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None = None,
+                   limit: int | None = None) -> np.ndarray:
     """Mode 3: ``varint k`` non-zero values, a stream of k gaps (zeros before each), a stream of
     the k values mapped to ``u − 1`` (u = zig-zag for signed streams)."""
     k = r.varint(n)
@@ -482,6 +496,7 @@ def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray
     if int(u.max()) >= (1 << 64) - 1:
         raise r.fail("sparse stream value out of range")
     vals = _finish(r, u.astype(np.uint64) + np.uint64(1), signed, int32)
+    _over(r, vals, limit)
     if out is None or out.dtype != vals.dtype:
         out = np.zeros(n, vals.dtype)
     out[pos] = vals  # ``out`` given: it holds zeros already
