@@ -229,3 +229,108 @@ def test_limit_checked_in_every_mode(kind):
     assert np.array_equal(decode_stream(Reader(data), n, True, int32=True, out=out, zeroed=True, limit=41), v)
     with pytest.raises(DecodeError, match="beyond"):
         decode_stream(Reader(data), n, True, int32=True, out=np.zeros(n, np.int32), zeroed=True, limit=40)
+
+
+def _coefficient_bytes(ch: np.ndarray) -> bytes:
+    from gs_map_share.section import _put_sh_coefficient
+
+    w = Writer()
+    _put_sh_coefficient(w, ch)
+    return w.getvalue()
+
+
+def _decode_coefficient(data: bytes, n: int, limit: int = 1 << 20) -> np.ndarray:
+    from gs_map_share.section import JOINT_MODE, _get_sh_joint
+
+    r = Reader(data, "test")
+    out = np.zeros((3, n), np.int32)
+    if data[0] == JOINT_MODE:
+        _get_sh_joint(r, out, limit)
+    else:
+        for c in range(3):
+            decode_stream(r, n, int32=True, out=out[c], zeroed=True, limit=limit)
+    r.end()
+    return out
+
+
+def test_joint_sh_coefficient_round_trip_with_escapes():
+    """Dense small values (SH degree 1 at quality 3) take the joint form; escapes of all sizes come
+    back exactly."""
+    rng = np.random.default_rng(7)
+    n = 200000
+    ch = np.rint(rng.normal(0, 0.8, (3, n))).astype(np.int32)
+    ch[0, 5], ch[1, 900], ch[2, n - 1] = 40, -300, 7
+    data = _coefficient_bytes(ch)
+    assert data[0] == 4 and 2 <= data[1] <= 6
+    assert np.array_equal(_decode_coefficient(data, n), ch)
+    sep = b"".join(_code(c) for c in ch)
+    assert len(data) <= 1.005 * len(sep) + 64
+    with pytest.raises(DecodeError):  # the escaped 300 is beyond this limit
+        _decode_coefficient(data, n, limit=299)
+
+
+def test_sparse_coefficient_stays_separate():
+    rng = np.random.default_rng(8)
+    n = 50000
+    ch = np.where(rng.uniform(size=(3, n)) < 0.01, 1, 0).astype(np.int32)
+    data = _coefficient_bytes(ch)
+    assert data[0] != 4
+    assert np.array_equal(_decode_coefficient(data, n), ch)
+
+
+@pytest.mark.parametrize("base", [0, 1, 7, 255])
+def test_joint_bad_base_refused(base):
+    rng = np.random.default_rng(9)
+    ch = np.rint(rng.normal(0, 0.8, (3, 200000))).astype(np.int32)
+    data = bytearray(_coefficient_bytes(ch))
+    assert data[0] == 4
+    data[1] = base
+    with pytest.raises(DecodeError):
+        _decode_coefficient(bytes(data), 200000)
+
+
+def test_joint_symbol_beyond_base_cubed_refused():
+    n = 1000
+    j = np.full(n, 3 ** 3 + 1, np.int64)  # above the escape symbol of base 3
+    w = Writer()
+    w.u8(4), w.u8(3)
+    put_stream(w, j, False)
+    for _ in range(3):
+        put_stream(w, np.zeros(0, np.int64))
+    with pytest.raises(DecodeError):
+        _decode_coefficient(w.getvalue(), n)
+
+
+def test_snapshot_with_joint_coefficients_round_trips():
+    import gs_map_share.section as S
+
+    g = synthetic_map(200000, 3, seed=10)
+    p = QuantParams.from_quality(3)
+    data, _ = encode_map(g, p)
+    calls = []
+    orig = S._get_sh_joint
+    S._get_sh_joint = lambda r, out, limit: (calls.append(1), orig(r, out, limit))[1]
+    try:
+        _, q = decode_snapshot(data)
+    finally:
+        S._get_sh_joint = orig
+    assert calls  # degree-1 coefficients at quality 3 take the joint form
+    assert q.equals(to_qmap(g, p))
+
+
+def test_mutated_joint_coefficient_raises_only_decode_error():
+    rng = np.random.default_rng(11)
+    n = 200000
+    ch = np.rint(rng.normal(0, 0.8, (3, n))).astype(np.int32)
+    data = _coefficient_bytes(ch)
+    assert data[0] == 4
+    for _ in range(60):
+        m = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(0, min(len(m), 400))) if rng.uniform() < 0.7 else int(rng.integers(0, len(m)))
+            m[i] = int(rng.integers(0, 256))
+        cut = len(m) if rng.uniform() < 0.8 else int(rng.integers(1, len(m)))
+        try:
+            _decode_coefficient(bytes(m[:cut]), n)
+        except DecodeError:
+            pass
