@@ -390,6 +390,8 @@ def _centres(tiles, node_tile, node_code, d, D, params, off) -> np.ndarray:
 # -- SH coefficients: three colour channels, separately or as one joint stream -------------------------
 JOINT_MODE = 4  # a stream-mode byte no plain stream uses: "the three channels of this coefficient, joint"
 JOINT_BASES = (2, 3, 4, 5, 6)
+
+
 def _sym_ns(a: int) -> float:
     """Rough entropy-decoder cost of one symbol (ns) for an alphabet of ``a`` (binary search)."""
     return 8.0 + 2.5 * np.log2(max(a, 2))

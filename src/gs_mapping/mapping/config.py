@@ -83,7 +83,7 @@ class OptimConfig:
     lr_sh: float = param(0.005, "Adam learning rate of the SH coefficients", (0.0, 1.0))
     newest_fraction: float = param(0.4, "The newest keyframe is sampled this often (the rest of the window "
                                         "shares the remainder).", (0.0, 1.0))
-    refine_iterations: int = param(400, "After the last frame: this many iterations over the kept keyframes"
+    refine_iterations: int = param(800, "After the last frame: this many iterations over the kept keyframes"
                                         " (0 = none), like the final refinement of RGB-D Gaussian SLAM "
                                         "systems. Counted in the whole-bag time, not per keyframe.",
                                    (0, 1000000))
@@ -136,9 +136,11 @@ class LevelsConfig:
     Gaussian takes the coarsest level l whose voxel (edge base_voxel_m / 2^l, fixed grid in the map
     frame) holds no level-l Gaussian yet, else the finest level; the codec sends coarse levels first.
     The multi-level loss also renders only levels <= l (l drawn from the coarser levels) against the
-    same target, so a prefix of the levels is a usable map on its own. Defaults from
-    bench/results/mapping_levels.md (kitchen bag): levels <= 1 hold ~7 % of the Gaussians, and the
-    loss costs the full map < 0.3 dB there (voxel 0.4 m or weight 0.5 cost 0.4-0.5 dB)."""
+    same target, so a prefix of the levels is a usable map on its own. Defaults from the kitchen bag
+    (bench/results/mapping_levels.md): levels <= 1 hold ~7 % of the Gaussians (~10 % of a snapshot's
+    bytes). Weight 1.0 brings them to 2.4-2.8 dB below the full map (weight 0.25: 3.9 dB) at a cost of
+    ~0.3 dB to the full map, which the longer final refinement (optim.refine_iterations 800) mostly
+    recovers; seed-to-seed spread of the full map's PSNR is ~0.5 dB."""
 
     count: int = param(4, "Number of octree levels (1 = every Gaussian at level 0: no levels).", (1, 16))
     base_voxel_m: float = param(0.3, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.",
@@ -148,7 +150,7 @@ class LevelsConfig:
                                      "its voxel edge, so coarse levels alone cover the surfaces (0 = "
                                      "seeded like the rest).", (0.0, 10.0))
     multi_level_loss: bool = param(True, "Add the loss of renders restricted to levels <= l.")
-    loss_weight: float = param(0.25, "Weight of a coarse render's loss relative to the full render's.",
+    loss_weight: float = param(1.0, "Weight of a coarse render's loss relative to the full render's.",
                                (0.0, 100.0))
     loss_every: int = param(2, "Every n-th optimisation iteration adds one coarse render.", (1, 1000))
 
