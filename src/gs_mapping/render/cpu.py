@@ -27,6 +27,8 @@ How (CPU-friendly, all vectorised):
   go front to back in blocks of ``BLOCK`` entries carrying the transmittance, and a tile stops once all
   its pixels are saturated (gsplat's early exit); the backward then only revisits the entries each tile
   reached. Memory is bounded by the chunk size, never pixels × Gaussians for the whole image.
+* Chunks write disjoint tiles and pairs, so they are composited on worker threads (set_workers;
+  torch ops release the GIL); the result does not depend on the number of workers.
 * Backward recomputes each chunk (nothing image-sized is saved) and uses the closed form
 
       dL/dα_j = T_j g_j − (Σ_{k>j} w_k g_k) / (1 − α_j),   g_j = F_j · dL/dout
