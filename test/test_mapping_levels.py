@@ -20,6 +20,7 @@ from gs_mapping.mapping.levels import LevelSubset, assign_levels, level_fraction
 from gs_mapping.mapping.optimizer import WindowOptimizer, make_view
 from gs_mapping.mapping.params import TorchGaussians
 from gs_mapping.ply import load_ply, save_ply
+from mapper_configs import small_cpu_config
 
 W, H = 48, 36
 
@@ -38,11 +39,7 @@ def _frame(x: float, i: int = 0, f: float = 1.0) -> Frame:
 
 
 def _cfg(multi_level: bool = True, **levels) -> MapperConfig:
-    cfg = MapperConfig()
-    cfg.device = cfg.backend = "cpu"
-    cfg.keyframe.max_gap = 1
-    cfg.optim.iterations = cfg.optim.first_iterations = 3
-    cfg.seeding.stride = 2
+    cfg = small_cpu_config(3)
     cfg.levels.base_voxel_m = 0.4
     cfg.levels.multi_level_loss = multi_level
     for k, v in levels.items():

@@ -10,6 +10,7 @@ from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
 from gs_mapping.mapping.keyframes import KeyframeSelector
 from gs_mapping.mapping.config import KeyframeConfig
 from gs_mapping.mapping.params import FIELDS
+from mapper_configs import small_cpu_config
 
 W, H = 48, 36
 
@@ -27,14 +28,10 @@ def _frame(x: float, i: int = 0) -> Frame:
 
 
 def _cfg(**optim) -> MapperConfig:
-    cfg = MapperConfig()
-    cfg.device = "cpu"
-    cfg.backend = "cpu"
-    cfg.keyframe.max_gap = 1
+    cfg = small_cpu_config()
     cfg.optim.iterations = optim.get("iterations", 3)
     cfg.optim.first_iterations = optim.get("first_iterations", 3)
     cfg.optim.render_scale = 1.0
-    cfg.seeding.stride = 2
     return cfg
 
 

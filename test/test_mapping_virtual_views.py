@@ -13,6 +13,7 @@ from gs_mapping.errors import ConfigError
 from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
 from gs_mapping.mapping.optimizer import TrainView
 from gs_mapping.mapping.virtual_views import displaced_pose, reproject, virtual_views
+from mapper_configs import small_cpu_config
 
 W, H, F = 48, 36, 40.0
 K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
@@ -126,12 +127,8 @@ def _mapper(enabled: bool, calls: list | None = None, **vv) -> IncrementalMapper
             calls.append(-float(viewmat[0, 3]))  # camera x in the map (identity rotation)
         return rasterize(means, quats, scales, opac, sh, viewmat, K, w, h, **kw)
 
-    cfg = MapperConfig()
-    cfg.device = cfg.backend = "cpu"
-    cfg.keyframe.max_gap = 1
-    cfg.optim.iterations = cfg.optim.first_iterations = 8
+    cfg = small_cpu_config(8)
     cfg.optim.refine_iterations = 0
-    cfg.seeding.stride = 2
     cfg.virtual_views.enabled = enabled
     for k, v in vv.items():
         setattr(cfg.virtual_views, k, v)
