@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gs_map_share.container import unpack
 from gs_map_share.errors import DecodeError, EncodeError
-from gs_map_share.quantize import QuantParams, dequantize, quantize, to_qmap
+from gs_map_share.quantize import QuantParams, canonical_rotations, dequantize_rotations, dequantize, quantize, quantize_rotations, stable_rotations, to_qmap
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
 from gs_map_share.synthetic import synthetic_map
 from gs_mapping.gaussians import GaussianMap
@@ -47,9 +47,37 @@ def test_quantisation_error_bounds():
     assert np.abs(qg.opacity_logits - g.opacity_logits).max() <= p.opacity_step / 2 + 1e-6
     assert np.abs(qg.log_scales - g.log_scales).max() <= p.scale_step / 2 + 1e-6
     assert np.abs(qg.sh[:, 0] - g.sh[:, 0]).max() <= p.dc_step / 2 + 1e-6
-    dots = np.abs((qg.quats.astype(np.float64) * g.quats).sum(1))
-    assert dots.min() > 0.999
+    # rotations: the same ellipsoid (the quantised rotation may be another of its four quaternions)
+    assert _covariance_error(g.quats, qg.quats, g.log_scales) < 0.1
     qg.validate()
+
+
+def _covariance_error(qa, qb, log_scales) -> float:
+    """Largest relative difference of R S² Rᵀ between two rotations of the same scales."""
+    from gs_mapping.geometry import quat_to_matrix
+    s2 = np.exp(2 * log_scales.astype(np.float64))
+    ca, cb = (np.einsum("nij,nj,nkj->nik", quat_to_matrix(q.astype(np.float64)), s2, quat_to_matrix(q.astype(np.float64)))
+              for q in (qa / np.linalg.norm(qa, axis=1, keepdims=True), qb / np.linalg.norm(qb, axis=1, keepdims=True)))
+    return float((np.abs(ca - cb).max(axis=(1, 2)) / s2.max(1)).max())
+
+
+def test_canonical_rotation_is_the_same_ellipsoid_with_w_dropped():
+    rng = np.random.default_rng(7)
+    q = rng.normal(size=(5000, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q[:50, 1] = q[:50, 3]  # exact ties of the largest components
+    ls = rng.normal(-3, 1, (5000, 3))
+    p = QuantParams()
+    idx, rot = quantize_rotations(q, p)
+    ci, cr = canonical_rotations(idx, rot)
+    assert np.all(ci == 3) and np.abs(cr).max() <= p.rot_max
+    a, b = dequantize_rotations(idx, rot, p), dequantize_rotations(ci, cr, p)
+    assert _covariance_error(a, b, ls) < 1e-6  # the same ellipsoid, only permuted and negated
+    assert np.all(np.abs(b[:, 3]) > np.abs(b[:, :3]).max(1))
+    # a code that survives re-encoding still does once canonical
+    si, sr = canonical_rotations(*stable_rotations(q, p))
+    ri2, rr2 = quantize_rotations(dequantize_rotations(si, sr, p), p)
+    assert np.all(ri2 == 3) and np.array_equal(rr2, sr)
 
 
 def test_quantize_is_idempotent_on_typical_maps():

@@ -1,5 +1,5 @@
 """gs_map_share decoder speed paths: each fast path gives exactly what the plain computation gives
-(table-lookup values with escapes patched in, vectorised frequency tables, shared context groups,
+(table-lookup values with escapes patched in, shared context groups,
 block-wise SH dequantisation, rotation rebuild), and the encoder's sparse/alphabet choices."""
 from __future__ import annotations
 
@@ -69,49 +69,6 @@ def test_zigzag_table_matches_arithmetic():
     assert np.array_equal(zigzag(v), u)
     data = _dense(v[sym], True, 8)
     assert np.array_equal(decode_stream(Reader(data), len(sym), True, int32=True), v[sym])
-
-
-def _freq_table_bytes(long_form: bool, too_big: bool = False) -> tuple[bytes, np.ndarray]:
-    """A mode-2 stream of 2 symbols whose frequency varints are written by hand: shortest form, or
-    padded to 4 bytes (legal LEB128, not what the encoder writes), or one above the 65536 cap."""
-    vals = np.array([0, 1, 1, 0, 1], np.int64)
-    ref = _dense(vals, False, 4)
-    r = Reader(ref)
-    assert r.u8() == 2 and r.u8() == 4 and r.varint() == 1 and r.varint() == 2
-    bitmap = bytes(r.raw(1))
-    f0, f1 = r.varint(), r.varint()
-    tail = bytes(r.data[r.pos:])
-    w = Writer()
-    w.u8(2), w.u8(4), w.varint(1), w.varint(2), w.raw(bitmap)
-    for f in (f0, f1 if not too_big else 65537):
-        if long_form:
-            w.raw(bytes([(f & 0x7F) | 0x80, ((f >> 7) & 0x7F) | 0x80, ((f >> 14) & 0x7F) | 0x80, 0]))
-        else:
-            w.varint(f)
-    w.raw(tail)
-    return w.getvalue(), vals
-
-
-@pytest.mark.parametrize("long_form", [False, True])
-def test_frequency_table_forms(long_form):
-    data, vals = _freq_table_bytes(long_form)
-    r = Reader(data)
-    assert np.array_equal(decode_stream(r, len(vals), False), vals.astype(np.uint64))
-    r.end()
-
-
-@pytest.mark.parametrize("long_form", [False, True])
-def test_frequency_above_cap_is_refused(long_form):
-    data, vals = _freq_table_bytes(long_form, too_big=True)
-    with pytest.raises(DecodeError, match="exceeds the limit"):
-        decode_stream(Reader(data), len(vals), False)
-
-
-def test_truncated_frequency_table_is_refused():
-    data, vals = _freq_table_bytes(False)
-    for cut in range(5, 8):
-        with pytest.raises(DecodeError):
-            decode_stream(Reader(data[:cut]), len(vals), False)
 
 
 def test_shared_context_groups_decode_the_same():

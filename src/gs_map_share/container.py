@@ -15,7 +15,7 @@ from .errors import DecodeError
 from .quantize import QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 1
+VERSION = 2
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 

@@ -18,8 +18,7 @@ Layout of one stream (all varints unsigned LEB128)::
     u8 log2_T         direct-symbol bound T = 2**log2_T (1..256)
     varint contexts   C
     per context:      varint A (alphabet size, 0 = no values in this context),
-                      ceil(A/8) bytes presence bitmap (bit i of byte i//8 = symbol i present),
-                      varint frequency per present symbol,
+                      the frequency table (see :mod:`.tables`),
                       varint n_words, n_words × u32 ANS words
     varint n_bytes, n_bytes mantissa bits (LSB first, values in stream order)
     -- mode 3 (no contexts; mostly-zero streams) --
@@ -33,6 +32,7 @@ import constriction
 import numpy as np
 
 from .bitio import Reader, Writer
+from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
 from .errors import DecodeError
 
 DECODE_BITS_PER_STEP = 1 / 256  # see Stats.best: ≈ 0.1 % of a 4-bit symbol per search step
@@ -170,7 +170,7 @@ class Stats:
         mant = float((esc_bl * np.maximum(np.arange(65) - 1, 0)).sum())
         c = counts[counts > 0]
         p = c / c.sum()
-        return float(-(c * np.log2(p)).sum() + mant + 24 * len(c))
+        return float(-(c * np.log2(p)).sum() + mant + TABLE_BITS_PER_SYMBOL * len(c))
 
     def best(self) -> tuple[int, float]:
         """(log2 T, estimated bits) of the cheapest bound, where a value's decoding time counts a
@@ -280,12 +280,8 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
         freq = _freq_table(s)
         if len(freq) < 2:  # constriction's categorical needs two symbols at least
             freq = np.append(freq, 0)
-        a = len(freq)
-        w.varint(a)
-        present = freq > 0
-        w.raw(np.packbits(present, bitorder="little").tobytes())
-        for f in freq[present].tolist():
-            w.varint(f)
+        w.varint(len(freq))
+        freq = put_table(w, freq, len(s))
         coder = constriction.stream.stack.AnsCoder()
         coder.encode_reverse(s.astype(np.int32), _model(freq))
         words = coder.get_compressed()
@@ -428,11 +424,7 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
         if a < 2:
             raise r.fail("alphabet of one symbol")
         max_a = max(max_a, a)
-        present = np.unpackbits(np.frombuffer(r.raw((a + 7) // 8), np.uint8), bitorder="little")[:a]
-        freq = np.zeros(a, np.int64)
-        freq[present.astype(bool)] = _freqs(r, int(present.sum()))
-        if freq.sum() <= 0:
-            raise r.fail("frequency table sums to zero")
+        freq = get_table(r, a)
         nw = r.varint(r.remaining // 4)
         words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
         if m == 0:
@@ -450,33 +442,6 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
         else:
             sym[order[bounds[c]:bounds[c + 1]]] = s
     return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
-
-
-def _freqs(r: Reader, k: int) -> np.ndarray | list:
-    """``k`` varint frequencies (each ≤ 65536), parsed in one vectorised step when every one is in
-    its shortest form of 1–3 bytes (what encoders write), else one by one (same values and limits)."""
-    avail = min(3 * k, r.remaining)
-    buf = np.frombuffer(r.data[r.pos:r.pos + avail], np.uint8)
-    ends = np.flatnonzero(buf < 0x80)[:k]
-    if k == 0 or len(ends) < k:
-        return [r.varint(_FREQ_TOTAL) for _ in range(k)]
-    starts = np.empty(k, np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    length = ends - starts + 1
-    if int(length.max()) > 3:
-        return [r.varint(_FREQ_TOTAL) for _ in range(k)]
-    b = buf.astype(np.int64)
-    v = b[ends]  # the last (most significant) group, then the groups before it, high to low
-    two, three = length >= 2, length == 3
-    v[two] <<= 7
-    v[two] |= b[ends[two] - 1] & 0x7F
-    v[three] <<= 7
-    v[three] |= b[ends[three] - 2] & 0x7F
-    if int(v.max()) > _FREQ_TOTAL:
-        raise r.fail(f"value {int(v.max())} exceeds the limit {_FREQ_TOTAL}")
-    r.pos += int(ends[-1]) + 1
-    return v
 
 
 def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None = None,

@@ -11,7 +11,8 @@ Lattices
 - opacity logit, log-scales, SH DC, higher SH: uniform steps (``v = rint(x / step)``), clamped.
 - rotation: "smallest three": index of the largest |component| (made positive) plus the other three
   on a lattice of ``2**(rot_bits-1) - 1`` steps per 1/sqrt(2); decoded by ``sqrt(1 - Σc²)`` and a
-  normalisation.
+  normalisation. The encoder then moves every code to the equivalent quaternion whose dropped
+  component is w (:func:`canonical_rotations`), so the index is always 3.
 """
 from __future__ import annotations
 
@@ -175,7 +176,7 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     pos = pos.astype(np.int64)
     op = _lattice(gmap.opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
     scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
-    rot_idx, rot = stable_rotations(gmap.quats, params)
+    rot_idx, rot = canonical_rotations(*stable_rotations(gmap.quats, params))
     # a Gaussian whose three quantised scales are equal is a sphere: every rotation renders the same,
     # so it gets the identity, which the entropy coder makes almost free (common in fitted maps)
     sphere = (scale[:, 0] == scale[:, 1]) & (scale[:, 1] == scale[:, 2])
@@ -202,6 +203,25 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
 
 def _lattice(x, lo: float, hi: float, step: float) -> np.ndarray:
     return np.rint(np.clip(np.asarray(x, np.float64), lo, hi) / step).astype(np.int32)
+
+
+def canonical_rotations(rot_idx: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each smallest-three code replaced by the code, of the four quaternions that render the same
+    Gaussian (q, q·i, q·j, q·k: a half-turn about one of its own axes maps the ellipsoid onto
+    itself), whose dropped component is w. Exact on the lattice (the kept components are only
+    permuted and negated; the rebuilt one lands in w), so the index stream becomes constant and a
+    code that survives re-encoding (:func:`stable_rotations`) still does."""
+    idx = np.asarray(rot_idx).copy()
+    out = np.asarray(rot).copy()
+    a, b, c = (out[:, j].copy() for j in range(3))  # the kept components, in x, y, z, w order
+    # largest x: q·i, then −q (w ≥ 0): (−w, −z, y); largest y: q·j, −q: (z, −w, −x);
+    # largest z: q·k, −q: (−y, x, −w)
+    for k, comps in ((0, (-c, -b, a)), (1, (b, -c, -a)), (2, (-b, a, -c))):
+        m = idx == k
+        if m.any():
+            out[m] = np.stack([v[m] for v in comps], 1)
+    idx[:] = 3
+    return idx, out
 
 
 def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:

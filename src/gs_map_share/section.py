@@ -21,7 +21,8 @@ from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
 from .errors import DecodeError
-from .quantize import MAX_LATTICE, QMap, QuantParams, dequantize, dequantize_fields, quantize_rotations
+from .quantize import (MAX_LATTICE, QMap, QuantParams, canonical_rotations, dequantize, dequantize_fields,
+                       quantize_rotations)
 
 LEVEL_RATIO = 8  # target node-count ratio between successive levels of detail
 MIN_BITS_PER_GAUSSIAN = 1  # decoders refuse counts above 8 × container bytes (+4096): no lying header
@@ -359,7 +360,7 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
         off = np.clip(np.floor((mean - lo + 0.5) / cell * (1 << b)), 0, (1 << b) - 1).astype(np.int32)
         centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
-        ri, rq = quantize_rotations(qv, params)
+        ri, rq = canonical_rotations(*quantize_rotations(qv, params))
         out[d] = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int32),
                         np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32), ri, rq,
                         np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32), off)

@@ -1,0 +1,134 @@
+"""Frequency tables of coded streams, written compactly.
+
+A coded stream carries one table of A symbol frequencies per context. Small maps and deltas have
+many short streams, where a plain table (a varint per symbol) can outweigh the data it models, so a
+table is written as bits:
+
+    u8 P          significant bits kept per frequency, 1..17
+    blob          bits, LSB-first. For each symbol i = 0..A-1, with e_i the bit length of its
+                  frequency (0 for an absent symbol) and e_-1 = 0:
+                  z_i = zigzag(e_i - e_{i-1}) as exp-Golomb of order 0 (m - 1 zero bits, a one
+                  bit, then the m - 1 bits of z_i + 1 below its leading one, low bit first;
+                  m = bit length of z_i + 1); then, when k_i = min(e_i, P) ≥ 2, the k_i - 1 bits of
+                  the frequency below its leading one that are kept (low bit first)
+
+The decoder rebuilds f_i = 0 for e_i = 0, else ``top << d`` plus half of the dropped range
+(``1 << (d - 1)`` when d > 0), where d = e_i - k_i and ``top`` = the leading one and the kept bits.
+The encoder picks P per table for the smallest table plus estimated data, and codes the data with
+the rebuilt frequencies: both sides use the same model, and a present symbol never rebuilds to 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .bitio import Reader, Writer
+
+MAX_FREQ_BITS = 17  # frequencies are at most 2**16 (entropy._FREQ_TOTAL), i.e. 17 bits
+TABLE_BITS_PER_SYMBOL = 8  # the encoder's size estimate for a present symbol's table entry
+
+
+def _bitlen(x: np.ndarray) -> np.ndarray:
+    """Bit length of small non-negative int64 values (< 2**32)."""
+    x = np.asarray(x, np.int64).copy()
+    b = np.zeros(x.shape, np.int64)
+    for s in (16, 8, 4, 2, 1):
+        m = x >= (1 << s)
+        b += m * s
+        x = np.where(m, x >> s, x)
+    return b + (x > 0)
+
+
+def _rebuild(f: np.ndarray, e: np.ndarray, p: int) -> np.ndarray:
+    k = np.minimum(e, p)
+    d = e - k
+    top = f >> d
+    return np.where(e > 0, (top << d) + np.where(d > 0, 1 << np.maximum(d - 1, 0), 0), 0)
+
+
+def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.ndarray:
+    """Write the table of ``freq`` (int, each ≤ 2**16) and return the frequencies the decoder will
+    rebuild (code the data with those). ``n_values``: how many values the table models (freq may
+    be scaled down from their counts), to weigh table bits against data bits."""
+    f = np.asarray(freq, np.int64)
+    e = _bitlen(f)
+    z = np.diff(e, prepend=0)
+    z = (z << 1) ^ (z >> 63)
+    eg_bits = int((2 * _bitlen(z + 1) - 1).sum())
+    total = float(f.sum())
+    scale = (n_values or total) / total
+    present = f > 0
+    best = None
+    for p in range(1, MAX_FREQ_BITS + 1):
+        rec = _rebuild(f, e, p)
+        mant = int(np.maximum(np.minimum(e, p) - 1, 0).sum())
+        data = -float((f[present] * np.log2(rec[present] / rec.sum())).sum()) * scale
+        cost = eg_bits + mant + data
+        if best is None or cost < best[0] - 1e-9:
+            best = (cost, p, rec)
+        if p >= int(e.max()):
+            break  # nothing is dropped from here on
+    _, p, rec = best
+    acc, pos = 0, 0
+    for zi, ei, fi in zip(z.tolist(), e.tolist(), f.tolist()):
+        m = (zi + 1).bit_length()
+        pos += m - 1  # zeros
+        acc |= 1 << pos
+        pos += 1
+        acc |= ((zi + 1) & ((1 << (m - 1)) - 1)) << pos
+        pos += m - 1
+        k = min(ei, p)
+        if k >= 2:
+            acc |= ((fi >> (ei - k)) & ((1 << (k - 1)) - 1)) << pos
+            pos += k - 1
+    w.u8(p)
+    w.blob(acc.to_bytes((pos + 7) // 8, "little"))
+    return rec
+
+
+def get_table(r: Reader, a: int) -> np.ndarray:
+    """Inverse of :func:`put_table`: ``a`` rebuilt frequencies (int64), or :class:`DecodeError`."""
+    p = r.u8()
+    if not 1 <= p <= MAX_FREQ_BITS:
+        raise r.fail(f"table precision {p} outside 1..{MAX_FREQ_BITS}")
+    blob = r.blob()
+    bits = np.unpackbits(np.frombuffer(blob, np.uint8), bitorder="little").tolist()
+    nb = len(bits)
+    pos, e = 0, 0
+    out = [0] * a
+
+    def take(n: int) -> int:
+        nonlocal pos
+        if pos + n > nb:
+            raise r.fail("frequency table runs past its bits")
+        v = 0
+        for j in range(n):
+            v |= bits[pos + j] << j
+        pos += n
+        return v
+    for i in range(a):
+        m = 1
+        while True:
+            if pos >= nb:
+                raise r.fail("frequency table runs past its bits")
+            if bits[pos]:
+                break
+            pos += 1
+            m += 1
+            if m > 7:  # z ≤ 2·17 needs at most 6 bits
+                raise r.fail("frequency table entry too long")
+        pos += 1
+        z = ((1 << (m - 1)) | take(m - 1)) - 1
+        e += (z >> 1) ^ -(z & 1)
+        if not 0 <= e <= MAX_FREQ_BITS:
+            raise r.fail(f"frequency bit length {e} outside 0..{MAX_FREQ_BITS}")
+        if e:
+            k = min(e, p)
+            top = (1 << (k - 1)) | take(k - 1)
+            d = e - k
+            out[i] = (top << d) + ((1 << (d - 1)) if d else 0)
+    if (pos + 7) // 8 != len(blob):
+        raise r.fail("frequency table has trailing bytes")
+    freq = np.array(out, np.int64)
+    if freq.sum() <= 0:
+        raise r.fail("frequency table sums to zero")
+    return freq
