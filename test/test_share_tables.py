@@ -85,6 +85,11 @@ def test_bad_tables_are_refused(mutate, msg):
 def test_all_zero_and_overlong_tables_are_refused():
     w = Writer()
     w.u8(4)
+    w.blob(bytes(100))  # far more bytes than 2 entries can use: refused before unpacking
+    with pytest.raises(DecodeError, match="100 bytes for 2 symbols"):
+        tables.get_table(Reader(w.getvalue()), 2)
+    w = Writer()
+    w.u8(4)
     w.blob(bytes([0xFF]))  # eight ones: z = 0 each → every bit length 0 → sums to zero
     with pytest.raises(DecodeError, match="sums to zero"):
         tables.get_table(Reader(w.getvalue()), 8)

@@ -25,6 +25,7 @@ from .bitio import Reader, Writer
 
 MAX_FREQ_BITS = 17  # frequencies are at most 2**16 (entropy._FREQ_TOTAL), i.e. 17 bits
 TABLE_BITS_PER_SYMBOL = 8  # the encoder's size estimate for a present symbol's table entry
+_MAX_ENTRY_BITS = 11 + MAX_FREQ_BITS - 1  # exp-Golomb of z ≤ 34 (11 bits) + kept bits
 
 
 def _bitlen(x: np.ndarray) -> np.ndarray:
@@ -91,6 +92,8 @@ def get_table(r: Reader, a: int) -> np.ndarray:
     if not 1 <= p <= MAX_FREQ_BITS:
         raise r.fail(f"table precision {p} outside 1..{MAX_FREQ_BITS}")
     blob = r.blob()
+    if len(blob) > (a * _MAX_ENTRY_BITS + 7) // 8:  # before unpacking: no allocation sized by a lie
+        raise r.fail(f"frequency table of {len(blob)} bytes for {a} symbols")
     bits = np.unpackbits(np.frombuffer(blob, np.uint8), bitorder="little").tolist()
     nb = len(bits)
     pos, e = 0, 0
