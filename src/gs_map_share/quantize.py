@@ -58,9 +58,8 @@ class QuantParams:
     def from_quality(quality: int = 2, pos_step: float | None = None) -> "QuantParams":
         """Quality 0 (smallest) … 5 (finest). 2 is the CLI default (1 mm positions; its rendering
         distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
-        defaults are quality 3. Quality 0 is for thin links: 6 mm positions and coarse attributes,
-        chosen on the mapper's kitchen map (≈ 5.5 B/Gaussian at SH 0, ≈ 0.3 dB below the original
-        against the real held-out images)."""
+        defaults are quality 3. Quality 0 is for thin links: 6 mm positions and coarse attributes
+        (sizes and held-out PSNR per quality on the mapper's kitchen map: bench/results/codec.md)."""
         table = {
             0: dict(pos_step=0.006, opacity_step=1 / 3, scale_step=1 / 5, rot_bits=4,
                     dc_step=1 / (20 * SH_C0), rest_step=1 / 4),
