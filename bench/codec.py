@@ -236,25 +236,35 @@ def fuzz(n_cases: int, seed=0) -> dict:
             "caught_by_safety_net": net, "seconds": time.time() - t0}
 
 
+def heldout_scorer(path: str, bag: str, holdout_every: int = 5):
+    """(mapper metrics, held-out frames, psnr(map) → mean dB) for a map fitted on ``bag``: the views
+    the mapper held out (from its metrics.json beside the PLY, else every ``holdout_every``-th frame),
+    seen from the calibrated colour camera when the map was fitted with calibrate_color, as the
+    mapper's own held-out PSNR is."""
+    from gs_mapping.mapping.frames import read_frames
+    from gs_mapping.render import render
+    meta = Path(path).with_name("metrics.json")
+    mm = json.loads(meta.read_text()) if meta.exists() else {}
+    held = {v["index"] for v in mm.get("heldout", {}).get("per_view", [])}
+    frames = [f for f in read_frames(bag)
+              if (f.index in held if held else f.index % holdout_every == holdout_every - 1)]
+    cal = mm.get("color_calibration")
+    if cal:
+        from gs_mapping.mapping.calibration import ColorCalibration
+        c = ColorCalibration(cal["focal_scale"], cal["dcx"], cal["dcy"], tuple(cal["t_depth_color"]))
+        frames = [c.register(f) for f in frames]
+
+    def psnr_real(m):
+        return float(np.mean([psnr(render(m, f.camera, backend="cpu").numpy()[0], f.rgb) for f in frames]))
+    return mm, frames, psnr_real
+
+
 def fitted_map_figures(path: str, bag: str, levels: int, repeats: int, holdout_every: int = 5) -> dict:
     """A map fitted by the mapper on the kitchen bag: sizes per quality, and rendering PSNR against
     the real held-out images (every ``holdout_every``-th frame, index % n == n - 1, as the mapper
     holds out), original map vs decoded map, per level too."""
-    from gs_mapping.mapping.frames import read_frames
-    from gs_mapping.render import render
     g = load_ply(path)
-    meta = Path(path).with_name("metrics.json")
-    mm = json.loads(meta.read_text()) if meta.exists() else {}
-    held = {v["index"] for v in mm.get("heldout", {}).get("per_view", [])}  # the views the mapper scored
-    frames = [f for f in read_frames(bag)
-              if (f.index in held if held else f.index % holdout_every == holdout_every - 1)]
-    cal = mm.get("color_calibration")
-    if cal:  # the map was fitted with calibrate_color: score it from the calibrated colour camera, as
-        from gs_mapping.mapping.calibration import ColorCalibration  # the mapper's own held-out PSNR is
-        c = ColorCalibration(cal["focal_scale"], cal["dcx"], cal["dcy"], tuple(cal["t_depth_color"]))
-        frames = [c.register(f) for f in frames]
-    def psnr_real(m):
-        return float(np.mean([psnr(render(m, f.camera, backend="cpu").numpy()[0], f.rgb) for f in frames]))
+    mm, frames, psnr_real = heldout_scorer(path, bag, holdout_every)
     out = {"path": path, "gaussians": len(g), "sh_degree": g.sh_degree, "heldout_views": len(frames),
            "gaussians_per_mapper_level": np.bincount(g.levels).tolist()}
     if mm:
