@@ -32,8 +32,8 @@ import constriction
 import numpy as np
 
 from .bitio import Reader, Writer
-from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
 from .errors import DecodeError
+from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
 
 DECODE_BITS_PER_STEP = 1 / 256  # see Stats.best: ≈ 0.1 % of a 4-bit symbol per search step
 _FREQ_TOTAL = 1 << 16  # frequency tables are scaled to at most this total (compact, exact)
