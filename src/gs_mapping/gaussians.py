@@ -256,6 +256,11 @@ class GaussianMap:
         self._reset_changes()
         return out
 
+    def nbytes(self) -> int:
+        """Bytes held: every field, the ids, and the change record (~64 bytes per set entry)."""
+        record = sum(len(x) for x in (self._added, self._updated, self._removed, self._tiles))
+        return sum(getattr(self, n).nbytes for n in _FIELDS + ("ids",)) + 64 * record
+
     def _bound_record(self) -> None:
         """Keep the change record's memory bounded when nobody takes it (an offline mapping run, a long
         drive): removed ids and touched tiles only grow, so once they outnumber the map (and a floor)

@@ -224,12 +224,9 @@ class IncrementalMapper:
         p = self.params
         par = tensors(*p.parameters().values(), *p.adam_m.values(), *p.adam_v.values(), p.adam_t)
         par += p.levels.nbytes + p.contrib.nbytes
-        g = self.gmap
-        record = sum(len(x) for x in (g._added, g._updated, g._removed, g._tiles)) * 64  # ~ per set entry
         views = {id(v): v for v in [*self.window, *self.history, *(v for vs in self.virtual for v in vs)]}
         return {"params": par,
-                "map": sum(getattr(g, f).nbytes for f in ("means", "quats", "log_scales", "opacity_logits",
-                                                          "sh", "ids", "levels")) + record,
+                "map": self.gmap.nbytes(),
                 "keyframes": sum(tensors(v.rgb, v.depth, v.mask) for v in views.values())}
 
     # -- evaluation --------------------------------------------------------------------------------
