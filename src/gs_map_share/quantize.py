@@ -179,8 +179,7 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     # a Gaussian whose three quantised scales are equal is a sphere: every rotation renders the same,
     # so it gets the identity, which the entropy coder makes almost free (common in fitted maps)
     sphere = (scale[:, 0] == scale[:, 1]) & (scale[:, 1] == scale[:, 2])
-    rot_idx[sphere] = 3
-    rot[sphere] = 0
+    rot[sphere] = 0  # (the index is already 3: canonical_rotations)
     dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     # higher SH (most of the data) in float32: quantising is the encoder's choice, the decoder only
     # reads the integers; float32(v·s)/s rounds back to v, so re-encoding stays lossless
@@ -247,9 +246,6 @@ def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarr
         c /= params.rot_step
         rot[:, j] = np.clip(np.rint(c), -m, m)
     return idx, rot
-
-
-_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
 
 
 def stable_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
