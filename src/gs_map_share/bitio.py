@@ -14,6 +14,18 @@ def crc32c(data, value: int = 0) -> int:
     return _crc32c.crc32c(data, value)
 
 
+def pack_bits(vals: np.ndarray, nbits: np.ndarray) -> bytes:
+    """Values (uint64) of ``nbits`` bits each (0 allowed), concatenated LSB-first, low bit first."""
+    if len(vals) == 0:
+        return b""
+    offs = np.concatenate([[0], np.cumsum(nbits)])
+    bits = np.zeros(int(offs[-1]), np.uint8)
+    for j in range(int(nbits.max())):
+        m = nbits > j
+        bits[offs[:-1][m] + j] = ((vals[m] >> np.uint64(j)) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
 class Writer:
     def __init__(self) -> None:
         self.parts: list[bytes] = []

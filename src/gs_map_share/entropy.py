@@ -31,7 +31,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .bitio import Reader, Writer
+from .bitio import Reader, Writer, pack_bits
 from .errors import DecodeError
 from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
 
@@ -74,17 +74,6 @@ def _symbols(u: np.ndarray, log2t: int):
         nb = bl - 1
         mant = ue - (np.uint64(1) << (bl - 1).astype(np.uint64))
     return sym, esc, nb, mant
-
-
-def _pack_bits(vals: np.ndarray, nbits: np.ndarray) -> bytes:
-    if len(vals) == 0:
-        return b""
-    offs = np.concatenate([[0], np.cumsum(nbits)])
-    bits = np.zeros(int(offs[-1]), np.uint8)
-    for j in range(int(nbits.max())):
-        m = nbits > j
-        bits[offs[:-1][m] + j] = ((vals[m] >> np.uint64(j)) & np.uint64(1)).astype(np.uint8)
-    return np.packbits(bits, bitorder="little").tobytes()
 
 
 def _unpack_bits(buf, nbits: np.ndarray, what: str) -> np.ndarray:
@@ -287,7 +276,7 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
         words = coder.get_compressed()
         w.varint(len(words))
         w.raw(words.astype("<u4").tobytes())
-    w.blob(b"" if nb is None else _pack_bits(mant, nb))
+    w.blob(b"" if nb is None else pack_bits(mant, nb))
 
 
 class Groups:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bitio import Reader, Writer
+from .bitio import Reader, Writer, pack_bits
 
 MAX_FREQ_BITS = 17  # frequencies are at most 2**16 (entropy._FREQ_TOTAL), i.e. 17 bits
 TABLE_BITS_PER_SYMBOL = 8  # the encoder's size estimate for a present symbol's table entry
@@ -54,7 +54,8 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     e = _bitlen(f)
     z = np.diff(e, prepend=0)
     z = (z << 1) ^ (z >> 63)
-    eg_bits = int((2 * _bitlen(z + 1) - 1).sum())
+    m = _bitlen(z + 1)  # exp-Golomb: 2m - 1 bits per symbol
+    eg_bits = int((2 * m - 1).sum())
     total = float(f.sum())
     scale = (n_values or total) / total
     present = f > 0
@@ -69,20 +70,14 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
         if p >= int(e.max()):
             break  # nothing is dropped from here on
     _, p, rec = best
-    acc, pos = 0, 0
-    for zi, ei, fi in zip(z.tolist(), e.tolist(), f.tolist()):
-        m = (zi + 1).bit_length()
-        pos += m - 1  # zeros
-        acc |= 1 << pos
-        pos += 1
-        acc |= ((zi + 1) & ((1 << (m - 1)) - 1)) << pos
-        pos += m - 1
-        k = min(ei, p)
-        if k >= 2:
-            acc |= ((fi >> (ei - k)) & ((1 << (k - 1)) - 1)) << pos
-            pos += k - 1
+    # per symbol three bit fields: the exp-Golomb prefix (m - 1 zeros, a one), the bits of z + 1
+    # below its leading one, the kept frequency bits below the leading one
+    k = np.minimum(e, p)
+    kept = np.maximum(k - 1, 0)
+    vals = np.stack([1 << (m - 1), (z + 1) & ((1 << (m - 1)) - 1), (f >> (e - k)) & ((1 << kept) - 1)], 1)
+    nbits = np.stack([m, m - 1, kept], 1)
     w.u8(p)
-    w.blob(acc.to_bytes((pos + 7) // 8, "little"))
+    w.blob(pack_bits(vals.reshape(-1).astype(np.uint64), nbits.reshape(-1)))
     return rec
 
 
