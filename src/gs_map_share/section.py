@@ -408,6 +408,21 @@ def _stream_cost(st: Stats) -> tuple[float, float]:
     return bits, syms * _sym_ns(a)
 
 
+def _zigzag_max(ch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(3, n) int64 → zig-zag values and their largest per Gaussian."""
+    u = (ch << 1) ^ (ch >> 63)
+    return u, u.max(axis=0)
+
+
+def _joint_symbols(u: np.ndarray, umax: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Joint symbols of zig-zag values ``u`` (3, n): base-B digits, B³ where one needs escaping
+    (``umax`` ≥ B); and that escape mask."""
+    esc = umax >= b
+    j = u[0] + b * u[1] + b * b * u[2]
+    j[esc] = b ** 3
+    return j, esc
+
+
 def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
     """One SH coefficient's three channels (3, n): three signed streams, or (mode 4) one stream of
     joint symbols — the three zig-zag values as base-B digits, B³ = escape — plus three streams of
@@ -417,18 +432,15 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
     if n >= SAMPLE_MIN and ch.any():
         # estimated on every 8th Gaussian (only the choice depends on it; both sides alike)
         sub = ch[:, ::8].astype(np.int64)
-        u = (sub << 1) ^ (sub >> 63)
-        umax = u.max(axis=0)
+        u, umax = _zigzag_max(sub)
         sep = [_stream_cost(Stats(c)) for c in sub]
         sep_ns = sum(t for _, t in sep)
         best = None
         for b in JOINT_BASES:
-            esc = umax >= b
+            j, esc = _joint_symbols(u, umax, b)
             e = int(esc.sum())
             if e > len(umax) // 32:
                 continue
-            j = u[0] + b * u[1] + b * b * u[2]
-            j[esc] = b ** 3
             jb, jt = _stream_cost(Stats(j, signed=False))
             eb = sum(Stats(c[esc]).best()[1] for c in sub) if e else 0.0
             cost = (jb + eb + 16, jt + 3 * e * _sym_ns(64))
@@ -438,10 +450,7 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
             # clearly faster: compare sizes on all values (a subsample overstates table costs)
             b = best[0]
             full = ch.astype(np.int64)
-            uf = (full << 1) ^ (full >> 63)
-            esc = uf.max(axis=0) >= b
-            j = uf[0] + b * uf[1] + b * b * uf[2]
-            j[esc] = b ** 3
+            j, esc = _joint_symbols(*_zigzag_max(full), b)
             jb = Stats(j, signed=False, keep_u=False).best()[1] + 16
             jb += sum(Stats(c[esc], keep_u=False).best()[1] for c in full) if esc.any() else 0.0
             sb = sum(_stream_cost(Stats(c, keep_u=False))[0] for c in full)
