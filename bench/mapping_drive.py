@@ -155,11 +155,12 @@ def suite_virtual(args) -> None:
     mean_gain = {k: mean["with"][k] - mean["without"][k] for k in keys}
     from gs_mapping.config import to_dict
     from gs_mapping.mapping.config import VirtualViewConfig
+    vv = VirtualViewConfig()
     result = {"benchmark": "mapping: virtual-image enhancement on extrapolated views (driving world)",
               "machine": machine(args.threads), "workers": args.workers,
               "drive": {"seeds": seeds, "frames": args.frames, "size": [w, h], "eval_frames": eval_frames(args),
                         "offsets_m": list(OFFSETS), "iterations_per_keyframe": args.iterations},
-              "virtual_views": to_dict(VirtualViewConfig()),
+              "virtual_views": to_dict(vv),
               "runs": runs, "gain_db_masked": {str(s): g for s, g in gain.items()}, "mean_psnr_masked": mean,
               "mean_gain_db_masked": mean_gain, "goal": "≥ +1 dB from the enhancement at 1 m and 2 m",
               "goal_met_mean": {k: mean_gain[k] >= 1.0 for k in ("1m", "2m")},
@@ -170,9 +171,8 @@ def suite_virtual(args) -> None:
           f"from frames {eval_frames(args)[0]}..{eval_frames(args)[-1]} (every {args.eval_every}th), against "
           f"the world's true images; PSNR over pixels with true depth ≤ {args.max_depth} m (sky excluded), "
           f"mean over both sides. \"with\" = VirtualViewConfig's defaults with enabled = true "
-          f"(offsets {VirtualViewConfig().offsets_m} m, weight {VirtualViewConfig().weight}, every "
-          f"{VirtualViewConfig().every}, sources {VirtualViewConfig().sources}, keep {VirtualViewConfig().keep}, "
-          f"occlusion tolerance {VirtualViewConfig().occlusion_tolerance}). Hole = rendered alpha < 0.5 on a "
+          f"(offsets {vv.offsets_m} m, weight {vv.weight}, every {vv.every}, sources {vv.sources}, keep "
+          f"{vv.keep}, occlusion tolerance {vv.occlusion_tolerance}). Hole = rendered alpha < 0.5 on a "
           f"pixel the world hits."), "",
           "| seed | offset | without (dB) | with (dB) | gain (dB) | holes without / with |",
           "|---|---|---|---|---|---|"]
