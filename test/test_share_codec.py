@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from gs_map_share.container import unpack
 from gs_map_share.errors import DecodeError, EncodeError
-from gs_map_share.quantize import QuantParams, canonical_rotations, dequantize_rotations, dequantize, quantize, quantize_rotations, stable_rotations, to_qmap
+from gs_map_share.quantize import (QuantParams, canonical_rotations, dequantize, dequantize_rotations, quantize,
+                                   quantize_rotations, stable_rotations, to_qmap)
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
 from gs_map_share.synthetic import synthetic_map
 from gs_mapping.gaussians import GaussianMap
@@ -56,8 +57,10 @@ def _covariance_error(qa, qb, log_scales) -> float:
     """Largest relative difference of R S² Rᵀ between two rotations of the same scales."""
     from gs_mapping.geometry import quat_to_matrix
     s2 = np.exp(2 * log_scales.astype(np.float64))
-    ca, cb = (np.einsum("nij,nj,nkj->nik", quat_to_matrix(q.astype(np.float64)), s2, quat_to_matrix(q.astype(np.float64)))
-              for q in (qa / np.linalg.norm(qa, axis=1, keepdims=True), qb / np.linalg.norm(qb, axis=1, keepdims=True)))
+    def cov(q):
+        r = quat_to_matrix(q.astype(np.float64) / np.linalg.norm(q.astype(np.float64), axis=1, keepdims=True))
+        return np.einsum("nij,nj,nkj->nik", r, s2, r)
+    ca, cb = cov(qa), cov(qb)
     return float((np.abs(ca - cb).max(axis=(1, 2)) / s2.max(1)).max())
 
 
