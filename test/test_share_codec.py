@@ -164,7 +164,7 @@ def test_snapshot_header_fields():
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(0, 60), deg=st.integers(0, 3), seed=st.integers(0, 2**16),
-       spread=st.sampled_from([0.001, 0.5, 50.0]), levels=st.integers(1, 6), quality=st.integers(1, 5))
+       spread=st.sampled_from([0.001, 0.5, 50.0]), levels=st.integers(1, 6), quality=st.integers(0, 5))
 def test_round_trip_property(n, deg, seed, spread, levels, quality):
     g = random_map(np.random.default_rng(seed), n, deg=deg, spread=spread)
     p = QuantParams.from_quality(quality)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from .bitio import Reader, Writer, crc32c
 from .errors import DecodeError
-from .quantize import QuantParams
+from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 2
+VERSION = 3
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 
@@ -29,7 +29,7 @@ PAD = 15         # padding (ignored; keeps a minimum of bytes per Gaussian, see 
 CHUNK_NAMES = {TILES: "TILES", LEVEL: "LEVEL", REMOVED: "REMOVED", UPDATED: "UPDATED",
                CLEAR_TILES: "CLEAR_TILES", PAD: "PAD"}
 
-_FIXED = struct.Struct("<4sHHQQQQIBBBBdddddd")  # up to and including rest_step
+_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4H")  # up to and including the rotation tiers
 _TOC = struct.Struct("<BBHII")
 
 
@@ -63,9 +63,10 @@ def pack(h: Header, chunks: list[Chunk]) -> bytes:
     if len(frame) > MAX_FRAME_ID:
         raise ValueError(f"frame id longer than {MAX_FRAME_ID} bytes")
     p = h.params
+    tiers = tuple(p.rot_tiers) + (0,) * (MAX_ROT_TIERS - len(p.rot_tiers))
     fixed = _FIXED.pack(MAGIC, VERSION, 0, h.map_id, h.seq, h.base_seq, h.gaussians, h.state_crc,
                         h.sh_degree, h.n_levels, p.tile_bits, p.rot_bits, p.pos_step, h.tile_size,
-                        p.opacity_step, p.scale_step, p.dc_step, p.rest_step)
+                        p.opacity_step, p.scale_step, p.dc_step, p.rest_step, len(p.rot_tiers), *tiers)
     body = fixed + struct.pack("<HB", len(chunks), len(frame)) + frame
     hlen = len(body) + 4
     body = body[:6] + struct.pack("<H", hlen) + body[8:]
@@ -87,7 +88,7 @@ def unpack_header(data) -> tuple[Header, int, int]:
         raise DecodeError(f"container: {len(data)} bytes is shorter than a header")
     fixed = _FIXED.unpack_from(data, 0)
     (magic, version, hlen, map_id, seq, base_seq, gaussians, state_crc, sh_degree, n_levels, tile_bits,
-     rot_bits, pos_step, tile_size, op_step, scale_step, dc_step, rest_step) = fixed
+     rot_bits, pos_step, tile_size, op_step, scale_step, dc_step, rest_step, n_tiers, *tiers) = fixed
     if magic != MAGIC:
         raise DecodeError(f"container: wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
     if version != VERSION:
@@ -110,8 +111,11 @@ def unpack_header(data) -> tuple[Header, int, int]:
         raise DecodeError(f"container: {n_levels} levels of detail (1..32 allowed)")
     if base_seq >= seq:
         raise DecodeError(f"container: base sequence {base_seq} is not before sequence {seq}")
+    if n_tiers > MAX_ROT_TIERS or any(tiers[n_tiers:]):
+        raise DecodeError(f"container: {n_tiers} rotation tiers (at most {MAX_ROT_TIERS}, unused entries 0)")
     try:
-        params = QuantParams(pos_step, tile_bits, op_step, scale_step, rot_bits, dc_step, rest_step)
+        params = QuantParams(pos_step, tile_bits, op_step, scale_step, rot_bits, dc_step, rest_step,
+                             tuple(tiers[:n_tiers]))
     except Exception as exc:  # EncodeError from the parameter checks
         raise DecodeError(f"container: bad quantisation parameters: {exc}") from None
     if not (tile_size > 0 and tile_size < 1e12):

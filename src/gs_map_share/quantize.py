@@ -10,9 +10,12 @@ Lattices
   range limit short of ±2**52 steps (±4.5e9 km at 1 mm); decoded ``mean = float32(P * pos_step)``.
 - opacity logit, log-scales, SH DC, higher SH: uniform steps (``v = rint(x / step)``), clamped.
 - rotation: "smallest three": index of the largest |component| (made positive) plus the other three
-  on a lattice of ``2**(rot_bits-1) - 1`` steps per 1/sqrt(2); decoded by ``sqrt(1 - Σc²)`` and a
-  normalisation. The encoder then moves every code to the equivalent quaternion whose dropped
-  component is w (:func:`canonical_rotations`), so the index is always 3.
+  on a lattice of ``2**(b-1) - 1`` steps per 1/sqrt(2); decoded by ``sqrt(1 - Σc²)`` and a
+  normalisation. ``b`` is per Gaussian (:func:`rotation_bits`): ``rot_bits`` minus one bit per
+  anisotropy tier the Gaussian falls below — a near-sphere renders almost the same under any
+  rotation, a needle needs its axis to the finest step. The encoder then moves every code to the
+  equivalent quaternion whose dropped component is w (:func:`canonical_rotations`), so the index is
+  always 3.
 """
 from __future__ import annotations
 
@@ -39,9 +42,12 @@ class QuantParams:
     tile_bits: int = 11            # codec tile = 2**tile_bits position steps per axis (2.048 m at 1 mm)
     opacity_step: float = 1 / 16   # logit units
     scale_step: float = 1 / 32     # natural-log units (≈3 % per step)
-    rot_bits: int = 8              # per smallest-three component, sign included
+    rot_bits: int = 9              # per smallest-three component, sign included (finest tier)
     dc_step: float = 1 / (128 * SH_C0)  # SH DC units: 1/128 of the colour range
     rest_step: float = 1 / 16      # higher SH coefficients (degree 1); degree l uses l × this
+    # anisotropy tiers, ascending, in scale steps: a Gaussian whose quantised log-scale spread
+    # (max − min) is below k of them gets rot_bits − k bits (see rotation_bits)
+    rot_tiers: tuple[int, ...] = (13, 26, 48, 80)  # ROT_TIERS_LOG at scale_step 1/32
 
     def __post_init__(self) -> None:
         for f, lo in (("pos_step", 1e-9), ("opacity_step", 1e-6), ("scale_step", 1e-6),
@@ -53,25 +59,32 @@ class QuantParams:
             raise EncodeError(f"tile_bits must be 1..20, got {self.tile_bits}")
         if not 3 <= self.rot_bits <= 16:
             raise EncodeError(f"rot_bits must be 3..16, got {self.rot_bits}")
+        t = self.rot_tiers
+        if (not isinstance(t, tuple) or len(t) > MAX_ROT_TIERS or self.rot_bits - len(t) < 2
+                or any(not isinstance(v, (int, np.integer)) or not 1 <= v <= 65535 for v in t)
+                or any(a >= b for a, b in zip(t, t[1:]))):
+            raise EncodeError(f"rot_tiers must be at most {MAX_ROT_TIERS} ascending integers in 1..65535 "
+                              f"leaving rot_bits − len ≥ 2, got {t!r} with rot_bits {self.rot_bits}")
 
     @staticmethod
     def from_quality(quality: int = 2, pos_step: float | None = None) -> "QuantParams":
         """Quality 0 (smallest) … 5 (finest). 2 is the CLI default (1 mm positions; its rendering
         distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
         defaults are quality 3. Quality 0 is for thin links: 6 mm positions and coarse attributes
-        (sizes and held-out PSNR per quality on the mapper's kitchen map: bench/results/codec.md)."""
+        (sizes and held-out PSNR per quality on the mapper's kitchen map: bench/results/codec.md).
+        Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG)."""
         table = {
-            0: dict(pos_step=0.006, opacity_step=1 / 3, scale_step=1 / 5, rot_bits=4,
+            0: dict(pos_step=0.006, opacity_step=1 / 3, scale_step=1 / 5, rot_bits=6,
                     dc_step=1 / (20 * SH_C0), rest_step=1 / 4),
-            1: dict(pos_step=0.004, opacity_step=1 / 6, scale_step=1 / 10, rot_bits=6,
+            1: dict(pos_step=0.004, opacity_step=1 / 6, scale_step=1 / 10, rot_bits=7,
                     dc_step=1 / (40 * SH_C0), rest_step=1 / 5),
-            2: dict(pos_step=0.001, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=7,
+            2: dict(pos_step=0.001, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=8,
                     dc_step=1 / (64 * SH_C0), rest_step=1 / 8),
-            3: dict(pos_step=0.001, opacity_step=1 / 16, scale_step=1 / 32, rot_bits=8,
+            3: dict(pos_step=0.001, opacity_step=1 / 16, scale_step=1 / 32, rot_bits=9,
                     dc_step=1 / (128 * SH_C0), rest_step=1 / 16),
-            4: dict(pos_step=0.0005, opacity_step=1 / 32, scale_step=1 / 64, rot_bits=9,
+            4: dict(pos_step=0.0005, opacity_step=1 / 32, scale_step=1 / 64, rot_bits=10,
                     dc_step=1 / (256 * SH_C0), rest_step=1 / 32),
-            5: dict(pos_step=0.00025, opacity_step=1 / 64, scale_step=1 / 128, rot_bits=11,
+            5: dict(pos_step=0.00025, opacity_step=1 / 64, scale_step=1 / 128, rot_bits=12,
                     dc_step=1 / (512 * SH_C0), rest_step=1 / 64),
         }
         if quality not in table:
@@ -79,12 +92,20 @@ class QuantParams:
         p = QuantParams(**table[quality])
         if pos_step is not None:
             p = replace(p, pos_step=float(pos_step))
+        p = p.with_rot_tiers(ROT_TIERS_LOG)
         # keep the codec tile around 2 m whatever the position step
         bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
         return replace(p, tile_bits=bits)
 
+    def with_rot_tiers(self, log_spreads) -> "QuantParams":
+        """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
+        ascending), rounded to this scale step; tiers that round to the same step merge."""
+        t = sorted({max(1, min(65535, int(round(v / self.scale_step)))) for v in log_spreads})
+        return replace(self, rot_tiers=tuple(t))
+
     @property
     def rot_max(self) -> int:
+        """Largest component code at the finest tier (rot_bits)."""
         return (1 << (self.rot_bits - 1)) - 1
 
     @property
@@ -98,6 +119,44 @@ class QuantParams:
 
     def as_tuple(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self))
+
+
+MAX_ROT_TIERS = 4
+# log-scale spreads (max − min of the three log-scales) of the presets' tiers: below 0.4 (scales
+# within 1.5×) a Gaussian gets 4 bits fewer than above 2.5 (12×). Measured on the mapper's kitchen
+# map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —
+# the precision moves from near-spheres to the needles and discs that need it.
+ROT_TIERS_LOG = (0.4, 0.8, 1.5, 2.5)
+
+
+def _rot_lattices():
+    """M (largest code) and step s per bit count b = 0..16 (entries below 2 unused): the float64
+    values ``(1/√2) / M`` that every encoder and decoder compute the same way."""
+    m = np.array([max((1 << max(b - 1, 0)) - 1, 1) for b in range(17)], np.int64)
+    return m, (1.0 / np.sqrt(2.0)) / m.astype(np.float64)
+
+
+_ROT_M, _ROT_S = _rot_lattices()
+
+
+def rotation_bits(scale: np.ndarray, params: QuantParams) -> np.ndarray | None:
+    """Bits per rotation component of each Gaussian, from its quantised log-scales (known to a
+    decoder before the rotation): ``rot_bits − #{tiers t : max(scale) − min(scale) < t}``.
+    None when there are no tiers (``rot_bits`` for all; the scalar fast path)."""
+    if not params.rot_tiers:
+        return None
+    s = np.asarray(scale, np.int64).reshape(-1, 3)
+    spread = s.max(axis=1) - s.min(axis=1) if len(s) else np.zeros(0, np.int64)
+    bits = np.full(len(s), params.rot_bits, np.int64)
+    for t in params.rot_tiers:
+        bits -= spread < t
+    return bits
+
+
+def rotation_max(scale: np.ndarray, params: QuantParams):
+    """Largest component code of each Gaussian (an int when all share one lattice)."""
+    bits = rotation_bits(scale, params)
+    return params.rot_max if bits is None else _ROT_M[bits]
 
 
 _QFIELDS = ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
@@ -175,7 +234,7 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     pos = pos.astype(np.int64)
     op = _lattice(gmap.opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
     scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
-    rot_idx, rot = canonical_rotations(*stable_rotations(gmap.quats, params))
+    rot_idx, rot = canonical_rotations(*stable_rotations(gmap.quats, params, rotation_bits(scale, params)))
     # a Gaussian whose three quantised scales are equal is a sphere: every rotation renders the same,
     # so it gets the identity, which the entropy coder makes almost free (common in fitted maps)
     sphere = (scale[:, 0] == scale[:, 1]) & (scale[:, 1] == scale[:, 2])
@@ -222,7 +281,9 @@ def canonical_rotations(rot_idx: np.ndarray, rot: np.ndarray) -> tuple[np.ndarra
     return idx, out
 
 
-def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+def quantize_rotations(quats: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest-three codes; ``bits`` per row (:func:`rotation_bits`), default ``rot_bits`` for all."""
     # column by column (the same float64 operations as a row-wise norm / argmax / gather)
     q = np.asarray(quats)
     q0, q1, q2, q3 = (q[:, j].astype(np.float64) for j in range(4))
@@ -239,24 +300,36 @@ def quantize_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarr
     neg = np.where(idx == 0, q0, np.where(idx == 1, q1, np.where(idx == 2, q2, q3))) < 0
     sign = np.where(neg, -1.0, 1.0)
     kept = (np.where(idx == 0, q1, q0), np.where(idx <= 1, q2, q1), np.where(idx <= 2, q3, q2))
-    m = params.rot_max
+    m, s = _lattice_of(params, bits, len(q0))
     rot = np.empty((len(q0), 3), np.int32)
     for j, c in enumerate(kept):
         c *= sign
-        c /= params.rot_step
+        c /= s
         rot[:, j] = np.clip(np.rint(c), -m, m)
     return idx, rot
 
 
-def stable_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+def _lattice_of(params: QuantParams, bits, n: int):
+    """(M, s) as scalars (one lattice) or per-row arrays."""
+    if bits is None:
+        return params.rot_max, params.rot_step
+    b = np.asarray(bits, np.int64)
+    if len(b) != n:
+        raise ValueError(f"{len(b)} rotation bit counts for {n} rotations")
+    return _ROT_M[b], _ROT_S[b]
+
+
+def stable_rotations(quats: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Smallest-three codes that survive a decode/re-encode unchanged: where the dropped component,
     once rebuilt, is no longer the largest (near-ties), move to the code the decoded rotation
     quantises to (a fixed point, reached in one or two steps), so re-encoding a decoded map is lossless."""
-    idx, rot = quantize_rotations(quats, params)
+    idx, rot = quantize_rotations(quats, params, bits)
     rows = None  # rows still moving (a row that did not change is a fixed point and stays one)
     for _ in range(4):
         i0, r0 = (idx, rot) if rows is None else (idx[rows], rot[rows])
-        idx2, rot2 = quantize_rotations(dequantize_rotations(i0, r0, params), params)
+        b0 = bits if bits is None or rows is None else np.asarray(bits)[rows]
+        idx2, rot2 = quantize_rotations(dequantize_rotations(i0, r0, params, b0), params, b0)
         ch = (idx2 != i0) | (rot2 != r0).any(axis=1)
         if not ch.any():
             break
@@ -265,9 +338,10 @@ def stable_rotations(quats: np.ndarray, params: QuantParams) -> tuple[np.ndarray
     return idx, rot
 
 
-def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams) -> np.ndarray:
-    s = params.rot_step
+def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams,
+                         bits: np.ndarray | None = None) -> np.ndarray:
     r = np.asarray(rot)
+    _, s = _lattice_of(params, bits, len(r))
     c0, c1, c2 = (r[:, j].astype(np.float64) * s for j in range(3))
     ss = c0 * c0
     ss += c1 * c1
@@ -343,7 +417,7 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
                 np.multiply(rest2[s:e], steps[3:], out=flat[s:e, 3:], dtype=np.float32, casting="same_kind")
     return dict(
         means=(q.pos.astype(np.float64) * params.pos_step).astype(np.float32),
-        quats=dequantize_rotations(q.rot_idx, q.rot, params),
+        quats=dequantize_rotations(q.rot_idx, q.rot, params, rotation_bits(q.scale, params)),
         log_scales=q.scale.astype(np.float32) * np.float32(params.scale_step),
         opacity_logits=q.op.astype(np.float32) * np.float32(params.opacity_step),
         sh=sh)

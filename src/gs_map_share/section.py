@@ -22,7 +22,7 @@ from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
 from .errors import DecodeError
 from .quantize import (MAX_LATTICE, QMap, QuantParams, canonical_rotations, dequantize, dequantize_fields,
-                       quantize_rotations)
+                       quantize_rotations, rotation_bits, rotation_max)
 
 LEVEL_RATIO = 8  # target node-count ratio between successive levels of detail
 MIN_BITS_PER_GAUSSIAN = 1  # decoders refuse counts above 8 × container bytes (+4096): no lying header
@@ -132,10 +132,12 @@ class _Parent:
         return self._cols[key]
 
 
-def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, label: str = "") -> Coarse:
+def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, params: QuantParams,
+                label: str = "") -> Coarse:
     """One walk shared by encoder (``put`` codes a channel, returns it) and decoder (``put`` decodes
     it). Channel by channel, predictions come from the parent's value (ProGS's parent context), the
-    same Gaussian's previous channel (colours and in-plane scales correlate), or both."""
+    same Gaussian's previous channel (colours and in-plane scales correlate), or both. Rotation
+    components are coded in the context of their lattice (anisotropy tier, from the decoded scales)."""
     P = parent
     # candidates are built lazily (callables): a decoder builds only the one the stream names
     def pc(f, i=None):
@@ -161,7 +163,10 @@ def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, label: st
     ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
     if n and (ri.min() < 0 or ri.max() > 3):
         raise DecodeError("rotation index outside 0..3")
-    rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ri, n_ctx=4) for i in range(3)]
+    bits = rotation_bits(_stack32(sc), params)
+    ctx, n_ctx = (ri, 4) if bits is None else (bits - (params.rot_bits - len(params.rot_tiers)),
+                                               len(params.rot_tiers) + 1)
+    rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ctx, n_ctx=n_ctx) for i in range(3)]
     dc = []
     for i in range(3):
         cands = [0, pc("dc", i)]
@@ -179,11 +184,11 @@ def _stack32(cols) -> np.ndarray:
     return out
 
 
-def _put_coarse(w: Writer, c: Coarse, parent: _Parent | None, label: str = "") -> None:
+def _put_coarse(w: Writer, c: Coarse, parent: _Parent | None, params: QuantParams, label: str = "") -> None:
     def put(values, cands, lab, ctx=None, n_ctx=1):
         _put_pred(w, values, cands, lab, ctx=None if ctx is None else np.asarray(ctx, np.int64), n_ctx=n_ctx)
         return values
-    _code_attrs(c, parent, len(c.op), put, label)
+    _code_attrs(c, parent, len(c.op), put, params, label)
 
 
 def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) -> Coarse:
@@ -195,8 +200,8 @@ def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) 
                 groups[id(ctx)] = (ctx, Groups(ctx, n_ctx))
             ctx = groups[id(ctx)][1]
         return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
-    out = _code_attrs(None, parent, n, put)
-    if n and np.abs(out.rot).max() > params.rot_max:
+    out = _code_attrs(None, parent, n, put, params)
+    if n and (np.abs(out.rot).max(axis=1) > rotation_max(out.scale, params)).any():
         raise r.fail("rotation component outside its lattice")
     return out
 
@@ -271,7 +276,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             if prev_coarse is not None:
                 pidx = _ancestor(parent, d, depths[k - 1], np.arange(m))
                 pc = _Parent(prev_coarse, pidx)
-            _put_coarse(w, coarse, pc, "coarse_")
+            _put_coarse(w, coarse, pc, params, "coarse_")
             for i in range(3):
                 _put(w, coarse.off[:, i], signed=False, label="coarse_offset")
             prev_coarse = coarse
@@ -287,7 +292,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
                 pidx = node_at[depths[k - 1]]
                 pc = _Parent(prev_coarse, pidx)
             leaf = Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc)
-            _put_coarse(w, leaf, pc)
+            _put_coarse(w, leaf, pc, params)
             cols = _columns(q.rest.reshape(n, -1))
             for j in range(0, len(cols), 3):
                 _put_sh_coefficient(w, cols[j:j + 3])
@@ -360,9 +365,9 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
         off = np.clip(np.floor((mean - lo + 0.5) / cell * (1 << b)), 0, (1 << b) - 1).astype(np.int32)
         centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
-        ri, rq = canonical_rotations(*quantize_rotations(qv, params))
-        out[d] = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int32),
-                        np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32), ri, rq,
+        sc = np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32)
+        ri, rq = canonical_rotations(*quantize_rotations(qv, params, rotation_bits(sc, params)))
+        out[d] = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int32), sc, ri, rq,
                         np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32), off)
     return out
 
