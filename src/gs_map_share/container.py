@@ -29,7 +29,7 @@ PAD = 15         # padding (ignored; keeps a minimum of bytes per Gaussian, see 
 CHUNK_NAMES = {TILES: "TILES", LEVEL: "LEVEL", REMOVED: "REMOVED", UPDATED: "UPDATED",
                CLEAR_TILES: "CLEAR_TILES", PAD: "PAD"}
 
-_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4H")  # up to and including the rotation tiers
+_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4HBh")  # up to and including faint_below
 _TOC = struct.Struct("<BBHII")
 
 
@@ -66,7 +66,8 @@ def pack(h: Header, chunks: list[Chunk]) -> bytes:
     tiers = tuple(p.rot_tiers) + (0,) * (MAX_ROT_TIERS - len(p.rot_tiers))
     fixed = _FIXED.pack(MAGIC, VERSION, 0, h.map_id, h.seq, h.base_seq, h.gaussians, h.state_crc,
                         h.sh_degree, h.n_levels, p.tile_bits, p.rot_bits, p.pos_step, h.tile_size,
-                        p.opacity_step, p.scale_step, p.dc_step, p.rest_step, len(p.rot_tiers), *tiers)
+                        p.opacity_step, p.scale_step, p.dc_step, p.rest_step, len(p.rot_tiers), *tiers,
+                        p.faint_factor, p.faint_below)
     body = fixed + struct.pack("<HB", len(chunks), len(frame)) + frame
     hlen = len(body) + 4
     body = body[:6] + struct.pack("<H", hlen) + body[8:]
@@ -88,7 +89,9 @@ def unpack_header(data) -> tuple[Header, int, int]:
         raise DecodeError(f"container: {len(data)} bytes is shorter than a header")
     fixed = _FIXED.unpack_from(data, 0)
     (magic, version, hlen, map_id, seq, base_seq, gaussians, state_crc, sh_degree, n_levels, tile_bits,
-     rot_bits, pos_step, tile_size, op_step, scale_step, dc_step, rest_step, n_tiers, *tiers) = fixed
+     rot_bits, pos_step, tile_size, op_step, scale_step, dc_step, rest_step, n_tiers, t0, t1, t2, t3,
+     faint_factor, faint_below) = fixed
+    tiers = (t0, t1, t2, t3)
     if magic != MAGIC:
         raise DecodeError(f"container: wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
     if version != VERSION:
@@ -115,7 +118,7 @@ def unpack_header(data) -> tuple[Header, int, int]:
         raise DecodeError(f"container: {n_tiers} rotation tiers (at most {MAX_ROT_TIERS}, unused entries 0)")
     try:
         params = QuantParams(pos_step, tile_bits, op_step, scale_step, rot_bits, dc_step, rest_step,
-                             tuple(tiers[:n_tiers]))
+                             tuple(tiers[:n_tiers]), faint_factor, faint_below)
     except Exception as exc:  # EncodeError from the parameter checks
         raise DecodeError(f"container: bad quantisation parameters: {exc}") from None
     if not (tile_size > 0 and tile_size < 1e12):

@@ -16,6 +16,10 @@ Lattices
   rotation, a needle needs its axis to the finest step. The encoder then moves every code to the
   equivalent quaternion whose dropped component is w (:func:`canonical_rotations`), so the index is
   always 3.
+- faint Gaussians (opacity code below ``faint_below``) keep their log-scales and DC colour on a
+  lattice ``faint_factor`` times coarser: the integers stay in the normal steps (multiples of the
+  factor, so dequantisation is the same everywhere) and the coder sends them divided by it. A faint
+  Gaussian's colour and size move a pixel by at most its opacity, so the error costs little.
 """
 from __future__ import annotations
 
@@ -48,6 +52,9 @@ class QuantParams:
     # anisotropy tiers, ascending, in scale steps: a Gaussian whose quantised log-scale spread
     # (max − min) is below k of them gets rot_bits − k bits (see rotation_bits)
     rot_tiers: tuple[int, ...] = (13, 26, 48, 80)  # ROT_TIERS_LOG at scale_step 1/32
+    # Gaussians with opacity code < faint_below: scales and DC on a faint_factor × coarser lattice
+    faint_factor: int = 2
+    faint_below: int = -14         # logit −0.875: opacity below 0.29 (FAINT_OPACITY at 1/16)
 
     def __post_init__(self) -> None:
         for f, lo in (("pos_step", 1e-9), ("opacity_step", 1e-6), ("scale_step", 1e-6),
@@ -65,6 +72,10 @@ class QuantParams:
                 or any(a >= b for a, b in zip(t, t[1:]))):
             raise EncodeError(f"rot_tiers must be at most {MAX_ROT_TIERS} ascending integers in 1..65535 "
                               f"leaving rot_bits − len ≥ 2, got {t!r} with rot_bits {self.rot_bits}")
+        if not (isinstance(self.faint_factor, (int, np.integer)) and 1 <= self.faint_factor <= 8):
+            raise EncodeError(f"faint_factor must be an integer 1..8, got {self.faint_factor!r}")
+        if not (isinstance(self.faint_below, (int, np.integer)) and -32768 <= self.faint_below <= 32767):
+            raise EncodeError(f"faint_below must be an integer -32768..32767, got {self.faint_below!r}")
 
     @staticmethod
     def from_quality(quality: int = 2, pos_step: float | None = None) -> "QuantParams":
@@ -72,10 +83,11 @@ class QuantParams:
         distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
         defaults are quality 3. Quality 0 is for thin links: 6 mm positions and coarse attributes
         (sizes and held-out PSNR per quality on the mapper's kitchen map: bench/results/codec.md).
-        Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG)."""
+        Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG; quality 0 the first three
+        tiers, 2..5 bits) and keeps faint Gaussians on a coarser lattice (FAINT_OPACITY)."""
         table = {
-            0: dict(pos_step=0.006, opacity_step=1 / 3, scale_step=1 / 5, rot_bits=6,
-                    dc_step=1 / (20 * SH_C0), rest_step=1 / 4),
+            0: dict(pos_step=0.006, opacity_step=2 / 3, scale_step=1 / 5, rot_bits=5,
+                    dc_step=1 / (12 * SH_C0), rest_step=1 / 4, faint_factor=3, tiers=3),
             1: dict(pos_step=0.004, opacity_step=1 / 6, scale_step=1 / 10, rot_bits=7,
                     dc_step=1 / (40 * SH_C0), rest_step=1 / 5),
             2: dict(pos_step=0.001, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=8,
@@ -89,19 +101,27 @@ class QuantParams:
         }
         if quality not in table:
             raise EncodeError(f"quality must be 0..5, got {quality}")
-        p = QuantParams(**table[quality])
+        entry = table[quality]
+        tiers = ROT_TIERS_LOG[:entry.pop("tiers", len(ROT_TIERS_LOG))]
+        p = QuantParams(**entry, rot_tiers=())  # tiers follow, in this preset's scale steps
         if pos_step is not None:
             p = replace(p, pos_step=float(pos_step))
-        p = p.with_rot_tiers(ROT_TIERS_LOG)
         # keep the codec tile around 2 m whatever the position step
         bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
-        return replace(p, tile_bits=bits)
+        return replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
 
     def with_rot_tiers(self, log_spreads) -> "QuantParams":
         """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
         ascending), rounded to this scale step; tiers that round to the same step merge."""
         t = sorted({max(1, min(65535, int(round(v / self.scale_step)))) for v in log_spreads})
         return replace(self, rot_tiers=tuple(t))
+
+    def with_faint(self, opacity: float, factor: int) -> "QuantParams":
+        """These parameters with Gaussians below ``opacity`` (sigmoid) on a ``factor`` × coarser
+        scale and DC lattice (the threshold is rounded to this opacity step)."""
+        logit = float(np.log(opacity / (1.0 - opacity)))
+        below = int(np.clip(np.round(logit / self.opacity_step), -32768, 32767))
+        return replace(self, faint_factor=int(factor), faint_below=below)
 
     @property
     def rot_max(self) -> int:
@@ -127,6 +147,10 @@ MAX_ROT_TIERS = 4
 # map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —
 # the precision moves from near-spheres to the needles and discs that need it.
 ROT_TIERS_LOG = (0.4, 0.8, 1.5, 2.5)
+# the presets' faint lattice: below opacity 0.3 (a third of the kitchen map) scales and DC at twice
+# the step (quality 0: three times) — on the kitchen map −0.14 B/G at quality 0, −0.21 at quality 2,
+# for ≤ 0.02 dB of held-out PSNR
+FAINT_OPACITY = 0.3
 
 
 def _rot_lattices():
@@ -139,24 +163,26 @@ def _rot_lattices():
 _ROT_M, _ROT_S = _rot_lattices()
 
 
-def rotation_bits(scale: np.ndarray, params: QuantParams) -> np.ndarray | None:
+def rotation_bits(scale, params: QuantParams) -> np.ndarray | None:
     """Bits per rotation component of each Gaussian, from its quantised log-scales (known to a
-    decoder before the rotation): ``rot_bits − #{tiers t : max(scale) − min(scale) < t}``.
-    None when there are no tiers (``rot_bits`` for all; the scalar fast path)."""
+    decoder before the rotation; an (N, 3) array or its three columns):
+    ``rot_bits − #{tiers t : max(scale) − min(scale) < t}``. None when there are no tiers
+    (``rot_bits`` for all; the scalar fast path)."""
     if not params.rot_tiers:
         return None
-    s = np.asarray(scale, np.int64).reshape(-1, 3)
-    spread = s.max(axis=1) - s.min(axis=1) if len(s) else np.zeros(0, np.int64)
-    bits = np.full(len(s), params.rot_bits, np.int64)
+    c0, c1, c2 = scale if isinstance(scale, (list, tuple)) else (scale[:, 0], scale[:, 1], scale[:, 2])
+    # column-wise in int32 (|codes| < 2**30, so the spread fits): a reduction over 3 columns is slow
+    spread = np.maximum(np.maximum(c0, c1), c2).astype(np.int32)
+    spread -= np.minimum(np.minimum(c0, c1), c2).astype(np.int32)
+    bits = np.full(len(spread), params.rot_bits - len(params.rot_tiers), np.int32)
     for t in params.rot_tiers:
-        bits -= spread < t
+        bits += spread >= t
     return bits
 
 
-def rotation_max(scale: np.ndarray, params: QuantParams):
-    """Largest component code of each Gaussian (an int when all share one lattice)."""
-    bits = rotation_bits(scale, params)
-    return params.rot_max if bits is None else _ROT_M[bits]
+def rotation_max(bits: np.ndarray) -> np.ndarray:
+    """Largest component code for each of :func:`rotation_bits`."""
+    return _ROT_M[bits]
 
 
 _QFIELDS = ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
@@ -232,14 +258,12 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     if len(pos) and np.abs(pos).max() >= MAX_LATTICE:
         raise EncodeError(f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin")
     pos = pos.astype(np.int64)
-    op = _lattice(gmap.opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
-    scale = _lattice(gmap.log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
+    op, scale, dc = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], params)
     rot_idx, rot = canonical_rotations(*stable_rotations(gmap.quats, params, rotation_bits(scale, params)))
     # a Gaussian whose three quantised scales are equal is a sphere: every rotation renders the same,
     # so it gets the identity, which the entropy coder makes almost free (common in fitted maps)
     sphere = (scale[:, 0] == scale[:, 1]) & (scale[:, 1] == scale[:, 2])
     rot[sphere] = 0  # (the index is already 3: canonical_rotations)
-    dc = _lattice(gmap.sh[:, 0, :], -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     # higher SH (most of the data) in float32: quantising is the encoder's choice, the decoder only
     # reads the integers; float32(v·s)/s rounds back to v, so re-encoding stays lossless
     n, k = len(gmap.ids), gmap.num_sh
@@ -260,6 +284,26 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
 
 def _lattice(x, lo: float, hi: float, step: float) -> np.ndarray:
     return np.rint(np.clip(np.asarray(x, np.float64), lo, hi) / step).astype(np.int32)
+
+
+def faint_rows(op: np.ndarray, params: QuantParams) -> np.ndarray | None:
+    """Rows on the faint lattice (from the opacity codes, which a decoder has first); None = none can be."""
+    if params.faint_factor == 1:
+        return None
+    return np.asarray(op) < params.faint_below
+
+
+def attribute_lattices(opacity_logits, log_scales, dc_values, params: QuantParams):
+    """Opacity, log-scale and DC codes (int32); faint rows' scales and DC as multiples of the factor."""
+    op = _lattice(opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
+    scale = _lattice(log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
+    dc = _lattice(dc_values, -_SH_CLAMP, _SH_CLAMP, params.dc_step)
+    faint = faint_rows(op, params)
+    if faint is not None and faint.any():
+        f = params.faint_factor
+        scale[faint] = _lattice(np.asarray(log_scales)[faint], _SCALE_MIN, _SCALE_MAX, f * params.scale_step) * f
+        dc[faint] = _lattice(np.asarray(dc_values)[faint], -_SH_CLAMP, _SH_CLAMP, f * params.dc_step) * f
+    return op, scale, dc
 
 
 def canonical_rotations(rot_idx: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

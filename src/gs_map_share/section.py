@@ -20,9 +20,9 @@ from . import octree
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
-from .errors import DecodeError
+from .errors import DecodeError, EncodeError
 from .quantize import (MAX_LATTICE, QMap, QuantParams, canonical_rotations, dequantize, dequantize_fields,
-                       quantize_rotations, rotation_bits, rotation_max)
+                       attribute_lattices, faint_rows, quantize_rotations, rotation_bits, rotation_max)
 
 LEVEL_RATIO = 8  # target node-count ratio between successive levels of detail
 MIN_BITS_PER_GAUSSIAN = 1  # decoders refuse counts above 8 × container bytes (+4096): no lying header
@@ -107,6 +107,7 @@ class Coarse:
     rot: np.ndarray
     dc: np.ndarray
     off: np.ndarray | None = None  # aggregated nodes: position inside the cell, OFFSET_BITS per axis
+    rot_bits: np.ndarray | None = None  # per Gaussian, from the scales (quantize.rotation_bits)
 
 
 OFFSET_BITS = 4
@@ -154,16 +155,17 @@ def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, params: Q
             return None
         return lambda: p().astype(np.int64) + x - px()
     op = put(ch("op"), [0, pc("op")], label + "op")
+    put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
     sc = []
     for i in range(3):
         cands = [0, pc("scale", i)]
         for j in range(i):
             cands += [sc[j], combo(pc("scale", i), sc[j], pc("scale", j))]
-        sc.append(put(ch("scale", i), cands, label + "scale"))
+        sc.append(put_fl(ch("scale", i), cands, label + "scale"))
     ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
     if n and (ri.min() < 0 or ri.max() > 3):
         raise DecodeError("rotation index outside 0..3")
-    bits = rotation_bits(_stack32(sc), params)
+    bits = rotation_bits(sc, params)
     ctx, n_ctx = (ri, 4) if bits is None else (bits - (params.rot_bits - len(params.rot_tiers)),
                                                len(params.rot_tiers) + 1)
     rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ctx, n_ctx=n_ctx) for i in range(3)]
@@ -172,9 +174,36 @@ def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, params: Q
         cands = [0, pc("dc", i)]
         if i:
             cands += [dc[i - 1], combo(pc("dc", i), dc[i - 1], pc("dc", i - 1))]
-        dc.append(put(ch("dc", i), cands, label + "dc"))
+        dc.append(put_fl(ch("dc", i), cands, label + "dc"))
     return Coarse(np.asarray(op, np.int32), _stack32(sc), np.asarray(ri).astype(np.uint8),
-                  _stack32(rot), _stack32(dc))
+                  _stack32(rot), _stack32(dc), rot_bits=bits)
+
+
+def _faint_put(put, faint: np.ndarray | None, f: int):
+    """``put`` for a channel on the faint lattice: faint rows' values (multiples of ``f``) and
+    their predictions travel divided by ``f`` (floor), in their own context; returns normal units."""
+    if faint is None or not faint.any():
+        return put
+    fac = np.where(faint, f, 1).astype(np.int32)  # int32 throughout: decoded |values| < 2**30 / f
+    ctx = faint.astype(np.int64)
+
+    def div(c):  # lazily: a decoder builds only the prediction its stream names
+        if c is None or (isinstance(c, int) and c == 0):
+            return c
+        return lambda: np.floor_divide(c() if callable(c) else c, fac)  # int32 stays int32
+
+    def put_faint(values, cands, lab):
+        if values is not None:
+            values = np.asarray(values, np.int64)
+            if (values % fac).any():
+                raise EncodeError("a faint Gaussian's scale or colour is off its lattice "
+                                  "(quantise the map with these parameters)")
+            values = values // fac
+        out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2)
+        if len(out) and max(out.max(), -out.min()) >= (1 << 30) // f:
+            raise DecodeError("faint value outside the lattice range")
+        return out * fac
+    return put_faint
 
 
 def _stack32(cols) -> np.ndarray:
@@ -201,8 +230,11 @@ def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) 
             ctx = groups[id(ctx)][1]
         return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
     out = _code_attrs(None, parent, n, put, params)
-    if n and (np.abs(out.rot).max(axis=1) > rotation_max(out.scale, params)).any():
-        raise r.fail("rotation component outside its lattice")
+    if n:
+        a = np.abs(out.rot)
+        lim = params.rot_max if out.rot_bits is None else rotation_max(out.rot_bits)
+        if (np.maximum(np.maximum(a[:, 0], a[:, 1]), a[:, 2]) > lim).any():
+            raise r.fail("rotation component outside its lattice")
     return out
 
 
@@ -365,10 +397,9 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
         off = np.clip(np.floor((mean - lo + 0.5) / cell * (1 << b)), 0, (1 << b) - 1).astype(np.int32)
         centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
-        sc = np.rint(np.clip(ls, -30, 12) / params.scale_step).astype(np.int32)
+        qop, sc, qdc = attribute_lattices(op, ls, dc, params)
         ri, rq = canonical_rotations(*quantize_rotations(qv, params, rotation_bits(sc, params)))
-        out[d] = Coarse(np.rint(np.clip(op, -20, 20) / params.opacity_step).astype(np.int32), sc, ri, rq,
-                        np.rint(np.clip(dc, -64, 64) / params.dc_step).astype(np.int32), off)
+        out[d] = Coarse(qop, sc, ri, rq, qdc, off)
     return out
 
 
@@ -618,7 +649,8 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
 
 
 def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
-    lim = {"op": 20 / params.opacity_step + 1, "scale": 30 / params.scale_step + 1, "dc": 64 / params.dc_step + 1}
+    f = params.faint_factor  # a faint value rounds to the nearest multiple of f
+    lim = {"op": 20 / params.opacity_step + 1, "scale": 30 / params.scale_step + f, "dc": 64 / params.dc_step + f}
     for name, bound in lim.items():
         a = getattr(c, name)
         if len(a) and max(int(a.max()), -int(a.min())) > bound:
