@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gs_map_share.container import unpack
+from gs_map_share.container import reseal, unpack
 from gs_map_share.errors import DecodeError, EncodeError
 from gs_map_share.quantize import (ROT_TIERS_LOG, QuantParams, dequantize, quantize, rotation_bits, rotation_max,
                                    to_qmap)
@@ -87,14 +87,11 @@ def test_untiered_params_still_round_trip():
     assert h.params == p and decode_map(data).equals(quantize(g, p))
 
 
-def _set_tiers(data: bytes, n: int, tiers) -> bytes:
-    """Rewrite the header's tier fields (offset 96) and fix the header CRC."""
-    from gs_map_share.bitio import crc32c
+def _edit_header(data: bytes, fmt: str, offset: int, *values) -> bytes:
+    """Header fields rewritten at ``offset`` (docs/format.md §2), the CRCs made valid again."""
     b = bytearray(data)
-    hlen = struct.unpack_from("<H", b, 6)[0]
-    struct.pack_into("<B4H", b, 96, n, *tiers)
-    struct.pack_into("<I", b, hlen - 4, crc32c(bytes(b[:hlen - 4])))
-    return bytes(b)
+    struct.pack_into(fmt, b, offset, *values)
+    return reseal(bytes(b))
 
 
 def test_header_carries_the_tiers_and_refuses_bad_ones():
@@ -106,7 +103,7 @@ def test_header_carries_the_tiers_and_refuses_bad_ones():
     for n, tiers, what in ((5, (2, 4, 8, 12), "rotation tiers"), (2, (2, 4, 8, 0), "rotation tiers"),
                            (4, (4, 2, 8, 12), "rot_tiers")):
         with pytest.raises(DecodeError, match=what):
-            decode_map(_set_tiers(data, n, tiers))
+            decode_map(_edit_header(data, "<B4H", 96, n, *tiers))
 
 
 def test_a_rotation_outside_its_tier_lattice_is_rejected():
@@ -173,18 +170,13 @@ def test_bad_faint_params_are_refused(kw):
 
 
 def test_header_carries_the_faint_lattice_and_refuses_a_bad_factor():
-    from gs_map_share.bitio import crc32c
     g = random_map(np.random.default_rng(13), 300, deg=0)
     p = QuantParams.from_quality(0)
     data, _ = encode_map(g, p)
     h, _ = unpack(data)
     assert (h.params.faint_factor, h.params.faint_below) == (3, -1)
-    b = bytearray(data)
-    hlen = struct.unpack_from("<H", b, 6)[0]
-    struct.pack_into("<B", b, 105, 0)  # faint_factor 0
-    struct.pack_into("<I", b, hlen - 4, crc32c(bytes(b[:hlen - 4])))
     with pytest.raises(DecodeError, match="faint_factor"):
-        decode_map(bytes(b))
+        decode_map(_edit_header(data, "<B", 105, 0))  # faint_factor 0
 
 
 def test_deltas_move_gaussians_across_the_faint_threshold_bit_identically():
