@@ -126,11 +126,11 @@ class QuantParams:
     @property
     def rot_max(self) -> int:
         """Largest component code at the finest tier (rot_bits)."""
-        return (1 << (self.rot_bits - 1)) - 1
+        return int(_ROT_M[self.rot_bits])
 
     @property
     def rot_step(self) -> float:
-        return (1.0 / np.sqrt(2.0)) / self.rot_max
+        return float(_ROT_S[self.rot_bits])
 
     def rest_steps(self, num_sh: int) -> np.ndarray:
         """Step per SH coefficient 1..K-1: degree l uses l × rest_step."""
