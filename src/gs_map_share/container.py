@@ -15,7 +15,7 @@ from .errors import DecodeError
 from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 3
+VERSION = 4
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from gs_mapping.gaussians import GaussianMap
 
-from . import octree
+from . import idorder, octree
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
@@ -24,6 +24,7 @@ from .errors import DecodeError, EncodeError
 from .quantize import (MAX_LATTICE, QMap, QuantParams, canonical_rotations, dequantize, dequantize_fields,
                        attribute_lattices, faint_rows, quantize_rotations, rotation_bits, rotation_max)
 
+OCTREE, ID_ORDER = 0, 1  # geometry forms of a section (TILES chunk)
 LEVEL_RATIO = 8  # target node-count ratio between successive levels of detail
 MIN_BITS_PER_GAUSSIAN = 1  # decoders refuse counts above 8 × container bytes (+4096): no lying header
 
@@ -276,16 +277,28 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
     depths = _choose_depths(counts, n_levels) if n else list(range(max(0, D - n_levels + 1), D + 1))
     L = len(depths)
 
+    id_order = L == 1 and n > 0 and _id_order_smaller(q, occ, vcount, ids_s, len(tiles))
     w = Writer()
     w.varint(n)
     w.varint(L)
     for d in depths:
         w.u8(d)
-    w.varint(len(tiles))
-    w.raw(np.ascontiguousarray(tiles, "<i8").tobytes())
+    w.u8(ID_ORDER if id_order else OCTREE)
+    if not id_order:
+        w.varint(len(tiles))
+        w.raw(np.ascontiguousarray(tiles, "<i8").tobytes())
     chunks = [Chunk(TILES, 0, w.getvalue())]
     if n == 0:
         return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
+    if id_order:
+        w = Writer()
+        first, streams = idorder.streams(q.ids, q.pos)
+        w.varint(first)
+        for label, values, signed in streams:
+            _put(w, values, signed, label)
+        _put_leaves(w, q, params, None)
+        chunks.append(Chunk(LEVEL, 0, w.getvalue()))
+        return chunks, [len(chunks[0].data) + len(chunks[1].data)]
 
     # node index at each chosen depth for every Gaussian
     node_at = {}
@@ -318,21 +331,35 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
             _put(w, np.diff(ids_s.astype(np.int64)), label="ids")
             # from here on the Gaussians are in id order (q's own order; the decoder knows it
             # from the ids), so neither side permutes the bulk of the data
-            _put(w, q.level.astype(np.int64), signed=False, label="level")
             pc = None
             if prev_coarse is not None:
-                pidx = node_at[depths[k - 1]]
-                pc = _Parent(prev_coarse, pidx)
-            leaf = Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc)
-            _put_coarse(w, leaf, pc, params)
-            cols = _columns(q.rest.reshape(n, -1))
-            for j in range(0, len(cols), 3):
-                _put_sh_coefficient(w, cols[j:j + 3])
+                pc = _Parent(prev_coarse, node_at[depths[k - 1]])
+            _put_leaves(w, q, params, pc)
         chunks.append(Chunk(LEVEL, k, w.getvalue()))
         prev_d = d
     sizes = [len(c.data) for c in chunks[1:]]
     sizes[0] += len(chunks[0].data)
     return chunks, sizes
+
+
+def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None) -> None:
+    """The Gaussians' fields after their geometry, in id order: level, attributes, higher SH."""
+    _put(w, q.level.astype(np.int64), signed=False, label="level")
+    _put_coarse(w, Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc), pc, params)
+    cols = _columns(q.rest.reshape(len(q), -1))
+    for j in range(0, len(cols), 3):
+        _put_sh_coefficient(w, cols[j:j + 3])
+
+
+def _id_order_smaller(q: QMap, occ: list, vcount: np.ndarray, ids_s: np.ndarray, n_tiles: int) -> bool:
+    """Whether the id-ordered geometry of a single-level section is estimated smaller than its
+    octree (occupancy, voxel counts, ids in octree order, the tile list)."""
+    def bits(v, signed=True):
+        return Stats(v, signed, keep_u=False).best()[1]
+    octree_bits = sum(bits(o.astype(np.int64), False) for o in occ) + bits(vcount - 1, False)
+    octree_bits += bits(np.diff(ids_s.astype(np.int64))) + 8 * 24 * n_tiles
+    _, streams = idorder.streams(q.ids, q.pos)
+    return sum(bits(v, s) for _, v, s in streams) < octree_bits
 
 
 def _unique_tiles(tiles_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -552,6 +579,11 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
     depths = [r.u8() for _ in range(L)]
     if depths[-1] != D or any(b <= a for a, b in zip(depths, depths[1:])):
         raise r.fail(f"level depths {depths} are not increasing to the tile depth {D}")
+    geometry = r.u8()
+    if geometry == ID_ORDER:
+        return _decode_id_ordered(r, chunks, n, L, params, sh_degree, where)
+    if geometry != OCTREE:
+        raise r.fail(f"unknown geometry form {geometry}")
     n_tiles = r.varint(r.remaining // 24)
     tiles = r.array("<i8", 3 * n_tiles).reshape(n_tiles, 3).astype(np.int64)
     r.end()
@@ -617,35 +649,57 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             if n > 1 and np.any(ids[1:] == ids[:-1]):
                 raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
             vox = vox[order]  # from here on, Gaussians in id order
-            lev = decode_stream(r, n, signed=False, int32=True)
-            if lev.max() > 255 or lev.min() < 0:
-                raise r.fail("level field above 255")
             pc = None
             if prev_coarse is not None:
-                pidx = _ancestor(parent_chain, d, prev_d, vox)
-                pc = _Parent(prev_coarse, pidx)
-            leaf = _get_coarse(r, n, pc, params)
-            num_sh = (sh_degree + 1) ** 2
-            k3 = 3 * (num_sh - 1)
-            cols = np.zeros((k3, n), np.int32)  # zero pages: all-zero and sparse streams write less
-            # |v| ≤ 64 / step + 1 (the quantisation range), checked by the stream on what its
-            # structure leaves open: no scan of all-zero or sparse columns
-            bound = np.floor(np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1).astype(np.int64)
-            for j in range(0, k3, 3):
-                if r.remaining and r.data[r.pos] == JOINT_MODE:
-                    _get_sh_joint(r, cols[j:j + 3], int(bound[j]))
-                    continue
-                for c in range(3):
-                    decode_stream(r, n, int32=True, out=cols[j + c], zeroed=True, limit=int(bound[j + c]))
-            r.end()
-            _check_ranges(leaf, params, where)
+                pc = _Parent(prev_coarse, _ancestor(parent_chain, d, prev_d, vox))
             vcode = octree.demorton(code)
             pos = np.repeat(tiles << D, tile_count, axis=0)
             pos += vcode
-            return QMap(sh_degree, ids, pos[vox], lev.astype(np.uint8), leaf.op, leaf.scale, leaf.rot_idx,
-                        leaf.rot, leaf.dc, cols.T.reshape(n, -1, 3))  # a view: no transposed copy
+            return _get_leaves(r, ids, pos[vox], pc, params, sh_degree, where)
         prev_d = d
     raise AssertionError("unreachable")
+
+
+def _decode_id_ordered(r: Reader, chunks: list[Chunk], n: int, L: int, params: QuantParams,
+                       sh_degree: int, where: str) -> QMap:
+    """The rest of a section in the id-ordered form (:mod:`.idorder`): one LEVEL chunk."""
+    r.end()
+    if L != 1:
+        raise r.fail(f"id-ordered geometry with {L} levels (it has one)")
+    levels = [c for c in chunks[1:] if c.type == LEVEL]
+    if [c.level for c in levels] != [0]:
+        raise DecodeError(f"{where}: LEVEL chunks {[c.level for c in levels]} do not match 1 level")
+    if n == 0:
+        raise r.fail("id-ordered geometry without Gaussians")
+    r = Reader(levels[0].data, f"{where} LEVEL 0")
+    ids, pos = idorder.decode(r, n)
+    return _get_leaves(r, ids, pos, None, params, sh_degree, where)
+
+
+def _get_leaves(r: Reader, ids: np.ndarray, pos: np.ndarray, pc: _Parent | None, params: QuantParams,
+                sh_degree: int, where: str) -> QMap:
+    """Inverse of :func:`_put_leaves` for Gaussians whose ids (ascending) and positions are known."""
+    n = len(ids)
+    lev = decode_stream(r, n, signed=False, int32=True)
+    if lev.max() > 255 or lev.min() < 0:
+        raise r.fail("level field above 255")
+    leaf = _get_coarse(r, n, pc, params)
+    num_sh = (sh_degree + 1) ** 2
+    k3 = 3 * (num_sh - 1)
+    cols = np.zeros((k3, n), np.int32)  # zero pages: all-zero and sparse streams write less
+    # |v| ≤ 64 / step + 1 (the quantisation range), checked by the stream on what its
+    # structure leaves open: no scan of all-zero or sparse columns
+    bound = np.floor(np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1).astype(np.int64)
+    for j in range(0, k3, 3):
+        if r.remaining and r.data[r.pos] == JOINT_MODE:
+            _get_sh_joint(r, cols[j:j + 3], int(bound[j]))
+            continue
+        for c in range(3):
+            decode_stream(r, n, int32=True, out=cols[j + c], zeroed=True, limit=int(bound[j + c]))
+    r.end()
+    _check_ranges(leaf, params, where)
+    return QMap(sh_degree, ids, pos, lev.astype(np.uint8), leaf.op, leaf.scale, leaf.rot_idx,
+                leaf.rot, leaf.dc, cols.T.reshape(n, -1, 3))  # a view: no transposed copy
 
 
 def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
