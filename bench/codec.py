@@ -74,7 +74,7 @@ def codec_figures(g: GaussianMap, params: QuantParams, levels: int, repeats: int
     td, dec = best_time(lambda: decode_map(data), repeats)
     exact = dec.equals(quantize(g, params))
     per = {k: v / n for k, v in sorted(stats.items(), key=lambda kv: -kv[1])}
-    pos = stats.get("occupancy", 0) + stats.get("voxel_count", 0)
+    pos = stats.get("occupancy", 0) + stats.get("voxel_count", 0) + stats.get("positions", 0)  # either geometry form
     return {"gaussians": n, "sh_degree": g.sh_degree, "bytes": len(data), "bytes_per_gaussian": len(data) / n,
             "levels": info.levels, "bytes_per_level": info.bytes_per_level,
             "level_byte_fraction": [b / len(data) for b in info.bytes_per_level],
@@ -288,11 +288,13 @@ def fitted_map_figures(path: str, bag: str, levels: int, repeats: int, holdout_e
                                  "psnr_db": full, "psnr_drop_db": base - full, "levels": lv,
                                  "stream_bytes_per_gaussian": fig["stream_bytes_per_gaussian"],
                                  "positions_bytes_per_gaussian": fig["positions_bytes_per_gaussian"],
+                                 "ids_bytes_per_gaussian": fig["ids_bytes_per_gaussian"],
                                  "round_trip_exact": fig["round_trip_exact"]})
         log(f"fitted q{qlt}: {fig['bytes_per_gaussian']:.2f} B/G, {full:.2f} dB (original {base:.2f})")
     spz = read_spz(write_spz(g, None))
     out["spz"] = {"bytes_per_gaussian": len(write_spz(g, None)) / len(g), "psnr_db": psnr_real(spz)}
     out["raw_ply_standard_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1))
+    out["draco_positions_1mm"] = draco_positions(g)
     return out
 
 
@@ -306,7 +308,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--levels", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fuzz", type=int, default=100_000)
     ap.add_argument("--link-steps", type=int, default=3000)
     ap.add_argument("--map", default=None, help="a fitted map (PLY) from the mapper, if any")
@@ -489,12 +491,15 @@ def markdown(res) -> str:
                   f"Original map: {f['original_psnr_db']:.2f} dB; raw PLY {f['raw_ply_standard_bytes_per_gaussian']} B/G; "
                   f"SPZ v2 {f['spz']['bytes_per_gaussian']:.2f} B/G at {f['spz']['psnr_db']:.2f} dB. Gaussians per "
                   f"mapper (ProGS) level: {f.get('gaussians_per_mapper_level')} — with more than one level the "
-                  "snapshot is layered (a prefix = the mapper's levels ≤ l), else its coarse levels are aggregates.\n",
-                  "| quality | B/G | positions B/G | PSNR dB | drop dB | per level: fraction of bytes → PSNR |", "|---|---|---|---|---|---|"]
+                  "snapshot is layered (a prefix = the mapper's levels ≤ l), else its coarse levels are aggregates. "
+                  f"Draco, positions alone at 1 mm: {f['draco_positions_1mm']['unordered_bytes_per_gaussian']:.2f} B/G "
+                  f"reordered, {f['draco_positions_1mm']['ordered_bytes_per_gaussian']:.2f} B/G in id order.\n",
+                  "| quality | B/G | positions B/G | ids B/G | PSNR dB | drop dB | per level: fraction of bytes → PSNR |",
+                  "|---|---|---|---|---|---|---|"]
         for q in f["qualities"]:
             lv = "; ".join(f"{e['byte_fraction']:.3f} → {e['psnr_db']:.1f}" for e in q["levels"])
             lines.append(f"| {q['quality']} | {q['bytes_per_gaussian']:.2f} | {q['positions_bytes_per_gaussian']:.2f} | "
-                         f"{q['psnr_db']:.2f} | {q['psnr_drop_db']:.2f} | {lv} |")
+                         f"{q['ids_bytes_per_gaussian']:.2f} | {q['psnr_db']:.2f} | {q['psnr_drop_db']:.2f} | {lv} |")
     if "fitted_map" in res:
         mm = res["fitted_map"].get("mapper_metrics", {})
         lines += ["", f"The fitted map came from a run of the mapper on the first {mm.get('frames', '?')} frames of the "
@@ -509,9 +514,10 @@ def markdown(res) -> str:
               "10·log10(1 + 10^((P0 − D)/10)): D = 40 dB → 0.14 dB, D = 35 dB → 0.41 dB.",
               "- Speeds are CPU seconds of this process on one thread while the 2-core machine ran other "
               "engineers' jobs (load average above); they are lower bounds of what an idle core does.",
-              "- 'positions' = octree occupancy + voxel counts; ids (kept exactly, as a permutation of the "
-              "octree order) are listed apart. Draco reorders points (unordered) or keeps order (ordered) and "
-              "codes positions only."]
+              "- 'positions' = octree occupancy + voxel counts, or in the id-ordered form (single-level "
+              "sections, e.g. the kitchen's layers) the position differences along id order; ids (kept "
+              "exactly: the permutation of the octree order, or the id gaps) are listed apart. Draco reorders "
+              "points (unordered) or keeps order (ordered) and codes positions only."]
     return "\n".join(lines) + "\n"
 
 

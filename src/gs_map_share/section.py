@@ -7,6 +7,9 @@ cell centre), or, for the last level, the leaves: Gaussians per occupied voxel, 
 attributes. Attribute channels of level k are coded either raw or as the residual against the
 parent node's decoded value at depth d[k-1] (the parent-conditioned context; the encoder picks per
 channel, a flag byte says which).
+
+A single-level section may instead list its ids and positions in id order (:mod:`.idorder`), when
+that is estimated smaller than the octree; the TILES chunk names the geometry form.
 """
 from __future__ import annotations
 
