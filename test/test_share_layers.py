@@ -1,5 +1,6 @@
-"""Layered snapshots: a map whose Gaussians carry ProGS levels is sent one level per section, so a
-prefix decodes to exactly the Gaussians of the coarser levels; and quality 0 (the smallest)."""
+"""Layered snapshots: a map whose Gaussians carry ProGS levels is sent in sections of whole levels
+(coarsest first; the first gathers the tiny coarse levels, the largest is halved by id up to four
+layers), so a prefix decodes to the Gaussians of the coarser levels; and quality 0 (the smallest)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from gs_map_share.container import LEVEL, TILES, Chunk, pack, unpack
 from gs_map_share.errors import DecodeError, EncodeError
 from gs_map_share.quantize import QuantParams, quantize, to_qmap
 from gs_map_share.section import encode_section
-from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
+from gs_map_share.snapshot import _layers, decode_map, decode_snapshot, encode_map
 from gs_map_share.synthetic import synthetic_map
 
 
@@ -21,18 +22,46 @@ def _levelled(n=3000, seed=0, values=(0, 1, 3, 4)):
 
 
 def test_layered_round_trip_and_prefixes():
-    g = _levelled()
+    g = _levelled()  # levels 0 / 1 / 3 / 4 hold 5 / 15 / 30 / 50 %
     p = QuantParams.from_quality(2)
     data, info = encode_map(g, p)
     assert info.levels == 4 and len(info.bytes_per_level) == 4 and sum(info.bytes_per_level) == len(data)
     want = quantize(g, p)
     assert decode_map(data).equals(want)
-    values = [0, 1, 3, 4]
-    for k, v in enumerate(values):
-        prefix = decode_map(data, max_level=k)
-        assert prefix.equals(want.subset(np.flatnonzero(want.levels <= v)))
-    # bytes grow with the layer's share of Gaussians: the 5 % layer is the smallest
-    assert info.bytes_per_level[0] < 0.15 * len(data)
+    # layers: levels 0-1 (level 0 alone is under 1/16 of the map), level 3, then level 4 in two
+    # halves by id
+    top = want.ids[want.levels == 4]
+    lower_half = np.isin(want.ids, top[:len(top) // 2])
+    expect = [want.levels <= 1, want.levels <= 3, (want.levels <= 3) | lower_half, np.ones(len(want), bool)]
+    for k, rows in enumerate(expect):
+        assert decode_map(data, max_level=k).equals(want.subset(np.flatnonzero(rows)))
+    assert info.bytes_per_level[0] < 0.3 * len(data)
+
+
+@pytest.mark.parametrize("shares,groups", [
+    ((0.02, 0.06, 0.17, 0.75), [[0, 1], [2], [3, "a"], [3, "b"]]),   # the kitchen map's proportions
+    ((0.5, 0.5), [[0, "a"], [0, "b"], [1, "a"], [1, "b"]]),          # each level halved
+    ((0.1, 0.2, 0.3, 0.4, 0.0), [[0], [1], [2], [3]]),               # enough levels: one per layer
+])
+def test_layers_gather_tiny_coarse_levels_and_split_to_four(shares, groups):
+    n = 1600
+    counts = (np.array(shares) * n).astype(int)
+    levels = np.repeat(np.arange(len(shares)), counts).astype(np.uint8)
+    rng = np.random.default_rng(1)
+    g = synthetic_map(len(levels), 0, seed=2)
+    g.levels = rng.permutation(levels)  # levels interleave in id order, as the mapper's do
+    q = to_qmap(g, QuantParams())
+    layers = _layers(q)
+    assert len(layers) == len(groups)
+    for rows, grp in zip(layers, groups):
+        lv = [v for v in grp if not isinstance(v, str)]
+        members = np.flatnonzero(np.isin(q.level, lv))
+        if grp[-1] in ("a", "b"):  # one half of a level, by id
+            half = len(members) // 2
+            members = members[:half] if grp[-1] == "a" else members[half:]
+        assert np.array_equal(rows, members)
+    data, _ = encode_map(g, QuantParams())
+    assert decode_map(data).equals(quantize(g, QuantParams()))
 
 
 def test_one_level_or_flat_request_is_one_section():
@@ -62,13 +91,15 @@ def test_bad_layering_is_rejected():
     swapped = chunks[2:4] + chunks[0:2] + chunks[4:]
     with pytest.raises(DecodeError, match="layer 0"):
         decode_snapshot(pack(h, swapped))
-    # two levels in one layer
     q = to_qmap(g, p)
-    groups = [np.flatnonzero(q.level == v) for v in (0, 1)] + [np.flatnonzero(q.level >= 3)]
     h3 = unpack(data)[0]
     h3.n_levels = 3
-    with pytest.raises(DecodeError, match="one level"):
-        decode_snapshot(pack(h3, _layer_chunks(q, p, groups)))
+    # levels may share a layer, in order; a later layer may not go back to a coarser level
+    ok = [np.flatnonzero(q.level == 0), np.flatnonzero((q.level == 1) | (q.level == 3)), np.flatnonzero(q.level == 4)]
+    assert decode_map(pack(h3, _layer_chunks(q, p, ok))).equals(quantize(g, p))
+    bad = [np.flatnonzero((q.level == 0) | (q.level == 3)), np.flatnonzero(q.level == 1), np.flatnonzero(q.level == 4)]
+    with pytest.raises(DecodeError, match="layer 1 holds a level below"):
+        decode_snapshot(pack(h3, _layer_chunks(q, p, bad)))
     # the same Gaussians again in a finer layer
     again = q.take(np.flatnonzero(q.level == 3))
     again.level[:] = 5

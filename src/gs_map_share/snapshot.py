@@ -14,6 +14,14 @@ from .section import decode_section, encode_section, max_gaussians_for
 
 DEFAULT_LEVELS = 5
 MAX_LAYERS = 32  # the header's n_levels limit
+# Layering of a levelled map (the reference encoder's choice; any grouping that keeps the levels in
+# order decodes). The mapper's coarsest levels are tiny (the kitchen's level 0: 2 % of the map, 6 dB
+# below full), so the first layer gathers coarse levels until it holds this share of the Gaussians
+# (kitchen: levels 0-1, 10 % of the bytes, 2.6 dB below full); the largest layer is then halved by
+# id until there are MIN_LAYERS levels of detail (halves by id stay spatially coherent: the
+# id-ordered geometry codes them as cheaply as one).
+FIRST_LAYER_SHARE = 1 / 16
+MIN_LAYERS = 4
 
 
 @dataclass
@@ -51,10 +59,10 @@ def encode_snapshot(q: QMap, params: QuantParams, *, map_id: int = 1, seq: int =
                     n_levels: int = DEFAULT_LEVELS, frame_id: str = "map",
                     tile_size: float = 2.0) -> tuple[bytes, EncodeInfo]:
     """One snapshot container. A map whose Gaussians carry 2..32 distinct ``level`` values (the
-    mapper's ProGS levels) is sent *layered*: one section per level, coarsest first, so a prefix
-    decodes to exactly the Gaussians of levels ≤ l (the map the mapper's multi-level loss trained).
-    Otherwise (all one level, or ``n_levels`` = 1 → flat) it is one section whose coarse levels are
-    the encoder's aggregated Gaussians."""
+    mapper's ProGS levels) is sent *layered*: sections of whole levels, coarsest first (see
+    :func:`_layers`), so a prefix decodes to the Gaussians of the coarser levels (the maps the
+    mapper's multi-level loss trained). Otherwise (all one level, or ``n_levels`` = 1 → flat) it is
+    one section whose coarse levels are the encoder's aggregated Gaussians."""
     check_ids(q)
     if seq < 1:
         raise EncodeError("snapshot sequence numbers start at 1")
@@ -78,11 +86,21 @@ def encode_snapshot(q: QMap, params: QuantParams, *, map_id: int = 1, seq: int =
 
 
 def _layers(q: QMap) -> list[np.ndarray] | None:
-    """Rows per distinct level (ascending) when the map is layered, else None."""
-    values = np.unique(q.level)
+    """Rows of each layer when the map is layered, else None: the coarsest levels up to
+    FIRST_LAYER_SHARE of the Gaussians, then one level per layer, the largest layer halved by id
+    while there are fewer than MIN_LAYERS."""
+    values, counts = np.unique(q.level, return_counts=True)
     if not 2 <= len(values) <= MAX_LAYERS:
         return None
-    return [np.flatnonzero(q.level == v) for v in values]
+    k = min(int(np.searchsorted(np.cumsum(counts), FIRST_LAYER_SHARE * len(q))) + 1, len(values))
+    layers = [np.flatnonzero(q.level <= values[k - 1])] + [np.flatnonzero(q.level == v) for v in values[k:]]
+    while len(layers) < MIN_LAYERS:
+        i = max(range(len(layers)), key=lambda j: len(layers[j]))
+        if len(layers[i]) < 2:
+            break
+        half = len(layers[i]) // 2  # rows are in id order
+        layers[i:i + 1] = [layers[i][:half], layers[i][half:]]
+    return layers
 
 
 def encode_map(gmap: GaussianMap, params: QuantParams | None = None, **kw) -> tuple[bytes, EncodeInfo]:
@@ -129,19 +147,19 @@ def _split_sections(chunks: list[Chunk]) -> list[list[Chunk]]:
 
 
 def _decode_layers(sections: list[list[Chunk]], h: Header, cap: int, max_level: int | None):
-    """A layered snapshot: section i = the Gaussians of the i-th level, one LEVEL chunk each."""
+    """A layered snapshot: section i = layer i (whole levels, or part of one), one LEVEL chunk each."""
     if len(sections) != h.n_levels:
         raise DecodeError(f"snapshot: {len(sections)} layers, the header says {h.n_levels}")
     stop = len(sections) - 1 if max_level is None else min(max_level, len(sections) - 1)
-    parts, total, prev_level = [], 0, -1
+    parts, total, prev_level = [], 0, 0
     for i, sec in enumerate(sections[:stop + 1]):
         if [c.level for c in sec] != [i, i] or [c.type for c in sec] != [TILES, LEVEL]:
             raise DecodeError(f"snapshot: layer {i} is not one TILES and one LEVEL chunk of level {i}")
         part = decode_section([sec[0], Chunk(LEVEL, 0, sec[1].data)], h.params, h.sh_degree, cap - total,
                               None, f"snapshot layer {i}")
-        if len(part) == 0 or np.any(part.level != part.level[0]) or int(part.level[0]) <= prev_level:
-            raise DecodeError(f"snapshot: layer {i} does not hold one level above the previous layer's")
-        prev_level = int(part.level[0])
+        if len(part) == 0 or int(part.level.min()) < prev_level:
+            raise DecodeError(f"snapshot: layer {i} holds a level below the previous layer's")
+        prev_level = int(part.level.max())
         total += len(part)
         parts.append(part)
     out = QMap.concat(parts)
