@@ -491,7 +491,8 @@ def markdown(res) -> str:
                   f"Original map: {f['original_psnr_db']:.2f} dB; raw PLY {f['raw_ply_standard_bytes_per_gaussian']} B/G; "
                   f"SPZ v2 {f['spz']['bytes_per_gaussian']:.2f} B/G at {f['spz']['psnr_db']:.2f} dB. Gaussians per "
                   f"mapper (ProGS) level: {f.get('gaussians_per_mapper_level')} — with more than one level the "
-                  "snapshot is layered (a prefix = the mapper's levels ≤ l), else its coarse levels are aggregates. "
+                  "snapshot is layered (a prefix = whole coarse levels: the first layer gathers levels up to 1/16 of the "
+                  "Gaussians, the largest is halved by id up to 4 layers), else its coarse levels are aggregates. "
                   f"Draco, positions alone at 1 mm: {f['draco_positions_1mm']['unordered_bytes_per_gaussian']:.2f} B/G "
                   f"reordered, {f['draco_positions_1mm']['ordered_bytes_per_gaussian']:.2f} B/G in id order.\n",
                   "| quality | B/G | positions B/G | ids B/G | PSNR dB | drop dB | per level: fraction of bytes → PSNR |",

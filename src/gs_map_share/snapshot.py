@@ -17,9 +17,9 @@ MAX_LAYERS = 32  # the header's n_levels limit
 # Layering of a levelled map (the reference encoder's choice; any grouping that keeps the levels in
 # order decodes). The mapper's coarsest levels are tiny (the kitchen's level 0: 2 % of the map, 6 dB
 # below full), so the first layer gathers coarse levels until it holds this share of the Gaussians
-# (kitchen: levels 0-1, 10 % of the bytes, 2.6 dB below full); the largest layer is then halved by
-# id until there are MIN_LAYERS levels of detail (halves by id stay spatially coherent: the
-# id-ordered geometry codes them as cheaply as one).
+# (kitchen: levels 0-1, 9.5 % of the bytes at quality 2, 2.6 dB below full); the largest layer is
+# then halved by id until there are MIN_LAYERS levels of detail (halves by id stay spatially
+# coherent: the id-ordered geometry codes them as cheaply as one).
 FIRST_LAYER_SHARE = 1 / 16
 MIN_LAYERS = 4
 
