@@ -280,7 +280,8 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
     depths = _choose_depths(counts, n_levels) if n else list(range(max(0, D - n_levels + 1), D + 1))
     L = len(depths)
 
-    id_order = L == 1 and n > 0 and _id_order_smaller(q, occ, vcount, ids_s, len(tiles))
+    id_streams = idorder.streams(q.ids, q.pos) if L == 1 and n > 0 else None
+    id_order = id_streams is not None and _id_order_smaller(id_streams[1], occ, vcount, ids_s, len(tiles))
     w = Writer()
     w.varint(n)
     w.varint(L)
@@ -295,7 +296,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
         return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
     if id_order:
         w = Writer()
-        first, streams = idorder.streams(q.ids, q.pos)
+        first, streams = id_streams
         w.varint(first)
         for label, values, signed in streams:
             _put(w, values, signed, label)
@@ -354,15 +355,14 @@ def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None) -> 
         _put_sh_coefficient(w, cols[j:j + 3])
 
 
-def _id_order_smaller(q: QMap, occ: list, vcount: np.ndarray, ids_s: np.ndarray, n_tiles: int) -> bool:
-    """Whether the id-ordered geometry of a single-level section is estimated smaller than its
-    octree (occupancy, voxel counts, ids in octree order, the tile list)."""
+def _id_order_smaller(id_streams: list, occ: list, vcount: np.ndarray, ids_s: np.ndarray, n_tiles: int) -> bool:
+    """Whether the id-ordered geometry of a single-level section (its :func:`idorder.streams`) is
+    estimated smaller than its octree (occupancy, voxel counts, ids in octree order, the tile list)."""
     def bits(v, signed=True):
         return Stats(v, signed, keep_u=False).best()[1]
     octree_bits = sum(bits(o.astype(np.int64), False) for o in occ) + bits(vcount - 1, False)
     octree_bits += bits(np.diff(ids_s.astype(np.int64))) + 8 * 24 * n_tiles
-    _, streams = idorder.streams(q.ids, q.pos)
-    return sum(bits(v, s) for _, v, s in streams) < octree_bits
+    return sum(bits(v, s) for _, v, s in id_streams) < octree_bits
 
 
 def _unique_tiles(tiles_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -520,15 +520,13 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
             jb = Stats(j, signed=False, keep_u=False).best()[1] + 16
             jb += sum(Stats(c[esc], keep_u=False).best()[1] for c in full) if esc.any() else 0.0
             sb = sum(_stream_cost(Stats(c, keep_u=False))[0] for c in full)
-            if jb > 1.005 * sb + 64:
-                best = None
-        if best is not None and best[1][1] < 0.8 * sep_ns:
-            w.u8(JOINT_MODE)
-            w.u8(b)
-            _put(w, j, signed=False, label="sh_rest")
-            for c in ch:
-                _put(w, c[esc], label="sh_rest")
-            return
+            if jb <= 1.005 * sb + 64:
+                w.u8(JOINT_MODE)
+                w.u8(b)
+                _put(w, j, signed=False, label="sh_rest")
+                for c in ch:
+                    _put(w, c[esc], label="sh_rest")
+                return
     for c in ch:
         _put(w, c, label="sh_rest")
 
@@ -584,19 +582,27 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
         raise r.fail(f"level depths {depths} are not increasing to the tile depth {D}")
     geometry = r.u8()
     if geometry == ID_ORDER:
-        return _decode_id_ordered(r, chunks, n, L, params, sh_degree, where)
-    if geometry != OCTREE:
+        if L != 1:
+            raise r.fail(f"id-ordered geometry with {L} levels (it has one)")
+        if n == 0:
+            raise r.fail("id-ordered geometry without Gaussians")
+    elif geometry != OCTREE:
         raise r.fail(f"unknown geometry form {geometry}")
-    n_tiles = r.varint(r.remaining // 24)
-    tiles = r.array("<i8", 3 * n_tiles).reshape(n_tiles, 3).astype(np.int64)
+    else:
+        n_tiles = r.varint(r.remaining // 24)
+        tiles = r.array("<i8", 3 * n_tiles).reshape(n_tiles, 3).astype(np.int64)
     r.end()
+    levels = [c for c in chunks[1:] if c.type == LEVEL]
+    if [c.level for c in levels] != list(range(L)):
+        raise DecodeError(f"{where}: LEVEL chunks {[c.level for c in levels]} do not match {L} levels")
+    if geometry == ID_ORDER:  # the one LEVEL chunk: ids and positions (idorder.py), then the leaves
+        r = Reader(levels[0].data, f"{where} LEVEL 0")
+        ids, pos = idorder.decode(r, n)
+        return _get_leaves(r, ids, pos, None, params, sh_degree, where)
     if n_tiles and (np.abs(tiles).max() >= (MAX_LATTICE >> D)):
         raise DecodeError(f"{where}: tile coordinate beyond the position lattice")
     if n_tiles > max(n, 0) or (n > 0 and n_tiles == 0):
         raise DecodeError(f"{where}: {n_tiles} tiles for {n} Gaussians")
-    levels = [c for c in chunks[1:] if c.type == LEVEL]
-    if [c.level for c in levels] != list(range(L)):
-        raise DecodeError(f"{where}: LEVEL chunks {[c.level for c in levels]} do not match {L} levels")
     stop = L - 1 if max_level is None else min(max_level, L - 1)
     if n == 0:
         return QMap.empty(sh_degree) if stop == L - 1 else _preview(np.zeros((0, 3)), None, sh_degree, params, stop)
@@ -661,22 +667,6 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             return _get_leaves(r, ids, pos[vox], pc, params, sh_degree, where)
         prev_d = d
     raise AssertionError("unreachable")
-
-
-def _decode_id_ordered(r: Reader, chunks: list[Chunk], n: int, L: int, params: QuantParams,
-                       sh_degree: int, where: str) -> QMap:
-    """The rest of a section in the id-ordered form (:mod:`.idorder`): one LEVEL chunk."""
-    r.end()
-    if L != 1:
-        raise r.fail(f"id-ordered geometry with {L} levels (it has one)")
-    levels = [c for c in chunks[1:] if c.type == LEVEL]
-    if [c.level for c in levels] != [0]:
-        raise DecodeError(f"{where}: LEVEL chunks {[c.level for c in levels]} do not match 1 level")
-    if n == 0:
-        raise r.fail("id-ordered geometry without Gaussians")
-    r = Reader(levels[0].data, f"{where} LEVEL 0")
-    ids, pos = idorder.decode(r, n)
-    return _get_leaves(r, ids, pos, None, params, sh_degree, where)
 
 
 def _get_leaves(r: Reader, ids: np.ndarray, pos: np.ndarray, pc: _Parent | None, params: QuantParams,
