@@ -2,6 +2,7 @@
 
 colcon reads this file directly; `pip install -e .` goes through pyproject.toml, which points back here.
 """
+
 from glob import glob
 
 from setuptools import find_packages, setup

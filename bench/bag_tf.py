@@ -14,6 +14,7 @@ before/after; the machine may be shared, so timings read pessimistic) and, as me
 
     .venv/bin/python bench/bag_tf.py [--repeats 5] [--frames 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KITCHEN = Path(os.environ.get("GS_MAPPING_SHARED_DATA", REPO.parent / "shared" / "data")) / "7scenes_kitchen_rgbd"
+KITCHEN = (
+    Path(os.environ.get("GS_MAPPING_SHARED_DATA", REPO.parent / "shared" / "data")) / "7scenes_kitchen_rgbd"
+)
 
 
 def timed(fn, repeats: int) -> float:
@@ -86,10 +89,21 @@ def main(argv=None) -> int:
                         pass
 
                 s = timed(read_raw, r)
-                add("read kitchen bag, raw CDR", f"{n} msgs, {mb:.1f} MB", s, msgs_per_s=n / s, MB_per_s=mb / s)
+                add(
+                    "read kitchen bag, raw CDR",
+                    f"{n} msgs, {mb:.1f} MB",
+                    s,
+                    msgs_per_s=n / s,
+                    MB_per_s=mb / s,
+                )
                 s = timed(read_decoded, r)
-                add("read kitchen bag, deserialised", f"{n} msgs, {mb:.1f} MB", s, msgs_per_s=n / s,
-                    MB_per_s=mb / s)
+                add(
+                    "read kitchen bag, deserialised",
+                    f"{n} msgs, {mb:.1f} MB",
+                    s,
+                    msgs_per_s=n / s,
+                    MB_per_s=mb / s,
+                )
             s = timed(lambda: BagReader(KITCHEN).open().close(), r)
             add("open kitchen bag (index + typestore)", "", s)
 
@@ -100,9 +114,17 @@ def main(argv=None) -> int:
         depth = rng.integers(500, 4000, (480, 640), dtype=np.uint16)
         img = m.numpy_to_image(rgb, "rgb8", 0, "cam")
         dimg = m.numpy_to_image(depth, "16UC1", 0, "cam")
-        info = m.intrinsics_to_camera_info(m.CameraIntrinsics(
-            640, 480, np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]), np.zeros(5), "plumb_bob",
-            "cam", 0))
+        info = m.intrinsics_to_camera_info(
+            m.CameraIntrinsics(
+                640,
+                480,
+                np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]),
+                np.zeros(5),
+                "plumb_bob",
+                "cam",
+                0,
+            )
+        )
         tfm = m.transforms_to_tf_message([TransformStamped("map", "base_link", 0, Transform())])
         per_frame_mb = (len(m.serialize_cdr(img, m.IMAGE)) + len(m.serialize_cdr(dimg, m.IMAGE))) / 1e6
 
@@ -123,29 +145,41 @@ def main(argv=None) -> int:
 
         total = frames * per_frame_mb
         for compress in (False, True):
-            s = timed(lambda: write(compress), max(1, r // 2))
+            s = timed(lambda c=compress: write(c), max(1, r // 2))
             out = write(compress)
             size = sum(f.stat().st_size for f in out.glob("*.mcap")) / 1e6
             label = "zstd chunks" if compress else "plain"
-            add(f"write VGA RGB-D bag ({label})", f"{frames} frames, {size:.1f} MB on disk", s,
-                frames_per_s=frames / s, MB_per_s=total / s)
+            add(
+                f"write VGA RGB-D bag ({label})",
+                f"{frames} frames, {size:.1f} MB on disk",
+                s,
+                frames_per_s=frames / s,
+                MB_per_s=total / s,
+            )
 
-            def read_back():
+            def read_back(out=out):
                 with BagReader(out) as bag:
                     for _ in bag.messages():
                         pass
 
             s = timed(read_back, max(1, r // 2))
-            add(f"read VGA RGB-D bag back ({label})", f"{4 * frames} msgs", s, frames_per_s=frames / s,
-                MB_per_s=total / s)
+            add(
+                f"read VGA RGB-D bag back ({label})",
+                f"{4 * frames} msgs",
+                s,
+                frames_per_s=frames / s,
+                MB_per_s=total / s,
+            )
 
         # --- TF -----------------------------------------------------------------------------------
         n_tf = 10_000
         stamps = np.arange(n_tf, dtype=np.int64) * 10_000_000  # 100 Hz
         qs = rng.normal(size=(n_tf, 4))
         qs /= np.linalg.norm(qs, axis=1, keepdims=True)
-        samples = [TransformStamped("odom", "base_link", int(t), Transform(rng.normal(size=3), q))
-                   for t, q in zip(stamps, qs)]
+        samples = [
+            TransformStamped("odom", "base_link", int(t), Transform(rng.normal(size=3), q))
+            for t, q in zip(stamps, qs, strict=False)
+        ]
 
         def fill():
             buf = TFBuffer(cache_time_s=None)
@@ -157,8 +191,10 @@ def main(argv=None) -> int:
         add("TF insert (in order, validated)", f"{n_tf} samples", s, samples_per_s=n_tf / s)
         buf = fill()
         buf.add(TransformStamped("map", "odom", 0, Transform()), static=True)
-        buf.add(TransformStamped("base_link", "cam_optical", 0,
-                                 Transform([0.1, 0, 1.2], [-0.5, 0.5, -0.5, 0.5])), static=True)
+        buf.add(
+            TransformStamped("base_link", "cam_optical", 0, Transform([0.1, 0, 1.2], [-0.5, 0.5, -0.5, 0.5])),
+            static=True,
+        )
         queries = rng.integers(0, int(stamps[-1]), size=2000)
 
         def lookups():
@@ -166,8 +202,12 @@ def main(argv=None) -> int:
                 buf.lookup("map", "cam_optical", int(t))
 
         s = timed(lookups, r)
-        add("TF lookup map<-optical (3 edges, interpolated)", "2000 lookups, 10k samples/edge", s,
-            lookups_per_s=len(queries) / s)
+        add(
+            "TF lookup map<-optical (3 edges, interpolated)",
+            "2000 lookups, 10k samples/edge",
+            s,
+            lookups_per_s=len(queries) / s,
+        )
 
         # --- sync ---------------------------------------------------------------------------------
         n_sync = 3000
@@ -181,16 +221,24 @@ def main(argv=None) -> int:
             assert sync.matched == n_sync
 
         s = timed(sync_run, r)
-        add("sync colour/depth/info (queue 10, slop 10 ms)", f"{3 * n_sync} messages", s,
-            messages_per_s=3 * n_sync / s)
+        add(
+            "sync colour/depth/info (queue 10, slop 10 ms)",
+            f"{3 * n_sync} messages",
+            s,
+            messages_per_s=3 * n_sync / s,
+        )
 
         # --- gs-mapping info ------------------------------------------------------------------------
         target = KITCHEN if (KITCHEN / "metadata.yaml").exists() else tmp / "vga"
         env = dict(os.environ, OMP_NUM_THREADS="1")
 
         def run_info():
-            subprocess.run([sys.executable, "-m", "gs_mapping", "info", str(target), "--json"], check=True,
-                           capture_output=True, env=env)
+            subprocess.run(
+                [sys.executable, "-m", "gs_mapping", "info", str(target), "--json"],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
 
         s = timed(run_info, max(1, r // 2))
         add("gs-mapping info --json (subprocess)", target.name, s)
@@ -204,22 +252,39 @@ def main(argv=None) -> int:
         torch_version = torch.__version__
     except Exception:  # torch is not needed by this benchmark
         torch_version = None
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-               "torch": torch_version, "device": "cpu", "threads": os.environ.get("OMP_NUM_THREADS"),
-               "load_before": [round(x, 2) for x in load_before],
-               "load_after": [round(x, 2) for x in load_after]}
-    config = {"repeats": r, "frames": args.frames, "kitchen_bag": str(KITCHEN) if (KITCHEN / "metadata.yaml").exists() else None}
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "device": "cpu",
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in load_after],
+    }
+    config = {
+        "repeats": r,
+        "frames": args.frames,
+        "kitchen_bag": str(KITCHEN) if (KITCHEN / "metadata.yaml").exists() else None,
+    }
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "bag_tf.json").write_text(json.dumps({"machine": machine, "config": config, "rows": rows},
-                                                    indent=2) + "\n")
-    lines = ["# bag / TF / sync benchmark", "",
-             f"{machine['platform']}, {machine['cpus']} CPUs, load {load_before[0]:.1f} → {load_after[0]:.1f}; "
-             f"median of {r} after a warm-up (writes/reads of the VGA bag: {max(1, r // 2)}).", "",
-             "| case | size | median ms | rate |", "|---|---|---:|---|"]
+    (results / "bag_tf.json").write_text(
+        json.dumps({"machine": machine, "config": config, "rows": rows}, indent=2) + "\n"
+    )
+    lines = [
+        "# bag / TF / sync benchmark",
+        "",
+        f"{machine['platform']}, {machine['cpus']} CPUs, load {load_before[0]:.1f} → {load_after[0]:.1f}; "
+        f"median of {r} after a warm-up (writes/reads of the VGA bag: {max(1, r // 2)}).",
+        "",
+        "| case | size | median ms | rate |",
+        "|---|---|---:|---|",
+    ]
     for row in rows:
-        rates = ", ".join(f"{k.replace('_per_s', '/s')} {v:,.1f}" for k, v in row.items()
-                          if k.endswith("_per_s"))
+        rates = ", ".join(
+            f"{k.replace('_per_s', '/s')} {v:,.1f}" for k, v in row.items() if k.endswith("_per_s")
+        )
         lines.append(f"| {row['case']} | {row['size']} | {row['median_ms']:.3f} | {rates} |")
     (results / "bag_tf.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {results / 'bag_tf.json'} and {results / 'bag_tf.md'}")

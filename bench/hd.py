@@ -24,6 +24,7 @@ Writes bench/results/hd.json and hd.md (machine, configs, figures). Parts (all b
   default) on world frames and evaluate on held-out world frames; report mean ± spread (max - min)
   per variant and the difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def machine(device: str) -> dict:
     import torch
-    info = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "device": device, "threads": torch.get_num_threads()}
+
+    info = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
     try:
         info["loadavg"] = os.getloadavg()
     except OSError:
@@ -56,8 +64,11 @@ def machine(device: str) -> dict:
 def part_params() -> dict:
     from gsmap_hd.config import paper, small
     from gsmap_hd.model import GSMapModel, count_parameters
-    return {"small": count_parameters(GSMapModel(small().model)),
-            "paper": count_parameters(GSMapModel(paper().model))}
+
+    return {
+        "small": count_parameters(GSMapModel(small().model)),
+        "paper": count_parameters(GSMapModel(paper().model)),
+    }
 
 
 def _latency(cfg_model, rig: str, device: str, repeats: int) -> dict:
@@ -85,15 +96,22 @@ def _latency(cfg_model, rig: str, device: str, repeats: int) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     t = np.array(times) * 1000
-    return {"rig": rig, "cameras": len(s.K), "image_size": [h, w], "repeats": repeats,
-            "p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
-            "fps_p50": float(1000 / np.percentile(t, 50))}
+    return {
+        "rig": rig,
+        "cameras": len(s.K),
+        "image_size": [h, w],
+        "repeats": repeats,
+        "p50_ms": float(np.percentile(t, 50)),
+        "p95_ms": float(np.percentile(t, 95)),
+        "fps_p50": float(1000 / np.percentile(t, 50)),
+    }
 
 
 def part_latency(args) -> dict:
     import torch
 
     from gsmap_hd.config import paper, small
+
     out = {"small_front_cpu": _latency(small().model, "front", "cpu", args.repeats)}
     if torch.cuda.is_available():
         out["paper_surround_cuda"] = _latency(paper().model, "surround", "cuda", args.repeats)
@@ -107,6 +125,7 @@ def _train_eval(cfg, eval_source, frames: int, out_dir: Path, device: str, sourc
     t0 = time.perf_counter()
     last = train(cfg, out_dir, progress=False, source=source)
     from gsmap_hd.checkpoint import load_model
+
     model, _, _ = load_model(out_dir / "last.pt", device=device)
     ev = evaluate_model(model, cfg, eval_source, frames, device)
     return {"train_s": time.perf_counter() - t0, "final_loss": last.get("loss"), "eval": ev}
@@ -142,18 +161,37 @@ def part_overfit(args) -> dict:
     from gsmap_hd.data import SampleSource
 
     cfg = small()
-    cfg = dataclasses.replace(cfg, steps=args.overfit_steps, batch_size=args.overfit_batch,
-                              train_frames=args.overfit_batch, eval_every=0, data=args.data,
-                              checkpoint_every=10 ** 9, warmup_steps=20, lr=1e-3, num_threads=args.threads,
-                              device=args.device,
-                              loss=dataclasses.replace(cfg.loss, raster_warmup_steps=args.overfit_steps // 4))
-    src = _AllClasses(SampleSource(cfg.data, cfg.rig, cfg.data_seed, tuple(cfg.model.image_size)),
-                      args.overfit_batch)
+    cfg = dataclasses.replace(
+        cfg,
+        steps=args.overfit_steps,
+        batch_size=args.overfit_batch,
+        train_frames=args.overfit_batch,
+        eval_every=0,
+        data=args.data,
+        checkpoint_every=10**9,
+        warmup_steps=20,
+        lr=1e-3,
+        num_threads=args.threads,
+        device=args.device,
+        loss=dataclasses.replace(cfg.loss, raster_warmup_steps=args.overfit_steps // 4),
+    )
+    src = _AllClasses(
+        SampleSource(cfg.data, cfg.rig, cfg.data_seed, tuple(cfg.model.image_size)), args.overfit_batch
+    )
     with tempfile.TemporaryDirectory() as d:
-        r = _train_eval(cfg, src, args.overfit_batch, Path(d), cfg.device if cfg.device != "auto" else "cpu",
-                        source=src)
-    return {"steps": cfg.steps, "batch": cfg.batch_size, "data": cfg.data, "frames": src.indices, "classes": src.classes, **r,
-            "chamfer_mAP": r["eval"]["chamfer"]["mAP"], "raster_mAP": r["eval"]["raster"]["mAP"]}
+        r = _train_eval(
+            cfg, src, args.overfit_batch, Path(d), cfg.device if cfg.device != "auto" else "cpu", source=src
+        )
+    return {
+        "steps": cfg.steps,
+        "batch": cfg.batch_size,
+        "data": cfg.data,
+        "frames": src.indices,
+        "classes": src.classes,
+        **r,
+        "chamfer_mAP": r["eval"]["chamfer"]["mAP"],
+        "raster_mAP": r["eval"]["raster"]["mAP"],
+    }
 
 
 def part_ablation(args) -> dict:
@@ -161,18 +199,33 @@ def part_ablation(args) -> dict:
     from gsmap_hd.data import SampleSource
     from gsmap_hd.train import EVAL_SEED_OFFSET
 
-    base = dataclasses.replace(small(), steps=args.steps, train_frames=args.frames, eval_every=0,
-                               data=args.data, device=args.device, num_threads=args.threads,
-                               checkpoint_every=10 ** 9)
-    ev_src = SampleSource(base.data, base.rig, base.data_seed + EVAL_SEED_OFFSET, tuple(base.model.image_size))
+    base = dataclasses.replace(
+        small(),
+        steps=args.steps,
+        train_frames=args.frames,
+        eval_every=0,
+        data=args.data,
+        device=args.device,
+        num_threads=args.threads,
+        checkpoint_every=10**9,
+    )
+    ev_src = SampleSource(
+        base.data, base.rig, base.data_seed + EVAL_SEED_OFFSET, tuple(base.model.image_size)
+    )
     runs = {"vector_only": [], "vector_raster": []}
     for seed in args.seeds:
         for name, rw in (("vector_only", 0.0), ("vector_raster", base.loss.raster_weight)):
             cfg = dataclasses.replace(base, seed=seed, loss=dataclasses.replace(base.loss, raster_weight=rw))
             with tempfile.TemporaryDirectory() as d:
                 r = _train_eval(cfg, ev_src, args.eval_frames, Path(d), args.device)
-            runs[name].append({"seed": seed, "chamfer_mAP": r["eval"]["chamfer"]["mAP"],
-                               "raster_mAP": r["eval"]["raster"]["mAP"], "train_s": r["train_s"]})
+            runs[name].append(
+                {
+                    "seed": seed,
+                    "chamfer_mAP": r["eval"]["chamfer"]["mAP"],
+                    "raster_mAP": r["eval"]["raster"]["mAP"],
+                    "train_s": r["train_s"],
+                }
+            )
             print(name, seed, runs[name][-1], flush=True)
     return summarise_ablation(runs, args.steps, args.frames, args.eval_frames)
 
@@ -197,11 +250,16 @@ def summarise_ablation(runs: dict, steps: int, frames: int, eval_frames: int) ->
     def summ(rs, key):
         v = [r[key] for r in rs]
         return {"mean": statistics.fmean(v), "spread": max(v) - min(v), "values": v}
+
     out = {"steps": steps, "train_frames": frames, "eval_frames": eval_frames, "runs": runs}
     for key in ("chamfer_mAP", "raster_mAP"):
         a, b = summ(runs["vector_only"], key), summ(runs["vector_raster"], key)
-        out[key] = {"vector_only": a, "vector_raster": b, "gain": b["mean"] - a["mean"],
-                    "beyond_2x_spread": (b["mean"] - a["mean"]) > 2 * max(a["spread"], b["spread"])}
+        out[key] = {
+            "vector_only": a,
+            "vector_raster": b,
+            "gain": b["mean"] - a["mean"],
+            "beyond_2x_spread": (b["mean"] - a["mean"]) > 2 * max(a["spread"], b["spread"]),
+        }
     return out
 
 
@@ -210,6 +268,7 @@ class _Concat:
 
     def __init__(self, rig: str, seeds, per_seed: int, size) -> None:
         from gsmap_hd.data import SampleSource
+
         self.sources = [SampleSource("world", rig, s, size) for s in seeds]
         self.per_seed = per_seed
 
@@ -226,17 +285,28 @@ def _heldout(path: Path, args) -> dict:
     n = args.heldout_frames * len(args.heldout_seeds)
     t0 = time.perf_counter()
     ev = evaluate_model(model, cfg, src, n)
-    return {"checkpoint": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
-            "trained_steps": int(cfg.steps), "train_frames": int(cfg.train_frames), "batch": int(cfg.batch_size),
-            "data_seed": int(cfg.data_seed), "rig": cfg.rig, "size_bytes": path.stat().st_size,
-            "heldout": {"seeds": list(args.heldout_seeds), "frames_per_seed": args.heldout_frames,
-                        "frames": n, "eval_s": time.perf_counter() - t0,
-                        "chamfer_mAP": ev["chamfer"]["mAP"], "chamfer_class_ap": ev["chamfer"]["class_ap"],
-                        "raster_mAP": ev["raster"]["mAP"], "eval": ev}}
+    return {
+        "checkpoint": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+        "trained_steps": int(cfg.steps),
+        "train_frames": int(cfg.train_frames),
+        "batch": int(cfg.batch_size),
+        "data_seed": int(cfg.data_seed),
+        "rig": cfg.rig,
+        "size_bytes": path.stat().st_size,
+        "heldout": {
+            "seeds": list(args.heldout_seeds),
+            "frames_per_seed": args.heldout_frames,
+            "frames": n,
+            "eval_s": time.perf_counter() - t0,
+            "chamfer_mAP": ev["chamfer"]["mAP"],
+            "chamfer_class_ap": ev["chamfer"]["class_ap"],
+            "raster_mAP": ev["raster"]["mAP"],
+            "eval": ev,
+        },
+    }
 
 
 def part_shipped(args) -> dict:
-
     asset = REPO / "src" / "gsmap_hd" / "assets" / "gsmap_small_world.pt"
     shipped = _heldout(asset, args)
     cands = [_heldout(Path(c).resolve(), args) for c in args.candidate]
@@ -244,23 +314,38 @@ def part_shipped(args) -> dict:
     best = max(cands, key=lambda c: c["heldout"]["chamfer_mAP"], default=None)
     if args.ship and best and best["heldout"]["chamfer_mAP"] > shipped["heldout"]["chamfer_mAP"]:
         import torch
+
         from gsmap_hd.checkpoint import load_state
-        src = Path(best["checkpoint"]) if Path(best["checkpoint"]).is_absolute() else REPO / best["checkpoint"]
+
+        src = (
+            Path(best["checkpoint"]) if Path(best["checkpoint"]).is_absolute() else REPO / best["checkpoint"]
+        )
         state = load_state(src)
         if not state.get("half"):
             raise SystemExit(f"{src}: ship a weights-only (model.pt) checkpoint, not a resumable one")
         h = best["heldout"]
-        state["extra"] = {"provenance": args.provenance or f"gs-mapping hd-train, {best['trained_steps']} steps",
-                          "heldout_eval": {"seeds": h["seeds"], "frames": h["frames"],
-                                           "chamfer_mAP": h["chamfer_mAP"], "chamfer_class_ap": h["chamfer_class_ap"],
-                                           "raster_mAP": h["raster_mAP"]}}
+        state["extra"] = {
+            "provenance": args.provenance or f"gs-mapping hd-train, {best['trained_steps']} steps",
+            "heldout_eval": {
+                "seeds": h["seeds"],
+                "frames": h["frames"],
+                "chamfer_mAP": h["chamfer_mAP"],
+                "chamfer_class_ap": h["chamfer_class_ap"],
+                "raster_mAP": h["raster_mAP"],
+            },
+        }
         tmp = asset.with_suffix(".tmp")
         torch.save(state, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, asset)
         out["replaced"] = True
-        out["after"] = dict(best, checkpoint=str(asset.relative_to(REPO)), size_bytes=asset.stat().st_size,
-                            source_run=best["checkpoint"], provenance=state["extra"]["provenance"])
+        out["after"] = dict(
+            best,
+            checkpoint=str(asset.relative_to(REPO)),
+            size_bytes=asset.stat().st_size,
+            source_run=best["checkpoint"],
+            provenance=state["extra"]["provenance"],
+        )
     return out
 
 
@@ -269,47 +354,71 @@ def write_md(res: dict, path: Path) -> None:
     if "params" in res:
         lines += ["| config | backbone | BEV encoder | decoder | total |", "|---|---|---|---|---|"]
         for k, v in res["params"].items():
-            lines.append(f"| {k} | {v['backbone']:,} | {v['bev_encoder']:,} | {v['decoder']:,} | {v['total']:,} |")
+            lines.append(
+                f"| {k} | {v['backbone']:,} | {v['bev_encoder']:,} | {v['decoder']:,} | {v['total']:,} |"
+            )
         lines.append("")
     if "latency" in res:
         lines += ["| latency | cameras | input | p50 ms | p95 ms | FPS (p50) |", "|---|---|---|---|---|---|"]
         for k, v in res["latency"].items():
-            lines.append(f"| {k} | {v['cameras']} | {v['image_size'][1]}x{v['image_size'][0]} | "
-                         f"{v['p50_ms']:.1f} | {v['p95_ms']:.1f} | {v['fps_p50']:.1f} |")
+            lines.append(
+                f"| {k} | {v['cameras']} | {v['image_size'][1]}x{v['image_size'][0]} | "
+                f"{v['p50_ms']:.1f} | {v['p95_ms']:.1f} | {v['fps_p50']:.1f} |"
+            )
         lines.append("")
     if "overfit" in res:
         o = res["overfit"]
-        lines += [f"overfit ({o['data']}, batch {o['batch']}, {o['steps']} steps, {o['train_s']:.0f} s): "
-                  f"Chamfer mAP {o['chamfer_mAP']:.3f}, raster mAP {o['raster_mAP']:.3f} (goal Chamfer ≥ 0.95)", ""]
+        lines += [
+            f"overfit ({o['data']}, batch {o['batch']}, {o['steps']} steps, {o['train_s']:.0f} s): "
+            f"Chamfer mAP {o['chamfer_mAP']:.3f}, raster mAP {o['raster_mAP']:.3f} (goal Chamfer ≥ 0.95)",
+            "",
+        ]
     for name in sorted(k for k in res if k.startswith("ablation")):
         a = res[name]
-        lines += [f"{name}: Table 4 on the world, {len(a['runs']['vector_only'])} seeds, {a['steps']} steps, "
-                  f"{a['train_frames']} training frames, {a['eval_frames']} held-out frames (± = max − min "
-                  "over seeds)", "",
-                  "| metric | vector only | vector + raster | gain | > 2x spread |", "|---|---|---|---|---|"]
+        lines += [
+            f"{name}: Table 4 on the world, {len(a['runs']['vector_only'])} seeds, {a['steps']} steps, "
+            f"{a['train_frames']} training frames, {a['eval_frames']} held-out frames (± = max − min "
+            "over seeds)",
+            "",
+            "| metric | vector only | vector + raster | gain | > 2x spread |",
+            "|---|---|---|---|---|",
+        ]
         for key in ("chamfer_mAP", "raster_mAP"):
             m = a[key]
-            lines.append(f"| {key} | {m['vector_only']['mean']:.4f} ± {m['vector_only']['spread']:.4f} | "
-                         f"{m['vector_raster']['mean']:.4f} ± {m['vector_raster']['spread']:.4f} | "
-                         f"{m['gain']:+.4f} | {m['beyond_2x_spread']} |")
+            lines.append(
+                f"| {key} | {m['vector_only']['mean']:.4f} ± {m['vector_only']['spread']:.4f} | "
+                f"{m['vector_raster']['mean']:.4f} ± {m['vector_raster']['spread']:.4f} | "
+                f"{m['gain']:+.4f} | {m['beyond_2x_spread']} |"
+            )
         lines.append("")
     if "shipped_checkpoint" in res:
         sc = res["shipped_checkpoint"]
-        lines += ["| shipped checkpoint (held-out world seeds) | steps | train frames | Chamfer mAP | "
-                  "divider / crossing / boundary | raster mAP |", "|---|---|---|---|---|---|"]
-        for name, r in [("before", sc["before"])] + [(f"candidate {i}", c) for i, c in enumerate(sc["candidates"])]:
+        lines += [
+            "| shipped checkpoint (held-out world seeds) | steps | train frames | Chamfer mAP | "
+            "divider / crossing / boundary | raster mAP |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in [("before", sc["before"])] + [
+            (f"candidate {i}", c) for i, c in enumerate(sc["candidates"])
+        ]:
             h = r["heldout"]
-            lines.append(f"| {name}: {r['checkpoint']} | {r['trained_steps']} | {r['train_frames']} | "
-                         f"{h['chamfer_mAP']:.4f} | {' / '.join(f'{a:.3f}' for a in h['chamfer_class_ap'])} | "
-                         f"{h['raster_mAP']:.4f} |")
+            lines.append(
+                f"| {name}: {r['checkpoint']} | {r['trained_steps']} | {r['train_frames']} | "
+                f"{h['chamfer_mAP']:.4f} | {' / '.join(f'{a:.3f}' for a in h['chamfer_class_ap'])} | "
+                f"{h['raster_mAP']:.4f} |"
+            )
         lines += ["", f"replaced: {sc['replaced']}", ""]
     path.write_text("\n".join(lines))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["params", "latency", "overfit"],
-                    choices=["params", "latency", "overfit", "ablation", "ablation_merge", "shipped"])
+    ap.add_argument(
+        "--parts",
+        nargs="+",
+        default=["params", "latency", "overfit"],
+        choices=["params", "latency", "overfit", "ablation", "ablation_merge", "shipped"],
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=30)
@@ -320,11 +429,20 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=512, help="ablation: training frames")
     ap.add_argument("--eval-frames", type=int, default=96, help="ablation: held-out frames")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--ablation-key", default="ablation",
-                    help="results key of an ablation run (several budgets side by side, e.g. ablation_2000)")
-    ap.add_argument("--merge", nargs="*", default=[],
-                    help="ablation_merge: results dirs of ablation runs made in separate processes")
-    ap.add_argument("--candidate", nargs="*", default=[], help="shipped: run checkpoints (model.pt) to compare")
+    ap.add_argument(
+        "--ablation-key",
+        default="ablation",
+        help="results key of an ablation run (several budgets side by side, e.g. ablation_2000)",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="ablation_merge: results dirs of ablation runs made in separate processes",
+    )
+    ap.add_argument(
+        "--candidate", nargs="*", default=[], help="shipped: run checkpoints (model.pt) to compare"
+    )
     ap.add_argument("--heldout-seeds", type=int, nargs="+", default=[1, 2], help="shipped: world data seeds")
     ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
     ap.add_argument("--ship", action="store_true", help="shipped: replace the asset if a candidate is better")
@@ -332,11 +450,12 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
     import torch
+
     torch.set_num_threads(args.threads)
     out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "hd.json"
-    res = json.loads(path.read_text()) if path.exists() else {}   # parts run separately accumulate
+    res = json.loads(path.read_text()) if path.exists() else {}  # parts run separately accumulate
     res["machine"] = machine(args.device)
     if "params" in args.parts:
         res["params"] = part_params()
@@ -352,6 +471,7 @@ def main(argv=None) -> int:
         res["shipped_checkpoint"] = part_shipped(args)
     from gs_mapping.config import to_dict
     from gsmap_hd.config import paper, small
+
     res["configs"] = {"small": to_dict(small()), "paper": to_dict(paper())}
     path.write_text(json.dumps(res, indent=2, default=float))
     write_md(res, out_dir / "hd.md")

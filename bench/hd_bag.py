@@ -17,6 +17,7 @@ centre-crop to 2:1, sample each input pixel's centre ray as the renderer does), 
 
 Writes bench/results/hd_bag.json and hd_bag.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,15 +48,20 @@ def figures(res, gts) -> dict:
     from gsmap_hd.metrics import evaluate
 
     out = evaluate(res, gts, frame="rep103")
-    return {"chamfer_mAP": out["chamfer"]["mAP"],
-            "chamfer_class_ap": [sum(r[c] for r in out["chamfer"]["ap"]) / 3 for c in range(3)],
-            "raster_mAP": out["raster"]["mAP"], "frames": len(res)}
+    return {
+        "chamfer_mAP": out["chamfer"]["mAP"],
+        "chamfer_class_ap": [sum(r[c] for r in out["chamfer"]["ap"]) / 3 for c in range(3)],
+        "raster_mAP": out["raster"]["mAP"],
+        "frames": len(res),
+    }
 
 
 def direct(d, frames, predictor):
     from gs_mapping.world import Drive
 
-    drive = Drive.make(d["seed"], frames, "front", tuple(predictor.cfg.image_size[::-1]), d["rate"], d["speed"])
+    drive = Drive.make(
+        d["seed"], frames, "front", tuple(predictor.cfg.image_size[::-1]), d["rate"], d["speed"]
+    )
     cam = drive.cameras[0]
     res, gts = [], []
     for fr in drive:
@@ -75,8 +81,13 @@ def through_bag(d, frames, tmp: Path, variants: dict) -> dict:
     for name, (fit, aa, compressed) in variants.items():
         if compressed not in bags:
             bags[compressed] = tmp / f"{d['seed']}_{d['size'][0]}_{int(compressed)}"
-            write_bag(Drive.make(d["seed"], frames, "front", d["size"], d["rate"], d["speed"]), bags[compressed],
-                      overwrite=True, compressed=compressed, progress=False)
+            write_bag(
+                Drive.make(d["seed"], frames, "front", d["size"], d["rate"], d["speed"]),
+                bags[compressed],
+                overwrite=True,
+                compressed=compressed,
+                progress=False,
+            )
         pred = tmp / "pred.json"
         predict_bag(bags[compressed], pred, fit=fit, antialias=aa, progress=False)
         doc = json.loads(pred.read_text())
@@ -112,35 +123,71 @@ def main(argv=None) -> int:
                     pooled.setdefault(k, ([], []))
                     pooled[k][0].extend(r)
                     pooled[k][1].extend(g)
-            print(d["name"], json.dumps({k: round(v["chamfer_mAP"], 4) for k, v in per_drive[d["name"]].items()}),
-                  flush=True)
+            print(
+                d["name"],
+                json.dumps({k: round(v["chamfer_mAP"], 4) for k, v in per_drive[d["name"]].items()}),
+                flush=True,
+            )
     pooled_fig = {k: figures(*v) for k, v in pooled.items()}
-    data = {"machine": info, "checkpoint": str(SHIPPED.name), "score_threshold": 0.05,
-            "config": {"drives": DRIVES, "demo": DEMO, "frames": args.frames, "demo_frames": args.demo_frames,
-                       "variants": {k: {"fit": f, "antialias": a, "jpeg": c} for k, (f, a, c) in VARIANTS.items()}},
-            "pooled": pooled_fig, "per_drive": per_drive, "wall_s": time.perf_counter() - t0}
+    data = {
+        "machine": info,
+        "checkpoint": str(SHIPPED.name),
+        "score_threshold": 0.05,
+        "config": {
+            "drives": DRIVES,
+            "demo": DEMO,
+            "frames": args.frames,
+            "demo_frames": args.demo_frames,
+            "variants": {k: {"fit": f, "antialias": a, "jpeg": c} for k, (f, a, c) in VARIANTS.items()},
+        },
+        "pooled": pooled_fig,
+        "per_drive": per_drive,
+        "wall_s": time.perf_counter() - t0,
+    }
 
     names = list(pooled_fig)
-    lines = ["# HD model through a bag vs direct renders (shipped checkpoint)", "",
-             f"Machine: {info['platform']}, {info['cpus']} CPUs (shared, load {info['load_avg_1m']:.1f}), "
-             f"torch {info['torch']}, 1 thread. `bench/hd_bag.py --frames {args.frames}`, {data['wall_s']:.0f} s.",
-             "",
-             f"Pooled over {len(DRIVES)} unseen worlds × {args.frames} frames (front camera, 640×360 bags at 2 Hz; "
-             "direct = the same frames rendered at 256×128 like the training data). Chamfer AP per class is the "
-             "mean over the 0.5/1.0/1.5 m thresholds.", "",
-             "| path | Chamfer mAP | divider / crossing / boundary | raster mAP |", "|---|---|---|---|"]
+    lines = [
+        "# HD model through a bag vs direct renders (shipped checkpoint)",
+        "",
+        f"Machine: {info['platform']}, {info['cpus']} CPUs (shared, load {info['load_avg_1m']:.1f}), "
+        f"torch {info['torch']}, 1 thread. `bench/hd_bag.py --frames {args.frames}`, {data['wall_s']:.0f} s.",
+        "",
+        f"Pooled over {len(DRIVES)} unseen worlds × {args.frames} frames (front camera, 640×360 bags at 2 Hz; "
+        "direct = the same frames rendered at 256×128 like the training data). Chamfer AP per class is the "
+        "mean over the 0.5/1.0/1.5 m thresholds.",
+        "",
+        "| path | Chamfer mAP | divider / crossing / boundary | raster mAP |",
+        "|---|---|---|---|",
+    ]
     for k in names:
         f = pooled_fig[k]
-        lines.append(f"| {k} | {f['chamfer_mAP']:.3f} | " + " / ".join(f"{a:.3f}" for a in f["chamfer_class_ap"])
-                     + f" | {f['raster_mAP']:.3f} |")
-    lines += ["", "Per drive (Chamfer mAP / raster mAP):", "",
-              "| drive | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines.append(
+            f"| {k} | {f['chamfer_mAP']:.3f} | "
+            + " / ".join(f"{a:.3f}" for a in f["chamfer_class_ap"])
+            + f" | {f['raster_mAP']:.3f} |"
+        )
+    lines += [
+        "",
+        "Per drive (Chamfer mAP / raster mAP):",
+        "",
+        "| drive | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for dn, figs in per_drive.items():
-        lines.append(f"| {dn} | " + " | ".join(
-            f"{figs[k]['chamfer_mAP']:.3f} / {figs[k]['raster_mAP']:.3f}" if k in figs else "–" for k in names) + " |")
-    lines += ["", f"The demo drive: seed {DEMO['seed']}, {args.demo_frames} frames at {DEMO['rate']:g} Hz, "
-              f"{DEMO['speed']:g} m/s, {DEMO['size'][0]}×{DEMO['size'][1]} (metrics here at score ≥ 0.05; the demo's "
-              "hd_map_node publishes only score ≥ 0.3)."]
+        lines.append(
+            f"| {dn} | "
+            + " | ".join(
+                f"{figs[k]['chamfer_mAP']:.3f} / {figs[k]['raster_mAP']:.3f}" if k in figs else "–"
+                for k in names
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        f"The demo drive: seed {DEMO['seed']}, {args.demo_frames} frames at {DEMO['rate']:g} Hz, "
+        f"{DEMO['speed']:g} m/s, {DEMO['size'][0]}×{DEMO['size'][1]} (metrics here at score ≥ 0.05; the demo's "
+        "hd_map_node publishes only score ≥ 0.3).",
+    ]
     write_results("hd_bag", data, "\n".join(lines))
     print("\n".join(lines))
     return 0

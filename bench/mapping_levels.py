@@ -13,11 +13,11 @@ the cumulative fraction (bytes of a progressive prefix are about proportional to
 
 Writes bench/results/mapping_levels.json and .md (machine info from bench/common.py).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -61,22 +61,41 @@ def run_variant(name: str, args) -> dict:
     cfg = build_config(args.set, name)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        m = map_bag(args.bag, tmp, cfg, device="cpu", progress=not args.quiet, write_pngs=False,
-                    max_frames=args.max_frames)
+        m = map_bag(
+            args.bag,
+            tmp,
+            cfg,
+            device="cpu",
+            progress=not args.quiet,
+            write_pngs=False,
+            max_frames=args.max_frames,
+        )
         levels = load_ply(Path(tmp) / "map.ply").levels  # as the codec will read them
     wall = time.perf_counter() - t0
     per_view = m["heldout"]["per_view"]
     count = cfg.levels.count
-    per_level = [float(np.mean([v.get("psnr_levels", [v["psnr"]])[lvl] for v in per_view])) for lvl in range(count)]
+    per_level = [
+        float(np.mean([v.get("psnr_levels", [v["psnr"]])[lvl] for v in per_view])) for lvl in range(count)
+    ]
     frac = level_fractions(levels, count)
-    return {"variant": name, "multi_level_loss": cfg.levels.multi_level_loss and count > 1, "config": to_dict(cfg),
-            "heldout_views": len(per_view), "frames": m["frames"], "keyframes": m["keyframes"],
-            "gaussians": m["gaussians"], "heldout_psnr_db": m["heldout"]["psnr"],
-            "heldout_ssim": m["heldout"]["ssim"], "heldout_depth_l1_m": m["heldout"]["depth_l1_m"],
-            "psnr_levels_db": per_level, "level_fraction": frac,
-            "cumulative_fraction": list(np.cumsum(frac).astype(float)),
-            "psnr_levels_per_view": [v.get("psnr_levels", [v["psnr"]]) for v in per_view],
-            "cpu_seconds_mapping": m["cpu_seconds_mapping"], "wall_s": wall}
+    return {
+        "variant": name,
+        "multi_level_loss": cfg.levels.multi_level_loss and count > 1,
+        "config": to_dict(cfg),
+        "heldout_views": len(per_view),
+        "frames": m["frames"],
+        "keyframes": m["keyframes"],
+        "gaussians": m["gaussians"],
+        "heldout_psnr_db": m["heldout"]["psnr"],
+        "heldout_ssim": m["heldout"]["ssim"],
+        "heldout_depth_l1_m": m["heldout"]["depth_l1_m"],
+        "psnr_levels_db": per_level,
+        "level_fraction": frac,
+        "cumulative_fraction": list(np.cumsum(frac).astype(float)),
+        "psnr_levels_per_view": [v.get("psnr_levels", [v["psnr"]]) for v in per_view],
+        "cpu_seconds_mapping": m["cpu_seconds_mapping"],
+        "wall_s": wall,
+    }
 
 
 def markdown(res: dict) -> str:
@@ -86,42 +105,66 @@ def markdown(res: dict) -> str:
     rs = [r for r in rs_all if len(r["psnr_levels_db"]) > 1] or rs_all  # variants with levels
     first = rs[0]
     count = len(first["psnr_levels_db"])
-    lines = [f"# {res['benchmark']}", "",
-             f"{res['machine']['platform']}, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']} "
-             f"(1 thread), device cpu. Bag: first {res['max_frames']} frames of the kitchen bag "
-             f"({first['frames']} frames, {first['heldout_views']} held out, {first['keyframes']} keyframes; "
-             f"the whole bag has 50). Levels: {count}, level-0 voxel "
-             f"{first['config']['levels']['base_voxel_m']} m; multi-level loss weight "
-             f"{first['config']['levels']['loss_weight']}, every {first['config']['levels']['loss_every']} "
-             "iterations. Extra settings: " + (", ".join(res["set"]) or "none") + ".", "",
-             "Held-out PSNR (dB) rendering only levels <= l (the last row is the whole map), and the "
-             "cumulative fraction of Gaussians in that prefix:", "",
-             "| levels <= l | " + " | ".join(f"{r['variant']} multi-level loss: PSNR | Gaussians (cum.)"
-                                             for r in rs) + " |",
-             "|---|" + "---|---|" * len(rs)]
+    lines = [
+        f"# {res['benchmark']}",
+        "",
+        f"{res['machine']['platform']}, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']} "
+        f"(1 thread), device cpu. Bag: first {res['max_frames']} frames of the kitchen bag "
+        f"({first['frames']} frames, {first['heldout_views']} held out, {first['keyframes']} keyframes; "
+        f"the whole bag has 50). Levels: {count}, level-0 voxel "
+        f"{first['config']['levels']['base_voxel_m']} m; multi-level loss weight "
+        f"{first['config']['levels']['loss_weight']}, every {first['config']['levels']['loss_every']} "
+        "iterations. Extra settings: " + (", ".join(res["set"]) or "none") + ".",
+        "",
+        "Held-out PSNR (dB) rendering only levels <= l (the last row is the whole map), and the "
+        "cumulative fraction of Gaussians in that prefix:",
+        "",
+        "| levels <= l | "
+        + " | ".join(f"{r['variant']} multi-level loss: PSNR | Gaussians (cum.)" for r in rs)
+        + " |",
+        "|---|" + "---|---|" * len(rs),
+    ]
     for lvl in range(count):
         cells = [f"{r['psnr_levels_db'][lvl]:.2f} | {100 * r['cumulative_fraction'][lvl]:.1f} %" for r in rs]
         lines.append(f"| {lvl} | " + " | ".join(cells) + " |")
-    lines += ["", "Whole map (\"none\": the mapper without levels, levels.count = 1):", "",
-              "| variant | full-map PSNR (dB) | SSIM | depth L1 (cm) | Gaussians | level fractions (%) | "
-              "CPU s mapping |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        'Whole map ("none": the mapper without levels, levels.count = 1):',
+        "",
+        "| variant | full-map PSNR (dB) | SSIM | depth L1 (cm) | Gaussians | level fractions (%) | "
+        "CPU s mapping |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rs_all:
         fr = " / ".join(f"{100 * f:.1f}" for f in r["level_fraction"])
-        lines.append(f"| {r['variant']} | {r['heldout_psnr_db']:.2f} | {r['heldout_ssim']:.3f} | "
-                     f"{100 * r['heldout_depth_l1_m']:.2f} | {r['gaussians']} | {fr} | "
-                     f"{r['cpu_seconds_mapping']:.0f} |")
+        lines.append(
+            f"| {r['variant']} | {r['heldout_psnr_db']:.2f} | {r['heldout_ssim']:.3f} | "
+            f"{100 * r['heldout_depth_l1_m']:.2f} | {r['gaussians']} | {fr} | "
+            f"{r['cpu_seconds_mapping']:.0f} |"
+        )
     if res.get("tuning_runs"):
-        lines += ["", "Tuning runs (each on the first `frames` frames of the bag; settings as listed):", "",
-                  "| run | frames (held out) | settings | PSNR levels <= 0 .. full (dB) | cumulative Gaussians (%) |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Tuning runs (each on the first `frames` frames of the bag; settings as listed):",
+            "",
+            "| run | frames (held out) | settings | PSNR levels <= 0 .. full (dB) | cumulative Gaussians (%) |",
+            "|---|---|---|---|---|",
+        ]
         for r in res["tuning_runs"]:
             lv = r["config"]["levels"]
-            desc = (f"loss {'on' if r['multi_level_loss'] else 'off'}, weight {lv['loss_weight']}, every "
-                    f"{lv['loss_every']}, voxel {lv['base_voxel_m']} m, coarse_scale {lv['coarse_scale']}"
-                    if lv["count"] > 1 else "no levels (count 1)")
-            lines.append(f"| {r['part']} | {r['frames']} ({r['heldout_views']}) | {desc} | "
-                         + " / ".join(f"{x:.2f}" for x in r["psnr_levels_db"])
-                         + " | " + " / ".join(f"{100 * x:.1f}" for x in r["cumulative_fraction"]) + " |")
+            desc = (
+                f"loss {'on' if r['multi_level_loss'] else 'off'}, weight {lv['loss_weight']}, every "
+                f"{lv['loss_every']}, voxel {lv['base_voxel_m']} m, coarse_scale {lv['coarse_scale']}"
+                if lv["count"] > 1
+                else "no levels (count 1)"
+            )
+            lines.append(
+                f"| {r['part']} | {r['frames']} ({r['heldout_views']}) | {desc} | "
+                + " / ".join(f"{x:.2f}" for x in r["psnr_levels_db"])
+                + " | "
+                + " / ".join(f"{100 * x:.1f}" for x in r["cumulative_fraction"])
+                + " |"
+            )
     if res.get("notes"):
         lines += [""] + res["notes"]
     return "\n".join(lines)
@@ -139,13 +182,15 @@ def main(argv=None) -> int:
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the part file (tuning runs)")
-    ap.add_argument("--main", default="with,without,none",
-                    help="with --merge: the part files (stems) of the main comparison; the other parts in the "
-                         "directory are listed as tuning runs")
+    ap.add_argument(
+        "--main",
+        default="with,without,none",
+        help="with --merge: the part files (stems) of the main comparison; the other parts in the "
+        "directory are listed as tuning runs",
+    )
     args = ap.parse_args(argv)
 
     import torch
-
     from common import machine_info, write_results
 
     torch.set_num_threads(1)
@@ -163,21 +208,43 @@ def main(argv=None) -> int:
             runs.append(r)
             if args.parts:
                 Path(args.parts).mkdir(parents=True, exist_ok=True)
-                (Path(args.parts) / f"{name}{args.tag}.json").write_text(json.dumps(r, indent=2, default=float))
-            print(json.dumps({k: r[k] for k in ("variant", "heldout_psnr_db", "psnr_levels_db",
-                                                 "level_fraction", "gaussians", "cpu_seconds_mapping")}))
+                (Path(args.parts) / f"{name}{args.tag}.json").write_text(
+                    json.dumps(r, indent=2, default=float)
+                )
+            print(
+                json.dumps(
+                    {
+                        k: r[k]
+                        for k in (
+                            "variant",
+                            "heldout_psnr_db",
+                            "psnr_levels_db",
+                            "level_fraction",
+                            "gaussians",
+                            "cpu_seconds_mapping",
+                        )
+                    }
+                )
+            )
         if args.parts:
             return 0
-    res = {"benchmark": "mapping levels: ProGS octree levels, per-level held-out PSNR with/without the "
-                        "multi-level loss (7-Scenes kitchen RGB-D)",
-           "machine": machine_info(), "max_frames": args.max_frames, "set": args.set,
-           "notes": args.note, "runs": runs, "tuning_runs": sweep}
+    res = {
+        "benchmark": "mapping levels: ProGS octree levels, per-level held-out PSNR with/without the "
+        "multi-level loss (7-Scenes kitchen RGB-D)",
+        "machine": machine_info(),
+        "max_frames": args.max_frames,
+        "set": args.set,
+        "notes": args.note,
+        "runs": runs,
+        "tuning_runs": sweep,
+    }
     by = {r["variant"]: r for r in runs}
     if "with" in by and "without" in by:
         a, b = by["with"], by["without"]
         res["delta_with_minus_without_db"] = {
             "full_map": a["heldout_psnr_db"] - b["heldout_psnr_db"],
-            "per_level": [x - y for x, y in zip(a["psnr_levels_db"], b["psnr_levels_db"])]}
+            "per_level": [x - y for x, y in zip(a["psnr_levels_db"], b["psnr_levels_db"], strict=False)],
+        }
     md = markdown(res)
     write_results(args.name, res, md)
     print(md)

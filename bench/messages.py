@@ -7,6 +7,7 @@ may be shared, so timings read pessimistic).
 
     .venv/bin/python bench/messages.py [--repeats 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,61 +82,97 @@ def main(argv=None) -> int:
     colours = rng.integers(0, 256, (n, 3), dtype=np.uint8)
     cloud = m.points_to_pointcloud2(xyz, colours, 1, "map")
     cloud_cdr = m.serialize_cdr(cloud, m.POINT_CLOUD2)
-    padded = np.zeros(n, np.dtype({"names": ["x", "y", "z", "intensity"],
-                                   "formats": ["<f4", "<f4", "<f4", "<f4"],
-                                   "offsets": [0, 4, 8, 16], "itemsize": 32}))
+    padded = np.zeros(
+        n,
+        np.dtype(
+            {
+                "names": ["x", "y", "z", "intensity"],
+                "formats": ["<f4", "<f4", "<f4", "<f4"],
+                "offsets": [0, 4, 8, 16],
+                "itemsize": 32,
+            }
+        ),
+    )
     padded_be = m.array_to_pointcloud2(padded, is_bigendian=True)
     add("PointCloud2 xyz+rgb points->msg", "100k points", lambda: m.points_to_pointcloud2(xyz, colours))
     add("PointCloud2 msg->CDR", "100k points", lambda: m.serialize_cdr(cloud, m.POINT_CLOUD2))
     add("PointCloud2 CDR->msg", "100k points", lambda: m.deserialize_cdr(cloud_cdr, m.POINT_CLOUD2))
     add("PointCloud2 msg->xyz", "100k points", lambda: m.pointcloud2_xyz(cloud))
-    add("PointCloud2 padded big-endian msg->array", "100k points, 32 B/point",
-        lambda: m.pointcloud2_to_array(padded_be))
+    add(
+        "PointCloud2 padded big-endian msg->array",
+        "100k points, 32 B/point",
+        lambda: m.pointcloud2_to_array(padded_be),
+    )
 
     payload = rng.bytes(10 * 1024 * 1024)
     delta = m.bytes_to_uint8_multiarray(payload)
     delta_cdr = m.serialize_cdr(delta, m.UINT8_MULTI_ARRAY)
     add("UInt8MultiArray bytes->msg", "10 MiB", lambda: m.bytes_to_uint8_multiarray(payload))
     add("UInt8MultiArray msg->CDR", "10 MiB", lambda: m.serialize_cdr(delta, m.UINT8_MULTI_ARRAY))
-    add("UInt8MultiArray CDR->bytes", "10 MiB",
-        lambda: m.uint8_multiarray_to_bytes(m.deserialize_cdr(delta_cdr, m.UINT8_MULTI_ARRAY)))
+    add(
+        "UInt8MultiArray CDR->bytes",
+        "10 MiB",
+        lambda: m.uint8_multiarray_to_bytes(m.deserialize_cdr(delta_cdr, m.UINT8_MULTI_ARRAY)),
+    )
 
     lanes = [rng.normal(size=(100, 3)) for _ in range(50)]
 
     def build_markers():
-        return m.marker_array([m.delete_all_marker()] + [
-            m.line_strip_marker("lanes", i, pts, (1, 1, 0), "base_link", 1, 0.15)
-            for i, pts in enumerate(lanes)])
+        return m.marker_array(
+            [m.delete_all_marker()]
+            + [
+                m.line_strip_marker("lanes", i, pts, (1, 1, 0), "base_link", 1, 0.15)
+                for i, pts in enumerate(lanes)
+            ]
+        )
 
     markers = build_markers()
     markers_cdr = m.serialize_cdr(markers, m.MARKER_ARRAY)
     add("MarkerArray build", "50 strips x 100 points", build_markers)
     add("MarkerArray msg->CDR", "50 strips x 100 points", lambda: m.serialize_cdr(markers, m.MARKER_ARRAY))
-    add("MarkerArray CDR->polylines", "50 strips x 100 points",
-        lambda: m.marker_array_to_polylines(m.deserialize_cdr(markers_cdr, m.MARKER_ARRAY)))
+    add(
+        "MarkerArray CDR->polylines",
+        "50 strips x 100 points",
+        lambda: m.marker_array_to_polylines(m.deserialize_cdr(markers_cdr, m.MARKER_ARRAY)),
+    )
 
     try:
         import torch
+
         torch_version = torch.__version__
     except ImportError:
         torch_version = None
     result = {
         "benchmark": "messages",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "torch": torch_version, "device": "cpu",
-                    "numpy": np.__version__, "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg()},
-        "config": {"repeats": r, "statistic": "median wall time of one call, after one warm-up",
-                   "threads": os.environ.get("OMP_NUM_THREADS")},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch_version,
+            "device": "cpu",
+            "numpy": np.__version__,
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "config": {
+            "repeats": r,
+            "statistic": "median wall time of one call, after one warm-up",
+            "threads": os.environ.get("OMP_NUM_THREADS"),
+        },
         "results": rows,
     }
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "messages.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = ["# messages benchmark", "",
-          f"{platform.platform()}, {os.cpu_count()} CPUs, load {load_before[0]:.1f} → "
-          f"{result['machine']['loadavg_after'][0]:.1f}; median of {r} after a warm-up.", "",
-          "| conversion | size | median ms |", "|---|---|---:|"]
+    md = [
+        "# messages benchmark",
+        "",
+        f"{platform.platform()}, {os.cpu_count()} CPUs, load {load_before[0]:.1f} → "
+        f"{result['machine']['loadavg_after'][0]:.1f}; median of {r} after a warm-up.",
+        "",
+        "| conversion | size | median ms |",
+        "|---|---|---:|",
+    ]
     md += [f"| {row['case']} | {row['size']} | {row['median_ms']:.3f} |" for row in rows]
     (out / "messages.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / 'messages.json'}")

@@ -8,6 +8,7 @@ periodic snapshots actually sent). Also a 1 MB delta between two Cyclone DDS pro
 
 writes bench/results/pipeline.json and pipeline.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,13 +54,18 @@ def dds_one_megabyte() -> dict:
     def on(msg):
         sent = int(np.frombuffer(msg.data[:8], np.int64)[0])
         lat.append((time.time_ns() - sent) / 1e6)
+
     ctx.create_subscription("/bench/delta", "std_msgs/msg/UInt8MultiArray", RELIABLE_QOS, on)
     proc = subprocess.Popen([sys.executable, "-c", DDS_PUB])
     ctx.spin(until=lambda: len(lat) >= 20, timeout_s=60)
     proc.wait(timeout=30)
     ctx.close()
-    return {"messages": len(lat), "bytes": 1 << 20, "latency_ms_p50": float(np.percentile(lat, 50)),
-            "latency_ms_p95": float(np.percentile(lat, 95))}
+    return {
+        "messages": len(lat),
+        "bytes": 1 << 20,
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p95": float(np.percentile(lat, 95)),
+    }
 
 
 def main() -> None:
@@ -87,28 +93,45 @@ def main() -> None:
     lat = {n: node.diag.summary()["latency"] for n, node in nodes.items()}
     result = {
         "machine": machine_info(),
-        "config": {"frames": settings.frames, "size": list(settings.size), "rate_hz": settings.rate_hz,
-                   "speed_mps": settings.speed_mps, "nodes": list(configs), "device": "cpu"},
+        "config": {
+            "frames": settings.frames,
+            "size": list(settings.size),
+            "rate_hz": settings.rate_hz,
+            "speed_mps": settings.speed_mps,
+            "nodes": list(configs),
+            "device": "cpu",
+        },
         "world_bag_seconds": round(world_s, 2),
-        "replay": {"bag_seconds": bag_s, "wall_seconds": round(summary.wall_s, 2),
-                   "real_time_factor": round(bag_s / summary.wall_s, 4)},
+        "replay": {
+            "bag_seconds": bag_s,
+            "wall_seconds": round(summary.wall_s, 2),
+            "real_time_factor": round(bag_s / summary.wall_s, 4),
+        },
         "latency_ms": lat,
-        "wire": {"delta_bytes_per_s": costs["delta_bytes_total"] / bag_s,
-                 "full_resend_bytes_per_s": costs["full_resend_bytes_total"] / bag_s,
-                 "periodic_snapshot_bytes_per_s": snapshot_bytes / bag_s,
-                 "delta_vs_full_resend": costs["delta_vs_full"], "keyframes": costs["keyframes"]},
+        "wire": {
+            "delta_bytes_per_s": costs["delta_bytes_total"] / bag_s,
+            "full_resend_bytes_per_s": costs["full_resend_bytes_total"] / bag_s,
+            "periodic_snapshot_bytes_per_s": snapshot_bytes / bag_s,
+            "delta_vs_full_resend": costs["delta_vs_full"],
+            "keyframes": costs["keyframes"],
+        },
         "dds_1MB_delta": dds_one_megabyte(),
     }
-    md = [f"# Pipeline benchmark ({result['machine']['cpus']} CPUs, load {result['machine']['load_avg_1m']:.1f}, CPU)",
-          "", f"Drive: {settings.frames} frames at {settings.size[0]}x{settings.size[1]}, {settings.rate_hz} Hz "
-          f"({bag_s:.1f} s of bag); nodes: {', '.join(configs)}.", "",
-          "| figure | value |", "|---|---|",
-          f"| replay speed vs real time | {result['replay']['real_time_factor']:.3f}x ({summary.wall_s:.1f} s wall) |",
-          f"| delta bytes/s | {result['wire']['delta_bytes_per_s'] / 1e3:.1f} kB/s |",
-          f"| full-map resend at each keyframe, bytes/s | {result['wire']['full_resend_bytes_per_s'] / 1e3:.1f} kB/s |",
-          f"| periodic snapshots sent, bytes/s | {result['wire']['periodic_snapshot_bytes_per_s'] / 1e3:.1f} kB/s |",
-          f"| 1 MB delta over DDS (loopback, 2 processes) p50 / p95 | "
-          f"{result['dds_1MB_delta']['latency_ms_p50']:.1f} / {result['dds_1MB_delta']['latency_ms_p95']:.1f} ms |"]
+    md = [
+        f"# Pipeline benchmark ({result['machine']['cpus']} CPUs, load {result['machine']['load_avg_1m']:.1f}, CPU)",
+        "",
+        f"Drive: {settings.frames} frames at {settings.size[0]}x{settings.size[1]}, {settings.rate_hz} Hz "
+        f"({bag_s:.1f} s of bag); nodes: {', '.join(configs)}.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| replay speed vs real time | {result['replay']['real_time_factor']:.3f}x ({summary.wall_s:.1f} s wall) |",
+        f"| delta bytes/s | {result['wire']['delta_bytes_per_s'] / 1e3:.1f} kB/s |",
+        f"| full-map resend at each keyframe, bytes/s | {result['wire']['full_resend_bytes_per_s'] / 1e3:.1f} kB/s |",
+        f"| periodic snapshots sent, bytes/s | {result['wire']['periodic_snapshot_bytes_per_s'] / 1e3:.1f} kB/s |",
+        f"| 1 MB delta over DDS (loopback, 2 processes) p50 / p95 | "
+        f"{result['dds_1MB_delta']['latency_ms_p50']:.1f} / {result['dds_1MB_delta']['latency_ms_p95']:.1f} ms |",
+    ]
     for node, stats in lat.items():
         for what, s in stats.items():
             if s:

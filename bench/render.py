@@ -14,6 +14,7 @@ where compositing stops early once pixels saturate. "room + out of view": 30k Ga
 
 writes bench/results/render.json and render.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,11 @@ def room_depth():
     y = (v - K[1, 2]) / K[1, 1]
     z = np.full((H, W), np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for t in (np.where(y > 0, 1.2 / y, np.inf),             # floor 1.2 m below
-                  np.where(x < 0, -1.8 / x, np.inf),            # left wall
-                  np.full((H, W), 4.0)):                        # back wall
+        for t in (
+            np.where(y > 0, 1.2 / y, np.inf),  # floor 1.2 m below
+            np.where(x < 0, -1.8 / x, np.inf),  # left wall
+            np.full((H, W), 4.0),
+        ):  # back wall
             z = np.minimum(z, t)
         box = (x > 0.05) & (x < 0.3) & (y > 0.1) & (y < 0.35)
         z[box] = np.minimum(z[box], 2.2)
@@ -65,7 +68,7 @@ def scene(n, seed=0, layers=1):
         per = n // layers
         parts = [scene(per, seed + k, 1) for k in range(layers)]
         for k, part in enumerate(parts):
-            part[0] *= (1 + 0.3 * k / part[0][:, 2:3])  # push back along the ray by 0.3 k metres
+            part[0] *= 1 + 0.3 * k / part[0][:, 2:3]  # push back along the ray by 0.3 k metres
             part[3] = 0.9 + 0.1 * part[3]
             part[2] = part[2] * 1.5
         return [torch.cat([p[i] for p in parts]) for i in range(5)]
@@ -115,14 +118,17 @@ def compare_gsplat(Kt, view, n=10_000, repeats=20):
     bg = torch.tensor([0.2, 0.3, 0.4])
     with torch.no_grad():
         cpu = rasterize(*params, view, Kt, W, H, backend="cpu", background=bg)
-        gpu = rasterize(*[p.cuda() for p in params], view.cuda(), Kt.cuda(), W, H, backend="cuda",
-                        background=bg.cuda())
+        gpu = rasterize(
+            *[p.cuda() for p in params], view.cuda(), Kt.cuda(), W, H, backend="cuda", background=bg.cuda()
+        )
     both = (cpu.alpha > 0.5) & (gpu.alpha.cpu() > 0.5)
-    out = {"gaussians": n, "device": torch.cuda.get_device_name(0),
-           "color_mean_abs_diff": float((cpu.color - gpu.color.cpu()).abs().mean()),
-           "alpha_mean_abs_diff": float((cpu.alpha - gpu.alpha.cpu()).abs().mean()),
-           "depth_mean_abs_diff_m_where_alpha_gt_0.5":
-               float((cpu.depth - gpu.depth.cpu())[both].abs().mean())}
+    out = {
+        "gaussians": n,
+        "device": torch.cuda.get_device_name(0),
+        "color_mean_abs_diff": float((cpu.color - gpu.color.cpu()).abs().mean()),
+        "alpha_mean_abs_diff": float((cpu.alpha - gpu.alpha.cpu()).abs().mean()),
+        "depth_mean_abs_diff_m_where_alpha_gt_0.5": float((cpu.depth - gpu.depth.cpu())[both].abs().mean()),
+    }
     ps = [p.cuda().requires_grad_() for p in params]
     times = []
     for i in range(repeats + 3):
@@ -139,16 +145,27 @@ def compare_gsplat(Kt, view, n=10_000, repeats=20):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2,
-                    help="CPU rasteriser workers (torch itself runs one intra-op thread: gs_mapping.cpu_threads)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU rasteriser workers (torch itself runs one intra-op thread: gs_mapping.cpu_threads)",
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--counts", type=int, nargs="+", default=[10_000, 50_000, 100_000])
-    ap.add_argument("--layered", type=int, default=30_000,
-                    help="also time a 3-layer scene (surfaces hidden behind surfaces) with this many "
-                         "Gaussians; 0: skip")
-    ap.add_argument("--outside", type=int, default=120_000,
-                    help="also time 30k Gaussians in view plus this many behind the camera (a map larger "
-                         "than the view); 0: skip")
+    ap.add_argument(
+        "--layered",
+        type=int,
+        default=30_000,
+        help="also time a 3-layer scene (surfaces hidden behind surfaces) with this many Gaussians; 0: skip",
+    )
+    ap.add_argument(
+        "--outside",
+        type=int,
+        default=120_000,
+        help="also time 30k Gaussians in view plus this many behind the camera (a map larger "
+        "than the view); 0: skip",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -167,7 +184,7 @@ def main(argv=None):
         if layers < 0:  # 30k in view, |layers| mirrored behind the camera
             inside, behind = scene(n + layers), scene(-layers, seed=1)
             behind[0] = behind[0] * torch.tensor([1.0, 1.0, -1.0])
-            params = [torch.cat([a, b]) for a, b in zip(inside, behind)]
+            params = [torch.cat([a, b]) for a, b in zip(inside, behind, strict=False)]
         else:
             params = scene(n, layers=layers)
         time_one(params, view, Kt)  # warm-up
@@ -179,58 +196,99 @@ def main(argv=None):
             bw.append(b)
             cf.append(f_cpu)
             cb.append(b_cpu)
-        row = {"scene": name, "gaussians": n, "visible": int(out.meta["visible"].sum()),
-               "tile_pairs": out.meta["n_isects"],
-               "mean_alpha": round(float(out.alpha.detach().mean()), 4),
-               "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
-               "forward_cpu_s": round(statistics.median(cf), 4),
-               "backward_cpu_s": round(statistics.median(cb), 4),
-               "forward_s": round(statistics.median(fw), 4), "backward_s": round(statistics.median(bw), 4),
-               "total_s": round(statistics.median([a + b for a, b in zip(fw, bw)]), 4),
-               "forward_all_s": [round(x, 4) for x in fw], "backward_all_s": [round(x, 4) for x in bw]}
+        row = {
+            "scene": name,
+            "gaussians": n,
+            "visible": int(out.meta["visible"].sum()),
+            "tile_pairs": out.meta["n_isects"],
+            "mean_alpha": round(float(out.alpha.detach().mean()), 4),
+            "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            "forward_cpu_s": round(statistics.median(cf), 4),
+            "backward_cpu_s": round(statistics.median(cb), 4),
+            "forward_s": round(statistics.median(fw), 4),
+            "backward_s": round(statistics.median(bw), 4),
+            "total_s": round(statistics.median([a + b for a, b in zip(fw, bw, strict=False)]), 4),
+            "forward_all_s": [round(x, 4) for x in fw],
+            "backward_all_s": [round(x, 4) for x in bw],
+        }
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
-    result_gpu = compare_gsplat(Kt, view) if gsplat_available() else {
-        "status": "not run: no CUDA GPU with gsplat on this machine"}
+    result_gpu = (
+        compare_gsplat(Kt, view)
+        if gsplat_available()
+        else {"status": "not run: no CUDA GPU with gsplat on this machine"}
+    )
     result = {
-        "benchmark": "render", "backend": "cpu", "image": [W, H], "sh_degree": 3, "dtype": "float32",
-        "torch_threads": 1, "raster_workers": args.threads, "repeats": args.repeats, "statistic": "median",
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "tile_size": render_cpu.TILE_SIZE,
+        "benchmark": "render",
+        "backend": "cpu",
+        "image": [W, H],
+        "sh_degree": 3,
+        "dtype": "float32",
+        "torch_threads": 1,
+        "raster_workers": args.threads,
+        "repeats": args.repeats,
+        "statistic": "median",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "tile_size": render_cpu.TILE_SIZE,
         "chunk_budget": render_cpu.CHUNK_BUDGET,
-        "note": ("forward_s/backward_s are wall-clock; *_cpu_s is process CPU time (all threads). The 2-core "
-                 "machine is shared with other jobs (see load_avg_1min), so wall-clock is pessimistic."),
+        "note": (
+            "forward_s/backward_s are wall-clock; *_cpu_s is process CPU time (all threads). The 2-core "
+            "machine is shared with other jobs (see load_avg_1min), so wall-clock is pessimistic."
+        ),
         "goal": "10k Gaussians, 320x240, forward + backward <= 0.5 s on 2 cores",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "device": "cpu",
-                    "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "device": "cpu",
+            "processor": platform.processor() or platform.machine(),
+        },
         "results": rows,
         "gsplat": result_gpu,
     }
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "render.json").write_text(json.dumps(result, indent=2) + "\n")
-        lines = ["# Renderer benchmark (CPU backend)", "",
-                 f"320×240, SH degree 3, float32, torch 1 intra-op thread + {args.threads} rasteriser workers, median of {args.repeats} "
-                 f"runs; {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}.", "",
-                 "| scene | Gaussians | visible | tile pairs (4×4 px) | forward s | backward s | total s | "
-                 "forward CPU s | backward CPU s | load avg |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['scene']} | {r['gaussians']:,} | {r['visible']:,} | {r['tile_pairs']:,} | "
-                  f"{r['forward_s']:.3f} | "
-                  f"{r['backward_s']:.3f} | {r['total_s']:.3f} | {r['forward_cpu_s']:.3f} | "
-                  f"{r['backward_cpu_s']:.3f} | {r['load_avg_1min'][0]:.1f} |" for r in rows]
+        lines = [
+            "# Renderer benchmark (CPU backend)",
+            "",
+            f"320×240, SH degree 3, float32, torch 1 intra-op thread + {args.threads} rasteriser workers, median of {args.repeats} "
+            f"runs; {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}.",
+            "",
+            "| scene | Gaussians | visible | tile pairs (4×4 px) | forward s | backward s | total s | "
+            "forward CPU s | backward CPU s | load avg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['scene']} | {r['gaussians']:,} | {r['visible']:,} | {r['tile_pairs']:,} | "
+            f"{r['forward_s']:.3f} | "
+            f"{r['backward_s']:.3f} | {r['total_s']:.3f} | {r['forward_cpu_s']:.3f} | "
+            f"{r['backward_cpu_s']:.3f} | {r['load_avg_1min'][0]:.1f} |"
+            for r in rows
+        ]
         g = result["gsplat"]
-        lines += ["", "CPU vs gsplat (10k, same scene): " + (
-            f"mean |Δ| colour {g['color_mean_abs_diff']:.2e}, alpha {g['alpha_mean_abs_diff']:.2e}, depth "
-            f"{g['depth_mean_abs_diff_m_where_alpha_gt_0.5']:.2e} m; gsplat forward + backward "
-            f"{g['gsplat_forward_backward_s'] * 1e3:.1f} ms on {g['device']}."
-            if "device" in g else g["status"] + ".")]
-        lines += ["", "Goal: 10k Gaussians forward + backward ≤ 0.5 s on 2 cores. Wall-clock columns are "
-                  "medians on a machine shared with other jobs (1-minute load average in the last column); "
-                  "CPU s is the process CPU time (sum over threads). Scenes: see the docstring of "
-                  "bench/render.py (room: one layer of Gaussians on the visible surfaces; layered: three "
-                  "layers 0.3 m apart, opacity ≥ 0.9, where early termination matters; room + out of "
-                  "view: 30k in view and 120k behind the camera).", ""]
+        lines += [
+            "",
+            "CPU vs gsplat (10k, same scene): "
+            + (
+                f"mean |Δ| colour {g['color_mean_abs_diff']:.2e}, alpha {g['alpha_mean_abs_diff']:.2e}, depth "
+                f"{g['depth_mean_abs_diff_m_where_alpha_gt_0.5']:.2e} m; gsplat forward + backward "
+                f"{g['gsplat_forward_backward_s'] * 1e3:.1f} ms on {g['device']}."
+                if "device" in g
+                else g["status"] + "."
+            ),
+        ]
+        lines += [
+            "",
+            "Goal: 10k Gaussians forward + backward ≤ 0.5 s on 2 cores. Wall-clock columns are "
+            "medians on a machine shared with other jobs (1-minute load average in the last column); "
+            "CPU s is the process CPU time (sum over threads). Scenes: see the docstring of "
+            "bench/render.py (room: one layer of Gaussians on the visible surfaces; layered: three "
+            "layers 0.3 m apart, opacity ≥ 0.9, where early termination matters; room + out of "
+            "view: 30k in view and 120k behind the camera).",
+            "",
+        ]
         (args.out / "render.md").write_text("\n".join(lines))
     return result
 

@@ -13,6 +13,7 @@ CPU times are given beside them):
 
     .venv/bin/python bench/world.py [--frames 100] [--seed 9]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,17 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="world_bench_"))
     try:
         exe = str(Path(sys.executable).with_name("gs-mapping"))
-        cmd = [exe, "world", "--out", str(tmp / "bag"), "--frames", str(args.frames), "--seed",
-               str(args.seed), "--no-progress"]
+        cmd = [
+            exe,
+            "world",
+            "--out",
+            str(tmp / "bag"),
+            "--frames",
+            str(args.frames),
+            "--seed",
+            str(args.seed),
+            "--no-progress",
+        ]
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -112,6 +122,7 @@ def main(argv=None) -> int:
     mid = sorted(frames)[len(frames) // 2]
     T = drive.pose(mid)
     from gs_mapping.camera import Camera
+
     top = np.eye(4)
     # looking straight down, image right = vehicle forward (as the GT panel), 60 m across
     top[:3, :3] = T[:3, :3] @ np.array([[1, 0, 0], [0, -1, 0], [0, 0, -1]], float)
@@ -127,7 +138,7 @@ def main(argv=None) -> int:
     bx, by = drive.bev_range
     s = min(tw / (2 * bx), th / (2 * by))
     colours = {0: (255, 153, 0), 1: (0, 102, 255), 2: (0, 204, 51)}
-    for el in frames[mid][1]:   # ego x forward → image right, y left → image up
+    for el in frames[mid][1]:  # ego x forward → image right, y left → image up
         pts = [(tw / 2 + x * s, th / 2 - y * s) for x, y in el.pts]
         d.line(pts, fill=colours[el.cls], width=2)
     d.rectangle([tw / 2 - 2 * s, th / 2 - 1 * s, tw / 2 + 2 * s, th / 2 + 1 * s], outline=(255, 255, 255))
@@ -137,36 +148,65 @@ def main(argv=None) -> int:
     sheet.save(sheet_path, optimize=True)
 
     res = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "device": "cpu",
-                    "numpy": np.__version__, "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
-        "config": {"frames": args.frames, "seed": args.seed, "rig": "front", "size": [640, 360],
-                   "rate_hz": drive.rate_hz, "speed_mps": drive.trajectory.speed, "bev_range": list(drive.bev_range),
-                   "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "cli": {"wall_s": round(cli_wall, 2), "cpu_s": round(cli_cpu, 2), "goal_wall_s": 60.0,
-                "meets_goal": cli_wall < 60.0, "bag_mb": round(bag_bytes / 1e6, 1),
-                "stdout_first_line": proc.stdout.splitlines()[0] if proc.stdout else ""},
-        "breakdown": {"world_generation_s": round(gen_s, 3),
-                      "front_render_ms_p50": round(1e3 * statistics.median(render_s), 1),
-                      "front_render_ms_p95": round(1e3 * pct(render_s, 95), 1),
-                      "front_render_cpu_ms_p50": round(1e3 * statistics.median(render_cpu_s), 1),
-                      "surround_6cams_frame_s": round(surround_s, 3),
-                      "lidar_scan_ms": round(1e3 * lidar_s, 1), "lidar_points": int(len(scan)),
-                      "gt_clip_ms_p50": round(1e3 * statistics.median(gt_s), 2),
-                      "world": {"boxes": len(world.objects.boxes), "cylinders": len(world.objects.cylinders),
-                                "ellipsoids": len(world.objects.ellipsoids), "map_elements": len(world.map_elements()),
-                                "junctions": len(world.net.junctions),
-                                "lanes_per_link": [link.n_lanes for _, _, link in world.net.links]}},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "device": "cpu",
+            "numpy": np.__version__,
+            "load_avg_before": load_before,
+            "load_avg_after": os.getloadavg(),
+        },
+        "config": {
+            "frames": args.frames,
+            "seed": args.seed,
+            "rig": "front",
+            "size": [640, 360],
+            "rate_hz": drive.rate_hz,
+            "speed_mps": drive.trajectory.speed,
+            "bev_range": list(drive.bev_range),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
+        "cli": {
+            "wall_s": round(cli_wall, 2),
+            "cpu_s": round(cli_cpu, 2),
+            "goal_wall_s": 60.0,
+            "meets_goal": cli_wall < 60.0,
+            "bag_mb": round(bag_bytes / 1e6, 1),
+            "stdout_first_line": proc.stdout.splitlines()[0] if proc.stdout else "",
+        },
+        "breakdown": {
+            "world_generation_s": round(gen_s, 3),
+            "front_render_ms_p50": round(1e3 * statistics.median(render_s), 1),
+            "front_render_ms_p95": round(1e3 * pct(render_s, 95), 1),
+            "front_render_cpu_ms_p50": round(1e3 * statistics.median(render_cpu_s), 1),
+            "surround_6cams_frame_s": round(surround_s, 3),
+            "lidar_scan_ms": round(1e3 * lidar_s, 1),
+            "lidar_points": int(len(scan)),
+            "gt_clip_ms_p50": round(1e3 * statistics.median(gt_s), 2),
+            "world": {
+                "boxes": len(world.objects.boxes),
+                "cylinders": len(world.objects.cylinders),
+                "ellipsoids": len(world.objects.ellipsoids),
+                "map_elements": len(world.map_elements()),
+                "junctions": len(world.net.junctions),
+                "lanes_per_link": [link.n_lanes for _, _, link in world.net.links],
+            },
+        },
         "contact_sheet": str(sheet_path.relative_to(REPO)),
     }
     (results_dir / "world.json").write_text(json.dumps(res, indent=2) + "\n")
     b = res["breakdown"]
     md = [
-        "# world benchmark", "",
+        "# world benchmark",
+        "",
         f"Machine: {res['machine']['platform']}, {res['machine']['cpu_count']} CPUs (shared; load "
         f"{load_before[0]:.1f} before, {res['machine']['load_avg_after'][0]:.1f} after), numpy "
-        f"{np.__version__}, CPU only.", "",
-        "| figure | value | goal |", "|---|---|---|",
+        f"{np.__version__}, CPU only.",
+        "",
+        "| figure | value | goal |",
+        "|---|---|---|",
         f"| `gs-mapping world --frames {args.frames}` (front, 640x360), wall | {cli_wall:.1f} s | < 60 s |",
         f"| … CPU time (user + sys, all rendering processes) | {cli_cpu:.1f} s | |",
         f"| bag size | {res['cli']['bag_mb']} MB | |",
@@ -176,7 +216,9 @@ def main(argv=None) -> int:
         f"| surround frame (6 cameras, 640x360) | {surround_s:.2f} s | |",
         f"| LiDAR scan (32 x 1024) | {b['lidar_scan_ms']} ms ({b['lidar_points']} points) | |",
         f"| ground-truth clipping per frame, p50 | {b['gt_clip_ms_p50']} ms | |",
-        "", f"Contact sheet: `{res['contact_sheet']}`.", "",
+        "",
+        f"Contact sheet: `{res['contact_sheet']}`.",
+        "",
     ]
     (results_dir / "world.md").write_text("\n".join(md))
     print("\n".join(md))

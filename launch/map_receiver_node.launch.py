@@ -1,4 +1,5 @@
 """Only map_receiver_node: `ros2 launch gs_mapping map_receiver_node.launch.py [params_file:=…] [use_sim_time:=true] [namespace:=…]`."""
+
 import os
 
 from ament_index_python.packages import get_package_share_directory
@@ -11,10 +12,18 @@ from launch_ros.actions import Node
 def generate_launch_description():
     share = get_package_share_directory("gs_mapping")
     params = [LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}]
-    return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "full.yaml")),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-        DeclareLaunchArgument("namespace", default_value=""),
-        Node(package="gs_mapping", executable="map_receiver_node", name="map_receiver_node",
-             namespace=LaunchConfiguration("namespace"), parameters=params, output="screen"),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "full.yaml")),
+            DeclareLaunchArgument("use_sim_time", default_value="false"),
+            DeclareLaunchArgument("namespace", default_value=""),
+            Node(
+                package="gs_mapping",
+                executable="map_receiver_node",
+                name="map_receiver_node",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=params,
+                output="screen",
+            ),
+        ]
+    )

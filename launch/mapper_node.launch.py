@@ -1,4 +1,5 @@
 """Only mapper_node: `ros2 launch gs_mapping mapper_node.launch.py [params_file:=…] [use_sim_time:=true] [namespace:=…]`."""
+
 import os
 
 from ament_index_python.packages import get_package_share_directory
@@ -12,11 +13,19 @@ def generate_launch_description():
     share = get_package_share_directory("gs_mapping")
     params = [LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}]
     params.append({"mapper.device": LaunchConfiguration("device")})
-    return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "full.yaml")),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-        DeclareLaunchArgument("device", default_value="auto"),
-        DeclareLaunchArgument("namespace", default_value=""),
-        Node(package="gs_mapping", executable="mapper_node", name="mapper_node",
-             namespace=LaunchConfiguration("namespace"), parameters=params, output="screen"),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "full.yaml")),
+            DeclareLaunchArgument("use_sim_time", default_value="false"),
+            DeclareLaunchArgument("device", default_value="auto"),
+            DeclareLaunchArgument("namespace", default_value=""),
+            Node(
+                package="gs_mapping",
+                executable="mapper_node",
+                name="mapper_node",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=params,
+                output="screen",
+            ),
+        ]
+    )

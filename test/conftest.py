@@ -1,4 +1,5 @@
 """Shared fixtures. Real data lives in ../shared/data beside the checkout (as in CI)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Mapper configs shared by the tests on tiny synthetic scenes (importable: pytest puts test/ on the path)."""
+
 from __future__ import annotations
 
 from gs_mapping.mapping import MapperConfig

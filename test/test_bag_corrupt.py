@@ -1,4 +1,5 @@
 """Broken bags raise BagError naming the file — never a raw exception from rosbags, mcap or sqlite."""
+
 from __future__ import annotations
 
 import random
@@ -83,8 +84,11 @@ def test_random_bit_flips_never_escape_as_raw_exceptions(kitchen_bag, kitchen_by
     d = _copy_with(kitchen_bag, tmp_path, kitchen_bytes)
     outcomes = {"read": 0, "error": 0}
     # weight towards the framing at both ends, where flips change structure rather than pixels
-    positions = ([rng.randrange(0, 4096) for _ in range(20)] + [rng.randrange(n - 4096, n) for _ in range(20)]
-                 + [rng.randrange(n) for _ in range(10)])
+    positions = (
+        [rng.randrange(0, 4096) for _ in range(20)]
+        + [rng.randrange(n - 4096, n) for _ in range(20)]
+        + [rng.randrange(n) for _ in range(10)]
+    )
     for pos in positions:
         data = bytearray(kitchen_bytes)
         data[pos] ^= 1 << rng.randrange(8)
@@ -104,7 +108,7 @@ def test_corrupt_cdr_payload_names_topic_and_record(kitchen_bag, kitchen_bytes, 
     key = b"camera_color_optical_frame"
     pos = kitchen_bytes.index(key) - 4  # uint32 length of child_frame_id
     data = bytearray(kitchen_bytes)
-    data[pos:pos + 4] = (10_000_000).to_bytes(4, "little")
+    data[pos : pos + 4] = (10_000_000).to_bytes(4, "little")
     d = _copy_with(kitchen_bag, tmp_path, bytes(data))
     with pytest.raises(BagError, match=r"topic /tf_static: message 0 \(stamp \d+ ns\): cannot decode"):
         _read_all(d)

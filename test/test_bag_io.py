@@ -1,4 +1,5 @@
 """BagReader / BagWriter: real bag reading, and bags we write read back by rosbags and by mcap-ros2."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,9 @@ def test_bare_mcap_file_reads_like_the_directory(kitchen_bag):
     mcap = next(kitchen_bag.glob("*.mcap"))
     with BagReader(kitchen_bag) as a, BagReader(mcap) as b:
         assert [t.name for t in a.topics] == [t.name for t in b.topics]
-        assert [(t.type, t.count, t.latched) for t in a.topics] == [(t.type, t.count, t.latched)
-                                                                    for t in b.topics]
+        assert [(t.type, t.count, t.latched) for t in a.topics] == [
+            (t.type, t.count, t.latched) for t in b.topics
+        ]
         assert (a.start_ns, a.end_ns) == (b.start_ns, b.end_ns)
         ra = [(t, s, d) for t, s, d in a.raw_messages("/tf")]
         rb = [(t, s, d) for t, s, d in b.raw_messages("/tf")]
@@ -55,8 +57,9 @@ def test_messages_filter_window_and_decode(kitchen_bag):
         topic, stamp, info = msgs[0]
         assert topic == "/camera/color/camera_info" and stamp == bag.start_ns
         assert (info.width, info.height) == (320, 240)
-        assert np.allclose(np.asarray(info.k).reshape(3, 3)[[0, 1, 0, 1], [0, 1, 2, 2]],
-                           [292.5, 292.5, 159.75, 119.75])
+        assert np.allclose(
+            np.asarray(info.k).reshape(3, 3)[[0, 1, 0, 1], [0, 1, 2, 2]], [292.5, 292.5, 159.75, 119.75]
+        )
         # start inclusive, stop exclusive, several topics merged in time order
         t0, t1 = msgs[10][1], msgs[20][1]
         window = list(bag.messages(["/tf", "/camera/color/camera_info"], start_ns=t0, stop_ns=t1))
@@ -92,32 +95,70 @@ def _sample_messages(ts):
         return T["std_msgs/msg/Header"](stamp=stamp, frame_id=frame)
 
     rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
-    image = T["sensor_msgs/msg/Image"](header=header("cam"), height=4, width=6, encoding="rgb8",
-                                       is_bigendian=0, step=18, data=rgb.reshape(-1))
+    image = T["sensor_msgs/msg/Image"](
+        header=header("cam"),
+        height=4,
+        width=6,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=18,
+        data=rgb.reshape(-1),
+    )
     info = T["sensor_msgs/msg/CameraInfo"](
-        header=header("cam"), height=4, width=6, distortion_model="plumb_bob",
-        d=np.array([0.1, -0.2, 0.0, 0.0, 0.01]), k=np.array([5.0, 0, 3, 0, 5, 2, 0, 0, 1]),
-        r=np.eye(3).reshape(-1), p=np.array([5.0, 0, 3, 0, 0, 5, 2, 0, 0, 0, 1, 0]),
-        binning_x=0, binning_y=0,
-        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                  do_rectify=False))
+        header=header("cam"),
+        height=4,
+        width=6,
+        distortion_model="plumb_bob",
+        d=np.array([0.1, -0.2, 0.0, 0.0, 0.01]),
+        k=np.array([5.0, 0, 3, 0, 5, 2, 0, 0, 1]),
+        r=np.eye(3).reshape(-1),
+        p=np.array([5.0, 0, 3, 0, 0, 5, 2, 0, 0, 0, 1, 0]),
+        binning_x=0,
+        binning_y=0,
+        roi=T["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
+    )
     tfs = T["geometry_msgs/msg/TransformStamped"](
-        header=header("base_link"), child_frame_id="cam",
+        header=header("base_link"),
+        child_frame_id="cam",
         transform=T["geometry_msgs/msg/Transform"](
             translation=T["geometry_msgs/msg/Vector3"](x=0.1, y=0.0, z=1.2),
-            rotation=T["geometry_msgs/msg/Quaternion"](x=0.5, y=-0.5, z=0.5, w=-0.5)))
+            rotation=T["geometry_msgs/msg/Quaternion"](x=0.5, y=-0.5, z=0.5, w=-0.5),
+        ),
+    )
     tf_static = T["tf2_msgs/msg/TFMessage"](transforms=[tfs])
     PF = T["sensor_msgs/msg/PointField"]
     # x, y, z float32 at 0/4/8, 4 bytes padding, rgb uint32 at 16: point_step 20
-    fields = [PF(name="x", offset=0, datatype=7, count=1), PF(name="y", offset=4, datatype=7, count=1),
-              PF(name="z", offset=8, datatype=7, count=1), PF(name="rgb", offset=16, datatype=6, count=1)]
-    pts = np.zeros(3, dtype=np.dtype({"names": ["x", "y", "z", "rgb"],
-                                      "formats": ["<f4", "<f4", "<f4", "<u4"],
-                                      "offsets": [0, 4, 8, 16], "itemsize": 20}))
+    fields = [
+        PF(name="x", offset=0, datatype=7, count=1),
+        PF(name="y", offset=4, datatype=7, count=1),
+        PF(name="z", offset=8, datatype=7, count=1),
+        PF(name="rgb", offset=16, datatype=6, count=1),
+    ]
+    pts = np.zeros(
+        3,
+        dtype=np.dtype(
+            {
+                "names": ["x", "y", "z", "rgb"],
+                "formats": ["<f4", "<f4", "<f4", "<u4"],
+                "offsets": [0, 4, 8, 16],
+                "itemsize": 20,
+            }
+        ),
+    )
     pts["x"], pts["y"], pts["z"], pts["rgb"] = [1, 2, 3], [4, 5, 6], [7, 8, 9], [0xFF0000, 0xFF00, 0xFF]
     cloud = T["sensor_msgs/msg/PointCloud2"](
-        header=header("map"), height=1, width=3, fields=fields, is_bigendian=False, point_step=20,
-        row_step=60, data=np.frombuffer(pts.tobytes(), np.uint8), is_dense=True)
+        header=header("map"),
+        height=1,
+        width=3,
+        fields=fields,
+        is_bigendian=False,
+        point_step=20,
+        row_step=60,
+        data=np.frombuffer(pts.tobytes(), np.uint8),
+        is_dense=True,
+    )
     MAL = T["std_msgs/msg/MultiArrayLayout"]
     blob = np.frombuffer(b"delta\x00\x01\xff" * 100, np.uint8)
     delta = T["std_msgs/msg/UInt8MultiArray"](layout=MAL(dim=[], data_offset=0), data=blob)
@@ -158,7 +199,7 @@ def _assert_same(a, b):
         a_list, b_list = list(a), list(b)
         assert len(a_list) == len(b_list)
         if a_list and hasattr(a_list[0], "__slots__") or (a_list and hasattr(a_list[0], "__dict__")):
-            for x, y in zip(a_list, b_list):
+            for x, y in zip(a_list, b_list, strict=False):
                 _assert_same(x, y)
         else:
             assert np.array_equal(np.asarray(a_list), np.asarray(b_list))
@@ -180,7 +221,8 @@ def test_written_bag_reads_back_with_rosbags(tmp_path):
     with BagReader(out) as bag:
         assert {t.name: (t.type, t.count, t.latched) for t in bag.topics} == {
             topic: (typename, 1 if latched else 3, latched)
-            for topic, (typename, latched, _) in samples.items()}
+            for topic, (typename, latched, _) in samples.items()
+        }
         got = list(bag.messages())
     assert [s for _, s, _ in got] == sorted(s for _, s, _ in got)
     for topic, _, msg in got:
@@ -188,7 +230,7 @@ def test_written_bag_reads_back_with_rosbags(tmp_path):
     # rosbags' own high-level reader (its typestore comes from the definitions stored in the bag)
     with AnyReader([out]) as reader:
         n = 0
-        for conn, stamp, raw in reader.messages():
+        for conn, _stamp, raw in reader.messages():
             _assert_same(samples[conn.topic][2], reader.deserialize(raw, conn.msgtype))
             n += 1
     assert n == 13
@@ -209,7 +251,7 @@ def test_written_bag_reads_back_with_mcap_ros2(tmp_path):
     with open(files[0], "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         assert reader.get_header().profile == "ros2"
-        for schema, channel, message, decoded in reader.iter_decoded_messages():
+        for schema, channel, _message, decoded in reader.iter_decoded_messages():
             typename, latched, original = samples[channel.topic]
             assert schema.name == typename and schema.encoding == "ros2msg"
             assert channel.message_encoding == "cdr"
@@ -217,8 +259,13 @@ def test_written_bag_reads_back_with_mcap_ros2(tmp_path):
             assert qos[0]["durability"] == (1 if latched else 2)  # 1 transient_local, 2 volatile
             seen[channel.topic] = seen.get(channel.topic, 0) + 1
             _compare_mcap_decoded(original, decoded)
-    assert seen == {"/camera/image": 3, "/camera/camera_info": 3, "/tf_static": 1, "/map/cloud": 3,
-                    "/map/delta": 3}
+    assert seen == {
+        "/camera/image": 3,
+        "/camera/camera_info": 3,
+        "/tf_static": 1,
+        "/map/cloud": 3,
+        "/map/delta": 3,
+    }
 
 
 def _compare_mcap_decoded(ours, theirs):
@@ -226,12 +273,15 @@ def _compare_mcap_decoded(ours, theirs):
     names = _field_names(ours)
     if not names:
         if isinstance(ours, np.ndarray):
-            theirs_arr = (np.frombuffer(theirs, np.uint8) if isinstance(theirs, (bytes, bytearray))
-                          else np.asarray(theirs))
+            theirs_arr = (
+                np.frombuffer(theirs, np.uint8)
+                if isinstance(theirs, (bytes, bytearray))
+                else np.asarray(theirs)
+            )
             assert np.array_equal(ours, theirs_arr)
         elif isinstance(ours, list):
             assert len(ours) == len(theirs)
-            for a, b in zip(ours, theirs):
+            for a, b in zip(ours, theirs, strict=False):
                 _compare_mcap_decoded(a, b)
         elif isinstance(ours, float):
             assert ours == pytest.approx(theirs)
@@ -314,8 +364,9 @@ def test_writer_errors_name_topic(tmp_path):
         with pytest.raises(BagError, match="stamp must be a non-negative int"):
             bag.write("/s", -5, ts.types["std_msgs/msg/String"](data="x"))
         bag.write("/s", 7, ts.types["std_msgs/msg/String"](data="ok"))
-        bag.write_raw("/s", 8, ts.serialize_cdr(ts.types["std_msgs/msg/String"](data="raw"),
-                                                "std_msgs/msg/String"))
+        bag.write_raw(
+            "/s", 8, ts.serialize_cdr(ts.types["std_msgs/msg/String"](data="raw"), "std_msgs/msg/String")
+        )
     with BagReader(tmp_path / "b") as bag:
         assert [m.data for _, _, m in bag.messages()] == ["ok", "raw"]
 
@@ -328,20 +379,27 @@ def test_custom_message_type_round_trip(tmp_path):
         bag.write("/stat", 5, cls(name="psnr", value=31.5, ids=np.array([1, 2, 3], np.uint32)))
     # the definition travels in the bag: a fresh reader decodes it without being told
     with BagReader(tmp_path / "b") as bag:
-        (_, _, m), = bag.messages("/stat")
+        ((_, _, m),) = bag.messages("/stat")
     assert (m.name, m.value, m.ids.tolist()) == ("psnr", 31.5, [1, 2, 3])
 
 
 def test_duck_typed_message_is_written(tmp_path):
     from types import SimpleNamespace as NS
 
-    msg = NS(header=NS(stamp=NS(sec=3, nanosec=4), frame_id="f"), height=1, width=2, encoding="mono8",
-             is_bigendian=0, step=2, data=np.array([7, 9], np.uint8))
+    msg = NS(
+        header=NS(stamp=NS(sec=3, nanosec=4), frame_id="f"),
+        height=1,
+        width=2,
+        encoding="mono8",
+        is_bigendian=0,
+        step=2,
+        data=np.array([7, 9], np.uint8),
+    )
     with BagWriter(tmp_path / "b") as bag:
         bag.add_topic("/img", "sensor_msgs/msg/Image")
         bag.write("/img", 10, msg)
     with BagReader(tmp_path / "b") as bag:
-        (_, stamp, m), = bag.messages()
+        ((_, stamp, m),) = bag.messages()
     assert stamp == 10 and m.header.frame_id == "f" and m.data.tolist() == [7, 9]
 
 
@@ -384,8 +442,10 @@ def test_path_written_is_exactly_what_was_asked(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["run1"]
 
 
-@pytest.mark.parametrize("storage,mode", [("mcap", "file"), ("mcap", "message"), ("mcap", "storage"),
-                                          ("sqlite3", "file"), ("sqlite3", "message")])
+@pytest.mark.parametrize(
+    "storage,mode",
+    [("mcap", "file"), ("mcap", "message"), ("mcap", "storage"), ("sqlite3", "file"), ("sqlite3", "message")],
+)
 def test_compressed_bags_are_read(tmp_path, storage, mode):
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
@@ -427,12 +487,13 @@ def test_bag_definition_that_differs_from_the_standard_one_wins(tmp_path):
 
     path = tmp_path / "other_distro"
     with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
-        c = w.add_connection("/s", "std_msgs/msg/String", msgdef="string data\nint32 extra\n",
-                             rihs01="RIHS01_" + "0" * 64)
+        c = w.add_connection(
+            "/s", "std_msgs/msg/String", msgdef="string data\nint32 extra\n", rihs01="RIHS01_" + "0" * 64
+        )
         cdr = b"\x00\x01\x00\x00" + struct.pack("<I", 3) + b"hi\x00" + b"\x00" + struct.pack("<i", -7)
         w.write(c, 5, cdr)
     with BagReader(path) as bag:
-        (_, _, msg), = bag.messages()
+        ((_, _, msg),) = bag.messages()
         assert (msg.data, msg.extra) == ("hi", -7)
         assert "sensor_msgs/msg/Image" in bag.typestore.types  # the standard types are still there
 
@@ -448,7 +509,8 @@ def test_kitchen_bag_rewritten_is_byte_identical(kitchen_bag, tmp_path):
         original = list(src.raw_messages())
     with BagReader(out) as copy:
         assert [(t.name, t.type, t.count, t.latched) for t in copy.topics] == [
-            (t.name, t.type, t.count, t.latched) for t in src.topics]
+            (t.name, t.type, t.count, t.latched) for t in src.topics
+        ]
         rewritten = list(copy.raw_messages())
     assert len(rewritten) == len(original) == 201
     # same multiset of records; within one stamp the order of topics may differ

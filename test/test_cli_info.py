@@ -1,4 +1,5 @@
 """``gs-mapping info``: JSON and table output on the real bag; one-line errors with a non-zero exit."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ from gs_mapping.messages import transforms_to_tf_message
 
 def run_info(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "gs_mapping", "info", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gs_mapping", "info", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_json_on_kitchen_bag(kitchen_bag):
@@ -48,7 +54,7 @@ def test_table_on_kitchen_bag(kitchen_bag):
     assert "/camera/depth/image_rect_raw" in out and "sensor_msgs/msg/CameraInfo" in out
     assert "duration: 1.633 s" in out
     lines = out.splitlines()
-    tree = lines[lines.index("TF tree:") + 1:]
+    tree = lines[lines.index("TF tree:") + 1 :]
     assert tree[0].strip() == "map"
     assert "base_link" in tree[1] and "dynamic, 50 samples" in tree[1]
     assert "camera_color_optical_frame" in tree[2] and "static" in tree[2]
@@ -85,8 +91,17 @@ def test_bag_we_write_and_bad_transform_is_reported_not_fatal(tmp_path):
     with BagWriter(bag) as w:
         w.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)
         w.add_topic("/tf", "tf2_msgs/msg/TFMessage")
-        w.write("/tf_static", 1, transforms_to_tf_message(
-            [TransformStamped("base_link", "lidar", 1, Transform(np.array([0, 0, 1.0]), np.array([0, 0, 0, 1.0])))]))
+        w.write(
+            "/tf_static",
+            1,
+            transforms_to_tf_message(
+                [
+                    TransformStamped(
+                        "base_link", "lidar", 1, Transform(np.array([0, 0, 1.0]), np.array([0, 0, 0, 1.0]))
+                    )
+                ]
+            ),
+        )
         w.write("/tf", 5, transforms_to_tf_message([good]))
         msg = transforms_to_tf_message([TransformStamped("map", "base_link", 6, good.transform)])
         msg.transforms[0].transform.rotation.w = 2.0  # not a unit quaternion

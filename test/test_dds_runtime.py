@@ -1,4 +1,5 @@
 """Cyclone DDS runtime: ROS 2 wire compatibility (CDR equal to rosbags') and real processes on loopback."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,20 +22,54 @@ def _rosbags_cdr(msg, typename):
     return bytes(TS.serialize_cdr(msg, typename))
 
 
-@pytest.mark.parametrize("typename,fields", [
-    ("sensor_msgs/msg/Image", dict(height=2, width=3, encoding="rgb8", step=9,
-                                   data=np.arange(18, dtype=np.uint8))),
-    ("sensor_msgs/msg/CameraInfo", dict(height=240, width=320, distortion_model="plumb_bob",
-                                        d=np.array([0.1, -0.2, 0, 0, 0.01]), k=np.arange(9.0))),
-    ("std_msgs/msg/UInt8MultiArray", dict(data=np.frombuffer(b"\x00\xffdelta", np.uint8))),
-    ("std_msgs/msg/String", dict(data="héllo")),
-    ("diagnostic_msgs/msg/DiagnosticArray", dict(status=[dds_types.make(
-        "diagnostic_msgs/msg/DiagnosticStatus", level=b"\x01", name="mapper",
-        values=[dds_types.make("diagnostic_msgs/msg/KeyValue", key="gaussians", value="12")])])),
-    ("visualization_msgs/msg/MarkerArray", dict(markers=[dds_types.make(
-        "visualization_msgs/msg/Marker", ns="divider", id=3, type=4,
-        points=[dds_types.make("geometry_msgs/msg/Point", x=1.0, y=2.0)])])),
-])
+@pytest.mark.parametrize(
+    "typename,fields",
+    [
+        (
+            "sensor_msgs/msg/Image",
+            dict(height=2, width=3, encoding="rgb8", step=9, data=np.arange(18, dtype=np.uint8)),
+        ),
+        (
+            "sensor_msgs/msg/CameraInfo",
+            dict(
+                height=240,
+                width=320,
+                distortion_model="plumb_bob",
+                d=np.array([0.1, -0.2, 0, 0, 0.01]),
+                k=np.arange(9.0),
+            ),
+        ),
+        ("std_msgs/msg/UInt8MultiArray", dict(data=np.frombuffer(b"\x00\xffdelta", np.uint8))),
+        ("std_msgs/msg/String", dict(data="héllo")),
+        (
+            "diagnostic_msgs/msg/DiagnosticArray",
+            dict(
+                status=[
+                    dds_types.make(
+                        "diagnostic_msgs/msg/DiagnosticStatus",
+                        level=b"\x01",
+                        name="mapper",
+                        values=[dds_types.make("diagnostic_msgs/msg/KeyValue", key="gaussians", value="12")],
+                    )
+                ]
+            ),
+        ),
+        (
+            "visualization_msgs/msg/MarkerArray",
+            dict(
+                markers=[
+                    dds_types.make(
+                        "visualization_msgs/msg/Marker",
+                        ns="divider",
+                        id=3,
+                        type=4,
+                        points=[dds_types.make("geometry_msgs/msg/Point", x=1.0, y=2.0)],
+                    )
+                ]
+            ),
+        ),
+    ],
+)
 def test_cdr_matches_rosbags_byte_for_byte(typename, fields):
     msg = dds_types.make(typename, **fields)
     wire = dds_types.serialize(msg)
@@ -46,8 +81,9 @@ def test_cdr_matches_rosbags_byte_for_byte(typename, fields):
 
 def test_type_names_follow_ros2_conventions():
     assert dds_types.dds_type_name("sensor_msgs/msg/Image") == "sensor_msgs::msg::dds_::Image_"
-    assert dds_topic_name(resolve_topic("~/map_delta", "mapper_node", "robot1")) == \
-        "rtrobot1/mapper_node/map_delta".replace("rt", "rt/", 1)
+    assert dds_topic_name(
+        resolve_topic("~/map_delta", "mapper_node", "robot1")
+    ) == "rtrobot1/mapper_node/map_delta".replace("rt", "rt/", 1)
     assert resolve_topic("lanes", "hd", "") == "/lanes"
 
 
@@ -89,8 +125,12 @@ _PUBLISHER = textwrap.dedent("""
 
 def test_latched_state_reaches_a_late_subscriber_in_another_process():
     domain = 17
-    proc = subprocess.Popen([sys.executable, "-c", _PUBLISHER, str(domain)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PUBLISHER, str(domain)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "published"
         time.sleep(0.5)  # the subscriber joins after the sample was written

@@ -6,6 +6,7 @@ world frame must reach the model as (nearly) the same input tensor and intrinsic
 the fix the 16:9 image was squashed to 2:1 (fy ≠ fx) and low-pass filtered, and through-bag Chamfer
 mAP was half the direct one (bench/results/hd_bag.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def drives():
-    return (Drive.make(SEED, FRAMES, "front", BAG_SIZE, rate_hz=RATE),
-            Drive.make(SEED, FRAMES, "front", MODEL_SIZE, rate_hz=RATE))
+    return (
+        Drive.make(SEED, FRAMES, "front", BAG_SIZE, rate_hz=RATE),
+        Drive.make(SEED, FRAMES, "front", MODEL_SIZE, rate_hz=RATE),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +82,14 @@ def test_predict_bag_matches_predictor_on_the_same_frames(predictor, drives, bag
     assert summary["frames"] == FRAMES and summary["with_gt"]
     assert summary["skipped_frames"] == 0 and summary["frames_without_gt"] == 0
     doc = json.loads(out.read_text())
-    for i, (res, gt) in enumerate(zip(doc["results"], doc["GTs"])):
+    for i, (res, gt) in enumerate(zip(doc["results"], doc["GTs"], strict=False)):
         fr = big.frame(i)
         assert res["stamp_ns"] == fr.stamp_ns
         cam = big.cameras[0]
         want = predictor.predict([fr.images["front"][0]], [cam], [cam.T_map_cam])
         got = res["vectors"]
         assert len(got) == len(want) > 0
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=False):
             assert g["type"] == w.cls
             assert g["confidence_level"] == pytest.approx(w.score, abs=1e-5)
             np.testing.assert_allclose(g["pts"], w.points, atol=1e-4)
@@ -94,9 +97,18 @@ def test_predict_bag_matches_predictor_on_the_same_frames(predictor, drives, bag
 
 
 @settings(max_examples=60, deadline=None)
-@given(h0=st.integers(20, 700), w0=st.integers(20, 900), h=st.integers(8, 128), w=st.integers(8, 256),
-       fx=st.floats(50, 2000), cxf=st.floats(0.3, 0.7), cyf=st.floats(0.3, 0.7),
-       px=st.floats(0.05, 0.95), py=st.floats(0.05, 0.95), fit=st.sampled_from(["crop", "stretch"]))
+@given(
+    h0=st.integers(20, 700),
+    w0=st.integers(20, 900),
+    h=st.integers(8, 128),
+    w=st.integers(8, 256),
+    fx=st.floats(50, 2000),
+    cxf=st.floats(0.3, 0.7),
+    cyf=st.floats(0.3, 0.7),
+    px=st.floats(0.05, 0.95),
+    py=st.floats(0.05, 0.95),
+    fit=st.sampled_from(["crop", "stretch"]),
+)
 def test_resized_intrinsics_follow_the_pixels(h0, w0, h, w, fx, cxf, cyf, px, py, fit):
     """A point that K projects to source pixel centre (u, v) is projected by the output K to where
     the resize puts that pixel; "crop" keeps pixels square up to the crop's integer rounding."""
@@ -105,12 +117,13 @@ def test_resized_intrinsics_follow_the_pixels(h0, w0, h, w, fx, cxf, cyf, px, py
     x, K2 = images_to_model(img, K[None], (h, w), fit=fit)
     assert x.shape == (1, 3, h, w)
     top, left, hc, wc = fit_to_aspect(h0, w0, h, w) if fit == "crop" else (0, 0, h0, w0)
-    u, v = left + px * (wc - 1), top + py * (hc - 1)          # a source pixel inside the used window
+    u, v = left + px * (wc - 1), top + py * (hc - 1)  # a source pixel inside the used window
     ray = np.linalg.solve(K, [u, v, 1.0])
     p = K2[0].double().numpy() @ ray
     sx, sy = w / wc, h / hc
-    np.testing.assert_allclose(p[:2] / p[2], [(u - left + 0.5) * sx - 0.5, (v - top + 0.5) * sy - 0.5],
-                               rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        p[:2] / p[2], [(u - left + 0.5) * sx - 0.5, (v - top + 0.5) * sy - 0.5], rtol=1e-5, atol=1e-3
+    )
     if fit == "crop":
         # square pixels stay square up to the crop's integer rounding (half a source pixel)
         assert abs(sx / sy - 1) <= 0.5 / min(hc, wc) * 2 + 1e-9

@@ -1,9 +1,11 @@
 """MapTR Chamfer AP: hand-computed cases, reference quirks, properties."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import LineString
 
 from gsmap_hd.eval_io import Vector
@@ -25,6 +27,7 @@ def brute_chamfer(a, b):
 
 
 # ---- resampling ------------------------------------------------------------------------------
+
 
 def test_resample_is_even_arc_length_and_matches_shapely_interpolate():
     pts = np.array([[0, 0], [3, 0], [3, 4], [10, 4.5]], float)
@@ -60,6 +63,7 @@ def test_zero_length_prediction_never_matches():
 
 # ---- score matrix ----------------------------------------------------------------------------
 
+
 def test_score_is_minus_mean_of_both_directed_chamfers():
     a = resample(np.array([[0, 0], [0, 10.0]]))
     b = resample(np.array([[0.7, 0], [0.7, 10.0]]))
@@ -70,8 +74,8 @@ def test_score_is_minus_mean_of_both_directed_chamfers():
 
 def test_buffer_gate_2m_flat_caps():
     gt = resample(np.array([[0, 0], [0, 10.0]]))
-    near = resample(np.array([[3.9, 0], [3.9, 10.0]]))   # 2 m + 2 m buffers overlap
-    far = resample(np.array([[4.1, 0], [4.1, 10.0]]))    # they do not
+    near = resample(np.array([[3.9, 0], [3.9, 10.0]]))  # 2 m + 2 m buffers overlap
+    far = resample(np.array([[4.1, 0], [4.1, 10.0]]))  # they do not
     beyond_cap = resample(np.array([[0, 10.5], [0, 20.0]]))  # flat caps: no overlap past the end
     touching_end = resample(np.array([[0, 9.5], [0, 20.0]]))
     m = score_matrix(np.stack([near, far, beyond_cap, touching_end]), gt[None])[:, 0]
@@ -82,6 +86,7 @@ def test_buffer_gate_2m_flat_caps():
 
 
 # ---- matching and AP -------------------------------------------------------------------------
+
 
 def test_tpfp_threshold_is_inclusive_and_best_gt_has_no_fallback():
     scores = np.array([[-0.5, -100.0], [-0.4, -0.8]])
@@ -124,9 +129,9 @@ def test_hand_computed_single_frame_three_thresholds():
 def test_pooling_across_frames_sorts_all_detections_by_confidence():
     gts = [[vline(0.0)], [vline(0.0, cls=2, score=1)], [vline(5.0)]]
     results = [
-        [vline(0.1, score=0.9)],                          # TP
-        [vline(0.0, cls=0, score=0.95)],                  # frame without divider GT: FP
-        [vline(20.0, score=0.97), vline(5.2, score=0.5)], # FP (far), then TP
+        [vline(0.1, score=0.9)],  # TP
+        [vline(0.0, cls=0, score=0.95)],  # frame without divider GT: FP
+        [vline(20.0, score=0.97), vline(5.2, score=0.5)],  # FP (far), then TP
     ]
     out = evaluate_chamfer(results, gts)
     # Pooled order: .97 FP, .95 FP, .9 TP, .5 TP; 2 GTs → recall 0,0,.5,1; precision 0,0,1/3,1/2.
@@ -150,8 +155,13 @@ def test_no_fallback_to_second_best_gt_end_to_end():
 
 
 def test_perfect_predictions_give_ap_one_and_shift_crosses_thresholds():
-    gts = [[vline(0.0), Vector(np.array([[-2, -2], [2, -2], [2, 2], [-2, 2], [-2, -2.0]]), 1, 1),
-            Vector(np.array([[-10, -20], [-9, 0], [-10, 20.0]]), 2, 1)]]
+    gts = [
+        [
+            vline(0.0),
+            Vector(np.array([[-2, -2], [2, -2], [2, 2], [-2, 2], [-2, -2.0]]), 1, 1),
+            Vector(np.array([[-10, -20], [-9, 0], [-10, 20.0]]), 2, 1),
+        ]
+    ]
     perfect = [[Vector(v.pts.copy(), v.cls, 0.9) for v in gts[0]]]
     out = evaluate_chamfer(perfect, gts)
     assert out["ap"] == [[1.0, 1.0, 1.0]] * 3 and out["mAP"] == 1.0
@@ -166,7 +176,7 @@ def test_empty_frames_and_skipped_short_predictions():
     results = [[vline(0.0, score=0.6)], [], [Vector(np.array([[0.0, 0.0]]), 0, 0.99)]]
     out = evaluate_chamfer(results, gts)
     assert out["num_dets"][0] == 1  # the 1-point prediction is skipped, as MapTR does
-    assert out["ap"][0][0] == 0.0   # one FP (frame without GT), one missed GT
+    assert out["ap"][0][0] == 0.0  # one FP (frame without GT), one missed GT
     out = evaluate_chamfer([], [])
     assert out["mAP"] == 0.0 and out["ap"] == [[0.0] * 3] * 3
 
@@ -193,24 +203,24 @@ def test_tied_confidences_use_input_order():
 
 coord = st.floats(-14, 14, allow_nan=False)
 polyline = st.lists(st.tuples(coord, st.floats(-29, 29)), min_size=2, max_size=6).filter(
-    lambda p: LineString(p).length > 0.5)
+    lambda p: LineString(p).length > 0.5
+)
 vec = st.tuples(polyline, st.integers(0, 2))
 frame_st = st.lists(vec, max_size=4)
 
 
 @settings(max_examples=25, deadline=None)
-@given(gts=st.lists(frame_st, min_size=1, max_size=3), noise=st.floats(0, 1.6),
-       data=st.data())
+@given(gts=st.lists(frame_st, min_size=1, max_size=3), noise=st.floats(0, 1.6), data=st.data())
 def test_reversal_and_frame_order_do_not_change_ap(gts, noise, data):
     gt_frames = [[Vector(np.array(p, float), c, 1.0) for p, c in fr] for fr in gts]
     n = sum(len(fr) for fr in gt_frames)
     scores = data.draw(st.lists(st.floats(0.01, 1), min_size=n, max_size=n, unique=True))
     it = iter(scores)
-    res = [[Vector(v.pts + noise * np.array([0.6, 0.8]), v.cls, next(it)) for v in fr]
-           for fr in gt_frames]
+    res = [[Vector(v.pts + noise * np.array([0.6, 0.8]), v.cls, next(it)) for v in fr] for fr in gt_frames]
     base = evaluate_chamfer(res, gt_frames)
-    rev = evaluate_chamfer([[Vector(v.pts[::-1].copy(), v.cls, v.score) for v in fr]
-                            for fr in res], gt_frames)
+    rev = evaluate_chamfer(
+        [[Vector(v.pts[::-1].copy(), v.cls, v.score) for v in fr] for fr in res], gt_frames
+    )
     assert rev["ap"] == base["ap"]
     perm = data.draw(st.permutations(range(len(res))))
     shuffled = evaluate_chamfer([res[i] for i in perm], [gt_frames[i] for i in perm])

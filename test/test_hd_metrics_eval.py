@@ -1,4 +1,5 @@
 """hd-eval: file validation (HDMapError naming frame/vector/key), evaluate(), the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,31 @@ from gsmap_hd.metrics import evaluate
 def good_doc():
     return {
         "results": [
-            {"sample_token": "a", "vectors": [
-                {"pts": [[0, 0], [0, 10]], "type": 0, "confidence_level": 0.9},
-                {"pts": [[-2, -2], [2, -2], [2, 2], [-2, 2], [-2, -2]], "type": 1,
-                 "confidence_level": 0.8, "pts_num": 5, "cls_name": "ped_crossing"},
-                {"pts": [[10, -20], [10, 20]], "type": 2, "confidence_level": 0.7}]},
+            {
+                "sample_token": "a",
+                "vectors": [
+                    {"pts": [[0, 0], [0, 10]], "type": 0, "confidence_level": 0.9},
+                    {
+                        "pts": [[-2, -2], [2, -2], [2, 2], [-2, 2], [-2, -2]],
+                        "type": 1,
+                        "confidence_level": 0.8,
+                        "pts_num": 5,
+                        "cls_name": "ped_crossing",
+                    },
+                    {"pts": [[10, -20], [10, 20]], "type": 2, "confidence_level": 0.7},
+                ],
+            },
             {"vectors": []},
         ],
         "GTs": [
-            {"sample_token": "a", "vectors": [
-                {"pts": [[0.1, 0], [0.1, 10]], "type": 0},
-                {"pts": [[-2, -2], [2, -2], [2, 2], [-2, 2], [-2, -2]], "type": 1},
-                {"pts": [[10, -20], [10, 20]], "type": 2}]},
+            {
+                "sample_token": "a",
+                "vectors": [
+                    {"pts": [[0.1, 0], [0.1, 10]], "type": 0},
+                    {"pts": [[-2, -2], [2, -2], [2, 2], [-2, 2], [-2, -2]], "type": 1},
+                    {"pts": [[10, -20], [10, 20]], "type": 2},
+                ],
+            },
             {"vectors": [{"pts": [[-10, 0], [-10, 5]], "type": 0}]},
         ],
     }
@@ -47,25 +61,28 @@ def test_parse_good_doc_and_evaluate_dicts_directly():
         assert -1 <= out["raster"][key] <= 1
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda d: d["results"][0]["vectors"][0].update(type=3), "results[0].vectors[0].type"),
-    (lambda d: d["GTs"][0]["vectors"][2].update(type="boundary"), "GTs[0].vectors[2].type"),
-    (lambda d: d["GTs"][0]["vectors"][0].update(type=True), "unknown class"),
-    (lambda d: d["results"][0]["vectors"][1].update(pts=[[0, 0], [1]]), "vectors[1].pts[1]"),
-    (lambda d: d["results"][0]["vectors"][1].update(pts=[[0, 0], [1, "x"]]), "pts[1]"),
-    (lambda d: d["results"][0]["vectors"][1].update(pts={"x": 1}), "vectors[1].pts"),
-    (lambda d: d["results"][0]["vectors"][0].update(pts=[[0, 0], [math.nan, 1]]), "not finite"),
-    (lambda d: d["GTs"][1]["vectors"][0].update(pts=[[0, 0], [1e6, 1]]), "GTs[1].vectors[0].pts[1]"),
-    (lambda d: d["results"][0]["vectors"][0].pop("confidence_level"), "'confidence_level'"),
-    (lambda d: d["results"][0]["vectors"][0].update(confidence_level=math.inf), "confidence_level"),
-    (lambda d: d["GTs"][0]["vectors"][0].pop("pts"), "GTs[0].vectors[0]: missing key 'pts'"),
-    (lambda d: d["GTs"][1].pop("vectors"), "GTs[1]: missing key 'vectors'"),
-    (lambda d: d.pop("GTs"), "missing key 'GTs'"),
-    (lambda d: d["GTs"].pop(), "2 result frames but 1 GT frames"),
-    (lambda d: d["GTs"][1]["vectors"][0].update(pts=[[0, 0]]), "at least 2 points"),
-    (lambda d: d["GTs"][0].update(sample_token="b"), "sample_token"),
-    (lambda d: d["results"].__setitem__(1, 7), "results[1]: a frame must be an object"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda d: d["results"][0]["vectors"][0].update(type=3), "results[0].vectors[0].type"),
+        (lambda d: d["GTs"][0]["vectors"][2].update(type="boundary"), "GTs[0].vectors[2].type"),
+        (lambda d: d["GTs"][0]["vectors"][0].update(type=True), "unknown class"),
+        (lambda d: d["results"][0]["vectors"][1].update(pts=[[0, 0], [1]]), "vectors[1].pts[1]"),
+        (lambda d: d["results"][0]["vectors"][1].update(pts=[[0, 0], [1, "x"]]), "pts[1]"),
+        (lambda d: d["results"][0]["vectors"][1].update(pts={"x": 1}), "vectors[1].pts"),
+        (lambda d: d["results"][0]["vectors"][0].update(pts=[[0, 0], [math.nan, 1]]), "not finite"),
+        (lambda d: d["GTs"][1]["vectors"][0].update(pts=[[0, 0], [1e6, 1]]), "GTs[1].vectors[0].pts[1]"),
+        (lambda d: d["results"][0]["vectors"][0].pop("confidence_level"), "'confidence_level'"),
+        (lambda d: d["results"][0]["vectors"][0].update(confidence_level=math.inf), "confidence_level"),
+        (lambda d: d["GTs"][0]["vectors"][0].pop("pts"), "GTs[0].vectors[0]: missing key 'pts'"),
+        (lambda d: d["GTs"][1].pop("vectors"), "GTs[1]: missing key 'vectors'"),
+        (lambda d: d.pop("GTs"), "missing key 'GTs'"),
+        (lambda d: d["GTs"].pop(), "2 result frames but 1 GT frames"),
+        (lambda d: d["GTs"][1]["vectors"][0].update(pts=[[0, 0]]), "at least 2 points"),
+        (lambda d: d["GTs"][0].update(sample_token="b"), "sample_token"),
+        (lambda d: d["results"].__setitem__(1, 7), "results[1]: a frame must be an object"),
+    ],
+)
 def test_bad_input_names_what_and_where(mutate, needle):
     doc = good_doc()
     mutate(doc)
@@ -87,7 +104,7 @@ def test_load_errors(tmp_path):
     (tmp_path / "empty.json").write_text("")
     with pytest.raises(HDMapError, match="empty file"):
         load_submission(tmp_path / "empty.json")
-    (tmp_path / "bad.json").write_text("{\"results\": [")
+    (tmp_path / "bad.json").write_text('{"results": [')
     with pytest.raises(HDMapError, match="not valid JSON"):
         load_submission(tmp_path / "bad.json")
     (tmp_path / "nan.json").write_text(json.dumps(good_doc()).replace("0.9", "NaN"))

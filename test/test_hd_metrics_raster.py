@@ -1,4 +1,5 @@
 """MapVR rasterised-IoU AP: OpenCV-exact rasteriser, pycocotools IoU, hand-computed APs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,14 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gsmap_hd.eval_io import Vector
 from gsmap_hd.metrics import evaluate_raster
 from gsmap_hd.metrics.ap import REC_THRS, coco_precision
-from gsmap_hd.metrics.raster import (HEIGHT, WIDTH, LINE_IOU_THRS, POLY_IOU_THRS, dilate,
-                                     draw_polyline, fill_poly, mask_iou, match, rasterize,
-                                     segment_pixels, to_pixels)
+from gsmap_hd.metrics.raster import (
+    HEIGHT,
+    LINE_IOU_THRS,
+    POLY_IOU_THRS,
+    WIDTH,
+    dilate,
+    draw_polyline,
+    fill_poly,
+    mask_iou,
+    match,
+    rasterize,
+    segment_pixels,
+    to_pixels,
+)
 
 cv2 = pytest.importorskip("cv2")  # independent reference, test-only (requirements-test.txt)
 coco_mask = pytest.importorskip("pycocotools.mask")
@@ -41,6 +54,7 @@ def sha1(mask):
 
 # ---- pixel mapping and rasterisation ---------------------------------------------------------
 
+
 def test_pixel_mapping_axes_and_half_even_rounding():
     px = to_pixels(np.array([[-15, -30], [15, 30], [0, 0], [0.0625, 0], [0.1875, 7.5]]))
     # x → column over 240 px, y → row over 480 px, row 0 at y = −30; np.around rounds half to
@@ -51,9 +65,9 @@ def test_pixel_mapping_axes_and_half_even_rounding():
 
 def test_bresenham_hand_cases():
     r, c = segment_pixels([[0, 0]], [[2, 1]])
-    assert sorted(zip(c.tolist(), r.tolist())) == [(0, 0), (1, 0), (2, 1)]
+    assert sorted(zip(c.tolist(), r.tolist(), strict=False)) == [(0, 0), (1, 0), (2, 1)]
     r, c = segment_pixels([[2, 1]], [[0, 0]])  # drawn left to right: the same pixels
-    assert sorted(zip(c.tolist(), r.tolist())) == [(0, 0), (1, 0), (2, 1)]
+    assert sorted(zip(c.tolist(), r.tolist(), strict=False)) == [(0, 0), (1, 0), (2, 1)]
     r, c = segment_pixels([[5, 5]], [[5, 5]])
     assert (c.tolist(), r.tolist()) == ([5], [5])
     r, c = segment_pixels([[-10, 3]], [[-1, 3]])  # entirely left of the image
@@ -70,8 +84,10 @@ def test_polylines_match_opencv_pixel_for_pixel(pts):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, WIDTH - 1), st.integers(0, HEIGHT - 1)), min_size=1,
-                max_size=9), st.integers(1, 4))
+@given(
+    st.lists(st.tuples(st.integers(0, WIDTH - 1), st.integers(0, HEIGHT - 1)), min_size=1, max_size=9),
+    st.integers(1, 4),
+)
 def test_fill_poly_matches_opencv_inside_the_image(pts, scale):
     # Inside the image every OpenCV ≤ 4.7 and ≥ 4.11 fills identically; shrink some shapes so
     # small, pixel-level polygons (the hard cases) are well represented.
@@ -90,9 +106,12 @@ def test_fill_poly_4_11_variant_matches_installed_opencv_everywhere(pts):
 def test_rasteriser_matches_opencv_4_7_including_border_clipping():
     fx = json.loads(FIXTURE.read_text())
     assert fx["opencv"].startswith("4.7") and (fx["height"], fx["width"]) == (HEIGHT, WIDTH)
-    bad = [i for i, s in enumerate(fx["shapes"])
-           if sha1(fill_poly(np.array(s["pts"]))) != s["fillPoly"]
-           or sha1(draw_polyline(np.array(s["pts"]))) != s["polylines"]]
+    bad = [
+        i
+        for i, s in enumerate(fx["shapes"])
+        if sha1(fill_poly(np.array(s["pts"]))) != s["fillPoly"]
+        or sha1(draw_polyline(np.array(s["pts"]))) != s["polylines"]
+    ]
     assert not bad, f"{len(bad)} of {len(fx['shapes'])} shapes differ from OpenCV 4.7, e.g. {bad[:5]}"
 
 
@@ -118,10 +137,8 @@ def test_dilation_is_a_centred_5x5_square_clipped_at_the_border():
 
 def test_mask_iou_matches_pycocotools():
     rng = np.random.default_rng(3)
-    dts = np.array([rasterize(rng.uniform([-15, -30], [15, 30], (5, 2)), bool(i % 2))
-                    for i in range(6)])
-    gts = np.array([rasterize(rng.uniform([-15, -30], [15, 30], (4, 2)), bool(i % 2))
-                    for i in range(5)])
+    dts = np.array([rasterize(rng.uniform([-15, -30], [15, 30], (5, 2)), bool(i % 2)) for i in range(6)])
+    gts = np.array([rasterize(rng.uniform([-15, -30], [15, 30], (4, 2)), bool(i % 2)) for i in range(5)])
     dts[0] = False  # an empty mask
     enc = lambda ms: [coco_mask.encode(np.asfortranarray(m.astype(np.uint8))) for m in ms]  # noqa
     ref = coco_mask.iou(enc(dts), enc(gts), np.zeros(len(gts)))
@@ -129,6 +146,7 @@ def test_mask_iou_matches_pycocotools():
 
 
 # ---- matching and AP -------------------------------------------------------------------------
+
 
 def test_match_takes_the_best_unmatched_gt_and_the_later_one_on_ties():
     ious = np.array([[0.6, 0.6, 0.2], [0.6, 0.0, 0.3], [0.1, 0.1, 0.1]])
@@ -179,7 +197,7 @@ def test_perfect_predictions_and_shift_crossing_thresholds():
     for key in ("divider_ap", "ped_ap", "boundary_ap", "line_ap", "mAP"):
         assert out[key] == pytest.approx(1.0, abs=1e-12), key
     # Lines shifted by k columns (0.125 m each): IoU = (5 − k) / (5 + k) along the line.
-    for k, n_tp in [(1, 6), (2, 4), (3, 0)]:  # 4/6 ≥ .5; 3/7 ≥ .25….40; 2/8 = .25 ≥ .25 → 1
+    for k, _n_tp in [(1, 6), (2, 4), (3, 0)]:  # 4/6 ≥ .5; 3/7 ≥ .25….40; 2/8 = .25 ≥ .25 → 1
         moved = [[Vector(gts[0][0].pts + [k * 0.125, 0], 0, 0.9)]]
         out = evaluate_raster(moved, [[gts[0][0]]])
         ious = (5 - k) / (5 + k)
@@ -207,8 +225,8 @@ def test_empty_frames_pooling_and_absent_classes():
     out = evaluate_raster(results, gts)
     # divider: pooled .95 FP (frame 0 has no GT), .9 TP → precision 1/2 at every recall point.
     assert out["divider_ap"] == pytest.approx(1 / (2 + EPS), abs=1e-15)
-    assert out["boundary_ap"] == 0.0       # GT but no detection: present, AP 0
-    assert out["ped_ap"] == -1.0           # absent
+    assert out["boundary_ap"] == 0.0  # GT but no detection: present, AP 0
+    assert out["ped_ap"] == -1.0  # absent
     assert out["line_ap"] == pytest.approx(np.mean([1 / (2 + EPS), 0.0]), abs=1e-15)
     empty = evaluate_raster([], [])
     assert empty["mAP"] == -1.0 and empty["line_ap"] == -1.0

@@ -7,6 +7,7 @@ _flag=True) with shapely 1.8.5 and numpy 1.26, and the MapVR toolkit's ``demo.py
 ``map_evaluator.py`` / ``eval_config.py`` with OpenCV 4.7.0, scikit-image 0.24 and pycocotools
 2.0.11. Only the resulting numbers are stored here (no reference code is vendored).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,12 @@ MAPTR_AP = [  # rows: 0.5 / 1.0 / 1.5 m; columns: divider, ped_crossing, boundar
 ]
 MAPTR_MAP = 0.4497085379229652
 MAPTR_CLASS_AP = [0.5229682922363281, 0.49580879012743634, 0.33034853140513104]
-MAPVR = {"line_ap": 0.15883109425820116, "divider_ap": 0.21862861860175747,
-         "boundary_ap": 0.0990335699146449, "ped_ap": 0.4105569500346706}
+MAPVR = {
+    "line_ap": 0.15883109425820116,
+    "divider_ap": 0.21862861860175747,
+    "boundary_ap": 0.0990335699146449,
+    "ped_ap": 0.4105569500346706,
+}
 
 
 def test_matches_reference_implementations_bit_for_bit():

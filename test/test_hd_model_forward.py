@@ -1,4 +1,5 @@
 """Model forward for 1 and 6 cameras, geometric lifting, deformable attention, training step."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,16 +14,29 @@ from gsmap_hd.model import GSMapModel, count_parameters
 from gsmap_hd.synthetic import camera_rig, generate
 
 torch.set_num_threads(1)
-TINY = ModelConfig(bev_h=20, bev_w=10, image_size=(32, 64), small_channels=(8, 16, 16), embed_dim=32,
-                   num_instances=6, num_points=6, num_layers=2, num_heads=4, ffn_dim=32)
+TINY = ModelConfig(
+    bev_h=20,
+    bev_w=10,
+    image_size=(32, 64),
+    small_channels=(8, 16, 16),
+    embed_dim=32,
+    num_instances=6,
+    num_points=6,
+    num_layers=2,
+    num_heads=4,
+    ffn_dim=32,
+)
 TINY_LOSS = LossConfig(raster_res=1.5, iou_cost_res=3.0)
 
 
 def _inputs(rig: str, b: int = 1):
     K, T = camera_rig(rig, 64, 32)
     n = len(K)
-    return (torch.rand(b, n, 3, 32, 64), torch.tensor(K, dtype=torch.float32).expand(b, n, 3, 3),
-            torch.tensor(T, dtype=torch.float32).expand(b, n, 4, 4))
+    return (
+        torch.rand(b, n, 3, 32, 64),
+        torch.tensor(K, dtype=torch.float32).expand(b, n, 3, 3),
+        torch.tensor(T, dtype=torch.float32).expand(b, n, 4, 4),
+    )
 
 
 @pytest.mark.parametrize("rig,n", [("front", 1), ("surround", 6)])
@@ -62,7 +76,7 @@ def test_lifting_places_a_ground_feature_where_the_camera_sees_it():
     r, c = np.unravel_index(int(bev.argmax()), bev.shape)
     x, y = grid.pixel_centres()[r, c].tolist()
     assert abs(x - 12.0) < 3.0 and abs(y + 3.0) < 1.5
-    assert bev[grid.pixel_centres()[..., 0] < 0].abs().max() == 0       # behind the front camera: nothing
+    assert bev[grid.pixel_centres()[..., 0] < 0].abs().max() == 0  # behind the front camera: nothing
 
 
 def test_deformable_attention_reads_the_reference_location():
@@ -73,7 +87,7 @@ def test_deformable_attention_reads_the_reference_location():
         att.value.weight.copy_(torch.eye(8))
         att.out.weight.copy_(torch.eye(8))
     bev = torch.zeros(1, 8, 10, 10)
-    bev[0, :, 2, 7] = 1.0                   # row 2 (front part), col 7 (right part)
+    bev[0, :, 2, 7] = 1.0  # row 2 (front part), col 7 (right part)
     g = BEVGrid((0.0, 10.0), (0.0, 10.0), 10, 10)
     uv = g.normalize(g.pixel_centres()[2, 7])[None, None]
     out = att(torch.zeros(1, 1, 8), uv, bev)
@@ -110,15 +124,25 @@ def test_paper_config_is_paper_sized():
     assert (cfg.num_instances, cfg.num_points, cfg.num_layers, cfg.bev_h, cfg.bev_w) == (50, 20, 6, 200, 100)
     model = GSMapModel(cfg)
     n = count_parameters(model)
-    assert 23e6 < n["backbone"] < 26e6        # ResNet-50 body ~23.5 M + projection
+    assert 23e6 < n["backbone"] < 26e6  # ResNet-50 body ~23.5 M + projection
 
 
 def test_overfits_one_tiny_batch():
     """Sanity: on one synthetic frame the vector loss falls several-fold and the top predictions take
     the GT classes (the ≥ 0.95 Chamfer mAP overfit on world frames is in bench/hd.py)."""
     torch.manual_seed(0)
-    m = ModelConfig(bev_h=20, bev_w=10, image_size=(32, 64), small_channels=(8, 16, 16), embed_dim=32,
-                    num_instances=6, num_points=6, num_layers=2, num_heads=4, ffn_dim=32)
+    m = ModelConfig(
+        bev_h=20,
+        bev_w=10,
+        image_size=(32, 64),
+        small_channels=(8, 16, 16),
+        embed_dim=32,
+        num_instances=6,
+        num_points=6,
+        num_layers=2,
+        num_heads=4,
+        ffn_dim=32,
+    )
     loss_cfg = LossConfig(raster_res=1.5, iou_cost_res=3.0, raster_warmup_steps=40)
     model = GSMapModel(m)
     crit = GSMapCriterion(m, loss_cfg)

@@ -1,13 +1,16 @@
 """Targets, permutation-equivalent matching and the losses."""
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gsmap_hd.config import LossConfig, ModelConfig
 from gsmap_hd.gaussians2d import BEVGrid, gaussians_from_points
 from gsmap_hd.losses import GSMapCriterion, raster_loss, sigmoid_focal
-from gsmap_hd.model_errors import HDDataError
 from gsmap_hd.matching import build_targets, cost_grid, focal_cost, hungarian_match, prepare_elements
+from gsmap_hd.model_errors import HDDataError
 
 torch.set_num_threads(1)
 M = ModelConfig(num_points=8, num_instances=6)
@@ -25,15 +28,15 @@ def _params_from(points: np.ndarray) -> torch.Tensor:
 
 def test_targets_clip_resample_and_orderings():
     t = build_targets([LINE, CROSSING, (0, np.array([[40.0, 0], [50.0, 0]]))], M, L)
-    assert t.labels.tolist() == [0, 1]                      # the element outside the patch is dropped
+    assert t.labels.tolist() == [0, 1]  # the element outside the patch is dropped
     assert t.points.shape == (2, 8, 2)
-    assert t.order_valid.sum(1).tolist() == [2, 14]        # polyline: 2; polygon ring of 7: 14
+    assert t.order_valid.sum(1).tolist() == [2, 14]  # polyline: 2; polygon ring of 7: 14
     assert torch.allclose(t.points[1, 0], t.points[1, -1])  # ring stays closed
     assert t.masks.shape == (2, 60, 30) and t.masks.sum() > 0
 
 
 def test_clipping_cuts_lines_at_the_patch_edge():
-    (c, pts), = prepare_elements([(0, np.array([[0.0, 0.0], [100.0, 0.0]]))], M)
+    ((c, pts),) = prepare_elements([(0, np.array([[0.0, 0.0], [100.0, 0.0]]))], M)
     assert pts[0, 0] == pytest.approx(0.0) and pts[-1, 0] == pytest.approx(30.0)
 
 
@@ -50,15 +53,23 @@ def test_matching_recovers_permuted_reversed_and_shifted_targets():
     ring = t.points[2, :-1].numpy()
     ring = np.roll(ring[::-1], 3, axis=0)
     ring = np.vstack([ring, ring[:1]])
-    preds = np.stack([ring, t.points[0].numpy()[::-1], np.zeros((8, 2)) + 29, t.points[1].numpy(),
-                      np.zeros((8, 2)) - 29, np.zeros((8, 2))])
+    preds = np.stack(
+        [
+            ring,
+            t.points[0].numpy()[::-1],
+            np.zeros((8, 2)) + 29,
+            t.points[1].numpy(),
+            np.zeros((8, 2)) - 29,
+            np.zeros((8, 2)),
+        ]
+    )
     params = _params_from(preds)
     logits = torch.full((6, 3), -4.0)
     logits[0, 1] = logits[1, 0] = logits[3, 2] = 4.0
     rows, cols, order = hungarian_match(logits, params, t, PATCH, cost_grid(M, L), L)
-    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 2, 1: 0, 3: 1}
+    assert dict(zip(rows.tolist(), cols.tolist(), strict=False)) == {0: 2, 1: 0, 3: 1}
     # the chosen orderings reproduce the predictions exactly (point-level matching)
-    for r, c, o in zip(rows, cols, order):
+    for r, c, o in zip(rows, cols, order, strict=False):
         assert torch.allclose(t.orders[c, o], params[r, :, :2], atol=1e-4)
 
 
@@ -72,7 +83,9 @@ def test_sigmoid_focal_matches_definition():
     x = torch.tensor([[2.0, -1.0]])
     y = torch.tensor([[1.0, 0.0]])
     p = torch.sigmoid(x)
-    expect = -(0.25 * (1 - p[0, 0]) ** 2 * torch.log(p[0, 0])) - (0.75 * p[0, 1] ** 2 * torch.log(1 - p[0, 1]))
+    expect = -(0.25 * (1 - p[0, 0]) ** 2 * torch.log(p[0, 0])) - (
+        0.75 * p[0, 1] ** 2 * torch.log(1 - p[0, 1])
+    )
     assert sigmoid_focal(x, y, 0.25, 2.0) == pytest.approx(float(expect), rel=1e-5)
 
 
@@ -114,9 +127,6 @@ def test_frame_without_gt_trains_class_only():
     assert torch.isfinite(out["loss"]) and logits.grad.abs().sum() > 0
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 10_000), st.booleans(), st.booleans())
 def test_any_equivalent_ordering_costs_nothing(seed, polygon, reverse):
@@ -127,7 +137,7 @@ def test_any_equivalent_ordering_costs_nothing(seed, polygon, reverse):
         pts = c + np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]])
         el = (1, pts)
     else:
-        steps = np.stack([rng.uniform(0.5, 3, 6), rng.uniform(-1.5, 1.5, 6)], 1)   # stays inside the patch
+        steps = np.stack([rng.uniform(0.5, 3, 6), rng.uniform(-1.5, 1.5, 6)], 1)  # stays inside the patch
         el = (int(rng.choice([0, 2])), np.cumsum(steps, 0) + rng.uniform([-25, -5], [10, 5]))
     t = build_targets([el], M, L)
     assert t.labels.numel() == 1

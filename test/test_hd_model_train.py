@@ -1,4 +1,5 @@
 """Training loop (checkpoints, resume, metrics), hd-train / hd-predict CLIs, inference API errors."""
+
 import json
 import subprocess
 import sys
@@ -18,15 +19,36 @@ from gsmap_hd.synthetic import camera_rig, generate
 from gsmap_hd.train import train
 
 torch.set_num_threads(1)
-TINY = dict(bev_h=20, bev_w=10, image_size=[32, 64], small_channels=[8, 16, 16], embed_dim=32,
-            num_instances=6, num_points=6, num_layers=2, num_heads=4, ffn_dim=32)
+TINY = dict(
+    bev_h=20,
+    bev_w=10,
+    image_size=[32, 64],
+    small_channels=[8, 16, 16],
+    embed_dim=32,
+    num_instances=6,
+    num_points=6,
+    num_layers=2,
+    num_heads=4,
+    ffn_dim=32,
+)
 TINY_LOSS = dict(raster_res=1.5, iou_cost_res=3.0, raster_warmup_steps=2)
 
 
 def _cfg(**kw) -> TrainConfig:
     from gs_mapping.config import from_dict
-    base = {"model": TINY, "loss": TINY_LOSS, "steps": 4, "batch_size": 2, "train_frames": 4, "data": "flat",
-            "log_every": 2, "checkpoint_every": 2, "eval_every": 4, "eval_frames": 2}
+
+    base = {
+        "model": TINY,
+        "loss": TINY_LOSS,
+        "steps": 4,
+        "batch_size": 2,
+        "train_frames": 4,
+        "data": "flat",
+        "log_every": 2,
+        "checkpoint_every": 2,
+        "eval_every": 4,
+        "eval_frames": 2,
+    }
     base.update(kw)
     return from_dict(TrainConfig, base)
 
@@ -39,7 +61,7 @@ def test_train_checkpoints_resume_and_metrics(tmp_path):
     a, _, _ = load_model(tmp_path / "a" / "last.pt")
     b, _, sb = load_model(tmp_path / "b" / "last.pt")
     assert sb["step"] == 4
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=False):
         assert torch.allclose(va.float(), vb.float(), atol=1e-5), k
     assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-4)
     lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
@@ -68,8 +90,10 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="cannot read"):
         load_model(tmp_path / "bad.pt")
     m2, _, _ = load_model(path, expect=cfg.model)
-    assert all(torch.allclose(a.float(), b.float(), atol=1e-2) for a, b in zip(m2.state_dict().values(),
-                                                                       model.state_dict().values()))
+    assert all(
+        torch.allclose(a.float(), b.float(), atol=1e-2)
+        for a, b in zip(m2.state_dict().values(), model.state_dict().values(), strict=False)
+    )
 
 
 def _predictor() -> Predictor:
@@ -78,13 +102,17 @@ def _predictor() -> Predictor:
 
 
 def test_predict_api_with_camera_objects_and_resizing():
-    s = generate(1, "surround", 128, 64)           # 6 cameras at twice the model's input size
+    s = generate(1, "surround", 128, 64)  # 6 cameras at twice the model's input size
     cams = [Camera(K, 128, 64) for K in s.K]
     els = _predictor().predict(list(s.images), cams, list(s.T_ego_cam))
     assert len(els) == 6 and els[0].score >= els[-1].score
     e = els[0]
-    assert e.points.shape == (6, 2) and e.gaussians.shape == (6, 5) and e.label in ("divider", "ped_crossing", "boundary")
-    dicts = [{"k": K.ravel().tolist(), "width": 128, "height": 64} for K in s.K]   # CameraInfo-like
+    assert (
+        e.points.shape == (6, 2)
+        and e.gaussians.shape == (6, 5)
+        and e.label in ("divider", "ped_crossing", "boundary")
+    )
+    dicts = [{"k": K.ravel().tolist(), "width": 128, "height": 64} for K in s.K]  # CameraInfo-like
     again = _predictor().predict(list(s.images), dicts, list(s.T_ego_cam))
     assert np.allclose(again[0].points, e.points)
 
@@ -97,16 +125,22 @@ def test_polygons_come_out_closed():
     assert top.cls == 1 and np.allclose(top.points[0], top.points[-1])
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda im, ci, T: ([None], ci, T), "camera 0: image is missing"),
-    (lambda im, ci, T: ([im[0][:32]], ci, T), "image is 64x32 but its CameraInfo says 64x48"),
-    (lambda im, ci, T: (im, [{"K": np.full((3, 3), np.nan), "width": 64, "height": 48}], T), "NaN"),
-    (lambda im, ci, T: (im, ci, [np.full((4, 4), np.nan)]), "extrinsic T_ego_cam contains NaN"),
-    (lambda im, ci, T: (im, ci, [np.diag([2.0, 1, 1, 1])]), "not a rotation"),
-    (lambda im, ci, T: (im + im, ci, T), "got 2 images, 1 camera infos"),
-    (lambda im, ci, T: ([im[0][..., :1]], ci, T), r"RGB \(H, W, 3\)"),
-    (lambda im, ci, T: ([im[0].astype(np.float32) + 255], ci, T), r"float images must be RGB in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda im, ci, T: ([None], ci, T), "camera 0: image is missing"),
+        (lambda im, ci, T: ([im[0][:32]], ci, T), "image is 64x32 but its CameraInfo says 64x48"),
+        (lambda im, ci, T: (im, [{"K": np.full((3, 3), np.nan), "width": 64, "height": 48}], T), "NaN"),
+        (lambda im, ci, T: (im, ci, [np.full((4, 4), np.nan)]), "extrinsic T_ego_cam contains NaN"),
+        (lambda im, ci, T: (im, ci, [np.diag([2.0, 1, 1, 1])]), "not a rotation"),
+        (lambda im, ci, T: (im + im, ci, T), "got 2 images, 1 camera infos"),
+        (lambda im, ci, T: ([im[0][..., :1]], ci, T), r"RGB \(H, W, 3\)"),
+        (
+            lambda im, ci, T: ([im[0].astype(np.float32) + 255], ci, T),
+            r"float images must be RGB in \[0, 1\]",
+        ),
+    ],
+)
 def test_predict_input_errors(mutate, match):
     K, T = camera_rig("front", 64, 48)
     im = [np.zeros((48, 64, 3), np.uint8)]
@@ -116,23 +150,57 @@ def test_predict_input_errors(mutate, match):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gs_mapping", *args], capture_output=True, text=True,
-                          cwd=cwd, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gs_mapping", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
 
 
 def test_cli_train_and_predict_on_a_world_bag(tmp_path):
-    params = {"/**": {"ros__parameters": {"hd_train": {"model": TINY, "loss": TINY_LOSS, "eval_every": 0,
-                                                       "log_every": 1}}}}
+    params = {
+        "/**": {
+            "ros__parameters": {
+                "hd_train": {"model": TINY, "loss": TINY_LOSS, "eval_every": 0, "log_every": 1}
+            }
+        }
+    }
     (tmp_path / "hd.yaml").write_text(yaml.safe_dump(params))
-    r = _cli("hd-train", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "hd.yaml"), "--steps", "2",
-             "--batch-size", "1", "--frames", "2", "--data", "world", "--no-progress")
+    r = _cli(
+        "hd-train",
+        "--out",
+        str(tmp_path / "run"),
+        "--config",
+        str(tmp_path / "hd.yaml"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--frames",
+        "2",
+        "--data",
+        "world",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 2
     r = _cli("world", "--out", str(tmp_path / "bag"), "--frames", "2", "--size", "96x48", "--no-progress")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "pred.json"
-    r = _cli("hd-predict", str(tmp_path / "bag"), "--checkpoint", str(tmp_path / "run" / "model.pt"),
-             "--out", str(out), "--score-threshold", "0", "--no-progress")
+    r = _cli(
+        "hd-predict",
+        str(tmp_path / "bag"),
+        "--checkpoint",
+        str(tmp_path / "run" / "model.pt"),
+        "--out",
+        str(out),
+        "--score-threshold",
+        "0",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert len(doc["results"]) == 2 == len(doc["GTs"]) and doc["GTs"][0]["vectors"]
@@ -140,7 +208,9 @@ def test_cli_train_and_predict_on_a_world_bag(tmp_path):
     r = _cli("hd-eval", str(out), "--frame", "rep103")
     assert r.returncode == 0, r.stderr
     assert "chamfer" in json.loads(r.stdout)
-    r = _cli("hd-predict", str(tmp_path / "bag"), "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out))
+    r = _cli(
+        "hd-predict", str(tmp_path / "bag"), "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)
+    )
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
     r = _cli("hd-train", "--out", str(tmp_path / "run"), "--steps", "0")
     assert r.returncode == 2 and "--steps" in r.stderr
@@ -153,8 +223,9 @@ def test_predict_bag_on_the_real_kitchen_bag(kitchen_bag, tmp_path):
 
     cfg = _cfg()
     ckpt = save(tmp_path / "m.pt", GSMapModel(cfg.model), cfg, weights_only=True)
-    summary = predict_bag(kitchen_bag, tmp_path / "p.json", checkpoint=ckpt, max_frames=2, score_threshold=0.0,
-                          progress=False)
+    summary = predict_bag(
+        kitchen_bag, tmp_path / "p.json", checkpoint=ckpt, max_frames=2, score_threshold=0.0, progress=False
+    )
     doc = json.loads((tmp_path / "p.json").read_text())
     assert summary["cameras"] == ["/camera/color/image_raw"] and summary["frames"] == 2
     assert len(doc["results"]) == 2 and "GTs" not in doc

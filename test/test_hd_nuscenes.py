@@ -5,6 +5,7 @@ Sample A: ego at global (100, 200), heading +90° (north). base_link (x forward,
 global (100 - y, 200 + x), so the map below is written in global coordinates by hand with its
 base_link values in the comments. Sample B: another pose (yaw 30°), checked through the transform.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,9 +54,23 @@ def g_b(x_local: float, y_local: float) -> tuple[float, float]:
 class MapBuilder:
     def __init__(self) -> None:
         self.node, self.line, self.polygon = [], [], []
-        self.layers = {k: [] for k in ("drivable_area", "road_segment", "road_block", "lane", "ped_crossing",
-                                       "walkway", "stop_line", "carpark_area", "road_divider",
-                                       "lane_divider", "traffic_light", "lane_connector")}
+        self.layers = {
+            k: []
+            for k in (
+                "drivable_area",
+                "road_segment",
+                "road_block",
+                "lane",
+                "ped_crossing",
+                "walkway",
+                "stop_line",
+                "carpark_area",
+                "road_divider",
+                "lane_divider",
+                "traffic_light",
+                "lane_connector",
+            )
+        }
 
     def _nodes(self, pts) -> list[str]:
         toks = []
@@ -74,12 +89,22 @@ class MapBuilder:
 
     def add_polygon(self, layer: str, ext, holes=()) -> None:
         pt = f"p{len(self.polygon)}"
-        self.polygon.append({"token": pt, "exterior_node_tokens": self._nodes(ext),
-                             "holes": [{"node_tokens": self._nodes(h)} for h in holes]})
+        self.polygon.append(
+            {
+                "token": pt,
+                "exterior_node_tokens": self._nodes(ext),
+                "holes": [{"node_tokens": self._nodes(h)} for h in holes],
+            }
+        )
         rec = {"token": f"{layer}{len(self.layers[layer])}", "polygon_token": pt}
         if layer == "lane":
-            rec.update(lane_type="CAR", from_edge_line_token="", to_edge_line_token="",
-                       left_lane_divider_segments=[], right_lane_divider_segments=[])
+            rec.update(
+                lane_type="CAR",
+                from_edge_line_token="",
+                to_edge_line_token="",
+                left_lane_divider_segments=[],
+                right_lane_divider_segments=[],
+            )
         elif layer == "road_segment":
             rec.update(is_intersection=False, drivable_area_token="")
         elif layer == "ped_crossing":
@@ -87,8 +112,16 @@ class MapBuilder:
         self.layers[layer].append(rec)
 
     def json(self) -> dict:
-        return {"version": "1.3", "canvas_edge": [2000.0, 2000.0], "node": self.node, "line": self.line,
-                "polygon": self.polygon, "arcline_path_3": {}, "connectivity": {}, **self.layers}
+        return {
+            "version": "1.3",
+            "canvas_edge": [2000.0, 2000.0],
+            "node": self.node,
+            "line": self.line,
+            "polygon": self.polygon,
+            "arcline_path_3": {},
+            "connectivity": {},
+            **self.layers,
+        }
 
 
 def rect(x0, x1, y0, y1, to=g):
@@ -98,12 +131,12 @@ def rect(x0, x1, y0, y1, to=g):
 def build_map() -> dict:
     m = MapBuilder()
     # sample A
-    m.add_line("lane_divider", [g(-40, 5), g(40, 5)])                  # → (-30, 5)..(30, 5)
-    m.add_line("road_divider", [g(0, -10), g(0, -20), g(5, -20), g(5, -10)])   # leaves and re-enters
-    m.add_line("lane_divider", [g(200, 0), g(210, 0)])                 # far away: not in the patch
-    m.add_polygon("ped_crossing", rect(10, 14, -6, 6))                 # overlaps the next: merged
+    m.add_line("lane_divider", [g(-40, 5), g(40, 5)])  # → (-30, 5)..(30, 5)
+    m.add_line("road_divider", [g(0, -10), g(0, -20), g(5, -20), g(5, -10)])  # leaves and re-enters
+    m.add_line("lane_divider", [g(200, 0), g(210, 0)])  # far away: not in the patch
+    m.add_polygon("ped_crossing", rect(10, 14, -6, 6))  # overlaps the next: merged
     m.add_polygon("ped_crossing", rect(13, 16, -2, 2))
-    m.add_polygon("ped_crossing", rect(28, 34, -3, 3))                 # cut by the front edge x = 30
+    m.add_polygon("ped_crossing", rect(28, 34, -3, 3))  # cut by the front edge x = 30
     # road x ∈ [-50, 50], y ∈ [-8, 8] with an island; a lane below it: union y ∈ [-12, 8]
     m.add_polygon("road_segment", rect(-50, 50, -8, 8), holes=[rect(-20, -16, 0, 3)])
     m.add_polygon("lane", rect(-50, 50, -12, -8))
@@ -117,41 +150,92 @@ def write_dataset(root) -> None:
     (root / "maps" / "expansion").mkdir(parents=True)
     (root / "maps" / "expansion" / f"{LOCATION}.json").write_text(json.dumps(build_map()))
     from PIL import Image
+
     Image.new("L", (8, 8)).save(root / "maps" / "mask0.png")
     tables = {k: [] for k in ("category", "attribute", "visibility", "instance", "sample_annotation")}
-    tables["log"] = [{"token": "log0", "logfile": "tiny", "vehicle": "n015", "date_captured": "2018-07-24",
-                      "location": LOCATION}]
-    tables["map"] = [{"token": "map0", "log_tokens": ["log0"], "category": "semantic_prior",
-                      "filename": "maps/mask0.png"}]
-    tables["sensor"] = [{"token": "s_lidar", "channel": "LIDAR_TOP", "modality": "lidar"},
-                        {"token": "s_cam", "channel": "CAM_FRONT", "modality": "camera"}]
+    tables["log"] = [
+        {
+            "token": "log0",
+            "logfile": "tiny",
+            "vehicle": "n015",
+            "date_captured": "2018-07-24",
+            "location": LOCATION,
+        }
+    ]
+    tables["map"] = [
+        {"token": "map0", "log_tokens": ["log0"], "category": "semantic_prior", "filename": "maps/mask0.png"}
+    ]
+    tables["sensor"] = [
+        {"token": "s_lidar", "channel": "LIDAR_TOP", "modality": "lidar"},
+        {"token": "s_cam", "channel": "CAM_FRONT", "modality": "camera"},
+    ]
     tables["calibrated_sensor"] = [
-        {"token": "cs_lidar", "sensor_token": "s_lidar", "translation": [0.9, 0.0, 1.8],
-         "rotation": wxyz_yaw(-math.pi / 2), "camera_intrinsic": []},   # nuScenes' LiDAR: x right, y fwd
-        {"token": "cs_cam", "sensor_token": "s_cam", "translation": [1.5, 0.0, 1.5],
-         "rotation": wxyz_matrix(R_EGO_OPT),
-         "camera_intrinsic": [[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]]}]
+        {
+            "token": "cs_lidar",
+            "sensor_token": "s_lidar",
+            "translation": [0.9, 0.0, 1.8],
+            "rotation": wxyz_yaw(-math.pi / 2),
+            "camera_intrinsic": [],
+        },  # nuScenes' LiDAR: x right, y fwd
+        {
+            "token": "cs_cam",
+            "sensor_token": "s_cam",
+            "translation": [1.5, 0.0, 1.5],
+            "rotation": wxyz_matrix(R_EGO_OPT),
+            "camera_intrinsic": [[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]],
+        },
+    ]
     t0 = 1_532_402_927_647_951
-    poses = {"ep_a_lidar": ((100.0, 200.0), math.pi / 2, t0),
-             "ep_a_cam": ((100.0, 200.5), math.pi / 2, t0 + 12_000),   # 0.5 m further at the shutter
-             "ep_b_lidar": (POSE_B[:2], POSE_B[2], t0 + 500_000),
-             "ep_b_cam": (POSE_B[:2], POSE_B[2], t0 + 500_000)}
-    tables["ego_pose"] = [{"token": k, "timestamp": t, "rotation": wxyz_yaw(yaw),
-                           "translation": [xy[0], xy[1], 0.0]} for k, (xy, yaw, t) in poses.items()]
-    tables["scene"] = [{"token": "sc0", "log_token": "log0", "nbr_samples": 2, "first_sample_token": "sm_a",
-                        "last_sample_token": "sm_b", "name": "scene-0061", "description": "tiny"}]
-    tables["sample"] = [{"token": "sm_a", "timestamp": t0, "prev": "", "next": "sm_b", "scene_token": "sc0"},
-                        {"token": "sm_b", "timestamp": t0 + 500_000, "prev": "sm_a", "next": "", "scene_token": "sc0"}]
+    poses = {
+        "ep_a_lidar": ((100.0, 200.0), math.pi / 2, t0),
+        "ep_a_cam": ((100.0, 200.5), math.pi / 2, t0 + 12_000),  # 0.5 m further at the shutter
+        "ep_b_lidar": (POSE_B[:2], POSE_B[2], t0 + 500_000),
+        "ep_b_cam": (POSE_B[:2], POSE_B[2], t0 + 500_000),
+    }
+    tables["ego_pose"] = [
+        {"token": k, "timestamp": t, "rotation": wxyz_yaw(yaw), "translation": [xy[0], xy[1], 0.0]}
+        for k, (xy, yaw, t) in poses.items()
+    ]
+    tables["scene"] = [
+        {
+            "token": "sc0",
+            "log_token": "log0",
+            "nbr_samples": 2,
+            "first_sample_token": "sm_a",
+            "last_sample_token": "sm_b",
+            "name": "scene-0061",
+            "description": "tiny",
+        }
+    ]
+    tables["sample"] = [
+        {"token": "sm_a", "timestamp": t0, "prev": "", "next": "sm_b", "scene_token": "sc0"},
+        {"token": "sm_b", "timestamp": t0 + 500_000, "prev": "sm_a", "next": "", "scene_token": "sc0"},
+    ]
     sd = []
     for s in ("a", "b"):
-        for sensor, cs, fmt, size in (("lidar", "cs_lidar", "pcd", (0, 0)), ("cam", "cs_cam", "jpg", (160, 90))):
-            sd.append({"token": f"sd_{s}_{sensor}", "sample_token": f"sm_{s}", "ego_pose_token": f"ep_{s}_{sensor}",
-                       "calibrated_sensor_token": cs, "timestamp": poses[f"ep_{s}_{sensor}"][2],
-                       "fileformat": fmt, "is_key_frame": True, "height": size[1], "width": size[0],
-                       "filename": f"samples/{sensor}/{s}.{fmt}", "prev": "", "next": ""})
+        for sensor, cs, fmt, size in (
+            ("lidar", "cs_lidar", "pcd", (0, 0)),
+            ("cam", "cs_cam", "jpg", (160, 90)),
+        ):
+            sd.append(
+                {
+                    "token": f"sd_{s}_{sensor}",
+                    "sample_token": f"sm_{s}",
+                    "ego_pose_token": f"ep_{s}_{sensor}",
+                    "calibrated_sensor_token": cs,
+                    "timestamp": poses[f"ep_{s}_{sensor}"][2],
+                    "fileformat": fmt,
+                    "is_key_frame": True,
+                    "height": size[1],
+                    "width": size[0],
+                    "filename": f"samples/{sensor}/{s}.{fmt}",
+                    "prev": "",
+                    "next": "",
+                }
+            )
     tables["sample_data"] = sd
     (root / "samples" / "cam").mkdir(parents=True)
-    Image.new("RGB", (160, 90), (90, 90, 90)).save(root / "samples" / "cam" / "a.jpg")   # b's is missing
+    Image.new("RGB", (160, 90), (90, 90, 90)).save(root / "samples" / "cam" / "a.jpg")  # b's is missing
     (root / "v1.0-mini").mkdir()
     for name, rows in tables.items():
         (root / "v1.0-mini" / f"{name}.json").write_text(json.dumps(rows))
@@ -185,13 +269,13 @@ def test_samples_in_scene_order_with_poses(frames):
     np.testing.assert_allclose(a.T_global_ego[:3, 3], [100, 200, 0])
     np.testing.assert_allclose(a.T_global_ego[:3, :3] @ [1, 0, 0], [0, 1, 0], atol=1e-12)  # facing north
     np.testing.assert_allclose(a.T_ego_lidar[:3, 3], [0.9, 0.0, 1.8])
-    np.testing.assert_allclose(a.T_ego_lidar[:3, :3] @ [0, 1, 0], [1, 0, 0], atol=1e-12)   # lidar y = fwd
-    np.testing.assert_allclose(a.T_global_ref, a.T_global_ego, atol=1e-12)   # flat ego: ref = ego pose
+    np.testing.assert_allclose(a.T_ego_lidar[:3, :3] @ [0, 1, 0], [1, 0, 0], atol=1e-12)  # lidar y = fwd
+    np.testing.assert_allclose(a.T_global_ref, a.T_global_ego, atol=1e-12)  # flat ego: ref = ego pose
 
 
 def test_dividers_clipped_in_base_link(frames):
     divs = by_class(frames[0], nu.DIVIDER)
-    assert len(divs) == 3   # the long line, the two pieces of the U; the far line is absent
+    assert len(divs) == 3  # the long line, the two pieces of the U; the far line is absent
     expected = [[(-30, 5), (30, 5)], [(0, -10), (0, -15)], [(5, -15), (5, -10)]]
     for e in expected:
         assert sum(same_polyline(d, e) for d in divs) == 1, (e, divs)
@@ -201,15 +285,15 @@ def test_crossings_merged_clipped_and_closed(frames):
     peds = by_class(frames[0], nu.PED_CROSSING)
     assert len(peds) == 2
     for p in peds:
-        assert np.allclose(p[0], p[-1])                       # closed ring
-        assert Polygon(p).exterior.is_ccw is False            # exteriors clockwise, as MapTR
+        assert np.allclose(p[0], p[-1])  # closed ring
+        assert Polygon(p).exterior.is_ccw is False  # exteriors clockwise, as MapTR
     areas = sorted(Polygon(p).area for p in peds)
-    assert areas == pytest.approx([2 * 6, 4 * 12 + 2 * 4])   # cut at x = 30; union of the overlap pair
+    assert areas == pytest.approx([2 * 6, 4 * 12 + 2 * 4])  # cut at x = 30; union of the overlap pair
     cut = min(peds, key=lambda p: Polygon(p).area)
     assert Polygon(cut).bounds == pytest.approx((28, -3, 30, 3))
     merged = max(peds, key=lambda p: Polygon(p).area)
     assert Polygon(merged).bounds == pytest.approx((10, -6, 16, 6))
-    assert len(merged) == 9                                   # 8 corners + closure
+    assert len(merged) == 9  # 8 corners + closure
 
 
 def test_boundaries_from_road_and_lane_union(frames):
@@ -222,7 +306,7 @@ def test_boundaries_from_road_and_lane_union(frames):
     island = [b for b in bnds if len(b) == 5]
     assert len(island) == 1 and np.allclose(island[0][0], island[0][-1])
     assert Polygon(island[0]).bounds == pytest.approx((-20, 0, -16, 3))
-    assert Polygon(island[0]).exterior.is_ccw                # holes counter-clockwise
+    assert Polygon(island[0]).exterior.is_ccw  # holes counter-clockwise
 
 
 def test_second_pose_through_the_transform(frames):
@@ -261,9 +345,11 @@ def test_eval_document_scores_itself_perfectly(frames):
 
     doc = nu.gt_document(frames)
     assert doc["GTs"][0]["sample_token"] == "sm_a"
-    results = [{"sample_token": f["sample_token"],
-                "vectors": [dict(v, confidence_level=0.9) for v in f["vectors"]]} for f in doc["GTs"]]
-    parse_submission({"results": results, "GTs": doc["GTs"]}, "nuscenes")   # valid hd-eval input
+    results = [
+        {"sample_token": f["sample_token"], "vectors": [dict(v, confidence_level=0.9) for v in f["vectors"]]}
+        for f in doc["GTs"]
+    ]
+    parse_submission({"results": results, "GTs": doc["GTs"]}, "nuscenes")  # valid hd-eval input
     out = evaluate(results, doc["GTs"], frame="rep103")
     assert out["chamfer"]["mAP"] == pytest.approx(1.0)
 

@@ -1,4 +1,5 @@
 """The foundation on real data: the 7-Scenes kitchen bag through BagReader, messages, TFBuffer and sync."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,13 @@ import pytest
 from gs_mapping.bag import BagReader
 from gs_mapping.camera import Camera
 from gs_mapping.geometry import Transform
-from gs_mapping.messages import (camera_info_to_intrinsics, depth_image_to_metres, image_to_rgb,
-                                 stamp_to_ns, tf_message_to_transforms)
+from gs_mapping.messages import (
+    camera_info_to_intrinsics,
+    depth_image_to_metres,
+    image_to_rgb,
+    stamp_to_ns,
+    tf_message_to_transforms,
+)
 from gs_mapping.sync import ApproximateTimeSynchronizer
 from gs_mapping.tf import TFBuffer
 
@@ -31,8 +37,13 @@ def kitchen(kitchen_bag):
 
 def test_counts(kitchen):
     per_topic, _ = kitchen
-    assert {t: len(v) for t, v in per_topic.items()} == {COLOR: 50, DEPTH: 50, INFO: 50, "/tf": 50,
-                                                         "/tf_static": 1}
+    assert {t: len(v) for t, v in per_topic.items()} == {
+        COLOR: 50,
+        DEPTH: 50,
+        INFO: 50,
+        "/tf": 50,
+        "/tf_static": 1,
+    }
 
 
 def test_colour_and_intrinsics(kitchen):
@@ -143,11 +154,13 @@ def test_poses_and_depth_agree_across_frames(kitchen, j):
 def test_sync_pairs_colour_depth_info_into_50_triples(kitchen):
     per_topic, _ = kitchen
     triples = []
-    sync = ApproximateTimeSynchronizer([COLOR, DEPTH, INFO], queue_size=10, slop=0.010,
-                                       callback=lambda *m: triples.append(m))
+    sync = ApproximateTimeSynchronizer(
+        [COLOR, DEPTH, INFO], queue_size=10, slop=0.010, callback=lambda *m: triples.append(m)
+    )
     # feed in bag order, as a replay would (the bag stamps interleave the three topics)
-    merged = sorted(((stamp, topic, k) for topic in (COLOR, DEPTH, INFO)
-                     for k, (stamp, _) in enumerate(per_topic[topic])))
+    merged = sorted(
+        ((stamp, topic, k) for topic in (COLOR, DEPTH, INFO) for k, (stamp, _) in enumerate(per_topic[topic]))
+    )
     for _, topic, k in merged:
         msg = per_topic[topic][k][1]
         sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
@@ -156,4 +169,5 @@ def test_sync_pairs_colour_depth_info_into_50_triples(kitchen):
         assert c.encoding == "rgb8" and d.encoding == "16UC1" and i.k[0] == 292.5
         assert stamp_to_ns(c.header.stamp) == stamp_to_ns(d.header.stamp) == stamp_to_ns(i.header.stamp)
     assert [stamp_to_ns(c.header.stamp) for c, _, _ in triples] == sorted(
-        stamp_to_ns(m.header.stamp) for _, m in per_topic[COLOR])
+        stamp_to_ns(m.header.stamp) for _, m in per_topic[COLOR]
+    )

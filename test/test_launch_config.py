@@ -4,6 +4,7 @@ rclpy/launch cannot run here, so the launch files are checked as Python ASTs: ev
 names an executable that setup.py installs, every parameter override names a declared parameter,
 and every topic RViz shows is one our nodes publish (or the world/bag inputs).
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,7 +26,12 @@ def _console_scripts() -> set[str]:
     tree = ast.parse((REPO / "setup.py").read_text())
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "=" in node.value and ":" in node.value:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "=" in node.value
+            and ":" in node.value
+        ):
             names.add(node.value.split("=")[0].strip())
     return names
 
@@ -72,8 +78,11 @@ def test_launch_files_name_real_executables_and_parameters(path):
 
 def test_launch_arguments_are_the_documented_ones():
     tree = ast.parse((REPO / "launch" / "full.launch.py").read_text())
-    declared = {n.args[0].value for n in ast.walk(tree)
-                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeclareLaunchArgument"}
+    declared = {
+        n.args[0].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeclareLaunchArgument"
+    }
     assert declared == {"params_file", "use_sim_time", "device", "namespace", "rviz"}
 
 
@@ -100,13 +109,12 @@ def _flatten(d: dict, prefix: str = "") -> list[str]:
     return out
 
 
-
-
 def test_rviz_config_shows_topics_that_exist():
     cfg = yaml.safe_load((REPO / "config" / "gs_mapping.rviz").read_text())
     topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
     published = {
-        resolve_topic("~/lanes", "hd_map_node"), resolve_topic("~/map_cloud", "map_receiver_node"),
+        resolve_topic("~/lanes", "hd_map_node"),
+        resolve_topic("~/map_cloud", "map_receiver_node"),
     }
     from gs_mapping.world.record import TOPIC_LANES, camera_topics
 
@@ -137,7 +145,9 @@ def test_full_yaml_holds_the_defaults_of_every_node_section():
         loaded = cls.load_config(REPO / "config" / "full.yaml")
         for section, cfg_cls in cls.sections.items():
             assert section in read_parameters(REPO / "config" / "full.yaml"), f"no {section} section"
-            assert loaded[section] == cfg_cls(), f"config/full.yaml: {section} differs from the code's defaults"
+            assert loaded[section] == cfg_cls(), (
+                f"config/full.yaml: {section} differs from the code's defaults"
+            )
 
 
 def test_every_parameter_has_a_description_and_numbers_a_range():

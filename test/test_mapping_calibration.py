@@ -1,4 +1,5 @@
 """Colour-camera self-calibration recovers a known colour/depth camera mismatch (driving world)."""
+
 from __future__ import annotations
 
 import numpy as np

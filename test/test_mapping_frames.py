@@ -1,5 +1,6 @@
 """Bag → frames on a bag derived from the real kitchen data: frames whose pose cannot be looked up
 (TF ends before them) or whose depth is invalid are skipped and counted, never fatal."""
+
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,13 @@ from gs_mapping.mapping.config import TopicsConfig
 from gs_mapping.messages import numpy_to_image, stamp_to_ns
 
 T = TopicsConfig()
-TYPES = {T.color: "sensor_msgs/msg/Image", T.depth: "sensor_msgs/msg/Image",
-         T.camera_info: "sensor_msgs/msg/CameraInfo", T.tf: "tf2_msgs/msg/TFMessage",
-         T.tf_static: "tf2_msgs/msg/TFMessage"}
+TYPES = {
+    T.color: "sensor_msgs/msg/Image",
+    T.depth: "sensor_msgs/msg/Image",
+    T.camera_info: "sensor_msgs/msg/CameraInfo",
+    T.tf: "tf2_msgs/msg/TFMessage",
+    T.tf_static: "tf2_msgs/msg/TFMessage",
+}
 
 
 def derived_bag(src, dst, n_frames=8, tf_frames=5, zero_depth=(1,), bad_encoding=(2,)):
@@ -33,11 +38,19 @@ def derived_bag(src, dst, n_frames=8, tf_frames=5, zero_depth=(1,), bad_encoding
             if topic == T.tf and i >= tf_frames:
                 continue
             if topic == T.depth and i in zero_depth:
-                msg = numpy_to_image(np.zeros((msg.height, msg.width), np.uint16), "16UC1",
-                                     stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+                msg = numpy_to_image(
+                    np.zeros((msg.height, msg.width), np.uint16),
+                    "16UC1",
+                    stamp_to_ns(msg.header.stamp),
+                    msg.header.frame_id,
+                )
             elif topic == T.depth and i in bad_encoding:
-                msg = numpy_to_image(np.zeros((msg.height, msg.width, 3), np.uint8), "rgb8",
-                                     stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+                msg = numpy_to_image(
+                    np.zeros((msg.height, msg.width, 3), np.uint8),
+                    "rgb8",
+                    stamp_to_ns(msg.header.stamp),
+                    msg.header.frame_id,
+                )
             w.write(topic, stamp, msg)
     return dst
 

@@ -1,4 +1,5 @@
 """The mapper on the real 7-Scenes kitchen bag (short runs) and the `gs-mapping map` command."""
+
 from __future__ import annotations
 
 import json
@@ -46,12 +47,29 @@ def test_optimisation_improves_over_initial_map(kitchen_frames):
 
 def test_cli_short_run_writes_valid_outputs(kitchen_bag, tmp_path, capsys):
     cfg_file = tmp_path / "mapper.yaml"
-    cfg_file.write_text("/**:\n  ros__parameters:\n    mapper:\n      backend: cpu\n"
-                        "      seeding: {stride: 4}\n"
-                        "      optim: {iterations: 2, first_iterations: 2, refine_iterations: 2}\n")
+    cfg_file.write_text(
+        "/**:\n  ros__parameters:\n    mapper:\n      backend: cpu\n"
+        "      seeding: {stride: 4}\n"
+        "      optim: {iterations: 2, first_iterations: 2, refine_iterations: 2}\n"
+    )
     out = tmp_path / "out"
-    rc = main(["map", str(kitchen_bag), "--out", str(out), "--device", "cpu", "--holdout-every", "5",
-               "--config", str(cfg_file), "--max-frames", "10", "--no-progress"])
+    rc = main(
+        [
+            "map",
+            str(kitchen_bag),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--holdout-every",
+            "5",
+            "--config",
+            str(cfg_file),
+            "--max-frames",
+            "10",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert "held-out PSNR" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
@@ -73,14 +91,19 @@ def test_cli_short_run_writes_valid_outputs(kitchen_bag, tmp_path, capsys):
     assert Image.open(pngs[0]).size == (640, 240)  # rendered | real
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["map", "/nonexistent/bag", "--out", "{tmp}/o"], "no such bag"),
-    (["map", "{bag}", "--out", "{tmp}/o", "--color-topic", "/nope"], "no topic /nope"),
-    (["map", "{bag}", "--out", "{tmp}/o", "--holdout-every", "1"], "--holdout-every"),
-    (["map", "{bag}", "--out", "{tmp}/o", "--config", "{tmp}/bad.yaml"], "unknown key 'itterations'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["map", "/nonexistent/bag", "--out", "{tmp}/o"], "no such bag"),
+        (["map", "{bag}", "--out", "{tmp}/o", "--color-topic", "/nope"], "no topic /nope"),
+        (["map", "{bag}", "--out", "{tmp}/o", "--holdout-every", "1"], "--holdout-every"),
+        (["map", "{bag}", "--out", "{tmp}/o", "--config", "{tmp}/bad.yaml"], "unknown key 'itterations'"),
+    ],
+)
 def test_cli_errors_are_one_line(kitchen_bag, tmp_path, capsys, argv, message):
-    (tmp_path / "bad.yaml").write_text("/**:\n  ros__parameters:\n    mapper:\n      optim: {itterations: 3}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "/**:\n  ros__parameters:\n    mapper:\n      optim: {itterations: 3}\n"
+    )
     argv = [a.format(bag=kitchen_bag, tmp=tmp_path) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

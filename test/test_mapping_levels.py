@@ -1,5 +1,6 @@
 """Octree levels of detail (ProGS) in the mapper: level assignment invariants, levels through
 densification, PLY and change tracking, the multi-level loss, config validation."""
+
 from __future__ import annotations
 
 import copy
@@ -9,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mapper_configs import small_cpu_config
 
 from gs_mapping.camera import Camera
 from gs_mapping.config import from_dict
@@ -20,7 +22,6 @@ from gs_mapping.mapping.levels import LevelSubset, assign_levels, level_fraction
 from gs_mapping.mapping.optimizer import WindowOptimizer, make_view
 from gs_mapping.mapping.params import TorchGaussians
 from gs_mapping.ply import load_ply, save_ply
-from mapper_configs import small_cpu_config
 
 W, H = 48, 36
 
@@ -32,10 +33,21 @@ def _frame(x: float, i: int = 0, f: float = 1.0) -> Frame:
     T[0, 3] = x
     v, u = np.mgrid[0:H, 0:W]
     xs = (u - K[0, 2]) / K[0, 0] * 1.5 + x
-    rgb = np.stack([0.5 + 0.4 * np.sin(9 * f * xs), 0.5 + 0.4 * np.cos(7 * f * v / H * 3),
-                    0.3 + 0.2 * np.sin(5 * f * xs)], -1)
-    return Frame(rgb.astype(np.float32), np.full((H, W), 1.5, np.float32), Camera(K, W, H, T),
-                 stamp_ns=i * 10**8, index=i)
+    rgb = np.stack(
+        [
+            0.5 + 0.4 * np.sin(9 * f * xs),
+            0.5 + 0.4 * np.cos(7 * f * v / H * 3),
+            0.3 + 0.2 * np.sin(5 * f * xs),
+        ],
+        -1,
+    )
+    return Frame(
+        rgb.astype(np.float32),
+        np.full((H, W), 1.5, np.float32),
+        Camera(K, W, H, T),
+        stamp_ns=i * 10**8,
+        index=i,
+    )
 
 
 def _cfg(multi_level: bool = True, **levels) -> MapperConfig:
@@ -111,16 +123,21 @@ def test_densify_keeps_coarse_counts():
     rng = np.random.default_rng(0)
     p = TorchGaussians(0)
     n = 40
-    p.append(rng.normal(0, 1, (n, 3)), np.tile([0, 0, 0, 1.0], (n, 1)),
-             np.log(np.r_[np.full(20, 0.001), np.full(20, 0.5)])[:, None].repeat(3, 1),
-             np.zeros(n), rng.uniform(size=(n, 1, 3)))
+    p.append(
+        rng.normal(0, 1, (n, 3)),
+        np.tile([0, 0, 0, 1.0], (n, 1)),
+        np.log(np.r_[np.full(20, 0.001), np.full(20, 0.5)])[:, None].repeat(3, 1),
+        np.zeros(n),
+        rng.uniform(size=(n, 1, 3)),
+    )
     p.levels[:] = np.arange(n) % 3
     before = np.bincount(p.levels, minlength=3)
     acc = GradAccumulator(n)
     acc.sum[:] = 1.0
     acc.count[:] = 1.0
-    d = densify(p, acc, np.array([0, 0, -5.0]), DensifyConfig(enabled=True, max_fraction=1.0), rng,
-                level_count=3)
+    d = densify(
+        p, acc, np.array([0, 0, -5.0]), DensifyConfig(enabled=True, max_fraction=1.0), rng, level_count=3
+    )
     assert d["cloned"] == 20 and d["split"] == 20
     after = np.bincount(p.levels, minlength=3)
     assert after[0] == before[0]  # clones and second split children go finer; first children inherit
@@ -171,9 +188,17 @@ def test_multi_level_loss_improves_the_coarse_render():
     assert result[True][0] > before + 0.5
 
 
-@pytest.mark.parametrize("levels, match", [
-    ({"count": 0}, "count"), ({"count": 17}, "count"), ({"base_voxel_m": 0.0}, "base_voxel_m"),
-    ({"loss_weight": -1.0}, "loss_weight"), ({"loss_every": 0}, "loss_every"), ({"octree": 3}, "octree")])
+@pytest.mark.parametrize(
+    "levels, match",
+    [
+        ({"count": 0}, "count"),
+        ({"count": 17}, "count"),
+        ({"base_voxel_m": 0.0}, "base_voxel_m"),
+        ({"loss_weight": -1.0}, "loss_weight"),
+        ({"loss_every": 0}, "loss_every"),
+        ({"octree": 3}, "octree"),
+    ],
+)
 def test_config_validation(levels, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(MapperConfig, {"levels": levels}, where="mapper")

@@ -1,16 +1,17 @@
 """IncrementalMapper on small synthetic RGB-D frames (real renderer, CPU): NaN rejection, the cap,
 change tracking through keyframes, invalid-depth skipping, keyframe selection."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
+from mapper_configs import small_cpu_config
 
 from gs_mapping.camera import Camera
 from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
-from gs_mapping.mapping.keyframes import KeyframeSelector
 from gs_mapping.mapping.config import KeyframeConfig
+from gs_mapping.mapping.keyframes import KeyframeSelector
 from gs_mapping.mapping.params import FIELDS
-from mapper_configs import small_cpu_config
 
 W, H = 48, 36
 
@@ -103,8 +104,9 @@ def test_invalid_depth_is_skipped_and_counted(caplog):
 
 
 def test_keyframe_selection_by_motion_and_overlap():
-    sel = KeyframeSelector(KeyframeConfig(min_translation_m=0.1, min_rotation_deg=10, min_overlap=0.8,
-                                          max_gap=0))
+    sel = KeyframeSelector(
+        KeyframeConfig(min_translation_m=0.1, min_rotation_deg=10, min_overlap=0.8, max_gap=0)
+    )
     f = _frame(0.0)
     assert sel.decide(f.camera, f.depth).reason == "first"
     assert not sel.decide(_frame(0.02).camera, f.depth).is_keyframe
@@ -114,8 +116,9 @@ def test_keyframe_selection_by_motion_and_overlap():
     T = rot.T_map_cam.copy()
     T[:3, :3] = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
     assert sel.decide(rot.with_pose(T), f.depth).reason == "rotation"
-    sel2 = KeyframeSelector(KeyframeConfig(min_translation_m=10, min_rotation_deg=90, min_overlap=0.75,
-                                           max_gap=0))
+    sel2 = KeyframeSelector(
+        KeyframeConfig(min_translation_m=10, min_rotation_deg=90, min_overlap=0.75, max_gap=0)
+    )
     sel2.decide(f.camera, f.depth)
     # 0.09 m sideways at 1.5 m, f = 40 px: 2.4 px; one of six sampled columns leaves → 0.83 covered
     assert not sel2.decide(_frame(0.09).camera, f.depth).is_keyframe
@@ -138,8 +141,14 @@ def test_seed_order_makes_snapshot_ids_cheap():
     def id_bytes(order):
         g = GaussianMap(0)
         n = len(order)
-        g.add(means[order], np.tile([0, 0, 0, 1.0], (n, 1)), np.full((n, 3), -4.0), np.zeros(n),
-              np.zeros((n, 1, 3)), levels=levels[order])
+        g.add(
+            means[order],
+            np.tile([0, 0, 0, 1.0], (n, 1)),
+            np.full((n, 3), -4.0),
+            np.zeros(n),
+            np.zeros((n, 1, 3)),
+            levels=levels[order],
+        )
         section.STATS = {}
         try:
             encode_map(g)

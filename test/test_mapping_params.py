@@ -1,4 +1,5 @@
 """The torch working copy ⇄ GaussianMap sync: change tracking by id, and the hard cap."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,11 +14,13 @@ from gs_mapping.mapping.params import FIELDS, TorchGaussians
 
 def _random(n, rng, sh_degree=0):
     q = rng.standard_normal((n, 4)).astype(np.float32)
-    return {"means": rng.standard_normal((n, 3)).astype(np.float32),
-            "quats": q / np.linalg.norm(q, axis=1, keepdims=True),
-            "log_scales": rng.uniform(-4, -1, (n, 3)).astype(np.float32),
-            "opacity_logits": rng.standard_normal(n).astype(np.float32),
-            "sh": rng.standard_normal((n, (sh_degree + 1) ** 2, 3)).astype(np.float32)}
+    return {
+        "means": rng.standard_normal((n, 3)).astype(np.float32),
+        "quats": q / np.linalg.norm(q, axis=1, keepdims=True),
+        "log_scales": rng.uniform(-4, -1, (n, 3)).astype(np.float32),
+        "opacity_logits": rng.standard_normal(n).astype(np.float32),
+        "sh": rng.standard_normal((n, (sh_degree + 1) ** 2, 3)).astype(np.float32),
+    }
 
 
 def _assert_same(p: TorchGaussians, g: GaussianMap):
@@ -56,8 +59,9 @@ def test_sync_reports_added_updated_removed():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 2**31 - 1), st.booleans()), min_size=1,
-                max_size=6))
+@given(
+    st.lists(st.tuples(st.integers(0, 8), st.integers(0, 2**31 - 1), st.booleans()), min_size=1, max_size=6)
+)
 def test_sync_keeps_map_equal_to_working_copy(ops):
     """Any sequence of append / prune / edit, synced after each, leaves map == working copy and the
     change record consistent with the id sets."""

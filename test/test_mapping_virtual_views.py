@@ -1,5 +1,6 @@
 """GS-Share's virtual-image enhancement: forward-warped targets (z-buffer, occlusion filter, several
 sources), the views built around a keyframe, their use by the optimiser and by the mapper."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,13 +8,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mapper_configs import small_cpu_config
 
 from gs_mapping.camera import Camera
 from gs_mapping.errors import ConfigError
 from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
 from gs_mapping.mapping.optimizer import TrainView
 from gs_mapping.mapping.virtual_views import displaced_pose, reproject, virtual_views
-from mapper_configs import small_cpu_config
 
 W, H, F = 48, 36, 40.0
 K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
@@ -54,8 +55,8 @@ def test_reproject_lateral_shift_moves_the_wall_by_focal_times_offset_over_depth
     rgb, depth = _wall(z=2.0)
     r, d, m = reproject(rgb, depth, _cam(), _cam(0.5))  # 0.5 m right: the wall moves 10 px left
     shift = int(F * 0.5 / 2.0)
-    assert not m[:, W - shift:].any() and m[:, :W - shift].all()
-    np.testing.assert_allclose(r[:, :W - shift], rgb[:, shift:], atol=1e-6)
+    assert not m[:, W - shift :].any() and m[:, : W - shift].all()
+    np.testing.assert_allclose(r[:, : W - shift], rgb[:, shift:], atol=1e-6)
     np.testing.assert_allclose(d[m], 2.0, atol=1e-6)
 
 
@@ -94,7 +95,7 @@ def test_several_sources_fill_what_one_did_not_see():
     sources = []
     for x in (0.0, -0.5):
         rgb, depth = _wall(x)
-        depth[:, W // 2:] = 0 if x == 0.0 else depth[:, W // 2:]  # the newest saw only its left half
+        depth[:, W // 2 :] = 0 if x == 0.0 else depth[:, W // 2 :]  # the newest saw only its left half
         sources.append(TrainView(_cam(x), torch.as_tensor(rgb), torch.as_tensor(depth)))
     sources.reverse()  # oldest first, newest (x = 0) last
     one = virtual_views(sources[-1:], [0.5], weight=1.0)[0]
@@ -142,7 +143,7 @@ def test_mapper_supervises_virtual_views_every_nth_iteration_and_keeps_a_bounded
         m.add_frame(_frame(0.05 * i, i))
     assert m.stats.keyframes == 4
     assert len(m.virtual) == 2 and all(len(vs) == 2 for vs in m.virtual)  # keep × offsets
-    for vs, x in zip(m.virtual, (0.10, 0.15)):  # the pool holds the newest keyframes' views
+    for vs, x in zip(m.virtual, (0.10, 0.15), strict=False):  # the pool holds the newest keyframes' views
         np.testing.assert_allclose(sorted(v.camera.T_map_cam[0, 3] for v in vs), [x - 0.4, x + 0.4])
     displaced = [x for x in calls if min(abs(x - 0.05 * i) for i in range(4)) > 0.2]
     assert len(displaced) == 4 * 8 // 2  # every 2nd of 8 iterations, on each of the 4 keyframes

@@ -1,4 +1,5 @@
 """CompressedImage (png exact, jpeg close) and MarkerArray polylines."""
+
 from __future__ import annotations
 
 import io
@@ -10,11 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gs_mapping.errors import MessageError
-from gs_mapping.messages import (COMPRESSED_IMAGE, LINE_LIST, MARKER_ARRAY, POINTS,
-                                 compressed_image_to_numpy, delete_all_marker, deserialize_cdr,
-                                 line_list_marker, line_strip_marker, make_marker, marker_array,
-                                 marker_array_to_polylines, numpy_to_compressed_image, points_marker,
-                                 serialize_cdr, stamp_to_ns)
+from gs_mapping.messages import (
+    COMPRESSED_IMAGE,
+    LINE_LIST,
+    MARKER_ARRAY,
+    POINTS,
+    compressed_image_to_numpy,
+    delete_all_marker,
+    deserialize_cdr,
+    line_list_marker,
+    line_strip_marker,
+    make_marker,
+    marker_array,
+    marker_array_to_polylines,
+    numpy_to_compressed_image,
+    points_marker,
+    serialize_cdr,
+    stamp_to_ns,
+)
 from gs_mapping.messages.factory import default_factory
 
 
@@ -32,8 +46,12 @@ def smooth_rgb(h, w, seed=0):
 
 
 @settings(max_examples=25, deadline=None)
-@given(h=st.integers(1, 24), w=st.integers(1, 24), kind=st.sampled_from(["mono8", "rgb", "rgba", "mono16"]),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    h=st.integers(1, 24),
+    w=st.integers(1, 24),
+    kind=st.sampled_from(["mono8", "rgb", "rgba", "mono16"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_png_round_trip_exact(h, w, kind, seed):
     rng = np.random.default_rng(seed)
     shape = {"mono8": (h, w), "rgb": (h, w, 3), "rgba": (h, w, 4), "mono16": (h, w)}[kind]
@@ -104,13 +122,14 @@ def test_marker_array_round_trip():
     strip = rng.normal(size=(7, 3))
     pairs = rng.normal(size=(4, 3))
     pts = rng.normal(size=(5, 3))
-    msg = marker_array([
-        delete_all_marker("map", 5),
-        line_strip_marker("lanes", 1, strip, (1, 0, 0), "map", 5, 0.2),
-        line_list_marker("crossings", 2, pairs, (0, 1, 0, 0.5), "map", 5, 0.1),
-        points_marker("centres", 3, pts, (0, 0, 1), "map", 5, size=0.3,
-                      colors=rng.uniform(size=(5, 3))),
-    ])
+    msg = marker_array(
+        [
+            delete_all_marker("map", 5),
+            line_strip_marker("lanes", 1, strip, (1, 0, 0), "map", 5, 0.2),
+            line_list_marker("crossings", 2, pairs, (0, 1, 0, 0.5), "map", 5, 0.1),
+            points_marker("centres", 3, pts, (0, 0, 1), "map", 5, size=0.3, colors=rng.uniform(size=(5, 3))),
+        ]
+    )
     back = through_cdr(msg, MARKER_ARRAY)
     assert [m.action for m in back.markers] == [3, 0, 0, 0]
     m1 = back.markers[1]
@@ -118,7 +137,7 @@ def test_marker_array_round_trip():
     assert back.markers[3].scale.y == 0.3 and len(back.markers[3].colors) == 5
     lines = marker_array_to_polylines(back)
     assert [(p.ns, p.id) for p in lines] == [("lanes", 1), ("crossings", 2), ("centres", 3)]
-    for (ns, mid, got), want in zip(lines, (strip, pairs, pts)):
+    for (_ns, _mid, got), want in zip(lines, (strip, pairs, pts), strict=False):
         assert np.array_equal(got, want)  # float64 in the message: exact
     assert marker_array_to_polylines(back, types=(LINE_LIST,))[0].ns == "crossings"
 
@@ -127,8 +146,9 @@ def test_polylines_apply_pose_and_deletes():
     f = default_factory()
     m = line_strip_marker("a", 0, np.array([[1.0, 0, 0], [2, 0, 0]]))
     # rotate 90° about z and shift: (1,0,0) → (0,1,0) + (10,0,0)
-    m.pose = f.make("geometry_msgs/msg/Pose", position={"x": 10.0},
-                    orientation={"z": np.sqrt(0.5), "w": np.sqrt(0.5)})
+    m.pose = f.make(
+        "geometry_msgs/msg/Pose", position={"x": 10.0}, orientation={"z": np.sqrt(0.5), "w": np.sqrt(0.5)}
+    )
     (line,) = marker_array_to_polylines(marker_array([m]))
     assert np.allclose(line.points, [[10, 1, 0], [10, 2, 0]])
     other = line_strip_marker("b", 0, np.zeros((2, 3)))

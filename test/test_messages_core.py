@@ -1,4 +1,5 @@
 """Factories, CDR, stamps, CameraInfo, TFMessage, UInt8MultiArray and String conversions."""
+
 from __future__ import annotations
 
 import array
@@ -13,13 +14,31 @@ from hypothesis import strategies as st
 from gs_mapping.camera import Camera
 from gs_mapping.errors import MessageError, TFError
 from gs_mapping.geometry import Transform, TransformStamped, quat_to_matrix
-from gs_mapping.messages import (CAMERA_INFO, STRING, TF_MESSAGE, UINT8_MULTI_ARRAY, CameraIntrinsics,
-                                 MessageFactory, RclpyFactory, RosbagsFactory, bytes_to_uint8_multiarray,
-                                 camera_info_to_camera, camera_info_to_intrinsics, default_factory,
-                                 deserialize_cdr, intrinsics_to_camera_info, json_to_string_message,
-                                 make_header, ns_to_stamp_fields, serialize_cdr, stamp_to_ns,
-                                 string_message_to_json, tf_message_to_transforms,
-                                 transforms_to_tf_message, uint8_multiarray_to_bytes)
+from gs_mapping.messages import (
+    CAMERA_INFO,
+    STRING,
+    TF_MESSAGE,
+    UINT8_MULTI_ARRAY,
+    CameraIntrinsics,
+    MessageFactory,
+    RclpyFactory,
+    RosbagsFactory,
+    bytes_to_uint8_multiarray,
+    camera_info_to_camera,
+    camera_info_to_intrinsics,
+    default_factory,
+    deserialize_cdr,
+    intrinsics_to_camera_info,
+    json_to_string_message,
+    make_header,
+    ns_to_stamp_fields,
+    serialize_cdr,
+    stamp_to_ns,
+    string_message_to_json,
+    tf_message_to_transforms,
+    transforms_to_tf_message,
+    uint8_multiarray_to_bytes,
+)
 
 
 def cdr(msg, typename):
@@ -78,14 +97,20 @@ K = np.array([[292.5, 0, 159.75], [0, 292.5, 119.75], [0, 0, 1]])
 
 
 def test_camera_info_round_trip():
-    intr = CameraIntrinsics(320, 240, K, [0.1, -0.2, 0.001, 0.002, 0.05], "plumb_bob", "cam_optical",
-                            1_700_000_000_123_456_789)
+    intr = CameraIntrinsics(
+        320, 240, K, [0.1, -0.2, 0.001, 0.002, 0.05], "plumb_bob", "cam_optical", 1_700_000_000_123_456_789
+    )
     msg = cdr(intrinsics_to_camera_info(intr), CAMERA_INFO)
     assert list(msg.p) == [292.5, 0, 159.75, 0, 0, 292.5, 119.75, 0, 0, 0, 1, 0]
     assert list(msg.r) == list(np.eye(3).reshape(-1))
     back = camera_info_to_intrinsics(msg)
-    assert (back.width, back.height, back.distortion_model, back.frame_id, back.stamp_ns) == \
-        (320, 240, "plumb_bob", "cam_optical", 1_700_000_000_123_456_789)
+    assert (back.width, back.height, back.distortion_model, back.frame_id, back.stamp_ns) == (
+        320,
+        240,
+        "plumb_bob",
+        "cam_optical",
+        1_700_000_000_123_456_789,
+    )
     assert np.array_equal(back.K, K) and np.array_equal(back.D, intr.D)
     T = np.eye(4)
     T[:3, 3] = [1, 2, 3]
@@ -100,24 +125,33 @@ def test_camera_info_round_trip():
 
 def test_camera_info_rclpy_style_and_ros1_names():
     hdr = NS(stamp=NS(sec=0, nanosec=7), frame_id="c")
-    msg = NS(header=hdr, width=2, height=1, distortion_model="", d=array.array("d"),
-             k=np.array(K.reshape(-1)))
+    msg = NS(
+        header=hdr, width=2, height=1, distortion_model="", d=array.array("d"), k=np.array(K.reshape(-1))
+    )
     assert camera_info_to_intrinsics(msg).stamp_ns == 7
     msg = NS(header=hdr, width=2, height=1, distortion_model="", D=[], K=tuple(K.reshape(-1)))
     assert camera_info_to_intrinsics(msg).fx == 292.5
 
 
-@pytest.mark.parametrize("k,size,pattern", [
-    (K * np.array([[np.nan, 1, 1], [1, 1, 1], [1, 1, 1]]), (320, 240), r"CameraInfo.*k.*non-finite"),
-    (np.zeros((3, 3)), (320, 240), r"CameraInfo.*k.*uncalibrated"),
-    (K * np.diag([-1, 1, 1]), (320, 240), r"CameraInfo.*k.*fx=-292.5"),
-    (K * np.diag([1, 0, 1]), (320, 240), r"CameraInfo.*k.*fy=0"),
-    (K, (0, 240), r"CameraInfo.*width/height.*0x240"),
-])
+@pytest.mark.parametrize(
+    "k,size,pattern",
+    [
+        (K * np.array([[np.nan, 1, 1], [1, 1, 1], [1, 1, 1]]), (320, 240), r"CameraInfo.*k.*non-finite"),
+        (np.zeros((3, 3)), (320, 240), r"CameraInfo.*k.*uncalibrated"),
+        (K * np.diag([-1, 1, 1]), (320, 240), r"CameraInfo.*k.*fx=-292.5"),
+        (K * np.diag([1, 0, 1]), (320, 240), r"CameraInfo.*k.*fy=0"),
+        (K, (0, 240), r"CameraInfo.*width/height.*0x240"),
+    ],
+)
 def test_camera_info_rejects_bad_intrinsics(k, size, pattern):
     f = default_factory()
-    msg = f.make(CAMERA_INFO, header=make_header(0, "cam", f), width=size[0], height=size[1],
-                 k=np.asarray(k, np.float64).reshape(-1))
+    msg = f.make(
+        CAMERA_INFO,
+        header=make_header(0, "cam", f),
+        width=size[0],
+        height=size[1],
+        k=np.asarray(k, np.float64).reshape(-1),
+    )
     with pytest.raises(MessageError, match=pattern):
         camera_info_to_intrinsics(msg)
 
@@ -128,8 +162,11 @@ def _random_transforms(rng, n):
     for i in range(n):
         q = rng.normal(size=4)
         q /= np.linalg.norm(q)
-        out.append(TransformStamped(f"p{i}", f"c{i}", int(rng.integers(0, 2**31 * 10**9)),
-                                    Transform(rng.normal(size=3) * 10, q)))
+        out.append(
+            TransformStamped(
+                f"p{i}", f"c{i}", int(rng.integers(0, 2**31 * 10**9)), Transform(rng.normal(size=3) * 10, q)
+            )
+        )
     return out
 
 
@@ -137,7 +174,7 @@ def test_tf_round_trip():
     ts = _random_transforms(np.random.default_rng(1), 5)
     back = tf_message_to_transforms(cdr(transforms_to_tf_message(ts), TF_MESSAGE))
     assert len(back) == 5
-    for a, b in zip(ts, back):
+    for a, b in zip(ts, back, strict=False):
         assert (a.parent, a.child, a.stamp_ns) == (b.parent, b.child, b.stamp_ns)
         assert np.array_equal(a.transform.translation, b.transform.translation)
         assert np.allclose(a.transform.rotation, b.transform.rotation, atol=1e-15)
@@ -146,17 +183,30 @@ def test_tf_round_trip():
 
 def _tf_msg(q, t=(0.0, 0.0, 0.0), parent="map", child="base_link"):
     f = default_factory()
-    return f.make(TF_MESSAGE, transforms=[{
-        "header": {"frame_id": parent}, "child_frame_id": child,
-        "transform": {"translation": dict(zip("xyz", t)), "rotation": dict(zip("xyzw", q))}}])
+    return f.make(
+        TF_MESSAGE,
+        transforms=[
+            {
+                "header": {"frame_id": parent},
+                "child_frame_id": child,
+                "transform": {
+                    "translation": dict(zip("xyz", t, strict=False)),
+                    "rotation": dict(zip("xyzw", q, strict=False)),
+                },
+            }
+        ],
+    )
 
 
-@pytest.mark.parametrize("q,t,pattern", [
-    ((0, 0, 0, np.nan), (0, 0, 0), r"map -> base_link.*child frame 'base_link'.*rotation.*non-finite"),
-    ((0, 0, 0, 0.5), (0, 0, 0), r"child frame 'base_link'.*rotation.*not unit"),
-    ((0, 0, 0, 0), (0, 0, 0), r"child frame 'base_link'.*not unit"),
-    ((0, 0, 0, 1), (0, np.inf, 0), r"child frame 'base_link'.*translation.*not finite"),
-])
+@pytest.mark.parametrize(
+    "q,t,pattern",
+    [
+        ((0, 0, 0, np.nan), (0, 0, 0), r"map -> base_link.*child frame 'base_link'.*rotation.*non-finite"),
+        ((0, 0, 0, 0.5), (0, 0, 0), r"child frame 'base_link'.*rotation.*not unit"),
+        ((0, 0, 0, 0), (0, 0, 0), r"child frame 'base_link'.*not unit"),
+        ((0, 0, 0, 1), (0, np.inf, 0), r"child frame 'base_link'.*translation.*not finite"),
+    ],
+)
 def test_tf_rejects_bad_transforms(q, t, pattern):
     with pytest.raises(TFError, match=pattern):
         tf_message_to_transforms(cdr(_tf_msg(q, t), TF_MESSAGE))

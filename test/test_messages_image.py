@@ -1,4 +1,5 @@
 """Image ⇄ numpy: exact round trips through CDR for every encoding, padding, endianness; bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gs_mapping.errors import MessageError
-from gs_mapping.messages import (IMAGE, SUPPORTED_ENCODINGS, depth_image_to_metres, deserialize_cdr,
-                                 encoding_layout, image_to_numpy, image_to_rgb, make_header,
-                                 metres_to_depth_image, numpy_to_image, serialize_cdr, stamp_to_ns)
+from gs_mapping.messages import (
+    IMAGE,
+    SUPPORTED_ENCODINGS,
+    depth_image_to_metres,
+    deserialize_cdr,
+    encoding_layout,
+    image_to_numpy,
+    image_to_rgb,
+    make_header,
+    metres_to_depth_image,
+    numpy_to_image,
+    serialize_cdr,
+    stamp_to_ns,
+)
 from gs_mapping.messages.factory import default_factory
 
 
@@ -26,14 +38,19 @@ def through_cdr(msg):
 
 
 @settings(max_examples=150, deadline=None)
-@given(encoding=st.sampled_from(SUPPORTED_ENCODINGS), height=st.integers(0, 7), width=st.integers(0, 9),
-       pad=st.integers(0, 9), big=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    encoding=st.sampled_from(SUPPORTED_ENCODINGS),
+    height=st.integers(0, 7),
+    width=st.integers(0, 9),
+    pad=st.integers(0, 9),
+    big=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_round_trip_exact_every_encoding(encoding, height, width, pad, big, seed):
     arr = random_image(np.random.default_rng(seed), encoding, height, width)
     dtype, channels = encoding_layout(encoding)
     step = width * channels * dtype.itemsize + pad
-    msg = numpy_to_image(arr, encoding, stamp_ns=123_456_789_012, frame_id="cam", step=step,
-                         is_bigendian=big)
+    msg = numpy_to_image(arr, encoding, stamp_ns=123_456_789_012, frame_id="cam", step=step, is_bigendian=big)
     back = through_cdr(msg)
     assert (back.height, back.width, back.step, back.encoding) == (height, width, step, encoding)
     assert bool(back.is_bigendian) == big
@@ -57,8 +74,16 @@ def test_padding_bytes_ignored_when_reading():
     # A hand-built message whose padding holds garbage: only the first width*bpp bytes of a row count.
     f = default_factory()
     data = np.array([1, 2, 3, 0xEE, 0xEE, 4, 5, 6, 0xEE, 0xEE], np.uint8)
-    msg = f.make(IMAGE, header=make_header(0, "c", f), height=2, width=1, encoding="rgb8",
-                 is_bigendian=0, step=5, data=data)
+    msg = f.make(
+        IMAGE,
+        header=make_header(0, "c", f),
+        height=2,
+        width=1,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=5,
+        data=data,
+    )
     assert image_to_numpy(msg).tolist() == [[[1, 2, 3]], [[4, 5, 6]]]
 
 
@@ -68,8 +93,15 @@ def test_read_from_rclpy_like_objects():
     from types import SimpleNamespace as NS
 
     arr = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
-    msg = NS(header=NS(stamp=NS(sec=1, nanosec=2), frame_id="c"), height=2, width=2, encoding="bgr8",
-             is_bigendian=0, step=6, data=array.array("B", arr.tobytes()))
+    msg = NS(
+        header=NS(stamp=NS(sec=1, nanosec=2), frame_id="c"),
+        height=2,
+        width=2,
+        encoding="bgr8",
+        is_bigendian=0,
+        step=6,
+        data=array.array("B", arr.tobytes()),
+    )
     assert np.array_equal(image_to_numpy(msg), arr)
     assert np.array_equal(image_to_rgb(msg), arr[:, :, ::-1])
     msg.data = arr.tobytes()
@@ -79,8 +111,10 @@ def test_read_from_rclpy_like_objects():
     assert np.array_equal(image_to_numpy(back), arr)
 
 
-@pytest.mark.parametrize("encoding,channels_in", [("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("bgra8", 4),
-                                                   ("mono8", 1), ("mono16", 1), ("8UC3", 3)])
+@pytest.mark.parametrize(
+    "encoding,channels_in",
+    [("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("bgra8", 4), ("mono8", 1), ("mono16", 1), ("8UC3", 3)],
+)
 def test_image_to_rgb(encoding, channels_in):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)
@@ -172,19 +206,29 @@ def test_depth_rejects_colour():
 # --- bad input ------------------------------------------------------------------------------------
 def _msg(**over):
     f = default_factory()
-    fields = dict(header=make_header(0, "cam", f), height=2, width=3, encoding="rgb8", is_bigendian=0,
-                  step=9, data=np.zeros(18, np.uint8))
+    fields = dict(
+        header=make_header(0, "cam", f),
+        height=2,
+        width=3,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=9,
+        data=np.zeros(18, np.uint8),
+    )
     fields.update(over)
     return f.make(IMAGE, **fields)
 
 
-@pytest.mark.parametrize("over,pattern", [
-    (dict(encoding="yuv_weird"), r"Image\.encoding.*'yuv_weird'"),
-    (dict(encoding="32UC1"), r"Image\.encoding.*'32UC1'"),
-    (dict(data=np.zeros(17, np.uint8)), r"Image\.data.*17.*height\*step.*18"),
-    (dict(data=np.zeros(19, np.uint8)), r"Image\.data.*19"),
-    (dict(step=8, data=np.zeros(16, np.uint8)), r"Image\.step.*8.*width\*bytes_per_pixel.*9"),
-])
+@pytest.mark.parametrize(
+    "over,pattern",
+    [
+        (dict(encoding="yuv_weird"), r"Image\.encoding.*'yuv_weird'"),
+        (dict(encoding="32UC1"), r"Image\.encoding.*'32UC1'"),
+        (dict(data=np.zeros(17, np.uint8)), r"Image\.data.*17.*height\*step.*18"),
+        (dict(data=np.zeros(19, np.uint8)), r"Image\.data.*19"),
+        (dict(step=8, data=np.zeros(16, np.uint8)), r"Image\.step.*8.*width\*bytes_per_pixel.*9"),
+    ],
+)
 def test_bad_image_messages(over, pattern):
     with pytest.raises(MessageError, match=pattern):
         image_to_numpy(_msg(**over))

@@ -1,4 +1,5 @@
 """PointCloud2 ⇄ structured arrays: random layouts with padding, both byte orders, bad layouts."""
+
 from __future__ import annotations
 
 import struct
@@ -9,9 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gs_mapping.errors import MessageError
-from gs_mapping.messages import (POINT_CLOUD2, array_to_pointcloud2, deserialize_cdr, make_header,
-                                 pointcloud2_rgb, pointcloud2_to_array, pointcloud2_xyz,
-                                 points_to_pointcloud2, serialize_cdr, stamp_to_ns)
+from gs_mapping.messages import (
+    POINT_CLOUD2,
+    array_to_pointcloud2,
+    deserialize_cdr,
+    make_header,
+    pointcloud2_rgb,
+    pointcloud2_to_array,
+    pointcloud2_xyz,
+    points_to_pointcloud2,
+    serialize_cdr,
+    stamp_to_ns,
+)
 from gs_mapping.messages.factory import default_factory
 
 # floats unpacked as same-size unsigned ints: struct's float→double conversion would quieten NaNs
@@ -41,11 +51,21 @@ def layouts(draw):
 
 def make_cloud(fields, point_step, height, width, row_pad, big, data):
     f = default_factory()
-    return f.make(POINT_CLOUD2, header=make_header(42, "lidar", f), height=height, width=width,
-                  fields=[f.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
-                          for n, o, d, c in fields],
-                  is_bigendian=big, point_step=point_step, row_step=width * point_step + row_pad,
-                  data=data, is_dense=False)
+    return f.make(
+        POINT_CLOUD2,
+        header=make_header(42, "lidar", f),
+        height=height,
+        width=width,
+        fields=[
+            f.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
+            for n, o, d, c in fields
+        ],
+        is_bigendian=big,
+        point_step=point_step,
+        row_step=width * point_step + row_pad,
+        data=data,
+        is_dense=False,
+    )
 
 
 def struct_decode(fields, point_step, row_step, big, data, row, col):
@@ -59,8 +79,14 @@ def struct_decode(fields, point_step, row_step, big, data, row, col):
 
 
 @settings(max_examples=120, deadline=None)
-@given(layout=layouts(), height=st.integers(1, 3), width=st.integers(0, 6), row_pad=st.integers(0, 9),
-       big=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    layout=layouts(),
+    height=st.integers(1, 3),
+    width=st.integers(0, 6),
+    row_pad=st.integers(0, 9),
+    big=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_read_any_layout_matches_struct_decoder_and_round_trips(layout, height, width, row_pad, big, seed):
     fields, point_step = layout
     rng = np.random.default_rng(seed)
@@ -73,7 +99,7 @@ def test_read_any_layout_matches_struct_decoder_and_round_trips(layout, height, 
     for r in range(height):
         for c in range(width):
             ref = struct_decode(fields, point_step, width * point_step + row_pad, big, data, r, c)
-            for name, _, datatype, count in fields:
+            for name, _, datatype, _count in fields:
                 got = np.atleast_1d(arr[r, c][name])
                 want = np.array(ref[name], dtype=BIT_DTYPES.get(datatype, got.dtype)).view(got.dtype)
                 assert got.tobytes() == want.tobytes(), (name, got, want)  # bitwise: NaN payloads too
@@ -95,8 +121,9 @@ def test_read_any_layout_matches_struct_decoder_and_round_trips(layout, height, 
 @given(layout=layouts(), n=st.integers(0, 20), seed=st.integers(0, 2**32 - 1))
 def test_numpy_to_message_to_numpy_exact(layout, n, seed):
     fields, point_step = layout
-    from gs_mapping.messages import fields_to_dtype
     from types import SimpleNamespace as NS
+
+    from gs_mapping.messages import fields_to_dtype
 
     dtype = fields_to_dtype([NS(name=a, offset=b, datatype=c, count=d) for a, b, c, d in fields], point_step)
     rng = np.random.default_rng(seed)
@@ -147,15 +174,18 @@ def _bad(fields=(("x", 0, 7, 1),), point_step=4, width=2, row_pad=0, data_len=No
     return make_cloud(list(fields), point_step, 1, width, row_pad, False, np.zeros(n, np.uint8))
 
 
-@pytest.mark.parametrize("kwargs,pattern", [
-    (dict(fields=[("x", 2, 7, 1)]), r"PointCloud2\.fields\['x'\].*offset 2.*beyond point_step 4"),
-    (dict(fields=[("x", 0, 9, 1)]), r"PointCloud2\.fields\['x'\]\.datatype.*unknown datatype 9"),
-    (dict(fields=[("x", 0, 2, 1), ("x", 1, 2, 1)]), r"PointCloud2\.fields.*'x' appears twice"),
-    (dict(fields=[("", 0, 2, 1)]), r"PointCloud2\.fields.*empty name"),
-    (dict(fields=[("x", 0, 7, 2)]), r"fields\['x'\].*2 x 4 bytes.*beyond point_step 4"),
-    (dict(data_len=7), r"PointCloud2\.data.*length 7.*height\*row_step.*8"),
-    (dict(row_pad=-1), r"PointCloud2\.row_step.*7.*width\*point_step.*8"),
-])
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        (dict(fields=[("x", 2, 7, 1)]), r"PointCloud2\.fields\['x'\].*offset 2.*beyond point_step 4"),
+        (dict(fields=[("x", 0, 9, 1)]), r"PointCloud2\.fields\['x'\]\.datatype.*unknown datatype 9"),
+        (dict(fields=[("x", 0, 2, 1), ("x", 1, 2, 1)]), r"PointCloud2\.fields.*'x' appears twice"),
+        (dict(fields=[("", 0, 2, 1)]), r"PointCloud2\.fields.*empty name"),
+        (dict(fields=[("x", 0, 7, 2)]), r"fields\['x'\].*2 x 4 bytes.*beyond point_step 4"),
+        (dict(data_len=7), r"PointCloud2\.data.*length 7.*height\*row_step.*8"),
+        (dict(row_pad=-1), r"PointCloud2\.row_step.*7.*width\*point_step.*8"),
+    ],
+)
 def test_bad_layouts(kwargs, pattern):
     with pytest.raises(MessageError, match=pattern):
         pointcloud2_to_array(_bad(**kwargs))

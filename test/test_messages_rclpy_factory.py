@@ -6,6 +6,7 @@ real generated classes check: exact Python types for scalars, ``array.array`` wi
 dtype for fixed-size arrays, message instances for nested fields. A real ROS 2 machine remains the
 final check.
 """
+
 from __future__ import annotations
 
 import array
@@ -17,19 +18,51 @@ import numpy as np
 import pytest
 
 from gs_mapping.geometry import Transform, TransformStamped
-from gs_mapping.messages import (CameraIntrinsics, RclpyFactory, array_to_pointcloud2,
-                                 bytes_to_uint8_multiarray, camera_info_to_intrinsics, deserialize_cdr,
-                                 image_to_numpy, intrinsics_to_camera_info, line_strip_marker,
-                                 marker_array, numpy_to_image, pointcloud2_to_array, serialize_cdr,
-                                 tf_message_to_transforms, transforms_to_tf_message, typestore,
-                                 uint8_multiarray_to_bytes)
+from gs_mapping.messages import (
+    CameraIntrinsics,
+    RclpyFactory,
+    array_to_pointcloud2,
+    bytes_to_uint8_multiarray,
+    camera_info_to_intrinsics,
+    deserialize_cdr,
+    image_to_numpy,
+    intrinsics_to_camera_info,
+    line_strip_marker,
+    marker_array,
+    numpy_to_image,
+    pointcloud2_to_array,
+    serialize_cdr,
+    tf_message_to_transforms,
+    transforms_to_tf_message,
+    typestore,
+    uint8_multiarray_to_bytes,
+)
 
 _BASE = {"bool": "boolean", "float32": "float", "float64": "double", "byte": "octet", "char": "uint8"}
-_CODES = {"int8": "b", "uint8": "B", "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
-          "int64": "q", "uint64": "Q", "float": "f", "double": "d"}
-_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32,
-           "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64, "float": np.float32,
-           "double": np.float64}
+_CODES = {
+    "int8": "b",
+    "uint8": "B",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float": "f",
+    "double": "d",
+}
+_DTYPES = {
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "float": np.float32,
+    "double": np.float64,
+}
 
 
 def _idl(nodetype, info):
@@ -49,9 +82,9 @@ def _check(cls_name, field, ftype, value, classes):
         raise AssertionError(f"{cls_name}.{field} ({ftype}): {why}: {type(value).__name__}")
 
     if ftype.startswith("sequence<") or ftype.endswith("]"):
-        inner = ftype[9:-1] if ftype.startswith("sequence<") else ftype[:ftype.index("[")]
+        inner = ftype[9:-1] if ftype.startswith("sequence<") else ftype[: ftype.index("[")]
         if ftype.endswith("]") and inner in _DTYPES and isinstance(value, np.ndarray):
-            if value.dtype != _DTYPES[inner] or value.size != int(ftype[ftype.index("[") + 1:-1]):
+            if value.dtype != _DTYPES[inner] or value.size != int(ftype[ftype.index("[") + 1 : -1]):
                 fail("numpy array of wrong dtype/size")
             return
         if ftype.startswith("sequence<") and inner in _CODES and isinstance(value, array.array):
@@ -108,7 +141,7 @@ def fake_rclpy_messages(monkeypatch):
                 inner = ftype[9:-1]
                 return array.array(_CODES[inner]) if inner in _CODES else []
             if ftype.endswith("]"):
-                inner, n = ftype[:ftype.index("[")], int(ftype[ftype.index("[") + 1:-1])
+                inner, n = ftype[: ftype.index("[")], int(ftype[ftype.index("[") + 1 : -1])
                 if inner in _DTYPES:
                     return np.zeros(n, _DTYPES[inner])
                 return [_default(inner) for _ in range(n)]
@@ -116,8 +149,11 @@ def fake_rclpy_messages(monkeypatch):
                 return classes[ftype]()
             return {"boolean": False, "float": 0.0, "double": 0.0, "string": "", "octet": b"\0"}.get(ftype, 0)
 
-        ns = {"__init__": __init__, "_fields_and_field_types": fields,
-              "get_fields_and_field_types": classmethod(lambda c: dict(c._fields_and_field_types))}
+        ns = {
+            "__init__": __init__,
+            "_fields_and_field_types": fields,
+            "get_fields_and_field_types": classmethod(lambda c: dict(c._fields_and_field_types)),
+        }
         for f in fields:
             ns[f] = property(lambda self, f=f: getattr(self, "_" + f))
         cls = type(name, (), ns)
@@ -143,8 +179,10 @@ def test_builds_pass_rosidl_checks_and_read_back(fake_rclpy_messages):
     assert isinstance(msg.data, array.array) and msg.data.typecode == "B"
     assert np.array_equal(image_to_numpy(msg), img)
     # a foreign (rclpy) message serialises through the typestore layout
-    assert np.array_equal(image_to_numpy(deserialize_cdr(serialize_cdr(msg, "sensor_msgs/msg/Image"),
-                                                         "sensor_msgs/msg/Image")), img)
+    assert np.array_equal(
+        image_to_numpy(deserialize_cdr(serialize_cdr(msg, "sensor_msgs/msg/Image"), "sensor_msgs/msg/Image")),
+        img,
+    )
 
     K = np.array([[200.0, 0, 50], [0, 210, 40], [0, 0, 1]])
     info = intrinsics_to_camera_info(CameraIntrinsics(100, 80, K, [0.1, 0, 0, 0, 0], "plumb_bob", "cam"), f)
@@ -167,11 +205,13 @@ def test_builds_pass_rosidl_checks_and_read_back(fake_rclpy_messages):
     assert len(m.markers[0].points) == 3
 
     # msg "byte" (e.g. DiagnosticStatus.level) is an int in rosbags, bytes in rclpy
-    st = f.make("diagnostic_msgs/msg/DiagnosticStatus", level=1, name="n",
-                values=[{"key": "k", "value": "v"}])
+    st = f.make(
+        "diagnostic_msgs/msg/DiagnosticStatus", level=1, name="n", values=[{"key": "k", "value": "v"}]
+    )
     assert st.level == b"\x01" and st.values[0].key == "k"
-    back = deserialize_cdr(serialize_cdr(st, "diagnostic_msgs/msg/DiagnosticStatus"),
-                           "diagnostic_msgs/msg/DiagnosticStatus")
+    back = deserialize_cdr(
+        serialize_cdr(st, "diagnostic_msgs/msg/DiagnosticStatus"), "diagnostic_msgs/msg/DiagnosticStatus"
+    )
     assert back.level == 1 and back.values[0].value == "v"
 
 

@@ -1,6 +1,7 @@
 """Nodes as real OS processes on Cyclone DDS (loopback): player → mapper → receivers, including a
 receiver that joins late and one that is killed and restarted mid-stream. Everything is observed
 through the nodes' own /diagnostics, as a ROS 2 user would."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ class Diagnostics:
     def __init__(self):
         self.ctx = DdsContext("test_observer", domain_id=DOMAIN)
         self.latest: dict[str, dict[str, str]] = {}
-        self.ctx.create_subscription("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS,
-                                     self._on)
+        self.ctx.create_subscription(
+            "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS, self._on
+        )
 
     def _on(self, msg):
         for st in msg.status:
@@ -55,7 +57,7 @@ def _stop(proc):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     line = [ln for ln in out.splitlines() if ln.startswith("summary: ")]
-    return json.loads(line[-1][len("summary: "):]) if line else None
+    return json.loads(line[-1][len("summary: ") :]) if line else None
 
 
 @pytest.mark.slow
@@ -66,11 +68,26 @@ def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, 
     rx_a = _spawn("map_receiver_node", "--config", str(cfg), name="receiver_a")
     procs = [mapper, rx_a]
     try:
-        assert obs.wait(lambda: "mapper_node" in obs.latest and "receiver_a" in obs.latest, 120), \
+        assert obs.wait(lambda: "mapper_node" in obs.latest and "receiver_a" in obs.latest, 120), (
             "nodes did not come up"
+        )
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        player = subprocess.Popen([sys.executable, "-m", "gs_mapping", "play", str(kitchen_bag), "--rate", "0.1",
-                                   "--domain-id", str(DOMAIN)], stdout=subprocess.PIPE, text=True, env=env)
+        player = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gs_mapping",
+                "play",
+                str(kitchen_bag),
+                "--rate",
+                "0.1",
+                "--domain-id",
+                str(DOMAIN),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         procs.append(player)
         # mid-stream: once a few deltas went out, kill receiver A hard and restart it at once
         assert obs.wait(lambda: obs.seq("mapper_node") >= 3, 120), "mapper published no deltas"
@@ -87,9 +104,15 @@ def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, 
         def converged():
             s = obs.seq("mapper_node")
             crc = obs.latest.get("mapper_node", {}).get("state_crc")
-            return s > 0 and all(obs.seq(n) == s and obs.latest[n].get("state_crc") == crc
-                                 for n in ("receiver_a", "receiver_b") if n in obs.latest) \
+            return (
+                s > 0
+                and all(
+                    obs.seq(n) == s and obs.latest[n].get("state_crc") == crc
+                    for n in ("receiver_a", "receiver_b")
+                    if n in obs.latest
+                )
                 and {"receiver_a", "receiver_b"} <= set(obs.latest)
+            )
 
         # the mapper may still be working through queued frames: wait until all agree and stay so
         assert obs.wait(converged, 180), f"receivers did not converge: {obs.latest}"

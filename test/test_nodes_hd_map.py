@@ -1,4 +1,5 @@
 """hd_map_node under replay on a small driving-world bag: lanes as markers, JSON and lane deltas."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,9 +31,12 @@ def _config(**node):
 
 def test_lanes_are_published_in_all_three_forms(world_bag, tmp_path):
     from gs_map_share.lanes import decode_lanes
+    from gs_mapping.messages import (
+        marker_array_to_polylines,
+        string_message_to_json,
+        uint8_multiarray_to_bytes,
+    )
     from gsmap_hd.eval_io import parse_frames
-
-    from gs_mapping.messages import marker_array_to_polylines, string_message_to_json, uint8_multiarray_to_bytes
 
     summary, (node,) = replay_bag(world_bag, tmp_path / "out", [HDMapNode], [_config()])
     assert summary.published["/hd_map_node/lanes"] == 6
@@ -66,16 +70,25 @@ def test_bad_camera_input_is_rejected_not_fatal(world_bag):
     f = bus.factory
     stamp = msgs[0][1]
     # an image before any CameraInfo, then TF and the real CameraInfo, then a mis-sized image
-    bus.inject(cam, numpy_to_image(np.zeros((144, 256, 3), np.uint8), "rgb8", stamp, "front_optical_frame", f), stamp)
+    bus.inject(
+        cam, numpy_to_image(np.zeros((144, 256, 3), np.uint8), "rgb8", stamp, "front_optical_frame", f), stamp
+    )
     for topic, t, msg in msgs:
         if topic in ("/tf", "/tf_static", info_topic(cam)):
             bus.inject(topic, msg, t)
-    bus.inject(cam, numpy_to_image(np.zeros((100, 200, 3), np.uint8), "rgb8", stamp + 1, "front_optical_frame", f),
-               stamp + 1)
+    bus.inject(
+        cam,
+        numpy_to_image(np.zeros((100, 200, 3), np.uint8), "rgb8", stamp + 1, "front_optical_frame", f),
+        stamp + 1,
+    )
     # NaN calibration
     info = next(m for t, _, m in msgs if t == info_topic(cam))
     info.k = np.full(9, np.nan)
     bus.inject(info_topic(cam), info, stamp + 2)
     assert node.diag.rejected.get("frames", 0) >= 2
     assert node.diag.rejected.get(info_topic(cam), 0) == 1
-    assert "CameraInfo" in node.diag.last_error or "K" in node.diag.last_error or "finite" in node.diag.last_error
+    assert (
+        "CameraInfo" in node.diag.last_error
+        or "K" in node.diag.last_error
+        or "finite" in node.diag.last_error
+    )

@@ -1,4 +1,5 @@
 """The nodes under the rosbag replay runtime, on the real kitchen bag and on hostile input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ from gs_mapping.bag import BagReader
 from gs_mapping.nodes.map_receiver_node import MapReceiverNode
 from gs_mapping.nodes.mapper_node import MapperNode
 from gs_mapping.runtime.replay import ReplayBus, replay_bag
-
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,14 @@ def test_output_bag_reads_back_with_rosbags_and_mcap_ros2(kitchen_replay):
     summary, mapper, _, out = kitchen_replay
     with BagReader(out) as bag:
         names = {t.name: t for t in bag.topics}
-        assert {"/mapper_node/map_delta", "/mapper_node/map_snapshot", "/map_receiver_node/map_cloud",
-                "/diagnostics", "/tf", "/tf_static"} <= set(names)
+        assert {
+            "/mapper_node/map_delta",
+            "/mapper_node/map_snapshot",
+            "/map_receiver_node/map_cloud",
+            "/diagnostics",
+            "/tf",
+            "/tf_static",
+        } <= set(names)
         assert names["/mapper_node/map_snapshot"].latched and names["/tf_static"].latched
         sizes = [len(m.data) for _, _, m in bag.messages(["/mapper_node/map_delta"])]
         assert sum(sizes) == mapper.delta_bytes
@@ -75,7 +81,7 @@ def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, fast_nodes_co
     with BagReader(kitchen_bag) as bag:
         msgs = list(bag.messages())
     good_until = None
-    for i, (topic, stamp, msg) in enumerate(msgs):
+    for i, (topic, stamp, msg) in enumerate(msgs):  # noqa: B007 (i is used after the loop)
         bus.inject(topic, msg, stamp)
         if mapper.mapper.stats.keyframes >= 2 and good_until is None:
             good_until = stamp
@@ -124,7 +130,7 @@ def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, fast_nodes_co
     assert receiver.store.state.equals(before)
     # and the pipeline still works afterwards: the next real frames map and arrive intact
     keyframes = mapper.mapper.stats.keyframes
-    for topic, stamp, msg in msgs[i + 1:i + 60]:
+    for topic, stamp, msg in msgs[i + 1 : i + 60]:
         bus.inject(topic, msg, stamp)
     assert mapper.mapper.stats.keyframes > keyframes
     assert receiver.store.seq > seq_before
@@ -153,7 +159,9 @@ def test_map_saved_on_request_and_loaded_at_startup(kitchen_bag, fast_nodes_conf
     cfg["mapper_node"].load_path = str(path)
     bus2 = ReplayBus()
     mapper2 = MapperNode(bus2.context("mapper_node"), cfg)
-    receiver = MapReceiverNode(bus2.context("map_receiver_node"), MapReceiverNode.load_config(fast_nodes_config))
+    receiver = MapReceiverNode(
+        bus2.context("map_receiver_node"), MapReceiverNode.load_config(fast_nodes_config)
+    )
     bus2.advance(stamp)
     assert mapper2.mapper.gmap.equals(saved)
     assert len(mapper2.mapper.params) == len(saved)
@@ -167,7 +175,9 @@ def test_replay_cli_summary_and_errors(kitchen_bag, tmp_path):
     import sys
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "gs_mapping", "replay", *args], capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "gs_mapping", "replay", *args], capture_output=True, text=True
+        )
 
     bad = cli(str(kitchen_bag), "--out", str(tmp_path / "x"), "--nodes", "nope_node")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown node 'nope_node'" in bad.stderr

@@ -1,4 +1,5 @@
 """Renderer conventions: pixel positions, depth, SH basis, map/camera entry point, input errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,13 @@ def one_gaussian_map(point, scale, opacity_logit=4.0, rgb=(0.8, 0.4, 0.2), degre
     gmap = GaussianMap(sh_degree=degree)
     sh = np.zeros((1, (degree + 1) ** 2, 3), np.float32)
     sh[0, 0] = (np.asarray(rgb) - 0.5) / SH_C0
-    gmap.add(np.asarray(point, np.float32)[None], np.asarray(quat, np.float32)[None],
-             np.log(np.asarray(scale, np.float32))[None], [opacity_logit], sh)
+    gmap.add(
+        np.asarray(point, np.float32)[None],
+        np.asarray(quat, np.float32)[None],
+        np.log(np.asarray(scale, np.float32))[None],
+        [opacity_logit],
+        sh,
+    )
     return gmap
 
 
@@ -96,7 +102,7 @@ def test_sh_basis_orthonormal():
     x, wx = np.polynomial.legendre.leggauss(12)
     phi = np.arange(24) * 2 * np.pi / 24
     ct, ph = np.meshgrid(x, phi, indexing="ij")
-    st = np.sqrt(1 - ct ** 2)
+    st = np.sqrt(1 - ct**2)
     dirs = torch.tensor(np.stack([st * np.cos(ph), st * np.sin(ph), ct], -1).reshape(-1, 3))
     w = torch.tensor((wx[:, None] * np.full(24, 2 * np.pi / 24)[None]).reshape(-1))
     Y = sh_basis(3, dirs)
@@ -133,8 +139,17 @@ def test_view_dependent_colour_uses_camera_to_mean_direction():
 
 def test_input_errors():
     n = 2
-    args = [torch.zeros(n, 3), torch.tensor([[0, 0, 0, 1.0]] * n), torch.ones(n, 3), torch.ones(n),
-            torch.zeros(n, 4, 3), torch.eye(4), torch.tensor(K, dtype=torch.float32), 8, 8]
+    args = [
+        torch.zeros(n, 3),
+        torch.tensor([[0, 0, 0, 1.0]] * n),
+        torch.ones(n, 3),
+        torch.ones(n),
+        torch.zeros(n, 4, 3),
+        torch.eye(4),
+        torch.tensor(K, dtype=torch.float32),
+        8,
+        8,
+    ]
     with pytest.raises(RenderError, match="backend"):
         rasterize(*args, backend="vulkan")
     with pytest.raises(RenderError, match="quats"):
@@ -152,8 +167,19 @@ def test_input_errors():
     out = rasterize(*args, sh_degree=0, backend="auto")  # fewer bands than given is fine
     assert out.color.shape == (8, 8, 3)
     # numpy / float64 inputs mixed with float32 means: everything follows the means' dtype.
-    mixed = rasterize(args[0], args[1].numpy(), args[2].double(), args[3].numpy(), args[4].double(),
-                      np.eye(4), K, 8, 8, backend="cpu", background=[0.1, 0.2, 0.3])
+    mixed = rasterize(
+        args[0],
+        args[1].numpy(),
+        args[2].double(),
+        args[3].numpy(),
+        args[4].double(),
+        np.eye(4),
+        K,
+        8,
+        8,
+        backend="cpu",
+        background=[0.1, 0.2, 0.3],
+    )
     assert mixed.color.dtype == torch.float32
     assert torch.allclose(mixed.color[0, 0], torch.tensor([0.1, 0.2, 0.3]))
 

@@ -1,4 +1,5 @@
 """The CPU tile rasteriser equals the dense reference (forward and every gradient) to 1e-5."""
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ def random_scene(seed, n=60, sh_degree=1, dtype=F64, view=None):
 
 def K_for(width, height, dtype=F64):
     f = 0.9 * width
-    return torch.tensor([[f, 0, (width - 1) / 2 + 0.3], [0, f * 1.05, (height - 1) / 2 - 0.2], [0, 0, 1]],
-                        dtype=dtype)
+    return torch.tensor(
+        [[f, 0, (width - 1) / 2 + 0.3], [0, f * 1.05, (height - 1) / 2 - 0.2], [0, 0, 1]], dtype=dtype
+    )
 
 
 def run(backend, params, view, K, width, height, background=None, seed=7):
@@ -60,9 +62,11 @@ def run(backend, params, view, K, width, height, background=None, seed=7):
     out = rasterize(*ps, v, K, width, height, backend=backend, background=background)
     gen = torch.Generator().manual_seed(seed)
     dt = out.color.dtype
-    loss = ((out.color * torch.rand(out.color.shape, generator=gen, dtype=dt)).sum()
-            + (out.depth * torch.rand(out.depth.shape, generator=gen, dtype=dt)).sum() * 0.1
-            + (out.alpha * torch.rand(out.alpha.shape, generator=gen, dtype=dt)).sum())
+    loss = (
+        (out.color * torch.rand(out.color.shape, generator=gen, dtype=dt)).sum()
+        + (out.depth * torch.rand(out.depth.shape, generator=gen, dtype=dt)).sum() * 0.1
+        + (out.alpha * torch.rand(out.alpha.shape, generator=gen, dtype=dt)).sum()
+    )
     loss.backward()
     grads = [p.grad for p in ps] + [v.grad]
     return out, grads
@@ -74,13 +78,17 @@ NAMES = ["means", "quats", "scales", "opacities", "sh", "viewmat"]
 def assert_same(a, b, grads_a, grads_b, atol=1e-5, rtol=1e-5):
     for name in ("color", "depth", "alpha"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=atol, rtol=rtol, msg=name)
-    for name, ga, gb in zip(NAMES, grads_a, grads_b):
-        torch.testing.assert_close(ga, gb, atol=atol, rtol=rtol, msg=lambda m: f"grad {name}: {m}")
+    for name, ga, gb in zip(NAMES, grads_a, grads_b, strict=False):
+        torch.testing.assert_close(ga, gb, atol=atol, rtol=rtol, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31 - 1), sh_degree=st.integers(0, 3), with_bg=st.booleans(),
-       size=st.sampled_from([(40, 32), (45, 37), (16, 16), (33, 20)]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    sh_degree=st.integers(0, 3),
+    with_bg=st.booleans(),
+    size=st.sampled_from([(40, 32), (45, 37), (16, 16), (33, 20)]),
+)
 def test_cpu_equals_reference_random_scenes(seed, sh_degree, with_bg, size):
     width, height = size
     params, view = random_scene(seed, sh_degree=sh_degree)
@@ -113,8 +121,12 @@ def test_scene_has_the_hard_cases():
     assert (z < 0).any() and not out.meta["visible"][z < 0].any()
     m2, r = out.meta["means2d"].detach(), out.meta["radii"]
     vis = out.meta["visible"]
-    partly = vis & ((m2[:, 0] - r[:, 0] < 0) | (m2[:, 0] + r[:, 0] > width) | (m2[:, 1] - r[:, 1] < 0)
-                    | (m2[:, 1] + r[:, 1] > height))
+    partly = vis & (
+        (m2[:, 0] - r[:, 0] < 0)
+        | (m2[:, 0] + r[:, 0] > width)
+        | (m2[:, 1] - r[:, 1] < 0)
+        | (m2[:, 1] + r[:, 1] > height)
+    )
     assert partly.any()
     assert (r.max(1).values > width).any()  # a huge one
     assert out.meta["n_isects"] > 0
@@ -183,20 +195,29 @@ def test_float32():
     assert a32.color.dtype == torch.float32
     for name in ("color", "alpha", "depth"):
         torch.testing.assert_close(getattr(a32, name).double(), getattr(a, name), atol=2e-5, rtol=2e-5)
-    for name, g, r in zip(NAMES, ga32, gr32):
+    for name, g, r in zip(NAMES, ga32, gr32, strict=False):
         assert (g - r).abs().max().item() <= 1e-4 * r.abs().max().item() + 1e-5, name
 
 
 def test_empty_and_fully_culled():
     K = K_for(20, 10)
     bg = torch.tensor([0.25, 0.5, 0.75], dtype=F64)
-    empty = [torch.zeros(0, 3, dtype=F64), torch.zeros(0, 4, dtype=F64), torch.zeros(0, 3, dtype=F64),
-             torch.zeros(0, dtype=F64), torch.zeros(0, 1, 3, dtype=F64)]
+    empty = [
+        torch.zeros(0, 3, dtype=F64),
+        torch.zeros(0, 4, dtype=F64),
+        torch.zeros(0, 3, dtype=F64),
+        torch.zeros(0, dtype=F64),
+        torch.zeros(0, 1, 3, dtype=F64),
+    ]
     out = rasterize(*empty, torch.eye(4, dtype=F64), K, 20, 10, background=bg, backend="cpu")
     assert torch.equal(out.color, bg.expand(10, 20, 3)) and out.alpha.abs().sum() == 0
-    behind = [torch.tensor([[0.0, 0.0, -2.0]], dtype=F64, requires_grad=True),
-              torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=F64), torch.full((1, 3), 0.5, dtype=F64),
-              torch.tensor([0.9], dtype=F64), torch.zeros(1, 1, 3, dtype=F64)]
+    behind = [
+        torch.tensor([[0.0, 0.0, -2.0]], dtype=F64, requires_grad=True),
+        torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=F64),
+        torch.full((1, 3), 0.5, dtype=F64),
+        torch.tensor([0.9], dtype=F64),
+        torch.zeros(1, 1, 3, dtype=F64),
+    ]
     out = rasterize(*behind, torch.eye(4, dtype=F64), K, 20, 10, backend="cpu")
     assert out.alpha.abs().sum() == 0 and out.depth.abs().sum() == 0
     out.color.sum().backward()
@@ -242,10 +263,12 @@ def test_means2d_gradient_for_densification():
 def test_candidate_cull_is_a_superset(seed):
     """The cheap pre-cull never drops a Gaussian the exact projection keeps (incl. huge, near, off-screen)."""
     from gs_mapping.render.projection import candidates, project
+
     params, view = random_scene(seed, n=300)
     means, quats, scales, opac, _ = params
-    scales = scales * torch.exp(torch.randn(scales.shape, generator=torch.Generator().manual_seed(seed),
-                                            dtype=F64) * 2.0)
+    scales = scales * torch.exp(
+        torch.randn(scales.shape, generator=torch.Generator().manual_seed(seed), dtype=F64) * 2.0
+    )
     for w, h in ((40, 32), (7, 5)):
         Kp = K_for(w, h) + torch.tensor([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]], dtype=F64)
         keep = torch.nonzero(project(means, quats, scales, opac, view, Kp, w, h).valid).flatten()

@@ -1,4 +1,5 @@
 """CPU backend vs gsplat on the same scene (only where a CUDA GPU and gsplat are available)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,9 @@ def test_cpu_matches_gsplat():
     K = K_for(160, 120, torch.float32)
     bg = torch.tensor([0.1, 0.2, 0.3])
     cpu = rasterize(*params, view, K, 160, 120, backend="cpu", background=bg)
-    gpu = rasterize(*[p.cuda() for p in params], view.cuda(), K.cuda(), 160, 120, backend="cuda",
-                    background=bg.cuda())
+    gpu = rasterize(
+        *[p.cuda() for p in params], view.cuda(), K.cuda(), 160, 120, backend="cuda", background=bg.cuda()
+    )
     for name in ("color", "alpha"):
         diff = (getattr(cpu, name) - getattr(gpu, name).cpu()).abs().mean().item()
         assert diff <= 1e-3, (name, diff)

@@ -1,4 +1,5 @@
 """Per-Gaussian lattices: rotation precision by anisotropy, coarser scales and colour for faint Gaussians."""
+
 from __future__ import annotations
 
 import struct
@@ -6,13 +7,20 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from test_share_codec import _covariance_error, random_map
 
 from gs_map_share.container import reseal, unpack
 from gs_map_share.errors import DecodeError, EncodeError
-from gs_map_share.quantize import (ROT_TIERS_LOG, QuantParams, dequantize, quantize, rotation_bits, rotation_max,
-                                   to_qmap)
+from gs_map_share.quantize import (
+    ROT_TIERS_LOG,
+    QuantParams,
+    dequantize,
+    quantize,
+    rotation_bits,
+    rotation_max,
+    to_qmap,
+)
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map, encode_snapshot
-from test_share_codec import _covariance_error, random_map
 
 
 def _with_spread(rng, n, spread):
@@ -38,13 +46,16 @@ def test_preset_tiers_are_the_same_log_spreads_at_every_quality():
     for q in range(6):
         p = QuantParams.from_quality(q)
         assert len(p.rot_tiers) == (3 if q == 0 else len(ROT_TIERS_LOG))
-        assert np.allclose(np.array(p.rot_tiers) * p.scale_step, ROT_TIERS_LOG[:len(p.rot_tiers)],
-                           atol=p.scale_step / 2)
+        assert np.allclose(
+            np.array(p.rot_tiers) * p.scale_step, ROT_TIERS_LOG[: len(p.rot_tiers)], atol=p.scale_step / 2
+        )
     assert QuantParams() == QuantParams.from_quality(3)
 
 
-@pytest.mark.parametrize("tiers,bits", [((3, 2), 8), ((1, 2, 3, 4, 5), 9), ((0,), 8), ((70000,), 8),
-                                         ((1, 2, 3), 4), ([1, 2], 8), ((1.5,), 8)])
+@pytest.mark.parametrize(
+    "tiers,bits",
+    [((3, 2), 8), ((1, 2, 3, 4, 5), 9), ((0,), 8), ((70000,), 8), ((1, 2, 3), 4), ([1, 2], 8), ((1.5,), 8)],
+)
 def test_bad_tiers_are_refused(tiers, bits):
     with pytest.raises(EncodeError, match="rot_tiers"):
         QuantParams(rot_bits=bits, rot_tiers=tiers)
@@ -69,7 +80,7 @@ def test_needles_get_finer_rotations_than_near_spheres():
 def test_round_trip_and_reencode_with_mixed_tiers():
     g = random_map(np.random.default_rng(5), 2400, deg=0)
     for k, spread in enumerate((0.0, 0.6, 1.2, 2.0, 2.8)):  # 480 Gaussians per spread (tier)
-        g.log_scales[480 * k:480 * (k + 1)] = np.array([-4.0, -4.0 + spread / 2, -4.0 + spread])
+        g.log_scales[480 * k : 480 * (k + 1)] = np.array([-4.0, -4.0 + spread / 2, -4.0 + spread])
     for quality in (0, 2, 5):
         p = QuantParams.from_quality(quality)
         assert len(np.unique(rotation_bits(to_qmap(g, p).scale, p))) == len(p.rot_tiers) + 1
@@ -100,8 +111,11 @@ def test_header_carries_the_tiers_and_refuses_bad_ones():
     data, _ = encode_map(g, p)
     h, _ = unpack(data)
     assert h.params.rot_tiers == (2, 4, 8, 12)
-    for n, tiers, what in ((5, (2, 4, 8, 12), "rotation tiers"), (2, (2, 4, 8, 0), "rotation tiers"),
-                           (4, (4, 2, 8, 12), "rot_tiers")):
+    for n, tiers, what in (
+        (5, (2, 4, 8, 12), "rotation tiers"),
+        (2, (2, 4, 8, 0), "rotation tiers"),
+        (4, (4, 2, 8, 12), "rot_tiers"),
+    ):
         with pytest.raises(DecodeError, match=what):
             decode_map(_edit_header(data, "<B4H", 96, n, *tiers))
 
@@ -117,6 +131,7 @@ def test_a_rotation_outside_its_tier_lattice_is_rejected():
 
 
 # --- faint Gaussians: scales and DC on a faint_factor × coarser lattice ---
+
 
 def test_faint_rows_are_multiples_of_the_factor_and_others_are_not():
     g = random_map(np.random.default_rng(9), 4000, deg=1)
@@ -162,8 +177,9 @@ def test_encoder_refuses_a_faint_value_off_its_lattice():
         encode_snapshot(q, p)
 
 
-@pytest.mark.parametrize("kw", [dict(faint_factor=0), dict(faint_factor=9), dict(faint_factor=2.0),
-                                dict(faint_below=40000)])
+@pytest.mark.parametrize(
+    "kw", [dict(faint_factor=0), dict(faint_factor=9), dict(faint_factor=2.0), dict(faint_below=40000)]
+)
 def test_bad_faint_params_are_refused(kw):
     with pytest.raises(EncodeError, match="faint"):
         QuantParams(**kw)
@@ -182,12 +198,13 @@ def test_header_carries_the_faint_lattice_and_refuses_a_bad_factor():
 def test_deltas_move_gaussians_across_the_faint_threshold_bit_identically():
     from gs_map_share.delta import MapSender
     from gs_map_share.receiver import MapStore
+
     rng = np.random.default_rng(14)
     g = random_map(rng, 2000, deg=1)
     sender = MapSender.from_map(g, QuantParams.from_quality(2), map_id=3)
     store = MapStore()
     store.receive(sender.snapshot())
-    for step in range(3):  # fade some in, some out, and recolour faint ones
+    for _step in range(3):  # fade some in, some out, and recolour faint ones
         ids = rng.choice(g.ids, 200, replace=False)
         rows = g.rows_of(ids)
         sh = g.sh[rows].copy()

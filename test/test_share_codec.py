@@ -1,4 +1,5 @@
 """gs_map_share snapshots: exact round trips, quantisation contract, levels of detail."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,16 @@ from hypothesis import strategies as st
 
 from gs_map_share.container import unpack
 from gs_map_share.errors import DecodeError, EncodeError
-from gs_map_share.quantize import (QuantParams, canonical_rotations, dequantize, dequantize_rotations, quantize,
-                                   quantize_rotations, stable_rotations, to_qmap)
+from gs_map_share.quantize import (
+    QuantParams,
+    canonical_rotations,
+    dequantize,
+    dequantize_rotations,
+    quantize,
+    quantize_rotations,
+    stable_rotations,
+    to_qmap,
+)
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
 from gs_map_share.synthetic import synthetic_map
 from gs_mapping.gaussians import GaussianMap
@@ -19,12 +28,16 @@ def random_map(rng, n, deg=1, spread=3.0, origin=0.0, ids=None):
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     k = (deg + 1) ** 2
-    return GaussianMap(sh_degree=deg, means=(rng.normal(size=(n, 3)) * spread + origin).astype(np.float32),
-                       quats=q.astype(np.float32), log_scales=rng.normal(-4, 1, (n, 3)).astype(np.float32),
-                       opacity_logits=rng.normal(0, 3, n).astype(np.float32),
-                       sh=(rng.normal(size=(n, k, 3)) * 0.3).astype(np.float32),
-                       ids=np.arange(1, n + 1, dtype=np.uint64) * 7 if ids is None else ids,
-                       levels=rng.integers(0, 3, n).astype(np.uint8))
+    return GaussianMap(
+        sh_degree=deg,
+        means=(rng.normal(size=(n, 3)) * spread + origin).astype(np.float32),
+        quats=q.astype(np.float32),
+        log_scales=rng.normal(-4, 1, (n, 3)).astype(np.float32),
+        opacity_logits=rng.normal(0, 3, n).astype(np.float32),
+        sh=(rng.normal(size=(n, k, 3)) * 0.3).astype(np.float32),
+        ids=np.arange(1, n + 1, dtype=np.uint64) * 7 if ids is None else ids,
+        levels=rng.integers(0, 3, n).astype(np.uint8),
+    )
 
 
 @pytest.mark.parametrize("deg", [0, 1, 2, 3])
@@ -61,10 +74,13 @@ def test_quantisation_error_bounds():
 def _covariance_error(qa, qb, log_scales) -> float:
     """Largest relative difference of R S² Rᵀ between two rotations of the same scales."""
     from gs_mapping.geometry import quat_to_matrix
+
     s2 = np.exp(2 * log_scales.astype(np.float64))
+
     def cov(q):
         r = quat_to_matrix(q.astype(np.float64) / np.linalg.norm(q.astype(np.float64), axis=1, keepdims=True))
         return np.einsum("nij,nj,nkj->nik", r, s2, r)
+
     ca, cb = cov(qa), cov(qb)
     return float((np.abs(ca - cb).max(axis=(1, 2)) / s2.max(1)).max())
 
@@ -144,6 +160,7 @@ def test_coarse_gaussians_cover_their_children():
     pv = decode_map(data, max_level=0)
     # every fine Gaussian lies within a few sigmas of some coarse one
     from scipy.spatial import cKDTree
+
     _, idx = cKDTree(pv.means).query(g.means)
     d = np.linalg.norm(g.means - pv.means[idx], axis=1)
     assert np.percentile(d / pv.scales().max(axis=1)[idx], 95) < 3.0
@@ -168,8 +185,14 @@ def test_snapshot_header_fields():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(0, 60), deg=st.integers(0, 3), seed=st.integers(0, 2**16),
-       spread=st.sampled_from([0.001, 0.5, 50.0]), levels=st.integers(1, 6), quality=st.integers(0, 5))
+@given(
+    n=st.integers(0, 60),
+    deg=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+    spread=st.sampled_from([0.001, 0.5, 50.0]),
+    levels=st.integers(1, 6),
+    quality=st.integers(0, 5),
+)
 def test_round_trip_property(n, deg, seed, spread, levels, quality):
     g = random_map(np.random.default_rng(seed), n, deg=deg, spread=spread)
     p = QuantParams.from_quality(quality)

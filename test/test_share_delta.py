@@ -1,4 +1,5 @@
 """gs_map_share deltas and the receiver: diff by id, live changes, sequencing, faults."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -111,18 +112,18 @@ def test_sequencing_gap_duplicate_reorder_other_map():
     snap = sender.snapshot()
     deltas, states = [], []
     for i in range(4):
-        g.update(g.ids[i * 10:(i + 1) * 10], means=g.means[i * 10:(i + 1) * 10] + 0.05)
+        g.update(g.ids[i * 10 : (i + 1) * 10], means=g.means[i * 10 : (i + 1) * 10] + 0.05)
         deltas.append(sender.update(g, g.take_changes())[0])
         states.append(sender.shadow.copy())
     store = MapStore()
-    assert store.receive(deltas[0]) == BUFFERED          # before any snapshot: wait for one
-    assert store.receive(snap) == SNAPSHOT               # then the buffered delta applies
+    assert store.receive(deltas[0]) == BUFFERED  # before any snapshot: wait for one
+    assert store.receive(snap) == SNAPSHOT  # then the buffered delta applies
     s0 = store.seq - 1
     assert store.state.equals(states[0])
     assert store.receive(deltas[0]) == DUPLICATE
-    assert store.receive(deltas[2]) == BUFFERED          # gap: 3 waits for 2
+    assert store.receive(deltas[2]) == BUFFERED  # gap: 3 waits for 2
     assert store.receive(deltas[3]) == BUFFERED
-    assert store.receive(deltas[1]) == APPLIED           # the gap closes, 3 and 4 follow
+    assert store.receive(deltas[1]) == APPLIED  # the gap closes, 3 and 4 follow
     assert store.seq == s0 + 4 and store.seq == sender.seq and store.state.equals(states[3])
     other = MapSender.from_map(g, P, map_id=10)
     assert store.receive(other.snapshot()) == OTHER_MAP
@@ -162,8 +163,16 @@ def test_delta_against_wrong_base_is_rejected():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_faulty_link_converges_bit_identical(seed):
-    r = simulate(steps=60, seed=seed, n0=800, p_drop=0.08, p_dup=0.08, p_reorder=0.15, p_corrupt=0.08,
-                 snapshot_every=10)
+    r = simulate(
+        steps=60,
+        seed=seed,
+        n0=800,
+        p_drop=0.08,
+        p_dup=0.08,
+        p_reorder=0.15,
+        p_corrupt=0.08,
+        snapshot_every=10,
+    )
     assert r.final_equal
     assert r.wrong_state_seen == 0
     assert r.link["corrupted"] == 0 or r.receiver.get("rejected", 0) > 0
@@ -215,6 +224,6 @@ def test_restarted_sender_is_followed():
     g2 = h.copy()
     g2.update(g2.ids[:5], means=g2.means[:5] + 0.02)
     delta = again.update(g2, g2.take_changes())[0]
-    assert store.receive(delta) == BUFFERED          # its snapshot is still on the way
+    assert store.receive(delta) == BUFFERED  # its snapshot is still on the way
     assert store.receive(again.snapshot()) == SNAPSHOT
     assert store.seq == again.seq and store.gaussian_map().equals(quantize(g2, P))

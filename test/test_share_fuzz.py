@@ -1,5 +1,6 @@
 """Hostile input: mutated, truncated and lying containers raise DecodeError only, quickly, without
 allocations sized by a header (a long fuzz run is in bench/codec.py)."""
+
 from __future__ import annotations
 
 import struct
@@ -39,14 +40,18 @@ mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(which=st.sampled_from(["snapshot", "delta", "layered"]), muts=mutation,
-       cut=st.one_of(st.none(), st.integers(0, 1 << 20)), seal=st.booleans())
+@given(
+    which=st.sampled_from(["snapshot", "delta", "layered"]),
+    muts=mutation,
+    cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
+    seal=st.booleans(),
+)
 def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
     b = bytearray({"snapshot": SNAP, "delta": DELTA, "layered": LAYERED}[which])
     for pos, val in muts:
         b[pos % len(b)] = val
     if cut is not None:
-        b = b[:cut % (len(b) + 1)]
+        b = b[: cut % (len(b) + 1)]
     b = bytes(b)
     if seal:
         b = reseal(b)
@@ -68,12 +73,13 @@ def test_lying_counts_rejected_before_allocation():
         decode_snapshot(pack(h, chunks))
     # a TILES chunk claiming 2**40 Gaussians (header left honest)
     from gs_map_share.bitio import Reader, Writer
+
     h, chunks = unpack(SNAP)
     r = Reader(chunks[0].data)
     r.varint()
     w = Writer()
     w.varint(1 << 40)
-    chunks[0] = Chunk(1, 0, w.getvalue() + bytes(chunks[0].data[r.pos:]))
+    chunks[0] = Chunk(1, 0, w.getvalue() + bytes(chunks[0].data[r.pos :]))
     with pytest.raises(DecodeError, match="exceeds the limit"):
         decode_snapshot(pack(h, chunks))
 

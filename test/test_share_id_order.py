@@ -1,5 +1,6 @@
 """Id-ordered geometry (idorder.py): single-level sections whose ids follow space list positions in id
 order; the encoder falls back to the octree where that is smaller; hostile id/position walks fail."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_single_gaussian_and_ids_near_the_top_of_the_range(swept):
     assert _forms(data) == [ID_ORDER]
     _same(decode_snapshot(data)[1], to_qmap(g, P))
     h = swept.subset(np.arange(200))
-    h.ids = (np.uint64((1 << 63) - 10_000) + np.arange(200, dtype=np.uint64) * np.uint64(37))
+    h.ids = np.uint64((1 << 63) - 10_000) + np.arange(200, dtype=np.uint64) * np.uint64(37)
     data, _ = encode_map(h, P, n_levels=1)
     assert _forms(data) == [ID_ORDER]
     _same(decode_snapshot(data)[1], to_qmap(h, P))
@@ -103,8 +104,13 @@ def test_single_gaussian_and_ids_near_the_top_of_the_range(swept):
 def test_deltas_add_in_id_order_and_stay_bit_identical(swept):
     q0 = to_qmap(swept, P)
     g2 = swept.copy()
-    g2.add(swept.means[:300] + 0.5, swept.quats[:300], swept.log_scales[:300], swept.opacity_logits[:300],
-           swept.sh[:300])
+    g2.add(
+        swept.means[:300] + 0.5,
+        swept.quats[:300],
+        swept.log_scales[:300],
+        swept.opacity_logits[:300],
+        swept.sh[:300],
+    )
     q1 = to_qmap(g2, P)
     data, info = encode_delta(q0, q1, P, map_id=1, seq=2, base_seq=1)
     assert info.added == 300 and _forms(data) == [ID_ORDER]
@@ -117,10 +123,10 @@ def _crafted(swept, first: int, gaps, pos_diffs, L: int = 1, geometry: int = ID_
     g = swept.subset(np.arange(50))
     data, _ = encode_map(g, P, n_levels=1)
     h, chunks = unpack(data)
-    tiles, level = chunks[0], chunks[1]
+    _tiles, level = chunks[0], chunks[1]
     r = Reader(level.data)
     idorder.decode(r, 50)
-    tail = bytes(level.data[r.pos:])
+    tail = bytes(level.data[r.pos :])
     w = Writer()
     w.varint(first)
     put_stream(w, np.asarray(gaps), signed=False)
@@ -129,11 +135,14 @@ def _crafted(swept, first: int, gaps, pos_diffs, L: int = 1, geometry: int = ID_
     t = Writer()
     t.varint(50)
     t.varint(L)
-    for d in ([P.tile_bits - 1, P.tile_bits] if L == 2 else [P.tile_bits]):
+    for d in [P.tile_bits - 1, P.tile_bits] if L == 2 else [P.tile_bits]:
         t.u8(d)
     t.u8(geometry)
-    return pack(h, [Chunk(TILES, 0, t.getvalue()), Chunk(LEVEL, 0, w.getvalue() + tail)] +
-                ([Chunk(LEVEL, 1, b"")] if L == 2 else []))
+    return pack(
+        h,
+        [Chunk(TILES, 0, t.getvalue()), Chunk(LEVEL, 0, w.getvalue() + tail)]
+        + ([Chunk(LEVEL, 1, b"")] if L == 2 else []),
+    )
 
 
 def _valid_fields(swept):
@@ -146,14 +155,17 @@ def test_crafted_valid_container_decodes(swept):
     _same(decode_snapshot(_crafted(swept, first, gaps, d))[1], to_qmap(swept.subset(np.arange(50)), P))
 
 
-@pytest.mark.parametrize("case,match", [
-    ("wrapping gap", "not increasing"),
-    ("id above 2**63", "not increasing"),
-    ("step beyond the lattice", "position step outside"),
-    ("walk out of the lattice", "position outside"),
-    ("two levels", "id-ordered geometry with 2 levels"),
-    ("unknown form", "unknown geometry form 7"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("wrapping gap", "not increasing"),
+        ("id above 2**63", "not increasing"),
+        ("step beyond the lattice", "position step outside"),
+        ("walk out of the lattice", "position outside"),
+        ("two levels", "id-ordered geometry with 2 levels"),
+        ("unknown form", "unknown geometry form 7"),
+    ],
+)
 def test_hostile_id_ordered_sections_are_refused(swept, case, match):
     first, gaps, d = _valid_fields(swept)
     gaps, d, L, form = gaps.astype(np.uint64), d.copy(), 1, ID_ORDER

@@ -1,4 +1,5 @@
 """Compact lane deltas: exact round trips, ids kept across frames, small deltas, hostile input."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ def test_snapshot_and_delta_round_trip():
     h, st = decode_lanes(snap, None)
     assert h.is_snapshot and st.checksum() == qa.checksum()
     back = st.to_lanes(0.01)
-    assert max(np.abs(x.points - y.points).max() for x, y in zip(back, a)) <= 0.005 + 1e-9
+    assert max(np.abs(x.points - y.points).max() for x, y in zip(back, a, strict=False)) <= 0.005 + 1e-9
     b = [Lane(x.id, x.cls, x.score, x.points + (0.03 if x.id % 3 == 0 else 0.0)) for x in a if x.id != 5]
     b.append(Lane(99, 1, 0.9, np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 1.5]])))
     qb = quantize_lanes(b)
@@ -50,7 +51,9 @@ def test_assign_ids_keeps_identity():
         score: float
         points: np.ndarray
 
-    els = [E(p.cls, p.score, p.points + 0.1) for p in reversed(prev)] + [E(2, 0.5, np.array([[100.0, 100.0]]))]
+    els = [E(p.cls, p.score, p.points + 0.1) for p in reversed(prev)] + [
+        E(2, 0.5, np.array([[100.0, 100.0]]))
+    ]
     got, nxt = assign_ids(prev, els, next_id=6)
     assert sorted(g.id for g in got) == [1, 2, 3, 4, 5, 6] and nxt == 7
 

@@ -1,6 +1,7 @@
 """Layered snapshots: a map whose Gaussians carry ProGS levels is sent in sections of whole levels
 (coarsest first; the first gathers the tiny coarse levels, the largest is halved by id up to four
 layers), so a prefix decodes to the Gaussians of the coarser levels; and quality 0 (the smallest)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ from gs_map_share.synthetic import synthetic_map
 def _levelled(n=3000, seed=0, values=(0, 1, 3, 4)):
     g = synthetic_map(n, 1, seed=seed)
     rng = np.random.default_rng(seed)
-    g.levels = rng.choice(np.asarray(values, np.uint8), n, p=[0.05, 0.15, 0.3, 0.5][:len(values)])
+    g.levels = rng.choice(np.asarray(values, np.uint8), n, p=[0.05, 0.15, 0.3, 0.5][: len(values)])
     return g
 
 
@@ -31,18 +32,21 @@ def test_layered_round_trip_and_prefixes():
     # layers: levels 0-1 (level 0 alone is under 1/16 of the map), level 3, then level 4 in two
     # halves by id
     top = want.ids[want.levels == 4]
-    lower_half = np.isin(want.ids, top[:len(top) // 2])
+    lower_half = np.isin(want.ids, top[: len(top) // 2])
     expect = [want.levels <= 1, want.levels <= 3, (want.levels <= 3) | lower_half, np.ones(len(want), bool)]
     for k, rows in enumerate(expect):
         assert decode_map(data, max_level=k).equals(want.subset(np.flatnonzero(rows)))
     assert info.bytes_per_level[0] < 0.3 * len(data)
 
 
-@pytest.mark.parametrize("shares,groups", [
-    ((0.02, 0.06, 0.17, 0.75), [[0, 1], [2], [3, "a"], [3, "b"]]),   # the kitchen map's proportions
-    ((0.5, 0.5), [[0, "a"], [0, "b"], [1, "a"], [1, "b"]]),          # each level halved
-    ((0.1, 0.2, 0.3, 0.4, 0.0), [[0], [1], [2], [3]]),               # enough levels: one per layer
-])
+@pytest.mark.parametrize(
+    "shares,groups",
+    [
+        ((0.02, 0.06, 0.17, 0.75), [[0, 1], [2], [3, "a"], [3, "b"]]),  # the kitchen map's proportions
+        ((0.5, 0.5), [[0, "a"], [0, "b"], [1, "a"], [1, "b"]]),  # each level halved
+        ((0.1, 0.2, 0.3, 0.4, 0.0), [[0], [1], [2], [3]]),  # enough levels: one per layer
+    ],
+)
 def test_layers_gather_tiny_coarse_levels_and_split_to_four(shares, groups):
     n = 1600
     counts = (np.array(shares) * n).astype(int)
@@ -53,7 +57,7 @@ def test_layers_gather_tiny_coarse_levels_and_split_to_four(shares, groups):
     q = to_qmap(g, QuantParams())
     layers = _layers(q)
     assert len(layers) == len(groups)
-    for rows, grp in zip(layers, groups):
+    for rows, grp in zip(layers, groups, strict=False):
         lv = [v for v in grp if not isinstance(v, str)]
         members = np.flatnonzero(np.isin(q.level, lv))
         if grp[-1] in ("a", "b"):  # one half of a level, by id
@@ -95,9 +99,17 @@ def test_bad_layering_is_rejected():
     h3 = unpack(data)[0]
     h3.n_levels = 3
     # levels may share a layer, in order; a later layer may not go back to a coarser level
-    ok = [np.flatnonzero(q.level == 0), np.flatnonzero((q.level == 1) | (q.level == 3)), np.flatnonzero(q.level == 4)]
+    ok = [
+        np.flatnonzero(q.level == 0),
+        np.flatnonzero((q.level == 1) | (q.level == 3)),
+        np.flatnonzero(q.level == 4),
+    ]
     assert decode_map(pack(h3, _layer_chunks(q, p, ok))).equals(quantize(g, p))
-    bad = [np.flatnonzero((q.level == 0) | (q.level == 3)), np.flatnonzero(q.level == 1), np.flatnonzero(q.level == 4)]
+    bad = [
+        np.flatnonzero((q.level == 0) | (q.level == 3)),
+        np.flatnonzero(q.level == 1),
+        np.flatnonzero(q.level == 4),
+    ]
     with pytest.raises(DecodeError, match="layer 1 holds a level below"):
         decode_snapshot(pack(h3, _layer_chunks(q, p, bad)))
     # the same Gaussians again in a finer layer
@@ -140,7 +152,9 @@ def test_spheres_get_the_identity_rotation():
     rm = __import__("gs_mapping.geometry", fromlist=["quat_to_matrix"]).quat_to_matrix
     for i in range(0, 1000, 97):
         s2 = np.diag(np.exp(2 * back.log_scales[i].astype(np.float64)))
-        q0, q1 = (x.astype(np.float64) / np.linalg.norm(x.astype(np.float64)) for x in (g.quats[i], back.quats[i]))
+        q0, q1 = (
+            x.astype(np.float64) / np.linalg.norm(x.astype(np.float64)) for x in (g.quats[i], back.quats[i])
+        )
         r0, r1 = rm(q0), rm(q1)
         assert np.allclose(r0 @ s2 @ r0.T, r1 @ s2 @ r1.T, rtol=1e-6, atol=1e-12)
     # re-encoding the decoded map is lossless

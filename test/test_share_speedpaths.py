@@ -1,6 +1,7 @@
 """gs_map_share decoder speed paths: each fast path gives exactly what the plain computation gives
 (table-lookup values with escapes patched in, shared context groups,
 block-wise SH dequantisation, rotation rebuild), and the encoder's sparse/alphabet choices."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,13 @@ from hypothesis import strategies as st
 from gs_map_share.bitio import Reader, Writer
 from gs_map_share.entropy import Groups, decode_stream, encode_stream, put_stream, unzigzag, zigzag
 from gs_map_share.errors import DecodeError
-from gs_map_share.quantize import QuantParams, dequantize_fields, dequantize_rotations, quantize_rotations, to_qmap
+from gs_map_share.quantize import (
+    QuantParams,
+    dequantize_fields,
+    dequantize_rotations,
+    quantize_rotations,
+    to_qmap,
+)
 from gs_map_share.snapshot import decode_snapshot, encode_map
 from gs_map_share.synthetic import synthetic_map
 
@@ -23,8 +30,11 @@ def _dense(values, signed, log2t, ctx=None, n_ctx=1) -> bytes:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(-(1 << 31), (1 << 31) - 1), min_size=2, max_size=300),
-       st.sampled_from([4, 5, 6, 7, 8]), st.booleans())
+@given(
+    st.lists(st.integers(-(1 << 31), (1 << 31) - 1), min_size=2, max_size=300),
+    st.sampled_from([4, 5, 6, 7, 8]),
+    st.booleans(),
+)
 def test_direct_and_escaped_values_all_output_kinds(vals, log2t, with_out):
     """Signed int32-range values through every output kind: int32 (into ``out`` or not), int64."""
     v = np.asarray(vals, np.int64)
@@ -78,7 +88,7 @@ def test_shared_context_groups_decode_the_same():
     streams = [rng.integers(-50, 50, n) * (ctx + 1) for _ in range(3)]
     data = [_dense(s, True, 6, ctx=ctx, n_ctx=4) for s in streams]
     g = Groups(ctx, 4)
-    for s, d in zip(streams, data):
+    for s, d in zip(streams, data, strict=False):
         a = decode_stream(Reader(d), n, True, ctx=ctx, n_ctx=4, int32=True)
         b = decode_stream(Reader(d), n, True, ctx=g, n_ctx=4, int32=True)
         assert np.array_equal(a, s) and np.array_equal(b, s)
@@ -248,7 +258,7 @@ def test_joint_bad_base_refused(base):
 
 def test_joint_symbol_beyond_base_cubed_refused():
     n = 1000
-    j = np.full(n, 3 ** 3 + 1, np.int64)  # above the escape symbol of base 3
+    j = np.full(n, 3**3 + 1, np.int64)  # above the escape symbol of base 3
     w = Writer()
     w.u8(4), w.u8(3)
     put_stream(w, j, False)
@@ -284,7 +294,11 @@ def test_mutated_joint_coefficient_raises_only_decode_error():
     for _ in range(60):
         m = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
-            i = int(rng.integers(0, min(len(m), 400))) if rng.uniform() < 0.7 else int(rng.integers(0, len(m)))
+            i = (
+                int(rng.integers(0, min(len(m), 400)))
+                if rng.uniform() < 0.7
+                else int(rng.integers(0, len(m)))
+            )
             m[i] = int(rng.integers(0, 256))
         cut = len(m) if rng.uniform() < 0.8 else int(rng.integers(1, len(m)))
         try:

@@ -1,4 +1,5 @@
 """SPZ v2 export, read back with our own reader per the spec."""
+
 from __future__ import annotations
 
 import gzip
@@ -30,7 +31,9 @@ def test_spz_round_trip_within_spz_precision(deg):
     dots = np.abs((h.quats.astype(np.float64) * g.quats).sum(1))
     assert dots.min() > 0.995
     if deg:
-        assert np.abs(h.sh[:, 1:4] - np.clip(g.sh[:, 1:4], -1, 127 / 128)).max() <= (4 + 0.5) / 128 + 1e-6  # 5-bit bucket after 8-bit rounding
+        assert (
+            np.abs(h.sh[:, 1:4] - np.clip(g.sh[:, 1:4], -1, 127 / 128)).max() <= (4 + 0.5) / 128 + 1e-6
+        )  # 5-bit bucket after 8-bit rounding
 
 
 def test_spz_never_wraps_far_positions():
@@ -42,7 +45,12 @@ def test_spz_never_wraps_far_positions():
 
 
 def test_spz_reader_rejects_garbage():
-    for bad in (b"", b"junk", gzip.compress(b"\x00" * 16), gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, 2, 5, 0, 12, 0, 0))):
+    for bad in (
+        b"",
+        b"junk",
+        gzip.compress(b"\x00" * 16),
+        gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, 2, 5, 0, 12, 0, 0)),
+    ):
         with pytest.raises(DecodeError):
             read_spz(bad)
     with pytest.raises(DecodeError):

@@ -1,4 +1,5 @@
 """gs_map_share integer streams: dense and sparse modes, decoder fast paths, hostile streams."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_direct_symbol_fast_path_matches_escape_path(int32):
     """Small values decode by table lookup; values past the direct-symbol bound use escapes. Both
     must give the exact integers (signed zig-zag and unsigned)."""
     rng = np.random.default_rng(3)
-    small = rng.integers(-7, 8, 3000)              # every symbol direct (alphabet ≤ 2**4)
+    small = rng.integers(-7, 8, 3000)  # every symbol direct (alphabet ≤ 2**4)
     mixed = np.concatenate([small, [1000, -70000, 5]])  # escapes present
     for v in (small, mixed):
         for signed, vals in ((True, v), (False, np.abs(v))):
@@ -92,8 +93,14 @@ def test_constant_stream_into_out():
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(0, 3000), density=st.floats(0, 1), scale=st.integers(1, 300), signed=st.booleans(),
-       seed=st.integers(0, 2 ** 16), big=st.booleans())
+@given(
+    n=st.integers(0, 3000),
+    density=st.floats(0, 1),
+    scale=st.integers(1, 300),
+    signed=st.booleans(),
+    seed=st.integers(0, 2**16),
+    big=st.booleans(),
+)
 def test_stream_round_trip_property(n, density, scale, signed, seed, big):
     rng = np.random.default_rng(seed)
     v = _sparse_values(rng, n, density, scale, big) if n else np.zeros(0, np.int64)
@@ -119,7 +126,7 @@ def _sparse_bytes(k, gaps, vals, n_mode3_nested=False):
 def test_hostile_sparse_streams_raise_decode_error(case):
     n = 100
     if case == "gap_past_end":
-        data = _sparse_bytes(3, [10, 50, 60], [0, 1, 2])   # positions 10, 61, 122 ≥ n
+        data = _sparse_bytes(3, [10, 50, 60], [0, 1, 2])  # positions 10, 61, 122 ≥ n
     elif case == "k_above_n":
         data = _sparse_bytes(101, [0] * 101, [0] * 101)
     elif case == "k_zero":
@@ -158,8 +165,9 @@ def test_checksum_and_dequantize_of_a_transposed_sh_view():
     q = to_qmap(g, p)
     n = len(q)
     cols = np.ascontiguousarray(q.rest.reshape(n, -1).T)
-    view = QMap(q.sh_degree, q.ids, q.pos, q.level, q.op, q.scale, q.rot_idx, q.rot, q.dc,
-                cols.T.reshape(n, -1, 3))
+    view = QMap(
+        q.sh_degree, q.ids, q.pos, q.level, q.op, q.scale, q.rot_idx, q.rot, q.dc, cols.T.reshape(n, -1, 3)
+    )
     assert not view.rest.flags.c_contiguous
     assert view.checksum() == q.checksum()
     assert dequantize(view, p).equals(dequantize(q, p))
@@ -171,9 +179,13 @@ def test_decode_into_zeroed_out(kind):
     must still land in ``out``."""
     rng = np.random.default_rng(5)
     n = 100000
-    v = {"zero": np.zeros(n, np.int64), "const": np.full(n, 4), "dense": rng.integers(-9, 10, n),
-         "sparse": _sparse_values(rng, n, 0.4, scale=1),
-         "escapes": np.where(rng.random(n) < 0.01, 1 << 25, 0)}[kind]
+    v = {
+        "zero": np.zeros(n, np.int64),
+        "const": np.full(n, 4),
+        "dense": rng.integers(-9, 10, n),
+        "sparse": _sparse_values(rng, n, 0.4, scale=1),
+        "escapes": np.where(rng.random(n) < 0.01, 1 << 25, 0),
+    }[kind]
     data = _code(v)
     out = np.zeros(n, np.int32)
     got = decode_stream(Reader(data), n, True, int32=True, out=out, zeroed=True)
@@ -197,15 +209,17 @@ _SPARSE = _code(_sparse_values(np.random.default_rng(9), 100000, 0.4, scale=1, b
 
 
 @settings(max_examples=200, deadline=None)
-@given(muts=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4),
-       cut=st.one_of(st.none(), st.integers(0, 1 << 20)))
+@given(
+    muts=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
+)
 def test_mutated_sparse_streams_raise_only_decode_error(muts, cut):
     assert _SPARSE[0] == 3
     b = bytearray(_SPARSE)
     for pos, val in muts:
         b[pos % len(b)] = val
     if cut is not None:
-        b = b[:cut % (len(b) + 1)]
+        b = b[: cut % (len(b) + 1)]
     for zeroed in (False, True):
         try:
             out = np.zeros(100000, np.int32)

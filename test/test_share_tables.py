@@ -1,5 +1,6 @@
 """gs_map_share frequency tables (tables.py): the rebuilt table is what both sides code with, a
 present symbol never rebuilds to zero, and hostile table bytes only raise DecodeError."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,13 +70,16 @@ def test_large_counts_are_modelled_closely():
     assert len(w.getvalue()) < 1.005 * h + 64
 
 
-@pytest.mark.parametrize("mutate, msg", [
-    (lambda b: bytes([0]) + b[1:], "precision"),
-    (lambda b: bytes([18]) + b[1:], "precision"),
-    (lambda b: b[:1] + bytes([b[1] + 1]) + b[2:] + b"\0", "trailing"),
-    (lambda b: b[:-1], "needs"),
-    (lambda b: b[:1] + bytes([b[1] - 1]) + b[2:-1], "past its bits"),
-])
+@pytest.mark.parametrize(
+    "mutate, msg",
+    [
+        (lambda b: bytes([0]) + b[1:], "precision"),
+        (lambda b: bytes([18]) + b[1:], "precision"),
+        (lambda b: b[:1] + bytes([b[1] + 1]) + b[2:] + b"\0", "trailing"),
+        (lambda b: b[:-1], "needs"),
+        (lambda b: b[:1] + bytes([b[1] - 1]) + b[2:-1], "past its bits"),
+    ],
+)
 def test_bad_tables_are_refused(mutate, msg):
     data, _ = _table([5, 0, 3, 1000, 7])
     with pytest.raises(DecodeError, match=msg):

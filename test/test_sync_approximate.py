@@ -1,4 +1,5 @@
 """ApproximateTimeSynchronizer: message_filters semantics (slop, queue size, nearest-first choice)."""
+
 from __future__ import annotations
 
 import itertools
@@ -14,8 +15,9 @@ MS = 1_000_000
 
 def test_triples_with_jitter_match_in_order():
     got = []
-    sync = ApproximateTimeSynchronizer(["color", "depth", "info"], queue_size=5, slop=0.010,
-                                       callback=lambda *m: got.append(m))
+    sync = ApproximateTimeSynchronizer(
+        ["color", "depth", "info"], queue_size=5, slop=0.010, callback=lambda *m: got.append(m)
+    )
     for k in range(20):
         t = k * 33 * MS
         sync.add("depth", t + 3 * MS, ("d", k))

@@ -1,4 +1,5 @@
 """TFBuffer: lookups through the tree, interpolation (slerp), static edges, errors."""
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,9 @@ def test_chain_equals_composition_and_inverse():
     assert np.allclose(T_cam_map.matrix(), np.linalg.inv(T_map_cam.matrix()), atol=1e-12)
     # static edge alone holds at any time, even far outside the dynamic data
     assert np.allclose(buf.lookup("base_link", "camera_optical", 0).matrix(), OPTICAL.matrix())
-    assert np.allclose(buf.lookup("camera_optical", "base_link", 10**18).matrix(),
-                       np.linalg.inv(OPTICAL.matrix()))
+    assert np.allclose(
+        buf.lookup("camera_optical", "base_link", 10**18).matrix(), np.linalg.inv(OPTICAL.matrix())
+    )
     # a frame to itself is the identity
     assert np.allclose(buf.lookup("map", "map", t).matrix(), np.eye(4))
 
@@ -99,9 +101,11 @@ def test_siblings_go_through_common_ancestor():
     buf.add(ts("base", "right", 0, (0, -0.5, 0), rot_z(-10)), static=True)
     buf.add(ts("left", "left_optical", 0, (0.1, 0, 0), rot_axis([1, 1, 0], 30)), static=True)
     T = buf.lookup("right", "left_optical", 5)
-    m = (np.linalg.inv(Transform(np.array([0, -0.5, 0]), rot_z(-10)).matrix())
-         @ Transform(np.array([0, 0.5, 0]), rot_z(10)).matrix()
-         @ Transform(np.array([0.1, 0, 0]), rot_axis([1, 1, 0], 30)).matrix())
+    m = (
+        np.linalg.inv(Transform(np.array([0, -0.5, 0]), rot_z(-10)).matrix())
+        @ Transform(np.array([0, 0.5, 0]), rot_z(10)).matrix()
+        @ Transform(np.array([0.1, 0, 0]), rot_axis([1, 1, 0], 30)).matrix()
+    )
     assert np.allclose(T.matrix(), m)
 
 
@@ -178,8 +182,16 @@ def test_extrapolation_error_names_frames_stamp_and_range():
     with pytest.raises(ExtrapolationError) as err:
         buf.lookup("camera_optical", "map", stamp)
     msg = str(err.value)
-    for part in ("camera_optical", "map", "base_link", str(stamp), str(10 * S), str(11 * S),
-                 "after the last", "0.500000 s"):
+    for part in (
+        "camera_optical",
+        "map",
+        "base_link",
+        str(stamp),
+        str(10 * S),
+        str(11 * S),
+        "after the last",
+        "0.500000 s",
+    ):
         assert part in msg, (part, msg)
     with pytest.raises(ExtrapolationError, match="before the first"):
         buf.lookup("map", "base_link", 9 * S)
@@ -264,8 +276,9 @@ def test_many_stamps_per_edge():
 def test_add_message_from_tf_message():
     from gs_mapping.messages import transforms_to_tf_message
 
-    msg = transforms_to_tf_message([ts("/map", "base_link", 7, (1, 2, 3), rot_z(30)),
-                                    ts("base_link", "cam", 7, (0, 0, 1))])
+    msg = transforms_to_tf_message(
+        [ts("/map", "base_link", 7, (1, 2, 3), rot_z(30)), ts("base_link", "cam", 7, (0, 0, 1))]
+    )
     buf = TFBuffer()
     buf.add_message(msg, static=True)
     assert buf.frames() == {"base_link": "map", "cam": "base_link"}  # leading "/" dropped

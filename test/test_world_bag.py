@@ -1,5 +1,6 @@
 """The world's rosbag2: determinism, ground truth vs pixels through the bag's own TF and CameraInfo,
 topic layout, and the ``gs-mapping world`` command's handling of bad input."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ def test_same_seed_gives_byte_identical_bags(tmp_path):
     # same bag name in different directories (the storage file name is recorded inside the bag)
     a, b, c = tmp_path / "1" / "bag", tmp_path / "2" / "bag", tmp_path / "3" / "bag"
     write_bag(Drive.make(11, **kw), a, progress=False)
-    write_bag(Drive.make(11, **kw), b, progress=False, workers=2)   # forked renderers: same bytes
+    write_bag(Drive.make(11, **kw), b, progress=False, workers=2)  # forked renderers: same bytes
     write_bag(Drive.make(12, **kw), c, progress=False)
     ba, bb, bc = bag_bytes(a), bag_bytes(b), bag_bytes(c)
     assert set(ba) == {"metadata.yaml", "bag.mcap"}
@@ -111,7 +112,10 @@ def test_projected_ground_truth_lands_on_paint(front_bag):
                 on.append(g[[poly.contains(Point(p)) for p in g]])
         if not on:
             continue
-        for group, want_paint in ((np.concatenate(on), True), (np.concatenate(off) if off else np.zeros((0, 2)), False)):
+        for group, want_paint in (
+            (np.concatenate(on), True),
+            (np.concatenate(off) if off else np.zeros((0, 2)), False),
+        ):
             if not len(group):
                 continue
             p_base = np.concatenate([group, np.zeros((len(group), 1))], 1)
@@ -130,7 +134,7 @@ def test_projected_ground_truth_lands_on_paint(front_bag):
             u, v = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
             ok = (z > 0.5) & (z < 25) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
             u, v, z = u[ok], v[ok], z[ok]
-            visible = np.abs(depth[v, u] - z) < 0.03 * z          # not hidden behind a tree or pole
+            visible = np.abs(depth[v, u] - z) < 0.03 * z  # not hidden behind a tree or pole
             if not want_paint:  # "beside a divider" may meet other paint or the curb: skip those
                 lab = world.ground_label(p_map[sel][ok][:, :2])
                 visible &= lab == 1  # ASPHALT
@@ -160,14 +164,14 @@ def test_topics_frames_and_ground_truth_messages(front_bag):
             assert msg.encoding == ("32FC1" if topic.endswith("depth") else "rgb8")
             assert stamp == M.stamp_to_ns(msg.header.stamp)
         n = 0
-        for _, stamp, msg in bag.messages(["/ground_truth/lanes"]):
+        for _, _stamp, msg in bag.messages(["/ground_truth/lanes"]):
             polylines = M.marker_array_to_polylines(msg)
             assert msg.markers[0].action == M.DELETEALL
             assert {m.ns for m in msg.markers[1:]} <= {"divider", "ped_crossing", "boundary"}
             assert all(m.header.frame_id == "base_link" for m in msg.markers)
             n += len(polylines)
         assert n > 0
-        (_, _, mj), = list(bag.messages(["/ground_truth/map_json"]))
+        ((_, _, mj),) = list(bag.messages(["/ground_truth/map_json"]))
         world_gt = json.loads(mj.data)
         assert world_gt["frame_id"] == "map" and world_gt["seed"] == 9
         assert len(world_gt["vectors"]) == len(drive.world.map_elements())
@@ -177,7 +181,7 @@ def test_topics_frames_and_ground_truth_messages(front_bag):
     ref = drive.world.elements_in_ego(drive.pose(5), (30.0, 15.0))
     got = frames[stamp]["gt"]["vectors"]
     assert len(got) == len(ref)
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=False):
         assert g["type"] == r.cls and np.allclose(g["pts"], r.pts, atol=1e-4)
         if g["type"] == PED_CROSSING:
             assert g["pts"][0] == g["pts"][-1]
@@ -193,8 +197,11 @@ def test_surround_compressed_lidar_bag(tmp_path):
     with BagReader(path) as bag:
         names = {t.name for t in bag.topics}
         for cam in summary["cameras"]:
-            assert {f"/cameras/{cam}/image_raw/compressed", f"/cameras/{cam}/camera_info",
-                    f"/cameras/{cam}/depth"} <= names
+            assert {
+                f"/cameras/{cam}/image_raw/compressed",
+                f"/cameras/{cam}/camera_info",
+                f"/cameras/{cam}/depth",
+            } <= names
         for topic, stamp, msg in bag.messages():
             if topic in ("/tf", "/tf_static"):
                 tf.add_message(msg, static=topic == "/tf_static")
@@ -221,16 +228,19 @@ def run_cli(capsys, *argv):
     return rc, err
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--frames", "0"], "--frames"),
-    (["--frames", "-3"], "--frames"),
-    (["--rig", "octopus"], "unknown rig"),
-    (["--size", "8x8"], "too small"),
-    (["--size", "100000x50000"], "too large"),
-    (["--size", "big"], "WxH"),
-    (["--rate", "0"], "--rate"),
-    (["--speed", "nan"], "--speed"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--frames", "0"], "--frames"),
+        (["--frames", "-3"], "--frames"),
+        (["--rig", "octopus"], "unknown rig"),
+        (["--size", "8x8"], "too small"),
+        (["--size", "100000x50000"], "too large"),
+        (["--size", "big"], "WxH"),
+        (["--rate", "0"], "--rate"),
+        (["--speed", "nan"], "--speed"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, words):
     out = tmp_path / "bag"
     rc, err = run_cli(capsys, "--out", str(out), "--no-progress", *argv)
@@ -248,11 +258,24 @@ def test_cli_refuses_existing_output_and_writes_when_asked(tmp_path, capsys):
     before = bag_bytes(out)
     rc, err = run_cli(capsys, "--out", str(out), "--frames", "2", "--size", "64x48", "--no-progress")
     assert rc == 2 and len(err.splitlines()) == 1 and "exists" in err
-    assert bag_bytes(out) == before                       # untouched
+    assert bag_bytes(out) == before  # untouched
     plain = tmp_path / "file.txt"
     plain.write_text("keep me")
     rc, err = run_cli(capsys, "--out", str(plain), "--frames", "1", "--size", "64x48", "--no-progress")
     assert rc == 2 and plain.read_text() == "keep me"
-    rc = main(["world", "--out", str(out), "--frames", "3", "--size", "64x48", "--no-progress", "--overwrite",
-               "--seed", "4"])
+    rc = main(
+        [
+            "world",
+            "--out",
+            str(out),
+            "--frames",
+            "3",
+            "--size",
+            "64x48",
+            "--no-progress",
+            "--overwrite",
+            "--seed",
+            "4",
+        ]
+    )
     assert rc == 0 and bag_bytes(out) != before

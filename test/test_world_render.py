@@ -1,4 +1,5 @@
 """The procedural world's geometry, renderer and LiDAR, checked against independent formulas."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +11,10 @@ from shapely.ops import unary_union
 from shapely.prepared import prep
 
 from gs_mapping.world import BOUNDARY, DIVIDER, PED_CROSSING, Drive, World, WorldError
-from gs_mapping.world.rig import lidar_transform, rig_cameras
-from gs_mapping.world.roads import PAINT_WHITE, PAINT_YELLOW
 from gs_mapping.world import render as R
 from gs_mapping.world.ground import SHADOW
+from gs_mapping.world.rig import lidar_transform, rig_cameras
+from gs_mapping.world.roads import PAINT_WHITE, PAINT_YELLOW
 from gs_mapping.world.scene import LAMP_HEAD
 
 
@@ -38,7 +39,7 @@ def sdf_all(world: World, p: np.ndarray, lo=None, hi=None) -> np.ndarray:
     b, c, e = world.objects.boxes, world.objects.cylinders, world.objects.ellipsoids
     lo = p.min(0) if lo is None else lo
     hi = p.max(0) if hi is None else hi
-    best = p[:, 2].copy()                                     # ground plane z = 0
+    best = p[:, 2].copy()  # ground plane z = 0
     for i in near(b, lo, hi):
         cs, sn = np.cos(b.yaw[i]), np.sin(b.yaw[i])
         dx, dy = p[:, 0] - b.cx[i], p[:, 1] - b.cy[i]
@@ -74,14 +75,18 @@ def assert_on_surfaces_and_free_before(world, origin, pts, tol=3e-3):
     dist = np.linalg.norm(pts - origin, axis=1)
     for f in np.linspace(0.02, 0.98, 40):
         q = origin + f * (pts - origin)
-        assert np.all(sdf_all(world, q, lo, hi) > -tol - 1e-4 * dist), f"a surface lies before the hit (f={f:.2f})"
+        assert np.all(sdf_all(world, q, lo, hi) > -tol - 1e-4 * dist), (
+            f"a surface lies before the hit (f={f:.2f})"
+        )
 
 
 def test_generation_is_deterministic_and_seed_dependent():
     a, b, c = World.generate(3, 120.0), World.generate(3, 120.0), World.generate(4, 120.0)
     assert np.array_equal(a.objects.boxes.cx, b.objects.boxes.cx)
-    assert all(np.array_equal(x.pts, y.pts) for x, y in zip(a.map_elements(), b.map_elements()))
-    assert not (len(a.objects.boxes) == len(c.objects.boxes) and np.allclose(a.objects.boxes.cx, c.objects.boxes.cx))
+    assert all(np.array_equal(x.pts, y.pts) for x, y in zip(a.map_elements(), b.map_elements(), strict=False))
+    assert not (
+        len(a.objects.boxes) == len(c.objects.boxes) and np.allclose(a.objects.boxes.cx, c.objects.boxes.cx)
+    )
 
 
 def test_map_elements_are_valid(world):
@@ -106,8 +111,9 @@ def test_ground_labels_match_paint_polygons(world):
         line = LineString(s.centreline)
         for a in rng.uniform(0.05, 0.95, 10) * line.length:
             p = np.asarray(line.interpolate(a).coords[0])
-            q = np.asarray(line.interpolate(min(a + 0.05, line.length)).coords[0]) - \
-                np.asarray(line.interpolate(max(a - 0.05, 0)).coords[0])
+            q = np.asarray(line.interpolate(min(a + 0.05, line.length)).coords[0]) - np.asarray(
+                line.interpolate(max(a - 0.05, 0)).coords[0]
+            )
             n = np.array([-q[1], q[0]]) / np.linalg.norm(q)
             pts.append(p)
             expect.append(True)
@@ -170,7 +176,7 @@ def test_depth_is_distance_to_rendered_surface(world, along, lateral, yaw, heigh
 
 def test_sky_has_no_depth_and_is_bright(world):
     cam = rig_cameras("front", 64, 48)[0]
-    e = np.deg2rad(60.0)                      # looking 60° above the horizon
+    e = np.deg2rad(60.0)  # looking 60° above the horizon
     fwd, right = np.array([np.cos(e), 0, np.sin(e)]), np.array([0.0, -1.0, 0.0])
     T = np.eye(4)
     T[:3, :3] = np.stack([right, np.cross(fwd, right), fwd], 1)
@@ -199,7 +205,9 @@ def test_lidar_sees_the_same_geometry_as_a_tilted_sensor(world):
     """Culling by azimuth must not drop hits for a sensor that is not level."""
     drive = Drive(world, 20)
     T = drive.pose(8) @ lidar_transform()
-    tilt = np.array([[np.cos(0.3), 0, np.sin(0.3), 0], [0, 1, 0, 0], [-np.sin(0.3), 0, np.cos(0.3), 0], [0, 0, 0, 1]])
+    tilt = np.array(
+        [[np.cos(0.3), 0, np.sin(0.3), 0], [0, 1, 0, 0], [-np.sin(0.3), 0, np.cos(0.3), 0], [0, 0, 0, 1]]
+    )
     Tt = T @ tilt
     pts = world.lidar(Tt, beams=8, columns=256)
     p_map = pts[:, :3].astype(np.float64) @ Tt[:3, :3].T + Tt[:3, 3]
@@ -217,7 +225,11 @@ def test_building_in_front_hides_paint(world):
         rgb, depth = world.render(camera)
         p = camera.backproject(np.nan_to_num(depth, nan=0.0).astype(np.float64))
         labels = world.ground_label(p[..., :2].reshape(-1, 2)).reshape(depth.shape)
-        paint = ((labels == PAINT_WHITE) | (labels == PAINT_YELLOW)) & np.isfinite(depth) & (np.abs(p[..., 2]) < 1e-3)
+        paint = (
+            ((labels == PAINT_WHITE) | (labels == PAINT_YELLOW))
+            & np.isfinite(depth)
+            & (np.abs(p[..., 2]) < 1e-3)
+        )
         if (paint & (depth > 7.0)).sum() > 30:
             break
     else:
@@ -227,13 +239,14 @@ def test_building_in_front_hides_paint(world):
     base = drive.pose(k)
     centre = base[:2, 3] + base[:2, 0] * (cam.T_map_cam[0, 3] + 6.0)
     yaw = np.arctan2(base[1, 0], base[0, 0])
-    occluded = world.with_objects(world.objects.add_box(centre[0], centre[1], 0.0, 30.0, 1.0, 30.0, yaw,
-                                                        LAMP_HEAD, (200, 40, 40)))  # plain, no windows
+    occluded = world.with_objects(
+        world.objects.add_box(centre[0], centre[1], 0.0, 30.0, 1.0, 30.0, yaw, LAMP_HEAD, (200, 40, 40))
+    )  # plain, no windows
     rgb2, depth2 = occluded.render(camera)
     behind = paint & (depth > 7.0)
     assert np.all(depth2[behind] < 6.0) and np.all(depth2[behind] > 4.0)
-    assert not paint_like(rgb2[behind]).any()   # red facade or dark window, never paint
-    front = paint & (depth < 4.5)               # paint in front of the wall stays as it was
+    assert not paint_like(rgb2[behind]).any()  # red facade or dark window, never paint
+    front = paint & (depth < 4.5)  # paint in front of the wall stays as it was
     assert np.array_equal(rgb2[front], rgb[front]) and np.array_equal(depth2[front], depth[front])
     # the original world is unchanged
     rgb3, _ = world.render(camera)
@@ -245,23 +258,25 @@ def test_ground_shadows_are_where_the_sun_is_blocked(world):
     rng = np.random.default_rng(1)
     b = world.objects.boxes
     pts = []
-    for i in rng.choice(len(b), 5, replace=False):   # around some buildings, shadows and sun alike
+    for i in rng.choice(len(b), 5, replace=False):  # around some buildings, shadows and sun alike
         pts.append(np.c_[b.cx[i] + rng.uniform(-25, 25, 50), b.cy[i] + rng.uniform(-25, 25, 50)])
     pts = np.concatenate(pts)
-    pts = pts[sdf_all(world, np.c_[pts, np.full(len(pts), 0.5)]) > 0.05]   # not inside an object
+    pts = pts[sdf_all(world, np.c_[pts, np.full(len(pts), 0.5)]) > 0.05]  # not inside an object
     flag = (world.ground.lookup(pts) & SHADOW) != 0
-    for dx, dy in ((0.1, 0), (-0.1, 0), (0, 0.1), (0, -0.1)):   # away from shadow edges
+    for dx, dy in ((0.1, 0), (-0.1, 0), (0, 0.1), (0, -0.1)):  # away from shadow edges
         same = ((world.ground.lookup(pts + [dx, dy]) & SHADOW) != 0) == flag
         pts, flag = pts[same], flag[same]
     assert flag.sum() > 20 and (~flag).sum() > 20
     sun = world.sun.astype(np.float32)[None, None]
     blocked = []
     for x, y in pts:  # the whole ray towards the sun, against every primitive whose box it may meet
-        top = np.array([x, y, 0.0]) + world.sun * (40.0 / world.sun[2])     # objects are < 40 m tall
+        top = np.array([x, y, 0.0]) + world.sun * (40.0 / world.sun[2])  # objects are < 40 m tall
         lo, hi = np.minimum(top, [x, y, 0]), np.maximum(top, [x, y, 0])
-        regions = [(k, int(i), 0, 1, 0, 1) for k, prims in ((R.BOX, b), (R.CYL, world.objects.cylinders),
-                                                           (R.ELL, world.objects.ellipsoids))
-                   for i in near(prims, lo, hi)]
+        regions = [
+            (k, int(i), 0, 1, 0, 1)
+            for k, prims in ((R.BOX, b), (R.CYL, world.objects.cylinders), (R.ELL, world.objects.ellipsoids))
+            for i in near(prims, lo, hi)
+        ]
         blocked.append(R.cast(world.objects, np.array([x, y, 1e-3]), sun, regions, 1e4).kind[0, 0] != R.NONE)
     blocked = np.array(blocked)
     assert np.array_equal(blocked, flag), f"{np.sum(blocked != flag)} of {len(flag)} texels disagree"
@@ -271,19 +286,21 @@ def test_ground_shadows_are_where_the_sun_is_blocked(world):
 def test_route_stays_on_the_road_and_is_smooth(seed):
     drive = Drive.make(seed, 150, rate_hz=5.0, size=(32, 24))
     world = drive.world
-    road = prep(world.net.drivable.buffer(-1.0))      # the vehicle (2 m wide) stays inside the curbs
+    road = prep(world.net.drivable.buffer(-1.0))  # the vehicle (2 m wide) stays inside the curbs
     poses = np.array([drive.pose(i) for i in range(len(drive))])
     assert all(road.contains(Point(p)) for p in poses[:, :2, 3])
-    assert np.allclose(poses[:, 2, 3], 0) and np.allclose(poses[:, 2, 2], 1)   # level, on the ground
+    assert np.allclose(poses[:, 2, 3], 0) and np.allclose(poses[:, 2, 2], 1)  # level, on the ground
     step = np.linalg.norm(np.diff(poses[:, :2, 3], axis=0), axis=1)
-    assert np.allclose(step, 8.0 / 5.0, rtol=0.05)                             # constant speed
+    assert np.allclose(step, 8.0 / 5.0, rtol=0.05)  # constant speed
     yaw = np.unwrap(np.arctan2(poses[:, 1, 0], poses[:, 0, 0]))
     rate = np.diff(yaw) * 5.0
-    assert np.abs(rate).max() < 0.3                         # curvature ≤ 1/45 m⁻¹ (+ lane changes)
-    assert np.abs(np.diff(rate)).max() < 0.06               # no heading jerks (a kink reads ≥ 0.3)
+    assert np.abs(rate).max() < 0.3  # curvature ≤ 1/45 m⁻¹ (+ lane changes)
+    assert np.abs(np.diff(rate)).max() < 0.06  # no heading jerks (a kink reads ≥ 0.3)
     # no object on the road or sidewalk (lamps and trees stand beside the curb)
     o = world.objects
-    xy = np.concatenate([np.c_[o.boxes.cx, o.boxes.cy][o.boxes.z0 == 0], np.c_[o.cylinders.cx, o.cylinders.cy]])
+    xy = np.concatenate(
+        [np.c_[o.boxes.cx, o.boxes.cy][o.boxes.z0 == 0], np.c_[o.cylinders.cx, o.cylinders.cy]]
+    )
     assert not any(world.net.drivable.contains(Point(p)) for p in xy)
 
 
@@ -294,7 +311,7 @@ def test_bad_parameters_raise():
     with pytest.raises(WorldError):
         Drive(w, 0)
     with pytest.raises(WorldError):
-        Drive(w, 100_000)          # route too short
+        Drive(w, 100_000)  # route too short
     with pytest.raises(WorldError):
         w.lidar(np.eye(4), beams=0)
 
@@ -305,7 +322,7 @@ def test_rendering_in_bands_gives_the_same_pixels(world, monkeypatch):
     drive = Drive(world, 10, size=(120, 70))
     cam = drive.cameras[0].with_pose(drive.pose(4) @ drive.cameras[0].T_map_cam)
     rgb, depth = world.render(cam)
-    monkeypatch.setattr(world_module, "BAND_RAYS", 120 * 9)    # 8 bands, the last one partial
+    monkeypatch.setattr(world_module, "BAND_RAYS", 120 * 9)  # 8 bands, the last one partial
     rgb2, depth2 = world.render(cam)
     assert np.array_equal(rgb, rgb2) and np.array_equal(depth, depth2, equal_nan=True)
 
@@ -318,10 +335,12 @@ def test_supersampling_smooths_colour_and_keeps_exact_depth(world):
     rgb3, depth3 = world.render(cam, supersample=3)
     assert np.array_equal(depth1, depth2, equal_nan=True) and np.array_equal(depth1, depth3, equal_nan=True)
     diff = np.abs(rgb3.astype(int) - rgb1.astype(int))
-    assert diff.mean() < 12                       # the same picture …
+    assert diff.mean() < 12  # the same picture …
+
     # … with fewer hard steps between neighbouring pixels (anti-aliased edges)
     def steps(img):
         return np.abs(np.diff(img.astype(int), axis=1)).sum()
+
     assert steps(rgb3) < steps(rgb1)
     with pytest.raises(WorldError):
         world.render(cam, supersample=0)

@@ -1,4 +1,5 @@
 """Little-endian byte writing/reading with bounds checks (every read is capped by what is left)."""
+
 from __future__ import annotations
 
 import struct
@@ -89,7 +90,7 @@ class Reader:
     def raw(self, n: int) -> memoryview:
         if n < 0 or n > self.remaining:
             raise self.fail(f"needs {n} bytes, {self.remaining} left")
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 

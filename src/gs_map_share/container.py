@@ -5,6 +5,7 @@ and CRC-32C; the header and the table of contents carry their own CRC-32C. Unkno
 checked and skipped (forward compatible). Parsing checks every length against the bytes present
 before using it.
 """
+
 from __future__ import annotations
 
 import struct
@@ -20,14 +21,20 @@ MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 
 # chunk types
-TILES = 1        # section header: Gaussian count, level depths, tile coordinates
-LEVEL = 2        # one level of detail: occupancy (+ aggregated or leaf attributes)
-REMOVED = 3      # ids removed (delta)
-UPDATED = 4      # ids updated, residuals against the previous quantised values (delta)
+TILES = 1  # section header: Gaussian count, level depths, tile coordinates
+LEVEL = 2  # one level of detail: occupancy (+ aggregated or leaf attributes)
+REMOVED = 3  # ids removed (delta)
+UPDATED = 4  # ids updated, residuals against the previous quantised values (delta)
 CLEAR_TILES = 5  # codec tiles emptied (delta)
-PAD = 15         # padding (ignored; keeps a minimum of bytes per Gaussian, see the decoder's cap)
-CHUNK_NAMES = {TILES: "TILES", LEVEL: "LEVEL", REMOVED: "REMOVED", UPDATED: "UPDATED",
-               CLEAR_TILES: "CLEAR_TILES", PAD: "PAD"}
+PAD = 15  # padding (ignored; keeps a minimum of bytes per Gaussian, see the decoder's cap)
+CHUNK_NAMES = {
+    TILES: "TILES",
+    LEVEL: "LEVEL",
+    REMOVED: "REMOVED",
+    UPDATED: "UPDATED",
+    CLEAR_TILES: "CLEAR_TILES",
+    PAD: "PAD",
+}
 
 _FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4HBh")  # up to and including faint_below
 _TOC = struct.Struct("<BBHII")
@@ -37,13 +44,13 @@ _TOC = struct.Struct("<BBHII")
 class Header:
     map_id: int
     seq: int
-    base_seq: int             # 0 = snapshot
-    gaussians: int            # Gaussians in the map after this container is applied
-    state_crc: int            # QMap.checksum() of that map
+    base_seq: int  # 0 = snapshot
+    gaussians: int  # Gaussians in the map after this container is applied
+    state_crc: int  # QMap.checksum() of that map
     sh_degree: int
     n_levels: int
     params: QuantParams
-    tile_size: float = 2.0    # GaussianMap.tile_size of the sender's map (metadata)
+    tile_size: float = 2.0  # GaussianMap.tile_size of the sender's map (metadata)
     frame_id: str = "map"
 
     @property
@@ -64,10 +71,30 @@ def pack(h: Header, chunks: list[Chunk]) -> bytes:
         raise ValueError(f"frame id longer than {MAX_FRAME_ID} bytes")
     p = h.params
     tiers = tuple(p.rot_tiers) + (0,) * (MAX_ROT_TIERS - len(p.rot_tiers))
-    fixed = _FIXED.pack(MAGIC, VERSION, 0, h.map_id, h.seq, h.base_seq, h.gaussians, h.state_crc,
-                        h.sh_degree, h.n_levels, p.tile_bits, p.rot_bits, p.pos_step, h.tile_size,
-                        p.opacity_step, p.scale_step, p.dc_step, p.rest_step, len(p.rot_tiers), *tiers,
-                        p.faint_factor, p.faint_below)
+    fixed = _FIXED.pack(
+        MAGIC,
+        VERSION,
+        0,
+        h.map_id,
+        h.seq,
+        h.base_seq,
+        h.gaussians,
+        h.state_crc,
+        h.sh_degree,
+        h.n_levels,
+        p.tile_bits,
+        p.rot_bits,
+        p.pos_step,
+        h.tile_size,
+        p.opacity_step,
+        p.scale_step,
+        p.dc_step,
+        p.rest_step,
+        len(p.rot_tiers),
+        *tiers,
+        p.faint_factor,
+        p.faint_below,
+    )
     body = fixed + struct.pack("<HB", len(chunks), len(frame)) + frame
     hlen = len(body) + 4
     body = body[:6] + struct.pack("<H", hlen) + body[8:]
@@ -88,9 +115,33 @@ def unpack_header(data) -> tuple[Header, int, int]:
     if len(data) < _FIXED.size + 7:
         raise DecodeError(f"container: {len(data)} bytes is shorter than a header")
     fixed = _FIXED.unpack_from(data, 0)
-    (magic, version, hlen, map_id, seq, base_seq, gaussians, state_crc, sh_degree, n_levels, tile_bits,
-     rot_bits, pos_step, tile_size, op_step, scale_step, dc_step, rest_step, n_tiers, t0, t1, t2, t3,
-     faint_factor, faint_below) = fixed
+    (
+        magic,
+        version,
+        hlen,
+        map_id,
+        seq,
+        base_seq,
+        gaussians,
+        state_crc,
+        sh_degree,
+        n_levels,
+        tile_bits,
+        rot_bits,
+        pos_step,
+        tile_size,
+        op_step,
+        scale_step,
+        dc_step,
+        rest_step,
+        n_tiers,
+        t0,
+        t1,
+        t2,
+        t3,
+        faint_factor,
+        faint_below,
+    ) = fixed
     tiers = (t0, t1, t2, t3)
     if magic != MAGIC:
         raise DecodeError(f"container: wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
@@ -99,13 +150,13 @@ def unpack_header(data) -> tuple[Header, int, int]:
     if not _FIXED.size + 7 <= hlen <= 256 or hlen > len(data):
         raise DecodeError(f"container: header length {hlen} is invalid for {len(data)} bytes")
     (stored,) = struct.unpack_from("<I", data, hlen - 4)
-    if crc32c(data[:hlen - 4]) != stored:
+    if crc32c(data[: hlen - 4]) != stored:
         raise DecodeError("container: header CRC-32C mismatch")
     n_chunks, flen = struct.unpack_from("<HB", data, _FIXED.size)
     if _FIXED.size + 3 + flen + 4 != hlen or flen > MAX_FRAME_ID:
         raise DecodeError("container: frame id length does not match the header length")
     try:
-        frame = bytes(data[_FIXED.size + 3:_FIXED.size + 3 + flen]).decode("utf-8")
+        frame = bytes(data[_FIXED.size + 3 : _FIXED.size + 3 + flen]).decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError("container: frame id is not UTF-8") from None
     if sh_degree > 3:
@@ -117,8 +168,18 @@ def unpack_header(data) -> tuple[Header, int, int]:
     if n_tiers > MAX_ROT_TIERS or any(tiers[n_tiers:]):
         raise DecodeError(f"container: {n_tiers} rotation tiers (at most {MAX_ROT_TIERS}, unused entries 0)")
     try:
-        params = QuantParams(pos_step, tile_bits, op_step, scale_step, rot_bits, dc_step, rest_step,
-                             tuple(tiers[:n_tiers]), faint_factor, faint_below)
+        params = QuantParams(
+            pos_step,
+            tile_bits,
+            op_step,
+            scale_step,
+            rot_bits,
+            dc_step,
+            rest_step,
+            tuple(tiers[:n_tiers]),
+            faint_factor,
+            faint_below,
+        )
     except Exception as exc:  # EncodeError from the parameter checks
         raise DecodeError(f"container: bad quantisation parameters: {exc}") from None
     if not (tile_size > 0 and tile_size < 1e12):
@@ -140,8 +201,10 @@ def unpack(data) -> tuple[Header, list[Chunk]]:
         raise DecodeError("container: table of contents CRC-32C mismatch")
     entries = [_TOC.unpack_from(toc, i * _TOC.size) for i in range(n_chunks)]
     if sum(e[3] for e in entries) != r.remaining:
-        raise DecodeError(f"container: chunks declare {sum(e[3] for e in entries)} bytes, "
-                          f"{r.remaining} follow the table of contents")
+        raise DecodeError(
+            f"container: chunks declare {sum(e[3] for e in entries)} bytes, "
+            f"{r.remaining} follow the table of contents"
+        )
     chunks = []
     for i, (ctype, level, _flags, length, crc) in enumerate(entries):
         body = r.raw(length)
@@ -160,7 +223,7 @@ def reseal(data: bytes) -> bytes:
     hlen = struct.unpack_from("<H", b, 6)[0]
     if not _FIXED.size + 7 <= hlen <= len(b):
         return bytes(b)
-    struct.pack_into("<I", b, hlen - 4, crc32c(bytes(b[:hlen - 4])))
+    struct.pack_into("<I", b, hlen - 4, crc32c(bytes(b[: hlen - 4])))
     n = struct.unpack_from("<H", b, _FIXED.size)[0]
     toc_end = hlen + _TOC.size * n
     if toc_end + 4 > len(b):
@@ -168,7 +231,7 @@ def reseal(data: bytes) -> bytes:
     pos = toc_end + 4
     for i in range(n):
         t, lv, fl, ln, _ = _TOC.unpack_from(b, hlen + i * _TOC.size)
-        body = bytes(b[pos:pos + ln])
+        body = bytes(b[pos : pos + ln])
         _TOC.pack_into(b, hlen + i * _TOC.size, t, lv, fl, ln, crc32c(body))
         pos += ln
     struct.pack_into("<I", b, toc_end, crc32c(bytes(b[hlen:toc_end])))

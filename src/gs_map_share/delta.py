@@ -7,6 +7,7 @@ per-field residuals against the previous quantised values, and the added Gaussia
 checksum, so a receiver verifies it ends bit-identical to the sender, and rejects the delta whole
 (its map untouched) otherwise.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,8 +41,10 @@ def _diff_mask(a: QMap, b: QMap) -> np.ndarray:
     """Per-row field-change mask between two QMaps with identical ids in identical order."""
     n = len(a)
     m = np.zeros(n, np.int64)
+
     def ne(x, y):
         return (x != y).reshape(n, -1).any(axis=1)
+
     m |= ne(a.pos, b.pos) * F_POS
     m |= ne(a.op, b.op) * F_OP
     m |= ne(a.scale, b.scale) * F_SCALE
@@ -83,9 +86,19 @@ class DeltaInfo:
     bytes: int
 
 
-def encode_delta(old: QMap, new: QMap, params: QuantParams, *, map_id: int, seq: int, base_seq: int,
-                 frame_id: str = "map", tile_size: float = 2.0, n_levels: int = 1,
-                 touched: np.ndarray | None = None) -> tuple[bytes, DeltaInfo]:
+def encode_delta(
+    old: QMap,
+    new: QMap,
+    params: QuantParams,
+    *,
+    map_id: int,
+    seq: int,
+    base_seq: int,
+    frame_id: str = "map",
+    tile_size: float = 2.0,
+    n_levels: int = 1,
+    touched: np.ndarray | None = None,
+) -> tuple[bytes, DeltaInfo]:
     """The delta turning ``old`` into ``new`` (both sorted by id, same SH degree). ``touched``
     (sorted ids) limits the comparison to those ids — the caller guarantees nothing else differs
     (e.g. from ``GaussianMap.take_changes()``); then only large removals are checked for whole tiles."""
@@ -110,7 +123,9 @@ def encode_delta(old: QMap, new: QMap, params: QuantParams, *, map_id: int, seq:
         common_old, common_new = ro[io & inn], rn[io & inn]
         added_rows = rn[~io & inn]
     added = new.take(added_rows)
-    mask = _diff_mask(old.take(common_old), new.take(common_new)) if len(common_old) else np.zeros(0, np.int64)
+    mask = (
+        _diff_mask(old.take(common_old), new.take(common_new)) if len(common_old) else np.zeros(0, np.int64)
+    )
     upd = np.flatnonzero(mask)
     prev, cur, mask = old.take(common_old[upd]), new.take(common_new[upd]), mask[upd]
 
@@ -145,8 +160,18 @@ def encode_delta(old: QMap, new: QMap, params: QuantParams, *, map_id: int, seq:
     if len(added):
         sec, _ = encode_section(added, params, n_levels)
         chunks += sec
-    h = Header(map_id, seq, base_seq, len(new), new.checksum(), new.sh_degree,
-               max(1, sum(1 for c in chunks if c.type == LEVEL)), params, tile_size, frame_id)
+    h = Header(
+        map_id,
+        seq,
+        base_seq,
+        len(new),
+        new.checksum(),
+        new.sh_degree,
+        max(1, sum(1 for c in chunks if c.type == LEVEL)),
+        params,
+        tile_size,
+        frame_id,
+    )
     data = finish(h, chunks, [len(added), len(cur), len(rem_ids)])
     return data, DeltaInfo(len(added), len(cur), len(rem_ids), len(cleared), len(data))
 
@@ -155,15 +180,20 @@ def _cols(name: str, i: int | None = None):
     def get(q: QMap):
         v = getattr(q, name)
         return (v if i is None else v.reshape(len(q), -1)[:, i]).astype(np.int64)
+
     return get
 
 
 def _update_fields(num_rest: int):
-    return [(F_POS, [_cols("pos", i) for i in range(3)]), (F_OP, [_cols("op")]),
-            (F_SCALE, [_cols("scale", i) for i in range(3)]),
-            (F_ROT, [_cols("rot_idx")] + [_cols("rot", i) for i in range(3)]),
-            (F_DC, [_cols("dc", i) for i in range(3)]),
-            (F_REST, [_cols("rest", i) for i in range(num_rest)]), (F_LEVEL, [_cols("level")])]
+    return [
+        (F_POS, [_cols("pos", i) for i in range(3)]),
+        (F_OP, [_cols("op")]),
+        (F_SCALE, [_cols("scale", i) for i in range(3)]),
+        (F_ROT, [_cols("rot_idx")] + [_cols("rot", i) for i in range(3)]),
+        (F_DC, [_cols("dc", i) for i in range(3)]),
+        (F_REST, [_cols("rest", i) for i in range(num_rest)]),
+        (F_LEVEL, [_cols("level")]),
+    ]
 
 
 def _put_updates(w: Writer, prev: QMap, cur: QMap, mask: np.ndarray) -> None:
@@ -190,8 +220,11 @@ def apply_delta(state: QMap, h: Header, chunks: list[Chunk], nbytes: int) -> QMa
             r.end()
             if n and len(state):
                 st = state.pos >> p.tile_bits
-                hit = (st[:, None, :] == tiles[None, :, :]).all(-1).any(1) if n <= 64 else \
-                    np.isin(_tile_key(st), _tile_key(tiles))
+                hit = (
+                    (st[:, None, :] == tiles[None, :, :]).all(-1).any(1)
+                    if n <= 64
+                    else np.isin(_tile_key(st), _tile_key(tiles))
+                )
                 keep &= ~hit
     for c in chunks:
         if c.type == REMOVED:
@@ -224,13 +257,19 @@ def apply_delta(state: QMap, h: Header, chunks: list[Chunk], nbytes: int) -> QMa
             raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
         out = QMap.concat([out, added])
     if len(out) != h.gaussians or out.checksum() != h.state_crc:
-        raise DecodeError(f"delta {h.seq}: the map after applying does not match the sender's "
-                          f"(count {len(out)} vs {h.gaussians} or checksum)")
+        raise DecodeError(
+            f"delta {h.seq}: the map after applying does not match the sender's "
+            f"(count {len(out)} vs {h.gaussians} or checksum)"
+        )
     return out
 
 
 def _tile_key(t: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(t, np.int64).view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
+    return (
+        np.ascontiguousarray(t, np.int64)
+        .view([("x", np.int64), ("y", np.int64), ("z", np.int64)])
+        .reshape(-1)
+    )
 
 
 def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray) -> None:
@@ -274,9 +313,18 @@ class MapSender:
     """The sender side: keeps the quantised map the receivers hold (the shadow), numbers messages,
     and turns map changes into deltas and snapshots."""
 
-    def __init__(self, params: QuantParams | None = None, *, map_id: int = 1, frame_id: str = "map",
-                 sh_degree: int = 0, tile_size: float = 2.0, n_levels: int = DEFAULT_LEVELS,
-                 delta_levels: int = 1, first_seq: int | None = None) -> None:
+    def __init__(
+        self,
+        params: QuantParams | None = None,
+        *,
+        map_id: int = 1,
+        frame_id: str = "map",
+        sh_degree: int = 0,
+        tile_size: float = 2.0,
+        n_levels: int = DEFAULT_LEVELS,
+        delta_levels: int = 1,
+        first_seq: int | None = None,
+    ) -> None:
         self.params = params or QuantParams()
         self.map_id, self.frame_id, self.tile_size = map_id, frame_id, tile_size
         self.n_levels, self.delta_levels = n_levels, delta_levels
@@ -289,21 +337,37 @@ class MapSender:
             raise EncodeError(f"first sequence number {self.seq} out of range")
 
     @classmethod
-    def from_map(cls, gmap: GaussianMap, params: QuantParams | None = None, **kw) -> "MapSender":
+    def from_map(cls, gmap: GaussianMap, params: QuantParams | None = None, **kw) -> MapSender:
         """A sender whose receivers start from a snapshot of ``gmap`` (sequence 1)."""
         s = cls(params, sh_degree=gmap.sh_degree, tile_size=gmap.tile_size, **kw)
         s.shadow = to_qmap(gmap, s.params)
         return s
 
     def snapshot(self) -> bytes:
-        data, _ = encode_snapshot(self.shadow, self.params, map_id=self.map_id, seq=self.seq,
-                                  n_levels=self.n_levels, frame_id=self.frame_id, tile_size=self.tile_size)
+        data, _ = encode_snapshot(
+            self.shadow,
+            self.params,
+            map_id=self.map_id,
+            seq=self.seq,
+            n_levels=self.n_levels,
+            frame_id=self.frame_id,
+            tile_size=self.tile_size,
+        )
         return data
 
     def delta_to(self, new: QMap, touched: np.ndarray | None = None) -> tuple[bytes, DeltaInfo]:
-        data, info = encode_delta(self.shadow, new, self.params, map_id=self.map_id, seq=self.seq + 1,
-                                  base_seq=self.seq, frame_id=self.frame_id, tile_size=self.tile_size,
-                                  n_levels=self.delta_levels, touched=touched)
+        data, info = encode_delta(
+            self.shadow,
+            new,
+            self.params,
+            map_id=self.map_id,
+            seq=self.seq + 1,
+            base_seq=self.seq,
+            frame_id=self.frame_id,
+            tile_size=self.tile_size,
+            n_levels=self.delta_levels,
+            touched=touched,
+        )
         self.shadow, self.seq = new, self.seq + 1
         return data, info
 

@@ -26,6 +26,7 @@ Layout of one stream (all varints unsigned LEB128)::
     stream (mode 0..2) of k unsigned gaps: zeros before each non-zero value
     stream (mode 0..2) of k unsigned values u − 1 (u = zig-zag of a signed value)
 """
+
 from __future__ import annotations
 
 import constriction
@@ -108,8 +109,7 @@ def _freq_table(sym: np.ndarray) -> np.ndarray:
 
 
 def _model(freq: np.ndarray):
-    return constriction.stream.model.Categorical(freq.astype(np.float64) / float(freq.sum()),
-                                                 perfect=False)
+    return constriction.stream.model.Categorical(freq.astype(np.float64) / float(freq.sum()), perfect=False)
 
 
 class Stats:
@@ -125,8 +125,10 @@ class Stats:
         u = _zz(v) if signed else _as_u(v)
         self.u = u if keep_u else None
         if len(v):
-            small = np.bincount(np.minimum(u, 256).view(np.int64) if u.dtype == np.uint64
-                                else np.minimum(u, 256), minlength=257)
+            small = np.bincount(
+                np.minimum(u, 256).view(np.int64) if u.dtype == np.uint64 else np.minimum(u, 256),
+                minlength=257,
+            )
         else:
             small = np.zeros(257, np.int64)
         small[0] += zeros
@@ -155,7 +157,7 @@ class Stats:
         t = 1 << log2t
         direct = self.small[:t]
         esc_bl = np.bincount(self._sbl[t:], self.small[t:], minlength=65)[:65] + self.big_bl
-        counts = np.concatenate([direct, esc_bl[log2t + 1:]])
+        counts = np.concatenate([direct, esc_bl[log2t + 1 :]])
         mant = float((esc_bl * np.maximum(np.arange(65) - 1, 0)).sum())
         c = counts[counts > 0]
         p = c / c.sum()
@@ -230,8 +232,15 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1)
     encode_stream(w, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
 
 
-def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=None,
-                  n_ctx: int = 1, u: np.ndarray | None = None) -> None:
+def encode_stream(
+    w: Writer,
+    values,
+    signed: bool = True,
+    log2t: int = 6,
+    ctx=None,
+    n_ctx: int = 1,
+    u: np.ndarray | None = None,
+) -> None:
     """Code ``values`` (int64 if signed else uint64) densely into ``w``. ``ctx`` (int array, values
     in [0, n_ctx)) selects one frequency table per context. ``u``: the zig-zagged values (int64
     non-negative or uint64), if already computed."""
@@ -262,7 +271,7 @@ def encode_stream(w: Writer, values, signed: bool = True, log2t: int = 6, ctx=No
     else:
         order, bounds = _group(ctx, n_ctx)
     for c in range(n_ctx):
-        s = sym if order is None else sym[order[bounds[c]:bounds[c + 1]]]
+        s = sym if order is None else sym[order[bounds[c] : bounds[c + 1]]]
         if len(s) == 0:
             w.varint(0)
             continue
@@ -298,9 +307,18 @@ def _group(ctx, n_ctx: int):
     return order, bounds
 
 
-def decode_stream(r: Reader, n: int, signed: bool = True, ctx=None, n_ctx: int = 1,
-                  int32: bool = False, out: np.ndarray | None = None, zeroed: bool = False,
-                  limit: int | None = None, _nested: bool = False) -> np.ndarray:
+def decode_stream(
+    r: Reader,
+    n: int,
+    signed: bool = True,
+    ctx=None,
+    n_ctx: int = 1,
+    int32: bool = False,
+    out: np.ndarray | None = None,
+    zeroed: bool = False,
+    limit: int | None = None,
+    _nested: bool = False,
+) -> np.ndarray:
     """Inverse of :func:`encode_stream` / :func:`put_stream`; ``n`` and ``ctx`` come from
     already-decoded structure (``ctx`` may be a :class:`Groups` of it, shared by several streams). With ``int32`` the values must fit in int32 (else
     :class:`DecodeError`) and come back as int32; ``out`` (int32, length n, with ``int32``)
@@ -326,8 +344,17 @@ def _over(r: Reader, v: np.ndarray, limit: int | None) -> None:
         raise r.fail(f"value beyond ±{limit}")
 
 
-def _values(r: Reader, sym: np.ndarray, t: int, log2t: int, max_a: int, signed: bool, int32: bool,
-            out: np.ndarray | None, limit: int | None = None) -> np.ndarray:
+def _values(
+    r: Reader,
+    sym: np.ndarray,
+    t: int,
+    log2t: int,
+    max_a: int,
+    signed: bool,
+    int32: bool,
+    out: np.ndarray | None,
+    limit: int | None = None,
+) -> np.ndarray:
     """Values of a coded stream's symbols (int32, < ``max_a`` ≤ 320, owned by the caller): direct
     symbols by table lookup (into ``out`` when given), then the escaped ones (rare) patched in from
     their mantissa bits. Reads the mantissa blob."""
@@ -362,8 +389,18 @@ def _values(r: Reader, sym: np.ndarray, t: int, log2t: int, max_a: int, signed: 
     return v
 
 
-def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, nested: bool,
-            out: np.ndarray | None = None, zeroed: bool = False, limit: int | None = None) -> np.ndarray:
+def _decode(
+    r: Reader,
+    n: int,
+    signed: bool,
+    ctx,
+    n_ctx: int,
+    int32: bool,
+    nested: bool,
+    out: np.ndarray | None = None,
+    zeroed: bool = False,
+    limit: int | None = None,
+) -> np.ndarray:
     """``out``, when given, may receive the values (then it is returned)."""
     mode = r.u8()
     if mode == 0:
@@ -429,12 +466,13 @@ def _decode(r: Reader, n: int, signed: bool, ctx, n_ctx: int, int32: bool, neste
         if order is None:
             sym = s
         else:
-            sym[order[bounds[c]:bounds[c + 1]]] = s
+            sym[order[bounds[c] : bounds[c + 1]]] = s
     return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
 
 
-def _decode_sparse(r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None = None,
-                   limit: int | None = None) -> np.ndarray:
+def _decode_sparse(
+    r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None = None, limit: int | None = None
+) -> np.ndarray:
     """Mode 3: ``varint k`` non-zero values, a stream of k gaps (zeros before each), a stream of
     the k values mapped to ``u − 1`` (u = zig-zag for signed streams)."""
     k = r.varint(n)

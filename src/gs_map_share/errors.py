@@ -1,4 +1,5 @@
 """Errors of the map-sharing codec."""
+
 from gs_mapping.errors import GsMappingError
 
 

@@ -11,6 +11,7 @@ geometry that MPEG's G-PCC offers beside its octree, the encoder takes whichever
 Streams, in a LEVEL chunk: ``varint first id``; an unsigned stream of the n−1 id gaps − 1; then per
 axis x, y, z a signed stream of n lattice differences, the first from 0 (the position itself).
 """
+
 from __future__ import annotations
 
 import numpy as np

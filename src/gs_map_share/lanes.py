@@ -13,6 +13,7 @@ Lanes are identified by ids the sender keeps stable (:func:`assign_ids` matches 
 elements to the previous lanes). Deltas pay off in a fixed frame (map, odom); in base_link every
 lane moves each frame and the delta degenerates to re-sending the (still compactly coded) points.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Lane:
 @dataclass
 class LaneState:
     """Quantised lanes by id (what sender and receiver hold)."""
+
     lanes: dict = field(default_factory=dict)  # id → (cls, score_u8, (K, 2) int64)
 
     def checksum(self) -> int:
@@ -54,9 +56,12 @@ class LaneState:
         return c
 
     def to_lanes(self, step: float) -> list[Lane]:
-        return [Lane(i, cls, sc / 255.0, pts.astype(np.float64) * step) for i, (cls, sc, pts) in sorted(self.lanes.items())]
+        return [
+            Lane(i, cls, sc / 255.0, pts.astype(np.float64) * step)
+            for i, (cls, sc, pts) in sorted(self.lanes.items())
+        ]
 
-    def copy(self) -> "LaneState":
+    def copy(self) -> LaneState:
         return LaneState({k: (c, s, p.copy()) for k, (c, s, p) in self.lanes.items()})
 
 
@@ -68,8 +73,11 @@ def quantize_lanes(lanes: list[Lane], step: float = 0.01) -> LaneState:
             raise EncodeError(f"lane {ln.id}: non-finite or out-of-range points")
         if not 0 <= ln.cls < 256 or ln.id < 0 or ln.id >= 1 << 63:
             raise EncodeError(f"lane {ln.id}: class or id out of range")
-        out[int(ln.id)] = (int(ln.cls), int(np.clip(np.rint(ln.score * 255), 0, 255)),
-                           np.rint(pts / step).astype(np.int64))
+        out[int(ln.id)] = (
+            int(ln.cls),
+            int(np.clip(np.rint(ln.score * 255), 0, 255)),
+            np.rint(pts / step).astype(np.int64),
+        )
     return LaneState(out)
 
 
@@ -95,13 +103,24 @@ def assign_ids(prev: list[Lane], elements, next_id: int, max_dist: float = 1.0) 
     return out, next_id
 
 
-def encode_lanes(old: LaneState | None, new: LaneState, *, map_id: int, seq: int, base_seq: int,
-                 frame_id: str = "map", step: float = 0.01) -> bytes:
+def encode_lanes(
+    old: LaneState | None,
+    new: LaneState,
+    *,
+    map_id: int,
+    seq: int,
+    base_seq: int,
+    frame_id: str = "map",
+    step: float = 0.01,
+) -> bytes:
     """A lane delta (``base_seq`` ≥ 1, against ``old``) or snapshot (``base_seq`` = 0)."""
     old = old if (old is not None and base_seq) else LaneState()
     removed = np.array(sorted(set(old.lanes) - set(new.lanes)), np.uint64)
-    changed = sorted(i for i, v in new.lanes.items()
-                     if i not in old.lanes or old.lanes[i][:2] != v[:2] or not np.array_equal(old.lanes[i][2], v[2]))
+    changed = sorted(
+        i
+        for i, v in new.lanes.items()
+        if i not in old.lanes or old.lanes[i][:2] != v[:2] or not np.array_equal(old.lanes[i][2], v[2])
+    )
     chunks = []
     if len(removed):
         w = Writer()
@@ -114,10 +133,12 @@ def encode_lanes(old: LaneState | None, new: LaneState, *, map_id: int, seq: int
         _put(w, np.array([c for c, _, _ in lanes]), signed=False)
         _put(w, np.array([s for _, s, _ in lanes]), signed=False)
         _put(w, np.array([len(p) for _, _, p in lanes]), signed=False)
-        mode = np.array([int(i in old.lanes and len(old.lanes[i][2]) == len(new.lanes[i][2])) for i in changed])
+        mode = np.array(
+            [int(i in old.lanes and len(old.lanes[i][2]) == len(new.lanes[i][2])) for i in changed]
+        )
         _put(w, mode, signed=False)
-        absl = [p for (_, _, p), m in zip(lanes, mode) if m == 0 and len(p)]
-        res = [new.lanes[i][2] - old.lanes[i][2] for i, m in zip(changed, mode) if m == 1]
+        absl = [p for (_, _, p), m in zip(lanes, mode, strict=False) if m == 0 and len(p)]
+        res = [new.lanes[i][2] - old.lanes[i][2] for i, m in zip(changed, mode, strict=False) if m == 1]
         first = np.array([p[0] for p in absl]).reshape(-1, 2)
         diffs = np.concatenate([np.diff(p, axis=0) for p in absl] + [np.zeros((0, 2), np.int64)])
         resid = np.concatenate(res + [np.zeros((0, 2), np.int64)])
@@ -125,8 +146,9 @@ def encode_lanes(old: LaneState | None, new: LaneState, *, map_id: int, seq: int
             for j in range(2):
                 _put(w, arr[:, j])
         chunks.append(Chunk(LANES_SET, 0, w.getvalue()))
-    h = Header(map_id, seq, base_seq, len(new.lanes), new.checksum(), 0, 1, QuantParams(pos_step=step),
-               1.0, frame_id)
+    h = Header(
+        map_id, seq, base_seq, len(new.lanes), new.checksum(), 0, 1, QuantParams(pos_step=step), 1.0, frame_id
+    )
     return pack(h, chunks)
 
 
@@ -163,7 +185,9 @@ def _apply(h: Header, chunks, nbytes: int, old: LaneState | None) -> LaneState:
         score = decode_stream(r, n, signed=False)
         k = decode_stream(r, n, signed=False)
         mode = decode_stream(r, n, signed=False)
-        if n and (cls.max() > 255 or score.max() > 255 or mode.max() > 1 or int(k.sum()) > cap or k.max() > cap):
+        if n and (
+            cls.max() > 255 or score.max() > 255 or mode.max() > 1 or int(k.sum()) > cap or k.max() > cap
+        ):
             raise r.fail("lane fields out of range")
         k = k.astype(np.int64)
         absolute = (mode == 0) & (k > 0)
@@ -180,10 +204,10 @@ def _apply(h: Header, chunks, nbytes: int, old: LaneState | None) -> LaneState:
             if mode[j] == 1:
                 if i not in state.lanes or len(state.lanes[i][2]) != kk:
                     raise DecodeError(f"lane {i}: residual against a lane the receiver does not hold")
-                pts = state.lanes[i][2] + resid[ra:ra + kk]
+                pts = state.lanes[i][2] + resid[ra : ra + kk]
                 ra += kk
             elif kk:
-                pts = np.cumsum(np.concatenate([first[fa:fa + 1], diffs[da:da + kk - 1]]), axis=0)
+                pts = np.cumsum(np.concatenate([first[fa : fa + 1], diffs[da : da + kk - 1]]), axis=0)
                 fa += 1
                 da += kk - 1
             else:

@@ -6,6 +6,7 @@ edits its map every step (adds, moves, recolours, removes) and sends a delta, pl
 exactly the sender's map at s (never a wrong map); at the end, after one clean snapshot, the two
 are bit-identical.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -33,15 +34,32 @@ class LinkResult:
     snapshot_bytes: int = 0
 
     def as_dict(self) -> dict:
-        return {"steps": self.steps, "messages": self.messages, "delivered": self.delivered,
-                "link": dict(self.link), "receiver": dict(self.receiver), "in_sync_steps": self.in_sync_steps,
-                "wrong_state_seen": self.wrong_state_seen, "final_equal": self.final_equal,
-                "delta_bytes": self.delta_bytes, "snapshot_bytes": self.snapshot_bytes}
+        return {
+            "steps": self.steps,
+            "messages": self.messages,
+            "delivered": self.delivered,
+            "link": dict(self.link),
+            "receiver": dict(self.receiver),
+            "in_sync_steps": self.in_sync_steps,
+            "wrong_state_seen": self.wrong_state_seen,
+            "final_equal": self.final_equal,
+            "delta_bytes": self.delta_bytes,
+            "snapshot_bytes": self.snapshot_bytes,
+        }
 
 
-def simulate(steps: int = 200, seed: int = 0, n0: int = 2000, sh_degree: int = 1, p_drop: float = 0.05,
-             p_dup: float = 0.05, p_reorder: float = 0.1, p_corrupt: float = 0.05, snapshot_every: int = 25,
-             params: QuantParams | None = None) -> LinkResult:
+def simulate(
+    steps: int = 200,
+    seed: int = 0,
+    n0: int = 2000,
+    sh_degree: int = 1,
+    p_drop: float = 0.05,
+    p_dup: float = 0.05,
+    p_reorder: float = 0.1,
+    p_corrupt: float = 0.05,
+    snapshot_every: int = 25,
+    params: QuantParams | None = None,
+) -> LinkResult:
     rng = np.random.default_rng(seed)
     gmap = synthetic_map(n0, sh_degree, seed=seed, extent=4.0)
     sender = MapSender.from_map(gmap, params or QuantParams(), map_id=7)
@@ -100,8 +118,11 @@ def simulate(steps: int = 200, seed: int = 0, n0: int = 2000, sh_degree: int = 1
         deliver(msg)
     deliver(sender.snapshot())  # the next periodic snapshot, delivered intact
     res.receiver = Counter(store.stats)
-    res.final_equal = (store.seq == sender.seq and store.state.equals(sender.shadow)
-                       and store.gaussian_map().equals(quantize(gmap, sender.params)))
+    res.final_equal = (
+        store.seq == sender.seq
+        and store.state.equals(sender.shadow)
+        and store.gaussian_map().equals(quantize(gmap, sender.params))
+    )
     return res
 
 
@@ -121,8 +142,13 @@ def _edit(gmap, rng) -> None:
         rows = rng.integers(0, max(len(gmap), 1), m)
         if len(gmap):
             q = gmap.quats[rows]
-            gmap.add(gmap.means[rows] + rng.normal(0, 0.05, (m, 3)).astype(np.float32), q,
-                     gmap.log_scales[rows], gmap.opacity_logits[rows], gmap.sh[rows])
+            gmap.add(
+                gmap.means[rows] + rng.normal(0, 0.05, (m, 3)).astype(np.float32),
+                q,
+                gmap.log_scales[rows],
+                gmap.opacity_logits[rows],
+                gmap.sh[rows],
+            )
     if rng.random() < 0.02 and len(gmap):  # occasionally empty a region (whole tiles cleared)
         centre = gmap.means[int(rng.integers(0, len(gmap)))]
         near = np.abs(gmap.means - centre).max(axis=1) < 1.0

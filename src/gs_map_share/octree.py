@@ -7,43 +7,17 @@ its child octant is ``(x_bit << 2) | (y_bit << 1) | z_bit``. Nodes of all tiles 
 eight children exist (bit o = octant o). Decoding is the same walk in reverse (ProGS: a child is its
 parent plus an octant).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
+from gs_mapping.morton import demorton, morton
+
+__all__ = ["build_levels", "demorton", "morton"]
+
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
 _BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(bool)
-
-
-def _spread(v: np.ndarray) -> np.ndarray:
-    """Insert two zero bits between the low 21 bits of each value."""
-    x = v.astype(np.uint64) & np.uint64(0x1FFFFF)
-    x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
-    x = (x | (x << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
-    x = (x | (x << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
-    x = (x | (x << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
-    x = (x | (x << np.uint64(2))) & np.uint64(0x1249249249249249)
-    return x
-
-
-def _compact(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64) & np.uint64(0x1249249249249249)
-    x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
-    x = (x | (x >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
-    x = (x | (x >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
-    x = (x | (x >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
-    x = (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
-    return x.astype(np.int64)
-
-
-def morton(local: np.ndarray) -> np.ndarray:
-    """(N, 3) non-negative ints (< 2**21) → uint64 codes."""
-    return (_spread(local[:, 0]) << np.uint64(2)) | (_spread(local[:, 1]) << np.uint64(1)) | _spread(local[:, 2])
-
-
-def demorton(code: np.ndarray) -> np.ndarray:
-    code = code.astype(np.uint64)
-    return np.stack([_compact(code >> np.uint64(2)), _compact(code >> np.uint64(1)), _compact(code)], axis=1)
 
 
 def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
@@ -79,7 +53,7 @@ def expand_codes(code: np.ndarray, occ: np.ndarray):
     in order; a tile's children follow its nodes)."""
     k = np.flatnonzero(_BITS[occ].ravel())  # set bits of the (P, 8) table, node-major
     pidx = k >> 3
-    k &= 7                                  # octant, increasing within each node
+    k &= 7  # octant, increasing within each node
     child = code[pidx]
     child <<= np.uint64(3)
     child |= k.view(np.uint64)
@@ -93,10 +67,20 @@ def children_per_node(occ: np.ndarray) -> np.ndarray:
 # -- aggregation ------------------------------------------------------------------------------------
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
     x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1).reshape(-1, 3, 3)
+    return np.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
+        ],
+        axis=1,
+    ).reshape(-1, 3, 3)
 
 
 def rotmat_to_quat(m: np.ndarray) -> np.ndarray:
@@ -107,18 +91,33 @@ def rotmat_to_quat(m: np.ndarray) -> np.ndarray:
     s = 2.0 * np.sqrt(np.maximum(cand[np.arange(len(m)), k], 1e-12))
     q = np.empty((len(m), 4))
     # each branch fills all four components from the off-diagonal sums/differences
-    a = (m[:, 2, 1] - m[:, 1, 2]); b = (m[:, 0, 2] - m[:, 2, 0]); c = (m[:, 1, 0] - m[:, 0, 1])
-    xy = (m[:, 0, 1] + m[:, 1, 0]); xz = (m[:, 0, 2] + m[:, 2, 0]); yz = (m[:, 1, 2] + m[:, 2, 1])
-    br = [np.stack([0.25 * s, xy / s, xz / s, a / s], 1), np.stack([xy / s, 0.25 * s, yz / s, b / s], 1),
-          np.stack([xz / s, yz / s, 0.25 * s, c / s], 1), np.stack([a / s, b / s, c / s, 0.25 * s], 1)]
+    a = m[:, 2, 1] - m[:, 1, 2]
+    b = m[:, 0, 2] - m[:, 2, 0]
+    c = m[:, 1, 0] - m[:, 0, 1]
+    xy = m[:, 0, 1] + m[:, 1, 0]
+    xz = m[:, 0, 2] + m[:, 2, 0]
+    yz = m[:, 1, 2] + m[:, 2, 1]
+    br = [
+        np.stack([0.25 * s, xy / s, xz / s, a / s], 1),
+        np.stack([xy / s, 0.25 * s, yz / s, b / s], 1),
+        np.stack([xz / s, yz / s, 0.25 * s, c / s], 1),
+        np.stack([a / s, b / s, c / s, 0.25 * s], 1),
+    ]
     for i in range(4):
         sel = k == i
         q[sel] = br[i][sel]
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-def leaf_moments(node: np.ndarray, n_nodes: int, rel_means: np.ndarray, quats: np.ndarray,
-                 log_scales: np.ndarray, opacity_logits: np.ndarray, dc: np.ndarray) -> dict:
+def leaf_moments(
+    node: np.ndarray,
+    n_nodes: int,
+    rel_means: np.ndarray,
+    quats: np.ndarray,
+    log_scales: np.ndarray,
+    opacity_logits: np.ndarray,
+    dc: np.ndarray,
+) -> dict:
     """Opacity-weighted sums of the Gaussians of each node (positions relative to their tile's
     origin). Sums compose: a coarser node's moments are the sums of its children's."""
     alpha = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
@@ -126,9 +125,11 @@ def leaf_moments(node: np.ndarray, n_nodes: int, rel_means: np.ndarray, quats: n
     s2 = s * s
     x, y, z, w_ = (quats[:, i].astype(np.float64) for i in range(4))
     # rotation matrix columns, then Σ = Σ_k s_k² r_k r_kᵀ component by component
-    r = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w_), 2 * (x * z + y * w_)],
-         [2 * (x * y + z * w_), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w_)],
-         [2 * (x * z - y * w_), 2 * (y * z + x * w_), 1 - 2 * (x * x + y * y)]]
+    r = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w_), 2 * (x * z + y * w_)],
+        [2 * (x * y + z * w_), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w_)],
+        [2 * (x * z - y * w_), 2 * (y * z + x * w_), 1 - 2 * (x * x + y * y)],
+    ]
     mu = rel_means.astype(np.float64)
     w = alpha + 1e-6
     ss = np.sort(s, axis=1)
@@ -137,11 +138,13 @@ def leaf_moments(node: np.ndarray, n_nodes: int, rel_means: np.ndarray, quats: n
     for i, j in _PAIRS:
         cov = r[i][0] * r[j][0] * s2[:, 0] + r[i][1] * r[j][1] * s2[:, 1] + r[i][2] * r[j][2] * s2[:, 2]
         wS.append(np.bincount(node, w * (cov + mu[:, i] * mu[:, j]), n_nodes))
-    out = {"w": np.bincount(node, w, n_nodes),
-           "wm": np.stack([np.bincount(node, w * mu[:, i], n_nodes) for i in range(3)], 1),
-           "wS": np.stack(wS, 1),
-           "aa": np.bincount(node, alpha * area, n_nodes),
-           "wdc": np.stack([np.bincount(node, w * dc[:, i].astype(np.float64), n_nodes) for i in range(3)], 1)}
+    out = {
+        "w": np.bincount(node, w, n_nodes),
+        "wm": np.stack([np.bincount(node, w * mu[:, i], n_nodes) for i in range(3)], 1),
+        "wS": np.stack(wS, 1),
+        "aa": np.bincount(node, alpha * area, n_nodes),
+        "wdc": np.stack([np.bincount(node, w * dc[:, i].astype(np.float64), n_nodes) for i in range(3)], 1),
+    }
     amax = np.zeros(n_nodes)
     np.maximum.at(amax, node, alpha)
     out["amax"] = amax

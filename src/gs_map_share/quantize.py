@@ -21,6 +21,7 @@ Lattices
   factor, so dequantisation is the same everywhere) and the coder sends them divided by it. A faint
   Gaussian's colour and size move a pixel by at most its opacity, so the error costs little.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -33,7 +34,7 @@ from .bitio import crc32c
 from .errors import EncodeError
 
 MAX_LATTICE = 1 << 52
-_OPACITY_CLAMP = 20.0   # logits beyond ±20 are indistinguishable from 0/1 in float32
+_OPACITY_CLAMP = 20.0  # logits beyond ±20 are indistinguishable from 0/1 in float32
 _SCALE_MIN, _SCALE_MAX = -30.0, 12.0
 _SH_CLAMP = 64.0
 
@@ -42,23 +43,28 @@ _SH_CLAMP = 64.0
 class QuantParams:
     """Lattice steps (part of every container header)."""
 
-    pos_step: float = 0.001        # metres
-    tile_bits: int = 11            # codec tile = 2**tile_bits position steps per axis (2.048 m at 1 mm)
-    opacity_step: float = 1 / 16   # logit units
-    scale_step: float = 1 / 32     # natural-log units (≈3 % per step)
-    rot_bits: int = 9              # per smallest-three component, sign included (finest tier)
+    pos_step: float = 0.001  # metres
+    tile_bits: int = 11  # codec tile = 2**tile_bits position steps per axis (2.048 m at 1 mm)
+    opacity_step: float = 1 / 16  # logit units
+    scale_step: float = 1 / 32  # natural-log units (≈3 % per step)
+    rot_bits: int = 9  # per smallest-three component, sign included (finest tier)
     dc_step: float = 1 / (128 * SH_C0)  # SH DC units: 1/128 of the colour range
-    rest_step: float = 1 / 16      # higher SH coefficients (degree 1); degree l uses l × this
+    rest_step: float = 1 / 16  # higher SH coefficients (degree 1); degree l uses l × this
     # anisotropy tiers, ascending, in scale steps: a Gaussian whose quantised log-scale spread
     # (max − min) is below k of them gets rot_bits − k bits (see rotation_bits)
     rot_tiers: tuple[int, ...] = (13, 26, 48, 80)  # ROT_TIERS_LOG at scale_step 1/32
     # Gaussians with opacity code < faint_below: scales and DC on a faint_factor × coarser lattice
     faint_factor: int = 2
-    faint_below: int = -14         # logit −0.875: opacity below 0.29 (FAINT_OPACITY at 1/16)
+    faint_below: int = -14  # logit −0.875: opacity below 0.29 (FAINT_OPACITY at 1/16)
 
     def __post_init__(self) -> None:
-        for f, lo in (("pos_step", 1e-9), ("opacity_step", 1e-6), ("scale_step", 1e-6),
-                      ("dc_step", 1e-6), ("rest_step", 1e-6)):
+        for f, lo in (
+            ("pos_step", 1e-9),
+            ("opacity_step", 1e-6),
+            ("scale_step", 1e-6),
+            ("dc_step", 1e-6),
+            ("rest_step", 1e-6),
+        ):
             v = getattr(self, f)
             if not (np.isfinite(v) and lo <= v <= 1e6):
                 raise EncodeError(f"quantisation step {f} must be in [{lo}, 1e6], got {v}")
@@ -67,18 +73,24 @@ class QuantParams:
         if not 3 <= self.rot_bits <= 16:
             raise EncodeError(f"rot_bits must be 3..16, got {self.rot_bits}")
         t = self.rot_tiers
-        if (not isinstance(t, tuple) or len(t) > MAX_ROT_TIERS or self.rot_bits - len(t) < 2
-                or any(not isinstance(v, (int, np.integer)) or not 1 <= v <= 65535 for v in t)
-                or any(a >= b for a, b in zip(t, t[1:]))):
-            raise EncodeError(f"rot_tiers must be at most {MAX_ROT_TIERS} ascending integers in 1..65535 "
-                              f"leaving rot_bits − len ≥ 2, got {t!r} with rot_bits {self.rot_bits}")
+        if (
+            not isinstance(t, tuple)
+            or len(t) > MAX_ROT_TIERS
+            or self.rot_bits - len(t) < 2
+            or any(not isinstance(v, (int, np.integer)) or not 1 <= v <= 65535 for v in t)
+            or any(a >= b for a, b in zip(t, t[1:], strict=False))
+        ):
+            raise EncodeError(
+                f"rot_tiers must be at most {MAX_ROT_TIERS} ascending integers in 1..65535 "
+                f"leaving rot_bits − len ≥ 2, got {t!r} with rot_bits {self.rot_bits}"
+            )
         if not (isinstance(self.faint_factor, (int, np.integer)) and 1 <= self.faint_factor <= 8):
             raise EncodeError(f"faint_factor must be an integer 1..8, got {self.faint_factor!r}")
         if not (isinstance(self.faint_below, (int, np.integer)) and -32768 <= self.faint_below <= 32767):
             raise EncodeError(f"faint_below must be an integer -32768..32767, got {self.faint_below!r}")
 
     @staticmethod
-    def from_quality(quality: int = 2, pos_step: float | None = None) -> "QuantParams":
+    def from_quality(quality: int = 2, pos_step: float | None = None) -> QuantParams:
         """Quality 0 (smallest) … 5 (finest). 2 is the CLI default (1 mm positions; its rendering
         distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
         defaults are quality 3. Quality 0 is for thin links: 6 mm positions and coarse attributes
@@ -86,23 +98,61 @@ class QuantParams:
         Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG; quality 0 the first three
         tiers, 2..5 bits) and keeps faint Gaussians on a coarser lattice (FAINT_OPACITY)."""
         table = {
-            0: dict(pos_step=0.006, opacity_step=2 / 3, scale_step=1 / 5, rot_bits=5,
-                    dc_step=1 / (12 * SH_C0), rest_step=1 / 4, faint_factor=3, tiers=3),
-            1: dict(pos_step=0.004, opacity_step=1 / 6, scale_step=1 / 10, rot_bits=7,
-                    dc_step=1 / (40 * SH_C0), rest_step=1 / 5),
-            2: dict(pos_step=0.001, opacity_step=1 / 10, scale_step=1 / 16, rot_bits=8,
-                    dc_step=1 / (64 * SH_C0), rest_step=1 / 8),
-            3: dict(pos_step=0.001, opacity_step=1 / 16, scale_step=1 / 32, rot_bits=9,
-                    dc_step=1 / (128 * SH_C0), rest_step=1 / 16),
-            4: dict(pos_step=0.0005, opacity_step=1 / 32, scale_step=1 / 64, rot_bits=10,
-                    dc_step=1 / (256 * SH_C0), rest_step=1 / 32),
-            5: dict(pos_step=0.00025, opacity_step=1 / 64, scale_step=1 / 128, rot_bits=12,
-                    dc_step=1 / (512 * SH_C0), rest_step=1 / 64),
+            0: dict(
+                pos_step=0.006,
+                opacity_step=2 / 3,
+                scale_step=1 / 5,
+                rot_bits=5,
+                dc_step=1 / (12 * SH_C0),
+                rest_step=1 / 4,
+                faint_factor=3,
+                tiers=3,
+            ),
+            1: dict(
+                pos_step=0.004,
+                opacity_step=1 / 6,
+                scale_step=1 / 10,
+                rot_bits=7,
+                dc_step=1 / (40 * SH_C0),
+                rest_step=1 / 5,
+            ),
+            2: dict(
+                pos_step=0.001,
+                opacity_step=1 / 10,
+                scale_step=1 / 16,
+                rot_bits=8,
+                dc_step=1 / (64 * SH_C0),
+                rest_step=1 / 8,
+            ),
+            3: dict(
+                pos_step=0.001,
+                opacity_step=1 / 16,
+                scale_step=1 / 32,
+                rot_bits=9,
+                dc_step=1 / (128 * SH_C0),
+                rest_step=1 / 16,
+            ),
+            4: dict(
+                pos_step=0.0005,
+                opacity_step=1 / 32,
+                scale_step=1 / 64,
+                rot_bits=10,
+                dc_step=1 / (256 * SH_C0),
+                rest_step=1 / 32,
+            ),
+            5: dict(
+                pos_step=0.00025,
+                opacity_step=1 / 64,
+                scale_step=1 / 128,
+                rot_bits=12,
+                dc_step=1 / (512 * SH_C0),
+                rest_step=1 / 64,
+            ),
         }
         if quality not in table:
             raise EncodeError(f"quality must be 0..5, got {quality}")
         entry = table[quality]
-        tiers = ROT_TIERS_LOG[:entry.pop("tiers", len(ROT_TIERS_LOG))]
+        tiers = ROT_TIERS_LOG[: entry.pop("tiers", len(ROT_TIERS_LOG))]
         p = QuantParams(**entry, rot_tiers=())  # tiers follow, in this preset's scale steps
         if pos_step is not None:
             p = replace(p, pos_step=float(pos_step))
@@ -110,13 +160,13 @@ class QuantParams:
         bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
         return replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
 
-    def with_rot_tiers(self, log_spreads) -> "QuantParams":
+    def with_rot_tiers(self, log_spreads) -> QuantParams:
         """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
         ascending), rounded to this scale step; tiers that round to the same step merge."""
         t = sorted({max(1, min(65535, int(round(v / self.scale_step)))) for v in log_spreads})
         return replace(self, rot_tiers=tuple(t))
 
-    def with_faint(self, opacity: float, factor: int) -> "QuantParams":
+    def with_faint(self, opacity: float, factor: int) -> QuantParams:
         """These parameters with Gaussians below ``opacity`` (sigmoid) on a ``factor`` × coarser
         scale and DC lattice (the threshold is rounded to this opacity step)."""
         logit = float(np.log(opacity / (1.0 - opacity)))
@@ -193,15 +243,15 @@ class QMap:
     """A quantised map: integers on the lattices of :class:`QuantParams`, rows sorted by id."""
 
     sh_degree: int
-    ids: np.ndarray       # (N,) uint64, ascending
-    pos: np.ndarray       # (N, 3) int64
-    level: np.ndarray     # (N,) uint8
-    op: np.ndarray        # (N,) int32
-    scale: np.ndarray     # (N, 3) int32
-    rot_idx: np.ndarray   # (N,) uint8, index (x, y, z, w) of the dropped largest component
-    rot: np.ndarray       # (N, 3) int32, the other three in x, y, z, w order
-    dc: np.ndarray        # (N, 3) int32
-    rest: np.ndarray      # (N, K-1, 3) int32
+    ids: np.ndarray  # (N,) uint64, ascending
+    pos: np.ndarray  # (N, 3) int64
+    level: np.ndarray  # (N,) uint8
+    op: np.ndarray  # (N,) int32
+    scale: np.ndarray  # (N, 3) int32
+    rot_idx: np.ndarray  # (N,) uint8, index (x, y, z, w) of the dropped largest component
+    rot: np.ndarray  # (N, 3) int32, the other three in x, y, z, w order
+    dc: np.ndarray  # (N, 3) int32
+    rest: np.ndarray  # (N, K-1, 3) int32
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -211,37 +261,49 @@ class QMap:
         return (self.sh_degree + 1) ** 2
 
     @staticmethod
-    def empty(sh_degree: int) -> "QMap":
+    def empty(sh_degree: int) -> QMap:
         k = (sh_degree + 1) ** 2
-        return QMap(sh_degree, np.zeros(0, np.uint64), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8),
-                    np.zeros(0, np.int32), np.zeros((0, 3), np.int32), np.zeros(0, np.uint8),
-                    np.zeros((0, 3), np.int32), np.zeros((0, 3), np.int32), np.zeros((0, k - 1, 3), np.int32))
+        return QMap(
+            sh_degree,
+            np.zeros(0, np.uint64),
+            np.zeros((0, 3), np.int64),
+            np.zeros(0, np.uint8),
+            np.zeros(0, np.int32),
+            np.zeros((0, 3), np.int32),
+            np.zeros(0, np.uint8),
+            np.zeros((0, 3), np.int32),
+            np.zeros((0, 3), np.int32),
+            np.zeros((0, k - 1, 3), np.int32),
+        )
 
-    def take(self, rows) -> "QMap":
+    def take(self, rows) -> QMap:
         return QMap(self.sh_degree, self.ids[rows], *(getattr(self, f)[rows] for f in _QFIELDS))
 
-    def copy(self) -> "QMap":
+    def copy(self) -> QMap:
         return self.take(slice(None))
 
-    def equals(self, other: "QMap") -> bool:
-        return (self.sh_degree == other.sh_degree and np.array_equal(self.ids, other.ids)
-                and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in _QFIELDS))
+    def equals(self, other: QMap) -> bool:
+        return (
+            self.sh_degree == other.sh_degree
+            and np.array_equal(self.ids, other.ids)
+            and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in _QFIELDS)
+        )
 
     def checksum(self) -> int:
         """CRC-32C of the canonical little-endian serialisation (sent in each header; the receiver
         checks it after every snapshot/delta, so "bit-identical to the sender" is verified)."""
         c = crc32c(np.ascontiguousarray(self.ids, "<u8"))
-        for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i4", "<i4", "u1", "<i4", "<i4", "<i4")):
+        for f, dt in zip(_QFIELDS, ("<i8", "u1", "<i4", "<i4", "u1", "<i4", "<i4", "<i4"), strict=False):
             a = getattr(self, f)
             if a.flags.c_contiguous or len(a) <= _BLOCK:
                 c = crc32c(np.ascontiguousarray(a, dt), c)
             else:  # e.g. a decoded map's SH, a transposed view: serialise block by block
                 for s in range(0, len(a), _BLOCK):
-                    c = crc32c(np.ascontiguousarray(a[s:s + _BLOCK], dt), c)
+                    c = crc32c(np.ascontiguousarray(a[s : s + _BLOCK], dt), c)
         return c
 
     @staticmethod
-    def concat(parts: list["QMap"]) -> "QMap":
+    def concat(parts: list[QMap]) -> QMap:
         """Rows of all parts, re-sorted by id (ids must be disjoint)."""
         deg = parts[0].sh_degree
         ids = np.concatenate([p.ids for p in parts])
@@ -256,7 +318,9 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
     means = gmap.means.astype(np.float64)
     pos = np.rint(means / params.pos_step)
     if len(pos) and np.abs(pos).max() >= MAX_LATTICE:
-        raise EncodeError(f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin")
+        raise EncodeError(
+            f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin"
+        )
     pos = pos.astype(np.int64)
     op, scale, dc = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], params)
     rot_idx, rot = canonical_rotations(*stable_rotations(gmap.quats, params, rotation_bits(scale, params)))
@@ -274,11 +338,11 @@ def to_qmap(gmap: GaussianMap, params: QuantParams) -> QMap:
         dst = rest.reshape(n, 3 * (k - 1))
         tmp = np.empty((min(n, _BLOCK), 3 * (k - 1)), np.float32)
         for s in range(0, n, _BLOCK):
-            t = tmp[:min(n - s, _BLOCK)]
-            np.clip(src[s:s + _BLOCK, 3:], -_SH_CLAMP, _SH_CLAMP, out=t)
+            t = tmp[: min(n - s, _BLOCK)]
+            np.clip(src[s : s + _BLOCK, 3:], -_SH_CLAMP, _SH_CLAMP, out=t)
             np.divide(t, steps, out=t)
             np.rint(t, out=t)
-            dst[s:s + _BLOCK] = t
+            dst[s : s + _BLOCK] = t
     return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
 
 
@@ -301,7 +365,9 @@ def attribute_lattices(opacity_logits, log_scales, dc_values, params: QuantParam
     faint = faint_rows(op, params)
     if faint is not None and faint.any():
         f = params.faint_factor
-        scale[faint] = _lattice(np.asarray(log_scales)[faint], _SCALE_MIN, _SCALE_MAX, f * params.scale_step) * f
+        scale[faint] = (
+            _lattice(np.asarray(log_scales)[faint], _SCALE_MIN, _SCALE_MAX, f * params.scale_step) * f
+        )
         dc[faint] = _lattice(np.asarray(dc_values)[faint], -_SH_CLAMP, _SH_CLAMP, f * params.dc_step) * f
     return op, scale, dc
 
@@ -325,8 +391,9 @@ def canonical_rotations(rot_idx: np.ndarray, rot: np.ndarray) -> tuple[np.ndarra
     return idx, out
 
 
-def quantize_rotations(quats: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def quantize_rotations(
+    quats: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Smallest-three codes; ``bits`` per row (:func:`rotation_bits`), default ``rot_bits`` for all."""
     # column by column (the same float64 operations as a row-wise norm / argmax / gather)
     q = np.asarray(quats)
@@ -363,8 +430,9 @@ def _lattice_of(params: QuantParams, bits, n: int):
     return _ROT_M[b], _ROT_S[b]
 
 
-def stable_rotations(quats: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def stable_rotations(
+    quats: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Smallest-three codes that survive a decode/re-encode unchanged: where the dropped component,
     once rebuilt, is no longer the largest (near-ties), move to the code the decoded rotation
     quantises to (a fixed point, reached in one or two steps), so re-encoding a decoded map is lossless."""
@@ -382,8 +450,9 @@ def stable_rotations(quats: np.ndarray, params: QuantParams, bits: np.ndarray | 
     return idx, rot
 
 
-def dequantize_rotations(rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams,
-                         bits: np.ndarray | None = None) -> np.ndarray:
+def dequantize_rotations(
+    rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
+) -> np.ndarray:
     r = np.asarray(rot)
     _, s = _lattice_of(params, bits, len(r))
     c0, c1, c2 = (r[:, j].astype(np.float64) * s for j in range(3))
@@ -448,7 +517,7 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
         tmp = np.empty((3 * k, min(n, _BLOCK)), np.float32)
         for s in range(0, n, _BLOCK):
             e = min(n, s + _BLOCK)
-            t = tmp[:, :e - s]
+            t = tmp[:, : e - s]
             t[:3] = dc_t[:, s:e]
             t[3:] = rest_t[:, s:e]
             t *= steps
@@ -464,13 +533,19 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
         quats=dequantize_rotations(q.rot_idx, q.rot, params, rotation_bits(q.scale, params)),
         log_scales=q.scale.astype(np.float32) * np.float32(params.scale_step),
         opacity_logits=q.op.astype(np.float32) * np.float32(params.opacity_step),
-        sh=sh)
+        sh=sh,
+    )
 
 
 def dequantize(q: QMap, params: QuantParams, tile_size: float = 2.0) -> GaussianMap:
     """The map a receiver holds (float32 fields from the integer lattices)."""
-    return GaussianMap(sh_degree=q.sh_degree, tile_size=tile_size, ids=q.ids.copy(), levels=q.level.copy(),
-                       **dequantize_fields(q, params))
+    return GaussianMap(
+        sh_degree=q.sh_degree,
+        tile_size=tile_size,
+        ids=q.ids.copy(),
+        levels=q.level.copy(),
+        **dequantize_fields(q, params),
+    )
 
 
 def quantize(gmap: GaussianMap, params: QuantParams | None = None) -> GaussianMap:

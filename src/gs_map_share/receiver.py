@@ -8,6 +8,7 @@
   map is untouched (deltas are applied to a copy that replaces the state only on success).
 - Containers for another map id are rejected once the store is bound to a map.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,14 @@ from .snapshot import decode_snapshot, guarded
 log = logging.getLogger(__name__)
 
 APPLIED, SNAPSHOT, BUFFERED, DUPLICATE, STALE, REJECTED, OTHER_MAP = (
-    "applied", "snapshot", "buffered", "duplicate", "stale", "rejected", "other_map")
+    "applied",
+    "snapshot",
+    "buffered",
+    "duplicate",
+    "stale",
+    "rejected",
+    "other_map",
+)
 
 
 @dataclass
@@ -36,11 +44,11 @@ class _Pending:
 
 @dataclass
 class MapStore:
-    map_id: int | None = None       # bound on the first good snapshot when None
-    max_pending: int = 256          # buffered future deltas (oldest dropped beyond this)
+    map_id: int | None = None  # bound on the first good snapshot when None
+    max_pending: int = 256  # buffered future deltas (oldest dropped beyond this)
     state: QMap | None = None
     params: QuantParams | None = None
-    header: Header | None = None    # of the container that produced the state
+    header: Header | None = None  # of the container that produced the state
     seq: int = 0
     stats: Counter = field(default_factory=Counter)
     last_error: str = ""

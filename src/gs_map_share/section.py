@@ -11,6 +11,7 @@ channel, a flag byte says which).
 A single-level section may instead list its ids and positions in id order (:mod:`.idorder`), when
 that is estimated smaller than the octree; the TILES chunk names the geometry form.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,19 @@ from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
 from .errors import DecodeError, EncodeError
-from .quantize import (MAX_LATTICE, QMap, QuantParams, canonical_rotations, dequantize, dequantize_fields,
-                       attribute_lattices, faint_rows, quantize_rotations, rotation_bits, rotation_max)
+from .quantize import (
+    MAX_LATTICE,
+    QMap,
+    QuantParams,
+    attribute_lattices,
+    canonical_rotations,
+    dequantize,
+    dequantize_fields,
+    faint_rows,
+    quantize_rotations,
+    rotation_bits,
+    rotation_max,
+)
 
 OCTREE, ID_ORDER = 0, 1  # geometry forms of a section (TILES chunk)
 LEVEL_RATIO = 8  # target node-count ratio between successive levels of detail
@@ -41,8 +53,9 @@ STATS: dict | None = None  # label → bytes, filled when a dict is set (bench a
 SAMPLE_MIN = 1 << 15  # channels at least this long choose their prediction on every 8th value
 
 
-def _put(w: Writer, values: np.ndarray, signed: bool = True, label: str = "", ctx=None,
-         n_ctx: int = 1) -> None:
+def _put(
+    w: Writer, values: np.ndarray, signed: bool = True, label: str = "", ctx=None, n_ctx: int = 1
+) -> None:
     before = sum(len(x) for x in w.parts) if STATS is not None else 0
     put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx)
     if STATS is not None:
@@ -89,6 +102,7 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
         if len(a) and (a.max() >= lim or a.min() <= -lim):
             raise r.fail("value outside the lattice range")
         return a
+
     if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
         return within(v)
     if not wide and cand.dtype == np.int32 and len(v):
@@ -105,6 +119,7 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
 @dataclass
 class Coarse:
     """Quantised attributes of one set of Gaussians (aggregated nodes of a level, or the leaves)."""
+
     op: np.ndarray
     scale: np.ndarray
     rot_idx: np.ndarray
@@ -137,27 +152,32 @@ class _Parent:
         return self._cols[key]
 
 
-def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, params: QuantParams,
-                label: str = "") -> Coarse:
+def _code_attrs(
+    c: Coarse | None, parent: _Parent | None, n: int, put, params: QuantParams, label: str = ""
+) -> Coarse:
     """One walk shared by encoder (``put`` codes a channel, returns it) and decoder (``put`` decodes
     it). Channel by channel, predictions come from the parent's value (ProGS's parent context), the
     same Gaussian's previous channel (colours and in-plane scales correlate), or both. Rotation
     components are coded in the context of their lattice (anisotropy tier, from the decoded scales)."""
     P = parent
+
     # candidates are built lazily (callables): a decoder builds only the one the stream names
     def pc(f, i=None):
         if P is None:
             return None
         return lambda: P.col(f, i)
+
     def ch(f, i=None):
         if c is None:
             return None
         v = getattr(c, f)
         return (v if i is None else v[:, i]).astype(np.int64)
+
     def combo(p, x, px):
         if p is None or x is None:
             return None
         return lambda: p().astype(np.int64) + x - px()
+
     op = put(ch("op"), [0, pc("op")], label + "op")
     put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
     sc = []
@@ -170,8 +190,11 @@ def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, params: Q
     if n and (ri.min() < 0 or ri.max() > 3):
         raise DecodeError("rotation index outside 0..3")
     bits = rotation_bits(sc, params)
-    ctx, n_ctx = (ri, 4) if bits is None else (bits - (params.rot_bits - len(params.rot_tiers)),
-                                               len(params.rot_tiers) + 1)
+    ctx, n_ctx = (
+        (ri, 4)
+        if bits is None
+        else (bits - (params.rot_bits - len(params.rot_tiers)), len(params.rot_tiers) + 1)
+    )
     rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ctx, n_ctx=n_ctx) for i in range(3)]
     dc = []
     for i in range(3):
@@ -179,8 +202,14 @@ def _code_attrs(c: Coarse | None, parent: _Parent | None, n: int, put, params: Q
         if i:
             cands += [dc[i - 1], combo(pc("dc", i), dc[i - 1], pc("dc", i - 1))]
         dc.append(put_fl(ch("dc", i), cands, label + "dc"))
-    return Coarse(np.asarray(op, np.int32), _stack32(sc), np.asarray(ri).astype(np.uint8),
-                  _stack32(rot), _stack32(dc), rot_bits=bits)
+    return Coarse(
+        np.asarray(op, np.int32),
+        _stack32(sc),
+        np.asarray(ri).astype(np.uint8),
+        _stack32(rot),
+        _stack32(dc),
+        rot_bits=bits,
+    )
 
 
 def _faint_put(put, faint: np.ndarray | None, f: int):
@@ -200,13 +229,16 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
         if values is not None:
             values = np.asarray(values, np.int64)
             if (values % fac).any():
-                raise EncodeError("a faint Gaussian's scale or colour is off its lattice "
-                                  "(quantise the map with these parameters)")
+                raise EncodeError(
+                    "a faint Gaussian's scale or colour is off its lattice "
+                    "(quantise the map with these parameters)"
+                )
             values = values // fac
         out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2)
         if len(out) and max(out.max(), -out.min()) >= (1 << 30) // f:
             raise DecodeError("faint value outside the lattice range")
         return out * fac
+
     return put_faint
 
 
@@ -221,6 +253,7 @@ def _put_coarse(w: Writer, c: Coarse, parent: _Parent | None, params: QuantParam
     def put(values, cands, lab, ctx=None, n_ctx=1):
         _put_pred(w, values, cands, lab, ctx=None if ctx is None else np.asarray(ctx, np.int64), n_ctx=n_ctx)
         return values
+
     _code_attrs(c, parent, len(c.op), put, params, label)
 
 
@@ -233,6 +266,7 @@ def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) 
                 groups[id(ctx)] = (ctx, Groups(ctx, n_ctx))
             ctx = groups[id(ctx)][1]
         return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
+
     out = _code_attrs(None, parent, n, put, params)
     if n:
         a = np.abs(out.rot)
@@ -352,14 +386,18 @@ def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None) -> 
     _put_coarse(w, Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc), pc, params)
     cols = _columns(q.rest.reshape(len(q), -1))
     for j in range(0, len(cols), 3):
-        _put_sh_coefficient(w, cols[j:j + 3])
+        _put_sh_coefficient(w, cols[j : j + 3])
 
 
-def _id_order_smaller(id_streams: list, occ: list, vcount: np.ndarray, ids_s: np.ndarray, n_tiles: int) -> bool:
+def _id_order_smaller(
+    id_streams: list, occ: list, vcount: np.ndarray, ids_s: np.ndarray, n_tiles: int
+) -> bool:
     """Whether the id-ordered geometry of a single-level section (its :func:`idorder.streams`) is
     estimated smaller than its octree (occupancy, voxel counts, ids in octree order, the tile list)."""
+
     def bits(v, signed=True):
         return Stats(v, signed, keep_u=False).best()[1]
+
     octree_bits = sum(bits(o.astype(np.int64), False) for o in occ) + bits(vcount - 1, False)
     octree_bits += bits(np.diff(ids_s.astype(np.int64))) + 8 * 24 * n_tiles
     return sum(bits(v, s) for _, v, s in id_streams) < octree_bits
@@ -399,7 +437,7 @@ def _columns(a: np.ndarray, block: int = 8192) -> np.ndarray:
     n, k = a.shape
     out = np.empty((k, n), a.dtype)
     for s in range(0, n, block):
-        out[:, s:s + block] = a[s:s + block].T
+        out[:, s : s + block] = a[s : s + block].T
     return out
 
 
@@ -412,14 +450,16 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
     g = dequantize_fields(qs, params, rest=False)  # aggregates: from what the receiver will hold
     rel = (qs.pos - (tiles[t_s] << D)).astype(np.float64) * params.pos_step  # rows of qs, any order
     d = depths[-2]
-    mom = octree.leaf_moments(node_at[d], counts[d], rel, g["quats"], g["log_scales"],
-                              g["opacity_logits"], g["sh"][:, 0, :])
+    mom = octree.leaf_moments(
+        node_at[d], counts[d], rel, g["quats"], g["log_scales"], g["opacity_logits"], g["sh"][:, 0, :]
+    )
     out = {}
     for k in range(len(depths) - 2, -1, -1):
         d = depths[k]
         if k < len(depths) - 2:
-            mom = octree.combine_moments(mom, _ancestor(parent, depths[k + 1], d, np.arange(counts[depths[k + 1]])),
-                                         counts[d])
+            mom = octree.combine_moments(
+                mom, _ancestor(parent, depths[k + 1], d, np.arange(counts[depths[k + 1]])), counts[d]
+            )
         cell = 1 << (D - d)
         b = _offset_bits(d, D)
         lo = (octree.demorton(node_code[d]) * cell).astype(np.float64)
@@ -485,7 +525,7 @@ def _joint_symbols(u: np.ndarray, umax: np.ndarray, b: int) -> tuple[np.ndarray,
     (``umax`` ≥ B); and that escape mask."""
     esc = umax >= b
     j = u[0] + b * u[1] + b * b * u[2]
-    j[esc] = b ** 3
+    j[esc] = b**3
     return j, esc
 
 
@@ -537,7 +577,7 @@ _JOINT_TABLES: dict[int, np.ndarray] = {}
 def _joint_table(b: int) -> np.ndarray:
     """(3, B³ + 1) int32: each channel's value for every joint symbol (0 for the escape)."""
     if b not in _JOINT_TABLES:
-        jj = np.arange(b ** 3)
+        jj = np.arange(b**3)
         u = np.stack([jj % b, (jj // b) % b, jj // (b * b)])
         v = (u >> 1) ^ -(u & 1)
         _JOINT_TABLES[b] = np.concatenate([v, np.zeros((3, 1), np.int64)], 1).astype(np.int32)
@@ -551,9 +591,9 @@ def _get_sh_joint(r: Reader, out: np.ndarray, limit: int) -> None:
     b = r.u8()
     if b not in JOINT_BASES:
         raise r.fail(f"joint SH base {b} not in {JOINT_BASES}")
-    j = decode_stream(r, n, signed=False, int32=True, limit=b ** 3)
+    j = decode_stream(r, n, signed=False, int32=True, limit=b**3)
     table = _joint_table(b)
-    esc = np.flatnonzero(j == b ** 3)
+    esc = np.flatnonzero(j == b**3)
     for c in range(3):
         np.take(table[c], j, out=out[c], mode="clip")
         if b // 2 > limit:
@@ -565,8 +605,14 @@ def _get_sh_joint(r: Reader, out: np.ndarray, limit: int) -> None:
 
 
 # -- decoder ----------------------------------------------------------------------------------------
-def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap: int,
-                   max_level: int | None = None, where: str = "section"):
+def decode_section(
+    chunks: list[Chunk],
+    params: QuantParams,
+    sh_degree: int,
+    cap: int,
+    max_level: int | None = None,
+    where: str = "section",
+):
     """Decode a section. Returns a :class:`QMap` for a full decode, or a preview
     :class:`GaussianMap` of aggregated Gaussians when ``max_level`` stops before the last level."""
     if not chunks or chunks[0].type != TILES:
@@ -578,7 +624,7 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
         raise r.fail("no levels")
     D = params.tile_bits
     depths = [r.u8() for _ in range(L)]
-    if depths[-1] != D or any(b <= a for a, b in zip(depths, depths[1:])):
+    if depths[-1] != D or any(b <= a for a, b in zip(depths, depths[1:], strict=False)):
         raise r.fail(f"level depths {depths} are not increasing to the tile depth {D}")
     geometry = r.u8()
     if geometry == ID_ORDER:
@@ -605,7 +651,11 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
         raise DecodeError(f"{where}: {n_tiles} tiles for {n} Gaussians")
     stop = L - 1 if max_level is None else min(max_level, L - 1)
     if n == 0:
-        return QMap.empty(sh_degree) if stop == L - 1 else _preview(np.zeros((0, 3)), None, sh_degree, params, stop)
+        return (
+            QMap.empty(sh_degree)
+            if stop == L - 1
+            else _preview(np.zeros((0, 3)), None, sh_degree, params, stop)
+        )
 
     tile_count = np.ones(n_tiles, np.int64)  # nodes per tile at the current depth (tiles are contiguous)
     code = np.zeros(n_tiles, np.uint64)
@@ -640,7 +690,9 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
             r.end()
             if k == stop:
                 tile_of = np.repeat(np.arange(n_tiles), tile_count)
-                return _preview(_centres(tiles, tile_of, code, d, D, params, coarse.off), coarse, sh_degree, params, k)
+                return _preview(
+                    _centres(tiles, tile_of, code, d, D, params, coarse.off), coarse, sh_degree, params, k
+                )
             prev_coarse = coarse
         else:
             cnt = decode_stream(r, m, signed=False, int32=True)
@@ -669,8 +721,15 @@ def decode_section(chunks: list[Chunk], params: QuantParams, sh_degree: int, cap
     raise AssertionError("unreachable")
 
 
-def _get_leaves(r: Reader, ids: np.ndarray, pos: np.ndarray, pc: _Parent | None, params: QuantParams,
-                sh_degree: int, where: str) -> QMap:
+def _get_leaves(
+    r: Reader,
+    ids: np.ndarray,
+    pos: np.ndarray,
+    pc: _Parent | None,
+    params: QuantParams,
+    sh_degree: int,
+    where: str,
+) -> QMap:
     """Inverse of :func:`_put_leaves` for Gaussians whose ids (ascending) and positions are known."""
     n = len(ids)
     lev = decode_stream(r, n, signed=False, int32=True)
@@ -685,19 +744,33 @@ def _get_leaves(r: Reader, ids: np.ndarray, pos: np.ndarray, pc: _Parent | None,
     bound = np.floor(np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1).astype(np.int64)
     for j in range(0, k3, 3):
         if r.remaining and r.data[r.pos] == JOINT_MODE:
-            _get_sh_joint(r, cols[j:j + 3], int(bound[j]))
+            _get_sh_joint(r, cols[j : j + 3], int(bound[j]))
             continue
         for c in range(3):
             decode_stream(r, n, int32=True, out=cols[j + c], zeroed=True, limit=int(bound[j + c]))
     r.end()
     _check_ranges(leaf, params, where)
-    return QMap(sh_degree, ids, pos, lev.astype(np.uint8), leaf.op, leaf.scale, leaf.rot_idx,
-                leaf.rot, leaf.dc, cols.T.reshape(n, -1, 3))  # a view: no transposed copy
+    return QMap(
+        sh_degree,
+        ids,
+        pos,
+        lev.astype(np.uint8),
+        leaf.op,
+        leaf.scale,
+        leaf.rot_idx,
+        leaf.rot,
+        leaf.dc,
+        cols.T.reshape(n, -1, 3),
+    )  # a view: no transposed copy
 
 
 def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
     f = params.faint_factor  # a faint value rounds to the nearest multiple of f
-    lim = {"op": 20 / params.opacity_step + 1, "scale": 30 / params.scale_step + f, "dc": 64 / params.dc_step + f}
+    lim = {
+        "op": 20 / params.opacity_step + 1,
+        "scale": 30 / params.scale_step + f,
+        "dc": 64 / params.dc_step + f,
+    }
     for name, bound in lim.items():
         a = getattr(c, name)
         if len(a) and max(int(a.max()), -int(a.min())) > bound:
@@ -711,9 +784,18 @@ def _preview(centers, coarse: Coarse | None, sh_degree: int, params: QuantParams
     if coarse is None:
         return GaussianMap(sh_degree=sh_degree)
     _check_ranges(coarse, params, "preview")
-    q = QMap(sh_degree, np.arange(1, m + 1, dtype=np.uint64), np.zeros((m, 3), np.int64),
-             np.full(m, level, np.uint8), coarse.op, coarse.scale, coarse.rot_idx, coarse.rot, coarse.dc,
-             np.zeros((m, k - 1, 3), np.int64))
+    q = QMap(
+        sh_degree,
+        np.arange(1, m + 1, dtype=np.uint64),
+        np.zeros((m, 3), np.int64),
+        np.full(m, level, np.uint8),
+        coarse.op,
+        coarse.scale,
+        coarse.rot_idx,
+        coarse.rot,
+        coarse.dc,
+        np.zeros((m, k - 1, 3), np.int64),
+    )
     g = dequantize(q, params)
     g.means = centers.astype(np.float32)
     return g

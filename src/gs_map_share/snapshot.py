@@ -1,4 +1,5 @@
 """Snapshots: a whole map as one container (the entry point for late joiners and files)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,9 +33,13 @@ class EncodeInfo:
     bytes_per_level: list[int]
 
     def as_dict(self) -> dict:
-        return {"gaussians": self.gaussians, "bytes": self.bytes,
-                "bytes_per_gaussian": self.bytes / max(self.gaussians, 1), "levels": self.levels,
-                "bytes_per_level": self.bytes_per_level}
+        return {
+            "gaussians": self.gaussians,
+            "bytes": self.bytes,
+            "bytes_per_gaussian": self.bytes / max(self.gaussians, 1),
+            "levels": self.levels,
+            "bytes_per_level": self.bytes_per_level,
+        }
 
 
 def check_ids(q: QMap) -> None:
@@ -55,9 +60,16 @@ def finish(header: Header, chunks: list[Chunk], section_counts: list[int]) -> by
     return data
 
 
-def encode_snapshot(q: QMap, params: QuantParams, *, map_id: int = 1, seq: int = 1,
-                    n_levels: int = DEFAULT_LEVELS, frame_id: str = "map",
-                    tile_size: float = 2.0) -> tuple[bytes, EncodeInfo]:
+def encode_snapshot(
+    q: QMap,
+    params: QuantParams,
+    *,
+    map_id: int = 1,
+    seq: int = 1,
+    n_levels: int = DEFAULT_LEVELS,
+    frame_id: str = "map",
+    tile_size: float = 2.0,
+) -> tuple[bytes, EncodeInfo]:
     """One snapshot container. A map whose Gaussians carry 2..32 distinct ``level`` values (the
     mapper's ProGS levels) is sent *layered*: sections of whole levels, coarsest first (see
     :func:`_layers`), so a prefix decodes to the Gaussians of the coarser levels (the maps the
@@ -99,7 +111,7 @@ def _layers(q: QMap) -> list[np.ndarray] | None:
         if len(layers[i]) < 2:
             break
         half = len(layers[i]) // 2  # rows are in id order
-        layers[i:i + 1] = [layers[i][:half], layers[i][half:]]
+        layers[i : i + 1] = [layers[i][:half], layers[i][half:]]
     return layers
 
 
@@ -118,8 +130,9 @@ def decode_snapshot(data, max_level: int | None = None, max_gaussians: int = 1 <
         raise DecodeError(f"container is a delta (base sequence {h.base_seq}), not a snapshot")
     cap = min(max_gaussians, max_gaussians_for(len(data)))
     if h.gaussians > cap:
-        raise DecodeError(f"snapshot declares {h.gaussians} Gaussians, more than {cap} allowed for "
-                          f"{len(data)} bytes")
+        raise DecodeError(
+            f"snapshot declares {h.gaussians} Gaussians, more than {cap} allowed for {len(data)} bytes"
+        )
     sections = _split_sections(chunks)
     if len(sections) == 1:
         out = guarded(lambda: decode_section(sections[0], h.params, h.sh_degree, cap, max_level, "snapshot"))
@@ -152,11 +165,17 @@ def _decode_layers(sections: list[list[Chunk]], h: Header, cap: int, max_level: 
         raise DecodeError(f"snapshot: {len(sections)} layers, the header says {h.n_levels}")
     stop = len(sections) - 1 if max_level is None else min(max_level, len(sections) - 1)
     parts, total, prev_level = [], 0, 0
-    for i, sec in enumerate(sections[:stop + 1]):
+    for i, sec in enumerate(sections[: stop + 1]):
         if [c.level for c in sec] != [i, i] or [c.type for c in sec] != [TILES, LEVEL]:
             raise DecodeError(f"snapshot: layer {i} is not one TILES and one LEVEL chunk of level {i}")
-        part = decode_section([sec[0], Chunk(LEVEL, 0, sec[1].data)], h.params, h.sh_degree, cap - total,
-                              None, f"snapshot layer {i}")
+        part = decode_section(
+            [sec[0], Chunk(LEVEL, 0, sec[1].data)],
+            h.params,
+            h.sh_degree,
+            cap - total,
+            None,
+            f"snapshot layer {i}",
+        )
         if len(part) == 0 or int(part.level.min()) < prev_level:
             raise DecodeError(f"snapshot: layer {i} holds a level below the previous layer's")
         prev_level = int(part.level.max())
@@ -186,6 +205,15 @@ def guarded(fn):
         return fn()
     except DecodeError:
         raise
-    except (ValueError, IndexError, OverflowError, TypeError, KeyError, MemoryError,
-            ZeroDivisionError, FloatingPointError, RuntimeError) as exc:
+    except (
+        ValueError,
+        IndexError,
+        OverflowError,
+        TypeError,
+        KeyError,
+        MemoryError,
+        ZeroDivisionError,
+        FloatingPointError,
+        RuntimeError,
+    ) as exc:
         raise DecodeError(f"malformed data ({type(exc).__name__}: {exc})") from None

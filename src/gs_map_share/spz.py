@@ -16,6 +16,7 @@ Coordinates are written as they are in the map (no RDF→RUB axis change). SPZ's
 cover ±2**(23 − fractional_bits) m; we never let them wrap: the writer picks fewer fraction bits or
 refuses. Ids and levels are not part of SPZ.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,9 +55,11 @@ def write_spz(gmap: GaussianMap, fractional_bits: int | None = 12) -> bytes:
     if not 0 <= fractional_bits <= 23:
         raise MapError(f"fractional bits must be 0..23, got {fractional_bits}")
     if fractional_bits not in fits:
-        raise MapError(f"a Gaussian lies {ext:.1f} m from the origin, beyond SPZ's range of "
-                       f"±{2.0 ** (23 - fractional_bits):.0f} m with {fractional_bits} fractional bits "
-                       f"(SPZ would wrap it); use fewer fractional bits")
+        raise MapError(
+            f"a Gaussian lies {ext:.1f} m from the origin, beyond SPZ's range of "
+            f"±{2.0 ** (23 - fractional_bits):.0f} m with {fractional_bits} fractional bits "
+            f"(SPZ would wrap it); use fewer fractional bits"
+        )
     fixed = np.rint(gmap.means.astype(np.float64) * (1 << fractional_bits)).astype(np.int32)
     pos = fixed.reshape(-1, 1).view(np.uint8).reshape(-1, 4)[:, :3]  # little-endian low 3 bytes
     alpha = _u8(gmap.opacities() * 255.0)
@@ -66,8 +69,14 @@ def write_spz(gmap: GaussianMap, fractional_bits: int | None = 12) -> bytes:
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     q[q[:, 3] < 0] *= -1
     rots = _u8(q[:, :3] * 127.5 + 127.5)
-    parts = [_HEADER.pack(MAGIC, VERSION, n, gmap.sh_degree, fractional_bits, 0, 0), pos.tobytes(),
-             alpha.tobytes(), colors.tobytes(), scales.tobytes(), rots.tobytes()]
+    parts = [
+        _HEADER.pack(MAGIC, VERSION, n, gmap.sh_degree, fractional_bits, 0, 0),
+        pos.tobytes(),
+        alpha.tobytes(),
+        colors.tobytes(),
+        scales.tobytes(),
+        rots.tobytes(),
+    ]
     if gmap.num_sh > 1:
         sh = np.rint(gmap.sh[:, 1:, :].astype(np.float64) * 128.0 + 128.0)
         bucket = np.where(np.floor(np.sqrt(np.arange(1, gmap.num_sh))) == 1, 8, 16)[None, :, None]
@@ -102,11 +111,13 @@ def read_spz(data: bytes) -> GaussianMap:
         raise DecodeError(f"spz: {len(body)} bytes of data, {size} expected for {n} points")
     b = np.frombuffer(body, np.uint8)
     o = 0
+
     def take(m):
         nonlocal o
-        out = b[o:o + m]
+        out = b[o : o + m]
         o += m
         return out
+
     p = take(9 * n).reshape(n, 3, 3).astype(np.int32)
     fixed = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
     fixed = np.where(fixed & 0x800000, fixed - (1 << 24), fixed)
@@ -116,14 +127,20 @@ def read_spz(data: bytes) -> GaussianMap:
     dc = (take(3 * n).reshape(n, 3).astype(np.float64) / 255.0 - 0.5) / COLOR_SCALE
     ls = take(3 * n).reshape(n, 3).astype(np.float64) / 16.0 - 10.0
     xyz = take(3 * n).reshape(n, 3).astype(np.float64) / 127.5 - 1.0
-    w = np.sqrt(np.maximum(0.0, 1.0 - (xyz ** 2).sum(1)))
+    w = np.sqrt(np.maximum(0.0, 1.0 - (xyz**2).sum(1)))
     q = np.concatenate([xyz, w[:, None]], 1)
     q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     sh = np.zeros((n, k, 3))
     sh[:, 0] = dc
     if k > 1:
         sh[:, 1:] = (take(3 * (k - 1) * n).reshape(n, k - 1, 3).astype(np.float64) - 128.0) / 128.0
-    return GaussianMap(sh_degree=deg, means=means.astype(np.float32), quats=q.astype(np.float32),
-                       log_scales=ls.astype(np.float32),
-                       opacity_logits=np.log(alpha / (1 - alpha)).astype(np.float32), sh=sh.astype(np.float32),
-                       ids=np.arange(1, n + 1, dtype=np.uint64), levels=np.zeros(n, np.uint8))
+    return GaussianMap(
+        sh_degree=deg,
+        means=means.astype(np.float32),
+        quats=q.astype(np.float32),
+        log_scales=ls.astype(np.float32),
+        opacity_logits=np.log(alpha / (1 - alpha)).astype(np.float32),
+        sh=sh.astype(np.float32),
+        ids=np.arange(1, n + 1, dtype=np.uint64),
+        levels=np.zeros(n, np.uint8),
+    )

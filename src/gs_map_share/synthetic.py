@@ -6,6 +6,7 @@ with degree, positions with a few mm of noise off the surface. Ids follow a simu
 (batches of nearby Gaussians get consecutive ids, as a mapper seeding from depth images does).
 These statistics drive the measured sizes: they stand in for a fitted map, they are not one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,33 +29,46 @@ def _frame(normals: np.ndarray, rng) -> np.ndarray:
     return np.stack([t2, b2, n], axis=2)
 
 
-def synthetic_map(n: int, sh_degree: int = 3, seed: int = 0, extent: float = 8.0, height: float = 3.0,
-                  origin=(0.0, 0.0, 0.0)) -> GaussianMap:
+def synthetic_map(
+    n: int,
+    sh_degree: int = 3,
+    seed: int = 0,
+    extent: float = 8.0,
+    height: float = 3.0,
+    origin=(0.0, 0.0, 0.0),
+) -> GaussianMap:
     rng = np.random.default_rng(seed)
     # surfaces: (kind, params, base colour)
     surfs = []
     e, h = extent, height
     surfs += [("plane", (np.array([0, 0, 0.0]), np.array([e, 0, 0.0]), np.array([0, e, 0.0])))]  # floor
-    surfs += [("plane", (np.array([0, 0, 0.0]), np.array([e, 0, 0.0]), np.array([0, 0, h]))),
-              ("plane", (np.array([0, e, 0.0]), np.array([e, 0, 0.0]), np.array([0, 0, h]))),
-              ("plane", (np.array([0, 0, 0.0]), np.array([0, e, 0.0]), np.array([0, 0, h]))),
-              ("plane", (np.array([e, 0, 0.0]), np.array([0, e, 0.0]), np.array([0, 0, h])))]
+    surfs += [
+        ("plane", (np.array([0, 0, 0.0]), np.array([e, 0, 0.0]), np.array([0, 0, h]))),
+        ("plane", (np.array([0, e, 0.0]), np.array([e, 0, 0.0]), np.array([0, 0, h]))),
+        ("plane", (np.array([0, 0, 0.0]), np.array([0, e, 0.0]), np.array([0, 0, h]))),
+        ("plane", (np.array([e, 0, 0.0]), np.array([0, e, 0.0]), np.array([0, 0, h]))),
+    ]
     for _ in range(12):  # boxes: top + 4 sides
         c = rng.uniform(1, e - 1, 2)
         sx, sy, sz = rng.uniform(0.3, 1.2, 3)
         x0, y0 = c[0] - sx / 2, c[1] - sy / 2
-        surfs += [("plane", (np.array([x0, y0, sz]), np.array([sx, 0, 0]), np.array([0, sy, 0]))),
-                  ("plane", (np.array([x0, y0, 0]), np.array([sx, 0, 0]), np.array([0, 0, sz]))),
-                  ("plane", (np.array([x0, y0 + sy, 0]), np.array([sx, 0, 0]), np.array([0, 0, sz]))),
-                  ("plane", (np.array([x0, y0, 0]), np.array([0, sy, 0]), np.array([0, 0, sz]))),
-                  ("plane", (np.array([x0 + sx, y0, 0]), np.array([0, sy, 0]), np.array([0, 0, sz])))]
+        surfs += [
+            ("plane", (np.array([x0, y0, sz]), np.array([sx, 0, 0]), np.array([0, sy, 0]))),
+            ("plane", (np.array([x0, y0, 0]), np.array([sx, 0, 0]), np.array([0, 0, sz]))),
+            ("plane", (np.array([x0, y0 + sy, 0]), np.array([sx, 0, 0]), np.array([0, 0, sz]))),
+            ("plane", (np.array([x0, y0, 0]), np.array([0, sy, 0]), np.array([0, 0, sz]))),
+            ("plane", (np.array([x0 + sx, y0, 0]), np.array([0, sy, 0]), np.array([0, 0, sz]))),
+        ]
     for _ in range(8):
-        surfs.append(("sphere", (np.append(rng.uniform(1, e - 1, 2), rng.uniform(0.5, 2.0)), rng.uniform(0.2, 0.6))))
-    area = np.array([np.linalg.norm(np.cross(p[1], p[2])) if k == "plane" else 4 * np.pi * p[1] ** 2
-                     for k, p in surfs])
+        surfs.append(
+            ("sphere", (np.append(rng.uniform(1, e - 1, 2), rng.uniform(0.5, 2.0)), rng.uniform(0.2, 0.6)))
+        )
+    area = np.array(
+        [np.linalg.norm(np.cross(p[1], p[2])) if k == "plane" else 4 * np.pi * p[1] ** 2 for k, p in surfs]
+    )
     counts = rng.multinomial(n, area / area.sum())
     pts, nrm, col, sid = [], [], [], []
-    for i, ((kind, p), m) in enumerate(zip(surfs, counts)):
+    for i, ((kind, p), m) in enumerate(zip(surfs, counts, strict=False)):
         if m == 0:
             continue
         base = rng.uniform(0.15, 0.85, 3)
@@ -68,11 +82,19 @@ def synthetic_map(n: int, sh_degree: int = 3, seed: int = 0, extent: float = 8.0
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             x = p[0] + p[1] * v
             nn = v
-            tex = np.stack([np.arctan2(v[:, 1], v[:, 0]) * p[1], np.arccos(np.clip(v[:, 2], -1, 1)) * p[1]], 1)
+            tex = np.stack(
+                [np.arctan2(v[:, 1], v[:, 0]) * p[1], np.arccos(np.clip(v[:, 2], -1, 1)) * p[1]], 1
+            )
         freq = rng.uniform(1, 6, 2)
-        c = base + 0.15 * np.sin(freq[0] * tex[:, :1] * 2) * np.cos(freq[1] * tex[:, 1:] * 2) \
+        c = (
+            base
+            + 0.15 * np.sin(freq[0] * tex[:, :1] * 2) * np.cos(freq[1] * tex[:, 1:] * 2)
             + rng.normal(0, 0.03, (m, 3))
-        pts.append(x); nrm.append(nn); col.append(c); sid.append(np.full(m, i))
+        )
+        pts.append(x)
+        nrm.append(nn)
+        col.append(c)
+        sid.append(np.full(m, i))
     x, nn, c, sid = map(np.concatenate, (pts, nrm, col, sid))
     nn /= np.linalg.norm(nn, axis=1, keepdims=True)
     x = x + nn * rng.normal(0, 0.002, (len(x), 1))
@@ -91,12 +113,20 @@ def synthetic_map(n: int, sh_degree: int = 3, seed: int = 0, extent: float = 8.0
     # simulated keyframe sweep: batches by angle around the room centre, raster order inside
     ang = np.arctan2(x[:, 1] - e / 2, x[:, 0] - e / 2)
     batch = np.floor((ang + np.pi) / (2 * np.pi) * 64).astype(np.int64)
-    order = np.lexsort((np.round(x[:, 0] / 0.01), np.round(x[:, 2] / 0.01), np.round(x[:, 1] / 0.05), sid, batch))
+    order = np.lexsort(
+        (np.round(x[:, 0] / 0.01), np.round(x[:, 2] / 0.01), np.round(x[:, 1] / 0.05), sid, batch)
+    )
     ids = np.arange(1, len(x) + 1, dtype=np.uint64)
-    g = GaussianMap(sh_degree=sh_degree, means=(x[order] + np.asarray(origin)).astype(np.float32),
-                    quats=q[order].astype(np.float32), log_scales=ls[order].astype(np.float32),
-                    opacity_logits=op[order].astype(np.float32), sh=sh[order].astype(np.float32), ids=ids,
-                    levels=np.zeros(len(x), np.uint8))
+    g = GaussianMap(
+        sh_degree=sh_degree,
+        means=(x[order] + np.asarray(origin)).astype(np.float32),
+        quats=q[order].astype(np.float32),
+        log_scales=ls[order].astype(np.float32),
+        opacity_logits=op[order].astype(np.float32),
+        sh=sh[order].astype(np.float32),
+        ids=ids,
+        levels=np.zeros(len(x), np.uint8),
+    )
     g.take_changes()
     return g
 
@@ -118,9 +148,14 @@ def fuzz_seeds(n: int, seed: int, levels: int = 4):
     k = max(1, n // 16)
     g2 = g.copy()
     g2.update(g2.ids[:k], means=g2.means[:k] + 0.01)
-    g2.remove(g2.ids[2 * k:3 * k])
-    g2.add(g.means[:k // 2 + 1] + 0.2, g.quats[:k // 2 + 1], g.log_scales[:k // 2 + 1],
-           g.opacity_logits[:k // 2 + 1], g.sh[:k // 2 + 1])
+    g2.remove(g2.ids[2 * k : 3 * k])
+    g2.add(
+        g.means[: k // 2 + 1] + 0.2,
+        g.quats[: k // 2 + 1],
+        g.log_scales[: k // 2 + 1],
+        g.opacity_logits[: k // 2 + 1],
+        g.sh[: k // 2 + 1],
+    )
     delta, _ = encode_delta(q0, to_qmap(g2, p), p, map_id=1, seq=2, base_seq=1)
     gl = g.copy()
     gl.levels = (gl.ids % 3).astype(np.uint8)

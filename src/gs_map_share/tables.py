@@ -17,6 +17,7 @@ The decoder rebuilds f_i = 0 for e_i = 0, else ``top << d`` plus half of the dro
 The encoder picks P per table for the smallest table plus estimated data, and codes the data with
 the rebuilt frequencies: both sides use the same model, and a present symbol never rebuilds to 0.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -103,6 +104,7 @@ def get_table(r: Reader, a: int) -> np.ndarray:
             v |= bits[pos + j] << j
         pos += n
         return v
+
     for i in range(a):
         m = 1
         while True:

@@ -2,4 +2,5 @@
 
 Importing this package is cheap on purpose: no torch, no rosbags, no rclpy at import time.
 """
+
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ Everything that goes wrong (missing path, truncated or corrupt storage, undecoda
 topic) raises :class:`~gs_mapping.errors.BagError` naming the file and, where known, topic and record;
 exceptions from rosbags, mcap or sqlite never escape raw.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,7 @@ def _is_latched(connection) -> bool:
 
 def _latched_qos(latched: bool):
     """Offered QoS profile in the form ``ros2 bag record`` stores (values as Humble writes them)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                    QosTime)
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     infinite = QosTime(sec=2147483647, nsec=4294967295)  # rmw's "infinite" duration as Humble dumps it
     return Qos(
@@ -128,19 +128,20 @@ class BagReader:
             # A directory without metadata (e.g. copied storage file only): accept exactly one file.
             files = sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
             if len(files) != 1:
-                raise BagError(f"{p}: not a rosbag2 directory (no metadata.yaml and "
-                               f"{len(files)} .mcap/.db3 files)")
+                raise BagError(
+                    f"{p}: not a rosbag2 directory (no metadata.yaml and {len(files)} .mcap/.db3 files)"
+                )
             return files[0]
         if p.is_file() and p.suffix not in (".mcap", ".db3"):
             raise BagError(f"{p}: not a bag (expected a rosbag2 directory, .mcap or .db3 file)")
         return p
 
-    def open(self) -> "BagReader":
+    def open(self) -> BagReader:
         from rosbags.rosbag2 import Reader
 
         storage = self._storage_path()
         try:
-            for f in ([storage] if storage.is_file() else sorted(storage.glob("*.mcap"))):
+            for f in [storage] if storage.is_file() else sorted(storage.glob("*.mcap")):
                 _check_mcap_framing(f)
             reader = Reader(storage)
             reader.open()
@@ -170,8 +171,9 @@ class BagReader:
             types = {c.msgtype for c in cs}
             if len(types) != 1:
                 raise BagError(f"{self.path}: topic {name} has several message types: {sorted(types)}")
-            topics.append(TopicInfo(name, types.pop(), sum(c.msgcount for c in cs),
-                                    any(_is_latched(c) for c in cs)))
+            topics.append(
+                TopicInfo(name, types.pop(), sum(c.msgcount for c in cs), any(_is_latched(c) for c in cs))
+            )
         self.topics = topics
         self.message_count = int(reader.message_count)
         if self.message_count:
@@ -188,8 +190,10 @@ class BagReader:
             try:
                 types.update(_types_from_connection(c))
             except Exception as exc:
-                raise BagError(f"{self.path}: topic {c.topic}: unreadable message definition of "
-                               f"{c.msgtype}: {_describe(exc)}") from exc
+                raise BagError(
+                    f"{self.path}: topic {c.topic}: unreadable message definition of "
+                    f"{c.msgtype}: {_describe(exc)}"
+                ) from exc
         store = default_typestore()
         try:
             store.register(types)  # fast path: the bag's types equal (or extend) the standard ones
@@ -209,8 +213,12 @@ class BagReader:
                 log.debug("%s: standard types not added to the bag's typestore: %s", self.path, exc)
         for c in connections:
             if c.msgtype not in store.fielddefs:
-                log.warning("%s: topic %s: no definition for %s; its messages cannot be decoded",
-                            self.path, c.topic, c.msgtype)
+                log.warning(
+                    "%s: topic %s: no definition for %s; its messages cannot be decoded",
+                    self.path,
+                    c.topic,
+                    c.msgtype,
+                )
         return store
 
     def close(self) -> None:
@@ -221,7 +229,7 @@ class BagReader:
             except Exception as exc:  # closing a corrupt file must not mask the real error
                 log.debug("%s: error while closing: %s", self.path, exc)
 
-    def __enter__(self) -> "BagReader":
+    def __enter__(self) -> BagReader:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -252,8 +260,12 @@ class BagReader:
             topics = [topics]
         return [c for name in topics for c in self._conns.get(self.topic(name).name, [])]
 
-    def raw_messages(self, topics: Iterable[str] | str | None = None, start_ns: int | None = None,
-                     stop_ns: int | None = None) -> Iterator[tuple[str, int, bytes]]:
+    def raw_messages(
+        self,
+        topics: Iterable[str] | str | None = None,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> Iterator[tuple[str, int, bytes]]:
         """``(topic, stamp_ns, cdr_bytes)`` in time order; ``start_ns`` inclusive, ``stop_ns`` exclusive.
 
         Unknown topics raise :class:`BagError` here, not on the first iteration."""
@@ -274,8 +286,12 @@ class BagReader:
             index += 1
             yield conn.topic, int(stamp), bytes(data)
 
-    def messages(self, topics: Iterable[str] | str | None = None, start_ns: int | None = None,
-                 stop_ns: int | None = None) -> Iterator[tuple[str, int, object]]:
+    def messages(
+        self,
+        topics: Iterable[str] | str | None = None,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> Iterator[tuple[str, int, object]]:
         """``(topic, stamp_ns, message)`` in time order, messages deserialised with :attr:`typestore`."""
         return self._iter_decoded(self.raw_messages(topics, start_ns, stop_ns))
 
@@ -287,8 +303,9 @@ class BagReader:
             counters[topic] = n + 1
             yield topic, stamp, self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
 
-    def decode(self, topic: str, data: bytes, typename: str, record: int | None = None,
-               stamp_ns: int | None = None):
+    def decode(
+        self, topic: str, data: bytes, typename: str, record: int | None = None, stamp_ns: int | None = None
+    ):
         """Deserialise one CDR record of ``topic``; :class:`BagError` naming topic and record if bad."""
         try:
             return self.typestore.deserialize_cdr(data, typename)
@@ -296,8 +313,9 @@ class BagReader:
             where = f"message {record}" if record is not None else "message"
             if stamp_ns is not None:
                 where += f" (stamp {stamp_ns} ns)"
-            raise BagError(f"{self.path}: topic {topic}: {where}: cannot decode {typename}: "
-                           f"{_describe(exc)}") from exc
+            raise BagError(
+                f"{self.path}: topic {topic}: {where}: cannot decode {typename}: {_describe(exc)}"
+            ) from exc
 
 
 class BagWriter:
@@ -328,23 +346,28 @@ class BagWriter:
         if not self.overwrite:
             raise BagError(f"{p}: output bag exists already (pass overwrite to replace it)")
         if p.is_dir():
-            others = [x.name for x in p.iterdir()
-                      if x.name != "metadata.yaml" and not x.name.endswith(_BAG_SUFFIXES)]
+            others = [
+                x.name
+                for x in p.iterdir()
+                if x.name != "metadata.yaml" and not x.name.endswith(_BAG_SUFFIXES)
+            ]
             if others:
-                raise BagError(f"{p}: exists and is not a rosbag2 directory (holds {others[:3]}); "
-                               f"refusing to overwrite it")
+                raise BagError(
+                    f"{p}: exists and is not a rosbag2 directory (holds {others[:3]}); "
+                    f"refusing to overwrite it"
+                )
 
-    def open(self) -> "BagWriter":
+    def open(self) -> BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self._check_target()
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                                 dir=parent))
-            self._writer = Writer(self._tmpdir / self.path.name, version=WRITE_VERSION,
-                                  storage_plugin=StoragePlugin.MCAP)
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=parent))
+            self._writer = Writer(
+                self._tmpdir / self.path.name, version=WRITE_VERSION, storage_plugin=StoragePlugin.MCAP
+            )
             # A non-empty custom_data map: rosbags writes `custom_data: null` otherwise, which some
             # rosbag2 YAML decoders reject ("bad conversion"); a map is valid for every version.
             self._writer.set_custom_data("gs_mapping.writer", "gs_mapping.bag.BagWriter")
@@ -365,8 +388,7 @@ class BagWriter:
         try:
             self.typestore.register(get_types_from_msg(definition, typename))
         except Exception as exc:
-            raise BagError(f"{self.path}: cannot register message type {typename}: "
-                           f"{_describe(exc)}") from exc
+            raise BagError(f"{self.path}: cannot register message type {typename}: {_describe(exc)}") from exc
 
     def add_topic(self, name: str, typename: str, latched: bool = False) -> None:
         """Declare a topic. ``latched`` topics are offered transient_local (re-latched on play)."""
@@ -376,8 +398,9 @@ class BagWriter:
         if typename not in self.typestore.fielddefs:
             raise BagError(f"{self.path}: topic {name}: unknown message type {typename}")
         try:
-            conn = self._writer.add_connection(name, typename, typestore=self.typestore,
-                                               offered_qos_profiles=[_latched_qos(latched)])
+            conn = self._writer.add_connection(
+                name, typename, typestore=self.typestore, offered_qos_profiles=[_latched_qos(latched)]
+            )
         except Exception as exc:
             raise BagError(f"{self.path}: cannot add topic {name} ({typename}): {_describe(exc)}") from exc
         self._conns[name] = (conn, typename)
@@ -402,23 +425,28 @@ class BagWriter:
                 from .messages import RosbagsFactory, convert_message
 
                 data = self.typestore.serialize_cdr(
-                    convert_message(msg, typename, RosbagsFactory(self.typestore)), typename)
+                    convert_message(msg, typename, RosbagsFactory(self.typestore)), typename
+                )
         except Exception as exc:
-            raise BagError(f"{self.path}: topic {topic}: cannot serialise {typename} at {stamp_ns} ns: "
-                           f"{_describe(exc)}") from exc
+            raise BagError(
+                f"{self.path}: topic {topic}: cannot serialise {typename} at {stamp_ns} ns: {_describe(exc)}"
+            ) from exc
         self.write_raw(topic, stamp_ns, data)
 
     def write_raw(self, topic: str, stamp_ns: int, data) -> None:
         """Write an already CDR-serialised message."""
         conn, _ = self._conn(topic)
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int) or stamp_ns < 0:
-            raise BagError(f"{self.path}: topic {topic}: stamp must be a non-negative int of "
-                           f"nanoseconds, got {stamp_ns!r}")
+            raise BagError(
+                f"{self.path}: topic {topic}: stamp must be a non-negative int of "
+                f"nanoseconds, got {stamp_ns!r}"
+            )
         try:
             self._writer.write(conn, stamp_ns, data)
         except Exception as exc:
-            raise BagError(f"{self.path}: topic {topic}: cannot write message at {stamp_ns} ns: "
-                           f"{_describe(exc)}") from exc
+            raise BagError(
+                f"{self.path}: topic {topic}: cannot write message at {stamp_ns} ns: {_describe(exc)}"
+            ) from exc
         self.counts[topic] += 1
 
     def _check_open(self) -> None:
@@ -462,7 +490,7 @@ class BagWriter:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -491,7 +519,7 @@ def _check_mcap_framing(path: Path) -> None:
         op, length = head[8], struct.unpack_from("<Q", head, 9)[0]
         if op != 0x01:
             raise ValueError(f"MCAP header record expected at offset 8, found opcode 0x{op:02x}")
-        body = head[17:17 + length]
+        body = head[17 : 17 + length]
         if len(body) != length:
             raise ValueError(f"MCAP header record length {length} is implausible")
         pos = 0

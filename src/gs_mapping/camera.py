@@ -4,6 +4,7 @@
 frame follows REP-103: z forward, x right, y down. Pixel centres are at integer coordinates
 (u = fx * x / z + cx), as in OpenCV and ROS CameraInfo.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,8 +28,10 @@ class Camera:
         if not (np.all(np.isfinite(self.K)) and np.all(np.isfinite(self.T_map_cam))):
             raise GsMappingError(f"camera {self.frame_id}: non-finite intrinsics or pose")
         if self.width <= 0 or self.height <= 0 or self.K[0, 0] <= 0 or self.K[1, 1] <= 0:
-            raise GsMappingError(f"camera {self.frame_id}: invalid size {self.width}x{self.height} "
-                                 f"or focal length fx={self.K[0, 0]}, fy={self.K[1, 1]}")
+            raise GsMappingError(
+                f"camera {self.frame_id}: invalid size {self.width}x{self.height} "
+                f"or focal length fx={self.K[0, 0]}, fy={self.K[1, 1]}"
+            )
 
     @property
     def T_cam_map(self) -> np.ndarray:
@@ -39,7 +42,7 @@ class Camera:
         out[:3, 3] = -r.T @ self.T_map_cam[:3, 3]
         return out
 
-    def with_pose(self, T_map_cam: np.ndarray) -> "Camera":
+    def with_pose(self, T_map_cam: np.ndarray) -> Camera:
         return Camera(self.K.copy(), self.width, self.height, T_map_cam, self.frame_id)
 
     def project(self, points_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

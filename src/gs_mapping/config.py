@@ -11,6 +11,7 @@ so the same file serves ``ros2 launch`` and the CLI. Each component owns a datac
 and a section name; :func:`load_section` builds it from a file, and an unknown key is an error that
 names the key and the file. :func:`flatten` turns a config into the dotted names rclpy declares.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,10 +48,16 @@ def describe(cls: type) -> dict[str, dict[str, Any]]:
             for k, v in describe(tp).items():
                 out[f"{f.name}.{k}"] = v
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        out[f.name] = {"default": default, "description": f.metadata.get("description", ""),
-                       "range": f.metadata.get("range")}
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        out[f.name] = {
+            "default": default,
+            "description": f.metadata.get("description", ""),
+            "range": f.metadata.get("range"),
+        }
     return out
 
 
@@ -152,7 +159,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=False))
+            )
         item = args[0] if args else Any
         out = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
@@ -181,12 +190,14 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A config dataclass as a plain nested dict (tuples become lists, for YAML/JSON)."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
+
     return plain(dataclasses.asdict(cfg))
 
 

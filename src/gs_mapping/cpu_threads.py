@@ -10,6 +10,7 @@ rasteriser instead, which composites independent tile chunks on worker threads (
 5.2 → 4.8 s per keyframe with 2 workers). Both are overridable: ``OMP_NUM_THREADS`` in the environment,
 ``render.cpu.set_workers(n)`` (CLI/bench ``--threads``).
 """
+
 from __future__ import annotations
 
 import os

@@ -22,6 +22,7 @@ updated, removed ids), which is what the codec turns into deltas.
 Rows stay sorted by id (ids are allocated increasing and removal compacts in order), so id → row is
 a binary search, with no dictionary to keep in sync.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,8 +55,10 @@ def pack_tile(ijk: np.ndarray) -> np.ndarray:
 
 def unpack_tile(keys: np.ndarray) -> np.ndarray:
     keys = np.asarray(keys, dtype=np.int64)
-    out = np.stack([(keys >> (2 * _TILE_BITS)) & _TILE_MASK, (keys >> _TILE_BITS) & _TILE_MASK,
-                    keys & _TILE_MASK], axis=-1)
+    out = np.stack(
+        [(keys >> (2 * _TILE_BITS)) & _TILE_MASK, (keys >> _TILE_BITS) & _TILE_MASK, keys & _TILE_MASK],
+        axis=-1,
+    )
     return out - _TILE_OFFSET
 
 
@@ -110,9 +113,12 @@ class GaussianMap:
         if not self.tile_size > 0:
             raise MapError(f"tile_size must be > 0, got {self.tile_size}")
         empty = {
-            "means": np.zeros((0, 3), np.float32), "quats": np.zeros((0, 4), np.float32),
-            "log_scales": np.zeros((0, 3), np.float32), "opacity_logits": np.zeros((0,), np.float32),
-            "sh": np.zeros((0, k, 3), np.float32), "ids": np.zeros((0,), np.uint64),
+            "means": np.zeros((0, 3), np.float32),
+            "quats": np.zeros((0, 4), np.float32),
+            "log_scales": np.zeros((0, 3), np.float32),
+            "opacity_logits": np.zeros((0,), np.float32),
+            "sh": np.zeros((0, k, 3), np.float32),
+            "ids": np.zeros((0,), np.uint64),
             "levels": np.zeros((0,), np.uint8),
         }
         for name, default in empty.items():
@@ -135,8 +141,14 @@ class GaussianMap:
 
     def _check_shapes(self) -> None:
         n = len(self.ids)
-        want = {"means": (n, 3), "quats": (n, 4), "log_scales": (n, 3), "opacity_logits": (n,),
-                "sh": (n, self.num_sh, 3), "levels": (n,)}
+        want = {
+            "means": (n, 3),
+            "quats": (n, 4),
+            "log_scales": (n, 3),
+            "opacity_logits": (n,),
+            "sh": (n, self.num_sh, 3),
+            "levels": (n,),
+        }
         for name, shape in want.items():
             got = getattr(self, name).shape
             if got != shape:
@@ -153,17 +165,28 @@ class GaussianMap:
         norms = np.linalg.norm(self.quats, axis=1)
         if len(norms) and np.abs(norms - 1).max() > 1e-3:
             bad = int(np.argmax(np.abs(norms - 1)))
-            raise MapError(f"rotation of Gaussian id {int(self.ids[bad])} is not unit length "
-                           f"(|q| = {norms[bad]:.4f})")
+            raise MapError(
+                f"rotation of Gaussian id {int(self.ids[bad])} is not unit length (|q| = {norms[bad]:.4f})"
+            )
 
-    def copy(self) -> "GaussianMap":
-        return GaussianMap(self.sh_degree, self.tile_size, **{n: getattr(self, n).copy() for n in
-                           _FIELDS}, ids=self.ids.copy(), next_id=self.next_id)
+    def copy(self) -> GaussianMap:
+        return GaussianMap(
+            self.sh_degree,
+            self.tile_size,
+            **{n: getattr(self, n).copy() for n in _FIELDS},
+            ids=self.ids.copy(),
+            next_id=self.next_id,
+        )
 
-    def subset(self, rows: np.ndarray) -> "GaussianMap":
+    def subset(self, rows: np.ndarray) -> GaussianMap:
         """A new map with the given rows (bool mask or sorted row indices); ids are kept."""
-        return GaussianMap(self.sh_degree, self.tile_size, **{n: getattr(self, n)[rows] for n in
-                           _FIELDS}, ids=self.ids[rows], next_id=self.next_id)
+        return GaussianMap(
+            self.sh_degree,
+            self.tile_size,
+            **{n: getattr(self, n)[rows] for n in _FIELDS},
+            ids=self.ids[rows],
+            next_id=self.next_id,
+        )
 
     def tile_coords(self) -> np.ndarray:
         return np.floor(self.means / self.tile_size).astype(np.int64)
@@ -191,13 +214,15 @@ class GaussianMap:
             ids = np.arange(self.next_id, self.next_id + n, dtype=np.uint64)
         else:
             ids = np.asarray(ids, np.uint64)
-            if len(ids) != n or (n and (np.any(ids[1:] <= ids[:-1]) or
-                                        (len(self.ids) and ids[0] <= self.ids[-1]))):
+            if len(ids) != n or (
+                n and (np.any(ids[1:] <= ids[:-1]) or (len(self.ids) and ids[0] <= self.ids[-1]))
+            ):
                 raise MapError("explicit ids must be ascending and larger than every existing id")
         if n == 0:
             return ids
         new = {
-            "means": means, "quats": unit_quaternions(quats, n),
+            "means": means,
+            "quats": unit_quaternions(quats, n),
             "log_scales": np.asarray(log_scales, np.float32).reshape(n, 3),
             "opacity_logits": np.asarray(opacity_logits, np.float32).reshape(n),
             "sh": np.asarray(sh, np.float32).reshape(n, self.num_sh, 3),
@@ -249,10 +274,17 @@ class GaussianMap:
 
     def take_changes(self) -> ChangeSet:
         """What changed since the previous call; resets the record."""
+
         def arr(s):
             return np.array(sorted(s), dtype=np.uint64)
-        out = ChangeSet(arr(self._added), arr(self._updated), arr(self._removed),
-                        np.array(sorted(self._tiles), dtype=np.int64), self._overflowed)
+
+        out = ChangeSet(
+            arr(self._added),
+            arr(self._updated),
+            arr(self._removed),
+            np.array(sorted(self._tiles), dtype=np.int64),
+            self._overflowed,
+        )
         self._reset_changes()
         return out
 
@@ -294,7 +326,7 @@ class GaussianMap:
         """View-independent RGB in [0, 1] from the DC coefficient."""
         return np.clip(SH_C0 * self.sh[:, 0, :] + 0.5, 0.0, 1.0)
 
-    def equals(self, other: "GaussianMap") -> bool:
+    def equals(self, other: GaussianMap) -> bool:
         """Bit-exact equality of every field and id (what a receiver must reproduce)."""
         if self.sh_degree != other.sh_degree or len(self) != len(other):
             return False

@@ -3,6 +3,7 @@
 ``T_a_b`` maps points in frame b into frame a: ``p_a = T_a_b.apply(p_b)``; composition reads like the
 names: ``T_a_c = T_a_b @ T_b_c``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,11 +30,20 @@ def quat_to_matrix(q) -> np.ndarray:
     """(…, 4) quaternions (x, y, z, w) → (…, 3, 3) rotation matrices."""
     q = np.asarray(q, dtype=np.float64)
     x, y, z, w = np.moveaxis(q, -1, 0)
-    m = np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-    ], axis=-1)
+    m = np.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
+        ],
+        axis=-1,
+    )
     return m.reshape(q.shape[:-1] + (3, 3))
 
 
@@ -66,10 +76,15 @@ def quat_multiply(a, b) -> np.ndarray:
     """Hamilton product a ⊗ b of (…, 4) quaternions (x, y, z, w)."""
     ax, ay, az, aw = np.moveaxis(np.asarray(a, np.float64), -1, 0)
     bx, by, bz, bw = np.moveaxis(np.asarray(b, np.float64), -1, 0)
-    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz], axis=-1)
+    return np.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        axis=-1,
+    )
 
 
 def slerp(q0, q1, t: float) -> np.ndarray:
@@ -94,7 +109,7 @@ class Transform:
     rotation: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 0.0, 1.0]))
 
     @staticmethod
-    def from_matrix(m) -> "Transform":
+    def from_matrix(m) -> Transform:
         m = np.asarray(m, np.float64)
         return Transform(m[:3, 3].copy(), matrix_to_quat(m[:3, :3]))
 
@@ -104,26 +119,29 @@ class Transform:
         m[:3, 3] = self.translation
         return m
 
-    def inverse(self) -> "Transform":
+    def inverse(self) -> Transform:
         r = quat_to_matrix(self.rotation)
         q = np.asarray(self.rotation, np.float64) * np.array([-1, -1, -1, 1])
         return Transform(-(r.T @ np.asarray(self.translation, np.float64)), q)
 
-    def __matmul__(self, other: "Transform") -> "Transform":
+    def __matmul__(self, other: Transform) -> Transform:
         r = quat_to_matrix(self.rotation)
         q = quat_multiply(self.rotation, other.rotation)
-        return Transform(r @ np.asarray(other.translation, np.float64) + self.translation,
-                         q / np.linalg.norm(q))
+        return Transform(
+            r @ np.asarray(other.translation, np.float64) + self.translation, q / np.linalg.norm(q)
+        )
 
     def apply(self, points) -> np.ndarray:
         """Transform (…, 3) points."""
         p = np.asarray(points, np.float64)
         return p @ quat_to_matrix(self.rotation).T + self.translation
 
-    def interpolate(self, other: "Transform", t: float) -> "Transform":
+    def interpolate(self, other: Transform, t: float) -> Transform:
         """Linear in translation, slerp in rotation; t = 0 → self, 1 → other."""
-        return Transform((1 - t) * np.asarray(self.translation) + t * np.asarray(other.translation),
-                         slerp(self.rotation, other.rotation, t))
+        return Transform(
+            (1 - t) * np.asarray(self.translation) + t * np.asarray(other.translation),
+            slerp(self.rotation, other.rotation, t),
+        )
 
 
 @dataclass(frozen=True)

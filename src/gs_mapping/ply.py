@@ -8,6 +8,7 @@ coefficients of red, then green, then blue). We add ``id`` (double: exact for id
 
 Writes are atomic (temp file + rename); loads are validated (header, sizes, finite values).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,24 @@ import numpy as np
 from .errors import MapError
 from .gaussians import GaussianMap
 
-_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "<i2", "int16": "<i2",
-              "ushort": "<u2", "uint16": "<u2", "int": "<i4", "int32": "<i4", "uint": "<u4",
-              "uint32": "<u4", "float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8"}
+_PLY_TYPES = {
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "<i2",
+    "int16": "<i2",
+    "ushort": "<u2",
+    "uint16": "<u2",
+    "int": "<i4",
+    "int32": "<i4",
+    "uint": "<u4",
+    "uint32": "<u4",
+    "float": "<f4",
+    "float32": "<f4",
+    "double": "<f8",
+    "float64": "<f8",
+}
 _MAX_EXACT_ID = 1 << 53
 _MAX_HEADER = 64 * 1024
 
@@ -62,11 +78,16 @@ def save_ply(gmap: GaussianMap, path: str | Path) -> None:
     """Write ``gmap`` as a 3DGS PLY, atomically."""
     path = Path(path)
     data = to_structured(gmap)
-    header = ["ply", "format binary_little_endian 1.0",
-              f"comment gs_mapping sh_degree {gmap.sh_degree} tile_size {gmap.tile_size!r}",
-              f"element vertex {len(data)}"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        f"comment gs_mapping sh_degree {gmap.sh_degree} tile_size {gmap.tile_size!r}",
+        f"element vertex {len(data)}",
+    ]
     for name in data.dtype.names:
-        header.append(f"property {'double' if name == 'id' else 'uchar' if name == 'level' else 'float'} {name}")
+        header.append(
+            f"property {'double' if name == 'id' else 'uchar' if name == 'level' else 'float'} {name}"
+        )
     header.append("end_header")
     blob = ("\n".join(header) + "\n").encode("ascii") + data.tobytes()
     atomic_write(path, blob)
@@ -103,7 +124,7 @@ def _parse_header(raw: bytes, path: Path) -> tuple[int, np.dtype, int, dict[str,
         if words[0] == "format":
             fmt = words[1] if len(words) > 1 else None
         elif words[0] == "comment" and len(words) >= 3 and words[1] == "gs_mapping":
-            comments.update(zip(words[2::2], words[3::2]))
+            comments.update(zip(words[2::2], words[3::2], strict=False))
         elif words[0] == "element":
             if in_vertex or count is not None:
                 raise MapError(f"{path}: only a single 'vertex' element is supported")
@@ -131,12 +152,27 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     count, dtype, offset, comments = _parse_header(raw, path)
     need = offset + count * dtype.itemsize
     if len(raw) < need:
-        raise MapError(f"{path}: truncated: header declares {count} vertices ({need} bytes), "
-                       f"file has {len(raw)} bytes")
+        raise MapError(
+            f"{path}: truncated: header declares {count} vertices ({need} bytes), file has {len(raw)} bytes"
+        )
     data = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
     names = set(dtype.names or ())
-    base = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-            "rot_0", "rot_1", "rot_2", "rot_3"}
+    base = {
+        "x",
+        "y",
+        "z",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    }
     missing = sorted(base - names)
     if missing:
         raise MapError(f"{path}: missing 3DGS property {missing[0]!r}")
@@ -144,7 +180,7 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     if n_rest % 3 or (n_rest // 3 + 1) not in (1, 4, 9, 16):
         raise MapError(f"{path}: {n_rest} f_rest properties do not form SH degree 0..3")
     num_sh = n_rest // 3 + 1
-    degree = int(round(num_sh ** 0.5)) - 1
+    degree = int(round(num_sh**0.5)) - 1
     sh = np.zeros((count, num_sh, 3), np.float32)
     for c in range(3):
         sh[:, 0, c] = data[f"f_dc_{c}"]
@@ -174,10 +210,14 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
         ids = np.arange(1, count + 1, dtype=np.uint64)
     tile = tile_size if tile_size is not None else float(comments.get("tile_size", 2.0))
     gmap = GaussianMap(
-        sh_degree=degree, tile_size=tile,
+        sh_degree=degree,
+        tile_size=tile,
         means=np.stack([data["x"], data["y"], data["z"]], axis=1),
-        quats=quats.astype(np.float32), log_scales=np.stack([data[f"scale_{i}"] for i in range(3)], axis=1),
-        opacity_logits=data["opacity"], sh=sh, ids=ids,
+        quats=quats.astype(np.float32),
+        log_scales=np.stack([data[f"scale_{i}"] for i in range(3)], axis=1),
+        opacity_logits=data["opacity"],
+        sh=sh,
+        ids=ids,
         levels=data["level"] if "level" in names else None,
     )
     try:

@@ -23,10 +23,12 @@ Deviations, on purpose:
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
+
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
 
 
 class ApproximateTimeSynchronizer:
@@ -36,8 +38,13 @@ class ApproximateTimeSynchronizer:
     name or index). ``callback(*messages)`` is called for each matched set; :meth:`add` also returns it.
     """
 
-    def __init__(self, inputs: int | Iterable[Hashable], queue_size: int, slop: float,
-                 callback: Callable[..., Any] | None = None):
+    def __init__(
+        self,
+        inputs: int | Iterable[Hashable],
+        queue_size: int,
+        slop: float,
+        callback: Callable[..., Any] | None = None,
+    ):
         names = list(range(inputs)) if isinstance(inputs, int) else list(inputs)
         if len(names) < 2:
             raise ValueError(f"need at least two inputs to synchronise, got {len(names)}")
@@ -103,7 +110,7 @@ class ApproximateTimeSynchronizer:
             stamps = list(combo)
             stamps.insert(i, stamp)
             if max(stamps) - min(stamps) <= slop:
-                msgs = tuple(q.pop(s) for q, s in zip(self._queues, stamps))
+                msgs = tuple(q.pop(s) for q, s in zip(self._queues, stamps, strict=False))
                 self.matched += 1
                 for cb in self._callbacks:
                     cb(*msgs)

@@ -12,11 +12,12 @@ an error rather than a silent switch), and small extrapolation is allowed by a c
 (tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the path share (tf2's
 ``Time(0)``).
 """
+
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -83,8 +84,9 @@ class _Edge:
         if 0 < i < len(s):
             t0, t1 = s[i - 1], s[i]
             a = (stamp - t0) / (t1 - t0)
-            return Transform((1.0 - a) * self.trans[i - 1] + a * self.trans[i],
-                             slerp(self.rots[i - 1], self.rots[i], a))
+            return Transform(
+                (1.0 - a) * self.trans[i - 1] + a * self.trans[i], slerp(self.rots[i - 1], self.rots[i], a)
+            )
         j = 0 if i == 0 else len(s) - 1
         gap = abs(stamp - s[j])
         if gap <= tolerance_ns:
@@ -93,7 +95,8 @@ class _Edge:
         raise ExtrapolationError(
             f"{lookup}: extrapolation on edge {self.parent} -> {self.child}: stamp {stamp} ns is "
             f"{gap / 1e9:.6f} s {side} sample (data from {s[0]} to {s[-1]} ns, {len(s)} samples; "
-            f"tolerance {tolerance_ns / 1e9:g} s)")
+            f"tolerance {tolerance_ns / 1e9:g} s)"
+        )
 
 
 class TFBuffer:
@@ -108,7 +111,7 @@ class TFBuffer:
         self._frames: set[str] = set()
 
     @classmethod
-    def from_config(cls, cfg: TFConfig) -> "TFBuffer":
+    def from_config(cls, cfg: TFConfig) -> TFBuffer:
         return cls(cfg.cache_time_s, cfg.extrapolation_tolerance_s)
 
     # -- filling ---------------------------------------------------------------------------------
@@ -131,12 +134,15 @@ class TFBuffer:
             edge = self._edges[child] = _Edge(parent, child, bool(static))
             self._frames.update((parent, child))
         elif edge.parent != parent:
-            raise TFError(f"{where}: frame {child} already has parent {edge.parent}; "
-                          f"a frame may have only one parent")
+            raise TFError(
+                f"{where}: frame {child} already has parent {edge.parent}; a frame may have only one parent"
+            )
         elif edge.static != bool(static):
             kinds = ("static", "dynamic")
-            raise TFError(f"{where}: edge {parent} -> {child} is {kinds[not edge.static]} "
-                          f"but this sample is {kinds[not static]}")
+            raise TFError(
+                f"{where}: edge {parent} -> {child} is {kinds[not edge.static]} "
+                f"but this sample is {kinds[not static]}"
+            )
         edge.insert(stamp, t, q)
         if not edge.static and self.cache_ns is not None:
             edge.prune(edge.stamps[-1] - self.cache_ns)
@@ -180,8 +186,10 @@ class TFBuffer:
         return sorted(self._frames)
 
     def edges(self) -> list[EdgeInfo]:
-        return [EdgeInfo(c, e.parent, e.static, len(e.stamps), e.stamps[0], e.stamps[-1])
-                for c, e in sorted(self._edges.items())]
+        return [
+            EdgeInfo(c, e.parent, e.static, len(e.stamps), e.stamps[0], e.stamps[-1])
+            for c, e in sorted(self._edges.items())
+        ]
 
     def is_static(self, child: str) -> bool:
         return self._edge(child).static
@@ -194,8 +202,9 @@ class TFBuffer:
 
     def _unknown(self, frame: str) -> UnknownFrameError:
         known = ", ".join(sorted(self._frames)) or "none (no transform received yet)"
-        return UnknownFrameError(f"frame {frame!r} never appeared in /tf or /tf_static "
-                                 f"(known frames: {known})")
+        return UnknownFrameError(
+            f"frame {frame!r} never appeared in /tf or /tf_static (known frames: {known})"
+        )
 
     def _chain(self, frame: str) -> list[_Edge]:
         """Edges from ``frame`` up to its root (child-most first)."""
@@ -216,10 +225,11 @@ class TFBuffer:
         frames_t = [target] + [e.parent for e in up_t]
         common = set(frames_s) & set(frames_t)
         if not common:
-            raise TFError(f"frames {target} and {source} are not connected "
-                          f"(roots {frames_t[-1]} and {frames_s[-1]})")
+            raise TFError(
+                f"frames {target} and {source} are not connected (roots {frames_t[-1]} and {frames_s[-1]})"
+            )
         anc = next(f for f in frames_s if f in common)
-        return up_s[:frames_s.index(anc)], up_t[:frames_t.index(anc)]
+        return up_s[: frames_s.index(anc)], up_t[: frames_t.index(anc)]
 
     def latest_common_stamp(self, target: str, source: str) -> int | None:
         """Latest stamp every dynamic edge between the frames has data for (None: all static)."""

@@ -1,6 +1,7 @@
 """Image backbones written here (no torchvision): a small residual CNN (stride 16) for CPU training
 and a ResNet-50-class bottleneck network (stride 32) for the paper-size config. Both return one
 feature map projected to ``embed_dim`` channels."""
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(_conv_bn(cin, cout, 3, stride), _conv_bn(cout, cout, 3, 1, relu=False))
-        self.skip = (nn.Identity() if stride == 1 and cin == cout
-                     else _conv_bn(cin, cout, 1, stride, relu=False))
+        self.skip = (
+            nn.Identity() if stride == 1 and cin == cout else _conv_bn(cin, cout, 1, stride, relu=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.skip(x))
@@ -31,10 +33,12 @@ class Bottleneck(nn.Module):
     def __init__(self, cin: int, width: int, stride: int) -> None:
         super().__init__()
         cout = width * self.expansion
-        self.body = nn.Sequential(_conv_bn(cin, width, 1), _conv_bn(width, width, 3, stride),
-                                  _conv_bn(width, cout, 1, relu=False))
-        self.skip = (nn.Identity() if stride == 1 and cin == cout
-                     else _conv_bn(cin, cout, 1, stride, relu=False))
+        self.body = nn.Sequential(
+            _conv_bn(cin, width, 1), _conv_bn(width, width, 3, stride), _conv_bn(width, cout, 1, relu=False)
+        )
+        self.skip = (
+            nn.Identity() if stride == 1 and cin == cout else _conv_bn(cin, cout, 1, stride, relu=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.skip(x))
@@ -46,7 +50,7 @@ class SmallBackbone(nn.Module):
     def __init__(self, channels: tuple[int, ...], out_dim: int) -> None:
         super().__init__()
         self.stem = _conv_bn(3, channels[0], 3, 2)
-        blocks = [BasicBlock(a, b, 2) for a, b in zip(channels[:-1], channels[1:])]
+        blocks = [BasicBlock(a, b, 2) for a, b in zip(channels[:-1], channels[1:], strict=False)]
         self.stages = nn.Sequential(*blocks)
         self.proj = nn.Conv2d(channels[-1], out_dim, 1)
         self.stride = 2 ** len(channels)

@@ -1,5 +1,6 @@
 """Checkpoints: weights + the full training config (so a checkpoint rebuilds its own model) + the
 optimiser/scheduler state and step for resuming. Written atomically (temp file + rename)."""
+
 from __future__ import annotations
 
 import os
@@ -17,12 +18,25 @@ from .model_errors import CheckpointError
 FORMAT = "gsmap_hd/1"
 
 
-def save(path: str | Path, model: GSMapModel, cfg: TrainConfig, step: int = 0, optimizer=None,
-         scheduler=None, extra: dict | None = None, weights_only: bool = False) -> Path:
+def save(
+    path: str | Path,
+    model: GSMapModel,
+    cfg: TrainConfig,
+    step: int = 0,
+    optimizer=None,
+    scheduler=None,
+    extra: dict | None = None,
+    weights_only: bool = False,
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT, "config": to_dict(cfg), "step": int(step),
-             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": extra or {}}
+    state = {
+        "format": FORMAT,
+        "config": to_dict(cfg),
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
     if weights_only:
         state["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items()}
         state["half"] = True
@@ -37,7 +51,7 @@ def save(path: str | Path, model: GSMapModel, cfg: TrainConfig, step: int = 0, o
         torch.save(state, tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -52,10 +66,14 @@ def load_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds on truncated/corrupt files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a gsmap_hd checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})")
+        raise CheckpointError(
+            f"{path}: not a gsmap_hd checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})"
+        )
     return state
 
 
@@ -66,8 +84,9 @@ def config_of(state: dict, path) -> TrainConfig:
         raise CheckpointError(f"{path}: config in checkpoint is invalid: {exc}") from None
 
 
-def load_model(path: str | Path, expect: ModelConfig | None = None, device: str = "cpu"
-               ) -> tuple[GSMapModel, TrainConfig, dict]:
+def load_model(
+    path: str | Path, expect: ModelConfig | None = None, device: str = "cpu"
+) -> tuple[GSMapModel, TrainConfig, dict]:
     """Rebuild the model a checkpoint was trained as; with ``expect``, refuse one of another config."""
     state = load_state(path)
     cfg = config_of(state, path)
@@ -80,5 +99,7 @@ def load_model(path: str | Path, expect: ModelConfig | None = None, device: str 
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model config: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the model config: {str(exc).splitlines()[0]}"
+        ) from None
     return model.to(device).eval(), cfg, state

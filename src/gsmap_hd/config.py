@@ -12,6 +12,7 @@ in base_link the same patch is **x (forward) ∈ [-30, 30] m, y (left) ∈ [-15,
 front edge (x max) and column 0 the left edge (y max), so a BEV image reads like a map seen from
 above with the car facing up. All of this is in :class:`gsmap_hd.gaussians2d.BEVGrid`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ POLYGON_CLASSES = (1,)
 @dataclass
 class ModelConfig:
     """Architecture. Every field changes the weights' shapes or meaning: a checkpoint records it."""
+
     # BEV patch (metres, base_link) and the decoder's BEV feature grid (rows along x, cols along y)
     x_range: tuple[float, float] = (-30.0, 30.0)
     y_range: tuple[float, float] = (-15.0, 15.0)
@@ -68,6 +70,7 @@ class LossConfig:
     """Loss and matching weights. Focal α/γ and the vector weights are MapTR's/the paper's
     (cls 2.0, pts 5.0); the raster split BCE 0.8 / D-SSIM 0.2 follows 3DGS's λ=0.2 since the GSMap
     paper's exact raster weights were not available to us."""
+
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cls_weight: float = 2.0
@@ -76,8 +79,8 @@ class LossConfig:
     bce_weight: float = 0.8
     dssim_weight: float = 0.2
     bce_pos_weight_max: float = 5.0  # positives weighted by #neg/#pos per mask, capped here
-    raster_warmup_steps: int = 200   # raster term ramps in linearly over these steps
-    raster_aux: bool = False         # raster term on every decoder layer (True) or the last only
+    raster_warmup_steps: int = 200  # raster term ramps in linearly over these steps
+    raster_aux: bool = False  # raster term on every decoder layer (True) or the last only
     # matching costs (instance level)
     cls_cost: float = 2.0
     pts_cost: float = 5.0
@@ -121,12 +124,25 @@ def small() -> TrainConfig:
 
 def paper() -> TrainConfig:
     """The paper's scale (for GPUs)."""
-    model = ModelConfig(bev_h=200, bev_w=100, image_size=(480, 800), backbone="resnet50", embed_dim=256,
-                        num_instances=50, num_points=20, num_layers=6, num_heads=8, deform_points=4,
-                        ffn_dim=512, lift_heights=(-1.0, -0.5, 0.0, 0.5, 1.0, 2.0), bev_encoder_layers=3)
+    model = ModelConfig(
+        bev_h=200,
+        bev_w=100,
+        image_size=(480, 800),
+        backbone="resnet50",
+        embed_dim=256,
+        num_instances=50,
+        num_points=20,
+        num_layers=6,
+        num_heads=8,
+        deform_points=4,
+        ffn_dim=512,
+        lift_heights=(-1.0, -0.5, 0.0, 0.5, 1.0, 2.0),
+        bev_encoder_layers=3,
+    )
     loss = LossConfig(raster_res=0.3, iou_cost_res=0.6)
-    return TrainConfig(model=model, loss=loss, steps=24 * 1000, batch_size=4, rig="surround",
-                       device="auto", num_threads=8)
+    return TrainConfig(
+        model=model, loss=loss, steps=24 * 1000, batch_size=4, rig="surround", device="auto", num_threads=8
+    )
 
 
 PRESETS = {"small": small, "paper": paper}

@@ -5,6 +5,7 @@ the extrinsics T_ego_cam (N, 4, 4) (optical frame → base_link) and GT elements
 base_link (classes 0 divider, 1 ped_crossing (closed ring), 2 boundary). Sources: the driving world
 (``gs_mapping.world``) and the built-in flat-road scenes (:mod:`gsmap_hd.synthetic`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ from .config import LossConfig, ModelConfig
 
 @dataclass
 class Sample:
-    images: np.ndarray      # (N, H, W, 3) uint8
-    K: np.ndarray           # (N, 3, 3)
-    T_ego_cam: np.ndarray   # (N, 4, 4)
+    images: np.ndarray  # (N, H, W, 3) uint8
+    K: np.ndarray  # (N, 3, 3)
+    T_ego_cam: np.ndarray  # (N, 4, 4)
     elements: list = field(default_factory=list)
 
 
@@ -30,15 +31,16 @@ FITS = ("crop", "stretch")
 def fit_to_aspect(h0: int, w0: int, h: int, w: int) -> tuple[int, int, int, int]:
     """The centred window (top, left, height, width) of an h0×w0 image that has the h×w aspect ratio
     (the whole image when it already has it)."""
-    if w0 * h > h0 * w:                      # wider than the model input: drop columns left and right
+    if w0 * h > h0 * w:  # wider than the model input: drop columns left and right
         wc = max(1, min(w0, round(h0 * w / h)))
         return 0, (w0 - wc) // 2, h0, wc
     hc = max(1, min(h0, round(w0 * h / w)))  # taller (e.g. 16:9 into 2:1): drop rows top and bottom
     return (h0 - hc) // 2, 0, hc, w0
 
 
-def images_to_model(images: np.ndarray | torch.Tensor, K, size: tuple[int, int], fit: str = "crop",
-                    antialias: bool = False):
+def images_to_model(
+    images: np.ndarray | torch.Tensor, K, size: tuple[int, int], fit: str = "crop", antialias: bool = False
+):
     """(N, H, W, 3) uint8/float images + K for them → ((N, 3, h, w) float in [0, 1], K for those).
 
     The model's CNN saw square pixels (fx = fy) of world renders at its own input size (h, w). An image
@@ -64,7 +66,7 @@ def images_to_model(images: np.ndarray | torch.Tensor, K, size: tuple[int, int],
     K = torch.as_tensor(np.asarray(K), dtype=torch.float32).clone()
     if fit == "crop" and tuple(x.shape[-2:]) != (h, w):
         top, left, hc, wc = fit_to_aspect(*x.shape[-2:], h, w)
-        x = x[..., top:top + hc, left:left + wc]
+        x = x[..., top : top + hc, left : left + wc]
         K[:, 0, 2] -= left
         K[:, 1, 2] -= top
     h0, w0 = x.shape[-2:]
@@ -84,7 +86,7 @@ def collate(samples: list[Sample], m: ModelConfig, l: LossConfig | None = None):
     """Samples → (images (B, N, 3, H, W), K (B, N, 3, 3), T (B, N, 4, 4), targets or None)."""
     from .matching import build_targets
 
-    ims, Ks = zip(*(images_to_model(s.images, s.K, tuple(m.image_size)) for s in samples))
+    ims, Ks = zip(*(images_to_model(s.images, s.K, tuple(m.image_size)) for s in samples), strict=False)
     T = torch.stack([torch.as_tensor(np.asarray(s.T_ego_cam), dtype=torch.float32) for s in samples])
     targets = [build_targets(s.elements, m, l) for s in samples] if l is not None else None
     return torch.stack(ims), torch.stack(Ks), T, targets
@@ -93,8 +95,9 @@ def collate(samples: list[Sample], m: ModelConfig, l: LossConfig | None = None):
 class SampleSource:
     """Deterministic samples by index: ``source[i]`` is always the same frame."""
 
-    def __init__(self, kind: str = "flat", rig: str = "front", seed: int = 0,
-                 size: tuple[int, int] = (128, 256)) -> None:
+    def __init__(
+        self, kind: str = "flat", rig: str = "front", seed: int = 0, size: tuple[int, int] = (128, 256)
+    ) -> None:
         self.kind, self.rig, self.seed, self.size = kind, rig, seed, tuple(size)
         self._world = None
         self._cache: dict[int, Sample] = {}
@@ -108,8 +111,10 @@ class SampleSource:
         h, w = self.size
         if self.kind == "flat":
             from .synthetic import generate
+
             return generate(self.seed * 1_000_003 + i, self.rig, w, h)
         if self.kind == "world":
             from .world_data import world_sample
+
             return world_sample(self.seed, i, self.rig, (w, h))
         raise ValueError(f"unknown data source {self.kind!r} (flat | world)")

@@ -9,6 +9,7 @@ state (x, y in inverse-sigmoid space of the normalised patch coordinates; sx, sy
 reference for the next layer is the refined centre, detached. The class head reads the mean of an
 instance's K point features.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,18 +61,19 @@ class DeformableAttention(nn.Module):
         b, q, c = query.shape
         _, _, h, w = bev.shape
         hd, pn = self.heads, self.points
-        value = self.value(bev.flatten(2).transpose(1, 2))                 # (B, HW, C)
+        value = self.value(bev.flatten(2).transpose(1, 2))  # (B, HW, C)
         value = value.transpose(1, 2).reshape(b * hd, self.head_dim, h, w)
         # offsets are in BEV cells: (du, dv) per head and point, normalised by the grid size
         off = self.offsets(query).reshape(b, q, hd, pn, 2)
         off = off / torch.tensor([h, w], dtype=off.dtype, device=off.device)
-        loc = ref_uv[:, :, None, None, :] + off                            # (B, Q, H, P, 2)
+        loc = ref_uv[:, :, None, None, :] + off  # (B, Q, H, P, 2)
         grid = BEVGrid.uv_to_grid_sample(loc).permute(0, 2, 1, 3, 4).reshape(b * hd, q, pn, 2)
-        sampled = F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros",
-                                align_corners=False)                       # (B*H, D, Q, P)
+        sampled = F.grid_sample(
+            value, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # (B*H, D, Q, P)
         attn = self.weights(query).reshape(b, q, hd, pn).softmax(-1)
         attn = attn.permute(0, 2, 1, 3).reshape(b * hd, 1, q, pn)
-        out = (sampled * attn).sum(-1)                                     # (B*H, D, Q)
+        out = (sampled * attn).sum(-1)  # (B*H, D, Q)
         out = out.reshape(b, hd * self.head_dim, q).transpose(1, 2)
         return self.out(out)
 
@@ -95,18 +97,33 @@ class DecoderLayer(nn.Module):
 class MapDecoder(nn.Module):
     """Outputs per layer: class logits (B, E, C) and Gaussian states (B, E, K, 5) (see module doc)."""
 
-    def __init__(self, dim: int, num_instances: int, num_points: int, num_classes: int, layers: int,
-                 heads: int, points: int, ffn: int, dropout: float, scale_init_logit: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_instances: int,
+        num_points: int,
+        num_classes: int,
+        layers: int,
+        heads: int,
+        points: int,
+        ffn: int,
+        dropout: float,
+        scale_init_logit: float,
+    ) -> None:
         super().__init__()
         self.E, self.K = num_instances, num_points
         self.instance = nn.Embedding(num_instances, 2 * dim)
         self.point = nn.Embedding(num_points, 2 * dim)
         self.ref = nn.Linear(dim, 2)
         self.layers = nn.ModuleList(DecoderLayer(dim, heads, points, ffn, dropout) for _ in range(layers))
-        self.reg = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim),
-                                               nn.ReLU(), nn.Linear(dim, 5)) for _ in range(layers))
-        self.cls = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim), nn.ReLU(),
-                                               nn.Linear(dim, num_classes)) for _ in range(layers))
+        self.reg = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 5))
+            for _ in range(layers)
+        )
+        self.cls = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, num_classes))
+            for _ in range(layers)
+        )
         self.scale_init_logit = scale_init_logit
         for head in self.reg:
             nn.init.zeros_(head[-1].weight)
@@ -119,16 +136,21 @@ class MapDecoder(nn.Module):
 
     def forward(self, bev: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         b = bev.shape[0]
-        emb = self.instance.weight[:, None, :] + self.point.weight[None, :, :]   # (E, K, 2C)
+        emb = self.instance.weight[:, None, :] + self.point.weight[None, :, :]  # (E, K, 2C)
         pos, x = emb.flatten(0, 1).chunk(2, dim=-1)
         pos = pos[None].expand(b, -1, -1)
         x = x[None].expand(b, -1, -1)
-        ref = self.ref(pos).sigmoid()                                           # (B, Q, 2)
-        state = torch.cat([inverse_sigmoid(ref),
-                           torch.full_like(ref, self.scale_init_logit),
-                           torch.zeros_like(ref[..., :1])], -1)                 # (B, Q, 5)
+        ref = self.ref(pos).sigmoid()  # (B, Q, 2)
+        state = torch.cat(
+            [
+                inverse_sigmoid(ref),
+                torch.full_like(ref, self.scale_init_logit),
+                torch.zeros_like(ref[..., :1]),
+            ],
+            -1,
+        )  # (B, Q, 5)
         outs = []
-        for layer, reg, cls in zip(self.layers, self.reg, self.cls):
+        for layer, reg, cls in zip(self.layers, self.reg, self.cls, strict=False):
             x = layer(x, pos, state[..., :2].sigmoid().detach(), bev)
             state = state.detach() + reg(x)
             logits = cls(x.reshape(b, self.E, self.K, -1).mean(2))

@@ -4,6 +4,7 @@ Bad input to the HD-map package (prediction/ground-truth files, map vectors, cam
 raises a subclass of :class:`gs_mapping.errors.GsMappingError`, so the ``gs-mapping`` CLI prints it
 as one line and exits non-zero. Messages name the file, frame, vector and key that were wrong.
 """
+
 from gs_mapping.errors import GsMappingError
 
 

@@ -12,6 +12,7 @@ Everything wrong raises :class:`~gsmap_hd.errors.HDMapError` naming the file, li
 vector index and key. Predictions with fewer than two points are kept here and skipped by the
 metrics, as both references do; a GT vector needs at least two points.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,9 @@ MAX_ABS_COORD = 1.0e5
 
 @dataclass
 class Vector:
-    pts: np.ndarray   # (N, 2) float64
+    pts: np.ndarray  # (N, 2) float64
     cls: int
-    score: float      # 1.0 for ground truth
+    score: float  # 1.0 for ground truth
 
 
 Frame = list  # list[Vector]
@@ -51,8 +52,9 @@ def parse_vector(obj, where: str, need_score: bool) -> Vector:
             raise HDMapError(f"{where}: missing key {key!r}")
     cls = obj["type"]
     if not (_is_number(cls) and float(cls).is_integer() and int(cls) in range(len(CLASSES))):
-        raise HDMapError(f"{where}.type: unknown class {cls!r} (expected 0 divider, "
-                         f"1 ped_crossing, 2 boundary)")
+        raise HDMapError(
+            f"{where}.type: unknown class {cls!r} (expected 0 divider, 1 ped_crossing, 2 boundary)"
+        )
     raw = obj["pts"]
     if not isinstance(raw, list):
         raise HDMapError(f"{where}.pts: expected a list of [x, y], got {type(raw).__name__}")
@@ -105,7 +107,7 @@ def parse_submission(doc, source: str = "input") -> tuple[list, list]:
     gts = parse_frames(doc["GTs"], f"{source}: GTs", need_score=False)
     if len(results) != len(gts):
         raise HDMapError(f"{source}: {len(results)} result frames but {len(gts)} GT frames")
-    for i, (r, g) in enumerate(zip(doc["results"], doc["GTs"])):
+    for i, (r, g) in enumerate(zip(doc["results"], doc["GTs"], strict=False)):
         tr, tg = r.get("sample_token"), g.get("sample_token")
         if tr is not None and tg is not None and tr != tg:
             raise HDMapError(f"{source}: frame {i}: results sample_token {tr!r} != GTs {tg!r}")

@@ -9,6 +9,7 @@ the last centre repeats the first). Tensors hold the parameters in the last dime
 v = (y - y_min)/(y_max - y_min) in [0, 1] (what the decoder regresses and the L1 loss compares, as in
 MapTR); raster row i has x = x_max - (i + ½)·res_x, column j has y = y_max - (j + ½)·res_y.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,12 +26,16 @@ class BEVGrid:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
     height: int  # rows, along x
-    width: int   # cols, along y
+    width: int  # cols, along y
 
     @classmethod
-    def with_resolution(cls, x_range, y_range, res: float) -> "BEVGrid":
-        return cls(tuple(x_range), tuple(y_range), max(1, round((x_range[1] - x_range[0]) / res)),
-                   max(1, round((y_range[1] - y_range[0]) / res)))
+    def with_resolution(cls, x_range, y_range, res: float) -> BEVGrid:
+        return cls(
+            tuple(x_range),
+            tuple(y_range),
+            max(1, round((x_range[1] - x_range[0]) / res)),
+            max(1, round((y_range[1] - y_range[0]) / res)),
+        )
 
     @property
     def size_x(self) -> float:
@@ -82,6 +87,7 @@ def covariance(params: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------
 # Ground truth: clip to the patch, resample to K points, permutation-equivalent orderings.
+
 
 def clip_to_patch(cls: int, pts: np.ndarray, grid: BEVGrid, is_polygon: bool) -> list[np.ndarray]:
     """Clip a GT element to the BEV patch (shapely); returns 0..n pieces (polygons closed)."""

@@ -11,6 +11,7 @@ they are brought to the model's input size as the training frames were made (cen
 aspect ratio, then sampled at each input pixel's centre ray; :func:`gsmap_hd.data.images_to_model`)
 with the intrinsics adjusted to match.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from .model_errors import HDInputError
 class Element:
     cls: int
     score: float
-    points: np.ndarray      # (K, 2) ordered centres in base_link metres (polygons closed)
-    gaussians: np.ndarray   # (K, 5) x, y, sx, sy, θ
+    points: np.ndarray  # (K, 2) ordered centres in base_link metres (polygons closed)
+    gaussians: np.ndarray  # (K, 5) x, y, sx, sy, θ
 
     @property
     def label(self) -> str:
@@ -41,8 +42,9 @@ class Element:
         return {"pts": self.points.tolist(), "type": int(self.cls), "confidence_level": float(self.score)}
 
 
-def postprocess(logits: torch.Tensor, params: torch.Tensor, score_threshold: float = 0.0,
-                max_elements: int | None = None) -> list[Element]:
+def postprocess(
+    logits: torch.Tensor, params: torch.Tensor, score_threshold: float = 0.0, max_elements: int | None = None
+) -> list[Element]:
     """One frame: logits (E, C), params (E, K, 5) → elements by descending score. As MapTR, the top
     scores are taken over all (instance, class) pairs, so one instance may appear under two classes."""
     e, c = logits.shape
@@ -50,7 +52,7 @@ def postprocess(logits: torch.Tensor, params: torch.Tensor, score_threshold: flo
     k = min(max_elements or e, scores.numel())
     top, idx = scores.topk(k)
     out = []
-    for s, i in zip(top.tolist(), idx.tolist()):
+    for s, i in zip(top.tolist(), idx.tolist(), strict=False):
         if s < score_threshold:
             break
         inst, cls = divmod(i, c)
@@ -80,10 +82,12 @@ def _intrinsics(cam, i: int) -> tuple[np.ndarray, int, int]:
 
 def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, list]:
     if not (len(images) == len(cameras) == len(extrinsics)) or len(images) == 0:
-        raise HDInputError(f"need one image, CameraInfo and extrinsic per camera; got {len(images)} images, "
-                           f"{len(cameras)} camera infos, {len(extrinsics)} extrinsics")
+        raise HDInputError(
+            f"need one image, CameraInfo and extrinsic per camera; got {len(images)} images, "
+            f"{len(cameras)} camera infos, {len(extrinsics)} extrinsics"
+        )
     Ks, Ts, ims = [], [], []
-    for i, (im, cam, T) in enumerate(zip(images, cameras, extrinsics)):
+    for i, (im, cam, T) in enumerate(zip(images, cameras, extrinsics, strict=False)):
         K, w, h = _intrinsics(cam, i)
         if im is None:
             raise HDInputError(f"camera {i}: image is missing")
@@ -91,7 +95,9 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
         if im.ndim != 3 or im.shape[2] != 3:
             raise HDInputError(f"camera {i}: image must be RGB (H, W, 3), got shape {im.shape}")
         if im.shape[:2] != (h, w):
-            raise HDInputError(f"camera {i}: image is {im.shape[1]}x{im.shape[0]} but its CameraInfo says {w}x{h}")
+            raise HDInputError(
+                f"camera {i}: image is {im.shape[1]}x{im.shape[0]} but its CameraInfo says {w}x{h}"
+            )
         T = np.asarray(T, np.float64)
         if T.shape != (4, 4):
             raise HDInputError(f"camera {i}: extrinsic T_ego_cam must be 4x4, got {T.shape}")
@@ -105,8 +111,10 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
             if not np.all(np.isfinite(im)):
                 raise HDInputError(f"camera {i}: image contains NaN/inf")
             if im.size and (im.min() < 0 or im.max() > 1):
-                raise HDInputError(f"camera {i}: float images must be RGB in [0, 1] (got {im.min():.3g}..{im.max():.3g}); "
-                                   "pass uint8 for 0..255")
+                raise HDInputError(
+                    f"camera {i}: float images must be RGB in [0, 1] (got {im.min():.3g}..{im.max():.3g}); "
+                    "pass uint8 for 0..255"
+                )
         Ks.append(K)
         Ts.append(T)
         ims.append(im)
@@ -114,8 +122,15 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
 
 
 class Predictor:
-    def __init__(self, model: GSMapModel, device: str = "cpu", score_threshold: float = 0.0,
-                 max_elements: int | None = None, fit: str = "crop", antialias: bool = False) -> None:
+    def __init__(
+        self,
+        model: GSMapModel,
+        device: str = "cpu",
+        score_threshold: float = 0.0,
+        max_elements: int | None = None,
+        fit: str = "crop",
+        antialias: bool = False,
+    ) -> None:
         """``fit`` / ``antialias``: how images of another size become model inputs (see
         :func:`gsmap_hd.data.images_to_model`; the defaults match how the world training frames look)."""
         if fit not in FITS:
@@ -129,9 +144,11 @@ class Predictor:
         self.antialias = bool(antialias)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, expect: ModelConfig | None = None, device: str = "cpu",
-                        **kw) -> "Predictor":
+    def from_checkpoint(
+        cls, path: str | Path, expect: ModelConfig | None = None, device: str = "cpu", **kw
+    ) -> Predictor:
         from .checkpoint import load_model
+
         model, _, _ = load_model(path, expect=expect, device=device)
         return cls(model, device, **kw)
 
@@ -140,8 +157,9 @@ class Predictor:
         K, T, ims = check_inputs(images, cameras, extrinsics)
         xs, Ks = [], []
         for i in range(len(ims)):
-            x, k = images_to_model(ims[i][None], K[i][None], tuple(self.cfg.image_size), self.fit,
-                                   self.antialias)
+            x, k = images_to_model(
+                ims[i][None], K[i][None], tuple(self.cfg.image_size), self.fit, self.antialias
+            )
             xs.append(x[0])
             Ks.append(k[0])
         return torch.stack(xs), torch.stack(Ks), torch.as_tensor(T, dtype=torch.float32)
@@ -164,5 +182,7 @@ class Predictor:
     def predict_tensors(self, images, K, T) -> list[list[Element]]:
         out = self.model(images, K, T)
         logits, params = out["logits"][-1], out["params"][-1]
-        return [postprocess(logits[b], params[b], self.score_threshold, self.max_elements)
-                for b in range(logits.shape[0])]
+        return [
+            postprocess(logits[b], params[b], self.score_threshold, self.max_elements)
+            for b in range(logits.shape[0])
+        ]

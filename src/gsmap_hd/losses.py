@@ -7,6 +7,7 @@
 - raster: the matched elements' Gaussians are rendered (:func:`gsmap_hd.raster.rasterize`) and
   compared with the GT element masks by class-balanced BCE plus D-SSIM (1 - SSIM).
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,8 +46,13 @@ class GSMapCriterion:
         self.grid = loss_grid(m, l)
         self.cgrid = cost_grid(m, l)
 
-    def layer_loss(self, logits: torch.Tensor, params: torch.Tensor, targets: list[FrameTargets],
-                   raster_scale: float = 1.0) -> dict:
+    def layer_loss(
+        self,
+        logits: torch.Tensor,
+        params: torch.Tensor,
+        targets: list[FrameTargets],
+        raster_scale: float = 1.0,
+    ) -> dict:
         l = self.l
         num_gt = max(sum(t.labels.numel() for t in targets), 1)
         cls_target = torch.zeros_like(logits)
@@ -61,15 +67,21 @@ class GSMapCriterion:
         out = {"cls": sigmoid_focal(logits, cls_target, l.focal_alpha, l.focal_gamma) / num_gt}
         pp, gp = torch.cat(pred_pts), torch.cat(gt_pts)
         k = self.m.num_points
-        out["pts"] = ((self.patch.normalize(pp) - self.patch.normalize(gp)).abs().sum() / (num_gt * k)
-                      if pp.numel() else params.sum() * 0)
+        out["pts"] = (
+            (self.patch.normalize(pp) - self.patch.normalize(gp)).abs().sum() / (num_gt * k)
+            if pp.numel()
+            else params.sum() * 0
+        )
         if l.raster_weight > 0 and raster_scale > 0 and pp.numel():
             masks = rasterize(torch.cat(pred_g), self.grid)
             out["bce"], out["dssim"] = raster_loss(masks, torch.cat(gt_masks), l)
         else:
             out["bce"] = out["dssim"] = params.sum() * 0
-        out["total"] = (l.cls_weight * out["cls"] + l.pts_weight * out["pts"]
-                        + raster_scale * l.raster_weight * (l.bce_weight * out["bce"] + l.dssim_weight * out["dssim"]))
+        out["total"] = (
+            l.cls_weight * out["cls"]
+            + l.pts_weight * out["pts"]
+            + raster_scale * l.raster_weight * (l.bce_weight * out["bce"] + l.dssim_weight * out["dssim"])
+        )
         return out
 
     def raster_scale(self, step: int | None) -> float:
@@ -80,13 +92,15 @@ class GSMapCriterion:
         return 1.0 if step is None or w <= 0 else min(1.0, step / w)
 
     def __call__(self, outputs: dict, targets: list[FrameTargets], step: int | None = None) -> dict:
-        layers = list(zip(outputs["logits"], outputs["params"]))
+        layers = list(zip(outputs["logits"], outputs["params"], strict=False))
         if not self.l.aux_loss:
             layers = layers[-1:]
         rs = self.raster_scale(step)
         n = len(layers)
-        per = [self.layer_loss(lg, pr, targets, rs if (self.l.raster_aux or i == n - 1) else 0.0)
-               for i, (lg, pr) in enumerate(layers)]
+        per = [
+            self.layer_loss(lg, pr, targets, rs if (self.l.raster_aux or i == n - 1) else 0.0)
+            for i, (lg, pr) in enumerate(layers)
+        ]
         total = sum(p["total"] for p in per)
         out = {f"{k}": per[-1][k].detach() for k in per[-1] if k != "total"}
         out["loss"] = total

@@ -6,6 +6,7 @@ where the point cost against a GT is the minimum over its permutation-equivalent
 polyline read either way; a polygon ring from any start vertex, either way).
 Point level: the ordering that attained that minimum is the matched target's point order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,14 +23,14 @@ from .raster import polyline_mask, rasterize
 
 @dataclass
 class FrameTargets:
-    labels: torch.Tensor        # (G,) long
-    points: torch.Tensor        # (G, K, 2) metres, canonical order
-    orders: torch.Tensor        # (G, P, K, 2) metres, all equivalent orderings (padded)
-    order_valid: torch.Tensor   # (G, P) bool
-    masks: torch.Tensor         # (G, H, W) at the loss raster
-    cost_masks: torch.Tensor    # (G, h, w) at the coarser matching raster
+    labels: torch.Tensor  # (G,) long
+    points: torch.Tensor  # (G, K, 2) metres, canonical order
+    orders: torch.Tensor  # (G, P, K, 2) metres, all equivalent orderings (padded)
+    order_valid: torch.Tensor  # (G, P) bool
+    masks: torch.Tensor  # (G, H, W) at the loss raster
+    cost_masks: torch.Tensor  # (G, h, w) at the coarser matching raster
 
-    def to(self, device) -> "FrameTargets":
+    def to(self, device) -> FrameTargets:
         return FrameTargets(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
@@ -67,28 +68,44 @@ def build_targets(elements, m: ModelConfig, l: LossConfig) -> FrameTargets:
     valid = np.zeros((g, p_max), bool)
     for i, (c, pts) in enumerate(prepared):
         o = orderings(pts, c in POLYGON_CLASSES)
-        orders[i, :len(o)] = o
-        valid[i, :len(o)] = True
+        orders[i, : len(o)] = o
+        valid[i, : len(o)] = True
     points = torch.tensor(np.array([p for _, p in prepared], np.float32).reshape(g, k, 2))
     lg, cg = loss_grid(m, l), cost_grid(m, l)
-    masks = polyline_mask(points, lg, l.gt_line_width_px * lg.res[0]) if g else torch.zeros(0, lg.height, lg.width)
-    cmasks = polyline_mask(points, cg, l.gt_line_width_px * cg.res[0]) if g else torch.zeros(0, cg.height, cg.width)
-    return FrameTargets(torch.tensor([c for c, _ in prepared], dtype=torch.long), points,
-                        torch.from_numpy(orders), torch.from_numpy(valid), masks, cmasks)
+    masks = (
+        polyline_mask(points, lg, l.gt_line_width_px * lg.res[0])
+        if g
+        else torch.zeros(0, lg.height, lg.width)
+    )
+    cmasks = (
+        polyline_mask(points, cg, l.gt_line_width_px * cg.res[0])
+        if g
+        else torch.zeros(0, cg.height, cg.width)
+    )
+    return FrameTargets(
+        torch.tensor([c for c, _ in prepared], dtype=torch.long),
+        points,
+        torch.from_numpy(orders),
+        torch.from_numpy(valid),
+        masks,
+        cmasks,
+    )
 
 
 def focal_cost(logits: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """(E, C) logits, (G,) labels → (E, G): MapTR/Deformable-DETR focal classification cost."""
     p = logits.sigmoid()
-    neg = (1 - alpha) * p ** gamma * (-(1 - p + 1e-8).log())
+    neg = (1 - alpha) * p**gamma * (-(1 - p + 1e-8).log())
     pos = alpha * (1 - p) ** gamma * (-(p + 1e-8).log())
     return (pos - neg)[:, labels]
 
 
-def ordered_l1(pred_uv: torch.Tensor, orders_uv: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ordered_l1(
+    pred_uv: torch.Tensor, orders_uv: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """pred (E, K, 2), orders (G, P, K, 2), valid (G, P) in normalised coords →
     (E, G) mean per-point L1 (|du| + |dv|) of the best ordering, and its index (E, G)."""
-    d = (pred_uv[:, None, None] - orders_uv[None]).abs().sum(-1).mean(-1)   # (E, G, P)
+    d = (pred_uv[:, None, None] - orders_uv[None]).abs().sum(-1).mean(-1)  # (E, G, P)
     d = d.masked_fill(~valid[None], float("inf"))
     return d.min(-1)
 
@@ -102,8 +119,9 @@ def soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hungarian_match(logits: torch.Tensor, params: torch.Tensor, t: FrameTargets, grid: BEVGrid,
-                    cgrid: BEVGrid, l: LossConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def hungarian_match(
+    logits: torch.Tensor, params: torch.Tensor, t: FrameTargets, grid: BEVGrid, cgrid: BEVGrid, l: LossConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One frame: logits (E, C), params (E, K, 5) → (pred_idx, gt_idx, ordering_idx) long tensors."""
     g = t.labels.numel()
     empty = torch.zeros(0, dtype=torch.long, device=logits.device)

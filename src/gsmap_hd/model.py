@@ -1,5 +1,6 @@
 """The GSMap network: images from N cameras → per decoder layer, class logits and K Gaussians per
 element instance, in metres in the ego BEV frame."""
+
 from __future__ import annotations
 
 import math
@@ -28,9 +29,18 @@ class GSMapModel(nn.Module):
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         self.bev_encoder = BEVEncoder(cfg.embed_dim, len(cfg.lift_heights), self.grid, cfg.bev_encoder_layers)
         f = (cfg.scale_init - cfg.scale_min) / (cfg.scale_max - cfg.scale_min)
-        self.decoder = MapDecoder(cfg.embed_dim, cfg.num_instances, cfg.num_points, cfg.num_classes,
-                                  cfg.num_layers, cfg.num_heads, cfg.deform_points, cfg.ffn_dim, cfg.dropout,
-                                  scale_init_logit=math.log(f / (1 - f)))
+        self.decoder = MapDecoder(
+            cfg.embed_dim,
+            cfg.num_instances,
+            cfg.num_points,
+            cfg.num_classes,
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.deform_points,
+            cfg.ffn_dim,
+            cfg.dropout,
+            scale_init_logit=math.log(f / (1 - f)),
+        )
 
     def state_to_params(self, state: torch.Tensor) -> torch.Tensor:
         """Decoder state (..., 5) → Gaussian parameters (x, y, sx, sy, θ) in metres/radians."""

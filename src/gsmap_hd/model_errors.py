@@ -4,6 +4,7 @@ They derive from :class:`gsmap_hd.errors.HDMapError` (the package's base, owned 
 when it exists, else directly from :class:`gs_mapping.errors.GsMappingError`; either way the CLI prints
 them in one line and exits 2.
 """
+
 from __future__ import annotations
 
 try:

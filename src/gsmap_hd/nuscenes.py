@@ -28,14 +28,15 @@ ego pose is used, as BEVFormer/MapTR do), so the GT and the cameras agree.
 Map geometry is read once per location into spatial indexes; each sample then queries only what
 overlaps its patch.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -52,9 +53,11 @@ CONTOUR_LAYERS = ("road_segment", "lane")
 # crossings by the patch grown by it (their clip edge is kept, so the ring stays closed).
 PATCH_MARGIN = 0.2
 DIVIDER, PED_CROSSING, BOUNDARY = 0, 1, 2
-DEVKIT_HINT = ("pip install nuscenes-devkit==1.2.0 --no-deps matplotlib descartes pyquaternion "
-               "scikit-learn cachetools (the devkit's own pins would downgrade numpy/shapely; it runs "
-               "with ours)")
+DEVKIT_HINT = (
+    "pip install nuscenes-devkit==1.2.0 --no-deps matplotlib descartes pyquaternion "
+    "scikit-learn cachetools (the devkit's own pins would downgrade numpy/shapely; it runs "
+    "with ours)"
+)
 
 
 class NuScenesError(HDDataError):
@@ -63,7 +66,7 @@ class NuScenesError(HDDataError):
 
 def _devkit():
     """The devkit classes, imported on first use (heavy: matplotlib, OpenCV)."""
-    os.environ.setdefault("MPLBACKEND", "Agg")   # the devkit imports pyplot; never open a window
+    os.environ.setdefault("MPLBACKEND", "Agg")  # the devkit imports pyplot; never open a window
     try:
         from nuscenes.map_expansion.map_api import NuScenesMap
         from nuscenes.nuscenes import NuScenes
@@ -75,13 +78,18 @@ def _devkit():
 # ---------------------------------------------------------------------------------------------------
 # Poses
 
-def pose_matrix(translation: Sequence[float], rotation_wxyz: Sequence[float], where: str = "pose") -> np.ndarray:
+
+def pose_matrix(
+    translation: Sequence[float], rotation_wxyz: Sequence[float], where: str = "pose"
+) -> np.ndarray:
     """nuScenes translation + quaternion (w, x, y, z) → 4x4 T (maps points of the child frame into
     the parent frame)."""
     t = np.asarray(translation, np.float64).reshape(3)
     q = np.asarray(rotation_wxyz, np.float64).reshape(4)
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(q))) or np.linalg.norm(q) < 1e-9:
-        raise NuScenesError(f"{where}: non-finite or zero pose (translation {t.tolist()}, rotation {q.tolist()})")
+        raise NuScenesError(
+            f"{where}: non-finite or zero pose (translation {t.tolist()}, rotation {q.tolist()})"
+        )
     T = np.eye(4)
     T[:3, :3] = quat_to_matrix(np.r_[q[1:], q[0]] / np.linalg.norm(q))
     T[:3, 3] = t
@@ -104,6 +112,7 @@ def planar(T_global_a: np.ndarray, yaw: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------
 # Map elements
+
 
 class MapExtractor:
     """One location's map geometry (global metres) with spatial indexes; ``elements(T)`` gives the
@@ -130,7 +139,7 @@ class MapExtractor:
                     g = self.map.extract_line(rec[key])
                 else:
                     g = self.map.extract_polygon(rec[key])
-                    if not g.is_valid:   # MapTR skips invalid polygons rather than repairing them
+                    if not g.is_valid:  # MapTR skips invalid polygons rather than repairing them
                         log.debug("%s: %s %s: invalid polygon skipped", name, layer, rec["token"])
                         continue
                 if not g.is_empty:
@@ -216,14 +225,17 @@ def _rings(geom) -> list:
 # ---------------------------------------------------------------------------------------------------
 # Samples
 
+
 @dataclass
 class CameraCalib:
     channel: str
-    filename: str           # absolute path of the image
+    filename: str  # absolute path of the image
     width: int
     height: int
-    K: np.ndarray           # (3, 3)
-    T_ref_cam: np.ndarray   # (4, 4): camera (nuScenes camera frame = optical: x right, y down, z fwd) → patch frame
+    K: np.ndarray  # (3, 3)
+    T_ref_cam: (
+        np.ndarray
+    )  # (4, 4): camera (nuScenes camera frame = optical: x right, y down, z fwd) → patch frame
 
 
 @dataclass
@@ -232,16 +244,18 @@ class NuScenesFrame:
     scene_name: str
     timestamp_us: int
     location: str
-    T_global_ego: np.ndarray    # (4, 4) ego pose at the LiDAR sweep
-    T_ego_lidar: np.ndarray     # (4, 4) LIDAR_TOP extrinsics
-    T_global_ref: np.ndarray    # (4, 4) the planar patch frame the elements are in
-    elements: list = field(default_factory=list)   # [(class, (P, 2))]
-    cameras: dict = field(default_factory=dict)    # channel → CameraCalib
+    T_global_ego: np.ndarray  # (4, 4) ego pose at the LiDAR sweep
+    T_ego_lidar: np.ndarray  # (4, 4) LIDAR_TOP extrinsics
+    T_global_ref: np.ndarray  # (4, 4) the planar patch frame the elements are in
+    elements: list = field(default_factory=list)  # [(class, (P, 2))]
+    cameras: dict = field(default_factory=dict)  # channel → CameraCalib
 
     def to_eval(self) -> dict:
         """One ``hd-eval`` GT frame (base_link points: evaluate with ``--frame rep103``)."""
-        return {"sample_token": self.sample_token,
-                "vectors": [{"pts": np.asarray(p).tolist(), "type": int(c)} for c, p in self.elements]}
+        return {
+            "sample_token": self.sample_token,
+            "vectors": [{"pts": np.asarray(p).tolist(), "type": int(c)} for c, p in self.elements],
+        }
 
     def to_sample(self, channels: Sequence[str] = ("CAM_FRONT",)):
         """A :class:`gsmap_hd.data.Sample` (images read from disk) for training or evaluation."""
@@ -253,29 +267,45 @@ class NuScenesFrame:
         for ch in channels:
             cam = self.cameras.get(ch)
             if cam is None:
-                raise NuScenesError(f"sample {self.sample_token}: no camera {ch!r} (have {sorted(self.cameras)})")
+                raise NuScenesError(
+                    f"sample {self.sample_token}: no camera {ch!r} (have {sorted(self.cameras)})"
+                )
             try:
                 with Image.open(cam.filename) as im:
                     rgb = np.asarray(im.convert("RGB"), np.uint8)
             except OSError as e:
-                raise NuScenesError(f"{cam.filename} ({ch}, sample {self.sample_token}): cannot read image: {e}") from None
+                raise NuScenesError(
+                    f"{cam.filename} ({ch}, sample {self.sample_token}): cannot read image: {e}"
+                ) from None
             if rgb.shape[:2] != (cam.height, cam.width):
-                raise NuScenesError(f"{cam.filename}: image is {rgb.shape[1]}x{rgb.shape[0]}, sample_data says "
-                                    f"{cam.width}x{cam.height}")
+                raise NuScenesError(
+                    f"{cam.filename}: image is {rgb.shape[1]}x{rgb.shape[0]}, sample_data says "
+                    f"{cam.width}x{cam.height}"
+                )
             ims.append(rgb)
             Ks.append(cam.K)
             Ts.append(cam.T_ref_cam)
         if len({im.shape for im in ims}) > 1:
             raise NuScenesError(f"sample {self.sample_token}: cameras {list(channels)} differ in image size")
-        return Sample(np.stack(ims), np.stack(Ks), np.stack(Ts), [(c, np.asarray(p)) for c, p in self.elements])
+        return Sample(
+            np.stack(ims), np.stack(Ks), np.stack(Ts), [(c, np.asarray(p)) for c, p in self.elements]
+        )
 
 
 class NuScenesMapGT:
     """A nuScenes dataset (``dataroot/<version>/*.json`` + ``dataroot/maps/expansion/*.json``) read
     through the devkit; iterate :meth:`frames` for per-sample poses, cameras and map elements."""
 
-    def __init__(self, dataroot: str | Path, version: str = "v1.0-mini", *, origin: str = "ego",
-                 x_range=(-30.0, 30.0), y_range=(-15.0, 15.0), verbose: bool = False) -> None:
+    def __init__(
+        self,
+        dataroot: str | Path,
+        version: str = "v1.0-mini",
+        *,
+        origin: str = "ego",
+        x_range=(-30.0, 30.0),
+        y_range=(-15.0, 15.0),
+        verbose: bool = False,
+    ) -> None:
         if origin not in ("ego", "lidar"):
             raise NuScenesError(f"origin {origin!r}: expected 'ego' (base_link) or 'lidar' (MapTR's patch)")
         self.dataroot = Path(dataroot)
@@ -286,7 +316,9 @@ class NuScenesMapGT:
         try:
             self.nusc = NuScenes(version=version, dataroot=str(self.dataroot), verbose=verbose)
         except (AssertionError, KeyError, FileNotFoundError, ValueError) as e:
-            raise NuScenesError(f"{tables}: the devkit could not load the tables: {type(e).__name__}: {e}") from None
+            raise NuScenesError(
+                f"{tables}: the devkit could not load the tables: {type(e).__name__}: {e}"
+            ) from None
         self.origin, self.x_range, self.y_range = origin, tuple(x_range), tuple(y_range)
         self._maps: dict[str, MapExtractor] = {}
 
@@ -294,12 +326,16 @@ class NuScenesMapGT:
         if location not in self._maps:
             path = self.dataroot / "maps" / "expansion" / f"{location}.json"
             if not path.is_file():
-                raise NuScenesError(f"{path}: map expansion for location {location!r} not found "
-                                    "(download the nuScenes map expansion into maps/expansion/)")
+                raise NuScenesError(
+                    f"{path}: map expansion for location {location!r} not found "
+                    "(download the nuScenes map expansion into maps/expansion/)"
+                )
             try:
                 nusc_map = self._NuScenesMap(dataroot=str(self.dataroot), map_name=location)
             except (AssertionError, KeyError) as e:
-                raise NuScenesError(f"{path}: the devkit could not load the map: {type(e).__name__}: {e}") from None
+                raise NuScenesError(
+                    f"{path}: the devkit could not load the map: {type(e).__name__}: {e}"
+                ) from None
             self._maps[location] = MapExtractor(nusc_map, self.x_range, self.y_range)
         return self._maps[location]
 
@@ -334,16 +370,26 @@ class NuScenesMapGT:
         scene = nusc.get("scene", sample["scene_token"])
         location = nusc.get("log", scene["log_token"])["location"]
         if "LIDAR_TOP" not in sample["data"]:
-            raise NuScenesError(f"sample {sample_token}: no LIDAR_TOP sample_data (the patch is placed at the sweep)")
+            raise NuScenesError(
+                f"sample {sample_token}: no LIDAR_TOP sample_data (the patch is placed at the sweep)"
+            )
         sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
         T_global_ego, T_ego_lidar = self._sd_poses(sd)
         if self.origin == "ego":
             T_ref = planar(T_global_ego, heading(T_global_ego))
-        else:   # MapTR's patch: at the LiDAR, heading of its x axis (right) + 90° = forward
+        else:  # MapTR's patch: at the LiDAR, heading of its x axis (right) + 90° = forward
             T_global_lidar = T_global_ego @ T_ego_lidar
             T_ref = planar(T_global_lidar, heading(T_global_lidar) + math.pi / 2)
-        fr = NuScenesFrame(sample_token, scene["name"], int(sample["timestamp"]), location,
-                           T_global_ego, T_ego_lidar, T_ref, self.map_for(location).elements(T_ref))
+        fr = NuScenesFrame(
+            sample_token,
+            scene["name"],
+            int(sample["timestamp"]),
+            location,
+            T_global_ego,
+            T_ego_lidar,
+            T_ref,
+            self.map_for(location).elements(T_ref),
+        )
         if cameras:
             T_ref_global = np.linalg.inv(T_ref)
             for channel, sd_tok in sample["data"].items():
@@ -354,17 +400,26 @@ class NuScenesMapGT:
                 cs = nusc.get("calibrated_sensor", csd["calibrated_sensor_token"])
                 K = np.asarray(cs["camera_intrinsic"], np.float64)
                 if K.shape != (3, 3) or not np.all(np.isfinite(K)):
-                    raise NuScenesError(f"calibrated_sensor {cs['token']} ({channel}): bad camera_intrinsic {K.tolist()}")
-                fr.cameras[channel] = CameraCalib(channel, str(self.dataroot / csd["filename"]),
-                                                  int(csd["width"]), int(csd["height"]), K,
-                                                  T_ref_global @ T_g_e @ T_e_c)
+                    raise NuScenesError(
+                        f"calibrated_sensor {cs['token']} ({channel}): bad camera_intrinsic {K.tolist()}"
+                    )
+                fr.cameras[channel] = CameraCalib(
+                    channel,
+                    str(self.dataroot / csd["filename"]),
+                    int(csd["width"]),
+                    int(csd["height"]),
+                    K,
+                    T_ref_global @ T_g_e @ T_e_c,
+                )
         return fr
 
     def _sd_poses(self, sd: dict) -> tuple[np.ndarray, np.ndarray]:
         pose = self.nusc.get("ego_pose", sd["ego_pose_token"])
         cs = self.nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-        return (pose_matrix(pose["translation"], pose["rotation"], f"ego_pose {pose['token']}"),
-                pose_matrix(cs["translation"], cs["rotation"], f"calibrated_sensor {cs['token']}"))
+        return (
+            pose_matrix(pose["translation"], pose["rotation"], f"ego_pose {pose['token']}"),
+            pose_matrix(cs["translation"], cs["rotation"], f"calibrated_sensor {cs['token']}"),
+        )
 
 
 def gt_document(frames: Sequence[NuScenesFrame]) -> dict:

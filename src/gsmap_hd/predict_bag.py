@@ -4,6 +4,7 @@ Bag access goes through ``gs_mapping.bag`` and message conversion through ``gs_m
 this module only groups camera images by header stamp, looks up base_link ← camera extrinsics in the
 bag's TF, and calls :class:`gsmap_hd.infer.Predictor`.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,19 @@ def find_cameras(bag) -> list[str]:
     return out
 
 
-def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: str = "base_link",
-                score_threshold: float = 0.05, max_frames: int | None = None, device: str = "cpu",
-                progress: bool = True, fit: str = "crop", antialias: bool = False) -> dict:
+def predict_bag(
+    bag_path,
+    out: Path,
+    checkpoint=None,
+    cameras=None,
+    base_frame: str = "base_link",
+    score_threshold: float = 0.05,
+    max_frames: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    fit: str = "crop",
+    antialias: bool = False,
+) -> dict:
     """Predict every frame whose cameras all have an image (grouped by header stamp); write
     ``{"results": [...], "GTs": [...]}`` (GTs from ``/ground_truth/lanes_json`` of the same stamp when
     the bag has them). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`."""
@@ -52,10 +63,17 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
     device = resolve_device(device)
     ckpt = Path(checkpoint) if checkpoint else SHIPPED
     if not ckpt.exists():
-        raise CheckpointError(f"{ckpt}: checkpoint not found" + ("" if checkpoint else
-                              " (no shipped model; pass --checkpoint, e.g. OUT/model.pt of gs-mapping hd-train)"))
-    predictor = Predictor.from_checkpoint(ckpt, device=device, score_threshold=score_threshold, fit=fit,
-                                          antialias=antialias)
+        raise CheckpointError(
+            f"{ckpt}: checkpoint not found"
+            + (
+                ""
+                if checkpoint
+                else " (no shipped model; pass --checkpoint, e.g. OUT/model.pt of gs-mapping hd-train)"
+            )
+        )
+    predictor = Predictor.from_checkpoint(
+        ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias
+    )
     results = []
     with BagReader(bag_path) as bag:
         cams = list(cameras) if cameras else find_cameras(bag)
@@ -71,7 +89,9 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
         pending: dict[int, dict[str, object]] = {}
         gt_by_stamp: dict[int, dict] = {}
         has_gt = bag.has_topic(GT_TOPIC)
-        topics = cams + [_info_topic(c) for c in cams] + ["/tf", "/tf_static"] + ([GT_TOPIC] if has_gt else [])
+        topics = (
+            cams + [_info_topic(c) for c in cams] + ["/tf", "/tf_static"] + ([GT_TOPIC] if has_gt else [])
+        )
         topics = [t for t in topics if bag.has_topic(t)]
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
@@ -85,8 +105,10 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
                 infos[topic] = M.camera_info_to_intrinsics(msg)
             else:
                 stamp, frame_id = M.header_fields(msg)
-                rgb = (M.compressed_image_to_numpy(msg) if topic.endswith("compressed") else M.image_to_rgb(msg))
-                if rgb.ndim == 2:                       # a mono JPEG/PNG: grey to 3 channels
+                rgb = (
+                    M.compressed_image_to_numpy(msg) if topic.endswith("compressed") else M.image_to_rgb(msg)
+                )
+                if rgb.ndim == 2:  # a mono JPEG/PNG: grey to 3 channels
                     rgb = np.repeat(rgb[..., None], 3, axis=2)
                 elif rgb.shape[-1] == 4:
                     rgb = rgb[..., :3]
@@ -107,19 +129,35 @@ def predict_bag(bag_path, out: Path, checkpoint=None, cameras=None, base_frame: 
         bar.close()
     incomplete = len(pending) if not (max_frames and len(results) >= max_frames) else 0
     if incomplete:
-        log.warning("%s: %d frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
-                    bag_path, incomplete)
+        log.warning(
+            "%s: %d frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
+            bag_path,
+            incomplete,
+        )
     doc = {"results": results}
     no_gt = 0
     if has_gt:
         # GT is paired by exact header stamp; a frame without one is scored against an empty map, so say so
         no_gt = sum(r["stamp_ns"] not in gt_by_stamp for r in results)
         if no_gt:
-            log.warning("%s: %d of %d predicted frame(s) have no %s message at their stamp (empty GT used)",
-                        bag_path, no_gt, len(results), GT_TOPIC)
+            log.warning(
+                "%s: %d of %d predicted frame(s) have no %s message at their stamp (empty GT used)",
+                bag_path,
+                no_gt,
+                len(results),
+                GT_TOPIC,
+            )
         doc["GTs"] = [gt_by_stamp.get(r["stamp_ns"], {"vectors": []}) for r in results]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc))
-    return {"out": str(out), "frames": len(results), "cameras": cams, "with_gt": has_gt,
-            "checkpoint": str(ckpt), "fit": fit, "antialias": bool(antialias), "skipped_frames": incomplete,
-            "frames_without_gt": no_gt}
+    return {
+        "out": str(out),
+        "frames": len(results),
+        "cameras": cams,
+        "with_gt": has_gt,
+        "checkpoint": str(ckpt),
+        "fit": fit,
+        "antialias": bool(antialias),
+        "skipped_frames": incomplete,
+        "frames_without_gt": no_gt,
+    }

@@ -12,6 +12,7 @@ the cut. Two implementations, tested against each other (as gsplat keeps a refer
   its cut-off ellipse, accumulates log(1 - G) per element with ``index_add`` and exponentiates. G is
   scaled by (1 - 1e-6) so the log stays finite at a centre; occupancy differs from Eq. 6 by < 1e-5.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,18 +25,20 @@ from .gaussians2d import SX, SY, THETA, BEVGrid, covariance
 
 def gaussian_kernel(params: torch.Tensor, pix: torch.Tensor, cutoff: float = 3.0) -> torch.Tensor:
     """params (..., K, 5), pix (H, W, 2) → G (..., K, H, W)."""
-    mu = params[..., :2][..., None, None, :]                        # (..., K, 1, 1, 2)
-    d = pix - mu                                                    # (..., K, H, W, 2)
+    mu = params[..., :2][..., None, None, :]  # (..., K, 1, 1, 2)
+    d = pix - mu  # (..., K, H, W, 2)
     c = torch.cos(params[..., THETA])[..., None, None]
     s = torch.sin(params[..., THETA])[..., None, None]
-    a = (c * d[..., 0] + s * d[..., 1]) / params[..., SX][..., None, None]   # along the Gaussian's x
+    a = (c * d[..., 0] + s * d[..., 1]) / params[..., SX][..., None, None]  # along the Gaussian's x
     b = (-s * d[..., 0] + c * d[..., 1]) / params[..., SY][..., None, None]
     m = a * a + b * b
     floor = math.exp(-0.5 * cutoff * cutoff)
     return torch.clamp(torch.exp(-0.5 * m) - floor, min=0.0) / (1.0 - floor)
 
 
-def rasterize_dense(params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, chunk: int = 64) -> torch.Tensor:
+def rasterize_dense(
+    params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, chunk: int = 64
+) -> torch.Tensor:
     """Occupancy masks of elements: params (..., E, K, 5) in metres → (..., E, H, W) in [0, 1].
 
     Batched over any leading dims (frames, elements); ``chunk`` elements are rendered at a time."""
@@ -44,7 +47,7 @@ def rasterize_dense(params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, ch
     flat = params.reshape(-1, *params.shape[-2:])
     outs = []
     for i in range(0, flat.shape[0], chunk):
-        g = gaussian_kernel(flat[i:i + chunk], pix, cutoff)        # (c, K, H, W)
+        g = gaussian_kernel(flat[i : i + chunk], pix, cutoff)  # (c, K, H, W)
         outs.append(1.0 - torch.prod(1.0 - g, dim=1))
     out = torch.cat(outs) if outs else flat.new_zeros(0, grid.height, grid.width)
     return out.reshape(*lead, grid.height, grid.width)
@@ -55,12 +58,12 @@ def polyline_mask(points: torch.Tensor, grid: BEVGrid, width_m: float) -> torch.
     → (E, H, W) float {0, 1}. Polygons are passed closed (their outline is drawn, as the Gaussians
     along it render an outline)."""
     pix = grid.pixel_centres(dtype=points.dtype, device=points.device).reshape(-1, 2)  # (P, 2)
-    a = points[:, :-1, :]                                            # (E, S, 2)
+    a = points[:, :-1, :]  # (E, S, 2)
     b = points[:, 1:, :]
     ab = b - a
-    ap = pix[None, None] - a[:, :, None, :]                          # (E, S, P, 2)
+    ap = pix[None, None] - a[:, :, None, :]  # (E, S, P, 2)
     denom = (ab * ab).sum(-1).clamp_min(1e-12)[..., None]
-    t = ((ap * ab[:, :, None, :]).sum(-1) / denom).clamp(0, 1)       # (E, S, P)
+    t = ((ap * ab[:, :, None, :]).sum(-1) / denom).clamp(0, 1)  # (E, S, P)
     closest = a[:, :, None, :] + t[..., None] * ab[:, :, None, :]
     dist = torch.linalg.norm(pix[None, None] - closest, dim=-1).amin(1)  # (E, P)
     return (dist <= width_m / 2).to(points.dtype).reshape(-1, grid.height, grid.width)
@@ -80,25 +83,27 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     pad = window // 2
     mu_a = F.conv2d(a, w, padding=pad)
     mu_b = F.conv2d(b, w, padding=pad)
-    saa = F.conv2d(a * a, w, padding=pad) - mu_a ** 2
-    sbb = F.conv2d(b * b, w, padding=pad) - mu_b ** 2
+    saa = F.conv2d(a * a, w, padding=pad) - mu_a**2
+    sbb = F.conv2d(b * b, w, padding=pad) - mu_b**2
     sab = F.conv2d(a * b, w, padding=pad) - mu_a * mu_b
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    c1, c2 = 0.01**2, 0.03**2
+    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
     return m.mean(dim=(1, 2, 3))
 
 
 _EPS = 1e-6
 
 
-def rasterize(params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, max_window: int = 129) -> torch.Tensor:
+def rasterize(
+    params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, max_window: int = 129
+) -> torch.Tensor:
     """Occupancy masks of elements, windowed: params (..., E, K, 5) in metres → (..., E, H, W).
 
     Each Gaussian touches an S x S pixel window centred on its pixel, S from the largest cut-off
     ellipse in the batch (capped at ``max_window``; Gaussians larger than that are truncated)."""
     lead = params.shape[:-2]
     k = params.shape[-2]
-    flat = params.reshape(-1, 5)                                   # (N, 5), element of row n = n // k
+    flat = params.reshape(-1, 5)  # (N, 5), element of row n = n // k
     n = flat.shape[0]
     h, w = grid.height, grid.width
     if n == 0:
@@ -113,13 +118,13 @@ def rasterize(params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, max_wind
         row_c = torch.floor((grid.x_range[1] - flat[:, 0]) / rx).long()
         col_c = torch.floor((grid.y_range[1] - flat[:, 1]) / ry).long()
         off = torch.arange(-radius, radius + 1, device=flat.device)
-        rows = row_c[:, None, None] + off[None, :, None]            # (N, S, 1)
-        cols = col_c[:, None, None] + off[None, None, :]            # (N, 1, S)
+        rows = row_c[:, None, None] + off[None, :, None]  # (N, S, 1)
+        cols = col_c[:, None, None] + off[None, None, :]  # (N, 1, S)
         valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (N, S, S)
         elem = torch.arange(n, device=flat.device) // k
-        index = (elem[:, None, None] * (h * w) + rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1))
-    px = grid.x_range[1] - (rows.to(flat.dtype) + 0.5) * rx        # (N, S, 1)
-    py = grid.y_range[1] - (cols.to(flat.dtype) + 0.5) * ry        # (N, 1, S)
+        index = elem[:, None, None] * (h * w) + rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
+    px = grid.x_range[1] - (rows.to(flat.dtype) + 0.5) * rx  # (N, S, 1)
+    py = grid.y_range[1] - (cols.to(flat.dtype) + 0.5) * ry  # (N, 1, S)
     dx = px - flat[:, 0, None, None]
     dy = py - flat[:, 1, None, None]
     c = torch.cos(flat[:, THETA])[:, None, None]

@@ -6,6 +6,7 @@ dividers (class 0, some dashed), boundaries at the road edges with a kerb-colour
 (class 2), and sometimes a zebra crossing (class 1, a closed ring). Cameras: a front camera, or a
 6-camera surround rig (nuScenes-like yaws).
 """
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,7 @@ def _seg_dist(p: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ab = b - a
     L = np.linalg.norm(ab, axis=1)
     cum = np.concatenate([[0], np.cumsum(L)[:-1]])
-    t = np.clip(((p[:, None] - a[None]) * ab[None]).sum(-1) / np.maximum(L ** 2, 1e-12)[None], 0, 1)
+    t = np.clip(((p[:, None] - a[None]) * ab[None]).sum(-1) / np.maximum(L**2, 1e-12)[None], 0, 1)
     d = np.linalg.norm(p[:, None] - (a[None] + t[..., None] * ab[None]), axis=-1)
     i = d.argmin(1)
     return d[np.arange(len(p)), i], cum[i] + t[np.arange(len(p)), i] * L[i]
@@ -75,7 +76,7 @@ def generate(seed: int, rig: str = "front", width: int = 256, height: int = 128)
     y_left = float(rng.uniform(0.3, 0.7) * lane_w + lane_w * rng.integers(0, lanes))  # ego inside the road
     s = np.linspace(-45, 45, 46)  # 2 m spacing: chord error < 1 cm at these curvatures
     centre, normal = _arc(rng, kappa, heading, y_left, s)  # this is the LEFT road edge
-    elements, paint = [], []   # paint: (polyline, half width, dash period or 0)
+    elements, paint = [], []  # paint: (polyline, half width, dash period or 0)
     edge_r = centre - normal * road_w
     elements += [(2, centre), (2, edge_r)]
     for i in range(1, lanes):
@@ -95,7 +96,7 @@ def generate(seed: int, rig: str = "front", width: int = 256, height: int = 128)
     imgs = []
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     tex_rng = np.random.default_rng(seed + 7919)
-    for K, T in zip(Ks, Ts):
+    for K, T in zip(Ks, Ts, strict=False):
         rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
         d = rays.reshape(-1, 3) @ T[:3, :3].T
         o = T[:3, 3]

@@ -1,6 +1,7 @@
 """Training loop: AdamW, warmup + cosine schedule, gradient clipping, progress bar, JSONL metrics,
 atomic checkpoints every N steps, exact resume (batches are a pure function of (seed, step)), and
 periodic evaluation with the reference metrics (``gsmap_hd.metrics``) on held-out frames."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,9 @@ import torch
 from gs_mapping.config import to_dict
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, model_config_diff
+from .config import POLYGON_CLASSES, TrainConfig, model_config_diff
 from .data import SampleSource, collate
 from .gaussians2d import BEVGrid, clip_to_patch
-from .config import POLYGON_CLASSES
 from .infer import postprocess
 from .losses import GSMapCriterion
 from .matching import build_targets
@@ -64,8 +64,14 @@ def gt_to_eval(elements, cfg) -> dict:
     return {"vectors": vecs}
 
 
-def evaluate_model(model: GSMapModel, cfg: TrainConfig, source: SampleSource, frames: int,
-                   device: str = "cpu", batch: int = 4) -> dict:
+def evaluate_model(
+    model: GSMapModel,
+    cfg: TrainConfig,
+    source: SampleSource,
+    frames: int,
+    device: str = "cpu",
+    batch: int = 4,
+) -> dict:
     """Predict held-out frames and score them with gsmap_hd.metrics (Chamfer AP + raster AP)."""
     from .metrics import evaluate  # the reference metrics (other module)
 
@@ -81,7 +87,7 @@ def evaluate_model(model: GSMapModel, cfg: TrainConfig, source: SampleSource, fr
                 results.append({"vectors": [e.to_eval() for e in els]})
                 gts.append(gt_to_eval(s.elements, cfg))
     model.train()
-    return evaluate(results, gts, frame="rep103")   # our points are base_link (x fwd, y left)
+    return evaluate(results, gts, frame="rep103")  # our points are base_link (x fwd, y left)
 
 
 def _param_groups(model: GSMapModel, cfg: TrainConfig):
@@ -91,8 +97,14 @@ def _param_groups(model: GSMapModel, cfg: TrainConfig):
     return [{"params": bb, "lr": cfg.lr * cfg.backbone_lr_mult}, {"params": rest, "lr": cfg.lr}]
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          source: SampleSource | None = None, eval_source: SampleSource | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    source: SampleSource | None = None,
+    eval_source: SampleSource | None = None,
+) -> dict:
     """Train (or resume) into ``out_dir``: ``last.pt`` (resumable), ``model.pt`` (final weights),
     ``metrics.jsonl`` (one line per log/eval), ``config.json``. Returns the last logged metrics."""
     from tqdm import tqdm
@@ -131,8 +143,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     metrics_path = out_dir / "metrics.jsonl"
     logged: dict = {}
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
-               desc="hd-train", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        disable=not progress,
+        desc="hd-train",
+        dynamic_ncols=True,
+    )
     t0 = time.perf_counter()
     acc: dict[str, float] = {}
     n_acc = 0
@@ -141,7 +159,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         idx = batch_indices(cfg, step)
         samples = [source[i] for i in idx]
         im, K, T, _ = collate(samples, cfg.model)
-        for i, s in zip(idx, samples):   # targets are a pure function of the frame: build once
+        for i, s in zip(idx, samples, strict=False):  # targets are a pure function of the frame: build once
             if i not in target_cache:
                 target_cache[i] = build_targets(s.elements, cfg.model, cfg.loss).to(device)
         targets = [target_cache[i] for i in idx]
@@ -158,8 +176,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         n_acc += 1
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            logged = {"step": done, **{k: v / n_acc for k, v in acc.items()},
-                      "lr": opt.param_groups[1]["lr"], "elapsed_s": time.perf_counter() - t0}
+            logged = {
+                "step": done,
+                **{k: v / n_acc for k, v in acc.items()},
+                "lr": opt.param_groups[1]["lr"],
+                "elapsed_s": time.perf_counter() - t0,
+            }
             acc, n_acc = {}, 0
             with metrics_path.open("a") as f:
                 f.write(json.dumps(logged) + "\n")

@@ -5,6 +5,7 @@ from the data seed and the drive number) and is that drive's frame ``i % FRAMES_
 ``RATE_HZ`` so consecutive samples are metres apart. Images, intrinsics and extrinsics (base_link ←
 optical, the rig's mounts) come from the world's renderer; lanes are the world's ego-frame GT.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -14,7 +15,7 @@ import numpy as np
 from .data import Sample
 
 FRAMES_PER_DRIVE = 24
-RATE_HZ = 2.0        # 4 m between frames at 8 m/s
+RATE_HZ = 2.0  # 4 m between frames at 8 m/s
 
 
 @lru_cache(maxsize=4)
@@ -33,6 +34,6 @@ def world_sample(data_seed: int, index: int, rig: str, size: tuple[int, int]) ->
         rgb, _ = fr.images[cam.frame_id.removesuffix("_optical_frame")]
         ims.append(np.asarray(rgb, np.uint8))
         Ks.append(cam.K)
-        Ts.append(cam.T_map_cam)   # the rig's camera pose relative to base_link
+        Ts.append(cam.T_map_cam)  # the rig's camera pose relative to base_link
     lanes = [(int(e.cls), np.asarray(e.pts, np.float64)) for e in fr.lanes]
     return Sample(np.stack(ims), np.stack(Ks), np.stack(Ts), lanes)

@@ -8,6 +8,7 @@ It needs an environment with numpy 1.x and ``opencv-python-headless==4.7.0.72``:
     pip install --target /tmp/cv47 numpy==1.26.4 opencv-python-headless==4.7.0.72
     PYTHONPATH=/tmp/cv47 python test/data/make_hd_metrics_cv47_fixture.py
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -28,14 +29,13 @@ def main():
     for i in range(600):
         n = int(rng.integers(1, 12))
         mode = i % 4
-        if mode == 0:    # around the image, partly outside
+        if mode == 0:  # around the image, partly outside
             pts = np.stack([rng.integers(-40, 280, n), rng.integers(-40, 520, n)], 1)
         elif mode == 1:  # far outside, long edges crossing the image
             pts = rng.integers(-3000, 3000, size=(n, 2))
         elif mode == 2:  # small shapes anywhere near the border
-            pts = rng.integers(0, 12, size=(n, 2)) + np.array([rng.integers(-8, 245),
-                                                                rng.integers(-8, 485)])
-        else:            # ped-crossing-like quads (closed) straddling a border
+            pts = rng.integers(0, 12, size=(n, 2)) + np.array([rng.integers(-8, 245), rng.integers(-8, 485)])
+        else:  # ped-crossing-like quads (closed) straddling a border
             c = np.array([rng.choice([0, 239, 240, 120]), rng.choice([0, 479, 480, 240])])
             c = c + rng.integers(-15, 16, 2)
             a = rng.uniform(0, np.pi)
@@ -48,8 +48,7 @@ def main():
         cv2.polylines(line, [p32], False, 1, 1)
         fill = np.zeros((H, W))
         cv2.fillPoly(fill, [p32], 1)
-        shapes.append({"pts": pts.tolist(), "polylines": digest(line > 0),
-                       "fillPoly": digest(fill > 0)})
+        shapes.append({"pts": pts.tolist(), "polylines": digest(line > 0), "fillPoly": digest(fill > 0)})
     out = {"opencv": cv2.__version__, "height": H, "width": W, "shapes": shapes}
     path = Path(__file__).with_name("hd_metrics_cv47_raster.json")
     path.write_text(json.dumps(out, separators=(",", ":")) + "\n")

@@ -6,6 +6,7 @@ predictions are noisy, sometimes reversed, sometimes resampled to 20 or exactly 
 pure false positives (some with one point, some below the 0.05 raster score cut). Confidences are
 all distinct, because MapTR sorts with an unstable quicksort.
 """
+
 import json
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def make(seed: int = 11, frames: int = 50) -> dict:
                 pts = box @ rot.T + ctr
             else:
                 pts = rng.uniform([-16, -32], [16, 32]) + np.cumsum(
-                    rng.normal(0, 4, (int(rng.integers(2, 8)), 2)), 0)
+                    rng.normal(0, 4, (int(rng.integers(2, 8)), 2)), 0
+                )
             pts = np.round(pts, 3)
             gv.append({"pts": pts.tolist(), "type": c})
             for _ in range(int(rng.integers(0, 3))):
@@ -40,14 +42,19 @@ def make(seed: int = 11, frames: int = 50) -> dict:
                 if rng.random() < 0.15:
                     line = LineString(p)
                     k = int(rng.choice([20, 100]))
-                    p = np.array([line.interpolate(d).coords[0]
-                                  for d in np.linspace(0, line.length, k)])
-                rv.append({"pts": np.round(p, 3).tolist(), "type": c,
-                           "confidence_level": float(next(scores))})
+                    p = np.array([line.interpolate(d).coords[0] for d in np.linspace(0, line.length, k)])
+                rv.append(
+                    {"pts": np.round(p, 3).tolist(), "type": c, "confidence_level": float(next(scores))}
+                )
         for _ in range(int(rng.integers(0, 4))):
             n = int(rng.integers(1, 6))
-            rv.append({"pts": np.round(rng.uniform([-16, -32], [16, 32], (n, 2)), 3).tolist(),
-                       "type": int(rng.integers(0, 3)), "confidence_level": float(next(scores))})
+            rv.append(
+                {
+                    "pts": np.round(rng.uniform([-16, -32], [16, 32], (n, 2)), 3).tolist(),
+                    "type": int(rng.integers(0, 3)),
+                    "confidence_level": float(next(scores)),
+                }
+            )
         rng.shuffle(rv)
         results.append({"vectors": rv})
         gts.append({"vectors": gv})

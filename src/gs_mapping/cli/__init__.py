@@ -4,6 +4,7 @@ Each subcommand lives in its own module under ``gs_mapping.cli`` and defines ``a
 and ``run(args) -> int``. Modules are imported only when their command runs, so ``gs-mapping info``
 does not pay for torch. Errors of the suite (:class:`GsMappingError`) print as one line and exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("apply", "apply deltas to a snapshot, strictly in sequence, and write the map (PLY)"),
     "export": ("export", "export a map (PLY) as Niantic SPZ (version 2)"),
     "hd-train": ("hd_train", "train the GSMap HD-map model on the driving world"),
-    "hd-predict": ("hd_predict", "predict vector HD-map elements from a bag's cameras with a GSMap checkpoint"),
+    "hd-predict": (
+        "hd_predict",
+        "predict vector HD-map elements from a bag's cameras with a GSMap checkpoint",
+    ),
     "replay": ("replay", "feed a bag through the nodes in stamp order and record what they publish"),
     "run": ("run_node", "run one node on Cyclone DDS (ROS 2 wire-compatible, no rclpy needed)"),
     "params": ("params", "print the nodes' default parameters (the layout of config/full.yaml)"),
@@ -51,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     prefer_single_thread_torch()  # before torch is imported: see gs_mapping.cpu_threads
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     module = importlib.import_module(f"{__name__}.{args._module}")
     try:
         return int(module.run(args) or 0)

@@ -1,12 +1,16 @@
 """``gs-mapping apply BASE.gsd DELTA.gsd… OUT.ply``: a snapshot plus deltas, strictly in sequence."""
+
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base", help="snapshot container (.gsd)")
-    p.add_argument("files", nargs="+", metavar="DELTA… OUT", help="delta containers in order, then the output PLY")
+    p.add_argument(
+        "files", nargs="+", metavar="DELTA… OUT", help="delta containers in order, then the output PLY"
+    )
 
 
 def run(args) -> int:
@@ -42,7 +46,7 @@ def run(args) -> int:
         if dh.params != h0.params:
             raise DecodeError(f"{path}: delta uses other quantisation parameters than the base")
         try:
-            state = guarded(lambda: apply_delta(state, dh, chunks, len(data)))
+            state = guarded(partial(apply_delta, state, dh, chunks, len(data)))
         except DecodeError as exc:
             raise DecodeError(f"{path}: {exc}") from None
         h = dh

@@ -1,4 +1,5 @@
 """``gs-mapping decode IN.gsd OUT.ply [--max-level K]``: a snapshot back to a PLY (with ids)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,10 +8,14 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", help="input snapshot (.gsd)")
     p.add_argument("out", help="output 3DGS PLY")
-    p.add_argument("--max-level", type=int, default=None,
-                   help="stop after this level of detail (0 = coarsest): in a layered snapshot (a map "
-                        "with mapper levels) the Gaussians of layers 0..K, else aggregated Gaussians "
-                        "with ids 1..M")
+    p.add_argument(
+        "--max-level",
+        type=int,
+        default=None,
+        help="stop after this level of detail (0 = coarsest): in a layered snapshot (a map "
+        "with mapper levels) the Gaussians of layers 0..K, else aggregated Gaussians "
+        "with ids 1..M",
+    )
 
 
 def run(args) -> int:

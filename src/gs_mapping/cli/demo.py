@@ -1,4 +1,5 @@
 """gs-mapping demo: the main job — world bag → all nodes (replay, CPU) → figures and a report."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,12 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out", help="output directory (default: out)")
     p.add_argument("--frames", type=int, default=40, help="frames of the drive (default 40)")
-    p.add_argument("--seed", type=int, default=2026,
-                   help="world seed (default 2026; the shipped HD model never saw it: it trained on worlds 0-15)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=2026,
+        help="world seed (default 2026; the shipped HD model never saw it: it trained on worlds 0-15)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     def step(msg: str) -> None:
         print(f"[{time.perf_counter() - t['start']:6.1f} s] {msg}", flush=True)
 
-    step(f"1/4 generating the driving world: {settings.frames} frames at {settings.size[0]}x{settings.size[1]}")
+    step(
+        f"1/4 generating the driving world: {settings.frames} frames at {settings.size[0]}x{settings.size[1]}"
+    )
     drive = pipeline.make_world_bag(settings, out / "world_bag", progress)
     t["world"] = time.perf_counter()
     step("2/4 replaying it through hd_map_node, mapper_node, map_receiver_node (CPU)")
@@ -51,30 +58,53 @@ def run(args: argparse.Namespace) -> int:
     lods = measure.levels_of_detail(mapper.sender.snapshot(), views[len(views) // 2])
     t["measure"] = time.perf_counter()
     metrics = {
-        "world": {"seed": settings.seed, "frames": settings.frames, "size": f"{settings.size[0]}x{settings.size[1]}"},
+        "world": {
+            "seed": settings.seed,
+            "frames": settings.frames,
+            "size": f"{settings.size[0]}x{settings.size[1]}",
+        },
         "device": mapper.mapper.device,
         "hd_map": hd,
-        "mapping": {"gaussians": len(mapper.mapper.gmap), "keyframes": mapper.mapper.stats.keyframes,
-                    "heldout": quality, "psnr_all": quality["psnr_all"], "psnr_in_range": quality["psnr_in_range"],
-                    "receiver_equals_sender": bool(receiver.store.state.equals(mapper.sender.shadow))},
+        "mapping": {
+            "gaussians": len(mapper.mapper.gmap),
+            "keyframes": mapper.mapper.stats.keyframes,
+            "heldout": quality,
+            "psnr_all": quality["psnr_all"],
+            "psnr_in_range": quality["psnr_in_range"],
+            "receiver_equals_sender": bool(receiver.store.state.equals(mapper.sender.shadow)),
+        },
         "sharing": sharing,
         "rate_distortion": rd,
         "levels_of_detail": [{k: v for k, v in lod.items() if k != "image"} for lod in lods],
         "latency_ms": {n: node.diag.summary()["latency"] for n, node in nodes.items()},
-        "diagnostics": {n: {k: v for k, v in node.diag.summary().items() if k != "latency"} for n, node in nodes.items()},
-        "replay": {"bag_seconds": summary.bag_seconds, "wall_seconds": round(summary.wall_s, 2),
-                   "real_time_factor": round(summary.bag_seconds / summary.wall_s, 4) if summary.wall_s else None},
-        "seconds": {"world": t["world"] - t["start"], "replay": t["replay"] - t["world"],
-                    "measure": t["measure"] - t["replay"]},
+        "diagnostics": {
+            n: {k: v for k, v in node.diag.summary().items() if k != "latency"} for n, node in nodes.items()
+        },
+        "replay": {
+            "bag_seconds": summary.bag_seconds,
+            "wall_seconds": round(summary.wall_s, 2),
+            "real_time_factor": round(summary.bag_seconds / summary.wall_s, 4) if summary.wall_s else None,
+        },
+        "seconds": {
+            "world": t["world"] - t["start"],
+            "replay": t["replay"] - t["world"],
+            "measure": t["measure"] - t["replay"],
+        },
     }
     step("4/4 writing the report")
     metrics["seconds"]["total"] = time.perf_counter() - t["start"]
     report.write_report(out, metrics, pairs, rows, lods, rd)
     step(f"done: {out}/report.md, {out}/metrics.json, {out}/replay_bag")
-    print(f"  HD map: Chamfer mAP {hd.get('chamfer_mAP', float('nan')):.3f}, raster mAP "
-          f"{hd.get('raster_mAP', float('nan')):.3f} over {hd.get('frames', 0)} frames")
-    print(f"  3DGS map: {len(shared)} Gaussians, held-out PSNR {quality['psnr_in_range']:.2f} dB (mapped range), "
-          f"receiver == sender: {metrics['mapping']['receiver_equals_sender']}")
-    print(f"  sharing: deltas {sharing['delta_bytes_total'] / 1e3:.1f} kB vs full resends "
-          f"{sharing['full_resend_bytes_total'] / 1e3:.1f} kB")
+    print(
+        f"  HD map: Chamfer mAP {hd.get('chamfer_mAP', float('nan')):.3f}, raster mAP "
+        f"{hd.get('raster_mAP', float('nan')):.3f} over {hd.get('frames', 0)} frames"
+    )
+    print(
+        f"  3DGS map: {len(shared)} Gaussians, held-out PSNR {quality['psnr_in_range']:.2f} dB (mapped range), "
+        f"receiver == sender: {metrics['mapping']['receiver_equals_sender']}"
+    )
+    print(
+        f"  sharing: deltas {sharing['delta_bytes_total'] / 1e3:.1f} kB vs full resends "
+        f"{sharing['full_resend_bytes_total'] / 1e3:.1f} kB"
+    )
     return 0

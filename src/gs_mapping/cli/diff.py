@@ -3,6 +3,7 @@
 The delta applies to the snapshot ``gs-mapping encode OLD.ply`` writes with the same quality and
 map id (sequence ``--base-seq``, default 1); it gets sequence base + 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,31 @@ def run(args) -> int:
         raise ConfigError("--base-seq must be ≥ 1")
     old, new = load_ply(args.old), load_ply(args.new)
     if old.sh_degree != new.sh_degree:
-        raise ConfigError(f"{args.old} has SH degree {old.sh_degree}, {args.new} {new.sh_degree}: "
-                          "a delta cannot change it (encode a new snapshot)")
+        raise ConfigError(
+            f"{args.old} has SH degree {old.sh_degree}, {args.new} {new.sh_degree}: "
+            "a delta cannot change it (encode a new snapshot)"
+        )
     params = QuantParams.from_quality(args.quality, args.pos_step)
-    data, info = encode_delta(to_qmap(old, params), to_qmap(new, params), params, map_id=args.map_id,
-                              seq=args.base_seq + 1, base_seq=args.base_seq, frame_id=args.frame_id,
-                              tile_size=new.tile_size)
+    data, info = encode_delta(
+        to_qmap(old, params),
+        to_qmap(new, params),
+        params,
+        map_id=args.map_id,
+        seq=args.base_seq + 1,
+        base_seq=args.base_seq,
+        frame_id=args.frame_id,
+        tile_size=new.tile_size,
+    )
     atomic_write(Path(args.out), data)
-    print(json.dumps({"added": info.added, "updated": info.updated, "removed": info.removed,
-                      "cleared_tiles": info.cleared_tiles, "bytes": info.bytes}))
+    print(
+        json.dumps(
+            {
+                "added": info.added,
+                "updated": info.updated,
+                "removed": info.removed,
+                "cleared_tiles": info.cleared_tiles,
+                "bytes": info.bytes,
+            }
+        )
+    )
     return 0

@@ -1,4 +1,5 @@
 """``gs-mapping encode MAP.ply OUT.gsd``: a map as one progressive, entropy-coded snapshot."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,9 @@ import argparse
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", type=int, default=2, help="0 (smallest) … 5 (finest); default 2")
-    p.add_argument("--pos-step", type=float, default=None, help="position lattice step in metres (overrides quality)")
+    p.add_argument(
+        "--pos-step", type=float, default=None, help="position lattice step in metres (overrides quality)"
+    )
     p.add_argument("--map-id", type=int, default=1, help="map id written to the container (default 1)")
     p.add_argument("--frame-id", default="map", help="frame id of the map (default 'map')")
 
@@ -32,8 +35,9 @@ def run(args) -> int:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
     gmap = load_ply(args.map)
     params = QuantParams.from_quality(args.quality, args.pos_step)
-    data, info = encode_map(gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels,
-                            frame_id=args.frame_id)
+    data, info = encode_map(
+        gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
+    )
     atomic_write(Path(args.out), data)
     print(json.dumps(info.as_dict()))
     return 0

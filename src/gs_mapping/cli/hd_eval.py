@@ -4,6 +4,7 @@ FILE is ``{"results": [frame, ...], "GTs": [frame, ...]}`` (see :mod:`gsmap_hd.e
 one JSON object with the MapTR Chamfer AP and the MapVR rasterised-IoU AP (see
 :mod:`gsmap_hd.metrics`). Bad input prints one line naming the frame/vector/key and exits 2.
 """
+
 from __future__ import annotations
 
 
@@ -12,12 +13,20 @@ def add_arguments(parser):
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--no-raster", action="store_true", help="skip the raster IoU AP")
     parser.add_argument("--no-chamfer", action="store_true", help="skip the Chamfer AP")
-    parser.add_argument("--frame", choices=("maptr", "rep103"), default="maptr",
-                        help="coordinate convention of the points: 'maptr' (x right +-15 m, y forward "
-                             "+-30 m, as MapTR/MapVR) or 'rep103' (x forward, y left; rotated first)")
-    parser.add_argument("--opencv-fill", choices=("4.7", "4.11"), default="4.7",
-                        help="reproduce the ped-crossing fill of OpenCV <=4.7 (MapVR era, default) "
-                             "or >=4.11; they differ only where a polygon is clipped by the border")
+    parser.add_argument(
+        "--frame",
+        choices=("maptr", "rep103"),
+        default="maptr",
+        help="coordinate convention of the points: 'maptr' (x right +-15 m, y forward "
+        "+-30 m, as MapTR/MapVR) or 'rep103' (x forward, y left; rotated first)",
+    )
+    parser.add_argument(
+        "--opencv-fill",
+        choices=("4.7", "4.11"),
+        default="4.7",
+        help="reproduce the ped-crossing fill of OpenCV <=4.7 (MapVR era, default) "
+        "or >=4.11; they differ only where a polygon is clipped by the border",
+    )
     parser.add_argument("--indent", type=int, default=None, help="indent the printed JSON")
 
 
@@ -30,9 +39,14 @@ def run(args) -> int:
     from gsmap_hd.metrics import evaluate
 
     results, gts = load_submission(args.file)
-    out = evaluate(results, gts, chamfer_metric=not args.no_chamfer,
-                   raster_metric=not args.no_raster, fill_variant=args.opencv_fill,
-                   frame=args.frame)
+    out = evaluate(
+        results,
+        gts,
+        chamfer_metric=not args.no_chamfer,
+        raster_metric=not args.no_raster,
+        fill_variant=args.opencv_fill,
+        frame=args.frame,
+    )
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out:

@@ -1,6 +1,7 @@
 """``gs-mapping hd-predict``: run a GSMap checkpoint over a bag's cameras; write the predicted lanes
 (base_link) per frame as JSON in the ``hd-eval`` format, with the bag's ground truth when it has it.
 Points are in base_link (REP-103: x forward, y left): evaluate with ``gs-mapping hd-eval FILE --frame rep103``."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,21 +9,36 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
-    p.add_argument("--out", required=True, help="output JSON: {results: [...], GTs: [...]} (GTs if the bag has them)")
+    p.add_argument(
+        "--out", required=True, help="output JSON: {results: [...], GTs: [...]} (GTs if the bag has them)"
+    )
     p.add_argument("--checkpoint", help="model checkpoint (default: the shipped small world model)")
-    p.add_argument("--cameras", nargs="+", metavar="IMAGE_TOPIC",
-                   help="image topics to use, in order (default: every Image/CompressedImage topic that has "
-                        "a sibling camera_info and is not a depth image)")
-    p.add_argument("--base-frame", default="base_link", help="ego frame of the predictions (default base_link)")
+    p.add_argument(
+        "--cameras",
+        nargs="+",
+        metavar="IMAGE_TOPIC",
+        help="image topics to use, in order (default: every Image/CompressedImage topic that has "
+        "a sibling camera_info and is not a depth image)",
+    )
+    p.add_argument(
+        "--base-frame", default="base_link", help="ego frame of the predictions (default base_link)"
+    )
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--fit", choices=("crop", "stretch"), default="crop",
-                   help="images whose aspect ratio differs from the model input: centre-crop to it (default; "
-                        "square pixels, as in training) or stretch the whole image (fx != fy)")
-    p.add_argument("--antialias", action="store_true",
-                   help="low-pass filter before downsizing (default: sample each input pixel's centre ray, as "
-                        "the world renderer made the training frames)")
+    p.add_argument(
+        "--fit",
+        choices=("crop", "stretch"),
+        default="crop",
+        help="images whose aspect ratio differs from the model input: centre-crop to it (default; "
+        "square pixels, as in training) or stretch the whole image (fx != fy)",
+    )
+    p.add_argument(
+        "--antialias",
+        action="store_true",
+        help="low-pass filter before downsizing (default: sample each input pixel's centre ray, as "
+        "the world renderer made the training frames)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -32,9 +48,18 @@ def run(args: argparse.Namespace) -> int:
 
     from gsmap_hd.predict_bag import predict_bag
 
-    summary = predict_bag(args.bag, Path(args.out), checkpoint=args.checkpoint, cameras=args.cameras,
-                          base_frame=args.base_frame, score_threshold=args.score_threshold,
-                          max_frames=args.max_frames, device=args.device, progress=not args.no_progress,
-                          fit=args.fit, antialias=args.antialias)
+    summary = predict_bag(
+        args.bag,
+        Path(args.out),
+        checkpoint=args.checkpoint,
+        cameras=args.cameras,
+        base_frame=args.base_frame,
+        score_threshold=args.score_threshold,
+        max_frames=args.max_frames,
+        device=args.device,
+        progress=not args.no_progress,
+        fit=args.fit,
+        antialias=args.antialias,
+    )
     print(json.dumps(summary))
     return 0

@@ -1,4 +1,5 @@
 """``gs-mapping hd-train``: train the GSMap HD-map model on the driving world (or flat-road scenes)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,12 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory: last.pt (resumable), model.pt, metrics.jsonl")
-    p.add_argument("--preset", choices=("small", "paper"), default="small",
-                   help="small (default, CPU) or paper (ResNet-50 class, 50x20 queries, 6 layers; GPU)")
+    p.add_argument(
+        "--preset",
+        choices=("small", "paper"),
+        default="small",
+        help="small (default, CPU) or paper (ResNet-50 class, 50x20 queries, 6 layers; GPU)",
+    )
     p.add_argument("--config", help="ROS parameter YAML with an hd_train section (overrides the preset)")
     p.add_argument("--steps", type=int, help="training steps")
     p.add_argument("--batch-size", type=int)
@@ -19,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="training seed (init and batch order)")
     p.add_argument("--device", help="cpu | cuda | auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--eval-every", type=int, help="evaluate with the reference metrics every N steps (0: never)")
+    p.add_argument(
+        "--eval-every", type=int, help="evaluate with the reference metrics every N steps (0: never)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
 
@@ -41,9 +48,18 @@ def build_config(args: argparse.Namespace):
             else:
                 merged[k] = v
         cfg = from_dict(TrainConfig, merged, where=f"{args.config}: hd_train")
-    over = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "data": args.data,
-            "rig": args.rig, "train_frames": args.frames, "seed": args.seed, "device": args.device,
-            "num_threads": args.threads, "eval_every": args.eval_every}
+    over = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "data": args.data,
+        "rig": args.rig,
+        "train_frames": args.frames,
+        "seed": args.seed,
+        "device": args.device,
+        "num_threads": args.threads,
+        "eval_every": args.eval_every,
+    }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None})
     if args.raster_weight is not None:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, raster_weight=args.raster_weight))

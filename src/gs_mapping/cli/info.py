@@ -1,4 +1,5 @@
 """``gs-mapping info BAG [--json]``: topics, types, counts, time span and the TF tree of a rosbag2."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,10 @@ def summarize(path) -> dict:
     tf = TFBuffer(cache_time_s=None)
     tf_errors: list[str] = []
     with BagReader(path) as bag:
-        topics = [{"name": t.name, "type": t.type, "count": t.count, "latched": t.latched}
-                  for t in bag.topics]
-        tf_topics = [t.name for t in bag.topics
-                     if t.name in TF_TOPICS and t.type == "tf2_msgs/msg/TFMessage"]
+        topics = [
+            {"name": t.name, "type": t.type, "count": t.count, "latched": t.latched} for t in bag.topics
+        ]
+        tf_topics = [t.name for t in bag.topics if t.name in TF_TOPICS and t.type == "tf2_msgs/msg/TFMessage"]
         if tf_topics:
             for topic, _, msg in bag.messages(tf_topics):
                 try:
@@ -42,8 +43,17 @@ def summarize(path) -> dict:
         "duration_s": (end - start) / 1e9,
         "topics": topics,
         "tf_frames": {e.child: e.parent for e in edges},
-        "tf_edges": [{"child": e.child, "parent": e.parent, "static": e.static, "count": e.count,
-                      "first_ns": e.first_ns, "last_ns": e.last_ns} for e in edges],
+        "tf_edges": [
+            {
+                "child": e.child,
+                "parent": e.parent,
+                "static": e.static,
+                "count": e.count,
+                "first_ns": e.first_ns,
+                "last_ns": e.last_ns,
+            }
+            for e in edges
+        ],
         "tf_errors": tf_errors,
     }
 
@@ -76,13 +86,17 @@ def _utc(ns: int) -> str:
 
 
 def format_text(info: dict) -> str:
-    out = [f"bag:      {info['path']}",
-           f"messages: {info['message_count']}",
-           f"start:    {info['start_ns']} ns ({_utc(info['start_ns'])})",
-           f"end:      {info['end_ns']} ns ({_utc(info['end_ns'])})",
-           f"duration: {info['duration_s']:.3f} s", ""]
+    out = [
+        f"bag:      {info['path']}",
+        f"messages: {info['message_count']}",
+        f"start:    {info['start_ns']} ns ({_utc(info['start_ns'])})",
+        f"end:      {info['end_ns']} ns ({_utc(info['end_ns'])})",
+        f"duration: {info['duration_s']:.3f} s",
+        "",
+    ]
     rows = [("topic", "type", "count", "")] + [
-        (t["name"], t["type"], str(t["count"]), "latched" if t["latched"] else "") for t in info["topics"]]
+        (t["name"], t["type"], str(t["count"]), "latched" if t["latched"] else "") for t in info["topics"]
+    ]
     widths = [max(len(r[k]) for r in rows) for k in range(3)]
     for n, r in enumerate(rows):
         out.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())

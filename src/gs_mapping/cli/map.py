@@ -1,4 +1,5 @@
 """``gs-mapping map BAG --out DIR``: build a 3D Gaussian map from a bag's camera, depth and TF."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,20 +8,36 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="rosbag2 directory (or .mcap/.db3 file) with colour, depth, CameraInfo, TF")
     p.add_argument("--out", required=True, help="output directory (map.ply, metrics.json, heldout/*.png)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                   help="torch device (default: config, auto = cuda if present)")
-    p.add_argument("--holdout-every", type=int, default=None, metavar="N",
-                   help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none)")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="torch device (default: config, auto = cuda if present)",
+    )
+    p.add_argument(
+        "--holdout-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none)",
+    )
     p.add_argument("--config", default=None, help="ROS parameter YAML with a 'mapper' section")
     p.add_argument("--color-topic", default=None, help="colour Image topic (default /camera/color/image_raw)")
-    p.add_argument("--depth-topic", default=None,
-                   help="depth Image topic registered to colour (default /camera/depth/image_rect_raw)")
-    p.add_argument("--camera-info-topic", default=None,
-                   help="CameraInfo topic (default /camera/color/camera_info)")
+    p.add_argument(
+        "--depth-topic",
+        default=None,
+        help="depth Image topic registered to colour (default /camera/depth/image_rect_raw)",
+    )
+    p.add_argument(
+        "--camera-info-topic", default=None, help="CameraInfo topic (default /camera/color/camera_info)"
+    )
     p.add_argument("--map-frame", default=None, help="fixed TF frame of the map (default map)")
-    p.add_argument("--calibrate-color", action="store_true",
-                   help="estimate the colour camera from the data and register depth to it (for bags "
-                        "whose depth is not registered to colour, e.g. 7-Scenes)")
+    p.add_argument(
+        "--calibrate-color",
+        action="store_true",
+        help="estimate the colour camera from the data and register depth to it (for bags "
+        "whose depth is not registered to colour, e.g. 7-Scenes)",
+    )
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many colour/depth pairs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -34,9 +51,16 @@ def run(args: argparse.Namespace) -> int:
     from ..mapping.run import map_bag
 
     cfg = load_section(args.config, "mapper", MapperConfig)
-    topics = {k: v for k, v in {"color": args.color_topic, "depth": args.depth_topic,
-                                "camera_info": args.camera_info_topic,
-                                "map_frame": args.map_frame}.items() if v is not None}
+    topics = {
+        k: v
+        for k, v in {
+            "color": args.color_topic,
+            "depth": args.depth_topic,
+            "camera_info": args.camera_info_topic,
+            "map_frame": args.map_frame,
+        }.items()
+        if v is not None
+    }
     if topics:
         cfg.topics = dataclasses.replace(cfg.topics, **topics)
     if args.holdout_every is not None:
@@ -47,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
         cfg.calibrate_color = True
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
-    m = map_bag(args.bag, args.out, cfg, device=args.device, max_frames=args.max_frames,
-                progress=not args.no_progress)
+    m = map_bag(
+        args.bag, args.out, cfg, device=args.device, max_frames=args.max_frames, progress=not args.no_progress
+    )
     h = m["heldout"]
-    print(f"map: {m['gaussians']} Gaussians from {m['keyframes']} keyframes of {m['frames']} frames "
-          f"({m['skipped']} skipped) on {m['device']}; held-out PSNR {h['psnr']:.2f} dB, SSIM "
-          f"{h['ssim']:.3f}, depth L1 {100 * h['depth_l1_m']:.1f} cm; "
-          f"{m['seconds_per_keyframe_p50']:.2f} s/keyframe (median) → {args.out}")
+    print(
+        f"map: {m['gaussians']} Gaussians from {m['keyframes']} keyframes of {m['frames']} frames "
+        f"({m['skipped']} skipped) on {m['device']}; held-out PSNR {h['psnr']:.2f} dB, SSIM "
+        f"{h['ssim']:.3f}, depth L1 {100 * h['depth_l1_m']:.1f} cm; "
+        f"{m['seconds_per_keyframe_p50']:.2f} s/keyframe (median) → {args.out}"
+    )
     return 0

@@ -1,4 +1,5 @@
 """gs-mapping params: print the default parameter file of the nodes (config/full.yaml's layout)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,9 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..nodes.registry import NODES
 
-    p.add_argument("nodes", nargs="*",
-                   help=f"nodes whose sections to print (default: all: {', '.join(NODES)})")
+    p.add_argument(
+        "nodes", nargs="*", help=f"nodes whose sections to print (default: all: {', '.join(NODES)})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

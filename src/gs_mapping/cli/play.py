@@ -1,5 +1,6 @@
 """gs-mapping play: publish a bag's messages on Cyclone DDS in stamp order (like `ros2 bag play`,
 without ROS): the way to feed `gs-mapping run` nodes from a recording."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topics", help="comma-separated topics (default: all)")
     p.add_argument("--domain-id", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
     p.add_argument("--network", action="store_true", help="discover peers beyond loopback")
-    p.add_argument("--wait-for-subscribers", type=float, default=2.0,
-                   help="seconds to wait for subscribers before starting (default 2)")
+    p.add_argument(
+        "--wait-for-subscribers",
+        type=float,
+        default=2.0,
+        help="seconds to wait for subscribers before starting (default 2)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
 """gs-mapping replay: feed a bag through the nodes in stamp order, record what they publish."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="input rosbag2 (directory or .mcap/.db3)")
     p.add_argument("--out", required=True, help="output rosbag2 directory (MCAP)")
     p.add_argument("--config", help="parameter file (default: built-in defaults = config/full.yaml)")
-    p.add_argument("--nodes", default=",".join(NODES),
-                   help=f"comma-separated nodes to run (default: all: {','.join(NODES)})")
+    p.add_argument(
+        "--nodes",
+        default=",".join(NODES),
+        help=f"comma-separated nodes to run (default: all: {','.join(NODES)})",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -25,11 +29,15 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
     classes = [node_class(n) for n in names]  # unknown names fail before any work
     configs = [cls.load_config(args.config) for cls in classes]
-    summary, nodes = replay_bag(args.bag, args.out, classes, configs, overwrite=args.overwrite,
-                                progress=sys.stderr.isatty())
+    summary, nodes = replay_bag(
+        args.bag, args.out, classes, configs, overwrite=args.overwrite, progress=sys.stderr.isatty()
+    )
     report = {
-        "input": str(args.bag), "output": str(args.out), "nodes": names,
-        "input_messages": summary.input_messages, "bag_seconds": round(summary.bag_seconds, 3),
+        "input": str(args.bag),
+        "output": str(args.out),
+        "nodes": names,
+        "input_messages": summary.input_messages,
+        "bag_seconds": round(summary.bag_seconds, 3),
         "wall_seconds": round(summary.wall_s, 3),
         "real_time_factor": round(summary.bag_seconds / summary.wall_s, 3) if summary.wall_s else None,
         "published": summary.published,
@@ -38,12 +46,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, default=str))
     else:
-        print(f"replayed {report['input_messages']} messages ({report['bag_seconds']} s of bag) in "
-              f"{report['wall_seconds']} s → {args.out}")
+        print(
+            f"replayed {report['input_messages']} messages ({report['bag_seconds']} s of bag) in "
+            f"{report['wall_seconds']} s → {args.out}"
+        )
         for topic, n in sorted(summary.published.items()):
             print(f"  {topic:45s} {n:6d} messages")
         for name, d in report["diagnostics"].items():
             rejected = sum(d["rejected"].values())
-            print(f"  {name}: inputs {sum(d['inputs'].values())}, rejected {rejected}, dropped "
-                  f"{sum(d['dropped'].values())}" + (f" (last: {d['last_error']})" if d["last_error"] else ""))
+            print(
+                f"  {name}: inputs {sum(d['inputs'].values())}, rejected {rejected}, dropped "
+                f"{sum(d['dropped'].values())}" + (f" (last: {d['last_error']})" if d["last_error"] else "")
+            )
     return 0

@@ -1,4 +1,5 @@
 """gs-mapping run: one node on Cyclone DDS, ROS 2 wire-compatible, without rclpy."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="node name (default: the node's own)")
     p.add_argument("--namespace", default="", help="ROS namespace")
     p.add_argument("--domain-id", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
-    p.add_argument("--network", action="store_true",
-                   help="discover peers on the network (default: loopback only, like ROS_LOCALHOST_ONLY=1; "
-                        "CYCLONEDDS_URI, when set, always wins)")
+    p.add_argument(
+        "--network",
+        action="store_true",
+        help="discover peers on the network (default: loopback only, like ROS_LOCALHOST_ONLY=1; "
+        "CYCLONEDDS_URI, when set, always wins)",
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
 
@@ -43,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
         node.close()
         ctx.close()
         # One machine-readable line at the end: what the node saw, rejected and holds.
-        print("summary: " + json.dumps({"node": ctx.node_name, **node.diag.summary()}, default=str), flush=True)
+        print(
+            "summary: " + json.dumps({"node": ctx.node_name, **node.diag.summary()}, default=str), flush=True
+        )
     return 0

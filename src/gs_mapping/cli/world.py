@@ -1,4 +1,5 @@
 """``gs-mapping world``: generate a procedural driving world and write its sensor data as a rosbag2."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,21 +10,43 @@ MAX_FRAMES = 100_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output rosbag2 directory (must not exist unless --overwrite)")
+    p.add_argument(
+        "--out", required=True, help="output rosbag2 directory (must not exist unless --overwrite)"
+    )
     p.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
-    p.add_argument("--rig", default="front", help="camera rig: front (1 camera) or surround (6, nuScenes names)")
+    p.add_argument(
+        "--rig", default="front", help="camera rig: front (1 camera) or surround (6, nuScenes names)"
+    )
     p.add_argument("--size", default="640x360", help="image size WxH (default 640x360)")
-    p.add_argument("--seed", type=int, default=0, help="world seed; same seed, byte-identical bag (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="world seed; same seed, byte-identical bag (default 0)"
+    )
     p.add_argument("--lidar", action="store_true", help="also write /lidar/points (32 beams x 1024)")
-    p.add_argument("--compressed", action="store_true", help="write JPEG CompressedImage instead of rgb8 Image")
+    p.add_argument(
+        "--compressed", action="store_true", help="write JPEG CompressedImage instead of rgb8 Image"
+    )
     p.add_argument("--rate", type=float, default=10.0, help="frame rate in Hz (default 10)")
     p.add_argument("--speed", type=float, default=8.0, help="vehicle speed in m/s (default 8)")
-    p.add_argument("--bev-range", type=float, nargs=2, default=(30.0, 15.0), metavar=("X", "Y"),
-                   help="ground-truth range in base_link: |x| <= X, |y| <= Y metres (default 30 15)")
-    p.add_argument("--supersample", type=int, default=1,
-                   help="anti-aliasing: S x S colour samples per pixel (1-4, cost S^2; default 1)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="rendering processes (default 0: one per CPU, at most 8); output is the same")
+    p.add_argument(
+        "--bev-range",
+        type=float,
+        nargs=2,
+        default=(30.0, 15.0),
+        metavar=("X", "Y"),
+        help="ground-truth range in base_link: |x| <= X, |y| <= Y metres (default 30 15)",
+    )
+    p.add_argument(
+        "--supersample",
+        type=int,
+        default=1,
+        help="anti-aliasing: S x S colour samples per pixel (1-4, cost S^2; default 1)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="rendering processes (default 0: one per CPU, at most 8); output is the same",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -76,14 +99,23 @@ def run(args: argparse.Namespace) -> int:
     from ..world.record import write_bag
 
     t0 = time.perf_counter()
-    drive = Drive.make(args.seed, args.frames, args.rig, size, args.rate, args.speed, args.lidar, (bx, by),
-                       args.supersample)
-    summary = write_bag(drive, out, overwrite=args.overwrite, compressed=args.compressed,
-                        progress=not args.no_progress, workers=workers)
+    drive = Drive.make(
+        args.seed, args.frames, args.rig, size, args.rate, args.speed, args.lidar, (bx, by), args.supersample
+    )
+    summary = write_bag(
+        drive,
+        out,
+        overwrite=args.overwrite,
+        compressed=args.compressed,
+        progress=not args.no_progress,
+        workers=workers,
+    )
     dt = time.perf_counter() - t0
-    print(f"wrote {out}: {summary['frames']} frames, {len(summary['cameras'])} camera(s) "
-          f"({', '.join(summary['cameras'])}) at {size[0]}x{size[1]}, seed {args.seed}, "
-          f"{summary['bytes'] / 1e6:.1f} MB in {dt:.1f} s")
+    print(
+        f"wrote {out}: {summary['frames']} frames, {len(summary['cameras'])} camera(s) "
+        f"({', '.join(summary['cameras'])}) at {size[0]}x{size[1]}, seed {args.seed}, "
+        f"{summary['bytes'] / 1e6:.1f} MB in {dt:.1f} s"
+    )
     for topic, n in summary["topics"].items():
         print(f"  {topic}: {n}")
     return 0

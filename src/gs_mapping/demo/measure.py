@@ -1,12 +1,13 @@
 """The demo's figures, each against the world's ground truth or the sender's own map."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-HOLDOUT_EVERY = 5       # held-out views at midpoints between every 5th pair of frames
-MAPPED_RANGE_M = 40.0   # the mapper maps to this depth; PSNR "in range" counts only these pixels
+HOLDOUT_EVERY = 5  # held-out views at midpoints between every 5th pair of frames
+MAPPED_RANGE_M = 40.0  # the mapper maps to this depth; PSNR "in range" counts only these pixels
 
 
 def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dict, dict]]]:
@@ -20,7 +21,10 @@ def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dic
         with BagReader(bag_path) as bag:
             if not bag.has_topic(topic):
                 return {}
-            return {int(d["stamp_ns"]): d for d in (string_message_to_json(m) for _, _, m in bag.messages([topic]))}
+            return {
+                int(d["stamp_ns"]): d
+                for d in (string_message_to_json(m) for _, _, m in bag.messages([topic]))
+            }
 
     gts = frames(world_bag, "/ground_truth/lanes_json")
     preds = frames(out_bag, "/hd_map_node/lanes_json")
@@ -28,12 +32,19 @@ def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dic
     pairs = [(preds[s], gts[s]) for s in stamps]
     if not pairs:
         return {"frames": 0}, []
-    result = evaluate([{"vectors": p["vectors"]} for p, _ in pairs],
-                      [{"vectors": [{k: v[k] for k in ("pts", "type")} for v in g["vectors"]]} for _, g in pairs],
-                      frame="rep103")
-    out = {"frames": len(pairs), "chamfer_mAP": result["chamfer"]["mAP"],
-           "chamfer_ap": result["chamfer"]["ap"], "raster_mAP": result["raster"]["mAP"],
-           "raster_line_ap": result["raster"]["line_ap"], "raster_ped_ap": result["raster"]["ped_ap"]}
+    result = evaluate(
+        [{"vectors": p["vectors"]} for p, _ in pairs],
+        [{"vectors": [{k: v[k] for k in ("pts", "type")} for v in g["vectors"]]} for _, g in pairs],
+        frame="rep103",
+    )
+    out = {
+        "frames": len(pairs),
+        "chamfer_mAP": result["chamfer"]["mAP"],
+        "chamfer_ap": result["chamfer"]["ap"],
+        "raster_mAP": result["raster"]["mAP"],
+        "raster_line_ap": result["raster"]["line_ap"],
+        "raster_ped_ap": result["raster"]["ped_ap"],
+    }
     return out, pairs
 
 
@@ -68,10 +79,12 @@ def heldout_quality(drive, gmap, views: list) -> dict:
         truth = truth.astype(np.float32) / 255.0
         color, _, _ = render(gmap, cam, backend="cpu").numpy()
         near = np.isfinite(depth) & (depth <= MAPPED_RANGE_M)
-        rows.append((psnr(color, truth), psnr(color, truth, near),
-                     color, truth))
-    return {"psnr_all": float(np.mean([r[0] for r in rows])), "psnr_in_range": float(np.mean([r[1] for r in rows])),
-            "views": len(rows)}, rows
+        rows.append((psnr(color, truth), psnr(color, truth, near), color, truth))
+    return {
+        "psnr_all": float(np.mean([r[0] for r in rows])),
+        "psnr_in_range": float(np.mean([r[1] for r in rows])),
+        "views": len(rows),
+    }, rows
 
 
 def delta_costs(out_bag: Path) -> dict:
@@ -93,16 +106,27 @@ def delta_costs(out_bag: Path) -> dict:
             if topic.endswith("map_delta") and status == APPLIED:
                 deltas.append(len(data))
                 h = store.header
-                full, _ = encode_snapshot(store.state, store.params, map_id=h.map_id, seq=h.seq,
-                                          frame_id=h.frame_id, tile_size=h.tile_size)
+                full, _ = encode_snapshot(
+                    store.state,
+                    store.params,
+                    map_id=h.map_id,
+                    seq=h.seq,
+                    frame_id=h.frame_id,
+                    tile_size=h.tile_size,
+                )
                 fulls.append(len(full))
             elif status not in (APPLIED, SNAPSHOT, "duplicate", "stale"):
                 raise RuntimeError(f"demo: a container of the sender was {status}: {store.last_error}")
     total, total_full = int(sum(deltas)), int(sum(fulls))
-    return {"keyframes": len(deltas), "delta_bytes": deltas, "delta_bytes_total": total,
-            "full_resend_bytes": fulls, "full_resend_bytes_total": total_full,
-            "delta_vs_full": round(total / total_full, 4) if total_full else None,
-            "final_map_gaussians": len(store.state) if store.state is not None else 0}
+    return {
+        "keyframes": len(deltas),
+        "delta_bytes": deltas,
+        "delta_bytes_total": total,
+        "full_resend_bytes": fulls,
+        "full_resend_bytes_total": total_full,
+        "delta_vs_full": round(total / total_full, 4) if total_full else None,
+        "final_map_gaussians": len(store.state) if store.state is not None else 0,
+    }
 
 
 def rate_distortion(gmap, views: list, qualities=(1, 2, 3, 4, 5)) -> list[dict]:
@@ -117,9 +141,18 @@ def rate_distortion(gmap, views: list, qualities=(1, 2, 3, 4, 5)) -> list[dict]:
     for q in qualities:
         data, _ = encode_map(gmap, QuantParams.from_quality(q))
         dec = decode_map(data)
-        p = [psnr(render(dec, cam, backend="cpu").numpy()[0], ref) for cam, ref in zip(views, refs)]
-        out.append({"quality": q, "bytes": len(data), "bytes_per_gaussian": len(data) / max(1, len(gmap)),
-                    "psnr_vs_uncompressed": float(np.mean(p))})
+        p = [
+            psnr(render(dec, cam, backend="cpu").numpy()[0], ref)
+            for cam, ref in zip(views, refs, strict=False)
+        ]
+        out.append(
+            {
+                "quality": q,
+                "bytes": len(data),
+                "bytes_per_gaussian": len(data) / max(1, len(gmap)),
+                "psnr_vs_uncompressed": float(np.mean(p)),
+            }
+        )
     return out
 
 

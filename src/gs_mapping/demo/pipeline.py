@@ -1,5 +1,6 @@
 """World bag → replay through all nodes. Parameters are the nodes' own dataclasses, set here for a
 driving scene at demo speed, and written to ``OUT/demo_config.yaml`` (usable with ``--config``)."""
+
 from __future__ import annotations
 
 import logging
@@ -65,16 +66,19 @@ def write_config(configs: dict[str, dict], path: Path) -> None:
     for sections in configs.values():
         for name, cfg in sections.items():
             params[name] = to_dict(cfg)
-    path.write_text("# The parameters `gs-mapping demo` used (same layout as config/full.yaml).\n"
-                    + yaml.safe_dump({"/**": {"ros__parameters": params}}, sort_keys=False))
+    path.write_text(
+        "# The parameters `gs-mapping demo` used (same layout as config/full.yaml).\n"
+        + yaml.safe_dump({"/**": {"ros__parameters": params}}, sort_keys=False)
+    )
 
 
 def make_world_bag(settings: DemoSettings, out: Path, progress: bool):
     from ..world import Drive
     from ..world.record import write_bag
 
-    drive = Drive.make(settings.seed, settings.frames, "front", settings.size, settings.rate_hz,
-                       settings.speed_mps)
+    drive = Drive.make(
+        settings.seed, settings.frames, "front", settings.size, settings.rate_hz, settings.speed_mps
+    )
     write_bag(drive, out, overwrite=True, progress=progress)
     return drive
 
@@ -84,6 +88,12 @@ def replay(world_bag: Path, out_bag: Path, configs: dict[str, dict], progress: b
     from ..runtime.replay import replay_bag
 
     names = list(configs)
-    summary, nodes = replay_bag(world_bag, out_bag, [node_class(n) for n in names],
-                                [configs[n] for n in names], overwrite=True, progress=progress)
-    return summary, dict(zip(names, nodes))
+    summary, nodes = replay_bag(
+        world_bag,
+        out_bag,
+        [node_class(n) for n in names],
+        [configs[n] for n in names],
+        overwrite=True,
+        progress=progress,
+    )
+    return summary, dict(zip(names, nodes, strict=False))

@@ -1,4 +1,5 @@
 """Pictures a person wants to see, and ``report.md`` around them (Pillow only)."""
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def bev_panel(pred: dict, gt: dict, title: str) -> Image.Image:
     return _label(img, title)
 
 
-def line_plot(points: list[tuple[float, float, str]], xlabel: str, ylabel: str, size=(480, 320)) -> Image.Image:
+def line_plot(
+    points: list[tuple[float, float, str]], xlabel: str, ylabel: str, size=(480, 320)
+) -> Image.Image:
     """A small labelled scatter-and-line chart."""
     w, h = size
     m = 50
@@ -65,7 +68,7 @@ def line_plot(points: list[tuple[float, float, str]], xlabel: str, ylabel: str, 
     d.line([(m, m / 2), (m, h - m), (w - m / 2, h - m)], fill=(0, 0, 0))
     pts = [(sx(x), sy(y)) for x, y, _ in points]
     d.line(pts, fill=(30, 100, 255), width=2)
-    for (px_, py_), (x, y, lab) in zip(pts, points):
+    for (px_, py_), (x, y, lab) in zip(pts, points, strict=False):
         d.ellipse([px_ - 3, py_ - 3, px_ + 3, py_ + 3], fill=(30, 100, 255))
         d.text((px_ + 5, py_ - 12), f"{lab}: {x:.1f}, {y:.1f}", fill=(0, 0, 0))
     d.text((w / 2 - 40, h - m + 15), xlabel, fill=(0, 0, 0))
@@ -83,8 +86,10 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
     if view_rows:
         tiles = []
         for k, (p_all, _p_in, color, truth) in enumerate(view_rows[:4]):
-            tiles += [_label(_to_img(truth), f"held-out view {k}: world"),
-                      _label(_to_img(color), f"shared map ({p_all:.1f} dB)")]
+            tiles += [
+                _label(_to_img(truth), f"held-out view {k}: world"),
+                _label(_to_img(color), f"shared map ({p_all:.1f} dB)"),
+            ]
         _grid(tiles, 2).save(out / "map_vs_camera.png")
         pics["views"] = "map_vs_camera.png"
     if lods:
@@ -92,49 +97,85 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
         _grid(tiles, min(3, len(tiles))).save(out / "levels_of_detail.png")
         pics["lod"] = "levels_of_detail.png"
     if rd:
-        line_plot([(r["bytes_per_gaussian"], r["psnr_vs_uncompressed"], f"q{r['quality']}") for r in rd],
-                  "bytes per Gaussian", "PSNR vs uncompressed (dB)").save(out / "rate_distortion.png")
+        line_plot(
+            [(r["bytes_per_gaussian"], r["psnr_vs_uncompressed"], f"q{r['quality']}") for r in rd],
+            "bytes per Gaussian",
+            "PSNR vs uncompressed (dB)",
+        ).save(out / "rate_distortion.png")
         pics["rd"] = "rate_distortion.png"
 
     hd, m, d = metrics.get("hd_map", {}), metrics.get("mapping", {}), metrics.get("sharing", {})
     lines = [
-        "# gs_mapping demo report", "",
+        "# gs_mapping demo report",
+        "",
         f"A procedural drive ({metrics['world']['frames']} frames, {metrics['world']['size']}, seed "
         f"{metrics['world']['seed']}) replayed through hd_map_node, mapper_node and map_receiver_node on "
-        f"{metrics['device']}, in {metrics['seconds']['total']:.0f} s.", "",
-        "## HD map (gsmap_hd) against the world's ground truth", "",
+        f"{metrics['device']}, in {metrics['seconds']['total']:.0f} s.",
+        "",
+        "## HD map (gsmap_hd) against the world's ground truth",
+        "",
         f"- frames evaluated: {hd.get('frames', 0)}",
         f"- Chamfer mAP (MapTR, 0.5/1.0/1.5 m): **{hd.get('chamfer_mAP', float('nan')):.3f}**",
-        f"- raster mAP (MapVR IoU): **{hd.get('raster_mAP', float('nan')):.3f}**", "",
+        f"- raster mAP (MapVR IoU): **{hd.get('raster_mAP', float('nan')):.3f}**",
+        "",
     ]
     if "lanes" in pics:
-        lines += ["Predicted lanes (orange divider, blue crossing, green boundary) over ground truth (grey):",
-                  "", f"![lanes]({pics['lanes']})", ""]
-    lines += ["## 3D Gaussian map (mapper → deltas → receiver)", "",
-              f"- Gaussians: {m.get('gaussians')}, keyframes: {m.get('keyframes')}",
-              f"- held-out PSNR of the receiver's map: {m.get('psnr_all', float('nan')):.2f} dB over all pixels, "
-              f"{m.get('psnr_in_range', float('nan')):.2f} dB within {MAPPED_RANGE_M:.0f} m (sky and far city are not mapped)",
-              f"- receiver map identical to the sender's quantised map: **{m.get('receiver_equals_sender')}**", ""]
+        lines += [
+            "Predicted lanes (orange divider, blue crossing, green boundary) over ground truth (grey):",
+            "",
+            f"![lanes]({pics['lanes']})",
+            "",
+        ]
+    lines += [
+        "## 3D Gaussian map (mapper → deltas → receiver)",
+        "",
+        f"- Gaussians: {m.get('gaussians')}, keyframes: {m.get('keyframes')}",
+        f"- held-out PSNR of the receiver's map: {m.get('psnr_all', float('nan')):.2f} dB over all pixels, "
+        f"{m.get('psnr_in_range', float('nan')):.2f} dB within {MAPPED_RANGE_M:.0f} m (sky and far city are not mapped)",
+        f"- receiver map identical to the sender's quantised map: **{m.get('receiver_equals_sender')}**",
+        "",
+    ]
     if "views" in pics:
         lines += [f"![views]({pics['views']})", ""]
-    lines += ["## Sharing (gs_map_share)", "",
-              f"- deltas: {d.get('keyframes')} keyframes, {d.get('delta_bytes_total', 0) / 1e3:.1f} kB in total, "
-              f"vs {d.get('full_resend_bytes_total', 0) / 1e3:.1f} kB for re-sending the full map each keyframe "
-              f"(**{100 * (d.get('delta_vs_full') or 0):.0f} %**)", ""]
+    lines += [
+        "## Sharing (gs_map_share)",
+        "",
+        f"- deltas: {d.get('keyframes')} keyframes, {d.get('delta_bytes_total', 0) / 1e3:.1f} kB in total, "
+        f"vs {d.get('full_resend_bytes_total', 0) / 1e3:.1f} kB for re-sending the full map each keyframe "
+        f"(**{100 * (d.get('delta_vs_full') or 0):.0f} %**)",
+        "",
+    ]
     if "lod" in pics:
         lines += ["The shared map decoded up to each level of detail:", "", f"![lod]({pics['lod']})", ""]
     if "rd" in pics:
-        lines += ["Rate–distortion of the snapshot codec (quality 1–5):", "", f"![rd]({pics['rd']})", "",
-                  "| quality | bytes/Gaussian | PSNR vs uncompressed (dB) |", "|---|---|---|"]
-        lines += [f"| {r['quality']} | {r['bytes_per_gaussian']:.2f} | {r['psnr_vs_uncompressed']:.2f} |" for r in rd]
+        lines += [
+            "Rate–distortion of the snapshot codec (quality 1–5):",
+            "",
+            f"![rd]({pics['rd']})",
+            "",
+            "| quality | bytes/Gaussian | PSNR vs uncompressed (dB) |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r['quality']} | {r['bytes_per_gaussian']:.2f} | {r['psnr_vs_uncompressed']:.2f} |"
+            for r in rd
+        ]
         lines += [""]
-    lines += ["## Latency per node (replay, CPU)", "", "| node | what | p50 ms | p95 ms |", "|---|---|---|---|"]
+    lines += [
+        "## Latency per node (replay, CPU)",
+        "",
+        "| node | what | p50 ms | p95 ms |",
+        "|---|---|---|---|",
+    ]
     for node, lat in metrics.get("latency_ms", {}).items():
         for what, s in lat.items():
             if s:
                 lines.append(f"| {node} | {what} | {s['p50_ms']:.0f} | {s['p95_ms']:.0f} |")
-    lines += ["", "All figures: `metrics.json`. Output bag (play it with `ros2 bag play`, view in RViz with "
-              "`config/gs_mapping.rviz`): `replay_bag/`.", ""]
+    lines += [
+        "",
+        "All figures: `metrics.json`. Output bag (play it with `ros2 bag play`, view in RViz with "
+        "`config/gs_mapping.rviz`): `replay_bag/`.",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-

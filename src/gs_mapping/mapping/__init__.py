@@ -5,6 +5,7 @@ map does not explain a frame), ``optimizer`` (sliding window), ``densify`` (clon
 ``virtual_views`` (GS-Share's virtual-image enhancement), ``params`` (torch working copy ⇄
 GaussianMap), ``metrics``, and ``mapper`` (:class:`IncrementalMapper`, which ties them together).
 """
+
 from .config import MapperConfig
 from .frames import Frame, FrameStats, read_frames
 from .mapper import IncrementalMapper, MapperStats

@@ -12,6 +12,7 @@ camera, into other frames. Only mapping frames are used. Each frame is then regi
 becomes the colour camera and its depth is re-projected into it (z-buffer), so seeding, optimisation
 and evaluation all see one consistent RGB-D camera.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,15 +44,17 @@ class ColorCalibration:
         K[1, 2] += self.dcy
         T = np.eye(4)
         T[:3, 3] = self.t_depth_color
-        return Camera(K, depth_camera.width, depth_camera.height, depth_camera.T_map_cam @ T,
-                      depth_camera.frame_id)
+        return Camera(
+            K, depth_camera.width, depth_camera.height, depth_camera.T_map_cam @ T, depth_camera.frame_id
+        )
 
     def register(self, frame: Frame) -> Frame:
         """The frame seen from the colour camera, with depth re-projected into it."""
         cam = self.color_camera(frame.camera)
         _, depth, mask = reproject(frame.rgb, frame.depth, frame.camera, cam)
-        return Frame(frame.rgb, np.where(mask, depth, 0.0).astype(np.float32), cam, frame.stamp_ns,
-                     frame.index)
+        return Frame(
+            frame.rgb, np.where(mask, depth, 0.0).astype(np.float32), cam, frame.stamp_ns, frame.index
+        )
 
 
 def _bilinear(img: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,13 +64,16 @@ def _bilinear(img: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     u0 = np.clip(np.floor(u).astype(int), 0, w - 2)
     v0 = np.clip(np.floor(v).astype(int), 0, h - 2)
     a, b = np.clip(u - u0, 0, 1)[:, None], np.clip(v - v0, 0, 1)[:, None]
-    out = ((1 - a) * (1 - b) * img[v0, u0] + a * (1 - b) * img[v0, u0 + 1] +
-           (1 - a) * b * img[v0 + 1, u0] + a * b * img[v0 + 1, u0 + 1])
+    out = (
+        (1 - a) * (1 - b) * img[v0, u0]
+        + a * (1 - b) * img[v0, u0 + 1]
+        + (1 - a) * b * img[v0 + 1, u0]
+        + a * b * img[v0 + 1, u0 + 1]
+    )
     return out, ok
 
 
-def photometric_cost(frames: list[Frame], pairs, calib: ColorCalibration, step: int | None = None
-                     ) -> float:
+def photometric_cost(frames: list[Frame], pairs, calib: ColorCalibration, step: int | None = None) -> float:
     """Mean absolute colour difference of depth points seen in both frames of each pair."""
     if step is None:  # about 3,000 sampled depth pixels per frame (every 5th pixel at 320x240)
         step = max(1, int((frames[0].depth.size / 3000) ** 0.5))
@@ -100,7 +106,9 @@ def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> Color
         return ColorCalibration()
 
     def calib(x):
-        return ColorCalibration(float(np.exp(x[0])), float(x[1]), float(x[2]), (float(x[3]), float(x[4]), 0.0))
+        return ColorCalibration(
+            float(np.exp(x[0])), float(x[1]), float(x[2]), (float(x[3]), float(x[4]), 0.0)
+        )
 
     def cost(x):
         return photometric_cost(frames, pairs, calib(x))
@@ -108,14 +116,24 @@ def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> Color
     before = cost(np.zeros(5))
     best = None
     for s0 in (0.85, 0.9, 1.0):  # a coarse start: Kinect-type colour cameras are wider than depth
-        r = minimize(cost, np.array([np.log(s0), 0, 0, 0, 0]), method="Nelder-Mead",
-                     options={"xatol": 1e-3, "fatol": 1e-5, "maxiter": 400,
-                              "initial_simplex": None})
+        r = minimize(
+            cost,
+            np.array([np.log(s0), 0, 0, 0, 0]),
+            method="Nelder-Mead",
+            options={"xatol": 1e-3, "fatol": 1e-5, "maxiter": 400, "initial_simplex": None},
+        )
         if best is None or r.fun < best.fun:
             best = r
     out = calib(best.x)
     out.cost_before, out.cost_after = before, float(best.fun)
-    log.info("colour camera: focal ×%.3f, principal point %+.1f/%+.1f px, offset %s m; photometric "
-             "inconsistency %.4f → %.4f", out.focal_scale, out.dcx, out.dcy,
-             np.round(out.t_depth_color, 3).tolist(), before, best.fun)
+    log.info(
+        "colour camera: focal ×%.3f, principal point %+.1f/%+.1f px, offset %s m; photometric "
+        "inconsistency %.4f → %.4f",
+        out.focal_scale,
+        out.dcx,
+        out.dcy,
+        np.round(out.t_depth_color, 3).tolist(),
+        before,
+        best.fun,
+    )
     return out

@@ -2,6 +2,7 @@
 
 Defaults are tuned on the real 7-Scenes kitchen bag (320×240 RGB-D, CPU); see bench/mapping.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,16 +14,21 @@ from ..errors import ConfigError
 @dataclass
 class TopicsConfig:
     color: str = param("/camera/color/image_raw", "colour image topic (sensor_msgs/Image)")
-    depth: str = param("/camera/depth/image_rect_raw", "depth image topic registered to colour (16UC1 mm or"
-                                                       " 32FC1 m)")
+    depth: str = param(
+        "/camera/depth/image_rect_raw", "depth image topic registered to colour (16UC1 mm or 32FC1 m)"
+    )
     camera_info: str = param("/camera/color/camera_info", "CameraInfo of the colour camera")
     tf: str = param("/tf", "TF topic")
     tf_static: str = param("/tf_static", "static TF topic (latched)")
     map_frame: str = param("map", "fixed frame of the map (REP-105)")
-    sync_slop_s: float = param(0.02, "Colour/depth pairs further apart than this are not matched.",
-                               (0.0, 1.0))
-    tf_tolerance_s: float = param(0.05, "A pose lookup may use the nearest TF sample this far outside the "
-                                        "TF data (else: no pose).", (0.0, 10.0))
+    sync_slop_s: float = param(
+        0.02, "Colour/depth pairs further apart than this are not matched.", (0.0, 1.0)
+    )
+    tf_tolerance_s: float = param(
+        0.05,
+        "A pose lookup may use the nearest TF sample this far outside the TF data (else: no pose).",
+        (0.0, 10.0),
+    )
 
 
 @dataclass
@@ -30,14 +36,20 @@ class KeyframeConfig:
     """A frame becomes a keyframe when it moved enough, or when it sees enough that the last
     keyframe did not (view overlap), or when too many frames passed since the last one."""
 
-    min_translation_m: float = param(0.05, "a frame that moved this far from the last keyframe is a "
-                                           "keyframe", (0.0, 100.0))
-    min_rotation_deg: float = param(5.0,
-        "a frame that turned this far from the last keyframe is a keyframe", (0.0, 180.0))
-    min_overlap: float = param(0.9, "Fraction of the last keyframe's depth points still inside this view "
-                                    "below which it is new.", (0.0, 1.0))
-    max_gap: int = param(1,
-        "Force a keyframe after this many mapping frames without one (0 = never force).", (0, 10000))
+    min_translation_m: float = param(
+        0.05, "a frame that moved this far from the last keyframe is a keyframe", (0.0, 100.0)
+    )
+    min_rotation_deg: float = param(
+        5.0, "a frame that turned this far from the last keyframe is a keyframe", (0.0, 180.0)
+    )
+    min_overlap: float = param(
+        0.9,
+        "Fraction of the last keyframe's depth points still inside this view below which it is new.",
+        (0.0, 1.0),
+    )
+    max_gap: int = param(
+        1, "Force a keyframe after this many mapping frames without one (0 = never force).", (0, 10000)
+    )
 
 
 @dataclass
@@ -45,19 +57,28 @@ class SeedingConfig:
     """New Gaussians where the map does not explain the frame."""
 
     stride: int = param(3, "Pixel grid step for new Gaussians (1 = one per pixel).", (1, 64))
-    alpha_threshold: float = param(0.6,
-        "A pixel is unexplained where rendered alpha is below this ...", (0.0, 1.0))
-    depth_behind_ratio: float = param(0.1, "... or where the rendered depth lies this far behind the "
-                                           "measured depth (relative).", (0.0, 10.0))
-    scale_factor: float = param(0.7,
-        "Isotropic standard deviation = scale_factor · stride · depth / focal.", (0.01, 10.0))
+    alpha_threshold: float = param(
+        0.6, "A pixel is unexplained where rendered alpha is below this ...", (0.0, 1.0)
+    )
+    depth_behind_ratio: float = param(
+        0.1,
+        "... or where the rendered depth lies this far behind the measured depth (relative).",
+        (0.0, 10.0),
+    )
+    scale_factor: float = param(
+        0.7, "Isotropic standard deviation = scale_factor · stride · depth / focal.", (0.01, 10.0)
+    )
     initial_opacity: float = param(0.7, "opacity of newly seeded Gaussians", (0.001, 0.999))
     min_depth_m: float = param(0.1, "nearest depth seeded from", (0.0, 1000.0))
     max_depth_m: float = param(10.0, "farthest depth seeded from", (0.0, 10000.0))
-    fill_holes_px: int = param(40, "Pixels without depth up to this many pixels from valid depth are seeded"
-                                   " at the nearest valid depth (0 = never): covers the colour image's "
-                                   "border beyond the depth camera's view after registration. Their depth "
-                                   "is not supervised; colour optimisation moves them.", (0, 1000))
+    fill_holes_px: int = param(
+        40,
+        "Pixels without depth up to this many pixels from valid depth are seeded"
+        " at the nearest valid depth (0 = never): covers the colour image's "
+        "border beyond the depth camera's view after registration. Their depth "
+        "is not supervised; colour optimisation moves them.",
+        (0, 1000),
+    )
 
 
 @dataclass
@@ -65,15 +86,24 @@ class OptimConfig:
     """Sliding-window optimisation after each keyframe."""
 
     iterations: int = param(27, "optimiser iterations per keyframe", (0, 100000))
-    first_iterations: int = param(60,
-        "Iterations for the very first keyframe (the map is all new then).", (0, 100000))
+    first_iterations: int = param(
+        60, "Iterations for the very first keyframe (the map is all new then).", (0, 100000)
+    )
     window: int = param(5, "keyframes in the sliding optimisation window", (1, 1000))
-    random_history: int = param(2, "Older keyframes drawn at random from the kept history into each "
-                                   "keyframe's optimisation, so regions the window has left are not "
-                                   "forgotten (as in MonoGS / SplaTAM).", (0, 1000))
-    render_scale: float = param(1.0, "Render scale for optimisation (0.5 = half resolution); evaluation is "
-                                     "at full resolution. The CPU rasteriser's cost is mostly per Gaussian,"
-                                     " so half resolution saves little there.", (0.05, 1.0))
+    random_history: int = param(
+        2,
+        "Older keyframes drawn at random from the kept history into each "
+        "keyframe's optimisation, so regions the window has left are not "
+        "forgotten (as in MonoGS / SplaTAM).",
+        (0, 1000),
+    )
+    render_scale: float = param(
+        1.0,
+        "Render scale for optimisation (0.5 = half resolution); evaluation is "
+        "at full resolution. The CPU rasteriser's cost is mostly per Gaussian,"
+        " so half resolution saves little there.",
+        (0.05, 1.0),
+    )
     lambda_dssim: float = param(0.2, "weight of D-SSIM in the colour loss (rest: L1)", (0.0, 1.0))
     lambda_depth: float = param(0.2, "weight of the L1 depth loss", (0.0, 100.0))
     lr_means: float = param(0.0005, "Adam learning rate of the means (metres)", (0.0, 1.0))
@@ -81,14 +111,23 @@ class OptimConfig:
     lr_log_scales: float = param(0.005, "Adam learning rate of the log-scales", (0.0, 1.0))
     lr_opacity: float = param(0.05, "Adam learning rate of the opacity logits", (0.0, 10.0))
     lr_sh: float = param(0.005, "Adam learning rate of the SH coefficients", (0.0, 1.0))
-    newest_fraction: float = param(0.4, "The newest keyframe is sampled this often (the rest of the window "
-                                        "shares the remainder).", (0.0, 1.0))
-    refine_iterations: int = param(800, "After the last frame: this many iterations over the kept keyframes"
-                                        " (0 = none), like the final refinement of RGB-D Gaussian SLAM "
-                                        "systems. Counted in the whole-bag time, not per keyframe.",
-                                   (0, 1000000))
-    refine_keep: int = param(200, "Keyframes kept for random history and the final refinement (oldest "
-                                  "dropped: bounded memory).", (1, 100000))
+    newest_fraction: float = param(
+        0.4,
+        "The newest keyframe is sampled this often (the rest of the window shares the remainder).",
+        (0.0, 1.0),
+    )
+    refine_iterations: int = param(
+        800,
+        "After the last frame: this many iterations over the kept keyframes"
+        " (0 = none), like the final refinement of RGB-D Gaussian SLAM "
+        "systems. Counted in the whole-bag time, not per keyframe.",
+        (0, 1000000),
+    )
+    refine_keep: int = param(
+        200,
+        "Keyframes kept for random history and the final refinement (oldest dropped: bounded memory).",
+        (1, 100000),
+    )
 
 
 @dataclass
@@ -98,10 +137,14 @@ class DensifyConfig:
     kitchen bag (bench/results/mapping.md)."""
 
     enabled: bool = param(False, "Clone/split high-gradient Gaussians after each keyframe.")
-    grad_threshold: float = param(0.002, "Clone/split Gaussians whose mean-gradient norm (per pixel of "
-                                         "footprint) averages above this.", (0.0, 1.0))
-    split_scale_ratio: float = param(0.01, "Gaussians larger than this fraction of their depth are split, "
-                                           "smaller ones cloned.", (0.0, 1.0))
+    grad_threshold: float = param(
+        0.002,
+        "Clone/split Gaussians whose mean-gradient norm (per pixel of footprint) averages above this.",
+        (0.0, 1.0),
+    )
+    split_scale_ratio: float = param(
+        0.01, "Gaussians larger than this fraction of their depth are split, smaller ones cloned.", (0.0, 1.0)
+    )
     min_opacity: float = param(0.02, "Gaussians more transparent than this are pruned", (0.0, 1.0))
     max_scale_m: float = param(0.5, "Gaussians larger than this (metres) are pruned", (0.0, 1000.0))
     max_fraction: float = param(0.01, "Densify at most this fraction of the map per keyframe.", (0.0, 1.0))
@@ -115,19 +158,33 @@ class VirtualViewConfig:
     that matter; bench/results/mapping_virtual.md); indoors, metre-scale offsets leave the room. The
     other defaults are the best settings measured on the driving world."""
 
-    enabled: bool = param(False, "GS-Share virtual-view enhancement on/off: meant for driving (metre offsets "
-                                 "to the neighbouring lanes), not indoors.")
-    offsets_m: list[float] = param([-2.0, -1.0, 1.0, 2.0], "Lateral (camera x) offsets in metres of the "
-                                                           "virtual views around each keyframe.")
+    enabled: bool = param(
+        False,
+        "GS-Share virtual-view enhancement on/off: meant for driving (metre offsets "
+        "to the neighbouring lanes), not indoors.",
+    )
+    offsets_m: list[float] = param(
+        [-2.0, -1.0, 1.0, 2.0],
+        "Lateral (camera x) offsets in metres of the virtual views around each keyframe.",
+    )
     weight: float = param(4.0, "Loss weight of a virtual view relative to a real one.", (0.0, 100.0))
     every: int = param(2, "Every n-th iteration renders a virtual view instead of a real one.", (1, 1000))
-    sources: int = param(5, "Newest keyframes (of the window) whose RGB-D is warped into each virtual view: "
-                            "more fill what one keyframe did not see.", (1, 1000))
-    keep: int = param(8, "Keyframes whose virtual views stay in the pool the optimiser samples from.",
-                      (1, 1000))
-    occlusion_tolerance: float = param(0.1, "Drop a virtual target pixel whose depth exceeds (1 + this) x "
-                                            "the nearest depth around it (background seen through a crack "
-                                            "of the warp); 0 = keep all.", (0.0, 10.0))
+    sources: int = param(
+        5,
+        "Newest keyframes (of the window) whose RGB-D is warped into each virtual view: "
+        "more fill what one keyframe did not see.",
+        (1, 1000),
+    )
+    keep: int = param(
+        8, "Keyframes whose virtual views stay in the pool the optimiser samples from.", (1, 1000)
+    )
+    occlusion_tolerance: float = param(
+        0.1,
+        "Drop a virtual target pixel whose depth exceeds (1 + this) x "
+        "the nearest depth around it (background seen through a crack "
+        "of the warp); 0 = keep all.",
+        (0.0, 10.0),
+    )
 
 
 @dataclass
@@ -143,15 +200,21 @@ class LevelsConfig:
     recovers; seed-to-seed spread of the full map's PSNR is ~0.5 dB."""
 
     count: int = param(4, "Number of octree levels (1 = every Gaussian at level 0: no levels).", (1, 16))
-    base_voxel_m: float = param(0.3, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.",
-                                (0.001, 1000.0))
-    coarse_scale: float = param(0.5, "A coarse seed (level < count-1) becomes a disc in the surface plane "
-                                     "(normal from depth) with in-plane standard deviation coarse_scale · "
-                                     "its voxel edge, so coarse levels alone cover the surfaces (0 = "
-                                     "seeded like the rest).", (0.0, 10.0))
+    base_voxel_m: float = param(
+        0.3, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.", (0.001, 1000.0)
+    )
+    coarse_scale: float = param(
+        0.5,
+        "A coarse seed (level < count-1) becomes a disc in the surface plane "
+        "(normal from depth) with in-plane standard deviation coarse_scale · "
+        "its voxel edge, so coarse levels alone cover the surfaces (0 = "
+        "seeded like the rest).",
+        (0.0, 10.0),
+    )
     multi_level_loss: bool = param(True, "Add the loss of renders restricted to levels <= l.")
-    loss_weight: float = param(1.0, "Weight of a coarse render's loss relative to the full render's.",
-                               (0.0, 100.0))
+    loss_weight: float = param(
+        1.0, "Weight of a coarse render's loss relative to the full render's.", (0.0, 100.0)
+    )
     loss_every: int = param(2, "Every n-th optimisation iteration adds one coarse render.", (1, 1000))
 
 
@@ -167,28 +230,47 @@ class MapperConfig:
     device: str = param("auto", "auto = cuda if available, else cpu.")
     backend: str = param("auto", "Renderer backend: auto | cpu | cuda | reference (see gs_mapping.render).")
     sh_degree: int = param(0, "spherical-harmonics degree of colour (0 = view-independent)", (0, 3))
-    max_gaussians: int = param(200000, "Hard cap on the number of Gaussians: the least contributing are "
-                                       "pruned first beyond it.", (1, 100000000))
-    tile_size: float = param(2.0, "edge of the voxel-hashed tiles that group Gaussians for change tracking "
-                                  "(metres)", (0.01, 1000.0))
-    holdout_every: int = param(5, "Hold out every n-th frame for evaluation (never used for mapping); 0 = "
-                                  "none.", (0, 100000))
-    min_depth_m: float = param(0.1, "Valid depth range (metres); outside is invalid (0 and 65535 mm are "
-                                    "invalid anyway).", (0.0, 1000.0))
+    max_gaussians: int = param(
+        200000,
+        "Hard cap on the number of Gaussians: the least contributing are pruned first beyond it.",
+        (1, 100000000),
+    )
+    tile_size: float = param(
+        2.0,
+        "edge of the voxel-hashed tiles that group Gaussians for change tracking (metres)",
+        (0.01, 1000.0),
+    )
+    holdout_every: int = param(
+        5, "Hold out every n-th frame for evaluation (never used for mapping); 0 = none.", (0, 100000)
+    )
+    min_depth_m: float = param(
+        0.1,
+        "Valid depth range (metres); outside is invalid (0 and 65535 mm are invalid anyway).",
+        (0.0, 1000.0),
+    )
     max_depth_m: float = param(10.0, "farthest depth seeded from", (0.0, 10000.0))
-    min_valid_depth_fraction: float = param(0.2, "A frame whose valid-depth fraction is below this is "
-                                                 "skipped as invalid.", (0.0, 1.0))
-    calibrate_color: bool = param(False, "Estimate the colour camera relative to the depth camera from the "
-                                         "first mapping frames and register depth to it (for recordings "
-                                         "whose depth is not registered to colour; calibration.py).")
+    min_valid_depth_fraction: float = param(
+        0.2, "A frame whose valid-depth fraction is below this is skipped as invalid.", (0.0, 1.0)
+    )
+    calibrate_color: bool = param(
+        False,
+        "Estimate the colour camera relative to the depth camera from the "
+        "first mapping frames and register depth to it (for recordings "
+        "whose depth is not registered to colour; calibration.py).",
+    )
     calibration_frames: int = param(40, "mapping frames used by the colour-camera calibration", (1, 100000))
     seed: int = param(0, "random seed of sampling and seeding", (0, 2147483647))
 
     def __post_init__(self) -> None:
         checks = [
-            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
-            (self.backend in ("auto", "cpu", "cuda", "reference"),
-             f"backend must be auto, cpu, cuda or reference, got {self.backend!r}"),
+            (
+                self.device in ("auto", "cpu", "cuda"),
+                f"device must be auto, cpu or cuda, got {self.device!r}",
+            ),
+            (
+                self.backend in ("auto", "cpu", "cuda", "reference"),
+                f"backend must be auto, cpu, cuda or reference, got {self.backend!r}",
+            ),
             (0 <= self.sh_degree <= 3, f"sh_degree must be 0..3, got {self.sh_degree}"),
             (self.max_gaussians > 0, f"max_gaussians must be > 0, got {self.max_gaussians}"),
             (self.holdout_every >= 0, f"holdout_every must be >= 0, got {self.holdout_every}"),
@@ -203,7 +285,10 @@ class MapperConfig:
             (self.virtual_views.sources >= 1, "virtual_views.sources must be >= 1"),
             (self.virtual_views.keep >= 1, "virtual_views.keep must be >= 1"),
             (1 <= self.levels.count <= 16, f"levels.count must be 1..16, got {self.levels.count}"),
-            (self.levels.base_voxel_m > 0, f"levels.base_voxel_m must be > 0, got {self.levels.base_voxel_m}"),
+            (
+                self.levels.base_voxel_m > 0,
+                f"levels.base_voxel_m must be > 0, got {self.levels.base_voxel_m}",
+            ),
             (self.levels.loss_weight >= 0, f"levels.loss_weight must be >= 0, got {self.levels.loss_weight}"),
             (self.levels.loss_every >= 1, f"levels.loss_every must be >= 1, got {self.levels.loss_every}"),
         ]

@@ -9,6 +9,7 @@ Contribution (for the cap) is opacity × projected area proxy (product of the tw
 a view-independent estimate of how much a Gaussian can cover: a faint, tiny Gaussian is the cheapest
 to lose.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,9 @@ class GradAccumulator:
         self.count = np.zeros(n)
         self.weight = np.zeros(n)
 
-    def add(self, grad_means2d: torch.Tensor | None, width: int, weight_sum: torch.Tensor | None = None
-            ) -> None:
+    def add(
+        self, grad_means2d: torch.Tensor | None, width: int, weight_sum: torch.Tensor | None = None
+    ) -> None:
         if grad_means2d is not None:
             g = grad_means2d.detach().norm(dim=-1).cpu().numpy() * (0.5 * width)  # pixels → NDC
             seen = g > 0
@@ -57,8 +59,14 @@ def contribution(params: TorchGaussians) -> np.ndarray:
     return w
 
 
-def densify(params: TorchGaussians, acc: GradAccumulator, cam_centre: np.ndarray, cfg: DensifyConfig,
-            rng: np.random.Generator, level_count: int = 1) -> dict[str, int]:
+def densify(
+    params: TorchGaussians,
+    acc: GradAccumulator,
+    cam_centre: np.ndarray,
+    cfg: DensifyConfig,
+    rng: np.random.Generator,
+    level_count: int = 1,
+) -> dict[str, int]:
     """Clone/split high-gradient Gaussians (appended as new rows); split parents are pruned.
     Octree levels (levels.py): a clone goes one level finer than its source; a split's first child
     takes the parent's level, the second one level finer."""
@@ -96,7 +104,7 @@ def densify(params: TorchGaussians, acc: GradAccumulator, cam_centre: np.ndarray
     keep[cand[big]] = False
     params.keep(keep)
     params.append(**new)
-    params.levels[n - int(big.sum()):] = new_levels
+    params.levels[n - int(big.sum()) :] = new_levels
     return {"cloned": int((~big).sum()), "split": int(big.sum())}
 
 

@@ -11,6 +11,7 @@ Depth is taken as registered to the colour image (``*/image_rect_raw`` aligned t
 Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
 extrapolated), an undecodable or wrongly sized depth image, no CameraInfo in the bag.
 """
+
 from __future__ import annotations
 
 import logging
@@ -101,24 +102,41 @@ def _intrinsics_at(infos: list, stamp_ns: int):
     return best
 
 
-def make_frame(rgb: np.ndarray, depth_m: np.ndarray, intrinsics, T_map_cam: np.ndarray, stamp_ns: int,
-               frame_id: str, index: int = 0) -> Frame:
+def make_frame(
+    rgb: np.ndarray,
+    depth_m: np.ndarray,
+    intrinsics,
+    T_map_cam: np.ndarray,
+    stamp_ns: int,
+    frame_id: str,
+    index: int = 0,
+) -> Frame:
     """A mapping frame from decoded images: ``rgb`` uint8 (H, W, 3), ``depth_m`` metres (NaN or 0 =
     invalid) registered to it, the colour CameraInfo. :class:`MessageError` if the sizes disagree.
     The one place both the bag reader and mapper_node assemble frames."""
     h, w = rgb.shape[:2]
     if (intrinsics.width, intrinsics.height) != (w, h):
-        raise MessageError(f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}")
+        raise MessageError(
+            f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}"
+        )
     if depth_m.shape != (h, w):
-        raise MessageError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is {w}x{h} "
-                           "(depth must be registered to colour)")
+        raise MessageError(
+            f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is {w}x{h} "
+            "(depth must be registered to colour)"
+        )
     camera = Camera(intrinsics.K, intrinsics.width, intrinsics.height, T_map_cam, frame_id)
-    return Frame(rgb.astype(np.float32) / 255.0, np.nan_to_num(depth_m, nan=0.0).astype(np.float32),
-                 camera, stamp_ns, index)
+    return Frame(
+        rgb.astype(np.float32) / 255.0,
+        np.nan_to_num(depth_m, nan=0.0).astype(np.float32),
+        camera,
+        stamp_ns,
+        index,
+    )
 
 
-def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
-                stats: FrameStats | None = None) -> Iterator[Frame]:
+def read_frames(
+    bag_path: str | Path, topics: TopicsConfig | None = None, stats: FrameStats | None = None
+) -> Iterator[Frame]:
     """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``."""
     from ..bag import BagReader
     from ..messages import depth_image_to_metres, image_to_rgb, stamp_to_ns
@@ -130,8 +148,9 @@ def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
         for name in (topics.color, topics.depth, topics.camera_info):
             bag.topic(name)  # BagError naming the topics the bag has
         tf = load_tf(bag, topics)
-        sync = ApproximateTimeSynchronizer([topics.color, topics.depth], queue_size=10,
-                                           slop=topics.sync_slop_s)
+        sync = ApproximateTimeSynchronizer(
+            [topics.color, topics.depth], queue_size=10, slop=topics.sync_slop_s
+        )
         infos = load_camera_infos(bag, topics)
         for topic, _stamp, msg in bag.messages([topics.color, topics.depth]):
             pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
@@ -152,13 +171,21 @@ def read_frames(bag_path: str | Path, topics: TopicsConfig | None = None,
                     stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {frame_id}: {exc}")
                     continue
                 try:
-                    frame = make_frame(image_to_rgb(color_msg), depth_image_to_metres(depth_msg), intrinsics,
-                                       T, stamp, frame_id, index)
+                    frame = make_frame(
+                        image_to_rgb(color_msg),
+                        depth_image_to_metres(depth_msg),
+                        intrinsics,
+                        T,
+                        stamp,
+                        frame_id,
+                        index,
+                    )
                 except MessageError as exc:
                     stats.skip("invalid_depth", f"{where}: {exc}")
                     continue
                 yield frame
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
-            log.warning("%d colour/depth images found no partner within %.3f s", stats.unpaired,
-                        topics.sync_slop_s)
+            log.warning(
+                "%d colour/depth images found no partner within %.3f s", stats.unpaired, topics.sync_slop_s
+            )

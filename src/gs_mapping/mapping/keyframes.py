@@ -6,6 +6,7 @@ part of what it sees was not in the last keyframe's view. Overlap is geometric (
 keyframe's depth points, subsampled, are projected into the new view; the fraction that lands inside
 it with positive depth is the overlap.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,13 @@ def view_overlap(points: np.ndarray, camera: Camera) -> float:
     if len(points) == 0:
         return 0.0
     uv, z = camera.project(points)
-    inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < camera.width - 0.5) & \
-             (uv[:, 1] >= -0.5) & (uv[:, 1] < camera.height - 0.5)
+    inside = (
+        (z > 0)
+        & (uv[:, 0] >= -0.5)
+        & (uv[:, 0] < camera.width - 0.5)
+        & (uv[:, 1] >= -0.5)
+        & (uv[:, 1] < camera.height - 0.5)
+    )
     return float(inside.mean())
 
 

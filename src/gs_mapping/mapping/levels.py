@@ -21,6 +21,7 @@ coarse levels hold.
 The multi-level loss (optimizer.py) renders :class:`LevelSubset` views of the working copy: only the
 rows of levels <= l, as index views of the same leaf tensors, so gradients reach only those rows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,12 @@ def voxel_keys(means: np.ndarray, voxel: float) -> np.ndarray:
     return (u[:, 0] << 42) | (u[:, 1] << 21) | u[:, 2]
 
 
-def assign_levels(new_means: np.ndarray, cfg: LevelsConfig, existing_means: np.ndarray | None = None,
-                  existing_levels: np.ndarray | None = None) -> np.ndarray:
+def assign_levels(
+    new_means: np.ndarray,
+    cfg: LevelsConfig,
+    existing_means: np.ndarray | None = None,
+    existing_levels: np.ndarray | None = None,
+) -> np.ndarray:
     """Levels (uint8) of new Gaussians at ``new_means`` given the map's existing Gaussians."""
     n = len(new_means)
     out = np.full(n, cfg.count - 1, np.uint8)
@@ -49,7 +54,7 @@ def assign_levels(new_means: np.ndarray, cfg: LevelsConfig, existing_means: np.n
         idx = np.nonzero(free)[0]
         if len(idx) == 0:
             break
-        voxel = cfg.base_voxel_m / 2 ** lvl
+        voxel = cfg.base_voxel_m / 2**lvl
         keys = voxel_keys(new_means[idx], voxel)
         if existing_means is not None and len(existing_means):
             taken = voxel_keys(np.asarray(existing_means)[np.asarray(existing_levels) == lvl], voxel)
@@ -76,18 +81,21 @@ def depth_normals(depth: np.ndarray, camera, step: int) -> np.ndarray:
     k = max(int(step), 1)
     du = np.zeros_like(pts)
     dv = np.zeros_like(pts)
-    du[:, k:-k] = pts[:, 2 * k:] - pts[:, :-2 * k]
-    dv[k:-k] = pts[2 * k:] - pts[:-2 * k]
+    du[:, k:-k] = pts[:, 2 * k :] - pts[:, : -2 * k]
+    dv[k:-k] = pts[2 * k :] - pts[: -2 * k]
     ok = np.zeros_like(valid)
-    ok[k:-k, k:-k] = (valid[k:-k, 2 * k:] & valid[k:-k, :-2 * k] & valid[2 * k:, k:-k] & valid[:-2 * k, k:-k])
+    ok[k:-k, k:-k] = (
+        valid[k:-k, 2 * k :] & valid[k:-k, : -2 * k] & valid[2 * k :, k:-k] & valid[: -2 * k, k:-k]
+    )
     n = np.cross(du, dv)
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     ok &= norm[..., 0] > 0
     return np.where(ok[..., None], n / np.maximum(norm, 1e-12), 0.0)
 
 
-def coarse_discs(seeds: dict[str, np.ndarray], levels: np.ndarray, normals: np.ndarray, cfg: LevelsConfig
-                 ) -> None:
+def coarse_discs(
+    seeds: dict[str, np.ndarray], levels: np.ndarray, normals: np.ndarray, cfg: LevelsConfig
+) -> None:
     """Reshape coarse seeds (level < count-1) in place into discs in the surface plane (normal
     from depth) with in-plane standard deviation ``coarse_scale`` · their voxel edge, so levels
     <= l alone cover the surfaces. The thickness stays the seed's; seeds without a normal (depth

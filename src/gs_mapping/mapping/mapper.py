@@ -5,6 +5,7 @@ does not explain the frame → optimise the sliding window → densify / prune /
 working copy into :attr:`IncrementalMapper.gmap` (add / update / remove by id), so
 ``mapper.gmap.take_changes()`` yields exactly what changed for the codec.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,7 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         from ..errors import ConfigError
+
         raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
     return device
 
@@ -82,8 +84,10 @@ class IncrementalMapper:
         from ..errors import MapError
 
         if gmap.sh_degree != self.cfg.sh_degree:
-            raise MapError(f"map has SH degree {gmap.sh_degree}, the mapper is configured for "
-                           f"{self.cfg.sh_degree} (mapper.sh_degree)")
+            raise MapError(
+                f"map has SH degree {gmap.sh_degree}, the mapper is configured for "
+                f"{self.cfg.sh_degree} (mapper.sh_degree)"
+            )
         gmap.tile_size = self.cfg.tile_size
         self.gmap = gmap
         self.params = TorchGaussians.from_map(gmap, self.device)
@@ -94,14 +98,23 @@ class IncrementalMapper:
         Depth is the expected depth (Σ wᵢ zᵢ / Σ wᵢ): z where the map is, whatever its coverage."""
         means, quats, scales, opac, sh = params.activated()
         out = self._rasterize(
-            means, quats, scales, opac, sh,
+            means,
+            quats,
+            scales,
+            opac,
+            sh,
             torch.as_tensor(camera.T_cam_map.copy(), dtype=torch.float32, device=self.device),
             torch.as_tensor(camera.K.copy(), dtype=torch.float32, device=self.device),
-            camera.width, camera.height, sh_degree=self.cfg.sh_degree, backend=self.cfg.backend)
+            camera.width,
+            camera.height,
+            sh_degree=self.cfg.sh_degree,
+            backend=self.cfg.backend,
+        )
         return out
 
-    def render(self, camera: Camera, max_level: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def render(
+        self, camera: Camera, max_level: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render the current map (numpy colour, depth, alpha), or only its levels <= ``max_level``;
         blank for an empty map."""
         params = self.params if max_level is None else LevelSubset(self.params, max_level)
@@ -122,8 +135,11 @@ class IncrementalMapper:
         """Feed one mapping frame (never a held-out one). Invalid depth: skipped and counted."""
         if not self.depth_is_valid(frame):
             self.stats.skipped_invalid_depth += 1
-            log.warning("frame at %d ns: depth image invalid (%.0f%% valid pixels): skipped",
-                        frame.stamp_ns, 100 * float(np.mean(frame.depth > 0)))
+            log.warning(
+                "frame at %d ns: depth image invalid (%.0f%% valid pixels): skipped",
+                frame.stamp_ns,
+                100 * float(np.mean(frame.depth > 0)),
+            )
             return KeyframeDecision(False, "invalid depth")
         self.stats.frames += 1
         depth = self._clean_depth(frame.depth)
@@ -153,14 +169,15 @@ class IncrementalMapper:
         new_levels = assign_levels(seeds["means"], cfg.levels, self.params.numpy("means"), self.params.levels)
         if cfg.levels.coarse_scale > 0 and cfg.levels.count > 1 and len(new_levels):
             v, u = seed_pixels(mask, cfg.seeding.stride)
-            coarse_discs(seeds, new_levels, depth_normals(sdepth, frame.camera, cfg.seeding.stride)[v, u],
-                         cfg.levels)
+            coarse_discs(
+                seeds, new_levels, depth_normals(sdepth, frame.camera, cfg.seeding.stride)[v, u], cfg.levels
+            )
         order = spatial_order(seeds["means"], new_levels)  # ids follow the codec's octree order
         seeds = {k: v[order] for k, v in seeds.items()}
         new_levels = new_levels[order]
         self.params.append(**seeds)
         if len(new_levels):
-            self.params.levels[-len(new_levels):] = new_levels
+            self.params.levels[-len(new_levels) :] = new_levels
         self.stats.seeded += len(seeds["means"])
         self.stats.capped += enforce_cap(self.params, cfg.max_gaussians)
         # 2. optimise the window
@@ -172,22 +189,35 @@ class IncrementalMapper:
         extra = [older[i] for i in self.rng.choice(len(older), size=k, replace=False)] if k else []
         vv = cfg.virtual_views
         if vv.enabled:
-            self.virtual.append(virtual_views(list(self.window)[-vv.sources:], vv.offsets_m, vv.weight,
-                                              vv.occlusion_tolerance))
+            self.virtual.append(
+                virtual_views(
+                    list(self.window)[-vv.sources :], vv.offsets_m, vv.weight, vv.occlusion_tolerance
+                )
+            )
         iters = cfg.optim.first_iterations if self.stats.keyframes == 0 else cfg.optim.iterations
         acc = GradAccumulator(len(self.params))
-        st = self.optimizer.run(self.params, extra + list(self.window), iters, self.rng, acc,
-                                [v for vs in self.virtual for v in vs] if vv.enabled else None, vv.every)
+        st = self.optimizer.run(
+            self.params,
+            extra + list(self.window),
+            iters,
+            self.rng,
+            acc,
+            [v for vs in self.virtual for v in vs] if vv.enabled else None,
+            vv.every,
+        )
         seen = acc.weight > 0
-        self.params.contrib[seen] = np.where(np.isfinite(self.params.contrib[seen]),
-                                             np.maximum(self.params.contrib[seen], acc.weight[seen]),
-                                             acc.weight[seen])
+        self.params.contrib[seen] = np.where(
+            np.isfinite(self.params.contrib[seen]),
+            np.maximum(self.params.contrib[seen], acc.weight[seen]),
+            acc.weight[seen],
+        )
         self.stats.steps += st["steps"]
         self.stats.rejected_steps += st["rejected"]
         # 3. densify / prune / cap
         if cfg.densify.enabled:
-            d = densify(self.params, acc, frame.camera.T_map_cam[:3, 3], cfg.densify, self.rng,
-                        cfg.levels.count)
+            d = densify(
+                self.params, acc, frame.camera.T_map_cam[:3, 3], cfg.densify, self.rng, cfg.levels.count
+            )
             self.stats.cloned += d["cloned"]
             self.stats.split += d["split"]
         self.stats.pruned += prune(self.params, cfg.densify)
@@ -218,6 +248,7 @@ class IncrementalMapper:
         """Bytes the mapper holds, by part (what a hard cap must bound; the process's RSS adds the
         interpreter, torch and allocator slack): parameters with their optimiser state, the shared
         container with its change record, and the kept keyframes' images."""
+
         def tensors(*ts):
             return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
@@ -225,19 +256,27 @@ class IncrementalMapper:
         par = tensors(*p.parameters().values(), *p.adam_m.values(), *p.adam_v.values(), p.adam_t)
         par += p.levels.nbytes + p.contrib.nbytes
         views = {id(v): v for v in [*self.window, *self.history, *(v for vs in self.virtual for v in vs)]}
-        return {"params": par,
-                "map": self.gmap.nbytes(),
-                "keyframes": sum(tensors(v.rgb, v.depth, v.mask) for v in views.values())}
+        return {
+            "params": par,
+            "map": self.gmap.nbytes(),
+            "keyframes": sum(tensors(v.rgb, v.depth, v.mask) for v in views.values()),
+        }
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, frame: Frame) -> dict:
         """Render ``frame``'s view; PSNR/SSIM against its colour, depth L1 on valid measured depth."""
         color, depth, alpha = self.render(frame.camera)
         valid = self._clean_depth(frame.depth)
-        out = {"stamp_ns": frame.stamp_ns, "psnr": psnr(color, frame.rgb), "ssim": ssim(color, frame.rgb),
-               "depth_l1_m": depth_l1(np.where(valid > 0, depth, np.nan), valid),
-               "coverage": float(np.mean(alpha > 0.5)), "rendered": color}
+        out = {
+            "stamp_ns": frame.stamp_ns,
+            "psnr": psnr(color, frame.rgb),
+            "ssim": ssim(color, frame.rgb),
+            "depth_l1_m": depth_l1(np.where(valid > 0, depth, np.nan), valid),
+            "coverage": float(np.mean(alpha > 0.5)),
+            "rendered": color,
+        }
         if self.cfg.levels.count > 1:  # progressive prefixes: levels <= l (the last = the whole map)
-            out["psnr_levels"] = [psnr(self.render(frame.camera, lvl)[0], frame.rgb)
-                                  for lvl in range(self.cfg.levels.count - 1)] + [out["psnr"]]
+            out["psnr_levels"] = [
+                psnr(self.render(frame.camera, lvl)[0], frame.rgb) for lvl in range(self.cfg.levels.count - 1)
+            ] + [out["psnr"]]
         return out

@@ -3,6 +3,7 @@
 SSIM follows Wang et al. 2004: 11×11 Gaussian window (σ = 1.5), C1 = (0.01)², C2 = (0.03)² for
 images in [0, 1], averaged over pixels and channels ("valid" windows only, no padding artefacts).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,8 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, size: int = 11, sigma: float = 1.
     sxx = _blur(x * x, g) - mu_x * mu_x
     syy = _blur(y * y, g) - mu_y * mu_y
     sxy = _blur(x * y, g) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return s[0].mean(0)
 
 

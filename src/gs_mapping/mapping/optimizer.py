@@ -10,6 +10,7 @@ Optimisation may run at ``render_scale`` of the image size (full resolution by d
 rasteriser's cost is mostly per Gaussian, so half resolution saves little); evaluation always
 renders at full resolution.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,11 @@ def make_view(rgb: np.ndarray, depth: np.ndarray, camera: Camera, scale: float, 
     cam = scaled_camera(camera, scale)
     r = resize_rgb(rgb, cam.width, cam.height)
     d = resize_depth(depth, cam.width, cam.height)
-    return TrainView(cam, torch.as_tensor(r, dtype=torch.float32, device=device),
-                     torch.as_tensor(d, dtype=torch.float32, device=device))
+    return TrainView(
+        cam,
+        torch.as_tensor(r, dtype=torch.float32, device=device),
+        torch.as_tensor(d, dtype=torch.float32, device=device),
+    )
 
 
 def view_loss(color: torch.Tensor, depth: torch.Tensor, view: TrainView, cfg: OptimConfig) -> torch.Tensor:
@@ -124,8 +128,13 @@ class WindowOptimizer:
 
     def make_adam(self, params: TorchGaussians) -> RowAdam:
         c = self.cfg
-        lrs = {"means": c.lr_means, "quats": c.lr_quats, "log_scales": c.lr_log_scales,
-               "opacity_logits": c.lr_opacity, "sh": c.lr_sh}
+        lrs = {
+            "means": c.lr_means,
+            "quats": c.lr_quats,
+            "log_scales": c.lr_log_scales,
+            "opacity_logits": c.lr_opacity,
+            "sh": c.lr_sh,
+        }
         return RowAdam(params, lrs)
 
     def pick(self, views: list[TrainView], rng: np.random.Generator) -> TrainView:
@@ -133,9 +142,16 @@ class WindowOptimizer:
             return views[-1]
         return views[int(rng.integers(0, len(views) - 1))]
 
-    def run(self, params: TorchGaussians, views: list[TrainView], iterations: int,
-            rng: np.random.Generator, acc: GradAccumulator | None = None,
-            virtual: list[TrainView] | None = None, virtual_every: int = 0) -> dict:
+    def run(
+        self,
+        params: TorchGaussians,
+        views: list[TrainView],
+        iterations: int,
+        rng: np.random.Generator,
+        acc: GradAccumulator | None = None,
+        virtual: list[TrainView] | None = None,
+        virtual_every: int = 0,
+    ) -> dict:
         """Optimise ``params`` in place; returns step statistics."""
         stats = {"steps": 0, "rejected": 0, "loss_first": None, "loss_last": None}
         if len(params) == 0 or not views or iterations <= 0:

@@ -10,6 +10,7 @@ Row order invariant: rows with an id come first, in ascending id order (as in th
 since the last sync (id 0) follow in creation order. Pruning keeps order, appends go last, so after
 the map removes the pruned ids and appends the new rows, map rows and torch rows line up again.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ class TorchGaussians:
         return len(self.ids)
 
     @classmethod
-    def from_map(cls, gmap: GaussianMap, device="cpu") -> "TorchGaussians":
+    def from_map(cls, gmap: GaussianMap, device="cpu") -> TorchGaussians:
         out = cls(gmap.sh_degree, device)
         out._set({n: torch.as_tensor(getattr(gmap, n).copy(), device=out.device) for n in FIELDS})
         out.ids = gmap.ids.copy()
@@ -74,17 +75,30 @@ class TorchGaussians:
 
     # -- structural edits (between optimisation steps; optimisers must be rebuilt after) -----------
     def append(self, means, quats, log_scales, opacity_logits, sh) -> None:
-        new = {"means": means, "quats": quats, "log_scales": log_scales,
-               "opacity_logits": opacity_logits, "sh": sh}
+        new = {
+            "means": means,
+            "quats": quats,
+            "log_scales": log_scales,
+            "opacity_logits": opacity_logits,
+            "sh": sh,
+        }
         n = len(np.asarray(means))
         if n == 0:
             return
         with torch.no_grad():
-            self._set({k: torch.cat([getattr(self, k).detach(),
-                                     torch.as_tensor(np.asarray(v), dtype=torch.float32,
-                                                     device=self.device).reshape((n,) + tuple(
-                                                         getattr(self, k).shape[1:]))])
-                       for k, v in new.items()})
+            self._set(
+                {
+                    k: torch.cat(
+                        [
+                            getattr(self, k).detach(),
+                            torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device).reshape(
+                                (n,) + tuple(getattr(self, k).shape[1:])
+                            ),
+                        ]
+                    )
+                    for k, v in new.items()
+                }
+            )
         self.ids = np.concatenate([self.ids, np.zeros(n, np.uint64)])
         self.levels = np.concatenate([self.levels, np.zeros(n, np.uint8)])
         self.contrib = np.concatenate([self.contrib, np.full(n, np.inf)])
@@ -176,8 +190,8 @@ class RowAdam:
         idx = torch.nonzero(rows).flatten()
         p.adam_t[idx] += 1
         t = p.adam_t[idx]
-        c1 = 1 - self.b1 ** t
-        c2 = 1 - self.b2 ** t
+        c1 = 1 - self.b1**t
+        c2 = 1 - self.b2**t
         for n in FIELDS:
             g = grads[n]
             lr = self.lrs.get(n, 0.0)

@@ -3,6 +3,7 @@
 Shared by ``gs-mapping map`` and ``bench/mapping.py``. Outputs in ``out_dir``: ``map.ply`` (standard
 3DGS PLY), ``metrics.json`` and ``heldout/*.png`` (rendered | real, side by side).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GsMappingError
+from .calibration import estimate_color_calibration
 from .config import MapperConfig
 from .frames import FrameStats, read_frames
-from .calibration import estimate_color_calibration
-from .mapper import IncrementalMapper
 from .levels import level_fractions
+from .mapper import IncrementalMapper
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,16 @@ def check_bag(bag_path, cfg: MapperConfig) -> int:
         return bag.topic(cfg.topics.color).count
 
 
-def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | None = None,
-            max_frames: int | None = None, progress: bool = True, write_pngs: bool = True,
-            rasterize=None) -> dict:
+def map_bag(
+    bag_path,
+    out_dir,
+    cfg: MapperConfig | None = None,
+    device: str | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+    write_pngs: bool = True,
+    rasterize=None,
+) -> dict:
     """Build a map from ``bag_path``; returns (and writes) the metrics dict."""
     from tqdm import tqdm
 
@@ -112,8 +120,10 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
     map_seconds = time.perf_counter() - t0
     map_cpu_seconds = time.process_time() - c0
     if mapper.stats.keyframes == 0:
-        raise GsMappingError(f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
-                             f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped)")
+        raise GsMappingError(
+            f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
+            f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped)"
+        )
     save_ply(mapper.gmap, out / "map.ply")
     per_view = []
     if write_pngs and heldout:
@@ -134,9 +144,12 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
             "depth_l1_m": _nanmean(v["depth_l1_m"] for v in per_view),
             "coverage": _nanmean(v["coverage"] for v in per_view),
             # progressive prefixes (levels <= l; the last = the whole map), when the map has levels
-            "psnr_levels": [_nanmean(v["psnr_levels"][lvl] for v in per_view)
-                            for lvl in range(len(per_view[0]["psnr_levels"]))]
-            if per_view and "psnr_levels" in per_view[0] else None,
+            "psnr_levels": [
+                _nanmean(v["psnr_levels"][lvl] for v in per_view)
+                for lvl in range(len(per_view[0]["psnr_levels"]))
+            ]
+            if per_view and "psnr_levels" in per_view[0]
+            else None,
             "level_fractions": level_fractions(mapper.gmap.levels, mapper.cfg.levels.count),
             "per_view": per_view,
         },
@@ -144,23 +157,38 @@ def map_bag(bag_path, out_dir, cfg: MapperConfig | None = None, device: str | No
         "mapping_frames": mapper.stats.frames,
         "keyframes": mapper.stats.keyframes,
         "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,
-        "skipped_detail": {"no_pose": fstats.no_pose, "no_camera_info": fstats.no_camera_info,
-                           "invalid_depth": fstats.invalid_depth + mapper.stats.skipped_invalid_depth},
+        "skipped_detail": {
+            "no_pose": fstats.no_pose,
+            "no_camera_info": fstats.no_camera_info,
+            "invalid_depth": fstats.invalid_depth + mapper.stats.skipped_invalid_depth,
+        },
         "gaussians": len(mapper.gmap),
         "seconds_per_keyframe_p50": float(np.median(ks)) if ks else math.nan,
         "seconds_per_keyframe_max": float(np.max(ks)) if ks else math.nan,
-        "cpu_seconds_per_keyframe_p50": float(np.median(mapper.stats.keyframe_cpu_seconds)) if ks else math.nan,
+        "cpu_seconds_per_keyframe_p50": float(np.median(mapper.stats.keyframe_cpu_seconds))
+        if ks
+        else math.nan,
         "seconds_mapping": map_seconds,
         "cpu_seconds_mapping": map_cpu_seconds,
         "seconds_refine": mapper.stats.refine_seconds,
-        "color_calibration": None if calibration is None else {
-            "focal_scale": calibration.focal_scale, "dcx": calibration.dcx, "dcy": calibration.dcy,
+        "color_calibration": None
+        if calibration is None
+        else {
+            "focal_scale": calibration.focal_scale,
+            "dcx": calibration.dcx,
+            "dcy": calibration.dcy,
             "t_depth_color": list(calibration.t_depth_color),
-            "photometric_inconsistency": [calibration.cost_before, calibration.cost_after]},
-        "optimisation": {"steps": mapper.stats.steps, "rejected_steps": mapper.stats.rejected_steps,
-                         "seeded": mapper.stats.seeded, "cloned": mapper.stats.cloned,
-                         "split": mapper.stats.split, "pruned": mapper.stats.pruned,
-                         "capped": mapper.stats.capped},
+            "photometric_inconsistency": [calibration.cost_before, calibration.cost_after],
+        },
+        "optimisation": {
+            "steps": mapper.stats.steps,
+            "rejected_steps": mapper.stats.rejected_steps,
+            "seeded": mapper.stats.seeded,
+            "cloned": mapper.stats.cloned,
+            "split": mapper.stats.split,
+            "pruned": mapper.stats.pruned,
+            "capped": mapper.stats.capped,
+        },
     }
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     return metrics

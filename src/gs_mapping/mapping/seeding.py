@@ -6,17 +6,20 @@ Unexplained pixels with valid depth on a ``stride`` grid become isotropic Gaussi
 back-projected point, coloured from the image (averaged over the grid cell), sized so neighbours
 overlap: σ = scale_factor · stride · z / f.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..camera import Camera
 from ..gaussians import SH_C0
+from ..morton import morton
 from .config import SeedingConfig
 
 
-def unexplained_mask(alpha: np.ndarray | None, rendered_depth: np.ndarray | None, depth: np.ndarray,
-                     cfg: SeedingConfig) -> np.ndarray:
+def unexplained_mask(
+    alpha: np.ndarray | None, rendered_depth: np.ndarray | None, depth: np.ndarray, cfg: SeedingConfig
+) -> np.ndarray:
     """(H, W) bool: pixels with valid depth that the map does not explain. ``alpha`` None = empty
     map. ``rendered_depth`` is the expected depth normalised by alpha (z where the map is)."""
     valid = (depth >= cfg.min_depth_m) & (depth <= cfg.max_depth_m) & np.isfinite(depth)
@@ -59,8 +62,14 @@ def seed_pixels(mask: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
     return np.nonzero(mask & grid)
 
 
-def seed_gaussians(rgb: np.ndarray, depth: np.ndarray, camera: Camera, mask: np.ndarray,
-                   cfg: SeedingConfig, sh_degree: int = 0) -> dict[str, np.ndarray]:
+def seed_gaussians(
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    camera: Camera,
+    mask: np.ndarray,
+    cfg: SeedingConfig,
+    sh_degree: int = 0,
+) -> dict[str, np.ndarray]:
     """Parameters (pre-activation, as GaussianMap stores them) of the new Gaussians."""
     s = cfg.stride
     v, u = seed_pixels(mask, s)
@@ -86,14 +95,13 @@ def seed_gaussians(rgb: np.ndarray, depth: np.ndarray, camera: Camera, mask: np.
     }
 
 
-def spatial_order(means: np.ndarray, levels: np.ndarray, cell_m: float = 0.001, tile_m: float = 2.048
-                  ) -> np.ndarray:
+def spatial_order(
+    means: np.ndarray, levels: np.ndarray, cell_m: float = 0.001, tile_m: float = 2.048
+) -> np.ndarray:
     """Row order of new Gaussians by (level, tile, Morton code of a ``cell_m`` grid inside the tile):
     the order in which the codec walks a layer's octree. Seeds appended in this order get ascending
     ids along it, so a snapshot's id stream (id differences in octree order) is mostly small steps
     instead of jumps between pixel rows."""
-    from gs_map_share.octree import morton  # the codec's own interleaving (ships in this package)
-
     if len(means) < 2:
         return np.arange(len(means))
     per_tile = int(round(tile_m / cell_m))

@@ -13,6 +13,7 @@ pixel is dropped when a neighbour (3×3) holds a point much nearer than its own 
 fewer targets, but the ones kept are safe. Pixels no point reaches carry no target (masked out): the
 virtual views constrain geometry and colour where a sensor saw something, never inventing content.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,15 +34,16 @@ def _as_numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
-def reproject(rgb, depth, src: Camera, dst: Camera, occlusion_tolerance: float = 0.0
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reproject(
+    rgb, depth, src: Camera, dst: Camera, occlusion_tolerance: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forward-warp an RGB-D image (or a list of them, with a list of cameras) into ``dst``:
     (rgb, z-depth, mask) at dst's size. ``occlusion_tolerance`` > 0 drops pixels whose depth exceeds
     (1 + tolerance) × the nearest depth in their 3×3 neighbourhood (background seen through a crack)."""
     if isinstance(src, Camera):
         rgb, depth, src = [rgb], [depth], [src]
     pts, cols = [], []
-    for r, d, cam in zip(rgb, depth, src):
+    for r, d, cam in zip(rgb, depth, src, strict=False):
         r, d = _as_numpy(r), _as_numpy(d)
         valid = d > 0
         pts.append(cam.backproject(np.where(valid, d, 0.0))[valid])
@@ -67,8 +69,13 @@ def reproject(rgb, depth, src: Camera, dst: Camera, occlusion_tolerance: float =
     return out_rgb, out_d, mask
 
 
-def virtual_views(sources: list[TrainView], offsets_m, weight: float, occlusion_tolerance: float = 0.0,
-                  min_coverage: float = 0.05) -> list[TrainView]:
+def virtual_views(
+    sources: list[TrainView],
+    offsets_m,
+    weight: float,
+    occlusion_tolerance: float = 0.0,
+    min_coverage: float = 0.05,
+) -> list[TrainView]:
     """Virtual views displaced by ``offsets_m`` (camera x) from the last of ``sources`` (real views at
     optimisation resolution, oldest first), with targets warped from all of them."""
     ref = sources[-1]
@@ -76,10 +83,23 @@ def virtual_views(sources: list[TrainView], offsets_m, weight: float, occlusion_
     views = []
     for off in offsets_m:
         dst = ref.camera.with_pose(displaced_pose(ref.camera.T_map_cam, float(off)))
-        r, d, m = reproject([s.rgb for s in sources], [s.depth for s in sources], [s.camera for s in sources],
-                            dst, occlusion_tolerance)
+        r, d, m = reproject(
+            [s.rgb for s in sources],
+            [s.depth for s in sources],
+            [s.camera for s in sources],
+            dst,
+            occlusion_tolerance,
+        )
         if m.mean() < min_coverage:  # almost nothing seen from there: no useful target
             continue
-        views.append(TrainView(dst, torch.as_tensor(r, device=device), torch.as_tensor(d, device=device),
-                               torch.as_tensor(m, device=device), weight=weight, virtual=True))
+        views.append(
+            TrainView(
+                dst,
+                torch.as_tensor(r, device=device),
+                torch.as_tensor(d, device=device),
+                torch.as_tensor(m, device=device),
+                weight=weight,
+                virtual=True,
+            )
+        )
     return views

@@ -1,4 +1,5 @@
 """sensor_msgs/CameraInfo ⇄ :class:`CameraIntrinsics` (→ :class:`~gs_mapping.camera.Camera`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,13 +49,19 @@ class CameraIntrinsics:
 
     def camera(self, T_map_cam: np.ndarray | None = None) -> Camera:
         """A :class:`Camera` with these intrinsics at pose ``T_map_cam`` (identity if omitted)."""
-        return Camera(self.K.copy(), int(self.width), int(self.height),
-                      np.eye(4) if T_map_cam is None else T_map_cam, self.frame_id or "camera_optical_frame")
+        return Camera(
+            self.K.copy(),
+            int(self.width),
+            int(self.height),
+            np.eye(4) if T_map_cam is None else T_map_cam,
+            self.frame_id or "camera_optical_frame",
+        )
 
     @staticmethod
-    def from_camera(camera: Camera, stamp_ns: int = 0) -> "CameraIntrinsics":
-        return CameraIntrinsics(camera.width, camera.height, camera.K.copy(), np.zeros(5), "plumb_bob",
-                                camera.frame_id, stamp_ns)
+    def from_camera(camera: Camera, stamp_ns: int = 0) -> CameraIntrinsics:
+        return CameraIntrinsics(
+            camera.width, camera.height, camera.K.copy(), np.zeros(5), "plumb_bob", camera.frame_id, stamp_ns
+        )
 
 
 def _check(K: np.ndarray, width: int, height: int, frame_id: str) -> None:
@@ -86,24 +93,42 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     if k.size != 9:
         raise MessageError(f"{CAMERA_INFO}.k: expected 9 elements, got {k.size}")
     d = np.asarray(_field(msg, "d"), np.float64).reshape(-1)
-    return CameraIntrinsics(int(msg.width), int(msg.height), k.reshape(3, 3), d,
-                            str(msg.distortion_model), str(msg.header.frame_id),
-                            stamp_to_ns(msg.header.stamp))
+    return CameraIntrinsics(
+        int(msg.width),
+        int(msg.height),
+        k.reshape(3, 3),
+        d,
+        str(msg.distortion_model),
+        str(msg.header.frame_id),
+        stamp_to_ns(msg.header.stamp),
+    )
 
 
-def intrinsics_to_camera_info(intr: CameraIntrinsics, factory: MessageFactory | None = None,
-                              stamp_ns: int | None = None, frame_id: str | None = None) -> Any:
+def intrinsics_to_camera_info(
+    intr: CameraIntrinsics,
+    factory: MessageFactory | None = None,
+    stamp_ns: int | None = None,
+    frame_id: str | None = None,
+) -> Any:
     """:class:`CameraIntrinsics` → a CameraInfo message (R = identity, P = [K | 0]: a monocular camera)."""
     factory = _factory(factory)
     p = np.zeros((3, 4))
     p[:, :3] = intr.K
     return factory.make(
         CAMERA_INFO,
-        header=make_header(intr.stamp_ns if stamp_ns is None else stamp_ns,
-                           intr.frame_id if frame_id is None else frame_id, factory),
-        height=int(intr.height), width=int(intr.width), distortion_model=str(intr.distortion_model),
-        d=np.asarray(intr.D, np.float64).reshape(-1), k=intr.K.reshape(-1).astype(np.float64),
-        r=np.eye(3).reshape(-1), p=p.reshape(-1))
+        header=make_header(
+            intr.stamp_ns if stamp_ns is None else stamp_ns,
+            intr.frame_id if frame_id is None else frame_id,
+            factory,
+        ),
+        height=int(intr.height),
+        width=int(intr.width),
+        distortion_model=str(intr.distortion_model),
+        d=np.asarray(intr.D, np.float64).reshape(-1),
+        k=intr.K.reshape(-1).astype(np.float64),
+        r=np.eye(3).reshape(-1),
+        p=p.reshape(-1),
+    )
 
 
 def camera_info_to_camera(msg: Any, T_map_cam: np.ndarray | None = None) -> Camera:

@@ -7,6 +7,7 @@ says, so we decode by their magic number. ``compressedDepth`` (a 12-byte header 
 written by compressed_depth_image_transport) is read too: 16UC1 as uint16 millimetres, 32FC1 back to
 float32 metres (NaN invalid).
 """
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,10 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
     elif data.startswith(_JPEG_MAGIC):
         kind = "jpeg"
     else:
-        raise MessageError(f"{COMPRESSED_IMAGE}.data: not a JPEG or PNG stream (format {fmt!r}, "
-                           f"{len(data)} bytes, starts {data[:8]!r})")
+        raise MessageError(
+            f"{COMPRESSED_IMAGE}.data: not a JPEG or PNG stream (format {fmt!r}, "
+            f"{len(data)} bytes, starts {data[:8]!r})"
+        )
     Image = _pil()
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -71,8 +74,9 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
     except MessageError:
         raise
     except Exception as e:  # Pillow raises OSError / SyntaxError / ValueError on corrupt streams
-        raise MessageError(f"{COMPRESSED_IMAGE}.data: cannot decode {kind} (format {fmt!r}): "
-                           f"{type(e).__name__}: {e}") from None
+        raise MessageError(
+            f"{COMPRESSED_IMAGE}.data: cannot decode {kind} (format {fmt!r}): {type(e).__name__}: {e}"
+        ) from None
     if inverse_depth is not None:
         a, b = inverse_depth
         q = arr.astype(np.float64)
@@ -82,9 +86,14 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
     return np.array(arr)  # writable, owning its memory
 
 
-def numpy_to_compressed_image(arr: np.ndarray, format: str = "jpeg", stamp_ns: int = 0,
-                              frame_id: str = "", factory: MessageFactory | None = None,
-                              quality: int = 90) -> Any:
+def numpy_to_compressed_image(
+    arr: np.ndarray,
+    format: str = "jpeg",
+    stamp_ns: int = 0,
+    frame_id: str = "",
+    factory: MessageFactory | None = None,
+    quality: int = 90,
+) -> Any:
     """An RGB (H, W, 3), RGBA (H, W, 4, png only), grey uint8 (H, W) or uint16 (H, W, png only) array
     → a CompressedImage. png is lossless; jpeg uses ``quality`` (1–95)."""
     fmt = str(format).lower()
@@ -103,8 +112,10 @@ def numpy_to_compressed_image(arr: np.ndarray, format: str = "jpeg", stamp_ns: i
     elif a.dtype == np.uint16 and a.ndim == 2 and fmt == "png":
         encoding, target = "mono16", "mono16"
     else:
-        raise MessageError(f"{COMPRESSED_IMAGE}: cannot compress an array of shape {a.shape} and dtype "
-                           f"{a.dtype} as {fmt} (uint8 grey/RGB, RGBA or uint16 grey for png)")
+        raise MessageError(
+            f"{COMPRESSED_IMAGE}: cannot compress an array of shape {a.shape} and dtype "
+            f"{a.dtype} as {fmt} (uint8 grey/RGB, RGBA or uint16 grey for png)"
+        )
     if min(a.shape[:2]) == 0:
         raise MessageError(f"{COMPRESSED_IMAGE}: cannot compress an empty {a.shape[1]}x{a.shape[0]} image")
     Image = _pil()
@@ -116,6 +127,9 @@ def numpy_to_compressed_image(arr: np.ndarray, format: str = "jpeg", stamp_ns: i
     else:
         im.save(buf, format="PNG", compress_level=1)  # speed over a few percent of size
     factory = _factory(factory)
-    return factory.make(COMPRESSED_IMAGE, header=make_header(stamp_ns, frame_id, factory),
-                        format=f"{encoding}; {fmt} compressed {target}",
-                        data=np.frombuffer(buf.getvalue(), np.uint8).copy())
+    return factory.make(
+        COMPRESSED_IMAGE,
+        header=make_header(stamp_ns, frame_id, factory),
+        format=f"{encoding}; {fmt} compressed {target}",
+        data=np.frombuffer(buf.getvalue(), np.uint8).copy(),
+    )

@@ -8,6 +8,7 @@ and the tests) or :class:`RclpyFactory` (on a ROS 2 machine, for publishing thro
 Nested message fields may be given as dicts (``make("std_msgs/msg/Header", stamp={"sec": 1})``) and
 sequences of messages as lists of dicts; omitted fields get their ROS defaults.
 """
+
 from __future__ import annotations
 
 import array
@@ -21,19 +22,28 @@ from ..errors import MessageError
 
 # ROS primitive type → numpy dtype (little-endian storage is the CDR default; arrays are native here).
 PRIMITIVE_DTYPES: dict[str, np.dtype] = {
-    "bool": np.dtype(np.bool_), "boolean": np.dtype(np.bool_),
-    "byte": np.dtype(np.uint8), "octet": np.dtype(np.uint8), "char": np.dtype(np.uint8),
-    "int8": np.dtype(np.int8), "uint8": np.dtype(np.uint8),
-    "int16": np.dtype(np.int16), "uint16": np.dtype(np.uint16),
-    "int32": np.dtype(np.int32), "uint32": np.dtype(np.uint32),
-    "int64": np.dtype(np.int64), "uint64": np.dtype(np.uint64),
-    "float32": np.dtype(np.float32), "float": np.dtype(np.float32),
-    "float64": np.dtype(np.float64), "double": np.dtype(np.float64),
+    "bool": np.dtype(np.bool_),
+    "boolean": np.dtype(np.bool_),
+    "byte": np.dtype(np.uint8),
+    "octet": np.dtype(np.uint8),
+    "char": np.dtype(np.uint8),
+    "int8": np.dtype(np.int8),
+    "uint8": np.dtype(np.uint8),
+    "int16": np.dtype(np.int16),
+    "uint16": np.dtype(np.uint16),
+    "int32": np.dtype(np.int32),
+    "uint32": np.dtype(np.uint32),
+    "int64": np.dtype(np.int64),
+    "uint64": np.dtype(np.uint64),
+    "float32": np.dtype(np.float32),
+    "float": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "double": np.dtype(np.float64),
 }
 _STRING_TYPES = ("string", "wstring")
 
 NS_PER_S = 1_000_000_000
-_INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,6 +83,7 @@ def as_uint8_array(data: Any, where: str = "data") -> np.ndarray:
 
 def reads(typename: str):
     """Decorator for readers: a message object lacking a field becomes a MessageError naming it."""
+
     def wrap(fn):
         @functools.wraps(fn)
         def inner(msg, *args, **kwargs):
@@ -80,9 +91,13 @@ def reads(typename: str):
                 return fn(msg, *args, **kwargs)
             except AttributeError as e:
                 field = getattr(e, "name", None) or str(e)
-                raise MessageError(f"{typename}: message object ({type(msg).__name__}) has no field "
-                                   f"{field!r}; is it a {typename}?") from e
+                raise MessageError(
+                    f"{typename}: message object ({type(msg).__name__}) has no field "
+                    f"{field!r}; is it a {typename}?"
+                ) from e
+
         return inner
+
     return wrap
 
 
@@ -136,8 +151,9 @@ class RosbagsFactory:
             defs = self.store.fielddefs[typename][1]
             cls = self.store.types[typename]
         except KeyError:
-            raise MessageError(f"unknown message type {typename!r} "
-                               "(not in the ROS 2 Humble typestore)") from None
+            raise MessageError(
+                f"unknown message type {typename!r} (not in the ROS 2 Humble typestore)"
+            ) from None
         plan = []
         for name, (nodetype, info) in defs:
             kind = {1: "base", 2: "name", 3: "array", 4: "sequence"}[int(nodetype)]
@@ -192,12 +208,33 @@ class RosbagsFactory:
 
 
 # rclpy stores sequence<primitive> fields as array.array with these type codes.
-_ARRAY_TYPECODES = {"boolean": None, "octet": None, "char": None, "int8": "b", "uint8": "B",
-                    "int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q",
-                    "uint64": "Q", "float": "f", "double": "d"}
-_RCLPY_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16,
-                 "int32": np.int32, "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64,
-                 "float": np.float32, "double": np.float64}
+_ARRAY_TYPECODES = {
+    "boolean": None,
+    "octet": None,
+    "char": None,
+    "int8": "b",
+    "uint8": "B",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float": "f",
+    "double": "d",
+}
+_RCLPY_DTYPES = {
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "float": np.float32,
+    "double": np.float64,
+}
 
 
 class RclpyFactory:
@@ -223,7 +260,7 @@ class RclpyFactory:
             raise MessageError(f"{typename}: cannot build message: {e}") from e
 
     @staticmethod
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def _class(typename: str):
         parts = typename.split("/")
         if len(parts) == 2:
@@ -246,7 +283,7 @@ class RclpyFactory:
         if ftype == "octet" and isinstance(value, int):  # msg "byte": rclpy wants bytes of length 1
             return bytes([value])
         if ftype.startswith("sequence<"):
-            inner = ftype[len("sequence<"):-1].split(",")[0]
+            inner = ftype[len("sequence<") : -1].split(",")[0]
             if "/" in inner:
                 return [self._submessage(inner, v) for v in value]
             code = _ARRAY_TYPECODES.get(inner)
@@ -261,7 +298,7 @@ class RclpyFactory:
                 return out
             return self._plain_list(inner, value)
         if ftype.endswith("]"):  # fixed-size array "double[9]" / "pkg/Type[3]"
-            inner = ftype[:ftype.index("[")]
+            inner = ftype[: ftype.index("[")]
             if "/" in inner:
                 return [self._submessage(inner, v) for v in value]
             if inner in _RCLPY_DTYPES:
@@ -308,8 +345,9 @@ def convert_message(msg: Any, typename: str, factory: MessageFactory | None = No
         try:
             defs = factory.store.fielddefs[typename][1]
         except KeyError:
-            raise MessageError(f"unknown message type {typename!r} "
-                               "(not in the factory's typestore)") from None
+            raise MessageError(
+                f"unknown message type {typename!r} (not in the factory's typestore)"
+            ) from None
     else:
         defs = _fielddefs(typename)
     fields = {}
@@ -361,8 +399,9 @@ def deserialize_cdr(data: bytes | bytearray | memoryview, typename: str) -> Any:
     try:
         return store.deserialize_cdr(bytes(data) if isinstance(data, memoryview) else data, typename)
     except Exception as e:  # truncated / corrupt buffers raise struct/index/assertion errors
-        raise MessageError(f"cannot deserialise {typename} from {len(data)} bytes: "
-                           f"{type(e).__name__}: {e}") from e
+        raise MessageError(
+            f"cannot deserialise {typename} from {len(data)} bytes: {type(e).__name__}: {e}"
+        ) from e
 
 
 # --- stamps and headers ---------------------------------------------------------------------------

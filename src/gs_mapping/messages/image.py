@@ -4,6 +4,7 @@ Arrays are (H, W) for one channel and (H, W, C) otherwise, always native-endian 
 memory (never a view into the message buffer). Depth follows REP-118: ``16UC1`` millimetres or
 ``32FC1`` metres, with 0, NaN, ±inf and 65535 (16UC1) marking invalid pixels.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,13 +19,23 @@ IMAGE = "sensor_msgs/msg/Image"
 
 # Named encodings (sensor_msgs/image_encodings.hpp) → (dtype, channels).
 _NAMED = {
-    "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
-    "mono8": ("u1", 1), "mono16": ("u2", 1),
-    "rgb16": ("u2", 3), "bgr16": ("u2", 3), "rgba16": ("u2", 4), "bgra16": ("u2", 4),
+    "rgb8": ("u1", 3),
+    "bgr8": ("u1", 3),
+    "rgba8": ("u1", 4),
+    "bgra8": ("u1", 4),
+    "mono8": ("u1", 1),
+    "mono16": ("u2", 1),
+    "rgb16": ("u2", 3),
+    "bgr16": ("u2", 3),
+    "rgba16": ("u2", 4),
+    "bgra16": ("u2", 4),
     **{f"bayer_{p}8": ("u1", 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
     **{f"bayer_{p}16": ("u2", 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
     # 4:2:2 YUV, two bytes per pixel (read as (H, W, 2) uint8); "uyvy"/"yuyv" are the newer names
-    "yuv422": ("u1", 2), "uyvy": ("u1", 2), "yuv422_yuy2": ("u1", 2), "yuyv": ("u1", 2),
+    "yuv422": ("u1", 2),
+    "uyvy": ("u1", 2),
+    "yuv422_yuy2": ("u1", 2),
+    "yuyv": ("u1", 2),
 }
 _YUV422_ORDER = {"yuv422": "uyvy", "uyvy": "uyvy", "yuv422_yuy2": "yuyv", "yuyv": "yuyv"}
 _GENERIC = re.compile(r"^(8|16|32|64)([USF])C([1-4])$")  # OpenCV-style "16UC1", "32FC3", ...
@@ -32,8 +43,12 @@ _GENERIC_KIND = {"U": "u", "S": "i", "F": "f"}
 
 #: The encodings :func:`image_to_numpy` and :func:`numpy_to_image` understand.
 SUPPORTED_ENCODINGS = tuple(_NAMED) + tuple(
-    f"{bits}{k}C{c}" for bits in (8, 16, 32, 64) for k in "USF" for c in (1, 2, 3, 4)
-    if not (k == "F" and bits < 32) and not (k == "U" and bits > 16) and not (k == "S" and bits > 32))
+    f"{bits}{k}C{c}"
+    for bits in (8, 16, 32, 64)
+    for k in "USF"
+    for c in (1, 2, 3, 4)
+    if not (k == "F" and bits < 32) and not (k == "U" and bits > 16) and not (k == "S" and bits > 32)
+)
 
 
 def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
@@ -45,10 +60,12 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
     if m and encoding in SUPPORTED_ENCODINGS:
         bits, kind, channels = m.groups()
         return np.dtype(f"{_GENERIC_KIND[kind]}{int(bits) // 8}"), int(channels)
-    raise MessageError(f"{IMAGE}.encoding: unknown or unsupported encoding {encoding!r} "
-                       f"(supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16, rgb16, bgr16, rgba16, "
-                       f"bgra16, bayer_*8/16, yuv422, yuv422_yuy2 and <8|16|32|64><U|S|F>C<1-4> "
-                       f"like 16UC1, 32FC1)")
+    raise MessageError(
+        f"{IMAGE}.encoding: unknown or unsupported encoding {encoding!r} "
+        f"(supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16, rgb16, bgr16, rgba16, "
+        f"bgra16, bayer_*8/16, yuv422, yuv422_yuy2 and <8|16|32|64><U|S|F>C<1-4> "
+        f"like 16UC1, 32FC1)"
+    )
 
 
 @reads(IMAGE)
@@ -59,21 +76,31 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
-        raise MessageError(f"{IMAGE}.step: {step} is smaller than width*bytes_per_pixel = "
-                           f"{width}*{channels * dtype.itemsize} = {row_bytes} ({encoding})")
+        raise MessageError(
+            f"{IMAGE}.step: {step} is smaller than width*bytes_per_pixel = "
+            f"{width}*{channels * dtype.itemsize} = {row_bytes} ({encoding})"
+        )
     data = as_uint8_array(msg.data, f"{IMAGE}.data")
     if len(data) != height * step:
-        raise MessageError(f"{IMAGE}.data: length {len(data)} != height*step = {height}*{step} = "
-                           f"{height * step} ({width}x{height} {encoding})")
+        raise MessageError(
+            f"{IMAGE}.data: length {len(data)} != height*step = {height}*{step} = "
+            f"{height * step} ({width}x{height} {encoding})"
+        )
     stored = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     rows = data.reshape(height, step)[:, :row_bytes]
     arr = np.ascontiguousarray(rows).view(stored).astype(dtype.newbyteorder("="), copy=True)
     return arr.reshape((height, width) if channels == 1 else (height, width, channels))
 
 
-def numpy_to_image(arr: np.ndarray, encoding: str, stamp_ns: int = 0, frame_id: str = "",
-                   factory: MessageFactory | None = None, step: int | None = None,
-                   is_bigendian: bool = False) -> Any:
+def numpy_to_image(
+    arr: np.ndarray,
+    encoding: str,
+    stamp_ns: int = 0,
+    frame_id: str = "",
+    factory: MessageFactory | None = None,
+    step: int | None = None,
+    is_bigendian: bool = False,
+) -> Any:
     """A (H, W) or (H, W, C) array → an Image message of ``encoding``.
 
     The array's dtype must match the encoding's (floats of another width are cast; other mismatches
@@ -87,14 +114,17 @@ def numpy_to_image(arr: np.ndarray, encoding: str, stamp_ns: int = 0, frame_id: 
     expected_ndim = 2 if channels == 1 else 3
     if a.ndim != expected_ndim or (channels > 1 and a.shape[2] != channels):
         want = "(H, W)" if channels == 1 else f"(H, W, {channels})"
-        raise MessageError(f"{IMAGE}: array of shape {a.shape} does not fit encoding {encoding!r}, "
-                           f"which needs {want}")
+        raise MessageError(
+            f"{IMAGE}: array of shape {a.shape} does not fit encoding {encoding!r}, which needs {want}"
+        )
     if a.dtype.newbyteorder("=") != dtype:
         if a.dtype.kind == "f" and dtype.kind == "f":
             a = a.astype(dtype)
         else:
-            raise MessageError(f"{IMAGE}: array dtype {a.dtype} does not match encoding {encoding!r} "
-                               f"({dtype}); convert it explicitly")
+            raise MessageError(
+                f"{IMAGE}: array dtype {a.dtype} does not match encoding {encoding!r} "
+                f"({dtype}); convert it explicitly"
+            )
     height, width = a.shape[:2]
     row_bytes = width * channels * dtype.itemsize
     step = row_bytes if step is None else int(step)
@@ -109,9 +139,16 @@ def numpy_to_image(arr: np.ndarray, encoding: str, stamp_ns: int = 0, frame_id: 
         data[:, :row_bytes] = raw
         data = data.reshape(-1)
     factory = _factory(factory)
-    return factory.make(IMAGE, header=make_header(stamp_ns, frame_id, factory), height=height,
-                        width=width, encoding=encoding, is_bigendian=int(bool(is_bigendian)),
-                        step=step, data=data)
+    return factory.make(
+        IMAGE,
+        header=make_header(stamp_ns, frame_id, factory),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=int(bool(is_bigendian)),
+        step=step,
+        data=data,
+    )
 
 
 @reads(IMAGE)
@@ -198,8 +235,13 @@ def depth_image_to_metres(msg: Any) -> np.ndarray:
     raise MessageError(f"{IMAGE}.encoding: {encoding!r} is not a depth encoding (16UC1 mm or 32FC1 m)")
 
 
-def metres_to_depth_image(depth_m: np.ndarray, encoding: str = "16UC1", stamp_ns: int = 0,
-                          frame_id: str = "", factory: MessageFactory | None = None) -> Any:
+def metres_to_depth_image(
+    depth_m: np.ndarray,
+    encoding: str = "16UC1",
+    stamp_ns: int = 0,
+    frame_id: str = "",
+    factory: MessageFactory | None = None,
+) -> Any:
     """float (H, W) metres (NaN/inf/≤0 invalid) → a 16UC1 (mm, 0 invalid) or 32FC1 (NaN invalid) Image."""
     d = np.asarray(depth_m, dtype=np.float64)
     if d.ndim != 2:
@@ -210,6 +252,7 @@ def metres_to_depth_image(depth_m: np.ndarray, encoding: str = "16UC1", stamp_ns
         mm[(mm >= 65535) & ~invalid] = 0  # beyond the 16-bit range: cannot be represented, mark invalid
         return numpy_to_image(mm.astype(np.uint16), "16UC1", stamp_ns, frame_id, factory)
     if encoding == "32FC1":
-        return numpy_to_image(np.where(invalid, np.nan, d).astype(np.float32), "32FC1", stamp_ns,
-                              frame_id, factory)
+        return numpy_to_image(
+            np.where(invalid, np.nan, d).astype(np.float32), "32FC1", stamp_ns, frame_id, factory
+        )
     raise MessageError(f"{IMAGE}.encoding: cannot write depth as {encoding!r} (use 16UC1 or 32FC1)")

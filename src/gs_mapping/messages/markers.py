@@ -1,7 +1,9 @@
 """visualization_msgs/Marker(Array): polylines and point sets for RViz (lanes, trajectories), and back."""
+
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,17 +37,28 @@ def _rgba(rgba: Sequence[float], where: str) -> tuple[float, float, float, float
 
 def _many(factory: MessageFactory, typename: str, names: tuple[str, ...], rows: list) -> list:
     """Many small messages (points, colours) from rows of Python floats."""
-    if isinstance(factory, RosbagsFactory) and \
-            tuple(f for f, _ in factory.store.fielddefs[typename][1]) == names:
+    if (
+        isinstance(factory, RosbagsFactory)
+        and tuple(f for f, _ in factory.store.fielddefs[typename][1]) == names
+    ):
         cls = factory.store.types[typename]  # positional dataclass construction: ~5x faster
         return [cls(*row) for row in rows]
-    return [factory.make(typename, **dict(zip(names, row))) for row in rows]
+    return [factory.make(typename, **dict(zip(names, row, strict=False))) for row in rows]
 
 
-def make_marker(marker_type: int, ns: str, id: int, points: np.ndarray,
-                rgba: Sequence[float] = (1.0, 1.0, 1.0, 1.0), frame_id: str = "map", stamp_ns: int = 0,
-                width: float = 0.1, colors: np.ndarray | None = None,
-                factory: MessageFactory | None = None, lifetime_ns: int = 0) -> Any:
+def make_marker(
+    marker_type: int,
+    ns: str,
+    id: int,
+    points: np.ndarray,
+    rgba: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    frame_id: str = "map",
+    stamp_ns: int = 0,
+    width: float = 0.1,
+    colors: np.ndarray | None = None,
+    factory: MessageFactory | None = None,
+    lifetime_ns: int = 0,
+) -> Any:
     """A LINE_STRIP / LINE_LIST / POINTS marker (identity pose) through the given (N, 3) points.
 
     ``width`` is the line width (scale.x) or the point size (scale.x = scale.y). ``colors`` (N, 3|4)
@@ -81,47 +94,82 @@ def make_marker(marker_type: int, ns: str, id: int, points: np.ndarray,
     scale_y = float(width) if marker_type == POINTS else 0.0
     sec, nsec = divmod(int(lifetime_ns), 1_000_000_000)
     return factory.make(
-        MARKER, header=make_header(stamp_ns, frame_id, factory), ns=str(ns), id=int(id),
-        type=int(marker_type), action=ADD,
-        pose=factory.make("geometry_msgs/msg/Pose",
-                          orientation=factory.make("geometry_msgs/msg/Quaternion", w=1.0)),
+        MARKER,
+        header=make_header(stamp_ns, frame_id, factory),
+        ns=str(ns),
+        id=int(id),
+        type=int(marker_type),
+        action=ADD,
+        pose=factory.make(
+            "geometry_msgs/msg/Pose", orientation=factory.make("geometry_msgs/msg/Quaternion", w=1.0)
+        ),
         scale=factory.make("geometry_msgs/msg/Vector3", x=float(width), y=scale_y, z=0.0),
         color=factory.make("std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=a),
         lifetime=factory.make("builtin_interfaces/msg/Duration", sec=sec, nanosec=nsec),
-        points=point_msgs, colors=color_msgs)
+        points=point_msgs,
+        colors=color_msgs,
+    )
 
 
-def line_strip_marker(ns: str, id: int, points: np.ndarray, rgba: Sequence[float] = (1, 1, 1, 1),
-                      frame_id: str = "map", stamp_ns: int = 0, width: float = 0.1,
-                      factory: MessageFactory | None = None, **kwargs: Any) -> Any:
+def line_strip_marker(
+    ns: str,
+    id: int,
+    points: np.ndarray,
+    rgba: Sequence[float] = (1, 1, 1, 1),
+    frame_id: str = "map",
+    stamp_ns: int = 0,
+    width: float = 0.1,
+    factory: MessageFactory | None = None,
+    **kwargs: Any,
+) -> Any:
     """A LINE_STRIP through (N, 3) points (a lane divider, a trajectory)."""
-    return make_marker(LINE_STRIP, ns, id, points, rgba, frame_id, stamp_ns, width, factory=factory,
-                       **kwargs)
+    return make_marker(LINE_STRIP, ns, id, points, rgba, frame_id, stamp_ns, width, factory=factory, **kwargs)
 
 
-def line_list_marker(ns: str, id: int, points: np.ndarray, rgba: Sequence[float] = (1, 1, 1, 1),
-                     frame_id: str = "map", stamp_ns: int = 0, width: float = 0.1,
-                     factory: MessageFactory | None = None, **kwargs: Any) -> Any:
+def line_list_marker(
+    ns: str,
+    id: int,
+    points: np.ndarray,
+    rgba: Sequence[float] = (1, 1, 1, 1),
+    frame_id: str = "map",
+    stamp_ns: int = 0,
+    width: float = 0.1,
+    factory: MessageFactory | None = None,
+    **kwargs: Any,
+) -> Any:
     """A LINE_LIST: segments between points 0-1, 2-3, ..."""
-    return make_marker(LINE_LIST, ns, id, points, rgba, frame_id, stamp_ns, width, factory=factory,
-                       **kwargs)
+    return make_marker(LINE_LIST, ns, id, points, rgba, frame_id, stamp_ns, width, factory=factory, **kwargs)
 
 
-def points_marker(ns: str, id: int, points: np.ndarray, rgba: Sequence[float] = (1, 1, 1, 1),
-                  frame_id: str = "map", stamp_ns: int = 0, size: float = 0.05,
-                  factory: MessageFactory | None = None, **kwargs: Any) -> Any:
+def points_marker(
+    ns: str,
+    id: int,
+    points: np.ndarray,
+    rgba: Sequence[float] = (1, 1, 1, 1),
+    frame_id: str = "map",
+    stamp_ns: int = 0,
+    size: float = 0.05,
+    factory: MessageFactory | None = None,
+    **kwargs: Any,
+) -> Any:
     """A POINTS marker (square points of side ``size``)."""
     return make_marker(POINTS, ns, id, points, rgba, frame_id, stamp_ns, size, factory=factory, **kwargs)
 
 
-def delete_all_marker(frame_id: str = "map", stamp_ns: int = 0, ns: str = "",
-                      factory: MessageFactory | None = None) -> Any:
+def delete_all_marker(
+    frame_id: str = "map", stamp_ns: int = 0, ns: str = "", factory: MessageFactory | None = None
+) -> Any:
     """A DELETEALL marker: put it first in an array to replace everything shown before."""
     factory = _factory(factory)
-    return factory.make(MARKER, header=make_header(stamp_ns, frame_id, factory), ns=str(ns),
-                        action=DELETEALL,
-                        pose=factory.make("geometry_msgs/msg/Pose",
-                                          orientation=factory.make("geometry_msgs/msg/Quaternion", w=1.0)))
+    return factory.make(
+        MARKER,
+        header=make_header(stamp_ns, frame_id, factory),
+        ns=str(ns),
+        action=DELETEALL,
+        pose=factory.make(
+            "geometry_msgs/msg/Pose", orientation=factory.make("geometry_msgs/msg/Quaternion", w=1.0)
+        ),
+    )
 
 
 def marker_array(markers: Sequence[Any], factory: MessageFactory | None = None) -> Any:
@@ -152,8 +200,9 @@ def marker_to_points(marker: Any) -> np.ndarray:
 
 
 @reads(MARKER_ARRAY)
-def marker_array_to_polylines(msg: Any, types: Sequence[int] = (LINE_STRIP, LINE_LIST, POINTS)
-                              ) -> list[Polyline]:
+def marker_array_to_polylines(
+    msg: Any, types: Sequence[int] = (LINE_STRIP, LINE_LIST, POINTS)
+) -> list[Polyline]:
     """A MarkerArray → [(ns, id, points (N, 3))] for its ADD markers of the given types, in order.
 
     DELETE / DELETEALL markers act on what came before in the same array, as RViz applies them.

@@ -5,6 +5,7 @@ The structured dtype mirrors the message layout: each PointField becomes a field
 end of a point survive a round trip. Row padding (``row_step`` > ``width * point_step``) is dropped
 when reading and written as zeros. Arrays come out native-endian whatever ``is_bigendian`` says.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,14 +18,22 @@ from .factory import MessageFactory, _factory, as_uint8_array, make_header, read
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 
 # sensor_msgs/PointField datatype constants → numpy element type
-DATATYPES = {1: np.dtype(np.int8), 2: np.dtype(np.uint8), 3: np.dtype(np.int16), 4: np.dtype(np.uint16),
-             5: np.dtype(np.int32), 6: np.dtype(np.uint32), 7: np.dtype(np.float32),
-             8: np.dtype(np.float64)}
+DATATYPES = {
+    1: np.dtype(np.int8),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int16),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int32),
+    6: np.dtype(np.uint32),
+    7: np.dtype(np.float32),
+    8: np.dtype(np.float64),
+}
 _DATATYPE_OF = {dt.str[1:]: code for code, dt in DATATYPES.items()}  # "f4" → 7
 
 
-def fields_to_dtype(fields: Any, point_step: int, is_bigendian: bool = False,
-                    where: str = POINT_CLOUD2) -> np.dtype:
+def fields_to_dtype(
+    fields: Any, point_step: int, is_bigendian: bool = False, where: str = POINT_CLOUD2
+) -> np.dtype:
     """PointField list → a structured dtype (byte order as stored) with itemsize ``point_step``."""
     order = ">" if is_bigendian else "<"
     names, formats, offsets = [], [], []
@@ -35,21 +44,27 @@ def fields_to_dtype(fields: Any, point_step: int, is_bigendian: bool = False,
         if name in names:
             raise MessageError(f"{where}.fields: field {name!r} appears twice")
         if datatype not in DATATYPES:
-            raise MessageError(f"{where}.fields[{name!r}].datatype: unknown datatype {datatype} "
-                               f"(1..8: INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64)")
+            raise MessageError(
+                f"{where}.fields[{name!r}].datatype: unknown datatype {datatype} "
+                f"(1..8: INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64)"
+            )
         count = max(count, 1)  # count 0 is written by some drivers and means one element, as in PCL
         base = DATATYPES[datatype].newbyteorder(order)
         size = base.itemsize * count
         if offset + size > point_step:
-            raise MessageError(f"{where}.fields[{name!r}]: offset {offset} + {count} x {base.itemsize} "
-                               f"bytes extends beyond point_step {point_step}")
+            raise MessageError(
+                f"{where}.fields[{name!r}]: offset {offset} + {count} x {base.itemsize} "
+                f"bytes extends beyond point_step {point_step}"
+            )
         names.append(name)
         formats.append(base if count == 1 else np.dtype((base, (count,))))
         offsets.append(offset)
     try:
         return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
     except (ValueError, TypeError) as e:
-        raise MessageError(f"{where}.fields: invalid layout {list(zip(names, offsets))}: {e}") from None
+        raise MessageError(
+            f"{where}.fields: invalid layout {list(zip(names, offsets, strict=False))}: {e}"
+        ) from None
 
 
 @reads(POINT_CLOUD2)
@@ -62,17 +77,21 @@ def pointcloud2_to_array(msg: Any, organized: bool = False) -> np.ndarray:
     if point_step == 0 and height * width > 0:
         raise MessageError(f"{POINT_CLOUD2}.point_step: 0 for {width}x{height} points")
     if row_step < width * point_step:
-        raise MessageError(f"{POINT_CLOUD2}.row_step: {row_step} is smaller than width*point_step = "
-                           f"{width}*{point_step} = {width * point_step}")
+        raise MessageError(
+            f"{POINT_CLOUD2}.row_step: {row_step} is smaller than width*point_step = "
+            f"{width}*{point_step} = {width * point_step}"
+        )
     data = as_uint8_array(msg.data, f"{POINT_CLOUD2}.data")
     if len(data) != height * row_step:
-        raise MessageError(f"{POINT_CLOUD2}.data: length {len(data)} != height*row_step = "
-                           f"{height}*{row_step} = {height * row_step}")
+        raise MessageError(
+            f"{POINT_CLOUD2}.data: length {len(data)} != height*row_step = "
+            f"{height}*{row_step} = {height * row_step}"
+        )
     native = _with_byteorder(stored, "=")
     if height * width == 0:
         out = np.zeros((height, width), native)
     else:
-        rows = np.ascontiguousarray(data.reshape(height, row_step)[:, :width * point_step])
+        rows = np.ascontiguousarray(data.reshape(height, row_step)[:, : width * point_step])
         raw = rows.view(stored).reshape(height, width)
         if stored == native:
             out = raw.copy()
@@ -92,13 +111,24 @@ def _with_byteorder(dtype: np.dtype, order: str) -> np.dtype:
             formats.append(np.dtype((base.newbyteorder(order), shape)))
         else:
             formats.append(sub.newbyteorder(order))
-    return np.dtype({"names": list(dtype.names), "formats": formats,
-                     "offsets": [dtype.fields[n][1] for n in dtype.names], "itemsize": dtype.itemsize})
+    return np.dtype(
+        {
+            "names": list(dtype.names),
+            "formats": formats,
+            "offsets": [dtype.fields[n][1] for n in dtype.names],
+            "itemsize": dtype.itemsize,
+        }
+    )
 
 
-def array_to_pointcloud2(arr: np.ndarray, stamp_ns: int = 0, frame_id: str = "",
-                         factory: MessageFactory | None = None, is_dense: bool | None = None,
-                         is_bigendian: bool = False) -> Any:
+def array_to_pointcloud2(
+    arr: np.ndarray,
+    stamp_ns: int = 0,
+    frame_id: str = "",
+    factory: MessageFactory | None = None,
+    is_dense: bool | None = None,
+    is_bigendian: bool = False,
+) -> Any:
     """A structured array (N,) or (H, W) → a PointCloud2 with the same field offsets and point_step.
 
     ``is_dense`` None: computed (True when x, y, z — or, without them, all float fields — are finite).
@@ -118,8 +148,10 @@ def array_to_pointcloud2(arr: np.ndarray, stamp_ns: int = 0, frame_id: str = "",
         base, count = (sub.subdtype[0], int(np.prod(sub.subdtype[1]))) if sub.subdtype else (sub, 1)
         code = _DATATYPE_OF.get(base.str[1:])
         if code is None or (sub.subdtype is not None and base.subdtype is not None):
-            raise MessageError(f"{POINT_CLOUD2}.fields[{name!r}]: dtype {sub} has no PointField datatype "
-                               f"(int8/16/32, uint8/16/32, float32/64, or fixed sub-arrays of them)")
+            raise MessageError(
+                f"{POINT_CLOUD2}.fields[{name!r}]: dtype {sub} has no PointField datatype "
+                f"(int8/16/32, uint8/16/32, float32/64, or fixed sub-arrays of them)"
+            )
         point_fields.append((offset, name, code, count))  # array order kept: round trips are exact
     target = _with_byteorder(a.dtype, ">" if is_bigendian else "<")
     out = np.zeros((height, width), target)  # zeros: padding bytes are deterministic
@@ -128,16 +160,26 @@ def array_to_pointcloud2(arr: np.ndarray, stamp_ns: int = 0, frame_id: str = "",
     if is_dense is None:
         is_dense = _all_finite(a)
     return factory.make(
-        POINT_CLOUD2, header=make_header(stamp_ns, frame_id, factory), height=height, width=width,
-        fields=[factory.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=c, count=k)
-                for o, n, c, k in point_fields],
-        is_bigendian=bool(is_bigendian), point_step=a.dtype.itemsize, row_step=a.dtype.itemsize * width,
-        data=out.view(np.uint8).reshape(-1), is_dense=bool(is_dense))
+        POINT_CLOUD2,
+        header=make_header(stamp_ns, frame_id, factory),
+        height=height,
+        width=width,
+        fields=[
+            factory.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=c, count=k)
+            for o, n, c, k in point_fields
+        ],
+        is_bigendian=bool(is_bigendian),
+        point_step=a.dtype.itemsize,
+        row_step=a.dtype.itemsize * width,
+        data=out.view(np.uint8).reshape(-1),
+        is_dense=bool(is_dense),
+    )
 
 
 def _all_finite(a: np.ndarray) -> bool:
-    names = [n for n in ("x", "y", "z") if n in a.dtype.names] or \
-        [n for n in a.dtype.names if a.dtype.fields[n][0].base.kind == "f"]
+    names = [n for n in ("x", "y", "z") if n in a.dtype.names] or [
+        n for n in a.dtype.names if a.dtype.fields[n][0].base.kind == "f"
+    ]
     return all(bool(np.all(np.isfinite(a[n]))) for n in names)
 
 
@@ -151,8 +193,9 @@ def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
     a = pointcloud2_to_array(msg)
     missing = [n for n in "xyz" if n not in (a.dtype.names or ())]
     if missing:
-        raise MessageError(f"{POINT_CLOUD2}.fields: no {'/'.join(missing)} field "
-                           f"(fields: {list(a.dtype.names or ())})")
+        raise MessageError(
+            f"{POINT_CLOUD2}.fields: no {'/'.join(missing)} field (fields: {list(a.dtype.names or ())})"
+        )
     for n in "xyz":
         if a.dtype.fields[n][0].subdtype is not None:
             raise MessageError(f"{POINT_CLOUD2}.fields[{n!r}]: count must be 1 for a coordinate")
@@ -164,8 +207,13 @@ def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
     return np.stack([a["x"], a["y"], a["z"]], axis=-1).astype(out_dtype, copy=False)
 
 
-def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, stamp_ns: int = 0,
-                          frame_id: str = "", factory: MessageFactory | None = None) -> Any:
+def points_to_pointcloud2(
+    xyz: np.ndarray,
+    rgb: np.ndarray | None = None,
+    stamp_ns: int = 0,
+    frame_id: str = "",
+    factory: MessageFactory | None = None,
+) -> Any:
     """(N, 3) points (+ optional (N, 3) uint8 colours) → a float32 x, y, z (+ PCL-packed ``rgb``) cloud.
 
     ``rgb`` is packed as PCL and RViz expect: 0x00RRGGBB stored in a float32 field named "rgb".
@@ -177,8 +225,9 @@ def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, stamp_
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.shape != xyz.shape or rgb.dtype != np.uint8:
-            raise MessageError(f"{POINT_CLOUD2}: colours must be uint8 (N, 3) like the points, got "
-                               f"{rgb.dtype} {rgb.shape}")
+            raise MessageError(
+                f"{POINT_CLOUD2}: colours must be uint8 (N, 3) like the points, got {rgb.dtype} {rgb.shape}"
+            )
         names.append("rgb")
         formats.append(np.float32)
     arr = np.zeros(len(xyz), np.dtype({"names": names, "formats": formats}))
@@ -199,7 +248,8 @@ def pointcloud2_rgb(msg: Any) -> np.ndarray:
         raise MessageError(f"{POINT_CLOUD2}.fields: no rgb/rgba field (fields: {list(a.dtype.names or ())})")
     field = a[name]
     if field.dtype.itemsize != 4 or field.ndim != 1:
-        raise MessageError(f"{POINT_CLOUD2}.fields[{name!r}]: expected one 4-byte packed colour, "
-                           f"got {field.dtype}")
+        raise MessageError(
+            f"{POINT_CLOUD2}.fields[{name!r}]: expected one 4-byte packed colour, got {field.dtype}"
+        )
     packed = np.ascontiguousarray(field).view(np.uint32)
     return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)

@@ -1,4 +1,5 @@
 """std_msgs: UInt8MultiArray (map deltas: 1–10 MB byte payloads) and String (JSON side channels)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ UINT8_MULTI_ARRAY = "std_msgs/msg/UInt8MultiArray"
 STRING = "std_msgs/msg/String"
 
 
-def bytes_to_uint8_multiarray(data: bytes | bytearray | memoryview | np.ndarray,
-                              factory: MessageFactory | None = None) -> Any:
+def bytes_to_uint8_multiarray(
+    data: bytes | bytearray | memoryview | np.ndarray, factory: MessageFactory | None = None
+) -> Any:
     """A byte payload → UInt8MultiArray (one dimension "bytes"; copied once, no per-byte loop)."""
     factory = _factory(factory)
     arr = np.array(as_uint8_array(data, f"{UINT8_MULTI_ARRAY}.data"), dtype=np.uint8, copy=True)
@@ -30,8 +32,9 @@ def uint8_multiarray_to_bytes(msg: Any) -> bytes:
     data = as_uint8_array(msg.data, f"{UINT8_MULTI_ARRAY}.data")
     offset = int(msg.layout.data_offset)
     if offset > len(data):
-        raise MessageError(f"{UINT8_MULTI_ARRAY}.layout.data_offset: {offset} is beyond the "
-                           f"{len(data)} data bytes")
+        raise MessageError(
+            f"{UINT8_MULTI_ARRAY}.layout.data_offset: {offset} is beyond the {len(data)} data bytes"
+        )
     return data[offset:].tobytes()
 
 

@@ -1,7 +1,9 @@
 """tf2_msgs/TFMessage ⇄ a list of :class:`gs_mapping.geometry.TransformStamped`."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -23,17 +25,19 @@ def transform_stamped_from_msg(t: Any) -> TransformStamped:
     parent, child = _frame(t.header.frame_id), _frame(t.child_frame_id)
     edge = f"{TF_MESSAGE}: transform {parent or '?'} -> {child or '?'}"
     if not parent or not child:
-        raise TFError(f"{edge}: empty frame id (header.frame_id={t.header.frame_id!r}, "
-                      f"child_frame_id={t.child_frame_id!r})")
+        raise TFError(
+            f"{edge}: empty frame id (header.frame_id={t.header.frame_id!r}, "
+            f"child_frame_id={t.child_frame_id!r})"
+        )
     if parent == child:
         raise TFError(f"{edge}: a frame cannot be its own parent")
     tr, rot = t.transform.translation, t.transform.rotation
     translation = np.array([tr.x, tr.y, tr.z], np.float64)
     if not np.all(np.isfinite(translation)):
-        raise TFError(f"{edge} (child frame {child!r}): transform.translation is not finite: "
-                      f"{translation.tolist()}")
-    q = check_quaternion([rot.x, rot.y, rot.z, rot.w],
-                         f"{edge} (child frame {child!r}): transform.rotation")
+        raise TFError(
+            f"{edge} (child frame {child!r}): transform.translation is not finite: {translation.tolist()}"
+        )
+    q = check_quaternion([rot.x, rot.y, rot.z, rot.w], f"{edge} (child frame {child!r}): transform.rotation")
     return TransformStamped(parent, child, stamp_to_ns(t.header.stamp), Transform(translation, q))
 
 
@@ -48,17 +52,24 @@ def transform_to_msg(ts: TransformStamped, factory: MessageFactory | None = None
     tr = np.asarray(ts.transform.translation, np.float64).reshape(3)
     q = np.asarray(ts.transform.rotation, np.float64).reshape(4)
     return factory.make(
-        TRANSFORM_STAMPED, header=make_header(ts.stamp_ns, ts.parent, factory), child_frame_id=ts.child,
+        TRANSFORM_STAMPED,
+        header=make_header(ts.stamp_ns, ts.parent, factory),
+        child_frame_id=ts.child,
         transform=factory.make(
             "geometry_msgs/msg/Transform",
-            translation=factory.make("geometry_msgs/msg/Vector3", x=float(tr[0]), y=float(tr[1]),
-                                     z=float(tr[2])),
-            rotation=factory.make("geometry_msgs/msg/Quaternion", x=float(q[0]), y=float(q[1]),
-                                  z=float(q[2]), w=float(q[3]))))
+            translation=factory.make(
+                "geometry_msgs/msg/Vector3", x=float(tr[0]), y=float(tr[1]), z=float(tr[2])
+            ),
+            rotation=factory.make(
+                "geometry_msgs/msg/Quaternion", x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])
+            ),
+        ),
+    )
 
 
-def transforms_to_tf_message(transforms: Iterable[TransformStamped],
-                             factory: MessageFactory | None = None) -> Any:
+def transforms_to_tf_message(
+    transforms: Iterable[TransformStamped], factory: MessageFactory | None = None
+) -> Any:
     """A list of :class:`TransformStamped` → a TFMessage."""
     factory = _factory(factory)
     return factory.make(TF_MESSAGE, transforms=[transform_to_msg(t, factory) for t in transforms])

@@ -6,10 +6,12 @@ config dataclass (e.g. ``{"mapper": MapperConfig, "mapper_node": MapperNodeConfi
 sections (``mapper``, ``codec``, ``hd_map``) are shared with the CLI; ``<node>_node`` sections hold
 the node's topics, frames and rates. Under rclpy the parameters are ``<section>.<field>``.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ..config import load_section
 from ..errors import GsMappingError
@@ -25,8 +27,9 @@ class NodeBase:
         self.ctx = ctx
         self.config = config
         self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
-        self._diag_pub = ctx.create_publisher("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
-                                              RELIABLE_QOS)
+        self._diag_pub = ctx.create_publisher(
+            "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS
+        )
 
     @classmethod
     def load_config(cls, path: str | None) -> dict[str, Any]:
@@ -35,6 +38,7 @@ class NodeBase:
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
         """Wrap a subscription handler: our errors on bad input are counted and skipped."""
+
         @functools.wraps(handler)
         def run(msg: Any) -> None:
             self.diag.received(topic, self.ctx.now_ns())
@@ -42,11 +46,13 @@ class NodeBase:
                 handler(msg)
             except GsMappingError as exc:
                 self.diag.reject(topic, str(exc))
+
         return run
 
     def publish_diagnostics(self) -> None:
-        self._diag_pub.publish(self.diag.to_message(self.ctx.factory, self.ctx.now_ns(),
-                                                    hardware_id=self.ctx.node_name))
+        self._diag_pub.publish(
+            self.diag.to_message(self.ctx.factory, self.ctx.now_ns(), hardware_id=self.ctx.node_name)
+        )
 
     def close(self) -> None:
         """Release resources (override when a node holds any)."""

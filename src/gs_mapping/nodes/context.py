@@ -4,11 +4,13 @@ Node classes (``gs_mapping.nodes.*``) are written against :class:`NodeContext` o
 object runs under rclpy, rosbag replay and Cyclone DDS. Topic names follow ROS 2 rules: ``~/x`` is
 private to the node, ``x`` is relative to the namespace, ``/x`` is absolute.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ class NodeContext(Protocol):
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> Publisher: ...
 
-    def create_subscription(self, topic: str, typename: str, qos: QoS,
-                            callback: Callable[[Any], None]) -> None: ...
+    def create_subscription(
+        self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
+    ) -> None: ...
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None: ...
 

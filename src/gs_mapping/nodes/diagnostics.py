@@ -4,6 +4,7 @@ Each node owns one :class:`NodeDiagnostics`: it counts inputs per topic (for rat
 rejected messages with the last reason, and latencies; node-specific values (Gaussian count,
 device, …) are added as key/values. A rejected message is counted and logged, never fatal.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,10 +63,13 @@ class NodeDiagnostics:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "inputs": dict(self.inputs), "rejected": dict(self.rejected), "dropped": dict(self.dropped),
+            "inputs": dict(self.inputs),
+            "rejected": dict(self.rejected),
+            "dropped": dict(self.dropped),
             "rates_hz": {t: round(self.rate_hz(t), 3) for t in self.inputs},
             "latency": {k: self.latency_stats(k) for k in self._latency_s},
-            "last_error": self.last_error, **self.values,
+            "last_error": self.last_error,
+            **self.values,
         }
 
     def level(self) -> int:
@@ -92,9 +96,13 @@ class NodeDiagnostics:
             pairs.append(("last_error", self.last_error))
         level = self.level()
         status = factory.make(
-            "diagnostic_msgs/msg/DiagnosticStatus", level=level, name=self.name,
+            "diagnostic_msgs/msg/DiagnosticStatus",
+            level=level,
+            name=self.name,
             message="OK" if level == OK else "inputs rejected or dropped (see values)",
             hardware_id=hardware_id,
-            values=[factory.make("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in pairs])
-        return factory.make("diagnostic_msgs/msg/DiagnosticArray",
-                            header=make_header(stamp_ns, "", factory), status=[status])
+            values=[factory.make("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in pairs],
+        )
+        return factory.make(
+            "diagnostic_msgs/msg/DiagnosticArray", header=make_header(stamp_ns, "", factory), status=[status]
+        )

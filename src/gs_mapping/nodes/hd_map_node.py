@@ -13,6 +13,7 @@ T_base_cam come from TF. Outputs:
   gs_map_share lane delta (stable lane ids across frames);
 - ``/diagnostics``.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,9 +33,11 @@ CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
 
 @dataclass
 class HDMapNodeConfig:
-    camera_topics: list[str] = param(["/cameras/front/image_raw"],
-                                     "camera image topics (1 to 6; '/compressed' suffix = CompressedImage); "
-                                     "each needs a sibling 'camera_info' topic")
+    camera_topics: list[str] = param(
+        ["/cameras/front/image_raw"],
+        "camera image topics (1 to 6; '/compressed' suffix = CompressedImage); "
+        "each needs a sibling 'camera_info' topic",
+    )
     checkpoint: str = param("", "GSMap checkpoint (empty: the small model shipped with the package)")
     device: str = param("auto", "auto | cpu | cuda")
     base_frame: str = param("base_link", "ego frame of the predicted lanes")
@@ -70,8 +73,11 @@ class HDMapNode(NodeBase):
         self.predictor = self._load_predictor()
         self.tf = TFBuffer(cache_time_s=30.0)
         # One camera needs no grouping; several are grouped like message_filters would.
-        self.sync = (ApproximateTimeSynchronizer(cams, queue_size=5, slop=self.cfg.sync_slop_s)
-                     if len(cams) > 1 else None)
+        self.sync = (
+            ApproximateTimeSynchronizer(cams, queue_size=5, slop=self.cfg.sync_slop_s)
+            if len(cams) > 1
+            else None
+        )
         self.infos: dict[str, Any] = {}
         self.last_stamp_ns = -1
         self._lanes_prev: list = []
@@ -81,19 +87,33 @@ class HDMapNode(NodeBase):
 
         self.pub_markers = ctx.create_publisher("~/lanes", "visualization_msgs/msg/MarkerArray", RELIABLE_QOS)
         self.pub_json = ctx.create_publisher("~/lanes_json", "std_msgs/msg/String", RELIABLE_QOS)
-        self.pub_delta = ctx.create_publisher("~/lanes_delta", "std_msgs/msg/UInt8MultiArray",
-                                              QoS(reliable=True, depth=50))
+        self.pub_delta = ctx.create_publisher(
+            "~/lanes_delta", "std_msgs/msg/UInt8MultiArray", QoS(reliable=True, depth=50)
+        )
         for topic in cams:
             compressed = topic.endswith("/compressed")
             typename = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-            ctx.create_subscription(topic, typename, SENSOR_QOS,
-                                    self.guarded(topic, lambda m, t=topic: self.on_image(t, m)))
-            ctx.create_subscription(info_topic(topic), "sensor_msgs/msg/CameraInfo", SENSOR_QOS,
-                                    self.guarded(info_topic(topic), lambda m, t=topic: self.on_info(t, m)))
-        ctx.create_subscription("/tf", "tf2_msgs/msg/TFMessage", QoS(reliable=True, depth=100),
-                                self.guarded("/tf", lambda m: self.tf.add_message(m, static=False)))
-        ctx.create_subscription("/tf_static", "tf2_msgs/msg/TFMessage", LATCHED_QOS,
-                                self.guarded("/tf_static", lambda m: self.tf.add_message(m, static=True)))
+            ctx.create_subscription(
+                topic, typename, SENSOR_QOS, self.guarded(topic, lambda m, t=topic: self.on_image(t, m))
+            )
+            ctx.create_subscription(
+                info_topic(topic),
+                "sensor_msgs/msg/CameraInfo",
+                SENSOR_QOS,
+                self.guarded(info_topic(topic), lambda m, t=topic: self.on_info(t, m)),
+            )
+        ctx.create_subscription(
+            "/tf",
+            "tf2_msgs/msg/TFMessage",
+            QoS(reliable=True, depth=100),
+            self.guarded("/tf", lambda m: self.tf.add_message(m, static=False)),
+        )
+        ctx.create_subscription(
+            "/tf_static",
+            "tf2_msgs/msg/TFMessage",
+            LATCHED_QOS,
+            self.guarded("/tf_static", lambda m: self.tf.add_message(m, static=True)),
+        )
         ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
         self.diag.values["device"] = self.predictor.device
 
@@ -106,8 +126,9 @@ class HDMapNode(NodeBase):
 
         path = self.cfg.checkpoint or str(SHIPPED)
         try:
-            return Predictor.from_checkpoint(path, device=resolve_device(self.cfg.device),
-                                             score_threshold=self.cfg.score_threshold)
+            return Predictor.from_checkpoint(
+                path, device=resolve_device(self.cfg.device), score_threshold=self.cfg.score_threshold
+            )
         except FileNotFoundError:
             raise ConfigError(f"hd_map_node.checkpoint: {path} not found") from None
 
@@ -152,7 +173,7 @@ class HDMapNode(NodeBase):
         from ..messages import compressed_image_to_numpy, image_to_rgb
 
         images, infos, extrinsics = [], [], []
-        for topic, msg in zip(self.cameras, msgs):
+        for topic, msg in zip(self.cameras, msgs, strict=False):
             if topic not in self.infos:
                 raise MessageError(f"no CameraInfo yet on {info_topic(topic)}")
             if topic.endswith("/compressed"):
@@ -169,16 +190,31 @@ class HDMapNode(NodeBase):
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish(self, elements: list, stamp: int) -> None:
-        from ..messages import (bytes_to_uint8_multiarray, delete_all_marker, json_to_string_message,
-                                line_strip_marker, marker_array)
+        from ..messages import (
+            bytes_to_uint8_multiarray,
+            delete_all_marker,
+            json_to_string_message,
+            line_strip_marker,
+            marker_array,
+        )
 
         f = self.ctx.factory
         markers = [delete_all_marker(self.cfg.base_frame, stamp, factory=f)]
         for i, e in enumerate(elements):
             pts = np.zeros((len(e.points), 3))
             pts[:, :2] = e.points
-            markers.append(line_strip_marker(CLASS_NAMES[e.cls], i, pts, CLASS_RGBA[e.cls],
-                                             self.cfg.base_frame, stamp, width=0.15, factory=f))
+            markers.append(
+                line_strip_marker(
+                    CLASS_NAMES[e.cls],
+                    i,
+                    pts,
+                    CLASS_RGBA[e.cls],
+                    self.cfg.base_frame,
+                    stamp,
+                    width=0.15,
+                    factory=f,
+                )
+            )
         self.pub_markers.publish(marker_array(markers, f))
         doc = {"stamp_ns": stamp, "frame_id": self.cfg.base_frame, "vectors": [e.to_eval() for e in elements]}
         self.pub_json.publish(json_to_string_message(doc, f))
@@ -202,9 +238,15 @@ class HDMapNode(NodeBase):
         state = quantize_lanes(lanes, self.cfg.lane_step_m)
         self._lane_seq += 1
         snapshot = self._lane_state is None or self._lane_seq % self.cfg.snapshot_every == 1
-        data = encode_lanes(None if snapshot else self._lane_state, state, map_id=self.cfg.map_id,
-                            seq=self._lane_seq, base_seq=0 if snapshot else self._lane_seq - 1,
-                            frame_id=self.cfg.map_frame, step=self.cfg.lane_step_m)
+        data = encode_lanes(
+            None if snapshot else self._lane_state,
+            state,
+            map_id=self.cfg.map_id,
+            seq=self._lane_seq,
+            base_seq=0 if snapshot else self._lane_seq - 1,
+            frame_id=self.cfg.map_frame,
+            step=self.cfg.lane_step_m,
+        )
         self._lane_state = state
         self.diag.values["lane_bytes_total"] = self.diag.values.get("lane_bytes_total", 0) + len(data)
         return data

@@ -5,6 +5,7 @@ duplicates dropped, a corrupt container rejected whole with the map untouched). 
 published as a PointCloud2 (x, y, z, rgb, opacity, scale) at most ``publish_rate_hz`` times a second,
 only when it changed.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,10 +42,18 @@ class MapReceiverNode(NodeBase):
         self.store = MapStore(max_pending=self.cfg.max_pending)
         self._dirty = False
         self.pub_cloud = ctx.create_publisher("~/map_cloud", "sensor_msgs/msg/PointCloud2", LATCHED_QOS)
-        ctx.create_subscription(self.cfg.delta_topic, "std_msgs/msg/UInt8MultiArray",
-                                QoS(reliable=True, depth=100), self.guarded(self.cfg.delta_topic, self.on_container))
-        ctx.create_subscription(self.cfg.snapshot_topic, "std_msgs/msg/UInt8MultiArray", LATCHED_QOS,
-                                self.guarded(self.cfg.snapshot_topic, self.on_container))
+        ctx.create_subscription(
+            self.cfg.delta_topic,
+            "std_msgs/msg/UInt8MultiArray",
+            QoS(reliable=True, depth=100),
+            self.guarded(self.cfg.delta_topic, self.on_container),
+        )
+        ctx.create_subscription(
+            self.cfg.snapshot_topic,
+            "std_msgs/msg/UInt8MultiArray",
+            LATCHED_QOS,
+            self.guarded(self.cfg.snapshot_topic, self.on_container),
+        )
         ctx.create_timer(1.0 / self.cfg.publish_rate_hz, self.publish_cloud)
         ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
         self.diag.values["device"] = "cpu"  # decoding and the cloud are numpy work
@@ -75,15 +84,26 @@ class MapReceiverNode(NodeBase):
         gmap = self.store.gaussian_map()
         keep = gmap.opacities() >= self.cfg.min_opacity
         rgb = np.round(gmap.colors()[keep] * 255).astype(np.uint32)
-        cloud = np.zeros(int(keep.sum()), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"),
-                                                 ("opacity", "<f4"), ("scale", "<f4")])
+        cloud = np.zeros(
+            int(keep.sum()),
+            dtype=[
+                ("x", "<f4"),
+                ("y", "<f4"),
+                ("z", "<f4"),
+                ("rgb", "<f4"),
+                ("opacity", "<f4"),
+                ("scale", "<f4"),
+            ],
+        )
         cloud["x"], cloud["y"], cloud["z"] = gmap.means[keep].T
         # RViz's packed colour: 0x00RRGGBB reinterpreted as float32.
         cloud["rgb"] = ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).view(np.float32)
         cloud["opacity"] = gmap.opacities()[keep]
         cloud["scale"] = gmap.scales()[keep].max(axis=1)
         frame = self.store.header.frame_id if self.store.header is not None else "map"
-        self.pub_cloud.publish(array_to_pointcloud2(cloud, self.ctx.now_ns(), frame, factory=self.ctx.factory))
+        self.pub_cloud.publish(
+            array_to_pointcloud2(cloud, self.ctx.now_ns(), frame, factory=self.ctx.factory)
+        )
         self._dirty = False
         self.diag.values["gaussians"] = len(gmap)
 

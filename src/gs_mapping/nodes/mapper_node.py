@@ -15,6 +15,7 @@ Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start), ``mapper_n
 (written on shutdown, and whenever a std_msgs/String arrives on ``~/save``: its text is the path, or
 empty for ``save_path``).
 """
+
 from __future__ import annotations
 
 import time
@@ -32,10 +33,12 @@ from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, QoS
 
 @dataclass
 class MapperNodeConfig:
-    cloud_topic: str = param("", "PointCloud2 used instead of the depth image when set (projected into "
-                                 "the colour camera)")
-    snapshot_period_s: float = param(5.0, "period of ~/map_snapshot (0 = only when subscribers join)",
-                                     (0.0, 3600.0))
+    cloud_topic: str = param(
+        "", "PointCloud2 used instead of the depth image when set (projected into the colour camera)"
+    )
+    snapshot_period_s: float = param(
+        5.0, "period of ~/map_snapshot (0 = only when subscribers join)", (0.0, 3600.0)
+    )
     delta_depth: int = param(20, "keep-last depth of ~/map_delta", (1, 10000))
     quality: int = param(3, "codec quality 0 (smallest) … 5 (finest)", (0, 5))
     levels: int = param(5, "levels of detail in snapshots", (1, 12))
@@ -64,13 +67,19 @@ class MapperNode(NodeBase):
         self.mapper = IncrementalMapper(self.cfg)
         if self.node_cfg.load_path:
             self._load(self.node_cfg.load_path)
-        self.sender = MapSender.from_map(self.mapper.gmap, QuantParams.from_quality(self.node_cfg.quality),
-                                         map_id=self.node_cfg.map_id, frame_id=t.map_frame,
-                                         n_levels=self.node_cfg.levels)
+        self.sender = MapSender.from_map(
+            self.mapper.gmap,
+            QuantParams.from_quality(self.node_cfg.quality),
+            map_id=self.node_cfg.map_id,
+            frame_id=t.map_frame,
+            n_levels=self.node_cfg.levels,
+        )
         self.mapper.gmap.take_changes()  # the loaded map is in the first snapshot, not a delta
         self.tf = TFBuffer(cache_time_s=30.0, extrapolation_tolerance_s=t.tf_tolerance_s)
         self.depth_topic = self.node_cfg.cloud_topic or t.depth
-        self.sync = ApproximateTimeSynchronizer([t.color, self.depth_topic], queue_size=10, slop=t.sync_slop_s)
+        self.sync = ApproximateTimeSynchronizer(
+            [t.color, self.depth_topic], queue_size=10, slop=t.sync_slop_s
+        )
         self.camera_info = None
         self.last_stamp_ns = -1
         self.delta_bytes = 0
@@ -79,22 +88,40 @@ class MapperNode(NodeBase):
         self._last_snapshot_ns = 0
         self._resync = False
 
-        self.pub_delta = ctx.create_publisher("~/map_delta", "std_msgs/msg/UInt8MultiArray",
-                                              QoS(reliable=True, depth=self.node_cfg.delta_depth))
-        self.pub_snapshot = ctx.create_publisher("~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS)
+        self.pub_delta = ctx.create_publisher(
+            "~/map_delta", "std_msgs/msg/UInt8MultiArray", QoS(reliable=True, depth=self.node_cfg.delta_depth)
+        )
+        self.pub_snapshot = ctx.create_publisher(
+            "~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS
+        )
         image_type = "sensor_msgs/msg/PointCloud2" if self.node_cfg.cloud_topic else "sensor_msgs/msg/Image"
-        ctx.create_subscription(t.color, "sensor_msgs/msg/Image", SENSOR_QOS,
-                                self.guarded(t.color, self.on_color))
-        ctx.create_subscription(self.depth_topic, image_type, SENSOR_QOS,
-                                self.guarded(self.depth_topic, self.on_depth))
-        ctx.create_subscription(t.camera_info, "sensor_msgs/msg/CameraInfo", SENSOR_QOS,
-                                self.guarded(t.camera_info, self.on_camera_info))
-        ctx.create_subscription(t.tf, "tf2_msgs/msg/TFMessage", QoS(reliable=True, depth=100),
-                                self.guarded(t.tf, lambda m: self.tf.add_message(m, static=False)))
-        ctx.create_subscription(t.tf_static, "tf2_msgs/msg/TFMessage", LATCHED_QOS,
-                                self.guarded(t.tf_static, lambda m: self.tf.add_message(m, static=True)))
-        ctx.create_subscription("~/save", "std_msgs/msg/String", RELIABLE_QOS,
-                                self.guarded("~/save", self.on_save))
+        ctx.create_subscription(
+            t.color, "sensor_msgs/msg/Image", SENSOR_QOS, self.guarded(t.color, self.on_color)
+        )
+        ctx.create_subscription(
+            self.depth_topic, image_type, SENSOR_QOS, self.guarded(self.depth_topic, self.on_depth)
+        )
+        ctx.create_subscription(
+            t.camera_info,
+            "sensor_msgs/msg/CameraInfo",
+            SENSOR_QOS,
+            self.guarded(t.camera_info, self.on_camera_info),
+        )
+        ctx.create_subscription(
+            t.tf,
+            "tf2_msgs/msg/TFMessage",
+            QoS(reliable=True, depth=100),
+            self.guarded(t.tf, lambda m: self.tf.add_message(m, static=False)),
+        )
+        ctx.create_subscription(
+            t.tf_static,
+            "tf2_msgs/msg/TFMessage",
+            LATCHED_QOS,
+            self.guarded(t.tf_static, lambda m: self.tf.add_message(m, static=True)),
+        )
+        ctx.create_subscription(
+            "~/save", "std_msgs/msg/String", RELIABLE_QOS, self.guarded("~/save", self.on_save)
+        )
         ctx.create_timer(self.node_cfg.diagnostics_period_s, self.on_diagnostics_timer)
         ctx.create_timer(self.node_cfg.snapshot_period_s or 1.0, self.on_snapshot_timer)
         self.diag.values["device"] = self.mapper.device
@@ -114,8 +141,11 @@ class MapperNode(NodeBase):
     def on_depth(self, msg: Any) -> None:
         from ..messages import depth_image_to_metres, pointcloud2_xyz
 
-        self._offer(self.depth_topic, msg,
-                    pointcloud2_xyz(msg) if self.node_cfg.cloud_topic else depth_image_to_metres(msg))
+        self._offer(
+            self.depth_topic,
+            msg,
+            pointcloud2_xyz(msg) if self.node_cfg.cloud_topic else depth_image_to_metres(msg),
+        )
 
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:
         from ..messages import stamp_to_ns

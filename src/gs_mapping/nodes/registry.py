@@ -1,4 +1,5 @@
 """The suite's nodes by name (the names of ``ros2 run gs_mapping <node>`` and ``gs-mapping run``)."""
+
 from __future__ import annotations
 
 import importlib

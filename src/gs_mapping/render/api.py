@@ -15,6 +15,7 @@ Conventions shared by every backend (see ``projection.py`` and ``cpu.py`` for th
   (alpha = 0); where alpha is small but positive it is still the weighted mean z, so callers that
   need a confident depth should also threshold ``alpha``.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,9 +70,23 @@ def _as_tensor(x, dtype, name, shape):
     return t.to(dtype)
 
 
-def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, height: int, *,
-              sh_degree: int | None = None, background=None, backend: str = "auto",
-              near: float = 0.01, far: float = 1e4) -> RenderOutput:
+def rasterize(
+    means,
+    quats,
+    scales,
+    opacities,
+    sh,
+    viewmat,
+    K,
+    width: int,
+    height: int,
+    *,
+    sh_degree: int | None = None,
+    background=None,
+    backend: str = "auto",
+    near: float = 0.01,
+    far: float = 1e4,
+) -> RenderOutput:
     """Render N Gaussians into a ``height × width`` pinhole image.
 
     Args (torch tensors; gradients flow to means, quats, scales, opacities, sh and viewmat):
@@ -125,41 +140,96 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
 
     if backend == "cuda":
         color, depth, alpha, gmeta = rasterize_gsplat(
-            means, quats, scales, opacities, sh, viewmat, Kp, width, height, sh_degree=sh_degree,
-            background=bg, near=near, far=far, eps2d=EPS2D)
+            means,
+            quats,
+            scales,
+            opacities,
+            sh,
+            viewmat,
+            Kp,
+            width,
+            height,
+            sh_degree=sh_degree,
+            background=bg,
+            near=near,
+            far=far,
+            eps2d=EPS2D,
+        )
         radii = gmeta["radii"][0]
         if radii.ndim == 1:  # older gsplat: one radius per Gaussian
             radii = radii[:, None].expand(-1, 2)
         # means2d stays gsplat's own (1, N, 2) tensor: a view of it would get no gradient.
-        meta = {"backend": "cuda", "radii": radii, "means2d": gmeta["means2d"],
-                "depths": gmeta["depths"][0], "visible": (radii > 0).all(-1),
-                "n_isects": int(gmeta["isect_ids"].numel()), "weight_sum": None, "gsplat": gmeta}
+        meta = {
+            "backend": "cuda",
+            "radii": radii,
+            "means2d": gmeta["means2d"],
+            "depths": gmeta["depths"][0],
+            "visible": (radii > 0).all(-1),
+            "n_isects": int(gmeta["isect_ids"].numel()),
+            "weight_sum": None,
+            "gsplat": gmeta,
+        }
         return RenderOutput(color, depth, alpha, meta)
 
     # Camera centre in the map frame: -Rᵀ t (differentiable in viewmat).
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     if backend == "reference":
         if n * width * height > REFERENCE_MAX_ELEMENTS:
-            raise RenderError(f"render backend 'reference' is dense (N × H × W = {n * width * height:,} "
-                              f"values here); it is meant for tests: use 'cpu'")
+            raise RenderError(
+                f"render backend 'reference' is dense (N × H × W = {n * width * height:,} "
+                f"values here); it is meant for tests: use 'cpu'"
+            )
         colors = sh_to_color(sh_degree, means - campos, sh)
-        rgb, acc_depth, acc = rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp,
-                                                  width, height, background=bg, near=near, far=far,
-                                                  eps2d=EPS2D)
+        rgb, acc_depth, acc = rasterize_reference(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmat,
+            Kp,
+            width,
+            height,
+            background=bg,
+            near=near,
+            far=far,
+            eps2d=EPS2D,
+        )
         return RenderOutput(rgb, acc_depth / acc.clamp_min(1e-10), acc, {"backend": "reference"})
 
     if means.device.type != "cpu":
         raise RenderError(f"render backend 'cpu' needs CPU tensors, got {means.device}")
     # Cull conservatively without autograd first (cheap), then project differentiably only what may be
     # seen: in a large map most Gaussians are out of view, and autograd over all would dominate.
-    cand = candidates(means.detach(), scales.detach(), opacities.detach(), viewmat.detach(), Kp, width,
-                      height, near=near, far=far, eps2d=EPS2D)
+    cand = candidates(
+        means.detach(),
+        scales.detach(),
+        opacities.detach(),
+        viewmat.detach(),
+        Kp,
+        width,
+        height,
+        near=near,
+        far=far,
+        eps2d=EPS2D,
+    )
 
     def rows(t, i):  # index_select: faster than t[i] on CPU
         return torch.index_select(t, 0, i)
 
-    proj = project(rows(means, cand), rows(quats, cand), rows(scales, cand), rows(opacities, cand),
-                   viewmat, Kp, width, height, near=near, far=far, eps2d=EPS2D)
+    proj = project(
+        rows(means, cand),
+        rows(quats, cand),
+        rows(scales, cand),
+        rows(opacities, cand),
+        viewmat,
+        Kp,
+        width,
+        height,
+        near=near,
+        far=far,
+        eps2d=EPS2D,
+    )
     # (N, 2) projected means with autograd, so that meta["means2d"].retain_grad() works as in gsplat.
     means2d = torch.zeros(n, 2, dtype=dtype).index_copy(0, cand, proj.means2d)
     vis = rows(cand, torch.nonzero(proj.valid).flatten())  # rows of the visible Gaussians
@@ -167,9 +237,16 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     colors = sh_to_color(sh_degree, rows(means, vis) - campos, rows(sh, vis))
     depths = rows(proj.depths, sel)
     feats = [colors if bg is None else colors - bg, depths[:, None], torch.ones_like(depths)[:, None]]
-    out, n_pairs, wsum = rasterize_tiles(rows(means2d, vis), rows(proj.conics, sel), rows(opacities, vis),
-                                         torch.cat(feats, dim=1), rows(proj.radii, sel), depths, width,
-                                         height)
+    out, n_pairs, wsum = rasterize_tiles(
+        rows(means2d, vis),
+        rows(proj.conics, sel),
+        rows(opacities, vis),
+        torch.cat(feats, dim=1),
+        rows(proj.radii, sel),
+        depths,
+        width,
+        height,
+    )
     color = out[..., :3] if bg is None else out[..., :3] + bg
     alpha = out[..., 4]
     depth = out[..., 3] / alpha.clamp_min(1e-10)
@@ -178,8 +255,15 @@ def rasterize(means, quats, scales, opacities, sh, viewmat, K, width: int, heigh
     visible = torch.zeros(n, dtype=torch.bool).index_fill_(0, vis, True)
     with torch.no_grad():
         depths_all = means.detach() @ viewmat.detach()[2, :3] + viewmat.detach()[2, 3]
-    meta = {"backend": "cpu", "radii": radii, "means2d": means2d, "depths": depths_all,
-            "visible": visible, "n_isects": n_pairs, "weight_sum": weight_sum}
+    meta = {
+        "backend": "cpu",
+        "radii": radii,
+        "means2d": means2d,
+        "depths": depths_all,
+        "visible": visible,
+        "n_isects": n_pairs,
+        "weight_sum": weight_sum,
+    }
     return RenderOutput(color, depth, alpha, meta)
 
 
@@ -195,8 +279,12 @@ def render(gmap, camera, *, backend: str = "auto", background=None) -> RenderOut
             torch.from_numpy(np.ascontiguousarray(gmap.sh, np.float32)),
             torch.from_numpy(camera.T_cam_map.astype(np.float32)),
             torch.from_numpy(camera.K.astype(np.float32)),
-            camera.width, camera.height, sh_degree=gmap.sh_degree, background=background,
-            backend=backend)
+            camera.width,
+            camera.height,
+            sh_degree=gmap.sh_degree,
+            background=background,
+            backend=backend,
+        )
     if out.color.device.type != "cpu":
         out = RenderOutput(out.color.cpu(), out.depth.cpu(), out.alpha.cpu(), out.meta)
     return out

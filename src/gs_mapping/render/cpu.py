@@ -36,6 +36,7 @@ How (CPU-friendly, all vectorised):
   then ``dL/ds = dL/dα · α`` where not clamped, and ``dL/dq = (dL/ds) @ monomialsᵀ``, a second small
   matrix product; the chain rule from ``q`` to mean, conic and opacity is per pair.
 """
+
 from __future__ import annotations
 
 import math
@@ -140,8 +141,9 @@ class _Pairs:
         # ‖p − μ‖_Q ≥ ‖centre − μ‖_Q − sqrt(λmax(Q))·(tile − 1)/√2, and α ≥ 1/255 needs
         # ‖p − μ‖_Q ≤ sqrt(2 ln(255 o)). Conservative (with a margin for rounding): exact result.
         lam = 0.5 * (a + c) + torch.sqrt(0.25 * (a - c) ** 2 + b * b)
-        reach = (torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0))
-                 + torch.sqrt(lam) * ((tile - 1) / math.sqrt(2)))
+        reach = torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0)) + torch.sqrt(lam) * (
+            (tile - 1) / math.sqrt(2)
+        )
         br = _sel(b, r)
         qx = _sel(a, r) * dx + br * dy  # (Q d)_x
         qy = _sel(c, r) * dy + br * dx
@@ -188,7 +190,7 @@ class _Pairs:
         while i < len(cl):
             L = cl[i]
             b = max(1, budget // (min(L, cap or L) * P))
-            tiles = nz[i:i + b]
+            tiles = nz[i : i + b]
             ar = torch.arange(L)
             pos = self.starts[tiles][:, None] + ar
             yield tiles, torch.where(ar < counts[tiles][:, None], pos, self.n)
@@ -243,12 +245,13 @@ class _RasterizeFn(torch.autograd.Function):
         # Per tile, how far down its list compositing went before every pixel's transmittance hit
         # the cut (later entries have no weight and no gradient): the backward only visits those.
         reached = pairs.counts.clone()
+
         def one_chunk(chunk):  # writes only its own tiles' rows and pairs: chunks may run concurrently
             tiles, idx = chunk
             L = idx.shape[1]
             t0, acc, live = None, None, None  # live: rows of the chunk not yet saturated
             for s0 in range(0, L, BLOCK):
-                blk = idx[:, s0:s0 + BLOCK] if live is None else idx[live, s0:s0 + BLOCK]
+                blk = idx[:, s0 : s0 + BLOCK] if live is None else idx[live, s0 : s0 + BLOCK]
                 _, _, t_after, w = _composite(pairs.q, blk, mono, t0)
                 part = torch.bmm(w.transpose(1, 2), _take(f_pairs, blk))
                 tl = tiles if live is None else tiles[live]
@@ -272,6 +275,7 @@ class _RasterizeFn(torch.autograd.Function):
                     if len(live) == 0:
                         break
             canvas.index_copy_(0, tiles, acc)
+
         _for_each(one_chunk, pairs.chunks(budget, pairs.counts, cap=BLOCK))
         reached = torch.minimum(reached, pairs.counts)
         wsum = torch.zeros(means2d.shape[0], dtype=dtype).index_add_(0, pairs.gids, w_pairs[:-1])
@@ -293,10 +297,11 @@ class _RasterizeFn(torch.autograd.Function):
         C = f_pairs.shape[1]
         m = ctx.n_feats
         gpad = grad_out.new_zeros(pairs.th * tile, pairs.tw * tile, C)
-        gpad[:pairs.height, :pairs.width] = grad_out
+        gpad[: pairs.height, : pairs.width] = grad_out
         gcan = gpad.reshape(pairs.th, tile, pairs.tw, tile, C).permute(0, 2, 1, 3, 4).reshape(-1, P, C)
         g_q = torch.zeros(pairs.n + 1, 6, dtype=f_pairs.dtype)
         g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
+
         def one_chunk(chunk):
             tiles, idx = chunk
             B, L = idx.shape
@@ -315,6 +320,7 @@ class _RasterizeFn(torch.autograd.Function):
             if bool(alpha.max() >= ALPHA_MAX):
                 g_s.masked_fill_(alpha >= ALPHA_MAX, 0.0)
             g_q.index_copy_(0, flat, torch.mm(g_s.reshape(B * L, P), mono.T))
+
         _for_each(one_chunk, pairs.chunks(ctx.budget, ctx.reached))
         g_q, g_f = g_q[:-1], g_f[:-1]
         # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y).
@@ -336,20 +342,22 @@ def _inside_mask(pairs, dtype):
     """(tiles, P) 1 for pixels inside the image (edge tiles may stick out)."""
     t = pairs.tile
     ar = torch.arange(t)
-    cols = (torch.arange(pairs.tw)[:, None] * t + ar)  # (tw, t)
-    rows = (torch.arange(pairs.th)[:, None] * t + ar)
+    cols = torch.arange(pairs.tw)[:, None] * t + ar  # (tw, t)
+    rows = torch.arange(pairs.th)[:, None] * t + ar
     ok = (rows[:, None, :, None] < pairs.height) & (cols[None, :, None, :] < pairs.width)  # (th, tw, t, t)
     return ok.reshape(pairs.th * pairs.tw, t * t).to(dtype)
 
 
-def rasterize_tiles(means2d, conics, opacities, feats, radii, depths, width, height, *,
-                    tile=None, budget=None):
+def rasterize_tiles(
+    means2d, conics, opacities, feats, radii, depths, width, height, *, tile=None, budget=None
+):
     """Composite visible Gaussians (every row must have radii > 0 and opacity ≥ 1/255).
 
     Returns ``(out (H, W, C), n_pairs, weight_sum (M,))``; ``weight_sum`` is each Gaussian's total
     blending weight over the image's pixels (no gradient)."""
     tile = TILE_SIZE if tile is None else tile
     budget = CHUNK_BUDGET if budget is None else budget
-    out, wsum, n = _RasterizeFn.apply(means2d, conics, opacities, feats, radii, depths.detach(), width,
-                                      height, tile, budget)
+    out, wsum, n = _RasterizeFn.apply(
+        means2d, conics, opacities, feats, radii, depths.detach(), width, height, tile, budget
+    )
     return out, int(n), wsum

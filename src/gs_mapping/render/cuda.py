@@ -6,6 +6,7 @@ tile_size, backgrounds, render_mode, ..., rasterize_mode)) but NOT run in this r
 needs a CUDA GPU and cannot be installed on the development machines. Check it with
 ``test/test_render_cuda.py`` where a GPU is available.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,23 @@ def gsplat_available() -> bool:
     return True
 
 
-def rasterize_gsplat(means, quats_xyzw, scales, opacities, sh, viewmat, Kp, width, height, *,
-                     sh_degree, background, near, far, eps2d):
+def rasterize_gsplat(
+    means,
+    quats_xyzw,
+    scales,
+    opacities,
+    sh,
+    viewmat,
+    Kp,
+    width,
+    height,
+    *,
+    sh_degree,
+    background,
+    near,
+    far,
+    eps2d,
+):
     """Same arguments as the CPU path (``Kp``: gsplat pixel convention). Returns colour (H, W, 3),
     depth "ED" (H, W), alpha (H, W) and gsplat's meta dict, on the GPU."""
     import gsplat
@@ -35,7 +51,23 @@ def rasterize_gsplat(means, quats_xyzw, scales, opacities, sh, viewmat, Kp, widt
     quats_wxyz = torch.cat([quats_xyzw[:, 3:4], quats_xyzw[:, :3]], dim=1)
     bg = None if background is None else cu(background).reshape(1, 3)
     colors, alphas, meta = gsplat.rasterization(
-        cu(means), cu(quats_wxyz), cu(scales), cu(opacities), cu(sh), cu(viewmat)[None], cu(Kp)[None],
-        width, height, near_plane=near, far_plane=far, eps2d=eps2d, sh_degree=sh_degree,
-        packed=False, tile_size=16, backgrounds=bg, render_mode="RGB+ED", rasterize_mode="classic")
+        cu(means),
+        cu(quats_wxyz),
+        cu(scales),
+        cu(opacities),
+        cu(sh),
+        cu(viewmat)[None],
+        cu(Kp)[None],
+        width,
+        height,
+        near_plane=near,
+        far_plane=far,
+        eps2d=eps2d,
+        sh_degree=sh_degree,
+        packed=False,
+        tile_size=16,
+        backgrounds=bg,
+        render_mode="RGB+ED",
+        rasterize_mode="classic",
+    )
     return colors[0, ..., :3], colors[0, ..., 3], alphas[0, ..., 0], meta

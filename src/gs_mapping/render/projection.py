@@ -14,6 +14,7 @@ Everything here is per Gaussian (N-sized, cheap) and differentiable through auto
   deviations per axis, gsplat ≥ 1.3) entirely outside the image. Every pixel where a Gaussian's alpha
   reaches 1/255 lies inside that box, so which pixels a Gaussian touches does not depend on tiling.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,28 +26,48 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 
 @dataclass
 class Projected:
-    means2d: torch.Tensor   # (N, 2) pixel position of the mean (gsplat pixel convention)
-    conics: torch.Tensor    # (N, 3) inverse 2D covariance (a, b, c): σ = ½(a dx² + c dy²) + b dx dy
-    depths: torch.Tensor    # (N,) camera-frame z of the mean
-    radii: torch.Tensor     # (N, 2) int32 half-size of the bounding box in pixels; 0 = culled
-    valid: torch.Tensor     # (N,) bool, radii > 0
-    cov2d: torch.Tensor     # (N, 3) blurred 2D covariance (xx, xy, yy)
+    means2d: torch.Tensor  # (N, 2) pixel position of the mean (gsplat pixel convention)
+    conics: torch.Tensor  # (N, 3) inverse 2D covariance (a, b, c): σ = ½(a dx² + c dy²) + b dx dy
+    depths: torch.Tensor  # (N,) camera-frame z of the mean
+    radii: torch.Tensor  # (N, 2) int32 half-size of the bounding box in pixels; 0 = culled
+    valid: torch.Tensor  # (N,) bool, radii > 0
+    cov2d: torch.Tensor  # (N, 3) blurred 2D covariance (xx, xy, yy)
 
 
 def quat_xyzw_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     """(N, 4) quaternions (x, y, z, w), any non-zero length → (N, 3, 3) rotation matrices."""
     q = quats / quats.norm(dim=-1, keepdim=True)
     x, y, z, w = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(quats.shape[:-1] + (3, 3))
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(quats.shape[:-1] + (3, 3))
 
 
-def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-            viewmat: torch.Tensor, Kp: torch.Tensor, width: int, height: int, *, near: float = 0.01,
-            far: float = 1e4, eps2d: float = 0.3) -> Projected:
+def project(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    viewmat: torch.Tensor,
+    Kp: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    near: float = 0.01,
+    far: float = 1e4,
+    eps2d: float = 0.3,
+) -> Projected:
     R = viewmat[:3, :3]
     t = viewmat[:3, 3]
     p = means @ R.T + t
@@ -103,9 +124,19 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
 
 
 @torch.no_grad()
-def candidates(means: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor, viewmat: torch.Tensor,
-               Kp: torch.Tensor, width: int, height: int, *, near: float = 0.01, far: float = 1e4,
-               eps2d: float = 0.3) -> torch.Tensor:
+def candidates(
+    means: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    viewmat: torch.Tensor,
+    Kp: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    near: float = 0.01,
+    far: float = 1e4,
+    eps2d: float = 0.3,
+) -> torch.Tensor:
     """Indices of the Gaussians that :func:`project` might keep: a cheap, conservative superset
     (depth range, opacity, and the image grown by an upper bound of the radius from the largest
     scale and the largest Jacobian norm), so that the differentiable projection runs on fewer."""

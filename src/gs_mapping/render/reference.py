@@ -4,6 +4,7 @@ It evaluates every Gaussian at every pixel (memory N × H × W, tests only), wit
 matrix maths and autograd for gradients. Conventions are those documented in ``projection.py`` and
 ``cpu.py`` (gsplat "classic", pixel centres at +0.5 in ``Kp``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,14 +14,30 @@ from .projection import ALPHA_THRESHOLD
 
 def _rotmat(q: torch.Tensor) -> torch.Tensor:
     x, y, z, w = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
-    rows = [[w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z]]
+    rows = [
+        [w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z],
+    ]
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
-def rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp, width, height, *,
-                        background=None, near=0.01, far=1e4, eps2d=0.3):
+def rasterize_reference(
+    means,
+    quats,
+    scales,
+    opacities,
+    colors,
+    viewmat,
+    Kp,
+    width,
+    height,
+    *,
+    background=None,
+    near=0.01,
+    far=1e4,
+    eps2d=0.3,
+):
     """colors: (N, 3) already-evaluated RGB. Returns color (H, W, 3) with background, accumulated
     depth Σ w z (H, W), alpha (H, W)."""
     N = means.shape[0]
@@ -30,7 +47,7 @@ def rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp, wi
     in_range = (z >= near) & (z <= far)
     zs = torch.where(in_range, z, torch.ones_like(z))
     Rg = _rotmat(quats)
-    cov3 = Rg @ torch.diag_embed(scales ** 2) @ Rg.transpose(1, 2)
+    cov3 = Rg @ torch.diag_embed(scales**2) @ Rg.transpose(1, 2)
     cov_c = W @ cov3 @ W.T
     fx, fy, cx, cy = Kp[0, 0], Kp[1, 1], Kp[0, 2], Kp[1, 2]
     # Jacobian of (fx x/z + cx, fy y/z + cy) at the mean, x/z and y/z clamped to 1.3× the FOV.
@@ -52,7 +69,7 @@ def rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp, wi
     with torch.no_grad():  # the culling box of projection.py, written out again
         ext = torch.clamp(torch.sqrt(2 * torch.log(opacities.clamp_min(ALPHA_THRESHOLD) * 255.0)), max=3.33)
         half_tr = 0.5 * (cov2[:, 0, 0] + cov2[:, 1, 1])
-        lam = half_tr + torch.sqrt(torch.clamp(half_tr ** 2 - det, min=0.01))
+        lam = half_tr + torch.sqrt(torch.clamp(half_tr**2 - det, min=0.01))
         rx = torch.ceil(torch.minimum(ext * cov2[:, 0, 0].clamp_min(0).sqrt(), ext * lam.clamp_min(0).sqrt()))
         ry = torch.ceil(torch.minimum(ext * cov2[:, 1, 1].clamp_min(0).sqrt(), ext * lam.clamp_min(0).sqrt()))
         ok = ok & ((rx > 0) | (ry > 0))
@@ -61,8 +78,11 @@ def rasterize_reference(means, quats, scales, opacities, colors, viewmat, Kp, wi
 
     idx = torch.nonzero(ok).flatten()
     idx = idx[torch.argsort(z[idx], stable=True)]  # front to back
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=means.dtype) + 0.5,
-                            torch.arange(width, dtype=means.dtype) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=means.dtype) + 0.5,
+        torch.arange(width, dtype=means.dtype) + 0.5,
+        indexing="ij",
+    )
     pix = torch.stack([xs.flatten(), ys.flatten()], -1)  # (P, 2)
     d = pix[:, None, :] - mu[idx][None]  # (P, M, 2)
     sigma = 0.5 * torch.einsum("pmi,mij,pmj->pm", d, inv[idx], d)

@@ -8,12 +8,14 @@ so node objects need no locking.
 Discovery defaults to loopback only (like ``ROS_LOCALHOST_ONLY=1``): a node started for testing never
 talks to the network. Pass ``network=True`` or set ``CYCLONEDDS_URI`` to join a real graph.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import Domain, DomainParticipant
@@ -68,8 +70,9 @@ class DdsPublisher:
 class DdsContext:
     """A :class:`~gs_mapping.nodes.context.NodeContext` on Cyclone DDS."""
 
-    def __init__(self, node_name: str, namespace: str = "", domain_id: int | None = None,
-                 network: bool = False):
+    def __init__(
+        self, node_name: str, namespace: str = "", domain_id: int | None = None, network: bool = False
+    ):
         self.node_name = node_name
         self.namespace = namespace
         self.factory = dds_types.DdsFactory()
@@ -95,11 +98,13 @@ class DdsContext:
         return self._topics[full]
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> DdsPublisher:
-        return DdsPublisher(DataWriter(self.participant, self._topic(topic, typename), qos=dds_qos(qos)),
-                            typename)
+        return DdsPublisher(
+            DataWriter(self.participant, self._topic(topic, typename), qos=dds_qos(qos)), typename
+        )
 
-    def create_subscription(self, topic: str, typename: str, qos: QoS,
-                            callback: Callable[[Any], None]) -> None:
+    def create_subscription(
+        self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
+    ) -> None:
         reader = DataReader(self.participant, self._topic(topic, typename), qos=dds_qos(qos))
         cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(cond)

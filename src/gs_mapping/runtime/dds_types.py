@@ -8,11 +8,12 @@ ROS 2 graph can read them. ``uint8[]`` fields are declared ``sequence<uint8>`` (
 object is the standard one) but serialised by Cyclone's ``bytes`` machine, which copies them in one
 block instead of one Python call per byte: megabyte map deltas and images stay cheap.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import types
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,22 @@ from cyclonedds.idl._machinery import BytesMachine, StructMachine
 
 from ..errors import MessageError
 
-_BASE = {"bool": bool, "int8": T.int8, "uint8": T.uint8, "byte": T.uint8, "char": T.uint8,
-         "int16": T.int16, "uint16": T.uint16, "int32": T.int32, "uint32": T.uint32, "int64": T.int64,
-         "uint64": T.uint64, "float32": T.float32, "float64": T.float64, "string": str}
+_BASE = {
+    "bool": bool,
+    "int8": T.int8,
+    "uint8": T.uint8,
+    "byte": T.uint8,
+    "char": T.uint8,
+    "int16": T.int16,
+    "uint16": T.uint16,
+    "int32": T.int32,
+    "uint32": T.uint32,
+    "int64": T.int64,
+    "uint64": T.uint64,
+    "float32": T.float32,
+    "float64": T.float64,
+    "string": str,
+}
 _BYTE_LIKE = ("uint8", "byte", "char")
 _KIND_BASE, _KIND_NAME, _KIND_ARRAY, _KIND_SEQUENCE = 1, 2, 3, 4
 
@@ -81,7 +95,7 @@ def _idl_annotation(desc: tuple) -> Any:
     raise MessageError(f"unsupported field description {desc!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def idl_class(typename: str) -> type:
     """The generated IdlStruct class for a ROS 2 message type."""
     pkg, kind, name = _split(typename)
@@ -90,8 +104,9 @@ def idl_class(typename: str) -> type:
     if not annotations:  # ROS 2 pads empty messages with one uint8 member, as rosidl does
         annotations["structure_needs_at_least_one_member"] = T.uint8
     body = {"__annotations__": annotations, "__module__": __name__, "__qualname__": f"{name}_"}
-    cls = types.new_class(f"{name}_", (IdlStruct,), {"typename": dds_type_name(typename)},
-                          lambda ns: ns.update(body))
+    cls = types.new_class(
+        f"{name}_", (IdlStruct,), {"typename": dds_type_name(typename)}, lambda ns: ns.update(body)
+    )
     cls = dataclasses.dataclass(cls)
     _use_block_copy_for_bytes(cls, fields)
     return cls

@@ -5,10 +5,12 @@ descriptions and ranges), message classes by type name, and spinning. rclpy cann
 our development machine or in CI, so this module is NOT exercised by the test suite; it is written
 against the documented rclpy API and checked on a ROS 2 machine (see README, "What was tested where").
 """
+
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import describe, from_dict, unflatten
 from ..cpu_threads import prefer_single_thread_torch
@@ -24,7 +26,8 @@ def _qos_profile(qos: QoS):
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=qos.depth,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=qos.depth,
         reliability=ReliabilityPolicy.RELIABLE if qos.reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.transient_local else DurabilityPolicy.VOLATILE,
     )
@@ -48,10 +51,12 @@ class RclpyContext:
         pub.subscription_count = pub.get_subscription_count  # our Publisher protocol's name
         return pub
 
-    def create_subscription(self, topic: str, typename: str, qos: QoS,
-                            callback: Callable[[Any], None]) -> None:
-        self._keep.append(self.node.create_subscription(_msg_class(typename), topic, callback,
-                                                        _qos_profile(qos)))
+    def create_subscription(
+        self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
+    ) -> None:
+        self._keep.append(
+            self.node.create_subscription(_msg_class(typename), topic, callback, _qos_profile(qos))
+        )
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         self._keep.append(self.node.create_timer(period_s, callback))
@@ -75,8 +80,9 @@ def declare_section(node: Any, section: str, cls: type) -> Any:
             if isinstance(default, int):
                 desc.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=0)]
             elif isinstance(default, float):
-                desc.floating_point_range = [FloatingPointRange(from_value=float(lo_hi[0]),
-                                                                to_value=float(lo_hi[1]), step=0.0)]
+                desc.floating_point_range = [
+                    FloatingPointRange(from_value=float(lo_hi[0]), to_value=float(lo_hi[1]), step=0.0)
+                ]
         if isinstance(default, tuple):
             default = list(default)
         param = node.declare_parameter(f"{section}.{name}", default, desc)
@@ -106,8 +112,6 @@ def run_node(node_cls: type, args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
-
 
 
 def main_hd_map_node() -> int:

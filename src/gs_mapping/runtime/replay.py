@@ -5,12 +5,14 @@ clock passes their due time, and every publication is written to the output bag 
 stamp. Nodes talk to each other in-process (a mapper's deltas reach a receiver in the same replay),
 through a FIFO queue drained after each input message, so callbacks never nest.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..bag import BagReader, BagWriter
 from ..messages import default_factory
@@ -33,7 +35,7 @@ class ReplaySummary:
 
 
 class _Publisher:
-    def __init__(self, bus: "ReplayBus", topic: str, typename: str, qos: QoS):
+    def __init__(self, bus: ReplayBus, topic: str, typename: str, qos: QoS):
         self._bus, self.topic, self.typename, self.qos = bus, topic, typename, qos
 
     def publish(self, msg: Any) -> None:
@@ -46,7 +48,7 @@ class _Publisher:
 class ReplayContext:
     """A :class:`~gs_mapping.nodes.context.NodeContext` on a :class:`ReplayBus`."""
 
-    def __init__(self, bus: "ReplayBus", node_name: str, namespace: str = ""):
+    def __init__(self, bus: ReplayBus, node_name: str, namespace: str = ""):
         self.bus, self.node_name, self.namespace = bus, node_name, namespace
         self.factory = bus.factory
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
@@ -57,8 +59,9 @@ class ReplayContext:
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> _Publisher:
         return _Publisher(self.bus, self._resolve(topic), typename, qos)
 
-    def create_subscription(self, topic: str, typename: str, qos: QoS,
-                            callback: Callable[[Any], None]) -> None:
+    def create_subscription(
+        self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
+    ) -> None:
         self.bus.subscribe(self._resolve(topic), callback)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
@@ -128,8 +131,13 @@ class ReplayBus:
             for callback in list(callbacks):
                 callback(msg)
 
-    def run(self, reader: BagReader, topics: Iterable[str] | None = None,
-            record_inputs: Iterable[str] = ("/tf", "/tf_static"), progress: bool = True) -> ReplaySummary:
+    def run(
+        self,
+        reader: BagReader,
+        topics: Iterable[str] | None = None,
+        record_inputs: Iterable[str] = ("/tf", "/tf_static"),
+        progress: bool = True,
+    ) -> ReplaySummary:
         """Feed ``reader``'s messages (those with subscribers, or ``topics``) in stamp order; copy
         ``record_inputs`` topics into the output bag unchanged."""
         import time
@@ -162,14 +170,20 @@ class ReplayBus:
         return summary
 
 
-def replay_bag(in_bag, out_bag, node_classes: list[type], configs: list[dict] | None = None,
-               overwrite: bool = False, progress: bool = False) -> tuple[ReplaySummary, list]:
+def replay_bag(
+    in_bag,
+    out_bag,
+    node_classes: list[type],
+    configs: list[dict] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> tuple[ReplaySummary, list]:
     """Replay ``in_bag`` through new instances of ``node_classes`` (with their loaded configs) into
     ``out_bag``; returns the summary and the node objects (closed, state kept for inspection)."""
     configs = configs if configs is not None else [cls.load_config(None) for cls in node_classes]
     with BagReader(in_bag) as reader, BagWriter(out_bag, overwrite=overwrite) as writer:
         bus = ReplayBus(writer)
-        nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs)]
+        nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs, strict=False)]
         summary = bus.run(reader, progress=progress)
         bus.advance(bus.now_ns + 1)  # let due timers (snapshots, diagnostics) fire once more
         for node in nodes:

@@ -8,6 +8,7 @@ deterministic. Tiles that touch no road and no shadow are never stored (all gras
 Shadows of objects on the ground (the sun is fixed) are drawn into the same tiles as a bit
 (``SHADOW``) beside the label: shading then costs nothing per pixel.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -22,8 +23,8 @@ from .roads import ASPHALT, CURB, CURB_WIDTH, GRASS, SIDEWALK, RoadNetwork
 TILE = 25.6
 RES = 0.04
 N = int(round(TILE / RES))
-MAX_TILES = 256         # cached tiles (≈ 100 MB)
-SHADOW = 0x80           # bit set in a texel's label where an object shades the ground
+MAX_TILES = 256  # cached tiles (≈ 100 MB)
+SHADOW = 0x80  # bit set in a texel's label where an object shades the ground
 LABEL_MASK = 0x7F
 
 
@@ -32,8 +33,9 @@ class GroundLabels:
         rings = [net.drivable.exterior, *net.drivable.interiors]
         curb = [r.buffer(CURB_WIDTH / 2, cap_style="flat", quad_segs=2) for r in rings]
         # Layers drawn in order; a later layer wins.
-        layers = [(SIDEWALK, [net.sidewalk.union(net.drivable)]), (ASPHALT, [net.drivable]),
-                  (CURB, curb)] + [(p.label, [p.polygon]) for p in net.paint]
+        layers = [(SIDEWALK, [net.sidewalk.union(net.drivable)]), (ASPHALT, [net.drivable]), (CURB, curb)] + [
+            (p.label, [p.polygon]) for p in net.paint
+        ]
         self._layers = [(label, g) for label, geoms in layers for g in geoms]
         self._tree = STRtree([g for _, g in self._layers])
         self._shadows = [g for g in shadows if not g.is_empty]
@@ -86,7 +88,7 @@ class GroundLabels:
         order = np.argsort(key, kind="stable")
         uniq, starts = np.unique(key[order], return_index=True)
         ends = np.append(starts[1:], len(order))
-        for a, b in zip(starts, ends):
+        for a, b in zip(starts, ends, strict=False):
             idx = order[a:b]
             t = self.tile(int(ti[idx[0]]), int(tj[idx[0]]))
             if t is not None:

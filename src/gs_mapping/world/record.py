@@ -11,6 +11,7 @@ Topics (see docs/world.md):
   ``/ground_truth/lanes_json`` (String, JSON, base_link), ``/ground_truth/map_json`` (String, JSON,
   latched, the whole map in the map frame, once).
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 
 TOPIC_TF, TOPIC_TF_STATIC = "/tf", "/tf_static"
 TOPIC_LIDAR = "/lidar/points"
-TOPIC_LANES, TOPIC_LANES_JSON, TOPIC_MAP_JSON = "/ground_truth/lanes", "/ground_truth/lanes_json", \
-    "/ground_truth/map_json"
+TOPIC_LANES, TOPIC_LANES_JSON, TOPIC_MAP_JSON = (
+    "/ground_truth/lanes",
+    "/ground_truth/lanes_json",
+    "/ground_truth/map_json",
+)
 MAP_FRAME, BASE_FRAME, LIDAR_FRAME = "map", "base_link", "lidar_link"
 # MapTR's colours: divider orange, ped_crossing blue, boundary green
 CLASS_RGBA = {0: (1.0, 0.6, 0.0, 1.0), 1: (0.0, 0.4, 1.0, 1.0), 2: (0.0, 0.8, 0.2, 1.0)}
@@ -39,8 +43,11 @@ JPEG_QUALITY = 90
 
 def camera_topics(name: str, compressed: bool = False) -> dict[str, str]:
     base = f"/cameras/{name}"
-    return {"image": f"{base}/image_raw/compressed" if compressed else f"{base}/image_raw",
-            "info": f"{base}/camera_info", "depth": f"{base}/depth"}
+    return {
+        "image": f"{base}/image_raw/compressed" if compressed else f"{base}/image_raw",
+        "info": f"{base}/camera_info",
+        "depth": f"{base}/depth",
+    }
 
 
 def lanes_json(elements, stamp_ns: int, frame_id: str = BASE_FRAME) -> dict:
@@ -48,7 +55,7 @@ def lanes_json(elements, stamp_ns: int, frame_id: str = BASE_FRAME) -> dict:
     return {"stamp_ns": int(stamp_ns), "frame_id": frame_id, "vectors": [e.to_json() for e in elements]}
 
 
-_DRIVE: Drive | None = None   # the drive a forked worker renders (inherited, not pickled)
+_DRIVE: Drive | None = None  # the drive a forked worker renders (inherited, not pickled)
 
 
 def _render(index: int):
@@ -71,8 +78,14 @@ def frames(drive: Drive, workers: int = 1):
         _DRIVE = None
 
 
-def write_bag(drive: Drive, out: str | Path, overwrite: bool = False, compressed: bool = False,
-              progress: bool = True, workers: int = 1) -> dict:
+def write_bag(
+    drive: Drive,
+    out: str | Path,
+    overwrite: bool = False,
+    compressed: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+) -> dict:
     """Render and write every frame of ``drive`` into the bag directory ``out``; returns a summary.
     ``workers`` > 1 renders frames in that many forked processes (same bytes as 1)."""
     from tqdm import tqdm
@@ -95,25 +108,34 @@ def write_bag(drive: Drive, out: str | Path, overwrite: bool = False, compressed
         bag.add_topic(TOPIC_LANES_JSON, M.STRING)
 
         t0 = drive.stamp_ns(0)
-        static = [TransformStamped(BASE_FRAME, cam.frame_id, t0, Transform.from_matrix(cam.T_map_cam))
-                  for cam in drive.cameras]
+        static = [
+            TransformStamped(BASE_FRAME, cam.frame_id, t0, Transform.from_matrix(cam.T_map_cam))
+            for cam in drive.cameras
+        ]
         if drive.with_lidar:
-            static.append(TransformStamped(BASE_FRAME, LIDAR_FRAME, t0, Transform.from_matrix(lidar_transform())))
+            static.append(
+                TransformStamped(BASE_FRAME, LIDAR_FRAME, t0, Transform.from_matrix(lidar_transform()))
+            )
         bag.write(TOPIC_TF_STATIC, t0, M.transforms_to_tf_message(static))
         world_gt = lanes_json(drive.world.map_elements(), t0, MAP_FRAME)
         world_gt["seed"] = drive.world.seed
         bag.write(TOPIC_MAP_JSON, t0, M.json_to_string_message(world_gt))
 
-        for frame in tqdm(frames(drive, workers), total=len(drive), desc="world", unit="frame",
-                          disable=not progress):
+        for frame in tqdm(
+            frames(drive, workers), total=len(drive), desc="world", unit="frame", disable=not progress
+        ):
             ns = frame.stamp_ns
-            bag.write(TOPIC_TF, ns, M.transforms_to_tf_message(
-                [TransformStamped(MAP_FRAME, BASE_FRAME, ns, Transform.from_matrix(frame.T_map_base))]))
-            for name, cam in zip(names, drive.cameras):
+            bag.write(
+                TOPIC_TF,
+                ns,
+                M.transforms_to_tf_message(
+                    [TransformStamped(MAP_FRAME, BASE_FRAME, ns, Transform.from_matrix(frame.T_map_base))]
+                ),
+            )
+            for name, cam in zip(names, drive.cameras, strict=False):
                 rgb, depth = frame.images[name]
                 t = camera_topics(name, compressed)
-                bag.write(t["info"], ns, M.intrinsics_to_camera_info(
-                    M.CameraIntrinsics.from_camera(cam, ns)))
+                bag.write(t["info"], ns, M.intrinsics_to_camera_info(M.CameraIntrinsics.from_camera(cam, ns)))
                 if compressed:
                     img = M.numpy_to_compressed_image(rgb, "jpeg", ns, cam.frame_id, quality=JPEG_QUALITY)
                 else:
@@ -121,16 +143,20 @@ def write_bag(drive: Drive, out: str | Path, overwrite: bool = False, compressed
                 bag.write(t["image"], ns, img)
                 bag.write(t["depth"], ns, M.numpy_to_image(depth, "32FC1", ns, cam.frame_id))
             if frame.lidar is not None:
-                pts = np.zeros(len(frame.lidar), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-                                                         ("intensity", "<f4")])
+                pts = np.zeros(
+                    len(frame.lidar), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")]
+                )
                 for k, f in enumerate(("x", "y", "z", "intensity")):
                     pts[f] = frame.lidar[:, k]
                 bag.write(TOPIC_LIDAR, ns, M.array_to_pointcloud2(pts, ns, LIDAR_FRAME))
             markers = [M.delete_all_marker(BASE_FRAME, ns)]
             for k, el in enumerate(frame.lanes):
                 pts3 = np.concatenate([el.pts, np.zeros((len(el.pts), 1))], 1)
-                markers.append(M.line_strip_marker(CLASS_NAMES[el.cls], k, pts3, CLASS_RGBA[el.cls],
-                                                   BASE_FRAME, ns, width=0.15))
+                markers.append(
+                    M.line_strip_marker(
+                        CLASS_NAMES[el.cls], k, pts3, CLASS_RGBA[el.cls], BASE_FRAME, ns, width=0.15
+                    )
+                )
             bag.write(TOPIC_LANES, ns, M.marker_array(markers))
             bag.write(TOPIC_LANES_JSON, ns, M.json_to_string_message(lanes_json(frame.lanes, ns)))
         counts = dict(bag.counts)

@@ -9,6 +9,7 @@ parameter t *is* the z-depth (what ROS depth images hold).
 Textures are procedural functions of the 3D hit point (value noise from an integer hash, window grids
 on facades, the ground label raster), so they are the same from every viewpoint: parallax is real.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,45 +24,60 @@ from .scene import BUILDING, FOLIAGE, LAMP_HEAD, POLE, TRUNK, Objects
 
 NONE, GROUND, BOX, CYL, ELL = 0, 1, 2, 3, 4
 NEAR = 0.05
-AMBIENT = 0.6   # share of light that is not direct sun (so shadows stay readable)
+AMBIENT = 0.6  # share of light that is not direct sun (so shadows stay readable)
 
 SKY_HORIZON = np.array([205, 218, 232], np.float32)
 SKY_ZENITH = np.array([112, 150, 204], np.float32)
-GROUND_COLOURS = {GRASS: (74, 98, 48), ASPHALT: (66, 67, 70), SIDEWALK: (150, 146, 139), CURB: (188, 186, 180),
-                  PAINT_WHITE: (234, 234, 228), PAINT_YELLOW: (228, 186, 58)}
+GROUND_COLOURS = {
+    GRASS: (74, 98, 48),
+    ASPHALT: (66, 67, 70),
+    SIDEWALK: (150, 146, 139),
+    CURB: (188, 186, 180),
+    PAINT_WHITE: (234, 234, 228),
+    PAINT_YELLOW: (228, 186, 58),
+}
 # LiDAR reflectivity per ground label / material (intensity = reflectivity * |cos incidence|)
 GROUND_REFLECT = {GRASS: 0.25, ASPHALT: 0.12, SIDEWALK: 0.3, CURB: 0.35, PAINT_WHITE: 0.85, PAINT_YELLOW: 0.8}
 MATERIAL_REFLECT = {BUILDING: 0.4, LAMP_HEAD: 0.5, POLE: 0.6, TRUNK: 0.3, FOLIAGE: 0.2}
 _MATERIAL_REFLECT_TABLE = np.array([MATERIAL_REFLECT[k] for k in range(len(MATERIAL_REFLECT))], np.float32)
 # ground texture per class: albedo, noise amplitudes (fine 4 cm hash, 1.7 m and 9 m value noise),
 # slab joints, hue drift, LiDAR reflectivity
-_GROUND_NOISE = {GRASS: (0.25, 0.35, 0.3, 0.0, 40.0), ASPHALT: (0.22, 0.16, 0.12, 0.0, 0.0),
-                 SIDEWALK: (0.08, 0.06, 0.0, 0.18, 0.0), CURB: (0.08, 0.06, 0.0, 0.18, 0.0),
-                 PAINT_WHITE: (0.05, 0.04, 0.0, 0.0, 0.0), PAINT_YELLOW: (0.05, 0.04, 0.0, 0.0, 0.0)}
-_GROUND_TABLE = {k: np.zeros((128, 3) if k == "colour" else 128, np.float32)
-                 for k in ("colour", "fine", "coarse", "big", "joints", "red", "reflect")}
+_GROUND_NOISE = {
+    GRASS: (0.25, 0.35, 0.3, 0.0, 40.0),
+    ASPHALT: (0.22, 0.16, 0.12, 0.0, 0.0),
+    SIDEWALK: (0.08, 0.06, 0.0, 0.18, 0.0),
+    CURB: (0.08, 0.06, 0.0, 0.18, 0.0),
+    PAINT_WHITE: (0.05, 0.04, 0.0, 0.0, 0.0),
+    PAINT_YELLOW: (0.05, 0.04, 0.0, 0.0, 0.0),
+}
+_GROUND_TABLE = {
+    k: np.zeros((128, 3) if k == "colour" else 128, np.float32)
+    for k in ("colour", "fine", "coarse", "big", "joints", "red", "reflect")
+}
 for _lab, (_f, _c, _b, _j, _r) in _GROUND_NOISE.items():
     _GROUND_TABLE["colour"][_lab] = GROUND_COLOURS[_lab]
     _GROUND_TABLE["reflect"][_lab] = GROUND_REFLECT[_lab]
-    for _k, _v in zip(("fine", "coarse", "big", "joints", "red"), (_f, _c, _b, _j, _r)):
+    for _k, _v in zip(("fine", "coarse", "big", "joints", "red"), (_f, _c, _b, _j, _r), strict=False):
         _GROUND_TABLE[_k][_lab] = _v
 
 
 @dataclass
 class Hits:
-    t: np.ndarray       # (H, W) float32 ray parameter, inf where nothing was hit
-    kind: np.ndarray    # (H, W) int8: NONE, GROUND, BOX, CYL, ELL
-    index: np.ndarray   # (H, W) int32 primitive index within its kind
+    t: np.ndarray  # (H, W) float32 ray parameter, inf where nothing was hit
+    kind: np.ndarray  # (H, W) int8: NONE, GROUND, BOX, CYL, ELL
+    index: np.ndarray  # (H, W) int32 primitive index within its kind
 
 
 # ------------------------------------------------------------------------------------------ hashing
 def _hash(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray | int = 0, seed: int = 0) -> np.ndarray:
     """Integer lattice → uniform [0, 1) (float32); wraps modulo 2**32 by design."""
     with np.errstate(over="ignore"):
-        h = (np.asarray(ix).astype(np.int64).astype(np.uint32) * np.uint32(0x8DA6B343)
-             ^ np.asarray(iy).astype(np.int64).astype(np.uint32) * np.uint32(0xD8163841)
-             ^ np.asarray(iz).astype(np.int64).astype(np.uint32) * np.uint32(0xCB1AB31F)
-             ^ np.uint32(seed * 0x165667B1 & 0xFFFFFFFF))
+        h = (
+            np.asarray(ix).astype(np.int64).astype(np.uint32) * np.uint32(0x8DA6B343)
+            ^ np.asarray(iy).astype(np.int64).astype(np.uint32) * np.uint32(0xD8163841)
+            ^ np.asarray(iz).astype(np.int64).astype(np.uint32) * np.uint32(0xCB1AB31F)
+            ^ np.uint32(seed * 0x165667B1 & 0xFFFFFFFF)
+        )
         h ^= h >> np.uint32(15)
         h *= np.uint32(0x2C1B3C6D)
         h ^= h >> np.uint32(12)
@@ -207,9 +223,11 @@ def camera_regions(objects: Objects, T_cam_map: np.ndarray, K: np.ndarray, w: in
     R, tr = T_cam_map[:3, :3], T_cam_map[:3, 3]
     out = []
     for k, corners in _all_corners(objects):
-        pc = corners @ R.T + tr                                    # (N, 8, 3)
+        pc = corners @ R.T + tr  # (N, 8, 3)
         zmin, zmax = pc[..., 2].min(1), pc[..., 2].max(1)
-        dist = np.linalg.norm(pc.mean(1), axis=1) - np.linalg.norm(pc - pc.mean(1, keepdims=True), axis=2).max(1)
+        dist = np.linalg.norm(pc.mean(1), axis=1) - np.linalg.norm(
+            pc - pc.mean(1, keepdims=True), axis=2
+        ).max(1)
         visible = (zmax > NEAR) & (dist < max_t)
         front = zmin > NEAR
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -234,7 +252,7 @@ def lidar_regions(objects: Objects, T_lidar_map: np.ndarray, azimuths: np.ndarra
     R, tr = T_lidar_map[:3, :3], T_lidar_map[:3, 3]
     out = []
     for k, corners in _all_corners(objects):
-        rel = (corners @ R.T + tr)[..., :2]          # the primitive's hull projected on the LiDAR xy plane
+        rel = (corners @ R.T + tr)[..., :2]  # the primitive's hull projected on the LiDAR xy plane
         centre = rel.mean(1)
         radius = np.linalg.norm(rel - centre[:, None], axis=2).max(1)
         dc = np.linalg.norm(centre, axis=1)
@@ -280,15 +298,19 @@ def surface(world, o: np.ndarray, d: np.ndarray, hits: Hits):
         big = value_noise2(pg[:, 0], pg[:, 1], 9.0, seed + 2) - 0.5
         # per-class tables instead of masks: one gather per coefficient
         base = _GROUND_TABLE["colour"][labels]
-        shade = (1.0 + _GROUND_TABLE["fine"][labels] * fine + _GROUND_TABLE["coarse"][labels] * coarse
-                 + _GROUND_TABLE["big"][labels] * big)
+        shade = (
+            1.0
+            + _GROUND_TABLE["fine"][labels] * fine
+            + _GROUND_TABLE["coarse"][labels] * coarse
+            + _GROUND_TABLE["big"][labels] * big
+        )
         jl = _GROUND_TABLE["joints"][labels]
         has_joints = jl > 0
-        if has_joints.any():   # sidewalk slabs: darker joints on a 1.5 m grid
+        if has_joints.any():  # sidewalk slabs: darker joints on a 1.5 m grid
             q = pg[has_joints]
             joints = (np.mod(q[:, 0], 1.5) < 0.04) | (np.mod(q[:, 1], 1.5) < 0.04)
             shade[has_joints] -= jl[has_joints] * joints
-        base[:, 0] += _GROUND_TABLE["red"][labels] * big      # grass hue drifts green ↔ olive
+        base[:, 0] += _GROUND_TABLE["red"][labels] * big  # grass hue drifts green ↔ olive
         refl = _GROUND_TABLE["reflect"][labels]
         albedo[g] = base * shade[:, None]
         normal[g] = (0, 0, 1)
@@ -309,7 +331,7 @@ def surface(world, o: np.ndarray, d: np.ndarray, hits: Hits):
         nl[face == 1, 1] = np.sign(ly[face == 1])
         nl[face == 2, 2] = 1.0
         normal[sel] = np.stack([c * nl[:, 0] - s * nl[:, 1], s * nl[:, 0] + c * nl[:, 1], nl[:, 2]], 1)
-        u = np.where(face == 0, ly + b.hy[i], lx + b.hx[i])          # along the wall
+        u = np.where(face == 0, ly + b.hy[i], lx + b.hx[i])  # along the wall
         width = np.where(face == 0, 2 * b.hy[i], 2 * b.hx[i])
         z = pb[:, 2] - b.z0[i]
         col = b.colour[i].copy()
@@ -320,10 +342,27 @@ def surface(world, o: np.ndarray, d: np.ndarray, hits: Hits):
         # windows: a grid of 1.4 x 1.6 m panes on 3 m columns and 3.2 m floors
         col_i, floor_i = np.floor(u / 3.0), np.floor(z / 3.2)
         fu, fz = u - 3.0 * col_i, z - 3.2 * floor_i
-        win = bld & (fu > 0.8) & (fu < 2.2) & (fz > 0.9) & (fz < 2.5) & (u > 0.6) & (u < width - 0.6) \
+        win = (
+            bld
+            & (fu > 0.8)
+            & (fu < 2.2)
+            & (fz > 0.9)
+            & (fz < 2.5)
+            & (u > 0.6)
+            & (u < width - 0.6)
             & (z < b.z1[i] - b.z0[i] - 0.8)
-        frame = bld & ~win & (fu > 0.7) & (fu < 2.3) & (fz > 0.8) & (fz < 2.6) & (u > 0.5) & (u < width - 0.5) \
+        )
+        frame = (
+            bld
+            & ~win
+            & (fu > 0.7)
+            & (fu < 2.3)
+            & (fz > 0.8)
+            & (fz < 2.6)
+            & (u > 0.5)
+            & (u < width - 0.5)
             & (z < b.z1[i] - b.z0[i] - 0.7)
+        )
         glass = _hash(col_i, floor_i, i * 2 + face, seed + 5)
         wcol = np.stack([40 + 40 * glass, 52 + 45 * glass, 68 + 50 * glass], 1)
         lit = glass > 0.9
@@ -361,8 +400,14 @@ def surface(world, o: np.ndarray, d: np.ndarray, hits: Hits):
         e = world.objects.ellipsoids
         i = idx[sel]
         pe = p[sel]
-        q = np.stack([(pe[:, 0] - e.cx[i]) / e.r[i] ** 2, (pe[:, 1] - e.cy[i]) / e.r[i] ** 2,
-                      (pe[:, 2] - e.cz[i]) / e.rz[i] ** 2], 1)
+        q = np.stack(
+            [
+                (pe[:, 0] - e.cx[i]) / e.r[i] ** 2,
+                (pe[:, 1] - e.cy[i]) / e.r[i] ** 2,
+                (pe[:, 2] - e.cz[i]) / e.rz[i] ** 2,
+            ],
+            1,
+        )
         normal[sel] = q / np.linalg.norm(q, axis=1, keepdims=True)
         leaf = value_noise3(pe, 0.35, seed + 7)
         clump = value_noise3(pe, 1.2, seed + 8)
@@ -388,6 +433,6 @@ def shade_camera(world, o: np.ndarray, d: np.ndarray, hits: Hits) -> np.ndarray:
         light = (AMBIENT + (1 - AMBIENT) * lam) / (AMBIENT + (1 - AMBIENT) * sun[2])  # sunlit ground = 1
         col = albedo * light[:, None]
         dist = np.linalg.norm(p - np.asarray(o, np.float32), axis=1)
-        haze = (1 - np.exp(-(dist / 260.0) ** 2))[:, None]
+        haze = (1 - np.exp(-((dist / 260.0) ** 2)))[:, None]
         img[mask] = col * (1 - haze) + SKY_HORIZON * haze
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)

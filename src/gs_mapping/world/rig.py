@@ -1,6 +1,7 @@
 """Sensor rigs: camera and LiDAR mounts in base_link (x forward, y left, z up, on the ground under
 the rear-axle centre). Camera names follow nuScenes; optical frames follow REP-103 (z forward,
 x right, y down). A ``front`` rig is the front camera alone; ``surround`` is six cameras."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from ..errors import GsMappingError
 class Mount:
     name: str
     xyz: tuple[float, float, float]
-    yaw_deg: float          # left positive, about base_link z
-    pitch_deg: float        # down positive
+    yaw_deg: float  # left positive, about base_link z
+    pitch_deg: float  # down positive
     hfov_deg: float
 
 
@@ -28,8 +29,11 @@ MOUNTS = {
     "back_right": Mount("back_right", (1.0, -0.5, 1.55), -110.0, 3.0, 70.0),
     "back": Mount("back", (0.0, 0.0, 1.55), 180.0, 3.0, 110.0),
 }
-RIGS = {"front": ["front"], "surround": ["front", "front_left", "front_right", "back", "back_left", "back_right"]}
-LIDAR_XYZ = (0.9, 0.0, 1.9)     # lidar_link: axes parallel to base_link
+RIGS = {
+    "front": ["front"],
+    "surround": ["front", "front_left", "front_right", "back", "back_left", "back_right"],
+}
+LIDAR_XYZ = (0.9, 0.0, 1.9)  # lidar_link: axes parallel to base_link
 
 
 def optical_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:

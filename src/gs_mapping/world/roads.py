@@ -12,6 +12,7 @@ lines: the rings of the drivable area, with fillets at junction corners).
 The same shapes drive the ground texture (see :mod:`.ground`), so projected ground truth lands on
 the paint by construction; tests check it through the bag's own CameraInfo and TF.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,19 +29,19 @@ CLASS_NAMES = {DIVIDER: "divider", PED_CROSSING: "ped_crossing", BOUNDARY: "boun
 # Ground labels (the texture decides colours from these).
 GRASS, ASPHALT, SIDEWALK, CURB, PAINT_WHITE, PAINT_YELLOW = 0, 1, 2, 3, 4, 5
 
-STEP = 0.5              # centreline sampling (m)
+STEP = 0.5  # centreline sampling (m)
 LANE_WIDTH = 3.5
 SIDEWALK_WIDTH = 3.5
-CURB_WIDTH = 0.3        # painted as a light concrete strip centred on the boundary line
-CORNER_RADIUS = 4.0     # curb fillet at junction corners
-CROSSING_DEPTH = 4.0    # along the road
-CROSSING_GAP = 0.5      # between the fillet end and the crossing
+CURB_WIDTH = 0.3  # painted as a light concrete strip centred on the boundary line
+CORNER_RADIUS = 4.0  # curb fillet at junction corners
+CROSSING_DEPTH = 4.0  # along the road
+CROSSING_GAP = 0.5  # between the fillet end and the crossing
 STRIPE_WIDTH, STRIPE_PERIOD = 0.5, 1.0
 DIVIDER_WIDTH, CENTRE_WIDTH = 0.15, 0.2
 DASH, GAP = 3.0, 6.0
 JUNCTION_STRAIGHT = 25.0  # straight main road either side of a junction centre
 MIN_CLIPPED_LENGTH = 0.2  # clipped pieces shorter than this (m) are dropped from the ego ground truth
-MIN_CLIPPED_AREA = 0.1    # … and crossing pieces smaller than this (m²)
+MIN_CLIPPED_AREA = 0.1  # … and crossing pieces smaller than this (m²)
 
 
 @dataclass
@@ -63,11 +64,11 @@ class Road:
     """A road: dense centreline, lanes, and which lane lines are painted how."""
 
     name: str
-    pts: np.ndarray            # (N, 2)
-    heading: np.ndarray        # (N,)
+    pts: np.ndarray  # (N, 2)
+    heading: np.ndarray  # (N,)
     n_lanes: int
     lane_width: float = LANE_WIDTH
-    n_forward: int = 1         # lanes right of the centre line that run along +s (right-hand traffic)
+    n_forward: int = 1  # lanes right of the centre line that run along +s (right-hand traffic)
     yellow_centre: bool = False
 
     @property
@@ -100,12 +101,12 @@ class Road:
 
 @dataclass
 class Junction:
-    centre: np.ndarray          # (2,)
-    tangent: np.ndarray         # main road direction (2,)
-    s: float                    # station on the main centreline
-    main_width: float           # widest adjacent link
+    centre: np.ndarray  # (2,)
+    tangent: np.ndarray  # main road direction (2,)
+    s: float  # station on the main centreline
+    main_width: float  # widest adjacent link
     cross: Road | None
-    arms: tuple[bool, bool]     # (left arm, right arm) exist
+    arms: tuple[bool, bool]  # (left arm, right arm) exist
 
     def local_box(self, along: tuple[float, float], across: tuple[float, float]) -> Polygon:
         """A rectangle given in the junction frame (x along the main road, y to its left)."""
@@ -121,13 +122,13 @@ class PaintStroke:
 
     polygon: Polygon
     label: int
-    centreline: np.ndarray      # (N, 2)
+    centreline: np.ndarray  # (N, 2)
 
 
 @dataclass
 class RoadNetwork:
     main: Road
-    links: list[tuple[float, float, Road]]     # (s0, s1, link road) along the main centreline
+    links: list[tuple[float, float, Road]]  # (s0, s1, link road) along the main centreline
     junctions: list[Junction]
     cross_roads: list[Road]
     drivable: Polygon = field(init=False)
@@ -154,18 +155,26 @@ class RoadNetwork:
         zones, crossings = [], []
         for j in self.junctions:
             wc = j.cross.width
-            zones.append(j.local_box((-wc / 2 - d_excl, wc / 2 + d_excl), (-j.main_width / 2 - d_excl,
-                                                                             j.main_width / 2 + d_excl)))
+            zones.append(
+                j.local_box(
+                    (-wc / 2 - d_excl, wc / 2 + d_excl),
+                    (-j.main_width / 2 - d_excl, j.main_width / 2 + d_excl),
+                )
+            )
             a0 = wc / 2 + CORNER_RADIUS + CROSSING_GAP
             for sign in (-1.0, 1.0):  # main road, before and after the junction
                 w = self._link_at(j.s + sign * (a0 + 1.0)).width
-                crossings.append(j.local_box(tuple(sorted((sign * a0, sign * (a0 + CROSSING_DEPTH)))),
-                                             (-w / 2, w / 2)))
+                crossings.append(
+                    j.local_box(tuple(sorted((sign * a0, sign * (a0 + CROSSING_DEPTH)))), (-w / 2, w / 2))
+                )
             c0 = j.main_width / 2 + CORNER_RADIUS + CROSSING_GAP
-            for exists, sign in zip(j.arms, (1.0, -1.0)):
+            for exists, sign in zip(j.arms, (1.0, -1.0), strict=False):
                 if exists:
-                    crossings.append(j.local_box((-wc / 2, wc / 2),
-                                                 tuple(sorted((sign * c0, sign * (c0 + CROSSING_DEPTH))))))
+                    crossings.append(
+                        j.local_box(
+                            (-wc / 2, wc / 2), tuple(sorted((sign * c0, sign * (c0 + CROSSING_DEPTH))))
+                        )
+                    )
         excl = unary_union(zones) if zones else Polygon()
 
         elements: list[MapElement] = []
@@ -179,9 +188,12 @@ class RoadNetwork:
                     pts = np.asarray(piece.simplify(0.01).coords)
                     elements.append(MapElement(DIVIDER, pts))
                     width = DIVIDER_WIDTH if dashed else CENTRE_WIDTH
-                    for stroke in (_dashes(piece) if dashed else [piece]):
-                        paint.append(PaintStroke(stroke.buffer(width / 2, cap_style="flat"), label,
-                                                 np.asarray(stroke.coords)))
+                    for stroke in _dashes(piece) if dashed else [piece]:
+                        paint.append(
+                            PaintStroke(
+                                stroke.buffer(width / 2, cap_style="flat"), label, np.asarray(stroke.coords)
+                            )
+                        )
         for poly in crossings:
             ring = np.asarray(poly.exterior.coords)
             elements.append(MapElement(PED_CROSSING, ring))
@@ -251,7 +263,7 @@ def _dashes(line: LineString) -> list[LineString]:
 def _zebra(ring: np.ndarray) -> list[PaintStroke]:
     """Stripes parallel to the traffic direction inside a crossing rectangle (ring of 5 points)."""
     p0, p1, p2 = ring[0], ring[1], ring[2]
-    along, across = p1 - p0, p2 - p1     # along = traffic direction, across = road width
+    along, across = p1 - p0, p2 - p1  # along = traffic direction, across = road width
     length_across = float(np.linalg.norm(across))
     u = across / length_across
     strokes = []
@@ -292,7 +304,7 @@ def _curvature_profile(rng: np.random.Generator, length: float) -> tuple[np.ndar
                 radius = rng.uniform(45, 180)
                 sign = -np.sign(heading) if abs(heading) > 0.6 else rng.choice([-1.0, 1.0])
                 k = sign / radius
-                room = 1.2 - sign * heading   # |heading| ≤ 1.2 rad: the route never turns back on itself
+                room = 1.2 - sign * heading  # |heading| ≤ 1.2 rad: the route never turns back on itself
                 angle = min(rng.uniform(0.2, 0.9), max(0.05, room))
                 clo = rng.uniform(10, 20)
                 arc = max(0.0, angle * radius - clo)
@@ -334,7 +346,7 @@ def generate_network(rng: np.random.Generator, length: float = 300.0) -> RoadNet
         kind = rng.random()
         want = (True, True) if kind < 0.6 else ((True, False) if kind < 0.8 else (False, True))
         arms = []
-        for exists, sign in zip(want, (1.0, -1.0)):
+        for exists, sign in zip(want, (1.0, -1.0), strict=False):
             if not exists:
                 arms.append(0.0)
                 continue
@@ -363,8 +375,14 @@ def generate_network(rng: np.random.Generator, length: float = 300.0) -> RoadNet
         if k > 0 and all(cross_specs[k - 1][3]):
             n_lanes = int(rng.integers(1, 5))
         i0, i1 = int(round(bounds[k] / STEP)), int(round(bounds[k + 1] / STEP))
-        link = Road(f"main_{k}", pts[i0:i1 + 1], heading[i0:i1 + 1], n_lanes,
-                    n_forward=(n_lanes + 1) // 2 if n_lanes > 1 else 1, yellow_centre=yellow)
+        link = Road(
+            f"main_{k}",
+            pts[i0 : i1 + 1],
+            heading[i0 : i1 + 1],
+            n_lanes,
+            n_forward=(n_lanes + 1) // 2 if n_lanes > 1 else 1,
+            yellow_centre=yellow,
+        )
         if n_lanes == 1:
             link.lane_width = 4.0
         links.append((bounds[k], bounds[k + 1], link))
@@ -372,19 +390,27 @@ def generate_network(rng: np.random.Generator, length: float = 300.0) -> RoadNet
 
     junctions, cross_roads = [], []
     for k, (sj, i, nc, arms, cpts, ch) in enumerate(cross_specs):
-        road = Road(f"cross_{k}", cpts, np.full(len(cpts), ch), nc,
-                    n_forward=(nc + 1) // 2 if nc > 1 else 1, yellow_centre=yellow)
+        road = Road(
+            f"cross_{k}",
+            cpts,
+            np.full(len(cpts), ch),
+            nc,
+            n_forward=(nc + 1) // 2 if nc > 1 else 1,
+            yellow_centre=yellow,
+        )
         if nc == 1:
             road.lane_width = 4.0
         cross_roads.append(road)
         main_width = max(links[k][2].width, links[k + 1][2].width)
-        junctions.append(Junction(pts[i], np.array([np.cos(heading[i]), np.sin(heading[i])]), sj,
-                                  main_width, road, arms))
+        junctions.append(
+            Junction(pts[i], np.array([np.cos(heading[i]), np.sin(heading[i])]), sj, main_width, road, arms)
+        )
     return RoadNetwork(main, links, junctions, cross_roads)
 
 
-def clip_elements(elements: list[MapElement], T_base_map: np.ndarray,
-                  x_range: float, y_range: float) -> list[MapElement]:
+def clip_elements(
+    elements: list[MapElement], T_base_map: np.ndarray, x_range: float, y_range: float
+) -> list[MapElement]:
     """World elements → ego frame (x forward, y left), clipped to |x| ≤ x_range, |y| ≤ y_range.
 
     Polylines clipped into several pieces give one element each; polygons stay closed rings. Slivers
@@ -395,8 +421,12 @@ def clip_elements(elements: list[MapElement], T_base_map: np.ndarray,
     out = []
     for el in elements:
         pts = el.pts @ r.T + t
-        if pts[:, 0].max() < -x_range or pts[:, 0].min() > x_range or pts[:, 1].max() < -y_range \
-                or pts[:, 1].min() > y_range:
+        if (
+            pts[:, 0].max() < -x_range
+            or pts[:, 0].min() > x_range
+            or pts[:, 1].max() < -y_range
+            or pts[:, 1].min() > y_range
+        ):
             continue
         if el.cls == PED_CROSSING:
             geom = Polygon(pts).intersection(window)

@@ -8,6 +8,7 @@ Primitives (all on or above the ground plane z = 0, map frame):
 
 Each primitive carries a material and a base colour; the renderer turns these into textures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,19 @@ from .roads import SIDEWALK_WIDTH, RoadNetwork
 BUILDING, LAMP_HEAD, POLE, TRUNK, FOLIAGE = 0, 1, 2, 3, 4
 MATERIAL_NAMES = {BUILDING: "building", LAMP_HEAD: "lamp", POLE: "pole", TRUNK: "trunk", FOLIAGE: "foliage"}
 
-FACADES = np.array([[186, 160, 130], [160, 82, 60], [200, 196, 186], [140, 138, 136], [176, 140, 96],
-                    [214, 204, 170], [120, 100, 90], [170, 180, 190]], np.float32)
+FACADES = np.array(
+    [
+        [186, 160, 130],
+        [160, 82, 60],
+        [200, 196, 186],
+        [140, 138, 136],
+        [176, 140, 96],
+        [214, 204, 170],
+        [120, 100, 90],
+        [170, 180, 190],
+    ],
+    np.float32,
+)
 
 
 @dataclass
@@ -35,7 +47,7 @@ class Boxes:
     hy: np.ndarray
     yaw: np.ndarray
     material: np.ndarray
-    colour: np.ndarray          # (N, 3) float32 0..255
+    colour: np.ndarray  # (N, 3) float32 0..255
 
     def __len__(self) -> int:
         return len(self.cx)
@@ -98,7 +110,7 @@ def _pack(cls, rows: list[tuple]):
         cols[-1] = np.zeros((0, 3), np.float32)
         cols[-2] = np.zeros(0, np.int8)
         return cls(*cols)
-    cols = list(zip(*rows))
+    cols = list(zip(*rows, strict=False))
     arrays = [np.asarray(c, np.float64) for c in cols[:-2]]
     return cls(*arrays, np.asarray(cols[-2], np.int8), np.asarray(cols[-1], np.float32).reshape(-1, 3))
 
@@ -109,14 +121,23 @@ class Objects:
     cylinders: Cylinders
     ellipsoids: Ellipsoids
 
-    def add_box(self, cx, cy, z0, z1, hx, hy, yaw, material=BUILDING, colour=(180, 160, 140)) -> "Objects":
+    def add_box(self, cx, cy, z0, z1, hx, hy, yaw, material=BUILDING, colour=(180, 160, 140)) -> Objects:
         """A copy with one more box (tests build occluders this way)."""
         b = self.boxes
         row = [cx, cy, z0, z1, hx, hy, yaw]
-        fields = [np.append(getattr(b, f), v) for f, v in zip(["cx", "cy", "z0", "z1", "hx", "hy", "yaw"], row)]
-        return Objects(Boxes(*fields, np.append(b.material, np.int8(material)),
-                             np.vstack([b.colour, np.asarray(colour, np.float32)[None]])),
-                       self.cylinders, self.ellipsoids)
+        fields = [
+            np.append(getattr(b, f), v)
+            for f, v in zip(["cx", "cy", "z0", "z1", "hx", "hy", "yaw"], row, strict=False)
+        ]
+        return Objects(
+            Boxes(
+                *fields,
+                np.append(b.material, np.int8(material)),
+                np.vstack([b.colour, np.asarray(colour, np.float32)[None]]),
+            ),
+            self.cylinders,
+            self.ellipsoids,
+        )
 
 
 def shadow_polygons(objects: Objects, sun: np.ndarray) -> list[Polygon]:
@@ -169,8 +190,12 @@ def populate(net: RoadNetwork, rng: np.random.Generator) -> Objects:
 
     def oriented(cx, cy, hx, hy, yaw) -> Polygon:
         c, s = np.cos(yaw), np.sin(yaw)
-        return Polygon([(cx + c * a - s * b, cy + s * a + c * b) for a, b in
-                        ((-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy))])
+        return Polygon(
+            [
+                (cx + c * a - s * b, cy + s * a + c * b)
+                for a, b in ((-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy))
+            ]
+        )
 
     for road in net.roads():
         urban = rng.random() < 0.65
@@ -196,8 +221,19 @@ def populate(net: RoadNetwork, rng: np.random.Generator) -> Objects:
                 if not keep_out.intersects(poly) and free(poly):
                     claim(poly)
                     colour = FACADES[rng.integers(len(FACADES))] * rng.uniform(0.85, 1.1)
-                    boxes.append((c[0], c[1], 0.0, height, front / 2, depth / 2, road.heading[i],
-                                  BUILDING, np.clip(colour, 0, 255)))
+                    boxes.append(
+                        (
+                            c[0],
+                            c[1],
+                            0.0,
+                            height,
+                            front / 2,
+                            depth / 2,
+                            road.heading[i],
+                            BUILDING,
+                            np.clip(colour, 0, 255),
+                        )
+                    )
                 s += front + float(rng.uniform(0.5, 5) if urban else rng.uniform(3, 10))
             # street lamps, then trees between them
             offset = road.width / 2 + 0.6
@@ -225,7 +261,10 @@ def populate(net: RoadNetwork, rng: np.random.Generator) -> Objects:
                 for _ in range(int(length / 12)):
                     s = float(rng.uniform(0, length))
                     i = int(s / step)
-                    p = road.pts[i] + side * (road.width / 2 + SIDEWALK_WIDTH + rng.uniform(3, 30)) * normals[i]
+                    p = (
+                        road.pts[i]
+                        + side * (road.width / 2 + SIDEWALK_WIDTH + rng.uniform(3, 30)) * normals[i]
+                    )
                     spot = Point(p).buffer(2.0)
                     if not keep_out.intersects(spot) and free(spot):
                         claim(spot)

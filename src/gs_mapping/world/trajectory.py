@@ -1,8 +1,9 @@
 """The vehicle's drive through a world: smooth poses along the route and per-frame sensor data."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from .rig import lidar_transform, rig_cameras
 from .roads import MapElement
 from .world import World, WorldError
 
-START_MARGIN = 40.0     # metres of road behind the first pose (so the back camera and GT see road)
+START_MARGIN = 40.0  # metres of road behind the first pose (so the back camera and GT see road)
 END_MARGIN = 40.0
 
 
@@ -51,9 +52,9 @@ class Frame:
     index: int
     stamp_ns: int
     T_map_base: np.ndarray
-    images: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)   # name → (rgb, depth)
-    lidar: np.ndarray | None = None                                                   # (N, 4), lidar_link
-    lanes: list[MapElement] = field(default_factory=list)                             # base_link, clipped
+    images: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name → (rgb, depth)
+    lidar: np.ndarray | None = None  # (N, 4), lidar_link
+    lanes: list[MapElement] = field(default_factory=list)  # base_link, clipped
 
 
 class Drive:
@@ -62,11 +63,20 @@ class Drive:
     ``Drive.make(seed, frames, rig, size)`` builds a world just long enough for the drive.
     """
 
-    START_NS = 1_700_000_000 * 1_000_000_000   # fixed epoch so bags are byte-identical per seed
+    START_NS = 1_700_000_000 * 1_000_000_000  # fixed epoch so bags are byte-identical per seed
 
-    def __init__(self, world: World, frames: int, rig: str = "front", size: tuple[int, int] = (640, 360),
-                 rate_hz: float = 10.0, speed: float = 8.0, lidar: bool = False,
-                 bev_range: tuple[float, float] = (30.0, 15.0), supersample: int = 1):
+    def __init__(
+        self,
+        world: World,
+        frames: int,
+        rig: str = "front",
+        size: tuple[int, int] = (640, 360),
+        rate_hz: float = 10.0,
+        speed: float = 8.0,
+        lidar: bool = False,
+        bev_range: tuple[float, float] = (30.0, 15.0),
+        supersample: int = 1,
+    ):
         if frames < 1:
             raise WorldError(f"frames must be ≥ 1, got {frames}")
         if not (0 < rate_hz <= 1000):
@@ -83,13 +93,23 @@ class Drive:
             raise WorldError(f"supersample must be in 1..8, got {supersample}")
         self.supersample = int(supersample)
         if (frames - 1) / rate_hz > self.trajectory.duration + 1e-9:
-            raise WorldError(f"the route is {self.trajectory.duration:.1f} s long at {speed} m/s, "
-                             f"too short for {frames} frames at {rate_hz} Hz; generate a longer world")
+            raise WorldError(
+                f"the route is {self.trajectory.duration:.1f} s long at {speed} m/s, "
+                f"too short for {frames} frames at {rate_hz} Hz; generate a longer world"
+            )
 
     @staticmethod
-    def make(seed: int, frames: int, rig: str = "front", size: tuple[int, int] = (640, 360),
-             rate_hz: float = 10.0, speed: float = 8.0, lidar: bool = False,
-             bev_range: tuple[float, float] = (30.0, 15.0), supersample: int = 1) -> "Drive":
+    def make(
+        seed: int,
+        frames: int,
+        rig: str = "front",
+        size: tuple[int, int] = (640, 360),
+        rate_hz: float = 10.0,
+        speed: float = 8.0,
+        lidar: bool = False,
+        bev_range: tuple[float, float] = (30.0, 15.0),
+        supersample: int = 1,
+    ) -> Drive:
         if frames < 1:
             raise WorldError(f"frames must be ≥ 1, got {frames}")
         length = speed * (frames - 1) / rate_hz + START_MARGIN + END_MARGIN + 20.0
@@ -111,7 +131,8 @@ class Drive:
         fr = Frame(index, self.stamp_ns(index), T)
         for cam in self.cameras:
             fr.images[cam.frame_id.removesuffix("_optical_frame")] = self.world.render(
-                cam.with_pose(T @ cam.T_map_cam), supersample=self.supersample)
+                cam.with_pose(T @ cam.T_map_cam), supersample=self.supersample
+            )
         if self.with_lidar:
             fr.lidar = self.world.lidar(T @ lidar_transform())
         fr.lanes = self.world.elements_in_ego(T, self.bev_range)

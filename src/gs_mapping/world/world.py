@@ -9,6 +9,7 @@
 Everything is a pure function of the seed (NumPy's PCG64 generator): same seed, same world, same
 pixels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,7 @@ from .ground import GroundLabels
 from .roads import MapElement, RoadNetwork, clip_elements, generate_network
 from .scene import Objects, populate, shadow_polygons
 
-
-BAND_RAYS = 1 << 18    # rays per rendering band (bounds memory for large images)
+BAND_RAYS = 1 << 18  # rays per rendering band (bounds memory for large images)
 
 
 class WorldError(GsMappingError):
@@ -29,8 +29,14 @@ class WorldError(GsMappingError):
 
 
 class World:
-    def __init__(self, net: RoadNetwork, objects: Objects, seed: int = 0,
-                 sun_azimuth: float = 2.3, sun_elevation: float = 0.85):
+    def __init__(
+        self,
+        net: RoadNetwork,
+        objects: Objects,
+        seed: int = 0,
+        sun_azimuth: float = 2.3,
+        sun_elevation: float = 0.85,
+    ):
         self.net = net
         self.objects = objects
         self.seed = int(seed)
@@ -40,7 +46,7 @@ class World:
         self._route = None
 
     @staticmethod
-    def generate(seed: int = 0, length: float = 300.0) -> "World":
+    def generate(seed: int = 0, length: float = 300.0) -> World:
         """A world whose main road offers at least ``length`` metres of drivable route."""
         if not np.isfinite(length) or length <= 0 or length > 50_000:
             raise WorldError(f"world length must be in (0, 50000] m, got {length}")
@@ -53,7 +59,7 @@ class World:
         world._route = net.route(rng)
         return world
 
-    def with_objects(self, objects: Objects) -> "World":
+    def with_objects(self, objects: Objects) -> World:
         """The same roads with other objects (e.g. an occluder added by a test)."""
         w = World.__new__(World)
         w.__dict__.update(self.__dict__)
@@ -66,8 +72,9 @@ class World:
         """Ground-truth vector elements in the map frame (z = 0)."""
         return list(self.net.elements)
 
-    def elements_in_ego(self, T_map_base: np.ndarray, bev_range: tuple[float, float] = (30.0, 15.0)
-                        ) -> list[MapElement]:
+    def elements_in_ego(
+        self, T_map_base: np.ndarray, bev_range: tuple[float, float] = (30.0, 15.0)
+    ) -> list[MapElement]:
         """Elements in base_link (x forward, y left), clipped to |x| ≤ bev_range[0], |y| ≤ bev_range[1]."""
         T = np.asarray(T_map_base, np.float64)
         T_base_map = np.linalg.inv(T)
@@ -83,8 +90,9 @@ class World:
         return self._route
 
     # ---------------------------------------------------------------------------------- rendering
-    def render(self, camera: Camera, max_depth: float = 200.0, supersample: int = 1
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def render(
+        self, camera: Camera, max_depth: float = 200.0, supersample: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Colour (H, W, 3) uint8 and z-depth (H, W) float32 metres (NaN: sky or beyond max_depth).
 
         ``supersample`` s > 1 averages s × s colour samples per pixel (anti-aliasing, s² the cost);
@@ -97,7 +105,7 @@ class World:
         if s > 1:
             K = camera.K.copy()
             K[:2] *= s
-            K[0, 2] += (s - 1) / 2     # sub-pixel a of pixel u sits at u + (a - (s-1)/2) / s
+            K[0, 2] += (s - 1) / 2  # sub-pixel a of pixel u sits at u + (a - (s-1)/2) / s
             K[1, 2] += (s - 1) / 2
             fine = Camera(K, camera.width * s, camera.height * s, camera.T_map_cam, camera.frame_id)
             hi, _ = self._render(fine, max_depth, shade=True)
@@ -114,8 +122,11 @@ class World:
         band = max(1, BAND_RAYS // w)
         for r0 in range(0, h, band):
             r1 = min(h, r0 + band)
-            sub = [(k, i, max(a, r0) - r0, min(b, r1) - r0, c0, c1) for k, i, a, b, c0, c1 in regions
-                   if a < r1 and b > r0]
+            sub = [
+                (k, i, max(a, r0) - r0, min(b, r1) - r0, c0, c1)
+                for k, i, a, b, c0, c1 in regions
+                if a < r1 and b > r0
+            ]
             db = d[r0:r1]
             hits = R.cast(self.objects, o, db, sub, max_depth)
             if shade:
@@ -123,8 +134,14 @@ class World:
             depth[r0:r1] = np.where(np.isfinite(hits.t), hits.t, np.nan)
         return rgb, depth
 
-    def lidar(self, T_map_lidar: np.ndarray, beams: int = 32, columns: int = 1024,
-              fov: tuple[float, float] = (-25.0, 10.0), max_range: float = 100.0) -> np.ndarray:
+    def lidar(
+        self,
+        T_map_lidar: np.ndarray,
+        beams: int = 32,
+        columns: int = 1024,
+        fov: tuple[float, float] = (-25.0, 10.0),
+        max_range: float = 100.0,
+    ) -> np.ndarray:
         """A spinning LiDAR scan: (N, 4) float32 x, y, z, intensity in the LiDAR frame (hits only).
 
         ``beams`` rows evenly over the vertical ``fov`` (degrees), ``columns`` azimuth steps over 360°;
@@ -135,8 +152,14 @@ class World:
         T = np.asarray(T_map_lidar, np.float64)
         el = np.deg2rad(np.linspace(fov[0], fov[1], beams))
         az = -np.pi + (np.arange(columns) + 0.5) * (2 * np.pi / columns)
-        d_l = np.stack([np.cos(el)[:, None] * np.cos(az)[None], np.cos(el)[:, None] * np.sin(az)[None],
-                        np.repeat(np.sin(el)[:, None], columns, 1)], -1)
+        d_l = np.stack(
+            [
+                np.cos(el)[:, None] * np.cos(az)[None],
+                np.cos(el)[:, None] * np.sin(az)[None],
+                np.repeat(np.sin(el)[:, None], columns, 1),
+            ],
+            -1,
+        )
         dn = (d_l @ T[:3, :3].T).astype(np.float32)
         o = T[:3, 3].copy()
         regions = R.lidar_regions(self.objects, np.linalg.inv(T), az, max_range)

@@ -23,12 +23,13 @@ as MapTR reports it. Raster: ``line_ap`` is the toolkit's AP over both line clas
 boundary), ``ped_ap`` its polygon AP; per-class APs are −1 when the class has no GT anywhere
 (the toolkit's "absent"); ``mAP`` is the mean of the defined per-class APs (−1 if none).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from ..eval_io import CLASSES, Vector, parse_frames
 from ..errors import HDMapError
+from ..eval_io import CLASSES, Vector, parse_frames
 from . import chamfer, raster
 from .resample import NUM_SAMPLES, resample
 
@@ -55,13 +56,14 @@ def evaluate_chamfer(results: list, gts: list, thresholds=chamfer.THRESHOLDS) ->
     per_class = []
     for c in range(len(CLASSES)):
         frames = []
-        for res, gt in zip(results, gts):
+        for res, gt in zip(results, gts, strict=False):
             preds = [v for v in res if v.cls == c and len(v.pts) >= 2]
             pred = np.array([resample(v.pts, NUM_SAMPLES, keep_if_num=True) for v in preds])
             conf = np.array([v.score for v in preds], dtype=np.float64)
             g = np.array([resample(v.pts, NUM_SAMPLES) for v in gt if v.cls == c])
-            frames.append(chamfer.ClassFrame(pred.reshape(-1, NUM_SAMPLES, 2), conf,
-                                             g.reshape(-1, NUM_SAMPLES, 2)))
+            frames.append(
+                chamfer.ClassFrame(pred.reshape(-1, NUM_SAMPLES, 2), conf, g.reshape(-1, NUM_SAMPLES, 2))
+            )
         per_class.append(chamfer.class_ap(frames, thresholds))
     ap = np.array([r.ap for r in per_class], dtype=np.float64).T  # (T, C), float32 values
     return {
@@ -87,12 +89,18 @@ def evaluate_raster(results: list, gts: list, fill_variant: str = "4.7") -> dict
         polygon = c in POLYGON_CLASSES
         thrs = raster.POLY_IOU_THRS if polygon else raster.LINE_IOU_THRS
         evs = []
-        for res, gt in zip(results, gts):
-            dts = [v for v in res if v.cls == c and v.score >= raster.SCORE_THRESHOLD
-                   and len(v.pts) >= 2]
-            evs.append(raster.evaluate_frame_class(
-                [v.pts for v in gt if v.cls == c], [v.pts for v in dts],
-                [v.score for v in dts], polygon, thrs, fill_variant=fill_variant))
+        for res, gt in zip(results, gts, strict=False):
+            dts = [v for v in res if v.cls == c and v.score >= raster.SCORE_THRESHOLD and len(v.pts) >= 2]
+            evs.append(
+                raster.evaluate_frame_class(
+                    [v.pts for v in gt if v.cls == c],
+                    [v.pts for v in dts],
+                    [v.score for v in dts],
+                    polygon,
+                    thrs,
+                    fill_variant=fill_variant,
+                )
+            )
         out_cls[c] = raster.accumulate(evs, thrs)
 
     def mean_defined(values):
@@ -132,12 +140,19 @@ def to_maptr_frame(frames: list, frame: str) -> list:
         raise HDMapError(f"unknown BEV frame {frame!r} (expected one of {FRAMES})")
     if frame == "maptr":
         return frames
-    return [[Vector(np.stack([-v.pts[:, 1], v.pts[:, 0]], axis=1), v.cls, v.score) for v in fr]
-            for fr in frames]
+    return [
+        [Vector(np.stack([-v.pts[:, 1], v.pts[:, 0]], axis=1), v.cls, v.score) for v in fr] for fr in frames
+    ]
 
 
-def evaluate(results, gts, chamfer_metric: bool = True, raster_metric: bool = True,
-             fill_variant: str = "4.7", frame: str = "maptr") -> dict:
+def evaluate(
+    results,
+    gts,
+    chamfer_metric: bool = True,
+    raster_metric: bool = True,
+    fill_variant: str = "4.7",
+    frame: str = "maptr",
+) -> dict:
     """Both metrics on matching prediction / ground-truth frame lists (see module docstring).
 
     ``frame``: the coordinate convention of the points, see :data:`FRAMES`.

@@ -10,6 +10,7 @@
   TP / (FP + TP + spacing(1)), envelope, ``searchsorted(recall, recThrs, 'left')``, recall points
   beyond the last detection's recall read as 0.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -19,6 +19,7 @@ confidences depends on the numpy build and CPU; we sort stably (input order amon
 the orders the reference can produce, so results are deterministic. With distinct confidences the
 two are identical.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ def score_matrix(pred: np.ndarray, gt: np.ndarray, buffer_m: float = BUFFER_M) -
     # The reference queries an STRtree of the prediction buffers and then tests ``intersects``;
     # the envelope query is only a prefilter, so this is the same set of pairs.
     gi, pi = shapely.STRtree(pbuf).query(gbuf, predicate="intersects")
-    for p, g in zip(pi.tolist(), gi.tolist()):
+    for p, g in zip(pi.tolist(), gi.tolist(), strict=False):
         d = cdist(pred[p], gt[g], "euclidean")
         ab = d.min(-1).mean()
         ba = d.min(-2).mean()
@@ -82,9 +83,10 @@ def tpfp(scores: np.ndarray, conf: np.ndarray, threshold: float) -> tuple[np.nda
 @dataclass
 class ClassFrame:
     """One frame's resampled vectors of one class."""
-    pred: np.ndarray      # (P, S, 2)
-    conf: np.ndarray      # (P,) float64
-    gt: np.ndarray        # (G, S, 2)
+
+    pred: np.ndarray  # (P, S, 2)
+    conf: np.ndarray  # (P,) float64
+    gt: np.ndarray  # (G, S, 2)
     scores: np.ndarray = field(init=False)
 
     def __post_init__(self):
@@ -93,10 +95,10 @@ class ClassFrame:
 
 @dataclass
 class ChamferClassResult:
-    ap: list[float]           # per threshold, float32 values as Python floats
+    ap: list[float]  # per threshold, float32 values as Python floats
     num_gts: int
     num_dets: int
-    recall: list[float]       # final recall per threshold
+    recall: list[float]  # final recall per threshold
 
 
 def class_ap(frames: list[ClassFrame], thresholds=THRESHOLDS) -> ChamferClassResult:

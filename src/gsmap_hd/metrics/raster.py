@@ -28,6 +28,7 @@ Deliberate deviation: the toolkit copies ``pts`` with ``np.copy``, so a point li
 JSON integers becomes an integer array and its pixel coordinates are truncated before rounding; we
 always compute in float64 (what it does for any file with float coordinates).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,7 @@ POLY_IOU_THRS = np.linspace(0.50, 0.75, int(np.round((0.75 - 0.50) / 0.05)) + 1)
 _XY_SHIFT = 16
 
 
-def to_pixels(pts: np.ndarray, height: int = HEIGHT, width: int = WIDTH,
-              pc_range=PC_RANGE) -> np.ndarray:
+def to_pixels(pts: np.ndarray, height: int = HEIGHT, width: int = WIDTH, pc_range=PC_RANGE) -> np.ndarray:
     """Metric BEV points (N, 2) → integer (column, row) pixels, as the toolkit rounds them."""
     pts = np.array(pts, dtype=np.float64)
     x0, y0, x1, y1 = pc_range
@@ -58,6 +58,7 @@ def to_pixels(pts: np.ndarray, height: int = HEIGHT, width: int = WIDTH,
 # --------------------------------------------------------------------------------------------
 # OpenCV-exact line drawing
 # --------------------------------------------------------------------------------------------
+
 
 def _tdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """C integer division (truncation toward zero) of int64 arrays."""
@@ -74,7 +75,7 @@ def _clip_segments(x1, y1, x2, y2, width, height):
     right, bottom = width - 1, height - 1
 
     def code(x, y):
-        return ((x < 0).astype(np.int64) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8)
+        return (x < 0).astype(np.int64) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8
 
     c1, c2 = code(x1, y1), code(x2, y2)
     work = ((c1 & c2) == 0) & ((c1 | c2) != 0)
@@ -152,8 +153,9 @@ def draw_polyline(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH) 
 FILL_VARIANTS = ("4.7", "4.11")
 
 
-def fill_poly(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH,
-              variant: str = "4.7") -> np.ndarray:
+def fill_poly(
+    pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH, variant: str = "4.7"
+) -> np.ndarray:
     """``cv2.fillPoly(mask, [pts], 1)`` (8-connected outline, shift 0) as a bool mask.
 
     OpenCV draws the closed outline with ``Line`` and fills, on each integer row y, between
@@ -183,8 +185,16 @@ def fill_poly(pts_px: np.ndarray, height: int = HEIGHT, width: int = WIDTH,
         dx = _tdiv((b[:, 0] - a[:, 0]) << _XY_SHIFT, b[:, 1] - a[:, 1])
         x0 = np.where(a[:, 1] < b[:, 1], a[:, 0], b[:, 0]) << _XY_SHIFT
     else:
-        out = ((a[:, 0] < 0) | (a[:, 0] >= width) | (b[:, 0] < 0) | (b[:, 0] >= width)
-               | (a[:, 1] < 0) | (a[:, 1] >= height) | (b[:, 1] < 0) | (b[:, 1] >= height))
+        out = (
+            (a[:, 0] < 0)
+            | (a[:, 0] >= width)
+            | (b[:, 0] < 0)
+            | (b[:, 0] >= width)
+            | (a[:, 1] < 0)
+            | (a[:, 1] >= height)
+            | (b[:, 1] < 0)
+            | (b[:, 1] >= height)
+        )
         # clipLine's endpoints, even where it finds the segment invisible (it may have moved one).
         t0x, t0y, t1x, t1y, _ = _clip_segments(a[:, 0], a[:, 1], b[:, 0], b[:, 1], width, height)
         t0x, t0y = np.where(out, t0x, a[:, 0]), np.where(out, t0y, a[:, 1])
@@ -246,12 +256,17 @@ def dilate(mask: np.ndarray, size: int = DILATION) -> np.ndarray:
     return out
 
 
-def rasterize(pts: np.ndarray, polygon: bool, height: int = HEIGHT, width: int = WIDTH,
-              dilation: int = DILATION, fill_variant: str = "4.7") -> np.ndarray:
+def rasterize(
+    pts: np.ndarray,
+    polygon: bool,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    dilation: int = DILATION,
+    fill_variant: str = "4.7",
+) -> np.ndarray:
     """The toolkit's dilated instance mask of one vector (metric points)."""
     px = to_pixels(pts, height, width)
-    m = (fill_poly(px, height, width, fill_variant) if polygon
-         else draw_polyline(px, height, width))
+    m = fill_poly(px, height, width, fill_variant) if polygon else draw_polyline(px, height, width)
     return dilate(m, dilation) if dilation > 0 else m
 
 
@@ -294,13 +309,21 @@ def match(ious: np.ndarray, iou_thrs: np.ndarray) -> np.ndarray:
 @dataclass
 class FrameClassEval:
     """One frame's matching for one class (None in the toolkit when it has neither GT nor dets)."""
-    scores: np.ndarray      # (D,) descending
+
+    scores: np.ndarray  # (D,) descending
     dt_matches: np.ndarray  # (T, D)
     num_gt: int
 
 
-def evaluate_frame_class(gt_pts: list, dt_pts: list, dt_scores: list, polygon: bool,
-                         iou_thrs: np.ndarray, max_dets: int = MAX_DETS, fill_variant: str = "4.7"):
+def evaluate_frame_class(
+    gt_pts: list,
+    dt_pts: list,
+    dt_scores: list,
+    polygon: bool,
+    iou_thrs: np.ndarray,
+    max_dets: int = MAX_DETS,
+    fill_variant: str = "4.7",
+):
     """Match one frame's detections of one class; ``dt_*`` already filtered by score/points."""
     if not gt_pts and not dt_pts:
         return None
@@ -316,7 +339,7 @@ def evaluate_frame_class(gt_pts: list, dt_pts: list, dt_scores: list, polygon: b
 @dataclass
 class RasterClassResult:
     precision: np.ndarray | None  # (T, R) interpolated precision; None when absent (no GT)
-    recall: list                  # final recall per threshold; −1 when absent
+    recall: list  # final recall per threshold; −1 when absent
     num_gts: int
     num_dets: int
 
@@ -347,6 +370,7 @@ def summarize(classes: list) -> float:
 def accumulate(frames: list, iou_thrs: np.ndarray, max_dets: int = MAX_DETS) -> RasterClassResult:
     """Pool one class's per-frame matchings (``_accumulate``): (T, R) precision and recall."""
     from .ap import REC_THRS, coco_precision
+
     ev = [f for f in frames if f is not None]
     num_gts = sum(f.num_gt for f in ev)
     num_dets = sum(min(len(f.scores), max_dets) for f in ev)

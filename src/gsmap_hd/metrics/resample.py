@@ -13,6 +13,7 @@ given, so a polygon must be written as a closed ring (last point == first point)
 the GSMap vectoriser does that. We use shapely's ``line_interpolate_point`` (the same GEOS call as
 ``LineString.interpolate``) so the samples are bit-identical to the reference's.
 """
+
 from __future__ import annotations
 
 import numpy as np
