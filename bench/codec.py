@@ -34,15 +34,19 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+# Synthetic rooms and the seeded faulty link are test material (test/), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+
+from faulty_link import simulate  # noqa: E402
+from synthetic_maps import fuzz_seeds, synthetic_map  # noqa: E402
+
 from gs_map_share import section  # noqa: E402
 from gs_map_share.container import reseal  # noqa: E402
 from gs_map_share.delta import decode_delta, encode_delta  # noqa: E402
 from gs_map_share.errors import DecodeError  # noqa: E402
-from gs_map_share.linksim import simulate  # noqa: E402
 from gs_map_share.quantize import QuantParams, quantize, to_qmap  # noqa: E402
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map  # noqa: E402
 from gs_map_share.spz import read_spz, write_spz  # noqa: E402
-from gs_map_share.synthetic import fuzz_seeds, synthetic_map  # noqa: E402
 from gs_mapping.camera import Camera  # noqa: E402
 from gs_mapping.gaussians import GaussianMap  # noqa: E402
 from gs_mapping.ply import load_ply, save_ply  # noqa: E402

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))  # synthetic_maps (test material)
 from common import RESULTS, machine_info, write_results
 
 
@@ -35,9 +36,10 @@ def _best(fn, repeats: int):
 
 
 def measure(n: int, deg: int, quality: int, repeats: int) -> dict:
+    from synthetic_maps import synthetic_map
+
     from gs_map_share.quantize import QuantParams, quantize
     from gs_map_share.snapshot import decode_map, encode_map
-    from gs_map_share.synthetic import synthetic_map
 
     g = synthetic_map(n, sh_degree=deg, seed=0)
     p = QuantParams.from_quality(quality)
@@ -111,7 +113,7 @@ def main() -> int:
             "gaussians": args.n,
             "repeats": args.repeats,
             "threads": 1,
-            "map": "gs_map_share.synthetic.synthetic_map(n, deg, seed=0)",
+            "map": "test/synthetic_maps.synthetic_map(n, deg, seed=0)",
             "goals": {"decode_mgaussians_per_s": 1.0, "encode_mgaussians_per_s": 0.3},
         }
     )

@@ -62,8 +62,8 @@ def machine(device: str) -> dict:
 
 
 def part_params() -> dict:
-    from gsmap_hd.config import paper, small
     from gsmap_hd.model import GSMapModel, count_parameters
+    from gsmap_hd.model_config import paper, small
 
     return {
         "small": count_parameters(GSMapModel(small().model)),
@@ -110,7 +110,7 @@ def _latency(cfg_model, rig: str, device: str, repeats: int) -> dict:
 def part_latency(args) -> dict:
     import torch
 
-    from gsmap_hd.config import paper, small
+    from gsmap_hd.model_config import paper, small
 
     out = {"small_front_cpu": _latency(small().model, "front", "cpu", args.repeats)}
     if torch.cuda.is_available():
@@ -157,8 +157,8 @@ class _AllClasses:
 
 
 def part_overfit(args) -> dict:
-    from gsmap_hd.config import small
     from gsmap_hd.data import SampleSource
+    from gsmap_hd.model_config import small
 
     cfg = small()
     cfg = dataclasses.replace(
@@ -195,8 +195,8 @@ def part_overfit(args) -> dict:
 
 
 def part_ablation(args) -> dict:
-    from gsmap_hd.config import small
     from gsmap_hd.data import SampleSource
+    from gsmap_hd.model_config import small
     from gsmap_hd.train import EVAL_SEED_OFFSET
 
     base = dataclasses.replace(
@@ -469,8 +469,8 @@ def main(argv=None) -> int:
         res[args.ablation_key] = part_ablation_merge(args)
     if "shipped" in args.parts:
         res["shipped_checkpoint"] = part_shipped(args)
-    from gs_mapping.config import to_dict
-    from gsmap_hd.config import paper, small
+    from gs_mapping.config_file import to_dict
+    from gsmap_hd.model_config import paper, small
 
     res["configs"] = {"small": to_dict(small()), "paper": to_dict(paper())}
     path.write_text(json.dumps(res, indent=2, default=float))

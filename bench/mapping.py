@@ -66,8 +66,8 @@ def main(argv=None) -> int:
     import yaml
 
     from gs_mapping import cpu_threads
-    from gs_mapping.config import flatten, from_dict, load_section, to_dict, unflatten
-    from gs_mapping.mapping.config import MapperConfig
+    from gs_mapping.config_file import flatten, from_dict, load_section, to_dict, unflatten
+    from gs_mapping.mapping.mapper_config import MapperConfig
     from gs_mapping.mapping.run import map_bag
 
     cpu_threads.configure(args.threads)  # torch 1 intra-op thread, the cores to the rasteriser

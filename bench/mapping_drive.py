@@ -104,7 +104,7 @@ def virtual_job(job) -> dict:
     from gs_mapping import cpu_threads
 
     cpu_threads.configure(args.threads)  # torch 1 intra-op thread, the cores to the rasteriser
-    from gs_mapping.config import to_dict
+    from gs_mapping.config_file import to_dict
     from gs_mapping.mapping import IncrementalMapper
     from gs_mapping.mapping.metrics import psnr
     from gs_mapping.mapping.virtual_views import displaced_pose
@@ -174,8 +174,8 @@ def suite_virtual(args) -> None:
         for e in ("without", "with")
     }
     mean_gain = {k: mean["with"][k] - mean["without"][k] for k in keys}
-    from gs_mapping.config import to_dict
-    from gs_mapping.mapping.config import VirtualViewConfig
+    from gs_mapping.config_file import to_dict
+    from gs_mapping.mapping.mapper_config import VirtualViewConfig
 
     vv = VirtualViewConfig()
     result = {
@@ -240,7 +240,7 @@ def suite_virtual(args) -> None:
 
 
 def suite_long(args) -> None:
-    from gs_mapping.config import to_dict
+    from gs_mapping.config_file import to_dict
     from gs_mapping.mapping import IncrementalMapper
     from gs_mapping.world import Drive
 

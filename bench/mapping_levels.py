@@ -34,8 +34,8 @@ VARIANTS = {"with": (True, True), "without": (False, True), "none": (False, Fals
 def build_config(sets: list[str], variant: str):
     import yaml
 
-    from gs_mapping.config import flatten, from_dict, unflatten
-    from gs_mapping.mapping.config import MapperConfig
+    from gs_mapping.config_file import flatten, from_dict, unflatten
+    from gs_mapping.mapping.mapper_config import MapperConfig
 
     flat = flatten(MapperConfig())
     flat["calibrate_color"] = True
@@ -53,7 +53,7 @@ def build_config(sets: list[str], variant: str):
 def run_variant(name: str, args) -> dict:
     import numpy as np
 
-    from gs_mapping.config import to_dict
+    from gs_mapping.config_file import to_dict
     from gs_mapping.mapping.levels import level_fractions
     from gs_mapping.mapping.run import map_bag
     from gs_mapping.ply import load_ply

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from gs_mapping.world import Drive
 from gs_mapping.world.record import write_bag
 from gsmap_hd.data import fit_to_aspect, images_to_model
+from gsmap_hd.errors import HDInputError
 from gsmap_hd.infer import Predictor
-from gsmap_hd.model_errors import HDInputError
 from gsmap_hd.predict_bag import SHIPPED, predict_bag
 
 SEED, FRAMES, RATE = 2026, 2, 2.0

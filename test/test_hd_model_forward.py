@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from gsmap_hd.bev import bev_points, lift
-from gsmap_hd.config import LossConfig, ModelConfig, paper
 from gsmap_hd.data import collate
 from gsmap_hd.decoder import DeformableAttention
 from gsmap_hd.gaussians2d import BEVGrid
 from gsmap_hd.losses import GSMapCriterion
 from gsmap_hd.model import GSMapModel, count_parameters
+from gsmap_hd.model_config import LossConfig, ModelConfig, paper
 from gsmap_hd.synthetic import camera_rig, generate
 
 torch.set_num_threads(1)

@@ -6,11 +6,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsmap_hd.config import LossConfig, ModelConfig
+from gsmap_hd.errors import HDDataError
 from gsmap_hd.gaussians2d import BEVGrid, gaussians_from_points
 from gsmap_hd.losses import GSMapCriterion, raster_loss, sigmoid_focal
 from gsmap_hd.matching import build_targets, cost_grid, focal_cost, hungarian_match, prepare_elements
-from gsmap_hd.model_errors import HDDataError
+from gsmap_hd.model_config import LossConfig, ModelConfig
 
 torch.set_num_threads(1)
 M = ModelConfig(num_points=8, num_instances=6)

@@ -11,10 +11,10 @@ import yaml
 
 from gs_mapping.camera import Camera
 from gsmap_hd.checkpoint import load_model, save
-from gsmap_hd.config import ModelConfig, TrainConfig
+from gsmap_hd.errors import CheckpointError, HDInputError
 from gsmap_hd.infer import Predictor, postprocess
 from gsmap_hd.model import GSMapModel
-from gsmap_hd.model_errors import CheckpointError, HDInputError
+from gsmap_hd.model_config import ModelConfig, TrainConfig
 from gsmap_hd.synthetic import camera_rig, generate
 from gsmap_hd.train import train
 
@@ -35,7 +35,7 @@ TINY_LOSS = dict(raster_res=1.5, iou_cost_res=3.0, raster_warmup_steps=2)
 
 
 def _cfg(**kw) -> TrainConfig:
-    from gs_mapping.config import from_dict
+    from gs_mapping.config_file import from_dict
 
     base = {
         "model": TINY,

@@ -391,8 +391,8 @@ def extractor(dataroot):
 
 
 def test_to_sample_feeds_the_model(frames):
-    from gsmap_hd.config import ModelConfig
     from gsmap_hd.data import collate
+    from gsmap_hd.model_config import ModelConfig
 
     s = frames[0].to_sample()
     assert s.images.shape == (1, 90, 160, 3) and s.images.dtype == np.uint8

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gs_mapping.config import describe, read_parameters
+from gs_mapping.config_file import describe, read_parameters
 from gs_mapping.nodes.context import resolve_topic
 from gs_mapping.nodes.registry import NODES, node_class
 

@@ -10,7 +10,7 @@ import pytest
 
 from gs_mapping.bag import BagReader, BagWriter
 from gs_mapping.mapping import FrameStats, read_frames
-from gs_mapping.mapping.config import TopicsConfig
+from gs_mapping.mapping.mapper_config import TopicsConfig
 from gs_mapping.messages import numpy_to_image, stamp_to_ns
 
 T = TopicsConfig()

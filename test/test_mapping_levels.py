@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from mapper_configs import small_cpu_config
 
 from gs_mapping.camera import Camera
-from gs_mapping.config import from_dict
+from gs_mapping.config_file import from_dict
 from gs_mapping.errors import ConfigError
 from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
-from gs_mapping.mapping.config import DensifyConfig, LevelsConfig
 from gs_mapping.mapping.densify import GradAccumulator, densify
 from gs_mapping.mapping.levels import LevelSubset, assign_levels, level_fractions, voxel_keys
+from gs_mapping.mapping.mapper_config import DensifyConfig, LevelsConfig
 from gs_mapping.mapping.optimizer import WindowOptimizer, make_view
 from gs_mapping.mapping.params import TorchGaussians
 from gs_mapping.ply import load_ply, save_ply

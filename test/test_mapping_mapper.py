@@ -9,8 +9,8 @@ from mapper_configs import small_cpu_config
 
 from gs_mapping.camera import Camera
 from gs_mapping.mapping import Frame, IncrementalMapper, MapperConfig
-from gs_mapping.mapping.config import KeyframeConfig
 from gs_mapping.mapping.keyframes import KeyframeSelector
+from gs_mapping.mapping.mapper_config import KeyframeConfig
 from gs_mapping.mapping.params import FIELDS
 
 W, H = 48, 36

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
+from synthetic_maps import synthetic_map
+
 from gs_map_share.quantize import QuantParams, quantize
-from gs_map_share.synthetic import synthetic_map
 from gs_mapping.cli import main
 from gs_mapping.ply import load_ply, save_ply
 

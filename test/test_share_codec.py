@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from synthetic_maps import synthetic_map
 
 from gs_map_share.container import unpack
 from gs_map_share.errors import DecodeError, EncodeError
@@ -20,7 +21,6 @@ from gs_map_share.quantize import (
     to_qmap,
 )
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
-from gs_map_share.synthetic import synthetic_map
 from gs_mapping.gaussians import GaussianMap
 
 

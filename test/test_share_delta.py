@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from faulty_link import simulate
+from synthetic_maps import synthetic_map
 
 from gs_map_share.delta import MapSender, decode_delta, encode_delta
 from gs_map_share.errors import DecodeError
-from gs_map_share.linksim import simulate
 from gs_map_share.quantize import QuantParams, quantize, to_qmap
 from gs_map_share.receiver import APPLIED, BUFFERED, DUPLICATE, OTHER_MAP, REJECTED, SNAPSHOT, MapStore
 from gs_map_share.snapshot import encode_map, encode_snapshot
-from gs_map_share.synthetic import synthetic_map
 
 P = QuantParams()
 

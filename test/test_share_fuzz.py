@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from synthetic_maps import fuzz_seeds
 
 from gs_map_share.container import Chunk, pack, reseal, unpack
 from gs_map_share.delta import decode_delta
 from gs_map_share.errors import DecodeError
 from gs_map_share.receiver import MapStore
 from gs_map_share.snapshot import decode_map, decode_snapshot
-from gs_map_share.synthetic import fuzz_seeds
 
 SNAP, Q0, DELTA, LAYERED = fuzz_seeds(300, seed=11)
 

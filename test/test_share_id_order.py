@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_maps import synthetic_map
 
 from gs_map_share import idorder, section
 from gs_map_share.bitio import Reader, Writer
@@ -15,7 +16,6 @@ from gs_map_share.errors import DecodeError
 from gs_map_share.quantize import MAX_LATTICE, QMap, QuantParams, to_qmap
 from gs_map_share.section import ID_ORDER, OCTREE
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
-from gs_map_share.synthetic import synthetic_map
 
 P = QuantParams.from_quality(2)
 

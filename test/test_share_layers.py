@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_maps import synthetic_map
 
 from gs_map_share.container import LEVEL, TILES, Chunk, pack, unpack
 from gs_map_share.errors import DecodeError, EncodeError
 from gs_map_share.quantize import QuantParams, quantize, to_qmap
 from gs_map_share.section import encode_section
 from gs_map_share.snapshot import _layers, decode_map, decode_snapshot, encode_map
-from gs_map_share.synthetic import synthetic_map
 
 
 def _levelled(n=3000, seed=0, values=(0, 1, 3, 4)):

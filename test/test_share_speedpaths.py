@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic_maps import synthetic_map
 
 from gs_map_share.bitio import Reader, Writer
 from gs_map_share.entropy import Groups, decode_stream, encode_stream, put_stream, unzigzag, zigzag
@@ -20,7 +21,6 @@ from gs_map_share.quantize import (
     to_qmap,
 )
 from gs_map_share.snapshot import decode_snapshot, encode_map
-from gs_map_share.synthetic import synthetic_map
 
 
 def _dense(values, signed, log2t, ctx=None, n_ctx=1) -> bytes:

@@ -7,10 +7,10 @@ import struct
 
 import numpy as np
 import pytest
+from synthetic_maps import synthetic_map
 
 from gs_map_share.errors import DecodeError
 from gs_map_share.spz import read_spz, write_spz
-from gs_map_share.synthetic import synthetic_map
 from gs_mapping.errors import MapError
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic_maps import synthetic_map
 
 from gs_map_share.bitio import Reader, Writer
 from gs_map_share.entropy import decode_stream, encode_stream, put_stream
 from gs_map_share.errors import DecodeError
 from gs_map_share.quantize import QMap, QuantParams, dequantize, to_qmap
-from gs_map_share.synthetic import synthetic_map
 
 
 def _code(values, signed=True, **kw) -> bytes:

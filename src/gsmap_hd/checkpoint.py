@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from gs_mapping.config import from_dict, to_dict
+from gs_mapping.config_file import from_dict, to_dict
 
-from .config import ModelConfig, TrainConfig, model_config_diff
+from .errors import CheckpointError
 from .model import GSMapModel
-from .model_errors import CheckpointError
+from .model_config import ModelConfig, TrainConfig, model_config_diff
 
 FORMAT = "gsmap_hd/1"
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig, ModelConfig
+from .model_config import LossConfig, ModelConfig
 
 
 @dataclass

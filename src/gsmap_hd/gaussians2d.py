@@ -5,7 +5,7 @@ A Gaussian is (x, y, sx, sy, θ) in base_link metres/radians with covariance
 the last centre repeats the first). Tensors hold the parameters in the last dimension, (..., K, 5).
 
 :class:`BEVGrid` fixes the one mapping between metres, normalised coordinates and raster pixels (see
-``gsmap_hd.config`` for the axis choice): normalised u = (x - x_min)/(x_max - x_min),
+``gsmap_hd.model_config`` for the axis choice): normalised u = (x - x_min)/(x_max - x_min),
 v = (y - y_min)/(y_max - y_min) in [0, 1] (what the decoder regresses and the L1 loss compares, as in
 MapTR); raster row i has x = x_max - (i + ½)·res_x, column j has y = y_max - (j + ½)·res_y.
 """

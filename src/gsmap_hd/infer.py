@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import CLASSES, POLYGON_CLASSES, ModelConfig
 from .data import FITS, images_to_model
+from .errors import HDInputError
 from .model import GSMapModel
-from .model_errors import HDInputError
+from .model_config import CLASSES, POLYGON_CLASSES, ModelConfig
 
 
 @dataclass

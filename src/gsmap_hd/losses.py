@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig, ModelConfig
 from .gaussians2d import BEVGrid
 from .matching import FrameTargets, cost_grid, hungarian_match, loss_grid
+from .model_config import LossConfig, ModelConfig
 from .raster import rasterize, ssim
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .config import POLYGON_CLASSES, LossConfig, ModelConfig
+from .errors import HDDataError
 from .gaussians2d import BEVGrid, clip_to_patch, orderings, resample
-from .model_errors import HDDataError
+from .model_config import POLYGON_CLASSES, LossConfig, ModelConfig
 from .raster import polyline_mask, rasterize
 
 

@@ -10,9 +10,9 @@ from torch import nn
 
 from .backbone import build_backbone
 from .bev import BEVEncoder, bev_points, lift
-from .config import ModelConfig
 from .decoder import MapDecoder
 from .gaussians2d import BEVGrid
+from .model_config import ModelConfig
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)

@@ -2,7 +2,7 @@
 
 For each key-frame sample: the ego pose, the LiDAR-to-ego transform, the cameras' calibration and
 the map elements around the car — in our classes and our ``base_link`` convention (REP-103: x
-forward, y left; the patch is x ∈ [-30, 30] m, y ∈ [-15, 15] m, see :mod:`gsmap_hd.config`), ready
+forward, y left; the patch is x ∈ [-30, 30] m, y ∈ [-15, 15] m, see :mod:`gsmap_hd.model_config`), ready
 for ``hd-eval`` (``frame.to_eval()``, ``--frame rep103``).
 
 The extraction follows MapTR's nuScenes ground truth (its ``VectorizedLocalMap``), which is what
@@ -42,7 +42,7 @@ import numpy as np
 
 from gs_mapping.geometry import quat_to_matrix
 
-from .model_errors import HDDataError
+from .errors import HDDataError
 
 log = logging.getLogger(__name__)
 

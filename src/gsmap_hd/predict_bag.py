@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_errors import CheckpointError, HDInputError
+from .errors import CheckpointError, HDInputError
 
 log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parent / "assets" / "gsmap_small_world.pt"  # packaged (setup.py assets/*)

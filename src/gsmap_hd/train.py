@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gs_mapping.config import to_dict
+from gs_mapping.config_file import to_dict
 
 from . import checkpoint as ckpt
-from .config import POLYGON_CLASSES, TrainConfig, model_config_diff
 from .data import SampleSource, collate
+from .errors import CheckpointError
 from .gaussians2d import BEVGrid, clip_to_patch
 from .infer import postprocess
 from .losses import GSMapCriterion
 from .matching import build_targets
 from .model import GSMapModel
-from .model_errors import CheckpointError
+from .model_config import POLYGON_CLASSES, TrainConfig, model_config_diff
 
 log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 7_777  # held-out frames come from another data seed

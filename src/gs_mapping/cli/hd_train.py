@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace):
     import dataclasses
 
-    from gsmap_hd.config import PRESETS, TrainConfig
+    from gsmap_hd.model_config import PRESETS, TrainConfig
 
-    from ..config import from_dict, read_parameters, to_dict
+    from ..config_file import from_dict, read_parameters, to_dict
 
     cfg = PRESETS[args.preset]()
     if args.config:

@@ -45,9 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..config import load_section
+    from ..config_file import load_section
     from ..errors import ConfigError
-    from ..mapping.config import MapperConfig
+    from ..mapping.mapper_config import MapperConfig
     from ..mapping.run import map_bag
 
     cfg = load_section(args.config, "mapper", MapperConfig)

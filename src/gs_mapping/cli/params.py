@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import dump_section
+    from ..config_file import dump_section
     from ..errors import ConfigError
     from ..nodes.registry import NODES, node_class
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import to_dict
+from ..config_file import to_dict
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class DemoSettings:
 
 def node_configs(settings: DemoSettings) -> dict[str, dict]:
     """The demo's parameters per node (sections as in config/full.yaml)."""
-    from ..mapping.config import MapperConfig, TopicsConfig
+    from ..mapping.mapper_config import MapperConfig, TopicsConfig
     from ..nodes.hd_map_node import HDMapNode
     from ..nodes.map_receiver_node import MapReceiverNode
     from ..nodes.mapper_node import MapperNode

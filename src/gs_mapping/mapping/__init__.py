@@ -6,8 +6,8 @@ map does not explain a frame), ``optimizer`` (sliding window), ``densify`` (clon
 GaussianMap), ``metrics``, and ``mapper`` (:class:`IncrementalMapper`, which ties them together).
 """
 
-from .config import MapperConfig
 from .frames import Frame, FrameStats, read_frames
 from .mapper import IncrementalMapper, MapperStats
+from .mapper_config import MapperConfig
 
 __all__ = ["Frame", "FrameStats", "IncrementalMapper", "MapperConfig", "MapperStats", "read_frames"]

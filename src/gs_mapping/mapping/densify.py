@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ..geometry import quat_to_matrix
-from .config import DensifyConfig
 from .levels import finer
+from .mapper_config import DensifyConfig
 from .params import TorchGaussians
 
 

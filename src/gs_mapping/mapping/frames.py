@@ -23,7 +23,7 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import GsMappingError, MessageError, TFError
-from .config import TopicsConfig
+from .mapper_config import TopicsConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import Camera
-from .config import KeyframeConfig
+from .mapper_config import KeyframeConfig
 
 
 def relative_motion(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:

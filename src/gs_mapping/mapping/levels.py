@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import LevelsConfig
+from .mapper_config import LevelsConfig
 
 
 def voxel_keys(means: np.ndarray, voxel: float) -> np.ndarray:

@@ -18,11 +18,11 @@ import torch
 
 from ..camera import Camera
 from ..gaussians import GaussianMap
-from .config import MapperConfig
 from .densify import GradAccumulator, densify, enforce_cap, prune
 from .frames import Frame
 from .keyframes import KeyframeDecision, KeyframeSelector
 from .levels import LevelSubset, assign_levels, coarse_discs, depth_normals
+from .mapper_config import MapperConfig
 from .metrics import depth_l1, psnr, ssim
 from .optimizer import TrainView, WindowOptimizer, make_view
 from .params import TorchGaussians

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from ..camera import Camera
-from .config import LevelsConfig, OptimConfig
 from .densify import GradAccumulator
 from .levels import LevelSubset
+from .mapper_config import LevelsConfig, OptimConfig
 from .metrics import ssim_map
 from .params import RowAdam, TorchGaussians
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from ..errors import GsMappingError
 from .calibration import estimate_color_calibration
-from .config import MapperConfig
 from .frames import FrameStats, read_frames
 from .levels import level_fractions
 from .mapper import IncrementalMapper
+from .mapper_config import MapperConfig
 
 log = logging.getLogger(__name__)
 

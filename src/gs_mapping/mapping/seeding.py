@@ -14,7 +14,7 @@ import numpy as np
 from ..camera import Camera
 from ..gaussians import SH_C0
 from ..morton import morton
-from .config import SeedingConfig
+from .mapper_config import SeedingConfig
 
 
 def unexplained_mask(

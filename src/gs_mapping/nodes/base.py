@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ..config import load_section
+from ..config_file import load_section
 from ..errors import GsMappingError
 from .context import RELIABLE_QOS, NodeContext
 from .diagnostics import NodeDiagnostics

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import param
+from ..config_file import param
 from .base import NodeBase
 from .context import LATCHED_QOS, QoS
 

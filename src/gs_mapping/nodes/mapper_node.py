@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import param
+from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError
-from ..mapping.config import MapperConfig
+from ..mapping.mapper_config import MapperConfig
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, QoS
 

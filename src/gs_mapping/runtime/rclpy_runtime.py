@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ..config import describe, from_dict, unflatten
+from ..config_file import describe, from_dict, unflatten
 from ..cpu_threads import prefer_single_thread_torch
 from ..nodes.context import QoS
 

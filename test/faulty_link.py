@@ -13,11 +13,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from synthetic_maps import synthetic_map
 
-from .delta import MapSender
-from .quantize import QuantParams, quantize
-from .receiver import MapStore
-from .synthetic import synthetic_map
+from gs_map_share.delta import MapSender
+from gs_map_share.quantize import QuantParams, quantize
+from gs_map_share.receiver import MapStore
 
 
 @dataclass

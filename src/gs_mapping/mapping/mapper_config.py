@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import param
+from ..config_file import param
 from ..errors import ConfigError
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gs_map_share.octree import rotmat_to_quat
 from gs_mapping.gaussians import SH_C0, GaussianMap
-
-from .octree import rotmat_to_quat
 
 
 def _frame(normals: np.ndarray, rng) -> np.ndarray:
@@ -137,9 +136,9 @@ def fuzz_seeds(n: int, seed: int, levels: int = 4):
     snapshot of the same map with its Gaussians spread over three levels.
 
     Returns ``(snapshot, q0, delta, layered)``; the same seed gives the same bytes."""
-    from .delta import encode_delta
-    from .quantize import QuantParams, to_qmap
-    from .snapshot import encode_map
+    from gs_map_share.delta import encode_delta
+    from gs_map_share.quantize import QuantParams, to_qmap
+    from gs_map_share.snapshot import encode_map
 
     p = QuantParams()
     g = synthetic_map(n, 3, seed=seed)
