@@ -131,7 +131,7 @@ class MapStore:
     def _reject(self, exc: DecodeError) -> str:
         self.stats[REJECTED] += 1
         self.last_error = str(exc)
-        log.debug("rejected container: %s", exc)
+        log.debug(f"rejected container: {exc}")
         return REJECTED
 
     @property

@@ -210,14 +210,11 @@ class BagReader:
             try:
                 store.register(missing)
             except Exception as exc:  # a standard type depending on a clashing one: leave them out
-                log.debug("%s: standard types not added to the bag's typestore: %s", self.path, exc)
+                log.debug(f"{self.path}: standard types not added to the bag's typestore: {exc}")
         for c in connections:
             if c.msgtype not in store.fielddefs:
                 log.warning(
-                    "%s: topic %s: no definition for %s; its messages cannot be decoded",
-                    self.path,
-                    c.topic,
-                    c.msgtype,
+                    f"{self.path}: topic {c.topic}: no definition for {c.msgtype}; its messages cannot be decoded",
                 )
         return store
 
@@ -227,7 +224,7 @@ class BagReader:
             try:
                 reader.close()
             except Exception as exc:  # closing a corrupt file must not mask the real error
-                log.debug("%s: error while closing: %s", self.path, exc)
+                log.debug(f"{self.path}: error while closing: {exc}")
 
     def __enter__(self) -> BagReader:
         return self.open()
@@ -482,7 +479,7 @@ class BagWriter:
             try:
                 writer.abort()
             except Exception as exc:
-                log.debug("%s: error while aborting: %s", self.path, exc)
+                log.debug(f"{self.path}: error while aborting: {exc}")
         self._cleanup()
 
     def _cleanup(self) -> None:

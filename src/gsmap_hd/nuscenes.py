@@ -140,7 +140,7 @@ class MapExtractor:
                 else:
                     g = self.map.extract_polygon(rec[key])
                     if not g.is_valid:  # MapTR skips invalid polygons rather than repairing them
-                        log.debug("%s: %s %s: invalid polygon skipped", name, layer, rec["token"])
+                        log.debug(f"{name}: {layer} {rec['token']}: invalid polygon skipped")
                         continue
                 if not g.is_empty:
                     out.append(g)

@@ -130,9 +130,7 @@ def predict_bag(
     incomplete = len(pending) if not (max_frames and len(results) >= max_frames) else 0
     if incomplete:
         log.warning(
-            "%s: %d frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
-            bag_path,
-            incomplete,
+            f"{bag_path}: {incomplete} frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
         )
     doc = {"results": results}
     no_gt = 0
@@ -141,11 +139,7 @@ def predict_bag(
         no_gt = sum(r["stamp_ns"] not in gt_by_stamp for r in results)
         if no_gt:
             log.warning(
-                "%s: %d of %d predicted frame(s) have no %s message at their stamp (empty GT used)",
-                bag_path,
-                no_gt,
-                len(results),
-                GT_TOPIC,
+                f"{bag_path}: {no_gt} of {len(results)} predicted frame(s) have no {GT_TOPIC} message at their stamp (empty GT used)",
             )
         doc["GTs"] = [gt_by_stamp.get(r["stamp_ns"], {"vectors": []}) for r in results]
     out.parent.mkdir(parents=True, exist_ok=True)

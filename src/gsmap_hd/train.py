@@ -134,7 +134,7 @@ def train(
         if "scheduler" in state:
             sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
-        log.info("resumed from %s at step %d", last, start)
+        log.info(f"resumed from {last} at step {start}")
     (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     crit = GSMapCriterion(cfg.model, cfg.loss)
     # Render the training frames once, in order (consecutive frames share a drive/world).
@@ -193,7 +193,7 @@ def train(
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
                 logged["eval"] = ev
-                log.info("step %d eval: %s", done, json.dumps(ev))
+                log.info(f"step {done} eval: {json.dumps(ev)}")
             except ImportError:
                 log.warning("gsmap_hd.metrics not available: evaluation skipped")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:

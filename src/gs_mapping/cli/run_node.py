@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     node = cls(ctx, config)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    ctx.logger.info("%s running on DDS domain %d", ctx.node_name, ctx.domain_id)
+    ctx.logger.info(f"{ctx.node_name} running on DDS domain {ctx.domain_id}")
     print(f"{ctx.node_name}: ready", flush=True)
     end = None if args.duration is None else time.monotonic() + args.duration
     try:

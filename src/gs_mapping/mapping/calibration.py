@@ -127,13 +127,6 @@ def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> Color
     out = calib(best.x)
     out.cost_before, out.cost_after = before, float(best.fun)
     log.info(
-        "colour camera: focal ×%.3f, principal point %+.1f/%+.1f px, offset %s m; photometric "
-        "inconsistency %.4f → %.4f",
-        out.focal_scale,
-        out.dcx,
-        out.dcy,
-        np.round(out.t_depth_color, 3).tolist(),
-        before,
-        best.fun,
+        f"colour camera: focal ×{out.focal_scale:.3f}, principal point {out.dcx:+.1f}/{out.dcy:+.1f} px, offset {np.round(out.t_depth_color, 3).tolist()} m; photometric inconsistency {before:.4f} → {best.fun:.4f}",
     )
     return out

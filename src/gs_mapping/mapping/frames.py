@@ -56,7 +56,7 @@ class FrameStats:
         setattr(self, kind, getattr(self, kind) + 1)
         if len(self.reasons) < 100:
             self.reasons.append(message)
-        log.warning("%s: skipped", message)
+        log.warning(f"{message}: skipped")
 
 
 def load_tf(bag, topics: TopicsConfig):
@@ -72,7 +72,7 @@ def load_tf(bag, topics: TopicsConfig):
             try:
                 buf.add_message(msg, static=static)
             except GsMappingError as exc:
-                log.warning("%s: bad transform message ignored: %s", name, exc)
+                log.warning(f"{name}: bad transform message ignored: {exc}")
     return buf
 
 
@@ -85,7 +85,7 @@ def load_camera_infos(bag, topics: TopicsConfig) -> list:
         try:
             out.append((stamp_to_ns(msg.header.stamp), camera_info_to_intrinsics(msg)))
         except MessageError as exc:
-            log.warning("%s: bad CameraInfo ignored: %s", topics.camera_info, exc)
+            log.warning(f"{topics.camera_info}: bad CameraInfo ignored: {exc}")
     return out
 
 
@@ -187,5 +187,5 @@ def read_frames(
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
             log.warning(
-                "%d colour/depth images found no partner within %.3f s", stats.unpaired, topics.sync_slop_s
+                f"{stats.unpaired} colour/depth images found no partner within {topics.sync_slop_s:.3f} s"
             )

@@ -136,9 +136,7 @@ class IncrementalMapper:
         if not self.depth_is_valid(frame):
             self.stats.skipped_invalid_depth += 1
             log.warning(
-                "frame at %d ns: depth image invalid (%.0f%% valid pixels): skipped",
-                frame.stamp_ns,
-                100 * float(np.mean(frame.depth > 0)),
+                f"frame at {frame.stamp_ns} ns: depth image invalid ({100 * float(np.mean(frame.depth > 0)):.0f}% valid pixels): skipped",
             )
             return KeyframeDecision(False, "invalid depth")
         self.stats.frames += 1

@@ -173,7 +173,7 @@ class WindowOptimizer:
                 means2d.retain_grad()
             if not torch.isfinite(loss):
                 stats["rejected"] += 1
-                log.warning("non-finite loss %s: step rejected, map unchanged", float(loss.detach()))
+                log.warning(f"non-finite loss {float(loss.detach())}: step rejected, map unchanged")
                 continue
             loss.backward()
             if not all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in tensors):

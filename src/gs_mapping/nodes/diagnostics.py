@@ -38,7 +38,7 @@ class NodeDiagnostics:
         self.last_error = f"{topic}: {reason}"
         n = self.rejected[topic]
         if n <= 5 or n % 100 == 0:
-            self.logger.warning("rejected message #%d on %s: %s", n, topic, reason)
+            self.logger.warning(f"rejected message #{n} on {topic}: {reason}")
 
     def drop(self, what: str, reason: str = "") -> None:
         self.dropped[what] += 1
