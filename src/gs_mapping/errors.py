@@ -36,3 +36,10 @@ class ExtrapolationError(TFError):
 
 class MapError(GsMappingError):
     """A Gaussian map file or container is invalid."""
+
+
+class OutputError(GsMappingError):
+    """An output cannot be written (exists without overwrite, is an input, read-only, no space, …).
+
+    Raised before anything is replaced: the previous output, if any, is left intact.
+    """

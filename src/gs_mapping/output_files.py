@@ -1,0 +1,375 @@
+"""Safe output files: nothing already good is ever lost.
+
+Every file or directory the suite writes goes through here:
+
+- it is built under a temporary name in the same directory, flushed to disk, then renamed over the
+  target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one;
+- an existing output is replaced only with ``overwrite=True``;
+- an input (same file by inode or real path, or anything inside an input directory, or a directory
+  holding an input) is never written over, even with ``overwrite``;
+- an operating-system failure (read-only file system, a directory where a file should go, a file
+  where a directory should be, no space left) becomes one :class:`OutputError` line naming the path.
+
+API (stable; the CLI, the mapper's run and the nodes call it)::
+
+    check_output(path, overwrite=False, inputs=(), directory=False)  # before the work starts
+    write_bytes(path, data, overwrite=False, inputs=())
+    write_text(path, text, overwrite=False, inputs=())
+    with open_output(path, "wb", overwrite=False, inputs=()) as fh: ...   # streamed writers
+    with output_path(path, overwrite=False, inputs=()) as tmp: lib.save(tmp)  # writers taking a name
+    with output_directory(path, overwrite=False, inputs=(), allowed=None) as tmp_dir: ...  # several files
+    install_directory(built_dir, path, overwrite=False, inputs=(), allowed=None)  # a finished temp dir
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fnmatch
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import OutputError
+
+PathLike = str | os.PathLike
+
+# Why a write failed, in words a user acts on (errno → reason).
+_REASONS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "is a directory",
+    errno.ENOTDIR: "a parent is not a directory",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many symbolic links",
+    errno.EEXIST: "exists already",
+    errno.ENOENT: "no such file or directory",
+    errno.EXDEV: "temporary file on another file system",
+    errno.EIO: "input/output error",
+    errno.EFBIG: "file too large",
+}
+
+
+def os_error(path: PathLike, exc: OSError, action: str = "cannot write") -> OutputError:
+    """One-line :class:`OutputError` for an OS failure while writing ``path``."""
+    reason = _REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
+    return OutputError(f"{path}: {action}: {reason}")
+
+
+def _real(p: PathLike) -> Path:
+    return Path(os.path.realpath(os.fspath(p)))
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_not_input(path: Path, inputs: Iterable[PathLike], directory: bool) -> None:
+    real = _real(path)
+    for inp in inputs:
+        if inp is None:
+            continue
+        rin = _real(inp)
+        if _same_file(path, inp) or real == rin:
+            raise OutputError(f"{path}: is an input of this command; refusing to write over it")
+        if Path(inp).is_dir() and _is_within(real, rin):
+            raise OutputError(f"{path}: lies inside the input {inp}; refusing to write there")
+        if directory and _is_within(rin, real):
+            raise OutputError(f"{path}: holds the input {inp}; refusing to replace it")
+
+
+def check_output(
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[PathLike] = (),
+    directory: bool = False,
+    allowed: Iterable[str] | None = None,
+) -> Path:
+    """Check that ``path`` may be written, before any work starts; return it as a Path.
+
+    ``directory``: the output is a directory (a map run's folder, a rosbag2) rather than a file.
+    ``allowed``: for a directory, the names (fnmatch patterns) an existing one may hold to be
+    replaced; one holding anything else is refused even with ``overwrite`` (``--out ~`` must never
+    delete a home directory). Creates missing parent directories.
+    """
+    path = Path(path)
+    if not os.fspath(path) or path.name in ("", ".", ".."):
+        raise OutputError(f"{os.fspath(path) or '(empty)'}: not a usable output name")
+    _check_not_input(path, list(inputs), directory)
+    exists = path.exists() or path.is_symlink()
+    if exists:
+        if path.is_dir() and not directory:
+            raise OutputError(f"{path}: is a directory; give a file name")
+        if directory and not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a directory")
+        if not overwrite:
+            raise OutputError(f"{path}: exists already (pass --overwrite to replace it)")
+        if directory and allowed is not None:
+            patterns = list(allowed)
+            try:
+                names = [x.name for x in path.iterdir()]
+            except OSError as exc:
+                raise os_error(path, exc, "cannot list the existing output") from None
+            others = [n for n in names if not any(fnmatch.fnmatch(n, pat) for pat in patterns)]
+            if others:
+                raise OutputError(
+                    f"{path}: holds {sorted(others)[:3]}, not only outputs of this command; "
+                    "refusing to replace it"
+                )
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{path}: a parent is not a directory") from None
+    except OSError as exc:
+        raise os_error(parent, exc, "cannot create the output's directory") from None
+    if not parent.is_dir():
+        raise OutputError(f"{path}: a parent is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only_fs(parent) else "permission denied"
+        raise OutputError(f"{path}: cannot write: {reason}")
+    return path
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def _rm(p: Path) -> None:
+    with contextlib.suppress(OSError):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink()
+
+
+def _install_file(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` onto ``path``; without ``overwrite`` never clobbers a file that appeared."""
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)  # atomic no-clobber: fails with EEXIST if something appeared
+        except FileExistsError:
+            raise OutputError(f"{path}: exists already (pass --overwrite to replace it)") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if path.exists() or path.is_symlink():  # no hard links here (e.g. FAT): check, then rename
+                raise OutputError(f"{path}: exists already (pass --overwrite to replace it)") from None
+            os.replace(tmp, path)
+            return
+        os.unlink(tmp)
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def open_output(
+    path: PathLike, mode: str = "wb", *, overwrite: bool = False, inputs: Iterable[PathLike] = ()
+) -> Iterator:
+    """A file object on a temp file beside ``path``; renamed onto ``path`` when the block succeeds."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"open_output: mode must be 'wb' or 'w', not {mode!r}")
+    inputs = list(inputs)
+    with output_path(path, overwrite=overwrite, inputs=inputs) as tmp:
+        try:
+            fh = open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {}))  # noqa: SIM115
+        except OSError as exc:
+            raise os_error(path, exc) from None
+        with fh:
+            yield fh
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise os_error(path, exc) from None
+
+
+@contextlib.contextmanager
+def output_path(
+    path: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()
+) -> Iterator[Path]:
+    """A temp file name beside ``path`` for a writer that takes a name; renamed onto ``path`` after.
+
+    The temp name keeps ``path``'s suffix (libraries that pick a format by it still do).
+    """
+    inputs = list(inputs)
+    path = check_output(path, overwrite=overwrite, inputs=inputs)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_file(tmp, path)
+        _check_not_input(path, inputs, False)  # re-check: the target may have changed meanwhile
+        _install_file(tmp, path, overwrite)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    finally:
+        _rm(tmp)
+
+
+def _fsync_file(tmp: Path, path: Path) -> None:
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(
+    path: PathLike, data: bytes, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()
+) -> None:
+    """Write ``data`` to ``path`` safely (temp + fsync + rename)."""
+    with open_output(path, "wb", overwrite=overwrite, inputs=inputs) as fh:
+        try:
+            fh.write(data)
+        except OSError as exc:
+            raise os_error(path, exc) from None
+
+
+def write_text(
+    path: PathLike, text: str, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()
+) -> None:
+    """Write UTF-8 ``text`` to ``path`` safely (temp + fsync + rename)."""
+    write_bytes(path, text.encode("utf-8"), overwrite=overwrite, inputs=inputs)
+
+
+# --- directories --------------------------------------------------------------------------------
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux renameat2(2); False when the C library or file system lacks it (caller falls back)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), ctypes.c_uint(flags))
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(dst))
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):
+                fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def install_directory(
+    built: PathLike,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[PathLike] = (),
+    allowed: Iterable[str] | None = None,
+) -> None:
+    """Move the finished directory ``built`` (same file system) onto ``path`` in one step.
+
+    An existing ``path`` is swapped out atomically (renameat2 RENAME_EXCHANGE) and then removed, so
+    at every instant ``path`` is either the complete old directory or the complete new one. Where the
+    kernel lacks the exchange, the old one is renamed aside first (a crash in between leaves it under
+    ``.NAME.old-*`` beside the target, never deleted).
+    """
+    built, path = Path(built), Path(path)
+    inputs = list(inputs)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
+    try:
+        _fsync_tree(built)
+        if path.exists() or path.is_symlink():
+            if path.is_symlink() or not path.is_dir():
+                raise OutputError(f"{path}: exists and is not a directory")
+            if _renameat2(built, path, _RENAME_EXCHANGE):
+                _rm(built)  # now holds the old contents
+            else:
+                aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                os.replace(path, aside / path.name)
+                os.replace(built, path)
+                _rm(aside)
+        elif not _renameat2(built, path, _RENAME_NOREPLACE):
+            os.rename(built, path)
+        _fsync_dir(path.parent)
+    except FileExistsError:
+        raise OutputError(f"{path}: exists already (pass --overwrite to replace it)") from None
+    except OSError as exc:
+        raise os_error(path, exc) from None
+
+
+@contextlib.contextmanager
+def output_directory(
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[PathLike] = (),
+    allowed: Iterable[str] | None = None,
+) -> Iterator[Path]:
+    """A fresh temp directory beside ``path``; it replaces ``path`` as a whole when the block succeeds.
+
+    On an exception (or a kill) ``path`` is left as it was and the temp directory is removed (after a
+    ``kill -9`` a hidden ``.NAME.tmp-*`` directory may remain beside it).
+    """
+    inputs = list(inputs)
+    allowed = None if allowed is None else list(allowed)
+    path = check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    try:
+        yield tmp
+        install_directory(tmp, path, overwrite=overwrite, inputs=inputs, allowed=allowed)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    finally:
+        _rm(tmp)
