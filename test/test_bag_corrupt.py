@@ -13,7 +13,7 @@ from gs_mapping.errors import BagError
 
 
 def _read_all(path) -> int:
-    with BagReader(path) as bag:
+    with BagReader(path, strict=True) as bag:
         return sum(1 for _ in bag.messages())
 
 

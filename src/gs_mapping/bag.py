@@ -11,9 +11,15 @@ A bag is written into a hidden sibling directory and moved into place when the w
 crash never leaves a half-written bag under the requested name and ``overwrite=True`` loses the old
 bag only once the new one is complete.
 
-Everything that goes wrong (missing path, truncated or corrupt storage, undecodable record, unknown
-topic) raises :class:`~gs_mapping.errors.BagError` naming the file and, where known, topic and record;
-exceptions from rosbags, mcap or sqlite never escape raw.
+Everything that goes wrong (missing path, truncated or corrupt storage, unknown topic) raises
+:class:`~gs_mapping.errors.BagError` naming the file and, where known, topic and record; exceptions
+from rosbags, mcap or sqlite never escape raw. One message whose CDR cannot be decoded is counted in
+:attr:`BagReader.bad_messages`, logged once per topic and skipped (``strict=True``: an error instead),
+so one bad record never costs a whole run.
+
+Integrity: MCAP files we write carry CRC-32s over every chunk, the data section and the summary
+(rosbags writes zeros there); when reading, rosbags checks chunk CRCs and we check the data-section and
+summary CRCs, so a flipped bit in a bag is an error, never a silently different map.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BagError
+from .errors import BagError, GsMappingError, OutputError
+from .output_files import check_output, install_directory
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,7 @@ DEFAULT_STORE = "ROS2_HUMBLE"  # message definitions used for writing and for ba
 
 # Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
 _BAG_SUFFIXES = (".mcap", ".db3", ".zstd", ".db3-shm", ".db3-wal")
+_BAG_ALLOWED = ["metadata.yaml", *(f"*{s}" for s in _BAG_SUFFIXES)]
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,10 @@ class BagReader:
     ``stamp_ns`` is the time the message was recorded (the bag's log time), not its header stamp.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, strict: bool = False):
         self.path = Path(path)
+        self.strict = strict  # an undecodable message is an error (else counted, logged once, skipped)
+        self.bad_messages: dict[str, int] = {}  # "topic (type)" → undecodable messages skipped
         self._reader = None
         self._conns: dict[str, list] = {}
         self.typestore = None
@@ -132,6 +142,10 @@ class BagReader:
                     f"{p}: not a rosbag2 directory (no metadata.yaml and {len(files)} .mcap/.db3 files)"
                 )
             return files[0]
+        if p.is_file() and p.suffix == ".bag":
+            raise BagError(
+                f"{p}: a ROS 1 bag; convert it first: rosbags-convert --src {p} --dst {p.with_suffix('')}"
+            )
         if p.is_file() and p.suffix not in (".mcap", ".db3"):
             raise BagError(f"{p}: not a bag (expected a rosbag2 directory, .mcap or .db3 file)")
         return p
@@ -298,7 +312,22 @@ class BagReader:
         for topic, stamp, data in raw:
             n = counters.get(topic, 0)
             counters[topic] = n + 1
-            yield topic, stamp, self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
+            try:
+                msg = self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
+            except BagError as exc:
+                if self.strict:
+                    raise
+                kind = f"{topic} ({types[topic]})"
+                if kind not in self.bad_messages:
+                    log.warning(f"{exc}: skipped (further undecodable {kind} messages are only counted)")
+                self.bad_messages[kind] = self.bad_messages.get(kind, 0) + 1
+                continue
+            yield topic, stamp, msg
+
+    @property
+    def bad_total(self) -> int:
+        """Undecodable messages skipped so far (all topics)."""
+        return sum(self.bad_messages.values())
 
     def decode(
         self, topic: str, data: bytes, typename: str, record: int | None = None, stamp_ns: int | None = None
@@ -326,9 +355,10 @@ class BagWriter:
     :meth:`register_msg`) for custom message types. ``compress`` zstd-compresses the MCAP chunks.
     """
 
-    def __init__(self, path, overwrite: bool = False, typestore=None, compress: bool = False):
+    def __init__(self, path, overwrite: bool = False, typestore=None, compress: bool = False, inputs=()):
         self.path = Path(path)
         self.overwrite = overwrite
+        self.inputs = list(inputs)  # paths this bag must never replace (see gs_mapping.output_files)
         self.compress = compress  # zstd-compressed MCAP chunks (read natively by rosbag2's MCAP plugin)
         self.typestore = typestore if typestore is not None else default_typestore()
         self._writer = None
@@ -358,9 +388,14 @@ class BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self._check_target()
+        try:
+            check_output(
+                self.path, overwrite=self.overwrite, inputs=self.inputs, directory=True, allowed=_BAG_ALLOWED
+            )
+        except OutputError as exc:
+            raise BagError(f"cannot create bag: {exc}") from None
         parent = self.path.parent
         try:
-            parent.mkdir(parents=True, exist_ok=True)
             self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=parent))
             self._writer = Writer(
                 self._tmpdir / self.path.name, version=WRITE_VERSION, storage_plugin=StoragePlugin.MCAP
@@ -458,14 +493,13 @@ class BagWriter:
         try:
             writer.close()
             built = self._tmpdir / self.path.name
-            if self.path.exists() or self.path.is_symlink():
-                self._check_target()  # re-check: something may have appeared meanwhile
-                if self.path.is_dir() and not self.path.is_symlink():
-                    shutil.rmtree(self.path)
-                else:
-                    self.path.unlink()
-            built.rename(self.path)
-        except BagError:
+            for f in built.glob("*.mcap"):
+                seal_mcap(f)
+            self._check_target()  # re-check: something may have appeared meanwhile
+            install_directory(
+                built, self.path, overwrite=self.overwrite, inputs=self.inputs, allowed=_BAG_ALLOWED
+            )
+        except GsMappingError:
             raise
         except Exception as exc:
             raise BagError(f"{self.path}: cannot finish bag: {_describe(exc)}") from exc
@@ -543,6 +577,89 @@ def _check_mcap_framing(path: Path) -> None:
             data = f.read(size - 8 - 29 - summary_start) + footer[:25]
             if zlib.crc32(data) != crc:
                 raise ValueError("MCAP summary section checksum mismatch")
+        if summary_start >= 8 + 13:
+            f.seek(summary_start - 13)  # DataEnd record: opcode 0x0F, length 4, data_section_crc
+            end = f.read(13)
+            if len(end) == 13 and end[0] == 0x0F and struct.unpack_from("<Q", end, 1)[0] == 4:
+                want = struct.unpack_from("<I", end, 9)[0]
+                if want and _crc_of_range(f, 0, summary_start - 13) != want:
+                    raise ValueError("MCAP data section checksum mismatch (a flipped bit?)")
+
+
+def _crc_of_range(f, start: int, stop: int) -> int:
+    import zlib
+
+    f.seek(start)
+    crc, left = 0, stop - start
+    while left > 0:
+        block = f.read(min(left, 1 << 20))
+        if not block:
+            break
+        crc = zlib.crc32(block, crc)
+        left -= len(block)
+    return crc
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    # the zstd module rosbags itself uses for MCAP chunks (standard library from 3.14, else backport)
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        from backports import zstd  # type: ignore[import-not-found,no-redef]
+    return zstd.decompress(data)
+
+
+def seal_mcap(path: Path) -> None:
+    """Fill in the CRC-32s rosbags' MCAP writer leaves at zero, in place (sizes and offsets unchanged).
+
+    Each Chunk record gets the CRC of its uncompressed records, the DataEnd record the CRC of the
+    whole data section, the Footer the CRC of the summary section. Readers (rosbags, the mcap tools,
+    rosbag2's MCAP plugin) then detect any flipped bit. Only for files we just wrote (trusted lengths).
+    """
+    import struct
+    import zlib
+
+    with path.open("r+b") as f:
+        size = f.seek(0, 2)
+        f.seek(size - 8 - 29)
+        footer = f.read(29)
+        if footer[0] != 0x02:
+            raise BagError(f"{path}: no MCAP footer where expected; cannot seal")
+        summary_start = struct.unpack_from("<Q", footer, 9)[0]
+        pos = 8
+        data_end = None
+        while pos < (summary_start or size - 8 - 29):
+            f.seek(pos)
+            op, length = struct.unpack("<BQ", f.read(9))
+            if op == 0x06:  # Chunk: start u64, end u64, uncompressed_size u64, crc u32, compression, data
+                body = f.read(length)
+                usize = struct.unpack_from("<Q", body, 16)[0]
+                clen = struct.unpack_from("<I", body, 28)[0]
+                compression = body[32 : 32 + clen].decode()
+                dlen = struct.unpack_from("<Q", body, 32 + clen)[0]
+                data = body[40 + clen : 40 + clen + dlen]
+                if compression == "zstd":
+                    data = _zstd_decompress(data)
+                    if len(data) != usize:
+                        raise BagError(f"{path}: chunk at {pos} inflates to {len(data)} B, not {usize}")
+                elif compression:
+                    raise BagError(f"{path}: unknown MCAP chunk compression {compression!r}; cannot seal")
+                f.seek(pos + 9 + 24)
+                f.write(struct.pack("<I", zlib.crc32(data)))
+            elif op == 0x0F:
+                data_end = pos
+                break
+            pos += 9 + length
+        if data_end is not None:
+            crc = _crc_of_range(f, 0, data_end)
+            f.seek(data_end + 9)
+            f.write(struct.pack("<I", crc))
+        if summary_start:
+            f.seek(summary_start)
+            data = f.read(size - 8 - 29 - summary_start) + footer[:25]
+            f.seek(size - 8 - 4)
+            f.write(struct.pack("<I", zlib.crc32(data)))
+        f.flush()
 
 
 def _describe(exc: BaseException) -> str:

@@ -160,7 +160,7 @@ class GaussianMap:
         for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
             arr = getattr(self, name)
             if not np.all(np.isfinite(arr)):
-                bad = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)).any(axis=1))[0, 0])
+                bad = int(np.argwhere((~np.isfinite(arr.reshape(len(arr), -1))).any(axis=1))[0, 0])
                 raise MapError(f"field {name!r} has a non-finite value at Gaussian id {int(self.ids[bad])}")
         norms = np.linalg.norm(self.quats, axis=1)
         if len(norms) and np.abs(norms - 1).max() > 1e-3:

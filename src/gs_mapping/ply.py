@@ -11,14 +11,13 @@ Writes are atomic (temp file + rename); loads are validated (header, sizes, fini
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MapError
 from .gaussians import GaussianMap
+from .output_files import write_bytes
 
 _PLY_TYPES = {
     "char": "i1",
@@ -58,7 +57,7 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
         out[axis] = gmap.means[:, i]
     for c in range(3):
         out[f"f_dc_{c}"] = gmap.sh[:, 0, c]
-    rest = gmap.sh[:, 1:, :].transpose(0, 2, 1).reshape(len(gmap), -1)
+    rest = gmap.sh[:, 1:, :].transpose(0, 2, 1).reshape(len(gmap), 3 * (k - 1))  # explicit: empty maps
     for i in range(rest.shape[1]):
         out[f"f_rest_{i}"] = rest[:, i]
     out["opacity"] = gmap.opacity_logits
@@ -74,8 +73,8 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
     return out
 
 
-def save_ply(gmap: GaussianMap, path: str | Path) -> None:
-    """Write ``gmap`` as a 3DGS PLY, atomically."""
+def save_ply(gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inputs=()) -> None:
+    """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`)."""
     path = Path(path)
     data = to_structured(gmap)
     header = [
@@ -90,25 +89,12 @@ def save_ply(gmap: GaussianMap, path: str | Path) -> None:
         )
     header.append("end_header")
     blob = ("\n".join(header) + "\n").encode("ascii") + data.tobytes()
-    atomic_write(path, blob)
+    atomic_write(path, blob, overwrite=overwrite, inputs=inputs)
 
 
-def atomic_write(path: Path, blob: bytes) -> None:
-    """Write bytes to ``path`` via a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def atomic_write(path: Path, blob: bytes, *, overwrite: bool = True, inputs=()) -> None:
+    """Write bytes to ``path`` via a temp file in the same directory and a rename (never an input)."""
+    write_bytes(path, blob, overwrite=overwrite, inputs=inputs)
 
 
 def _parse_header(raw: bytes, path: Path) -> tuple[int, np.dtype, int, dict[str, str]]:
