@@ -1,4 +1,11 @@
-"""Shared fixtures. Real data lives in ../shared/data beside the checkout (as in CI)."""
+"""Shared fixtures. Real data lives in ../shared/data beside the checkout (as in CI).
+
+Tests that need it take the ``shared_data`` fixture (directly or through ``kitchen_bag`` /
+``spz_reference``); the collection hook below marks them ``shared_data`` so that
+``-m "not shared_data"`` selects the rest. Where the data is missing they skip with the path in the
+reason, except in CI (``CI=true``), where a missing copy fails the run with one line: a CI run that
+silently skipped every real-data test would pass without testing them.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,68 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GS_MAPPING_SHARED_DATA", REPO.parent / "shared" / "data"))
 KITCHEN_BAG = SHARED_DATA / "7scenes_kitchen_rgbd"
+SPZ_REFERENCE = SHARED_DATA / "splats" / "spz_reference"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _missing(path: Path) -> str:
+    return f"real data not found at {path} (../shared/data beside the checkout, or GS_MAPPING_SHARED_DATA)"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # A test that reaches the data through any fixture carries the marker (the fixture closure is
+    # the truth, not a decorator someone may forget).
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("shared_data"):
+            item.add_marker(pytest.mark.shared_data)
+
+
+def pytest_collection_finish(session) -> None:
+    """In CI, selected tests needing ../shared/data and no data: stop with one line, nothing run."""
+    if not in_ci() or SHARED_DATA.is_dir():
+        return
+    needing = [i for i in session.items if i.get_closest_marker("shared_data")]
+    if needing:
+        pytest.exit(f"CI: {_missing(SHARED_DATA)}; {len(needing)} selected tests need it", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _shared_data_marker_guard(request) -> None:
+    """A test marked ``shared_data`` by hand (without the fixture) still skips where data is absent."""
+    if request.node.get_closest_marker("shared_data") and not SHARED_DATA.is_dir():
+        pytest.skip(_missing(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")
-def kitchen_bag() -> Path:
-    """The real 7-Scenes kitchen RGB-D rosbag2 (MCAP). Skipped where ../shared is absent."""
-    if not (KITCHEN_BAG / "metadata.yaml").exists():
-        pytest.skip(f"real data not found at {KITCHEN_BAG}")
+def shared_data() -> Path:
+    """../shared/data. Skipped where absent (outside CI; CI stops at collection, see above)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(_missing(SHARED_DATA))
+    return SHARED_DATA
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        if in_ci():
+            pytest.fail(f"CI: {_missing(path)}", pytrace=False)
+        pytest.skip(_missing(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def kitchen_bag(shared_data) -> Path:
+    """The real 7-Scenes kitchen RGB-D rosbag2 (MCAP)."""
+    _need(KITCHEN_BAG / "metadata.yaml")
     return KITCHEN_BAG
+
+
+@pytest.fixture(scope="session")
+def spz_reference(shared_data) -> Path:
+    """Niantic SPZ v2-v4 files written (and PLYs decoded) by Niantic's own library."""
+    return _need(SPZ_REFERENCE)
 
 
 # Mapper settings for node tests: the real pipeline, with a few optimiser steps per keyframe.
