@@ -1,0 +1,232 @@
+"""The map server's durable store: one SQLite file in WAL mode (schema in docs/fleet.md).
+
+What is kept is what the server acknowledged: per vehicle, its last snapshot and the deltas applied
+after it (the bytes as received), and the same for the global map (its stream as published), plus
+each tile's last-changed global sequence (for "newer than my sequence" region queries). One ingest =
+one transaction (``synchronous=FULL``); the server acknowledges and publishes only after the commit,
+so ``kill -9`` at any moment loses nothing acknowledged. Restarted, the server rebuilds every map by
+decoding snapshot + deltas (each container checks its own CRCs and the state checksum).
+
+A file that is not SQLite, is SQLite of another application (``PRAGMA application_id``), has another
+schema version, or holds another fleet map (map id, frame, quantisation, SH degree) is one
+:class:`FleetStoreError` naming the file and what was wrong; it is never reset or rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gs_mapping.errors import GsMappingError
+
+from .quantize import QuantParams
+
+APPLICATION_ID = 0x47534D46  # "GSMF": gs_mapping fleet store
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE vehicle_log (
+  map_id INTEGER NOT NULL, seq INTEGER NOT NULL, base_seq INTEGER NOT NULL,
+  container BLOB NOT NULL, PRIMARY KEY (map_id, seq));
+CREATE TABLE global_snapshot (
+  id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, container BLOB NOT NULL);
+CREATE TABLE global_log (
+  seq INTEGER PRIMARY KEY, base_seq INTEGER NOT NULL CHECK (base_seq > 0), container BLOB NOT NULL);
+CREATE TABLE tiles (
+  x INTEGER NOT NULL, y INTEGER NOT NULL, z INTEGER NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (x, y, z));
+"""
+TABLES = {"meta", "vehicle_log", "global_snapshot", "global_log", "tiles"}
+
+
+class FleetStoreError(GsMappingError):
+    """The store file cannot be used (corrupt, foreign, another fleet map, or unwritable)."""
+
+
+@dataclass
+class Row:
+    seq: int
+    base_seq: int  # 0 = snapshot
+    data: bytes
+
+
+@dataclass
+class Stored:
+    """What a restart starts from: per stream, its last snapshot and the deltas after it."""
+
+    vehicles: dict[int, list[Row]] = field(default_factory=dict)
+    global_rows: list[Row] = field(default_factory=list)
+    tile_seq: dict[tuple[int, int, int], int] = field(default_factory=dict)
+
+
+def identity(global_map_id: int, frame_id: str, params: QuantParams, sh_degree: int) -> dict:
+    """The fleet map a store belongs to (stored in ``meta``; checked on every open)."""
+    return {
+        "global_map_id": int(global_map_id),
+        "frame_id": frame_id,
+        "params": list(params.as_tuple()),
+        "sh_degree": int(sh_degree),
+    }
+
+
+class FleetStore:
+    def __init__(self, path: str, ident: dict):
+        self.path = str(path)
+        existed = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            app = self.db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise FleetStoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
+        if existed and (app != APPLICATION_ID or not TABLES <= tables):
+            self.db.close()
+            raise FleetStoreError(
+                f"{self.path}: not a gs_mapping fleet store (application id {app:#x}, "
+                f"tables {sorted(tables)}); refusing to touch it"
+            )
+        try:
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self.db.execute("PRAGMA synchronous=FULL")
+            if mode.lower() != "wal":
+                raise FleetStoreError(f"{self.path}: SQLite refused WAL mode (journal mode {mode})")
+            if not existed:
+                self._create(ident)
+            else:
+                self._check(ident)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise FleetStoreError(f"{self.path}: corrupt fleet store ({exc})") from None
+        except FleetStoreError:
+            self.db.close()
+            raise
+
+    def _create(self, ident: dict) -> None:
+        with self._tx():
+            for stmt in SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    self.db.execute(stmt)
+            self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("INSERT INTO meta VALUES ('identity', ?)", (json.dumps(ident, sort_keys=True),))
+
+    def _check(self, ident: dict) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise FleetStoreError(
+                f"{self.path}: schema version {version}, this server reads {SCHEMA_VERSION}"
+            )
+        check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise FleetStoreError(f"{self.path}: SQLite integrity check failed ({check})")
+        row = self.db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
+        if row is None:
+            raise FleetStoreError(f"{self.path}: fleet store without an identity record")
+        stored = json.loads(row[0])
+        want = json.loads(json.dumps(ident, sort_keys=True))
+        diff = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
+        if diff:
+            parts = ", ".join(f"{k} stored {stored.get(k)!r} vs configured {want.get(k)!r}" for k in diff)
+            raise FleetStoreError(f"{self.path}: holds another fleet map ({parts})")
+
+    def _tx(self):
+        db = self.db
+
+        class _Tx:
+            def __enter__(self):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, et, ev, tb):
+                db.execute("COMMIT" if et is None else "ROLLBACK")
+                return False
+
+        return _Tx()
+
+    # -- reading -----------------------------------------------------------------------------------
+    def load(self) -> Stored:
+        out = Stored()
+        for mid, seq, base, data in self.db.execute(
+            "SELECT map_id, seq, base_seq, container FROM vehicle_log ORDER BY map_id, seq"
+        ):
+            out.vehicles.setdefault(int(mid), []).append(Row(int(seq), int(base), bytes(data)))
+        snap = self.db.execute("SELECT seq, container FROM global_snapshot").fetchone()
+        if snap is not None:
+            out.global_rows = [Row(int(snap[0]), 0, bytes(snap[1]))] + self.global_deltas(int(snap[0]))
+        out.tile_seq = {(x, y, z): s for x, y, z, s in self.db.execute("SELECT x, y, z, seq FROM tiles")}
+        return out
+
+    def global_deltas(self, after_seq: int) -> list[Row]:
+        """Stored global deltas after ``after_seq`` (catch-up), in order."""
+        return [
+            Row(int(s), int(b), bytes(d))
+            for s, b, d in self.db.execute(
+                "SELECT seq, base_seq, container FROM global_log WHERE seq > ? AND base_seq >= ? ORDER BY seq",
+                (after_seq, after_seq),
+            )
+        ]
+
+    def vehicle_rows(self, map_id: int) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM vehicle_log WHERE map_id=?", (map_id,)).fetchone()[0]
+
+    # -- writing -----------------------------------------------------------------------------------
+    def commit(
+        self,
+        vehicle_rows: Iterable[tuple[int, Row]],
+        global_row: Row | None = None,
+        tiles: Iterable[tuple[int, int, int]] = (),
+    ) -> None:
+        """One ingest, atomically: the vehicle containers applied (a snapshot replaces that vehicle's
+        log), the global delta published for them, the tiles it changed. Durable on return."""
+        try:
+            with self._tx():
+                for mid, r in vehicle_rows:
+                    if r.base_seq == 0:
+                        self.db.execute("DELETE FROM vehicle_log WHERE map_id=?", (mid,))
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO vehicle_log VALUES (?, ?, ?, ?)",
+                        (mid, r.seq, r.base_seq, r.data),
+                    )
+                if global_row is not None:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO global_log VALUES (?, ?, ?)",
+                        (global_row.seq, global_row.base_seq, global_row.data),
+                    )
+                    self.db.executemany(
+                        "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?)",
+                        [(*t, global_row.seq) for t in tiles],
+                    )
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"{self.path}: cannot commit ({exc})") from None
+
+    def compact_vehicle(self, map_id: int, snapshot: Row) -> None:
+        """Replace a vehicle's log by a snapshot of its current state (bounded restart time)."""
+        try:
+            with self._tx():
+                self.db.execute("DELETE FROM vehicle_log WHERE map_id=? AND seq<=?", (map_id, snapshot.seq))
+                self.db.execute(
+                    "INSERT INTO vehicle_log VALUES (?, ?, 0, ?)", (map_id, snapshot.seq, snapshot.data)
+                )
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"{self.path}: cannot compact ({exc})") from None
+
+    def compact_global(self, snapshot: Row, keep_deltas: int) -> None:
+        """Store a global snapshot (the restart point); keep the last ``keep_deltas`` deltas before
+        it for receivers catching up, drop older ones."""
+        try:
+            with self._tx():
+                self.db.execute(
+                    "INSERT OR REPLACE INTO global_snapshot VALUES (1, ?, ?)", (snapshot.seq, snapshot.data)
+                )
+                self.db.execute("DELETE FROM global_log WHERE seq<=?", (snapshot.seq - keep_deltas,))
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"{self.path}: cannot compact ({exc})") from None
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass

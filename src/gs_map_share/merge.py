@@ -1,0 +1,415 @@
+"""Fleet merge: many vehicles' map streams → one global tiled map (docs/fleet.md, "Merge rule").
+
+Each vehicle publishes its own map (its own ``map_id``, sequence numbers, snapshots and deltas, all
+in the shared ``map`` frame, on the fleet's quantisation). Per vehicle, containers are applied
+strictly in sequence exactly as :class:`gs_map_share.receiver.MapStore` does (gaps buffered,
+replays dropped, anything corrupt rejected whole), so the server holds each vehicle's map
+bit-identical to the vehicle's own.
+
+**Merge rule (per codec tile).** The global map is a pure function of the vehicles' current maps:
+each codec tile (``pos >> tile_bits``) is *owned* by the vehicle holding the most Gaussians in it
+(ties: the smaller map id); the global map is, for every tile, the owner's Gaussians in that tile,
+with global id ``map_id << 32 | local id``. Keeping one vehicle per tile (instead of several side by
+side) keeps a surface seen by two vehicles from being drawn twice (double opacity); the vehicle
+that observed a tile most densely is the best single source. Because the rule depends only on the
+vehicles' states, which depend only on each vehicle's own stream, any interleaving of the vehicles'
+containers gives the same global map bytes.
+
+A container that must not touch the global map — a foreign frame or quantisation, another SH degree,
+a map id out of the fleet's range, a local id ≥ 2^32, a corrupt or replayed container — is counted
+per vehicle (and the reason kept), never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .container import Header, unpack, unpack_header
+from .delta import apply_delta, encode_delta
+from .errors import DecodeError
+from .quantize import QMap, QuantParams
+from .snapshot import decode_snapshot, encode_snapshot, guarded
+
+log = logging.getLogger(__name__)
+
+LOCAL_ID_BITS = 32  # global id = map_id << 32 | local id (< 2**63: map ids < 2**31)
+MAX_LOCAL_ID = (1 << LOCAL_ID_BITS) - 1
+MAX_VEHICLE_MAP_ID = (1 << 31) - 1
+
+# outcomes of one container (counted per vehicle)
+APPLIED, SNAPSHOT, BUFFERED, REPLAYED, REJECTED = "applied", "snapshot", "buffered", "replayed", "rejected"
+
+
+def global_ids(map_id: int, local_ids: np.ndarray) -> np.ndarray:
+    return (np.uint64(map_id) << np.uint64(LOCAL_ID_BITS)) | local_ids.astype(np.uint64)
+
+
+def tiles_of(q: QMap, tile_bits: int) -> np.ndarray:
+    """(N, 3) int64 codec tile of each row."""
+    return q.pos >> tile_bits
+
+
+def _keys(tiles: np.ndarray) -> np.ndarray:
+    """Tile rows as one comparable structured value each (for isin / unique)."""
+    t = np.ascontiguousarray(tiles, np.int64).reshape(-1, 3)
+    return t.view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
+
+
+def _in_tiles(tiles: np.ndarray, tile_set) -> np.ndarray:
+    """Mask of the rows of ``tiles`` (N, 3) whose tile is in ``tile_set`` (iterable of 3-tuples)."""
+    want = np.array(sorted(tile_set), np.int64).reshape(-1, 3)
+    if not len(tiles) or not len(want):
+        return np.zeros(len(tiles), bool)
+    return np.isin(_keys(tiles), _keys(want))
+
+
+def tile_counts(q: QMap, tile_bits: int) -> dict[tuple[int, int, int], int]:
+    if not len(q):
+        return {}
+    keys, counts = np.unique(tiles_of(q, tile_bits), axis=0, return_counts=True)
+    return {tuple(int(v) for v in k): int(c) for k, c in zip(keys, counts, strict=True)}
+
+
+def relabel(map_id: int, q: QMap) -> QMap:
+    """A vehicle's rows with global ids (order kept: local ids ascending → global ascending)."""
+    out = q.copy()
+    out.ids = global_ids(map_id, q.ids)
+    return out
+
+
+def merge_maps(vehicles: dict[int, QMap], tile_bits: int, sh_degree: int) -> QMap:
+    """The merge rule computed from scratch (the reference the incremental merge must equal)."""
+    owner: dict[tuple, tuple[int, int]] = {}  # tile → (-count, map_id): min is the owner
+    for mid, q in vehicles.items():
+        for t, c in tile_counts(q, tile_bits).items():
+            cand = (-c, mid)
+            if t not in owner or cand < owner[t]:
+                owner[t] = cand
+    parts = [QMap.empty(sh_degree)]
+    for mid in sorted(vehicles):
+        q = vehicles[mid]
+        mine = {t for t, (_, m) in owner.items() if m == mid}
+        if mine:
+            parts.append(relabel(mid, q.take(_in_tiles(tiles_of(q, tile_bits), mine))))
+    return QMap.concat(parts)
+
+
+def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, int]]:
+    """Tiles whose content differs between two states of one vehicle (added, removed, edited rows)."""
+    r = np.searchsorted(new.ids, old.ids)
+    ok = r < len(new.ids)
+    ok[ok] = new.ids[r[ok]] == old.ids[r[ok]]
+    same = np.zeros(len(old), bool)
+    if ok.any():
+        a, b = old.take(np.flatnonzero(ok)), new.take(r[ok])
+        eq = np.ones(len(a), bool)
+        for f in ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest"):
+            x, y = getattr(a, f), getattr(b, f)
+            eq &= (x == y).reshape(len(a), -1).all(axis=1)
+        same[np.flatnonzero(ok)] = eq
+    kept_new = np.zeros(len(new), bool)
+    kept_new[r[ok][same[ok]]] = True
+    t_old = tiles_of(old, tile_bits)[~same]
+    t_new = tiles_of(new, tile_bits)[~kept_new]
+    both = np.concatenate([t_old, t_new])
+    if not len(both):
+        return set()
+    return {tuple(int(v) for v in k) for k in np.unique(both, axis=0)}
+
+
+@dataclass
+class Vehicle:
+    """One vehicle as the server knows it: its map (in sequence), counters, liveliness."""
+
+    map_id: int
+    seq: int = 0
+    state: QMap | None = None
+    counts: Counter = field(default_factory=Counter)
+    last_error: str = ""
+    bytes_in: int = 0
+    first_seen_ns: int = 0
+    last_seen_ns: int = 0
+    alive: bool = True
+    pending: dict[int, tuple[Header, bytes]] = field(default_factory=dict)  # base_seq → delta
+
+    def summary(self) -> dict:
+        return {
+            "map_id": self.map_id,
+            "seq": self.seq,
+            "gaussians": 0 if self.state is None else len(self.state),
+            "alive": self.alive,
+            "bytes_in": self.bytes_in,
+            "pending": len(self.pending),
+            "last_seen_ns": self.last_seen_ns,
+            **{k: v for k, v in sorted(self.counts.items())},
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class Accepted:
+    """A vehicle container that changed that vehicle's map (in the order applied)."""
+
+    map_id: int
+    seq: int
+    base_seq: int  # 0: snapshot
+    data: bytes
+
+
+@dataclass
+class Ingest:
+    """What one :meth:`FleetMerge.offer` did: the vehicle containers applied and, if the global
+    map changed, the global delta that brings followers from ``global_base`` to ``global_seq``."""
+
+    status: str
+    map_id: int | None
+    accepted: list[Accepted] = field(default_factory=list)
+    global_delta: bytes | None = None
+    global_base: int = 0
+    global_seq: int = 0
+    touched_tiles: set = field(default_factory=set)
+
+
+class FleetMerge:
+    """Vehicles' streams in, one global map out (incrementally: only the tiles a vehicle's container
+    changed are re-decided; equal to :func:`merge_maps` of the vehicles' states at every step)."""
+
+    def __init__(
+        self,
+        params: QuantParams,
+        *,
+        global_map_id: int,
+        frame_id: str = "map",
+        sh_degree: int = 0,
+        global_seq: int = 1,
+        max_pending: int = 64,
+        delta_levels: int = 1,
+        snapshot_levels: int = 5,
+    ):
+        self.params, self.frame_id, self.sh_degree = params, frame_id, sh_degree
+        self.global_map_id = int(global_map_id)
+        self.max_pending = max_pending
+        self.delta_levels, self.snapshot_levels = delta_levels, snapshot_levels
+        self.vehicles: dict[int, Vehicle] = {}
+        self.global_map = QMap.empty(sh_degree)
+        self.global_seq = int(global_seq)
+        self.tile_vehicles: dict[tuple, dict[int, int]] = {}  # tile → {map_id: count}
+        self.owner: dict[tuple, int] = {}
+        self.unknown = Counter()  # containers that could not be attributed to a vehicle
+        self.last_error = ""
+
+    # -- checks ------------------------------------------------------------------------------------
+    def _check(self, h: Header) -> str | None:
+        """Why this vehicle container may not be merged (None: it may)."""
+        if h.map_id == self.global_map_id:
+            return f"map id {h.map_id} is the global map's own"
+        if not 1 <= h.map_id <= MAX_VEHICLE_MAP_ID:
+            return f"vehicle map id {h.map_id} outside 1..{MAX_VEHICLE_MAP_ID}"
+        if h.frame_id != self.frame_id:
+            return f"frame {h.frame_id!r}, the fleet map is in {self.frame_id!r}"
+        if h.params != self.params:
+            return "quantisation parameters differ from the fleet's"
+        if h.sh_degree != self.sh_degree:
+            return f"SH degree {h.sh_degree}, the fleet map has {self.sh_degree}"
+        return None
+
+    def vehicle(self, map_id: int) -> Vehicle:
+        if map_id not in self.vehicles:
+            self.vehicles[map_id] = Vehicle(map_id)
+        return self.vehicles[map_id]
+
+    # -- ingest ------------------------------------------------------------------------------------
+    def offer(self, data: bytes, now_ns: int = 0) -> Ingest:
+        """One vehicle container. Never raises on bad input: the outcome is counted per vehicle."""
+        data = bytes(data)
+        try:
+            h, chunks = unpack(data)
+        except DecodeError as exc:
+            try:  # the header has its own CRC: a corrupt body is still counted against its vehicle
+                h = unpack_header(data)[0]
+            except DecodeError:
+                self.unknown[REJECTED] += 1
+                self.last_error = f"unreadable container: {exc}"
+                return Ingest(REJECTED, None)
+            if 1 <= h.map_id <= MAX_VEHICLE_MAP_ID and h.map_id != self.global_map_id:
+                return self._reject(self.vehicle(h.map_id), str(exc))
+            self.unknown[REJECTED] += 1
+            self.last_error = f"unreadable container: {exc}"
+            return Ingest(REJECTED, None)
+        why = self._check(h)
+        if why is not None and not 1 <= h.map_id <= MAX_VEHICLE_MAP_ID:
+            self.unknown[REJECTED] += 1
+            self.last_error = why
+            return Ingest(REJECTED, None)
+        v = self.vehicle(h.map_id)
+        v.bytes_in += len(data)
+        v.last_seen_ns = now_ns
+        v.first_seen_ns = v.first_seen_ns or now_ns
+        v.alive = True
+        if why is not None:
+            return self._reject(v, why)
+        old = v.state
+        accepted: list[Accepted] = []
+        if h.is_snapshot:
+            if v.state is not None and h.seq <= v.seq:
+                v.counts[REPLAYED] += 1
+                return Ingest(REPLAYED, v.map_id)
+            try:
+                _, q = decode_snapshot(data)
+                self._check_ids(q)
+            except DecodeError as exc:
+                return self._reject(v, str(exc))
+            v.state, v.seq = q, h.seq
+            v.counts[SNAPSHOT] += 1
+            accepted.append(Accepted(v.map_id, h.seq, 0, data))
+            status = SNAPSHOT
+        elif v.state is not None and h.seq <= v.seq:
+            v.counts[REPLAYED] += 1
+            return Ingest(REPLAYED, v.map_id)
+        elif v.state is None or h.base_seq != v.seq:
+            v.pending[h.base_seq] = (h, data)
+            while len(v.pending) > self.max_pending:
+                v.pending.pop(min(v.pending))
+            v.counts[BUFFERED] += 1
+            return Ingest(BUFFERED, v.map_id)
+        else:
+            if not self._apply(v, h, chunks, data, accepted):
+                return Ingest(REJECTED, v.map_id)
+            status = APPLIED
+        self._drain(v, accepted)
+        return self._remerge(status, v, old, accepted)
+
+    def _check_ids(self, q: QMap) -> None:
+        if len(q) and int(q.ids[-1]) > MAX_LOCAL_ID:
+            raise DecodeError(f"local Gaussian id {int(q.ids[-1])} ≥ 2^{LOCAL_ID_BITS} (fleet id space)")
+
+    def _apply(self, v: Vehicle, h: Header, chunks, data: bytes, accepted: list) -> bool:
+        try:
+            new = guarded(lambda: apply_delta(v.state, h, chunks, len(data)))
+            self._check_ids(new)
+        except DecodeError as exc:
+            self._reject(v, str(exc))
+            return False
+        v.state, v.seq = new, h.seq
+        v.counts[APPLIED] += 1
+        accepted.append(Accepted(v.map_id, h.seq, h.base_seq, data))
+        return True
+
+    def _drain(self, v: Vehicle, accepted: list) -> None:
+        for base in [b for b in v.pending if b < v.seq]:
+            del v.pending[base]
+        while v.seq in v.pending:
+            h, data = v.pending.pop(v.seq)
+            _, chunks = unpack(data)
+            if not self._apply(v, h, chunks, data, accepted):
+                break
+
+    def _reject(self, v: Vehicle, why: str) -> Ingest:
+        v.counts[REJECTED] += 1
+        v.last_error = why
+        self.last_error = f"vehicle map {v.map_id}: {why}"
+        if v.counts[REJECTED] <= 5 or v.counts[REJECTED] % 100 == 0:
+            log.warning(f"vehicle map {v.map_id}: container rejected ({why})")
+        return Ingest(REJECTED, v.map_id)
+
+    # -- merge -------------------------------------------------------------------------------------
+    def _remerge(self, status: str, v: Vehicle, old: QMap | None, accepted: list) -> Ingest:
+        tb = self.params.tile_bits
+        touched = changed_tiles(old if old is not None else QMap.empty(self.sh_degree), v.state, tb)
+        new_counts = tile_counts(v.state.take(_in_tiles(tiles_of(v.state, tb), touched)), tb)
+        changed: set[tuple] = set()
+        for t in touched:
+            per = self.tile_vehicles.setdefault(t, {})
+            if new_counts.get(t):
+                per[v.map_id] = new_counts[t]
+            else:
+                per.pop(v.map_id, None)
+            prev = self.owner.get(t)
+            now = min(per, key=lambda m: (-per[m], m)) if per else None
+            if now is None:
+                self.owner.pop(t, None)
+                self.tile_vehicles.pop(t, None)
+            else:
+                self.owner[t] = now
+            if prev == v.map_id or now == v.map_id or prev != now:
+                changed.add(t)
+        out = Ingest(status, v.map_id, accepted, touched_tiles=changed)
+        if not changed:
+            out.global_seq = self.global_seq
+            return out
+        g = self.global_map
+        drop = _in_tiles(tiles_of(g, tb), changed)
+        parts = [g.take(~drop)]
+        by_owner: dict[int, set] = {}
+        for t in changed:
+            if t in self.owner:
+                by_owner.setdefault(self.owner[t], set()).add(t)
+        for mid, ts in sorted(by_owner.items()):
+            q = self.vehicles[mid].state
+            parts.append(relabel(mid, q.take(_in_tiles(tiles_of(q, tb), ts))))
+        new = QMap.concat(parts)
+        touched_ids = np.union1d(g.ids[drop], np.concatenate([p.ids for p in parts[1:]] + [g.ids[:0]]))
+        base = self.global_seq
+        data, _ = encode_delta(
+            g,
+            new,
+            self.params,
+            map_id=self.global_map_id,
+            seq=base + 1,
+            base_seq=base,
+            frame_id=self.frame_id,
+            n_levels=self.delta_levels,
+            touched=touched_ids,
+        )
+        self.global_map, self.global_seq = new, base + 1
+        out.global_delta, out.global_base, out.global_seq = data, base, base + 1
+        return out
+
+    # -- restore / publish -------------------------------------------------------------------------
+    def restore_vehicle(self, map_id: int, seq: int, state: QMap) -> None:
+        """Set a vehicle's state from the store (no global delta: the global map is restored too)."""
+        v = self.vehicle(map_id)
+        v.state, v.seq, v.alive = state, seq, False  # alive again when it is heard from
+        for t, c in tile_counts(state, self.params.tile_bits).items():
+            self.tile_vehicles.setdefault(t, {})[map_id] = c
+        for t, per in self.tile_vehicles.items():
+            self.owner[t] = min(per, key=lambda m: (-per[m], m))
+
+    def reference_merge(self) -> QMap:
+        return merge_maps(
+            {m: v.state for m, v in self.vehicles.items() if v.state is not None},
+            self.params.tile_bits,
+            self.sh_degree,
+        )
+
+    def snapshot(self) -> bytes:
+        data, _ = encode_snapshot(
+            self.global_map,
+            self.params,
+            map_id=self.global_map_id,
+            seq=self.global_seq,
+            n_levels=self.snapshot_levels,
+            frame_id=self.frame_id,
+        )
+        return data
+
+    def diff_to(self, new: QMap) -> bytes:
+        """Global delta from the current global map to ``new`` (used after a restart whose recomputed
+        merge differs from the stored map); advances the global sequence."""
+        base = self.global_seq
+        data, _ = encode_delta(
+            self.global_map,
+            new,
+            self.params,
+            map_id=self.global_map_id,
+            seq=base + 1,
+            base_seq=base,
+            frame_id=self.frame_id,
+            n_levels=self.delta_levels,
+        )
+        self.global_map, self.global_seq = new, base + 1
+        return data
