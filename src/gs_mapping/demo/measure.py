@@ -1,4 +1,4 @@
-"""The demo's figures, each against the world's ground truth or the sender's own map."""
+"""The demo's figures, each against the world's ground truth or the mapper's own map."""
 
 from __future__ import annotations
 
@@ -46,6 +46,17 @@ def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dic
         "raster_ped_ap": result["raster"]["ped_ap"],
     }
     return out, pairs
+
+
+def receiver_matches_mapper(mapper_node, receiver_node) -> bool:
+    """The receiver's rebuilt map equals the mapper's map quantised with the sender's parameters
+    (``to_qmap``), field by field: the map itself, not the sender's record of what it sent."""
+    from gs_map_share.quantize import to_qmap
+
+    store = receiver_node.store
+    if not store.ready:
+        return False
+    return bool(store.state.equals(to_qmap(mapper_node.mapper.gmap, mapper_node.sender.params)))
 
 
 PSNR_CAP_DB = 100.0  # identical images: reported as 100 dB, so the JSON stays finite

@@ -132,7 +132,7 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
         f"- Gaussians: {m.get('gaussians')}, keyframes: {m.get('keyframes')}",
         f"- held-out PSNR of the receiver's map: {m.get('psnr_all', float('nan')):.2f} dB over all pixels, "
         f"{m.get('psnr_in_range', float('nan')):.2f} dB within {MAPPED_RANGE_M:.0f} m (sky and far city are not mapped)",
-        f"- receiver map identical to the sender's quantised map: **{m.get('receiver_equals_sender')}**",
+        f"- receiver map identical to the mapper's map quantised (field by field): **{m.get('receiver_equals_mapper')}**",
         "",
     ]
     if "views" in pics:
