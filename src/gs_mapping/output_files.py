@@ -146,6 +146,12 @@ def check_output(
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _read_only_fs(path: Path) -> bool:
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
@@ -228,6 +234,7 @@ def output_path(
     path = check_output(path, overwrite=overwrite, inputs=inputs)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
         os.close(fd)
     except OSError as exc:
         raise os_error(path, exc) from None
@@ -364,6 +371,7 @@ def output_directory(
     path = check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())  # as mkdir would create it (mkdtemp makes 0700)
     except OSError as exc:
         raise os_error(path, exc) from None
     try:

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many colour/depth pairs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an undecodable message in the bag is an error (default: skipped)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +78,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
     m = map_bag(
-        args.bag, args.out, cfg, device=args.device, max_frames=args.max_frames, progress=not args.no_progress
+        args.bag,
+        args.out,
+        cfg,
+        device=args.device,
+        max_frames=args.max_frames,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        strict=args.strict,
     )
     h = m["heldout"]
     print(

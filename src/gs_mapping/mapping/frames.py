@@ -47,6 +47,8 @@ class FrameStats:
     no_camera_info: int = 0
     unpaired: int = 0  # colour or depth images the synchroniser could not pair
     reasons: list[str] = field(default_factory=list)
+    strict: bool = False  # an undecodable message in the bag is an error (else counted and skipped)
+    bad_messages: dict[str, int] = field(default_factory=dict)  # "topic (type)" → undecodable, skipped
 
     @property
     def skipped(self) -> int:
@@ -144,7 +146,8 @@ def read_frames(
 
     topics = topics or TopicsConfig()
     stats = stats if stats is not None else FrameStats()
-    with BagReader(bag_path) as bag:
+    with BagReader(bag_path, strict=stats.strict) as bag:
+        stats.bad_messages = bag.bad_messages  # the reader's live count
         for name in (topics.color, topics.depth, topics.camera_info):
             bag.topic(name)  # BagError naming the topics the bag has
         tf = load_tf(bag, topics)

@@ -6,6 +6,7 @@ Shared by ``gs-mapping map`` and ``bench/mapping.py``. Outputs in ``out_dir``: `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GsMappingError
+from ..errors import GsMappingError, OutputError
+from ..output_files import check_output, output_directory, write_text
 from .calibration import estimate_color_calibration
 from .frames import FrameStats, read_frames
 from .levels import level_fractions
@@ -57,6 +59,36 @@ def check_bag(bag_path, cfg: MapperConfig) -> int:
         return bag.topic(cfg.topics.color).count
 
 
+MAP_OUTPUTS = ("map.ply", "metrics.json", "heldout")  # what a map run's directory holds
+
+
+@contextlib.contextmanager
+def run_outputs(out: Path, overwrite: bool, bag_path, gmap):
+    """A temp directory for the run's outputs, swapped onto ``out`` whole when the block succeeds.
+
+    Where they cannot be written (full disk, read-only, removed directory) the map is not lost: it is
+    saved to the system's temp directory when possible and the one-line error says where."""
+    try:
+        with output_directory(out, overwrite=overwrite, inputs=[bag_path], allowed=MAP_OUTPUTS) as tmp:
+            yield tmp
+    except OutputError as exc:
+        raise OutputError(f"{exc}; {_rescue_map(gmap)}") from None
+
+
+def _rescue_map(gmap) -> str:
+    import os
+    import tempfile
+
+    from ..ply import save_ply
+
+    path = Path(tempfile.gettempdir()) / f"gs-mapping-rescued-map-{os.getpid()}.ply"
+    try:
+        save_ply(gmap, path, overwrite=False)
+    except (GsMappingError, OSError) as exc:
+        return f"the map could not be saved elsewhere either ({exc})"
+    return f"the map was saved to {path} instead"
+
+
 def map_bag(
     bag_path,
     out_dir,
@@ -66,18 +98,24 @@ def map_bag(
     progress: bool = True,
     write_pngs: bool = True,
     rasterize=None,
+    overwrite: bool = False,
+    strict: bool = False,
 ) -> dict:
-    """Build a map from ``bag_path``; returns (and writes) the metrics dict."""
+    """Build a map from ``bag_path``; returns (and writes) the metrics dict.
+
+    Outputs (``map.ply``, ``metrics.json``, ``heldout/``) are built in a temp directory beside
+    ``out_dir`` and swapped in whole at the end, so an interrupted run leaves the old outputs or the
+    complete new ones; an existing ``out_dir`` is replaced only with ``overwrite``, never the bag.
+    ``strict``: an undecodable message in the bag is an error (else counted, skipped)."""
     from tqdm import tqdm
 
     from ..ply import save_ply
 
     cfg = cfg or MapperConfig()
     total = check_bag(bag_path, cfg)  # fail on a bad bag before anything is created
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(out_dir, overwrite=overwrite, inputs=[bag_path], directory=True, allowed=MAP_OUTPUTS)
     mapper = IncrementalMapper(cfg, device, rasterize=rasterize)
-    fstats = FrameStats()
+    fstats = FrameStats(strict=strict)
     heldout = []
     n = cfg.holdout_every
     if max_frames is not None:
@@ -124,71 +162,73 @@ def map_bag(
             f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
             f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped)"
         )
-    save_ply(mapper.gmap, out / "map.ply")
-    per_view = []
-    if write_pngs and heldout:
-        (out / "heldout").mkdir(exist_ok=True)
-    for f in heldout:
-        m = mapper.evaluate(f)
-        if write_pngs:
-            save_side_by_side(out / "heldout" / f"{f.index:06d}.png", m["rendered"], f.rgb)
-        per_view.append({k: v for k, v in m.items() if k != "rendered"} | {"index": f.index})
-    ks = mapper.stats.keyframe_seconds
-    metrics = {
-        "bag": str(bag_path),
-        "device": mapper.device,
-        "heldout": {
-            "views": len(per_view),
-            "psnr": _nanmean(v["psnr"] for v in per_view),
-            "ssim": _nanmean(v["ssim"] for v in per_view),
-            "depth_l1_m": _nanmean(v["depth_l1_m"] for v in per_view),
-            "coverage": _nanmean(v["coverage"] for v in per_view),
-            # progressive prefixes (levels <= l; the last = the whole map), when the map has levels
-            "psnr_levels": [
-                _nanmean(v["psnr_levels"][lvl] for v in per_view)
-                for lvl in range(len(per_view[0]["psnr_levels"]))
-            ]
-            if per_view and "psnr_levels" in per_view[0]
-            else None,
-            "level_fractions": level_fractions(mapper.gmap.levels, mapper.cfg.levels.count),
-            "per_view": per_view,
-        },
-        "frames": fstats.pairs if max_frames is None else min(fstats.pairs, max_frames),
-        "mapping_frames": mapper.stats.frames,
-        "keyframes": mapper.stats.keyframes,
-        "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,
-        "skipped_detail": {
-            "no_pose": fstats.no_pose,
-            "no_camera_info": fstats.no_camera_info,
-            "invalid_depth": fstats.invalid_depth + mapper.stats.skipped_invalid_depth,
-        },
-        "gaussians": len(mapper.gmap),
-        "seconds_per_keyframe_p50": float(np.median(ks)) if ks else math.nan,
-        "seconds_per_keyframe_max": float(np.max(ks)) if ks else math.nan,
-        "cpu_seconds_per_keyframe_p50": float(np.median(mapper.stats.keyframe_cpu_seconds))
-        if ks
-        else math.nan,
-        "seconds_mapping": map_seconds,
-        "cpu_seconds_mapping": map_cpu_seconds,
-        "seconds_refine": mapper.stats.refine_seconds,
-        "color_calibration": None
-        if calibration is None
-        else {
-            "focal_scale": calibration.focal_scale,
-            "dcx": calibration.dcx,
-            "dcy": calibration.dcy,
-            "t_depth_color": list(calibration.t_depth_color),
-            "photometric_inconsistency": [calibration.cost_before, calibration.cost_after],
-        },
-        "optimisation": {
-            "steps": mapper.stats.steps,
-            "rejected_steps": mapper.stats.rejected_steps,
-            "seeded": mapper.stats.seeded,
-            "cloned": mapper.stats.cloned,
-            "split": mapper.stats.split,
-            "pruned": mapper.stats.pruned,
-            "capped": mapper.stats.capped,
-        },
-    }
-    (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+    with run_outputs(out, overwrite, bag_path, mapper.gmap) as out:
+        save_ply(mapper.gmap, out / "map.ply")
+        per_view = []
+        if write_pngs and heldout:
+            (out / "heldout").mkdir(exist_ok=True)
+        for f in heldout:
+            m = mapper.evaluate(f)
+            if write_pngs:
+                save_side_by_side(out / "heldout" / f"{f.index:06d}.png", m["rendered"], f.rgb)
+            per_view.append({k: v for k, v in m.items() if k != "rendered"} | {"index": f.index})
+        ks = mapper.stats.keyframe_seconds
+        metrics = {
+            "bag": str(bag_path),
+            "device": mapper.device,
+            "heldout": {
+                "views": len(per_view),
+                "psnr": _nanmean(v["psnr"] for v in per_view),
+                "ssim": _nanmean(v["ssim"] for v in per_view),
+                "depth_l1_m": _nanmean(v["depth_l1_m"] for v in per_view),
+                "coverage": _nanmean(v["coverage"] for v in per_view),
+                # progressive prefixes (levels <= l; the last = the whole map), when the map has levels
+                "psnr_levels": [
+                    _nanmean(v["psnr_levels"][lvl] for v in per_view)
+                    for lvl in range(len(per_view[0]["psnr_levels"]))
+                ]
+                if per_view and "psnr_levels" in per_view[0]
+                else None,
+                "level_fractions": level_fractions(mapper.gmap.levels, mapper.cfg.levels.count),
+                "per_view": per_view,
+            },
+            "frames": fstats.pairs if max_frames is None else min(fstats.pairs, max_frames),
+            "mapping_frames": mapper.stats.frames,
+            "keyframes": mapper.stats.keyframes,
+            "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,
+            "undecodable_messages": dict(fstats.bad_messages),  # skipped; --strict makes them errors
+            "skipped_detail": {
+                "no_pose": fstats.no_pose,
+                "no_camera_info": fstats.no_camera_info,
+                "invalid_depth": fstats.invalid_depth + mapper.stats.skipped_invalid_depth,
+            },
+            "gaussians": len(mapper.gmap),
+            "seconds_per_keyframe_p50": float(np.median(ks)) if ks else math.nan,
+            "seconds_per_keyframe_max": float(np.max(ks)) if ks else math.nan,
+            "cpu_seconds_per_keyframe_p50": float(np.median(mapper.stats.keyframe_cpu_seconds))
+            if ks
+            else math.nan,
+            "seconds_mapping": map_seconds,
+            "cpu_seconds_mapping": map_cpu_seconds,
+            "seconds_refine": mapper.stats.refine_seconds,
+            "color_calibration": None
+            if calibration is None
+            else {
+                "focal_scale": calibration.focal_scale,
+                "dcx": calibration.dcx,
+                "dcy": calibration.dcy,
+                "t_depth_color": list(calibration.t_depth_color),
+                "photometric_inconsistency": [calibration.cost_before, calibration.cost_after],
+            },
+            "optimisation": {
+                "steps": mapper.stats.steps,
+                "rejected_steps": mapper.stats.rejected_steps,
+                "seeded": mapper.stats.seeded,
+                "cloned": mapper.stats.cloned,
+                "split": mapper.stats.split,
+                "pruned": mapper.stats.pruned,
+                "capped": mapper.stats.capped,
+            },
+        }
+        write_text(out / "metrics.json", json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     return metrics
