@@ -123,6 +123,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
                 raise ConfigError(f"{where}.{f.name}: {kwargs[f.name]} is outside [{lo}, {hi}]")
     try:
         obj = cls(**kwargs)
+    except ConfigError as exc:  # a cross-field check of the class itself: name the file too
+        text, file = str(exc), where.split(": ")[0]
+        raise ConfigError(text if text.startswith(file) else f"{file}: {text}") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return obj

@@ -280,7 +280,15 @@ class MapperConfig:
             (0 < self.optim.render_scale <= 1, "optim.render_scale must be in (0, 1]"),
             (self.seeding.stride >= 1, "seeding.stride must be >= 1"),
             (0 < self.seeding.initial_opacity < 1, "seeding.initial_opacity must be in (0, 1)"),
-            (0 < self.min_depth_m < self.max_depth_m, "need 0 < min_depth_m < max_depth_m"),
+            (
+                0 < self.min_depth_m < self.max_depth_m,
+                f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m} and {self.max_depth_m}",
+            ),
+            (
+                0 <= self.seeding.min_depth_m < self.seeding.max_depth_m,
+                "need 0 <= seeding.min_depth_m < seeding.max_depth_m, got "
+                f"{self.seeding.min_depth_m} and {self.seeding.max_depth_m}",
+            ),
             (self.virtual_views.every >= 1, "virtual_views.every must be >= 1"),
             (self.virtual_views.sources >= 1, "virtual_views.sources must be >= 1"),
             (self.virtual_views.keep >= 1, "virtual_views.keep must be >= 1"),
