@@ -158,8 +158,8 @@ def answer(
     wanted = gmap.level <= req.max_level
     uniq, counts = np.unique(rk[wanted], return_counts=True)
     # first guess from ESTIMATE_BYTES per Gaussian (+ per tile), then shrink to what really fits
-    est = ESTIMATE_BYTES * _count_in(uniq, counts, _as_keys(order)) + 32
-    n = max(1, int(np.searchsorted(np.cumsum(est), req.max_bytes - 512, side="right")))
+    est = ESTIMATE_BYTES * _count_in(uniq, counts, _as_keys(order)) + 64
+    n = max(1, int(np.searchsorted(np.cumsum(est), req.max_bytes - 1024, side="right")))
     sel = order[:n]
     for _ in range(12):
         sub = gmap.take(np.flatnonzero(np.isin(rk, _as_keys(sel)) & wanted))

@@ -1,0 +1,399 @@
+"""map_server_node: many vehicles' map streams → one durable global map, followed like any mapper.
+
+Inputs: each configured vehicle's ``<ns>/mapper_node/map_delta`` and ``map_snapshot`` (every
+vehicle its own map id and sequence, all in the shared ``map`` frame, on the fleet's quantisation).
+They are merged by :class:`gs_map_share.merge.FleetMerge` (the per-tile rule in docs/fleet.md) and
+made durable in one SQLite file (:class:`gs_map_share.fleet_store.FleetStore`) before anything is
+acknowledged or published. Outputs:
+
+- ``~/map_delta`` / ``~/map_snapshot``: the global map as an ordinary delta / snapshot stream, so
+  ``map_receiver_node`` and :class:`gs_map_share.receiver.MapStore` follow it unchanged (point their
+  topics at ``/map_server_node/…``). Restarted, the server resumes the same map and sequence: a
+  receiver that is up to date continues with the next delta (the snapshot it sees again is
+  recognised as a duplicate from its 48-byte header, nothing decoded);
+- ``~/ack`` (std_msgs/String, JSON ``{"map_id", "seq", "global_seq"}``): a vehicle container is
+  acknowledged only once it is committed (it then survives ``kill -9``);
+- region + level-of-detail queries (:mod:`gs_map_share.region`): a Zenoh queryable at
+  ``region_key`` when the runtime offers queryables, and on every runtime the topic pair
+  ``~/region_request`` → ``~/region_reply`` (UInt8MultiArray; the reply echoes the request ``id``);
+  :meth:`MapServerNode.answer_region` is the same call for tests and tools;
+- ``/diagnostics``: per vehicle its sequence, Gaussians, containers applied / buffered / replayed /
+  rejected with the last reason, bytes in, liveliness (a Zenoh liveliness token of the vehicle's
+  delta publisher where the runtime has them; silence beyond ``vehicle_timeout_s`` everywhere).
+
+A storage failure (disk full, file removed) stops ingest (counted, logged, nothing acknowledged);
+a restart resumes from what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config_file import param
+from ..errors import GsMappingError
+from .base import NodeBase
+from .context import LATCHED_QOS, RELIABLE_QOS, QoS
+from .context import resolve_topic as _resolve
+
+
+@dataclass
+class MapServerNodeConfig:
+    vehicles: list[str] = param(
+        ["vehicle1", "vehicle2", "vehicle3", "vehicle4"],
+        "namespaces of the vehicles whose mapper_node streams are merged",
+    )
+    delta_topic: str = param("mapper_node/map_delta", "each vehicle's delta topic, relative to its namespace")
+    snapshot_topic: str = param("mapper_node/map_snapshot", "each vehicle's snapshot topic, relative to it")
+    store_path: str = param("fleet_map.sqlite3", "SQLite file of the global map (created when absent)")
+    map_id: int = param(1000000, "map id of the global map (the vehicles' ids must differ)", (1, 2**31 - 1))
+    frame_id: str = param("map", "the shared fixed frame every vehicle maps in")
+    quality: int = param(3, "codec quality of the fleet: every vehicle's mapper_node.quality", (0, 5))
+    sh_degree: int = param(0, "SH degree of the fleet's maps (every vehicle's mapper.sh_degree)", (0, 3))
+    levels: int = param(5, "levels of detail in global snapshots and region answers", (1, 12))
+    snapshot_period_s: float = param(
+        10.0, "period of ~/map_snapshot (0 = at start and when subscribers join)", (0.0, 3600.0)
+    )
+    delta_depth: int = param(100, "keep-last depth of ~/map_delta", (1, 10000))
+    max_pending: int = param(64, "out-of-order containers buffered per vehicle", (1, 100000))
+    compact_after: int = param(
+        64, "deltas logged per vehicle before its log is replaced by a snapshot", (1, 1000000)
+    )
+    global_snapshot_every: int = param(
+        64, "global deltas between stored global snapshots (restart point)", (1, 1000000)
+    )
+    keep_global_deltas: int = param(256, "global deltas kept in the store for catching up", (0, 1000000))
+    republish_on_start: int = param(
+        8, "last global deltas published again at start (receivers a little behind catch up)", (0, 10000)
+    )
+    vehicle_timeout_s: float = param(30.0, "a vehicle silent this long is reported silent", (0.1, 86400.0))
+    region_key: str = param("gs_mapping/fleet/region", "Zenoh key expression of the region queryable")
+    max_region_radius_m: float = param(2000.0, "largest radius a region query may ask for", (1.0, 1e6))
+    max_region_bytes: int = param(
+        4 << 20, "largest region answer (a query's max_bytes is capped to it)", (1024, 1 << 30)
+    )
+    diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
+
+
+@dataclass
+class _Binding:
+    """A subscribed vehicle namespace: the map id seen on it and its publisher's liveliness."""
+
+    namespace: str
+    map_id: int | None = None
+    token_alive: bool | None = None  # None: the runtime has no liveliness
+    vanished: int = 0
+    topics: list[str] = field(default_factory=list)
+
+
+class MapServerNode(NodeBase):
+    name = "map_server_node"
+    sections = {"map_server_node": MapServerNodeConfig}
+
+    def __init__(self, ctx, config: dict[str, Any]):
+        super().__init__(ctx, config)
+        from gs_map_share.fleet_store import FleetStore, identity
+        from gs_map_share.merge import FleetMerge
+        from gs_map_share.quantize import QuantParams
+
+        self.cfg: MapServerNodeConfig = config["map_server_node"]
+        c = self.cfg
+        if not c.vehicles:
+            raise GsMappingError("map_server_node.vehicles: no vehicle namespaces configured")
+        self.params = QuantParams.from_quality(c.quality)
+        self.store = FleetStore(c.store_path, identity(c.map_id, c.frame_id, self.params, c.sh_degree))
+        self.merge = FleetMerge(
+            self.params,
+            global_map_id=c.map_id,
+            frame_id=c.frame_id,
+            sh_degree=c.sh_degree,
+            max_pending=c.max_pending,
+            snapshot_levels=c.levels,
+        )
+        self.tile_seq: dict[tuple, int] = {}
+        self._log_len: dict[int, int] = {}
+        self._since_global_snapshot = 0
+        self.storage_failed = ""
+        self.region_queries = 0
+        try:
+            self._restore()
+        except GsMappingError:
+            self.store.close()
+            raise
+
+        self.pub_delta = ctx.create_publisher(
+            "~/map_delta", "std_msgs/msg/UInt8MultiArray", QoS(reliable=True, depth=c.delta_depth)
+        )
+        self.pub_snapshot = ctx.create_publisher(
+            "~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS
+        )
+        self.pub_ack = ctx.create_publisher("~/ack", "std_msgs/msg/String", QoS(reliable=True, depth=1000))
+        self.pub_region = ctx.create_publisher("~/region_reply", "std_msgs/msg/UInt8MultiArray", RELIABLE_QOS)
+        self.bindings: dict[str, _Binding] = {}
+        for ns in c.vehicles:
+            b = self.bindings[ns] = _Binding(ns)
+            for rel, qos in (
+                (c.delta_topic, QoS(reliable=True, depth=1000)),
+                (c.snapshot_topic, LATCHED_QOS),
+            ):
+                topic = _resolve(rel, "", ns)
+                b.topics.append(topic)
+                ctx.create_subscription(
+                    topic,
+                    "std_msgs/msg/UInt8MultiArray",
+                    qos,
+                    self.guarded(topic, lambda msg, b=b: self.on_container(msg, b)),
+                )
+        ctx.create_subscription(
+            "~/region_request",
+            "std_msgs/msg/UInt8MultiArray",
+            RELIABLE_QOS,
+            self.guarded("~/region_request", self.on_region_request),
+        )
+        if hasattr(ctx, "declare_queryable"):  # Zenoh runtime: a real queryable
+            ctx.declare_queryable(c.region_key, self.on_region_query)
+        if hasattr(ctx, "subscribe_liveliness"):  # Zenoh runtime: the vehicles' publisher tokens
+            ctx.subscribe_liveliness(f"@ros2_lv/{getattr(ctx, 'domain_id', 0)}/**", self.on_liveliness)
+        self._subscribers_seen = 0
+        self._last_snapshot_ns = 0
+        ctx.create_timer(max(0.2, min(1.0, c.snapshot_period_s or 1.0)), self.on_snapshot_timer)
+        ctx.create_timer(c.diagnostics_period_s, self.on_diagnostics_timer)
+        self.diag.values["device"] = "cpu"
+        self.republish(c.republish_on_start)
+        self.publish_snapshot()
+
+    # -- restart -----------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Rebuild every vehicle's map and the global map from the store; a fresh store starts the
+        global sequence at the wall clock in microseconds (above anything an earlier store sent)."""
+        from gs_map_share.delta import decode_delta
+        from gs_map_share.errors import DecodeError
+        from gs_map_share.fleet_store import FleetStoreError, Row
+        from gs_map_share.merge import changed_tiles
+        from gs_map_share.snapshot import decode_snapshot
+
+        def replay(rows, what: str):
+            try:
+                if not rows or rows[0].base_seq != 0:
+                    raise DecodeError("no snapshot to start from")
+                h, q = decode_snapshot(rows[0].data)
+                seq = h.seq
+                for r in rows[1:]:
+                    if r.base_seq != seq:
+                        raise DecodeError(f"delta {r.seq} applies to {r.base_seq}, the log is at {seq}")
+                    h, q = decode_delta(q, r.data)
+                    seq = h.seq
+                return seq, q
+            except DecodeError as exc:
+                raise FleetStoreError(f"{self.store.path}: {what}: {exc}") from None
+
+        stored = self.store.load()
+        for mid, rows in sorted(stored.vehicles.items()):
+            seq, q = replay(rows, f"vehicle map {mid}")
+            self.merge.restore_vehicle(mid, seq, q)
+            self._log_len[mid] = len(rows) - 1
+        self.tile_seq = dict(stored.tile_seq)
+        if stored.global_rows:
+            seq, g = replay(stored.global_rows, "global map")
+            self.merge.global_map, self.merge.global_seq = g, seq
+            ref = self.merge.reference_merge()
+            if not ref.equals(g):  # e.g. the merge rule changed between versions: one delta to it
+                tiles = changed_tiles(g, ref, self.params.tile_bits)
+                data = self.merge.diff_to(ref)
+                self.store.commit([], Row(self.merge.global_seq, seq, data), tiles)
+                self.tile_seq.update({t: self.merge.global_seq for t in tiles})
+        else:
+            self.merge.global_seq = time.time_ns() // 1000
+            self.store.compact_global(Row(self.merge.global_seq, 0, self.merge.snapshot()), 0)
+        self.ctx.logger.info(
+            f"fleet store {self.store.path}: {len(stored.vehicles)} vehicles, global map "
+            f"{len(self.merge.global_map)} Gaussians at sequence {self.merge.global_seq}"
+        )
+
+    # -- ingest ------------------------------------------------------------------------------------
+    def on_container(self, msg: Any, binding: _Binding | None = None) -> None:
+        from ..messages import uint8_multiarray_to_bytes
+
+        self.ingest(uint8_multiarray_to_bytes(msg), binding)
+
+    def ingest(self, data: bytes, binding: _Binding | None = None) -> str:
+        """One vehicle container (what the subscriptions call; tests call it directly)."""
+        from gs_map_share.fleet_store import FleetStoreError, Row
+        from gs_map_share.merge import REJECTED
+
+        if self.storage_failed:
+            self.diag.drop("containers_storage_failed", self.storage_failed)
+            return REJECTED
+        t0 = time.perf_counter()
+        r = self.merge.offer(data, self.ctx.now_ns())
+        if r.map_id is not None and binding is not None:
+            if binding.map_id is None:
+                binding.map_id = r.map_id
+            elif binding.map_id != r.map_id:
+                self.diag.reject(
+                    binding.namespace, f"map id {r.map_id} on a namespace bound to {binding.map_id}"
+                )
+        if r.status == REJECTED:
+            self.diag.reject("vehicle_containers", self.merge.last_error)
+        if not r.accepted:
+            return r.status
+        rows = [(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in r.accepted]
+        grow = Row(r.global_seq, r.global_base, r.global_delta) if r.global_delta is not None else None
+        try:
+            self.store.commit(rows, grow, r.touched_tiles)
+        except FleetStoreError as exc:
+            self.storage_failed = str(exc)
+            self.ctx.logger.error(f"storage failed, ingest stopped (restart resumes from the store): {exc}")
+            return REJECTED
+        if grow is not None:
+            self.tile_seq.update({t: r.global_seq for t in r.touched_tiles})
+        from ..messages import bytes_to_uint8_multiarray
+
+        if r.global_delta is not None:
+            self.pub_delta.publish(bytes_to_uint8_multiarray(r.global_delta, self.ctx.factory))
+        for a in r.accepted:
+            ack = {"map_id": a.map_id, "seq": a.seq, "global_seq": self.merge.global_seq}
+            self.pub_ack.publish(self.ctx.factory.make("std_msgs/msg/String", data=json.dumps(ack)))
+        self._compact(r)
+        self.diag.latency("ingest", time.perf_counter() - t0)
+        return r.status
+
+    def _compact(self, r) -> None:
+        from gs_map_share.fleet_store import FleetStoreError, Row
+        from gs_map_share.snapshot import encode_snapshot
+
+        c = self.cfg
+        try:
+            for a in r.accepted:
+                self._log_len[a.map_id] = 0 if a.base_seq == 0 else self._log_len.get(a.map_id, 0) + 1
+            for mid in {a.map_id for a in r.accepted}:
+                if self._log_len[mid] >= c.compact_after:
+                    v = self.merge.vehicles[mid]
+                    data, _ = encode_snapshot(
+                        v.state, self.params, map_id=mid, seq=v.seq, n_levels=1, frame_id=c.frame_id
+                    )
+                    self.store.compact_vehicle(mid, Row(v.seq, 0, data))
+                    self._log_len[mid] = 0
+            if r.global_delta is not None:
+                self._since_global_snapshot += 1
+                if self._since_global_snapshot >= c.global_snapshot_every:
+                    row = Row(self.merge.global_seq, 0, self.merge.snapshot())
+                    self.store.compact_global(row, c.keep_global_deltas)
+                    self._since_global_snapshot = 0
+        except FleetStoreError as exc:  # compaction is an optimisation: the log is still complete
+            self.diag.drop("compaction", str(exc))
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def republish(self, n: int) -> None:
+        """Publish the last ``n`` stored global deltas again: a receiver that missed the last few
+        (the server died before it got them) applies them instead of waiting for a snapshot; one
+        that has them drops them as duplicates from the header."""
+        from ..messages import bytes_to_uint8_multiarray
+
+        if n <= 0:
+            return
+        for row in self.store.global_deltas(self.merge.global_seq - n):
+            self.pub_delta.publish(bytes_to_uint8_multiarray(row.data, self.ctx.factory))
+
+    def publish_snapshot(self) -> None:
+        from ..messages import bytes_to_uint8_multiarray
+
+        data = self.merge.snapshot()
+        self._last_snapshot_ns = self.ctx.now_ns()
+        self.pub_snapshot.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
+        self.diag.values["snapshot_bytes"] = len(data)
+
+    def on_snapshot_timer(self) -> None:
+        subs = self.pub_snapshot.subscription_count()
+        joined = subs > self._subscribers_seen
+        self._subscribers_seen = subs
+        period = self.cfg.snapshot_period_s
+        due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
+        if joined or due:
+            self.publish_snapshot()
+
+    # -- region queries ----------------------------------------------------------------------------
+    def answer_region(self, request: bytes) -> bytes:
+        """Region request bytes → answer bytes (docs/fleet.md); a bad request gets an error answer."""
+        from gs_map_share.region import RegionAnswer, RegionError, RegionRequest, answer
+
+        self.region_queries += 1
+        c = self.cfg
+        try:
+            req = RegionRequest.from_bytes(request, c.max_region_radius_m, c.max_region_bytes)
+        except RegionError as exc:
+            self.diag.reject("region_queries", str(exc))
+            return RegionAnswer("error", self.merge.global_seq, error=str(exc)).to_bytes()
+        t0 = time.perf_counter()
+        out = answer(
+            req,
+            self.merge.global_map,
+            self.params,
+            map_id=c.map_id,
+            seq=self.merge.global_seq,
+            tile_seq=self.tile_seq,
+            frame_id=c.frame_id,
+            levels=c.levels,
+        )
+        self.diag.latency("region_query", time.perf_counter() - t0)
+        if out.status != "ok":
+            self.diag.reject("region_queries", out.error)
+        return out.to_bytes()
+
+    def on_region_request(self, msg: Any) -> None:
+        from ..messages import bytes_to_uint8_multiarray, uint8_multiarray_to_bytes
+
+        reply = self.answer_region(uint8_multiarray_to_bytes(msg))
+        self.pub_region.publish(bytes_to_uint8_multiarray(reply, self.ctx.factory))
+
+    def on_region_query(self, query: Any) -> None:
+        """Zenoh queryable handler: the request is the query's payload."""
+        payload = query.payload.to_bytes() if query.payload is not None else b""
+        query.reply(str(query.key_expr), self.answer_region(payload))
+
+    # -- liveliness / diagnostics ------------------------------------------------------------------
+    def on_liveliness(self, key: str, alive: bool) -> None:
+        # Deferred import: the token format is the Zenoh runtime's (rmw_zenoh's graph tokens).
+        from ..runtime.zenoh_wire import PUBLISHER, parse_liveliness
+
+        try:
+            e = parse_liveliness(key)
+        except GsMappingError:
+            return
+        if e.kind != PUBLISHER:
+            return
+        for b in self.bindings.values():
+            if e.topic == b.topics[0]:
+                if b.token_alive and not alive:
+                    b.vanished += 1
+                    self.ctx.logger.warning(f"vehicle {b.namespace} vanished (liveliness token gone)")
+                b.token_alive = alive
+
+    def on_diagnostics_timer(self) -> None:
+        now = self.ctx.now_ns()
+        timeout = self.cfg.vehicle_timeout_s * 1e9
+        for b in self.bindings.values():
+            v = self.merge.vehicles.get(b.map_id) if b.map_id is not None else None
+            info = v.summary() if v is not None else {"map_id": None}
+            info["silent"] = v is None or now - v.last_seen_ns > timeout
+            info["liveliness"] = {None: "n/a", True: "alive", False: "gone"}[b.token_alive]
+            info["vanished"] = b.vanished
+            self.diag.values[f"vehicle {b.namespace}"] = json.dumps(info, default=str)
+        self.diag.values.update(
+            {
+                "global_seq": self.merge.global_seq,
+                "gaussians": len(self.merge.global_map),
+                "vehicles": len(self.merge.vehicles),
+                "tiles": len(self.merge.owner),
+                "region_queries": self.region_queries,
+                "unattributed_rejected": self.merge.unknown.get("rejected", 0),
+            }
+        )
+        if self.storage_failed:
+            self.diag.values["storage_failed"] = self.storage_failed
+        self.publish_diagnostics()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,264 @@
+"""map_server_node on the in-process replay bus and as a real process killed with SIGKILL.
+
+Vehicles' recorded streams (tiny real mapper drives, test/fleet_drives.py) go in on their
+namespaces' mapper topics; map_receiver_node instances (today's, unchanged) follow the server's
+global stream; the end state is compared with the rule computed offline from the vehicles' maps as
+their own receivers rebuild them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fleet_drives import fleet_recordings
+from test_fleet_merge import _offline_merge, _own_maps
+
+from gs_map_share.fleet_store import FleetStore, FleetStoreError, identity
+from gs_map_share.receiver import MapStore
+from gs_map_share.region import RegionAnswer, RegionRequest
+from gs_map_share.snapshot import decode_snapshot
+from gs_mapping.messages import bytes_to_uint8_multiarray
+from gs_mapping.nodes.map_receiver_node import MapReceiverNode, MapReceiverNodeConfig
+from gs_mapping.nodes.map_server_node import MapServerNode, MapServerNodeConfig
+from gs_mapping.runtime.replay import ReplayBus
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def recs():
+    return fleet_recordings()
+
+
+def _server(bus, store, **kw):
+    cfg = MapServerNodeConfig(store_path=str(store), **kw)
+    return MapServerNode(bus.context("map_server_node"), {"map_server_node": cfg})
+
+
+def _receiver(bus, ns):
+    cfg = MapReceiverNodeConfig(
+        delta_topic="/map_server_node/map_delta", snapshot_topic="/map_server_node/map_snapshot"
+    )
+    return MapReceiverNode(bus.context("map_receiver_node", ns), {"map_receiver_node": cfg})
+
+
+def _feed(bus, rec, containers, t):
+    ns = f"/vehicle{rec.map_id}/mapper_node/"
+    for c in containers:
+        h_is_snap = c[24:32] == bytes(8)
+        t[0] += 10_000_000
+        bus.inject(ns + ("map_snapshot" if h_is_snap else "map_delta"), bytes_to_uint8_multiarray(c), t[0])
+
+
+def test_receivers_follow_the_global_map_through_a_restart(recs, tmp_path):
+    store = tmp_path / "fleet.sqlite3"
+    bus = ReplayBus()
+    acks = []
+    bus.subscribe("/map_server_node/ack", lambda m: acks.append(json.loads(m.data)))
+    server = _server(bus, store, compact_after=2, global_snapshot_every=3)
+    rx1 = _receiver(bus, "rx1")
+    t = [0]
+    half = [len(r.containers) // 2 for r in recs]
+    for r, h in zip(recs, half, strict=True):
+        _feed(bus, r, r.containers[:h], t)
+    rx2 = _receiver(bus, "rx2")  # late joiner: a fresh snapshot when the server sees it join
+    t[0] += 2 * 10**9
+    bus.advance(t[0])
+    assert rx2.store.state.equals(server.merge.global_map)
+    seq_before, map_before = server.merge.global_seq, server.merge.global_map
+    snaps_rx1 = rx1.store.stats["snapshot"]
+
+    # the server goes away and comes back on the same file (its subscriptions leave with it)
+    server.close()
+    for topic in list(bus.subscribers):
+        bus.subscribers[topic] = [
+            cb for cb in bus.subscribers[topic] if getattr(cb, "__self__", None) is not server
+        ]
+        if topic.startswith("/vehicle") or topic == "/map_server_node/region_request":
+            bus.subscribers[topic] = []
+    server = _server(bus, store)
+    t[0] += 10**6
+    bus.advance(t[0])
+    assert server.merge.global_seq == seq_before and server.merge.global_map.equals(map_before)
+    for r, h in zip(recs, half, strict=True):
+        _feed(bus, r, r.containers[h:], t)
+    bus.advance(t[0] + 10**9)
+
+    expected = _offline_merge(_own_maps(recs))
+    assert server.merge.global_map.equals(expected)
+    for rx in (rx1, rx2):
+        assert rx.store.state.equals(expected), rx.store.last_error
+        assert rx.store.header.map_id == 1000000
+    assert rx1.store.stats["snapshot"] == snaps_rx1  # no full resend decoded after the restart
+    assert rx1.store.stats["applied"] > 0
+    # every container of every vehicle was acknowledged exactly once
+    assert sorted((a["map_id"], a["seq"]) for a in acks) == sorted(
+        (r.map_id, int.from_bytes(c[16:24], "little")) for r in recs for c in r.containers
+    )
+    # per-vehicle diagnostics
+    server.on_diagnostics_timer()
+    info = json.loads(server.diag.values["vehicle vehicle2"])
+    assert info["map_id"] == 2 and info["gaussians"] == len(_own_maps(recs)[2])
+    server.close()
+
+
+def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path):
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "f.sqlite3")
+    t = [0]
+    for r in recs:
+        _feed(bus, r, r.containers, t)
+    g = server.merge.global_map
+    pose = recs[1].poses[2][:3, 3]
+    tb = server.params.tile_bits
+    edge = (1 << tb) * server.params.pos_step
+
+    def ask(**kw):
+        req = RegionRequest(float(pose[0]), float(pose[1]), 0.0, **kw)
+        return RegionAnswer.from_bytes(server.answer_region(req.to_bytes()))
+
+    # all pages together = exactly the global Gaussians in tiles within R with level <= k
+    got, cursor, pages, tiles = [], 0, 0, []
+    while cursor is not None:
+        a = ask(radius_m=12.0, max_level=2, max_bytes=4096, cursor=cursor)
+        assert a.status == "ok", a.error
+        assert len(a.to_bytes()) <= 4096 + 1024 and len(a.container) <= 4096
+        if a.container:
+            h, q = decode_snapshot(a.container)
+            assert h.map_id == 1000000 and h.seq == server.merge.global_seq
+            got.append(q)
+        tiles += a.tiles
+        cursor, pages = a.next_cursor, pages + 1
+    assert pages > 1
+    import numpy as np
+
+    from gs_map_share.quantize import QMap
+
+    t_all = g.pos >> tb
+    lo = t_all * edge
+    near = np.clip(np.array([pose[0], pose[1], 0.0]), lo, lo + edge)
+    inside = (np.linalg.norm(near - np.array([pose[0], pose[1], 0.0]), axis=1) <= 12.0) & (g.level <= 2)
+    want = g.take(np.flatnonzero(inside))
+    assert len(want) and QMap.concat(got).equals(want)
+    assert {tuple(x) for x in (want.pos >> tb).tolist()} <= set(map(tuple, tiles))
+    # progressive: the answer is layered, coarse levels first
+    a = ask(radius_m=30.0, max_level=3, max_bytes=1 << 20)
+    h, q = decode_snapshot(a.container)
+    assert h.n_levels >= 2
+    # nothing newer than the current sequence
+    b = ask(radius_m=30.0, since_seq=server.merge.global_seq)
+    assert b.status == "ok" and b.tiles == [] and b.next_cursor is None
+    # absurd requests: one error answer each, counted; the map untouched
+    for bad in (
+        b'{"x": 0, "y": 0, "radius_m": -1}',
+        b'{"x": 1e300, "y": 0}',
+        b'{"x": "a", "y": 0}',
+        b"\xff\xfe",
+        b'{"x": 0, "y": 0, "radius_m": 1e9}',
+        b'{"x": 0, "y": 0, "max_bytes": 10}',
+        b'{"x": 0, "y": 0, "bogus": 1}',
+    ):
+        a = RegionAnswer.from_bytes(server.answer_region(bad))
+        assert a.status == "error" and a.error
+    assert server.diag.rejected["region_queries"] == 7
+    assert server.merge.global_map.equals(g)
+    server.close()
+
+
+def test_a_foreign_or_corrupt_store_is_one_clear_error(tmp_path):
+    from gs_map_share.quantize import QuantParams
+
+    ident = identity(7, "map", QuantParams.from_quality(3), 0)
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(FleetStoreError, match="junk.sqlite3"):
+        FleetStore(str(junk), ident)
+    assert junk.read_bytes() == b"not a database at all" * 100  # never reset
+    import sqlite3
+
+    foreign = tmp_path / "foreign.sqlite3"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(FleetStoreError, match="not a gs_mapping fleet store"):
+        FleetStore(str(foreign), ident)
+    good = tmp_path / "good.sqlite3"
+    FleetStore(str(good), ident).close()
+    with pytest.raises(FleetStoreError, match="global_map_id"):
+        FleetStore(str(good), identity(8, "map", QuantParams.from_quality(3), 0))
+    # a flipped page in the middle of the file
+    s = FleetStore(str(good), ident)
+    from gs_map_share.fleet_store import Row
+
+    s.commit([(1, Row(5, 0, os.urandom(50000)))])
+    s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    s.close()
+    raw = bytearray(good.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 4096] = bytes(4096)
+    raw[4096 : 4096 + 100] = os.urandom(100)
+    good.write_bytes(bytes(raw))
+    with pytest.raises(FleetStoreError):
+        FleetStore(str(good), ident)
+
+
+def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
+    store = tmp_path / "fleet.sqlite3"
+    inputs = tmp_path / "in.hex"
+    order = [c for group in zip(*[r.containers for r in recs], strict=False) for c in group]
+    inputs.write_text("\n".join(c.hex() for c in order))
+    env = dict(os.environ, PYTHONPATH=f"{HERE.parent / 'src'}{os.pathsep}{HERE}", OMP_NUM_THREADS="1")
+    acked: dict[int, int] = {}
+    follower = MapStore()
+    rng = random.Random(7)
+    for _round in range(2):
+        p = subprocess.Popen(
+            [sys.executable, str(HERE / "fleet_server_child.py"), str(store), str(inputs)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        kill_after = rng.randint(3, len(order) // 2)
+        n = 0
+        for line in p.stdout:
+            kind, _, body = line.strip().partition(" ")
+            if kind == "ACK":
+                a = json.loads(body)
+                acked[a["map_id"]] = max(acked.get(a["map_id"], 0), a["seq"])
+                n += 1
+                if n >= kill_after:
+                    os.kill(p.pid, signal.SIGKILL)  # mid-ingest: the next container is being applied
+                    break
+            elif kind in ("DELTA", "SNAPSHOT"):
+                follower.receive(bytes.fromhex(body))
+            elif kind == "DONE":
+                break
+        p.kill()
+        p.wait()
+        assert p.returncode == -signal.SIGKILL
+    # restart in this process: nothing acknowledged is missing, the global map is the rule's
+    bus = ReplayBus()
+    server = _server(bus, store)
+    for mid, seq in acked.items():
+        assert server.merge.vehicles[mid].seq >= seq
+    assert server.merge.global_map.equals(server.merge.reference_merge())
+    assert server.merge.global_seq >= follower.seq
+    # the follower continues from the restarted server's stream without a full resend
+    snaps = follower.stats["snapshot"]
+    bus.subscribe("/map_server_node/map_delta", lambda m: follower.receive(bytes(m.data)))
+    bus._drain()
+    t = [0]
+    for r in recs:
+        _feed(bus, r, r.containers, t)
+    assert follower.stats["snapshot"] == snaps
+    expected = _offline_merge(_own_maps(recs))
+    assert server.merge.global_map.equals(expected) and follower.state.equals(expected)
+    server.close()
