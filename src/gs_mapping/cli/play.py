@@ -1,5 +1,5 @@
-"""gs-mapping play: publish a bag's messages on Cyclone DDS in stamp order (like `ros2 bag play`,
-without ROS): the way to feed `gs-mapping run` nodes from a recording."""
+"""gs-mapping play: publish a bag's messages on Cyclone DDS or Zenoh in stamp order (like
+`ros2 bag play`, without ROS): the way to feed `gs-mapping run` nodes from a recording."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="rosbag2 to play")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
     p.add_argument("--topics", help="comma-separated topics (default: all)")
-    p.add_argument("--domain-id", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
-    p.add_argument("--network", action="store_true", help="discover peers beyond loopback")
+    p.add_argument("--transport", choices=("dds", "zenoh"), default="dds", help="dds (default) or zenoh")
+    p.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID or 0)")
+    p.add_argument("--network", action="store_true", help="dds: discover peers beyond loopback")
+    p.add_argument("--ros-distro", choices=("humble", "jazzy"), default="jazzy", help="dds: graph to join")
+    p.add_argument("--connect", action="append", metavar="ENDPOINT", help="zenoh: router to connect to")
+    p.add_argument("--listen", action="append", metavar="ENDPOINT", help="zenoh: endpoint to listen on")
+    p.add_argument("--zenoh-config", help="zenoh: session config file")
     p.add_argument(
         "--wait-for-subscribers",
         type=float,
@@ -26,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from ..bag import BagReader
     from ..errors import ConfigError
     from ..nodes.context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
-    from ..runtime.dds import DdsContext
+    from .run_node import make_context
 
     if not 0 < args.rate <= 1000:
         raise ConfigError(f"--rate: must be in (0, 1000], got {args.rate}")
-    ctx = DdsContext("bag_player", domain_id=args.domain_id, network=args.network)
+    ctx = make_context(args, "bag_player")
     with BagReader(args.bag) as bag:
         topics = [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
         pubs = {}

@@ -1,4 +1,5 @@
-"""gs-mapping run: one node on Cyclone DDS, ROS 2 wire-compatible, without rclpy."""
+"""gs-mapping run: one node on Cyclone DDS (ROS 2 wire-compatible) or on Zenoh (rmw_zenoh's wire
+format), without rclpy."""
 
 from __future__ import annotations
 
@@ -15,27 +16,78 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="parameter file (config/full.yaml layout)")
     p.add_argument("--name", help="node name (default: the node's own)")
     p.add_argument("--namespace", default="", help="ROS namespace")
-    p.add_argument("--domain-id", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
+    p.add_argument(
+        "--transport",
+        choices=("dds", "zenoh"),
+        default="dds",
+        help="dds: Cyclone DDS like rmw_cyclonedds_cpp (default); zenoh: like rmw_zenoh_cpp",
+    )
+    p.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID or 0)")
     p.add_argument(
         "--network",
         action="store_true",
-        help="discover peers on the network (default: loopback only, like ROS_LOCALHOST_ONLY=1; "
+        help="dds: discover peers on the network (default: loopback only, like ROS_LOCALHOST_ONLY=1; "
         "CYCLONEDDS_URI, when set, always wins)",
+    )
+    p.add_argument(
+        "--ros-distro",
+        choices=("humble", "jazzy"),
+        default="jazzy",
+        help="dds: which ROS 2 graph to join (ros_discovery_info layout, type hashes); default jazzy",
+    )
+    p.add_argument(
+        "--connect",
+        action="append",
+        metavar="ENDPOINT",
+        help="zenoh: router/peer to connect to, e.g. tcp/10.0.0.5:7447 (repeatable; default "
+        "tcp/localhost:7447 like rmw_zenoh)",
+    )
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ENDPOINT",
+        help="zenoh: endpoint to listen on (repeatable; default tcp/localhost:0)",
+    )
+    p.add_argument(
+        "--zenoh-config", help="zenoh: session config file (default: $ZENOH_SESSION_CONFIG_URI or built-in)"
     )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
 
+def make_context(args: argparse.Namespace, node_name: str):
+    """The runtime context the arguments ask for (shared with `gs-mapping play`)."""
+    if args.transport == "zenoh":
+        from ..runtime.zenoh_runtime import ZenohContext
+
+        return ZenohContext(
+            node_name,
+            getattr(args, "namespace", ""),
+            args.domain_id,
+            connect=args.connect,
+            listen=args.listen,
+            config_file=args.zenoh_config,
+        )
+    from ..runtime.dds import DdsContext
+
+    return DdsContext(
+        node_name,
+        getattr(args, "namespace", ""),
+        args.domain_id,
+        network=args.network,
+        ros_distro=args.ros_distro,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..nodes.registry import node_class
-    from ..runtime.dds import DdsContext
 
     cls = node_class(args.node)
     config = cls.load_config(args.config)
-    ctx = DdsContext(args.name or cls.name, args.namespace, args.domain_id, network=args.network)
+    ctx = make_context(args, args.name or cls.name)
     node = cls(ctx, config)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    ctx.logger.info(f"{ctx.node_name} running on DDS domain {ctx.domain_id}")
+    ctx.logger.info(f"{ctx.node_name} running on {args.transport}, ROS domain {ctx.domain_id}")
     print(f"{ctx.node_name}: ready", flush=True)
     end = None if args.duration is None else time.monotonic() + args.duration
     try:

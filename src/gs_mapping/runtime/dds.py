@@ -71,10 +71,16 @@ class DdsContext:
     """A :class:`~gs_mapping.nodes.context.NodeContext` on Cyclone DDS."""
 
     def __init__(
-        self, node_name: str, namespace: str = "", domain_id: int | None = None, network: bool = False
+        self,
+        node_name: str,
+        namespace: str = "",
+        domain_id: int | None = None,
+        network: bool = False,
+        ros_distro: str = "jazzy",
     ):
         self.node_name = node_name
         self.namespace = namespace
+        self.ros_distro = ros_distro
         self.factory = dds_types.DdsFactory()
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
         if domain_id is None:

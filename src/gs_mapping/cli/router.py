@@ -1,0 +1,49 @@
+"""gs-mapping router: a Zenoh router (like rmw_zenoh's rmw_zenohd), for nodes run with
+`--transport zenoh` and for the fleet: one per host, and one per server room linking them."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ENDPOINT",
+        help="endpoint to listen on (repeatable; default tcp/[::]:7447, rmw_zenohd's)",
+    )
+    p.add_argument(
+        "--connect",
+        action="append",
+        metavar="ENDPOINT",
+        help="another router to link to, e.g. tcp/server.example:7447 (repeatable)",
+    )
+    p.add_argument(
+        "--config", help="zenoh router config file (default: $ZENOH_ROUTER_CONFIG_URI or built-in)"
+    )
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from ..runtime.zenoh_runtime import run_router
+
+    router = run_router(args.listen, args.connect, args.config)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    print(
+        f"zenoh router {router.zid()}: ready, listening on {', '.join(args.listen or ['tcp/[::]:7447'])}",
+        flush=True,
+    )
+    end = None if args.duration is None else time.monotonic() + args.duration
+    try:
+        while not stop and (end is None or time.monotonic() < end):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        router.close()
+    return 0

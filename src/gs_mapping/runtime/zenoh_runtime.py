@@ -1,0 +1,440 @@
+"""Zenoh runtime: run node objects on Zenoh in rmw_zenoh's wire format, without rclpy.
+
+A :class:`ZenohContext` is one Zenoh session holding one ROS node, like an rmw_zenoh context with
+one node: the same data keys (``<domain>/<topic>/<type>/<RIHS01 hash>``), CDR payloads (the same
+bytes the DDS runtime sends) with rmw_zenoh's 33-byte attachment, and liveliness tokens under
+``@ros2_lv`` for the node, each publisher and each subscription, so an ``rmw_zenoh_cpp`` graph lists
+our nodes and topics (see :mod:`.zenoh_wire` for the formats and what they were checked against).
+Transient-local endpoints use zenoh-ext's advanced publisher (cache of ``depth`` samples, publisher
+detection, sporadic heartbeat when reliable) and advanced subscriber (history from late publishers,
+recovery), as rmw_zenoh does.
+
+All callbacks run on the thread that calls :meth:`ZenohContext.spin_once` (Zenoh delivers on its
+own threads; we queue), so node objects need no locking. A payload that does not decode is
+counted in :attr:`ZenohContext.bad_samples`, logged once per topic, and skipped.
+
+Beyond the :class:`~gs_mapping.nodes.context.NodeContext` protocol a node class (the fleet map
+server) may use, all on the spin thread:
+
+- :meth:`ZenohContext.declare_queryable` ``(key_expr, handler(query))``: answer ``get`` requests
+  (reply inside the handler with ``query.reply(key, payload_bytes)``);
+- :meth:`ZenohContext.get` ``(selector, payload=None, timeout_s=…) -> list[ZenohReply]``;
+- :meth:`ZenohContext.put` / :meth:`ZenohContext.subscribe_raw`: raw bytes on any key;
+- :meth:`ZenohContext.declare_token` / :meth:`ZenohContext.subscribe_liveliness` /
+  :meth:`ZenohContext.liveliness_get`: presence of vehicles (a token vanishes with its session);
+- :meth:`ZenohContext.topic_key`: the rmw_zenoh data key of a ROS topic and type.
+
+Not done: services (``SS``/``SC``), the ``@adminspace`` router check rmw_zenoh performs at start,
+shared memory, and content filters.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zenoh
+import zenoh.ext
+
+from ..errors import ConfigError, GsMappingError, MessageError
+from ..nodes.context import QoS, resolve_topic
+from . import dds_types, zenoh_wire
+from .type_hash import type_hash
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROUTER = "tcp/localhost:7447"  # rmw_zenoh's default session connects here
+HEARTBEAT_S = 0.5  # rmw_zenoh: SAMPLE_MISS_DETECTION_HEARTBEAT_PERIOD 500 ms
+
+
+def session_config(
+    mode: str = "peer",
+    connect: list[str] | None = None,
+    listen: list[str] | None = None,
+    config_file: str | None = None,
+) -> zenoh.Config:
+    """rmw_zenoh's default session (or router) settings; a config file, when given, wins.
+
+    ``ZENOH_SESSION_CONFIG_URI`` (``ZENOH_ROUTER_CONFIG_URI`` for a router) is honoured as rmw_zenoh
+    does when no file is passed. ``connect``/``listen`` then override the endpoints."""
+    env = "ZENOH_ROUTER_CONFIG_URI" if mode == "router" else "ZENOH_SESSION_CONFIG_URI"
+    config_file = config_file or os.environ.get(env)
+    try:
+        if config_file:
+            config = zenoh.Config.from_file(config_file)
+        else:
+            config = zenoh.Config()
+            config.insert_json5("mode", f'"{mode}"')
+            config.insert_json5("scouting/multicast/enabled", "false")
+            config.insert_json5("scouting/gossip/enabled", "true")
+            config.insert_json5("timestamping/enabled", "true")
+            config.insert_json5("queries_default_timeout", "10000")
+            if mode == "router":
+                listen = listen or ["tcp/[::]:7447"]
+                connect = connect or []
+            else:
+                listen = listen or ["tcp/localhost:0"]
+                connect = [DEFAULT_ROUTER] if connect is None else connect
+        if connect is not None:
+            config.insert_json5("connect/endpoints", _json_list(connect))
+        if listen is not None:
+            config.insert_json5("listen/endpoints", _json_list(listen))
+    except (zenoh.ZError, OSError, ValueError) as exc:
+        raise ConfigError(f"zenoh configuration ({config_file or 'built-in'}): {exc}") from None
+    return config
+
+
+def _json_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def open_session(config: zenoh.Config, what: str) -> zenoh.Session:
+    try:
+        return zenoh.open(config)
+    except zenoh.ZError as exc:
+        raise GsMappingError(f"cannot open a zenoh {what}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ZenohReply:
+    """One answer to :meth:`ZenohContext.get` (``ok`` False: the queryable replied an error)."""
+
+    key: str
+    payload: bytes
+    attachment: bytes | None
+    ok: bool = True
+
+
+class ZenohPublisher:
+    def __init__(self, ctx: ZenohContext, key: str, typename: str, gid: bytes, pub: Any):
+        self._ctx, self.key, self._typename, self.gid, self._pub = ctx, key, typename, gid, pub
+        self._seq = 0
+        self.count = 0
+
+    def publish(self, msg: Any) -> None:
+        cls = dds_types.idl_class(self._typename)
+        idl = msg if isinstance(msg, cls) else dds_types.to_idl(msg, self._typename)
+        self.publish_serialized(dds_types.serialize(idl))
+
+    def publish_serialized(self, cdr: bytes) -> None:
+        """Send CDR bytes (with their 4-byte encapsulation header) as this publisher."""
+        self._seq += 1  # rmw_zenoh starts at 1
+        attachment = zenoh_wire.encode_attachment(self._seq, time.time_ns(), self.gid)
+        self._pub.put(cdr, attachment=attachment)
+        self.count += 1
+
+    def subscription_count(self) -> int:
+        """Matching subscriptions seen in the graph (their ``MS`` liveliness tokens)."""
+        return self._ctx.graph_count(zenoh_wire.SUBSCRIPTION, self.key)
+
+
+class ZenohContext:
+    """A :class:`~gs_mapping.nodes.context.NodeContext` on one Zenoh session (see module doc)."""
+
+    def __init__(
+        self,
+        node_name: str,
+        namespace: str = "",
+        domain_id: int | None = None,
+        *,
+        connect: list[str] | None = None,
+        listen: list[str] | None = None,
+        mode: str = "peer",
+        config_file: str | None = None,
+        enclave: str = "/",
+    ):
+        self.node_name = node_name
+        self.namespace = namespace
+        self.factory = dds_types.DdsFactory()
+        self.logger = logging.getLogger(f"gs_mapping.{node_name}")
+        if domain_id is None:
+            domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+        self.domain_id = domain_id
+        self.session = open_session(session_config(mode, connect, listen, config_file), "session")
+        self.zid = str(self.session.zid())
+        self._cond = threading.Condition()
+        self._queues: list[tuple[collections.deque, Callable[[Any], None]]] = []
+        self._timers: list[list[Any]] = []  # [period_ns, next_due_ns, callback]
+        self._entities: list[Any] = []  # publishers, subscribers, queryables, tokens to undeclare
+        self._next_id = 0
+        self.bad_samples: dict[str, int] = collections.Counter()
+        self.dropped_samples: dict[str, int] = collections.Counter()
+        self._graph: dict[str, zenoh_wire.GraphEntity] = {}
+        self._graph_lock = threading.Lock()
+        self._graph_sub = self.session.liveliness().declare_subscriber(
+            f"{zenoh_wire.ADMIN_SPACE}/{domain_id}/**", self._on_graph_token, history=True
+        )
+        self.node_id = self._new_id()
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else "/"
+        self._node_info = dict(
+            domain_id=domain_id, zid=self.zid, node_id=str(self.node_id), enclave=enclave, namespace=ns
+        )
+        node = zenoh_wire.GraphEntity(
+            **self._node_info, entity_id=str(self.node_id), kind=zenoh_wire.NODE, node_name=node_name
+        )
+        self._entities.append(self.session.liveliness().declare_token(node.keyexpr))
+
+    # ---- ids, graph ---------------------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _entity(self, kind: str, topic: str, typename: str, qos: QoS) -> zenoh_wire.GraphEntity:
+        return zenoh_wire.GraphEntity(
+            **self._node_info,
+            entity_id=str(self._new_id()),
+            kind=kind,
+            node_name=self.node_name,
+            topic=topic,
+            type_name=dds_types.dds_type_name(typename),
+            type_hash=type_hash(typename),
+            qos=zenoh_wire.RmwQos.from_qos(qos),
+        )
+
+    def _on_graph_token(self, sample: zenoh.Sample) -> None:
+        key = str(sample.key_expr)
+        with self._graph_lock:
+            if sample.kind == zenoh.SampleKind.DELETE:
+                self._graph.pop(key, None)
+                return
+            try:
+                self._graph[key] = zenoh_wire.parse_liveliness(key)
+            except MessageError as exc:
+                log.debug(f"ignoring liveliness token: {exc}")
+
+    def graph(self) -> list[zenoh_wire.GraphEntity]:
+        """Every entity of this domain whose liveliness token is alive (ours included)."""
+        with self._graph_lock:
+            return list(self._graph.values())
+
+    def graph_count(self, kind: str, data_key: str) -> int:
+        """Remote-or-local entities of ``kind`` whose topic/type/hash give ``data_key``."""
+        n = 0
+        for e in self.graph():
+            if (
+                e.kind == kind
+                and zenoh_wire.topic_keyexpr(e.domain_id, e.topic, e.type_name, e.type_hash) == data_key
+            ):
+                n += 1
+        return n
+
+    def topic_key(self, topic: str, typename: str) -> str:
+        """The rmw_zenoh data key of a ROS topic name (resolved against this node) and type."""
+        full = resolve_topic(topic, self.node_name, self.namespace)
+        return zenoh_wire.topic_keyexpr(
+            self.domain_id, full, dds_types.dds_type_name(typename), type_hash(typename)
+        )
+
+    # ---- NodeContext ---------------------------------------------------------------------------
+
+    def create_publisher(self, topic: str, typename: str, qos: QoS) -> ZenohPublisher:
+        full = resolve_topic(topic, self.node_name, self.namespace)
+        entity = self._entity(zenoh_wire.PUBLISHER, full, typename, qos)
+        key = zenoh_wire.topic_keyexpr(self.domain_id, full, entity.type_name, entity.type_hash)
+        reliability = zenoh.Reliability.RELIABLE if qos.reliable else zenoh.Reliability.BEST_EFFORT
+        opts: dict[str, Any] = dict(congestion_control=zenoh.CongestionControl.DROP, reliability=reliability)
+        if qos.transient_local:
+            opts.update(cache=zenoh.ext.CacheConfig(max_samples=max(qos.depth, 1)), publisher_detection=True)
+            if qos.reliable:
+                opts["sample_miss_detection"] = zenoh.ext.MissDetectionConfig(
+                    heartbeat=None, sporadic_heartbeat=HEARTBEAT_S
+                )
+        pub = zenoh.ext.declare_advanced_publisher(self.session, key, **opts)
+        self._entities.append(pub)
+        self._entities.append(self.session.liveliness().declare_token(entity.keyexpr))
+        return ZenohPublisher(self, key, typename, entity.gid, pub)
+
+    def create_subscription(
+        self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
+    ) -> None:
+        full = resolve_topic(topic, self.node_name, self.namespace)
+        entity = self._entity(zenoh_wire.SUBSCRIPTION, full, typename, qos)
+        key = zenoh_wire.topic_keyexpr(self.domain_id, full, entity.type_name, entity.type_hash)
+
+        def deliver(payload: bytes, _attachment: bytes | None) -> None:
+            try:
+                msg = dds_types.deserialize(payload, typename)
+            except MessageError as exc:
+                self._bad(full, str(exc))
+                return
+            callback(msg)
+
+        self._subscribe(key, deliver, qos)
+        self._entities.append(self.session.liveliness().declare_token(entity.keyexpr))
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
+        period = int(period_s * 1e9)
+        self._timers.append([period, time.monotonic_ns() + period, callback])
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    # ---- raw Zenoh, for node classes that need more than topics ---------------------------------
+
+    def put(self, key: str, payload: bytes, attachment: bytes | None = None) -> None:
+        self.session.put(key, payload, attachment=attachment)
+
+    def subscribe_raw(
+        self, key_expr: str, callback: Callable[[str, bytes, bytes | None], None], depth: int = 1000
+    ) -> None:
+        """``callback(key, payload, attachment)`` on the spin thread for every sample on ``key_expr``."""
+        queue: collections.deque = collections.deque(maxlen=depth)
+
+        def on_sample(sample: zenoh.Sample) -> None:
+            att = sample.attachment
+            item = (
+                str(sample.key_expr),
+                sample.payload.to_bytes(),
+                att.to_bytes() if att is not None else None,
+            )
+            self._push(queue, key_expr, item)
+
+        self._queues.append((queue, lambda item: callback(*item)))
+        self._entities.append(self.session.declare_subscriber(key_expr, on_sample))
+
+    def declare_queryable(self, key_expr: str, handler: Callable[[zenoh.Query], None]) -> None:
+        """``handler(query)`` runs on the spin thread; reply inside it (``query.reply(key, bytes)``,
+        ``query.reply_err(bytes)``); the query is finalised when the handler returns."""
+        queue: collections.deque = collections.deque()
+
+        def on_query(query: zenoh.Query) -> None:
+            self._push(queue, key_expr, query)
+
+        def run(query: zenoh.Query) -> None:
+            with query:  # leaving the block finalises the query: the querier stops waiting on us
+                handler(query)
+
+        self._queues.append((queue, run))
+        self._entities.append(self.session.declare_queryable(key_expr, on_query))
+
+    def get(self, selector: str, payload: bytes | None = None, timeout_s: float = 10.0) -> list[ZenohReply]:
+        """Query ``selector`` and wait for all replies (or ``timeout_s``)."""
+        replies = []
+        for reply in self.session.get(selector, payload=payload, timeout=timeout_s):
+            if reply.ok is not None:
+                s = reply.ok
+                att = s.attachment
+                replies.append(
+                    ZenohReply(
+                        str(s.key_expr), s.payload.to_bytes(), att.to_bytes() if att is not None else None
+                    )
+                )
+            else:
+                replies.append(ZenohReply("", reply.err.payload.to_bytes(), None, ok=False))
+        return replies
+
+    def declare_token(self, key: str) -> Any:
+        """A liveliness token; it disappears when undeclared, at close, or when this process dies."""
+        token = self.session.liveliness().declare_token(key)
+        self._entities.append(token)
+        return token
+
+    def subscribe_liveliness(self, key_expr: str, callback: Callable[[str, bool], None]) -> None:
+        """``callback(key, alive)`` on the spin thread for tokens appearing/vanishing (current ones
+        are reported first)."""
+        queue: collections.deque = collections.deque()
+
+        def on_token(sample: zenoh.Sample) -> None:
+            self._push(queue, key_expr, (str(sample.key_expr), sample.kind == zenoh.SampleKind.PUT))
+
+        self._queues.append((queue, lambda item: callback(*item)))
+        sub = self.session.liveliness().declare_subscriber(key_expr, on_token, history=True)
+        self._entities.append(sub)
+
+    def liveliness_get(self, key_expr: str, timeout_s: float = 3.0) -> list[str]:
+        """Keys of the liveliness tokens alive now under ``key_expr``."""
+        return [
+            str(r.ok.key_expr)
+            for r in self.session.liveliness().get(key_expr, timeout=timeout_s)
+            if r.ok is not None
+        ]
+
+    # ---- dispatch ------------------------------------------------------------------------------
+
+    def _subscribe(self, key: str, deliver: Callable[[bytes, bytes | None], None], qos: QoS) -> None:
+        queue: collections.deque = collections.deque(maxlen=max(qos.depth, 1))  # keep-last: drop oldest
+
+        def on_sample(sample: zenoh.Sample) -> None:
+            att = sample.attachment
+            self._push(queue, key, (sample.payload.to_bytes(), att.to_bytes() if att is not None else None))
+
+        opts: dict[str, Any] = {}
+        if qos.transient_local:
+            opts.update(
+                history=zenoh.ext.HistoryConfig(detect_late_publishers=True, max_samples=max(qos.depth, 1)),
+                subscriber_detection=True,
+            )
+            if qos.reliable:
+                opts["recovery"] = zenoh.ext.RecoveryConfig(periodic_queries=None, heartbeat=True)
+        sub = zenoh.ext.declare_advanced_subscriber(self.session, key, on_sample, **opts)
+        self._queues.append((queue, lambda item: deliver(*item)))
+        self._entities.append(sub)
+
+    def _push(self, queue: collections.deque, key: str, item: Any) -> None:
+        with self._cond:
+            if queue.maxlen is not None and len(queue) == queue.maxlen:
+                self.dropped_samples[key] += 1
+            queue.append(item)
+            self._cond.notify()
+
+    def _bad(self, topic: str, reason: str) -> None:
+        self.bad_samples[topic] += 1
+        if self.bad_samples[topic] == 1:
+            self.logger.warning(f"{self.node_name}: skipping an undecodable sample on {topic}: {reason}")
+
+    def spin_once(self, timeout_s: float = 0.1) -> int:
+        """Wait up to ``timeout_s`` (less if a timer is due), run what arrived; returns the number
+        of callbacks run."""
+        now = time.monotonic_ns()
+        wait_ns = int(timeout_s * 1e9)
+        if self._timers:
+            wait_ns = max(0, min(wait_ns, min(t[1] for t in self._timers) - now))
+        with self._cond:
+            if not any(q for q, _ in self._queues):
+                self._cond.wait(wait_ns / 1e9)
+            batch = []
+            for queue, run in self._queues:
+                while queue:
+                    batch.append((run, queue.popleft()))
+        for run, item in batch:
+            run(item)
+        ran = len(batch)
+        now = time.monotonic_ns()
+        for timer in self._timers:
+            if now >= timer[1]:
+                timer[1] = now + timer[0]
+                timer[2]()
+                ran += 1
+        return ran
+
+    def spin(self, until: Callable[[], bool] | None = None, timeout_s: float | None = None) -> None:
+        """Spin until ``until()`` is true or ``timeout_s`` passes (forever if both are None)."""
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (until and until()) and not (end and time.monotonic() > end):
+            self.spin_once(0.05)
+
+    def close(self) -> None:
+        """Undeclare everything (tokens vanish from the graph) and close the session."""
+        for entity in reversed(self._entities):
+            try:
+                entity.undeclare()
+            except zenoh.ZError:
+                pass
+        self._entities.clear()
+        self._queues.clear()
+        if not self.session.is_closed():
+            self.session.close()
+
+
+def run_router(
+    listen: list[str] | None = None, connect: list[str] | None = None, config_file: str | None = None
+) -> zenoh.Session:
+    """Open a Zenoh router (rmw_zenohd's defaults: listen on tcp/[::]:7447, gossip, no multicast)."""
+    return open_session(session_config("router", connect, listen, config_file), "router")
