@@ -35,6 +35,7 @@ setup(
             "hd_map_node = gs_mapping.runtime.rclpy_runtime:main_hd_map_node",
             "mapper_node = gs_mapping.runtime.rclpy_runtime:main_mapper_node",
             "map_receiver_node = gs_mapping.runtime.rclpy_runtime:main_map_receiver_node",
+            "map_server_node = gs_mapping.runtime.rclpy_runtime:main_map_server_node",
         ],
     },
 )

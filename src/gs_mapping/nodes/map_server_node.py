@@ -28,6 +28,7 @@ a restart resumes from what was committed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,9 @@ class MapServerNode(NodeBase):
         if not c.vehicles:
             raise GsMappingError("map_server_node.vehicles: no vehicle namespaces configured")
         self.params = QuantParams.from_quality(c.quality)
-        self.store = FleetStore(c.store_path, identity(c.map_id, c.frame_id, self.params, c.sh_degree))
+        self.store = FleetStore(
+            os.path.expanduser(c.store_path), identity(c.map_id, c.frame_id, self.params, c.sh_degree)
+        )
         self.merge = FleetMerge(
             self.params,
             global_map_id=c.map_id,
@@ -355,17 +358,15 @@ class MapServerNode(NodeBase):
 
     # -- liveliness / diagnostics ------------------------------------------------------------------
     def on_liveliness(self, key: str, alive: bool) -> None:
-        # Deferred import: the token format is the Zenoh runtime's (rmw_zenoh's graph tokens).
-        from ..runtime.zenoh_wire import PUBLISHER, parse_liveliness
-
-        try:
-            e = parse_liveliness(key)
-        except GsMappingError:
+        """A graph token appeared or vanished. rmw_zenoh's format (its docs/design.md):
+        ``@ros2_lv/<domain>/<zid>/<node id>/<entity id>/<kind>/<enclave>/<ns>/<node>/<topic>/…``,
+        names mangled with ``%`` for ``/``; the vehicle's presence is its delta publisher (``MP``)."""
+        parts = key.split("/")
+        if len(parts) < 13 or parts[0] != "@ros2_lv" or parts[5] != "MP":
             return
-        if e.kind != PUBLISHER:
-            return
+        topic = parts[9].replace("%", "/")
         for b in self.bindings.values():
-            if e.topic == b.topics[0]:
+            if topic == b.topics[0]:
                 if b.token_alive and not alive:
                     b.vanished += 1
                     self.ctx.logger.warning(f"vehicle {b.namespace} vanished (liveliness token gone)")

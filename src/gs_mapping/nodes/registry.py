@@ -10,6 +10,7 @@ NODES: dict[str, str] = {
     "hd_map_node": "gs_mapping.nodes.hd_map_node:HDMapNode",
     "mapper_node": "gs_mapping.nodes.mapper_node:MapperNode",
     "map_receiver_node": "gs_mapping.nodes.map_receiver_node:MapReceiverNode",
+    "map_server_node": "gs_mapping.nodes.map_server_node:MapServerNode",
 }
 
 
