@@ -40,16 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from faulty_link import simulate  # noqa: E402
 from synthetic_maps import fuzz_seeds, synthetic_map  # noqa: E402
 
-from gs_map_share import section  # noqa: E402
 from gs_map_share.container import reseal  # noqa: E402
 from gs_map_share.delta import decode_delta, encode_delta  # noqa: E402
 from gs_map_share.errors import DecodeError  # noqa: E402
 from gs_map_share.quantize import QuantParams, quantize, to_qmap  # noqa: E402
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map  # noqa: E402
-from gs_map_share.spz import read_spz, write_spz  # noqa: E402
 from gs_mapping.camera import Camera  # noqa: E402
 from gs_mapping.gaussians import GaussianMap  # noqa: E402
 from gs_mapping.ply import load_ply, save_ply  # noqa: E402
+from gs_mapping.splat_formats.spz import read_spz, write_spz  # noqa: E402
 
 torch.set_num_threads(1)
 OUT = Path(__file__).resolve().parent / "results"
@@ -71,9 +70,8 @@ def best_time(fn, repeats):
 
 # -- sizes and speed -------------------------------------------------------------------------------
 def codec_figures(g: GaussianMap, params: QuantParams, levels: int, repeats: int) -> dict:
-    section.STATS = {}
-    data, info = encode_map(g, params, n_levels=levels)
-    stats, section.STATS = section.STATS, None
+    stats: dict = {}
+    data, info = encode_map(g, params, n_levels=levels, stats=stats)
     n = len(g)
     te, _ = best_time(lambda: encode_map(g, params, n_levels=levels), repeats)
     td, dec = best_time(lambda: decode_map(data), repeats)
@@ -103,7 +101,7 @@ def codec_figures(g: GaussianMap, params: QuantParams, levels: int, repeats: int
 
 
 def spz_figures(g: GaussianMap) -> dict:
-    data = write_spz(g, None)
+    data = write_spz(g, 2)
     back = read_spz(data)
     return {
         "bytes": len(data),
@@ -362,8 +360,8 @@ def fitted_map_figures(path: str, bag: str, levels: int, repeats: int, holdout_e
             }
         )
         log(f"fitted q{qlt}: {fig['bytes_per_gaussian']:.2f} B/G, {full:.2f} dB (original {base:.2f})")
-    spz = read_spz(write_spz(g, None))
-    out["spz"] = {"bytes_per_gaussian": len(write_spz(g, None)) / len(g), "psnr_db": psnr_real(spz)}
+    spz = read_spz(write_spz(g, 2))
+    out["spz"] = {"bytes_per_gaussian": len(write_spz(g, 2)) / len(g), "psnr_db": psnr_real(spz)}
     out["raw_ply_standard_bytes_per_gaussian"] = 4 * (17 + 3 * (g.num_sh - 1))
     out["draco_positions_1mm"] = draco_positions(g)
     return out
@@ -511,7 +509,7 @@ def main() -> int:
             )
             log(f"rd {rd[-1]}")
         res["rate_distortion_sh3"] = rd
-        spz = write_spz(gr, None)
+        spz = write_spz(gr, 2)
         res["spz_rd"] = {
             "bytes_per_gaussian": len(spz) / len(gr),
             "psnr_db": mean_psnr(render_all(read_spz(spz), cams), ref),

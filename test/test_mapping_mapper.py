@@ -128,7 +128,6 @@ def test_keyframe_selection_by_motion_and_overlap():
 def test_seed_order_makes_snapshot_ids_cheap():
     """Seeds appended in spatial_order get ascending ids along the codec's octree walk: the snapshot's
     id stream shrinks several-fold against pixel-row order (real codec, byte accounting)."""
-    from gs_map_share import section
     from gs_map_share.snapshot import encode_map
     from gs_mapping.gaussians import GaussianMap
     from gs_mapping.mapping.seeding import spatial_order
@@ -149,12 +148,9 @@ def test_seed_order_makes_snapshot_ids_cheap():
             np.zeros((n, 1, 3)),
             levels=levels[order],
         )
-        section.STATS = {}
-        try:
-            encode_map(g)
-            return section.STATS["ids"]
-        finally:
-            section.STATS = None
+        stats: dict = {}
+        encode_map(g, stats=stats)
+        return stats["ids"]
 
     rows, sorted_ = id_bytes(np.arange(len(means))), id_bytes(spatial_order(means, levels))
     assert sorted_ * 4 < rows, (sorted_, rows)

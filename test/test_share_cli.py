@@ -79,7 +79,8 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
     )
     assert rc == 2 and "sequence" in err and len(err.strip().splitlines()) == 1
     rc, out, _ = run_cli(["export", str(tmp_path / "a.ply"), str(tmp_path / "a.spz")], capsys)
-    assert rc == 0 and json.loads(out)["spz_version"] == 2
+    assert rc == 0 and json.loads(out)["spz_version"] == 4
+    assert (tmp_path / "a.spz").read_bytes()[:8] == b"NGSP\x04\x00\x00\x00"
 
 
 def test_bad_inputs_exit_nonzero_with_one_line(tmp_path, capsys):

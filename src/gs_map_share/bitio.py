@@ -28,8 +28,12 @@ def pack_bits(vals: np.ndarray, nbits: np.ndarray) -> bytes:
 
 
 class Writer:
-    def __init__(self) -> None:
+    """Bytes built in parts. ``stats`` (label → bytes), when given, receives the size of each labelled
+    stream the codec writes (bench accounting, asked for explicitly by the caller)."""
+
+    def __init__(self, stats: dict | None = None) -> None:
         self.parts: list[bytes] = []
+        self.stats = stats
 
     def raw(self, b) -> None:
         self.parts.append(bytes(b))

@@ -160,6 +160,19 @@ class QuantParams:
         bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
         return replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
 
+    def relative_to(self, gmap: GaussianMap) -> QuantParams:
+        """These parameters for a scene in arbitrary units: the position step (and the codec tile
+        with it) scaled by the scene's median Gaussian size over ``REFERENCE_SIZE``, the size of the
+        mapper's Gaussians the metre presets were tuned on. Every other step is in log or colour
+        units already, so it does not depend on the scene's unit."""
+        if not len(gmap):
+            return self
+        size = float(np.median(np.exp(gmap.log_scales.astype(np.float64).max(axis=1))))
+        if not np.isfinite(size) or size <= 0:
+            return self
+        step = float(np.clip(self.pos_step * size / REFERENCE_SIZE, 1e-9, 1e6))
+        return replace(self, pos_step=step)
+
     def with_rot_tiers(self, log_spreads) -> QuantParams:
         """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
         ascending), rounded to this scale step; tiers that round to the same step merge."""
@@ -192,6 +205,9 @@ class QuantParams:
 
 
 MAX_ROT_TIERS = 4
+# the typical (median largest-axis) Gaussian of the mapper's maps, metres: QuantParams.relative_to
+# scales the metre presets' position steps by a scene's own median over this
+REFERENCE_SIZE = 0.01
 # log-scale spreads (max − min of the three log-scales) of the presets' tiers: below 0.4 (scales
 # within 1.5×) a Gaussian gets 4 bits fewer than above 2.5 (12×). Measured on the mapper's kitchen
 # map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —

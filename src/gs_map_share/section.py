@@ -49,17 +49,16 @@ def max_gaussians_for(nbytes: int) -> int:
 
 
 # -- channel coding helpers -------------------------------------------------------------------------
-STATS: dict | None = None  # label → bytes, filled when a dict is set (bench accounting)
 SAMPLE_MIN = 1 << 15  # channels at least this long choose their prediction on every 8th value
 
 
 def _put(
     w: Writer, values: np.ndarray, signed: bool = True, label: str = "", ctx=None, n_ctx: int = 1
 ) -> None:
-    before = sum(len(x) for x in w.parts) if STATS is not None else 0
+    before = sum(len(x) for x in w.parts) if w.stats is not None else 0
     put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx)
-    if STATS is not None:
-        STATS[label] = STATS.get(label, 0) + sum(len(x) for x in w.parts) - before
+    if w.stats is not None:
+        w.stats[label] = w.stats.get(label, 0) + sum(len(x) for x in w.parts) - before
 
 
 def _put_pred(w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=None, n_ctx: int = 1) -> None:
@@ -292,8 +291,11 @@ def _choose_depths(counts: list[int], n_levels: int) -> list[int]:
 
 
 # -- encoder ----------------------------------------------------------------------------------------
-def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Chunk], list[int]]:
-    """Chunks (TILES + one LEVEL per level of detail) for the Gaussians of ``q``."""
+def encode_section(
+    q: QMap, params: QuantParams, n_levels: int, stats: dict | None = None
+) -> tuple[list[Chunk], list[int]]:
+    """Chunks (TILES + one LEVEL per level of detail) for the Gaussians of ``q``. ``stats``, when
+    given, is filled with the bytes of each kind of stream (label → bytes)."""
     D = params.tile_bits
     n = len(q)
     tiles_all = q.pos >> D
@@ -316,7 +318,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
 
     id_streams = idorder.streams(q.ids, q.pos) if L == 1 and n > 0 else None
     id_order = id_streams is not None and _id_order_smaller(id_streams[1], occ, vcount, ids_s, len(tiles))
-    w = Writer()
+    w = Writer(stats)
     w.varint(n)
     w.varint(L)
     for d in depths:
@@ -329,7 +331,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
     if n == 0:
         return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
     if id_order:
-        w = Writer()
+        w = Writer(stats)
         first, streams = id_streams
         w.varint(first)
         for label, values, signed in streams:
@@ -349,7 +351,7 @@ def encode_section(q: QMap, params: QuantParams, n_levels: int) -> tuple[list[Ch
     coarse_at = _aggregates(q, params, tiles, tile_idx, depths, node_at, node_code, parent, counts)
     prev_d, prev_coarse = 0, None
     for k, d in enumerate(depths):
-        w = Writer()
+        w = Writer(stats)
         for dd in range(prev_d, d):
             _put(w, occ[dd].astype(np.int64), False, "occupancy")
         if k < L - 1:
@@ -387,6 +389,16 @@ def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None) -> 
     cols = _columns(q.rest.reshape(len(q), -1))
     for j in range(0, len(cols), 3):
         _put_sh_coefficient(w, cols[j : j + 3])
+
+
+def octree_rows(q: QMap, params: QuantParams) -> np.ndarray:
+    """Rows of ``q`` in the order the octree codes them: by tile, then Morton code, then id."""
+    D = params.tile_bits
+    if not len(q):
+        return np.zeros(0, np.int64)
+    tiles_all = q.pos >> D
+    _, tile_idx = _unique_tiles(tiles_all)
+    return _octree_order(tile_idx, octree.morton(q.pos - (tiles_all << D)), q.ids, D)
 
 
 def _id_order_smaller(

@@ -11,7 +11,7 @@ from gs_mapping.gaussians import GaussianMap
 from .container import LEVEL, PAD, TILES, Chunk, Header, pack, unpack
 from .errors import DecodeError, EncodeError
 from .quantize import QMap, QuantParams, dequantize, to_qmap
-from .section import decode_section, encode_section, max_gaussians_for
+from .section import decode_section, encode_section, max_gaussians_for, octree_rows
 
 DEFAULT_LEVELS = 5
 MAX_LAYERS = 32  # the header's n_levels limit
@@ -69,23 +69,25 @@ def encode_snapshot(
     n_levels: int = DEFAULT_LEVELS,
     frame_id: str = "map",
     tile_size: float = 2.0,
+    stats: dict | None = None,
 ) -> tuple[bytes, EncodeInfo]:
     """One snapshot container. A map whose Gaussians carry 2..32 distinct ``level`` values (the
     mapper's ProGS levels) is sent *layered*: sections of whole levels, coarsest first (see
     :func:`_layers`), so a prefix decodes to the Gaussians of the coarser levels (the maps the
     mapper's multi-level loss trained). Otherwise (all one level, or ``n_levels`` = 1 → flat) it is
-    one section whose coarse levels are the encoder's aggregated Gaussians."""
+    one section whose coarse levels are the encoder's aggregated Gaussians. ``stats``, when given,
+    receives the bytes of each kind of stream (label → bytes; bench accounting)."""
     check_ids(q)
     if seq < 1:
         raise EncodeError("snapshot sequence numbers start at 1")
     layers = _layers(q) if n_levels > 1 else None
     if layers is None:
-        chunks, sizes = encode_section(q, params, n_levels)
+        chunks, sizes = encode_section(q, params, n_levels, stats)
         counts = [len(q)]
     else:
         chunks, sizes, counts = [], [], []
         for i, rows in enumerate(layers):
-            sec, sz = encode_section(q.take(rows), params, 1)
+            sec, sz = encode_section(q.take(rows), params, 1, stats)
             chunks += [Chunk(TILES, i, sec[0].data), Chunk(LEVEL, i, sec[1].data)]
             sizes.append(sum(sz))
             counts.append(len(rows))
@@ -116,10 +118,22 @@ def _layers(q: QMap) -> list[np.ndarray] | None:
 
 
 def encode_map(gmap: GaussianMap, params: QuantParams | None = None, **kw) -> tuple[bytes, EncodeInfo]:
-    """Quantise and encode a whole map as a snapshot."""
+    """Quantise and encode a whole map as a snapshot. A map whose ids are implicit (a scene read
+    without ids) is renumbered 1..N in the codec's own spatial order first, so its ids cost
+    nothing: the receiver gets the same Gaussians, numbered in that order."""
     params = params or QuantParams()
     kw.setdefault("tile_size", gmap.tile_size)
-    return encode_snapshot(to_qmap(gmap, params), params, **kw)
+    q = to_qmap(gmap, params)
+    if gmap.ids_implicit:
+        q = spatial_ids(q, params)
+    return encode_snapshot(q, params, **kw)
+
+
+def spatial_ids(q: QMap, params: QuantParams) -> QMap:
+    """``q`` reordered as the octree visits it (tile, Morton code), with ids 1..N in that order."""
+    out = q.take(octree_rows(q, params))
+    out.ids = np.arange(1, len(out) + 1, dtype=np.uint64)
+    return out
 
 
 def decode_snapshot(data, max_level: int | None = None, max_gaussians: int = 1 << 26):

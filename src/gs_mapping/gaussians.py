@@ -15,6 +15,17 @@ field              shape / dtype    meaning
 ``levels``         (N,)   uint8     octree level of detail (0 = coarsest), for progressive coding
 =================  ===============  ===================================================
 
+Ids and levels are optional on construction: a scene read from a file that has none (every
+trainer's PLY, SPZ, SOG) gets ids 1..N in file order and level 0, and ``ids_implicit`` says so —
+nobody depends on those ids, so the codec may renumber them (in its own spatial order) for free.
+
+Non-finite values (:func:`clamp_nonfinite`, used by every file reader): an opacity logit of ±inf
+(what an 8-bit alpha of 0 or 255 converts to) is clamped to ±``OPACITY_LOGIT_LIMIT`` (20: sigmoid
+is then 1 − 2e-9, identical in float32); a log-scale of −inf (a zero scale) to ``LOG_SCALE_MIN``.
+Any other NaN or infinity (positions, rotations, SH, NaN opacities, +inf scales) is refused with one
+line naming the field and the row. The container itself (:meth:`GaussianMap.validate`) holds finite
+values only.
+
 Tiles: each Gaussian belongs to the voxel-hashed cell ``floor(mean / tile_size)`` (GS-Share's
 anchors). The container records what changed per tile since the last :meth:`take_changes` (added,
 updated, removed ids), which is what the codec turns into deltas.
@@ -81,6 +92,43 @@ class ChangeSet:
 
 CHANGE_RECORD_MIN = 1 << 16  # removed ids / tiles the change record keeps at least (see _bound_record)
 _FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh", "levels")
+OPACITY_LOGIT_LIMIT = 20.0  # |logit| beyond this renders identically in float32 (the codec clamps here too)
+LOG_SCALE_MIN = -30.0  # a zero scale (log −inf) becomes e**−30: invisible, finite
+
+
+def clamp_nonfinite(
+    means: np.ndarray,
+    quats: np.ndarray,
+    log_scales: np.ndarray,
+    opacity_logits: np.ndarray,
+    sh: np.ndarray,
+    source: str = "",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The suite's one rule for non-finite values read from a file (see the module docstring):
+    float32 copies with opacity ±inf and log-scale −inf clamped; :class:`MapError` naming the field
+    and row for any other NaN or infinity. ``source`` prefixes the message (a file name)."""
+    where = f"{source}: " if source else ""
+    op = np.array(opacity_logits, np.float32).reshape(-1)
+    ls = np.array(log_scales, np.float32).reshape(len(op), 3)
+    op[np.isposinf(op)] = OPACITY_LOGIT_LIMIT
+    op[np.isneginf(op)] = -OPACITY_LOGIT_LIMIT
+    ls[np.isneginf(ls)] = LOG_SCALE_MIN
+    fields = {
+        "position": np.asarray(means, np.float32).reshape(len(op), 3),
+        "rotation": np.asarray(quats, np.float32).reshape(len(op), 4),
+        "scale": ls,
+        "opacity": op,
+        "SH coefficient": np.asarray(sh, np.float32).reshape(len(op), -1, 3),
+    }
+    for name, arr in fields.items():
+        bad = ~np.isfinite(arr.reshape(len(op), -1)).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise MapError(
+                f"{where}{name} of Gaussian {row} (row in file) is not finite "
+                f"({int(bad.sum())} Gaussians affected); only ±inf opacities and zero scales are clamped"
+            )
+    return fields["position"], fields["rotation"], ls, op, fields["SH coefficient"]
 
 
 def unit_quaternions(quats, n: int) -> np.ndarray:
@@ -107,9 +155,17 @@ class GaussianMap:
     ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     levels: np.ndarray = field(default=None)  # type: ignore[assignment]
     next_id: int = 1
+    # ids were assigned 1..N on load (the source had none): the codec may renumber them
+    ids_implicit: bool = False
 
     def __post_init__(self) -> None:
         k = sh_coeffs(self.sh_degree)
+        if self.means is not None and len(self.means):
+            n = len(np.asarray(self.means).reshape(-1, 3))
+            if self.ids is None:  # a scene without ids: 1..N in the given order
+                self.ids, self.ids_implicit = np.arange(1, n + 1, dtype=np.uint64), True
+            if self.levels is None:
+                self.levels = np.zeros(n, np.uint8)
         if not self.tile_size > 0:
             raise MapError(f"tile_size must be > 0, got {self.tile_size}")
         empty = {
@@ -176,6 +232,7 @@ class GaussianMap:
             **{n: getattr(self, n).copy() for n in _FIELDS},
             ids=self.ids.copy(),
             next_id=self.next_id,
+            ids_implicit=self.ids_implicit,
         )
 
     def subset(self, rows: np.ndarray) -> GaussianMap:
@@ -186,6 +243,7 @@ class GaussianMap:
             **{n: getattr(self, n)[rows] for n in _FIELDS},
             ids=self.ids[rows],
             next_id=self.next_id,
+            ids_implicit=self.ids_implicit,
         )
 
     def tile_coords(self) -> np.ndarray:

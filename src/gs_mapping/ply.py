@@ -1,10 +1,17 @@
 """Standard 3DGS PLY files (the layout of the reference implementation that viewers read).
 
-Binary little-endian, one ``vertex`` element with float properties ``x y z nx ny nz f_dc_0..2
-f_rest_* opacity scale_0..2 rot_0..3``. Stored values are pre-activation, as viewers expect:
-opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major (all
-coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53) and
+We write binary little-endian, one ``vertex`` element with float properties ``x y z nx ny nz
+f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``. Stored values are pre-activation, as viewers
+expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major
+(all coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53) and
 ``level`` (uchar); viewers skip properties they do not know.
+
+We read what trainers and tools write: binary little- or big-endian, the properties in any order
+and any scalar type (float, double, half, integers), with or without normals, ``id``, ``level``,
+SH degree 0–3, other elements skipped. Without ``id`` the map's ids are implicit (1..N in file
+order, :attr:`GaussianMap.ids_implicit`). Non-finite values follow
+:func:`gs_mapping.gaussians.clamp_nonfinite`. :func:`read_elements` is the generic parser the other
+PLY-based formats (PlayCanvas compressed PLY) use.
 
 Writes are atomic (temp file + rename); loads are validated (header, sizes, finite values).
 """
@@ -16,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MapError
-from .gaussians import GaussianMap
+from .gaussians import GaussianMap, clamp_nonfinite
 from .output_files import write_bytes
 
 _PLY_TYPES = {
@@ -36,7 +43,10 @@ _PLY_TYPES = {
     "float32": "<f4",
     "double": "<f8",
     "float64": "<f8",
+    "half": "<f2",
+    "float16": "<f2",
 }
+MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _MAX_HEADER = 64 * 1024
 
@@ -97,90 +107,121 @@ def atomic_write(path: Path, blob: bytes, *, overwrite: bool = True, inputs=()) 
     write_bytes(path, blob, overwrite=overwrite, inputs=inputs)
 
 
-def _parse_header(raw: bytes, path: Path) -> tuple[int, np.dtype, int, dict[str, str]]:
-    end = raw.find(b"end_header\n", 0, _MAX_HEADER)
+def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Parse a binary PLY: ``{element name: structured array (a view of raw)}`` and the comment
+    lines. Every size is checked against the bytes present before any view is made."""
+    end = raw.find(b"\nend_header\n", 0, _MAX_HEADER)
     if not raw.startswith(b"ply\n") or end < 0:
-        raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
+        raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first 64 kB)")
     lines = raw[:end].decode("ascii", errors="replace").splitlines()
-    fmt, count, props, comments, in_vertex = None, None, [], {}, False
+    fmt, elements, comments = None, [], []
     for line in lines[1:]:
         words = line.split()
         if not words:
             continue
         if words[0] == "format":
             fmt = words[1] if len(words) > 1 else None
-        elif words[0] == "comment" and len(words) >= 3 and words[1] == "gs_mapping":
-            comments.update(zip(words[2::2], words[3::2], strict=False))
+        elif words[0] == "comment":
+            comments.append(line[len("comment") :].strip())
         elif words[0] == "element":
-            if in_vertex or count is not None:
-                raise MapError(f"{path}: only a single 'vertex' element is supported")
-            if len(words) != 3 or words[1] != "vertex" or not words[2].isdigit():
-                raise MapError(f"{path}: bad element line {line!r}")
-            count, in_vertex = int(words[2]), True
+            if len(words) != 3 or not words[2].isdigit() or int(words[2]) > MAX_ELEMENT_COUNT:
+                raise MapError(f"{path}: bad element line {line[:80]!r}")
+            if any(e[0] == words[1] for e in elements):
+                raise MapError(f"{path}: element {words[1]!r} declared twice")
+            elements.append((words[1], int(words[2]), []))
         elif words[0] == "property":
+            if not elements:
+                raise MapError(f"{path}: property before any element")
+            if len(words) >= 2 and words[1] == "list":
+                raise MapError(f"{path}: list property {line[:80]!r} not supported (3DGS PLYs have none)")
             if len(words) != 3 or words[1] not in _PLY_TYPES:
-                raise MapError(f"{path}: unsupported property line {line!r}")
+                raise MapError(f"{path}: unsupported property line {line[:80]!r}")
+            props = elements[-1][2]
+            if any(n == words[2] for n, _ in props):
+                raise MapError(f"{path}: property {words[2]!r} declared twice")
             props.append((words[2], _PLY_TYPES[words[1]]))
-    if fmt != "binary_little_endian":
-        raise MapError(f"{path}: format {fmt!r} not supported (binary_little_endian only)")
-    if count is None:
-        raise MapError(f"{path}: no vertex element")
-    return count, np.dtype(props), end + len(b"end_header\n"), comments
+        elif words[0] not in ("obj_info",):
+            raise MapError(f"{path}: unknown header line {line[:80]!r}")
+    if fmt not in ("binary_little_endian", "binary_big_endian"):
+        raise MapError(f"{path}: format {fmt!r} not supported (binary little- or big-endian)")
+    order = "<" if fmt == "binary_little_endian" else ">"
+    offset = end + len(b"\nend_header\n")
+    out = {}
+    for name, count, props in elements:
+        dtype = np.dtype([(n, order + t.lstrip("<")) for n, t in props])
+        need = count * dtype.itemsize
+        if offset + need > len(raw):
+            raise MapError(
+                f"{path}: truncated: element {name!r} declares {count} rows ({need} bytes) "
+                f"but only {max(len(raw) - offset, 0)} bytes remain"
+            )
+        if dtype.itemsize:
+            out[name] = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+        offset += need
+    return out, comments
+
+
+def read_file(path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise MapError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+_BASE = (
+    ["x", "y", "z", "opacity"]
+    + [f"f_dc_{c}" for c in range(3)]
+    + [f"scale_{i}" for i in range(3)]
+    + [f"rot_{i}" for i in range(4)]
+)
+
+
+def _col(data: np.ndarray, name: str) -> np.ndarray:
+    return data[name].astype(np.float32)
 
 
 def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
-    """Read a 3DGS PLY (ours or any standard one); missing ids are assigned 1..N."""
+    """Read a standard 3DGS PLY (ours or any trainer's); see the module docstring."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MapError(f"{path}: cannot read: {exc.strerror}") from None
-    count, dtype, offset, comments = _parse_header(raw, path)
-    need = offset + count * dtype.itemsize
-    if len(raw) < need:
-        raise MapError(
-            f"{path}: truncated: header declares {count} vertices ({need} bytes), file has {len(raw)} bytes"
-        )
-    data = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
-    names = set(dtype.names or ())
-    base = {
-        "x",
-        "y",
-        "z",
-        "f_dc_0",
-        "f_dc_1",
-        "f_dc_2",
-        "opacity",
-        "scale_0",
-        "scale_1",
-        "scale_2",
-        "rot_0",
-        "rot_1",
-        "rot_2",
-        "rot_3",
-    }
-    missing = sorted(base - names)
+    elements, comments = read_elements(read_file(path), path)
+    if "vertex" not in elements:
+        if "chunk" in elements:
+            raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
+        raise MapError(f"{path}: no vertex element")
+    data = elements["vertex"]
+    names = set(data.dtype.names or ())
+    if "packed_position" in names:
+        raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
+    missing = [n for n in _BASE if n not in names]
     if missing:
         raise MapError(f"{path}: missing 3DGS property {missing[0]!r}")
+    count = len(data)
     n_rest = sum(1 for n in names if n.startswith("f_rest_"))
     if n_rest % 3 or (n_rest // 3 + 1) not in (1, 4, 9, 16):
         raise MapError(f"{path}: {n_rest} f_rest properties do not form SH degree 0..3")
+    absent = [f"f_rest_{i}" for i in range(n_rest) if f"f_rest_{i}" not in names]
+    if absent:
+        raise MapError(f"{path}: f_rest properties are not numbered 0..{n_rest - 1} ({absent[0]!r} missing)")
     num_sh = n_rest // 3 + 1
     degree = int(round(num_sh**0.5)) - 1
     sh = np.zeros((count, num_sh, 3), np.float32)
     for c in range(3):
         sh[:, 0, c] = data[f"f_dc_{c}"]
     if n_rest:
-        rest = np.stack([data[f"f_rest_{i}"] for i in range(n_rest)], axis=1).reshape(count, 3, num_sh - 1)
-        sh[:, 1:, :] = rest.transpose(0, 2, 1)
-    wxyz = np.stack([data[f"rot_{i}"] for i in range(4)], axis=1).astype(np.float64)
-    norms = np.linalg.norm(wxyz, axis=1, keepdims=True)
-    if count and (not np.all(np.isfinite(wxyz)) or norms.min() < 1e-12):
-        raise MapError(f"{path}: a rotation is zero or non-finite")
-    # Normalise only rotations that need it, so our own files round-trip bit for bit.
-    off = np.abs(norms[:, 0] - 1.0) > 1e-6
-    wxyz[off] /= norms[off]
-    quats = wxyz[:, [1, 2, 3, 0]]
+        rest = np.stack([data[f"f_rest_{i}"] for i in range(n_rest)], axis=1).astype(np.float32)
+        sh[:, 1:, :] = rest.reshape(count, 3, num_sh - 1).transpose(0, 2, 1)
+    wxyz = np.stack([_col(data, f"rot_{i}") for i in range(4)], axis=1)
+    means, xyzw, log_scales, opacity, sh = clamp_nonfinite(
+        np.stack([_col(data, a) for a in "xyz"], axis=1),
+        wxyz[:, [1, 2, 3, 0]],
+        np.stack([_col(data, f"scale_{i}") for i in range(3)], axis=1),
+        _col(data, "opacity"),
+        sh,
+        str(path),
+    )
+    quats = unit_rotations(xyzw, str(path))
+    levels = data["level"].astype(np.uint8) if "level" in names else None
+    ids = None
     if "id" in names:
         idf = data["id"].astype(np.float64)
         if count and (not np.all(np.isfinite(idf)) or idf.min() < 0 or np.any(idf != np.floor(idf))):
@@ -191,20 +232,21 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
             ids = ids[order]
             if np.any(ids[1:] == ids[:-1]):
                 raise MapError(f"{path}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
-            data, sh, quats = data[order], sh[order], quats[order]
-    else:
-        ids = np.arange(1, count + 1, dtype=np.uint64)
-    tile = tile_size if tile_size is not None else float(comments.get("tile_size", 2.0))
+            means, quats, log_scales, opacity, sh = (
+                a[order] for a in (means, quats, log_scales, opacity, sh)
+            )
+            levels = None if levels is None else levels[order]
+    tile = tile_size if tile_size is not None else _tile_size(comments)
     gmap = GaussianMap(
         sh_degree=degree,
         tile_size=tile,
-        means=np.stack([data["x"], data["y"], data["z"]], axis=1),
-        quats=quats.astype(np.float32),
-        log_scales=np.stack([data[f"scale_{i}"] for i in range(3)], axis=1),
-        opacity_logits=data["opacity"],
+        means=means,
+        quats=quats,
+        log_scales=log_scales,
+        opacity_logits=opacity,
         sh=sh,
         ids=ids,
-        levels=data["level"] if "level" in names else None,
+        levels=levels,
     )
     try:
         gmap.validate()
@@ -212,3 +254,28 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
         raise MapError(f"{path}: {exc}") from None
     gmap.take_changes()
     return gmap
+
+
+def _tile_size(comments: list[str]) -> float:
+    for c in comments:
+        words = c.split()
+        if words[:1] == ["gs_mapping"]:
+            kv = dict(zip(words[1::2], words[2::2], strict=False))
+            try:
+                t = float(kv.get("tile_size", 2.0))
+            except ValueError:
+                return 2.0
+            return t if np.isfinite(t) and t > 0 else 2.0
+    return 2.0
+
+
+def unit_rotations(xyzw: np.ndarray, source: str) -> np.ndarray:
+    """Float32 unit quaternions (x, y, z, w) from a file's rotations; only rotations that need it
+    are normalised, so our own files round-trip bit for bit. A zero rotation is refused."""
+    q = np.asarray(xyzw, np.float64)
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    if len(q) and norms.min() < 1e-12:
+        raise MapError(f"{source}: rotation of Gaussian {int(np.argmin(norms[:, 0]))} (row in file) is zero")
+    off = np.abs(norms[:, 0] - 1.0) > 1e-6
+    q[off] /= norms[off]
+    return q.astype(np.float32)

@@ -1,4 +1,4 @@
-"""``gs-mapping decode IN.gsd OUT.ply [--max-level K]``: a snapshot back to a PLY (with ids)."""
+"""``gs-mapping decode IN.gsd OUT.ply|OUT.spz [--max-level K]``: a snapshot back to a scene file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", help="input snapshot (.gsd)")
-    p.add_argument("out", help="output 3DGS PLY")
+    p.add_argument("out", help="output scene: .ply (with ids and levels) or .spz")
     p.add_argument(
         "--max-level",
         type=int,
@@ -16,27 +16,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "with mapper levels) the Gaussians of layers 0..K, else aggregated Gaussians "
         "with ids 1..M",
     )
+    p.add_argument("--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version (default 4)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
     from gs_map_share.snapshot import decode_map
-    from gs_mapping.ply import save_ply
 
-    data = read_container(args.container)
-    gmap = decode_map(data, args.max_level)
-    save_ply(gmap, Path(args.out))
+    from .scene_io import read_container, save_scene
+
+    gmap = decode_map(read_container(args.container), args.max_level)
+    save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree}))
     return 0
 
 
 def read_container(path: str) -> bytes:
-    from gs_map_share.errors import DecodeError
+    """A container file's bytes (kept here for ``gs-mapping apply``)."""
+    from .scene_io import read_container as read
 
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise DecodeError(f"{path}: cannot read: {exc.strerror}") from None
+    return read(path)

@@ -1,4 +1,9 @@
-"""``gs-mapping encode MAP.ply OUT.gsd``: a map as one progressive, entropy-coded snapshot."""
+"""``gs-mapping encode SCENE OUT.gsd``: a scene as one progressive, entropy-coded snapshot.
+
+SCENE: any format ``gs-mapping convert`` reads (PLY, compressed PLY, SPZ, SOG). Quality presets
+are in metres (the mapper's maps); ``--relative`` scales the position step to the scene's own size
+(for scenes in arbitrary units, see :meth:`QuantParams.relative_to`).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +13,61 @@ import argparse
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", type=int, default=2, help="0 (smallest) … 5 (finest); default 2")
     p.add_argument(
-        "--pos-step", type=float, default=None, help="position lattice step in metres (overrides quality)"
+        "--pos-step",
+        type=float,
+        default=None,
+        help="position lattice step in scene units (overrides quality)",
     )
     p.add_argument("--map-id", type=int, default=1, help="map id written to the container (default 1)")
     p.add_argument("--frame-id", default="map", help="frame id of the map (default 'map')")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input 3DGS PLY")
-    p.add_argument("out", help="output container (.gsd)")
-    p.add_argument("--levels", type=int, default=5, help="levels of detail (default 5)")
-    p.add_argument("--seq", type=int, default=1, help="sequence number of the snapshot (default 1)")
+def add_codec_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that writes a snapshot (encode, convert to .gsd)."""
     add_common(p)
+    p.add_argument(
+        "--relative",
+        action="store_true",
+        help="position step relative to the scene's Gaussian sizes instead of metres (scenes in "
+        "arbitrary units: trained objects, SOG/SPZ downloads)",
+    )
+    p.add_argument("--levels", type=int, default=5, help="levels of detail (default 5; 1 = single level)")
+    p.add_argument("--seq", type=int, default=1, help="sequence number of the snapshot (default 1)")
 
 
-def run(args) -> int:
-    import json
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json)")
+    p.add_argument("out", help="output container (.gsd)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_codec_options(p)
+
+
+def encode_to(args, gmap, out: str) -> dict:
     from pathlib import Path
 
     from gs_map_share.quantize import QuantParams
     from gs_map_share.snapshot import encode_map
     from gs_mapping.errors import ConfigError
-    from gs_mapping.ply import atomic_write, load_ply
+    from gs_mapping.output_files import check_output, write_bytes
 
     if not 1 <= args.levels <= 32:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
-    gmap = load_ply(args.map)
+    inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
+    check_output(out, overwrite=args.overwrite, inputs=inputs)
     params = QuantParams.from_quality(args.quality, args.pos_step)
+    if args.relative:
+        params = params.relative_to(gmap)
     data, info = encode_map(
         gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
     )
-    atomic_write(Path(args.out), data)
-    print(json.dumps(info.as_dict()))
+    write_bytes(Path(out), data, overwrite=args.overwrite, inputs=inputs)
+    return {**info.as_dict(), "pos_step": params.pos_step}
+
+
+def run(args) -> int:
+    import json
+
+    from .scene_io import load_scene
+
+    print(json.dumps(encode_to(args, load_scene(args.map), args.out)))
     return 0

@@ -1,4 +1,4 @@
-"""``gs-mapping export MAP.ply OUT.spz``: Niantic SPZ (version 2, gzip) for common splat viewers."""
+"""``gs-mapping export SCENE OUT.spz``: Niantic SPZ (version 4 by default) for common splat viewers."""
 
 from __future__ import annotations
 
@@ -6,33 +6,36 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input 3DGS PLY")
+    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .gsd)")
     p.add_argument("out", help="output .spz")
     p.add_argument(
-        "--fractional-bits",
+        "--spz-version",
         type=int,
-        default=12,
-        help="fixed-point fraction bits of positions (default 12: 0.24 mm steps, ±2048 m range)",
+        default=4,
+        choices=(2, 3, 4),
+        help="SPZ version (default 4, smallest-three rotations; 2 for viewers that predate v3)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
-    from gs_map_share.spz import write_spz
-    from gs_mapping.ply import atomic_write, load_ply
+    from gs_mapping.errors import ConfigError
 
-    gmap = load_ply(args.map)
-    data = write_spz(gmap, args.fractional_bits)
-    atomic_write(Path(args.out), data)
+    from .scene_io import load_scene, save_scene
+
+    if not str(args.out).lower().endswith(".spz"):
+        raise ConfigError(f"{args.out}: export writes .spz (use 'gs-mapping convert' for other formats)")
+    gmap = load_scene(args.map)
+    nbytes = save_scene(gmap, args.out, args)
     print(
         json.dumps(
             {
                 "gaussians": len(gmap),
-                "bytes": len(data),
-                "bytes_per_gaussian": len(data) / max(len(gmap), 1),
-                "spz_version": 2,
+                "bytes": nbytes,
+                "bytes_per_gaussian": nbytes / max(len(gmap), 1),
+                "spz_version": args.spz_version,
             }
         )
     )

@@ -1,0 +1,43 @@
+"""``gs-mapping convert IN OUT``: a 3DGS scene from one format to another, by file name.
+
+IN: standard 3DGS PLY, PlayCanvas compressed PLY, SPZ (v1–v4), SOG (``.sog``, ``meta.json`` or its
+directory) or our snapshot (``.gsd``). OUT: ``.ply``, ``.spz`` (version 4; ``--spz-version 2`` for
+viewers that predate v3) or ``.gsd`` (a snapshot, as ``gs-mapping encode``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .encode import add_codec_options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="scene: .ply, .compressed.ply, .spz, .sog, meta.json (SOG) or .gsd")
+    p.add_argument("out", help="output: .ply, .spz or .gsd")
+    p.add_argument(
+        "--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version written (default 4)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_codec_options(p)
+
+
+def run(args) -> int:
+    import json
+
+    from gs_mapping.errors import ConfigError
+
+    from .scene_io import load_scene, save_scene
+
+    if str(args.out).lower().endswith(".gsd"):
+        from .encode import encode_to
+
+        info = encode_to(args, load_scene(args.input), args.out)
+        print(json.dumps(info))
+        return 0
+    if not args.out or str(args.out).lower().endswith((".sog", ".json", ".compressed.ply")):
+        raise ConfigError(f"{args.out}: cannot write this format (.ply, .spz or .gsd)")
+    gmap = load_scene(args.input)
+    nbytes = save_scene(gmap, args.out, args)
+    print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree, "bytes": nbytes}))
+    return 0

@@ -1,0 +1,233 @@
+"""PlayCanvas SOG ("spatially ordered Gaussians"): read, from a directory holding ``meta.json`` and
+its WebP images, or a ``.sog`` zip of the same files. Images are decoded by Pillow.
+
+Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is Gaussian i):
+
+- ``means``: ``means_l`` / ``means_u`` hold the low / high byte of a 16-bit fraction per axis (RGB)
+  between ``mins`` and ``maxs`` of the log-transformed position ``sign(x)·ln(1+|x|)``;
+- ``quats``: smallest three — RGB three components ``(v/255·2 − 1)/sqrt(2)``, alpha 252 + the index
+  of the largest of (w, x, y, z), which is rebuilt positive (another alpha: identity);
+- ``scales``: RGB index the 256-entry ``codebook`` of log-scales;
+- ``sh0``: RGB index the ``codebook`` of DC coefficients, alpha = opacity · 255;
+- ``shN`` (optional): ``labels`` (R + 256·G) pick one of ``count`` palette entries of
+  ``centroids`` (64 entries per row, each 3/8/15 pixels wide for ``bands`` 1/2/3, RGB index the
+  ``codebook``).
+
+Version 1 (no ``version``; ``means.shape``): scales, colours/opacity (logit) and SH are 8-bit
+fractions between per-channel ``mins`` / ``maxs`` instead of codebooks. Formulas follow PlayCanvas'
+reader (splat-transform ``read-sog``). Image sizes are checked against the Gaussian count and the
+file sizes before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import MapError
+from ..gaussians import GaussianMap, clamp_nonfinite
+from ..ply import unit_rotations
+
+MAX_POINTS = 1 << 26
+MAX_META = 16 << 20
+MAX_RATIO = 1024  # pixels per compressed byte we believe a WebP can hold (plus a floor below)
+_SQRT2 = np.sqrt(2.0)
+_SH_COEFFS = (0, 3, 8, 15)
+
+
+class _Files:
+    """The SOG's files by name, from a directory or a zip, sizes bounded before reading."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip = None
+        if path.is_dir():
+            self.dir = path
+        elif path.name == "meta.json":
+            self.dir = path.parent
+        else:
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise MapError(
+                    f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
+                ) from None
+
+    def read(self, name: str, limit: int) -> bytes:
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            raise MapError(f"{self.path}: SOG names an invalid file {str(name)[:60]!r}")
+        try:
+            if self.zip is not None:
+                info = self.zip.getinfo(name)
+                if info.file_size > limit:
+                    raise MapError(
+                        f"{self.path}: SOG member {name} is {info.file_size} bytes (limit {limit})"
+                    )
+                return self.zip.read(name)
+            f = self.dir / name
+            if f.stat().st_size > limit:
+                raise MapError(f"{self.path}: SOG file {name} is {f.stat().st_size} bytes (limit {limit})")
+            return f.read_bytes()
+        except KeyError:
+            raise MapError(f"{self.path}: SOG file {name} missing") from None
+        except (OSError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
+            raise MapError(f"{self.path}: cannot read SOG file {name}: {exc}") from None
+
+
+def _pixels(files: _Files, name: str, count: int) -> np.ndarray:
+    """The first ``count`` RGBA pixels of a WebP, row by row: (count, 4) uint8."""
+    return _image(files, name, count).reshape(-1, 4)[:count]
+
+
+def _image(files: _Files, name: str, count: int, width: int | None = None, widths=None) -> np.ndarray:
+    """RGBA uint8 (h, w, 4) of a WebP, checked: at least ``count`` pixels, no more than its bytes
+    can plausibly hold (a lying size cannot make us allocate)."""
+    raw = files.read(name, 1 << 30)
+    try:
+        img = Image.open(io.BytesIO(raw), formats=["WEBP"])
+        w, h = img.size
+        if widths is not None:  # SOG version 1 names the SH band count by the image width only
+            width = w if w in widths else -1
+        if w * h < count or w * h > MAX_RATIO * len(raw) + (1 << 16) or (width is not None and w != width):
+            raise MapError(
+                f"{files.path}: SOG image {name} is {w}×{h} for {count} Gaussians ({len(raw)} bytes)"
+            )
+        return np.asarray(img.convert("RGBA"), np.uint8)  # (h, w, 4)
+    except MapError:
+        raise
+    except Exception as exc:  # Pillow raises many types on corrupt images  # noqa: BLE001
+        raise MapError(f"{files.path}: SOG image {name} cannot be decoded ({type(exc).__name__})") from None
+
+
+def _section(meta: dict, key: str, path, n_files: int = 1) -> dict:
+    v = meta.get(key)
+    if not isinstance(v, dict) or not isinstance(v.get("files"), list) or len(v["files"]) < n_files:
+        raise MapError(f"{path}: SOG meta.json lacks a valid {key!r} entry")
+    return v
+
+
+def _floats(v, n: int, what: str, path) -> np.ndarray:
+    try:
+        a = np.asarray(v, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise MapError(f"{path}: SOG {what} is not a list of numbers") from None
+    if len(a) != n or not np.all(np.isfinite(a)):
+        raise MapError(f"{path}: SOG {what} must be {n} finite numbers")
+    return a
+
+
+def load_sog(path) -> GaussianMap:
+    path = Path(path)
+    files = _Files(path)
+    try:
+        meta = json.loads(files.read("meta.json", MAX_META))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MapError(f"{path}: SOG meta.json is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise MapError(f"{path}: SOG meta.json is not an object")
+    version = meta.get("version", 1)
+    if version == 2:
+        count = meta.get("count")
+    elif version == 1:
+        shape = _section(meta, "means", path).get("shape")
+        count = shape[0] if isinstance(shape, list) and shape else None
+    else:
+        raise MapError(f"{path}: SOG version {version!r} not supported (1 or 2)")
+    if not isinstance(count, int) or not 0 < count <= MAX_POINTS:
+        raise MapError(f"{path}: SOG Gaussian count {count!r} out of range (1..{MAX_POINTS})")
+    n = count
+    means_m = _section(meta, "means", path, 2)
+    lo = _pixels(files, means_m["files"][0], n)[:, :3].astype(np.int64)
+    hi = _pixels(files, means_m["files"][1], n)[:, :3].astype(np.int64)
+    mins = _floats(means_m.get("mins"), 3, "means.mins", path)
+    maxs = _floats(means_m.get("maxs"), 3, "means.maxs", path)
+    span = np.where(maxs - mins == 0, 1.0, maxs - mins)
+    v = mins + span * ((lo | (hi << 8)) / 65535.0)
+    means = np.sign(v) * np.expm1(np.abs(v))
+
+    q = _pixels(files, _section(meta, "quats", path)["files"][0], n)
+    abc = (q[:, :3] / 255.0 * 2 - 1) / _SQRT2
+    tag = q[:, 3].astype(np.int64) - 252
+    valid = (tag >= 0) & (tag <= 3)
+    largest = np.where(valid, tag, 0)
+    wxyz = np.empty((n, 4))
+    rows = np.arange(n)
+    m = np.sqrt(np.maximum(0.0, 1.0 - (abc**2).sum(axis=1)))
+    for slot in range(4):
+        others = np.where(slot < largest, slot, slot - 1)
+        wxyz[:, slot] = np.where(largest == slot, m, abc[rows, np.clip(others, 0, 2)])
+    wxyz[~valid] = (1, 0, 0, 0)
+
+    sc = _pixels(files, _section(meta, "scales", path)["files"][0], n)
+    c0 = _pixels(files, _section(meta, "sh0", path)["files"][0], n)
+    if version == 2:
+        scales = _floats(meta["scales"].get("codebook"), 256, "scales.codebook", path)[sc[:, :3]]
+        dc = _floats(meta["sh0"].get("codebook"), 256, "sh0.codebook", path)[c0[:, :3]]
+        a = np.clip(c0[:, 3] / 255.0, 1e-6, 1 - 1e-6)
+        opacity = np.log(a / (1 - a))
+    else:
+        smin = _floats(meta["scales"].get("mins"), 3, "scales.mins", path)
+        smax = _floats(meta["scales"].get("maxs"), 3, "scales.maxs", path)
+        scales = smin + (smax - smin) * (sc[:, :3] / 255.0)
+        cmin = _floats(meta["sh0"].get("mins"), 4, "sh0.mins", path)
+        cmax = _floats(meta["sh0"].get("maxs"), 4, "sh0.maxs", path)
+        t = cmin + (cmax - cmin) * (c0 / 255.0)
+        dc, opacity = t[:, :3], t[:, 3]
+
+    k, rest = 1, None
+    shn = meta.get("shN")
+    if isinstance(shn, dict):
+        rest, k = _sh_rest(files, shn, n, version, path)
+    sh = np.zeros((n, k, 3), np.float32)
+    sh[:, 0] = dc
+    if rest is not None:
+        sh[:, 1:] = rest
+    means, xyzw, scales, opacity, sh = clamp_nonfinite(
+        means, wxyz[:, [1, 2, 3, 0]], scales, opacity, sh, str(path)
+    )
+    return GaussianMap(
+        sh_degree=int(round(k**0.5)) - 1,
+        means=means,
+        quats=unit_rotations(xyzw, str(path)),
+        log_scales=scales,
+        opacity_logits=opacity,
+        sh=sh,
+    )
+
+
+def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.ndarray | None, int]:
+    if not isinstance(shn.get("files"), list) or len(shn["files"]) != 2:
+        raise MapError(f"{path}: SOG shN entry lacks its two files")
+    if version == 2:
+        bands = shn.get("bands")
+        if bands not in (1, 2, 3):
+            raise MapError(f"{path}: SOG shN.bands {bands!r} not in 1..3")
+        coeffs = _SH_COEFFS[bands]
+        palette = shn.get("count")
+        if not isinstance(palette, int) or not 0 < palette <= 65536:
+            raise MapError(f"{path}: SOG shN.count {palette!r} not in 1..65536")
+        book = _floats(shn.get("codebook"), 256, "shN.codebook", path)
+        cen = _image(files, shn["files"][0], 0, width=64 * coeffs)
+    else:
+        lo, hi = shn.get("mins"), shn.get("maxs")
+        if not all(isinstance(x, (int, float)) and np.isfinite(x) for x in (lo, hi)):
+            raise MapError(f"{path}: SOG shN.mins/maxs must be numbers")
+        book = lo + (hi - lo) * (np.arange(256) / 255.0)
+        cen = _image(files, shn["files"][0], 0, widths=(192, 512, 960))
+        coeffs = {192: 3, 512: 8, 960: 15}[cen.shape[1]]
+        palette = cen.shape[0] * 64
+    labels_img = _pixels(files, shn["files"][1], n)
+    labels = labels_img[:, 0].astype(np.int64) | (labels_img[:, 1].astype(np.int64) << 8)
+    rows = cen.shape[0]
+    palette = min(palette, rows * 64)
+    ent = cen[..., :3].reshape(rows * 64, coeffs, 3)[:palette]
+    values = book[ent]  # (palette, coeffs, 3)
+    ok = labels < palette
+    rest = np.zeros((n, coeffs, 3), np.float32)
+    rest[ok] = values[labels[ok]]
+    return rest, coeffs + 1

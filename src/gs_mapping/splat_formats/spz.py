@@ -1,0 +1,287 @@
+"""Niantic SPZ, versions 1–4 read, 2–4 written (the format of Niantic's reference library).
+
+A point cloud of n Gaussians is six attribute arrays, all points of one attribute together:
+
+- positions: 3 × 24-bit signed fixed point per point, little-endian, ``fractional_bits`` fraction
+  bits (version 1: 3 × float16);
+- alphas: u8 ``round(sigmoid(opacity_logit) · 255)``;
+- colours: 3 × u8 ``round(dc · (0.15 · 255) + 127.5)`` (the DC SH coefficient, scaled by 0.15);
+- scales: 3 × u8 ``round((log_scale + 10) · 16)``;
+- rotations: version ≤ 2: 3 × u8 ``round(q · 127.5 + 127.5)`` of x, y, z of the unit quaternion
+  with w ≥ 0; version ≥ 3: one u32 "smallest three": bits 30–31 the index of the largest |component|
+  (made positive), then per other component in x, y, z, w order (high bits first) a sign bit and 9
+  bits ``(u32)(511 · |q_i| / sqrt(1/2) + 0.5)``;
+- SH (degree ≥ 1): per point, coefficient-major with the colour channel inner, u8
+  ``round(c · 128) + 128`` rounded to the centre of a bucket of 8 (degree 1) or 16 (degrees 2–3).
+
+Versions 1–3: gzip of a 16-byte header (u32 magic "NGSP", u32 version, u32 n, u8 SH degree, u8
+fractional bits, u8 flags (1 = antialiased, 2 = extensions follow), u8 0) and the arrays in the
+order positions, alphas, colours, scales, rotations, SH. Version 4: a 32-byte uncompressed header
+(magic, version, n, degree, fractional bits, flags, u8 number of streams, u32 offset of the table of
+contents, 12 reserved bytes), the table (per stream u64 compressed size, u64 raw size), then each
+non-empty array as its own zstd frame (level 12), in the same order.
+
+Arithmetic is float32 as in the reference library (``round`` = half away from zero), so the
+attribute bytes we write equal Niantic's for the same input (checked against its output in
+``../shared/data/splats/spz_reference``; the compressed streams are equal where the same zlib/zstd
+version runs). Coordinates are written as they are (no axis change, the reference library's default
+for an unspecified source). Ids and levels are not part of SPZ: a read map has implicit ids.
+
+Reading never trusts the header: the point count is bounded by the file size (as in the reference
+reader: at most 1024 × bytes / 9 points) and by ``MAX_POINTS``, every stream's size must match what
+the header implies, and decompression stops at that size.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+try:  # Python ≥ 3.14 ships zstd; before, the backport of the same module
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd
+
+from ..errors import MapError
+from ..gaussians import GaussianMap, clamp_nonfinite
+
+MAGIC = 0x5053474E  # "NGSP"
+LATEST = 4
+MAX_POINTS = 1 << 26
+COLOR_SCALE = np.float32(0.15)
+SQRT1_2 = np.float32(0.70710678118654752)
+ZSTD_LEVEL = 12
+_LEGACY = struct.Struct("<IIIBBBB")
+_NGSP = struct.Struct("<IIIBBBBI12x")
+_F = np.float32
+
+
+def _round_away(x: np.ndarray) -> np.ndarray:
+    """C's ``std::round`` (half away from zero) of float32 values, exactly (in float64)."""
+    x = np.asarray(x, np.float64)
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(_round_away(x), 0, 255).astype(np.uint8)
+
+
+def _normalized(q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q, _F)
+    norm = np.sqrt((q * q).sum(axis=1, dtype=_F), dtype=_F)
+    return (q / np.maximum(norm, _F(1e-30))[:, None]).astype(_F)
+
+
+def _pack_smallest_three(quats: np.ndarray) -> np.ndarray:
+    q = _normalized(quats)
+    a = np.abs(q)
+    largest = np.argmax(a, axis=1)  # first of equal maxima, as the reference's strict '>'
+    rows = np.arange(len(q))
+    negate = q[rows, largest] < 0
+    comp = largest.astype(np.uint32)
+    for i in range(4):
+        keep = largest != i
+        neg = ((q[:, i] < 0) ^ negate).astype(np.uint32)
+        mag = np.floor((_F(511.0) * (a[:, i] / SQRT1_2)).astype(_F) + _F(0.5)).astype(np.uint32)
+        mag = np.minimum(mag, 511)  # |q_i| ≤ sqrt(1/2) up to float rounding
+        comp = np.where(keep, (comp << np.uint32(10)) | (neg << np.uint32(9)) | mag, comp)
+    return comp.astype("<u4").view(np.uint8).reshape(-1, 4)
+
+
+def _unpack_smallest_three(r: np.ndarray) -> np.ndarray:
+    comp = np.ascontiguousarray(r, np.uint8).view("<u4").reshape(-1).astype(np.uint32)
+    largest = (comp >> np.uint32(30)).astype(np.int64)
+    out = np.zeros((len(comp), 4), _F)
+    sum_sq = np.zeros(len(comp), _F)
+    for i in range(3, -1, -1):
+        keep = largest != i
+        mag = (comp & np.uint32(511)).astype(_F)
+        neg = ((comp >> np.uint32(9)) & np.uint32(1)).astype(bool)
+        v = (SQRT1_2 * mag / _F(511.0)).astype(_F)
+        v = np.where(neg, -v, v)
+        out[:, i] = np.where(keep, v, 0)
+        sum_sq = np.where(keep, sum_sq + v * v, sum_sq).astype(_F)
+        comp = np.where(keep, comp >> np.uint32(10), comp)
+    out[np.arange(len(out)), largest] = np.sqrt(np.maximum(_F(0), _F(1) - sum_sq))
+    return out
+
+
+def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
+    q = (_round_away((np.asarray(x, _F) * _F(128.0)).astype(_F)) + 128.0).astype(np.int64)
+    q = np.trunc((q + bucket // 2) / bucket).astype(np.int64) * bucket  # C integer division
+    return np.clip(q, 0, 255).astype(np.uint8)
+
+
+def pack_attributes(gmap: GaussianMap, version: int = LATEST, fractional_bits: int = 12) -> list[bytes]:
+    """The six raw attribute arrays (positions, alphas, colours, scales, rotations, SH) of SPZ
+    ``version`` (2–4), as the reference library packs them."""
+    n = len(gmap)
+    if version not in (2, 3, 4):
+        raise MapError(f"SPZ version must be 2, 3 or 4 for writing, got {version}")
+    if n > MAX_POINTS:
+        raise MapError(f"SPZ: at most {MAX_POINTS} points, the map has {n}")
+    if not 0 <= fractional_bits <= 23:
+        raise MapError(f"SPZ fractional bits must be 0..23, got {fractional_bits}")
+    fixed = _round_away((gmap.means.astype(_F) * _F(1 << fractional_bits)).astype(_F))
+    ext = float(np.abs(fixed).max()) if n else 0.0
+    if ext >= (1 << 23):
+        raise MapError(
+            f"a Gaussian lies {ext / (1 << fractional_bits):.1f} units from the origin, beyond SPZ's "
+            f"±{2.0 ** (23 - fractional_bits):.0f} with {fractional_bits} fractional bits (it would "
+            f"wrap); use fewer fractional bits"
+        )
+    pos = fixed.astype(np.int32).astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+    alpha = _u8((_F(1) / (_F(1) + np.exp(-gmap.opacity_logits.astype(_F)))).astype(_F) * _F(255.0))
+    colors = _u8((gmap.sh[:, 0, :].astype(_F) * (COLOR_SCALE * _F(255.0)) + _F(127.5)).astype(_F))
+    scales = _u8(((gmap.log_scales.astype(_F) + _F(10.0)).astype(_F) * _F(16.0)).astype(_F))
+    if version >= 3:
+        rots = _pack_smallest_three(gmap.quats)
+    else:
+        q = _normalized(gmap.quats)
+        q = q * np.where(q[:, 3:4] < 0, _F(-127.5), _F(127.5)) + _F(127.5)
+        rots = _u8(q[:, :3].astype(_F))
+    sh = b""
+    if gmap.num_sh > 1:
+        k = np.arange(1, gmap.num_sh)
+        bucket = np.where(k < 4, 8, 16)
+        rest = gmap.sh[:, 1:, :].astype(_F)
+        sh8 = np.empty(rest.shape, np.uint8)
+        for b in (8, 16):
+            sel = bucket == b
+            sh8[:, sel, :] = _quantize_sh(rest[:, sel, :], b)
+        sh = sh8.tobytes()
+    return [pos.tobytes(), alpha.tobytes(), colors.tobytes(), scales.tobytes(), rots.tobytes(), sh]
+
+
+def write_spz(gmap: GaussianMap, version: int = LATEST, fractional_bits: int = 12) -> bytes:
+    """SPZ bytes of ``gmap`` (version 4 by default; 2 for viewers that predate smallest-three
+    rotations)."""
+    parts = pack_attributes(gmap, version, fractional_bits)
+    if version < 4:
+        head = _LEGACY.pack(MAGIC, version, len(gmap), gmap.sh_degree, fractional_bits, 0, 0)
+        c = zlib.compressobj(6, zlib.DEFLATED, 31, 9)  # the reference: gzip, default level, memLevel 9
+        return c.compress(head + b"".join(parts)) + c.flush()
+    streams = []
+    for raw in parts:
+        if raw:
+            z = zstd.ZstdCompressor(level=ZSTD_LEVEL)
+            z.set_pledged_input_size(len(raw))  # as ZSTD_compress2 knows the size (same parameters)
+            streams.append((z.compress(raw, mode=zstd.ZstdCompressor.FLUSH_FRAME), len(raw)))
+    head = _NGSP.pack(MAGIC, version, len(gmap), gmap.sh_degree, fractional_bits, 0, len(streams), 32)
+    toc = b"".join(struct.pack("<QQ", len(c), u) for c, u in streams)
+    return head + toc + b"".join(c for c, _ in streams)
+
+
+def _sizes(n: int, degree: int, version: int) -> list[int]:
+    k = (degree + 1) ** 2
+    return [n * (6 if version == 1 else 9), n, 3 * n, 3 * n, n * (4 if version >= 3 else 3), 3 * n * (k - 1)]
+
+
+def read_spz(data: bytes, source: str = "spz") -> GaussianMap:
+    """Parse SPZ versions 1–4 into a GaussianMap (implicit ids). :class:`MapError` (one line naming
+    ``source``) on anything malformed, before any allocation the input does not justify."""
+    data = bytes(data)
+    if data[:4] == struct.pack("<I", MAGIC):
+        return _read_ngsp(data, source)
+    if data[:2] != b"\x1f\x8b":
+        raise MapError(f"{source}: not an SPZ file (neither gzip nor an NGSP header)")
+    d = zlib.decompressobj(wbits=31)
+    try:
+        head = d.decompress(data, _LEGACY.size)
+        magic, version, n, deg, fb, flags, _ = _LEGACY.unpack(head)
+    except (zlib.error, struct.error) as exc:
+        raise MapError(f"{source}: bad SPZ header ({exc})") from None
+    _check_header(source, magic, version, n, deg, fb, len(data), legacy=True)
+    sizes = _sizes(n, deg, version)
+    try:
+        body = d.decompress(d.unconsumed_tail, sum(sizes))
+    except zlib.error as exc:
+        raise MapError(f"{source}: corrupt gzip data ({exc})") from None
+    if len(body) != sum(sizes):
+        raise MapError(f"{source}: {len(body)} bytes of SPZ data, {sum(sizes)} expected for {n} points")
+    parts, o = [], 0
+    for s in sizes:
+        parts.append(body[o : o + s])
+        o += s
+    return _unpack(parts, version, n, deg, fb, source)
+
+
+def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
+    if magic != MAGIC:
+        raise MapError(f"{source}: wrong SPZ magic {magic:#x}")
+    if not (1 <= version <= 3 if legacy else version == 4):
+        raise MapError(f"{source}: SPZ version {version} not supported in this framing")
+    if deg > 3:
+        raise MapError(f"{source}: SPZ SH degree {deg} not supported (0..3)")
+    if fb > 23:
+        raise MapError(f"{source}: SPZ fractional bits {fb} out of range (0..23)")
+    # the reference reader's bound: streams compress at most 1024:1, positions take ≥ 9 bytes/point
+    if n == 0 or n > MAX_POINTS or n > size * 1024 // 6:
+        raise MapError(f"{source}: SPZ point count {n} impossible for a {size}-byte file (max {MAX_POINTS})")
+
+
+def _read_ngsp(data: bytes, source: str) -> GaussianMap:
+    if len(data) < _NGSP.size:
+        raise MapError(f"{source}: truncated SPZ header ({len(data)} bytes)")
+    magic, version, n, deg, fb, flags, ns, toc = _NGSP.unpack_from(data)
+    _check_header(source, magic, version, n, deg, fb, len(data), legacy=False)
+    want = [s for s in _sizes(n, deg, version) if s]
+    if ns != len(want):
+        raise MapError(f"{source}: {ns} SPZ streams, {len(want)} expected for SH degree {deg}")
+    if not _NGSP.size <= toc <= len(data) - 16 * ns:
+        raise MapError(f"{source}: SPZ table of contents at {toc} outside the file")
+    o, parts = toc + 16 * ns, []
+    for i in range(ns):
+        cs, us = struct.unpack_from("<QQ", data, toc + 16 * i)
+        if us != want[i]:
+            raise MapError(f"{source}: SPZ stream {i} holds {us} bytes, {want[i]} expected for {n} points")
+        if cs > len(data) - o:
+            raise MapError(f"{source}: SPZ stream {i} runs past the end of the file")
+        try:
+            raw = zstd.ZstdDecompressor().decompress(data[o : o + cs], max_length=us)
+        except zstd.ZstdError as exc:
+            raise MapError(f"{source}: corrupt zstd data in SPZ stream {i} ({exc})") from None
+        if len(raw) != us:
+            raise MapError(f"{source}: SPZ stream {i} decompresses to {len(raw)} bytes, {us} expected")
+        parts.append(raw)
+        o += cs
+    if o != len(data):
+        raise MapError(f"{source}: {len(data) - o} unexpected bytes after the SPZ streams")
+    if deg == 0:
+        parts.append(b"")
+    return _unpack(parts, version, n, deg, fb, source)
+
+
+def _unpack(parts: list[bytes], version: int, n: int, deg: int, fb: int, source: str) -> GaussianMap:
+    pos_b, alpha_b, col_b, scale_b, rot_b, sh_b = (np.frombuffer(p, np.uint8) for p in parts)
+    if version == 1:
+        means = pos_b.view("<f2").reshape(n, 3).astype(_F)
+    else:
+        p = pos_b.reshape(n, 3, 3).astype(np.int32)
+        fixed = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
+        fixed = np.where(fixed & 0x800000, fixed - (1 << 24), fixed)
+        means = fixed.astype(_F) * _F(1.0 / (1 << fb))
+    scales = scale_b.reshape(n, 3).astype(_F) / _F(16.0) - _F(10.0)
+    if version >= 3:
+        quats = _unpack_smallest_three(rot_b.reshape(n, 4))
+    else:
+        xyz = rot_b.reshape(n, 3).astype(_F) * _F(1.0 / 127.5) - _F(1.0)
+        w = np.sqrt(np.maximum(_F(0), _F(1) - (xyz * xyz).sum(axis=1, dtype=_F)))
+        quats = np.concatenate([xyz, w[:, None]], axis=1)
+    with np.errstate(divide="ignore"):
+        a = alpha_b.astype(_F) / _F(255.0)
+        opacity = np.log(a / (_F(1) - a))  # ±inf at 0 and 255: clamped by the suite's rule
+    k = (deg + 1) ** 2
+    sh = np.empty((n, k, 3), _F)
+    sh[:, 0] = (col_b.reshape(n, 3).astype(_F) / _F(255.0) - _F(0.5)) / COLOR_SCALE
+    if k > 1:
+        sh[:, 1:] = (sh_b.reshape(n, k - 1, 3).astype(_F) - _F(128.0)) / _F(128.0)
+    means, quats, scales, opacity, sh = clamp_nonfinite(means, quats, scales, opacity, sh, source)
+    norms = np.linalg.norm(quats, axis=1)
+    quats[norms < 1e-12] = (0, 0, 0, 1)  # an all-zero code: the reference decodes it as is
+    quats = (quats / np.maximum(np.linalg.norm(quats, axis=1, keepdims=True), 1e-30)).astype(_F)
+    return GaussianMap(
+        sh_degree=deg, means=means, quats=quats, log_scales=scales, opacity_logits=opacity, sh=sh
+    )

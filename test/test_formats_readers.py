@@ -1,0 +1,209 @@
+"""Readers of what users have: standard PLY in any layout, PlayCanvas compressed PLY and SOG
+(compared with PlayCanvas splat-transform's own decode of the same files), the ±inf/NaN rule, and
+hostile files (truncated, bit-flipped, lying headers) → one MapError."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_maps import synthetic_map
+
+from gs_mapping.cli import main
+from gs_mapping.errors import MapError
+from gs_mapping.gaussians import OPACITY_LOGIT_LIMIT
+from gs_mapping.ply import load_ply, save_ply, to_structured
+from gs_mapping.splat_formats import load_splats
+
+FIXTURES = Path(__file__).parent / "data" / "splat_formats"  # make_splat_format_fixtures.py
+_NAMES = {"<f4": "float", "<f8": "double", "<f2": "half", "u1": "uchar", ">f4": "float", ">f8": "double"}
+
+
+def _write_ply(path, columns: dict, big_endian=False) -> None:
+    """A PLY with the given columns in the given order and dtypes (what other tools write)."""
+    order = ">" if big_endian else "<"
+    dtype = [
+        (n, a.dtype.str.replace("<", order) if a.dtype.itemsize > 1 else a.dtype.str)
+        for n, a in columns.items()
+    ]
+    data = np.empty(len(next(iter(columns.values()))), dtype=dtype)
+    for n, a in columns.items():
+        data[n] = a
+    head = [
+        "ply",
+        f"format binary_{'big' if big_endian else 'little'}_endian 1.0",
+        f"element vertex {len(data)}",
+    ]
+    head += [
+        f"property {_NAMES[a.dtype.str.replace('>', '<') if a.dtype.itemsize > 1 else a.dtype.str]} {n}"
+        for n, a in columns.items()
+    ]
+    Path(path).write_bytes(("\n".join(head + ["end_header"]) + "\n").encode() + data.tobytes())
+
+
+def _columns(g, dtype="<f4", order=None, normals=False, extra=()):
+    s = to_structured(g)
+    names = [n for n in s.dtype.names if n not in ("id", "level", "nx", "ny", "nz")]
+    if normals:
+        names += ["nx", "ny", "nz"]
+    names += list(extra)
+    if order is not None:
+        names = [names[i] for i in order(len(names))]
+    return {n: s[n].astype(dtype if n not in ("level",) else "u1") for n in names}
+
+
+@pytest.mark.parametrize("deg", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype", ["<f4", "<f8", "<f2"])
+def test_standard_ply_any_order_width_and_degree(tmp_path, deg, dtype):
+    g = synthetic_map(200, deg, seed=deg)
+    rng = np.random.default_rng(deg)
+    cols = _columns(g, dtype, order=lambda n: rng.permutation(n), normals=deg % 2 == 0)
+    _write_ply(tmp_path / "a.ply", cols, big_endian=dtype == "<f8")
+    h = load_ply(tmp_path / "a.ply")
+    tol = 0 if dtype != "<f2" else 2e-3 * 8
+    assert h.sh_degree == deg and h.ids_implicit and np.array_equal(h.ids, np.arange(1, 201))
+    assert np.abs(h.means - g.means.astype(dtype)).max() <= tol
+    assert np.abs(h.sh - g.sh.astype(dtype)).max() <= tol
+    assert np.abs(h.log_scales - g.log_scales.astype(dtype)).max() <= tol
+    assert (h.levels == 0).all()
+
+
+def test_ids_and_levels_are_kept_when_present(tmp_path):
+    g = synthetic_map(100, 0, seed=1)
+    g.levels[:] = np.arange(100) % 3
+    save_ply(g, tmp_path / "ours.ply")
+    h = load_ply(tmp_path / "ours.ply")
+    assert h.equals(g) and not h.ids_implicit
+
+
+def test_nonfinite_rule(tmp_path):
+    """±inf opacities (8-bit alpha 0/255 converted) are clamped; a zero scale (log −inf) too; a NaN
+    position, rotation or colour is refused with one line naming field and row."""
+    g = synthetic_map(50, 0, seed=2)
+    cols = _columns(g)
+    cols["opacity"][3], cols["opacity"][4], cols["scale_1"][5] = np.inf, -np.inf, -np.inf
+    _write_ply(tmp_path / "inf.ply", cols)
+    h = load_ply(tmp_path / "inf.ply")
+    assert h.opacity_logits[3] == OPACITY_LOGIT_LIMIT and h.opacity_logits[4] == -OPACITY_LOGIT_LIMIT
+    assert h.log_scales[5, 1] == -30.0
+    for field, row, what in (
+        ("y", 7, "position of Gaussian 7"),
+        ("rot_2", 9, "rotation of Gaussian 9"),
+        ("f_dc_0", 11, "SH coefficient of Gaussian 11"),
+        ("opacity", 2, "opacity of Gaussian 2"),
+    ):
+        bad = {k: v.copy() for k, v in cols.items()}
+        bad[field][row] = np.nan
+        _write_ply(tmp_path / "nan.ply", bad)
+        with pytest.raises(MapError, match=what):
+            load_ply(tmp_path / "nan.ply")
+
+
+def test_cli_encode_export_decode_a_trainers_ply(tmp_path):
+    """The issue's failure: encode/export on a PLY without 'level'/'id' (every trainer's)."""
+    g = synthetic_map(500, 1, seed=4)
+    _write_ply(tmp_path / "t.ply", _columns(g))
+    assert main(["encode", str(tmp_path / "t.ply"), str(tmp_path / "t.gsd"), "--levels", "1"]) == 0
+    assert main(["export", str(tmp_path / "t.ply"), str(tmp_path / "t.spz")]) == 0
+    assert main(["decode", str(tmp_path / "t.gsd"), str(tmp_path / "d.ply")]) == 0
+    assert main(["convert", str(tmp_path / "t.spz"), str(tmp_path / "s.ply")]) == 0
+    assert main(["convert", str(tmp_path / "s.ply"), str(tmp_path / "v2.spz"), "--spz-version", "2"]) == 0
+    d, s = load_ply(tmp_path / "d.ply"), load_ply(tmp_path / "s.ply")
+    assert len(d) == len(s) == 500
+    # never over an existing output without --overwrite, never over the input
+    assert main(["convert", str(tmp_path / "t.spz"), str(tmp_path / "s.ply")]) == 2
+    assert main(["convert", str(tmp_path / "s.ply"), str(tmp_path / "s.ply"), "--overwrite"]) == 2
+    assert main(["convert", str(tmp_path / "t.spz"), str(tmp_path / "x.sog")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "ref"),
+    [("scene.sog", "scene_sog.decoded.ply"), ("scene.compressed.ply", "scene_cply.decoded.ply")],
+)
+def test_playcanvas_formats_equal_splat_transforms_decode(name, ref):
+    ours, theirs = load_splats(FIXTURES / name), load_ply(FIXTURES / ref)
+    assert ours.sh_degree == theirs.sh_degree == 2 and len(ours) == len(theirs) == 400
+    for f in ("means", "log_scales", "sh"):
+        assert np.array_equal(getattr(ours, f), getattr(theirs, f)), f
+    assert np.abs(ours.opacities() - theirs.opacities()).max() < 1e-6
+    assert np.abs(np.abs((ours.quats.astype(np.float64) * theirs.quats).sum(1)) - 1).max() < 1e-6
+
+
+def test_shared_scenes(shared_data):
+    """guitar.ply is splat-transform's decode of guitar.compressed.ply; playbot ships as SOG."""
+    s = shared_data / "splats"
+    c, p = load_splats(s / "guitar.compressed.ply"), load_splats(s / "guitar.ply")
+    assert np.array_equal(c.means, p.means) and np.array_equal(c.sh, p.sh)
+    assert np.abs(c.opacities() - p.opacities()).max() < 1e-6
+    b = load_splats(s / "playbot_sog")
+    assert len(b) == 500_000 and b.sh_degree == 2 and b.ids_implicit
+    assert np.all(np.abs(b.means) < 1.1)  # the meta's log-space bounds, ±0.73 → ±1.08
+
+
+def _mutate(data: bytes, rng) -> bytes:
+    b = bytearray(data)
+    kind = rng.integers(3)
+    if kind == 0:
+        return bytes(b[: rng.integers(len(b))])
+    if kind == 1:
+        for _ in range(rng.integers(1, 6)):
+            b[rng.integers(len(b))] ^= 1 << int(rng.integers(8))
+        return bytes(b)
+    head = bytes(b).find(b"end_header")
+    pos = rng.integers(max(head, 8))
+    b[pos] = int(rng.choice(list(b"0123456789 x\n")))  # a lying header: counts, names, types
+    return bytes(b)
+
+
+@pytest.mark.parametrize("name", ["scene_cply.decoded.ply", "scene.compressed.ply"])
+def test_fuzz_ply_readers(tmp_path, name):
+    data = (FIXTURES / name).read_bytes()
+    rng = np.random.default_rng(len(name))
+    for i in range(150):
+        p = tmp_path / f"m{i % 4}.ply"
+        p.write_bytes(_mutate(data, rng))
+        try:
+            load_splats(p)
+        except MapError:
+            pass
+
+
+def test_fuzz_sog_reader(tmp_path):
+    z = zipfile.ZipFile(FIXTURES / "scene.sog")
+    files = {n: z.read(n) for n in z.namelist()}
+    rng = np.random.default_rng(9)
+    meta = json.loads(files["meta.json"])
+    lies = [("count", 1 << 40), ("count", 10**6), ("count", -1), ("count", "x"), ("version", 9)]
+    for i in range(60):
+        f = dict(files)
+        if i < len(lies):
+            f["meta.json"] = json.dumps({**meta, lies[i][0]: lies[i][1]}).encode()
+        elif i % 3 == 0:
+            m = json.loads(files["meta.json"])
+            m["shN"]["files"] = ["../../etc/passwd", "x"] if i % 2 else [1, 2]
+            f["meta.json"] = json.dumps(m).encode()
+        else:
+            name = sorted(f)[rng.integers(len(f))]
+            f[name] = _mutate(f[name], rng)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as out:
+            for n, d in f.items():
+                out.writestr(n, d)
+        p = tmp_path / "m.sog"
+        p.write_bytes(buf.getvalue()[: None if i % 7 else rng.integers(10, len(buf.getvalue()))])
+        try:
+            load_splats(p)
+        except MapError:
+            pass
+    # an unzipped SOG directory reads like the zip
+    d = tmp_path / "dir"
+    d.mkdir()
+    for n, data in files.items():
+        (d / n).write_bytes(data)
+    assert load_splats(d / "meta.json").equals(load_splats(FIXTURES / "scene.sog"))
+    shutil.rmtree(d)
