@@ -5,6 +5,10 @@ A node class declares ``sections``: the top-level sections of ``config/full.yaml
 config dataclass (e.g. ``{"mapper": MapperConfig, "mapper_node": MapperNodeConfig}``). Core
 sections (``mapper``, ``codec``, ``hd_map``) are shared with the CLI; ``<node>_node`` sections hold
 the node's topics, frames and rates. Under rclpy the parameters are ``<section>.<field>``.
+
+``runtime_parameters`` names the parameters a node applies while it runs (``ros2 param set``); the
+rclpy runtime declares all others ``read_only``. A change reaches the node through
+:meth:`NodeBase.parameters_changed`, already validated against the config dataclass.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .diagnostics import NodeDiagnostics
 class NodeBase:
     name: ClassVar[str] = "node"
     sections: ClassVar[dict[str, type]] = {}
+    runtime_parameters: ClassVar[frozenset[str]] = frozenset()  # "<section>.<field>" names
 
     def __init__(self, ctx: NodeContext, config: dict[str, Any]):
         self.ctx = ctx
@@ -37,7 +42,11 @@ class NodeBase:
         return {name: load_section(path, name, cfg_cls) for name, cfg_cls in cls.sections.items()}
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        """Wrap a subscription handler: our errors on bad input are counted and skipped."""
+        """Wrap a subscription handler: a message it cannot use is counted, logged and skipped.
+
+        Our own errors carry the reason; anything else a hostile message provokes (a numpy shape
+        error deep in a converter, say) is counted the same way with its type, because under rclpy
+        an exception out of a callback ends the process."""
 
         @functools.wraps(handler)
         def run(msg: Any) -> None:
@@ -46,8 +55,19 @@ class NodeBase:
                 handler(msg)
             except GsMappingError as exc:
                 self.diag.reject(topic, str(exc))
+            except Exception as exc:  # noqa: BLE001 - see the docstring: a bad message never kills a node
+                self.diag.reject(topic, f"unexpected {type(exc).__name__}: {exc}")
 
         return run
+
+    def parameters_changed(self, section: str, values: dict[str, Any]) -> None:
+        """Apply validated new values of runtime parameters of ``section`` (field → value).
+
+        The section's config object is updated in place, so code that reads it where the value is
+        used sees the change; override to push a value into something that holds a copy."""
+        cfg = self.config[section]
+        for field, value in values.items():
+            setattr(cfg, field, value)
 
     def publish_diagnostics(self) -> None:
         self._diag_pub.publish(

@@ -2,7 +2,9 @@
 
 Node classes (``gs_mapping.nodes.*``) are written against :class:`NodeContext` only, so the same
 object runs under rclpy, rosbag replay and Cyclone DDS. Topic names follow ROS 2 rules: ``~/x`` is
-private to the node, ``x`` is relative to the namespace, ``/x`` is absolute.
+private to the node, ``x`` is relative to the namespace, ``/x`` is absolute. Topics between our own
+nodes are private or relative, so a whole pipeline launched with ``namespace:=robot1`` stays wired;
+sensor inputs, ``/tf``, ``/tf_static`` and ``/diagnostics`` are absolute as their producers publish them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class QoS:
 SENSOR_QOS = QoS(reliable=False, transient_local=False, depth=5)  # rclpy qos_profile_sensor_data
 RELIABLE_QOS = QoS(reliable=True, transient_local=False, depth=10)
 LATCHED_QOS = QoS(reliable=True, transient_local=True, depth=1)  # a state: late joiners get the last
+# tf2's own QoS: /tf keep-last 100; /tf_static transient-local keep-last 100, because each static
+# broadcaster latches its own message and a late joiner with depth 1 would keep only one of them.
+TF_QOS = QoS(reliable=True, transient_local=False, depth=100)
+TF_STATIC_QOS = QoS(reliable=True, transient_local=True, depth=100)
 
 
 class Publisher(Protocol):

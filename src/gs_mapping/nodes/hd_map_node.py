@@ -25,7 +25,7 @@ import numpy as np
 from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError
 from .base import NodeBase
-from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, QoS
+from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
 CLASS_NAMES = ("divider", "ped_crossing", "boundary")
 CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
@@ -59,6 +59,8 @@ def info_topic(image_topic: str) -> str:
 class HDMapNode(NodeBase):
     name = "hd_map_node"
     sections = {"hd_map_node": HDMapNodeConfig}
+    # Applied at run time (`ros2 param set`); every other parameter is read-only.
+    runtime_parameters = frozenset({"hd_map_node.score_threshold", "hd_map_node.max_rate_hz"})
 
     def __init__(self, ctx, config: dict[str, Any]):
         super().__init__(ctx, config)
@@ -105,13 +107,13 @@ class HDMapNode(NodeBase):
         ctx.create_subscription(
             "/tf",
             "tf2_msgs/msg/TFMessage",
-            QoS(reliable=True, depth=100),
+            TF_QOS,
             self.guarded("/tf", lambda m: self.tf.add_message(m, static=False)),
         )
         ctx.create_subscription(
             "/tf_static",
             "tf2_msgs/msg/TFMessage",
-            LATCHED_QOS,
+            TF_STATIC_QOS,
             self.guarded("/tf_static", lambda m: self.tf.add_message(m, static=True)),
         )
         ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
@@ -131,6 +133,11 @@ class HDMapNode(NodeBase):
             )
         except FileNotFoundError:
             raise ConfigError(f"hd_map_node.checkpoint: {path} not found") from None
+
+    def parameters_changed(self, section: str, values: dict[str, Any]) -> None:
+        super().parameters_changed(section, values)
+        if "score_threshold" in values:  # the predictor holds its own copy
+            self.predictor.score_threshold = self.cfg.score_threshold
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_info(self, topic: str, msg: Any) -> None:

@@ -21,8 +21,9 @@ from .context import LATCHED_QOS, QoS
 
 @dataclass
 class MapReceiverNodeConfig:
-    delta_topic: str = param("/mapper_node/map_delta", "map deltas (std_msgs/UInt8MultiArray)")
-    snapshot_topic: str = param("/mapper_node/map_snapshot", "map snapshots (latched)")
+    # Relative names: under namespace:=robot1 they resolve to /robot1/mapper_node/…, where the mapper is.
+    delta_topic: str = param("mapper_node/map_delta", "map deltas (std_msgs/UInt8MultiArray)")
+    snapshot_topic: str = param("mapper_node/map_snapshot", "map snapshots (latched)")
     publish_rate_hz: float = param(1.0, "upper bound on the ~/map_cloud rate", (0.01, 100.0))
     max_pending: int = param(256, "out-of-order deltas buffered while waiting for a gap", (1, 100000))
     min_opacity: float = param(0.05, "Gaussians fainter than this are left out of ~/map_cloud", (0.0, 1.0))
@@ -33,6 +34,8 @@ class MapReceiverNodeConfig:
 class MapReceiverNode(NodeBase):
     name = "map_receiver_node"
     sections = {"map_receiver_node": MapReceiverNodeConfig}
+    # Applied at run time (`ros2 param set`; read where used); every other parameter is read-only.
+    runtime_parameters = frozenset({"map_receiver_node.min_opacity", "map_receiver_node.save_path"})
 
     def __init__(self, ctx, config: dict[str, Any]):
         super().__init__(ctx, config)

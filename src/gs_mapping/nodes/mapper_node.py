@@ -28,7 +28,7 @@ from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError
 from ..mapping.mapper_config import MapperConfig
 from .base import NodeBase
-from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, QoS
+from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
 
 @dataclass
@@ -51,6 +51,8 @@ class MapperNodeConfig:
 class MapperNode(NodeBase):
     name = "mapper_node"
     sections = {"mapper": MapperConfig, "mapper_node": MapperNodeConfig}
+    # Applied at run time (`ros2 param set`; read where used); every other parameter is read-only.
+    runtime_parameters = frozenset({"mapper_node.save_path"})
 
     def __init__(self, ctx, config: dict[str, Any]):
         super().__init__(ctx, config)
@@ -110,13 +112,13 @@ class MapperNode(NodeBase):
         ctx.create_subscription(
             t.tf,
             "tf2_msgs/msg/TFMessage",
-            QoS(reliable=True, depth=100),
+            TF_QOS,
             self.guarded(t.tf, lambda m: self.tf.add_message(m, static=False)),
         )
         ctx.create_subscription(
             t.tf_static,
             "tf2_msgs/msg/TFMessage",
-            LATCHED_QOS,
+            TF_STATIC_QOS,
             self.guarded(t.tf_static, lambda m: self.tf.add_message(m, static=True)),
         )
         ctx.create_subscription(

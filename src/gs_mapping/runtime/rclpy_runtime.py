@@ -1,19 +1,28 @@
 """rclpy runtime (ROS 2 Humble / Jazzy): the same node objects as replay and DDS, on a real ROS 2 node.
 
-Kept thin on purpose: QoS mapping, parameter declaration from the config dataclasses (with their
-descriptions and ranges), message classes by type name, and spinning. rclpy cannot be installed on
-our development machine or in CI, so this module is NOT exercised by the test suite; it is written
-against the documented rclpy API and checked on a ROS 2 machine (see README, "What was tested where").
+Kept thin on purpose: QoS mapping, parameters declared from the config dataclasses (descriptions,
+ranges, ``read_only`` for what a node cannot change while running, a set-parameters callback for what
+it can), message classes by type name, and spinning.
+
+What has checked it (README, "What was tested where"): ``test/test_rclpy_runtime.py`` runs the three
+nodes under this module with rclpy's own pure-Python package (Humble's, from PyPI
+``rclpy-intellisense``; Jazzy's from the rclpy repository in a developer session) and only rclpy's C
+extension replaced by an in-process stand-in (``test/rclpy_standin.py``: parameter-file parsing, topic
+matching by name/type/QoS, wait sets), with stand-in message classes generated from the rosbags
+typestore. It has not run against rclpy's C layer (rcl, an rmw, rosidl-generated messages): that
+needs a ROS 2 machine.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..config_file import describe, from_dict, unflatten
 from ..cpu_threads import prefer_single_thread_torch
+from ..errors import ConfigError
 from ..nodes.context import QoS
 
 
@@ -43,7 +52,8 @@ class RclpyContext:
         self.node_name = node.get_name()
         self.namespace = node.get_namespace()
         self.factory = RclpyFactory()
-        self.logger = node.get_logger()  # rclpy's logger: debug/info/warning/error like logging's
+        # rclpy's RcutilsLogger: debug/info/warning/error(message, **kwargs), ONE string argument.
+        self.logger = node.get_logger()
         self._keep: list[Any] = []
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> Any:
@@ -65,52 +75,131 @@ class RclpyContext:
         return self.node.get_clock().now().nanoseconds
 
 
-def declare_section(node: Any, section: str, cls: type) -> Any:
-    """Declare every field of config dataclass ``cls`` as parameter ``<section>.<field>`` (with
-    description and range) and build the config from the values the node was given (the params
-    file's ``/**: ros__parameters: <section>:`` entries arrive as overrides of these)."""
+def _is_float_param(default: Any) -> bool:
+    if isinstance(default, (list, tuple)):
+        return bool(default) and all(isinstance(v, float) for v in default)
+    return isinstance(default, float)
+
+
+def _descriptor(name: str, info: dict[str, Any], read_only: bool):
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+    desc = ParameterDescriptor(description=info["description"] or name, read_only=read_only)
+    lo_hi, default = info["range"], info["default"]
+    if lo_hi is not None and not isinstance(default, bool):
+        if isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=0)]
+        elif isinstance(default, float):
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(lo_hi[0]), to_value=float(lo_hi[1]), step=0.0)
+            ]
+    if _is_float_param(default):
+        # A YAML `rate: 2` arrives as an INTEGER; rclpy's static typing would refuse it at start-up
+        # (InvalidParameterTypeException) although the CLI reads the same file. Dynamic typing lets it
+        # in; the type and range are then checked by our config loader (ints accepted, strings not).
+        desc.dynamic_typing = True
+    return desc
+
+
+def declare_section(node: Any, section: str, cls: type, runtime: frozenset[str] = frozenset()) -> Any:
+    """Declare every field of config dataclass ``cls`` as parameter ``<section>.<field>`` (with
+    description, range and ``read_only`` unless named in ``runtime``) and build the config from the
+    values the node was given (the params file's ``/**: ros__parameters: <section>:`` entries arrive
+    as overrides of these)."""
     values = {}
     for name, info in describe(cls).items():
-        desc = ParameterDescriptor(description=info["description"] or name)
-        lo_hi = info["range"]
-        default = info["default"]
-        if lo_hi is not None and not isinstance(default, bool):
-            if isinstance(default, int):
-                desc.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=0)]
-            elif isinstance(default, float):
-                desc.floating_point_range = [
-                    FloatingPointRange(from_value=float(lo_hi[0]), to_value=float(lo_hi[1]), step=0.0)
-                ]
-        if isinstance(default, tuple):
-            default = list(default)
-        param = node.declare_parameter(f"{section}.{name}", default, desc)
+        full = f"{section}.{name}"
+        default = list(info["default"]) if isinstance(info["default"], tuple) else info["default"]
+        param = node.declare_parameter(full, default, _descriptor(full, info, full not in runtime))
         values[name] = param.value
     return from_dict(cls, unflatten(values), where=f"node {node.get_name()} parameters {section}")
 
 
-def run_node(node_cls: type, args: list[str] | None = None) -> int:
-    """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, declare the node class's
-    parameter sections, build the node object, spin until shutdown."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+def _on_set_parameters(node: Any, obj: Any) -> Callable[[list[Any]], Any]:
+    """The set-parameters callback: validate runtime changes against the config dataclass, apply them.
+
+    rclpy itself refuses ``read_only`` parameters before calling this; parameters outside our
+    sections (``use_sim_time``) are left to rclpy."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    def callback(params: list[Any]) -> Any:
+        changes: dict[str, dict[str, Any]] = {}
+        for p in params:
+            section, _, field = p.name.partition(".")
+            if section in obj.sections and field:
+                changes.setdefault(section, {})[field] = p.value
+        try:
+            checked = {}
+            for section, new in changes.items():
+                cfg_cls = obj.sections[section]
+                current = {n: node.get_parameter(f"{section}.{n}").value for n in describe(cfg_cls)}
+                built = from_dict(
+                    cfg_cls, unflatten({**current, **new}), where=f"{node.get_name()} {section}"
+                )
+                checked[section] = {f: getattr(built, f) for f in new}
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        for section, values in checked.items():
+            obj.parameters_changed(section, values)
+        return SetParametersResult(successful=True)
+
+    return callback
+
+
+def create_node(node_cls: type, context: Any = None) -> tuple[Any, Any]:
+    """An ``rclpy.node.Node`` named after ``node_cls``, its parameters declared, the node object
+    built on it, runtime parameter changes wired. Returns ``(rclpy node, node object)``."""
     from rclpy.node import Node
 
-    rclpy.init(args=args)
-    node = Node(node_cls.name)
-    obj = None
+    node = Node(node_cls.name, context=context)
     try:
-        config = {section: declare_section(node, section, cls) for section, cls in node_cls.sections.items()}
+        runtime = node_cls.runtime_parameters
+        config = {s: declare_section(node, s, cls, runtime) for s, cls in node_cls.sections.items()}
         obj = node_cls(RclpyContext(node), config)
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if obj is not None and hasattr(obj, "close"):
-            obj.close()
+    except BaseException:
         node.destroy_node()
-        rclpy.try_shutdown()
+        raise
+    node.add_on_set_parameters_callback(_on_set_parameters(node, obj))
+    return node, obj
+
+
+def close_node(node: Any, obj: Any) -> None:
+    """Shutdown: let the node object save/release what it holds, then destroy the rclpy node."""
+    try:
+        if obj is not None:
+            obj.close()
+    finally:
+        node.destroy_node()
+
+
+def run_node(node_cls: type, args: list[str] | None = None, context: Any = None) -> int:
+    """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, build the node, spin until
+    shutdown (Ctrl-C or the context shut down), then close it. A bad parameter is one line and
+    exit status 2."""
+    import rclpy
+    from rclpy.exceptions import ParameterException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    from ..errors import GsMappingError
+
+    rclpy.init(args=args, context=context)
+    try:
+        try:
+            node, obj = create_node(node_cls, context)
+        except (GsMappingError, ParameterException) as exc:  # a bad parameter file or value
+            print(f"{node_cls.name}: {exc}", file=sys.stderr, flush=True)
+            return 2
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+            close_node(node, obj)
+    finally:
+        rclpy.try_shutdown(context=context)
     return 0
 
 
