@@ -1,11 +1,19 @@
 """The receiver's map store: applies snapshots and deltas strictly in sequence.
 
+The in-order rules live here once (:func:`delta_standing`, :func:`apply_next`); ``gs-mapping apply``
+uses them too.
+
 - A delta applies only to the state it was made from (``base_seq == seq``). One from the future
-  (a gap: something was lost or is late) is buffered, bounded, until the missing ones arrive or a
-  snapshot makes it usable or obsolete; one from the past is a duplicate and is dropped.
+  (a gap: something was lost or is late) is buffered until the missing ones arrive or a snapshot
+  makes it usable or obsolete; one from the past is a duplicate and is dropped.
 - A snapshot newer than the state replaces it (late joiners and recovery after losses).
 - Anything that fails its CRC, decoding, or the post-apply checksum is rejected whole; the stored
   map is untouched (deltas are applied to a copy that replaces the state only on success).
+- A delta that fails its checks never marks its sequence as seen: a corrupt twin (valid CRCs, bad
+  content) arriving first does not make the genuine one a "duplicate". Buffered candidates for the
+  same place are kept side by side (identical bytes once) and tried in arrival order.
+- Pending memory is bounded in bytes and in count; beyond either, the farthest-future deltas go
+  first (the nearest ones are what fills a gap).
 - Containers for another map id are rejected once the store is bound to a map.
 """
 
@@ -25,7 +33,7 @@ from .snapshot import decode_snapshot, guarded
 
 log = logging.getLogger(__name__)
 
-APPLIED, SNAPSHOT, BUFFERED, DUPLICATE, STALE, REJECTED, OTHER_MAP = (
+APPLIED, SNAPSHOT, BUFFERED, DUPLICATE, STALE, REJECTED, OTHER_MAP, NEXT, DROPPED = (
     "applied",
     "snapshot",
     "buffered",
@@ -33,7 +41,30 @@ APPLIED, SNAPSHOT, BUFFERED, DUPLICATE, STALE, REJECTED, OTHER_MAP = (
     "stale",
     "rejected",
     "other_map",
+    "next",
+    "dropped",  # not buffered: beyond the pending bounds
 )
+
+
+def delta_standing(h: Header, map_id: int | None, seq: int | None) -> str:
+    """Where delta ``h`` stands against a map ``map_id`` at ``seq`` (None: no state yet).
+
+    OTHER_MAP (another map), DUPLICATE (the map has it already), BUFFERED (from the future: it
+    needs deltas not applied yet), or NEXT (it applies now)."""
+    if map_id is not None and h.map_id != map_id:
+        return OTHER_MAP
+    if seq is None:
+        return BUFFERED
+    if h.seq <= seq:
+        return DUPLICATE
+    return NEXT if h.base_seq == seq else BUFFERED
+
+
+def apply_next(state: QMap, params: QuantParams, h: Header, chunks, nbytes: int) -> QMap:
+    """The map after the NEXT delta ``h``; :class:`DecodeError` (state untouched) if it fails."""
+    if h.params != params:
+        raise DecodeError(f"delta {h.seq} uses other quantisation parameters than the map")
+    return guarded(lambda: apply_delta(state, h, chunks, nbytes))
 
 
 @dataclass
@@ -45,7 +76,8 @@ class _Pending:
 @dataclass
 class MapStore:
     map_id: int | None = None  # bound on the first good snapshot when None
-    max_pending: int = 256  # buffered future deltas (oldest dropped beyond this)
+    max_pending: int = 256  # buffered future deltas (farthest-future dropped beyond this)
+    max_pending_bytes: int = 64 << 20  # their bytes in all (same rule)
     state: QMap | None = None
     params: QuantParams | None = None
     header: Header | None = None  # of the container that produced the state
@@ -54,7 +86,8 @@ class MapStore:
     last_error: str = ""
 
     def __post_init__(self) -> None:
-        self._pending: dict[int, _Pending] = {}  # base_seq → delta
+        self._pending: dict[int, list[_Pending]] = {}  # base_seq → candidates, in arrival order
+        self._pending_bytes = 0
         self._map_cache: GaussianMap | None = None
 
     @property
@@ -69,7 +102,7 @@ class MapStore:
             h, chunks = unpack(data)
         except DecodeError as exc:
             return self._reject(exc)
-        if self.map_id is not None and h.map_id != self.map_id:
+        if h.is_snapshot and self.map_id is not None and h.map_id != self.map_id:
             self.stats[OTHER_MAP] += 1
             self.last_error = f"container for map {h.map_id}, this store holds map {self.map_id}"
             return OTHER_MAP
@@ -85,28 +118,56 @@ class MapStore:
             self.stats[SNAPSHOT] += 1
             self._drain()
             return SNAPSHOT
-        if self.state is not None and h.seq <= self.seq:
+        standing = delta_standing(h, self.map_id, self.seq if self.state is not None else None)
+        if standing == OTHER_MAP:
+            self.stats[OTHER_MAP] += 1
+            self.last_error = f"container for map {h.map_id}, this store holds map {self.map_id}"
+            return OTHER_MAP
+        if standing == DUPLICATE:
             self.stats[DUPLICATE] += 1
             return DUPLICATE
-        if self.state is None or h.base_seq != self.seq:
-            if h.base_seq in self._pending and self._pending[h.base_seq].header.seq == h.seq:
-                self.stats[DUPLICATE] += 1
-                return DUPLICATE
-            self._pending[h.base_seq] = _Pending(h, data)
-            while len(self._pending) > self.max_pending:
-                self._pending.pop(min(self._pending))
-            self.stats[BUFFERED] += 1
-            return BUFFERED
+        if standing == BUFFERED:
+            status = self._buffer(h, data)
+            self.stats[status] += 1
+            return status
         status = self._apply(h, chunks, len(data))
         if status == APPLIED:
             self._drain()
         return status
 
+    def _buffer(self, h: Header, data: bytes) -> str:
+        same_place = self._pending.setdefault(h.base_seq, [])
+        if any(p.data == data for p in same_place):
+            return DUPLICATE  # the very same bytes again (a retransmission)
+        same_place.append(_Pending(h, data))
+        self._pending_bytes += len(data)
+        dropped_self = False
+        while self._pending and (
+            self.pending > self.max_pending or self._pending_bytes > self.max_pending_bytes
+        ):
+            far = max(self._pending)
+            victim = self._pending[far].pop()  # the latest arrival at the farthest place
+            if not self._pending[far]:
+                del self._pending[far]
+            self._pending_bytes -= len(victim.data)
+            self.stats[DROPPED] += 1
+            dropped_self = dropped_self or victim.data is data
+        if not same_place and h.base_seq in self._pending:
+            del self._pending[h.base_seq]
+        if dropped_self:
+            self.stats[DROPPED] -= 1  # counted by the caller
+            self.last_error = (
+                f"delta {h.seq} not buffered: pending deltas are at their bound "
+                f"({self.max_pending} deltas, {self.max_pending_bytes} bytes)"
+            )
+            return DROPPED
+        return BUFFERED
+
     def _apply(self, h: Header, chunks, nbytes: int) -> str:
-        if self.params is not None and h.params != self.params:
-            return self._reject(DecodeError(f"delta {h.seq} uses other quantisation parameters"))
+        if self.params is None:  # a delta before any snapshot is never applied (it is buffered)
+            return self._reject(DecodeError(f"delta {h.seq} before any snapshot"))
         try:
-            new = guarded(lambda: apply_delta(self.state, h, chunks, nbytes))
+            new = apply_next(self.state, self.params, h, chunks, nbytes)
         except DecodeError as exc:
             return self._reject(exc)
         self._set(new, h)
@@ -115,12 +176,13 @@ class MapStore:
 
     def _drain(self) -> None:
         for base in [b for b in self._pending if b < self.seq]:
-            del self._pending[base]
+            self._pending_bytes -= sum(len(p.data) for p in self._pending.pop(base))
         while self.seq in self._pending:
-            p = self._pending.pop(self.seq)
-            h, chunks = unpack(p.data)
-            if self._apply(h, chunks, len(p.data)) != APPLIED:
-                break
+            candidates = self._pending.pop(self.seq)
+            self._pending_bytes -= sum(len(p.data) for p in candidates)
+            # in arrival order; one that fails is rejected and the next twin gets its chance
+            if not any(self._apply(p.header, unpack(p.data)[1], len(p.data)) == APPLIED for p in candidates):
+                return
 
     def _set(self, q: QMap, h: Header) -> None:
         self.state, self.header, self.params, self.seq = q, h, h.params, h.seq
@@ -136,7 +198,12 @@ class MapStore:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Buffered future deltas (all candidates)."""
+        return sum(len(c) for c in self._pending.values())
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
 
     def gaussian_map(self) -> GaussianMap:
         """The rebuilt map (dequantised; cached until the state changes)."""

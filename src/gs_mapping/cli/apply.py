@@ -1,9 +1,12 @@
-"""``gs-mapping apply BASE.gsd DELTA.gsd… OUT.ply``: a snapshot plus deltas, strictly in sequence."""
+"""``gs-mapping apply BASE.gsd DELTA.gsd… OUT.ply``: a snapshot plus deltas, strictly in sequence.
+
+The sequence rules are the receiver's own (:func:`gs_map_share.receiver.delta_standing` and
+:func:`~gs_map_share.receiver.apply_next`), so a file-based apply and a live receiver agree.
+"""
 
 from __future__ import annotations
 
 import argparse
-from functools import partial
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -11,22 +14,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files", nargs="+", metavar="DELTA… OUT", help="delta containers in order, then the output PLY"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
 
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
     from gs_map_share.container import unpack
-    from gs_map_share.delta import apply_delta
     from gs_map_share.errors import DecodeError
     from gs_map_share.quantize import dequantize
-    from gs_map_share.snapshot import decode_snapshot, guarded
+    from gs_map_share.receiver import DUPLICATE, NEXT, OTHER_MAP, apply_next, delta_standing
+    from gs_map_share.snapshot import decode_snapshot
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.output_files import check_output
     from gs_mapping.ply import save_ply
 
     from .decode import read_container
 
+    if len(args.files) < 2:
+        raise ConfigError(
+            "apply: give the deltas and then the output PLY (BASE.gsd DELTA.gsd… OUT.ply); "
+            f"got only {args.files[0]!r}"
+        )
     *deltas, out = args.files
+    inputs = [args.base, *deltas]
+    check_output(out, overwrite=args.overwrite, inputs=inputs)  # before any decoding work
     h0, state = decode_snapshot(read_container(args.base))
     if not hasattr(state, "checksum"):
         raise DecodeError(f"{args.base}: not a full snapshot")
@@ -39,18 +51,19 @@ def run(args) -> int:
             raise DecodeError(f"{path}: {exc}") from None
         if dh.is_snapshot:
             raise DecodeError(f"{path}: is a snapshot, expected a delta")
-        if dh.map_id != h0.map_id:
+        standing = delta_standing(dh, h0.map_id, h.seq)
+        if standing == OTHER_MAP:
             raise DecodeError(f"{path}: delta for map {dh.map_id}, the base is map {h0.map_id}")
-        if dh.base_seq != h.seq:
+        if standing == DUPLICATE:
+            raise DecodeError(f"{path}: delta {dh.seq} is already in the map (at sequence {h.seq})")
+        if standing != NEXT:
             raise DecodeError(f"{path}: delta applies to sequence {dh.base_seq}, the map is at {h.seq}")
-        if dh.params != h0.params:
-            raise DecodeError(f"{path}: delta uses other quantisation parameters than the base")
         try:
-            state = guarded(partial(apply_delta, state, dh, chunks, len(data)))
+            state = apply_next(state, h0.params, dh, chunks, len(data))
         except DecodeError as exc:
             raise DecodeError(f"{path}: {exc}") from None
         h = dh
     gmap = dequantize(state, h0.params, h.tile_size)
-    save_ply(gmap, Path(out))
+    save_ply(gmap, out, overwrite=args.overwrite, inputs=inputs)
     print(json.dumps({"gaussians": len(gmap), "seq": h.seq}))
     return 0
