@@ -29,25 +29,29 @@ def _config(**node):
     return cfg
 
 
-def test_lanes_are_published_in_all_three_forms(world_bag, tmp_path):
-    from gs_map_share.lanes import decode_lanes
-    from gs_mapping.messages import (
-        marker_array_to_polylines,
-        string_message_to_json,
-        uint8_multiarray_to_bytes,
-    )
-    from gsmap_hd.eval_io import parse_frames
+def _read(out):
+    from gs_mapping.messages import string_message_to_json, uint8_multiarray_to_bytes
 
-    summary, (node,) = replay_bag(world_bag, tmp_path / "out", [HDMapNode], [_config()])
-    assert summary.published["/hd_map_node/lanes"] == 6
-    with BagReader(tmp_path / "out") as bag:
+    with BagReader(out) as bag:
         markers = [m for _, _, m in bag.messages(["/hd_map_node/lanes"])]
         docs = [string_message_to_json(m) for _, _, m in bag.messages(["/hd_map_node/lanes_json"])]
         deltas = [uint8_multiarray_to_bytes(m) for _, _, m in bag.messages(["/hd_map_node/lanes_delta"])]
+    return markers, docs, deltas
+
+
+def test_per_frame_lanes_in_all_three_forms(world_bag, tmp_path):
+    from gs_map_share.lanes import decode_lanes
+    from gs_mapping.messages import marker_array_to_polylines
+    from gsmap_hd.eval_io import parse_frames
+
+    summary, (node,) = replay_bag(world_bag, tmp_path / "out", [HDMapNode], [_config(fuse=False)])
+    assert summary.published["/hd_map_node/lanes"] == 6
+    markers, docs, deltas = _read(tmp_path / "out")
     lines = marker_array_to_polylines(markers[-1])
     assert lines and {ns for ns, _, _ in lines} <= set(CLASS_NAMES)
     assert markers[-1].markers[0].action == 3  # DELETEALL first: RViz drops the previous frame's lanes
     frames = parse_frames([{"vectors": d["vectors"]} for d in docs], "lanes_json", need_score=True)
+    # clipped pieces of one prediction are separate elements in both forms
     assert sum(len(f) for f in frames) == sum(len(m.markers) - 1 for m in markers)
     assert all(d["frame_id"] == "base_link" for d in docs)
     # the lane containers apply in sequence: a snapshot, then deltas against it
@@ -57,6 +61,90 @@ def test_lanes_are_published_in_all_three_forms(world_bag, tmp_path):
         assert header.is_snapshot == (i == 0)
         assert len(state.lanes) == len(docs[i]["vectors"])
     assert sum(node.diag.rejected.values()) == 0
+
+
+def test_front_predictions_are_clipped_to_what_the_camera_sees(world_bag, tmp_path):
+    """The shipped front model declares the frustum region: every published point lies in the front
+    camera's ground footprint (nothing behind the car), and the region travels with the JSON."""
+    from shapely.geometry import Point, Polygon
+
+    replay_bag(world_bag, tmp_path / "out", [HDMapNode], [_config(fuse=False)])
+    _, docs, _ = _read(tmp_path / "out")
+    assert all("region" in d for d in docs)
+    n = 0
+    for d in docs:
+        region = Polygon(d["region"][0]).buffer(1e-3)  # coordinates are rounded to 0.1 mm
+        assert region.bounds[0] > 3.0  # the footprint starts metres ahead of base_link
+        for v in d["vectors"]:
+            assert all(region.contains(Point(p)) for p in v["pts"]), v["pts"]
+            n += len(v["pts"])
+    assert n > 0
+
+
+def test_lane_map_is_published_in_map_and_its_deltas_rebuild_it(world_bag, tmp_path):
+    from gs_map_share.lanes import decode_lanes
+    from gs_mapping.messages import marker_array_to_polylines
+
+    summary, (node,) = replay_bag(
+        world_bag, tmp_path / "out", [HDMapNode], [_config(fuse=True, score_threshold=0.3)]
+    )
+    markers, docs, deltas = _read(tmp_path / "out")
+    assert len(markers) == len(deltas) == 6
+    assert all(m.markers[0].header.frame_id == "map" for m in markers)
+    state = None
+    for data, msg in zip(deltas, markers, strict=True):
+        header, state = decode_lanes(data, state)
+        shown = {int(i): pts[:, :2] for _, i, pts in marker_array_to_polylines(msg)}
+        # the receiver's map is the published lane map: same ids, same points (1 cm lattice)
+        assert set(shown) == set(state.lanes)
+        for i, (_, _, q) in state.lanes.items():
+            np.testing.assert_allclose(q * 0.01, shown[i], atol=0.006)
+    tracks = node.lane_map.published()
+    assert tracks and all(t.hits >= 2 for t in tracks)  # one-off elements are not in the map
+    assert {t.id for t in tracks} == set(state.lanes)
+
+
+def test_node_logs_what_its_model_was_trained_on(world_bag, caplog):
+    import logging
+
+    bus = ReplayBus()
+    with caplog.at_level(logging.INFO):
+        HDMapNode(bus.context("hd_map_node"), _config())
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "procedural driving world" in text and "outside this domain" in text
+
+
+def test_onnx_backend_publishes_what_torch_does(world_bag, tmp_path):
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.onnx_export import export_onnx
+    from gsmap_hd.predict_bag import SHIPPED
+
+    model, cfg, _ = load_model(SHIPPED)
+    onnx_path = export_onnx(model, cfg, tmp_path / "m.onnx")
+    replay_bag(world_bag, tmp_path / "t", [HDMapNode], [_config(fuse=False, score_threshold=0.2)])
+    replay_bag(
+        world_bag,
+        tmp_path / "o",
+        [HDMapNode],
+        [_config(fuse=False, score_threshold=0.2, backend="onnx", onnx_model=str(onnx_path))],
+    )
+    _, docs_t, _ = _read(tmp_path / "t")
+    _, docs_o, _ = _read(tmp_path / "o")
+    assert len(docs_t) == len(docs_o) == 6
+    for a, b in zip(docs_t, docs_o, strict=True):
+        assert [v["type"] for v in a["vectors"]] == [v["type"] for v in b["vectors"]]
+        for va, vb in zip(a["vectors"], b["vectors"], strict=True):
+            assert abs(va["confidence_level"] - vb["confidence_level"]) < 1e-4
+            np.testing.assert_allclose(va["pts"], vb["pts"], atol=1e-3)  # metres (float32 on a 60 m patch)
+
+
+def test_bad_backend_is_a_config_error():
+    from gs_mapping.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backend"):
+        HDMapNode(ReplayBus().context("hd_map_node"), _config(backend="tensorrt"))
+    with pytest.raises(ConfigError, match="onnx_model"):
+        HDMapNode(ReplayBus().context("hd_map_node"), _config(backend="onnx"))
 
 
 def test_bad_camera_input_is_rejected_not_fatal(world_bag):

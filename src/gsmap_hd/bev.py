@@ -35,11 +35,14 @@ def lift(
     T_ego_cam (B, N, 4, 4); points (Z, H, W, 3) → BEV (B, Z*C, H, W)."""
     b, n, c, fh, fw = features.shape
     zc, hb, wb, _ = points.shape
-    T_cam_ego = torch.linalg.inv(T_ego_cam)  # (B, N, 4, 4)
+    # T_cam_ego of a rigid T_ego_cam (Rᵀ, −Rᵀt; inputs are checked to be rotations), in plain matmuls:
+    # ONNX has no matrix inverse and TensorRT prefers MatMul to Einsum
+    R_t = T_ego_cam[..., :3, :3].transpose(-1, -2)  # (B, N, 3, 3) = R_cam_ego
+    t = -(R_t @ T_ego_cam[..., :3, 3:4])  # (B, N, 3, 1)
     p = points.reshape(-1, 3)
-    pc = torch.einsum("bnij,pj->bnpi", T_cam_ego[..., :3, :3], p) + T_cam_ego[..., None, :3, 3]
+    pc = torch.matmul(p, R_t.transpose(-1, -2)) + t.transpose(-1, -2)  # (B, N, P, 3)
     depth = pc[..., 2]
-    uvw = torch.einsum("bnij,bnpj->bnpi", K, pc)
+    uvw = torch.matmul(pc, K.transpose(-1, -2))
     uv = uvw[..., :2] / depth.clamp_min(1e-3)[..., None]
     ih, iw = image_hw
     gx = (uv[..., 0] + 0.5) / iw * 2 - 1  # pixel centres at integer u (OpenCV/ROS convention)

@@ -103,3 +103,26 @@ def load_model(
             f"{path}: weights do not fit the model config: {str(exc).splitlines()[0]}"
         ) from None
     return model.to(device).eval(), cfg, state
+
+
+def describe_training(cfg: TrainConfig, step: int | None = None, extra: dict | None = None) -> str:
+    """One line saying what a model learnt from (logged by hd_map_node at start)."""
+    from .region import resolve_name
+
+    data = {
+        "world": "the procedural driving world (gs_mapping.world), synthetic images only",
+        "flat": "built-in flat-road scenes, synthetic images only",
+    }.get(cfg.data, cfg.data)
+    h, w = cfg.model.image_size
+    text = (
+        f"trained on {data}: {cfg.rig} rig at {w}x{h}, {cfg.train_frames} frames (data seed {cfg.data_seed}), "
+        f"{step if step is not None else cfg.steps} steps, region {resolve_name(cfg.region, cfg.rig)}"
+    )
+    held = (extra or {}).get("heldout_eval")
+    if isinstance(held, dict) and "chamfer_mAP" in held:
+        text += f"; held-out world Chamfer mAP {float(held['chamfer_mAP']):.3f}"
+        if "region" in held:
+            text += f" ({held['region']})"
+    if cfg.data in ("world", "flat"):
+        text += ". Real cameras are outside this domain: train on real data (e.g. nuScenes) first"
+    return text

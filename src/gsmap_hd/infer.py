@@ -22,8 +22,8 @@ import torch
 
 from .data import FITS, images_to_model
 from .errors import HDInputError
-from .model import GSMapModel
-from .model_config import CLASSES, POLYGON_CLASSES, ModelConfig
+from .model_config import CLASSES, POLYGON_CLASSES, ModelConfig, TrainConfig
+from .region import Region, clip_element, make_region, resolve_name
 
 
 @dataclass
@@ -121,36 +121,85 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
     return np.stack(Ks), np.stack(Ts), ims
 
 
+def clip_to_region(elements: list[Element], region: Region) -> list[Element]:
+    """Elements cut to the region (MapTR's rules, :mod:`gsmap_hd.region`): one element per piece, with
+    its score and the Gaussians whose centres lie in the region."""
+    from shapely import contains_xy
+
+    out = []
+    for e in elements:
+        pieces = clip_element(e.points, e.cls in POLYGON_CLASSES, region)
+        if not pieces:
+            continue
+        inside = contains_xy(region.polygon, e.gaussians[:, 0], e.gaussians[:, 1])
+        for piece in pieces:
+            out.append(Element(e.cls, e.score, np.asarray(piece, np.float64), e.gaussians[inside]))
+    return out
+
+
 class Predictor:
     def __init__(
         self,
-        model: GSMapModel,
+        model,
         device: str = "cpu",
         score_threshold: float = 0.0,
         max_elements: int | None = None,
         fit: str = "crop",
         antialias: bool = False,
+        train_cfg: TrainConfig | None = None,
+        region: str | None = None,
     ) -> None:
-        """``fit`` / ``antialias``: how images of another size become model inputs (see
-        :func:`gsmap_hd.data.images_to_model`; the defaults match how the world training frames look)."""
+        """``model``: a :class:`GSMapModel` or an :class:`gsmap_hd.onnx_export.OnnxModel`.
+        ``fit`` / ``antialias``: how images of another size become model inputs (see
+        :func:`gsmap_hd.data.images_to_model`; the defaults match how the world training frames look).
+        ``region``: clip predictions to this region (``gsmap_hd.region``); default: the one the
+        checkpoint's training config declares (``patch``, i.e. no clipping, without a config)."""
         if fit not in FITS:
             raise HDInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
+        self.train_cfg = train_cfg
+        rig = train_cfg.rig if train_cfg is not None else "front"
+        name = region or (train_cfg.region if train_cfg is not None else "patch")
+        try:
+            self.region_name = resolve_name(name, rig)
+        except ValueError as exc:
+            raise HDInputError(str(exc)) from None
         self.device = device
         self.score_threshold = score_threshold
         self.max_elements = max_elements
         self.fit = fit
         self.antialias = bool(antialias)
+        self.last_regions: list[Region] = []  # the region of each frame of the last call
+        self.trained_on = "(unknown training data)"
 
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, expect: ModelConfig | None = None, device: str = "cpu", **kw
     ) -> Predictor:
-        from .checkpoint import load_model
+        from .checkpoint import describe_training, load_model
 
-        model, _, _ = load_model(path, expect=expect, device=device)
-        return cls(model, device, **kw)
+        model, train_cfg, state = load_model(path, expect=expect, device=device)
+        p = cls(model, device, train_cfg=train_cfg, **kw)
+        p.trained_on = describe_training(train_cfg, state.get("step"), state.get("extra"))
+        return p
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, providers=None, threads: int = 0, **kw) -> Predictor:
+        """An ONNX export (``gs-mapping hd-export --onnx``) run by onnxruntime with ``providers``."""
+        from .checkpoint import describe_training
+        from .onnx_export import DEFAULT_PROVIDERS, OnnxModel
+
+        model = OnnxModel(path, providers or DEFAULT_PROVIDERS, threads)
+        p = cls(model, "cpu", train_cfg=model.train_cfg, **kw)
+        p.trained_on = describe_training(model.train_cfg, model.step, model.extra)
+        return p
+
+    def region(self, K: torch.Tensor, T: torch.Tensor) -> Region:
+        """The region of one frame's cameras as the model sees them (K for the model's input size)."""
+        h, w = self.cfg.image_size
+        cams = [(K[i].cpu().numpy(), T[i].cpu().numpy(), w, h) for i in range(K.shape[0])]
+        return make_region(self.region_name, self.cfg.x_range, self.cfg.y_range, cams)
 
     def model_inputs(self, images, cameras, extrinsics):
         """One frame → the model's inputs: images (N, 3, h, w) in [0, 1], K (N, 3, 3) for them, T (N, 4, 4)."""
@@ -180,9 +229,14 @@ class Predictor:
 
     @torch.no_grad()
     def predict_tensors(self, images, K, T) -> list[list[Element]]:
+        """Model inputs → elements per frame, clipped to the region (``self.last_regions``)."""
         out = self.model(images, K, T)
         logits, params = out["logits"][-1], out["params"][-1]
-        return [
+        frames = [
             postprocess(logits[b], params[b], self.score_threshold, self.max_elements)
             for b in range(logits.shape[0])
         ]
+        self.last_regions = [self.region(K[b], T[b]) for b in range(len(frames))]
+        if self.region_name == "patch":
+            return frames
+        return [clip_to_region(f, r) for f, r in zip(frames, self.last_regions, strict=True)]

@@ -111,7 +111,14 @@ class TrainConfig:
     # data from the driving world (or the built-in flat-road scenes)
     data: Literal["world", "flat"] = "world"
     rig: Literal["front", "surround"] = "front"
+    # the ground the rig covers (gsmap_hd.region): GT and predictions are clipped to it in training,
+    # evaluation, hd-predict/hd-eval and the node. auto = frustum (front rig) / patch (surround rig)
+    region: Literal["auto", "patch", "forward_half", "frustum"] = "auto"
     train_frames: int = 512
+    # augmentation (gsmap_hd.augment): probability of a left-right mirror of a frame (images, K,
+    # extrinsics and GT together), and the strength of brightness/contrast/colour jitter (0 = off)
+    augment_flip: float = 0.0
+    augment_color: float = 0.0
     data_seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
     num_threads: int = 1

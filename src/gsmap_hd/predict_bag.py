@@ -47,10 +47,13 @@ def predict_bag(
     progress: bool = True,
     fit: str = "crop",
     antialias: bool = False,
+    region: str | None = None,
 ) -> dict:
     """Predict every frame whose cameras all have an image (grouped by header stamp); write
     ``{"results": [...], "GTs": [...]}`` (GTs from ``/ground_truth/lanes_json`` of the same stamp when
-    the bag has them). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`."""
+    the bag has them). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`. Predictions are
+    clipped to the region the checkpoint declares (or ``region``), and each result frame carries that
+    region (``"region"``: exterior rings in base_link) so that ``hd-eval`` clips the GT the same way."""
     from tqdm import tqdm
 
     from gs_mapping import messages as M
@@ -72,7 +75,7 @@ def predict_bag(
             )
         )
     predictor = Predictor.from_checkpoint(
-        ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias
+        ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
     )
     results = []
     with BagReader(bag_path) as bag:
@@ -122,7 +125,14 @@ def predict_bag(
                         cis.append(infos[_info_topic(c)])
                         Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
                     els = predictor.predict(ims, cis, Ts)
-                    results.append({"stamp_ns": stamp, "vectors": [e.to_eval() for e in els]})
+                    results.append(
+                        {
+                            "stamp_ns": stamp,
+                            "vectors": [e.to_eval() for e in els],
+                            # what the cameras cover: hd-eval clips the GT to it as the predictions are
+                            "region": predictor.last_regions[0].coords(),
+                        }
+                    )
                     bar.update(1)
                     if max_frames and len(results) >= max_frames:
                         break
@@ -132,7 +142,7 @@ def predict_bag(
         log.warning(
             f"{bag_path}: {incomplete} frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
         )
-    doc = {"results": results}
+    doc = {"region": predictor.region_name, "results": results}
     no_gt = 0
     if has_gt:
         # GT is paired by exact header stamp; a frame without one is scored against an empty map, so say so
@@ -150,6 +160,7 @@ def predict_bag(
         "cameras": cams,
         "with_gt": has_gt,
         "checkpoint": str(ckpt),
+        "region": predictor.region_name,
         "fit": fit,
         "antialias": bool(antialias),
         "skipped_frames": incomplete,

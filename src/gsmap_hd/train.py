@@ -16,7 +16,8 @@ import torch
 from gs_mapping.config_file import to_dict
 
 from . import checkpoint as ckpt
-from .data import SampleSource, collate
+from .augment import augment
+from .data import Sample, SampleSource, collate
 from .errors import CheckpointError
 from .gaussians2d import BEVGrid, clip_to_patch
 from .infer import postprocess
@@ -24,6 +25,7 @@ from .losses import GSMapCriterion
 from .matching import build_targets
 from .model import GSMapModel
 from .model_config import POLYGON_CLASSES, TrainConfig, model_config_diff
+from .region import Region, clip_elements, clip_vectors, make_region, resolve_name
 
 log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 7_777  # held-out frames come from another data seed
@@ -53,14 +55,25 @@ def batch_indices(cfg: TrainConfig, step: int) -> list[int]:
     return rng.choice(cfg.train_frames, size=min(cfg.batch_size, cfg.train_frames), replace=False).tolist()
 
 
-def gt_to_eval(elements, cfg) -> dict:
-    """GT elements → one hd-eval frame, clipped to the BEV patch (what the model can see)."""
+def sample_region(cfg: TrainConfig, sample: Sample, name: str | None = None) -> Region:
+    """The region ``cfg`` declares (or ``name``), for the cameras of ``sample`` as the model sees them."""
+    m = cfg.model
+    _, Ks, _, _ = collate([sample], m)
+    h, w = m.image_size
+    cams = [(Ks[0, i].numpy(), sample.T_ego_cam[i], w, h) for i in range(len(sample.T_ego_cam))]
+    return make_region(resolve_name(name or cfg.region, cfg.rig), m.x_range, m.y_range, cams)
+
+
+def gt_to_eval(elements, cfg, region: Region | None = None) -> dict:
+    """GT elements → one hd-eval frame, clipped to the BEV patch, then to ``region`` when given."""
     m = cfg.model
     grid = BEVGrid(tuple(m.x_range), tuple(m.y_range), m.bev_h, m.bev_w)
     vecs = []
     for c, pts in elements:
         for piece in clip_to_patch(int(c), pts, grid, int(c) in POLYGON_CLASSES):
             vecs.append({"pts": np.asarray(piece).tolist(), "type": int(c)})
+    if region is not None:
+        vecs = clip_vectors(vecs, region, POLYGON_CLASSES)
     return {"vectors": vecs}
 
 
@@ -71,12 +84,15 @@ def evaluate_model(
     frames: int,
     device: str = "cpu",
     batch: int = 4,
+    region: str | None = None,
 ) -> dict:
-    """Predict held-out frames and score them with gsmap_hd.metrics (Chamfer AP + raster AP)."""
+    """Predict held-out frames and score them with gsmap_hd.metrics (Chamfer AP + raster AP), GT and
+    predictions clipped to the config's region (or ``region``: a region name; ``patch`` = unclipped)."""
     from .metrics import evaluate  # the reference metrics (other module)
 
     model.eval()
     results, gts = [], []
+    reg = sample_region(cfg, source[0], region)
     with torch.no_grad():
         for i in range(0, frames, batch):
             samples = [source[j] for j in range(i, min(frames, i + batch))]
@@ -84,10 +100,12 @@ def evaluate_model(
             out = model(im.to(device), K.to(device), T.to(device))
             for b, s in enumerate(samples):
                 els = postprocess(out["logits"][-1][b], out["params"][-1][b])
-                results.append({"vectors": [e.to_eval() for e in els]})
-                gts.append(gt_to_eval(s.elements, cfg))
+                results.append({"vectors": clip_vectors([e.to_eval() for e in els], reg, POLYGON_CLASSES)})
+                gts.append(gt_to_eval(s.elements, cfg, reg))
     model.train()
-    return evaluate(results, gts, frame="rep103")  # our points are base_link (x fwd, y left)
+    ev = evaluate(results, gts, frame="rep103")  # our points are base_link (x fwd, y left)
+    ev["region"] = {"name": reg.name, "area_m2": round(reg.area, 2)}
+    return ev
 
 
 def _param_groups(model: GSMapModel, cfg: TrainConfig):
@@ -140,6 +158,8 @@ def train(
     # Render the training frames once, in order (consecutive frames share a drive/world).
     for i in tqdm(range(cfg.train_frames), desc="hd-train data", disable=not progress, leave=False):
         source[i]
+    region = sample_region(cfg, source[0])
+    log.info(f"training region: {region.name} ({region.area:.0f} m² of the patch)")
     metrics_path = out_dir / "metrics.jsonl"
     logged: dict = {}
     model.train()
@@ -155,14 +175,25 @@ def train(
     acc: dict[str, float] = {}
     n_acc = 0
     target_cache: dict = {}
+    augmenting = cfg.augment_flip > 0 or cfg.augment_color > 0
     for step in bar:
         idx = batch_indices(cfg, step)
-        samples = [source[i] for i in idx]
+        rng = np.random.default_rng([cfg.seed, step, 1])  # augmentation: a pure function of (seed, step)
+        samples, keys = [], []
+        for i in idx:
+            s = source[i]
+            s = Sample(s.images, s.K, s.T_ego_cam, clip_elements(s.elements, region, POLYGON_CLASSES))
+            s, flipped = augment(s, cfg.augment_flip, cfg.augment_color, rng)
+            samples.append(s)
+            keys.append((i, flipped))
         im, K, T, _ = collate(samples, cfg.model)
-        for i, s in zip(idx, samples, strict=False):  # targets are a pure function of the frame: build once
-            if i not in target_cache:
-                target_cache[i] = build_targets(s.elements, cfg.model, cfg.loss).to(device)
-        targets = [target_cache[i] for i in idx]
+        if augmenting:  # many distinct (frame, mirror) targets: built each time (~20 ms a frame)
+            targets = [build_targets(s.elements, cfg.model, cfg.loss).to(device) for s in samples]
+        else:  # targets are a pure function of the frame: build once
+            for key, s in zip(keys, samples, strict=False):
+                if key not in target_cache:
+                    target_cache[key] = build_targets(s.elements, cfg.model, cfg.loss).to(device)
+            targets = [target_cache[k] for k in keys]
         out = model(im.to(device), K.to(device), T.to(device))
         losses = crit(out, targets, step)
         opt.zero_grad(set_to_none=True)

@@ -27,6 +27,14 @@ def add_arguments(parser):
         help="reproduce the ped-crossing fill of OpenCV <=4.7 (MapVR era, default) "
         "or >=4.11; they differ only where a polygon is clipped by the border",
     )
+    parser.add_argument(
+        "--region",
+        choices=("file", "none"),
+        default="file",
+        help="'file' (default): where a result frame carries a 'region' (what its cameras cover, "
+        "written by hd-predict), clip its predictions and its GT to it (MapTR's clipping: cut at the "
+        "border, split into pieces); 'none': score the vectors as written",
+    )
     parser.add_argument("--indent", type=int, default=None, help="indent the printed JSON")
 
 
@@ -35,10 +43,17 @@ def run(args) -> int:
     from pathlib import Path
 
     from gs_mapping.ply import atomic_write
-    from gsmap_hd.eval_io import load_submission
+    from gsmap_hd.eval_io import load_submission, parse_submission
     from gsmap_hd.metrics import evaluate
+    from gsmap_hd.region import clip_documents
 
-    results, gts = load_submission(args.file)
+    results, gts = load_submission(args.file)  # validates the file (errors name frame/vector/key)
+    clipped = 0
+    if args.region == "file":
+        doc = json.loads(Path(args.file).read_text())
+        res_docs, gt_docs, clipped = clip_documents(doc["results"], doc["GTs"], args.file)
+        if clipped:
+            results, gts = parse_submission({"results": res_docs, "GTs": gt_docs}, args.file)
     out = evaluate(
         results,
         gts,
@@ -47,6 +62,7 @@ def run(args) -> int:
         fill_variant=args.opencv_fill,
         frame=args.frame,
     )
+    out["region_clipped_frames"] = clipped
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out:

@@ -20,6 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=("world", "flat"), help="world (gs_mapping.world) or flat-road scenes")
     p.add_argument("--rig", choices=("front", "surround"))
     p.add_argument("--frames", type=int, help="number of distinct training frames")
+    p.add_argument(
+        "--region",
+        choices=("auto", "patch", "forward_half", "frustum"),
+        help="ground the rig covers; GT and predictions are clipped to it (auto: frustum for the "
+        "front rig, patch for surround)",
+    )
+    p.add_argument("--augment-flip", type=float, help="probability of a left-right mirror per frame")
+    p.add_argument("--augment-color", type=float, help="brightness/contrast/colour jitter strength")
     p.add_argument("--raster-weight", type=float, help="raster loss weight (0 = vector-only ablation)")
     p.add_argument("--seed", type=int, help="training seed (init and batch order)")
     p.add_argument("--device", help="cpu | cuda | auto")
@@ -55,6 +63,9 @@ def build_config(args: argparse.Namespace):
         "data": args.data,
         "rig": args.rig,
         "train_frames": args.frames,
+        "region": args.region,
+        "augment_flip": args.augment_flip,
+        "augment_color": args.augment_color,
         "seed": args.seed,
         "device": args.device,
         "num_threads": args.threads,

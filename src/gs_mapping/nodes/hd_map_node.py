@@ -5,13 +5,22 @@ when the topic ends in ``/compressed``), each with its ``camera_info`` sibling t
 /tf_static. Images of all cameras are grouped by the approximate-time synchroniser; extrinsics
 T_base_cam come from TF. Outputs:
 
-- ``~/lanes`` (visualization_msgs/MarkerArray in ``base_frame``): a LINE_STRIP per element,
+- ``~/lanes`` (visualization_msgs/MarkerArray): with ``fuse`` (default) the persistent lane map in
+  ``map_frame`` — every frame's predictions fused over time (``gsmap_hd.lane_map``: association,
+  merging, stable ids, confidence from repeated sightings, one-off false positives dropped); without,
+  the frame's elements in ``base_frame``. A LINE_STRIP per element (marker id = lane id when fused),
   namespace per class (divider, ped_crossing, boundary), coloured by class;
-- ``~/lanes_json`` (std_msgs/String): ``{"stamp_ns", "frame_id", "vectors": [{"pts", "type",
-  "confidence_level"}]}`` — the same vector format as ``gs-mapping hd-eval`` and the world's GT;
-- ``~/lanes_delta`` (std_msgs/UInt8MultiArray): the lanes in ``map_frame`` as a compact
-  gs_map_share lane delta (stable lane ids across frames);
+- ``~/lanes_json`` (std_msgs/String): this frame's prediction, ``{"stamp_ns", "frame_id", "vectors":
+  [{"pts", "type", "confidence_level"}]}`` in ``base_frame`` — the format of ``gs-mapping hd-eval``
+  and the world's GT — plus ``"region"``, the ground its cameras cover (predictions are clipped to it);
+- ``~/lanes_delta`` (std_msgs/UInt8MultiArray): the changes of the lane map (``fuse``) or the frame's
+  lanes (ids matched frame to frame) in ``map_frame``, as compact gs_map_share lane containers;
 - ``/diagnostics``.
+
+Backends (``backend``): ``torch`` runs the checkpoint; ``onnx`` runs ``onnx_model`` (``gs-mapping
+hd-export --onnx``) with onnxruntime on ``onnx_providers`` (on a Jetson: TensorRT, CUDA, CPU). At start
+the node logs what the model was trained on: the shipped checkpoints learnt from the procedural
+world only, so real cameras are out of their domain.
 """
 
 from __future__ import annotations
@@ -39,6 +48,15 @@ class HDMapNodeConfig:
         "each needs a sibling 'camera_info' topic",
     )
     checkpoint: str = param("", "GSMap checkpoint (empty: the small model shipped with the package)")
+    backend: str = param("torch", "torch (the checkpoint) | onnx (onnx_model, run by onnxruntime)")
+    onnx_model: str = param("", "ONNX export of the model (gs-mapping hd-export --onnx), for backend onnx")
+    onnx_providers: list[str] = param(
+        ["CPUExecutionProvider"],
+        "onnxruntime execution providers in order of preference (Jetson: TensorrtExecutionProvider, "
+        "CUDAExecutionProvider, CPUExecutionProvider)",
+    )
+    fuse: bool = param(True, "fuse frames into a persistent lane map in map_frame (~/lanes, ~/lanes_delta)")
+    map_min_hits: int = param(2, "frames that must see a lane before the lane map publishes it", (1, 1000))
     device: str = param("auto", "auto | cpu | cuda")
     base_frame: str = param("base_link", "ego frame of the predicted lanes")
     map_frame: str = param("map", "fixed frame of ~/lanes_delta")
@@ -86,6 +104,13 @@ class HDMapNode(NodeBase):
         self._lane_state = None
         self._next_lane_id = 1
         self._lane_seq = 0
+        self.lane_map = None
+        if self.cfg.fuse:
+            from gsmap_hd.lane_map import LaneMap, LaneMapConfig
+
+            self.lane_map = LaneMap(
+                LaneMapConfig(min_hits=self.cfg.map_min_hits, min_score=self.cfg.score_threshold)
+            )
 
         self.pub_markers = ctx.create_publisher("~/lanes", "visualization_msgs/msg/MarkerArray", RELIABLE_QOS)
         self.pub_json = ctx.create_publisher("~/lanes_json", "std_msgs/msg/String", RELIABLE_QOS)
@@ -118,6 +143,12 @@ class HDMapNode(NodeBase):
         )
         ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
         self.diag.values["device"] = self.predictor.device
+        self.diag.values["backend"] = self.cfg.backend
+        self.diag.values["region"] = self.predictor.region_name
+        # the shipped models learnt from synthetic worlds only: say so where an operator looks
+        ctx.logger.info(
+            f"hd_map_node: {self.cfg.backend} model {self._model_path}; {self.predictor.trained_on}"
+        )
 
     def _load_predictor(self):
         from gsmap_hd.infer import Predictor
@@ -126,7 +157,19 @@ class HDMapNode(NodeBase):
 
         from ..errors import ConfigError
 
+        if self.cfg.backend == "onnx":
+            if not self.cfg.onnx_model:
+                raise ConfigError("hd_map_node.onnx_model: backend onnx needs the path of an ONNX export")
+            self._model_path = self.cfg.onnx_model
+            return Predictor.from_onnx(
+                self.cfg.onnx_model,
+                providers=list(self.cfg.onnx_providers),
+                score_threshold=self.cfg.score_threshold,
+            )
+        if self.cfg.backend != "torch":
+            raise ConfigError(f"hd_map_node.backend: expected torch or onnx, got {self.cfg.backend!r}")
         path = self.cfg.checkpoint or str(SHIPPED)
+        self._model_path = path
         try:
             return Predictor.from_checkpoint(
                 path, device=resolve_device(self.cfg.device), score_threshold=self.cfg.score_threshold
@@ -138,6 +181,8 @@ class HDMapNode(NodeBase):
         super().parameters_changed(section, values)
         if "score_threshold" in values:  # the predictor holds its own copy
             self.predictor.score_threshold = self.cfg.score_threshold
+            if self.lane_map is not None:
+                self.lane_map.config.min_score = self.cfg.score_threshold
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_info(self, topic: str, msg: Any) -> None:
@@ -197,51 +242,76 @@ class HDMapNode(NodeBase):
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish(self, elements: list, stamp: int) -> None:
-        from ..messages import (
-            bytes_to_uint8_multiarray,
-            delete_all_marker,
-            json_to_string_message,
-            line_strip_marker,
-            marker_array,
-        )
+        from ..messages import bytes_to_uint8_multiarray, json_to_string_message, marker_array
 
         f = self.ctx.factory
-        markers = [delete_all_marker(self.cfg.base_frame, stamp, factory=f)]
+        region = self.predictor.last_regions[0] if self.predictor.last_regions else None
+        doc = {"stamp_ns": stamp, "frame_id": self.cfg.base_frame, "vectors": [e.to_eval() for e in elements]}
+        if region is not None:
+            doc["region"] = region.coords()
+        self.pub_json.publish(json_to_string_message(doc, f))
+        self.diag.values["elements"] = len(elements)
+        try:
+            T = self.tf.lookup(self.cfg.map_frame, self.cfg.base_frame, stamp).matrix()
+        except TFError as exc:
+            T = None
+            self.diag.drop("lane_map_no_map_pose", str(exc))
+        if self.lane_map is None:  # per-frame lanes: markers in base_frame, ids matched frame to frame
+            self.pub_markers.publish(
+                marker_array(self._markers(elements, None, self.cfg.base_frame, stamp), f)
+            )
+            lanes = None if T is None else self._frame_lanes(elements, T)
+        elif T is None:
+            return  # the lane map lives in map_frame: nothing to fuse without the pose
+        else:
+            from gs_map_share.lanes import Lane
+            from gsmap_hd.lane_map import region_in_map, to_frame
+
+            in_map = [_Elem(e.cls, e.score, to_frame(e.points, T)) for e in elements]
+            self.lane_map.update(in_map, None if region is None else region_in_map(region, T))
+            lanes = [Lane(t.id, t.cls, t.confidence, t.points) for t in self.lane_map.published()]
+            self.diag.values["lane_map_lanes"] = len(lanes)
+            self.pub_markers.publish(
+                marker_array(self._markers(lanes, [ln.id for ln in lanes], self.cfg.map_frame, stamp), f)
+            )
+        if lanes is not None:
+            self.pub_delta.publish(bytes_to_uint8_multiarray(self._lane_container(lanes), f))
+
+    def _markers(self, elements: list, ids, frame_id: str, stamp: int) -> list:
+        from ..messages import delete_all_marker, line_strip_marker
+
+        f = self.ctx.factory
+        markers = [delete_all_marker(frame_id, stamp, factory=f)]  # RViz drops what was shown before
         for i, e in enumerate(elements):
             pts = np.zeros((len(e.points), 3))
             pts[:, :2] = e.points
             markers.append(
                 line_strip_marker(
                     CLASS_NAMES[e.cls],
-                    i,
+                    i if ids is None else int(ids[i]),
                     pts,
                     CLASS_RGBA[e.cls],
-                    self.cfg.base_frame,
+                    frame_id,
                     stamp,
                     width=0.15,
                     factory=f,
                 )
             )
-        self.pub_markers.publish(marker_array(markers, f))
-        doc = {"stamp_ns": stamp, "frame_id": self.cfg.base_frame, "vectors": [e.to_eval() for e in elements]}
-        self.pub_json.publish(json_to_string_message(doc, f))
-        delta = self._lane_container(elements, stamp)
-        if delta is not None:
-            self.pub_delta.publish(bytes_to_uint8_multiarray(delta, f))
-        self.diag.values["elements"] = len(elements)
+        return markers
 
-    def _lane_container(self, elements: list, stamp: int) -> bytes | None:
-        """The lanes in the map frame as a delta against the previous frame (snapshot periodically)."""
-        from gs_map_share.lanes import assign_ids, encode_lanes, quantize_lanes
+    def _frame_lanes(self, elements: list, T: np.ndarray) -> list:
+        """One frame's elements in the map frame with ids matched to the previous frame's."""
+        from gs_map_share.lanes import assign_ids
 
-        try:
-            T = self.tf.lookup(self.cfg.map_frame, self.cfg.base_frame, stamp).matrix()
-        except TFError as exc:
-            self.diag.drop("lane_deltas_no_map_pose", str(exc))
-            return None
         in_map = [_Elem(e.cls, e.score, e.points @ T[:2, :2].T + T[:2, 3]) for e in elements]
         lanes, self._next_lane_id = assign_ids(self._lanes_prev, in_map, self._next_lane_id)
         self._lanes_prev = lanes
+        return lanes
+
+    def _lane_container(self, lanes: list) -> bytes:
+        """The lanes (map frame) as a delta against the previously sent state (snapshot periodically)."""
+        from gs_map_share.lanes import encode_lanes, quantize_lanes
+
         state = quantize_lanes(lanes, self.cfg.lane_step_m)
         self._lane_seq += 1
         snapshot = self._lane_state is None or self._lane_seq % self.cfg.snapshot_every == 1

@@ -1,0 +1,56 @@
+"""``gs-mapping hd-export --onnx OUT.onnx``: a GSMap checkpoint as one ONNX graph (opset 17: the
+deformable attention and the camera lifting are ``GridSample``), checked against the torch model on a
+world frame before it is written. Run it with ``hd_map_node.backend: onnx`` (onnxruntime; TensorRT /
+CUDA execution providers on a Jetson, see docs/hd_model.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="write the model as ONNX here")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the shipped small world model)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest accepted difference to torch on a world frame (logits; Gaussian parameters "
+        "relative to their range: patch extent for x/y, scale range for sx/sy, radians for θ)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.onnx_export import compare_on_world, export_onnx
+    from gsmap_hd.predict_bag import SHIPPED
+
+    from ..errors import ConfigError
+
+    out = Path(args.onnx)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"--onnx: {out} exists (pass --overwrite to replace it)")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--onnx: directory {out.parent} does not exist")
+    ckpt = Path(args.checkpoint) if args.checkpoint else SHIPPED
+    model, cfg, state = load_model(ckpt)
+    tmp = out.with_name(f".{out.name}.check")
+    try:
+        cams = 2 if cfg.rig == "surround" else 1
+        export_onnx(model, cfg, tmp, num_cameras=cams, step=state.get("step"), extra=state.get("extra"))
+        diff = compare_on_world(model, cfg, tmp)
+        if diff["max_normalised"] > args.tolerance:
+            raise ConfigError(
+                f"{ckpt}: the ONNX graph differs from torch by {diff['max_normalised']:.3g} "
+                f"(> --tolerance {args.tolerance:g}) on a world frame; not written"
+            )
+        tmp.replace(out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(json.dumps({"onnx": str(out), "checkpoint": str(ckpt), "bytes": out.stat().st_size, **diff}))
+    return 0

@@ -1,0 +1,345 @@
+"""A persistent lane map: per-frame predictions fused over time in a fixed frame (``map``).
+
+Each frame's elements (already in the map frame, clipped to what the cameras cover) update a set of
+tracks — one per map element, with a stable id:
+
+- **Association**: an observation goes to the track of its class it overlaps best. A line overlaps a
+  track where its points (densified every ``spacing`` m) lie within ``assoc_dist`` of the track's
+  polyline and project inside it; it needs ``min_overlap`` m of such overlap (or a third of its own
+  length when shorter) and a mean distance there below ``assoc_dist``. A crossing (closed ring) goes to
+  the track whose polygon it overlaps with IoU ≥ ``min_iou``.
+- **Merging**: where a line overlaps, each track vertex moves towards its projection onto the
+  observation by a running average (weight capped at ``max_weight`` so an old map still follows new
+  evidence); the observation's parts beyond the track's ends extend it. Rings are averaged vertex by
+  vertex in their best-aligned order. Tracks that come to overlap each other (two pieces of one lane
+  that grew together) are merged into the older id.
+- **Confidence**: the mean score of the frames that saw the element × (1 − 2^−hits) (repeated
+  sightings raise it); a track is published once seen in ``min_hits`` frames.
+- **Removal**: a track that the cameras covered (≥ half its length inside the frame's region) but that
+  no observation matched counts a miss; a tentative track (fewer than ``min_hits`` sightings) goes after
+  ``tentative_misses`` such misses or ``tentative_age`` frames without a second sighting (one-off false
+  positives), a confirmed one after ``max_misses`` consecutive misses.
+
+Points are metres in the map frame; a polyline is resampled to ``spacing`` after each update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class LaneMapConfig:
+    spacing: float = 1.0  # m between a line track's vertices
+    ring_points: int = 17  # vertices of a crossing ring (closed: last = first)
+    assoc_dist: float = 1.2  # m: an observation point this close to a track overlaps it
+    min_overlap: float = 4.0  # m of overlap needed to associate a line (or 1/3 of a shorter one)
+    min_iou: float = 0.1  # crossings
+    max_weight: float = 8.0  # running-average weight cap of a vertex
+    min_hits: int = 2  # sightings before a track is published
+    tentative_misses: int = 2
+    tentative_age: int = 6  # frames
+    max_misses: int = 8
+    min_score: float = 0.3  # observations below this are ignored
+
+
+@dataclass
+class Track:
+    id: int
+    cls: int
+    points: np.ndarray  # (n, 2) map frame; rings closed
+    weights: np.ndarray  # (n,)
+    closed: bool
+    hits: int = 1
+    misses: int = 0
+    first_frame: int = 0
+    last_frame: int = 0
+    score_sum: float = 0.0  # over sightings
+
+    @property
+    def confidence(self) -> float:
+        """Mean score of its sightings × (1 − 2^−hits): repeated sightings raise it, never past the
+        model's own mean confidence."""
+        return float(self.score_sum / max(self.hits, 1) * (1.0 - 0.5**self.hits))
+
+    def length(self) -> float:
+        return (
+            float(np.linalg.norm(np.diff(self.points, axis=0), axis=1).sum()) if len(self.points) > 1 else 0.0
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# frames and polyline geometry
+
+
+def to_frame(pts: np.ndarray, T_a_b: np.ndarray) -> np.ndarray:
+    """2-D points of frame b → frame a (the planar part of a 4x4 transform T_a_b)."""
+    T = np.asarray(T_a_b, np.float64)
+    return np.asarray(pts, np.float64) @ T[:2, :2].T + T[:2, 3]
+
+
+def region_in_map(region, T_map_base: np.ndarray):
+    """A :class:`gsmap_hd.region.Region` (base_link) → its shapely polygon in the map frame."""
+    from shapely import affinity
+
+    T = np.asarray(T_map_base, np.float64)
+    return affinity.affine_transform(region.polygon, [T[0, 0], T[0, 1], T[1, 0], T[1, 1], T[0, 3], T[1, 3]])
+
+
+def resample_spacing(pts: np.ndarray, spacing: float) -> np.ndarray:
+    """Points every ``spacing`` m along the polyline (both ends kept)."""
+    pts = np.asarray(pts, np.float64)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    if len(pts) < 2 or cum[-1] <= 1e-9:
+        return pts[:1].copy()
+    n = max(2, int(np.ceil(cum[-1] / spacing)) + 1)
+    t = np.linspace(0.0, cum[-1], n)
+    return np.stack([np.interp(t, cum, pts[:, 0]), np.interp(t, cum, pts[:, 1])], axis=1)
+
+
+def _interp_weights(pts: np.ndarray, w: np.ndarray, new_pts_count: int) -> np.ndarray:
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    t = np.linspace(0.0, cum[-1], new_pts_count)
+    return np.interp(t, cum, w)
+
+
+def project(q: np.ndarray, line: np.ndarray):
+    """Points q (m, 2) onto polyline ``line`` (n ≥ 2): distance to it, station along it (extended
+    beyond the ends along the end segments: < 0 before the start, > length after the end), and the
+    closest point on it."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    l2 = np.maximum((ab * ab).sum(1), 1e-12)
+    t_raw = ((q[:, None, :] - a[None]) * ab[None]).sum(-1) / l2[None]  # (m, n-1)
+    t = np.clip(t_raw, 0.0, 1.0)
+    closest = a[None] + t[..., None] * ab[None]
+    d = np.linalg.norm(q[:, None, :] - closest, axis=-1)
+    j = d.argmin(1)
+    rows = np.arange(len(q))
+    seglen = np.sqrt(l2)
+    cum = np.concatenate([[0.0], np.cumsum(seglen)])
+    station = cum[j] + t[rows, j] * seglen[j]
+    # beyond the ends: extend along the first / last segment
+    before = (j == 0) & (t_raw[rows, 0] < 0)
+    after = (j == len(ab) - 1) & (t_raw[rows, -1] > 1)
+    station = np.where(before, t_raw[rows, 0] * seglen[0], station)
+    station = np.where(after, cum[-2] + t_raw[rows, -1] * seglen[-1], station)
+    return d[rows, j], station, closest[rows, j], cum[-1]
+
+
+def line_overlap(obs: np.ndarray, track: np.ndarray, assoc_dist: float, spacing: float):
+    """(overlap length m, mean distance over the overlap) of a densified observation against a track."""
+    if len(track) < 2 or len(obs) < 2:
+        return 0.0, np.inf
+    d, s, _, length = project(obs, track)
+    inside = (d < assoc_dist) & (s >= -0.5 * spacing) & (s <= length + 0.5 * spacing)
+    if not inside.any():
+        return 0.0, np.inf
+    return float(inside.sum() * spacing), float(d[inside].mean())
+
+
+def _ring_orderings(ring: np.ndarray) -> np.ndarray:
+    core = ring[:-1]
+    out = []
+    for r in (core, core[::-1]):
+        for k in range(len(core)):
+            x = np.roll(r, -k, axis=0)
+            out.append(np.vstack([x, x[:1]]))
+    return np.stack(out)
+
+
+def _ring(pts: np.ndarray, k: int) -> np.ndarray:
+    from .gaussians2d import resample
+
+    return resample(pts, k, closed=True)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LaneMap:
+    config: LaneMapConfig = field(default_factory=LaneMapConfig)
+    tracks: dict = field(default_factory=dict)  # id → Track
+    next_id: int = 1
+    frame: int = 0
+
+    def published(self) -> list[Track]:
+        """Confirmed tracks (seen in ≥ min_hits frames), by id."""
+        return [t for _, t in sorted(self.tracks.items()) if t.hits >= self.config.min_hits]
+
+    def update(self, elements, region=None) -> dict:
+        """Fuse one frame. ``elements``: objects with ``cls``, ``score``, ``points`` (map frame);
+        ``region``: the shapely polygon (map frame) the cameras covered this frame (for misses; None:
+        no misses are counted). Returns counts {matched, new, removed, merged}."""
+        c = self.config
+        self.frame += 1
+        matched: set[int] = set()
+        stats = {"matched": 0, "new": 0, "removed": 0, "merged": 0}
+        obs = [e for e in elements if float(e.score) >= c.min_score and len(np.asarray(e.points)) >= 2]
+        for e in sorted(obs, key=lambda e: -float(e.score)):
+            cls, score = int(e.cls), float(e.score)
+            pts = np.asarray(e.points, np.float64).reshape(-1, 2)
+            closed = cls == 1
+            if closed:
+                if len(pts) < 4:
+                    continue
+                o = _ring(pts, c.ring_points)
+                tid = self._associate_ring(cls, o)
+            else:
+                o = resample_spacing(pts, c.spacing)
+                if len(o) < 2:
+                    continue
+                tid = self._associate_line(cls, o)
+            if tid is None:
+                t = Track(
+                    self.next_id,
+                    cls,
+                    o,
+                    np.ones(len(o)),
+                    closed,
+                    first_frame=self.frame,
+                    last_frame=self.frame,
+                )
+                t.score_sum = score
+                self.tracks[t.id] = t
+                matched.add(t.id)
+                self.next_id += 1
+                stats["new"] += 1
+                continue
+            t = self.tracks[tid]
+            if tid not in matched:  # one sighting per frame, however many pieces
+                t.hits += 1
+                t.score_sum += score
+            t.misses = 0
+            t.last_frame = self.frame
+            matched.add(tid)
+            stats["matched"] += 1
+            if closed:
+                self._merge_ring(t, o, 1.0)
+            else:
+                self._merge_line(t, o, np.ones(len(o)))
+                stats["merged"] += self._merge_tracks(t)
+        stats["removed"] = self._age(matched, region)
+        return stats
+
+    # -- association --------------------------------------------------------------------------------
+    def _associate_line(self, cls: int, o: np.ndarray) -> int | None:
+        c = self.config
+        o_len = float(np.linalg.norm(np.diff(o, axis=0), axis=1).sum())
+        need = min(c.min_overlap, max(c.spacing, o_len / 3))
+        lo, hi = o.min(0) - c.assoc_dist, o.max(0) + c.assoc_dist
+        best, best_d = None, c.assoc_dist
+        for t in self.tracks.values():
+            if t.cls != cls or t.closed:
+                continue
+            if (t.points.max(0) < lo).any() or (t.points.min(0) > hi).any():
+                continue
+            ov, d = line_overlap(o, t.points, c.assoc_dist, c.spacing)
+            if ov >= need and d < best_d:
+                best, best_d = t.id, d
+        return best
+
+    def _associate_ring(self, cls: int, o: np.ndarray) -> int | None:
+        from shapely.geometry import Polygon
+
+        po = Polygon(o).buffer(0)
+        if po.is_empty:
+            return None
+        best, best_iou = None, self.config.min_iou
+        for t in self.tracks.values():
+            if t.cls != cls or not t.closed:
+                continue
+            pt = Polygon(t.points).buffer(0)
+            inter = po.intersection(pt).area
+            iou = inter / max(po.union(pt).area, 1e-9)
+            if iou >= best_iou:
+                best, best_iou = t.id, iou
+        return best
+
+    # -- merging ------------------------------------------------------------------------------------
+    def _merge_line(self, t: Track, o: np.ndarray, ow: np.ndarray) -> None:
+        """Fold polyline ``o`` (weights ``ow``) into track ``t``: average where they overlap, extend
+        where ``o`` goes beyond the track's ends."""
+        c = self.config
+        d, s, _, length = project(o, t.points)
+        if len(s) > 1 and s[-1] < s[0]:  # read the observation in the track's direction
+            o, ow, d, s = o[::-1], ow[::-1], d[::-1], s[::-1]
+        # overlap: move each track vertex towards its projection onto the observation
+        dt, _, closest, olen = project(t.points, o)
+        _, st_on_o, _, _ = project(t.points, o)
+        inside = (dt < c.assoc_dist) & (st_on_o >= 0) & (st_on_o <= olen)
+        if inside.any():
+            wo = np.interp(st_on_o[inside], np.linspace(0, olen, len(ow)), ow)
+            w = t.weights[inside]
+            t.points[inside] = (w[:, None] * t.points[inside] + wo[:, None] * closest[inside]) / (w + wo)[
+                :, None
+            ]
+            t.weights[inside] = np.minimum(w + wo, c.max_weight)
+        # extensions beyond the ends
+        pre = s < -0.5 * c.spacing
+        post = s > length + 0.5 * c.spacing
+        pts = np.vstack([o[pre], t.points, o[post]])
+        wts = np.concatenate([ow[pre], t.weights, ow[post]])
+        new = resample_spacing(pts, c.spacing)
+        t.weights = _interp_weights(pts, wts, len(new)) if len(new) > 1 else wts[:1]
+        t.points = new
+
+    def _merge_ring(self, t: Track, o: np.ndarray, wo: float) -> None:
+        cand = _ring_orderings(o)
+        k = int(np.abs(cand - t.points[None]).sum(-1).mean(-1).argmin())
+        o = cand[k]
+        w = t.weights[:, None]
+        t.points = (w * t.points + wo * o) / (w + wo)
+        t.points[-1] = t.points[0]
+        t.weights = np.minimum(t.weights + wo, self.config.max_weight)
+
+    def _merge_tracks(self, t: Track) -> int:
+        """Merge other line tracks of t's class that now overlap it into the older of the two."""
+        c = self.config
+        merged = 0
+        for other in list(self.tracks.values()):
+            if other.id == t.id or other.id not in self.tracks or other.cls != t.cls or other.closed:
+                continue
+            short = min(t.length(), other.length())
+            ov, d = line_overlap(other.points, t.points, c.assoc_dist, c.spacing)
+            if ov < min(c.min_overlap, max(c.spacing, short / 3)) or d >= c.assoc_dist:
+                continue
+            keep, gone = (t, other) if t.id < other.id else (other, t)
+            self._merge_line(keep, gone.points.copy(), gone.weights.copy())
+            if gone.hits > keep.hits:  # the sightings of the better-seen piece
+                keep.hits, keep.score_sum = gone.hits, gone.score_sum
+            keep.first_frame = min(keep.first_frame, gone.first_frame)
+            keep.last_frame = max(keep.last_frame, gone.last_frame)
+            del self.tracks[gone.id]
+            merged += 1
+            t = keep
+        return merged
+
+    # -- ageing -------------------------------------------------------------------------------------
+    def _age(self, matched: set[int], region) -> int:
+        from shapely import contains_xy
+
+        c = self.config
+        gone = []
+        for t in self.tracks.values():
+            if t.id in matched:
+                continue
+            if region is not None:
+                inside = contains_xy(region, t.points[:, 0], t.points[:, 1]).mean()
+                if inside >= 0.5:
+                    t.misses += 1
+            tentative = t.hits < c.min_hits
+            if tentative and (
+                t.misses >= c.tentative_misses or self.frame - t.first_frame >= c.tentative_age
+            ):
+                gone.append(t.id)
+            elif not tentative and t.misses >= c.max_misses:
+                gone.append(t.id)
+        for i in gone:
+            del self.tracks[i]
+        return len(gone)

@@ -1,0 +1,198 @@
+"""The GSMap network as ONNX, and an onnxruntime runner that stands in for the torch model.
+
+Export (``gs-mapping hd-export --onnx``): the whole network — backbone, geometric lifting (its
+``grid_sample`` into the cameras), BEV encoder, decoder with the deformable cross-attention (also
+``grid_sample``) — traced into one graph at opset 17 (``GridSample`` needs ≥ 16). Inputs
+``images`` (B, N, 3, H, W) float RGB in [0, 1] at the model's input size, ``K`` (B, N, 3, 3) for those
+images, ``T_ego_cam`` (B, N, 4, 4); outputs ``logits`` (B, E, C) and ``params`` (B, E, K, 5) of the last
+decoder layer (what inference uses). B and N are dynamic. The training config travels in the model's
+metadata (``gsmap_hd_config``), so a runner rebuilds the same pre- and post-processing.
+
+Runner (``hd_map_node.backend: onnx``): :class:`OnnxModel` has the torch model's call signature and
+output dict, so :class:`gsmap_hd.infer.Predictor` uses either. Execution providers: CPU here; on a
+Jetson (onnxruntime-gpu from NVIDIA's Jetson wheels) ``("TensorrtExecutionProvider",
+"CUDAExecutionProvider", "CPUExecutionProvider")`` — see docs/hd_model.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .model import GSMapModel
+from .model_config import ModelConfig, TrainConfig
+
+OPSET = 17
+META_KEY = "gsmap_hd_config"
+META_EXTRA = "gsmap_hd_provenance"
+INPUTS = ("images", "K", "T_ego_cam")
+OUTPUTS = ("logits", "params")
+
+
+class _LastLayer(nn.Module):
+    def __init__(self, model: GSMapModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, K, T_ego_cam):
+        out = self.model(images, K, T_ego_cam)
+        return out["logits"][-1], out["params"][-1]
+
+
+def export_onnx(
+    model: GSMapModel,
+    cfg: TrainConfig,
+    path: str | Path,
+    num_cameras: int = 1,
+    step: int | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``model`` as ONNX to ``path`` (temp file + rename). ``num_cameras`` only shapes the example
+    input of the trace; the graph takes any number of cameras."""
+    import os
+    import tempfile
+    import warnings
+
+    import onnx  # deferred: only the export needs it
+
+    from gs_mapping.config_file import to_dict
+
+    path = Path(path)
+    model = model.eval().float()
+    h, w = model.cfg.image_size
+    ex = (
+        torch.rand(1, num_cameras, 3, h, w),
+        torch.tensor([[200.0, 0, (w - 1) / 2], [0, 200.0, (h - 1) / 2], [0, 0, 1]]).expand(
+            1, num_cameras, 3, 3
+        ),
+        torch.eye(4).expand(1, num_cameras, 4, 4).clone(),
+    )
+    ex[2][..., :3, :3] = torch.tensor([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])  # a forward-looking camera
+    ex[2][..., 2, 3] = 1.5
+    dyn = {n: {0: "batch", 1: "cameras"} for n in INPUTS}
+    dyn.update({n: {0: "batch"} for n in OUTPUTS})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # shape checks and constants in forward() are traced as constants: B and N stay dynamic
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (no onnxscript)
+            # the wrapper in eval mode: the exporter restores the wrapper's mode afterwards, recursively,
+            # which would leave a fresh (training-mode) wrapper's model with BatchNorm in training mode
+            torch.onnx.export(
+                _LastLayer(model).eval(),
+                ex,
+                tmp,
+                input_names=list(INPUTS),
+                output_names=list(OUTPUTS),
+                dynamic_axes=dyn,
+                opset_version=OPSET,
+                dynamo=False,  # the TorchScript exporter: one self-contained file, no onnxscript needed
+            )
+        proto = onnx.load(tmp)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(to_dict(cfg))
+        entry = proto.metadata_props.add()  # provenance, logged by hd_map_node at start
+        entry.key, entry.value = META_EXTRA, json.dumps({"step": step, "extra": extra or {}}, default=str)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+class OnnxModel:
+    """An exported GSMap network run by onnxruntime, called like :class:`GSMapModel` (torch tensors in,
+    ``{"logits": [last], "params": [last]}`` out)."""
+
+    def __init__(self, path: str | Path, providers=DEFAULT_PROVIDERS, threads: int = 0) -> None:
+        import onnxruntime as ort  # deferred: optional at import time of the package
+
+        from gs_mapping.config_file import from_dict
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: ONNX model not found")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files/providers
+            raise CheckpointError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in meta:
+            raise CheckpointError(f"{path}: not a gsmap_hd ONNX export (no {META_KEY} metadata)")
+        self.train_cfg: TrainConfig = from_dict(TrainConfig, json.loads(meta[META_KEY]), where=f"{path}")
+        self.cfg: ModelConfig = self.train_cfg.model
+        prov = json.loads(meta.get(META_EXTRA, "{}"))
+        self.step, self.extra = prov.get("step"), prov.get("extra") or {}
+        self.path = path
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def to(self, device):  # the Predictor's interface; the providers decide the device
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, images, K, T_ego_cam) -> dict:
+        feeds = {
+            n: np.ascontiguousarray(torch.as_tensor(x).detach().cpu().float().numpy())
+            for n, x in zip(INPUTS, (images, K, T_ego_cam), strict=True)
+        }
+        logits, params = self.session.run(list(OUTPUTS), feeds)
+        return {"logits": [torch.from_numpy(logits)], "params": [torch.from_numpy(params)]}
+
+
+def output_difference(cfg: ModelConfig, ref: dict, other: dict) -> dict:
+    """Largest differences between two outputs of the last layer (torch vs ONNX): logits absolute;
+    Gaussian x, y relative to the patch extent, sx, sy relative to the scale range, θ in radians
+    (float32 on a 60 m patch resolves ~4 µm, so metres would compare rounding, not the graph).
+    ``max_normalised`` is the largest of them; the metric differences are reported beside."""
+    la, lb = ref["logits"][-1].detach().cpu().double(), other["logits"][-1].detach().cpu().double()
+    pa, pb = ref["params"][-1].detach().cpu().double(), other["params"][-1].detach().cpu().double()
+    d = (pa - pb).abs()
+    sx, sy = cfg.x_range[1] - cfg.x_range[0], cfg.y_range[1] - cfg.y_range[0]
+    srange = cfg.scale_max - cfg.scale_min
+    out = {
+        "logits": float((la - lb).abs().max()),
+        "x_rel": float(d[..., 0].max() / sx),
+        "y_rel": float(d[..., 1].max() / sy),
+        "scale_rel": float(d[..., 2:4].max() / srange),
+        "theta": float(d[..., 4].max()),
+        "xy_m": float(d[..., :2].max()),
+        "scale_m": float(d[..., 2:4].max()),
+    }
+    out["max_normalised"] = max(out["logits"], out["x_rel"], out["y_rel"], out["scale_rel"], out["theta"])
+    return out
+
+
+def compare_on_world(model: GSMapModel, cfg: TrainConfig, onnx_path: str | Path, frames: int = 2) -> dict:
+    """Run torch and the ONNX graph on ``frames`` world frames of the checkpoint's rig (one batch)."""
+    from .data import collate
+    from .world_data import world_sample
+
+    h, w = model.cfg.image_size
+    samples = [world_sample(424_242, i, cfg.rig, (w, h)) for i in range(frames)]
+    im, K, T, _ = collate(samples, model.cfg)
+    with torch.no_grad():
+        ref = model.eval()(im, K, T)
+    return output_difference(model.cfg, ref, OnnxModel(onnx_path)(im, K, T))

@@ -1,0 +1,236 @@
+"""The region a camera rig covers, and clipping map elements to it (MapTR's rules).
+
+A front camera sees nothing behind the car, so a prediction is judged only where its cameras can see.
+A configuration declares its region (``TrainConfig.region``):
+
+- ``patch``: the whole BEV patch (MapTR's x ∈ [-30, 30] m, y ∈ [-15, 15] m) — the surround rig;
+- ``forward_half``: the patch's forward half, x ≥ 0;
+- ``frustum``: the union of the cameras' ground footprints (each camera's four image-edge planes cut
+  with the ground plane z = 0 of base_link) within the patch — what the cameras can see of flat ground;
+- ``auto`` (default): ``frustum`` for the front rig, ``patch`` for the surround rig.
+
+Ground truth and predictions are clipped the same way, as MapTR clips GT to its patch: a polyline is
+cut at the region's border and split into one element per piece inside it; a polygon (pedestrian
+crossing) is intersected with the region, one closed ring per resulting polygon. Predicted pieces keep
+their element's score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REGIONS = ("auto", "patch", "forward_half", "frustum")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named region of base_link's ground plane: ``polygon`` is a shapely (Multi)Polygon."""
+
+    name: str
+    polygon: object
+
+    def coords(self) -> list[list[list[float]]]:
+        """JSON form: the exterior ring of every part, [[x, y], ...] per part."""
+        parts = [self.polygon] if self.polygon.geom_type == "Polygon" else list(self.polygon.geoms)
+        return [np.asarray(p.exterior.coords).round(4).tolist() for p in parts if not p.is_empty]
+
+    @classmethod
+    def from_coords(cls, name: str, parts) -> Region:
+        from shapely.geometry import MultiPolygon, Polygon
+
+        polys = [Polygon(np.asarray(p, np.float64)) for p in parts]
+        return cls(name, polys[0] if len(polys) == 1 else MultiPolygon(polys))
+
+    @property
+    def area(self) -> float:
+        return float(self.polygon.area)
+
+
+def resolve_name(name: str, rig: str) -> str:
+    if name not in REGIONS:
+        raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {name!r}")
+    if name == "auto":
+        return "patch" if rig == "surround" else "frustum"
+    return name
+
+
+def _box(x_range, y_range):
+    from shapely.geometry import box
+
+    return box(x_range[0], y_range[0], x_range[1], y_range[1])
+
+
+def _clip_halfplane(poly: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """Sutherland–Hodgman: the part of convex polygon ``poly`` (N, 2) where a·x + b·y ≥ c."""
+    out = []
+    n = len(poly)
+    for i in range(n):
+        p, q = poly[i], poly[(i + 1) % n]
+        fp, fq = a * p[0] + b * p[1] - c, a * q[0] + b * q[1] - c
+        if fp >= 0:
+            out.append(p)
+        if (fp >= 0) != (fq >= 0):
+            t = fp / (fp - fq)
+            out.append(p + t * (q - p))
+    return np.asarray(out, np.float64).reshape(-1, 2)
+
+
+def camera_footprint(K, T_ego_cam, width: int, height: int, x_range, y_range) -> np.ndarray:
+    """The ground (z = 0 in base_link) seen by one pinhole camera within the patch, as a convex
+    polygon (N, 2) (empty when it sees no ground there). Image edges are pixel borders (−½, w − ½)."""
+    K = np.asarray(K, np.float64)
+    T = np.asarray(T_ego_cam, np.float64)
+    R, C = T[:3, :3], T[:3, 3]
+    Kinv = np.linalg.inv(K)
+    corners = [(-0.5, -0.5), (width - 0.5, -0.5), (width - 0.5, height - 0.5), (-0.5, height - 0.5)]
+    rays = [R @ Kinv @ np.array([u, v, 1.0]) for u, v in corners]
+    centre = R @ Kinv @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+    poly = np.array(
+        [
+            [x_range[0], y_range[0]],
+            [x_range[1], y_range[0]],
+            [x_range[1], y_range[1]],
+            [x_range[0], y_range[1]],
+        ],
+        np.float64,
+    )
+    for i in range(4):
+        n = np.cross(rays[i], rays[(i + 1) % 4])
+        if n @ centre < 0:
+            n = -n  # inward: the image centre's ray is inside every edge plane
+        # ground point p = (x, y, 0) inside ⇔ n·(p − C) ≥ 0 ⇔ n_x x + n_y y ≥ n·C
+        a, b, c = n[0], n[1], float(n @ C)
+        if abs(a) + abs(b) < 1e-12:  # edge plane parallel to the ground: all or nothing
+            if c > 0:
+                return np.zeros((0, 2))
+            continue
+        poly = _clip_halfplane(poly, a, b, c)
+        if len(poly) < 3:
+            return np.zeros((0, 2))
+    return poly
+
+
+def make_region(name: str, x_range, y_range, cameras=()) -> Region:
+    """``cameras``: (K, T_ego_cam, width, height) per camera, needed for ``frustum``. ``auto`` must have
+    been resolved (:func:`resolve_name`)."""
+    from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+
+    patch = _box(x_range, y_range)
+    if name == "patch":
+        return Region(name, patch)
+    if name == "forward_half":
+        return Region(name, _box((max(0.0, x_range[0]), x_range[1]), y_range))
+    if name == "frustum":
+        if not len(cameras):
+            raise ValueError("region 'frustum' needs the cameras (K, T_ego_cam, width, height)")
+        parts = []
+        for K, T, w, h in cameras:
+            fp = camera_footprint(K, T, int(w), int(h), x_range, y_range)
+            if len(fp) >= 3:
+                parts.append(Polygon(fp))
+        poly = unary_union(parts).intersection(patch) if parts else Polygon()
+        return Region(name, poly)
+    raise ValueError(f"unknown region {name!r} (patch | forward_half | frustum)")
+
+
+def rig_region(name: str, rig: str, x_range, y_range, image_size: tuple[int, int]) -> Region:
+    """The region of one of the world's rigs (``gs_mapping.world.rig``) as the model sees it
+    (``image_size`` = (height, width) of the model input; the world renders at that size)."""
+    from gs_mapping.world.rig import rig_cameras
+
+    name = resolve_name(name, rig)
+    h, w = image_size
+    cams = [(c.K, c.T_map_cam, c.width, c.height) for c in rig_cameras(rig, w, h)]
+    return make_region(name, x_range, y_range, cams)
+
+
+def clip_element(pts, is_polygon: bool, region: Region) -> list[np.ndarray]:
+    """Clip one element to the region: 0..n pieces (polygons as closed rings, MapTR's rules)."""
+    from shapely.geometry import LineString, Polygon
+
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    if is_polygon:
+        if len(pts) < 3:
+            return []
+        geom = Polygon(pts)
+        if not geom.is_valid:
+            geom = geom.buffer(0)
+        if geom.is_empty:
+            return []
+        clipped = geom.intersection(region.polygon)
+        polys = [clipped] if clipped.geom_type == "Polygon" else list(getattr(clipped, "geoms", []))
+        return [
+            np.asarray(p.exterior.coords)
+            for p in polys
+            if p.geom_type == "Polygon" and not p.is_empty and p.area > 1e-6
+        ]
+    if len(pts) < 2:
+        return []
+    clipped = LineString(pts).intersection(region.polygon)
+    if clipped.geom_type == "MultiLineString":
+        import shapely
+
+        clipped = shapely.line_merge(clipped)  # re-join a closed line that the cut split at its start
+    if clipped.geom_type == "GeometryCollection" or clipped.geom_type.startswith("Multi"):
+        lines = list(clipped.geoms)
+    else:
+        lines = [clipped]
+    out = []
+    for ln in lines:
+        if ln.geom_type == "MultiLineString":
+            lines.extend(ln.geoms)
+        elif ln.geom_type == "LineString" and ln.length > 1e-3:
+            out.append(np.asarray(ln.coords))
+    return out
+
+
+def clip_elements(elements, region: Region, polygon_classes=(1,)) -> list[tuple[int, np.ndarray]]:
+    """[(class, points)] → the same clipped to the region (pieces split out)."""
+    out = []
+    for c, pts in elements:
+        for piece in clip_element(pts, int(c) in polygon_classes, region):
+            out.append((int(c), piece))
+    return out
+
+
+def clip_vectors(vectors: list[dict], region: Region, polygon_classes=(1,)) -> list[dict]:
+    """hd-eval vectors ({"pts", "type", ["confidence_level"]}) → clipped; pieces keep the score."""
+    out = []
+    for v in vectors:
+        for piece in clip_element(v["pts"], int(v["type"]) in polygon_classes, region):
+            nv = dict(v)
+            nv["pts"] = piece.tolist()
+            out.append(nv)
+    return out
+
+
+def clip_documents(results: list, gts: list, where: str = "input") -> tuple[list, list, int]:
+    """hd-eval frames (dicts): where a result frame carries ``"region"`` (exterior rings, the points'
+    frame), clip both its predictions and its GT to it. Returns (results, gts, frames clipped)."""
+    from .errors import HDMapError
+
+    res_out, gt_out, n = [], [], 0
+    for i, (r, g) in enumerate(zip(results, gts, strict=False)):
+        parts = r.get("region") if isinstance(r, dict) else None
+        if parts is None:
+            res_out.append(r)
+            gt_out.append(g)
+            continue
+        try:
+            arr = [np.asarray(p, np.float64) for p in parts]
+            if not arr or any(
+                a.ndim != 2 or a.shape[1] != 2 or len(a) < 3 or not np.isfinite(a).all() for a in arr
+            ):
+                raise ValueError
+            reg = Region.from_coords("file", arr)
+        except (ValueError, TypeError):
+            raise HDMapError(
+                f"{where}: results[{i}].region: expected a list of rings [[x, y], ...]"
+            ) from None
+        res_out.append({**r, "vectors": clip_vectors(r.get("vectors", []), reg)})
+        gt_out.append({**g, "vectors": clip_vectors(g.get("vectors", []), reg)})
+        n += 1
+    return res_out, gt_out, n
