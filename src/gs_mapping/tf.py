@@ -185,6 +185,14 @@ class TFBuffer:
         """Every frame seen, roots included."""
         return sorted(self._frames)
 
+    def has_frame(self, frame: str) -> bool:
+        return frame.lstrip("/") in self._frames
+
+    def root(self, frame: str) -> str:
+        """The top of ``frame``'s tree (``frame`` itself when it has no parent)."""
+        chain = self._chain(frame.lstrip("/"))
+        return chain[-1].parent if chain else frame.lstrip("/")
+
     def edges(self) -> list[EdgeInfo]:
         return [
             EdgeInfo(c, e.parent, e.static, len(e.stamps), e.stamps[0], e.stamps[-1])
@@ -240,8 +248,11 @@ class TFBuffer:
     def lookup(self, target: str, source: str, stamp_ns: int | None) -> Transform:
         """``T_target_source`` at ``stamp_ns`` (maps points in ``source`` into ``target``).
 
-        ``stamp_ns=None``: at the latest time every edge on the path has data for.
+        ``stamp_ns=None``: at the latest time every edge on the path has data for. A frame to itself
+        is the identity, known or not (as in tf2: a camera needs no TF to its own frame).
         """
+        if target.lstrip("/") == source.lstrip("/") and target.strip("/"):
+            return Transform()
         src, tgt = self._path(target, source)
         if stamp_ns is None:
             lasts = [e.stamps[-1] for e in src + tgt if not e.static]
@@ -273,3 +284,36 @@ class TFBuffer:
 
     def __len__(self) -> int:
         return len(self._edges)
+
+
+class MapPoses:
+    """``T_map_frame`` from a :class:`TFBuffer`, or — when the tree has no ``map_frame`` — relative to
+    the first pose asked for: the map is then the first frame's pose (said once, in the log).
+
+    Robots often record only ``odom → base_link → …``; mapping in the first camera frame is then the
+    only honest choice (odom drifts, but so would any other anchor)."""
+
+    def __init__(self, tf: TFBuffer, map_frame: str, log=None):
+        self.tf, self.map_frame, self.log = tf, map_frame.lstrip("/"), log
+        self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
+
+    def lookup(self, frame: str, stamp_ns: int | None) -> np.ndarray:
+        """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown."""
+        if self.anchor is None and self.tf.has_frame(self.map_frame):
+            return self.tf.lookup(self.map_frame, frame, stamp_ns).matrix()
+        if self.anchor is None:
+            if not self.tf.has_frame(frame):
+                raise UnknownFrameError(
+                    f"no TF for frame {frame!r} (and no {self.map_frame!r} frame); known frames: "
+                    f"{', '.join(self.tf.all_frames()) or 'none'}"
+                )
+            root = self.tf.root(frame)
+            T_root_first = self.tf.lookup(root, frame, stamp_ns).matrix()
+            self.anchor = (root, np.linalg.inv(T_root_first))
+            if self.log is not None:
+                self.log.warning(
+                    f"TF has no frame {self.map_frame!r}: the map frame is the first frame's pose "
+                    f"({frame} at {stamp_ns} ns, tree root {root})"
+                )
+        root, T_first_root = self.anchor
+        return T_first_root @ self.tf.lookup(root, frame, stamp_ns).matrix()

@@ -22,14 +22,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none)",
     )
     p.add_argument("--config", default=None, help="ROS parameter YAML with a 'mapper' section")
-    p.add_argument("--color-topic", default=None, help="colour Image topic (default /camera/color/image_raw)")
+    p.add_argument(
+        "--color-topic",
+        default=None,
+        help="colour Image or CompressedImage topic (default: found in the bag, e.g. "
+        "/camera/color/image_raw, /camera/camera/color/image_raw/compressed)",
+    )
     p.add_argument(
         "--depth-topic",
         default=None,
-        help="depth Image topic registered to colour (default /camera/depth/image_rect_raw)",
+        help="depth Image or compressedDepth topic (default: found in the bag; registered "
+        "aligned_depth_to_color / depth_registered preferred)",
     )
     p.add_argument(
-        "--camera-info-topic", default=None, help="CameraInfo topic (default /camera/color/camera_info)"
+        "--camera-info-topic", default=None, help="colour CameraInfo (default: the colour topic's sibling)"
+    )
+    p.add_argument(
+        "--depth-info-topic",
+        default=None,
+        metavar="TOPIC",
+        help="CameraInfo of a depth camera NOT registered to colour: depth is reprojected into the "
+        "colour camera through TF (default: the depth topic's sibling when its name does not say "
+        "registered)",
+    )
+    p.add_argument(
+        "--cloud-topic",
+        default=None,
+        metavar="TOPIC",
+        help="LiDAR PointCloud2 instead of depth: moved by TF at its own stamp into the colour camera "
+        "and projected (default: used when the bag has one cloud and no depth image)",
     )
     p.add_argument("--map-frame", default=None, help="fixed TF frame of the map (default map)")
     p.add_argument(
@@ -48,6 +69,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def choose_topics(bag_path, cfg, args) -> str:
+    """Fill ``cfg.topics`` from the options and the bag (discovery); return the cloud topic or ''.
+    Topics named in ``--config`` count as given; relative names resolve as in ROS (``/`` + name)."""
+    import dataclasses
+    import logging
+
+    from ..bag import BagReader
+    from ..mapping.mapper_config import TopicsConfig
+    from ..topics import discover, resolve_name
+
+    defaults, t = TopicsConfig(), cfg.topics
+    from_config = {
+        k: getattr(t, k)
+        for k in ("color", "depth", "camera_info", "depth_camera_info")
+        if getattr(t, k) != getattr(defaults, k)
+    }
+    given = {
+        "color": args.color_topic or from_config.get("color"),
+        "depth": args.depth_topic or from_config.get("depth"),
+        "camera_info": args.camera_info_topic or from_config.get("camera_info"),
+        "depth_camera_info": args.depth_info_topic or from_config.get("depth_camera_info"),
+        "cloud": args.cloud_topic,
+    }
+    given = {k: resolve_name(v) if v else None for k, v in given.items()}
+    with BagReader(bag_path) as bag:
+        types = {ti.name: ti.type for ti in bag.topics}
+    found = discover(types, where=str(bag_path), **given)
+    if any(v is None for k, v in given.items() if k != "depth_camera_info" and k != "cloud"):
+        logging.getLogger("gs_mapping.map").info(f"topics: {found.describe()}")
+    cfg.topics = dataclasses.replace(
+        cfg.topics,
+        color=found.color,
+        depth=found.depth or cfg.topics.depth,
+        camera_info=found.camera_info,
+        depth_camera_info=found.depth_camera_info,
+    )
+    return found.cloud
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -57,18 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from ..mapping.run import map_bag
 
     cfg = load_section(args.config, "mapper", MapperConfig)
-    topics = {
-        k: v
-        for k, v in {
-            "color": args.color_topic,
-            "depth": args.depth_topic,
-            "camera_info": args.camera_info_topic,
-            "map_frame": args.map_frame,
-        }.items()
-        if v is not None
-    }
-    if topics:
-        cfg.topics = dataclasses.replace(cfg.topics, **topics)
+    if args.map_frame is not None:
+        cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)
     if args.holdout_every is not None:
         if args.holdout_every < 0 or args.holdout_every == 1:
             raise ConfigError(f"--holdout-every must be 0 (none) or >= 2, got {args.holdout_every}")
@@ -77,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.calibrate_color = True
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
+    cloud = choose_topics(args.bag, cfg, args)
     m = map_bag(
         args.bag,
         args.out,
@@ -86,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
         strict=args.strict,
+        cloud_topic=cloud,
     )
     h = m["heldout"]
     print(

@@ -1,15 +1,21 @@
 """From a bag to mapping frames: colour + depth + intrinsics + pose from TF.
 
-Colour and depth images are paired by the approximate-time synchroniser; the latest CameraInfo gives
-the intrinsics; the pose is ``T_map_cam`` looked up in TF at the colour image's header stamp, for
-the colour image's frame id. TF is read in a first pass (it is small) so that a lookup at an image's
-stamp can interpolate between the transforms around it, as a live node would after a short delay.
+Colour (``Image`` of any driver encoding, or ``CompressedImage`` jpeg/png) and depth (``Image``
+16UC1/32FC1 or ``compressedDepth``) — or a LiDAR ``PointCloud2`` — are paired by the approximate-time
+synchroniser; the latest CameraInfo gives the intrinsics; the pose is ``T_map_cam`` looked up in TF at
+the colour image's header stamp, for the colour image's frame id (the first frame's pose when TF has
+no map frame: :class:`~gs_mapping.tf.MapPoses`). TF is read in a first pass (it is small) so that a
+lookup at an image's stamp can interpolate between the transforms around it, as a live node would
+after a short delay.
 
-Depth is taken as registered to the colour image (``*/image_rect_raw`` aligned to colour, or
-``aligned_depth_to_color``); a depth image of another size is invalid for that frame.
+Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``) unless the topics
+name a depth CameraInfo (``depth_camera_info``): then each depth image is reprojected into the colour
+camera through TF at both stamps (:mod:`.depth_registration`). A cloud is moved by TF at its own
+stamp into the colour camera at the colour stamp and projected.
 
 Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
-extrapolated), an undecodable or wrongly sized depth image, no CameraInfo in the bag.
+extrapolated), an undecodable or wrongly sized depth image, no CameraInfo in the bag. A topic of the
+wrong type is refused before reading (one :class:`~gs_mapping.errors.ConfigError` line).
 """
 
 from __future__ import annotations
@@ -67,27 +73,32 @@ def load_tf(bag, topics: TopicsConfig):
 
     # Everything is loaded up front, so keep all samples (no cache horizon).
     buf = TFBuffer(cache_time_s=0, extrapolation_tolerance_s=topics.tf_tolerance_s)
+    bad = 0
     for name, static in ((topics.tf_static, True), (topics.tf, False)):
-        if not bag.has_topic(name):
+        if not bag.has_topic(name) or bag.topic(name).type != "tf2_msgs/msg/TFMessage":
             continue
         for _topic, _stamp, msg in bag.messages([name]):
             try:
                 buf.add_message(msg, static=static)
             except GsMappingError as exc:
-                log.warning(f"{name}: bad transform message ignored: {exc}")
+                bad += 1
+                if bad == 1:
+                    log.warning(f"{name}: bad transform message ignored: {exc}")
+    if bad > 1:
+        log.warning(f"{bad} bad transform messages ignored in all")
     return buf
 
 
-def load_camera_infos(bag, topics: TopicsConfig) -> list:
-    """Every valid CameraInfo of the bag as (stamp_ns, CameraIntrinsics), in time order."""
+def load_camera_infos(bag, topic: str) -> list:
+    """Every valid CameraInfo on ``topic`` as (stamp_ns, CameraIntrinsics), in time order."""
     from ..messages import camera_info_to_intrinsics, stamp_to_ns
 
     out = []
-    for _topic, _stamp, msg in bag.messages([topics.camera_info]):
+    for _topic, _stamp, msg in bag.messages([topic]):
         try:
             out.append((stamp_to_ns(msg.header.stamp), camera_info_to_intrinsics(msg)))
         except MessageError as exc:
-            log.warning(f"{topics.camera_info}: bad CameraInfo ignored: {exc}")
+            log.warning(f"{topic}: bad CameraInfo ignored: {exc}")
     return out
 
 
@@ -124,7 +135,7 @@ def make_frame(
     if depth_m.shape != (h, w):
         raise MessageError(
             f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is {w}x{h} "
-            "(depth must be registered to colour)"
+            "(depth must be registered to colour, or name its CameraInfo: depth_camera_info)"
         )
     camera = Camera(intrinsics.K, intrinsics.width, intrinsics.height, T_map_cam, frame_id)
     return Frame(
@@ -136,59 +147,148 @@ def make_frame(
     )
 
 
+def depth_in_color(
+    geometry: np.ndarray,
+    geometry_frame: str,
+    geometry_stamp: int,
+    color_intrinsics,
+    T_map_color: np.ndarray,
+    poses,
+    depth_intrinsics=None,
+    cloud: bool = False,
+) -> np.ndarray:
+    """Depth (H, W) metres in the colour camera from what the sensor gave: a registered depth image
+    (returned as is), an unregistered one with its ``depth_intrinsics``, or a cloud's (N, 3) points.
+    ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken at its own stamp."""
+    from .depth_registration import cloud_to_depth, register_depth
+
+    size = (color_intrinsics.width, color_intrinsics.height)
+    if not cloud and depth_intrinsics is None:
+        return geometry
+    frame = geometry_frame or (depth_intrinsics.frame_id if depth_intrinsics is not None else "")
+    if not frame:
+        raise MessageError("depth/cloud message has no header.frame_id: cannot place it in TF")
+    if cloud:
+        T_color_cloud = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+        return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size)
+    if geometry.shape != (depth_intrinsics.height, depth_intrinsics.width):
+        raise MessageError(
+            f"depth image is {geometry.shape[1]}x{geometry.shape[0]} but its CameraInfo says "
+            f"{depth_intrinsics.width}x{depth_intrinsics.height}"
+        )
+    T_color_depth = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+    same = (
+        geometry.shape == (size[1], size[0])
+        and np.allclose(depth_intrinsics.K, color_intrinsics.K)
+        and np.allclose(T_color_depth, np.eye(4), atol=1e-9)
+    )
+    return (
+        geometry
+        if same
+        else register_depth(geometry, depth_intrinsics.K, T_color_depth, color_intrinsics.K, size)
+    )
+
+
+def check_topics(bag, topics: TopicsConfig, cloud_topic: str = "") -> None:
+    """Refuse, in one line naming the topic, inputs that are missing, of the wrong type or the same."""
+    from ..errors import ConfigError
+    from ..topics import CAMERA_INFO, IMAGE_TYPES, POINT_CLOUD2, transport_base
+
+    roles = [
+        (topics.color, IMAGE_TYPES, "colour"),
+        (cloud_topic, (POINT_CLOUD2,), "cloud") if cloud_topic else (topics.depth, IMAGE_TYPES, "depth"),
+        (topics.camera_info, (CAMERA_INFO,), "camera_info"),
+    ]
+    if topics.depth_camera_info and not cloud_topic:
+        roles.append((topics.depth_camera_info, (CAMERA_INFO,), "depth camera_info"))
+    for name, types, role in roles:
+        info = bag.topic(name)  # BagError naming the topics the bag has
+        if info.type not in types:
+            raise ConfigError(f"{bag.path}: {role} topic {name} is {info.type}, not {' or '.join(types)}")
+    geometry = cloud_topic or topics.depth
+    if transport_base(topics.color) == transport_base(geometry):
+        raise ConfigError(f"{bag.path}: colour and depth are the same topic ({topics.color})")
+
+
 def read_frames(
-    bag_path: str | Path, topics: TopicsConfig | None = None, stats: FrameStats | None = None
+    bag_path: str | Path,
+    topics: TopicsConfig | None = None,
+    stats: FrameStats | None = None,
+    cloud_topic: str = "",
 ) -> Iterator[Frame]:
-    """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``."""
+    """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``.
+    ``cloud_topic``: a PointCloud2 instead of ``topics.depth`` (LiDAR + camera)."""
     from ..bag import BagReader
-    from ..messages import depth_image_to_metres, image_to_rgb, stamp_to_ns
+    from ..messages import pointcloud2_xyz, stamp_to_ns
+    from ..messages.camera_image import color_to_rgb, depth_to_metres
     from ..sync import ApproximateTimeSynchronizer
+    from ..tf import MapPoses
 
     topics = topics or TopicsConfig()
     stats = stats if stats is not None else FrameStats()
+    geometry_topic = cloud_topic or topics.depth
     with BagReader(bag_path, strict=stats.strict) as bag:
         stats.bad_messages = bag.bad_messages  # the reader's live count
-        for name in (topics.color, topics.depth, topics.camera_info):
-            bag.topic(name)  # BagError naming the topics the bag has
+        check_topics(bag, topics, cloud_topic)
         tf = load_tf(bag, topics)
+        poses = MapPoses(tf, topics.map_frame, log)
         sync = ApproximateTimeSynchronizer(
-            [topics.color, topics.depth], queue_size=10, slop=topics.sync_slop_s
+            [topics.color, geometry_topic], queue_size=10, slop=topics.sync_slop_s
         )
-        infos = load_camera_infos(bag, topics)
-        for topic, _stamp, msg in bag.messages([topics.color, topics.depth]):
+        infos = load_camera_infos(bag, topics.camera_info)
+        depth_infos = (
+            load_camera_infos(bag, topics.depth_camera_info)
+            if topics.depth_camera_info and not cloud_topic
+            else None
+        )
+        for topic, _stamp, msg in bag.messages([topics.color, geometry_topic]):
             pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
-            if pair is not None:
-                color_msg, depth_msg = pair
-                index = stats.pairs
-                stats.pairs += 1
-                stamp = stamp_to_ns(color_msg.header.stamp)
-                where = f"frame {index} ({topics.color} at {stamp} ns)"
-                intrinsics = _intrinsics_at(infos, stamp)
-                if intrinsics is None:
-                    stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.camera_info}")
+            if pair is None:
+                continue
+            color_msg, depth_msg = pair
+            index = stats.pairs
+            stats.pairs += 1
+            stamp = stamp_to_ns(color_msg.header.stamp)
+            where = f"frame {index} ({topics.color} at {stamp} ns)"
+            intrinsics = _intrinsics_at(infos, stamp)
+            if intrinsics is None:
+                stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.camera_info}")
+                continue
+            depth_stamp = stamp_to_ns(depth_msg.header.stamp)
+            depth_intr = None
+            if depth_infos is not None:
+                depth_intr = _intrinsics_at(depth_infos, depth_stamp)
+                if depth_intr is None:
+                    stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.depth_camera_info}")
                     continue
-                frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
-                try:
-                    T = tf.lookup(topics.map_frame, frame_id, stamp).matrix()
-                except TFError as exc:
-                    stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {frame_id}: {exc}")
-                    continue
-                try:
-                    frame = make_frame(
-                        image_to_rgb(color_msg),
-                        depth_image_to_metres(depth_msg),
-                        intrinsics,
-                        T,
-                        stamp,
-                        frame_id,
-                        index,
-                    )
-                except MessageError as exc:
-                    stats.skip("invalid_depth", f"{where}: {exc}")
-                    continue
-                yield frame
+            frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
+            try:
+                T = poses.lookup(frame_id, stamp)
+                geometry = pointcloud2_xyz(depth_msg) if cloud_topic else depth_to_metres(depth_msg)
+                depth = depth_in_color(
+                    geometry,
+                    str(depth_msg.header.frame_id),
+                    depth_stamp,
+                    intrinsics,
+                    T,
+                    poses,
+                    depth_intr,
+                    cloud=bool(cloud_topic),
+                )
+            except TFError as exc:
+                stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {frame_id}: {exc}")
+                continue
+            except MessageError as exc:
+                stats.skip("invalid_depth", f"{where}: {exc}")
+                continue
+            try:
+                frame = make_frame(color_to_rgb(color_msg), depth, intrinsics, T, stamp, frame_id, index)
+            except MessageError as exc:
+                stats.skip("invalid_depth", f"{where}: {exc}")
+                continue
+            yield frame
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
             log.warning(
-                f"{stats.unpaired} colour/depth images found no partner within {topics.sync_slop_s:.3f} s"
+                f"{stats.unpaired} colour/depth messages found no partner within {topics.sync_slop_s:.3f} s"
             )

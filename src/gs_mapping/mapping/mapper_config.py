@@ -13,11 +13,17 @@ from ..errors import ConfigError
 
 @dataclass
 class TopicsConfig:
-    color: str = param("/camera/color/image_raw", "colour image topic (sensor_msgs/Image)")
+    color: str = param("/camera/color/image_raw", "colour image topic (Image, or CompressedImage)")
     depth: str = param(
-        "/camera/depth/image_rect_raw", "depth image topic registered to colour (16UC1 mm or 32FC1 m)"
+        "/camera/depth/image_rect_raw",
+        "depth image topic (Image 16UC1 mm / 32FC1 m, or CompressedImage compressedDepth)",
     )
     camera_info: str = param("/camera/color/camera_info", "CameraInfo of the colour camera")
+    depth_camera_info: str = param(
+        "",
+        "CameraInfo of the depth camera when depth is not registered to colour: depth is then "
+        "reprojected into the colour camera through TF (empty: depth is registered)",
+    )
     tf: str = param("/tf", "TF topic")
     tf_static: str = param("/tf_static", "static TF topic (latched)")
     map_frame: str = param("map", "fixed frame of the map (REP-105)")

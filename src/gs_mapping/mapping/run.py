@@ -49,13 +49,14 @@ def save_side_by_side(path: Path, rendered: np.ndarray, real: np.ndarray) -> Non
     Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def check_bag(bag_path, cfg: MapperConfig) -> int:
-    """Open the bag and check its topics (BagError naming what is missing); the colour count."""
+def check_bag(bag_path, cfg: MapperConfig, cloud_topic: str = "") -> int:
+    """Open the bag and check its topics (one error naming what is missing, of the wrong type or
+    the same); the colour count."""
     from ..bag import BagReader
+    from .frames import check_topics
 
     with BagReader(bag_path) as bag:
-        for name in (cfg.topics.color, cfg.topics.depth, cfg.topics.camera_info):
-            bag.topic(name)
+        check_topics(bag, cfg.topics, cloud_topic)
         return bag.topic(cfg.topics.color).count
 
 
@@ -98,6 +99,7 @@ def map_bag(
     progress: bool = True,
     write_pngs: bool = True,
     rasterize=None,
+    cloud_topic: str = "",
     overwrite: bool = False,
     strict: bool = False,
 ) -> dict:
@@ -106,13 +108,14 @@ def map_bag(
     Outputs (``map.ply``, ``metrics.json``, ``heldout/``) are built in a temp directory beside
     ``out_dir`` and swapped in whole at the end, so an interrupted run leaves the old outputs or the
     complete new ones; an existing ``out_dir`` is replaced only with ``overwrite``, never the bag.
-    ``strict``: an undecodable message in the bag is an error (else counted, skipped)."""
+    ``strict``: an undecodable message in the bag is an error (else counted, skipped). ``cloud_topic``: a LiDAR
+    PointCloud2 gives the geometry instead of ``cfg.topics.depth``."""
     from tqdm import tqdm
 
     from ..ply import save_ply
 
     cfg = cfg or MapperConfig()
-    total = check_bag(bag_path, cfg)  # fail on a bad bag before anything is created
+    total = check_bag(bag_path, cfg, cloud_topic)  # fail on a bad bag before anything is created
     out = check_output(out_dir, overwrite=overwrite, inputs=[bag_path], directory=True, allowed=MAP_OUTPUTS)
     mapper = IncrementalMapper(cfg, device, rasterize=rasterize)
     fstats = FrameStats(strict=strict)
@@ -131,7 +134,7 @@ def map_bag(
         bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
 
     try:
-        for frame in read_frames(bag_path, cfg.topics, fstats):
+        for frame in read_frames(bag_path, cfg.topics, fstats, cloud_topic=cloud_topic):
             if max_frames is not None and frame.index >= max_frames:
                 break
             if n and frame.index % n == n - 1:
@@ -158,9 +161,10 @@ def map_bag(
     map_seconds = time.perf_counter() - t0
     map_cpu_seconds = time.process_time() - c0
     if mapper.stats.keyframes == 0:
+        why = f"; first: {fstats.reasons[0]}" if fstats.reasons else ""
         raise GsMappingError(
             f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
-            f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped)"
+            f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped{why})"
         )
     with run_outputs(out, overwrite, bag_path, mapper.gmap) as out:
         save_ply(mapper.gmap, out / "map.ply")
@@ -175,6 +179,13 @@ def map_bag(
         ks = mapper.stats.keyframe_seconds
         metrics = {
             "bag": str(bag_path),
+            "topics": {
+                "color": cfg.topics.color,
+                "depth": "" if cloud_topic else cfg.topics.depth,
+                "camera_info": cfg.topics.camera_info,
+                "depth_camera_info": "" if cloud_topic else cfg.topics.depth_camera_info,
+                "cloud": cloud_topic,
+            },
             "device": mapper.device,
             "heldout": {
                 "views": len(per_view),

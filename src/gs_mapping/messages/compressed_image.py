@@ -3,9 +3,8 @@
 The ``format`` field follows image_transport's convention, ``"<encoding>; <jpeg|png> compressed <enc>"``
 (e.g. ``"rgb8; jpeg compressed bgr8"``), so ROS decoders restore the channel order; plain ``"jpeg"`` /
 ``"png"`` are read as well. The image bytes themselves are standard JPEG/PNG whatever the format string
-says, so we decode by their magic number. ``compressedDepth`` (a 12-byte header before a 16-bit PNG, as
-written by compressed_depth_image_transport) is read too: 16UC1 as uint16 millimetres, 32FC1 back to
-float32 metres (NaN invalid).
+says, so we decode by their magic number. ``compressedDepth`` messages are handed to
+:mod:`.compressed_depth` (16UC1 → uint16 millimetres, 32FC1 → float32 metres, NaN invalid).
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
+from .compressed_depth import compressed_depth_to_numpy, is_compressed_depth
 from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_DEPTH_HEADER = 12  # compressed_depth_image_transport ConfigHeader: int32 format + float32[2] depthParam
 
 
 def _pil():
@@ -40,13 +39,9 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
     Colour comes out in RGB order (JPEG/PNG store colour independent of OpenCV's BGR memory order).
     """
     fmt = str(msg.format)
+    if is_compressed_depth(fmt):
+        return compressed_depth_to_numpy(msg)
     data = as_uint8_array(msg.data, f"{COMPRESSED_IMAGE}.data").tobytes()
-    inverse_depth = None
-    if "compresseddepth" in fmt.lower().replace(" ", "") and not data.startswith(_PNG_MAGIC):
-        if fmt.strip().startswith("32FC1") and len(data) >= _DEPTH_HEADER:
-            # 32FC1 is stored as quantised inverse depth q = A / d + B (q = 0: invalid)
-            inverse_depth = np.frombuffer(data[4:_DEPTH_HEADER], "<f4").astype(np.float64)
-        data = data[_DEPTH_HEADER:]
     if data.startswith(_PNG_MAGIC):
         kind = "png"
     elif data.startswith(_JPEG_MAGIC):
@@ -77,12 +72,6 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
         raise MessageError(
             f"{COMPRESSED_IMAGE}.data: cannot decode {kind} (format {fmt!r}): {type(e).__name__}: {e}"
         ) from None
-    if inverse_depth is not None:
-        a, b = inverse_depth
-        q = arr.astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            depth = np.where(q > 0, a / (q - b), np.nan)
-        return depth.astype(np.float32)
     return np.array(arr)  # writable, owning its memory
 
 

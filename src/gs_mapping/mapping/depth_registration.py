@@ -1,0 +1,111 @@
+"""Depth from another sensor, in the colour camera: unregistered depth images and LiDAR clouds.
+
+A depth camera that is not aligned to colour (RealSense without ``align_depth``, ZED's or OAK's
+stereo depth, Kinect's ``depth/image_raw``) has its own intrinsics and optical frame. Each valid depth
+pixel is lifted to 3D with the depth camera's K, moved into the colour camera with
+``T_color_depth`` (from TF at the image stamps) and projected with the colour K. Each depth pixel
+covers the colour pixels between the projections of its two opposite corners (as librealsense's
+``align`` does), so equal or coarser depth leaves no cracks; where several depth pixels land on one
+colour pixel the nearest wins (z-buffer), so background seen through a foreground edge from the depth
+camera's viewpoint does not bleed into the colour view: occlusion is handled. Colour pixels no depth
+pixel reaches stay invalid (0).
+
+LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, nearest wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MAX_FOOTPRINT = 4  # colour pixels per axis one depth pixel may cover (depth up to 4x coarser)
+
+
+def _zbuffer(flat_index: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
+    """Nearest z per pixel; +inf where none."""
+    out = np.full(size, np.inf, np.float32)
+    if len(z):
+        order = np.lexsort((z, flat_index))  # by pixel, nearest first
+        idx, zs = flat_index[order], z[order]
+        first = np.ones(len(idx), bool)
+        first[1:] = idx[1:] != idx[:-1]
+        out[idx[first]] = zs[first]
+    return out
+
+
+def register_depth(
+    depth_m: np.ndarray,
+    K_depth: np.ndarray,
+    T_color_depth: np.ndarray,
+    K_color: np.ndarray,
+    color_size: tuple[int, int],
+) -> np.ndarray:
+    """Depth (H_d, W_d) metres of the depth camera (0/NaN invalid) → float32 (H, W) z-depth in the
+    colour camera of ``color_size = (W, H)``, 0 where invalid.
+
+    ``T_color_depth`` maps points in the depth optical frame into the colour optical frame (4x4)."""
+    w, h = int(color_size[0]), int(color_size[1])
+    d = np.asarray(depth_m, np.float64)
+    v, u = np.nonzero(np.isfinite(d) & (d > 0))
+    z = d[v, u]
+    Kd = np.asarray(K_depth, np.float64)
+    # pixel centres at integer coordinates (ROS CameraInfo / OpenCV convention); corners at ±0.5
+    corners = []
+    R, t = np.asarray(T_color_depth, np.float64)[:3, :3], np.asarray(T_color_depth, np.float64)[:3, 3]
+    Kc = np.asarray(K_color, np.float64)
+    for du in (-0.5, 0.5):
+        x = (u + du - Kd[0, 2]) / Kd[0, 0] * z
+        y = (v + du - Kd[1, 2]) / Kd[1, 1] * z
+        p = np.stack([x, y, z], axis=1) @ R.T + t
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cu = Kc[0, 0] * p[:, 0] / p[:, 2] + Kc[0, 2]
+            cv = Kc[1, 1] * p[:, 1] / p[:, 2] + Kc[1, 2]
+        corners.append((cu, cv, p[:, 2]))
+    (u0, v0, z0), (u1, v1, z1) = corners
+    zc = 0.5 * (z0 + z1)
+    ok = (z0 > 0) & (z1 > 0) & np.isfinite(u0) & np.isfinite(u1) & np.isfinite(v0) & np.isfinite(v1)
+    # integer colour pixels whose centres lie inside the projected corner box
+    lo_u = np.ceil(np.minimum(u0, u1)[ok]).astype(np.int64)
+    hi_u = np.floor(np.maximum(u0, u1)[ok]).astype(np.int64)
+    lo_v = np.ceil(np.minimum(v0, v1)[ok]).astype(np.int64)
+    hi_v = np.floor(np.maximum(v0, v1)[ok]).astype(np.int64)
+    # a box that holds no pixel centre (depth finer than colour) still marks its nearest pixel
+    cu_ = np.rint(0.5 * (u0 + u1)[ok]).astype(np.int64)
+    cv_ = np.rint(0.5 * (v0 + v1)[ok]).astype(np.int64)
+    empty_u, empty_v = hi_u < lo_u, hi_v < lo_v
+    lo_u[empty_u], hi_u[empty_u] = cu_[empty_u], cu_[empty_u]
+    lo_v[empty_v], hi_v[empty_v] = cv_[empty_v], cv_[empty_v]
+    hi_u = np.minimum(hi_u, lo_u + _MAX_FOOTPRINT - 1)
+    hi_v = np.minimum(hi_v, lo_v + _MAX_FOOTPRINT - 1)
+    zk = zc[ok].astype(np.float32)
+    idx_parts, z_parts = [], []
+    for dv in range(_MAX_FOOTPRINT):
+        for du in range(_MAX_FOOTPRINT):
+            pu, pv = lo_u + du, lo_v + dv
+            m = (pu <= hi_u) & (pv <= hi_v) & (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
+            idx_parts.append(pv[m] * w + pu[m])
+            z_parts.append(zk[m])
+    out = _zbuffer(np.concatenate(idx_parts), np.concatenate(z_parts), w * h).reshape(h, w)
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+def cloud_to_depth(
+    xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """LiDAR points (N, 3) in the cloud's frame → a sparse float32 (H, W) z-depth image of the camera
+    (``size = (W, H)``; 0 = no point), nearest point per pixel."""
+    w, h = int(size[0]), int(size[1])
+    p = np.asarray(xyz, np.float64).reshape(-1, 3)
+    p = p[np.all(np.isfinite(p), axis=1)]
+    T = np.asarray(T_cam_cloud, np.float64)
+    p = p @ T[:3, :3].T + T[:3, 3]
+    z = p[:, 2]
+    front = z > 1e-6
+    p, z = p[front], z[front]
+    Kc = np.asarray(K, np.float64)
+    u = np.rint(Kc[0, 0] * p[:, 0] / z + Kc[0, 2]).astype(np.int64)
+    v = np.rint(Kc[1, 1] * p[:, 1] / z + Kc[1, 2]).astype(np.int64)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    out = _zbuffer(v[inside] * w + u[inside], z[inside].astype(np.float32), w * h).reshape(h, w)
+    out[~np.isfinite(out)] = 0.0
+    return out

@@ -1,0 +1,200 @@
+"""Find a bag's camera topics by type and the common driver layouts; resolve names as ROS does.
+
+With no topic options, ``gs-mapping map`` / ``replay`` call :func:`discover` on the bag's
+``{topic: type}``. Layouts it knows by name (each also with ``/compressed`` colour and
+``/compressedDepth`` depth transports):
+
+- RealSense (realsense2_camera): ``/camera[/camera]/color/image_raw``,
+  ``…/aligned_depth_to_color/image_raw`` (registered) or ``…/depth/image_rect_raw`` (its own camera);
+- ZED (zed_wrapper): ``/zed[2]/zed_node/rgb/image_rect_color``, ``…/depth/depth_registered``;
+- OAK (depthai_ros): ``/oak/rgb/image_raw``, ``/oak/stereo/image_raw``; older ``/color/image``,
+  ``/stereo/depth``;
+- Azure Kinect: ``/rgb/image_raw``, ``/depth_to_rgb/image_raw`` (registered), ``/depth/image_raw``;
+- this project's world: ``/cameras/<name>/image_raw``, ``/cameras/<name>/depth``, ``/lidar/points``.
+
+Colour is an Image/CompressedImage whose name says nothing of depth, infrared or disparity; depth one
+whose name says depth. Each needs (colour) or may have (depth) a sibling ``camera_info``. When one
+stream is on both a raw and a compressed transport, raw wins (no decode cost). A depth with its own
+CameraInfo in another frame is registered to colour by the mapper; a registered one
+(``aligned_depth_to_color``, ``depth_registered``, ``depth_to_rgb``) is preferred when both exist.
+When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
+lists them in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+
+_TRANSPORTS = ("/compressedDepth", "/compressed", "/theora", "/zstd")
+_NOT_COLOUR = re.compile(r"depth|disparity|infra|/ir/|/ir\b|confidence|stereo|mask|segment|label|normal")
+_NOT_DEPTH = re.compile(r"colorized|confidence|disparity|infra|/ir/|normal")
+_DEPTH = re.compile(r"depth|/stereo/")
+_REGISTERED = re.compile(r"aligned_depth_to_colou?r|depth_registered|depth_to_rgb|registered")
+_COLOUR_WORDS = re.compile(r"colou?r|rgb")
+
+
+def resolve_name(name: str, namespace: str = "") -> str:
+    """A topic or frame name as ROS resolves it for a node in ``namespace``: relative names
+    (``raspicam_node/image``) go under the namespace (the root when none), ``//`` collapses."""
+    name = str(name).strip()
+    if not name:
+        return name
+    if not name.startswith("/"):
+        ns = namespace.strip("/")
+        name = f"/{ns}/{name}" if ns else f"/{name}"
+    return "/" + "/".join(p for p in name.split("/") if p)
+
+
+def transport_base(topic: str) -> str:
+    """``/cam/color/image_raw/compressed`` → ``/cam/color/image_raw`` (the stream, whatever transport)."""
+    for suffix in _TRANSPORTS:
+        if topic.endswith(suffix):
+            return topic[: -len(suffix)]
+    return topic
+
+
+def info_topic(image_topic: str) -> str:
+    """The sibling CameraInfo of an image topic: ``/cam/color/image_raw[/compressed]`` →
+    ``/cam/color/camera_info``."""
+    return transport_base(image_topic).rsplit("/", 1)[0] + "/camera_info"
+
+
+@dataclass
+class CameraTopics:
+    """What the mapper reads. ``depth_camera_info`` is set when depth has its own CameraInfo (then
+    it is registered to colour through TF unless its frame is the colour's); ``cloud`` when the
+    geometry is a LiDAR PointCloud2 instead of depth."""
+
+    color: str
+    camera_info: str
+    depth: str = ""
+    depth_camera_info: str = ""
+    cloud: str = ""
+
+    def describe(self) -> str:
+        geo = f"cloud {self.cloud}" if self.cloud else f"depth {self.depth}"
+        if self.depth_camera_info and not self.cloud:
+            geo += f" (own CameraInfo {self.depth_camera_info}: registered to colour through TF)"
+        return f"colour {self.color}, {geo}, camera_info {self.camera_info}"
+
+
+def _one_per_stream(names: list[str], types: dict[str, str]) -> list[str]:
+    """Raw and compressed transports of one stream → the raw one (else the first compressed)."""
+    by_base: dict[str, list[str]] = {}
+    for n in names:
+        by_base.setdefault(transport_base(n), []).append(n)
+    out = []
+    for base, group in sorted(by_base.items()):
+        out.append(base if base in group and types.get(base) == IMAGE else sorted(group)[0])
+    return out
+
+
+def _best(cands: list[str], score, what: str, option: str) -> str:
+    if not cands:
+        return ""
+    scores = {c: score(c) for c in cands}
+    top = max(scores.values())
+    best = [c for c in cands if scores[c] == top]
+    if len(best) > 1:
+        raise ConfigError(f"{what}: ambiguous, candidates {', '.join(best)}; choose one with {option}")
+    return best[0]
+
+
+def colour_candidates(types: dict[str, str]) -> list[str]:
+    names = [
+        n
+        for n, t in types.items()
+        if t in IMAGE_TYPES and not _NOT_COLOUR.search(n.lower()) and info_topic(n) in types
+    ]
+    return _one_per_stream(names, types)
+
+
+def depth_candidates(types: dict[str, str]) -> list[str]:
+    names = [
+        n
+        for n, t in types.items()
+        if t in IMAGE_TYPES and _DEPTH.search(n.lower()) and not _NOT_DEPTH.search(n.lower())
+    ]
+    return _one_per_stream(names, types)
+
+
+def discover(
+    types: dict[str, str],
+    color: str | None = None,
+    depth: str | None = None,
+    camera_info: str | None = None,
+    depth_camera_info: str | None = None,
+    cloud: str | None = None,
+    where: str = "bag",
+) -> CameraTopics:
+    """The colour, depth (or cloud) and CameraInfo topics of a bag with topics ``{name: type}``;
+    given names are kept (and checked), the others found. :class:`ConfigError` in one line when
+    something is missing, of the wrong type, or ambiguous."""
+
+    def need(name: str, allowed: tuple[str, ...], role: str) -> str:
+        if name not in types:
+            raise ConfigError(f"{where}: no topic {name} ({role}); topics: {', '.join(sorted(types))}")
+        if types[name] not in allowed:
+            raise ConfigError(f"{where}: {role} topic {name} is {types[name]}, not {' or '.join(allowed)}")
+        return name
+
+    if color:
+        color = need(color, IMAGE_TYPES, "colour")
+    else:
+        color = _best(
+            colour_candidates(types),
+            lambda n: (
+                2 if _COLOUR_WORDS.search(n.lower()) else 1 if "/left/" in n.lower() else 0,
+                "/image_raw" in n or "image_rect" in n,
+            ),
+            f"{where}: colour topic",
+            "--color-topic",
+        )
+        if not color:
+            images = sorted(n for n, t in types.items() if t in IMAGE_TYPES)
+            raise ConfigError(
+                f"{where}: no colour image topic with a sibling camera_info found "
+                f"(image topics: {', '.join(images) or 'none'}); name one with --color-topic"
+            )
+    camera_info = need(camera_info or info_topic(color), (CAMERA_INFO,), "colour camera_info")
+    if cloud:
+        cloud = need(cloud, (POINT_CLOUD2,), "cloud")
+        return CameraTopics(color, camera_info, cloud=cloud)
+    if depth:
+        depth = need(depth, IMAGE_TYPES, "depth")
+    else:
+        depth = _best(
+            [d for d in depth_candidates(types) if transport_base(d) != transport_base(color)],
+            lambda n: (bool(_REGISTERED.search(n.lower())), "rect" in n),
+            f"{where}: depth topic",
+            "--depth-topic",
+        )
+        if not depth:
+            clouds = sorted(n for n, t in types.items() if t == POINT_CLOUD2)
+            if len(clouds) == 1:
+                return CameraTopics(color, camera_info, cloud=clouds[0])
+            raise ConfigError(
+                f"{where}: no depth image topic found"
+                + (
+                    f" and several clouds ({', '.join(clouds)}): choose one with --cloud-topic"
+                    if clouds
+                    else ""
+                )
+                + "; name one with --depth-topic (or a LiDAR with --cloud-topic)"
+            )
+    if transport_base(depth) == transport_base(color):
+        raise ConfigError(f"{where}: colour and depth are the same stream ({color}, {depth})")
+    if depth_camera_info:
+        depth_camera_info = need(depth_camera_info, (CAMERA_INFO,), "depth camera_info")
+    elif not _REGISTERED.search(depth.lower()) and types.get(info_topic(depth)) == CAMERA_INFO:
+        depth_camera_info = info_topic(depth)
+    return CameraTopics(color, camera_info, depth, depth_camera_info or "")
