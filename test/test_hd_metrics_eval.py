@@ -95,7 +95,15 @@ def test_short_predictions_are_valid_input():
     doc = good_doc()
     doc["results"][0]["vectors"][0]["pts"] = [[0, 0]]
     doc["results"][1]["vectors"].append({"pts": [], "type": 2, "confidence_level": 0.1})
-    parse_submission(doc)  # skipped by the metrics, as both references do
+    results, _ = parse_submission(doc)  # accepted as input …
+    assert [len(f) for f in results] == [3, 1]
+    # … and skipped by the metrics, as both references do: the same figures as without them
+    without = good_doc()
+    del without["results"][0]["vectors"][0]
+    got, want = evaluate(doc["results"], doc["GTs"]), evaluate(without["results"], without["GTs"])
+    assert got["chamfer"] == want["chamfer"] and got["raster"] == want["raster"]
+    assert got["chamfer"]["ap"][0][0] == 0.0  # the divider's only prediction was the short one
+    assert evaluate(good_doc()["results"], good_doc()["GTs"])["chamfer"]["ap"][0][0] == 0.5
 
 
 def test_load_errors(tmp_path):
