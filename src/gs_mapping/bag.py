@@ -41,7 +41,10 @@ DEFAULT_STORE = "ROS2_HUMBLE"  # message definitions used for writing and for ba
 
 # Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
 _BAG_SUFFIXES = (".mcap", ".db3", ".zstd", ".db3-shm", ".db3-wal")
-_BAG_ALLOWED = ["metadata.yaml", *(f"*{s}" for s in _BAG_SUFFIXES)]
+BAG_FILES = [
+    "metadata.yaml",  # what a rosbag2 directory may hold (output_files allowed=)
+    *(f"*{s}" for s in _BAG_SUFFIXES),
+]
 
 
 @dataclass(frozen=True)
@@ -390,7 +393,7 @@ class BagWriter:
         self._check_target()
         try:
             check_output(
-                self.path, overwrite=self.overwrite, inputs=self.inputs, directory=True, allowed=_BAG_ALLOWED
+                self.path, overwrite=self.overwrite, inputs=self.inputs, directory=True, allowed=BAG_FILES
             )
         except OutputError as exc:
             raise BagError(f"cannot create bag: {exc}") from None
@@ -497,7 +500,7 @@ class BagWriter:
                 seal_mcap(f)
             self._check_target()  # re-check: something may have appeared meanwhile
             install_directory(
-                built, self.path, overwrite=self.overwrite, inputs=self.inputs, allowed=_BAG_ALLOWED
+                built, self.path, overwrite=self.overwrite, inputs=self.inputs, allowed=BAG_FILES
             )
         except GsMappingError:
             raise

@@ -48,6 +48,8 @@ def predict_bag(
     fit: str = "crop",
     antialias: bool = False,
     region: str | None = None,
+    overwrite: bool = False,
+    strict: bool = False,
 ) -> dict:
     """Predict every frame whose cameras all have an image (grouped by header stamp); write
     ``{"results": [...], "GTs": [...]}`` (GTs from ``/ground_truth/lanes_json`` of the same stamp when
@@ -58,6 +60,9 @@ def predict_bag(
 
     from gs_mapping import messages as M
     from gs_mapping.bag import BagReader
+    from gs_mapping.output_files import check_output, write_text
+
+    check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
     from gs_mapping.tf import TFBuffer
 
     from .infer import Predictor
@@ -78,7 +83,7 @@ def predict_bag(
         ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
     )
     results = []
-    with BagReader(bag_path) as bag:
+    with BagReader(bag_path, strict=strict) as bag:
         cams = list(cameras) if cameras else find_cameras(bag)
         if not cams:
             raise HDInputError(f"{bag_path}: no camera image topic with a sibling camera_info found")
@@ -152,8 +157,7 @@ def predict_bag(
                 f"{bag_path}: {no_gt} of {len(results)} predicted frame(s) have no {GT_TOPIC} message at their stamp (empty GT used)",
             )
         doc["GTs"] = [gt_by_stamp.get(r["stamp_ns"], {"vectors": []}) for r in results]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc))
+    write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path])
     return {
         "out": str(out),
         "frames": len(results),
@@ -165,4 +169,5 @@ def predict_bag(
         "antialias": bool(antialias),
         "skipped_frames": incomplete,
         "frames_without_gt": no_gt,
+        "undecodable": dict(bag.bad_messages),  # skipped input messages ("topic (type)" → count)
     }

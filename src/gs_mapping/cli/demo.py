@@ -1,4 +1,8 @@
-"""gs-mapping demo: the main job — world bag → all nodes (replay, CPU) → figures and a report."""
+"""gs-mapping demo: the main job — world bag → all nodes (replay, CPU) → figures and a report.
+
+Everything is built in a temp directory beside ``--out`` and swapped in whole at the end (an
+interrupted demo leaves the previous results as they were); an existing ``--out`` is replaced only
+with ``--overwrite`` and only if it holds nothing but a demo's outputs."""
 
 from __future__ import annotations
 
@@ -14,23 +18,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=2026,
         help="world seed (default 2026; the shipped HD model never saw it: it trained on worlds 0-15)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
+
+
+# What a demo's output directory holds (an existing one with anything else is never replaced).
+DEMO_OUTPUTS = ("demo_config.yaml", "world_bag", "replay_bag", "report.md", "metrics.json", "*.png")
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import sys
-    import time
-    from pathlib import Path
-
-    from ..demo import measure, pipeline, report
     from ..errors import ConfigError
+    from ..output_files import check_output, output_directory
 
     if not 5 <= args.frames <= 1000:
         raise ConfigError(f"--frames: must be between 5 and 1000, got {args.frames}")
+    final = check_output(args.out, overwrite=args.overwrite, directory=True, allowed=DEMO_OUTPUTS)
+    with output_directory(final, overwrite=args.overwrite, allowed=DEMO_OUTPUTS) as out:
+        _build(out, args)
+    print(f"done: {final}/report.md, {final}/metrics.json, {final}/replay_bag")
+    return 0
+
+
+def _build(out, args: argparse.Namespace) -> None:
+    """Run the demo with its outputs in ``out`` (a temp directory swapped in by the caller)."""
+    import logging
+    import sys
+    import time
+
+    from ..demo import measure, pipeline, report
+
     logging.getLogger("gs_mapping").setLevel(logging.ERROR)  # counted in diagnostics and the report
     progress = sys.stderr.isatty()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = pipeline.DemoSettings(seed=args.seed, frames=args.frames)
     configs = pipeline.node_configs(settings)
     pipeline.write_config(configs, out / "demo_config.yaml")
@@ -94,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     step("4/4 writing the report")
     metrics["seconds"]["total"] = time.perf_counter() - t["start"]
     report.write_report(out, metrics, pairs, rows, lods, rd)
-    step(f"done: {out}/report.md, {out}/metrics.json, {out}/replay_bag")
     print(
         f"  HD map: Chamfer mAP {hd.get('chamfer_mAP', float('nan')):.3f}, raster mAP "
         f"{hd.get('raster_mAP', float('nan')):.3f} over {hd.get('frames', 0)} frames"
@@ -107,4 +123,3 @@ def run(args: argparse.Namespace) -> int:
         f"  sharing: deltas {sharing['delta_bytes_total'] / 1e3:.1f} kB vs full resends "
         f"{sharing['full_resend_bytes_total'] / 1e3:.1f} kB"
     )
-    return 0

@@ -16,20 +16,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("new", help="the map to bring it to (PLY)")
     p.add_argument("out", help="output delta (.gsd)")
     p.add_argument("--base-seq", type=int, default=1, help="sequence number of OLD's container (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
     add_common(p)
 
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
     from gs_map_share.delta import encode_delta
     from gs_map_share.quantize import QuantParams, to_qmap
     from gs_mapping.errors import ConfigError
-    from gs_mapping.ply import atomic_write, load_ply
+    from gs_mapping.output_files import check_output, write_bytes
+    from gs_mapping.ply import load_ply
 
-    if args.base_seq < 1:
-        raise ConfigError("--base-seq must be ≥ 1")
+    if not 1 <= args.base_seq < (1 << 64) - 1:  # the container's sequence numbers are uint64
+        raise ConfigError(f"--base-seq must be 1 … 2**64 - 2, got {args.base_seq}")
+    if not 0 <= args.map_id < 1 << 64:
+        raise ConfigError(f"--map-id must be 0 … 2**64 - 1, got {args.map_id}")
+    inputs = [args.old, args.new]
+    check_output(args.out, overwrite=args.overwrite, inputs=inputs)  # before any work
     old, new = load_ply(args.old), load_ply(args.new)
     if old.sh_degree != new.sh_degree:
         raise ConfigError(
@@ -47,7 +52,7 @@ def run(args) -> int:
         frame_id=args.frame_id,
         tile_size=new.tile_size,
     )
-    atomic_write(Path(args.out), data)
+    write_bytes(args.out, data, overwrite=args.overwrite, inputs=inputs)
     print(
         json.dumps(
             {

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the world renderer made the training frames)",
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an undecodable message in the bag is an error (default: skipped)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         fit=args.fit,
         antialias=args.antialias,
+        overwrite=args.overwrite,
+        strict=args.strict,
     )
     print(json.dumps(summary))
     return 0

@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=2.0,
         help="seconds to wait for subscribers before starting (default 2)",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an undecodable message in the bag is an error (default: skipped)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.rate <= 1000:
         raise ConfigError(f"--rate: must be in (0, 1000], got {args.rate}")
     ctx = make_context(args, "bag_player")
-    with BagReader(args.bag) as bag:
+    with BagReader(args.bag, strict=args.strict) as bag:
         topics = [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
         pubs = {}
         for name in topics:
@@ -54,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(delay)
             pubs[topic].publish(msg)
             sent += 1
-    print(f"played {sent} messages from {args.bag}", flush=True)
+    skipped = "".join(f", skipped {n} undecodable on {kind}" for kind, n in bag.bad_messages.items())
+    print(f"played {sent} messages from {args.bag}{skipped}", flush=True)
     time.sleep(0.5)  # let reliable writers flush before the participant goes away
     ctx.close()
     return 0

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated nodes to run (default: all: {','.join(NODES)})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    p.add_argument(
+        "--strict", action="store_true", help="an undecodable input message is an error (default: skipped)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -30,7 +33,13 @@ def run(args: argparse.Namespace) -> int:
     classes = [node_class(n) for n in names]  # unknown names fail before any work
     configs = [cls.load_config(args.config) for cls in classes]
     summary, nodes = replay_bag(
-        args.bag, args.out, classes, configs, overwrite=args.overwrite, progress=sys.stderr.isatty()
+        args.bag,
+        args.out,
+        classes,
+        configs,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+        strict=args.strict,
     )
     report = {
         "input": str(args.bag),
@@ -41,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_seconds": round(summary.wall_s, 3),
         "real_time_factor": round(summary.bag_seconds / summary.wall_s, 3) if summary.wall_s else None,
         "published": summary.published,
+        "undecodable": summary.undecodable,
         "diagnostics": {n.ctx.node_name: n.diag.summary() for n in nodes},
     }
     if args.json:
@@ -50,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             f"replayed {report['input_messages']} messages ({report['bag_seconds']} s of bag) in "
             f"{report['wall_seconds']} s → {args.out}"
         )
+        for kind, n in sorted(summary.undecodable.items()):
+            print(f"  skipped {n} undecodable message(s) on {kind}")
         for topic, n in sorted(summary.published.items()):
             print(f"  {topic:45s} {n:6d} messages")
         for name, d in report["diagnostics"].items():

@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from ..errors import BagError, ConfigError
+    from ..bag import BAG_FILES
+    from ..errors import ConfigError
+    from ..output_files import check_output
     from ..world.rig import RIGS
 
     if not 1 <= args.frames <= MAX_FRAMES:
@@ -92,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers: must be ≥ 0, got {args.workers}")
     workers = args.workers or min(8, os.cpu_count() or 1)
     out = Path(args.out)
-    if (out.exists() or out.is_symlink()) and not args.overwrite:
-        raise BagError(f"{out}: output exists already (pass --overwrite to replace it)")
+    # before any rendering: exists without --overwrite, not a bag, read-only, a file as parent
+    check_output(out, overwrite=args.overwrite, directory=True, allowed=BAG_FILES)
 
     from ..world import Drive
     from ..world.record import write_bag

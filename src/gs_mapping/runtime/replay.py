@@ -28,6 +28,7 @@ class ReplaySummary:
     start_ns: int = 0
     end_ns: int = 0
     wall_s: float = 0.0
+    undecodable: dict[str, int] = field(default_factory=dict)  # "topic (type)" → messages skipped
 
     @property
     def bag_seconds(self) -> float:
@@ -177,11 +178,17 @@ def replay_bag(
     configs: list[dict] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    strict: bool = False,
 ) -> tuple[ReplaySummary, list]:
     """Replay ``in_bag`` through new instances of ``node_classes`` (with their loaded configs) into
-    ``out_bag``; returns the summary and the node objects (closed, state kept for inspection)."""
+    ``out_bag``; returns the summary and the node objects (closed, state kept for inspection).
+    ``out_bag`` never replaces ``in_bag``; an undecodable input message is counted in
+    ``summary.undecodable`` and skipped (``strict``: an error)."""
     configs = configs if configs is not None else [cls.load_config(None) for cls in node_classes]
-    with BagReader(in_bag) as reader, BagWriter(out_bag, overwrite=overwrite) as writer:
+    with (
+        BagReader(in_bag, strict=strict) as reader,
+        BagWriter(out_bag, overwrite=overwrite, inputs=[in_bag]) as writer,
+    ):
         bus = ReplayBus(writer)
         nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs, strict=False)]
         summary = bus.run(reader, progress=progress)
@@ -189,4 +196,5 @@ def replay_bag(
         for node in nodes:
             node.close()
         summary.published = dict(bus.published)
+        summary.undecodable = dict(reader.bad_messages)
     return summary, nodes
