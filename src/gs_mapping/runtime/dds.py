@@ -1,9 +1,17 @@
 """Cyclone DDS runtime: run node objects on a ROS 2 wire-compatible DDS graph without rclpy.
 
 Topics are ``rt/<name>`` (ROS 2's prefix), types ``pkg::msg::dds_::T_`` (see :mod:`.dds_types`),
-data representation XCDR1 as rmw_cyclonedds uses, and the ROS 2 QoS mapping (reliability,
-durability, keep-last depth). All callbacks run on the thread that calls :meth:`DdsContext.spin_once`,
-so node objects need no locking.
+data representation XCDR1 as rmw_cyclonedds uses, and rmw_cyclonedds' QoS mapping
+(``create_readwrite_qos`` in its ``rmw_node.cpp``): reliability (reliable writes block without a
+time limit), durability (transient-local with a matching durability service), keep-last depth,
+writers that do *not* auto-dispose unregistered instances, and on Jazzy ``typehash=RIHS01_…;`` in
+every endpoint's USER_DATA (:mod:`.type_hash`). The participant carries ``enclave=/;`` and publishes
+``ros_discovery_info`` (:mod:`.dds_discovery`) so ``ros2 node list`` / ``ros2 topic info -v`` on a
+ROS 2 machine see the node; ``ros_distro`` picks the Humble or Jazzy layout. All callbacks run on the
+thread that calls :meth:`DdsContext.spin_once`, so node objects need no locking.
+
+Checked here by ``test/test_dds_graph.py`` reading Cyclone's built-in topics and
+``ros_discovery_info`` from another process; not run against a real ``ros2`` CLI (no ROS 2 install).
 
 Discovery defaults to loopback only (like ``ROS_LOCALHOST_ONLY=1``): a node started for testing never
 talks to the network. Pass ``network=True`` or set ``CYCLONEDDS_URI`` to join a real graph.
@@ -24,9 +32,10 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from ..errors import GsMappingError
-from ..nodes.context import QoS, resolve_topic
-from . import dds_types
+from ..errors import ConfigError, GsMappingError
+from ..nodes.context import LATCHED_QOS, QoS, resolve_topic
+from . import dds_discovery, dds_types
+from .type_hash import type_hash
 
 LOOPBACK_CONFIG = """<CycloneDDS><Domain id="any">
   <General><Interfaces><NetworkInterface name="lo"/></Interfaces>
@@ -43,13 +52,33 @@ def dds_topic_name(ros_topic: str) -> str:
     return "rt" + ros_topic
 
 
-def dds_qos(qos: QoS) -> Qos:
-    return Qos(
-        Policy.Reliability.Reliable(duration(seconds=1)) if qos.reliable else Policy.Reliability.BestEffort,
-        Policy.Durability.TransientLocal if qos.transient_local else Policy.Durability.Volatile,
-        Policy.History.KeepLast(qos.depth),
+def dds_qos(qos: QoS, user_data: bytes = b"") -> Qos:
+    """rmw_cyclonedds' reader/writer QoS for a ROS QoS profile (``user_data``: the endpoint's
+    USER_DATA, e.g. ``typehash=RIHS01_…;``)."""
+    history = Policy.History.KeepLast(qos.depth)
+    policies = [
+        Policy.WriterDataLifecycle(autodispose=False),
+        Policy.Reliability.Reliable(duration(infinite=True))
+        if qos.reliable
+        else Policy.Reliability.BestEffort,
+        history,
         Policy.DataRepresentation(use_cdrv0_representation=True),
-    )
+        Policy.Liveliness.Automatic(duration(infinite=True)),
+    ]
+    if qos.transient_local:
+        # Cyclone keeps historical data by the durability service's history (rmw_cyclonedds sets it
+        # to the same keep-last depth, no cleanup delay, no resource limits)
+        policies += [Policy.Durability.TransientLocal, Policy.DurabilityService(0, history, -1, -1, -1)]
+    else:
+        policies.append(Policy.Durability.Volatile)
+    if user_data:
+        policies.append(Policy.Userdata(user_data))
+    return Qos(*policies)
+
+
+def endpoint_user_data(typename: str, ros_distro: str) -> bytes:
+    """``typehash=RIHS01_…;`` on Jazzy (rmw_dds_common's encoding); nothing on Humble."""
+    return f"typehash={type_hash(typename)};".encode() if ros_distro != "humble" else b""
 
 
 class DdsPublisher:
@@ -80,6 +109,8 @@ class DdsContext:
     ):
         self.node_name = node_name
         self.namespace = namespace
+        if ros_distro not in dds_discovery.GID_SIZE:
+            raise ConfigError(f"--ros-distro: expected humble or jazzy, got {ros_distro!r}")
         self.ros_distro = ros_distro
         self.factory = dds_types.DdsFactory()
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
@@ -89,13 +120,34 @@ class DdsContext:
         if not network and "CYCLONEDDS_URI" not in os.environ and domain_id not in _domains:
             _domains[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
         try:
-            self.participant = DomainParticipant(domain_id)
+            # rmw_cyclonedds marks ROS participants with their SROS enclave ("/" when none)
+            self.participant = DomainParticipant(domain_id, qos=Qos(Policy.Userdata(b"enclave=/;")))
         except Exception as exc:  # cyclonedds raises DDSException with a numeric code
             raise GsMappingError(f"cannot create a DDS participant on domain {domain_id}: {exc}") from None
         self._waitset = WaitSet(self.participant)
         self._readers: list[tuple[DataReader, ReadCondition, Callable[[Any], None]]] = []
         self._timers: list[list[Any]] = []  # [period_ns, next_due_ns, callback]
         self._topics: dict[str, Topic] = {}
+        self._reader_guids: list[bytes] = []
+        self._writer_guids: list[bytes] = []
+        self._discovery_writer = self._create_discovery_writer()
+        self._announce()
+
+    def _create_discovery_writer(self) -> DataWriter:
+        info_cls = dds_discovery.message_types(self.ros_distro)[2]
+        topic = Topic(self.participant, dds_discovery.TOPIC, info_cls)
+        qos = dds_qos(LATCHED_QOS, endpoint_user_data(dds_discovery.TYPENAME, self.ros_distro))
+        return DataWriter(self.participant, topic, qos=qos)
+
+    def _announce(self) -> None:
+        """(Re)publish this participant's node and endpoints on ``ros_discovery_info``."""
+        ns = "/" + self.namespace.strip("/") if self.namespace.strip("/") else "/"
+        msg = dds_discovery.participant_info(
+            self.ros_distro,
+            self.participant.guid.bytes,
+            [(ns, self.node_name, self._reader_guids, self._writer_guids)],
+        )
+        self._discovery_writer.write(msg)
 
     def _topic(self, name: str, typename: str) -> Topic:
         full = resolve_topic(name, self.node_name, self.namespace)
@@ -104,17 +156,22 @@ class DdsContext:
         return self._topics[full]
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> DdsPublisher:
-        return DdsPublisher(
-            DataWriter(self.participant, self._topic(topic, typename), qos=dds_qos(qos)), typename
-        )
+        user_data = endpoint_user_data(typename, self.ros_distro)
+        writer = DataWriter(self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data))
+        self._writer_guids.append(writer.guid.bytes)
+        self._announce()
+        return DdsPublisher(writer, typename)
 
     def create_subscription(
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
-        reader = DataReader(self.participant, self._topic(topic, typename), qos=dds_qos(qos))
+        user_data = endpoint_user_data(typename, self.ros_distro)
+        reader = DataReader(self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data))
         cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(cond)
         self._readers.append((reader, cond, callback))
+        self._reader_guids.append(reader.guid.bytes)
+        self._announce()
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         period = int(period_s * 1e9)
@@ -156,5 +213,11 @@ class DdsContext:
             self.spin_once(0.05)
 
     def close(self) -> None:
+        # like rmw_destroy_node: tell the graph the node is gone before the participant goes
+        self._reader_guids.clear()
+        self._writer_guids.clear()
+        self._discovery_writer.write(
+            dds_discovery.participant_info(self.ros_distro, self.participant.guid.bytes, [])
+        )
         self._readers.clear()
         self.participant = None  # entities are released with the participant
