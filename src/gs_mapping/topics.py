@@ -109,6 +109,16 @@ def _best(cands: list[str], score, what: str, option: str) -> str:
     return best[0]
 
 
+def _colour_score(topic: str) -> tuple:
+    """Higher is likelier the main colour stream: a colour/rgb namespace (not just ``image_rect_color``,
+    which ZED's left and right cameras share), then a left camera, then raw/rectified images."""
+    space = transport_base(topic).rsplit("/", 1)[0].lower() + "/"
+    return (
+        2 if _COLOUR_WORDS.search(space) else 1 if "/left/" in space else 0,
+        "/image_raw" in topic or "image_rect" in topic,
+    )
+
+
 def colour_candidates(types: dict[str, str]) -> list[str]:
     names = [
         n
@@ -152,10 +162,7 @@ def discover(
     else:
         color = _best(
             colour_candidates(types),
-            lambda n: (
-                2 if _COLOUR_WORDS.search(n.lower()) else 1 if "/left/" in n.lower() else 0,
-                "/image_raw" in n or "image_rect" in n,
-            ),
+            lambda n: _colour_score(n),
             f"{where}: colour topic",
             "--color-topic",
         )

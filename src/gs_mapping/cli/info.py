@@ -115,8 +115,11 @@ def format_text(info: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     info = summarize(args.bag)
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(format_text(info))
+    try:
+        print(json.dumps(info) if args.json else format_text(info), flush=True)
+    except BrokenPipeError:  # `gs-mapping info BAG | head`: the reader left; that is not an error
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0

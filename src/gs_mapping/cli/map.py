@@ -114,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     from ..config_file import load_section
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
-    from ..mapping.run import map_bag
 
     cfg = load_section(args.config, "mapper", MapperConfig)
     if args.map_frame is not None:
@@ -127,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         cfg.calibrate_color = True
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
-    cloud = choose_topics(args.bag, cfg, args)
+    cloud = choose_topics(args.bag, cfg, args)  # bad topics fail here, before torch is imported
+    from ..mapping.run import map_bag
+
     m = map_bag(
         args.bag,
         args.out,
