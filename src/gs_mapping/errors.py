@@ -31,7 +31,24 @@ class UnknownFrameError(TFError):
 
 
 class ExtrapolationError(TFError):
-    """A lookup asked for a time outside the buffered data, beyond the allowed tolerance."""
+    """A lookup asked for a time outside the buffered data, beyond the allowed tolerance.
+
+    ``future``: the time lies after the newest sample, so the transform may still arrive (a node
+    waits for it, as tf2's message filter does); otherwise it is before the data held. ``gap_ns``:
+    how far outside the data it lies."""
+
+    def __init__(self, message: str = "", future: bool = False, gap_ns: int = 0):
+        super().__init__(message)
+        self.future, self.gap_ns = future, gap_ns
+
+
+def transform_may_arrive(exc: BaseException, within_s: float) -> bool:
+    """True for a TF failure that TF arriving within ``within_s`` can cure: a frame not seen yet,
+    or a stamp at most ``within_s`` after the newest sample (a transform in flight: a live node
+    waits for it, as tf2's message filter does). A stamp further ahead means TF is missing."""
+    if isinstance(exc, UnknownFrameError):
+        return True
+    return isinstance(exc, ExtrapolationError) and exc.future and exc.gap_ns <= within_s * 1e9
 
 
 class MapError(GsMappingError):

@@ -95,7 +95,9 @@ class _Edge:
         raise ExtrapolationError(
             f"{lookup}: extrapolation on edge {self.parent} -> {self.child}: stamp {stamp} ns is "
             f"{gap / 1e9:.6f} s {side} sample (data from {s[0]} to {s[-1]} ns, {len(s)} samples; "
-            f"tolerance {tolerance_ns / 1e9:g} s)"
+            f"tolerance {tolerance_ns / 1e9:g} s)",
+            future=i != 0,
+            gap_ns=gap,
         )
 
 

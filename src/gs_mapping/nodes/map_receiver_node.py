@@ -112,6 +112,7 @@ class MapReceiverNode(NodeBase):
 
     def close(self) -> None:
         if self.cfg.save_path and self.store.ready:
-            from ..ply import save_ply
+            from .map_saving import final_save
 
-            save_ply(self.store.gaussian_map(), self.cfg.save_path)
+            # never raises: a failed save goes to the temp directory and the log says where
+            final_save(self.store.gaussian_map(), self.cfg.save_path, self.ctx.logger, self.ctx.node_name)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..config_file import param
-from ..errors import GsMappingError, MessageError, TFError
+from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
 from ..mapping.mapper_config import MapperConfig
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
@@ -46,6 +46,12 @@ class MapperNodeConfig:
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
     load_path: str = param("", "PLY map loaded at start-up (empty: start empty)")
     save_path: str = param("", "PLY path the map is saved to on shutdown and on ~/save")
+    tf_wait_s: float = param(
+        0.5,
+        "A frame whose transform has not arrived yet waits this long (node clock) for it while TF "
+        "keeps being read, as tf2's message filter does; a newer frame replaces a waiting one. 0: no wait",
+        (0.0, 60.0),
+    )
 
 
 class MapperNode(NodeBase):
@@ -84,6 +90,7 @@ class MapperNode(NodeBase):
         )
         self.camera_info = None
         self.last_stamp_ns = -1
+        self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
         self.delta_bytes = 0
         self.deltas = 0
         self._subscribers_seen = 0
@@ -113,13 +120,13 @@ class MapperNode(NodeBase):
             t.tf,
             "tf2_msgs/msg/TFMessage",
             TF_QOS,
-            self.guarded(t.tf, lambda m: self.tf.add_message(m, static=False)),
+            self.guarded(t.tf, lambda m: self.on_tf(m, static=False)),
         )
         ctx.create_subscription(
             t.tf_static,
             "tf2_msgs/msg/TFMessage",
             TF_STATIC_QOS,
-            self.guarded(t.tf_static, lambda m: self.tf.add_message(m, static=True)),
+            self.guarded(t.tf_static, lambda m: self.on_tf(m, static=True)),
         )
         ctx.create_subscription(
             "~/save", "std_msgs/msg/String", RELIABLE_QOS, self.guarded("~/save", self.on_save)
@@ -157,10 +164,18 @@ class MapperNode(NodeBase):
         if pair is not None:
             self.on_pair(*pair)
 
-    def on_pair(self, color: tuple, depth: tuple) -> None:
-        """One synchronised colour/depth pair → a mapping frame (or a counted skip)."""
+    def on_pair(self, color: tuple, depth: tuple, waited_since: int | None = None) -> None:
+        """One synchronised colour/depth pair → a mapping frame (or a counted skip).
+
+        ``waited_since``: node time the pair started waiting for its transform (a retry)."""
         from ..messages import stamp_to_ns
 
+        if waited_since is None and self._waiting is not None:  # the newest frame wins
+            self.diag.drop(
+                "frames_superseded",
+                f"frame at {self._waiting[2]} ns: a newer one came while it waited for TF",
+            )
+            self._waiting = None
         stamp = stamp_to_ns(color[0].stamp)
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
@@ -169,7 +184,13 @@ class MapperNode(NodeBase):
         try:
             frame = self._frame(color, depth, stamp)
         except TFError as exc:
-            self.diag.drop("frames_no_pose", str(exc))
+            if not self._hold_for_tf(color, depth, stamp, exc, waited_since):
+                waited = (
+                    ""
+                    if waited_since is None
+                    else f" (after waiting {(self.ctx.now_ns() - waited_since) / 1e9:.2f} s)"
+                )
+                self.diag.drop("frames_no_pose", f"{exc}{waited}")
             return
         except GsMappingError as exc:
             self.diag.reject(self.cfg.topics.color, str(exc))
@@ -181,6 +202,31 @@ class MapperNode(NodeBase):
         self.diag.latency("frame", time.perf_counter() - t0)
         self.diag.values["gaussians"] = len(self.mapper.gmap)
         self.diag.values["keyframes"] = self.mapper.stats.keyframes
+
+    # -- waiting for TF (tf2's message filter, for the newest frame) --------------------------------
+    def on_tf(self, msg: Any, static: bool) -> None:
+        self.tf.add_message(msg, static=static)  # a bad transform raises: counted by ``guarded``
+        self._retry_waiting()
+
+    def _hold_for_tf(self, color: tuple, depth: tuple, stamp: int, exc: TFError, since: int | None) -> bool:
+        """Keep a pair whose transform may still arrive (at most ``tf_wait_s``); False: drop it now."""
+        now = self.ctx.now_ns()
+        since = now if since is None else since
+        wait_s = self.node_cfg.tf_wait_s
+        if not transform_may_arrive(exc, wait_s) or now - since > wait_s * 1e9:
+            return False
+        self._waiting = (color, depth, stamp, since)
+        self.diag.values["frames_waiting_for_tf"] = 1
+        return True
+
+    def _retry_waiting(self) -> None:
+        """Try the waiting frame again (new TF, or the timer: it is dropped once its wait is over)."""
+        if self._waiting is None:
+            return
+        color, depth, _, since = self._waiting
+        self._waiting = None
+        self.diag.values["frames_waiting_for_tf"] = 0
+        self.on_pair(color, depth, waited_since=since)
 
     def _frame(self, color: tuple, depth: tuple, stamp: int):
         from ..camera import Camera
@@ -252,6 +298,7 @@ class MapperNode(NodeBase):
             self.publish_snapshot()
 
     def on_diagnostics_timer(self) -> None:
+        self._retry_waiting()  # a frame whose TF never comes is dropped once its wait is over
         self.publish_diagnostics()
 
     # -- save / load -------------------------------------------------------------------------------
@@ -261,11 +308,10 @@ class MapperNode(NodeBase):
         self.save(string_message_to_str(msg).strip() or self.node_cfg.save_path)
 
     def save(self, path: str) -> None:
-        from ..ply import save_ply
+        """Save the map (temp + rename); one-line error (counted by ``guarded``) if it cannot be."""
+        from .map_saving import save_map
 
-        if not path:
-            raise GsMappingError("no path to save the map to (set mapper_node.save_path)")
-        save_ply(self.mapper.gmap, path)
+        save_map(self.mapper.gmap, path)
         self.ctx.logger.info(f"map saved to {path} ({len(self.mapper.gmap)} Gaussians)")
 
     def _load(self, path: str) -> None:
@@ -274,5 +320,6 @@ class MapperNode(NodeBase):
         self.mapper.load_map(load_ply(path))
 
     def close(self) -> None:
-        if self.node_cfg.save_path:
-            self.save(self.node_cfg.save_path)
+        from .map_saving import final_save
+
+        final_save(self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name)

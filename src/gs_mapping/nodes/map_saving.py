@@ -1,0 +1,52 @@
+"""Saving a node's map to a PLY without ever losing it (mapper_node, map_receiver_node).
+
+- :func:`save_map` (``~/save`` and the like) writes through :mod:`gs_mapping.output_files` (temp +
+  rename: the previous file stays whole on any failure) and raises one line saying why it could not
+  (read-only, a directory, no space, …); the caller's ``guarded`` handler counts it and the node runs
+  on with its map. An empty map (nothing mapped yet) is not written: it would replace a good file
+  with nothing.
+- :func:`final_save` (shutdown) never raises: where the configured path fails it saves to the
+  system's temp directory instead and logs where the map is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import GsMappingError
+
+
+def save_map(gmap, path: str, what: str = "map") -> None:
+    """Write ``gmap`` to ``path`` as a PLY, replacing the previous file only once the new one is whole."""
+    from ..ply import save_ply
+
+    if not path:
+        raise GsMappingError(f"no path to save the {what} to (set save_path or send a path on ~/save)")
+    if len(gmap) == 0:
+        raise GsMappingError(f"{path}: the {what} is empty (nothing mapped yet): not saved")
+    save_ply(gmap, Path(path).expanduser(), overwrite=True)
+
+
+def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> str | None:
+    """Save at shutdown; on failure save to the temp directory and log where. The path written, if any."""
+    if not path or gmap is None or len(gmap) == 0:
+        return None
+    try:
+        save_map(gmap, path, what)
+    except GsMappingError as exc:
+        rescue = Path(tempfile.gettempdir()) / f"{node_name}-{what}-{os.getpid()}-{int(time.time())}.ply"
+        try:
+            save_map(gmap, str(rescue), what)
+        except GsMappingError as exc2:
+            logger.error(
+                f"final save failed: {exc}; also could not save to {rescue} ({exc2}); the previous "
+                f"{path} is untouched; the last published snapshot still holds the {what}"
+            )
+            return None
+        logger.error(f"final save failed: {exc}; the {what} was saved to {rescue} instead ({path} untouched)")
+        return str(rescue)
+    logger.info(f"{what} saved to {path} ({len(gmap)} Gaussians)")
+    return path

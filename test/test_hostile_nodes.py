@@ -1,0 +1,163 @@
+"""Nodes against hostile input and faults: nothing already good is lost, a bad message or a failed
+save never stops a node, a frame whose TF is still in flight waits for it (tf2's message filter)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from hostile_fs import read_only_dir
+
+from gs_mapping.bag import BagReader
+from gs_mapping.messages import string_message
+from gs_mapping.nodes.map_receiver_node import MapReceiverNode
+from gs_mapping.nodes.mapper_node import MapperNode
+from gs_mapping.ply import load_ply, save_ply
+from gs_mapping.runtime.replay import ReplayBus
+
+NODES_YAML = """
+/**:
+  ros__parameters:
+    mapper:
+      device: cpu
+      max_gaussians: 20000
+      seeding: {{stride: 8}}
+      optim: {{iterations: 1, first_iterations: 2}}
+      keyframe: {{max_gap: 4}}
+      topics: {{tf_tolerance_s: {tol}}}
+    mapper_node:
+      snapshot_period_s: 0.5
+      diagnostics_period_s: 0.5
+      tf_wait_s: {wait}
+      save_path: "{save}"
+    map_receiver_node:
+      save_path: "{save}"
+"""
+
+
+def _config(tmp_path, wait=0.5, tol=0.0, save=""):
+    p = tmp_path / f"nodes-{wait}-{tol}.yaml"
+    p.write_text(NODES_YAML.format(wait=wait, tol=tol, save=save))
+    return str(p)
+
+
+def _kitchen(kitchen_bag, frames):
+    with BagReader(kitchen_bag) as bag:
+        msgs = list(bag.messages())
+    color_stamps = sorted({s for t, s, _ in msgs if t == "/camera/color/image_raw"})[:frames]
+    return [m for m in msgs if m[1] <= color_stamps[-1]]
+
+
+def _run_tf_late(kitchen_bag, cfg, frames=10):
+    """Every /tf message delivered after the images of its stamp (it was still in its reader)."""
+    msgs = _kitchen(kitchen_bag, frames)
+    order = {"/tf_static": 0, "/camera/color/camera_info": 0, "/tf": 2}  # images: 1
+    msgs.sort(key=lambda m: (m[1], order.get(m[0], 1)))
+    first_tf = next(m for m in msgs if m[0] == "/tf")  # the map frame is known from the start
+    msgs.remove(first_tf)
+    msgs.insert(0, (first_tf[0], first_tf[1] - 10**8, first_tf[2]))
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(cfg))
+    for topic, stamp, msg in msgs:
+        bus.inject(topic, msg, stamp)
+    return node
+
+
+@pytest.mark.shared_data
+def test_frame_waits_for_its_transform_in_flight(kitchen_bag, tmp_path):
+    waited = _run_tf_late(kitchen_bag, _config(tmp_path, wait=0.5))
+    d = waited.diag.summary()
+    assert d["dropped"].get("frames_no_pose", 0) == 0, d["dropped"]
+    assert waited.mapper.stats.frames == 10  # every frame used
+    # without the wait (the old behaviour) the same input loses frames to "extrapolation"
+    eager = _run_tf_late(kitchen_bag, _config(tmp_path, wait=0.0))
+    assert eager.diag.summary()["dropped"].get("frames_no_pose", 0) >= 9
+    assert eager.mapper.stats.frames < waited.mapper.stats.frames
+
+
+@pytest.mark.shared_data
+def test_transform_that_never_comes_drops_the_frame_after_the_wait(kitchen_bag, tmp_path):
+    msgs = [m for m in _kitchen(kitchen_bag, 6) if m[0] != "/tf" or m[1] < 1700000000100000000]
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(_config(tmp_path, wait=0.2)))
+    for topic, stamp, msg in msgs:
+        bus.inject(topic, msg, stamp)
+    bus.advance(msgs[-1][1] + 2 * 10**9)  # node time passes (diagnostics timer): the wait ends
+    d = node.diag.summary()
+    lost = d["dropped"].get("frames_no_pose", 0) + d["dropped"].get("frames_superseded", 0)
+    no_info = d["rejected"].get("/camera/color/image_raw", 0)  # the first image came before CameraInfo
+    assert node.mapper.stats.frames + lost + no_info == 6
+    assert d["dropped"].get("frames_no_pose", 0) >= 1
+    assert d.get("frames_waiting_for_tf", 0) == 0
+
+
+def _mapper_with_map(kitchen_bag, cfg, keyframes=1):
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(cfg))
+    last = 0
+    for topic, stamp, msg in _kitchen(kitchen_bag, 12):
+        bus.inject(topic, msg, stamp)
+        last = stamp
+        if node.mapper.stats.keyframes >= keyframes:
+            break
+    return bus, node, last
+
+
+def test_save_before_first_keyframe_and_to_bad_places_keeps_running(tmp_path):
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(_config(tmp_path)))
+    good = tmp_path / "good.ply"
+    from synthetic_maps import synthetic_map
+
+    save_ply(synthetic_map(50, 0), good)
+    before = good.read_bytes()
+    bus.inject("/mapper_node/save", string_message(str(good), bus.factory), 1)  # empty map: refused
+    assert good.read_bytes() == before
+    d = node.diag.summary()
+    assert d["rejected"].get("~/save", 0) == 1 and "empty" in d["last_error"]
+    (tmp_path / "adir").mkdir()
+    bus.inject("/mapper_node/save", string_message(str(tmp_path / "adir"), bus.factory), 2)
+    assert node.diag.summary()["rejected"]["~/save"] == 2
+    node.close()  # no save_path: nothing to do, no error
+
+
+@pytest.mark.shared_data
+def test_save_to_read_only_or_directory_says_why_and_keeps_the_map(kitchen_bag, tmp_path):
+    bus, node, t = _mapper_with_map(kitchen_bag, _config(tmp_path, tol=0.05))
+    n = len(node.mapper.gmap)
+    assert n > 0
+    with read_only_dir(tmp_path, {"old.ply": b"previous"}) as ro:
+        bus.inject("/mapper_node/save", string_message(str(ro / "old.ply"), bus.factory), t + 1)
+        assert (ro / "old.ply").read_bytes() == b"previous"
+    bus.inject("/mapper_node/save", string_message(str(tmp_path), bus.factory), t + 2)
+    d = node.diag.summary()
+    assert d["rejected"]["~/save"] == 2 and "is a directory" in d["last_error"]
+    assert len(node.mapper.gmap) == n  # the map is still there, and saves where it can
+    bus.inject("/mapper_node/save", string_message(str(tmp_path / "ok.ply"), bus.factory), t + 3)
+    assert len(load_ply(tmp_path / "ok.ply")) == n
+
+
+@pytest.mark.shared_data
+def test_failed_final_save_leaves_previous_file_and_says_where_the_map_is(kitchen_bag, tmp_path, caplog):
+    with read_only_dir(tmp_path, {"map.ply": b"previous"}) as ro:
+        target = ro / "map.ply"
+        bus, node, t = _mapper_with_map(kitchen_bag, _config(tmp_path, tol=0.05, save=target))
+        receiver = MapReceiverNode(
+            bus.context("map_receiver_node"),
+            MapReceiverNode.load_config(_config(tmp_path, tol=0.05, save=target)),
+        )
+        bus.advance(t + 10**9)  # the snapshot timer: the receiver gets the map
+        assert receiver.store.ready
+        with caplog.at_level(logging.INFO):
+            node.close()  # must not raise
+            receiver.close()
+        assert target.read_bytes() == b"previous"
+    rescued = [
+        r.getMessage().split("saved to ")[1].split(" instead")[0]
+        for r in caplog.records
+        if "instead" in r.getMessage()
+    ]
+    assert len(rescued) == 2, [r.getMessage() for r in caplog.records]
+    assert len(load_ply(rescued[0])) == len(node.mapper.gmap)
+    assert np.array_equal(np.sort(load_ply(rescued[1]).ids), np.sort(receiver.store.gaussian_map().ids))
