@@ -47,6 +47,8 @@ from gs_map_share.quantize import QuantParams, quantize, to_qmap  # noqa: E402
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map  # noqa: E402
 from gs_mapping.camera import Camera  # noqa: E402
 from gs_mapping.gaussians import GaussianMap  # noqa: E402
+from gs_mapping.mapping.metrics import PSNR_CAP_DB  # noqa: E402
+from gs_mapping.mapping.metrics import psnr as mapping_psnr  # noqa: E402
 from gs_mapping.ply import load_ply, save_ply  # noqa: E402
 from gs_mapping.splat_formats.spz import read_spz, write_spz  # noqa: E402
 
@@ -157,8 +159,7 @@ def render_all(g, cams):
 
 
 def psnr(a, b):
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
+    return mapping_psnr(a, b, cap_db=PSNR_CAP_DB)  # one PSNR for mapper, demo and benches
 
 
 def mean_psnr(imgs, ref):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gs_map_share.octree import rotmat_to_quat
 from gs_mapping.gaussians import SH_C0, GaussianMap
+from gs_mapping.geometry import matrix_to_quat
 
 
 def _frame(normals: np.ndarray, rng) -> np.ndarray:
@@ -99,7 +99,7 @@ def synthetic_map(
     x = x + nn * rng.normal(0, 0.002, (len(x), 1))
     spacing = np.sqrt(area.sum() / max(n, 1))
     R = _frame(nn, rng)
-    q = rotmat_to_quat(R)
+    q = matrix_to_quat(R, positive_w=False)
     ls = np.log(spacing) + rng.normal(0, 0.3, (len(x), 3))
     ls[:, 2] = np.log(spacing * 0.1) + rng.normal(0, 0.3, len(x))
     op = np.where(rng.uniform(size=len(x)) < 0.7, rng.normal(3, 1, len(x)), rng.normal(-1, 1.5, len(x)))

@@ -94,3 +94,26 @@ def test_ssim_and_psnr_match_independent_formulas(images):
     assert ssim(rgb, rgb) == pytest.approx(1.0)
     mse = np.mean((color.astype(np.float64) - rgb) ** 2)
     assert psnr(color, rgb) == pytest.approx(-10 * np.log10(mse))
+
+
+def test_hd_mask_ssim_is_the_same_ssim_with_zero_padding():
+    """gsmap_hd's mask SSIM (N, H, W) is this module's SSIM with zeros beyond the border."""
+    from gsmap_hd.raster import ssim as mask_ssim
+
+    rng = np.random.default_rng(1)
+    a = rng.random((3, 20, 24))
+    b = np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)
+    got = mask_ssim(torch.as_tensor(a), torch.as_tensor(b)).numpy()
+
+    def ref(x, y):
+        def blur(z):
+            for axis in (0, 1):
+                z = gaussian_filter1d(z, 1.5, axis=axis, truncate=5 / 1.5, mode="constant")
+            return z
+
+        mx, my = blur(x), blur(y)
+        sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        c1, c2 = 0.01**2, 0.03**2
+        return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean()
+
+    assert np.allclose(got, [ref(x, y) for x, y in zip(a, b, strict=True)], atol=1e-9)

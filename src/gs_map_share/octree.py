@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gs_mapping.geometry import matrix_to_quat, quat_to_matrix
 from gs_mapping.morton import demorton, morton
 
 __all__ = ["build_levels", "demorton", "morton"]
@@ -65,50 +66,6 @@ def children_per_node(occ: np.ndarray) -> np.ndarray:
 
 
 # -- aggregation ------------------------------------------------------------------------------------
-def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - z * w),
-            2 * (x * z + y * w),
-            2 * (x * y + z * w),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - x * w),
-            2 * (x * z - y * w),
-            2 * (y * z + x * w),
-            1 - 2 * (x * x + y * y),
-        ],
-        axis=1,
-    ).reshape(-1, 3, 3)
-
-
-def rotmat_to_quat(m: np.ndarray) -> np.ndarray:
-    """Vectorised (…,3,3) proper rotations → (x, y, z, w), via the largest of four candidates."""
-    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
-    cand = np.stack([1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], 1)
-    k = np.argmax(cand, axis=1)
-    s = 2.0 * np.sqrt(np.maximum(cand[np.arange(len(m)), k], 1e-12))
-    q = np.empty((len(m), 4))
-    # each branch fills all four components from the off-diagonal sums/differences
-    a = m[:, 2, 1] - m[:, 1, 2]
-    b = m[:, 0, 2] - m[:, 2, 0]
-    c = m[:, 1, 0] - m[:, 0, 1]
-    xy = m[:, 0, 1] + m[:, 1, 0]
-    xz = m[:, 0, 2] + m[:, 2, 0]
-    yz = m[:, 1, 2] + m[:, 2, 1]
-    br = [
-        np.stack([0.25 * s, xy / s, xz / s, a / s], 1),
-        np.stack([xy / s, 0.25 * s, yz / s, b / s], 1),
-        np.stack([xz / s, yz / s, 0.25 * s, c / s], 1),
-        np.stack([a / s, b / s, c / s, 0.25 * s], 1),
-    ]
-    for i in range(4):
-        sel = k == i
-        q[sel] = br[i][sel]
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
-
-
 def leaf_moments(
     node: np.ndarray,
     n_nodes: int,
@@ -123,13 +80,9 @@ def leaf_moments(
     alpha = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
     s = np.exp(log_scales.astype(np.float64))
     s2 = s * s
-    x, y, z, w_ = (quats[:, i].astype(np.float64) for i in range(4))
-    # rotation matrix columns, then Σ = Σ_k s_k² r_k r_kᵀ component by component
-    r = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w_), 2 * (x * z + y * w_)],
-        [2 * (x * y + z * w_), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w_)],
-        [2 * (x * z - y * w_), 2 * (y * z + x * w_), 1 - 2 * (x * x + y * y)],
-    ]
+    # rotation matrices, then Σ = Σ_k s_k² r_k r_kᵀ component by component
+    R = quat_to_matrix(quats.astype(np.float64))
+    r = [[R[:, i, j] for j in range(3)] for i in range(3)]
     mu = rel_means.astype(np.float64)
     w = alpha + 1e-6
     ss = np.sort(s, axis=1)
@@ -187,7 +140,7 @@ def merged_gaussians(m: dict, centres: np.ndarray):
     evals = np.maximum(evals, 1e-16)
     det = np.linalg.det(evecs)
     evecs[det < 0, :, 0] *= -1
-    q = rotmat_to_quat(evecs)
+    q = matrix_to_quat(evecs, positive_w=False)
     ls = 0.5 * np.log(evals)
     # eigh sorts ascending: widen the two in-plane axes so neighbouring coarse Gaussians overlap as
     # the surface they summarise does (moment matching alone leaves a dotted surface)

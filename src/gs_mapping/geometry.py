@@ -47,28 +47,36 @@ def quat_to_matrix(q) -> np.ndarray:
     return m.reshape(q.shape[:-1] + (3, 3))
 
 
-def matrix_to_quat(m) -> np.ndarray:
-    """(…, 3, 3) rotation matrices → (…, 4) unit quaternions (x, y, z, w) with w ≥ 0."""
+def matrix_to_quat(m, positive_w: bool = True) -> np.ndarray:
+    """(…, 3, 3) rotation matrices → (…, 4) unit quaternions (x, y, z, w), with w ≥ 0 unless
+    ``positive_w`` is False (then the sign falls out of the formula, as the codec's aggregation has
+    always stored it). Shepperd's method, vectorised: each row from the largest of the four
+    candidates 4x², 4y², 4z², 4w², for stability."""
     m = np.asarray(m, dtype=np.float64)
     flat = m.reshape(-1, 3, 3)
+    m00, m11, m22 = flat[:, 0, 0], flat[:, 1, 1], flat[:, 2, 2]
+    cand = np.stack([1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], 1)
+    k = np.argmax(cand, axis=1)
+    s = 2.0 * np.sqrt(np.maximum(cand[np.arange(len(flat)), k], 1e-12))
+    a = flat[:, 2, 1] - flat[:, 1, 2]
+    b = flat[:, 0, 2] - flat[:, 2, 0]
+    c = flat[:, 1, 0] - flat[:, 0, 1]
+    xy = flat[:, 0, 1] + flat[:, 1, 0]
+    xz = flat[:, 0, 2] + flat[:, 2, 0]
+    yz = flat[:, 1, 2] + flat[:, 2, 1]
+    branches = (
+        (0.25 * s, xy / s, xz / s, a / s),
+        (xy / s, 0.25 * s, yz / s, b / s),
+        (xz / s, yz / s, 0.25 * s, c / s),
+        (a / s, b / s, c / s, 0.25 * s),
+    )
     out = np.empty((len(flat), 4))
-    for i, r in enumerate(flat):  # Shepperd's method: pick the largest diagonal term for stability
-        t = np.trace(r)
-        if t > 0:
-            s = 2.0 * np.sqrt(t + 1.0)
-            out[i] = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
-        else:
-            k = int(np.argmax(np.diag(r)))
-            j, l = (k + 1) % 3, (k + 2) % 3
-            s = 2.0 * np.sqrt(1.0 + r[k, k] - r[j, j] - r[l, l])
-            v = np.empty(4)
-            v[k] = 0.25 * s
-            v[j] = (r[j, k] + r[k, j]) / s
-            v[l] = (r[l, k] + r[k, l]) / s
-            v[3] = (r[l, j] - r[j, l]) / s
-            out[i] = v
+    for i, branch in enumerate(branches):
+        sel = k == i
+        out[sel] = np.stack(branch, 1)[sel]
     out /= np.linalg.norm(out, axis=1, keepdims=True)
-    out[out[:, 3] < 0] *= -1
+    if positive_w:
+        out[out[:, 3] < 0] *= -1
     return out.reshape(m.shape[:-2] + (4,))
 
 

@@ -11,8 +11,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from .errors import CheckpointError, HDInputError
 
 log = logging.getLogger(__name__)
@@ -22,8 +20,9 @@ GT_TOPIC = "/ground_truth/lanes_json"
 
 
 def _info_topic(image_topic: str) -> str:
-    base = image_topic.removesuffix("/compressed")
-    return base.rsplit("/", 1)[0] + "/camera_info"
+    from gs_mapping.topics import info_topic  # ``…/image_raw[/compressed]`` → ``…/camera_info``
+
+    return info_topic(image_topic)
 
 
 def find_cameras(bag) -> list[str]:
@@ -41,7 +40,7 @@ def predict_bag(
     checkpoint=None,
     cameras=None,
     base_frame: str = "base_link",
-    score_threshold: float = 0.05,
+    score_threshold: float = 0.3,  # hd_map_node's default
     max_frames: int | None = None,
     device: str = "cpu",
     progress: bool = True,
@@ -60,13 +59,14 @@ def predict_bag(
 
     from gs_mapping import messages as M
     from gs_mapping.bag import BagReader
+    from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
+    from gs_mapping.device import resolve_device
     from gs_mapping.tf import TFBuffer
 
     from .infer import Predictor
-    from .train import resolve_device
 
     device = resolve_device(device)
     ckpt = Path(checkpoint) if checkpoint else SHIPPED
@@ -113,13 +113,7 @@ def predict_bag(
                 infos[topic] = M.camera_info_to_intrinsics(msg)
             else:
                 stamp, frame_id = M.header_fields(msg)
-                rgb = (
-                    M.compressed_image_to_numpy(msg) if topic.endswith("compressed") else M.image_to_rgb(msg)
-                )
-                if rgb.ndim == 2:  # a mono JPEG/PNG: grey to 3 channels
-                    rgb = np.repeat(rgb[..., None], 3, axis=2)
-                elif rgb.shape[-1] == 4:
-                    rgb = rgb[..., :3]
+                rgb = color_to_rgb(msg)  # Image of any driver encoding, or CompressedImage jpeg/png
                 pending.setdefault(stamp, {})[topic] = (rgb, frame_id)
                 if len(pending[stamp]) == len(cams) and all(_info_topic(c) in infos for c in cams):
                     frame = pending.pop(stamp)

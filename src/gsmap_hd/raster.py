@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+from gs_mapping.mapping.metrics import ssim_nchw
 
 from .gaussians2d import SX, SY, THETA, BEVGrid, covariance
 
@@ -69,26 +70,10 @@ def polyline_mask(points: torch.Tensor, grid: BEVGrid, width_m: float) -> torch.
     return (dist <= width_m / 2).to(points.dtype).reshape(-1, grid.height, grid.width)
 
 
-def _gauss_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
-    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-x * x / (2 * sigma * sigma))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
-
-
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM per mask of (N, H, W) images in [0, 1] (Gaussian window, C1 = 0.01², C2 = 0.03²)."""
-    w = _gauss_window(window, sigma, a.dtype, a.device)
-    a, b = a[:, None], b[:, None]
-    pad = window // 2
-    mu_a = F.conv2d(a, w, padding=pad)
-    mu_b = F.conv2d(b, w, padding=pad)
-    saa = F.conv2d(a * a, w, padding=pad) - mu_a**2
-    sbb = F.conv2d(b * b, w, padding=pad) - mu_b**2
-    sab = F.conv2d(a * b, w, padding=pad) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return m.mean(dim=(1, 2, 3))
+    """Mean SSIM per mask of (N, H, W) images in [0, 1] (Gaussian window, C1 = 0.01², C2 = 0.03²,
+    zero padding at the border): gs_mapping's SSIM, one implementation for both losses."""
+    return ssim_nchw(a[:, None], b[:, None], window, sigma, zero_pad=True).mean(dim=(1, 2, 3))
 
 
 _EPS = 1e-6

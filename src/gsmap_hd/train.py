@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from gs_mapping.config_file import to_dict
+from gs_mapping.device import resolve_device
 
 from . import checkpoint as ckpt
 from .augment import augment
@@ -29,18 +30,6 @@ from .region import Region, clip_elements, clip_vectors, make_region, resolve_na
 
 log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 7_777  # held-out frames come from another data seed
-
-
-def resolve_device(name: str) -> str:
-    from gs_mapping.errors import ConfigError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use cpu or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"device {name!r}: expected cpu, cuda[:N] or auto")
-    return name
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

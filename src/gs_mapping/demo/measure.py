@@ -59,14 +59,12 @@ def receiver_matches_mapper(mapper_node, receiver_node) -> bool:
     return bool(store.state.equals(to_qmap(mapper_node.mapper.gmap, mapper_node.sender.params)))
 
 
-PSNR_CAP_DB = 100.0  # identical images: reported as 100 dB, so the JSON stays finite
-
-
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """The mapper's PSNR (dB, colours clipped to [0, 1], optional (H, W) mask), capped for JSON."""
+    from ..mapping.metrics import PSNR_CAP_DB
     from ..mapping.metrics import psnr as mapping_psnr
 
-    return min(mapping_psnr(a, b, mask), PSNR_CAP_DB)
+    return mapping_psnr(a, b, mask, cap_db=PSNR_CAP_DB)
 
 
 def heldout_views(drive, lateral: float = 0.0) -> list:

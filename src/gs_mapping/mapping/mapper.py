@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..camera import Camera
+from ..device import resolve_device
 from ..gaussians import GaussianMap
 from .densify import GradAccumulator, densify, enforce_cap, prune
 from .frames import Frame
@@ -30,16 +31,6 @@ from .seeding import fill_holes, seed_gaussians, seed_pixels, spatial_order, une
 from .virtual_views import virtual_views
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
-        raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
-    return device
 
 
 @dataclass

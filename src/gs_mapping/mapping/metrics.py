@@ -24,25 +24,34 @@ def _window(size: int, sigma: float, dtype, device) -> torch.Tensor:
     return _WINDOWS[key]
 
 
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter of (B, C, H, W), valid region only."""
+def _blur(x: torch.Tensor, g: torch.Tensor, pad: int = 0) -> torch.Tensor:
+    """Separable Gaussian filter of (B, C, H, W): the valid region, or zero padding of ``pad``."""
     c = x.shape[1]
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, padding=(0, pad))
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, padding=(pad, 0))
+
+
+def ssim_nchw(
+    x: torch.Tensor, y: torch.Tensor, size: int = 11, sigma: float = 1.5, zero_pad: bool = False
+) -> torch.Tensor:
+    """Per-pixel SSIM of two (B, C, H, W) batches in [0, 1] → (B, C, H', W'): valid windows only
+    (H' = H - size + 1), or with ``zero_pad`` the same size as the input (zeros beyond the border;
+    the HD model's mask loss)."""
+    g = _window(size, sigma, x.dtype, x.device)
+    pad = size // 2 if zero_pad else 0
+    mu_x, mu_y = _blur(x, g, pad), _blur(y, g, pad)
+    sxx = _blur(x * x, g, pad) - mu_x * mu_x
+    syy = _blur(y * y, g, pad) - mu_y * mu_y
+    sxy = _blur(x * y, g, pad) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM of two (H, W, 3) images in [0, 1] → (H-size+1, W-size+1) (channel mean)."""
     x = a.permute(2, 0, 1).unsqueeze(0)
     y = b.permute(2, 0, 1).unsqueeze(0)
-    g = _window(size, sigma, x.dtype, x.device)
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    sxx = _blur(x * x, g) - mu_x * mu_x
-    syy = _blur(y * y, g) - mu_y * mu_y
-    sxy = _blur(x * y, g) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
-    return s[0].mean(0)
+    return ssim_nchw(x, y, size, sigma)[0].mean(0)
 
 
 def ssim(a, b) -> float:
@@ -53,8 +62,12 @@ def ssim(a, b) -> float:
         return float(ssim_map(a, b).mean())
 
 
-def psnr(a, b, mask=None) -> float:
-    """PSNR in dB of two images in [0, 1] (peak 1), over the pixels of ``mask`` (H, W) if given."""
+PSNR_CAP_DB = 100.0  # what reports write for identical images (JSON has no infinity)
+
+
+def psnr(a, b, mask=None, cap_db: float | None = None) -> float:
+    """PSNR in dB of two images in [0, 1] (peak 1), over the pixels of ``mask`` (H, W) if given;
+    identical images give infinity, or ``cap_db`` when given (reports pass :data:`PSNR_CAP_DB`)."""
     a = np.asarray(a.detach().cpu() if torch.is_tensor(a) else a, np.float64)
     b = np.asarray(b.detach().cpu() if torch.is_tensor(b) else b, np.float64)
     err = (np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2
@@ -63,7 +76,8 @@ def psnr(a, b, mask=None) -> float:
             return math.nan
         err = err[np.asarray(mask, bool)]
     mse = float(np.mean(err))
-    return math.inf if mse == 0 else -10.0 * math.log10(mse)
+    value = math.inf if mse == 0 else -10.0 * math.log10(mse)
+    return value if cap_db is None else min(value, cap_db)
 
 
 def depth_l1(rendered, measured) -> float:

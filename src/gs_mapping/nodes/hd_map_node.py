@@ -141,7 +141,7 @@ class HDMapNode(NodeBase):
             TF_STATIC_QOS,
             self.guarded("/tf_static", lambda m: self.tf.add_message(m, static=True)),
         )
-        ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+        ctx.create_timer(self.cfg.diagnostics_period_s, self.on_diagnostics_timer)
         self.diag.values["device"] = self.predictor.device
         self.diag.values["backend"] = self.cfg.backend
         self.diag.values["region"] = self.predictor.region_name
@@ -153,8 +153,8 @@ class HDMapNode(NodeBase):
     def _load_predictor(self):
         from gsmap_hd.infer import Predictor
         from gsmap_hd.predict_bag import SHIPPED
-        from gsmap_hd.train import resolve_device
 
+        from ..device import resolve_device
         from ..errors import ConfigError
 
         if self.cfg.backend == "onnx":
@@ -222,23 +222,34 @@ class HDMapNode(NodeBase):
         self.publish(elements, stamp)
 
     def _inputs(self, msgs: list[Any], stamp: int):
-        from ..messages import compressed_image_to_numpy, image_to_rgb
+        from ..messages.camera_image import color_to_rgb
 
         images, infos, extrinsics = [], [], []
         for topic, msg in zip(self.cameras, msgs, strict=False):
             if topic not in self.infos:
                 raise MessageError(f"no CameraInfo yet on {info_topic(topic)}")
-            if topic.endswith("/compressed"):
-                rgb = compressed_image_to_numpy(msg)
-                if rgb.ndim != 3 or rgb.shape[2] != 3:
-                    raise MessageError(f"{topic}: compressed image is not RGB (shape {rgb.shape})")
-            else:
-                rgb = image_to_rgb(msg)
+            rgb = color_to_rgb(msg)  # any driver encoding, or a jpeg/png CompressedImage (grey → RGB)
             frame_id = str(msg.header.frame_id) or self.infos[topic].frame_id
             images.append(rgb)
             infos.append(self.infos[topic])
             extrinsics.append(self.tf.lookup(self.cfg.base_frame, frame_id, stamp).matrix())
         return images, infos, extrinsics
+
+    def on_diagnostics_timer(self) -> None:
+        """Until the first prediction, diagnostics say which inputs have not arrived."""
+        seen = self.diag.inputs
+        waiting = []
+        if self.last_stamp_ns < 0:
+            for topic in self.cameras:
+                waiting += [f"image on {topic}"] if not seen.get(topic) else []
+                waiting += [f"camera_info on {info_topic(topic)}"] if not seen.get(info_topic(topic)) else []
+            if not seen.get("/tf") and not seen.get("/tf_static"):
+                waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
+        if waiting:
+            self.diag.values["waiting_for"] = ", ".join(waiting)
+        else:
+            self.diag.values.pop("waiting_for", None)
+        self.publish_diagnostics()
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish(self, elements: list, stamp: int) -> None:
