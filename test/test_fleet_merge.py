@@ -202,3 +202,34 @@ def test_merge_rule_tie_and_ids():
     out = merge_maps({7: b, 3: a, 9: q}, PARAMS.tile_bits, 0)
     assert list(out.ids) == list(global_ids(3, a.ids))
     assert tile_counts(a, PARAMS.tile_bits) == {tuple(tiles_of(a, PARAMS.tile_bits)[0].tolist()): 3}
+
+
+def test_changed_tiles_are_exactly_the_tiles_whose_content_differs(recs):
+    """Brute force: a tile changed iff the set of (id, row bytes) in it differs, either direction."""
+    from gs_map_share.merge import changed_tiles
+
+    def content(q):
+        out: dict = {}
+        rows = np.concatenate(
+            [q.ids[:, None].view(np.int64), q.pos, q.level[:, None], q.op[:, None], q.scale,
+             q.rot_idx[:, None], q.rot, q.dc], axis=1,
+        )  # fmt: skip
+        for t, row in zip(map(tuple, (q.pos >> PARAMS.tile_bits).tolist()), rows.tolist(), strict=True):
+            out.setdefault(t, set()).add(tuple(row))
+        return out
+
+    states = []
+    s = MapStore()
+    for c in recs[0].containers + recs[1].containers[:1]:
+        s.receive(c)
+        states.append(s.state)
+    full = recs_state(recs[2])
+    thin = full.take(np.flatnonzero(np.arange(len(full)) % 3 != 1))  # ids no longer aligned by row
+    thin.op = thin.op.copy()
+    thin.op[::5] += 1  # and some rows edited
+    states += [full, thin]
+    for a, b in zip(states, states[1:] + states[:1], strict=True):
+        for old, new in ((a, b), (b, a)):
+            ca, cb = content(old), content(new)
+            want = {t for t in set(ca) | set(cb) if ca.get(t) != cb.get(t)}
+            assert changed_tiles(old, new, PARAMS.tile_bits) == want

@@ -115,6 +115,7 @@ def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path):
     t = [0]
     for r in recs:
         _feed(bus, r, r.containers, t)
+    bus.advance(t[0] + 10**9)
     g = server.merge.global_map
     pose = recs[1].poses[2][:3, 3]
     tb = server.params.tile_bits
@@ -223,6 +224,7 @@ def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
             [sys.executable, str(HERE / "fleet_server_child.py"), str(store), str(inputs)],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=env,
             text=True,
         )
@@ -242,8 +244,8 @@ def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
             elif kind == "DONE":
                 break
         p.kill()
-        p.wait()
-        assert p.returncode == -signal.SIGKILL
+        _, err = p.communicate()
+        assert p.returncode == -signal.SIGKILL, err[-2000:]
     # restart in this process: nothing acknowledged is missing, the global map is the rule's
     bus = ReplayBus()
     server = _server(bus, store)
@@ -258,6 +260,7 @@ def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
     t = [0]
     for r in recs:
         _feed(bus, r, r.containers, t)
+    bus.advance(t[0] + 10**9)  # the global flush timer
     assert follower.stats["snapshot"] == snaps
     expected = _offline_merge(_own_maps(recs))
     assert server.merge.global_map.equals(expected) and follower.state.equals(expected)

@@ -102,7 +102,7 @@ def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, i
     """Tiles whose content differs between two states of one vehicle (added, removed, edited rows)."""
     r = np.searchsorted(new.ids, old.ids)
     ok = r < len(new.ids)
-    ok[ok] = new.ids[r[ok]] == old.ids[r[ok]]
+    ok[ok] = new.ids[r[ok]] == old.ids[ok]
     same = np.zeros(len(old), bool)
     if ok.any():
         a, b = old.take(np.flatnonzero(ok)), new.take(r[ok])
@@ -199,6 +199,7 @@ class FleetMerge:
         self.global_seq = int(global_seq)
         self.tile_vehicles: dict[tuple, dict[int, int]] = {}  # tile → {map_id: count}
         self.owner: dict[tuple, int] = {}
+        self.dirty: set[tuple] = set()  # tiles whose owner or owner's content changed since the flush
         self.unknown = Counter()  # containers that could not be attributed to a vehicle
         self.last_error = ""
 
@@ -223,8 +224,10 @@ class FleetMerge:
         return self.vehicles[map_id]
 
     # -- ingest ------------------------------------------------------------------------------------
-    def offer(self, data: bytes, now_ns: int = 0) -> Ingest:
-        """One vehicle container. Never raises on bad input: the outcome is counted per vehicle."""
+    def offer(self, data: bytes, now_ns: int = 0, flush: bool = True) -> Ingest:
+        """One vehicle container. Never raises on bad input: the outcome is counted per vehicle.
+        With ``flush`` the global map follows at once (its delta in the result); without, the
+        tiles wait for :meth:`flush` (several vehicles' updates in one global delta)."""
         data = bytes(data)
         try:
             h, chunks = unpack(data)
@@ -281,7 +284,7 @@ class FleetMerge:
                 return Ingest(REJECTED, v.map_id)
             status = APPLIED
         self._drain(v, accepted)
-        return self._remerge(status, v, old, accepted)
+        return self._remerge(status, v, old, accepted, flush)
 
     def _check_ids(self, q: QMap) -> None:
         if len(q) and int(q.ids[-1]) > MAX_LOCAL_ID:
@@ -317,11 +320,12 @@ class FleetMerge:
         return Ingest(REJECTED, v.map_id)
 
     # -- merge -------------------------------------------------------------------------------------
-    def _remerge(self, status: str, v: Vehicle, old: QMap | None, accepted: list) -> Ingest:
+    def _remerge(self, status: str, v: Vehicle, old: QMap | None, accepted: list, flush: bool) -> Ingest:
+        """Re-decide the owners of the tiles this vehicle's change touched; the global map follows
+        at :meth:`flush` (now, or batched by the caller)."""
         tb = self.params.tile_bits
         touched = changed_tiles(old if old is not None else QMap.empty(self.sh_degree), v.state, tb)
         new_counts = tile_counts(v.state.take(_in_tiles(tiles_of(v.state, tb), touched)), tb)
-        changed: set[tuple] = set()
         for t in touched:
             per = self.tile_vehicles.setdefault(t, {})
             if new_counts.get(t):
@@ -336,11 +340,25 @@ class FleetMerge:
             else:
                 self.owner[t] = now
             if prev == v.map_id or now == v.map_id or prev != now:
-                changed.add(t)
-        out = Ingest(status, v.map_id, accepted, touched_tiles=changed)
+                self.dirty.add(t)
+        out = Ingest(status, v.map_id, accepted, global_seq=self.global_seq)
+        if flush:
+            f = self.flush()
+            if f is not None:
+                out.global_delta, out.global_base, out.global_seq, out.touched_tiles = f
+        return out
+
+    @property
+    def pending_tiles(self) -> int:
+        return len(self.dirty)
+
+    def flush(self) -> tuple[bytes, int, int, set] | None:
+        """Bring the global map up to the vehicles' states in the dirty tiles: one global delta
+        (data, base_seq, seq, tiles changed), or None when nothing changed."""
+        changed, self.dirty = self.dirty, set()
         if not changed:
-            out.global_seq = self.global_seq
-            return out
+            return None
+        tb = self.params.tile_bits
         g = self.global_map
         drop = _in_tiles(tiles_of(g, tb), changed)
         parts = [g.take(~drop)]
@@ -352,6 +370,8 @@ class FleetMerge:
             q = self.vehicles[mid].state
             parts.append(relabel(mid, q.take(_in_tiles(tiles_of(q, tb), ts))))
         new = QMap.concat(parts)
+        if new.equals(g):
+            return None
         touched_ids = np.union1d(g.ids[drop], np.concatenate([p.ids for p in parts[1:]] + [g.ids[:0]]))
         base = self.global_seq
         data, _ = encode_delta(
@@ -366,8 +386,7 @@ class FleetMerge:
             touched=touched_ids,
         )
         self.global_map, self.global_seq = new, base + 1
-        out.global_delta, out.global_base, out.global_seq = data, base, base + 1
-        return out
+        return data, base, base + 1, changed
 
     # -- restore / publish -------------------------------------------------------------------------
     def restore_vehicle(self, map_id: int, seq: int, state: QMap) -> None:

@@ -12,7 +12,9 @@ acknowledged or published. Outputs:
   receiver that is up to date continues with the next delta (the snapshot it sees again is
   recognised as a duplicate from its 48-byte header, nothing decoded);
 - ``~/ack`` (std_msgs/String, JSON ``{"map_id", "seq", "global_seq"}``): a vehicle container is
-  acknowledged only once it is committed (it then survives ``kill -9``);
+  acknowledged once it is committed and the global map holding it (sequence ``global_seq``) is
+  committed and published; it then survives ``kill -9``. Updates arriving within
+  ``global_period_s`` go out as one global delta (the codec's cost per delta is mostly fixed);
 - region + level-of-detail queries (:mod:`gs_map_share.region`): a Zenoh queryable at
   ``region_key`` when the runtime offers queryables, and on every runtime the topic pair
   ``~/region_request`` → ``~/region_reply`` (UInt8MultiArray; the reply echoes the request ``id``);
@@ -54,6 +56,11 @@ class MapServerNodeConfig:
     quality: int = param(3, "codec quality of the fleet: every vehicle's mapper_node.quality", (0, 5))
     sh_degree: int = param(0, "SH degree of the fleet's maps (every vehicle's mapper.sh_degree)", (0, 3))
     levels: int = param(5, "levels of detail in global snapshots and region answers", (1, 12))
+    global_period_s: float = param(
+        0.2,
+        "vehicle updates arriving within this period go out as one global delta (0 = each alone)",
+        (0.0, 60.0),
+    )
     snapshot_period_s: float = param(
         10.0, "period of ~/map_snapshot (0 = at start and when subscribers join)", (0.0, 3600.0)
     )
@@ -120,6 +127,7 @@ class MapServerNode(NodeBase):
         self._since_global_snapshot = 0
         self.storage_failed = ""
         self.region_queries = 0
+        self._unacked: list = []  # vehicle containers committed, waiting for the global flush
         try:
             self._restore()
         except GsMappingError:
@@ -161,6 +169,8 @@ class MapServerNode(NodeBase):
             ctx.subscribe_liveliness(f"@ros2_lv/{getattr(ctx, 'domain_id', 0)}/**", self.on_liveliness)
         self._subscribers_seen = 0
         self._last_snapshot_ns = 0
+        if c.global_period_s > 0:
+            ctx.create_timer(c.global_period_s, self.flush_global)
         ctx.create_timer(max(0.2, min(1.0, c.snapshot_period_s or 1.0)), self.on_snapshot_timer)
         ctx.create_timer(c.diagnostics_period_s, self.on_diagnostics_timer)
         self.diag.values["device"] = "cpu"
@@ -222,7 +232,8 @@ class MapServerNode(NodeBase):
         self.ingest(uint8_multiarray_to_bytes(msg), binding)
 
     def ingest(self, data: bytes, binding: _Binding | None = None) -> str:
-        """One vehicle container (what the subscriptions call; tests call it directly)."""
+        """One vehicle container (what the subscriptions call; tests call it directly). Applied to
+        the vehicle's map and committed now; the global map follows at the next flush."""
         from gs_map_share.fleet_store import FleetStoreError, Row
         from gs_map_share.merge import REJECTED
 
@@ -230,7 +241,7 @@ class MapServerNode(NodeBase):
             self.diag.drop("containers_storage_failed", self.storage_failed)
             return REJECTED
         t0 = time.perf_counter()
-        r = self.merge.offer(data, self.ctx.now_ns())
+        r = self.merge.offer(data, self.ctx.now_ns(), flush=False)
         if r.map_id is not None and binding is not None:
             if binding.map_id is None:
                 binding.map_id = r.map_id
@@ -242,50 +253,80 @@ class MapServerNode(NodeBase):
             self.diag.reject("vehicle_containers", self.merge.last_error)
         if not r.accepted:
             return r.status
-        rows = [(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in r.accepted]
-        grow = Row(r.global_seq, r.global_base, r.global_delta) if r.global_delta is not None else None
         try:
-            self.store.commit(rows, grow, r.touched_tiles)
+            self.store.commit([(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in r.accepted])
         except FleetStoreError as exc:
-            self.storage_failed = str(exc)
-            self.ctx.logger.error(f"storage failed, ingest stopped (restart resumes from the store): {exc}")
-            return REJECTED
-        if grow is not None:
-            self.tile_seq.update({t: r.global_seq for t in r.touched_tiles})
-        from ..messages import bytes_to_uint8_multiarray
-
-        if r.global_delta is not None:
-            self.pub_delta.publish(bytes_to_uint8_multiarray(r.global_delta, self.ctx.factory))
-        for a in r.accepted:
-            ack = {"map_id": a.map_id, "seq": a.seq, "global_seq": self.merge.global_seq}
-            self.pub_ack.publish(self.ctx.factory.make("std_msgs/msg/String", data=json.dumps(ack)))
-        self._compact(r)
+            return self._storage_failed(exc)
+        self._unacked += r.accepted
+        self._compact_vehicles(r.accepted)
+        if self.cfg.global_period_s <= 0:
+            self.flush_global()
         self.diag.latency("ingest", time.perf_counter() - t0)
         return r.status
 
-    def _compact(self, r) -> None:
+    def flush_global(self) -> None:
+        """The vehicles' changes since the last flush → one global delta: committed, published,
+        then every container it holds is acknowledged (with the global sequence that holds it)."""
+        from gs_map_share.fleet_store import FleetStoreError, Row
+
+        from ..messages import bytes_to_uint8_multiarray
+
+        if self.storage_failed or not (self._unacked or self.merge.pending_tiles):
+            return
+        t0 = time.perf_counter()
+        f = self.merge.flush()
+        if f is not None:
+            data, base, seq, tiles = f
+            try:
+                self.store.commit([], Row(seq, base, data), tiles)
+            except FleetStoreError as exc:
+                self._storage_failed(exc)
+                return
+            self.tile_seq.update({t: seq for t in tiles})
+            self.pub_delta.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
+            self._compact_global()
+        for a in self._unacked:
+            ack = {"map_id": a.map_id, "seq": a.seq, "global_seq": self.merge.global_seq}
+            self.pub_ack.publish(self.ctx.factory.make("std_msgs/msg/String", data=json.dumps(ack)))
+        self._unacked = []
+        self.diag.latency("global_flush", time.perf_counter() - t0)
+
+    def _storage_failed(self, exc) -> str:
+        from gs_map_share.merge import REJECTED
+
+        self.storage_failed = str(exc)
+        self.ctx.logger.error(f"storage failed, ingest stopped (restart resumes from the store): {exc}")
+        return REJECTED
+
+    def _compact_vehicles(self, accepted) -> None:
         from gs_map_share.fleet_store import FleetStoreError, Row
         from gs_map_share.snapshot import encode_snapshot
 
-        c = self.cfg
         try:
-            for a in r.accepted:
+            for a in accepted:
                 self._log_len[a.map_id] = 0 if a.base_seq == 0 else self._log_len.get(a.map_id, 0) + 1
-            for mid in {a.map_id for a in r.accepted}:
-                if self._log_len[mid] >= c.compact_after:
+            for mid in {a.map_id for a in accepted}:
+                if self._log_len[mid] >= self.cfg.compact_after:
                     v = self.merge.vehicles[mid]
                     data, _ = encode_snapshot(
-                        v.state, self.params, map_id=mid, seq=v.seq, n_levels=1, frame_id=c.frame_id
+                        v.state, self.params, map_id=mid, seq=v.seq, n_levels=1, frame_id=self.cfg.frame_id
                     )
                     self.store.compact_vehicle(mid, Row(v.seq, 0, data))
                     self._log_len[mid] = 0
-            if r.global_delta is not None:
-                self._since_global_snapshot += 1
-                if self._since_global_snapshot >= c.global_snapshot_every:
-                    row = Row(self.merge.global_seq, 0, self.merge.snapshot())
-                    self.store.compact_global(row, c.keep_global_deltas)
-                    self._since_global_snapshot = 0
         except FleetStoreError as exc:  # compaction is an optimisation: the log is still complete
+            self.diag.drop("compaction", str(exc))
+
+    def _compact_global(self) -> None:
+        from gs_map_share.fleet_store import FleetStoreError, Row
+
+        self._since_global_snapshot += 1
+        if self._since_global_snapshot < self.cfg.global_snapshot_every:
+            return
+        try:
+            row = Row(self.merge.global_seq, 0, self.merge.snapshot())
+            self.store.compact_global(row, self.cfg.keep_global_deltas)
+            self._since_global_snapshot = 0
+        except FleetStoreError as exc:
             self.diag.drop("compaction", str(exc))
 
     # -- outputs -----------------------------------------------------------------------------------
@@ -397,4 +438,5 @@ class MapServerNode(NodeBase):
         self.publish_diagnostics()
 
     def close(self) -> None:
+        self.flush_global()  # a clean stop leaves nothing waiting for a flush
         self.store.close()
