@@ -121,7 +121,7 @@ def write_unregistered_layout(src: Path, dst: Path, max_frames: int = 3) -> tupl
     T_color_depth = depth_extrinsics()
     T_depth_color = np.linalg.inv(T_color_depth)
     registered = []
-    n = 0
+    n = n_color = 0
     with BagReader(src) as r, BagWriter(dst) as w:
         w.add_topic("/tf", "tf2_msgs/msg/TFMessage")
         w.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)
@@ -164,6 +164,7 @@ def write_unregistered_layout(src: Path, dst: Path, max_frames: int = 3) -> tupl
                 )
                 w.write("/camera/camera/depth/camera_info", stamp, depth_info)
                 n += 1
-            else:
+            elif topic != RS_COLOR or n_color < max_frames:
                 w.write(topic, stamp, msg)
+                n_color += topic == RS_COLOR
     return dst, registered

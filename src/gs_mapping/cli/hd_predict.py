@@ -8,6 +8,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..nodes.hd_map_node import HDMapNodeConfig  # light: the node's torch imports are deferred
+
     p.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
     p.add_argument(
         "--out", required=True, help="output JSON: {results: [...], GTs: [...]} (GTs if the bag has them)"
@@ -17,13 +19,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--cameras",
         nargs="+",
         metavar="IMAGE_TOPIC",
-        help="image topics to use, in order (default: every Image/CompressedImage topic that has "
-        "a sibling camera_info and is not a depth image)",
+        help="image topics to use, in order; relative names resolve as in ROS (cam/image -> /cam/image) "
+        "(default: every Image/CompressedImage topic that has a sibling camera_info and is not a depth "
+        "image)",
     )
     p.add_argument(
-        "--base-frame", default="base_link", help="ego frame of the predictions (default base_link)"
+        "--base-frame",
+        default="base_link",
+        help="ego frame of the predictions (default base_link; a camera's own frame needs no TF)",
     )
-    p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=HDMapNodeConfig.score_threshold,
+        help="elements below this confidence are dropped (default %(default)s, as hd_map_node)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -54,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     from gsmap_hd.predict_bag import predict_bag
 
+    from ..topics import resolve_name
+
     summary = predict_bag(
         args.bag,
         Path(args.out),
         checkpoint=args.checkpoint,
-        cameras=args.cameras,
+        cameras=[resolve_name(c) for c in args.cameras] if args.cameras else None,
         base_frame=args.base_frame,
         score_threshold=args.score_threshold,
         max_frames=args.max_frames,

@@ -20,7 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument(
-        "--strict", action="store_true", help="an undecodable input message is an error (default: skipped)"
+        "--strict",
+        action="store_true",
+        help="an undecodable input message is an error (default: skipped), and so is a bag in which no "
+        "input topic of the nodes is found (default: a warning, exit 0)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -32,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
     classes = [node_class(n) for n in names]  # unknown names fail before any work
     configs = [cls.load_config(args.config) for cls in classes]
+    if args.config is None and "mapper_node" in names:
+        _discover_mapper_topics(args.bag, configs[names.index("mapper_node")])
     summary, nodes = replay_bag(
         args.bag,
         args.out,
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         "undecodable": summary.undecodable,
         "diagnostics": {n.ctx.node_name: n.diag.summary() for n in nodes},
     }
+    report["matched_inputs"] = summary.matched_inputs
     if args.json:
         print(json.dumps(report, default=str))
     else:
@@ -70,4 +76,46 @@ def run(args: argparse.Namespace) -> int:
                 f"  {name}: inputs {sum(d['inputs'].values())}, rejected {rejected}, dropped "
                 f"{sum(d['dropped'].values())}" + (f" (last: {d['last_error']})" if d["last_error"] else "")
             )
+            if d.get("waiting_for"):
+                print(f"  {name}: waiting for {d['waiting_for']}")
+    if args.strict and not [t for t in summary.matched_inputs if t not in ("/tf", "/tf_static")]:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"{args.bag}: no input topic of {', '.join(names)} is in the bag "
+            f"(they subscribe to {', '.join(summary.unmatched_inputs) or 'nothing'})"
+        )
     return 0
+
+
+def _discover_mapper_topics(bag_path, config: dict) -> None:
+    """No parameter file and the default topics absent: find the bag's camera topics as ``map`` does
+    (said in the log); a bag without a camera leaves the defaults (the mapper then waits, and says so)."""
+    import dataclasses
+    import logging
+
+    from ..bag import BagReader
+    from ..errors import ConfigError
+    from ..topics import discover
+
+    log = logging.getLogger("gs_mapping.replay")
+    with BagReader(bag_path) as bag:
+        types = {t.name: t.type for t in bag.topics}
+    topics = config["mapper"].topics
+    if topics.color in types:
+        return
+    try:
+        found = discover(types, where=str(bag_path))
+    except ConfigError as exc:
+        log.warning(f"mapper_node: default topics not in the bag and none found: {exc}")
+        return
+    if found.cloud:
+        config["mapper_node"].cloud_topic = found.cloud
+    config["mapper"].topics = dataclasses.replace(
+        topics,
+        color=found.color,
+        depth=found.depth or topics.depth,
+        camera_info=found.camera_info,
+        depth_camera_info=found.depth_camera_info,
+    )
+    log.info(f"mapper_node topics: {found.describe()}")

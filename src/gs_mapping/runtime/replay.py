@@ -1,8 +1,10 @@
 """Rosbag replay runtime: drive node objects from a bag, in stamp order, and record what they publish.
 
-The clock is the bag's: each input message sets "now" to its receive stamp, timers fire when the
+The clock is the bag's: it starts at the bag's first stamp (so what nodes publish while starting is
+stamped then, not at 1970), each input message sets "now" to its receive stamp, timers fire when the
 clock passes their due time, and every publication is written to the output bag at the current
-stamp. Nodes talk to each other in-process (a mapper's deltas reach a receiver in the same replay),
+stamp; a last round of timers fires at the final stamp, so the output bag's span lies within the
+input's. Nodes talk to each other in-process (a mapper's deltas reach a receiver in the same replay),
 through a FIFO queue drained after each input message, so callbacks never nest.
 """
 
@@ -28,6 +30,8 @@ class ReplaySummary:
     start_ns: int = 0
     end_ns: int = 0
     wall_s: float = 0.0
+    matched_inputs: list[str] = field(default_factory=list)  # subscribed topics the bag has
+    unmatched_inputs: list[str] = field(default_factory=list)  # subscribed topics it lacks
     undecodable: dict[str, int] = field(default_factory=dict)  # "topic (type)" → messages skipped
 
     @property
@@ -58,6 +62,7 @@ class ReplayContext:
         return resolve_topic(topic, self.node_name, self.namespace)
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> _Publisher:
+        self.bus.advertised.add(self._resolve(topic))
         return _Publisher(self.bus, self._resolve(topic), typename, qos)
 
     def create_subscription(
@@ -85,6 +90,7 @@ class ReplayBus:
         self.published: dict[str, int] = defaultdict(int)
         self._queue: deque[tuple[list[Callable[[Any], None]], Any]] = deque()
         self._recorded: set[str] = set()
+        self.advertised: set[str] = set()  # topics some node here publishes
         self._latched: dict[str, deque] = {}  # transient_local topics: the last `depth` messages
 
     def context(self, node_name: str, namespace: str = "") -> ReplayContext:
@@ -115,6 +121,10 @@ class ReplayBus:
             self._queue.append((self.subscribers[topic], msg))
         self._drain()
 
+    def _is_internal(self, topic: str) -> bool:
+        """A topic some node here publishes (e.g. the receiver's deltas from the mapper)."""
+        return topic in self.advertised
+
     def advance(self, stamp_ns: int) -> None:
         self.now_ns = max(self.now_ns, stamp_ns)
         for timer in self.timers:
@@ -125,6 +135,12 @@ class ReplayBus:
                 timer[2]()
                 self._drain()
         self._drain()
+
+    def fire_timers(self) -> None:
+        """Fire every timer once at the current time (a last round at the end of a replay), clock unchanged."""
+        for timer in self.timers:
+            timer[2]()
+            self._drain()
 
     def _drain(self) -> None:
         while self._queue:
@@ -146,6 +162,13 @@ class ReplayBus:
         from tqdm import tqdm
 
         wanted = set(topics) if topics is not None else set(self.subscribers)
+        matched = sorted(t for t in wanted if reader.has_topic(t))
+        unmatched = sorted(t for t in wanted if not reader.has_topic(t) and not self._is_internal(t))
+        if not matched or not any(t not in record_inputs for t in matched):
+            log.warning(
+                f"{reader.path}: no input topic of the nodes is in the bag (they subscribe to "
+                f"{', '.join(unmatched) or 'nothing'}; the bag has {', '.join(t.name for t in reader.topics)})"
+            )
         copy = {t for t in record_inputs if reader.has_topic(t)}
         if self.writer is not None:
             for t in sorted(copy):
@@ -153,7 +176,7 @@ class ReplayBus:
                 self.writer.add_topic(t, info.type, latched=info.latched)
         selected = sorted(wanted | copy)
         total = sum(reader.topic(t).count for t in selected if reader.has_topic(t))
-        summary = ReplaySummary(start_ns=reader.start_ns)
+        summary = ReplaySummary(start_ns=reader.start_ns, matched_inputs=matched, unmatched_inputs=unmatched)
         t0 = time.perf_counter()
         with tqdm(total=total, desc="replay", unit="msg", disable=not progress, leave=False) as bar:
             for topic, stamp_ns, msg in reader.messages([t for t in selected if reader.has_topic(t)]):
@@ -190,9 +213,10 @@ def replay_bag(
         BagWriter(out_bag, overwrite=overwrite, inputs=[in_bag]) as writer,
     ):
         bus = ReplayBus(writer)
+        bus.now_ns = reader.start_ns  # start-up publications (snapshots, latched state) on the bag clock
         nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs, strict=False)]
         summary = bus.run(reader, progress=progress)
-        bus.advance(bus.now_ns + 1)  # let due timers (snapshots, diagnostics) fire once more
+        bus.fire_timers()  # a last snapshot / diagnostics at the final stamp, inside the input's span
         for node in nodes:
             node.close()
         summary.published = dict(bus.published)
