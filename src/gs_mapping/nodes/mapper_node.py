@@ -1,7 +1,11 @@
 """mapper_node: colour + depth (or PointCloud2) + CameraInfo + TF → incremental 3DGS map → deltas.
 
-Inputs (best-effort sensor QoS): the colour image, the depth image registered to it (or a LiDAR
-PointCloud2, projected into the colour camera), the colour CameraInfo, /tf and /tf_static.
+Inputs (best-effort sensor QoS): the colour image (``Image`` of any driver encoding, or
+``CompressedImage`` when the topic ends in ``/compressed``), the depth image (``Image``, or
+``compressedDepth`` when the topic ends in ``/compressedDepth``) registered to it — or with its own
+CameraInfo (``mapper.topics.depth_camera_info``), then reprojected into the colour camera through TF —
+or a LiDAR PointCloud2 (moved by TF at its own stamp, projected into the colour camera), the colour
+CameraInfo, /tf and /tf_static. Until a frame can be made, diagnostics say what the node waits for.
 Colour and depth are paired by the approximate-time synchroniser; the pose is T_map_cam from TF at
 the colour stamp. Outputs:
 
@@ -67,7 +71,7 @@ class MapperNode(NodeBase):
 
         from ..mapping.mapper import IncrementalMapper
         from ..sync import ApproximateTimeSynchronizer
-        from ..tf import TFBuffer
+        from ..tf import MapPoses, TFBuffer
 
         self.cfg: MapperConfig = config["mapper"]
         self.node_cfg: MapperNodeConfig = config["mapper_node"]
@@ -89,6 +93,8 @@ class MapperNode(NodeBase):
             [t.color, self.depth_topic], queue_size=10, slop=t.sync_slop_s
         )
         self.camera_info = None
+        self.depth_info = None
+        self.poses = MapPoses(self.tf, t.map_frame, ctx.logger)
         self.last_stamp_ns = -1
         self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
         self.delta_bytes = 0
@@ -103,9 +109,9 @@ class MapperNode(NodeBase):
         self.pub_snapshot = ctx.create_publisher(
             "~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS
         )
-        image_type = "sensor_msgs/msg/PointCloud2" if self.node_cfg.cloud_topic else "sensor_msgs/msg/Image"
+        image_type = "sensor_msgs/msg/PointCloud2" if self.node_cfg.cloud_topic else _image_type(t.depth)
         ctx.create_subscription(
-            t.color, "sensor_msgs/msg/Image", SENSOR_QOS, self.guarded(t.color, self.on_color)
+            t.color, _image_type(t.color), SENSOR_QOS, self.guarded(t.color, self.on_color)
         )
         ctx.create_subscription(
             self.depth_topic, image_type, SENSOR_QOS, self.guarded(self.depth_topic, self.on_depth)
@@ -116,6 +122,13 @@ class MapperNode(NodeBase):
             SENSOR_QOS,
             self.guarded(t.camera_info, self.on_camera_info),
         )
+        if t.depth_camera_info and not self.node_cfg.cloud_topic:
+            ctx.create_subscription(
+                t.depth_camera_info,
+                "sensor_msgs/msg/CameraInfo",
+                SENSOR_QOS,
+                self.guarded(t.depth_camera_info, self.on_depth_camera_info),
+            )
         ctx.create_subscription(
             t.tf,
             "tf2_msgs/msg/TFMessage",
@@ -142,18 +155,24 @@ class MapperNode(NodeBase):
 
         self.camera_info = camera_info_to_intrinsics(msg)
 
-    def on_color(self, msg: Any) -> None:
-        from ..messages import image_to_rgb
+    def on_depth_camera_info(self, msg: Any) -> None:
+        from ..messages import camera_info_to_intrinsics
 
-        self._offer(self.cfg.topics.color, msg, image_to_rgb(msg))  # decoded now: errors name this message
+        self.depth_info = camera_info_to_intrinsics(msg)
+
+    def on_color(self, msg: Any) -> None:
+        from ..messages.camera_image import color_to_rgb
+
+        self._offer(self.cfg.topics.color, msg, color_to_rgb(msg))  # decoded now: errors name this message
 
     def on_depth(self, msg: Any) -> None:
-        from ..messages import depth_image_to_metres, pointcloud2_xyz
+        from ..messages import pointcloud2_xyz
+        from ..messages.camera_image import depth_to_metres
 
         self._offer(
             self.depth_topic,
             msg,
-            pointcloud2_xyz(msg) if self.node_cfg.cloud_topic else depth_image_to_metres(msg),
+            pointcloud2_xyz(msg) if self.node_cfg.cloud_topic else depth_to_metres(msg),
         )
 
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:
@@ -229,31 +248,42 @@ class MapperNode(NodeBase):
         self.on_pair(color, depth, waited_since=since)
 
     def _frame(self, color: tuple, depth: tuple, stamp: int):
-        from ..camera import Camera
-        from ..mapping.frames import make_frame
+        from ..mapping.frames import depth_in_color, make_frame
+        from ..messages import stamp_to_ns
 
         (color_header, rgb), (depth_header, depth_data) = color, depth
         if self.camera_info is None:
             raise MessageError(f"no CameraInfo received yet on {self.cfg.topics.camera_info}")
+        t = self.cfg.topics
+        unregistered = bool(t.depth_camera_info) and not self.node_cfg.cloud_topic
+        if unregistered and self.depth_info is None:
+            raise MessageError(f"no depth CameraInfo received yet on {t.depth_camera_info}")
         intr = self.camera_info
         frame_id = str(color_header.frame_id) or intr.frame_id
-        T = self.tf.lookup(self.cfg.topics.map_frame, frame_id, stamp).matrix()
-        if self.node_cfg.cloud_topic:
-            camera = Camera(intr.K, intr.width, intr.height, T, frame_id)
-            depth_data = self._cloud_depth(depth_data, str(depth_header.frame_id), camera, stamp)
-        return make_frame(rgb, depth_data, intr, T, stamp, frame_id)
+        T = self.poses.lookup(frame_id, stamp)
+        depth_m = depth_in_color(
+            depth_data,
+            str(depth_header.frame_id),
+            stamp_to_ns(depth_header.stamp),  # the depth/cloud pose at its own stamp
+            intr,
+            T,
+            self.poses,
+            self.depth_info if unregistered else None,
+            cloud=bool(self.node_cfg.cloud_topic),
+        )
+        return make_frame(rgb, depth_m, intr, T, stamp, frame_id)
 
-    def _cloud_depth(self, xyz: np.ndarray, cloud_frame: str, camera, stamp: int) -> np.ndarray:
-        """Project a LiDAR cloud into the colour camera: a sparse z-depth image (nearest point wins)."""
-        T_map_lidar = self.tf.lookup(self.cfg.topics.map_frame, cloud_frame, stamp).matrix()
-        pts = xyz @ T_map_lidar[:3, :3].T + T_map_lidar[:3, 3]
-        uv, z = camera.project(pts)
-        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
-        ok = (z > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-        depth = np.full((camera.height, camera.width), np.inf, np.float32)
-        np.minimum.at(depth, (v[ok], u[ok]), z[ok].astype(np.float32))
-        depth[~np.isfinite(depth)] = 0.0
-        return depth
+    def waiting_for(self) -> list[str]:
+        """The inputs no frame can be made without that have not arrived yet (for diagnostics)."""
+        t, seen = self.cfg.topics, self.diag.inputs
+        need = [(t.color, "colour"), (self.depth_topic, "cloud" if self.node_cfg.cloud_topic else "depth")]
+        need.append((t.camera_info, "camera_info"))
+        if t.depth_camera_info and not self.node_cfg.cloud_topic:
+            need.append((t.depth_camera_info, "depth camera_info"))
+        out = [f"{what} on {topic}" for topic, what in need if not seen.get(topic)]
+        if not seen.get(t.tf) and not seen.get(t.tf_static):
+            out.append(f"TF on {t.tf} / {t.tf_static}")
+        return out
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish_delta(self) -> None:
@@ -299,6 +329,11 @@ class MapperNode(NodeBase):
 
     def on_diagnostics_timer(self) -> None:
         self._retry_waiting()  # a frame whose TF never comes is dropped once its wait is over
+        waiting = self.waiting_for() if self.mapper.stats.frames == 0 else []
+        if waiting:
+            self.diag.values["waiting_for"] = ", ".join(waiting)
+        else:
+            self.diag.values.pop("waiting_for", None)
         self.publish_diagnostics()
 
     # -- save / load -------------------------------------------------------------------------------
@@ -323,3 +358,11 @@ class MapperNode(NodeBase):
         from .map_saving import final_save
 
         final_save(self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name)
+
+
+def _image_type(topic: str) -> str:
+    """A camera topic's message type by its transport: ``…/compressed`` and ``…/compressedDepth`` are
+    sensor_msgs/CompressedImage (image_transport's naming), anything else an Image."""
+    from ..topics import COMPRESSED_IMAGE, IMAGE, transport_base
+
+    return COMPRESSED_IMAGE if transport_base(topic) != topic else IMAGE
