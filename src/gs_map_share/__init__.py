@@ -12,3 +12,28 @@ Modules (byte-level format: docs/format.md):
 
 Test and benchmark material (synthetic rooms, a seeded faulty link) lives in ``test/`` and does not ship.
 """
+
+from gs_mapping.lazy_api import lazy_api
+
+_API = {
+    "QuantParams": "quantize",
+    "QMap": "quantize",
+    "to_qmap": "quantize",
+    "dequantize": "quantize",
+    "encode_map": "snapshot",
+    "decode_map": "snapshot",
+    "encode_snapshot": "snapshot",
+    "decode_snapshot": "snapshot",
+    "MapSender": "delta",
+    "encode_delta": "delta",
+    "decode_delta": "delta",
+    "MapStore": "receiver",
+    "encode_lanes": "lanes",
+    "decode_lanes": "lanes",
+    "quantize_lanes": "lanes",
+    "assign_ids": "lanes",
+    "DecodeError": "errors",
+    "EncodeError": "errors",
+}
+__all__ = sorted(_API)
+__getattr__ = lazy_api(__name__, _API)
