@@ -278,13 +278,17 @@ class _Concat:
 
 def _heldout(path: Path, args) -> dict:
     from gsmap_hd.checkpoint import load_model
-    from gsmap_hd.train import evaluate_model
+    from gsmap_hd.region import resolve_name
+    from gsmap_hd.train import evaluate_regions
 
     model, cfg, extra = load_model(path)
     src = _Concat(cfg.rig, args.heldout_seeds, args.heldout_frames, tuple(cfg.model.image_size))
     n = args.heldout_frames * len(args.heldout_seeds)
     t0 = time.perf_counter()
-    ev = evaluate_model(model, cfg, src, n)
+    own = resolve_name(cfg.region, cfg.rig)  # the region the config declares: the honest score
+    names = tuple(dict.fromkeys(("patch", "forward_half", "frustum", own)))
+    by_region = evaluate_regions(model, cfg, src, n, names)
+    ev = by_region[own]
     return {
         "checkpoint": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
         "trained_steps": int(cfg.steps),
@@ -301,7 +305,18 @@ def _heldout(path: Path, args) -> dict:
             "chamfer_mAP": ev["chamfer"]["mAP"],
             "chamfer_class_ap": ev["chamfer"]["class_ap"],
             "raster_mAP": ev["raster"]["mAP"],
+            "region": own,
             "eval": ev,
+            "regions": {
+                k: {
+                    "area_m2": v["region"]["area_m2"],
+                    "chamfer_mAP": v["chamfer"]["mAP"],
+                    "chamfer_class_ap": v["chamfer"]["class_ap"],
+                    "raster_mAP": v["raster"]["mAP"],
+                    "num_gts": v["chamfer"]["num_gts"],
+                }
+                for k, v in by_region.items()
+            },
         },
     }
 
@@ -332,6 +347,8 @@ def part_shipped(args) -> dict:
                 "chamfer_mAP": h["chamfer_mAP"],
                 "chamfer_class_ap": h["chamfer_class_ap"],
                 "raster_mAP": h["raster_mAP"],
+                "region": h["region"],
+                "regions": h["regions"],
             },
         }
         tmp = asset.with_suffix(".tmp")
@@ -347,6 +364,170 @@ def part_shipped(args) -> dict:
             provenance=state["extra"]["provenance"],
         )
     return out
+
+
+def part_onnx(args) -> dict:
+    """The shipped checkpoint exported as ONNX: outputs vs torch (world + the real camera frames in
+    ../shared/data) and latency of both backends through the same Predictor (pre- and
+    post-processing included), batch 1, front camera 256x128, ``--threads`` threads each."""
+    import numpy as np
+    import torch
+
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.infer import Predictor
+    from gsmap_hd.onnx_export import OnnxModel, compare_on_bag, compare_on_world, export_onnx
+    from gsmap_hd.predict_bag import SHIPPED
+    from gsmap_hd.world_data import world_sample
+
+    model, cfg, _ = load_model(SHIPPED)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, cfg, Path(tmp) / "gsmap.onnx")
+        size = path.stat().st_size
+        out = {"onnx_bytes": size, "world": compare_on_world(model, cfg, path, frames=4)}
+        shared = REPO.parent / "shared" / "data"
+        for name in ("7scenes_kitchen_rgbd", "realsense_kitchen_rgbd"):
+            if (shared / name).is_dir():
+                out[name] = compare_on_bag(model, OnnxModel(path), shared / name, max_frames=4)
+        h, w = cfg.model.image_size
+        s = world_sample(424_242, 3, "front", (w, h))
+        cams = [{"K": K, "width": w, "height": h} for K in s.K]
+        frame = (list(s.images), cams, list(s.T_ego_cam))
+        torch.set_num_threads(args.threads)
+        backends = {
+            "torch": Predictor(model, train_cfg=cfg),
+            "onnx": Predictor(OnnxModel(path, threads=args.threads), train_cfg=cfg),
+        }
+        lat = {}
+        for name, pred in backends.items():
+            for _ in range(3):
+                pred.predict(*frame)
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                pred.predict(*frame)
+                times.append(time.perf_counter() - t0)
+            t = np.array(times) * 1000
+            lat[name] = {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95))}
+        out["latency"] = {"threads": args.threads, "repeats": args.repeats, **lat}
+    return out
+
+
+def part_fusion(args) -> dict:
+    """Per-frame predictions of the shipped checkpoint fused into a lane map (gsmap_hd.lane_map) over
+    held-out drives, scored against each world's global GT map in every frame's camera region; the
+    map's growth with frames; a picture of the fused map over the GT (hd_fusion.png)."""
+    from gs_mapping.world import Drive
+    from gsmap_hd.infer import Predictor
+    from gsmap_hd.lane_map_eval import fuse_drive, score
+    from gsmap_hd.predict_bag import SHIPPED
+
+    pred = Predictor.from_checkpoint(args.fusion_checkpoint or SHIPPED, score_threshold=0.05)
+    drives = []
+    for seed in args.fusion_seeds:
+        d = Drive.make(seed, args.fusion_frames, "front", (256, 128), rate_hz=2.0)
+        t0 = time.perf_counter()
+        fd = fuse_drive(pred, d, snapshot_every=max(1, args.fusion_frames // 6))
+        growth = [score(fd, n) for n in sorted(fd.snapshots)]
+        drives.append(
+            {
+                "world_seed": seed,
+                "frames": args.fusion_frames,
+                "rate_hz": 2.0,
+                "seconds": time.perf_counter() - t0,
+                "growth": growth,
+                "lanes": len(fd.lane_map.published()),
+                "tracks_total": fd.lane_map.next_id - 1,
+            }
+        )
+        if seed == args.fusion_seeds[0]:
+            _plot_fusion(fd, Path(args.results_dir) / "hd_fusion.png", seed)
+    return {"checkpoint": str(Path(args.fusion_checkpoint or SHIPPED).name), "drives": drives}
+
+
+def _plot_fusion(fd, path: Path, seed: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from shapely.ops import unary_union
+
+    from gsmap_hd.lane_map import region_in_map
+
+    seen = unary_union([region_in_map(r, T) for r, T in zip(fd.regions, fd.poses, strict=True)])
+    x0, y0, x1, y1 = seen.bounds
+    fig, ax = plt.subplots(figsize=(10, 10 * max(0.3, (y1 - y0) / max(x1 - x0, 1))), dpi=110)
+    for g in getattr(seen, "geoms", [seen]):
+        ax.fill(*g.exterior.xy, color="#eeeeee", zorder=0)
+    for _, p in fd.gt_map:
+        ax.plot(p[:, 0], p[:, 1], color="0.55", lw=3.0, zorder=1)
+    colours = ("tab:orange", "tab:blue", "tab:green")
+    for t in fd.lane_map.published():
+        ax.plot(t.points[:, 0], t.points[:, 1], color=colours[t.cls], lw=1.4, zorder=2)
+    poses = np.array([T[:2, 3] for T in fd.poses])
+    ax.plot(poses[:, 0], poses[:, 1], "k--", lw=0.8, zorder=3)
+    ax.set_xlim(x0 - 5, x1 + 5)
+    ax.set_ylim(y0 - 5, y1 + 5)
+    ax.set_aspect("equal")
+    ax.set_title(
+        f"fused lane map after {len(fd.poses)} frames (world {seed}): divider orange, crossing blue, "
+        "boundary green; GT grey; seen ground shaded; path dashed",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def part_curve(args) -> dict:
+    """Learning curve of a training run (its metrics.jsonl): held-out Chamfer mAP vs steps, plotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(args.curve_run)
+    evals, losses = [], []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "eval" in r and "chamfer" in r["eval"]:
+            evals.append((r["step"], r["eval"]["chamfer"]["mAP"], r["eval"]["chamfer"]["class_ap"]))
+        elif "loss" in r:
+            losses.append((r["step"], r["loss"]))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    if evals:
+        a.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="mAP")
+        for k, name in enumerate(("divider", "crossing", "boundary")):
+            a.plot([e[0] for e in evals], [e[2][k] for e in evals], ".--", label=name)
+    a.axhline(0.6, color="r", lw=0.8, ls=":", label="goal 0.6")
+    a.set_xlabel("step")
+    a.set_ylabel("held-out Chamfer AP (front, frustum)")
+    a.legend(fontsize=7)
+    b.plot([x for x, _ in losses], [y for _, y in losses], lw=0.8)
+    b.set_xlabel("step")
+    b.set_ylabel("training loss")
+    fig.tight_layout()
+    fig.savefig(Path(args.results_dir) / "hd_learning_curve.png")
+    plt.close(fig)
+    cfg = json.loads((run / "config.json").read_text())
+    return {
+        "run": str(run),
+        "evals": [{"step": s, "chamfer_mAP": m, "class_ap": c} for s, m, c in evals],
+        "last_step": losses[-1][0] if losses else 0,
+        "config": {
+            k: cfg[k]
+            for k in (
+                "steps",
+                "train_frames",
+                "batch_size",
+                "lr",
+                "region",
+                "augment_flip",
+                "augment_color",
+                "eval_frames",
+            )
+        },
+    }
 
 
 def write_md(res: dict, path: Path) -> None:
@@ -408,6 +589,82 @@ def write_md(res: dict, path: Path) -> None:
                 f"{h['raster_mAP']:.4f} |"
             )
         lines += ["", f"replaced: {sc['replaced']}", ""]
+        rows = [("before", sc["before"])] + [(f"candidate {i}", c) for i, c in enumerate(sc["candidates"])]
+        if all("regions" in r["heldout"] for _, r in rows):
+            lines += [
+                "Both ways, side by side (same predictions, same held-out frames; GT and predictions "
+                "clipped alike). Chamfer mAP (divider / crossing / boundary), GT elements:",
+                "",
+                "| checkpoint | whole patch (old) | forward half | front frustum (honest) |",
+                "|---|---|---|---|",
+            ]
+            for name, r in rows:
+                cells = []
+                for k in ("patch", "forward_half", "frustum"):
+                    g = r["heldout"]["regions"][k]
+                    cells.append(
+                        f"{g['chamfer_mAP']:.3f} ({' / '.join(f'{a:.2f}' for a in g['chamfer_class_ap'])}), "
+                        f"{sum(g['num_gts'])} GT, {g['area_m2']:.0f} m²"
+                    )
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+    if "onnx" in res:
+        o = res["onnx"]
+        lines += [
+            f"ONNX export of the shipped checkpoint ({o['onnx_bytes'] / 1e6:.1f} MB, opset 17, deformable "
+            "attention as GridSample) vs torch — largest differences: logits; x/y relative to the patch; "
+            "sx/sy relative to the scale range; θ (rad); and x/y in metres:",
+            "",
+            "| input | frames | logits | x/y rel | scale rel | θ | x/y m |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for k in ("world", "7scenes_kitchen_rgbd", "realsense_kitchen_rgbd"):
+            if k in o:
+                d = o[k]
+                lines.append(
+                    f"| {k} | {d.get('frames', 4)} | {d['logits']:.1e} | {max(d['x_rel'], d['y_rel']):.1e} | "
+                    f"{d['scale_rel']:.1e} | {d['theta']:.1e} | {d['xy_m']:.1e} |"
+                )
+        lat = o["latency"]
+        lines += [
+            "",
+            f"| backend (front 256x128, {lat['threads']} thread, Predictor incl. pre/post) | p50 ms | p95 ms |",
+            "|---|---|---|",
+            f"| torch (CPU) | {lat['torch']['p50_ms']:.1f} | {lat['torch']['p95_ms']:.1f} |",
+            f"| onnxruntime (CPUExecutionProvider) | {lat['onnx']['p50_ms']:.1f} | {lat['onnx']['p95_ms']:.1f} |",
+            "",
+        ]
+    if "fusion" in res:
+        f = res["fusion"]
+        lines += [
+            f"Persistent lane map ({f['checkpoint']}, per-frame score ≥ 0.05): Chamfer mAP in every frame's "
+            "camera region against the world's global GT map — the map fused over the first n frames vs "
+            "the per-frame predictions in the same windows. ![fused map](hd_fusion.png)",
+            "",
+            "| world | frames n | fused map mAP | per-frame mAP | map lanes |",
+            "|---|---|---|---|---|",
+        ]
+        for d in f["drives"]:
+            for g in d["growth"]:
+                lines.append(
+                    f"| {d['world_seed']} | {g['frames']} | {g['fused_mAP']:.3f} | {g['per_frame_mAP']:.3f} | "
+                    f"{g['map_elements']} |"
+                )
+        lines.append("")
+    if "curve" in res:
+        c = res["curve"]
+        lines += [
+            f"Learning curve ({c['run']}, {c['config']}; last logged step {c['last_step']}): "
+            "![learning curve](hd_learning_curve.png)",
+            "",
+            "| step | held-out Chamfer mAP (frustum) | divider / crossing / boundary |",
+            "|---|---|---|",
+        ]
+        for e in c["evals"]:
+            lines.append(
+                f"| {e['step']} | {e['chamfer_mAP']:.3f} | {' / '.join(f'{a:.3f}' for a in e['class_ap'])} |"
+            )
+        lines.append("")
     path.write_text("\n".join(lines))
 
 
@@ -417,7 +674,17 @@ def main(argv=None) -> int:
         "--parts",
         nargs="+",
         default=["params", "latency", "overfit"],
-        choices=["params", "latency", "overfit", "ablation", "ablation_merge", "shipped"],
+        choices=[
+            "params",
+            "latency",
+            "overfit",
+            "ablation",
+            "ablation_merge",
+            "shipped",
+            "onnx",
+            "fusion",
+            "curve",
+        ],
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -447,6 +714,12 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
     ap.add_argument("--ship", action="store_true", help="shipped: replace the asset if a candidate is better")
     ap.add_argument("--provenance", help="shipped: provenance text stored in the shipped checkpoint")
+    ap.add_argument(
+        "--fusion-seeds", type=int, nargs="+", default=[424242, 31337], help="fusion: world seeds"
+    )
+    ap.add_argument("--fusion-frames", type=int, default=48, help="fusion: frames per drive (2 Hz)")
+    ap.add_argument("--fusion-checkpoint", help="fusion: checkpoint (default: the shipped one)")
+    ap.add_argument("--curve-run", default=str(REPO / "out" / "hd_front"), help="curve: a hd-train run dir")
     ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
     import torch
@@ -469,6 +742,12 @@ def main(argv=None) -> int:
         res[args.ablation_key] = part_ablation_merge(args)
     if "shipped" in args.parts:
         res["shipped_checkpoint"] = part_shipped(args)
+    if "onnx" in args.parts:
+        res["onnx"] = part_onnx(args)
+    if "fusion" in args.parts:
+        res["fusion"] = part_fusion(args)
+    if "curve" in args.parts:
+        res["curve"] = part_curve(args)
     from gs_mapping.config_file import to_dict
     from gsmap_hd.model_config import paper, small
 

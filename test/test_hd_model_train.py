@@ -204,12 +204,19 @@ def test_cli_train_and_predict_on_a_world_bag(tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert len(doc["results"]) == 2 == len(doc["GTs"]) and doc["GTs"][0]["vectors"]
-    assert len(doc["results"][0]["vectors"]) == 6
+    # a front checkpoint declares the camera's frustum: predictions are clipped to it, and each frame
+    # carries it so that hd-eval clips the GT the same way
+    assert doc["region"] == "frustum" and all(len(r["region"]) == 1 for r in doc["results"])
     r = _cli("hd-eval", str(out), "--frame", "rep103")
     assert r.returncode == 0, r.stderr
-    assert "chamfer" in json.loads(r.stdout)
+    assert "chamfer" in json.loads(r.stdout) and json.loads(r.stdout)["region_clipped_frames"] == 2
     r = _cli(
-        "hd-predict", str(tmp_path / "bag"), "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)
+        "hd-predict",
+        str(tmp_path / "bag"),
+        "--checkpoint",
+        str(tmp_path / "nope.pt"),
+        "--out",
+        str(out) + "2",
     )
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
     r = _cli("hd-train", "--out", str(tmp_path / "run"), "--steps", "0")
@@ -224,7 +231,13 @@ def test_predict_bag_on_the_real_kitchen_bag(kitchen_bag, tmp_path):
     cfg = _cfg()
     ckpt = save(tmp_path / "m.pt", GSMapModel(cfg.model), cfg, weights_only=True)
     summary = predict_bag(
-        kitchen_bag, tmp_path / "p.json", checkpoint=ckpt, max_frames=2, score_threshold=0.0, progress=False
+        kitchen_bag,
+        tmp_path / "p.json",
+        checkpoint=ckpt,
+        max_frames=2,
+        score_threshold=0.0,
+        progress=False,
+        region="patch",  # unclipped: all 2 x 3 (instance, class) pairs
     )
     doc = json.loads((tmp_path / "p.json").read_text())
     assert summary["cameras"] == ["/camera/color/image_raw"] and summary["frames"] == 2

@@ -194,5 +194,45 @@ def compare_on_world(model: GSMapModel, cfg: TrainConfig, onnx_path: str | Path,
     samples = [world_sample(424_242, i, cfg.rig, (w, h)) for i in range(frames)]
     im, K, T, _ = collate(samples, model.cfg)
     with torch.no_grad():
-        ref = model.eval()(im, K, T)
+        ref = model(im, K, T)
     return output_difference(model.cfg, ref, OnnxModel(onnx_path)(im, K, T))
+
+
+def compare_on_bag(model: GSMapModel, onnx: OnnxModel, bag_path, max_frames: int = 4) -> dict:
+    """Torch vs ONNX on the first ``max_frames`` frames of a bag's first camera (real recordings:
+    Image or CompressedImage, its CameraInfo, the extrinsic from the bag's TF), both fed the same
+    model inputs (:meth:`gsmap_hd.infer.Predictor.model_inputs`). Returns the largest differences
+    (:func:`output_difference`) over the frames and the number of frames."""
+    from gs_mapping import messages as M
+    from gs_mapping.bag import BagReader
+    from gs_mapping.messages.camera_image import color_to_rgb
+    from gs_mapping.tf import TFBuffer
+
+    from .infer import Predictor
+    from .predict_bag import _info_topic, find_cameras
+
+    pred = Predictor(model)
+    worst: dict = {}
+    n = 0
+    with BagReader(bag_path) as bag:
+        cam = find_cameras(bag)[0]
+        tf, info = TFBuffer(cache_time_s=None), None
+        topics = [t for t in (cam, _info_topic(cam), "/tf", "/tf_static") if bag.has_topic(t)]
+        for topic, _, msg in bag.messages(topics):
+            if topic in ("/tf", "/tf_static"):
+                tf.add_message(msg, static=topic == "/tf_static")
+            elif topic == _info_topic(cam):
+                info = M.camera_info_to_intrinsics(msg)
+            elif info is not None:
+                stamp, frame_id = M.header_fields(msg)
+                T = tf.lookup("base_link", frame_id, stamp).matrix()
+                im, K, Tt = pred.model_inputs([color_to_rgb(msg)], [info], [T])
+                args = (im[None], K[None], Tt[None])
+                with torch.no_grad():
+                    ref = model.eval()(*args)
+                d = output_difference(model.cfg, ref, onnx(*args))
+                worst = {k: max(v, worst.get(k, 0.0)) for k, v in d.items()}
+                n += 1
+                if n >= max_frames:
+                    break
+    return {"frames": n, "camera": cam, **worst}

@@ -77,11 +77,24 @@ def evaluate_model(
 ) -> dict:
     """Predict held-out frames and score them with gsmap_hd.metrics (Chamfer AP + raster AP), GT and
     predictions clipped to the config's region (or ``region``: a region name; ``patch`` = unclipped)."""
+    name = resolve_name(region or cfg.region, cfg.rig)
+    return evaluate_regions(model, cfg, source, frames, (name,), device, batch)[name]
+
+
+def evaluate_regions(
+    model: GSMapModel,
+    cfg: TrainConfig,
+    source: SampleSource,
+    frames: int,
+    regions=("patch", "forward_half", "frustum"),
+    device: str = "cpu",
+    batch: int = 4,
+) -> dict:
+    """:func:`evaluate_model` for several regions from one pass of predictions: {region: metrics}."""
     from .metrics import evaluate  # the reference metrics (other module)
 
     model.eval()
-    results, gts = [], []
-    reg = sample_region(cfg, source[0], region)
+    raw, gts_raw = [], []
     with torch.no_grad():
         for i in range(0, frames, batch):
             samples = [source[j] for j in range(i, min(frames, i + batch))]
@@ -89,12 +102,18 @@ def evaluate_model(
             out = model(im.to(device), K.to(device), T.to(device))
             for b, s in enumerate(samples):
                 els = postprocess(out["logits"][-1][b], out["params"][-1][b])
-                results.append({"vectors": clip_vectors([e.to_eval() for e in els], reg, POLYGON_CLASSES)})
-                gts.append(gt_to_eval(s.elements, cfg, reg))
+                raw.append([e.to_eval() for e in els])
+                gts_raw.append(s.elements)
     model.train()
-    ev = evaluate(results, gts, frame="rep103")  # our points are base_link (x fwd, y left)
-    ev["region"] = {"name": reg.name, "area_m2": round(reg.area, 2)}
-    return ev
+    out = {}
+    for name in regions:
+        reg = sample_region(cfg, source[0], name)
+        results = [{"vectors": clip_vectors(v, reg, POLYGON_CLASSES)} for v in raw]
+        gts = [gt_to_eval(g, cfg, reg) for g in gts_raw]
+        ev = evaluate(results, gts, frame="rep103")  # our points are base_link (x fwd, y left)
+        ev["region"] = {"name": reg.name, "area_m2": round(reg.area, 2)}
+        out[name] = ev
+    return out
 
 
 def _param_groups(model: GSMapModel, cfg: TrainConfig):
