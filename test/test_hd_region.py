@@ -119,7 +119,7 @@ def test_mirror_keeps_images_calibration_and_gt_consistent(rig):
     )
     m = mirror(s)
     pts = rng.uniform([-25, -12], [25, 12], (200, 2))
-    for i, c in enumerate(cams):
+    for i in range(len(cams)):
         R = m.T_ego_cam[i][:3, :3]
         assert np.allclose(R @ R.T, np.eye(3)) and np.linalg.det(R) > 0
         for p in pts:
