@@ -161,10 +161,9 @@ class QuantParams:
         return replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
 
     def relative_to(self, gmap: GaussianMap) -> QuantParams:
-        """These parameters for a scene in arbitrary units: the position step (and the codec tile
-        with it) scaled by the scene's median Gaussian size over ``REFERENCE_SIZE``, the size of the
-        mapper's Gaussians the metre presets were tuned on. Every other step is in log or colour
-        units already, so it does not depend on the scene's unit."""
+        """These parameters for a scene in arbitrary units: the position step scaled by the scene's
+        median Gaussian size over ``REFERENCE_SIZE`` (the codec tile stays 2**tile_bits steps).
+        Every other step is in log or colour units already, so it does not depend on the unit."""
         if not len(gmap):
             return self
         size = float(np.median(np.exp(gmap.log_scales.astype(np.float64).max(axis=1))))
@@ -205,9 +204,11 @@ class QuantParams:
 
 
 MAX_ROT_TIERS = 4
-# the typical (median largest-axis) Gaussian of the mapper's maps, metres: QuantParams.relative_to
-# scales the metre presets' position steps by a scene's own median over this
-REFERENCE_SIZE = 0.01
+# QuantParams.relative_to scales the metre presets' position steps by a scene's median Gaussian size
+# (largest axis) over this: quality 2-3 then step by 1 % of that size (guitar: 0.24 mm, SPZ's step),
+# quality 0 by 6 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):
+# position precision is the cheapest PSNR there (4× finer: +0.8 B/G, +5 dB at quality 3).
+REFERENCE_SIZE = 0.1
 # log-scale spreads (max − min of the three log-scales) of the presets' tiers: below 0.4 (scales
 # within 1.5×) a Gaussian gets 4 bits fewer than above 2.5 (12×). Measured on the mapper's kitchen
 # map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —

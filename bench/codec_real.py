@@ -1,0 +1,254 @@
+"""Our codec against SPZ v4 and PlayCanvas SOG / compressed PLY on real trained scenes, side by side.
+
+    nice -n 10 .venv/bin/python bench/codec_real.py --splat-transform /tmp/st/node_modules/.bin/splat-transform
+
+(``npm install --prefix /tmp/st @playcanvas/splat-transform@3.7.0``.) Per scene (``../shared/data/
+splats``: guitar, playbot): the uncompressed scene is the reference; each method's decoded scene is
+rendered with our CPU renderer from 6 orbit views at 320×240 and compared (PSNR). Our quality
+ladder (scale-relative presets, progressive levels on and single level) is interpolated to each
+anchor's PSNR (linear in PSNR against log bytes) for the B/G ratio. SPZ v4 is our writer, whose
+attribute bytes equal Niantic's on its reference vectors (test_formats_spz.py); SOG and compressed
+PLY come from splat-transform, decoded by our readers (equal to splat-transform's own decode,
+test_formats_readers.py). Times are process CPU seconds on one core (best of ``--repeats``); the
+gunzip reference is zlib inflating ``gzip -9`` of the raw PLY in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from gs_map_share.quantize import QuantParams  # noqa: E402
+from gs_map_share.snapshot import decode_map, encode_map  # noqa: E402
+from gs_mapping.camera import Camera  # noqa: E402
+from gs_mapping.ply import to_structured  # noqa: E402
+from gs_mapping.render import render  # noqa: E402
+from gs_mapping.splat_formats import load_splats  # noqa: E402
+from gs_mapping.splat_formats.spz import read_spz, write_spz  # noqa: E402
+
+torch.set_num_threads(1)
+OUT = ROOT / "bench" / "results"
+SPLATS = Path(os.environ.get("GS_MAPPING_SHARED_DATA", ROOT.parent / "shared" / "data")) / "splats"
+SCENES = {"guitar": SPLATS / "guitar.ply", "playbot": SPLATS / "playbot_sog"}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def best_time(fn, repeats):
+    best, out = None, None
+    for _ in range(repeats):
+        t = time.process_time()
+        out = fn()
+        dt = time.process_time() - t
+        best = dt if best is None else min(best, dt)
+    return best, out
+
+
+def orbit(g, n=6):
+    """n views around the scene's centre (median), at 1.6 × its 90th-percentile radius."""
+    c = np.median(g.means, axis=0).astype(np.float64)
+    r = 1.6 * float(np.percentile(np.linalg.norm(g.means - c, axis=1), 90))
+    K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
+    cams = []
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        eye = c + r * np.array([np.cos(a), 0.35 * (1 if i % 2 else -1), np.sin(a)])
+        z = c - eye
+        z /= np.linalg.norm(z)
+        x = np.cross(z, [0, -1.0, 0])
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        T = np.eye(4)
+        T[:3, :3] = np.stack([x, y, z], 1)
+        T[:3, 3] = eye
+        cams.append(Camera(K, 320, 240, T))
+    return cams
+
+
+def psnr_vs(g, cams, ref):
+    vals = []
+    for c, r in zip(cams, ref, strict=True):
+        img = render(g, c, backend="cpu").numpy()[0]
+        mse = float(np.mean((np.clip(img, 0, 1) - np.clip(r, 0, 1)) ** 2))
+        vals.append(99.0 if mse == 0 else 10 * np.log10(1 / mse))
+    return float(np.mean(vals))
+
+
+def raw_ply(g) -> bytes:
+    s = to_structured(g)
+    names = [n for n in s.dtype.names if n not in ("id", "level")]
+    data = np.empty(len(s), [(n, "<f4") for n in names])
+    for n in names:
+        data[n] = s[n]
+    head = ["ply", "format binary_little_endian 1.0", f"element vertex {len(s)}"]
+    head += [f"property float {n}" for n in names] + ["end_header"]
+    return ("\n".join(head) + "\n").encode() + data.tobytes()
+
+
+def splat_transform(tool: str, src: Path, dst: Path) -> float:
+    t = time.time()
+    subprocess.run([tool, "-q", "-w", "-g", "cpu", str(src), str(dst)], check=True, timeout=3600)
+    return time.time() - t
+
+
+def interpolate(ladder, psnr):
+    """Our B/G at ``psnr`` from the ladder (linear in PSNR against log B/G); None outside it."""
+    pts = sorted((r["psnr_db"], np.log(r["bytes_per_gaussian"])) for r in ladder)
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if not xs[0] <= psnr <= xs[-1]:
+        return None
+    return float(np.exp(np.interp(psnr, xs, ys)))
+
+
+def scene_figures(name, path, tool, qualities, repeats, tmp: Path) -> dict:
+    g = load_splats(path)
+    n = len(g)
+    log(f"{name}: {n} Gaussians, SH {g.sh_degree}")
+    cams = orbit(g)
+    ref = [render(g, c, backend="cpu").numpy()[0] for c in cams]
+    raw = raw_ply(g)
+    gz = gzip.compress(raw, 9)
+    t_gunzip, _ = best_time(lambda: zlib.decompress(gz, 31), repeats)
+    out = {"gaussians": n, "sh_degree": g.sh_degree, "raw_ply_bytes": len(raw), "gzip9_bytes": len(gz)}
+    out["gunzip_s"] = t_gunzip
+    ladders = {}
+    for levels in (5, 1):
+        rows = []
+        for q in qualities:
+            p = QuantParams.from_quality(q).relative_to(g)
+            te, (data, _) = best_time(lambda p=p, levels=levels: encode_map(g, p, n_levels=levels), 1)
+            td, dec = best_time(lambda data=data: decode_map(data), repeats)
+            row = {
+                "quality": q,
+                "pos_step": p.pos_step,
+                "bytes_per_gaussian": len(data) / n,
+                "psnr_db": psnr_vs(dec, cams, ref),
+                "encode_s": te,
+                "decode_s": td,
+                "encode_mgauss_per_s": n / te / 1e6,
+            }
+            log(f"  ours levels={levels} q{q}: {row}")
+            rows.append(row)
+        ladders["progressive" if levels > 1 else "single_level"] = rows
+    out["ours"] = ladders
+    anchors = {}
+    te, spz = best_time(lambda: write_spz(g, 4), 1)
+    td, back = best_time(lambda: read_spz(spz), repeats)
+    anchors["SPZ v4"] = {"bytes_per_gaussian": len(spz) / n, "psnr_db": psnr_vs(back, cams, ref)}
+    anchors["SPZ v4"].update(encode_s=te, decode_s=td)
+    if tool:
+        src = tmp / f"{name}.ply"
+        src.write_bytes(raw)
+        for label, ext in (("SOG", ".sog"), ("compressed PLY", ".compressed.ply")):
+            dst = tmp / f"{name}{ext}"
+            wall = splat_transform(tool, src, dst)
+            td, back = best_time(lambda dst=dst: load_splats(dst), repeats)
+            anchors[label] = {
+                "bytes_per_gaussian": dst.stat().st_size / n,
+                "psnr_db": psnr_vs(back, cams, ref),
+                "encode_s": wall,
+                "encode_note": "splat-transform wall time incl. node start",
+                "decode_s": td,
+            }
+            log(f"  {label}: {anchors[label]}")
+    for a in anchors.values():
+        for k, rows in ladders.items():
+            ours = interpolate(rows, a["psnr_db"])
+            a[f"ours_{k}_bpg"] = ours
+            a[f"ratio_{k}"] = None if ours is None else ours / a["bytes_per_gaussian"]
+    out["anchors"] = anchors
+    return out
+
+
+def markdown(res) -> str:
+    lines = [
+        "# Codec on real trained scenes (bench/codec_real.py)",
+        "",
+        f"Machine: {res['machine']}; versions: {json.dumps(res['versions'])}.",
+        "PSNR: decoded vs uncompressed scene, our CPU renderer, 6 orbit views 320×240. Times: CPU s, one "
+        "core, best of repeats (splat-transform: wall time incl. node start). Ours: scale-relative presets.",
+        "",
+    ]
+    for name, s in res["scenes"].items():
+        lines += [
+            f"## {name} ({s['gaussians']} Gaussians, SH {s['sh_degree']})",
+            "",
+            f"raw PLY {s['raw_ply_bytes'] / s['gaussians']:.1f} B/G, gzip -9 {s['gzip9_bytes'] / s['gaussians']:.2f} B/G, "
+            f"gunzip {s['gunzip_s']:.3f} s",
+            "",
+            "| method | B/G | PSNR dB | encode s | decode s |",
+            "|---|---|---|---|---|",
+        ]
+        for k, rows in s["ours"].items():
+            for r in rows:
+                lines.append(
+                    f"| ours {k} q{r['quality']} | {r['bytes_per_gaussian']:.2f} | {r['psnr_db']:.2f} | "
+                    f"{r['encode_s']:.2f} | {r['decode_s']:.3f} |"
+                )
+        for label, a in s["anchors"].items():
+            lines.append(
+                f"| {label} | {a['bytes_per_gaussian']:.2f} | {a['psnr_db']:.2f} | {a['encode_s']:.2f} | "
+                f"{a['decode_s']:.3f} |"
+            )
+        lines += ["", "At the anchor's PSNR (ours interpolated on the ladder; ratio = ours / anchor):", ""]
+        for label, a in s["anchors"].items():
+            parts = []
+            for k in ("progressive", "single_level"):
+                r, ours = a[f"ratio_{k}"], a[f"ours_{k}_bpg"]
+                parts.append(f"{k} outside the ladder" if r is None else f"{k} {ours:.2f} B/G = {r:.2f}×")
+            lines.append(f"- {label}: " + "; ".join(parts))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", default="guitar,playbot")
+    ap.add_argument("--splat-transform", default="", help="path of PlayCanvas splat-transform (npm)")
+    ap.add_argument("--qualities", default="0,1,2,3,4")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}
+    if args.splat_transform:
+        v = subprocess.run([args.splat_transform, "--version"], capture_output=True, text=True, timeout=120)
+        versions["splat-transform"] = v.stdout.strip().splitlines()[0] if v.stdout.strip() else "?"
+    versions["SPZ v4"] = "ours (attribute bytes = Niantic spz reference vectors)"
+    res = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
+        "versions": versions,
+        "scenes": {},
+    }
+    path = OUT / "codec_real.json"
+    if path.exists():
+        res["scenes"] = json.loads(path.read_text()).get("scenes", {})
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.scenes.split(","):
+            qs = [int(q) for q in args.qualities.split(",")]
+            res["scenes"][name] = scene_figures(
+                name, SCENES[name], args.splat_transform, qs, args.repeats, Path(tmp)
+            )
+            path.write_text(json.dumps(res, indent=1))
+            (OUT / "codec_real.md").write_text(markdown(res))
+    log((OUT / "codec_real.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

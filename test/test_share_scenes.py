@@ -1,0 +1,81 @@
+"""The codec on scenes it did not make: implicit ids cost nothing, scale-relative presets are
+unit-free, byte accounting is an explicit argument."""
+
+from __future__ import annotations
+
+import numpy as np
+from synthetic_maps import synthetic_map
+
+from gs_map_share.quantize import QuantParams, quantize
+from gs_map_share.snapshot import decode_map, encode_map
+from gs_mapping.gaussians import GaussianMap
+
+
+def _scene(g: GaussianMap, order: np.ndarray, ids=None) -> GaussianMap:
+    """``g``'s Gaussians in file order ``order``, as a reader builds them (no ids → implicit)."""
+    return GaussianMap(
+        g.sh_degree,
+        means=g.means[order],
+        quats=g.quats[order],
+        log_scales=g.log_scales[order],
+        opacity_logits=g.opacity_logits[order],
+        sh=g.sh[order],
+        ids=ids,
+    )
+
+
+def _rows(m: GaussianMap) -> np.ndarray:
+    """Every Gaussian as one row of its float32 bytes, sorted: the map as a set."""
+    a = np.concatenate(
+        [m.means, m.quats, m.log_scales, m.opacity_logits[:, None], m.sh.reshape(len(m), -1)], axis=1
+    )
+    v = np.ascontiguousarray(a, np.float32).view(np.dtype((np.void, a.shape[1] * 4))).ravel()
+    return np.sort(v)
+
+
+def test_implicit_ids_cost_nothing_and_keep_every_gaussian():
+    g = synthetic_map(4000, 1, seed=11)
+    order = np.random.default_rng(0).permutation(len(g))  # a trainer's file order: not spatial
+    implicit = _scene(g, order)
+    explicit = _scene(g, order, ids=np.arange(1, len(g) + 1, dtype=np.uint64))
+    assert implicit.ids_implicit and not explicit.ids_implicit
+    p = QuantParams.from_quality(2)
+    sizes = {}
+    for name, m in (("implicit", implicit), ("explicit", explicit)):
+        for levels in (1, 5):
+            stats: dict = {}
+            data, _ = encode_map(m, p, n_levels=levels, stats=stats)
+            sizes[name, levels] = (len(data), stats.get("ids", 0))
+            dec = decode_map(data)
+            # the receiver holds the same Gaussians as the sender's quantised scene (as a set; the
+            # implicit ids are renumbered 1..N in the codec's order)
+            assert np.array_equal(_rows(dec), _rows(quantize(m, p)))
+            assert np.array_equal(dec.ids, np.arange(1, len(g) + 1))
+    assert sizes["explicit", 5][1] > 0.5 * len(g)  # the octree's ids in file order: a permutation
+    for levels in (1, 5):
+        assert sizes["implicit", levels][1] <= 8  # a constant stream: a few bytes
+        assert sizes["implicit", levels][0] < sizes["explicit", levels][0]
+
+
+def test_relative_presets_do_not_depend_on_the_unit():
+    g = synthetic_map(3000, 0, seed=12)
+    big = g.copy()
+    big.means *= 64.0  # the same scene in units 64 times smaller (exact in float32)
+    big.log_scales += np.float32(np.log(64.0))
+    p, pb = (QuantParams.from_quality(2).relative_to(m) for m in (g, big))
+    assert np.isclose(pb.pos_step / p.pos_step, 64.0, rtol=1e-5)
+    a, _ = encode_map(g, p, n_levels=1)
+    b, _ = encode_map(big, pb, n_levels=1)
+    assert abs(len(a) - len(b)) <= 0.01 * len(a)
+    assert QuantParams.from_quality(2).pos_step == 0.001  # the metre presets are unchanged
+
+
+def test_byte_accounting_is_an_explicit_return():
+    g = synthetic_map(2000, 2, seed=13)
+    stats: dict = {}
+    data, info = encode_map(g, QuantParams.from_quality(2), n_levels=1, stats=stats)
+    assert {"op", "scale", "rot", "dc", "ids"} <= set(stats)
+    assert 0.8 * len(data) < sum(stats.values()) <= len(data)
+    again: dict = {}
+    encode_map(g, QuantParams.from_quality(2), n_levels=1, stats=again)
+    assert again == stats  # nothing accumulates between calls (no global)
