@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .bitio import Reader, Writer, crc32c
-from .errors import DecodeError
+from .errors import DecodeError, EncodeError
 from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
@@ -68,7 +68,11 @@ class Chunk:
 def pack(h: Header, chunks: list[Chunk]) -> bytes:
     frame = h.frame_id.encode("utf-8")
     if len(frame) > MAX_FRAME_ID:
-        raise ValueError(f"frame id longer than {MAX_FRAME_ID} bytes")
+        raise EncodeError(f"frame id longer than {MAX_FRAME_ID} bytes ({len(frame)})")
+    for name in ("map_id", "seq", "base_seq", "gaussians"):  # uint64 fields: refused, never wrapped
+        value = getattr(h, name)
+        if not 0 <= value < 1 << 64:
+            raise EncodeError(f"{name} must be 0 … 2**64 - 1, got {value}")
     p = h.params
     tiers = tuple(p.rot_tiers) + (0,) * (MAX_ROT_TIERS - len(p.rot_tiers))
     fixed = _FIXED.pack(

@@ -31,15 +31,16 @@ def run(args) -> int:
 
     from .decode import read_container
 
-    if len(args.files) < 2:
-        raise ConfigError(
-            "apply: give the deltas and then the output PLY (BASE.gsd DELTA.gsd… OUT.ply); "
-            f"got only {args.files[0]!r}"
-        )
     *deltas, out = args.files
+    if not out.lower().endswith(".ply"):  # e.g. OUT forgotten: the last delta would be replaced
+        raise ConfigError(f"{out}: the last argument is the output and must be a .ply file")
     inputs = [args.base, *deltas]
     check_output(out, overwrite=args.overwrite, inputs=inputs)  # before any decoding work
-    h0, state = decode_snapshot(read_container(args.base))
+    try:
+        h0, state = decode_snapshot(read_container(args.base))
+    except DecodeError as exc:
+        text = str(exc)
+        raise DecodeError(text if text.startswith(str(args.base)) else f"{args.base}: {text}") from None
     if not hasattr(state, "checksum"):
         raise DecodeError(f"{args.base}: not a full snapshot")
     h = h0

@@ -23,11 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import json
 
+    from gs_map_share.errors import DecodeError
     from gs_map_share.snapshot import decode_map
 
     from .scene_io import read_container, save_scene
 
-    gmap = decode_map(read_container(args.container), args.max_level)
+    try:
+        gmap = decode_map(read_container(args.container), args.max_level)
+    except DecodeError as exc:  # name the file (the codec's messages say what, not where)
+        text = str(exc)
+        raise DecodeError(
+            text if text.startswith(str(args.container)) else f"{args.container}: {text}"
+        ) from None
     save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree}))
     return 0

@@ -36,6 +36,9 @@ def add_arguments(parser):
         "border, split into pieces); 'none': score the vectors as written",
     )
     parser.add_argument("--indent", type=int, default=None, help="indent the printed JSON")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (never the input)"
+    )
 
 
 def run(args) -> int:
@@ -66,5 +69,5 @@ def run(args) -> int:
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out:
-        atomic_write(Path(args.out), (text + "\n").encode())
+        atomic_write(Path(args.out), (text + "\n").encode(), overwrite=args.overwrite, inputs=[args.file])
     return 0
