@@ -189,6 +189,23 @@ def depth_in_color(
     )
 
 
+LIDAR_MIN_VALID_DEPTH_FRACTION = 0.005
+
+
+def adapt_to_cloud(cfg, logger=None) -> None:
+    """A LiDAR projected into a camera covers a few percent of its pixels, which the depth-camera
+    default ``min_valid_depth_fraction`` (0.2) would reject as invalid: lower it for cloud input,
+    unless the configuration chose a value of its own (said once)."""
+    from .mapper_config import MapperConfig
+
+    if cfg.min_valid_depth_fraction == MapperConfig().min_valid_depth_fraction:
+        cfg.min_valid_depth_fraction = LIDAR_MIN_VALID_DEPTH_FRACTION
+        (logger or log).info(
+            f"cloud input: mapper.min_valid_depth_fraction {MapperConfig().min_valid_depth_fraction} -> "
+            f"{LIDAR_MIN_VALID_DEPTH_FRACTION} (a projected LiDAR is sparse; set it to choose)"
+        )
+
+
 def check_topics(bag, topics: TopicsConfig, cloud_topic: str = "") -> None:
     """Refuse, in one line naming the topic, inputs that are missing, of the wrong type or the same."""
     from ..errors import ConfigError

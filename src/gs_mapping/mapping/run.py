@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import GsMappingError, OutputError
 from ..output_files import check_output, output_directory, write_text
 from .calibration import estimate_color_calibration
-from .frames import FrameStats, read_frames
+from .frames import FrameStats, adapt_to_cloud, read_frames
 from .levels import level_fractions
 from .mapper import IncrementalMapper
 from .mapper_config import MapperConfig
@@ -115,6 +115,8 @@ def map_bag(
     from ..ply import save_ply
 
     cfg = cfg or MapperConfig()
+    if cloud_topic:
+        adapt_to_cloud(cfg)
     total = check_bag(bag_path, cfg, cloud_topic)  # fail on a bad bag before anything is created
     out = check_output(out_dir, overwrite=overwrite, inputs=[bag_path], directory=True, allowed=MAP_OUTPUTS)
     mapper = IncrementalMapper(cfg, device, rasterize=rasterize)

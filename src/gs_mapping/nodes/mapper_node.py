@@ -75,6 +75,10 @@ class MapperNode(NodeBase):
 
         self.cfg: MapperConfig = config["mapper"]
         self.node_cfg: MapperNodeConfig = config["mapper_node"]
+        if self.node_cfg.cloud_topic:
+            from ..mapping.frames import adapt_to_cloud
+
+            adapt_to_cloud(self.cfg, ctx.logger)
         t = self.cfg.topics
         self.mapper = IncrementalMapper(self.cfg)
         if self.node_cfg.load_path:
