@@ -41,17 +41,8 @@ class Writer:
     def u8(self, v: int) -> None:
         self.parts.append(struct.pack("<B", v))
 
-    def u16(self, v: int) -> None:
-        self.parts.append(struct.pack("<H", v))
-
     def u32(self, v: int) -> None:
         self.parts.append(struct.pack("<I", v))
-
-    def u64(self, v: int) -> None:
-        self.parts.append(struct.pack("<Q", v))
-
-    def f64(self, v: float) -> None:
-        self.parts.append(struct.pack("<d", v))
 
     def varint(self, v: int) -> None:
         v = int(v)
@@ -101,17 +92,8 @@ class Reader:
     def u8(self) -> int:
         return self.raw(1)[0]
 
-    def u16(self) -> int:
-        return struct.unpack("<H", self.raw(2))[0]
-
     def u32(self) -> int:
         return struct.unpack("<I", self.raw(4))[0]
-
-    def u64(self) -> int:
-        return struct.unpack("<Q", self.raw(8))[0]
-
-    def f64(self) -> float:
-        return struct.unpack("<d", self.raw(8))[0]
 
     def varint(self, limit: int = 1 << 63) -> int:
         v, shift = 0, 0

@@ -64,15 +64,6 @@ def pack_tile(ijk: np.ndarray) -> np.ndarray:
     return (u[..., 0] << (2 * _TILE_BITS)) | (u[..., 1] << _TILE_BITS) | u[..., 2]
 
 
-def unpack_tile(keys: np.ndarray) -> np.ndarray:
-    keys = np.asarray(keys, dtype=np.int64)
-    out = np.stack(
-        [(keys >> (2 * _TILE_BITS)) & _TILE_MASK, (keys >> _TILE_BITS) & _TILE_MASK, keys & _TILE_MASK],
-        axis=-1,
-    )
-    return out - _TILE_OFFSET
-
-
 @dataclass
 class ChangeSet:
     """What changed since the last :meth:`GaussianMap.take_changes` (ids sorted ascending)."""
@@ -248,9 +239,6 @@ class GaussianMap:
 
     def tile_coords(self) -> np.ndarray:
         return np.floor(self.means / self.tile_size).astype(np.int64)
-
-    def tile_keys(self) -> np.ndarray:
-        return pack_tile(self.tile_coords())
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row index of each id; :class:`MapError` if any id is not in the map."""

@@ -16,7 +16,6 @@ an error rather than a silent switch), and small extrapolation is allowed by a c
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,10 +155,6 @@ class TFBuffer:
                 raise TFError(f"{where}: would close a loop ({child} is an ancestor of {parent})")
             edge = self._edges.get(frame)
             frame = edge.parent if edge is not None else None
-
-    def add_transforms(self, transforms: Iterable[TransformStamped], static: bool = False) -> None:
-        for ts in transforms:
-            self.add(ts, static)
 
     def add_message(self, msg, static: bool = False) -> None:
         """Add every transform of a ``tf2_msgs/msg/TFMessage`` (rclpy or rosbags object).

@@ -12,7 +12,6 @@ MapTR); raster row i has x = x_max - (i + ½)·res_x, column j has y = y_max - (
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,10 +147,6 @@ def orderings(points: np.ndarray, closed: bool) -> np.ndarray:
     return np.stack(out)
 
 
-def num_orderings(k: int, closed: bool) -> int:
-    return 2 * (k - 1) if closed else 2
-
-
 def gaussians_from_points(points: torch.Tensor, width: float) -> torch.Tensor:
     """Gaussians lying along a polyline (..., K, 2): θ along the local tangent, sx half the spacing,
     sy = ``width``/2. Used to draw GT and to initialise/visualise; the model learns its own."""
@@ -164,7 +159,3 @@ def gaussians_from_points(points: torch.Tensor, width: float) -> torch.Tensor:
     sx = (spacing * 0.5).clamp_min(width / 2).expand_as(theta)
     sy = torch.full_like(theta, width / 2)
     return torch.cat([points, sx[..., None], sy[..., None], theta[..., None]], dim=-1)
-
-
-def angle_wrap(theta: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi

@@ -125,9 +125,6 @@ class TorchGaussians:
     def numpy(self, name: str) -> np.ndarray:
         return getattr(self, name).detach().cpu().numpy()
 
-    def all_finite(self) -> bool:
-        return all(bool(torch.isfinite(getattr(self, n)).all()) for n in FIELDS)
-
     # -- sync ---------------------------------------------------------------------------------------
     def sync_to(self, gmap: GaussianMap) -> dict[str, int]:
         """Make ``gmap`` equal to this working copy through add/update/remove by id."""
