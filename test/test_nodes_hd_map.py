@@ -180,3 +180,24 @@ def test_bad_camera_input_is_rejected_not_fatal(world_bag):
         or "K" in node.diag.last_error
         or "finite" in node.diag.last_error
     )
+
+
+def test_demo_scores_frames_in_their_region_and_the_rebuilt_lane_map(world_bag, tmp_path):
+    from shapely.geometry import Point, Polygon
+
+    from gs_mapping.demo.measure import hd_map_metrics
+    from gs_mapping.demo.report import lane_map_panel
+
+    _, (node,) = replay_bag(world_bag, tmp_path / "out", [HDMapNode], [_config(score_threshold=0.3)])
+    hd, pairs = hd_map_metrics(world_bag, tmp_path / "out")
+    assert hd["frames"] == 6 and hd["region"].startswith("camera region")
+    for pred, gt in pairs:  # the GT scored is what the camera covers, as the predictions are
+        region = Polygon(pred["region"][0]).buffer(1e-3)
+        assert all(region.contains(Point(p)) for v in gt["vectors"] for p in v["pts"])
+    lm = hd["lane_map"]
+    assert lm["frames"] == 6 and lm["lanes"] == len(node.lane_map.published())
+    assert 0.0 <= lm["lane_map_mAP"] <= 1.0 and 0.0 <= lm["per_frame_mAP"] <= 1.0
+    assert lm["geometry"]["gt"] and len(lm["geometry"]["path"]) == 6
+    if lm["lanes"]:
+        img = lane_map_panel(lm["geometry"])
+        assert img.size[0] > 50 and img.size[1] > 50

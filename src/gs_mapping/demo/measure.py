@@ -11,8 +11,12 @@ MAPPED_RANGE_M = 40.0  # the mapper maps to this depth; PSNR "in range" counts o
 
 
 def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dict, dict]]]:
-    """Chamfer / raster AP of hd_map_node's lanes against the world's GT (paired by stamp)."""
+    """Chamfer / raster AP of hd_map_node's lanes against the world's GT (paired by stamp), GT clipped
+    to the region each frame's cameras covered (the node clips its predictions to it and publishes it
+    in ``lanes_json``), and the persistent lane map the node's ``~/lanes_delta`` rebuilds, scored against
+    the world's global GT map (``lane_map``)."""
     from gsmap_hd.metrics import evaluate
+    from gsmap_hd.region import clip_documents
 
     from ..bag import BagReader
     from ..messages import string_message_to_json
@@ -32,20 +36,87 @@ def hd_map_metrics(world_bag: Path, out_bag: Path) -> tuple[dict, list[tuple[dic
     pairs = [(preds[s], gts[s]) for s in stamps]
     if not pairs:
         return {"frames": 0}, []
-    result = evaluate(
-        [{"vectors": p["vectors"]} for p, _ in pairs],
+    res, gt, clipped = clip_documents(
+        [{k: p[k] for k in ("vectors", "region") if k in p} for p, _ in pairs],
         [{"vectors": [{k: v[k] for k in ("pts", "type")} for v in g["vectors"]]} for _, g in pairs],
-        frame="rep103",
+        "lanes_json",
     )
+    pairs = [
+        ({**p, "vectors": r["vectors"]}, {**g, "vectors": q["vectors"]})
+        for (p, g), r, q in zip(pairs, res, gt, strict=True)
+    ]
+    result = evaluate([{"vectors": r["vectors"]} for r in res], gt, frame="rep103")
     out = {
         "frames": len(pairs),
+        "region": "camera region (GT clipped like the predictions)" if clipped else "whole patch",
         "chamfer_mAP": result["chamfer"]["mAP"],
         "chamfer_ap": result["chamfer"]["ap"],
         "raster_mAP": result["raster"]["mAP"],
         "raster_line_ap": result["raster"]["line_ap"],
         "raster_ped_ap": result["raster"]["ped_ap"],
     }
+    lane_map = lane_map_metrics(world_bag, out_bag, [p for p, _ in pairs])
+    if lane_map:
+        out["lane_map"] = lane_map
     return out, pairs
+
+
+def lane_map_metrics(world_bag: Path, out_bag: Path, preds: list[dict]) -> dict:
+    """The lane map as a receiver rebuilds it from ``~/lanes_delta`` (applied in sequence), scored
+    against the world's global GT map in each predicted frame's camera region (Chamfer mAP), beside
+    the per-frame predictions in the same windows; with the geometry for the report's picture."""
+    from gs_map_share.lanes import decode_lanes
+    from gsmap_hd.eval_io import parse_frames
+    from gsmap_hd.lane_map_eval import windows
+    from gsmap_hd.metrics import evaluate_chamfer
+    from gsmap_hd.region import Region, clip_vectors
+
+    from ..bag import BagReader
+    from ..messages import string_message_to_json, uint8_multiarray_to_bytes
+    from ..tf import TFBuffer
+
+    with BagReader(out_bag) as bag:
+        if not bag.has_topic("/hd_map_node/lanes_delta"):
+            return {}
+        state, header = None, None
+        for _, _, m in bag.messages(["/hd_map_node/lanes_delta"]):
+            header, state = decode_lanes(uint8_multiarray_to_bytes(m), state)
+    if state is None or header.frame_id != "map":
+        return {}
+    with BagReader(world_bag) as bag:
+        if not bag.has_topic("/ground_truth/map_json"):
+            return {}
+        gt_doc = next(string_message_to_json(m) for _, _, m in bag.messages(["/ground_truth/map_json"]))
+        tf = TFBuffer(cache_time_s=None)
+        for topic, _, m in bag.messages(["/tf", "/tf_static"]):
+            tf.add_message(m, static=topic == "/tf_static")
+    lanes = [(ln.cls, ln.score, ln.points) for ln in state.to_lanes(header.params.pos_step)]
+    gt_map = [(int(v["type"]), np.asarray(v["pts"], float)) for v in gt_doc["vectors"]]
+    usable = [p for p in preds if "region" in p]
+    if not usable:
+        return {}
+    poses = [tf.lookup("map", "base_link", int(p["stamp_ns"])).matrix() for p in usable]
+    regions = [Region.from_coords("frame", p["region"]) for p in usable]
+    res, gts = windows(lanes, gt_map, poses, regions)
+    per_frame = [{"vectors": clip_vectors(p["vectors"], r)} for p, r in zip(usable, regions, strict=True)]
+    g = parse_frames(gts, "gt", False)
+    fused = evaluate_chamfer(parse_frames(res, "lane map", True), g)
+    single = evaluate_chamfer(parse_frames(per_frame, "frames", True), g)
+    path = np.array([T[:2, 3] for T in poses])
+    lo, hi = path.min(0) - 35, path.max(0) + 35
+    near = [(c, p) for c, p in gt_map if ((p >= lo) & (p <= hi)).all(1).any()]
+    return {
+        "frames": len(usable),
+        "lanes": len(lanes),
+        "lane_map_mAP": fused["mAP"],
+        "lane_map_class_ap": fused["class_ap"],
+        "per_frame_mAP": single["mAP"],
+        "geometry": {  # map frame, for the report's picture
+            "lanes": [[int(c), round(float(s), 3), np.round(p, 2).tolist()] for c, s, p in lanes],
+            "gt": [[c, np.round(p, 2).tolist()] for c, p in near],
+            "path": np.round(path, 2).tolist(),
+        },
+    }
 
 
 def receiver_matches_mapper(mapper_node, receiver_node) -> bool:

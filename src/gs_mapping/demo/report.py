@@ -52,6 +52,30 @@ def bev_panel(pred: dict, gt: dict, title: str) -> Image.Image:
     return _label(img, title)
 
 
+def lane_map_panel(geometry: dict, px_per_m: float = 4.0) -> Image.Image:
+    """The fused lane map (map frame, x right, y up) by class over the world's GT map (grey, wide) and
+    the driven path (white dots)."""
+    pts = [np.asarray(p, float) for _, _, p in geometry["lanes"]] + [np.asarray(geometry["path"], float)]
+    allp = np.concatenate([p for p in pts if len(p)])
+    lo, hi = allp.min(0) - 10, allp.max(0) + 10
+    scale = min(px_per_m, 1600 / max(1.0, float((hi - lo).max())))
+    w, h = (int((hi - lo)[0] * scale) + 1, int((hi - lo)[1] * scale) + 1)
+    img = Image.new("RGB", (w, h), (20, 20, 20))
+    d = ImageDraw.Draw(img)
+
+    def px(p):
+        p = np.asarray(p, float)
+        return [((x - lo[0]) * scale, h - (y - lo[1]) * scale) for x, y in p]
+
+    for _, p in geometry["gt"]:
+        d.line(px(p), fill=(110, 110, 110), width=max(3, int(0.9 * scale)))
+    for c, _, p in geometry["lanes"]:
+        d.line(px(p), fill=CLASS_RGB.get(c, (255, 255, 255)), width=2)
+    for x, y in px(geometry["path"]):
+        d.ellipse([x - 1, y - 1, x + 1, y + 1], fill=(255, 255, 255))
+    return _label(img, "lane map (map frame) over GT")
+
+
 def line_plot(
     points: list[tuple[float, float, str]], xlabel: str, ylabel: str, size=(480, 320)
 ) -> Image.Image:
@@ -83,6 +107,10 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
         panels = [bev_panel(p, g, f"frame {i}") for i, (p, g) in list(enumerate(pairs))[::step][:4]]
         _grid(panels, len(panels)).save(out / "lanes_bev.png")
         pics["lanes"] = "lanes_bev.png"
+    geometry = metrics.get("hd_map", {}).get("lane_map", {}).get("geometry")
+    if geometry and geometry["lanes"]:
+        lane_map_panel(geometry).save(out / "lane_map.png")
+        pics["lane_map"] = "lane_map.png"
     if view_rows:
         tiles = []
         for k, (p_all, _p_in, color, truth) in enumerate(view_rows[:4]):
@@ -114,18 +142,33 @@ def write_report(out: Path, metrics: dict, pairs: list, view_rows: list, lods: l
         "",
         "## HD map (gsmap_hd) against the world's ground truth",
         "",
-        f"- frames evaluated: {hd.get('frames', 0)}",
+        f"- frames evaluated: {hd.get('frames', 0)}, scored in the {hd.get('region', 'whole patch')}",
         f"- Chamfer mAP (MapTR, 0.5/1.0/1.5 m): **{hd.get('chamfer_mAP', float('nan')):.3f}**",
         f"- raster mAP (MapVR IoU): **{hd.get('raster_mAP', float('nan')):.3f}**",
         "",
     ]
     if "lanes" in pics:
         lines += [
-            "Predicted lanes (orange divider, blue crossing, green boundary) over ground truth (grey):",
+            "Predicted lanes (orange divider, blue crossing, green boundary) over ground truth (grey), "
+            "both clipped to what the camera covers:",
             "",
             f"![lanes]({pics['lanes']})",
             "",
         ]
+    lm = hd.get("lane_map")
+    if lm:
+        lines += [
+            "### The persistent lane map",
+            "",
+            f"hd_map_node fuses its frames in `map` (association, merging, stable ids, confidence from "
+            f"repeated sightings, one-off detections dropped) and shares the map as `~/lanes_delta`. "
+            f"Rebuilt from those deltas: {lm['lanes']} lanes. Against the world's global GT map, in "
+            f"every frame's camera region: Chamfer mAP **{lm['lane_map_mAP']:.3f}** for the map vs "
+            f"{lm['per_frame_mAP']:.3f} for the single frames.",
+            "",
+        ]
+        if "lane_map" in pics:
+            lines += [f"![lane map]({pics['lane_map']})", ""]
     lines += [
         "## 3D Gaussian map (mapper → deltas → receiver)",
         "",
