@@ -1,6 +1,8 @@
 """Nodes as real OS processes on Cyclone DDS (loopback): player → mapper → receivers, including a
 receiver that joins late and one that is killed and restarted mid-stream. Everything is observed
-through the nodes' own /diagnostics, as a ROS 2 user would."""
+through the nodes' own /diagnostics, as a ROS 2 user would; at the end each receiver's saved map is
+compared with the mapper's saved map quantised (``to_qmap`` with the mapper's codec quality): the map
+itself, not the sender's checksum of what it sent."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from gs_mapping.nodes.context import RELIABLE_QOS
 from gs_mapping.runtime.dds import DdsContext
@@ -60,12 +63,42 @@ def _stop(proc):
     return json.loads(line[-1][len("summary: ") :]) if line else None
 
 
+def _config_saving(base, tmp_path, name: str, section: str):
+    """``base`` with ``section.save_path`` set: the node writes its map there on shutdown."""
+    path = tmp_path / f"{name}.yaml"
+    doc = yaml.safe_load(base.read_text())
+    doc["/**"]["ros__parameters"].setdefault(section, {})["save_path"] = str(tmp_path / f"{name}.ply")
+    path.write_text(yaml.safe_dump(doc))
+    return path, tmp_path / f"{name}.ply"
+
+
+def _assert_receiver_holds_the_mappers_map(mapper_ply, receiver_ply, quality: int, name: str):
+    import numpy as np
+
+    from gs_map_share.quantize import QuantParams, dequantize, to_qmap
+    from gs_mapping.ply import load_ply
+
+    mapped = load_ply(mapper_ply)
+    params = QuantParams.from_quality(quality)
+    want = dequantize(to_qmap(mapped, params), params, mapped.tile_size)
+    got = load_ply(receiver_ply)
+    assert len(got) == len(want) == len(mapped), name
+    assert np.array_equal(got.ids, want.ids), name
+    for f in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        assert np.array_equal(getattr(got, f), getattr(want, f)), f"{name}: {f} differs from the mapper's map"
+
+
 @pytest.mark.slow
-def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, fast_nodes_config):
+def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, fast_nodes_config, tmp_path):
+    from gs_mapping.nodes.mapper_node import MapperNodeConfig
+
     cfg = fast_nodes_config
+    cfg_mapper, mapper_ply = _config_saving(cfg, tmp_path, "mapper", "mapper_node")
+    cfg_a, a_ply = _config_saving(cfg, tmp_path, "receiver_a", "map_receiver_node")
+    cfg_b, b_ply = _config_saving(cfg, tmp_path, "receiver_b", "map_receiver_node")
     obs = Diagnostics()
-    mapper = _spawn("mapper_node", "--config", str(cfg))
-    rx_a = _spawn("map_receiver_node", "--config", str(cfg), name="receiver_a")
+    mapper = _spawn("mapper_node", "--config", str(cfg_mapper))
+    rx_a = _spawn("map_receiver_node", "--config", str(cfg_a), name="receiver_a")
     procs = [mapper, rx_a]
     try:
         assert obs.wait(lambda: "mapper_node" in obs.latest and "receiver_a" in obs.latest, 120), (
@@ -93,12 +126,12 @@ def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, 
         assert obs.wait(lambda: obs.seq("mapper_node") >= 3, 120), "mapper published no deltas"
         rx_a.kill()
         rx_a.wait()
-        rx_a2 = _spawn("map_receiver_node", "--config", str(cfg), name="receiver_a")
+        rx_a2 = _spawn("map_receiver_node", "--config", str(cfg_a), name="receiver_a")
         procs.append(rx_a2)
         assert player.poll() is None, "the stream ended before the restart: slow the player down"
         assert player.wait(timeout=300) == 0
         # a late joiner starts after the stream
-        rx_b = _spawn("map_receiver_node", "--config", str(cfg), name="receiver_b")
+        rx_b = _spawn("map_receiver_node", "--config", str(cfg_b), name="receiver_b")
         procs.append(rx_b)
 
         def converged():
@@ -118,8 +151,13 @@ def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, 
         assert obs.wait(converged, 180), f"receivers did not converge: {obs.latest}"
         time.sleep(2.0)
         assert obs.wait(converged, 120)
-        summaries = {n: _stop(p) for n, p in (("receiver_b", rx_b), ("receiver_a", rx_a2))}
+        # the mapper first (it saves its map), then the receivers once they hold its last state
         mapper_summary = _stop(mapper)
+        final = mapper_summary["seq"]
+        assert obs.wait(lambda: all(obs.seq(n) == final for n in ("receiver_a", "receiver_b")), 60), (
+            f"receivers did not reach the mapper's last state {final}: {obs.latest}"
+        )
+        summaries = {n: _stop(p) for n, p in (("receiver_b", rx_b), ("receiver_a", rx_a2))}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -130,3 +168,6 @@ def test_mapper_to_receivers_over_dds_with_late_joiner_and_restart(kitchen_bag, 
         assert s["seq"] == mapper_summary["seq"], name
         assert s["state_crc"] == mapper_summary["state_crc"], name
         assert sum(s["rejected"].values()) == 0, name
+    quality = MapperNodeConfig().quality  # the fast config leaves the codec quality at its default
+    for name, ply in (("receiver_a", a_ply), ("receiver_b", b_ply)):
+        _assert_receiver_holds_the_mappers_map(mapper_ply, ply, quality, name)
