@@ -2,25 +2,81 @@
 
 ros2 launch gs_mapping full.launch.py [params_file:=…] [use_sim_time:=true] [device:=cuda]
                                       [namespace:=robot1] [rviz:=true]
+
+use_sim_time and device override the params file only when given. Under namespace:=robot1 the nodes'
+own topics are /robot1/<node>/…, the receiver listens to the mapper there (relative topics), and RViz
+gets a copy of config/gs_mapping.rviz whose topics of our nodes carry the namespace.
 """
 
 import os
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from gs_mapping.nodes.launch_support import given_overrides, rviz_config_for_namespace
+
+
+def _actions(context):
+    share = get_package_share_directory("gs_mapping")
+    arg = {
+        n: LaunchConfiguration(n).perform(context)
+        for n in ("params_file", "use_sim_time", "device", "namespace", "rviz")
+    }
+    namespace = arg["namespace"]
+    sim = given_overrides({"use_sim_time": arg["use_sim_time"]})
+    params_file = arg["params_file"]
+    actions = [
+        Node(
+            package="gs_mapping",
+            executable="hd_map_node",
+            name="hd_map_node",
+            namespace=namespace,
+            parameters=[params_file, given_overrides({"hd_map_node.device": arg["device"]}), sim],
+            output="screen",
+        ),
+        Node(
+            package="gs_mapping",
+            executable="mapper_node",
+            name="mapper_node",
+            namespace=namespace,
+            parameters=[params_file, given_overrides({"mapper.device": arg["device"]}), sim],
+            output="screen",
+        ),
+        Node(
+            package="gs_mapping",
+            executable="map_receiver_node",
+            name="map_receiver_node",
+            namespace=namespace,
+            parameters=[params_file, sim],
+            output="screen",
+        ),
+    ]
+    if arg["rviz"].lower() in ("true", "1", "yes"):
+        rviz_config = rviz_config_for_namespace(
+            os.path.join(share, "config", "gs_mapping.rviz"),
+            namespace,
+            tempfile.mkdtemp(prefix="gs_mapping_rviz_"),
+        )
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                namespace=namespace,
+                arguments=["-d", rviz_config],
+                parameters=[sim],
+                output="screen",
+            )
+        )
+    return actions
 
 
 def generate_launch_description():
     share = get_package_share_directory("gs_mapping")
-    params_file = LaunchConfiguration("params_file")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    device = LaunchConfiguration("device")
-    namespace = LaunchConfiguration("namespace")
-    common = [params_file, {"use_sim_time": use_sim_time}]
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -30,45 +86,14 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "use_sim_time",
-                default_value="false",
-                description="use /clock (true when playing a bag with --clock)",
+                default_value="",
+                description="true when playing a bag with --clock (empty: the params file's value)",
             ),
-            DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto | cpu | cuda (empty: the params file's value)"
+            ),
             DeclareLaunchArgument("namespace", default_value="", description="namespace of all nodes"),
             DeclareLaunchArgument("rviz", default_value="true", description="start RViz with our config"),
-            Node(
-                package="gs_mapping",
-                executable="hd_map_node",
-                name="hd_map_node",
-                namespace=namespace,
-                parameters=common + [{"hd_map_node.device": device}],
-                output="screen",
-            ),
-            Node(
-                package="gs_mapping",
-                executable="mapper_node",
-                name="mapper_node",
-                namespace=namespace,
-                parameters=common + [{"mapper.device": device}],
-                output="screen",
-            ),
-            Node(
-                package="gs_mapping",
-                executable="map_receiver_node",
-                name="map_receiver_node",
-                namespace=namespace,
-                parameters=common,
-                output="screen",
-            ),
-            Node(
-                package="rviz2",
-                executable="rviz2",
-                name="rviz2",
-                namespace=namespace,
-                arguments=["-d", os.path.join(share, "config", "gs_mapping.rviz")],
-                parameters=[{"use_sim_time": use_sim_time}],
-                condition=IfCondition(LaunchConfiguration("rviz")),
-                output="screen",
-            ),
+            OpaqueFunction(function=_actions),
         ]
     )

@@ -1,31 +1,52 @@
-"""Only mapper_node: `ros2 launch gs_mapping mapper_node.launch.py [params_file:=…] [use_sim_time:=true] [namespace:=…]`."""
+"""Only mapper_node: `ros2 launch gs_mapping mapper_node.launch.py [params_file:=…] [use_sim_time:=true] [namespace:=…]`.
+
+Launch arguments override the params file only when given (see full.launch.py).
+"""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from gs_mapping.nodes.launch_support import given_overrides
+
+
+def _actions(context):
+    arg = {
+        n: LaunchConfiguration(n).perform(context)
+        for n in ("params_file", "use_sim_time", "device", "namespace")
+    }
+    return [
+        Node(
+            package="gs_mapping",
+            executable="mapper_node",
+            name="mapper_node",
+            namespace=arg["namespace"],
+            parameters=[
+                arg["params_file"],
+                given_overrides({"mapper.device": arg["device"]}),
+                given_overrides({"use_sim_time": arg["use_sim_time"]}),
+            ],
+            output="screen",
+        )
+    ]
 
 
 def generate_launch_description():
     share = get_package_share_directory("gs_mapping")
-    params = [LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}]
-    params.append({"mapper.device": LaunchConfiguration("device")})
     return LaunchDescription(
         [
             DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "full.yaml")),
-            DeclareLaunchArgument("use_sim_time", default_value="false"),
-            DeclareLaunchArgument("device", default_value="auto"),
-            DeclareLaunchArgument("namespace", default_value=""),
-            Node(
-                package="gs_mapping",
-                executable="mapper_node",
-                name="mapper_node",
-                namespace=LaunchConfiguration("namespace"),
-                parameters=params,
-                output="screen",
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="", description="empty: the params file's value"
             ),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto | cpu | cuda (empty: the params file's value)"
+            ),
+            DeclareLaunchArgument("namespace", default_value=""),
+            OpaqueFunction(function=_actions),
         ]
     )

@@ -1,8 +1,10 @@
 """Launch files, RViz config and config/full.yaml name only nodes, parameters and topics that exist.
 
-rclpy/launch cannot run here, so the launch files are checked as Python ASTs: every Node action
-names an executable that setup.py installs, every parameter override names a declared parameter,
-and every topic RViz shows is one our nodes publish (or the world/bag inputs).
+ROS 2's `launch`/`launch_ros` are not on PyPI, so here the launch files are checked as Python ASTs:
+every Node action names an executable that setup.py installs, every parameter override names a
+declared parameter, every topic RViz shows is one our nodes publish (or the world/bag inputs); what
+the launch files compute from their arguments (gs_mapping.nodes.launch_support) is tested directly.
+They were run through the real `launch` (jazzy branch) by hand: README, "What was tested where".
 """
 
 from __future__ import annotations
@@ -123,12 +125,70 @@ def test_rviz_config_shows_topics_that_exist():
     assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
 
 
-def test_receiver_defaults_listen_to_the_mappers_topics():
+@pytest.mark.parametrize("namespace", ["", "robot1", "/fleet/robot1"])
+def test_receiver_defaults_listen_to_the_mappers_topics_in_any_namespace(namespace):
+    """Issue 20 #6: the receiver's topics are relative, so under namespace:=robot1 they still name
+    the mapper's (which publishes ~/map_delta, i.e. /robot1/mapper_node/map_delta)."""
     from gs_mapping.nodes.map_receiver_node import MapReceiverNodeConfig
 
-    cfg = MapReceiverNodeConfig()
-    assert cfg.delta_topic == resolve_topic("~/map_delta", "mapper_node")
-    assert cfg.snapshot_topic == resolve_topic("~/map_snapshot", "mapper_node")
+    for cfg in (
+        MapReceiverNodeConfig(),
+        node_class("map_receiver_node").load_config(REPO / "config" / "full.yaml")["map_receiver_node"],
+    ):
+        got = resolve_topic(cfg.delta_topic, "map_receiver_node", namespace)
+        assert got == resolve_topic("~/map_delta", "mapper_node", namespace)
+        got = resolve_topic(cfg.snapshot_topic, "map_receiver_node", namespace)
+        assert got == resolve_topic("~/map_snapshot", "mapper_node", namespace)
+
+
+def test_rviz_follows_the_namespace():
+    """Issue 20 #6: under namespace:=robot1 RViz gets a config whose topics of our nodes are the
+    namespaced ones; inputs (camera, ground truth) stay absolute as the bag publishes them."""
+    from gs_mapping.nodes.launch_support import namespaced_rviz_config, rviz_config_for_namespace
+
+    text = (REPO / "config" / "gs_mapping.rviz").read_text()
+    assert rviz_config_for_namespace(REPO / "config" / "gs_mapping.rviz", "", "/nonexistent") == str(
+        REPO / "config" / "gs_mapping.rviz"
+    )
+    cfg = yaml.safe_load(namespaced_rviz_config(text, "robot1"))
+    topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
+    from gs_mapping.world.record import TOPIC_LANES, camera_topics
+
+    assert topics == {
+        resolve_topic("~/lanes", "hd_map_node", "robot1"),
+        resolve_topic("~/map_cloud", "map_receiver_node", "robot1"),
+        camera_topics("front")["image"],
+        TOPIC_LANES,
+    }
+
+
+def test_launch_arguments_override_the_params_file_only_when_given():
+    """Issue 20 #7: device:= and use_sim_time:= default to empty = not given; only given ones become
+    parameter overrides (the params file's mapper.device / hd_map_node.device stand otherwise)."""
+    from gs_mapping.nodes.launch_support import given_overrides
+
+    assert given_overrides({"mapper.device": "", "use_sim_time": ""}) == {}
+    assert given_overrides({"mapper.device": "cuda", "use_sim_time": "true"}) == {
+        "mapper.device": "cuda",
+        "use_sim_time": True,
+    }
+    with pytest.raises(ValueError, match="use_sim_time"):
+        given_overrides({"use_sim_time": "maybe"})
+    for path in LAUNCH:
+        tree = ast.parse(path.read_text())
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeclareLaunchArgument":
+                name = n.args[0].value
+                default = {k.arg: k.value for k in n.keywords}.get("default_value")
+                if name in ("device", "use_sim_time"):
+                    assert isinstance(default, ast.Constant) and default.value == "", (path.name, name)
+            if isinstance(n, ast.Dict) and any(
+                isinstance(k, ast.Constant)
+                and k.value in ("use_sim_time", "mapper.device", "hd_map_node.device")
+                for k in n.keys
+            ):  # every such override dict is filtered by given_overrides(...)
+                parent = next(c for c in ast.walk(tree) if isinstance(c, ast.Call) and n in c.args)
+                assert getattr(parent.func, "id", None) == "given_overrides", (path.name, ast.unparse(n))
 
 
 def test_node_config_dataclasses_have_defaults():

@@ -1,0 +1,54 @@
+"""What the launch files compute from their arguments, kept here so it is tested without ROS.
+
+- :func:`given_overrides`: a launch argument overrides the params file only when the user gave it
+  (an empty default means "not given"), so ``params_file:=my.yaml`` with ``mapper.device: cuda`` is
+  not silently replaced by the launch file's default.
+- :func:`rviz_config_for_namespace`: RViz's display topics are absolute in ``config/gs_mapping.rviz``;
+  under ``namespace:=robot1`` our nodes publish under ``/robot1/…``, so the launch file hands RViz a
+  copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+OUR_NODES = ("hd_map_node", "mapper_node", "map_receiver_node")
+_BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def given_overrides(values: dict[str, str]) -> dict[str, Any]:
+    """``{parameter: launch argument value}`` → only the arguments given (non-empty), ``use_sim_time``
+    as a bool. Raises ValueError naming a use_sim_time that is no boolean."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        value = value.strip()
+        if not value:
+            continue
+        if name == "use_sim_time":
+            if value.lower() not in _BOOL:
+                raise ValueError(f"use_sim_time:={value!r}: expected true or false")
+            out[name] = _BOOL[value.lower()]
+        else:
+            out[name] = value
+    return out
+
+
+def namespaced_rviz_config(text: str, namespace: str) -> str:
+    """RViz config text with the topics of our nodes moved under ``namespace``."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if not ns:
+        return text
+    nodes = "|".join(OUR_NODES)
+    return re.sub(rf"(Value: )(/(?:{nodes})/)", lambda m: m.group(1) + ns + m.group(2), text)
+
+
+def rviz_config_for_namespace(config: str | Path, namespace: str, out_dir: str | Path) -> str:
+    """The RViz config to start RViz with: ``config`` itself without a namespace, else a namespaced
+    copy written into ``out_dir`` (a launch-time temporary directory)."""
+    if not namespace.strip("/"):
+        return str(config)
+    out = Path(out_dir) / f"gs_mapping_{namespace.strip('/').replace('/', '_')}.rviz"
+    out.write_text(namespaced_rviz_config(Path(config).read_text(), namespace))
+    return str(out)
