@@ -35,8 +35,15 @@ def run(args) -> int:
         info = encode_to(args, load_scene(args.input), args.out)
         print(json.dumps(info))
         return 0
-    if not args.out or str(args.out).lower().endswith((".sog", ".json", ".compressed.ply")):
-        raise ConfigError(f"{args.out}: cannot write this format (.ply, .spz or .gsd)")
+    from gs_mapping.output_files import check_output
+    from gs_mapping.splat_formats import kind_of
+
+    out = str(args.out)
+    if kind_of(out) not in ("ply", "spz") or out.lower().endswith(".compressed.ply"):
+        raise ConfigError(
+            f"{out}: cannot write this format (.ply, .spz or .gsd; SOG and compressed PLY: splat-transform)"
+        )
+    check_output(out, overwrite=args.overwrite, inputs=[args.input])  # before the work
     gmap = load_scene(args.input)
     nbytes = save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree, "bytes": nbytes}))
