@@ -86,8 +86,16 @@ def session_config(
         if listen is not None:
             config.insert_json5("listen/endpoints", _json_list(listen))
     except (zenoh.ZError, OSError, ValueError) as exc:
-        raise ConfigError(f"zenoh configuration ({config_file or 'built-in'}): {exc}") from None
+        raise ConfigError(f"zenoh configuration ({config_file or 'built-in'}): {_short(exc)}") from None
     return config
+
+
+def _short(exc: Exception) -> str:
+    """Zenoh's message without the Rust source locations it appends (`` at /…/x.rs:12.``)."""
+    text = str(exc)
+    while " at /" in text:
+        text = text[: text.rindex(" at /")]
+    return text.replace('Json5Err(Message { msg: "', "")
 
 
 def _json_list(items: list[str]) -> str:
@@ -98,7 +106,7 @@ def open_session(config: zenoh.Config, what: str) -> zenoh.Session:
     try:
         return zenoh.open(config)
     except zenoh.ZError as exc:
-        raise GsMappingError(f"cannot open a zenoh {what}: {exc}") from None
+        raise GsMappingError(f"cannot open a zenoh {what}: {_short(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,12 @@ class ZenohContext:
         self.domain_id = domain_id
         self.session = open_session(session_config(mode, connect, listen, config_file), "session")
         self.zid = str(self.session.zid())
+        if mode == "peer" and not list(self.session.info.routers_zid()):
+            # rmw_zenoh waits for its router; we go on (peers on this host still meet) but say so
+            self.logger.warning(
+                f"{node_name}: no Zenoh router reachable at {', '.join(connect or [DEFAULT_ROUTER])}; "
+                "start one with `gs-mapping router`"
+            )
         self._cond = threading.Condition()
         self._queues: list[tuple[collections.deque, Callable[[Any], None]]] = []
         self._timers: list[list[Any]] = []  # [period_ns, next_due_ns, callback]
