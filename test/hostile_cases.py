@@ -36,6 +36,7 @@ class Outcome:
     argv: list[str]
     rc: int | None = None
     stderr: str = ""
+    stdout: str = ""
     violation: str = ""  # empty: the rule held
     result: str = "ok"  # ok | error (one line, exit 2)
     seconds: float = 0.0
@@ -103,7 +104,7 @@ def run_cli(
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
         out.seconds = time.perf_counter() - t0
-    out.stderr = err.getvalue()
+    out.stderr, out.stdout = err.getvalue(), std.getvalue()
     if not out.violation:
         errors = [ln for ln in out.stderr.splitlines() if ln.startswith("gs-mapping") and " error: " in ln]
         if "Traceback (most recent call last)" in out.stderr:

@@ -197,6 +197,40 @@ class BagReader:
             self.start_ns = int(reader.start_time)
             self.end_ns = int(reader.end_time) - 1  # rosbags' end is exclusive; ours is the last stamp
         self.typestore = self._build_typestore(reader.connections)
+        self._reconcile_with_storage()
+
+    def _reconcile_with_storage(self) -> None:
+        """metadata.yaml may lie (hand-edited, copied from another bag): take counts and times from
+        the storage itself (MCAP statistics, sqlite rows) and say so when they disagree."""
+        p = self.path
+        files = [p] if p.is_file() else sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
+        try:
+            truth = _storage_counts(files)
+        except Exception as exc:  # noqa: BLE001 - unreadable here means rosbags will say so when reading
+            log.debug(f"{p}: storage statistics unreadable: {exc}")
+            return
+        if truth is None:
+            return
+        claimed = {t.name: t.count for t in self.topics}
+        actual = {name: truth.get(name, (0, 0, 0))[0] for name in claimed}
+        total = sum(c for c, _, _ in truth.values())
+        firsts = [f for c, f, _ in truth.values() if c]
+        lasts = [last for c, _, last in truth.values() if c]
+        start, end = (min(firsts), max(lasts)) if firsts else (0, 0)
+        lies = [
+            f"{n}: {claimed[n]} messages (storage: {actual[n]})" for n in claimed if claimed[n] != actual[n]
+        ]
+        if self.message_count != total:
+            lies.insert(0, f"{self.message_count} messages in all (storage: {total})")
+        if total and (self.start_ns, self.end_ns) != (start, end):
+            lies.append(f"time span {self.start_ns}..{self.end_ns} ns (storage: {start}..{end})")
+        if lies:
+            log.warning(
+                f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}"
+            )
+            self.topics = [TopicInfo(t.name, t.type, actual[t.name], t.latched) for t in self.topics]
+            self.message_count = total
+            self.start_ns, self.end_ns = start, end
 
     def _build_typestore(self, connections):
         """The standard definitions plus the bag's own; where they disagree, the bag's win."""
@@ -587,6 +621,85 @@ def _check_mcap_framing(path: Path) -> None:
                 want = struct.unpack_from("<I", end, 9)[0]
                 if want and _crc_of_range(f, 0, summary_start - 13) != want:
                     raise ValueError("MCAP data section checksum mismatch (a flipped bit?)")
+
+
+def _storage_counts(files) -> dict[str, tuple[int, int, int]] | None:
+    """{topic: (messages, first stamp, last stamp)} from the storage files themselves (MCAP summary
+    statistics and channels; sqlite3 rows); None where a file carries no statistics."""
+    out: dict[str, tuple[int, int, int]] = {}
+
+    def add(topic, n, first, last):
+        c, f, last0 = out.get(topic, (0, first, last))
+        out[topic] = (c + n, min(f, first), max(last0, last))
+
+    for f in files:
+        if f.suffix == ".db3":
+            import sqlite3
+
+            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+            try:
+                rows = con.execute(
+                    "SELECT t.name, COUNT(m.id), MIN(m.timestamp), MAX(m.timestamp) FROM topics t "
+                    "LEFT JOIN messages m ON m.topic_id = t.id GROUP BY t.id"
+                ).fetchall()
+            finally:
+                con.close()
+            for name, n, first, last in rows:
+                add(name, int(n), int(first or 0), int(last or 0))
+            continue
+        stats = _mcap_statistics(f)
+        if stats is None:
+            return None
+        for topic, (n, first, last) in stats.items():
+            add(topic, n, first, last)
+    return out
+
+
+def _mcap_statistics(path: Path) -> dict[str, tuple[int, int, int]] | None:
+    """Per-topic message counts of an MCAP file from its summary (Channel + Statistics records); the
+    file-wide start/end time is given to every topic (MCAP keeps no per-channel times)."""
+    import struct
+
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        if size < 8 + 9 + 29:
+            return None
+        f.seek(size - 8 - 29)
+        footer = f.read(29)
+        if footer[0] != 0x02:
+            return None
+        summary_start, offsets_start = struct.unpack_from("<QQ", footer, 9)
+        if not summary_start or summary_start > size - 37:
+            return None
+        f.seek(summary_start)
+        summary = f.read((offsets_start or size - 37) - summary_start)
+    channels: dict[int, str] = {}
+    stats = None
+    pos = 0
+    while pos + 9 <= len(summary):
+        op, length = struct.unpack_from("<BQ", summary, pos)
+        body = summary[pos + 9 : pos + 9 + length]
+        pos += 9 + length
+        if op == 0x04 and len(body) >= 8:  # Channel: id u16, schema u16, topic string, …
+            cid = struct.unpack_from("<H", body, 0)[0]
+            n = struct.unpack_from("<I", body, 4)[0]
+            channels[cid] = body[8 : 8 + n].decode("utf-8", "replace")
+        elif op == 0x0B and len(body) >= 46:  # Statistics
+            start, end = struct.unpack_from("<QQ", body, 26)
+            (maplen,) = struct.unpack_from("<I", body, 42)
+            counts = {}
+            for i in range(46, min(46 + maplen, len(body)) - 9, 10):
+                cid, n = struct.unpack_from("<HQ", body, i)
+                counts[cid] = n
+            stats = (start, end, counts)
+    if stats is None:
+        return None
+    start, end, counts = stats
+    out: dict[str, tuple[int, int, int]] = {}
+    for cid, topic in channels.items():
+        c, _, _ = out.get(topic, (0, 0, 0))
+        out[topic] = (c + counts.get(cid, 0), start, end)
+    return out
 
 
 def _crc_of_range(f, start: int, stop: int) -> int:

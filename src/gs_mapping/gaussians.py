@@ -109,9 +109,11 @@ def clamp_nonfinite(
         "rotation": np.asarray(quats, np.float32).reshape(len(op), 4),
         "scale": ls,
         "opacity": op,
-        "SH coefficient": np.asarray(sh, np.float32).reshape(len(op), -1, 3),
+        "SH coefficient": _sh_rows(sh, len(op)),
     }
     for name, arr in fields.items():
+        if not len(op):  # an empty map: nothing to check (and no -1 to infer in a reshape)
+            break
         bad = ~np.isfinite(arr.reshape(len(op), -1)).all(axis=1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -120,6 +122,13 @@ def clamp_nonfinite(
                 f"({int(bad.sum())} Gaussians affected); only ±inf opacities and zero scales are clamped"
             )
     return fields["position"], fields["rotation"], ls, op, fields["SH coefficient"]
+
+
+def _sh_rows(sh, n: int) -> np.ndarray:
+    """SH coefficients as (n, K, 3) float32, also for n = 0 (where a -1 in reshape is ambiguous)."""
+    a = np.asarray(sh, np.float32)
+    per_row = a.size // n if n else int(np.prod(a.shape[1:])) or 3
+    return a.reshape(n, per_row // 3, 3)
 
 
 def unit_quaternions(quats, n: int) -> np.ndarray:
