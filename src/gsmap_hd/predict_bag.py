@@ -64,6 +64,7 @@ def predict_bag(
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
     from gs_mapping.device import resolve_device
+    from gs_mapping.errors import TFError
     from gs_mapping.tf import TFBuffer
 
     from .infer import Predictor
@@ -122,7 +123,13 @@ def predict_bag(
                         rgb, fid = frame[c]
                         ims.append(rgb)
                         cis.append(infos[_info_topic(c)])
-                        Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
+                        try:
+                            Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
+                        except TFError as exc:
+                            raise HDInputError(
+                                f"{bag_path}: no transform {base_frame} <- {fid} (camera {c}): {exc}; "
+                                f"--base-frame {fid} needs no TF"
+                            ) from None
                     els = predictor.predict(ims, cis, Ts)
                     results.append(
                         {
