@@ -49,3 +49,26 @@ def test_hd_predict_threshold_default_is_the_nodes():
 
     ns = build_parser().parse_args(["hd-predict", "b", "--out", "o"])
     assert ns.score_threshold == HDMapNodeConfig().score_threshold == 0.3
+
+
+def test_hd_map_node_says_what_it_waits_for(camera_only_bag):
+    """Images but no TF: diagnostics name the missing transform; no CameraInfo: they name it too."""
+    from gs_mapping.bag import BagReader
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.replay import ReplayBus
+
+    cls = node_class("hd_map_node")
+    cfg = cls.load_config(None)
+    cfg["hd_map_node"].camera_topics = ["/cameras/front/image_raw/compressed"]
+    cfg["hd_map_node"].device = "cpu"
+    bus = ReplayBus()
+    node = cls(bus.context("hd_map_node"), cfg)
+    bus.fire_timers()
+    before = node.diag.summary()["waiting_for"]
+    assert "image on /cameras/front/image_raw/compressed" in before
+    assert "camera_info on /cameras/front/camera_info" in before and "TF to base_link" in before
+    with BagReader(camera_only_bag) as b:
+        bus.run(b, progress=False)
+    bus.fire_timers()
+    after = node.diag.summary()["waiting_for"]
+    assert after == "TF to base_link on /tf or /tf_static", after
