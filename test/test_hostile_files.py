@@ -314,3 +314,40 @@ def test_mutated_spz_reference_files(work, seed):
     f = work / "m.spz"
     f.write_bytes(mutate(src.read_bytes(), rng))
     _ok(run_cli(["convert", f, _fresh(work, "spz.ply")], "spz", inputs=[f], must_name=["m.spz"]))
+
+
+@pytest.mark.parametrize(
+    "field_name, value",
+    [
+        ("id", 2.0**64),
+        ("id", 2.0**63),
+        ("id", 2.0**53 + 2),
+        ("level", 300.0),
+        ("level", -1.0),
+        ("level", 2.5),
+    ],
+)
+def test_values_beyond_the_format_are_refused_not_wrapped(A, work, field_name, value):
+    """ids ≥ 2**53 in a double (not exact) or beyond 2**63, levels outside a uchar: one line, never a
+    different number (2**64 used to become an arbitrary id, 300 the level 44)."""
+    from gs_mapping.ply import to_structured
+
+    g = __import__("gs_mapping.ply", fromlist=["load_ply"]).load_ply(A["ply"])
+    raw = A["ply"].read_bytes()
+    end = raw.index(b"end_header\n")
+    head = raw[:end].decode()
+    data = to_structured(g)
+    if field_name == "level":
+        head = head.replace("property uchar level", "property float level")
+        dt = [(n, "<f4" if n == "level" else data.dtype[n]) for n in data.dtype.names]
+        wide = np.zeros(len(data), dtype=dt)
+        for n in data.dtype.names:
+            wide[n] = data[n]
+        data = wide
+    data[field_name][len(data) - 1] = value  # the last row: no reordering by id first
+    f = work / "range.ply"
+    f.write_bytes(head.encode() + b"end_header\n" + data.tobytes())
+    o = _ok(
+        run_cli(["encode", f, _fresh(work, "range.gsd")], "value-range", inputs=[f], must_name=["range.ply"])
+    )
+    assert o.result == "error" and field_name in o.stderr

@@ -220,12 +220,25 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
         str(path),
     )
     quats = unit_rotations(xyzw, str(path))
-    levels = data["level"].astype(np.uint8) if "level" in names else None
+    levels = None
+    if "level" in names:  # refused, never wrapped: a level is an integer 0..255 (uchar)
+        lv = data["level"].astype(np.float64)
+        bad = ~np.isfinite(lv) | (lv < 0) | (lv > 255) | (lv != np.floor(lv))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise MapError(
+                f"{path}: 'level' of Gaussian {row} (row in file) is {lv[row]}, not an integer 0..255"
+            )
+        levels = lv.astype(np.uint8)
     ids = None
     if "id" in names:
         idf = data["id"].astype(np.float64)
         if count and (not np.all(np.isfinite(idf)) or idf.min() < 0 or np.any(idf != np.floor(idf))):
             raise MapError(f"{path}: 'id' property holds a non-integer value")
+        exact = _MAX_EXACT_ID if data.dtype["id"].kind == "f" else 1 << 63
+        if count and idf.max() >= exact:  # refused, never wrapped (uint64 casts of 2**64 are undefined)
+            row = int(np.argmax(idf))
+            raise MapError(f"{path}: 'id' of Gaussian {row} (row in file) is {idf[row]:.0f}, beyond {exact}")
         ids = idf.astype(np.uint64)
         if count and np.any(ids[1:] <= ids[:-1]):
             order = np.argsort(ids, kind="stable")
