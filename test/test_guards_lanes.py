@@ -2,9 +2,10 @@
 
 The world bag's map frame is put under a ``world`` frame turned by 60° (a /tf_static the test adds,
 so that the roads do not run along x where a rotation and its transpose look alike). The node's lane
-deltas are decoded and their vertices compared (a) with the node's own base_link JSON lanes carried
-into ``world`` by the true vehicle poses (the drive's, not TF's), to the delta's 1 cm lattice, and
-(b) with the world's ground-truth map elements in ``world``."""
+deltas are decoded and their vertices compared (a) per-frame mode (``fuse: false``): with the node's
+own base_link JSON lanes carried into ``world`` by the true vehicle poses (the drive's, not TF's),
+to the delta's 1 cm lattice; (b) per-frame and fused lane map (the default): with the world's
+ground-truth map elements in ``world``."""
 
 from __future__ import annotations
 
@@ -28,20 +29,27 @@ def T_world_map() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def lanes_run(tmp_path_factory):
-    from gs_map_share.lanes import decode_lanes
-    from gs_mapping.geometry import Transform, TransformStamped
-    from gs_mapping.messages import string_message_to_json, transforms_to_tf_message
+def world_bag(tmp_path_factory):
     from gs_mapping.world import Drive
     from gs_mapping.world.record import write_bag
 
     drive = Drive.make(SEED, FRAMES, "front", (256, 144))
     path = tmp_path_factory.mktemp("lanes") / "world"
     write_bag(drive, path, progress=False)
+    return drive, path
+
+
+def run_node(world_bag, fuse: bool):
+    from gs_map_share.lanes import decode_lanes
+    from gs_mapping.geometry import Transform, TransformStamped
+    from gs_mapping.messages import string_message_to_json, transforms_to_tf_message
+
+    drive, path = world_bag
     cfg = HDMapNode.load_config(None)
     cfg["hd_map_node"].device = "cpu"
     cfg["hd_map_node"].score_threshold = 0.0
     cfg["hd_map_node"].map_frame = "world"
+    cfg["hd_map_node"].fuse = fuse
     bus = ReplayBus()
     node = HDMapNode(bus.context("hd_map_node"), cfg)
     got: dict[str, list] = {"json": [], "delta": []}
@@ -65,8 +73,20 @@ def lanes_run(tmp_path_factory):
     return drive, got["json"], states, gt
 
 
-def test_lane_deltas_are_the_json_lanes_carried_by_the_true_poses(lanes_run):
-    drive, docs, states, _ = lanes_run
+@pytest.fixture(scope="module")
+def frame_lanes(world_bag):
+    """Per-frame lanes (``fuse: false``): each delta carries exactly the frame's predictions."""
+    return run_node(world_bag, fuse=False)
+
+
+@pytest.fixture(scope="module")
+def fused_lanes(world_bag):
+    """The persistent lane map (``fuse: true``, the default), fused in ``world``."""
+    return run_node(world_bag, fuse=True)
+
+
+def test_lane_deltas_are_the_json_lanes_carried_by_the_true_poses(frame_lanes):
+    drive, docs, states, _ = frame_lanes
     assert len(docs) == len(states) == FRAMES
     stamps = [drive.stamp_ns(i) for i in range(FRAMES)]
     checked = 0
@@ -94,10 +114,11 @@ def _distance_to_polylines(pts: np.ndarray, lines: list[np.ndarray]) -> np.ndarr
     return best
 
 
-def test_lane_vertices_lie_on_the_worlds_ground_truth(lanes_run):
+@pytest.mark.parametrize("mode", ["frame_lanes", "fused_lanes"])
+def test_lane_vertices_lie_on_the_worlds_ground_truth(mode, request):
     """The shipped model's lanes, in ``world``, lie near the world's true map elements; a lane put
     in the wrong place (rotation transposed, translation missed) lies metres off."""
-    _, _, states, gt = lanes_run
+    _, _, states, gt = request.getfixturevalue(mode)
     T = T_world_map()
     truth = [np.asarray(v["pts"], float) @ T[:2, :2].T + T[:2, 3] for v in gt["vectors"]]
     pts = np.concatenate([ln.points for lanes in states for ln in lanes])

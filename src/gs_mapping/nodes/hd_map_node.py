@@ -313,8 +313,9 @@ class HDMapNode(NodeBase):
     def _frame_lanes(self, elements: list, T: np.ndarray) -> list:
         """One frame's elements in the map frame with ids matched to the previous frame's."""
         from gs_map_share.lanes import assign_ids
+        from gsmap_hd.lane_map import to_frame
 
-        in_map = [_Elem(e.cls, e.score, e.points @ T[:2, :2].T + T[:2, 3]) for e in elements]
+        in_map = [_Elem(e.cls, e.score, to_frame(e.points, T)) for e in elements]
         lanes, self._next_lane_id = assign_ids(self._lanes_prev, in_map, self._next_lane_id)
         self._lanes_prev = lanes
         return lanes
