@@ -16,8 +16,8 @@ NUMPY1_TESTS := test/test_messages_*.py test/test_tf_buffer.py test/test_sync_ap
 	test/test_share_*.py test/test_nodes_replay.py test/test_guards_*.py test/test_dds_runtime.py
 # The edit loop (`make test-fast`, well under a minute): unit tests of the core, messages and codec.
 FAST_TESTS := test/test_messages_core.py test/test_messages_pointcloud2.py test/test_tf_buffer.py \
-	test/test_sync_approximate.py test/test_share_codec.py test/test_share_delta.py test/test_share_tables.py \
-	test/test_guards_geometry.py test/test_guards_codec.py
+	test/test_sync_approximate.py test/test_share_codec.py test/test_share_tables.py \
+	test/test_guards_core.py test/test_guards_codec.py test/test_guards_mapping.py test/test_guards_format.py
 PYTEST_ENV := OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: demo test test-fast test-numpy1 lint venv venv-numpy1 clean
