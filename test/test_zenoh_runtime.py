@@ -124,6 +124,69 @@ def test_gid_is_xxh3_128_of_the_token():
     assert zw.entity_gid(key) == h[8:][::-1] + h[:8][::-1]  # rmw_zenoh: low64 then high64, LE
 
 
+def test_latched_state_reaches_a_late_subscriber_and_keep_last_drops_oldest():
+    """Transient-local over zenoh-ext's advanced publisher/subscriber (rmw_zenoh >= 0.2.2): a
+    subscriber that joins after the sample was published still gets it; a keep-last-2 queue that is
+    not drained keeps the newest two, counts the rest as dropped."""
+    from gs_mapping.runtime.zenoh_runtime import ZenohContext, run_router
+
+    endpoint = f"tcp/127.0.0.1:{_free_port()}"
+    router = run_router([endpoint])
+    pub_ctx = ZenohContext("state_pub", domain_id=DOMAIN + 2, connect=[endpoint])
+    sub_ctx = None
+    try:
+        pub = pub_ctx.create_publisher("/gs_test/state", "std_msgs/msg/String", LATCHED_QOS)
+        pub.publish(pub_ctx.factory.make("std_msgs/msg/String", data="the state"))
+        time.sleep(0.5)  # the subscriber joins after the sample went out
+        sub_ctx = ZenohContext("late_sub", domain_id=DOMAIN + 2, connect=[endpoint])
+        got, burst = [], []
+        sub_ctx.create_subscription(
+            "/gs_test/state", "std_msgs/msg/String", LATCHED_QOS, lambda m: got.append(m.data)
+        )
+        sub_ctx.spin(until=lambda: got, timeout_s=15)
+        assert got == ["the state"]
+
+        sub_ctx.create_subscription(
+            "/gs_test/burst", "std_msgs/msg/String", QoS(depth=2), lambda m: burst.append(m.data)
+        )
+        fast = pub_ctx.create_publisher("/gs_test/burst", "std_msgs/msg/String", QoS(depth=2))
+        pub_ctx.spin(until=lambda: fast.subscription_count() > 0, timeout_s=15)
+        time.sleep(0.3)
+        for i in range(6):
+            fast.publish(pub_ctx.factory.make("std_msgs/msg/String", data=f"m{i}"))
+        time.sleep(1.0)  # all six arrive before the node takes any
+        sub_ctx.spin_once(0.1)
+        assert burst == ["m4", "m5"]
+        key = sub_ctx.topic_key("/gs_test/burst", "std_msgs/msg/String")
+        assert sub_ctx.dropped_samples[key] == 4
+    finally:
+        for c in (sub_ctx, pub_ctx):
+            if c is not None:
+                c.close()
+        router.close()
+
+
+def test_bad_endpoint_is_one_line_exit_2():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gs_mapping",
+            "run",
+            "map_receiver_node",
+            "--transport",
+            "zenoh",
+            "--connect",
+            "bogus",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "bogus" in proc.stderr and ".rs:" not in proc.stderr
+
+
 # ---- real processes --------------------------------------------------------------------------
 
 DOMAIN = 41
