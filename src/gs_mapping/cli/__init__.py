@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run_node", "run one node on Cyclone DDS or Zenoh (ROS 2 wire-compatible, no rclpy needed)"),
     "router": ("router", "run a Zenoh router (like rmw_zenohd) for nodes and fleets on Zenoh"),
     "params": ("params", "print the nodes' default parameters (the layout of config/full.yaml)"),
-    "play": ("play", "publish a bag's messages on Cyclone DDS in stamp order (like ros2 bag play)"),
+    "play": ("play", "publish a bag's messages on Cyclone DDS or Zenoh in stamp order (like ros2 bag play)"),
 }
 
 

@@ -24,8 +24,14 @@ server) may use, all on the spin thread:
   :meth:`ZenohContext.liveliness_get`: presence of vehicles (a token vanishes with its session);
 - :meth:`ZenohContext.topic_key`: the rmw_zenoh data key of a ROS topic and type.
 
-Not done: services (``SS``/``SC``), the ``@adminspace`` router check rmw_zenoh performs at start,
-shared memory, and content filters.
+Not done: services (``SS``/``SC``), rmw_zenoh's start-up wait for a router (we warn instead),
+shared memory, content filters, and Humble's rmw_zenoh (which, per third-party rmw_zenoh-compatible
+projects, writes ``TypeHashNotSupported`` where Jazzy writes the RIHS01 hash; not checked in
+rmw_zenoh's humble branch, not implemented). Transient-local follows rmw_zenoh >= 0.2.2 (advanced
+publisher/subscriber, its #469); earlier Jazzy releases used a publication cache and a querying
+subscriber, so late-joiner history between those and us is not expected to work. Not run against
+an ``rmw_zenoh_cpp`` process (no ROS 2 here); eclipse-zenoh 1.10 speaks the same Zenoh 1.x protocol
+as rmw_zenoh's vendored zenoh-c (1.2+), which is Zenoh's compatibility promise, not something run.
 """
 
 from __future__ import annotations
