@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import resource
 import signal
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,8 +45,13 @@ def _make_nodes():
     nodes, skipped = {}, {}
     for name in NODES:
         cls = node_class(name)
+        cfg = cls.load_config(None)
+        if "map_server_node" in cfg:  # its global map goes to a scratch file, not the working directory
+            cfg["map_server_node"].store_path = str(
+                Path(tempfile.mkdtemp(prefix="hostile_")) / "fleet.sqlite3"
+            )
         try:
-            nodes[name] = cls(RecordingContext(bus, name), cls.load_config(None))
+            nodes[name] = cls(RecordingContext(bus, name), cfg)
         except Exception as exc:  # noqa: BLE001 - a node needing a service absent here is reported
             skipped[name] = f"{type(exc).__name__}: {exc}"
     return bus, nodes, skipped, list(RecordingContext.subscriptions)
