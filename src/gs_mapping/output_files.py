@@ -375,7 +375,10 @@ def output_directory(
     except OSError as exc:
         raise os_error(path, exc) from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OutputError as exc:  # a file inside failed: name where it was going, not the temp dir
+            raise OutputError(str(exc).replace(str(tmp), str(path))) from None
         install_directory(tmp, path, overwrite=overwrite, inputs=inputs, allowed=allowed)
     except OSError as exc:
         raise os_error(path, exc) from None
