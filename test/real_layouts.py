@@ -168,3 +168,21 @@ def write_unregistered_layout(src: Path, dst: Path, max_frames: int = 3) -> tupl
                 w.write(topic, stamp, msg)
                 n_color += topic == RS_COLOR
     return dst, registered
+
+
+def write_subset(src: Path, dst: Path, max_frames: int) -> Path:
+    """The bag as recorded (every topic, compressed as it is), cut after ``max_frames`` colour images."""
+    from gs_mapping.bag import BagReader, BagWriter
+
+    with BagReader(src) as r, BagWriter(dst) as w:
+        for t in r.topics:
+            w.add_topic(t.name, t.type, latched=t.latched)
+        end = None
+        for n, (_t, stamp, _m) in enumerate(r.messages([RS_COLOR])):
+            if n == max_frames - 1:
+                end = stamp
+                break
+        for topic, stamp, msg in r.messages([t.name for t in r.topics]):
+            if end is None or stamp <= end:
+                w.write(topic, stamp, msg)
+    return dst
