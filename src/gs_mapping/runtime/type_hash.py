@@ -52,7 +52,7 @@ _KIND_BASE, _KIND_NAME, _KIND_ARRAY, _KIND_SEQUENCE = 1, 2, 3, 4
 
 @lru_cache(maxsize=1)
 def _typestore():
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import Stores, get_typestore  # deferred: building a store parses every .msg
 
     return get_typestore(Stores.ROS2_JAZZY)
 

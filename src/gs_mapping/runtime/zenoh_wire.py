@@ -23,6 +23,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import xxhash
+
 from ..errors import MessageError
 from ..nodes.context import QoS
 
@@ -205,8 +207,6 @@ def parse_liveliness(keyexpr: str) -> GraphEntity:
 
 def entity_gid(liveliness_keyexpr: str) -> bytes:
     """The 16-byte GID rmw_zenoh derives from a liveliness key (XXH3-128, low then high, LE)."""
-    import xxhash  # small C extension; only the zenoh runtime needs it
-
     return xxhash.xxh3_128_intdigest(liveliness_keyexpr.encode()).to_bytes(16, "little")
 
 
