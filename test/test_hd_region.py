@@ -67,6 +67,16 @@ def test_clipping_follows_maptr_rules():
     area = 0.5 * abs(np.dot(r[:-1, 0], r[1:, 1]) - np.dot(r[1:, 0], r[:-1, 1]))
     assert area == pytest.approx(4.0)
     assert clip_element(np.array([[-10.0, 0], [-3, 0]]), False, half) == []
+    # a prediction that crosses itself keeps its vertices and order (no re-noding at the crossing)
+    loop = np.array([[5.0, 0], [15, 0], [15, 4], [10, -3], [8, 6]])
+    (same,) = clip_element(loop, False, half)
+    np.testing.assert_allclose(same, loop)
+    (cut,) = clip_element(np.vstack([loop, [[-4.0, 6]]]), False, half)
+    np.testing.assert_allclose(cut, np.vstack([loop, [[0.0, 6]]]))
+    # a closed line cut by the border: one piece through its start point
+    ring = np.array([[5.0, -2], [5, 2], [-5, 2], [-5, -2], [5, -2]])
+    (piece,) = clip_element(ring, False, half)
+    np.testing.assert_allclose(piece, [[0, -2], [5, -2], [5, 2], [0, 2]])
 
 
 def test_hd_eval_scores_a_front_camera_where_it_sees(tmp_path):

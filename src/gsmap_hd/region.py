@@ -149,7 +149,7 @@ def rig_region(name: str, rig: str, x_range, y_range, image_size: tuple[int, int
 
 def clip_element(pts, is_polygon: bool, region: Region) -> list[np.ndarray]:
     """Clip one element to the region: 0..n pieces (polygons as closed rings, MapTR's rules)."""
-    from shapely.geometry import LineString, Polygon
+    from shapely.geometry import Polygon
 
     pts = np.asarray(pts, np.float64).reshape(-1, 2)
     if is_polygon:
@@ -169,22 +169,59 @@ def clip_element(pts, is_polygon: bool, region: Region) -> list[np.ndarray]:
         ]
     if len(pts) < 2:
         return []
-    clipped = LineString(pts).intersection(region.polygon)
-    if clipped.geom_type == "MultiLineString":
-        import shapely
+    return _clip_polyline(pts, region.polygon)
 
-        clipped = shapely.line_merge(clipped)  # re-join a closed line that the cut split at its start
-    if clipped.geom_type == "GeometryCollection" or clipped.geom_type.startswith("Multi"):
-        lines = list(clipped.geoms)
-    else:
-        lines = [clipped]
+
+def _clip_polyline(pts: np.ndarray, poly, eps: float = 1e-9) -> list[np.ndarray]:
+    """The runs of a polyline inside ``poly``, its vertices in their order: cut where it leaves the
+    region, one piece per run. Segment by segment, so a line that crosses itself is not re-noded
+    (shapely's line ∩ polygon splits at self-crossings and line_merge may re-order the pieces)."""
+    from shapely import contains_xy
+    from shapely.geometry import LineString
+
+    inside = contains_xy(poly, pts[:, 0], pts[:, 1])
+    convex = abs(poly.convex_hull.area - poly.area) <= 1e-9 * max(1.0, poly.area)
+    if inside.all() and convex:  # every segment of a convex region's inner points is inside
+        return [pts] if _length(pts) > 1e-3 else []
+    runs: list[list[np.ndarray]] = []
+    open_run = False  # the previous segment ended inside, at its end point
+    for a, b in zip(pts[:-1], pts[1:], strict=True):
+        d = b - a
+        L2 = float(d @ d)
+        if L2 <= eps:
+            continue
+        inter = LineString([a, b]).intersection(poly)
+        parts = [
+            g for g in getattr(inter, "geoms", [inter]) if g.geom_type == "LineString" and not g.is_empty
+        ]
+        spans = []
+        for g in parts:
+            c = np.asarray(g.coords)
+            t = ((c - a) @ d) / L2
+            spans.append((float(t.min()), float(t.max())))
+        spans.sort()
+        for t0, t1 in spans:
+            p0, p1 = a + t0 * d, a + t1 * d
+            if open_run and t0 <= 1e-7:
+                runs[-1].append(p1)
+            else:
+                runs.append([p0, p1])
+            open_run = t1 >= 1 - 1e-7
+        if not spans:
+            open_run = False
+    closed = len(pts) > 2 and np.allclose(pts[0], pts[-1])
+    if closed and len(runs) >= 2 and np.allclose(runs[0][0], pts[0]) and np.allclose(runs[-1][-1], pts[-1]):
+        runs[0] = runs.pop() + runs[0][1:]  # a closed line cut elsewhere: its start is not a cut
     out = []
-    for ln in lines:
-        if ln.geom_type == "MultiLineString":
-            lines.extend(ln.geoms)
-        elif ln.geom_type == "LineString" and ln.length > 1e-3:
-            out.append(np.asarray(ln.coords))
+    for r in runs:
+        arr = np.asarray(r)
+        if _length(arr) > 1e-3:
+            out.append(arr)
     return out
+
+
+def _length(p: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
 
 
 def clip_elements(elements, region: Region, polygon_classes=(1,)) -> list[tuple[int, np.ndarray]]:
