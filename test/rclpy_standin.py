@@ -169,7 +169,7 @@ class Interfaces:
             "_fields_and_field_types": {f: typename for f in fields},
             "get_fields_and_field_types": classmethod(lambda c: dict(c._fields_and_field_types)),
         }
-        for cname, ctype, cvalue in consts:
+        for cname, _ctype, cvalue in consts:
             ns[cname] = cvalue
         for f, kind in fields.items():
             ns[f] = property(
@@ -319,7 +319,19 @@ def install_interfaces(store, monkeypatch=None) -> Interfaces:
             monkeypatch.setitem(sys.modules, name, mod)
         else:
             sys.modules[name] = mod
+    gen.module_names = set(modules)
     return gen
+
+
+def uninstall(interfaces: Interfaces) -> None:
+    """Take rclpy, its stand-in and the generated message modules out of ``sys.modules`` (and only
+    them: torch and friends must never be re-imported in one process)."""
+    ours = interfaces.module_names | {"rpyutils", "rclpy_standin_ament"}
+    for name in list(sys.modules):
+        if name == "rclpy" or name.startswith("rclpy.") or name in ours:
+            del sys.modules[name]
+    if getattr(sys.modules.get("ament_index_python"), "__file__", None) is None:
+        sys.modules.pop("ament_index_python", None)
 
 
 # -- rcl's parameter files and arguments ------------------------------------------------------------
@@ -554,6 +566,8 @@ class StandIn(types.ModuleType):
                 "qos_profile_parameters": (1, 1000, 1, 2),
                 "qos_profile_parameter_events": (1, 1000, 1, 2),
                 "rcl_action_qos_profile_status_default": (1, 1, 1, 1),
+                "qos_profile_best_available": (1, 10, 4, 4),  # jazzy
+                "qos_profile_rosout_default": (1, 1000, 1, 1),  # jazzy
             }
 
             def __init__(
@@ -1144,8 +1158,11 @@ def install(store, rclpy_source: str | None = None):
     singleton.rclpy_implementation = standin
     sys.modules["rclpy.impl.implementation_singleton"] = singleton
     sys.modules.setdefault("rpyutils", types.ModuleType("rpyutils"))
-    ament = sys.modules.setdefault("ament_index_python", types.ModuleType("ament_index_python"))
-    ament.get_resources = lambda *a: {}
+    try:  # a checkout of ament_index_python may be on the path (the launch run); else a stub
+        importlib.import_module("ament_index_python")
+    except ImportError:
+        sys.modules["ament_index_python"] = types.ModuleType("ament_index_python")
+        sys.modules["ament_index_python"].get_resources = lambda *a: {}
     rclpy = importlib.import_module("rclpy")
     assert "site-packages" in rclpy.__file__ or rclpy_source, rclpy.__file__
     return rclpy, standin, interfaces

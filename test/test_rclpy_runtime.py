@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import sys
 import threading
 import time
 from pathlib import Path
@@ -57,29 +56,28 @@ OVERRIDES = """
 @pytest.fixture(scope="module")
 def ros():
     """rclpy with the stand-in; every module it adds to sys.modules is removed afterwards."""
+    import rclpy_standin
     from rosbags.typesys import Stores, get_typestore
 
-    import rclpy_standin
     from gs_mapping.messages import RclpyFactory
 
-    before = set(sys.modules)
     distro = os.environ.get("RCLPY_DISTRO", "humble")
     store = get_typestore(Stores.ROS2_JAZZY if distro == "jazzy" else Stores.ROS2_HUMBLE)
     RclpyFactory._class.cache_clear()
     rclpy, standin, interfaces = rclpy_standin.install(store, os.environ.get("RCLPY_SOURCE"))
     yield rclpy, rclpy_standin
     RclpyFactory._class.cache_clear()
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    rclpy_standin.uninstall(interfaces)
 
 
 def test_rclpy_is_the_real_python_package_and_only_the_c_extension_is_stood_in(ros):
-    rclpy, standin = ros
     import rclpy.node
     from rclpy.impl.implementation_singleton import rclpy_implementation
 
     assert rclpy_implementation.__class__.__name__ == "StandIn"
-    if not os.environ.get("RCLPY_SOURCE"):
+    if os.environ.get("RCLPY_SOURCE"):
+        assert rclpy.node.__file__.startswith(os.environ["RCLPY_SOURCE"])
+    else:
         from importlib.metadata import version
 
         assert version("rclpy-intellisense") == "1.2.0"
@@ -304,7 +302,7 @@ def pipeline(ros, world_bag, tmp_path_factory):
     }
     # shutdown: what run_node does after the executor returns
     context.try_shutdown()
-    for name, (node, obj) in nodes.items():
+    for node, obj in nodes.values():
         close_node(node, obj)
     out["after_shutdown_publishers"] = [p.topic for p in standin.BUS.publishers if p.node.name in NODES]
     return out

@@ -172,6 +172,12 @@ def close_node(node: Any, obj: Any) -> None:
         node.destroy_node()
 
 
+def context_ok(context: Any = None) -> bool:
+    import rclpy
+
+    return rclpy.ok(context=context)
+
+
 def run_node(node_cls: type, args: list[str] | None = None, context: Any = None) -> int:
     """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, build the node, spin until
     shutdown (Ctrl-C or the context shut down), then close it. A bad parameter is one line and
@@ -189,6 +195,9 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
         except (GsMappingError, ParameterException) as exc:  # a bad parameter file or value
             print(f"{node_cls.name}: {exc}", file=sys.stderr, flush=True)
             return 2
+        if not context_ok(context):  # Ctrl-C while the node was being built (a model load can take a while)
+            close_node(node, obj)
+            return 0
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         try:
