@@ -228,3 +228,15 @@ def test_info_into_a_closed_pipe_is_quiet(kitchen_bag):
     p.stdout.close()  # like `| head` that has already exited
     err = p.stderr.read().decode()
     assert p.wait() == 0 and "BrokenPipe" not in err and "Traceback" not in err, err
+
+
+def test_node_with_one_topic_for_colour_and_depth_is_a_config_error(fast_nodes_config):
+    from gs_mapping.errors import GsMappingError
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.replay import ReplayBus
+
+    cls = node_class("mapper_node")
+    cfg = cls.load_config(str(fast_nodes_config))
+    cfg["mapper"].topics.depth = cfg["mapper"].topics.color
+    with pytest.raises(GsMappingError, match="distinct: /camera/color/image_raw given more than once"):
+        cls(ReplayBus().context("mapper_node"), cfg)

@@ -30,6 +30,13 @@ import itertools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from .errors import ConfigError
+
+
+class SyncConfigError(ConfigError, ValueError):
+    """A synchroniser set up wrongly (e.g. one topic as two inputs): a one-line configuration error
+    for the CLI and nodes, still a ValueError for callers that catch that."""
+
 
 class ApproximateTimeSynchronizer:
     """Match one message from every input with stamps within ``slop`` seconds of each other.
@@ -47,13 +54,16 @@ class ApproximateTimeSynchronizer:
     ):
         names = list(range(inputs)) if isinstance(inputs, int) else list(inputs)
         if len(names) < 2:
-            raise ValueError(f"need at least two inputs to synchronise, got {len(names)}")
+            raise SyncConfigError(f"need at least two inputs to synchronise, got {len(names)}")
         if len(set(names)) != len(names):
-            raise ValueError(f"input names must be distinct: {names}")
+            twice = sorted({str(n) for n in names if names.count(n) > 1})
+            raise SyncConfigError(
+                f"synchroniser inputs must be distinct: {', '.join(twice)} given more than once"
+            )
         if queue_size < 1:
-            raise ValueError(f"queue_size must be ≥ 1, got {queue_size}")
+            raise SyncConfigError(f"queue_size must be ≥ 1, got {queue_size}")
         if slop < 0:
-            raise ValueError(f"slop must be ≥ 0 seconds, got {slop}")
+            raise SyncConfigError(f"slop must be ≥ 0 seconds, got {slop}")
         self.names = names
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop * 1e9))
