@@ -6,9 +6,11 @@ Bad input raises :class:`gs_mapping.errors.MessageError` (TF: :class:`~gs_mappin
 naming the message type, the field and what was wrong.
 
 Modules: ``factory`` (factories, CDR, stamps, headers), ``image``, ``compressed_image``,
-``camera_info``, ``pointcloud2``, ``tf_message``, ``markers``, ``std`` (UInt8MultiArray, String).
+``compressed_depth`` (image_transport's compressedDepth, png and rvl), ``camera_image`` (colour or
+depth from whichever of Image / CompressedImage a robot recorded), ``camera_info``, ``pointcloud2``, ``tf_message``, ``markers``, ``std`` (UInt8MultiArray, String).
 """
 
+from .camera_image import color_to_rgb, depth_to_metres
 from .camera_info import (
     CAMERA_INFO,
     CameraIntrinsics,
@@ -16,6 +18,7 @@ from .camera_info import (
     camera_info_to_intrinsics,
     intrinsics_to_camera_info,
 )
+from .compressed_depth import compressed_depth_to_metres, compressed_depth_to_numpy, numpy_to_compressed_depth
 from .compressed_image import COMPRESSED_IMAGE, compressed_image_to_numpy, numpy_to_compressed_image
 from .factory import (
     NS_PER_S,
@@ -95,6 +98,11 @@ __all__ = [
     "camera_info_to_camera",
     "camera_info_to_intrinsics",
     "intrinsics_to_camera_info",
+    "color_to_rgb",
+    "depth_to_metres",
+    "compressed_depth_to_metres",
+    "compressed_depth_to_numpy",
+    "numpy_to_compressed_depth",
     "COMPRESSED_IMAGE",
     "compressed_image_to_numpy",
     "numpy_to_compressed_image",
