@@ -225,6 +225,7 @@ class MapperNode(NodeBase):
         self.diag.latency("frame", time.perf_counter() - t0)
         self.diag.values["gaussians"] = len(self.mapper.gmap)
         self.diag.values["keyframes"] = self.mapper.stats.keyframes
+        self.diag.values["frames_used"] = self.mapper.stats.frames
 
     # -- waiting for TF (tf2's message filter, for the newest frame) --------------------------------
     def on_tf(self, msg: Any, static: bool) -> None:
