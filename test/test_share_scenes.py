@@ -79,3 +79,50 @@ def test_byte_accounting_is_an_explicit_return():
     again: dict = {}
     encode_map(g, QuantParams.from_quality(2), n_levels=1, stats=again)
     assert again == stats  # nothing accumulates between calls (no global)
+
+
+def _palette_scene(n=6000, entries=300, seed=14) -> GaussianMap:
+    """A scene whose higher SH come from a small palette (as SOG stores them)."""
+    g = synthetic_map(n, 2, seed=seed)
+    rng = np.random.default_rng(seed)
+    pal = rng.normal(0, 0.3, (entries, 8, 3)).astype(np.float32)
+    sh = g.sh.copy()
+    sh[:, 1:] = pal[rng.integers(entries, size=n)]
+    return _scene(
+        GaussianMap(
+            2, means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits, sh=sh
+        ),
+        np.arange(n),
+    )
+
+
+def test_sh_palette_is_found_and_exact(monkeypatch):
+    from gs_map_share import section
+
+    g = _palette_scene()
+    p = QuantParams.from_quality(3)
+    stats: dict = {}
+    data, _ = encode_map(g, p, n_levels=1, stats=stats)
+    assert "sh_palette_index" in stats
+    assert np.array_equal(_rows(decode_map(data)), _rows(quantize(g, p)))
+    monkeypatch.setattr(section, "PALETTE_MIN", 1 << 40)  # the per-coefficient form
+    direct, _ = encode_map(g, p, n_levels=1)
+    assert len(data) < 0.75 * len(direct)
+    assert np.array_equal(_rows(decode_map(direct)), _rows(quantize(g, p)))
+
+
+def test_sh_palette_fuzz_only_decode_errors():
+    from gs_map_share.container import reseal
+    from gs_map_share.errors import DecodeError
+
+    data, _ = encode_map(_palette_scene(5000, 200, 15), QuantParams.from_quality(2), n_levels=1)
+    rng = np.random.default_rng(3)
+    start = len(data) // 2  # the leaves' attribute and SH streams
+    for _ in range(300):
+        b = bytearray(data)
+        for _ in range(rng.integers(1, 4)):
+            b[rng.integers(start, len(b))] ^= 1 << int(rng.integers(8))
+        try:
+            decode_map(reseal(bytes(b)))
+        except DecodeError:
+            pass

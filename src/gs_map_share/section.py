@@ -391,9 +391,50 @@ def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None) -> 
     """The Gaussians' fields after their geometry, in id order: level, attributes, higher SH."""
     _put(w, q.level.astype(np.int64), signed=False, label="level")
     _put_coarse(w, Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc), pc, params)
-    cols = _columns(q.rest.reshape(len(q), -1))
+    rows = q.rest.reshape(len(q), -1)
+    if rows.shape[1] and _put_sh_palette(w, rows):
+        return
+    cols = _columns(rows)
     for j in range(0, len(cols), 3):
         _put_sh_coefficient(w, cols[j : j + 3])
+
+
+PALETTE_MODE = 5  # a stream-mode byte no plain stream (0..3) or joint coefficient (4) uses
+PALETTE_MIN = 4096  # Gaussians: below this, a palette's own streams cost more than it saves
+
+
+def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
+    """The higher SH of all Gaussians as a palette when many share the same quantised coefficients
+    (a scene that was already vector-quantised, such as SOG's 64k-entry SH palette): ``u8 5,
+    varint K``, the K distinct rows (in order of first use) coded as K Gaussians' coefficients
+    are, then an unsigned stream of n row indices (< K). Taken when estimated smaller."""
+    n, k3 = rows.shape
+    if n < PALETTE_MIN:
+        return False
+    rows = np.ascontiguousarray(rows, np.int32)
+    v = rows.view(np.dtype((np.void, 4 * k3))).ravel()
+    _, first, inv = np.unique(v, return_index=True, return_inverse=True)
+    k = len(first)
+    if k > n // 4:
+        return False
+    order = np.argsort(first, kind="stable")  # palette in order of first use
+    rank = np.empty(k, np.int64)
+    rank[order] = np.arange(k)
+    idx = rank[inv.reshape(-1)]
+    pal = rows[first[order]]
+    sub = rows[::8].astype(np.int64)  # the direct form, estimated on every 8th Gaussian
+    direct = 8 * sum(Stats(sub[:, c], keep_u=False).best()[1] for c in range(k3))
+    pal_bits = sum(Stats(pal[:, c].astype(np.int64), keep_u=False).best()[1] for c in range(k3))
+    pal_bits += Stats(idx, signed=False, keep_u=False).best()[1]
+    if pal_bits >= 0.9 * direct:
+        return False
+    w.u8(PALETTE_MODE)
+    w.varint(k)
+    cols = _columns(pal)
+    for j in range(0, k3, 3):
+        _put_sh_coefficient(w, cols[j : j + 3])
+    _put(w, idx, signed=False, label="sh_palette_index")
+    return True
 
 
 def octree_rows(q: QMap, params: QuantParams) -> np.ndarray:
@@ -759,12 +800,19 @@ def _get_leaves(
     # |v| ≤ 64 / step + 1 (the quantisation range), checked by the stream on what its
     # structure leaves open: no scan of all-zero or sparse columns
     bound = np.floor(np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1).astype(np.int64)
-    for j in range(0, k3, 3):
-        if r.remaining and r.data[r.pos] == JOINT_MODE:
-            _get_sh_joint(r, cols[j : j + 3], int(bound[j]))
-            continue
-        for c in range(3):
-            decode_stream(r, n, int32=True, out=cols[j + c], zeroed=True, limit=int(bound[j + c]))
+    if k3 and n and r.remaining and r.data[r.pos] == PALETTE_MODE:
+        r.u8()
+        k = r.varint(n)  # a palette never has more rows than Gaussians: bounded allocation
+        if k < 1:
+            raise r.fail("empty SH palette")
+        pal = np.zeros((k3, k), np.int32)
+        _get_sh_cols(r, pal, bound)
+        idx = decode_stream(r, n, signed=False, int32=True, limit=k - 1)
+        if idx.max() >= k:
+            raise r.fail("SH palette index out of range")
+        cols = pal[:, idx]
+    else:
+        _get_sh_cols(r, cols, bound)
     r.end()
     _check_ranges(leaf, params, where)
     return QMap(
@@ -779,6 +827,17 @@ def _get_leaves(
         leaf.dc,
         cols.T.reshape(n, -1, 3),
     )  # a view: no transposed copy
+
+
+def _get_sh_cols(r: Reader, cols: np.ndarray, bound: np.ndarray) -> None:
+    """The per-coefficient SH streams into ``cols`` (3·(K−1), n) int32 zeros."""
+    n = cols.shape[1]
+    for j in range(0, len(cols), 3):
+        if r.remaining and r.data[r.pos] == JOINT_MODE:
+            _get_sh_joint(r, cols[j : j + 3], int(bound[j]))
+            continue
+        for c in range(3):
+            decode_stream(r, n, int32=True, out=cols[j + c], zeroed=True, limit=int(bound[j + c]))
 
 
 def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
