@@ -22,6 +22,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+THREE = (
+    "hd_map_node",
+    "mapper_node",
+    "map_receiver_node",
+)  # the pipeline (the fleet server has its own tests)
 FULL_YAML = REPO / "config" / "full.yaml"
 
 # Fast settings for the world bag; integers written for float parameters on purpose (issue 20 #4).
@@ -206,7 +211,7 @@ def pipeline(ros, world_bag, tmp_path_factory):
 
     from gs_mapping.bag import BagReader
     from gs_mapping.messages import default_factory
-    from gs_mapping.nodes.registry import NODES, node_class
+    from gs_mapping.nodes.registry import node_class
     from gs_mapping.runtime.rclpy_runtime import close_node, create_node
 
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -237,7 +242,7 @@ def pipeline(ros, world_bag, tmp_path_factory):
         one = f.make("tf2_msgs/msg/TFMessage", transforms=[tr])
         player.publish("/tf_static", types["/tf_static"], one, latched=True, key=f"/tf_static#{i}")
     nodes = {}
-    for name in NODES:
+    for name in THREE:
         nodes[name] = create_node(node_class(name), context)
         executor.add_node(nodes[name][0])
     out["nodes"] = nodes
@@ -304,7 +309,7 @@ def pipeline(ros, world_bag, tmp_path_factory):
     context.try_shutdown()
     for node, obj in nodes.values():
         close_node(node, obj)
-    out["after_shutdown_publishers"] = [p.topic for p in standin.BUS.publishers if p.node.name in NODES]
+    out["after_shutdown_publishers"] = [p.topic for p in standin.BUS.publishers if p.node.name in THREE]
     return out
 
 
