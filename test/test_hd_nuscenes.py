@@ -412,3 +412,30 @@ def test_missing_devkit_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "nuscenes.nuscenes", None)
     with pytest.raises(nu.NuScenesError, match="nuscenes-devkit"):
         nu._devkit()
+
+
+def test_hd_train_reads_nuscenes_samples(dataroot, tmp_path):
+    """`hd-train --data nuscenes`: samples of an official split, the rig's cameras, GT in base_link."""
+    import dataclasses
+
+    from gsmap_hd.model_config import TrainConfig
+    from gsmap_hd.train import train
+
+    src = nu.NuScenesSamples(dataroot, "v1.0-mini", "mini_train", "front")
+    assert len(src) == 2 and src[0].images.shape == (1, 90, 160, 3) and src[0].elements
+    with pytest.raises(nu.NuScenesError, match="mini_val"):
+        nu.NuScenesSamples(dataroot, "v1.0-mini", "mini_val", "front")
+    cfg = dataclasses.replace(
+        TrainConfig(),
+        data="nuscenes",
+        nuscenes_root=str(dataroot),
+        nuscenes_version="v1.0-mini",
+        nuscenes_train_split="mini_train",
+        nuscenes_eval_split="mini_train",
+        steps=1,
+        batch_size=1,
+        train_frames=1,
+        eval_every=0,
+    )
+    last = train(cfg, tmp_path / "run", progress=False)
+    assert last["step"] == 1 and np.isfinite(last["loss"])

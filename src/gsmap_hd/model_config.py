@@ -109,7 +109,13 @@ class TrainConfig:
     eval_every: int = 500
     eval_frames: int = 32
     # data from the driving world (or the built-in flat-road scenes)
-    data: Literal["world", "flat"] = "world"
+    data: Literal["world", "flat", "nuscenes"] = "world"
+    # data nuscenes: the dataset root (tables, samples/, maps/expansion/), its version and the splits
+    # trained on and evaluated on (the devkit's official names: train/val, mini_train/mini_val)
+    nuscenes_root: str = ""
+    nuscenes_version: str = "v1.0-trainval"
+    nuscenes_train_split: str = "train"
+    nuscenes_eval_split: str = "val"
     rig: Literal["front", "surround"] = "front"
     # the ground the rig covers (gsmap_hd.region): GT and predictions are clipped to it in training,
     # evaluation, hd-predict/hd-eval and the node. auto = frustum (front rig) / patch (surround rig)

@@ -425,3 +425,50 @@ class NuScenesMapGT:
 def gt_document(frames: Sequence[NuScenesFrame]) -> dict:
     """``{"GTs": [...]}`` for hd-eval (add your ``"results"`` in the same sample order)."""
     return {"GTs": [f.to_eval() for f in frames]}
+
+
+NUSCENES_CAMERAS = {
+    "front": ("CAM_FRONT",),
+    "surround": (
+        "CAM_FRONT",
+        "CAM_FRONT_RIGHT",
+        "CAM_FRONT_LEFT",
+        "CAM_BACK",
+        "CAM_BACK_LEFT",
+        "CAM_BACK_RIGHT",
+    ),
+}
+
+
+class NuScenesSamples:
+    """Training/evaluation samples of one nuScenes split (``hd-train --data nuscenes``): ``source[i]``
+    is key-frame sample i of the split's scenes (scene order, then time order) as a
+    :class:`gsmap_hd.data.Sample` of the rig's cameras, images read from disk on every access (the
+    dataset does not fit in memory). ``split``: the devkit's official split names (``train``, ``val``,
+    ``mini_train``, ``mini_val``) or ``all``."""
+
+    def __init__(self, dataroot, version: str, split: str, rig: str = "front") -> None:
+        if rig not in NUSCENES_CAMERAS:
+            raise NuScenesError(f"rig {rig!r}: expected one of {sorted(NUSCENES_CAMERAS)}")
+        self.gt = NuScenesMapGT(dataroot, version)
+        have = self.gt.scenes()
+        if split == "all":
+            scenes = have
+        else:
+            from nuscenes.utils.splits import create_splits_scenes  # the devkit, imported by NuScenesMapGT
+
+            splits = create_splits_scenes()
+            if split not in splits:
+                raise NuScenesError(f"split {split!r}: expected all or one of {sorted(splits)}")
+            wanted = set(splits[split])
+            scenes = [s for s in have if s in wanted]
+        if not scenes:
+            raise NuScenesError(f"{dataroot} ({version}): no scene of split {split!r}")
+        self.tokens = self.gt.sample_tokens(scenes)
+        self.channels = NUSCENES_CAMERAS[rig]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int):
+        return self.gt.frame(self.tokens[i]).to_sample(self.channels)

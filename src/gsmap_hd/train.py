@@ -4,6 +4,7 @@ periodic evaluation with the reference metrics (``gsmap_hd.metrics``) on held-ou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -141,6 +142,17 @@ def train(
     torch.set_num_threads(max(1, cfg.num_threads))
     torch.manual_seed(cfg.seed)
     size = tuple(cfg.model.image_size)
+    if cfg.data == "nuscenes" and source is None:
+        from .nuscenes import NuScenesSamples
+
+        source = NuScenesSamples(cfg.nuscenes_root, cfg.nuscenes_version, cfg.nuscenes_train_split, cfg.rig)
+        eval_source = eval_source or NuScenesSamples(
+            cfg.nuscenes_root, cfg.nuscenes_version, cfg.nuscenes_eval_split, cfg.rig
+        )
+        if cfg.train_frames > len(source):
+            log.info(f"nuScenes {cfg.nuscenes_train_split}: {len(source)} samples (train_frames lowered)")
+            cfg = dataclasses.replace(cfg, train_frames=len(source))
+        cfg = dataclasses.replace(cfg, eval_frames=min(cfg.eval_frames, len(eval_source)))
     source = source or SampleSource(cfg.data, cfg.rig, cfg.data_seed, size)
     eval_source = eval_source or SampleSource(cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, size)
     model = GSMapModel(cfg.model).to(device)
@@ -163,8 +175,14 @@ def train(
         log.info(f"resumed from {last} at step {start}")
     (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     crit = GSMapCriterion(cfg.model, cfg.loss)
-    # Render the training frames once, in order (consecutive frames share a drive/world).
-    for i in tqdm(range(cfg.train_frames), desc="hd-train data", disable=not progress, leave=False):
+    # Render the training frames once, in order (consecutive frames share a drive/world); nuScenes
+    # samples are read from disk when used
+    for i in tqdm(
+        range(0 if cfg.data == "nuscenes" else cfg.train_frames),
+        desc="hd-train data",
+        disable=not progress,
+        leave=False,
+    ):
         source[i]
     region = sample_region(cfg, source[0])
     log.info(f"training region: {region.name} ({region.area:.0f} m² of the patch)")

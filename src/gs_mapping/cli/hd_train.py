@@ -17,7 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="training steps")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--data", choices=("world", "flat"), help="world (gs_mapping.world) or flat-road scenes")
+    p.add_argument(
+        "--data",
+        choices=("world", "flat", "nuscenes"),
+        help="world (gs_mapping.world), flat-road scenes, or nuScenes (--nuscenes-root; GPU)",
+    )
+    p.add_argument("--nuscenes-root", help="nuScenes dataset root (tables, samples/, maps/expansion/)")
+    p.add_argument("--nuscenes-version", help="e.g. v1.0-trainval (default) or v1.0-mini")
+    p.add_argument("--nuscenes-splits", nargs=2, metavar=("TRAIN", "EVAL"), help="default: train val")
     p.add_argument("--rig", choices=("front", "surround"))
     p.add_argument("--frames", type=int, help="number of distinct training frames")
     p.add_argument(
@@ -63,6 +70,10 @@ def build_config(args: argparse.Namespace):
         "data": args.data,
         "rig": args.rig,
         "train_frames": args.frames,
+        "nuscenes_root": args.nuscenes_root,
+        "nuscenes_version": args.nuscenes_version,
+        "nuscenes_train_split": args.nuscenes_splits[0] if args.nuscenes_splits else None,
+        "nuscenes_eval_split": args.nuscenes_splits[1] if args.nuscenes_splits else None,
         "region": args.region,
         "augment_flip": args.augment_flip,
         "augment_color": args.augment_color,
@@ -87,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_frames < 1:
         raise ConfigError("--steps, --batch-size and --frames must be >= 1")
+    if cfg.data == "nuscenes" and not cfg.nuscenes_root:
+        raise ConfigError("--data nuscenes needs --nuscenes-root (or hd_train.nuscenes_root)")
     last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"out": args.out, **{k: v for k, v in last.items()}}, default=float))
     return 0
