@@ -73,6 +73,13 @@ def test_clipping_follows_maptr_rules():
     np.testing.assert_allclose(same, loop)
     (cut,) = clip_element(np.vstack([loop, [[-4.0, 6]]]), False, half)
     np.testing.assert_allclose(cut, np.vstack([loop, [[0.0, 6]]]))
+    # a predicted crossing that crosses itself (a bow-tie) is kept as predicted inside the region,
+    # and cut lobe by lobe (both kept) where it leaves it
+    bow = np.array([[4.0, -1], [8, 1], [8, -1], [4, 1], [4, -1]])
+    (kept,) = clip_element(bow, True, half)
+    np.testing.assert_allclose(kept, bow)
+    lobes = clip_element(bow - [6.0, 0], True, half)
+    assert sum(_area(r) for r in lobes) == pytest.approx(2.0)
     # a closed line cut by the border: one piece through its start point
     ring = np.array([[5.0, -2], [5, 2], [-5, 2], [-5, -2], [5, -2]])
     (piece,) = clip_element(ring, False, half)
@@ -139,6 +146,10 @@ def test_mirror_keeps_images_calibration_and_gt_consistent(rig):
                 assert b is not None and np.allclose(b, [63 - a[0], a[1]], atol=1e-6)
     np.testing.assert_array_equal(m.images[:, :, ::-1], s.images)
     np.testing.assert_allclose(m.elements[0][1], [[3.0, -1.0], [9, -2]])
+
+
+def _area(r):
+    return 0.5 * abs(np.dot(r[:-1, 0], r[1:, 1]) - np.dot(r[1:, 0], r[:-1, 1]))
 
 
 def _project(K, T, p):

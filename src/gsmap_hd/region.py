@@ -155,9 +155,13 @@ def clip_element(pts, is_polygon: bool, region: Region) -> list[np.ndarray]:
     if is_polygon:
         if len(pts) < 3:
             return []
+        if _inside_convex(pts, region.polygon):  # nothing to cut: the ring as it is, closed
+            return [pts if np.allclose(pts[0], pts[-1]) else np.vstack([pts, pts[:1]])]
         geom = Polygon(pts)
-        if not geom.is_valid:
-            geom = geom.buffer(0)
+        if not geom.is_valid:  # a predicted ring may cross itself: keep every lobe
+            import shapely
+
+            geom = shapely.make_valid(geom)
         if geom.is_empty:
             return []
         clipped = geom.intersection(region.polygon)
@@ -176,12 +180,9 @@ def _clip_polyline(pts: np.ndarray, poly, eps: float = 1e-9) -> list[np.ndarray]
     """The runs of a polyline inside ``poly``, its vertices in their order: cut where it leaves the
     region, one piece per run. Segment by segment, so a line that crosses itself is not re-noded
     (shapely's line ∩ polygon splits at self-crossings and line_merge may re-order the pieces)."""
-    from shapely import contains_xy
     from shapely.geometry import LineString
 
-    inside = contains_xy(poly, pts[:, 0], pts[:, 1])
-    convex = abs(poly.convex_hull.area - poly.area) <= 1e-9 * max(1.0, poly.area)
-    if inside.all() and convex:  # every segment of a convex region's inner points is inside
+    if _inside_convex(pts, poly):  # every segment between a convex region's inner points is inside
         return [pts] if _length(pts) > 1e-3 else []
     runs: list[list[np.ndarray]] = []
     open_run = False  # the previous segment ended inside, at its end point
@@ -218,6 +219,14 @@ def _clip_polyline(pts: np.ndarray, poly, eps: float = 1e-9) -> list[np.ndarray]
         if _length(arr) > 1e-3:
             out.append(arr)
     return out
+
+
+def _inside_convex(pts: np.ndarray, poly) -> bool:
+    """All points inside a convex ``poly`` (then so is every segment between them)."""
+    from shapely import contains_xy
+
+    convex = abs(poly.convex_hull.area - poly.area) <= 1e-9 * max(1.0, poly.area)
+    return convex and bool(contains_xy(poly, pts[:, 0], pts[:, 1]).all())
 
 
 def _length(p: np.ndarray) -> float:
