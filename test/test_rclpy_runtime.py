@@ -111,6 +111,7 @@ class Player:
     OUTPUTS = {
         "/hd_map_node/lanes": "visualization_msgs/msg/MarkerArray",
         "/hd_map_node/lanes_json": "std_msgs/msg/String",
+        "/hd_map_node/lanes_delta": "std_msgs/msg/UInt8MultiArray",
         "/mapper_node/map_delta": "std_msgs/msg/UInt8MultiArray",
         "/mapper_node/map_snapshot": "std_msgs/msg/UInt8MultiArray",
         "/map_receiver_node/map_cloud": "sensor_msgs/msg/PointCloud2",
@@ -323,6 +324,7 @@ def test_three_nodes_run_the_bag_and_the_receiver_rebuilds_the_mappers_map(pipel
     got = pipeline["outputs_before_hostile"]
     assert got["/mapper_node/map_delta"] == mapper.deltas
     assert got["/hd_map_node/lanes"] >= 2 and got["/hd_map_node/lanes_json"] == got["/hd_map_node/lanes"]
+    assert got["/hd_map_node/lanes_delta"] >= 1
     assert got["/map_receiver_node/map_cloud"] >= 1 and got["/mapper_node/map_snapshot"] >= 1
     cloud = p.got["/map_receiver_node/map_cloud"][-1]
     assert [fd.name for fd in cloud.fields] == ["x", "y", "z", "rgb", "opacity", "scale"]
