@@ -8,7 +8,8 @@ Modules (byte-level format: docs/format.md):
 - ``octree``/``section`` — per-tile octree geometry with levels of detail and aggregated Gaussians.
 - ``snapshot`` — whole maps (``encode_map``, ``decode_map``); ``delta`` — changes by id and the
   sender (``MapSender``); ``receiver`` — ``MapStore``, in-sequence application that never loses the map.
-- ``lanes`` — the HD map's vector lanes; ``spz`` — Niantic SPZ v2 export.
+- ``lanes`` — the HD map's vector lanes. Other 3DGS file formats (PLY, SPZ v1–v4, PlayCanvas
+  compressed PLY and SOG) are core I/O: ``gs_mapping.splat_formats``.
 
 Test and benchmark material (synthetic rooms, a seeded faulty link) lives in ``test/`` and does not ship.
 """
