@@ -58,8 +58,8 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
         return np.dtype(code), channels
     m = _GENERIC.match(encoding)
     if m and encoding in SUPPORTED_ENCODINGS:
-        bits, kind, channels = m.groups()
-        return np.dtype(f"{_GENERIC_KIND[kind]}{int(bits) // 8}"), int(channels)
+        bits, kind, n = m.groups()
+        return np.dtype(f"{_GENERIC_KIND[kind]}{int(bits) // 8}"), int(n)
     raise MessageError(
         f"{IMAGE}.encoding: unknown or unsupported encoding {encoding!r} "
         f"(supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16, rgb16, bgr16, rgba16, "

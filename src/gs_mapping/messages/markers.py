@@ -32,7 +32,8 @@ def _rgba(rgba: Sequence[float], where: str) -> tuple[float, float, float, float
         c = np.append(c, 1.0)
     if c.size != 4 or not np.all(np.isfinite(c)):
         raise MessageError(f"{where}.color: need finite (r, g, b[, a]) in 0..1, got {list(rgba)}")
-    return tuple(float(v) for v in np.clip(c, 0.0, 1.0))
+    r, g, b, a = (float(v) for v in np.clip(c, 0.0, 1.0))
+    return r, g, b, a
 
 
 def _many(factory: MessageFactory, typename: str, names: tuple[str, ...], rows: list) -> list:

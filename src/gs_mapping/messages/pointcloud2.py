@@ -8,7 +8,7 @@ when reading and written as zeros. Arrays come out native-endian whatever ``is_b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .factory import MessageFactory, _factory, as_uint8_array, make_header, read
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 
 # sensor_msgs/PointField datatype constants → numpy element type
-DATATYPES = {
+DATATYPES: dict[int, np.dtype] = {
     1: np.dtype(np.int8),
     2: np.dtype(np.uint8),
     3: np.dtype(np.int16),
@@ -31,12 +31,26 @@ DATATYPES = {
 _DATATYPE_OF = {dt.str[1:]: code for code, dt in DATATYPES.items()}  # "f4" → 7
 
 
+def _names(dtype: np.dtype) -> tuple[str, ...]:
+    """The field names of a structured dtype (numpy types them Optional)."""
+    return dtype.names or ()
+
+
+def _field(dtype: np.dtype, name: str) -> tuple[np.dtype, int]:
+    """(sub-dtype, byte offset) of field ``name`` of a structured dtype."""
+    fields: Any = dtype.fields  # name → (dtype, offset[, title]); None for a plain dtype
+    sub, offset = fields[name][:2]
+    return sub, int(offset)
+
+
 def fields_to_dtype(
     fields: Any, point_step: int, is_bigendian: bool = False, where: str = POINT_CLOUD2
 ) -> np.dtype:
     """PointField list → a structured dtype (byte order as stored) with itemsize ``point_step``."""
-    order = ">" if is_bigendian else "<"
-    names, formats, offsets = [], [], []
+    order: Literal["<", ">"] = ">" if is_bigendian else "<"
+    names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
     for f in fields:
         name, offset, datatype, count = str(f.name), int(f.offset), int(f.datatype), int(f.count)
         if not name:
@@ -97,28 +111,27 @@ def pointcloud2_to_array(msg: Any, organized: bool = False) -> np.ndarray:
             out = raw.copy()
         else:
             out = np.zeros((height, width), native)
-            for name in native.names:
+            for name in _names(native):
                 out[name] = raw[name]
     return out if organized else out.reshape(-1)
 
 
-def _with_byteorder(dtype: np.dtype, order: str) -> np.dtype:
+def _with_byteorder(dtype: np.dtype, order: Literal["<", ">", "="]) -> np.dtype:
     formats = []
-    for name in dtype.names:
-        sub = dtype.fields[name][0]
+    for name in _names(dtype):
+        sub = _field(dtype, name)[0]
         if sub.subdtype is not None:
             base, shape = sub.subdtype
             formats.append(np.dtype((base.newbyteorder(order), shape)))
         else:
             formats.append(sub.newbyteorder(order))
-    return np.dtype(
-        {
-            "names": list(dtype.names),
-            "formats": formats,
-            "offsets": [dtype.fields[n][1] for n in dtype.names],
-            "itemsize": dtype.itemsize,
-        }
-    )
+    layout: Any = {
+        "names": list(_names(dtype)),
+        "formats": formats,
+        "offsets": [_field(dtype, n)[1] for n in _names(dtype)],
+        "itemsize": dtype.itemsize,
+    }
+    return np.dtype(layout)
 
 
 def array_to_pointcloud2(
@@ -143,8 +156,8 @@ def array_to_pointcloud2(
     height, width = a.shape
     factory = _factory(factory)
     point_fields = []
-    for name in a.dtype.names:
-        sub, offset = a.dtype.fields[name][:2]
+    for name in _names(a.dtype):
+        sub, offset = _field(a.dtype, name)
         base, count = (sub.subdtype[0], int(np.prod(sub.subdtype[1]))) if sub.subdtype else (sub, 1)
         code = _DATATYPE_OF.get(base.str[1:])
         if code is None or (sub.subdtype is not None and base.subdtype is not None):
@@ -155,7 +168,7 @@ def array_to_pointcloud2(
         point_fields.append((offset, name, code, count))  # array order kept: round trips are exact
     target = _with_byteorder(a.dtype, ">" if is_bigendian else "<")
     out = np.zeros((height, width), target)  # zeros: padding bytes are deterministic
-    for name in a.dtype.names:
+    for name in _names(a.dtype):
         out[name] = a[name]
     if is_dense is None:
         is_dense = _all_finite(a)
@@ -177,8 +190,8 @@ def array_to_pointcloud2(
 
 
 def _all_finite(a: np.ndarray) -> bool:
-    names = [n for n in ("x", "y", "z") if n in a.dtype.names] or [
-        n for n in a.dtype.names if a.dtype.fields[n][0].base.kind == "f"
+    names: list[str] = [n for n in ("x", "y", "z") if n in _names(a.dtype)] or [
+        n for n in _names(a.dtype) if _field(a.dtype, n)[0].base.kind == "f"
     ]
     return all(bool(np.all(np.isfinite(a[n]))) for n in names)
 
