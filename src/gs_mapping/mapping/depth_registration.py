@@ -23,12 +23,7 @@ _MAX_FOOTPRINT = 4  # colour pixels per axis one depth pixel may cover (depth up
 def _zbuffer(flat_index: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
     """Nearest z per pixel; +inf where none."""
     out = np.full(size, np.inf, np.float32)
-    if len(z):
-        order = np.lexsort((z, flat_index))  # by pixel, nearest first
-        idx, zs = flat_index[order], z[order]
-        first = np.ones(len(idx), bool)
-        first[1:] = idx[1:] != idx[:-1]
-        out[idx[first]] = zs[first]
+    np.minimum.at(out, flat_index, z.astype(np.float32))  # unbuffered: repeated pixels keep the minimum
     return out
 
 
@@ -74,17 +69,17 @@ def register_depth(
     empty_u, empty_v = hi_u < lo_u, hi_v < lo_v
     lo_u[empty_u], hi_u[empty_u] = cu_[empty_u], cu_[empty_u]
     lo_v[empty_v], hi_v[empty_v] = cv_[empty_v], cv_[empty_v]
-    hi_u = np.minimum(hi_u, lo_u + _MAX_FOOTPRINT - 1)
-    hi_v = np.minimum(hi_v, lo_v + _MAX_FOOTPRINT - 1)
+    nu = np.clip(hi_u - lo_u + 1, 1, _MAX_FOOTPRINT)
+    nv = np.clip(hi_v - lo_v + 1, 1, _MAX_FOOTPRINT)
     zk = zc[ok].astype(np.float32)
-    idx_parts, z_parts = [], []
-    for dv in range(_MAX_FOOTPRINT):
-        for du in range(_MAX_FOOTPRINT):
-            pu, pv = lo_u + du, lo_v + dv
-            m = (pu <= hi_u) & (pv <= hi_v) & (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
-            idx_parts.append(pv[m] * w + pu[m])
-            z_parts.append(zk[m])
-    out = _zbuffer(np.concatenate(idx_parts), np.concatenate(z_parts), w * h).reshape(h, w)
+    # expand each depth pixel into the colour pixels it covers (mostly one): no per-offset passes
+    counts = nu * nv
+    owner = np.repeat(np.arange(len(counts)), counts)
+    k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    pu = lo_u[owner] + k % nu[owner]
+    pv = lo_v[owner] + k // nu[owner]
+    m = (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
+    out = _zbuffer(pv[m] * w + pu[m], zk[owner[m]], w * h).reshape(h, w)
     out[~np.isfinite(out)] = 0.0
     return out
 
