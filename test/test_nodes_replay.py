@@ -181,6 +181,7 @@ def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, fast_nodes_co
     late = t + 60 * 10**9
     bus.inject(color, _image(f, late, frame, np.zeros((240, 320, 3), np.uint8), "rgb8"), late)
     bus.inject(depth, _image(f, late, frame, np.full((240, 320), 1500, np.uint16), "16UC1"), late)
+    bus.advance(late + 10**9)  # node time passes: it waited mapper_node.tf_wait_s for TF, then dropped it
     # a burst of corrupt deltas: random bytes, and real deltas with flipped bits
     rng = np.random.default_rng(0)
     real = mapper.sender.snapshot()

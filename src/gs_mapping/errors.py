@@ -42,13 +42,11 @@ class ExtrapolationError(TFError):
         self.future, self.gap_ns = future, gap_ns
 
 
-def transform_may_arrive(exc: BaseException, within_s: float) -> bool:
-    """True for a TF failure that TF arriving within ``within_s`` can cure: a frame not seen yet,
-    or a stamp at most ``within_s`` after the newest sample (a transform in flight: a live node
-    waits for it, as tf2's message filter does). A stamp further ahead means TF is missing."""
-    if isinstance(exc, UnknownFrameError):
-        return True
-    return isinstance(exc, ExtrapolationError) and exc.future and exc.gap_ns <= within_s * 1e9
+def transform_may_arrive(exc: BaseException) -> bool:
+    """True for a TF failure that more TF can cure: a frame not seen yet, or a stamp after the newest
+    sample (the transform may be in flight, or still waiting in its reader while the node was busy;
+    a live node waits for it, bounded in time, as tf2's message filter does)."""
+    return isinstance(exc, UnknownFrameError) or (isinstance(exc, ExtrapolationError) and exc.future)
 
 
 class MapError(GsMappingError):

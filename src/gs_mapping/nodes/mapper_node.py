@@ -236,8 +236,8 @@ class MapperNode(NodeBase):
         """Keep a pair whose transform may still arrive (at most ``tf_wait_s``); False: drop it now."""
         now = self.ctx.now_ns()
         since = now if since is None else since
-        wait_s = self.node_cfg.tf_wait_s
-        if not transform_may_arrive(exc, wait_s) or now - since > wait_s * 1e9:
+        wait_ns = self.node_cfg.tf_wait_s * 1e9
+        if wait_ns <= 0 or not transform_may_arrive(exc) or now - since > wait_ns:
             return False
         self._waiting = (color, depth, stamp, since)
         self.diag.values["frames_waiting_for_tf"] = 1
