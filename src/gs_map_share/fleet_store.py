@@ -15,7 +15,6 @@ schema version, or holds another fleet map (map id, frame, quantisation, SH degr
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -76,13 +75,15 @@ def identity(global_map_id: int, frame_id: str, params: QuantParams, sh_degree: 
 class FleetStore:
     def __init__(self, path: str, ident: dict):
         self.path = str(path)
-        existed = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             app = self.db.execute("PRAGMA application_id").fetchone()[0]
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             raise FleetStoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
+        # New = no tables and no application id (a missing or empty file; also one whose content so
+        # far is only in the WAL). Anything else must be ours.
+        existed = bool(tables) or app != 0
         if existed and (app != APPLICATION_ID or not TABLES <= tables):
             self.db.close()
             raise FleetStoreError(
