@@ -1,7 +1,7 @@
 """Writes test/data/codec_golden_*.bin: a snapshot and a delta of fixed synthetic maps, encoded by
-this version of gs_map_share. test_guards_format.py checks that today's encoder writes these bytes
-and today's decoder reads them back to the maps quantised. Regenerate (and bump the container
-version, docs/format.md) only when the format changes on purpose:
+this version of gs_map_share. test_guards_format.py checks that today's decoder reads them back to
+the maps quantised. Regenerate (and bump the container version, docs/format.md) only when the
+format changes on purpose:
 
     .venv/bin/python test/data/make_codec_golden.py
 """
