@@ -91,3 +91,75 @@ def test_bag_writer_refuses_its_input(tmp_path):
     with pytest.raises(BagError, match="refusing"):
         BagWriter(tmp_path, overwrite=True, inputs=[bag]).open()
     assert {p.name: p.read_bytes() for p in bag.iterdir()} == before
+
+
+def _with_one_bad_message(src, dst, topic, typename=None):
+    """A copy of bag ``src`` (our writer) with one undecodable message added on ``topic`` (a new
+    topic of ``typename`` when given)."""
+    with BagReader(src) as bag:
+        types = {t.name: (t.type, t.latched) for t in bag.topics}
+        msgs = list(bag.raw_messages())
+    if typename:
+        types[topic] = (typename, False)
+        msgs.insert(len(msgs) // 2, (topic, msgs[len(msgs) // 2][1], b"\x00\x01"))
+    with BagWriter(dst) as out:
+        for name, (type_of, latched) in types.items():
+            out.add_topic(name, type_of, latched=latched)
+        done = False
+        for name, stamp, data in msgs:
+            out.write_raw(name, stamp, data)
+            if name == topic and not done and not typename:
+                out.write_raw(name, stamp + 1, b"\x00\x01\x00\x00\xff\xff\xff\x7f")
+                done = True
+    return dst
+
+
+@pytest.mark.shared_data
+def test_one_bad_message_is_skipped_by_map_and_replay_and_strict_refuses(kitchen_bag, tmp_path):
+    import json
+
+    from hostile_cases import run_cli
+
+    bag = _with_one_bad_message(kitchen_bag, tmp_path / "bad_bag", "/camera/color/image_raw")
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(
+        "/**:\n  ros__parameters:\n    mapper:\n      backend: cpu\n      seeding: {stride: 8}\n"
+        "      optim: {iterations: 1, first_iterations: 1, refine_iterations: 0}\n"
+    )
+    base = [
+        "map",
+        bag,
+        "--device",
+        "cpu",
+        "--config",
+        cfg,
+        "--max-frames",
+        "3",
+        "--no-progress",
+        "--holdout-every",
+        "0",
+    ]
+    o = run_cli([*base, "--out", tmp_path / "m"], "bag-bad-message", inputs=[bag])
+    assert not o.violation and o.result == "ok", o.stderr
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert m["undecodable_messages"] == {"/camera/color/image_raw (sensor_msgs/msg/Image)": 1}
+    o = run_cli(
+        [*base, "--out", tmp_path / "m2", "--strict"],
+        "bag-bad-message",
+        inputs=[bag],
+        must_name=["image_raw"],
+    )
+    assert not o.violation and o.result == "error" and not (tmp_path / "m2").exists()
+    bag = _with_one_bad_message(
+        kitchen_bag, tmp_path / "bad2", "/mapper_node/map_delta", "std_msgs/msg/UInt8MultiArray"
+    )
+    r = ["replay", bag, "--nodes", "map_receiver_node", "--json"]
+    o = run_cli([*r, "--out", tmp_path / "r"], "bag-bad-message", inputs=[bag])
+    assert not o.violation and o.result == "ok"
+    assert json.loads(o.stdout.strip().splitlines()[-1])["undecodable"] == {
+        "/mapper_node/map_delta (std_msgs/msg/UInt8MultiArray)": 1
+    }
+    o = run_cli(
+        [*r, "--out", tmp_path / "r2", "--strict"], "bag-bad-message", inputs=[bag], must_name=["map_delta"]
+    )
+    assert not o.violation and o.result == "error"
