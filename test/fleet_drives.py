@@ -42,6 +42,9 @@ def tiny_config(iterations: int = 2) -> MapperConfig:
     cfg.seeding.stride = 3
     cfg.holdout_every = 0
     cfg.max_depth_m = cfg.seeding.max_depth_m = 25.0
+    # levels of detail at street scale: a tiny camera seeds ~100 Gaussians a frame, metres apart, so
+    # the indoor 0.3 m level-0 voxel would put every one of them on level 0
+    cfg.levels.base_voxel_m = 4.0
     return cfg
 
 

@@ -62,7 +62,7 @@ def test_receivers_follow_the_global_map_through_a_restart(recs, tmp_path):
     bus = ReplayBus()
     acks = []
     bus.subscribe("/map_server_node/ack", lambda m: acks.append(json.loads(m.data)))
-    server = _server(bus, store, compact_after=2, global_snapshot_every=3)
+    server = _server(bus, store, compact_after=4, global_snapshot_every=3)
     rx1 = _receiver(bus, "rx1")
     t = [0]
     half = [len(r.containers) // 2 for r in recs]
@@ -109,7 +109,17 @@ def test_receivers_follow_the_global_map_through_a_restart(recs, tmp_path):
     server.close()
 
 
-def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path):
+@pytest.mark.parametrize(
+    "estimate, level", [(None, 1), (1, 3)], ids=["levels_0_1", "all_levels_optimistic_estimate"]
+)
+def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path, monkeypatch, estimate, level):
+    """Pages within max_bytes whose union is exactly the global Gaussians near the pose at levels
+    <= k; with a far too optimistic first size guess, the answer must be re-cut to fit."""
+    import gs_map_share.region as region
+
+    if estimate is not None:
+        monkeypatch.setattr(region, "ESTIMATE_BYTES", estimate)
+        monkeypatch.setattr(region, "ESTIMATE_TILE_BYTES", estimate)
     bus = ReplayBus()
     server = _server(bus, tmp_path / "f.sqlite3")
     t = [0]
@@ -128,9 +138,9 @@ def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path):
     # all pages together = exactly the global Gaussians in tiles within R with level <= k
     got, cursor, pages, tiles = [], 0, 0, []
     while cursor is not None:
-        a = ask(radius_m=12.0, max_level=2, max_bytes=4096, cursor=cursor)
+        a = ask(radius_m=12.0, max_level=level, max_bytes=2048, cursor=cursor)
         assert a.status == "ok", a.error
-        assert len(a.to_bytes()) <= 4096 + 1024 and len(a.container) <= 4096
+        assert len(a.container) <= 2048
         if a.container:
             h, q = decode_snapshot(a.container)
             assert h.map_id == 1000000 and h.seq == server.merge.global_seq
@@ -145,9 +155,12 @@ def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path):
     t_all = g.pos >> tb
     lo = t_all * edge
     near = np.clip(np.array([pose[0], pose[1], 0.0]), lo, lo + edge)
-    inside = (np.linalg.norm(near - np.array([pose[0], pose[1], 0.0]), axis=1) <= 12.0) & (g.level <= 2)
-    want = g.take(np.flatnonzero(inside))
+    near_enough = np.linalg.norm(near - np.array([pose[0], pose[1], 0.0]), axis=1) <= 12.0
+    want = g.take(np.flatnonzero(near_enough & (g.level <= level)))
     assert len(want) and QMap.concat(got).equals(want)
+    assert {0, 1} <= set(want.level.tolist())
+    if level < 3:
+        assert (g.level[near_enough] > level).any()  # the level cut is real
     assert {tuple(x) for x in (want.pos >> tb).tolist()} <= set(map(tuple, tiles))
     # progressive: the answer is layered, coarse levels first
     a = ask(radius_m=30.0, max_level=3, max_bytes=1 << 20)

@@ -158,7 +158,7 @@ def answer(
     wanted = gmap.level <= req.max_level
     uniq, counts = np.unique(rk[wanted], return_counts=True)
     # first guess from ESTIMATE_BYTES per Gaussian (+ per tile), then shrink to what really fits
-    est = ESTIMATE_BYTES * _count_in(uniq, counts, _as_keys(order)) + 64
+    est = ESTIMATE_BYTES * _count_in(uniq, counts, _as_keys(order)) + ESTIMATE_TILE_BYTES
     n = max(1, int(np.searchsorted(np.cumsum(est), req.max_bytes - 1024, side="right")))
     sel = order[:n]
     for _ in range(12):
@@ -180,6 +180,7 @@ def answer(
 
 
 ESTIMATE_BYTES = 10  # per Gaussian, a first guess of a page's size (quality 2 maps: 6..10 B/G)
+ESTIMATE_TILE_BYTES = 64  # per tile (small sections cost more per Gaussian)
 
 
 def _count_in(uniq: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> np.ndarray:
