@@ -141,6 +141,7 @@ def test_one_bad_message_is_skipped_by_map_and_replay_and_strict_refuses(kitchen
     ]
     o = run_cli([*base, "--out", tmp_path / "m"], "bag-bad-message", inputs=[bag])
     assert not o.violation and o.result == "ok", o.stderr
+    assert "skipped 1 undecodable message(s): /camera/color/image_raw" in o.stdout
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert m["undecodable_messages"] == {"/camera/color/image_raw (sensor_msgs/msg/Image)": 1}
     o = run_cli(

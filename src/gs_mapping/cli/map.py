@@ -147,4 +147,10 @@ def run(args: argparse.Namespace) -> int:
         f"{h['ssim']:.3f}, depth L1 {100 * h['depth_l1_m']:.1f} cm; "
         f"{m['seconds_per_keyframe_p50']:.2f} s/keyframe (median) → {args.out}"
     )
+    bad = m.get("undecodable_messages") or {}
+    if bad:  # skipped, not fatal (--strict makes them errors)
+        print(
+            f"map: skipped {sum(bad.values())} undecodable message(s): "
+            + ", ".join(f"{k} {v}" for k, v in bad.items())
+        )
     return 0
