@@ -74,11 +74,12 @@ def test_shared_map_lies_on_the_worlds_surfaces(world_replay):
         _, depth, alpha = render(shared, cam, backend="cpu").numpy()
         covered = np.isfinite(true_depth) & (true_depth <= MAPPED_RANGE_M) & (alpha > 0.5)
         assert covered.mean() > 0.3, f"frame {i}: the map covers {covered.mean():.0%} of the mapped range"
-        rel = np.abs(depth[covered] / alpha[covered] - true_depth[covered]) / true_depth[covered]
+        # the renderer's depth is already the expected depth (normalised by alpha)
+        rel = np.abs(depth[covered] - true_depth[covered]) / true_depth[covered]
         errors.append(float(np.median(rel)))
-    # here 0.06 at the first frame (seeded from its depth) growing to 0.34 at the eighth with these
-    # few optimiser steps; with the pose inverted the map covers almost nothing of the view
-    assert errors[0] < 0.12 and np.median(errors) < 0.3, errors
+    # about 0.03-0.05 per frame here (beyond 20 m about 0.2); with the pose inverted the map covers
+    # almost nothing of the view
+    assert max(errors) < 0.1, errors
 
 
 @pytest.fixture(scope="module")
