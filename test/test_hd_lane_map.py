@@ -127,3 +127,20 @@ def _mean_dist(a, b):
 
     d, _, _, _ = project(a, b)
     return float(d.mean())
+
+
+def test_a_line_across_a_lane_is_not_merged_into_it():
+    """A divider seen crossing a boundary (an intersection) is its own lane, and the boundary keeps
+    its shape; the same divider seen again along itself is merged."""
+    lm = LaneMap()
+    along = Obs(0, 0.8, np.stack([np.linspace(0, 30, 31), np.zeros(31)], 1))
+    across = Obs(0, 0.8, np.stack([np.full(7, 15.0), np.linspace(-3, 3, 7)], 1))
+    for _ in range(2):
+        lm.update([along, across])
+    tracks = lm.published()
+    assert len(tracks) == 2
+    straight = max(tracks, key=lambda t: t.length())
+    np.testing.assert_allclose(straight.points[:, 1], 0.0, atol=1e-9)
+    shifted = Obs(0, 0.8, along.points + [5.0, 0.3])
+    lm.update([shifted])
+    assert len(lm.published()) == 2 and max(t.length() for t in lm.published()) == pytest.approx(35, abs=1.0)

@@ -131,15 +131,37 @@ def project(q: np.ndarray, line: np.ndarray):
     return d[rows, j], station, closest[rows, j], cum[-1]
 
 
-def line_overlap(obs: np.ndarray, track: np.ndarray, assoc_dist: float, spacing: float):
-    """(overlap length m, mean distance over the overlap) of a densified observation against a track."""
+def _tangents(p: np.ndarray) -> np.ndarray:
+    t = np.gradient(p, axis=0)
+    return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+
+
+def line_overlap(
+    obs: np.ndarray, track: np.ndarray, assoc_dist: float, spacing: float, min_cos: float = 0.85
+):
+    """(overlap length m, mean distance over the overlap) of a densified observation against a track.
+    Overlapping points must run along the track (direction within ~30°, either way): a line that
+    crosses the track (a divider or boundary at an intersection) does not overlap it."""
     if len(track) < 2 or len(obs) < 2:
         return 0.0, np.inf
-    d, s, _, length = project(obs, track)
+    d, s, closest, length = project(obs, track)
     inside = (d < assoc_dist) & (s >= -0.5 * spacing) & (s <= length + 0.5 * spacing)
+    if inside.any():
+        # the track's direction at the closest points (the segment each projects onto)
+        seg = np.clip(np.searchsorted(_stations(track), s[inside]) - 1, 0, len(track) - 2)
+        dirs = track[seg + 1] - track[seg]
+        dirs = dirs / np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-12)
+        cos = np.abs((_tangents(obs)[inside] * dirs).sum(1))
+        keep = np.flatnonzero(inside)[cos >= min_cos]
+        inside = np.zeros_like(inside)
+        inside[keep] = True
     if not inside.any():
         return 0.0, np.inf
     return float(inside.sum() * spacing), float(d[inside].mean())
+
+
+def _stations(line: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))])
 
 
 def _ring_orderings(ring: np.ndarray) -> np.ndarray:
@@ -270,9 +292,13 @@ class LaneMap:
         if len(s) > 1 and s[-1] < s[0]:  # read the observation in the track's direction
             o, ow, d, s = o[::-1], ow[::-1], d[::-1], s[::-1]
         # overlap: move each track vertex towards its projection onto the observation
-        dt, _, closest, olen = project(t.points, o)
-        _, st_on_o, _, _ = project(t.points, o)
+        dt, st_on_o, closest, olen = project(t.points, o)
         inside = (dt < c.assoc_dist) & (st_on_o >= 0) & (st_on_o <= olen)
+        if inside.any():  # only where the observation runs along the track (not across it)
+            seg = np.clip(np.searchsorted(_stations(o), st_on_o) - 1, 0, len(o) - 2)
+            od = o[seg + 1] - o[seg]
+            od = od / np.maximum(np.linalg.norm(od, axis=1, keepdims=True), 1e-12)
+            inside &= np.abs((_tangents(t.points) * od).sum(1)) >= 0.85
         if inside.any():
             wo = np.interp(st_on_o[inside], np.linspace(0, olen, len(ow)), ow)
             w = t.weights[inside]
