@@ -118,7 +118,7 @@ def interpolate(ladder, psnr):
     return float(np.exp(np.interp(psnr, xs, ys)))
 
 
-def scene_figures(name, path, tool, qualities, repeats, tmp: Path, reuse=None) -> dict:
+def scene_figures(name, path, tool, qualities, repeats, tmp: Path, reuse=None, skip=()) -> dict:
     g = load_splats(path)
     n = len(g)
     log(f"{name}: {n} Gaussians, SH {g.sh_degree}")
@@ -163,7 +163,8 @@ def scene_figures(name, path, tool, qualities, repeats, tmp: Path, reuse=None) -
     if tool:
         src = tmp / f"{name}.ply"
         src.write_bytes(raw)
-        for label, ext in (("SOG", ".sog"), ("compressed PLY", ".compressed.ply")):
+        kinds = [("SOG", ".sog"), ("compressed PLY", ".compressed.ply")]
+        for label, ext in [k for k in kinds if k[0] not in skip]:
             dst = tmp / f"{name}{ext}"
             wall = splat_transform(tool, src, dst)
             td, back = best_time(lambda dst=dst: load_splats(dst), repeats)
@@ -235,6 +236,7 @@ def main() -> None:
     ap.add_argument("--splat-transform", default="", help="path of PlayCanvas splat-transform (npm)")
     ap.add_argument("--qualities", default="0,1,2,3,4")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip", default="", help="anchors to leave out, e.g. SOG (its CPU k-means is slow)")
     ap.add_argument(
         "--reuse-anchors",
         action="store_true",
