@@ -351,3 +351,53 @@ def test_values_beyond_the_format_are_refused_not_wrapped(A, work, field_name, v
         run_cli(["encode", f, _fresh(work, "range.gsd")], "value-range", inputs=[f], must_name=["range.ply"])
     )
     assert o.result == "error" and field_name in o.stderr
+
+
+SOG_LIES = [
+    ("count", 10**12),
+    ("count", -1),
+    ("count", 7),
+    ("version", 99),
+    ("means", {"mins": [0, 0], "maxs": [1], "files": ["means_l.webp"]}),
+    ("means", {"mins": [0, 0, 0], "maxs": [1, 1, 1], "files": ["../../etc/passwd", "x.webp"]}),
+    ("scales", {"codebook": [], "files": ["scales.webp"]}),
+    ("scales", {"codebook": [float("nan")] * 256, "files": ["scales.webp"]}),
+    ("shN", {"count": 2**40, "bands": 9, "codebook": [0.0], "files": ["nope.webp"]}),
+]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("key, value", SOG_LIES, ids=[f"{k}={str(v)[:20]}" for k, v in SOG_LIES])
+def test_sog_meta_that_lies(work, key, value):
+    """PlayCanvas SOG (meta.json + WebP images): a meta.json whose counts, shapes, codebooks or file
+    names lie, through ``convert``: one line or a correct result, never a traceback or a huge allocation."""
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "splats" / "playbot_sog"
+    if not (src / "meta.json").exists():
+        pytest.skip("no SOG scene")
+    d = _fresh(work, "sog")
+    shutil.copytree(src, d)
+    for f in d.iterdir():
+        f.chmod(0o644)
+    meta = json.loads((d / "meta.json").read_text())
+    meta[key] = value
+    (d / "meta.json").write_text(json.dumps(meta))
+    _ok(run_cli(["convert", d / "meta.json", _fresh(work, "sog.ply")], "SOG", inputs=[d], timeout_s=120))
+
+
+@pytest.mark.shared_data
+def test_sog_with_a_damaged_image(work):
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "splats" / "playbot_sog"
+    if not (src / "meta.json").exists():
+        pytest.skip("no SOG scene")
+    rng = np.random.default_rng(5)
+    for name in ("means_l.webp", "quats.webp"):
+        d = _fresh(work, "sog2")
+        shutil.copytree(src, d)
+        for f in d.iterdir():
+            f.chmod(0o644)
+        (d / name).write_bytes(mutate((d / name).read_bytes(), rng, protect=0))
+        _ok(run_cli(["convert", d / "meta.json", _fresh(work, "sog2.ply")], "SOG", inputs=[d], timeout_s=120))
