@@ -62,7 +62,7 @@ class Header:
 class Chunk:
     type: int
     level: int
-    data: bytes = field(repr=False)
+    data: bytes | memoryview = field(repr=False)  # a decoded container's chunks are views
 
 
 def pack(h: Header, chunks: list[Chunk]) -> bytes:

@@ -29,6 +29,8 @@ Layout of one stream (all varints unsigned LEB128)::
 
 from __future__ import annotations
 
+from typing import Any
+
 import constriction
 import numpy as np
 
@@ -285,7 +287,7 @@ def encode_stream(
         words = coder.get_compressed()
         w.varint(len(words))
         w.raw(words.astype("<u4").tobytes())
-    w.blob(b"" if nb is None else pack_bits(mant, nb))
+    w.blob(b"" if nb is None or mant is None else pack_bits(mant, nb))  # both None or neither
 
 
 class Groups:
@@ -374,7 +376,9 @@ def _values(
         dst = out if (out is not None and int32) else None
         v = np.take(_UNZZ32 if int32 else _UNZZ64, sym, out=dst, mode="clip")
     elif int32:
-        v = sym if out is None else np.copyto(out, sym) or out
+        if out is not None:
+            np.copyto(out, sym)
+        v = sym if out is None else out
     else:
         v = sym.astype(np.uint64)
     if esc is not None:
@@ -438,7 +442,7 @@ def _decode(
         order, bounds = None, np.array([0, n])
     else:
         order, bounds = _group(ctx, n_ctx)
-    sym = None if order is None else np.empty(n, np.int32)
+    sym: Any = None if order is None else np.empty(n, np.int32)  # one context: its stream
     max_a = 0
     for c in range(n_ctx):
         m = int(bounds[c + 1] - bounds[c])

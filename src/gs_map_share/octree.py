@@ -10,6 +10,8 @@ parent plus an octant).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from gs_mapping.geometry import matrix_to_quat, quat_to_matrix
@@ -29,10 +31,10 @@ def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
     Returns lists indexed by depth: ``node_tile[d]``, ``node_code[d]`` (d = 0..depth),
     ``occ[d]`` (d = 0..depth-1) and ``parent[d]`` (d = 1..depth; index into depth d-1).
     """
-    node_tile = [None] * (depth + 1)
-    node_code = [None] * (depth + 1)
-    occ = [None] * depth
-    parent = [None] * (depth + 1)
+    node_tile: list[Any] = [None] * (depth + 1)
+    node_code: list[Any] = [None] * (depth + 1)
+    occ: list[Any] = [None] * depth
+    parent: list[Any] = [None] * (depth + 1)
     t, c = tile_idx, codes
     node_tile[depth], node_code[depth] = t, c
     for d in range(depth - 1, -1, -1):
@@ -91,7 +93,7 @@ def leaf_moments(
     for i, j in _PAIRS:
         cov = r[i][0] * r[j][0] * s2[:, 0] + r[i][1] * r[j][1] * s2[:, 1] + r[i][2] * r[j][2] * s2[:, 2]
         wS.append(np.bincount(node, w * (cov + mu[:, i] * mu[:, j]), n_nodes))
-    out = {
+    out: dict[str, np.ndarray] = {
         "w": np.bincount(node, w, n_nodes),
         "wm": np.stack([np.bincount(node, w * mu[:, i], n_nodes) for i in range(3)], 1),
         "wS": np.stack(wS, 1),
@@ -109,7 +111,7 @@ _PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 
 
 def combine_moments(m: dict, parent: np.ndarray, n_parents: int) -> dict:
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for k, v in m.items():
         if k == "amax":
             a = np.zeros(n_parents)

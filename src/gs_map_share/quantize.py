@@ -25,6 +25,7 @@ Lattices
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -151,8 +152,8 @@ class QuantParams:
         }
         if quality not in table:
             raise EncodeError(f"quality must be 0..5, got {quality}")
-        entry = table[quality]
-        tiers = ROT_TIERS_LOG[: entry.pop("tiers", len(ROT_TIERS_LOG))]
+        entry: dict[str, Any] = table[quality]
+        tiers = ROT_TIERS_LOG[: int(entry.pop("tiers", len(ROT_TIERS_LOG)))]
         p = QuantParams(**entry, rot_tiers=())  # tiers follow, in this preset's scale steps
         if pos_step is not None:
             p = replace(p, pos_step=float(pos_step))

@@ -166,6 +166,7 @@ class MapStore:
     def _apply(self, h: Header, chunks, nbytes: int) -> str:
         if self.params is None:  # a delta before any snapshot is never applied (it is buffered)
             return self._reject(DecodeError(f"delta {h.seq} before any snapshot"))
+        assert self.state is not None  # a snapshot set params and state together
         try:
             new = apply_next(self.state, self.params, h, chunks, nbytes)
         except DecodeError as exc:
@@ -210,5 +211,6 @@ class MapStore:
         if self.state is None:
             raise DecodeError("no snapshot received yet")
         if self._map_cache is None:
+            assert self.params is not None and self.header is not None  # set with the state
             self._map_cache = dequantize(self.state, self.params, self.header.tile_size)
         return self._map_cache

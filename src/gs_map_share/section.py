@@ -145,7 +145,8 @@ class _Parent:
     and each Gaussian's parent index; columns are gathered on first use (int32)."""
 
     def __init__(self, coarse: Coarse, idx: np.ndarray) -> None:
-        self.coarse, self.idx, self._cols = coarse, idx, {}
+        self.coarse, self.idx = coarse, idx
+        self._cols: dict[tuple[str, int | None], np.ndarray] = {}
 
     def col(self, f: str, i: int | None = None) -> np.ndarray:
         key = (f, i)
@@ -184,7 +185,7 @@ def _code_attrs(
 
     op = put(ch("op"), [0, pc("op")], label + "op")
     put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
-    sc = []
+    sc: list[np.ndarray] = []
     for i in range(3):
         cands = [0, pc("scale", i)]
         for j in range(i):
@@ -200,7 +201,7 @@ def _code_attrs(
         else (bits - (params.rot_bits - len(params.rot_tiers)), len(params.rot_tiers) + 1)
     )
     rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ctx, n_ctx=n_ctx) for i in range(3)]
-    dc = []
+    dc: list[np.ndarray] = []
     for i in range(3):
         cands = [0, pc("dc", i)]
         if i:
@@ -337,7 +338,7 @@ def encode_section(
         return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
     if id_order:
         w = Writer(stats)
-        first, streams = id_streams
+        first, streams = id_streams  # type: ignore[misc]  # id_order implies the streams exist
         w.varint(first)
         for label, values, signed in streams:
             _put(w, values, signed, label)

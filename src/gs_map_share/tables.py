@@ -60,7 +60,7 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     total = float(f.sum())
     scale = (n_values or total) / total
     present = f > 0
-    best = None
+    best: tuple[float, int, np.ndarray] | None = None
     for p in range(1, MAX_FREQ_BITS + 1):
         rec = _rebuild(f, e, p)
         mant = int(np.maximum(np.minimum(e, p) - 1, 0).sum())
@@ -70,6 +70,7 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
             best = (cost, p, rec)
         if p >= int(e.max()):
             break  # nothing is dropped from here on
+    assert best is not None  # the loop runs at least once
     _, p, rec = best
     # per symbol three bit fields: the exp-Golomb prefix (m - 1 zeros, a one), the bits of z + 1
     # below its leading one, the kept frequency bits below the leading one
