@@ -110,6 +110,15 @@ def test_output_directory_swaps_whole(tmp_path):
         (d / "metrics.json").write_text("1")
     with pytest.raises(OutputError, match="exists already"), output_directory(out) as d:
         pass
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with output_directory(empty) as d:  # an empty directory holds nothing to lose: no --overwrite needed
+        (d / "map.ply").write_text("e")
+    assert (empty / "map.ply").read_text() == "e"
+    empty_after = sorted(x.name for x in tmp_path.iterdir())
+    assert empty_after == ["empty", "run"]
+    (empty / "map.ply").unlink()
+    empty.rmdir()
     with pytest.raises(RuntimeError), output_directory(out, overwrite=True) as d:
         (d / "map.ply").write_text("2")
         raise RuntimeError

@@ -117,7 +117,7 @@ def check_output(
             raise OutputError(f"{path}: is a directory; give a file name")
         if directory and not path.is_dir():
             raise OutputError(f"{path}: exists and is not a directory")
-        if not overwrite:
+        if not overwrite and not (directory and _empty_dir(path)):  # an empty directory holds nothing to lose
             raise OutputError(f"{path}: exists already (pass --overwrite to replace it)")
         if directory and allowed is not None:
             patterns = list(allowed)
@@ -144,6 +144,13 @@ def check_output(
         reason = "read-only file system" if _read_only_fs(parent) else "permission denied"
         raise OutputError(f"{path}: cannot write: {reason}")
     return path
+
+
+def _empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None
+    except OSError:
+        return False
 
 
 def _umask() -> int:
