@@ -506,33 +506,36 @@ def main() -> None:
 
 
 NOTES = """\
-**Where one server saturates.** On this machine (2 shared cores, load ≈ 10 from other work while
-measuring) one server process applies about 50 vehicle updates/s of these ~0.6 kB deltas (35/s on the
-replay bus, where the bench shares the core). Offered 64/s (32 vehicles at their recorded rate) it is
-at the edge: p50 0.6 s / p95 2.5 s from publish to a receiver's apply in this run (an earlier run of
-the same size, in a quieter minute: 71 updates/s, p50 0.32 s / p95 0.76 s); offered
-128 and 257/s, ingest stays at 50–55/s and the latency is the backlog (≈ 4 s at the end of a 4 s
-burst): that is saturation. An update costs ≈ 20 ms: decoding and checking the vehicle's delta, one
-SQLite commit with fsync, and its share of the global delta. Batching the global delta (every 0.2 s)
-is what makes it 35 instead of 14 updates/s: the codec's cost per delta is mostly fixed. The cost
-follows the number of updates, not the size of the map (the global map is edited tile by tile;
-memory here is the process baseline: 78 → 113 MB RSS for 3.4k global / 7.3k vehicle Gaussians).
-Next steps inside one server: one SQLite transaction per flush instead of per container (group
-commit), decoding vehicles' deltas in worker processes.
+**Where one server saturates.** One server process applies vehicle updates one after another; here
+(2 cores shared with other engineers' jobs, load 6–10 while measuring) an update of these ~0.7 kB
+deltas costs ≈ 13 ms p50 on the replay bus (decoding and checking the vehicle's delta, one SQLite
+commit with fsync, its share of the global delta): 54 updates/s there, where the bench shares the
+core. Batching the global delta (every 0.2 s) is what makes it 54 instead of 16 updates/s: the
+codec's cost per delta is mostly fixed. Over Zenoh, offered 64/s (32 vehicles at their recorded
+rate) the server is at the edge (ingest 59/s, p50 0.3 s but p95 1.4 s from a vehicle's publish to a
+receiver's apply); offered 129 and 257/s it ingests 43–100/s (bigger batches are cheaper per update)
+and the latency is the backlog, seconds: saturation. Run-to-run spread on this shared machine is
+large (an earlier run of the same size: 71 updates/s at 1×, p50 0.32 s / p95 0.76 s). The cost follows
+the number of updates, not the size of the map (the global map is edited tile by tile; RSS 78 →
+111 MB over the run is mostly the process baseline). Next steps inside one server: one SQLite
+transaction per flush instead of per container (group commit), decoding vehicles' deltas in worker
+processes, region queries from a separate reader of the store.
 
 **Beyond one server: shard by key expression.** Each server subscribes to a range of vehicles' key
 expressions — by region cell in the namespace (`/r12_7/vehicle3/mapper_node/map_delta`, server
 subscribes `*/r12_*/…`) or by vehicle group — with its own SQLite store, its own global map id and
-its own `region_key`; routers route by key expression and need no change. The merge rule is per tile,
-so cells whose edges are tile edges merge independently; a vehicle on a cell edge publishes to both.
+its own `region_key`; routers route by key expression and need no change. The merge rule is per
+tile, so cells whose edges are tile edges merge independently; a vehicle on a cell edge publishes to
+both.
 
 Region queries are answered on the server's one thread between ingests, so under load they wait
-behind the backlog (p50 0.1–0.3 s, p95 up to 3.4 s at 4×); a separate query process reading the
-store would decouple them.
+behind the backlog (p95 up to seconds); levels 0–1 answers are 1.6–3 kB where all levels are 3–4 kB
+on these tiny maps (levels 0–1 hold a fifth of the Gaussians; fixed container overhead dominates).
 
-**Two routers in a chain** (vehicles on router A, server and receiver on router B) added no latency
-measurable here: the chain row ran in a quieter minute than the one-router 1× row (run-to-run spread
-on this shared machine is larger than the extra hop).
+**Two routers in a chain** (vehicles on router A, server and receiver on router B): same ingest
+path, every update acknowledged and the receiver identical; its latency in this run (p50 3.3 s) is
+not separable from the machine's load at that minute (an earlier run: p50 0.23 s, p95 0.42 s, below
+its one-router row). On loopback the extra hop is far below the server's per-update cost.
 """
 
 if __name__ == "__main__":

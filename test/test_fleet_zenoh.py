@@ -178,6 +178,17 @@ def test_fleet_of_processes_over_zenoh(tmp_path):
             assert v.poll() is None, "a vehicle died"
         # vehicles, server and this process reconnected through the new router: acks kept coming
         assert sum(acked.values()) > acks_at_router_restart
+
+        # a vehicle vanishes mid-stream: its liveliness token goes, the server says so, the map stays
+        def vehicle4():
+            raw = diag.get("map_server_node", {}).get("vehicle vehicle4")
+            return json.loads(raw) if raw else {}
+
+        assert vehicle4().get("liveliness") == "alive"
+        vehicles[3].send_signal(signal.SIGKILL)
+        ctx.spin(until=lambda: vehicle4().get("liveliness") == "gone", timeout_s=30)
+        assert vehicle4().get("vanished") == 1, vehicle4()
+        assert diag["map_server_node"]["gaussians"] == str(len(expected))
     finally:
         if ctx is not None:
             ctx.close()
