@@ -278,3 +278,32 @@ def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
     expected = _offline_merge(_own_maps(recs))
     assert server.merge.global_map.equals(expected) and follower.state.equals(expected)
     server.close()
+
+
+def test_server_on_a_foreign_file_is_one_line_and_exit_2(tmp_path):
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"junk" * 100)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"/**:\n  ros__parameters:\n    map_server_node:\n      store_path: {junk}\n")
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent / "src"), OMP_NUM_THREADS="1")
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gs_mapping",
+            "run",
+            "map_server_node",
+            "--config",
+            str(cfg),
+            "--duration",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "junk.sqlite3" in lines[0] and "Traceback" not in p.stderr
+    assert junk.read_bytes() == b"junk" * 100
