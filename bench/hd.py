@@ -487,13 +487,14 @@ def part_curve(args) -> dict:
     import matplotlib.pyplot as plt
 
     run = Path(args.curve_run)
-    evals, losses = [], []
+    ev_by, loss_by = {}, {}  # a resumed run logs its steps again from the checkpoint: the last wins
     for line in (run / "metrics.jsonl").read_text().splitlines():
         r = json.loads(line)
         if "eval" in r and "chamfer" in r["eval"]:
-            evals.append((r["step"], r["eval"]["chamfer"]["mAP"], r["eval"]["chamfer"]["class_ap"]))
+            ev_by[r["step"]] = (r["step"], r["eval"]["chamfer"]["mAP"], r["eval"]["chamfer"]["class_ap"])
         elif "loss" in r:
-            losses.append((r["step"], r["loss"]))
+            loss_by[r["step"]] = (r["step"], r["loss"])
+    evals, losses = [ev_by[k] for k in sorted(ev_by)], [loss_by[k] for k in sorted(loss_by)]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
     if evals:
         a.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="mAP")

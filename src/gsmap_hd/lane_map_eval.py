@@ -101,8 +101,9 @@ def _near(vectors: list[dict], region: Region) -> list[dict]:
 
 
 def score(fd: FusedDrive, n: int | None = None) -> dict:
-    """Chamfer AP of (a) the per-frame predictions, (b) the map fused over the first n frames (the
-    snapshot at n), both in the windows of frames 0..n−1 against the global GT map."""
+    """Chamfer AP of (a) the per-frame predictions the map fuses (score ≥ its ``min_score``), (b) the
+    map fused over the first n frames (the snapshot at n), both in the windows of frames 0..n−1
+    against the global GT map."""
     from .eval_io import parse_frames as parse
     from .metrics import evaluate_chamfer
 
@@ -110,10 +111,12 @@ def score(fd: FusedDrive, n: int | None = None) -> dict:
     idx = list(range(n))
     res_map, gts = windows(fd.snapshots[n], fd.gt_map, fd.poses, fd.regions, idx)
     res_frame = []
-    for i in idx:
+    floor = fd.lane_map.config.min_score if fd.lane_map is not None else 0.0
+    for i in idx:  # the frames as the map saw them: the predictions it fuses (score ≥ its min_score)
         vecs = [
             {"pts": np.asarray(p).tolist(), "type": int(c), "confidence_level": float(s)}
             for c, s, p in fd.frame_preds[i]
+            if s >= floor
         ]
         res_frame.append({"vectors": clip_vectors(vecs, fd.regions[i], POLYGON_CLASSES)})
     g = parse(gts, "gt", False)
