@@ -11,10 +11,11 @@ acknowledged or published. Outputs:
   topics at ``/map_server_node/…``). Restarted, the server resumes the same map and sequence: a
   receiver that is up to date continues with the next delta (the snapshot it sees again is
   recognised as a duplicate from its 48-byte header, nothing decoded);
-- ``~/ack`` (std_msgs/String, JSON ``{"map_id", "seq", "global_seq"}``): a vehicle container is
-  acknowledged once it is committed and the global map holding it (sequence ``global_seq``) is
-  committed and published; it then survives ``kill -9``. Updates arriving within
-  ``global_period_s`` go out as one global delta (the codec's cost per delta is mostly fixed);
+- ``~/ack`` (std_msgs/String, JSON ``{"map_id", "seq", "global_seq"}``): vehicle containers
+  arriving within ``global_period_s`` are committed together with the one global delta they make
+  (one transaction: group commit; the codec's cost per delta is mostly fixed, and so is an fsync),
+  then the delta is published and each container acknowledged with the global sequence holding it;
+  an acknowledged container survives ``kill -9``;
 - region + level-of-detail queries (:mod:`gs_map_share.region`): a Zenoh queryable at
   ``region_key`` when the runtime offers queryables, and on every runtime the topic pair
   ``~/region_request`` → ``~/region_reply`` (UInt8MultiArray; the reply echoes the request ``id``);
@@ -233,8 +234,7 @@ class MapServerNode(NodeBase):
 
     def ingest(self, data: bytes, binding: _Binding | None = None) -> str:
         """One vehicle container (what the subscriptions call; tests call it directly). Applied to
-        the vehicle's map and committed now; the global map follows at the next flush."""
-        from gs_map_share.fleet_store import FleetStoreError, Row
+        the vehicle's map now; stored, merged and acknowledged at the next flush."""
         from gs_map_share.merge import REJECTED
 
         if self.storage_failed:
@@ -253,20 +253,18 @@ class MapServerNode(NodeBase):
             self.diag.reject("vehicle_containers", self.merge.last_error)
         if not r.accepted:
             return r.status
-        try:
-            self.store.commit([(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in r.accepted])
-        except FleetStoreError as exc:
-            return self._storage_failed(exc)
         self._unacked += r.accepted
-        self._compact_vehicles(r.accepted)
         if self.cfg.global_period_s <= 0:
             self.flush_global()
         self.diag.latency("ingest", time.perf_counter() - t0)
         return r.status
 
     def flush_global(self) -> None:
-        """The vehicles' changes since the last flush → one global delta: committed, published,
-        then every container it holds is acknowledged (with the global sequence that holds it)."""
+        """The vehicle containers applied since the last flush and the one global delta they make,
+        committed in one transaction (one fsync for the batch: group commit), then the delta is
+        published and every container acknowledged with the global sequence that holds it. A crash
+        before the commit loses only unacknowledged containers; their vehicles' next snapshots
+        bring the server back in step."""
         from gs_map_share.fleet_store import FleetStoreError, Row
 
         from ..messages import bytes_to_uint8_multiarray
@@ -275,16 +273,21 @@ class MapServerNode(NodeBase):
             return
         t0 = time.perf_counter()
         f = self.merge.flush()
+        rows = [(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in self._unacked]
+        try:
+            if f is None:
+                self.store.commit(rows)
+            else:
+                self.store.commit(rows, Row(f[2], f[1], f[0]), f[3])
+        except FleetStoreError as exc:
+            self._storage_failed(exc)
+            return
         if f is not None:
-            data, base, seq, tiles = f
-            try:
-                self.store.commit([], Row(seq, base, data), tiles)
-            except FleetStoreError as exc:
-                self._storage_failed(exc)
-                return
+            data, _base, seq, tiles = f
             self.tile_seq.update({t: seq for t in tiles})
             self.pub_delta.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
             self._compact_global()
+        self._compact_vehicles(self._unacked)
         for a in self._unacked:
             ack = {"map_id": a.map_id, "seq": a.seq, "global_seq": self.merge.global_seq}
             self.pub_ack.publish(self.ctx.factory.make("std_msgs/msg/String", data=json.dumps(ack)))
