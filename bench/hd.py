@@ -479,6 +479,38 @@ def _plot_fusion(fd, path: Path, seed: int) -> None:
     plt.close(fig)
 
 
+def _shipped_on_eval_frames(run: Path) -> float:
+    """The shipped checkpoint's Chamfer mAP on the run's own in-training evaluation frames (the
+    reference line of the learning curve)."""
+    from gs_mapping.config_file import from_dict
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.data import SampleSource
+    from gsmap_hd.model_config import TrainConfig
+    from gsmap_hd.predict_bag import SHIPPED
+    from gsmap_hd.train import EVAL_SEED_OFFSET, evaluate_model
+
+    cfg = from_dict(TrainConfig, json.loads((run / "config.json").read_text()), where=str(run))
+    model, _, _ = load_model(SHIPPED)
+    src = SampleSource(cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, tuple(cfg.model.image_size))
+    return float(evaluate_model(model, cfg, src, cfg.eval_frames)["chamfer"]["mAP"])
+
+
+def _rescore_snapshots(run: Path) -> list:
+    """Copies of the run's last.pt taken at evaluation steps (``step_N.pt``), scored again on the
+    run's evaluation frames with the current code."""
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.data import SampleSource
+    from gsmap_hd.train import EVAL_SEED_OFFSET, evaluate_model
+
+    out = []
+    for f in sorted(run.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
+        model, cfg, _ = load_model(f)
+        src = SampleSource(cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, tuple(cfg.model.image_size))
+        ev = evaluate_model(model, cfg, src, cfg.eval_frames)["chamfer"]
+        out.append((int(f.stem.split("_")[1]), float(ev["mAP"]), [float(x) for x in ev["class_ap"]]))
+    return out
+
+
 def part_curve(args) -> dict:
     """Learning curve of a training run (its metrics.jsonl): held-out Chamfer mAP vs steps, plotted."""
     import matplotlib
@@ -495,12 +527,17 @@ def part_curve(args) -> dict:
         elif "loss" in r:
             loss_by[r["step"]] = (r["step"], r["loss"])
     evals, losses = [ev_by[k] for k in sorted(ev_by)], [loss_by[k] for k in sorted(loss_by)]
+    rescored = _rescore_snapshots(run)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
     if evals:
-        a.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="mAP")
+        a.plot([e[0] for e in evals], [e[1] for e in evals], "o:", color="0.6", label="mAP (in training)")
+    if rescored:
+        a.plot([e[0] for e in rescored], [e[1] for e in rescored], "o-", label="mAP (re-scored)")
         for k, name in enumerate(("divider", "crossing", "boundary")):
-            a.plot([e[0] for e in evals], [e[2][k] for e in evals], ".--", label=name)
+            a.plot([e[0] for e in rescored], [e[2][k] for e in rescored], ".--", label=name)
     a.axhline(0.6, color="r", lw=0.8, ls=":", label="goal 0.6")
+    ref = _shipped_on_eval_frames(run)
+    a.axhline(ref, color="k", lw=0.8, ls="--", label=f"shipped ckpt {ref:.2f}")
     a.set_xlabel("step")
     a.set_ylabel("held-out Chamfer AP (front, frustum)")
     a.legend(fontsize=7)
@@ -512,6 +549,8 @@ def part_curve(args) -> dict:
     plt.close(fig)
     cfg = json.loads((run / "config.json").read_text())
     return {
+        "rescored": [{"step": st, "chamfer_mAP": m, "class_ap": c} for st, m, c in rescored],
+        "shipped_on_same_frames": ref,
         "run": str(run),
         "evals": [{"step": s, "chamfer_mAP": m, "class_ap": c} for s, m, c in evals],
         "last_step": losses[-1][0] if losses else 0,
@@ -658,12 +697,20 @@ def write_md(res: dict, path: Path) -> None:
             f"Learning curve ({c['run']}, {c['config']}; last logged step {c['last_step']}): "
             "![learning curve](hd_learning_curve.png)",
             "",
-            "| step | held-out Chamfer mAP (frustum) | divider / crossing / boundary |",
-            "|---|---|---|",
+            f"Reference: the shipped checkpoint on the same {c['config']['eval_frames']} frames: "
+            f"{c['shipped_on_same_frames']:.3f}. In training the crossings were clipped with the "
+            "earlier buffer(0) rule; the re-scored column uses the final clipping (snapshots of last.pt).",
+            "",
+            "| step | held-out Chamfer mAP (frustum), in training | re-scored | divider / crossing / boundary (re-scored) |",
+            "|---|---|---|---|",
         ]
+        rs = {e["step"]: e for e in c.get("rescored", [])}
         for e in c["evals"]:
+            r = rs.get(e["step"])
             lines.append(
-                f"| {e['step']} | {e['chamfer_mAP']:.3f} | {' / '.join(f'{a:.3f}' for a in e['class_ap'])} |"
+                f"| {e['step']} | {e['chamfer_mAP']:.3f} | {r['chamfer_mAP'] if r else float('nan'):.3f} | "
+                + (" / ".join(f"{a:.3f}" for a in r["class_ap"]) if r else "–")
+                + " |"
             )
         lines.append("")
     path.write_text("\n".join(lines))
