@@ -327,7 +327,9 @@ def part_shipped(args) -> dict:
     cands = [_heldout(Path(c).resolve(), args) for c in args.candidate]
     out = {"asset": str(asset.relative_to(REPO)), "before": shipped, "candidates": cands, "replaced": False}
     best = max(cands, key=lambda c: c["heldout"]["chamfer_mAP"], default=None)
-    if args.ship and best and best["heldout"]["chamfer_mAP"] > shipped["heldout"]["chamfer_mAP"]:
+    margin = args.ship_margin
+    out["ship_rule"] = f"candidate Chamfer mAP in the config's region > shipped + {margin}"
+    if args.ship and best and best["heldout"]["chamfer_mAP"] > shipped["heldout"]["chamfer_mAP"] + margin:
         import torch
 
         from gsmap_hd.checkpoint import load_state
@@ -762,6 +764,9 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
     ap.add_argument("--ship", action="store_true", help="shipped: replace the asset if a candidate is better")
     ap.add_argument("--provenance", help="shipped: provenance text stored in the shipped checkpoint")
+    ap.add_argument(
+        "--ship-margin", type=float, default=0.02, help="shipped: the candidate must beat the asset by this"
+    )
     ap.add_argument(
         "--fusion-seeds", type=int, nargs="+", default=[424242, 31337], help="fusion: world seeds"
     )
