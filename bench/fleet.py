@@ -506,20 +506,23 @@ def main() -> None:
 
 
 NOTES = """\
-**Where one server saturates.** One server process applies vehicle updates one after another; here
-(2 cores shared with other engineers' jobs, load 6–10 while measuring) an update of these ~0.7 kB
-deltas costs ≈ 13 ms p50 on the replay bus (decoding and checking the vehicle's delta, one SQLite
-commit with fsync, its share of the global delta): 54 updates/s there, where the bench shares the
-core. Batching the global delta (every 0.2 s) is what makes it 54 instead of 16 updates/s: the
-codec's cost per delta is mostly fixed. Over Zenoh, offered 64/s (32 vehicles at their recorded
-rate) the server is at the edge (ingest 59/s, p50 0.3 s but p95 1.4 s from a vehicle's publish to a
-receiver's apply); offered 129 and 257/s it ingests 43–100/s (bigger batches are cheaper per update)
-and the latency is the backlog, seconds: saturation. Run-to-run spread on this shared machine is
-large (an earlier run of the same size: 71 updates/s at 1×, p50 0.32 s / p95 0.76 s). The cost follows
-the number of updates, not the size of the map (the global map is edited tile by tile; RSS 78 →
-111 MB over the run is mostly the process baseline). Next steps inside one server: one SQLite
-transaction per flush instead of per container (group commit), decoding vehicles' deltas in worker
-processes, region queries from a separate reader of the store.
+**Where one server saturates.** One server process applies vehicle updates one after another on one
+thread; every `global_period_s` (0.2 s) the updates applied since the last flush and the one global
+delta they make are committed in one SQLite transaction (group commit: one fsync per batch), then
+published and acknowledged. On the replay bus (bench and server sharing a core, load ≈ 6 from other
+engineers' jobs) that is 97 updates/s, 6.9 ms p50 per update of these ~0.7 kB deltas (decoding and
+checking the vehicle's delta is most of it); one global delta and one commit per update instead: 25
+updates/s — the codec's cost per delta and an fsync are mostly fixed, so batching is what scales.
+Over Zenoh the server kept up at 64 and 129 offered updates/s (p50 0.15–0.17 s, p95 0.28 s from a
+vehicle's publish to a receiver's apply: mostly the 0.2 s batching window) and fell behind at 256/s
+(ingest 209/s, p50 0.30 s, p95 0.53 s, growing with the backlog): on this machine one server
+saturates at about 200 updates/s of small deltas, i.e. about 100 vehicles mapping at 2 keyframes/s.
+The cost follows the number of updates, not the size of the map (the global map is edited tile by
+tile; RSS 77–94 → 111 MB over a run is mostly the process baseline). Earlier runs of this bench on a
+busier machine (load ≈ 10), before group commit (one transaction per vehicle container): 35–54
+updates/s alone, 43–100/s over Zenoh with latencies of seconds at 2×–4× — the fsync per container
+was the bottleneck. Next steps inside one server: decoding vehicles' deltas in worker processes,
+region queries from a separate reader of the store.
 
 **Beyond one server: shard by key expression.** Each server subscribes to a range of vehicles' key
 expressions — by region cell in the namespace (`/r12_7/vehicle3/mapper_node/map_delta`, server
@@ -528,14 +531,13 @@ its own `region_key`; routers route by key expression and need no change. The me
 tile, so cells whose edges are tile edges merge independently; a vehicle on a cell edge publishes to
 both.
 
-Region queries are answered on the server's one thread between ingests, so under load they wait
-behind the backlog (p95 up to seconds); levels 0–1 answers are 1.6–3 kB where all levels are 3–4 kB
-on these tiny maps (levels 0–1 hold a fifth of the Gaussians; fixed container overhead dominates).
+Region queries are answered on the server's one thread between ingests: p50 40–160 ms here; answers
+at levels 0–1 are a fraction of all levels (1.6–2.7 vs 3.2–3.6 kB on these tiny maps, where the fixed
+container overhead dominates; the 4× row's 0.1 kB median is queries made before most tiles existed).
 
-**Two routers in a chain** (vehicles on router A, server and receiver on router B): same ingest
-path, every update acknowledged and the receiver identical; its latency in this run (p50 3.3 s) is
-not separable from the machine's load at that minute (an earlier run: p50 0.23 s, p95 0.42 s, below
-its one-router row). On loopback the extra hop is far below the server's per-update cost.
+**Two routers in a chain** (vehicles on router A, server and receiver on router B): every update
+acknowledged, the receiver identical, latency p50 0.20 s vs 0.15 s with one router at 1× — within
+this machine's run-to-run spread; on loopback the extra hop is small next to the batching window.
 """
 
 if __name__ == "__main__":
