@@ -71,7 +71,11 @@ def tile_counts(q: QMap, tile_bits: int) -> dict[tuple[int, int, int], int]:
     if not len(q):
         return {}
     keys, counts = np.unique(tiles_of(q, tile_bits), axis=0, return_counts=True)
-    return {tuple(int(v) for v in k): int(c) for k, c in zip(keys, counts, strict=True)}
+    return {_tile(k): int(c) for k, c in zip(keys, counts, strict=True)}
+
+
+def _tile(k) -> tuple[int, int, int]:
+    return (int(k[0]), int(k[1]), int(k[2]))
 
 
 def relabel(map_id: int, q: QMap) -> QMap:
@@ -118,7 +122,7 @@ def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, i
     both = np.concatenate([t_old, t_new])
     if not len(both):
         return set()
-    return {tuple(int(v) for v in k) for k in np.unique(both, axis=0)}
+    return {_tile(k) for k in np.unique(both, axis=0)}
 
 
 @dataclass
@@ -200,7 +204,7 @@ class FleetMerge:
         self.tile_vehicles: dict[tuple, dict[int, int]] = {}  # tile → {map_id: count}
         self.owner: dict[tuple, int] = {}
         self.dirty: set[tuple] = set()  # tiles whose owner or owner's content changed since the flush
-        self.unknown = Counter()  # containers that could not be attributed to a vehicle
+        self.unknown: Counter = Counter()  # containers that could not be attributed to a vehicle
         self.last_error = ""
 
     # -- checks ------------------------------------------------------------------------------------
@@ -291,8 +295,10 @@ class FleetMerge:
             raise DecodeError(f"local Gaussian id {int(q.ids[-1])} ≥ 2^{LOCAL_ID_BITS} (fleet id space)")
 
     def _apply(self, v: Vehicle, h: Header, chunks, data: bytes, accepted: list) -> bool:
+        state = v.state
+        assert state is not None  # deltas are applied only after the vehicle's first snapshot
         try:
-            new = guarded(lambda: apply_delta(v.state, h, chunks, len(data)))
+            new = guarded(lambda: apply_delta(state, h, chunks, len(data)))
             self._check_ids(new)
         except DecodeError as exc:
             self._reject(v, str(exc))
@@ -324,8 +330,10 @@ class FleetMerge:
         """Re-decide the owners of the tiles this vehicle's change touched; the global map follows
         at :meth:`flush` (now, or batched by the caller)."""
         tb = self.params.tile_bits
-        touched = changed_tiles(old if old is not None else QMap.empty(self.sh_degree), v.state, tb)
-        new_counts = tile_counts(v.state.take(_in_tiles(tiles_of(v.state, tb), touched)), tb)
+        state = v.state
+        assert state is not None  # set by the container just applied
+        touched = changed_tiles(old if old is not None else QMap.empty(self.sh_degree), state, tb)
+        new_counts = tile_counts(state.take(_in_tiles(tiles_of(state, tb), touched)), tb)
         for t in touched:
             per = self.tile_vehicles.setdefault(t, {})
             if new_counts.get(t):
@@ -368,6 +376,7 @@ class FleetMerge:
                 by_owner.setdefault(self.owner[t], set()).add(t)
         for mid, ts in sorted(by_owner.items()):
             q = self.vehicles[mid].state
+            assert q is not None  # an owner holds Gaussians in its tiles
             parts.append(relabel(mid, q.take(_in_tiles(tiles_of(q, tb), ts))))
         new = QMap.concat(parts)
         if new.equals(g):

@@ -30,6 +30,7 @@ a restart resumes from what was committed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -156,7 +157,7 @@ class MapServerNode(NodeBase):
                     topic,
                     "std_msgs/msg/UInt8MultiArray",
                     qos,
-                    self.guarded(topic, lambda msg, b=b: self.on_container(msg, b)),
+                    self.guarded(topic, functools.partial(self.on_container, binding=b)),
                 )
         ctx.create_subscription(
             "~/region_request",
@@ -311,6 +312,8 @@ class MapServerNode(NodeBase):
             for mid in {a.map_id for a in accepted}:
                 if self._log_len[mid] >= self.cfg.compact_after:
                     v = self.merge.vehicles[mid]
+                    if v.state is None:
+                        continue
                     data, _ = encode_snapshot(
                         v.state, self.params, map_id=mid, seq=v.seq, n_levels=1, frame_id=self.cfg.frame_id
                     )
