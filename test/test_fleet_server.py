@@ -231,6 +231,7 @@ def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
     env = dict(os.environ, PYTHONPATH=f"{HERE.parent / 'src'}{os.pathsep}{HERE}", OMP_NUM_THREADS="1")
     acked: dict[int, int] = {}
     follower = MapStore()
+    published: list[bytes] = []
     rng = random.Random(7)
     for _round in range(2):
         p = subprocess.Popen(
@@ -254,29 +255,41 @@ def test_kill_9_mid_ingest_loses_nothing_acknowledged(recs, tmp_path):
                     break
             elif kind in ("DELTA", "SNAPSHOT"):
                 follower.receive(bytes.fromhex(body))
+                published.append(bytes.fromhex(body))
             elif kind == "DONE":
                 break
         p.kill()
         _, err = p.communicate()
         assert p.returncode == -signal.SIGKILL, err[-2000:]
-    # restart in this process: nothing acknowledged is missing, the global map is the rule's
+    # a second receiver missed the last global delta the killed server published
+    behind = MapStore()
+    last_delta = max(i for i, c in enumerate(published) if c[24:32] != bytes(8))
+    for i, c in enumerate(published):
+        if i != last_delta:
+            behind.receive(c)
+    assert behind.seq < follower.seq
+    bus_receivers = [follower, behind]
+    # restart in this process, the receivers already listening: nothing acknowledged is missing,
+    # the global map is the rule's, and both receivers continue without a full resend
     bus = ReplayBus()
+    for rx in bus_receivers:
+        bus.subscribe("/map_server_node/map_delta", lambda m, rx=rx: rx.receive(bytes(m.data)))
     server = _server(bus, store)
     for mid, seq in acked.items():
         assert server.merge.vehicles[mid].seq >= seq
     assert server.merge.global_map.equals(server.merge.reference_merge())
     assert server.merge.global_seq >= follower.seq
-    # the follower continues from the restarted server's stream without a full resend
-    snaps = follower.stats["snapshot"]
-    bus.subscribe("/map_server_node/map_delta", lambda m: follower.receive(bytes(m.data)))
-    bus._drain()
+    snaps = [rx.stats["snapshot"] for rx in bus_receivers]
+    bus._drain()  # the server's start: its last global deltas again (and a snapshot, not listened to)
+    assert behind.seq == follower.seq == server.merge.global_seq
     t = [0]
     for r in recs:
         _feed(bus, r, r.containers, t)
     bus.advance(t[0] + 10**9)  # the global flush timer
-    assert follower.stats["snapshot"] == snaps
+    assert [rx.stats["snapshot"] for rx in bus_receivers] == snaps  # no full resend decoded
     expected = _offline_merge(_own_maps(recs))
-    assert server.merge.global_map.equals(expected) and follower.state.equals(expected)
+    assert server.merge.global_map.equals(expected)
+    assert follower.state.equals(expected) and behind.state.equals(expected)
     server.close()
 
 
