@@ -259,8 +259,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scenes.split(","):
             qs = [int(q) for q in args.qualities.split(",")]
+            prev = res["scenes"].get(name) if args.reuse_anchors else None
+            skip = [k for k in args.skip.split(",") if k]
             res["scenes"][name] = scene_figures(
-                name, SCENES[name], args.splat_transform, qs, args.repeats, Path(tmp)
+                name, SCENES[name], args.splat_transform, qs, args.repeats, Path(tmp), prev, skip
             )
             path.write_text(json.dumps(res, indent=1))
             (OUT / "codec_real.md").write_text(markdown(res))
