@@ -6,8 +6,9 @@ would sit outside every layer and could import anything. This keeps the list who
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 # Entry points that belong to no layer: `python -m gs_mapping` and the package markers.
