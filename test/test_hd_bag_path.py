@@ -78,7 +78,7 @@ def test_predict_bag_matches_predictor_on_the_same_frames(predictor, drives, bag
     equal the Predictor's on the rendered frames, and each frame's GT is that frame's lanes."""
     big = drives[0]
     out = tmp_path / "pred.json"
-    summary = predict_bag(bag, out, progress=False)
+    summary = predict_bag(bag, out, progress=False, score_threshold=predictor.score_threshold)
     assert summary["frames"] == FRAMES and summary["with_gt"]
     assert summary["skipped_frames"] == 0 and summary["frames_without_gt"] == 0
     doc = json.loads(out.read_text())
