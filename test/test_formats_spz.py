@@ -139,3 +139,17 @@ def test_lying_point_counts_allocate_nothing():
     for bad in (b"", b"junk", gzip.compress(b"\x00" * 16)):
         with pytest.raises(MapError):
             read_spz(bad)
+
+
+def test_huge_finite_sh_saturates_like_spz_without_overflow():
+    """SH far outside SPZ's byte range saturate to 0 / 255 (as in range ±1.x) instead of overflowing
+    float32 into an undefined integer cast (which wrapped +1e38 to 0)."""
+    g = synthetic_map(8, sh_degree=1, seed=3)
+    sh = g.sh.copy()
+    sh[:, 1:, :] = 0.0
+    sh[0, 1:, :], sh[1, 1:, :] = 1e38, -1e38
+    g.sh[:] = sh
+    with np.errstate(over="raise", invalid="raise"):
+        back = read_spz(write_spz(g))
+    assert np.all(back.sh[0, 1:] > 0.9) and np.all(back.sh[1, 1:] < -0.9)
+    assert np.allclose(back.sh[2:, 1:], 0.0, atol=0.02)

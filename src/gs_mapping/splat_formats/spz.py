@@ -109,7 +109,10 @@ def _unpack_smallest_three(r: np.ndarray) -> np.ndarray:
 
 
 def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
-    q = (_round_away((np.asarray(x, _F) * _F(128.0)).astype(_F)) + 128.0).astype(np.int64)
+    # SPZ saturates SH at its byte range (|x| > ~1 clips to 0 or 255); clipping first keeps huge finite
+    # values from overflowing float32 into an undefined integer cast (same bytes for every |x| <= 2).
+    x = np.clip(np.asarray(x, _F), _F(-2.0), _F(2.0))
+    q = (_round_away((x * _F(128.0)).astype(_F)) + 128.0).astype(np.int64)
     q = np.trunc((q + bucket // 2) / bucket).astype(np.int64) * bucket  # C integer division
     return np.clip(q, 0, 255).astype(np.uint8)
 
