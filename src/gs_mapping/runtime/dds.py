@@ -35,6 +35,7 @@ from cyclonedds.util import duration
 from ..errors import ConfigError, GsMappingError
 from ..nodes.context import LATCHED_QOS, QoS, resolve_topic
 from . import dds_discovery, dds_types
+from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
 
 LOOPBACK_CONFIG = """<CycloneDDS><Domain id="any">
@@ -126,7 +127,7 @@ class DdsContext:
             raise GsMappingError(f"cannot create a DDS participant on domain {domain_id}: {exc}") from None
         self._waitset = WaitSet(self.participant)
         self._readers: list[tuple[DataReader, ReadCondition, Callable[[Any], None]]] = []
-        self._timers: list[list[Any]] = []  # [period_ns, next_due_ns, callback]
+        self._timers = WallTimers()
         self._topics: dict[str, Topic] = {}
         self._reader_guids: list[bytes] = []
         self._writer_guids: list[bytes] = []
@@ -174,8 +175,7 @@ class DdsContext:
         self._announce()
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
-        period = int(period_s * 1e9)
-        self._timers.append([period, time.monotonic_ns() + period, callback])
+        self._timers.add(period_s, callback)
 
     def now_ns(self) -> int:
         return time.time_ns()
@@ -183,10 +183,7 @@ class DdsContext:
     def spin_once(self, timeout_s: float = 0.1) -> int:
         """Wait up to ``timeout_s`` (less if a timer is due), dispatch what arrived; returns the
         number of callbacks run."""
-        now = time.monotonic_ns()
-        wait_ns = int(timeout_s * 1e9)
-        if self._timers:
-            wait_ns = max(0, min(wait_ns, min(t[1] for t in self._timers) - now))
+        wait_ns = self._timers.wait_ns(timeout_s)
         if self._readers:
             self._waitset.wait(duration(nanoseconds=max(wait_ns, 1)))
         else:
@@ -198,19 +195,11 @@ class DdsContext:
                     continue
                 callback(sample)
                 ran += 1
-        now = time.monotonic_ns()
-        for timer in self._timers:
-            if now >= timer[1]:
-                timer[1] = now + timer[0]
-                timer[2]()
-                ran += 1
-        return ran
+        return ran + self._timers.fire_due()
 
     def spin(self, until: Callable[[], bool] | None = None, timeout_s: float | None = None) -> None:
         """Spin until ``until()`` is true or ``timeout_s`` passes (forever if both are None)."""
-        end = None if timeout_s is None else time.monotonic() + timeout_s
-        while not (until and until()) and not (end and time.monotonic() > end):
-            self.spin_once(0.05)
+        spin_until(self.spin_once, until, timeout_s)
 
     def close(self) -> None:
         # like rmw_destroy_node: tell the graph the node is gone before the participant goes

@@ -51,6 +51,7 @@ import zenoh.ext
 from ..errors import ConfigError, GsMappingError, MessageError
 from ..nodes.context import QoS, resolve_topic
 from . import dds_types, zenoh_wire
+from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class ZenohContext:
             )
         self._cond = threading.Condition()
         self._queues: list[tuple[collections.deque, Callable[[Any], None]]] = []
-        self._timers: list[list[Any]] = []  # [period_ns, next_due_ns, callback]
+        self._timers = WallTimers()
         self._entities: list[Any] = []  # publishers, subscribers, queryables, tokens to undeclare
         self._next_id = 0
         self.bad_samples: dict[str, int] = collections.Counter()
@@ -290,8 +291,7 @@ class ZenohContext:
         self._entities.append(self.session.liveliness().declare_token(entity.keyexpr))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
-        period = int(period_s * 1e9)
-        self._timers.append([period, time.monotonic_ns() + period, callback])
+        self._timers.add(period_s, callback)
 
     def now_ns(self) -> int:
         return time.time_ns()
@@ -412,10 +412,7 @@ class ZenohContext:
     def spin_once(self, timeout_s: float = 0.1) -> int:
         """Wait up to ``timeout_s`` (less if a timer is due), run what arrived; returns the number
         of callbacks run."""
-        now = time.monotonic_ns()
-        wait_ns = int(timeout_s * 1e9)
-        if self._timers:
-            wait_ns = max(0, min(wait_ns, min(t[1] for t in self._timers) - now))
+        wait_ns = self._timers.wait_ns(timeout_s)
         with self._cond:
             if not any(q for q, _ in self._queues):
                 self._cond.wait(wait_ns / 1e9)
@@ -426,19 +423,11 @@ class ZenohContext:
         for run, item in batch:
             run(item)
         ran = len(batch)
-        now = time.monotonic_ns()
-        for timer in self._timers:
-            if now >= timer[1]:
-                timer[1] = now + timer[0]
-                timer[2]()
-                ran += 1
-        return ran
+        return ran + self._timers.fire_due()
 
     def spin(self, until: Callable[[], bool] | None = None, timeout_s: float | None = None) -> None:
         """Spin until ``until()`` is true or ``timeout_s`` passes (forever if both are None)."""
-        end = None if timeout_s is None else time.monotonic() + timeout_s
-        while not (until and until()) and not (end and time.monotonic() > end):
-            self.spin_once(0.05)
+        spin_until(self.spin_once, until, timeout_s)
 
     def close(self) -> None:
         """Undeclare everything (tokens vanish from the graph) and close the session."""
