@@ -37,6 +37,7 @@ import torch  # noqa: E402
 # Synthetic rooms and the seeded faulty link are test material (test/), not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
+from common import best_time, log  # noqa: E402
 from faulty_link import simulate  # noqa: E402
 from synthetic_maps import fuzz_seeds, synthetic_map  # noqa: E402
 
@@ -54,20 +55,6 @@ from gs_mapping.splat_formats.spz import read_spz, write_spz  # noqa: E402
 
 torch.set_num_threads(1)
 OUT = Path(__file__).resolve().parent / "results"
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def best_time(fn, repeats):
-    best, out = None, None
-    for _ in range(repeats):
-        t = time.process_time()
-        out = fn()
-        dt = time.process_time() - t
-        best = dt if best is None else min(best, dt)
-    return best, out
 
 
 # -- sizes and speed -------------------------------------------------------------------------------

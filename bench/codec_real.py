@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
+from common import best_time, log  # noqa: E402
 
 from gs_map_share.quantize import QuantParams  # noqa: E402
 from gs_map_share.snapshot import decode_map, encode_map  # noqa: E402
@@ -46,20 +47,6 @@ torch.set_num_threads(1)
 OUT = ROOT / "bench" / "results"
 SPLATS = Path(os.environ.get("GS_MAPPING_SHARED_DATA", ROOT.parent / "shared" / "data")) / "splats"
 SCENES = {"guitar": SPLATS / "guitar.ply", "playbot": SPLATS / "playbot_sog"}
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def best_time(fn, repeats):
-    best, out = None, None
-    for _ in range(repeats):
-        t = time.process_time()
-        out = fn()
-        dt = time.process_time() - t
-        best = dt if best is None else min(best, dt)
-    return best, out
 
 
 def orbit(g, n=6):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -32,3 +33,20 @@ def write_results(name: str, data: dict, markdown: str) -> Path:
     path.write_text(json.dumps(data, indent=2, default=float) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
     return path
+
+
+def log(*a) -> None:
+    """Progress to stderr (stdout stays for results)."""
+    print(*a, file=sys.stderr, flush=True)
+
+
+def best_time(fn, repeats: int):
+    """Best CPU time (process_time, so other load on the machine counts less) of ``repeats`` calls,
+    and the last call's result."""
+    best, out = None, None
+    for _ in range(repeats):
+        t = time.process_time()
+        out = fn()
+        dt = time.process_time() - t
+        best = dt if best is None else min(best, dt)
+    return best, out
