@@ -120,7 +120,7 @@ def scene_figures(name, path, tool, qualities, repeats, tmp: Path, reuse=None, s
     for levels in (5, 1):
         rows = []
         for q in qualities:
-            p = QuantParams.from_quality(q).relative_to(g)
+            p = QuantParams.from_quality(q).relative_to(g).for_shared_sh(g)
             te, (data, _) = best_time(lambda p=p, levels=levels: encode_map(g, p, n_levels=levels), 1)
             td, dec = best_time(lambda data=data: decode_map(data), repeats)
             row = {

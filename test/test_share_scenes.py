@@ -105,10 +105,30 @@ def test_sh_palette_is_found_and_exact(monkeypatch):
     data, _ = encode_map(g, p, n_levels=1, stats=stats)
     assert "sh_palette_index" in stats
     assert np.array_equal(_rows(decode_map(data)), _rows(quantize(g, p)))
-    monkeypatch.setattr(section, "PALETTE_MIN", 1 << 40)  # the per-coefficient form
+    monkeypatch.setattr(section, "PALETTE_MIN_ROWS", 1 << 40)  # the per-coefficient form
     direct, _ = encode_map(g, p, n_levels=1)
     assert len(data) < 0.75 * len(direct)
     assert np.array_equal(_rows(decode_map(direct)), _rows(quantize(g, p)))
+
+
+def test_palette_sh_gets_a_finer_step_where_its_bits_are_shared():
+    g = _palette_scene(8000, 1000, 16)
+    pal = np.unique(g.sh[:, 1:].reshape(len(g), -1), axis=0)  # the source's palette
+    p = QuantParams.from_quality(1)
+    pp = p.for_shared_sh(g)
+    assert np.isclose(pp.rest_step, p.rest_step * len(pal) / len(g))
+    err, size = {}, {}
+    for name, q in (("preset", p), ("shared", pp)):
+        data, _ = encode_map(g, q, n_levels=1)
+        rest = decode_map(data).sh[:, 1:].reshape(len(g), -1)
+        # each decoded Gaussian's higher SH against the source palette row it came from (the
+        # nearest: the rows are far apart next to these steps)
+        d = np.abs(rest[:, None, :] - pal[None, :, :]).max(axis=2).min(axis=1)
+        err[name], size[name] = float(d.max()), len(data)
+    assert err["shared"] <= pp.rest_step + 1e-6 < err["preset"] / 2  # degree 2 uses 2 × the step
+    assert size["shared"] < 1.15 * size["preset"]  # the palette's 1000 rows pay for it, not 8000
+    plain = synthetic_map(8000, 2, seed=17)  # per-Gaussian SH: no palette, the step is kept
+    assert plain.sh_degree == 2 and p.for_shared_sh(plain) == p
 
 
 def test_sh_palette_fuzz_only_decode_errors():

@@ -25,8 +25,10 @@ from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
 from .errors import DecodeError, EncodeError
+from .palette import unique_rows
 from .quantize import (
     MAX_LATTICE,
+    PALETTE_MIN_ROWS,
     QMap,
     QuantParams,
     attribute_lattices,
@@ -401,7 +403,6 @@ def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None) -> 
 
 
 PALETTE_MODE = 5  # a stream-mode byte no plain stream (0..3) or joint coefficient (4) uses
-PALETTE_MIN = 4096  # Gaussians: below this, a palette's own streams cost more than it saves
 
 
 def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
@@ -410,25 +411,17 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     varint K``, the K distinct rows (in order of first use) coded as K Gaussians' coefficients
     are, then an unsigned stream of n row indices (< K). Taken when estimated smaller."""
     n, k3 = rows.shape
-    if n < PALETTE_MIN:
+    if n < PALETTE_MIN_ROWS:
         return False
     rows = np.ascontiguousarray(rows, np.int32)
-    # distinct rows by a 64-bit hash (one int64 sort instead of a row-wise one), verified
-    mix = np.random.default_rng(0).integers(1, 1 << 62, k3, dtype=np.int64) | 1
-    with np.errstate(over="ignore"):
-        h = rows @ mix  # int64, wrapping
-    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    if not np.array_equal(rows[first[inv]], rows):  # a collision: the exact, slower way
-        v = rows.view(np.dtype((np.void, 4 * k3))).ravel()
-        _, first, inv = np.unique(v, return_index=True, return_inverse=True)
+    first, inv = unique_rows(rows)
     k = len(first)
     if k > n // 4:
         return False
     order = np.argsort(first, kind="stable")  # palette in order of first use
     rank = np.empty(k, np.int64)
     rank[order] = np.arange(k)
-    idx = rank[inv.reshape(-1)]
+    idx = rank[inv]
     pal = rows[first[order]]
     sub = rows[::16].astype(np.int64)  # the direct form, estimated on every 16th Gaussian
     direct = 16 * sum(Stats(sub[:, c], keep_u=False).best()[1] for c in range(k3))

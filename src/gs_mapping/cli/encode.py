@@ -57,6 +57,7 @@ def encode_to(args, gmap, out: str) -> dict:
     params = QuantParams.from_quality(args.quality, args.pos_step)
     if args.relative:
         params = params.relative_to(gmap)
+    params = params.for_shared_sh(gmap)
     data, info = encode_map(
         gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
     )

@@ -1,0 +1,27 @@
+"""Distinct rows of an integer or float array, fast: scenes that were vector-quantised (SOG's
+64k-entry SH palette) repeat whole rows of SH coefficients, and both the choice of their step
+(:meth:`QuantParams.for_shared_sh`) and their coding (a palette, ``section``) start from that."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)`` as ``np.unique(..., return_index, return_inverse)`` over rows: a 64-bit
+    hash per row (one int64 sort instead of a row-wise one), verified, with the exact row-wise
+    sort as the fallback on a collision. Rows of 4-byte values (int32 or float32)."""
+    rows = np.ascontiguousarray(rows)
+    if rows.dtype.itemsize != 4:
+        raise ValueError(f"unique_rows takes 4-byte values, got {rows.dtype}")
+    bits = rows.view(np.int32)
+    mix = np.random.default_rng(0).integers(1, 1 << 62, rows.shape[1], dtype=np.int64) | 1
+    with np.errstate(over="ignore"):
+        h = bits @ mix  # int64, wrapping
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    if not np.array_equal(bits[first[inv]], bits):  # a collision: the exact, slower way
+        v = bits.view(np.dtype((np.void, 4 * rows.shape[1]))).ravel()
+        _, first, inv = np.unique(v, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+    return first, inv
