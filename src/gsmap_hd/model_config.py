@@ -126,6 +126,9 @@ class TrainConfig:
     augment_flip: float = 0.0
     augment_color: float = 0.0
     data_seed: int = 0
+    # fine-tune: start from this checkpoint's weights (same model config) with a fresh optimizer and
+    # schedule; "" = random initialisation. Ignored when resuming (last.pt has its own weights)
+    init_from: str = ""
     device: str = "cpu"  # cpu | cuda | auto
     num_threads: int = 1
 

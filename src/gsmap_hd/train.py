@@ -173,6 +173,10 @@ def train(
             sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
         log.info(f"resumed from {last} at step {start}")
+    elif cfg.init_from:
+        base, base_cfg, _ = ckpt.load_model(cfg.init_from, expect=cfg.model)
+        model.load_state_dict(base.state_dict())
+        log.info(f"initialised from {cfg.init_from} ({ckpt.describe_training(base_cfg)})")
     (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     crit = GSMapCriterion(cfg.model, cfg.loss)
     # Render the training frames once, in order (consecutive frames share a drive/world); nuScenes

@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--eval-every", type=int, help="evaluate with the reference metrics every N steps (0: never)"
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule",
+    )
+    p.add_argument("--data-seed", type=int, help="which procedural worlds the training frames come from")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -81,6 +87,8 @@ def build_config(args: argparse.Namespace):
         "device": args.device,
         "num_threads": args.threads,
         "eval_every": args.eval_every,
+        "init_from": args.init_from,
+        "data_seed": args.data_seed,
     }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None})
     if args.raster_weight is not None:
