@@ -78,6 +78,27 @@ def test_resume_with_another_model_config_is_refused(tmp_path):
         train(other, tmp_path, resume=True, progress=False)
 
 
+def test_init_from_fine_tunes_from_the_checkpoint_weights(tmp_path):
+    train(_cfg(steps=2), tmp_path / "base", progress=False)
+    base, _, _ = load_model(tmp_path / "base" / "model.pt")
+    # lr 0: the fine-tuned model is the checkpoint it started from; a fresh schedule (step 0)
+    tuned = _cfg(steps=2, lr=0.0, seed=5, init_from=str(tmp_path / "base" / "model.pt"))
+    train(tuned, tmp_path / "ft", progress=False)
+    ft, _, state = load_model(tmp_path / "ft" / "model.pt")
+    assert state["step"] == 2
+    for (k, a), b in zip(base.named_parameters(), ft.parameters(), strict=True):  # BN stats do move
+        assert torch.equal(a, b), k
+    scratch = _cfg(steps=2, lr=0.0, seed=5)  # the same run without init_from: other weights
+    train(scratch, tmp_path / "s", progress=False)
+    s, _, _ = load_model(tmp_path / "s" / "model.pt")
+    assert not all(torch.equal(a, b) for a, b in zip(base.parameters(), s.parameters(), strict=True))
+    with pytest.raises(CheckpointError, match="num_points"):
+        train(
+            _cfg(model={**TINY, "num_points": 8}, init_from=str(tmp_path / "base" / "model.pt")),
+            tmp_path / "x",
+        )
+
+
 def test_checkpoint_errors(tmp_path):
     cfg = _cfg()
     model = GSMapModel(cfg.model)
