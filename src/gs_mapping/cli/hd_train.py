@@ -52,23 +52,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def build_config(args: argparse.Namespace):
-    import dataclasses
-
+def config_from_file(path: str | None, preset: str = "small"):
+    """The ``preset``'s TrainConfig with a ROS parameter YAML's ``hd_train`` section over it (nested
+    sections such as ``model``/``loss`` merge key by key); no path: the preset."""
     from gsmap_hd.model_config import PRESETS, TrainConfig
 
     from ..config_file import from_dict, read_parameters, to_dict
 
-    cfg = PRESETS[args.preset]()
-    if args.config:
-        section = read_parameters(args.config).get("hd_train", {})
+    cfg = PRESETS[preset]()
+    if path:
+        section = read_parameters(path).get("hd_train", {})
         merged = to_dict(cfg)
         for k, v in section.items():
             if isinstance(v, dict) and isinstance(merged.get(k), dict):
                 merged[k].update(v)
             else:
                 merged[k] = v
-        cfg = from_dict(TrainConfig, merged, where=f"{args.config}: hd_train")
+        cfg = from_dict(TrainConfig, merged, where=f"{path}: hd_train")
+    return cfg
+
+
+def build_config(args: argparse.Namespace):
+    import dataclasses
+
+    cfg = config_from_file(args.config, args.preset)
     over = {
         "steps": args.steps,
         "batch_size": args.batch_size,
