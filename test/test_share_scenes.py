@@ -3,6 +3,8 @@ unit-free, byte accounting is an explicit argument."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from synthetic_maps import synthetic_map
 
@@ -68,6 +70,17 @@ def test_relative_presets_do_not_depend_on_the_unit():
     b, _ = encode_map(big, pb, n_levels=1)
     assert abs(len(a) - len(b)) <= 0.01 * len(a)
     assert QuantParams.from_quality(2).pos_step == 0.001  # the metre presets are unchanged
+
+
+def test_scene_levels_of_detail_cost_little():
+    # a scene many map tiles wide: in scale-relative mode its tile is wider, so the octree has room
+    # above for coarse levels at the 1/16 ratio instead of forcing them to the finest depths
+    g = synthetic_map(40000, 0, seed=3)
+    p = QuantParams.from_quality(2).relative_to(g)
+    single, prog = (len(encode_map(g, p, n_levels=k)[0]) for k in (1, 5))
+    assert prog < 1.12 * single
+    narrow = replace(p, tile_bits=QuantParams.from_quality(2).tile_bits)  # a map's tile
+    assert len(encode_map(g, narrow, n_levels=5)[0]) > 1.15 * single
 
 
 def test_byte_accounting_is_an_explicit_return():

@@ -164,15 +164,21 @@ class QuantParams:
 
     def relative_to(self, gmap: GaussianMap) -> QuantParams:
         """These parameters for a scene in arbitrary units: the position step scaled by the scene's
-        median Gaussian size over ``REFERENCE_SIZE`` (the codec tile stays 2**tile_bits steps).
-        Every other step is in log or colour units already, so it does not depend on the unit."""
+        median Gaussian size over ``REFERENCE_SIZE``, and the codec tile ``SCENE_TILE_BITS`` bits
+        wider (16× per axis). Every other step is in log or colour units already, so it does not
+        depend on the unit. Tiles are a map's unit of streaming and change; a scene is one object,
+        and with tiles of the map presets' size its octree has no room above them for coarse
+        levels of detail: playbot (500k) had 1,072 tiles at quality 1, its coarsest levels were
+        forced to 95k/22k/4.5k/1k nodes and progressive cost 13.84 B/G against 12.25 single-level;
+        with the wider tile 12.51 against 12.20 (guitar quality 2: 10.30 → 10.22, single 10.16 →
+        10.15; two more bits gained nothing further)."""
         if not len(gmap):
             return self
         size = float(np.median(np.exp(gmap.log_scales.astype(np.float64).max(axis=1))))
         if not np.isfinite(size) or size <= 0:
             return self
         step = float(np.clip(self.pos_step * size / REFERENCE_SIZE, 1e-9, 1e6))
-        return replace(self, pos_step=step)
+        return replace(self, pos_step=step, tile_bits=min(20, self.tile_bits + SCENE_TILE_BITS))
 
     def for_shared_sh(self, gmap: GaussianMap) -> QuantParams:
         """These parameters with a finer higher-SH step when the scene's SH is a palette (a source
@@ -231,6 +237,7 @@ PALETTE_MIN_ROWS = 4096  # below this a palette's own streams cost more than it 
 # quality 0 by 6 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):
 # position precision is the cheapest PSNR there (4× finer: +0.8 B/G, +5 dB at quality 3).
 REFERENCE_SIZE = 0.1
+SCENE_TILE_BITS = 4  # QuantParams.relative_to: a scene's codec tile is 2**4 times a map's per axis
 # log-scale spreads (max − min of the three log-scales) of the presets' tiers: below 0.4 (scales
 # within 1.5×) a Gaussian gets 4 bits fewer than above 2.5 (12×). Measured on the mapper's kitchen
 # map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —
