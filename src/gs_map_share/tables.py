@@ -91,42 +91,51 @@ def get_table(r: Reader, a: int) -> np.ndarray:
     blob = r.blob()
     if len(blob) > (a * _MAX_ENTRY_BITS + 7) // 8:  # before unpacking: no allocation sized by a lie
         raise r.fail(f"frequency table of {len(blob)} bytes for {a} symbols")
-    bits = np.unpackbits(np.frombuffer(blob, np.uint8), bitorder="little").tolist()
-    nb = len(bits)
-    pos, e = 0, 0
+    nb = 8 * len(blob)
+    # win[j] = the 64 bits from byte j on (zeros past the blob): an entry (≤ 29 bits) starting at
+    # bit ``pos`` is in win[pos >> 3] >> (pos & 7), which holds ≥ 57 valid bits
+    data = np.frombuffer(bytes(blob) + bytes(8), np.uint8)
+    win = np.lib.stride_tricks.as_strided(data, shape=(len(blob) + 1, 8), strides=(1, 1), writeable=False)
+    win = win.view("<u8").reshape(-1).tolist()
+    pos, e, i = 0, 0, 0
     out = [0] * a
-
-    def take(n: int) -> int:
-        nonlocal pos
-        if pos + n > nb:
-            raise r.fail("frequency table runs past its bits")
-        v = 0
-        for j in range(n):
-            v |= bits[pos + j] << j
-        pos += n
-        return v
-
-    for i in range(a):
-        m = 1
-        while True:
-            if pos >= nb:
-                raise r.fail("frequency table runs past its bits")
-            if bits[pos]:
-                break
+    while i < a:
+        x = win[pos >> 3] >> (pos & 7)
+        if x & 1:  # z = 0: bit length unchanged
+            if e == 0:  # a run of absent symbols: one bit each
+                run = min(((x + 1) & ~x).bit_length() - 1, a - i)
+                if pos + run > nb:
+                    raise r.fail("frequency table runs past its bits")
+                pos += run
+                i += run
+                continue
             pos += 1
-            m += 1
-            if m > 7:  # z ≤ 2·17 needs at most 6 bits
+            x >>= 1
+        else:
+            m = (x & -x).bit_length()  # the leading one of z + 1 is bit m - 1 (0 when x = 0)
+            if m == 0 or m > 7:  # z ≤ 2·17 needs at most 6 bits
+                if pos + 7 > nb:
+                    raise r.fail("frequency table runs past its bits")
                 raise r.fail("frequency table entry too long")
-        pos += 1
-        z = ((1 << (m - 1)) | take(m - 1)) - 1
-        e += (z >> 1) ^ -(z & 1)
-        if not 0 <= e <= MAX_FREQ_BITS:
-            raise r.fail(f"frequency bit length {e} outside 0..{MAX_FREQ_BITS}")
-        if e:
-            k = min(e, p)
-            top = (1 << (k - 1)) | take(k - 1)
-            d = e - k
-            out[i] = (top << d) + ((1 << (d - 1)) if d else 0)
+            if pos + 2 * m - 1 > nb:
+                raise r.fail("frequency table runs past its bits")
+            z = ((x >> m) & ((1 << (m - 1)) - 1) | (1 << (m - 1))) - 1
+            pos += 2 * m - 1
+            x >>= 2 * m - 1
+            e += (z >> 1) ^ -(z & 1)
+            if not 0 <= e <= MAX_FREQ_BITS:
+                raise r.fail(f"frequency bit length {e} outside 0..{MAX_FREQ_BITS}")
+            if e == 0:
+                i += 1
+                continue
+        k = e if e < p else p
+        pos += k - 1
+        if pos > nb:
+            raise r.fail("frequency table runs past its bits")
+        d = e - k
+        top = (1 << (k - 1)) | (x & ((1 << (k - 1)) - 1))
+        out[i] = (top << d) + ((1 << (d - 1)) if d else 0)
+        i += 1
     if (pos + 7) // 8 != len(blob):
         raise r.fail("frequency table has trailing bytes")
     freq = np.array(out, np.int64)
