@@ -305,3 +305,35 @@ def test_mutated_joint_coefficient_raises_only_decode_error():
             _decode_coefficient(bytes(m[:cut]), n)
         except DecodeError:
             pass
+
+
+def _expand_plain(code, occ):
+    """Children codes and parent indices, bit by bit (the reference for octree.expand_codes)."""
+    child, pidx = [], []
+    for i, (c, o) in enumerate(zip(code.tolist(), occ.tolist(), strict=True)):
+        for b in range(8):
+            if o >> b & 1:
+                child.append((c << 3) | b)
+                pidx.append(i)
+    return np.array(child, np.uint64), np.array(pidx, np.int64)
+
+
+@pytest.mark.parametrize("multi", [0.0, 0.01, 0.2, 0.3, 1.0])
+def test_expand_codes_every_path_matches_plain(multi):
+    """One child each, a few nodes with several (patched in), many (all bits expanded): same
+    children and parents, with or without the parent indices."""
+    from gs_map_share import octree
+
+    rng = np.random.default_rng(int(multi * 100))
+    for p in (0, 1, 7, 300, 3000):
+        occ = np.where(rng.random(p) < multi, rng.integers(1, 256, p), 1 << rng.integers(0, 8, p)).astype(
+            np.uint8
+        )
+        code = rng.integers(0, 1 << 40, p).astype(np.uint64)
+        want = _expand_plain(code, occ)
+        for kids in (None, octree.children_per_node(occ)):
+            got = octree.expand_codes(code, occ, kids)
+            assert np.array_equal(got[0], want[0]) and got[0].dtype == np.uint64
+            assert np.array_equal(got[1], want[1])
+            assert octree.expand_codes(code, occ, kids, parents=False)[1] is None
+            assert np.array_equal(octree.expand_codes(code, occ, kids, parents=False)[0], want[0])

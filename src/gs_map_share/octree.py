@@ -21,6 +21,8 @@ __all__ = ["build_levels", "demorton", "morton"]
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
 _BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(bool)
+# octant of the lowest set bit of each occupancy byte (0 for 0, which never occurs)
+_LOWBIT = np.array([(i & -i).bit_length() - 1 if i else 0 for i in range(256)], np.uint64)
 
 
 def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
@@ -51,15 +53,52 @@ def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
     return node_tile, node_code, occ, parent
 
 
-def expand_codes(code: np.ndarray, occ: np.ndarray):
+def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = None, parents: bool = True):
     """One depth down: children codes in order and each child's parent index (nodes of all tiles
-    in order; a tile's children follow its nodes)."""
-    k = np.flatnonzero(_BITS[occ].ravel())  # set bits of the (P, 8) table, node-major
-    pidx = k >> 3
-    k &= 7  # octant, increasing within each node
-    child = code[pidx]
-    child <<= np.uint64(3)
-    child |= k.view(np.uint64)
+    in order; a tile's children follow its nodes). ``kids``: :func:`children_per_node` of ``occ``
+    when already computed; ``parents=False``: the parent indices are not needed (None instead).
+
+    Every node's first child is its code and lowest occupied octant; near the leaves most nodes
+    have no other child, so only the few that do are expanded further."""
+    if kids is None:
+        kids = _POPCOUNT[occ]
+    extra = int(kids.sum()) - len(code)  # children beyond each node's first
+    if 4 * extra > len(code):  # many nodes with several children: expand all bits at once
+        k = np.flatnonzero(_BITS[occ].ravel())  # set bits of the (P, 8) table, node-major
+        pidx = k >> 3
+        k &= 7  # octant, increasing within each node
+        child = code[pidx]
+        child <<= np.uint64(3)
+        child |= k.view(np.uint64)
+        return child, (pidx if parents else None)
+    first = code << np.uint64(3)
+    first |= np.take(_LOWBIT, occ)
+    if extra == 0:  # one child each: the children are the nodes' first children
+        return first, (np.arange(len(code)) if parents else None)
+    multi = np.flatnonzero(kids > 1)
+    child = np.repeat(first, kids)
+    start = np.cumsum(kids)
+    start -= kids  # index of each node's first child
+    # the further children of the nodes that have them: set bits above the lowest
+    rest = occ[multi]
+    rest &= rest - np.uint8(1)
+    k = np.flatnonzero(_BITS[rest].ravel())
+    sub = k >> 3
+    k &= 7
+    n_rest = kids[multi] - 1
+    first_rest = np.cumsum(n_rest)
+    first_rest -= n_rest  # index in k of each multi node's second child
+    at = start[multi][sub] + 1 + (np.arange(len(k)) - first_rest[sub])
+    more = code[multi][sub]
+    more <<= np.uint64(3)
+    more |= k.view(np.uint64)
+    child[at] = more
+    if not parents:
+        return child, None
+    pidx = np.zeros(len(child), np.int64)
+    pidx[at] = 1
+    np.cumsum(pidx, out=pidx)  # further children before each child
+    np.subtract(np.arange(len(child)), pidx, out=pidx)
     return child, pidx
 
 

@@ -732,9 +732,11 @@ def decode_section(
             m = int(kids.sum())
             if m > n:
                 raise r.fail(f"depth {dd + 1} has {m} nodes, more than the {n} Gaussians")
-            code, pidx = octree.expand_codes(code, occ)
+            # parent indices: only levels after the first look up their parents' values
+            code, pidx = octree.expand_codes(code, occ, kids, parents=k > 0)
             tile_count = np.add.reduceat(kids, np.cumsum(tile_count) - tile_count)
-            parent_chain[dd + 1] = pidx
+            if pidx is not None:
+                parent_chain[dd + 1] = pidx
         m = len(code)
         if k < L - 1:
             pc = None
