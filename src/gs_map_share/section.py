@@ -813,9 +813,12 @@ def _get_leaves(
         idx = decode_stream(r, n, signed=False, int32=True, limit=k - 1)
         if idx.max() >= k:
             raise r.fail("SH palette index out of range")
-        cols = pal[:, idx]
+        # row-major (n, 3·(K−1)): one contiguous row copy per Gaussian (a column-wise gather
+        # reads the palette 3·(K−1) times)
+        rest = np.take(np.ascontiguousarray(pal.T), idx, axis=0).reshape(n, -1, 3)
     else:
         _get_sh_cols(r, cols, bound)
+        rest = cols.T.reshape(n, -1, 3)  # a view: no transposed copy
     r.end()
     _check_ranges(leaf, params, where)
     return QMap(
@@ -828,8 +831,8 @@ def _get_leaves(
         leaf.rot_idx,
         leaf.rot,
         leaf.dc,
-        cols.T.reshape(n, -1, 3),
-    )  # a view: no transposed copy
+        rest,
+    )
 
 
 def _get_sh_cols(r: Reader, cols: np.ndarray, bound: np.ndarray) -> None:
