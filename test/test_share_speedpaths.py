@@ -337,3 +337,22 @@ def test_expand_codes_every_path_matches_plain(multi):
             assert np.array_equal(got[1], want[1])
             assert octree.expand_codes(code, occ, kids, parents=False)[1] is None
             assert np.array_equal(octree.expand_codes(code, occ, kids, parents=False)[0], want[0])
+
+
+def test_id_order_scatter_matches_sort():
+    """Ids filling a range are placed by a scatter; gaps and repeats fall back to the sort."""
+    from gs_map_share.section import _id_order
+
+    rng = np.random.default_rng(5)
+    for ids in (
+        rng.permutation(1000) + 1,  # 1..N in any order: the scatter
+        rng.permutation(1000) + (1 << 62),
+        rng.choice(5000, 1000, replace=False),  # gaps: the sort
+        np.array([3, 1, 2, 2, 5]),  # a repeat with max − min = n − 1: the sort
+        np.array([7]),
+        np.zeros(0, np.int64),
+    ):
+        ids = np.asarray(ids).astype(np.uint64)
+        assert np.array_equal(ids[_id_order(ids)], np.sort(ids))
+        if len(np.unique(ids)) == len(ids):
+            assert np.array_equal(_id_order(ids), np.argsort(ids))

@@ -335,9 +335,6 @@ def decode_stream(
     return out
 
 
-# values of the direct symbols (< 2**9): the zig-zag inverse by table lookup, one pass per stream
-_UNZZ32 = ((np.arange(512) >> 1) ^ -(np.arange(512) & 1)).astype(np.int32)
-_UNZZ64 = _UNZZ32.astype(np.int64)
 _I32_MAX = (1 << 31) - 1
 
 
@@ -371,10 +368,15 @@ def _values(
             raise r.fail("escape symbol names more than 64 bits")
         mant = _unpack_bits(r.blob(), bl - 1, r.what)
         u_esc = (np.uint64(1) << (bl - 1).astype(np.uint64)) | mant
-    # every symbol indexes the 512-entry table (escape symbols too: they are overwritten below)
+    # every symbol is unzigzagged (escape symbols too: they are overwritten below); arithmetic on
+    # the int32 symbols is ~2.5× cheaper than a table lookup
     if signed:
-        dst = out if (out is not None and int32) else None
-        v = np.take(_UNZZ32 if int32 else _UNZZ64, sym, out=dst, mode="clip")
+        s = sym if int32 else sym.astype(np.int64)
+        v = out if (out is not None and int32) else np.empty(len(s), s.dtype)
+        np.right_shift(s, 1, out=v)
+        low = s & 1
+        np.negative(low, out=low)
+        v ^= low
     elif int32:
         if out is not None:
             np.copyto(out, sym)

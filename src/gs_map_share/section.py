@@ -766,7 +766,7 @@ def decode_section(
             if ids.min() < 0 or ids.max() >= (1 << 63):
                 raise r.fail("id outside 0..2**63")
             ids = ids.astype(np.uint64)
-            order = np.argsort(ids)  # ids are unique (checked next): any sort gives the one order
+            order = _id_order(ids)
             ids = ids[order]
             if n > 1 and np.any(ids[1:] == ids[:-1]):
                 raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
@@ -780,6 +780,21 @@ def decode_section(
             return _get_leaves(r, ids, pos[vox], pc, params, sh_degree, where)
         prev_d = d
     raise AssertionError("unreachable")
+
+
+def _id_order(ids: np.ndarray) -> np.ndarray:
+    """The order sorting ``ids`` (uint64). Ids are unique (the caller checks): any sort gives the
+    one order. Ids that fill a range (1..N of a fresh scene, in any order) are placed by one
+    scatter instead of a sort; anything else (gaps, repeats) is sorted."""
+    n = len(ids)
+    if n > 1:
+        lo = int(ids.min())
+        if int(ids.max()) - lo == n - 1:
+            order = np.full(n, -1, np.int64)
+            order[(ids - np.uint64(lo)).view(np.int64)] = np.arange(n)
+            if order.min() >= 0:  # every slot filled once: no repeats
+                return order
+    return np.argsort(ids)
 
 
 def _get_leaves(
