@@ -320,8 +320,9 @@ def _expand_plain(code, occ):
 
 @pytest.mark.parametrize("multi", [0.0, 0.01, 0.2, 0.3, 1.0])
 def test_expand_codes_every_path_matches_plain(multi):
-    """One child each, a few nodes with several (patched in), many (all bits expanded): same
-    children and parents, with or without the parent indices."""
+    """One child each, a few nodes with several (first children copied in slices, the others
+    patched in), more (repeated, patched), many (all bits expanded): same children and parents,
+    with or without the parent indices."""
     from gs_map_share import octree
 
     rng = np.random.default_rng(int(multi * 100))
@@ -330,6 +331,8 @@ def test_expand_codes_every_path_matches_plain(multi):
             np.uint8
         )
         code = rng.integers(0, 1 << 40, p).astype(np.uint64)
+        if multi == 0.3 and p > 7:
+            occ[rng.integers(0, p, 3)] = 0  # an empty node (a decoder refuses it first): still exact
         want = _expand_plain(code, occ)
         for kids in (None, octree.children_per_node(occ)):
             got = octree.expand_codes(code, occ, kids)

@@ -22,6 +22,9 @@ __all__ = ["build_levels", "demorton", "morton"]
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
 _BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(bool)
 # octant of the lowest set bit of each occupancy byte (0 for 0, which never occurs)
+_FEW = (
+    64  # expand_codes: up to this many nodes with several children, the first children are copied in slices
+)
 _LOWBIT = np.array([(i & -i).bit_length() - 1 if i else 0 for i in range(256)], np.uint64)
 
 
@@ -63,7 +66,9 @@ def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = No
     if kids is None:
         kids = _POPCOUNT[occ]
     extra = int(kids.sum()) - len(code)  # children beyond each node's first
-    if 4 * extra > len(code):  # many nodes with several children: expand all bits at once
+    # many nodes with several children (or an empty node, which a decoder refuses before this):
+    # expand all bits at once
+    if 4 * extra > len(code) or (len(kids) and int(kids.min()) == 0):
         k = np.flatnonzero(_BITS[occ].ravel())  # set bits of the (P, 8) table, node-major
         pidx = k >> 3
         k &= 7  # octant, increasing within each node
@@ -76,22 +81,29 @@ def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = No
     if extra == 0:  # one child each: the children are the nodes' first children
         return first, (np.arange(len(code)) if parents else None)
     multi = np.flatnonzero(kids > 1)
-    child = np.repeat(first, kids)
-    start = np.cumsum(kids)
-    start -= kids  # index of each node's first child
-    # the further children of the nodes that have them: set bits above the lowest
+    n_rest = kids[multi] - 1  # further children of each node that has them
+    before = np.cumsum(n_rest)
+    before -= n_rest  # further children ahead of each such node
+    # their codes: the set bits above the lowest, node-major
     rest = occ[multi]
     rest &= rest - np.uint8(1)
     k = np.flatnonzero(_BITS[rest].ravel())
     sub = k >> 3
     k &= 7
-    n_rest = kids[multi] - 1
-    first_rest = np.cumsum(n_rest)
-    first_rest -= n_rest  # index in k of each multi node's second child
-    at = start[multi][sub] + 1 + (np.arange(len(k)) - first_rest[sub])
     more = code[multi][sub]
     more <<= np.uint64(3)
     more |= k.view(np.uint64)
+    # and where they go: after their node's first child (at multi + before)
+    at = (multi + before)[sub] + 1 + (np.arange(len(k)) - before[sub])
+    if len(multi) <= _FEW:  # the first children in a few slices
+        child = np.empty(len(code) + extra, np.uint64)
+        lo, shift = 0, 0
+        for i, r in zip(multi.tolist(), n_rest.tolist(), strict=True):
+            child[lo + shift : i + 1 + shift] = first[lo : i + 1]
+            lo, shift = i + 1, shift + r
+        child[lo + shift :] = first[lo:]
+    else:
+        child = np.repeat(first, kids)
     child[at] = more
     if not parents:
         return child, None
