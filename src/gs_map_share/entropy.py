@@ -83,14 +83,19 @@ def _unpack_bits(buf, nbits: np.ndarray, what: str) -> np.ndarray:
     total = int(nbits.sum())
     if total > len(buf) * 8:
         raise DecodeError(f"{what}: mantissa needs {total} bits, stream holds {len(buf) * 8}")
-    offs = np.concatenate([[0], np.cumsum(nbits)])[:-1]
+    nbits = np.asarray(nbits, np.int64)
+    offs = np.cumsum(nbits)
+    offs -= nbits  # first bit of each value
     if len(nbits) and int(nbits.max()) <= 57:
-        # each value lies within the 8 bytes from its first byte: one little-endian word per value
+        # each value lies within the 8 bytes from its first byte: one little-endian word per value,
+        # taken from an unaligned uint64 view starting at every byte (one 8-byte gather per value)
         data = np.frombuffer(bytes(buf) + bytes(8), np.uint8)
-        win = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 7, 8), strides=(1, 1), writeable=False)
-        vals = win[offs >> 3].view("<u8").reshape(-1).astype(np.uint64)
-        vals >>= (offs & 7).astype(np.uint64)
-        vals &= (np.uint64(1) << nbits.astype(np.uint64)) - np.uint64(1)
+        words = np.ndarray((len(data) - 7,), "<u8", data, 0, (1,))
+        vals = np.take(words, offs >> 3)
+        vals >>= (offs & 7).view(np.uint64)
+        mask = np.left_shift(1, nbits)
+        mask -= 1
+        vals &= mask.view(np.uint64)
         return vals
     bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[:total]
     vals = np.zeros(len(nbits), np.uint64)
