@@ -144,3 +144,75 @@ def test_a_line_across_a_lane_is_not_merged_into_it():
     shifted = Obs(0, 0.8, along.points + [5.0, 0.3])
     lm.update([shifted])
     assert len(lm.published()) == 2 and max(t.length() for t in lm.published()) == pytest.approx(35, abs=1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# per-vertex support: ends carried into an intersection by some frames are cut back to what the
+# cameras kept seeing, two lanes joined across an intersection split again
+
+
+def _straight_drive(gt_pieces, n=40, step=2.0, join_every=3, overshoot=0.0, seed=0):
+    """An ego driving along +x (``step`` m a frame) that sees, in a box 5..30 m ahead, the GT
+    dividers ``gt_pieces`` (x ranges on y = 0) with noise. Every ``join_every``-th frame the detector
+    errs the way the model does at intersections: it runs the divider on ``overshoot`` m past a GT
+    end in view, or (overshoot 0) joins two GT pieces in view into one line across the gap.
+    Returns the lane map, the per-frame observations (map frame) and the frames' regions."""
+    from shapely.geometry import box
+
+    rng = np.random.default_rng(seed)
+    lm, frames, regions = LaneMap(), [], []
+    for i in range(n):
+        x0 = step * i + 5.0
+        region = box(x0, -15.0, x0 + 25.0, 15.0)
+        seen = [(max(a, x0), min(b, x0 + 25.0)) for a, b in gt_pieces if min(b, x0 + 25.0) - max(a, x0) > 2]
+        if i % join_every == 1 and seen:
+            if overshoot > 0:
+                seen = [(a, min(b + overshoot, x0 + 25.0)) for a, b in seen]
+            elif len(seen) > 1:
+                seen = [(seen[0][0], seen[-1][1])]
+        obs = []
+        for a, b in seen:
+            x = np.linspace(a, b, max(2, int(b - a) + 1))
+            pts = np.stack([x, rng.normal(0, 0.1, len(x)) + rng.normal(0, 0.1)], 1)
+            obs.append(Obs(0, 0.7, pts))
+        lm.update(obs, region)
+        frames.append(obs)
+        regions.append(region)
+    return lm, frames, regions
+
+
+def test_an_end_carried_past_the_lane_by_some_frames_is_trimmed_to_ground_truth():
+    gt_end = 50.0
+    lm, _, _ = _straight_drive([(0.0, gt_end)], overshoot=10.0)
+    tracks = lm.published()
+    assert len(tracks) == 1
+    x = tracks[0].points[:, 0]
+    # one frame in three ran the lane 10 m on: the map ends where the GT does, not 10 m on
+    assert abs(x.max() - gt_end) < 1.5, x.max()
+    assert x.min() < 6.0  # the start, seen from the first frame, stays
+
+
+def test_lanes_joined_across_an_intersection_by_some_frames_are_split_at_ground_truth():
+    gt = [(0.0, 40.0), (55.0, 100.0)]
+    lm, _, _ = _straight_drive(gt, n=45)
+    tracks = sorted(lm.published(), key=lambda t: t.points[:, 0].min())
+    assert len(tracks) == 2, [(t.id, t.points[0], t.points[-1]) for t in tracks]
+    for t, (a, b) in zip(tracks, gt, strict=True):
+        xs = t.points[:, 0]
+        assert xs.min() > a - 1.5 and xs.max() < b + 1.5, (t.id, xs.min(), xs.max(), a, b)
+        assert np.abs(t.points[:, 1]).max() < 0.5
+    # the lane seen first keeps its id
+    assert tracks[0].id == 1
+
+
+def test_a_well_supported_lane_ranks_above_a_patchy_one_with_as_many_sightings():
+    """Confidence (what AP ranks by) counts how much of what the cameras covered was seen."""
+    from gsmap_hd.lane_map import Track
+
+    pts = np.stack([np.arange(10.0), np.zeros(10)], 1)
+    solid = Track(1, 0, pts, np.ones(10), False, hits=8, score_sum=8 * 0.7)
+    solid.seen, solid.covered = np.full(10, 8.0), np.full(10, 8.0)
+    patchy = Track(2, 0, pts.copy(), np.ones(10), False, hits=8, score_sum=8 * 0.7)
+    patchy.seen, patchy.covered = np.full(10, 8.0), np.full(10, 16.0)
+    assert solid.confidence == pytest.approx(0.7 * (1 - 0.5**8))
+    assert patchy.confidence == pytest.approx(solid.confidence / 2)

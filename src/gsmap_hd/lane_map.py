@@ -13,8 +13,17 @@ tracks — one per map element, with a stable id:
   evidence); the observation's parts beyond the track's ends extend it. Rings are averaged vertex by
   vertex in their best-aligned order. Tracks that come to overlap each other (two pieces of one lane
   that grew together) are merged into the older id.
+- **Support**: each line vertex counts the frames that saw it (an observation overlapped or extended
+  the track there) and the frames whose cameras covered it (its point inside the frame's region).
+  Once covered ``trim_after`` times, a vertex seen in less than ``min_support`` of them is cut away:
+  an end that some frames carried into an intersection is trimmed back to what the cameras kept
+  seeing, two lanes that some frames joined across one split again (the longest piece keeps the id;
+  pieces under ``min_length`` go). The counts follow the points through merges and resampling.
 - **Confidence**: the mean score of the frames that saw the element × (1 − 2^−hits) (repeated
-  sightings raise it); a track is published once seen in ``min_hits`` frames.
+  sightings raise it) × for a line the mean share of its covering frames that saw each vertex (AP
+  ranks by confidence: a lane seen whenever in view comes before a patchy piece of an intersection
+  with as many sightings). A track is published once seen in ``min_hits`` frames (a line once
+  ``min_length`` long).
 - **Removal**: a track that the cameras covered (≥ half its length inside the frame's region) but that
   no observation matched counts a miss; a tentative track (fewer than ``min_hits`` sightings) goes after
   ``tentative_misses`` such misses or ``tentative_age`` frames without a second sighting (one-off false
@@ -25,7 +34,7 @@ Points are metres in the map frame; a polyline is resampled to ``spacing`` after
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,6 +52,12 @@ class LaneMapConfig:
     tentative_age: int = 6  # frames
     max_misses: int = 8
     min_score: float = 0.3  # observations below this are ignored
+    min_support: float = 0.4  # a line vertex must be seen in this share of the frames that covered it
+    trim_after: int = 3  # ... once covered this often (else it is cut away: the track is trimmed or split)
+    min_length: float = 3.0  # m: shorter line pieces are not published, and dropped when cut off
+
+
+VERTEX_ATTRS = ("seen", "covered", "now")
 
 
 @dataclass
@@ -57,12 +72,42 @@ class Track:
     first_frame: int = 0
     last_frame: int = 0
     score_sum: float = 0.0  # over sightings
+    # per vertex of a line (interpolated like the points): frames that saw it / covered it, and
+    # whether this frame's observations have touched it yet
+    seen: np.ndarray | None = None
+    covered: np.ndarray | None = None
+    now: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = len(self.points)
+        for name, fill in zip(VERTEX_ATTRS, (0.0, 0.0, 1.0), strict=True):
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(n, fill))
+
+    def vertex_attrs(self) -> np.ndarray:
+        return np.stack([getattr(self, k) for k in VERTEX_ATTRS], 1)
+
+    def set_vertex_attrs(self, a: np.ndarray) -> None:
+        for k, name in enumerate(VERTEX_ATTRS):
+            setattr(self, name, a[:, k].copy())
+
+    def sliced(self, a: int, b: int) -> Track:
+        """A copy with vertices a..b−1."""
+        out = replace(self, points=self.points[a:b].copy(), weights=self.weights[a:b].copy())
+        out.set_vertex_attrs(self.vertex_attrs()[a:b])
+        return out
 
     @property
     def confidence(self) -> float:
-        """Mean score of its sightings × (1 − 2^−hits): repeated sightings raise it, never past the
-        model's own mean confidence."""
-        return float(self.score_sum / max(self.hits, 1) * (1.0 - 0.5**self.hits))
+        """Mean score of its sightings × (1 − 2^−hits) × (a line) the mean share of the frames
+        covering each vertex that saw it: repeated sightings raise it, gaps in view lower it; never
+        past the model's own mean confidence."""
+        conf = self.score_sum / max(self.hits, 1) * (1.0 - 0.5**self.hits)
+        if not self.closed:
+            cov = self.covered > 0
+            if cov.any():
+                conf *= float(np.mean(np.minimum(self.seen[cov] / self.covered[cov], 1.0)))
+        return float(conf)
 
     def length(self) -> float:
         return (
@@ -164,6 +209,13 @@ def _stations(line: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))])
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in a 1-D mask."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(m[1:] != m[:-1])
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
 def _ring_orderings(ring: np.ndarray) -> np.ndarray:
     core = ring[:-1]
     out = []
@@ -191,13 +243,18 @@ class LaneMap:
     frame: int = 0
 
     def published(self) -> list[Track]:
-        """Confirmed tracks (seen in ≥ min_hits frames), by id."""
-        return [t for _, t in sorted(self.tracks.items()) if t.hits >= self.config.min_hits]
+        """Confirmed tracks (seen in ≥ min_hits frames), by id; lines at least ``min_length`` long."""
+        c = self.config
+        return [
+            t
+            for _, t in sorted(self.tracks.items())
+            if t.hits >= c.min_hits and (t.closed or t.length() >= c.min_length - 1e-9)
+        ]
 
     def update(self, elements, region=None) -> dict:
         """Fuse one frame. ``elements``: objects with ``cls``, ``score``, ``points`` (map frame);
         ``region``: the shapely polygon (map frame) the cameras covered this frame (for misses; None:
-        no misses are counted). Returns counts {matched, new, removed, merged}."""
+        no misses are counted). Returns counts {matched, new, removed, merged, split}."""
         c = self.config
         self.frame += 1
         matched: set[int] = set()
@@ -246,7 +303,8 @@ class LaneMap:
             else:
                 self._merge_line(t, o, np.ones(len(o)))
                 stats["merged"] += self._merge_tracks(t)
-        stats["removed"] = self._age(matched, region)
+        stats["split"], dropped = self._support(region, matched)
+        stats["removed"] = dropped + self._age(matched, region)
         return stats
 
     # -- association --------------------------------------------------------------------------------
@@ -284,13 +342,16 @@ class LaneMap:
         return best
 
     # -- merging ------------------------------------------------------------------------------------
-    def _merge_line(self, t: Track, o: np.ndarray, ow: np.ndarray) -> None:
+    def _merge_line(self, t: Track, o: np.ndarray, ow: np.ndarray, oattr: np.ndarray | None = None) -> None:
         """Fold polyline ``o`` (weights ``ow``) into track ``t``: average where they overlap, extend
-        where ``o`` goes beyond the track's ends."""
+        where ``o`` goes beyond the track's ends. ``oattr``: (len(o), len(VERTEX_ATTRS)) of ``o``'s
+        vertices (another track's); None: a fresh observation (seen now, nothing counted yet)."""
         c = self.config
+        if oattr is None:
+            oattr = np.tile([0.0, 0.0, 1.0], (len(o), 1))
         d, s, _, length = project(o, t.points)
         if len(s) > 1 and s[-1] < s[0]:  # read the observation in the track's direction
-            o, ow, d, s = o[::-1], ow[::-1], d[::-1], s[::-1]
+            o, ow, oattr, d, s = o[::-1], ow[::-1], oattr[::-1], d[::-1], s[::-1]
         # overlap: move each track vertex towards its projection onto the observation
         dt, st_on_o, closest, olen = project(t.points, o)
         inside = (dt < c.assoc_dist) & (st_on_o >= 0) & (st_on_o <= olen)
@@ -299,21 +360,31 @@ class LaneMap:
             od = o[seg + 1] - o[seg]
             od = od / np.maximum(np.linalg.norm(od, axis=1, keepdims=True), 1e-12)
             inside &= np.abs((_tangents(t.points) * od).sum(1)) >= 0.85
+        attr = t.vertex_attrs()
         if inside.any():
-            wo = np.interp(st_on_o[inside], np.linspace(0, olen, len(ow)), ow)
+            so = _stations(o)
+            wo = np.interp(st_on_o[inside], so, ow)
             w = t.weights[inside]
             t.points[inside] = (w[:, None] * t.points[inside] + wo[:, None] * closest[inside]) / (w + wo)[
                 :, None
             ]
             t.weights[inside] = np.minimum(w + wo, c.max_weight)
+            oa = np.stack([np.interp(st_on_o[inside], so, col) for col in oattr.T], 1)
+            attr[inside] = np.maximum(attr[inside], oa)
         # extensions beyond the ends
         pre = s < -0.5 * c.spacing
         post = s > length + 0.5 * c.spacing
         pts = np.vstack([o[pre], t.points, o[post]])
         wts = np.concatenate([ow[pre], t.weights, ow[post]])
+        attr = np.vstack([oattr[pre], attr, oattr[post]])
         new = resample_spacing(pts, c.spacing)
-        t.weights = _interp_weights(pts, wts, len(new)) if len(new) > 1 else wts[:1]
+        if len(new) > 1:
+            t.weights = _interp_weights(pts, wts, len(new))
+            attr = np.stack([_interp_weights(pts, col, len(new)) for col in attr.T], 1)
+        else:
+            t.weights, attr = wts[:1], attr[:1]
         t.points = new
+        t.set_vertex_attrs(attr)
 
     def _merge_ring(self, t: Track, o: np.ndarray, wo: float) -> None:
         cand = _ring_orderings(o)
@@ -336,7 +407,7 @@ class LaneMap:
             if ov < min(c.min_overlap, max(c.spacing, short / 3)) or d >= c.assoc_dist:
                 continue
             keep, gone = (t, other) if t.id < other.id else (other, t)
-            self._merge_line(keep, gone.points.copy(), gone.weights.copy())
+            self._merge_line(keep, gone.points.copy(), gone.weights.copy(), gone.vertex_attrs())
             if gone.hits > keep.hits:  # the sightings of the better-seen piece
                 keep.hits, keep.score_sum = gone.hits, gone.score_sum
             keep.first_frame = min(keep.first_frame, gone.first_frame)
@@ -345,6 +416,46 @@ class LaneMap:
             merged += 1
             t = keep
         return merged
+
+    # -- support ------------------------------------------------------------------------------------
+    def _support(self, region, matched: set[int]) -> tuple[int, int]:
+        """End of a frame: count, per line vertex, the frames that saw it and those whose cameras
+        covered it; cut away what was covered ≥ trim_after times but seen in less than min_support
+        of them (a one-off extension into an intersection, the join of two lanes across one). A track
+        cut in the middle splits: its longest piece keeps the id (a piece of a track matched this
+        frame counts as matched). Returns (new pieces, tracks cut away entirely)."""
+        from shapely import contains_xy
+
+        c = self.config
+        split = dropped = 0
+        for t in list(self.tracks.values()):
+            if t.closed:
+                continue
+            now = t.now > 0.5
+            inside = contains_xy(region, t.points[:, 0], t.points[:, 1]) if region is not None else now
+            cov = now | inside
+            t.seen = t.seen + now
+            t.covered = t.covered + cov
+            t.now = np.zeros(len(t.points))
+            good = ~((t.covered >= c.trim_after) & (t.seen < c.min_support * t.covered))
+            if good.all():
+                continue
+            runs = [r for r in _runs(good) if (r[1] - r[0] - 1) * c.spacing >= c.min_length - 1e-9]
+            if not runs:
+                del self.tracks[t.id]
+                dropped += 1
+                continue
+            runs.sort(key=lambda r: r[0] - r[1])  # longest first
+            for k, (a, b) in enumerate(runs):
+                piece = t.sliced(a, b)
+                if k:
+                    piece.id = self.next_id
+                    self.next_id += 1
+                    split += 1
+                    if t.id in matched:
+                        matched.add(piece.id)
+                self.tracks[piece.id] = piece
+        return split, dropped
 
     # -- ageing -------------------------------------------------------------------------------------
     def _age(self, matched: set[int], region) -> int:
