@@ -83,6 +83,41 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     return rec
 
 
+def _prefix_table() -> list[int]:
+    """For the 13 bits from an entry's start: ``adv | (dz + 64) << 4`` (adv = 2m − 1 bits of its
+    exp-Golomb code, dz = the bit-length change it codes), or −1 when the first 7 bits are zeros."""
+    out = []
+    for v in range(1 << 13):
+        m = (v & -v).bit_length()
+        if m == 0 or m > 7:
+            out.append(-1)
+            continue
+        z = ((v >> m) & ((1 << (m - 1)) - 1) | (1 << (m - 1))) - 1
+        out.append((2 * m - 1) | (((z >> 1) ^ -(z & 1)) + 64) << 4)
+    return out
+
+
+def _rebuild_tables() -> list[tuple[list[int], list[int], list[int], list[int]]]:
+    """Per precision p, per bit length e: (kept bits k − 1, their mask, dropped bits d, the value
+    without the kept bits: the leading one shifted up plus half the dropped range)."""
+    out = []
+    for p in range(MAX_FREQ_BITS + 1):
+        kl, mask, sh, base = [0], [0], [0], [0]
+        for e in range(1, MAX_FREQ_BITS + 1):
+            k = min(e, max(p, 1))
+            d = e - k
+            kl.append(k - 1)
+            mask.append((1 << (k - 1)) - 1)
+            sh.append(d)
+            base.append(((1 << (k - 1)) << d) + ((1 << (d - 1)) if d else 0))
+        out.append((kl, mask, sh, base))
+    return out
+
+
+_PREFIX = _prefix_table()
+_REBUILD = _rebuild_tables()
+
+
 def get_table(r: Reader, a: int) -> np.ndarray:
     """Inverse of :func:`put_table`: ``a`` rebuilt frequencies (int64), or :class:`DecodeError`."""
     p = r.u8()
@@ -95,46 +130,35 @@ def get_table(r: Reader, a: int) -> np.ndarray:
     # win[j] = the 64 bits from byte j on (zeros past the blob): an entry (≤ 29 bits) starting at
     # bit ``pos`` is in win[pos >> 3] >> (pos & 7), which holds ≥ 57 valid bits
     data = np.frombuffer(bytes(blob) + bytes(8), np.uint8)
-    win = np.lib.stride_tricks.as_strided(data, shape=(len(blob) + 1, 8), strides=(1, 1), writeable=False)
-    win = win.view("<u8").reshape(-1).tolist()
+    win = np.ndarray((len(blob) + 1,), "<u8", data, 0, (1,)).tolist()
+    prefix = _PREFIX
+    kl, mask, sh, base = _REBUILD[p]
     pos, e, i = 0, 0, 0
     out = [0] * a
     while i < a:
         x = win[pos >> 3] >> (pos & 7)
-        if x & 1:  # z = 0: bit length unchanged
-            if e == 0:  # a run of absent symbols: one bit each
-                run = min(((x + 1) & ~x).bit_length() - 1, a - i)
-                if pos + run > nb:
-                    raise r.fail("frequency table runs past its bits")
-                pos += run
-                i += run
-                continue
-            pos += 1
-            x >>= 1
-        else:
-            m = (x & -x).bit_length()  # the leading one of z + 1 is bit m - 1 (0 when x = 0)
-            if m == 0 or m > 7:  # z ≤ 2·17 needs at most 6 bits
-                if pos + 7 > nb:
-                    raise r.fail("frequency table runs past its bits")
-                raise r.fail("frequency table entry too long")
-            if pos + 2 * m - 1 > nb:
+        if e == 0 and x & 1:  # a run of absent symbols (z = 0): one bit each
+            run = min(((x + 1) & ~x).bit_length() - 1, a - i)
+            pos += run
+            i += run
+            continue
+        t = prefix[x & 8191]
+        if t < 0:  # z ≤ 2·17 needs at most 6 bits after the leading zeros
+            if pos + 7 > nb:
                 raise r.fail("frequency table runs past its bits")
-            z = ((x >> m) & ((1 << (m - 1)) - 1) | (1 << (m - 1))) - 1
-            pos += 2 * m - 1
-            x >>= 2 * m - 1
-            e += (z >> 1) ^ -(z & 1)
-            if not 0 <= e <= MAX_FREQ_BITS:
-                raise r.fail(f"frequency bit length {e} outside 0..{MAX_FREQ_BITS}")
-            if e == 0:
-                i += 1
-                continue
-        k = e if e < p else p
-        pos += k - 1
+            raise r.fail("frequency table entry too long")
+        adv = t & 15
+        pos += adv
         if pos > nb:
             raise r.fail("frequency table runs past its bits")
-        d = e - k
-        top = (1 << (k - 1)) | (x & ((1 << (k - 1)) - 1))
-        out[i] = (top << d) + ((1 << (d - 1)) if d else 0)
+        e += (t >> 4) - 64
+        if not 0 <= e <= MAX_FREQ_BITS:
+            raise r.fail(f"frequency bit length {e} outside 0..{MAX_FREQ_BITS}")
+        if e:
+            pos += kl[e]
+            if pos > nb:
+                raise r.fail("frequency table runs past its bits")
+            out[i] = base[e] + (((x >> adv) & mask[e]) << sh[e])
         i += 1
     if (pos + 7) // 8 != len(blob):
         raise r.fail("frequency table has trailing bytes")
