@@ -759,25 +759,35 @@ def decode_section(
             cnt = decode_stream(r, m, signed=False, int32=True)
             if cnt.max() >= n or int(cnt.sum(dtype=np.int64)) + m != n:
                 raise r.fail(f"voxel counts do not add up to {n} Gaussians")
-            vox = np.repeat(np.arange(m), (cnt + 1).astype(np.int64))
+            # voxel of each Gaussian in octree order (None: one Gaussian per voxel, the identity)
+            vox = np.repeat(np.arange(m), (cnt + 1).astype(np.int64)) if m != n else None
             first = r.varint((1 << 63) - 1)
             dif = decode_stream(r, n - 1)
-            ids = np.concatenate([[first], first + np.cumsum(dif)]) if n > 1 else np.array([first])
-            if ids.min() < 0 or ids.max() >= (1 << 63):
+            ids = np.empty(n, np.int64)
+            ids[0] = first
+            if n > 1:
+                np.cumsum(dif, out=ids[1:])
+                ids[1:] += first
+            if ids.min() < 0:  # (int64: never ≥ 2**63)
                 raise r.fail("id outside 0..2**63")
-            ids = ids.astype(np.uint64)
-            order = _id_order(ids)
-            ids = ids[order]
-            if n > 1 and np.any(ids[1:] == ids[:-1]):
-                raise DecodeError(f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}")
-            vox = vox[order]  # from here on, Gaussians in id order
+            ids = ids.view(np.uint64)
+            if n > 1 and int(dif.min()) <= 0:  # not increasing already (the encoder's usual order)
+                order = _id_order(ids)
+                ids = ids[order]
+                if np.any(ids[1:] == ids[:-1]):
+                    raise DecodeError(
+                        f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}"
+                    )
+                vox = order if vox is None else vox[order]  # from here on, Gaussians in id order
             pc = None
             if prev_coarse is not None:
-                pc = _Parent(prev_coarse, _ancestor(parent_chain, d, prev_d, vox))
+                pc = _Parent(
+                    prev_coarse, _ancestor(parent_chain, d, prev_d, np.arange(n) if vox is None else vox)
+                )
             vcode = octree.demorton(code)
             pos = np.repeat(tiles << D, tile_count, axis=0)
             pos += vcode
-            return _get_leaves(r, ids, pos[vox], pc, params, sh_degree, where)
+            return _get_leaves(r, ids, pos if vox is None else pos[vox], pc, params, sh_degree, where)
         prev_d = d
     raise AssertionError("unreachable")
 
