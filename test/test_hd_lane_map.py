@@ -11,7 +11,7 @@ import pytest
 
 from gs_mapping.world import Drive
 from gsmap_hd.eval_io import parse_frames
-from gsmap_hd.lane_map import LaneMap, region_in_map, to_frame
+from gsmap_hd.lane_map import LaneMap, Track, region_in_map, to_frame
 from gsmap_hd.lane_map_eval import windows
 from gsmap_hd.metrics import evaluate_chamfer
 from gsmap_hd.region import clip_elements, rig_region
@@ -207,8 +207,6 @@ def test_lanes_joined_across_an_intersection_by_some_frames_are_split_at_ground_
 
 def test_a_well_supported_lane_ranks_above_a_patchy_one_with_as_many_sightings():
     """Confidence (what AP ranks by) counts how much of what the cameras covered was seen."""
-    from gsmap_hd.lane_map import Track
-
     pts = np.stack([np.arange(10.0), np.zeros(10)], 1)
     solid = Track(1, 0, pts, np.ones(10), False, hits=8, score_sum=8 * 0.7)
     solid.seen, solid.covered = np.full(10, 8.0), np.full(10, 8.0)
@@ -216,3 +214,20 @@ def test_a_well_supported_lane_ranks_above_a_patchy_one_with_as_many_sightings()
     patchy.seen, patchy.covered = np.full(10, 8.0), np.full(10, 16.0)
     assert solid.confidence == pytest.approx(0.7 * (1 - 0.5**8))
     assert patchy.confidence == pytest.approx(solid.confidence / 2)
+
+
+def test_a_piece_cut_off_a_lane_keeps_only_its_own_sightings():
+    """A lane cut where the cameras kept not seeing it: the longest piece keeps the id and the
+    track's sightings; the piece cut off counts only the frames that saw it."""
+    lm = LaneMap()
+    x = np.arange(61.0)
+    t = Track(1, 0, np.stack([x, np.zeros_like(x)], 1), np.ones(61), False, hits=20, score_sum=20 * 0.8)
+    t.seen = np.where(x < 30, 12.0, np.where(x < 40, 0.0, 2.0))
+    t.covered = np.where(x < 30, 12.0, np.where(x < 40, 10.0, 2.0))
+    t.now = np.zeros(61)
+    lm.tracks[1], lm.next_id = t, 2
+    lm.update([])
+    pieces = sorted(lm.tracks.values(), key=lambda p: p.id)
+    assert [(p.id, p.points[0, 0], p.points[-1, 0]) for p in pieces] == [(1, 0.0, 29.0), (2, 40.0, 60.0)]
+    assert pieces[0].hits == 20 and pieces[1].hits == 2
+    assert pieces[1].confidence < pieces[0].confidence

@@ -449,6 +449,10 @@ class LaneMap:
             for k, (a, b) in enumerate(runs):
                 piece = t.sliced(a, b)
                 if k:
+                    # its sightings: at least the frames that saw its best-seen vertex, not all those
+                    # of the track it was cut from (a piece of intersection clutter ranks as such)
+                    hits = int(np.clip(round(float(piece.seen.max())), 1, t.hits))
+                    piece.hits, piece.score_sum = hits, t.score_sum / max(t.hits, 1) * hits
                     piece.id = self.next_id
                     self.next_id += 1
                     split += 1
