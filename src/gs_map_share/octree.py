@@ -64,7 +64,7 @@ def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = No
     Every node's first child is its code and lowest occupied octant; near the leaves most nodes
     have no other child, so only the few that do are expanded further."""
     if kids is None:
-        kids = _POPCOUNT[occ]
+        kids = children_per_node(occ)
     extra = int(kids.sum()) - len(code)  # children beyond each node's first
     # many nodes with several children (or an empty node, which a decoder refuses before this):
     # expand all bits at once
@@ -77,7 +77,7 @@ def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = No
         child |= k.view(np.uint64)
         return child, (pidx if parents else None)
     first = code << np.uint64(3)
-    first |= np.take(_LOWBIT, occ)
+    first |= _LOWBIT[occ]  # (a fancy index by the uint8 bytes: no intp copy of the indices, as np.take makes)
     if extra == 0:  # one child each: the children are the nodes' first children
         return first, (np.arange(len(code)) if parents else None)
     multi = np.flatnonzero(kids > 1)
