@@ -253,8 +253,9 @@ class LaneMap:
 
     def update(self, elements, region=None) -> dict:
         """Fuse one frame. ``elements``: objects with ``cls``, ``score``, ``points`` (map frame);
-        ``region``: the shapely polygon (map frame) the cameras covered this frame (for misses; None:
-        no misses are counted). Returns counts {matched, new, removed, merged, split}."""
+        ``region``: the shapely polygon (map frame) the cameras covered this frame (for misses and
+        support; None: neither misses nor unseen coverage are counted, nothing is trimmed). Returns
+        counts {matched, new, removed, merged, split}."""
         c = self.config
         self.frame += 1
         matched: set[int] = set()
