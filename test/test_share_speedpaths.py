@@ -318,7 +318,7 @@ def _expand_plain(code, occ):
     return np.array(child, np.uint64), np.array(pidx, np.int64)
 
 
-@pytest.mark.parametrize("multi", [0.0, 0.01, 0.2, 0.3, 1.0])
+@pytest.mark.parametrize("multi", [0.0, 0.01, 0.05, 0.2, 0.3, 1.0])
 def test_expand_codes_every_path_matches_plain(multi):
     """One child each, a few nodes with several (first children copied in slices, the others
     patched in), more (repeated, patched), many (all bits expanded): same children and parents,
