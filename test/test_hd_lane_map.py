@@ -1,6 +1,8 @@
 """The persistent lane map (gsmap_hd.lane_map) against the world's global ground truth: noisy,
 incomplete per-frame observations with one-off false positives, fused over a drive in the map frame,
-give a map closer to the GT than the frames were, with stable ids and without the false positives."""
+give a map closer to the GT than the frames were, with stable ids and without the false positives;
+lane ends that some frames carried into an intersection, and lanes some frames joined across one, are
+cut back to the GT by per-vertex support."""
 
 from __future__ import annotations
 
