@@ -563,9 +563,7 @@ def part_curve(args) -> dict:
     return {
         "rescored": [{"step": st, "chamfer_mAP": m, "class_ap": c} for st, m, c in rescored],
         "shipped_on_same_frames": ref,
-        "reference": "the previous shipped checkpoint (4400 steps, 384 frames)"
-        if args.curve_reference
-        else "the shipped checkpoint",
+        "reference": str(args.curve_reference) if args.curve_reference else "the shipped checkpoint",
         "run": str(run),
         "evals": [{"step": s, "chamfer_mAP": m, "class_ap": c} for s, m, c in evals],
         "last_step": losses[-1][0] if losses else 0,
@@ -718,8 +716,12 @@ def write_md(res: dict, path: Path) -> None:
             "![learning curve](hd_learning_curve.png)",
             "",
             f"Reference: {c.get('reference', 'the shipped checkpoint')} on the same {c['config']['eval_frames']} frames: "
-            f"{c['shipped_on_same_frames']:.3f}. In training the crossings were clipped with the "
-            "earlier buffer(0) rule; the re-scored column uses the final clipping (snapshots of last.pt).",
+            f"{c['shipped_on_same_frames']:.3f}."
+            + (
+                " The re-scored column scores snapshots of last.pt with the current code."
+                if c["rescored"]
+                else ""
+            ),
             "",
             "| step | held-out Chamfer mAP (frustum), in training | re-scored | divider / crossing / boundary (re-scored) |",
             "|---|---|---|---|",
