@@ -425,7 +425,8 @@ def part_onnx(args) -> dict:
 
 
 def part_fusion(args) -> dict:
-    """Per-frame predictions of the shipped checkpoint fused into a lane map (gsmap_hd.lane_map) over
+    """Per-frame predictions of a checkpoint (``--fusion-checkpoint``, default the shipped one) fused
+    into a lane map (gsmap_hd.lane_map) over
     held-out drives, scored against each world's global GT map in every frame's camera region; the
     map's growth with frames; a picture of the fused map over the GT (hd_fusion.png)."""
     from gs_mapping.world import Drive
@@ -692,10 +693,19 @@ def write_md(res: dict, path: Path) -> None:
             f"| onnxruntime (CPUExecutionProvider) | {lat['onnx']['p50_ms']:.1f} | {lat['onnx']['p95_ms']:.1f} |",
             "",
         ]
+        for key in ("latency", "latency_under_load"):  # where a run was kept from another time
+            if o.get(key, {}).get("note"):
+                t = o[key]
+                lines += [
+                    f"{key.replace('_', ' ')}: {t['note']}: torch {t['torch']['p50_ms']:.1f} ms, onnxruntime "
+                    f"{t['onnx']['p50_ms']:.1f} ms (p50)",
+                    "",
+                ]
     if "fusion" in res:
         f = res["fusion"]
         lines += [
-            f"Persistent lane map ({f['checkpoint']}, per-frame score ≥ 0.05): Chamfer mAP in every frame's "
+            f"Persistent lane map ({f['checkpoint']}; the map and the per-frame predictions both from "
+            f"predictions with score ≥ the map's min_score): Chamfer mAP in every frame's "
             "camera region against the world's global GT map — the map fused over the first n frames vs "
             "the per-frame predictions in the same windows. ![fused map](hd_fusion.png)",
             "",
