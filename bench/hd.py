@@ -331,6 +331,31 @@ def _heldout(path: Path, args) -> dict:
     }
 
 
+def part_surround(args) -> dict:
+    """A surround checkpoint (``--surround-checkpoint``, default the shipped one) and the shipped
+    front model, both run on the same held-out six-camera frames and scored on the whole patch:
+    what the surround fine-tuning adds over the front model's weights on that rig."""
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.predict_bag import SHIPPED, SHIPPED_SURROUND
+    from gsmap_hd.train import evaluate_model
+
+    path = Path(args.surround_checkpoint or SHIPPED_SURROUND)
+    model, cfg, _ = load_model(path)
+    src = _Concat("surround", args.heldout_seeds, args.heldout_frames, tuple(cfg.model.image_size))
+    n = args.heldout_frames * len(args.heldout_seeds)
+    out = {"checkpoint": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path), "frames": n}
+    out["seeds"] = list(args.heldout_seeds)
+    for name, m in (("surround", model), ("front_weights", load_model(SHIPPED)[0])):
+        ev = evaluate_model(m, cfg, src, n, region="patch")
+        out[name] = {
+            "chamfer_mAP": ev["chamfer"]["mAP"],
+            "chamfer_class_ap": ev["chamfer"]["class_ap"],
+            "raster_mAP": ev["raster"]["mAP"],
+        }
+    out["trained_steps"], out["train_frames"] = int(cfg.steps), int(cfg.train_frames)
+    return out
+
+
 def part_shipped(args) -> dict:
     asset = REPO / "src" / "gsmap_hd" / "assets" / "gsmap_small_world.pt"
     shipped = _heldout(asset, args)
@@ -701,6 +726,24 @@ def write_md(res: dict, path: Path) -> None:
                     f"{t['onnx']['p50_ms']:.1f} ms (p50)",
                     "",
                 ]
+    if "surround" in res:
+        sr = res["surround"]
+
+        def _row(k):
+            e = sr[k]
+            return f"{e['chamfer_mAP']:.3f} ({' / '.join(f'{a:.2f}' for a in e['chamfer_class_ap'])}) | {e['raster_mAP']:.3f}"
+
+        lines += [
+            f"Surround rig ({sr['checkpoint']}, {sr['trained_steps']} steps on {sr['train_frames']} frames): "
+            f"{sr['frames']} held-out six-camera frames (world seeds {sr['seeds']}), whole patch; Chamfer mAP "
+            "(divider / crossing / boundary) | raster mAP",
+            "",
+            "| weights | Chamfer mAP | raster mAP |",
+            "|---|---|---|",
+            f"| shipped front model on the six cameras | {_row('front_weights')} |",
+            f"| surround model | {_row('surround')} |",
+            "",
+        ]
     if "fusion" in res:
         f = res["fusion"]
         lines += [
@@ -761,6 +804,7 @@ def main(argv=None) -> int:
             "ablation",
             "ablation_merge",
             "shipped",
+            "surround",
             "onnx",
             "fusion",
             "curve",
@@ -792,6 +836,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--heldout-seeds", type=int, nargs="+", default=[1, 2], help="shipped: world data seeds")
     ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
+    ap.add_argument(
+        "--surround-checkpoint", help="surround: checkpoint (default: the shipped surround model)"
+    )
     ap.add_argument("--ship", action="store_true", help="shipped: replace the asset if a candidate is better")
     ap.add_argument("--provenance", help="shipped: provenance text stored in the shipped checkpoint")
     ap.add_argument(
@@ -828,6 +875,8 @@ def main(argv=None) -> int:
         res[args.ablation_key] = part_ablation_merge(args)
     if "shipped" in args.parts:
         res["shipped_checkpoint"] = part_shipped(args)
+    if "surround" in args.parts:
+        res["surround"] = part_surround(args)
     if "onnx" in args.parts:
         res["onnx"] = part_onnx(args)
     if "fusion" in args.parts:

@@ -201,3 +201,27 @@ def test_demo_scores_frames_in_their_region_and_the_rebuilt_lane_map(world_bag, 
     if lm["lanes"]:
         img = lane_map_panel(lm["geometry"])
         assert img.size[0] > 50 and img.size[1] > 50
+
+
+def test_the_shipped_model_follows_the_rig():
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.model_config import model_config_diff
+    from gsmap_hd.predict_bag import SHIPPED, SHIPPED_SURROUND
+
+    front, fcfg, _ = load_model(SHIPPED)
+    surround, scfg, _ = load_model(SHIPPED_SURROUND)
+    assert (fcfg.rig, scfg.rig) == ("front", "surround")
+    assert not model_config_diff(fcfg.model, scfg.model)  # one architecture, two sets of weights
+    assert any(
+        not np.array_equal(a.detach(), b.detach())
+        for a, b in zip(front.parameters(), surround.parameters(), strict=True)
+    )
+    six = [
+        f"/cameras/{c}/image_raw"
+        for c in ("front", "front_left", "front_right", "back", "back_left", "back_right")
+    ]
+    for topics, path, region in ((six[:1], SHIPPED, "frustum"), (six, SHIPPED_SURROUND, "patch")):
+        bus = ReplayBus()
+        node = HDMapNode(bus.context("hd_map_node"), _config(camera_topics=topics))
+        assert node._model_path == str(path)
+        assert node.predictor.region_name == region  # the ground each model is judged on

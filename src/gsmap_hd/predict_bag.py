@@ -15,6 +15,17 @@ from .errors import CheckpointError, HDInputError
 
 log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parent / "assets" / "gsmap_small_world.pt"  # packaged (setup.py assets/*)
+# the same small model fine-tuned for the world's six-camera rig over the whole patch
+SHIPPED_SURROUND = SHIPPED.with_name("gsmap_small_world_surround.pt")
+
+
+def shipped_checkpoint(n_cameras: int) -> Path:
+    """The shipped model for a rig of ``n_cameras``: the front model for one camera, the surround
+    model for several (its lifting averages whichever cameras see a BEV cell, so it takes any rig
+    that covers more than the front view)."""
+    return SHIPPED if n_cameras <= 1 else SHIPPED_SURROUND
+
+
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_TOPIC = "/ground_truth/lanes_json"
 

@@ -47,7 +47,11 @@ class HDMapNodeConfig:
         "camera image topics (1 to 6; '/compressed' suffix = CompressedImage); "
         "each needs a sibling 'camera_info' topic",
     )
-    checkpoint: str = param("", "GSMap checkpoint (empty: the small model shipped with the package)")
+    checkpoint: str = param(
+        "",
+        "GSMap checkpoint (empty: the small model shipped with the package for the rig: the front model "
+        "for one camera, the surround model for several)",
+    )
     backend: str = param("torch", "torch (the checkpoint) | onnx (onnx_model, run by onnxruntime)")
     onnx_model: str = param("", "ONNX export of the model (gs-mapping hd-export --onnx), for backend onnx")
     onnx_providers: list[str] = param(
@@ -152,7 +156,7 @@ class HDMapNode(NodeBase):
 
     def _load_predictor(self):
         from gsmap_hd.infer import Predictor
-        from gsmap_hd.predict_bag import SHIPPED
+        from gsmap_hd.predict_bag import shipped_checkpoint
 
         from ..device import resolve_device
         from ..errors import ConfigError
@@ -168,7 +172,7 @@ class HDMapNode(NodeBase):
             )
         if self.cfg.backend != "torch":
             raise ConfigError(f"hd_map_node.backend: expected torch or onnx, got {self.cfg.backend!r}")
-        path = self.cfg.checkpoint or str(SHIPPED)
+        path = self.cfg.checkpoint or str(shipped_checkpoint(len(self.cfg.camera_topics)))
         self._model_path = path
         try:
             return Predictor.from_checkpoint(
