@@ -264,3 +264,20 @@ def test_predict_bag_on_the_real_kitchen_bag(kitchen_bag, tmp_path):
     assert summary["cameras"] == ["/camera/color/image_raw"] and summary["frames"] == 2
     assert len(doc["results"]) == 2 and "GTs" not in doc
     assert all(len(f["vectors"]) == 6 for f in doc["results"])
+
+
+def test_the_recipe_configs_load_and_chain():
+    from pathlib import Path
+
+    from gs_mapping.cli.hd_train import config_from_file
+
+    cfg_dir = Path(__file__).resolve().parent.parent / "config"
+    front = config_from_file(str(cfg_dir / "hd_front.yaml"))
+    ft = config_from_file(str(cfg_dir / "hd_front_finetune.yaml"))
+    sur = config_from_file(str(cfg_dir / "hd_surround.yaml"))
+    assert (front.rig, front.region, front.init_from) == ("front", "frustum", "")
+    # stage 2 starts from stage 1 (docs/hd_model.md: --out runs/front), on other worlds, more gently
+    assert (ft.rig, ft.region, ft.init_from) == ("front", "frustum", "runs/front/model.pt")
+    assert ft.data_seed != front.data_seed and ft.lr < front.lr
+    assert (sur.rig, sur.region, sur.init_from) == ("surround", "patch", "runs/front_ft/model.pt")
+    assert front.model == ft.model == sur.model  # one architecture: weights carry over
