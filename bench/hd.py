@@ -252,6 +252,7 @@ def part_ablation_merge(args) -> dict:
         for name in runs:
             runs[name] += a["runs"][name]
     out = summarise_ablation(runs, first["steps"], first["train_frames"], first["eval_frames"])
+    out.update({k: first[k] for k in ("config", "region", "heldout_seeds") if k in first})
     out["merged_from"] = [str(d) for d in args.merge]
     return out
 
@@ -264,11 +265,16 @@ def summarise_ablation(runs: dict, steps: int, frames: int, eval_frames: int) ->
     out = {"steps": steps, "train_frames": frames, "eval_frames": eval_frames, "runs": runs}
     for key in ("chamfer_mAP", "raster_mAP"):
         a, b = summ(runs["vector_only"], key), summ(runs["vector_raster"], key)
+        by_seed = {r["seed"]: r[key] for r in runs["vector_only"]}
         out[key] = {
             "vector_only": a,
             "vector_raster": b,
             "gain": b["mean"] - a["mean"],
             "beyond_2x_spread": (b["mean"] - a["mean"]) > 2 * max(a["spread"], b["spread"]),
+            # the same seed (init and batch order) with and without the raster term
+            "paired_gains": [
+                r[key] - by_seed[r["seed"]] for r in runs["vector_raster"] if r["seed"] in by_seed
+            ],
         }
     return out
 
@@ -655,6 +661,13 @@ def write_md(res: dict, path: Path) -> None:
                 f"{m['vector_raster']['mean']:.4f} ± {m['vector_raster']['spread']:.4f} | "
                 f"{m['gain']:+.4f} | {m['beyond_2x_spread']} |"
             )
+        paired = {k: a[k].get("paired_gains") for k in ("chamfer_mAP", "raster_mAP")}
+        if all(paired.values()):
+            lines += [
+                "",
+                "Paired by seed (same init and batch order), raster − vector only: "
+                + "; ".join(f"{k} " + ", ".join(f"{g:+.3f}" for g in v) for k, v in paired.items()),
+            ]
         lines.append("")
     if "shipped_checkpoint" in res:
         sc = res["shipped_checkpoint"]
