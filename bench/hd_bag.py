@@ -64,17 +64,24 @@ def direct(d, frames, predictor):
     )
     cam = drive.cameras[0]
     res, gts = [], []
+    from gsmap_hd.region import clip_vectors
+
     for fr in drive:
         els = predictor.predict([fr.images["front"][0]], [cam], [cam.T_map_cam])
         res.append({"vectors": [e.to_eval() for e in els]})
-        gts.append({"vectors": [e.to_json() for e in fr.lanes]})
+        # the GT clipped like the predictions: to what this frame's camera covers
+        gts.append({"vectors": clip_vectors([e.to_json() for e in fr.lanes], predictor.last_regions[0])})
     return res, gts
+
+
+SCORE_THRESHOLD = 0.05  # low: AP ranks by score, so both paths keep the same low-score tail
 
 
 def through_bag(d, frames, tmp: Path, variants: dict) -> dict:
     from gs_mapping.world import Drive
     from gs_mapping.world.record import write_bag
     from gsmap_hd.predict_bag import predict_bag
+    from gsmap_hd.region import clip_documents
 
     out = {}
     bags = {}
@@ -89,9 +96,18 @@ def through_bag(d, frames, tmp: Path, variants: dict) -> dict:
                 progress=False,
             )
         pred = tmp / "pred.json"
-        predict_bag(bags[compressed], pred, fit=fit, antialias=aa, progress=False)
+        predict_bag(
+            bags[compressed],
+            pred,
+            fit=fit,
+            antialias=aa,
+            progress=False,
+            overwrite=True,  # one file per variant, in turn
+            score_threshold=SCORE_THRESHOLD,  # as the direct renders: the same predictions compared
+        )
         doc = json.loads(pred.read_text())
-        out[name] = ([{"vectors": r["vectors"]} for r in doc["results"]], doc["GTs"])
+        res, gts, _ = clip_documents(doc["results"], doc["GTs"])  # as hd-eval: GT to each frame's region
+        out[name] = ([{"vectors": r["vectors"]} for r in res], gts)
     return out
 
 
@@ -107,7 +123,7 @@ def main(argv=None) -> int:
     from gsmap_hd.predict_bag import SHIPPED
 
     torch.set_num_threads(1)
-    predictor = Predictor.from_checkpoint(SHIPPED, score_threshold=0.05)
+    predictor = Predictor.from_checkpoint(SHIPPED, score_threshold=SCORE_THRESHOLD)
     info = machine_info()
     t0 = time.perf_counter()
     per_drive, pooled = {}, {}
