@@ -218,8 +218,10 @@ def part_ablation(args) -> dict:
     ev_src = _Concat(base.rig, args.heldout_seeds, args.heldout_frames, size)
     n_eval = args.heldout_frames * len(args.heldout_seeds)
     runs = {"vector_only": [], "vector_raster": []}
+    rw_on = base.loss.raster_weight if args.raster_weight is None else args.raster_weight
+    variants = [(k, w) for k, w in (("vector_only", 0.0), ("vector_raster", rw_on)) if k in args.variants]
     for seed in args.seeds:
-        for name, rw in (("vector_only", 0.0), ("vector_raster", base.loss.raster_weight)):
+        for name, rw in variants:
             cfg = dataclasses.replace(base, seed=seed, loss=dataclasses.replace(base.loss, raster_weight=rw))
             with tempfile.TemporaryDirectory() as d:
                 r = _train_eval(cfg, ev_src, n_eval, Path(d), args.device, source=src)
@@ -263,6 +265,8 @@ def summarise_ablation(runs: dict, steps: int, frames: int, eval_frames: int) ->
         return {"mean": statistics.fmean(v), "spread": max(v) - min(v), "values": v}
 
     out = {"steps": steps, "train_frames": frames, "eval_frames": eval_frames, "runs": runs}
+    if not (runs["vector_only"] and runs["vector_raster"]):  # one variant only (merged later)
+        return out
     for key in ("chamfer_mAP", "raster_mAP"):
         a, b = summ(runs["vector_only"], key), summ(runs["vector_raster"], key)
         by_seed = {r["seed"]: r[key] for r in runs["vector_only"]}
@@ -359,6 +363,63 @@ def part_surround(args) -> dict:
             "raster_mAP": ev["raster"]["mAP"],
         }
     out["trained_steps"], out["train_frames"] = int(cfg.steps), int(cfg.train_frames)
+    return out
+
+
+def part_gradients(args) -> dict:
+    """Why the raster term gains little: on one batch of 8 unseen-world frames (front frustum), the
+    gradient of the vector terms (cls + pts, every decoder layer) and of the raster term (last
+    layer, full weight) over all parameters — norms, their ratio and cosine — for a freshly
+    initialised model and the shipped one."""
+    import torch
+
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.data import Sample, SampleSource, collate
+    from gsmap_hd.losses import GSMapCriterion
+    from gsmap_hd.matching import build_targets
+    from gsmap_hd.model import GSMapModel
+    from gsmap_hd.predict_bag import SHIPPED
+    from gsmap_hd.region import clip_elements
+    from gsmap_hd.train import POLYGON_CLASSES, sample_region
+
+    shipped, cfg, _ = load_model(SHIPPED)
+    src = SampleSource("world", cfg.rig, 12, tuple(cfg.model.image_size))  # a seed no stage trained on
+    region = sample_region(cfg, src[0])
+    frames = [src[i] for i in range(0, 48, 6)]
+    frames = [
+        Sample(f.images, f.K, f.T_ego_cam, clip_elements(f.elements, region, POLYGON_CLASSES)) for f in frames
+    ]
+    im, K, T, _ = collate(frames, cfg.model)
+    targets = [build_targets(f.elements, cfg.model, cfg.loss) for f in frames]
+    crit, lw = GSMapCriterion(cfg.model, cfg.loss), cfg.loss
+    torch.manual_seed(0)
+    out = {"frames": len(frames), "raster_weight": lw.raster_weight}
+    for name, model in (("init", GSMapModel(cfg.model)), ("shipped", shipped)):
+        model.train()
+        o = model(im, K, T)
+        layers = list(zip(o["logits"], o["params"], strict=True))
+        per = [
+            crit.layer_loss(lg, pr, targets, float(i == len(layers) - 1)) for i, (lg, pr) in enumerate(layers)
+        ]
+        vec = sum(lw.cls_weight * p["cls"] + lw.pts_weight * p["pts"] for p in per)
+        ras = lw.raster_weight * (lw.bce_weight * per[-1]["bce"] + lw.dssim_weight * per[-1]["dssim"])
+        ps = list(model.parameters())
+
+        def flat(loss, keep, ps=ps):
+            g = torch.autograd.grad(loss, ps, retain_graph=keep, allow_unused=True)
+            return torch.cat(
+                [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, ps, strict=True)]
+            )
+
+        gv, gr = flat(vec, True), flat(ras, False)
+        out[name] = {
+            "vector_loss": float(vec),
+            "raster_loss": float(ras),
+            "grad_norm_vector": float(gv.norm()),
+            "grad_norm_raster": float(gr.norm()),
+            "ratio": float(gr.norm() / gv.norm()),
+            "cosine": float(gv @ gr / (gv.norm() * gr.norm() + 1e-12)),
+        }
     return out
 
 
@@ -739,6 +800,22 @@ def write_md(res: dict, path: Path) -> None:
                     f"{t['onnx']['p50_ms']:.1f} ms (p50)",
                     "",
                 ]
+    if "gradients" in res:
+        gr = res["gradients"]
+        lines += [
+            f"Why the raster term gains little (one batch of {gr['frames']} unseen-world frames; gradients over all "
+            f"parameters; raster weight {gr['raster_weight']}):",
+            "",
+            "| model | vector loss | raster loss | ‖∇ vector‖ | ‖∇ raster‖ | ratio | cosine |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for k in ("init", "shipped"):
+            e = gr[k]
+            lines.append(
+                f"| {k} | {e['vector_loss']:.3f} | {e['raster_loss']:.3f} | {e['grad_norm_vector']:.3f} | "
+                f"{e['grad_norm_raster']:.3f} | {e['ratio']:.3f} | {e['cosine']:+.3f} |"
+            )
+        lines.append("")
     if "surround" in res:
         sr = res["surround"]
 
@@ -818,6 +895,7 @@ def main(argv=None) -> int:
             "ablation_merge",
             "shipped",
             "surround",
+            "gradients",
             "onnx",
             "fusion",
             "curve",
@@ -832,6 +910,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3000, help="ablation: steps per run")
     ap.add_argument("--frames", type=int, help="ablation: training frames (default: the config's)")
     ap.add_argument("--config", help="ablation: hd-train YAML recipe as the base (default: small preset)")
+    ap.add_argument("--raster-weight", type=float, help="ablation: raster weight of the raster variant")
+    ap.add_argument(
+        "--variants", nargs="+", default=["vector_only", "vector_raster"], help="ablation: variants to run"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument(
         "--ablation-key",
@@ -890,6 +972,8 @@ def main(argv=None) -> int:
         res["shipped_checkpoint"] = part_shipped(args)
     if "surround" in args.parts:
         res["surround"] = part_surround(args)
+    if "gradients" in args.parts:
+        res["gradients"] = part_gradients(args)
     if "onnx" in args.parts:
         res["onnx"] = part_onnx(args)
     if "fusion" in args.parts:
