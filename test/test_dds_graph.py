@@ -167,6 +167,11 @@ class GraphObserver:
     def poll(self) -> None:
         for kind, reader in self.readers.items():
             for s in reader.take(N=256):
+                if kind != "participants" and getattr(s, "topic_name", None) is None:
+                    # a disposed endpoint (its key only, no data): gone from the graph, as
+                    # rmw_cyclonedds' GraphCache drops it (arrives when a writer or reader is deleted)
+                    self.seen[kind].pop(s.key.bytes, None)
+                    continue
                 self.seen[kind][s.key.bytes] = s
         store = get_typestore(STORES[self.distro])
         for s in self.info_reader.take(N=64):
