@@ -710,7 +710,8 @@ def write_md(res: dict, path: Path) -> None:
                 f", held-out world seeds {a['heldout_seeds']}"
                 if "heldout_seeds" in a
                 else ", seed 7777 frames"
-            ),
+            )
+            + (f"; raster variant at weight {a['raster_weight']:g}" if "raster_weight" in a else ""),
             "",
             "| metric | vector only | vector + raster | gain | > 2x spread |",
             "|---|---|---|---|---|",
