@@ -239,6 +239,7 @@ def part_ablation(args) -> dict:
     out.update(
         config=args.config or "small preset", region=base.region, heldout_seeds=list(args.heldout_seeds)
     )
+    out["raster_weight"] = rw_on
     return out
 
 
