@@ -187,8 +187,9 @@ def _ratios(out, ladders, anchors) -> dict:
 
 
 SOG_SKIPPED = (
-    "splat-transform's CPU k-means (65536-entry SH palette) did not finish in 25 min on the shared 2 cores "
-    "(run with --skip SOG); needs its WebGPU path"
+    "splat-transform's CPU k-means (65,536-entry SH palette: each iteration a kd-tree search of 500k "
+    "24-D rows) did not finish here: runs of 50 min (9 CPU-min) and over 50 min (25+ CPU-min) on the "
+    "shared 2 cores were stopped; its WebGPU path can make it elsewhere (--prebuilt DIR takes it)"
 )
 
 
