@@ -6,6 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# a palette pays when there are at least this many rows and at most one distinct row in this many:
+# below, its own streams cost more than it saves (the palette coder in ``section`` and the step
+# rule of ``QuantParams.for_shared_sh`` both use these)
+PALETTE_MIN_ROWS = 4096
+PALETTE_MIN_SHARING = 4
+
+
+def is_palette(n: int, k: int) -> bool:
+    """Whether ``k`` distinct rows among ``n`` are worth coding as a palette."""
+    return n >= PALETTE_MIN_ROWS and k <= n // PALETTE_MIN_SHARING
+
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(first, inverse)`` as ``np.unique(..., return_index, return_inverse)`` over rows: a 64-bit

@@ -33,7 +33,7 @@ from gs_mapping.gaussians import SH_C0, GaussianMap
 
 from .bitio import crc32c
 from .errors import EncodeError
-from .palette import unique_rows
+from .palette import PALETTE_MIN_ROWS, is_palette, unique_rows
 
 MAX_LATTICE = 1 << 52
 _OPACITY_CLAMP = 20.0  # logits beyond ±20 are indistinguishable from 0/1 in float32
@@ -195,7 +195,7 @@ class QuantParams:
             return self
         first, _ = unique_rows(np.asarray(gmap.sh[:, 1:], np.float32).reshape(n, -1))
         k = len(first)
-        if k > n // 4:
+        if not is_palette(n, k):
             return self
         return replace(self, rest_step=float(max(self.rest_step * max(k / n, 1 / 16), 1e-6)))
 
@@ -231,7 +231,6 @@ class QuantParams:
 
 
 MAX_ROT_TIERS = 4
-PALETTE_MIN_ROWS = 4096  # below this a palette's own streams cost more than it saves (section)
 # QuantParams.relative_to scales the metre presets' position steps by a scene's median Gaussian size
 # (largest axis) over this: quality 2-3 then step by 1 % of that size (guitar: 0.24 mm, SPZ's step),
 # quality 0 by 6 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):

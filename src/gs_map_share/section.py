@@ -25,10 +25,9 @@ from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
 from .errors import DecodeError, EncodeError
-from .palette import unique_rows
+from .palette import PALETTE_MIN_ROWS, is_palette, unique_rows
 from .quantize import (
     MAX_LATTICE,
-    PALETTE_MIN_ROWS,
     QMap,
     QuantParams,
     attribute_lattices,
@@ -416,7 +415,7 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     rows = np.ascontiguousarray(rows, np.int32)
     first, inv = unique_rows(rows)
     k = len(first)
-    if k > n // 4:
+    if not is_palette(n, k):
         return False
     order = np.argsort(first, kind="stable")  # palette in order of first use
     rank = np.empty(k, np.int64)
