@@ -110,7 +110,7 @@ def test_importing_the_packages_loads_no_heavy_dependency():
 
     code = (
         "import sys, gs_mapping, gs_map_share, gsmap_hd, gs_mapping.nodes, gs_mapping.runtime; "
-        "print(sorted(m for m in ('torch', 'constriction', 'cyclonedds', 'rclpy', 'zenoh') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'constriction', 'numba', 'cyclonedds', 'rclpy', 'zenoh') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

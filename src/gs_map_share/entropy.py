@@ -34,6 +34,7 @@ from typing import Any
 import constriction
 import numpy as np
 
+from . import ans_decode
 from .bitio import Reader, Writer, pack_bits
 from .errors import DecodeError
 from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
@@ -466,19 +467,32 @@ def _decode(
         words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
         if m == 0:
             raise r.fail(f"context {c} has a table but no values")
-        try:
-            coder = constriction.stream.stack.AnsCoder(words)
-            s = coder.decode(_model(freq), m)
-            ok = coder.is_empty()
-        except (ValueError, RuntimeError, OverflowError) as exc:
-            raise r.fail(f"entropy decoding failed: {exc}") from None
-        if not ok:
-            raise r.fail("entropy-coded data does not end where it should")
+        s = _ans_decode(r, words, freq, m)
         if order is None:
             sym = s
         else:
             sym[order[bounds[c] : bounds[c + 1]]] = s
     return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
+
+
+def _ans_decode(r: Reader, words: np.ndarray, freq: np.ndarray, m: int) -> np.ndarray:
+    """``m`` symbols of one context's ANS words: the compiled table-driven decoder when numba is
+    there (:mod:`.ans_decode`, same symbols and verdicts), else constriction's own."""
+    fast = ans_decode.decode_symbols(words, freq, m)
+    if fast is not None:
+        s, err = fast
+        if err is not None:
+            raise r.fail(err)
+        return s
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        s = coder.decode(_model(freq), m)
+        ok = coder.is_empty()
+    except (ValueError, RuntimeError, OverflowError) as exc:
+        raise r.fail(f"entropy decoding failed: {exc}") from None
+    if not ok:
+        raise r.fail("entropy-coded data does not end where it should")
+    return s
 
 
 def _decode_sparse(

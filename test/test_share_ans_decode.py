@@ -1,0 +1,134 @@
+"""The compiled table-driven ANS decoder against constriction, the format's reference reader: same
+symbols for every stream constriction writes, same verdict for every stream it refuses, and the
+same decoded maps end to end."""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from synthetic_maps import synthetic_map
+
+from gs_map_share import ans_decode, entropy
+from gs_map_share.quantize import QuantParams
+from gs_map_share.snapshot import decode_map, encode_map
+
+pytest.importorskip("numba")  # requirements.txt installs it; without it the decoder is constriction's
+
+
+def _reference(words, freq, m):
+    """constriction's reading: (symbols, ended where it should) or None where it refuses the words."""
+    model = constriction.stream.model.Categorical(freq / freq.sum(), perfect=False)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+    except ValueError:
+        return None
+    return coder.decode(model, m), coder.is_empty()
+
+
+def _encode(symbols, freq):
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(
+        symbols.astype(np.int32), constriction.stream.model.Categorical(freq / freq.sum(), perfect=False)
+    )
+    return coder.get_compressed()
+
+
+def _check(words, freq, m):
+    ref = _reference(words, freq, m)
+    ours = ans_decode.decode_symbols(words, freq, m)
+    assert ours is not None, "numba is installed: the compiled decoder must be in use"
+    sym, err = ours
+    if ref is None:
+        assert err is not None and "zero word" in err
+        return
+    ref_sym, ended = ref
+    np.testing.assert_array_equal(sym, ref_sym)
+    assert (err is None) == ended
+
+
+def test_the_compiled_decoder_is_used_when_numba_is_installed():
+    assert ans_decode.available()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.integers(2, 320),
+    n=st.integers(1, 3000),
+    concentration=st.sampled_from([0.02, 0.3, 3.0]),
+    scale=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_same_symbols_as_constriction(a, n, concentration, scale, seed):
+    rng = np.random.default_rng(seed)
+    sym = rng.choice(a, size=n, p=rng.dirichlet(np.full(a, concentration)))
+    freq = np.bincount(sym, minlength=a) * scale  # tables need not sum to n (tables.py rescales)
+    _check(_encode(sym, freq), freq, n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.integers(2, 64),
+    n=st.integers(1, 2000),
+    seed=st.integers(0, 2**32 - 1),
+    edit=st.sampled_from(["flip", "drop_last", "drop_first", "zero_last", "extra", "count"]),
+)
+def test_same_verdict_as_constriction_on_damaged_streams(a, n, seed, edit):
+    rng = np.random.default_rng(seed)
+    sym = rng.choice(a, size=n, p=rng.dirichlet(np.ones(a)))
+    freq = np.bincount(sym, minlength=a)
+    freq[freq == 0] = 1  # the table may name symbols that never occur; a damaged stream decodes them
+    words = _encode(sym, freq).copy()
+    m = n
+    if len(words) == 0 and edit != "extra":  # a short stream may fit the coder's initial state
+        edit = "count"
+    if edit == "flip":
+        k = int(rng.integers(len(words)))
+        words[k] ^= np.uint32(1 << int(rng.integers(32)))
+    elif edit == "drop_last":
+        words = words[:-1]
+    elif edit == "drop_first":
+        words = words[1:]
+    elif edit == "zero_last":
+        words[-1] = 0
+    elif edit == "extra":
+        words = np.append(words, np.uint32(rng.integers(1, 2**32)))
+    else:
+        m = max(1, n + int(rng.integers(-3, 4)))
+    _check(words, freq, m)
+
+
+def test_quantized_cdf_gives_every_symbol_a_slot():
+    freq = np.array([0, 1_000_000, 0, 3, 0], np.int64)
+    cdf = ans_decode.quantized_cdf(freq)
+    assert cdf[0] == 0 and cdf[-1] == 1 << 24
+    assert (np.diff(cdf.astype(np.int64)) >= 1).all()
+
+
+def test_decoded_maps_equal_constrictions_end_to_end(monkeypatch):
+    gmap = synthetic_map(20_000, seed=3, sh_degree=2)
+    data, _ = encode_map(gmap, QuantParams.from_quality(1), n_levels=3)
+    fast = decode_map(data)
+    monkeypatch.setattr(ans_decode, "_kernel", False)  # the reference path: constriction decodes
+    assert ans_decode.decode_symbols(np.zeros(1, np.uint32), np.ones(2), 1) is None
+    ref = decode_map(data)
+    for field in ("ids", "levels", "means", "quats", "log_scales", "opacity_logits", "sh"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(ref, field), err_msg=field)
+
+
+def test_a_damaged_stream_is_one_decode_error_on_both_paths(monkeypatch):
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.errors import DecodeError
+
+    w = Writer()
+    entropy.encode_stream(w, np.arange(500) % 7, signed=False, log2t=4)
+    data = bytearray(w.getvalue())
+    data[-5] ^= 0x40  # inside the last ANS word
+    for kernel in (ans_decode._get_kernel(), False):
+        monkeypatch.setattr(ans_decode, "_kernel", kernel)
+        with pytest.raises(DecodeError):
+            r = Reader(bytes(data), "test")
+            entropy.decode_stream(r, 500, signed=False)
+            r.end()
