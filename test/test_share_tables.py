@@ -109,3 +109,43 @@ def test_all_zero_and_overlong_tables_are_refused():
     w.blob(np.packbits(np.array(bits, np.uint8), bitorder="little").tobytes())
     with pytest.raises(DecodeError, match="bit length"):
         tables.get_table(Reader(w.getvalue()), 1)
+
+
+def _read_both(data: bytes, a: int, monkeypatch):
+    """get_table's result (array or the DecodeError text) with the compiled loop and without it."""
+    out = []
+    for kernel in (tables._KERNEL.get(), False):
+        monkeypatch.setattr(tables._KERNEL, "fn", kernel)
+        try:
+            r = Reader(data)
+            out.append(tables.get_table(r, a).tolist())
+        except DecodeError as exc:
+            out.append(str(exc))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 1 << 16), min_size=2, max_size=320).filter(lambda f: sum(f) > 0),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["none", "flip", "truncate", "precision", "count"]),
+)
+def test_compiled_table_reader_equals_the_plain_one(freq, seed, edit):
+    pytest.importorskip("numba")
+    assert tables._KERNEL.get(), "numba is installed: the compiled loop must be in use"
+    rng = np.random.default_rng(seed)
+    data = bytearray(_table(freq)[0])
+    a = len(freq)
+    if edit == "flip" and len(data) > 2:
+        k = int(rng.integers(2, len(data)))
+        data[k] ^= 1 << int(rng.integers(8))
+    elif edit == "truncate" and len(data) > 2:
+        data = data[: int(rng.integers(2, len(data)))]
+        data[1] = min(data[1], len(data) - 2)  # the blob's length byte: keep it inside the data
+    elif edit == "precision":
+        data[0] = int(rng.integers(1, tables.MAX_FREQ_BITS + 1))
+    elif edit == "count":
+        a = max(1, a + int(rng.integers(-3, 4)))
+    with pytest.MonkeyPatch.context() as mp:
+        fast, plain = _read_both(bytes(data), a, mp)
+    assert fast == plain

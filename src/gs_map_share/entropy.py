@@ -467,6 +467,13 @@ def _decode(
         words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
         if m == 0:
             raise r.fail(f"context {c} has a table but no values")
+        if order is None and a <= t and int32:  # one context, no escapes: the values are the symbols
+            v = _ans_decode(r, words, freq, m, out, zigzag=signed)
+            if r.varint(r.remaining) != 0:
+                raise r.fail("mantissa bytes where none are expected")
+            if limit is not None and (a // 2 if signed else a - 1) > limit:
+                _over(r, v, limit)
+            return v
         s = _ans_decode(r, words, freq, m)
         if order is None:
             sym = s
@@ -475,10 +482,18 @@ def _decode(
     return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
 
 
-def _ans_decode(r: Reader, words: np.ndarray, freq: np.ndarray, m: int) -> np.ndarray:
-    """``m`` symbols of one context's ANS words: the compiled table-driven decoder when numba is
-    there (:mod:`.ans_decode`, same symbols and verdicts), else constriction's own."""
-    fast = ans_decode.decode_symbols(words, freq, m)
+def _ans_decode(
+    r: Reader,
+    words: np.ndarray,
+    freq: np.ndarray,
+    m: int,
+    out: np.ndarray | None = None,
+    zigzag: bool = False,
+) -> np.ndarray:
+    """``m`` symbols (int32) of one context's ANS words, into ``out`` if given, unzigzagged with
+    ``zigzag``: the compiled table-driven decoder when numba is there (:mod:`.ans_decode`, same
+    symbols and verdicts), else constriction's own."""
+    fast = ans_decode.decode_symbols(words, freq, m, out, zigzag)
     if fast is not None:
         s, err = fast
         if err is not None:
@@ -492,6 +507,11 @@ def _ans_decode(r: Reader, words: np.ndarray, freq: np.ndarray, m: int) -> np.nd
         raise r.fail(f"entropy decoding failed: {exc}") from None
     if not ok:
         raise r.fail("entropy-coded data does not end where it should")
+    if zigzag:
+        s = (s >> 1) ^ -(s & 1)
+    if out is not None:
+        np.copyto(out, s)
+        return out
     return s
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bitio import Reader, Writer, pack_bits
+from .jit import Compiled
 
 MAX_FREQ_BITS = 17  # frequencies are at most 2**16 (entropy._FREQ_TOTAL), i.e. 17 bits
 TABLE_BITS_PER_SYMBOL = 8  # the encoder's size estimate for a present symbol's table entry
@@ -116,6 +117,91 @@ def _rebuild_tables() -> list[tuple[list[int], list[int], list[int], list[int]]]
 
 _PREFIX = _prefix_table()
 _REBUILD = _rebuild_tables()
+# the same tables as int64 arrays, for the compiled loop: (prefix, kl, mask, sh, base) per precision
+_REBUILD_ARRAYS = [tuple(np.array(t, np.int64) for t in (_PREFIX, *tables)) for tables in _REBUILD]
+
+
+def _compile(numba):
+    @numba.njit(cache=True, nogil=True)
+    def read_entries(win, prefix, kl, mask, sh, base, nb, out):  # pragma: no cover - compiled
+        """The loop of :func:`_read_entries_py`, compiled: same entries, same (code, value)."""
+        a = len(out)
+        pos, e, i = 0, 0, 0
+        one = np.uint64(1)
+        while i < a:
+            x = win[pos >> 3] >> np.uint64(pos & 7)
+            if e == 0 and (x & one):  # a run of absent symbols (z = 0): one bit each
+                run = 0
+                while run < 64 and (x >> np.uint64(run)) & one:
+                    run += 1
+                run = min(run, a - i)
+                for j in range(i, i + run):
+                    out[j] = 0
+                pos += run
+                i += run
+                continue
+            t = prefix[np.int64(x & np.uint64(8191))]
+            if t < 0:
+                return (1 if pos + 7 > nb else 2), 0
+            adv = t & 15
+            pos += adv
+            if pos > nb:
+                return 1, 0
+            e += (t >> 4) - 64
+            if e < 0 or e > MAX_FREQ_BITS:
+                return 3, e
+            if e:
+                pos += kl[e]
+                if pos > nb:
+                    return 1, 0
+                out[i] = base[e] + (np.int64((x >> np.uint64(adv)) & np.uint64(mask[e])) << sh[e])
+            else:
+                out[i] = 0
+            i += 1
+        return 0, pos
+
+    return read_entries
+
+
+_KERNEL = Compiled(_compile)
+_ERRORS = {
+    1: "frequency table runs past its bits",
+    2: "frequency table entry too long",
+}
+
+
+def _read_entries_py(win, p: int, nb: int, a: int) -> tuple[int, int, list[int]]:
+    """(code, value, entries): code 0 = read (value = bits used), 1/2 = :data:`_ERRORS`, 3 = a bit
+    length outside 0..MAX_FREQ_BITS (value = that length)."""
+    prefix = _PREFIX
+    kl, mask, sh, base = _REBUILD[p]
+    win = win.tolist()
+    pos, e, i = 0, 0, 0
+    out = [0] * a
+    while i < a:
+        x = win[pos >> 3] >> (pos & 7)
+        if e == 0 and x & 1:  # a run of absent symbols (z = 0): one bit each
+            run = min(((x + 1) & ~x).bit_length() - 1, a - i)
+            pos += run
+            i += run
+            continue
+        t = prefix[x & 8191]
+        if t < 0:  # z ≤ 2·17 needs at most 6 bits after the leading zeros
+            return (1 if pos + 7 > nb else 2), 0, out
+        adv = t & 15
+        pos += adv
+        if pos > nb:
+            return 1, 0, out
+        e += (t >> 4) - 64
+        if not 0 <= e <= MAX_FREQ_BITS:
+            return 3, e, out
+        if e:
+            pos += kl[e]
+            if pos > nb:
+                return 1, 0, out
+            out[i] = base[e] + (((x >> adv) & mask[e]) << sh[e])
+        i += 1
+    return 0, pos, out
 
 
 def get_table(r: Reader, a: int) -> np.ndarray:
@@ -130,39 +216,20 @@ def get_table(r: Reader, a: int) -> np.ndarray:
     # win[j] = the 64 bits from byte j on (zeros past the blob): an entry (≤ 29 bits) starting at
     # bit ``pos`` is in win[pos >> 3] >> (pos & 7), which holds ≥ 57 valid bits
     data = np.frombuffer(bytes(blob) + bytes(8), np.uint8)
-    win = np.ndarray((len(blob) + 1,), "<u8", data, 0, (1,)).tolist()
-    prefix = _PREFIX
-    kl, mask, sh, base = _REBUILD[p]
-    pos, e, i = 0, 0, 0
-    out = [0] * a
-    while i < a:
-        x = win[pos >> 3] >> (pos & 7)
-        if e == 0 and x & 1:  # a run of absent symbols (z = 0): one bit each
-            run = min(((x + 1) & ~x).bit_length() - 1, a - i)
-            pos += run
-            i += run
-            continue
-        t = prefix[x & 8191]
-        if t < 0:  # z ≤ 2·17 needs at most 6 bits after the leading zeros
-            if pos + 7 > nb:
-                raise r.fail("frequency table runs past its bits")
-            raise r.fail("frequency table entry too long")
-        adv = t & 15
-        pos += adv
-        if pos > nb:
-            raise r.fail("frequency table runs past its bits")
-        e += (t >> 4) - 64
-        if not 0 <= e <= MAX_FREQ_BITS:
-            raise r.fail(f"frequency bit length {e} outside 0..{MAX_FREQ_BITS}")
-        if e:
-            pos += kl[e]
-            if pos > nb:
-                raise r.fail("frequency table runs past its bits")
-            out[i] = base[e] + (((x >> adv) & mask[e]) << sh[e])
-        i += 1
-    if (pos + 7) // 8 != len(blob):
+    win = np.ndarray((len(blob) + 1,), "<u8", data, 0, (1,))
+    kernel = _KERNEL.get()
+    if kernel:
+        freq = np.empty(a, np.int64)
+        code, value = kernel(np.ascontiguousarray(win), *_REBUILD_ARRAYS[p], nb, freq)
+    else:
+        code, value, entries = _read_entries_py(win, p, nb, a)
+        freq = np.array(entries, np.int64)
+    if code == 3:
+        raise r.fail(f"frequency bit length {value} outside 0..{MAX_FREQ_BITS}")
+    if code:
+        raise r.fail(_ERRORS[code])
+    if (value + 7) // 8 != len(blob):
         raise r.fail("frequency table has trailing bytes")
-    freq = np.array(out, np.int64)
     if freq.sum() <= 0:
         raise r.fail("frequency table sums to zero")
     return freq

@@ -1,0 +1,32 @@
+"""Optional numba compilation of the decoder's few scalar loops (ANS symbols, frequency tables).
+
+numba is an optional dependency (requirements.txt installs it; a ROS install may not have it). Each
+compiled loop has a plain path beside it that gives the same result: constriction for ANS, numpy and
+Python for the rest; the tests run both and compare. ``GS_MAP_SHARE_NUMBA=0`` switches every compiled
+loop off. Loops compile on first use (cached on disk by numba), never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+
+class Compiled:
+    """A loop that ``factory(numba)`` compiles on first :meth:`get`; ``False`` without numba."""
+
+    def __init__(self, factory: Callable[[Any], Callable]) -> None:
+        self.factory = factory
+        self.fn: Callable | bool | None = None
+
+    def get(self) -> Callable | bool:
+        if self.fn is None:
+            self.fn = False
+            if os.environ.get("GS_MAP_SHARE_NUMBA", "1") != "0":
+                try:
+                    import numba
+                except ImportError:
+                    return False
+                self.fn = self.factory(numba)
+        return self.fn
