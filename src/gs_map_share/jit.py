@@ -16,11 +16,11 @@ from typing import Any
 class Compiled:
     """A loop that ``factory(numba)`` compiles on first :meth:`get`; ``False`` without numba."""
 
-    def __init__(self, factory: Callable[[Any], Callable]) -> None:
+    def __init__(self, factory: Callable[[Any], Any]) -> None:
         self.factory = factory
-        self.fn: Callable | bool | None = None
+        self.fn: Any = None  # what the factory compiled, False without numba, None before first use
 
-    def get(self) -> Callable | bool:
+    def get(self) -> Any:
         if self.fn is None:
             self.fn = False
             if os.environ.get("GS_MAP_SHARE_NUMBA", "1") != "0":
