@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_maps import synthetic_map
 
-from gs_map_share import ans_decode, entropy
+from gs_map_share import ans_decode, entropy, jit
 from gs_map_share.quantize import QuantParams
 from gs_map_share.snapshot import decode_map, encode_map
 
 pytest.importorskip("numba")  # requirements.txt installs it; without it the decoder is constriction's
+if jit.switched_off():
+    pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off", allow_module_level=True)
 
 
 def _reference(words, freq, m):

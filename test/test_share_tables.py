@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gs_map_share import tables
+from gs_map_share import jit, tables
 from gs_map_share.bitio import Reader, Writer
 from gs_map_share.entropy import decode_stream, encode_stream
 from gs_map_share.errors import DecodeError
@@ -132,6 +132,8 @@ def _read_both(data: bytes, a: int, monkeypatch):
 )
 def test_compiled_table_reader_equals_the_plain_one(freq, seed, edit):
     pytest.importorskip("numba")
+    if jit.switched_off():
+        pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off")
     assert tables._KERNEL.get(), "numba is installed: the compiled loop must be in use"
     rng = np.random.default_rng(seed)
     data = bytearray(_table(freq)[0])

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 
+def switched_off() -> bool:
+    """``GS_MAP_SHARE_NUMBA=0``: every compiled loop off (the plain paths run)."""
+    return os.environ.get("GS_MAP_SHARE_NUMBA", "1") == "0"
+
+
 class Compiled:
     """A loop that ``factory(numba)`` compiles on first :meth:`get`; ``False`` without numba."""
 
@@ -23,7 +28,7 @@ class Compiled:
     def get(self) -> Any:
         if self.fn is None:
             self.fn = False
-            if os.environ.get("GS_MAP_SHARE_NUMBA", "1") != "0":
+            if not switched_off():
                 try:
                     import numba
                 except ImportError:
