@@ -162,8 +162,10 @@ def scene_figures(
                 # (playbot's SOG k-means runs for an hour on this CPU); its wall time beside it
                 dst, note = built, note + f", run beforehand into {built}"
                 wall = float(Path(f"{built}.seconds").read_text())
+                opts = Path(f"{built}.options")  # options other than this bench's own, if any
+                options = opts.read_text().strip() if opts.exists() else ""
             else:
-                wall = splat_transform(tool, src, dst)
+                wall, options = splat_transform(tool, src, dst), ""
             td, back = best_time(lambda dst=dst: load_splats(dst), repeats)
             anchors[label] = {
                 "bytes_per_gaussian": dst.stat().st_size / n,
@@ -172,6 +174,8 @@ def scene_figures(
                 "encode_note": note,
                 "decode_s": td,
             }
+            if options:
+                anchors[label]["tool_options"] = options
             log(f"  {label}: {anchors[label]}")
     out["anchors"] = anchors
     return _ratios(out, ladders, anchors)
@@ -219,15 +223,15 @@ def markdown(res) -> str:
                     f"{r['encode_s']:.2f} | {r['decode_s']:.3f} |"
                 )
         for label, a in s["anchors"].items():
+            notes = (["anchor from the previous run"] if a.get("reused") else []) + (
+                ["splat-transform run beforehand on the same raw PLY"]
+                if "beforehand" in a.get("encode_note", "")
+                else []
+            )
+            notes += [f"options {a['tool_options']}"] if a.get("tool_options") else []
             lines.append(
-                f"| {label} | {a['bytes_per_gaussian']:.2f} | {a['psnr_db']:.2f} | {a['encode_s']:.2f} | "
-                f"{a['decode_s']:.3f} |"
-                + (" (anchor from the previous run)" if a.get("reused") else "")
-                + (
-                    " (splat-transform run beforehand on the same raw PLY)"
-                    if "beforehand" in a.get("encode_note", "")
-                    else ""
-                )
+                f"| {label}{' (' + '; '.join(notes) + ')' if notes else ''} | {a['bytes_per_gaussian']:.2f} | "
+                f"{a['psnr_db']:.2f} | {a['encode_s']:.2f} | {a['decode_s']:.3f} |"
             )
         if "SOG" not in s["anchors"]:
             lines.append(f"| SOG | not measured: {SOG_SKIPPED} | | | |")
@@ -253,7 +257,8 @@ def main() -> None:
         "--prebuilt",
         default="",
         help="directory of splat-transform outputs made beforehand from raw_ply(scene) (NAME.sog, "
-        "NAME.compressed.ply, each with NAME.EXT.seconds = its wall time); missing ones are made here",
+        "NAME.compressed.ply, each with NAME.EXT.seconds = its wall time and optionally NAME.EXT.options = "
+        "splat-transform options beyond -q -w -g cpu); missing ones are made here",
     )
     ap.add_argument(
         "--reuse-anchors",
