@@ -104,7 +104,7 @@ def test_same_verdict_as_constriction_on_damaged_streams(a, n, seed, edit):
 
 def test_quantized_cdf_gives_every_symbol_a_slot():
     freq = np.array([0, 1_000_000, 0, 3, 0], np.int64)
-    cdf = ans_decode.KERNEL.get().quantized_cdf(freq)
+    cdf = jit.kernels().quantized_cdf(freq)
     assert cdf[0] == 0 and cdf[-1] == 1 << 24
     assert (np.diff(cdf.astype(np.int64)) >= 1).all()
 
@@ -113,7 +113,7 @@ def test_decoded_maps_equal_constrictions_end_to_end(monkeypatch):
     gmap = synthetic_map(20_000, seed=3, sh_degree=2)
     data, _ = encode_map(gmap, QuantParams.from_quality(1), n_levels=3)
     fast = decode_map(data)
-    monkeypatch.setattr(ans_decode.KERNEL, "fn", False)  # the reference path: constriction decodes
+    monkeypatch.setattr(jit, "_kernels", False)  # the reference path: constriction decodes
     assert ans_decode.decode_symbols(np.zeros(1, np.uint32), np.ones(2), 1) is None
     ref = decode_map(data)
     for field in ("ids", "levels", "means", "quats", "log_scales", "opacity_logits", "sh"):
@@ -128,8 +128,8 @@ def test_a_damaged_stream_is_one_decode_error_on_both_paths(monkeypatch):
     entropy.encode_stream(w, np.arange(500) % 7, signed=False, log2t=4)
     data = bytearray(w.getvalue())
     data[-5] ^= 0x40  # inside the last ANS word
-    for kernel in (ans_decode.KERNEL.get(), False):
-        monkeypatch.setattr(ans_decode.KERNEL, "fn", kernel)
+    for compiled in (jit.kernels(), False):
+        monkeypatch.setattr(jit, "_kernels", compiled)
         with pytest.raises(DecodeError):
             r = Reader(bytes(data), "test")
             entropy.decode_stream(r, 500, signed=False)

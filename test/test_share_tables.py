@@ -114,8 +114,8 @@ def test_all_zero_and_overlong_tables_are_refused():
 def _read_both(data: bytes, a: int, monkeypatch):
     """get_table's result (array or the DecodeError text) with the compiled loop and without it."""
     out = []
-    for kernel in (tables._KERNEL.get(), False):
-        monkeypatch.setattr(tables._KERNEL, "fn", kernel)
+    for compiled in (jit.kernels(), False):
+        monkeypatch.setattr(jit, "_kernels", compiled)
         try:
             r = Reader(data)
             out.append(tables.get_table(r, a).tolist())
@@ -134,7 +134,7 @@ def test_compiled_table_reader_equals_the_plain_one(freq, seed, edit):
     pytest.importorskip("numba")
     if jit.switched_off():
         pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off")
-    assert tables._KERNEL.get(), "numba is installed: the compiled loop must be in use"
+    assert jit.kernels() is not None, "numba is installed: the compiled loop must be in use"
     rng = np.random.default_rng(seed)
     data = bytearray(_table(freq)[0])
     a = len(freq)

@@ -1,16 +1,18 @@
 """Optional numba compilation of the decoder's few scalar loops (ANS symbols, frequency tables).
 
 numba is an optional dependency (requirements.txt installs it; a ROS install may not have it). Each
-compiled loop has a plain path beside it that gives the same result: constriction for ANS, numpy and
-Python for the rest; the tests run both and compare. ``GS_MAP_SHARE_NUMBA=0`` switches every compiled
-loop off. Loops compile on first use (cached on disk by numba), never at import.
+compiled loop (:mod:`.kernels`) has a plain path beside it that gives the same result: constriction
+for ANS, Python for the tables; the tests run both and compare. ``GS_MAP_SHARE_NUMBA=0`` switches
+every compiled loop off. numba is imported on first use, never when the package is imported; the
+compiled code is cached on disk by numba (beside the module, or in its user cache directory).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+
+_kernels: ModuleType | bool | None = None  # the module, False when unavailable, None before first use
 
 
 def switched_off() -> bool:
@@ -18,20 +20,15 @@ def switched_off() -> bool:
     return os.environ.get("GS_MAP_SHARE_NUMBA", "1") == "0"
 
 
-class Compiled:
-    """A loop that ``factory(numba)`` compiles on first :meth:`get`; ``False`` without numba."""
-
-    def __init__(self, factory: Callable[[Any], Any]) -> None:
-        self.factory = factory
-        self.fn: Any = None  # what the factory compiled, False without numba, None before first use
-
-    def get(self) -> Any:
-        if self.fn is None:
-            self.fn = False
-            if not switched_off():
-                try:
-                    import numba
-                except ImportError:
-                    return False
-                self.fn = self.factory(numba)
-        return self.fn
+def kernels() -> ModuleType | None:
+    """:mod:`.kernels` (which imports numba), or None without numba or when switched off."""
+    global _kernels
+    if _kernels is None:
+        _kernels = False
+        if not switched_off():
+            try:
+                from . import kernels as compiled
+            except ImportError:
+                return None
+            _kernels = compiled
+    return _kernels if isinstance(_kernels, ModuleType) else None

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import jit
 from .bitio import Reader, Writer, pack_bits
-from .jit import Compiled
 
 MAX_FREQ_BITS = 17  # frequencies are at most 2**16 (entropy._FREQ_TOTAL), i.e. 17 bits
 TABLE_BITS_PER_SYMBOL = 8  # the encoder's size estimate for a present symbol's table entry
@@ -121,49 +121,6 @@ _REBUILD = _rebuild_tables()
 _REBUILD_ARRAYS = [tuple(np.array(t, np.int64) for t in (_PREFIX, *tables)) for tables in _REBUILD]
 
 
-def _compile(numba):
-    @numba.njit(cache=True, nogil=True)
-    def read_entries(win, prefix, kl, mask, sh, base, nb, out):  # pragma: no cover - compiled
-        """The loop of :func:`_read_entries_py`, compiled: same entries, same (code, value)."""
-        a = len(out)
-        pos, e, i = 0, 0, 0
-        one = np.uint64(1)
-        while i < a:
-            x = win[pos >> 3] >> np.uint64(pos & 7)
-            if e == 0 and (x & one):  # a run of absent symbols (z = 0): one bit each
-                run = 0
-                while run < 64 and (x >> np.uint64(run)) & one:
-                    run += 1
-                run = min(run, a - i)
-                for j in range(i, i + run):
-                    out[j] = 0
-                pos += run
-                i += run
-                continue
-            t = prefix[np.int64(x & np.uint64(8191))]
-            if t < 0:
-                return (1 if pos + 7 > nb else 2), 0
-            adv = t & 15
-            pos += adv
-            if pos > nb:
-                return 1, 0
-            e += (t >> 4) - 64
-            if e < 0 or e > MAX_FREQ_BITS:
-                return 3, e
-            if e:
-                pos += kl[e]
-                if pos > nb:
-                    return 1, 0
-                out[i] = base[e] + (np.int64((x >> np.uint64(adv)) & np.uint64(mask[e])) << sh[e])
-            else:
-                out[i] = 0
-            i += 1
-        return 0, pos
-
-    return read_entries
-
-
-_KERNEL = Compiled(_compile)
 _ERRORS = {
     1: "frequency table runs past its bits",
     2: "frequency table entry too long",
@@ -217,10 +174,12 @@ def get_table(r: Reader, a: int) -> np.ndarray:
     # bit ``pos`` is in win[pos >> 3] >> (pos & 7), which holds ≥ 57 valid bits
     data = np.frombuffer(bytes(blob) + bytes(8), np.uint8)
     win = np.ndarray((len(blob) + 1,), "<u8", data, 0, (1,))
-    kernel = _KERNEL.get()
-    if kernel:
+    kernels = jit.kernels()
+    if kernels is not None:
         freq = np.empty(a, np.int64)
-        code, value = kernel(np.ascontiguousarray(win), *_REBUILD_ARRAYS[p], nb, freq)
+        code, value = kernels.read_table_entries(
+            np.ascontiguousarray(win), *_REBUILD_ARRAYS[p], nb, MAX_FREQ_BITS, freq
+        )
     else:
         code, value, entries = _read_entries_py(win, p, nb, a)
         freq = np.array(entries, np.int64)
