@@ -134,3 +134,56 @@ def test_a_damaged_stream_is_one_decode_error_on_both_paths(monkeypatch):
             r = Reader(bytes(data), "test")
             entropy.decode_stream(r, 500, signed=False)
             r.end()
+
+
+def _decode_both(data: bytes, n: int, monkeypatch, **kw):
+    """decode_stream with the compiled loops and with the plain paths: (values or the error) each."""
+    from gs_map_share.bitio import Reader
+    from gs_map_share.errors import DecodeError
+
+    got = []
+    for compiled in (jit.kernels(), False):
+        monkeypatch.setattr(jit, "_kernels", compiled)
+        try:
+            r = Reader(data, "test")
+            v = entropy.decode_stream(r, n, **kw)
+            r.end()
+            got.append((v.dtype, v.tolist()))
+        except DecodeError:
+            got.append("DecodeError")
+    return got
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    n_ctx=st.integers(2, 20),
+    spread=st.sampled_from([3, 40, 5000]),
+    signed=st.booleans(),
+    int32=st.booleans(),
+    shared=st.booleans(),
+    damage=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_context_streams_decode_the_same_compiled_or_not(n, n_ctx, spread, signed, int32, shared, damage, seed):
+    """Streams of several contexts (some empty, some with escapes; more contexts than the compiled
+    decoder takes fall back): the same values either way, and a DecodeError either way when damaged."""
+    from gs_map_share.bitio import Writer
+
+    rng = np.random.default_rng(seed)
+    ctx = np.minimum(rng.geometric(0.3, n) - 1, n_ctx - 1)
+    vals = rng.laplace(0, spread, n).astype(np.int64) * (ctx + 1)
+    if not signed:
+        vals = np.abs(vals)
+    w = Writer()
+    entropy.encode_stream(w, vals, signed, log2t=int(rng.integers(4, 9)), ctx=ctx, n_ctx=n_ctx)
+    data = bytearray(w.getvalue())
+    if damage:
+        k = int(rng.integers(len(data)))
+        data[k] ^= 1 << int(rng.integers(8))
+    kw = dict(signed=signed, int32=int32, n_ctx=n_ctx)
+    with pytest.MonkeyPatch.context() as mp:
+        fast, plain = _decode_both(bytes(data), n, mp, ctx=entropy.Groups(ctx, n_ctx) if shared else ctx, **kw)
+    assert fast == plain
+    if not damage:
+        assert fast[1] == vals.tolist()

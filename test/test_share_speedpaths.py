@@ -318,12 +318,21 @@ def _expand_plain(code, occ):
     return np.array(child, np.uint64), np.array(pidx, np.int64)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("multi", [0.0, 0.01, 0.05, 0.2, 0.3, 1.0])
-def test_expand_codes_every_path_matches_plain(multi):
+def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
     """One child each, a few nodes with several (first children copied in slices, the others
-    patched in), more (repeated, patched), many (all bits expanded): same children and parents,
-    with or without the parent indices."""
-    from gs_map_share import octree
+    patched in), more (repeated, patched), many (all bits expanded), and the compiled loop
+    (gs_map_share.kernels): same children and parents, with or without the parent indices."""
+    from gs_map_share import jit, octree
+
+    if compiled:
+        pytest.importorskip("numba")
+        if jit.switched_off():
+            pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off")
+        assert jit.kernels() is not None
+    else:
+        monkeypatch.setattr(jit, "_kernels", False)
 
     rng = np.random.default_rng(int(multi * 100))
     for p in (0, 1, 7, 300, 3000):

@@ -19,6 +19,12 @@ import numpy as np
 
 from . import jit
 
+# what the compiled decoder's status codes mean (constriction refuses the same data)
+VERDICTS = {
+    1: "entropy-coded data does not end where it should",
+    2: "ANS compressed data never ends in a zero word",
+}
+
 
 def available() -> bool:
     """Whether the compiled decoder is in use (numba installed, not switched off)."""
@@ -38,6 +44,4 @@ def decode_symbols(
     if out is None:
         out = np.empty(m, np.int32)
     code = kernels.ans_decode(np.ascontiguousarray(words, np.uint32), np.asarray(freq, np.int64), out, zigzag)
-    if code == 2:
-        return out, "ANS compressed data never ends in a zero word"
-    return out, (None if code == 0 else "entropy-coded data does not end where it should")
+    return out, VERDICTS.get(code)

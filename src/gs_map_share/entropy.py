@@ -29,12 +29,10 @@ Layout of one stream (all varints unsigned LEB128)::
 
 from __future__ import annotations
 
-from typing import Any
-
 import constriction
 import numpy as np
 
-from . import ans_decode
+from . import ans_decode, jit
 from .bitio import Reader, Writer, pack_bits
 from .errors import DecodeError
 from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
@@ -297,17 +295,37 @@ def encode_stream(
 
 
 class Groups:
-    """Contexts grouped once (:func:`_group`), for several streams that share them."""
+    """Contexts shared by several streams: the values' contexts and counts, and their grouping
+    (:func:`_group`, a sort) made once, when a stream first needs it (the compiled decoder does
+    not)."""
 
     def __init__(self, ctx, n_ctx: int) -> None:
         self.n_ctx = n_ctx
-        self.order, self.bounds = _group(ctx, n_ctx)
+        self.ctx = np.asarray(ctx)
+        self.counts = _counts(self.ctx, n_ctx)
+        self._grouped: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def grouped(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._grouped is None:
+            self._grouped = _group(self.ctx, self.n_ctx)
+        return self._grouped
+
+
+def _counts(ctx, n_ctx: int) -> np.ndarray:
+    """Values per context; every context must lie in 0..n_ctx − 1 (the decoder derives them)."""
+    if isinstance(ctx, Groups):
+        return ctx.counts
+    ctx = np.asarray(ctx)
+    if len(ctx) and (int(ctx.min()) < 0 or int(ctx.max()) >= n_ctx):
+        raise DecodeError(f"context outside 0..{n_ctx - 1}")
+    return np.bincount(ctx, minlength=n_ctx)
 
 
 def _group(ctx, n_ctx: int):
     """Stable order grouping values by context, and the group bounds."""
     if isinstance(ctx, Groups):
-        return ctx.order, ctx.bounds
+        return ctx.grouped
     ctx = np.asarray(ctx)
     small = ctx.astype(np.uint8 if n_ctx <= 256 else np.int64)  # radix sort for small contexts
     order = np.argsort(small, kind="stable")
@@ -446,14 +464,11 @@ def _decode(
         n_ctx = 1
     if c_count != n_ctx:
         raise r.fail(f"stream has {c_count} contexts, expected {n_ctx}")
-    if n_ctx == 1:
-        order, bounds = None, np.array([0, n])
-    else:
-        order, bounds = _group(ctx, n_ctx)
-    sym: Any = None if order is None else np.empty(n, np.int32)  # one context: its stream
+    counts = [n] if n_ctx == 1 else _counts(ctx, n_ctx)
+    tables = []  # (context, values, frequencies, ANS words) of the contexts that have values
     max_a = 0
     for c in range(n_ctx):
-        m = int(bounds[c + 1] - bounds[c])
+        m = int(counts[c])
         a = r.varint(_MAX_ALPHABET)
         if a == 0:
             if m:
@@ -467,19 +482,62 @@ def _decode(
         words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
         if m == 0:
             raise r.fail(f"context {c} has a table but no values")
-        if order is None and a <= t and int32:  # one context, no escapes: the values are the symbols
-            v = _ans_decode(r, words, freq, m, out, zigzag=signed)
-            if r.varint(r.remaining) != 0:
-                raise r.fail("mantissa bytes where none are expected")
-            if limit is not None and (a // 2 if signed else a - 1) > limit:
-                _over(r, v, limit)
-            return v
-        s = _ans_decode(r, words, freq, m)
-        if order is None:
-            sym = s
-        else:
-            sym[order[bounds[c] : bounds[c + 1]]] = s
-    return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
+        tables.append((c, m, freq, words))
+    direct = max_a <= t and int32  # no escapes: the values are the (unzigzagged) symbols
+    dest = out if direct else None
+    if n_ctx == 1:
+        _, m, freq, words = tables[0]
+        sym = _ans_decode(r, words, freq, m, dest, zigzag=direct and signed)
+    else:
+        sym = _ans_decode_contexts(r, ctx, n_ctx, n, tables, dest, zigzag=direct and signed)
+    if not direct:
+        return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
+    if r.varint(r.remaining) != 0:
+        raise r.fail("mantissa bytes where none are expected")
+    if limit is not None and (max_a // 2 if signed else max_a - 1) > limit:
+        _over(r, sym, limit)
+    return sym
+
+
+MAX_COMPILED_CONTEXTS = 16  # the compiled decoder holds a 32 KB lookup table per context
+
+
+def _ans_decode_contexts(
+    r: Reader, ctx, n_ctx: int, n: int, tables: list, out: np.ndarray | None, zigzag: bool
+) -> np.ndarray:
+    """The symbols of a stream of several contexts, in value order (int32, into ``out`` if given,
+    unzigzagged with ``zigzag``): the compiled decoder takes each value from its context's coder
+    in one pass; without it, constriction decodes each context and the values are scattered back
+    by the contexts' grouping."""
+    kernels = jit.kernels() if n_ctx <= MAX_COMPILED_CONTEXTS else None
+    sym = out if out is not None else np.empty(n, np.int32)
+    if kernels is not None:
+        raw = np.ascontiguousarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)
+        words = [np.zeros(0, np.uint32)] * n_ctx
+        freqs = [np.zeros(0, np.int64)] * n_ctx
+        for c, _, freq, w in tables:
+            words[c], freqs[c] = w, freq
+        status = np.zeros(n_ctx, np.int64)
+        kernels.ans_decode_contexts(
+            raw,
+            np.concatenate(words),
+            np.cumsum([len(w) for w in words]),
+            np.concatenate(freqs).astype(np.int64),
+            np.cumsum([len(f) for f in freqs]),
+            sym,
+            zigzag,
+            status,
+        )
+        bad = np.flatnonzero(status)
+        if len(bad):
+            raise r.fail(ans_decode.VERDICTS[int(status[bad[0]])])
+        return sym
+    order, bounds = _group(ctx, n_ctx)
+    for c, _, freq, w in tables:
+        sym[order[bounds[c] : bounds[c + 1]]] = _ans_decode(r, w, freq, int(bounds[c + 1] - bounds[c]))
+    if zigzag:
+        sym[:] = (sym >> 1) ^ -(sym & 1)
+    return sym
 
 
 def _ans_decode(

@@ -13,6 +13,8 @@ from numba import njit
 PRECISION = 24  # constriction's DefaultContiguousCategoricalEntropyModel
 LUT_BITS = 12  # quantile buckets of the ANS lookup table (12 measured best of 12..15)
 _FLAG = np.uint64(1) << np.uint64(63)
+_MASK = np.uint64((1 << PRECISION) - 1)
+_LOW = np.uint64(1) << np.uint64(32)  # the state holds at least one word above its low 32 bits
 
 
 @njit(cache=True, nogil=True)
@@ -42,14 +44,10 @@ def quantized_cdf(freq):
 
 
 @njit(cache=True, nogil=True)
-def ans_decode(words, freq, out, zigzag):
-    """Decode len(out) symbols (unzigzagged with ``zigzag``); returns 0 (ended where it should), 1 (data left over), 2 (the
-    last word is zero: constriction refuses it)."""
-    cdf = quantized_cdf(freq)
-    # per quantile bucket (the top 12 of the 24 bits): ``symbol | left << 9 | frequency << 33``
-    # when one symbol covers the whole bucket (one load decodes it), else the flag bit 63 and
-    # the symbol holding the bucket's first quantile (a short search from there)
-    lut = np.empty(1 << LUT_BITS, np.uint64)
+def _lookup_table(cdf, lut):
+    """Per quantile bucket (the top 12 of the 24 bits): ``symbol | left << 9 | frequency << 33``
+    when one symbol covers the whole bucket (one load decodes it), else the flag bit 63 and the
+    symbol holding the bucket's first quantile (a short search from there)."""
     width = np.uint32(1 << (PRECISION - LUT_BITS))
     s = 0
     for b in range(1 << LUT_BITS):
@@ -61,42 +59,98 @@ def ans_decode(words, freq, out, zigzag):
             lut[b] = np.uint64(s) | (np.uint64(cdf[s]) << np.uint64(9)) | (f << np.uint64(33))
         else:
             lut[b] = np.uint64(s) | _FLAG
-    word_bits = np.uint64(32)
-    prec = np.uint64(PRECISION)
-    mask = np.uint64((1 << PRECISION) - 1)
-    lut_shift = np.uint64(PRECISION - LUT_BITS)
-    m9, m24, nine, flag = np.uint64(511), np.uint64((1 << 24) - 1), np.uint64(9), _FLAG
-    low = np.uint64(1) << word_bits
-    pos = len(words)
+
+
+@njit(cache=True, nogil=True)
+def _initial_state(words, lo, hi):
+    """constriction's AnsCoder(words[lo:hi]): words are read from the end until the state holds
+    more than one; (state, position of the next word to read, the last word was zero)."""
+    pos = hi
     state = np.uint64(0)
-    if pos > 0:
+    if pos > lo:
         pos -= 1
         if words[pos] == 0:
-            return 2
+            return state, pos, True
         state = np.uint64(words[pos])
-        while pos > 0:
+        while pos > lo:
             pos -= 1
-            state = (state << word_bits) | np.uint64(words[pos])
-            if state >= low:
+            state = (state << np.uint64(32)) | np.uint64(words[pos])
+            if state >= _LOW:
                 break
+    return state, pos, False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _step(state, cdf, lut):
+    """One symbol off ``state``: (symbol, the state before refilling)."""
+    q = state & _MASK
+    e = lut[q >> np.uint64(PRECISION - LUT_BITS)]
+    s = np.int64(e & np.uint64(511))
+    if e & _FLAG:
+        while np.uint64(cdf[s + 1]) <= q:
+            s += 1
+        left = np.uint64(cdf[s])
+        f = np.uint64(cdf[s + 1]) - left
+    else:
+        left = (e >> np.uint64(9)) & _MASK
+        f = e >> np.uint64(33)
+    return s, (state >> np.uint64(PRECISION)) * f + (q - left)
+
+
+@njit(cache=True, nogil=True)
+def ans_decode(words, freq, out, zigzag):
+    """Decode len(out) symbols (unzigzagged with ``zigzag``); returns 0 (ended where it should),
+    1 (data left over), 2 (the last word is zero: constriction refuses it)."""
+    cdf = quantized_cdf(freq)
+    lut = np.empty(1 << LUT_BITS, np.uint64)
+    _lookup_table(cdf, lut)
+    state, pos, zero = _initial_state(words, 0, len(words))
+    if zero:
+        return 2
     for i in range(len(out)):
-        q = state & mask
-        e = lut[q >> lut_shift]
-        s = np.int64(e & m9)
-        if e & flag:
-            while np.uint64(cdf[s + 1]) <= q:
-                s += 1
-            left = np.uint64(cdf[s])
-            f = np.uint64(cdf[s + 1]) - left
-        else:
-            left = (e >> nine) & m24
-            f = e >> np.uint64(33)
-        state = (state >> prec) * f + (q - left)
-        if state < low and pos > 0:
+        s, state = _step(state, cdf, lut)
+        if state < _LOW and pos > 0:
             pos -= 1
-            state = (state << word_bits) | np.uint64(words[pos])
+            state = (state << np.uint64(32)) | np.uint64(words[pos])
         out[i] = (s >> 1) ^ -(s & 1) if zigzag else s
     return 0 if state == 0 else 1
+
+
+@njit(cache=True, nogil=True)
+def ans_decode_contexts(ctx, words, word_ends, freqs, freq_ends, out, zigzag, status):
+    """A stream of several contexts, each its own ANS data (``words[word_ends[c-1]:word_ends[c]]``)
+    and table (``freqs`` likewise), decoded in value order: value i comes from context ctx[i]'s
+    coder, so no grouping sort and no scatter. ``status[c]`` as :func:`ans_decode`'s return."""
+    n_ctx = len(word_ends)
+    width = 0
+    for c in range(n_ctx):
+        width = max(width, freq_ends[c] - (freq_ends[c - 1] if c else 0))
+    cdfs = np.zeros((n_ctx, width + 1), np.uint32)
+    luts = np.empty((n_ctx, 1 << LUT_BITS), np.uint64)
+    states = np.zeros(n_ctx, np.uint64)
+    pos = np.zeros(n_ctx, np.int64)
+    lo = np.zeros(n_ctx, np.int64)
+    for c in range(n_ctx):
+        f0 = freq_ends[c - 1] if c else 0
+        if freq_ends[c] == f0:  # a context without values has no table
+            continue
+        cdf = quantized_cdf(freqs[f0 : freq_ends[c]])
+        cdfs[c, : len(cdf)] = cdf
+        _lookup_table(cdf, luts[c])
+        lo[c] = word_ends[c - 1] if c else 0
+        states[c], pos[c], zero = _initial_state(words, lo[c], word_ends[c])
+        status[c] = 2 if zero else 0
+    for i in range(len(out)):
+        c = ctx[i]
+        s, state = _step(states[c], cdfs[c], luts[c])
+        if state < _LOW and pos[c] > lo[c]:
+            pos[c] -= 1
+            state = (state << np.uint64(32)) | np.uint64(words[pos[c]])
+        states[c] = state
+        out[i] = (s >> 1) ^ -(s & 1) if zigzag else s
+    for c in range(n_ctx):
+        if status[c] == 0 and states[c] != 0:
+            status[c] = 1
 
 
 @njit(cache=True, nogil=True)
@@ -136,3 +190,21 @@ def read_table_entries(win, prefix, kl, mask, sh, base, nb, max_e, out):
             out[i] = 0
         i += 1
     return 0, pos
+
+
+@njit(cache=True, nogil=True)
+def expand_codes(code, occ, child, pidx):
+    """``octree.expand_codes`` in one pass: for each node in order, its occupied octants in
+    increasing order become children ``code << 3 | octant`` (into ``child``) and, when ``pidx`` is
+    not empty, the node's index into ``pidx``."""
+    parents = len(pidx) > 0
+    j = 0
+    for i in range(len(code)):
+        o = occ[i]
+        base = code[i] << np.uint64(3)
+        for k in range(8):
+            if (o >> k) & 1:
+                child[j] = base | np.uint64(k)
+                if parents:
+                    pidx[j] = i
+                j += 1

@@ -17,6 +17,8 @@ import numpy as np
 from gs_mapping.geometry import matrix_to_quat, quat_to_matrix
 from gs_mapping.morton import demorton, morton
 
+from . import jit
+
 __all__ = ["build_levels", "demorton", "morton"]
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
@@ -65,6 +67,12 @@ def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = No
     have no other child, so only the few that do are expanded further."""
     if kids is None:
         kids = children_per_node(occ)
+    compiled = jit.kernels()
+    if compiled is not None:  # one pass (the same children and parents as below)
+        child = np.empty(int(kids.sum()), np.uint64)
+        pidx = np.empty(len(child) if parents else 0, np.int64)
+        compiled.expand_codes(code, occ, child, pidx)
+        return child, (pidx if parents else None)
     extra = int(kids.sum()) - len(code)  # children beyond each node's first
     # many nodes with several children (or an empty node, which a decoder refuses before this):
     # expand all bits at once
