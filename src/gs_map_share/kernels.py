@@ -192,6 +192,16 @@ def read_table_entries(win, prefix, kl, mask, sh, base, nb, max_e, out):
     return 0, pos
 
 
+# the occupied octants of each occupancy byte, increasing, and their count
+_OCTANTS = np.zeros((256, 8), np.uint64)
+_COUNT = np.zeros(256, np.int64)
+for _o in range(256):
+    for _k in range(8):
+        if _o >> _k & 1:
+            _OCTANTS[_o, _COUNT[_o]] = _k
+            _COUNT[_o] += 1
+
+
 @njit(cache=True, nogil=True)
 def expand_codes(code, occ, child, pidx):
     """``octree.expand_codes`` in one pass: for each node in order, its occupied octants in
@@ -202,9 +212,8 @@ def expand_codes(code, occ, child, pidx):
     for i in range(len(code)):
         o = occ[i]
         base = code[i] << np.uint64(3)
-        for k in range(8):
-            if (o >> k) & 1:
-                child[j] = base | np.uint64(k)
-                if parents:
-                    pidx[j] = i
-                j += 1
+        for k in range(_COUNT[o]):
+            child[j + k] = base | _OCTANTS[o, k]
+            if parents:
+                pidx[j + k] = i
+        j += _COUNT[o]
