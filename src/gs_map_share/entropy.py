@@ -301,7 +301,7 @@ class Groups:
 
     def __init__(self, ctx, n_ctx: int) -> None:
         self.n_ctx = n_ctx
-        self.ctx = np.asarray(ctx)
+        self.ctx = np.ascontiguousarray(ctx, np.int64)  # as the compiled decoder takes them
         self.counts = _counts(self.ctx, n_ctx)
         self._grouped: tuple[np.ndarray, np.ndarray] | None = None
 
