@@ -39,7 +39,7 @@ def decode_symbols(
     with ``zigzag``; and ``None`` or what was wrong with the data (the verdicts constriction gives).
     ``None`` instead when the compiled decoder is unavailable."""
     kernels = jit.kernels()
-    if kernels is None:
+    if kernels is None or len(freq) > kernels.MAX_SYMBOLS:
         return None
     if out is None:
         out = np.empty(m, np.int32)

@@ -510,6 +510,8 @@ def _ans_decode_contexts(
     in one pass; without it, constriction decodes each context and the values are scattered back
     by the contexts' grouping."""
     kernels = jit.kernels() if n_ctx <= MAX_COMPILED_CONTEXTS else None
+    if kernels is not None and max(len(f) for _, _, f, _ in tables) > kernels.MAX_SYMBOLS:
+        kernels = None
     sym = out if out is not None else np.empty(n, np.int32)
     if kernels is not None:
         raw = np.ascontiguousarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)

@@ -12,6 +12,7 @@ from numba import njit
 
 PRECISION = 24  # constriction's DefaultContiguousCategoricalEntropyModel
 LUT_BITS = 12  # quantile buckets of the ANS lookup table (12 measured best of 12..15)
+MAX_SYMBOLS = 512  # a lookup entry holds the symbol in 9 bits (entropy's alphabets stop at 320)
 _FLAG = np.uint64(1) << np.uint64(63)
 _MASK = np.uint64((1 << PRECISION) - 1)
 _LOW = np.uint64(1) << np.uint64(32)  # the state holds at least one word above its low 32 bits
