@@ -244,19 +244,27 @@ def part_ablation(args) -> dict:
 
 
 def part_ablation_merge(args) -> dict:
-    """Ablation runs done in separate processes (one seed each, ``--results-dir`` per process),
-    merged into one summary."""
+    """Ablation runs done in separate processes merged into one summary. Each ``--merge`` entry is
+    ``DIR`` (its hd.json, under ``--ablation-key`` or ``ablation``: both variants) or
+    ``DIR@KEY/VARIANT`` (that key's runs of one variant only), so that one arm can be set beside
+    runs made earlier, e.g. a raster variant with another setting beside the same seeds' vector-only
+    runs. ``--note`` says what the arms are when they differ in more than the raster weight."""
     runs = {"vector_only": [], "vector_raster": []}
     first = None
-    for d in args.merge:
+    for entry in args.merge:
+        d, _, spec = entry.partition("@")
+        key, _, only = spec.partition("/")
         part = json.loads((Path(d) / "hd.json").read_text())
-        a = part.get(args.ablation_key) or part["ablation"]
+        a = part[key] if key else (part.get(args.ablation_key) or part["ablation"])
         first = first or a
         for name in runs:
-            runs[name] += a["runs"][name]
+            if not only or name == only:
+                runs[name] += a["runs"][name]
     out = summarise_ablation(runs, first["steps"], first["train_frames"], first["eval_frames"])
     out.update({k: first[k] for k in ("config", "region", "heldout_seeds") if k in first})
-    out["merged_from"] = [str(d) for d in args.merge]
+    out["merged_from"] = list(args.merge)
+    if args.note:
+        out["note"] = args.note
     return out
 
 
@@ -712,7 +720,8 @@ def write_md(res: dict, path: Path) -> None:
                 if "heldout_seeds" in a
                 else ", seed 7777 frames"
             )
-            + (f"; raster variant at weight {a['raster_weight']:g}" if "raster_weight" in a else ""),
+            + (f"; raster variant at weight {a['raster_weight']:g}" if "raster_weight" in a else "")
+            + (f". {a['note']}" if "note" in a else ""),
             "",
             "| metric | vector only | vector + raster | gain | > 2x spread |",
             "|---|---|---|---|---|",
@@ -926,10 +935,14 @@ def main(argv=None) -> int:
         "--merge",
         nargs="*",
         default=[],
-        help="ablation_merge: results dirs of ablation runs made in separate processes",
+        help="ablation_merge: results dirs of ablation runs made in separate processes (DIR, or "
+        "DIR@KEY/VARIANT for one variant of one key)",
     )
     ap.add_argument(
         "--candidate", nargs="*", default=[], help="shipped: run checkpoints (model.pt) to compare"
+    )
+    ap.add_argument(
+        "--note", default="", help="ablation_merge: what the two arms are, when not just the raster weight"
     )
     ap.add_argument("--heldout-seeds", type=int, nargs="+", default=[1, 2], help="shipped: world data seeds")
     ap.add_argument("--heldout-frames", type=int, default=48, help="shipped: frames per held-out seed")
