@@ -107,8 +107,8 @@ def test_fleet_of_processes_over_zenoh(tmp_path):
             acked[a["map_id"]] = max(acked.get(a["map_id"], 0), a["seq"])
 
         def on_diag(msg):
-            for st in msg.status:
-                diag[st.name] = {kv.key: kv.value for kv in st.values}
+            for st in msg.status:  # by node name, and receivers also by their namespaced name
+                diag[st.name] = diag[st.hardware_id] = {kv.key: kv.value for kv in st.values}
 
         ctx.create_subscription("/map_server_node/ack", "std_msgs/msg/String", RELIABLE_QOS, on_ack)
         ctx.create_subscription("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS, on_diag)
@@ -163,16 +163,15 @@ def test_fleet_of_processes_over_zenoh(tmp_path):
 
         def converged():
             s = diag.get("map_server_node", {})
-            rxs = [d for name, d in diag.items() if name == "map_receiver_node"]
-            return (
-                s.get("gaussians") == str(len(expected))
-                and all(d.get("state_crc") == crc and d.get("seq") == s.get("global_seq") for d in rxs)
-                and len(rxs) >= 1
+            rxs = [diag.get(f"/rx{k}/map_receiver_node", {}) for k in (1, 2)]  # both late receivers
+            return s.get("gaussians") == str(len(expected)) and all(
+                d.get("state_crc") == crc and d.get("seq") == s.get("global_seq") for d in rxs
             )
 
         ctx.spin(until=converged, timeout_s=60)
         assert converged(), (
-            f"no convergence: server {diag.get('map_server_node')}, rx {diag.get('map_receiver_node')}"
+            f"no convergence: server {diag.get('map_server_node')}, rx1 {diag.get('/rx1/map_receiver_node')}, "
+            f"rx2 {diag.get('/rx2/map_receiver_node')}"
         )
         for v in vehicles:
             assert v.poll() is None, "a vehicle died"

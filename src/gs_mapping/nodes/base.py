@@ -70,8 +70,13 @@ class NodeBase:
             setattr(cfg, field, value)
 
     def publish_diagnostics(self) -> None:
+        # hardware_id: the fully qualified node name, so that the same node in two namespaces (two
+        # receivers, two vehicles) can be told apart on /diagnostics (the status name is the node's)
+        ns = "/" + self.ctx.namespace.strip("/") if self.ctx.namespace.strip("/") else ""
         self._diag_pub.publish(
-            self.diag.to_message(self.ctx.factory, self.ctx.now_ns(), hardware_id=self.ctx.node_name)
+            self.diag.to_message(
+                self.ctx.factory, self.ctx.now_ns(), hardware_id=f"{ns}/{self.ctx.node_name}"
+            )
         )
 
     def close(self) -> None:
