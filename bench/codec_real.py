@@ -193,7 +193,8 @@ def _ratios(out, ladders, anchors) -> dict:
 SOG_SKIPPED = (
     "splat-transform's CPU k-means (65,536-entry SH palette: each iteration a kd-tree search of 500k "
     "24-D rows) did not finish here: runs of 50 min (9 CPU-min) and 87 min (66 CPU-min) on the "
-    "shared 2 cores were stopped; its WebGPU path can make it elsewhere (--prebuilt DIR takes it)"
+    "shared 2 cores were stopped, and one with a single k-means iteration (-i 1, serial) after 82 min "
+    "(28 CPU-min); its WebGPU path can make it elsewhere (--prebuilt DIR takes it)"
 )
 
 
