@@ -165,7 +165,9 @@ def _decode_both(data: bytes, n: int, monkeypatch, **kw):
     damage=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_context_streams_decode_the_same_compiled_or_not(n, n_ctx, spread, signed, int32, shared, damage, seed):
+def test_context_streams_decode_the_same_compiled_or_not(
+    n, n_ctx, spread, signed, int32, shared, damage, seed
+):
     """Streams of several contexts (some empty, some with escapes; more contexts than the compiled
     decoder takes fall back): the same values either way, and a DecodeError either way when damaged."""
     from gs_map_share.bitio import Writer
@@ -183,7 +185,9 @@ def test_context_streams_decode_the_same_compiled_or_not(n, n_ctx, spread, signe
         data[k] ^= 1 << int(rng.integers(8))
     kw = dict(signed=signed, int32=int32, n_ctx=n_ctx)
     with pytest.MonkeyPatch.context() as mp:
-        fast, plain = _decode_both(bytes(data), n, mp, ctx=entropy.Groups(ctx, n_ctx) if shared else ctx, **kw)
+        fast, plain = _decode_both(
+            bytes(data), n, mp, ctx=entropy.Groups(ctx, n_ctx) if shared else ctx, **kw
+        )
     assert fast == plain
     if not damage:
         assert fast[1] == vals.tolist()
