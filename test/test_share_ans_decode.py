@@ -52,7 +52,7 @@ def _check(words, freq, m):
 
 
 def test_the_compiled_decoder_is_used_when_numba_is_installed():
-    assert ans_decode.available()
+    assert jit.kernels() is not None
 
 
 @settings(max_examples=300, deadline=None)

@@ -26,11 +26,6 @@ VERDICTS = {
 }
 
 
-def available() -> bool:
-    """Whether the compiled decoder is in use (numba installed, not switched off)."""
-    return jit.kernels() is not None
-
-
 def decode_symbols(
     words: np.ndarray, freq: np.ndarray, m: int, out: np.ndarray | None = None, zigzag: bool = False
 ) -> tuple[np.ndarray, str | None] | None:

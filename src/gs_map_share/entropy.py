@@ -367,6 +367,19 @@ def _over(r: Reader, v: np.ndarray, limit: int | None) -> None:
         raise r.fail(f"value beyond ±{limit}")
 
 
+def _no_mantissa(r: Reader) -> None:
+    """The mantissa blob of a stream without escaped values: empty."""
+    if r.varint(r.remaining) != 0:
+        raise r.fail("mantissa bytes where none are expected")
+
+
+def _check_direct_limit(r: Reader, v: np.ndarray, a: int, signed: bool, limit: int | None) -> None:
+    """Direct symbols s < a have |value| ≤ a // 2 (signed) or < a: scan ``v`` for ``limit`` only
+    when that does not already bound it."""
+    if limit is not None and (a // 2 if signed else a - 1) > limit:
+        _over(r, v, limit)
+
+
 def _values(
     r: Reader,
     sym: np.ndarray,
@@ -383,8 +396,7 @@ def _values(
     their mantissa bits. Reads the mantissa blob."""
     esc = np.flatnonzero(sym >= t) if max_a > t else None
     if esc is None or len(esc) == 0:
-        if r.varint(r.remaining) != 0:
-            raise r.fail("mantissa bytes where none are expected")
+        _no_mantissa(r)
         esc = None
     else:
         bl = sym[esc].astype(np.int64) - (t - log2t - 1)
@@ -413,9 +425,7 @@ def _values(
             raise r.fail("value outside the int32 range")
         _over(r, ve, limit)
         v[esc] = ve
-    # direct symbols s < min(A, T) have |value| ≤ min(A, T) // 2 (signed) or < min(A, T)
-    if limit is not None and (min(max_a, t) // 2 if signed else min(max_a, t) - 1) > limit:
-        _over(r, v, limit)
+    _check_direct_limit(r, v, min(max_a, t), signed, limit)
     return v
 
 
@@ -492,10 +502,8 @@ def _decode(
         sym = _ans_decode_contexts(r, ctx, n_ctx, n, tables, dest, zigzag=direct and signed)
     if not direct:
         return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
-    if r.varint(r.remaining) != 0:
-        raise r.fail("mantissa bytes where none are expected")
-    if limit is not None and (max_a // 2 if signed else max_a - 1) > limit:
-        _over(r, sym, limit)
+    _no_mantissa(r)
+    _check_direct_limit(r, sym, max_a, signed, limit)
     return sym
 
 
@@ -535,10 +543,8 @@ def _ans_decode_contexts(
             raise r.fail(ans_decode.VERDICTS[int(status[bad[0]])])
         return sym
     order, bounds = _group(ctx, n_ctx)
-    for c, _, freq, w in tables:
-        sym[order[bounds[c] : bounds[c + 1]]] = _ans_decode(r, w, freq, int(bounds[c + 1] - bounds[c]))
-    if zigzag:
-        sym[:] = (sym >> 1) ^ -(sym & 1)
+    for c, m, freq, w in tables:
+        sym[order[bounds[c] : bounds[c + 1]]] = _ans_decode(r, w, freq, m, zigzag=zigzag)
     return sym
 
 

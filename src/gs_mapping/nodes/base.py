@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from ..config_file import load_section
 from ..errors import GsMappingError
-from .context import RELIABLE_QOS, NodeContext
+from .context import RELIABLE_QOS, NodeContext, resolve_topic
 from .diagnostics import NodeDiagnostics
 
 
@@ -70,14 +70,10 @@ class NodeBase:
             setattr(cfg, field, value)
 
     def publish_diagnostics(self) -> None:
-        # hardware_id: the fully qualified node name, so that the same node in two namespaces (two
-        # receivers, two vehicles) can be told apart on /diagnostics (the status name is the node's)
-        ns = "/" + self.ctx.namespace.strip("/") if self.ctx.namespace.strip("/") else ""
-        self._diag_pub.publish(
-            self.diag.to_message(
-                self.ctx.factory, self.ctx.now_ns(), hardware_id=f"{ns}/{self.ctx.node_name}"
-            )
-        )
+        # hardware_id: the fully qualified node name ("~" resolved), so that the same node in two
+        # namespaces (two receivers, two vehicles) can be told apart on /diagnostics
+        fqn = resolve_topic("~", self.ctx.node_name, self.ctx.namespace)
+        self._diag_pub.publish(self.diag.to_message(self.ctx.factory, self.ctx.now_ns(), hardware_id=fqn))
 
     def close(self) -> None:
         """Release resources (override when a node holds any)."""
