@@ -90,9 +90,9 @@ def raw_ply(g) -> bytes:
     return ("\n".join(head) + "\n").encode() + data.tobytes()
 
 
-def splat_transform(tool: str, src: Path, dst: Path) -> float:
+def splat_transform(tool: str, src: Path, dst: Path, gpu: str = "cpu") -> float:
     t = time.time()
-    subprocess.run([tool, "-q", "-w", "-g", "cpu", str(src), str(dst)], check=True, timeout=3600)
+    subprocess.run([tool, "-q", "-w", "-g", gpu, str(src), str(dst)], check=True, timeout=3600)
     return time.time() - t
 
 
@@ -106,7 +106,7 @@ def interpolate(ladder, psnr):
 
 
 def scene_figures(
-    name, path, tool, qualities, repeats, tmp: Path, reuse=None, skip=(), prebuilt: str = ""
+    name, path, tool, qualities, repeats, tmp: Path, reuse=None, skip=(), prebuilt: str = "", gpu="cpu"
 ) -> dict:
     g = load_splats(path)
     n = len(g)
@@ -165,7 +165,8 @@ def scene_figures(
                 opts = Path(f"{built}.options")  # options other than this bench's own, if any
                 options = opts.read_text().strip() if opts.exists() else ""
             else:
-                wall, options = splat_transform(tool, src, dst), ""
+                wall = splat_transform(tool, src, dst, gpu)
+                options = "" if gpu == "cpu" else f"-g {gpu}"
             td, back = best_time(lambda dst=dst: load_splats(dst), repeats)
             anchors[label] = {
                 "bytes_per_gaussian": dst.stat().st_size / n,
@@ -253,6 +254,13 @@ def main() -> None:
     ap.add_argument("--splat-transform", default="", help="path of PlayCanvas splat-transform (npm)")
     ap.add_argument("--qualities", default="0,1,2,3,4")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--gpu",
+        default="cpu",
+        help="splat-transform's -g: cpu (its kd-tree k-means, hours for playbot's SH palette) or a "
+        "WebGPU adapter index (--list-gpus); with no GPU, Mesa's llvmpipe (mesa-vulkan-drivers ≥ 25, "
+        "Debian bookworm-backports) runs its GPU k-means on the CPU cores",
+    )
     ap.add_argument("--skip", default="", help="anchors to leave out, e.g. SOG (its CPU k-means is slow)")
     ap.add_argument(
         "--prebuilt",
@@ -276,6 +284,12 @@ def main() -> None:
         v = subprocess.run([args.splat_transform, "--version"], capture_output=True, text=True, timeout=120)
         text = (v.stdout + v.stderr).strip()
         versions["splat-transform"] = text.splitlines()[0] if text else "?"
+        if args.gpu != "cpu":  # the WebGPU adapter its k-means ran on
+            gpus = subprocess.run(
+                [args.splat_transform, "--list-gpus"], capture_output=True, text=True, timeout=120
+            )
+            line = [ln for ln in gpus.stdout.splitlines() if ln.strip().startswith(f"[{args.gpu}]")]
+            versions["splat-transform adapter"] = line[0].strip() if line else f"-g {args.gpu}"
     versions["SPZ v4"] = "ours (attribute bytes = Niantic spz reference vectors)"
     res = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
@@ -300,6 +314,7 @@ def main() -> None:
                 prev,
                 skip,
                 args.prebuilt,
+                args.gpu,
             )
             path.write_text(json.dumps(res, indent=1))
             (OUT / "codec_real.md").write_text(markdown(res))

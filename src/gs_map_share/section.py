@@ -31,11 +31,10 @@ from .quantize import (
     QMap,
     QuantParams,
     attribute_lattices,
-    canonical_rotations,
+    canonical_axes,
     dequantize,
     dequantize_fields,
     faint_rows,
-    quantize_rotations,
     rotation_bits,
     rotation_max,
 )
@@ -526,7 +525,7 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
         centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
         qop, sc, qdc = attribute_lattices(op, ls, dc, params)
-        ri, rq = canonical_rotations(*quantize_rotations(qv, params, rotation_bits(sc, params)))
+        ri, rq, sc = canonical_axes(qv, sc, params, rotation_bits(sc, params))
         out[d] = Coarse(qop, sc, ri, rq, qdc, off)
     return out
 
