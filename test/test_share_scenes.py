@@ -70,6 +70,9 @@ def test_relative_presets_do_not_depend_on_the_unit():
     b, _ = encode_map(big, pb, n_levels=1)
     assert abs(len(a) - len(b)) <= 0.01 * len(a)
     assert QuantParams.from_quality(2).pos_step == 0.001  # the metre presets are unchanged
+    # scenes: one rotation bit fewer where the anisotropy tiers leave room (quality 0 has none)
+    assert p.rot_bits == QuantParams.from_quality(2).rot_bits - 1
+    assert QuantParams.from_quality(0).relative_to(g).rot_bits == QuantParams.from_quality(0).rot_bits
 
 
 def test_scene_levels_of_detail_cost_little():

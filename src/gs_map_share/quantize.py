@@ -173,14 +173,20 @@ class QuantParams:
         levels of detail: playbot (500k) had 1,072 tiles at quality 1, its coarsest levels were
         forced to 95k/22k/4.5k/1k nodes and progressive cost 13.84 B/G against 12.25 single-level;
         with the wider tile 12.51 against 12.20 (guitar quality 2: 10.30 → 10.22, single 10.16 →
-        10.15; two more bits gained nothing further)."""
+        10.15; two more bits gained nothing further).
+
+        Rotations get one bit fewer (where the tiers leave room): on trained scenes a rotation bit
+        buys the least render PSNR per byte of any step (bench/codec_real.py, single level,
+        least-turned frames; at the anchors' PSNR: guitar 0.696 → 0.685× SPZ v4, 0.747 → 0.740×
+        SOG; playbot 0.567 → 0.558× SPZ v4)."""
         if not len(gmap):
             return self
         size = float(np.median(np.exp(gmap.log_scales.astype(np.float64).max(axis=1))))
         if not np.isfinite(size) or size <= 0:
             return self
         step = float(np.clip(self.pos_step * size / REFERENCE_SIZE, 1e-9, 1e6))
-        return replace(self, pos_step=step, tile_bits=min(20, self.tile_bits + SCENE_TILE_BITS))
+        rot = self.rot_bits - (self.rot_bits - 1 - len(self.rot_tiers) >= 2)
+        return replace(self, pos_step=step, tile_bits=min(20, self.tile_bits + SCENE_TILE_BITS), rot_bits=rot)
 
     def for_shared_sh(self, gmap: GaussianMap) -> QuantParams:
         """These parameters with a finer higher-SH step when the scene's SH is a palette (a source
