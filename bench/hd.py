@@ -711,6 +711,8 @@ def write_md(res: dict, path: Path) -> None:
         ]
     for name in sorted(k for k in res if k.startswith("ablation")):
         a = res[name]
+        if "chamfer_mAP" not in a:  # one arm only, run in its own process: merged later
+            continue
         lines += [
             f"{name}: Table 4 on the world, {len(a['runs']['vector_only'])} seeds, {a['steps']} steps, "
             f"{a['train_frames']} training frames, {a['eval_frames']} held-out frames (± = max − min "
