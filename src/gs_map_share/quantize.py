@@ -450,10 +450,12 @@ def canonical_rotations(rot_idx: np.ndarray, rot: np.ndarray) -> tuple[np.ndarra
     return idx, out
 
 
-def _octahedral() -> tuple[np.ndarray, np.ndarray]:
+def _octahedral():
     """The 24 rotations that map the coordinate axes onto themselves (signed axis permutations of
-    determinant +1), as unit quaternions (x, y, z, w), the identity first, one of each ± pair; and
-    for each, the old axis that becomes new axis i (a Gaussian's log-scales follow their axes)."""
+    determinant +1), as unit quaternions (x, y, z, w), the identity first, one of each ± pair.
+    Returns them with, for each, the old axis that becomes new axis i (a Gaussian's log-scales
+    follow their axes); an index from the signs of either ±q (``code = Σ (s_i + 1)·3^i``); and
+    the group's table (``mul[a, b]``: the index of p_a ⊗ p_b)."""
     cands = []
     for v in np.stack(np.meshgrid(*[[-1, 0, 1]] * 4, indexing="ij"), -1).reshape(-1, 4):
         nz = int(np.count_nonzero(v))
@@ -462,18 +464,16 @@ def _octahedral() -> tuple[np.ndarray, np.ndarray]:
     cands.sort(key=lambda q: -abs(q[3]))  # the identity (0, 0, 0, 1) first
     quats = np.array(cands)
     axes = np.abs(quat_to_matrix(quats)).argmax(axis=1)  # R e_i = ±e_axes[i]
-    return quats, axes
+    signs = np.sign(np.round(quats, 6)).astype(np.int64)
+    index = np.full(81, -1, np.int64)
+    index[(signs + 1) @ _SIGN_DIGITS] = np.arange(24)
+    index[(1 - signs) @ _SIGN_DIGITS] = np.arange(24)
+    mul = np.abs(np.einsum("abi,ci->abc", quat_multiply(quats[:, None], quats[None]), quats)).argmax(-1)
+    return quats, axes, index, mul
 
 
-_OCT_Q, _OCT_AXES = _octahedral()
-# _OCT_INDEX[code]: the index of the rotation whose quaternion's signs (scaled to {−1, 0, 1}) read
-# code = Σ (s_i + 1)·3^i, either sign of q
-_OCT_INDEX = np.full(81, -1, np.int64)
-for _i, _q in enumerate(np.sign(np.round(_OCT_Q, 6)).astype(np.int64)):
-    _OCT_INDEX[((_q + 1) * np.array([1, 3, 9, 27])).sum()] = _i
-    _OCT_INDEX[((1 - _q) * np.array([1, 3, 9, 27])).sum()] = _i
-# _OCT_MUL[a, b]: the index of p_a ⊗ p_b (the group is closed; ± the same rotation)
-_OCT_MUL = np.abs(np.einsum("abi,ci->abc", quat_multiply(_OCT_Q[:, None], _OCT_Q[None]), _OCT_Q)).argmax(-1)
+_SIGN_DIGITS = np.array([1, 3, 9, 27])
+_OCT_Q, _OCT_AXES, _OCT_INDEX, _OCT_MUL = _octahedral()
 
 
 def _closest_to_identity(q: np.ndarray, margin: np.ndarray | float) -> np.ndarray:
@@ -500,7 +500,7 @@ def _closest_to_identity(q: np.ndarray, margin: np.ndarray | float) -> np.ndarra
     mask[kind[move] == 2] = 1.0
     v = np.where(q[r] < 0, -mask, mask) * np.array([-1.0, -1.0, -1.0, 1.0])  # conj back to p
     out = np.zeros(len(q), np.int64)
-    out[r] = _OCT_INDEX[((np.rint(v).astype(np.int64) + 1) * np.array([1, 3, 9, 27])).sum(axis=1)]
+    out[r] = _OCT_INDEX[(np.rint(v).astype(np.int64) + 1) @ _SIGN_DIGITS]
     return out
 
 
