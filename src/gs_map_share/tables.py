@@ -41,7 +41,8 @@ def _bitlen(x: np.ndarray) -> np.ndarray:
     return b + (x > 0)
 
 
-def _rebuild(f: np.ndarray, e: np.ndarray, p: int) -> np.ndarray:
+def _rebuild(f: np.ndarray, e: np.ndarray, p) -> np.ndarray:
+    """The frequencies a decoder rebuilds at precision ``p`` (an int, or a column of them: a row each)."""
     k = np.minimum(e, p)
     d = e - k
     top = f >> d
@@ -60,19 +61,18 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     eg_bits = int((2 * m - 1).sum())
     total = float(f.sum())
     scale = (n_values or total) / total
+    # every precision at once (rows p = 1..P, P = the longest frequency: beyond it nothing drops)
+    ps = np.arange(1, max(1, min(MAX_FREQ_BITS, int(e.max()))) + 1)[:, None]
+    recs = _rebuild(f, e, ps)
     present = f > 0
-    best: tuple[float, int, np.ndarray] | None = None
-    for p in range(1, MAX_FREQ_BITS + 1):
-        rec = _rebuild(f, e, p)
-        mant = int(np.maximum(np.minimum(e, p) - 1, 0).sum())
-        data = -float((f[present] * np.log2(rec[present] / rec.sum())).sum()) * scale
-        cost = eg_bits + mant + data
-        if best is None or cost < best[0] - 1e-9:
-            best = (cost, p, rec)
-        if p >= int(e.max()):
-            break  # nothing is dropped from here on
-    assert best is not None  # the loop runs at least once
-    _, p, rec = best
+    rp, fp = recs[:, present], f[present]
+    data = -(fp * np.log2(rp / recs.sum(axis=1, keepdims=True))).sum(axis=1) * scale
+    costs = eg_bits + np.maximum(np.minimum(e, ps) - 1, 0).sum(axis=1) + data
+    best = 0  # the smallest cost; on a near tie the lower precision
+    for i in range(1, len(costs)):
+        if costs[i] < costs[best] - 1e-9:
+            best = i
+    p, rec = int(ps[best, 0]), recs[best]
     # per symbol three bit fields: the exp-Golomb prefix (m - 1 zeros, a one), the bits of z + 1
     # below its leading one, the kept frequency bits below the leading one
     k = np.minimum(e, p)
