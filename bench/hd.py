@@ -9,6 +9,11 @@ Writes bench/results/hd.json and hd.md (machine, configs, figures). Parts (all b
     # on a CPU, one process per seed in parallel, then merged:
     for s in 0 1 2; do .venv/bin/python bench/hd.py --parts ablation --seeds $s --results-dir /tmp/abl_$s & done; wait
     .venv/bin/python bench/hd.py --parts ablation_merge --merge /tmp/abl_0 /tmp/abl_1 /tmp/abl_2
+    # at the recipe's own budget (≈ 45 min of one core per run), one run per process, kept in
+    # bench/results/ablation_recipe_5000/s{seed}_{variant}/ until all seeds are in:
+    .venv/bin/python bench/hd.py --parts ablation --config config/hd_front.yaml --steps 5000 \
+        --seeds 0 --variants vector_only --heldout-seeds 1 2 3 --ablation-key ablation_recipe_5000 \
+        --results-dir bench/results/ablation_recipe_5000/s0_vector_only
 
 * params: parameter counts of the small and paper configs.
 * latency: p50/p95 per frame of the small config, front camera (CPU, ``--threads``), and of the paper
