@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import plyfile
 import pytest
 from synthetic_maps import synthetic_map
 
@@ -102,6 +103,74 @@ def test_nonfinite_rule(tmp_path):
         _write_ply(tmp_path / "nan.ply", bad)
         with pytest.raises(MapError, match=what):
             load_ply(tmp_path / "nan.ply")
+
+
+def _plyfile_scene(g, text: bool, faces: bool) -> plyfile.PlyData:
+    """``g`` as plyfile (an independent PLY library) writes it: permuted properties, doubles for
+    some, ids and levels, and optionally a mesh's face element with a list property after it."""
+    cols = _columns(g, order=lambda n: np.random.default_rng(5).permutation(n), normals=True)
+    cols = {n: (a.astype("<f8") if n in ("x", "opacity", "f_dc_1") else a) for n, a in cols.items()}
+    cols["id"], cols["level"] = g.ids.astype(np.uint32), g.levels
+    vert = np.empty(len(g), [(n, a.dtype.str) for n, a in cols.items()])
+    for n, a in cols.items():
+        vert[n] = a
+    elements = [plyfile.PlyElement.describe(vert, "vertex")]
+    if faces:
+        tri = np.empty(2, [("vertex_indices", "O")])
+        tri["vertex_indices"] = [np.array([0, 1, 2], np.int32), np.array([1, 2, 3], np.int32)]
+        elements.append(plyfile.PlyElement.describe(tri, "face"))
+    return plyfile.PlyData(elements, text=text)
+
+
+@pytest.mark.parametrize("text", [True, False])
+@pytest.mark.parametrize("faces", [False, True])
+def test_ply_written_by_plyfile(tmp_path, text, faces):
+    """ASCII and binary PLY from another library, a mesh's faces after the vertices: every
+    property equals what plyfile itself reads back from the same file."""
+    g = synthetic_map(60, 2, seed=7)
+    g.levels[:] = np.arange(60) % 4
+    g.ids[:] = 3 * np.arange(60) + 5
+    _plyfile_scene(g, text, faces).write(str(tmp_path / "a.ply"))
+    ref = plyfile.PlyData.read(str(tmp_path / "a.ply"))["vertex"].data
+    h = load_ply(tmp_path / "a.ply")
+    assert h.sh_degree == 2 and not h.ids_implicit
+    assert np.array_equal(h.ids, ref["id"]) and np.array_equal(h.levels, ref["level"])
+    assert np.array_equal(h.means, np.stack([ref[a] for a in "xyz"], 1).astype(np.float32))
+    assert np.array_equal(h.opacity_logits, ref["opacity"].astype(np.float32))
+    assert np.array_equal(h.sh[:, 0, 1], ref["f_dc_1"].astype(np.float32))
+    assert np.array_equal(h.sh[:, 3, 2], ref["f_rest_18"])  # blue (channel-major), coefficient 3
+    wxyz = np.stack([ref[f"rot_{i}"] for i in range(4)], 1)
+    assert np.allclose(
+        h.quats, wxyz[:, [1, 2, 3, 0]] / np.linalg.norm(wxyz, axis=1, keepdims=True), atol=1e-6
+    )
+
+
+def test_ascii_ply_hostile_rows(tmp_path):
+    """Each way an ASCII body can disagree with its header is one MapError naming it."""
+    g = synthetic_map(20, 0, seed=3)
+    _plyfile_scene(g, True, False).write(str(tmp_path / "a.ply"))
+    raw = (tmp_path / "a.ply").read_bytes()
+    head, body = raw.split(b"end_header\n")
+    rows = body.split(b"\n")
+    cases = {
+        "missing value": rows[:3] + [rows[3].rsplit(b" ", 1)[0]] + rows[4:],
+        "extra value": rows[:3] + [rows[3] + b" 1"] + rows[4:],
+        "not a number": rows[:3] + [rows[3].replace(b" ", b" x", 1)] + rows[4:],
+        "level 300": rows[:3] + [b" ".join(rows[3].split()[:-1] + [b"300"])] + rows[4:],
+        "blank row": rows[:3] + [b""] + rows[4:],
+        "truncated": rows[:10],
+        "non-ASCII": rows[:3] + [b"\xff\xfe"] + rows[4:],
+    }
+    for what, bad in cases.items():
+        (tmp_path / "b.ply").write_bytes(head + b"end_header\n" + b"\n".join(bad))
+        with pytest.raises(MapError) as exc:
+            load_ply(tmp_path / "b.ply")
+        assert "\n" not in str(exc.value) and "b.ply" in str(exc.value), what
+    listed = raw.replace(b"property double x\n", b"property list uchar double x\n")
+    assert listed != raw
+    (tmp_path / "c.ply").write_bytes(listed)
+    with pytest.raises(MapError, match="list property"):
+        load_ply(tmp_path / "c.ply")
 
 
 def test_cli_encode_export_decode_a_trainers_ply(tmp_path):

@@ -6,10 +6,11 @@ expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest``
 (all coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53) and
 ``level`` (uchar); viewers skip properties they do not know.
 
-We read what trainers and tools write: binary little- or big-endian, the properties in any order
-and any scalar type (float, double, half, integers), with or without normals, ``id``, ``level``,
-SH degree 0–3, other elements skipped. Without ``id`` the map's ids are implicit (1..N in file
-order, :attr:`GaussianMap.ids_implicit`). Non-finite values follow
+We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
+any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
+``level``, SH degree 0–3; other elements are skipped, a mesh's faces (list properties) too.
+Without ``id`` the map's ids are implicit (1..N in file order,
+:attr:`GaussianMap.ids_implicit`). Non-finite values follow
 :func:`gs_mapping.gaussians.clamp_nonfinite`. :func:`read_elements` is the generic parser the other
 PLY-based formats (PlayCanvas compressed PLY) use.
 
@@ -46,6 +47,7 @@ _PLY_TYPES = {
     "half": "<f2",
     "float16": "<f2",
 }
+_LIST = "list"  # a list property's type (its element is skipped, see _sized)
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _MAX_HEADER = 64 * 1024
@@ -108,8 +110,8 @@ def atomic_write(path: Path, blob: bytes, *, overwrite: bool = True, inputs=()) 
 
 
 def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Parse a binary PLY: ``{element name: structured array (a view of raw)}`` and the comment
-    lines. Every size is checked against the bytes present before any view is made."""
+    """Parse a PLY: ``{element name: structured array (a view of raw when binary)}`` and the
+    comment lines. Every size is checked against the bytes present before any view is made."""
     end = raw.find(b"\nend_header\n", 0, _MAX_HEADER)
     if not raw.startswith(b"ply\n") or end < 0:
         raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first 64 kB)")
@@ -132,22 +134,26 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
         elif words[0] == "property":
             if not elements:
                 raise MapError(f"{path}: property before any element")
-            if len(words) >= 2 and words[1] == "list":
-                raise MapError(f"{path}: list property {line[:80]!r} not supported (3DGS PLYs have none)")
-            if len(words) != 3 or words[1] not in _PLY_TYPES:
+            if len(words) >= 2 and words[1] == "list":  # a mesh's faces: the element is skipped
+                if elements[-1][0] == "vertex" or len(words) != 5 or not set(words[2:4]) <= set(_PLY_TYPES):
+                    raise MapError(f"{path}: list property {line[:80]!r} not supported here")
+                words = [words[0], _LIST, words[4]]
+            elif len(words) != 3 or words[1] not in _PLY_TYPES:
                 raise MapError(f"{path}: unsupported property line {line[:80]!r}")
             props = elements[-1][2]
             if any(n == words[2] for n, _ in props):
                 raise MapError(f"{path}: property {words[2]!r} declared twice")
-            props.append((words[2], _PLY_TYPES[words[1]]))
+            props.append((words[2], _PLY_TYPES.get(words[1], _LIST)))
         elif words[0] not in ("obj_info",):
             raise MapError(f"{path}: unknown header line {line[:80]!r}")
-    if fmt not in ("binary_little_endian", "binary_big_endian"):
-        raise MapError(f"{path}: format {fmt!r} not supported (binary little- or big-endian)")
-    order = "<" if fmt == "binary_little_endian" else ">"
     offset = end + len(b"\nend_header\n")
+    if fmt == "ascii":
+        return _ascii_elements(raw[offset:], elements, path), comments
+    if fmt not in ("binary_little_endian", "binary_big_endian"):
+        raise MapError(f"{path}: format {fmt!r} not supported (ascii, binary little- or big-endian)")
+    order = "<" if fmt == "binary_little_endian" else ">"
     out = {}
-    for name, count, props in elements:
+    for name, count, props in _sized(elements):
         dtype = np.dtype([(n, order + t.lstrip("<")) for n, t in props])
         need = count * dtype.itemsize
         if offset + need > len(raw):
@@ -159,6 +165,48 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
             out[name] = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
         offset += need
     return out, comments
+
+
+def _sized(elements: list) -> list:
+    """The elements before the first one with a list property (rows of varying size: a mesh's
+    faces, which no splat format needs); one without rows is no obstacle and is left out."""
+    out = []
+    for name, count, props in elements:
+        if any(t == _LIST for _, t in props):
+            if count:
+                break
+            continue
+        out.append((name, count, props))
+    return out
+
+
+def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
+    """The elements of an ASCII PLY (what some exporters write): one row per line, its values
+    separated by white space, parsed by numpy into the declared types. A row with too few or too
+    many values, or a value its type cannot hold, is refused with the element named."""
+    try:
+        lines = body.decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        raise MapError(f"{path}: ASCII PLY with non-ASCII bytes in its data") from None
+    out, start = {}, 0
+    for name, count, props in _sized(elements):
+        if start + count > len(lines):
+            raise MapError(
+                f"{path}: truncated: element {name!r} declares {count} rows but only "
+                f"{max(len(lines) - start, 0)} lines remain"
+            )
+        rows, start = lines[start : start + count], start + count
+        if not props:
+            continue
+        dtype = np.dtype([(n, t.lstrip("<")) for n, t in props])
+        try:
+            data = np.loadtxt(rows, dtype=dtype, ndmin=1, comments=None)
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise MapError(f"{path}: element {name!r}: a row does not match its properties ({exc})") from None
+        if len(data) != count:  # numpy skips blank lines
+            raise MapError(f"{path}: element {name!r}: {count - len(data)} of its {count} rows are blank")
+        out[name] = data
+    return out
 
 
 def read_file(path) -> bytes:
