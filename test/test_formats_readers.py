@@ -203,6 +203,54 @@ def test_playcanvas_formats_equal_splat_transforms_decode(name, ref):
     assert np.abs(np.abs((ours.quats.astype(np.float64) * theirs.quats).sum(1)) - 1).max() < 1e-6
 
 
+def test_splat_equals_splat_transforms_decode():
+    """antimatter15 .splat (ours wrote the fixture; splat-transform decoded it to a PLY): the same
+    Gaussians, in the same order. Rotations differ by splat-transform's other byte scale
+    (b / 255 · 2 − 1 against the writer's (b − 128) / 128): under a degree."""
+    ours, theirs = load_splats(FIXTURES / "scene.splat"), load_ply(FIXTURES / "scene_splat.decoded.ply")
+    assert ours.sh_degree == theirs.sh_degree == 0 and len(ours) == len(theirs) == 400 and ours.ids_implicit
+    for f in ("means", "log_scales", "sh", "opacity_logits"):
+        assert np.array_equal(getattr(ours, f), getattr(theirs, f)), f
+    turn = 2 * np.degrees(np.arccos(np.clip(np.abs((ours.quats * theirs.quats).sum(1)), 0, 1)))
+    assert turn.max() < 1.0
+
+
+def test_splat_writer_against_the_scene(tmp_path):
+    """What our .splat holds, read back, is the scene within a byte step of colour, opacity and
+    rotation (exact positions and scales); largest Gaussians first; alpha 0/255 and a zero scale
+    follow the ±inf rule; a size that is no multiple of 32 is one MapError."""
+    g = synthetic_map(300, 1, seed=8)
+    g.opacity_logits[:2] = [40.0, -40.0]
+    assert main(["convert", _save(g, tmp_path / "g.ply"), str(tmp_path / "g.splat")]) == 0
+    h = load_splats(tmp_path / "g.splat")
+    vol = g.log_scales.sum(1) + np.log(g.opacities())
+    order = np.argsort(-vol, kind="stable")
+    assert np.array_equal(h.means, g.means[order])
+    assert np.abs(h.log_scales - g.log_scales[order]).max() < 1e-6
+    assert np.abs(h.sh[:, 0] - g.sh[order, 0]).max() <= 0.5 / 255 / 0.2820948 + 1e-6
+    assert np.abs(h.opacities() - g.opacities()[order]).max() <= 0.5 / 255 + 1e-6
+    turn = 2 * np.degrees(np.arccos(np.clip(np.abs((h.quats * g.quats[order]).sum(1)), 0, 1)))
+    assert turn.max() < 1.0
+    assert h.opacity_logits.max() == OPACITY_LOGIT_LIMIT and h.opacity_logits.min() == -OPACITY_LOGIT_LIMIT
+    raw = bytearray((tmp_path / "g.splat").read_bytes())
+    raw[12:16] = np.float32(0).tobytes()  # a zero scale: log −inf, clamped
+    (tmp_path / "z.splat").write_bytes(bytes(raw))
+    assert load_splats(tmp_path / "z.splat").log_scales[0, 0] == -30.0
+    for bad, what in ((bytes(raw[:-5]), "multiple of 32"), (b"", "multiple of 32")):
+        (tmp_path / "b.splat").write_bytes(bad)
+        with pytest.raises(MapError, match=what):
+            load_splats(tmp_path / "b.splat")
+    raw[16:20] = np.float32(-1).tobytes()
+    (tmp_path / "n.splat").write_bytes(bytes(raw))
+    with pytest.raises(MapError, match="scale of Gaussian 0"):
+        load_splats(tmp_path / "n.splat")
+
+
+def _save(g, path) -> str:
+    save_ply(g, path)
+    return str(path)
+
+
 def test_shared_scenes(shared_data):
     """guitar.ply is splat-transform's decode of guitar.compressed.ply; playbot ships as SOG."""
     s = shared_data / "splats"
@@ -229,12 +277,12 @@ def _mutate(data: bytes, rng) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("name", ["scene_cply.decoded.ply", "scene.compressed.ply"])
-def test_fuzz_ply_readers(tmp_path, name):
+@pytest.mark.parametrize("name", ["scene_cply.decoded.ply", "scene.compressed.ply", "scene.splat"])
+def test_fuzz_file_readers(tmp_path, name):
     data = (FIXTURES / name).read_bytes()
     rng = np.random.default_rng(len(name))
     for i in range(150):
-        p = tmp_path / f"m{i % 4}.ply"
+        p = tmp_path / f"m{i % 4}{Path(name).suffix}"
         p.write_bytes(_mutate(data, rng))
         try:
             load_splats(p)

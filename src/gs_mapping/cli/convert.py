@@ -1,8 +1,9 @@
 """``gs-mapping convert IN OUT``: a 3DGS scene from one format to another, by file name.
 
 IN: standard 3DGS PLY, PlayCanvas compressed PLY, SPZ (v1–v4), SOG (``.sog``, ``meta.json`` or its
-directory) or our snapshot (``.gsd``). OUT: ``.ply``, ``.spz`` (version 4; ``--spz-version 2`` for
-viewers that predate v3) or ``.gsd`` (a snapshot, as ``gs-mapping encode``).
+directory), antimatter15 ``.splat`` or our snapshot (``.gsd``). OUT: ``.ply``, ``.spz`` (version 4;
+``--spz-version 2`` for viewers that predate v3), ``.splat`` (DC colour only) or ``.gsd`` (a
+snapshot, as ``gs-mapping encode``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from .encode import add_codec_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="scene: .ply, .compressed.ply, .spz, .sog, meta.json (SOG) or .gsd")
-    p.add_argument("out", help="output: .ply, .spz or .gsd")
+    p.add_argument("input", help="scene: .ply, .compressed.ply, .spz, .sog, meta.json (SOG), .splat or .gsd")
+    p.add_argument("out", help="output: .ply, .spz, .splat or .gsd")
     p.add_argument(
         "--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version written (default 4)"
     )
@@ -36,12 +37,13 @@ def run(args) -> int:
         print(json.dumps(info))
         return 0
     from gs_mapping.output_files import check_output
-    from gs_mapping.splat_formats import kind_of
+    from gs_mapping.splat_formats import WRITE_NAMES, can_write
 
     out = str(args.out)
-    if kind_of(out) not in ("ply", "spz") or out.lower().endswith(".compressed.ply"):
+    if not can_write(out):
         raise ConfigError(
-            f"{out}: cannot write this format (.ply, .spz or .gsd; SOG and compressed PLY: splat-transform)"
+            f"{out}: cannot write this format ({WRITE_NAMES.replace(' or ', ', ')} or .gsd; SOG and "
+            f"compressed PLY: splat-transform)"
         )
     check_output(out, overwrite=args.overwrite, inputs=[args.input])  # before the work
     gmap = load_scene(args.input)

@@ -1,4 +1,4 @@
-"""``gs-mapping decode IN.gsd OUT.ply|OUT.spz [--max-level K]``: a snapshot back to a scene file."""
+"""``gs-mapping decode IN.gsd OUT.ply|OUT.spz|OUT.splat [--max-level K]``: a snapshot back to a scene file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", help="input snapshot (.gsd)")
-    p.add_argument("out", help="output scene: .ply (with ids and levels) or .spz")
+    p.add_argument("out", help="output scene: .ply (with ids and levels), .spz or .splat")
     p.add_argument(
         "--max-level",
         type=int,

@@ -36,7 +36,7 @@ def add_codec_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json)")
+    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat)")
     p.add_argument("out", help="output container (.gsd)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_codec_options(p)

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .gsd)")
+    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat, .gsd)")
     p.add_argument("out", help="output .spz")
     p.add_argument(
         "--spz-version",

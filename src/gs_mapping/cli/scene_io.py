@@ -28,7 +28,7 @@ def load_scene(path: str, max_level: int | None = None) -> GaussianMap:
 
 
 def save_scene(gmap: GaussianMap, out: str, args) -> int:
-    """Write .ply / .spz by name (``args.spz_version``, ``args.overwrite``); never over the input."""
+    """Write .ply / .spz / .splat by name (``args.spz_version``, ``args.overwrite``); never over the input."""
     inputs = [p for p in (getattr(args, n, None) for n in ("input", "map", "container")) if p]
     return save_splats(
         gmap,

@@ -11,10 +11,12 @@ standard 3DGS PLY        ``.ply`` (no ``packed_position``)      yes     yes
 PlayCanvas compressed    ``.ply`` with chunk + packed vertex    yes     no
 Niantic SPZ v1–v4        ``.spz``                               yes     v2–v4
 PlayCanvas SOG           ``.sog`` zip, ``meta.json`` or a dir   yes     no
+antimatter15 splat       ``.splat``                             yes     yes
 =======================  =====================================  ======  =====
 
 Writing SOG or compressed PLY needs k-means palettes and WebP encoding that PlayCanvas'
-splat-transform (npm) does well; ``bench/codec_real.py`` runs it as an anchor.
+splat-transform (npm) does well; ``bench/codec_real.py`` runs it as an anchor. splat-transform
+also turns the formats read by neither (GaussianSplats3D's ``.ksplat``, ``.lcc``) into a PLY.
 """
 
 from __future__ import annotations
@@ -25,27 +27,47 @@ from ..errors import MapError
 from ..gaussians import GaussianMap
 from ..output_files import write_bytes
 from ..ply import load_ply, read_elements, read_file, save_ply
+from .antimatter_splat import read_splat, write_splat
 from .compressed_ply import from_elements, is_compressed_ply
 from .sog import load_sog
 from .spz import read_spz, write_spz
 
-__all__ = ["kind_of", "load_splats", "save_splats", "read_spz", "write_spz", "READ_KINDS", "WRITE_KINDS"]
+__all__ = [
+    "kind_of",
+    "can_write",
+    "load_splats",
+    "save_splats",
+    "read_spz",
+    "write_spz",
+    "read_splat",
+    "write_splat",
+    "READ_KINDS",
+    "WRITE_KINDS",
+    "READ_NAMES",
+    "WRITE_NAMES",
+]
 
-READ_KINDS = ("ply", "spz", "sog")
-WRITE_KINDS = ("ply", "spz")
+READ_KINDS = ("ply", "spz", "sog", "splat")
+WRITE_KINDS = ("ply", "spz", "splat")
+READ_NAMES = ".ply, .compressed.ply, .spz, .sog, meta.json (SOG) or .splat"
+WRITE_NAMES = ".ply, .spz or .splat"
 
 
 def kind_of(path: str | Path) -> str:
-    """'ply', 'spz' or 'sog' from the name (a directory or meta.json is SOG); else ''."""
+    """'ply', 'spz', 'sog' or 'splat' from the name (a directory or meta.json is SOG); else ''."""
     p = Path(path)
     name = p.name.lower()
-    if name.endswith(".ply"):
-        return "ply"
-    if name.endswith(".spz"):
-        return "spz"
+    for kind in ("ply", "spz", "splat"):
+        if name.endswith("." + kind):
+            return kind
     if name.endswith(".sog") or name == "meta.json" or p.is_dir():
         return "sog"
     return ""
+
+
+def can_write(path: str | Path) -> bool:
+    """Whether :func:`save_splats` writes this name's format (not SOG, not compressed PLY)."""
+    return kind_of(path) in WRITE_KINDS and not str(path).lower().endswith(".compressed.ply")
 
 
 def load_splats(path: str | Path, tile_size: float | None = None) -> GaussianMap:
@@ -61,8 +83,10 @@ def load_splats(path: str | Path, tile_size: float | None = None) -> GaussianMap
         gmap = read_spz(read_file(path), str(path))
     elif kind == "sog":
         gmap = load_sog(path)
+    elif kind == "splat":
+        gmap = read_splat(read_file(path), str(path))
     else:
-        raise MapError(f"{path}: unknown scene format (expected .ply, .spz, .sog or meta.json)")
+        raise MapError(f"{path}: unknown scene format (expected {READ_NAMES})")
     if tile_size is not None:
         gmap.tile_size = tile_size
     gmap.take_changes()
@@ -77,17 +101,17 @@ def save_splats(
     overwrite: bool = False,
     inputs=(),
 ) -> int:
-    """Write ``gmap`` as the format its name says (.ply or .spz); returns the bytes written."""
+    """Write ``gmap`` as the format its name says (.ply, .spz or .splat); returns the bytes written."""
     path = Path(path)
+    if not can_write(path):
+        raise MapError(
+            f"{path}: writing {path.suffix or 'this'} is not supported here ({WRITE_NAMES}; for SOG and "
+            f"compressed PLY use PlayCanvas splat-transform)"
+        )
     kind = kind_of(path)
-    if kind == "ply" and not path.name.lower().endswith(".compressed.ply"):
+    if kind == "ply":
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
         return path.stat().st_size
-    if kind == "spz":
-        data = write_spz(gmap, spz_version)
-        write_bytes(path, data, overwrite=overwrite, inputs=inputs)
-        return len(data)
-    raise MapError(
-        f"{path}: writing {path.suffix or 'this'} is not supported here (.ply, .spz; for SOG and compressed "
-        f"PLY use PlayCanvas splat-transform)"
-    )
+    data = write_spz(gmap, spz_version) if kind == "spz" else write_splat(gmap)
+    write_bytes(path, data, overwrite=overwrite, inputs=inputs)
+    return len(data)

@@ -1,0 +1,86 @@
+"""antimatter15's ``.splat``: the headerless 32-byte-per-Gaussian layout of the first WebGL splat
+viewer, still what many web viewers load and what PlayCanvas splat-transform reads.
+
+One little-endian record per Gaussian::
+
+    float32 × 3   position
+    float32 × 3   scale (linear: exp of the log-scale)
+    uint8 × 4     colour R, G, B = (0.5 + SH_C0 · dc) · 255, A = sigmoid(opacity) · 255
+    uint8 × 4     rotation (w, x, y, z) of the unit quaternion, each q · 128 + 128
+
+No SH beyond the DC term, no ids (they are implicit on reading). Decoding follows the writer
+(antimatter15's ``convert.py``): component = (byte − 128) / 128, renormalised. splat-transform
+reads rotations as byte / 255 · 2 − 1 instead, half a step apart, which its renormalisation
+mostly absorbs (under 1° on the test scene). Non-finite values follow the suite's rule
+(:func:`gs_mapping.gaussians.clamp_nonfinite`): alpha 0 or 255 are ±inf logits, clamped; a zero
+scale is a −inf log-scale, clamped; a negative scale or a zero rotation is refused.
+
+Writing orders the Gaussians as ``convert.py`` does (largest ``volume × opacity`` first, so a
+viewer that streams the file draws the big ones first) and rounds to the nearest byte.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MapError
+from ..gaussians import SH_C0, GaussianMap, clamp_nonfinite
+from ..ply import unit_rotations
+
+RECORD = np.dtype([("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
+MAX_POINTS = 1 << 28
+
+
+def read_splat(data: bytes, source: str = "splat") -> GaussianMap:
+    """A ``.splat`` file's bytes → GaussianMap (implicit ids, SH degree 0)."""
+    if len(data) % RECORD.itemsize or not data:
+        raise MapError(
+            f"{source}: not a .splat file ({len(data)} bytes is not a positive multiple of {RECORD.itemsize})"
+        )
+    rec = np.frombuffer(data, RECORD)
+    if len(rec) > MAX_POINTS:
+        raise MapError(f"{source}: {len(rec)} Gaussians, more than the {MAX_POINTS} we read")
+    scale = rec["scale"].astype(np.float64)
+    if (scale < 0).any():
+        row = int(np.flatnonzero((scale < 0).any(axis=1))[0])
+        raise MapError(f"{source}: scale of Gaussian {row} (row in file) is negative")
+    with np.errstate(divide="ignore"):
+        log_scales = np.log(scale)  # 0 → −inf (clamped below), NaN stays NaN (refused below)
+        alpha = rec["rgba"][:, 3].astype(np.float64) / 255.0
+        logits = np.log(alpha) - np.log1p(-alpha)  # 0 → −inf, 255 → +inf: clamped
+    dc = (rec["rgba"][:, :3].astype(np.float64) / 255.0 - 0.5) / SH_C0
+    wxyz = (rec["rot"].astype(np.float64) - 128.0) / 128.0
+    means, xyzw, log_scales, logits, sh = clamp_nonfinite(
+        rec["pos"], wxyz[:, [1, 2, 3, 0]], log_scales, logits, dc[:, None, :], source
+    )
+    return GaussianMap(
+        sh_degree=0,
+        means=means,
+        quats=unit_rotations(xyzw, source),
+        log_scales=log_scales,
+        opacity_logits=logits,
+        sh=sh,
+    )
+
+
+def _byte(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def write_splat(gmap: GaussianMap) -> bytes:
+    """``gmap`` as ``.splat`` bytes (DC colour only: higher SH are dropped, as the format has none)."""
+    n = len(gmap)
+    if n == 0:
+        raise MapError(".splat cannot hold an empty scene (a file of no records is not read back)")
+    ls = gmap.log_scales.astype(np.float64)
+    alpha = 1.0 / (1.0 + np.exp(-gmap.opacity_logits.astype(np.float64)))
+    order = np.argsort(-np.exp(ls.sum(axis=1)) * alpha, kind="stable")
+    q = gmap.quats.astype(np.float64)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    rec = np.zeros(n, RECORD)
+    rec["pos"] = gmap.means
+    rec["scale"] = np.exp(ls)
+    rec["rgba"][:, :3] = _byte((0.5 + SH_C0 * gmap.sh[:, 0, :].astype(np.float64)) * 255.0)
+    rec["rgba"][:, 3] = _byte(alpha * 255.0)
+    rec["rot"] = _byte(q[:, [3, 0, 1, 2]] * 128.0 + 128.0)
+    return rec[order].tobytes()
