@@ -145,6 +145,14 @@ def test_ply_written_by_plyfile(tmp_path, text, faces):
     )
 
 
+def test_ply_header_with_windows_line_ends(tmp_path):
+    g = synthetic_map(40, 1, seed=2)
+    save_ply(g, tmp_path / "a.ply")
+    head, body = (tmp_path / "a.ply").read_bytes().split(b"end_header\n", 1)
+    (tmp_path / "crlf.ply").write_bytes(head.replace(b"\n", b"\r\n") + b"end_header\r\n" + body)
+    assert load_ply(tmp_path / "crlf.ply").equals(g)
+
+
 def test_ascii_ply_hostile_rows(tmp_path):
     """Each way an ASCII body can disagree with its header is one MapError naming it."""
     g = synthetic_map(20, 0, seed=3)

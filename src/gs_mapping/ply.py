@@ -19,6 +19,7 @@ Writes are atomic (temp file + rename); loads are validated (header, sizes, fini
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ _LIST = "list"  # a list property's type (its element is skipped, see _sized)
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _MAX_HEADER = 64 * 1024
+_HEADER_END = re.compile(rb"\r?\nend_header\r?\n")
 
 
 def _property_names(num_sh: int) -> list[str]:
@@ -112,9 +114,11 @@ def atomic_write(path: Path, blob: bytes, *, overwrite: bool = True, inputs=()) 
 def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     """Parse a PLY: ``{element name: structured array (a view of raw when binary)}`` and the
     comment lines. Every size is checked against the bytes present before any view is made."""
-    end = raw.find(b"\nend_header\n", 0, _MAX_HEADER)
-    if not raw.startswith(b"ply\n") or end < 0:
+    # header lines end in "\n", or "\r\n" from some Windows tools
+    m = _HEADER_END.search(raw, 0, _MAX_HEADER)
+    if not (raw.startswith(b"ply\n") or raw.startswith(b"ply\r\n")) or m is None:
         raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first 64 kB)")
+    end = m.start()
     lines = raw[:end].decode("ascii", errors="replace").splitlines()
     fmt, elements, comments = None, [], []
     for line in lines[1:]:
@@ -146,7 +150,7 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
             props.append((words[2], _PLY_TYPES.get(words[1], _LIST)))
         elif words[0] not in ("obj_info",):
             raise MapError(f"{path}: unknown header line {line[:80]!r}")
-    offset = end + len(b"\nend_header\n")
+    offset = m.end()
     if fmt == "ascii":
         return _ascii_elements(raw[offset:], elements, path), comments
     if fmt not in ("binary_little_endian", "binary_big_endian"):
