@@ -368,3 +368,16 @@ def test_id_order_scatter_matches_sort():
         assert np.array_equal(ids[_id_order(ids)], np.sort(ids))
         if len(np.unique(ids)) == len(ids):
             assert np.array_equal(_id_order(ids), np.argsort(ids))
+
+
+@pytest.mark.parametrize(
+    ("n", "span"), [(5000, 1), (5000, 40), (3000, 4000), (50, 1 << 19), (200, 1 << 23), (1, 0)]
+)
+def test_distinct_tiles_every_path_equals_numpy_unique(n, span):
+    """The encoder's distinct tiles (presence table, packed 1-D key, row-wise) = np.unique's."""
+    from gs_map_share.section import _unique_tiles
+
+    t = np.random.default_rng(span).integers(-span, span + 1, size=(n, 3)) + [7, -3, 1 << 20]
+    tiles, idx = _unique_tiles(t)
+    ref, inv = np.unique(t, axis=0, return_inverse=True)
+    assert np.array_equal(tiles, ref) and np.array_equal(idx, inv.reshape(-1))

@@ -461,13 +461,24 @@ def _id_order_smaller(
 
 
 def _unique_tiles(tiles_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct tiles (lexicographic) and each row's tile index; one 1-D sort when the tiles span
-    less than 2**21 per axis (always, short of 4000 km at 2 m tiles), else a row-wise unique."""
+    """Distinct tiles (lexicographic) and each row's tile index: a presence table when their box
+    holds few cells (a scene, a local map), one 1-D sort when the tiles span less than 2**21 per
+    axis (always, short of 4000 km at 2 m tiles), else a row-wise unique."""
     n = len(tiles_all)
     if n == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
     lo = tiles_all.min(axis=0)
     span = tiles_all.max(axis=0) - lo
+    cells = int(np.prod(span + 1, dtype=np.float64))
+    if cells <= max(4 * n, 1 << 16):  # a compact scene: a presence table over the box, no sort
+        rel = tiles_all - lo
+        key = (rel[:, 0] * (span[1] + 1) + rel[:, 1]) * (span[2] + 1) + rel[:, 2]
+        present = np.zeros(cells, bool)
+        present[key] = True
+        ukey = np.flatnonzero(present)
+        rank = np.cumsum(present) - 1
+        tiles = np.stack(np.unravel_index(ukey, tuple(span + 1)), 1) + lo
+        return tiles.astype(np.int64), rank[key]
     if span.max() < (1 << 21):
         rel = tiles_all - lo
         key = (rel[:, 0] << 42) | (rel[:, 1] << 21) | rel[:, 2]
