@@ -191,3 +191,63 @@ def test_context_streams_decode_the_same_compiled_or_not(
     assert fast == plain
     if not damage:
         assert fast[1] == vals.tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 2000),
+    bits=st.sampled_from([5, 20, 31, 40, 63]),
+    signed=st.booleans(),
+    int32=st.booleans(),
+    limit=st.sampled_from([None, 50, 1 << 20, (1 << 31) - 1]),
+    damage=st.sampled_from([None, "flip", "cut", "extra"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_escaped_values_the_same_compiled_or_not(n, bits, signed, int32, limit, damage, seed):
+    """Values with escapes (mantissas up to 63 bits, beyond int32, beyond a limit): the compiled
+    one-pass patching gives the plain path's values, or the same DecodeError message when the
+    stream is damaged (a flipped bit, a cut or an extended mantissa blob) or a value is refused."""
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.errors import DecodeError
+
+    rng = np.random.default_rng(seed)
+    mag = rng.integers(0, 1 << 62, n, dtype=np.int64) >> rng.integers(63 - bits, 63, n)
+    vals = mag if not signed else np.where(rng.random(n) < 0.5, -mag, mag)
+    w = Writer()
+    entropy.encode_stream(w, vals, signed, log2t=int(rng.integers(2, 6)))
+    data = w.getvalue()
+    if damage == "flip":
+        b = bytearray(data)
+        b[int(rng.integers(len(b)))] ^= 1 << int(rng.integers(8))
+        data = bytes(b)
+    elif damage == "cut":
+        data = data[: int(rng.integers(1, len(data)))]
+    elif damage == "extra":
+        data += b"\x00"
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            try:
+                r = Reader(data, "test")
+                v = entropy.decode_stream(r, n, signed=signed, int32=int32, limit=limit)
+                r.end()
+                got.append((v.dtype, v.tolist()))
+            except DecodeError as exc:
+                got.append(str(exc))
+    assert got[0] == got[1]
+
+
+def test_mantissa_bytes_without_escapes_are_refused_either_way():
+    """A table with escape symbols but none in the data: any mantissa byte is a fault on both paths."""
+    from gs_map_share.bitio import Reader
+    from gs_map_share.errors import DecodeError
+
+    sym = np.array([0, 3, 1, 2], np.int32)
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            with pytest.raises(DecodeError, match="mantissa bytes where none are expected"):
+                entropy._values(Reader(b"\x01\x00", "test"), sym, 4, 2, 8, True, True, None)
+            v = entropy._values(Reader(b"\x00", "test"), sym, 4, 2, 8, True, True, None)
+            assert v.tolist() == [0, -2, -1, 1]

@@ -393,7 +393,17 @@ def _values(
 ) -> np.ndarray:
     """Values of a coded stream's symbols (int32, < ``max_a`` ≤ 320, owned by the caller): direct
     symbols by table lookup (into ``out`` when given), then the escaped ones (rare) patched in from
-    their mantissa bits. Reads the mantissa blob."""
+    their mantissa bits. Reads the mantissa blob. Compiled in one pass where numba is there
+    (:func:`.kernels.escaped_values`); on a fault this plain path runs again to name it."""
+    kernels = jit.kernels() if max_a > t and (signed or int32) else None
+    if kernels is not None:
+        start = r.pos
+        blob = np.frombuffer(r.blob(), np.uint8)
+        dest = out if (out is not None and int32) else np.empty(len(sym), np.int32 if int32 else np.int64)
+        lim = -1 if limit is None else limit
+        if kernels.escaped_values(sym, t, log2t, blob, signed, lim, dest) == 0:
+            return dest
+        r.pos = start
     esc = np.flatnonzero(sym >= t) if max_a > t else None
     if esc is None or len(esc) == 0:
         _no_mantissa(r)

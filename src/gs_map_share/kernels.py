@@ -1,7 +1,8 @@
 """The decoder's scalar loops, compiled with numba (imported only through :func:`.jit.kernels`).
 
 Each has a plain path beside it that gives the same result (see :mod:`.jit`): ``ans_decode`` beside
-constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside ``tables._read_entries_py``.
+constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
+``entropy._values``.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
@@ -218,3 +219,48 @@ def expand_codes(code, occ, child, pidx):
             if parents:
                 pidx[j + k] = i
         j += _COUNT[o]
+
+
+@njit(cache=True, nogil=True)
+def escaped_values(sym, t, log2t, blob, signed, limit, out):
+    """``entropy._values`` in one pass, for int32 or int64 ``out``: symbols below ``t`` are their
+    own value; an escape symbol names a bit length whose lower bits come, LSB first, from the
+    mantissa ``blob`` in stream order; signed values are unzigzagged. ``limit`` < 0: none. Returns
+    0, or nonzero where the data is wrong (the caller then lets the plain path name the fault)."""
+    top = np.int64(np.iinfo(out.dtype).max)
+    bottom = np.int64(np.iinfo(out.dtype).min)
+    have = np.int64(len(blob)) * 8
+    pos = np.int64(0)
+    escapes = 0
+    for i in range(len(sym)):
+        s = np.int64(sym[i])
+        if s < t:
+            u = np.uint64(s)
+        else:
+            nb = s - (t - log2t - 1) - 1  # mantissa bits: the bit length less its leading one
+            if nb > 63 or nb < 0 or pos + nb > have:
+                return 1
+            mant = np.uint64(0)
+            got = np.int64(0)
+            while got < nb:
+                shift = pos & 7
+                take = min(8 - shift, nb - got)
+                bits = (np.uint64(blob[pos >> 3]) >> np.uint64(shift)) & np.uint64((1 << take) - 1)
+                mant |= bits << np.uint64(got)
+                got += take
+                pos += take
+            u = (np.uint64(1) << np.uint64(nb)) | mant
+            escapes += 1
+        if signed:
+            half = np.int64(u >> np.uint64(1))  # < 2**63
+            v = -half - 1 if u & np.uint64(1) else half
+        else:
+            if u > np.uint64(top):
+                return 1
+            v = np.int64(u)
+        if v > top or v < bottom or (limit >= 0 and (v > limit or v < -limit)):
+            return 1
+        out[i] = v
+    if escapes == 0 and len(blob):  # mantissa bytes where none are expected
+        return 1
+    return 0
