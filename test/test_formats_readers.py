@@ -223,6 +223,7 @@ def test_splat_equals_splat_transforms_decode():
     assert turn.max() < 1.0
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_splat_writer_against_the_scene(tmp_path):
     """What our .splat holds, read back, is the scene within a byte step of colour, opacity and
     rotation (exact positions and scales); largest Gaussians first; alpha 0/255 and a zero scale
@@ -252,6 +253,10 @@ def test_splat_writer_against_the_scene(tmp_path):
     (tmp_path / "n.splat").write_bytes(bytes(raw))
     with pytest.raises(MapError, match="scale of Gaussian 0"):
         load_splats(tmp_path / "n.splat")
+    raw[16:20] = b"\x01\x00\x80\x7f"  # a signalling NaN: refused, without a warning on the way
+    (tmp_path / "s.splat").write_bytes(bytes(raw))
+    with pytest.raises(MapError, match="scale of Gaussian 0"):
+        load_splats(tmp_path / "s.splat")
 
 
 def _save(g, path) -> str:
@@ -285,9 +290,16 @@ def _mutate(data: bytes, rng) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("name", ["scene_cply.decoded.ply", "scene.compressed.ply", "scene.splat"])
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a damaged file is an error, never a warning
+@pytest.mark.parametrize(
+    "name", ["scene_cply.decoded.ply", "scene.compressed.ply", "scene.splat", "ascii.ply"]
+)
 def test_fuzz_file_readers(tmp_path, name):
-    data = (FIXTURES / name).read_bytes()
+    if name == "ascii.ply":  # an ASCII PLY as plyfile writes it, faces included
+        _plyfile_scene(synthetic_map(40, 1, seed=4), True, True).write(str(tmp_path / name))
+        data = (tmp_path / name).read_bytes()
+    else:
+        data = (FIXTURES / name).read_bytes()
     rng = np.random.default_rng(len(name))
     for i in range(150):
         p = tmp_path / f"m{i % 4}{Path(name).suffix}"
@@ -298,6 +310,7 @@ def test_fuzz_file_readers(tmp_path, name):
             pass
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_fuzz_sog_reader(tmp_path):
     z = zipfile.ZipFile(FIXTURES / "scene.sog")
     files = {n: z.read(n) for n in z.namelist()}

@@ -40,11 +40,12 @@ def read_splat(data: bytes, source: str = "splat") -> GaussianMap:
     rec = np.frombuffer(data, RECORD)
     if len(rec) > MAX_POINTS:
         raise MapError(f"{source}: {len(rec)} Gaussians, more than the {MAX_POINTS} we read")
-    scale = rec["scale"].astype(np.float64)
+    with np.errstate(invalid="ignore"):  # NaN bit patterns (signalling ones warn on the cast)
+        scale = rec["scale"].astype(np.float64)
     if (scale < 0).any():
         row = int(np.flatnonzero((scale < 0).any(axis=1))[0])
         raise MapError(f"{source}: scale of Gaussian {row} (row in file) is negative")
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         log_scales = np.log(scale)  # 0 → −inf (clamped below), NaN stays NaN (refused below)
         alpha = rec["rgba"][:, 3].astype(np.float64) / 255.0
         logits = np.log(alpha) - np.log1p(-alpha)  # 0 → −inf, 255 → +inf: clamped
