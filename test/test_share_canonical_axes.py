@@ -93,3 +93,37 @@ def test_the_frame_turns_compose_as_quaternions():
     one = _OCT_Q[_OCT_MUL[a, b]]
     assert np.allclose(np.abs(np.sum(both * one, -1)), 1.0)  # the same rotation (q or −q)
     assert len({tuple(np.round(q, 6)) for q in _OCT_Q}) == 24 and np.allclose(_OCT_Q[0], [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("quality", [0, 1, 3, 5])
+def test_compiled_frames_equal_the_numpy_path(quality, monkeypatch):
+    """The compiled row-by-row choice (kernels.canonical_axes) gives numpy's codes and scales, bit
+    for bit: on random rotations, on rotations with exact ties (small integers), on decoded
+    (lattice) rotations, with one lattice and with per-row rotation bits."""
+    from gs_map_share import jit
+    from gs_map_share.quantize import canonical_axes, dequantize_rotations
+
+    compiled = jit.kernels()
+    if compiled is None:
+        pytest.skip("numba is not installed (or GS_MAP_SHARE_NUMBA=0): only the numpy path exists")
+    rng = np.random.default_rng(quality)
+    p = QuantParams.from_quality(quality)
+    ties = rng.integers(-3, 4, (20000, 4)).astype(np.float32)
+    cases = [rng.normal(size=(30000, 4)).astype(np.float32), ties[np.abs(ties).sum(1) > 0]]
+    idx0, rot0, _ = canonical_axes(cases[0], np.zeros((30000, 3), np.int32), p, None)
+    cases.append(dequantize_rotations(idx0, rot0, p))
+    # near-ties of w with another component, within a few lattice steps: rows that stay in their
+    # own frame (the margin) and whose code must be made stable under decode and re-encode
+    near = rng.normal(0, 0.02, (30000, 4))
+    near[:, 3] = 1.0
+    near[np.arange(30000), rng.integers(0, 3, 30000)] = 1.0 + rng.uniform(-3, 3, 30000) * p.rot_step
+    cases.append(near.astype(np.float32))
+    for quats in cases:
+        sc = rng.integers(-60, 20, (len(quats), 3)).astype(np.int32)
+        for bits in (None, rotation_bits(sc, p)):
+            monkeypatch.setattr(jit, "_kernels", compiled)
+            fast = canonical_axes(quats, sc, p, bits)
+            monkeypatch.setattr(jit, "_kernels", False)
+            plain = canonical_axes(quats, sc, p, bits)
+            for a, b in zip(fast, plain, strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -1,8 +1,9 @@
-"""The decoder's scalar loops, compiled with numba (imported only through :func:`.jit.kernels`).
+"""The codec's scalar loops, compiled with numba (imported only through :func:`.jit.kernels`).
 
 Each has a plain path beside it that gives the same result (see :mod:`.jit`): ``ans_decode`` beside
 constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
-``entropy._values``.
+``entropy._values``, and on the encoder's side ``canonical_axes`` beside its numpy namesake in
+:mod:`.quantize`.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
@@ -264,3 +265,125 @@ def escaped_values(sym, t, log2t, blob, signed, limit, out):
     if escapes == 0 and len(blob):  # mantissa bytes where none are expected
         return 1
     return 0
+
+
+# -- the encoder's least-turned frame (quantize.canonical_axes, row by row) ------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _closest(q0, q1, q2, q3, margin, oct_index):
+    """``quantize._closest_to_identity`` for one unit quaternion."""
+    a = (abs(q0), abs(q1), abs(q2), abs(q3))
+    v1, i1 = a[0], 0
+    for j in range(1, 4):
+        if a[j] > v1:
+            v1, i1 = a[j], j
+    v2, i2 = -1.0, 0
+    for j in range(4):
+        c = -1.0 if j == i1 else a[j]
+        if c > v2:
+            v2, i2 = c, j
+    pair = (v1 + v2) * np.sqrt(0.5)
+    every = (a[0] + a[1] + a[2] + a[3]) * 0.5
+    kind = 1 if pair > v1 else 0
+    best = max(v1, pair)
+    if every > best:
+        kind = 2
+    best = max(best, every)
+    if not best > a[3] + margin:
+        return 0
+    q = (q0, q1, q2, q3)
+    code = 0
+    digit = 1
+    for j in range(4):
+        used = j == i1 or (kind >= 1 and j == i2) or kind == 2
+        s = (-1 if q[j] < 0 else 1) if used else 0
+        code += ((s if j == 3 else -s) + 1) * digit
+        digit *= 3
+    return oct_index[code]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quantize(q0, q1, q2, q3, m, s):
+    """``quantize.quantize_rotations`` for one quaternion: (index, three codes)."""
+    norm = np.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
+    c = (q0 / norm, q1 / norm, q2 / norm, q3 / norm)
+    best, idx = abs(c[0]), 0
+    for j in range(1, 4):
+        if abs(c[j]) > best:
+            best, idx = abs(c[j]), j
+    sign = -1.0 if c[idx] < 0 else 1.0
+    k0 = c[1] if idx == 0 else c[0]
+    k1 = c[2] if idx <= 1 else c[1]
+    k2 = c[3] if idx <= 2 else c[2]
+    r0 = min(max(np.rint(k0 * sign / s), -m), m)
+    r1 = min(max(np.rint(k1 * sign / s), -m), m)
+    r2 = min(max(np.rint(k2 * sign / s), -m), m)
+    return idx, np.int32(r0), np.int32(r1), np.int32(r2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dequantize(idx, r0, r1, r2, s):
+    """``quantize.dequantize_rotations`` for one code: float32 (x, y, z, w)."""
+    c0, c1, c2 = np.float64(r0) * s, np.float64(r1) * s, np.float64(r2) * s
+    ss = c0 * c0
+    ss += c1 * c1
+    ss += c2 * c2
+    amax = np.float64(max(max(abs(r0), abs(r1)), abs(r2))) * s
+    amax += 0.25 * s
+    big = max(np.sqrt(max(1.0 - ss, 0.0)), amax)
+    q0 = big if idx == 0 else c0
+    q1 = big if idx == 1 else (c0 if idx == 0 else c1)
+    q2 = big if idx == 2 else (c2 if idx == 3 else c1)
+    q3 = big if idx == 3 else c2
+    norm = q0 * q0
+    norm += q1 * q1
+    norm += q2 * q2
+    norm += q3 * q3
+    norm = np.sqrt(norm)
+    return np.float32(q0 / norm), np.float32(q1 / norm), np.float32(q2 / norm), np.float32(q3 / norm)
+
+
+@njit(cache=True, nogil=True)
+def canonical_axes(q, qn, scale, margin, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_mul, idx_out, rot_out):
+    """``quantize.canonical_axes`` row by row: the same float64 operations in the same order, so
+    the same codes. ``q`` the rotations as given, ``qn`` normalised by numpy (whose row sums
+    associate differently); ``scale`` (int32, N × 3) is permuted in place."""
+    for i in range(q.shape[0]):
+        x, y, z, w = q[i, 0], q[i, 1], q[i, 2], q[i, 3]
+        k = _closest(qn[i, 0], qn[i, 1], qn[i, 2], qn[i, 3], margin[i], oct_index)
+        turn = 0
+        m, s = lat_m[i], lat_s[i]
+        for it in range(4):
+            if k != 0:
+                turn = oct_mul[turn, k]
+                s0, s1, s2 = scale[i, oct_axes[k, 0]], scale[i, oct_axes[k, 1]], scale[i, oct_axes[k, 2]]
+                scale[i, 0], scale[i, 1], scale[i, 2] = s0, s1, s2
+            elif it > 0:
+                break
+            bx, by, bz, bw = oct_q[turn, 0], oct_q[turn, 1], oct_q[turn, 2], oct_q[turn, 3]
+            fx = w * bx + x * bw + y * bz - z * by
+            fy = w * by - x * bz + y * bw + z * bx
+            fz = w * bz + x * by - y * bx + z * bw
+            fw = w * bw - x * bx - y * by - z * bz
+            idx, r0, r1, r2 = _quantize(fx, fy, fz, fw, m, s)
+            for _ in range(4):  # stable_rotations: to the code its own decode re-encodes to
+                d0, d1, d2, d3 = _dequantize(idx, r0, r1, r2, s)
+                idx2, t0, t1, t2 = _quantize(
+                    np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), m, s
+                )
+                if idx2 == idx and t0 == r0 and t1 == r1 and t2 == r2:
+                    break
+                idx, r0, r1, r2 = idx2, t0, t1, t2
+            # canonical_rotations: the same ellipsoid with w dropped (kept a, b, c → w-form)
+            if idx == 0:
+                r0, r1, r2 = -r2, -r1, r0
+            elif idx == 1:
+                r0, r1, r2 = r1, -r2, -r0
+            elif idx == 2:
+                r0, r1, r2 = -r1, r0, -r2
+            idx = 3
+            d0, d1, d2, d3 = _dequantize(idx, r0, r1, r2, s)
+            k = _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), margin[i], oct_index)
+        idx_out[i] = idx
+        rot_out[i, 0], rot_out[i, 1], rot_out[i, 2] = r0, r1, r2
