@@ -264,6 +264,71 @@ def _save(g, path) -> str:
     return str(path)
 
 
+def test_2dgs_ply_gets_the_thinnest_third_scale(tmp_path):
+    """A 2D Gaussian splatting PLY (no scale_2, as splat-transform writes 2DGS): flat discs."""
+    g = synthetic_map(30, 1, seed=9)
+    cols = _columns(g)
+    del cols["scale_2"]
+    _write_ply(tmp_path / "flat.ply", cols)
+    h = load_splats(tmp_path / "flat.ply")
+    assert np.array_equal(h.log_scales[:, :2], g.log_scales[:, :2]) and (h.log_scales[:, 2] == -30.0).all()
+    del cols["scale_1"]
+    _write_ply(tmp_path / "bad.ply", cols)
+    with pytest.raises(MapError, match="scale_1"):
+        load_splats(tmp_path / "bad.ply")
+
+
+def test_antialiased_tags_are_warned(tmp_path, caplog):
+    """A mip-splatting scene's tag (Brush's and Postshot's PLY comments, SOG's model): values read,
+    a warning that the tag is not kept; the last comment decides."""
+    g = synthetic_map(20, 0, seed=2)
+    save_ply(g, tmp_path / "a.ply")
+    raw = (tmp_path / "a.ply").read_bytes()
+    for comments, tagged in (
+        (["SplatRenderMode: mip"], True),
+        (["antialiased 1"], True),
+        (["antialiased 1", "SplatRenderMode: default"], False),
+        (["comment about antialiased things"], False),
+    ):
+        caplog.clear()
+        head = "".join(f"comment {c}\n" for c in comments).encode()
+        (tmp_path / "t.ply").write_bytes(raw.replace(b"element vertex", head + b"element vertex", 1))
+        assert load_splats(tmp_path / "t.ply").equals(g)
+        assert ("antialiased (mip-splatting)" in caplog.text) == tagged, comments
+    z = zipfile.ZipFile(FIXTURES / "scene.sog")
+    files = {n: z.read(n) for n in z.namelist()}
+    files["meta.json"] = json.dumps({**json.loads(files["meta.json"]), "model": "antialiased"}).encode()
+    with zipfile.ZipFile(tmp_path / "aa.sog", "w") as out:
+        for n, d in files.items():
+            out.writestr(n, d)
+    caplog.clear()
+    assert load_splats(tmp_path / "aa.sog").equals(load_splats(FIXTURES / "scene.sog"))
+    assert "antialiased (mip-splatting)" in caplog.text
+
+
+def test_damaged_sog_zips_are_one_map_error(tmp_path):
+    """A re-zipped (deflated) SOG with corrupt data, and member names that are not UTF-8 though
+    the zip says they are: MapError, not zlib's or the codec's exception."""
+    z = zipfile.ZipFile(FIXTURES / "scene.sog")
+    with zipfile.ZipFile(tmp_path / "d.sog", "w", zipfile.ZIP_DEFLATED) as out:
+        for n in z.namelist():
+            out.writestr(n, z.read(n))
+    b = bytearray((tmp_path / "d.sog").read_bytes())
+    info = zipfile.ZipFile(tmp_path / "d.sog").getinfo("meta.json")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    b[start + 2 : start + 10] = bytes(x ^ 0xA5 for x in b[start + 2 : start + 10])
+    (tmp_path / "bad_deflate.sog").write_bytes(bytes(b))
+    raw = bytearray((FIXTURES / "scene.sog").read_bytes())
+    i = raw.index(b"PK\x01\x02")  # the first central-directory entry: UTF-8 flag, a 0xFF name byte
+    raw[i + 9] |= 0x08  # general-purpose flag bit 11: names are UTF-8
+    raw[i + 46] = 0xFF
+    (tmp_path / "bad_name.sog").write_bytes(bytes(raw))
+    for name in ("bad_deflate.sog", "bad_name.sog"):
+        with pytest.raises(MapError) as exc:
+            load_splats(tmp_path / name)
+        assert name in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_shared_scenes(shared_data):
     """guitar.ply is splat-transform's decode of guitar.compressed.ply; playbot ships as SOG."""
     s = shared_data / "splats"

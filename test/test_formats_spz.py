@@ -153,3 +153,31 @@ def test_huge_finite_sh_saturates_like_spz_without_overflow():
         back = read_spz(write_spz(g))
     assert np.all(back.sh[0, 1:] > 0.9) and np.all(back.sh[1, 1:] < -0.9)
     assert np.allclose(back.sh[2:, 1:], 0.0, atol=0.02)
+
+
+def _with_band_four(spz: bytes, n: int, band4: np.ndarray) -> bytes:
+    """A degree-3 SPZ (gzip framing) turned into the degree-4 file Niantic's writer makes: the
+    header's degree 4 and 9 more coefficients per point after the 15 (coefficient-major, colour
+    channel inner)."""
+    raw = bytearray(gzip.decompress(spz))
+    raw[12] = 4
+    sh_at = 16 + n * (9 + 1 + 3 + 3 + 4)  # positions, alpha, colour, scales, rotations (v3)
+    sh = np.frombuffer(bytes(raw[sh_at:]), np.uint8).reshape(n, 15, 3)
+    return gzip.compress(bytes(raw[:sh_at]) + np.concatenate([sh, band4], 1).tobytes())
+
+
+def test_sh_degree_four_keeps_bands_zero_to_three(caplog):
+    """SPZ allows SH degree 4 (the reference library's maximum): read with the fifth band dropped
+    and a warning; everything else is what the degree-3 file holds. The antialiased flag is read
+    over with a warning too."""
+    g = synthetic_map(50, 3, seed=6)
+    spz = write_spz(g, 3)
+    band4 = np.random.default_rng(1).integers(0, 256, (50, 9, 3), dtype=np.uint8)
+    h = read_spz(_with_band_four(spz, 50, band4), "d4.spz")
+    assert h.sh_degree == 3 and h.equals(read_spz(spz)) and "fifth band is dropped" in caplog.text
+    raw = bytearray(gzip.decompress(spz))
+    raw[14] |= 1  # flags: antialiased
+    assert read_spz(gzip.compress(bytes(raw)), "aa.spz").equals(h) and "antialiased" in caplog.text
+    raw[12] = 5
+    with pytest.raises(MapError, match="SH degree 5"):
+        read_spz(gzip.compress(bytes(raw)))

@@ -8,7 +8,8 @@ expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest``
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
-``level``, SH degree 0–3; other elements are skipped, a mesh's faces (list properties) too.
+``level``, SH degree 0–3; other elements are skipped, a mesh's faces (list properties) too. A 2D
+Gaussian splatting scene (no ``scale_2``: flat discs) gets the thinnest third scale.
 Without ``id`` the map's ids are implicit (1..N in file order,
 :attr:`GaussianMap.ids_implicit`). Non-finite values follow
 :func:`gs_mapping.gaussians.clamp_nonfinite`. :func:`read_elements` is the generic parser the other
@@ -19,6 +20,7 @@ Writes are atomic (temp file + rename); loads are validated (header, sizes, fini
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -48,6 +50,7 @@ _PLY_TYPES = {
     "half": "<f2",
     "float16": "<f2",
 }
+log = logging.getLogger(__name__)
 _LIST = "list"  # a list property's type (its element is skipped, see _sized)
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
@@ -213,6 +216,19 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
     return out
 
 
+def _antialiased(comments: list[str]) -> bool:
+    """Whether the header tags a mip-splatting scene: Brush's ``SplatRenderMode: mip`` or
+    Postshot's ``antialiased 1`` (the last such comment decides)."""
+    aa = False
+    for c in comments:
+        words = c.lower().replace(":", " ").split()
+        if words[:1] == ["splatrendermode"] and len(words) == 2:
+            aa = words[1] == "mip"
+        elif words[:1] == ["antialiased"] and len(words) == 2 and words[1] in ("0", "1"):
+            aa = words[1] == "1"
+    return aa
+
+
 def read_file(path) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -236,6 +252,19 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     """Read a standard 3DGS PLY (ours or any trainer's); see the module docstring."""
     path = Path(path)
     elements, comments = read_elements(read_file(path), path)
+    return from_ply_elements(elements, comments, path, tile_size)
+
+
+def warn_if_antialiased(comments: list[str], path) -> None:
+    """Log that a PLY-based scene is tagged antialiased (its values are read, the tag is not kept)."""
+    if _antialiased(comments):
+        log.warning("%s: an antialiased (mip-splatting) scene: values read, the tag is not kept", path)
+
+
+def from_ply_elements(
+    elements: dict, comments: list[str], path, tile_size: float | None = None
+) -> GaussianMap:
+    """A standard 3DGS PLY's parsed elements (:func:`read_elements`) → GaussianMap."""
     if "vertex" not in elements:
         if "chunk" in elements:
             raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
@@ -244,7 +273,9 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     names = set(data.dtype.names or ())
     if "packed_position" in names:
         raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
-    missing = [n for n in _BASE if n not in names]
+    # a 2D Gaussian splatting scene has no third scale (a flat disc): log-scale −inf, clamped below
+    flat = "scale_2" not in names and {"scale_0", "scale_1"} <= names
+    missing = [n for n in _BASE if n not in names and not (flat and n == "scale_2")]
     if missing:
         raise MapError(f"{path}: missing 3DGS property {missing[0]!r}")
     count = len(data)
@@ -266,7 +297,13 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     means, xyzw, log_scales, opacity, sh = clamp_nonfinite(
         np.stack([_col(data, a) for a in "xyz"], axis=1),
         wxyz[:, [1, 2, 3, 0]],
-        np.stack([_col(data, f"scale_{i}") for i in range(3)], axis=1),
+        np.stack(
+            [
+                np.full(count, -np.inf, np.float32) if flat and i == 2 else _col(data, f"scale_{i}")
+                for i in range(3)
+            ],
+            axis=1,
+        ),
         _col(data, "opacity"),
         sh,
         str(path),
@@ -301,6 +338,7 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
                 a[order] for a in (means, quats, log_scales, opacity, sh)
             )
             levels = None if levels is None else levels[order]
+    warn_if_antialiased(comments, path)
     tile = tile_size if tile_size is not None else _tile_size(comments)
     gmap = GaussianMap(
         sh_degree=degree,

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import MapError
 from ..gaussians import GaussianMap
 from ..output_files import write_bytes
-from ..ply import load_ply, read_elements, read_file, save_ply
+from ..ply import from_ply_elements, read_elements, read_file, save_ply, warn_if_antialiased
 from .antimatter_splat import read_splat, write_splat
 from .compressed_ply import from_elements, is_compressed_ply
 from .sog import load_sog
@@ -75,10 +75,12 @@ def load_splats(path: str | Path, tile_size: float | None = None) -> GaussianMap
     path = Path(path)
     kind = kind_of(path)
     if kind == "ply":
-        elements, _ = read_elements(read_file(path), path)
-        gmap = (
-            from_elements(elements, str(path)) if is_compressed_ply(elements) else load_ply(path, tile_size)
-        )
+        elements, comments = read_elements(read_file(path), path)
+        if is_compressed_ply(elements):
+            warn_if_antialiased(comments, path)
+            gmap = from_elements(elements, str(path))
+        else:
+            gmap = from_ply_elements(elements, comments, path, tile_size)
     elif kind == "spz":
         gmap = read_spz(read_file(path), str(path))
     elif kind == "sog":

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,7 @@ MAX_META = 16 << 20
 MAX_RATIO = 1024  # pixels per compressed byte we believe a WebP can hold (plus a floor below)
 _SQRT2 = np.sqrt(2.0)
 _SH_COEFFS = (0, 3, 8, 15)
+log = logging.getLogger(__name__)
 
 
 class _Files:
@@ -53,7 +56,7 @@ class _Files:
         else:
             try:
                 self.zip = zipfile.ZipFile(path)
-            except (OSError, zipfile.BadZipFile) as exc:
+            except (OSError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as exc:
                 raise MapError(
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
                 ) from None
@@ -75,7 +78,16 @@ class _Files:
             return f.read_bytes()
         except KeyError:
             raise MapError(f"{self.path}: SOG file {name} missing") from None
-        except (OSError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
+        except (
+            OSError,
+            zipfile.BadZipFile,
+            RuntimeError,
+            EOFError,
+            UnicodeDecodeError,
+            ValueError,
+            zlib.error,
+        ) as exc:
+            # a damaged zip: bad member names, corrupt deflate data, CRC mismatches
             raise MapError(f"{self.path}: cannot read SOG file {name}: {exc}") from None
 
 
@@ -131,6 +143,8 @@ def load_sog(path) -> GaussianMap:
     if not isinstance(meta, dict):
         raise MapError(f"{path}: SOG meta.json is not an object")
     version = meta.get("version", 1)
+    if meta.get("model") == "antialiased":
+        log.warning("%s: an antialiased (mip-splatting) scene: values read, the tag is not kept", path)
     if version == 2:
         count = meta.get("count")
     elif version == 1:
@@ -148,7 +162,8 @@ def load_sog(path) -> GaussianMap:
     maxs = _floats(means_m.get("maxs"), 3, "means.maxs", path)
     span = np.where(maxs - mins == 0, 1.0, maxs - mins)
     v = mins + span * ((lo | (hi << 8)) / 65535.0)
-    means = np.sign(v) * np.expm1(np.abs(v))
+    with np.errstate(over="ignore"):  # a huge range: inf positions, refused by the finite check
+        means = np.sign(v) * np.expm1(np.abs(v))
 
     q = _pixels(files, _section(meta, "quats", path)["files"][0], n)
     abc = (q[:, :3] / 255.0 * 2 - 1) / _SQRT2

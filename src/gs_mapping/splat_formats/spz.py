@@ -27,6 +27,10 @@ attribute bytes we write equal Niantic's for the same input (checked against its
 version runs). Coordinates are written as they are (no axis change, the reference library's default
 for an unspecified source). Ids and levels are not part of SPZ: a read map has implicit ids.
 
+SH degree 4 (the reference library's maximum) is read with its fifth band dropped (a GaussianMap
+holds degrees 0–3); that, and the antialiased flag (a mip-splatting scene: the values are kept, the
+flag is not), are logged as warnings.
+
 Reading never trusts the header: the point count is bounded by the file size (as in the reference
 reader: at most 1024 × bytes / 9 points) and by ``MAX_POINTS``, every stream's size must match what
 the header implies, and decompression stops at that size.
@@ -34,6 +38,7 @@ the header implies, and decompression stops at that size.
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 
@@ -49,6 +54,8 @@ from ..gaussians import GaussianMap, clamp_nonfinite
 
 MAGIC = 0x5053474E  # "NGSP"
 LATEST = 4
+FLAG_ANTIALIASED = 1
+log = logging.getLogger(__name__)
 MAX_POINTS = 1 << 26
 COLOR_SCALE = np.float32(0.15)
 SQRT1_2 = np.float32(0.70710678118654752)
@@ -208,7 +215,7 @@ def read_spz(data: bytes, source: str = "spz") -> GaussianMap:
     for s in sizes:
         parts.append(body[o : o + s])
         o += s
-    return _unpack(parts, version, n, deg, fb, source)
+    return _unpack(parts, version, n, deg, fb, flags, source)
 
 
 def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
@@ -216,8 +223,8 @@ def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
         raise MapError(f"{source}: wrong SPZ magic {magic:#x}")
     if not (1 <= version <= 3 if legacy else version == 4):
         raise MapError(f"{source}: SPZ version {version} not supported in this framing")
-    if deg > 3:
-        raise MapError(f"{source}: SPZ SH degree {deg} not supported (0..3)")
+    if deg > 4:
+        raise MapError(f"{source}: SPZ SH degree {deg} not supported (0..4)")
     if fb > 23:
         raise MapError(f"{source}: SPZ fractional bits {fb} out of range (0..23)")
     # the reference reader's bound: streams compress at most 1024:1, positions take ≥ 9 bytes/point
@@ -254,11 +261,19 @@ def _read_ngsp(data: bytes, source: str) -> GaussianMap:
         raise MapError(f"{source}: {len(data) - o} unexpected bytes after the SPZ streams")
     if deg == 0:
         parts.append(b"")
-    return _unpack(parts, version, n, deg, fb, source)
+    return _unpack(parts, version, n, deg, fb, flags, source)
 
 
-def _unpack(parts: list[bytes], version: int, n: int, deg: int, fb: int, source: str) -> GaussianMap:
+def _unpack(
+    parts: list[bytes], version: int, n: int, deg: int, fb: int, flags: int, source: str
+) -> GaussianMap:
     pos_b, alpha_b, col_b, scale_b, rot_b, sh_b = (np.frombuffer(p, np.uint8) for p in parts)
+    if flags & FLAG_ANTIALIASED:
+        log.warning("%s: an antialiased (mip-splatting) scene: values read, the flag is not kept", source)
+    if deg == 4:
+        log.warning("%s: SH degree 4: its fifth band is dropped (degrees 0-3 are kept)", source)
+        sh_b = sh_b.reshape(n, 24, 3)[:, :15].reshape(-1)
+        deg = 3
     if version == 1:
         means = pos_b.view("<f2").reshape(n, 3).astype(_F)
     else:
