@@ -19,7 +19,22 @@ def pack_bits(vals: np.ndarray, nbits: np.ndarray) -> bytes:
     """Values (uint64) of ``nbits`` bits each (0 allowed), concatenated LSB-first, low bit first."""
     if len(vals) == 0:
         return b""
-    offs = np.concatenate([[0], np.cumsum(nbits)])
+    nbits = np.asarray(nbits, np.int64)
+    if int(nbits.max()) <= 57:
+        # each value, shifted to its bit offset, lies within the 8 bytes from its first byte: add
+        # its 8 byte planes into place (bits of neighbours never overlap, so adding is OR-ing)
+        offs = np.cumsum(nbits)
+        nbytes = (int(offs[-1]) + 7) >> 3
+        offs -= nbits
+        mask = np.left_shift(np.uint64(1), nbits.astype(np.uint64)) - np.uint64(1)
+        v = (np.asarray(vals, np.uint64) & mask) << (offs & 7).astype(np.uint64)
+        first = offs >> 3
+        out = np.zeros(nbytes + 8, np.float64)  # byte sums ≤ 255: exact
+        for k in range(8):
+            plane = ((v >> np.uint64(8 * k)) & np.uint64(255)).astype(np.float64)
+            out += np.bincount(first + k, weights=plane, minlength=nbytes + 8)
+        return out[:nbytes].astype(np.uint8).tobytes()
+    offs = np.concatenate([[0], np.cumsum(nbits)])  # wide values: bit by bit
     bits = np.zeros(int(offs[-1]), np.uint8)
     for j in range(int(nbits.max())):
         m = nbits > j

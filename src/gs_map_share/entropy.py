@@ -54,7 +54,10 @@ def unzigzag(u: np.ndarray) -> np.ndarray:
 
 def bit_length(u: np.ndarray) -> np.ndarray:
     """Bit length of each uint64 (0 for 0), exact (no float rounding)."""
-    x = np.asarray(u, dtype=np.uint64).copy()
+    x = np.asarray(u, dtype=np.uint64)
+    if len(x) == 0 or int(x.max()) < (1 << 53):  # exact in float64: the exponent is the length
+        return np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    x = x.copy()
     b = np.zeros(x.shape, np.int64)
     for s in (32, 16, 8, 4, 2, 1):
         m = x >= np.uint64(1 << s)
