@@ -127,3 +127,28 @@ def test_compiled_frames_equal_the_numpy_path(quality, monkeypatch):
             plain = canonical_axes(quats, sc, p, bits)
             for a, b in zip(fast, plain, strict=True):
                 assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("quality", [0, 2, 5])
+def test_compiled_rotation_rebuild_equals_the_numpy_path(quality, monkeypatch):
+    """The decoder's rotations from their codes (kernels.dequantize_rotations): numpy's float32s
+    bit for bit, for every dropped component, with one lattice and per-row bits."""
+    from gs_map_share import jit
+    from gs_map_share.quantize import dequantize_rotations, rotation_max
+
+    compiled = jit.kernels()
+    if compiled is None:
+        pytest.skip("numba is not installed (or GS_MAP_SHARE_NUMBA=0): only the numpy path exists")
+    rng = np.random.default_rng(quality)
+    p = QuantParams.from_quality(quality)
+    n = 40000
+    idx = rng.integers(0, 4, n).astype(np.uint8)
+    bits = rotation_bits(rng.integers(-60, 20, (n, 3)).astype(np.int32), p)
+    for b in (None, bits):
+        m = p.rot_max if b is None else rotation_max(b)[:, None]
+        rot = np.clip(rng.integers(-(1 << 12), 1 << 12, (n, 3)), -m, m).astype(np.int32)
+        monkeypatch.setattr(jit, "_kernels", compiled)
+        fast = dequantize_rotations(idx, rot, p, b)
+        monkeypatch.setattr(jit, "_kernels", False)
+        plain = dequantize_rotations(idx, rot, p, b)
+        assert fast.dtype == plain.dtype == np.float32 and np.array_equal(fast, plain)

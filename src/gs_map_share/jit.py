@@ -1,11 +1,13 @@
 """Optional numba compilation of the codec's few scalar loops: the decoder's (ANS symbols, frequency
-tables, escaped values, octree expansion) and the encoder's choice of each Gaussian's frame.
+tables, escaped values, octree expansion, rotations) and the encoder's choice of each Gaussian's
+frame.
 
 numba is an optional dependency (requirements.txt installs it; a ROS install may not have it). Each
 compiled loop (:mod:`.kernels`) has a plain path beside it that gives the same result: constriction
-for ANS, Python for the tables, numpy for escaped values, the octree and the frames; the tests run
-both and compare. ``GS_MAP_SHARE_NUMBA=0`` switches every compiled loop off. numba is imported on first use, never when the package is imported; the
-compiled code is cached on disk by numba (beside the module, or in its user cache directory).
+for ANS, Python for the tables, numpy for escaped values, the octree, rotations and frames; the
+tests run both and compare. ``GS_MAP_SHARE_NUMBA=0`` switches every compiled loop off. numba is
+imported on first use, never when the package is imported; the compiled code is cached on disk by
+numba (beside the module, or in its user cache directory).
 """
 
 from __future__ import annotations

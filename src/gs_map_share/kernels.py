@@ -2,8 +2,8 @@
 
 Each has a plain path beside it that gives the same result (see :mod:`.jit`): ``ans_decode`` beside
 constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
-``entropy._values``, and on the encoder's side ``canonical_axes`` beside its numpy namesake in
-:mod:`.quantize`.
+``entropy._values``, ``dequantize_rotations`` and, on the encoder's side, ``canonical_axes``
+beside their numpy namesakes in :mod:`.quantize`.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
@@ -387,3 +387,13 @@ def canonical_axes(q, qn, scale, margin, lat_m, lat_s, oct_q, oct_axes, oct_inde
             k = _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), margin[i], oct_index)
         idx_out[i] = idx
         rot_out[i, 0], rot_out[i, 1], rot_out[i, 2] = r0, r1, r2
+
+
+@njit(cache=True, nogil=True)
+def dequantize_rotations(idx, rot, lat_s, out):
+    """``quantize.dequantize_rotations`` row by row (the same float64 operations): float32 (x, y,
+    z, w) into ``out``."""
+    for i in range(len(idx)):
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _dequantize(
+            idx[i], rot[i, 0], rot[i, 1], rot[i, 2], lat_s[i]
+        )
