@@ -224,13 +224,14 @@ def test_splat_equals_splat_transforms_decode():
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-def test_splat_writer_against_the_scene(tmp_path):
+def test_splat_writer_against_the_scene(tmp_path, caplog):
     """What our .splat holds, read back, is the scene within a byte step of colour, opacity and
     rotation (exact positions and scales); largest Gaussians first; alpha 0/255 and a zero scale
     follow the ±inf rule; a size that is no multiple of 32 is one MapError."""
     g = synthetic_map(300, 1, seed=8)
     g.opacity_logits[:2] = [40.0, -40.0]
     assert main(["convert", _save(g, tmp_path / "g.ply"), str(tmp_path / "g.splat")]) == 0
+    assert "SH degree 1 is dropped" in caplog.text
     h = load_splats(tmp_path / "g.splat")
     vol = g.log_scales.sum(1) + np.log(g.opacities())
     order = np.argsort(-vol, kind="stable")

@@ -21,6 +21,7 @@ also turns the formats read by neither (GaussianSplats3D's ``.ksplat``, ``.lcc``
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import MapError
@@ -47,6 +48,7 @@ __all__ = [
     "WRITE_NAMES",
 ]
 
+log = logging.getLogger(__name__)
 READ_KINDS = ("ply", "spz", "sog", "splat")
 WRITE_KINDS = ("ply", "spz", "splat")
 READ_NAMES = ".ply, .compressed.ply, .spz, .sog, meta.json (SOG) or .splat"
@@ -114,6 +116,8 @@ def save_splats(
     if kind == "ply":
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
         return path.stat().st_size
+    if kind == "splat" and gmap.sh_degree:
+        log.warning("%s: .splat holds the DC colour only: SH degree %d is dropped", path, gmap.sh_degree)
     data = write_spz(gmap, spz_version) if kind == "spz" else write_splat(gmap)
     write_bytes(path, data, overwrite=overwrite, inputs=inputs)
     return len(data)
