@@ -275,9 +275,21 @@ def test_the_recipe_configs_load_and_chain():
     front = config_from_file(str(cfg_dir / "hd_front.yaml"))
     ft = config_from_file(str(cfg_dir / "hd_front_finetune.yaml"))
     sur = config_from_file(str(cfg_dir / "hd_surround.yaml"))
+    sur2 = config_from_file(str(cfg_dir / "hd_surround_finetune.yaml"))
     assert (front.rig, front.region, front.init_from) == ("front", "frustum", "")
     # stage 2 starts from stage 1 (docs/hd_model.md: --out runs/front), on other worlds, more gently
     assert (ft.rig, ft.region, ft.init_from) == ("front", "frustum", "runs/front/model.pt")
     assert ft.data_seed != front.data_seed and ft.lr < front.lr
     assert (sur.rig, sur.region, sur.init_from) == ("surround", "patch", "runs/front_ft/model.pt")
-    assert front.model == ft.model == sur.model  # one architecture: weights carry over
+    assert (sur2.rig, sur2.region, sur2.init_from) == ("surround", "patch", "runs/surround/model.pt")
+    assert sur2.data_seed not in (sur.data_seed, ft.data_seed, front.data_seed) and sur2.lr < sur.lr
+    assert front.model == ft.model == sur.model == sur2.model  # one architecture: weights carry over
+    # the shipped surround model is stage 2 as written (its recorded config, the start aside)
+    from dataclasses import replace
+
+    from gsmap_hd.checkpoint import load_model
+    from gsmap_hd.predict_bag import SHIPPED_SURROUND
+
+    shipped = load_model(SHIPPED_SURROUND)[1]
+    keep = dict(device=shipped.device, num_threads=shipped.num_threads)
+    assert replace(shipped, **keep) == replace(sur2, **keep)
