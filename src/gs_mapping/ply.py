@@ -258,7 +258,7 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
 def warn_if_antialiased(comments: list[str], path) -> None:
     """Log that a PLY-based scene is tagged antialiased (its values are read, the tag is not kept)."""
     if _antialiased(comments):
-        log.warning("%s: an antialiased (mip-splatting) scene: values read, the tag is not kept", path)
+        log.warning(f"{path}: an antialiased (mip-splatting) scene: values read, the tag is not kept")
 
 
 def from_ply_elements(

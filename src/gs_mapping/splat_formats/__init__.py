@@ -117,7 +117,7 @@ def save_splats(
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
         return path.stat().st_size
     if kind == "splat" and gmap.sh_degree:
-        log.warning("%s: .splat holds the DC colour only: SH degree %d is dropped", path, gmap.sh_degree)
+        log.warning(f"{path}: .splat holds the DC colour only: SH degree {gmap.sh_degree} is dropped")
     data = write_spz(gmap, spz_version) if kind == "spz" else write_splat(gmap)
     write_bytes(path, data, overwrite=overwrite, inputs=inputs)
     return len(data)

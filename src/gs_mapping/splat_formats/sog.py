@@ -144,7 +144,7 @@ def load_sog(path) -> GaussianMap:
         raise MapError(f"{path}: SOG meta.json is not an object")
     version = meta.get("version", 1)
     if meta.get("model") == "antialiased":
-        log.warning("%s: an antialiased (mip-splatting) scene: values read, the tag is not kept", path)
+        log.warning(f"{path}: an antialiased (mip-splatting) scene: values read, the tag is not kept")
     if version == 2:
         count = meta.get("count")
     elif version == 1:

@@ -269,9 +269,9 @@ def _unpack(
 ) -> GaussianMap:
     pos_b, alpha_b, col_b, scale_b, rot_b, sh_b = (np.frombuffer(p, np.uint8) for p in parts)
     if flags & FLAG_ANTIALIASED:
-        log.warning("%s: an antialiased (mip-splatting) scene: values read, the flag is not kept", source)
+        log.warning(f"{source}: an antialiased (mip-splatting) scene: values read, the flag is not kept")
     if deg == 4:
-        log.warning("%s: SH degree 4: its fifth band is dropped (degrees 0-3 are kept)", source)
+        log.warning(f"{source}: SH degree 4: its fifth band is dropped (degrees 0-3 are kept)")
         sh_b = sh_b.reshape(n, 24, 3)[:, :15].reshape(-1)
         deg = 3
     if version == 1:
