@@ -1,9 +1,10 @@
 """The codec's scalar loops, compiled with numba (imported only through :func:`.jit.kernels`).
 
 Each has a plain path beside it that gives the same result (see :mod:`.jit`): ``ans_decode`` beside
-constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
-``entropy._values``, ``dequantize_rotations`` and, on the encoder's side, ``canonical_axes``
-beside their numpy namesakes in :mod:`.quantize`.
+constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside
+``tables._read_entries_py``, ``escaped_values`` beside ``entropy._values``, and
+``dequantize_rotations`` and (the encoder's) ``canonical_axes`` beside their numpy namesakes in
+:mod:`.quantize`.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
@@ -345,15 +346,16 @@ def _dequantize(idx, r0, r1, r2, s):
 
 
 @njit(cache=True, nogil=True)
-def canonical_axes(q, qn, scale, margin, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_mul, idx_out, rot_out):
+def canonical_axes(q, qn, scale, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_mul, idx_out, rot_out):
     """``quantize.canonical_axes`` row by row: the same float64 operations in the same order, so
     the same codes. ``q`` the rotations as given, ``qn`` normalised by numpy (whose row sums
-    associate differently); ``scale`` (int32, N × 3) is permuted in place."""
+    associate differently); each row's lattice (``lat_m``, ``lat_s``), whose step is also the
+    margin a frame must win by; ``scale`` (N × 3) is permuted in place."""
     for i in range(q.shape[0]):
         x, y, z, w = q[i, 0], q[i, 1], q[i, 2], q[i, 3]
-        k = _closest(qn[i, 0], qn[i, 1], qn[i, 2], qn[i, 3], margin[i], oct_index)
-        turn = 0
         m, s = lat_m[i], lat_s[i]
+        k = _closest(qn[i, 0], qn[i, 1], qn[i, 2], qn[i, 3], s, oct_index)
+        turn = 0
         for it in range(4):
             if k != 0:
                 turn = oct_mul[turn, k]
@@ -384,7 +386,7 @@ def canonical_axes(q, qn, scale, margin, lat_m, lat_s, oct_q, oct_axes, oct_inde
                 r0, r1, r2 = -r1, r0, -r2
             idx = 3
             d0, d1, d2, d3 = _dequantize(idx, r0, r1, r2, s)
-            k = _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), margin[i], oct_index)
+            k = _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), s, oct_index)
         idx_out[i] = idx
         rot_out[i, 0], rot_out[i, 1], rot_out[i, 2] = r0, r1, r2
 

@@ -526,20 +526,18 @@ def canonical_axes(
     q = np.asarray(quats, np.float64)  # not renormalised: an unmoved row quantises as before
     scale = np.asarray(scale).copy()
     n = len(q)
-    margin = np.full(n, params.rot_step) if bits is None else _ROT_S[np.asarray(bits, np.int64)]
+    m, s = _lattice_of(params, bits, n)
+    margin = np.broadcast_to(s, n).astype(np.float64)  # a frame must win by the row's lattice step
     kernels = jit.kernels()
     if kernels is not None and n:  # compiled, row by row: the same codes (tests compare)
-        m, s = _lattice_of(params, bits, n)
         idx, rot = np.empty(n, np.uint8), np.empty((n, 3), np.int32)
         qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-        lat_m, lat_s = np.broadcast_to(m, n).astype(np.int64), np.broadcast_to(s, n).astype(np.float64)
         kernels.canonical_axes(
             np.ascontiguousarray(q),
             qn,
             scale,
+            np.broadcast_to(m, n).astype(np.int64),
             margin,
-            lat_m,
-            lat_s,
             _OCT_Q,
             _OCT_AXES,
             _OCT_INDEX,

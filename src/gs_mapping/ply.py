@@ -255,10 +255,16 @@ def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     return from_ply_elements(elements, comments, path, tile_size)
 
 
+def warn_antialiased(source) -> None:
+    """Log that a scene is tagged antialiased (mip-splatting): every reader reads its values and
+    keeps no tag (a GaussianMap has none)."""
+    log.warning(f"{source}: an antialiased (mip-splatting) scene: values read, the tag is not kept")
+
+
 def warn_if_antialiased(comments: list[str], path) -> None:
-    """Log that a PLY-based scene is tagged antialiased (its values are read, the tag is not kept)."""
+    """:func:`warn_antialiased` when a PLY header's comments tag the scene so."""
     if _antialiased(comments):
-        log.warning(f"{path}: an antialiased (mip-splatting) scene: values read, the tag is not kept")
+        warn_antialiased(path)
 
 
 def from_ply_elements(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import zipfile
 import zlib
 from pathlib import Path
@@ -33,14 +32,13 @@ from PIL import Image
 
 from ..errors import MapError
 from ..gaussians import GaussianMap, clamp_nonfinite
-from ..ply import unit_rotations
+from ..ply import unit_rotations, warn_antialiased
 
 MAX_POINTS = 1 << 26
 MAX_META = 16 << 20
 MAX_RATIO = 1024  # pixels per compressed byte we believe a WebP can hold (plus a floor below)
 _SQRT2 = np.sqrt(2.0)
 _SH_COEFFS = (0, 3, 8, 15)
-log = logging.getLogger(__name__)
 
 
 class _Files:
@@ -144,7 +142,7 @@ def load_sog(path) -> GaussianMap:
         raise MapError(f"{path}: SOG meta.json is not an object")
     version = meta.get("version", 1)
     if meta.get("model") == "antialiased":
-        log.warning(f"{path}: an antialiased (mip-splatting) scene: values read, the tag is not kept")
+        warn_antialiased(path)
     if version == 2:
         count = meta.get("count")
     elif version == 1:

@@ -51,6 +51,7 @@ except ImportError:
 
 from ..errors import MapError
 from ..gaussians import GaussianMap, clamp_nonfinite
+from ..ply import warn_antialiased
 
 MAGIC = 0x5053474E  # "NGSP"
 LATEST = 4
@@ -269,7 +270,7 @@ def _unpack(
 ) -> GaussianMap:
     pos_b, alpha_b, col_b, scale_b, rot_b, sh_b = (np.frombuffer(p, np.uint8) for p in parts)
     if flags & FLAG_ANTIALIASED:
-        log.warning(f"{source}: an antialiased (mip-splatting) scene: values read, the flag is not kept")
+        warn_antialiased(source)
     if deg == 4:
         log.warning(f"{source}: SH degree 4: its fifth band is dropped (degrees 0-3 are kept)")
         sh_b = sh_b.reshape(n, 24, 3)[:, :15].reshape(-1)
