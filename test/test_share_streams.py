@@ -228,3 +228,38 @@ def test_mutated_sparse_streams_raise_only_decode_error(muts, cut):
             r.end()
         except DecodeError:
             pass
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("centre", [-(1 << 20), -300, 700])
+def test_channel_far_from_zero_is_centred_and_exact(wide, centre):
+    """A channel whose values sit far from zero (a first log scale, coded raw) takes the centred
+    choice: the constant travels once, the residuals are small, and it is smaller than raw."""
+    from gs_map_share.section import CENTRED, _get_pred, _put_pred
+
+    rng = np.random.default_rng(1)
+    v = centre + rng.integers(-40, 41, 5000)
+    parent = rng.integers(-5, 6, 5000).astype(np.int32)
+    w = Writer()
+    _put_pred(w, v, [0, parent])
+    data = w.getvalue()
+    assert data[0] & CENTRED
+    plain = Writer()
+    put_stream(plain, v)
+    assert len(data) < 0.8 * len(plain.getvalue())
+    r = Reader(data, "test")
+    got = _get_pred(r, len(v), [0, parent], wide=wide)
+    r.end()
+    assert got.dtype == (np.int64 if wide else np.int32) and np.array_equal(got, v)
+
+
+@pytest.mark.parametrize("const", [1 << 30, -(1 << 30), (1 << 62)])
+def test_centring_constant_outside_the_lattice_is_refused(const):
+    from gs_map_share.section import CENTRED, _get_pred
+
+    w = Writer()
+    w.u8(CENTRED)
+    w.varint(2 * const if const >= 0 else -2 * const - 1)
+    put_stream(w, np.zeros(100, np.int64) + 1)
+    with pytest.raises(DecodeError, match="centring constant|exceeds the limit"):
+        _get_pred(Reader(w.getvalue(), "test"), 100, [0])

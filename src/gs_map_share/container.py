@@ -16,7 +16,8 @@ from .errors import DecodeError, EncodeError
 from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 4
+VERSION = 5
+READS = (4, 5)  # version 5 added centred prediction choices (docs/format.md); 4 reads unchanged
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 
@@ -149,8 +150,8 @@ def unpack_header(data) -> tuple[Header, int, int]:
     tiers = (t0, t1, t2, t3)
     if magic != MAGIC:
         raise DecodeError(f"container: wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
-    if version != VERSION:
-        raise DecodeError(f"container: unsupported version {version} (this decoder reads {VERSION})")
+    if version not in READS:
+        raise DecodeError(f"container: unsupported version {version} (this decoder reads {READS[0]}..{VERSION})")
     if not _FIXED.size + 7 <= hlen <= 256 or hlen > len(data):
         raise DecodeError(f"container: header length {hlen} is invalid for {len(data)} bytes")
     (stored,) = struct.unpack_from("<I", data, hlen - 4)

@@ -401,10 +401,12 @@ def _values(
     kernels = jit.kernels() if max_a > t and (signed or int32) else None
     if kernels is not None:
         start = r.pos
-        blob = np.frombuffer(r.blob(), np.uint8)
+        blob = r.blob()
+        words = np.zeros(len(blob) // 8 + 2, np.uint64)  # a zero word after the last bits
+        words.view(np.uint8)[: len(blob)] = np.frombuffer(blob, np.uint8)
         dest = out if (out is not None and int32) else np.empty(len(sym), np.int32 if int32 else np.int64)
         lim = -1 if limit is None else limit
-        if kernels.escaped_values(sym, t, log2t, blob, signed, lim, dest) == 0:
+        if kernels.escaped_values(sym, t, log2t, words, 8 * len(blob), signed, lim, dest) == 0:
             return dest
         r.pos = start
     esc = np.flatnonzero(sym >= t) if max_a > t else None

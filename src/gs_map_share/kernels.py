@@ -224,38 +224,46 @@ def expand_codes(code, occ, child, pidx):
 
 
 @njit(cache=True, nogil=True)
-def escaped_values(sym, t, log2t, blob, signed, limit, out):
-    """``entropy._values`` in one pass, for int32 or int64 ``out``: symbols below ``t`` are their
+def escaped_values(sym, t, log2t, words, have, signed, limit, out):
+    """``entropy._values`` compiled, for int32 or int64 ``out``: symbols below ``t`` are their
     own value; an escape symbol names a bit length whose lower bits come, LSB first, from the
-    mantissa ``blob`` in stream order; signed values are unzigzagged. ``limit`` < 0: none. Returns
-    0, or nonzero where the data is wrong (the caller then lets the plain path name the fault)."""
+    mantissa blob in stream order (``have`` bits, held little-endian in the uint64 ``words`` with
+    at least one zero word after them); signed values are unzigzagged. ``limit`` < 0: none. Returns
+    0, or nonzero where the data is wrong (the caller then lets the plain path name the fault).
+    Two passes: every symbol as if direct (a loop without branches, which vectorises), then the
+    escapes, which are rare, patched over."""
+    n = len(sym)
+    escapes = 0
+    for i in range(n):
+        s = sym[i]
+        escapes += s >= t
+        out[i] = (s >> 1) ^ -(s & 1) if signed else s
+    # direct values are below t (|v| ≤ t // 2 signed): check the limit only where that allows more
+    if limit >= 0 and (t // 2 if signed else t - 1) > limit:
+        for i in range(n):
+            if sym[i] < t and (out[i] > limit or out[i] < -limit):
+                return 1
+    if escapes == 0:
+        return 1 if have else 0  # mantissa bytes where none are expected
+    # then the escapes (all symbols from t up)
     top = np.int64(np.iinfo(out.dtype).max)
     bottom = np.int64(np.iinfo(out.dtype).min)
-    have = np.int64(len(blob)) * 8
+    one = np.uint64(1)
     pos = np.int64(0)
-    escapes = 0
-    for i in range(len(sym)):
+    for i in range(n):
         s = np.int64(sym[i])
         if s < t:
-            u = np.uint64(s)
-        else:
-            nb = s - (t - log2t - 1) - 1  # mantissa bits: the bit length less its leading one
-            if nb > 63 or nb < 0 or pos + nb > have:
-                return 1
-            mant = np.uint64(0)
-            got = np.int64(0)
-            while got < nb:
-                shift = pos & 7
-                take = min(8 - shift, nb - got)
-                bits = (np.uint64(blob[pos >> 3]) >> np.uint64(shift)) & np.uint64((1 << take) - 1)
-                mant |= bits << np.uint64(got)
-                got += take
-                pos += take
-            u = (np.uint64(1) << np.uint64(nb)) | mant
-            escapes += 1
+            continue
+        nb = s - t + log2t  # mantissa bits: the bit length less its leading one
+        if nb > 63 or pos + nb > have:
+            return 1
+        k, sh = pos >> 6, np.uint64(pos & 63)
+        # the next word's low bits shifted in by 64 − sh, as two shifts (none when sh is 0)
+        mant = (words[k] >> sh) | ((words[k + 1] << one) << (np.uint64(63) - sh))
+        u = (one << np.uint64(nb)) | (mant & ((one << np.uint64(nb)) - one))
+        pos += nb
         if signed:
-            half = np.int64(u >> np.uint64(1))  # < 2**63
-            v = -half - 1 if u & np.uint64(1) else half
+            v = np.int64(u >> one) ^ -np.int64(u & one)
         else:
             if u > np.uint64(top):
                 return 1
@@ -263,8 +271,6 @@ def escaped_values(sym, t, log2t, blob, signed, limit, out):
         if v > top or v < bottom or (limit >= 0 and (v > limit or v < -limit)):
             return 1
         out[i] = v
-    if escapes == 0 and len(blob):  # mantissa bytes where none are expected
-        return 1
     return 0
 
 

@@ -66,16 +66,42 @@ def _put(
         w.stats[label] = w.stats.get(label, 0) + sum(len(x) for x in w.parts) - before
 
 
+CENTRED = 0x80  # choice-byte flag: a constant (signed varint) is taken off the residuals
+CENTRE_MIN = 64  # channels shorter than this are never centred (the varint would not pay)
+
+
+def _centre(res: np.ndarray, bits: float) -> tuple[int, float]:
+    """(offset, estimated bits) for residuals ``res``: their median taken off when that is
+    estimated smaller — a channel coded raw (a first scale, an opacity) sits far from zero, and
+    at fine steps its values are escapes whose mantissa bits are stored, not modelled."""
+    if len(res) < CENTRE_MIN:
+        return 0, bits
+    m = int(np.median(res))
+    if not m:
+        return 0, bits
+    cost = Stats(res - m, keep_u=False).best()[1] + 8 * _varint_len(zigzag_int(m))
+    return (m, cost) if cost < bits else (0, bits)
+
+
+def _varint_len(u: int) -> int:
+    return max(1, (u.bit_length() + 6) // 7)
+
+
+def zigzag_int(v: int) -> int:
+    return 2 * v if v >= 0 else -2 * v - 1
+
+
 def _put_pred(w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=None, n_ctx: int = 1) -> None:
     """Code ``child`` as the residual against one of the candidate predictions (index 0 = none,
-    i.e. raw; ``None`` = unavailable), the one estimated cheapest; a flag byte names it."""
+    i.e. raw; ``None`` = unavailable), less a constant where that pays (:func:`_centre`), the
+    one estimated cheapest; a choice byte names it (``CENTRED`` set: the constant follows)."""
     child = np.asarray(child, np.int64)
     n = len(child)
     # choose on a fixed subsample (every 8th value) for long channels: the choice is written in
     # the stream, so this only affects how well the encoder chooses, never what a decoder reads
     step = 8 if n >= SAMPLE_MIN else 1
     sub = child[::step]
-    best, best_bits = 0, None
+    best, best_off, best_bits = 0, 0, None
     for i, c in enumerate(cands):
         if i and len(child) <= 16:
             break
@@ -83,30 +109,46 @@ def _put_pred(w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=No
         if c is None:
             continue
         res = sub - c[::step] if i else sub
-        bits = Stats(res, keep_u=False).best()[1]
+        off, bits = _centre(res, Stats(res, keep_u=False).best()[1])
         if best_bits is None or bits < best_bits:
-            best, best_bits = i, bits
-    w.u8(best)
+            best, best_off, best_bits = i, off, bits
     c = cands[best]
     c = c() if callable(c) else c
-    _put(w, child - c if best else child, label=label, ctx=ctx, n_ctx=n_ctx)
+    res = child - c if best else child
+    if best_off:
+        w.u8(best | CENTRED)
+        w.varint(zigzag_int(best_off))
+        res = res - best_off
+    else:
+        w.u8(best)
+    _put(w, res, label=label, ctx=ctx, n_ctx=n_ctx)
 
 
 def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bool = False) -> np.ndarray:
     """Inverse of :func:`_put_pred`: int32 values (``wide``: int64 within the position lattice)."""
+    lim = MAX_LATTICE if wide else 1 << 30
     flag = r.u8()
+    off = 0
+    if flag & CENTRED:
+        flag &= ~CENTRED
+        u = r.varint(2 * lim)
+        off = u >> 1 if not u & 1 else -(u >> 1) - 1
+        if not -lim < off < lim:
+            raise r.fail("centring constant outside the lattice range")
     cand = cands[flag] if flag < len(cands) else None
     cand = cand() if callable(cand) else cand
     if cand is None:
         raise r.fail(f"prediction {flag} is not available here")
     v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
-    lim = MAX_LATTICE if wide else 1 << 30
 
     def within(a):
         if len(a) and (a.max() >= lim or a.min() <= -lim):
             raise r.fail("value outside the lattice range")
         return a
 
+    if off:
+        # |v|, |off| < lim: the sum fits int32 (lim = 2**30) or int64 (2**52)
+        v = within(v) + (np.int32(off) if v.dtype == np.int32 else np.int64(off))
     if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
         return within(v)
     if not wide and cand.dtype == np.int32 and len(v):
