@@ -151,7 +151,9 @@ def unpack_header(data) -> tuple[Header, int, int]:
     if magic != MAGIC:
         raise DecodeError(f"container: wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
     if version not in READS:
-        raise DecodeError(f"container: unsupported version {version} (this decoder reads {READS[0]}..{VERSION})")
+        raise DecodeError(
+            f"container: unsupported version {version} (this decoder reads {READS[0]}..{VERSION})"
+        )
     if not _FIXED.size + 7 <= hlen <= 256 or hlen > len(data):
         raise DecodeError(f"container: header length {hlen} is invalid for {len(data)} bytes")
     (stored,) = struct.unpack_from("<I", data, hlen - 4)
