@@ -156,7 +156,7 @@ def _decode_both(data: bytes, n: int, monkeypatch, **kw):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    n=st.integers(1, 3000),
+    n=st.one_of(st.integers(1, 3000), st.integers(4090, 9000)),  # one lane, or two (mode 6)
     n_ctx=st.integers(2, 20),
     spread=st.sampled_from([3, 40, 5000]),
     signed=st.booleans(),
@@ -251,3 +251,87 @@ def test_mantissa_bytes_without_escapes_are_refused_either_way():
                 entropy._values(Reader(b"\x01\x00", "test"), sym, 4, 2, 8, True, True, None)
             v = entropy._values(Reader(b"\x00", "test"), sym, 4, 2, 8, True, True, None)
             assert v.tolist() == [0, -2, -1, 1]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    n=st.integers(4096, 12000),
+    edit=st.sampled_from(["none", "flip", "zero_last", "cut", "swap_lanes"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_two_lane_streams_decode_the_same_compiled_or_not(n, edit, seed):
+    """Mode 6 (two lanes a context): the compiled pair decoder gives constriction's values lane by
+    lane, interleaved, and the same error message when a lane is damaged (a flipped bit, a zero
+    last word, a cut stream, the lanes' word counts exchanged)."""
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.errors import DecodeError
+
+    rng = np.random.default_rng(seed)
+    vals = rng.laplace(0, 6, n).astype(np.int64)
+    w = Writer()
+    entropy.encode_stream(w, vals, True, log2t=5)
+    data = bytearray(w.getvalue())
+    assert data[0] == 6
+    if edit == "flip":
+        k = int(rng.integers(8, len(data)))
+        data[k] ^= 1 << int(rng.integers(8))
+    elif edit == "zero_last":
+        r = Reader(bytes(data), "test")  # find lane 0's last word of the first context
+        r.u8(), r.u8(), r.varint()
+        a = r.varint()
+        entropy.get_table(r, a)
+        nw = r.varint()
+        at = r.pos + 4 * nw - 4
+        data[at : at + 4] = bytes(4)
+    elif edit == "cut":
+        data = data[: int(rng.integers(1, len(data)))]
+    elif edit == "swap_lanes":
+        r = Reader(bytes(data), "test")
+        r.u8(), r.u8(), r.varint()
+        a = r.varint()
+        entropy.get_table(r, a)
+        at = r.pos
+        n0 = r.varint()
+        lane0 = bytes(r.raw(4 * n0))
+        n1 = r.varint()
+        lane1 = bytes(r.raw(4 * n1))
+        swapped = Writer()
+        swapped.varint(n1)
+        swapped.raw(lane1)
+        swapped.varint(n0)
+        swapped.raw(lane0)
+        data = data[:at] + bytearray(swapped.getvalue()) + data[r.pos :]
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            try:
+                r = Reader(bytes(data), "test")
+                v = entropy.decode_stream(r, n, True)
+                r.end()
+                got.append(v.tolist())
+            except DecodeError:
+                got.append("DecodeError")
+    assert got[0] == got[1]
+    if edit == "none":
+        assert got[0] == vals.tolist()
+    elif edit == "zero_last":
+        assert got[0] == "DecodeError"
+
+
+def test_streams_with_contexts_stay_in_one_lane_and_refuse_two():
+    """Two lanes are for streams of one context: an encoder codes context streams in one lane
+    (mode 2), and a decoder refuses mode 6 where contexts are expected."""
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.errors import DecodeError
+
+    n = 6000
+    vals = np.arange(n) % 9 - 4
+    ctx = np.arange(n) % 3
+    w = Writer()
+    entropy.encode_stream(w, vals, True, log2t=5, ctx=ctx, n_ctx=3)
+    data = w.getvalue()
+    assert data[0] == 2
+    assert entropy.decode_stream(Reader(data), n, True, ctx=ctx, n_ctx=3).tolist() == vals.tolist()
+    with pytest.raises(DecodeError, match="two-lane stream where contexts"):
+        entropy.decode_stream(Reader(bytes([6]) + data[1:]), n, True, ctx=ctx, n_ctx=3)

@@ -60,10 +60,12 @@ def _dense(v, signed, t=6):
     return w.getvalue()
 
 
-def test_dense_stream_stays_dense():
+@pytest.mark.parametrize("n", [4095, 5000])
+def test_dense_stream_stays_dense(n):
+    """Dense, in one lane (mode 2) below LANES_MIN values and two (mode 6) from there."""
     rng = np.random.default_rng(2)
-    v = rng.integers(-5, 6, 5000)
-    assert _code(v)[0] == 2
+    v = rng.integers(-5, 6, n)
+    assert _code(v)[0] == (6 if n >= 4096 else 2)
     assert np.array_equal(_decode(_code(v), len(v)), v)
 
 

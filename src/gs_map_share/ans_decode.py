@@ -27,16 +27,28 @@ VERDICTS = {
 
 
 def decode_symbols(
-    words: np.ndarray, freq: np.ndarray, m: int, out: np.ndarray | None = None, zigzag: bool = False
+    words: np.ndarray,
+    freq: np.ndarray,
+    m: int,
+    out: np.ndarray | None = None,
+    zigzag: bool = False,
+    split: int | None = None,
 ) -> tuple[np.ndarray, str | None] | None:
     """``m`` symbols (int32, into ``out`` when given) of a stream constriction's ``AnsCoder`` wrote
     with ``Categorical(freq / freq.sum(), perfect=False)``, each mapped ``s → (s >> 1) ^ −(s & 1)``
     with ``zigzag``; and ``None`` or what was wrong with the data (the verdicts constriction gives).
-    ``None`` instead when the compiled decoder is unavailable."""
+    ``split``: two lanes (stream mode 6), ``words[:split]`` coding the even values and
+    ``words[split:]`` the odd ones; the first lane's fault is named. ``None`` instead when the
+    compiled decoder is unavailable."""
     kernels = jit.kernels()
     if kernels is None or len(freq) > kernels.MAX_SYMBOLS:
         return None
     if out is None:
         out = np.empty(m, np.int32)
-    code = kernels.ans_decode(np.ascontiguousarray(words, np.uint32), np.asarray(freq, np.int64), out, zigzag)
-    return out, VERDICTS.get(code)
+    words = np.ascontiguousarray(words, np.uint32)
+    freq = np.asarray(freq, np.int64)
+    if split is None:
+        return out, VERDICTS.get(kernels.ans_decode(words, freq, out, zigzag))
+    status = np.zeros(2, np.int64)
+    kernels.ans_decode_pair(words, split, freq, out, zigzag, status)
+    return out, VERDICTS.get(int(status[0]) or int(status[1]))

@@ -13,13 +13,16 @@ fixed-point "leaky" categorical model (``perfect=False``), so encoder and decode
 
 Layout of one stream (all varints unsigned LEB128)::
 
-    u8 mode           0 = empty, 1 = constant (varint u follows), 2 = coded, 3 = sparse
-    -- mode 2 --
+    u8 mode           0 = empty, 1 = constant (varint u follows), 2 = coded, 3 = sparse,
+                      6 = coded in two lanes
+    -- mode 2 (and 6) --
     u8 log2_T         direct-symbol bound T = 2**log2_T (1..256)
     varint contexts   C
     per context:      varint A (alphabet size, 0 = no values in this context),
                       the frequency table (see :mod:`.tables`),
                       varint n_words, n_words × u32 ANS words
+                      (mode 6, one context only: twice, lane 0 then lane 1; value i of the
+                      stream is coded by lane i % 2, each lane its own ANS coder)
     varint n_bytes, n_bytes mantissa bits (LSB first, values in stream order)
     -- mode 3 (no contexts; mostly-zero streams) --
     varint k          number of non-zero values (1..n)
@@ -40,6 +43,12 @@ from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
 DECODE_BITS_PER_STEP = 1 / 256  # see Stats.best: ≈ 0.1 % of a 4-bit symbol per search step
 _FREQ_TOTAL = 1 << 16  # frequency tables are scaled to at most this total (compact, exact)
 _MAX_ALPHABET = 256 + 64
+# streams of one context at least this long are coded in two lanes (mode 6): the decoder runs
+# the two coders' dependency chains side by side, ~1.8× faster, for one more state flush (≤ 8
+# bytes). Streams of several contexts gain nothing from it: their decoder's states live in memory
+# and consecutive values mostly belong to different coders already (measured: 5.7 → 6.0 ms on
+# guitar's nine context streams)
+LANES_MIN = 4096
 
 
 def zigzag(v: np.ndarray) -> np.ndarray:
@@ -270,10 +279,11 @@ def encode_stream(
         sym, nb, mant = u, None, None
     else:
         sym, _, nb, mant = _symbols(u, log2t)
-    w.u8(2)
-    w.u8(log2t)
     if ctx is None:
         n_ctx = 1
+    lanes = 2 if n >= LANES_MIN and n_ctx == 1 else 1
+    w.u8(6 if lanes == 2 else 2)
+    w.u8(log2t)
     w.varint(n_ctx)
     if n_ctx == 1:
         order, bounds = None, np.array([0, n])
@@ -289,11 +299,14 @@ def encode_stream(
             freq = np.append(freq, 0)
         w.varint(len(freq))
         freq = put_table(w, freq, len(s))
-        coder = constriction.stream.stack.AnsCoder()
-        coder.encode_reverse(s.astype(np.int32), _model(freq))
-        words = coder.get_compressed()
-        w.varint(len(words))
-        w.raw(words.astype("<u4").tobytes())
+        model = _model(freq)
+        for lane in range(lanes):
+            part = s if lanes == 1 else s[lane::2]
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(part.astype(np.int32), model)
+            words = coder.get_compressed()
+            w.varint(len(words))
+            w.raw(words.astype("<u4").tobytes())
     w.blob(b"" if nb is None or mant is None else pack_bits(mant, nb))  # both None or neither
 
 
@@ -476,8 +489,11 @@ def _decode(
         if nested or ctx is not None:
             raise r.fail("sparse stream not allowed here")
         return _decode_sparse(r, n, signed, int32, out if zeroed else None, limit)
-    if mode != 2:
+    if mode not in (2, 6):
         raise r.fail(f"unknown stream mode {mode}")
+    lanes = 2 if mode == 6 else 1
+    if lanes == 2 and ctx is not None and n_ctx > 1:
+        raise r.fail("two-lane stream where contexts are expected")
     if n == 0:
         raise r.fail("coded stream where no values are expected")
     log2t = r.u8()
@@ -490,7 +506,7 @@ def _decode(
     if c_count != n_ctx:
         raise r.fail(f"stream has {c_count} contexts, expected {n_ctx}")
     counts = [n] if n_ctx == 1 else _counts(ctx, n_ctx)
-    tables = []  # (context, values, frequencies, ANS words) of the contexts that have values
+    tables = []  # (context, values, frequencies, [ANS words of each lane]) of the contexts that have values
     max_a = 0
     for c in range(n_ctx):
         m = int(counts[c])
@@ -503,8 +519,10 @@ def _decode(
             raise r.fail("alphabet of one symbol")
         max_a = max(max_a, a)
         freq = get_table(r, a)
-        nw = r.varint(r.remaining // 4)
-        words = np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32)
+        words = []
+        for _ in range(lanes):
+            nw = r.varint(r.remaining // 4)
+            words.append(np.frombuffer(r.raw(4 * nw), "<u4").astype(np.uint32))
         if m == 0:
             raise r.fail(f"context {c} has a table but no values")
         tables.append((c, m, freq, words))
@@ -540,7 +558,7 @@ def _ans_decode_contexts(
         raw = np.ascontiguousarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)
         words = [np.zeros(0, np.uint32)] * n_ctx
         freqs = [np.zeros(0, np.int64)] * n_ctx
-        for c, _, freq, w in tables:
+        for c, _, freq, (w,) in tables:
             words[c], freqs[c] = w, freq
         status = np.zeros(n_ctx, np.int64)
         kernels.ans_decode_contexts(
@@ -558,30 +576,40 @@ def _ans_decode_contexts(
             raise r.fail(ans_decode.VERDICTS[int(status[bad[0]])])
         return sym
     order, bounds = _group(ctx, n_ctx)
-    for c, m, freq, w in tables:
-        sym[order[bounds[c] : bounds[c + 1]]] = _ans_decode(r, w, freq, m, zigzag=zigzag)
+    for c, m, freq, words in tables:
+        sym[order[bounds[c] : bounds[c + 1]]] = _ans_decode(r, words, freq, m, zigzag=zigzag)
     return sym
 
 
 def _ans_decode(
     r: Reader,
-    words: np.ndarray,
+    words: list,
     freq: np.ndarray,
     m: int,
     out: np.ndarray | None = None,
     zigzag: bool = False,
 ) -> np.ndarray:
-    """``m`` symbols (int32) of one context's ANS words, into ``out`` if given, unzigzagged with
-    ``zigzag``: the compiled table-driven decoder when numba is there (:mod:`.ans_decode`, same
-    symbols and verdicts), else constriction's own."""
-    fast = ans_decode.decode_symbols(words, freq, m, out, zigzag)
+    """``m`` symbols (int32) of one context's ANS words (one array per lane: with two, lane 0
+    codes the even values), into ``out`` if given, unzigzagged with ``zigzag``: the compiled
+    table-driven decoder when numba is there (:mod:`.ans_decode`, same symbols and verdicts),
+    else constriction's own."""
+    if len(words) == 2:
+        split = len(words[0])
+        fast = ans_decode.decode_symbols(np.concatenate(words), freq, m, out, zigzag, split=split)
+        if fast is None:  # constriction, lane by lane
+            s = out if out is not None else np.empty(m, np.int32)
+            s[0::2] = _ans_decode(r, words[:1], freq, (m + 1) // 2, zigzag=zigzag)
+            s[1::2] = _ans_decode(r, words[1:], freq, m // 2, zigzag=zigzag)
+            return s
+    else:
+        fast = ans_decode.decode_symbols(words[0], freq, m, out, zigzag)
     if fast is not None:
         s, err = fast
         if err is not None:
             raise r.fail(err)
         return s
     try:
-        coder = constriction.stream.stack.AnsCoder(words)
+        coder = constriction.stream.stack.AnsCoder(words[0])
         s = coder.decode(_model(freq), m)
         ok = coder.is_empty()
     except (ValueError, RuntimeError, OverflowError) as exc:

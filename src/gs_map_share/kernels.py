@@ -113,11 +113,49 @@ def ans_decode(words, freq, out, zigzag):
         return 2
     for i in range(len(out)):
         s, state = _step(state, cdf, lut)
-        if state < _LOW and pos > 0:
+        if state < _LOW and pos > 0:  # take the next word (from the end) when the state ran low
             pos -= 1
             state = (state << np.uint64(32)) | np.uint64(words[pos])
         out[i] = (s >> 1) ^ -(s & 1) if zigzag else s
     return 0 if state == 0 else 1
+
+
+@njit(cache=True, nogil=True)
+def ans_decode_pair(words, split, freq, out, zigzag, status):
+    """Two lanes (stream mode 6, one context): value i comes from lane i % 2, lane 0's words
+    ``words[:split]``, lane 1's ``words[split:]``, one table. The two states' chains are
+    independent, so the processor overlaps them (~1.8× :func:`ans_decode`; the refills are
+    written out: a helper returning (state, pos), even inlined, made it as slow as one lane).
+    ``status[l]`` as :func:`ans_decode`'s return, per lane."""
+    cdf = quantized_cdf(freq)
+    lut = np.empty(1 << LUT_BITS, np.uint64)
+    _lookup_table(cdf, lut)
+    s0, p0, z0 = _initial_state(words, 0, split)
+    s1, p1, z1 = _initial_state(words, split, len(words))
+    status[0] = 2 if z0 else 0
+    status[1] = 2 if z1 else 0
+    if z0 or z1:
+        return
+    n = len(out)
+    for i in range(0, n - 1, 2):
+        a, s0 = _step(s0, cdf, lut)
+        b, s1 = _step(s1, cdf, lut)
+        if s0 < _LOW and p0 > 0:
+            p0 -= 1
+            s0 = (s0 << np.uint64(32)) | np.uint64(words[p0])
+        if s1 < _LOW and p1 > split:
+            p1 -= 1
+            s1 = (s1 << np.uint64(32)) | np.uint64(words[p1])
+        out[i] = (a >> 1) ^ -(a & 1) if zigzag else a
+        out[i + 1] = (b >> 1) ^ -(b & 1) if zigzag else b
+    if n & 1:
+        a, s0 = _step(s0, cdf, lut)
+        if s0 < _LOW and p0 > 0:
+            p0 -= 1
+            s0 = (s0 << np.uint64(32)) | np.uint64(words[p0])
+        out[n - 1] = (a >> 1) ^ -(a & 1) if zigzag else a
+    status[0] = 0 if s0 == 0 else 1
+    status[1] = 0 if s1 == 0 else 1
 
 
 @njit(cache=True, nogil=True)
