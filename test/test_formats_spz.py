@@ -130,7 +130,8 @@ def test_lying_point_counts_allocate_nothing():
     legacy = struct.pack("<IIIBBBB", 0x5053474E, 2, (1 << 31), 0, 12, 0, 0)
     with pytest.raises(MapError, match="point count"):
         read_spz(gzip.compress(legacy))
-    # a gzip bomb (10 MB of zeros behind a 1000-point header) inflates only the 1000 points' bytes
+    # a gzip bomb (10 MB of zeros behind a 1000-point header) keeps only the 1000 points' bytes: the
+    # rest is inflated to the CRC in bounded chunks and discarded (more than MAX_TRAILER: refused)
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
     bomb = (
         z.compress(struct.pack("<IIIBBBB", 0x5053474E, 2, 1000, 0, 12, 0, 0) + bytes(10_000_000)) + z.flush()

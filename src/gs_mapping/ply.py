@@ -8,12 +8,13 @@ expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest``
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
-``level``, SH degree 0–3; other elements are skipped, a mesh's faces (list properties) too. A 2D
-Gaussian splatting scene (no ``scale_2``: flat discs) gets the thinnest third scale.
-Without ``id`` the map's ids are implicit (1..N in file order,
-:attr:`GaussianMap.ids_implicit`). Non-finite values follow
-:func:`gs_mapping.gaussians.clamp_nonfinite`. :func:`read_elements` is the generic parser the other
-PLY-based formats (PlayCanvas compressed PLY) use.
+``level``, SH degree 0–3; other elements are skipped, a mesh's faces (list properties) too (in a
+binary file only after the vertices: their rows vary in size). A 2D Gaussian splatting scene (no
+``scale_2``: flat discs) gets the thinnest third scale. Without ``id`` the map's ids are implicit
+(1..N in file order, :attr:`GaussianMap.ids_implicit`). Non-finite values follow
+:func:`gs_mapping.gaussians.clamp_nonfinite` (a double beyond float32's range counts as ±inf).
+:func:`read_elements` is the generic parser the other PLY-based formats (PlayCanvas compressed PLY)
+use.
 
 Writes are atomic (temp file + rename); loads are validated (header, sizes, finite values).
 """
@@ -55,7 +56,8 @@ _LIST = "list"  # a list property's type (its element is skipped, see _sized)
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _MAX_HEADER = 64 * 1024
-_HEADER_END = re.compile(rb"\r?\nend_header\r?\n")
+_MAGIC = re.compile(rb"ply[ \t]*\r?\n")
+_HEADER_END = re.compile(rb"\r?\nend_header[ \t]*\r?\n")  # trailing blanks: some writers leave them
 
 
 def _property_names(num_sh: int) -> list[str]:
@@ -119,7 +121,7 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     comment lines. Every size is checked against the bytes present before any view is made."""
     # header lines end in "\n", or "\r\n" from some Windows tools
     m = _HEADER_END.search(raw, 0, _MAX_HEADER)
-    if not (raw.startswith(b"ply\n") or raw.startswith(b"ply\r\n")) or m is None:
+    if not _MAGIC.match(raw) or m is None:
         raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first 64 kB)")
     end = m.start()
     lines = raw[:end].decode("ascii", errors="replace").splitlines()
@@ -159,8 +161,15 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     if fmt not in ("binary_little_endian", "binary_big_endian"):
         raise MapError(f"{path}: format {fmt!r} not supported (ascii, binary little- or big-endian)")
     order = "<" if fmt == "binary_little_endian" else ">"
+    sized = _sized(elements)
+    if any(e[0] == "vertex" for e in elements[len(sized) :]):  # its offset depends on the list rows
+        name, count, _ = elements[len(sized)]
+        raise MapError(
+            f"{path}: element {name!r} (list properties, {count} rows) before 'vertex' is not "
+            f"supported in a binary PLY (write the vertices first)"
+        )
     out = {}
-    for name, count, props in _sized(elements):
+    for name, count, props in sized:
         dtype = np.dtype([(n, order + t.lstrip("<")) for n, t in props])
         need = count * dtype.itemsize
         if offset + need > len(raw):
@@ -174,15 +183,16 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     return out, comments
 
 
-def _sized(elements: list) -> list:
-    """The elements before the first one with a list property (rows of varying size: a mesh's
-    faces, which no splat format needs); one without rows is no obstacle and is left out."""
+def _sized(elements: list, ascii: bool = False) -> list:
+    """The elements whose rows we can locate, one with a list property (a mesh's faces, which no
+    splat format needs) given no properties, so its rows are skipped. ASCII: all of them (a row is
+    a line). Binary: those before the first list element with rows (rows of varying size)."""
     out = []
     for name, count, props in elements:
         if any(t == _LIST for _, t in props):
-            if count:
+            if count and not ascii:
                 break
-            continue
+            props = []
         out.append((name, count, props))
     return out
 
@@ -196,7 +206,7 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
     except UnicodeDecodeError:
         raise MapError(f"{path}: ASCII PLY with non-ASCII bytes in its data") from None
     out, start = {}, 0
-    for name, count, props in _sized(elements):
+    for name, count, props in _sized(elements, ascii=True):
         if start + count > len(lines):
             raise MapError(
                 f"{path}: truncated: element {name!r} declares {count} rows but only "
@@ -206,6 +216,9 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
         if not props:
             continue
         dtype = np.dtype([(n, t.lstrip("<")) for n, t in props])
+        if not count:  # np.loadtxt would warn that its input holds no data
+            out[name] = np.empty(0, dtype)
+            continue
         try:
             data = np.loadtxt(rows, dtype=dtype, ndmin=1, comments=None)
         except (ValueError, OverflowError, TypeError) as exc:
@@ -267,6 +280,9 @@ def warn_if_antialiased(comments: list[str], path) -> None:
         warn_antialiased(path)
 
 
+# A double beyond float32's range becomes ±inf (and a NaN stays NaN) in the float32 map, then
+# follows the ±inf rule of clamp_nonfinite like an infinity in the file: no numpy warning lines.
+@np.errstate(over="ignore", invalid="ignore")
 def from_ply_elements(
     elements: dict, comments: list[str], path, tile_size: float | None = None
 ) -> GaussianMap:

@@ -116,8 +116,8 @@ def save_splats(
     if kind == "ply":
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
         return path.stat().st_size
-    if kind == "splat" and gmap.sh_degree:
-        log.warning(f"{path}: .splat holds the DC colour only: SH degree {gmap.sh_degree} is dropped")
     data = write_spz(gmap, spz_version) if kind == "spz" else write_splat(gmap)
+    if kind == "splat" and gmap.sh_degree:  # after writing: a refused scene gets its error line only
+        log.warning(f"{path}: .splat holds the DC colour only: SH degree {gmap.sh_degree} is dropped")
     write_bytes(path, data, overwrite=overwrite, inputs=inputs)
     return len(data)

@@ -16,7 +16,8 @@ mostly absorbs (under 1° on the test scene). Non-finite values follow the suite
 scale is a −inf log-scale, clamped; a negative scale or a zero rotation is refused.
 
 Writing orders the Gaussians as ``convert.py`` does (largest ``volume × opacity`` first, so a
-viewer that streams the file draws the big ones first) and rounds to the nearest byte.
+viewer that streams the file draws the big ones first) and rounds to the nearest byte. A linear
+scale beyond float32 (log-scale above ~88.7) is written as the largest float32, not +inf.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..ply import unit_rotations
 
 RECORD = np.dtype([("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 MAX_POINTS = 1 << 28
+_LOG_F32_MAX = np.log(np.float64(np.finfo(np.float32).max))  # exp() of it rounds to float32 max
 
 
 def read_splat(data: bytes, source: str = "splat") -> GaussianMap:
@@ -74,13 +76,17 @@ def write_splat(gmap: GaussianMap) -> bytes:
     if n == 0:
         raise MapError(".splat cannot hold an empty scene (a file of no records is not read back)")
     ls = gmap.log_scales.astype(np.float64)
-    alpha = 1.0 / (1.0 + np.exp(-gmap.opacity_logits.astype(np.float64)))
-    order = np.argsort(-np.exp(ls.sum(axis=1)) * alpha, kind="stable")
+    log_alpha = -np.logaddexp(0.0, -gmap.opacity_logits.astype(np.float64))  # log sigmoid, no overflow
+    alpha = np.exp(log_alpha)
+    # volume × opacity compared in log space: exp of a large log-scale sum would overflow
+    order = np.argsort(-(ls.sum(axis=1) + log_alpha), kind="stable")
     q = gmap.quats.astype(np.float64)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     rec = np.zeros(n, RECORD)
     rec["pos"] = gmap.means
-    rec["scale"] = np.exp(ls)
+    # a log-scale above ln(float32 max) ≈ 88.7 (finite, but no float32 scale) becomes the largest
+    # float32 instead of +inf, which no reader (ours included) accepts
+    rec["scale"] = np.exp(np.minimum(ls, _LOG_F32_MAX))
     rec["rgba"][:, :3] = _byte((0.5 + SH_C0 * gmap.sh[:, 0, :].astype(np.float64)) * 255.0)
     rec["rgba"][:, 3] = _byte(alpha * 255.0)
     rec["rot"] = _byte(q[:, [3, 0, 1, 2]] * 128.0 + 128.0)

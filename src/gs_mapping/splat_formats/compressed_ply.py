@@ -32,7 +32,9 @@ def _unorm(v: np.ndarray, shift: int, bits: int) -> np.ndarray:
 
 
 def _lerp(lo, hi, t):
-    return lo * (1 - t) + hi * t
+    # exactly the bound at t = 0 or 1, an infinite one too (inf · 0 is NaN): a chunk's −inf
+    # log-scale bound then reads as −inf and is clamped by the ±inf rule, as in a standard PLY
+    return np.where(t == 0, lo, np.where(t == 1, hi, lo * (1 - t) + hi * t))
 
 
 def load_compressed_ply(path) -> GaussianMap:
@@ -40,6 +42,9 @@ def load_compressed_ply(path) -> GaussianMap:
     return from_elements(elements, str(path))
 
 
+# Infinite chunk bounds give ±inf and NaN between them (refused or clamped by clamp_nonfinite, in
+# one line): numpy's overflow and invalid-value warnings would be extra lines.
+@np.errstate(over="ignore", invalid="ignore")
 def from_elements(elements: dict, source: str) -> GaussianMap:
     if "chunk" not in elements or "vertex" not in elements:
         raise MapError(f"{source}: compressed PLY without 'chunk' and 'vertex' elements")
@@ -56,8 +61,8 @@ def from_elements(elements: dict, source: str) -> GaussianMap:
         raise MapError(f"{source}: {len(chunk)} chunk rows for {n} Gaussians (need one per {CHUNK})")
     ci = np.arange(n) // CHUNK
     c = {name: chunk[name].astype(np.float64)[ci] for name in chunk.dtype.names}
-    with np.errstate(invalid="ignore"):  # a tool that wrote floats here: garbage in, no exception
-        pp, pr, ps, pc = (np.nan_to_num(vert[p]).astype(np.uint32) for p in need)
+    # a tool that wrote floats here: garbage in, no exception
+    pp, pr, ps, pc = (np.nan_to_num(vert[p]).astype(np.uint32) for p in need)
     means = np.stack(
         [
             _lerp(c["min_x"], c["max_x"], _unorm(pp, 21, 11)),

@@ -47,10 +47,12 @@ class _Files:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.zip = None
+        self.meta = "meta.json"
+        self.prefix = ""  # a zip of the SOG's folder: its files sit under "<folder>/"
         if path.is_dir():
             self.dir = path
-        elif path.name == "meta.json":
-            self.dir = path.parent
+        elif path.name.lower() == "meta.json":  # its name as given (META.JSON on a case-sensitive disk)
+            self.dir, self.meta = path.parent, path.name
         else:
             try:
                 self.zip = zipfile.ZipFile(path)
@@ -58,24 +60,29 @@ class _Files:
                 raise MapError(
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
                 ) from None
+            names = self.zip.namelist()
+            nested = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
+            if "meta.json" not in names and len(nested) == 1:
+                self.prefix = nested[0][: -len("meta.json")]
 
     def read(self, name: str, limit: int) -> bytes:
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise MapError(f"{self.path}: SOG names an invalid file {str(name)[:60]!r}")
         try:
             if self.zip is not None:
-                info = self.zip.getinfo(name)
+                info = self.zip.getinfo(self.prefix + name)
                 if info.file_size > limit:
                     raise MapError(
                         f"{self.path}: SOG member {name} is {info.file_size} bytes (limit {limit})"
                     )
-                return self.zip.read(name)
+                return self.zip.read(info)
             f = self.dir / name
             if f.stat().st_size > limit:
                 raise MapError(f"{self.path}: SOG file {name} is {f.stat().st_size} bytes (limit {limit})")
             return f.read_bytes()
         except KeyError:
-            raise MapError(f"{self.path}: SOG file {name} missing") from None
+            where = " (at the top of the zip or in its one folder)" if self.zip is not None else ""
+            raise MapError(f"{self.path}: SOG file {name} missing{where}") from None
         except (
             OSError,
             zipfile.BadZipFile,
@@ -121,36 +128,50 @@ def _section(meta: dict, key: str, path, n_files: int = 1) -> dict:
     return v
 
 
+def _int(v) -> bool:
+    """A JSON integer: JSON's true and false load as bools, which Python counts as ints."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _floats(v, n: int, what: str, path) -> np.ndarray:
+    """``n`` finite JSON numbers (a list, or a bare number for n = 1) as float64."""
+    items = v if isinstance(v, list) else [v]
+    if len(items) != n or not all(_int(x) or isinstance(x, float) for x in items):
+        raise MapError(f"{path}: SOG {what} must be {n} finite numbers")
     try:
-        a = np.asarray(v, np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise MapError(f"{path}: SOG {what} is not a list of numbers") from None
-    if len(a) != n or not np.all(np.isfinite(a)):
+        a = np.array([float(x) for x in items])
+    except OverflowError:  # an integer literal beyond float64 (10**400)
+        a = np.array([np.inf])
+    if not np.all(np.isfinite(a)):
         raise MapError(f"{path}: SOG {what} must be {n} finite numbers")
     return a
 
 
+# Values beyond float32 (a huge codebook entry or range) become ±inf and NaN on the way, which
+# clamp_nonfinite then clamps or refuses in one line: numpy's overflow warnings would be extra lines.
+@np.errstate(over="ignore", invalid="ignore")
 def load_sog(path) -> GaussianMap:
     path = Path(path)
     files = _Files(path)
     try:
-        meta = json.loads(files.read("meta.json", MAX_META))
+        meta = json.loads(files.read(files.meta, MAX_META))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MapError(f"{path}: SOG meta.json is not JSON ({exc})") from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise MapError(f"{path}: SOG meta.json nests too deeply to be a SOG's") from None
     if not isinstance(meta, dict):
         raise MapError(f"{path}: SOG meta.json is not an object")
     version = meta.get("version", 1)
     if meta.get("model") == "antialiased":
         warn_antialiased(path)
+    if not _int(version) or version not in (1, 2):
+        raise MapError(f"{path}: SOG version {version!r} not supported (1 or 2)")
     if version == 2:
         count = meta.get("count")
-    elif version == 1:
+    else:
         shape = _section(meta, "means", path).get("shape")
         count = shape[0] if isinstance(shape, list) and shape else None
-    else:
-        raise MapError(f"{path}: SOG version {version!r} not supported (1 or 2)")
-    if not isinstance(count, int) or not 0 < count <= MAX_POINTS:
+    if not _int(count) or not 0 < count <= MAX_POINTS:
         raise MapError(f"{path}: SOG Gaussian count {count!r} out of range (1..{MAX_POINTS})")
     n = count
     means_m = _section(meta, "means", path, 2)
@@ -193,8 +214,10 @@ def load_sog(path) -> GaussianMap:
         dc, opacity = t[:, :3], t[:, 3]
 
     k, rest = 1, None
-    shn = meta.get("shN")
-    if isinstance(shn, dict):
+    shn = meta.get("shN")  # null or absent: no SH beyond the DC term (as PlayCanvas' reader)
+    if shn is not None:
+        if not isinstance(shn, dict):
+            raise MapError(f"{path}: SOG shN entry is not an object")
         rest, k = _sh_rest(files, shn, n, version, path)
     sh = np.zeros((n, k, 3), np.float32)
     sh[:, 0] = dc
@@ -218,18 +241,17 @@ def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.n
         raise MapError(f"{path}: SOG shN entry lacks its two files")
     if version == 2:
         bands = shn.get("bands")
-        if bands not in (1, 2, 3):
+        if not _int(bands) or bands not in (1, 2, 3):
             raise MapError(f"{path}: SOG shN.bands {bands!r} not in 1..3")
         coeffs = _SH_COEFFS[bands]
         palette = shn.get("count")
-        if not isinstance(palette, int) or not 0 < palette <= 65536:
+        if not _int(palette) or not 0 < palette <= 65536:
             raise MapError(f"{path}: SOG shN.count {palette!r} not in 1..65536")
         book = _floats(shn.get("codebook"), 256, "shN.codebook", path)
         cen = _image(files, shn["files"][0], 0, width=64 * coeffs)
     else:
-        lo, hi = shn.get("mins"), shn.get("maxs")
-        if not all(isinstance(x, (int, float)) and np.isfinite(x) for x in (lo, hi)):
-            raise MapError(f"{path}: SOG shN.mins/maxs must be numbers")
+        lo = _floats(shn.get("mins"), 1, "shN.mins", path)
+        hi = _floats(shn.get("maxs"), 1, "shN.maxs", path)
         book = lo + (hi - lo) * (np.arange(256) / 255.0)
         cen = _image(files, shn["files"][0], 0, widths=(192, 512, 960))
         coeffs = {192: 3, 512: 8, 960: 15}[cen.shape[1]]
@@ -239,8 +261,11 @@ def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.n
     rows = cen.shape[0]
     palette = min(palette, rows * 64)
     ent = cen[..., :3].reshape(rows * 64, coeffs, 3)[:palette]
-    values = book[ent]  # (palette, coeffs, 3)
-    ok = labels < palette
-    rest = np.zeros((n, coeffs, 3), np.float32)
-    rest[ok] = values[labels[ok]]
-    return rest, coeffs + 1
+    beyond = labels >= palette  # a lying count or labels: refused, not read as zero SH
+    if beyond.any():
+        row = int(np.flatnonzero(beyond)[0])
+        raise MapError(
+            f"{path}: SOG shN label {labels[row]} of Gaussian {row} is beyond the palette's {palette} entries"
+        )
+    values = book[ent].astype(np.float32)  # (palette, coeffs, 3)
+    return values[labels], coeffs + 1

@@ -33,7 +33,9 @@ flag is not), are logged as warnings.
 
 Reading never trusts the header: the point count is bounded by the file size (as in the reference
 reader: at most 1024 × bytes / 9 points) and by ``MAX_POINTS``, every stream's size must match what
-the header implies, and decompression stops at that size.
+the header implies, and decompression stops at that size (the gzip framing then runs on to its CRC,
+in bounded chunks that are discarded). An empty scene cannot be written: Niantic's reader refuses a
+point count of 0, and so do we.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ LATEST = 4
 FLAG_ANTIALIASED = 1
 log = logging.getLogger(__name__)
 MAX_POINTS = 1 << 26
+MAX_TRAILER = 1 << 26  # bytes we inflate (and discard) after the arrays of a gzip SPZ: extensions
 COLOR_SCALE = np.float32(0.15)
 SQRT1_2 = np.float32(0.70710678118654752)
 ZSTD_LEVEL = 12
@@ -131,12 +134,16 @@ def pack_attributes(gmap: GaussianMap, version: int = LATEST, fractional_bits: i
     n = len(gmap)
     if version not in (2, 3, 4):
         raise MapError(f"SPZ version must be 2, 3 or 4 for writing, got {version}")
+    if n == 0:  # a file of 0 points is refused by Niantic's reader (and ours): never write one
+        raise MapError("SPZ cannot hold an empty scene (SPZ readers refuse a point count of 0)")
     if n > MAX_POINTS:
         raise MapError(f"SPZ: at most {MAX_POINTS} points, the map has {n}")
     if not 0 <= fractional_bits <= 23:
         raise MapError(f"SPZ fractional bits must be 0..23, got {fractional_bits}")
-    fixed = _round_away((gmap.means.astype(_F) * _F(1 << fractional_bits)).astype(_F))
-    ext = float(np.abs(fixed).max()) if n else 0.0
+    # float64: scaling by a power of two is exact in either width, but float32 overflows (with a
+    # warning) for a position near its maximum, which is refused just below
+    fixed = _round_away(gmap.means.astype(np.float64) * (1 << fractional_bits))
+    ext = float(np.abs(fixed).max())
     if ext >= (1 << 23):
         raise MapError(
             f"a Gaussian lies {ext / (1 << fractional_bits):.1f} units from the origin, beyond SPZ's "
@@ -144,9 +151,12 @@ def pack_attributes(gmap: GaussianMap, version: int = LATEST, fractional_bits: i
             f"wrap); use fewer fractional bits"
         )
     pos = fixed.astype(np.int32).astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
-    alpha = _u8((_F(1) / (_F(1) + np.exp(-gmap.opacity_logits.astype(_F)))).astype(_F) * _F(255.0))
-    colors = _u8((gmap.sh[:, 0, :].astype(_F) * (COLOR_SCALE * _F(255.0)) + _F(127.5)).astype(_F))
-    scales = _u8(((gmap.log_scales.astype(_F) + _F(10.0)).astype(_F) * _F(16.0)).astype(_F))
+    # float32 as the reference: a huge finite value overflows to ±inf as in C and saturates at 0 or
+    # 255 (exp(−logit) = inf is alpha 0), the bytes the reference writes; no warning for it
+    with np.errstate(over="ignore"):
+        alpha = _u8((_F(1) / (_F(1) + np.exp(-gmap.opacity_logits.astype(_F)))).astype(_F) * _F(255.0))
+        colors = _u8((gmap.sh[:, 0, :].astype(_F) * (COLOR_SCALE * _F(255.0)) + _F(127.5)).astype(_F))
+        scales = _u8(((gmap.log_scales.astype(_F) + _F(10.0)).astype(_F) * _F(16.0)).astype(_F))
     if version >= 3:
         rots = _pack_smallest_three(gmap.quats)
     else:
@@ -212,11 +222,30 @@ def read_spz(data: bytes, source: str = "spz") -> GaussianMap:
         raise MapError(f"{source}: corrupt gzip data ({exc})") from None
     if len(body) != sum(sizes):
         raise MapError(f"{source}: {len(body)} bytes of SPZ data, {sum(sizes)} expected for {n} points")
+    _finish_gzip(d, source)
     parts, o = [], 0
     for s in sizes:
         parts.append(body[o : o + s])
         o += s
     return _unpack(parts, version, n, deg, fb, flags, source)
+
+
+def _finish_gzip(d, source: str) -> None:
+    """Inflate what follows the arrays (version 3 extensions, or nothing) to the end of the gzip
+    stream, a bounded chunk at a time and discarded: only there does zlib check the CRC and length,
+    so a flipped bit in the arrays is an error instead of wrong values. Bytes after the gzip stream
+    are ignored, as by the reference reader."""
+    extra = 0
+    try:
+        while not d.eof:
+            chunk = d.decompress(d.unconsumed_tail, 1 << 20)
+            if not chunk and not d.unconsumed_tail and not d.eof:
+                raise MapError(f"{source}: truncated gzip stream (it ends before its CRC)")
+            extra += len(chunk)
+            if extra > MAX_TRAILER:  # a bomb behind valid arrays: stop instead of inflating on
+                raise MapError(f"{source}: more than {MAX_TRAILER} bytes after the SPZ arrays")
+    except zlib.error as exc:  # a CRC or length mismatch, or corrupt deflate data
+        raise MapError(f"{source}: corrupt gzip data ({exc})") from None
 
 
 def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
@@ -228,8 +257,10 @@ def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
         raise MapError(f"{source}: SPZ SH degree {deg} not supported (0..4)")
     if fb > 23:
         raise MapError(f"{source}: SPZ fractional bits {fb} out of range (0..23)")
+    if n == 0:  # as the reference reader: an SPZ holds at least one point
+        raise MapError(f"{source}: SPZ point count 0 (an empty scene, which SPZ does not allow)")
     # the reference reader's bound: streams compress at most 1024:1, positions take ≥ 9 bytes/point
-    if n == 0 or n > MAX_POINTS or n > size * 1024 // 6:
+    if n > MAX_POINTS or n > size * 1024 // 6:
         raise MapError(f"{source}: SPZ point count {n} impossible for a {size}-byte file (max {MAX_POINTS})")
 
 

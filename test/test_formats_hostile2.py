@@ -1,0 +1,347 @@
+"""Hostile files a review found reading wrongly or loudly: each is read right, or refused with one
+MapError naming what was wrong, without a numpy warning on the way (warnings are errors here)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import plyfile
+import pytest
+from synthetic_maps import synthetic_map
+
+from gs_mapping.cli import main
+from gs_mapping.errors import MapError
+from gs_mapping.gaussians import OPACITY_LOGIT_LIMIT
+from gs_mapping.ply import load_ply, save_ply, to_structured
+from gs_mapping.splat_formats import load_splats, spz
+from gs_mapping.splat_formats.antimatter_splat import read_splat
+from gs_mapping.splat_formats.spz import read_spz, write_spz
+
+FIXTURES = Path(__file__).parent / "data" / "splat_formats"
+pytestmark = [
+    pytest.mark.filterwarnings("error::RuntimeWarning"),
+    pytest.mark.filterwarnings("error::UserWarning"),
+]
+
+
+def _refused(path, match: str) -> str:
+    with pytest.raises(MapError, match=match) as exc:
+        load_splats(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and Path(path).name in msg, msg
+    return msg
+
+
+# --- SPZ ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_spz_gzip_crc_and_length_are_checked(version):
+    """The arrays end before the gzip trailer: the reader inflates on to it, so a damaged CRC, a
+    wrong length or a missing trailer is an error, not a quietly different scene."""
+    data = write_spz(synthetic_map(200, 1, seed=1), version)
+    assert len(read_spz(data)) == 200
+    for at, what in ((-8, "incorrect data check"), (-3, "incorrect length check")):
+        bad = bytearray(data)
+        bad[at] ^= 0xFF
+        with pytest.raises(MapError, match=what):
+            read_spz(bytes(bad), "bad.spz")
+    with pytest.raises(MapError, match="truncated gzip"):
+        read_spz(data[:-5])
+    assert len(read_spz(data + b"\0" * 10)) == 200  # bytes after the gzip stream: ignored (as the reference)
+
+
+def test_spz_extensions_are_skipped_and_a_bomb_behind_them_stops(monkeypatch):
+    """Version 3 extension data after the arrays (flag 2) is inflated and discarded; more than
+    MAX_TRAILER bytes of it is refused instead of inflated without end."""
+    g = synthetic_map(50, 0, seed=2)
+    raw = bytearray(gzip.decompress(write_spz(g, 3)))
+    raw[14] |= 2
+    ext = gzip.compress(bytes(raw) + b"EXT" * 5000)
+    assert read_spz(ext).equals(read_spz(write_spz(g, 3)))
+    monkeypatch.setattr(spz, "MAX_TRAILER", 1000)
+    with pytest.raises(MapError, match="more than 1000 bytes after the SPZ arrays"):
+        read_spz(ext)
+
+
+def test_spz_reference_file_with_a_flipped_byte(spz_reference):
+    for v in (2, 3):
+        raw = bytearray((spz_reference / f"guitar_v{v}.spz").read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        with pytest.raises(MapError, match="corrupt gzip data"):
+            read_spz(bytes(raw))
+
+
+def test_spz_holds_no_empty_scene(tmp_path):
+    """Niantic's reader refuses a point count of 0 (both framings), so we write no such file (one
+    line instead) and read none with a message that says why."""
+    g = synthetic_map(10, 0, seed=3)
+    empty = g.subset(np.zeros(len(g), bool))
+    for v in (2, 3, 4):
+        with pytest.raises(MapError, match="empty scene"):
+            write_spz(empty, v)
+    save_ply(empty, tmp_path / "e.ply")
+    assert main(["convert", str(tmp_path / "e.ply"), str(tmp_path / "e.spz")]) == 2
+    assert not (tmp_path / "e.spz").exists()
+    legacy = gzip.compress(struct.pack("<IIIBBBB", spz.MAGIC, 2, 0, 0, 12, 0, 0))
+    ngsp = struct.pack("<IIIBBBBI12x", spz.MAGIC, 4, 0, 0, 12, 0, 0, 32)
+    for data in (legacy, ngsp):
+        with pytest.raises(MapError, match="point count 0"):
+            read_spz(data)
+
+
+def test_empty_scene_to_splat_or_spz_is_one_error_line(tmp_path, caplog):
+    """An empty scene with SH is refused by both writers with nothing but the error (no 'SH degree
+    dropped' warning first), and no output file."""
+    g = synthetic_map(5, 1, seed=3)
+    save_ply(g.subset(np.zeros(5, bool)), tmp_path / "e.ply")
+    for out in ("e.splat", "e.spz"):
+        caplog.clear()
+        assert main(["convert", str(tmp_path / "e.ply"), str(tmp_path / out)]) == 2
+        assert not (tmp_path / out).exists() and "SH degree" not in caplog.text
+
+
+def test_spz_writer_saturates_huge_values_without_warnings():
+    """Huge finite values saturate at the byte range as in the reference's float32 (no overflow
+    warning); a position beyond SPZ's range is one MapError."""
+    g = synthetic_map(6, 0, seed=4)
+    g.opacity_logits[0], g.sh[1, 0, :], g.log_scales[2, :] = -1e38, 1e38, 1e38
+    h = read_spz(write_spz(g, 4))
+    assert h.opacity_logits[0] == -OPACITY_LOGIT_LIMIT
+    assert np.allclose(h.sh[1, 0], (1 - 0.5) / 0.15, atol=1e-6)  # colour byte 255
+    assert np.allclose(h.log_scales[2], 255 / 16 - 10)
+    g.means[3, 0] = 1e38
+    with pytest.raises(MapError, match="units from the origin"):
+        write_spz(g, 4)
+
+
+# --- .splat writer -------------------------------------------------------------------------------
+
+
+def test_splat_writer_clamps_scales_beyond_float32(tmp_path):
+    """exp(100) is no float32: the largest one is written (no +inf our reader would refuse), and an
+    opacity logit of −1000 is alpha 0, both without an overflow warning."""
+    g = synthetic_map(20, 0, seed=5)
+    g.log_scales[4] = (100.0, 0.0, -1.0)
+    g.opacity_logits[5] = -1000.0
+    save_ply(g, tmp_path / "g.ply")
+    assert main(["convert", str(tmp_path / "g.ply"), str(tmp_path / "g.splat")]) == 0
+    h = read_splat((tmp_path / "g.splat").read_bytes())
+    assert np.isclose(h.log_scales.max(), np.log(np.finfo(np.float32).max))
+    assert h.opacity_logits.min() == -OPACITY_LOGIT_LIMIT
+    assert main(["convert", str(tmp_path / "g.splat"), str(tmp_path / "back.ply")]) == 0
+
+
+# --- PLY -----------------------------------------------------------------------------------------
+
+
+def _ply_bytes(g, text: bool, face_first: bool = False, double: tuple = ()) -> bytes:
+    data = to_structured(g)
+    dt = [(n, "<f8" if n in double else data.dtype[n].str) for n in data.dtype.names]
+    vert = np.empty(len(data), dt)
+    for n in data.dtype.names:
+        vert[n] = data[n]
+    elements = [plyfile.PlyElement.describe(vert, "vertex")]
+    if face_first:
+        tri = np.empty(2, [("vertex_indices", "O")])
+        tri["vertex_indices"] = [np.array([0, 1, 2], np.int32), np.array([1, 2, 3, 4], np.int32)]
+        elements.insert(0, plyfile.PlyElement.describe(tri, "face"))
+    buf = io.BytesIO()
+    plyfile.PlyData(elements, text=text).write(buf)
+    return buf.getvalue()
+
+
+def test_ply_zero_rows_ascii(tmp_path):
+    g = synthetic_map(5, 1, seed=6)
+    (tmp_path / "e.ply").write_bytes(_ply_bytes(g.subset(np.zeros(5, bool)), text=True))
+    h = load_ply(tmp_path / "e.ply")
+    assert len(h) == 0 and h.sh_degree == 1
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_ply_doubles_beyond_float32_follow_the_inf_rule(tmp_path, text):
+    """A double beyond float32 is ±inf in the map: an opacity or a −inf log-scale is clamped, a
+    position refused naming it, and no numpy overflow warning on the way."""
+    g = synthetic_map(8, 0, seed=7)
+    raw = _ply_bytes(g, text, double=("x", "opacity", "scale_1"))
+    (tmp_path / "ok.ply").write_bytes(raw)
+    assert load_ply(tmp_path / "ok.ply").equals(g)
+    ref = plyfile.PlyData.read(io.BytesIO(raw))
+    v = ref["vertex"].data
+    v["opacity"][2], v["scale_1"][3] = 1e300, -1e300
+    plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")], text=text).write(str(tmp_path / "big.ply"))
+    h = load_ply(tmp_path / "big.ply")
+    assert h.opacity_logits[2] == OPACITY_LOGIT_LIMIT and h.log_scales[3, 1] == -30.0
+    v["x"][4] = -1e300
+    plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")], text=text).write(str(tmp_path / "pos.ply"))
+    _refused(tmp_path / "pos.ply", "position of Gaussian 4")
+
+
+def test_ply_faces_before_the_vertices(tmp_path):
+    """ASCII: the face lines are skipped, the vertices read. Binary: the vertices' offset depends
+    on the faces' list lengths, so it is refused saying so (not 'no vertex element')."""
+    g = synthetic_map(12, 1, seed=8)
+    (tmp_path / "a.ply").write_bytes(_ply_bytes(g, text=True, face_first=True))
+    assert load_ply(tmp_path / "a.ply").equals(g)
+    (tmp_path / "b.ply").write_bytes(_ply_bytes(g, text=False, face_first=True))
+    _refused(tmp_path / "b.ply", "element 'face' .* before 'vertex' is not supported in a binary PLY")
+
+
+def test_ply_header_lines_with_trailing_blanks(tmp_path):
+    g = synthetic_map(10, 0, seed=9)
+    save_ply(g, tmp_path / "a.ply")
+    raw = (tmp_path / "a.ply").read_bytes()
+    (tmp_path / "b.ply").write_bytes(
+        raw.replace(b"ply\n", b"ply \n", 1).replace(b"end_header\n", b"end_header \t\n")
+    )
+    assert load_ply(tmp_path / "b.ply").equals(g)
+
+
+# --- compressed PLY -------------------------------------------------------------------------------
+
+
+def _cply_with(tmp_path, **bounds) -> Path:
+    src = plyfile.PlyData.read(str(FIXTURES / "scene.compressed.ply"))
+    chunk = src["chunk"].data.copy()
+    for name, value in bounds.items():
+        chunk[name][0] = value
+    els = [plyfile.PlyElement.describe(chunk, "chunk")] + [e for e in src.elements if e.name != "chunk"]
+    out = tmp_path / "c.compressed.ply"
+    plyfile.PlyData(els, comments=src.comments).write(str(out))
+    return out
+
+
+def test_compressed_ply_infinite_chunk_bounds(tmp_path):
+    """A −inf min_scale is a −inf log-scale (clamped by the rule, not NaN from −inf · 0); infinite
+    position bounds are refused naming the position; no numpy warning either way."""
+    ref = load_splats(FIXTURES / "scene.compressed.ply")
+    h = load_splats(_cply_with(tmp_path, min_scale_x=-np.inf))
+    first = slice(0, 256)
+    changed = h.log_scales[first, 0] != ref.log_scales[first, 0]
+    assert changed.any() and (h.log_scales[first, 0][changed] == -30.0).all()
+    assert np.array_equal(h.log_scales[256:], ref.log_scales[256:])
+    _refused(_cply_with(tmp_path, min_x=-np.inf), "position of Gaussian")
+    _refused(_cply_with(tmp_path, min_x=-np.inf, max_x=np.inf), "position of Gaussian")
+
+
+# --- SOG -----------------------------------------------------------------------------------------
+
+
+def _sog_files() -> dict[str, bytes]:
+    z = zipfile.ZipFile(FIXTURES / "scene.sog")
+    return {n: z.read(n) for n in z.namelist()}
+
+
+def _sog(path: Path, meta=None, prefix: str = "", meta_name: str = "meta.json") -> Path:
+    files = _sog_files()
+    if meta is not None:
+        files["meta.json"] = meta.encode() if isinstance(meta, str) else json.dumps(meta).encode()
+    if path.suffix == ".sog":
+        with zipfile.ZipFile(path, "w") as out:
+            for n, d in files.items():
+                out.writestr(prefix + (meta_name if n == "meta.json" else n), d)
+        return path
+    path.mkdir()
+    for n, d in files.items():
+        (path / (meta_name if n == "meta.json" else n)).write_bytes(d)
+    return path / meta_name
+
+
+def _v1_meta() -> dict:
+    """The fixture's images described as SOG version 1 (ranges instead of codebooks)."""
+    m = json.loads(_sog_files()["meta.json"])
+    n = m["count"]
+    return {
+        "means": {
+            "shape": [n, 3],
+            "mins": m["means"]["mins"],
+            "maxs": m["means"]["maxs"],
+            "files": m["means"]["files"],
+        },
+        "scales": {
+            "shape": [n, 3],
+            "mins": [-10, -10, -10],
+            "maxs": [-1, -1, -1],
+            "files": m["scales"]["files"],
+        },
+        "quats": {"shape": [n, 4], "files": m["quats"]["files"]},
+        "sh0": {
+            "shape": [n, 1, 4],
+            "mins": [-2, -2, -2, -6],
+            "maxs": [2, 2, 2, 6],
+            "files": m["sh0"]["files"],
+        },
+        "shN": {"shape": [n, 8, 3], "mins": -1.0, "maxs": 1.0, "files": m["shN"]["files"]},
+    }
+
+
+def _edit(meta: dict, keys: str, value) -> dict:
+    m = json.loads(json.dumps(meta))
+    *path, last = keys.split(".")
+    d = m
+    for k in path:
+        d = d[k]
+    d[last] = value
+    return m
+
+
+@pytest.mark.parametrize(
+    ("keys", "value", "what"),
+    [
+        ("count", True, "count True"),
+        ("version", True, "version True"),
+        pytest.param("means.mins", [10**400, 0, 0], "means.mins must be 3 finite", id="means.mins-10**400"),
+        ("scales.codebook", [True] * 256, "scales.codebook must be 256"),
+        ("shN.bands", True, "shN.bands True"),
+        ("shN.count", True, "shN.count True"),
+        ("shN.count", 10, r"shN label \d+ of Gaussian \d+ is beyond the palette's 10 entries"),
+        ("shN", "nope", "shN entry is not an object"),
+    ],
+)
+def test_sog_meta_json_types(tmp_path, keys, value, what):
+    meta = json.loads(_sog_files()["meta.json"])
+    _refused(_sog(tmp_path / "m.sog", _edit(meta, keys, value)), what)
+
+
+@pytest.mark.parametrize(
+    ("keys", "value", "what"),
+    [
+        ("means.shape", [True, 3], "count True"),
+        pytest.param("shN.mins", 10**400, "shN.mins must be 1 finite", id="shN.mins-10**400"),
+        ("shN.mins", True, "shN.mins must be 1 finite"),
+    ],
+)
+def test_sog_version_1_meta_json_types(tmp_path, keys, value, what):
+    assert len(load_splats(_sog(tmp_path / "ok.sog", _v1_meta()))) == 400
+    _refused(_sog(tmp_path / "m.sog", _edit(_v1_meta(), keys, value)), what)
+
+
+def test_sog_meta_json_nested_too_deeply(tmp_path, capsys):
+    p = _sog(tmp_path / "deep.sog", "[" * 100_000)
+    _refused(p, "nests too deeply")
+    assert main(["convert", str(p), str(tmp_path / "o.ply")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_sog_null_shn_is_no_sh(tmp_path):
+    meta = json.loads(_sog_files()["meta.json"])
+    h = load_splats(_sog(tmp_path / "m.sog", _edit(meta, "shN", None)))
+    assert h.sh_degree == 0 and len(h) == 400
+
+
+def test_sog_zip_of_its_folder_and_upper_case_meta_json(tmp_path):
+    """A zip of the SOG's folder (every file under one folder) reads like the flat zip; a zip
+    without meta.json says where it looked; META.JSON is read by its own name."""
+    ref = load_splats(FIXTURES / "scene.sog")
+    assert load_splats(_sog(tmp_path / "folder.sog", prefix="scene/")).equals(ref)
+    _refused(
+        _sog(tmp_path / "deeper.sog", prefix="a/b/"),
+        "meta.json missing .at the top of the zip or in its one folder",
+    )
+    assert load_splats(_sog(tmp_path / "upper", meta_name="META.JSON")).equals(ref)
