@@ -402,3 +402,36 @@ def test_bit_packing_and_bit_lengths_equal_pythons_ints(n, max_bits, seed):
         at += b
     assert packed == want and len(pack_bits(vals, nb)) == (at + 7) // 8
     assert bit_length(vals).tolist() == [v.bit_length() for v in vals.tolist()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 3000),
+    width=st.sampled_from([1, 3, 24]),
+    palette=st.sampled_from([1, 7, 500, None]),
+    floats=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_distinct_rows_the_same_compiled_or_not(n, width, palette, floats, seed):
+    """The encoder's distinct rows (the SH palette): the hash-table pass gives the numpy path's
+    (first, inverse), both in order of first use, and they rebuild the rows exactly — float rows
+    compared as bits (−0.0 and 0.0 are two rows)."""
+    from gs_map_share import jit
+    from gs_map_share.palette import unique_rows
+
+    rng = np.random.default_rng(seed)
+    if floats:
+        pool = rng.choice(np.array([0.0, -0.0, 1.5, -2.25, np.inf], np.float32), (palette or n or 1, width))
+    else:
+        pool = rng.integers(-3, 4, (palette or n or 1, width)).astype(np.int32)
+    rows = pool[rng.integers(0, len(pool), n)] if palette else pool[:n]
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            got.append(unique_rows(rows))
+    (f1, i1), (f2, i2) = got
+    assert np.array_equal(f1, f2) and np.array_equal(i1, i2)
+    assert np.all(np.diff(f1) > 0) and (n == 0 or i1[0] == 0)
+    assert np.array_equal(rows[f1][i1].view(np.int32), rows.view(np.int32))
+    assert len(f1) == len({r.tobytes() for r in rows})
