@@ -435,3 +435,33 @@ def test_distinct_rows_the_same_compiled_or_not(n, width, palette, floats, seed)
     assert np.all(np.diff(f1) > 0) and (n == 0 or i1[0] == 0)
     assert np.array_equal(rows[f1][i1].view(np.int32), rows.view(np.int32))
     assert len(f1) == len({r.tobytes() for r in rows})
+
+
+@pytest.mark.parametrize("sorted_nodes", [True, False])
+def test_leaf_moments_the_same_compiled_or_not(sorted_nodes):
+    """The coarse levels' moments: the compiled pass gives numpy's sums bit for bit (the same
+    products in the same order, added in row order), with ties among a Gaussian's scales and
+    nodes in any order."""
+    from gs_map_share import jit, octree
+
+    rng = np.random.default_rng(5)
+    n, nodes = 20000, 700
+    node = rng.integers(0, nodes, n)
+    if sorted_nodes:
+        node.sort()
+    q = rng.normal(size=(n, 4)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    ls = rng.normal(-4, 1, (n, 3)).astype(np.float32)
+    ls[::5, 1] = ls[::5, 0]
+    ls[::7] = ls[::7, :1]
+    op = rng.normal(0, 3, n).astype(np.float32)
+    mu = rng.normal(size=(n, 3))
+    dc = rng.normal(size=(n, 3)).astype(np.float32)
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            got.append(octree.leaf_moments(node, nodes, mu, q, ls, op, dc))
+    assert got[0].keys() == got[1].keys()
+    for k in got[0]:
+        assert np.array_equal(got[0][k], got[1][k]), k

@@ -312,6 +312,67 @@ def escaped_values(sym, t, log2t, words, have, signed, limit, out):
     return 0
 
 
+# -- the encoder's coarse levels (octree.leaf_moments) ------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cov(i0, i1, i2, j0, j1, j2, a0, a1, a2):
+    return i0 * j0 * a0 + i1 * j1 * a1 + i2 * j2 * a2
+
+
+@njit(cache=True, nogil=True)
+def leaf_moments(node, quats, s, alpha, mu, dc, w_out, wm, ws, aa, wdc, amax):
+    """``octree.leaf_moments``'s sums in one pass, bit for bit: the same products in the same
+    order (the rotation matrix rows of ``geometry.quat_to_matrix``, Σ = Σ_k s_k² r_k r_kᵀ term
+    by term), added into each node in row order as ``np.bincount`` adds. ``s`` and ``alpha`` come
+    from numpy (its exp, not libm's, so both paths start from the same floats)."""
+    for i in range(len(node)):
+        k = node[i]
+        x = np.float64(quats[i, 0])
+        y = np.float64(quats[i, 1])
+        z = np.float64(quats[i, 2])
+        q = np.float64(quats[i, 3])
+        r00 = 1 - 2 * (y * y + z * z)
+        r01 = 2 * (x * y - z * q)
+        r02 = 2 * (x * z + y * q)
+        r10 = 2 * (x * y + z * q)
+        r11 = 1 - 2 * (x * x + z * z)
+        r12 = 2 * (y * z - x * q)
+        r20 = 2 * (x * z - y * q)
+        r21 = 2 * (y * z + x * q)
+        r22 = 1 - 2 * (x * x + y * y)
+        s0, s1, s2 = s[i, 0], s[i, 1], s[i, 2]
+        a0, a1, a2 = s0 * s0, s1 * s1, s2 * s2
+        m0, m1, m2 = mu[i, 0], mu[i, 1], mu[i, 2]
+        a = alpha[i]
+        w = a + 1e-6
+        w_out[k] += w
+        wm[k, 0] += w * m0
+        wm[k, 1] += w * m1
+        wm[k, 2] += w * m2
+        # the pairs (0,0) (0,1) (0,2) (1,1) (1,2) (2,2), as octree._PAIRS
+        ws[k, 0] += w * (_cov(r00, r01, r02, r00, r01, r02, a0, a1, a2) + m0 * m0)
+        ws[k, 1] += w * (_cov(r00, r01, r02, r10, r11, r12, a0, a1, a2) + m0 * m1)
+        ws[k, 2] += w * (_cov(r00, r01, r02, r20, r21, r22, a0, a1, a2) + m0 * m2)
+        ws[k, 3] += w * (_cov(r10, r11, r12, r10, r11, r12, a0, a1, a2) + m1 * m1)
+        ws[k, 4] += w * (_cov(r10, r11, r12, r20, r21, r22, a0, a1, a2) + m1 * m2)
+        ws[k, 5] += w * (_cov(r20, r21, r22, r20, r21, r22, a0, a1, a2) + m2 * m2)
+        # the two largest scales' product (np.sort's middle and last): a three-value sort network
+        lo, mid, hi = s0, s1, s2
+        if lo > mid:
+            lo, mid = mid, lo
+        if mid > hi:
+            mid, hi = hi, mid
+        if lo > mid:
+            lo, mid = mid, lo
+        aa[k] += a * (mid * hi)
+        wdc[k, 0] += w * np.float64(dc[i, 0])
+        wdc[k, 1] += w * np.float64(dc[i, 1])
+        wdc[k, 2] += w * np.float64(dc[i, 2])
+        if a > amax[k]:
+            amax[k] = a
+
+
 # -- the encoder's distinct rows (palette.unique_rows) ------------------------------------------
 
 

@@ -140,6 +140,26 @@ def leaf_moments(
     origin). Sums compose: a coarser node's moments are the sums of its children's."""
     alpha = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
     s = np.exp(log_scales.astype(np.float64))
+    kernels = jit.kernels()
+    if kernels is not None:  # the same sums in one compiled pass (~4× faster on playbot)
+        out = {
+            "w": np.zeros(n_nodes),
+            "wm": np.zeros((n_nodes, 3)),
+            "wS": np.zeros((n_nodes, 6)),
+            "aa": np.zeros(n_nodes),
+            "wdc": np.zeros((n_nodes, 3)),
+            "amax": np.zeros(n_nodes),
+        }
+        kernels.leaf_moments(
+            np.asarray(node, np.int64),
+            np.ascontiguousarray(quats),
+            s,
+            alpha,
+            np.ascontiguousarray(rel_means, np.float64),
+            np.ascontiguousarray(dc),
+            *out.values(),
+        )
+        return out
     s2 = s * s
     # rotation matrices, then Σ = Σ_k s_k² r_k r_kᵀ component by component
     R = quat_to_matrix(quats.astype(np.float64))
