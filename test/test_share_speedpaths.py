@@ -465,3 +465,52 @@ def test_leaf_moments_the_same_compiled_or_not(sorted_nodes):
     assert got[0].keys() == got[1].keys()
     for k in got[0]:
         assert np.array_equal(got[0][k], got[1][k]), k
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    bits=st.sampled_from([3, 9, 20, 40, 61, 62, 63]),
+    signed=st.booleans(),
+    zeros=st.sampled_from([0, 5]),
+    log2t=st.integers(2, 8),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_encoder_streams_the_same_compiled_or_not(n, bits, signed, zeros, log2t, seed):
+    """The encoder's one-pass statistics and escape symbols (mantissas packed as they go): the
+    same Stats and the same stream bytes as numpy's passes, up to and beyond the 2**62 values the
+    compiled pass hands back to numpy."""
+    from gs_map_share import entropy, jit
+
+    rng = np.random.default_rng(seed)
+    mag = rng.integers(0, 1 << 62, n, dtype=np.int64) >> rng.integers(62 - min(bits, 62), 63, n)
+    if bits == 63:
+        mag[0] = (1 << 63) - 1  # beyond the compiled pass's range
+    vals = np.where(rng.random(n) < 0.5, -mag, mag) if signed else mag
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            st_ = entropy.Stats(vals, signed, zeros=zeros)
+            w = Writer()
+            entropy.encode_stream(w, vals, signed, log2t)
+            got.append((st_.n, st_.small.tolist(), st_.big_bl.tolist(), st_.u.tolist(), w.getvalue()))
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("quality", [0, 2, 5])
+def test_encoder_bytes_the_same_compiled_or_not(quality):
+    """Whole containers (SH palette, coarse levels, escapes at fine steps) are the same bytes with
+    the compiled encoder loops as with numpy's."""
+    from gs_map_share import jit
+
+    g = synthetic_map(6000, 2, seed=4)
+    rows = np.random.default_rng(4).integers(0, 40, len(g))
+    g.sh[:, 1:] = g.sh[rows, 1:]  # 40 distinct higher-SH rows: the palette is taken
+    p = QuantParams.from_quality(quality)
+    out = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            out.append([encode_map(g, p, n_levels=levels)[0] for levels in (1, 4)])
+    assert out[0] == out[1]

@@ -312,6 +312,82 @@ def escaped_values(sym, t, log2t, words, have, signed, limit, out):
     return 0
 
 
+# -- the encoder's streams (entropy.Stats, entropy._symbols + bitio.pack_bits) --------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bit_length(u):
+    n = 0
+    while u:
+        u >>= np.uint64(1)
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def stream_counts(v, signed, small, big_bl, u_out):
+    """``entropy.Stats``'s counts in one pass over int64 ``v``: the zig-zag (``signed``) or plain
+    values u, ``small[min(u, 256)]`` and, for u ≥ 256, ``big_bl[bit length]`` incremented; u into
+    ``u_out`` when it has room. Returns 1 (nothing usable) for a value the numpy path would hold
+    as uint64 (|v| ≥ 2**62 signed, or a negative unsigned one), else 0."""
+    keep = len(u_out) > 0
+    lim = np.int64(1) << np.int64(62)
+    for i in range(len(v)):
+        x = v[i]
+        if signed:
+            if x >= lim or x < -lim:
+                return 1
+            u = (x << 1) ^ (x >> 63)
+        else:
+            if x < 0:
+                return 1
+            u = x
+        if keep:
+            u_out[i] = u
+        if u < 256:
+            small[u] += 1
+        else:
+            small[256] += 1
+            big_bl[_bit_length(np.uint64(u))] += 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def escape_symbols(u, log2t, sym, blob):
+    """``entropy._symbols`` and ``bitio.pack_bits`` of its mantissas in one pass: u < t is its own
+    symbol, a larger u the escape ``t + bit length − (log2t + 1)`` with its bits below the leading
+    one appended, low bit first, to ``blob`` (≥ 8·len(u) + 8 bytes). Returns the bytes used."""
+    t = np.int64(1) << np.int64(log2t)
+    acc = np.uint64(0)  # bits not yet written, low first
+    fill = 0
+    nbytes = 0
+    for i in range(len(u)):
+        x = u[i]
+        if x < t:
+            sym[i] = x
+            continue
+        bl = _bit_length(np.uint64(x))
+        sym[i] = t + bl - (log2t + 1)
+        nb = bl - 1
+        mant = np.uint64(x) & ((np.uint64(1) << np.uint64(nb)) - np.uint64(1))
+        while nb > 0:  # as many as fit beside the pending bits, then flush whole bytes
+            take = min(nb, 64 - fill)
+            part = mant & ((np.uint64(1) << np.uint64(take)) - np.uint64(1)) if take < 64 else mant
+            acc |= part << np.uint64(fill)
+            fill += take
+            mant = mant >> np.uint64(take) if take < 64 else np.uint64(0)
+            nb -= take
+            while fill >= 8:
+                blob[nbytes] = np.uint8(acc & np.uint64(255))
+                acc >>= np.uint64(8)
+                fill -= 8
+                nbytes += 1
+    if fill:
+        blob[nbytes] = np.uint8(acc & np.uint64(255))
+        nbytes += 1
+    return nbytes
+
+
 # -- the encoder's coarse levels (octree.leaf_moments) ------------------------------------------
 
 
