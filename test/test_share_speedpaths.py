@@ -386,8 +386,10 @@ def test_distinct_tiles_every_path_equals_numpy_unique(n, span):
 @settings(max_examples=80, deadline=None)
 @given(st.integers(1, 1500), st.integers(0, 64), st.integers(0, 2**32 - 1))
 def test_bit_packing_and_bit_lengths_equal_pythons_ints(n, max_bits, seed):
-    """pack_bits (byte planes up to 57 bits, bit by bit above) = the values' bits laid end to end,
-    read back with Python ints; bit_length (float exponent below 2**53) = int.bit_length."""
+    """pack_bits (compiled; or byte planes up to 57 bits, bit by bit above) = the values' bits laid
+    end to end, read back with Python ints; bit_length (float exponent below 2**53) =
+    int.bit_length."""
+    from gs_map_share import jit
     from gs_map_share.bitio import pack_bits
     from gs_map_share.entropy import bit_length
 
@@ -395,12 +397,15 @@ def test_bit_packing_and_bit_lengths_equal_pythons_ints(n, max_bits, seed):
     nb = rng.integers(0, max_bits + 1, n)
     vals = rng.integers(0, 1 << 63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
     vals >>= rng.integers(0, 64, n).astype(np.uint64)
-    packed = int.from_bytes(pack_bits(vals, nb), "little")
     want, at = 0, 0
     for v, b in zip(vals.tolist(), nb.tolist(), strict=True):
         want |= (v & ((1 << b) - 1)) << at
         at += b
-    assert packed == want and len(pack_bits(vals, nb)) == (at + 7) // 8
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            packed = pack_bits(vals, nb)
+            assert int.from_bytes(packed, "little") == want and len(packed) == (at + 7) // 8
     assert bit_length(vals).tolist() == [v.bit_length() for v in vals.tolist()]
 
 

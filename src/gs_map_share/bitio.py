@@ -7,6 +7,7 @@ import struct
 import crc32c as _crc32c
 import numpy as np
 
+from . import jit
 from .errors import DecodeError
 
 
@@ -20,6 +21,10 @@ def pack_bits(vals: np.ndarray, nbits: np.ndarray) -> bytes:
     if len(vals) == 0:
         return b""
     nbits = np.asarray(nbits, np.int64)
+    kernels = jit.kernels()
+    if kernels is not None and int(nbits.max()) <= 64 and int(nbits.min()) >= 0:  # one compiled pass
+        out = np.empty((int(nbits.sum()) + 7) // 8 + 8, np.uint8)
+        return out[: kernels.pack_bits(np.asarray(vals, np.uint64), nbits, out)].tobytes()
     if int(nbits.max()) <= 57:
         # each value, shifted to its bit offset, lies within the 8 bytes from its first byte: add
         # its 8 byte planes into place (bits of neighbours never overlap, so adding is OR-ing)

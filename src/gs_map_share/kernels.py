@@ -352,6 +352,39 @@ def stream_counts(v, signed, small, big_bl, u_out):
     return 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_bits(x, nb, acc, fill, out, nbytes):
+    """Append the low ``nb`` (≤ 64) bits of ``x`` to the bit writer (acc, fill, nbytes)."""
+    while nb > 0:  # as many as fit beside the pending bits, then flush whole bytes
+        take = min(nb, 64 - fill)
+        part = x & ((np.uint64(1) << np.uint64(take)) - np.uint64(1)) if take < 64 else x
+        acc |= part << np.uint64(fill)
+        fill += take
+        x = x >> np.uint64(take) if take < 64 else np.uint64(0)
+        nb -= take
+        while fill >= 8:
+            out[nbytes] = np.uint8(acc & np.uint64(255))
+            acc >>= np.uint64(8)
+            fill -= 8
+            nbytes += 1
+    return acc, fill, nbytes
+
+
+@njit(cache=True, nogil=True)
+def pack_bits(vals, nbits, out):
+    """``bitio.pack_bits``: values of ``nbits`` bits each, LSB-first, into ``out`` (large
+    enough); returns the bytes used."""
+    acc = np.uint64(0)
+    fill = 0
+    nbytes = 0
+    for i in range(len(vals)):
+        acc, fill, nbytes = _put_bits(np.uint64(vals[i]), nbits[i], acc, fill, out, nbytes)
+    if fill:
+        out[nbytes] = np.uint8(acc & np.uint64(255))
+        nbytes += 1
+    return nbytes
+
+
 @njit(cache=True, nogil=True)
 def escape_symbols(u, log2t, sym, blob):
     """``entropy._symbols`` and ``bitio.pack_bits`` of its mantissas in one pass: u < t is its own
@@ -368,20 +401,7 @@ def escape_symbols(u, log2t, sym, blob):
             continue
         bl = _bit_length(np.uint64(x))
         sym[i] = t + bl - (log2t + 1)
-        nb = bl - 1
-        mant = np.uint64(x) & ((np.uint64(1) << np.uint64(nb)) - np.uint64(1))
-        while nb > 0:  # as many as fit beside the pending bits, then flush whole bytes
-            take = min(nb, 64 - fill)
-            part = mant & ((np.uint64(1) << np.uint64(take)) - np.uint64(1)) if take < 64 else mant
-            acc |= part << np.uint64(fill)
-            fill += take
-            mant = mant >> np.uint64(take) if take < 64 else np.uint64(0)
-            nb -= take
-            while fill >= 8:
-                blob[nbytes] = np.uint8(acc & np.uint64(255))
-                acc >>= np.uint64(8)
-                fill -= 8
-                nbytes += 1
+        acc, fill, nbytes = _put_bits(np.uint64(x), bl - 1, acc, fill, blob, nbytes)
     if fill:
         blob[nbytes] = np.uint8(acc & np.uint64(255))
         nbytes += 1
