@@ -1,11 +1,12 @@
-"""Optional numba compilation of the codec's few scalar loops: the decoder's (ANS symbols, frequency
-tables, escaped values, octree expansion, rotations) and the encoder's choice of each Gaussian's
-frame.
+"""Optional numba compilation of the codec's scalar loops: the decoder's (ANS symbols in one or two
+lanes, frequency tables, escaped values, octree expansion, rotations) and the encoder's (each
+Gaussian's frame, distinct SH rows, coarse-level moments, stream statistics, escape symbols and bit
+packing).
 
 numba is an optional dependency (requirements.txt installs it; a ROS install may not have it). Each
 compiled loop (:mod:`.kernels`) has a plain path beside it that gives the same result: constriction
-for ANS, Python for the tables, numpy for escaped values, the octree, rotations and frames; the
-tests run both and compare. ``GS_MAP_SHARE_NUMBA=0`` switches every compiled loop off. numba is
+for ANS, Python for the tables, numpy for the rest; the tests run both and compare (values, floats
+bit for bit, and the encoder's bytes). ``GS_MAP_SHARE_NUMBA=0`` switches every compiled loop off. numba is
 imported on first use, never when the package is imported; the compiled code is cached on disk by
 numba (beside the module, or in its user cache directory), so only the first use after an install
 pays the compilation (seconds: ~4 s for the frame choice on a loaded 2-core machine).

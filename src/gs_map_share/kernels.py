@@ -1,10 +1,12 @@
 """The codec's scalar loops, compiled with numba (imported only through :func:`.jit.kernels`).
 
-Each has a plain path beside it that gives the same result (see :mod:`.jit`): ``ans_decode`` beside
-constriction's decoder (:mod:`.ans_decode`), ``read_table_entries`` beside
-``tables._read_entries_py``, ``escaped_values`` beside ``entropy._values``, and
-``dequantize_rotations`` and (the encoder's) ``canonical_axes`` beside their numpy namesakes in
-:mod:`.quantize`, and the encoder's ``unique_rows`` beside :func:`.palette.unique_rows`'s numpy path.
+Each has a plain path beside it that gives the same result (see :mod:`.jit`). Decoder:
+``ans_decode`` and ``ans_decode_pair`` (two lanes) beside constriction's decoder (:mod:`.ans_decode`),
+``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
+``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake. Encoder:
+``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments``
+(:mod:`.octree`), ``stream_counts`` (``entropy.Stats``), ``escape_symbols`` (``entropy._symbols``
+with ``bitio.pack_bits``) and ``pack_bits`` (:mod:`.bitio`) beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
