@@ -223,14 +223,17 @@ def delta_figures(g: GaussianMap, params: QuantParams, full_bytes: int, frac=0.0
 
 # -- fuzzing ---------------------------------------------------------------------------------------
 def fuzz(n_cases: int, seed=0) -> dict:
+    log(f"fuzz: {n_cases} mutated containers")
     rng = np.random.default_rng(seed)
     snap, q0, delta, layered = fuzz_seeds(400, seed=21)
+    # long streams are two-lane (mode 6): a single-level snapshot of 5,000 Gaussians has them
+    lanes, _ = encode_map(synthetic_map(5000, 0, seed=22), QuantParams.from_quality(2), n_levels=1)
     outcomes = Counter()
     other = Counter()
     net = 0
     t0 = time.time()
     for i in range(n_cases):
-        base = (snap if i % 4 == 0 else layered) if i % 2 == 0 else delta
+        base = ({0: snap, 2: layered, 4: lanes, 6: layered}[i % 8]) if i % 2 == 0 else delta
         b = bytearray(base)
         r = rng.random()
         if r < 0.6:
@@ -260,13 +263,37 @@ def fuzz(n_cases: int, seed=0) -> dict:
             net += "malformed data" in str(exc)
         except Exception as exc:  # noqa: BLE001 — counted: the goal is that this never happens
             other[f"{type(exc).__name__}: {exc}"[:120]] += 1
+    log(f"fuzz: {dict(outcomes)}, other exceptions: {dict(other)}")
     return {
         "cases": n_cases,
+        "seeds": "snapshot, layered, delta (400 Gaussians, SH 3) and a two-lane snapshot (5000, SH 0)",
         "outcomes": dict(outcomes),
         "other_exceptions": dict(other),
         "caught_by_safety_net": net,
         "seconds": time.time() - t0,
     }
+
+
+def faulty_link(steps: int) -> dict:
+    log(f"faulty link: {steps} steps")
+    t = time.time()
+    r = simulate(
+        steps=steps,
+        seed=1,
+        n0=3000,
+        p_drop=0.05,
+        p_dup=0.05,
+        p_reorder=0.1,
+        p_corrupt=0.05,
+        snapshot_every=50,
+    )
+    out = r.as_dict() | {
+        "seconds": time.time() - t,
+        "p": {"drop": 0.05, "dup": 0.05, "reorder": 0.1, "corrupt": 0.05},
+        "snapshot_every": 50,
+    }
+    log(json.dumps(out))
+    return out
 
 
 def heldout_scorer(path: str, bag: str, holdout_every: int = 5):
@@ -386,6 +413,11 @@ def main() -> int:
         action="store_true",
         help="only the --map section, merged into an existing results file",
     )
+    ap.add_argument(
+        "--robustness-only",
+        action="store_true",
+        help="only the faulty link and the fuzz, merged into an existing results file",
+    )
     ap.add_argument("--qualities", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--render-n", type=int, default=250_000, help="Gaussians of the map rendered for PSNR")
     ap.add_argument("--quick", action="store_true", help="small sizes, for trying the script")
@@ -393,11 +425,16 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.n, args.fuzz, args.link_steps, args.repeats, args.render_n = 50_000, 500, 40, 1, 30_000
-    if args.fitted_only:
+    if args.fitted_only or args.robustness_only:
         name = "codec_quick" if args.quick else "codec"
         res = json.loads((OUT / f"{name}.json").read_text())
-        res["fitted_map"] = fitted_map_figures(args.map, args.bag, args.levels, args.repeats)
-        res["fitted_map"]["machine"] = machine()
+        if args.fitted_only:
+            res["fitted_map"] = fitted_map_figures(args.map, args.bag, args.levels, args.repeats)
+            res["fitted_map"]["machine"] = machine()
+        else:
+            res["faulty_link"] = faulty_link(args.link_steps)
+            res["fuzz"] = fuzz(args.fuzz)
+            res["fuzz"]["machine"] = machine()
         (OUT / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
         (OUT / f"{name}.md").write_text(markdown(res))
         return 0
@@ -530,28 +567,9 @@ def main() -> int:
         res["fitted_map"] = fitted_map_figures(args.map, args.bag, args.levels, args.repeats)
 
     if "link" not in args.skip:
-        log(f"faulty link: {args.link_steps} steps")
-        t = time.time()
-        r = simulate(
-            steps=args.link_steps,
-            seed=1,
-            n0=3000,
-            p_drop=0.05,
-            p_dup=0.05,
-            p_reorder=0.1,
-            p_corrupt=0.05,
-            snapshot_every=50,
-        )
-        res["faulty_link"] = r.as_dict() | {
-            "seconds": time.time() - t,
-            "p": {"drop": 0.05, "dup": 0.05, "reorder": 0.1, "corrupt": 0.05},
-            "snapshot_every": 50,
-        }
-        log(json.dumps(res["faulty_link"]))
+        res["faulty_link"] = faulty_link(args.link_steps)
     if "fuzz" not in args.skip:
-        log(f"fuzz: {args.fuzz} mutated containers")
         res["fuzz"] = fuzz(args.fuzz)
-        log(json.dumps(res["fuzz"]))
 
     name = "codec_quick" if args.quick else "codec"
     OUT.mkdir(parents=True, exist_ok=True)

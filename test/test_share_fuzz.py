@@ -20,6 +20,19 @@ from gs_map_share.snapshot import decode_map, decode_snapshot
 SNAP, Q0, DELTA, LAYERED = fuzz_seeds(300, seed=11)
 
 
+def _lanes_seed() -> bytes:
+    """A single-level SH0 snapshot of 5,000 Gaussians: its long streams are two-lane (mode 6)."""
+    from synthetic_maps import synthetic_map
+
+    from gs_map_share.quantize import QuantParams
+    from gs_map_share.snapshot import encode_map
+
+    return encode_map(synthetic_map(5000, 0, seed=12), QuantParams.from_quality(2), n_levels=1)[0]
+
+
+LANES = _lanes_seed()
+
+
 def _decode_any(b: bytes) -> None:
     try:
         decode_snapshot(b)
@@ -41,13 +54,13 @@ mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    which=st.sampled_from(["snapshot", "delta", "layered"]),
+    which=st.sampled_from(["snapshot", "delta", "layered", "lanes"]),
     muts=mutation,
     cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
     seal=st.booleans(),
 )
 def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
-    b = bytearray({"snapshot": SNAP, "delta": DELTA, "layered": LAYERED}[which])
+    b = bytearray({"snapshot": SNAP, "delta": DELTA, "layered": LAYERED, "lanes": LANES}[which])
     for pos, val in muts:
         b[pos % len(b)] = val
     if cut is not None:

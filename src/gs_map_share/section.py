@@ -296,23 +296,36 @@ def _stack32(cols) -> np.ndarray:
     return out
 
 
+def _shared_groups():
+    """``ctx`` → its :class:`Groups`, made once per context array: the three rotation components
+    share theirs, the faint channels theirs (a grouping is a sort, per stream otherwise)."""
+    groups: dict[int, tuple] = {}
+
+    def shared(ctx, n_ctx):
+        if ctx is None:
+            return None
+        if id(ctx) not in groups:
+            groups[id(ctx)] = (ctx, Groups(ctx, n_ctx))  # (the array kept alive: its id stays its own)
+        return groups[id(ctx)][1]
+
+    return shared
+
+
 def _put_coarse(w: Writer, c: Coarse, parent: _Parent | None, params: QuantParams, label: str = "") -> None:
+    shared = _shared_groups()
+
     def put(values, cands, lab, ctx=None, n_ctx=1):
-        _put_pred(w, values, cands, lab, ctx=None if ctx is None else np.asarray(ctx, np.int64), n_ctx=n_ctx)
+        _put_pred(w, values, cands, lab, ctx=shared(ctx, n_ctx), n_ctx=n_ctx)
         return values
 
     _code_attrs(c, parent, len(c.op), put, params, label)
 
 
 def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) -> Coarse:
-    groups = {}  # the three rotation components share their contexts: group them once
+    shared = _shared_groups()
 
     def put(_values, cands, _lab, ctx=None, n_ctx=1):
-        if ctx is not None:
-            if id(ctx) not in groups:
-                groups[id(ctx)] = (ctx, Groups(ctx, n_ctx))
-            ctx = groups[id(ctx)][1]
-        return _get_pred(r, n, cands, ctx=ctx, n_ctx=n_ctx)
+        return _get_pred(r, n, cands, ctx=shared(ctx, n_ctx), n_ctx=n_ctx)
 
     out = _code_attrs(None, parent, n, put, params)
     if n:
