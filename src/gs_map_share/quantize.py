@@ -331,6 +331,11 @@ class QMap:
         )
 
     def take(self, rows) -> QMap:
+        """The rows ``rows`` (indices, a boolean mask or a slice) as a new QMap."""
+        if isinstance(rows, np.ndarray) and rows.dtype.kind in "iu":  # np.take: ~3× fancy indexing on 2-D/3-D
+            return QMap(
+                self.sh_degree, self.ids[rows], *(np.take(getattr(self, f), rows, 0) for f in _QFIELDS)
+            )
         return QMap(self.sh_degree, self.ids[rows], *(getattr(self, f)[rows] for f in _QFIELDS))
 
     def copy(self) -> QMap:
