@@ -519,3 +519,21 @@ def test_encoder_bytes_the_same_compiled_or_not(quality):
             mp.setattr(jit, "_kernels", compiled)
             out.append([encode_map(g, p, n_levels=levels)[0] for levels in (1, 4)])
     assert out[0] == out[1]
+
+
+def test_demorton_the_same_compiled_or_not():
+    """The decoder's positions from Morton codes: the compiled pass = gs_mapping.morton's, and
+    both invert morton() over the whole 21-bit range of each axis."""
+    from gs_map_share import jit, octree
+    from gs_mapping.morton import demorton, morton
+
+    rng = np.random.default_rng(3)
+    cells = rng.integers(0, 1 << 21, (5000, 3))
+    cells[:3] = [[0, 0, 0], [(1 << 21) - 1] * 3, [1, (1 << 21) - 1, 0]]
+    codes = morton(cells)
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            got = octree.demorton(codes)
+            assert got.dtype == np.int64 and np.array_equal(got, cells)
+    assert np.array_equal(demorton(codes), cells)

@@ -236,6 +236,27 @@ def read_table_entries(win, prefix, kl, mask, sh, base, nb, max_e, out):
     return 0, pos
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _compact(x):
+    x &= np.uint64(0x1249249249249249)
+    x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
+    x = (x | (x >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
+    x = (x | (x >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
+    x = (x | (x >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
+    return (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
+
+
+@njit(cache=True, nogil=True)
+def demorton(code, out):
+    """``gs_mapping.morton.demorton`` row by row (the same masks and shifts): x from the bits
+    above y above z of each triple."""
+    for i in range(len(code)):
+        c = code[i]
+        out[i, 0] = np.int64(_compact(c >> np.uint64(2)))
+        out[i, 1] = np.int64(_compact(c >> np.uint64(1)))
+        out[i, 2] = np.int64(_compact(c))
+
+
 # the occupied octants of each occupancy byte, increasing, and their count
 _OCTANTS = np.zeros((256, 8), np.uint64)
 _COUNT = np.zeros(256, np.int64)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from gs_mapping.geometry import matrix_to_quat, quat_to_matrix
-from gs_mapping.morton import demorton, morton
+from gs_mapping.morton import demorton as _demorton
+from gs_mapping.morton import morton
 
 from . import jit
 
@@ -28,6 +29,17 @@ _FEW = (
     64  # expand_codes: up to this many nodes with several children, the first children are copied in slices
 )
 _LOWBIT = np.array([(i & -i).bit_length() - 1 if i else 0 for i in range(256)], np.uint64)
+
+
+def demorton(code: np.ndarray) -> np.ndarray:
+    """``gs_mapping.morton.demorton``: (N, 3) int64 cells of uint64 codes; compiled in one pass
+    where numba is there (the same bits; the decoder's positions, ~10× numpy's 18 passes)."""
+    kernels = jit.kernels()
+    if kernels is None:
+        return _demorton(code)
+    out = np.empty((len(code), 3), np.int64)
+    kernels.demorton(np.ascontiguousarray(code, np.uint64), out)
+    return out
 
 
 def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
