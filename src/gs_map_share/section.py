@@ -299,7 +299,7 @@ def _stack32(cols) -> np.ndarray:
 def _shared_groups():
     """``ctx`` → its :class:`Groups`, made once per context array: the three rotation components
     share theirs, the faint channels theirs (a grouping is a sort, per stream otherwise)."""
-    groups: dict[int, tuple] = {}
+    groups = {}  # id(ctx) → (ctx, its Groups)
 
     def shared(ctx, n_ctx):
         if ctx is None:
