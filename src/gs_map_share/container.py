@@ -17,7 +17,7 @@ from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
 VERSION = 5
-READS = (4, 5)  # version 5 added centred prediction choices (docs/format.md); 4 reads unchanged
+READS = (4, 5)  # 5 added centred prediction choices and two-lane streams (docs/format.md)
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 

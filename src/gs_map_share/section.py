@@ -79,7 +79,7 @@ def _centre(res: np.ndarray, bits: float) -> tuple[int, float]:
     m = int(np.median(res))
     if not m:
         return 0, bits
-    cost = Stats(res - m, keep_u=False).best()[1] + 8 * _varint_len(zigzag_int(m))
+    cost = Stats(res - m, keep_u=False).best()[1] + 8 * _varint_len(_zigzag_int(m))
     return (m, cost) if cost < bits else (0, bits)
 
 
@@ -87,7 +87,7 @@ def _varint_len(u: int) -> int:
     return max(1, (u.bit_length() + 6) // 7)
 
 
-def zigzag_int(v: int) -> int:
+def _zigzag_int(v: int) -> int:
     return 2 * v if v >= 0 else -2 * v - 1
 
 
@@ -117,7 +117,7 @@ def _put_pred(w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=No
     res = child - c if best else child
     if best_off:
         w.u8(best | CENTRED)
-        w.varint(zigzag_int(best_off))
+        w.varint(_zigzag_int(best_off))
         res = res - best_off
     else:
         w.u8(best)
