@@ -537,3 +537,30 @@ def test_demorton_the_same_compiled_or_not():
             got = octree.demorton(codes)
             assert got.dtype == np.int64 and np.array_equal(got, cells)
     assert np.array_equal(demorton(codes), cells)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 4000),
+    scale=st.sampled_from([0.5, 3.0, 40.0, 1e3, 1e6, 1e15]),
+    signed=st.booleans(),
+    zeros=st.sampled_from([0, 7]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_size_estimate_of_every_bound_equals_counting_its_symbols(n, scale, signed, zeros, seed):
+    """Stats.bits (every bound at once, from prefix and suffix sums) = the estimate made by
+    counting one bound's symbols: its direct values and its escapes by bit length."""
+    from gs_map_share.entropy import Stats
+    from gs_map_share.tables import TABLE_BITS_PER_SYMBOL
+
+    rng = np.random.default_rng(seed)
+    v = rng.laplace(0, scale, n).astype(np.int64)
+    s = Stats(v if signed else np.abs(v), signed, zeros=zeros)
+    for k in range(4, 9):
+        t = 1 << k
+        esc = np.bincount(s._sbl[t:], s.small[t:], minlength=65)[:65] + s.big_bl
+        counts = np.concatenate([s.small[:t], esc[k + 1 :]])
+        c = counts[counts > 0]
+        want = -(c * np.log2(c / c.sum())).sum() + (esc * np.maximum(np.arange(65) - 1, 0)).sum()
+        want += TABLE_BITS_PER_SYMBOL * len(c)
+        assert s.bits(k) == pytest.approx(want, rel=1e-12, abs=1e-6)

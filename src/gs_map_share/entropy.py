@@ -140,6 +140,7 @@ class Stats:
     def __init__(self, values, signed: bool = True, zeros: int = 0, keep_u: bool = True) -> None:
         v = np.asarray(values)
         self.n = len(v) + zeros
+        self._by_bound: np.ndarray | None = None
         if Stats._SBL is None:
             Stats._SBL = bit_length(np.arange(256, dtype=np.uint64))
         self._sbl = Stats._SBL
@@ -180,23 +181,45 @@ class Stats:
         return int(nz[-1]) if len(nz) else 0
 
     def bits(self, log2t: int) -> float:
-        if self.n == 0:
-            return 0.0
-        t = 1 << log2t
-        direct = self.small[:t]
-        esc_bl = np.bincount(self._sbl[t:], self.small[t:], minlength=65)[:65] + self.big_bl
-        counts = np.concatenate([direct, esc_bl[log2t + 1 :]])
-        mant = float((esc_bl * np.maximum(np.arange(65) - 1, 0)).sum())
-        c = counts[counts > 0]
-        p = c / c.sum()
-        return float(-(c * np.log2(p)).sum() + mant + TABLE_BITS_PER_SYMBOL * len(c))
+        """Estimated coded size for the direct-symbol bound 2**log2t (0..8): symbols' entropy,
+        escaped values' mantissa bits, TABLE_BITS_PER_SYMBOL a present symbol."""
+        return float(self._bits_by_bound()[log2t])
+
+    def _bits_by_bound(self) -> np.ndarray:
+        """:meth:`bits` for every bound at once (bounds are powers of two, so the escapes of bound
+        2**k are exactly the values of bit length > k): n·log2 n − Σ c·log2 c over the symbols'
+        counts c, from prefix sums over the direct symbols and suffix sums over the escapes' bit
+        lengths — the same figure as counting each bound's symbols, in one pass."""
+        if self._by_bound is not None:
+            return self._by_bound
+        n = self.n
+        if n == 0:
+            self._by_bound = np.zeros(9)
+            return self._by_bound
+        small = self.small.astype(np.float64)
+        esc = self.big_bl.astype(np.float64)  # escapes by bit length: every value of that length
+        esc[:9] += np.bincount(self._sbl, small, minlength=9)[:9]
+        clog = lambda c: np.where(c > 0, c * np.log2(np.maximum(c, 1)), 0.0)  # noqa: E731
+        direct = np.concatenate([[0.0], np.cumsum(clog(small))])  # Σ over symbols < t, t = 0..256
+        direct_n = np.concatenate([[0], np.cumsum(small > 0)])
+        tail = np.cumsum((clog(esc))[::-1])[::-1]  # Σ over bit lengths ≥ b
+        tail_n = np.cumsum((esc > 0)[::-1])[::-1]
+        mant = np.cumsum((esc * np.maximum(np.arange(65) - 1, 0))[::-1])[::-1]
+        out = np.empty(9)
+        for k in range(9):
+            t, b = 1 << k, k + 1  # direct symbols 0..t−1, escapes of bit length ≥ k + 1
+            present = direct_n[t] + tail_n[b]
+            out[k] = n * np.log2(n) - direct[t] - tail[b] + mant[b] + TABLE_BITS_PER_SYMBOL * present
+        self._by_bound = out
+        return out
 
     def best(self) -> tuple[int, float]:
         """(log2 T, estimated bits) of the cheapest bound, where a value's decoding time counts a
         little: each doubling of T adds a binary-search step per symbol to the entropy decoder
         (≈ 2.5 ns), charged as DECODE_BITS_PER_STEP bits, so near-ties go to the smaller
         alphabet. The bits returned are the estimate alone."""
-        cands = [(t, self.bits(t)) for t in (4, 5, 6, 7, 8)]
+        by = self._bits_by_bound()
+        cands = [(t, float(by[t])) for t in (4, 5, 6, 7, 8)]
         return min(cands, key=lambda x: x[1] + DECODE_BITS_PER_STEP * self.n * x[0])
 
 
