@@ -393,6 +393,15 @@ def _put_bits(x, nb, acc, fill, out, nbytes):
     return acc, fill, nbytes
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _end_bits(acc, fill, out, nbytes):
+    """The bytes used once the last, partial byte (zero-padded high bits) is written."""
+    if fill:
+        out[nbytes] = np.uint8(acc & np.uint64(255))
+        nbytes += 1
+    return nbytes
+
+
 @njit(cache=True, nogil=True)
 def pack_bits(vals, nbits, out):
     """``bitio.pack_bits``: values of ``nbits`` bits each, LSB-first, into ``out`` (large
@@ -402,10 +411,7 @@ def pack_bits(vals, nbits, out):
     nbytes = 0
     for i in range(len(vals)):
         acc, fill, nbytes = _put_bits(np.uint64(vals[i]), nbits[i], acc, fill, out, nbytes)
-    if fill:
-        out[nbytes] = np.uint8(acc & np.uint64(255))
-        nbytes += 1
-    return nbytes
+    return _end_bits(acc, fill, out, nbytes)
 
 
 @njit(cache=True, nogil=True)
@@ -425,10 +431,7 @@ def escape_symbols(u, log2t, sym, blob):
         bl = _bit_length(np.uint64(x))
         sym[i] = t + bl - (log2t + 1)
         acc, fill, nbytes = _put_bits(np.uint64(x), bl - 1, acc, fill, blob, nbytes)
-    if fill:
-        blob[nbytes] = np.uint8(acc & np.uint64(255))
-        nbytes += 1
-    return nbytes
+    return _end_bits(acc, fill, blob, nbytes)
 
 
 # -- the encoder's coarse levels (octree.leaf_moments) ------------------------------------------
@@ -505,7 +508,7 @@ def _mix(h):
 
 
 @njit(cache=True, nogil=True)
-def row_hashes(bits, i):
+def _row_hashes(bits, i):
     """Two independent 64-bit hashes of row i (FNV-1a style over its 32-bit values, two primes)."""
     h = np.uint64(0xCBF29CE484222325)
     g = np.uint64(0x9E3779B97F4A7C15)
@@ -532,7 +535,7 @@ def unique_rows(bits, first, inv):
     table = np.full(2 * cap, -1, np.int64)
     k = 0
     for i in range(n):
-        h, g = row_hashes(bits, i)
+        h, g = _row_hashes(bits, i)
         mask = len(table) - 1
         slot = np.int64(h & np.uint64(mask))
         while True:
