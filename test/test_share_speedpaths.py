@@ -553,9 +553,17 @@ def test_size_estimate_of_every_bound_equals_counting_its_symbols(n, scale, sign
     from gs_map_share.entropy import Stats
     from gs_map_share.tables import TABLE_BITS_PER_SYMBOL
 
+    from gs_map_share import jit
+
     rng = np.random.default_rng(seed)
     v = rng.laplace(0, scale, n).astype(np.int64)
-    s = Stats(v if signed else np.abs(v), signed, zeros=zeros)
+    v = v if signed else np.abs(v)
+    s = Stats(v, signed, zeros=zeros)
+    got = [s.bits(k) for k in range(9)]  # (computed on first use: before the switch below)
+    with pytest.MonkeyPatch.context() as mp:  # the compiled sums and numpy's: the same floats
+        mp.setattr(jit, "_kernels", False)
+        plain = Stats(v, signed, zeros=zeros)
+        assert [plain.bits(k) for k in range(9)] == got
     for k in range(4, 9):
         t = 1 << k
         esc = np.bincount(s._sbl[t:], s.small[t:], minlength=65)[:65] + s.big_bl
@@ -564,3 +572,32 @@ def test_size_estimate_of_every_bound_equals_counting_its_symbols(n, scale, sign
         want = -(c * np.log2(c / c.sum())).sum() + (esc * np.maximum(np.arange(65) - 1, 0)).sum()
         want += TABLE_BITS_PER_SYMBOL * len(c)
         assert s.bits(k) == pytest.approx(want, rel=1e-12, abs=1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    a=st.integers(2, 320),
+    top=st.integers(1, 16),
+    absent=st.floats(0.0, 0.95),
+    n_values=st.sampled_from([None, 10, 5000, 10**6]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_table_precision_the_same_compiled_or_not(a, top, absent, n_values, seed):
+    """A frequency table's kept precision: the compiled choice = numpy's (the same bytes), and a
+    decoder rebuilds the frequencies put_table says it will."""
+    from gs_map_share import jit, tables
+
+    rng = np.random.default_rng(seed)
+    f = rng.integers(0, 1 << top, a, dtype=np.int64) + 1
+    f[rng.random(a) < absent] = 0
+    f[rng.integers(0, a)] = max(1, int(f.max()))
+    out = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            w = Writer()
+            rec = tables.put_table(w, f, n_values)
+            out.append((w.getvalue(), rec.tolist()))
+    assert out[0] == out[1]
+    r = Reader(out[0][0], "table")
+    assert tables.get_table(r, a).tolist() == out[0][1]

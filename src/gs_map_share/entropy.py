@@ -196,6 +196,12 @@ class Stats:
         if n == 0:
             self._by_bound = np.zeros(9)
             return self._by_bound
+        kernels = jit.kernels()
+        if kernels is not None:
+            out = np.empty(9)
+            kernels.bits_by_bound(self.small, self.big_bl, self._sbl, n, float(TABLE_BITS_PER_SYMBOL), out)
+            self._by_bound = out
+            return out
         small = self.small.astype(np.float64)
         esc = self.big_bl.astype(np.float64)  # escapes by bit length: every value of that length
         esc[:9] += np.bincount(self._sbl, small, minlength=9)[:9]

@@ -5,8 +5,9 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
 ``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake. Encoder:
 ``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments``
-(:mod:`.octree`), ``stream_counts`` (``entropy.Stats``), ``escape_symbols`` (``entropy._symbols``
-with ``bitio.pack_bits``) and ``pack_bits`` (:mod:`.bitio`) beside their numpy paths.
+(:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
+(``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
+``table_precision`` (``tables._precision``) beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
@@ -700,3 +701,62 @@ def dequantize_rotations(idx, rot, lat_s, out):
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _dequantize(
             idx[i], rot[i, 0], rot[i, 1], rot[i, 2], lat_s[i]
         )
+
+
+@njit(cache=True, nogil=True)
+def table_precision(f, e, scale, top):
+    """``tables._precision``: the kept precision p (1..top) of the smallest table plus data
+    estimate for frequencies ``f`` (bit lengths ``e``), the same arithmetic in the same order
+    (each row's data bits summed symbol by symbol), so the same choice."""
+    a = len(f)
+    best, best_cost = 0, 0.0
+    for p in range(1, top + 1):
+        total = 0
+        kept = 0
+        for i in range(a):
+            if e[i] > 0:
+                k = min(e[i], p)
+                d = e[i] - k
+                total += ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0)
+                kept += k - 1
+        data = 0.0
+        for i in range(a):
+            if e[i] > 0:
+                k = min(e[i], p)
+                d = e[i] - k
+                r = ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0)
+                data += np.float64(f[i]) * np.log2(np.float64(r) / np.float64(total))
+        cost = kept - data * scale
+        if p == 1 or cost < best_cost - 1e-9:
+            best, best_cost = p, cost
+    return best
+
+
+
+@njit(cache=True, nogil=True)
+def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
+    """``entropy.Stats._bits_by_bound`` into ``out`` (9): the same sums in the same order."""
+    esc = np.zeros(65)
+    for b in range(65):
+        esc[b] = np.float64(big_bl[b])
+    for i in range(256):
+        if sbl[i] < 9:
+            esc[sbl[i]] += np.float64(small[i])
+    direct = np.zeros(257)
+    direct_n = np.zeros(257, np.int64)
+    for i in range(256):
+        c = np.float64(small[i])
+        direct[i + 1] = direct[i] + (c * np.log2(c) if c > 0 else 0.0)
+        direct_n[i + 1] = direct_n[i] + (small[i] > 0)
+    tail = np.zeros(66)
+    tail_n = np.zeros(66, np.int64)
+    mant = np.zeros(66)
+    for b in range(64, -1, -1):
+        c = esc[b]
+        tail[b] = tail[b + 1] + (c * np.log2(c) if c > 0 else 0.0)
+        tail_n[b] = tail_n[b + 1] + (c > 0)
+        mant[b] = mant[b + 1] + c * max(b - 1, 0)
+    nl = np.float64(n) * np.log2(np.float64(n))
+    for k in range(9):
+        t, b = 1 << k, k + 1
+        out[k] = nl - direct[t] - tail[b] + mant[b] + table_bits * (direct_n[t] + tail_n[b])

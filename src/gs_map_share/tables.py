@@ -31,14 +31,8 @@ _MAX_ENTRY_BITS = 11 + MAX_FREQ_BITS - 1  # exp-Golomb of z ≤ 34 (11 bits) + k
 
 
 def _bitlen(x: np.ndarray) -> np.ndarray:
-    """Bit length of small non-negative int64 values (< 2**32)."""
-    x = np.asarray(x, np.int64).copy()
-    b = np.zeros(x.shape, np.int64)
-    for s in (16, 8, 4, 2, 1):
-        m = x >= (1 << s)
-        b += m * s
-        x = np.where(m, x >> s, x)
-    return b + (x > 0)
+    """Bit length of small non-negative int64 values (< 2**32): frexp's exponent, exact for them."""
+    return np.frexp(np.asarray(x, np.int64).astype(np.float64))[1].astype(np.int64)
 
 
 def _rebuild(f: np.ndarray, e: np.ndarray, p) -> np.ndarray:
@@ -47,6 +41,29 @@ def _rebuild(f: np.ndarray, e: np.ndarray, p) -> np.ndarray:
     d = e - k
     top = f >> d
     return np.where(e > 0, (top << d) + np.where(d > 0, 1 << np.maximum(d - 1, 0), 0), 0)
+
+
+def _top_precision(e: np.ndarray) -> int:
+    """The longest frequency's bit length (at least 1): beyond it no precision drops a bit."""
+    return max(1, min(MAX_FREQ_BITS, int(e.max())))
+
+
+def _precision(f: np.ndarray, e: np.ndarray, scale: float) -> int:
+    """The kept precision p (1.. :func:`_top_precision`) whose table bits plus estimated data bits
+    are fewest; on a near tie the lower. The bits every precision spends (the exp-Golomb codes)
+    are left out, and each row's data bits are summed symbol by symbol:
+    ``kernels.table_precision`` does the same arithmetic in the same order."""
+    ps = np.arange(1, _top_precision(e) + 1)[:, None]
+    recs = _rebuild(f, e, ps)
+    present = f > 0
+    terms = f[present] * np.log2(recs[:, present] / recs.sum(axis=1, keepdims=True))
+    data = np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] else np.zeros(len(ps))
+    costs = np.maximum(np.minimum(e, ps) - 1, 0).sum(axis=1) - data * scale
+    best = 0
+    for i in range(1, len(costs)):
+        if costs[i] < costs[best] - 1e-9:
+            best = i
+    return int(ps[best, 0])
 
 
 def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.ndarray:
@@ -58,21 +75,11 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     z = np.diff(e, prepend=0)
     z = (z << 1) ^ (z >> 63)
     m = _bitlen(z + 1)  # exp-Golomb: 2m - 1 bits per symbol
-    eg_bits = int((2 * m - 1).sum())
     total = float(f.sum())
     scale = (n_values or total) / total
-    # every precision at once (rows p = 1..P, P = the longest frequency: beyond it nothing drops)
-    ps = np.arange(1, max(1, min(MAX_FREQ_BITS, int(e.max()))) + 1)[:, None]
-    recs = _rebuild(f, e, ps)
-    present = f > 0
-    rp, fp = recs[:, present], f[present]
-    data = -(fp * np.log2(rp / recs.sum(axis=1, keepdims=True))).sum(axis=1) * scale
-    costs = eg_bits + np.maximum(np.minimum(e, ps) - 1, 0).sum(axis=1) + data
-    best = 0  # the smallest cost; on a near tie the lower precision
-    for i in range(1, len(costs)):
-        if costs[i] < costs[best] - 1e-9:
-            best = i
-    p, rec = int(ps[best, 0]), recs[best]
+    kernels = jit.kernels()
+    p = kernels.table_precision(f, e, scale, _top_precision(e)) if kernels is not None else _precision(f, e, scale)
+    rec = _rebuild(f, e, p)
     # per symbol three bit fields: the exp-Golomb prefix (m - 1 zeros, a one), the bits of z + 1
     # below its leading one, the kept frequency bits below the leading one
     k = np.minimum(e, p)
