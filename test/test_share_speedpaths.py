@@ -550,10 +550,9 @@ def test_demorton_the_same_compiled_or_not():
 def test_size_estimate_of_every_bound_equals_counting_its_symbols(n, scale, signed, zeros, seed):
     """Stats.bits (every bound at once, from prefix and suffix sums) = the estimate made by
     counting one bound's symbols: its direct values and its escapes by bit length."""
+    from gs_map_share import jit
     from gs_map_share.entropy import Stats
     from gs_map_share.tables import TABLE_BITS_PER_SYMBOL
-
-    from gs_map_share import jit
 
     rng = np.random.default_rng(seed)
     v = rng.laplace(0, scale, n).astype(np.int64)

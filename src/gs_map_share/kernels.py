@@ -732,7 +732,6 @@ def table_precision(f, e, scale, top):
     return best
 
 
-
 @njit(cache=True, nogil=True)
 def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
     """``entropy.Stats._bits_by_bound`` into ``out`` (9): the same sums in the same order."""

@@ -78,7 +78,11 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     total = float(f.sum())
     scale = (n_values or total) / total
     kernels = jit.kernels()
-    p = kernels.table_precision(f, e, scale, _top_precision(e)) if kernels is not None else _precision(f, e, scale)
+    p = (
+        kernels.table_precision(f, e, scale, _top_precision(e))
+        if kernels is not None
+        else _precision(f, e, scale)
+    )
     rec = _rebuild(f, e, p)
     # per symbol three bit fields: the exp-Golomb prefix (m - 1 zeros, a one), the bits of z + 1
     # below its leading one, the kept frequency bits below the leading one
