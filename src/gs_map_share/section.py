@@ -264,29 +264,39 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
     their predictions travel divided by ``f`` (floor), in their own context; returns normal units."""
     if faint is None or not faint.any():
         return put
-    fac = np.where(faint, f, 1).astype(np.int32)  # int32 throughout: decoded |values| < 2**30 / f
     ctx = faint.astype(np.int64)
 
     def div(c):  # lazily: a decoder builds only the prediction its stream names
         if c is None or (isinstance(c, int) and c == 0):
             return c
-        return lambda: np.floor_divide(c() if callable(c) else c, fac)  # int32 stays int32
+        return lambda: _on_faint(c() if callable(c) else c, faint, lambda x: x // x.dtype.type(f))
 
     def put_faint(values, cands, lab):
         if values is not None:
             values = np.asarray(values, np.int64)
-            if (values % fac).any():
+            if (values[faint] % f).any():
                 raise EncodeError(
                     "a faint Gaussian's scale or colour is off its lattice "
                     "(quantise the map with these parameters)"
                 )
-            values = values // fac
+            values = _on_faint(values, faint, lambda x: x // np.int64(f))
         out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2)
         if len(out) and max(out.max(), -out.min()) >= (1 << 30) // f:
             raise DecodeError("faint value outside the lattice range")
-        return out * fac
+        return _on_faint(out, faint, lambda x: x * x.dtype.type(f))
 
     return put_faint
+
+
+def _on_faint(x: np.ndarray, faint: np.ndarray, op) -> np.ndarray:
+    """``op(x)`` on the faint rows, ``x`` on the others (a new array of x's dtype). ``op`` takes
+    the whole array with a scalar (numpy divides by a scalar ~10× faster than by an array), and
+    the rows are blended arithmetically, faster than a masked select."""
+    y = op(x)
+    y -= x
+    y *= faint
+    y += x
+    return y
 
 
 def _stack32(cols) -> np.ndarray:
