@@ -582,8 +582,8 @@ def test_size_estimate_of_every_bound_equals_counting_its_symbols(n, scale, sign
     seed=st.integers(0, 2**32 - 1),
 )
 def test_table_precision_the_same_compiled_or_not(a, top, absent, n_values, seed):
-    """A frequency table's kept precision: the compiled choice = numpy's (the same bytes), and a
-    decoder rebuilds the frequencies put_table says it will."""
+    """A frequency table: the compiled precision choice and bits = numpy's (the same bytes), and
+    a decoder rebuilds the frequencies put_table says it will."""
     from gs_map_share import jit, tables
 
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments``
 (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
 (``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
-``table_precision`` (``tables._precision``) beside their numpy paths.
+``table_precision`` and ``table_blob`` (``tables.put_table``) beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
 """
 
@@ -759,3 +759,30 @@ def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
     for k in range(9):
         t, b = 1 << k, k + 1
         out[k] = nl - direct[t] - tail[b] + mant[b] + table_bits * (direct_n[t] + tail_n[b])
+
+
+@njit(cache=True, nogil=True)
+def table_blob(f, e, p, rec, out):
+    """``tables.put_table``'s bits at precision ``p`` for frequencies ``f`` (bit lengths ``e``)
+    into ``out``, the rebuilt frequencies into ``rec``; returns the bytes used. Per symbol: the
+    exp-Golomb code of the zig-zagged bit-length change (its m − 1 zeros and a one, then the bits
+    of z + 1 below its leading one), then the kept frequency bits below the leading one."""
+    acc, fill, nbytes = np.uint64(0), 0, 0
+    prev = 0
+    for i in range(len(f)):
+        dz = e[i] - prev
+        prev = e[i]
+        z = (dz << 1) ^ (dz >> 63)
+        m = _bit_length(np.uint64(z + 1))
+        acc, fill, nbytes = _put_bits(np.uint64(1) << np.uint64(m - 1), m, acc, fill, out, nbytes)
+        acc, fill, nbytes = _put_bits(
+            np.uint64((z + 1) & ((1 << (m - 1)) - 1)), m - 1, acc, fill, out, nbytes
+        )
+        k = min(e[i], p)
+        d = e[i] - k
+        kept = max(k - 1, 0)
+        acc, fill, nbytes = _put_bits(
+            np.uint64((f[i] >> d) & ((1 << kept) - 1)), kept, acc, fill, out, nbytes
+        )
+        rec[i] = ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0) if e[i] > 0 else 0
+    return _end_bits(acc, fill, out, nbytes)

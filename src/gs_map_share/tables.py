@@ -72,18 +72,22 @@ def put_table(w: Writer, freq: np.ndarray, n_values: int | None = None) -> np.nd
     be scaled down from their counts), to weigh table bits against data bits."""
     f = np.asarray(freq, np.int64)
     e = _bitlen(f)
-    z = np.diff(e, prepend=0)
-    z = (z << 1) ^ (z >> 63)
-    m = _bitlen(z + 1)  # exp-Golomb: 2m - 1 bits per symbol
     total = float(f.sum())
     scale = (n_values or total) / total
     kernels = jit.kernels()
-    p = (
-        kernels.table_precision(f, e, scale, _top_precision(e))
-        if kernels is not None
-        else _precision(f, e, scale)
-    )
+    if kernels is not None:  # the choice and the bits in two compiled passes (same bytes)
+        p = kernels.table_precision(f, e, scale, _top_precision(e))
+        rec = np.empty(len(f), np.int64)
+        buf = np.empty(len(f) * _MAX_ENTRY_BITS // 8 + 8, np.uint8)
+        nbytes = kernels.table_blob(f, e, p, rec, buf)
+        w.u8(p)
+        w.blob(buf[:nbytes].tobytes())
+        return rec
+    p = _precision(f, e, scale)
     rec = _rebuild(f, e, p)
+    z = np.diff(e, prepend=0)
+    z = (z << 1) ^ (z >> 63)
+    m = _bitlen(z + 1)  # exp-Golomb: 2m - 1 bits per symbol
     # per symbol three bit fields: the exp-Golomb prefix (m - 1 zeros, a one), the bits of z + 1
     # below its leading one, the kept frequency bits below the leading one
     k = np.minimum(e, p)
