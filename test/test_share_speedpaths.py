@@ -600,3 +600,27 @@ def test_table_precision_the_same_compiled_or_not(a, top, absent, n_values, seed
     assert out[0] == out[1]
     r = Reader(out[0][0], "table")
     assert tables.get_table(r, a).tolist() == out[0][1]
+
+
+@pytest.mark.parametrize("spread", [3, 12, 21])
+def test_octree_levels_the_same_compiled_or_not(spread):
+    """The encoder's octree (nodes, occupancy bytes, parent indices at every depth) from sorted
+    unique leaves over several tiles: the compiled pass = numpy's."""
+    from gs_map_share import jit, octree
+
+    rng = np.random.default_rng(spread)
+    D = 21
+    tiles = rng.integers(0, 4, 3000)
+    codes = octree.morton(rng.integers(0, 1 << spread, (3000, 3)) << (D - spread))
+    order = np.lexsort((codes, tiles))  # by tile, then code; then the repeats dropped
+    t, c = tiles[order], codes[order]
+    keep = np.ones(len(t), bool)
+    keep[1:] = (t[1:] != t[:-1]) | (c[1:] != c[:-1])
+    t, c = t[keep], c[keep]
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            levels = octree.build_levels(t, c, D)
+            got.append([[None if a is None else (a.dtype.str, a.tolist()) for a in part] for part in levels])
+    assert got[0] == got[1]

@@ -4,8 +4,8 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``ans_decode`` and ``ans_decode_pair`` (two lanes) beside constriction's decoder (:mod:`.ans_decode`),
 ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
 ``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake. Encoder:
-``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments``
-(:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
+``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments`` and
+``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
 (``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
 ``table_precision`` and ``table_blob`` (``tables.put_table``) beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
@@ -786,3 +786,21 @@ def table_blob(f, e, p, rec, out):
         )
         rec[i] = ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0) if e[i] > 0 else 0
     return _end_bits(acc, fill, out, nbytes)
+
+
+@njit(cache=True, nogil=True)
+def parent_level(t, c, t_out, c_out, occ_out, parent_out):
+    """One step of ``octree.build_levels`` up from sorted unique nodes (tile ``t``, code ``c``):
+    their parents (tile, code) and occupancy bytes, each node's parent index; returns the count
+    of parents."""
+    m = -1
+    for i in range(len(c)):
+        pc = c[i] >> np.uint64(3)
+        if m < 0 or pc != c_out[m] or t[i] != t_out[m]:
+            m += 1
+            t_out[m] = t[i]
+            c_out[m] = pc
+            occ_out[m] = 0
+        occ_out[m] |= np.uint8(1) << np.uint8(c[i] & np.uint64(7))
+        parent_out[i] = m
+    return m + 1
