@@ -1,9 +1,11 @@
-"""The wire format held still: containers written by an earlier encoder (test/data/codec_golden_*.bin,
+"""The wire format held still: containers written by earlier encoders (test/data/codec_golden_*.bin,
 from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder and decoder share
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files: they were written with each Gaussian in its own frame (``least_turned=False``)."""
+these files. Two generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+``least_turned=False``, and no faint rotations, which came with version 6) and version 6
+(``codec_golden_v6_q*``: today's presets)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from synthetic_maps import synthetic_map
+
+from dataclasses import replace
 
 from gs_map_share.delta import MapSender
 from gs_map_share.quantize import QuantParams, to_qmap
@@ -33,21 +37,31 @@ def golden_maps(quality: int):
 
 
 def golden_containers() -> dict[str, bytes]:
+    """Today's encoder's containers (the version-6 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"q{q}_snapshot"] = sender.snapshot()
-        out[f"q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+        out[f"v6_q{q}_snapshot"] = sender.snapshot()
+        out[f"v6_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
     return out
 
 
+# generation: (file prefix, the presets as they were, whether each Gaussian took its least-turned frame)
+GENERATIONS = {
+    4: ("codec_golden_", lambda p: replace(p, faint_rot=0), False),
+    6: ("codec_golden_v6_", lambda p: p, True),
+}
+
+
+@pytest.mark.parametrize("version", sorted(GENERATIONS))
 @pytest.mark.parametrize("quality", QUALITIES)
-def test_stored_containers_decode_to_the_maps_quantised(quality):
+def test_stored_containers_decode_to_the_maps_quantised(quality, version):
+    prefix, then, least_turned = GENERATIONS[version]
     g, g2 = golden_maps(quality)
-    p = QuantParams.from_quality(quality)
+    p = then(QuantParams.from_quality(quality))
     store = MapStore()
-    assert store.receive((DATA / f"codec_golden_q{quality}_snapshot.bin").read_bytes()) == SNAPSHOT
-    assert store.state.equals(to_qmap(g, p, least_turned=False))
-    assert store.receive((DATA / f"codec_golden_q{quality}_delta.bin").read_bytes()) == APPLIED
-    assert store.state.equals(to_qmap(g2, p, least_turned=False))
+    assert store.receive((DATA / f"{prefix}q{quality}_snapshot.bin").read_bytes()) == SNAPSHOT
+    assert store.state.equals(to_qmap(g, p, least_turned=least_turned))
+    assert store.receive((DATA / f"{prefix}q{quality}_delta.bin").read_bytes()) == APPLIED
+    assert store.state.equals(to_qmap(g2, p, least_turned=least_turned))

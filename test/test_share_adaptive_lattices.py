@@ -63,7 +63,7 @@ def test_bad_tiers_are_refused(tiers, bits):
 
 def test_needles_get_finer_rotations_than_near_spheres():
     rng = np.random.default_rng(4)
-    p = QuantParams.from_quality(2)
+    p = replace(QuantParams.from_quality(2), faint_rot=0)  # the tiers alone (faint ones: below)
     errs = {}
     for spread in (0.1, 3.0):
         g = _with_spread(rng, 3000, spread)
@@ -86,7 +86,9 @@ def test_round_trip_and_reencode_with_mixed_tiers():
         g.log_scales[480 * k : 480 * (k + 1)] = np.array([-4.0, -4.0 + spread / 2, -4.0 + spread])
     for quality in (0, 2, 5):
         p = QuantParams.from_quality(quality)
-        assert len(np.unique(rotation_bits(to_qmap(g, p).scale, p))) == len(p.rot_tiers) + 1
+        q = to_qmap(g, p)
+        bits, faint = rotation_bits(q.scale, p, q.op), q.op < p.faint_below
+        assert len(np.unique(bits[~faint])) == len(p.rot_tiers) + 1
         data, _ = encode_map(g, p, n_levels=4)
         assert decode_map(data).equals(quantize(g, p))
         _, q = decode_snapshot(data)
@@ -182,7 +184,18 @@ def test_encoder_refuses_a_faint_value_off_its_lattice():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(faint_factor=0), dict(faint_factor=9), dict(faint_factor=2.0), dict(faint_below=40000)]
+    "kw",
+    [
+        dict(faint_factor=0),
+        dict(faint_factor=9),
+        dict(faint_factor=2.0),
+        dict(faint_below=40000),
+        dict(faint_rot=4),
+        dict(faint_rot=-1),
+        dict(faint_pos=0),
+        dict(faint_pos=9),
+        dict(faint_pos=2.0),
+    ],
 )
 def test_bad_faint_params_are_refused(kw):
     with pytest.raises(EncodeError, match="faint"):
@@ -217,3 +230,47 @@ def test_deltas_move_gaussians_across_the_faint_threshold_bit_identically():
         data, _ = sender.update(g, g.take_changes())
         assert store.receive(data) == "applied"
         assert store.gaussian_map().equals(quantize(g, sender.params))
+
+
+@pytest.mark.parametrize("quality", [1, 3, 5])
+def test_faint_rotations_are_coarser_and_round_trip(quality):
+    """A faint Gaussian's rotation lattice has faint_rot bits fewer than its tier gives: its codes
+    stay within that lattice, the map decodes to the map quantised and re-encodes to itself, and
+    a tier's bits are unchanged for the others."""
+    g = random_map(np.random.default_rng(quality), 3000, deg=0)
+    g.opacity_logits[:] = np.random.default_rng(9).uniform(-4, 4, len(g)).astype(np.float32)
+    p = QuantParams.from_quality(quality)
+    assert p.faint_rot == 1
+    q = to_qmap(g, p)
+    faint = q.op < p.faint_below
+    assert 0.2 < faint.mean() < 0.8
+    bits = rotation_bits(q.scale, p, q.op)
+    tier = rotation_bits(q.scale, replace(p, faint_rot=0))
+    assert np.array_equal(bits, tier - faint)
+    assert (np.abs(q.rot) <= rotation_max(bits)[:, None]).all()
+    data, _ = encode_map(g, p, n_levels=4)
+    assert decode_map(data).equals(quantize(g, p))
+    _, back = decode_snapshot(data)
+    assert back.equals(to_qmap(dequantize(back, p), p))
+    with pytest.raises(ValueError, match="opacity codes"):
+        rotation_bits(q.scale, p)
+    with pytest.raises(EncodeError, match="faint_rot"):
+        replace(QuantParams.from_quality(0), faint_rot=1)  # quality 0's tiers leave no room
+
+
+def test_header_carries_faint_rotations_and_positions_and_refuses_bad_ones():
+    """Version 6 header fields (docs/format.md §2, offsets 108-109): carried, checked on reading;
+    a faint Gaussian's position is a multiple of faint_pos (the same lattice, rounded coarser)
+    and the map decodes to the map quantised."""
+    g = random_map(np.random.default_rng(14), 400, deg=0)
+    g.opacity_logits[:] = np.random.default_rng(15).uniform(-4, 4, len(g)).astype(np.float32)
+    p = replace(QuantParams.from_quality(2), faint_pos=3)
+    data, _ = encode_map(g, p)
+    h, q = decode_snapshot(data)
+    assert (h.params.faint_rot, h.params.faint_pos) == (1, 3) and h.params == p
+    faint = q.op < p.faint_below
+    assert faint.any() and (q.pos[faint] % 3 == 0).all() and (q.pos[~faint] % 3 != 0).any()
+    assert decode_map(data).equals(quantize(g, p))
+    for offset, value, what in ((108, 4, "faint_rot"), (108, 3, "faint_rot"), (109, 0, "faint_pos")):
+        with pytest.raises(DecodeError, match=what):
+            decode_map(_edit_header(data, "<B", offset, value))

@@ -44,7 +44,7 @@ def test_the_same_ellipsoid_in_the_frame_that_turns_least(quality):
     assert err <= _covariance_error(g.quats, own.quats, g.log_scales, own.log_scales) * 1.5 + 1e-6
     assert np.array_equal(np.sort(qg.log_scales, 1), np.sort(own.log_scales, 1))
     # no other frame of the decoded rotation turns less by more than one step of its lattice
-    bits = rotation_bits(q.scale, p)
+    bits = rotation_bits(q.scale, p, q.op)
     step = np.sqrt(0.5) / (2.0 ** (bits - 1) - 1)
     turns = _octahedral_turns(qg.quats.astype(np.float64))
     here = np.abs(qg.quats[:, 3].astype(np.float64))
@@ -120,7 +120,7 @@ def test_compiled_frames_equal_the_numpy_path(quality, monkeypatch):
     cases.append(near.astype(np.float32))
     for quats in cases:
         sc = rng.integers(-60, 20, (len(quats), 3)).astype(np.int32)
-        for bits in (None, rotation_bits(sc, p)):
+        for bits in (None, rotation_bits(sc, p, rng.integers(-30, 30, len(quats)))):
             monkeypatch.setattr(jit, "_kernels", compiled)
             fast = canonical_axes(quats, sc, p, bits)
             monkeypatch.setattr(jit, "_kernels", False)
@@ -143,7 +143,7 @@ def test_compiled_rotation_rebuild_equals_the_numpy_path(quality, monkeypatch):
     p = QuantParams.from_quality(quality)
     n = 40000
     idx = rng.integers(0, 4, n).astype(np.uint8)
-    bits = rotation_bits(rng.integers(-60, 20, (n, 3)).astype(np.int32), p)
+    bits = rotation_bits(rng.integers(-60, 20, (n, 3)).astype(np.int32), p, rng.integers(-30, 30, n))
     for b in (None, bits):
         m = p.rot_max if b is None else rotation_max(b)[:, None]
         rot = np.clip(rng.integers(-(1 << 12), 1 << 12, (n, 3)), -m, m).astype(np.int32)

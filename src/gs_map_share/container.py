@@ -16,8 +16,10 @@ from .errors import DecodeError, EncodeError
 from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 5
-READS = (4, 5)  # 5 added centred prediction choices and two-lane streams (docs/format.md)
+VERSION = 6
+# 5 added centred prediction choices and two-lane streams, 6 faint rotations and positions
+# (header fields faint_rot, faint_pos; docs/format.md)
+READS = (4, 5, 6)
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 
@@ -37,7 +39,13 @@ CHUNK_NAMES = {
     PAD: "PAD",
 }
 
-_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4HBh")  # up to and including faint_below
+_FIXED5 = struct.Struct("<4sHHQQQQIBBBBddddddB4HBh")  # versions 4-5: up to and including faint_below
+_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4HBhBB")  # version 6: then faint_rot, faint_pos
+_N5 = len(_FIXED5.unpack(bytes(_FIXED5.size)))  # fields of the version 4-5 layout
+
+
+def _layout(version: int) -> struct.Struct:
+    return _FIXED if version >= 6 else _FIXED5
 _TOC = struct.Struct("<BBHII")
 
 
@@ -99,6 +107,8 @@ def pack(h: Header, chunks: list[Chunk]) -> bytes:
         *tiers,
         p.faint_factor,
         p.faint_below,
+        p.faint_rot,
+        p.faint_pos,
     )
     body = fixed + struct.pack("<HB", len(chunks), len(frame)) + frame
     hlen = len(body) + 4
@@ -117,9 +127,14 @@ def pack(h: Header, chunks: list[Chunk]) -> bytes:
 def unpack_header(data) -> tuple[Header, int, int]:
     """Parse and check the header only. Returns (header, n_chunks, offset of the TOC)."""
     data = memoryview(bytes(data)) if not isinstance(data, (bytes, memoryview)) else memoryview(data)
-    if len(data) < _FIXED.size + 7:
+    if len(data) < _FIXED5.size + 7:
         raise DecodeError(f"container: {len(data)} bytes is shorter than a header")
-    fixed = _FIXED.unpack_from(data, 0)
+    version = struct.unpack_from("<H", data, 4)[0]
+    layout = _layout(version)
+    if len(data) < layout.size + 7:
+        raise DecodeError(f"container: {len(data)} bytes is shorter than a version {version} header")
+    fixed = layout.unpack_from(data, 0)
+    faint_rot, faint_pos = fixed[_N5:] if version >= 6 else (0, 1)
     (
         magic,
         version,
@@ -146,7 +161,7 @@ def unpack_header(data) -> tuple[Header, int, int]:
         t3,
         faint_factor,
         faint_below,
-    ) = fixed
+    ) = fixed[:_N5]
     tiers = (t0, t1, t2, t3)
     if magic != MAGIC:
         raise DecodeError(f"container: wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
@@ -154,16 +169,16 @@ def unpack_header(data) -> tuple[Header, int, int]:
         raise DecodeError(
             f"container: unsupported version {version} (this decoder reads {READS[0]}..{VERSION})"
         )
-    if not _FIXED.size + 7 <= hlen <= 256 or hlen > len(data):
+    if not layout.size + 7 <= hlen <= 256 or hlen > len(data):
         raise DecodeError(f"container: header length {hlen} is invalid for {len(data)} bytes")
     (stored,) = struct.unpack_from("<I", data, hlen - 4)
     if crc32c(data[: hlen - 4]) != stored:
         raise DecodeError("container: header CRC-32C mismatch")
-    n_chunks, flen = struct.unpack_from("<HB", data, _FIXED.size)
-    if _FIXED.size + 3 + flen + 4 != hlen or flen > MAX_FRAME_ID:
+    n_chunks, flen = struct.unpack_from("<HB", data, layout.size)
+    if layout.size + 3 + flen + 4 != hlen or flen > MAX_FRAME_ID:
         raise DecodeError("container: frame id length does not match the header length")
     try:
-        frame = bytes(data[_FIXED.size + 3 : _FIXED.size + 3 + flen]).decode("utf-8")
+        frame = bytes(data[layout.size + 3 : layout.size + 3 + flen]).decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError("container: frame id is not UTF-8") from None
     if sh_degree > 3:
@@ -186,6 +201,8 @@ def unpack_header(data) -> tuple[Header, int, int]:
             tuple(tiers[:n_tiers]),
             faint_factor,
             faint_below,
+            faint_rot,
+            faint_pos,
         )
     except Exception as exc:  # EncodeError from the parameter checks
         raise DecodeError(f"container: bad quantisation parameters: {exc}") from None
@@ -225,13 +242,14 @@ def reseal(data: bytes) -> bytes:
     """Recompute the header, TOC and chunk CRCs of (possibly edited) container bytes, as far as the
     structure can be followed. For fuzzing: mutations then reach the decoders behind the CRCs."""
     b = bytearray(data)
-    if len(b) < _FIXED.size + 7:
+    if len(b) < _FIXED5.size + 7:
         return bytes(b)
+    layout = _layout(struct.unpack_from("<H", b, 4)[0])
     hlen = struct.unpack_from("<H", b, 6)[0]
-    if not _FIXED.size + 7 <= hlen <= len(b):
+    if not layout.size + 7 <= hlen <= len(b):
         return bytes(b)
     struct.pack_into("<I", b, hlen - 4, crc32c(bytes(b[: hlen - 4])))
-    n = struct.unpack_from("<H", b, _FIXED.size)[0]
+    n = struct.unpack_from("<H", b, layout.size)[0]
     toc_end = hlen + _TOC.size * n
     if toc_end + 4 > len(b):
         return bytes(b)

@@ -61,6 +61,11 @@ class QuantParams:
     # Gaussians with opacity code < faint_below: scales and DC on a faint_factor × coarser lattice
     faint_factor: int = 2
     faint_below: int = -14  # logit −0.875: opacity below 0.29 (FAINT_OPACITY at 1/16)
+    # container version 6: faint Gaussians' rotations this many bits coarser (their anisotropy
+    # tier's bits less this, at least 2), and their positions on a faint_pos × coarser lattice
+    # (multiples of it in the normal steps: only the encoder's rounding changes)
+    faint_rot: int = 1
+    faint_pos: int = 1
 
     def __post_init__(self) -> None:
         for f, lo in (
@@ -77,22 +82,27 @@ class QuantParams:
             raise EncodeError(f"tile_bits must be 1..20, got {self.tile_bits}")
         if not 3 <= self.rot_bits <= 16:
             raise EncodeError(f"rot_bits must be 3..16, got {self.rot_bits}")
+        if not (isinstance(self.faint_rot, (int, np.integer)) and 0 <= self.faint_rot <= 3):
+            raise EncodeError(f"faint_rot must be an integer 0..3, got {self.faint_rot!r}")
         t = self.rot_tiers
         if (
             not isinstance(t, tuple)
             or len(t) > MAX_ROT_TIERS
-            or self.rot_bits - len(t) < 2
+            or self.rot_bits - len(t) - self.faint_rot < 2
             or any(not isinstance(v, (int, np.integer)) or not 1 <= v <= 65535 for v in t)
             or any(a >= b for a, b in zip(t, t[1:], strict=False))
         ):
             raise EncodeError(
                 f"rot_tiers must be at most {MAX_ROT_TIERS} ascending integers in 1..65535 "
-                f"leaving rot_bits − len ≥ 2, got {t!r} with rot_bits {self.rot_bits}"
+                f"leaving rot_bits − len − faint_rot ≥ 2, got {t!r} with rot_bits {self.rot_bits} "
+                f"and faint_rot {self.faint_rot}"
             )
         if not (isinstance(self.faint_factor, (int, np.integer)) and 1 <= self.faint_factor <= 8):
             raise EncodeError(f"faint_factor must be an integer 1..8, got {self.faint_factor!r}")
         if not (isinstance(self.faint_below, (int, np.integer)) and -32768 <= self.faint_below <= 32767):
             raise EncodeError(f"faint_below must be an integer -32768..32767, got {self.faint_below!r}")
+        if not (isinstance(self.faint_pos, (int, np.integer)) and 1 <= self.faint_pos <= 8):
+            raise EncodeError(f"faint_pos must be an integer 1..8, got {self.faint_pos!r}")
 
     @staticmethod
     def from_quality(quality: int = 2, pos_step: float | None = None) -> QuantParams:
@@ -158,12 +168,13 @@ class QuantParams:
             raise EncodeError(f"quality must be 0..5, got {quality}")
         entry: dict[str, Any] = table[quality]
         tiers = ROT_TIERS_LOG[: int(entry.pop("tiers", len(ROT_TIERS_LOG)))]
-        p = QuantParams(**entry, rot_tiers=())  # tiers follow, in this preset's scale steps
+        p = QuantParams(**entry, rot_tiers=(), faint_rot=0)  # tiers follow, in this preset's steps
         if pos_step is not None:
             p = replace(p, pos_step=float(pos_step))
         # keep the codec tile around 2 m whatever the position step
         bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
-        return replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
+        p = replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
+        return p.with_faint_rotations(FAINT_ROT)
 
     def relative_to(self, gmap: GaussianMap) -> QuantParams:
         """These parameters for a scene in arbitrary units: the position step scaled by the scene's
@@ -179,7 +190,12 @@ class QuantParams:
         Rotations get one bit fewer (where the tiers leave room): on trained scenes a rotation bit
         buys the least render PSNR per byte of any step (bench/codec_real.py, single level,
         least-turned frames; at the anchors' PSNR: guitar 0.696 → 0.685× SPZ v4, 0.747 → 0.740×
-        SOG; playbot 0.567 → 0.558× SPZ v4)."""
+        SOG; playbot 0.567 → 0.558× SPZ v4), then faint ones one more (``FAINT_ROT``).
+
+        Faint Gaussians' positions go on a ``SCENE_FAINT_POS`` × coarser lattice: a faint
+        Gaussian moves a pixel by at most its opacity, and a scene's octree codes the low bits
+        they no longer have for less (guitar quality 2: −0.12 B/G for −0.09 dB). A map's
+        id-ordered positions gain nothing from it (kitchen: −0.004 B/G), so its presets keep 1."""
         if not len(gmap):
             return self
         size = float(np.median(np.exp(gmap.log_scales.astype(np.float64).max(axis=1))))
@@ -187,7 +203,12 @@ class QuantParams:
             return self
         step = float(np.clip(self.pos_step * size / REFERENCE_SIZE, 1e-9, 1e6))
         rot = self.rot_bits - (self.rot_bits - 1 - len(self.rot_tiers) >= 2)
-        return replace(self, pos_step=step, tile_bits=min(20, self.tile_bits + SCENE_TILE_BITS), rot_bits=rot)
+        return replace(
+            replace(self, rot_bits=rot, faint_rot=0).with_faint_rotations(FAINT_ROT),  # where room is left
+            pos_step=step,
+            tile_bits=min(20, self.tile_bits + SCENE_TILE_BITS),
+            faint_pos=SCENE_FAINT_POS,
+        )
 
     def for_shared_sh(self, gmap: GaussianMap) -> QuantParams:
         """These parameters with a finer higher-SH step when the scene's SH is a palette (a source
@@ -212,7 +233,14 @@ class QuantParams:
         """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
         ascending), rounded to this scale step; tiers that round to the same step merge."""
         t = sorted({max(1, min(65535, int(round(v / self.scale_step)))) for v in log_spreads})
-        return replace(self, rot_tiers=tuple(t))
+        room = self.rot_bits - len(t) - 2  # the tiers first: faint rotations keep what is left
+        return replace(self, rot_tiers=tuple(t), faint_rot=max(0, min(self.faint_rot, room)))
+
+    def with_faint_rotations(self, fewer: int) -> QuantParams:
+        """These parameters with faint Gaussians' rotations ``fewer`` bits coarser, as far as the
+        tiers leave their fewest bits at 2 or more."""
+        room = self.rot_bits - len(self.rot_tiers) - 2
+        return replace(self, faint_rot=max(0, min(fewer, room)))
 
     def with_faint(self, opacity: float, factor: int) -> QuantParams:
         """These parameters with Gaussians below ``opacity`` (sigmoid) on a ``factor`` × coarser
@@ -246,6 +274,7 @@ MAX_ROT_TIERS = 4
 # position precision is the cheapest PSNR there (4× finer: +0.8 B/G, +5 dB at quality 3).
 REFERENCE_SIZE = 0.1
 SCENE_TILE_BITS = 4  # QuantParams.relative_to: a scene's codec tile is 2**4 times a map's per axis
+SCENE_FAINT_POS = 2  # QuantParams.relative_to: faint Gaussians' positions on a 2× coarser lattice
 # log-scale spreads (max − min of the three log-scales) of the presets' tiers: below 0.4 (scales
 # within 1.5×) a Gaussian gets 4 bits fewer than above 2.5 (12×). Measured on the mapper's kitchen
 # map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —
@@ -255,6 +284,10 @@ ROT_TIERS_LOG = (0.4, 0.8, 1.5, 2.5)
 # the step (quality 0: three times) — on the kitchen map −0.14 B/G at quality 0, −0.21 at quality 2,
 # for ≤ 0.02 dB of held-out PSNR
 FAINT_OPACITY = 0.3
+# faint Gaussians' rotations one bit coarser where the tiers leave room (every preset but quality
+# 0): kitchen map quality 2 9.66 → 9.54 B/G at the same held-out PSNR (±0.001 dB); guitar quality 2
+# (scale-relative) −0.21 B/G for −0.38 dB, where a finer step anywhere buys ~3 dB a B/G
+FAINT_ROT = 1
 
 
 def _rot_lattices():
@@ -267,12 +300,15 @@ def _rot_lattices():
 _ROT_M, _ROT_S = _rot_lattices()
 
 
-def rotation_bits(scale, params: QuantParams) -> np.ndarray | None:
-    """Bits per rotation component of each Gaussian, from its quantised log-scales (known to a
-    decoder before the rotation; an (N, 3) array or its three columns):
-    ``rot_bits − #{tiers t : max(scale) − min(scale) < t}``. None when there are no tiers
-    (``rot_bits`` for all; the scalar fast path)."""
-    if not params.rot_tiers:
+def rotation_bits(scale, params: QuantParams, op: np.ndarray | None = None) -> np.ndarray | None:
+    """Bits per rotation component of each Gaussian, from its quantised log-scales and opacity
+    (known to a decoder before the rotation; scales an (N, 3) array or its three columns):
+    ``rot_bits − #{tiers t : max(scale) − min(scale) < t}``, less ``faint_rot`` for a faint
+    Gaussian (``op``, its opacity codes, are needed then). None when that is ``rot_bits`` for all
+    (no tiers, no faint rotations; the scalar fast path)."""
+    if params.faint_rot and op is None:
+        raise ValueError("rotation_bits needs the opacity codes when faint rotations are coarser")
+    if not params.rot_tiers and not params.faint_rot:
         return None
     c0, c1, c2 = scale if isinstance(scale, (list, tuple)) else (scale[:, 0], scale[:, 1], scale[:, 2])
     # column-wise in int32 (|codes| < 2**30, so the spread fits): a reduction over 3 columns is slow
@@ -281,7 +317,16 @@ def rotation_bits(scale, params: QuantParams) -> np.ndarray | None:
     bits = np.full(len(spread), params.rot_bits - len(params.rot_tiers), np.int32)
     for t in params.rot_tiers:
         bits += spread >= t
+    if params.faint_rot:
+        bits -= (np.asarray(op) < params.faint_below).astype(np.int32) * np.int32(params.faint_rot)
     return bits
+
+
+def rotation_contexts(bits: np.ndarray, params: QuantParams) -> tuple[np.ndarray, int]:
+    """The coding context of each rotation component: its Gaussian's bit count (its lattice), from
+    the fewest any Gaussian can have (``rotation_bits`` not None), and the number of contexts."""
+    low = params.rot_bits - len(params.rot_tiers) - params.faint_rot
+    return bits - low, params.rot_bits - low + 1
 
 
 def rotation_max(bits: np.ndarray) -> np.ndarray:
@@ -376,15 +421,19 @@ def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -
     Gaussian in its least-turned frame (:func:`canonical_axes`); False keeps its own frame, as
     encoders before 2026-12-03 did (the stored containers of test_guards_format)."""
     gmap.validate()
+    op, scale, dc = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], params)
     means = gmap.means.astype(np.float64)
     pos = np.rint(means / params.pos_step)
+    faint = faint_rows(op, params) if params.faint_pos > 1 else None
+    if faint is not None and faint.any():  # multiples of faint_pos: the same lattice, rounded coarser
+        f = params.faint_pos
+        pos[faint] = np.rint(means[faint] / (f * params.pos_step)) * f
     if len(pos) and np.abs(pos).max() >= MAX_LATTICE:
         raise EncodeError(
             f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin"
         )
     pos = pos.astype(np.int64)
-    op, scale, dc = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], params)
-    bits = rotation_bits(scale, params)
+    bits = rotation_bits(scale, params, op)
     if least_turned:  # the log-scale codes follow their axes into that frame (the same ellipsoid)
         rot_idx, rot, scale = canonical_axes(gmap.quats, scale, params, bits)
     else:
@@ -416,8 +465,8 @@ def _lattice(x, lo: float, hi: float, step: float) -> np.ndarray:
 
 
 def faint_rows(op: np.ndarray, params: QuantParams) -> np.ndarray | None:
-    """Rows on the faint lattice (from the opacity codes, which a decoder has first); None = none can be."""
-    if params.faint_factor == 1:
+    """Faint rows (from the opacity codes, which a decoder has first); None = no faint lattice."""
+    if params.faint_factor == 1 and params.faint_rot == 0 and params.faint_pos == 1:
         return None
     return np.asarray(op) < params.faint_below
 
@@ -428,7 +477,7 @@ def attribute_lattices(opacity_logits, log_scales, dc_values, params: QuantParam
     scale = _lattice(log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
     dc = _lattice(dc_values, -_SH_CLAMP, _SH_CLAMP, params.dc_step)
     faint = faint_rows(op, params)
-    if faint is not None and faint.any():
+    if faint is not None and params.faint_factor > 1 and faint.any():
         f = params.faint_factor
         scale[faint] = (
             _lattice(np.asarray(log_scales)[faint], _SCALE_MIN, _SCALE_MAX, f * params.scale_step) * f
@@ -716,7 +765,7 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
                 np.multiply(rest2[s:e], steps[3:], out=flat[s:e, 3:], dtype=np.float32, casting="same_kind")
     return dict(
         means=(q.pos.astype(np.float64) * params.pos_step).astype(np.float32),
-        quats=dequantize_rotations(q.rot_idx, q.rot, params, rotation_bits(q.scale, params)),
+        quats=dequantize_rotations(q.rot_idx, q.rot, params, rotation_bits(q.scale, params, q.op)),
         log_scales=q.scale.astype(np.float32) * np.float32(params.scale_step),
         opacity_logits=q.op.astype(np.float32) * np.float32(params.opacity_step),
         sh=sh,

@@ -36,6 +36,7 @@ from .quantize import (
     dequantize_fields,
     faint_rows,
     rotation_bits,
+    rotation_contexts,
     rotation_max,
 )
 
@@ -226,7 +227,7 @@ def _code_attrs(
         return lambda: p().astype(np.int64) + x - px()
 
     op = put(ch("op"), [0, pc("op")], label + "op")
-    put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
+    put_fl = _faint_put(put, faint_rows(op, params) if params.faint_factor > 1 else None, params.faint_factor)
     sc: list[np.ndarray] = []
     for i in range(3):
         cands = [0, pc("scale", i)]
@@ -236,12 +237,8 @@ def _code_attrs(
     ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
     if n and (ri.min() < 0 or ri.max() > 3):
         raise DecodeError("rotation index outside 0..3")
-    bits = rotation_bits(sc, params)
-    ctx, n_ctx = (
-        (ri, 4)
-        if bits is None
-        else (bits - (params.rot_bits - len(params.rot_tiers)), len(params.rot_tiers) + 1)
-    )
+    bits = rotation_bits(sc, params, op)
+    ctx, n_ctx = (ri, 4) if bits is None else rotation_contexts(bits, params)
     rot = [put(ch("rot", i), [0, pc("rot", i)], label + "rot", ctx=ctx, n_ctx=n_ctx) for i in range(3)]
     dc: list[np.ndarray] = []
     for i in range(3):
@@ -605,7 +602,7 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
         centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
         qop, sc, qdc = attribute_lattices(op, ls, dc, params)
-        ri, rq, sc = canonical_axes(qv, sc, params, rotation_bits(sc, params))
+        ri, rq, sc = canonical_axes(qv, sc, params, rotation_bits(sc, params, qop))
         out[d] = Coarse(qop, sc, ri, rq, qdc, off)
     return out
 
