@@ -9,13 +9,12 @@ these files. Two generations: version 4 (``codec_golden_q*``: each Gaussian in i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from synthetic_maps import synthetic_map
-
-from dataclasses import replace
 
 from gs_map_share.delta import MapSender
 from gs_map_share.quantize import QuantParams, to_qmap

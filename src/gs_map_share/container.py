@@ -46,6 +46,8 @@ _N5 = len(_FIXED5.unpack(bytes(_FIXED5.size)))  # fields of the version 4-5 layo
 
 def _layout(version: int) -> struct.Struct:
     return _FIXED if version >= 6 else _FIXED5
+
+
 _TOC = struct.Struct("<BBHII")
 
 
