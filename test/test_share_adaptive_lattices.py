@@ -31,9 +31,9 @@ def _with_spread(rng, n, spread):
 
 
 def test_bits_follow_the_scale_spread():
-    q0 = QuantParams.from_quality(0)  # scale step 1/5: the first three tiers, 2..5 bits
-    assert q0.rot_tiers == (2, 4, 8) and q0.rot_bits == 5
-    p = replace(q0, rot_tiers=(2, 4, 8, 12), rot_bits=6)
+    q0 = QuantParams.from_quality(0)  # scale step 1/5: the four tiers, 2..6 bits
+    assert q0.rot_tiers == (2, 4, 8, 12) and q0.rot_bits == 6
+    p = q0
     scale = np.array([[0, 0, 0], [0, 1, 1], [-3, 0, -1], [5, 0, 2], [0, 8, 3], [0, 11, 3], [-20, -8, -9]])
     assert rotation_bits(scale, p).tolist() == [2, 2, 3, 4, 5, 5, 6]
     assert rotation_max(rotation_bits(scale, p)).tolist() == [1, 1, 3, 7, 15, 15, 31]
@@ -45,7 +45,7 @@ def test_bits_follow_the_scale_spread():
 def test_preset_tiers_are_the_same_log_spreads_at_every_quality():
     for q in range(6):
         p = QuantParams.from_quality(q)
-        assert len(p.rot_tiers) == (3 if q == 0 else len(ROT_TIERS_LOG))
+        assert len(p.rot_tiers) == len(ROT_TIERS_LOG)
         assert np.allclose(
             np.array(p.rot_tiers) * p.scale_step, ROT_TIERS_LOG[: len(p.rot_tiers)], atol=p.scale_step / 2
         )
@@ -207,7 +207,7 @@ def test_header_carries_the_faint_lattice_and_refuses_a_bad_factor():
     p = QuantParams.from_quality(0)
     data, _ = encode_map(g, p)
     h, _ = unpack(data)
-    assert (h.params.faint_factor, h.params.faint_below) == (3, -1)
+    assert (h.params.faint_factor, h.params.faint_below) == (5, -1)
     with pytest.raises(DecodeError, match="faint_factor"):
         decode_map(_edit_header(data, "<B", 105, 0))  # faint_factor 0
 

@@ -108,20 +108,25 @@ class QuantParams:
     def from_quality(quality: int = 2, pos_step: float | None = None) -> QuantParams:
         """Quality 0 (smallest) … 5 (finest). 2 is the CLI default (1 mm positions; its rendering
         distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
-        defaults are quality 3. Quality 0 is for thin links: 6 mm positions and coarse attributes
+        defaults are quality 3. Quality 0 is for thin links: 5.5 mm positions and coarse attributes
         (sizes and held-out PSNR per quality on the mapper's kitchen map: bench/results/codec.md).
-        Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG; quality 0 the first three
-        tiers, 2..5 bits) and keeps faint Gaussians on a coarser lattice (FAINT_OPACITY)."""
+        Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG; quality 0 2..6 bits) and
+        keeps faint Gaussians on a coarser lattice (FAINT_OPACITY; quality 0 5× for scales and
+        colour, whose step is finer instead). Quality 0 was chosen on two fits of the kitchen map
+        (a sweep of ~600 presets; 2026-12-03): from 6 mm, 2/3, 2..5 bits, colour 1/12 and faint 3×,
+        5.82 → 5.87 B/G and a held-out drop of 0.52 → 0.36 dB (the second fit: 5.87 → 5.93 B/G,
+        0.44 → 0.30 dB); the fourth tier was the cheapest of it, 1.7 dB a B/G, by giving the extra
+        bit to needles only. Drops move by ±0.03 dB between neighbouring steps and by ~0.1 dB
+        between fits of the same bag."""
         table = {
             0: dict(
-                pos_step=0.006,
-                opacity_step=2 / 3,
+                pos_step=0.0055,
+                opacity_step=0.85,
                 scale_step=1 / 5,
-                rot_bits=5,
-                dc_step=1 / (12 * SH_C0),
+                rot_bits=6,
+                dc_step=1 / (15 * SH_C0),
                 rest_step=1 / 4,
-                faint_factor=3,
-                tiers=3,
+                faint_factor=5,
             ),
             1: dict(
                 pos_step=0.004,
