@@ -20,7 +20,9 @@ Lattices
 - faint Gaussians (opacity code below ``faint_below``) keep their log-scales and DC colour on a
   lattice ``faint_factor`` times coarser: the integers stay in the normal steps (multiples of the
   factor, so dequantisation is the same everywhere) and the coder sends them divided by it. A faint
-  Gaussian's colour and size move a pixel by at most its opacity, so the error costs little.
+  Gaussian's colour and size move a pixel by at most its opacity, so the error costs little. Its
+  rotation lattice has ``faint_rot`` bits fewer, and its position may be rounded to a multiple of
+  ``faint_pos`` steps (both version 6).
 """
 
 from __future__ import annotations
@@ -172,13 +174,12 @@ class QuantParams:
         if quality not in table:
             raise EncodeError(f"quality must be 0..5, got {quality}")
         entry: dict[str, Any] = table[quality]
-        tiers = ROT_TIERS_LOG[: int(entry.pop("tiers", len(ROT_TIERS_LOG)))]
         p = QuantParams(**entry, rot_tiers=(), faint_rot=0)  # tiers follow, in this preset's steps
         if pos_step is not None:
             p = replace(p, pos_step=float(pos_step))
         # keep the codec tile around 2 m whatever the position step
         bits = int(np.clip(np.round(np.log2(2.0 / p.pos_step)), 1, 20))
-        p = replace(p, tile_bits=bits).with_rot_tiers(tiers).with_faint(FAINT_OPACITY, p.faint_factor)
+        p = replace(p, tile_bits=bits).with_rot_tiers(ROT_TIERS_LOG).with_faint(FAINT_OPACITY, p.faint_factor)
         return p.with_faint_rotations(FAINT_ROT)
 
     def relative_to(self, gmap: GaussianMap) -> QuantParams:
@@ -286,8 +287,8 @@ SCENE_FAINT_POS = 2  # QuantParams.relative_to: faint Gaussians' positions on a 
 # the precision moves from near-spheres to the needles and discs that need it.
 ROT_TIERS_LOG = (0.4, 0.8, 1.5, 2.5)
 # the presets' faint lattice: below opacity 0.3 (a third of the kitchen map) scales and DC at twice
-# the step (quality 0: three times) — on the kitchen map −0.14 B/G at quality 0, −0.21 at quality 2,
-# for ≤ 0.02 dB of held-out PSNR
+# the step — on the kitchen map −0.14 B/G at quality 0 (then 3×), −0.21 at quality 2, for ≤ 0.02 dB
+# of held-out PSNR; quality 0 has 5× since its finer colour step (from_quality)
 FAINT_OPACITY = 0.3
 # faint Gaussians' rotations one bit coarser where the tiers leave room (every preset but quality
 # 0): kitchen map quality 2 9.66 → 9.54 B/G at the same held-out PSNR (±0.001 dB); guitar quality 2
