@@ -755,7 +755,9 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
         # reads), scale it, and write it out row-major in one transposing copy
         steps = steps[:, None]
         dc_t, rest_t = q.dc.T, rest2.T
-        tmp = np.empty((3 * k, min(n, _BLOCK)), np.float32)
+        # rows padded off a power-of-two stride: the transposing copy reads one float from each of
+        # the 3k rows in turn, and rows 64 KB apart share cache sets (3.8 s → 0.05 s for 1M SH3)
+        tmp = np.empty((3 * k, min(n, _BLOCK) + 16), np.float32)
         for s in range(0, n, _BLOCK):
             e = min(n, s + _BLOCK)
             t = tmp[:, : e - s]
