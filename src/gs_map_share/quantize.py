@@ -276,7 +276,7 @@ class QuantParams:
 MAX_ROT_TIERS = 4
 # QuantParams.relative_to scales the metre presets' position steps by a scene's median Gaussian size
 # (largest axis) over this: quality 2-3 then step by 1 % of that size (guitar: 0.24 mm, SPZ's step),
-# quality 0 by 6 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):
+# quality 0 by 5.5 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):
 # position precision is the cheapest PSNR there (4× finer: +0.8 B/G, +5 dB at quality 3).
 REFERENCE_SIZE = 0.1
 SCENE_TILE_BITS = 4  # QuantParams.relative_to: a scene's codec tile is 2**4 times a map's per axis
