@@ -376,6 +376,35 @@ def stream_counts(v, signed, small, big_bl, u_out):
     return 0
 
 
+@njit(cache=True, nogil=True)
+def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
+    """``entropy.Stats._bits_by_bound`` into ``out`` (9): the same sums in the same order."""
+    esc = np.zeros(65)
+    for b in range(65):
+        esc[b] = np.float64(big_bl[b])
+    for i in range(256):
+        if sbl[i] < 9:
+            esc[sbl[i]] += np.float64(small[i])
+    direct = np.zeros(257)
+    direct_n = np.zeros(257, np.int64)
+    for i in range(256):
+        c = np.float64(small[i])
+        direct[i + 1] = direct[i] + (c * np.log2(c) if c > 0 else 0.0)
+        direct_n[i + 1] = direct_n[i] + (small[i] > 0)
+    tail = np.zeros(66)
+    tail_n = np.zeros(66, np.int64)
+    mant = np.zeros(66)
+    for b in range(64, -1, -1):
+        c = esc[b]
+        tail[b] = tail[b + 1] + (c * np.log2(c) if c > 0 else 0.0)
+        tail_n[b] = tail_n[b + 1] + (c > 0)
+        mant[b] = mant[b + 1] + c * max(b - 1, 0)
+    nl = np.float64(n) * np.log2(np.float64(n))
+    for k in range(9):
+        t, b = 1 << k, k + 1
+        out[k] = nl - direct[t] - tail[b] + mant[b] + table_bits * (direct_n[t] + tail_n[b])
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _put_bits(x, nb, acc, fill, out, nbytes):
     """Append the low ``nb`` (≤ 64) bits of ``x`` to the bit writer (acc, fill, nbytes)."""
@@ -435,7 +464,72 @@ def escape_symbols(u, log2t, sym, blob):
     return _end_bits(acc, fill, blob, nbytes)
 
 
-# -- the encoder's coarse levels (octree.leaf_moments) ------------------------------------------
+# -- the encoder's frequency tables (tables.put_table) --------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rebuilt(f, e, p):
+    """``tables._rebuild`` of one frequency ``f`` (bit length ``e``) at precision ``p``: its kept
+    bits, the dropped ones replaced by half their range; and the kept bits below the leading one."""
+    if e == 0:
+        return 0, 0
+    k = min(e, p)
+    d = e - k
+    return ((f >> d) << d) + ((1 << (d - 1)) if d > 0 else 0), k - 1
+
+
+@njit(cache=True, nogil=True)
+def table_precision(f, e, scale, top):
+    """``tables._precision``: the kept precision p (1..top) of the smallest table plus data
+    estimate for frequencies ``f`` (bit lengths ``e``), the same arithmetic in the same order
+    (each row's data bits summed symbol by symbol), so the same choice."""
+    a = len(f)
+    best, best_cost = 0, 0.0
+    for p in range(1, top + 1):
+        total = 0
+        kept = 0
+        for i in range(a):
+            r, k1 = _rebuilt(f[i], e[i], p)
+            total += r
+            kept += k1
+        data = 0.0
+        for i in range(a):
+            if e[i] > 0:
+                r, _ = _rebuilt(f[i], e[i], p)
+                data += np.float64(f[i]) * np.log2(np.float64(r) / np.float64(total))
+        cost = kept - data * scale
+        if p == 1 or cost < best_cost - 1e-9:
+            best, best_cost = p, cost
+    return best
+
+
+@njit(cache=True, nogil=True)
+def table_blob(f, e, p, rec, out):
+    """``tables.put_table``'s bits at precision ``p`` for frequencies ``f`` (bit lengths ``e``)
+    into ``out``, the rebuilt frequencies into ``rec``; returns the bytes used. Per symbol: the
+    exp-Golomb code of the zig-zagged bit-length change (its m − 1 zeros and a one, then the bits
+    of z + 1 below its leading one), then the kept frequency bits below the leading one."""
+    acc, fill, nbytes = np.uint64(0), 0, 0
+    prev = 0
+    for i in range(len(f)):
+        dz = e[i] - prev
+        prev = e[i]
+        z = (dz << 1) ^ (dz >> 63)
+        m = _bit_length(np.uint64(z + 1))
+        acc, fill, nbytes = _put_bits(np.uint64(1) << np.uint64(m - 1), m, acc, fill, out, nbytes)
+        acc, fill, nbytes = _put_bits(
+            np.uint64((z + 1) & ((1 << (m - 1)) - 1)), m - 1, acc, fill, out, nbytes
+        )
+        r, kept = _rebuilt(f[i], e[i], p)
+        d = e[i] - min(e[i], p)
+        acc, fill, nbytes = _put_bits(
+            np.uint64((f[i] >> d) & ((1 << kept) - 1)), kept, acc, fill, out, nbytes
+        )
+        rec[i] = r
+    return _end_bits(acc, fill, out, nbytes)
+
+
+# -- the encoder's octree (octree.build_levels, octree.leaf_moments) -------------------------------
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -494,6 +588,24 @@ def leaf_moments(node, quats, s, alpha, mu, dc, w_out, wm, ws, aa, wdc, amax):
         wdc[k, 2] += w * np.float64(dc[i, 2])
         if a > amax[k]:
             amax[k] = a
+
+
+@njit(cache=True, nogil=True)
+def parent_level(t, c, t_out, c_out, occ_out, parent_out):
+    """One step of ``octree.build_levels`` up from sorted unique nodes (tile ``t``, code ``c``):
+    their parents (tile, code) and occupancy bytes, each node's parent index; returns the count
+    of parents."""
+    m = -1
+    for i in range(len(c)):
+        pc = c[i] >> np.uint64(3)
+        if m < 0 or pc != c_out[m] or t[i] != t_out[m]:
+            m += 1
+            t_out[m] = t[i]
+            c_out[m] = pc
+            occ_out[m] = 0
+        occ_out[m] |= np.uint8(1) << np.uint8(c[i] & np.uint64(7))
+        parent_out[i] = m
+    return m + 1
 
 
 # -- the encoder's distinct rows (palette.unique_rows) ------------------------------------------
@@ -701,106 +813,3 @@ def dequantize_rotations(idx, rot, lat_s, out):
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _dequantize(
             idx[i], rot[i, 0], rot[i, 1], rot[i, 2], lat_s[i]
         )
-
-
-@njit(cache=True, nogil=True)
-def table_precision(f, e, scale, top):
-    """``tables._precision``: the kept precision p (1..top) of the smallest table plus data
-    estimate for frequencies ``f`` (bit lengths ``e``), the same arithmetic in the same order
-    (each row's data bits summed symbol by symbol), so the same choice."""
-    a = len(f)
-    best, best_cost = 0, 0.0
-    for p in range(1, top + 1):
-        total = 0
-        kept = 0
-        for i in range(a):
-            if e[i] > 0:
-                k = min(e[i], p)
-                d = e[i] - k
-                total += ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0)
-                kept += k - 1
-        data = 0.0
-        for i in range(a):
-            if e[i] > 0:
-                k = min(e[i], p)
-                d = e[i] - k
-                r = ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0)
-                data += np.float64(f[i]) * np.log2(np.float64(r) / np.float64(total))
-        cost = kept - data * scale
-        if p == 1 or cost < best_cost - 1e-9:
-            best, best_cost = p, cost
-    return best
-
-
-@njit(cache=True, nogil=True)
-def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
-    """``entropy.Stats._bits_by_bound`` into ``out`` (9): the same sums in the same order."""
-    esc = np.zeros(65)
-    for b in range(65):
-        esc[b] = np.float64(big_bl[b])
-    for i in range(256):
-        if sbl[i] < 9:
-            esc[sbl[i]] += np.float64(small[i])
-    direct = np.zeros(257)
-    direct_n = np.zeros(257, np.int64)
-    for i in range(256):
-        c = np.float64(small[i])
-        direct[i + 1] = direct[i] + (c * np.log2(c) if c > 0 else 0.0)
-        direct_n[i + 1] = direct_n[i] + (small[i] > 0)
-    tail = np.zeros(66)
-    tail_n = np.zeros(66, np.int64)
-    mant = np.zeros(66)
-    for b in range(64, -1, -1):
-        c = esc[b]
-        tail[b] = tail[b + 1] + (c * np.log2(c) if c > 0 else 0.0)
-        tail_n[b] = tail_n[b + 1] + (c > 0)
-        mant[b] = mant[b + 1] + c * max(b - 1, 0)
-    nl = np.float64(n) * np.log2(np.float64(n))
-    for k in range(9):
-        t, b = 1 << k, k + 1
-        out[k] = nl - direct[t] - tail[b] + mant[b] + table_bits * (direct_n[t] + tail_n[b])
-
-
-@njit(cache=True, nogil=True)
-def table_blob(f, e, p, rec, out):
-    """``tables.put_table``'s bits at precision ``p`` for frequencies ``f`` (bit lengths ``e``)
-    into ``out``, the rebuilt frequencies into ``rec``; returns the bytes used. Per symbol: the
-    exp-Golomb code of the zig-zagged bit-length change (its m − 1 zeros and a one, then the bits
-    of z + 1 below its leading one), then the kept frequency bits below the leading one."""
-    acc, fill, nbytes = np.uint64(0), 0, 0
-    prev = 0
-    for i in range(len(f)):
-        dz = e[i] - prev
-        prev = e[i]
-        z = (dz << 1) ^ (dz >> 63)
-        m = _bit_length(np.uint64(z + 1))
-        acc, fill, nbytes = _put_bits(np.uint64(1) << np.uint64(m - 1), m, acc, fill, out, nbytes)
-        acc, fill, nbytes = _put_bits(
-            np.uint64((z + 1) & ((1 << (m - 1)) - 1)), m - 1, acc, fill, out, nbytes
-        )
-        k = min(e[i], p)
-        d = e[i] - k
-        kept = max(k - 1, 0)
-        acc, fill, nbytes = _put_bits(
-            np.uint64((f[i] >> d) & ((1 << kept) - 1)), kept, acc, fill, out, nbytes
-        )
-        rec[i] = ((f[i] >> d) << d) + ((1 << (d - 1)) if d > 0 else 0) if e[i] > 0 else 0
-    return _end_bits(acc, fill, out, nbytes)
-
-
-@njit(cache=True, nogil=True)
-def parent_level(t, c, t_out, c_out, occ_out, parent_out):
-    """One step of ``octree.build_levels`` up from sorted unique nodes (tile ``t``, code ``c``):
-    their parents (tile, code) and occupancy bytes, each node's parent index; returns the count
-    of parents."""
-    m = -1
-    for i in range(len(c)):
-        pc = c[i] >> np.uint64(3)
-        if m < 0 or pc != c_out[m] or t[i] != t_out[m]:
-            m += 1
-            t_out[m] = t[i]
-            c_out[m] = pc
-            occ_out[m] = 0
-        occ_out[m] |= np.uint8(1) << np.uint8(c[i] & np.uint64(7))
-        parent_out[i] = m
-    return m + 1

@@ -227,7 +227,7 @@ def _code_attrs(
         return lambda: p().astype(np.int64) + x - px()
 
     op = put(ch("op"), [0, pc("op")], label + "op")
-    put_fl = _faint_put(put, faint_rows(op, params) if params.faint_factor > 1 else None, params.faint_factor)
+    put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
     sc: list[np.ndarray] = []
     for i in range(3):
         cands = [0, pc("scale", i)]
@@ -258,8 +258,10 @@ def _code_attrs(
 
 def _faint_put(put, faint: np.ndarray | None, f: int):
     """``put`` for a channel on the faint lattice: faint rows' values (multiples of ``f``) and
-    their predictions travel divided by ``f`` (floor), in their own context; returns normal units."""
-    if faint is None or not faint.any():
+    their predictions travel divided by ``f`` (floor), in their own context; returns normal units.
+    ``put`` itself without a faint lattice for scales and colour (f = 1: faint rows may still
+    have coarser rotations or positions)."""
+    if faint is None or f == 1 or not faint.any():
         return put
     ctx = faint.astype(np.int64)
 
