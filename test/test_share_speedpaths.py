@@ -351,6 +351,44 @@ def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
             assert np.array_equal(octree.expand_codes(code, occ, kids, parents=False)[0], want[0])
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_descend_matches_plain_expansion_and_refuses_bad_bytes(compiled, monkeypatch):
+    """octree.descend (a decoder's step down): the children and parents of the bit-by-bit
+    expansion, nodes per tile counted from the bytes, and a clean ValueError for a byte outside
+    1..255 or more children than allowed, compiled (one counting pass) and plain alike."""
+    from gs_map_share import jit, octree
+
+    if compiled:
+        pytest.importorskip("numba")
+        if jit.switched_off():
+            pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off")
+        assert jit.kernels() is not None
+    else:
+        monkeypatch.setattr(jit, "_kernels", False)
+    rng = np.random.default_rng(3)
+    for p in (1, 9, 2000):
+        occ = np.where(rng.random(p) < 0.2, rng.integers(1, 256, p), 1 << rng.integers(0, 8, p)).astype(
+            np.int32
+        )
+        code = rng.integers(0, 1 << 40, p).astype(np.uint64)
+        tile_count = np.diff(np.r_[0, np.sort(rng.integers(0, p + 1, 4)), p]).astype(np.int64)
+        tile_count = tile_count[tile_count > 0]
+        want_child, want_pidx = _expand_plain(code, occ)
+        tile_of_node = np.repeat(np.arange(len(tile_count)), tile_count)
+        want_tiles = np.bincount(tile_of_node[want_pidx], minlength=len(tile_count))
+        child, pidx, per_tile = octree.descend(code, occ, tile_count, len(want_child))
+        assert np.array_equal(child, want_child) and np.array_equal(pidx, want_pidx)
+        assert np.array_equal(per_tile, want_tiles)
+        assert octree.descend(code, occ, tile_count, len(want_child), parents=False)[1] is None
+        with pytest.raises(ValueError, match="more than the"):
+            octree.descend(code, occ, tile_count, len(want_child) - 1)
+        for bad in (0, 256, -1):
+            occ2 = occ.copy()
+            occ2[rng.integers(0, p)] = bad
+            with pytest.raises(ValueError, match="outside 1..255"):
+                octree.descend(code, occ2, tile_count, 8 * p)
+
+
 def test_id_order_scatter_matches_sort():
     """Ids filling a range are placed by a scatter; gaps and repeats fall back to the sort."""
     from gs_map_share.section import _id_order

@@ -269,6 +269,25 @@ for _o in range(256):
 
 
 @njit(cache=True, nogil=True)
+def count_children(occ, tile_count, per_tile):
+    """The first pass of ``octree.descend``: children of each tile's nodes (``tile_count[t]``
+    consecutive bytes of ``occ``) into ``per_tile``; their total, or -1 at a byte outside 1..255."""
+    j = 0
+    m = 0
+    for t in range(len(tile_count)):
+        s = 0
+        for _ in range(tile_count[t]):
+            o = occ[j]
+            j += 1
+            if o < 1 or o > 255:
+                return -1
+            s += _COUNT[o]
+        per_tile[t] = s
+        m += s
+    return m
+
+
+@njit(cache=True, nogil=True)
 def expand_codes(code, occ, child, pidx):
     """``octree.expand_codes`` in one pass: for each node in order, its occupied octants in
     increasing order become children ``code << 3 | octant`` (into ``child``) and, when ``pidx`` is

@@ -147,6 +147,36 @@ def children_per_node(occ: np.ndarray) -> np.ndarray:
     return _POPCOUNT[occ]
 
 
+def descend(code: np.ndarray, occ: np.ndarray, tile_count: np.ndarray, max_nodes: int, parents: bool = True):
+    """A decoder's step one depth down: ``occ`` (the decoded occupancy bytes, int32, one per node)
+    checked to lie in 1..255, then :func:`expand_codes`; with the nodes per tile (``tile_count``,
+    nodes of a tile contiguous) at the new depth. Returns (children, parent index or None, nodes
+    per tile); ``ValueError`` naming the fault for a byte outside 1..255 or more than
+    ``max_nodes`` children (before anything is sized by them). Compiled: one counting pass, then
+    the expansion (the numpy path makes four passes and two copies)."""
+    compiled = jit.kernels()
+    if compiled is not None:
+        per_tile = np.empty(len(tile_count), np.int64)
+        m = compiled.count_children(occ, tile_count, per_tile)
+        if m < 0:
+            raise ValueError("occupancy byte outside 1..255")
+        if m > max_nodes:
+            raise ValueError(f"{m} nodes, more than the {max_nodes} Gaussians")
+        child = np.empty(m, np.uint64)
+        pidx = np.empty(m if parents else 0, np.int64)
+        compiled.expand_codes(code, occ, child, pidx)
+        return child, (pidx if parents else None), per_tile
+    if len(occ) and (occ.min() < 1 or occ.max() > 255):
+        raise ValueError("occupancy byte outside 1..255")
+    occ = occ.astype(np.uint8)
+    kids = children_per_node(occ)
+    m = int(kids.sum())
+    if m > max_nodes:
+        raise ValueError(f"{m} nodes, more than the {max_nodes} Gaussians")
+    child, pidx = expand_codes(code, occ, kids, parents)
+    return child, pidx, np.add.reduceat(kids, np.cumsum(tile_count) - tile_count)
+
+
 # -- aggregation ------------------------------------------------------------------------------------
 def leaf_moments(
     node: np.ndarray,

@@ -802,16 +802,10 @@ def decode_section(
         r = Reader(levels[k].data, f"{where} LEVEL {k}")
         for dd in range(prev_d, d):
             occ = decode_stream(r, len(code), signed=False, int32=True)  # (no uint64 copy)
-            if len(occ) and (occ.min() < 1 or occ.max() > 255):
-                raise r.fail(f"occupancy byte outside 1..255 at depth {dd}")
-            occ = occ.astype(np.uint8)
-            kids = octree.children_per_node(occ)
-            m = int(kids.sum())
-            if m > n:
-                raise r.fail(f"depth {dd + 1} has {m} nodes, more than the {n} Gaussians")
-            # parent indices: only levels after the first look up their parents' values
-            code, pidx = octree.expand_codes(code, occ, kids, parents=k > 0)
-            tile_count = np.add.reduceat(kids, np.cumsum(tile_count) - tile_count)
+            try:  # parent indices: only levels after the first look up their parents' values
+                code, pidx, tile_count = octree.descend(code, occ, tile_count, n, parents=k > 0)
+            except ValueError as e:
+                raise r.fail(f"depth {dd + 1}: {e}") from None
             if pidx is not None:
                 parent_chain[dd + 1] = pidx
         m = len(code)
