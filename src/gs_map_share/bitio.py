@@ -103,28 +103,36 @@ class Reader:
         return DecodeError(f"{self.what}: {msg} (at byte {self.pos})")
 
     def raw(self, n: int) -> memoryview:
-        if n < 0 or n > self.remaining:
+        p = self.pos
+        if n < 0 or p + n > len(self.data):
             raise self.fail(f"needs {n} bytes, {self.remaining} left")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
+        self.pos = p + n
+        return self.data[p : p + n]
 
     def u8(self) -> int:
-        return self.raw(1)[0]
+        p = self.pos  # (the hot path of every stream header: no slice)
+        if p >= len(self.data):
+            raise self.fail("needs 1 bytes, 0 left")
+        self.pos = p + 1
+        return self.data[p]
 
     def u32(self) -> int:
         return struct.unpack("<I", self.raw(4))[0]
 
     def varint(self, limit: int = 1 << 63) -> int:
+        data, p, end = self.data, self.pos, len(self.data)
         v, shift = 0, 0
         while True:
-            if shift > 63:
-                raise self.fail("varint longer than 64 bits")
-            b = self.u8()
+            if shift > 63 or p >= end:
+                self.pos = p
+                raise self.fail("varint longer than 64 bits" if shift > 63 else "needs 1 bytes, 0 left")
+            b = data[p]
+            p += 1
             v |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
                 break
+        self.pos = p
         if v > limit:
             raise self.fail(f"value {v} exceeds the limit {limit}")
         return v
