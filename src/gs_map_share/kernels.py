@@ -3,7 +3,8 @@
 Each has a plain path beside it that gives the same result (see :mod:`.jit`). Decoder:
 ``ans_decode`` and ``ans_decode_pair`` (two lanes) beside constriction's decoder (:mod:`.ans_decode`),
 ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
-``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake. Encoder:
+``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake,
+``count_children`` and ``expand_codes`` beside the numpy path of ``octree.descend``. Encoder:
 ``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments`` and
 ``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
 (``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
