@@ -265,3 +265,22 @@ def test_centring_constant_outside_the_lattice_is_refused(const):
     put_stream(w, np.zeros(100, np.int64) + 1)
     with pytest.raises(DecodeError, match="centring constant|exceeds the limit"):
         _get_pred(Reader(w.getvalue(), "test"), 100, [0])
+
+
+@pytest.mark.parametrize("flag", [0, 1])
+@pytest.mark.parametrize("big", [1 << 30, -(1 << 30), (1 << 31) + 5, 1 << 40])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_residual_outside_the_lattice_is_refused(flag, big, sparse):
+    """A value (raw, flag 0) or residual (from the parent, flag 1) of |v| ≥ 2**30 is refused with
+    the decoder's error, never wrapped into int32: escaped in a dense stream or sparse among
+    zeros, checked by the stream itself (the prediction sums never see it)."""
+    from gs_map_share.section import _get_pred
+
+    v = np.zeros(1000, np.int64) if sparse else np.arange(1000, dtype=np.int64) % 7 - 3
+    v[417] = big
+    parent = np.full(1000, 5, np.int32)
+    w = Writer()
+    w.u8(flag)
+    put_stream(w, v)
+    with pytest.raises(DecodeError):
+        _get_pred(Reader(w.getvalue(), "test"), 1000, [0, parent])

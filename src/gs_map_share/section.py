@@ -140,7 +140,8 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
     cand = cand() if callable(cand) else cand
     if cand is None:
         raise r.fail(f"prediction {flag} is not available here")
-    v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide)
+    # |v| < lim checked by the stream where its structure leaves it open (no scan of direct symbols)
+    v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide, limit=lim - 1)
 
     def within(a):
         if len(a) and (a.max() >= lim or a.min() <= -lim):
@@ -149,13 +150,13 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
 
     if off:
         # |v|, |off| < lim: the sum fits int32 (lim = 2**30) or int64 (2**52)
-        v = within(v) + (np.int32(off) if v.dtype == np.int32 else np.int64(off))
+        v = within(v + (np.int32(off) if v.dtype == np.int32 else np.int64(off)))
     if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
-        return within(v)
+        return v
     if not wide and cand.dtype == np.int32 and len(v):
         # parent values are decoded values (|x| < 2**30, checked here): with |residual| < 2**30
         # too the int32 sum cannot overflow
-        return within(within(v) + cand)
+        return within(v + cand)
     if flag:
         if wide and len(v) and np.abs(v).max() >= MAX_LATTICE:
             raise r.fail("residual outside the position lattice")
