@@ -318,13 +318,10 @@ def _expand_plain(code, occ):
     return np.array(child, np.uint64), np.array(pidx, np.int64)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-@pytest.mark.parametrize("multi", [0.0, 0.01, 0.05, 0.2, 0.3, 1.0])
-def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
-    """One child each, a few nodes with several (first children copied in slices, the others
-    patched in), more (repeated, patched), many (all bits expanded), and the compiled loop
-    (gs_map_share.kernels): same children and parents, with or without the parent indices."""
-    from gs_map_share import jit, octree
+def _use_compiled(compiled: bool, monkeypatch) -> None:
+    """Run the codec's compiled loops (skipped without numba or when switched off), or its plain
+    paths."""
+    from gs_map_share import jit
 
     if compiled:
         pytest.importorskip("numba")
@@ -333,6 +330,17 @@ def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
         assert jit.kernels() is not None
     else:
         monkeypatch.setattr(jit, "_kernels", False)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("multi", [0.0, 0.01, 0.05, 0.2, 0.3, 1.0])
+def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
+    """One child each, a few nodes with several (first children copied in slices, the others
+    patched in), more (repeated, patched), many (all bits expanded), and the compiled loop
+    (gs_map_share.kernels): same children and parents, with or without the parent indices."""
+    from gs_map_share import octree
+
+    _use_compiled(compiled, monkeypatch)
 
     rng = np.random.default_rng(int(multi * 100))
     for p in (0, 1, 7, 300, 3000):
@@ -356,15 +364,9 @@ def test_descend_matches_plain_expansion_and_refuses_bad_bytes(compiled, monkeyp
     """octree.descend (a decoder's step down): the children and parents of the bit-by-bit
     expansion, nodes per tile counted from the bytes, and a clean ValueError for a byte outside
     1..255 or more children than allowed, compiled (one counting pass) and plain alike."""
-    from gs_map_share import jit, octree
+    from gs_map_share import octree
 
-    if compiled:
-        pytest.importorskip("numba")
-        if jit.switched_off():
-            pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off")
-        assert jit.kernels() is not None
-    else:
-        monkeypatch.setattr(jit, "_kernels", False)
+    _use_compiled(compiled, monkeypatch)
     rng = np.random.default_rng(3)
     for p in (1, 9, 2000):
         occ = np.where(rng.random(p) < 0.2, rng.integers(1, 256, p), 1 << rng.integers(0, 8, p)).astype(
