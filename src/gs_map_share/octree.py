@@ -149,11 +149,12 @@ def children_per_node(occ: np.ndarray) -> np.ndarray:
 
 def descend(code: np.ndarray, occ: np.ndarray, tile_count: np.ndarray, max_nodes: int, parents: bool = True):
     """A decoder's step one depth down: ``occ`` (the decoded occupancy bytes, int32, one per node)
-    checked to lie in 1..255, then :func:`expand_codes`; with the nodes per tile (``tile_count``,
-    nodes of a tile contiguous) at the new depth. Returns (children, parent index or None, nodes
-    per tile); ``ValueError`` naming the fault for a byte outside 1..255 or more than
-    ``max_nodes`` children (before anything is sized by them). Compiled: one counting pass, then
-    the expansion (the numpy path makes four passes and two copies)."""
+    checked to lie in 1..255, then :func:`expand_codes`; with the nodes per tile at the new depth
+    (``tile_count``: nodes of a tile contiguous, summing to ``len(occ)``, which the compiled pass
+    relies on). Returns (children, parent index or None, nodes per tile); ``ValueError`` naming
+    the fault for a byte outside 1..255 or more than ``max_nodes`` children (before anything is
+    sized by them). Compiled: one counting pass, then the expansion (the numpy path makes four
+    passes and two copies)."""
     compiled = jit.kernels()
     if compiled is not None:
         per_tile = np.empty(len(tile_count), np.int64)
