@@ -332,15 +332,13 @@ def _use_compiled(compiled: bool, monkeypatch) -> None:
         monkeypatch.setattr(jit, "_kernels", False)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("multi", [0.0, 0.01, 0.05, 0.2, 0.3, 1.0])
-def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
-    """One child each, a few nodes with several (first children copied in slices, the others
-    patched in), more (repeated, patched), many (all bits expanded), and the compiled loop
-    (gs_map_share.kernels): same children and parents, with or without the parent indices."""
+def test_expand_codes_every_path_matches_plain(multi):
+    """octree.expand_codes (numpy): one child each, a few nodes with several (first children
+    copied in slices, the others patched in), more (repeated, patched), many (all bits expanded):
+    same children and parents as bit by bit, with or without the parent indices. (The compiled
+    expansion is checked through octree.descend below.)"""
     from gs_map_share import octree
-
-    _use_compiled(compiled, monkeypatch)
 
     rng = np.random.default_rng(int(multi * 100))
     for p in (0, 1, 7, 300, 3000):
@@ -360,16 +358,18 @@ def test_expand_codes_every_path_matches_plain(multi, compiled, monkeypatch):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_descend_matches_plain_expansion_and_refuses_bad_bytes(compiled, monkeypatch):
+@pytest.mark.parametrize("multi", [0.0, 0.01, 0.05, 0.2, 1.0])
+def test_descend_matches_plain_expansion_and_refuses_bad_bytes(multi, compiled, monkeypatch):
     """octree.descend (a decoder's step down): the children and parents of the bit-by-bit
     expansion, nodes per tile counted from the bytes, and a clean ValueError for a byte outside
-    1..255 or more children than allowed, compiled (one counting pass) and plain alike."""
+    1..255 or more children than allowed, compiled (one counting pass, then
+    gs_map_share.kernels.expand_codes) and plain alike, with or without the parent indices."""
     from gs_map_share import octree
 
     _use_compiled(compiled, monkeypatch)
-    rng = np.random.default_rng(3)
-    for p in (1, 9, 2000):
-        occ = np.where(rng.random(p) < 0.2, rng.integers(1, 256, p), 1 << rng.integers(0, 8, p)).astype(
+    rng = np.random.default_rng(int(multi * 100) + 3)
+    for p in (0, 1, 7, 300, 3000):
+        occ = np.where(rng.random(p) < multi, rng.integers(1, 256, p), 1 << rng.integers(0, 8, p)).astype(
             np.int32
         )
         code = rng.integers(0, 1 << 40, p).astype(np.uint64)
@@ -379,12 +379,14 @@ def test_descend_matches_plain_expansion_and_refuses_bad_bytes(compiled, monkeyp
         tile_of_node = np.repeat(np.arange(len(tile_count)), tile_count)
         want_tiles = np.bincount(tile_of_node[want_pidx], minlength=len(tile_count))
         child, pidx, per_tile = octree.descend(code, occ, tile_count, len(want_child))
-        assert np.array_equal(child, want_child) and np.array_equal(pidx, want_pidx)
+        assert np.array_equal(child, want_child) and child.dtype == np.uint64
+        assert np.array_equal(pidx, want_pidx)
         assert np.array_equal(per_tile, want_tiles)
-        assert octree.descend(code, occ, tile_count, len(want_child), parents=False)[1] is None
+        child, pidx, _ = octree.descend(code, occ, tile_count, len(want_child), parents=False)
+        assert pidx is None and np.array_equal(child, want_child)
         with pytest.raises(ValueError, match="more than the"):
             octree.descend(code, occ, tile_count, len(want_child) - 1)
-        for bad in (0, 256, -1):
+        for bad in (0, 256, -1) if p else ():
             occ2 = occ.copy()
             occ2[rng.integers(0, p)] = bad
             with pytest.raises(ValueError, match="outside 1..255"):

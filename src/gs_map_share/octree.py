@@ -80,20 +80,16 @@ def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
 
 
 def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = None, parents: bool = True):
-    """One depth down: children codes in order and each child's parent index (nodes of all tiles
-    in order; a tile's children follow its nodes). ``kids``: :func:`children_per_node` of ``occ``
-    when already computed; ``parents=False``: the parent indices are not needed (None instead).
+    """One depth down, in numpy (the plain path of :func:`descend`; its compiled path is
+    ``kernels.expand_codes``): children codes in order and each child's parent index (nodes of all
+    tiles in order; a tile's children follow its nodes). ``kids``: :func:`children_per_node` of
+    ``occ`` when already computed; ``parents=False``: the parent indices are not needed (None
+    instead).
 
     Every node's first child is its code and lowest occupied octant; near the leaves most nodes
     have no other child, so only the few that do are expanded further."""
     if kids is None:
         kids = children_per_node(occ)
-    compiled = jit.kernels()
-    if compiled is not None:  # one pass (the same children and parents as below)
-        child = np.empty(int(kids.sum()), np.uint64)
-        pidx = np.empty(len(child) if parents else 0, np.int64)
-        compiled.expand_codes(code, occ, child, pidx)
-        return child, (pidx if parents else None)
     extra = int(kids.sum()) - len(code)  # children beyond each node's first
     # many nodes with several children (or an empty node, which a decoder refuses before this):
     # expand all bits at once
