@@ -239,8 +239,8 @@ class QuantParams:
         """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
         ascending), rounded to this scale step; tiers that round to the same step merge."""
         t = sorted({max(1, min(65535, int(round(v / self.scale_step)))) for v in log_spreads})
-        room = self.rot_bits - len(t) - 2  # the tiers first: faint rotations keep what is left
-        return replace(self, rot_tiers=tuple(t), faint_rot=max(0, min(self.faint_rot, room)))
+        # the tiers first: faint rotations keep what is left
+        return replace(self, rot_tiers=tuple(t), faint_rot=0).with_faint_rotations(self.faint_rot)
 
     def with_faint_rotations(self, fewer: int) -> QuantParams:
         """These parameters with faint Gaussians' rotations ``fewer`` bits coarser, as far as the
