@@ -163,13 +163,15 @@ def _decode_both(data: bytes, n: int, monkeypatch, **kw):
     int32=st.booleans(),
     shared=st.booleans(),
     damage=st.booleans(),
+    limit=st.sampled_from([None, "largest - 1", 1 << 20]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_context_streams_decode_the_same_compiled_or_not(
-    n, n_ctx, spread, signed, int32, shared, damage, seed
+    n, n_ctx, spread, signed, int32, shared, damage, limit, seed
 ):
-    """Streams of several contexts (some empty, some with escapes; more contexts than the compiled
-    decoder takes fall back): the same values either way, and a DecodeError either way when damaged."""
+    """Streams of several contexts (some empty, some with escapes, which int32 streams read in the
+    symbols' pass; more contexts than the compiled decoder takes fall back): the same values
+    either way, and a DecodeError either way when damaged or beyond ``limit``."""
     from gs_map_share.bitio import Writer
 
     rng = np.random.default_rng(seed)
@@ -183,14 +185,20 @@ def test_context_streams_decode_the_same_compiled_or_not(
     if damage:
         k = int(rng.integers(len(data)))
         data[k] ^= 1 << int(rng.integers(8))
-    kw = dict(signed=signed, int32=int32, n_ctx=n_ctx)
+    if limit == "largest - 1":  # the largest value refused, direct or escaped
+        limit = int(np.abs(vals).max()) - 1
+    kw = dict(signed=signed, int32=int32, n_ctx=n_ctx, limit=limit)
     with pytest.MonkeyPatch.context() as mp:
         fast, plain = _decode_both(
             bytes(data), n, mp, ctx=entropy.Groups(ctx, n_ctx) if shared else ctx, **kw
         )
     assert fast == plain
     if not damage:
-        assert fast[1] == vals.tolist()
+        assert (
+            fast == "DecodeError"
+            if limit is not None and np.abs(vals).max() > limit
+            else fast[1] == vals.tolist()
+        )
 
 
 @settings(max_examples=150, deadline=None)

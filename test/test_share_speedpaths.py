@@ -384,6 +384,9 @@ def test_descend_matches_plain_expansion_and_refuses_bad_bytes(multi, compiled, 
         assert np.array_equal(per_tile, want_tiles)
         child, pidx, _ = octree.descend(code, occ, tile_count, len(want_child), parents=False)
         assert pidx is None and np.array_equal(child, want_child)
+        up = rng.integers(0, 1 << 40, p)  # an ancestor index carried down: the parent's, looked up
+        child, pidx, _ = octree.descend(code, occ, tile_count, len(want_child), up=up)
+        assert np.array_equal(child, want_child) and np.array_equal(pidx, up[want_pidx])
         with pytest.raises(ValueError, match="more than the"):
             octree.descend(code, occ, tile_count, len(want_child) - 1)
         for bad in (0, 256, -1) if p else ():
@@ -391,6 +394,32 @@ def test_descend_matches_plain_expansion_and_refuses_bad_bytes(multi, compiled, 
             occ2[rng.integers(0, p)] = bad
             with pytest.raises(ValueError, match="outside 1..255"):
                 octree.descend(code, occ2, tile_count, 8 * p)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_parent_columns_and_combos_match_numpy(compiled, monkeypatch):
+    """A child's view of its parent's attributes (section._Parent): each column gathered by parent
+    index, and a channel moved by the child's step in another, as plain numpy computes them, for
+    the decoder's int32 columns (compiled gathers) and the encoder's int64 ones alike."""
+    from gs_map_share.section import Coarse, _Parent
+
+    _use_compiled(compiled, monkeypatch)
+    rng = np.random.default_rng(11)
+    m, n = 300, 2000
+    idx = np.sort(rng.integers(0, m, n))
+    for dtype in (np.int32, np.int64):
+        a = rng.integers(-(1 << 29), 1 << 29, (m, 3)).astype(dtype)
+        c = Coarse(a[:, 0].copy(), a, np.zeros(m, np.uint8), a, a)
+        p = _Parent(c, idx)
+        for i in range(3):
+            got = p.col("scale", i)
+            assert got.dtype == np.int32 and np.array_equal(got, a[idx, i])
+        assert np.array_equal(p.col("op"), a[idx, 0])
+        x = rng.integers(-(1 << 29), 1 << 29, n).astype(dtype)
+        for i, j in ((1, 0), (2, 1), (0, 2)):
+            want = a[idx, i].astype(np.int64) + x - a[idx, j]
+            got = p.combo("dc", i, x, j)
+            assert got.dtype == np.int64 and np.array_equal(got, want)
 
 
 def test_id_order_scatter_matches_sort():

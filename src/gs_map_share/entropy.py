@@ -442,6 +442,15 @@ def _check_direct_limit(r: Reader, v: np.ndarray, a: int, signed: bool, limit: i
         _over(r, v, limit)
 
 
+def _mantissa_words(r: Reader) -> tuple[np.ndarray, int]:
+    """The mantissa blob as little-endian uint64 words with a zero word after the last bits (as
+    the compiled escape readers take it), and its length in bits."""
+    blob = r.blob()
+    words = np.zeros(len(blob) // 8 + 2, np.uint64)
+    words.view(np.uint8)[: len(blob)] = np.frombuffer(blob, np.uint8)
+    return words, 8 * len(blob)
+
+
 def _values(
     r: Reader,
     sym: np.ndarray,
@@ -460,12 +469,10 @@ def _values(
     kernels = jit.kernels() if max_a > t and (signed or int32) else None
     if kernels is not None:
         start = r.pos
-        blob = r.blob()
-        words = np.zeros(len(blob) // 8 + 2, np.uint64)  # a zero word after the last bits
-        words.view(np.uint8)[: len(blob)] = np.frombuffer(blob, np.uint8)
+        words, have = _mantissa_words(r)
         dest = out if (out is not None and int32) else np.empty(len(sym), np.int32 if int32 else np.int64)
         lim = -1 if limit is None else limit
-        if kernels.escaped_values(sym, t, log2t, words, 8 * len(blob), signed, lim, dest) == 0:
+        if kernels.escaped_values(sym, t, log2t, words, have, signed, lim, dest) == 0:
             return dest
         r.pos = start
     esc = np.flatnonzero(sym >= t) if max_a > t else None
@@ -578,6 +585,9 @@ def _decode(
         _, m, freq, words = tables[0]
         sym = _ans_decode(r, words, freq, m, dest, zigzag=direct and signed)
     else:
+        v = _context_values(r, ctx, n_ctx, n, tables, t, log2t, max_a, signed, int32, out, limit)
+        if v is not None:
+            return v
         sym = _ans_decode_contexts(r, ctx, n_ctx, n, tables, dest, zigzag=direct and signed)
     if not direct:
         return _values(r, sym, t, log2t, max_a, signed, int32, out, limit)
@@ -589,6 +599,79 @@ def _decode(
 MAX_COMPILED_CONTEXTS = 16  # the compiled decoder holds a 32 KB lookup table per context
 
 
+def _compiled_contexts(n_ctx: int, tables: list):
+    """:mod:`.kernels` where its context decoder takes this stream, else None."""
+    kernels = jit.kernels() if n_ctx <= MAX_COMPILED_CONTEXTS else None
+    if kernels is not None and max(len(f) for _, _, f, _ in tables) > kernels.MAX_SYMBOLS:
+        return None
+    return kernels
+
+
+def _run_contexts(
+    r: Reader, kernels, ctx, n_ctx: int, tables: list, out: np.ndarray, zigzag: bool, esc: tuple
+) -> int:
+    """:func:`.kernels.ans_decode_contexts` over ``tables`` into ``out`` (``esc``: its escape
+    arguments t, log2t, mantissa words, their bits, limit); an ANS fault raises its verdict."""
+    raw = np.ascontiguousarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)
+    words = [np.zeros(0, np.uint32)] * n_ctx
+    freqs = [np.zeros(0, np.int64)] * n_ctx
+    for c, _, freq, (w,) in tables:
+        words[c], freqs[c] = w, freq
+    status = np.zeros(n_ctx, np.int64)
+    code = kernels.ans_decode_contexts(
+        raw,
+        np.concatenate(words),
+        np.cumsum([len(w) for w in words]),
+        np.concatenate(freqs).astype(np.int64),
+        np.cumsum([len(f) for f in freqs]),
+        out,
+        zigzag,
+        status,
+        *esc,
+    )
+    bad = np.flatnonzero(status)
+    if len(bad):
+        raise r.fail(ans_decode.VERDICTS[int(status[bad[0]])])
+    return int(code)
+
+
+_NO_ESCAPES = (1 << 62, 0, np.zeros(2, np.uint64), 0, -1)  # t beyond every symbol: none escaped
+
+
+def _context_values(
+    r: Reader,
+    ctx,
+    n_ctx: int,
+    n: int,
+    tables: list,
+    t: int,
+    log2t: int,
+    max_a: int,
+    signed: bool,
+    int32: bool,
+    out: np.ndarray | None,
+    limit: int | None,
+) -> np.ndarray | None:
+    """The int32 values of a stream of several contexts (into ``out`` if given), symbols and
+    escapes in one compiled pass; reads the mantissa blob. None (the reader where it was) when
+    the compiled decoder does not take the stream, or to let the plain path name an escape fault."""
+    kernels = _compiled_contexts(n_ctx, tables) if int32 else None
+    if kernels is None:
+        return None
+    start = r.pos
+    escaped = max_a > t
+    words, have = _mantissa_words(r) if escaped else (_NO_ESCAPES[2], 0)
+    v = out if out is not None else np.empty(n, np.int32)
+    lim = -1 if limit is None else limit
+    if _run_contexts(r, kernels, ctx, n_ctx, tables, v, signed, (t, log2t, words, have, lim)) != 0:
+        r.pos = start
+        return None
+    if not escaped:
+        _no_mantissa(r)
+    _check_direct_limit(r, v, min(max_a, t), signed, limit)
+    return v
+
+
 def _ans_decode_contexts(
     r: Reader, ctx, n_ctx: int, n: int, tables: list, out: np.ndarray | None, zigzag: bool
 ) -> np.ndarray:
@@ -596,30 +679,10 @@ def _ans_decode_contexts(
     unzigzagged with ``zigzag``): the compiled decoder takes each value from its context's coder
     in one pass; without it, constriction decodes each context and the values are scattered back
     by the contexts' grouping."""
-    kernels = jit.kernels() if n_ctx <= MAX_COMPILED_CONTEXTS else None
-    if kernels is not None and max(len(f) for _, _, f, _ in tables) > kernels.MAX_SYMBOLS:
-        kernels = None
+    kernels = _compiled_contexts(n_ctx, tables)
     sym = out if out is not None else np.empty(n, np.int32)
     if kernels is not None:
-        raw = np.ascontiguousarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)
-        words = [np.zeros(0, np.uint32)] * n_ctx
-        freqs = [np.zeros(0, np.int64)] * n_ctx
-        for c, _, freq, (w,) in tables:
-            words[c], freqs[c] = w, freq
-        status = np.zeros(n_ctx, np.int64)
-        kernels.ans_decode_contexts(
-            raw,
-            np.concatenate(words),
-            np.cumsum([len(w) for w in words]),
-            np.concatenate(freqs).astype(np.int64),
-            np.cumsum([len(f) for f in freqs]),
-            sym,
-            zigzag,
-            status,
-        )
-        bad = np.flatnonzero(status)
-        if len(bad):
-            raise r.fail(ans_decode.VERDICTS[int(status[bad[0]])])
+        _run_contexts(r, kernels, ctx, n_ctx, tables, sym, zigzag, _NO_ESCAPES)
         return sym
     order, bounds = _group(ctx, n_ctx)
     for c, m, freq, words in tables:

@@ -143,14 +143,23 @@ def children_per_node(occ: np.ndarray) -> np.ndarray:
     return _POPCOUNT[occ]
 
 
-def descend(code: np.ndarray, occ: np.ndarray, tile_count: np.ndarray, max_nodes: int, parents: bool = True):
+def descend(
+    code: np.ndarray,
+    occ: np.ndarray,
+    tile_count: np.ndarray,
+    max_nodes: int,
+    parents: bool = True,
+    up: np.ndarray | None = None,
+):
     """A decoder's step one depth down: ``occ`` (the decoded occupancy bytes, int32, one per node)
     checked to lie in 1..255, then :func:`expand_codes`; with the nodes per tile at the new depth
     (``tile_count``: nodes of a tile contiguous, summing to ``len(occ)``, which the compiled pass
     relies on). Returns (children, parent index or None, nodes per tile); ``ValueError`` naming
     the fault for a byte outside 1..255 or more than ``max_nodes`` children (before anything is
-    sized by them). Compiled: one counting pass, then the expansion (the numpy path makes four
-    passes and two copies)."""
+    sized by them). With ``up`` (int64, one per node) the index returned is ``up[parent]``: steps
+    chained this way carry each node's ancestor at some coarser depth down, one pass per step
+    instead of a gather per depth afterwards. Compiled: one counting pass, then the expansion
+    (the numpy path makes four passes and two copies)."""
     compiled = jit.kernels()
     if compiled is not None:
         per_tile = np.empty(len(tile_count), np.int64)
@@ -161,7 +170,7 @@ def descend(code: np.ndarray, occ: np.ndarray, tile_count: np.ndarray, max_nodes
             raise ValueError(f"{m} nodes, more than the {max_nodes} Gaussians")
         child = np.empty(m, np.uint64)
         pidx = np.empty(m if parents else 0, np.int64)
-        compiled.expand_codes(code, occ, child, pidx)
+        compiled.expand_codes(code, occ, child, pidx, _NO_INDEX if up is None else up)
         return child, (pidx if parents else None), per_tile
     if len(occ) and (occ.min() < 1 or occ.max() > 255):
         raise ValueError("occupancy byte outside 1..255")
@@ -171,7 +180,12 @@ def descend(code: np.ndarray, occ: np.ndarray, tile_count: np.ndarray, max_nodes
     if m > max_nodes:
         raise ValueError(f"{m} nodes, more than the {max_nodes} Gaussians")
     child, pidx = expand_codes(code, occ, kids, parents)
+    if pidx is not None and up is not None:
+        pidx = up[pidx]
     return child, pidx, np.add.reduceat(kids, np.cumsum(tile_count) - tile_count)
+
+
+_NO_INDEX = np.zeros(0, np.int64)
 
 
 # -- aggregation ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 
 from gs_mapping.gaussians import GaussianMap
 
-from . import idorder, octree
+from . import idorder, jit, octree
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, put_stream
@@ -195,10 +195,31 @@ class _Parent:
     def col(self, f: str, i: int | None = None) -> np.ndarray:
         key = (f, i)
         if key not in self._cols:
-            v = getattr(self.coarse, f)
-            v = v if i is None else v[:, i]
-            self._cols[key] = np.ascontiguousarray(v, np.int32)[self.idx]
+            self._cols[key] = _gather(getattr(self.coarse, f), i, self.idx)
         return self._cols[key]
+
+    def combo(self, f: str, i: int, x: np.ndarray, j: int) -> np.ndarray:
+        """int64 ``col(f, i) + x − col(f, j)``: the parent's channel i moved by the step ``x``
+        (this Gaussian's channel j) from the parent's channel j."""
+        src = getattr(self.coarse, f)
+        kernels = jit.kernels()
+        if kernels is not None and src.dtype == np.int32 and src.flags.c_contiguous:
+            out = np.empty(len(self.idx), np.int64)
+            kernels.gather_combo(src, i, j, self.idx, x, out)
+            return out
+        return self.col(f, i).astype(np.int64) + x - self.col(f, j)
+
+
+def _gather(v: np.ndarray, i: int | None, idx: np.ndarray) -> np.ndarray:
+    """int32 ``v[idx]`` (``v[idx, i]`` for a column): compiled for the int32 (m, k) arrays the
+    decoder's :class:`Coarse` holds."""
+    kernels = jit.kernels()
+    if kernels is not None and i is not None and v.dtype == np.int32 and v.flags.c_contiguous:
+        out = np.empty(len(idx), np.int32)
+        kernels.gather_column(v, i, idx, out)
+        return out
+    v = v if i is None else v[:, i]
+    return np.ascontiguousarray(v, np.int32)[idx]
 
 
 def _code_attrs(
@@ -222,10 +243,10 @@ def _code_attrs(
         v = getattr(c, f)
         return (v if i is None else v[:, i]).astype(np.int64)
 
-    def combo(p, x, px):
-        if p is None or x is None:
+    def combo(f, i, x, j):
+        if P is None or x is None:
             return None
-        return lambda: p().astype(np.int64) + x - px()
+        return lambda: P.combo(f, i, x, j)
 
     op = put(ch("op"), [0, pc("op")], label + "op")
     put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
@@ -233,7 +254,7 @@ def _code_attrs(
     for i in range(3):
         cands = [0, pc("scale", i)]
         for j in range(i):
-            cands += [sc[j], combo(pc("scale", i), sc[j], pc("scale", j))]
+            cands += [sc[j], combo("scale", i, sc[j], j)]
         sc.append(put_fl(ch("scale", i), cands, label + "scale"))
     ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
     if n and (ri.min() < 0 or ri.max() > 3):
@@ -245,7 +266,7 @@ def _code_attrs(
     for i in range(3):
         cands = [0, pc("dc", i)]
         if i:
-            cands += [dc[i - 1], combo(pc("dc", i), dc[i - 1], pc("dc", i - 1))]
+            cands += [dc[i - 1], combo("dc", i, dc[i - 1], i - 1)]
         dc.append(put_fl(ch("dc", i), cands, label + "dc"))
     return Coarse(
         np.asarray(op, np.int32),
@@ -796,25 +817,22 @@ def decode_section(
 
     tile_count = np.ones(n_tiles, np.int64)  # nodes per tile at the current depth (tiles are contiguous)
     code = np.zeros(n_tiles, np.uint64)
-    parent_chain: dict[int, np.ndarray] = {}  # depth → parent index into depth-1
     prev_d, prev_coarse = 0, None
     for k in range(stop + 1):
         d = depths[k]
         r = Reader(levels[k].data, f"{where} LEVEL {k}")
+        anc = None  # each node's ancestor among the previous level's nodes (levels after the first)
         for dd in range(prev_d, d):
             occ = decode_stream(r, len(code), signed=False, int32=True)  # (no uint64 copy)
-            try:  # parent indices: only levels after the first look up their parents' values
-                code, pidx, tile_count = octree.descend(code, occ, tile_count, n, parents=k > 0)
+            try:
+                code, anc, tile_count = octree.descend(code, occ, tile_count, n, parents=k > 0, up=anc)
             except ValueError as e:
                 raise r.fail(f"depth {dd + 1}: {e}") from None
-            if pidx is not None:
-                parent_chain[dd + 1] = pidx
         m = len(code)
         if k < L - 1:
             pc = None
-            if prev_coarse is not None:
-                pidx = _ancestor(parent_chain, d, prev_d, np.arange(m))
-                pc = _Parent(prev_coarse, pidx)
+            if prev_coarse is not None and anc is not None:  # (both are, after the first level)
+                pc = _Parent(prev_coarse, anc)
             coarse = _get_coarse(r, m, pc, params)
             b = _offset_bits(d, D)
             coarse.off = np.stack([decode_stream(r, m, signed=False, int32=True) for _ in range(3)], 1)
@@ -852,10 +870,8 @@ def decode_section(
                     )
                 vox = order if vox is None else vox[order]  # from here on, Gaussians in id order
             pc = None
-            if prev_coarse is not None:
-                pc = _Parent(
-                    prev_coarse, _ancestor(parent_chain, d, prev_d, np.arange(n) if vox is None else vox)
-                )
+            if prev_coarse is not None and anc is not None:  # (both are, after the first level)
+                pc = _Parent(prev_coarse, anc if vox is None else anc[vox])
             vcode = octree.demorton(code)
             pos = np.repeat(tiles << D, tile_count, axis=0)
             pos += vcode
