@@ -32,6 +32,8 @@ Layout of one stream (all varints unsigned LEB128)::
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 import constriction
 import numpy as np
 
@@ -621,17 +623,16 @@ def _run_contexts(
     code = kernels.ans_decode_contexts(
         raw,
         np.concatenate(words),
-        np.cumsum([len(w) for w in words]),
+        np.array(list(accumulate(len(w) for w in words)), np.int64),  # (a short list: no numpy cumsum)
         np.concatenate(freqs).astype(np.int64),
-        np.cumsum([len(f) for f in freqs]),
+        np.array(list(accumulate(len(f) for f in freqs)), np.int64),
         out,
         zigzag,
         status,
         *esc,
     )
-    bad = np.flatnonzero(status)
-    if len(bad):
-        raise r.fail(ans_decode.VERDICTS[int(status[bad[0]])])
+    if status.any():
+        raise r.fail(ans_decode.VERDICTS[int(status[np.flatnonzero(status)[0]])])
     return int(code)
 
 
