@@ -422,6 +422,28 @@ def test_parent_columns_and_combos_match_numpy(compiled, monkeypatch):
             assert got.dtype == np.int64 and np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_faint_rows_rescaled_as_numpy_does(compiled, monkeypatch):
+    """section._on_faint: floor division (negative values too) or multiplication by the faint
+    factor on the faint rows only, the other rows untouched, in the input's dtype."""
+    from gs_map_share.section import _on_faint
+
+    _use_compiled(compiled, monkeypatch)
+    rng = np.random.default_rng(12)
+    for dtype in (np.int32, np.int64):
+        x = rng.integers(-5000, 5000, 3000).astype(dtype)
+        x[:4] = [-(1 << 31), (1 << 31) - 1, -(1 << 31) + 1, -1]  # floor at the extremes too
+        faint = rng.random(3000) < 0.3
+        faint[:4] = True
+        for f in (2, 3, 8, 1 << 20, (1 << 31) - 1):
+            got = _on_faint(x, faint, f, divide=True)
+            assert got.dtype == dtype and np.array_equal(got, np.where(faint, x // f, x))
+        x[:4] = 0  # (multiplied: the caller keeps the product in range)
+        for f in (2, 3, 8):
+            got = _on_faint(x, faint, f, divide=False)
+            assert got.dtype == dtype and np.array_equal(got, np.where(faint, x * f, x))
+
+
 def test_id_order_scatter_matches_sort():
     """Ids filling a range are placed by a scatter; gaps and repeats fall back to the sort."""
     from gs_map_share.section import _id_order

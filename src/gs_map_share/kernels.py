@@ -5,7 +5,8 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
 ``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake,
 ``count_children`` and ``expand_codes`` beside the numpy path of ``octree.descend``,
-``gather_column`` and ``gather_combo`` beside ``section._Parent``'s numpy gathers. Encoder:
+``gather_column`` and ``gather_combo`` beside ``section._Parent``'s numpy gathers,
+``faint_rescale`` beside ``section._on_faint``. Encoder:
 ``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments`` and
 ``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
 (``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
@@ -319,14 +320,34 @@ def expand_codes(code, occ, child, pidx, up):
     carry = len(up) > 0
     j = 0
     for i in range(len(code)):
-        o = occ[i]
+        o = occ[i]  # (1..255: count_children checked)
         base = code[i] << np.uint64(3)
         a = up[i] if carry else i
-        for k in range(_COUNT[o]):
-            child[j + k] = base | _OCTANTS[o, k]
-            if parents:
-                pidx[j + k] = a
-        j += _COUNT[o]
+        c = _COUNT[o]
+        # the first child apart: deep in the tree nearly every node has one (~30% faster on guitar)
+        child[j] = base | _OCTANTS[o, 0]
+        if parents:
+            pidx[j] = a
+        if c > 1:
+            for k in range(1, c):
+                child[j + k] = base | _OCTANTS[o, k]
+                if parents:
+                    pidx[j + k] = a
+        j += c
+
+
+@njit(cache=True, nogil=True)
+def faint_rescale(x, faint, f, divide, out):
+    """``out[i] = x[i]``, except on the faint rows: ``x[i] // f`` (floor) with ``divide``, else
+    ``x[i] * f`` (the caller keeps it in range); int32 ``x``. One pass without branches where
+    numpy makes four and a copy. The floor of the float64 quotient is the integer one for
+    |x| < 2**53 (the quotient is correctly rounded, and 1/f apart from the next integer), and
+    vectorises where integer floor division (sign fix-ups, a zero check) does not."""
+    ff = np.float64(f)
+    for i in range(len(x)):
+        v = x[i]
+        w = np.int32(np.floor(np.float64(v) / ff)) if divide else v * np.int32(f)
+        out[i] = w if faint[i] else v
 
 
 @njit(cache=True, nogil=True)

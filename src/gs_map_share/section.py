@@ -150,7 +150,8 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
 
     if off:
         # |v|, |off| < lim: the sum fits int32 (lim = 2**30) or int64 (2**52)
-        v = within(v + (np.int32(off) if v.dtype == np.int32 else np.int64(off)))
+        v += v.dtype.type(off)  # (v is this stream's own array)
+        v = within(v)
     if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
         return v
     if not wide and cand.dtype == np.int32 and len(v):
@@ -290,7 +291,7 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
     def div(c):  # lazily: a decoder builds only the prediction its stream names
         if c is None or (isinstance(c, int) and c == 0):
             return c
-        return lambda: _on_faint(c() if callable(c) else c, faint, lambda x: x // x.dtype.type(f))
+        return lambda: _on_faint(c() if callable(c) else c, faint, f, divide=True)
 
     def put_faint(values, cands, lab):
         if values is not None:
@@ -300,20 +301,26 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
                     "a faint Gaussian's scale or colour is off its lattice "
                     "(quantise the map with these parameters)"
                 )
-            values = _on_faint(values, faint, lambda x: x // np.int64(f))
+            values = _on_faint(values, faint, f, divide=True)
         out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2)
         if len(out) and max(out.max(), -out.min()) >= (1 << 30) // f:
             raise DecodeError("faint value outside the lattice range")
-        return _on_faint(out, faint, lambda x: x * x.dtype.type(f))
+        return _on_faint(out, faint, f, divide=False)
 
     return put_faint
 
 
-def _on_faint(x: np.ndarray, faint: np.ndarray, op) -> np.ndarray:
-    """``op(x)`` on the faint rows, ``x`` on the others (a new array of x's dtype). ``op`` takes
-    the whole array with a scalar (numpy divides by a scalar ~10× faster than by an array), and
-    the rows are blended arithmetically, faster than a masked select."""
-    y = op(x)
+def _on_faint(x: np.ndarray, faint: np.ndarray, f: int, divide: bool) -> np.ndarray:
+    """``x // f`` (floor; ``divide``) or ``x * f`` on the faint rows, ``x`` on the others (a new
+    array of x's dtype): compiled in one pass; numpy takes the whole array with a scalar (it
+    divides by a scalar ~10× faster than by an array) and blends the rows arithmetically, faster
+    than a masked select."""
+    kernels = jit.kernels()
+    if kernels is not None and x.dtype == np.int32:
+        out = np.empty_like(x)
+        kernels.faint_rescale(x, faint, f, divide, out)
+        return out
+    y = x // x.dtype.type(f) if divide else x * x.dtype.type(f)
     y -= x
     y *= faint
     y += x
