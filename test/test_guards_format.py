@@ -3,9 +3,10 @@ from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files. Two generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
-``least_turned=False``) and version 6 (``codec_golden_v6_q*``). Each is compared with the map
-quantised on the lattices its header declares (the presets of its day)."""
+these files. Three generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+``least_turned=False``), version 6 (``codec_golden_v6_q*``) and version 7 (``codec_golden_v7_q*``:
+short streams plain). Each is compared with the map quantised on the lattices its header declares
+(the presets of its day)."""
 
 from __future__ import annotations
 
@@ -37,18 +38,18 @@ def golden_maps(quality: int):
 
 
 def golden_containers() -> dict[str, bytes]:
-    """Today's encoder's containers (the version-6 generation's names)."""
+    """Today's encoder's containers (the version-7 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"v6_q{q}_snapshot"] = sender.snapshot()
-        out[f"v6_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+        out[f"v7_q{q}_snapshot"] = sender.snapshot()
+        out[f"v7_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
     return out
 
 
 # generation: (file prefix, whether each Gaussian took its least-turned frame)
-GENERATIONS = {4: ("codec_golden_", False), 6: ("codec_golden_v6_", True)}
+GENERATIONS = {4: ("codec_golden_", False), 6: ("codec_golden_v6_", True), 7: ("codec_golden_v7_", True)}
 
 
 @pytest.mark.parametrize("version", sorted(GENERATIONS))

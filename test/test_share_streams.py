@@ -284,3 +284,71 @@ def test_residual_outside_the_lattice_is_refused(flag, big, sparse):
     put_stream(w, v)
     with pytest.raises(DecodeError):
         _get_pred(Reader(w.getvalue(), "test"), 1000, [0, parent])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 80),
+    spread=st.sampled_from([1, 30, 1 << 20, 1 << 40]),
+    signed=st.booleans(),
+    int32=st.booleans(),
+    n_ctx=st.sampled_from([1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_short_streams_take_the_smaller_of_plain_and_coded(n, spread, signed, int32, n_ctx, seed):
+    """A stream of at most PLAIN_MAX values is written plain (mode 7: varints, no table) when
+    that is smaller than the coded form, and decodes to its values either way, with or without
+    contexts, into ``out`` or not; longer streams are never plain."""
+    from gs_map_share import entropy
+
+    rng = np.random.default_rng(seed)
+    v = rng.integers(-spread, spread + 1, n)
+    if not signed:
+        v = np.abs(v)
+    if int32:
+        v = np.clip(v, -(1 << 31), (1 << 31) - 1)
+    ctx = rng.integers(0, n_ctx, n) if n_ctx > 1 else None
+    data = _code(v, signed, ctx=ctx, n_ctx=n_ctx)
+    w = Writer()
+    entropy.encode_stream(w, v, signed, 6, ctx=ctx, n_ctx=n_ctx)
+    coded = w.getvalue()
+    u = entropy._zz(v) if signed else v
+    plain = 1 + sum(max(1, (int(x).bit_length() + 6) // 7) for x in u)
+    if data[0] == entropy.PLAIN:
+        assert n <= entropy.PLAIN_MAX and len(data) == plain
+        assert coded[0] not in (0, 1) and plain <= len(coded)  # (a constant stays mode 1)
+    elif n <= entropy.PLAIN_MAX and coded[0] not in (0, 1):
+        assert len(data) <= plain  # the coded form was kept only where it is smaller
+    out = np.full(n, 7, np.int32) if int32 else None
+    got = _decode(data, n, signed, ctx=ctx, n_ctx=n_ctx, int32=int32, out=out)
+    assert np.array_equal(got, v) and (out is None or got is out)
+
+
+def _plain(values, signed=True) -> bytes:
+    w = Writer()
+    w.u8(7)
+    for x in values:
+        w.varint((x << 1) ^ (x >> 63) if signed else x)
+    return w.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data,n,kw,message",
+    [
+        (_plain([1, -2, 3]), 3, {}, None),
+        (_plain(range(65)), 65, {}, "plain stream of 65 values"),
+        (_plain([1, 2])[:-1], 2, {}, "needs 1 bytes"),
+        (_plain([1 << 31]), 1, {"int32": True}, "int32"),
+        (_plain([-(1 << 31) - 1]), 1, {"int32": True}, "int32"),
+        (_plain([5, -9]), 2, {"limit": 8}, "beyond"),
+        (b"\x07" + b"\xff" * 11, 1, {}, "varint longer than 64 bits"),
+        (_plain([(1 << 64) - 1], signed=False), 1, {"signed": False}, None),
+    ],
+)
+def test_hostile_plain_streams(data, n, kw, message):
+    """Mode 7 read strictly: at most PLAIN_MAX values, every varint whole, int32 and limits held."""
+    if message is None:
+        assert len(_decode(data, n, **kw)) == n
+        return
+    with pytest.raises(DecodeError, match=message):
+        _decode(data, n, **kw)

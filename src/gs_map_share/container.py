@@ -16,10 +16,10 @@ from .errors import DecodeError, EncodeError
 from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 6
+VERSION = 7
 # 5 added centred prediction choices and two-lane streams, 6 faint rotations and positions
-# (header fields faint_rot, faint_pos; docs/format.md)
-READS = (4, 5, 6)
+# (header fields faint_rot, faint_pos), 7 plain short streams (stream mode 7; docs/format.md)
+READS = (4, 5, 6, 7)
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 

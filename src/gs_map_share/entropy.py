@@ -14,7 +14,7 @@ fixed-point "leaky" categorical model (``perfect=False``), so encoder and decode
 Layout of one stream (all varints unsigned LEB128)::
 
     u8 mode           0 = empty, 1 = constant (varint u follows), 2 = coded, 3 = sparse,
-                      6 = coded in two lanes
+                      6 = coded in two lanes, 7 = plain
     -- mode 2 (and 6) --
     u8 log2_T         direct-symbol bound T = 2**log2_T (1..256)
     varint contexts   C
@@ -28,6 +28,8 @@ Layout of one stream (all varints unsigned LEB128)::
     varint k          number of non-zero values (1..n)
     stream (mode 0..2) of k unsigned gaps: zeros before each non-zero value
     stream (mode 0..2) of k unsigned values u − 1 (u = zig-zag of a signed value)
+    -- mode 7 (short streams, 1 ≤ n ≤ PLAIN_MAX) --
+    n varints u (zig-zag of a signed value), no table
 """
 
 from __future__ import annotations
@@ -253,6 +255,8 @@ def _as_u(v: np.ndarray) -> np.ndarray:
     return v.astype(np.uint64)
 
 
+PLAIN = 7  # stream mode: n varints of the (zig-zag) values, no table: short streams
+PLAIN_MAX = 64  # (a table and the ANS state flush cost more bytes, and decoding time, below this)
 SPARSE_MIN = 256  # streams shorter than this are always coded dense
 SPARSE_SLACK = 1.01  # sparse is taken up to 1 % above the dense estimate: it decodes several times faster
 # ... and up to this many bits more per value it lets the decoder skip (n − 2k: zeros are never
@@ -288,6 +292,16 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1)
                 return
     st = Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
+    if 0 < n <= PLAIN_MAX:  # short: the smaller of the coded stream and plain varints
+        coded = Writer()
+        encode_stream(coded, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
+        data = coded.getvalue()
+        plain = Writer()
+        plain.u8(PLAIN)
+        for x in (_zz(values) if signed else _as_u(values)).tolist():
+            plain.varint(x)
+        w.raw(data if data[0] in (0, 1) or len(data) < len(plain.getvalue()) else plain.getvalue())
+        return
     encode_stream(w, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
 
 
@@ -540,6 +554,10 @@ def _decode(
                 out.fill(v0[0])
             return out
         return np.full(n, v0[0], v0.dtype)
+    if mode == PLAIN:
+        if not 0 < n <= PLAIN_MAX:
+            raise r.fail(f"plain stream of {n} values (1..{PLAIN_MAX} allowed)")
+        return _decode_plain(r, n, signed, int32, out, limit)
     if mode == 3:
         if nested or ctx is not None:
             raise r.fail("sparse stream not allowed here")
@@ -757,6 +775,25 @@ def _decode_sparse(
         out = np.zeros(n, vals.dtype)
     out[pos] = vals  # ``out`` given: it holds zeros already
     return out
+
+
+def _decode_plain(
+    r: Reader, n: int, signed: bool, int32: bool, out: np.ndarray | None, limit: int | None
+) -> np.ndarray:
+    """Mode 7: ``n`` varints of the (zig-zag) values, in plain Python: for so few values, numpy's
+    per-call costs would be most of the time."""
+    u = [r.varint((1 << 64) - 1) for _ in range(n)]
+    v = [(x >> 1) ^ -(x & 1) for x in u] if signed else u
+    lo, hi = min(v), max(v)
+    if int32 and (hi > _I32_MAX or lo < -_I32_MAX - 1):
+        raise r.fail("value outside the int32 range")
+    if limit is not None and (hi > limit or lo < -limit):
+        raise r.fail(f"value beyond ±{limit}")
+    a = np.array(v, np.int32 if int32 else (np.int64 if signed else np.uint64))
+    if out is not None:
+        out[...] = a
+        return out
+    return a
 
 
 def _finish(r: Reader, u: np.ndarray, signed: bool, int32: bool) -> np.ndarray:
