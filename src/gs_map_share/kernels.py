@@ -4,7 +4,7 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``ans_decode`` and ``ans_decode_pair`` (two lanes) beside constriction's decoder (:mod:`.ans_decode`),
 ``read_table_entries`` beside ``tables._read_entries_py``, ``escaped_values`` beside
 ``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake,
-``count_children`` and ``expand_codes`` beside the numpy path of ``octree.descend``,
+``descend`` beside the numpy path of ``octree.descend``,
 ``gather_column`` and ``gather_combo`` beside ``section._Parent``'s numpy gathers,
 ``faint_rescale`` beside ``section._on_faint``. Encoder:
 ``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments`` and
@@ -293,47 +293,41 @@ for _o in range(256):
 
 
 @njit(cache=True, nogil=True)
-def count_children(occ, tile_count, per_tile):
-    """The first pass of ``octree.descend``: children of each tile's nodes (``tile_count[t]``
-    consecutive bytes of ``occ``) into ``per_tile``; their total, or -1 at a byte outside 1..255."""
-    j = 0
-    m = 0
-    for t in range(len(tile_count)):
-        s = 0
-        for _ in range(tile_count[t]):
-            o = occ[j]
-            j += 1
-            if o < 1 or o > 255:
-                return -1
-            s += _COUNT[o]
-        per_tile[t] = s
-        m += s
-    return m
-
-
-@njit(cache=True, nogil=True)
-def expand_codes(code, occ, child, pidx, up):
-    """``octree.expand_codes`` in one pass: for each node in order, its occupied octants in
-    increasing order become children ``code << 3 | octant`` (into ``child``) and, when ``pidx`` is
-    not empty, the node's index (``up[index]`` when ``up`` is not empty) into ``pidx``."""
+def descend(code, occ, tile_count, child, pidx, up, per_tile):
+    """``octree.descend`` in one pass: for each node in order (``tile_count[t]`` consecutive
+    nodes per tile), its occupied octants in increasing order become children ``code << 3 |
+    octant`` (into ``child``) and, when ``pidx`` is not empty, the node's index (``up[index]``
+    when ``up`` is not empty) into ``pidx``; children per tile into ``per_tile``. Returns the
+    number of children; −1 at a byte outside 1..255; −2 − (the number of children) when they
+    exceed ``len(child)`` (then counted, not written: nothing is sized by a lie)."""
+    cap = len(child)
     parents = len(pidx) > 0
     carry = len(up) > 0
+    i = 0
     j = 0
-    for i in range(len(code)):
-        o = occ[i]  # (1..255: count_children checked)
-        base = code[i] << np.uint64(3)
-        a = up[i] if carry else i
-        c = _COUNT[o]
-        # the first child apart: deep in the tree nearly every node has one (~30% faster on guitar)
-        child[j] = base | _OCTANTS[o, 0]
-        if parents:
-            pidx[j] = a
-        if c > 1:
-            for k in range(1, c):
-                child[j + k] = base | _OCTANTS[o, k]
+    for t in range(len(tile_count)):
+        j0 = j
+        for _ in range(tile_count[t]):
+            o = occ[i]
+            if o < 1 or o > 255:
+                return -1
+            c = _COUNT[o]
+            if j + c <= cap:
+                base = code[i] << np.uint64(3)
+                a = up[i] if carry else i
+                # the first child apart: deep in the tree nearly every node has one (~30% faster)
+                child[j] = base | _OCTANTS[o, 0]
                 if parents:
-                    pidx[j + k] = a
-        j += c
+                    pidx[j] = a
+                if c > 1:
+                    for k in range(1, c):
+                        child[j + k] = base | _OCTANTS[o, k]
+                        if parents:
+                            pidx[j + k] = a
+            j += c
+            i += 1
+        per_tile[t] = j - j0
+    return j if j <= cap else -2 - j
 
 
 @njit(cache=True, nogil=True)

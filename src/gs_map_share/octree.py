@@ -158,20 +158,20 @@ def descend(
     the fault for a byte outside 1..255 or more than ``max_nodes`` children (before anything is
     sized by them). With ``up`` (int64, one per node) the index returned is ``up[parent]``: steps
     chained this way carry each node's ancestor at some coarser depth down, one pass per step
-    instead of a gather per depth afterwards. Compiled: one counting pass, then the expansion
-    (the numpy path makes four passes and two copies)."""
+    instead of a gather per depth afterwards. Compiled: one pass into arrays sized by the bound
+    min(8 × nodes, ``max_nodes``) (the numpy path makes four passes and two copies)."""
     compiled = jit.kernels()
     if compiled is not None:
+        cap = max(0, min(8 * len(code), max_nodes))  # (each node has at most 8 children)
         per_tile = np.empty(len(tile_count), np.int64)
-        m = compiled.count_children(occ, tile_count, per_tile)
-        if m < 0:
+        child = np.empty(cap, np.uint64)
+        pidx = np.empty(cap if parents else 0, np.int64)
+        m = compiled.descend(code, occ, tile_count, child, pidx, _NO_INDEX if up is None else up, per_tile)
+        if m == -1:
             raise ValueError("occupancy byte outside 1..255")
-        if m > max_nodes:
-            raise ValueError(f"{m} nodes, more than the {max_nodes} Gaussians")
-        child = np.empty(m, np.uint64)
-        pidx = np.empty(m if parents else 0, np.int64)
-        compiled.expand_codes(code, occ, child, pidx, _NO_INDEX if up is None else up)
-        return child, (pidx if parents else None), per_tile
+        if m < -1 or m > max_nodes:
+            raise ValueError(f"{-2 - m if m < -1 else m} nodes, more than the {max_nodes} Gaussians")
+        return child[:m], (pidx[:m] if parents else None), per_tile
     if len(occ) and (occ.min() < 1 or occ.max() > 255):
         raise ValueError("occupancy byte outside 1..255")
     occ = occ.astype(np.uint8)
