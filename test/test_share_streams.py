@@ -352,3 +352,37 @@ def test_hostile_plain_streams(data, n, kw, message):
         return
     with pytest.raises(DecodeError, match=message):
         _decode(data, n, **kw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(65, 5000),
+    n_ctx=st.sampled_from([2, 5]),
+    apart=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_short_context_streams_may_share_one_table(n, n_ctx, apart, seed):
+    """A stream of several contexts shorter than MERGE_MAX takes one table for all its values
+    where that is no larger (version 7: C = 1); the decoder reads it with or without the
+    contexts' tables, compiled or not, to the same values. Longer ones keep their contexts."""
+    from gs_map_share import entropy, jit
+
+    rng = np.random.default_rng(seed)
+    ctx = rng.integers(0, n_ctx, n)
+    # contexts far apart (their own tables pay) or alike (one table is smaller)
+    v = rng.laplace(0, 4, n).astype(np.int64) + (ctx * 1000 if apart else 0)
+    data = _code(v, ctx=ctx, n_ctx=n_ctx)
+    split, merged = Writer(), Writer()
+    entropy.encode_stream(split, v, True, int(data[1]), ctx=ctx, n_ctx=n_ctx)
+    entropy.encode_stream(merged, v, True, int(data[1]))
+    sizes = len(split.getvalue()), len(merged.getvalue())
+    c_count = Reader(data[2:]).varint()
+    if n >= entropy.MERGE_MAX:
+        assert c_count == n_ctx and len(data) == sizes[0]
+    else:
+        assert len(data) == min(sizes) and (c_count == 1) == (sizes[1] <= sizes[0])
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            assert np.array_equal(_decode(data, n, ctx=ctx, n_ctx=n_ctx, int32=True), v)
+            assert np.array_equal(_decode(data, n, ctx=ctx, n_ctx=n_ctx), v)

@@ -17,7 +17,7 @@ Layout of one stream (all varints unsigned LEB128)::
                       6 = coded in two lanes, 7 = plain
     -- mode 2 (and 6) --
     u8 log2_T         direct-symbol bound T = 2**log2_T (1..256)
-    varint contexts   C
+    varint contexts   C (or 1 where the structure names several: one table for all)
     per context:      varint A (alphabet size, 0 = no values in this context),
                       the frequency table (see :mod:`.tables`),
                       varint n_words, n_words × u32 ANS words
@@ -255,6 +255,7 @@ def _as_u(v: np.ndarray) -> np.ndarray:
     return v.astype(np.uint64)
 
 
+MERGE_MAX = 4096  # streams of several contexts shorter than this may take one table for all
 PLAIN = 7  # stream mode: n varints of the (zig-zag) values, no table: short streams
 PLAIN_MAX = 64  # (a table and the ANS state flush cost more bytes, and decoding time, below this)
 SPARSE_MIN = 256  # streams shorter than this are always coded dense
@@ -292,6 +293,14 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1)
                 return
     st = Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
+    if ctx is not None and n_ctx > 1 and n < MERGE_MAX:
+        # short: one table for all contexts where that is smaller (a table costs more than the
+        # contexts save), which also spares the decoder a table and its per-context work
+        split, merged = Writer(), Writer()
+        encode_stream(split, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
+        encode_stream(merged, values, signed, best, u=st.u)
+        if len(merged.getvalue()) <= len(split.getvalue()):
+            ctx, n_ctx = None, 1
     if 0 < n <= PLAIN_MAX:  # short: the smaller of the coded stream and plain varints
         coded = Writer()
         encode_stream(coded, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
@@ -574,8 +583,8 @@ def _decode(
         raise r.fail(f"direct-symbol bound 2**{log2t} too large")
     t = 1 << log2t
     c_count = r.varint(1 << 16)
-    if ctx is None:
-        n_ctx = 1
+    if ctx is None or c_count == 1:  # (version 7: one table may serve all contexts)
+        ctx, n_ctx = None, 1
     if c_count != n_ctx:
         raise r.fail(f"stream has {c_count} contexts, expected {n_ctx}")
     counts = [n] if n_ctx == 1 else _counts(ctx, n_ctx)
