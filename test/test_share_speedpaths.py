@@ -629,6 +629,11 @@ def test_demorton_the_same_compiled_or_not():
             mp.setattr(jit, "_kernels", compiled)
             got = octree.demorton(codes)
             assert got.dtype == np.int64 and np.array_equal(got, cells)
+            # with tile origins: tiles of 0, 1, many codes, origins anywhere (negative too)
+            count = np.array([0, 1, 2000, 0, 2999])
+            origin = rng.integers(-(1 << 40), 1 << 40, (len(count), 3))
+            got = octree.demorton(codes, origin, count)
+            assert np.array_equal(got, cells + np.repeat(origin, count, axis=0))
     assert np.array_equal(demorton(codes), cells)
 
 

@@ -272,14 +272,26 @@ def _compact(x):
 
 
 @njit(cache=True, nogil=True)
-def demorton(code, out):
+def demorton(code, out, origin, tile_count):
     """``gs_mapping.morton.demorton`` row by row (the same masks and shifts): x from the bits
-    above y above z of each triple."""
-    for i in range(len(code)):
-        c = code[i]
-        out[i, 0] = np.int64(_compact(c >> np.uint64(2)))
-        out[i, 1] = np.int64(_compact(c >> np.uint64(1)))
-        out[i, 2] = np.int64(_compact(c))
+    above y above z of each triple; plus, where ``origin`` is not empty, the origin of each
+    code's tile (tile t: ``tile_count[t]`` consecutive codes)."""
+    if len(origin) == 0:
+        for i in range(len(code)):
+            c = code[i]
+            out[i, 0] = np.int64(_compact(c >> np.uint64(2)))
+            out[i, 1] = np.int64(_compact(c >> np.uint64(1)))
+            out[i, 2] = np.int64(_compact(c))
+        return
+    i = 0
+    for t in range(len(tile_count)):
+        ox, oy, oz = origin[t, 0], origin[t, 1], origin[t, 2]
+        for _ in range(tile_count[t]):
+            c = code[i]
+            out[i, 0] = ox + np.int64(_compact(c >> np.uint64(2)))
+            out[i, 1] = oy + np.int64(_compact(c >> np.uint64(1)))
+            out[i, 2] = oz + np.int64(_compact(c))
+            i += 1
 
 
 # the occupied octants of each occupancy byte, increasing, and their count

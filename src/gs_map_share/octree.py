@@ -31,14 +31,26 @@ _FEW = (
 _LOWBIT = np.array([(i & -i).bit_length() - 1 if i else 0 for i in range(256)], np.uint64)
 
 
-def demorton(code: np.ndarray) -> np.ndarray:
-    """``gs_mapping.morton.demorton``: (N, 3) int64 cells of uint64 codes; compiled in one pass
-    where numba is there (the same bits; the decoder's positions, ~10× numpy's 18 passes)."""
+def demorton(code: np.ndarray, origin: np.ndarray | None = None, tile_count: np.ndarray | None = None):
+    """``gs_mapping.morton.demorton``: (N, 3) int64 cells of uint64 codes, plus each code's tile
+    ``origin`` (int64 (T, 3); tile t holds ``tile_count[t]`` consecutive codes, summing to N)
+    when given; compiled in one pass where numba is there (the same bits; the decoder's
+    positions, ~10× numpy's 18 passes and a repeat of the origins)."""
     kernels = jit.kernels()
     if kernels is None:
-        return _demorton(code)
+        cells = _demorton(code)
+        if origin is not None and tile_count is not None:
+            cells += np.repeat(origin, tile_count, axis=0)
+        return cells
     out = np.empty((len(code), 3), np.int64)
-    kernels.demorton(np.ascontiguousarray(code, np.uint64), out)
+    if origin is None or tile_count is None:
+        origin, tile_count = _NO_ORIGIN, _NO_INDEX
+    kernels.demorton(
+        np.ascontiguousarray(code, np.uint64),
+        out,
+        np.ascontiguousarray(origin, np.int64),
+        np.asarray(tile_count, np.int64),
+    )
     return out
 
 
@@ -186,6 +198,7 @@ def descend(
 
 
 _NO_INDEX = np.zeros(0, np.int64)
+_NO_ORIGIN = np.zeros((0, 3), np.int64)
 
 
 # -- aggregation ------------------------------------------------------------------------------------

@@ -879,9 +879,7 @@ def decode_section(
             pc = None
             if prev_coarse is not None and anc is not None:  # (both are, after the first level)
                 pc = _Parent(prev_coarse, anc if vox is None else anc[vox])
-            vcode = octree.demorton(code)
-            pos = np.repeat(tiles << D, tile_count, axis=0)
-            pos += vcode
+            pos = octree.demorton(code, tiles << D, tile_count)
             return _get_leaves(r, ids, pos if vox is None else pos[vox], pc, params, sh_degree, where)
         prev_d = d
     raise AssertionError("unreachable")
