@@ -222,14 +222,25 @@ def ans_decode_contexts(
     return 1 if escapes == 0 and have else 0  # (mantissa bytes where none are expected)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _window(data, pos):
+    """The 64 bits from bit ``pos`` on of the bytes ``data`` (at least 8 bytes after pos >> 3)."""
+    b = pos >> 3
+    x = np.uint64(0)
+    for k in range(8):
+        x |= np.uint64(data[b + k]) << np.uint64(8 * k)
+    return x >> np.uint64(pos & 7)
+
+
 @njit(cache=True, nogil=True)
-def read_table_entries(win, prefix, kl, mask, sh, base, nb, max_e, out):
-    """The loop of ``tables._read_entries_py``, compiled: same entries, same (code, value)."""
+def read_table_entries(data, prefix, kl, mask, sh, base, nb, max_e, out):
+    """The loop of ``tables._read_entries_py``, compiled: same entries, same (code, value); read
+    from the table's ``nb`` bits in ``data`` (with 8 zero bytes after them); and the entries' sum."""
     a = len(out)
     pos, e, i = 0, 0, 0
     one = np.uint64(1)
     while i < a:
-        x = win[pos >> 3] >> np.uint64(pos & 7)
+        x = _window(data, pos)
         if e == 0 and (x & one):  # a run of absent symbols (z = 0): one bit each
             run = 0
             while run < 64 and (x >> np.uint64(run)) & one:
@@ -242,23 +253,26 @@ def read_table_entries(win, prefix, kl, mask, sh, base, nb, max_e, out):
             continue
         t = prefix[np.int64(x & np.uint64(8191))]
         if t < 0:
-            return (1 if pos + 7 > nb else 2), 0
+            return (1 if pos + 7 > nb else 2), 0, 0
         adv = t & 15
         pos += adv
         if pos > nb:
-            return 1, 0
+            return 1, 0, 0
         e += (t >> 4) - 64
         if e < 0 or e > max_e:
-            return 3, e
+            return 3, e, 0
         if e:
             pos += kl[e]
             if pos > nb:
-                return 1, 0
+                return 1, 0, 0
             out[i] = base[e] + (np.int64((x >> np.uint64(adv)) & np.uint64(mask[e])) << sh[e])
         else:
             out[i] = 0
         i += 1
-    return 0, pos
+    total = 0
+    for j in range(a):
+        total += out[j]
+    return 0, pos, total
 
 
 @njit(cache=True, nogil=True, inline="always")

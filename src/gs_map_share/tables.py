@@ -185,25 +185,25 @@ def get_table(r: Reader, a: int) -> np.ndarray:
     if len(blob) > (a * _MAX_ENTRY_BITS + 7) // 8:  # before unpacking: no allocation sized by a lie
         raise r.fail(f"frequency table of {len(blob)} bytes for {a} symbols")
     nb = 8 * len(blob)
-    # win[j] = the 64 bits from byte j on (zeros past the blob): an entry (≤ 29 bits) starting at
-    # bit ``pos`` is in win[pos >> 3] >> (pos & 7), which holds ≥ 57 valid bits
+    # an entry (≤ 29 bits) starting at bit ``pos`` is in the 64 bits from byte pos >> 3 on,
+    # shifted by pos & 7 (≥ 57 valid bits): zeros past the blob keep that window in the data
     data = np.frombuffer(bytes(blob) + bytes(8), np.uint8)
-    win = np.ndarray((len(blob) + 1,), "<u8", data, 0, (1,))
     kernels = jit.kernels()
     if kernels is not None:
         freq = np.empty(a, np.int64)
-        code, value = kernels.read_table_entries(
-            np.ascontiguousarray(win), *_REBUILD_ARRAYS[p], nb, MAX_FREQ_BITS, freq
-        )
+        code, value, total = kernels.read_table_entries(data, *_REBUILD_ARRAYS[p], nb, MAX_FREQ_BITS, freq)
     else:
+        # win[j] = the 64 bits from byte j on
+        win = np.ndarray((len(blob) + 1,), "<u8", data, 0, (1,))
         code, value, entries = _read_entries_py(win, p, nb, a)
         freq = np.array(entries, np.int64)
+        total = int(freq.sum())
     if code == 3:
         raise r.fail(f"frequency bit length {value} outside 0..{MAX_FREQ_BITS}")
     if code:
         raise r.fail(_ERRORS[code])
     if (value + 7) // 8 != len(blob):
         raise r.fail("frequency table has trailing bytes")
-    if freq.sum() <= 0:
+    if total <= 0:
         raise r.fail("frequency table sums to zero")
     return freq
