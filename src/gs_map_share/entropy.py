@@ -271,7 +271,8 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1)
     """Code ``values`` choosing the direct-symbol bound and, for mostly-zero streams without
     contexts, dense (mode 2) or sparse (mode 3: positions of the non-zero values as gaps, then the
     values), whichever is estimated smaller. Sparse streams also decode much faster: zeros cost
-    nothing there."""
+    nothing there. Short streams take the smallest of their coded forms (one table for all
+    contexts below MERGE_MAX values) and plain varints (mode 7, at most PLAIN_MAX values)."""
     values = np.asarray(values)
     n = len(values)
     if ctx is None and n >= SPARSE_MIN:
@@ -293,25 +294,30 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1)
                 return
     st = Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
-    if ctx is not None and n_ctx > 1 and n < MERGE_MAX:
-        # short: one table for all contexts where that is smaller (a table costs more than the
-        # contexts save), which also spares the decoder a table and its per-context work
-        split, merged = Writer(), Writer()
-        encode_stream(split, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
-        encode_stream(merged, values, signed, best, u=st.u)
-        if len(merged.getvalue()) <= len(split.getvalue()):
-            ctx, n_ctx = None, 1
-    if 0 < n <= PLAIN_MAX:  # short: the smaller of the coded stream and plain varints
-        coded = Writer()
-        encode_stream(coded, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
-        data = coded.getvalue()
+
+    def coded(c=None, k: int = 1) -> bytes:
+        out = Writer()
+        encode_stream(out, values, signed, best, ctx=c, n_ctx=k, u=st.u)
+        return out.getvalue()
+
+    contexts = ctx is not None and n_ctx > 1
+    if not (contexts and n < MERGE_MAX) and not 0 < n <= PLAIN_MAX:
+        encode_stream(w, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
+        return
+    # a short stream (PLAIN_MAX < MERGE_MAX): one table for all contexts where that is no larger
+    # (a table can cost more than the contexts save, and the decoder a table's work), and plain
+    # varints where smaller still
+    data = coded(ctx, n_ctx)
+    if contexts:
+        merged = coded()
+        data = merged if len(merged) <= len(data) else data
+    if 0 < n <= PLAIN_MAX and data[0] not in (0, 1):  # (a constant stays mode 1)
         plain = Writer()
         plain.u8(PLAIN)
         for x in (_zz(values) if signed else _as_u(values)).tolist():
             plain.varint(x)
-        w.raw(data if data[0] in (0, 1) or len(data) < len(plain.getvalue()) else plain.getvalue())
-        return
-    encode_stream(w, values, signed, best, ctx=ctx, n_ctx=n_ctx, u=st.u)
+        data = plain.getvalue() if len(plain.getvalue()) <= len(data) else data
+    w.raw(data)
 
 
 def encode_stream(
