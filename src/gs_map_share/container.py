@@ -41,7 +41,7 @@ CHUNK_NAMES = {
 }
 
 _FIXED5 = struct.Struct("<4sHHQQQQIBBBBddddddB4HBh")  # versions 4-5: up to and including faint_below
-_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4HBhBB")  # version 6: then faint_rot, faint_pos
+_FIXED = struct.Struct("<4sHHQQQQIBBBBddddddB4HBhBB")  # version 6 on: then faint_rot, faint_pos
 _N5 = len(_FIXED5.unpack(bytes(_FIXED5.size)))  # fields of the version 4-5 layout
 
 
