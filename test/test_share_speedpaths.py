@@ -634,6 +634,9 @@ def test_demorton_the_same_compiled_or_not():
             origin = rng.integers(-(1 << 40), 1 << 40, (len(count), 3))
             got = octree.demorton(codes, origin, count)
             assert np.array_equal(got, cells + np.repeat(origin, count, axis=0))
+            reps = rng.integers(1, 4, len(codes))  # several Gaussians in a voxel: rows repeated
+            got = octree.demorton(codes, origin, count, reps)
+            assert np.array_equal(got, np.repeat(cells + np.repeat(origin, count, axis=0), reps, axis=0))
     assert np.array_equal(demorton(codes), cells)
 
 

@@ -286,25 +286,31 @@ def _compact(x):
 
 
 @njit(cache=True, nogil=True)
-def demorton(code, out, origin, tile_count):
+def demorton(code, out, origin, tile_count, reps):
     """``gs_mapping.morton.demorton`` row by row (the same masks and shifts): x from the bits
     above y above z of each triple; plus, where ``origin`` is not empty, the origin of each
-    code's tile (tile t: ``tile_count[t]`` consecutive codes)."""
-    if len(origin) == 0:
-        for i in range(len(code)):
-            c = code[i]
-            out[i, 0] = np.int64(_compact(c >> np.uint64(2)))
-            out[i, 1] = np.int64(_compact(c >> np.uint64(1)))
-            out[i, 2] = np.int64(_compact(c))
-        return
+    code's tile (tile t: ``tile_count[t]`` consecutive codes); each row written ``reps[i]``
+    times where ``reps`` is not empty (the Gaussians of a voxel: no gather of rows afterwards)."""
+    tiles = len(origin) > 0
+    many = len(reps) > 0
     i = 0
-    for t in range(len(tile_count)):
-        ox, oy, oz = origin[t, 0], origin[t, 1], origin[t, 2]
-        for _ in range(tile_count[t]):
+    j = 0
+    for t in range(len(tile_count) if tiles else 1):
+        ox, oy, oz = np.int64(0), np.int64(0), np.int64(0)
+        count = len(code)
+        if tiles:
+            ox, oy, oz = origin[t, 0], origin[t, 1], origin[t, 2]
+            count = tile_count[t]
+        for _ in range(count):
             c = code[i]
-            out[i, 0] = ox + np.int64(_compact(c >> np.uint64(2)))
-            out[i, 1] = oy + np.int64(_compact(c >> np.uint64(1)))
-            out[i, 2] = oz + np.int64(_compact(c))
+            x = ox + np.int64(_compact(c >> np.uint64(2)))
+            y = oy + np.int64(_compact(c >> np.uint64(1)))
+            z = oz + np.int64(_compact(c))
+            for _ in range(reps[i] if many else 1):
+                out[j, 0] = x
+                out[j, 1] = y
+                out[j, 2] = z
+                j += 1
             i += 1
 
 

@@ -31,18 +31,24 @@ _FEW = (
 _LOWBIT = np.array([(i & -i).bit_length() - 1 if i else 0 for i in range(256)], np.uint64)
 
 
-def demorton(code: np.ndarray, origin: np.ndarray | None = None, tile_count: np.ndarray | None = None):
+def demorton(
+    code: np.ndarray,
+    origin: np.ndarray | None = None,
+    tile_count: np.ndarray | None = None,
+    reps: np.ndarray | None = None,
+) -> np.ndarray:
     """``gs_mapping.morton.demorton``: (N, 3) int64 cells of uint64 codes, plus each code's tile
     ``origin`` (int64 (T, 3); tile t holds ``tile_count[t]`` consecutive codes, summing to N)
-    when given; compiled in one pass where numba is there (the same bits; the decoder's
-    positions, ~10× numpy's 18 passes and a repeat of the origins)."""
+    when given, each row repeated ``reps[i]`` times when given (int64, ≥ 1: the caller checked
+    their sum); compiled in one pass where numba is there (the same bits; the decoder's positions,
+    ~10× numpy's 18 passes, a repeat of the origins and a gather of rows)."""
     kernels = jit.kernels()
     if kernels is None:
         cells = _demorton(code)
         if origin is not None and tile_count is not None:
             cells += np.repeat(origin, tile_count, axis=0)
-        return cells
-    out = np.empty((len(code), 3), np.int64)
+        return cells if reps is None else np.repeat(cells, reps, axis=0)
+    out = np.empty((len(code) if reps is None else int(reps.sum()), 3), np.int64)
     if origin is None or tile_count is None:
         origin, tile_count = _NO_ORIGIN, _NO_INDEX
     kernels.demorton(
@@ -50,6 +56,7 @@ def demorton(code: np.ndarray, origin: np.ndarray | None = None, tile_count: np.
         out,
         np.ascontiguousarray(origin, np.int64),
         np.asarray(tile_count, np.int64),
+        _NO_INDEX if reps is None else np.asarray(reps, np.int64),
     )
     return out
 

@@ -418,7 +418,7 @@ class QMap:
         deg = parts[0].sh_degree
         ids = np.concatenate([p.ids for p in parts])
         order = np.argsort(ids, kind="stable")
-        cat = {f: np.concatenate([getattr(p, f) for p in parts])[order] for f in _QFIELDS}
+        cat = {f: np.take(np.concatenate([getattr(p, f) for p in parts]), order, 0) for f in _QFIELDS}
         return QMap(deg, ids[order], **cat)
 
 

@@ -856,8 +856,9 @@ def decode_section(
             cnt = decode_stream(r, m, signed=False, int32=True)
             if cnt.max() >= n or int(cnt.sum(dtype=np.int64)) + m != n:
                 raise r.fail(f"voxel counts do not add up to {n} Gaussians")
-            # voxel of each Gaussian in octree order (None: one Gaussian per voxel, the identity)
-            vox = np.repeat(np.arange(m), (cnt + 1).astype(np.int64)) if m != n else None
+            # Gaussians of each voxel, in octree order (None: one each); their rows are repeated
+            # as they are made, not gathered afterwards (a gather of (n, 3) rows is ~1.3 ms on guitar)
+            reps = (cnt + 1).astype(np.int64) if m != n else None
             first = r.varint((1 << 63) - 1)
             dif = decode_stream(r, n - 1)
             ids = np.empty(n, np.int64)
@@ -868,19 +869,22 @@ def decode_section(
             if ids.min() < 0:  # (int64: never ≥ 2**63)
                 raise r.fail("id outside 0..2**63")
             ids = ids.view(np.uint64)
-            if n > 1 and int(dif.min()) <= 0:  # not increasing already (the encoder's usual order)
+            order = None  # the Gaussians' id order, where the octree order is not it already
+            if n > 1 and int(dif.min()) <= 0:  # (the encoder's usual order is increasing)
                 order = _id_order(ids)
                 ids = ids[order]
                 if np.any(ids[1:] == ids[:-1]):
                     raise DecodeError(
                         f"{where}: duplicate Gaussian id {int(ids[1:][ids[1:] == ids[:-1]][0])}"
                     )
-                vox = order if vox is None else vox[order]  # from here on, Gaussians in id order
+            pos = octree.demorton(code, tiles << D, tile_count, reps)
             pc = None
             if prev_coarse is not None and anc is not None:  # (both are, after the first level)
-                pc = _Parent(prev_coarse, anc if vox is None else anc[vox])
-            pos = octree.demorton(code, tiles << D, tile_count)
-            return _get_leaves(r, ids, pos if vox is None else pos[vox], pc, params, sh_degree, where)
+                up = anc if reps is None else np.repeat(anc, reps)
+                pc = _Parent(prev_coarse, up if order is None else up[order])
+            if order is not None:
+                pos = np.take(pos, order, axis=0)  # (rows: ~5× faster than pos[order] here)
+            return _get_leaves(r, ids, pos, pc, params, sh_degree, where)
         prev_d = d
     raise AssertionError("unreachable")
 
