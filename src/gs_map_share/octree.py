@@ -100,7 +100,7 @@ def build_levels(tile_idx: np.ndarray, codes: np.ndarray, depth: int):
 
 def expand_codes(code: np.ndarray, occ: np.ndarray, kids: np.ndarray | None = None, parents: bool = True):
     """One depth down, in numpy (the plain path of :func:`descend`; its compiled path is
-    ``kernels.expand_codes``): children codes in order and each child's parent index (nodes of all
+    ``kernels.descend``): children codes in order and each child's parent index (nodes of all
     tiles in order; a tile's children follow its nodes). ``kids``: :func:`children_per_node` of
     ``occ`` when already computed; ``parents=False``: the parent indices are not needed (None
     instead).
