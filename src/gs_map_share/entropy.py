@@ -255,7 +255,9 @@ def _as_u(v: np.ndarray) -> np.ndarray:
     return v.astype(np.uint64)
 
 
-MERGE_MAX = 4096  # streams of several contexts shorter than this may take one table for all
+# streams of several contexts shorter than this may take one table for all; no longer than
+# LANES_MIN, so a merged stream stays in one lane (a decoder refuses two lanes where contexts are named)
+MERGE_MAX = LANES_MIN
 PLAIN = 7  # stream mode: n varints of the (zig-zag) values, no table: short streams
 PLAIN_MAX = 64  # (a table and the ANS state flush cost more bytes, and decoding time, below this)
 SPARSE_MIN = 256  # streams shorter than this are always coded dense
