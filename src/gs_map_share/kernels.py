@@ -932,3 +932,116 @@ def dequantize_rotations(idx, rot, lat_s, out):
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _dequantize(
             idx[i], rot[i, 0], rot[i, 1], rot[i, 2], lat_s[i]
         )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _axes(x, y, z, w):
+    """The first two columns of a unit quaternion's rotation matrix (a Gaussian's first two axes)."""
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
+    return (
+        1.0 - 2.0 * (yy + zz), 2.0 * (xy + wz), 2.0 * (xz - wy),
+        2.0 * (xy - wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz + wx),
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shape_det(r0, r1, r2, s, a, d0, d1, d2):
+    """det(A + B), B = R diag(d) Rᵀ = d2·I + (d0 − d2) u uᵀ + (d1 − d2) v vᵀ for the w-form code
+    (r0, r1, r2) on step ``s`` (u, v its first two axes); inf where the decoder would not rebuild
+    that rotation (w not the largest component by a quarter step)."""
+    x, y, z = np.float64(r0) * s, np.float64(r1) * s, np.float64(r2) * s
+    amax = np.float64(max(max(abs(r0), abs(r1)), abs(r2))) * s + 0.25 * s
+    w = np.sqrt(max(1.0 - (x * x + y * y + z * z), 0.0))
+    u0, u1, u2, v0, v1, v2 = _axes(x, y, z, w)
+    e, f = d0 - d2, d1 - d2
+    b00 = a[0] + (d2 + (e * u0 * u0 + f * v0 * v0))
+    b01 = a[1] + (e * u0 * u1 + f * v0 * v1)
+    b02 = a[2] + (e * u0 * u2 + f * v0 * v2)
+    b11 = a[3] + (d2 + (e * u1 * u1 + f * v1 * v1))
+    b12 = a[4] + (e * u1 * u2 + f * v1 * v2)
+    b22 = a[5] + (d2 + (e * u2 * u2 + f * v2 * v2))
+    det = b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)
+    return det if w >= amax else np.inf  # a select, not a branch: the six candidates pipeline
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _frame_kept(r0, r1, r2, s):
+    """Whether the w-form code's decoded rotation stays in its frame (:func:`_closest` gives 0 at
+    margin ``s``): else a re-encode of the decoded map would pick another frame."""
+    d0, d1, d2, d3 = _dequantize(3, r0, r1, r2, s)
+    a = (abs(np.float64(d0)), abs(np.float64(d1)), abs(np.float64(d2)), abs(np.float64(d3)))
+    v1, i1 = a[0], 0
+    for j in range(1, 4):
+        if a[j] > v1:
+            v1, i1 = a[j], j
+    v2 = -1.0
+    for j in range(4):
+        if j != i1 and a[j] > v2:
+            v2 = a[j]
+    best = max(max(v1, (v1 + v2) * np.sqrt(0.5)), (a[0] + a[1] + a[2] + a[3]) * 0.5)
+    return not best > a[3] + s
+
+
+@njit(cache=True, nogil=True)
+def refine_rotations(quats, src_scale, scale, rot, lat_s, lat_m, dtab, off, rounds):
+    """``quantize.refine_rotations`` row by row (the same float64 operations, so the same codes):
+    ``rot`` (N × 3 w-form codes) moved in place; ``dtab[code − largest + off]`` a scale code's
+    blurred precision, in units of the row's largest axis."""
+    a, v = np.empty(6), np.empty(6)
+    for i in range(rot.shape[0]):
+        c0, c1, c2 = scale[i, 0], scale[i, 1], scale[i, 2]
+        if c0 == c1 and c1 == c2:
+            continue  # a sphere: its rotation is zeroed
+        x, y, z, w = (
+            np.float64(quats[i, 0]),
+            np.float64(quats[i, 1]),
+            np.float64(quats[i, 2]),
+            np.float64(quats[i, 3]),
+        )
+        nrm = np.sqrt(x * x + y * y + z * z + w * w)
+        x, y, z, w = x / nrm, y / nrm, z / nrm, w / nrm
+        u0, u1, u2, v0, v1, v2 = _axes(x, y, z, w)
+        o = off - max(max(src_scale[i, 0], src_scale[i, 1]), src_scale[i, 2])  # codes below the largest
+        p0, p1, p2 = dtab[src_scale[i, 0] + o], dtab[src_scale[i, 1] + o], dtab[src_scale[i, 2] + o]
+        e, f = p0 - p2, p1 - p2
+        a[0], a[1], a[2] = (
+            p2 + (e * u0 * u0 + f * v0 * v0),
+            e * u0 * u1 + f * v0 * v1,
+            e * u0 * u2 + f * v0 * v2,
+        )
+        a[3], a[4], a[5] = (
+            p2 + (e * u1 * u1 + f * v1 * v1),
+            e * u1 * u2 + f * v1 * v2,
+            p2 + (e * u2 * u2 + f * v2 * v2),
+        )
+        d0, d1, d2 = dtab[c0 + o], dtab[c1 + o], dtab[c2 + o]
+        s, m = lat_s[i], lat_m[i]
+        r0, r1, r2 = rot[i, 0], rot[i, 1], rot[i, 2]
+        best = _shape_det(r0, r1, r2, s, a, d0, d1, d2)
+        for _ in range(rounds):
+            # the six neighbours in straight-line code (they pipeline), then the choice in order
+            v[0] = _shape_det(r0 - 1, r1, r2, s, a, d0, d1, d2)
+            v[1] = _shape_det(r0 + 1, r1, r2, s, a, d0, d1, d2)
+            v[2] = _shape_det(r0, r1 - 1, r2, s, a, d0, d1, d2)
+            v[3] = _shape_det(r0, r1 + 1, r2, s, a, d0, d1, d2)
+            v[4] = _shape_det(r0, r1, r2 - 1, s, a, d0, d1, d2)
+            v[5] = _shape_det(r0, r1, r2 + 1, s, a, d0, d1, d2)
+            pick = -1
+            for k in range(6):
+                c = (r0 if k < 2 else (r1 if k < 4 else r2)) + (1 if k & 1 else -1)
+                if abs(c) <= m and v[k] < best * (1.0 - 1e-9):  # off the lattice: not a code
+                    t0 = r0 + (0 if k >= 2 else (1 if k & 1 else -1))
+                    t1 = r1 + (0 if k < 2 or k >= 4 else (1 if k & 1 else -1))
+                    t2 = r2 + (0 if k < 4 else (1 if k & 1 else -1))
+                    if _frame_kept(t0, t1, t2, s):
+                        best, pick = v[k], k
+            if pick < 0:
+                break
+            if pick < 2:
+                r0 += 1 if pick & 1 else -1
+            elif pick < 4:
+                r1 += 1 if pick & 1 else -1
+            else:
+                r2 += 1 if pick & 1 else -1
+        rot[i, 0], rot[i, 1], rot[i, 2] = r0, r1, r2
