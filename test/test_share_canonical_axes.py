@@ -110,7 +110,7 @@ def test_compiled_frames_equal_the_numpy_path(quality, monkeypatch):
     p = QuantParams.from_quality(quality)
     ties = rng.integers(-3, 4, (20000, 4)).astype(np.float32)
     cases = [rng.normal(size=(30000, 4)).astype(np.float32), ties[np.abs(ties).sum(1) > 0]]
-    idx0, rot0, _ = canonical_axes(cases[0], np.zeros((30000, 3), np.int32), p, None)
+    idx0, rot0, _, _ = canonical_axes(cases[0], np.zeros((30000, 3), np.int32), p, None)
     cases.append(dequantize_rotations(idx0, rot0, p))
     # near-ties of w with another component, within a few lattice steps: rows that stay in their
     # own frame (the margin) and whose code must be made stable under decode and re-encode

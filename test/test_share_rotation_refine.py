@@ -129,11 +129,11 @@ def test_compiled_refinement_equals_the_plain_path_near_ties(monkeypatch):
     near = near.astype(np.float32)
     sc = rng.integers(-60, 20, (n, 3)).astype(np.int32)
     bits = qz.rotation_bits(sc, p, rng.integers(-30, 30, n))
-    _, rot, frame_sc = qz.canonical_axes(near, sc, p, bits)
+    _, rot, frame_sc, turns = qz.canonical_axes(near, sc, p, bits)
     out = []
     for k in (compiled, False):
         monkeypatch.setattr(jit, "_kernels", k)
-        out.append(qz.refine_rotations(near, sc, rot, frame_sc, p, bits))
+        out.append(qz.refine_rotations(near, rot, frame_sc, turns, p, bits))
     assert (out[0] != rot).any(axis=1).mean() > 0.2
     assert np.array_equal(out[0], out[1])
 

@@ -805,35 +805,53 @@ def unique_rows(bits, first, inv):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _digit(qj, used, flip):
+    """One sign digit of :func:`_closest`'s index: s + 1 for the sign s of a used component (its
+    opposite where ``flip``: conj(p) has x, y, z negated), 1 for an unused one."""
+    if not used:
+        return 1
+    sg = -1 if qj < 0 else 1
+    return (-sg if flip else sg) + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _closest(q0, q1, q2, q3, margin, oct_index):
-    """``quantize._closest_to_identity`` for one unit quaternion."""
-    a = (abs(q0), abs(q1), abs(q2), abs(q3))
-    v1, i1 = a[0], 0
-    for j in range(1, 4):
-        if a[j] > v1:
-            v1, i1 = a[j], j
+    """``quantize._closest_to_identity`` for one unit quaternion (unrolled: a loop over a tuple
+    indexed by its counter cost ~50 ns a call)."""
+    a0, a1, a2, a3 = abs(q0), abs(q1), abs(q2), abs(q3)
+    v1, i1 = a0, 0  # the largest |component| (the first on ties) and the second largest
+    if a1 > v1:
+        v1, i1 = a1, 1
+    if a2 > v1:
+        v1, i1 = a2, 2
+    if a3 > v1:
+        v1, i1 = a3, 3
     v2, i2 = -1.0, 0
-    for j in range(4):
-        c = -1.0 if j == i1 else a[j]
-        if c > v2:
-            v2, i2 = c, j
+    c = -1.0 if i1 == 0 else a0
+    if c > v2:
+        v2, i2 = c, 0
+    c = -1.0 if i1 == 1 else a1
+    if c > v2:
+        v2, i2 = c, 1
+    c = -1.0 if i1 == 2 else a2
+    if c > v2:
+        v2, i2 = c, 2
+    c = -1.0 if i1 == 3 else a3
+    if c > v2:
+        v2, i2 = c, 3
     pair = (v1 + v2) * np.sqrt(0.5)
-    every = (a[0] + a[1] + a[2] + a[3]) * 0.5
+    every = (a0 + a1 + a2 + a3) * 0.5
     kind = 1 if pair > v1 else 0
     best = max(v1, pair)
     if every > best:
         kind = 2
     best = max(best, every)
-    if not best > a[3] + margin:
+    if not best > a3 + margin:
         return 0
-    q = (q0, q1, q2, q3)
-    code = 0
-    digit = 1
-    for j in range(4):
-        used = j == i1 or (kind >= 1 and j == i2) or kind == 2
-        s = (-1 if q[j] < 0 else 1) if used else 0
-        code += ((s if j == 3 else -s) + 1) * digit
-        digit *= 3
+    code = _digit(q0, i1 == 0 or (kind >= 1 and i2 == 0) or kind == 2, True)
+    code += 3 * _digit(q1, i1 == 1 or (kind >= 1 and i2 == 1) or kind == 2, True)
+    code += 9 * _digit(q2, i1 == 2 or (kind >= 1 and i2 == 2) or kind == 2, True)
+    code += 27 * _digit(q3, i1 == 3 or (kind >= 1 and i2 == 3) or kind == 2, False)
     return oct_index[code]
 
 
@@ -879,7 +897,9 @@ def _dequantize(idx, r0, r1, r2, s):
 
 
 @njit(cache=True, nogil=True)
-def canonical_axes(q, qn, scale, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_mul, idx_out, rot_out):
+def canonical_axes(
+    q, qn, scale, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_mul, half_turn, idx_out, rot_out, turn_out
+):
     """``quantize.canonical_axes`` row by row: the same float64 operations in the same order, so
     the same codes. ``q`` the rotations as given, ``qn`` normalised by numpy (whose row sums
     associate differently); each row's lattice (``lat_m``, ``lat_s``), whose step is also the
@@ -910,6 +930,7 @@ def canonical_axes(q, qn, scale, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_m
                 if idx2 == idx and t0 == r0 and t1 == r1 and t2 == r2:
                     break
                 idx, r0, r1, r2 = idx2, t0, t1, t2
+            turn_out[i] = oct_mul[turn, half_turn[idx]]
             # canonical_rotations: the same ellipsoid with w dropped (kept a, b, c → w-form)
             if idx == 0:
                 r0, r1, r2 = -r2, -r1, r0
@@ -935,34 +956,18 @@ def dequantize_rotations(idx, rot, lat_s, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _axes(x, y, z, w):
-    """The first two columns of a unit quaternion's rotation matrix (a Gaussian's first two axes)."""
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    return (
-        1.0 - 2.0 * (yy + zz), 2.0 * (xy + wz), 2.0 * (xz - wy),
-        2.0 * (xy - wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz + wx),
-    )  # fmt: skip
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _shape_det(r0, r1, r2, s, a, d0, d1, d2):
-    """det(A + B), B = R diag(d) Rᵀ = d2·I + (d0 − d2) u uᵀ + (d1 − d2) v vᵀ for the w-form code
-    (r0, r1, r2) on step ``s`` (u, v its first two axes); inf where the decoder would not rebuild
-    that rotation (w not the largest component by a quarter step)."""
+def _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2):
+    """``quantize._turn_costs`` for one w-form code: Σ w_k δ_k², δ = t ⊗ q (q the code's
+    rotation, t the conjugate source in the code's frame); inf where a decoder would not rebuild
+    q as written (w not the largest component by a quarter step)."""
     x, y, z = np.float64(r0) * s, np.float64(r1) * s, np.float64(r2) * s
     amax = np.float64(max(max(abs(r0), abs(r1)), abs(r2))) * s + 0.25 * s
     w = np.sqrt(max(1.0 - (x * x + y * y + z * z), 0.0))
-    u0, u1, u2, v0, v1, v2 = _axes(x, y, z, w)
-    e, f = d0 - d2, d1 - d2
-    b00 = a[0] + (d2 + (e * u0 * u0 + f * v0 * v0))
-    b01 = a[1] + (e * u0 * u1 + f * v0 * v1)
-    b02 = a[2] + (e * u0 * u2 + f * v0 * v2)
-    b11 = a[3] + (d2 + (e * u1 * u1 + f * v1 * v1))
-    b12 = a[4] + (e * u1 * u2 + f * v1 * v2)
-    b22 = a[5] + (d2 + (e * u2 * u2 + f * v2 * v2))
-    det = b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)
-    return det if w >= amax else np.inf  # a select, not a branch: the six candidates pipeline
+    dx = t3 * x + t0 * w + t1 * z - t2 * y
+    dy = t3 * y - t0 * z + t1 * w + t2 * x
+    dz = t3 * z + t0 * y - t1 * x + t2 * w
+    c = w0 * dx * dx + w1 * dy * dy + w2 * dz * dz
+    return c if w >= amax else np.inf  # a select, not a branch: the six candidates pipeline
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -984,58 +989,56 @@ def _frame_kept(r0, r1, r2, s):
 
 
 @njit(cache=True, nogil=True)
-def refine_rotations(quats, src_scale, scale, rot, lat_s, lat_m, dtab, off, rounds):
+def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, turns, rounds):
     """``quantize.refine_rotations`` row by row (the same float64 operations, so the same codes):
-    ``rot`` (N × 3 w-form codes) moved in place; ``dtab[code − largest + off]`` a scale code's
-    blurred precision, in units of the row's largest axis."""
-    a, v = np.empty(6), np.empty(6)
+    ``rot`` (N × 3 w-form codes) moved in place; ``ptab[code − largest + off]`` a scale code's
+    blurred precision, in units of the row's largest axis, ``vtab`` its variance (1 / precision)."""
+    v = np.empty(6)
     for i in range(rot.shape[0]):
         c0, c1, c2 = scale[i, 0], scale[i, 1], scale[i, 2]
         if c0 == c1 and c1 == c2:
             continue  # a sphere: its rotation is zeroed
+        o = off - max(max(c0, c1), c2)  # codes below the largest
+        p0, p1, p2 = ptab[c0 + o], ptab[c1 + o], ptab[c2 + o]
+        v0, v1, v2 = vtab[c0 + o], vtab[c1 + o], vtab[c2 + o]
+        w0 = (p1 - p2) * (p1 - p2) * (v1 * v2)
+        w1 = (p0 - p2) * (p0 - p2) * (v0 * v2)
+        w2 = (p0 - p1) * (p0 - p1) * (v0 * v1)
         x, y, z, w = (
             np.float64(quats[i, 0]),
             np.float64(quats[i, 1]),
             np.float64(quats[i, 2]),
             np.float64(quats[i, 3]),
         )
-        nrm = np.sqrt(x * x + y * y + z * z + w * w)
-        x, y, z, w = x / nrm, y / nrm, z / nrm, w / nrm
-        u0, u1, u2, v0, v1, v2 = _axes(x, y, z, w)
-        o = off - max(max(src_scale[i, 0], src_scale[i, 1]), src_scale[i, 2])  # codes below the largest
-        p0, p1, p2 = dtab[src_scale[i, 0] + o], dtab[src_scale[i, 1] + o], dtab[src_scale[i, 2] + o]
-        e, f = p0 - p2, p1 - p2
-        a[0], a[1], a[2] = (
-            p2 + (e * u0 * u0 + f * v0 * v0),
-            e * u0 * u1 + f * v0 * v1,
-            e * u0 * u2 + f * v0 * v2,
-        )
-        a[3], a[4], a[5] = (
-            p2 + (e * u1 * u1 + f * v1 * v1),
-            e * u1 * u2 + f * v1 * v2,
-            p2 + (e * u2 * u2 + f * v2 * v2),
-        )
-        d0, d1, d2 = dtab[c0 + o], dtab[c1 + o], dtab[c2 + o]
+        inv = 1.0 / np.sqrt(x * x + y * y + z * z + w * w)
+        x, y, z, w = x * inv, y * inv, z * inv, w * inv
         s, m = lat_s[i], lat_m[i]
         r0, r1, r2 = rot[i, 0], rot[i, 1], rot[i, 2]
-        best = _shape_det(r0, r1, r2, s, a, d0, d1, d2)
+        k = turns[i]
+        b0, b1, b2, b3 = -oct_q[k, 0], -oct_q[k, 1], -oct_q[k, 2], oct_q[k, 3]
+        # t = conj(turn) ⊗ conj(source): the conjugate source in the code's frame
+        t0 = -b3 * x + b0 * w - b1 * z + b2 * y
+        t1 = -b3 * y + b0 * z + b1 * w - b2 * x
+        t2 = -b3 * z - b0 * y + b1 * x + b2 * w
+        t3 = b3 * w + b0 * x + b1 * y + b2 * z
+        best = _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
         for _ in range(rounds):
             # the six neighbours in straight-line code (they pipeline), then the choice in order
-            v[0] = _shape_det(r0 - 1, r1, r2, s, a, d0, d1, d2)
-            v[1] = _shape_det(r0 + 1, r1, r2, s, a, d0, d1, d2)
-            v[2] = _shape_det(r0, r1 - 1, r2, s, a, d0, d1, d2)
-            v[3] = _shape_det(r0, r1 + 1, r2, s, a, d0, d1, d2)
-            v[4] = _shape_det(r0, r1, r2 - 1, s, a, d0, d1, d2)
-            v[5] = _shape_det(r0, r1, r2 + 1, s, a, d0, d1, d2)
+            v[0] = _turn_cost(r0 - 1, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
+            v[1] = _turn_cost(r0 + 1, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
+            v[2] = _turn_cost(r0, r1 - 1, r2, s, t0, t1, t2, t3, w0, w1, w2)
+            v[3] = _turn_cost(r0, r1 + 1, r2, s, t0, t1, t2, t3, w0, w1, w2)
+            v[4] = _turn_cost(r0, r1, r2 - 1, s, t0, t1, t2, t3, w0, w1, w2)
+            v[5] = _turn_cost(r0, r1, r2 + 1, s, t0, t1, t2, t3, w0, w1, w2)
             pick = -1
-            for k in range(6):
-                c = (r0 if k < 2 else (r1 if k < 4 else r2)) + (1 if k & 1 else -1)
-                if abs(c) <= m and v[k] < best * (1.0 - 1e-9):  # off the lattice: not a code
-                    t0 = r0 + (0 if k >= 2 else (1 if k & 1 else -1))
-                    t1 = r1 + (0 if k < 2 or k >= 4 else (1 if k & 1 else -1))
-                    t2 = r2 + (0 if k < 4 else (1 if k & 1 else -1))
-                    if _frame_kept(t0, t1, t2, s):
-                        best, pick = v[k], k
+            for j in range(6):
+                c = (r0 if j < 2 else (r1 if j < 4 else r2)) + (1 if j & 1 else -1)
+                if abs(c) <= m and v[j] < best * (1.0 - 1e-9):  # off the lattice: not a code
+                    u0 = r0 + (0 if j >= 2 else (1 if j & 1 else -1))
+                    u1 = r1 + (0 if j < 2 or j >= 4 else (1 if j & 1 else -1))
+                    u2 = r2 + (0 if j < 4 else (1 if j & 1 else -1))
+                    if _frame_kept(u0, u1, u2, s):  # its decoded rotation stays in its frame
+                        best, pick = v[j], j
             if pick < 0:
                 break
             if pick < 2:

@@ -452,9 +452,8 @@ def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -
     pos = pos.astype(np.int64)
     bits = rotation_bits(scale, params, op)
     if least_turned:  # the log-scale codes follow their axes into that frame (the same ellipsoid)
-        src_scale = scale
-        rot_idx, rot, scale = canonical_axes(gmap.quats, scale, params, bits)
-        rot = refine_rotations(gmap.quats, src_scale, rot, scale, params, bits)
+        rot_idx, rot, scale, turns = canonical_axes(gmap.quats, scale, params, bits)
+        rot = refine_rotations(gmap.quats, rot, scale, turns, params, bits)
     else:
         rot_idx, rot = canonical_rotations(*stable_rotations(gmap.quats, params, bits))
     # a Gaussian whose three quantised scales are equal is a sphere: every rotation renders the same,
@@ -548,6 +547,11 @@ def _octahedral():
 
 _SIGN_DIGITS = np.array([1, 3, 9, 27])
 _OCT_Q, _OCT_AXES, _OCT_INDEX, _OCT_MUL = _octahedral()
+# canonical_rotations' half-turns about the Gaussian's own x, y, z (for a code whose largest
+# component was x, y, z) and none (w), as indices into _OCT_Q
+_HALF_TURN = _OCT_INDEX[
+    (np.sign(np.vstack([np.eye(4)[:3], np.eye(4)[3:]])).astype(np.int64) + 1) @ _SIGN_DIGITS
+]
 
 
 def _closest_to_identity(q: np.ndarray, margin: np.ndarray | float) -> np.ndarray:
@@ -585,10 +589,11 @@ def _closest_to_identity(q: np.ndarray, margin: np.ndarray | float) -> np.ndarra
 
 def canonical_axes(
     quats: np.ndarray, scale: np.ndarray, params: QuantParams, bits: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rotation codes (index, components) and log-scale codes of each Gaussian in the frame, of
     the 24 that describe the same ellipsoid (its axes relabelled and flipped), that turns least
-    from the world frame. A Gaussian's rotation is then within 63° of the identity instead of
+    from the world frame; and that relabelling (an index into the 24, uint8: the code's rotation
+    is the source's times it, up to the lattice). A Gaussian's rotation is then within 63° of the identity instead of
     anywhere: its three coded components span a sixth of the volume, ~2.6 bits fewer (guitar,
     quality 2: rotation 2.68 → 2.43 B/G). Encoder-only: a decoder reads whatever frame it is sent.
 
@@ -603,7 +608,7 @@ def canonical_axes(
     margin = np.broadcast_to(s, n).astype(np.float64)  # a frame must win by the row's lattice step
     kernels = jit.kernels()
     if kernels is not None and n:  # compiled, row by row: the same codes (tests compare)
-        idx, rot = np.empty(n, np.uint8), np.empty((n, 3), np.int32)
+        idx, rot, turns = np.empty(n, np.uint8), np.empty((n, 3), np.int32), np.empty(n, np.uint8)
         qn = q / np.linalg.norm(q, axis=1, keepdims=True)
         kernels.canonical_axes(
             np.ascontiguousarray(q),
@@ -615,12 +620,15 @@ def canonical_axes(
             _OCT_AXES,
             _OCT_INDEX,
             _OCT_MUL,
+            _HALF_TURN,
             idx,
             rot,
+            turns,
         )
-        return idx, rot, scale
+        return idx, rot, scale, turns
     turn = np.zeros(n, np.int64)  # the octahedral rotation applied so far (index into _OCT_Q)
     idx, rot = np.full(n, 3, np.uint8), np.zeros((n, 3), np.int32)
+    half = np.full(n, 3, np.uint8)  # the smallest-three index before canonical_rotations
     todo = np.arange(n)
     k = _closest_to_identity(q / np.linalg.norm(q, axis=1, keepdims=True), margin)
     for it in range(4):
@@ -632,15 +640,16 @@ def canonical_axes(
             break
         b = None if bits is None else np.asarray(bits)[todo]
         frame = quat_multiply(q[todo], _OCT_Q[turn[todo]])  # from the source: no error compounds
-        idx[todo], rot[todo] = canonical_rotations(*stable_rotations(frame, params, b))
+        half[todo], r = stable_rotations(frame, params, b)
+        idx[todo], rot[todo] = canonical_rotations(half[todo], r)
         k = _closest_to_identity(
             dequantize_rotations(idx[todo], rot[todo], params, b).astype(np.float64), margin[todo]
         )
-    return idx, rot, scale
+    return idx, rot, scale, _OCT_MUL[turn, _HALF_TURN[half]].astype(np.uint8)
 
 
 def refine_rotations(
-    quats: np.ndarray, src_scale: np.ndarray, rot: np.ndarray, scale: np.ndarray, params: QuantParams, bits
+    quats: np.ndarray, rot: np.ndarray, scale: np.ndarray, turns: np.ndarray, params: QuantParams, bits
 ) -> np.ndarray:
     """W-form rotation codes (:func:`canonical_rotations`) moved, ``REFINE_ROUNDS`` times, to the
     best of their six lattice neighbours (one component ±1) where that shape is nearer the
@@ -649,69 +658,83 @@ def refine_rotations(
     same, so a neighbour may fit the directions that show much better. Encoder-only (a decoder
     reads the codes it is sent).
 
-    Nearness is the L2 distance between the two Gaussians (unit peak, as a splat is drawn): the
-    source's rotation with its quantised scales ``src_scale`` in its own axes, against the code's
-    rotation with ``scale`` in the code's frame, both blurred by ``SHAPE_BLUR`` × the
-    Gaussian's own largest axis (a pixel sees no finer detail, and the renderer's low-pass filter
-    widens thin splats; unblurred, the thinnest axes dominated and the render got worse). Each
-    Gaussian's codes depend on it alone, as a delta of a few Gaussians needs. With the same scales
-    on both sides that distance falls as det(A + B) does (A, B the blurred precisions), which is
-    all that is computed: one 3 × 3 determinant a candidate. Stable under decode and re-encode: a
-    decoded code is its own source, and a neighbour must be nearer by a relative 1e-9. Compiled
-    row by row where numba is there (:func:`.kernels.refine_rotations`, the same float64
-    operations: the same codes)."""
+    Nearness: the L2 distance between two unit-peak Gaussians (as a splat is drawn) of the same
+    scales, one turned by δ against the other, grows to second order as Σ_k w_k δ_k², with
+    w_k = (p_i − p_j)² / (p_i p_j) for the precisions p_i, p_j of the two axes a turn about axis k
+    mixes, and δ the vector part of the turn's quaternion in the Gaussian's own frame. The
+    precisions are blurred by ``SHAPE_BLUR`` × the Gaussian's largest axis (a pixel sees no finer
+    detail, and the renderer's low-pass filter widens thin splats; unblurred, the thinnest axes
+    dominated and the render got worse), and each Gaussian's codes depend on it alone, as a delta
+    of a few Gaussians needs. ``quats`` are the source rotations, ``scale`` the codes' log-scales
+    in the codes' frame and ``turns`` that frame (both from :func:`canonical_axes`).
+
+    Stable under decode and re-encode: a decoded code is its own source, a neighbour must be
+    nearer by a relative 1e-9, and it must leave the decoded rotation in its frame. Compiled row
+    by row where numba is there (:func:`.kernels.refine_rotations`, the same float64 operations:
+    the same codes)."""
     rot = np.array(rot, np.int32)
-    src, sc = np.asarray(src_scale, np.int32), np.asarray(scale, np.int32)
+    sc = np.ascontiguousarray(scale, np.int32)
     n = len(rot)
     if not n or REFINE_ROUNDS == 0:
         return rot
-    # in units of each Gaussian's largest axis (a common factor of A and B, which leaves the choice
-    # as it is): the blurred precision of every code below the row's largest, as a table
-    top = np.maximum(np.maximum(src[:, 0], src[:, 1]), src[:, 2])[:, None]
-    lo = int(min((src - top).min(), (sc - top).min()))
-    dtab = 1.0 / (np.exp(2.0 * params.scale_step * np.arange(lo, 1, dtype=np.float64)) + SHAPE_BLUR**2)
+    # precisions in units of each Gaussian's largest axis (a common factor of all three, which
+    # leaves the choice as it is), as a table over the codes below the row's largest
+    top = np.maximum(np.maximum(sc[:, 0], sc[:, 1]), sc[:, 2])
+    lo = int((sc - top[:, None]).min())
+    vtab = np.exp(2.0 * params.scale_step * np.arange(lo, 1, dtype=np.float64)) + SHAPE_BLUR**2
+    ptab = 1.0 / vtab
     m, s = _lattice_of(params, bits, n)
     m = np.ascontiguousarray(np.broadcast_to(m, n), np.int64)
     s = np.ascontiguousarray(np.broadcast_to(s, n), np.float64)
     kernels = jit.kernels()
     if kernels is not None:
         q = np.ascontiguousarray(quats)
-        kernels.refine_rotations(
-            q, np.ascontiguousarray(src), np.ascontiguousarray(sc), rot, s, m, dtab, -lo, REFINE_ROUNDS
-        )
+        tr = np.ascontiguousarray(turns, np.uint8)
+        kernels.refine_rotations(q, sc, rot, s, m, ptab, vtab, -lo, _OCT_Q, tr, REFINE_ROUNDS)
         return rot
     rows = np.flatnonzero((sc[:, 0] != sc[:, 1]) | (sc[:, 1] != sc[:, 2]))  # a sphere's is zeroed
+    at = [sc[rows, j] - top[rows] - lo for j in range(3)]
+    p0, p1, p2 = (ptab[a] for a in at)
+    v0, v1, v2 = (vtab[a] for a in at)
+    wts = (
+        (p1 - p2) * (p1 - p2) * (v1 * v2),
+        (p0 - p2) * (p0 - p2) * (v0 * v2),
+        (p0 - p1) * (p0 - p1) * (v0 * v1),
+    )
     q = np.asarray(quats)[rows].astype(np.float64)
     x, y, z, w = (q[:, j] for j in range(4))
-    nrm = np.sqrt(x * x + y * y + z * z + w * w)
-    u0, u1, u2, v0, v1, v2 = _axes(x / nrm, y / nrm, z / nrm, w / nrm)
-    p0, p1, p2 = (dtab[src[rows, j] - top[rows, 0] - lo] for j in range(3))
-    e, f = p0 - p2, p1 - p2
-    a = (
-        p2 + (e * u0 * u0 + f * v0 * v0), e * u0 * u1 + f * v0 * v1, e * u0 * u2 + f * v0 * v2,
-        p2 + (e * u1 * u1 + f * v1 * v1), e * u1 * u2 + f * v1 * v2, p2 + (e * u2 * u2 + f * v2 * v2),
-    )  # fmt: skip
-    d = tuple(dtab[sc[rows, j] - top[rows, 0] - lo] for j in range(3))
+    inv = 1.0 / np.sqrt(x * x + y * y + z * z + w * w)
+    x, y, z, w = x * inv, y * inv, z * inv, w * inv
     cur = rot[rows].astype(np.int64)
-    best = _shape_dets(cur, s[rows], a, d)
+    sr = s[rows]
+    b0, b1, b2, b3 = _OCT_Q[np.asarray(turns)[rows]].T
+    b0, b1, b2 = -b0, -b1, -b2
+    # t = conj(turn) ⊗ conj(source): the conjugate source in the code's frame
+    t = (
+        -b3 * x + b0 * w - b1 * z + b2 * y,
+        -b3 * y + b0 * z + b1 * w - b2 * x,
+        -b3 * z - b0 * y + b1 * x + b2 * w,
+        b3 * w + b0 * x + b1 * y + b2 * z,
+    )
+    best = _turn_costs(cur, sr, t, wts)
     keep = np.arange(len(rows))  # rows still moving, as positions in ``rows``
     for _ in range(REFINE_ROUNDS):
         start = cur[keep]
-        sub = (s[rows[keep]], tuple(v[keep] for v in a), tuple(v[keep] for v in d))
+        sub = (sr[keep], tuple(v[keep] for v in t), tuple(v[keep] for v in wts))
         b, bv = start.copy(), best[keep]
-        for k in range(6):
-            t = start.copy()
-            t[:, k // 2] += 1 if k & 1 else -1
-            v = _shape_dets(t, *sub)
-            v[np.abs(t).max(axis=1) > m[rows[keep]]] = np.inf
+        for k in range(6):  # in the kernel's order: each nearer neighbour replaces the last
+            cand = start.copy()
+            cand[:, k // 2] += 1 if k & 1 else -1
+            v = _turn_costs(cand, *sub)
+            v[np.abs(cand).max(axis=1) > m[rows[keep]]] = np.inf  # off the lattice: not a code
             better = v < bv * (1.0 - 1e-9)
-            if better.any():  # and the decoded rotation stays in its frame (canonical_axes)
+            if better.any():  # and its decoded rotation stays in its frame (canonical_axes)
                 r = rows[keep][better]
                 back = dequantize_rotations(
-                    np.full(len(r), 3, np.uint8), t[better], params, _rows_of(bits, r)
+                    np.full(len(r), 3, np.uint8), cand[better], params, _rows_of(bits, r)
                 )
                 better[better] = _closest_to_identity(back.astype(np.float64), s[r]) == 0
-            bv, b[better] = np.where(better, v, bv), t[better]
+            bv, b[better] = np.where(better, v, bv), cand[better]
         moved = (b != start).any(axis=1)
         cur[keep], best[keep] = b, bv
         keep = keep[moved]
@@ -725,32 +748,17 @@ def _rows_of(bits, rows):
     return None if bits is None else np.asarray(bits)[rows]
 
 
-def _axes(x, y, z, w):
-    """:func:`.kernels._axes` on arrays: the first two columns of each rotation matrix."""
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    return (
-        1.0 - 2.0 * (yy + zz), 2.0 * (xy + wz), 2.0 * (xz - wy),
-        2.0 * (xy - wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz + wx),
-    )  # fmt: skip
-
-
-def _shape_dets(c: np.ndarray, s: np.ndarray, a: tuple, d: tuple) -> np.ndarray:
-    """:func:`.kernels._shape_det` on arrays (its operations, in order)."""
+def _turn_costs(c: np.ndarray, s: np.ndarray, t: tuple, wts: tuple) -> np.ndarray:
+    """:func:`.kernels._turn_cost` on arrays (its operations, in order)."""
     x, y, z = (c[:, j].astype(np.float64) * s for j in range(3))
     amax = np.abs(c).max(axis=1).astype(np.float64) * s + 0.25 * s
     w = np.sqrt(np.maximum(1.0 - (x * x + y * y + z * z), 0.0))
-    u0, u1, u2, v0, v1, v2 = _axes(x, y, z, w)
-    d0, d1, d2 = d
-    e, f = d0 - d2, d1 - d2
-    b00 = a[0] + (d2 + (e * u0 * u0 + f * v0 * v0))
-    b01 = a[1] + (e * u0 * u1 + f * v0 * v1)
-    b02 = a[2] + (e * u0 * u2 + f * v0 * v2)
-    b11 = a[3] + (d2 + (e * u1 * u1 + f * v1 * v1))
-    b12 = a[4] + (e * u1 * u2 + f * v1 * v2)
-    b22 = a[5] + (d2 + (e * u2 * u2 + f * v2 * v2))
-    det = b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)
-    return np.where(w < amax, np.inf, det)
+    t0, t1, t2, t3 = t
+    dx = t3 * x + t0 * w + t1 * z - t2 * y
+    dy = t3 * y - t0 * z + t1 * w + t2 * x
+    dz = t3 * z + t0 * y - t1 * x + t2 * w
+    cost = wts[0] * dx * dx + wts[1] * dy * dy + wts[2] * dz * dz
+    return np.where(w < amax, np.inf, cost)
 
 
 def quantize_rotations(

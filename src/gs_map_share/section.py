@@ -633,7 +633,7 @@ def _aggregates(qs: QMap, params: QuantParams, tiles, t_s, depths, node_at, node
         centres = _cell_points(lo, off, cell, b) * params.pos_step
         qv, ls, op, dc = octree.merged_gaussians(mom, centres)
         qop, sc, qdc = attribute_lattices(op, ls, dc, params)
-        ri, rq, sc = canonical_axes(qv, sc, params, rotation_bits(sc, params, qop))
+        ri, rq, sc, _ = canonical_axes(qv, sc, params, rotation_bits(sc, params, qop))
         out[d] = Coarse(qop, sc, ri, rq, qdc, off)
     return out
 
