@@ -805,53 +805,35 @@ def unique_rows(bits, first, inv):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _digit(qj, used, flip):
-    """One sign digit of :func:`_closest`'s index: s + 1 for the sign s of a used component (its
-    opposite where ``flip``: conj(p) has x, y, z negated), 1 for an unused one."""
-    if not used:
-        return 1
-    sg = -1 if qj < 0 else 1
-    return (-sg if flip else sg) + 1
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _closest(q0, q1, q2, q3, margin, oct_index):
-    """``quantize._closest_to_identity`` for one unit quaternion (unrolled: a loop over a tuple
-    indexed by its counter cost ~50 ns a call)."""
-    a0, a1, a2, a3 = abs(q0), abs(q1), abs(q2), abs(q3)
-    v1, i1 = a0, 0  # the largest |component| (the first on ties) and the second largest
-    if a1 > v1:
-        v1, i1 = a1, 1
-    if a2 > v1:
-        v1, i1 = a2, 2
-    if a3 > v1:
-        v1, i1 = a3, 3
+    """``quantize._closest_to_identity`` for one unit quaternion."""
+    a = (abs(q0), abs(q1), abs(q2), abs(q3))
+    v1, i1 = a[0], 0
+    for j in range(1, 4):
+        if a[j] > v1:
+            v1, i1 = a[j], j
     v2, i2 = -1.0, 0
-    c = -1.0 if i1 == 0 else a0
-    if c > v2:
-        v2, i2 = c, 0
-    c = -1.0 if i1 == 1 else a1
-    if c > v2:
-        v2, i2 = c, 1
-    c = -1.0 if i1 == 2 else a2
-    if c > v2:
-        v2, i2 = c, 2
-    c = -1.0 if i1 == 3 else a3
-    if c > v2:
-        v2, i2 = c, 3
+    for j in range(4):
+        c = -1.0 if j == i1 else a[j]
+        if c > v2:
+            v2, i2 = c, j
     pair = (v1 + v2) * np.sqrt(0.5)
-    every = (a0 + a1 + a2 + a3) * 0.5
+    every = (a[0] + a[1] + a[2] + a[3]) * 0.5
     kind = 1 if pair > v1 else 0
     best = max(v1, pair)
     if every > best:
         kind = 2
     best = max(best, every)
-    if not best > a3 + margin:
+    if not best > a[3] + margin:
         return 0
-    code = _digit(q0, i1 == 0 or (kind >= 1 and i2 == 0) or kind == 2, True)
-    code += 3 * _digit(q1, i1 == 1 or (kind >= 1 and i2 == 1) or kind == 2, True)
-    code += 9 * _digit(q2, i1 == 2 or (kind >= 1 and i2 == 2) or kind == 2, True)
-    code += 27 * _digit(q3, i1 == 3 or (kind >= 1 and i2 == 3) or kind == 2, False)
+    q = (q0, q1, q2, q3)
+    code = 0
+    digit = 1
+    for j in range(4):
+        used = j == i1 or (kind >= 1 and j == i2) or kind == 2
+        s = (-1 if q[j] < 0 else 1) if used else 0
+        code += ((s if j == 3 else -s) + 1) * digit
+        digit *= 3
     return oct_index[code]
 
 
@@ -903,7 +885,8 @@ def canonical_axes(
     """``quantize.canonical_axes`` row by row: the same float64 operations in the same order, so
     the same codes. ``q`` the rotations as given, ``qn`` normalised by numpy (whose row sums
     associate differently); each row's lattice (``lat_m``, ``lat_s``), whose step is also the
-    margin a frame must win by; ``scale`` (N × 3) is permuted in place."""
+    margin a frame must win by; ``scale`` (N × 3) is permuted in place. ``turn_out``: each row's
+    relabelling (the frame's turn, then canonical_rotations' half-turn, ``half_turn[index]``)."""
     for i in range(q.shape[0]):
         x, y, z, w = q[i, 0], q[i, 1], q[i, 2], q[i, 3]
         m, s = lat_m[i], lat_s[i]
@@ -967,29 +950,11 @@ def _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2):
     dy = t3 * y - t0 * z + t1 * w + t2 * x
     dz = t3 * z + t0 * y - t1 * x + t2 * w
     c = w0 * dx * dx + w1 * dy * dy + w2 * dz * dz
-    return c if w >= amax else np.inf  # a select, not a branch: the six candidates pipeline
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _frame_kept(r0, r1, r2, s):
-    """Whether the w-form code's decoded rotation stays in its frame (:func:`_closest` gives 0 at
-    margin ``s``): else a re-encode of the decoded map would pick another frame."""
-    d0, d1, d2, d3 = _dequantize(3, r0, r1, r2, s)
-    a = (abs(np.float64(d0)), abs(np.float64(d1)), abs(np.float64(d2)), abs(np.float64(d3)))
-    v1, i1 = a[0], 0
-    for j in range(1, 4):
-        if a[j] > v1:
-            v1, i1 = a[j], j
-    v2 = -1.0
-    for j in range(4):
-        if j != i1 and a[j] > v2:
-            v2 = a[j]
-    best = max(max(v1, (v1 + v2) * np.sqrt(0.5)), (a[0] + a[1] + a[2] + a[3]) * 0.5)
-    return not best > a[3] + s
+    return c if w >= amax else np.inf
 
 
 @njit(cache=True, nogil=True)
-def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, turns, rounds):
+def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oct_index, turns, rounds):
     """``quantize.refine_rotations`` row by row (the same float64 operations, so the same codes):
     ``rot`` (N × 3 w-form codes) moved in place; ``ptab[code − largest + off]`` a scale code's
     blurred precision, in units of the row's largest axis, ``vtab`` its variance (1 / precision)."""
@@ -1023,7 +988,7 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, tu
         t3 = b3 * w + b0 * x + b1 * y + b2 * z
         best = _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
         for _ in range(rounds):
-            # the six neighbours in straight-line code (they pipeline), then the choice in order
+            # the six neighbours (one component ±1), then the choice in order
             v[0] = _turn_cost(r0 - 1, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
             v[1] = _turn_cost(r0 + 1, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
             v[2] = _turn_cost(r0, r1 - 1, r2, s, t0, t1, t2, t3, w0, w1, w2)
@@ -1037,7 +1002,12 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, tu
                     u0 = r0 + (0 if j >= 2 else (1 if j & 1 else -1))
                     u1 = r1 + (0 if j < 2 or j >= 4 else (1 if j & 1 else -1))
                     u2 = r2 + (0 if j < 4 else (1 if j & 1 else -1))
-                    if _frame_kept(u0, u1, u2, s):  # its decoded rotation stays in its frame
+                    # and its decoded rotation stays in its frame (canonical_axes' test)
+                    d0, d1, d2, d3 = _dequantize(3, u0, u1, u2, s)
+                    if (
+                        _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), s, oct_index)
+                        == 0
+                    ):
                         best, pick = v[j], j
             if pick < 0:
                 break

@@ -690,7 +690,7 @@ def refine_rotations(
     if kernels is not None:
         q = np.ascontiguousarray(quats)
         tr = np.ascontiguousarray(turns, np.uint8)
-        kernels.refine_rotations(q, sc, rot, s, m, ptab, vtab, -lo, _OCT_Q, tr, REFINE_ROUNDS)
+        kernels.refine_rotations(q, sc, rot, s, m, ptab, vtab, -lo, _OCT_Q, _OCT_INDEX, tr, REFINE_ROUNDS)
         return rot
     rows = np.flatnonzero((sc[:, 0] != sc[:, 1]) | (sc[:, 1] != sc[:, 2]))  # a sphere's is zeroed
     at = [sc[rows, j] - top[rows] - lo for j in range(3)]
