@@ -549,9 +549,7 @@ _SIGN_DIGITS = np.array([1, 3, 9, 27])
 _OCT_Q, _OCT_AXES, _OCT_INDEX, _OCT_MUL = _octahedral()
 # canonical_rotations' half-turns about the Gaussian's own x, y, z (for a code whose largest
 # component was x, y, z) and none (w), as indices into _OCT_Q
-_HALF_TURN = _OCT_INDEX[
-    (np.sign(np.vstack([np.eye(4)[:3], np.eye(4)[3:]])).astype(np.int64) + 1) @ _SIGN_DIGITS
-]
+_HALF_TURN = _OCT_INDEX[(np.eye(4, dtype=np.int64) + 1) @ _SIGN_DIGITS]
 
 
 def _closest_to_identity(q: np.ndarray, margin: np.ndarray | float) -> np.ndarray:
@@ -593,9 +591,10 @@ def canonical_axes(
     """Rotation codes (index, components) and log-scale codes of each Gaussian in the frame, of
     the 24 that describe the same ellipsoid (its axes relabelled and flipped), that turns least
     from the world frame; and that relabelling (an index into the 24, uint8: the code's rotation
-    is the source's times it, up to the lattice). A Gaussian's rotation is then within 63° of the identity instead of
-    anywhere: its three coded components span a sixth of the volume, ~2.6 bits fewer (guitar,
-    quality 2: rotation 2.68 → 2.43 B/G). Encoder-only: a decoder reads whatever frame it is sent.
+    is the source's times it, up to the lattice). A Gaussian's rotation is then within 63° of the
+    identity instead of anywhere: its three coded components span a sixth of the volume, ~2.6
+    bits fewer (guitar, quality 2: rotation 2.68 → 2.43 B/G). Encoder-only: a decoder reads
+    whatever frame it is sent.
 
     Stable under decode and re-encode: the choice is checked again on the rotation a decoder
     rebuilds, and a frame is left only for one that turns less by more than a lattice step, so a
@@ -721,22 +720,22 @@ def refine_rotations(
     for _ in range(REFINE_ROUNDS):
         start = cur[keep]
         sub = (sr[keep], tuple(v[keep] for v in t), tuple(v[keep] for v in wts))
-        b, bv = start.copy(), best[keep]
+        to, to_cost = start.copy(), best[keep]
         for k in range(6):  # in the kernel's order: each nearer neighbour replaces the last
             cand = start.copy()
             cand[:, k // 2] += 1 if k & 1 else -1
             v = _turn_costs(cand, *sub)
             v[np.abs(cand).max(axis=1) > m[rows[keep]]] = np.inf  # off the lattice: not a code
-            better = v < bv * (1.0 - 1e-9)
+            better = v < to_cost * (1.0 - 1e-9)
             if better.any():  # and its decoded rotation stays in its frame (canonical_axes)
                 r = rows[keep][better]
                 back = dequantize_rotations(
                     np.full(len(r), 3, np.uint8), cand[better], params, _rows_of(bits, r)
                 )
                 better[better] = _closest_to_identity(back.astype(np.float64), s[r]) == 0
-            bv, b[better] = np.where(better, v, bv), cand[better]
-        moved = (b != start).any(axis=1)
-        cur[keep], best[keep] = b, bv
+            to_cost, to[better] = np.where(better, v, to_cost), cand[better]
+        moved = (to != start).any(axis=1)
+        cur[keep], best[keep] = to, to_cost
         keep = keep[moved]
         if not len(keep):
             break
