@@ -423,6 +423,85 @@ def test_parent_columns_and_combos_match_numpy(compiled, monkeypatch):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+def test_parent_prediction_added_in_place_as_numpy_adds_it(compiled, monkeypatch):
+    """section._ParentPred.add_into (the decoder's fused gather, faint division, sum and range
+    check): the sum numpy makes of the residuals and the materialised prediction, for columns,
+    1-D channels and combos, faint factors 2, 4 and 5, sums at ±2**30 (refused) and combos
+    whose sum leaves int32 (refused, not wrapped); None where not compiled."""
+    from gs_map_share.section import Coarse, _Parent, _ParentPred
+
+    _use_compiled(compiled, monkeypatch)
+    rng = np.random.default_rng(13)
+    lim = 1 << 30
+    m, n = 300, 3000
+    idx = np.sort(rng.integers(0, m, n))
+    a = rng.integers(-(1 << 29), 1 << 29, (m, 3)).astype(np.int32)
+    p = _Parent(Coarse(a[:, 0].copy(), a, np.zeros(m, np.uint8), a, a), idx)
+    x = rng.integers(-(1 << 29), 1 << 29, n).astype(np.int32)
+    faint = rng.random(n) < 0.3
+    wrapped = False
+    for f, fa in ((1, None), (2, faint), (4, faint), (5, faint)):
+        for pred in (_ParentPred(p, "scale", 1), _ParentPred(p, "op", None), _ParentPred(p, "dc", 2, 1, x)):
+            pred = pred if fa is None else pred.on_faint(fa, f)
+            want_pred = pred()  # the plain path's values (numpy floor division on faint rows)
+            v = rng.integers(-(1 << 28), 1 << 28, n).astype(np.int32)
+            want = v.astype(np.int64) + want_pred
+            got = v.copy()
+            ok = pred.add_into(got, lim)
+            if not compiled:
+                assert ok is None
+                continue
+            assert ok is bool(np.abs(want).max() < lim)
+            if ok:
+                assert np.array_equal(got, want)
+            # a residual that takes one sum to ±2**30 exactly, or a combo's past int32: refused
+            for edge in (lim, -lim, 3 * lim):
+                v2 = v.copy()
+                v2[7] = min(max(edge - int(want_pred[7]), -(1 << 31)), (1 << 31) - 1)
+                if abs(int(v2[7]) + int(want_pred[7])) >= lim:
+                    assert pred.add_into(v2, lim) is False
+            # a combo's sum past 2**31, whose int32 wrap would land back inside ±2**30
+            k = int(np.argmax(want_pred))
+            if want_pred[k] > lim:
+                v2 = (-want_pred).astype(np.int32)  # every other sum 0
+                v2[k] = (1 << 31) - 1
+                assert -lim < np.int32(np.int64(v2[k]) + want_pred[k] - (1 << 32)) < lim
+                assert pred.add_into(v2, lim) is False
+                wrapped = True
+    assert wrapped or not compiled
+
+
+@pytest.mark.parametrize("quality", [0, 2])
+def test_progressive_decode_the_same_with_parent_predictions_fused_or_not(quality, monkeypatch):
+    """A progressive snapshot (faint factor 5 at quality 0, 2 above) decodes to the same integers
+    and the same prefixes whether parent predictions are added by the fused kernel or by numpy;
+    and the fused path is taken (so this compares something)."""
+    from gs_map_share import jit, section
+
+    compiled = jit.kernels()
+    if compiled is None:
+        pytest.skip("numba is not installed (or GS_MAP_SHARE_NUMBA=0): only the numpy path exists")
+    g = synthetic_map(6000, 1, seed=8)
+    g.opacity_logits[::3] = -3.0  # a third faint
+    data, info = encode_map(g, QuantParams.from_quality(quality), n_levels=4)
+    used = []
+    fused = section._ParentPred.add_into
+
+    def spy(self, v, lim):
+        used.append(len(v))
+        return fused(self, v, lim)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(section._ParentPred, "add_into", spy)
+        fast = [decode_snapshot(data, k)[1] for k in range(info.levels)]
+    assert used and max(used) == len(g)
+    monkeypatch.setattr(jit, "_kernels", False)
+    plain = [decode_snapshot(data, k)[1] for k in range(info.levels)]
+    for a, b in zip(fast, plain, strict=True):
+        assert a.equals(b)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 def test_faint_rows_rescaled_as_numpy_does(compiled, monkeypatch):
     """section._on_faint: floor division (negative values too) or multiplication by the faint
     factor on the faint rows only, the other rows untouched, in the input's dtype."""

@@ -385,6 +385,58 @@ def gather_column(src, j, idx, out):
 
 
 @njit(cache=True, nogil=True)
+def add_parent(v, src, i, j, idx, x, faint, f, lim):
+    """``section._ParentPred.add_into``: ``v[k] += p`` for the parent prediction
+    p = src[idx[k], i] (+ x[k] − src[idx[k], j] where j ≥ 0), floor-divided by ``f`` on the faint
+    rows (``faint`` empty: none); False where a sum reaches ±``lim`` (int32 ``v``; every value
+    here, parents' and ``x``, already within ±2**30, so a column's sum fits int32 and a combo's
+    is tested for it). A power-of-two ``f`` (every preset's but quality 0's 5) divides by an
+    arithmetic shift, which floors as division does; another by the floor of the float64
+    quotient, exact for these magnitudes (< 2**53), as ``faint_rescale``. The range is checked in
+    a second loop, which vectorises (a running check in the first halved its speed)."""
+    n = len(v)
+    with_faint = len(faint) > 0
+    shift = 0
+    while (1 << shift) < f:
+        shift += 1
+    if (1 << shift) != f:
+        shift = -1
+    wide = False
+    # the commonest cases in loops of their own (a loop that tests for each case runs ~2× slower)
+    if j < 0 and not with_faint:
+        for k in range(n):
+            v[k] = np.int64(v[k]) + np.int64(src[idx[k], i])
+    elif j < 0 and shift >= 0:
+        for k in range(n):  # shifted by 0 on the other rows: no branch
+            v[k] = np.int64(v[k]) + (np.int64(src[idx[k], i]) >> (shift * np.int64(faint[k])))
+    elif j >= 0 and shift >= 0:  # a combo (every value within ±2**30: its sum may not fit int32)
+        for k in range(n):
+            p = idx[k]
+            pred = np.int64(src[p, i]) + np.int64(x[k]) - np.int64(src[p, j])
+            if with_faint:
+                pred >>= shift * np.int64(faint[k])
+            s = np.int64(v[k]) + pred
+            wide |= s != np.int64(np.int32(s))
+            v[k] = s
+    else:  # a faint factor that is not a power of two
+        ff = np.float64(f)
+        for k in range(n):
+            p = idx[k]
+            pred = np.int64(src[p, i])
+            if j >= 0:
+                pred += np.int64(x[k]) - np.int64(src[p, j])
+            if with_faint and faint[k]:
+                pred = (pred >> shift) if shift >= 0 else np.int64(np.floor(np.float64(pred) / ff))
+            s = np.int64(v[k]) + pred
+            wide |= s != np.int64(np.int32(s))
+            v[k] = s
+    bad = wide
+    for k in range(n):
+        bad |= (v[k] >= lim) | (v[k] <= -lim)
+    return not bad
+
+
+@njit(cache=True, nogil=True)
 def gather_combo(src, i, j, idx, x, out):
     """``out[k] = src[idx[k], i] + x[k] − src[idx[k], j]`` in int64: the parent's channel i moved
     by the child's step from the parent in channel j, in one pass (numpy makes five)."""

@@ -137,7 +137,8 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
         if not -lim < off < lim:
             raise r.fail("centring constant outside the lattice range")
     cand = cands[flag] if flag < len(cands) else None
-    cand = cand() if callable(cand) else cand
+    if callable(cand) and not isinstance(cand, _ParentPred):  # (a parent's: added below)
+        cand = cand()
     if cand is None:
         raise r.fail(f"prediction {flag} is not available here")
     # |v| < lim checked by the stream where its structure leaves it open (no scan of direct symbols)
@@ -154,6 +155,13 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
         v = within(v)
     if not flag and not wide:  # int32 already; every decoded value is kept within ±2**30
         return v
+    if isinstance(cand, _ParentPred):
+        added = None if wide else cand.add_into(v, lim)
+        if added is False:
+            raise r.fail("value outside the lattice range")
+        if added:
+            return v
+        cand = cand()
     if not wide and cand.dtype == np.int32 and len(v):
         # parent values are decoded values (|x| < 2**30, checked here): with |residual| < 2**30
         # too the int32 sum cannot overflow
@@ -211,6 +219,59 @@ class _Parent:
         return self.col(f, i).astype(np.int64) + x - self.col(f, j)
 
 
+class _ParentPred:
+    """A prediction from the parent: its channel ``f`` (column ``i``), or with ``j`` and ``x`` the
+    combo ``col(f, i) + x − col(f, j)``; on the faint lattice where ``faint`` (those rows divided
+    by ``fdiv``, floor). Called, it gives the values (the encoder's, and the decoder's plain path);
+    :meth:`add_into` adds them to a decoded stream instead, compiled in one pass — the gather, the
+    faint division, the sum and its range check, each a pass over the Gaussians otherwise."""
+
+    def __init__(self, parent: _Parent, f: str, i, j=None, x=None, faint=None, fdiv: int = 1) -> None:
+        self.parent, self.f, self.i, self.j, self.x = parent, f, i, j, x
+        self.faint, self.fdiv = faint, fdiv
+
+    def __call__(self) -> np.ndarray:
+        P = self.parent
+        v = P.col(self.f, self.i) if self.j is None else P.combo(self.f, self.i, self.x, self.j)
+        return v if self.faint is None else _on_faint(v, self.faint, self.fdiv, divide=True)
+
+    def on_faint(self, faint: np.ndarray, f: int) -> _ParentPred:
+        return _ParentPred(self.parent, self.f, self.i, self.j, self.x, faint, f)
+
+    def add_into(self, v: np.ndarray, lim: int) -> bool | None:
+        """``v += self()`` in place where compiled (int32 ``v`` and parents): True, or False
+        where a sum reaches ±``lim`` (``v`` then partly changed); None where not compiled."""
+        kernels = jit.kernels()
+        src = getattr(self.parent.coarse, self.f)
+        x = self.x
+        if (
+            kernels is None
+            or v.dtype != np.int32
+            or src.dtype != np.int32
+            or not src.flags.c_contiguous
+            or (x is not None and not (x.dtype == np.int32 and x.flags.c_contiguous))
+        ):
+            return None
+        src2 = src if src.ndim == 2 else src.reshape(-1, 1)
+        return bool(
+            kernels.add_parent(
+                v,
+                src2,
+                0 if self.i is None else self.i,
+                -1 if self.j is None else self.j,
+                self.parent.idx,
+                _NO_I32 if x is None else x,
+                _NO_FAINT if self.faint is None else self.faint,
+                self.fdiv,
+                lim,
+            )
+        )
+
+
+_NO_I32 = np.zeros(0, np.int32)
+_NO_FAINT = np.zeros(0, bool)
+
+
 def _gather(v: np.ndarray, i: int | None, idx: np.ndarray) -> np.ndarray:
     """int32 ``v[idx]`` (``v[idx, i]`` for a column): compiled for the int32 (m, k) arrays the
     decoder's :class:`Coarse` holds."""
@@ -236,7 +297,7 @@ def _code_attrs(
     def pc(f, i=None):
         if P is None:
             return None
-        return lambda: P.col(f, i)
+        return _ParentPred(P, f, i)
 
     def ch(f, i=None):
         if c is None:
@@ -247,7 +308,7 @@ def _code_attrs(
     def combo(f, i, x, j):
         if P is None or x is None:
             return None
-        return lambda: P.combo(f, i, x, j)
+        return _ParentPred(P, f, i, j, x)
 
     op = put(ch("op"), [0, pc("op")], label + "op")
     put_fl = _faint_put(put, faint_rows(op, params), params.faint_factor)
@@ -291,6 +352,8 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
     def div(c):  # lazily: a decoder builds only the prediction its stream names
         if c is None or (isinstance(c, int) and c == 0):
             return c
+        if isinstance(c, _ParentPred):
+            return c.on_faint(faint, f)
         return lambda: _on_faint(c() if callable(c) else c, faint, f, divide=True)
 
     def put_faint(values, cands, lab):
