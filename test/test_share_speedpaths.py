@@ -501,6 +501,41 @@ def test_progressive_decode_the_same_with_parent_predictions_fused_or_not(qualit
         assert a.equals(b)
 
 
+def test_rotation_bits_the_same_compiled_or_not(monkeypatch):
+    """quantize.rotation_bits: the compiled pass gives numpy's bits for 0 to 4 tiers, with and
+    without faint rotations, from an (N, 3) array or three columns, int32 or int64, at spreads on
+    and either side of each tier."""
+    from gs_map_share import jit
+    from gs_map_share.quantize import rotation_bits
+
+    compiled = jit.kernels()
+    if compiled is None:
+        pytest.skip("numba is not installed (or GS_MAP_SHARE_NUMBA=0): only the numpy path exists")
+    rng = np.random.default_rng(14)
+    n = 5000
+    base = rng.integers(-400, 0, n)
+    for tiers in ((), (6,), (6, 13), (13, 26, 48, 80)):
+        for faint_rot in (0, 1):
+            p = QuantParams(rot_bits=9, rot_tiers=tiers, faint_rot=faint_rot)
+            spread = rng.choice(
+                np.array(sorted({0, 1, 200, *tiers, *(t - 1 for t in tiers), *(t + 1 for t in tiers)})), n
+            )
+            for dtype in (np.int32, np.int64):
+                sc = np.stack([base, base + spread, base + rng.integers(0, spread + 1)], 1).astype(dtype)
+                rng.permuted(sc, axis=1, out=sc)
+                op = rng.integers(-40, 40, n).astype(dtype)
+                for form in (sc, [sc[:, 0], sc[:, 1], sc[:, 2]]):
+                    monkeypatch.setattr(jit, "_kernels", compiled)
+                    fast = rotation_bits(form, p, op)
+                    monkeypatch.setattr(jit, "_kernels", False)
+                    plain = rotation_bits(form, p, op)
+                    if not tiers and not faint_rot:
+                        assert fast is None and plain is None
+                        continue
+                    assert fast.dtype == plain.dtype == np.int32 and np.array_equal(fast, plain)
+                    assert len(np.unique(plain)) > 1
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_faint_rows_rescaled_as_numpy_does(compiled, monkeypatch):
     """section._on_faint: floor division (negative values too) or multiplication by the faint

@@ -328,6 +328,15 @@ def rotation_bits(scale, params: QuantParams, op: np.ndarray | None = None) -> n
     if not params.rot_tiers and not params.faint_rot:
         return None
     c0, c1, c2 = scale if isinstance(scale, (list, tuple)) else (scale[:, 0], scale[:, 1], scale[:, 2])
+    kernels = jit.kernels()
+    if kernels is not None:  # compiled, one pass: the same bits (tests compare)
+        out = np.empty(len(c0), np.int32)
+        t = list(params.rot_tiers) + [1 << 62] * (MAX_ROT_TIERS - len(params.rot_tiers))  # unreached
+        rest = (params.rot_bits - len(params.rot_tiers), np.asarray(op) if params.faint_rot else _NO_CODES)
+        rest += (params.faint_below, params.faint_rot, out)
+        cols = (np.ascontiguousarray(c) for c in (c0, c1, c2))
+        kernels.rotation_bits(*cols, *t, *rest)
+        return out
     # column-wise in int32 (|codes| < 2**30, so the spread fits): a reduction over 3 columns is slow
     spread = np.maximum(np.maximum(c0, c1), c2).astype(np.int32)
     spread -= np.minimum(np.minimum(c0, c1), c2).astype(np.int32)
@@ -337,6 +346,9 @@ def rotation_bits(scale, params: QuantParams, op: np.ndarray | None = None) -> n
     if params.faint_rot:
         bits -= (np.asarray(op) < params.faint_below).astype(np.int32) * np.int32(params.faint_rot)
     return bits
+
+
+_NO_CODES = np.zeros(0, np.int32)
 
 
 def rotation_contexts(bits: np.ndarray, params: QuantParams) -> tuple[np.ndarray, int]:
