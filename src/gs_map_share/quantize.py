@@ -331,11 +331,16 @@ def rotation_bits(scale, params: QuantParams, op: np.ndarray | None = None) -> n
     kernels = jit.kernels()
     if kernels is not None:  # compiled, one pass: the same bits (tests compare)
         out = np.empty(len(c0), np.int32)
-        t = list(params.rot_tiers) + [1 << 62] * (MAX_ROT_TIERS - len(params.rot_tiers))  # unreached
-        rest = (params.rot_bits - len(params.rot_tiers), np.asarray(op) if params.faint_rot else _NO_CODES)
-        rest += (params.faint_below, params.faint_rot, out)
-        cols = (np.ascontiguousarray(c) for c in (c0, c1, c2))
-        kernels.rotation_bits(*cols, *t, *rest)
+        tiers = list(params.rot_tiers) + [1 << 62] * (MAX_ROT_TIERS - len(params.rot_tiers))  # unreached
+        kernels.rotation_bits(
+            *(np.ascontiguousarray(c) for c in (c0, c1, c2)),
+            *tiers,
+            params.rot_bits - len(params.rot_tiers),
+            np.asarray(op) if params.faint_rot else _NO_CODES,
+            params.faint_below,
+            params.faint_rot,
+            out,
+        )
         return out
     # column-wise in int32 (|codes| < 2**30, so the spread fits): a reduction over 3 columns is slow
     spread = np.maximum(np.maximum(c0, c1), c2).astype(np.int32)
