@@ -418,15 +418,15 @@ def add_parent(v, src, i, j, idx, x, faint, f, lim):
             s = np.int64(v[k]) + pred
             wide |= s != np.int64(np.int32(s))
             v[k] = s
-    else:  # a faint factor that is not a power of two
+    else:  # faint rows with a factor that is not a power of two
         ff = np.float64(f)
         for k in range(n):
             p = idx[k]
             pred = np.int64(src[p, i])
             if j >= 0:
                 pred += np.int64(x[k]) - np.int64(src[p, j])
-            if with_faint and faint[k]:
-                pred = (pred >> shift) if shift >= 0 else np.int64(np.floor(np.float64(pred) / ff))
+            q = np.int64(np.floor(np.float64(pred) / ff))
+            pred += (q - pred) * np.int64(faint[k])  # a blend, not a branch: faint rows are scattered
             s = np.int64(v[k]) + pred
             wide |= s != np.int64(np.int32(s))
             v[k] = s
