@@ -1026,7 +1026,6 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oc
     """``quantize.refine_rotations`` row by row (the same float64 operations, so the same codes):
     ``rot`` (N × 3 w-form codes) moved in place; ``ptab[code − largest + off]`` a scale code's
     blurred precision, in units of the row's largest axis, ``vtab`` its variance (1 / precision)."""
-    v = np.empty(6)
     for i in range(rot.shape[0]):
         c0, c1, c2 = scale[i, 0], scale[i, 1], scale[i, 2]
         if c0 == c1 and c1 == c2:
@@ -1056,33 +1055,26 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oc
         t3 = b3 * w + b0 * x + b1 * y + b2 * z
         best = _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
         for _ in range(rounds):
-            # the six neighbours (one component ±1), then the choice in order
-            v[0] = _turn_cost(r0 - 1, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
-            v[1] = _turn_cost(r0 + 1, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
-            v[2] = _turn_cost(r0, r1 - 1, r2, s, t0, t1, t2, t3, w0, w1, w2)
-            v[3] = _turn_cost(r0, r1 + 1, r2, s, t0, t1, t2, t3, w0, w1, w2)
-            v[4] = _turn_cost(r0, r1, r2 - 1, s, t0, t1, t2, t3, w0, w1, w2)
-            v[5] = _turn_cost(r0, r1, r2 + 1, s, t0, t1, t2, t3, w0, w1, w2)
-            pick = -1
-            for j in range(6):
-                c = (r0 if j < 2 else (r1 if j < 4 else r2)) + (1 if j & 1 else -1)
-                if abs(c) <= m and v[j] < best * (1.0 - 1e-9):  # off the lattice: not a code
-                    u0 = r0 + (0 if j >= 2 else (1 if j & 1 else -1))
-                    u1 = r1 + (0 if j < 2 or j >= 4 else (1 if j & 1 else -1))
-                    u2 = r2 + (0 if j < 4 else (1 if j & 1 else -1))
+            b0, b1, b2 = r0, r1, r2
+            for j in range(6):  # the six neighbours (one component ±1), in order
+                d = 1 if j & 1 else -1
+                u0, u1, u2 = (
+                    r0 + (d if j < 2 else 0),
+                    r1 + (d if 2 <= j < 4 else 0),
+                    r2 + (d if j >= 4 else 0),
+                )
+                if max(max(abs(u0), abs(u1)), abs(u2)) > m:
+                    continue  # off the lattice: not a code
+                cost = _turn_cost(u0, u1, u2, s, t0, t1, t2, t3, w0, w1, w2)
+                if cost < best * (1.0 - 1e-9):
                     # and its decoded rotation stays in its frame (canonical_axes' test)
                     d0, d1, d2, d3 = _dequantize(3, u0, u1, u2, s)
                     if (
                         _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), s, oct_index)
                         == 0
                     ):
-                        best, pick = v[j], j
-            if pick < 0:
+                        best, b0, b1, b2 = cost, u0, u1, u2
+            if b0 == r0 and b1 == r1 and b2 == r2:
                 break
-            if pick < 2:
-                r0 += 1 if pick & 1 else -1
-            elif pick < 4:
-                r1 += 1 if pick & 1 else -1
-            else:
-                r2 += 1 if pick & 1 else -1
+            r0, r1, r2 = b0, b1, b2
         rot[i, 0], rot[i, 1], rot[i, 2] = r0, r1, r2
