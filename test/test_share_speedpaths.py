@@ -18,6 +18,7 @@ from gs_map_share.quantize import (
     dequantize_fields,
     dequantize_rotations,
     quantize_rotations,
+    rotation_max,
     to_qmap,
 )
 from gs_map_share.snapshot import decode_snapshot, encode_map
@@ -113,9 +114,9 @@ def _code(values, signed=True) -> bytes:
     return w.getvalue()
 
 
-def _reference_rotations(rot_idx, rot, params):
+def _reference_rotations(rot_idx, rot, params, bits=None):
     """The rebuild as docs/format.md words it (one np.where per case)."""
-    s = params.rot_step
+    s = params.rot_step if bits is None else (1.0 / np.sqrt(2.0)) / rotation_max(bits).astype(np.float64)
     r = np.asarray(rot)
     c = [r[:, j].astype(np.float64) * s for j in range(3)]
     ss = c[0] * c[0] + c[1] * c[1] + c[2] * c[2]
@@ -143,6 +144,22 @@ def test_rotation_rebuild_bit_identical(quality):
     for i, r in ((idx, rot), edge):
         got = dequantize_rotations(i, r, p)
         assert np.array_equal(got.view(np.uint32), _reference_rotations(i, r, p).view(np.uint32))
+
+
+@pytest.mark.parametrize("n", [1, 1023, 1025, 5000])
+def test_rotation_rebuild_bit_identical_per_row_lattices(n):
+    """Each row on its own lattice (anisotropy tiers, faint rows), across the compiled decoder's
+    blocks of rows; codes as int32 (a decoder's) and int64 (an encoder's)."""
+    p = QuantParams.from_quality(3)
+    rng = np.random.default_rng(n)
+    bits = rng.integers(p.rot_bits - len(p.rot_tiers) - p.faint_rot, p.rot_bits + 1, n).astype(np.int32)
+    m = rotation_max(bits)[:, None]
+    rot = np.clip(rng.integers(-m, m + 1, (n, 3)), -m, m)
+    rot[::7] = np.concatenate([m, -m, m], axis=1)[::7]  # the lattice's corners
+    idx = rng.integers(0, 4, n).astype(np.uint8)
+    want = _reference_rotations(idx, rot, p, bits).view(np.uint32)
+    for r in (rot.astype(np.int32), rot.astype(np.int64)):
+        assert np.array_equal(dequantize_rotations(idx, r, p, bits).view(np.uint32), want)
 
 
 def test_sh_dequantisation_same_for_column_and_row_major():

@@ -996,14 +996,41 @@ def rotation_bits(c0, c1, c2, t0, t1, t2, t3, base, op, faint_below, faint_rot, 
         out[k] = base + np.int64(s >= t0) + np.int64(s >= t1) + np.int64(s >= t2) + np.int64(s >= t3) - f
 
 
-@njit(cache=True, nogil=True)
-def dequantize_rotations(idx, rot, lat_s, out):
-    """``quantize.dequantize_rotations`` row by row (the same float64 operations): float32 (x, y,
-    z, w) into ``out``."""
-    for i in range(len(idx)):
-        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _dequantize(
-            idx[i], rot[i, 0], rot[i, 1], rot[i, 2], lat_s[i]
-        )
+_DQ_BLOCK = 1024  # rows per block in dequantize_rotations (its columns stay in L1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dequantize_rotations(idx, rot, bits, steps, out):
+    """``quantize.dequantize_rotations`` (the same float64 operations): float32 (x, y, z, w) into
+    ``out``; row i's lattice step ``steps[bits[i]]`` (``steps[0]`` for all when ``bits`` is empty).
+    Block by block through column buffers, where the processor takes four rows per instruction
+    (1.14 → 0.69 ms on guitar's 91k; rows of a 2-D array are not vectorised). Each operation is
+    an exactly rounded IEEE one either way, so the floats are the same. (``error_model="numpy"``:
+    without a divide-by-zero branch; the norm is at least a quarter step.)"""
+    n = len(idx)
+    b = np.empty(_DQ_BLOCK, np.float64)
+    r0, r1, r2 = np.empty(_DQ_BLOCK, rot.dtype), np.empty(_DQ_BLOCK, rot.dtype), np.empty(_DQ_BLOCK, rot.dtype)
+    o0, o1 = np.empty(_DQ_BLOCK, np.float32), np.empty(_DQ_BLOCK, np.float32)
+    o2, o3 = np.empty(_DQ_BLOCK, np.float32), np.empty(_DQ_BLOCK, np.float32)
+    k = np.empty(_DQ_BLOCK, np.uint8)
+    scalar = len(bits) == 0
+    for start in range(0, n, _DQ_BLOCK):
+        m = min(_DQ_BLOCK, n - start)
+        for i in range(m):
+            r0[i], r1[i], r2[i] = rot[start + i, 0], rot[start + i, 1], rot[start + i, 2]
+            k[i] = idx[start + i]
+            b[i] = steps[0] if scalar else steps[bits[start + i]]
+        _dequantize_block(k, r0, r1, r2, b, o0, o1, o2, o3, m)
+        for i in range(m):
+            out[start + i, 0], out[start + i, 1] = o0[i], o1[i]
+            out[start + i, 2], out[start + i, 3] = o2[i], o3[i]
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _dequantize_block(idx, r0, r1, r2, steps, o0, o1, o2, o3, m):
+    """:func:`_dequantize` over the first ``m`` entries of columns (a loop the compiler vectorises)."""
+    for i in range(m):
+        o0[i], o1[i], o2[i], o3[i] = _dequantize(idx[i], r0[i], r1[i], r2[i], steps[i])
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -840,13 +840,15 @@ def dequantize_rotations(
     rot_idx: np.ndarray, rot: np.ndarray, params: QuantParams, bits: np.ndarray | None = None
 ) -> np.ndarray:
     r = np.asarray(rot)
-    _, s = _lattice_of(params, bits, len(r))
     kernels = jit.kernels()
-    if kernels is not None and len(r):  # compiled, row by row: the same floats (tests compare)
+    if kernels is not None and len(r):  # compiled: the same floats (tests compare)
         out = np.empty((len(r), 4), np.float32)
-        lat_s = np.broadcast_to(np.asarray(s, np.float64), len(r))
-        kernels.dequantize_rotations(np.asarray(rot_idx), r, np.ascontiguousarray(lat_s), out)
+        b, steps = (_NO_CODES, np.array([params.rot_step])) if bits is None else (np.asarray(bits), _ROT_S)
+        if len(b) and len(b) != len(r):
+            raise ValueError(f"{len(b)} rotation bit counts for {len(r)} rotations")
+        kernels.dequantize_rotations(np.asarray(rot_idx), r, b, steps, out)
         return out
+    _, s = _lattice_of(params, bits, len(r))
     c0, c1, c2 = (r[:, j].astype(np.float64) * s for j in range(3))
     ss = c0 * c0
     ss += c1 * c1
