@@ -1009,7 +1009,11 @@ def dequantize_rotations(idx, rot, bits, steps, out):
     without a divide-by-zero branch; the norm is at least a quarter step.)"""
     n = len(idx)
     b = np.empty(_DQ_BLOCK, np.float64)
-    r0, r1, r2 = np.empty(_DQ_BLOCK, rot.dtype), np.empty(_DQ_BLOCK, rot.dtype), np.empty(_DQ_BLOCK, rot.dtype)
+    r0, r1, r2 = (
+        np.empty(_DQ_BLOCK, rot.dtype),
+        np.empty(_DQ_BLOCK, rot.dtype),
+        np.empty(_DQ_BLOCK, rot.dtype),
+    )
     o0, o1 = np.empty(_DQ_BLOCK, np.float32), np.empty(_DQ_BLOCK, np.float32)
     o2, o3 = np.empty(_DQ_BLOCK, np.float32), np.empty(_DQ_BLOCK, np.float32)
     k = np.empty(_DQ_BLOCK, np.uint8)
