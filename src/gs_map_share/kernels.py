@@ -285,33 +285,50 @@ def _compact(x):
     return (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
 
 
+_MORTON_BLOCK = 1024  # codes per block in demorton (its three columns stay in L1)
+
+
 @njit(cache=True, nogil=True)
 def demorton(code, out, origin, tile_count, reps):
-    """``gs_mapping.morton.demorton`` row by row (the same masks and shifts): x from the bits
-    above y above z of each triple; plus, where ``origin`` is not empty, the origin of each
-    code's tile (tile t: ``tile_count[t]`` consecutive codes); each row written ``reps[i]``
-    times where ``reps`` is not empty (the Gaussians of a voxel: no gather of rows afterwards)."""
+    """``gs_mapping.morton.demorton`` (the same masks and shifts): x from the bits above y above z
+    of each triple; plus, where ``origin`` is not empty, the origin of each code's tile (tile t:
+    ``tile_count[t]`` consecutive codes); each row written ``reps[i]`` times where ``reps`` is
+    not empty (the Gaussians of a voxel: no gather of rows afterwards). Block by block: the bits
+    are pulled apart into column buffers, a loop the compiler vectorises (guitar: 0.79 → 0.42 ms),
+    then written out as rows."""
     tiles = len(origin) > 0
     many = len(reps) > 0
+    bx = np.empty(_MORTON_BLOCK, np.int64)
+    by = np.empty(_MORTON_BLOCK, np.int64)
+    bz = np.empty(_MORTON_BLOCK, np.int64)
     i = 0
     j = 0
     for t in range(len(tile_count) if tiles else 1):
         ox, oy, oz = np.int64(0), np.int64(0), np.int64(0)
-        count = len(code)
+        end = len(code)
         if tiles:
             ox, oy, oz = origin[t, 0], origin[t, 1], origin[t, 2]
-            count = tile_count[t]
-        for _ in range(count):
-            c = code[i]
-            x = ox + np.int64(_compact(c >> np.uint64(2)))
-            y = oy + np.int64(_compact(c >> np.uint64(1)))
-            z = oz + np.int64(_compact(c))
-            for _ in range(reps[i] if many else 1):
-                out[j, 0] = x
-                out[j, 1] = y
-                out[j, 2] = z
-                j += 1
-            i += 1
+            end = i + tile_count[t]
+        while i < end:
+            m = min(_MORTON_BLOCK, end - i)
+            _compact_block(code[i : i + m], bx, by, bz)
+            for k in range(m):
+                x, y, z = ox + bx[k], oy + by[k], oz + bz[k]
+                for _ in range(reps[i + k] if many else 1):
+                    out[j, 0] = x
+                    out[j, 1] = y
+                    out[j, 2] = z
+                    j += 1
+            i += m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _compact_block(c, bx, by, bz):
+    for k in range(len(c)):
+        v = c[k]
+        bx[k] = np.int64(_compact(v >> np.uint64(2)))
+        by[k] = np.int64(_compact(v >> np.uint64(1)))
+        bz[k] = np.int64(_compact(v))
 
 
 # the occupied octants of each occupancy byte, increasing, and their count
