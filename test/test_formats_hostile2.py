@@ -17,7 +17,7 @@ from synthetic_maps import synthetic_map
 
 from gs_mapping.cli import main
 from gs_mapping.errors import MapError
-from gs_mapping.gaussians import OPACITY_LOGIT_LIMIT
+from gs_mapping.gaussians import OPACITY_LOGIT_LIMIT, GaussianMap
 from gs_mapping.ply import load_ply, save_ply, to_structured
 from gs_mapping.splat_formats import load_splats, spz
 from gs_mapping.splat_formats.antimatter_splat import read_splat
@@ -55,6 +55,47 @@ def test_spz_gzip_crc_and_length_are_checked(version):
     with pytest.raises(MapError, match="truncated gzip"):
         read_spz(data[:-5])
     assert len(read_spz(data + b"\0" * 10)) == 200  # bytes after the gzip stream: ignored (as the reference)
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_spz_of_one_gaussian_repeated_reads_back(version):
+    """200k copies of one Gaussian compress past gzip's 1024:1 in zstd (version 4: ~375 bytes):
+    what we write, we read (each version's point bound is its compressor's)."""
+    one = synthetic_map(1, 0, seed=2)
+    rep = lambda a: np.repeat(a, 200_000, axis=0)  # noqa: E731
+    g = GaussianMap(
+        sh_degree=0,
+        means=rep(one.means),
+        quats=rep(one.quats),
+        log_scales=rep(one.log_scales),
+        opacity_logits=rep(one.opacity_logits),
+        sh=rep(one.sh),
+    )
+    h = read_spz(write_spz(g, version))
+    assert len(h) == 200_000 and (h.means == h.means[0]).all() and (h.sh == h.sh[0]).all()
+    assert read_spz(write_spz(one, version)).equals(h.subset(np.arange(len(h)) < 1))
+
+
+def test_spz_of_a_scene_far_from_the_origin(tmp_path, caplog, capsys):
+    """A georeferenced map (a Gaussian 5 km out) is written with fewer fractional bits, said in
+    one warning naming the file, and reads back within that step; beyond SPZ's 24 bits at any
+    step, one error line naming the file and no output."""
+    g = synthetic_map(50, 0, seed=3)
+    g.means[0] = (5002.0, -3.0, 0.25)
+    save_ply(g, tmp_path / "far.ply")
+    caplog.clear()
+    assert main(["convert", str(tmp_path / "far.ply"), str(tmp_path / "far.spz")]) == 0
+    assert "far.spz: positions with 10 fractional bits" in caplog.text
+    h = read_spz((tmp_path / "far.spz").read_bytes())
+    assert np.abs(h.means - g.means).max() <= 2.0**-11
+    g.means[0, 0] = 1e7
+    save_ply(g, tmp_path / "farther.ply")
+    caplog.clear()
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "farther.ply"), str(tmp_path / "farther.spz")]) == 2
+    assert not (tmp_path / "farther.spz").exists() and "fractional bits" not in caplog.text
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "farther.spz" in err and "SPZ cannot hold this scene" in err, err
 
 
 def test_spz_extensions_are_skipped_and_a_bomb_behind_them_stops(monkeypatch):
@@ -345,3 +386,87 @@ def test_sog_zip_of_its_folder_and_upper_case_meta_json(tmp_path):
         "meta.json missing .at the top of the zip or in its one folder",
     )
     assert load_splats(_sog(tmp_path / "upper", meta_name="META.JSON")).equals(ref)
+
+
+def _webp(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(out, "WEBP", lossless=True)
+    return out.getvalue()
+
+
+def _decoded_images() -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    return {
+        n: np.asarray(Image.open(io.BytesIO(d)).convert("RGBA"))
+        for n, d in _sog_files().items()
+        if n.endswith(".webp")
+    }
+
+
+def test_sog_of_uniform_content_is_read(tmp_path):
+    """Lossless WebP of uniform content (300k copies of one Gaussian, as a LiDAR-seeded map, and an
+    all-zero higher-SH palette, as a scene trained with its DC term only) is far smaller than any
+    ratio to its pixels: it is read, each Gaussian the fixture's first, every SH coefficient the
+    codebook's entry for the palette's one value."""
+    n = 300_000
+    side = int(np.ceil(np.sqrt(n) / 4) * 4)  # splat-transform's layout
+    images = _decoded_images()
+    files = dict(_sog_files())
+    for name, img in images.items():
+        if name != "shN_centroids.webp":
+            files[name] = _webp(np.broadcast_to(img[0, 0], (side, side, 4)).copy())
+    files["shN_centroids.webp"] = _webp(np.full((1024, 512, 4), (7, 7, 7, 255), np.uint8))
+    meta = json.loads(files["meta.json"])
+    meta["count"], meta["shN"]["count"] = n, 65536
+    files["meta.json"] = json.dumps(meta).encode()
+    assert max(len(d) for n_, d in files.items() if n_.endswith(".webp")) < 2000
+    with zipfile.ZipFile(tmp_path / "u.sog", "w") as out:
+        for name, d in files.items():
+            out.writestr(name, d)
+    g, ref = load_splats(tmp_path / "u.sog"), load_splats(FIXTURES / "scene.sog")
+    assert len(g) == n
+    for f in ("means", "quats", "log_scales", "opacity_logits"):
+        assert (getattr(g, f) == getattr(ref, f)[0]).all(), f
+    assert (g.sh[:, 0] == ref.sh[0, 0]).all()
+    assert (g.sh[:, 1:] == np.float32(meta["shN"]["codebook"][7])).all()
+
+
+def test_sog_image_with_more_pixels_than_its_gaussians_justify(tmp_path):
+    """An image far larger than the count (a lying header, a uniform WebP of a few bytes) is
+    refused by its pixel count, before it is decoded."""
+    files = dict(_sog_files())
+    files["quats.webp"] = _webp(np.zeros((4096, 4096, 4), np.uint8))
+    with zipfile.ZipFile(tmp_path / "big.sog", "w") as out:
+        for name, d in files.items():
+            out.writestr(name, d)
+    _refused(tmp_path / "big.sog", "quats.webp is 4096×4096 for 400 Gaussians")
+
+
+def test_sog_zip_bomb_is_not_inflated(tmp_path):
+    """A member far larger than an image of the scene's pixels can take is refused before it is
+    inflated (here 256 MB of zeros in 250 KB; zipfile stops at a member's stated size, so a
+    member that understates it ends in a CRC error instead)."""
+    files = dict(_sog_files())
+    with zipfile.ZipFile(tmp_path / "bomb.sog", "w", zipfile.ZIP_DEFLATED) as out:
+        for name, d in files.items():
+            if name != "quats.webp":
+                out.writestr(name, d)
+        with out.open("quats.webp", "w", force_zip64=True) as f:
+            block = bytes(1 << 20)
+            for _ in range(256):
+                f.write(block)
+    assert (tmp_path / "bomb.sog").stat().st_size < 1 << 20
+    _refused(tmp_path / "bomb.sog", r"quats.webp is 268435456 bytes \(limit")
+
+
+def test_sog_zip_needing_a_newer_zip_version_is_one_line(tmp_path):
+    """zipfile raises NotImplementedError for a "version needed to extract" it does not know: one
+    MapError line naming the file."""
+    raw = bytearray((FIXTURES / "scene.sog").read_bytes())
+    i = raw.index(b"PK\x01\x02")  # the first central-directory entry
+    raw[i + 6 : i + 8] = struct.pack("<H", 84)  # version needed to extract: 8.4
+    (tmp_path / "v84.sog").write_bytes(bytes(raw))
+    _refused(tmp_path / "v84.sog", "v84.sog")

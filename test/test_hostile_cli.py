@@ -56,6 +56,8 @@ def _arg_cases(A, t):
         (["encode", ply, t / "x.gsd", "--seq", str(2**64)], [ply], ["seq"], "error"),
         (["encode", ply, t / "x.gsd", "--seq", "0"], [ply], ["seq"], None),
         (["encode", ply, t / "x.gsd", "--frame-id", "x" * 1000], [ply], ["frame"], "error"),
+        (["encode", ply, t / "x.gsd", "--frame-id", "\udcff"], [ply], ["frame id must be UTF-8"], "error"),
+        (["diff", ply, ply2, t / "x.gsd", "--frame-id", "\udcff"], [ply, ply2], ["UTF-8"], "error"),
         (["encode", ply, ply, "--overwrite"], [ply], ["input"], "error"),
         (["encode", ply, t], [ply], ["directory"], "error"),
         (["encode", ply, text / "sub.gsd"], [ply, text], ["not a directory"], "error"),
@@ -63,7 +65,7 @@ def _arg_cases(A, t):
         (["decode", snap, t / "d.ply"], [snap], ["exists"], "error"),  # second time: exists
         (["decode", snap, t / "d.ply", "--overwrite"], [snap], [], "ok"),
         (["decode", snap, t / "d2.ply", "--max-level", "-1"], [snap], ["level"], None),
-        (["decode", snap, t / "d3.ply", "--max-level", str(2**70)], [snap], ["level"], None),
+        (["decode", snap, t / "d3.ply", "--max-level", str(2**70)], [snap], ["level", "2**31"], "error"),
         (["decode", delta, t / "d4.ply"], [delta], ["delta.gsd"], "error"),
         (["decode", ply, t / "d5.ply"], [ply], ["map.ply"], "error"),
         (["decode", snap, snap, "--overwrite"], [snap], [str(snap)], "error"),

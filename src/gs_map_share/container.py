@@ -78,7 +78,10 @@ class Chunk:
 
 
 def pack(h: Header, chunks: list[Chunk]) -> bytes:
-    frame = h.frame_id.encode("utf-8")
+    try:
+        frame = h.frame_id.encode("utf-8")
+    except (UnicodeEncodeError, AttributeError):  # (a command line's undecodable bytes: surrogates)
+        raise EncodeError(f"frame id must be UTF-8 text, got {h.frame_id!r}") from None
     if len(frame) > MAX_FRAME_ID:
         raise EncodeError(f"frame id longer than {MAX_FRAME_ID} bytes ({len(frame)})")
     for name in ("map_id", "seq", "base_seq", "gaussians"):  # uint64 fields: refused, never wrapped

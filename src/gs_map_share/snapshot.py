@@ -140,7 +140,7 @@ def decode_snapshot(data, max_level: int | None = None, max_gaussians: int = 1 <
     """Decode a snapshot container. Returns (header, QMap) for a full decode, or (header,
     GaussianMap preview) when ``max_level`` stops early. Raises :class:`DecodeError` only."""
     if max_level is not None and not 0 <= max_level < 1 << 31:
-        raise DecodeError(f"max level must be 0 or more (0 = coarsest), got {max_level}")
+        raise DecodeError(f"max level must be 0 … 2**31 - 1 (0 = coarsest), got {max_level}")
     h, chunks = unpack(data)
     if not h.is_snapshot:
         raise DecodeError(f"container is a delta (base sequence {h.base_seq}), not a snapshot")

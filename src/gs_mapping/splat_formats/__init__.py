@@ -116,7 +116,10 @@ def save_splats(
     if kind == "ply":
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
         return path.stat().st_size
-    data = write_spz(gmap, spz_version) if kind == "spz" else write_splat(gmap)
+    try:
+        data = write_spz(gmap, spz_version, target=str(path)) if kind == "spz" else write_splat(gmap)
+    except MapError as exc:  # (the writers do not know the file's name)
+        raise MapError(f"{path}: {exc}") from None
     if kind == "splat" and gmap.sh_degree:  # after writing: a refused scene gets its error line only
         log.warning(f"{path}: .splat holds the DC colour only: SH degree {gmap.sh_degree} is dropped")
     write_bytes(path, data, overwrite=overwrite, inputs=inputs)

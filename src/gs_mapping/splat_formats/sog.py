@@ -16,7 +16,10 @@ Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is 
 Version 1 (no ``version``; ``means.shape``): scales, colours/opacity (logit) and SH are 8-bit
 fractions between per-channel ``mins`` / ``maxs`` instead of codebooks. Formulas follow PlayCanvas'
 reader (splat-transform ``read-sog``). Image sizes are checked against the Gaussian count and the
-file sizes before anything is decoded.
+file sizes before anything is decoded: an image holds at least one pixel per Gaussian and at most
+``_pixel_bound`` of them (losslessly compressed images of uniform content, as a scene whose higher
+SH is all zero, shrink far below any ratio to their pixel count, so the bound is the pixels, not
+the bytes), and a member is inflated only up to the bytes such an image can take.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from ..ply import unit_rotations, warn_antialiased
 
 MAX_POINTS = 1 << 26
 MAX_META = 16 << 20
-MAX_RATIO = 1024  # pixels per compressed byte we believe a WebP can hold (plus a floor below)
+BYTES_PER_PIXEL = 16  # a WebP's most bytes per pixel we read (lossless RGBA needs at most ~4.1)
+MAX_PALETTE_ROWS = 1024  # shN centroids: 64 entries a row, at most 65536 entries
 _SQRT2 = np.sqrt(2.0)
 _SH_COEFFS = (0, 3, 8, 15)
 
@@ -56,7 +60,15 @@ class _Files:
         else:
             try:
                 self.zip = zipfile.ZipFile(path)
-            except (OSError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as exc:
+            # (RuntimeError: a NotImplementedError for a zip "version needed" beyond zipfile's)
+            except (
+                OSError,
+                zipfile.BadZipFile,
+                RuntimeError,
+                EOFError,
+                UnicodeDecodeError,
+                ValueError,
+            ) as exc:
                 raise MapError(
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
                 ) from None
@@ -75,7 +87,11 @@ class _Files:
                     raise MapError(
                         f"{self.path}: SOG member {name} is {info.file_size} bytes (limit {limit})"
                     )
-                return self.zip.read(info)
+                with self.zip.open(info) as f:  # inflated up to the limit, not to what it claims
+                    data = f.read(limit + 1)
+                if len(data) > limit:
+                    raise MapError(f"{self.path}: SOG member {name} inflates beyond {limit} bytes")
+                return data
             f = self.dir / name
             if f.stat().st_size > limit:
                 raise MapError(f"{self.path}: SOG file {name} is {f.stat().st_size} bytes (limit {limit})")
@@ -98,22 +114,30 @@ class _Files:
 
 def _pixels(files: _Files, name: str, count: int) -> np.ndarray:
     """The first ``count`` RGBA pixels of a WebP, row by row: (count, 4) uint8."""
-    return _image(files, name, count).reshape(-1, 4)[:count]
+    return _image(files, name, count, _pixel_bound(count)).reshape(-1, 4)[:count]
 
 
-def _image(files: _Files, name: str, count: int, width: int | None = None, widths=None) -> np.ndarray:
-    """RGBA uint8 (h, w, 4) of a WebP, checked: at least ``count`` pixels, no more than its bytes
-    can plausibly hold (a lying size cannot make us allocate)."""
-    raw = files.read(name, 1 << 30)
+def _pixel_bound(count: int) -> int:
+    """The most pixels we accept in an image of ``count`` Gaussians: twice them and a megapixel
+    (splat-transform lays them out in a near-square of rows that are multiples of 4 wide; other
+    writers may pad to a fixed width)."""
+    return 2 * count + (1 << 20)
+
+
+def _image(
+    files: _Files, name: str, count: int, max_pixels: int, width: int | None = None, widths=None
+) -> np.ndarray:
+    """RGBA uint8 (h, w, 4) of a WebP, checked: at least ``count`` and at most ``max_pixels``
+    pixels, read from at most ``BYTES_PER_PIXEL`` bytes a pixel (a lying size cannot make us
+    allocate more than that)."""
+    raw = files.read(name, BYTES_PER_PIXEL * max_pixels + (1 << 16))
     try:
         img = Image.open(io.BytesIO(raw), formats=["WEBP"])
         w, h = img.size
         if widths is not None:  # SOG version 1 names the SH band count by the image width only
             width = w if w in widths else -1
-        if w * h < count or w * h > MAX_RATIO * len(raw) + (1 << 16) or (width is not None and w != width):
-            raise MapError(
-                f"{files.path}: SOG image {name} is {w}×{h} for {count} Gaussians ({len(raw)} bytes)"
-            )
+        if w * h < count or w * h > max_pixels or (width is not None and w != width):
+            raise MapError(f"{files.path}: SOG image {name} is {w}×{h} for {count} Gaussians")
         return np.asarray(img.convert("RGBA"), np.uint8)  # (h, w, 4)
     except MapError:
         raise
@@ -248,12 +272,12 @@ def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.n
         if not _int(palette) or not 0 < palette <= 65536:
             raise MapError(f"{path}: SOG shN.count {palette!r} not in 1..65536")
         book = _floats(shn.get("codebook"), 256, "shN.codebook", path)
-        cen = _image(files, shn["files"][0], 0, width=64 * coeffs)
+        cen = _image(files, shn["files"][0], 0, 64 * coeffs * MAX_PALETTE_ROWS, width=64 * coeffs)
     else:
         lo = _floats(shn.get("mins"), 1, "shN.mins", path)
         hi = _floats(shn.get("maxs"), 1, "shN.maxs", path)
         book = lo + (hi - lo) * (np.arange(256) / 255.0)
-        cen = _image(files, shn["files"][0], 0, widths=(192, 512, 960))
+        cen = _image(files, shn["files"][0], 0, 960 * MAX_PALETTE_ROWS, widths=(192, 512, 960))
         coeffs = {192: 3, 512: 8, 960: 15}[cen.shape[1]]
         palette = cen.shape[0] * 64
     labels_img = _pixels(files, shn["files"][1], n)

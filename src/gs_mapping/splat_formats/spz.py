@@ -64,6 +64,10 @@ MAX_TRAILER = 1 << 26  # bytes we inflate (and discard) after the arrays of a gz
 COLOR_SCALE = np.float32(0.15)
 SQRT1_2 = np.float32(0.70710678118654752)
 ZSTD_LEVEL = 12
+DEFAULT_FRACTIONAL_BITS = 12  # the reference writer's
+# zstd's most compressed block: an RLE block, 4 bytes for up to 128 KiB (the bound on points of a
+# version 4 file, as gzip's 1024:1 bounds those of versions 1-3)
+ZSTD_MAX_RATIO = 1 << 15
 _LEGACY = struct.Struct("<IIIBBBB")
 _NGSP = struct.Struct("<IIIBBBBI12x")
 _F = np.float32
@@ -128,9 +132,12 @@ def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
-def pack_attributes(gmap: GaussianMap, version: int = LATEST, fractional_bits: int = 12) -> list[bytes]:
+def pack_attributes(
+    gmap: GaussianMap, version: int = LATEST, fractional_bits: int | None = None
+) -> list[bytes]:
     """The six raw attribute arrays (positions, alphas, colours, scales, rotations, SH) of SPZ
-    ``version`` (2–4), as the reference library packs them."""
+    ``version`` (2–4), as the reference library packs them. ``fractional_bits`` None: see
+    :func:`position_bits`."""
     n = len(gmap)
     if version not in (2, 3, 4):
         raise MapError(f"SPZ version must be 2, 3 or 4 for writing, got {version}")
@@ -138,17 +145,17 @@ def pack_attributes(gmap: GaussianMap, version: int = LATEST, fractional_bits: i
         raise MapError("SPZ cannot hold an empty scene (SPZ readers refuse a point count of 0)")
     if n > MAX_POINTS:
         raise MapError(f"SPZ: at most {MAX_POINTS} points, the map has {n}")
+    if fractional_bits is None:
+        fractional_bits = position_bits(gmap)
     if not 0 <= fractional_bits <= 23:
         raise MapError(f"SPZ fractional bits must be 0..23, got {fractional_bits}")
-    # float64: scaling by a power of two is exact in either width, but float32 overflows (with a
-    # warning) for a position near its maximum, which is refused just below
-    fixed = _round_away(gmap.means.astype(np.float64) * (1 << fractional_bits))
+    fixed = _fixed(gmap.means, fractional_bits)
     ext = float(np.abs(fixed).max())
     if ext >= (1 << 23):
         raise MapError(
             f"a Gaussian lies {ext / (1 << fractional_bits):.1f} units from the origin, beyond SPZ's "
             f"±{2.0 ** (23 - fractional_bits):.0f} with {fractional_bits} fractional bits (it would "
-            f"wrap); use fewer fractional bits"
+            f"wrap)" + ("" if fractional_bits else ": SPZ cannot hold this scene")
         )
     pos = fixed.astype(np.int32).astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
     # float32 as the reference: a huge finite value overflows to ±inf as in C and saturates at 0 or
@@ -176,9 +183,41 @@ def pack_attributes(gmap: GaussianMap, version: int = LATEST, fractional_bits: i
     return [pos.tobytes(), alpha.tobytes(), colors.tobytes(), scales.tobytes(), rots.tobytes(), sh]
 
 
-def write_spz(gmap: GaussianMap, version: int = LATEST, fractional_bits: int = 12) -> bytes:
+def _fixed(means: np.ndarray, fractional_bits: int) -> np.ndarray:
+    # float64: scaling by a power of two is exact in either width, but float32 overflows (with a
+    # warning) for a position near its maximum, which the callers refuse
+    return _round_away(np.asarray(means).astype(np.float64) * (1 << fractional_bits))
+
+
+def position_bits(gmap: GaussianMap, target: str = "SPZ") -> int:
+    """The fractional bits a writer uses: the reference writer's 12 (1/4096 of a unit, ±2048 units)
+    where the scene fits, else as many as keep every position inside the 24-bit range (a
+    georeferenced map in metres), with a warning naming the coarser step; 0 when none does (the
+    writer then refuses the scene)."""
+    if not len(gmap):
+        return DEFAULT_FRACTIONAL_BITS
+    ext = float(np.abs(gmap.means.astype(np.float64)).max())
+    fits = lambda fb: float(_fixed(np.array([ext]), fb)[0]) < (1 << 23)  # noqa: E731
+    fb = DEFAULT_FRACTIONAL_BITS
+    while fb > 0 and not fits(fb):
+        fb -= 1
+    if fb < DEFAULT_FRACTIONAL_BITS and fits(fb):  # (not even 0 bits: the writer's error alone)
+        log.warning(
+            f"{target}: positions with {fb} fractional bits (a step of {2.0**-fb:g} units): a Gaussian lies "
+            f"{ext:.1f} units from the origin, beyond ±{2.0 ** (23 - DEFAULT_FRACTIONAL_BITS):.0f} at "
+            f"the usual {DEFAULT_FRACTIONAL_BITS}"
+        )
+    return fb
+
+
+def write_spz(
+    gmap: GaussianMap, version: int = LATEST, fractional_bits: int | None = None, target: str = "SPZ"
+) -> bytes:
     """SPZ bytes of ``gmap`` (version 4 by default; 2 for viewers that predate smallest-three
-    rotations)."""
+    rotations); ``fractional_bits`` None: :func:`position_bits` (``target`` names the file in its
+    warning)."""
+    if fractional_bits is None:
+        fractional_bits = position_bits(gmap, target)
     parts = pack_attributes(gmap, version, fractional_bits)
     if version < 4:
         head = _LEGACY.pack(MAGIC, version, len(gmap), gmap.sh_degree, fractional_bits, 0, 0)
@@ -259,8 +298,9 @@ def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
         raise MapError(f"{source}: SPZ fractional bits {fb} out of range (0..23)")
     if n == 0:  # as the reference reader: an SPZ holds at least one point
         raise MapError(f"{source}: SPZ point count 0 (an empty scene, which SPZ does not allow)")
-    # the reference reader's bound: streams compress at most 1024:1, positions take ≥ 9 bytes/point
-    if n > MAX_POINTS or n > size * 1024 // 6:
+    # the reference reader's bound for gzip: streams compress at most 1024:1, positions take ≥ 6
+    # bytes a point; zstd's (version 4) at most ZSTD_MAX_RATIO:1, positions 9 bytes
+    if n > MAX_POINTS or n > (size * 1024 // 6 if legacy else size * ZSTD_MAX_RATIO // 9):
         raise MapError(f"{source}: SPZ point count {n} impossible for a {size}-byte file (max {MAX_POINTS})")
 
 
