@@ -206,7 +206,12 @@ class QuantParams:
         id-ordered positions gain nothing from it (kitchen: −0.004 B/G), so its presets keep 1."""
         if not len(gmap):
             return self
-        size = float(np.median(np.exp(gmap.log_scales.astype(np.float64).max(axis=1))))
+        # the median from the scale codes these parameters give, not the floats: a decoded map has
+        # the same codes, so re-encoding it derives the same step (and stays lossless)
+        op, codes, _ = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], self)
+        faint = faint_rows(op, self)
+        cell = np.where(faint, self.faint_factor, 1) if faint is not None else np.ones(len(op), np.int64)
+        size = float(np.exp(_cell_median(codes.max(axis=1), cell) * self.scale_step))
         if not np.isfinite(size) or size <= 0:
             return self
         step = float(np.clip(self.pos_step * size / REFERENCE_SIZE, 1e-9, 1e6))
@@ -223,9 +228,10 @@ class QuantParams:
         that was vector-quantised, as SOG's 64k-entry one): K distinct rows shared by n Gaussians
         are coded once each (``section``'s palette), so an entry's bits are spread over n/K
         Gaussians while its error lands on all of them — the step becomes step × K/n (at most
-        16× finer). Balancing rate against users × step² alone gives sqrt(K/n); the full K/n was
-        measured better on playbot (500k Gaussians, 64k rows, quality 1: ×0.36 → 43.1 dB at 11.67
-        B/G, ×0.2 → 46.5 / 12.01, ×0.1 → 48.9 / 12.40, ×0.05 → 49.8 / 12.76; bench/codec_real.py):
+        16× finer; rounded to a power of two, see below). Balancing rate against users × step²
+        alone gives sqrt(K/n); the full K/n was measured better on playbot (500k Gaussians, 64k
+        rows, quality 1: ×0.36 → 43.1 dB at 11.67 B/G, ×0.2 → 46.5 / 12.01, ×0.1 → 48.9 / 12.40,
+        ×0.05 → 49.8 / 12.76; bench/codec_real.py):
         its view-dependent colour weighs more in a render than the presets' per-Gaussian step
         assumes. A scene without a palette (K > n/4, the palette coder's own limit) keeps its step."""
         n = len(gmap)
@@ -235,7 +241,12 @@ class QuantParams:
         k = len(first)
         if not is_palette(n, k):
             return self
-        return replace(self, rest_step=float(max(self.rest_step * max(k / n, 1 / 16), 1e-6)))
+        # the factor rounded to a power of two: a decoded map, whose quantisation may have merged
+        # entries (fewer rows: the same or a finer step) or made a palette of rows that were none,
+        # re-encodes to the same values, as a finer power-of-two lattice holds the coarser exactly
+        # (and to the same bytes unless the merges moved K/n across a rounding boundary)
+        factor = 2.0 ** round(float(np.log2(max(k / n, 1 / 16))))
+        return replace(self, rest_step=float(max(self.rest_step * factor, 1e-6)))
 
     def with_rot_tiers(self, log_spreads) -> QuantParams:
         """These parameters with anisotropy tiers at the given log-scale spreads (natural-log units,
@@ -273,6 +284,29 @@ class QuantParams:
 
     def as_tuple(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self))
+
+
+def _cell_median(codes: np.ndarray, cells: np.ndarray) -> float:
+    """The median of values spread evenly over each code's lattice cell (``codes[i]`` ± half of
+    ``cells[i]`` steps), in steps: close to the median of the values the codes were rounded from
+    (guitar: within 0.001 log units from quality 1 on, 0.04 at quality 0, whose steps are 0.2 and,
+    faint, 1.0; the median code itself was 0.28 off), and a function of the codes alone. Bisected
+    over the distinct (code, cell) pairs; rounded to 2**-20 steps, so that the last bits of a sum
+    cannot move it."""
+    key, count = np.unique(
+        np.stack([np.asarray(codes, np.int64), np.asarray(cells, np.int64)], 1), axis=0, return_counts=True
+    )
+    width = key[:, 1].astype(np.float64)
+    lo = key[:, 0] - width / 2
+    half = count.sum() / 2
+    a, b = float(lo.min()), float((lo + width).max())
+    for _ in range(64):
+        m = 0.5 * (a + b)
+        if (count * np.clip((m - lo) / width, 0.0, 1.0)).sum() < half:
+            a = m
+        else:
+            b = m
+    return round(0.5 * (a + b) * (1 << 20)) / (1 << 20)
 
 
 MAX_ROT_TIERS = 4
