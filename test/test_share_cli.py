@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 from synthetic_maps import synthetic_map
 
 from gs_map_share.quantize import QuantParams, quantize
@@ -141,3 +142,78 @@ def test_console_entry_point(tmp_path):
         timeout=120,
     )
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_diff_of_scenes_without_ids_applies_to_their_snapshots(tmp_path, capsys):
+    """Two versions of a scene as trainers write them (no ids, rows in any order, a palette of
+    higher SH, --relative): the delta applies to the snapshot ``encode`` made of the first, and
+    the receiver ends holding the second, quantised as the encoder would (compared as sets of
+    Gaussians: the first's are numbered in the codec's order, the second's matched by content).
+    Unchanged Gaussians cost nothing: an identical NEW gives an empty delta."""
+    from argparse import Namespace
+
+    from test_share_scenes import _palette_scene, _rows, _scene
+
+    from gs_mapping.cli.encode import snapshot_params
+    from gs_mapping.gaussians import GaussianMap
+
+    a = _palette_scene(6000, 300, seed=21)
+    rng = np.random.default_rng(21)
+    keep = np.flatnonzero(rng.random(len(a)) > 0.01)  # ~60 removed
+    moved = rng.choice(len(keep), 100, replace=False)
+    means = a.means[keep].copy()
+    means[moved] += np.float32(0.02)
+    extra = rng.choice(len(a), 20, replace=False)  # 20 added (copies moved far off)
+    cat = lambda x, y: np.concatenate([x, y])  # noqa: E731
+    b = GaussianMap(
+        a.sh_degree,
+        means=cat(means, a.means[extra] + np.float32(3.0)),
+        quats=cat(a.quats[keep], a.quats[extra]),
+        log_scales=cat(a.log_scales[keep], a.log_scales[extra]),
+        opacity_logits=cat(a.opacity_logits[keep], a.opacity_logits[extra]),
+        sh=cat(a.sh[keep], a.sh[extra]),
+    )
+    b = _scene(b, rng.permutation(len(b)))  # a trainer's own row order
+    for name, m in (("a.ply", a), ("b.ply", b)):
+        save_ply(m, tmp_path / name)
+    t = lambda n: str(tmp_path / n)  # noqa: E731
+    assert main(["encode", t("a.ply"), t("a.gsd"), "--relative"]) == 0
+    for new, out in (("a.ply", "aa.gsd"), ("b.ply", "ab.gsd")):
+        capsys.readouterr()
+        assert main(["diff", t("a.ply"), t(new), t(out), "--relative"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        if new == "a.ply":
+            assert info["added"] == info["updated"] == info["removed"] == 0
+        else:
+            assert info["added"] == 120 and info["removed"] == len(a) - len(keep) + 100
+        assert main(["apply", t("a.gsd"), t(out), t(out + ".ply")]) == 0
+        got = load_ply(tmp_path / (out + ".ply"))
+        want = load_ply(tmp_path / new)
+        params = snapshot_params(Namespace(quality=2, pos_step=None, relative=True), load_ply(t("a.ply")))
+        assert np.array_equal(_rows(got), _rows(quantize(want, params)))
+
+
+def test_diff_refuses_ids_it_cannot_match(tmp_path, capsys):
+    g = synthetic_map(500, 0, seed=2)
+    save_ply(g, tmp_path / "with_ids.ply")
+    plain = GaussianMapWithoutIds(g)
+    save_ply(plain, tmp_path / "no_ids.ply")
+    rc, _, err = run_cli(
+        ["diff", str(tmp_path / "no_ids.ply"), str(tmp_path / "with_ids.ply"), str(tmp_path / "d.gsd")],
+        capsys,
+    )
+    assert rc == 2 and "cannot be matched by id" in err and err.count("\n") == 1
+    assert not (tmp_path / "d.gsd").exists()
+
+
+def GaussianMapWithoutIds(g):
+    from gs_mapping.gaussians import GaussianMap
+
+    return GaussianMap(
+        g.sh_degree,
+        means=g.means,
+        quats=g.quats,
+        log_scales=g.log_scales,
+        opacity_logits=g.opacity_logits,
+        sh=g.sh,
+    )

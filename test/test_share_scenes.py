@@ -202,3 +202,19 @@ def test_a_palette_that_quantisation_merges_re_encodes_to_the_same_map():
     assert p2.rest_step <= p.rest_step and np.log2(p.rest_step / p2.rest_step) % 1 == 0
     again = decode_map(encode_map(decoded, p2)[0])
     assert np.array_equal(_rows(again), _rows(decoded))
+
+
+def test_match_ids_pairs_equal_gaussians_and_numbers_the_rest_above():
+    """Content-matched ids: equal quantised Gaussians pair up in order (duplicates too), the rest
+    get fresh ids above the old map's in the new map's order; the result is sorted by id."""
+    from gs_map_share.delta import match_ids
+    from gs_map_share.quantize import to_qmap
+
+    g = synthetic_map(6, 1, seed=3)
+    p = QuantParams.from_quality(2)
+    old = to_qmap(_scene(g, np.array([0, 0, 0, 1, 2, 3]), ids=np.array([5, 6, 7, 9, 10, 20], np.uint64)), p)
+    new = to_qmap(_scene(g, np.array([4, 3, 0, 0, 5, 1])), p)
+    got = match_ids(old, new)
+    assert got.ids.tolist() == [5, 6, 9, 20, 21, 22]
+    assert np.array_equal(got.pos, new.pos[[2, 3, 5, 1, 0, 4]])
+    assert match_ids(old.take(np.zeros(0, np.int64)), new).ids.tolist() == [1, 2, 3, 4, 5, 6]

@@ -77,6 +77,58 @@ def _get_ids(r: Reader, cap: int) -> np.ndarray:
     return ids.astype(np.uint64)
 
 
+def _row_keys(q: QMap) -> np.ndarray:
+    """Each row's quantised fields (not its id) as one opaque value: equal keys, equal Gaussians."""
+    n = len(q)
+    a = np.concatenate(
+        [
+            np.asarray(getattr(q, f)).reshape(n, -1).astype(np.int64)
+            for f in ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
+        ],
+        axis=1,
+    )
+    return np.ascontiguousarray(a).view(np.dtype((np.void, 8 * a.shape[1]))).ravel()
+
+
+def _ranks(groups: np.ndarray) -> np.ndarray:
+    """Each row's place among the earlier rows of its group (0 for the first)."""
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    run = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
+    out = np.empty(len(g), np.int64)
+    out[order] = run
+    return out
+
+
+def match_ids(old: QMap, new: QMap) -> QMap:
+    """``new`` (a scene without ids, quantised, rows in any order) numbered against ``old`` (the
+    map a receiver holds): a Gaussian whose quantised fields equal one of ``old``'s gets that
+    one's id (equal duplicates pair up in order), every other a fresh id above ``old``'s in
+    ``new``'s row order; sorted by id. So a delta between two id-less files sends what changed
+    (a moved Gaussian: removed and added), and nothing for what did not."""
+    if not len(old) or not len(new):
+        first = int(old.ids[-1]) + 1 if len(old) else 1
+        out = new.copy()
+        out.ids = np.arange(first, first + len(new), dtype=np.uint64)
+        return out
+    _, group = np.unique(np.concatenate([_row_keys(old), _row_keys(new)]), return_inverse=True)
+    group = group.ravel().astype(np.int64)
+    span = max(len(old), len(new)) + 1
+    ko = group[: len(old)] * span + _ranks(group[: len(old)])
+    kn = group[len(old) :] * span + _ranks(group[len(old) :])
+    sorter = np.argsort(ko)
+    at = np.minimum(np.searchsorted(ko, kn, sorter=sorter), len(ko) - 1)
+    hit = ko[sorter[at]] == kn
+    ids = np.empty(len(new), np.uint64)
+    ids[hit] = old.ids[sorter[at[hit]]]
+    fresh = np.flatnonzero(~hit)
+    ids[fresh] = int(old.ids[-1]) + 1 + np.arange(len(fresh), dtype=np.uint64)
+    out = new.take(np.argsort(ids, kind="stable"))
+    out.ids = np.sort(ids)
+    return out
+
+
 @dataclass
 class DeltaInfo:
     added: int

@@ -70,7 +70,10 @@ def _property_names(num_sh: int) -> list[str]:
 def to_structured(gmap: GaussianMap) -> np.ndarray:
     """The map as the structured array a PLY file holds."""
     k = gmap.num_sh
-    dtype = [(n, "<f4") for n in _property_names(k)] + [("id", "<f8"), ("level", "u1")]
+    # a scene without ids (read from a file without them) is written without them, as trainers
+    # write it: ids 1..N in file order would be read back as real ones (ids_implicit is lost)
+    ids = [] if gmap.ids_implicit else [("id", "<f8")]
+    dtype = [(n, "<f4") for n in _property_names(k)] + ids + [("level", "u1")]
     out = np.zeros(len(gmap), dtype=dtype)
     for i, axis in enumerate("xyz"):
         out[axis] = gmap.means[:, i]
@@ -85,9 +88,10 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
     wxyz = gmap.quats[:, [3, 0, 1, 2]]
     for i in range(4):
         out[f"rot_{i}"] = wxyz[:, i]
-    if len(gmap) and int(gmap.ids.max()) >= _MAX_EXACT_ID:
-        raise MapError("Gaussian ids ≥ 2**53 cannot be stored exactly in a PLY 'id' property")
-    out["id"] = gmap.ids.astype(np.float64)
+    if not gmap.ids_implicit:
+        if len(gmap) and int(gmap.ids.max()) >= _MAX_EXACT_ID:
+            raise MapError("Gaussian ids ≥ 2**53 cannot be stored exactly in a PLY 'id' property")
+        out["id"] = gmap.ids.astype(np.float64)
     out["level"] = gmap.levels
     return out
 

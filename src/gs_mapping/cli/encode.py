@@ -22,15 +22,19 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame-id", default="map", help="frame id of the map (default 'map')")
 
 
-def add_codec_options(p: argparse.ArgumentParser) -> None:
-    """Options of every command that writes a snapshot (encode, convert to .gsd)."""
-    add_common(p)
+def add_relative(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--relative",
         action="store_true",
         help="position step relative to the scene's Gaussian sizes instead of metres (scenes in "
         "arbitrary units: trained objects, SOG/SPZ downloads)",
     )
+
+
+def add_codec_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that writes a snapshot (encode, convert to .gsd)."""
+    add_common(p)
+    add_relative(p)
     p.add_argument("--levels", type=int, default=5, help="levels of detail (default 5; 1 = single level)")
     p.add_argument("--seq", type=int, default=1, help="sequence number of the snapshot (default 1)")
 
@@ -42,10 +46,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_codec_options(p)
 
 
+def snapshot_params(args, gmap):
+    """The quantisation parameters a snapshot of ``gmap`` gets from these options (and so the
+    ones a delta from it must use): the quality preset, scale-relative with ``--relative``, and a
+    finer higher-SH step where the SH is a palette."""
+    from gs_map_share.quantize import QuantParams
+
+    params = QuantParams.from_quality(args.quality, args.pos_step)
+    if getattr(args, "relative", False):
+        params = params.relative_to(gmap)
+    return params.for_shared_sh(gmap)
+
+
 def encode_to(args, gmap, out: str) -> dict:
     from pathlib import Path
 
-    from gs_map_share.quantize import QuantParams
     from gs_map_share.snapshot import encode_map
     from gs_mapping.errors import ConfigError
     from gs_mapping.output_files import check_output, write_bytes
@@ -54,10 +69,7 @@ def encode_to(args, gmap, out: str) -> dict:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
     check_output(out, overwrite=args.overwrite, inputs=inputs)
-    params = QuantParams.from_quality(args.quality, args.pos_step)
-    if args.relative:
-        params = params.relative_to(gmap)
-    params = params.for_shared_sh(gmap)
+    params = snapshot_params(args, gmap)
     data, info = encode_map(
         gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
     )
