@@ -97,3 +97,32 @@ def test_pending_memory_bounded_in_bytes_and_real_deltas_still_apply():
         store.receive(genuine)
     assert store.seq == LAST and store.state.equals(FINAL)
     assert store.pending_bytes <= 8 << 20
+
+
+def test_store_bound_rejects_a_map_larger_than_it_holds_before_decoding(monkeypatch):
+    """A store bounded to M Gaussians rejects a snapshot of more (counted from its header, before
+    any decoding: the decoder is never called), and a delta that would grow its map past M; the
+    map it holds is untouched, and a later delta within the bound applies."""
+    from gs_map_share import receiver
+
+    g = synthetic_map(600, 0, seed=4)
+    sender = MapSender.from_map(g, P, map_id=5)
+    snap = sender.snapshot()
+    store = MapStore(max_gaussians=599)
+    calls = []
+    real = receiver.decode_snapshot
+    monkeypatch.setattr(receiver, "decode_snapshot", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert store.receive(snap) == REJECTED and not calls and not store.ready
+    assert "600 Gaussians" in store.last_error and "at most 599" in store.last_error
+
+    store = MapStore(max_gaussians=610)
+    assert store.receive(snap) == receiver.SNAPSHOT
+    before = store.state.copy()
+    grow = synthetic_map(20, 0, seed=5)
+    g.add(grow.means, grow.quats, grow.log_scales, grow.opacity_logits, grow.sh)
+    too_big = sender.update(g, g.take_changes())[0]
+    assert store.receive(too_big) == REJECTED and store.state.equals(before)
+    # (the sender moved on: a snapshot of 620 is refused too, one of 605 is taken)
+    g.remove(g.ids[-15:])
+    assert store.receive(sender.update(g, g.take_changes())[0]) in (REJECTED, receiver.BUFFERED)
+    assert store.receive(sender.snapshot()) == receiver.SNAPSHOT and len(store.state) == 605

@@ -255,12 +255,19 @@ def _put_updates(w: Writer, prev: QMap, cur: QMap, mask: np.ndarray) -> None:
             _put_pred(w, get(cur)[sel], [0, get(prev)[sel]])
 
 
-def apply_delta(state: QMap, h: Header, chunks: list[Chunk], nbytes: int) -> QMap:
-    """A new QMap: ``state`` with the delta applied. ``state`` is never modified."""
+def apply_delta(
+    state: QMap, h: Header, chunks: list[Chunk], nbytes: int, max_gaussians: int | None = None
+) -> QMap:
+    """A new QMap: ``state`` with the delta applied. ``state`` is never modified. ``max_gaussians``
+    bounds the map it makes (and what it decodes on the way) besides the container's size."""
     if h.sh_degree != state.sh_degree:
         raise DecodeError(f"delta has SH degree {h.sh_degree}, the map {state.sh_degree}")
+    if max_gaussians is not None and h.gaussians > max_gaussians:
+        raise DecodeError(f"delta declares {h.gaussians} Gaussians, more than the {max_gaussians} allowed")
     p = h.params
-    cap = max_gaussians_for(nbytes)
+    cap = (
+        max_gaussians_for(nbytes) if max_gaussians is None else min(max_gaussians_for(nbytes), max_gaussians)
+    )
     if h.gaussians > len(state) + cap:
         raise DecodeError(f"delta declares {h.gaussians} Gaussians, impossible for its size")
     keep = np.ones(len(state), bool)

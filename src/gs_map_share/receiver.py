@@ -15,6 +15,8 @@ uses them too.
 - Pending memory is bounded in bytes and in count; beyond either, the farthest-future deltas go
   first (the nearest ones are what fills a gap).
 - Containers for another map id are rejected once the store is bound to a map.
+- A container whose map would hold more than ``max_gaussians`` is rejected before it is decoded,
+  and nothing it decodes may exceed that (memory is bounded by the store, not by the sender).
 """
 
 from __future__ import annotations
@@ -60,11 +62,20 @@ def delta_standing(h: Header, map_id: int | None, seq: int | None) -> str:
     return NEXT if h.base_seq == seq else BUFFERED
 
 
-def apply_next(state: QMap, params: QuantParams, h: Header, chunks, nbytes: int) -> QMap:
+def apply_next(
+    state: QMap, params: QuantParams, h: Header, chunks, nbytes: int, max_gaussians: int | None = None
+) -> QMap:
     """The map after the NEXT delta ``h``; :class:`DecodeError` (state untouched) if it fails."""
     if h.params != params:
         raise DecodeError(f"delta {h.seq} uses other quantisation parameters than the map")
-    return guarded(lambda: apply_delta(state, h, chunks, nbytes))
+    return guarded(lambda: apply_delta(state, h, chunks, nbytes, max_gaussians))
+
+
+# the most Gaussians a store holds unless told otherwise: a container may decode to 8 Gaussians a
+# byte (a dense, uniform map compresses that far), so its size alone lets a 1 MB message claim 8M
+# Gaussians (~2 GB at SH degree 3); 4M (~1 GB at SH 3, 0.25 GB at SH 0) is twenty times the
+# mapper's default map (config: max_gaussians 200000)
+DEFAULT_MAX_GAUSSIANS = 1 << 22
 
 
 @dataclass
@@ -78,6 +89,7 @@ class MapStore:
     map_id: int | None = None  # bound on the first good snapshot when None
     max_pending: int = 256  # buffered future deltas (farthest-future dropped beyond this)
     max_pending_bytes: int = 64 << 20  # their bytes in all (same rule)
+    max_gaussians: int = DEFAULT_MAX_GAUSSIANS  # a container whose map would be larger is rejected
     state: QMap | None = None
     params: QuantParams | None = None
     header: Header | None = None  # of the container that produced the state
@@ -106,12 +118,18 @@ class MapStore:
             self.stats[OTHER_MAP] += 1
             self.last_error = f"container for map {h.map_id}, this store holds map {self.map_id}"
             return OTHER_MAP
+        if h.gaussians > self.max_gaussians:  # before any decoding (a delta's: before buffering)
+            return self._reject(
+                DecodeError(
+                    f"container declares {h.gaussians} Gaussians, this store holds at most {self.max_gaussians}"
+                )
+            )
         if h.is_snapshot:
             if self.state is not None and h.seq <= self.seq:
                 self.stats[DUPLICATE if h.seq == self.seq else STALE] += 1
                 return DUPLICATE if h.seq == self.seq else STALE
             try:
-                _, q = decode_snapshot(data)
+                _, q = decode_snapshot(data, max_gaussians=self.max_gaussians)
             except DecodeError as exc:
                 return self._reject(exc)
             self._set(q, h)
@@ -168,7 +186,7 @@ class MapStore:
             return self._reject(DecodeError(f"delta {h.seq} before any snapshot"))
         assert self.state is not None  # a snapshot set params and state together
         try:
-            new = apply_next(self.state, self.params, h, chunks, nbytes)
+            new = apply_next(self.state, self.params, h, chunks, nbytes, self.max_gaussians)
         except DecodeError as exc:
             return self._reject(exc)
         self._set(new, h)

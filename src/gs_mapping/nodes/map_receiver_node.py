@@ -26,6 +26,11 @@ class MapReceiverNodeConfig:
     snapshot_topic: str = param("mapper_node/map_snapshot", "map snapshots (latched)")
     publish_rate_hz: float = param(1.0, "upper bound on the ~/map_cloud rate", (0.01, 100.0))
     max_pending: int = param(256, "out-of-order deltas buffered while waiting for a gap", (1, 100000))
+    max_gaussians: int = param(
+        1 << 22,
+        "largest map accepted: a snapshot or delta that would make a larger one is rejected before decoding",
+        (1, 1 << 26),
+    )
     min_opacity: float = param(0.05, "Gaussians fainter than this are left out of ~/map_cloud", (0.0, 1.0))
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
     save_path: str = param("", "PLY path the rebuilt map is saved to on shutdown (empty: none)")
@@ -42,7 +47,7 @@ class MapReceiverNode(NodeBase):
         from gs_map_share.receiver import MapStore
 
         self.cfg: MapReceiverNodeConfig = config["map_receiver_node"]
-        self.store = MapStore(max_pending=self.cfg.max_pending)
+        self.store = MapStore(max_pending=self.cfg.max_pending, max_gaussians=self.cfg.max_gaussians)
         self._dirty = False
         self.pub_cloud = ctx.create_publisher("~/map_cloud", "sensor_msgs/msg/PointCloud2", LATCHED_QOS)
         ctx.create_subscription(
