@@ -8,7 +8,7 @@ from faulty_link import simulate
 from synthetic_maps import synthetic_map
 
 from gs_map_share.delta import MapSender, decode_delta, encode_delta
-from gs_map_share.errors import DecodeError
+from gs_map_share.errors import DecodeError, EncodeError
 from gs_map_share.quantize import QuantParams, quantize, to_qmap
 from gs_map_share.receiver import APPLIED, BUFFERED, DUPLICATE, OTHER_MAP, REJECTED, SNAPSHOT, MapStore
 from gs_map_share.snapshot import encode_map, encode_snapshot
@@ -228,3 +228,27 @@ def test_restarted_sender_is_followed():
     assert store.receive(delta) == BUFFERED  # its snapshot is still on the way
     assert store.receive(again.snapshot()) == SNAPSHOT
     assert store.seq == again.seq and store.gaussian_map().equals(quantize(g2, P))
+
+
+def test_a_change_record_that_outlived_a_whole_map_update_is_harmless():
+    """update(g) without the record, then update(g, g.take_changes()) with the record that still
+    names the same additions: the shadow keeps each id once, the receiver stays equal to the
+    sender's map, and later deltas apply. Encoding a map whose ids repeat is refused."""
+    from gs_map_share.snapshot import check_ids
+
+    g = synthetic_map(10, 0, seed=1)
+    sender = MapSender.from_map(g, QuantParams.from_quality(2), first_seq=1)
+    g.take_changes()
+    store = MapStore()
+    assert store.receive(sender.snapshot()) == "snapshot"
+    a = synthetic_map(3, 0, seed=2)
+    g.add(a.means, a.quats, a.log_scales, a.opacity_logits, a.sh)
+    assert store.receive(sender.update(g)[0]) == "applied"
+    assert store.receive(sender.update(g, g.take_changes())[0]) == "applied"
+    assert sender.shadow.ids.tolist() == list(range(1, 14))
+    g.update(np.array([1], np.uint64), opacity_logits=[3.0])
+    assert store.receive(sender.update(g, g.take_changes())[0]) == "applied"
+    assert store.state.equals(sender.shadow) and store.state.equals(to_qmap(g, sender.params))
+    twice = sender.shadow.take(np.array([0, 1, 1, 2]))
+    with pytest.raises(EncodeError, match="unique and sorted"):
+        check_ids(twice)

@@ -438,7 +438,9 @@ class MapSender:
         if changes is None or changes.overflowed or self.shadow.sh_degree != gmap.sh_degree:
             return self.delta_to(to_qmap(gmap, self.params))
         new = self.shadow
-        gone = np.union1d(changes.removed, changes.updated).astype(np.uint64)
+        # added ids too: a record taken after an update without it may name Gaussians the shadow
+        # has already (they are replaced, and sent only if they differ)
+        gone = np.union1d(np.union1d(changes.removed, changes.updated), changes.added).astype(np.uint64)
         if len(gone):
             _, hit = _rows(gone, new.ids)
             new = new.take(~hit)

@@ -43,6 +43,8 @@ class EncodeInfo:
 
 
 def check_ids(q: QMap) -> None:
+    if len(q) > 1 and bool((q.ids[1:] <= q.ids[:-1]).any()):
+        raise EncodeError("Gaussian ids must be unique and sorted ascending to be encoded")
     if len(q) and int(q.ids[-1]) >= (1 << 63):
         raise EncodeError("Gaussian ids must be below 2**63 to be encoded")
 

@@ -35,7 +35,13 @@ def add_codec_options(p: argparse.ArgumentParser) -> None:
     """Options of every command that writes a snapshot (encode, convert to .gsd)."""
     add_common(p)
     add_relative(p)
-    p.add_argument("--levels", type=int, default=5, help="levels of detail (default 5; 1 = single level)")
+    p.add_argument(
+        "--levels",
+        type=int,
+        default=5,
+        help="levels of detail (default 5; 1 = single level). A map whose Gaussians carry their own "
+        "2-32 levels (the mapper's) is sent in layers of those instead, unless 1",
+    )
     p.add_argument("--seq", type=int, default=1, help="sequence number of the snapshot (default 1)")
 
 
