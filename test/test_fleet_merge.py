@@ -233,3 +233,22 @@ def test_changed_tiles_are_exactly_the_tiles_whose_content_differs(recs):
             ca, cb = content(old), content(new)
             want = {t for t in set(ca) | set(cb) if ca.get(t) != cb.get(t)}
             assert changed_tiles(old, new, PARAMS.tile_bits) == want
+
+
+def test_a_vehicle_map_beyond_the_bound_is_refused_before_decoding(recs, monkeypatch):
+    """A vehicle whose snapshot declares more Gaussians than ``max_vehicle_gaussians`` is rejected
+    from its header (the decoder never runs) and the global map is untouched; within the bound
+    the same stream merges as always."""
+    from gs_map_share import merge as merge_mod
+
+    snap = recs[0].containers[0]
+    n = unpack(snap)[0].gaussians
+    calls = []
+    real = merge_mod.decode_snapshot
+    monkeypatch.setattr(merge_mod, "decode_snapshot", lambda *a, **k: calls.append(1) or real(*a, **k))
+    small = FleetMerge(PARAMS, global_map_id=GLOBAL_ID, max_vehicle_gaussians=n - 1)
+    r = small.offer(snap)
+    assert r.status == REJECTED and not calls and small.vehicles[1].state is None
+    assert f"at most {n - 1}" in small.vehicles[1].last_error and len(small.global_map) == 0
+    enough = FleetMerge(PARAMS, global_map_id=GLOBAL_ID, max_vehicle_gaussians=n)
+    assert enough.offer(snap).status != REJECTED and calls

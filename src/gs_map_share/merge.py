@@ -32,6 +32,7 @@ from .container import Header, unpack, unpack_header
 from .delta import apply_delta, encode_delta
 from .errors import DecodeError
 from .quantize import QMap, QuantParams
+from .receiver import DEFAULT_MAX_GAUSSIANS
 from .snapshot import decode_snapshot, encode_snapshot, guarded
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,12 @@ class FleetMerge:
         max_pending: int = 64,
         delta_levels: int = 1,
         snapshot_levels: int = 5,
+        max_vehicle_gaussians: int = DEFAULT_MAX_GAUSSIANS,
     ):
         self.params, self.frame_id, self.sh_degree = params, frame_id, sh_degree
         self.global_map_id = int(global_map_id)
         self.max_pending = max_pending
+        self.max_vehicle_gaussians = max_vehicle_gaussians  # a vehicle's map: bounded before decoding
         self.delta_levels, self.snapshot_levels = delta_levels, snapshot_levels
         self.vehicles: dict[int, Vehicle] = {}
         self.global_map = QMap.empty(sh_degree)
@@ -220,6 +223,8 @@ class FleetMerge:
             return "quantisation parameters differ from the fleet's"
         if h.sh_degree != self.sh_degree:
             return f"SH degree {h.sh_degree}, the fleet map has {self.sh_degree}"
+        if h.gaussians > self.max_vehicle_gaussians:
+            return f"declares {h.gaussians} Gaussians, a vehicle's map holds at most {self.max_vehicle_gaussians}"
         return None
 
     def vehicle(self, map_id: int) -> Vehicle:
@@ -266,7 +271,7 @@ class FleetMerge:
                 v.counts[REPLAYED] += 1
                 return Ingest(REPLAYED, v.map_id)
             try:
-                _, q = decode_snapshot(data)
+                _, q = decode_snapshot(data, max_gaussians=self.max_vehicle_gaussians)
                 self._check_ids(q)
             except DecodeError as exc:
                 return self._reject(v, str(exc))
@@ -298,7 +303,7 @@ class FleetMerge:
         state = v.state
         assert state is not None  # deltas are applied only after the vehicle's first snapshot
         try:
-            new = guarded(lambda: apply_delta(state, h, chunks, len(data)))
+            new = guarded(lambda: apply_delta(state, h, chunks, len(data), self.max_vehicle_gaussians))
             self._check_ids(new)
         except DecodeError as exc:
             self._reject(v, str(exc))

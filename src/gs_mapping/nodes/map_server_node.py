@@ -68,6 +68,11 @@ class MapServerNodeConfig:
     )
     delta_depth: int = param(100, "keep-last depth of ~/map_delta", (1, 10000))
     max_pending: int = param(64, "out-of-order containers buffered per vehicle", (1, 100000))
+    max_vehicle_gaussians: int = param(
+        1 << 22,
+        "largest vehicle map accepted: a container that would make a larger one is rejected before decoding",
+        (1, 1 << 26),
+    )
     compact_after: int = param(
         64, "deltas logged per vehicle before its log is replaced by a snapshot", (1, 1000000)
     )
@@ -123,6 +128,7 @@ class MapServerNode(NodeBase):
             sh_degree=c.sh_degree,
             max_pending=c.max_pending,
             snapshot_levels=c.levels,
+            max_vehicle_gaussians=c.max_vehicle_gaussians,
         )
         self.tile_seq: dict[tuple, int] = {}
         self._log_len: dict[int, int] = {}
