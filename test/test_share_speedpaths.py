@@ -856,3 +856,33 @@ def test_octree_levels_the_same_compiled_or_not(spread):
             levels = octree.build_levels(t, c, D)
             got.append([[None if a is None else (a.dtype.str, a.tolist()) for a in part] for part in levels])
     assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("tiers", [False, True])
+def test_rotation_lattice_check_compiled_equals_numpy(tiers, monkeypatch):
+    """The decoder's check that every rotation component lies within its row's lattice: the
+    compiled pass and numpy's agree on codes at, inside and one past each row's largest code."""
+    from gs_map_share import jit
+    from gs_map_share.quantize import rotations_within
+
+    p = QuantParams.from_quality(3)
+    rng = np.random.default_rng(7)
+    n = 3000
+    bits = rng.integers(p.rot_bits - len(p.rot_tiers) - p.faint_rot, p.rot_bits + 1, n).astype(np.int32)
+    m = rotation_max(bits) if tiers else np.full(n, p.rot_max)
+    rot = np.clip(rng.integers(-m[:, None], m[:, None] + 1, (n, 3)), -m[:, None], m[:, None]).astype(np.int32)
+    b = bits if tiers else None
+    compiled = jit.kernels()
+    assert compiled is not None or jit.switched_off()
+    cases = [(rot, True)]
+    for row, col, sign in ((0, 0, 1), (n // 2, 1, -1), (n - 1, 2, 1)):
+        bad = rot.copy()
+        bad[row, col] = sign * (m[row] + 1)
+        edge = rot.copy()
+        edge[row, col] = sign * m[row]
+        cases += [(bad, False), (edge, True)]
+    for r, want in cases:
+        assert rotations_within(r, b, p) is want
+        monkeypatch.setattr(jit, "_kernels", False)
+        assert rotations_within(r, b, p) is want
+        monkeypatch.setattr(jit, "_kernels", compiled)

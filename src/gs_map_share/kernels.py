@@ -1013,6 +1013,19 @@ def rotation_bits(c0, c1, c2, t0, t1, t2, t3, base, op, faint_below, faint_rot, 
         out[k] = base + np.int64(s >= t0) + np.int64(s >= t1) + np.int64(s >= t2) + np.int64(s >= t3) - f
 
 
+@njit(cache=True, nogil=True)
+def rotations_within(rot, bits, maxima, largest):
+    """Whether every component of ``rot`` (N × 3) lies within its row's lattice: ±``maxima[bits[i]]``
+    (±``largest`` for all when ``bits`` is empty). One pass; numpy makes five and two copies."""
+    scalar = len(bits) == 0
+    bad = False
+    for i in range(rot.shape[0]):
+        m = largest if scalar else maxima[bits[i]]
+        r0, r1, r2 = np.int64(rot[i, 0]), np.int64(rot[i, 1]), np.int64(rot[i, 2])
+        bad |= (abs(r0) > m) | (abs(r1) > m) | (abs(r2) > m)
+    return not bad
+
+
 _DQ_BLOCK = 1024  # rows per block in dequantize_rotations (its columns stay in L1)
 
 

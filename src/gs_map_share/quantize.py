@@ -402,6 +402,19 @@ def rotation_max(bits: np.ndarray) -> np.ndarray:
     return _ROT_M[bits]
 
 
+def rotations_within(rot: np.ndarray, bits: np.ndarray | None, params: QuantParams) -> bool:
+    """Whether every rotation component lies within its row's lattice (``bits`` from
+    :func:`rotation_bits`; None: ``rot_bits`` for all). Compiled in one pass where numba is."""
+    kernels = jit.kernels()
+    if kernels is not None and rot.dtype == np.int32:
+        return bool(
+            kernels.rotations_within(rot, _NO_CODES if bits is None else bits, _ROT_M, params.rot_max)
+        )
+    a = np.abs(rot)
+    lim = params.rot_max if bits is None else rotation_max(bits)
+    return not bool((np.maximum(np.maximum(a[:, 0], a[:, 1]), a[:, 2]) > lim).any())
+
+
 _QFIELDS = ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
 
 

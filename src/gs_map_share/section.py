@@ -37,7 +37,7 @@ from .quantize import (
     faint_rows,
     rotation_bits,
     rotation_contexts,
-    rotation_max,
+    rotations_within,
 )
 
 OCTREE, ID_ORDER = 0, 1  # geometry forms of a section (TILES chunk)
@@ -429,11 +429,8 @@ def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams) 
         return _get_pred(r, n, cands, ctx=shared(ctx, n_ctx), n_ctx=n_ctx)
 
     out = _code_attrs(None, parent, n, put, params)
-    if n:
-        a = np.abs(out.rot)
-        lim = params.rot_max if out.rot_bits is None else rotation_max(out.rot_bits)
-        if (np.maximum(np.maximum(a[:, 0], a[:, 1]), a[:, 2]) > lim).any():
-            raise r.fail("rotation component outside its lattice")
+    if n and not rotations_within(out.rot, out.rot_bits, params):
+        raise r.fail("rotation component outside its lattice")
     return out
 
 
