@@ -3,10 +3,12 @@ from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files. Three generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
-``least_turned=False``), version 6 (``codec_golden_v6_q*``) and version 7 (``codec_golden_v7_q*``:
-short streams plain). Each is compared with the map quantised on the lattices its header declares
-(the presets of its day)."""
+these files. Four generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+``least_turned=False``), version 6 (``codec_golden_v6_q*``), version 7 (``codec_golden_v7_q*``:
+short streams plain) and version 8 (``codec_golden_v8_q*``: refined rotation codes, and a
+single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction).
+Each is compared with the map quantised on the lattices its header declares (the presets of its
+day)."""
 
 from __future__ import annotations
 
@@ -38,27 +40,46 @@ def golden_maps(quality: int):
     return g, g2
 
 
+def grey_map(quality: int):
+    """Colours whose blue channel continues the step from red to green (the extrapolated
+    prediction of version 8 wins)."""
+    g, _ = golden_maps(quality)
+    rng = np.random.default_rng(100 + quality)
+    dc = g.sh[:, 0, :]
+    dc[:, 2] = dc[:, 1] + 0.5 * (dc[:, 1] - dc[:, 0]) + rng.normal(0, 0.01, len(g)).astype(np.float32)
+    return g
+
+
 def golden_containers() -> dict[str, bytes]:
-    """Today's encoder's containers (the version-7 generation's names)."""
+    """Today's encoder's containers (the version-8 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"v7_q{q}_snapshot"] = sender.snapshot()
-        out[f"v7_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+        out[f"v8_q{q}_snapshot"] = sender.snapshot()
+        out[f"v8_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+        out[f"v8_q{q}_grey"] = MapSender.from_map(
+            grey_map(q), QuantParams.from_quality(q), n_levels=1
+        ).snapshot()
     return out
 
 
-# generation: (file prefix, whether each Gaussian took its least-turned frame); all three were
-# written before the encoder refined rotation codes (quantize.refine_rotations, 2026-12-04)
-GENERATIONS = {4: ("codec_golden_", False), 6: ("codec_golden_v6_", True), 7: ("codec_golden_v7_", True)}
+# generation: (file prefix, whether each Gaussian took its least-turned frame, whether its rotation
+# codes were refined: quantize.refine_rotations, 2026-12-04)
+GENERATIONS = {
+    4: ("codec_golden_", False, False),
+    6: ("codec_golden_v6_", True, False),
+    7: ("codec_golden_v7_", True, False),
+    8: ("codec_golden_v8_", True, True),
+}
 
 
 @pytest.mark.parametrize("version", sorted(GENERATIONS))
 @pytest.mark.parametrize("quality", QUALITIES)
 def test_stored_containers_decode_to_the_maps_quantised(quality, version, monkeypatch):
-    prefix, least_turned = GENERATIONS[version]
-    monkeypatch.setattr(quantize, "REFINE_ROUNDS", 0)  # their encoders rounded each component alone
+    prefix, least_turned, refined = GENERATIONS[version]
+    if not refined:  # their encoders rounded each component alone
+        monkeypatch.setattr(quantize, "REFINE_ROUNDS", 0)
     g, g2 = golden_maps(quality)
     snapshot = (DATA / f"{prefix}q{quality}_snapshot.bin").read_bytes()
     assert struct.unpack_from("<H", snapshot, 4)[0] == version
@@ -68,3 +89,18 @@ def test_stored_containers_decode_to_the_maps_quantised(quality, version, monkey
     assert store.state.equals(to_qmap(g, p, least_turned=least_turned))
     assert store.receive((DATA / f"{prefix}q{quality}_delta.bin").read_bytes()) == APPLIED
     assert store.state.equals(to_qmap(g2, p, least_turned=least_turned))
+
+
+@pytest.mark.parametrize("quality", QUALITIES)
+def test_stored_blue_extrapolation_decodes(quality, monkeypatch):
+    """Version 8's blue-channel prediction, as stored: the grey snapshot decodes to its map
+    quantised, and it does name that prediction (without it, decoding fails)."""
+    from gs_map_share import section
+
+    data = (DATA / f"codec_golden_v8_q{quality}_grey.bin").read_bytes()
+    p = unpack_header(data)[0].params
+    store = MapStore()
+    assert store.receive(data) == SNAPSHOT
+    assert store.state.equals(to_qmap(grey_map(quality), p))
+    monkeypatch.setattr(section, "_extrapolated", lambda a, b: np.zeros(len(a), np.int64))
+    assert MapStore().receive(data) != SNAPSHOT
