@@ -411,3 +411,25 @@ def test_fuzz_sog_reader(tmp_path):
         (d / n).write_bytes(data)
     assert load_splats(d / "meta.json").equals(load_splats(FIXTURES / "scene.sog"))
     shutil.rmtree(d)
+
+
+def test_a_scene_without_ids_is_written_without_them_until_edited(tmp_path):
+    """A scene read without ids is written as trainers write it (no ``id`` column) and reads back
+    id-less; once Gaussians are removed or added its ids are its own (a receiver may hold them)
+    and are written."""
+    from gs_mapping.gaussians import GaussianMap
+    from gs_mapping.ply import load_ply, save_ply
+
+    g = synthetic_map(20, 1, seed=6)
+    scene = GaussianMap(
+        1, means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits, sh=g.sh
+    )
+    save_ply(scene, tmp_path / "s.ply")
+    assert b"property double id" not in (tmp_path / "s.ply").read_bytes()[:2000]
+    back = load_ply(tmp_path / "s.ply")
+    assert back.ids_implicit and back.ids.tolist() == list(range(1, 21))
+    back.remove(np.array([2, 3], np.uint64))
+    back.add(g.means[:1], g.quats[:1], g.log_scales[:1], g.opacity_logits[:1], g.sh[:1])
+    save_ply(back, tmp_path / "e.ply")
+    again = load_ply(tmp_path / "e.ply")
+    assert not again.ids_implicit and again.ids.tolist() == back.ids.tolist() == [1, *range(4, 22)]

@@ -252,3 +252,20 @@ def test_a_change_record_that_outlived_a_whole_map_update_is_harmless():
     twice = sender.shadow.take(np.array([0, 1, 1, 2]))
     with pytest.raises(EncodeError, match="unique and sorted"):
         check_ids(twice)
+
+
+def test_a_whole_map_update_resets_the_change_record():
+    """update(g) without the record sends everything and resets it: a Gaussian added and sent
+    that way, then removed, is removed at the receiver by the next recorded update (the record
+    had cancelled its addition against its removal)."""
+    g = synthetic_map(10, 0, seed=3)
+    sender = MapSender.from_map(g, QuantParams.from_quality(2), first_seq=1)
+    g.take_changes()
+    store = MapStore()
+    store.receive(sender.snapshot())
+    a = synthetic_map(1, 0, seed=4)
+    (new_id,) = g.add(a.means, a.quats, a.log_scales, a.opacity_logits, a.sh)
+    assert store.receive(sender.update(g)[0]) == "applied"
+    g.remove(np.array([new_id], np.uint64))
+    assert store.receive(sender.update(g, g.take_changes())[0]) == "applied"
+    assert store.state.equals(to_qmap(g, sender.params))

@@ -433,9 +433,12 @@ class MapSender:
     def update(self, gmap: GaussianMap, changes: ChangeSet | None = None) -> tuple[bytes, DeltaInfo]:
         """Delta bringing receivers to ``gmap``. With ``changes`` (from ``gmap.take_changes()``)
         only the changed Gaussians are quantised; without (or when the record overflowed), the whole
-        map is diffed by id."""
+        map is diffed by id, and ``gmap``'s change record is reset: receivers hold all of it now
+        (a record kept from before would name additions they have, and miss their removal)."""
         self.tile_size = gmap.tile_size
         if changes is None or changes.overflowed or self.shadow.sh_degree != gmap.sh_degree:
+            if changes is None:
+                gmap.take_changes()
             return self.delta_to(to_qmap(gmap, self.params))
         new = self.shadow
         # added ids too: a record taken after an update without it may name Gaussians the shadow

@@ -891,7 +891,7 @@ def dequantize_rotations(
     if kernels is not None and len(r):  # compiled: the same floats (tests compare)
         out = np.empty((len(r), 4), np.float32)
         b, steps = (_NO_CODES, np.array([params.rot_step])) if bits is None else (np.asarray(bits), _ROT_S)
-        if len(b) and len(b) != len(r):
+        if bits is not None and len(b) != len(r):
             raise ValueError(f"{len(b)} rotation bit counts for {len(r)} rotations")
         kernels.dequantize_rotations(np.asarray(rot_idx), r, b, steps, out)
         return out

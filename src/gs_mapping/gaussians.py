@@ -287,6 +287,7 @@ class GaussianMap:
             setattr(self, name, np.concatenate([getattr(self, name), arr]))
         self.ids = np.concatenate([self.ids, ids])
         self.next_id = int(ids[-1]) + 1
+        self.ids_implicit = False  # an edited map's ids are its own (a receiver may hold them)
         self._added.update(ids.tolist())
         self._touch(new["means"])
         return ids
@@ -316,6 +317,7 @@ class GaussianMap:
         for name in _FIELDS:
             setattr(self, name, getattr(self, name)[keep])
         self.ids = self.ids[keep]
+        self.ids_implicit = False  # the rest keep their ids: no longer 1..N in row order
         for i in np.asarray(ids, np.uint64).tolist():
             if i in self._added:
                 self._added.discard(i)  # added and removed in the same interval: nothing to send

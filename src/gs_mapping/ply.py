@@ -3,7 +3,8 @@
 We write binary little-endian, one ``vertex`` element with float properties ``x y z nx ny nz
 f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``. Stored values are pre-activation, as viewers
 expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major
-(all coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53) and
+(all coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53;
+not for a map whose ids are implicit, a scene read without them and not edited since) and
 ``level`` (uchar); viewers skip properties they do not know.
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
