@@ -194,26 +194,14 @@ def test_diff_of_scenes_without_ids_applies_to_their_snapshots(tmp_path, capsys)
 
 
 def test_diff_refuses_ids_it_cannot_match(tmp_path, capsys):
+    from test_share_scenes import _scene
+
     g = synthetic_map(500, 0, seed=2)
     save_ply(g, tmp_path / "with_ids.ply")
-    plain = GaussianMapWithoutIds(g)
-    save_ply(plain, tmp_path / "no_ids.ply")
+    save_ply(_scene(g, np.arange(len(g))), tmp_path / "no_ids.ply")
     rc, _, err = run_cli(
         ["diff", str(tmp_path / "no_ids.ply"), str(tmp_path / "with_ids.ply"), str(tmp_path / "d.gsd")],
         capsys,
     )
     assert rc == 2 and "cannot be matched by id" in err and err.count("\n") == 1
     assert not (tmp_path / "d.gsd").exists()
-
-
-def GaussianMapWithoutIds(g):
-    from gs_mapping.gaussians import GaussianMap
-
-    return GaussianMap(
-        g.sh_degree,
-        means=g.means,
-        quats=g.quats,
-        log_scales=g.log_scales,
-        opacity_logits=g.opacity_logits,
-        sh=g.sh,
-    )

@@ -42,6 +42,17 @@ MAX_META = 16 << 20
 BYTES_PER_PIXEL = 16  # a WebP's most bytes per pixel we read (lossless RGBA needs at most ~4.1)
 MAX_PALETTE_ROWS = 1024  # shN centroids: 64 entries a row, at most 65536 entries
 _SQRT2 = np.sqrt(2.0)
+# what zipfile raises on a damaged zip (RuntimeError: NotImplementedError for a "version needed to
+# extract" beyond its own, or an encrypted member; zlib.error: corrupt deflate data)
+_ZIP_ERRORS = (
+    OSError,
+    zipfile.BadZipFile,
+    RuntimeError,
+    EOFError,
+    UnicodeDecodeError,
+    ValueError,
+    zlib.error,
+)
 _SH_COEFFS = (0, 3, 8, 15)
 
 
@@ -60,15 +71,7 @@ class _Files:
         else:
             try:
                 self.zip = zipfile.ZipFile(path)
-            # (RuntimeError: a NotImplementedError for a zip "version needed" beyond zipfile's)
-            except (
-                OSError,
-                zipfile.BadZipFile,
-                RuntimeError,
-                EOFError,
-                UnicodeDecodeError,
-                ValueError,
-            ) as exc:
+            except _ZIP_ERRORS as exc:
                 raise MapError(
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
                 ) from None
@@ -99,15 +102,7 @@ class _Files:
         except KeyError:
             where = " (at the top of the zip or in its one folder)" if self.zip is not None else ""
             raise MapError(f"{self.path}: SOG file {name} missing{where}") from None
-        except (
-            OSError,
-            zipfile.BadZipFile,
-            RuntimeError,
-            EOFError,
-            UnicodeDecodeError,
-            ValueError,
-            zlib.error,
-        ) as exc:
+        except _ZIP_ERRORS as exc:
             # a damaged zip: bad member names, corrupt deflate data, CRC mismatches
             raise MapError(f"{self.path}: cannot read SOG file {name}: {exc}") from None
 
