@@ -289,8 +289,9 @@ class QuantParams:
 def _cell_median(codes: np.ndarray, cells: np.ndarray) -> float:
     """The median of values spread evenly over each code's lattice cell (``codes[i]`` ± half of
     ``cells[i]`` steps), in steps: close to the median of the values the codes were rounded from
-    (guitar: within 0.001 log units from quality 1 on, 0.04 at quality 0, whose steps are 0.2 and,
-    faint, 1.0; the median code itself was 0.28 off), and a function of the codes alone. Bisected
+    (guitar: within ~0.001 log units from quality 1 on, 0.04 at quality 0, whose steps are 0.2
+    and, faint, 1.0, where the median code itself was 0.28 off; playbot within 0.03), and a
+    function of the codes alone. Bisected
     over the distinct (code, cell) pairs; rounded to 2**-20 steps, so that the last bits of a sum
     cannot move it."""
     key, count = np.unique(

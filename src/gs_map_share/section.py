@@ -344,8 +344,8 @@ def _code_attrs(
 
 def _extrapolated(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a + (a − b) // 2`` in int64 (a colour channel predicted from the two before it: a
-    Gaussian's colour is near grey, its channels step by similar amounts; guitar quality 2 and 3:
-    the blue channel −25 % of its bytes, the colour −0.05 B/G)."""
+    Gaussian's colour steps by similar amounts from channel to channel; guitar single level,
+    quality 2: colour 1.824 → 1.776 B/G, quality 3 −0.05 B/G)."""
     a64 = np.asarray(a, np.int64)
     return a64 + ((a64 - np.asarray(b, np.int64)) >> 1)
 

@@ -28,7 +28,7 @@ class MapReceiverNodeConfig:
     max_pending: int = param(256, "out-of-order deltas buffered while waiting for a gap", (1, 100000))
     max_gaussians: int = param(
         1 << 22,
-        "largest map accepted: a snapshot or delta that would make a larger one is rejected before decoding",
+        "largest map accepted: a snapshot or delta that would make a larger one is rejected before decoding",  # (MapStore default)
         (1, 1 << 26),
     )
     min_opacity: float = param(0.05, "Gaussians fainter than this are left out of ~/map_cloud", (0.0, 1.0))
