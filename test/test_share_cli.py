@@ -205,3 +205,18 @@ def test_diff_refuses_ids_it_cannot_match(tmp_path, capsys):
     )
     assert rc == 2 and "cannot be matched by id" in err and err.count("\n") == 1
     assert not (tmp_path / "d.gsd").exists()
+
+
+def test_diff_to_an_empty_scene_removes_everything(tmp_path, capsys):
+    """An empty NEW (whose file may carry an id column: there are no ids to match) removes every
+    Gaussian of an id-less OLD."""
+    from test_share_scenes import _scene
+
+    g = _scene(synthetic_map(300, 0, seed=1), np.arange(300))
+    save_ply(g, tmp_path / "a.ply")
+    save_ply(g.subset(np.zeros(len(g), bool)), tmp_path / "empty.ply")
+    t = lambda n: str(tmp_path / n)  # noqa: E731
+    assert main(["encode", t("a.ply"), t("a.gsd")]) == 0
+    assert main(["diff", t("a.ply"), t("empty.ply"), t("d.gsd")]) == 0
+    assert main(["apply", t("a.gsd"), t("d.gsd"), t("r.ply")]) == 0
+    assert len(load_ply(tmp_path / "r.ply")) == 0

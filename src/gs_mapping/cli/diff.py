@@ -48,16 +48,18 @@ def run(args) -> int:
             f"{args.old} has SH degree {old.sh_degree}, {args.new} {new.sh_degree}: "
             "a delta cannot change it (encode a new snapshot)"
         )
-    if old.ids_implicit and not new.ids_implicit:
+    # (an empty scene has no ids to match, whatever its file says)
+    old_implicit, new_implicit = old.ids_implicit or not len(old), new.ids_implicit or not len(new)
+    if old_implicit and not new_implicit:
         raise ConfigError(
             f"{args.new} has Gaussian ids and {args.old} none: they cannot be matched by id (give "
             "NEW without ids to match its Gaussians by content, or encode a new snapshot)"
         )
     params = snapshot_params(args, old)  # OLD's snapshot's, which the delta must share
     old_q, new_q = to_qmap(old, params), to_qmap(new, params)
-    if old.ids_implicit:  # numbered as encode numbers it
+    if old_implicit:  # numbered as encode numbers it
         old_q = spatial_ids(old_q, params)
-    if new.ids_implicit:
+    if new_implicit:
         new_q = match_ids(old_q, spatial_ids(new_q, params))
     data, info = encode_delta(
         old_q,
