@@ -126,3 +126,32 @@ def test_store_bound_rejects_a_map_larger_than_it_holds_before_decoding(monkeypa
     g.remove(g.ids[-15:])
     assert store.receive(sender.update(g, g.take_changes())[0]) in (REJECTED, receiver.BUFFERED)
     assert store.receive(sender.snapshot()) == receiver.SNAPSHOT and len(store.state) == 605
+
+
+def test_a_delta_never_decodes_more_gaussians_than_its_header_leaves_room_for(monkeypatch):
+    """A delta adding 50 Gaussians whose header claims the map keeps its size: the added section
+    is decoded with a cap of the room the header leaves (0), so it is refused before a larger map
+    exists, even for a moment."""
+    from gs_map_share import delta as delta_mod
+
+    g = synthetic_map(600, 0, seed=6)
+    sender = MapSender.from_map(g, P, map_id=5)
+    store = MapStore()
+    store.receive(sender.snapshot())
+    extra = synthetic_map(50, 0, seed=7)
+    g.add(extra.means, extra.quats, extra.log_scales, extra.opacity_logits, extra.sh)
+    data = sender.update(g, g.take_changes())[0]
+    h, chunks = unpack(data)
+    d = dict(h.__dict__)
+    d["gaussians"] = 600
+    lying = pack(Header(**d), chunks)
+    caps = []
+    real = delta_mod.decode_section
+    monkeypatch.setattr(
+        delta_mod,
+        "decode_section",
+        lambda sec, p, deg, cap, *a: caps.append(cap) or real(sec, p, deg, cap, *a),
+    )
+    before = store.state.copy()
+    assert store.receive(lying) == REJECTED and caps == [0] and store.state.equals(before)
+    assert store.receive(data) == APPLIED and caps[-1] == 50 and len(store.state) == 650

@@ -310,7 +310,13 @@ def apply_delta(
             r.end()
     section = [c for c in chunks if c.type in (TILES, LEVEL)]
     if section:
-        added = decode_section(section, p, h.sh_degree, cap, None, "delta")
+        # exactly the Gaussians the header leaves room for: never a larger map, even for a moment
+        room = h.gaussians - len(out)
+        if room < 0:
+            raise DecodeError(
+                f"delta {h.seq}: {len(out)} Gaussians remain, more than the {h.gaussians} it declares"
+            )
+        added = decode_section(section, p, h.sh_degree, min(cap, room), None, "delta")
         _, clash = _rows(out.ids, added.ids)
         if clash.any():
             raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
