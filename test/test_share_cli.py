@@ -220,3 +220,32 @@ def test_diff_to_an_empty_scene_removes_everything(tmp_path, capsys):
     assert main(["diff", t("a.ply"), t("empty.ply"), t("d.gsd")]) == 0
     assert main(["apply", t("a.gsd"), t("d.gsd"), t("r.ply")]) == 0
     assert len(load_ply(tmp_path / "r.ply")) == 0
+
+
+def test_a_chain_of_relative_diffs_takes_the_snapshot_parameters(tmp_path, capsys):
+    """With --relative the step follows the scene, so a second delta derived from the edited map
+    would carry other parameters: OLD given as the snapshot itself, or --params-from it with OLD
+    the map apply wrote, makes a chain that applies and ends at the last scene quantised with the
+    snapshot's parameters."""
+    from test_share_scenes import _rows, _scene
+
+    from gs_map_share.container import unpack_header
+
+    a = _scene(synthetic_map(3000, 0, seed=8), np.arange(3000))
+    b = _scene(a.subset(np.arange(3000) % 7 != 0), np.arange(2571)[::-1])  # 429 removed, rows reversed
+    b.means[:300] *= np.float32(1.5)  # a larger scene: its own median step would differ
+    c = _scene(b.subset(np.arange(len(b)) % 5 != 1), np.arange(len(b) - len(b) // 5 - 1))
+    t = lambda n: str(tmp_path / n)  # noqa: E731
+    for name, m in (("a.ply", a), ("b.ply", b), ("c.ply", c)):
+        save_ply(m, tmp_path / name)
+    assert main(["encode", t("a.ply"), t("a.gsd"), "--relative"]) == 0
+    assert main(["diff", t("a.gsd"), t("b.ply"), t("ab.gsd")]) == 0  # OLD: the snapshot
+    assert main(["apply", t("a.gsd"), t("ab.gsd"), t("mid.ply")]) == 0
+    args = ["diff", t("mid.ply"), t("c.ply"), t("bc.gsd"), "--base-seq", "2", "--params-from", t("a.gsd")]
+    assert main(args) == 0
+    assert main(["apply", t("a.gsd"), t("ab.gsd"), t("bc.gsd"), t("end.ply")]) == 0
+    params = unpack_header((tmp_path / "a.gsd").read_bytes())[0].params
+    assert np.array_equal(_rows(load_ply(tmp_path / "end.ply")), _rows(quantize(c, params)))
+    capsys.readouterr()
+    assert main(["diff", t("ab.gsd"), t("c.ply"), t("x.gsd")]) == 2  # a delta is no base
+    assert "not a snapshot" in capsys.readouterr().err

@@ -5,6 +5,11 @@ The delta applies to the snapshot ``gs-mapping encode OLD`` writes with the same
 NEW: any scene ``encode`` reads. A scene without ids (every trainer's PLY) is numbered as ``encode``
 numbers it, and a NEW without ids is matched to OLD by content: a Gaussian that did not change
 keeps its id, one that changed is removed and added (``gs_map_share.delta.match_ids``).
+
+The receivers' state is OLD quantised with the snapshot's parameters. Where those cannot be
+derived from OLD again (a chain of deltas with ``--relative``, whose step follows the scene), they
+come from the snapshot itself: OLD given as the ``.gsd`` the receivers hold (its parameters, ids
+and sequence), or ``--params-from BASE.gsd`` with OLD the map ``apply`` wrote.
 """
 
 from __future__ import annotations
@@ -18,7 +23,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("old", help="the map the receiver holds (any scene encode reads)")
     p.add_argument("new", help="the map to bring it to")
     p.add_argument("out", help="output delta (.gsd)")
-    p.add_argument("--base-seq", type=int, default=1, help="sequence number of OLD's container (default 1)")
+    p.add_argument(
+        "--base-seq",
+        type=int,
+        default=None,
+        help="sequence number of OLD's container (default: OLD's own for a .gsd, else 1)",
+    )
+    p.add_argument(
+        "--params-from",
+        default=None,
+        metavar="BASE.gsd",
+        help="take the quantisation parameters from this snapshot (the one the receivers started "
+        "from) instead of deriving them from OLD",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
     add_common(p)
     add_relative(p)
@@ -36,12 +53,15 @@ def run(args) -> int:
     from .encode import snapshot_params
     from .scene_io import load_scene
 
-    if not 1 <= args.base_seq < (1 << 64) - 1:  # the container's sequence numbers are uint64
+    if args.base_seq is not None and not 1 <= args.base_seq < (1 << 64) - 1:  # uint64 in the container
         raise ConfigError(f"--base-seq must be 1 … 2**64 - 2, got {args.base_seq}")
     if not 0 <= args.map_id < 1 << 64:
         raise ConfigError(f"--map-id must be 0 … 2**64 - 1, got {args.map_id}")
-    inputs = [args.old, args.new]
+    inputs = [p for p in (args.old, args.new, args.params_from) if p]
     check_output(args.out, overwrite=args.overwrite, inputs=inputs)  # before any work
+    base = args.params_from or (args.old if str(args.old).lower().endswith(".gsd") else None)
+    header = _snapshot_header(base) if base else None
+    base_seq = args.base_seq or (header.seq if header is not None and base == args.old else 1)
     old, new = load_scene(args.old), load_scene(args.new)
     if old.sh_degree != new.sh_degree:
         raise ConfigError(
@@ -55,7 +75,10 @@ def run(args) -> int:
             f"{args.new} has Gaussian ids and {args.old} none: they cannot be matched by id (give "
             "NEW without ids to match its Gaussians by content, or encode a new snapshot)"
         )
-    params = snapshot_params(args, old)  # OLD's snapshot's, which the delta must share
+    # the snapshot's parameters, which the delta must share
+    params = header.params if header is not None else snapshot_params(args, old)
+    if header is not None and header.sh_degree != old.sh_degree:
+        raise ConfigError(f"{base} has SH degree {header.sh_degree}, {args.old} {old.sh_degree}")
     old_q, new_q = to_qmap(old, params), to_qmap(new, params)
     if old_implicit:  # numbered as encode numbers it
         old_q = spatial_ids(old_q, params)
@@ -66,8 +89,8 @@ def run(args) -> int:
         new_q,
         params,
         map_id=args.map_id,
-        seq=args.base_seq + 1,
-        base_seq=args.base_seq,
+        seq=base_seq + 1,
+        base_seq=base_seq,
         frame_id=args.frame_id,
         tile_size=new.tile_size,
     )
@@ -84,3 +107,16 @@ def run(args) -> int:
         )
     )
     return 0
+
+
+def _snapshot_header(path: str):
+    """The header of the snapshot at ``path`` (one line and exit 2 for anything else)."""
+    from gs_map_share.container import unpack_header
+    from gs_mapping.errors import ConfigError
+
+    from .scene_io import read_container
+
+    h = unpack_header(read_container(path))[0]
+    if not h.is_snapshot:
+        raise ConfigError(f"{path}: a delta (base sequence {h.base_seq}), not a snapshot")
+    return h
