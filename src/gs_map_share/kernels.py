@@ -1116,7 +1116,7 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oc
         t3 = b3 * w + b0 * x + b1 * y + b2 * z
         best = _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2)
         for _ in range(rounds):
-            b0, b1, b2 = r0, r1, r2
+            n0, n1, n2 = r0, r1, r2  # the nearest so far
             for j in range(6):  # the six neighbours (one component ±1), in order
                 d = 1 if j & 1 else -1
                 u0, u1, u2 = (
@@ -1134,8 +1134,8 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oc
                         _closest(np.float64(d0), np.float64(d1), np.float64(d2), np.float64(d3), s, oct_index)
                         == 0
                     ):
-                        best, b0, b1, b2 = cost, u0, u1, u2
-            if b0 == r0 and b1 == r1 and b2 == r2:
+                        best, n0, n1, n2 = cost, u0, u1, u2
+            if n0 == r0 and n1 == r1 and n2 == r2:
                 break
-            r0, r1, r2 = b0, b1, b2
+            r0, r1, r2 = n0, n1, n2
         rot[i, 0], rot[i, 1], rot[i, 2] = r0, r1, r2

@@ -291,9 +291,8 @@ def _cell_median(codes: np.ndarray, cells: np.ndarray) -> float:
     ``cells[i]`` steps), in steps: close to the median of the values the codes were rounded from
     (guitar: within ~0.001 log units from quality 1 on, 0.04 at quality 0, whose steps are 0.2
     and, faint, 1.0, where the median code itself was 0.28 off; playbot within 0.03), and a
-    function of the codes alone. Bisected
-    over the distinct (code, cell) pairs; rounded to 2**-20 steps, so that the last bits of a sum
-    cannot move it."""
+    function of the codes alone. Bisected over the distinct (code, cell) pairs; rounded to 2**-20
+    steps, so that the last bits of a sum cannot move it."""
     key, count = np.unique(
         np.stack([np.asarray(codes, np.int64), np.asarray(cells, np.int64)], 1), axis=0, return_counts=True
     )
@@ -858,10 +857,16 @@ def _lattice_of(params: QuantParams, bits, n: int):
     """(M, s) as scalars (one lattice) or per-row arrays."""
     if bits is None:
         return params.rot_max, params.rot_step
-    b = np.asarray(bits, np.int64)
+    b = _row_bits(bits, n)
+    return _ROT_M[b], _ROT_S[b]
+
+
+def _row_bits(bits, n: int) -> np.ndarray:
+    """``bits`` (:func:`rotation_bits`) as an array, one per rotation."""
+    b = np.asarray(bits)
     if len(b) != n:
         raise ValueError(f"{len(b)} rotation bit counts for {n} rotations")
-    return _ROT_M[b], _ROT_S[b]
+    return b
 
 
 def stable_rotations(
@@ -891,9 +896,9 @@ def dequantize_rotations(
     kernels = jit.kernels()
     if kernels is not None and len(r):  # compiled: the same floats (tests compare)
         out = np.empty((len(r), 4), np.float32)
-        b, steps = (_NO_CODES, np.array([params.rot_step])) if bits is None else (np.asarray(bits), _ROT_S)
-        if bits is not None and len(b) != len(r):
-            raise ValueError(f"{len(b)} rotation bit counts for {len(r)} rotations")
+        b, steps = (
+            (_NO_CODES, np.array([params.rot_step])) if bits is None else (_row_bits(bits, len(r)), _ROT_S)
+        )
         kernels.dequantize_rotations(np.asarray(rot_idx), r, b, steps, out)
         return out
     _, s = _lattice_of(params, bits, len(r))
