@@ -3,10 +3,12 @@ from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files. Four generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+these files. Five generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
 ``least_turned=False``), version 6 (``codec_golden_v6_q*``), version 7 (``codec_golden_v7_q*``:
-short streams plain) and version 8 (``codec_golden_v8_q*``: refined rotation codes, and a
-single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction).
+short streams plain), version 8 (``codec_golden_v8_q*``: refined rotation codes, and a
+single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction)
+and version 9 (``codec_golden_v9_q*``: and a scene of smooth colour, read without ids, whose colour
+travels blue first in neighbour phases).
 Each is compared with the map quantised on the lattices its header declares (the presets of its
 day)."""
 
@@ -22,8 +24,11 @@ from synthetic_maps import synthetic_map
 from gs_map_share import quantize
 from gs_map_share.container import unpack_header
 from gs_map_share.delta import MapSender
+from gs_map_share.entropy import Groups
 from gs_map_share.quantize import QuantParams, to_qmap
 from gs_map_share.receiver import APPLIED, SNAPSHOT, MapStore
+from gs_map_share.snapshot import encode_map, spatial_ids
+from gs_mapping.gaussians import GaussianMap
 
 DATA = Path(__file__).resolve().parent / "data"
 QUALITIES = (0, 3)
@@ -50,17 +55,30 @@ def grey_map(quality: int):
     return g
 
 
+def scene_map(quality: int):
+    """A scene read without ids (trainer order: shuffled), 4,200 Gaussians whose colour varies
+    smoothly in space, blue least: coded blue first, in neighbour phases (version 9)."""
+    g = synthetic_map(4200, 0, seed=40 + quality)
+    rng = np.random.default_rng(200 + quality)
+    perm = rng.permutation(len(g))
+    means, quats, scales, ops = g.means[perm], g.quats[perm], g.log_scales[perm], g.opacity_logits[perm]
+    x, y, z = means.astype(np.float64).T
+    blue = 0.2 * np.sin(x) + rng.normal(0, 0.02, len(g))
+    green = blue + 0.8 * np.cos(y) + rng.normal(0, 0.02, len(g))
+    red = green + 0.5 * (green - blue) + 0.6 * np.sin(z) + rng.normal(0, 0.02, len(g))
+    sh = np.stack([red, green, blue], 1).astype(np.float32)[:, None, :]
+    return GaussianMap(0, g.tile_size, means, quats, scales, ops, sh)
+
+
 def golden_containers() -> dict[str, bytes]:
-    """Today's encoder's containers (the version-8 generation's names)."""
+    """Today's encoder's containers (the version-9 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"v8_q{q}_snapshot"] = sender.snapshot()
-        out[f"v8_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
-        out[f"v8_q{q}_grey"] = MapSender.from_map(
-            grey_map(q), QuantParams.from_quality(q), n_levels=1
-        ).snapshot()
+        out[f"v9_q{q}_snapshot"] = sender.snapshot()
+        out[f"v9_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+        out[f"v9_q{q}_scene"] = encode_map(scene_map(q), QuantParams.from_quality(q), n_levels=1)[0]
     return out
 
 
@@ -71,6 +89,7 @@ GENERATIONS = {
     6: ("codec_golden_v6_", True, False),
     7: ("codec_golden_v7_", True, False),
     8: ("codec_golden_v8_", True, True),
+    9: ("codec_golden_v9_", True, True),
 }
 
 
@@ -104,3 +123,24 @@ def test_stored_blue_extrapolation_decodes(quality, monkeypatch):
     assert store.state.equals(to_qmap(grey_map(quality), p))
     monkeypatch.setattr(section, "_extrapolated", lambda a, b: np.zeros(len(a), np.int64))
     assert MapStore().receive(data) != SNAPSHOT
+
+
+@pytest.mark.parametrize("quality", QUALITIES)
+def test_stored_neighbour_phases_and_blue_first_decode(quality, monkeypatch):
+    """Version 9's colour, as stored: the scene decodes to its map quantised and numbered as the
+    octree visits it; its colour streams do travel in phases, blue first (decoding fails with
+    either taken away: phase contexts off by one bucket, or the order flag ignored)."""
+    from gs_map_share import phases, section
+
+    data = (DATA / f"codec_golden_v9_q{quality}_scene.bin").read_bytes()
+    p = unpack_header(data)[0].params
+    store = MapStore()
+    assert store.receive(data) == SNAPSHOT
+    assert store.state.equals(spatial_ids(to_qmap(scene_map(quality), p), p))
+    with monkeypatch.context() as m:
+        real = phases.contexts
+        m.setattr(phases, "contexts", lambda *a: Groups(np.minimum(real(*a).ctx + 1, 13), 14))
+        assert MapStore().receive(data) != SNAPSHOT or not MapStore().state.equals(store.state)
+    with monkeypatch.context() as m:
+        m.setattr(section, "BLUE_FIRST", 0)  # the flag then reads as an unknown geometry form
+        assert MapStore().receive(data) != SNAPSHOT

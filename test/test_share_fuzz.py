@@ -4,6 +4,7 @@ allocations sized by a header (a long fuzz run is in bench/codec.py)."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,8 @@ def _lanes_seed() -> bytes:
 
 
 LANES = _lanes_seed()
+# a single-level scene whose colour travels blue first in neighbour phases (version 9)
+PHASED = (Path(__file__).resolve().parent / "data" / "codec_golden_v9_q0_scene.bin").read_bytes()
 
 
 def _decode_any(b: bytes) -> None:
@@ -54,13 +57,14 @@ mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    which=st.sampled_from(["snapshot", "delta", "layered", "lanes"]),
+    which=st.sampled_from(["snapshot", "delta", "layered", "lanes", "phased"]),
     muts=mutation,
     cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
     seal=st.booleans(),
 )
 def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
-    b = bytearray({"snapshot": SNAP, "delta": DELTA, "layered": LAYERED, "lanes": LANES}[which])
+    seeds = {"snapshot": SNAP, "delta": DELTA, "layered": LAYERED, "lanes": LANES, "phased": PHASED}
+    b = bytearray(seeds[which])
     for pos, val in muts:
         b[pos % len(b)] = val
     if cut is not None:

@@ -394,10 +394,12 @@ class Groups:
     (:func:`_group`, a sort) made once, when a stream first needs it (the compiled decoder does
     not)."""
 
-    def __init__(self, ctx, n_ctx: int) -> None:
+    def __init__(self, ctx, n_ctx: int, counts: np.ndarray | None = None) -> None:
+        """``counts``: the values per context, where the caller counted them (and made every
+        context lie in 0..n_ctx − 1)."""
         self.n_ctx = n_ctx
         self.ctx = np.ascontiguousarray(ctx, np.int64)  # as the compiled decoder takes them
-        self.counts = _counts(self.ctx, n_ctx)
+        self.counts = _counts(self.ctx, n_ctx) if counts is None else counts
         self._grouped: tuple[np.ndarray, np.ndarray] | None = None
 
     @property

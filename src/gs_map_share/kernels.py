@@ -394,6 +394,35 @@ def faint_rescale(x, faint, f, divide, out):
 
 
 @njit(cache=True, nogil=True)
+def phase_contexts(res, start, gap, shift, reach, base, out, counts):
+    """``phases.contexts`` in one pass: for rows i = start, start + 2·gap, … of ``res``, t = (res[i −
+    gap] + res[i + gap, or i − gap past the end]) >> shift, the bucket reach ∓ min(floor(log2(|t| +
+    1)), reach) by t's sign, plus (2·reach + 1) × base[i] where ``base`` is not empty; into ``out``,
+    and counted into ``counts``."""
+    n = len(res)
+    buckets = 2 * reach + 1
+    # bucket of t clipped to ±15: reach ∓ min(floor(log2(|t| + 1)), reach)
+    table = np.empty(31, np.int64)
+    for v in range(-15, 16):
+        m = -v if v < 0 else v
+        mag = 0
+        while mag < reach and m >= (2 << mag) - 1:
+            mag += 1
+        table[v + 15] = reach - mag if v < 0 else reach + mag
+    last = n - 1 - gap  # rows beyond it take the row before twice
+    j = 0
+    for i in range(start, n, 2 * gap):
+        a = i + gap if i <= last else i - gap
+        t = (np.int64(res[i - gap]) + np.int64(res[a])) >> shift
+        k = table[min(max(t, -15), 15) + 15]
+        if len(base):
+            k += buckets * base[i]
+        out[j] = k
+        counts[k] += 1
+        j += 1
+
+
+@njit(cache=True, nogil=True)
 def gather_column(src, j, idx, out):
     """``out[i] = src[idx[i], j]`` (int32 ``src`` of shape (m, k)): a parent's column for each
     child, without the contiguous copy and int64 fancy indexing numpy makes (~3× faster)."""

@@ -1,0 +1,159 @@
+"""Neighbour phases and the blue-first colour order (container version 9): exact round trips
+compiled or not, the encoder's choices against what each form costs, hostile phase bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_share_speedpaths import _use_compiled
+
+from gs_map_share import jit, phases, section
+from gs_map_share.bitio import Reader, Writer
+from gs_map_share.entropy import put_stream
+from gs_map_share.errors import DecodeError
+
+
+def _smooth(rng, n, spread=40):
+    """A channel whose neighbours in order are alike (a random walk) plus noise."""
+    return (np.cumsum(rng.integers(-2, 3, n)) % spread + rng.integers(-1, 2, n)).astype(np.int64)
+
+
+def _round_trip(res, base, n_base):
+    w = Writer()
+    phases.put(w, res, base, n_base)
+    r = Reader(w.getvalue(), "test")
+    out = phases.get(r, len(res), base, n_base, (1 << 30) - 1)
+    r.end()
+    return out, w.getvalue()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 31, 4096, 5001])
+def test_phases_round_trip_every_length(n, compiled, monkeypatch):
+    _use_compiled(compiled, monkeypatch)
+    rng = np.random.default_rng(n)
+    res = _smooth(rng, n)
+    base = (rng.random(n) < 0.3).astype(np.int64)
+    for b, k in ((None, 1), (base, 2)):
+        out, _ = _round_trip(res, b, k)
+        assert out.dtype == np.int32 and np.array_equal(out, res)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 3000),
+    scale=st.sampled_from([1, 5, 100, 1 << 20, (1 << 30) - 1]),
+    shift_bias=st.integers(0, 40),
+    seed=st.integers(0, 2**31),
+)
+def test_phase_contexts_the_same_compiled_or_not(n, scale, shift_bias, seed):
+    """The compiled contexts and counts equal numpy's for any residuals and shift (sums of two
+    residuals near the lattice edge, shifts past their width), every phase."""
+    if jit.kernels() is None:
+        pytest.skip("numba is not installed (or GS_MAP_SHARE_NUMBA=0): only the numpy path exists")
+    rng = np.random.default_rng(seed)
+    res = rng.integers(-scale, scale + 1, n).astype(np.int32)
+    base = rng.integers(0, 2, n).astype(np.int64)
+    shift = min(shift_bias, phases.MAX_SHIFT)
+    for start, gap in phases.PHASES:
+        for b, k in ((None, 1), (base, 2)):
+            fast = phases.contexts(res, start, gap, shift, b, k)
+            kernels = jit._kernels
+            try:
+                jit._kernels = False
+                plain = phases.contexts(res, start, gap, shift, b, k)
+            finally:
+                jit._kernels = kernels
+            assert np.array_equal(fast.ctx, plain.ctx)
+            assert np.array_equal(fast.counts, plain.counts)
+
+
+def test_neighbours_give_the_context():
+    """A channel smooth along its order costs less in phases; white noise does not (the encoder
+    keeps the smaller, so its choice byte says which)."""
+    rng = np.random.default_rng(1)
+    for res, phased in ((_smooth(rng, 20000), True), (rng.integers(-20, 21, 20000), False)):
+        plain = Writer()
+        put_stream(plain, res)
+        _, split = _round_trip(res, None, 1)
+        assert (len(split) < len(plain.getvalue())) == phased
+        w = Writer()
+        section._put_pred(w, res, [0], phased=True)
+        assert bool(w.getvalue()[0] & section.PHASED) == phased
+        assert len(w.getvalue()) <= len(plain.getvalue()) + 1
+        r = Reader(w.getvalue(), "test")
+        assert np.array_equal(section._get_pred(r, len(res), [0]), res)
+
+
+def test_the_shift_follows_the_spread():
+    rng = np.random.default_rng(2)
+    res = _smooth(rng, 10000)
+    assert phases.choose_shift(res) == phases.choose_shift(res * 8) - 3
+    assert phases.choose_shift(np.zeros(100, np.int64)) == 0
+
+
+def test_hostile_phase_bytes_are_refused():
+    rng = np.random.default_rng(3)
+    res = _smooth(rng, 6000)
+    w = Writer()
+    section._put_pred(w, res, [0], phased=True)
+    data = bytearray(w.getvalue())
+    assert data[0] & section.PHASED
+    shift_at = 1 + (2 if data[0] & section.CENTRED else 0)  # (a one- or two-byte centring varint)
+    for bad_shift in (32, 200, 255):
+        data2 = bytearray(data)
+        data2[shift_at] = bad_shift
+        with pytest.raises(DecodeError, match="phase shift"):
+            section._get_pred(Reader(bytes(data2), "test"), len(res), [0])
+    with pytest.raises(DecodeError, match="position channel"):
+        section._get_pred(Reader(bytes(data), "test"), len(res), [0], wide=True)
+    for cut in range(1, len(data), 97):
+        with pytest.raises(DecodeError):
+            r = Reader(bytes(data[:cut]), "test")
+            section._get_pred(r, len(res), [0])
+            r.end()
+    # every byte flipped in turn: only our decode error, or the same length of values
+    for i in range(0, len(data), 7):
+        data2 = bytearray(data)
+        data2[i] ^= 0x5A
+        try:
+            out = section._get_pred(Reader(bytes(data2), "test"), len(res), [0])
+        except DecodeError:
+            continue
+        assert len(out) == len(res)
+
+
+def test_blue_first_is_chosen_where_it_is_cheaper():
+    """Colour whose blue is simplest (green from blue, red extrapolated) goes blue first; the
+    mirror image red first; and each decodes to its codes."""
+    rng = np.random.default_rng(4)
+    n = 8000
+    blue = rng.integers(-3, 4, n)
+    green = blue + rng.integers(-40, 41, n)
+    red = green + (green - blue) // 2 + rng.integers(-2, 3, n)
+    simple_blue = np.stack([red, green, blue], 1).astype(np.int32)
+    assert section._blue_first(simple_blue)
+    assert not section._blue_first(simple_blue[:, ::-1].copy())
+    assert not section._blue_first(simple_blue[:10])  # too few to estimate: the old order
+
+
+def test_a_scene_snapshot_takes_both(monkeypatch):
+    """The encoder uses them where they pay: a scene of smooth colour read without ids encodes
+    smaller than with either switched off, and decodes to the same map."""
+    from test_guards_format import scene_map
+
+    from gs_map_share.quantize import QuantParams
+    from gs_map_share.snapshot import decode_snapshot, encode_map
+
+    g, p = scene_map(0), QuantParams.from_quality(0)
+    data = encode_map(g, p, n_levels=1)[0]
+    with monkeypatch.context() as m:
+        m.setattr(phases, "MIN_VALUES", 1 << 40)
+        assert len(encode_map(g, p, n_levels=1)[0]) > len(data) + 100
+    with monkeypatch.context() as m:
+        m.setattr(section, "_blue_first", lambda dc: False)
+        no_blue = encode_map(g, p, n_levels=1)[0]
+        assert len(no_blue) > len(data) + 100
+        assert decode_snapshot(no_blue)[1].equals(decode_snapshot(data)[1])
