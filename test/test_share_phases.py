@@ -157,3 +157,17 @@ def test_a_scene_snapshot_takes_both(monkeypatch):
         no_blue = encode_map(g, p, n_levels=1)[0]
         assert len(no_blue) > len(data) + 100
         assert decode_snapshot(no_blue)[1].equals(decode_snapshot(data)[1])
+
+
+def test_phases_are_kept_only_where_enough_smaller(monkeypatch):
+    rng = np.random.default_rng(5)
+    res = _smooth(rng, 20000)
+    plain = Writer()
+    put_stream(plain, res)
+    _, split = _round_trip(res, None, 1)
+    ratio = len(split) / len(plain.getvalue())
+    for keep, phased in ((ratio * 1.001, True), (ratio * 0.999, False)):
+        monkeypatch.setattr(phases, "KEEP", keep)
+        w = Writer()
+        section._put_pred(w, res, [0], phased=True)
+        assert bool(w.getvalue()[0] & section.PHASED) == phased

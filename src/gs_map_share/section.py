@@ -100,8 +100,8 @@ def _put_pred(
     """Code ``child`` as the residual against one of the candidate predictions (index 0 = none,
     i.e. raw; ``None`` = unavailable), less a constant where that pays (:func:`_centre`), the
     one estimated cheapest; a choice byte names it (``CENTRED`` set: the constant follows).
-    ``phased``: also try the residuals in neighbour phases (:mod:`.phases`), kept where smaller
-    (``PHASED`` set)."""
+    ``phased``: also try the residuals in neighbour phases (:mod:`.phases`), kept where enough
+    smaller (``phases.KEEP``; ``PHASED`` set)."""
     child = np.asarray(child, np.int64)
     n = len(child)
     # choose on a fixed subsample (every 8th value) for long channels: the choice is written in
@@ -129,7 +129,7 @@ def _put_pred(
         plain, split = Writer(), Writer()
         put_stream(plain, res, ctx=ctx, n_ctx=n_ctx)
         phases.put(split, res, ctx, n_ctx)
-        if len(split.getvalue()) < len(plain.getvalue()):
+        if len(split.getvalue()) < phases.KEEP * len(plain.getvalue()):
             best |= PHASED
             data = split.getvalue()
     w.u8(best | CENTRED if best_off else best)
@@ -387,10 +387,10 @@ def _extrapolated(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _blue_first(dc: np.ndarray) -> bool:
     """Whether a section's colour is estimated cheaper coded B, G, R than R, G, B (each channel
     against the cheapest of none, the channel before and, for the last, :func:`_extrapolated`), on
-    every 8th Gaussian's DC codes. Trained scenes take blue first (guitar single level, quality 2:
-    colour 1.776 → 1.728 B/G, 1.664 → 1.621 in neighbour phases; playbot −0.02), the kitchen map
-    red (blue first +0.003)."""
-    sub = np.asarray(dc[::8], np.int64)
+    every 8th Gaussian's DC codes, at most ~32k of them (playbot: 13 → 4 ms). Trained scenes take
+    blue first (guitar single level, quality 2: colour 1.776 → 1.728 B/G, 1.664 → 1.621 in
+    neighbour phases; playbot −0.02), the kitchen map red (blue first +0.003)."""
+    sub = np.asarray(dc[:: max(8, len(dc) // 16384)], np.int64)
     if len(sub) < CENTRE_MIN:
         return False
 
