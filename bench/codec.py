@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
 from common import best_time, log  # noqa: E402
 from faulty_link import simulate  # noqa: E402
-from synthetic_maps import fuzz_seeds, synthetic_map  # noqa: E402
+from synthetic_maps import fuzz_seeds, smooth_colour_scene, synthetic_map  # noqa: E402
 
 from gs_map_share.container import reseal  # noqa: E402
 from gs_map_share.delta import decode_delta, encode_delta  # noqa: E402
@@ -228,12 +228,14 @@ def fuzz(n_cases: int, seed=0) -> dict:
     snap, q0, delta, layered = fuzz_seeds(400, seed=21)
     # long streams are two-lane (mode 6): a single-level snapshot of 5,000 Gaussians has them
     lanes, _ = encode_map(synthetic_map(5000, 0, seed=22), QuantParams.from_quality(2), n_levels=1)
+    # a scene's colour blue first, in neighbour phases (version 9)
+    phased, _ = encode_map(smooth_colour_scene(5000, 23, 24), QuantParams.from_quality(2), n_levels=1)
     outcomes = Counter()
     other = Counter()
     net = 0
     t0 = time.time()
     for i in range(n_cases):
-        base = ({0: snap, 2: layered, 4: lanes, 6: layered}[i % 8]) if i % 2 == 0 else delta
+        base = ({0: snap, 2: layered, 4: lanes, 6: phased}[i % 8]) if i % 2 == 0 else delta
         b = bytearray(base)
         r = rng.random()
         if r < 0.6:

@@ -130,6 +130,21 @@ def synthetic_map(
     return g
 
 
+def smooth_colour_scene(n: int, seed: int, colour_seed: int) -> GaussianMap:
+    """A scene read without ids (trainer order: shuffled) whose colour varies smoothly in space,
+    blue least: a single level codes its colour blue first, in neighbour phases (version 9)."""
+    g = synthetic_map(n, 0, seed=seed)
+    rng = np.random.default_rng(colour_seed)
+    perm = rng.permutation(len(g))
+    means, quats, scales, ops = g.means[perm], g.quats[perm], g.log_scales[perm], g.opacity_logits[perm]
+    x, y, z = means.astype(np.float64).T
+    blue = 0.2 * np.sin(x) + rng.normal(0, 0.02, len(g))
+    green = blue + 0.8 * np.cos(y) + rng.normal(0, 0.02, len(g))
+    red = green + 0.5 * (green - blue) + 0.6 * np.sin(z) + rng.normal(0, 0.02, len(g))
+    sh = np.stack([red, green, blue], 1).astype(np.float32)[:, None, :]
+    return GaussianMap(0, g.tile_size, means, quats, scales, ops, sh)
+
+
 def fuzz_seeds(n: int, seed: int, levels: int = 4):
     """Valid containers to mutate when fuzzing the decoder: a snapshot of a small SH3 map, the
     quantised map it encodes, a delta against it (moves, removals and additions), and a layered

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_maps import synthetic_map
+from synthetic_maps import smooth_colour_scene, synthetic_map
 
 from gs_map_share import quantize
 from gs_map_share.container import unpack_header
@@ -28,7 +28,6 @@ from gs_map_share.entropy import Groups
 from gs_map_share.quantize import QuantParams, to_qmap
 from gs_map_share.receiver import APPLIED, SNAPSHOT, MapStore
 from gs_map_share.snapshot import encode_map, spatial_ids
-from gs_mapping.gaussians import GaussianMap
 
 DATA = Path(__file__).resolve().parent / "data"
 QUALITIES = (0, 3)
@@ -56,18 +55,8 @@ def grey_map(quality: int):
 
 
 def scene_map(quality: int):
-    """A scene read without ids (trainer order: shuffled), 4,200 Gaussians whose colour varies
-    smoothly in space, blue least: coded blue first, in neighbour phases (version 9)."""
-    g = synthetic_map(4200, 0, seed=40 + quality)
-    rng = np.random.default_rng(200 + quality)
-    perm = rng.permutation(len(g))
-    means, quats, scales, ops = g.means[perm], g.quats[perm], g.log_scales[perm], g.opacity_logits[perm]
-    x, y, z = means.astype(np.float64).T
-    blue = 0.2 * np.sin(x) + rng.normal(0, 0.02, len(g))
-    green = blue + 0.8 * np.cos(y) + rng.normal(0, 0.02, len(g))
-    red = green + 0.5 * (green - blue) + 0.6 * np.sin(z) + rng.normal(0, 0.02, len(g))
-    sh = np.stack([red, green, blue], 1).astype(np.float32)[:, None, :]
-    return GaussianMap(0, g.tile_size, means, quats, scales, ops, sh)
+    """4,200 Gaussians of smooth colour read without ids (``smooth_colour_scene``)."""
+    return smooth_colour_scene(4200, 40 + quality, 200 + quality)
 
 
 def golden_containers() -> dict[str, bytes]:
