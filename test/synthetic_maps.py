@@ -130,9 +130,10 @@ def synthetic_map(
     return g
 
 
-def smooth_colour_scene(n: int, seed: int, colour_seed: int) -> GaussianMap:
+def smooth_colour_scene(n: int, seed: int, colour_seed: int, offset: float = 0.0) -> GaussianMap:
     """A scene read without ids (trainer order: shuffled) whose colour varies smoothly in space,
-    blue least: a single level codes its colour blue first, in neighbour phases (version 9)."""
+    blue least: a single level codes its colour blue first, in neighbour phases (version 9);
+    ``offset`` is added to every DC value (far from zero: the first channel is centred too)."""
     g = synthetic_map(n, 0, seed=seed)
     rng = np.random.default_rng(colour_seed)
     perm = rng.permutation(len(g))
@@ -141,7 +142,7 @@ def smooth_colour_scene(n: int, seed: int, colour_seed: int) -> GaussianMap:
     blue = 0.2 * np.sin(x) + rng.normal(0, 0.02, len(g))
     green = blue + 0.8 * np.cos(y) + rng.normal(0, 0.02, len(g))
     red = green + 0.5 * (green - blue) + 0.6 * np.sin(z) + rng.normal(0, 0.02, len(g))
-    sh = np.stack([red, green, blue], 1).astype(np.float32)[:, None, :]
+    sh = (np.stack([red, green, blue], 1) + offset).astype(np.float32)[:, None, :]
     return GaussianMap(0, g.tile_size, means, quats, scales, ops, sh)
 
 

@@ -15,6 +15,7 @@ day)."""
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,15 @@ def scene_map(quality: int):
     return smooth_colour_scene(4200, 40 + quality, 200 + quality)
 
 
+def bright_map():
+    """The quality-3 scene 10 DC units from grey: its first colour channel centred and phased."""
+    return smooth_colour_scene(4200, 43, 203, offset=10.0)
+
+
+def _no_faint(p: QuantParams) -> QuantParams:
+    return replace(p, faint_factor=1, faint_rot=0, faint_pos=1)
+
+
 def golden_containers() -> dict[str, bytes]:
     """Today's encoder's containers (the version-9 generation's names)."""
     out = {}
@@ -68,6 +78,10 @@ def golden_containers() -> dict[str, bytes]:
         out[f"v9_q{q}_snapshot"] = sender.snapshot()
         out[f"v9_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
         out[f"v9_q{q}_scene"] = encode_map(scene_map(q), QuantParams.from_quality(q), n_levels=1)[0]
+    # blue first with levels (parent and cross-channel predictions in the new order), and a
+    # phased channel that is centred too
+    out["v9_q3_scene5"] = encode_map(scene_map(3), QuantParams.from_quality(3), n_levels=5)[0]
+    out["v9_q3_bright"] = encode_map(bright_map(), _no_faint(QuantParams.from_quality(3)), n_levels=1)[0]
     return out
 
 
@@ -119,17 +133,50 @@ def test_stored_neighbour_phases_and_blue_first_decode(quality, monkeypatch):
     """Version 9's colour, as stored: the scene decodes to its map quantised and numbered as the
     octree visits it; its colour streams do travel in phases, blue first (decoding fails with
     either taken away: phase contexts off by one bucket, or the order flag ignored)."""
-    from gs_map_share import phases, section
+    from gs_map_share import phases
 
     data = (DATA / f"codec_golden_v9_q{quality}_scene.bin").read_bytes()
+    _decodes_to(data, scene_map(quality))
+    with monkeypatch.context() as m:
+        real = phases.contexts
+        top = 2 * phases.BUCKETS - 1
+        m.setattr(phases, "contexts", lambda *a: Groups(np.minimum(real(*a).ctx + 1, top), top + 1))
+        assert MapStore().receive(data) != SNAPSHOT  # (the header's checksum refuses a wrong map)
+    _fails_in_red_first(data, monkeypatch)
+
+
+def test_stored_blue_first_with_levels_and_a_centred_phased_channel_decode(monkeypatch):
+    """Version 9 as stored, two more forms: blue first in a section of 5 levels (parent and
+    cross-channel predictions in that order), and a phased channel that is centred as well (the
+    constant before the shift)."""
+    from gs_map_share import section
+
+    levels = (DATA / "codec_golden_v9_q3_scene5.bin").read_bytes()
+    _decodes_to(levels, scene_map(3))
+    _fails_in_red_first(levels, monkeypatch)
+    bright = (DATA / "codec_golden_v9_q3_bright.bin").read_bytes()
+    _decodes_to(bright, bright_map())
+    with monkeypatch.context() as m:  # the stream does hold a centred phased channel
+        seen = []
+        real = section._get_pred
+        m.setattr(section, "_get_pred", lambda r, *a, **k: seen.append(r.data[r.pos]) or real(r, *a, **k))
+        assert MapStore().receive(bright) == SNAPSHOT
+        assert section.CENTRED | section.PHASED in seen
+
+
+def _decodes_to(data: bytes, scene) -> None:
     p = unpack_header(data)[0].params
     store = MapStore()
     assert store.receive(data) == SNAPSHOT
-    assert store.state.equals(spatial_ids(to_qmap(scene_map(quality), p), p))
+    assert store.state.equals(spatial_ids(to_qmap(scene, p), p))
+
+
+def _fails_in_red_first(data: bytes, monkeypatch) -> None:
+    """Decoding ``data`` with its blue-first flag read but the colour taken in R, G, B order
+    fails (the header's checksum refuses the wrong map)."""
+    from gs_map_share import section
+
+    real = section._code_attrs
     with monkeypatch.context() as m:
-        real = phases.contexts
-        m.setattr(phases, "contexts", lambda *a: Groups(np.minimum(real(*a).ctx + 1, 13), 14))
-        assert MapStore().receive(data) != SNAPSHOT or not MapStore().state.equals(store.state)
-    with monkeypatch.context() as m:
-        m.setattr(section, "BLUE_FIRST", 0)  # the flag then reads as an unknown geometry form
+        m.setattr(section, "_code_attrs", lambda *a, **k: real(*a, **{**k, "blue_first": False}))
         assert MapStore().receive(data) != SNAPSHOT

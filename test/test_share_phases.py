@@ -30,7 +30,7 @@ def _round_trip(res, base, n_base):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 31, 4096, 5001])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 4096, 5001])
 def test_phases_round_trip_every_length(n, compiled, monkeypatch):
     _use_compiled(compiled, monkeypatch)
     rng = np.random.default_rng(n)
@@ -72,7 +72,7 @@ def test_phase_contexts_the_same_compiled_or_not(n, scale, shift_bias, seed):
 
 def test_neighbours_give_the_context():
     """A channel smooth along its order costs less in phases; white noise does not (the encoder
-    keeps the smaller, so its choice byte says which)."""
+    keeps phases only where smaller, so its choice byte says which)."""
     rng = np.random.default_rng(1)
     for res, phased in ((_smooth(rng, 20000), True), (rng.integers(-20, 21, 20000), False)):
         plain = Writer()
@@ -94,14 +94,51 @@ def test_the_shift_follows_the_spread():
     assert phases.choose_shift(np.zeros(100, np.int64)) == 0
 
 
+def _phased_channel(res):
+    """``res`` coded as a phased channel, and the offset of its shift byte."""
+    w = Writer()
+    section._put_pred(w, res, [0], phased=True)
+    data = w.getvalue()
+    assert data[0] & section.PHASED
+    r = Reader(data, "test")
+    if r.u8() & section.CENTRED:
+        r.varint()
+    return data, r.pos
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_a_centred_phased_channel_round_trips(centred):
+    """The centring constant comes before the shift (a channel far from zero: both flags)."""
+    res = _smooth(np.random.default_rng(6), 9000) + (1 << 20 if centred else 0)
+    data, _ = _phased_channel(res)
+    assert bool(data[0] & section.CENTRED) == centred
+    r = Reader(data, "test")
+    assert np.array_equal(section._get_pred(r, len(res), [0]), res)
+    r.end()
+
+
+def test_the_largest_shift_decodes(monkeypatch):
+    res = _smooth(np.random.default_rng(7), 5000)
+    monkeypatch.setattr(phases, "choose_shift", lambda res: 31)  # (docs/format.md: shift ≤ 31)
+    out, data = _round_trip(res, None, 1)
+    assert data[0] == 31 and np.array_equal(out, res)
+
+
+@pytest.mark.parametrize("row", [0, 2, 1])
+def test_a_residual_beyond_the_limit_is_refused_in_every_phase(row):
+    res = np.zeros(64, np.int64)
+    res[row] = 1 << 30
+    w = Writer()
+    phases.put(w, res, None, 1)
+    with pytest.raises(DecodeError, match="beyond"):
+        phases.get(Reader(w.getvalue(), "test"), len(res), None, 1, (1 << 30) - 1)
+
+
 def test_hostile_phase_bytes_are_refused():
     rng = np.random.default_rng(3)
     res = _smooth(rng, 6000)
-    w = Writer()
-    section._put_pred(w, res, [0], phased=True)
-    data = bytearray(w.getvalue())
-    assert data[0] & section.PHASED
-    shift_at = 1 + (2 if data[0] & section.CENTRED else 0)  # (a one- or two-byte centring varint)
+    data, shift_at = _phased_channel(res)
+    data = bytearray(data)
     for bad_shift in (32, 200, 255):
         data2 = bytearray(data)
         data2[shift_at] = bad_shift

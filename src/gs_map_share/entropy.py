@@ -390,9 +390,9 @@ def encode_stream(
 
 
 class Groups:
-    """Contexts shared by several streams: the values' contexts and counts, and their grouping
-    (:func:`_group`, a sort) made once, when a stream first needs it (the compiled decoder does
-    not)."""
+    """A stream's contexts, maybe shared by several streams: the values' contexts and counts, and
+    their grouping (:func:`_group`, a sort) made once, when a stream first needs it (the compiled
+    decoder does not)."""
 
     def __init__(self, ctx, n_ctx: int, counts: np.ndarray | None = None) -> None:
         """``counts``: the values per context, where the caller counted them (and made every

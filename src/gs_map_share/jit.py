@@ -1,5 +1,6 @@
 """Optional numba compilation of the codec's scalar loops: the decoder's (ANS symbols in one or two
-lanes, frequency tables, escaped values, octree expansion, rotations) and the encoder's (each
+lanes, frequency tables, escaped values, octree expansion, rotations, parent predictions, faint
+rescaling, neighbour-phase contexts) and the encoder's (each
 Gaussian's frame, distinct SH rows, octree levels and coarse-level moments, stream statistics and
 size estimates, escape symbols, bit packing and frequency tables).
 

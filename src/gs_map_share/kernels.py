@@ -6,7 +6,7 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake,
 ``descend`` beside the numpy path of ``octree.descend``,
 ``gather_column`` and ``gather_combo`` beside ``section._Parent``'s numpy gathers,
-``faint_rescale`` beside ``section._on_faint``. Encoder:
+``faint_rescale`` beside ``section._on_faint``, ``phase_contexts`` beside ``phases.contexts``. Encoder:
 ``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments`` and
 ``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
 (``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
@@ -401,20 +401,21 @@ def phase_contexts(res, start, gap, shift, reach, base, out, counts):
     and counted into ``counts``."""
     n = len(res)
     buckets = 2 * reach + 1
-    # bucket of t clipped to ±15: reach ∓ min(floor(log2(|t| + 1)), reach)
-    table = np.empty(31, np.int64)
-    for v in range(-15, 16):
+    clip = (2 << reach) - 1  # |t| ≥ clip: the last bucket
+    # bucket of t clipped to ±clip: reach ∓ min(floor(log2(|t| + 1)), reach)
+    table = np.empty(2 * clip + 1, np.int64)
+    for v in range(-clip, clip + 1):
         m = -v if v < 0 else v
         mag = 0
         while mag < reach and m >= (2 << mag) - 1:
             mag += 1
-        table[v + 15] = reach - mag if v < 0 else reach + mag
+        table[v + clip] = reach - mag if v < 0 else reach + mag
     last = n - 1 - gap  # rows beyond it take the row before twice
     j = 0
     for i in range(start, n, 2 * gap):
         a = i + gap if i <= last else i - gap
         t = (np.int64(res[i - gap]) + np.int64(res[a])) >> shift
-        k = table[min(max(t, -15), 15) + 15]
+        k = table[min(max(t, -clip), clip) + clip]
         if len(base):
             k += buckets * base[i]
         out[j] = k

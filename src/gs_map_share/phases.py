@@ -33,8 +33,9 @@ from . import jit
 from .bitio import Reader, Writer
 from .entropy import Groups, decode_stream, put_stream
 
-REACH = 3  # log buckets each way: 2·3 + 1 = 7, times 2 faint contexts ≤ the compiled decoder's 16
+REACH = 3  # log buckets each way: 2·3 + 1 = 7, times colour's 2 faint contexts ≤ the compiled decoder's 16
 BUCKETS = 2 * REACH + 1
+CLIP = (2 << REACH) - 1  # |t| from here on is in the last bucket
 MAX_SHIFT = 31  # residuals are below 2**30: a sum of two is below 2**31
 MIN_VALUES = 4096  # shorter channels are not tried: three streams' tables for little
 # kept where at least 2 % smaller: a phased channel costs its decoder ~20 ns a value more (the
@@ -44,7 +45,7 @@ MIN_VALUES = 4096  # shorter channels are not tried: three streams' tables for l
 KEEP = 0.98
 PHASES = ((2, 2), (1, 1))  # (first row, gap) of the phases after rows 0, 4, 8, …
 _NO_BASE = np.zeros(0, np.int64)  # (the compiled loop's "no channel contexts")
-_LOG = np.minimum(np.floor(np.log2(np.arange(16) + 1)), REACH).astype(np.int64)  # of min(|sum|, 15)
+_LOG = np.minimum(np.floor(np.log2(np.arange(CLIP + 1) + 1)), REACH).astype(np.int64)  # of min(|t|, CLIP)
 
 
 def base_contexts(ctx) -> np.ndarray | None:
@@ -52,20 +53,27 @@ def base_contexts(ctx) -> np.ndarray | None:
     return None if ctx is None else np.asarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)
 
 
+def _neighbour_sums(res: np.ndarray, start: int, gap: int, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``start``, ``start + 2·gap``, … (every ``every``-th of them) and the int64 sums of their
+    neighbours at ± gap (the row before twice where the one after is past the end)."""
+    rows = np.arange(start, len(res), 2 * gap * every)
+    after = rows + gap
+    after[after >= len(res)] -= 2 * gap
+    return rows, res[rows - gap].astype(np.int64) + res[after]
+
+
 def choose_shift(res: np.ndarray) -> int:
     """The bucket shift for residuals ``res``: the bit length of the median |sum| of the odd rows'
-    neighbours (every 8th), less three."""
-    odd = np.arange(1, len(res), 16)
-    after = odd + 1
-    after[after >= len(res)] -= 2
-    total = np.abs(res[odd - 1].astype(np.int64) + res[after])
+    neighbours (every 8th odd row), less three, at least 0."""
+    total = np.abs(_neighbour_sums(res, 1, 1, every=8)[1])
     m = int(np.median(total)) if len(total) else 0
     return max(0, m.bit_length() - 3)
 
 
 def contexts(res: np.ndarray, start: int, gap: int, shift: int, base, n_base: int) -> Groups:
     """The contexts of rows ``start``, ``start + 2·gap``, … of ``res`` (those of the phases before
-    filled in), with their counts."""
+    filled in), with their counts. ``base``: the channel's own contexts, each in 0..n_base − 1
+    (callers take them from a :class:`Groups`, which checked that)."""
     n_ctx = BUCKETS * n_base
     kernels = jit.kernels()
     if kernels is not None and res.dtype in (np.int32, np.int64):
@@ -73,12 +81,9 @@ def contexts(res: np.ndarray, start: int, gap: int, shift: int, base, n_base: in
         counts = np.zeros(n_ctx, np.int64)
         kernels.phase_contexts(res, start, gap, shift, REACH, _NO_BASE if base is None else base, out, counts)
         return Groups(out, n_ctx, counts)
-    n = len(res)
-    rows = np.arange(start, n, 2 * gap)
-    after = rows + gap
-    after[after >= n] -= 2 * gap
-    total = (res[rows - gap].astype(np.int64) + res[after]) >> shift
-    mag = _LOG[np.minimum(np.abs(total), 15)]
+    rows, total = _neighbour_sums(res, start, gap)
+    total >>= shift
+    mag = _LOG[np.minimum(np.abs(total), CLIP)]
     k = np.where(total < 0, REACH - mag, REACH + mag)
     if base is not None:
         k += BUCKETS * base[rows]

@@ -4,12 +4,14 @@ LEVEL chunk per level). Snapshots are one section; a delta's added Gaussians are
 Level k holds the child occupancy from depth d[k-1] to d[k] (d[-1] = 0) and then, for k < L-1,
 one aggregated Gaussian per node at depth d[k] (opacity, scales, rotation, DC colour; placed at the
 cell centre), or, for the last level, the leaves: Gaussians per occupied voxel, ids, levels and all
-attributes. Attribute channels of level k are coded either raw or as the residual against the
-parent node's decoded value at depth d[k-1] (the parent-conditioned context; the encoder picks per
-channel, a flag byte says which).
+attributes. Attribute channels of level k are coded raw or as the residual against a prediction:
+the parent node's decoded value at depth d[k-1] (the parent-conditioned context), the same
+Gaussian's channel before, or both (the encoder picks per channel, a choice byte says which, and
+whether the residuals travel in neighbour phases, :mod:`.phases`).
 
 A single-level section may instead list its ids and positions in id order (:mod:`.idorder`), when
-that is estimated smaller than the octree; the TILES chunk names the geometry form.
+that is estimated smaller than the octree; the TILES chunk names the geometry form, and whether the
+section codes its colour blue first (:func:`_blue_first`).
 """
 
 from __future__ import annotations
@@ -64,8 +66,13 @@ def _put(
 ) -> None:
     before = sum(len(x) for x in w.parts) if w.stats is not None else 0
     put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx)
+    _count(w, label, sum(len(x) for x in w.parts) - before if w.stats is not None else 0)
+
+
+def _count(w: Writer, label: str, nbytes: int) -> None:
+    """``nbytes`` more under ``label`` in the writer's byte accounting, if it keeps one."""
     if w.stats is not None:
-        w.stats[label] = w.stats.get(label, 0) + sum(len(x) for x in w.parts) - before
+        w.stats[label] = w.stats.get(label, 0) + nbytes
 
 
 CENTRED = 0x80  # choice-byte flag: a constant (signed varint) is taken off the residuals
@@ -124,23 +131,20 @@ def _put_pred(
     res = child - c if best else child
     if best_off:
         res = res - best_off
-    data = None
-    if phased and n >= phases.MIN_VALUES:  # both ways, the smaller kept
-        plain, split = Writer(), Writer()
-        put_stream(plain, res, ctx=ctx, n_ctx=n_ctx)
+    stream = Writer()
+    put_stream(stream, res, ctx=ctx, n_ctx=n_ctx)
+    data = stream.getvalue()
+    if phased and n >= phases.MIN_VALUES:  # both ways: phases kept where enough smaller
+        split = Writer()
         phases.put(split, res, ctx, n_ctx)
-        if len(split.getvalue()) < phases.KEEP * len(plain.getvalue()):
+        if len(split.getvalue()) < phases.KEEP * len(data):
             best |= PHASED
             data = split.getvalue()
     w.u8(best | CENTRED if best_off else best)
     if best_off:
         w.varint(_zigzag_int(best_off))
-    if data is None:
-        _put(w, res, label=label, ctx=ctx, n_ctx=n_ctx)
-    else:
-        w.raw(data)
-        if w.stats is not None:
-            w.stats[label] = w.stats.get(label, 0) + len(data)
+    w.raw(data)
+    _count(w, label, len(data))
 
 
 def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bool = False) -> np.ndarray:
@@ -320,8 +324,10 @@ def _code_attrs(
 ) -> Coarse:
     """One walk shared by encoder (``put`` codes a channel, returns it) and decoder (``put`` decodes
     it). Channel by channel, predictions come from the parent's value (ProGS's parent context), the
-    same Gaussian's previous channel (colours and in-plane scales correlate), or both. Rotation
-    components are coded in the context of their lattice (anisotropy tier, from the decoded scales)."""
+    same Gaussian's channel coded before (colours and in-plane scales correlate), or both. Rotation
+    components are coded in the context of their lattice (anisotropy tier, from the decoded scales).
+    Colour goes R, G, B or, with ``blue_first``, B, G, R; without a parent its channels ask ``put``
+    to try neighbour phases (``phased``: the encoder's choice, which the stream names)."""
     P = parent
 
     # candidates are built lazily (callables): a decoder builds only the one the stream names
