@@ -20,11 +20,11 @@ def _smooth(rng, n, spread=40):
     return (np.cumsum(rng.integers(-2, 3, n)) % spread + rng.integers(-1, 2, n)).astype(np.int64)
 
 
-def _round_trip(res, base, n_base):
+def _round_trip(res, base, n_base, faint=1):
     w = Writer()
-    phases.put(w, res, base, n_base)
+    phases.put(w, res, base, n_base, faint)
     r = Reader(w.getvalue(), "test")
-    out = phases.get(r, len(res), base, n_base, (1 << 30) - 1)
+    out = phases.get(r, len(res), base, n_base, (1 << 30) - 1, faint)
     r.end()
     return out, w.getvalue()
 
@@ -36,8 +36,8 @@ def test_phases_round_trip_every_length(n, compiled, monkeypatch):
     rng = np.random.default_rng(n)
     res = _smooth(rng, n)
     base = (rng.random(n) < 0.3).astype(np.int64)
-    for b, k in ((None, 1), (base, 2)):
-        out, _ = _round_trip(res, b, k)
+    for b, k, faint in ((None, 1, 1), (base, 2, 1), (base, 2, 5)):
+        out, _ = _round_trip(res, b, k, faint)
         assert out.dtype == np.int32 and np.array_equal(out, res)
 
 
@@ -50,7 +50,7 @@ def test_phases_round_trip_every_length(n, compiled, monkeypatch):
 )
 def test_phase_contexts_the_same_compiled_or_not(n, scale, shift_bias, seed):
     """The compiled contexts and counts equal numpy's for any residuals and shift (sums of two
-    residuals near the lattice edge, shifts past their width), every phase."""
+    residuals near the lattice edge, faint ones scaled up, shifts past their width), every phase."""
     if jit.kernels() is None:
         pytest.skip("numba is not installed (or GS_MAP_SHARE_NUMBA=0): only the numpy path exists")
     rng = np.random.default_rng(seed)
@@ -58,12 +58,12 @@ def test_phase_contexts_the_same_compiled_or_not(n, scale, shift_bias, seed):
     base = rng.integers(0, 2, n).astype(np.int64)
     shift = min(shift_bias, phases.MAX_SHIFT)
     for start, gap in phases.PHASES:
-        for b, k in ((None, 1), (base, 2)):
-            fast = phases.contexts(res, start, gap, shift, b, k)
+        for b, k, faint in ((None, 1, 1), (base, 2, 1), (base, 2, 8)):
+            fast = phases.contexts(res, start, gap, shift, b, k, faint)
             kernels = jit._kernels
             try:
                 jit._kernels = False
-                plain = phases.contexts(res, start, gap, shift, b, k)
+                plain = phases.contexts(res, start, gap, shift, b, k, faint)
             finally:
                 jit._kernels = kernels
             assert np.array_equal(fast.ctx, plain.ctx)
@@ -119,7 +119,7 @@ def test_a_centred_phased_channel_round_trips(centred):
 
 def test_the_largest_shift_decodes(monkeypatch):
     res = _smooth(np.random.default_rng(7), 5000)
-    monkeypatch.setattr(phases, "choose_shift", lambda res: 31)  # (docs/format.md: shift ≤ 31)
+    monkeypatch.setattr(phases, "choose_shift", lambda *a: 31)  # (docs/format.md: shift ≤ 31)
     out, data = _round_trip(res, None, 1)
     assert data[0] == 31 and np.array_equal(out, res)
 

@@ -394,11 +394,12 @@ def faint_rescale(x, faint, f, divide, out):
 
 
 @njit(cache=True, nogil=True)
-def phase_contexts(res, start, gap, shift, reach, base, out, counts):
-    """``phases.contexts`` in one pass: for rows i = start, start + 2·gap, … of ``res``, t = (res[i −
-    gap] + res[i + gap, or i − gap past the end]) >> shift, the bucket reach ∓ min(floor(log2(|t| +
-    1)), reach) by t's sign, plus (2·reach + 1) × base[i] where ``base`` is not empty; into ``out``,
-    and counted into ``counts``."""
+def phase_contexts(res, start, gap, shift, reach, base, faint, out, counts):
+    """``phases.contexts`` in one pass: for rows i = start, start + 2·gap, … of ``res``, t = (w·res[i
+    − gap] + w·res[i + gap, or i − gap past the end]) >> shift, w = ``faint`` for a row whose
+    ``base`` context is 1 (else 1), the bucket reach ∓ min(floor(log2(|t| + 1)), reach) by t's
+    sign, plus (2·reach + 1) × base[i] where ``base`` is not empty; into ``out``, and counted into
+    ``counts``."""
     n = len(res)
     buckets = 2 * reach + 1
     clip = (2 << reach) - 1  # |t| ≥ clip: the last bucket
@@ -410,13 +411,21 @@ def phase_contexts(res, start, gap, shift, reach, base, out, counts):
         while mag < reach and m >= (2 << mag) - 1:
             mag += 1
         table[v + clip] = reach - mag if v < 0 else reach + mag
+    has_base = len(base) > 0
+    f = np.int64(faint)
     last = n - 1 - gap  # rows beyond it take the row before twice
     j = 0
     for i in range(start, n, 2 * gap):
-        a = i + gap if i <= last else i - gap
-        t = (np.int64(res[i - gap]) + np.int64(res[a])) >> shift
+        b = i - gap
+        a = i + gap if i <= last else b
+        x = np.int64(res[b])
+        y = np.int64(res[a])
+        if has_base:
+            x *= f if base[b] == 1 else 1
+            y *= f if base[a] == 1 else 1
+        t = (x + y) >> shift
         k = table[min(max(t, -clip), clip) + clip]
-        if len(base):
+        if has_base:
             k += buckets * base[i]
         out[j] = k
         counts[k] += 1

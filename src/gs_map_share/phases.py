@@ -11,7 +11,8 @@ the previous value would make the ANS decoder switch tables symbol by symbol, an
 reference reader, could not decode it in bulk).
 
 The context is the shifted sum's sign and log magnitude (``REACH`` buckets each way: 0, 1–2, 3–6,
-7 and more), times the channel's own context (a faint row's values are on a coarser lattice). The
+7 and more), times the channel's own context (a faint row's values are on a coarser lattice; as a
+neighbour it counts ``faint`` times its residual, the others' units: guitar −0.011 B/G). The
 shift, written after the choice byte, sets the bucket width to the channel's spread: the encoder
 takes the bit length of the median |sum| less three (guitar, single level, quality 2: blue's
 median |sum| is 29, shift 2; green's 8, shift 1; red's 4, shift 0 — each the best of 0..3).
@@ -53,35 +54,44 @@ def base_contexts(ctx) -> np.ndarray | None:
     return None if ctx is None else np.asarray(ctx.ctx if isinstance(ctx, Groups) else ctx, np.int64)
 
 
-def _neighbour_sums(res: np.ndarray, start: int, gap: int, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _neighbour_sums(
+    res: np.ndarray, start: int, gap: int, base, faint: int, every: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``start``, ``start + 2·gap``, … (every ``every``-th of them) and the int64 sums of their
-    neighbours at ± gap (the row before twice where the one after is past the end)."""
+    neighbours at ± gap (the row before twice where the one after is past the end), a neighbour
+    on the faint lattice (``base`` context 1) times ``faint``: in the same units as the rest."""
     rows = np.arange(start, len(res), 2 * gap * every)
     after = rows + gap
     after[after >= len(res)] -= 2 * gap
-    return rows, res[rows - gap].astype(np.int64) + res[after]
+    x, y = res[rows - gap].astype(np.int64), res[after].astype(np.int64)
+    if base is not None and faint > 1:
+        x *= np.where(base[rows - gap] == 1, faint, 1)
+        y *= np.where(base[after] == 1, faint, 1)
+    return rows, x + y
 
 
-def choose_shift(res: np.ndarray) -> int:
+def choose_shift(res: np.ndarray, base=None, faint: int = 1) -> int:
     """The bucket shift for residuals ``res``: the bit length of the median |sum| of the odd rows'
     neighbours (every 8th odd row), less three, at least 0."""
-    total = np.abs(_neighbour_sums(res, 1, 1, every=8)[1])
+    total = np.abs(_neighbour_sums(res, 1, 1, base, faint, every=8)[1])
     m = int(np.median(total)) if len(total) else 0
     return max(0, m.bit_length() - 3)
 
 
-def contexts(res: np.ndarray, start: int, gap: int, shift: int, base, n_base: int) -> Groups:
+def contexts(res: np.ndarray, start: int, gap: int, shift: int, base, n_base: int, faint: int = 1) -> Groups:
     """The contexts of rows ``start``, ``start + 2·gap``, … of ``res`` (those of the phases before
     filled in), with their counts. ``base``: the channel's own contexts, each in 0..n_base − 1
-    (callers take them from a :class:`Groups`, which checked that)."""
+    (callers take them from a :class:`Groups`, which checked that); ``faint``: the factor of the
+    faint lattice, whose rows have context 1 (1: none)."""
     n_ctx = BUCKETS * n_base
     kernels = jit.kernels()
     if kernels is not None and res.dtype in (np.int32, np.int64):
         out = np.empty(len(range(start, len(res), 2 * gap)), np.int64)
         counts = np.zeros(n_ctx, np.int64)
-        kernels.phase_contexts(res, start, gap, shift, REACH, _NO_BASE if base is None else base, out, counts)
+        b = _NO_BASE if base is None else base
+        kernels.phase_contexts(res, start, gap, shift, REACH, b, faint, out, counts)
         return Groups(out, n_ctx, counts)
-    rows, total = _neighbour_sums(res, start, gap)
+    rows, total = _neighbour_sums(res, start, gap, base, faint)
     total >>= shift
     mag = _LOG[np.minimum(np.abs(total), CLIP)]
     k = np.where(total < 0, REACH - mag, REACH + mag)
@@ -90,19 +100,19 @@ def contexts(res: np.ndarray, start: int, gap: int, shift: int, base, n_base: in
     return Groups(k, n_ctx)
 
 
-def put(w: Writer, res: np.ndarray, ctx, n_ctx: int) -> None:
-    """``res`` (int64) in phases: the shift (u8), then one stream per phase."""
+def put(w: Writer, res: np.ndarray, ctx, n_ctx: int, faint: int = 1) -> None:
+    """``res`` (int64) in phases: the shift (u8), then one stream per phase (``faint``: as for
+    :func:`contexts`)."""
     base = base_contexts(ctx)
-    shift = choose_shift(res)
+    shift = choose_shift(res, base, faint)
     w.u8(shift)
     put_stream(w, res[0::4], ctx=None if base is None else base[0::4], n_ctx=n_ctx)
     for start, gap in PHASES:
-        put_stream(
-            w, res[start :: 2 * gap], ctx=contexts(res, start, gap, shift, base, n_ctx), n_ctx=BUCKETS * n_ctx
-        )
+        k = contexts(res, start, gap, shift, base, n_ctx, faint)
+        put_stream(w, res[start :: 2 * gap], ctx=k, n_ctx=BUCKETS * n_ctx)
 
 
-def get(r: Reader, n: int, ctx, n_ctx: int, limit: int) -> np.ndarray:
+def get(r: Reader, n: int, ctx, n_ctx: int, limit: int, faint: int = 1) -> np.ndarray:
     """Inverse of :func:`put`: ``n`` int32 residuals, each |value| ≤ ``limit``."""
     shift = r.u8()
     if shift > MAX_SHIFT:
@@ -114,7 +124,7 @@ def get(r: Reader, n: int, ctx, n_ctx: int, limit: int) -> np.ndarray:
         r, len(first), ctx=None if base is None else base[0::4], n_ctx=n_ctx, int32=True, limit=limit
     )
     for start, gap in PHASES:
-        k = contexts(out, start, gap, shift, base, n_ctx)
+        k = contexts(out, start, gap, shift, base, n_ctx, faint)
         out[start :: 2 * gap] = decode_stream(
             r, len(k.ctx), ctx=k, n_ctx=BUCKETS * n_ctx, int32=True, limit=limit
         )

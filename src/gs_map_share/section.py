@@ -102,13 +102,21 @@ def _zigzag_int(v: int) -> int:
 
 
 def _put_pred(
-    w: Writer, child: np.ndarray, cands: list, label: str = "", ctx=None, n_ctx: int = 1, phased: bool = False
+    w: Writer,
+    child: np.ndarray,
+    cands: list,
+    label: str = "",
+    ctx=None,
+    n_ctx: int = 1,
+    phased: bool = False,
+    faint: int = 1,
 ) -> None:
     """Code ``child`` as the residual against one of the candidate predictions (index 0 = none,
     i.e. raw; ``None`` = unavailable), less a constant where that pays (:func:`_centre`), the
     one estimated cheapest; a choice byte names it (``CENTRED`` set: the constant follows).
     ``phased``: also try the residuals in neighbour phases (:mod:`.phases`), kept where enough
-    smaller (``phases.KEEP``; ``PHASED`` set)."""
+    smaller (``phases.KEEP``; ``PHASED`` set); ``faint``: the factor of the faint lattice whose
+    rows have context 1, if the channel is on one."""
     child = np.asarray(child, np.int64)
     n = len(child)
     # choose on a fixed subsample (every 8th value) for long channels: the choice is written in
@@ -136,7 +144,7 @@ def _put_pred(
     data = stream.getvalue()
     if phased and n >= phases.MIN_VALUES:  # both ways: phases kept where enough smaller
         split = Writer()
-        phases.put(split, res, ctx, n_ctx)
+        phases.put(split, res, ctx, n_ctx, faint)
         if len(split.getvalue()) < phases.KEEP * len(data):
             best |= PHASED
             data = split.getvalue()
@@ -147,7 +155,9 @@ def _put_pred(
     _count(w, label, len(data))
 
 
-def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bool = False) -> np.ndarray:
+def _get_pred(
+    r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bool = False, faint: int = 1
+) -> np.ndarray:
     """Inverse of :func:`_put_pred`: int32 values (``wide``: int64 within the position lattice)."""
     lim = MAX_LATTICE if wide else 1 << 30
     flag = r.u8()
@@ -169,7 +179,7 @@ def _get_pred(r: Reader, n: int, cands: list, ctx=None, n_ctx: int = 1, wide: bo
         raise r.fail(f"prediction {flag} is not available here")
     # |v| < lim checked by the stream where its structure leaves it open (no scan of direct symbols)
     if phased:
-        v = phases.get(r, n, ctx, n_ctx, lim - 1)
+        v = phases.get(r, n, ctx, n_ctx, lim - 1, faint)
     else:
         v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide, limit=lim - 1)
 
@@ -435,7 +445,7 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
                     "(quantise the map with these parameters)"
                 )
             values = _on_faint(values, faint, f, divide=True)
-        out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2, phased=phased)
+        out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2, phased=phased, faint=f)
         if len(out) and max(out.max(), -out.min()) >= (1 << 30) // f:
             raise DecodeError("faint value outside the lattice range")
         return _on_faint(out, faint, f, divide=False)
@@ -492,8 +502,8 @@ def _put_coarse(
 ) -> None:
     shared = _shared_groups()
 
-    def put(values, cands, lab, ctx=None, n_ctx=1, phased=False):
-        _put_pred(w, values, cands, lab, ctx=shared(ctx, n_ctx), n_ctx=n_ctx, phased=phased)
+    def put(values, cands, lab, ctx=None, n_ctx=1, phased=False, faint=1):
+        _put_pred(w, values, cands, lab, ctx=shared(ctx, n_ctx), n_ctx=n_ctx, phased=phased, faint=faint)
         return values
 
     _code_attrs(c, parent, len(c.op), put, params, label, blue_first)
@@ -502,8 +512,8 @@ def _put_coarse(
 def _get_coarse(r: Reader, n: int, parent: _Parent | None, params: QuantParams, blue_first: bool) -> Coarse:
     shared = _shared_groups()
 
-    def put(_values, cands, _lab, ctx=None, n_ctx=1, phased=False):
-        return _get_pred(r, n, cands, ctx=shared(ctx, n_ctx), n_ctx=n_ctx)
+    def put(_values, cands, _lab, ctx=None, n_ctx=1, phased=False, faint=1):
+        return _get_pred(r, n, cands, ctx=shared(ctx, n_ctx), n_ctx=n_ctx, faint=faint)
 
     out = _code_attrs(None, parent, n, put, params, blue_first=blue_first)
     if n and not rotations_within(out.rot, out.rot_bits, params):
