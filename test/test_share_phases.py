@@ -208,3 +208,22 @@ def test_phases_are_kept_only_where_enough_smaller(monkeypatch):
         w = Writer()
         section._put_pred(w, res, [0], phased=True)
         assert bool(w.getvalue()[0] & section.PHASED) == phased
+
+
+def test_the_weighed_bit_says_whether_faint_neighbours_are_scaled():
+    """On a faint lattice the encoder keeps the smaller of both weighings; the decoder follows the
+    bit, whatever factor the channel has (a stream written unweighed decodes with factor 5)."""
+    rng = np.random.default_rng(8)
+    res = _smooth(rng, 6000)
+    base = (rng.random(len(res)) < 0.5).astype(np.int64)
+    w = Writer()
+    phases.put(w, res, base, 2)  # (factor 1: unweighed)
+    assert not w.getvalue()[0] & phases.WEIGHED
+    r = Reader(w.getvalue(), "test")
+    assert np.array_equal(phases.get(r, len(res), base, 2, (1 << 30) - 1, faint=5), res)
+    sizes = {}
+    for faint in (1, 5):
+        out, data = _round_trip(res, base, 2, faint)
+        assert np.array_equal(out, res)
+        sizes[faint] = len(data)
+    assert sizes[5] <= sizes[1]  # (the weighed form only where smaller)

@@ -12,7 +12,7 @@ reference reader, could not decode it in bulk).
 
 The context is the shifted sum's sign and log magnitude (``REACH`` buckets each way: 0, 1–2, 3–6,
 7 and more), times the channel's own context (a faint row's values are on a coarser lattice; as a
-neighbour it counts ``faint`` times its residual, the others' units: guitar −0.011 B/G). The
+neighbour it may count ``faint`` times its residual, in the others' units, ``WEIGHED``). The
 shift, written after the choice byte, sets the bucket width to the channel's spread: the encoder
 takes the bit length of the median |sum| less three (guitar, single level, quality 2: blue's
 median |sum| is 29, shift 2; green's 8, shift 1; red's 4, shift 0 — each the best of 0..3).
@@ -37,7 +37,8 @@ from .entropy import Groups, decode_stream, put_stream
 REACH = 3  # log buckets each way: 2·3 + 1 = 7, times colour's 2 faint contexts ≤ the compiled decoder's 16
 BUCKETS = 2 * REACH + 1
 CLIP = (2 << REACH) - 1  # |t| from here on is in the last bucket
-MAX_SHIFT = 31  # residuals are below 2**30: a sum of two is below 2**31
+MAX_SHIFT = 31  # residuals are below 2**30: a sum of two is below 2**31 (2**34 weighed)
+WEIGHED = 0x80  # in the shift byte: neighbours on the faint lattice count faint_factor times
 MIN_VALUES = 4096  # shorter channels are not tried: three streams' tables for little
 # kept where at least 2 % smaller: a phased channel costs its decoder ~20 ns a value more (the
 # contexts' pass, twice the tables; guitar ~0.9 ms a channel), which a fine quality's noisy colour
@@ -101,20 +102,28 @@ def contexts(res: np.ndarray, start: int, gap: int, shift: int, base, n_base: in
 
 
 def put(w: Writer, res: np.ndarray, ctx, n_ctx: int, faint: int = 1) -> None:
-    """``res`` (int64) in phases: the shift (u8), then one stream per phase (``faint``: as for
-    :func:`contexts`)."""
+    """``res`` (int64) in phases: a byte (the shift, ``WEIGHED`` where faint neighbours count
+    ``faint`` times), then one stream per phase. On a faint lattice both ways are tried and the
+    smaller kept (guitar: weighed, −0.011 B/G; playbot: not, weighing would cost +0.015)."""
     base = base_contexts(ctx)
-    shift = choose_shift(res, base, faint)
-    w.u8(shift)
-    put_stream(w, res[0::4], ctx=None if base is None else base[0::4], n_ctx=n_ctx)
-    for start, gap in PHASES:
-        k = contexts(res, start, gap, shift, base, n_ctx, faint)
-        put_stream(w, res[start :: 2 * gap], ctx=k, n_ctx=BUCKETS * n_ctx)
+    best = b""
+    for f in (faint, 1) if faint > 1 and base is not None else (1,):
+        out = Writer()
+        shift = choose_shift(res, base, f)
+        out.u8(shift | (WEIGHED if f > 1 else 0))
+        put_stream(out, res[0::4], ctx=None if base is None else base[0::4], n_ctx=n_ctx)
+        for start, gap in PHASES:
+            k = contexts(res, start, gap, shift, base, n_ctx, f)
+            put_stream(out, res[start :: 2 * gap], ctx=k, n_ctx=BUCKETS * n_ctx)
+        if not best or len(out.getvalue()) < len(best):
+            best = out.getvalue()
+    w.raw(best)
 
 
 def get(r: Reader, n: int, ctx, n_ctx: int, limit: int, faint: int = 1) -> np.ndarray:
     """Inverse of :func:`put`: ``n`` int32 residuals, each |value| ≤ ``limit``."""
-    shift = r.u8()
+    byte = r.u8()
+    shift, faint = byte & ~WEIGHED, faint if byte & WEIGHED else 1
     if shift > MAX_SHIFT:
         raise r.fail(f"phase shift {shift} above {MAX_SHIFT}")
     base = base_contexts(ctx)
