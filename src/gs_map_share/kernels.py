@@ -397,9 +397,9 @@ def faint_rescale(x, faint, f, divide, out):
 def phase_contexts(res, start, gap, shift, reach, base, faint, out, counts):
     """``phases.contexts`` in one pass: for rows i = start, start + 2·gap, … of ``res``, t = (w·res[i
     − gap] + w·res[i + gap, or i − gap past the end]) >> shift, w = ``faint`` for a row whose
-    ``base`` context is 1 (else 1; with ``faint`` > 1 every context is 0 or 1), the bucket reach ∓ min(floor(log2(|t| + 1)), reach) by t's
-    sign, plus (2·reach + 1) × base[i] where ``base`` is not empty; into ``out``, and counted into
-    ``counts``."""
+    ``base`` context is 1, else 1 (with ``faint`` > 1 every context is 0 or 1); the bucket reach ∓
+    min(floor(log2(|t| + 1)), reach) by t's sign, plus (2·reach + 1) × base[i] where ``base`` is
+    not empty; into ``out``, and counted into ``counts``."""
     n = len(res)
     buckets = 2 * reach + 1
     clip = (2 << reach) - 1  # |t| ≥ clip: the last bucket

@@ -23,7 +23,8 @@ with blue first, ``section._blue_first``, 1.728 → 1.621 and 2.097 → 2.005; t
 only colour tries it (``section._code_attrs``), and only without a parent level (a parent's
 prediction leaves the neighbours nothing: guitar progressive 9.163 → 9.158 B/G for 12 % more
 encode time). Decoding costs a compiled pass for each phase's contexts and the tables of 14
-contexts (guitar single level, quality 2: 18.2 → 21.0 ms, gunzip of its PLY 26 ms).
+contexts (guitar single level, quality 2: 18.2 → 21.0 ms, and ~0.45 ms more for the faint
+weighing by the kernel's own timing; gunzip of its PLY 25 ms).
 """
 
 from __future__ import annotations
