@@ -80,10 +80,11 @@ PHASED = 0x40  # (version 9) choice-byte flag: the residuals follow in neighbour
 CENTRE_MIN = 64  # channels shorter than this are never centred (the varint would not pay)
 
 
-def _centre(res: np.ndarray, bits: float) -> tuple[int, float]:
+def _centre(res: np.ndarray) -> tuple[int, float]:
     """(offset, estimated bits) for residuals ``res``: their median taken off when that is
     estimated smaller — a channel coded raw (a first scale, an opacity) sits far from zero, and
     at fine steps its values are escapes whose mantissa bits are stored, not modelled."""
+    bits = Stats(res, keep_u=False).best()[1]
     if len(res) < CENTRE_MIN:
         return 0, bits
     m = int(np.median(res))
@@ -131,7 +132,7 @@ def _put_pred(
         if c is None:
             continue
         res = sub - c[::step] if i else sub
-        off, bits = _centre(res, Stats(res, keep_u=False).best()[1])
+        off, bits = _centre(res)
         if best_bits is None or bits < best_bits:
             best, best_off, best_bits = i, off, bits
     c = cands[best]
@@ -411,7 +412,7 @@ def _blue_first(dc: np.ndarray) -> bool:
         return False
 
     def bits(v):
-        return _centre(v, Stats(v, keep_u=False).best()[1])[1]
+        return _centre(v)[1]
 
     def cost(a, b, c):
         x, y, z = sub[:, a], sub[:, b], sub[:, c]
