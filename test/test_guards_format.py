@@ -3,19 +3,19 @@ from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files. Five generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+these files. Six generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
 ``least_turned=False``), version 6 (``codec_golden_v6_q*``), version 7 (``codec_golden_v7_q*``:
 short streams plain), version 8 (``codec_golden_v8_q*``: refined rotation codes, and a
 single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction)
-and version 9 (``codec_golden_v9_q*``: and a scene of smooth colour, read without ids, whose colour
-travels blue first in neighbour phases).
+version 9 (``codec_golden_v9_q*``: and a scene of smooth colour, read without ids, whose colour
+travels blue first in neighbour phases) and version 10 (``codec_golden_v10_q*``: octree tails, in
+the 5-level scene and in a single-level piece of the real guitar scene).
 Each is compared with the map quantised on the lattices its header declares (the presets of its
 day)."""
 
 from __future__ import annotations
 
 import struct
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,13 @@ import pytest
 from synthetic_maps import smooth_colour_scene, synthetic_map
 
 from gs_map_share import quantize
-from gs_map_share.container import unpack_header
+from gs_map_share.container import TILES, unpack, unpack_header
 from gs_map_share.delta import MapSender
 from gs_map_share.entropy import Groups
 from gs_map_share.quantize import QuantParams, to_qmap
 from gs_map_share.receiver import APPLIED, SNAPSHOT, MapStore
 from gs_map_share.snapshot import encode_map, spatial_ids
+from gs_mapping.splat_formats import load_splats
 
 DATA = Path(__file__).resolve().parent / "data"
 QUALITIES = (0, 3)
@@ -65,23 +66,26 @@ def bright_map():
     return smooth_colour_scene(4200, 43, 203, offset=10.0)
 
 
-def _no_faint(p: QuantParams) -> QuantParams:
-    return replace(p, faint_factor=1, faint_rot=0, faint_pos=1)
+def guitar_piece(shared_data: Path):
+    """The first 3,000 Gaussians of the real guitar scene (read without ids): a single-level
+    octree that ends in tails, with branches, over an odd number of depths."""
+    return load_splats(shared_data / "splats" / "guitar.ply").subset(np.arange(3000))
 
 
 def golden_containers() -> dict[str, bytes]:
-    """Today's encoder's containers (the version-9 generation's names)."""
+    """Today's encoder's containers (the version-10 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"v9_q{q}_snapshot"] = sender.snapshot()
-        out[f"v9_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
-        out[f"v9_q{q}_scene"] = encode_map(scene_map(q), QuantParams.from_quality(q), n_levels=1)[0]
-    # blue first with levels (parent and cross-channel predictions in the new order), and a
-    # phased channel that is centred too
-    out["v9_q3_scene5"] = encode_map(scene_map(3), QuantParams.from_quality(3), n_levels=5)[0]
-    out["v9_q3_bright"] = encode_map(bright_map(), _no_faint(QuantParams.from_quality(3)), n_levels=1)[0]
+        out[f"v10_q{q}_snapshot"] = sender.snapshot()
+        out[f"v10_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+    # tails under 5 levels (each voxel's parent carried through them), blue first
+    out["v10_q3_scene5"] = encode_map(scene_map(3), QuantParams.from_quality(3), n_levels=5)[0]
+    from conftest import SHARED_DATA
+
+    piece = guitar_piece(SHARED_DATA)
+    out["v10_q2_guitar"] = encode_map(piece, QuantParams.from_quality(2).relative_to(piece), n_levels=1)[0]
     return out
 
 
@@ -93,6 +97,7 @@ GENERATIONS = {
     7: ("codec_golden_v7_", True, False),
     8: ("codec_golden_v8_", True, True),
     9: ("codec_golden_v9_", True, True),
+    10: ("codec_golden_v10_", True, True),
 }
 
 
@@ -180,3 +185,35 @@ def _fails_in_red_first(data: bytes, monkeypatch) -> None:
     with monkeypatch.context() as m:
         m.setattr(section, "_code_attrs", lambda *a, **k: real(*a, **{**k, "blue_first": False}))
         assert MapStore().receive(data) != SNAPSHOT
+
+
+def test_stored_tails_decode(shared_data, monkeypatch):
+    """Version 10's octree tails, as stored: a piece of the real guitar scene (one level; its
+    tails cover an odd number of depths, some nodes branch) and the 5-level scene (each voxel's
+    parent carried through the tails) decode to their maps quantised. Their TILES chunks do name
+    tails, and decoding fails with the path's octants read one per value instead of in pairs."""
+    from gs_map_share import tails
+
+    cases = [("q2_guitar", guitar_piece(shared_data)), ("q3_scene5", scene_map(3))]
+    for name, scene in cases:
+        data = (DATA / f"codec_golden_v10_{name}.bin").read_bytes()
+        assert _tail_depth(data) is not None
+        _decodes_to(data, scene)
+        with monkeypatch.context() as m:
+            m.setattr(tails, "parts", lambda depths: [3] * depths)
+            assert MapStore().receive(data) != SNAPSHOT
+
+
+def _tail_depth(data: bytes) -> int | None:
+    """The tail depth a container's (only) section names, or None."""
+    from gs_map_share.bitio import Reader
+    from gs_map_share.section import TAILS
+
+    r = Reader([c.data for c in unpack(data)[1] if c.type == TILES][0])
+    r.varint()
+    for _ in range(r.varint()):
+        r.u8()
+    if not r.u8() & TAILS:
+        return None
+    r.raw(24 * r.varint())
+    return r.u8()

@@ -14,14 +14,15 @@ from gs_map_share.delta import decode_delta, encode_delta
 from gs_map_share.entropy import put_stream
 from gs_map_share.errors import DecodeError
 from gs_map_share.quantize import MAX_LATTICE, QMap, QuantParams, to_qmap
-from gs_map_share.section import BLUE_FIRST, ID_ORDER, OCTREE
+from gs_map_share.section import BLUE_FIRST, ID_ORDER, OCTREE, TAILS
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
 
 P = QuantParams.from_quality(2)
 
 
 def _forms(data: bytes) -> list[int]:
-    """The geometry form of every section of a container (its byte less the colour-order flag)."""
+    """The geometry form of every section of a container (its byte less the colour-order and tail
+    flags)."""
     out = []
     for c in unpack(data)[1]:
         if c.type == TILES:
@@ -30,7 +31,7 @@ def _forms(data: bytes) -> list[int]:
             L = r.varint()
             for _ in range(L):
                 r.u8()
-            out.append(r.u8() & ~BLUE_FIRST)
+            out.append(r.u8() & ~(BLUE_FIRST | TAILS))
     return out
 
 

@@ -380,6 +380,50 @@ def descend(code, occ, tile_count, child, pidx, up, per_tile):
 
 
 @njit(cache=True, nogil=True)
+def join_tails(code, branch, path, widths, b_code, b_up, up, tile_count, out, out_up, per_tile):
+    """``tails.join`` in one pass: for each node i at s in order (``tile_count[t]`` per tile), a
+    tail (``branch[i]`` 0) gives one voxel, its code followed by its path symbols (``widths[k]``
+    bits from ``path[k]``), a branch its voxels ``b_code`` whose ``b_up`` is i (in order);
+    ``up[i]`` with each where ``up`` is not empty; voxels per tile into ``per_tile``. The paths
+    are put together first, row by row of ``path`` (loops that vectorise)."""
+    n_tails = path.shape[1]
+    tail = np.zeros(n_tails, np.uint64)
+    total = np.uint64(0)
+    for p in range(len(widths)):
+        w = np.uint64(widths[p])
+        total += w
+        row = path[p]
+        for t in range(n_tails):
+            tail[t] = (tail[t] << w) | np.uint64(row[t])
+    carry = len(up) > 0
+    # unsigned indices (all ≥ 0): numba then skips its negative-index wrap
+    i = np.uint64(0)
+    j = np.uint64(0)
+    k = np.uint64(0)  # next branch voxel
+    t = np.uint64(0)  # next tail
+    nb = np.uint64(len(b_code))
+    one = np.uint64(1)
+    for tile in range(len(tile_count)):
+        j0 = j
+        for _ in range(tile_count[tile]):
+            if branch[i] == 0:
+                out[j] = (code[i] << total) | tail[t]
+                if carry:
+                    out_up[j] = up[i]
+                j += one
+                t += one
+            else:
+                while k < nb and b_up[k] == np.int64(i):
+                    out[j] = b_code[k]
+                    if carry:
+                        out_up[j] = up[i]
+                    j += one
+                    k += one
+            i += one
+        per_tile[tile] = j - j0
+
+
+@njit(cache=True, nogil=True)
 def faint_rescale(x, faint, f, divide, out):
     """``out[i] = x[i]``, except on the faint rows: ``x[i] // f`` (floor) with ``divide``, else
     ``x[i] * f`` (the caller keeps it in range); int32 ``x``. One pass without branches where

@@ -22,10 +22,10 @@ import numpy as np
 
 from gs_mapping.gaussians import GaussianMap
 
-from . import idorder, jit, octree, phases
+from . import idorder, jit, octree, phases, tails
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
-from .entropy import Groups, Stats, decode_stream, put_stream
+from .entropy import Groups, Stats, decode_stream, encode_stream, put_stream
 from .errors import DecodeError, EncodeError
 from .palette import PALETTE_MIN_ROWS, is_palette, unique_rows
 from .quantize import (
@@ -44,6 +44,7 @@ from .quantize import (
 
 OCTREE, ID_ORDER = 0, 1  # geometry forms of a section (TILES chunk)
 BLUE_FIRST = 0x10  # (version 9) flag beside the geometry form: colour is coded B, G, R (_blue_first)
+TAILS = 0x20  # (version 10) flag beside the octree form: the last level ends in tails (.tails)
 # target node-count ratio between successive levels of detail (an encoder choice: the depths are in
 # the stream). 16 rather than 8: the coarse levels then cost ~1.5 % of a trained scene's bytes instead
 # of ~10 % (guitar q2: 10.31 B/G with 5 levels vs 10.16 single-level; 11.28 at 8), at a coarser
@@ -62,10 +63,21 @@ SAMPLE_MIN = 1 << 15  # channels at least this long choose their prediction on e
 
 
 def _put(
-    w: Writer, values: np.ndarray, signed: bool = True, label: str = "", ctx=None, n_ctx: int = 1
+    w: Writer,
+    values: np.ndarray,
+    signed: bool = True,
+    label: str = "",
+    ctx=None,
+    n_ctx: int = 1,
+    log2t: int | None = None,
 ) -> None:
+    """A stream of ``values`` counted under ``label``; with ``log2t`` coded densely with that
+    direct-symbol bound (no choice of form)."""
     before = sum(len(x) for x in w.parts) if w.stats is not None else 0
-    put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx)
+    if log2t is None:
+        put_stream(w, values, signed, ctx=ctx, n_ctx=n_ctx)
+    else:
+        encode_stream(w, values, signed, log2t)
     _count(w, label, sum(len(x) for x in w.parts) - before if w.stats is not None else 0)
 
 
@@ -565,16 +577,19 @@ def encode_section(
 
     id_streams = idorder.streams(q.ids, q.pos) if L == 1 and n > 0 else None
     id_order = id_streams is not None and _id_order_smaller(id_streams[1], occ, vcount, ids_s, len(tiles))
+    tail = None if id_order or n == 0 else tails.choose(occ, depths[-2] if L > 1 else 0, D)
     w = Writer(stats)
     w.varint(n)
     w.varint(L)
     for d in depths:
         w.u8(d)
     blue_first = _blue_first(q.dc)
-    w.u8((ID_ORDER if id_order else OCTREE) | (BLUE_FIRST if blue_first else 0))
+    w.u8((ID_ORDER if id_order else OCTREE) | (BLUE_FIRST if blue_first else 0) | (TAILS if tail else 0))
     if not id_order:
         w.varint(len(tiles))
         w.raw(np.ascontiguousarray(tiles, "<i8").tobytes())
+    if tail:
+        w.u8(tail[0])
     chunks = [Chunk(TILES, 0, w.getvalue())]
     if n == 0:
         return chunks + [Chunk(LEVEL, k, b"") for k in range(L)], [len(chunks[0].data)] + [0] * (L - 1)
@@ -601,6 +616,10 @@ def encode_section(
     for k, d in enumerate(depths):
         w = Writer(stats)
         for dd in range(prev_d, d):
+            if tail and k == L - 1 and dd == tail[0]:  # the rest of the depths as tails
+                for label, values, bits in tails.streams(occ, dd, D, tail[1], node_code[D]):
+                    _put(w, values, False, label, log2t=bits)
+                break
             _put(w, occ[dd].astype(np.int64), False, "occupancy")
         if k < L - 1:
             m = counts[d]
@@ -942,7 +961,10 @@ def decode_section(
         raise r.fail(f"level depths {depths} are not increasing to the tile depth {D}")
     geometry = r.u8()
     blue_first = bool(geometry & BLUE_FIRST)
-    geometry &= ~BLUE_FIRST
+    tailed = bool(geometry & TAILS)
+    geometry &= ~(BLUE_FIRST | TAILS)
+    if tailed and geometry != OCTREE:
+        raise r.fail("tails without the octree geometry")
     if geometry == ID_ORDER:
         if L != 1:
             raise r.fail(f"id-ordered geometry with {L} levels (it has one)")
@@ -953,6 +975,12 @@ def decode_section(
     else:
         n_tiles = r.varint(r.remaining // 24)
         tiles = r.array("<i8", 3 * n_tiles).reshape(n_tiles, 3).astype(np.int64)
+    tail_depth = -1
+    if tailed:
+        tail_depth = r.u8()
+        lo = depths[-2] if L > 1 else 0
+        if not lo <= tail_depth < D:
+            raise r.fail(f"tail depth {tail_depth} outside the last level's depths {lo}..{D - 1}")
     r.end()
     levels = [c for c in chunks[1:] if c.type == LEVEL]
     if [c.level for c in levels] != list(range(L)):
@@ -981,8 +1009,12 @@ def decode_section(
         r = Reader(levels[k].data, f"{where} LEVEL {k}")
         anc = None  # each node's ancestor among the previous level's nodes (levels after the first)
         for dd in range(prev_d, d):
-            occ = decode_stream(r, len(code), signed=False, int32=True)  # (no uint64 copy)
             try:
+                if dd == tail_depth and k == L - 1:  # the rest of the depths as tails
+                    up = anc if anc is not None or k == 0 else np.arange(len(code))
+                    code, anc, tile_count = tails.get(r, code, up, tile_count, D, dd, n)
+                    break
+                occ = decode_stream(r, len(code), signed=False, int32=True)  # (no uint64 copy)
                 code, anc, tile_count = octree.descend(code, occ, tile_count, n, parents=k > 0, up=anc)
             except ValueError as e:
                 raise r.fail(f"depth {dd + 1}: {e}") from None
