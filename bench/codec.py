@@ -67,7 +67,11 @@ def codec_figures(g: GaussianMap, params: QuantParams, levels: int, repeats: int
     exact = dec.equals(quantize(g, params))
     per = {k: v / n for k, v in sorted(stats.items(), key=lambda kv: -kv[1])}
     pos = (
-        stats.get("occupancy", 0) + stats.get("voxel_count", 0) + stats.get("positions", 0)
+        stats.get("occupancy", 0)
+        + stats.get("tail_branch", 0)
+        + stats.get("tail_path", 0)
+        + stats.get("voxel_count", 0)
+        + stats.get("positions", 0)
     )  # either geometry form
     return {
         "gaussians": n,
@@ -230,12 +234,14 @@ def fuzz(n_cases: int, seed=0) -> dict:
     lanes, _ = encode_map(synthetic_map(5000, 0, seed=22), QuantParams.from_quality(2), n_levels=1)
     # a scene's colour blue first, in neighbour phases (version 9)
     phased, _ = encode_map(smooth_colour_scene(5000, 23, 24), QuantParams.from_quality(2), n_levels=1)
+    # the last of 5 levels in octree tails (version 10)
+    tailed, _ = encode_map(smooth_colour_scene(5000, 25, 26), QuantParams.from_quality(3), n_levels=5)
     outcomes = Counter()
     other = Counter()
     net = 0
     t0 = time.time()
     for i in range(n_cases):
-        base = ({0: snap, 2: layered, 4: lanes, 6: phased}[i % 8]) if i % 2 == 0 else delta
+        base = ({0: snap, 2: layered, 4: lanes, 6: phased, 8: tailed}[i % 10]) if i % 2 == 0 else delta
         b = bytearray(base)
         r = rng.random()
         if r < 0.6:
@@ -255,7 +261,7 @@ def fuzz(n_cases: int, seed=0) -> dict:
         try:
             if i % 2 == 0:
                 decode_snapshot(b)
-                if i % 8 < 4:  # one flat and one layered snapshot in four cases: prefixes too
+                if i % 10 < 4:  # one flat and one layered snapshot in five cases: prefixes too
                     decode_map(b, max_level=1)
             else:
                 decode_delta(q0, b)

@@ -34,6 +34,8 @@ def _lanes_seed() -> bytes:
 LANES = _lanes_seed()
 # a single-level scene whose colour travels blue first in neighbour phases (version 9)
 PHASED = (Path(__file__).resolve().parent / "data" / "codec_golden_v9_q0_scene.bin").read_bytes()
+# the last of 5 levels in octree tails (version 10)
+TAILED = (Path(__file__).resolve().parent / "data" / "codec_golden_v10_q3_scene5.bin").read_bytes()
 
 
 def _decode_any(b: bytes) -> None:
@@ -57,13 +59,20 @@ mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    which=st.sampled_from(["snapshot", "delta", "layered", "lanes", "phased"]),
+    which=st.sampled_from(["snapshot", "delta", "layered", "lanes", "phased", "tailed"]),
     muts=mutation,
     cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
     seal=st.booleans(),
 )
 def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
-    seeds = {"snapshot": SNAP, "delta": DELTA, "layered": LAYERED, "lanes": LANES, "phased": PHASED}
+    seeds = {
+        "snapshot": SNAP,
+        "delta": DELTA,
+        "layered": LAYERED,
+        "lanes": LANES,
+        "phased": PHASED,
+        "tailed": TAILED,
+    }
     b = bytearray(seeds[which])
     for pos, val in muts:
         b[pos % len(b)] = val

@@ -53,7 +53,7 @@ def streams(occ: list[np.ndarray], s: int, D: int, voxels: np.ndarray, leaf_code
     the branches' occupancy per depth, the tails' paths (``bits``: the symbols' width, coded
     without escapes). ``leaf_code``: the voxels' Morton codes at D, in octree order."""
     branch = voxels > 1
-    out = [("tail_branch", branch.astype(np.int64), None)]
+    out: list[tuple[str, np.ndarray, int | None]] = [("tail_branch", branch.astype(np.int64), None)]
     keep = branch  # nodes at d under a branch
     for d in range(s, D):
         out.append(("occupancy", occ[d][keep].astype(np.int64), None))
@@ -80,7 +80,8 @@ def get(r: Reader, code: np.ndarray, up: np.ndarray | None, tile_count: np.ndarr
     one = np.array([len(at)], np.int64)
     for _ in range(s, D):
         occ = decode_stream(r, len(b_code), signed=False, int32=True)
-        b_code, b_up, one = octree.descend(b_code, occ, one, cap, up=b_up)
+        if len(b_code):  # (none: empty streams)
+            b_code, b_up, one = octree.descend(b_code, occ, one, cap, up=b_up)
     n_tails = m - len(at)
     if n_tails + len(b_code) > cap:
         raise ValueError(f"{n_tails + len(b_code)} nodes, more than the {cap} Gaussians")
@@ -104,10 +105,11 @@ def join(code, branch, path, widths, b_code, b_up, up, tile_count):
         out = np.empty(n, np.uint64)
         out_up = np.empty(n if up is not None else 0, np.int64)
         per_tile = np.empty(len(tile_count), np.int64)
+        carried = _NO_INDEX if up is None else up
+        widths64 = np.array(widths, np.int64)
         kernels.join_tails(
-            code, branch, path, np.array(widths, np.int64), b_code, b_up, _NO_INDEX if up is None else up,
-            tile_count, out, out_up, per_tile,
-        )  # fmt: skip
+            code, branch, path, widths64, b_code, b_up, carried, tile_count, out, out_up, per_tile
+        )
         return out, (out_up if up is not None else None), per_tile
     tails = np.flatnonzero(branch == 0)
     tail = code[tails]

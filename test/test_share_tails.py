@@ -1,0 +1,207 @@
+"""Octree tails (container version 10, tails.py): the encoder's depth choice against the voxel
+counts of the real tree, exact round trips of random octrees compiled or not (tiles, branches,
+ancestors carried), and hostile tail data refused with one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_share_speedpaths import _use_compiled
+
+from gs_map_share import octree, section, tails
+from gs_map_share.bitio import Reader, Writer
+from gs_map_share.container import TILES, Chunk, pack, unpack
+from gs_map_share.errors import DecodeError
+from gs_map_share.quantize import QuantParams
+from gs_map_share.snapshot import decode_snapshot
+
+D = 9
+
+
+def _tree(seed: int, n: int, n_tiles: int = 3, spread: int = 40):
+    """A random octree of depth D: voxels in clusters (so most deep nodes hold one voxel and a few
+    branch), in ``n_tiles`` tiles. Returns build_levels' lists and each voxel's node at every
+    depth (brute force, from the codes)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 1 << D, (spread, 3))
+    pos = (centres[rng.integers(0, spread, n)] + rng.integers(-6, 7, (n, 3))) % (1 << D)
+    tile = rng.integers(0, n_tiles, n)
+    code = octree.morton(pos.astype(np.int64))
+    key = np.unique(tile.astype(np.uint64) << np.uint64(3 * D) | code)
+    t = (key >> np.uint64(3 * D)).astype(np.int64)
+    c = key & np.uint64((1 << (3 * D)) - 1)
+    return octree.build_levels(t, c, D)
+
+
+def _voxels_under(node_tile, node_code, s: int) -> np.ndarray:
+    """Voxels under each node at depth s, counted from the voxels' own codes."""
+    up = node_code[D] >> np.uint64(3 * (D - s))
+    key_s = node_tile[s].astype(np.uint64) << np.uint64(3 * s) | node_code[s]
+    key_v = node_tile[D].astype(np.uint64) << np.uint64(3 * s) | up
+    return np.searchsorted(key_v, key_s, side="right") - np.searchsorted(key_v, key_s, side="left")
+
+
+def _write(occ, s, voxels, leaf_code) -> bytes:
+    w = Writer()
+    for label, values, bits in tails.streams(occ, s, D, voxels, leaf_code):
+        section._put(w, values, False, label, log2t=bits)
+    return w.getvalue()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("seed,n", [(1, 3000), (2, 800), (3, 50)])
+def test_every_tail_depth_round_trips_to_the_voxels(seed, n, compiled, monkeypatch):
+    """For every depth s: the voxels decoded from the tails equal the tree's, in octree order, with
+    each voxel's ancestor (carried from s) and the voxels per tile."""
+    _use_compiled(compiled, monkeypatch)
+    node_tile, node_code, occ, _ = _tree(seed, n)
+    n_tiles = int(node_tile[0].max()) + 1
+    for s in range(D):
+        voxels = _voxels_under(node_tile, node_code, s)
+        data = _write(occ, s, voxels, node_code[D])
+        up = np.arange(len(node_code[s]), dtype=np.int64) * 7 + 3
+        tile_count = np.bincount(node_tile[s], minlength=n_tiles).astype(np.int64)
+        for carried in (up, None):
+            r = Reader(data, "test")
+            code, anc, per_tile = tails.get(r, node_code[s], carried, tile_count, D, s, 1 << 20)
+            r.end()
+            assert np.array_equal(code, node_code[D])
+            assert np.array_equal(per_tile, np.bincount(node_tile[D], minlength=n_tiles))
+            if carried is None:
+                assert anc is None
+            else:
+                assert np.array_equal(anc, np.repeat(up, voxels))
+
+
+def test_the_encoder_takes_the_shallowest_depth_of_mostly_tails(monkeypatch):
+    """``choose``: the shallowest s ≥ lo, two above D or more, from which every depth has at least
+    TAIL_SHARE tails among at least TAIL_MIN nodes; its voxel counts are the tree's."""
+    monkeypatch.setattr(tails, "TAIL_MIN", 200)
+    node_tile, node_code, occ, _ = _tree(4, 3000)
+    share = {d: float(np.mean(_voxels_under(node_tile, node_code, d) == 1)) for d in range(D)}
+    for lo in range(D):
+        ok = [
+            d
+            for d in range(lo, D - 1)
+            if all(share[e] >= tails.TAIL_SHARE and len(node_code[e]) >= 200 for e in range(d, D))
+        ]
+        got = tails.choose(occ, lo, D)
+        if not ok:
+            assert got is None
+            continue
+        assert got is not None and got[0] == min(ok)
+        assert np.array_equal(got[1], _voxels_under(node_tile, node_code, got[0]))
+    monkeypatch.setattr(tails, "TAIL_MIN", len(node_code[D]) + 1)  # too few nodes anywhere
+    assert tails.choose(occ, 0, D) is None
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_hostile_tail_streams_fail_with_one_line(compiled, monkeypatch):
+    _use_compiled(compiled, monkeypatch)
+    node_tile, node_code, occ, _ = _tree(5, 2000)
+    s = 6
+    voxels = _voxels_under(node_tile, node_code, s)
+    good = tails.streams(occ, s, D, voxels, node_code[D])
+    tile_count = np.bincount(node_tile[s]).astype(np.int64)
+
+    def decode(streams, cap=1 << 20):
+        w = Writer()
+        for label, values, bits in streams:
+            section._put(w, values, False, label, log2t=bits)
+        r = Reader(w.getvalue(), "test")
+        try:
+            tails.get(r, node_code[s], None, tile_count, D, s, cap)
+            r.end()
+        except ValueError as e:  # (the section turns it into its one-line DecodeError)
+            raise DecodeError(str(e)) from None
+
+    decode(good)
+    flags = good[0][1].copy()
+    flags[0] = 2
+    with pytest.raises(DecodeError, match="beyond"):
+        decode([(good[0][0], flags, None)] + good[1:])
+    path = good[-1][1].copy()
+    path[0] = 1 << good[-1][2]  # one past the symbol's width
+    with pytest.raises(DecodeError, match="beyond"):
+        decode(good[:-1] + [(good[-1][0], path, None)])
+    with pytest.raises(DecodeError, match="more than the"):
+        decode(good, cap=len(node_code[D]) - 1)
+    with pytest.raises(DecodeError, match="needs"):  # a path stream missing
+        decode(good[:-1])
+
+
+def _retail(data: bytes, depth: int) -> bytes:
+    """``data`` (one section with tails) with its TILES chunk naming tail depth ``depth``."""
+    h, chunks = unpack(data)
+    out = []
+    for c in chunks:
+        if c.type == TILES:
+            c = Chunk(TILES, c.level, bytes(c.data[:-1]) + bytes([depth]))
+        out.append(c)
+    return pack(h, out)
+
+
+def test_a_tail_depth_outside_the_last_level_is_refused():
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parent / "data" / "codec_golden_v10_q3_scene5.bin").read_bytes()
+    h, chunks = unpack(data)
+    r = Reader([c for c in chunks if c.type == TILES][0].data)
+    r.varint()
+    depths = [r.u8() for _ in range(r.varint())]
+    assert r.u8() & section.TAILS
+    r.raw(24 * r.varint())
+    s = r.u8()
+    r.end()
+    assert depths[-2] <= s < depths[-1]
+    decode_snapshot(_retail(data, s))
+    for bad in (depths[-2] - 1, depths[-1], 255):
+        with pytest.raises(DecodeError, match="tail depth"):
+            decode_snapshot(_retail(data, bad))
+    # another depth in range reads other streams: refused, never a wrong map
+    with pytest.raises(DecodeError):
+        decode_snapshot(_retail(data, s + 1))
+
+
+def test_tails_need_the_octree_form():
+    p = QuantParams.from_quality(2)
+    w = Writer()
+    w.varint(5)
+    w.varint(1)
+    w.u8(p.tile_bits)
+    w.u8(section.ID_ORDER | section.TAILS)
+    with pytest.raises(DecodeError, match="tails without the octree"):
+        section.decode_section([Chunk(TILES, 0, w.getvalue())], p, 0, 100)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("levels", [1, 2, 4])
+def test_sections_with_tails_from_any_depth_decode_exactly(levels, compiled, monkeypatch):
+    """Whole snapshots whose tails start at the last level's first depth (every node's ancestor
+    is then the node itself) or deeper, one level or several: the receiver gets the map quantised."""
+    from synthetic_maps import smooth_colour_scene
+
+    from gs_map_share.quantize import to_qmap
+    from gs_map_share.snapshot import encode_map, spatial_ids
+
+    _use_compiled(compiled, monkeypatch)
+    g = smooth_colour_scene(3000, 7, 8)
+    p = QuantParams.from_quality(3)
+    want = spatial_ids(to_qmap(g, p), p)
+    monkeypatch.setattr(tails, "TAIL_MIN", 1)
+    monkeypatch.setattr(section, "_id_order_smaller", lambda *a: False)  # (the octree form, one level too)
+    real = tails.get
+    for share in (0.0, 0.5, 0.9):
+        monkeypatch.setattr(tails, "TAIL_SHARE", share)
+        seen: list[bool] = []
+
+        def get(r, code, up, *a, seen=seen):
+            seen.append(up is None)
+            return real(r, code, up, *a)
+
+        monkeypatch.setattr(tails, "get", get)
+        data, _ = encode_map(g, p, n_levels=levels)
+        _, out = decode_snapshot(data)
+        assert out.equals(want)
+        if share == 0:  # tails from the last level's first depth, its nodes' ancestors themselves
+            assert seen == [levels == 1]
