@@ -234,7 +234,7 @@ def fuzz(n_cases: int, seed=0) -> dict:
     lanes, _ = encode_map(synthetic_map(5000, 0, seed=22), QuantParams.from_quality(2), n_levels=1)
     # a scene's colour blue first, in neighbour phases (version 9)
     phased, _ = encode_map(smooth_colour_scene(5000, 23, 24), QuantParams.from_quality(2), n_levels=1)
-    # the last of 5 levels in octree tails (version 10)
+    # the last of several levels in octree tails (version 10)
     tailed, _ = encode_map(smooth_colour_scene(5000, 25, 26), QuantParams.from_quality(3), n_levels=5)
     outcomes = Counter()
     other = Counter()

@@ -9,7 +9,7 @@ short streams plain), version 8 (``codec_golden_v8_q*``: refined rotation codes,
 single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction)
 version 9 (``codec_golden_v9_q*``: and a scene of smooth colour, read without ids, whose colour
 travels blue first in neighbour phases) and version 10 (``codec_golden_v10_q*``: octree tails, in
-the 5-level scene and in a single-level piece of the real guitar scene).
+the scene in levels of detail and in a single-level piece of the real guitar scene).
 Each is compared with the map quantised on the lattices its header declares (the presets of its
 day)."""
 
@@ -80,7 +80,7 @@ def golden_containers() -> dict[str, bytes]:
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
         out[f"v10_q{q}_snapshot"] = sender.snapshot()
         out[f"v10_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
-    # tails under 5 levels (each voxel's parent carried through them), blue first
+    # tails under coarse levels (each voxel's parent carried through them), blue first
     out["v10_q3_scene5"] = encode_map(scene_map(3), QuantParams.from_quality(3), n_levels=5)[0]
     from conftest import SHARED_DATA
 
@@ -189,9 +189,10 @@ def _fails_in_red_first(data: bytes, monkeypatch) -> None:
 
 def test_stored_tails_decode(shared_data, monkeypatch):
     """Version 10's octree tails, as stored: a piece of the real guitar scene (one level; its
-    tails cover an odd number of depths, some nodes branch) and the 5-level scene (each voxel's
-    parent carried through the tails) decode to their maps quantised. Their TILES chunks do name
-    tails, and decoding fails with the path's octants read one per value instead of in pairs."""
+    tails cover an odd number of depths, some nodes branch) and the scene in levels of detail
+    (each voxel's parent carried through the tails) decode to their maps quantised. Their TILES
+    chunks do name tails, and decoding fails with the path's octants read one per value instead
+    of in pairs."""
     from gs_map_share import tails
 
     cases = [("q2_guitar", guitar_piece(shared_data)), ("q3_scene5", scene_map(3))]

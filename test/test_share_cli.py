@@ -27,8 +27,11 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
         ["encode", str(tmp_path / "a.ply"), str(tmp_path / "a.gsd"), "--levels", "4"], capsys
     )
     info = json.loads(out)
-    assert rc == 0 and info["gaussians"] == 3000 and info["levels"] == 4
-    assert len(info["bytes_per_level"]) == 4 and info["bytes"] == (tmp_path / "a.gsd").stat().st_size
+    assert rc == 0 and info["gaussians"] == 3000 and 2 <= info["levels"] <= 4  # (tiny levels left out)
+    assert (
+        len(info["bytes_per_level"]) == info["levels"]
+        and info["bytes"] == (tmp_path / "a.gsd").stat().st_size
+    )
     assert abs(info["bytes_per_gaussian"] - info["bytes"] / 3000) < 1e-9
     rc, out, _ = run_cli(["decode", str(tmp_path / "a.gsd"), str(tmp_path / "a_dec.ply")], capsys)
     dec = load_ply(tmp_path / "a_dec.ply")

@@ -20,6 +20,7 @@ from gs_map_share.quantize import (
     stable_rotations,
     to_qmap,
 )
+from gs_map_share.section import MIN_LEVEL_NODES, _choose_depths
 from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
 from gs_mapping.gaussians import GaussianMap
 
@@ -141,19 +142,32 @@ def test_duplicate_voxels_and_sparse_ids():
 def test_levels_of_detail_are_valid_growing_maps():
     g = synthetic_map(20000, 3, seed=1)
     data, info = encode_map(g, n_levels=5)
-    assert info.levels == 5
+    assert 3 <= info.levels <= 5  # (coarse levels below MIN_LEVEL_NODES are left out)
     sizes = []
     for k in range(info.levels):
         pv = decode_map(data, max_level=k)
         pv.validate()
-        assert pv.sh_degree == 3 and len(pv) > 0
+        assert pv.sh_degree == 3 and len(pv) >= MIN_LEVEL_NODES
         sizes.append(len(pv))
     assert sizes == sorted(sizes) and sizes[-1] == len(g)
     assert sizes[0] <= len(g) / 20
     assert info.bytes_per_level[0] <= 0.1 * info.bytes
     # prefix decoding needs only the prefix's chunks to be correct
     h, chunks = unpack(data)
-    assert [c.level for c in chunks if c.type == 2] == list(range(5))
+    assert [c.level for c in chunks if c.type == 2] == list(range(info.levels))
+
+
+def test_levels_keep_to_the_ratio_and_leave_out_the_tiny():
+    """Depths: each coarse level's node count nearest its target (1/16 per level up), strictly
+    increasing to the tile depth; a coarse level of fewer than MIN_LEVEL_NODES nodes is left out."""
+    big = [1, 8, 64, 512, 4096, 32768, 262144, 1 << 20]  # 8× a depth: every target has a depth
+    # targets 1M / 16³ = 256 (512 nearer than 64), 4096, 65536 (32768 nearer than 262144)
+    assert _choose_depths(big, 4) == [3, 4, 5, 7]
+    small = [1, 5, 20, 70, 300, 1200, 3000]
+    # targets 0.05, 0.7, 12, 188 at depths 0, 1, 2 (20) and 4 (300): the three below 64 left out
+    assert _choose_depths(small, 5) == [4, 6]
+    assert _choose_depths(small, 1) == [6]
+    assert _choose_depths([1, 3, 9, 27], 4) == [3]  # nothing coarse is big enough: one level
 
 
 def test_coarse_gaussians_cover_their_children():

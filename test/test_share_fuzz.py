@@ -34,7 +34,7 @@ def _lanes_seed() -> bytes:
 LANES = _lanes_seed()
 # a single-level scene whose colour travels blue first in neighbour phases (version 9)
 PHASED = (Path(__file__).resolve().parent / "data" / "codec_golden_v9_q0_scene.bin").read_bytes()
-# the last of 5 levels in octree tails (version 10)
+# the last of several levels in octree tails (version 10)
 TAILED = (Path(__file__).resolve().parent / "data" / "codec_golden_v10_q3_scene5.bin").read_bytes()
 
 

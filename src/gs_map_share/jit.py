@@ -1,8 +1,8 @@
 """Optional numba compilation of the codec's scalar loops: the decoder's (ANS symbols in one or two
-lanes, frequency tables, escaped values, octree expansion, rotations, parent predictions, faint
-rescaling, neighbour-phase contexts) and the encoder's (each
-Gaussian's frame, distinct SH rows, octree levels and coarse-level moments, stream statistics and
-size estimates, escape symbols, bit packing and frequency tables).
+lanes, frequency tables, escaped values, octree expansion and tails, rotations, parent predictions,
+faint rescaling, neighbour-phase contexts) and the encoder's (each Gaussian's frame, distinct SH
+rows, octree levels and coarse-level moments, stream statistics and size estimates, escape symbols,
+bit packing and frequency tables).
 
 numba is an optional dependency (requirements.txt installs it; a ROS install may not have it). Each
 compiled loop (:mod:`.kernels`) has a plain path beside it that gives the same result: constriction
