@@ -41,9 +41,15 @@ def _voxels_under(node_tile, node_code, s: int) -> np.ndarray:
     return np.searchsorted(key_v, key_s, side="right") - np.searchsorted(key_v, key_s, side="left")
 
 
-def _write(occ, s, voxels, leaf_code) -> bytes:
+def _streams(node_tile, node_code, s: int) -> list:
+    """The encoder's tail streams from depth s of a tree (build_levels' lists)."""
+    c = tails.shared_depths(node_tile[D], node_code[D], D)
+    return tails.streams(node_tile[D], node_code[D], c, s, D)
+
+
+def _write(streams) -> bytes:
     w = Writer()
-    for label, values, bits in tails.streams(occ, s, D, voxels, leaf_code):
+    for label, values, bits in streams:
         section._put(w, values, False, label, log2t=bits)
     return w.getvalue()
 
@@ -54,11 +60,11 @@ def test_every_tail_depth_round_trips_to_the_voxels(seed, n, compiled, monkeypat
     """For every depth s: the voxels decoded from the tails equal the tree's, in octree order, with
     each voxel's ancestor (carried from s) and the voxels per tile."""
     _use_compiled(compiled, monkeypatch)
-    node_tile, node_code, occ, _ = _tree(seed, n)
+    node_tile, node_code, _, _ = _tree(seed, n)
     n_tiles = int(node_tile[0].max()) + 1
     for s in range(D):
         voxels = _voxels_under(node_tile, node_code, s)
-        data = _write(occ, s, voxels, node_code[D])
+        data = _write(_streams(node_tile, node_code, s))
         up = np.arange(len(node_code[s]), dtype=np.int64) * 7 + 3
         tile_count = np.bincount(node_tile[s], minlength=n_tiles).astype(np.int64)
         for carried in (up, None):
@@ -75,33 +81,49 @@ def test_every_tail_depth_round_trips_to_the_voxels(seed, n, compiled, monkeypat
 
 def test_the_encoder_takes_the_shallowest_depth_of_mostly_tails(monkeypatch):
     """``choose``: the shallowest s ≥ lo, two above D or more, from which every depth has at least
-    TAIL_SHARE tails among at least TAIL_MIN nodes; its voxel counts are the tree's."""
+    TAIL_SHARE tails among at least TAIL_MIN nodes — counted from the depths neighbouring voxels
+    share, which give every depth's nodes and tails as the tree has them."""
     monkeypatch.setattr(tails, "TAIL_MIN", 200)
-    node_tile, node_code, occ, _ = _tree(4, 3000)
-    share = {d: float(np.mean(_voxels_under(node_tile, node_code, d) == 1)) for d in range(D)}
+    node_tile, node_code, _, _ = _tree(4, 3000)
+    counts = [len(x) for x in node_code]
+    c = tails.shared_depths(node_tile[D], node_code[D], D)
+    alone = np.maximum(c[:-1], c[1:])
+    share = {}
+    for d in range(D + 1):
+        under = _voxels_under(node_tile, node_code, d)
+        assert np.count_nonzero(c[:-1] < d) == counts[d]  # a node starts where two voxels part
+        assert np.count_nonzero(alone < d) == np.count_nonzero(under == 1)
+        share[d] = float(np.mean(under == 1))
     for lo in range(D):
         ok = [
             d
             for d in range(lo, D - 1)
-            if all(share[e] >= tails.TAIL_SHARE and len(node_code[e]) >= 200 for e in range(d, D))
+            if all(share[e] >= tails.TAIL_SHARE and counts[e] >= 200 for e in range(d, D))
         ]
-        got = tails.choose(occ, lo, D)
-        if not ok:
-            assert got is None
-            continue
-        assert got is not None and got[0] == min(ok)
-        assert np.array_equal(got[1], _voxels_under(node_tile, node_code, got[0]))
-    monkeypatch.setattr(tails, "TAIL_MIN", len(node_code[D]) + 1)  # too few nodes anywhere
-    assert tails.choose(occ, 0, D) is None
+        assert tails.choose(c, counts, lo, D) == (min(ok) if ok else None)
+    monkeypatch.setattr(tails, "TAIL_MIN", counts[D] + 1)  # too few nodes anywhere
+    assert tails.choose(c, counts, 0, D) is None
+
+
+@pytest.mark.parametrize("n,want", [(1100, 2), (1099, None)])
+def test_the_tail_share_is_a_bound_not_a_guess(n, want, monkeypatch):
+    """At depth D − 2, 100 pairs of voxels share a node and the rest are alone: 1,100 voxels make
+    1,000 nodes of which 900 tails (exactly TAIL_SHARE: taken), 1,099 make 899 of 999 (not)."""
+    monkeypatch.setattr(tails, "TAIL_MIN", 1)
+    depth = 4
+    c = np.full(n + 1, -1, np.int64)
+    c[np.arange(1, 200, 2)] = depth - 2  # voxels 0 and 1, 2 and 3, … part only below D − 2
+    counts = [int(np.count_nonzero(c[:-1] < d)) for d in range(depth + 1)]
+    assert tails.TAIL_SHARE == 0.9 and counts[depth - 2] == n - 100
+    assert tails.choose(c, counts, depth - 2, depth) == want
 
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_hostile_tail_streams_fail_with_one_line(compiled, monkeypatch):
     _use_compiled(compiled, monkeypatch)
-    node_tile, node_code, occ, _ = _tree(5, 2000)
+    node_tile, node_code, _, _ = _tree(5, 2000)
     s = 6
-    voxels = _voxels_under(node_tile, node_code, s)
-    good = tails.streams(occ, s, D, voxels, node_code[D])
+    good = _streams(node_tile, node_code, s)
     tile_count = np.bincount(node_tile[s]).astype(np.int64)
 
     def decode(streams, cap=1 << 20):

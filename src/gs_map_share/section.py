@@ -584,7 +584,11 @@ def encode_section(
 
     id_streams = idorder.streams(q.ids, q.pos) if L == 1 and n > 0 else None
     id_order = id_streams is not None and _id_order_smaller(id_streams[1], occ, vcount, ids_s, len(tiles))
-    tail = None if id_order or n == 0 else tails.choose(occ, depths[-2] if L > 1 else 0, D)
+    tail = None  # the tail depth, and the depths each pair of voxels share (tails.py)
+    if not id_order and n:
+        shared = tails.shared_depths(node_tile[D], node_code[D], D)
+        s = tails.choose(shared, counts, depths[-2] if L > 1 else 0, D)
+        tail = None if s is None else (s, shared)
     w = Writer(stats)
     w.varint(n)
     w.varint(L)
@@ -624,7 +628,7 @@ def encode_section(
         w = Writer(stats)
         for dd in range(prev_d, d):
             if tail and k == L - 1 and dd == tail[0]:  # the rest of the depths as tails
-                for label, values, bits in tails.streams(occ, dd, D, tail[1], node_code[D]):
+                for label, values, bits in tails.streams(node_tile[D], node_code[D], tail[1], dd, D):
                     _put(w, values, False, label, log2t=bits)
                 break
             _put(w, occ[dd].astype(np.int64), False, "occupancy")

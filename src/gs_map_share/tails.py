@@ -4,12 +4,14 @@ one entropy-coded symbol and one expansion step per node and depth. Instead, a s
 which nodes *branch* (hold two voxels or more); only their subtrees go on in occupancy bytes, and
 each *tail* node's path to its voxel follows in a few streams of two octants per symbol (6 bits,
 the deeper octant low; the last alone when D − s is odd), one value per tail. The bytes are the
-same (the octant symbols carry what the single-bit bytes did: guitar +0.3 KB of 1.3 MB); the
-decoder ANS-decodes half the symbols and expands only the branches, then merges the tails back
-into octree order in one pass (guitar, quality 5: the depths below s decode in 3.1 ms instead of
-5.5). The encoder takes the shallowest depth at or below the last level's first where at least
-TAIL_SHARE of at least TAIL_MIN nodes are tails, two depths above the leaves or more; else none
-(the TILES chunk says which, docs/format.md §4)."""
+same (the octant symbols carry what the single-bit bytes did: guitar quality 2, +100 bytes of
+812 KB); the decoder ANS-decodes half the symbols and expands only the branches, then merges the
+tails back into octree order in one pass (guitar quality 5 decodes in 22.0 ms instead of 22.9 single
+level, 24.9 instead of 26.3 in levels; playbot quality 2 in levels 145 instead of 154 ms). The
+encoder takes the shallowest depth at or below the last level's first from which every depth has
+at least TAIL_SHARE tails among at least TAIL_MIN nodes, two depths above the leaves or more; else
+none (the TILES chunk says which, docs/format.md §4). It counts every depth's nodes and tails in
+one pass over the voxels (:func:`shared_depths`)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from . import jit, octree
 from .bitio import Reader
-from .entropy import decode_stream
+from .entropy import bit_length, decode_stream
 
 TAIL_SHARE = 0.9  # (guitar: s = 11 at 95 % tails; at 83 % (s = 10) the branches' own octree costs more)
 TAIL_MIN = 1024  # nodes at s: a smaller section decodes in well under a millisecond either way
@@ -29,43 +31,52 @@ def parts(depths: int) -> list[int]:
     return [PAIR] * (depths // 2) + [3] * (depths % 2)
 
 
-def choose(occ: list[np.ndarray], lo: int, D: int) -> tuple[int, np.ndarray] | None:
-    """(s, voxels under each node at s) for a last level starting at depth ``lo``, or None.
-    Voxel counts from the leaves up, one depth at a time, while the tails' share holds."""
+def shared_depths(tile: np.ndarray, code: np.ndarray, D: int) -> np.ndarray:
+    """For voxels in octree order (tile index, Morton code at D): c[i] = the deepest depth at which
+    voxels i − 1 and i lie in one node (−1 where none: other tiles, or i = 0, n), i = 0..n. A node
+    at depth d starts at voxel i where c[i] < d, and voxel i is alone in its node at d (a tail
+    there) where max(c[i], c[i + 1]) < d: every depth's counts from one pass over the voxels."""
+    n = len(code)
+    c = np.full(n + 1, -1, np.int64)
+    if n > 1:
+        # (voxels are distinct: the codes of two in one tile differ, so their xor has a length)
+        deepest = D - (bit_length(code[1:] ^ code[:-1]) + 2) // 3
+        c[1:n] = np.where(tile[1:] == tile[:-1], deepest, -1)
+    return c
+
+
+def choose(c: np.ndarray, counts: list[int], lo: int, D: int) -> int | None:
+    """The tail depth s for a last level starting at depth ``lo`` (``c``: :func:`shared_depths`,
+    ``counts``: nodes per depth), or None: the shallowest s ≤ D − 2 from which every depth has at
+    least TAIL_SHARE tails among at least TAIL_MIN nodes."""
+    alone = np.maximum(c[:-1], c[1:])  # voxel i is a tail at every depth deeper than this
+    tails_at = np.cumsum(np.bincount(alone + 1, minlength=D + 2))  # [d]: voxels alone at d
     best = None
-    below = np.ones(0, np.int64)  # voxels under each node at d + 1 (D: one each)
     for d in range(D - 1, lo - 1, -1):
-        kids = octree.children_per_node(occ[d]).astype(np.int64)
-        if d == D - 1:
-            voxels = kids
-        else:
-            voxels = np.add.reduceat(below, np.cumsum(kids) - kids)
-        if len(voxels) < TAIL_MIN or np.count_nonzero(voxels == 1) < TAIL_SHARE * len(voxels):
+        if counts[d] < TAIL_MIN or tails_at[d] < TAIL_SHARE * counts[d]:
             break
         if d <= D - 2:
-            best = (d, voxels)
-        below = voxels
+            best = d
     return best
 
 
-def streams(occ: list[np.ndarray], s: int, D: int, voxels: np.ndarray, leaf_code: np.ndarray) -> list:
+def streams(tile: np.ndarray, code: np.ndarray, c: np.ndarray, s: int, D: int) -> list:
     """The streams of depths s..D−1 in order, as (label, values, bits or None): the branch flags,
-    the branches' occupancy per depth, the tails' paths (``bits``: the symbols' width, coded
-    without escapes). ``leaf_code``: the voxels' Morton codes at D, in octree order."""
-    branch = voxels > 1
-    out: list[tuple[str, np.ndarray, int | None]] = [("tail_branch", branch.astype(np.int64), None)]
-    keep = branch  # nodes at d under a branch
-    for d in range(s, D):
-        out.append(("occupancy", occ[d][keep].astype(np.int64), None))
-        if d + 1 < D:
-            keep = np.repeat(keep, octree.children_per_node(occ[d]))
-    first = np.cumsum(voxels) - voxels  # each node's first voxel
-    path = leaf_code[first[~branch]] & np.uint64((1 << (3 * (D - s))) - 1)
+    the branches' occupancy per depth (the octree of the voxels under branch nodes, which are
+    exactly those subtrees), the tails' paths (``bits``: the symbols' width, coded without
+    escapes). ``tile``, ``code``: the voxels in octree order; ``c``: their :func:`shared_depths`."""
+    alone = np.maximum(c[:-1], c[1:]) < s  # the tails' voxels
+    first = np.flatnonzero(c[:-1] < s)  # each node's first voxel
+    out: list[tuple[str, np.ndarray, int | None]] = [("tail_branch", (~alone[first]).astype(np.int64), None)]
+    under = ~alone
+    _, _, occ, _ = octree.build_levels(tile[under], code[under], D)
+    out += [("occupancy", occ[d].astype(np.int64), None) for d in range(s, D)]
+    path = code[alone] & np.uint64((1 << (3 * (D - s))) - 1)
     shift = 3 * (D - s)
     for bits in parts(D - s):
         shift -= bits
         sym = (path >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
-        out.append(("tail_path", sym.astype(np.int64), bits))
+        out.append(("tail_path", sym.view(np.int64), bits))  # (< 64: the same values, no copy)
     return out
 
 
