@@ -370,8 +370,9 @@ def test_two_lane_streams_decode_the_same_compiled_or_not(n, edit, seed):
 
 
 def test_streams_with_contexts_stay_in_one_lane_and_refuse_two():
-    """Two lanes are for streams of one context: an encoder codes context streams in one lane
-    (mode 2), and a decoder refuses mode 6 where contexts are expected."""
+    """Two lanes are for streams of one table: an encoder codes a stream's tables in one lane
+    (mode 2), and a decoder refuses mode 6 of several tables; one table for all the contexts may
+    take two lanes (version 10)."""
     from gs_map_share.bitio import Reader, Writer
     from gs_map_share.errors import DecodeError
 
@@ -383,5 +384,9 @@ def test_streams_with_contexts_stay_in_one_lane_and_refuse_two():
     data = w.getvalue()
     assert data[0] == 2
     assert entropy.decode_stream(Reader(data), n, True, ctx=ctx, n_ctx=3).tolist() == vals.tolist()
-    with pytest.raises(DecodeError, match="two-lane stream where contexts"):
+    with pytest.raises(DecodeError, match="two-lane stream of 3 tables"):
         entropy.decode_stream(Reader(bytes([6]) + data[1:]), n, True, ctx=ctx, n_ctx=3)
+    w = Writer()
+    entropy.encode_stream(w, vals, True, log2t=5)  # one table, two lanes, read where contexts are
+    assert w.getvalue()[0] == 6
+    assert entropy.decode_stream(Reader(w.getvalue()), n, True, ctx=ctx, n_ctx=3).tolist() == vals.tolist()

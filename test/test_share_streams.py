@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from synthetic_maps import synthetic_map
 
@@ -361,10 +361,13 @@ def test_hostile_plain_streams(data, n, kw, message):
     apart=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
+@example(n=4500, n_ctx=2, apart=False, seed=1)  # (long streams: alike, and far apart)
+@example(n=4500, n_ctx=5, apart=True, seed=2)
 def test_short_context_streams_may_share_one_table(n, n_ctx, apart, seed):
     """A stream of several contexts shorter than MERGE_MAX takes one table for all its values
-    where that is no larger (version 7: C = 1); the decoder reads it with or without the
-    contexts' tables, compiled or not, to the same values. Longer ones keep their contexts."""
+    where that is no larger (version 7: C = 1); a longer one where that costs at most
+    CONTEXT_SLACK more, in two lanes (version 10): contexts alike merge, contexts far apart keep
+    their tables. The decoder reads either form, compiled or not, to the same values."""
     from gs_map_share import entropy, jit
 
     rng = np.random.default_rng(seed)
@@ -373,12 +376,19 @@ def test_short_context_streams_may_share_one_table(n, n_ctx, apart, seed):
     v = rng.laplace(0, 4, n).astype(np.int64) + (ctx * 1000 if apart else 0)
     data = _code(v, ctx=ctx, n_ctx=n_ctx)
     split, merged = Writer(), Writer()
-    entropy.encode_stream(split, v, True, int(data[1]), ctx=ctx, n_ctx=n_ctx)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(entropy, "CONTEXT_SLACK", -1.0)  # (the contexts' own tables, whatever they cost)
+        entropy.encode_stream(split, v, True, int(data[1]), ctx=ctx, n_ctx=n_ctx)
     entropy.encode_stream(merged, v, True, int(data[1]))
     sizes = len(split.getvalue()), len(merged.getvalue())
     c_count = Reader(data[2:]).varint()
     if n >= entropy.MERGE_MAX:
-        assert c_count == n_ctx and len(data) == sizes[0]
+        assert c_count == (n_ctx if apart else 1)
+        if apart:
+            assert data == split.getvalue()
+        else:  # one table in two lanes, within the slack (and the second lane's state flush)
+            assert data == merged.getvalue() and data[0] == 6
+            assert sizes[1] <= (1 + entropy.CONTEXT_SLACK) * sizes[0] + 8
     else:
         assert len(data) == min(sizes) and (c_count == 1) == (sizes[1] <= sizes[0])
     with pytest.MonkeyPatch.context() as mp:
@@ -386,3 +396,25 @@ def test_short_context_streams_may_share_one_table(n, n_ctx, apart, seed):
             mp.setattr(jit, "_kernels", compiled)
             assert np.array_equal(_decode(data, n, ctx=ctx, n_ctx=n_ctx, int32=True), v)
             assert np.array_equal(_decode(data, n, ctx=ctx, n_ctx=n_ctx), v)
+
+
+def test_one_table_is_taken_within_the_slack_of_the_contexts_entropy():
+    """The merge decision against the entropies counted independently (bits of each context's
+    symbols under its own frequencies, and of all under one table), over contexts from alike to far
+    apart: one table exactly where it costs at most CONTEXT_SLACK more."""
+    from gs_map_share import entropy
+
+    def bits(sym):
+        _, k = np.unique(sym, return_counts=True)
+        return float(-(k * np.log2(k / k.sum())).sum())
+
+    rng = np.random.default_rng(3)
+    ctx = rng.integers(0, 2, 20000)
+    seen = set()
+    for shift in np.linspace(0, 4, 41):
+        sym = np.clip(np.round(rng.laplace(0, 3, len(ctx)) + 8 + shift * ctx), 0, 31).astype(np.int64)
+        split = bits(sym[ctx == 0]) + bits(sym[ctx == 1])
+        want = bits(sym) <= (1 + entropy.CONTEXT_SLACK) * split
+        assert entropy._one_table_will_do(sym, ctx, 2) == want
+        seen.add((want, bits(sym) <= 1.03 * split))
+    assert (False, True) in seen and (True, True) in seen  # cases on both sides of the slack
