@@ -418,3 +418,19 @@ def test_one_table_is_taken_within_the_slack_of_the_contexts_entropy():
         assert entropy._one_table_will_do(sym, ctx, 2) == want
         seen.add((want, bits(sym) <= 1.03 * split))
     assert (False, True) in seen and (True, True) in seen  # cases on both sides of the slack
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_long_context_streams_of_either_sign_round_trip(signed):
+    """Long streams with contexts, signed or not (uint64 values), go through the one-table
+    decision and back."""
+    from gs_map_share import entropy
+
+    rng = np.random.default_rng(5)
+    n = 6000
+    ctx = rng.integers(0, 3, n)
+    v = rng.integers(-9 if signed else 0, 20, n).astype(np.int64 if signed else np.uint64)
+    w = Writer()
+    entropy.put_stream(w, v, signed=signed, ctx=ctx, n_ctx=3)
+    out = entropy.decode_stream(Reader(w.getvalue()), n, signed=signed, ctx=ctx, n_ctx=3)
+    assert np.array_equal(out, v)

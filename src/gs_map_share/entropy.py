@@ -402,6 +402,7 @@ def _one_table_will_do(sym: np.ndarray, ctx, n_ctx: int) -> bool:
     table than under one per context (estimated from the symbol counts: the escapes' mantissa
     bits are the same either way, the tables a few hundred bytes)."""
     raw = ctx.ctx if isinstance(ctx, Groups) else np.asarray(ctx, np.int64)
+    sym = np.asarray(sym, np.int64)  # (symbols < 320, whatever integer type they came in)
     a = int(sym.max()) + 1
     joint = np.bincount(raw * a + sym, minlength=n_ctx * a).reshape(n_ctx, a).astype(np.float64)
 
