@@ -150,6 +150,15 @@ def test_hostile_tail_streams_fail_with_one_line(compiled, monkeypatch):
         decode(good, cap=len(node_code[D]) - 1)
     with pytest.raises(DecodeError, match="needs"):  # a path stream missing
         decode(good[:-1])
+    # every node flagged a branch: the one-voxel ones should have been tails (one map, one encoding)
+    flags = np.ones(len(node_code[s]), np.int64)
+    occ = octree.build_levels(node_tile[D], node_code[D], D)[2]
+    every = [("tail_branch", flags, None)] + [
+        ("occupancy", occ[d].astype(np.int64), None) for d in range(s, D)
+    ]
+    every += [(label, values[:0], bits) for label, values, bits in good if label == "tail_path"]
+    with pytest.raises(DecodeError, match="branch node with one voxel"):
+        decode(every)
 
 
 def _retail(data: bytes, depth: int) -> bytes:

@@ -385,7 +385,8 @@ def join_tails(code, branch, path, widths, b_code, b_up, up, tile_count, out, ou
     tail (``branch[i]`` 0) gives one voxel, its code followed by its path symbols (``widths[k]``
     bits from ``path[k]``), a branch its voxels ``b_code`` whose ``b_up`` is i (in order);
     ``up[i]`` with each where ``up`` is not empty; voxels per tile into ``per_tile``. The paths
-    are put together first, row by row of ``path`` (loops that vectorise)."""
+    are put together first, row by row of ``path`` (loops that vectorise). False where a branch
+    holds fewer than two voxels (it would have been a tail: one map, one encoding)."""
     n_tails = path.shape[1]
     tail = np.zeros(n_tails, np.uint64)
     total = np.uint64(0)
@@ -413,14 +414,18 @@ def join_tails(code, branch, path, widths, b_code, b_up, up, tile_count, out, ou
                 j += one
                 t += one
             else:
+                k0 = k
                 while k < nb and b_up[k] == np.int64(i):
                     out[j] = b_code[k]
                     if carry:
                         out_up[j] = up[i]
                     j += one
                     k += one
+                if k - k0 < np.uint64(2):
+                    return False
             i += one
         per_tile[tile] = j - j0
+    return True
 
 
 @njit(cache=True, nogil=True)

@@ -104,12 +104,13 @@ def get(r: Reader, code: np.ndarray, up: np.ndarray | None, tile_count: np.ndarr
 
 
 _NO_INDEX = np.zeros(0, np.int64)
+_ONE_VOXEL_BRANCH = "a branch node with one voxel (a tail)"
 
 
 def join(code, branch, path, widths, b_code, b_up, up, tile_count):
     """The voxels at D: for each node at s in order, its tail's (its code, then its path) or its
     branch's voxels (``b_code``, those of node i having ``b_up`` = i, in order). Returns (codes,
-    ancestors or None, voxels per tile)."""
+    ancestors or None, voxels per tile); ValueError where a branch holds one voxel."""
     n = path.shape[1] + len(b_code)
     kernels = jit.kernels()
     if kernels is not None:
@@ -118,9 +119,10 @@ def join(code, branch, path, widths, b_code, b_up, up, tile_count):
         per_tile = np.empty(len(tile_count), np.int64)
         carried = _NO_INDEX if up is None else up
         widths64 = np.array(widths, np.int64)
-        kernels.join_tails(
+        if not kernels.join_tails(
             code, branch, path, widths64, b_code, b_up, carried, tile_count, out, out_up, per_tile
-        )
+        ):
+            raise ValueError(_ONE_VOXEL_BRANCH)
         return out, (out_up if up is not None else None), per_tile
     tails = np.flatnonzero(branch == 0)
     tail = code[tails]
@@ -129,6 +131,8 @@ def join(code, branch, path, widths, b_code, b_up, up, tile_count):
     per = np.ones(len(code), np.int64)  # voxels under each node at s
     per[branch != 0] = 0
     per += np.bincount(b_up, minlength=len(code))
+    if np.any(per[branch != 0] < 2):
+        raise ValueError(_ONE_VOXEL_BRANCH)
     start = np.cumsum(per) - per
     is_tail = np.zeros(n, bool)
     is_tail[start[tails]] = True
