@@ -198,23 +198,24 @@ def test_stored_tails_decode(shared_data, monkeypatch):
     cases = [("q2_guitar", guitar_piece(shared_data)), ("q3_scene5", scene_map(3))]
     for name, scene in cases:
         data = (DATA / f"codec_golden_v10_{name}.bin").read_bytes()
-        assert _tail_depth(data) is not None
+        assert tiles_header(data)[1] is not None
         _decodes_to(data, scene)
         with monkeypatch.context() as m:
             m.setattr(tails, "parts", lambda depths: [3] * depths)
             assert MapStore().receive(data) != SNAPSHOT
 
 
-def _tail_depth(data: bytes) -> int | None:
-    """The tail depth a container's (only) section names, or None."""
+def tiles_header(data: bytes) -> tuple[list[int], int | None]:
+    """The level depths and the tail depth (None: no tails) of a container's (only) section."""
     from gs_map_share.bitio import Reader
     from gs_map_share.section import TAILS
 
     r = Reader([c.data for c in unpack(data)[1] if c.type == TILES][0])
     r.varint()
-    for _ in range(r.varint()):
-        r.u8()
+    depths = [r.u8() for _ in range(r.varint())]
     if not r.u8() & TAILS:
-        return None
+        return depths, None
     r.raw(24 * r.varint())
-    return r.u8()
+    s = r.u8()
+    r.end()
+    return depths, s

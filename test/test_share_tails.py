@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_guards_format import tiles_header
 from test_share_speedpaths import _use_compiled
 
 from gs_map_share import octree, section, tails
@@ -176,15 +177,8 @@ def test_a_tail_depth_outside_the_last_level_is_refused():
     from pathlib import Path
 
     data = (Path(__file__).resolve().parent / "data" / "codec_golden_v10_q3_scene5.bin").read_bytes()
-    h, chunks = unpack(data)
-    r = Reader([c for c in chunks if c.type == TILES][0].data)
-    r.varint()
-    depths = [r.u8() for _ in range(r.varint())]
-    assert r.u8() & section.TAILS
-    r.raw(24 * r.varint())
-    s = r.u8()
-    r.end()
-    assert depths[-2] <= s < depths[-1]
+    depths, s = tiles_header(data)
+    assert s is not None and depths[-2] <= s < depths[-1]
     decode_snapshot(_retail(data, s))
     for bad in (depths[-2] - 1, depths[-1], 255):
         with pytest.raises(DecodeError, match="tail depth"):

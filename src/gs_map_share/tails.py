@@ -88,11 +88,11 @@ def get(r: Reader, code: np.ndarray, up: np.ndarray | None, tile_count: np.ndarr
     branch = decode_stream(r, m, signed=False, int32=True, limit=1)
     at = np.flatnonzero(branch)
     b_code, b_up = code[at], at
-    one = np.array([len(at)], np.int64)
+    as_one_tile = np.array([len(at)], np.int64)  # (tiles are counted in join)
     for _ in range(s, D):
         occ = decode_stream(r, len(b_code), signed=False, int32=True)
         if len(b_code):  # (none: empty streams)
-            b_code, b_up, one = octree.descend(b_code, occ, one, cap, up=b_up)
+            b_code, b_up, as_one_tile = octree.descend(b_code, occ, as_one_tile, cap, up=b_up)
     n_tails = m - len(at)
     if n_tails + len(b_code) > cap:
         raise ValueError(f"{n_tails + len(b_code)} nodes, more than the {cap} Gaussians")
