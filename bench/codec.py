@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
 from common import best_time, log  # noqa: E402
 from faulty_link import simulate  # noqa: E402
-from synthetic_maps import fuzz_seeds, smooth_colour_scene, synthetic_map  # noqa: E402
+from synthetic_maps import fuzz_seeds, sheen_scene, smooth_colour_scene, synthetic_map  # noqa: E402
 
 from gs_map_share.container import reseal  # noqa: E402
 from gs_map_share.delta import decode_delta, encode_delta  # noqa: E402
@@ -236,12 +236,15 @@ def fuzz(n_cases: int, seed=0) -> dict:
     phased, _ = encode_map(smooth_colour_scene(5000, 23, 24), QuantParams.from_quality(2), n_levels=1)
     # the last of several levels in octree tails (version 10)
     tailed, _ = encode_map(smooth_colour_scene(5000, 25, 26), QuantParams.from_quality(3), n_levels=5)
+    # higher SH channels from channel 1, in an SH palette under coarse levels (version 11)
+    sheen, _ = encode_map(sheen_scene(6000, 27, palette=300), QuantParams.from_quality(3), n_levels=3)
     outcomes = Counter()
     other = Counter()
     net = 0
+    seeds = (snap, layered, lanes, phased, tailed, sheen)
     t0 = time.time()
     for i in range(n_cases):
-        base = ({0: snap, 2: layered, 4: lanes, 6: phased, 8: tailed}[i % 10]) if i % 2 == 0 else delta
+        base = seeds[(i // 2) % len(seeds)] if i % 2 == 0 else delta
         b = bytearray(base)
         r = rng.random()
         if r < 0.6:

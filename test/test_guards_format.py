@@ -3,13 +3,14 @@ from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files. Six generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+these files. Seven generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
 ``least_turned=False``), version 6 (``codec_golden_v6_q*``), version 7 (``codec_golden_v7_q*``:
 short streams plain), version 8 (``codec_golden_v8_q*``: refined rotation codes, and a
 single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction)
 version 9 (``codec_golden_v9_q*``: and a scene of smooth colour, read without ids, whose colour
 travels blue first in neighbour phases) and version 10 (``codec_golden_v10_q*``: octree tails, in
-the scene in levels of detail and in a single-level piece of the real guitar scene).
+the scene in levels of detail and in a single-level piece of the real guitar scene) and version 11
+(``codec_golden_v11_q*``: higher SH channels 0 and 2 from channel 1, per Gaussian and in a palette).
 Each is compared with the map quantised on the lattices its header declares (the presets of its
 day)."""
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_maps import smooth_colour_scene, synthetic_map
+from synthetic_maps import sheen_scene, smooth_colour_scene, synthetic_map
 
 from gs_map_share import quantize
 from gs_map_share.container import TILES, unpack, unpack_header
@@ -72,20 +73,22 @@ def guitar_piece(shared_data: Path):
     return load_splats(shared_data / "splats" / "guitar.ply").subset(np.arange(3000))
 
 
+def sheen_maps():
+    """Version 11's cases: per-Gaussian higher SH in one level, and an SH palette in 3 levels."""
+    return {"sheen": (sheen_scene(4200, 50), 1), "sheen_palette": (sheen_scene(6000, 60, palette=300), 3)}
+
+
 def golden_containers() -> dict[str, bytes]:
-    """Today's encoder's containers (the version-10 generation's names)."""
+    """Today's encoder's containers (the version-11 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"v10_q{q}_snapshot"] = sender.snapshot()
-        out[f"v10_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
-    # tails under coarse levels (each voxel's parent carried through them), blue first
-    out["v10_q3_scene5"] = encode_map(scene_map(3), QuantParams.from_quality(3), n_levels=5)[0]
-    from conftest import SHARED_DATA
-
-    piece = guitar_piece(SHARED_DATA)
-    out["v10_q2_guitar"] = encode_map(piece, QuantParams.from_quality(2).relative_to(piece), n_levels=1)[0]
+        out[f"v11_q{q}_snapshot"] = sender.snapshot()
+        out[f"v11_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+    # SH channels from channel 1: per Gaussian and in a palette
+    for name, (scene, levels) in sheen_maps().items():
+        out[f"v11_q3_{name}"] = encode_map(scene, QuantParams.from_quality(3), n_levels=levels)[0]
     return out
 
 
@@ -98,6 +101,7 @@ GENERATIONS = {
     8: ("codec_golden_v8_", True, True),
     9: ("codec_golden_v9_", True, True),
     10: ("codec_golden_v10_", True, True),
+    11: ("codec_golden_v11_", True, True),
 }
 
 
@@ -219,3 +223,22 @@ def tiles_header(data: bytes) -> tuple[list[int], int | None]:
     s = r.u8()
     r.end()
     return depths, s
+
+
+def test_stored_sh_channel_prediction_decodes(monkeypatch):
+    """Version 11's SH channels from channel 1, as stored: per Gaussian in one level and in an SH
+    palette under coarse levels, each decodes to its map quantised; each does hold the form, and
+    a decoder that does not know its byte refuses it."""
+    from gs_map_share import section
+
+    real = section._get_sh_cols
+    seen: list[int] = []
+    monkeypatch.setattr(section, "_get_sh_cols", lambda r, *a: seen.append(r.data[r.pos]) or real(r, *a))
+    for name, (scene, _) in sheen_maps().items():
+        data = (DATA / f"codec_golden_v11_q3_{name}.bin").read_bytes()
+        seen.clear()
+        _decodes_to(data, scene)
+        assert section.CHANNEL_PRED in seen
+        with monkeypatch.context() as m:
+            m.setattr(section, "CHANNEL_PRED", 255)  # the byte then reads as an unknown stream mode
+            assert MapStore().receive(data) != SNAPSHOT

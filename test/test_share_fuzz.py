@@ -36,6 +36,8 @@ LANES = _lanes_seed()
 PHASED = (Path(__file__).resolve().parent / "data" / "codec_golden_v9_q0_scene.bin").read_bytes()
 # the last of several levels in octree tails (version 10)
 TAILED = (Path(__file__).resolve().parent / "data" / "codec_golden_v10_q3_scene5.bin").read_bytes()
+# higher SH channels from channel 1, in an SH palette under coarse levels (version 11)
+SHEEN = (Path(__file__).resolve().parent / "data" / "codec_golden_v11_q3_sheen_palette.bin").read_bytes()
 
 
 def _decode_any(b: bytes) -> None:
@@ -59,7 +61,7 @@ mutation = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    which=st.sampled_from(["snapshot", "delta", "layered", "lanes", "phased", "tailed"]),
+    which=st.sampled_from(["snapshot", "delta", "layered", "lanes", "phased", "tailed", "sheen"]),
     muts=mutation,
     cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
     seal=st.booleans(),
@@ -72,6 +74,7 @@ def test_mutated_containers_raise_only_decode_error(which, muts, cut, seal):
         "lanes": LANES,
         "phased": PHASED,
         "tailed": TAILED,
+        "sheen": SHEEN,
     }
     b = bytearray(seeds[which])
     for pos, val in muts:

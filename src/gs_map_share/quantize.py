@@ -228,12 +228,15 @@ class QuantParams:
         that was vector-quantised, as SOG's 64k-entry one): K distinct rows shared by n Gaussians
         are coded once each (``section``'s palette), so an entry's bits are spread over n/K
         Gaussians while its error lands on all of them — the step becomes step × K/n (at most
-        16× finer; rounded to a power of two, see below). Balancing rate against users × step²
-        alone gives sqrt(K/n); the full K/n was measured better on playbot (500k Gaussians, 64k
+        16× finer; rounded to a power of two, see below), then halved (``SHARED_SH_FINER``).
+        Balancing rate against users × step² alone gives sqrt(K/n); the full K/n was measured better on playbot (500k Gaussians, 64k
         rows, quality 1: ×0.36 → 43.1 dB at 11.67 B/G, ×0.2 → 46.5 / 12.01, ×0.1 → 48.9 / 12.40,
         ×0.05 → 49.8 / 12.76; bench/codec_real.py):
         its view-dependent colour weighs more in a render than the presets' per-Gaussian step
-        assumes. A scene without a palette (K > n/4, the palette coder's own limit) keeps its step."""
+        assumes. Since container version 11 codes an entry's colour channels from one another (its
+        entries 22 % smaller), half that step again gains: playbot 0.47 % (quality 2) and 0.70 %
+        (quality 3) fewer bytes at equal render PSNR. A scene without a palette (K > n/4, the
+        palette coder's own limit) keeps its step."""
         n = len(gmap)
         if n < PALETTE_MIN_ROWS or gmap.sh.shape[1] < 2:
             return self
@@ -245,7 +248,7 @@ class QuantParams:
         # entries (fewer rows: the same or a finer step) or made a palette of rows that were none,
         # re-encodes to the same values, as a finer power-of-two lattice holds the coarser exactly
         # (and to the same bytes unless the merges moved K/n across a rounding boundary)
-        factor = 2.0 ** round(float(np.log2(max(k / n, 1 / 16))))
+        factor = 2.0 ** round(float(np.log2(max(k / n, 1 / 16)))) / SHARED_SH_FINER
         return replace(self, rest_step=float(max(self.rest_step * factor, 1e-6)))
 
     def with_rot_tiers(self, log_spreads) -> QuantParams:
@@ -317,6 +320,7 @@ MAX_ROT_TIERS = 4
 REFERENCE_SIZE = 0.1
 SCENE_TILE_BITS = 4  # QuantParams.relative_to: a scene's codec tile is 2**4 times a map's per axis
 SCENE_FAINT_POS = 2  # QuantParams.relative_to: faint Gaussians' positions on a 2× coarser lattice
+SHARED_SH_FINER = 2  # QuantParams.for_shared_sh: an SH palette's step, this much below step × K/n
 # log-scale spreads (max − min of the three log-scales) of the presets' tiers: below 0.4 (scales
 # within 1.5×) a Gaussian gets 4 bits fewer than above 2.5 (12×). Measured on the mapper's kitchen
 # map at quality 0 (from 4 bits for all): rotation 1.22 → 0.96 B/G and +0.23 dB held-out PSNR —
