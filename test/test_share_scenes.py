@@ -156,6 +156,34 @@ def test_palette_sh_gets_a_finer_step_where_its_bits_are_shared():
     assert plain.sh_degree == 2 and p.for_shared_sh(plain) == p
 
 
+def test_sh_palette_lists_the_most_used_rows_first():
+    """The palette's rows come most used first (ties in order of first use), and each Gaussian's
+    index names its own row."""
+    from gs_map_share import section
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.entropy import decode_stream
+
+    rng = np.random.default_rng(9)
+    distinct = rng.integers(-40, 40, (300, 24)).astype(np.int32)
+    use = rng.zipf(1.5, 6000) % 300  # skewed, and a shuffled first-use order
+    rows = distinct[use]
+    w = Writer()
+    assert section._put_sh_palette(w, rows)
+    r = Reader(w.getvalue(), "test")
+    assert r.u8() == section.PALETTE_MODE
+    k = r.varint()
+    pal = np.zeros((24, k), np.int32)
+    section._get_sh_cols(r, pal, np.full(24, 1 << 20))
+    idx = decode_stream(r, len(rows), signed=False)
+    r.end()
+    assert np.array_equal(pal.T[idx], rows)
+    counts = np.bincount(idx, minlength=k)
+    assert (np.diff(counts) <= 0).all()
+    first_use = np.array([np.flatnonzero(idx == i)[0] for i in range(k)])
+    ties = counts[1:] == counts[:-1]
+    assert (first_use[1:][ties] > first_use[:-1][ties]).all()
+
+
 def test_sh_palette_fuzz_only_decode_errors():
     from gs_map_share.container import reseal
     from gs_map_share.errors import DecodeError

@@ -678,8 +678,8 @@ PALETTE_MODE = 5  # a stream-mode byte no plain stream (0..3) or joint coefficie
 def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     """The higher SH of all Gaussians as a palette when many share the same quantised coefficients
     (a scene that was already vector-quantised, such as SOG's 64k-entry SH palette): ``u8 5,
-    varint K``, the K distinct rows (in order of first use) coded as K Gaussians' coefficients
-    are, then an unsigned stream of n row indices (< K). Taken when estimated smaller."""
+    varint K``, the K distinct rows (most used first) coded as K Gaussians' coefficients are,
+    then an unsigned stream of n row indices (< K). Taken when estimated smaller."""
     n, k3 = rows.shape
     if n < PALETTE_MIN_ROWS:
         return False
@@ -688,7 +688,13 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     k = len(first)
     if not is_palette(n, k):
         return False
-    pal = rows[first]
+    # most used first (ties in order of first use): small indices are then the frequent ones,
+    # which the escape buckets of the index stream code in fewer bits (playbot: −0.03 B/G)
+    by_use = np.argsort(-np.bincount(idx, minlength=k), kind="stable")
+    rank = np.empty(k, np.int64)
+    rank[by_use] = np.arange(k)
+    idx = rank[idx]
+    pal = rows[first[by_use]]
     sub = rows[::16].astype(np.int64)  # the direct form, estimated on every 16th Gaussian
     direct = 16 * sum(Stats(sub[:, c], keep_u=False).best()[1] for c in range(k3))
     pal_bits = sum(Stats(pal[:, c].astype(np.int64), keep_u=False).best()[1] for c in range(k3))
