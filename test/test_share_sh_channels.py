@@ -101,7 +101,8 @@ def _hostile(
 
 def test_hostile_bytes_refused():
     """Differences that rebuild a channel beyond the coefficient's range, differences beyond twice
-    it, and the byte twice: one decode error each."""
+    it, channel 1 beyond it in the joint form (found by a hostile review: the joint form reads its
+    three channels under one limit), and the byte twice: one decode error each."""
     n = 1000
     z = np.zeros(n, np.int64)
     big = np.full(n, 40)
@@ -113,6 +114,19 @@ def test_hostile_bytes_refused():
         _get(_hostile(np.full(n, 129), -big, z), n, 64)  # beyond 2 × 64 before the sum
     with pytest.raises(DecodeError):
         _get(_hostile(z, z, z, prefix=(section.CHANNEL_PRED, section.CHANNEL_PRED)), n, 64)
+    # the joint form reads all three under the wider limit: channel 1 is still held to the range
+    w = Writer()
+    w.u8(section.CHANNEL_PRED)
+    w.u8(section.JOINT_MODE)
+    w.u8(2)
+    wide = np.stack([z, z, z])
+    wide[:, 5] = [-100, 100, -100]  # differences within 2 × 64: channels 0, 100, 0
+    j, esc = section._joint_symbols(*section._zigzag_max(wide), 2)
+    put_stream(w, j, False)
+    for c in wide:
+        put_stream(w, c[esc], True)
+    with pytest.raises(DecodeError, match="outside its quantisation range"):
+        _get(w.getvalue(), n, 64)
     # at the edge: −64 + 128 = 64 is inside
     ok = _get(_hostile(np.full(n, 128), np.full(n, -64), np.full(n, -0)), n, 64)
     assert ok[0].max() == 64 and ok[1].min() == -64

@@ -851,7 +851,7 @@ JOINT_BASES = (2, 3, 4, 5, 6)
 # differences from channel 1" (colour channels of one SH coefficient correlate: ρ ≈ 0.9 on
 # playbot's palette, whose entries then cost 2.18 → 1.75 B/G order-0)
 CHANNEL_PRED = 8
-CHANNEL_PRED_GAIN = 0.98  # taken when estimated ≥ 2 % smaller on channels 0 and 2
+CHANNEL_PRED_GAIN = 0.98  # taken when estimated more than 2 % smaller on channels 0 and 2
 
 
 def _from_channel_1(ch: np.ndarray) -> np.ndarray:
@@ -1199,7 +1199,7 @@ def _get_sh_cols(r: Reader, cols: np.ndarray, bound: np.ndarray) -> None:
         if pred:
             out[0] += out[1]
             out[2] += out[1]
-            for c in (0, 2):
+            for c in (0, 1, 2):  # channel 1 too: the joint form read it under the wider limit
                 if n and max(int(out[c].max()), -int(out[c].min())) > lim:
                     raise r.fail("SH coefficient outside its quantisation range")
 
