@@ -229,9 +229,9 @@ class QuantParams:
         are coded once each (``section``'s palette), so an entry's bits are spread over n/K
         Gaussians while its error lands on all of them — the step becomes step × K/n (at most
         16× finer; rounded to a power of two, see below), then halved (``SHARED_SH_FINER``).
-        Balancing rate against users × step² alone gives sqrt(K/n); the full K/n was measured better on playbot (500k Gaussians, 64k
-        rows, quality 1: ×0.36 → 43.1 dB at 11.67 B/G, ×0.2 → 46.5 / 12.01, ×0.1 → 48.9 / 12.40,
-        ×0.05 → 49.8 / 12.76; bench/codec_real.py):
+        Balancing rate against users × step² alone gives sqrt(K/n); the full K/n was measured
+        better on playbot (500k Gaussians, 64k rows, quality 1: ×0.36 → 43.1 dB at 11.67 B/G,
+        ×0.2 → 46.5 / 12.01, ×0.1 → 48.9 / 12.40, ×0.05 → 49.8 / 12.76; bench/codec_real.py):
         its view-dependent colour weighs more in a render than the presets' per-Gaussian step
         assumes. Since container version 11 codes an entry's colour channels from one another (its
         entries 22 % smaller), half that step again gains: playbot 0.47 % (quality 2) and 0.70 %

@@ -848,8 +848,8 @@ def _centres(tiles, node_tile, node_code, d, D, params, off) -> np.ndarray:
 JOINT_MODE = 4  # a stream-mode byte no plain stream uses: "the three channels of this coefficient, joint"
 JOINT_BASES = (2, 3, 4, 5, 6)
 # (version 11) a stream-mode byte no stream uses: "this coefficient's channels 0 and 2 follow as
-# differences from channel 1" (colour channels of one SH coefficient correlate: ρ ≈ 0.9 on
-# playbot's palette, whose entries then cost 2.18 → 1.75 B/G order-0)
+# differences from channel 1" (colour channels of one SH coefficient correlate, ρ ≈ 0.9 on
+# playbot: its higher SH 4.68 → 3.64 B/G per Gaussian at quality 2, bench/sh_channels.py)
 CHANNEL_PRED = 8
 CHANNEL_PRED_GAIN = 0.98  # taken when estimated more than 2 % smaller on channels 0 and 2
 
