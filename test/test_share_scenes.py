@@ -174,7 +174,7 @@ def test_sh_palette_lists_the_most_used_rows_first():
     k = r.varint()
     pal = np.zeros((24, k), np.int32)
     section._get_sh_cols(r, pal, np.full(24, 1 << 20))
-    idx = decode_stream(r, len(rows), signed=False)
+    idx = decode_stream(r, len(rows), signed=False).astype(np.int64)
     r.end()
     assert np.array_equal(pal.T[idx], rows)
     counts = np.bincount(idx, minlength=k)

@@ -34,6 +34,7 @@ Layout of one stream (all varints unsigned LEB128)::
 
 from __future__ import annotations
 
+import math
 from itertools import accumulate
 
 import constriction
@@ -209,17 +210,16 @@ class Stats:
         small = self.small.astype(np.float64)
         esc = self.big_bl.astype(np.float64)  # escapes by bit length: every value of that length
         esc[:9] += np.bincount(self._sbl, small, minlength=9)[:9]
-        clog = lambda c: np.where(c > 0, c * np.log2(np.maximum(c, 1)), 0.0)  # noqa: E731
-        direct = np.concatenate([[0.0], np.cumsum(clog(small))])  # Σ over symbols < t, t = 0..256
+        direct = np.concatenate([[0.0], np.cumsum(_clog(small))])  # Σ over symbols < t, t = 0..256
         direct_n = np.concatenate([[0], np.cumsum(small > 0)])
-        tail = np.cumsum((clog(esc))[::-1])[::-1]  # Σ over bit lengths ≥ b
+        tail = np.cumsum((_clog(esc))[::-1])[::-1]  # Σ over bit lengths ≥ b
         tail_n = np.cumsum((esc > 0)[::-1])[::-1]
         mant = np.cumsum((esc * np.maximum(np.arange(65) - 1, 0))[::-1])[::-1]
         out = np.empty(9)
         for k in range(9):
             t, b = 1 << k, k + 1  # direct symbols 0..t−1, escapes of bit length ≥ k + 1
             present = direct_n[t] + tail_n[b]
-            out[k] = n * np.log2(n) - direct[t] - tail[b] + mant[b] + TABLE_BITS_PER_SYMBOL * present
+            out[k] = n * math.log2(n) - direct[t] - tail[b] + mant[b] + TABLE_BITS_PER_SYMBOL * present
         self._by_bound = out
         return out
 
@@ -417,6 +417,18 @@ def _one_table_will_do(sym: np.ndarray, ctx, n_ctx: int) -> bool:
         return float((counts * (np.log2(np.maximum(total, 1.0)) - np.log2(f))).sum())
 
     return bits(joint.sum(axis=0)) <= (1 + CONTEXT_SLACK) * bits(joint)
+
+
+def _clog(c: np.ndarray) -> np.ndarray:
+    """c · log2 c for counts ``c`` (float64; 0 where c = 0) with the C library's log2, as the
+    compiled sums (``kernels.bits_by_bound``) take it: numpy's own log2 differs from it in the
+    last bit for some integers (26, 52, 104, … in numpy 1.26's vector loops; from 1621 in numpy
+    2.4), and the two paths must estimate the same floats to choose the same bytes. At most 322
+    counts a stream."""
+    out = np.zeros(len(c))
+    for i in np.flatnonzero(c > 0):
+        out[i] = c[i] * math.log2(c[i])
+    return out
 
 
 class Groups:
