@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
+from codec_real import SCENES  # noqa: E402
 from common import best_time, log, machine_info, write_results  # noqa: E402
 
 from gs_map_share import section  # noqa: E402
@@ -30,7 +31,6 @@ from gs_map_share.snapshot import decode_map, encode_map  # noqa: E402
 from gs_mapping.splat_formats import load_splats  # noqa: E402
 
 torch.set_num_threads(1)
-SCENE = ROOT.parent / "shared" / "data" / "splats" / "playbot_sog"
 
 
 def _sh(m) -> np.ndarray:
@@ -38,7 +38,7 @@ def _sh(m) -> np.ndarray:
 
 
 def main() -> None:
-    g = load_splats(SCENE)
+    g = load_splats(SCENES["playbot"])
     n = len(g)
     log(f"playbot: {n} Gaussians, SH {g.sh_degree}")
     rows = []
