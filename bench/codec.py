@@ -236,7 +236,8 @@ def fuzz(n_cases: int, seed=0) -> dict:
     phased, _ = encode_map(smooth_colour_scene(5000, 23, 24), QuantParams.from_quality(2), n_levels=1)
     # the last of several levels in octree tails (version 10)
     tailed, _ = encode_map(smooth_colour_scene(5000, 25, 26), QuantParams.from_quality(3), n_levels=5)
-    # higher SH channels from channel 1, in an SH palette under coarse levels (version 11)
+    # higher SH channels from channel 1 (version 11), in an SH palette by first use (version 12)
+    # under coarse levels
     sheen, _ = encode_map(sheen_scene(6000, 27, palette=300), QuantParams.from_quality(3), n_levels=3)
     outcomes = Counter()
     other = Counter()

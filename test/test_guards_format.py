@@ -3,14 +3,15 @@ from test/data/make_codec_golden.py) still decode to the maps quantised. Encoder
 their predictors, so a changed predictor still round-trips: only a stored container shows that the
 format moved (old files and other senders would then decode wrongly). The encoder may choose other
 bytes for the same format (palette order, stream forms, each Gaussian's frame) without touching
-these files. Seven generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
+these files. Nine generations: version 4 (``codec_golden_q*``: each Gaussian in its own frame,
 ``least_turned=False``), version 6 (``codec_golden_v6_q*``), version 7 (``codec_golden_v7_q*``:
 short streams plain), version 8 (``codec_golden_v8_q*``: refined rotation codes, and a
 single-level snapshot of near-grey colours whose blue channel takes the extrapolated prediction)
 version 9 (``codec_golden_v9_q*``: and a scene of smooth colour, read without ids, whose colour
 travels blue first in neighbour phases) and version 10 (``codec_golden_v10_q*``: octree tails, in
 the scene in levels of detail and in a single-level piece of the real guitar scene) and version 11
-(``codec_golden_v11_q*``: higher SH channels 0 and 2 from channel 1, per Gaussian and in a palette).
+(``codec_golden_v11_q*``: higher SH channels 0 and 2 from channel 1, per Gaussian and in a palette)
+and version 12 (``codec_golden_v12_q*``: an SH palette by first use).
 Each is compared with the map quantised on the lattices its header declares (the presets of its
 day)."""
 
@@ -79,16 +80,16 @@ def sheen_maps():
 
 
 def golden_containers() -> dict[str, bytes]:
-    """Today's encoder's containers (the version-11 generation's names)."""
+    """Today's encoder's containers (the version-12 generation's names)."""
     out = {}
     for q in QUALITIES:
         g, g2 = golden_maps(q)
         sender = MapSender.from_map(g, QuantParams.from_quality(q), first_seq=7, map_id=3)
-        out[f"v11_q{q}_snapshot"] = sender.snapshot()
-        out[f"v11_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
-    # SH channels from channel 1: per Gaussian and in a palette
-    for name, (scene, levels) in sheen_maps().items():
-        out[f"v11_q3_{name}"] = encode_map(scene, QuantParams.from_quality(3), n_levels=levels)[0]
+        out[f"v12_q{q}_snapshot"] = sender.snapshot()
+        out[f"v12_q{q}_delta"], _ = sender.update(g2, g2.take_changes())
+    # an SH palette by first use, under coarse levels
+    scene, levels = sheen_maps()["sheen_palette"]
+    out["v12_q3_sheen_palette"] = encode_map(scene, QuantParams.from_quality(3), n_levels=levels)[0]
     return out
 
 
@@ -102,6 +103,7 @@ GENERATIONS = {
     9: ("codec_golden_v9_", True, True),
     10: ("codec_golden_v10_", True, True),
     11: ("codec_golden_v11_", True, True),
+    12: ("codec_golden_v12_", True, True),
 }
 
 
@@ -242,3 +244,16 @@ def test_stored_sh_channel_prediction_decodes(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(section, "CHANNEL_PRED", 255)  # the byte then reads as an unknown stream mode
             assert MapStore().receive(data) != SNAPSHOT
+
+
+def test_stored_sh_palette_by_first_use_decodes(monkeypatch):
+    """Version 12's SH palette by first use, as stored under coarse levels, decodes to its map
+    quantised; version 11's palette (byte 5, rows most used first) still does (above). The stored
+    one does use the form: a decoder that does not know its byte refuses it."""
+    from gs_map_share import section
+
+    scene, _ = sheen_maps()["sheen_palette"]
+    data = (DATA / "codec_golden_v12_q3_sheen_palette.bin").read_bytes()
+    _decodes_to(data, scene)
+    monkeypatch.setattr(section, "PALETTE_FIRST_USE", 255)  # byte 9 then reads as an unknown mode
+    assert MapStore().receive(data) != SNAPSHOT

@@ -36,8 +36,9 @@ LANES = _lanes_seed()
 PHASED = (Path(__file__).resolve().parent / "data" / "codec_golden_v9_q0_scene.bin").read_bytes()
 # the last of several levels in octree tails (version 10)
 TAILED = (Path(__file__).resolve().parent / "data" / "codec_golden_v10_q3_scene5.bin").read_bytes()
-# higher SH channels from channel 1, in an SH palette under coarse levels (version 11)
-SHEEN = (Path(__file__).resolve().parent / "data" / "codec_golden_v11_q3_sheen_palette.bin").read_bytes()
+# higher SH channels from channel 1 (version 11), in an SH palette by first use (version 12) under
+# coarse levels
+SHEEN = (Path(__file__).resolve().parent / "data" / "codec_golden_v12_q3_sheen_palette.bin").read_bytes()
 
 
 def _decode_any(b: bytes) -> None:

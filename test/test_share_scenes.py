@@ -156,32 +156,113 @@ def test_palette_sh_gets_a_finer_step_where_its_bits_are_shared():
     assert plain.sh_degree == 2 and p.for_shared_sh(plain) == p
 
 
-def test_sh_palette_lists_the_most_used_rows_first():
-    """The palette's rows come most used first (ties in order of first use), and each Gaussian's
-    index names its own row."""
+def _palette_rows(k: int, n: int, seed: int) -> np.ndarray:
+    """n rows drawn from k distinct ones (skewed use, a shuffled first-use order)."""
+    rng = np.random.default_rng(seed)
+    distinct = rng.integers(-40, 40, (k, 24)).astype(np.int32)
+    return distinct[rng.zipf(1.5, n) % k]
+
+
+def test_sh_palette_lists_rows_by_first_use_and_indexes_them_by_repeats():
+    """The palette's rows come in order of first use; the flags mark exactly the Gaussians whose
+    row was not met before, and each repeat names its own row, read back here with the plain
+    stream decoder and contexts worked out from the format's text (octave of the rows seen)."""
     from gs_map_share import section
     from gs_map_share.bitio import Reader, Writer
     from gs_map_share.entropy import decode_stream
 
-    rng = np.random.default_rng(9)
-    distinct = rng.integers(-40, 40, (300, 24)).astype(np.int32)
-    use = rng.zipf(1.5, 6000) % 300  # skewed, and a shuffled first-use order
-    rows = distinct[use]
+    rows = _palette_rows(300, 6000, 9)
     w = Writer()
     assert section._put_sh_palette(w, rows)
     r = Reader(w.getvalue(), "test")
-    assert r.u8() == section.PALETTE_MODE
+    assert r.u8() == section.PALETTE_FIRST_USE
     k = r.varint()
     pal = np.zeros((24, k), np.int32)
     section._get_sh_cols(r, pal, np.full(24, 1 << 20))
-    idx = decode_stream(r, len(rows), signed=False).astype(np.int64)
+    _, first = np.unique(rows, axis=0, return_index=True)
+    assert np.array_equal(pal.T, rows[np.sort(first)])  # the distinct rows as first met
+    flags = decode_stream(r, len(rows), signed=False).astype(bool)
+    met = set()
+    expected = []
+    for row in map(bytes, rows):
+        expected.append(row not in met)
+        met.add(row)
+    assert np.array_equal(flags, expected)
+    seen = (np.cumsum(flags) - flags)[~flags]
+    ctx = np.array([int(s).bit_length() - 1 for s in seen])  # K = 300 < 2**15: no octave merged
+    rep = decode_stream(r, len(seen), signed=False, ctx=ctx, n_ctx=(k.bit_length() - 1) + 1)
     r.end()
+    idx = np.empty(len(rows), np.int64)
+    idx[flags] = np.arange(k)
+    idx[~flags] = rep
     assert np.array_equal(pal.T[idx], rows)
-    counts = np.bincount(idx, minlength=k)
-    assert (np.diff(counts) <= 0).all()
-    first_use = np.array([np.flatnonzero(idx == i)[0] for i in range(k)])
-    ties = counts[1:] == counts[:-1]
-    assert (first_use[1:][ties] > first_use[:-1][ties]).all()
+
+
+def test_sh_palette_first_uses_cost_less_than_the_indices_entropy():
+    """Rows by first use drop the log2(K!) bits of a free row order: the index streams together
+    take less than the n · H(index) bits any per-index code of a fixed order needs."""
+    from gs_map_share import section
+    from gs_map_share.bitio import Writer
+
+    rng = np.random.default_rng(4)
+    use = rng.integers(0, 2000, 16000)  # uniform use: H(index) ≈ 10.9 bits, log2(K!)/n ≈ 1.2
+    w = Writer()
+    w.stats = {}
+    idx = _first_use_order(use)
+    section._put_first_uses(w, idx, int(idx.max()) + 1)
+    p = np.bincount(idx) / len(idx)
+    entropy_bytes = len(use) * float(-(p * np.log2(p)).sum()) / 8
+    assert w.stats["sh_palette_index"] < entropy_bytes - 0.08 * len(use)
+
+
+def _first_use_order(idx: np.ndarray) -> np.ndarray:
+    """``idx`` relabelled so that labels appear in increasing order of first use."""
+    _, first = np.unique(idx, return_index=True)
+    label = np.empty(idx.max() + 1, np.int64)
+    label[idx[np.sort(first)]] = np.arange(len(first))
+    return label[idx]
+
+
+@pytest.mark.parametrize(
+    "flags, repeats, why",
+    [
+        ([0, 1, 1, 1], [0], "before its first use"),  # the first Gaussian cannot repeat a row
+        ([1, 1, 0, 0], [0, 1], "first uses"),  # 2 new rows where K = 3
+        ([1, 1, 1, 0, 0], [1, 3], "beyond"),  # row 3 does not exist (K = 3)
+        ([1, 1, 0, 1, 0], [2, 0], "before its first use"),  # row 2 is met after its repeat
+        ([1, 0, 1, 1, 0], [1, 0], "before its first use"),  # row 1 is not met before the 2nd Gaussian
+        ([1, 2, 1, 0], [0], "beyond"),  # a flag of 2
+    ],
+)
+def test_sh_palette_first_uses_refuse_what_they_cannot_mean(flags, repeats, why):
+    from gs_map_share import section
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.entropy import put_stream
+    from gs_map_share.errors import DecodeError
+
+    k = 3
+    w = Writer()
+    put_stream(w, np.array(flags), signed=False)
+    seen = (np.cumsum(np.array(flags) > 0) - (np.array(flags) > 0))[np.array(flags) == 0]
+    ctx, n_ctx = section._seen_contexts(np.maximum(seen, 1), k)
+    put_stream(w, np.array(repeats), signed=False, ctx=ctx[: len(repeats)], n_ctx=n_ctx)
+    with pytest.raises(DecodeError, match=why):
+        section._get_first_uses(Reader(w.getvalue(), "test"), len(flags), k)
+
+
+def test_sh_palette_seen_contexts_keep_to_the_compiled_decoder():
+    """Octaves of the rows seen (1 ≤ s ≤ K), the lowest merged into context 0 so that at most 16
+    remain: the compiled decoder's limit."""
+    from gs_map_share import section
+    from gs_map_share.entropy import MAX_COMPILED_CONTEXTS
+
+    for k in (1, 2, 3, 1 << 15, (1 << 16) - 1, 1 << 16, 1 << 20):
+        seen = np.unique(np.r_[np.geomspace(1, k, 300).astype(np.int64), [1, 2, 3], k].clip(1, k))
+        ctx, n_ctx = section._seen_contexts(seen, k)
+        octave = np.array([int(s).bit_length() - 1 for s in seen])
+        low = max(0, (k.bit_length() - 1) - (MAX_COMPILED_CONTEXTS - 1))
+        assert n_ctx == octave.max() - low + 1 <= MAX_COMPILED_CONTEXTS
+        assert np.array_equal(ctx, np.maximum(octave - low, 0))
 
 
 def test_sh_palette_fuzz_only_decode_errors():

@@ -16,12 +16,13 @@ from .errors import DecodeError, EncodeError
 from .quantize import MAX_ROT_TIERS, QuantParams
 
 MAGIC = b"GSMD"
-VERSION = 11
+VERSION = 12
 # 5 added centred prediction choices and two-lane streams, 6 faint rotations and positions
 # (header fields faint_rot, faint_pos), 7 plain short streams (stream mode 7) and one table for
 # a short stream's contexts, 8 the blue channel's extrapolated prediction, 9 neighbour phases and
-# blue-first sections, 10 octree tails, 11 SH channels from channel 1 (docs/format.md)
-READS = (4, 5, 6, 7, 8, 9, 10, 11)
+# blue-first sections, 10 octree tails, 11 SH channels from channel 1, 12 SH palette indices as
+# first uses and repeats (docs/format.md)
+READS = (4, 5, 6, 7, 8, 9, 10, 11, 12)
 MAX_FRAME_ID = 128
 MAX_CHUNKS = 4096
 
