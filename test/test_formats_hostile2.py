@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -470,3 +471,69 @@ def test_sog_zip_needing_a_newer_zip_version_is_one_line(tmp_path):
     raw[i + 6 : i + 8] = struct.pack("<H", 84)  # version needed to extract: 8.4
     (tmp_path / "v84.sog").write_bytes(bytes(raw))
     _refused(tmp_path / "v84.sog", "v84.sog")
+
+
+# --- sizes the input does not hold, and what cannot be read to its end ---------------------------
+
+
+def test_a_scene_larger_than_the_free_memory_is_refused_before_reading(spz_reference, monkeypatch):
+    """SPZ's gzip lets a 1 MB file name 170M points, a SOG of constant images of 2 kB 67M: a count
+    is held to the memory available (here made 1 KiB) in one line before anything is decoded."""
+    from gs_mapping import input_files
+
+    monkeypatch.setattr(input_files, "available_memory", lambda: 1 << 10)
+    msg = _refused(spz_reference / "guitar_v2.spz", "need about")
+    assert "90854 Gaussians (SH degree 0)" in msg
+    _refused(FIXTURES / "scene.sog", "need about")
+    monkeypatch.setattr(input_files, "available_memory", lambda: None)  # not known: read on
+    assert len(load_splats(spz_reference / "guitar_v2.spz")) == 90854
+
+
+@pytest.mark.parametrize("name", ["zero.ply", "zero.spz", "zero.splat", "zero.compressed.ply"])
+def test_a_device_named_like_a_scene_is_not_read(tmp_path, name):
+    (tmp_path / name).symlink_to("/dev/zero")
+    _refused(tmp_path / name, "not a regular file")
+
+
+def test_a_pipe_named_like_a_scene_neither_blocks_nor_is_read(tmp_path):
+    os.mkfifo(tmp_path / "pipe.spz")  # no writer: a blocking open would wait forever
+    _refused(tmp_path / "pipe.spz", "not a regular file")
+
+
+def test_a_sog_image_that_is_a_device_is_not_read(tmp_path):
+    meta = _sog(tmp_path / "dev", None)
+    image = json.loads(meta.read_text())["quats"]["files"][0]
+    (meta.parent / image).unlink()
+    (meta.parent / image).symlink_to("/dev/zero")
+    _refused(meta.parent, f"{image}: not a regular file")
+    (meta.parent / image).unlink()
+    _refused(meta.parent, f"{image} missing")
+
+
+def test_ply_of_sh_degree_4_keeps_degrees_0_to_3(tmp_path, caplog):
+    """72 f_rest (channel-major, 24 a channel): each channel's first 15 coefficients are kept in
+    place, the fifth band dropped with a warning, as for an SPZ of degree 4."""
+    g = synthetic_map(50, 3, seed=5)
+    data = to_structured(g)
+    rng = np.random.default_rng(0)
+    rest = rng.normal(size=(len(g), 3, 24)).astype(np.float32)  # (Gaussian, channel, coefficient)
+    names = [n for n in data.dtype.names if not n.startswith("f_rest_") and n not in ("id", "level")]
+    vert = np.empty(len(g), [(n, "<f4") for n in names] + [(f"f_rest_{i}", "<f4") for i in range(72)])
+    for n in names:
+        vert[n] = data[n]
+    for i in range(72):
+        vert[f"f_rest_{i}"] = rest[:, i // 24, i % 24]
+    plyfile.PlyData([plyfile.PlyElement.describe(vert, "vertex")]).write(str(tmp_path / "d4.ply"))
+    with caplog.at_level("WARNING"):
+        m = load_splats(tmp_path / "d4.ply")
+    assert m.sh_degree == 3 and "fifth band is dropped" in caplog.text
+    assert np.array_equal(m.sh[:, 1:, :], rest[:, :, :15].transpose(0, 2, 1))
+    assert np.array_equal(m.sh[:, 0, :], g.sh[:, 0, :])
+
+
+def test_a_point_cloud_ply_is_named_as_one(tmp_path):
+    vert = np.zeros(
+        4, [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + [(c, "u1") for c in ("red", "green", "blue")]
+    )
+    plyfile.PlyData([plyfile.PlyElement.describe(vert, "vertex")]).write(str(tmp_path / "cloud.ply"))
+    _refused(tmp_path / "cloud.ply", "a point cloud .* not a 3DGS scene")

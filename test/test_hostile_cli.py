@@ -77,6 +77,12 @@ def _arg_cases(A, t):
         (["convert", ply, t / "c.ply"], [ply], [], "ok"),
         (["convert", ply, t / "c.unknownext"], [ply], ["unknownext"], "error"),
         (["convert", ply, t / "c.compressed.ply"], [ply], [], None),
+        (["encode", ply, t / "e2.ply"], [ply], ["e2.ply", ".gsd"], "error"),  # a container named .ply
+        (["convert", ply, t / "c2.gsd.spz"], [ply], [], "ok"),  # named .spz: an SPZ
+        (["convert", ply, t / ("a" * 300 + ".ply")], [ply], ["name too long"], "error"),
+        (["convert", t / ("a" * 300 + ".ply"), t / "c3.ply"], [], ["name too long"], "error"),
+        (["encode", t / ("a" * 300), t / "c4.gsd"], [], ["unknown scene format"], "error"),
+        (["decode", t / ("a" * 300 + ".gsd"), t / "c5.ply"], [], ["name too long"], "error"),
         # --- diff / apply
         (["diff", ply, ply2, t / "d.gsd"], [ply, ply2], [], "ok"),
         (["diff", ply, ply2, ply2, "--overwrite"], [ply, ply2], ["input"], "error"),
@@ -213,3 +219,50 @@ def test_exit_status_and_stderr_as_a_shell_sees_them(argv, want_in_err):
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if " error: " in ln]
     assert len(lines) == 1 and want_in_err in lines[0], r.stderr
+
+
+def test_encode_keeps_an_existing_scene_it_was_misdirected_to(A, tmp_path):
+    """``encode SCENE OUT.ply --overwrite``: a container is not written under a scene's name, and
+    the scene already there is left as it was."""
+    out = tmp_path / "kept.ply"
+    out.write_bytes(A["ply"].read_bytes())
+    o = _check(
+        run_cli(
+            ["encode", A["ply"], out, "--overwrite"], "argument", inputs=[A["ply"]], must_name=["kept.ply"]
+        )
+    )
+    assert o.result == "error" and out.read_bytes() == A["ply"].read_bytes()
+
+
+def test_out_of_memory_is_one_line_as_a_shell_sees_it(tmp_path):
+    """A valid SPZ whose 8M points do not fit the address space the process is given (ulimit -v
+    1.5 GB; gzip lets 0.5 MB name them): exit 2 and one line, not a traceback."""
+    import gzip
+    import resource
+
+    from gs_mapping.splat_formats import spz
+
+    n = 8 << 20
+    body = bytes(sum(spz._sizes(n, 3, 2)))
+    (tmp_path / "big.spz").write_bytes(
+        gzip.compress(spz._LEGACY.pack(spz.MAGIC, 2, n, 3, 12, 0, 0) + body, 1)
+    )
+    del body
+    limit = 1536 << 20
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "gs_mapping", "convert", str(tmp_path / "big.spz"), str(tmp_path / "o.splat")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        preexec_fn=cap,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if " error: " in ln]
+    assert len(lines) == 1 and "out of memory" in lines[0] and "big.spz" in lines[0], r.stderr
+    assert not (tmp_path / "o.splat").exists()

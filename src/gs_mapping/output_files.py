@@ -83,10 +83,13 @@ def _check_not_input(path: Path, inputs: Iterable[PathLike], directory: bool) ->
     for inp in inputs:
         if inp is None:
             continue
-        rin = _real(inp)
+        try:
+            rin, in_dir = _real(inp), Path(inp).is_dir()
+        except OSError:  # an input that cannot be looked at cannot be read either: its reader says why
+            continue
         if _same_file(path, inp) or real == rin:
             raise OutputError(f"{path}: is an input of this command; refusing to write over it")
-        if Path(inp).is_dir() and _is_within(real, rin):
+        if in_dir and _is_within(real, rin):
             raise OutputError(f"{path}: lies inside the input {inp}; refusing to write there")
         if directory and _is_within(rin, real):
             raise OutputError(f"{path}: holds the input {inp}; refusing to replace it")
@@ -110,7 +113,14 @@ def check_output(
     path = Path(path)
     if not os.fspath(path) or path.name in ("", ".", ".."):
         raise OutputError(f"{os.fspath(path) or '(empty)'}: not a usable output name")
-    _check_not_input(path, list(inputs), directory)
+    try:
+        return _check_output(path, overwrite, list(inputs), directory, allowed)
+    except OSError as exc:  # a name too long, a loop of links: what looking at the path raised
+        raise os_error(path, exc, "cannot use this output") from None
+
+
+def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, allowed) -> Path:
+    _check_not_input(path, inputs, directory)
     exists = path.exists() or path.is_symlink()
     if exists:
         if path.is_dir() and not directory:

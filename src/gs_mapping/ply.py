@@ -9,8 +9,9 @@ not for a map whose ids are implicit, a scene read without them and not edited s
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
-``level``, SH degree 0–3; other elements are skipped, a mesh's faces (list properties) too (in a
-binary file only after the vertices: their rows vary in size). A 2D Gaussian splatting scene (no
+``level``, SH degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as
+for SPZ); other elements are skipped, a mesh's faces (list properties) too (in a binary file only
+after the vertices: their rows vary in size). A point cloud (x, y, z, colours) is refused as one. A 2D Gaussian splatting scene (no
 ``scale_2``: flat discs) gets the thinnest third scale. Without ``id`` the map's ids are implicit
 (1..N in file order, :attr:`GaussianMap.ids_implicit`). Non-finite values follow
 :func:`gs_mapping.gaussians.clamp_nonfinite` (a double beyond float32's range counts as ±inf).
@@ -30,6 +31,7 @@ import numpy as np
 
 from .errors import MapError
 from .gaussians import GaussianMap, clamp_nonfinite
+from .input_files import read_bytes
 from .output_files import write_bytes
 
 _PLY_TYPES = {
@@ -248,8 +250,9 @@ def _antialiased(comments: list[str]) -> bool:
 
 
 def read_file(path) -> bytes:
+    """The bytes of a scene file (a regular file: :func:`.input_files.read_bytes`)."""
     try:
-        return Path(path).read_bytes()
+        return read_bytes(path)
     except OSError as exc:
         raise MapError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -303,22 +306,31 @@ def from_ply_elements(
     # a 2D Gaussian splatting scene has no third scale (a flat disc): log-scale −inf, clamped below
     flat = "scale_2" not in names and {"scale_0", "scale_1"} <= names
     missing = [n for n in _BASE if n not in names and not (flat and n == "scale_2")]
+    if missing and {"x", "y", "z"} <= names and not names & {"opacity", "f_dc_0", "scale_0", "rot_0"}:
+        raise MapError(
+            f"{path}: a point cloud (x, y, z and {len(names) - 3} other properties), not a 3DGS scene: "
+            "no opacity, scale_*, rot_* or f_dc_* properties"
+        )
     if missing:
         raise MapError(f"{path}: missing 3DGS property {missing[0]!r}")
     count = len(data)
     n_rest = sum(1 for n in names if n.startswith("f_rest_"))
-    if n_rest % 3 or (n_rest // 3 + 1) not in (1, 4, 9, 16):
-        raise MapError(f"{path}: {n_rest} f_rest properties do not form SH degree 0..3")
+    if n_rest % 3 or (n_rest // 3 + 1) not in (1, 4, 9, 16, 25):
+        raise MapError(f"{path}: {n_rest} f_rest properties do not form SH degree 0..4")
     absent = [f"f_rest_{i}" for i in range(n_rest) if f"f_rest_{i}" not in names]
     if absent:
         raise MapError(f"{path}: f_rest properties are not numbered 0..{n_rest - 1} ({absent[0]!r} missing)")
-    num_sh = n_rest // 3 + 1
+    per_channel = n_rest // 3
+    if per_channel == 24:  # degree 4, as Niantic's writer stores such a scene: as SPZ does, drop it
+        log.warning(f"{path}: SH degree 4: its fifth band is dropped (degrees 0-3 are kept)")
+    num_sh = min(per_channel, 15) + 1
     degree = int(round(num_sh**0.5)) - 1
     sh = np.zeros((count, num_sh, 3), np.float32)
     for c in range(3):
         sh[:, 0, c] = data[f"f_dc_{c}"]
-    if n_rest:
-        rest = np.stack([data[f"f_rest_{i}"] for i in range(n_rest)], axis=1).astype(np.float32)
+    if n_rest:  # channel-major: channel c's coefficient k is f_rest_{c · per_channel + k − 1}
+        keep = [c * per_channel + k for c in range(3) for k in range(num_sh - 1)]
+        rest = np.stack([data[f"f_rest_{i}"] for i in keep], axis=1).astype(np.float32)
         sh[:, 1:, :] = rest.reshape(count, 3, num_sh - 1).transpose(0, 2, 1)
     wxyz = np.stack([_col(data, f"rot_{i}") for i in range(4)], axis=1)
     means, xyzw, log_scales, opacity, sh = clamp_nonfinite(

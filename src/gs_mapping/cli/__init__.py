@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except GsMappingError as exc:
         print(f"gs-mapping {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:  # an input too large for this machine (readers refuse what they foresee)
+        print(f"gs-mapping {args.command}: error: out of memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"gs-mapping {args.command}: interrupted", file=sys.stderr)
         return 130

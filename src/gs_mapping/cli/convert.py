@@ -26,26 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import json
 
-    from gs_mapping.errors import ConfigError
-
-    from .scene_io import load_scene, save_scene
+    from .scene_io import check_container_output, check_scene_output, load_scene, save_scene
 
     if str(args.out).lower().endswith(".gsd"):
         from .encode import encode_to
 
+        check_container_output(args.out, args, [args.input])  # before the work
         info = encode_to(args, load_scene(args.input), args.out)
         print(json.dumps(info))
         return 0
-    from gs_mapping.output_files import check_output
-    from gs_mapping.splat_formats import WRITE_NAMES, can_write
-
-    out = str(args.out)
-    if not can_write(out):
-        raise ConfigError(
-            f"{out}: cannot write this format ({WRITE_NAMES.replace(' or ', ', ')} or .gsd; SOG and "
-            f"compressed PLY: splat-transform)"
-        )
-    check_output(out, overwrite=args.overwrite, inputs=[args.input])  # before the work
+    check_scene_output(str(args.out), args, [args.input])  # before the work
     gmap = load_scene(args.input)
     nbytes = save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree, "bytes": nbytes}))

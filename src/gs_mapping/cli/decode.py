@@ -26,8 +26,9 @@ def run(args) -> int:
     from gs_map_share.errors import DecodeError
     from gs_map_share.snapshot import decode_map
 
-    from .scene_io import read_container, save_scene
+    from .scene_io import check_scene_output, read_container, save_scene
 
+    check_scene_output(args.out, args, [args.container])  # before the work
     try:
         gmap = decode_map(read_container(args.container), args.max_level)
     except DecodeError as exc:  # name the file (the codec's messages say what, not where)

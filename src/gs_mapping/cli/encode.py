@@ -86,7 +86,8 @@ def encode_to(args, gmap, out: str) -> dict:
 def run(args) -> int:
     import json
 
-    from .scene_io import load_scene
+    from .scene_io import check_container_output, load_scene
 
+    check_container_output(args.out, args, [args.map])  # before the work
     print(json.dumps(encode_to(args, load_scene(args.map), args.out)))
     return 0

@@ -23,10 +23,11 @@ def run(args) -> int:
 
     from gs_mapping.errors import ConfigError
 
-    from .scene_io import load_scene, save_scene
+    from .scene_io import check_scene_output, load_scene, save_scene
 
     if not str(args.out).lower().endswith(".spz"):
         raise ConfigError(f"{args.out}: export writes .spz (use 'gs-mapping convert' for other formats)")
+    check_scene_output(args.out, args, [args.map])  # before the work
     gmap = load_scene(args.map)
     nbytes = save_scene(gmap, args.out, args)
     print(

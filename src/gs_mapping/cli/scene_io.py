@@ -6,18 +6,42 @@ from __future__ import annotations
 from pathlib import Path
 
 from gs_map_share.snapshot import decode_map
+from gs_mapping.errors import ConfigError
 from gs_mapping.gaussians import GaussianMap
-from gs_mapping.splat_formats import load_splats, save_splats
+from gs_mapping.input_files import read_bytes
+from gs_mapping.output_files import check_output
+from gs_mapping.splat_formats import WRITE_NAMES, can_write, kind_by_name, load_splats, save_splats
 
 
 def read_container(path: str) -> bytes:
     from gs_map_share.errors import DecodeError
 
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        return read_bytes(path)
     except OSError as exc:
         raise DecodeError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def check_scene_output(out: str, args, inputs) -> None:
+    """Before any work: ``out`` names a scene format we write, and may be written
+    (:func:`.output_files.check_output`)."""
+    if not can_write(out):
+        raise ConfigError(
+            f"{out}: cannot write this format ({WRITE_NAMES.replace(' or ', ', ')} or .gsd; SOG and "
+            f"compressed PLY: splat-transform)"
+        )
+    check_output(out, overwrite=getattr(args, "overwrite", False), inputs=inputs)
+
+
+def check_container_output(out: str, args, inputs) -> None:
+    """Before any work: ``out`` is not named as a scene format (a container under a scene's name
+    would be refused by every scene reader, ours included), and may be written."""
+    check_output(out, overwrite=getattr(args, "overwrite", False), inputs=inputs)
+    if kind_by_name(out):
+        raise ConfigError(
+            f"{out}: a snapshot container is written here, not {Path(out).suffix or 'a scene'} "
+            "(name it .gsd; 'gs-mapping convert' writes scene formats)"
+        )
 
 
 def load_scene(path: str, max_level: int | None = None) -> GaussianMap:

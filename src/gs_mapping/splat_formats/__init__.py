@@ -35,6 +35,7 @@ from .spz import read_spz, write_spz
 
 __all__ = [
     "kind_of",
+    "kind_by_name",
     "can_write",
     "load_splats",
     "save_splats",
@@ -57,14 +58,20 @@ WRITE_NAMES = ".ply, .spz or .splat"
 
 def kind_of(path: str | Path) -> str:
     """'ply', 'spz', 'sog' or 'splat' from the name (a directory or meta.json is SOG); else ''."""
-    p = Path(path)
-    name = p.name.lower()
-    for kind in ("ply", "spz", "splat"):
+    kind = kind_by_name(path)
+    try:
+        return kind or ("sog" if Path(path).is_dir() else "")
+    except OSError:  # a name too long to look at: no scene of ours
+        return ""
+
+
+def kind_by_name(path: str | Path) -> str:
+    """:func:`kind_of` from the name alone (a directory of any name is not looked for)."""
+    name = Path(path).name.lower()
+    for kind in ("ply", "spz", "splat", "sog"):
         if name.endswith("." + kind):
             return kind
-    if name.endswith(".sog") or name == "meta.json" or p.is_dir():
-        return "sog"
-    return ""
+    return "sog" if name == "meta.json" else ""
 
 
 def can_write(path: str | Path) -> bool:
@@ -75,6 +82,17 @@ def can_write(path: str | Path) -> bool:
 def load_splats(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     """Any supported scene file → GaussianMap. :class:`MapError` (one line) on anything wrong."""
     path = Path(path)
+    try:
+        gmap = _load(path, tile_size)
+    except MemoryError:  # what check_room could not foresee (a limit set with ulimit -v)
+        raise MapError(f"{path}: out of memory while reading it") from None
+    if tile_size is not None:
+        gmap.tile_size = tile_size
+    gmap.take_changes()
+    return gmap
+
+
+def _load(path: Path, tile_size: float | None) -> GaussianMap:
     kind = kind_of(path)
     if kind == "ply":
         elements, comments = read_elements(read_file(path), path)
@@ -91,9 +109,6 @@ def load_splats(path: str | Path, tile_size: float | None = None) -> GaussianMap
         gmap = read_splat(read_file(path), str(path))
     else:
         raise MapError(f"{path}: unknown scene format (expected {READ_NAMES})")
-    if tile_size is not None:
-        gmap.tile_size = tile_size
-    gmap.take_changes()
     return gmap
 
 

@@ -19,7 +19,9 @@ reader (splat-transform ``read-sog``). Image sizes are checked against the Gauss
 file sizes before anything is decoded: an image holds at least one pixel per Gaussian and at most
 ``_pixel_bound`` of them (losslessly compressed images of uniform content, as a scene whose higher
 SH is all zero, shrink far below any ratio to their pixel count, so the bound is the pixels, not
-the bytes), and a member is inflated only up to the bytes such an image can take.
+the bytes), and a member is inflated only up to the bytes such an image can take. So a 2 kB file
+of constant images may name 67M Gaussians, a valid scene that takes ~50 GB to decode: the count is
+checked against the memory available first (:func:`gs_mapping.input_files.check_room`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from PIL import Image
 
 from ..errors import MapError
 from ..gaussians import GaussianMap, clamp_nonfinite
+from ..input_files import NotRegularFile, check_room, read_bytes
 from ..ply import unit_rotations, warn_antialiased
 
 MAX_POINTS = 1 << 26
@@ -95,10 +98,14 @@ class _Files:
                 if len(data) > limit:
                     raise MapError(f"{self.path}: SOG member {name} inflates beyond {limit} bytes")
                 return data
-            f = self.dir / name
-            if f.stat().st_size > limit:
-                raise MapError(f"{self.path}: SOG file {name} is {f.stat().st_size} bytes (limit {limit})")
-            return f.read_bytes()
+            try:
+                return read_bytes(self.dir / name, limit)
+            except MapError as exc:
+                raise MapError(f"{self.path}: SOG file {exc}") from None
+        except FileNotFoundError:
+            raise MapError(f"{self.path}: SOG file {name} missing") from None
+        except NotRegularFile as exc:  # (before the zip errors, which hold OSError)
+            raise MapError(f"{self.path}: cannot read SOG file {name}: {exc.strerror}") from None
         except KeyError:
             where = " (at the top of the zip or in its one folder)" if self.zip is not None else ""
             raise MapError(f"{self.path}: SOG file {name} missing{where}") from None
@@ -193,6 +200,7 @@ def load_sog(path) -> GaussianMap:
     if not _int(count) or not 0 < count <= MAX_POINTS:
         raise MapError(f"{path}: SOG Gaussian count {count!r} out of range (1..{MAX_POINTS})")
     n = count
+    check_room(n, 3 if meta.get("shN") is not None else 0, path)
     means_m = _section(meta, "means", path, 2)
     lo = _pixels(files, means_m["files"][0], n)[:, :3].astype(np.int64)
     hi = _pixels(files, means_m["files"][1], n)[:, :3].astype(np.int64)

@@ -53,6 +53,7 @@ except ImportError:
 
 from ..errors import MapError
 from ..gaussians import GaussianMap, clamp_nonfinite
+from ..input_files import check_room
 from ..ply import warn_antialiased
 
 MAGIC = 0x5053474E  # "NGSP"
@@ -302,6 +303,7 @@ def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
     # bytes a point; zstd's (version 4) at most ZSTD_MAX_RATIO:1, positions 9 bytes
     if n > MAX_POINTS or n > (size * 1024 // 6 if legacy else size * ZSTD_MAX_RATIO // 9):
         raise MapError(f"{source}: SPZ point count {n} impossible for a {size}-byte file (max {MAX_POINTS})")
+    check_room(n, min(deg, 3), source)  # gzip's 1024:1 still lets 1 MB name 170M points
 
 
 def _read_ngsp(data: bytes, source: str) -> GaussianMap:
