@@ -537,3 +537,16 @@ def test_a_point_cloud_ply_is_named_as_one(tmp_path):
     )
     plyfile.PlyData([plyfile.PlyElement.describe(vert, "vertex")]).write(str(tmp_path / "cloud.ply"))
     _refused(tmp_path / "cloud.ply", "a point cloud .* not a 3DGS scene")
+
+
+def test_ply_header_messages_name_the_limit_and_not_the_parser(tmp_path):
+    (tmp_path / "huge.ply").write_bytes(
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 1099511627776\nproperty float x\nend_header\n"
+    )
+    msg = _refused(tmp_path / "huge.ply", "1099511627776 rows")
+    assert str(1 << 31) in msg
+    (tmp_path / "rows.ply").write_bytes(
+        b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nend_header\n1\n"
+    )
+    msg = _refused(tmp_path / "rows.ply", "a row does not match")
+    assert "usecols" not in msg

@@ -266,3 +266,23 @@ def test_out_of_memory_is_one_line_as_a_shell_sees_it(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if " error: " in ln]
     assert len(lines) == 1 and "out of memory" in lines[0] and "big.spz" in lines[0], r.stderr
     assert not (tmp_path / "o.splat").exists()
+
+
+def test_nothing_is_written_into_a_sog_named_by_its_meta_json(tmp_path):
+    """A SOG is its folder: named by its meta.json or by the folder, nothing is written inside it."""
+    import zipfile
+    from pathlib import Path
+
+    sog = tmp_path / "scene"
+    zipfile.ZipFile(Path(__file__).parent / "data" / "splat_formats" / "scene.sog").extractall(sog)
+    for src in (sog / "meta.json", sog):
+        o = _check(run_cli(["convert", src, sog / "out.spz"], "argument", inputs=[src], must_name=["inside"]))
+        assert o.result == "error" and not (sog / "out.spz").exists()
+    assert _check(run_cli(["convert", sog / "meta.json", tmp_path / "out.spz"], "argument")).result == "ok"
+
+
+def test_convert_names_snapshot_options_it_does_not_use(A, tmp_path, caplog):
+    o = _check(
+        run_cli(["convert", A["ply"], tmp_path / "q.spz", "--quality", "4", "--levels", "1"], "argument")
+    )
+    assert o.result == "ok" and "--quality, --levels: for .gsd outputs only" in caplog.text

@@ -142,8 +142,12 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
         elif words[0] == "comment":
             comments.append(line[len("comment") :].strip())
         elif words[0] == "element":
-            if len(words) != 3 or not words[2].isdigit() or int(words[2]) > MAX_ELEMENT_COUNT:
+            if len(words) != 3 or not words[2].isdigit():
                 raise MapError(f"{path}: bad element line {line[:80]!r}")
+            if int(words[2]) > MAX_ELEMENT_COUNT:
+                raise MapError(
+                    f"{path}: element {words[1]!r} of {words[2][:30]} rows (at most {MAX_ELEMENT_COUNT})"
+                )
             if any(e[0] == words[1] for e in elements):
                 raise MapError(f"{path}: element {words[1]!r} declared twice")
             elements.append((words[1], int(words[2]), []))
@@ -229,7 +233,8 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
         try:
             data = np.loadtxt(rows, dtype=dtype, ndmin=1, comments=None)
         except (ValueError, OverflowError, TypeError) as exc:
-            raise MapError(f"{path}: element {name!r}: a row does not match its properties ({exc})") from None
+            why = str(exc).split(";")[0]  # (numpy's advice on its own arguments after a ';')
+            raise MapError(f"{path}: element {name!r}: a row does not match its properties ({why})") from None
         if len(data) != count:  # numpy skips blank lines
             raise MapError(f"{path}: element {name!r}: {count - len(data)} of its {count} rows are blank")
         out[name] = data
@@ -298,7 +303,7 @@ def from_ply_elements(
     if "vertex" not in elements:
         if "chunk" in elements:
             raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
-        raise MapError(f"{path}: no vertex element")
+        raise MapError(f"{path}: no vertex element (or one without properties)")
     data = elements["vertex"]
     names = set(data.dtype.names or ())
     if "packed_position" in names:

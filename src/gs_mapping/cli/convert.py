@@ -9,8 +9,9 @@ snapshot, as ``gs-mapping encode``).
 from __future__ import annotations
 
 import argparse
+import logging
 
-from .encode import add_codec_options
+from .encode import CODEC_DEFAULTS, add_codec_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,12 @@ def run(args) -> int:
         print(json.dumps(info))
         return 0
     check_scene_output(str(args.out), args, [args.input])  # before the work
+    unused = [k for k, v in CODEC_DEFAULTS.items() if getattr(args, k, v) != v]
+    if unused:
+        names = ", ".join("--" + k.replace("_", "-") for k in unused)
+        logging.getLogger("gs_mapping.convert").warning(
+            f"{args.out}: {names}: for .gsd outputs only; ignored"
+        )
     gmap = load_scene(args.input)
     nbytes = save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree, "bytes": nbytes}))

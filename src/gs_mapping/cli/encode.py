@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import argparse
 
+# the snapshot options' defaults (convert names those set otherwise when it writes no snapshot)
+CODEC_DEFAULTS = dict(quality=2, pos_step=None, map_id=1, frame_id="map", relative=False, levels=5, seq=1)
+
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quality", type=int, default=2, help="0 (smallest) … 5 (finest); default 2")
+    d = CODEC_DEFAULTS
+    p.add_argument("--quality", type=int, default=d["quality"], help="0 (smallest) … 5 (finest); default 2")
     p.add_argument(
         "--pos-step",
         type=float,
-        default=None,
+        default=d["pos_step"],
         help="position lattice step in scene units (overrides quality)",
     )
-    p.add_argument("--map-id", type=int, default=1, help="map id written to the container (default 1)")
-    p.add_argument("--frame-id", default="map", help="frame id of the map (default 'map')")
+    p.add_argument(
+        "--map-id", type=int, default=d["map_id"], help="map id written to the container (default 1)"
+    )
+    p.add_argument("--frame-id", default=d["frame_id"], help="frame id of the map (default 'map')")
 
 
 def add_relative(p: argparse.ArgumentParser) -> None:
@@ -38,11 +44,13 @@ def add_codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--levels",
         type=int,
-        default=5,
+        default=CODEC_DEFAULTS["levels"],
         help="levels of detail (default 5; 1 = single level). A map whose Gaussians carry their own "
         "2-32 levels (the mapper's) is sent in layers of those instead, unless 1",
     )
-    p.add_argument("--seq", type=int, default=1, help="sequence number of the snapshot (default 1)")
+    p.add_argument(
+        "--seq", type=int, default=CODEC_DEFAULTS["seq"], help="sequence number of the snapshot (default 1)"
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

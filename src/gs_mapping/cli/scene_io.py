@@ -22,6 +22,12 @@ def read_container(path: str) -> bytes:
         raise DecodeError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+def _with_sog_folders(inputs) -> list:
+    """``inputs`` and the folder of each SOG named by its meta.json: the SOG is the folder (its
+    images), so nothing is written into it, as for a SOG named by its folder."""
+    return [*inputs, *(Path(p).parent for p in inputs if p and Path(p).name.lower() == "meta.json")]
+
+
 def check_scene_output(out: str, args, inputs) -> None:
     """Before any work: ``out`` names a scene format we write, and may be written
     (:func:`.output_files.check_output`)."""
@@ -30,13 +36,13 @@ def check_scene_output(out: str, args, inputs) -> None:
             f"{out}: cannot write this format ({WRITE_NAMES.replace(' or ', ', ')} or .gsd; SOG and "
             f"compressed PLY: splat-transform)"
         )
-    check_output(out, overwrite=getattr(args, "overwrite", False), inputs=inputs)
+    check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
 
 
 def check_container_output(out: str, args, inputs) -> None:
     """Before any work: ``out`` is not named as a scene format (a container under a scene's name
     would be refused by every scene reader, ours included), and may be written."""
-    check_output(out, overwrite=getattr(args, "overwrite", False), inputs=inputs)
+    check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
     if kind_by_name(out):
         raise ConfigError(
             f"{out}: a snapshot container is written here, not {Path(out).suffix or 'a scene'} "
