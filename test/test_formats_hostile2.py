@@ -489,15 +489,16 @@ def test_a_scene_larger_than_the_free_memory_is_refused_before_reading(spz_refer
     assert len(load_splats(spz_reference / "guitar_v2.spz")) == 90854
 
 
-@pytest.mark.parametrize("name", ["zero.ply", "zero.spz", "zero.splat", "zero.compressed.ply"])
+@pytest.mark.parametrize("name", ["zero.ply", "zero.spz", "zero.splat", "zero.compressed.ply", "zero.sog"])
 def test_a_device_named_like_a_scene_is_not_read(tmp_path, name):
     (tmp_path / name).symlink_to("/dev/zero")
     _refused(tmp_path / name, "not a regular file")
 
 
-def test_a_pipe_named_like_a_scene_neither_blocks_nor_is_read(tmp_path):
-    os.mkfifo(tmp_path / "pipe.spz")  # no writer: a blocking open would wait forever
-    _refused(tmp_path / "pipe.spz", "not a regular file")
+@pytest.mark.parametrize("name", ["pipe.spz", "pipe.sog"])
+def test_a_pipe_named_like_a_scene_neither_blocks_nor_is_read(tmp_path, name):
+    os.mkfifo(tmp_path / name)  # no writer: a blocking open would wait forever
+    _refused(tmp_path / name, "not a regular file")
 
 
 def test_a_sog_image_that_is_a_device_is_not_read(tmp_path):

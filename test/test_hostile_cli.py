@@ -78,6 +78,9 @@ def _arg_cases(A, t):
         (["convert", ply, t / "c.unknownext"], [ply], ["unknownext"], "error"),
         (["convert", ply, t / "c.compressed.ply"], [ply], [], None),
         (["encode", ply, t / "e2.ply"], [ply], ["e2.ply", ".gsd"], "error"),  # a container named .ply
+        (["diff", ply, ply2, t / "e3.spz"], [ply, ply2], ["e3.spz", ".gsd"], "error"),
+        (["encode", ply, "-"], [ply], ["standard output"], "error"),
+        (["decode", snap, t / "e4.GSD"], [snap], ["e4.GSD"], "error"),
         (["convert", ply, t / "c2.gsd.spz"], [ply], [], "ok"),  # named .spz: an SPZ
         (["convert", ply, t / ("a" * 300 + ".ply")], [ply], ["name too long"], "error"),
         (["convert", t / ("a" * 300 + ".ply"), t / "c3.ply"], [], ["name too long"], "error"),

@@ -138,3 +138,15 @@ def test_every_single_byte_flip_is_caught():
         b[i] ^= 1 << int(rng.integers(0, 8))
         with pytest.raises(DecodeError):
             decode_delta(Q0, bytes(b))
+
+
+def test_out_of_memory_while_decoding_is_a_decode_error_that_says_so():
+    """The receiver keeps its map on a DecodeError; running out of memory is one, named as such
+    (a valid container too large for the machine is not 'malformed')."""
+    from gs_map_share.snapshot import guarded
+
+    def oom():
+        raise MemoryError
+
+    with pytest.raises(DecodeError, match="out of memory while decoding"):
+        guarded(oom)

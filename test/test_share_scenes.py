@@ -209,10 +209,58 @@ def test_sh_palette_first_uses_cost_less_than_the_indices_entropy():
     w = Writer()
     w.stats = {}
     idx = _first_use_order(use)
-    section._put_first_uses(w, idx, int(idx.max()) + 1)
+    section._put_first_uses(w, *section._first_uses(idx, int(idx.max()) + 1))
     p = np.bincount(idx) / len(idx)
     entropy_bytes = len(use) * float(-(p * np.log2(p)).sum()) / 8
     assert w.stats["sh_palette_index"] < entropy_bytes - 0.08 * len(use)
+
+
+def test_sh_palette_takes_most_used_first_where_popular_rows_come_late():
+    """Rows met in first-use order but used mostly late (a few popular rows first met at the end)
+    cost more by first use than by rank of use: the encoder takes the smaller form, by actual
+    bytes too, and either decodes to the rows."""
+    from gs_map_share import section
+    from gs_map_share.bitio import Writer
+
+    rng = np.random.default_rng(6)
+    distinct = rng.integers(-40, 40, (1000, 24)).astype(np.int32)
+    rare = np.arange(10, 1000)
+    use = np.r_[rng.permutation(np.repeat(rare, 2)), rng.integers(0, 10, 18000)]  # popular rows last
+    forms = {}
+    for name, order in (("late", np.arange(len(use))), ("spread", rng.permutation(len(use)))):
+        rows = distinct[use[order]]
+        w = Writer()
+        w.stats = {}
+        assert section._put_sh_palette(w, rows)
+        forms[name] = w.getvalue()[0]
+        idx = _first_use_order(use[order])
+        first_use = Writer()
+        section._put_first_uses(first_use, *section._first_uses(idx, 1000))
+        by_use = Writer()
+        rank = np.argsort(np.argsort(-np.bincount(idx), kind="stable"))
+        section._put(by_use, rank[idx], signed=False)
+        smaller = (
+            section.PALETTE_FIRST_USE
+            if len(first_use.getvalue()) < len(by_use.getvalue())
+            else section.PALETTE_MODE
+        )
+        assert forms[name] == smaller, (name, len(first_use.getvalue()), len(by_use.getvalue()))
+    assert forms == {"late": section.PALETTE_MODE, "spread": section.PALETTE_FIRST_USE}
+    # a map of that use in id order (the order its higher SH travel in), encoded and decoded: the
+    # rows most used first, the map quantised
+    g = synthetic_map(len(use), 2, seed=7)
+    sh = g.sh.copy()
+    sh[:, 1:] = rng.normal(0, 0.3, (1000, 8, 3)).astype(np.float32)[use]
+    scene = _scene(replace(g, sh=sh), np.arange(len(use)), ids=np.arange(1, len(use) + 1))
+    p = QuantParams.from_quality(3)
+    calls = []
+    real = section._put_first_uses
+    section._put_first_uses = lambda *a: calls.append(1) or real(*a)
+    try:
+        data, _ = encode_map(scene, p, n_levels=1)
+    finally:
+        section._put_first_uses = real
+    assert not calls and np.array_equal(_rows(decode_map(data)), _rows(quantize(scene, p)))
 
 
 def _first_use_order(idx: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ def kernels() -> ModuleType | None:
         if not switched_off():
             try:
                 from . import kernels as compiled
-            except ImportError:
+            except (ImportError, OSError):  # no numba, or its LLVM library failed to load (memory)
                 return None
             _kernels = compiled
     return _kernels if isinstance(_kernels, ModuleType) else None

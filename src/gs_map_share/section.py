@@ -682,7 +682,9 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     """The higher SH of all Gaussians as a palette when many share the same quantised coefficients
     (a scene that was already vector-quantised, such as SOG's 64k-entry SH palette): ``u8 9,
     varint K``, the K distinct rows in order of first use, coded as K Gaussians' coefficients are,
-    then the n row indices as :func:`_put_first_uses`. Taken when estimated smaller."""
+    then the n row indices as :func:`_put_first_uses`; or, where that is estimated smaller, ``u8
+    5``, the rows most used first and the indices as one stream. Taken when estimated smaller than
+    the coefficients per Gaussian."""
     n, k3 = rows.shape
     if n < PALETTE_MIN_ROWS:
         return False
@@ -691,27 +693,42 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     k = len(first)
     if not is_palette(n, k):
         return False
-    pal = rows[first]
+    # most used first (ties in order of first use): small indices are then the frequent ones,
+    # which the escape buckets of the index stream code in fewer bits
+    by_use = np.argsort(-np.bincount(idx, minlength=k), kind="stable")
+    rank = np.empty(k, np.int64)
+    rank[by_use] = np.arange(k)
+    split = _first_uses(idx, k)
+    by_use_bits = Stats(rank[idx], signed=False, keep_u=False).best()[1]
+    first_use_bits = _first_use_bits(*split)
     sub = rows[::16].astype(np.int64)  # the direct form, estimated on every 16th Gaussian
     direct = 16 * sum(Stats(sub[:, c], keep_u=False).best()[1] for c in range(k3))
+    pal = rows[first]
     pal_bits = sum(Stats(pal[:, c].astype(np.int64), keep_u=False).best()[1] for c in range(k3))
-    pal_bits += Stats(idx, signed=False, keep_u=False).best()[1]  # (an overestimate: no first uses)
-    if pal_bits >= 0.9 * direct:
+    if pal_bits + min(by_use_bits, first_use_bits) >= 0.9 * direct:
         return False
-    w.u8(PALETTE_FIRST_USE)
+    by_first_use = first_use_bits < by_use_bits
+    w.u8(PALETTE_FIRST_USE if by_first_use else PALETTE_MODE)
     w.varint(k)
-    cols = _columns(pal)
+    cols = _columns(pal if by_first_use else rows[first[by_use]])
     for j in range(0, k3, 3):
         _put_sh_coefficient(w, cols[j : j + 3])
-    _put_first_uses(w, idx, k)
+    if by_first_use:
+        _put_first_uses(w, *split)
+    else:
+        _put(w, rank[idx], signed=False, label="sh_palette_index")
     return True
 
 
 # An index into rows listed in order of first use is either the next new row or one already seen:
 # a flag per Gaussian, then each repeat coded in the context of how many rows were seen before it
-# (its octave: a repeat is about uniform below that count). Listing rows by first use drops the
-# log2(K!) bits a free order of the rows costs; playbot (500k Gaussians, 64k rows): 1.97 → 1.78
-# B/G of indices, against most-used-first rows indexed directly.
+# (its octave: a repeat is about uniform below that count). Where use is spread over the rows and
+# the Gaussians' order, listing rows by first use drops the log2(K!) bits a free order of the rows
+# costs: playbot (500k Gaussians, 64k rows) 1.97 → 1.78 B/G of indices, against most-used-first
+# rows indexed directly; 0.2-0.8× on random palettes of K ≥ n/25. Where a few popular rows are met
+# late, their high first-use numbers cost more than the most-used-first ranks (2.6× the index
+# bytes: n = 300k, K = 4096, 16 popular rows met last): the encoder takes the form estimated
+# smaller.
 MAX_SEEN_CONTEXTS = 16  # = entropy.MAX_COMPILED_CONTEXTS: the compiled decoder takes the repeats
 
 
@@ -724,16 +741,33 @@ def _seen_contexts(seen: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     return np.maximum(octave - low, 0), top - low + 1
 
 
-def _put_first_uses(w: Writer, idx: np.ndarray, k: int) -> None:
-    """Row indices ``idx`` (rows in order of first use, ``k`` of them): an unsigned stream of n
-    flags (1 = the next new row), then one of the repeats' indices, in :func:`_seen_contexts`."""
+def _first_uses(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Row indices ``idx`` (rows in order of first use, ``k`` of them) as their two streams: n
+    flags (1 = the next new row), and the repeats' indices (int64) with their
+    :func:`_seen_contexts` and context count."""
     new = np.empty(len(idx), bool)
     new[0] = True
     new[1:] = idx[1:] > np.maximum.accumulate(idx)[:-1]
     seen = (np.cumsum(new) - new)[~new]
     ctx, n_ctx = _seen_contexts(np.maximum(seen, 1), k)
+    return new, idx[~new].astype(np.int64), ctx, n_ctx
+
+
+def _put_first_uses(w: Writer, new: np.ndarray, rep: np.ndarray, ctx: np.ndarray, n_ctx: int) -> None:
+    """:func:`_first_uses`' two streams."""
     _put(w, new.astype(np.int64), signed=False, label="sh_palette_index")
-    _put(w, idx[~new].astype(np.int64), signed=False, ctx=ctx, n_ctx=n_ctx, label="sh_palette_index")
+    _put(w, rep, signed=False, ctx=ctx, n_ctx=n_ctx, label="sh_palette_index")
+
+
+def _first_use_bits(new: np.ndarray, rep: np.ndarray, ctx: np.ndarray, n_ctx: int) -> float:
+    """Estimated bits of :func:`_first_uses`' streams (a table per context)."""
+    bits = Stats(new.astype(np.int64), signed=False, keep_u=False).best()[1]
+    order = np.argsort(ctx, kind="stable")
+    bounds = np.searchsorted(ctx[order], np.arange(n_ctx + 1))
+    for c in range(n_ctx):
+        part = rep[order[bounds[c] : bounds[c + 1]]]
+        bits += Stats(part, signed=False, keep_u=False).best()[1] if len(part) else 0.0
+    return bits
 
 
 def _get_first_uses(r: Reader, n: int, k: int) -> np.ndarray:

@@ -223,13 +223,14 @@ def guarded(fn):
         return fn()
     except DecodeError:
         raise
+    except MemoryError:  # a valid container too large for this machine, or one that lies
+        raise DecodeError("out of memory while decoding") from None
     except (
         ValueError,
         IndexError,
         OverflowError,
         TypeError,
         KeyError,
-        MemoryError,
         ZeroDivisionError,
         FloatingPointError,
         RuntimeError,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import BinaryIO
 
 from .errors import MapError
 
@@ -26,17 +27,24 @@ class NotRegularFile(OSError):
         super().__init__(errno.EINVAL, "not a regular file", os.fspath(path))
 
 
-def read_bytes(path, limit: int | None = None) -> bytes:
-    """The bytes of the regular file ``path``; :class:`NotRegularFile` for anything else, any
-    other ``OSError`` as the system gives it. ``limit``: more bytes than this raise
-    :class:`MapError` before they are read."""
+def open_regular(path) -> BinaryIO:
+    """``path`` opened for binary reading if it is a regular file; :class:`NotRegularFile` for
+    anything else, any other ``OSError`` as the system gives it."""
     fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(path)
-        if limit is not None and st.st_size > limit:
-            raise MapError(f"{path}: {st.st_size} bytes (limit {limit})")
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise NotRegularFile(path)
+    return fh
+
+
+def read_bytes(path, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`open_regular`). ``limit``: more bytes than
+    this raise :class:`MapError` before they are read."""
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if limit is not None and size > limit:
+            raise MapError(f"{path}: {size} bytes (limit {limit})")
         return fh.read()
 
 

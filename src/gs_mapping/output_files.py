@@ -113,6 +113,8 @@ def check_output(
     path = Path(path)
     if not os.fspath(path) or path.name in ("", ".", ".."):
         raise OutputError(f"{os.fspath(path) or '(empty)'}: not a usable output name")
+    if os.fspath(path) == "-":  # what many tools read as standard output: never a file named "-"
+        raise OutputError("-: writing to standard output is not supported; give a file name")
     try:
         return _check_output(path, overwrite, list(inputs), directory, allowed)
     except OSError as exc:  # a name too long, a loop of links: what looking at the path raised

@@ -36,7 +36,7 @@ def run(args) -> int:
         info = encode_to(args, load_scene(args.input), args.out)
         print(json.dumps(info))
         return 0
-    check_scene_output(str(args.out), args, [args.input])  # before the work
+    check_scene_output(str(args.out), args, [args.input], snapshot_too=True)  # before the work
     unused = [k for k, v in CODEC_DEFAULTS.items() if getattr(args, k, v) != v]
     if unused:
         names = ", ".join("--" + k.replace("_", "-") for k in unused)

@@ -48,17 +48,17 @@ def run(args) -> int:
     from gs_map_share.quantize import to_qmap
     from gs_map_share.snapshot import spatial_ids
     from gs_mapping.errors import ConfigError
-    from gs_mapping.output_files import check_output, write_bytes
+    from gs_mapping.output_files import write_bytes
 
     from .encode import snapshot_params
-    from .scene_io import load_scene
+    from .scene_io import check_container_output, load_scene
 
     if args.base_seq is not None and not 1 <= args.base_seq < (1 << 64) - 1:  # uint64 in the container
         raise ConfigError(f"--base-seq must be 1 … 2**64 - 2, got {args.base_seq}")
     if not 0 <= args.map_id < 1 << 64:
         raise ConfigError(f"--map-id must be 0 … 2**64 - 1, got {args.map_id}")
     inputs = [p for p in (args.old, args.new, args.params_from) if p]
-    check_output(args.out, overwrite=args.overwrite, inputs=inputs)  # before any work
+    check_container_output(args.out, args, inputs)  # before any work
     base = args.params_from or (args.old if str(args.old).lower().endswith(".gsd") else None)
     header = _snapshot_header(base) if base else None
     base_seq = args.base_seq or (header.seq if header is not None and base == args.old else 1)

@@ -28,13 +28,13 @@ def _with_sog_folders(inputs) -> list:
     return [*inputs, *(Path(p).parent for p in inputs if p and Path(p).name.lower() == "meta.json")]
 
 
-def check_scene_output(out: str, args, inputs) -> None:
+def check_scene_output(out: str, args, inputs, snapshot_too: bool = False) -> None:
     """Before any work: ``out`` names a scene format we write, and may be written
-    (:func:`.output_files.check_output`)."""
+    (:func:`.output_files.check_output`). ``snapshot_too``: the command writes .gsd as well."""
     if not can_write(out):
+        names = WRITE_NAMES.replace(" or ", ", ") + " or .gsd" if snapshot_too else WRITE_NAMES
         raise ConfigError(
-            f"{out}: cannot write this format ({WRITE_NAMES.replace(' or ', ', ')} or .gsd; SOG and "
-            f"compressed PLY: splat-transform)"
+            f"{out}: cannot write this format ({names}; SOG and compressed PLY: splat-transform)"
         )
     check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
 
@@ -45,7 +45,7 @@ def check_container_output(out: str, args, inputs) -> None:
     check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
     if kind_by_name(out):
         raise ConfigError(
-            f"{out}: a snapshot container is written here, not {Path(out).suffix or 'a scene'} "
+            f"{out}: a .gsd container is written here, not {Path(out).suffix or 'a scene'} "
             "(name it .gsd; 'gs-mapping convert' writes scene formats)"
         )
 

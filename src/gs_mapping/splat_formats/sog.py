@@ -37,7 +37,7 @@ from PIL import Image
 
 from ..errors import MapError
 from ..gaussians import GaussianMap, clamp_nonfinite
-from ..input_files import NotRegularFile, check_room, read_bytes
+from ..input_files import NotRegularFile, check_room, open_regular, read_bytes
 from ..ply import unit_rotations, warn_antialiased
 
 MAX_POINTS = 1 << 26
@@ -73,7 +73,9 @@ class _Files:
             self.dir, self.meta = path.parent, path.name
         else:
             try:
-                self.zip = zipfile.ZipFile(path)
+                self.zip = zipfile.ZipFile(open_regular(path))
+            except NotRegularFile as exc:  # (before the zip errors, which hold OSError)
+                raise MapError(f"{path}: cannot read: {exc.strerror}") from None
             except _ZIP_ERRORS as exc:
                 raise MapError(
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
