@@ -725,10 +725,10 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
 # (its octave: a repeat is about uniform below that count). Where use is spread over the rows and
 # the Gaussians' order, listing rows by first use drops the log2(K!) bits a free order of the rows
 # costs: playbot (500k Gaussians, 64k rows) 1.97 → 1.78 B/G of indices, against most-used-first
-# rows indexed directly; 0.2-0.8× on random palettes of K ≥ n/25. Where a few popular rows are met
-# late, their high first-use numbers cost more than the most-used-first ranks (2.6× the index
-# bytes: n = 300k, K = 4096, 16 popular rows met last): the encoder takes the form estimated
-# smaller.
+# rows indexed directly; 0.2-0.83× where K ≈ n/4 and the Gaussians come in random order. Where a
+# few popular rows are met late, their high first-use numbers cost more than the most-used-first
+# ranks (2.6× the index bytes: n = 300k, K = 4096, 16 popular rows met last): the encoder takes the
+# form estimated smaller.
 MAX_SEEN_CONTEXTS = 16  # = entropy.MAX_COMPILED_CONTEXTS: the compiled decoder takes the repeats
 
 
