@@ -382,3 +382,17 @@ def test_match_ids_pairs_equal_gaussians_and_numbers_the_rest_above():
     assert got.ids.tolist() == [5, 6, 9, 20, 21, 22]
     assert np.array_equal(got.pos, new.pos[[2, 3, 5, 1, 0, 4]])
     assert match_ids(old.take(np.zeros(0, np.int64)), new).ids.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_scale_relative_step_beyond_the_lattice_bounds_is_refused_not_clamped():
+    """A relative step outside QuantParams' [1e-9, 1e6] is an error naming the scaling, not a step
+    silently clamped to the bound (which would not be the step asked for)."""
+    from gs_map_share.errors import EncodeError
+
+    g = synthetic_map(500, 0, seed=3)
+    g.log_scales[:] = np.log(1e-3)  # Gaussians of 1 mm: the step scales by 1e-3 / 0.1
+    with pytest.raises(EncodeError, match=r"scale-relative position step 9\.75e-12 .* outside"):
+        QuantParams.from_quality(2, pos_step=1e-9).relative_to(g)
+    assert QuantParams.from_quality(2, pos_step=1e-6).relative_to(g).pos_step == pytest.approx(
+        9.75e-9, rel=1e-3
+    )

@@ -321,10 +321,14 @@ def apply_delta(
         if clash.any():
             raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
         out = QMap.concat([out, added])
-    if len(out) != h.gaussians or out.checksum() != h.state_crc:
+    if len(out) != h.gaussians:
         raise DecodeError(
-            f"delta {h.seq}: the map after applying does not match the sender's "
-            f"(count {len(out)} vs {h.gaussians} or checksum)"
+            f"delta {h.seq}: the map after applying holds {len(out)} Gaussians, the sender's {h.gaussians}"
+        )
+    if out.checksum() != h.state_crc:
+        raise DecodeError(
+            f"delta {h.seq}: the map after applying does not match the sender's checksum "
+            "(a delta of another map, or a base that differs)"
         )
     return out
 

@@ -214,7 +214,12 @@ class QuantParams:
         size = float(np.exp(_cell_median(codes.max(axis=1), cell) * self.scale_step))
         if not np.isfinite(size) or size <= 0:
             return self
-        step = float(np.clip(self.pos_step * size / REFERENCE_SIZE, 1e-9, 1e6))
+        step = self.pos_step * size / REFERENCE_SIZE
+        if not 1e-9 <= step <= 1e6:  # (QuantParams' own bounds, said here in the scene's terms)
+            raise EncodeError(
+                f"the scale-relative position step {step:.3g} (the step {self.pos_step:g} × the "
+                f"scene's median Gaussian size {size:.3g} / {REFERENCE_SIZE:g}) is outside [1e-9, 1e6]"
+            )
         rot = self.rot_bits - (self.rot_bits - 1 - len(self.rot_tiers) >= 2)
         return replace(
             replace(self, rot_bits=rot, faint_rot=0).with_faint_rotations(FAINT_ROT),  # where room is left
