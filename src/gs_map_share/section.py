@@ -698,8 +698,9 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     by_use = np.argsort(-np.bincount(idx, minlength=k), kind="stable")
     rank = np.empty(k, np.int64)
     rank[by_use] = np.arange(k)
+    idx_by_use = rank[idx]
     split = _first_uses(idx, k)
-    by_use_bits = Stats(rank[idx], signed=False, keep_u=False).best()[1]
+    by_use_bits = Stats(idx_by_use, signed=False, keep_u=False).best()[1]
     first_use_bits = _first_use_bits(*split)
     sub = rows[::16].astype(np.int64)  # the direct form, estimated on every 16th Gaussian
     direct = 16 * sum(Stats(sub[:, c], keep_u=False).best()[1] for c in range(k3))
@@ -716,7 +717,7 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     if by_first_use:
         _put_first_uses(w, *split)
     else:
-        _put(w, rank[idx], signed=False, label="sh_palette_index")
+        _put(w, idx_by_use, signed=False, label="sh_palette_index")
     return True
 
 
@@ -741,30 +742,29 @@ def _seen_contexts(seen: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     return np.maximum(octave - low, 0), top - low + 1
 
 
-def _first_uses(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _first_uses(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, Groups]:
     """Row indices ``idx`` (rows in order of first use, ``k`` of them) as their two streams: n
-    flags (1 = the next new row), and the repeats' indices (int64) with their
-    :func:`_seen_contexts` and context count."""
+    flags (1 = the next new row, int64), and the repeats' indices (int64) with their
+    :func:`_seen_contexts` (grouped once, for the estimate and the coder)."""
     new = np.empty(len(idx), bool)
     new[0] = True
     new[1:] = idx[1:] > np.maximum.accumulate(idx)[:-1]
     seen = (np.cumsum(new) - new)[~new]
     ctx, n_ctx = _seen_contexts(np.maximum(seen, 1), k)
-    return new, idx[~new].astype(np.int64), ctx, n_ctx
+    return new.astype(np.int64), idx[~new].astype(np.int64), Groups(ctx, n_ctx)
 
 
-def _put_first_uses(w: Writer, new: np.ndarray, rep: np.ndarray, ctx: np.ndarray, n_ctx: int) -> None:
+def _put_first_uses(w: Writer, new: np.ndarray, rep: np.ndarray, groups: Groups) -> None:
     """:func:`_first_uses`' two streams."""
-    _put(w, new.astype(np.int64), signed=False, label="sh_palette_index")
-    _put(w, rep, signed=False, ctx=ctx, n_ctx=n_ctx, label="sh_palette_index")
+    _put(w, new, signed=False, label="sh_palette_index")
+    _put(w, rep, signed=False, ctx=groups, n_ctx=groups.n_ctx, label="sh_palette_index")
 
 
-def _first_use_bits(new: np.ndarray, rep: np.ndarray, ctx: np.ndarray, n_ctx: int) -> float:
+def _first_use_bits(new: np.ndarray, rep: np.ndarray, groups: Groups) -> float:
     """Estimated bits of :func:`_first_uses`' streams (a table per context)."""
-    bits = Stats(new.astype(np.int64), signed=False, keep_u=False).best()[1]
-    order = np.argsort(ctx, kind="stable")
-    bounds = np.searchsorted(ctx[order], np.arange(n_ctx + 1))
-    for c in range(n_ctx):
+    bits = Stats(new, signed=False, keep_u=False).best()[1]
+    order, bounds = groups.grouped
+    for c in range(groups.n_ctx):
         part = rep[order[bounds[c] : bounds[c + 1]]]
         bits += Stats(part, signed=False, keep_u=False).best()[1] if len(part) else 0.0
     return bits

@@ -73,16 +73,17 @@ def snapshot_params(args, gmap):
 
 
 def encode_to(args, gmap, out: str) -> dict:
+    """``gmap`` as a snapshot written to ``out``, whose name the caller checked before loading
+    the scene (:func:`.scene_io.check_container_output`)."""
     from pathlib import Path
 
     from gs_map_share.snapshot import encode_map
     from gs_mapping.errors import ConfigError
-    from gs_mapping.output_files import check_output, write_bytes
+    from gs_mapping.output_files import write_bytes
 
     if not 1 <= args.levels <= 32:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
-    check_output(out, overwrite=args.overwrite, inputs=inputs)
     params = snapshot_params(args, gmap)
     data, info = encode_map(
         gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
