@@ -1,10 +1,13 @@
 """The receiver against hostile deltas: corrupt twins (CRCs resealed) arriving before the genuine one,
-junk from the future, memory bound in bytes. Outcome: the map converges to the sender's, bit-identical,
-and a delta that fails its checks never makes the genuine one a "duplicate"."""
+junk from the future, memory bound in bytes, another map's deltas. Outcome: the map converges to the
+sender's, bit-identical, and a delta that fails its checks never makes the genuine one a "duplicate".
+The fleet server's per-vehicle streams (:class:`FleetMerge`) obey the same rules: the orders run
+through both."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_maps import synthetic_map
@@ -12,7 +15,8 @@ from synthetic_maps import synthetic_map
 from gs_map_share.container import Chunk, Header, pack, reseal, unpack
 from gs_map_share.delta import MapSender
 from gs_map_share.quantize import QuantParams
-from gs_map_share.receiver import APPLIED, DROPPED, REJECTED, MapStore
+from gs_map_share.merge import FleetMerge
+from gs_map_share.receiver import APPLIED, DROPPED, OTHER_MAP, REJECTED, MapStore
 
 P = QuantParams()
 
@@ -47,8 +51,29 @@ MSGS, FINAL, LAST = _stream()
 TWINS = [None] + [_twin(d, i) for i, d in enumerate(MSGS[1:], 1)]
 
 
-def test_corrupt_twin_first_then_genuine_in_order():
-    store = MapStore()
+class _Vehicle:
+    """The fleet server's view of the stream's vehicle (map 5), fed as a receiver is."""
+
+    def __init__(self, max_pending: int = 64) -> None:
+        self.fleet = FleetMerge(P, global_map_id=1, max_pending=max_pending)
+
+    def receive(self, data: bytes) -> str:
+        return self.fleet.offer(data).status
+
+    def _v(self):
+        return self.fleet.vehicle(5)
+
+    seq = property(lambda self: self._v().seq)
+    state = property(lambda self: self._v().state)
+    pending = property(lambda self: len(self._v().pending))
+
+
+RECEIVERS = {"receiver": MapStore, "fleet vehicle": _Vehicle}
+
+
+@pytest.mark.parametrize("make", RECEIVERS.values(), ids=RECEIVERS.keys())
+def test_corrupt_twin_first_then_genuine_in_order(make):
+    store = make()
     store.receive(MSGS[0])
     for twin, genuine in zip(TWINS[1:], MSGS[1:], strict=True):
         assert store.receive(twin) == REJECTED
@@ -56,8 +81,9 @@ def test_corrupt_twin_first_then_genuine_in_order():
     assert store.seq == LAST and store.state.equals(FINAL)
 
 
-def test_corrupt_twins_of_future_deltas_buffered_first():
-    store = MapStore()
+@pytest.mark.parametrize("make", RECEIVERS.values(), ids=RECEIVERS.keys())
+def test_corrupt_twins_of_future_deltas_buffered_first(make):
+    store = make()
     store.receive(MSGS[0])
     for twin in TWINS[2:]:
         store.receive(twin)  # all from the future: buffered
@@ -72,13 +98,64 @@ def test_corrupt_twins_of_future_deltas_buffered_first():
     st.permutations(list(range(1, 2 * len(MSGS) - 1))), st.lists(st.integers(0, len(MSGS) - 1), max_size=4)
 )
 def test_any_order_of_twins_genuine_and_repeats_converges(order, repeats):
-    """Every genuine message arrives at least once, twins anywhere: the map ends bit-identical."""
+    """Every genuine message arrives at least once, twins anywhere: the map ends bit-identical, in
+    the receiver and in the fleet server's copy of the vehicle."""
     pool = MSGS + TWINS[1:]
-    store = MapStore()
-    for i in [0, *order] + list(repeats):
-        store.receive(pool[i])
-    assert store.seq == LAST and store.state.equals(FINAL)
+    for make in RECEIVERS.values():
+        store = make()
+        for i in [0, *order] + list(repeats):
+            store.receive(pool[i])
+        assert store.seq == LAST and store.state.equals(FINAL), make.__name__
     assert store.pending == 0
+
+
+@pytest.mark.parametrize("make", RECEIVERS.values(), ids=RECEIVERS.keys())
+def test_genuine_delta_buffered_first_survives_a_twin_for_its_place(make):
+    """Delta 2 waits for delta 1; a corrupt twin of delta 2 arrives and waits beside it (it does
+    not replace it); when delta 1 comes, the twin fails and the genuine one applies."""
+    store = make()
+    store.receive(MSGS[0])
+    store.receive(MSGS[2])
+    store.receive(TWINS[2])
+    assert store.receive(MSGS[2]) in ("duplicate", "replayed")  # the same bytes again: kept once
+    assert store.pending == 2
+    for m in MSGS[1:]:
+        store.receive(m)
+    assert store.seq == LAST and store.state.equals(FINAL)
+
+
+@pytest.mark.parametrize("make", RECEIVERS.values(), ids=RECEIVERS.keys())
+def test_beyond_the_pending_bound_the_farthest_future_goes_first(make):
+    """Delta 1 is lost; deltas 2..5 arrive with room for 3: the farthest (5) is dropped, so the
+    retransmitted delta 1 brings the map to 4 at once, and 5, sent again, to the end."""
+    store = make(max_pending=3)
+    store.receive(MSGS[0])
+    for m in MSGS[2:]:
+        store.receive(m)
+    assert store.pending == 3
+    assert store.receive(MSGS[1]) == APPLIED
+    assert store.seq == LAST - 1 and store.pending == 0
+    assert store.receive(MSGS[-1]) == APPLIED and store.state.equals(FINAL)
+
+
+def test_another_maps_delta_buffered_before_the_first_snapshot_is_never_applied():
+    """A delta of map 7 arrives before any snapshot (the store is not bound yet: it waits); map 5's
+    snapshot then binds the store, and map 7's delta — whose base sequence matches — is refused as
+    another map's, not applied: the store holds map 5's map, and map 5's deltas follow."""
+    g = synthetic_map(600, 0, seed=3)
+    other = MapSender.from_map(g, P, map_id=7, first_seq=unpack(MSGS[0])[0].seq)  # (same numbering)
+    other.snapshot()
+    g.update(g.ids[:50], means=g.means[:50] + 0.5)
+    foreign = other.update(g, g.take_changes())[0]
+    assert unpack(foreign)[0].base_seq == unpack(MSGS[1])[0].base_seq
+    store = MapStore()
+    assert store.receive(foreign) == "buffered"
+    store.receive(MSGS[0])
+    assert store.map_id == 5 and store.stats[OTHER_MAP] == 1 and store.pending == 0
+    assert store.seq == unpack(MSGS[0])[0].seq
+    for m in MSGS[1:]:
+        assert store.receive(m) == APPLIED
+    assert store.state.equals(FINAL)
 
 
 def test_pending_memory_bounded_in_bytes_and_real_deltas_still_apply():

@@ -2,9 +2,9 @@
 
 Each vehicle publishes its own map (its own ``map_id``, sequence numbers, snapshots and deltas, all
 in the shared ``map`` frame, on the fleet's quantisation). Per vehicle, containers are applied
-strictly in sequence exactly as :class:`gs_map_share.receiver.MapStore` does (gaps buffered,
-replays dropped, anything corrupt rejected whole), so the server holds each vehicle's map
-bit-identical to the vehicle's own.
+strictly in sequence exactly as :class:`gs_map_share.receiver.MapStore` does (gaps buffered in its
+:class:`~gs_map_share.receiver.PendingDeltas`, replays dropped, anything corrupt rejected whole), so
+the server holds each vehicle's map bit-identical to the vehicle's own.
 
 **Merge rule (per codec tile).** The global map is a pure function of the vehicles' current maps:
 each codec tile (``pos >> tile_bits``) is *owned* by the vehicle holding the most Gaussians in it
@@ -32,7 +32,7 @@ from .container import Header, unpack, unpack_header
 from .delta import apply_delta, encode_delta
 from .errors import DecodeError
 from .quantize import QMap, QuantParams
-from .receiver import DEFAULT_MAX_GAUSSIANS
+from .receiver import DEFAULT_MAX_GAUSSIANS, DROPPED, DUPLICATE, PendingDeltas
 from .snapshot import decode_snapshot, encode_snapshot, guarded
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ LOCAL_ID_BITS = 32  # global id = map_id << 32 | local id (< 2**63: map ids < 2*
 MAX_LOCAL_ID = (1 << LOCAL_ID_BITS) - 1
 MAX_VEHICLE_MAP_ID = (1 << 31) - 1
 
-# outcomes of one container (counted per vehicle)
+# outcomes of one container (counted per vehicle); DROPPED: a future delta beyond the pending bound
 APPLIED, SNAPSHOT, BUFFERED, REPLAYED, REJECTED = "applied", "snapshot", "buffered", "replayed", "rejected"
 
 
@@ -139,7 +139,7 @@ class Vehicle:
     first_seen_ns: int = 0
     last_seen_ns: int = 0
     alive: bool = True
-    pending: dict[int, tuple[Header, bytes]] = field(default_factory=dict)  # base_seq → delta
+    pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(64))  # as the receiver's
 
     def summary(self) -> dict:
         return {
@@ -229,7 +229,7 @@ class FleetMerge:
 
     def vehicle(self, map_id: int) -> Vehicle:
         if map_id not in self.vehicles:
-            self.vehicles[map_id] = Vehicle(map_id)
+            self.vehicles[map_id] = Vehicle(map_id, pending=PendingDeltas(self.max_pending))
         return self.vehicles[map_id]
 
     # -- ingest ------------------------------------------------------------------------------------
@@ -283,11 +283,11 @@ class FleetMerge:
             v.counts[REPLAYED] += 1
             return Ingest(REPLAYED, v.map_id)
         elif v.state is None or h.base_seq != v.seq:
-            v.pending[h.base_seq] = (h, data)
-            while len(v.pending) > self.max_pending:
-                v.pending.pop(min(v.pending))
-            v.counts[BUFFERED] += 1
-            return Ingest(BUFFERED, v.map_id)
+            status, dropped = v.pending.add(h, data)
+            status = REPLAYED if status == DUPLICATE else status  # the same bytes buffered again
+            v.counts[DROPPED] += dropped
+            v.counts[status] += 1
+            return Ingest(status, v.map_id)
         else:
             if not self._apply(v, h, chunks, data, accepted):
                 return Ingest(REJECTED, v.map_id)
@@ -314,13 +314,10 @@ class FleetMerge:
         return True
 
     def _drain(self, v: Vehicle, accepted: list) -> None:
-        for base in [b for b in v.pending if b < v.seq]:
-            del v.pending[base]
-        while v.seq in v.pending:
-            h, data = v.pending.pop(v.seq)
-            _, chunks = unpack(data)
-            if not self._apply(v, h, chunks, data, accepted):
-                break
+        # in arrival order: a twin that fails gives the next its chance (as the receiver)
+        while candidates := v.pending.take(v.seq):
+            if not any(self._apply(v, p.header, unpack(p.data)[1], p.data, accepted) for p in candidates):
+                return
 
     def _reject(self, v: Vehicle, why: str) -> Ingest:
         v.counts[REJECTED] += 1

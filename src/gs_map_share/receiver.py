@@ -13,8 +13,10 @@ uses them too.
   content) arriving first does not make the genuine one a "duplicate". Buffered candidates for the
   same place are kept side by side (identical bytes once) and tried in arrival order.
 - Pending memory is bounded in bytes and in count; beyond either, the farthest-future deltas go
-  first (the nearest ones are what fills a gap).
-- Containers for another map id are rejected once the store is bound to a map.
+  first (the nearest ones are what fills a gap). :class:`PendingDeltas` keeps these rules for the
+  fleet server's vehicles too.
+- Containers for another map id are rejected once the store is bound to a map, deltas buffered
+  before the snapshot that bound it included.
 - A container whose map would hold more than ``max_gaussians`` is rejected before it is decoded,
   and nothing it decodes may exceed that (memory is bounded by the store, not by the sender).
 """
@@ -84,6 +86,60 @@ class _Pending:
     data: bytes
 
 
+class PendingDeltas:
+    """Deltas from the future, waiting for their base (the receiver's and each fleet vehicle's).
+
+    Candidates for the same base are kept side by side in arrival order (identical bytes once): a
+    corrupt twin with valid CRCs must not push out the genuine one. Beyond ``max_count`` deltas or
+    ``max_bytes`` bytes, the latest arrival at the farthest base goes first: the nearest deltas are
+    the ones that fill a gap."""
+
+    def __init__(self, max_count: int, max_bytes: int | None = None) -> None:
+        self.max_count, self.max_bytes = max_count, max_bytes
+        self._at: dict[int, list[_Pending]] = {}  # base_seq → candidates, in arrival order
+        self.count = 0
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, h: Header, data: bytes) -> tuple[str, int]:
+        """Buffer delta ``h``: (BUFFERED, DUPLICATE for the same bytes again, or DROPPED when it
+        is itself beyond the bounds; the number of other deltas dropped to make room)."""
+        same_place = self._at.setdefault(h.base_seq, [])
+        if any(p.data == data for p in same_place):
+            return DUPLICATE, 0
+        same_place.append(_Pending(h, data))
+        self.count += 1
+        self.nbytes += len(data)
+        dropped, dropped_self = 0, False
+        while self.count > self.max_count or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+            far = max(self._at)
+            victim = self._at[far].pop()
+            if not self._at[far]:
+                del self._at[far]
+            self.count -= 1
+            self.nbytes -= len(victim.data)
+            if victim.data is data:
+                dropped_self = True
+            else:
+                dropped += 1
+        return (DROPPED if dropped_self else BUFFERED), dropped
+
+    def take(self, seq: int) -> list[_Pending]:
+        """The candidates that apply to state ``seq`` (removed), in arrival order; those for older
+        states are dropped as obsolete."""
+        for base in [b for b in self._at if b < seq]:
+            self._forget(self._at.pop(base))
+        out = self._at.pop(seq, [])
+        self._forget(out)
+        return out
+
+    def _forget(self, gone: list[_Pending]) -> None:
+        self.count -= len(gone)
+        self.nbytes -= sum(len(p.data) for p in gone)
+
+
 @dataclass
 class MapStore:
     map_id: int | None = None  # bound on the first good snapshot when None
@@ -98,8 +154,7 @@ class MapStore:
     last_error: str = ""
 
     def __post_init__(self) -> None:
-        self._pending: dict[int, list[_Pending]] = {}  # base_seq → candidates, in arrival order
-        self._pending_bytes = 0
+        self._pending = PendingDeltas(self.max_pending, self.max_pending_bytes)
         self._map_cache: GaussianMap | None = None
 
     @property
@@ -154,36 +209,22 @@ class MapStore:
         return status
 
     def _buffer(self, h: Header, data: bytes) -> str:
-        same_place = self._pending.setdefault(h.base_seq, [])
-        if any(p.data == data for p in same_place):
-            return DUPLICATE  # the very same bytes again (a retransmission)
-        same_place.append(_Pending(h, data))
-        self._pending_bytes += len(data)
-        dropped_self = False
-        while self._pending and (
-            self.pending > self.max_pending or self._pending_bytes > self.max_pending_bytes
-        ):
-            far = max(self._pending)
-            victim = self._pending[far].pop()  # the latest arrival at the farthest place
-            if not self._pending[far]:
-                del self._pending[far]
-            self._pending_bytes -= len(victim.data)
-            self.stats[DROPPED] += 1
-            dropped_self = dropped_self or victim.data is data
-        if not same_place and h.base_seq in self._pending:
-            del self._pending[h.base_seq]
-        if dropped_self:
-            self.stats[DROPPED] -= 1  # counted by the caller
+        status, dropped = self._pending.add(h, data)
+        self.stats[DROPPED] += dropped
+        if status == DROPPED:
             self.last_error = (
                 f"delta {h.seq} not buffered: pending deltas are at their bound "
                 f"({self.max_pending} deltas, {self.max_pending_bytes} bytes)"
             )
-            return DROPPED
-        return BUFFERED
+        return status
 
     def _apply(self, h: Header, chunks, nbytes: int) -> str:
         if self.params is None:  # a delta before any snapshot is never applied (it is buffered)
             return self._reject(DecodeError(f"delta {h.seq} before any snapshot"))
+        if h.map_id != self.map_id:  # buffered before the first snapshot bound the store
+            self.stats[OTHER_MAP] += 1
+            self.last_error = f"container for map {h.map_id}, this store holds map {self.map_id}"
+            return OTHER_MAP
         assert self.state is not None  # a snapshot set params and state together
         try:
             new = apply_next(self.state, self.params, h, chunks, nbytes, self.max_gaussians)
@@ -194,12 +235,8 @@ class MapStore:
         return APPLIED
 
     def _drain(self) -> None:
-        for base in [b for b in self._pending if b < self.seq]:
-            self._pending_bytes -= sum(len(p.data) for p in self._pending.pop(base))
-        while self.seq in self._pending:
-            candidates = self._pending.pop(self.seq)
-            self._pending_bytes -= sum(len(p.data) for p in candidates)
-            # in arrival order; one that fails is rejected and the next twin gets its chance
+        # in arrival order; one that fails (or is another map's) and the next twin gets its chance
+        while candidates := self._pending.take(self.seq):
             if not any(self._apply(p.header, unpack(p.data)[1], len(p.data)) == APPLIED for p in candidates):
                 return
 
@@ -218,11 +255,11 @@ class MapStore:
     @property
     def pending(self) -> int:
         """Buffered future deltas (all candidates)."""
-        return sum(len(c) for c in self._pending.values())
+        return len(self._pending)
 
     @property
     def pending_bytes(self) -> int:
-        return self._pending_bytes
+        return self._pending.nbytes
 
     def gaussian_map(self) -> GaussianMap:
         """The rebuilt map (dequantised; cached until the state changes)."""
