@@ -14,8 +14,8 @@ from synthetic_maps import synthetic_map
 
 from gs_map_share.container import Chunk, Header, pack, reseal, unpack
 from gs_map_share.delta import MapSender
-from gs_map_share.quantize import QuantParams
 from gs_map_share.merge import FleetMerge
+from gs_map_share.quantize import QuantParams
 from gs_map_share.receiver import APPLIED, DROPPED, OTHER_MAP, REJECTED, MapStore
 
 P = QuantParams()
