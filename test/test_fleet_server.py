@@ -178,10 +178,17 @@ def test_region_queries_are_bounded_progressive_and_exact(recs, tmp_path, monkey
         b'{"x": 0, "y": 0, "radius_m": 1e9}',
         b'{"x": 0, "y": 0, "max_bytes": 10}',
         b'{"x": 0, "y": 0, "bogus": 1}',
+        b'{"x": 1' + b"0" * 400 + b', "y": 0}',  # beyond a float
+        b'{"x": 0, "y": 0, "cursor": 1' + b"0" * 400 + b"}",
+        b"[" * 5000 + b"]" * 5000,  # deeper than the JSON parser recurses
     ):
         a = RegionAnswer.from_bytes(server.answer_region(bad))
-        assert a.status == "error" and a.error
-    assert server.diag.rejected["region_queries"] == 7
+        assert a.status == "error" and a.error and len(a.error) < 300
+    assert server.diag.rejected["region_queries"] == 10
+    # anything unexpected in answering is an error answer too (a Zenoh query handler must not raise)
+    monkeypatch.setattr(server, "_answer_region", lambda req: 1 / 0)
+    a = RegionAnswer.from_bytes(server.answer_region(b'{"x": 0, "y": 0}'))
+    assert a.status == "error" and "ZeroDivisionError" in a.error
     assert server.merge.global_map.equals(g)
     server.close()
 
@@ -320,3 +327,28 @@ def test_server_on_a_foreign_file_is_one_line_and_exit_2(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "junk.sqlite3" in lines[0] and "Traceback" not in p.stderr
     assert junk.read_bytes() == b"junk" * 100
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        b"[1, 2]",
+        b'{"seq": 1}',
+        b'{"status": "ok", "seq": 1, "bogus": 2}',
+        b'{"status": 3, "seq": 1}',
+        b'{"status": "ok", "seq": "1"}',
+        b'{"status": "ok", "seq": 1, "container": "x"}',
+        b"[" * 5000,
+    ],
+)
+def test_a_malformed_region_answer_is_a_decode_error(meta):
+    """A client reading an answer: a JSON that is not an answer's is our DecodeError, not a TypeError."""
+    import struct
+
+    from gs_map_share.errors import DecodeError
+    from gs_map_share.region import MAGIC, VERSION
+
+    with pytest.raises(DecodeError, match="region answer"):
+        RegionAnswer.from_bytes(MAGIC + struct.pack("<HI", VERSION, len(meta)) + meta)
+    good = RegionAnswer("ok", 3, tiles=[], id="q").to_bytes()
+    assert RegionAnswer.from_bytes(good) == RegionAnswer("ok", 3, tiles=[], id="q")

@@ -57,8 +57,8 @@ class RegionRequest:
             raise RegionError(f"request of {len(data)} bytes (at most {MAX_REQUEST})")
         try:
             d = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RegionError(f"request is not UTF-8 JSON ({exc})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # (deep nesting: recursion)
+            raise RegionError(f"request is not UTF-8 JSON ({type(exc).__name__}: {exc})") from None
         if not isinstance(d, dict):
             raise RegionError("request is not a JSON object")
         unknown = set(d) - set(RegionRequest.__dataclass_fields__)
@@ -70,8 +70,8 @@ class RegionRequest:
             raise RegionError(f"request fields: {exc}") from None
         for f in ("x", "y", "z", "radius_m"):
             v = getattr(r, f)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise RegionError(f"{f} must be a finite number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
+                raise RegionError(f"{f} must be a finite number, got {_short(v)}")
             if f != "radius_m" and abs(v) > 1e9:
                 raise RegionError(f"{f} = {v} m is outside the map lattice")
         if not 0 < r.radius_m <= max_radius_m:
@@ -79,13 +79,27 @@ class RegionRequest:
         for f, lo, hi in (("max_level", 0, 255), ("since_seq", 0, 1 << 63), ("cursor", 0, 1 << 40)):
             v = getattr(r, f)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise RegionError(f"{f} must be an integer in {lo}..{hi}, got {v!r}")
+                raise RegionError(f"{f} must be an integer in {lo}..{hi}, got {_short(v)}")
         if isinstance(r.max_bytes, bool) or not isinstance(r.max_bytes, int) or not 1024 <= r.max_bytes:
-            raise RegionError(f"max_bytes must be an integer ≥ 1024, got {r.max_bytes!r}")
+            raise RegionError(f"max_bytes must be an integer ≥ 1024, got {_short(r.max_bytes)}")
         r.max_bytes = min(r.max_bytes, max_bytes)
         if not isinstance(r.id, str) or len(r.id) > 64:
             raise RegionError("id must be a string of at most 64 characters")
         return r
+
+
+def _finite(v: int | float) -> bool:
+    """Whether a JSON number is finite as a float (an integer of 400 digits is not)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _short(v) -> str:
+    """A field's value for a message, cut short (a request may hold a huge number or list)."""
+    t = repr(v) if not isinstance(v, int) or abs(v) < 10**30 else f"an integer of {len(str(abs(v)))} digits"
+    return t if len(t) <= 40 else t[:37] + "..."
 
 
 @dataclass
@@ -115,9 +129,31 @@ class RegionAnswer:
             raise DecodeError(f"region answer: version {version} or JSON length {n} invalid")
         try:
             meta = json.loads(data[10 : 10 + n].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise DecodeError(f"region answer: bad JSON ({exc})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise DecodeError(f"region answer: bad JSON ({type(exc).__name__}: {exc})") from None
+        if not isinstance(meta, dict):
+            raise DecodeError("region answer: its JSON is not an object")
+        known = set(RegionAnswer.__dataclass_fields__) - {"container"}
+        if set(meta) - known or not {"status", "seq"} <= set(meta):
+            bad = sorted(set(meta) - known) or sorted({"status", "seq"} - set(meta))
+            raise DecodeError(f"region answer: unknown or missing field {bad[0]!r}")
+        for f, types in _ANSWER_TYPES.items():
+            if f in meta and (isinstance(meta[f], bool) or not isinstance(meta[f], types)):
+                raise DecodeError(f"region answer: field {f!r} has the wrong type")
         return RegionAnswer(**meta, container=data[10 + n :])
+
+
+# what each field of an answer's JSON may hold (None where the field may be null)
+_ANSWER_TYPES = {
+    "status": str,
+    "seq": int,
+    "cursor": int,
+    "next_cursor": (int, type(None)),
+    "tiles": (list, type(None)),
+    "gaussians": int,
+    "error": str,
+    "id": str,
+}
 
 
 def tile_order(tiles: np.ndarray, centre: np.ndarray, radius: float, params: QuantParams) -> np.ndarray:

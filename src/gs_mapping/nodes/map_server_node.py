@@ -372,16 +372,26 @@ class MapServerNode(NodeBase):
 
     # -- region queries ----------------------------------------------------------------------------
     def answer_region(self, request: bytes) -> bytes:
-        """Region request bytes → answer bytes (docs/fleet.md); a bad request gets an error answer."""
-        from gs_map_share.region import RegionAnswer, RegionError, RegionRequest, answer
+        """Region request bytes → answer bytes (docs/fleet.md); a bad request gets an error answer,
+        and so does anything unexpected (a Zenoh query's handler must not raise: it has no
+        subscription guard around it)."""
+        from gs_map_share.region import RegionAnswer, RegionError
 
         self.region_queries += 1
-        c = self.cfg
         try:
-            req = RegionRequest.from_bytes(request, c.max_region_radius_m, c.max_region_bytes)
+            return self._answer_region(request)
         except RegionError as exc:
-            self.diag.reject("region_queries", str(exc))
-            return RegionAnswer("error", self.merge.global_seq, error=str(exc)).to_bytes()
+            why = str(exc)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            why = f"unexpected {type(exc).__name__}: {exc}"
+        self.diag.reject("region_queries", why)
+        return RegionAnswer("error", self.merge.global_seq, error=why).to_bytes()
+
+    def _answer_region(self, request: bytes) -> bytes:
+        from gs_map_share.region import RegionRequest, answer
+
+        c = self.cfg
+        req = RegionRequest.from_bytes(request, c.max_region_radius_m, c.max_region_bytes)
         t0 = time.perf_counter()
         out = answer(
             req,
