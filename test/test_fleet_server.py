@@ -215,6 +215,18 @@ def test_a_foreign_or_corrupt_store_is_one_clear_error(tmp_path):
     FleetStore(str(good), ident).close()
     with pytest.raises(FleetStoreError, match="global_map_id"):
         FleetStore(str(good), identity(8, "map", QuantParams.from_quality(3), 0))
+    # an identity record that is not JSON, or not an object: one clear error, the store untouched
+    for bad_ident in ("not json", "[1, 2]", None):
+        copy = tmp_path / "ident.sqlite3"
+        copy.write_bytes(good.read_bytes())
+        db = sqlite3.connect(copy)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'identity'", (bad_ident or b"\xff",))
+        db.commit()
+        db.close()
+        before = copy.read_bytes()
+        with pytest.raises(FleetStoreError, match="identity record is not a JSON object"):
+            FleetStore(str(copy), ident)
+        assert copy.read_bytes() == before
     # a flipped page in the middle of the file
     s = FleetStore(str(good), ident)
     from gs_map_share.fleet_store import Row

@@ -127,7 +127,12 @@ class FleetStore:
         row = self.db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
         if row is None:
             raise FleetStoreError(f"{self.path}: fleet store without an identity record")
-        stored = json.loads(row[0])
+        try:
+            stored = json.loads(row[0])
+        except (ValueError, TypeError, RecursionError):
+            stored = None
+        if not isinstance(stored, dict):
+            raise FleetStoreError(f"{self.path}: the identity record is not a JSON object (corrupt store)")
         want = json.loads(json.dumps(ident, sort_keys=True))
         diff = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
         if diff:
