@@ -82,6 +82,72 @@ def test_ids_and_levels_are_kept_when_present(tmp_path):
     assert h.equals(g) and not h.ids_implicit
 
 
+def test_fleet_ids_beyond_a_double_round_trip_as_two_uint_halves(tmp_path):
+    """A fleet's global map has ids map_id << 32 | local (≥ 2**53 from map id 2**21 on): written
+    as id_hi / id_lo (uint), which plyfile reads as such, and read back exactly; below 2**53 the
+    file keeps its double ``id``. The CLI decodes such a map to PLY."""
+    from gs_map_share.merge import global_ids
+
+    g = synthetic_map(100, 0, seed=2)
+    g.ids = global_ids((1 << 31) - 1, np.arange(1, 101, dtype=np.uint64) * 977)
+    save_ply(g, tmp_path / "fleet.ply")
+    v = plyfile.PlyData.read(str(tmp_path / "fleet.ply"))["vertex"]
+    names = [p.name for p in v.properties]
+    assert "id" not in names and v["id_hi"].dtype == np.uint32 and v["id_lo"].dtype == np.uint32
+    assert np.array_equal((v["id_hi"].astype(np.uint64) << np.uint64(32)) | v["id_lo"], g.ids)
+    h = load_ply(tmp_path / "fleet.ply")
+    assert h.equals(g) and h.ids.dtype == np.uint64 and int(h.ids.max()) > 1 << 62
+    g.ids = np.arange(1, 101, dtype=np.uint64)
+    save_ply(g, tmp_path / "local.ply")
+    assert [p.name for p in plyfile.PlyData.read(str(tmp_path / "local.ply"))["vertex"].properties].count(
+        "id"
+    ) == 1
+    # through the codec and the CLI: encode with the fleet ids, decode to PLY
+    from gs_map_share.quantize import QuantParams
+    from gs_map_share.snapshot import encode_map
+
+    g.ids = global_ids(1 << 21, np.arange(1, 101, dtype=np.uint64))
+    (tmp_path / "global.gsd").write_bytes(encode_map(g, QuantParams())[0])
+    assert main(["decode", str(tmp_path / "global.gsd"), str(tmp_path / "global.ply")]) == 0
+    assert np.array_equal(load_ply(tmp_path / "global.ply").ids, g.ids)
+
+
+@pytest.mark.parametrize(
+    "props, values, message",
+    [
+        (["id"], [-2.0], "'id' of Gaussian 99 (row in file) is negative"),
+        (["id"], [2.5], "is not an integer"),
+        (["id"], [float(1 << 53)], "beyond 9007199254740992"),
+        (
+            ["id_hi", "id_lo"],
+            [float(1 << 31), 0.0],
+            "'id_hi' of Gaussian 99 (row in file) is 2147483648, beyond",
+        ),
+    ],
+)
+def test_ids_that_are_not_exact_non_negative_integers_are_named(tmp_path, props, values, message):
+    g = synthetic_map(100, 0, seed=3)
+    data = to_structured(g)
+    dt = [(n, "<f8") for n in props] + [(n, data.dtype[n]) for n in data.dtype.names if n != "id"]
+    wide = np.zeros(len(data), dtype=dt)
+    for n in data.dtype.names:
+        if n != "id":
+            wide[n] = data[n]
+    for n in props:
+        wide[n] = np.arange(len(data)) + 1.0
+    for n, v in zip(props, values, strict=True):
+        wide[n][-1] = v
+    head = ["ply", "format binary_little_endian 1.0", f"element vertex {len(data)}"]
+    head += [
+        f"property {'double' if wide.dtype[n].kind == 'f' and wide.dtype[n].itemsize == 8 else 'float' if wide.dtype[n].kind == 'f' else 'uchar'} {n}"
+        for n in wide.dtype.names
+    ]
+    f = tmp_path / "ids.ply"
+    f.write_bytes(("\n".join(head + ["end_header"]) + "\n").encode() + wide.tobytes())
+    with pytest.raises(MapError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_ply(f)
+
+
 def test_nonfinite_rule(tmp_path):
     """±inf opacities (8-bit alpha 0/255 converted) are clamped; a zero scale (log −inf) too; a NaN
     position, rotation or colour is refused with one line naming field and row."""

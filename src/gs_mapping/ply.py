@@ -5,7 +5,9 @@ f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``. Stored values are pre-activati
 expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major
 (all coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53;
 not for a map whose ids are implicit, a scene read without them and not edited since) and
-``level`` (uchar); viewers skip properties they do not know.
+``level`` (uchar); viewers skip properties they do not know. A map with an id of 2**53 or more (a
+fleet's global map: ``map_id << 32 | local id``) has ``id_hi`` and ``id_lo`` (uint, the id's upper
+and lower 32 bits) instead of ``id``: PLY has no 64-bit integer type.
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 _LIST = "list"  # a list property's type (its element is skipped, see _sized)
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
+_WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
 _MAX_HEADER = 64 * 1024
 _MAGIC = re.compile(rb"ply[ \t]*\r?\n")
 _HEADER_END = re.compile(rb"\r?\nend_header[ \t]*\r?\n")  # trailing blanks: some writers leave them
@@ -76,7 +79,8 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
     k = gmap.num_sh
     # a scene without ids (read from a file without them) is written without them, as trainers
     # write it: ids 1..N in file order would be read back as real ones (ids_implicit is lost)
-    ids = [] if gmap.ids_implicit else [("id", "<f8")]
+    wide = not gmap.ids_implicit and len(gmap) > 0 and int(gmap.ids.max()) >= _MAX_EXACT_ID
+    ids = [] if gmap.ids_implicit else [("id_hi", "<u4"), ("id_lo", "<u4")] if wide else [("id", "<f8")]
     dtype = [(n, "<f4") for n in _property_names(k)] + ids + [("level", "u1")]
     out = np.zeros(len(gmap), dtype=dtype)
     for i, axis in enumerate("xyz"):
@@ -92,9 +96,10 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
     wxyz = gmap.quats[:, [3, 0, 1, 2]]
     for i in range(4):
         out[f"rot_{i}"] = wxyz[:, i]
-    if not gmap.ids_implicit:
-        if len(gmap) and int(gmap.ids.max()) >= _MAX_EXACT_ID:
-            raise MapError("Gaussian ids ≥ 2**53 cannot be stored exactly in a PLY 'id' property")
+    if wide:
+        out["id_hi"] = gmap.ids >> np.uint64(32)
+        out["id_lo"] = gmap.ids & np.uint64(0xFFFFFFFF)
+    elif not gmap.ids_implicit:
         out["id"] = gmap.ids.astype(np.float64)
     out["level"] = gmap.levels
     return out
@@ -111,9 +116,7 @@ def save_ply(gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inp
         f"element vertex {len(data)}",
     ]
     for name in data.dtype.names:
-        header.append(
-            f"property {'double' if name == 'id' else 'uchar' if name == 'level' else 'float'} {name}"
-        )
+        header.append(f"property {_WRITTEN_TYPES[data.dtype[name].str]} {name}")
     header.append("end_header")
     blob = ("\n".join(header) + "\n").encode("ascii") + data.tobytes()
     atomic_write(path, blob, overwrite=overwrite, inputs=inputs)
@@ -364,16 +367,8 @@ def from_ply_elements(
                 f"{path}: 'level' of Gaussian {row} (row in file) is {lv[row]}, not an integer 0..255"
             )
         levels = lv.astype(np.uint8)
-    ids = None
-    if "id" in names:
-        idf = data["id"].astype(np.float64)
-        if count and (not np.all(np.isfinite(idf)) or idf.min() < 0 or np.any(idf != np.floor(idf))):
-            raise MapError(f"{path}: 'id' property holds a non-integer value")
-        exact = _MAX_EXACT_ID if data.dtype["id"].kind == "f" else 1 << 63
-        if count and idf.max() >= exact:  # refused, never wrapped (uint64 casts of 2**64 are undefined)
-            row = int(np.argmax(idf))
-            raise MapError(f"{path}: 'id' of Gaussian {row} (row in file) is {idf[row]:.0f}, beyond {exact}")
-        ids = idf.astype(np.uint64)
+    ids = _read_ids(data, names, count, path)
+    if ids is not None:
         if count and np.any(ids[1:] <= ids[:-1]):
             order = np.argsort(ids, kind="stable")
             ids = ids[order]
@@ -402,6 +397,31 @@ def from_ply_elements(
         raise MapError(f"{path}: {exc}") from None
     gmap.take_changes()
     return gmap
+
+
+def _read_ids(data: np.ndarray, names, count: int, path) -> np.ndarray | None:
+    """The rows' uint64 ids from ``id``, or from ``id_hi`` and ``id_lo`` (our wide form); None
+    without either. A value that is not an exact non-negative integer is refused, never wrapped."""
+    if "id" in names:
+        parts = [("id", _MAX_EXACT_ID if data.dtype["id"].kind == "f" else 1 << 63)]
+    elif "id_hi" in names and "id_lo" in names:
+        parts = [("id_hi", 1 << 31), ("id_lo", 1 << 32)]  # (2**63 at most in all, as for ``id``)
+    else:
+        return None
+    ids = np.zeros(count, np.uint64)
+    for name, limit in parts:
+        v = data[name].astype(np.float64)
+        bad = ~np.isfinite(v) | (v < 0) | (v != np.floor(v)) | (v >= limit)
+        if count and bad.any():  # uint64 casts of 2**64 or of negatives are undefined
+            row = int(np.flatnonzero(bad)[0])
+            what = (
+                "not an integer"
+                if not np.isfinite(v[row]) or v[row] != np.floor(v[row])
+                else ("negative" if v[row] < 0 else f"{v[row]:.0f}, beyond {limit}")
+            )
+            raise MapError(f"{path}: {name!r} of Gaussian {row} (row in file) is {what}")
+        ids = (ids << np.uint64(32)) | v.astype(np.uint64)
+    return ids
 
 
 def _tile_size(comments: list[str]) -> float:
