@@ -181,7 +181,7 @@ def _cli(*args, cwd=None):
     )
 
 
-def test_cli_train_and_predict_on_a_world_bag(tmp_path):
+def test_cli_train_and_predict_on_a_world_bag(tmp_path, capsys):
     params = {
         "/**": {
             "ros__parameters": {
@@ -242,6 +242,69 @@ def test_cli_train_and_predict_on_a_world_bag(tmp_path):
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
     r = _cli("hd-train", "--out", str(tmp_path / "run"), "--steps", "0")
     assert r.returncode == 2 and "--steps" in r.stderr
+    _hostile_hd_commands(tmp_path, tmp_path / "bag", tmp_path / "run" / "model.pt", doc, capsys)
+
+
+def _hostile_hd_commands(tmp_path, bag, model, full, capsys):
+    """The commands' hostile inputs (in process: the model and the bag are made once above)."""
+    from gs_mapping.cli import main
+
+    def fails(*args, naming):
+        capsys.readouterr()
+        code = main([*args])
+        err = capsys.readouterr()
+        assert code == 2 and naming in err.err and len(err.err.strip().splitlines()) == 1, (args, err)
+        assert not err.out, args  # refused before any result is printed
+
+    # --max-frames keeps each predicted frame's GT (logged after its images), and must be ≥ 1
+    one = tmp_path / "one.json"
+    assert main(["hd-predict", str(bag), "--checkpoint", str(model), "--out", str(one), "--max-frames", "1",
+                 "--score-threshold", "0", "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(one.read_text())["GTs"] == full["GTs"][:1]
+    base = ["hd-predict", str(bag), "--checkpoint", str(model), "--no-progress", "--out"]
+    cam = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cameras"][0]
+    fails(*base, str(tmp_path / "a.json"), "--max-frames", "0", naming="max_frames")
+    fails(*base, str(tmp_path / "a.json"), "--score-threshold", "nan", naming="score threshold")
+    fails(*base, str(tmp_path / "a.json"), "--cameras", cam, cam, naming="given twice")
+    info = cam.rsplit("/", 1)[0] + "/camera_info"
+    fails(*base, str(tmp_path / "a.json"), "--cameras", info, naming="not a camera image topic")
+    assert not (tmp_path / "a.json").exists()
+    # hd-eval: files that are not evaluation JSON, a ring that crosses itself, an output refused first
+    pred = tmp_path / "pred.json"
+    cases = {
+        "binary.json": model.read_bytes()[:4096],
+        "deep.json": b"[" * 100000 + b"]" * 100000,
+        "huge.json": json.dumps(
+            {
+                **full,
+                "results": [{"vectors": [{"pts": [[0, 0], [1, 1]], "type": 10**400, "confidence_level": 1}]}]
+                * len(full["results"]),
+            }
+        ).encode(),  # fmt: skip
+        "ring.json": json.dumps(
+            {
+                **full,
+                "results": [{**r, "region": [[[0, 0], [10, 10], [10, 0], [0, 10]]]} for r in full["results"]],
+            }
+        ).encode(),  # fmt: skip
+    }
+    naming = {"binary.json": "not UTF-8", "deep.json": "nested too deeply", "huge.json": "unknown class",
+              "ring.json": "not a valid polygon"}  # fmt: skip
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        fails("hd-eval", str(tmp_path / name), naming=naming[name])
+    (tmp_path / "kept.json").write_text("keep")
+    fails("hd-eval", str(pred), "--out", str(tmp_path / "kept.json"), naming="exists")
+    assert (tmp_path / "kept.json").read_text() == "keep"
+    # hd-export: a tolerance that is not a number ≥ 0; its check file never takes another's name
+    fails("hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model), "--tolerance", "nan",
+          naming="--tolerance")  # fmt: skip
+    (tmp_path / ".m.onnx.check").write_text("someone else's")
+    assert main(["hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model)]) == 0
+    assert (tmp_path / ".m.onnx.check").read_text() == "someone else's" and (
+        tmp_path / "m.onnx"
+    ).stat().st_size
+    assert sorted(p.name for p in tmp_path.glob(".m.onnx*")) == [".m.onnx.check"]
 
 
 def test_predict_bag_on_the_real_kitchen_bag(kitchen_bag, tmp_path):
@@ -293,3 +356,121 @@ def test_the_recipe_configs_load_and_chain():
     shipped = load_model(SHIPPED_SURROUND)[1]
     keep = dict(device=shipped.device, num_threads=shipped.num_threads)
     assert replace(shipped, **keep) == replace(sur2, **keep)
+
+
+# -- hostile options, checkpoints and files (a hostile review of the HD commands) ----------------------
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"lr": float("nan")}, "lr"),
+        ({"lr": -1.0}, "lr"),
+        ({"seed": -1}, "seed"),
+        ({"data_seed": -1}, "data_seed"),
+        ({"log_every": 0}, "log_every"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
+        ({"augment_flip": 5.0}, "augment_flip"),
+        ({"augment_color": float("nan")}, "augment_color"),
+        ({"loss": {**TINY_LOSS, "raster_weight": float("nan")}}, "raster_weight"),
+        ({"model": {**TINY, "x_range": [float("nan"), 30.0]}}, "x_range"),
+        ({"model": {**TINY, "image_size": [-4, 0]}}, "image_size"),
+    ],
+)
+def test_every_number_of_a_training_config_is_checked(kw, field):
+    """From a file (from_dict) and from an option (dataclasses.replace): one ConfigError naming the
+    field, before anything is trained or written."""
+    import dataclasses
+
+    from gs_mapping.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        _cfg(**kw)
+    if "model" not in kw and "loss" not in kw:
+        with pytest.raises(ConfigError, match=field):
+            dataclasses.replace(_cfg(), **kw)
+
+
+def test_a_diverging_run_stops_and_keeps_its_checkpoints(tmp_path, monkeypatch):
+    """The loss turns NaN at step 3 of a resumed run: training stops with one error, and last.pt
+    and model.pt stay the step-2 files (a NaN checkpoint never replaces them)."""
+    from gsmap_hd import train as train_mod
+    from gsmap_hd.errors import HDDataError
+
+    train(_cfg(steps=2), tmp_path, progress=False)
+    before = {n: (tmp_path / n).read_bytes() for n in ("last.pt", "model.pt")}
+    real = train_mod.GSMapCriterion.__call__
+
+    def poisoned(self, out, targets, step):
+        losses = real(self, out, targets, step)
+        if step >= 2:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(train_mod.GSMapCriterion, "__call__", poisoned)
+    with pytest.raises(HDDataError, match="diverged.*step 3"):
+        train(_cfg(steps=4), tmp_path, resume=True, progress=False)
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    # weights that became non-finite in the update before a checkpoint are caught before it is written
+    monkeypatch.setattr(train_mod.GSMapCriterion, "__call__", real)
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def blow_up(self, *a, **k):
+        real_step(self, *a, **k)
+        calls.append(1)
+        if len(calls) == 2:  # the update of step 4, whose end writes a checkpoint
+            with torch.no_grad():
+                self.param_groups[1]["params"][0].fill_(float("inf"))
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", blow_up)
+    with pytest.raises(HDDataError, match="diverged"):
+        train(_cfg(steps=4), tmp_path, resume=True, progress=False)
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+
+
+def test_checkpoint_structure_and_weights_are_checked(tmp_path):
+    cfg = _cfg()
+    path = save(tmp_path / "m.pt", GSMapModel(cfg.model), cfg, step=3)
+    good = torch.load(path, weights_only=True)
+    first = next(iter(good["model"]))
+    cases = {
+        "no model": ({k: v for k, v in good.items() if k != "model"}, "without its weights"),
+        "model 5": ({**good, "model": 5}, "without its weights"),
+        "not tensors": ({**good, "model": {first: [1.0]}}, "without its weights"),
+        "step text": ({**good, "step": "abc"}, "'step' is not a int"),
+        "extra list": ({**good, "extra": [1]}, "'extra' is not a dict"),
+        "NaN weight": (
+            {**good, "model": {**good["model"], first: good["model"][first] * float("nan")}},
+            f"weight '{first}' has .* non-finite",
+        ),
+        "missing key": (
+            {**good, "model": {k: v for k, v in good["model"].items() if k != first}},
+            f"do not fit.*{first}",
+        ),
+    }
+    for name, (state, match) in cases.items():
+        bad = tmp_path / f"{name.replace(' ', '_')}.pt"
+        torch.save(state, bad)
+        with pytest.raises(CheckpointError, match=match):
+            load_model(bad)
+        if name != "missing key":  # (resume reads the state with the same checks)
+            run = tmp_path / f"run_{name.replace(' ', '_')}"
+            run.mkdir()
+            (run / "last.pt").write_bytes(bad.read_bytes())
+            with pytest.raises(CheckpointError):
+                train(_cfg(), run, resume=True, progress=False)
+
+
+def test_a_failed_run_leaves_its_directory_as_it_was(tmp_path):
+    """A run refused before training (a bad --init-from) writes nothing: an existing run keeps its
+    config.json, a new one is not created; an --out that is a file is refused."""
+    from gsmap_hd.errors import HDDataError
+
+    train(_cfg(steps=2), tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "config.json").read_bytes()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for out in ("run", "new"):
+        with pytest.raises(CheckpointError):
+            train(_cfg(steps=7, init_from=str(tmp_path / "junk.pt")), tmp_path / out, progress=False)
+    assert (tmp_path / "run" / "config.json").read_bytes() == before
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(HDDataError, match="not a run directory"):
+        train(_cfg(), tmp_path / "junk.pt", progress=False)

@@ -74,7 +74,27 @@ def load_state(path: str | Path) -> dict:
         raise CheckpointError(
             f"{path}: not a gsmap_hd checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})"
         )
+    _check_structure(state, path)
     return state
+
+
+def _check_structure(state: dict, path) -> None:
+    """What the loaders take from a checkpoint, checked once: its fields' types, and finite
+    weights (a bit flip in a float, or a diverged run, would otherwise fail deep in inference)."""
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(f"{path}: checkpoint without its weights (a 'model' table of tensors)")
+    for key, kind in (("config", dict), ("extra", dict), ("step", int)):
+        if key in state and (not isinstance(state[key], kind) or isinstance(state[key], bool)):
+            raise CheckpointError(f"{path}: checkpoint field {key!r} is not a {kind.__name__}")
+    if "step" in state and state["step"] < 0:
+        raise CheckpointError(f"{path}: checkpoint step {state['step']} is negative")
+    for k, v in weights.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(f"{path}: checkpoint weight {k!r} has {bad} non-finite values")
 
 
 def config_of(state: dict, path) -> TrainConfig:
@@ -99,10 +119,22 @@ def load_model(
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: weights do not fit the model config: {str(exc).splitlines()[0]}"
-        ) from None
+        raise CheckpointError(f"{path}: weights do not fit the model config: {fit_reason(exc)}") from None
     return model.to(device).eval(), cfg, state
+
+
+def fit_reason(exc: Exception) -> str:
+    """torch's load_state_dict message without its header line: the first missing, unexpected or
+    mis-sized key (cut short); another exception's first line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = (
+        lines[1]
+        if len(lines) > 1 and lines[0].startswith("Error(s) in loading")
+        else lines[0]
+        if lines
+        else ""
+    )
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def describe_training(cfg: TrainConfig, step: int | None = None, extra: dict | None = None) -> str:

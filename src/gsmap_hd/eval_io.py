@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gs_mapping.errors import GsMappingError
+from gs_mapping.input_files import read_bytes
+
 from .errors import HDMapError
 
 CLASSES = ("divider", "ped_crossing", "boundary")
@@ -41,7 +44,8 @@ Frame = list  # list[Vector]
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A JSON number a float holds (an integer of 400 digits is not one: it would overflow)."""
+    return isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1 << 63)
 
 
 def parse_vector(obj, where: str, need_score: bool) -> Vector:
@@ -117,14 +121,25 @@ def parse_submission(doc, source: str = "input") -> tuple[list, list]:
 def load_submission(path) -> tuple[list, list]:
     """Read and validate an evaluation JSON file."""
     path = Path(path)
+    return parse_submission(read_json(path), str(path))
+
+
+def read_json(path) -> object:
+    """A JSON file's document; HDMapError naming the file for anything that is not JSON text."""
+    path = Path(path)
     try:
-        text = path.read_text()
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HDMapError(f"{path}: not UTF-8 text (byte {exc.start}): not an evaluation JSON file") from None
+    except GsMappingError as exc:
+        raise HDMapError(str(exc)) from None
     except OSError as exc:
         raise HDMapError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not text.strip():
         raise HDMapError(f"{path}: empty file")
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise HDMapError(f"{path}: not valid JSON: {exc}") from None
-    return parse_submission(doc, str(path))
+    except RecursionError:
+        raise HDMapError(f"{path}: JSON nested too deeply") from None

@@ -16,8 +16,11 @@ above with the car facing up. All of this is in :class:`gsmap_hd.gaussians2d.BEV
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
+
+from gs_mapping.errors import ConfigError
 
 CLASSES = ("divider", "ped_crossing", "boundary")
 """Map element classes, in MapTR's order (indices 0, 1, 2). ped_crossing is a closed polygon."""
@@ -55,14 +58,17 @@ class ModelConfig:
     scale_init: float = 0.5
 
     def __post_init__(self) -> None:
+        _check_ranges(self, _MODEL_RANGES)
         if self.x_range[0] >= self.x_range[1] or self.y_range[0] >= self.y_range[1]:
-            raise ValueError(f"empty BEV range x={self.x_range} y={self.y_range}")
+            raise ConfigError(f"empty BEV range x={self.x_range} y={self.y_range}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
+            raise ConfigError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
+        if not self.lift_heights or not self.small_channels:
+            raise ConfigError("lift_heights and small_channels need at least one value each")
         if self.num_points < 3:
-            raise ValueError(f"num_points must be >= 3 (polygons need a ring), got {self.num_points}")
+            raise ConfigError(f"num_points must be >= 3 (polygons need a ring), got {self.num_points}")
         if not (0 < self.scale_min < self.scale_init < self.scale_max):
-            raise ValueError("need 0 < scale_min < scale_init < scale_max")
+            raise ConfigError("need 0 < scale_min < scale_init < scale_max")
 
 
 @dataclass
@@ -90,6 +96,9 @@ class LossConfig:
     iou_cost_res: float = 1.0
     gt_line_width_px: float = 2.0
     aux_loss: bool = True  # supervise every decoder layer
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, _LOSS_RANGES)
 
 
 @dataclass
@@ -131,6 +140,80 @@ class TrainConfig:
     init_from: str = ""
     device: str = "cpu"  # cpu | cuda | auto
     num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, _TRAIN_RANGES)
+
+
+# Every number of a config is finite; these are their ranges (lo, hi; inclusive), checked whenever
+# one is built or replaced, so an option (hd-train --lr nan), a YAML file and a checkpoint's config
+# are all refused in one line before anything is trained or written.
+_INF = math.inf
+_MODEL_RANGES = {
+    "x_range": (-1e4, 1e4),
+    "y_range": (-1e4, 1e4),
+    "bev_h": (1, 4096),
+    "bev_w": (1, 4096),
+    "image_size": (16, 8192),  # (the small backbone's stride)
+    "small_channels": (1, 4096),
+    "embed_dim": (1, 65536),
+    "lift_heights": (-100.0, 100.0),
+    "bev_encoder_layers": (0, 64),
+    "num_classes": (1, 1024),
+    "num_instances": (1, 4096),
+    "num_points": (1, 4096),
+    "num_layers": (1, 64),
+    "num_heads": (1, 1024),
+    "deform_points": (1, 256),
+    "ffn_dim": (1, 1 << 20),
+    "dropout": (0.0, 0.99),
+    "scale_min": (0.0, 1e3),
+    "scale_max": (0.0, 1e3),
+    "scale_init": (0.0, 1e3),
+}
+_LOSS_RANGES = {
+    "focal_alpha": (0.0, 1.0),
+    "focal_gamma": (0.0, 100.0),
+    **{k: (0.0, 1e6) for k in ("cls_weight", "pts_weight", "raster_weight", "bce_weight", "dssim_weight")},
+    **{k: (0.0, 1e6) for k in ("cls_cost", "pts_cost", "iou_cost")},
+    "bce_pos_weight_max": (1e-6, 1e6),
+    "raster_warmup_steps": (0, 1 << 31),
+    "raster_res": (1e-3, 100.0),
+    "iou_cost_res": (1e-3, 100.0),
+    "gt_line_width_px": (1e-3, 1000.0),
+}
+_TRAIN_RANGES = {
+    "steps": (1, 1 << 31),  # (integer bounds: the field takes integers only)
+    "batch_size": (1, 1 << 16),
+    "lr": (0.0, 10.0),  # (0: the weights stay as they start, a check of a fine-tune)
+    "weight_decay": (0.0, 100.0),
+    "backbone_lr_mult": (0.0, 1e3),
+    "grad_clip": (1e-9, 1e9),
+    "warmup_steps": (0, 1 << 31),
+    "seed": (0, (1 << 63) - 1),
+    "log_every": (1, 1 << 31),
+    "checkpoint_every": (1, 1 << 31),
+    "eval_every": (0, 1 << 31),
+    "eval_frames": (0, 1 << 20),
+    "train_frames": (1, 1 << 24),
+    "augment_flip": (0.0, 1.0),
+    "augment_color": (0.0, 1.0),
+    "data_seed": (0, (1 << 63) - 1),
+    "num_threads": (1, 1024),
+}
+
+
+def _check_ranges(cfg, ranges: dict) -> None:
+    """ConfigError naming the first field (or element of a tuple field) outside its range or not
+    finite; booleans are not numbers here, and a field with integer bounds takes integers only."""
+    for name, (lo, hi) in ranges.items():
+        value = getattr(cfg, name)
+        whole = isinstance(lo, int) and isinstance(hi, int)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            number = isinstance(v, int if whole else (int, float)) and not isinstance(v, bool)
+            if not (number and math.isfinite(v) and lo <= v <= hi):
+                what = f"an integer in [{lo}, {hi}]" if whole else f"a finite number in [{lo:g}, {hi:g}]"
+                raise ConfigError(f"{name}: {v!r} is not {what}")
 
 
 def small() -> TrainConfig:

@@ -11,6 +11,8 @@ import json
 import logging
 from pathlib import Path
 
+from gs_mapping.errors import GsMappingError
+
 from .errors import CheckpointError, HDInputError
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ def shipped_checkpoint(n_cameras: int) -> Path:
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_TOPIC = "/ground_truth/lanes_json"
+GT_GRACE_NS = 2_000_000_000  # after --max-frames, read on this long (log time) for their GT
 
 
 def _info_topic(image_topic: str) -> str:
@@ -74,6 +77,8 @@ def predict_bag(
     from gs_mapping.output_files import check_output, write_text
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
+    if max_frames is not None and max_frames < 1:
+        raise HDInputError(f"max_frames must be at least 1 (or none: every frame), got {max_frames}")
     from gs_mapping.device import resolve_device
     from gs_mapping.errors import TFError
     from gs_mapping.tf import TFBuffer
@@ -99,9 +104,13 @@ def predict_bag(
         cams = list(cameras) if cameras else find_cameras(bag)
         if not cams:
             raise HDInputError(f"{bag_path}: no camera image topic with a sibling camera_info found")
+        if len(set(cams)) != len(cams):
+            raise HDInputError(f"{bag_path}: camera {next(c for c in cams if cams.count(c) > 1)} given twice")
         for c in cams:
             if not bag.has_topic(c):
                 raise HDInputError(f"{bag_path}: no topic {c}")
+            if bag.topic(c).type not in IMAGE_TYPES:
+                raise HDInputError(f"{bag_path}: {c} is a {bag.topic(c).type}, not a camera image topic")
             if not bag.has_topic(_info_topic(c)):
                 raise HDInputError(f"{bag_path}: camera {c} has no {_info_topic(c)}")
         tf = TFBuffer(cache_time_s=None)
@@ -115,7 +124,13 @@ def predict_bag(
         topics = [t for t in topics if bag.has_topic(t)]
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
-        for topic, _, msg in bag.messages(topics):
+        enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
+        for topic, t_log, msg in bag.messages(topics):
+            if enough_at is not None:
+                if t_log > enough_at + GT_GRACE_NS or all(r["stamp_ns"] in gt_by_stamp for r in results):
+                    break
+                if topic != GT_TOPIC:
+                    continue
             if topic in ("/tf", "/tf_static"):
                 tf.add_message(msg, static=topic == "/tf_static")
             elif topic == GT_TOPIC:
@@ -125,7 +140,10 @@ def predict_bag(
                 infos[topic] = M.camera_info_to_intrinsics(msg)
             else:
                 stamp, frame_id = M.header_fields(msg)
-                rgb = color_to_rgb(msg)  # Image of any driver encoding, or CompressedImage jpeg/png
+                try:
+                    rgb = color_to_rgb(msg)  # Image of any driver encoding, or CompressedImage jpeg/png
+                except GsMappingError as exc:
+                    raise HDInputError(f"{bag_path}: camera {topic}: {exc}") from None
                 pending.setdefault(stamp, {})[topic] = (rgb, frame_id)
                 if len(pending[stamp]) == len(cams) and all(_info_topic(c) in infos for c in cams):
                     frame = pending.pop(stamp)
@@ -152,7 +170,7 @@ def predict_bag(
                     )
                     bar.update(1)
                     if max_frames and len(results) >= max_frames:
-                        break
+                        enough_at = t_log
         bar.close()
     incomplete = len(pending) if not (max_frames and len(results) >= max_frames) else 0
     if incomplete:

@@ -276,6 +276,12 @@ def clip_documents(results: list, gts: list, where: str = "input") -> tuple[list
             raise HDMapError(
                 f"{where}: results[{i}].region: expected a list of rings [[x, y], ...]"
             ) from None
+        if not reg.polygon.is_valid:  # (clipping to a self-intersecting ring fails inside GEOS)
+            from shapely.validation import explain_validity
+
+            raise HDMapError(
+                f"{where}: results[{i}].region: not a valid polygon ({explain_validity(reg.polygon)})"
+            )
         res_out.append({**r, "vectors": clip_vectors(r.get("vectors", []), reg)})
         gt_out.append({**g, "vectors": clip_vectors(g.get("vectors", []), reg)})
         n += 1

@@ -16,11 +16,12 @@ import torch
 
 from gs_mapping.config_file import to_dict
 from gs_mapping.device import resolve_device
+from gs_mapping.output_files import write_bytes
 
 from . import checkpoint as ckpt
 from .augment import augment
 from .data import Sample, SampleSource, collate
-from .errors import CheckpointError
+from .errors import CheckpointError, HDDataError
 from .gaussians2d import BEVGrid, clip_to_patch
 from .infer import postprocess
 from .losses import GSMapCriterion
@@ -137,7 +138,8 @@ def train(
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HDDataError(f"{out_dir}: exists and is not a run directory")
     device = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.num_threads))
     torch.manual_seed(cfg.seed)
@@ -166,18 +168,26 @@ def train(
         diff = model_config_diff(cfg.model, old.model)
         if diff:
             raise CheckpointError(f"{last}: cannot resume, the model config differs ({'; '.join(diff[:4])})")
-        model.load_state_dict(state["model"])
-        if "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-        if "scheduler" in state:
-            sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
+        if "step" not in state:
+            raise CheckpointError(f"{last}: cannot resume, the checkpoint has no step")
+        try:
+            model.load_state_dict(state["model"])
+            if "optimizer" in state:
+                opt.load_state_dict(state["optimizer"])
+            if "scheduler" in state:
+                sched.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{last}: cannot resume: {ckpt.fit_reason(exc)}") from None
+        start = state["step"]
         log.info(f"resumed from {last} at step {start}")
     elif cfg.init_from:
         base, base_cfg, _ = ckpt.load_model(cfg.init_from, expect=cfg.model)
         model.load_state_dict(base.state_dict())
         log.info(f"initialised from {cfg.init_from} ({ckpt.describe_training(base_cfg)})")
-    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    # the run directory is made (and its config written) only once the model stands: a run that
+    # fails before leaves nothing, and an existing run's files as they were
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode(), overwrite=True)
     crit = GSMapCriterion(cfg.model, cfg.loss)
     # Render the training frames once, in order (consecutive frames share a drive/world); nuScenes
     # samples are read from disk when used
@@ -229,6 +239,8 @@ def train(
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not (torch.isfinite(losses["loss"]) and torch.isfinite(gnorm)):
+            _diverged(out_dir, step, "loss" if not torch.isfinite(losses["loss"]) else "gradient norm")
         opt.step()
         sched.step()
         for k, v in losses.items():
@@ -247,7 +259,13 @@ def train(
             with metrics_path.open("a") as f:
                 f.write(json.dumps(logged) + "\n")
             bar.set_postfix(loss=f"{logged['loss']:.3f}", pts=f"{logged['pts']:.3f}")
-        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and cfg.eval_frames:
+        evaluating = bool(
+            cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and cfg.eval_frames
+        )
+        saving = done % cfg.checkpoint_every == 0 or done == cfg.steps
+        if (evaluating or saving) and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            _diverged(out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
+        if evaluating:
             try:
                 ev = evaluate_model(model, cfg, eval_source, cfg.eval_frames, device)
                 rec = {"step": done, "eval": ev}
@@ -257,8 +275,15 @@ def train(
                 log.info(f"step {done} eval: {json.dumps(ev)}")
             except ImportError:
                 log.warning("gsmap_hd.metrics not available: evaluation skipped")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if saving:
             ckpt.save(last, model, cfg, done, opt, sched)
     bar.close()
     ckpt.save(out_dir / "model.pt", model, cfg, cfg.steps, weights_only=True)
     return logged
+
+
+def _diverged(out_dir: Path, step: int, what: str):
+    raise HDDataError(
+        f"training diverged: the {what} became non-finite at step {step + 1} (lower --lr?); "
+        f"the checkpoints in {out_dir} are from before it"
+    )

@@ -43,17 +43,18 @@ def add_arguments(parser):
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
-    from gs_mapping.ply import atomic_write
-    from gsmap_hd.eval_io import load_submission, parse_submission
+    from gs_mapping.output_files import check_output, write_bytes
+    from gsmap_hd.eval_io import parse_submission, read_json
     from gsmap_hd.metrics import evaluate
     from gsmap_hd.region import clip_documents
 
-    results, gts = load_submission(args.file)  # validates the file (errors name frame/vector/key)
+    if args.out:  # before the work: a refused output is one line, not a result then an error
+        check_output(args.out, overwrite=args.overwrite, inputs=[args.file])
+    doc = read_json(args.file)
+    results, gts = parse_submission(doc, args.file)  # validates it (errors name frame/vector/key)
     clipped = 0
     if args.region == "file":
-        doc = json.loads(Path(args.file).read_text())
         res_docs, gt_docs, clipped = clip_documents(doc["results"], doc["GTs"], args.file)
         if clipped:
             results, gts = parse_submission({"results": res_docs, "GTs": gt_docs}, args.file)
@@ -69,5 +70,5 @@ def run(args) -> int:
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out:
-        atomic_write(Path(args.out), (text + "\n").encode(), overwrite=args.overwrite, inputs=[args.file])
+        write_bytes(args.out, (text + "\n").encode(), overwrite=args.overwrite, inputs=[args.file])
     return 0

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import math
+    import os
+    import tempfile
     from pathlib import Path
 
     from gsmap_hd.checkpoint import load_model
@@ -32,18 +35,22 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     out = Path(args.onnx)
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ConfigError(f"--tolerance must be a finite number ≥ 0, got {args.tolerance}")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"--onnx: {out} exists (pass --overwrite to replace it)")
     if not out.parent.is_dir():
         raise ConfigError(f"--onnx: directory {out.parent} does not exist")
     ckpt = Path(args.checkpoint) if args.checkpoint else SHIPPED
     model, cfg, state = load_model(ckpt)
-    tmp = out.with_name(f".{out.name}.check")
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".check")  # (our own name)
+    os.close(fd)
+    tmp = Path(name)
     try:
         cams = 2 if cfg.rig == "surround" else 1
         export_onnx(model, cfg, tmp, num_cameras=cams, step=state.get("step"), extra=state.get("extra"))
         diff = compare_on_world(model, cfg, tmp)
-        if diff["max_normalised"] > args.tolerance:
+        if not diff["max_normalised"] <= args.tolerance:  # (NaN is not within any tolerance)
             raise ConfigError(
                 f"{ckpt}: the ONNX graph differs from torch by {diff['max_normalised']:.3g} "
                 f"(> --tolerance {args.tolerance:g}) on a world frame; not written"

@@ -75,6 +75,8 @@ def config_from_file(path: str | None, preset: str = "small"):
 def build_config(args: argparse.Namespace):
     import dataclasses
 
+    from ..errors import ConfigError
+
     cfg = config_from_file(args.config, args.preset)
     over = {
         "steps": args.steps,
@@ -97,10 +99,23 @@ def build_config(args: argparse.Namespace):
         "init_from": args.init_from,
         "data_seed": args.data_seed,
     }
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None})
-    if args.raster_weight is not None:
-        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, raster_weight=args.raster_weight))
+    given = {k: v for k, v in over.items() if v is not None}
+    try:  # (every number is checked as the configs are built: gsmap_hd.model_config)
+        cfg = dataclasses.replace(cfg, **given)
+        if args.raster_weight is not None:
+            given["raster_weight"] = args.raster_weight
+            cfg = dataclasses.replace(
+                cfg, loss=dataclasses.replace(cfg.loss, raster_weight=args.raster_weight)
+            )
+    except ConfigError as exc:
+        field, _, why = str(exc).partition(": ")
+        if field not in given:
+            raise
+        raise ConfigError(f"{_OPTIONS.get(field, '--' + field.replace('_', '-'))}: {why}") from None
     return cfg
+
+
+_OPTIONS = {"train_frames": "--frames", "num_threads": "--threads"}  # where the option is not the field
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     cfg = build_config(args)
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_frames < 1:
-        raise ConfigError("--steps, --batch-size and --frames must be >= 1")
     if cfg.data == "nuscenes" and not cfg.nuscenes_root:
         raise ConfigError("--data nuscenes needs --nuscenes-root (or hd_train.nuscenes_root)")
     last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
