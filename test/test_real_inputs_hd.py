@@ -72,3 +72,24 @@ def test_hd_map_node_says_what_it_waits_for(camera_only_bag):
     bus.fire_timers()
     after = node.diag.summary()["waiting_for"]
     assert after == "TF to base_link on /tf or /tf_static", after
+
+
+def test_hd_predict_without_a_single_complete_frame_is_an_error(camera_only_bag, tmp_path, capsys):
+    """The camera's CameraInfo topic is declared but holds nothing: no frame can be predicted, and an
+    empty prediction file (which hd-eval would score as "no lanes") is not written: one line, exit 2."""
+    from gs_mapping.bag import BagReader, BagWriter
+    from gs_mapping.cli import main
+
+    bag = tmp_path / "no_info"
+    cam, info = "/cameras/front/image_raw/compressed", "/cameras/front/camera_info"
+    with BagReader(camera_only_bag) as r, BagWriter(bag) as w:
+        for t in (cam, info):
+            w.add_topic(t, r.topic(t).type)
+        for topic, stamp, msg in r.messages([cam]):
+            w.write(topic, stamp, msg)
+    out = tmp_path / "lanes.json"
+    code = main(["hd-predict", str(bag), "--out", str(out), "--no-progress", "--cameras", cam,
+                 "--base-frame", "front_optical_frame"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no frame predicted" in err and err.count("\n") == 0, err
+    assert not out.exists()

@@ -177,6 +177,13 @@ def predict_bag(
         log.warning(
             f"{bag_path}: {incomplete} frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
         )
+    if not results:  # an empty prediction file would read as "no lanes anywhere"
+        bad = sum(bag.bad_messages.values())
+        raise HDInputError(
+            f"{bag_path}: no frame predicted: "
+            + (f"{bad} message(s) could not be decoded ({', '.join(sorted(bag.bad_messages))})" if bad else
+               f"no stamp had an image from every camera ({', '.join(cams)}) and their camera_info")
+        )  # fmt: skip
     doc = {"region": predictor.region_name, "results": results}
     no_gt = 0
     if has_gt:
