@@ -126,15 +126,10 @@ def load_model(
 def fit_reason(exc: Exception) -> str:
     """torch's load_state_dict message without its header line: the first missing, unexpected or
     mis-sized key (cut short); another exception's first line."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = (
-        lines[1]
-        if len(lines) > 1 and lines[0].startswith("Error(s) in loading")
-        else lines[0]
-        if lines
-        else ""
-    )
-    return text if len(text) <= 200 else text[:197] + "..."
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [""]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading"):
+        lines = lines[1:]
+    return lines[0] if len(lines[0]) <= 200 else lines[0][:197] + "..."
 
 
 def describe_training(cfg: TrainConfig, step: int | None = None, extra: dict | None = None) -> str:

@@ -156,10 +156,8 @@ class Predictor:
         checkpoint's training config declares (``patch``, i.e. no clipping, without a config)."""
         if fit not in FITS:
             raise HDInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-        if not (isinstance(score_threshold, (int, float)) and 0.0 <= score_threshold <= 1.0):
-            raise HDInputError(
-                f"score threshold must be a number in [0, 1], got {score_threshold!r}"
-            )  # (NaN too)
+        if not (isinstance(score_threshold, (int, float)) and 0.0 <= score_threshold <= 1.0):  # (NaN too)
+            raise HDInputError(f"score threshold must be a number in [0, 1], got {score_threshold!r}")
         if max_elements is not None and max_elements < 1:
             raise HDInputError(f"max_elements must be at least 1, got {max_elements}")
         self.model = model.to(device).eval()

@@ -148,7 +148,6 @@ class TrainConfig:
 # Every number of a config is finite; these are their ranges (lo, hi; inclusive), checked whenever
 # one is built or replaced, so an option (hd-train --lr nan), a YAML file and a checkpoint's config
 # are all refused in one line before anything is trained or written.
-_INF = math.inf
 _MODEL_RANGES = {
     "x_range": (-1e4, 1e4),
     "y_range": (-1e4, 1e4),

@@ -179,11 +179,10 @@ def predict_bag(
         )
     if not results:  # an empty prediction file would read as "no lanes anywhere"
         bad = sum(bag.bad_messages.values())
-        raise HDInputError(
-            f"{bag_path}: no frame predicted: "
-            + (f"{bad} message(s) could not be decoded ({', '.join(sorted(bag.bad_messages))})" if bad else
-               f"no stamp had an image from every camera ({', '.join(cams)}) and their camera_info")
-        )  # fmt: skip
+        why = f"no stamp had an image from every camera ({', '.join(cams)}) and their camera_info"
+        if bad:
+            why = f"{bad} message(s) could not be decoded ({', '.join(sorted(bag.bad_messages))})"
+        raise HDInputError(f"{bag_path}: no frame predicted: {why}")
     doc = {"region": predictor.region_name, "results": results}
     no_gt = 0
     if has_gt:
