@@ -144,7 +144,7 @@ class RegionAnswer:
 
 
 # what each field of an answer's JSON may hold (None where the field may be null)
-_ANSWER_TYPES = {
+_ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "status": str,
     "seq": int,
     "cursor": int,
