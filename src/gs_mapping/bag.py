@@ -134,9 +134,21 @@ class BagReader:
 
     # -- opening ---------------------------------------------------------------------------------
     def _storage_path(self) -> Path:
+        try:
+            return self._find_storage()
+        except OSError as exc:  # an unreadable directory, a name too long, ...
+            raise BagError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+
+    def _find_storage(self) -> Path:
         p = self.path
         if not p.exists():
             raise BagError(f"{p}: no such bag (path does not exist)")
+        if not (p.is_dir() or p.is_file()):  # a FIFO or a device would block or never end
+            raise BagError(f"{p}: not a bag (neither a regular file nor a directory)")
+        if p.is_dir():
+            for f in p.iterdir():  # what the storage plugins open must be regular files too
+                if (f.suffix in (".mcap", ".db3") or f.name == "metadata.yaml") and not f.is_file():
+                    raise BagError(f"{f}: not a regular file (a bag's storage and metadata must be)")
         if p.is_dir() and not (p / "metadata.yaml").exists():
             # A directory without metadata (e.g. copied storage file only): accept exactly one file.
             files = sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
@@ -408,7 +420,7 @@ class BagWriter:
         if not (p.exists() or p.is_symlink()):
             return
         if not self.overwrite:
-            raise BagError(f"{p}: output bag exists already (pass overwrite to replace it)")
+            raise BagError(f"{p}: output bag exists already (pass --overwrite to replace it)")
         if p.is_dir():
             others = [
                 x.name

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, MapError
+from .input_files import read_bytes
 
 T = TypeVar("T")
 
@@ -61,14 +62,25 @@ def describe(cls: type) -> dict[str, dict[str, Any]]:
     return out
 
 
+MAX_CONFIG_BYTES = 16 << 20  # a parameter file is a few kB; a larger one is not one
+
+
 def read_parameters(path: str | Path) -> dict[str, Any]:
     """Return the merged ``ros__parameters`` mapping of every node key in a ROS parameter YAML."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(read_bytes(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 at byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read YAML: nested too deeply") from None
+    except MapError as exc:  # beyond the size limit
+        raise ConfigError(f"{exc}: too large for a parameter file") from None
+    except OSError as exc:  # (a FIFO or a device: not a regular file)
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot read YAML: {str(exc).splitlines()[0]}") from None
     if doc is None:
         return {}

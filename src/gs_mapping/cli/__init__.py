@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError
@@ -45,8 +47,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the suite's error form: one line naming what was wrong, exit status 2 (the
+    usage is what ``--help`` is for). Subcommand parsers are of the same class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the command runs so that it unwinds as for Ctrl-C: half-written outputs
+    (temp files, partial bag folders) are removed and nothing existing is replaced."""
+
+
+def _on_sigterm(*_):
+    raise Terminated
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gs-mapping", description="Onboard Gaussian mapping suite.")
+    parser = _Parser(prog="gs-mapping", description="Onboard Gaussian mapping suite.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
@@ -65,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     module = importlib.import_module(f"{__name__}.{args._module}")
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
     try:
         return int(module.run(args) or 0)
     except GsMappingError as exc:
@@ -76,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gs-mapping {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"gs-mapping {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:  # (main() may run in a longer-lived process: a test, a tool)
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

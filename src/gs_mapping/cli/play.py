@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.rate <= 1000:
         raise ConfigError(f"--rate: must be in (0, 1000], got {args.rate}")
+    if not 0 <= args.wait_for_subscribers <= 3600:  # (NaN is not)
+        raise ConfigError(f"--wait-for-subscribers: must be 0..3600 s, got {args.wait_for_subscribers}")
     ctx = make_context(args, "bag_player")
     with BagReader(args.bag, strict=args.strict) as bag:
         topics = [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]

@@ -89,8 +89,9 @@ def load_tf(bag, topics: TopicsConfig):
     return buf
 
 
-def load_camera_infos(bag, topic: str) -> list:
-    """Every valid CameraInfo on ``topic`` as (stamp_ns, CameraIntrinsics), in time order."""
+def load_camera_infos(bag, topic: str, rejected: list | None = None) -> list:
+    """Every valid CameraInfo on ``topic`` as (stamp_ns, CameraIntrinsics), in time order; the
+    reasons for the invalid ones are appended to ``rejected``."""
     from ..messages import camera_info_to_intrinsics, stamp_to_ns
 
     out = []
@@ -99,7 +100,16 @@ def load_camera_infos(bag, topic: str) -> list:
             out.append((stamp_to_ns(msg.header.stamp), camera_info_to_intrinsics(msg)))
         except MessageError as exc:
             log.warning(f"{topic}: bad CameraInfo ignored: {exc}")
+            if rejected is not None:
+                rejected.append(str(exc))
     return out
+
+
+def _no_info(topic: str, rejected: list) -> str:
+    """Why a frame has no intrinsics: none on the topic, or only invalid ones (the first reason)."""
+    if not rejected:
+        return f"no CameraInfo on {topic}"
+    return f"no valid CameraInfo on {topic} ({len(rejected)} invalid, e.g. {rejected[0]})"
 
 
 def _intrinsics_at(infos: list, stamp_ns: int):
@@ -252,9 +262,11 @@ def read_frames(
         sync = ApproximateTimeSynchronizer(
             [topics.color, geometry_topic], queue_size=10, slop=topics.sync_slop_s
         )
-        infos = load_camera_infos(bag, topics.camera_info)
+        bad_infos: list = []
+        bad_depth_infos: list = []
+        infos = load_camera_infos(bag, topics.camera_info, bad_infos)
         depth_infos = (
-            load_camera_infos(bag, topics.depth_camera_info)
+            load_camera_infos(bag, topics.depth_camera_info, bad_depth_infos)
             if topics.depth_camera_info and not cloud_topic
             else None
         )
@@ -269,14 +281,16 @@ def read_frames(
             where = f"frame {index} ({topics.color} at {stamp} ns)"
             intrinsics = _intrinsics_at(infos, stamp)
             if intrinsics is None:
-                stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.camera_info}")
+                stats.skip("no_camera_info", f"{where}: {_no_info(topics.camera_info, bad_infos)}")
                 continue
             depth_stamp = stamp_to_ns(depth_msg.header.stamp)
             depth_intr = None
             if depth_infos is not None:
                 depth_intr = _intrinsics_at(depth_infos, depth_stamp)
                 if depth_intr is None:
-                    stats.skip("no_camera_info", f"{where}: no CameraInfo on {topics.depth_camera_info}")
+                    stats.skip(
+                        "no_camera_info", f"{where}: {_no_info(topics.depth_camera_info, bad_depth_infos)}"
+                    )
                     continue
             frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
             try:

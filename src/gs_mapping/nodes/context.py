@@ -60,6 +60,32 @@ class NodeContext(Protocol):
     def now_ns(self) -> int: ...
 
 
+MAX_DOMAIN_ID = 232  # RTPS ports (7400 + 250 · domain + …) stay below 65536 up to here
+
+
+def ros_domain_id(domain_id: int | None) -> int:
+    """The ROS domain: ``domain_id``, else ``$ROS_DOMAIN_ID``, else 0; ConfigError naming the source
+    for anything but an integer 0..232 (what a DDS participant can take)."""
+    import os
+
+    source, value = "--domain-id", domain_id
+    if value is None:
+        source, text = "ROS_DOMAIN_ID", os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
+        try:
+            value = int(text)
+        except ValueError:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"ROS_DOMAIN_ID: expected an integer 0..{MAX_DOMAIN_ID}, got {text!r}"
+            ) from None
+    if not 0 <= value <= MAX_DOMAIN_ID:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{source}: the ROS domain must be 0..{MAX_DOMAIN_ID}, got {value}")
+    return value
+
+
 def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:
     """Fully qualified ROS 2 topic name (``~/lanes`` → ``/ns/node/lanes``)."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""

@@ -33,7 +33,7 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from ..errors import ConfigError, GsMappingError
-from ..nodes.context import LATCHED_QOS, QoS, resolve_topic
+from ..nodes.context import LATCHED_QOS, QoS, resolve_topic, ros_domain_id
 from . import dds_discovery, dds_types
 from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
@@ -115,8 +115,7 @@ class DdsContext:
         self.ros_distro = ros_distro
         self.factory = dds_types.DdsFactory()
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
-        if domain_id is None:
-            domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+        domain_id = ros_domain_id(domain_id)
         self.domain_id = domain_id
         if not network and "CYCLONEDDS_URI" not in os.environ and domain_id not in _domains:
             _domains[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)

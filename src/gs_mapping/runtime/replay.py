@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bag import BagReader, BagWriter
+from ..errors import ConfigError
 from ..messages import default_factory
 from ..nodes.context import QoS, resolve_topic
 
@@ -206,7 +207,8 @@ def replay_bag(
     """Replay ``in_bag`` through new instances of ``node_classes`` (with their loaded configs) into
     ``out_bag``; returns the summary and the node objects (closed, state kept for inspection).
     ``out_bag`` never replaces ``in_bag``; an undecodable input message is counted in
-    ``summary.undecodable`` and skipped (``strict``: an error)."""
+    ``summary.undecodable`` and skipped (``strict``: an error, as is a bag holding no input topic
+    of the nodes; either way no output is written)."""
     configs = configs if configs is not None else [cls.load_config(None) for cls in node_classes]
     with (
         BagReader(in_bag, strict=strict) as reader,
@@ -221,4 +223,10 @@ def replay_bag(
             node.close()
         summary.published = dict(bus.published)
         summary.undecodable = dict(reader.bad_messages)
+        if strict and not [t for t in summary.matched_inputs if t not in ("/tf", "/tf_static")]:
+            # raised inside the writer: the output is never committed (an existing one is kept)
+            raise ConfigError(
+                f"{in_bag}: no input topic of {', '.join(cls.name for cls in node_classes)} is in the bag "
+                f"(they subscribe to {', '.join(summary.unmatched_inputs) or 'nothing'})"
+            )
     return summary, nodes

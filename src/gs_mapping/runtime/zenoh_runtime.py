@@ -49,7 +49,7 @@ import zenoh
 import zenoh.ext
 
 from ..errors import ConfigError, GsMappingError, MessageError
-from ..nodes.context import QoS, resolve_topic
+from ..nodes.context import QoS, resolve_topic, ros_domain_id
 from . import dds_types, zenoh_wire
 from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
@@ -168,8 +168,7 @@ class ZenohContext:
         self.namespace = namespace
         self.factory = dds_types.DdsFactory()
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
-        if domain_id is None:
-            domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+        domain_id = ros_domain_id(domain_id)
         self.domain_id = domain_id
         self.session = open_session(session_config(mode, connect, listen, config_file), "session")
         self.zid = str(self.session.zid())

@@ -1,0 +1,152 @@
+"""The bag commands from outside (a hostile review, 2026-12-04): what is not a bag, a parameter file
+that is not YAML text, options outside their domain, a --strict replay that fails, an interrupted
+one. Each is one line naming what was wrong, exit status 2 (143 when terminated), and no output
+written or replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gs_mapping.cli import main
+
+
+def _one_error(capsys, code: int, naming: str) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [ln for ln in err if " error: " in ln]
+    assert code == 2 and len(errors) == 1 and naming in errors[0], err
+    assert not any("Traceback" in ln for ln in err)
+
+
+def test_what_is_not_a_bag_never_blocks(tmp_path, capsys):
+    """A FIFO named like a bag, one inside a bag folder, a name too long to look at: one line each
+    (reading a FIFO would block forever)."""
+    os.mkfifo(tmp_path / "pipe.mcap")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "x.mcap")
+    old = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("blocked on a FIFO"))
+    signal.alarm(20)
+    try:
+        _one_error(
+            capsys, main(["info", str(tmp_path / "pipe.mcap")]), "neither a regular file nor a directory"
+        )
+        _one_error(capsys, main(["info", str(folder)]), "x.mcap: not a regular file")
+        _one_error(capsys, main(["info", str(tmp_path / ("n" * 300))]), "cannot read")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_parameter_file_that_is_not_yaml_text(kitchen_bag, tmp_path, capsys):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x01 not text")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 20000 + "]" * 20000)
+    for config, naming in ((binary, "not a YAML text file"), (deep, "cannot read YAML")):
+        code = main(["map", str(kitchen_bag), "--out", str(tmp_path / "o"), "--config", str(config)])
+        _one_error(capsys, code, naming)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, env, naming",
+    [
+        (["--domain-id", "233"], {}, "--domain-id: the ROS domain must be 0..232"),
+        (["--domain-id", "-1"], {}, "--domain-id"),
+        ([], {"ROS_DOMAIN_ID": "abc"}, "ROS_DOMAIN_ID: expected an integer"),
+        ([], {"ROS_DOMAIN_ID": "999"}, "ROS_DOMAIN_ID: the ROS domain"),
+        (["--wait-for-subscribers", "nan"], {}, "--wait-for-subscribers"),
+        (["--wait-for-subscribers", "-1"], {}, "--wait-for-subscribers"),
+        (["--wait-for-subscribers", "inf"], {}, "--wait-for-subscribers"),
+    ],
+)
+def test_play_options_outside_their_domain(kitchen_bag, capsys, monkeypatch, argv, env, naming):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _one_error(capsys, main(["play", str(kitchen_bag), *argv]), naming)
+
+
+def test_an_option_parse_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["map", "bag", "--out", "o", "--max-frames", "abc"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "--max-frames" in err[0] and "usage" not in err[0]
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_replay_refusals_write_nothing(kitchen_bag, tmp_path, capsys, monkeypatch):
+    """--nodes without a node, or one twice; --strict on a bag holding none of the nodes' inputs:
+    no output, and an existing one (--overwrite) kept byte for byte. The fleet server's store goes to
+    the replay's scratch, not into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    for nodes in ("", ",", "map_receiver_node,map_receiver_node"):
+        _one_error(capsys, main(["replay", str(kitchen_bag), "--out", "r", "--nodes", nodes]), "--nodes")
+    assert main(["replay", str(kitchen_bag), "--out", "kept", "--nodes", "map_receiver_node"]) == 0
+    before = _digest(tmp_path / "kept")
+    strict = ["replay", str(kitchen_bag), "--nodes", "map_receiver_node", "--strict"]
+    _one_error(capsys, main([*strict, "--out", "new"]), "no input topic of map_receiver_node")
+    _one_error(capsys, main([*strict, "--out", "kept", "--overwrite"]), "no input topic")
+    assert not (tmp_path / "new").exists() and _digest(tmp_path / "kept") == before
+    assert main(["replay", str(kitchen_bag), "--out", "fleet", "--nodes", "map_server_node"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet", "kept"]
+
+
+@pytest.mark.shared_data
+def test_a_terminated_replay_leaves_no_partial_output(kitchen_bag, tmp_path):
+    """SIGTERM mid-replay unwinds as Ctrl-C does: the half-written bag folder is removed."""
+    bag = tmp_path / "in"
+    shutil.copytree(kitchen_bag, bag)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gs_mapping",
+            "replay",
+            str(bag),
+            "--out",
+            str(tmp_path / "out"),
+            "--nodes",
+            "mapper_node",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*.partial")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".out.*.partial")), "the replay never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_a_bag_whose_every_camera_info_is_invalid_says_so(kitchen_bag, tmp_path, capsys):
+    """Every CameraInfo with fx = NaN: the error names the invalid intrinsics, not a missing topic."""
+    from gs_mapping.bag import BagReader, BagWriter
+
+    bag = tmp_path / "nan_fx"
+    with BagReader(kitchen_bag) as r, BagWriter(bag) as w:
+        for t in r.topics:
+            w.add_topic(t.name, t.type, latched=t.latched)
+        for topic, stamp, msg in r.messages():
+            if topic.endswith("camera_info"):
+                k = msg.k.copy()
+                k[0] = float("nan")
+                msg.k = k
+            w.write(topic, stamp, msg)
+    code = main(["map", str(bag), "--out", str(tmp_path / "m"), "--max-frames", "2"])
+    _one_error(capsys, code, "no valid CameraInfo on /camera/color/camera_info")
+    assert not (tmp_path / "m").exists()
