@@ -33,15 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from gsmap_hd.predict_bag import SHIPPED
 
     from ..errors import ConfigError
+    from ..output_files import check_output
 
     out = Path(args.onnx)
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise ConfigError(f"--tolerance must be a finite number ≥ 0, got {args.tolerance}")
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"--onnx: {out} exists (pass --overwrite to replace it)")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--onnx: directory {out.parent} does not exist")
     ckpt = Path(args.checkpoint) if args.checkpoint else SHIPPED
+    check_output(out, overwrite=args.overwrite, inputs=[ckpt])  # (as every command: parents made)
     model, cfg, state = load_model(ckpt)
     fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".check")  # (our own name)
     os.close(fd)
