@@ -128,7 +128,7 @@ def _train_eval(cfg, eval_source, frames: int, out_dir: Path, device: str, sourc
     from gsmap_hd.train import evaluate_model, train
 
     t0 = time.perf_counter()
-    last = train(cfg, out_dir, progress=False, source=source)
+    last = train(cfg, out_dir, progress=False, source=source, overwrite=True)  # (a rerun starts over)
     from gsmap_hd.checkpoint import load_model
 
     model, _, _ = load_model(out_dir / "last.pt", device=device)

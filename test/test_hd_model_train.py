@@ -465,12 +465,20 @@ def test_a_failed_run_leaves_its_directory_as_it_was(tmp_path):
     from gsmap_hd.errors import HDDataError
 
     train(_cfg(steps=2), tmp_path / "run", progress=False)
-    before = (tmp_path / "run" / "config.json").read_bytes()
+    before = {n: (tmp_path / "run" / n).read_bytes() for n in ("config.json", "last.pt", "model.pt")}
     (tmp_path / "junk.pt").write_bytes(b"junk")
     for out in ("run", "new"):
         with pytest.raises(CheckpointError):
-            train(_cfg(steps=7, init_from=str(tmp_path / "junk.pt")), tmp_path / out, progress=False)
-    assert (tmp_path / "run" / "config.json").read_bytes() == before
+            train(
+                _cfg(steps=7, init_from=str(tmp_path / "junk.pt")),
+                tmp_path / out,
+                progress=False,
+                overwrite=True,
+            )
+    # a second run into a trained one, neither resumed nor overwriting: refused, the run kept
+    with pytest.raises(HDDataError, match="holds a run already.*--overwrite"):
+        train(_cfg(steps=2), tmp_path / "run", progress=False)
+    assert {n: (tmp_path / "run" / n).read_bytes() for n in before} == before
     assert not (tmp_path / "new").exists()
     with pytest.raises(HDDataError, match="not a run directory"):
         train(_cfg(), tmp_path / "junk.pt", progress=False)

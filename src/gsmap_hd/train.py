@@ -132,14 +132,22 @@ def train(
     progress: bool = True,
     source: SampleSource | None = None,
     eval_source: SampleSource | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train (or resume) into ``out_dir``: ``last.pt`` (resumable), ``model.pt`` (final weights),
-    ``metrics.jsonl`` (one line per log/eval), ``config.json``. Returns the last logged metrics."""
+    ``metrics.jsonl`` (one line per log/eval), ``config.json``. Returns the last logged metrics.
+    A directory holding a run already is continued with ``resume`` or started over with
+    ``overwrite``; without either it is refused (its trained model is never replaced unasked)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HDDataError(f"{out_dir}: exists and is not a run directory")
+    held = [n for n in ("last.pt", "model.pt") if (out_dir / n).exists()]
+    if held and not (resume or overwrite):
+        raise HDDataError(
+            f"{out_dir}: holds a run already ({held[0]}); --resume continues it, --overwrite starts over"
+        )
     device = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.num_threads))
     torch.manual_seed(cfg.seed)

@@ -43,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--eval-every", type=int, help="evaluate with the reference metrics every N steps (0: never)"
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in OUT, which holds a run already")
     p.add_argument(
         "--init-from",
         metavar="CKPT",
@@ -128,6 +129,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     if cfg.data == "nuscenes" and not cfg.nuscenes_root:
         raise ConfigError("--data nuscenes needs --nuscenes-root (or hd_train.nuscenes_root)")
-    last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     print(json.dumps({"out": args.out, **{k: v for k, v in last.items()}}, default=float))
     return 0
