@@ -150,3 +150,54 @@ def test_a_bag_whose_every_camera_info_is_invalid_says_so(kitchen_bag, tmp_path,
     code = main(["map", str(bag), "--out", str(tmp_path / "m"), "--max-frames", "2"])
     _one_error(capsys, code, "no valid CameraInfo on /camera/color/camera_info")
     assert not (tmp_path / "m").exists()
+
+
+BAD_SECTION = "/**:\n  ros__parameters:\n    mapper_nod: {tf_wait_s: 0}\n"  # a typo of mapper_node
+
+
+@pytest.mark.parametrize(
+    "argv, naming",
+    [
+        (["world", "--out", "w", "--frames", "2", "--seed", "-1"], "--seed"),
+        (["run", "mapper_node", "--name", "bad name!"], "--name"),
+        (["run", "mapper_node", "--namespace", "bad ns//"], "--namespace"),
+        (["run", "mapper_node", "--duration", "nan"], "--duration"),
+        (["run", "mapper_node", "--duration", "-1"], "--duration"),
+        (["run", "mapper_node", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
+        (["map", "BAG", "--out", "m", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
+        (["replay", "BAG", "--out", "r", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
+        (["hd-train", "--out", "h", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
+        (["run", "mapper_node", "--transport", "zenoh", "--zenoh-config", "z.json5"], "zenoh configuration"),
+    ],
+)
+def test_options_and_parameter_files_refused_before_any_work(
+    kitchen_bag, tmp_path, capsys, monkeypatch, argv, naming
+):
+    """Each is one line and exit 2 before a node starts (a node that started would run on) or any
+    output exists; a misspelt section of a parameter file is refused, not silently left unread."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(BAD_SECTION)
+    (tmp_path / "z.json5").write_text("not: [json")
+    _one_error(capsys, main([str(kitchen_bag) if a == "BAG" else a for a in argv]), naming)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "z.json5"]
+
+
+def test_the_known_sections_are_the_nodes_and_hd_train():
+    from gs_mapping.nodes.registry import NODES, SECTIONS, node_class
+
+    nodes = {s for n in NODES for s in node_class(n).sections}
+    assert sorted(nodes | {"hd_train"}) == sorted(SECTIONS)
+
+
+def test_standard_output_that_fails(tmp_path):
+    """A full disk under the report: one line, exit 2; a reader that went away (| head): quiet."""
+    cmd = [sys.executable, "-m", "gs_mapping", "params"]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "No space left" in r.stderr
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(cmd, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    os.close(read_end)  # the reader is gone before the first line (as after head's first line)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and not err.strip()

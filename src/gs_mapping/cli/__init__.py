@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -100,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print(f"gs-mapping {args.command}: terminated", file=sys.stderr)
         return 143
+    except BrokenPipeError:  # the reader of our output went away (| head): quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
+        return 141
+    except OSError as exc:  # what no command names itself: writing its report to a full disk, ...
+        print(f"gs-mapping {args.command}: error: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     finally:
         if previous is not None:  # (main() may run in a longer-lived process: a test, a tool)
             signal.signal(signal.SIGTERM, previous)

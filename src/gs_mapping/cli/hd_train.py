@@ -59,9 +59,11 @@ def config_from_file(path: str | None, preset: str = "small"):
     from gsmap_hd.model_config import PRESETS, TrainConfig
 
     from ..config_file import from_dict, read_parameters, to_dict
+    from ..nodes.registry import check_sections
 
     cfg = PRESETS[preset]()
     if path:
+        check_sections(path)
         section = read_parameters(path).get("hd_train", {})
         merged = to_dict(cfg)
         for k, v in section.items():

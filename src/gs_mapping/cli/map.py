@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from ..config_file import load_section
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
+    from ..nodes.registry import check_sections
 
+    check_sections(args.config)
     cfg = load_section(args.config, "mapper", MapperConfig)
     if args.map_frame is not None:
         cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)

@@ -79,9 +79,14 @@ def make_context(args: argparse.Namespace, node_name: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..nodes.context import check_ros_names
     from ..nodes.registry import node_class
 
     cls = node_class(args.node)
+    if args.duration is not None and not 0 < args.duration < 1e9:  # (NaN is not)
+        raise ConfigError(f"--duration: must be a number of seconds > 0, got {args.duration}")
+    check_ros_names(args.name, args.namespace)
     config = cls.load_config(args.config)
     ctx = make_context(args, args.name or cls.name)
     node = cls(ctx, config)

@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--supersample: must be between 1 and 4, got {args.supersample}")
     if args.workers < 0:
         raise ConfigError(f"--workers: must be ≥ 0, got {args.workers}")
+    if not 0 <= args.seed < 1 << 63:  # (numpy's generators take non-negative seeds)
+        raise ConfigError(f"--seed: must be an integer 0..2**63-1, got {args.seed}")
     workers = args.workers or min(8, os.cpu_count() or 1)
     out = Path(args.out)
     # before any rendering: exists without --overwrite, not a bag, read-only, a file as parent

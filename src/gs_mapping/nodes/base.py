@@ -39,6 +39,9 @@ class NodeBase:
     @classmethod
     def load_config(cls, path: str | None) -> dict[str, Any]:
         """Every section this node reads, from a parameter file (defaults where absent)."""
+        from .registry import check_sections
+
+        check_sections(path)
         return {name: load_section(path, name, cfg_cls) for name, cfg_cls in cls.sections.items()}
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -86,6 +86,27 @@ def ros_domain_id(domain_id: int | None) -> int:
     return value
 
 
+_ROS_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def check_ros_names(node_name: str | None, namespace: str = "") -> None:
+    """ConfigError for a node name or namespace ROS 2 would refuse (rcl's rules: a name is letters,
+    digits and underscores, not starting with a digit; a namespace is such tokens after ``/``)."""
+    import re
+
+    from ..errors import ConfigError
+
+    if node_name is not None and not re.fullmatch(_ROS_TOKEN, node_name):
+        raise ConfigError(
+            f"--name: {node_name!r} is not a ROS node name (letters, digits, _; not a digit first)"
+        )
+    ns = namespace.strip()
+    if ns and ns != "/" and not re.fullmatch(rf"/?{_ROS_TOKEN}(/{_ROS_TOKEN})*", ns):
+        raise ConfigError(
+            f"--namespace: {namespace!r} is not a ROS namespace (such as /robot1 or /fleet/car_2)"
+        )
+
+
 def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:
     """Fully qualified ROS 2 topic name (``~/lanes`` → ``/ns/node/lanes``)."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""

@@ -19,3 +19,20 @@ def node_class(name: str) -> type:
         raise ConfigError(f"unknown node {name!r} (nodes: {', '.join(NODES)})")
     module, cls = NODES[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+# Every section a parameter file may hold (config/full.yaml's layout): the nodes' own (their
+# ``sections``; a test keeps this list equal to them) and hd-train's recipe. A section named
+# otherwise is a typo, refused rather than silently left unread.
+SECTIONS = ("hd_map_node", "hd_train", "map_receiver_node", "map_server_node", "mapper", "mapper_node")
+
+
+def check_sections(path) -> None:
+    """ConfigError naming a section of parameter file ``path`` that no part of the suite reads."""
+    if path is None:
+        return
+    from ..config_file import read_parameters
+
+    unknown = sorted(set(read_parameters(path)) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {unknown[0]!r} (sections: {', '.join(SECTIONS)})")

@@ -98,11 +98,15 @@ def session_config(
 
 
 def _short(exc: Exception) -> str:
-    """Zenoh's message without the Rust source locations it appends (`` at /…/x.rs:12.``)."""
+    """Zenoh's message without the Rust source locations it appends (`` at /…/x.rs:12.``), on one
+    line."""
     text = str(exc)
     while " at /" in text:
         text = text[: text.rindex(" at /")]
-    return text.replace('Json5Err(Message { msg: "', "")
+    text = text.replace('Json5Err(Message { msg: "', "")
+    # json5's caret diagram spans lines ("--> 1:1", "|", "^---", "= expected …"): one line of it
+    lines = [ln.strip(" |^-=") for ln in text.splitlines()]
+    return "; ".join(ln for ln in lines if ln)
 
 
 def _json_list(items: list[str]) -> str:
