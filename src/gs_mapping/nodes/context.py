@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class QoS:
@@ -74,14 +76,10 @@ def ros_domain_id(domain_id: int | None) -> int:
         try:
             value = int(text)
         except ValueError:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"ROS_DOMAIN_ID: expected an integer 0..{MAX_DOMAIN_ID}, got {text!r}"
             ) from None
     if not 0 <= value <= MAX_DOMAIN_ID:
-        from ..errors import ConfigError
-
         raise ConfigError(f"{source}: the ROS domain must be 0..{MAX_DOMAIN_ID}, got {value}")
     return value
 
@@ -93,8 +91,6 @@ def check_ros_names(node_name: str | None, namespace: str = "") -> None:
     """ConfigError for a node name or namespace ROS 2 would refuse (rcl's rules: a name is letters,
     digits and underscores, not starting with a digit; a namespace is such tokens after ``/``)."""
     import re
-
-    from ..errors import ConfigError
 
     if node_name is not None and not re.fullmatch(_ROS_TOKEN, node_name):
         raise ConfigError(
