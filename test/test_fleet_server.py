@@ -364,3 +364,30 @@ def test_a_malformed_region_answer_is_a_decode_error(meta):
         RegionAnswer.from_bytes(MAGIC + struct.pack("<HI", VERSION, len(meta)) + meta)
     good = RegionAnswer("ok", 3, tiles=[], id="q").to_bytes()
     assert RegionAnswer.from_bytes(good) == RegionAnswer("ok", 3, tiles=[], id="q")
+
+
+def test_a_namespace_carries_only_its_own_map(recs, tmp_path):
+    """A container of another map on a bound vehicle namespace, or of a map bound to another
+    namespace, is refused before the merge sees it: the global map and the vehicles it holds stay
+    as they were (a hostile review had map 2 merged through vehicle1's topics, counted as rejected)."""
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "fleet.sqlite3")
+    a, b = recs[0], recs[1]
+    t = [0]
+    _feed(bus, a, a.containers[:2], t)
+    bus.advance(t[0] + 10**9)
+    before = server.merge.global_map.copy()
+    assert sorted(server.merge.vehicles) == [a.map_id]
+    hijack = type(b)(**{**b.__dict__, "map_id": a.map_id})  # b's containers on a's namespace
+    _feed(bus, hijack, b.containers[:1], t)
+    takeover = type(a)(**{**a.__dict__, "map_id": b.map_id})  # a's containers on b's namespace
+    _feed(bus, takeover, a.containers[2:3], t)
+    bus.advance(t[0] + 10**9)
+    assert server.merge.global_map.equals(before) and sorted(server.merge.vehicles) == [a.map_id]
+    assert server.diag.rejected[f"vehicle{a.map_id}"] == 1
+    assert server.diag.rejected[f"vehicle{b.map_id}"] == 1
+    # on its own namespace, b's map is merged as ever
+    _feed(bus, b, b.containers[:1], t)
+    bus.advance(t[0] + 10**9)
+    assert sorted(server.merge.vehicles) == sorted([a.map_id, b.map_id])
+    server.close()

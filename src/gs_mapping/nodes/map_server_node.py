@@ -248,14 +248,14 @@ class MapServerNode(NodeBase):
             self.diag.drop("containers_storage_failed", self.storage_failed)
             return REJECTED
         t0 = time.perf_counter()
+        if binding is not None:
+            why = self._binding_refuses(binding, data)
+            if why:  # before the merge sees it: another map's container never touches the global map
+                self.diag.reject(binding.namespace, why)
+                return REJECTED
         r = self.merge.offer(data, self.ctx.now_ns(), flush=False)
-        if r.map_id is not None and binding is not None:
-            if binding.map_id is None:
-                binding.map_id = r.map_id
-            elif binding.map_id != r.map_id:
-                self.diag.reject(
-                    binding.namespace, f"map id {r.map_id} on a namespace bound to {binding.map_id}"
-                )
+        if binding is not None and binding.map_id is None and r.map_id is not None and r.status != REJECTED:
+            binding.map_id = r.map_id  # a namespace is bound by its first container that is taken
         if r.status == REJECTED:
             self.diag.reject("vehicle_containers", self.merge.last_error)
         if not r.accepted:
@@ -265,6 +265,26 @@ class MapServerNode(NodeBase):
             self.flush_global()
         self.diag.latency("ingest", time.perf_counter() - t0)
         return r.status
+
+    def _binding_refuses(self, binding: _Binding, data: bytes) -> str:
+        """Why a container on ``binding``'s namespace may not reach the merge: a map id other than
+        the one the namespace is bound to, or one bound to another namespace ("" : it may; an
+        unreadable header is the merge's to reject and count)."""
+        from gs_map_share.container import unpack_header
+        from gs_map_share.errors import DecodeError
+
+        try:
+            map_id = unpack_header(data)[0].map_id
+        except DecodeError:
+            return ""
+        if binding.map_id is not None and map_id != binding.map_id:
+            return f"map id {map_id} on a namespace bound to {binding.map_id}"
+        owner = next(
+            (b.namespace for b in self.bindings.values() if b is not binding and b.map_id == map_id), None
+        )
+        if owner is not None:
+            return f"map id {map_id} belongs to namespace {owner}"
+        return ""
 
     def flush_global(self) -> None:
         """The vehicle containers applied since the last flush and the one global delta they make,
