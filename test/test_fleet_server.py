@@ -391,3 +391,16 @@ def test_a_namespace_carries_only_its_own_map(recs, tmp_path):
     bus.advance(t[0] + 10**9)
     assert sorted(server.merge.vehicles) == sorted([a.map_id, b.map_id])
     server.close()
+
+
+def test_one_server_per_store(tmp_path):
+    """A second server on a store another holds is refused in one line (two servers on one file
+    committed the same global sequence with different maps); once the first closes, it opens."""
+    from gs_map_share.quantize import QuantParams
+
+    ident = identity(7, "map", QuantParams.from_quality(3), 0)
+    first = FleetStore(str(tmp_path / "fleet.sqlite3"), ident)
+    with pytest.raises(FleetStoreError, match="another map server holds this store"):
+        FleetStore(str(tmp_path / "fleet.sqlite3"), ident)
+    first.close()
+    FleetStore(str(tmp_path / "fleet.sqlite3"), ident).close()

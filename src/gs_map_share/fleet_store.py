@@ -14,7 +14,10 @@ schema version, or holds another fleet map (map id, frame, quantisation, SH degr
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -77,15 +80,20 @@ class FleetStore:
         self.path = str(path)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise FleetStoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
+        self._hold()
+        try:
             app = self.db.execute("PRAGMA application_id").fetchone()[0]
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise FleetStoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
         # New = no tables and no application id (a missing or empty file; also one whose content so
         # far is only in the WAL). Anything else must be ours.
         existed = bool(tables) or app != 0
         if existed and (app != APPLICATION_ID or not TABLES <= tables):
-            self.db.close()
+            self.close()
             raise FleetStoreError(
                 f"{self.path}: not a gs_mapping fleet store (application id {app:#x}, "
                 f"tables {sorted(tables)}); refusing to touch it"
@@ -100,11 +108,24 @@ class FleetStore:
             else:
                 self._check(ident)
         except sqlite3.DatabaseError as exc:
-            self.db.close()
+            self.close()
             raise FleetStoreError(f"{self.path}: corrupt fleet store ({exc})") from None
         except FleetStoreError:
-            self.db.close()
+            self.close()
             raise
+
+    def _hold(self) -> None:
+        """One server per store: an exclusive flock on the file for as long as the store is open
+        (two servers on one file committed the same global sequence with different maps). flock
+        and SQLite's own POSIX locks do not interact."""
+        try:
+            self._lock: int | None = os.open(self.path, os.O_RDONLY)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self.close()
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise FleetStoreError(f"{self.path}: another map server holds this store") from None
+            raise FleetStoreError(f"{self.path}: cannot open ({exc.strerror or exc})") from None
 
     def _create(self, ident: dict) -> None:
         with self._tx():
@@ -236,3 +257,6 @@ class FleetStore:
             self.db.close()
         except sqlite3.Error:
             pass
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            os.close(lock)  # (releases the flock)
