@@ -163,10 +163,30 @@ BAD_SECTION = "/**:\n  ros__parameters:\n    mapper_nod: {tf_wait_s: 0}\n"  # a 
         (["run", "mapper_node", "--namespace", "bad ns//"], "--namespace"),
         (["run", "mapper_node", "--duration", "nan"], "--duration"),
         (["run", "mapper_node", "--duration", "-1"], "--duration"),
-        (["run", "mapper_node", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
-        (["map", "BAG", "--out", "m", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
-        (["replay", "BAG", "--out", "r", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
-        (["hd-train", "--out", "h", "--config", "bad.yaml"], "unknown section 'mapper_nod'"),
+        # (--duration: were the section let through, the node would stop after 1 s, not run on)
+        (["run", "mapper_node", "--config", "bad.yaml", "--duration", "1"], "unknown section 'mapper_nod'"),
+        # (small runs: were the section let through, each would end soon, not run for minutes)
+        (["map", "BAG", "--out", "m", "--config", "bad.yaml", "--max-frames", "1"], "unknown section"),
+        (
+            ["replay", "BAG", "--out", "r", "--config", "bad.yaml", "--nodes", "map_receiver_node"],
+            "unknown section",
+        ),
+        (
+            [
+                "hd-train",
+                "--out",
+                "h",
+                "--config",
+                "bad.yaml",
+                "--steps",
+                "1",
+                "--frames",
+                "1",
+                "--data",
+                "flat",
+            ],
+            "unknown section",
+        ),
         (["run", "mapper_node", "--transport", "zenoh", "--zenoh-config", "z.json5"], "zenoh configuration"),
     ],
 )

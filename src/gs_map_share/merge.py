@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 LOCAL_ID_BITS = 32  # global id = map_id << 32 | local id (< 2**63: map ids < 2**31)
 MAX_LOCAL_ID = (1 << LOCAL_ID_BITS) - 1
 MAX_VEHICLE_MAP_ID = (1 << 31) - 1
+MAX_PENDING = 64  # future deltas buffered per vehicle by default (map_server_node.max_pending)
 
 # outcomes of one container (counted per vehicle); DROPPED: a future delta beyond the pending bound
 APPLIED, SNAPSHOT, BUFFERED, REPLAYED, REJECTED = "applied", "snapshot", "buffered", "replayed", "rejected"
@@ -139,7 +140,8 @@ class Vehicle:
     first_seen_ns: int = 0
     last_seen_ns: int = 0
     alive: bool = True
-    pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(64))  # as the receiver's
+    # future deltas, buffered as the receiver buffers them (FleetMerge gives each vehicle its bound)
+    pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(MAX_PENDING))
 
     def summary(self) -> dict:
         return {
@@ -191,7 +193,7 @@ class FleetMerge:
         frame_id: str = "map",
         sh_degree: int = 0,
         global_seq: int = 1,
-        max_pending: int = 64,
+        max_pending: int = MAX_PENDING,
         delta_levels: int = 1,
         snapshot_levels: int = 5,
         max_vehicle_gaussians: int = DEFAULT_MAX_GAUSSIANS,

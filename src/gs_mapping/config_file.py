@@ -105,12 +105,12 @@ def _deep_merge(into: dict, new: dict) -> None:
             into[key] = value
 
 
-def load_section(path: str | Path | None, section: str, cls: type[T]) -> T:
+def load_section(path: str | Path | None, section: str, cls: type[T], params: dict | None = None) -> T:
     """Build ``cls`` from ``section`` of a parameter file; defaults when ``path`` is None or the
-    section is absent."""
+    section is absent. ``params``: the file's parameters, read already (else it is read here)."""
     if path is None:
         return cls()
-    params = read_parameters(path)
+    params = read_parameters(path) if params is None else params
     data = params.get(section, {})
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: section {section!r} must be a mapping")

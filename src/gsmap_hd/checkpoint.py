@@ -91,10 +91,18 @@ def _check_structure(state: dict, path) -> None:
             raise CheckpointError(f"{path}: checkpoint field {key!r} is not a {kind.__name__}")
     if "step" in state and state["step"] < 0:
         raise CheckpointError(f"{path}: checkpoint step {state['step']} is negative")
-    for k, v in weights.items():
+    bad = first_nonfinite(weights.items())
+    if bad is not None:
+        raise CheckpointError(f"{path}: checkpoint weight {bad[0]!r} has {bad[1]} non-finite values")
+
+
+def first_nonfinite(named_tensors) -> tuple[str, int] | None:
+    """(name, count of NaN/inf values) of the first floating tensor that holds any; None when all
+    are finite (a checkpoint's weights, or a model's parameters during training)."""
+    for name, v in named_tensors:
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            bad = int((~torch.isfinite(v)).sum())
-            raise CheckpointError(f"{path}: checkpoint weight {k!r} has {bad} non-finite values")
+            return name, int((~torch.isfinite(v)).sum())
+    return None
 
 
 def config_of(state: dict, path) -> TrainConfig:

@@ -247,8 +247,9 @@ def train(
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not (torch.isfinite(losses["loss"]) and torch.isfinite(gnorm)):
-            _diverged(out_dir, step, "loss" if not torch.isfinite(losses["loss"]) else "gradient norm")
+        loss_finite = bool(torch.isfinite(losses["loss"]))
+        if not (loss_finite and torch.isfinite(gnorm)):
+            _diverged(out_dir, step, "gradient norm" if loss_finite else "loss")
         opt.step()
         sched.step()
         for k, v in losses.items():
@@ -271,7 +272,7 @@ def train(
             cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and cfg.eval_frames
         )
         saving = done % cfg.checkpoint_every == 0 or done == cfg.steps
-        if (evaluating or saving) and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        if (evaluating or saving) and ckpt.first_nonfinite(model.named_parameters()) is not None:
             _diverged(out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
         if evaluating:
             try:

@@ -58,13 +58,12 @@ def config_from_file(path: str | None, preset: str = "small"):
     sections such as ``model``/``loss`` merge key by key); no path: the preset."""
     from gsmap_hd.model_config import PRESETS, TrainConfig
 
-    from ..config_file import from_dict, read_parameters, to_dict
-    from ..nodes.registry import check_sections
+    from ..config_file import from_dict, to_dict
+    from ..nodes.registry import read_parameter_file
 
     cfg = PRESETS[preset]()
     if path:
-        check_sections(path)
-        section = read_parameters(path).get("hd_train", {})
+        section = read_parameter_file(path).get("hd_train", {})
         merged = to_dict(cfg)
         for k, v in section.items():
             if isinstance(v, dict) and isinstance(merged.get(k), dict):

@@ -114,10 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from ..config_file import load_section
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
-    from ..nodes.registry import check_sections
+    from ..nodes.registry import read_parameter_file
 
-    check_sections(args.config)
-    cfg = load_section(args.config, "mapper", MapperConfig)
+    cfg = load_section(args.config, "mapper", MapperConfig, read_parameter_file(args.config))
     if args.map_frame is not None:
         cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)
     if args.holdout_every is not None:

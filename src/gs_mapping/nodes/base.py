@@ -39,10 +39,10 @@ class NodeBase:
     @classmethod
     def load_config(cls, path: str | None) -> dict[str, Any]:
         """Every section this node reads, from a parameter file (defaults where absent)."""
-        from .registry import check_sections
+        from .registry import read_parameter_file
 
-        check_sections(path)
-        return {name: load_section(path, name, cfg_cls) for name, cfg_cls in cls.sections.items()}
+        params = read_parameter_file(path)  # (read once for all sections)
+        return {name: load_section(path, name, cfg_cls, params) for name, cfg_cls in cls.sections.items()}
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
         """Wrap a subscription handler: a message it cannot use is counted, logged and skipped.

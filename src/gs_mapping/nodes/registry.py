@@ -27,12 +27,15 @@ def node_class(name: str) -> type:
 SECTIONS = ("hd_map_node", "hd_train", "map_receiver_node", "map_server_node", "mapper", "mapper_node")
 
 
-def check_sections(path) -> None:
-    """ConfigError naming a section of parameter file ``path`` that no part of the suite reads."""
+def read_parameter_file(path) -> dict | None:
+    """The parameters of file ``path`` (None without one), with a ConfigError naming a section
+    that no part of the suite reads."""
     if path is None:
-        return
+        return None
     from ..config_file import read_parameters
 
-    unknown = sorted(set(read_parameters(path)) - set(SECTIONS))
+    params = read_parameters(path)
+    unknown = sorted(set(params) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (sections: {', '.join(SECTIONS)})")
+    return params
