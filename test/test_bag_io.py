@@ -423,6 +423,49 @@ def test_sqlite3_bag_is_read(tmp_path):
         assert [m.data for _, _, m in bag.messages()] == [f"m{i}" for i in range(5)]
 
 
+def test_split_sqlite3_bag_keeps_its_time_span(tmp_path, caplog):
+    """A bag split over several .db3 files (``ros2 bag record --max-bag-size``): every file lists every
+    topic, and /tf_static has rows only in the first. Its span is the messages' own (a later file's
+    empty topic once counted as a message at t = 0: a 54-year bag and a false metadata warning)."""
+    import shutil
+    import sqlite3
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    ts = default_typestore()
+    String = ts.types["std_msgs/msg/String"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    t0 = 1_700_000_000_000_000_000
+    with Writer(whole, version=8, storage_plugin=StoragePlugin.SQLITE3) as w:
+        static = w.add_connection("/tf_static", "std_msgs/msg/String", typestore=ts)
+        chatter = w.add_connection("/chatter", "std_msgs/msg/String", typestore=ts)
+        w.write(static, t0, ts.serialize_cdr(String(data="s"), "std_msgs/msg/String"))
+        for i in range(6):
+            w.write(chatter, t0 + 10 + i, ts.serialize_cdr(String(data=f"m{i}"), "std_msgs/msg/String"))
+    split.mkdir()
+    db = next(whole.glob("*.db3"))
+    meta = yaml.safe_load((whole / "metadata.yaml").read_text())
+    info = meta["rosbag2_bagfile_information"]
+    cuts, names = [(0, t0 + 13), (t0 + 13, t0 + 100)], []
+    for i, (lo, hi) in enumerate(cuts):
+        name = f"split_{i}.db3"
+        shutil.copy(db, split / name)
+        con = sqlite3.connect(split / name)
+        con.execute("DELETE FROM messages WHERE timestamp < ? OR timestamp >= ?", (lo, hi))
+        con.commit()
+        con.close()
+        names.append(name)
+    info["relative_file_paths"] = names
+    info.pop("files", None)
+    (split / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    with caplog.at_level("WARNING"), BagReader(split) as bag:
+        assert (bag.start_ns, bag.end_ns) == (t0, t0 + 15)
+        assert [(s, m.data) for _, s, m in bag.messages()] == [(t0, "s")] + [
+            (t0 + 10 + i, f"m{i}") for i in range(6)
+        ]
+    assert "disagrees" not in caplog.text
+
+
 def test_directory_without_metadata_uses_its_single_storage_file(tmp_path, kitchen_bag):
     d = tmp_path / "nometa"
     d.mkdir()

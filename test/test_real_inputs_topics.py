@@ -99,6 +99,102 @@ def test_discovery_on_driver_layouts(name):
     assert found.camera_info == info_topic(color) and not found.cloud
 
 
+def _topics_only_bag(path, types: dict):
+    """A rosbag2 (MCAP) with these topics and no messages: what discovery reads."""
+    from rosbags.rosbag2 import Writer
+
+    from gs_mapping.bag import default_typestore
+
+    ts = default_typestore()
+    with Writer(path, version=8) as w:
+        for name, kind in types.items():
+            w.add_connection(name, kind, typestore=ts)
+    return path
+
+
+REPLAY_LAYOUTS = {
+    **LAYOUTS,
+    # realsense2_camera at its default topics with align_depth on: the mapper's default colour topic is
+    # there, its default depth (image_rect_raw, another camera) too, but the registered one is the one
+    "realsense_default_aligned": (
+        {
+            **_cam("/camera/color"),
+            **_cam("/camera/depth", "image_rect_raw"),
+            **_cam("/camera/aligned_depth_to_color"),
+            **TF,
+        },
+        ("/camera/color/image_raw", "/camera/aligned_depth_to_color/image_raw", ""),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPLAY_LAYOUTS))
+def test_replay_finds_the_topics_map_finds(name, tmp_path, fast_nodes_config):
+    """``replay`` and ``map`` choose a bag's topics by one rule, with or without a parameter file (replay
+    once stopped at the default colour topic and kept the default depth: an empty map, exit 0)."""
+    import argparse
+
+    from gs_mapping.cli.map import choose_topics
+    from gs_mapping.cli.replay import _discover_mapper_topics
+    from gs_mapping.mapping.mapper_config import MapperConfig
+    from gs_mapping.nodes.registry import node_class
+
+    types, (color, depth, depth_info) = REPLAY_LAYOUTS[name]
+    bag = _topics_only_bag(tmp_path / "b", types)
+    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None)
+    cfg = MapperConfig()
+    assert choose_topics(bag, cfg, argparse.Namespace(**opts, cloud_topic=None)) == ""
+    for config in (None, str(fast_nodes_config)):
+        nodes = node_class("mapper_node").load_config(config)
+        _discover_mapper_topics(bag, nodes)
+        t = nodes["mapper"].topics
+        assert (t.color, t.depth, t.depth_camera_info, t.camera_info) == (
+            color,
+            depth,
+            depth_info,
+            info_topic(color),
+        )
+        assert (cfg.topics.color, cfg.topics.depth, cfg.topics.depth_camera_info) == (
+            color,
+            depth,
+            depth_info,
+        )
+        assert nodes["mapper_node"].cloud_topic == ""
+
+
+def test_replay_topics_named_in_the_config_are_kept_or_refused(tmp_path):
+    """Topics a parameter file names win over discovery; a named topic the bag lacks is one error
+    (the node would wait for it forever); a bag without a camera, when nothing was named, keeps the
+    defaults with a warning."""
+    from gs_mapping.cli.replay import _discover_mapper_topics
+    from gs_mapping.nodes.registry import node_class
+
+    types, _ = REPLAY_LAYOUTS["azure_kinect"]
+    bag = _topics_only_bag(tmp_path / "b", types)
+    cfg_file = tmp_path / "p.yaml"
+
+    def topics(**named):
+        lines = "".join(f"        {k}: {v}\n" for k, v in named.items())
+        cfg_file.write_text(f"/**:\n  ros__parameters:\n    mapper:\n      topics:\n{lines}")
+        return node_class("mapper_node").load_config(str(cfg_file))
+
+    nodes = topics(depth="/depth/image_raw")  # discovery alone takes the registered /depth_to_rgb
+    _discover_mapper_topics(bag, nodes)
+    t = nodes["mapper"].topics
+    assert (t.color, t.depth, t.depth_camera_info) == (
+        "/rgb/image_raw",
+        "/depth/image_raw",
+        "/depth/camera_info",
+    )
+    nodes = topics(color="/front/image_raw")
+    with pytest.raises(ConfigError, match="no topic /front/image_raw"):
+        _discover_mapper_topics(bag, nodes)
+    bare = _topics_only_bag(tmp_path / "bare", TF)
+    nodes = node_class("mapper_node").load_config(None)
+    _discover_mapper_topics(bare, nodes)
+    assert nodes["mapper"].topics.color == "/camera/color/image_raw"
+
+
 def test_discovery_lidar_camera_and_options():
     world = {**_cam("/cameras/front"), "/lidar/points": PC, **TF}
     found = discover(world)

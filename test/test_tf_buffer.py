@@ -242,6 +242,37 @@ def test_invalid_edges_are_rejected():
     assert buf.edges()[0].count == 2
 
 
+def test_quaternion_norm_rule_is_tf2s_and_a_refused_frame_says_why():
+    """tf2 takes (and normalises) a rotation whose |q|² is within 0.01 of 1 and refuses the rest
+    (buffer_core.cpp); a recording ROS takes must be taken here. A frame whose every transform was
+    refused is named as refused, with the reason, not as never seen."""
+    for norm, taken in (
+        (1.002, True),
+        (0.996, True),
+        (1.0049, True),
+        (0.9951, True),
+        (1.006, False),
+        (0.9949, False),
+    ):
+        buf = TFBuffer()
+        q = (0.0, 0.0, np.sin(0.3) * norm, np.cos(0.3) * norm)
+        if taken:
+            buf.add(ts("map", "cam", 0, q=q), static=True)
+            r = buf.lookup("map", "cam", 0).rotation
+            assert np.allclose(r, (0, 0, np.sin(0.3), np.cos(0.3)), atol=1e-12), (norm, r)
+        else:
+            with pytest.raises(TFError, match="not unit"):
+                buf.add(ts("map", "cam", 0, q=q), static=True)
+            with pytest.raises(
+                UnknownFrameError, match=r"'cam': every transform to it was refused.*not unit"
+            ):
+                buf.lookup("map", "cam", 0)
+    buf = TFBuffer()
+    buf.add(ts("map", "base", 0), static=True)
+    with pytest.raises(UnknownFrameError, match="never appeared"):
+        buf.lookup("map", "elsewhere", 0)
+
+
 def test_cache_time_prunes_old_samples_but_keeps_newest():
     buf = TFBuffer(cache_time_s=2.0)
     for k in range(10):

@@ -641,8 +641,13 @@ def _storage_counts(files) -> dict[str, tuple[int, int, int]] | None:
     out: dict[str, tuple[int, int, int]] = {}
 
     def add(topic, n, first, last):
-        c, f, last0 = out.get(topic, (0, first, last))
-        out[topic] = (c + n, min(f, first), max(last0, last))
+        # a file in which the topic has no message says nothing of its times (a split bag's later
+        # files list /tf_static with no rows: its MIN is NULL, read as 0)
+        c, f, last0 = out.get(topic, (0, 0, 0))
+        if not n:
+            out[topic] = (c, f, last0)
+        else:
+            out[topic] = (c + n, min(f, first) if c else first, max(last0, last) if c else last)
 
     for f in files:
         if f.suffix == ".db3":

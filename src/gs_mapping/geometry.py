@@ -12,7 +12,10 @@ import numpy as np
 
 from .errors import TFError
 
-UNIT_TOLERANCE = 1e-3  # |q| may deviate this much from 1 (float32 messages) before we reject it
+# tf2's rule (buffer_core.cpp, QUATERNION_NORMALIZATION_TOLERANCE): a transform is taken, and
+# normalised, when |q|² is within 0.01 of 1 (|q| within ~0.5 %), else refused; ours is the same, so a
+# recording that ROS takes is taken here too
+UNIT_TOLERANCE_SQ = 1e-2
 
 
 def check_quaternion(q, what: str = "quaternion") -> np.ndarray:
@@ -21,7 +24,7 @@ def check_quaternion(q, what: str = "quaternion") -> np.ndarray:
     if not np.all(np.isfinite(q)):
         raise TFError(f"{what} has a non-finite component: {q.tolist()}")
     n = float(np.linalg.norm(q))
-    if abs(n - 1.0) > UNIT_TOLERANCE:
+    if not abs(n * n - 1.0) < UNIT_TOLERANCE_SQ:
         raise TFError(f"{what} is not unit length (|q| = {n:.6f}): {q.tolist()}")
     return q / n
 

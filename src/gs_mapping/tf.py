@@ -110,6 +110,7 @@ class TFBuffer:
         self.tolerance_ns = int(round(extrapolation_tolerance_s * 1e9))
         self._edges: dict[str, _Edge] = {}  # child → edge
         self._frames: set[str] = set()
+        self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
 
     @classmethod
     def from_config(cls, cfg: TFConfig) -> TFBuffer:
@@ -117,7 +118,17 @@ class TFBuffer:
 
     # -- filling ---------------------------------------------------------------------------------
     def add(self, ts: TransformStamped, static: bool = False) -> None:
-        """Add one ``T_parent_child`` sample. Raises :class:`TFError` on an invalid or conflicting edge."""
+        """Add one ``T_parent_child`` sample. Raises :class:`TFError` on an invalid or conflicting edge
+        (remembered: a later lookup of a frame whose every transform was refused says why)."""
+        try:
+            self._add(ts, static)
+        except TFError as exc:
+            child = str(ts.child).lstrip("/")
+            if child and child not in self._frames:
+                self._refused[child] = str(exc)
+            raise
+
+    def _add(self, ts: TransformStamped, static: bool) -> None:
         parent, child = str(ts.parent).lstrip("/"), str(ts.child).lstrip("/")
         where = f"transform {parent or '?'} -> {child or '?'} at {ts.stamp_ns} ns"
         if not parent or not child:
@@ -207,6 +218,11 @@ class TFBuffer:
 
     def _unknown(self, frame: str) -> UnknownFrameError:
         known = ", ".join(sorted(self._frames)) or "none (no transform received yet)"
+        if frame in self._refused:
+            return UnknownFrameError(
+                f"frame {frame!r}: every transform to it was refused, the last: {self._refused[frame]} "
+                f"(known frames: {known})"
+            )
         return UnknownFrameError(
             f"frame {frame!r} never appeared in /tf or /tf_static (known frames: {known})"
         )

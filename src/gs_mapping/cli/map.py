@@ -70,42 +70,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def choose_topics(bag_path, cfg, args) -> str:
-    """Fill ``cfg.topics`` from the options and the bag (discovery); return the cloud topic or ''.
-    Topics named in ``--config`` count as given; relative names resolve as in ROS (``/`` + name)."""
-    import dataclasses
-    import logging
+    """Fill ``cfg.topics`` from the options, the parameter file and the bag (one rule with replay:
+    :mod:`.topic_choice`); return the cloud topic or ''."""
+    from .topic_choice import fill_topics
 
-    from ..bag import BagReader
-    from ..mapping.mapper_config import TopicsConfig
-    from ..topics import discover, resolve_name
-
-    defaults, t = TopicsConfig(), cfg.topics
-    from_config = {
-        k: getattr(t, k)
-        for k in ("color", "depth", "camera_info", "depth_camera_info")
-        if getattr(t, k) != getattr(defaults, k)
-    }
     given = {
-        "color": args.color_topic or from_config.get("color"),
-        "depth": args.depth_topic or from_config.get("depth"),
-        "camera_info": args.camera_info_topic or from_config.get("camera_info"),
-        "depth_camera_info": args.depth_info_topic or from_config.get("depth_camera_info"),
+        "color": args.color_topic,
+        "depth": args.depth_topic,
+        "camera_info": args.camera_info_topic,
+        "depth_camera_info": args.depth_info_topic,
         "cloud": args.cloud_topic,
     }
-    given = {k: resolve_name(v) if v else None for k, v in given.items()}
-    with BagReader(bag_path) as bag:
-        types = {ti.name: ti.type for ti in bag.topics}
-    found = discover(types, where=str(bag_path), **given)
-    if any(v is None for k, v in given.items() if k != "depth_camera_info" and k != "cloud"):
-        logging.getLogger("gs_mapping.map").info(f"topics: {found.describe()}")
-    cfg.topics = dataclasses.replace(
-        cfg.topics,
-        color=found.color,
-        depth=found.depth or cfg.topics.depth,
-        camera_info=found.camera_info,
-        depth_camera_info=found.depth_camera_info,
-    )
-    return found.cloud
+    return fill_topics(bag_path, cfg, given, "gs_mapping.map")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         configs[names.index("map_server_node")][
             "map_server_node"
         ].store_path = f"{scratch.name}/fleet.sqlite3"
-    if args.config is None and "mapper_node" in names:
+    if "mapper_node" in names:
         _discover_mapper_topics(args.bag, configs[names.index("mapper_node")])
     try:
         summary, nodes = replay_bag(
@@ -97,33 +97,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _discover_mapper_topics(bag_path, config: dict) -> None:
-    """No parameter file and the default topics absent: find the bag's camera topics as ``map`` does
-    (said in the log); a bag without a camera leaves the defaults (the mapper then waits, and says so)."""
-    import dataclasses
+    """The mapper's topics as ``map`` finds them (:mod:`.topic_choice`): those the parameter file
+    names, the rest found in the bag. A bag without a camera, when nothing was named, leaves the
+    defaults with a warning (the mapper then waits, and says so); a named topic that is missing is
+    an error."""
     import logging
 
-    from ..bag import BagReader
     from ..errors import ConfigError
-    from ..topics import discover
+    from .topic_choice import fill_topics, names_any
 
-    log = logging.getLogger("gs_mapping.replay")
-    with BagReader(bag_path) as bag:
-        types = {t.name: t.type for t in bag.topics}
-    topics = config["mapper"].topics
-    if topics.color in types:
-        return
+    node = config["mapper_node"]
     try:
-        found = discover(types, where=str(bag_path))
+        cloud = fill_topics(
+            bag_path, config["mapper"], {"cloud": node.cloud_topic or None}, "gs_mapping.replay"
+        )
     except ConfigError as exc:
-        log.warning(f"mapper_node: default topics not in the bag and none found: {exc}")
+        if names_any(config["mapper"], node.cloud_topic):
+            raise
+        logging.getLogger("gs_mapping.replay").warning(f"mapper_node: no camera topics found: {exc}")
         return
-    if found.cloud:
-        config["mapper_node"].cloud_topic = found.cloud
-    config["mapper"].topics = dataclasses.replace(
-        topics,
-        color=found.color,
-        depth=found.depth or topics.depth,
-        camera_info=found.camera_info,
-        depth_camera_info=found.depth_camera_info,
-    )
-    log.info(f"mapper_node topics: {found.describe()}")
+    node.cloud_topic = cloud
