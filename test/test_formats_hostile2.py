@@ -489,6 +489,73 @@ def test_a_scene_larger_than_the_free_memory_is_refused_before_reading(spz_refer
     assert len(load_splats(spz_reference / "guitar_v2.spz")) == 90854
 
 
+_PEAK_PROBE = """
+import json, resource, sys
+import numpy as np
+from gs_mapping.input_files import peak_bytes
+from gs_mapping.splat_formats import load_splats, save_splats
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+g = load_splats(sys.argv[1])
+save_splats(g, sys.argv[2])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps([len(g), g.sh_degree, peak - before, peak_bytes(len(g), g.sh_degree)]))
+"""
+
+
+@pytest.mark.slow  # ~30 s: a million Gaussians read and written
+@pytest.mark.parametrize(("sh", "out"), [(False, "spz"), (True, "spz"), (True, "ply")])
+def test_the_memory_check_covers_what_reading_and_converting_take(tmp_path, sh, out):
+    """check_room's estimate against the real peak of reading a SOG of constant images (the bomb it
+    guards against: a few kB naming millions of Gaussians) and writing it, in a fresh process.
+    3 × the map's bytes, the rule before, was under the real peak by ~2× at SH 0."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    n, d = 1_000_000, tmp_path / "const"
+    d.mkdir()
+    w = 1000
+    h = n // w
+
+    def const(name, rgba):
+        Image.fromarray(np.broadcast_to(np.array(rgba, np.uint8), (h, w, 4)).copy()).save(
+            d / name, lossless=True
+        )
+
+    const("means_l.webp", (1, 2, 3, 255))
+    const("means_u.webp", (1, 2, 3, 255))
+    const("quats.webp", (128, 128, 128, 252))
+    const("scales.webp", (10, 10, 10, 255))
+    const("sh0.webp", (10, 10, 10, 200))
+    cb = np.linspace(-5, 5, 256).tolist()
+    meta = {
+        "version": 2,
+        "count": n,
+        "means": {"mins": [-1] * 3, "maxs": [1] * 3, "files": ["means_l.webp", "means_u.webp"]},
+        "scales": {"codebook": cb, "files": ["scales.webp"]},
+        "quats": {"files": ["quats.webp"]},
+        "sh0": {"codebook": cb, "files": ["sh0.webp"]},
+    }
+    if sh:
+        Image.fromarray(np.full((1, 960, 4), 100, np.uint8)).save(d / "c.webp", lossless=True)
+        const("l.webp", (0, 0, 0, 255))
+        meta["shN"] = {"count": 64, "bands": 3, "codebook": cb, "files": ["c.webp", "l.webp"]}
+    (d / "meta.json").write_text(json.dumps(meta))
+    r = subprocess.run(
+        [sys.executable, "-c", _PEAK_PROBE, str(d / "meta.json"), str(tmp_path / f"out.{out}")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    count, degree, used, estimate = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (count, degree) == (n, 3 if sh else 0)
+    assert used <= estimate, (
+        f"reading and converting took {used / n:.0f} B a Gaussian, the check allows {estimate / n:.0f}"
+    )
+
+
 @pytest.mark.parametrize("name", ["zero.ply", "zero.spz", "zero.splat", "zero.compressed.ply", "zero.sog"])
 def test_a_device_named_like_a_scene_is_not_read(tmp_path, name):
     (tmp_path / name).symlink_to("/dev/zero")

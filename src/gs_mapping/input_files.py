@@ -48,10 +48,19 @@ def read_bytes(path, limit: int | None = None) -> bytes:
         return fh.read()
 
 
-# what reading takes at its peak per byte of the map it builds (the decoded arrays, the map's own
-# copy and the float64 temporaries of the readers): SPZ measured ~610 B per SH-3 Gaussian (245 B
-# in the map), SOG ~750
-PEAK_PER_MAP_BYTE = 3
+# what reading and converting take at their peak: the decoded arrays, the map's own copy, the
+# readers' float64 temporaries (some per Gaussian whatever its SH) and the written file's bytes.
+# Measured above the process's start (2026-12-04, a SOG of a million constant Gaussians): SH 0 read
+# 367 B a Gaussian (map 65 B); SH 3 read 778, read + PLY write 1,180 (map 245 B). 3 × the map's
+# bytes, the rule before, let a 10 kB SOG naming 2^26 Gaussians past the check on a 24 GB machine
+# and then need ~24 GB. test_formats_hostile2 measures it.
+PEAK_PER_MAP_BYTE = 4
+PEAK_PER_GAUSSIAN = 240
+
+
+def peak_bytes(n: int, sh_degree: int) -> int:
+    """What reading or converting ``n`` Gaussians of SH ``sh_degree`` may take at its peak."""
+    return PEAK_PER_MAP_BYTE * map_bytes(n, sh_degree) + PEAK_PER_GAUSSIAN * n
 
 
 def map_bytes(n: int, sh_degree: int) -> int:
@@ -76,7 +85,7 @@ def available_memory() -> int | None:
 def check_room(n: int, sh_degree: int, source) -> None:
     """:class:`MapError` when reading ``n`` Gaussians of SH ``sh_degree`` would need more memory
     than is available."""
-    need = PEAK_PER_MAP_BYTE * map_bytes(n, sh_degree)
+    need = peak_bytes(n, sh_degree)
     free = available_memory()
     if free is not None and need > free:
         raise MapError(

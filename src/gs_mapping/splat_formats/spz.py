@@ -124,6 +124,9 @@ def _unpack_smallest_three(r: np.ndarray) -> np.ndarray:
     return out
 
 
+_SH_BLOCK = 1 << 16
+
+
 def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
     # SPZ saturates SH at its byte range (|x| > ~1 clips to 0 or 255); clipping first keeps huge finite
     # values from overflowing float32 into an undefined integer cast (same bytes for every |x| <= 2).
@@ -175,11 +178,12 @@ def pack_attributes(
     if gmap.num_sh > 1:
         k = np.arange(1, gmap.num_sh)
         bucket = np.where(k < 4, 8, 16)
-        rest = gmap.sh[:, 1:, :].astype(_F)
-        sh8 = np.empty(rest.shape, np.uint8)
-        for b in (8, 16):
-            sel = bucket == b
-            sh8[:, sel, :] = _quantize_sh(rest[:, sel, :], b)
+        sh8 = np.empty((n, gmap.num_sh - 1, 3), np.uint8)
+        for lo in range(0, n, _SH_BLOCK):  # in blocks: the float64/int64 temporaries of 45 values a
+            rest = gmap.sh[lo : lo + _SH_BLOCK, 1:, :].astype(_F)  # point took ~5x the map's memory
+            for b in (8, 16):
+                sel = bucket == b
+                sh8[lo : lo + _SH_BLOCK, sel, :] = _quantize_sh(rest[:, sel, :], b)
         sh = sh8.tobytes()
     return [pos.tobytes(), alpha.tobytes(), colors.tobytes(), scales.tobytes(), rots.tobytes(), sh]
 
