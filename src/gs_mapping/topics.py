@@ -62,6 +62,13 @@ def transport_base(topic: str) -> str:
     return topic
 
 
+def is_rectified(image_topic: str) -> bool:
+    """Whether an image topic carries rectified images (image_proc's ``image_rect``,
+    ``image_rect_color``, realsense's ``image_rect_raw``): their camera is the CameraInfo's P, with no
+    distortion; any other image (``image_raw``, ``image_color``) is the raw camera, K and d."""
+    return "rect" in transport_base(image_topic).rsplit("/", 1)[-1].lower()
+
+
 def info_topic(image_topic: str) -> str:
     """The sibling CameraInfo of an image topic: ``/cam/color/image_raw[/compressed]`` →
     ``/cam/color/camera_info``."""

@@ -125,6 +125,15 @@ def _intrinsics_at(infos: list, stamp_ns: int):
     return best
 
 
+def for_images_on(intrinsics, image_topic: str):
+    """The camera of the images on ``image_topic`` from their CameraInfo: rectified topics
+    (``image_rect*``) are P's pinhole camera; raw ones keep K and the distortion, which
+    :func:`make_frame` and :func:`depth_in_color` undo."""
+    from ..topics import is_rectified
+
+    return intrinsics.rectified() if intrinsics is not None and is_rectified(image_topic) else intrinsics
+
+
 def make_frame(
     rgb: np.ndarray,
     depth_m: np.ndarray,
@@ -135,13 +144,19 @@ def make_frame(
     index: int = 0,
 ) -> Frame:
     """A mapping frame from decoded images: ``rgb`` uint8 (H, W, 3), ``depth_m`` metres (NaN or 0 =
-    invalid) registered to it, the colour CameraInfo. :class:`MessageError` if the sizes disagree.
-    The one place both the bag reader and mapper_node assemble frames."""
+    invalid) in the colour camera's pinhole image (:func:`depth_in_color`), the colour CameraInfo
+    (:func:`for_images_on`). A distorted colour image is made pinhole here. :class:`MessageError` if
+    the sizes disagree. The one place both the bag reader and mapper_node assemble frames."""
+    from ..rectify import rectifier_for
+
     h, w = rgb.shape[:2]
     if (intrinsics.width, intrinsics.height) != (w, h):
         raise MessageError(
             f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}"
         )
+    rectifier = rectifier_for(intrinsics)
+    if rectifier is not None:
+        rgb = rectifier.color(rgb)
     if depth_m.shape != (h, w):
         raise MessageError(
             f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is {w}x{h} "
@@ -167,14 +182,20 @@ def depth_in_color(
     depth_intrinsics=None,
     cloud: bool = False,
 ) -> np.ndarray:
-    """Depth (H, W) metres in the colour camera from what the sensor gave: a registered depth image
-    (returned as is), an unregistered one with its ``depth_intrinsics``, or a cloud's (N, 3) points.
-    ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken at its own stamp."""
+    """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
+    depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
+    its ``depth_intrinsics`` (undistorted in its own camera, then registered), or a cloud's (N, 3)
+    points (projected). ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken
+    at its own stamp."""
+    from ..rectify import rectifier_for
     from .depth_registration import cloud_to_depth, register_depth
 
     size = (color_intrinsics.width, color_intrinsics.height)
     if not cloud and depth_intrinsics is None:
-        return geometry
+        rectifier = rectifier_for(color_intrinsics)
+        if rectifier is None or geometry.shape != (size[1], size[0]):  # (make_frame names a wrong size)
+            return geometry
+        return rectifier.depth(geometry)
     frame = geometry_frame or (depth_intrinsics.frame_id if depth_intrinsics is not None else "")
     if not frame:
         raise MessageError("depth/cloud message has no header.frame_id: cannot place it in TF")
@@ -187,6 +208,9 @@ def depth_in_color(
             f"{depth_intrinsics.width}x{depth_intrinsics.height}"
         )
     T_color_depth = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+    rectifier = rectifier_for(depth_intrinsics)
+    if rectifier is not None:
+        geometry = rectifier.depth(geometry)
     same = (
         geometry.shape == (size[1], size[0])
         and np.allclose(depth_intrinsics.K, color_intrinsics.K)
@@ -279,14 +303,14 @@ def read_frames(
             stats.pairs += 1
             stamp = stamp_to_ns(color_msg.header.stamp)
             where = f"frame {index} ({topics.color} at {stamp} ns)"
-            intrinsics = _intrinsics_at(infos, stamp)
+            intrinsics = for_images_on(_intrinsics_at(infos, stamp), topics.color)
             if intrinsics is None:
                 stats.skip("no_camera_info", f"{where}: {_no_info(topics.camera_info, bad_infos)}")
                 continue
             depth_stamp = stamp_to_ns(depth_msg.header.stamp)
             depth_intr = None
             if depth_infos is not None:
-                depth_intr = _intrinsics_at(depth_infos, depth_stamp)
+                depth_intr = for_images_on(_intrinsics_at(depth_infos, depth_stamp), topics.depth)
                 if depth_intr is None:
                     stats.skip(
                         "no_camera_info", f"{where}: {_no_info(topics.depth_camera_info, bad_depth_infos)}"

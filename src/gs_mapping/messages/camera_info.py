@@ -9,6 +9,7 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import MessageError
+from ..rectify import check_distortion
 from .factory import MessageFactory, _factory, make_header, reads, stamp_to_ns
 
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -16,7 +17,10 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 @dataclass
 class CameraIntrinsics:
-    """What a pinhole CameraInfo says: image size, K (3x3), distortion and where/when it applies."""
+    """What a CameraInfo says of the images it comes with: their size, K (3x3), the lens distortion
+    (``D``, undone by :mod:`gs_mapping.rectify`), P's left 3x3 (the rectified camera's K, or None)
+    and where/when it applies. Binning and a region of interest are applied already: this is the
+    camera of the published images, as image_geometry's PinholeCameraModel makes it."""
 
     width: int
     height: int
@@ -25,11 +29,23 @@ class CameraIntrinsics:
     distortion_model: str = "plumb_bob"
     frame_id: str = ""
     stamp_ns: int = 0
+    P: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.K = np.asarray(self.K, np.float64).reshape(3, 3)
         self.D = np.asarray(self.D, np.float64).reshape(-1)
         _check(self.K, self.width, self.height, self.frame_id)
+        check_distortion(self.distortion_model, self.D, f"{CAMERA_INFO} (frame {self.frame_id!r})")
+        if self.P is not None:
+            self.P = np.asarray(self.P, np.float64).reshape(3, 3)
+
+    def rectified(self) -> CameraIntrinsics:
+        """The camera of this CameraInfo's rectified images (``image_rect*``): K = P's left 3x3 where P
+        is set (else K), no distortion."""
+        P = self.P if self.P is not None and np.all(np.isfinite(self.P)) and self.P[0, 0] > 0 else self.K
+        return CameraIntrinsics(
+            self.width, self.height, P, np.zeros(0), "plumb_bob", self.frame_id, self.stamp_ns
+        )
 
     @property
     def fx(self) -> float:
@@ -93,15 +109,49 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     if k.size != 9:
         raise MessageError(f"{CAMERA_INFO}.k: expected 9 elements, got {k.size}")
     d = np.asarray(_field(msg, "d"), np.float64).reshape(-1)
+    p = np.asarray(getattr(msg, "p", getattr(msg, "P", np.zeros(12))), np.float64).reshape(-1)
+    K, P = k.reshape(3, 3), (p.reshape(3, 4)[:, :3] if p.size == 12 else None)
+    width, height, K, P = _binned(msg, int(msg.width), int(msg.height), K, P)
     return CameraIntrinsics(
-        int(msg.width),
-        int(msg.height),
-        k.reshape(3, 3),
+        width,
+        height,
+        K,
         d,
         str(msg.distortion_model),
         str(msg.header.frame_id),
         stamp_to_ns(msg.header.stamp),
+        P,
     )
+
+
+def _binned(msg: Any, width: int, height: int, K: np.ndarray, P: np.ndarray | None):
+    """Size and K, P of the published images: CameraInfo's width, height, K and P are the full
+    sensor's; a region of interest (``roi``, 0 size: all) crops and ``binning_x``/``binning_y``
+    (0 or 1: none) divide it. As image_geometry: cx' = (cx − x_offset) / binning_x, fx' = fx /
+    binning_x."""
+    bx, by = int(getattr(msg, "binning_x", 0) or 1), int(getattr(msg, "binning_y", 0) or 1)
+    roi = getattr(msg, "roi", None)
+    x0 = y0 = 0
+    w, h = width, height
+    if roi is not None and int(roi.width) > 0 and int(roi.height) > 0:
+        x0, y0, w, h = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+        if x0 + w > width or y0 + h > height:
+            raise MessageError(
+                f"{CAMERA_INFO}.roi: {w}x{h} at ({x0}, {y0}) is not inside the {width}x{height} image"
+            )
+    if (bx, by, x0, y0, w, h) == (1, 1, 0, 0, width, height):
+        return width, height, K, P
+    if bx < 1 or by < 1 or w // bx < 1 or h // by < 1:
+        raise MessageError(f"{CAMERA_INFO}.binning: {bx}x{by} of a {w}x{h} image leaves no pixel")
+    scale = np.diag([1.0 / bx, 1.0 / by, 1.0])
+
+    def adjust(M: np.ndarray) -> np.ndarray:
+        M = M.copy()
+        M[0, 2] -= x0
+        M[1, 2] -= y0
+        return scale @ M
+
+    return w // bx, h // by, adjust(K), (None if P is None else adjust(P))
 
 
 def intrinsics_to_camera_info(

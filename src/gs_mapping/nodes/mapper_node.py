@@ -101,6 +101,7 @@ class MapperNode(NodeBase):
         self.poses = MapPoses(self.tf, t.map_frame, ctx.logger)
         self.last_stamp_ns = -1
         self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
+        self._before_info: tuple | None = None  # (colour, depth): the newest pair before any CameraInfo
         self.delta_bytes = 0
         self.deltas = 0
         self._subscribers_seen = 0
@@ -155,14 +156,34 @@ class MapperNode(NodeBase):
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_camera_info(self, msg: Any) -> None:
+        from ..mapping.frames import for_images_on
         from ..messages import camera_info_to_intrinsics
 
-        self.camera_info = camera_info_to_intrinsics(msg)
+        self.camera_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.color)
+        self._retry_for_info()
 
     def on_depth_camera_info(self, msg: Any) -> None:
+        from ..mapping.frames import for_images_on
         from ..messages import camera_info_to_intrinsics
 
-        self.depth_info = camera_info_to_intrinsics(msg)
+        self.depth_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.depth)
+        self._retry_for_info()
+
+    def _missing_info(self) -> str:
+        """The CameraInfo topic a frame still needs, or ''."""
+        t = self.cfg.topics
+        if self.camera_info is None:
+            return t.camera_info
+        if t.depth_camera_info and not self.node_cfg.cloud_topic and self.depth_info is None:
+            return t.depth_camera_info
+        return ""
+
+    def _retry_for_info(self) -> None:
+        """A driver may send a frame's CameraInfo just after its images (image_transport's
+        CameraPublisher does, at the same stamp): the newest pair that came first is made now."""
+        if self._before_info is not None and not self._missing_info():
+            pair, self._before_info = self._before_info, None
+            self.on_pair(*pair)
 
     def on_color(self, msg: Any) -> None:
         from ..messages.camera_image import color_to_rgb
@@ -202,6 +223,12 @@ class MapperNode(NodeBase):
         stamp = stamp_to_ns(color[0].stamp)
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
+            return
+        missing = self._missing_info()
+        if missing:  # kept (the newest one) until the CameraInfo comes
+            if self._before_info is not None:
+                self.diag.drop("frames", f"no CameraInfo received yet on {missing} (a newer frame came)")
+            self._before_info = (color, depth)
             return
         t0 = time.perf_counter()
         try:
