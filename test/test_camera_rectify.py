@@ -115,7 +115,8 @@ def test_rectified_topics_take_p_and_raw_topics_are_undistorted(tmp_path):
     """image_proc publishes ``image_rect`` with the raw camera's CameraInfo (d non-zero, P the
     rectified camera): its images are pinhole with P's K and must not be undistorted again; an
     ``image_raw`` is undistorted with K and d. Through make_frame, the mapper's frame builder."""
-    from gs_mapping.mapping.frames import depth_in_color, for_images_on, make_frame
+    from gs_mapping.mapping.frames import depth_in_color, make_frame
+    from gs_mapping.rectify import for_images_on
 
     d = np.array(CASES["plumb_bob"])
     raw = CameraIntrinsics(W, H, K, d, "plumb_bob", "cam", 0, P=K * [[0.9], [0.9], [1]])

@@ -139,3 +139,24 @@ def test_crop_window_has_the_model_aspect():
 def test_unknown_fit_is_refused(predictor):
     with pytest.raises(HDInputError, match="fit"):
         Predictor(predictor.model, fit="pad")
+
+
+def test_camera_info_logged_after_its_images_loses_no_frame(predictor, bag, tmp_path):
+    """image_transport's CameraPublisher logs a frame's CameraInfo just after its image (same header
+    stamp): the first frame waited for a CameraInfo that had come, and was skipped. The bag rewritten
+    that way gives the same predictions as the bag itself."""
+    from gs_mapping.bag import BagReader, BagWriter
+
+    late = tmp_path / "late"
+    with BagReader(bag) as r, BagWriter(late) as w:
+        for t in r.topics:
+            w.add_topic(t.name, t.type, latched=t.latched)
+        msgs = list(r.messages())
+        for topic, stamp, msg in sorted(
+            msgs, key=lambda m: (m[1] + (1 if m[0].endswith("camera_info") else 0))
+        ):
+            w.write(topic, stamp + (1 if topic.endswith("camera_info") else 0), msg)
+    a = predict_bag(bag, tmp_path / "a.json", progress=False, score_threshold=predictor.score_threshold)
+    b = predict_bag(late, tmp_path / "b.json", progress=False, score_threshold=predictor.score_threshold)
+    assert b["frames"] == a["frames"] == FRAMES and b["skipped_frames"] == 0
+    assert json.loads((tmp_path / "a.json").read_text()) == json.loads((tmp_path / "b.json").read_text())

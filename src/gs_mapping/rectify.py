@@ -146,3 +146,18 @@ def rectifier_for(intrinsics) -> Rectifier | None:
     K = np.ascontiguousarray(intrinsics.K, np.float64)
     d = np.ascontiguousarray(intrinsics.D, np.float64)
     return _cached(intrinsics.width, intrinsics.height, K.tobytes(), intrinsics.distortion_model, d.tobytes())
+
+
+def for_images_on(intrinsics, image_topic: str):
+    """The camera of the images on ``image_topic`` from their CameraInfo (None stays None): rectified
+    topics (``image_rect*``, :func:`gs_mapping.topics.is_rectified`) are P's pinhole camera; raw ones
+    keep K and the distortion, which :func:`pinhole_color` (and the mapper's depth path) undo."""
+    from .topics import is_rectified
+
+    return intrinsics.rectified() if intrinsics is not None and is_rectified(image_topic) else intrinsics
+
+
+def pinhole_color(rgb: np.ndarray, intrinsics) -> np.ndarray:
+    """A colour image of the camera ``intrinsics`` (from :func:`for_images_on`) made pinhole."""
+    rectifier = rectifier_for(intrinsics)
+    return rgb if rectifier is None else rectifier.color(rgb)

@@ -39,6 +39,11 @@ def _info_topic(image_topic: str) -> str:
     return info_topic(image_topic)
 
 
+def _complete(frame: dict, cams: list[str], infos: dict) -> bool:
+    """Whether a stamp has an image from every camera and each camera has had its CameraInfo."""
+    return len(frame) == len(cams) and all(_info_topic(c) in infos for c in cams)
+
+
 def find_cameras(bag) -> list[str]:
     names = {t.name: t.type for t in bag.topics}
     out = []
@@ -75,6 +80,7 @@ def predict_bag(
     from gs_mapping.bag import BagReader
     from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
+    from gs_mapping.rectify import for_images_on, pinhole_color
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
     if max_frames is not None and max_frames < 1:
@@ -125,6 +131,34 @@ def predict_bag(
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
         enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
+
+        def predict(stamp: int, frame: dict) -> None:
+            ims, cis, Ts = [], [], []
+            for c in cams:
+                rgb, fid = frame[c]
+                info = for_images_on(infos[_info_topic(c)], c)
+                if rgb.shape[:2] == (info.height, info.width):  # (a wrong size: the predictor names it)
+                    rgb = pinhole_color(rgb, info)  # a distorted camera's raw image made pinhole
+                ims.append(rgb)
+                cis.append(info)
+                try:
+                    Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
+                except TFError as exc:
+                    raise HDInputError(
+                        f"{bag_path}: no transform {base_frame} <- {fid} (camera {c}): {exc}; "
+                        f"--base-frame {fid} needs no TF"
+                    ) from None
+            els = predictor.predict(ims, cis, Ts)
+            results.append(
+                {
+                    "stamp_ns": stamp,
+                    "vectors": [e.to_eval() for e in els],
+                    # what the cameras cover: hd-eval clips the GT to it as the predictions are
+                    "region": predictor.last_regions[0].coords(),
+                }
+            )
+            bar.update(1)
+
         for topic, t_log, msg in bag.messages(topics):
             if enough_at is not None:
                 if t_log > enough_at + GT_GRACE_NS or all(r["stamp_ns"] in gt_by_stamp for r in results):
@@ -138,6 +172,10 @@ def predict_bag(
                 gt_by_stamp[int(doc.get("stamp_ns", 0))] = {"vectors": doc.get("vectors", [])}
             elif topic.endswith("camera_info"):
                 infos[topic] = M.camera_info_to_intrinsics(msg)
+                # a driver may log a frame's CameraInfo just after its images (same stamp)
+                for ready in sorted(st for st, fr in pending.items() if _complete(fr, cams, infos)):
+                    if not (max_frames and len(results) >= max_frames):
+                        predict(ready, pending.pop(ready))
             else:
                 stamp, frame_id = M.header_fields(msg)
                 try:
@@ -145,32 +183,10 @@ def predict_bag(
                 except GsMappingError as exc:
                     raise HDInputError(f"{bag_path}: camera {topic}: {exc}") from None
                 pending.setdefault(stamp, {})[topic] = (rgb, frame_id)
-                if len(pending[stamp]) == len(cams) and all(_info_topic(c) in infos for c in cams):
-                    frame = pending.pop(stamp)
-                    ims, cis, Ts = [], [], []
-                    for c in cams:
-                        rgb, fid = frame[c]
-                        ims.append(rgb)
-                        cis.append(infos[_info_topic(c)])
-                        try:
-                            Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
-                        except TFError as exc:
-                            raise HDInputError(
-                                f"{bag_path}: no transform {base_frame} <- {fid} (camera {c}): {exc}; "
-                                f"--base-frame {fid} needs no TF"
-                            ) from None
-                    els = predictor.predict(ims, cis, Ts)
-                    results.append(
-                        {
-                            "stamp_ns": stamp,
-                            "vectors": [e.to_eval() for e in els],
-                            # what the cameras cover: hd-eval clips the GT to it as the predictions are
-                            "region": predictor.last_regions[0].coords(),
-                        }
-                    )
-                    bar.update(1)
-                    if max_frames and len(results) >= max_frames:
-                        enough_at = t_log
+                if _complete(pending[stamp], cams, infos):
+                    predict(stamp, pending.pop(stamp))
+            if max_frames and len(results) >= max_frames and enough_at is None:
+                enough_at = t_log
         bar.close()
     incomplete = len(pending) if not (max_frames and len(results) >= max_frames) else 0
     if incomplete:

@@ -125,15 +125,6 @@ def _intrinsics_at(infos: list, stamp_ns: int):
     return best
 
 
-def for_images_on(intrinsics, image_topic: str):
-    """The camera of the images on ``image_topic`` from their CameraInfo: rectified topics
-    (``image_rect*``) are P's pinhole camera; raw ones keep K and the distortion, which
-    :func:`make_frame` and :func:`depth_in_color` undo."""
-    from ..topics import is_rectified
-
-    return intrinsics.rectified() if intrinsics is not None and is_rectified(image_topic) else intrinsics
-
-
 def make_frame(
     rgb: np.ndarray,
     depth_m: np.ndarray,
@@ -145,18 +136,16 @@ def make_frame(
 ) -> Frame:
     """A mapping frame from decoded images: ``rgb`` uint8 (H, W, 3), ``depth_m`` metres (NaN or 0 =
     invalid) in the colour camera's pinhole image (:func:`depth_in_color`), the colour CameraInfo
-    (:func:`for_images_on`). A distorted colour image is made pinhole here. :class:`MessageError` if
+    (:func:`gs_mapping.rectify.for_images_on`). A distorted colour image is made pinhole here. :class:`MessageError` if
     the sizes disagree. The one place both the bag reader and mapper_node assemble frames."""
-    from ..rectify import rectifier_for
+    from ..rectify import pinhole_color
 
     h, w = rgb.shape[:2]
     if (intrinsics.width, intrinsics.height) != (w, h):
         raise MessageError(
             f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}"
         )
-    rectifier = rectifier_for(intrinsics)
-    if rectifier is not None:
-        rgb = rectifier.color(rgb)
+    rgb = pinhole_color(rgb, intrinsics)
     if depth_m.shape != (h, w):
         raise MessageError(
             f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]}, colour is {w}x{h} "
@@ -272,6 +261,7 @@ def read_frames(
     from ..bag import BagReader
     from ..messages import pointcloud2_xyz, stamp_to_ns
     from ..messages.camera_image import color_to_rgb, depth_to_metres
+    from ..rectify import for_images_on
     from ..sync import ApproximateTimeSynchronizer
     from ..tf import MapPoses
 

@@ -227,15 +227,19 @@ class HDMapNode(NodeBase):
 
     def _inputs(self, msgs: list[Any], stamp: int):
         from ..messages.camera_image import color_to_rgb
+        from ..rectify import for_images_on, pinhole_color
 
         images, infos, extrinsics = [], [], []
         for topic, msg in zip(self.cameras, msgs, strict=False):
             if topic not in self.infos:
                 raise MessageError(f"no CameraInfo yet on {info_topic(topic)}")
+            info = for_images_on(self.infos[topic], topic)
             rgb = color_to_rgb(msg)  # any driver encoding, or a jpeg/png CompressedImage (grey → RGB)
-            frame_id = str(msg.header.frame_id) or self.infos[topic].frame_id
+            if rgb.shape[:2] == (info.height, info.width):  # (a wrong size: the predictor names it)
+                rgb = pinhole_color(rgb, info)  # a distorted camera's raw image made pinhole
+            frame_id = str(msg.header.frame_id) or info.frame_id
             images.append(rgb)
-            infos.append(self.infos[topic])
+            infos.append(info)
             extrinsics.append(self.tf.lookup(self.cfg.base_frame, frame_id, stamp).matrix())
         return images, infos, extrinsics
 

@@ -156,15 +156,15 @@ class MapperNode(NodeBase):
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_camera_info(self, msg: Any) -> None:
-        from ..mapping.frames import for_images_on
         from ..messages import camera_info_to_intrinsics
+        from ..rectify import for_images_on
 
         self.camera_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.color)
         self._retry_for_info()
 
     def on_depth_camera_info(self, msg: Any) -> None:
-        from ..mapping.frames import for_images_on
         from ..messages import camera_info_to_intrinsics
+        from ..rectify import for_images_on
 
         self.depth_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.depth)
         self._retry_for_info()
