@@ -182,3 +182,75 @@ def test_sh_degree_four_keeps_bands_zero_to_three(caplog):
     raw[12] = 5
     with pytest.raises(MapError, match="SH degree 5"):
         read_spz(gzip.compress(bytes(raw)))
+
+
+# --- SPZ's axes (RUB by its specification) and PLY's (RDF) ------------------------------------------
+
+
+def test_axis_turn_is_a_rotation_of_the_whole_scene():
+    """turn_axes is the scene turned 180° about x, checked field by field against what that turn
+    does: R' = M R Mᵀ for the rotations, and each Gaussian's SH colour seen along M d equal to the
+    original's along d (the SH basis evaluated by the renderer's own code); twice is the identity."""
+    import torch
+
+    from gs_mapping.geometry import quat_to_matrix
+    from gs_mapping.render import sh_to_color
+    from gs_mapping.splat_formats.spz import turn_axes
+
+    g = synthetic_map(500, 3, seed=4)
+    t = turn_axes(g)
+    M = np.diag([1.0, -1.0, -1.0])
+    assert np.allclose(t.means, g.means @ M)
+    assert np.allclose(quat_to_matrix(t.quats), M @ quat_to_matrix(g.quats) @ M, atol=1e-6)
+    d = np.random.default_rng(0).normal(size=(500, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    before = sh_to_color(3, torch.tensor(d), torch.tensor(g.sh, dtype=torch.float64))
+    after = sh_to_color(3, torch.tensor(d @ M), torch.tensor(t.sh, dtype=torch.float64))
+    assert torch.allclose(before, after, atol=1e-6)
+    back = turn_axes(t)
+    assert back.equals(g) and not t.equals(g)
+
+
+def test_axis_turn_renders_the_same_scene_from_the_turned_camera():
+    """The renderer, an independent path: the turned scene seen from the turned camera is the same
+    image (positions, rotations, scales and view-dependent colour together)."""
+    from gs_mapping.camera import Camera
+    from gs_mapping.render import render
+    from gs_mapping.splat_formats.spz import turn_axes
+
+    g = synthetic_map(800, 3, seed=5, extent=2.0, height=1.0)
+    T = np.eye(4)
+    T[:3, 3] = (1.0, 1.0, -3.0)
+    K = np.array([[60.0, 0, 32], [0, 60.0, 24], [0, 0, 1]])
+    M4 = np.diag([1.0, -1.0, -1.0, 1.0])
+    a = render(g, Camera(K, 64, 48, T), backend="cpu").numpy()[0]
+    b = render(turn_axes(g), Camera(K, 64, 48, M4 @ T), backend="cpu").numpy()[0]
+    assert a.std() > 0.05 and np.abs(a - b).max() < 1e-4
+
+
+def test_spz_axes_option_turns_on_write_and_back_on_read(tmp_path, shared_data, spz_reference):
+    """``--spz-axes rub`` writes PLY's RDF as SPZ's RUB (y and z negated, as splat-transform writes
+    it) and reads it back to the PLY's axes; the default keeps Niantic's bytes (the reference vectors
+    were written with its default, unspecified system)."""
+    from gs_mapping.cli import main
+    from gs_mapping.cli.encode import SPZ_AXES as CLI_AXES
+    from gs_mapping.splat_formats import load_splats
+    from gs_mapping.splat_formats.spz import SPZ_AXES
+
+    assert CLI_AXES == SPZ_AXES
+    ply = shared_data / "splats" / "guitar.ply"
+    src = load_ply(ply)
+    assert main(["convert", str(ply), str(tmp_path / "as_is.spz")]) == 0
+    as_is = load_splats(tmp_path / "as_is.spz")
+    ref = read_spz((spz_reference / "guitar_v4.spz").read_bytes())
+    assert np.array_equal(as_is.means, ref.means) and np.array_equal(as_is.sh, ref.sh)
+    assert main(["convert", str(ply), str(tmp_path / "rub.spz"), "--spz-axes", "rub"]) == 0
+    stored = load_splats(tmp_path / "rub.spz")
+    assert np.abs(stored.means - src.means * [1, -1, -1]).max() < 1e-3
+    back = load_splats(tmp_path / "rub.spz", spz_axes="rub")
+    # fixed-point positions and the DC colour round alike either way up: the same values exactly
+    assert np.array_equal(back.means, as_is.means) and np.array_equal(back.sh[:, 0], as_is.sh[:, 0])
+    assert main(["convert", str(tmp_path / "rub.spz"), str(tmp_path / "back.ply"), "--spz-axes", "rub"]) == 0
+    assert np.array_equal(load_ply(tmp_path / "back.ply").means, as_is.means)
+    with pytest.raises(MapError, match="SPZ axes must be one of stored, rub"):
+        load_splats(tmp_path / "rub.spz", spz_axes="luf")

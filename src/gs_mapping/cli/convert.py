@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .encode import CODEC_DEFAULTS, add_codec_options
+from .encode import CODEC_DEFAULTS, add_codec_options, add_spz_axes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version written (default 4)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_spz_axes(p)
     add_codec_options(p)
 
 
@@ -33,7 +34,7 @@ def run(args) -> int:
         from .encode import encode_to
 
         check_container_output(args.out, args, [args.input])  # before the work
-        info = encode_to(args, load_scene(args.input), args.out)
+        info = encode_to(args, load_scene(args.input, args), args.out)
         print(json.dumps(info))
         return 0
     check_scene_output(str(args.out), args, [args.input], snapshot_too=True)  # before the work
@@ -43,7 +44,7 @@ def run(args) -> int:
         logging.getLogger("gs_mapping.convert").warning(
             f"{args.out}: {names}: for .gsd outputs only; ignored"
         )
-    gmap = load_scene(args.input)
+    gmap = load_scene(args.input, args)
     nbytes = save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree, "bytes": nbytes}))
     return 0

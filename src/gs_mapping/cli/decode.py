@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .encode import add_spz_axes
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", help="input snapshot (.gsd)")
@@ -18,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_spz_axes(p)
 
 
 def run(args) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .encode import add_common, add_relative
+from .encode import add_common, add_relative, add_spz_axes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "from) instead of deriving them from OLD",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
+    add_spz_axes(p)
     add_common(p)
     add_relative(p)
 
@@ -62,7 +63,7 @@ def run(args) -> int:
     base = args.params_from or (args.old if str(args.old).lower().endswith(".gsd") else None)
     header = _snapshot_header(base) if base else None
     base_seq = args.base_seq or (header.seq if header is not None and base == args.old else 1)
-    old, new = load_scene(args.old), load_scene(args.new)
+    old, new = load_scene(args.old, args), load_scene(args.new, args)
     if old.sh_degree != new.sh_degree:
         raise ConfigError(
             f"{args.old} has SH degree {old.sh_degree}, {args.new} {new.sh_degree}: "

@@ -53,10 +53,28 @@ def add_codec_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# splat_formats.SPZ_AXES, written out: importing the readers here would slow every command's start
+# (a test keeps the two equal)
+SPZ_AXES = ("stored", "rub")
+
+
+def add_spz_axes(p: argparse.ArgumentParser) -> None:
+    """``--spz-axes``, for the commands that read or write SPZ."""
+    p.add_argument(
+        "--spz-axes",
+        choices=SPZ_AXES,
+        default="stored",
+        help="SPZ's axes: 'stored' takes them as stored, as Niantic's library does by default (the "
+        "default); 'rub' reads an SPZ's RUB axes (its specification; PlayCanvas, SuperSplat) as PLY's "
+        "RDF and writes PLY's RDF as RUB: a 180° turn about x",
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat)")
     p.add_argument("out", help="output container (.gsd)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_spz_axes(p)
     add_codec_options(p)
 
 
@@ -98,5 +116,5 @@ def run(args) -> int:
     from .scene_io import check_container_output, load_scene
 
     check_container_output(args.out, args, [args.map])  # before the work
-    print(json.dumps(encode_to(args, load_scene(args.map), args.out)))
+    print(json.dumps(encode_to(args, load_scene(args.map, args), args.out)))
     return 0

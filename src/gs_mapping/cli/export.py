@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .encode import add_spz_axes
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat, .gsd)")
@@ -16,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="SPZ version (default 4, smallest-three rotations; 2 for viewers that predate v3)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_spz_axes(p)
 
 
 def run(args) -> int:
@@ -28,7 +31,7 @@ def run(args) -> int:
     if not str(args.out).lower().endswith(".spz"):
         raise ConfigError(f"{args.out}: export writes .spz (use 'gs-mapping convert' for other formats)")
     check_scene_output(args.out, args, [args.map])  # before the work
-    gmap = load_scene(args.map)
+    gmap = load_scene(args.map, args)
     nbytes = save_scene(gmap, args.out, args)
     print(
         json.dumps(

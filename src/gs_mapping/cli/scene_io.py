@@ -50,11 +50,12 @@ def check_container_output(out: str, args, inputs) -> None:
         )
 
 
-def load_scene(path: str, max_level: int | None = None) -> GaussianMap:
-    """A scene from any supported file (a ``.gsd`` snapshot decoded, up to ``max_level``)."""
+def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMap:
+    """A scene from any supported file (a ``.gsd`` snapshot decoded, up to ``max_level``; an SPZ with
+    ``args.spz_axes``)."""
     if str(path).lower().endswith(".gsd"):
         return decode_map(read_container(path), max_level)
-    return load_splats(path)
+    return load_splats(path, spz_axes=getattr(args, "spz_axes", "stored"))
 
 
 def save_scene(gmap: GaussianMap, out: str, args) -> int:
@@ -64,6 +65,7 @@ def save_scene(gmap: GaussianMap, out: str, args) -> int:
         gmap,
         Path(out),
         spz_version=getattr(args, "spz_version", 4),
+        spz_axes=getattr(args, "spz_axes", "stored"),
         overwrite=getattr(args, "overwrite", False),
         inputs=inputs,
     )

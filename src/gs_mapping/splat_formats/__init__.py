@@ -31,7 +31,7 @@ from ..ply import from_ply_elements, read_elements, read_file, save_ply, warn_if
 from .antimatter_splat import read_splat, write_splat
 from .compressed_ply import from_elements, is_compressed_ply
 from .sog import load_sog
-from .spz import read_spz, write_spz
+from .spz import SPZ_AXES, read_spz, turn_axes, write_spz
 
 __all__ = [
     "kind_of",
@@ -79,11 +79,20 @@ def can_write(path: str | Path) -> bool:
     return kind_of(path) in WRITE_KINDS and not str(path).lower().endswith(".compressed.ply")
 
 
-def load_splats(path: str | Path, tile_size: float | None = None) -> GaussianMap:
-    """Any supported scene file → GaussianMap. :class:`MapError` (one line) on anything wrong."""
+def _check_axes(spz_axes: str) -> None:
+    if spz_axes not in SPZ_AXES:
+        raise MapError(f"SPZ axes must be one of {', '.join(SPZ_AXES)}, got {spz_axes!r}")
+
+
+def load_splats(path: str | Path, tile_size: float | None = None, spz_axes: str = "stored") -> GaussianMap:
+    """Any supported scene file → GaussianMap. :class:`MapError` (one line) on anything wrong.
+    ``spz_axes`` "rub": an SPZ's RUB axes are turned into PLY's RDF (:data:`.spz.SPZ_AXES`)."""
     path = Path(path)
+    _check_axes(spz_axes)
     try:
         gmap = _load(path, tile_size)
+        if spz_axes == "rub" and kind_of(path) == "spz":
+            gmap = turn_axes(gmap)
     except MemoryError:  # what check_room could not foresee (a limit set with ulimit -v)
         raise MapError(f"{path}: out of memory while reading it") from None
     if tile_size is not None:
@@ -117,11 +126,14 @@ def save_splats(
     path: str | Path,
     *,
     spz_version: int = 4,
+    spz_axes: str = "stored",
     overwrite: bool = False,
     inputs=(),
 ) -> int:
-    """Write ``gmap`` as the format its name says (.ply, .spz or .splat); returns the bytes written."""
+    """Write ``gmap`` as the format its name says (.ply, .spz or .splat); returns the bytes written.
+    ``spz_axes`` "rub": the scene's PLY axes (RDF) are turned into SPZ's RUB (:data:`.spz.SPZ_AXES`)."""
     path = Path(path)
+    _check_axes(spz_axes)
     if not can_write(path):
         raise MapError(
             f"{path}: writing {path.suffix or 'this'} is not supported here ({WRITE_NAMES}; for SOG and "
@@ -132,7 +144,10 @@ def save_splats(
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
         return path.stat().st_size
     try:
-        data = write_spz(gmap, spz_version, target=str(path)) if kind == "spz" else write_splat(gmap)
+        if kind == "spz":
+            data = write_spz(turn_axes(gmap) if spz_axes == "rub" else gmap, spz_version, target=str(path))
+        else:
+            data = write_splat(gmap)
     except MapError as exc:  # (the writers do not know the file's name)
         raise MapError(f"{path}: {exc}") from None
     if kind == "splat" and gmap.sh_degree:  # after writing: a refused scene gets its error line only

@@ -136,6 +136,29 @@ def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
+# SPZ's axes. Its specification stores RUB (x right, y up, z back: OpenGL, three.js), where a
+# trainer's PLY is RDF (y down, z forward); Niantic's library converts only when told the source's
+# system (its default, "unspecified", stores what it is given, as the reference vectors do), while
+# PlayCanvas' splat-transform and SuperSplat turn PLY's RDF into RUB. "stored" takes the file's
+# axes as they are (the default: Niantic's bytes); "rub" turns PLY's axes into SPZ's on writing and
+# back on reading: 180° about x, its own inverse.
+SPZ_AXES = ("stored", "rub")
+# The sign of each SH basis function (3DGS order, DC first) under y → −y, z → −z: (−1)^(its degree
+# in y + its degree in z), from the basis' polynomials (render.sh.sh_basis).
+_TURN_SH_SIGNS = np.array([1, -1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], np.float32)
+
+
+def turn_axes(gmap: GaussianMap) -> GaussianMap:
+    """The scene turned 180° about x (PLY's RDF ⇄ SPZ's RUB): positions' y and z negated, each
+    rotation conjugated by the turn (x, y, z, w) → (x, −y, −z, w), and the SH coefficients whose
+    basis function is odd in y and z negated. A copy; its own inverse."""
+    out = gmap.copy()
+    out.means[:, 1:] *= -1
+    out.quats[:, 1:3] *= -1
+    out.sh *= _TURN_SH_SIGNS[: gmap.num_sh, None]
+    return out
+
+
 def pack_attributes(
     gmap: GaussianMap, version: int = LATEST, fractional_bits: int | None = None
 ) -> list[bytes]:
