@@ -499,3 +499,35 @@ def test_a_scene_without_ids_is_written_without_them_until_edited(tmp_path):
     save_ply(back, tmp_path / "e.ply")
     again = load_ply(tmp_path / "e.ply")
     assert not again.ids_implicit and again.ids.tolist() == back.ids.tolist() == [1, *range(4, 22)]
+
+
+def test_mip_splatting_3d_filter_is_folded_in(tmp_path, caplog):
+    """Mip-Splatting's PLYs carry ``filter_3D``, a smoothing its renderer adds to every Gaussian
+    (variance + filter² on each axis, opacity × √(det Σ / det(Σ + filter² I))). It was dropped, so
+    such a scene rendered sharper and more opaque. Checked against the rule's consequences: each
+    axis' variance grows by exactly filter², the Gaussian's mass (opacity × the product of its
+    scales) is kept, and a zero filter changes nothing."""
+    g = synthetic_map(300, 1, seed=7)
+    f = np.random.default_rng(7).uniform(0.0, 0.05, 300).astype(np.float32)
+    f[:10] = 0.0
+    cols = _columns(g)
+    _write_ply(tmp_path / "plain.ply", cols)
+    _write_ply(tmp_path / "mip.ply", {**cols, "filter_3D": f})
+    plain = load_ply(tmp_path / "plain.ply")
+    with caplog.at_level("INFO"):
+        mip = load_ply(tmp_path / "mip.ply")
+    assert "3D filter folded" in caplog.text
+    var0, var1 = (
+        np.exp(2.0 * plain.log_scales.astype(np.float64)),
+        np.exp(2.0 * mip.log_scales.astype(np.float64)),
+    )
+    assert np.allclose(var1, var0 + (f.astype(np.float64) ** 2)[:, None], rtol=1e-5)
+    mass0 = plain.opacities().astype(np.float64) * np.sqrt(var0.prod(1))
+    mass1 = mip.opacities().astype(np.float64) * np.sqrt(var1.prod(1))
+    assert np.allclose(mass1, mass0, rtol=1e-4)
+    assert np.allclose(mip.opacity_logits[:10], plain.opacity_logits[:10], atol=1e-5)
+    assert np.array_equal(mip.sh, plain.sh) and np.array_equal(mip.means, plain.means)
+    f[3] = -0.01
+    _write_ply(tmp_path / "bad.ply", {**cols, "filter_3D": f})
+    with pytest.raises(MapError, match=r"'filter_3D' of Gaussian 3 \(row in file\) is -0.01"):
+        load_ply(tmp_path / "bad.ply")

@@ -300,6 +300,32 @@ def warn_if_antialiased(comments: list[str], path) -> None:
 # A double beyond float32's range becomes ±inf (and a NaN stays NaN) in the float32 map, then
 # follows the ±inf rule of clamp_nonfinite like an infinity in the file: no numpy warning lines.
 @np.errstate(over="ignore", invalid="ignore")
+def fold_3d_filter(log_scales: np.ndarray, opacity_logits: np.ndarray, filt: np.ndarray, path):
+    """Mip-Splatting's 3D smoothing filter (its PLYs' ``filter_3D``, a standard deviation per
+    Gaussian), folded into the Gaussian as its renderer draws it: each axis' variance grows by
+    filter², and the opacity shrinks by √(det Σ / det(Σ + filter² I)) so the Gaussian's mass stays.
+    Read without it, such a scene renders sharper and more opaque than it was trained. A negative or
+    non-finite filter is one :class:`MapError`."""
+    f = np.asarray(filt, np.float64)
+    bad = ~np.isfinite(f) | (f < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise MapError(
+            f"{path}: 'filter_3D' of Gaussian {row} (row in file) is {f[row]:.6g}, not a finite value >= 0"
+        )
+    var = np.exp(2.0 * log_scales.astype(np.float64))
+    wide = var + (f * f)[:, None]
+    coef = np.sqrt(np.prod(var / np.where(wide > 0, wide, 1.0), axis=1))
+    p = coef / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
+    with np.errstate(divide="ignore"):
+        logits = np.log(p) - np.log1p(-p)
+    log.info(f"{path}: Mip-Splatting's 3D filter folded into the scales and opacities")
+    return (
+        (0.5 * np.log(np.where(wide > 0, wide, np.exp(2.0 * log_scales)))).astype(np.float32),
+        np.clip(logits, -30.0, 30.0).astype(np.float32),
+    )
+
+
 def from_ply_elements(
     elements: dict, comments: list[str], path, tile_size: float | None = None
 ) -> GaussianMap:
@@ -357,6 +383,8 @@ def from_ply_elements(
         str(path),
     )
     quats = unit_rotations(xyzw, str(path))
+    if "filter_3D" in names:
+        log_scales, opacity = fold_3d_filter(log_scales, opacity, _col(data, "filter_3D"), path)
     levels = None
     if "level" in names:  # refused, never wrapped: a level is an integer 0..255 (uchar)
         lv = data["level"].astype(np.float64)
