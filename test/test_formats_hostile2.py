@@ -556,6 +556,38 @@ def test_the_memory_check_covers_what_reading_and_converting_take(tmp_path, sh, 
     )
 
 
+_ASCII_PROBE = """
+import json, resource, sys
+from gs_mapping.ply import load_ply
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+g = load_ply(sys.argv[1])
+print(json.dumps([len(g), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before]))
+"""
+
+
+@pytest.mark.slow  # ~10 s: 5M rows
+def test_ascii_ply_memory_is_a_few_times_the_file(tmp_path):
+    """An ASCII PLY of many short rows (here an extra element of 5M one-byte rows before one
+    Gaussian) took ~29 × its size as Python strings; rows are now found by their line ends and
+    parsed element by element, in a fresh process."""
+    import subprocess
+    import sys
+
+    n = 5_000_000
+    props = "x y z f_dc_0 f_dc_1 f_dc_2 opacity scale_0 scale_1 scale_2 rot_0 rot_1 rot_2 rot_3".split()
+    head = f"ply\nformat ascii 1.0\nelement foo {n}\nproperty uchar a\nelement vertex 1\n"
+    head += "".join(f"property float {p}\n" for p in props) + "end_header\n"
+    path = tmp_path / "rows.ply"
+    path.write_bytes(head.encode() + b"10\n" * n + b"1 2 3 0.1 0.2 0.3 0 -3 -3 -3 1 0 0 0\n")
+    r = subprocess.run(
+        [sys.executable, "-c", _ASCII_PROBE, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    count, used = json.loads(r.stdout.strip().splitlines()[-1])
+    assert count == 1
+    assert used < 10 * path.stat().st_size, f"{used / path.stat().st_size:.1f} x the file"
+
+
 @pytest.mark.parametrize("name", ["zero.ply", "zero.spz", "zero.splat", "zero.compressed.ply", "zero.sog"])
 def test_a_device_named_like_a_scene_is_not_read(tmp_path, name):
     (tmp_path / name).symlink_to("/dev/zero")
