@@ -96,11 +96,16 @@ def test_invalid_depth_is_skipped_and_counted(caplog):
     f.depth[:] = 0.0
     d = m.add_frame(f)
     assert not d.is_keyframe and m.stats.skipped_invalid_depth == 1 and len(m.gmap) == 0
-    assert "depth image invalid" in caplog.text
+    assert "depth unusable: 0% of its pixels within [" in caplog.text
     g = _frame(0.0, 1)
     g.depth[:] = np.nan
     m.add_frame(g)
     assert m.stats.skipped_invalid_depth == 2 and m.stats.frames == 0
+    mm = _frame(0.0, 9)
+    mm.depth *= 1000.0  # millimetres in a 32FC1 (metres) image: every pixel beyond max_depth_m
+    assert not IncrementalMapper(_cfg(), "cpu").add_frame(mm).is_keyframe
+    assert "(millimetres in a 32FC1 image?" in caplog.text and "median depth 1.5e+03 m" in caplog.text
+    assert m.stats.invalid_depth_reason.startswith("0% of its pixels")
 
 
 def test_keyframe_selection_by_motion_and_overlap():

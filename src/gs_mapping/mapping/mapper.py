@@ -38,6 +38,7 @@ class MapperStats:
     frames: int = 0
     keyframes: int = 0
     skipped_invalid_depth: int = 0
+    invalid_depth_reason: str = ""  # the first skipped frame's
     rejected_steps: int = 0
     steps: int = 0
     seeded: int = 0
@@ -118,17 +119,38 @@ class IncrementalMapper:
 
     # -- mapping -----------------------------------------------------------------------------------
     def depth_is_valid(self, frame: Frame) -> bool:
-        d = frame.depth
-        ok = np.isfinite(d) & (d >= self.cfg.min_depth_m) & (d <= self.cfg.max_depth_m)
-        return d.shape == frame.rgb.shape[:2] and ok.mean() >= self.cfg.min_valid_depth_fraction
+        return self.depth_problem(frame) is None
+
+    def depth_problem(self, frame: Frame) -> str | None:
+        """Why a frame's depth cannot be mapped (too few pixels within [min_depth_m, max_depth_m]),
+        or None."""
+        d, cfg = frame.depth, self.cfg
+        if d.shape != frame.rgb.shape[:2]:
+            return (
+                f"depth image is {d.shape[1]}x{d.shape[0]}, colour {frame.rgb.shape[1]}x{frame.rgb.shape[0]}"
+            )
+        ok = np.isfinite(d) & (d >= cfg.min_depth_m) & (d <= cfg.max_depth_m)
+        if ok.mean() >= cfg.min_valid_depth_fraction:
+            return None
+        why = (
+            f"{100 * float(ok.mean()):.0f}% of its pixels within [{cfg.min_depth_m}, {cfg.max_depth_m}] m "
+            f"(mapper.min_valid_depth_fraction {cfg.min_valid_depth_fraction})"
+        )
+        measured = d[np.isfinite(d) & (d > 0)]
+        if measured.size:
+            median = float(np.median(measured))
+            why += f"; median depth {median:.3g} m"
+            if median > 100 * cfg.max_depth_m:
+                why += " (millimetres in a 32FC1 image? 32FC1 depth is metres, 16UC1 millimetres)"
+        return why
 
     def add_frame(self, frame: Frame) -> KeyframeDecision:
         """Feed one mapping frame (never a held-out one). Invalid depth: skipped and counted."""
-        if not self.depth_is_valid(frame):
+        problem = self.depth_problem(frame)
+        if problem is not None:
             self.stats.skipped_invalid_depth += 1
-            log.warning(
-                f"frame at {frame.stamp_ns} ns: depth image invalid ({100 * float(np.mean(frame.depth > 0)):.0f}% valid pixels): skipped",
-            )
+            self.stats.invalid_depth_reason = self.stats.invalid_depth_reason or problem
+            log.warning(f"frame at {frame.stamp_ns} ns: depth unusable: {problem}: skipped")
             return KeyframeDecision(False, "invalid depth")
         self.stats.frames += 1
         depth = self._clean_depth(frame.depth)

@@ -163,7 +163,8 @@ def map_bag(
     map_seconds = time.perf_counter() - t0
     map_cpu_seconds = time.process_time() - c0
     if mapper.stats.keyframes == 0:
-        why = f"; first: {fstats.reasons[0]}" if fstats.reasons else ""
+        first = fstats.reasons[0] if fstats.reasons else mapper.stats.invalid_depth_reason
+        why = f"; first: {first}" if first else ""
         raise GsMappingError(
             f"{bag_path}: no usable frame to map ({fstats.pairs} colour/depth pairs, "
             f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped{why})"
