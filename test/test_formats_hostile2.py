@@ -446,6 +446,18 @@ def test_sog_image_with_more_pixels_than_its_gaussians_justify(tmp_path):
     _refused(tmp_path / "big.sog", "quats.webp is 4096×4096 for 400 Gaussians")
 
 
+def test_sog_palette_of_the_wrong_width_says_its_width(tmp_path):
+    """The SH palette's width is fixed by its band count (64 × coefficients): a wrong one is named
+    with the width it must have (it read "is 256×32 for 0 Gaussians")."""
+    files = dict(_sog_files())
+    files["shN_centroids.webp"] = _webp(np.zeros((32, 256, 4), np.uint8))  # 2 bands: 512 wide
+    with zipfile.ZipFile(tmp_path / "w.sog", "w") as out:
+        for name, d in files.items():
+            out.writestr(name, d)
+    msg = _refused(tmp_path / "w.sog", "shN_centroids.webp is 256×32: its width must be 512")
+    assert "for 0 Gaussians" not in msg
+
+
 def test_sog_zip_bomb_is_not_inflated(tmp_path):
     """A member far larger than an image of the scene's pixels can take is refused before it is
     inflated (here 256 MB of zeros in 250 KB; zipfile stops at a member's stated size, so a

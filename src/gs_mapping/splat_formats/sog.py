@@ -140,7 +140,10 @@ def _image(
         w, h = img.size
         if widths is not None:  # SOG version 1 names the SH band count by the image width only
             width = w if w in widths else -1
-        if w * h < count or w * h > max_pixels or (width is not None and w != width):
+        if width is not None and w != width:
+            want = " or ".join(str(v) for v in widths) if widths is not None else str(width)
+            raise MapError(f"{files.path}: SOG image {name} is {w}×{h}: its width must be {want}")
+        if w * h < count or w * h > max_pixels:
             raise MapError(f"{files.path}: SOG image {name} is {w}×{h} for {count} Gaussians")
         return np.asarray(img.convert("RGBA"), np.uint8)  # (h, w, 4)
     except MapError:
