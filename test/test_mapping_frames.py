@@ -95,3 +95,25 @@ def test_missing_topic_is_a_bag_error(kitchen_bag):
 
     with pytest.raises(BagError, match="/nope"):
         list(read_frames(kitchen_bag, TopicsConfig(color="/nope")))
+
+
+def test_messages_recorded_twice_are_skipped_once_said(kitchen_bag, tmp_path, caplog):
+    """A bag with every image twice (recorded by two recorders, or merged with itself): each frame
+    is read once, and the repeats are counted as such, not as 'messages that found no partner'."""
+    with BagReader(kitchen_bag) as r, BagWriter(tmp_path / "twice") as w:
+        for name, typ in TYPES.items():
+            w.add_topic(name, typ, latched=name == T.tf_static)
+        seen = {T.color: 0, T.depth: 0}
+        for topic, stamp, msg in r.messages(list(TYPES)):
+            if topic in seen:
+                if seen[topic] >= 6:
+                    continue
+                seen[topic] += 1
+                w.write(topic, stamp, msg)
+            w.write(topic, stamp, msg)
+    stats = FrameStats()
+    with caplog.at_level(logging.WARNING):
+        frames = list(read_frames(tmp_path / "twice", stats=stats))
+    assert len(frames) == 6 and [f.index for f in frames] == list(range(6))
+    assert stats.duplicates == 12 and stats.unpaired == 0 and stats.skipped == 0
+    assert "12 colour/depth messages repeat the stamp" in caplog.text and "no partner" not in caplog.text

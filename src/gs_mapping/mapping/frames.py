@@ -52,6 +52,7 @@ class FrameStats:
     invalid_depth: int = 0
     no_camera_info: int = 0
     unpaired: int = 0  # colour or depth images the synchroniser could not pair
+    duplicates: int = 0  # a message with the stamp of the one before it on its topic (recorded twice)
     reasons: list[str] = field(default_factory=list)
     strict: bool = False  # an undecodable message in the bag is an error (else counted and skipped)
     bad_messages: dict[str, int] = field(default_factory=dict)  # "topic (type)" → undecodable, skipped
@@ -284,8 +285,14 @@ def read_frames(
             if topics.depth_camera_info and not cloud_topic
             else None
         )
+        last: dict[str, int] = {}
         for topic, _stamp, msg in bag.messages([topics.color, geometry_topic]):
-            pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+            stamp = stamp_to_ns(msg.header.stamp)
+            if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
+                stats.duplicates += 1
+                continue
+            last[topic] = stamp
+            pair = sync.add(topic, stamp, msg)
             if pair is None:
                 continue
             color_msg, depth_msg = pair
@@ -332,6 +339,10 @@ def read_frames(
                 stats.skip("invalid_depth", f"{where}: {exc}")
                 continue
             yield frame
+        if stats.duplicates:
+            log.warning(
+                f"{stats.duplicates} colour/depth messages repeat the stamp of the one before them: skipped"
+            )
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
             log.warning(

@@ -211,6 +211,7 @@ def map_bag(
             "keyframes": mapper.stats.keyframes,
             "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,
             "undecodable_messages": dict(fstats.bad_messages),  # skipped; --strict makes them errors
+            "duplicate_messages": fstats.duplicates,  # the stamp of the one before on the topic: skipped
             "skipped_detail": {
                 "no_pose": fstats.no_pose,
                 "no_camera_info": fstats.no_camera_info,
