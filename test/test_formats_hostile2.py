@@ -597,7 +597,7 @@ def test_ascii_ply_memory_is_a_few_times_the_file(tmp_path):
     assert r.returncode == 0, r.stderr
     count, used = json.loads(r.stdout.strip().splitlines()[-1])
     assert count == 1
-    assert used < 10 * path.stat().st_size, f"{used / path.stat().st_size:.1f} x the file"
+    assert used < 6 * path.stat().st_size, f"{used / path.stat().st_size:.1f} x the file"  # 3.5 here
 
 
 @pytest.mark.parametrize("name", ["zero.ply", "zero.spz", "zero.splat", "zero.compressed.ply", "zero.sog"])
