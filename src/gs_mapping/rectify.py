@@ -3,7 +3,8 @@
 A raw image (``image_raw``, ``image_color``) is distorted by the model its CameraInfo names; the
 mapper, the depth registration and the renderer are pinhole. :class:`Rectifier` resamples an image
 into the pinhole camera of the same K, as ``cv2.undistort`` or image_proc's rectification with
-P = K do: for each pixel of the pinhole image it puts the ray through the model's forward
+P = K do (with one difference: a skew K[0, 1] is applied both ways here, where OpenCV drops it
+when it projects the distorted ray; skew is 0 in practice): for each pixel of the pinhole image it puts the ray through the model's forward
 distortion (closed form, so no iteration) and reads the raw image there. Colour is read bilinearly,
 with the edge pixels beyond the raw image's border (no black band to fit); depth by the nearest
 pixel (a bilinear read would invent depths between a foreground and its background), and 0
