@@ -184,3 +184,37 @@ def test_failed_final_save_leaves_previous_file_and_says_where_the_map_is(kitche
     assert len(rescued) == 2, [r.getMessage() for r in caplog.records]
     assert len(load_ply(rescued[0])) == len(node.mapper.gmap)
     assert np.array_equal(np.sort(load_ply(rescued[1]).ids), np.sort(receiver.store.gaussian_map().ids))
+
+
+def test_tf_served_after_the_images_does_not_freeze_the_pose(tmp_path):
+    """rclpy's executor serves subscriptions in creation order, so a frame whose messages wait
+    together (a bag player's burst, a busy node) reaches mapper_node as colour, depth, camera_info,
+    then /tf. With only /tf_static known the node anchored the map to the static tree's root
+    (base_link), which moves with the car: every later pose was the first one, 40 m from the truth,
+    with one warning. The frame now waits for its moving transform; the poses follow the world's."""
+    from gs_mapping.world import Drive
+    from gs_mapping.world.record import write_bag
+
+    drive = Drive.make(5, 4, "front", (128, 72))
+    write_bag(drive, tmp_path / "world", progress=False)
+    with BagReader(tmp_path / "world") as bag:
+        msgs = list(bag.messages())
+    cfg = MapperNode.load_config(_config(tmp_path))
+    t = cfg["mapper"].topics
+    t.color, t.depth, t.camera_info = (
+        "/cameras/front/image_raw",
+        "/cameras/front/depth",
+        "/cameras/front/camera_info",
+    )
+    rank = {"/tf_static": 0, t.color: 1, t.depth: 2, t.camera_info: 3, "/tf": 4}  # the executor's order
+    msgs = sorted((m for m in msgs if m[0] in rank), key=lambda m: (m[0] != "/tf_static", m[1], rank[m[0]]))
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), cfg)
+    for topic, stamp, msg in msgs:
+        bus.inject(topic, msg, stamp)
+    assert node.poses.anchor is None and node.mapper.stats.frames == 4
+    cam = drive.cameras[0]  # its T_map_cam is the extrinsic T_base_cam
+    for i in range(4):
+        np.testing.assert_allclose(
+            node.poses.lookup(cam.frame_id, drive.stamp_ns(i)), drive.pose(i) @ cam.T_map_cam, atol=1e-5
+        )

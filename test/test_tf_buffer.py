@@ -326,3 +326,23 @@ def test_add_message_keeps_the_good_transforms_of_a_bad_message():
     with pytest.raises(TFError, match="'b'"):
         buf.add_message(msg)
     assert buf.frames() == {"a": "map", "c": "map"}
+
+
+def test_live_map_poses_wait_for_a_moving_transform_before_anchoring():
+    """A node (live) with no map frame and only static transforms to the camera does not anchor to
+    the static tree's root, which moves with the robot: the lookup fails as 'may arrive'. Once the
+    odometry transform comes, it anchors at the tree's root (odom), as for an odometry-only robot."""
+    from gs_mapping.errors import transform_may_arrive
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer()
+    buf.add(ts("base_link", "cam", 0, (0.5, 0, 1)), static=True)
+    live = MapPoses(buf, "map", live=True)
+    with pytest.raises(UnknownFrameError, match="only static transforms reach 'cam'") as err:
+        live.lookup("cam", S)
+    assert transform_may_arrive(err.value) and live.anchor is None
+    assert MapPoses(buf, "map").lookup("cam", S) is not None  # a bag: a camera that does not move
+    buf.add(ts("odom", "base_link", S, (2, 0, 0)))
+    buf.add(ts("odom", "base_link", 2 * S, (3, 0, 0)))
+    assert np.allclose(live.lookup("cam", S), np.eye(4)) and live.anchor[0] == "odom"
+    assert np.allclose(live.lookup("cam", 2 * S)[:3, 3], (1, 0, 0))

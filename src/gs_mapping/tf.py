@@ -210,6 +210,10 @@ class TFBuffer:
     def is_static(self, child: str) -> bool:
         return self._edge(child).static
 
+    def moves(self, frame: str) -> bool:
+        """Whether a dynamic (``/tf``) transform lies between ``frame`` and its tree's root."""
+        return any(not e.static for e in self._chain(frame.lstrip("/")))
+
     def _edge(self, child: str) -> _Edge:
         try:
             return self._edges[child]
@@ -304,10 +308,17 @@ class MapPoses:
     the first pose asked for: the map is then the first frame's pose (said once, in the log).
 
     Robots often record only ``odom → base_link → …``; mapping in the first camera frame is then the
-    only honest choice (odom drifts, but so would any other anchor)."""
+    only honest choice (odom drifts, but so would any other anchor).
 
-    def __init__(self, tf: TFBuffer, map_frame: str, log=None):
-        self.tf, self.map_frame, self.log = tf, map_frame.lstrip("/"), log
+    ``live``: TF is still arriving (a node). A tree that only static transforms reach from the frame
+    is then not anchored to: its root moves with the robot (``base_link``), and the ``map`` or
+    ``odom`` transform may be a message behind (rclpy's executor serves the camera's subscriptions
+    before /tf's); anchoring there froze every later pose at the first. The lookup fails as "may
+    arrive" instead, so the node waits for it (``tf_wait_s``). A bag's TF is read whole first: a
+    static-only tree there is a camera that does not move."""
+
+    def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False):
+        self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
 
     def lookup(self, frame: str, stamp_ns: int | None) -> np.ndarray:
@@ -321,6 +332,12 @@ class MapPoses:
                     f"{', '.join(self.tf.all_frames()) or 'none'}"
                 )
             root = self.tf.root(frame)
+            if self.live and not self.tf.moves(frame):
+                raise UnknownFrameError(
+                    f"no {self.map_frame!r} frame, and only static transforms reach {frame!r} (root "
+                    f"{root}): waiting for the robot's moving transform (a camera that does not move: "
+                    f"set mapper.topics.map_frame to {root})"
+                )
             T_root_first = self.tf.lookup(root, frame, stamp_ns).matrix()
             self.anchor = (root, np.linalg.inv(T_root_first))
             if self.log is not None:

@@ -98,7 +98,7 @@ class MapperNode(NodeBase):
         )
         self.camera_info = None
         self.depth_info = None
-        self.poses = MapPoses(self.tf, t.map_frame, ctx.logger)
+        self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True)
         self.last_stamp_ns = -1
         self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
         self._before_info: tuple | None = None  # (colour, depth): the newest pair before any CameraInfo
