@@ -218,3 +218,19 @@ def test_tf_served_after_the_images_does_not_freeze_the_pose(tmp_path):
         np.testing.assert_allclose(
             node.poses.lookup(cam.frame_id, drive.stamp_ns(i)), drive.pose(i) @ cam.T_map_cam, atol=1e-5
         )
+
+
+def test_a_node_waiting_for_a_topic_says_so_on_the_console(tmp_path, caplog):
+    """The README's first launch with another camera's topics mapped nothing and said so only in
+    /diagnostics. A node that waits for an input now logs what, when it changes and every 30 s."""
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(_config(tmp_path)))
+    with caplog.at_level(logging.WARNING):
+        bus.advance(10**9)
+        bus.advance(2 * 10**9)
+    said = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(said) == 1 and "colour on /camera/color/image_raw" in said[0], said
+    assert "camera_info on /camera/color/camera_info" in node.diag.values["waiting_for"]
+    with caplog.at_level(logging.WARNING):
+        bus.advance(40 * 10**9)
+    assert sum("waiting for" in r.getMessage() for r in caplog.records) == 2

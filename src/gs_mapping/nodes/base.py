@@ -32,6 +32,7 @@ class NodeBase:
         self.ctx = ctx
         self.config = config
         self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
+        self._waiting_said: tuple[str, int] | None = None  # (what, when) report_waiting last logged
         self._diag_pub = ctx.create_publisher(
             "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS
         )
@@ -71,6 +72,26 @@ class NodeBase:
         cfg = self.config[section]
         for field, value in values.items():
             setattr(cfg, field, value)
+
+    # a node that waits for an input says so on the console when what it waits for changes, and
+    # again every this many seconds of node time (a wrong topic name shows in /diagnostics only,
+    # where a user starting the node does not look)
+    WAITING_REPEAT_S: ClassVar[float] = 30.0
+
+    def report_waiting(self, waiting: list[str]) -> None:
+        """``waiting``: the inputs no output can be made without that have not arrived (for
+        /diagnostics' ``waiting_for`` and the console)."""
+        if not waiting:
+            self.diag.values.pop("waiting_for", None)
+            self._waiting_said = None
+            return
+        said = ", ".join(waiting)
+        self.diag.values["waiting_for"] = said
+        now = self.ctx.now_ns()
+        last = self._waiting_said
+        if last is None or last[0] != said or now - last[1] >= self.WAITING_REPEAT_S * 1e9:
+            self._waiting_said = (said, now)
+            self.ctx.logger.warning(f"waiting for {said} (nothing arrived on it yet; check the topic names)")
 
     def publish_diagnostics(self) -> None:
         # hardware_id: the fully qualified node name ("~" resolved), so that the same node in two

@@ -253,10 +253,7 @@ class HDMapNode(NodeBase):
                 waiting += [f"camera_info on {info_topic(topic)}"] if not seen.get(info_topic(topic)) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
-        if waiting:
-            self.diag.values["waiting_for"] = ", ".join(waiting)
-        else:
-            self.diag.values.pop("waiting_for", None)
+        self.report_waiting(waiting)
         self.publish_diagnostics()
 
     # -- outputs -----------------------------------------------------------------------------------

@@ -361,11 +361,7 @@ class MapperNode(NodeBase):
 
     def on_diagnostics_timer(self) -> None:
         self._retry_waiting()  # a frame whose TF never comes is dropped once its wait is over
-        waiting = self.waiting_for() if self.mapper.stats.frames == 0 else []
-        if waiting:
-            self.diag.values["waiting_for"] = ", ".join(waiting)
-        else:
-            self.diag.values.pop("waiting_for", None)
+        self.report_waiting(self.waiting_for() if self.mapper.stats.frames == 0 else [])
         self.publish_diagnostics()
 
     # -- save / load -------------------------------------------------------------------------------
