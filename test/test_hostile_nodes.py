@@ -234,3 +234,33 @@ def test_a_node_waiting_for_a_topic_says_so_on_the_console(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         bus.advance(40 * 10**9)
     assert sum("waiting for" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_receiver_min_opacity_set_at_run_time_shows_at_once(tmp_path):
+    """``ros2 param set /map_receiver_node map_receiver_node.min_opacity 0.9`` answered success but
+    the cloud, published on change only, kept the old cut until the map changed (never, once the
+    mapper stopped). It is republished with the new cut, counted against the map's own opacities."""
+    from synthetic_maps import synthetic_map
+
+    from gs_map_share.snapshot import decode_map, encode_map
+    from gs_mapping.messages import bytes_to_uint8_multiarray
+
+    bus = ReplayBus()
+    rx = MapReceiverNode(bus.context("map_receiver_node"), MapReceiverNode.load_config(None))
+    clouds: list = []
+    bus.subscribe("/map_receiver_node/map_cloud", clouds.append)
+
+    def tick(t):  # node time passes, and what the timers published is delivered
+        bus.inject("/tick", None, t)
+
+    data, _ = encode_map(synthetic_map(400, 0, seed=3))
+    bus.inject("/mapper_node/map_snapshot", bytes_to_uint8_multiarray(data, bus.factory), 10**9)
+    tick(2 * 10**9)
+    op = decode_map(data).opacities()
+    assert clouds and clouds[-1].width * clouds[-1].height == int((op >= 0.05).sum())
+    n = len(clouds)
+    tick(4 * 10**9)
+    assert len(clouds) == n  # no change, no new cloud
+    rx.parameters_changed("map_receiver_node", {"min_opacity": 0.9})
+    tick(5 * 10**9)
+    assert len(clouds) == n + 1 and clouds[-1].width * clouds[-1].height == int((op >= 0.9).sum()) < len(op)

@@ -66,6 +66,11 @@ class MapReceiverNode(NodeBase):
         ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
         self.diag.values["device"] = "cpu"  # decoding and the cloud are numpy work
 
+    def parameters_changed(self, section: str, values: dict[str, Any]) -> None:
+        super().parameters_changed(section, values)
+        if "min_opacity" in values:  # the cloud is published on change only: show the new cut now
+            self._dirty = True
+
     def on_container(self, msg: Any) -> None:
         from gs_map_share.receiver import APPLIED, REJECTED, SNAPSHOT
 
