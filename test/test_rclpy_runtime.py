@@ -481,6 +481,12 @@ def test_run_node_spins_until_shutdown_and_refuses_bad_parameters(ros, tmp_path,
     assert run_node(MapReceiverNode, bad, rclpy.Context()) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "publish_rate_hz" in err[0], err
+    # a typo in a name of the node's own sections: rclpy keeps it and says nothing; refused here
+    typo = _args(tmp_path, "-p", "map_receiver_node.min_opacty:=0.9")
+    assert run_node(MapReceiverNode, typo, rclpy.Context()) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown parameter map_receiver_node.min_opacty" in err[0], err
+    assert "did you mean map_receiver_node.min_opacity?" in err[0], err
 
 
 def test_rclpy_runtime_docstring_does_not_claim_a_ros2_machine_check():

@@ -155,12 +155,34 @@ def create_node(node_cls: type, context: Any = None) -> tuple[Any, Any]:
     try:
         runtime = node_cls.runtime_parameters
         config = {s: declare_section(node, s, cls, runtime) for s, cls in node_cls.sections.items()}
+        _refuse_unknown_overrides(node, node_cls)
         obj = node_cls(RclpyContext(node), config)
     except BaseException:
         node.destroy_node()
         raise
     node.add_on_set_parameters_callback(_on_set_parameters(node, obj))
     return node, obj
+
+
+def _refuse_unknown_overrides(node: Any, node_cls: type) -> None:
+    """A value given for a parameter of one of this node's sections that the node does not have (a
+    typo: ``-p map_receiver_node.min_opacty:=0.9``, or a misspelt key in a params file) is a
+    :class:`ConfigError`: rclpy keeps overrides of undeclared names without a word, and the node ran
+    with the default. Names outside the node's sections (other nodes' sections in a ``/**`` file,
+    ``use_sim_time``, ``qos_overrides.…``, other packages' parameters) are not ours to judge.
+    ``_parameter_overrides`` is rclpy's own table of them (Humble and Jazzy)."""
+    import difflib
+
+    from ..errors import ConfigError
+
+    overrides = getattr(node, "_parameter_overrides", None) or {}
+    ours = set(node_cls.sections)
+    unknown = sorted(n for n in overrides if n.split(".", 1)[0] in ours and not node.has_parameter(n))
+    if unknown:
+        names = [f"{s}.{f}" for s, cls in node_cls.sections.items() for f in describe(cls)]
+        near = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise ConfigError(f"unknown parameter {unknown[0]}{hint}: {node_cls.name} has no such parameter")
 
 
 def close_node(node: Any, obj: Any) -> None:
