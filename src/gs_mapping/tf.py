@@ -77,6 +77,12 @@ class _Edge:
         s = self.stamps
         if self.static:
             return Transform(self.trans[0], self.rots[0])
+        if not s:  # cleared when time went back, no sample since
+            raise ExtrapolationError(
+                f"{lookup}: edge {self.parent} -> {self.child} has no sample since time went back",
+                future=True,
+                gap_ns=0,
+            )
         i = bisect.bisect_left(s, stamp)
         if i < len(s) and s[i] == stamp:
             return Transform(self.trans[i], self.rots[i])
@@ -111,6 +117,7 @@ class TFBuffer:
         self._edges: dict[str, _Edge] = {}  # child → edge
         self._frames: set[str] = set()
         self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
+        self.time_jumps = 0  # times a moving transform came from before the cache: moving ones cleared
 
     @classmethod
     def from_config(cls, cfg: TFConfig) -> TFBuffer:
@@ -155,6 +162,19 @@ class TFBuffer:
                 f"{where}: edge {parent} -> {child} is {kinds[not edge.static]} "
                 f"but this sample is {kinds[not static]}"
             )
+        if (
+            not edge.static
+            and self.cache_ns is not None
+            and edge.stamps
+            and stamp < edge.stamps[-1] - self.cache_ns
+        ):
+            # older than the cache keeps: time went back (a bag played in a loop, a simulator reset).
+            # As tf2_ros on a backward clock jump: every moving transform is forgotten, static ones
+            # stay; else the new samples were pruned as they came and no lookup worked again
+            for e in self._edges.values():
+                if not e.static:
+                    e.stamps, e.trans, e.rots = [], [], []
+            self.time_jumps += 1
         edge.insert(stamp, t, q)
         if not edge.static and self.cache_ns is not None:
             edge.prune(edge.stamps[-1] - self.cache_ns)
@@ -203,7 +223,14 @@ class TFBuffer:
 
     def edges(self) -> list[EdgeInfo]:
         return [
-            EdgeInfo(c, e.parent, e.static, len(e.stamps), e.stamps[0], e.stamps[-1])
+            EdgeInfo(
+                c,
+                e.parent,
+                e.static,
+                len(e.stamps),
+                e.stamps[0] if e.stamps else 0,
+                e.stamps[-1] if e.stamps else 0,
+            )
             for c, e in sorted(self._edges.items())
         ]
 

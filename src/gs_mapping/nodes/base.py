@@ -73,6 +73,21 @@ class NodeBase:
         for field, value in values.items():
             setattr(cfg, field, value)
 
+    # a frame this much older than the last one is not a late message but time that went back (a
+    # bag played with --loop, a simulator reset): the node starts its stamps over instead of
+    # dropping every later frame as "not after the previous one"
+    TIME_JUMP_S: ClassVar[float] = 5.0
+
+    def time_went_back(self, stamp_ns: int, last_ns: int) -> bool:
+        """Whether ``stamp_ns`` lies more than ``TIME_JUMP_S`` before ``last_ns`` (said in the log)."""
+        if last_ns < 0 or last_ns - stamp_ns <= self.TIME_JUMP_S * 1e9:
+            return False
+        self.ctx.logger.warning(
+            f"time went back {(last_ns - stamp_ns) / 1e9:.1f} s (a bag played in a loop?): frames start over"
+        )
+        self.diag.values["time_jumps"] = int(self.diag.values.get("time_jumps", 0)) + 1
+        return True
+
     # a node that waits for an input says so on the console when what it waits for changes, and
     # again every this many seconds of node time (a wrong topic name shows in /diagnostics only,
     # where a user starting the node does not look)

@@ -205,6 +205,8 @@ class HDMapNode(NodeBase):
         from ..messages import stamp_to_ns
 
         stamp = stamp_to_ns(msgs[0].header.stamp)
+        if self.time_went_back(stamp, self.last_stamp_ns):
+            self.last_stamp_ns = -1
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return

@@ -221,6 +221,8 @@ class MapperNode(NodeBase):
             )
             self._waiting = None
         stamp = stamp_to_ns(color[0].stamp)
+        if self.time_went_back(stamp, self.last_stamp_ns):
+            self.last_stamp_ns = -1
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return
@@ -355,6 +357,7 @@ class MapperNode(NodeBase):
         joined = subs > self._subscribers_seen
         self._subscribers_seen = subs
         period = self.node_cfg.snapshot_period_s
+        self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
         due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
         if joined or due:
             self.publish_snapshot()
