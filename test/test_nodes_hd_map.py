@@ -225,3 +225,33 @@ def test_the_shipped_model_follows_the_rig():
         node = HDMapNode(bus.context("hd_map_node"), _config(camera_topics=topics))
         assert node._model_path == str(path)
         assert node.predictor.region_name == region  # the ground each model is judged on
+
+
+def test_an_odometry_only_robot_is_told_to_name_its_odometry_frame(world_bag, tmp_path, caplog):
+    """A robot whose TF has no map frame (odom → base_link): fused lanes cannot be placed. That was
+    counted in /diagnostics only; it is said once on the console with the fix (hd_map_node.map_frame),
+    and with map_frame set to odom the lanes are fused and sent."""
+    import copy
+
+    from gs_mapping.bag import BagWriter
+
+    odom = tmp_path / "odom"
+    with BagReader(world_bag) as r, BagWriter(odom) as w:
+        for t in r.topics:
+            w.add_topic(t.name, t.type, latched=t.latched)
+        for topic, stamp, msg in r.messages():
+            if topic in ("/tf", "/tf_static"):
+                msg = copy.deepcopy(msg)
+                for tr in msg.transforms:
+                    tr.header.frame_id = "odom" if tr.header.frame_id == "map" else tr.header.frame_id
+            w.write(topic, stamp, msg)
+    with caplog.at_level("WARNING"):
+        _, (node,) = replay_bag(odom, tmp_path / "a", [HDMapNode], [_config(fuse=True)])
+    said = [r.getMessage() for r in caplog.records if "no pose of base_link in map" in r.getMessage()]
+    assert len(said) == 1 and "hd_map_node.map_frame" in said[0]
+    assert node.diag.summary()["dropped"]["lane_map_no_map_pose"] == 6
+    with BagReader(tmp_path / "a") as bag:
+        assert not bag.has_topic("/hd_map_node/lanes_delta")
+    replay_bag(odom, tmp_path / "b", [HDMapNode], [_config(fuse=True, map_frame="odom")])
+    _, _, deltas = _read(tmp_path / "b")
+    assert len(deltas) == 6

@@ -104,6 +104,7 @@ class HDMapNode(NodeBase):
         )
         self.infos: dict[str, Any] = {}
         self.last_stamp_ns = -1
+        self._said_no_map_pose = False
         self._lanes_prev: list = []
         self._lane_state = None
         self._next_lane_id = 1
@@ -274,6 +275,13 @@ class HDMapNode(NodeBase):
         except TFError as exc:
             T = None
             self.diag.drop("lane_map_no_map_pose", str(exc))
+            if not self._said_no_map_pose:  # (in /diagnostics only, an odometry-only robot saw nothing)
+                self._said_no_map_pose = True
+                self.ctx.logger.warning(
+                    f"no pose of {self.cfg.base_frame} in {self.cfg.map_frame}: lanes are not fused or "
+                    f"sent until there is ({exc}); a robot without a map frame: set "
+                    f"hd_map_node.map_frame to its odometry frame"
+                )
         if self.lane_map is None:  # per-frame lanes: markers in base_frame, ids matched frame to frame
             self.pub_markers.publish(
                 marker_array(self._markers(elements, None, self.cfg.base_frame, stamp), f)
