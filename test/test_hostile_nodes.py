@@ -313,3 +313,14 @@ def test_a_bag_played_in_a_loop_is_mapped_again_after_time_goes_back(tmp_path):
     np.testing.assert_allclose(
         node.poses.lookup(cam.frame_id, drive.stamp_ns(3)), drive.pose(3) @ cam.T_map_cam, atol=1e-5
     )
+
+
+@pytest.mark.shared_data
+def test_a_map_not_saved_at_shutdown_is_said(kitchen_bag, tmp_path, caplog):
+    """With the default empty save_path, shutdown threw the map away without a word."""
+    _bus, node, _ = _mapper_with_map(kitchen_bag, _config(tmp_path, tol=0.05))
+    with caplog.at_level(logging.INFO):
+        node.close()
+    assert (
+        f"map of {len(node.mapper.gmap)} Gaussians not saved: mapper_node.save_path is empty" in caplog.text
+    )

@@ -198,13 +198,25 @@ def test_node_config_dataclasses_have_defaults():
             assert dataclasses.is_dataclass(c)
 
 
+def _leaves(d: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in d.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+    return out
+
+
 def test_full_yaml_holds_the_defaults_of_every_node_section():
-    """config/full.yaml is the defaults file: each node section equals its dataclass defaults."""
+    """config/full.yaml is the defaults file: each node section equals its dataclass defaults and
+    names every parameter (a missing one fell back to its default unnoticed: tf_wait_s was not there)."""
     for n in NODES:
         cls = node_class(n)
         loaded = cls.load_config(REPO / "config" / "full.yaml")
         for section, cfg_cls in cls.sections.items():
             assert section in read_parameters(REPO / "config" / "full.yaml"), f"no {section} section"
+            named = _leaves(read_parameters(REPO / "config" / "full.yaml")[section])
+            assert named == set(describe(cfg_cls)), (
+                f"config/full.yaml: {section} misses {set(describe(cfg_cls)) - named}"
+            )
             assert loaded[section] == cfg_cls(), (
                 f"config/full.yaml: {section} differs from the code's defaults"
             )

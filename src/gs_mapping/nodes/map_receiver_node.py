@@ -121,7 +121,7 @@ class MapReceiverNode(NodeBase):
         self.diag.values["gaussians"] = len(gmap)
 
     def close(self) -> None:
-        if self.cfg.save_path and self.store.ready:
+        if self.store.ready:
             from .map_saving import final_save
 
             # never raises: a failed save goes to the temp directory and the log says where

@@ -32,7 +32,10 @@ def save_map(gmap, path: str, what: str = "map") -> None:
 
 def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> str | None:
     """Save at shutdown; on failure save to the temp directory and log where. The path written, if any."""
-    if not path or gmap is None or len(gmap) == 0:
+    if gmap is None or len(gmap) == 0:
+        return None
+    if not path:  # said, so that a map thrown away at shutdown is not a surprise
+        logger.info(f"{what} of {len(gmap)} Gaussians not saved: {node_name}.save_path is empty")
         return None
     try:
         save_map(gmap, path, what)
