@@ -496,3 +496,14 @@ def test_rclpy_runtime_docstring_does_not_claim_a_ros2_machine_check():
     doc = " ".join(rt.__doc__.split())
     assert "checked on a ROS 2 machine" not in doc and "test/test_rclpy_runtime.py" in doc
     assert "has not run against rclpy's C layer" in doc
+
+
+def test_ctrl_c_while_a_node_starts_is_quiet():
+    """Ctrl-C during the seconds an entry point spends importing (before rclpy takes SIGINT) printed
+    a KeyboardInterrupt traceback; it ends with 130, as after."""
+    from gs_mapping.runtime.rclpy_runtime import _main
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert _main(interrupted, torch_threads=False) == 130

@@ -234,28 +234,48 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
     return 0
 
 
-def main_hd_map_node() -> int:
-    prefer_single_thread_torch()
-    from ..nodes.hd_map_node import HDMapNode
+def _main(node_class_of: Callable[[], type], torch_threads: bool = True) -> int:
+    """An entry point's body. Ctrl-C before rclpy has taken SIGINT (the imports take seconds) ends
+    quietly with 130, as after it, instead of a KeyboardInterrupt traceback."""
+    try:
+        if torch_threads:
+            prefer_single_thread_torch()
+        return run_node(node_class_of())
+    except KeyboardInterrupt:
+        return 130
 
-    return run_node(HDMapNode)
+
+def main_hd_map_node() -> int:
+    def cls():
+        from ..nodes.hd_map_node import HDMapNode
+
+        return HDMapNode
+
+    return _main(cls)
 
 
 def main_mapper_node() -> int:
-    prefer_single_thread_torch()
-    from ..nodes.mapper_node import MapperNode
+    def cls():
+        from ..nodes.mapper_node import MapperNode
 
-    return run_node(MapperNode)
+        return MapperNode
+
+    return _main(cls)
 
 
 def main_map_receiver_node() -> int:
-    prefer_single_thread_torch()
-    from ..nodes.map_receiver_node import MapReceiverNode
+    def cls():
+        from ..nodes.map_receiver_node import MapReceiverNode
 
-    return run_node(MapReceiverNode)
+        return MapReceiverNode
+
+    return _main(cls)
 
 
 def main_map_server_node() -> int:
-    from ..nodes.map_server_node import MapServerNode
+    def cls():
+        from ..nodes.map_server_node import MapServerNode
 
-    return run_node(MapServerNode)
+        return MapServerNode
+
+    return _main(cls, torch_threads=False)
