@@ -16,11 +16,9 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
     :class:`ConfigError` in one line when a named topic is missing or of the wrong type, or when
     nothing can be found."""
     from ..bag import BagReader
-    from ..mapping.mapper_config import TopicsConfig
     from ..topics import discover, resolve_name
 
-    defaults, t = TopicsConfig(), cfg.topics
-    named = {k: getattr(t, k) for k in _FIELDS if getattr(t, k) != getattr(defaults, k)}
+    t, named = cfg.topics, _named(cfg)
     names = {k: given.get(k) or named.get(k) for k in (*_FIELDS, "cloud")}
     names = {k: resolve_name(v) if v else None for k, v in names.items()}
     with BagReader(bag_path) as bag:
@@ -38,10 +36,15 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
     return found.cloud
 
 
-def names_any(cfg, cloud: str = "") -> bool:
-    """Whether a parameter file named any of the mapper's topics (then a topic that cannot be found is
-    an error, not a warning)."""
+def _named(cfg) -> dict:
+    """The topics a parameter file sets: those that differ from their defaults."""
     from ..mapping.mapper_config import TopicsConfig
 
     defaults = TopicsConfig()
-    return bool(cloud) or any(getattr(cfg.topics, k) != getattr(defaults, k) for k in _FIELDS)
+    return {k: getattr(cfg.topics, k) for k in _FIELDS if getattr(cfg.topics, k) != getattr(defaults, k)}
+
+
+def names_any(cfg, cloud: str = "") -> bool:
+    """Whether a parameter file named any of the mapper's topics (then a topic that cannot be found is
+    an error, not a warning)."""
+    return bool(cloud) or bool(_named(cfg))
