@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bag import BagReader
     from ..errors import ConfigError
-    from ..nodes.context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+    from ..nodes.context import LATCHED_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
     from .run_node import make_context
 
     if not 0 < args.rate <= 1000:
@@ -48,7 +48,18 @@ def run(args: argparse.Namespace) -> int:
         pubs = {}
         for name in topics:
             info = bag.topic(name)
-            qos = LATCHED_QOS if info.latched else RELIABLE_QOS if name == "/tf" else SENSOR_QOS
+            # tf2's own QoS for the TF topics (a bag holds one /tf_static per static broadcaster:
+            # at depth 1 a late joiner kept only the last); other latched topics a state, the rest
+            # sensor data
+            qos = (
+                TF_STATIC_QOS
+                if name == "/tf_static"
+                else TF_QOS
+                if name == "/tf"
+                else LATCHED_QOS
+                if info.latched
+                else SENSOR_QOS
+            )
             pubs[name] = ctx.create_publisher(name, info.type, qos)
         end = time.monotonic() + args.wait_for_subscribers
         while time.monotonic() < end and not all(p.subscription_count() for p in pubs.values()):
