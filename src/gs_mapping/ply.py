@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MapError
-from .gaussians import GaussianMap, clamp_nonfinite
+from .gaussians import OPACITY_LOGIT_LIMIT, GaussianMap, clamp_nonfinite
 from .input_files import read_bytes
 from .output_files import write_bytes
 
@@ -331,17 +331,18 @@ def fold_3d_filter(log_scales: np.ndarray, opacity_logits: np.ndarray, filt: np.
         raise MapError(
             f"{path}: 'filter_3D' of Gaussian {row} (row in file) is {f[row]:.6g}, not a finite value >= 0"
         )
-    var = np.exp(2.0 * log_scales.astype(np.float64))
-    wide = var + (f * f)[:, None]
-    coef = np.sqrt(np.prod(var / np.where(wide > 0, wide, 1.0), axis=1))
-    p = coef / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
+    log_scales, opacity_logits = log_scales.copy(), opacity_logits.copy()
+    on = f > 0  # (a row without filter keeps its values exactly)
+    var = np.exp(2.0 * log_scales[on].astype(np.float64))
+    wide = var + (f[on] ** 2)[:, None]
+    p = np.sqrt(np.prod(var / wide, axis=1)) / (1.0 + np.exp(-opacity_logits[on].astype(np.float64)))
     with np.errstate(divide="ignore"):
         logits = np.log(p) - np.log1p(-p)
+    log_scales[on] = 0.5 * np.log(wide)
+    # p may round to 0 or 1 (logit ±inf): held at the suite's limit, which renders the same
+    opacity_logits[on] = np.clip(logits, -OPACITY_LOGIT_LIMIT, OPACITY_LOGIT_LIMIT)
     log.info(f"{path}: Mip-Splatting's 3D filter folded into the scales and opacities")
-    return (
-        (0.5 * np.log(np.where(wide > 0, wide, np.exp(2.0 * log_scales)))).astype(np.float32),
-        np.clip(logits, -30.0, 30.0).astype(np.float32),
-    )
+    return log_scales, opacity_logits
 
 
 # A double beyond float32's range becomes ±inf (and a NaN stays NaN) in the float32 map, then
