@@ -134,7 +134,7 @@ class Rectifier:
         return out.astype(depth.dtype).reshape(depth.shape)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # (a VGA camera's maps take ~20 MB)
 def _cached(width: int, height: int, K: bytes, model: str, d: bytes) -> Rectifier:
     return Rectifier(width, height, np.frombuffer(K), model, np.frombuffer(d))
 
