@@ -109,9 +109,7 @@ def match_ids(old: QMap, new: QMap) -> QMap:
     (a moved Gaussian: removed and added), and nothing for what did not."""
     if not len(old) or not len(new):
         first = int(old.ids[-1]) + 1 if len(old) else 1
-        out = new.copy()
-        out.ids = np.arange(first, first + len(new), dtype=np.uint64)
-        return out
+        return new.with_ids(np.arange(first, first + len(new), dtype=np.uint64))
     _, group = np.unique(np.concatenate([_row_keys(old), _row_keys(new)]), return_inverse=True)
     group = group.ravel().astype(np.int64)
     span = max(len(old), len(new)) + 1

@@ -82,9 +82,7 @@ def _tile(k) -> tuple[int, int, int]:
 
 def relabel(map_id: int, q: QMap) -> QMap:
     """A vehicle's rows with global ids (order kept: local ids ascending → global ascending)."""
-    out = q.copy()
-    out.ids = global_ids(map_id, q.ids)
-    return out
+    return q.with_ids(global_ids(map_id, q.ids))
 
 
 def merge_maps(vehicles: dict[int, QMap], tile_bits: int, sh_degree: int) -> QMap:

@@ -474,7 +474,14 @@ class QMap:
         return QMap(self.sh_degree, self.ids[rows], *(getattr(self, f)[rows] for f in _QFIELDS))
 
     def copy(self) -> QMap:
-        return self.take(slice(None))
+        """A copy with arrays of its own (``take(slice(None))`` shares them)."""
+        return QMap(self.sh_degree, self.ids.copy(), *(getattr(self, f).copy() for f in _QFIELDS))
+
+    def with_ids(self, ids: np.ndarray) -> QMap:
+        """These rows under other ids; the other arrays are shared, not copied."""
+        out = self.take(slice(None))
+        out.ids = ids
+        return out
 
     def equals(self, other: QMap) -> bool:
         return (
