@@ -174,29 +174,36 @@ def hd_doc() -> dict:
     return {"results": [{"vectors": vec}], "GTs": [{"vectors": [{"pts": [[0.1, 0], [0.1, 10]], "type": 0}]}]}
 
 
+def tf_message(f, stamp: int, parent: str, child: str, x: float):
+    """A TFMessage of one transform ``parent → child``, ``x`` metres along x, no rotation, made by
+    message factory ``f``."""
+    from gs_mapping.messages.factory import make_header
+
+    t = f.make(
+        "geometry_msgs/msg/TransformStamped",
+        header=make_header(stamp, parent, f),
+        child_frame_id=child,
+        transform=f.make(
+            "geometry_msgs/msg/Transform",
+            translation=f.make("geometry_msgs/msg/Vector3", x=x, y=0.0, z=0.0),
+            rotation=f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0),
+        ),
+    )
+    return f.make("tf2_msgs/msg/TFMessage", transforms=[t])
+
+
 def _tf_bag(path: Path, storage: str) -> Path:
     """A small bag of /tf, /tf_static and a String, in MCAP (our writer) or sqlite3 (rosbags')."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from gs_mapping.bag import BagWriter, default_typestore
     from gs_mapping.messages import RosbagsFactory
-    from gs_mapping.messages.factory import make_header
 
     ts = default_typestore()
     f = RosbagsFactory(ts)
 
     def tf(stamp, parent, child, x):
-        t = f.make(
-            "geometry_msgs/msg/TransformStamped",
-            header=make_header(stamp, parent, f),
-            child_frame_id=child,
-            transform=f.make(
-                "geometry_msgs/msg/Transform",
-                translation=f.make("geometry_msgs/msg/Vector3", x=x, y=0.0, z=0.0),
-                rotation=f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0),
-            ),
-        )
-        return f.make("tf2_msgs/msg/TFMessage", transforms=[t])
+        return tf_message(f, stamp, parent, child, x)
 
     msgs = [("/tf_static", 0, tf(0, "base_link", "camera", 0.2))]
     msgs += [

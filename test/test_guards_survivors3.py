@@ -267,24 +267,15 @@ def test_coarse_voxel_goes_to_the_gaussian_nearest_its_centre():
 
 def _play_bag(path):
     """A bag of two /tf_static messages (two static broadcasters, latched), /tf and a camera image."""
+    from hostile_cases import tf_message
+
     from gs_mapping.bag import BagWriter, default_typestore
     from gs_mapping.messages import RosbagsFactory, numpy_to_image
-    from gs_mapping.messages.factory import make_header
 
     f = RosbagsFactory(default_typestore())
 
     def tf(stamp, parent, child, x):
-        t = f.make(
-            "geometry_msgs/msg/TransformStamped",
-            header=make_header(stamp, parent, f),
-            child_frame_id=child,
-            transform=f.make(
-                "geometry_msgs/msg/Transform",
-                translation=f.make("geometry_msgs/msg/Vector3", x=x, y=0.0, z=0.0),
-                rotation=f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0),
-            ),
-        )
-        return f.make("tf2_msgs/msg/TFMessage", transforms=[t])
+        return tf_message(f, stamp, parent, child, x)
 
     with BagWriter(path) as bag:
         bag.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)

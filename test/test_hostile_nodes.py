@@ -186,12 +186,8 @@ def test_failed_final_save_leaves_previous_file_and_says_where_the_map_is(kitche
     assert np.array_equal(np.sort(load_ply(rescued[1]).ids), np.sort(receiver.store.gaussian_map().ids))
 
 
-def test_tf_served_after_the_images_does_not_freeze_the_pose(tmp_path):
-    """rclpy's executor serves subscriptions in creation order, so a frame whose messages wait
-    together (a bag player's burst, a busy node) reaches mapper_node as colour, depth, camera_info,
-    then /tf. With only /tf_static known the node anchored the map to the static tree's root
-    (base_link), which moves with the car: every later pose was the first one, 40 m from the truth,
-    with one warning. The frame now waits for its moving transform; the poses follow the world's."""
+def _world_drive(tmp_path):
+    """A 4-frame world drive: (the Drive, the bag's messages, a mapper_node config on its topics)."""
     from gs_mapping.world import Drive
     from gs_mapping.world.record import write_bag
 
@@ -206,6 +202,17 @@ def test_tf_served_after_the_images_does_not_freeze_the_pose(tmp_path):
         "/cameras/front/depth",
         "/cameras/front/camera_info",
     )
+    return drive, msgs, cfg
+
+
+def test_tf_served_after_the_images_does_not_freeze_the_pose(tmp_path):
+    """rclpy's executor serves subscriptions in creation order, so a frame whose messages wait
+    together (a bag player's burst, a busy node) reaches mapper_node as colour, depth, camera_info,
+    then /tf. With only /tf_static known the node anchored the map to the static tree's root
+    (base_link), which moves with the car: every later pose was the first one, 40 m from the truth,
+    with one warning. The frame now waits for its moving transform; the poses follow the world's."""
+    drive, msgs, cfg = _world_drive(tmp_path)
+    t = cfg["mapper"].topics
     rank = {"/tf_static": 0, t.color: 1, t.depth: 2, t.camera_info: 3, "/tf": 4}  # the executor's order
     msgs = sorted((m for m in msgs if m[0] in rank), key=lambda m: (m[0] != "/tf_static", m[1], rank[m[0]]))
     bus = ReplayBus()
@@ -282,20 +289,8 @@ def test_a_bag_played_in_a_loop_is_mapped_again_after_time_goes_back(tmp_path):
     than its 30 s cache). Now the node starts its stamps over, TF forgets its moving transforms
     (as tf2_ros on a backward jump; static ones stay), and the second pass is mapped at the world's
     poses."""
-    from gs_mapping.world import Drive
-    from gs_mapping.world.record import write_bag
-
-    drive = Drive.make(5, 4, "front", (128, 72))
-    write_bag(drive, tmp_path / "world", progress=False)
-    with BagReader(tmp_path / "world") as bag:
-        msgs = list(bag.messages())
-    cfg = MapperNode.load_config(_config(tmp_path))
+    drive, msgs, cfg = _world_drive(tmp_path)
     t = cfg["mapper"].topics
-    t.color, t.depth, t.camera_info = (
-        "/cameras/front/image_raw",
-        "/cameras/front/depth",
-        "/cameras/front/camera_info",
-    )
     used = {t.color, t.depth, t.camera_info, "/tf", "/tf_static"}
     msgs = [m for m in msgs if m[0] in used]
     bus = ReplayBus()
