@@ -131,8 +131,8 @@ class TFBuffer:
             self._add(ts, static)
         except TFError as exc:
             child = str(ts.child).lstrip("/")
-            if child and child not in self._frames:
-                self._refused[child] = str(exc)
+            if child and child not in self._frames and (child in self._refused or len(self._refused) < 1024):
+                self._refused[child] = str(exc)  # (bounded: a hostile stream of names cannot grow it)
             raise
 
     def _add(self, ts: TransformStamped, static: bool) -> None:
