@@ -271,6 +271,10 @@ def test_receiver_min_opacity_set_at_run_time_shows_at_once(tmp_path):
     rx.parameters_changed("map_receiver_node", {"min_opacity": 0.9})
     tick(5 * 10**9)
     assert len(clouds) == n + 1 and clouds[-1].width * clouds[-1].height == int((op >= 0.9).sum()) < len(op)
+    edge = float(np.sort(op)[len(op) // 2])  # a Gaussian exactly at the cut stays ("fainter than")
+    rx.parameters_changed("map_receiver_node", {"min_opacity": edge})
+    tick(6 * 10**9)
+    assert clouds[-1].width * clouds[-1].height == int((op >= edge).sum()) > int((op > edge).sum())
 
 
 def _shifted(msg, seconds: int):
