@@ -159,6 +159,10 @@ def for_images_on(intrinsics, image_topic: str):
 
 
 def pinhole_color(rgb: np.ndarray, intrinsics) -> np.ndarray:
-    """A colour image of the camera ``intrinsics`` (from :func:`for_images_on`) made pinhole."""
+    """A colour image of the camera ``intrinsics`` (from :func:`for_images_on`) made pinhole. An
+    image of another size than the CameraInfo's is returned as it is: the caller's size check names
+    it (make_frame, the HD predictor)."""
     rectifier = rectifier_for(intrinsics)
-    return rgb if rectifier is None else rectifier.color(rgb)
+    if rectifier is None or rgb.shape[:2] != (rectifier.height, rectifier.width):
+        return rgb
+    return rectifier.color(rgb)

@@ -124,6 +124,7 @@ def predict_bag(
         pending: dict[int, dict[str, object]] = {}
         gt_by_stamp: dict[int, dict] = {}
         has_gt = bag.has_topic(GT_TOPIC)
+        camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
         topics = (
             cams + [_info_topic(c) for c in cams] + ["/tf", "/tf_static"] + ([GT_TOPIC] if has_gt else [])
         )
@@ -136,10 +137,8 @@ def predict_bag(
             ims, cis, Ts = [], [], []
             for c in cams:
                 rgb, fid = frame[c]
-                info = for_images_on(infos[_info_topic(c)], c)
-                if rgb.shape[:2] == (info.height, info.width):  # (a wrong size: the predictor names it)
-                    rgb = pinhole_color(rgb, info)  # a distorted camera's raw image made pinhole
-                ims.append(rgb)
+                info = infos[_info_topic(c)]
+                ims.append(pinhole_color(rgb, info))  # a distorted camera's raw image made pinhole
                 cis.append(info)
                 try:
                     Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
@@ -171,7 +170,7 @@ def predict_bag(
                 doc = M.string_message_to_json(msg)
                 gt_by_stamp[int(doc.get("stamp_ns", 0))] = {"vectors": doc.get("vectors", [])}
             elif topic.endswith("camera_info"):
-                infos[topic] = M.camera_info_to_intrinsics(msg)
+                infos[topic] = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
                 # a driver may log a frame's CameraInfo just after its images (same stamp)
                 for ready in sorted(st for st, fr in pending.items() if _complete(fr, cams, infos)):
                     if not (max_frames and len(results) >= max_frames):

@@ -192,8 +192,9 @@ class HDMapNode(NodeBase):
     # -- inputs ------------------------------------------------------------------------------------
     def on_info(self, topic: str, msg: Any) -> None:
         from ..messages import camera_info_to_intrinsics
+        from ..rectify import for_images_on
 
-        self.infos[topic] = camera_info_to_intrinsics(msg)
+        self.infos[topic] = for_images_on(camera_info_to_intrinsics(msg), topic)  # (topic: the image's)
 
     def on_image(self, topic: str, msg: Any) -> None:
         from ..messages import stamp_to_ns
@@ -230,16 +231,16 @@ class HDMapNode(NodeBase):
 
     def _inputs(self, msgs: list[Any], stamp: int):
         from ..messages.camera_image import color_to_rgb
-        from ..rectify import for_images_on, pinhole_color
+        from ..rectify import pinhole_color
 
         images, infos, extrinsics = [], [], []
         for topic, msg in zip(self.cameras, msgs, strict=False):
             if topic not in self.infos:
                 raise MessageError(f"no CameraInfo yet on {info_topic(topic)}")
-            info = for_images_on(self.infos[topic], topic)
-            rgb = color_to_rgb(msg)  # any driver encoding, or a jpeg/png CompressedImage (grey → RGB)
-            if rgb.shape[:2] == (info.height, info.width):  # (a wrong size: the predictor names it)
-                rgb = pinhole_color(rgb, info)  # a distorted camera's raw image made pinhole
+            info = self.infos[topic]
+            # any driver encoding, or a jpeg/png CompressedImage (grey → RGB); a distorted camera's
+            # raw image made pinhole
+            rgb = pinhole_color(color_to_rgb(msg), info)
             frame_id = str(msg.header.frame_id) or info.frame_id
             images.append(rgb)
             infos.append(info)
