@@ -498,12 +498,14 @@ def test_rclpy_runtime_docstring_does_not_claim_a_ros2_machine_check():
     assert "has not run against rclpy's C layer" in doc
 
 
-def test_ctrl_c_while_a_node_starts_is_quiet():
+def test_ctrl_c_while_a_node_starts_is_quiet(monkeypatch):
     """Ctrl-C during the seconds an entry point spends importing (before rclpy takes SIGINT) printed
     a KeyboardInterrupt traceback; it ends with 130, as after."""
+    import gs_mapping.nodes.registry as registry
     from gs_mapping.runtime.rclpy_runtime import _main
 
-    def interrupted():
+    def interrupted(name):  # Ctrl-C while the node's module is being imported
         raise KeyboardInterrupt
 
-    assert _main(interrupted, torch_threads=False) == 130
+    monkeypatch.setattr(registry, "node_class", interrupted)
+    assert _main("map_server_node", torch_threads=False) == 130

@@ -234,48 +234,31 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
     return 0
 
 
-def _main(node_class_of: Callable[[], type], torch_threads: bool = True) -> int:
-    """An entry point's body. Ctrl-C before rclpy has taken SIGINT (the imports take seconds) ends
-    quietly with 130, as after it, instead of a KeyboardInterrupt traceback."""
+def _main(node: str, torch_threads: bool = True) -> int:
+    """An entry point's body for the registered node ``node``. Ctrl-C before rclpy has taken SIGINT
+    (the imports take seconds) ends quietly with 130, as after it, instead of a KeyboardInterrupt
+    traceback."""
+    from ..nodes.registry import node_class
+
     try:
         if torch_threads:
             prefer_single_thread_torch()
-        return run_node(node_class_of())
+        return run_node(node_class(node))
     except KeyboardInterrupt:
         return 130
 
 
 def main_hd_map_node() -> int:
-    def cls():
-        from ..nodes.hd_map_node import HDMapNode
-
-        return HDMapNode
-
-    return _main(cls)
+    return _main("hd_map_node")
 
 
 def main_mapper_node() -> int:
-    def cls():
-        from ..nodes.mapper_node import MapperNode
-
-        return MapperNode
-
-    return _main(cls)
+    return _main("mapper_node")
 
 
 def main_map_receiver_node() -> int:
-    def cls():
-        from ..nodes.map_receiver_node import MapReceiverNode
-
-        return MapReceiverNode
-
-    return _main(cls)
+    return _main("map_receiver_node")
 
 
 def main_map_server_node() -> int:
-    def cls():
-        from ..nodes.map_server_node import MapServerNode
-
-        return MapServerNode
-
-    return _main(cls, torch_threads=False)
+    return _main("map_server_node", torch_threads=False)
