@@ -4,6 +4,8 @@ save never stops a node, a frame whose TF is still in flight waits for it (tf2's
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,7 +164,14 @@ def test_save_to_read_only_or_directory_says_why_and_keeps_the_map(kitchen_bag, 
 
 
 @pytest.mark.shared_data
-def test_failed_final_save_leaves_previous_file_and_says_where_the_map_is(kitchen_bag, tmp_path, caplog):
+def test_failed_final_save_leaves_previous_file_and_says_where_the_map_is(
+    kitchen_bag, tmp_path, caplog, monkeypatch
+):
+    rescue_dir = (
+        tmp_path / "system-temp"
+    )  # the rescue goes to the system's temp directory: not /tmp in a test
+    rescue_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(rescue_dir))
     with read_only_dir(tmp_path, {"map.ply": b"previous"}) as ro:
         target = ro / "map.ply"
         bus, node, t = _mapper_with_map(kitchen_bag, _config(tmp_path, tol=0.05, save=target))
@@ -182,6 +191,7 @@ def test_failed_final_save_leaves_previous_file_and_says_where_the_map_is(kitche
         if "instead" in r.getMessage()
     ]
     assert len(rescued) == 2, [r.getMessage() for r in caplog.records]
+    assert all(Path(r).parent == rescue_dir for r in rescued)
     assert len(load_ply(rescued[0])) == len(node.mapper.gmap)
     assert np.array_equal(np.sort(load_ply(rescued[1]).ids), np.sort(receiver.store.gaussian_map().ids))
 
