@@ -342,7 +342,8 @@ class HDMapNode(NodeBase):
 
         state = quantize_lanes(lanes, self.cfg.lane_step_m)
         self._lane_seq += 1
-        snapshot = self._lane_state is None or self._lane_seq % self.cfg.snapshot_every == 1
+        # containers 1, n+1, 2n+1, …: with n = 1 every one (seq % 1 == 1 never held)
+        snapshot = self._lane_state is None or (self._lane_seq - 1) % self.cfg.snapshot_every == 0
         data = encode_lanes(
             None if snapshot else self._lane_state,
             state,
