@@ -44,6 +44,7 @@ MAX_PENDING = 64  # future deltas buffered per vehicle by default (map_server_no
 
 # outcomes of one container (counted per vehicle); DROPPED: a future delta beyond the pending bound
 APPLIED, SNAPSHOT, BUFFERED, REPLAYED, REJECTED = "applied", "snapshot", "buffered", "replayed", "rejected"
+COUNTED = (APPLIED, SNAPSHOT, BUFFERED, DROPPED, REPLAYED, REJECTED)  # per vehicle, in its diagnostics
 
 
 def global_ids(map_id: int, local_ids: np.ndarray) -> np.ndarray:
@@ -150,7 +151,8 @@ class Vehicle:
             "bytes_in": self.bytes_in,
             "pending": len(self.pending),
             "last_seen_ns": self.last_seen_ns,
-            **{k: v for k, v in sorted(self.counts.items())},
+            **{k: self.counts.get(k, 0) for k in COUNTED},  # zeros too: every documented field
+            **{k: v for k, v in sorted(self.counts.items()) if k not in COUNTED},
             "last_error": self.last_error,
         }
 

@@ -98,9 +98,15 @@ class _Binding:
 
     namespace: str
     map_id: int | None = None
-    token_alive: bool | None = None  # None: the runtime has no liveliness
+    tokens: set[str] | None = None  # its delta publishers' live tokens; None: none seen (or no liveliness)
     vanished: int = 0
     topics: list[str] = field(default_factory=list)
+
+    @property
+    def token_alive(self) -> bool | None:
+        """None: no token seen; True while any of its publishers' tokens is up (a restarted mapper's
+        new token can arrive before the old one's removal)."""
+        return None if self.tokens is None else bool(self.tokens)
 
 
 class MapServerNode(NodeBase):
@@ -219,12 +225,14 @@ class MapServerNode(NodeBase):
         if stored.global_rows:
             seq, g = replay(stored.global_rows, "global map")
             self.merge.global_map, self.merge.global_seq = g, seq
+            self._since_global_snapshot = len(stored.global_rows) - 1  # the deltas after the restart point
             ref = self.merge.reference_merge()
             if not ref.equals(g):  # e.g. the merge rule changed between versions: one delta to it
                 tiles = changed_tiles(g, ref, self.params.tile_bits)
                 data = self.merge.diff_to(ref)
                 self.store.commit([], Row(self.merge.global_seq, seq, data), tiles)
                 self.tile_seq.update({t: self.merge.global_seq for t in tiles})
+                self._since_global_snapshot += 1
         else:
             self.merge.global_seq = time.time_ns() // 1000
             self.store.compact_global(Row(self.merge.global_seq, 0, self.merge.snapshot()), 0)
@@ -299,6 +307,7 @@ class MapServerNode(NodeBase):
         if self.storage_failed or not (self._unacked or self.merge.pending_tiles):
             return
         t0 = time.perf_counter()
+        committed = self.merge.global_map, self.merge.global_seq  # (flush replaces, never edits, the map)
         f = self.merge.flush()
         rows = [(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in self._unacked]
         try:
@@ -307,6 +316,9 @@ class MapServerNode(NodeBase):
             else:
                 self.store.commit(rows, Row(f[2], f[1], f[0]), f[3])
         except FleetStoreError as exc:
+            # what is published (snapshots, region answers) stays what the store holds: a restart
+            # resumes from there, and would number different content with the uncommitted sequence
+            self.merge.global_map, self.merge.global_seq = committed
             self._storage_failed(exc)
             return
         if f is not None:
@@ -450,10 +462,14 @@ class MapServerNode(NodeBase):
         topic = parts[9].replace("%", "/")
         for b in self.bindings.values():
             if topic == b.topics[0]:
-                if b.token_alive and not alive:
+                was, b.tokens = b.token_alive, b.tokens if b.tokens is not None else set()
+                if alive:
+                    b.tokens.add(key)
+                else:
+                    b.tokens.discard(key)
+                if was and not b.token_alive:
                     b.vanished += 1
                     self.ctx.logger.warning(f"vehicle {b.namespace} vanished (liveliness token gone)")
-                b.token_alive = alive
 
     def on_diagnostics_timer(self) -> None:
         now = self.ctx.now_ns()
