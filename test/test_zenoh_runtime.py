@@ -187,6 +187,37 @@ def test_bad_endpoint_is_one_line_exit_2():
     assert proc.stderr.strip().count("\n") == 0 and "bogus" in proc.stderr and ".rs:" not in proc.stderr
 
 
+def test_a_node_that_cannot_start_exits_2_and_does_not_hang_on_its_open_session(tmp_path):
+    """The session is open before the node is built: a node refusing its configuration (here a
+    store that is no database) must still exit 2 at once, as on DDS, not live on in Zenoh's
+    threads (a supervisor would take it for a running server). No router is needed: the session
+    listens on its own and the node's error comes first."""
+    (tmp_path / "bad.sqlite3").write_bytes(b"garbage, not a database" * 10)
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text(
+        f"/**:\n  ros__parameters:\n    map_server_node:\n      store_path: {tmp_path / 'bad.sqlite3'}\n"
+    )
+    argv = [
+        "run",
+        "map_server_node",
+        "--transport",
+        "zenoh",
+        "--listen",
+        "tcp/127.0.0.1:0",
+        "--config",
+        str(cfg),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gs_mapping", *argv, "--connect", "tcp/127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "bad.sqlite3: not a usable SQLite database" in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+
+
 # ---- real processes --------------------------------------------------------------------------
 
 DOMAIN = 41

@@ -89,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
     check_ros_names(args.name, args.namespace)
     config = cls.load_config(args.config)
     ctx = make_context(args, args.name or cls.name)
-    node = cls(ctx, config)
+    try:
+        node = cls(ctx, config)
+    except BaseException:
+        ctx.close()  # a Zenoh session's threads would keep the process alive after the error line
+        raise
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     ctx.logger.info(f"{ctx.node_name} running on {args.transport}, ROS domain {ctx.domain_id}")
