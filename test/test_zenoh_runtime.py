@@ -187,7 +187,7 @@ def test_bad_endpoint_is_one_line_exit_2():
     assert proc.stderr.strip().count("\n") == 0 and "bogus" in proc.stderr and ".rs:" not in proc.stderr
 
 
-def test_a_node_that_cannot_start_exits_2_and_does_not_hang_on_its_open_session(tmp_path):
+def test_a_node_or_player_that_cannot_start_exits_2_and_does_not_hang_on_its_open_session(tmp_path):
     """The session is open before the node is built: a node refusing its configuration (here a
     store that is no database) must still exit 2 at once, as on DDS, not live on in Zenoh's
     threads (a supervisor would take it for a running server). No router is needed: the session
@@ -216,6 +216,17 @@ def test_a_node_that_cannot_start_exits_2_and_does_not_hang_on_its_open_session(
     assert proc.returncode == 2, proc.stderr
     assert "bad.sqlite3: not a usable SQLite database" in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr
+    (tmp_path / "bag").mkdir()  # and `play` given a bag it cannot open
+    (tmp_path / "bag" / "metadata.yaml").write_text("not: [a, bag")
+    argv = ["play", str(tmp_path / "bag"), "--transport", "zenoh", "--listen", "tcp/127.0.0.1:0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gs_mapping", *argv, "--connect", "tcp/127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot open bag" in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
 
 
 # ---- real processes --------------------------------------------------------------------------

@@ -43,37 +43,39 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.wait_for_subscribers <= 3600:  # (NaN is not)
         raise ConfigError(f"--wait-for-subscribers: must be 0..3600 s, got {args.wait_for_subscribers}")
     ctx = make_context(args, "bag_player")
-    with BagReader(args.bag, strict=args.strict) as bag:
-        topics = [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
-        pubs = {}
-        for name in topics:
-            info = bag.topic(name)
-            # tf2's own QoS for the TF topics (a bag holds one /tf_static per static broadcaster:
-            # at depth 1 a late joiner kept only the last); other latched topics a state, the rest
-            # sensor data
-            qos = (
-                TF_STATIC_QOS
-                if name == "/tf_static"
-                else TF_QOS
-                if name == "/tf"
-                else LATCHED_QOS
-                if info.latched
-                else SENSOR_QOS
-            )
-            pubs[name] = ctx.create_publisher(name, info.type, qos)
-        end = time.monotonic() + args.wait_for_subscribers
-        while time.monotonic() < end and not all(p.subscription_count() for p in pubs.values()):
-            ctx.spin_once(0.05)
-        start_wall, start_bag, sent = time.monotonic(), None, 0
-        for topic, stamp, msg in bag.messages(topics):
-            start_bag = stamp if start_bag is None else start_bag
-            delay = (stamp - start_bag) / 1e9 / args.rate - (time.monotonic() - start_wall)
-            if delay > 0:
-                time.sleep(delay)
-            pubs[topic].publish(msg)
-            sent += 1
-    skipped = "".join(f", skipped {n} undecodable on {kind}" for kind, n in bag.bad_messages.items())
-    print(f"played {sent} messages from {args.bag}{skipped}", flush=True)
-    time.sleep(0.5)  # let reliable writers flush before the participant goes away
-    ctx.close()
+    try:  # (a Zenoh session left open keeps the process alive after an error line)
+        with BagReader(args.bag, strict=args.strict) as bag:
+            topics = [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
+            pubs = {}
+            for name in topics:
+                info = bag.topic(name)
+                # tf2's own QoS for the TF topics (a bag holds one /tf_static per static broadcaster:
+                # at depth 1 a late joiner kept only the last); other latched topics a state, the rest
+                # sensor data
+                qos = (
+                    TF_STATIC_QOS
+                    if name == "/tf_static"
+                    else TF_QOS
+                    if name == "/tf"
+                    else LATCHED_QOS
+                    if info.latched
+                    else SENSOR_QOS
+                )
+                pubs[name] = ctx.create_publisher(name, info.type, qos)
+            end = time.monotonic() + args.wait_for_subscribers
+            while time.monotonic() < end and not all(p.subscription_count() for p in pubs.values()):
+                ctx.spin_once(0.05)
+            start_wall, start_bag, sent = time.monotonic(), None, 0
+            for topic, stamp, msg in bag.messages(topics):
+                start_bag = stamp if start_bag is None else start_bag
+                delay = (stamp - start_bag) / 1e9 / args.rate - (time.monotonic() - start_wall)
+                if delay > 0:
+                    time.sleep(delay)
+                pubs[topic].publish(msg)
+                sent += 1
+        skipped = "".join(f", skipped {n} undecodable on {kind}" for kind, n in bag.bad_messages.items())
+        print(f"played {sent} messages from {args.bag}{skipped}", flush=True)
+        time.sleep(0.5)  # let reliable writers flush before the participant goes away
+    finally:
+        ctx.close()
     return 0
