@@ -853,7 +853,7 @@ def test_attachment_length_prefix_must_be_16():
 
 
 # ================================================================================================
-# bugs this pass found (fixed)
+# bugs this pass and an outside check of the fleet found (fixed)
 
 
 def test_after_a_storage_failure_nothing_uncommitted_is_published(tmp_path):
@@ -956,3 +956,26 @@ def test_vehicle_diagnostics_carry_every_documented_field(tmp_path):
     documented += " silent liveliness vanished"
     assert (info.get("snapshot"), info.get("bytes_in"), info.get("gaussians")) == (1, len(data), 20)
     assert set(documented.split()) <= set(info), sorted(set(documented.split()) - set(info))
+
+
+@pytest.mark.parametrize("removed", [("",), ("-wal",), ("", "-wal", "-shm")], ids=["file", "wal", "all"])
+def test_a_store_removed_while_running_stops_ingest_and_acknowledges_nothing_more(tmp_path, removed):
+    """docs/fleet.md: 'a storage failure while running (disk full, file gone) stops ingest'. SQLite
+    goes on writing into a removed file (or -wal), which a restart never sees: a container arriving
+    after the removal must not be acknowledged, and the server says why."""
+    import os
+
+    store = tmp_path / "fleet.sqlite3"
+    bus, acks = ReplayBus(), []
+    bus.subscribe("/map_server_node/ack", lambda m: acks.append(json.loads(m.data)))
+    server = _server(bus, store, global_period_s=0.0)
+    stream, _ = _stream(1, 2)
+    _send(bus, "vehicle1", stream[0])
+    assert [a["seq"] for a in acks] == [10]
+    for suffix in removed:
+        os.unlink(f"{store}{suffix}")
+    _send(bus, "vehicle1", stream[1])
+    _send(bus, "vehicle1", stream[2])
+    assert [a["seq"] for a in acks] == [10]
+    assert "removed or replaced" in server.storage_failed
+    server.close()

@@ -75,9 +75,17 @@ def identity(global_map_id: int, frame_id: str, params: QuantParams, sh_degree: 
     }
 
 
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 class FleetStore:
     def __init__(self, path: str, ident: dict):
         self.path = str(path)
+        self._wal_id: tuple[int, int] | None = None  # the -wal file's (device, inode), once it exists
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:
@@ -160,12 +168,32 @@ class FleetStore:
             parts = ", ".join(f"{k} stored {stored.get(k)!r} vs configured {want.get(k)!r}" for k in diff)
             raise FleetStoreError(f"{self.path}: holds another fleet map ({parts})")
 
+    def _still_ours(self) -> None:
+        """The file (and its WAL) still the ones opened: SQLite goes on writing into a removed or
+        replaced file, and a restart would find none of it, so nothing more may be acknowledged."""
+        held = os.fstat(self._lock) if self._lock is not None else None
+        now, wal = _stat(self.path), _stat(self.path + "-wal")
+        if wal is not None and self._wal_id is None:
+            self._wal_id = (wal.st_dev, wal.st_ino)
+        same = held is not None and now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+        if not same or (
+            self._wal_id is not None and (wal is None or (wal.st_dev, wal.st_ino) != self._wal_id)
+        ):
+            raise FleetStoreError(
+                f"{self.path}: the store file or its -wal was removed or replaced while open"
+            )
+
     def _tx(self):
-        db = self.db
+        db, check = self.db, self._still_ours
 
         class _Tx:
             def __enter__(self):
                 db.execute("BEGIN IMMEDIATE")
+                try:
+                    check()
+                except FleetStoreError:
+                    db.execute("ROLLBACK")
+                    raise
 
             def __exit__(self, et, ev, tb):
                 db.execute("COMMIT" if et is None else "ROLLBACK")
