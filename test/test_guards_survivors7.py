@@ -979,3 +979,47 @@ def test_a_store_removed_while_running_stops_ingest_and_acknowledges_nothing_mor
     assert [a["seq"] for a in acks] == [10]
     assert "removed or replaced" in server.storage_failed
     server.close()
+
+
+def test_a_store_that_cannot_be_written_is_not_called_corrupt(tmp_path):
+    """A read-only store (permissions, a read-only mount, an immutable file) is a permission
+    problem, not corruption: an operator told 'corrupt' may delete a good map. SQLite's own errors
+    for it, made for real on a read-only connection, get the 'cannot write' line; a file that is
+    no database keeps 'not a usable SQLite database'."""
+    good = tmp_path / "good.sqlite3"
+    sqlite3.connect(str(good)).execute("CREATE TABLE t (x)").connection.close()
+    ro = sqlite3.connect(f"file:{good}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as readonly:
+        ro.execute("INSERT INTO t VALUES (1)")
+    ro.close()
+    store = FleetStore(str(tmp_path / "fleet.sqlite3"), identity(GLOBAL_ID, "map", PARAMS, 0))
+    try:
+        assert "cannot write the store" in store._why(readonly.value, "corrupt fleet store")
+        (tmp_path / "junk").write_bytes(b"not a database" * 100)
+        with pytest.raises(sqlite3.DatabaseError) as junk:
+            sqlite3.connect(str(tmp_path / "junk")).execute("SELECT * FROM sqlite_master").fetchall()
+        assert store._why(junk.value, "not a usable SQLite database").endswith(
+            "not a usable SQLite database (file is not a database)"
+        )
+    finally:
+        store.close()
+
+
+def test_an_immutable_store_file_is_refused_as_unwritable(tmp_path):
+    """The whole path, where the file system lets root make a file immutable (chattr +i; mode bits
+    do not stop root): one FleetStoreError saying it cannot be written."""
+    import shutil
+    import subprocess
+
+    path = tmp_path / "fleet.sqlite3"
+    path.write_bytes(b"")
+    if (
+        not shutil.which("chattr")
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+    ):
+        pytest.skip("chattr +i is not available here")
+    try:
+        with pytest.raises(FleetStoreError, match="cannot write the store"):
+            FleetStore(str(path), identity(GLOBAL_ID, "map", PARAMS, 0))
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

@@ -89,14 +89,14 @@ class FleetStore:
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:
-            raise FleetStoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
+            raise FleetStoreError(self._why(exc, "not a usable SQLite database")) from None
         self._hold()
         try:
             app = self.db.execute("PRAGMA application_id").fetchone()[0]
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise FleetStoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
+            raise FleetStoreError(self._why(exc, "not a usable SQLite database")) from None
         # New = no tables and no application id (a missing or empty file; also one whose content so
         # far is only in the WAL). Anything else must be ours.
         existed = bool(tables) or app != 0
@@ -117,10 +117,24 @@ class FleetStore:
                 self._check(ident)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise FleetStoreError(f"{self.path}: corrupt fleet store ({exc})") from None
+            raise FleetStoreError(self._why(exc, "corrupt fleet store")) from None
         except FleetStoreError:
             self.close()
             raise
+
+    def _why(self, exc: sqlite3.Error, what: str) -> str:
+        """One line for an SQLite error on open: a store that cannot be written (permissions, a
+        read-only mount, no room for its -wal and -shm) is not called corrupt (an operator might
+        delete a good map)."""
+        msg = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and any(
+            k in msg for k in ("readonly", "read-only", "unable to open", "disk I/O", "full")
+        ):
+            return (
+                f"{self.path}: cannot write the store or the -wal/-shm files beside it ({msg}); "
+                "check its and its directory's permissions, the mount and free space"
+            )
+        return f"{self.path}: {what} ({msg})"
 
     def _hold(self) -> None:
         """One server per store: an exclusive flock on the file for as long as the store is open
