@@ -1023,3 +1023,52 @@ def test_an_immutable_store_file_is_refused_as_unwritable(tmp_path):
             FleetStore(str(path), identity(GLOBAL_ID, "map", PARAMS, 0))
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_restart_keeps_which_namespace_sends_which_map(tmp_path):
+    """A namespace is bound to the map id of its first container taken, and that binding is stored
+    with it: after a restart another namespace claiming the id (a copied vehicle config) is still
+    refused and the global map is untouched (before, the restarted server let it replace the
+    vehicle's map). Read back with sqlite3: one meta row per bound namespace. A namespace taken
+    out of map_server_node.vehicles frees its id for a new one."""
+    store = tmp_path / "fleet.sqlite3"
+    a, b = _vmap(20), _vmap(25, seed=9)
+    bus = ReplayBus()
+    server = _server(bus, store, global_period_s=0.0)
+    _send(bus, "vehicle1", _snap(a, 1, 10))
+    server.close()
+    assert _rows(store, "meta", "WHERE key LIKE 'binding %'") == [("binding vehicle1", "1")]
+
+    bus = ReplayBus()
+    server = _server(bus, store, global_period_s=0.0)
+    assert _vinfo(server, "vehicle1")["map_id"] == 1
+    _send(bus, "vehicle2", _snap(b, 1, 20))  # vehicle2 claims vehicle1's map id
+    assert server.merge.global_map.equals(_rule({1: a}))
+    info = _vinfo(server, "vehicle2")
+    assert (info["map_id"], info["rejected"]) == (None, 1) and "belongs to namespace vehicle1" in info[
+        "last_error"
+    ]
+    server.close()
+
+    bus = ReplayBus()
+    server = _server(bus, store, global_period_s=0.0, vehicles=["vehicle2", "vehicle3"])
+    _send(bus, "vehicle2", _snap(b, 1, 20))  # vehicle1 retired: its id may move
+    assert server.merge.global_map.equals(_rule({1: b}))
+    server.close()
+
+
+def test_containers_refused_on_a_namespace_are_counted_in_its_own_diagnostics(tmp_path):
+    """docs/fleet.md: a foreign frame or quantisation is 'counted per vehicle' (rejected,
+    last_error in `vehicle <ns>`): a vehicle on another quality that never got a container in
+    shows its rejections there, not only in the node's totals; it is no vehicle of the map yet."""
+    from gs_map_share.snapshot import encode_snapshot
+
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "fleet.sqlite3", global_period_s=0.0)
+    data = encode_snapshot(_vmap(20), QuantParams.from_quality(1), map_id=3, seq=5, n_levels=1)[0]
+    for _ in range(3):
+        _send(bus, "vehicle3", data)
+    info = _vinfo(server, "vehicle3")
+    server.close()
+    assert info["rejected"] == 3 and "quantisation" in info["last_error"], info
+    assert server.diag.values["vehicles"] == 0 and len(server.merge.global_map) == 0

@@ -63,6 +63,7 @@ class Stored:
     vehicles: dict[int, list[Row]] = field(default_factory=dict)
     global_rows: list[Row] = field(default_factory=list)
     tile_seq: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    bindings: dict[str, int] = field(default_factory=dict)  # vehicle namespace → the map id it sends
 
 
 def identity(global_map_id: int, frame_id: str, params: QuantParams, sh_degree: int) -> dict:
@@ -226,6 +227,8 @@ class FleetStore:
         if snap is not None:
             out.global_rows = [Row(int(snap[0]), 0, bytes(snap[1]))] + self.global_deltas(int(snap[0]))
         out.tile_seq = {(x, y, z): s for x, y, z, s in self.db.execute("SELECT x, y, z, seq FROM tiles")}
+        for key, value in self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'binding %'"):
+            out.bindings[key[len("binding ") :]] = int(value)
         return out
 
     def global_deltas(self, after_seq: int) -> list[Row]:
@@ -247,11 +250,15 @@ class FleetStore:
         vehicle_rows: Iterable[tuple[int, Row]],
         global_row: Row | None = None,
         tiles: Iterable[tuple[int, int, int]] = (),
+        bindings: dict[str, int] | None = None,
     ) -> None:
         """One ingest, atomically: the vehicle containers applied (a snapshot replaces that vehicle's
-        log), the global delta published for them, the tiles it changed. Durable on return."""
+        log), the global delta published for them, the tiles it changed, namespaces newly bound to
+        a map id. Durable on return."""
         try:
             with self._tx():
+                for ns, mid in (bindings or {}).items():
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"binding {ns}", str(mid)))
                 for mid, r in vehicle_rows:
                     if r.base_seq == 0:
                         self.db.execute("DELETE FROM vehicle_log WHERE map_id=?", (mid,))

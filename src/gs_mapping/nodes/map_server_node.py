@@ -101,6 +101,8 @@ class _Binding:
     tokens: set[str] | None = None  # its delta publishers' live tokens; None: none seen (or no liveliness)
     vanished: int = 0
     topics: list[str] = field(default_factory=list)
+    rejected: int = 0  # containers refused on this namespace (whatever map id they claimed)
+    last_error: str = ""
 
     @property
     def token_alive(self) -> bool | None:
@@ -142,6 +144,8 @@ class MapServerNode(NodeBase):
         self.storage_failed = ""
         self.region_queries = 0
         self._unacked: list = []  # vehicle containers committed, waiting for the global flush
+        self._new_bindings: dict[str, int] = {}  # namespaces bound since the last commit
+        self._stored_bindings: dict[str, int] = {}
         try:
             self._restore()
         except GsMappingError:
@@ -158,7 +162,8 @@ class MapServerNode(NodeBase):
         self.pub_region = ctx.create_publisher("~/region_reply", "std_msgs/msg/UInt8MultiArray", RELIABLE_QOS)
         self.bindings: dict[str, _Binding] = {}
         for ns in c.vehicles:
-            b = self.bindings[ns] = _Binding(ns)
+            # bound as the store says: a restart must not let another namespace take a map id
+            b = self.bindings[ns] = _Binding(ns, self._stored_bindings.get(ns))
             for rel, qos in (
                 (c.delta_topic, QoS(reliable=True, depth=1000)),
                 (c.snapshot_topic, LATCHED_QOS),
@@ -222,6 +227,7 @@ class MapServerNode(NodeBase):
             self.merge.restore_vehicle(mid, seq, q)
             self._log_len[mid] = len(rows) - 1
         self.tile_seq = dict(stored.tile_seq)
+        self._stored_bindings = dict(stored.bindings)
         if stored.global_rows:
             seq, g = replay(stored.global_rows, "global map")
             self.merge.global_map, self.merge.global_seq = g, seq
@@ -259,13 +265,14 @@ class MapServerNode(NodeBase):
         if binding is not None:
             why = self._binding_refuses(binding, data)
             if why:  # before the merge sees it: another map's container never touches the global map
-                self.diag.reject(binding.namespace, why)
+                self._rejected(binding, why)
                 return REJECTED
         r = self.merge.offer(data, self.ctx.now_ns(), flush=False)
         if binding is not None and binding.map_id is None and r.map_id is not None and r.status != REJECTED:
             binding.map_id = r.map_id  # a namespace is bound by its first container that is taken
+            self._new_bindings[binding.namespace] = r.map_id  # (stored with it, at the next commit)
         if r.status == REJECTED:
-            self.diag.reject("vehicle_containers", self.merge.last_error)
+            self._rejected(binding, self.merge.last_error)
         if not r.accepted:
             return r.status
         self._unacked += r.accepted
@@ -273,6 +280,14 @@ class MapServerNode(NodeBase):
             self.flush_global()
         self.diag.latency("ingest", time.perf_counter() - t0)
         return r.status
+
+    def _rejected(self, binding: _Binding | None, why: str) -> None:
+        """Counted where it arrived: on its namespace (the vehicle's diagnostics), whatever map id
+        the container claimed, and in the node's rejected counts."""
+        if binding is not None:
+            binding.rejected += 1
+            binding.last_error = why
+        self.diag.reject(binding.namespace if binding is not None else "vehicle_containers", why)
 
     def _binding_refuses(self, binding: _Binding, data: bytes) -> str:
         """Why a container on ``binding``'s namespace may not reach the merge: a map id other than
@@ -312,9 +327,9 @@ class MapServerNode(NodeBase):
         rows = [(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in self._unacked]
         try:
             if f is None:
-                self.store.commit(rows)
+                self.store.commit(rows, bindings=self._new_bindings)
             else:
-                self.store.commit(rows, Row(f[2], f[1], f[0]), f[3])
+                self.store.commit(rows, Row(f[2], f[1], f[0]), f[3], self._new_bindings)
         except FleetStoreError as exc:
             # what is published (snapshots, region answers) stays what the store holds: a restart
             # resumes from there, and would number different content with the uncommitted sequence
@@ -330,7 +345,7 @@ class MapServerNode(NodeBase):
         for a in self._unacked:
             ack = {"map_id": a.map_id, "seq": a.seq, "global_seq": self.merge.global_seq}
             self.pub_ack.publish(self.ctx.factory.make("std_msgs/msg/String", data=json.dumps(ack)))
-        self._unacked = []
+        self._unacked, self._new_bindings = [], {}
         self.diag.latency("global_flush", time.perf_counter() - t0)
 
     def _storage_failed(self, exc) -> str:
@@ -476,7 +491,8 @@ class MapServerNode(NodeBase):
         timeout = self.cfg.vehicle_timeout_s * 1e9
         for b in self.bindings.values():
             v = self.merge.vehicles.get(b.map_id) if b.map_id is not None else None
-            info = v.summary() if v is not None else {"map_id": None}
+            info = v.summary() if v is not None else {"map_id": b.map_id}
+            info.update(rejected=b.rejected, last_error=b.last_error)  # what arrived on this namespace
             info["silent"] = v is None or now - v.last_seen_ns > timeout
             info["liveliness"] = {None: "n/a", True: "alive", False: "gone"}[b.token_alive]
             info["vanished"] = b.vanished
@@ -485,7 +501,7 @@ class MapServerNode(NodeBase):
             {
                 "global_seq": self.merge.global_seq,
                 "gaussians": len(self.merge.global_map),
-                "vehicles": len(self.merge.vehicles),
+                "vehicles": sum(v.state is not None for v in self.merge.vehicles.values()),
                 "tiles": len(self.merge.owner),
                 "region_queries": self.region_queries,
                 "unattributed_rejected": self.merge.unknown.get("rejected", 0),
