@@ -1072,3 +1072,21 @@ def test_containers_refused_on_a_namespace_are_counted_in_its_own_diagnostics(tm
     server.close()
     assert info["rejected"] == 3 and "quantisation" in info["last_error"], info
     assert server.diag.values["vehicles"] == 0 and len(server.merge.global_map) == 0
+
+
+def test_a_region_query_since_a_sequence_the_map_never_reached_is_an_error_answer(tmp_path):
+    """docs/fleet.md: absurd values are an error answer. since_seq beyond the map's sequence (a
+    client holding another store's sequence) would otherwise read 'ok, nothing changed' and keep
+    its stale map; since_seq equal to the map's sequence is an ok, empty answer."""
+    from gs_map_share.region import RegionAnswer
+
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "fleet.sqlite3", global_period_s=0.0)
+    _send(bus, "vehicle1", _snap(_vmap(20), 1, 10))
+    seq = server.merge.global_seq
+    ask = {"x": 0.0, "y": 0.0, "z": 0.0, "radius_m": 100.0}
+    ahead = RegionAnswer.from_bytes(server.answer_region(json.dumps({**ask, "since_seq": seq + 1}).encode()))
+    now = RegionAnswer.from_bytes(server.answer_region(json.dumps({**ask, "since_seq": seq}).encode()))
+    server.close()
+    assert ahead.status == "error" and f"ahead of the map's sequence {seq}" in ahead.error
+    assert (now.status, now.tiles) == ("ok", [])
