@@ -164,3 +164,38 @@ def test_kill_minus_9_leaves_old_or_new_never_a_mix(tmp_path, delay):
     n = (out / "metrics.json").read_text()
     assert int(n) >= 1
     assert (out / "map.ply").read_bytes() == n.encode() * 20000
+
+
+def test_a_device_pipe_or_socket_is_never_replaced_even_with_overwrite(tmp_path, capsys):
+    """--overwrite replaces an earlier output file; the rename would also put a file in place of a
+    FIFO or a socket (as root, of /dev/null itself). Refused by name, the node left as it was —
+    here and through a command (`export … --overwrite`)."""
+    import socket
+    import stat
+
+    from synthetic_maps import synthetic_map
+
+    from gs_mapping.cli import main
+    from gs_mapping.ply import save_ply
+
+    fifo = tmp_path / "out.spz"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "out.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    try:
+        for target in (fifo, sock_path):
+            with pytest.raises(OutputError, match="is not a regular file"):
+                write_bytes(target, b"x", overwrite=True)
+        assert stat.S_ISFIFO(fifo.lstat().st_mode) and stat.S_ISSOCK(sock_path.lstat().st_mode)
+        save_ply(synthetic_map(50, 0, seed=1), tmp_path / "a.ply")
+        rc = main(["export", str(tmp_path / "a.ply"), str(fifo), "--overwrite"])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"{fifo}: is not a regular file" in err and err.count("\n") == 1
+        assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    finally:
+        sock.close()
+    link = tmp_path / "link.spz"  # a link to a device is replaced itself (the device is untouched)
+    link.symlink_to(fifo)
+    write_bytes(link, b"x", overwrite=True)
+    assert link.read_bytes() == b"x" and not link.is_symlink() and stat.S_ISFIFO(fifo.lstat().st_mode)

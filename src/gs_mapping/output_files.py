@@ -4,7 +4,8 @@ Every file or directory the suite writes goes through here:
 
 - it is built under a temporary name in the same directory, flushed to disk, then renamed over the
   target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one;
-- an existing output is replaced only with ``overwrite=True``;
+- an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link,
+  itself): never a device, pipe or socket;
 - an input (same file by inode or real path, or anything inside an input directory, or a directory
   holding an input) is never written over, even with ``overwrite``;
 - an operating-system failure (read-only file system, a directory where a file should go, a file
@@ -30,6 +31,7 @@ import errno
 import fnmatch
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -129,6 +131,11 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
             raise OutputError(f"{path}: is a directory; give a file name")
         if directory and not path.is_dir():
             raise OutputError(f"{path}: exists and is not a directory")
+        if not directory and not path.is_symlink() and not stat.S_ISREG(path.lstat().st_mode):
+            # the rename would put a file in place of a device or pipe (as root: /dev/null itself)
+            raise OutputError(
+                f"{path}: is not a regular file (a device, pipe or socket); refusing to replace it"
+            )
         if not overwrite and not (directory and _empty_dir(path)):  # an empty directory holds nothing to lose
             raise OutputError(f"{path}: exists already (pass --overwrite to replace it)")
         if directory and allowed is not None:
