@@ -171,3 +171,21 @@ def test_sync_pairs_colour_depth_info_into_50_triples(kitchen):
     assert [stamp_to_ns(c.header.stamp) for c, _, _ in triples] == sorted(
         stamp_to_ns(m.header.stamp) for _, m in per_topic[COLOR]
     )
+
+
+def test_the_recorded_depth_image_is_refused_as_colour(kitchen):
+    """A 16UC1 depth image (REP-118 millimetres) on a colour topic was read as grey (its high byte:
+    near black) and predicted on; the recording's own depth message is refused as colour by name,
+    while its mono16 twin (the same bytes labelled as a grey camera) still reads as grey."""
+    import copy
+
+    from gs_mapping.errors import MessageError
+    from gs_mapping.messages.camera_image import color_to_rgb
+
+    depth = kitchen[0][DEPTH][0][1]
+    with pytest.raises(MessageError, match="'16UC1' is a depth image"):
+        color_to_rgb(depth)
+    grey = copy.copy(depth)
+    grey.encoding = "mono16"
+    mm = np.frombuffer(bytes(depth.data), "<u2").reshape(depth.height, depth.width)
+    assert np.array_equal(color_to_rgb(grey)[..., 1], (mm >> 8).astype(np.uint8))
