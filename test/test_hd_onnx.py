@@ -82,3 +82,7 @@ def test_hd_export_cli(tmp_path):
     assert out.read_bytes() == before  # nothing good lost
     r = cli("--onnx", str(tmp_path / "x.onnx"), "--checkpoint", str(tmp_path / "nope.pt"))
     assert r.returncode == 2 and "nope.pt" in r.stderr and not (tmp_path / "x.onnx").exists()
+    r = cli("--onnx", "/proc/x.onnx")  # a place nothing can be written: the line names it
+    assert r.returncode == 2 and r.stderr.strip().endswith(
+        "/proc/x.onnx: cannot write: no such file or directory"
+    )

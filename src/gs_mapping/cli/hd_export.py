@@ -24,8 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import math
-    import os
-    import tempfile
     from pathlib import Path
 
     from gsmap_hd.checkpoint import load_model
@@ -33,18 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from gsmap_hd.predict_bag import SHIPPED
 
     from ..errors import ConfigError
-    from ..output_files import check_output
+    from ..output_files import check_output, output_path
 
     out = Path(args.onnx)
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise ConfigError(f"--tolerance must be a finite number ≥ 0, got {args.tolerance}")
     ckpt = Path(args.checkpoint) if args.checkpoint else SHIPPED
-    check_output(out, overwrite=args.overwrite, inputs=[ckpt])  # (as every command: parents made)
+    check_output(out, overwrite=args.overwrite, inputs=[ckpt])  # before the work (parents made)
     model, cfg, state = load_model(ckpt)
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".check")  # (our own name)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    # written beside OUT and checked there; OUT is replaced only by a graph that passed
+    with output_path(out, overwrite=args.overwrite, inputs=[ckpt]) as tmp:
         cams = 2 if cfg.rig == "surround" else 1
         export_onnx(model, cfg, tmp, num_cameras=cams, step=state.get("step"), extra=state.get("extra"))
         diff = compare_on_world(model, cfg, tmp)
@@ -53,9 +49,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{ckpt}: the ONNX graph differs from torch by {diff['max_normalised']:.3g} "
                 f"(> --tolerance {args.tolerance:g}) on a world frame; not written"
             )
-        tmp.replace(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     print(json.dumps({"onnx": str(out), "checkpoint": str(ckpt), "bytes": out.stat().st_size, **diff}))
     return 0
