@@ -255,3 +255,35 @@ def test_an_odometry_only_robot_is_told_to_name_its_odometry_frame(world_bag, tm
     replay_bag(odom, tmp_path / "b", [HDMapNode], [_config(fuse=True, map_frame="odom")])
     _, _, deltas = _read(tmp_path / "b")
     assert len(deltas) == 6
+
+
+def test_a_frame_waiting_for_a_refused_camera_info_says_why(world_bag):
+    """A camera whose CameraInfo is refused (here K of zeros) leaves its frames waiting; the frame's
+    reason names the refusal, not only 'no CameraInfo yet' (which reads as a missing topic). A good
+    CameraInfo afterwards clears it and the frame is predicted."""
+    import copy
+
+    bus = ReplayBus()
+    node = HDMapNode(bus.context("hd_map_node"), _config())
+    cam = node.cameras[0]
+    with BagReader(world_bag) as bag:
+        msgs = list(bag.messages())
+    for topic, t, msg in msgs:
+        if topic in ("/tf", "/tf_static"):
+            bus.inject(topic, msg, t)
+    (t_info, info), (t_img, img) = (
+        next((t, m) for tp, t, m in msgs if tp == name) for name in (info_topic(cam), cam)
+    )
+    bad = copy.copy(info)
+    bad.k = np.zeros(9)
+    bus.inject(info_topic(cam), bad, t_info)
+    bus.inject(cam, img, t_img)
+    assert node.diag.last_error.startswith(
+        f"frames: no CameraInfo yet on {info_topic(cam)} (the last one was refused: "
+    )
+    published: list = []
+    bus.subscribe("/hd_map_node/lanes_json", published.append)
+    bus.inject(info_topic(cam), info, t_info)
+    t_next, img_next = [(t, m) for tp, t, m in msgs if tp == cam][1]
+    bus.inject(cam, img_next, t_next)
+    assert len(published) == 1

@@ -103,6 +103,7 @@ class HDMapNode(NodeBase):
             else None
         )
         self.infos: dict[str, Any] = {}
+        self._info_refused: dict[str, str] = {}  # image topic → why its last CameraInfo was refused
         self.last_stamp_ns = -1
         self._said_no_map_pose = False
         self._lanes_prev: list = []
@@ -194,7 +195,12 @@ class HDMapNode(NodeBase):
         from ..messages import camera_info_to_intrinsics
         from ..rectify import for_images_on
 
-        self.infos[topic] = for_images_on(camera_info_to_intrinsics(msg), topic)  # (topic: the image's)
+        try:
+            self.infos[topic] = for_images_on(camera_info_to_intrinsics(msg), topic)  # (topic: the image's)
+        except GsMappingError as exc:  # (kept to say why frames wait; the guard counts and logs it)
+            self._info_refused[topic] = str(exc)
+            raise
+        self._info_refused.pop(topic, None)
 
     def on_image(self, topic: str, msg: Any) -> None:
         from ..messages import stamp_to_ns
@@ -236,7 +242,9 @@ class HDMapNode(NodeBase):
         images, infos, extrinsics = [], [], []
         for topic, msg in zip(self.cameras, msgs, strict=False):
             if topic not in self.infos:
-                raise MessageError(f"no CameraInfo yet on {info_topic(topic)}")
+                why = self._info_refused.get(topic)
+                refused = f" (the last one was refused: {why})" if why else ""
+                raise MessageError(f"no CameraInfo yet on {info_topic(topic)}{refused}")
             info = self.infos[topic]
             # any driver encoding, or a jpeg/png CompressedImage (grey → RGB); a distorted camera's
             # raw image made pinhole
