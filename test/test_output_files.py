@@ -199,3 +199,13 @@ def test_a_device_pipe_or_socket_is_never_replaced_even_with_overwrite(tmp_path,
     link.symlink_to(fifo)
     write_bytes(link, b"x", overwrite=True)
     assert link.read_bytes() == b"x" and not link.is_symlink() and stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_a_file_output_named_with_a_trailing_slash_is_refused(tmp_path):
+    """'out.ply/' names a directory; Path() drops the slash and a file 'out.ply' was written."""
+    with pytest.raises(OutputError, match="ends with '/', a directory's name"):
+        write_bytes(f"{tmp_path}/out.ply/", b"x")
+    assert not (tmp_path / "out.ply").exists()
+    with output_directory(f"{tmp_path}/run/") as d:  # a directory output may say so
+        (d / "a").write_text("a")
+    assert (tmp_path / "run" / "a").read_text() == "a"

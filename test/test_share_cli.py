@@ -252,3 +252,104 @@ def test_a_chain_of_relative_diffs_takes_the_snapshot_parameters(tmp_path, capsy
     capsys.readouterr()
     assert main(["diff", t("ab.gsd"), t("c.ply"), t("x.gsd")]) == 2  # a delta is no base
     assert "not a snapshot" in capsys.readouterr().err
+
+
+def _two_scenes(tmp_path):
+    """OLD and NEW with ids: NEW moves 20 of OLD's 300 Gaussians and adds 10."""
+    g = synthetic_map(310, 1, seed=4)
+    old = g.subset(np.arange(300))
+    new = g.subset(np.arange(310)).copy()
+    new.means[:20] += 0.05
+    save_ply(old, tmp_path / "old.ply")
+    save_ply(new, tmp_path / "new.ply")
+    return old, new
+
+
+def test_diff_against_a_snapshot_takes_its_map_frame_and_sequence(tmp_path, capsys):
+    """README: OLD may be 'the receivers' .gsd'. The delta is for that snapshot: its map id,
+    frame and sequence (map 7, frame odom, sequence 5 here, none of them the defaults), whether
+    --params-from names the same file in another spelling or not at all; `apply` then rebuilds NEW
+    quantised. An option contradicting the snapshot is refused by name (the delta would not apply)."""
+    from gs_map_share.container import unpack_header
+
+    _, new = _two_scenes(tmp_path)
+    base = tmp_path / "base.gsd"
+    rc, _, err = run_cli(
+        ["encode", str(tmp_path / "old.ply"), str(base), "--map-id", "7", "--seq", "5", "--frame-id", "odom"],
+        capsys,
+    )
+    assert rc == 0, err
+    for i, extra in enumerate(([], ["--params-from", f"{tmp_path}/./base.gsd"])):
+        delta, out = tmp_path / f"d{i}.gsd", tmp_path / f"out{i}.ply"
+        rc, _, err = run_cli(["diff", str(base), str(tmp_path / "new.ply"), str(delta), *extra], capsys)
+        assert rc == 0, err
+        h = unpack_header(delta.read_bytes())[0]
+        assert (h.map_id, h.frame_id, h.base_seq, h.seq) == (7, "odom", 5, 6)
+        rc, _, err = run_cli(["apply", str(base), str(delta), str(out)], capsys)
+        assert rc == 0, err
+        assert load_ply(out).equals(quantize(new, QuantParams.from_quality(2)))
+    for option, value in (("--map-id", "3"), ("--frame-id", "map")):
+        rc, _, err = run_cli(
+            ["diff", str(base), str(tmp_path / "new.ply"), str(tmp_path / "x.gsd"), option, value], capsys
+        )
+        assert rc == 2 and err.count("\n") == 1 and option in err and "base.gsd" in err
+        assert not (tmp_path / "x.gsd").exists()
+
+
+def test_a_bad_snapshot_read_as_a_scene_or_as_parameters_is_named(tmp_path, capsys):
+    """Every command taking a .gsd names it when it is broken (decode did; convert, export, encode,
+    both of diff's inputs and --params-from did not), and --params-from is checked whole, not only
+    its header (a truncated one was taken)."""
+    _two_scenes(tmp_path)
+    good = tmp_path / "good.gsd"
+    assert run_cli(["encode", str(tmp_path / "old.ply"), str(good)], capsys)[0] == 0
+    cut = tmp_path / "cut.gsd"
+    cut.write_bytes(good.read_bytes()[:200])  # header whole, chunks missing
+    old, new, x = str(tmp_path / "old.ply"), str(tmp_path / "new.ply"), str(tmp_path / "x.gsd")
+    for argv in (
+        ["convert", str(cut), str(tmp_path / "x.ply")],
+        ["export", str(cut), str(tmp_path / "x.spz")],
+        ["encode", str(cut), x],
+        ["diff", str(cut), new, x],
+        ["diff", str(good), str(cut), x],
+        ["diff", old, new, x, "--params-from", str(cut)],
+        ["decode", str(cut), str(tmp_path / "x.ply")],
+        ["apply", str(cut), str(good), str(tmp_path / "x.ply")],
+    ):
+        rc, _, err = run_cli(argv, capsys)
+        assert rc == 2 and err.count("\n") == 1 and f"error: {cut}: container" in err, (argv, err)
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_a_position_beyond_the_lattice_names_the_file_and_the_row(tmp_path, capsys):
+    """'beyond 2**52 steps' said which file (of diff's two) and which Gaussian."""
+    g = synthetic_map(50, 0, seed=2)
+    far = g.copy()
+    far.means[7, 0] = 1e16
+    save_ply(g, tmp_path / "a.ply")
+    save_ply(far, tmp_path / "far.ply")
+    a, f, x = str(tmp_path / "a.ply"), str(tmp_path / "far.ply"), str(tmp_path / "x.gsd")
+    for argv in (["encode", f, x], ["convert", f, x], ["diff", a, f, x], ["diff", f, a, x]):
+        rc, _, err = run_cli(argv, capsys)
+        assert rc == 2 and f"error: {f}: the Gaussian at row 7 lies more than 2**52" in err, (argv, err)
+
+
+def test_an_error_line_stays_one_line_whatever_the_input_names(tmp_path, capsys):
+    """A name holding a newline or an escape (a file's, or one inside a SOG's meta.json) is written
+    escaped: input cannot add lines to the error (log forging) or drive the terminal."""
+    from gs_mapping.cli import one_line
+
+    assert one_line("a\nb\x1b[2Jc\td é×") == "a\\nb\\x1b[2Jc\\td é×"
+    name = tmp_path / "scene\ngs-mapping encode: wrote.ply"
+    rc, _, err = run_cli(["encode", str(name), str(tmp_path / "x.gsd")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "scene\\ngs-mapping encode: wrote.ply" in err
+
+
+def test_apply_usage_names_one_output_after_the_deltas(capsys):
+    """`apply`'s usage read 'DELTA… OUT [DELTA… OUT ...]', as if each group had an output."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["apply", "--help"])
+    out = capsys.readouterr().out
+    assert "BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply" in out and "OUT [" not in out

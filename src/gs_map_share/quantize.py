@@ -526,8 +526,10 @@ def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -
         f = params.faint_pos
         pos[faint] = np.rint(means[faint] / (f * params.pos_step)) * f
     if len(pos) and np.abs(pos).max() >= MAX_LATTICE:
+        row = int(np.argmax(np.abs(pos).max(axis=1)))
         raise EncodeError(
-            f"a Gaussian lies more than 2**52 position steps ({params.pos_step} m) from the origin"
+            f"the Gaussian at row {row} lies more than 2**52 position steps ({params.pos_step} m) from the "
+            f"origin: {means[row].tolist()}"
         )
     pos = pos.astype(np.int64)
     bits = rotation_bits(scale, params, op)

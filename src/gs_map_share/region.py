@@ -185,7 +185,9 @@ def answer(
     the ordered tile list. ``tile_seq`` gives each tile's last-changed sequence (emptied tiles
     included), for ``since_seq``. Stateless: the next page is asked with ``cursor = next_cursor``."""
     if req.since_seq > seq:  # "nothing changed" would leave the client's stale map unnoticed
-        raise RegionError(f"since_seq {req.since_seq} is ahead of the map's sequence {seq} (another store's?)")
+        raise RegionError(
+            f"since_seq {req.since_seq} is ahead of the map's sequence {seq} (another store's?)"
+        )
     keys = np.array(sorted(t for t, s in tile_seq.items() if s > req.since_seq), np.int64).reshape(-1, 3)
     order = keys[tile_order(keys, np.array([req.x, req.y, req.z], np.float64), req.radius_m, params)]
     order = order[req.cursor :]

@@ -112,6 +112,8 @@ def check_output(
     replaced; one holding anything else is refused even with ``overwrite`` (``--out ~`` must never
     delete a home directory). Creates missing parent directories.
     """
+    if not directory and os.fspath(path).endswith(os.sep):  # (Path() would drop the slash)
+        raise OutputError(f"{os.fspath(path)}: ends with '{os.sep}', a directory's name; give a file name")
     path = Path(path)
     if not os.fspath(path) or path.name in ("", ".", ".."):
         raise OutputError(f"{os.fspath(path) or '(empty)'}: not a usable output name")

@@ -53,12 +53,18 @@ class _Parser(argparse.ArgumentParser):
     usage is what ``--help`` is for). Subcommand parsers are of the same class."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 class Terminated(BaseException):
     """SIGTERM, raised where the command runs so that it unwinds as for Ctrl-C: half-written outputs
     (temp files, partial bag folders) are removed and nothing existing is replaced."""
+
+
+def one_line(text: object) -> str:
+    """An error message as one line: control characters (a newline, an escape sequence) from a
+    file's content or name are written escaped, so input cannot add lines of its own."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _on_sigterm(*_):
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except GsMappingError as exc:
-        print(f"gs-mapping {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gs-mapping {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except MemoryError:  # an input too large for this machine (readers refuse what they foresee)
         print(f"gs-mapping {args.command}: error: out of memory", file=sys.stderr)
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
         return 141
     except OSError as exc:  # what no command names itself: writing its report to a full disk, ...
-        print(f"gs-mapping {args.command}: error: {exc.strerror or exc}", file=sys.stderr)
+        print(f"gs-mapping {args.command}: error: {one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     finally:
         if previous is not None:  # (main() may run in a longer-lived process: a test, a tool)

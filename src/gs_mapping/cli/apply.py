@@ -10,9 +10,14 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.usage = "%(prog)s [-h] [--overwrite] BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply"  # (argparse's
+    # own for `files` read as repeated DELTA… OUT groups)
     p.add_argument("base", help="snapshot container (.gsd)")
     p.add_argument(
-        "files", nargs="+", metavar="DELTA… OUT", help="delta containers in order, then the output PLY"
+        "files",
+        nargs="+",
+        metavar="DELTA.gsd… OUT.ply",
+        help="delta containers in order, then the output PLY",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
 
@@ -29,7 +34,7 @@ def run(args) -> int:
     from gs_mapping.output_files import check_output
     from gs_mapping.ply import save_ply
 
-    from .decode import read_container
+    from .scene_io import named, read_container
 
     *deltas, out = args.files
     if not out.lower().endswith(".ply"):  # e.g. OUT forgotten: the last delta would be replaced
@@ -39,8 +44,7 @@ def run(args) -> int:
     try:
         h0, state = decode_snapshot(read_container(args.base))
     except DecodeError as exc:
-        text = str(exc)
-        raise DecodeError(text if text.startswith(str(args.base)) else f"{args.base}: {text}") from None
+        raise named(args.base, exc) from None
     if not hasattr(state, "checksum"):
         raise DecodeError(f"{args.base}: not a full snapshot")
     h = h0

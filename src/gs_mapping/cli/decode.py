@@ -29,16 +29,13 @@ def run(args) -> int:
     from gs_map_share.errors import DecodeError
     from gs_map_share.snapshot import decode_map
 
-    from .scene_io import check_scene_output, read_container, save_scene
+    from .scene_io import check_scene_output, named, read_container, save_scene
 
     check_scene_output(args.out, args, [args.container])  # before the work
     try:
         gmap = decode_map(read_container(args.container), args.max_level)
     except DecodeError as exc:  # name the file (the codec's messages say what, not where)
-        text = str(exc)
-        raise DecodeError(
-            text if text.startswith(str(args.container)) else f"{args.container}: {text}"
-        ) from None
+        raise named(args.container, exc) from None
     save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree}))
     return 0

@@ -40,29 +40,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_spz_axes(p)
     add_common(p)
     add_relative(p)
+    # default: the base snapshot's (OLD as a .gsd, or --params-from), else encode's (1, 'map')
+    p.set_defaults(map_id=None, frame_id=None)
 
 
 def run(args) -> int:
     import json
 
     from gs_map_share.delta import encode_delta, match_ids
+    from gs_map_share.errors import EncodeError
     from gs_map_share.quantize import to_qmap
     from gs_map_share.snapshot import spatial_ids
     from gs_mapping.errors import ConfigError
     from gs_mapping.output_files import write_bytes
 
     from .encode import snapshot_params
-    from .scene_io import check_container_output, load_scene
+    from .scene_io import check_container_output, load_scene, named
 
     if args.base_seq is not None and not 1 <= args.base_seq < (1 << 64) - 1:  # uint64 in the container
         raise ConfigError(f"--base-seq must be 1 … 2**64 - 2, got {args.base_seq}")
-    if not 0 <= args.map_id < 1 << 64:
+    if args.map_id is not None and not 0 <= args.map_id < 1 << 64:
         raise ConfigError(f"--map-id must be 0 … 2**64 - 1, got {args.map_id}")
     inputs = [p for p in (args.old, args.new, args.params_from) if p]
     check_container_output(args.out, args, inputs)  # before any work
-    base = args.params_from or (args.old if str(args.old).lower().endswith(".gsd") else None)
-    header = _snapshot_header(base) if base else None
-    base_seq = args.base_seq or (header.seq if header is not None and base == args.old else 1)
+    # the snapshot the receivers started from: its parameters, map and frame are the delta's;
+    # OLD as a .gsd is where they are now (its sequence is the delta's base)
+    old_header = _snapshot_header(args.old) if str(args.old).lower().endswith(".gsd") else None
+    header = _snapshot_header(args.params_from) if args.params_from else old_header
+    base = args.params_from or args.old
+    base_seq = args.base_seq or (old_header.seq if old_header is not None else 1)
+    map_id, frame_id = _map_and_frame(args, header, base)
     old, new = load_scene(args.old, args), load_scene(args.new, args)
     if old.sh_degree != new.sh_degree:
         raise ConfigError(
@@ -80,7 +87,14 @@ def run(args) -> int:
     params = header.params if header is not None else snapshot_params(args, old)
     if header is not None and header.sh_degree != old.sh_degree:
         raise ConfigError(f"{base} has SH degree {header.sh_degree}, {args.old} {old.sh_degree}")
-    old_q, new_q = to_qmap(old, params), to_qmap(new, params)
+    try:
+        old_q = to_qmap(old, params)
+    except EncodeError as exc:
+        raise named(args.old, exc) from None
+    try:
+        new_q = to_qmap(new, params)
+    except EncodeError as exc:
+        raise named(args.new, exc) from None
     if old_implicit:  # numbered as encode numbers it
         old_q = spatial_ids(old_q, params)
     if new_implicit:
@@ -89,10 +103,10 @@ def run(args) -> int:
         old_q,
         new_q,
         params,
-        map_id=args.map_id,
+        map_id=map_id,
         seq=base_seq + 1,
         base_seq=base_seq,
-        frame_id=args.frame_id,
+        frame_id=frame_id,
         tile_size=new.tile_size,
     )
     write_bytes(args.out, data, overwrite=args.overwrite, inputs=inputs)
@@ -110,14 +124,40 @@ def run(args) -> int:
     return 0
 
 
-def _snapshot_header(path: str):
-    """The header of the snapshot at ``path`` (one line and exit 2 for anything else)."""
-    from gs_map_share.container import unpack_header
+def _map_and_frame(args, header, base: str) -> tuple[int, str]:
+    """The delta's map id and frame: the base snapshot's (a delta for another map or frame would
+    not apply to it; an option saying otherwise is refused), else the options' or encode's."""
     from gs_mapping.errors import ConfigError
 
-    from .scene_io import read_container
+    from .encode import CODEC_DEFAULTS
 
-    h = unpack_header(read_container(path))[0]
+    if header is None:
+        return (
+            CODEC_DEFAULTS["map_id"] if args.map_id is None else args.map_id,
+            CODEC_DEFAULTS["frame_id"] if args.frame_id is None else args.frame_id,
+        )
+    for option, given, held in (
+        ("--map-id", args.map_id, header.map_id),
+        ("--frame-id", args.frame_id, header.frame_id),
+    ):
+        if given is not None and given != held:
+            raise ConfigError(f"{option} {given!r}: {base} is of {held!r}, to which the delta must apply")
+    return header.map_id, header.frame_id
+
+
+def _snapshot_header(path: str):
+    """The header of the snapshot at ``path``, the whole container checked (its chunks' CRCs):
+    one line naming the file and exit 2 for anything else."""
+    from gs_map_share.container import unpack
+    from gs_map_share.errors import DecodeError
+    from gs_mapping.errors import ConfigError
+
+    from .scene_io import named, read_container
+
+    try:
+        h = unpack(read_container(path))[0]
+    except DecodeError as exc:
+        raise named(path, exc) from None
     if not h.is_snapshot:
         raise ConfigError(f"{path}: a delta (base sequence {h.base_seq}), not a snapshot")
     return h

@@ -20,7 +20,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
         "--pos-step",
         type=float,
         default=d["pos_step"],
-        help="position lattice step in scene units (overrides quality)",
+        help="position lattice step in scene units (overrides quality's; with --relative it is "
+        "scaled to the scene as the preset's is)",
     )
     p.add_argument(
         "--map-id", type=int, default=d["map_id"], help="map id written to the container (default 1)"
@@ -95,17 +96,23 @@ def encode_to(args, gmap, out: str) -> dict:
     the scene (:func:`.scene_io.check_container_output`)."""
     from pathlib import Path
 
+    from gs_map_share.errors import EncodeError
     from gs_map_share.snapshot import encode_map
     from gs_mapping.errors import ConfigError
     from gs_mapping.output_files import write_bytes
+
+    from .scene_io import named
 
     if not 1 <= args.levels <= 32:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
     params = snapshot_params(args, gmap)
-    data, info = encode_map(
-        gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
-    )
+    try:
+        data, info = encode_map(
+            gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
+        )
+    except EncodeError as exc:  # (a position beyond the lattice: which file's)
+        raise named(inputs[0], exc) if inputs else exc from None
     write_bytes(Path(out), data, overwrite=args.overwrite, inputs=inputs)
     return {**info.as_dict(), "pos_step": params.pos_step}
 

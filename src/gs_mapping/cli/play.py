@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     ctx = make_context(args, "bag_player")
     try:  # (a Zenoh session left open keeps the process alive after an error line)
         with BagReader(args.bag, strict=args.strict) as bag:
-            topics = [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
+            topics = (
+                [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
+            )
             pubs = {}
             for name in topics:
                 info = bag.topic(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gs_map_share.errors import DecodeError
 from gs_map_share.snapshot import decode_map
 from gs_mapping.errors import ConfigError
 from gs_mapping.gaussians import GaussianMap
@@ -14,8 +15,6 @@ from gs_mapping.splat_formats import WRITE_NAMES, can_write, kind_by_name, load_
 
 
 def read_container(path: str) -> bytes:
-    from gs_map_share.errors import DecodeError
-
     try:
         return read_bytes(path)
     except OSError as exc:
@@ -50,11 +49,20 @@ def check_container_output(out: str, args, inputs) -> None:
         )
 
 
+def named(path, exc: Exception) -> Exception:
+    """``exc`` (a codec error: its message says what, not where) with ``path`` in front, once."""
+    text = str(exc)
+    return type(exc)(text if text.startswith(str(path)) else f"{path}: {text}")
+
+
 def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMap:
     """A scene from any supported file (a ``.gsd`` snapshot decoded, up to ``max_level``; an SPZ with
     ``args.spz_axes``)."""
     if str(path).lower().endswith(".gsd"):
-        return decode_map(read_container(path), max_level)
+        try:
+            return decode_map(read_container(path), max_level)
+        except DecodeError as exc:
+            raise named(path, exc) from None
     return load_splats(path, spz_axes=getattr(args, "spz_axes", "stored"))
 
 
