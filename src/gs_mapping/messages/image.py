@@ -157,8 +157,9 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
     bgr/rgba/bgra are reordered or lose alpha, mono is repeated to 3 channels, 16-bit images keep
     their high byte (16UC1, REP-118's depth, is refused); 8UC3 / 8UC4 are taken as RGB / RGBA.
-    YUV 4:2:2 is converted with BT.601 (video range, as OpenCV does); Bayer mosaics by 2x2 cells (each cell's colour on its 4 pixels:
-    half resolution in colour, no interpolation artefacts). Float images have no colour meaning here.
+    YUV 4:2:2 is converted with BT.601 (video range, as OpenCV does); Bayer mosaics by 2x2 cells
+    (each cell's colour on its 4 pixels: half resolution in colour, no interpolation artefacts).
+    Float images have no colour meaning here.
     """
     encoding = str(msg.encoding)
     if encoding == "16UC1":  # REP-118's depth (mono16 is a grey camera's): its high byte is near black
