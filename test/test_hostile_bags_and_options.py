@@ -221,3 +221,22 @@ def test_standard_output_that_fails(tmp_path):
     os.close(read_end)  # the reader is gone before the first line (as after head's first line)
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and not err.strip()
+
+
+def test_an_interrupt_while_the_output_bag_opens_leaves_no_partial_folder(tmp_path, monkeypatch):
+    """SIGTERM or Ctrl-C can land while the bag writer opens (the folder exists, `open` has not
+    returned); `with` does not exit what `__enter__` failed, so open() removes it itself. The
+    signal is stood in for at rosbags' own open (a KeyboardInterrupt, as Ctrl-C raises); the
+    test above met this under load."""
+    from rosbags.rosbag2 import Writer
+
+    from gs_mapping.bag import BagWriter
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Writer, "open", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with BagWriter(tmp_path / "out"):
+            pass
+    assert list(tmp_path.iterdir()) == []

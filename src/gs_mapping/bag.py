@@ -457,8 +457,10 @@ class BagWriter:
 
                 self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
             self._writer.open()
-        except Exception as exc:
+        except BaseException as exc:  # SIGTERM / Ctrl-C too: `with` does not exit what __enter__ failed
             self._cleanup()
+            if not isinstance(exc, Exception):
+                raise
             raise BagError(f"{self.path}: cannot create bag: {_describe(exc)}") from exc
         return self
 
