@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,14 @@ def _render(index: int):
     return _DRIVE.frame(index)
 
 
+def _worker_signals() -> None:
+    """A forked worker takes the default SIGTERM (the pool's terminate() ends it) and leaves Ctrl-C
+    to the parent: it inherits the CLI's handler, which raised inside the pool's queue lock and
+    could leave the parent waiting on that lock for ever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def frames(drive: Drive, workers: int = 1):
     """The drive's frames in order, rendered by ``workers`` forked processes (1: in this process).
 
@@ -72,7 +81,7 @@ def frames(drive: Drive, workers: int = 1):
         return
     _DRIVE = drive
     try:
-        with mp.get_context("fork").Pool(min(workers, len(drive))) as pool:
+        with mp.get_context("fork").Pool(min(workers, len(drive)), initializer=_worker_signals) as pool:
             yield from pool.imap(_render, range(len(drive)), chunksize=1)
     finally:
         _DRIVE = None
