@@ -240,3 +240,22 @@ def test_an_interrupt_while_the_output_bag_opens_leaves_no_partial_folder(tmp_pa
         with BagWriter(tmp_path / "out"):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [("mapper_node", "color_topic"), ("hd_map_node", "nonsense"), ("map_receiver_node", "min_opacty")],
+)
+def test_map_refuses_a_typo_in_any_nodes_section_as_replay_does(tmp_path, capsys, section, key):
+    """`map --config` read only the `mapper` section: `mapper_node: {color_topic: …}` (a topic the
+    user thinks they chose; topics live under mapper.topics) was ignored and another topic mapped.
+    Every node's section is checked, as `replay` and the nodes check it: one line, exit 2, before
+    the bag is opened."""
+    from gs_mapping.cli import main
+
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text(f"/**:\n  ros__parameters:\n    {section}:\n      {key}: 1\n")
+    rc = main(["map", str(tmp_path / "no_bag"), "--out", str(tmp_path / "out"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"{section}: unknown key '{key}'" in err
+    assert not (tmp_path / "out").exists()

@@ -90,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
     from ..config_file import load_section
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
-    from ..nodes.registry import read_parameter_file
+    from ..nodes.registry import NODES, node_class, read_parameter_file
 
     cfg = load_section(args.config, "mapper", MapperConfig, read_parameter_file(args.config))
+    for name in NODES if args.config is not None else ():  # the nodes' sections too, as replay reads
+        node_class(name).load_config(args.config)  # them: a typo there is refused, not left unread
     if args.map_frame is not None:
         cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)
     if args.holdout_every is not None:
