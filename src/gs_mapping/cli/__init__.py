@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:  # torch logs its caches' statistics at INFO when the process exits
+        logging.getLogger("torch").setLevel(logging.WARNING)
     module = importlib.import_module(f"{__name__}.{args._module}")
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
