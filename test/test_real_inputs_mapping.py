@@ -141,7 +141,10 @@ def test_map_cli_lidar_camera(lidar_world, tmp_path, capsys):
         str(cfg),
     ]
     assert main([*args, "--holdout-every", "0", "--no-progress"]) == 0, capsys.readouterr().err
+    # no held-out view: the console says n/a where metrics.json has null (it printed "nan dB")
+    assert "held-out PSNR n/a dB, SSIM n/a, depth L1 n/a cm" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
+    assert m["heldout"]["psnr"] is None
     assert m["topics"]["cloud"] == "/lidar/points" and m["topics"]["color"].endswith("/compressed")
     assert m["keyframes"] >= 1 and m["gaussians"] > 100
 

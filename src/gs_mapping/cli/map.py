@@ -59,7 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="estimate the colour camera from the data and register depth to it (for bags "
         "whose depth is not registered to colour, e.g. 7-Scenes)",
     )
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many colour/depth pairs")
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="stop after this many frames (colour/depth pairs that make a frame; skipped ones do not count)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument(
@@ -86,6 +91,7 @@ def choose_topics(bag_path, cfg, args) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import math
 
     from ..config_file import load_section
     from ..errors import ConfigError
@@ -120,10 +126,15 @@ def run(args: argparse.Namespace) -> int:
         cloud_topic=cloud,
     )
     h = m["heldout"]
+
+    def fig(v, form: str) -> str:  # (no held-out view: metrics.json has null, not "nan")
+        return format(v, form) if v is not None and math.isfinite(v) else "n/a"
+
+    depth_cm = None if h["depth_l1_m"] is None else 100 * h["depth_l1_m"]
     print(
         f"map: {m['gaussians']} Gaussians from {m['keyframes']} keyframes of {m['frames']} frames "
-        f"({m['skipped']} skipped) on {m['device']}; held-out PSNR {h['psnr']:.2f} dB, SSIM "
-        f"{h['ssim']:.3f}, depth L1 {100 * h['depth_l1_m']:.1f} cm; "
+        f"({m['skipped']} skipped) on {m['device']}; held-out PSNR {fig(h['psnr'], '.2f')} dB, SSIM "
+        f"{fig(h['ssim'], '.3f')}, depth L1 {fig(depth_cm, '.1f')} cm; "
         f"{m['seconds_per_keyframe_p50']:.2f} s/keyframe (median) → {args.out}"
     )
     bad = m.get("undecodable_messages") or {}
