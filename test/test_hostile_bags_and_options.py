@@ -246,16 +246,17 @@ def test_an_interrupt_while_the_output_bag_opens_leaves_no_partial_folder(tmp_pa
     "section, key",
     [("mapper_node", "color_topic"), ("hd_map_node", "nonsense"), ("map_receiver_node", "min_opacty")],
 )
-def test_map_refuses_a_typo_in_any_nodes_section_as_replay_does(tmp_path, capsys, section, key):
+def test_map_refuses_a_typo_in_any_nodes_section_as_replay_does(kitchen_bag, tmp_path, capsys, section, key):
     """`map --config` read only the `mapper` section: `mapper_node: {color_topic: …}` (a topic the
     user thinks they chose; topics live under mapper.topics) was ignored and another topic mapped.
-    Every node's section is checked, as `replay` and the nodes check it: one line, exit 2, before
-    the bag is opened."""
+    Every node's section is checked, as `replay` and the nodes check it: one line, exit 2, after
+    the quick topic checks and before any mapping."""
     from gs_mapping.cli import main
 
     cfg = tmp_path / "typo.yaml"
     cfg.write_text(f"/**:\n  ros__parameters:\n    {section}:\n      {key}: 1\n")
-    rc = main(["map", str(tmp_path / "no_bag"), "--out", str(tmp_path / "out"), "--config", str(cfg)])
+    argv = ["map", str(kitchen_bag), "--out", str(tmp_path / "out"), "--config", str(cfg)]
+    rc = main([*argv, "--max-frames", "1", "--holdout-every", "0", "--no-progress"])  # (short if it maps)
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"{section}: unknown key '{key}'" in err
     assert not (tmp_path / "out").exists()

@@ -98,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from ..mapping.mapper_config import MapperConfig
     from ..nodes.registry import NODES, node_class, read_parameter_file
 
-    cfg = load_section(args.config, "mapper", MapperConfig, read_parameter_file(args.config))
-    for name in NODES if args.config is not None else ():  # the nodes' sections too, as replay reads
-        node_class(name).load_config(args.config)  # them: a typo there is refused, not left unread
+    params = read_parameter_file(args.config)
+    cfg = load_section(args.config, "mapper", MapperConfig, params)
     if args.map_frame is not None:
         cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)
     if args.holdout_every is not None:
@@ -112,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
     cloud = choose_topics(args.bag, cfg, args)  # bad topics fail here, before torch is imported
+    for name in NODES if args.config is not None else ():  # the nodes' sections too, as replay reads
+        node_class(name).load_config(args.config, params)  # them: a typo there is refused, not left
+        # unread (mapper_node's module imports torch: after the quick checks above)
     from ..mapping.run import map_bag
 
     m = map_bag(

@@ -38,11 +38,12 @@ class NodeBase:
         )
 
     @classmethod
-    def load_config(cls, path: str | None) -> dict[str, Any]:
-        """Every section this node reads, from a parameter file (defaults where absent)."""
+    def load_config(cls, path: str | None, params: dict | None = None) -> dict[str, Any]:
+        """Every section this node reads, from a parameter file (defaults where absent). ``params``:
+        the file's parameters, read already (else they are read here, once for all sections)."""
         from .registry import read_parameter_file
 
-        params = read_parameter_file(path)  # (read once for all sections)
+        params = read_parameter_file(path) if params is None else params
         return {name: load_section(path, name, cfg_cls, params) for name, cfg_cls in cls.sections.items()}
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
