@@ -489,3 +489,15 @@ def test_cap_keeps_a_wide_flat_new_gaussian_over_a_small_round_one():
     assert not np.isfinite(p.contrib).any()
     assert enforce_cap(p, 1) == 1
     assert np.allclose(np.exp(p.numpy("log_scales")), [[1.0, 0.01, 1.0]], rtol=1e-5)
+
+
+def test_rvl_image_of_too_many_pixels_is_refused_before_it_is_expanded():
+    """Sides within 16384 but 16384 x 16384 pixels in one zero run (a 28-byte message) is refused
+    as corrupt, naming the bound; 8192 x 4096 (the most pixels taken) is decoded."""
+    from gs_mapping.errors import MessageError
+    from gs_mapping.messages import compressed_depth_to_numpy
+
+    with pytest.raises(MessageError, match="at most 33554432 pixels"):
+        compressed_depth_to_numpy(_rvl_msg(16384, 16384, _vle([16384 * 16384, 0])))
+    d = compressed_depth_to_numpy(_rvl_msg(8192, 4096, _vle([8192 * 4096 - 1, 1, 2 * 7])))
+    assert d.shape == (4096, 8192) and d[-1, -1] == 7 and np.count_nonzero(d) == 1

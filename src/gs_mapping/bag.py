@@ -176,6 +176,13 @@ class BagReader:
             reader.open()
         except Exception as exc:  # rosbags, mcap, sqlite3, yaml, OSError: all mean "unreadable bag"
             where = storage if storage.is_file() else self.path
+            empty = _empty_sqlite_definitions(storage) if isinstance(exc, KeyError) else []
+            if empty:
+                raise BagError(
+                    f"{where}: the recorder left the message definition of {', '.join(empty[:3])} empty, "
+                    f"and the sqlite3 reader (rosbags) cannot open such a bag; convert it to MCAP: "
+                    f"ros2 bag convert (the MCAP form is read, those topics skipped)"
+                ) from exc
             raise BagError(f"{where}: cannot open bag (truncated or corrupt?): {_describe(exc)}") from exc
         self._reader = reader
         try:
@@ -216,6 +223,10 @@ class BagReader:
         the storage itself (MCAP statistics, sqlite rows) and say so when they disagree."""
         p = self.path
         files = [p] if p.is_file() else sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
+        if not files or self._reader.compression_mode == "file":
+            # file-compressed storage (ros2 bag record --compression-mode file: *.mcap.zstd), which
+            # rosbags decompresses as it reads: nothing to compare the metadata with
+            return
         try:
             truth = _storage_counts(files)
         except Exception as exc:  # noqa: BLE001 - unreadable here means rosbags will say so when reading
@@ -635,6 +646,31 @@ def _check_mcap_framing(path: Path) -> None:
                 want = struct.unpack_from("<I", end, 9)[0]
                 if want and _crc_of_range(f, 0, summary_start - 13) != want:
                     raise ValueError("MCAP data section checksum mismatch (a flipped bit?)")
+
+
+def _empty_sqlite_definitions(storage: Path) -> list[str]:
+    """``topic (type)`` of each message definition a sqlite3 bag's recorder left empty (rosbag2
+    writes encoding '' for a type it cannot find; rosbags 0.11's sqlite3 reader fails on it with a
+    KeyError, its MCAP reader does not)."""
+    import sqlite3
+
+    found: list[str] = []
+    for f in [storage] if storage.is_file() else sorted(storage.glob("*.db3")):
+        try:
+            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+            try:
+                found += [
+                    f"{topic} ({kind})"
+                    for topic, kind in con.execute(
+                        "SELECT t.name, d.topic_type FROM message_definitions d JOIN topics t "
+                        "ON t.type = d.topic_type WHERE d.encoding NOT IN ('ros2msg', 'ros2idl') ORDER BY t.name"
+                    )
+                ]
+            finally:
+                con.close()
+        except sqlite3.Error:  # not a sqlite3 file, or no such table: not this cause
+            continue
+    return found
 
 
 def _storage_counts(files) -> dict[str, tuple[int, int, int]] | None:

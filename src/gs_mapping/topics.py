@@ -94,6 +94,11 @@ class CameraTopics:
         return f"colour {self.color}, {geo}, camera_info {self.camera_info}"
 
 
+def _published(names: list[str], empty: frozenset[str]) -> list[str]:
+    """``names`` less the topics without messages, unless none has any (a bag of topics only)."""
+    return [n for n in names if n not in empty] or names
+
+
 def _one_per_stream(names: list[str], types: dict[str, str]) -> list[str]:
     """Raw and compressed transports of one stream → the raw one (else the first compressed)."""
     by_base: dict[str, list[str]] = {}
@@ -118,30 +123,34 @@ def _best(cands: list[str], score, what: str, option: str) -> str:
 
 def _colour_score(topic: str) -> tuple:
     """Higher is likelier the main colour stream: a colour/rgb namespace (not just ``image_rect_color``,
-    which ZED's left and right cameras share), then a left camera, then raw/rectified images."""
-    space = transport_base(topic).rsplit("/", 1)[0].lower() + "/"
+    which ZED's left and right cameras share), then a left camera, then raw/rectified images, then
+    colour over grey, then rectified over raw (registered depth is registered to the rectified
+    image: ZED's ``rgb/image_rect_color`` beside ``rgb_raw/image_raw_color``)."""
+    space, image = (transport_base(topic).lower().rsplit("/", 1) + [""])[:2]
     return (
-        2 if _COLOUR_WORDS.search(space) else 1 if "/left/" in space else 0,
+        2 if _COLOUR_WORDS.search(space + "/") else 1 if "/left/" in space + "/" else 0,
         "/image_raw" in topic or "image_rect" in topic,
+        not re.search(r"gr[ae]y|mono", image),
+        "rect" in image,
     )
 
 
-def colour_candidates(types: dict[str, str]) -> list[str]:
+def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:
     names = [
         n
         for n, t in types.items()
         if t in IMAGE_TYPES and not _NOT_COLOUR.search(n.lower()) and info_topic(n) in types
     ]
-    return _one_per_stream(names, types)
+    return _one_per_stream(_published(names, empty), types)
 
 
-def depth_candidates(types: dict[str, str]) -> list[str]:
+def depth_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:
     names = [
         n
         for n, t in types.items()
         if t in IMAGE_TYPES and _DEPTH.search(n.lower()) and not _NOT_DEPTH.search(n.lower())
     ]
-    return _one_per_stream(names, types)
+    return _one_per_stream(_published(names, empty), types)
 
 
 def discover(
@@ -152,10 +161,13 @@ def discover(
     depth_camera_info: str | None = None,
     cloud: str | None = None,
     where: str = "bag",
+    empty: frozenset[str] = frozenset(),
 ) -> CameraTopics:
     """The colour, depth (or cloud) and CameraInfo topics of a bag with topics ``{name: type}``;
-    given names are kept (and checked), the others found. :class:`ConfigError` in one line when
-    something is missing, of the wrong type, or ambiguous."""
+    given names are kept (and checked), the others found, preferring topics not in ``empty`` (topics
+    the bag holds no message of: a raw transport advertised beside the compressed one that was
+    published). :class:`ConfigError` in one line when something is missing, of the wrong type, or
+    ambiguous."""
 
     def need(name: str, allowed: tuple[str, ...], role: str) -> str:
         if name not in types:
@@ -168,7 +180,7 @@ def discover(
         color = need(color, IMAGE_TYPES, "colour")
     else:
         color = _best(
-            colour_candidates(types),
+            colour_candidates(types, empty),
             lambda n: _colour_score(n),
             f"{where}: colour topic",
             "--color-topic",
@@ -187,13 +199,13 @@ def discover(
         depth = need(depth, IMAGE_TYPES, "depth")
     else:
         depth = _best(
-            [d for d in depth_candidates(types) if transport_base(d) != transport_base(color)],
+            [d for d in depth_candidates(types, empty) if transport_base(d) != transport_base(color)],
             lambda n: (bool(_REGISTERED.search(n.lower())), "rect" in n),
             f"{where}: depth topic",
             "--depth-topic",
         )
         if not depth:
-            clouds = sorted(n for n, t in types.items() if t == POINT_CLOUD2)
+            clouds = _published(sorted(n for n, t in types.items() if t == POINT_CLOUD2), empty)
             if len(clouds) == 1:
                 return CameraTopics(color, camera_info, cloud=clouds[0])
             raise ConfigError(

@@ -23,7 +23,8 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
     names = {k: resolve_name(v) if v else None for k, v in names.items()}
     with BagReader(bag_path) as bag:
         types = {ti.name: ti.type for ti in bag.topics}
-    found = discover(types, where=str(bag_path), **names)
+        empty = frozenset(ti.name for ti in bag.topics if not ti.count)
+    found = discover(types, where=str(bag_path), empty=empty, **names)
     if any(names[k] is None for k in ("color", "depth", "camera_info")):
         logging.getLogger(log).info(f"topics: {found.describe()}")
     cfg.topics = dataclasses.replace(

@@ -68,6 +68,17 @@ class FrameStats:
         log.warning(f"{message}: skipped")
 
 
+def _nearest_gap(a: list[int], b: list[int]) -> str:
+    """'' or ' (the nearest two are X s apart)': how far apart the two inputs' closest stamps are."""
+    if not a or not b:
+        return ""
+    x, y = np.sort(np.asarray(a, np.int64)), np.asarray(b, np.int64)
+    i = np.searchsorted(x, y)  # each of b between x[i - 1] and x[i]
+    below, above = x[np.maximum(i - 1, 0)], x[np.minimum(i, len(x) - 1)]
+    gap = np.minimum(np.abs(below - y), np.abs(above - y)).min()
+    return f" (the nearest two are {gap / 1e9:.3f} s apart)"
+
+
 def load_tf(bag, topics: TopicsConfig):
     """A TF buffer holding every /tf and /tf_static transform of the bag."""
     from ..tf import TFBuffer
@@ -286,12 +297,14 @@ def read_frames(
             else None
         )
         last: dict[str, int] = {}
+        stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
         for topic, _stamp, msg in bag.messages([topics.color, geometry_topic]):
             stamp = stamp_to_ns(msg.header.stamp)
             if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
                 stats.duplicates += 1
                 continue
             last[topic] = stamp
+            stamps[topic].append(stamp)
             pair = sync.add(topic, stamp, msg)
             if pair is None:
                 continue
@@ -314,8 +327,15 @@ def read_frames(
                     )
                     continue
             frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
+            if not frame_id:
+                stats.skip(
+                    "no_pose", f"{where}: no header.frame_id (nor in its CameraInfo): cannot place it in TF"
+                )
+                continue
+            looking_up = frame_id  # the frame a TFError below concerns
             try:
                 T = poses.lookup(frame_id, stamp)
+                looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
                 geometry = pointcloud2_xyz(depth_msg) if cloud_topic else depth_to_metres(depth_msg)
                 depth = depth_in_color(
                     geometry,
@@ -328,7 +348,7 @@ def read_frames(
                     cloud=bool(cloud_topic),
                 )
             except TFError as exc:
-                stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {frame_id}: {exc}")
+                stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")
                 continue
             except MessageError as exc:
                 stats.skip("invalid_depth", f"{where}: {exc}")
@@ -345,6 +365,10 @@ def read_frames(
             )
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
-            log.warning(
-                f"{stats.unpaired} colour/depth messages found no partner within {topics.sync_slop_s:.3f} s"
+            message = (
+                f"{stats.unpaired} messages on {topics.color} / {geometry_topic} found no partner within "
+                f"topics.sync_slop_s = {topics.sync_slop_s:g} s{_nearest_gap(*stamps.values())}"
             )
+            log.warning(message)
+            if not stats.pairs:
+                stats.reasons.append(message)

@@ -36,6 +36,9 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEFAULT_DEPTH_MAX_M = 10.0
 DEFAULT_DEPTH_QUANTIZATION = 100.0
 _MAX_SIDE = 16384  # an RVL size beyond this is corrupt (and would allocate gigabytes)
+# and so is one of more pixels than this (8192 x 4096; depth cameras stop near 4K): a zero run of
+# 268M pixels costs a few bytes to claim, and seconds and gigabytes to expand and convert
+_MAX_PIXELS = 1 << 25
 
 
 def is_compressed_depth(fmt: str) -> bool:
@@ -153,10 +156,10 @@ def decode_rvl(payload: bytes, fmt: str = "") -> np.ndarray:
     n = rows * cols
     body = payload[8:]
     # (no bound by compression ratio: long zero runs cost a few nibbles; corrupt runs are caught below)
-    if n == 0 or cols > _MAX_SIDE or rows > _MAX_SIDE:
+    if n == 0 or cols > _MAX_SIDE or rows > _MAX_SIDE or n > _MAX_PIXELS:
         raise MessageError(
             f"{COMPRESSED_IMAGE}.data: RVL image claims {cols}x{rows} pixels (format {fmt!r}; "
-            f"sides 1..{_MAX_SIDE})"
+            f"sides 1..{_MAX_SIDE}, at most {_MAX_PIXELS} pixels)"
         )
     body = body[: len(body) // 4 * 4]
     values = _vle_values(np.frombuffer(body, "<u4").astype(np.uint32))
