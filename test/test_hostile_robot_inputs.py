@@ -588,6 +588,18 @@ def test_two_cameras_are_listed_in_one_line():
     )
 
 
+def test_naming_one_of_two_cameras_takes_its_depth():
+    """--color-topic /front/... chooses /front's depth (the camera's own namespace first), not
+    'depth topic: ambiguous' between /front and /rear; without it both cameras are still listed."""
+    from gs_mapping.topics import discover
+
+    types = {**_cam("/front/color"), **_cam("/front/aligned_depth_to_color"), **_cam("/rear/color"),
+             **_cam("/rear/aligned_depth_to_color"), **TFS}  # fmt: skip
+    for cam in ("front", "rear"):
+        f = discover(types, color=f"/{cam}/color/image_raw")
+        assert f.depth == f"/{cam}/aligned_depth_to_color/image_raw"
+
+
 # -- end to end: one line, exit 2 -------------------------------------------------------------------------
 def test_map_bad_robot_inputs_end_in_one_line_naming_the_field(tmp_path, fast_yaml, capsys):
     cases = {

@@ -94,6 +94,17 @@ class CameraTopics:
         return f"colour {self.color}, {geo}, camera_info {self.camera_info}"
 
 
+def _shared_namespace(a: str, b: str) -> int:
+    """How many leading namespaces two topics share: the depth of the colour's own camera (/front's
+    depth for /front's colour) comes first."""
+    n = 0
+    for x, y in zip(a.split("/")[1:-1], b.split("/")[1:-1]):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _published(names: list[str], empty: frozenset[str]) -> list[str]:
     """``names`` less the topics without messages, unless none has any (a bag of topics only)."""
     return [n for n in names if n not in empty] or names
@@ -200,7 +211,7 @@ def discover(
     else:
         depth = _best(
             [d for d in depth_candidates(types, empty) if transport_base(d) != transport_base(color)],
-            lambda n: (bool(_REGISTERED.search(n.lower())), "rect" in n),
+            lambda n: (_shared_namespace(n, color), bool(_REGISTERED.search(n.lower())), "rect" in n),
             f"{where}: depth topic",
             "--depth-topic",
         )
