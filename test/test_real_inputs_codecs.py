@@ -106,7 +106,10 @@ def _quantise_like_ros(depth: np.ndarray, depth_max=10.0, z0=100.0):
     b = np.float32(1.0) - a / np.float32(depth_max)
     q = np.zeros(depth.shape, np.uint16)
     ok = depth < depth_max
-    q[ok] = np.trunc(a / depth[ok].astype(np.float32) + b).astype(np.uint16)
+    v = a / depth[ok].astype(np.float32) + b
+    # nearer than A / (65535 - B) (0.152 m) the C++ cast to unsigned short is undefined (x86 wraps it
+    # to a far depth); our writer leaves such a pixel invalid (0) instead
+    q[ok] = np.where(v < 65536, np.trunc(v), 0).astype(np.uint16)
     return q, float(a), float(b)
 
 

@@ -98,7 +98,7 @@ def _shared_namespace(a: str, b: str) -> int:
     """How many leading namespaces two topics share: the depth of the colour's own camera (/front's
     depth for /front's colour) comes first."""
     n = 0
-    for x, y in zip(a.split("/")[1:-1], b.split("/")[1:-1]):
+    for x, y in zip(a.split("/")[1:-1], b.split("/")[1:-1], strict=False):
         if x != y:
             break
         n += 1

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import MessageError
 from .compressed_depth import compressed_depth_to_metres, is_compressed_depth
 from .compressed_image import COMPRESSED_IMAGE, compressed_image_to_numpy
-from .image import IMAGE, depth_image_to_metres, image_to_rgb
+from .image import BAYER_PATTERNS, IMAGE, bayer_to_rgb, depth_image_to_metres, image_to_rgb
 
 CAMERA_IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
@@ -45,6 +45,11 @@ def color_to_rgb(msg: Any) -> np.ndarray:
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
     if a.ndim == 2:
+        # image_transport compresses a Bayer mosaic as it is and names it before the ';'
+        # ("bayer_rggb8; png compressed "): its subscriber gives back a bayer_rggb8 Image
+        encoding = str(msg.format).split(";", 1)[0].strip().lower()
+        if encoding.startswith("bayer_") and encoding[6:10] in BAYER_PATTERNS:
+            return bayer_to_rgb(a, encoding[6:10])
         return np.repeat(a[:, :, None], 3, axis=2)
     return np.ascontiguousarray(a[:, :, :3])
 

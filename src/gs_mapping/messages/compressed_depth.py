@@ -230,8 +230,12 @@ def numpy_to_compressed_depth(
         f = d.astype(np.float32)
         ok = np.isfinite(f) & (f > 0) & (f < np.float32(depth_max))
         q = np.zeros(f.shape, np.uint16)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q[ok] = (np.float32(a) / f[ok] + np.float32(b)).astype(np.uint16)  # C cast: truncation
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            v = np.float32(a) / f + np.float32(b)
+        # nearer than A / (65535 - B) (0.152 m by default) no code holds it: invalid, where the C++
+        # publisher's cast would wrap it to a far depth
+        ok &= v < np.float32(65536)
+        q[ok] = v[ok].astype(np.uint16)  # C cast: truncation
     else:
         raise MessageError(f"{COMPRESSED_IMAGE}: depth dtype {d.dtype} (uint16 mm or float metres)")
     buf = io.BytesIO()

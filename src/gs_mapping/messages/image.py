@@ -16,6 +16,7 @@ from ..errors import MessageError
 from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 
 IMAGE = "sensor_msgs/msg/Image"
+BAYER_PATTERNS = ("rggb", "bggr", "gbrg", "grbg")  # a 2x2 cell's sites in row order
 
 # Named encodings (sensor_msgs/image_encodings.hpp) → (dtype, channels).
 _NAMED = {
@@ -29,8 +30,8 @@ _NAMED = {
     "bgr16": ("u2", 3),
     "rgba16": ("u2", 4),
     "bgra16": ("u2", 4),
-    **{f"bayer_{p}8": ("u1", 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
-    **{f"bayer_{p}16": ("u2", 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
+    **{f"bayer_{p}8": ("u1", 1) for p in BAYER_PATTERNS},
+    **{f"bayer_{p}16": ("u2", 1) for p in BAYER_PATTERNS},
     # 4:2:2 YUV, two bytes per pixel (read as (H, W, 2) uint8); "uyvy"/"yuyv" are the newer names
     "yuv422": ("u1", 2),
     "uyvy": ("u1", 2),
@@ -172,7 +173,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if encoding in _YUV422_ORDER:
         return _yuv422_to_rgb(a, _YUV422_ORDER[encoding], encoding)
     if encoding.startswith("bayer_"):
-        return _bayer_to_rgb(a, encoding[6:10])
+        return bayer_to_rgb(a, encoding[6:10])
     if a.ndim == 2:
         return np.repeat(a[:, :, None], 3, axis=2)
     if a.shape[2] == 2:
@@ -198,7 +199,9 @@ def _yuv422_to_rgb(a: np.ndarray, order: str, encoding: str) -> np.ndarray:
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _bayer_to_rgb(a: np.ndarray, pattern: str) -> np.ndarray:
+def bayer_to_rgb(a: np.ndarray, pattern: str) -> np.ndarray:
+    """A uint8 (H, W) mosaic of ``pattern`` (rggb, bggr, gbrg, grbg: the 2x2 cell's sites in row
+    order) → uint8 RGB, each cell's colour on its 4 pixels."""
     height, width = a.shape
     if height == 0 or width == 0:
         return np.zeros((height, width, 3), np.uint8)

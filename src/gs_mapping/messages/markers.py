@@ -206,13 +206,14 @@ def marker_array_to_polylines(
 ) -> list[Polyline]:
     """A MarkerArray → [(ns, id, points (N, 3))] for its ADD markers of the given types, in order.
 
-    DELETE / DELETEALL markers act on what came before in the same array, as RViz applies them.
+    DELETE / DELETEALL markers act on what came before in the same array, as RViz 2 applies them
+    (a DELETEALL with an ``ns`` deletes that namespace only: Marker.msg).
     """
     out: dict[tuple[str, int], Polyline] = {}
     for marker in msg.markers:
         action, key = int(marker.action), (str(marker.ns), int(marker.id))
         if action == DELETEALL:
-            out.clear()
+            out = {k: v for k, v in out.items() if key[0] and k[0] != key[0]}
         elif action == DELETE:
             out.pop(key, None)
         elif action == ADD and int(marker.type) in types:  # ADD == MODIFY: replaces same ns/id
