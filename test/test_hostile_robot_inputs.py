@@ -831,3 +831,16 @@ def test_sqlite3_bag_with_one_empty_message_definition_is_named(tmp_path):
     line = str(err.value)
     assert "\n" not in line and "corrupt" not in line, line
     assert "/camera/extrinsics (vendor_msgs/msg/Extrinsics)" in line and "ros2 bag convert" in line, line
+
+
+def test_frames_skipped_for_one_cause_are_logged_once_and_totalled(tmp_path, caplog):
+    """A bag whose camera never appears in TF: one warning with the cause (not one a frame: a long
+    bag printed thousands), then the total for that cause."""
+    import logging
+
+    bag = robot_bag(tmp_path / "b", tf_static=[[_tf(T0, "base_link", "camera_link")]])
+    with caplog.at_level(logging.WARNING, logger="gs_mapping"):
+        assert _frames(bag) == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("no pose map <- camera_color_optical_frame" in x for x in lines) == 1, lines
+    assert "4 frames skipped in all for no pose" in lines, lines

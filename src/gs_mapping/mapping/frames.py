@@ -62,10 +62,18 @@ class FrameStats:
         return self.no_pose + self.invalid_depth + self.no_camera_info + self.unpaired
 
     def skip(self, kind: str, message: str) -> None:
-        setattr(self, kind, getattr(self, kind) + 1)
+        """Count a frame skipped for ``kind``; the first of each kind is logged, the others at debug
+        level (a bag without TF would print a line a frame) and counted in :meth:`log_totals`."""
+        count = getattr(self, kind) + 1
+        setattr(self, kind, count)
         if len(self.reasons) < 100:
             self.reasons.append(message)
-        log.warning(f"{message}: skipped")
+        (log.warning if count == 1 else log.debug)(f"{message}: skipped")
+
+    def log_totals(self) -> None:
+        for kind in ("no_pose", "invalid_depth", "no_camera_info"):
+            if getattr(self, kind) > 1:
+                log.warning(f"{getattr(self, kind)} frames skipped in all for {kind.replace('_', ' ')}")
 
 
 def _nearest_gap(a: list[int], b: list[int]) -> str:
@@ -363,6 +371,7 @@ def read_frames(
             log.warning(
                 f"{stats.duplicates} colour/depth messages repeat the stamp of the one before them: skipped"
             )
+        stats.log_totals()
         stats.unpaired = sync.dropped + sync.pending()
         if stats.unpaired:
             message = (
