@@ -147,7 +147,7 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
         elif words[0] == "comment":
             comments.append(line[len("comment") :].strip())
         elif words[0] == "element":
-            if len(words) != 3 or not words[2].isdigit():
+            if len(words) != 3 or not (words[2].isascii() and words[2].isdigit()):
                 raise MapError(f"{path}: bad element line {line[:80]!r}")
             if int(words[2]) > MAX_ELEMENT_COUNT:
                 raise MapError(

@@ -109,7 +109,7 @@ def parse_qos_keyexpr(text: str) -> RmwQos:
     def num(s: str, default: int) -> int:
         if not s:
             return default
-        if not s.isdigit():
+        if not (s.isascii() and s.isdigit()):  # str.isdigit takes "²", which int() refuses
             raise MessageError(f"liveliness QoS {text!r}: {s!r} is not a number")
         return int(s)
 
@@ -180,7 +180,7 @@ def parse_liveliness(keyexpr: str) -> GraphEntity:
     kind = parts[5]
     if kind not in ENTITY_KINDS:
         raise MessageError(f"liveliness token {keyexpr!r}: unknown entity kind {kind!r}")
-    if not parts[1].isdigit():
+    if not (parts[1].isascii() and parts[1].isdigit()):
         raise MessageError(f"liveliness token {keyexpr!r}: domain id {parts[1]!r} is not a number")
     node = dict(
         domain_id=int(parts[1]),
