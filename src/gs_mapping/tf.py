@@ -73,16 +73,20 @@ class _Edge:
         if i > 0:
             del self.stamps[:i], self.trans[:i], self.rots[:i]
 
+    def no_sample(self, lookup: str) -> ExtrapolationError:
+        """The error of a moving edge cleared when time went back and given no sample since."""
+        return ExtrapolationError(
+            f"{lookup}: edge {self.parent} -> {self.child} has no sample since time went back",
+            future=True,
+            gap_ns=0,
+        )
+
     def sample(self, stamp: int, tolerance_ns: int, lookup: str) -> Transform:
         s = self.stamps
         if self.static:
             return Transform(self.trans[0], self.rots[0])
-        if not s:  # cleared when time went back, no sample since
-            raise ExtrapolationError(
-                f"{lookup}: edge {self.parent} -> {self.child} has no sample since time went back",
-                future=True,
-                gap_ns=0,
-            )
+        if not s:
+            raise self.no_sample(lookup)
         i = bisect.bisect_left(s, stamp)
         if i < len(s) and s[i] == stamp:
             return Transform(self.trans[i], self.rots[i])
@@ -284,10 +288,18 @@ class TFBuffer:
         return up_s[: frames_s.index(anc)], up_t[: frames_t.index(anc)]
 
     def latest_common_stamp(self, target: str, source: str) -> int | None:
-        """Latest stamp every dynamic edge between the frames has data for (None: all static)."""
+        """Latest stamp every dynamic edge between the frames has data for (None: all static).
+        :class:`ExtrapolationError` when an edge has none (emptied when time went back)."""
         src, tgt = self._path(target, source)
-        lasts = [e.stamps[-1] for e in src + tgt if not e.static]
-        return min(lasts) if lasts else None
+        return self._latest(src + tgt, f"latest common time of {target} <- {source}")
+
+    @staticmethod
+    def _latest(edges: list[_Edge], what: str) -> int | None:
+        moving = [e for e in edges if not e.static]
+        for e in moving:
+            if not e.stamps:
+                raise e.no_sample(what)
+        return min(e.stamps[-1] for e in moving) if moving else None
 
     def lookup(self, target: str, source: str, stamp_ns: int | None) -> Transform:
         """``T_target_source`` at ``stamp_ns`` (maps points in ``source`` into ``target``).
@@ -299,8 +311,7 @@ class TFBuffer:
             return Transform()
         src, tgt = self._path(target, source)
         if stamp_ns is None:
-            lasts = [e.stamps[-1] for e in src + tgt if not e.static]
-            stamp_ns = min(lasts) if lasts else 0
+            stamp_ns = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time") or 0
         stamp = int(stamp_ns)
         what = f"lookup {target} <- {source} at {stamp} ns"
         tol = self.tolerance_ns

@@ -54,13 +54,19 @@ def reproject(
     v = np.round(uv[:, 1]).astype(np.int64)
     ok = (z > 1e-3) & (u >= 0) & (u < dst.width) & (v >= 0) & (v < dst.height)
     u, v, z, col = u[ok], v[ok], z[ok], col[ok]
-    order = np.argsort(-z, kind="stable")  # far first, so the nearest point is written last
+    # the nearest point of each pixel, chosen explicitly: numpy does not promise which of several
+    # writes to one element lands last
+    pix = v * dst.width + u
+    order = np.lexsort((z, pix))  # by pixel, then nearest first
+    first = np.ones(len(order), bool)
+    first[1:] = pix[order][1:] != pix[order][:-1]
+    keep = order[first]
     out_rgb = np.zeros((dst.height, dst.width, 3), np.float32)
     out_d = np.zeros((dst.height, dst.width), np.float32)
     mask = np.zeros((dst.height, dst.width), bool)
-    out_rgb[v[order], u[order]] = col[order]
-    out_d[v[order], u[order]] = z[order]
-    mask[v[order], u[order]] = True
+    out_rgb[v[keep], u[keep]] = col[keep]
+    out_d[v[keep], u[keep]] = z[keep]
+    mask[v[keep], u[keep]] = True
     if occlusion_tolerance > 0:
         near = minimum_filter(np.where(mask, out_d, np.inf), size=3, mode="nearest")
         mask &= out_d <= (1 + occlusion_tolerance) * near
