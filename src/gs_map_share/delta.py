@@ -405,9 +405,12 @@ class MapSender:
 
     @classmethod
     def from_map(cls, gmap: GaussianMap, params: QuantParams | None = None, **kw) -> MapSender:
-        """A sender whose receivers start from a snapshot of ``gmap`` (sequence 1)."""
+        """A sender whose receivers start from a snapshot of ``gmap`` as it is now (its first
+        sequence number as in ``__init__``). The changes ``gmap`` recorded so far are taken: they
+        are in that snapshot, and the next :meth:`update` carries what changes after it."""
         s = cls(params, sh_degree=gmap.sh_degree, tile_size=gmap.tile_size, **kw)
         s.shadow = to_qmap(gmap, s.params)
+        gmap.take_changes()
         return s
 
     def snapshot(self) -> bytes:

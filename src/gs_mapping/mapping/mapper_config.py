@@ -254,7 +254,12 @@ class MapperConfig:
         "Valid depth range (metres); outside is invalid (0 and 65535 mm are invalid anyway).",
         (0.0, 1000.0),
     )
-    max_depth_m: float = param(10.0, "farthest depth seeded from", (0.0, 10000.0))
+    max_depth_m: float = param(
+        10.0,
+        "Upper end of the valid depth range (metres): farther depth is invalid (left out of every "
+        "loss, and counted against min_valid_depth_fraction).",
+        (0.0, 10000.0),
+    )
     min_valid_depth_fraction: float = param(
         0.2, "A frame whose valid-depth fraction is below this is skipped as invalid.", (0.0, 1.0)
     )

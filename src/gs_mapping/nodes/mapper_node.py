@@ -90,7 +90,6 @@ class MapperNode(NodeBase):
             frame_id=t.map_frame,
             n_levels=self.node_cfg.levels,
         )
-        self.mapper.gmap.take_changes()  # the loaded map is in the first snapshot, not a delta
         self.tf = TFBuffer(cache_time_s=30.0, extrapolation_tolerance_s=t.tf_tolerance_s)
         self.depth_topic = self.node_cfg.cloud_topic or t.depth
         self.sync = ApproximateTimeSynchronizer(

@@ -6,8 +6,9 @@
     world.map_elements()                               # ground truth in the map frame
     world.elements_in_ego(T_map_base, (30.0, 15.0))    # … in base_link, clipped to the BEV range
 
-Everything is a pure function of the seed (NumPy's PCG64 generator): same seed, same world, same
-pixels.
+Everything is a pure function of the seed and the route length (NumPy's PCG64 generator): same
+seed and length, same world, same pixels. ``Drive.make`` generates its world from its seed and the
+length its frames need (``drive.world``).
 """
 
 from __future__ import annotations
