@@ -252,6 +252,10 @@ def train(
             _diverged(out_dir, step, "gradient norm" if loss_finite else "loss")
         opt.step()
         sched.step()
+        # finite gradients can still step the weights to inf (a huge learning rate): the next forward
+        # would fail inside the rasterizer; the check costs well under a percent of a step
+        if ckpt.first_nonfinite(model.named_parameters()) is not None:
+            _diverged(out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
         for k, v in losses.items():
             acc[k] = acc.get(k, 0.0) + float(v.detach())
         acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gnorm)
@@ -272,8 +276,6 @@ def train(
             cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and cfg.eval_frames
         )
         saving = done % cfg.checkpoint_every == 0 or done == cfg.steps
-        if (evaluating or saving) and ckpt.first_nonfinite(model.named_parameters()) is not None:
-            _diverged(out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
         if evaluating:
             try:
                 ev = evaluate_model(model, cfg, eval_source, cfg.eval_frames, device)
