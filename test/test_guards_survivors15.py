@@ -10,6 +10,7 @@ hand-built bag with a hand-computed answer), so that breaking the line it guards
 from __future__ import annotations
 
 import pytest
+from test_guards_survivors3 import _run_play
 
 # ------------------------------------------------------------------------------------------------
 # runtime.type_hash: the field kinds none of our nodes' types has (REP-2011)
@@ -624,44 +625,11 @@ def _state_bag(path):
     return path
 
 
-def _record_play(monkeypatch, argv) -> tuple[dict, dict, int]:
-    """``gs-mapping play`` in-process with a context that records each publisher's QoS and count
-    (as test_guards_survivors3 does: the transport is not what is checked here)."""
-    from gs_mapping.cli import main, run_node
-
-    qos, sent = {}, {}
-
-    class Pub:
-        def __init__(self, name):
-            self.name = name
-
-        def publish(self, msg):
-            sent[self.name] = sent.get(self.name, 0) + 1
-
-        def subscription_count(self):
-            return 1
-
-    class Ctx:
-        def create_publisher(self, name, typename, q):
-            qos[name] = q
-            return Pub(name)
-
-        def spin_once(self, timeout_s=0.0):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(run_node, "make_context", lambda args, name: Ctx())
-    code = main(["play", *argv, "--rate", "1000", "--wait-for-subscribers", "0"])
-    return qos, sent, code
-
-
 def test_play_latches_a_state_topic_the_bag_recorded_latched(tmp_path, monkeypatch):
     """play: tf2's QoS for /tf, 'other latched topics a state' (README: latched where the map is a
     state): a topic recorded transient-local is offered transient-local and reliable, so a
     subscriber that joins later still gets the state."""
-    qos, sent, code = _record_play(monkeypatch, [str(_state_bag(tmp_path / "bag"))])
+    qos, sent, code = _run_play(monkeypatch, [str(_state_bag(tmp_path / "bag"))])
     assert code == 0 and sent == {"/tf": 2, "/ground_truth/map_json": 1}
     state = qos["/ground_truth/map_json"]
     assert state.transient_local and state.reliable
@@ -672,7 +640,7 @@ def test_play_topics_option_takes_a_comma_and_space_separated_list(tmp_path, mon
     """--topics 'comma-separated topics': ``/tf, /ground_truth/map_json`` (a space after the comma,
     as people type lists) plays both topics."""
     bag = _state_bag(tmp_path / "bag")
-    qos, sent, code = _record_play(monkeypatch, [str(bag), "--topics", "/tf, /ground_truth/map_json"])
+    qos, sent, code = _run_play(monkeypatch, [str(bag), "--topics", "/tf, /ground_truth/map_json"])
     assert code == 0 and sent == {"/tf": 2, "/ground_truth/map_json": 1}
 
 

@@ -291,9 +291,9 @@ def _play_bag(path):
     return path
 
 
-def _played_qos(tmp_path, monkeypatch) -> tuple[dict, dict]:
-    """Run ``gs-mapping play`` in-process on :func:`_play_bag` with a recording context: the QoS
-    each topic's publisher was created with, and how many messages each published."""
+def _run_play(monkeypatch, argv) -> tuple[dict, dict, int]:
+    """``gs-mapping play ARGV`` in-process with a context that records each publisher's QoS and how
+    many messages each published (the transport is not what these tests check): (qos, sent, exit)."""
     from gs_mapping.cli import main, run_node
 
     qos, sent = {}, {}
@@ -320,8 +320,15 @@ def _played_qos(tmp_path, monkeypatch) -> tuple[dict, dict]:
             pass
 
     monkeypatch.setattr(run_node, "make_context", lambda args, name: Ctx())
-    bag = _play_bag(tmp_path / "bag")
-    assert main(["play", str(bag), "--rate", "1000", "--wait-for-subscribers", "0"]) == 0
+    code = main(["play", *argv, "--rate", "1000", "--wait-for-subscribers", "0"])
+    return qos, sent, code
+
+
+def _played_qos(tmp_path, monkeypatch) -> tuple[dict, dict]:
+    """Run ``gs-mapping play`` on :func:`_play_bag`: the QoS each topic's publisher was created
+    with, and how many messages each published."""
+    qos, sent, code = _run_play(monkeypatch, [str(_play_bag(tmp_path / "bag"))])
+    assert code == 0
     return qos, sent
 
 
