@@ -112,5 +112,6 @@ def _mask(geom, window, x0: float, y0: float) -> np.ndarray:
 
 
 def _pix(coords, x0: float, y0: float) -> list[tuple[float, float]]:
-    # PIL fills a pixel when its centre (k + 0.5) lies inside; texel k spans [k, k+1) * RES.
+    # texel k spans [k, k+1) * RES, its centre at (k + 0.5) * RES; PIL's integer coordinates are
+    # pixel centres: half a texel down
     return [((x - x0) / RES - 0.5, (y - y0) / RES - 0.5) for x, y in coords]
