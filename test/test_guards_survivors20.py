@@ -536,3 +536,49 @@ def test_map_cloud_is_in_the_senders_frame():
     bus.inject("/mapper_node/map_snapshot", bytes_to_uint8_multiarray(data, bus.factory), S)
     bus.inject("/tick", None, 3 * S)
     assert len(clouds) == 1 and clouds[0].header.frame_id == "odom"
+
+
+def test_a_cloud_is_placed_by_the_pose_at_its_own_stamp():
+    """mapper_node, as `map` does: 'the depth/cloud pose at its own stamp'. The camera moves at 1 m/s
+    along x; a cloud stamped 50 ms after the colour image was taken 5 cm further on, so its points
+    (one per pixel centre at 1.5 m, in the camera's frame at the cloud's time) land one pixel to
+    the right in the colour image (30 px/m · 0.05 m / 1.5 m · 30 = 1 px): column 0 stays empty.
+    Placed by the colour stamp's pose they would fill every column."""
+    import numpy as np
+    from hostile_cases import tf_message
+
+    from gs_mapping.messages import (
+        CameraIntrinsics,
+        array_to_pointcloud2,
+        intrinsics_to_camera_info,
+        numpy_to_image,
+        pointcloud2_xyz,
+    )
+    from gs_mapping.nodes.mapper_node import MapperNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    bus = ReplayBus()
+    cfg = MapperNode.load_config(None)
+    cfg["mapper"].device = "cpu"
+    cfg["mapper"].topics.sync_slop_s = 0.1
+    cfg["mapper_node"].cloud_topic = "/lidar/points"
+    node = MapperNode(bus.context("mapper_node"), cfg)
+    f, stamp, late = bus.factory, 1 * S, 1 * S + 50_000_000
+    K = np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
+    info = intrinsics_to_camera_info(CameraIntrinsics(32, 24, K, frame_id="cam"), f, stamp_ns=stamp)
+    bus.inject(INFO, info, stamp)
+    for t in range(8, 13):  # map -> cam: x = (t - 1 s) · 1 m/s
+        bus.inject("/tf", tf_message(f, t * S // 10, "map", "cam", t / 10 - 1.0), t * S // 10)
+    u, v = np.meshgrid(np.arange(32), np.arange(24))
+    pts = np.zeros(u.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    pts["z"] = 1.5
+    pts["x"] = ((u.ravel() - 16) / 30.0) * 1.5
+    pts["y"] = ((v.ravel() - 12) / 30.0) * 1.5
+    color = numpy_to_image(np.zeros((24, 32, 3), np.uint8), "rgb8", stamp, "cam", f)
+    cloud = array_to_pointcloud2(pts, late, "cam", factory=f)
+    frame = node._frame(
+        (color.header, np.zeros((24, 32, 3), np.uint8)), (cloud.header, pointcloud2_xyz(cloud)), stamp
+    )
+    depth = np.nan_to_num(np.asarray(frame.depth, np.float64))
+    assert not depth[:, 0].any()
+    assert np.allclose(depth[:, 1:], 1.5, atol=1e-3)
