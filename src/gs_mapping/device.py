@@ -10,6 +10,12 @@ from .errors import ConfigError
 _CUDA = re.compile(r"cuda(:\d+)?")
 
 
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is a device a config may name (auto, cpu, cuda or cuda:N); whether it is
+    usable here is :func:`resolve_device`'s question."""
+    return name in ("auto", "cpu") or bool(_CUDA.fullmatch(name))
+
+
 def resolve_device(name: str) -> str:
     """``auto`` → ``cuda`` if torch sees a CUDA device, else ``cpu``; ``cpu`` / ``cuda[:N]`` are
     returned as given once usable here. Anything else (``tpu``, ``gpu``, ``cuda:x``) is a ConfigError
@@ -21,7 +27,7 @@ def resolve_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return name
-    if not _CUDA.fullmatch(name):
+    if not is_device_name(name):
         raise ConfigError(f"device {name!r}: expected cpu, cuda[:N] or auto")
     if not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use cpu or auto)")
@@ -31,4 +37,4 @@ def resolve_device(name: str) -> str:
     return name
 
 
-__all__ = ["resolve_device"]
+__all__ = ["is_device_name", "resolve_device"]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 
 
+def _device(name: str) -> str:
+    from ..device import is_device_name
+
+    if not is_device_name(name):
+        raise argparse.ArgumentTypeError(f"{name!r}: expected auto, cpu, cuda or cuda:N")
+    return name
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="rosbag2 directory (or .mcap/.db3 file) with colour, depth, CameraInfo, TF")
     p.add_argument("--out", required=True, help="output directory (map.ply, metrics.json, heldout/*.png)")
     p.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
         default=None,
+        type=_device,
+        metavar="{auto,cpu,cuda,cuda:N}",
         help="torch device (default: config, auto = cuda if present)",
     )
     p.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config_file import param
+from ..device import is_device_name
 from ..errors import ConfigError
 
 
@@ -54,7 +55,10 @@ class KeyframeConfig:
         (0.0, 1.0),
     )
     max_gap: int = param(
-        1, "Force a keyframe after this many mapping frames without one (0 = never force).", (0, 10000)
+        1,
+        "A frame this many mapping frames after the last keyframe is one in any case (1 = every frame; "
+        "0 = never force).",
+        (0, 10000),
     )
 
 
@@ -275,8 +279,8 @@ class MapperConfig:
     def __post_init__(self) -> None:
         checks = [
             (
-                self.device in ("auto", "cpu", "cuda"),
-                f"device must be auto, cpu or cuda, got {self.device!r}",
+                is_device_name(self.device),
+                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
             ),
             (
                 self.backend in ("auto", "cpu", "cuda", "reference"),
