@@ -5,12 +5,13 @@ Request (UTF-8 JSON): ``{"x", "y", "z"}`` the pose in the map frame (metres), ``
 global sequence; 0 = all), ``cursor`` (0 first, then the previous answer's ``next_cursor``),
 ``max_bytes`` (answer cap), optional ``id`` (echoed).
 
-Answer: ``b"GSRQ"``, u16 version 1, u32 JSON length, the JSON (``status``, ``seq``, ``cursor``, ``next_cursor`` (null: last page), ``tiles``: the codec tiles this page covers — the client replaces its
-contents of exactly these tiles, an empty one included — ``gaussians``, ``error``), then one
-ordinary snapshot container (layered by level: coarse levels first, so a prefix decodes to a
-coarser map) holding the Gaussians of those tiles with level ≤ ``max_level``. Tiles are taken in
-order of distance from the pose (then tile key); a page holds as many as fit ``max_bytes``, and the
-cursor is an offset into that order (stateless: nothing is kept per client).
+Answer: ``b"GSRQ"``, u16 version 1, u32 JSON length, the JSON (``status``, ``seq``, ``cursor``,
+``next_cursor`` (null: last page), ``tiles``: the codec tiles this page covers — the client
+replaces its contents of exactly these tiles, an empty one included — ``gaussians``, ``error``),
+then one ordinary snapshot container (layered by level: coarse levels first, so a prefix decodes
+to a coarser map) holding the Gaussians of those tiles with level ≤ ``max_level``. Tiles are taken
+in order of distance from the pose (then tile key); a page holds as many as fit ``max_bytes``, and
+the cursor is an offset into that order (stateless: nothing is kept per client).
 """
 
 from __future__ import annotations
