@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_docs_promises import _table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -34,18 +35,6 @@ RESULTS = ROOT / "bench" / "results"
 def _flat(text: str) -> str:
     """Markdown prose with line breaks folded, so a sentence can be matched across wrapped lines."""
     return re.sub(r"\s+", " ", text)
-
-
-def _table(doc: str, header_start: str) -> list[list[str]]:
-    """Rows (cells stripped) of the markdown table whose header line starts with ``header_start``."""
-    lines = doc.splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[i + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().split("|")[1:-1]])
-    return rows
 
 
 def _yaml_comment(key_path: str) -> str:

@@ -22,6 +22,7 @@ import dataclasses
 import constriction
 import numpy as np
 import pytest
+from test_guards_survivors3 import _leb128
 
 from gs_map_share import jit, section
 from gs_map_share.bitio import Reader, Writer
@@ -54,18 +55,6 @@ def _use(compiled: bool, monkeypatch) -> None:
 # hand-written streams (docs/format.md §3)
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _zz(v: int) -> int:
     return (v << 1) ^ (v >> 63) if v >= 0 else ((-v) << 1) - 1
 
@@ -75,7 +64,7 @@ def _plain(values, signed: bool = True) -> bytes:
     values = [int(v) for v in values]
     if not values:
         return b"\x00"
-    return b"\x07" + b"".join(_varint(_zz(v) if signed else v) for v in values)
+    return b"\x07" + b"".join(_leb128(_zz(v) if signed else v) for v in values)
 
 
 def _raw(values) -> bytes:
@@ -129,8 +118,8 @@ def _expected(params_sh: int, ids, pos, op, scale, dc, rest=None) -> QMap:
 def _id_ordered(params: QuantParams, n: int, pos, op, scale_sent, dc_sent, sh: bytes, want: QMap) -> bytes:
     """A snapshot of one id-ordered section (ids 1..n) whose attribute channels are all raw plain
     streams of the values sent; the header carries ``want``'s count and checksum."""
-    t = _varint(n) + _varint(1) + bytes([params.tile_bits, section.ID_ORDER])
-    body = _varint(1) + _plain([0] * (n - 1), signed=False)  # first id 1, then gaps of 0
+    t = _leb128(n) + _leb128(1) + bytes([params.tile_bits, section.ID_ORDER])
+    body = _leb128(1) + _plain([0] * (n - 1), signed=False)  # first id 1, then gaps of 0
     pos = np.asarray(pos, np.int64).reshape(n, 3)
     for i in range(3):
         body += _plain(np.diff(pos[:, i], prepend=0))
@@ -193,7 +182,7 @@ def _palette_snapshot(k: int, flags, repeats, idx_if_taken) -> bytes:
     rows (ROWS, cycled), the flags and repeats streams as given; the header carries the checksum of
     the map whose rows are ``idx_if_taken`` (what a decoder without the check would build)."""
     rows = ROWS[np.arange(k) % 2]
-    sh = bytes([section.PALETTE_FIRST_USE]) + _varint(k)
+    sh = bytes([section.PALETTE_FIRST_USE]) + _leb128(k)
     for c in range(9):  # per coefficient, its three channels: column 3·j + channel
         sh += _plain(rows[:, c])
     sh += _plain(flags, signed=False) + _plain(repeats, signed=False)
@@ -305,9 +294,9 @@ def test_int32_stream_below_its_range_is_refused(mode, compiled, monkeypatch):
     def stream(v: int) -> bytes:
         u = _zz(v)
         if mode == "plain":
-            return b"\x07" + _varint(0) + _varint(u)
+            return b"\x07" + _leb128(0) + _leb128(u)
         if mode == "constant":
-            return b"\x01" + _varint(u)
+            return b"\x01" + _leb128(u)
         bl = u.bit_length()  # t = 6: symbol 64 + bl − 7, then the bl − 1 bits under the top one
         return _coded([0, 64 + bl - 7], 6, 64 + bl - 6, (u - (1 << (bl - 1))).to_bytes(5, "little"))
 
@@ -328,11 +317,11 @@ def _octree_snapshot(n: int, occupancy: list[int], want: QMap | None = None) -> 
     depth 3: depth d's occupancy bytes all ``occupancy[d]`` (mode 1), then one Gaussian per voxel,
     ids 1..n in octree order, every attribute raw and constant."""
     p = dataclasses.replace(Q0, tile_bits=3)
-    tiles = _varint(n) + _varint(1) + bytes([p.tile_bits, section.OCTREE]) + _varint(1) + bytes(24)
-    level = b"".join(b"\x01" + _varint(o) for o in occupancy)
-    level += b"\x01\x00" + _varint(1) + b"\x01" + _varint(_zz(1))  # counts − 1 = 0; ids 1, +1, …
-    level += b"\x01\x00" + b"\x00\x01" + _varint(_zz(5))  # level 0; opacity 5
-    level += (b"\x00\x01" + _varint(_zz(1))) * 3 + b"\x00\x01" + _varint(_zz(3))  # scales 1; rotation index 3
+    tiles = _leb128(n) + _leb128(1) + bytes([p.tile_bits, section.OCTREE]) + _leb128(1) + bytes(24)
+    level = b"".join(b"\x01" + _leb128(o) for o in occupancy)
+    level += b"\x01\x00" + _leb128(1) + b"\x01" + _leb128(_zz(1))  # counts − 1 = 0; ids 1, +1, …
+    level += b"\x01\x00" + b"\x00\x01" + _leb128(_zz(5))  # level 0; opacity 5
+    level += (b"\x00\x01" + _leb128(_zz(1))) * 3 + b"\x00\x01" + _leb128(_zz(3))  # scales 1; rotation index 3
     level += b"\x00\x01\x00" * 6  # rotation components and DC 0
     crc = 0 if want is None else want.checksum()
     h = Header(1, 1, 0, n, crc, 0, 1, p)
