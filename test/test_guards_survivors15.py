@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 from test_guards_survivors3 import _run_play
+from test_real_inputs_topics import _topics_only_bag
 
 # ------------------------------------------------------------------------------------------------
 # runtime.type_hash: the field kinds none of our nodes' types has (REP-2011)
@@ -136,19 +137,6 @@ def test_a_qos_part_short_of_its_components_is_a_message_error(bad):
 # cli.topic_choice / cli.map: which topics `map` takes (README: options choose, else found)
 
 IMG, CINFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
-
-
-def _topics_only_bag(path, types: dict):
-    """A rosbag2 (MCAP) with these topics and no messages: all that topic discovery reads."""
-    from rosbags.rosbag2 import Writer
-
-    from gs_mapping.bag import default_typestore
-
-    ts = default_typestore()
-    with Writer(path, version=8) as w:
-        for name, kind in types.items():
-            w.add_connection(name, kind, typestore=ts)
-    return path
 
 
 def _two_cameras_bag(path):

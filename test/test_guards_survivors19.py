@@ -15,8 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from test_share_speedpaths import _use_compiled
 
-from gs_map_share import jit
 from gs_map_share.quantize import QuantParams, quantize, rotation_bits, to_qmap
 from gs_mapping.gaussians import SH_C0, GaussianMap
 
@@ -185,10 +185,7 @@ def _cov(g: GaussianMap) -> np.ndarray:
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_rotation_bits_follow_the_documented_rule_on_both_paths(monkeypatch, compiled):
-    if compiled and jit.kernels() is None:
-        pytest.skip("numba not available")
-    if not compiled:
-        monkeypatch.setattr(jit, "_kernels", False)
+    _use_compiled(compiled, monkeypatch)
     p = QuantParams.from_quality(3)
     t = p.rot_tiers
     # spreads exactly at, just below and above each tier; faint and not, at the threshold
@@ -423,10 +420,7 @@ def _docs_rotation(idx, c, b):
 def test_rotations_decode_by_the_documented_rule_near_ties_included(monkeypatch, compiled):
     from gs_map_share.quantize import dequantize_rotations
 
-    if compiled and jit.kernels() is None:
-        pytest.skip("numba not available")
-    if not compiled:
-        monkeypatch.setattr(jit, "_kernels", False)
+    _use_compiled(compiled, monkeypatch)
     p = QuantParams(rot_tiers=(), faint_rot=0)
     m = p.rot_max
     # near-ties: a kept component at the lattice's edge (the rebuilt one is then not larger)
@@ -441,10 +435,7 @@ def test_rotations_decode_by_the_documented_rule_near_ties_included(monkeypatch,
 def test_rotation_lattice_check_looks_at_all_three_components(monkeypatch, compiled):
     from gs_map_share.quantize import rotations_within
 
-    if compiled and jit.kernels() is None:
-        pytest.skip("numba not available")
-    if not compiled:
-        monkeypatch.setattr(jit, "_kernels", False)
+    _use_compiled(compiled, monkeypatch)
     p = QuantParams(rot_tiers=(), faint_rot=0)
     m = p.rot_max
     for j in range(3):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from test_guards_survivors9 import _mapper
 
 # ------------------------------------------------------------------------------------------------
 # nodes.map_saving
@@ -76,16 +77,6 @@ def test_final_save_returns_the_rescue_path_it_wrote(tmp_path, monkeypatch, capl
 
 COLOR, DEPTH, INFO = "/camera/color/image_raw", "/camera/depth/image_rect_raw", "/camera/color/camera_info"
 S = 10**9
-
-
-def _mapper(bus, **node_cfg):
-    from gs_mapping.nodes.mapper_node import MapperNode
-
-    cfg = MapperNode.load_config(None)
-    cfg["mapper"].device = "cpu"
-    for k, v in node_cfg.items():
-        setattr(cfg["mapper_node"], k, v)
-    return MapperNode(bus.context("mapper_node"), cfg)
 
 
 def _feed(bus, stamp, frame="cam", info_frame=None, tf=True):

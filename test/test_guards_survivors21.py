@@ -23,8 +23,9 @@ import constriction
 import numpy as np
 import pytest
 from test_guards_survivors3 import _leb128
+from test_share_speedpaths import _use_compiled
 
-from gs_map_share import jit, section
+from gs_map_share import section
 from gs_map_share.bitio import Reader, Writer
 from gs_map_share.container import LEVEL, TILES, Chunk, Header, pack
 from gs_map_share.entropy import decode_stream, encode_stream
@@ -34,21 +35,6 @@ from gs_map_share.snapshot import decode_snapshot
 from gs_map_share.tables import put_table
 
 Q0 = QuantParams.from_quality(0)  # faint lattice F = 5 below opacity code −1
-
-
-def _plain_kernels(monkeypatch) -> None:
-    """The codec's plain (numpy / constriction) paths, as without numba."""
-    monkeypatch.setattr(jit, "_kernels", False)
-
-
-def _use(compiled: bool, monkeypatch) -> None:
-    if compiled:
-        pytest.importorskip("numba")
-        if jit.switched_off():
-            pytest.skip("GS_MAP_SHARE_NUMBA=0: the compiled loops are switched off")
-        assert jit.kernels() is not None
-    else:
-        _plain_kernels(monkeypatch)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,7 +219,7 @@ def test_stream_context_outside_its_count_is_refused(bad, compiled, monkeypatch)
     """A stream's contexts come from structure the decoder already holds and must lie in
     0..n_ctx − 1 (docs §3): a context array holding n_ctx (or −1) is a DecodeError, not values
     taken from no table (the plain path would leave them uninitialised)."""
-    _use(compiled, monkeypatch)
+    _use_compiled(compiled, monkeypatch)
     rng = np.random.default_rng(4)
     values = rng.integers(-20, 20, 300)
     ctx = np.arange(300) % 2
@@ -289,7 +275,7 @@ def test_int32_stream_below_its_range_is_refused(mode, compiled, monkeypatch):
     """An int32 stream's values must fit int32 (docs §1: every channel is int32): −2^31 decodes,
     −2^31 − 1 (zig-zag 2^32 + 1) is a DecodeError, in each stream form that can hold it — not
     stored into the int32 array, where it would wrap to 2^31 − 1."""
-    _use(compiled, monkeypatch)
+    _use_compiled(compiled, monkeypatch)
 
     def stream(v: int) -> bytes:
         u = _zz(v)
@@ -332,7 +318,7 @@ def _octree_snapshot(n: int, occupancy: list[int], want: QMap | None = None) -> 
 def test_octree_of_as_many_nodes_as_gaussians_decodes(compiled, monkeypatch):
     """The cap's boundary from below: 8 Gaussians, occupancy 255 then 1, 1 (8 nodes at each depth
     = n) decode to one Gaussian per octant, at x·4, y·4, z·4 (octant = x·4 + y·2 + z, docs §4)."""
-    _use(compiled, monkeypatch)
+    _use_compiled(compiled, monkeypatch)
     o = np.arange(8)
     pos = np.stack([(o >> 2) & 1, (o >> 1) & 1, o & 1], axis=1) * 4
     want = _expected(0, range(1, 9), pos, [5] * 8, [[1, 1, 1]] * 8, [[0, 0, 0]] * 8)
@@ -347,6 +333,6 @@ def test_octree_occupancy_naming_more_nodes_than_gaussians_is_refused(n, compile
     allocated. Occupancy 255 at every depth names 8 nodes at depth 1 (and 8^d at depth d: a memory
     bomb at tile depth 20): for n = 7 Gaussians (one short) or 2 it is refused at depth 1, naming
     the fault (not later, as counts that do not add up)."""
-    _use(compiled, monkeypatch)
+    _use_compiled(compiled, monkeypatch)
     with pytest.raises(DecodeError, match=f"depth 1: 8 nodes, more than the {n} Gaussians"):
         decode_snapshot(_octree_snapshot(n, [255, 255, 255]))
