@@ -558,3 +558,43 @@ def test_kitchen_bag_rewritten_is_byte_identical(kitchen_bag, tmp_path):
     assert len(rewritten) == len(original) == 201
     # same multiset of records; within one stamp the order of topics may differ
     assert sorted(rewritten) == sorted(original)
+
+
+def _without_leading_slashes(src, dst):
+    """The kitchen bag rewritten with topic names as rosbags (and ROS 1 bags converted by it) may
+    store them: ``camera/color/image_raw``, no leading slash; the messages' bytes are unchanged."""
+    from rosbags.rosbag2 import Writer
+
+    with BagReader(src) as bag, Writer(dst, version=8) as w:
+        conns = {t.name: w.add_connection(t.name.lstrip("/"), t.type, typestore=_STORE) for t in bag.topics}
+        for topic, stamp, data in bag.raw_messages():
+            w.write(conns[topic], stamp, data)
+    return dst
+
+
+def test_topics_stored_without_a_leading_slash_are_named_as_ros_2_names_them(kitchen_bag, tmp_path):
+    """ROS 2 resolves a topic name at the root: ``camera/color/image_raw`` is
+    ``/camera/color/image_raw`` to every ROS 2 tool, and that is the name a user passes to
+    ``--color-topic``. Such a bag once mapped by discovery, but a named topic was "not in the bag",
+    and the check of metadata against storage counted its messages as 0."""
+    import argparse
+
+    from gs_mapping.cli.map import choose_topics
+    from gs_mapping.mapping.mapper_config import MapperConfig
+
+    bag_path = _without_leading_slashes(kitchen_bag, tmp_path / "noslash")
+    with BagReader(bag_path) as bag:
+        assert {t.name: (t.type, t.count) for t in bag.topics} == KITCHEN_TOPICS
+        got = [(t, s) for t, s, _ in bag.raw_messages(["/tf_static", "/camera/color/camera_info"])]
+    assert {t for t, _ in got} == {"/tf_static", "/camera/color/camera_info"} and len(got) == 51
+    for name in ("camera/color/image_raw", "/camera/color/image_raw"):
+        cfg = MapperConfig()
+        opts = dict(camera_info_topic=None, depth_info_topic=None, cloud_topic=None)
+        args = argparse.Namespace(color_topic=name, depth_topic="camera/depth/image_rect_raw", **opts)
+        assert choose_topics(bag_path, cfg, args) == ""
+        t = cfg.topics
+        assert (t.color, t.depth, t.camera_info) == (
+            "/camera/color/image_raw",
+            "/camera/depth/image_rect_raw",
+            "/camera/color/camera_info",
+        )

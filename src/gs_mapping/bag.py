@@ -199,7 +199,7 @@ class BagReader:
         reader = self._reader
         conns: dict[str, list] = {}
         for c in reader.connections:
-            conns.setdefault(c.topic, []).append(c)
+            conns.setdefault(_absolute(c.topic), []).append(c)
         self._conns = conns
         topics = []
         for name in sorted(conns):
@@ -355,7 +355,7 @@ class BagReader:
             except Exception as exc:
                 raise BagError(f"{self.path}: corrupt data after record {index}: {_describe(exc)}") from exc
             index += 1
-            yield conn.topic, int(stamp), bytes(data)
+            yield _absolute(conn.topic), int(stamp), bytes(data)
 
     def messages(
         self,
@@ -681,6 +681,7 @@ def _storage_counts(files) -> dict[str, tuple[int, int, int]] | None:
     def add(topic, n, first, last):
         # a file in which the topic has no message says nothing of its times (a split bag's later
         # files list /tf_static with no rows: its MIN is NULL, read as 0)
+        topic = _absolute(topic)
         c, f, last0 = out.get(topic, (0, 0, 0))
         if not n:
             out[topic] = (c, f, last0)
@@ -831,6 +832,17 @@ def seal_mcap(path: Path) -> None:
             f.seek(size - 8 - 4)
             f.write(struct.pack("<I", zlib.crc32(data)))
         f.flush()
+
+
+def _absolute(topic: str) -> str:
+    """A bag's topic name as ROS 2 resolves it: rosbags (and ROS 1 bags converted by it) may store
+    ``camera/image`` without the leading slash, which every ROS 2 tool — and our ``--color-topic`` —
+    names ``/camera/image``."""
+    return (
+        topic
+        if topic.startswith("/") and "//" not in topic
+        else "/" + "/".join(p for p in topic.split("/") if p)
+    )
 
 
 def _describe(exc: BaseException) -> str:
