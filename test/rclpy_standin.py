@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from gs_mapping.config_file import node_key_matches, parameter_entries, rcl_yaml
 
 log = logging.getLogger("rclpy_standin")
 LOG: list[tuple[int, str, str]] = []  # (severity, logger name, message) of every rclpy log call
@@ -355,22 +356,13 @@ def parse_ros_args(args: list[str]) -> dict[str, Any]:
             out["params_files"].append(next(it))
         elif ros and a in ("-p", "--param"):
             name, _, value = next(it).partition(":=")
-            out["params"].append((name, yaml.safe_load(value)))
+            out["params"].append((name, rcl_yaml(value)))
         elif ros and a in ("-r", "--remap"):
             src, _, dst = next(it).partition(":=")
             out["remaps"][src] = dst
         elif ros and a in ("--log-level", "-e", "--enclave"):
             next(it)
     return out
-
-
-def _node_matches(key: str, fqn: str) -> bool:
-    if key in ("/**", "**"):
-        return True
-    key = key if key.startswith("/") else "/" + key
-    if key.startswith("/**/"):
-        return fqn.endswith(key[3:])
-    return key == fqn
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any], where: str) -> None:
@@ -389,12 +381,11 @@ def node_parameters(files: list[str], params: list[tuple[str, Any]], fqn: str) -
     """Parameter overrides of node ``fqn`` from params files (in order, later wins) and ``-p``."""
     out: dict[str, Any] = {}
     for path in files:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-        for key, body in doc.items():
-            if _node_matches(str(key), fqn):
-                if not isinstance(body, dict) or "ros__parameters" not in body:
-                    raise ArgumentError(f"{path}: {key}: no ros__parameters")
-                _flatten("", body["ros__parameters"], out, path)
+        # rcl's file rules (layout, key matching, value types) are the suite's own reading of them:
+        # gs_mapping.config_file, checked against rcl's rules in test_outside_ros2_nodes.py
+        for key, entry in parameter_entries(path):
+            if node_key_matches(key, fqn, path):
+                _flatten("", entry, out, path)
     for name, value in params:
         _flatten(name, value, out, "-p")
     return out

@@ -128,6 +128,8 @@ class FleetStore:
         read-only mount, no room for its -wal and -shm) is not called corrupt (an operator might
         delete a good map)."""
         msg = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in msg:
+            return f"{self.path}: another process holds the store locked ({msg}); it was not read"
         if isinstance(exc, sqlite3.OperationalError) and any(
             k in msg for k in ("readonly", "read-only", "unable to open", "disk I/O", "full")
         ):
@@ -218,23 +220,31 @@ class FleetStore:
 
     # -- reading -----------------------------------------------------------------------------------
     def load(self) -> Stored:
+        """Everything a restart needs; FleetStoreError for rows of the wrong kind (a store edited or
+        damaged by hand: text where SQLite should hold a blob or an integer)."""
+        try:
+            return self._load()
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise FleetStoreError(f"{self.path}: corrupt fleet store ({type(exc).__name__}: {exc})") from None
+
+    def _load(self) -> Stored:
         out = Stored()
         for mid, seq, base, data in self.db.execute(
             "SELECT map_id, seq, base_seq, container FROM vehicle_log ORDER BY map_id, seq"
         ):
-            out.vehicles.setdefault(int(mid), []).append(Row(int(seq), int(base), bytes(data)))
+            out.vehicles.setdefault(_int(mid), []).append(Row(_int(seq), _int(base), _blob(data)))
         snap = self.db.execute("SELECT seq, container FROM global_snapshot").fetchone()
         if snap is not None:
-            out.global_rows = [Row(int(snap[0]), 0, bytes(snap[1]))] + self.global_deltas(int(snap[0]))
+            out.global_rows = [Row(_int(snap[0]), 0, _blob(snap[1]))] + self.global_deltas(_int(snap[0]))
         out.tile_seq = {(x, y, z): s for x, y, z, s in self.db.execute("SELECT x, y, z, seq FROM tiles")}
         for key, value in self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'binding %'"):
-            out.bindings[key[len("binding ") :]] = int(value)
+            out.bindings[key[len("binding ") :]] = _int(value)
         return out
 
     def global_deltas(self, after_seq: int) -> list[Row]:
         """Stored global deltas after ``after_seq`` (catch-up), in order."""
         return [
-            Row(int(s), int(b), bytes(d))
+            Row(_int(s), _int(b), _blob(d))
             for s, b, d in self.db.execute(
                 "SELECT seq, base_seq, container FROM global_log WHERE seq > ? AND base_seq >= ? ORDER BY seq",
                 (after_seq, after_seq),
@@ -309,3 +319,17 @@ class FleetStore:
         lock, self._lock = getattr(self, "_lock", None), None
         if lock is not None:
             os.close(lock)  # (releases the flock)
+
+
+def _int(value) -> int:
+    """An integer column as SQLite returned it (a binding is stored as its decimal text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"expected an integer, found {type(value).__name__}")
+    return int(value)
+
+
+def _blob(value) -> bytes:
+    """A container column: bytes only (``bytes(5)`` of an integer would be five zero bytes)."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"expected a container blob, found {type(value).__name__}")
+    return value

@@ -32,7 +32,7 @@ from .container import Header, unpack, unpack_header
 from .delta import apply_delta, encode_delta
 from .errors import DecodeError
 from .quantize import QMap, QuantParams
-from .receiver import DEFAULT_MAX_GAUSSIANS, DROPPED, DUPLICATE, PendingDeltas
+from .receiver import DEFAULT_MAX_GAUSSIANS, DROPPED, DUPLICATE, MAX_PENDING_BYTES, PendingDeltas
 from .snapshot import decode_snapshot, encode_snapshot, guarded
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 LOCAL_ID_BITS = 32  # global id = map_id << 32 | local id (< 2**63: map ids < 2**31)
 MAX_LOCAL_ID = (1 << LOCAL_ID_BITS) - 1
 MAX_VEHICLE_MAP_ID = (1 << 31) - 1
+MAX_STORED_SEQ = (1 << 63) - 1  # SQLite's INTEGER: the fleet store records every sequence (u64 on the wire)
 MAX_PENDING = 64  # future deltas buffered per vehicle by default (map_server_node.max_pending)
 
 # outcomes of one container (counted per vehicle); DROPPED: a future delta beyond the pending bound
@@ -140,7 +141,7 @@ class Vehicle:
     last_seen_ns: int = 0
     alive: bool = True
     # future deltas, buffered as the receiver buffers them (FleetMerge gives each vehicle its bound)
-    pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(MAX_PENDING))
+    pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(MAX_PENDING, MAX_PENDING_BYTES))
 
     def summary(self) -> dict:
         return {
@@ -227,11 +228,14 @@ class FleetMerge:
             return f"SH degree {h.sh_degree}, the fleet map has {self.sh_degree}"
         if h.gaussians > self.max_vehicle_gaussians:
             return f"declares {h.gaussians} Gaussians, a vehicle's map holds at most {self.max_vehicle_gaussians}"
+        if max(h.seq, h.base_seq) > MAX_STORED_SEQ:
+            # the header's u64 beyond SQLite's signed INTEGER: the store could not record it
+            return f"sequence {max(h.seq, h.base_seq)} beyond the fleet store's {MAX_STORED_SEQ}"
         return None
 
     def vehicle(self, map_id: int) -> Vehicle:
         if map_id not in self.vehicles:
-            self.vehicles[map_id] = Vehicle(map_id, pending=PendingDeltas(self.max_pending))
+            self.vehicles[map_id] = Vehicle(map_id, pending=PendingDeltas(self.max_pending, MAX_PENDING_BYTES))
         return self.vehicles[map_id]
 
     # -- ingest ------------------------------------------------------------------------------------

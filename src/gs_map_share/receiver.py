@@ -78,6 +78,7 @@ def apply_next(
 # Gaussians (~2 GB at SH degree 3); 4M (~1 GB at SH 3, 0.25 GB at SH 0) is twenty times the
 # mapper's default map (config: max_gaussians 200000)
 DEFAULT_MAX_GAUSSIANS = 1 << 22
+MAX_PENDING_BYTES = 64 << 20  # future deltas buffered, bytes in all (a receiver's, each fleet vehicle's)
 
 
 @dataclass
@@ -144,7 +145,7 @@ class PendingDeltas:
 class MapStore:
     map_id: int | None = None  # bound on the first good snapshot when None
     max_pending: int = 256  # buffered future deltas (farthest-future dropped beyond this)
-    max_pending_bytes: int = 64 << 20  # their bytes in all (same rule)
+    max_pending_bytes: int = MAX_PENDING_BYTES  # their bytes in all (same rule)
     max_gaussians: int = DEFAULT_MAX_GAUSSIANS  # a container whose map would be larger is rejected
     state: QMap | None = None
     params: QuantParams | None = None

@@ -15,6 +15,8 @@ names the key and the file. :func:`flatten` turns a config into the dotted names
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -65,11 +67,23 @@ def describe(cls: type) -> dict[str, dict[str, Any]]:
 MAX_CONFIG_BYTES = 16 << 20  # a parameter file is a few kB; a larger one is not one
 
 
-def read_parameters(path: str | Path) -> dict[str, Any]:
-    """Return the merged ``ros__parameters`` mapping of every node key in a ROS parameter YAML."""
+def read_parameters(path: str | Path, node_fqn: str | None = None) -> dict[str, Any]:
+    """The ``ros__parameters`` of a ROS parameter YAML that apply to node ``node_fqn``
+    (``/ns/name``), merged in file order as rclpy does; every key's when ``node_fqn`` is None (a
+    reader that is no node: hd-train's recipe). Values are typed as rcl types them."""
+    merged: dict[str, Any] = {}
+    for key, params in parameter_entries(path):
+        if node_fqn is None or node_key_matches(key, node_fqn, path):
+            _deep_merge(merged, params)
+    return merged
+
+
+def parameter_entries(path: str | Path) -> list[tuple[str, dict]]:
+    """``(node key, nested parameters)`` of a ROS parameter YAML, in file order, typed as rcl
+    types them; ConfigError naming the file for anything rcl would not read."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(read_bytes(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
+        doc = rcl_yaml(read_bytes(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except UnicodeDecodeError as exc:
@@ -83,18 +97,113 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot read YAML: {str(exc).splitlines()[0]}") from None
     if doc is None:
-        return {}
+        return []
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping of node names to ros__parameters")
-    merged: dict[str, Any] = {}
-    for node, body in doc.items():
-        if not isinstance(body, dict) or set(body) != {"ros__parameters"}:
-            raise ConfigError(f"{path}: key {node!r} must hold exactly one 'ros__parameters' mapping")
-        params = body["ros__parameters"] or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{path}: {node}.ros__parameters must be a mapping")
-        _deep_merge(merged, params)
-    return merged
+    return _node_entries(doc, "", path)
+
+
+def _node_entries(doc: dict, prefix: str, path: Path) -> list[tuple[str, dict]]:
+    """``(node key, parameters)`` in file order. rcl's layout: node names (and namespaces, which
+    may nest: ``/car1:`` → ``mapper_node:``) down to a ``ros__parameters`` mapping, whose dotted
+    names (``mapper.optim.lr_means``) are the nested ones."""
+    out: list[tuple[str, dict]] = []
+    for name, body in doc.items():
+        where = f"{prefix}/{str(name).strip('/')}" if prefix else str(name)
+        if name == "ros__parameters" and prefix:
+            if not isinstance(body, dict):
+                raise ConfigError(f"{path}: {prefix}.ros__parameters must be a mapping")
+            out.append((prefix, unflatten_nested(body)))
+        elif isinstance(body, dict) and body:
+            out += _node_entries(body, where, path)
+        else:
+            raise ConfigError(f"{path}: key {where!r} must hold a 'ros__parameters' mapping")
+    return out
+
+
+def node_key_matches(key: str, node_fqn: str, path: str | Path = "") -> bool:
+    """Whether a parameter file's node key applies to node ``node_fqn`` — rclpy's rule: a leading
+    ``/`` is implied, ``/*`` stands for one name token and ``/**`` for any number of them."""
+    key = key if key.startswith("/") else "/" + key
+    if not re.fullmatch(r"[\w/*]+", key):
+        raise ConfigError(f"{path}: {key!r} is not a node name (letters, digits, _, / and * only)")
+    return re.fullmatch(key.replace("/*", r"(/\w+)"), node_fqn) is not None
+
+
+def unflatten_nested(params: dict[str, Any]) -> dict[str, Any]:
+    """A ``ros__parameters`` mapping with dotted names (``optim.lr: 1``) as nested mappings, as rcl
+    reads both (``optim: {lr: 1}``)."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        value = unflatten_nested(value) if isinstance(value, dict) else value
+        _deep_merge(out, unflatten({str(name): value}))
+    return out
+
+
+def rcl_yaml(text: str) -> Any:
+    """YAML text read as rcl reads a parameter file or a ``-p name:=value`` (see :class:`_RclLoader`)."""
+    return yaml.load(text, Loader=_RclLoader)
+
+
+class _RclLoader(yaml.SafeLoader):
+    """PyYAML typing a plain scalar as rcl_yaml_param_parser does (``get_value``): the words of
+    :data:`_RCL_BOOLS`, then an integer as C's ``strtoll(…, 0)`` reads one, then a double as
+    ``strtod`` does (and YAML's ``.inf`` / ``.nan``), else a string. PyYAML's YAML 1.1 reads
+    ``5e-4`` as a string and ``2024-05-01`` as a date; ``ros2 run`` reads them as a double and a
+    string, and the CLI reads the same file as it does. Quoted scalars and ``!!str`` stay strings;
+    an empty value or ``~`` stays None (rcl refuses an empty value)."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        # rcl reads keys (node names, parameter names) as written: ``n:`` or ``1:`` is no value
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
+_RCL_BOOLS = dict.fromkeys(("Y", "y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True)
+_RCL_BOOLS.update(
+    dict.fromkeys(("N", "n", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False)
+)
+_RCL_INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")  # strtoll, base 0
+_RCL_DOUBLE = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # strtod's decimal form
+    r"|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"  # its hex form
+    r"|(?i:inf|infinity|nan))"
+)
+_RCL_YAML_FLOATS = {
+    f"{sign}.{w}": float(f"{sign}inf") for sign in ("", "+", "-") for w in ("inf", "Inf", "INF")
+}
+_RCL_YAML_FLOATS.update(dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan))
+
+
+def _rcl_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = loader.construct_scalar(node)
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if text in _RCL_BOOLS:
+        return _RCL_BOOLS[text]
+    body = text.lstrip("+-")
+    if _RCL_INT.fullmatch(text):
+        base = 16 if body[:2] in ("0x", "0X") else 8 if body[0] == "0" else 10
+        # beyond int64 (or Python's 4300-digit limit): strtoll's ERANGE, and rcl tries a double
+        if len(body) <= 64:
+            value = int(body, base) * (-1 if text[0] == "-" else 1)
+            if -(2**63) <= value < 2**63:
+                return value
+    if text in _RCL_YAML_FLOATS:
+        return _RCL_YAML_FLOATS[text]
+    if _RCL_DOUBLE.fullmatch(text):
+        value = float.fromhex(text) if body[:2] in ("0x", "0X") else float(text)
+        if not math.isinf(value) or body[:1] in "iI":  # an overflow is strtod's ERANGE: a string
+            return value
+    return text
+
+
+_RclLoader.add_implicit_resolver("!rcl", re.compile(r"(?s).*"), None)
+_RclLoader.add_constructor("!rcl", _rcl_scalar)
 
 
 def _deep_merge(into: dict, new: dict) -> None:

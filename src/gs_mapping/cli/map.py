@@ -105,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
     from ..config_file import load_section
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
-    from ..nodes.registry import NODES, node_class, read_parameter_file
+    from ..nodes.registry import NODES, node_class, node_fqn, read_parameter_file
 
-    params = read_parameter_file(args.config)
-    cfg = load_section(args.config, "mapper", MapperConfig, params)
+    # the mapper runs here as mapper_node does: the file's keys that name /mapper_node
+    cfg = load_section(
+        args.config, "mapper", MapperConfig, read_parameter_file(args.config, node_fqn("mapper_node"))
+    )
     if args.map_frame is not None:
         cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)
     if args.holdout_every is not None:
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
     cloud = choose_topics(args.bag, cfg, args)  # bad topics fail here, before torch is imported
     for name in NODES if args.config is not None else ():  # the nodes' sections too, as replay reads
-        node_class(name).load_config(args.config, params)  # them: a typo there is refused, not left
+        node_class(name).load_config(args.config)  # them: a typo there is refused, not left
         # unread (mapper_node's module imports torch: after the quick checks above)
     from ..mapping.run import map_bag
 

@@ -32,15 +32,14 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..errors import ConfigError
-    from ..nodes.registry import node_class, read_parameter_file
+    from ..nodes.registry import node_class
     from ..runtime.replay import replay_bag
 
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise ConfigError(f"--nodes: expected distinct node names, got {args.nodes!r}")
     classes = [node_class(n) for n in names]  # unknown names fail before any work
-    params = read_parameter_file(args.config)  # (read once for every node)
-    configs = [cls.load_config(args.config, params) for cls in classes]
+    configs = [cls.load_config(args.config) for cls in classes]  # (each node: the keys naming it)
     scratch = tempfile.TemporaryDirectory(prefix="gs_mapping_replay.")  # removed when the run ends
     if "map_server_node" in names and args.config is None:
         # the fleet server's store (a file in the working directory by default) is the replay's

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and not 0 < args.duration < 1e9:  # (NaN is not)
         raise ConfigError(f"--duration: must be a number of seconds > 0, got {args.duration}")
     check_ros_names(args.name, args.namespace)
-    config = cls.load_config(args.config)
+    config = cls.load_config(args.config, namespace=args.namespace or "", name=args.name)
     ctx = make_context(args, args.name or cls.name)
     try:
         node = cls(ctx, config)

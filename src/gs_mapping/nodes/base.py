@@ -38,12 +38,16 @@ class NodeBase:
         )
 
     @classmethod
-    def load_config(cls, path: str | None, params: dict | None = None) -> dict[str, Any]:
-        """Every section this node reads, from a parameter file (defaults where absent). ``params``:
-        the file's parameters, read already (else they are read here, once for all sections)."""
-        from .registry import read_parameter_file
+    def load_config(
+        cls, path: str | None, params: dict | None = None, namespace: str = "", name: str | None = None
+    ) -> dict[str, Any]:
+        """Every section this node reads, from a parameter file (defaults where absent): the keys
+        that name the node as ``name`` (default: its own) in ``namespace``, as rclpy applies them.
+        ``params``: those parameters, read already (else they are read here, once for all sections)."""
+        from .registry import node_fqn, read_parameter_file
 
-        params = read_parameter_file(path) if params is None else params
+        if params is None:
+            params = read_parameter_file(path, node_fqn(name or cls.name, namespace))
         return {name: load_section(path, name, cfg_cls, params) for name, cfg_cls in cls.sections.items()}
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -125,6 +125,7 @@ class MapServerNode(NodeBase):
         c = self.cfg
         if not c.vehicles:
             raise GsMappingError("map_server_node.vehicles: no vehicle namespaces configured")
+        _check_distinct_namespaces(c.vehicles)
         self.params = QuantParams.from_quality(c.quality)
         self.store = FleetStore(
             os.path.expanduser(c.store_path), identity(c.map_id, c.frame_id, self.params, c.sh_degree)
@@ -232,16 +233,17 @@ class MapServerNode(NodeBase):
             seq, g = replay(stored.global_rows, "global map")
             self.merge.global_map, self.merge.global_seq = g, seq
             self._since_global_snapshot = len(stored.global_rows) - 1  # the deltas after the restart point
-            ref = self.merge.reference_merge()
-            if not ref.equals(g):  # e.g. the merge rule changed between versions: one delta to it
-                tiles = changed_tiles(g, ref, self.params.tile_bits)
-                data = self.merge.diff_to(ref)
-                self.store.commit([], Row(self.merge.global_seq, seq, data), tiles)
-                self.tile_seq.update({t: self.merge.global_seq for t in tiles})
-                self._since_global_snapshot += 1
-        else:
+        else:  # a new store, or vehicle logs without a global restart point (the merge below)
             self.merge.global_seq = time.time_ns() // 1000
             self.store.compact_global(Row(self.merge.global_seq, 0, self.merge.snapshot()), 0)
+        ref = self.merge.reference_merge()
+        if not ref.equals(self.merge.global_map):  # e.g. the merge rule changed between versions
+            base = self.merge.global_seq
+            tiles = changed_tiles(self.merge.global_map, ref, self.params.tile_bits)
+            data = self.merge.diff_to(ref)  # one delta to it
+            self.store.commit([], Row(self.merge.global_seq, base, data), tiles)
+            self.tile_seq.update({t: self.merge.global_seq for t in tiles})
+            self._since_global_snapshot += 1
         self.ctx.logger.info(
             f"fleet store {self.store.path}: {len(stored.vehicles)} vehicles, global map "
             f"{len(self.merge.global_map)} Gaussians at sequence {self.merge.global_seq}"
@@ -413,6 +415,7 @@ class MapServerNode(NodeBase):
         joined = subs > self._subscribers_seen
         self._subscribers_seen = subs
         period = self.cfg.snapshot_period_s
+        self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
         due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
         if joined or due:
             self.publish_snapshot()
@@ -514,3 +517,19 @@ class MapServerNode(NodeBase):
     def close(self) -> None:
         self.flush_global()  # a clean stop leaves nothing waiting for a flush
         self.store.close()
+
+
+def _check_distinct_namespaces(vehicles: list[str]) -> None:
+    """ConfigError for one ROS namespace listed twice (``vehicle1`` and ``/vehicle1`` resolve to
+    the same topics: a second binding would refuse every container of the real vehicle)."""
+    from ..errors import ConfigError
+    from ..topics import resolve_name
+
+    seen: dict[str, str] = {}
+    for ns in vehicles:
+        key = resolve_name(ns)
+        if key in seen:
+            raise ConfigError(
+                f"map_server_node.vehicles: {seen[key]!r} and {ns!r} are one namespace ({key})"
+            )
+        seen[key] = ns

@@ -27,15 +27,27 @@ def node_class(name: str) -> type:
 SECTIONS = ("hd_map_node", "hd_train", "map_receiver_node", "map_server_node", "mapper", "mapper_node")
 
 
-def read_parameter_file(path) -> dict | None:
-    """The parameters of file ``path`` (None without one), with a ConfigError naming a section
-    that no part of the suite reads."""
+# Parameters rclpy itself declares on every node (or reads from a params file: QoS overrides):
+# a ``/**`` file may set them, and they are not ours to refuse.
+ROS_OWN = ("use_sim_time", "qos_overrides", "start_type_description_service")
+
+
+def read_parameter_file(path, fqn: str | None = None) -> dict | None:
+    """The parameters of file ``path`` that apply to node ``fqn`` (``/ns/name``, rclpy's key
+    rule; every key's when None), with a ConfigError naming a section that no part of the suite
+    reads. None without a file."""
     if path is None:
         return None
     from ..config_file import read_parameters
 
-    params = read_parameters(path)
-    unknown = sorted(set(params) - set(SECTIONS))
+    params = read_parameters(path, fqn)
+    unknown = sorted(set(params) - set(SECTIONS) - set(ROS_OWN))
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (sections: {', '.join(SECTIONS)})")
     return params
+
+
+def node_fqn(name: str, namespace: str = "") -> str:
+    """A node's fully qualified name, what a params file's keys are matched against: ``/ns/name``."""
+    ns = "/".join(p for p in namespace.split("/") if p)
+    return f"/{ns}/{name}" if ns else f"/{name}"
