@@ -310,8 +310,10 @@ def test_a_first_frame_stamped_in_the_first_tenth_of_a_second_is_published(hd_ba
 def test_without_a_map_pose_the_fused_node_sends_json_only_and_counts_each_frame(hd_bag):
     """fuse with no TF from base_frame to map_frame: 'lanes are not fused or sent until there is' —
     ~/lanes_json still carries each frame's prediction, no markers and no lane containers go out,
-    and each frame counts once as lane_map_no_map_pose (a routine wait, nothing rejected)."""
+    and each frame counts once as lane_map_no_map_pose (a routine wait, nothing rejected; the last
+    frame's wait for its pose ends when the node stops)."""
     hd, out, _ = _run(hd_bag, map_frame="nowhere")
+    hd.close()
     assert len(out["docs"]) == 3
     assert not out["markers"] and not out["deltas"]
     assert not hd.diag.rejected

@@ -460,13 +460,6 @@ def _hd_lane_deltas(msgs):
     return hd, deltas
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd_map_node.publish (nodes/hd_map_node.py:283) looks up map<-base_link at the image "
-    "stamp once, with no wait for TF in flight (mapper_node got tf_wait_s, tf2's message filter); the "
-    "image subscription is created before /tf (hd_map_node.py:129,138), so rclpy's executor serves a "
-    "queued image before the /tf of its stamp and every frame is dropped as lane_map_no_map_pose",
-)
 def test_hd_lanes_are_fused_when_tf_is_served_after_the_image(hd_msgs):
     """rclpy's executor takes ready subscriptions in creation order: a busy hd_map_node (a CPU
     prediction takes longer than a frame) finds image and /tf of the same stamp queued together and

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..config_file import param
-from ..errors import GsMappingError, MessageError, TFError
+from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -71,6 +71,12 @@ class HDMapNodeConfig:
     lane_step_m: float = param(0.01, "quantisation of lane points in the delta", (0.001, 1.0))
     snapshot_every: int = param(20, "every n-th lane container is a snapshot (late joiners)", (1, 100000))
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
+    tf_wait_s: float = param(
+        0.5,
+        "A frame whose map pose has not arrived yet waits this long (node clock) for it while TF keeps "
+        "being read, as tf2's message filter does; a newer frame replaces a waiting one. 0: no wait",
+        (0.0, 60.0),
+    )
 
 
 def info_topic(image_topic: str) -> str:
@@ -106,6 +112,7 @@ class HDMapNode(NodeBase):
         self._info_refused: dict[str, str] = {}  # image topic → why its last CameraInfo was refused
         self.last_stamp_ns = -1
         self._said_no_map_pose = False
+        self._waiting: tuple | None = None  # (elements, region, stamp, since_ns): lanes awaiting their pose
         self._lanes_prev: list = []
         self._lane_state = None
         self._next_lane_id = 1
@@ -139,13 +146,13 @@ class HDMapNode(NodeBase):
             "/tf",
             "tf2_msgs/msg/TFMessage",
             TF_QOS,
-            self.guarded("/tf", lambda m: self.tf.add_message(m, static=False)),
+            self.guarded("/tf", lambda m: self.on_tf(m, static=False)),
         )
         ctx.create_subscription(
             "/tf_static",
             "tf2_msgs/msg/TFMessage",
             TF_STATIC_QOS,
-            self.guarded("/tf_static", lambda m: self.tf.add_message(m, static=True)),
+            self.guarded("/tf_static", lambda m: self.on_tf(m, static=True)),
         )
         ctx.create_timer(self.cfg.diagnostics_period_s, self.on_diagnostics_timer)
         self.diag.values["device"] = self.predictor.device
@@ -209,9 +216,14 @@ class HDMapNode(NodeBase):
         if group is not None:
             self.on_frame(list(group))
 
+    def on_tf(self, msg: Any, static: bool) -> None:
+        self.tf.add_message(msg, static=static)  # a bad transform raises: counted by ``guarded``
+        self._retry_waiting()
+
     def on_frame(self, msgs: list[Any]) -> None:
         from ..messages import stamp_to_ns
 
+        self._retry_waiting(final=True)  # the newest frame wins: the waiting one now, or never
         stamp = stamp_to_ns(msgs[0].header.stamp)
         if self.time_went_back(stamp, self.last_stamp_ns):
             self.last_stamp_ns = -1
@@ -265,12 +277,13 @@ class HDMapNode(NodeBase):
                 waiting += [f"camera_info on {info_topic(topic)}"] if not seen.get(info_topic(topic)) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
+        self._retry_waiting()  # lanes whose pose never comes are dropped once their wait is over
         self.report_waiting(waiting)
         self.publish_diagnostics()
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish(self, elements: list, stamp: int) -> None:
-        from ..messages import bytes_to_uint8_multiarray, json_to_string_message, marker_array
+        from ..messages import json_to_string_message, marker_array
 
         f = self.ctx.factory
         region = self.predictor.last_regions[0] if self.predictor.last_regions else None
@@ -279,10 +292,27 @@ class HDMapNode(NodeBase):
             doc["region"] = region.coords()
         self.pub_json.publish(json_to_string_message(doc, f))
         self.diag.values["elements"] = len(elements)
+        if self.lane_map is None:  # per-frame lanes: markers in base_frame, ids matched frame to frame
+            self.pub_markers.publish(
+                marker_array(self._markers(elements, None, self.cfg.base_frame, stamp), f)
+            )
+        self._lanes_at_pose(elements, region, stamp, None)
+
+    def _lanes_at_pose(
+        self, elements: list, region, stamp: int, waited_since: int | None, final: bool = False
+    ) -> None:
+        """The lanes in ``map_frame`` (fused, or this frame's) once the pose at ``stamp`` is known;
+        a pose still in flight is waited for (``tf_wait_s``, node clock; not when ``final``), else
+        the frame is counted."""
         try:
             T = self.tf.lookup(self.cfg.map_frame, self.cfg.base_frame, stamp).matrix()
         except TFError as exc:
-            T = None
+            now = self.ctx.now_ns()
+            since = now if waited_since is None else waited_since
+            wait = self.cfg.tf_wait_s * 1e9
+            if not final and wait > 0 and transform_may_arrive(exc) and now - since <= wait:
+                self._waiting = (elements, region, stamp, since)
+                return
             self.diag.drop("lane_map_no_map_pose", str(exc))
             if not self._said_no_map_pose:  # (in /diagnostics only, an odometry-only robot saw nothing)
                 self._said_no_map_pose = True
@@ -291,13 +321,12 @@ class HDMapNode(NodeBase):
                     f"sent until there is ({exc}); a robot without a map frame: set "
                     f"hd_map_node.map_frame to its odometry frame"
                 )
-        if self.lane_map is None:  # per-frame lanes: markers in base_frame, ids matched frame to frame
-            self.pub_markers.publish(
-                marker_array(self._markers(elements, None, self.cfg.base_frame, stamp), f)
-            )
-            lanes = None if T is None else self._frame_lanes(elements, T)
-        elif T is None:
-            return  # the lane map lives in map_frame: nothing to fuse without the pose
+            return
+        from ..messages import bytes_to_uint8_multiarray, marker_array
+
+        f = self.ctx.factory
+        if self.lane_map is None:
+            lanes = self._frame_lanes(elements, T)
         else:
             from gs_map_share.lanes import Lane
             from gsmap_hd.lane_map import region_in_map, to_frame
@@ -309,8 +338,18 @@ class HDMapNode(NodeBase):
             self.pub_markers.publish(
                 marker_array(self._markers(lanes, [ln.id for ln in lanes], self.cfg.map_frame, stamp), f)
             )
-        if lanes is not None:
-            self.pub_delta.publish(bytes_to_uint8_multiarray(self._lane_container(lanes), f))
+        self.pub_delta.publish(bytes_to_uint8_multiarray(self._lane_container(lanes), f))
+
+    def _retry_waiting(self, final: bool = False) -> None:
+        """Try the lanes waiting for their pose again (new TF, or the timer); ``final`` (a newer
+        frame, the node stopping): fused now or counted, not kept."""
+        if self._waiting is not None:
+            elements, region, stamp, since = self._waiting
+            self._waiting = None
+            self._lanes_at_pose(elements, region, stamp, since, final)
+
+    def close(self) -> None:
+        self._retry_waiting(final=True)
 
     def _markers(self, elements: list, ids, frame_id: str, stamp: int) -> list:
         from ..messages import delete_all_marker, line_strip_marker
