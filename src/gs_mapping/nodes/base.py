@@ -82,11 +82,21 @@ class NodeBase:
     # bag played with --loop, a simulator reset): the node starts its stamps over instead of
     # dropping every later frame as "not after the previous one"
     TIME_JUMP_S: ClassVar[float] = 5.0
+    # so are this many frames in a row, each not after the last one taken: a late message comes
+    # alone, the second pass of a bag shorter than TIME_JUMP_S keeps coming
+    OLDER_IN_A_ROW: ClassVar[int] = 2
 
     def time_went_back(self, stamp_ns: int, last_ns: int) -> bool:
-        """Whether ``stamp_ns`` lies more than ``TIME_JUMP_S`` before ``last_ns`` (said in the log)."""
-        if last_ns < 0 or last_ns - stamp_ns <= self.TIME_JUMP_S * 1e9:
+        """Whether time went back before ``stamp_ns`` (said in the log): it lies more than
+        ``TIME_JUMP_S`` before ``last_ns``, or it is the ``OLDER_IN_A_ROW``-th frame in a row not
+        after it."""
+        older = last_ns >= 0 and stamp_ns <= last_ns
+        self._older_in_a_row = getattr(self, "_older_in_a_row", 0) + 1 if older else 0
+        if not older or (
+            last_ns - stamp_ns <= self.TIME_JUMP_S * 1e9 and self._older_in_a_row < self.OLDER_IN_A_ROW
+        ):
             return False
+        self._older_in_a_row = 0
         self.ctx.logger.warning(
             f"time went back {(last_ns - stamp_ns) / 1e9:.1f} s (a bag played in a loop?): frames start over"
         )

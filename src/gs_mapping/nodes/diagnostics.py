@@ -24,6 +24,7 @@ class NodeDiagnostics:
         self.rejected: dict[str, int] = defaultdict(int)
         self.dropped: dict[str, int] = defaultdict(int)
         self.last_error = ""
+        self._reasons_said: dict[str, set[str]] = defaultdict(set)  # topic → reasons logged
         self.values: dict[str, Any] = {}
         self._stamps: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_s: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
@@ -33,12 +34,18 @@ class NodeDiagnostics:
         self._stamps[topic].append(now_ns)
 
     def reject(self, topic: str, reason: str) -> None:
-        """A message that could not be used: counted, logged (first few in full), skipped."""
+        """A message that could not be used: counted, skipped, and logged once per reason (the
+        first few reasons of a topic; a stream of bad frames is one line, not one a frame), with a
+        running total every 100th."""
         self.rejected[topic] += 1
         self.last_error = f"{topic}: {reason}"
         n = self.rejected[topic]
-        if n <= 5 or n % 100 == 0:
+        said = self._reasons_said[topic]
+        if reason not in said and len(said) < 5:
+            said.add(reason)
             self.logger.warning(f"rejected message #{n} on {topic}: {reason}")
+        elif n % 100 == 0:
+            self.logger.warning(f"{n} messages rejected on {topic} so far (the last: {reason})")
 
     def drop(self, what: str, reason: str = "") -> None:
         self.dropped[what] += 1
