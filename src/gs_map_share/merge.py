@@ -235,7 +235,9 @@ class FleetMerge:
 
     def vehicle(self, map_id: int) -> Vehicle:
         if map_id not in self.vehicles:
-            self.vehicles[map_id] = Vehicle(map_id, pending=PendingDeltas(self.max_pending, MAX_PENDING_BYTES))
+            self.vehicles[map_id] = Vehicle(
+                map_id, pending=PendingDeltas(self.max_pending, MAX_PENDING_BYTES)
+            )
         return self.vehicles[map_id]
 
     # -- ingest ------------------------------------------------------------------------------------

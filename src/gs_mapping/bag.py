@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BagError, GsMappingError, OutputError
-from .output_files import check_output, install_directory
+from .output_files import check_output, install_directory, temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +228,11 @@ class BagReader:
             # rosbags decompresses as it reads: nothing to compare the metadata with
             return
         try:
-            truth = _storage_counts(files)
+            truth, types = _storage_counts(files)
         except Exception as exc:  # noqa: BLE001 - unreadable here means rosbags will say so when reading
             log.debug(f"{p}: storage statistics unreadable: {exc}")
             return
+        self._check_names_and_types(types)
         if truth is None:
             return
         claimed = {t.name: t.count for t in self.topics}
@@ -254,6 +255,27 @@ class BagReader:
             self.topics = [TopicInfo(t.name, t.type, actual[t.name], t.latched) for t in self.topics]
             self.message_count = total
             self.start_ns, self.end_ns = start, end
+
+    def _check_names_and_types(self, stored: dict[str, str]) -> None:
+        """BagError where metadata.yaml names a topic or type the storage does not hold: rosbags reads
+        a channel through the metadata's connection, so a renamed topic's messages would be lost
+        and a wrong type would be decoded as another message."""
+        if not stored:  # (an MCAP file without a summary says nothing)
+            return
+        fix = "`ros2 bag reindex` rewrites metadata.yaml from the storage"
+        for c in self._reader.connections:
+            if c.topic not in stored and c.msgcount:
+                near = next((t for t in stored if _absolute(t) == _absolute(c.topic)), None)
+                hint = f" (it holds {near!r})" if near else ""
+                raise BagError(
+                    f"{self.path}: metadata.yaml names topic {c.topic!r} ({c.msgcount} messages), "
+                    f"which the storage does not hold{hint}; {fix}"
+                )
+            if stored.get(c.topic) and stored[c.topic] != c.msgtype:
+                raise BagError(
+                    f"{self.path}: metadata.yaml gives {c.topic} the type {c.msgtype}, the storage "
+                    f"{stored[c.topic]}; {fix}"
+                )
 
     def _build_typestore(self, connections):
         """The standard definitions plus the bag's own; where they disagree, the bag's win."""
@@ -456,7 +478,11 @@ class BagWriter:
             raise BagError(f"cannot create bag: {exc}") from None
         parent = self.path.parent
         try:
-            self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=parent))
+            self._tmpdir = Path(
+                tempfile.mkdtemp(
+                    prefix=temp_prefix(self.path, ".", ".partial"), suffix=".partial", dir=parent
+                )
+            )
             self._writer = Writer(
                 self._tmpdir / self.path.name, version=WRITE_VERSION, storage_plugin=StoragePlugin.MCAP
             )
@@ -673,10 +699,13 @@ def _empty_sqlite_definitions(storage: Path) -> list[str]:
     return found
 
 
-def _storage_counts(files) -> dict[str, tuple[int, int, int]] | None:
+def _storage_counts(files) -> tuple[dict[str, tuple[int, int, int]] | None, dict[str, str]]:
     """{topic: (messages, first stamp, last stamp)} from the storage files themselves (MCAP summary
-    statistics and channels; sqlite3 rows); None where a file carries no statistics."""
+    statistics and channels; sqlite3 rows), None where a file carries no statistics; and {topic as
+    stored: its type} ("" where a file does not say)."""
     out: dict[str, tuple[int, int, int]] = {}
+    types: dict[str, str] = {}
+    counted = True
 
     def add(topic, n, first, last):
         # a file in which the topic has no message says nothing of its times (a split bag's later
@@ -695,51 +724,60 @@ def _storage_counts(files) -> dict[str, tuple[int, int, int]] | None:
             con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
             try:
                 rows = con.execute(
-                    "SELECT t.name, COUNT(m.id), MIN(m.timestamp), MAX(m.timestamp) FROM topics t "
+                    "SELECT t.name, t.type, COUNT(m.id), MIN(m.timestamp), MAX(m.timestamp) FROM topics t "
                     "LEFT JOIN messages m ON m.topic_id = t.id GROUP BY t.id"
                 ).fetchall()
             finally:
                 con.close()
-            for name, n, first, last in rows:
+            for name, msgtype, n, first, last in rows:
+                types[name] = str(msgtype or "")
                 add(name, int(n), int(first or 0), int(last or 0))
             continue
-        stats = _mcap_statistics(f)
+        stats, named = _mcap_statistics(f)
+        types.update(named)
         if stats is None:
-            return None
+            counted = False
+            continue
         for topic, (n, first, last) in stats.items():
             add(topic, n, first, last)
-    return out
+    return (out if counted else None), types
 
 
-def _mcap_statistics(path: Path) -> dict[str, tuple[int, int, int]] | None:
-    """Per-topic message counts of an MCAP file from its summary (Channel + Statistics records); the
-    file-wide start/end time is given to every topic (MCAP keeps no per-channel times)."""
+def _mcap_statistics(path: Path) -> tuple[dict[str, tuple[int, int, int]] | None, dict[str, str]]:
+    """Per-topic message counts of an MCAP file from its summary (Channel + Statistics records; the
+    file-wide start/end time is given to every topic: MCAP keeps no per-channel times), None without
+    statistics; and each channel's topic → its schema's name (the message type)."""
     import struct
 
     with path.open("rb") as f:
         size = f.seek(0, 2)
         if size < 8 + 9 + 29:
-            return None
+            return None, {}
         f.seek(size - 8 - 29)
         footer = f.read(29)
         if footer[0] != 0x02:
-            return None
+            return None, {}
         summary_start, offsets_start = struct.unpack_from("<QQ", footer, 9)
         if not summary_start or summary_start > size - 37:
-            return None
+            return None, {}
         f.seek(summary_start)
         summary = f.read((offsets_start or size - 37) - summary_start)
     channels: dict[int, str] = {}
+    schema_of: dict[int, int] = {}
+    schemas: dict[int, str] = {}
     stats = None
     pos = 0
     while pos + 9 <= len(summary):
         op, length = struct.unpack_from("<BQ", summary, pos)
         body = summary[pos + 9 : pos + 9 + length]
         pos += 9 + length
-        if op == 0x04 and len(body) >= 8:  # Channel: id u16, schema u16, topic string, …
-            cid = struct.unpack_from("<H", body, 0)[0]
-            n = struct.unpack_from("<I", body, 4)[0]
+        if op == 0x03 and len(body) >= 6:  # Schema: id u16, name string, …
+            sid, n = struct.unpack_from("<HI", body, 0)
+            schemas[sid] = body[6 : 6 + n].decode("utf-8", "replace")
+        elif op == 0x04 and len(body) >= 8:  # Channel: id u16, schema u16, topic string, …
+            cid, sid, n = struct.unpack_from("<HHI", body, 0)
             channels[cid] = body[8 : 8 + n].decode("utf-8", "replace")
+            schema_of[cid] = sid
         elif op == 0x0B and len(body) >= 46:  # Statistics
             start, end = struct.unpack_from("<QQ", body, 26)
             (maplen,) = struct.unpack_from("<I", body, 42)
@@ -748,14 +786,15 @@ def _mcap_statistics(path: Path) -> dict[str, tuple[int, int, int]] | None:
                 cid, n = struct.unpack_from("<HQ", body, i)
                 counts[cid] = n
             stats = (start, end, counts)
+    types = {topic: schemas.get(schema_of[cid], "") for cid, topic in channels.items()}
     if stats is None:
-        return None
+        return None, types
     start, end, counts = stats
     out: dict[str, tuple[int, int, int]] = {}
     for cid, topic in channels.items():
         c, _, _ = out.get(topic, (0, 0, 0))
         out[topic] = (c + counts.get(cid, 0), start, end)
-    return out
+    return out, types
 
 
 def _crc_of_range(f, start: int, stop: int) -> int:

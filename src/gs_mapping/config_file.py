@@ -81,6 +81,8 @@ def read_parameters(path: str | Path, node_fqn: str | None = None) -> dict[str, 
 def parameter_entries(path: str | Path) -> list[tuple[str, dict]]:
     """``(node key, nested parameters)`` of a ROS parameter YAML, in file order, typed as rcl
     types them; ConfigError naming the file for anything rcl would not read."""
+    if not str(path):  # (Path("") is ".", the working directory)
+        raise ConfigError("the parameter file path is empty")
     path = Path(path)
     try:
         doc = rcl_yaml(read_bytes(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
@@ -108,6 +110,11 @@ def _node_entries(doc: dict, prefix: str, path: Path) -> list[tuple[str, dict]]:
     may nest: ``/car1:`` → ``mapper_node:``) down to a ``ros__parameters`` mapping, whose dotted
     names (``mapper.optim.lr_means``) are the nested ones."""
     out: list[tuple[str, dict]] = []
+    if prefix and "ros__parameters" in doc and len(doc) > 1:
+        other = next(k for k in doc if k != "ros__parameters")
+        raise ConfigError(
+            f"{path}: key {prefix!r} must hold exactly one 'ros__parameters' mapping ({other!r} beside it)"
+        )
     for name, body in doc.items():
         where = f"{prefix}/{str(name).strip('/')}" if prefix else str(name)
         if name == "ros__parameters" and prefix:

@@ -119,8 +119,11 @@ def check_output(
         raise OutputError(f"{os.fspath(path) or '(empty)'}: not a usable output name")
     if os.fspath(path) == "-":  # what many tools read as standard output: never a file named "-"
         raise OutputError("-: writing to standard output is not supported; give a file name")
+    inputs = list(inputs)
+    if any(not os.fspath(i) for i in inputs):  # (Path("") is ".", the working directory)
+        raise OutputError("an input path is empty; give a file name")
     try:
-        return _check_output(path, overwrite, list(inputs), directory, allowed)
+        return _check_output(path, overwrite, inputs, directory, allowed)
     except OSError as exc:  # a name too long, a loop of links: what looking at the path raised
         raise os_error(path, exc, "cannot use this output") from None
 
@@ -261,7 +264,8 @@ def output_path(
     inputs = list(inputs)
     path = check_output(path, overwrite=overwrite, inputs=inputs)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        suffix = f".tmp{path.suffix}"
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
         os.close(fd)
     except OSError as exc:
@@ -368,7 +372,7 @@ def install_directory(
             if _renameat2(built, path, _RENAME_EXCHANGE):
                 _rm(built)  # now holds the old contents
             else:
-                aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                aside = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".old-"), dir=path.parent))
                 os.replace(path, aside / path.name)
                 os.replace(built, path)
                 _rm(aside)
@@ -398,7 +402,7 @@ def output_directory(
     allowed = None if allowed is None else list(allowed)
     path = check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".tmp-"), dir=path.parent))
         tmp.chmod(0o777 & ~_umask())  # as mkdir would create it (mkdtemp makes 0700)
     except OSError as exc:
         raise os_error(path, exc) from None
@@ -412,3 +416,14 @@ def output_directory(
         raise os_error(path, exc) from None
     finally:
         _rm(tmp)
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+
+
+def temp_prefix(path: Path, tag: str, suffix: str = "") -> str:
+    """``.NAME`` + ``tag`` for a temp file or directory beside ``path``: NAME cut so that the temp
+    name (tempfile's 8 random characters and ``suffix`` added) is still a legal name when
+    ``path``'s own is near the limit."""
+    room = NAME_MAX - 1 - len(tag.encode()) - 8 - len(suffix.encode())
+    return f".{path.name.encode()[:room].decode(errors='ignore')}{tag}"

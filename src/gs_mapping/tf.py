@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ExtrapolationError, TFError, UnknownFrameError
+from .errors import ConfigError, ExtrapolationError, TFError, UnknownFrameError
 from .geometry import Transform, TransformStamped, check_quaternion, slerp
 
 
@@ -385,3 +385,19 @@ class MapPoses:
                 )
         root, T_first_root = self.anchor
         return T_first_root @ self.tf.lookup(root, frame, stamp_ns).matrix()
+
+
+def check_frame_id(option: str, frame: str) -> None:
+    """ConfigError naming ``option`` for a frame id tf2 refuses (``BufferCore::validateFrameId``:
+    empty, or starting with '/'), or one holding a NUL, which ends it for every C/C++ reader."""
+    why = (
+        "is empty"
+        if not frame
+        else "starts with '/' (tf2 refuses it: 'map', not '/map')"
+        if frame.startswith("/")
+        else "holds a NUL character"
+        if "\0" in frame
+        else ""
+    )
+    if why:
+        raise ConfigError(f"{option}: the frame id {frame!r} {why}")

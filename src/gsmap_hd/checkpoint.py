@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from gs_mapping.config_file import from_dict, to_dict
+from gs_mapping.output_files import temp_prefix
 
 from .errors import CheckpointError
 from .model import GSMapModel
@@ -45,7 +46,7 @@ def save(
             state["optimizer"] = optimizer.state_dict()
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, ".", ".tmp"), suffix=".tmp")
     os.close(fd)
     try:
         torch.save(state, tmp)

@@ -139,7 +139,7 @@ def read_json(path) -> object:
         raise HDMapError(f"{path}: empty file")
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # (JSONDecodeError; and int() of a number beyond 4300 digits)
         raise HDMapError(f"{path}: not valid JSON: {exc}") from None
     except RecursionError:
         raise HDMapError(f"{path}: JSON nested too deeply") from None

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gs_mapping.output_files import temp_prefix
+
 from .errors import CheckpointError
 from .model import GSMapModel
 from .model_config import ModelConfig, TrainConfig
@@ -76,7 +78,7 @@ def export_onnx(
     ex[2][..., 2, 3] = 1.5
     dyn = {n: {0: "batch", 1: "cameras"} for n in INPUTS}
     dyn.update({n: {0: "batch"} for n in OUTPUTS})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, ".", ".tmp"), suffix=".tmp")
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -137,9 +139,14 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in meta:
             raise CheckpointError(f"{path}: not a gsmap_hd ONNX export (no {META_KEY} metadata)")
-        self.train_cfg: TrainConfig = from_dict(TrainConfig, json.loads(meta[META_KEY]), where=f"{path}")
+        try:
+            cfg, prov = json.loads(meta[META_KEY]), json.loads(meta.get(META_EXTRA, "{}"))
+        except (ValueError, RecursionError) as exc:
+            raise CheckpointError(f"{path}: its gsmap_hd metadata is not JSON ({exc})") from None
+        if not isinstance(cfg, dict) or not isinstance(prov, dict):
+            raise CheckpointError(f"{path}: its gsmap_hd metadata is not a JSON object")
+        self.train_cfg: TrainConfig = from_dict(TrainConfig, cfg, where=f"{path}")
         self.cfg: ModelConfig = self.train_cfg.model
-        prov = json.loads(meta.get(META_EXTRA, "{}"))
         self.step, self.extra = prov.get("step"), prov.get("extra") or {}
         self.path = path
 

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from gs_mapping.errors import GsMappingError
+from gs_mapping.errors import GsMappingError, MessageError
 
 from .errors import CheckpointError, HDInputError
 
@@ -158,6 +158,7 @@ def predict_bag(
             )
             bar.update(1)
 
+        bad_gt = 0
         for topic, t_log, msg in bag.messages(topics):
             if enough_at is not None:
                 if t_log > enough_at + GT_GRACE_NS or all(r["stamp_ns"] in gt_by_stamp for r in results):
@@ -167,8 +168,14 @@ def predict_bag(
             if topic in ("/tf", "/tf_static"):
                 tf.add_message(msg, static=topic == "/tf_static")
             elif topic == GT_TOPIC:
-                doc = M.string_message_to_json(msg)
-                gt_by_stamp[int(doc.get("stamp_ns", 0))] = {"vectors": doc.get("vectors", [])}
+                try:
+                    stamp, vectors = _ground_truth(M.string_message_to_json(msg))
+                except MessageError as exc:  # a bad message is skipped, as any undecodable one
+                    bad_gt += 1
+                    if bad_gt == 1:
+                        log.warning(f"{GT_TOPIC} at {t_log} ns skipped (and any like it): {exc}")
+                    continue
+                gt_by_stamp[stamp] = {"vectors": vectors}
             elif topic.endswith("camera_info"):
                 infos[topic] = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
                 # a driver may log a frame's CameraInfo just after its images (same stamp)
@@ -222,3 +229,19 @@ def predict_bag(
         "frames_without_gt": no_gt,
         "undecodable": dict(bag.bad_messages),  # skipped input messages ("topic (type)" → count)
     }
+
+
+def _ground_truth(doc) -> tuple[int, list]:
+    """``(stamp_ns, vectors)`` of a ground-truth String's JSON (the world's layout), or
+    MessageError naming what is not."""
+    stamp = doc.get("stamp_ns", 0) if isinstance(doc, dict) else None
+    if isinstance(stamp, float) and stamp.is_integer():
+        stamp = int(stamp)
+    if not isinstance(doc, dict) or isinstance(stamp, bool) or not isinstance(stamp, int):
+        raise MessageError(f"{GT_TOPIC}: expected an object with an integer stamp_ns, got {str(doc)[:60]}")
+    if not 0 <= stamp < 2**63:
+        raise MessageError(f"{GT_TOPIC}: stamp_ns {str(stamp)[:30]} out of range")
+    vectors = doc.get("vectors", [])
+    if not isinstance(vectors, list):
+        raise MessageError(f"{GT_TOPIC}: vectors is not a list")
+    return stamp, vectors

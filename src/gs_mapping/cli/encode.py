@@ -100,11 +100,13 @@ def encode_to(args, gmap, out: str) -> dict:
     from gs_map_share.snapshot import encode_map
     from gs_mapping.errors import ConfigError
     from gs_mapping.output_files import write_bytes
+    from gs_mapping.tf import check_frame_id
 
     from .scene_io import named
 
     if not 1 <= args.levels <= 32:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
+    check_frame_id("--frame-id", args.frame_id)
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
     params = snapshot_params(args, gmap)
     try:

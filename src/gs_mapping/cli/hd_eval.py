@@ -7,6 +7,8 @@ one JSON object with the MapTR Chamfer AP and the MapVR rasterised-IoU AP (see
 
 from __future__ import annotations
 
+MAX_INDENT = 16  # an indent for reading; more only multiplies the output (10**7: 4.6 GB)
+
 
 def add_arguments(parser):
     parser.add_argument("file", help="JSON with 'results' and 'GTs' frame lists")
@@ -35,7 +37,9 @@ def add_arguments(parser):
         "written by hd-predict), clip its predictions and its GT to it (MapTR's clipping: cut at the "
         "border, split into pieces); 'none': score the vectors as written",
     )
-    parser.add_argument("--indent", type=int, default=None, help="indent the printed JSON")
+    parser.add_argument(
+        "--indent", type=int, default=None, help=f"indent the printed JSON by 0..{MAX_INDENT} spaces"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing --out (never the input)"
     )
@@ -44,12 +48,17 @@ def add_arguments(parser):
 def run(args) -> int:
     import json
 
+    from gs_mapping.errors import ConfigError
     from gs_mapping.output_files import check_output, write_bytes
     from gsmap_hd.eval_io import parse_submission, read_json
     from gsmap_hd.metrics import evaluate
     from gsmap_hd.region import clip_documents
 
-    if args.out:  # before the work: a refused output is one line, not a result then an error
+    if args.indent is not None and not 0 <= args.indent <= MAX_INDENT:
+        raise ConfigError(f"--indent: expected 0..{MAX_INDENT} spaces, got {args.indent}")
+    if (
+        args.out is not None
+    ):  # (an empty --out is refused, not taken for none) before the work: a refused output is one line, not a result then an error
         check_output(args.out, overwrite=args.overwrite, inputs=[args.file])
     doc = read_json(args.file)
     results, gts = parse_submission(doc, args.file)  # validates it (errors name frame/vector/key)
@@ -69,6 +78,6 @@ def run(args) -> int:
     out["region_clipped_frames"] = clipped
     text = json.dumps(out, indent=args.indent)
     print(text)
-    if args.out:
+    if args.out is not None:
         write_bytes(args.out, (text + "\n").encode(), overwrite=args.overwrite, inputs=[args.file])
     return 0

@@ -64,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     from gsmap_hd.predict_bag import predict_bag
 
+    from ..tf import check_frame_id
     from ..topics import resolve_name
 
+    check_frame_id("--base-frame", args.base_frame)
     summary = predict_bag(
         args.bag,
         Path(args.out),

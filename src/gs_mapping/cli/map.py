@@ -106,12 +106,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
     from ..nodes.registry import NODES, node_class, node_fqn, read_parameter_file
+    from ..tf import check_frame_id
 
     # the mapper runs here as mapper_node does: the file's keys that name /mapper_node
     cfg = load_section(
         args.config, "mapper", MapperConfig, read_parameter_file(args.config, node_fqn("mapper_node"))
     )
     if args.map_frame is not None:
+        check_frame_id("--map-frame", args.map_frame)
         cfg.topics = dataclasses.replace(cfg.topics, map_frame=args.map_frame)
     if args.holdout_every is not None:
         if args.holdout_every < 0 or args.holdout_every == 1:

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from ..nodes.context import LATCHED_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
     from .run_node import make_context
 
-    if not 0 < args.rate <= 1000:
-        raise ConfigError(f"--rate: must be in (0, 1000], got {args.rate}")
+    if not 0.001 <= args.rate <= 1000:  # (NaN is not; a slower rate would wait for ever)
+        raise ConfigError(f"--rate: must be in [0.001, 1000], got {args.rate}")
     if not 0 <= args.wait_for_subscribers <= 3600:  # (NaN is not)
         raise ConfigError(f"--wait-for-subscribers: must be 0..3600 s, got {args.wait_for_subscribers}")
     ctx = make_context(args, "bag_player")

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..runtime.zenoh_runtime import run_router
+    from .run_node import check_duration
 
+    check_duration(args.duration)
     router = run_router(args.listen, args.connect, args.config)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

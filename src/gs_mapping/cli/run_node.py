@@ -78,14 +78,20 @@ def make_context(args: argparse.Namespace, node_name: str):
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def check_duration(duration: float | None) -> None:
+    """``--duration`` of a long-running command: None (run until stopped) or seconds > 0."""
     from ..errors import ConfigError
+
+    if duration is not None and not 0 < duration < 1e9:  # (NaN is not)
+        raise ConfigError(f"--duration: must be a number of seconds > 0, got {duration}")
+
+
+def run(args: argparse.Namespace) -> int:
     from ..nodes.context import check_ros_names
     from ..nodes.registry import node_class
 
     cls = node_class(args.node)
-    if args.duration is not None and not 0 < args.duration < 1e9:  # (NaN is not)
-        raise ConfigError(f"--duration: must be a number of seconds > 0, got {args.duration}")
+    check_duration(args.duration)
     check_ros_names(args.name, args.namespace)
     config = cls.load_config(args.config, namespace=args.namespace or "", name=args.name)
     ctx = make_context(args, args.name or cls.name)

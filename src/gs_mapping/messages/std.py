@@ -60,5 +60,5 @@ def json_to_string_message(obj: Any, factory: MessageFactory | None = None) -> A
 def string_message_to_json(msg: Any) -> Any:
     try:
         return json.loads(str(msg.data))
-    except json.JSONDecodeError as e:
-        raise MessageError(f"{STRING}.data: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # (and int() of a number beyond 4300 digits)
+        raise MessageError(f"{STRING}.data: not valid JSON ({type(e).__name__}: {e})") from None

@@ -529,7 +529,5 @@ def _check_distinct_namespaces(vehicles: list[str]) -> None:
     for ns in vehicles:
         key = resolve_name(ns)
         if key in seen:
-            raise ConfigError(
-                f"map_server_node.vehicles: {seen[key]!r} and {ns!r} are one namespace ({key})"
-            )
+            raise ConfigError(f"map_server_node.vehicles: {seen[key]!r} and {ns!r} are one namespace ({key})")
         seen[key] = ns

@@ -186,7 +186,7 @@ def load_sog(path) -> GaussianMap:
     files = _Files(path)
     try:
         meta = json.loads(files.read(files.meta, MAX_META))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or a number beyond int()'s 4300 digits
         raise MapError(f"{path}: SOG meta.json is not JSON ({exc})") from None
     except RecursionError:  # json's parser recurses per nesting level
         raise MapError(f"{path}: SOG meta.json nests too deeply to be a SOG's") from None
