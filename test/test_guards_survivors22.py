@@ -416,17 +416,26 @@ def test_latency_percentiles_are_in_milliseconds():
     assert kv["latency predict p95_ms"] == "95.05"
 
 
-def test_rejections_are_logged_the_first_five_then_every_hundredth(caplog):
-    """reject: 'counted, logged (first few in full)': 250 rejections log #1–#5, #100 and #200."""
+def test_rejections_are_logged_once_per_reason_then_every_hundredth(caplog):
+    """reject: 'logged once per reason (the first few reasons of a topic), with a running total
+    every 100th': 250 identical rejections log #1 in full and the totals at 100 and 200; seven
+    different reasons log the first five; another topic has its own."""
     from gs_mapping.nodes.diagnostics import NodeDiagnostics
 
     d = NodeDiagnostics("t", logger=logging.getLogger("gs_mapping.t22"))
     with caplog.at_level(logging.WARNING, logger="gs_mapping.t22"):
         for _ in range(250):
             d.reject("/cam", "bad")
-    said = [r.getMessage().split("#")[1].split(" ")[0] for r in caplog.records]
-    assert said == ["1", "2", "3", "4", "5", "100", "200"]
-    assert d.rejected["/cam"] == 250
+        for k in range(7):
+            d.reject("/other", f"reason {k}")
+    said = [r.getMessage() for r in caplog.records]
+    assert said[:3] == [
+        "rejected message #1 on /cam: bad",
+        "100 messages rejected on /cam so far (the last: bad)",
+        "200 messages rejected on /cam so far (the last: bad)",
+    ]
+    assert said[3:] == [f"rejected message #{k + 1} on /other: reason {k}" for k in range(5)]
+    assert d.rejected["/cam"] == 250 and d.rejected["/other"] == 7
 
 
 # ------------------------------------------------------------------------------------------------

@@ -80,6 +80,33 @@ def _intrinsics(cam, i: int) -> tuple[np.ndarray, int, int]:
     return K, int(w), int(h)
 
 
+def _pinhole(im: np.ndarray, cam, K: np.ndarray, i: int) -> np.ndarray:
+    """A raw image of a camera with lens distortion (its calibration's ``D``/``d`` not all zero,
+    ``distortion_model`` as in CameraInfo) resampled to the pinhole image of the same K, which the
+    model's geometry assumes; a pinhole camera's image as it is."""
+    from types import SimpleNamespace
+
+    from gs_mapping.errors import MessageError
+    from gs_mapping.rectify import check_distortion, is_distorted, rectifier_for
+
+    get = (lambda n: cam.get(n)) if isinstance(cam, dict) else (lambda n: getattr(cam, n, None))
+    d = get("D") if get("D") is not None else get("d")
+    if d is None:
+        return im
+    d = np.asarray(d, np.float64).reshape(-1)
+    if not is_distorted(d):
+        return im
+    model = str(get("distortion_model") or "plumb_bob")
+    try:
+        check_distortion(model, d, f"camera {i}")
+        rect = rectifier_for(
+            SimpleNamespace(K=K, D=d, width=im.shape[1], height=im.shape[0], distortion_model=model)
+        )
+        return rect.color(im)
+    except MessageError as exc:
+        raise HDInputError(str(exc)) from None
+
+
 def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, list]:
     if not (len(images) == len(cameras) == len(extrinsics)) or len(images) == 0:
         raise HDInputError(
@@ -98,6 +125,7 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
             raise HDInputError(
                 f"camera {i}: image is {im.shape[1]}x{im.shape[0]} but its CameraInfo says {w}x{h}"
             )
+        im = _pinhole(im, cam, K, i)
         T = np.asarray(T, np.float64)
         if T.shape != (4, 4):
             raise HDInputError(f"camera {i}: extrinsic T_ego_cam must be 4x4, got {T.shape}")

@@ -80,7 +80,7 @@ def predict_bag(
     from gs_mapping.bag import BagReader
     from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
-    from gs_mapping.rectify import for_images_on, pinhole_color
+    from gs_mapping.rectify import for_images_on
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
     if max_frames is not None and max_frames < 1:
@@ -138,7 +138,7 @@ def predict_bag(
             for c in cams:
                 rgb, fid = frame[c]
                 info = infos[_info_topic(c)]
-                ims.append(pinhole_color(rgb, info))  # a distorted camera's raw image made pinhole
+                ims.append(rgb)  # (a distorted camera's raw image: the Predictor makes it pinhole)
                 cis.append(info)
                 try:
                     Ts.append(tf.lookup(base_frame, fid, stamp).matrix())

@@ -31,21 +31,50 @@ class Region:
     name: str
     polygon: object
 
-    def coords(self) -> list[list[list[float]]]:
-        """JSON form: the exterior ring of every part, [[x, y], ...] per part."""
+    def coords(self) -> list:
+        """JSON form, one entry per part: its ring ``[[x, y], ...]``, or ``[ring, hole, ...]`` for a
+        part with holes (the surround rig's frustum leaves a blind zone round the car). No part: a
+        region that covers nothing (cameras that see no ground)."""
         parts = [self.polygon] if self.polygon.geom_type == "Polygon" else list(self.polygon.geoms)
-        return [np.asarray(p.exterior.coords).round(4).tolist() for p in parts if not p.is_empty]
+
+        def ring(r):
+            return np.asarray(r.coords).round(4).tolist()
+
+        return [
+            [ring(p.exterior), *map(ring, p.interiors)] if len(p.interiors) else ring(p.exterior)
+            for p in parts
+            if not p.is_empty
+        ]
 
     @classmethod
     def from_coords(cls, name: str, parts) -> Region:
+        """Inverse of :meth:`coords`; ValueError for anything that is not its form."""
         from shapely.geometry import MultiPolygon, Polygon
 
-        polys = [Polygon(np.asarray(p, np.float64)) for p in parts]
+        polys = []
+        for part in parts:
+            rings = [part] if _is_ring(part) else list(part)
+            rings = [np.asarray(r, np.float64) for r in rings]
+            if not rings or any(
+                r.ndim != 2 or r.shape[1] != 2 or len(r) < 3 or not np.isfinite(r).all() for r in rings
+            ):
+                raise ValueError("not a ring [[x, y], ...] or a list of rings")
+            polys.append(Polygon(rings[0], rings[1:]))
+        if not polys:
+            return cls(name, Polygon())
         return cls(name, polys[0] if len(polys) == 1 else MultiPolygon(polys))
 
     @property
     def area(self) -> float:
         return float(self.polygon.area)
+
+
+def _is_ring(part) -> bool:
+    """A part written as one ring (its first element a point [x, y]), not as [ring, hole, ...]."""
+    try:
+        return not isinstance(part[0][0], (list, tuple))
+    except (TypeError, IndexError, KeyError):
+        return True  # (malformed: from_coords' checks name it)
 
 
 def resolve_name(name: str, rig: str) -> str:
@@ -254,8 +283,9 @@ def clip_vectors(vectors: list[dict], region: Region, polygon_classes=(1,)) -> l
 
 
 def clip_documents(results: list, gts: list, where: str = "input") -> tuple[list, list, int]:
-    """hd-eval frames (dicts): where a result frame carries ``"region"`` (exterior rings, the points'
-    frame), clip both its predictions and its GT to it. Returns (results, gts, frames clipped)."""
+    """hd-eval frames (dicts): where a result frame carries ``"region"`` (:meth:`Region.coords`, in
+    the points' frame), clip both its predictions and its GT to it (an empty region: nothing of
+    either is scored). Returns (results, gts, frames clipped)."""
     from .errors import HDMapError
 
     res_out, gt_out, n = [], [], 0
@@ -266,15 +296,13 @@ def clip_documents(results: list, gts: list, where: str = "input") -> tuple[list
             gt_out.append(g)
             continue
         try:
-            arr = [np.asarray(p, np.float64) for p in parts]
-            if not arr or any(
-                a.ndim != 2 or a.shape[1] != 2 or len(a) < 3 or not np.isfinite(a).all() for a in arr
-            ):
-                raise ValueError
-            reg = Region.from_coords("file", arr)
+            if not isinstance(parts, list):
+                raise TypeError
+            reg = Region.from_coords("file", parts)
         except (ValueError, TypeError):
             raise HDMapError(
-                f"{where}: results[{i}].region: expected a list of rings [[x, y], ...]"
+                f"{where}: results[{i}].region: expected a list of rings [[x, y], ...] "
+                "(a part with holes: [ring, hole, ...])"
             ) from None
         if not reg.polygon.is_valid:  # (clipping to a self-intersecting ring fails inside GEOS)
             from shapely.validation import explain_validity

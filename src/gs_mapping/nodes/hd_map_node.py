@@ -249,7 +249,6 @@ class HDMapNode(NodeBase):
 
     def _inputs(self, msgs: list[Any], stamp: int):
         from ..messages.camera_image import color_to_rgb
-        from ..rectify import pinhole_color
 
         images, infos, extrinsics = [], [], []
         for topic, msg in zip(self.cameras, msgs, strict=False):
@@ -259,8 +258,8 @@ class HDMapNode(NodeBase):
                 raise MessageError(f"no CameraInfo yet on {info_topic(topic)}{refused}")
             info = self.infos[topic]
             # any driver encoding, or a jpeg/png CompressedImage (grey → RGB); a distorted camera's
-            # raw image made pinhole
-            rgb = pinhole_color(color_to_rgb(msg), info)
+            # raw image is made pinhole by the Predictor, from the CameraInfo's d
+            rgb = color_to_rgb(msg)
             frame_id = str(msg.header.frame_id) or info.frame_id
             images.append(rgb)
             infos.append(info)
