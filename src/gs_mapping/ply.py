@@ -299,6 +299,30 @@ def _col(data: np.ndarray, name: str) -> np.ndarray:
     return data[name].astype(np.float32)
 
 
+FLOAT32_LOSS_WARN_M = 1e-3  # positions rounded by more than this to float32 are said
+
+
+def warn_float32_positions(data: np.ndarray, source) -> None:
+    """Log when a double-precision file's positions lose more than a millimetre (in its units) in
+    float32, the map's type: coordinates far from the origin (UTM eastings, 4.5e6 m, fall on 0.5 m
+    steps). The scene is read; shifting its origin before saving keeps its detail."""
+    wide = [a for a in "xyz" if data.dtype[a].itemsize > 4]
+    if not wide:
+        return
+    loss, far = 0.0, 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in wide:
+            v = data[a].astype(np.float64)
+            kept = v[np.isfinite(v.astype(np.float32))]  # (beyond float32: clamp_nonfinite's to say)
+            loss = max(loss, float(np.max(np.abs(kept.astype(np.float32) - kept), initial=0.0)))
+            far = max(far, float(np.max(np.abs(kept), initial=0.0)))
+    if loss > FLOAT32_LOSS_WARN_M:
+        log.warning(
+            f"{source}: double-precision positions up to {far:.3g} from the origin lose up to "
+            f"{loss:.3g} in float32 (the map's precision); shift the scene's origin to keep its detail"
+        )
+
+
 def load_ply(path: str | Path, tile_size: float | None = None) -> GaussianMap:
     """Read a standard 3DGS PLY (ours or any trainer's); see the module docstring."""
     path = Path(path)
@@ -348,6 +372,29 @@ def fold_3d_filter(log_scales: np.ndarray, opacity_logits: np.ndarray, filt: np.
 # A double beyond float32's range becomes ±inf (and a NaN stays NaN) in the float32 map, then
 # follows the ±inf rule of clamp_nonfinite like an infinity in the file: no numpy warning lines.
 @np.errstate(over="ignore", invalid="ignore")
+def _without_scalar_prefix(data: np.ndarray) -> np.ndarray:
+    """A scene saved by CloudCompare, which names every property but x, y, z (and normals)
+    ``scalar_<name>`` (``scalar_f_dc_0``, ``scalar_opacity``): the names as a trainer wrote them."""
+    names = list(data.dtype.names or ())
+    if any(n in names for n in ("opacity", "f_dc_0")) or "scalar_opacity" not in names:
+        return data
+    renamed = [
+        n[len("scalar_") :] if n.startswith("scalar_") and n[len("scalar_") :] not in names else n
+        for n in names
+    ]
+    fields = [data.dtype.fields[n] for n in names]
+    return data.view(
+        np.dtype(
+            {
+                "names": renamed,
+                "formats": [f[0] for f in fields],
+                "offsets": [f[1] for f in fields],
+                "itemsize": data.dtype.itemsize,
+            }
+        )
+    )
+
+
 def from_ply_elements(
     elements: dict, comments: list[str], path, tile_size: float | None = None
 ) -> GaussianMap:
@@ -356,7 +403,7 @@ def from_ply_elements(
         if "chunk" in elements:
             raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
         raise MapError(f"{path}: no vertex element (or one without properties)")
-    data = elements["vertex"]
+    data = _without_scalar_prefix(elements["vertex"])
     names = set(data.dtype.names or ())
     if "packed_position" in names:
         raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
@@ -390,6 +437,7 @@ def from_ply_elements(
         rest = np.stack([data[f"f_rest_{i}"] for i in keep], axis=1).astype(np.float32)
         sh[:, 1:, :] = rest.reshape(count, 3, num_sh - 1).transpose(0, 2, 1)
     wxyz = np.stack([_col(data, f"rot_{i}") for i in range(4)], axis=1)
+    warn_float32_positions(data, path)
     means, xyzw, log_scales, opacity, sh = clamp_nonfinite(
         np.stack([_col(data, a) for a in "xyz"], axis=1),
         wxyz[:, [1, 2, 3, 0]],
@@ -492,7 +540,7 @@ def unit_rotations(xyzw: np.ndarray, source: str) -> np.ndarray:
     are normalised, so our own files round-trip bit for bit. A zero rotation is refused."""
     q = np.asarray(xyzw, np.float64)
     norms = np.linalg.norm(q, axis=1, keepdims=True)
-    if len(q) and norms.min() < 1e-12:
+    if len(q) and norms.min() == 0:  # (a tiny one, 1e-20, is a direction: normalised in float64)
         raise MapError(f"{source}: rotation of Gaussian {int(np.argmin(norms[:, 0]))} (row in file) is zero")
     off = np.abs(norms[:, 0] - 1.0) > 1e-6
     q[off] /= norms[off]

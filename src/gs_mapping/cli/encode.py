@@ -88,7 +88,31 @@ def snapshot_params(args, gmap):
     params = QuantParams.from_quality(args.quality, args.pos_step)
     if getattr(args, "relative", False):
         params = params.relative_to(gmap)
+    else:
+        _warn_coarse_for_scene(gmap, params.pos_step)
     return params.for_shared_sh(gmap)
+
+
+FEW_STEPS = 1000  # a map spans many thousands of its position steps; a scene this narrow is not in metres
+
+
+def _warn_coarse_for_scene(gmap, pos_step: float) -> None:
+    """Say when the metre presets are coarse for the scene (a trained object in millimetres or in
+    arbitrary units spans a few steps, and its Gaussians fall onto shared lattice points)."""
+    import logging
+
+    import numpy as np
+
+    if len(gmap) < 2:
+        return
+    lo, hi = np.percentile(np.asarray(gmap.means, np.float64), [1, 99], axis=0)
+    span = float(np.max(hi - lo))
+    if span < FEW_STEPS * pos_step:
+        logging.getLogger("gs_mapping.encode").warning(
+            f"the scene spans {span:.3g} units, only {span / pos_step:.0f} position steps of "
+            f"{pos_step:g} (the presets are in metres): for a scene in other units use --relative "
+            "(or a finer --pos-step)"
+        )
 
 
 def encode_to(args, gmap, out: str) -> dict:
