@@ -384,12 +384,6 @@ def test_one_frame_with_a_wrong_pose_leaves_no_lane_behind():
     assert len(m.tracks) == len(lanes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: lane_map._merge_ring (lane_map.py:390) averages every ring vertex by vertex, "
-    "including the partial rings of frames whose frustum cut the crossing: fed perfect "
-    "observations, a 6 x 24 m crossing is fused to 59 % of its area (IoU 0.59 with the truth)",
-)
 def test_a_crossing_seen_whole_and_in_part_is_fused_to_its_true_shape():
     from shapely.geometry import Polygon
 

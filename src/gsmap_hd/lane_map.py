@@ -10,8 +10,10 @@ tracks — one per map element, with a stable id:
   the track whose polygon it overlaps with IoU ≥ ``min_iou``.
 - **Merging**: where a line overlaps, each track vertex moves towards its projection onto the
   observation by a running average (weight capped at ``max_weight`` so an old map still follows new
-  evidence); the observation's parts beyond the track's ends extend it. Rings are averaged vertex by
-  vertex in their best-aligned order. Tracks that come to overlap each other (two pieces of one lane
+  evidence); the observation's parts beyond the track's ends extend it. Two whole views of a ring
+  are averaged vertex by vertex in their best-aligned order; a ring the frame's region cut changes the
+  track only where the region covered it (the track outside is kept and joined with the view), and a
+  whole view replaces a ring seen only in part so far. Tracks that come to overlap each other (two pieces of one lane
   that grew together) are merged into the older id.
 - **Support**: each line vertex counts the frames that saw it (an observation overlapped or extended
   the track there) and the frames whose cameras covered it (its point inside the frame's region).
@@ -72,6 +74,7 @@ class Track:
     first_frame: int = 0
     last_frame: int = 0
     score_sum: float = 0.0  # over sightings
+    whole: bool = True  # a ring: its shape comes from a frame that saw all of it (not cut by its region)
     # per vertex of a line (interpolated like the points): frames that saw it / covered it, and
     # whether this frame's observations have touched it yet
     seen: np.ndarray | None = None
@@ -226,6 +229,51 @@ def _ring_orderings(ring: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+def _touches_border(ring: np.ndarray, region) -> bool:
+    """Whether a clipped ring runs along the region's border (clipping put it there: the element
+    goes on beyond what the frame saw)."""
+    import shapely
+
+    return bool(np.any(shapely.distance(region.boundary, shapely.points(ring)) < 1e-3))
+
+
+def _joined_with_unseen(track: np.ndarray, seen: np.ndarray, region, k: int) -> np.ndarray | None:
+    """Ring ``track`` outside ``region`` joined with ``seen`` (the part of the element the region
+    covered), as a k-point ring that keeps the corners; None when nothing is left."""
+    import shapely
+    from shapely.geometry import Polygon
+
+    union = shapely.unary_union(
+        [shapely.make_valid(Polygon(track)).difference(region), shapely.make_valid(Polygon(seen))]
+    )
+    union = union.buffer(0.01, join_style="mitre").buffer(-0.01, join_style="mitre")  # (seams closed)
+    parts = [g for g in getattr(union, "geoms", [union]) if g.geom_type == "Polygon" and not g.is_empty]
+    if not parts:
+        return None
+    return _ring_with_corners(np.asarray(max(parts, key=lambda g: g.area).exterior.coords), k)
+
+
+def _ring_with_corners(ring: np.ndarray, k: int) -> np.ndarray:
+    """A closed k-point ring through every corner of ``ring`` (simplified at 1 cm), the points left
+    over spread along the edges by length; evenly spaced (:func:`_ring`) when it has more corners.
+    Resampling evenly at every frame cut a rectangle's corners a little more each time."""
+    from shapely.geometry import Polygon
+
+    corners = np.asarray(Polygon(ring).simplify(0.01).exterior.coords)[:-1]
+    m = len(corners)
+    if m < 3 or m > k - 1:
+        return _ring(ring, k)
+    edges = np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)
+    extra = (k - 1 - m) * edges / edges.sum()
+    per = np.floor(extra).astype(int)
+    per[np.argsort(extra - per)[::-1][: k - 1 - m - per.sum()]] += 1  # largest remainders
+    out = []
+    for a, b, n in zip(corners, np.roll(corners, -1, axis=0), per, strict=True):
+        out += [a + (b - a) * f for f in np.arange(n + 1) / (n + 1)]
+    out.append(out[0])
+    return np.asarray(out)
+
+
 def _ring(pts: np.ndarray, k: int) -> np.ndarray:
     from .gaussians2d import resample
 
@@ -269,6 +317,7 @@ class LaneMap:
                 if len(pts) < 4:
                     continue
                 o = _ring(pts, c.ring_points)
+                cut = region is not None and _touches_border(pts, region)
                 tid = self._associate_ring(cls, o)
             else:
                 o = resample_spacing(pts, c.spacing)
@@ -286,6 +335,7 @@ class LaneMap:
                     last_frame=self.frame,
                 )
                 t.score_sum = score
+                t.whole = not (closed and cut)
                 self.tracks[t.id] = t
                 matched.add(t.id)
                 self.next_id += 1
@@ -300,7 +350,7 @@ class LaneMap:
             matched.add(tid)
             stats["matched"] += 1
             if closed:
-                self._merge_ring(t, o, 1.0)
+                self._merge_ring(t, o, pts if cut else None, region)
             else:
                 self._merge_line(t, o, np.ones(len(o)))
                 stats["merged"] += self._merge_tracks(t)
@@ -387,14 +437,27 @@ class LaneMap:
         t.points = new
         t.set_vertex_attrs(attr)
 
-    def _merge_ring(self, t: Track, o: np.ndarray, wo: float) -> None:
+    def _merge_ring(self, t: Track, o: np.ndarray, cut_ring: np.ndarray | None, region) -> None:
+        """Fuse ring observation ``o`` into ring track ``t``. Two whole views are averaged vertex by
+        vertex. A view that the frame's region cut (``cut_ring``: the clipped ring as observed)
+        changes only what the region covered: the track outside it is kept and joined with the view
+        (averaging a partial ring into a whole one shrank a crossing to the part each frame saw);
+        a whole view replaces a track that was only ever seen in part."""
+        if cut_ring is not None:
+            o = _joined_with_unseen(t.points, cut_ring, region, self.config.ring_points)
+            if o is None:
+                return
         cand = _ring_orderings(o)
         k = int(np.abs(cand - t.points[None]).sum(-1).mean(-1).argmin())
         o = cand[k]
+        if cut_ring is not None or not t.whole:
+            t.points, t.weights = o.copy(), np.ones(len(o))
+            t.whole = t.whole or cut_ring is None
+            return
         w = t.weights[:, None]
-        t.points = (w * t.points + wo * o) / (w + wo)
+        t.points = (w * t.points + o) / (w + 1.0)
         t.points[-1] = t.points[0]
-        t.weights = np.minimum(t.weights + wo, self.config.max_weight)
+        t.weights = np.minimum(t.weights + 1.0, self.config.max_weight)
 
     def _merge_tracks(self, t: Track) -> int:
         """Merge other line tracks of t's class that now overlap it into the older of the two."""
