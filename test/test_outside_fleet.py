@@ -575,3 +575,27 @@ def test_periodic_snapshots_go_on_after_the_clock_steps_back(tmp_path):
 
 if __name__ == "__main__":
     _child(sys.argv[1], sys.argv[2])
+
+
+def test_a_global_map_beyond_the_receivers_default_bound_is_said_once(tmp_path, monkeypatch, caplog):
+    """Each vehicle's map is bounded on the server (max_vehicle_gaussians), the merge of several is
+    not, and map_receiver_node.max_gaussians defaults to one vehicle's bound: a global map beyond it
+    is refused by every default receiver. The server says so once, naming the parameter. Scaled
+    down: the receivers' default bound 30, two vehicles of 25 Gaussians each in different tiles."""
+    import logging
+
+    import gs_map_share.receiver as receiver
+
+    monkeypatch.setattr(receiver, "DEFAULT_MAX_GAUSSIANS", 30)
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "fleet.sqlite3", global_period_s=0.0)
+    a, b = _vmap(25, seed=3), _vmap(25, seed=9, origin=(40.0, 0.0, 0.0))
+    with caplog.at_level(logging.WARNING):
+        _send(bus, "vehicle1", _snap(a, 1, 7))
+        assert not [r for r in caplog.records if "max_gaussians" in r.getMessage()]
+        _send(bus, "vehicle2", _snap(b, 2, 9))
+        _send(bus, "vehicle2", _snap(_vmap(26, seed=9, origin=(40.0, 0.0, 0.0)), 2, 10))
+    said = [r.getMessage() for r in caplog.records if "max_gaussians" in r.getMessage()]
+    assert len(server.merge.global_map) > 30
+    assert len(said) == 1 and "map_receiver_node.max_gaussians" in said[0], said
+    server.close()

@@ -189,6 +189,7 @@ class MapServerNode(NodeBase):
             ctx.subscribe_liveliness(f"@ros2_lv/{getattr(ctx, 'domain_id', 0)}/**", self.on_liveliness)
         self._subscribers_seen = 0
         self._last_snapshot_ns = 0
+        self._said_beyond_receivers = False
         if c.global_period_s > 0:
             ctx.create_timer(c.global_period_s, self.flush_global)
         ctx.create_timer(max(0.2, min(1.0, c.snapshot_period_s or 1.0)), self.on_snapshot_timer)
@@ -343,12 +344,26 @@ class MapServerNode(NodeBase):
             self.tile_seq.update({t: seq for t in tiles})
             self.pub_delta.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
             self._compact_global()
+            self._say_if_beyond_receivers()
         self._compact_vehicles(self._unacked)
         for a in self._unacked:
             ack = {"map_id": a.map_id, "seq": a.seq, "global_seq": self.merge.global_seq}
             self.pub_ack.publish(self.ctx.factory.make("std_msgs/msg/String", data=json.dumps(ack)))
         self._unacked, self._new_bindings = [], {}
         self.diag.latency("global_flush", time.perf_counter() - t0)
+
+    def _say_if_beyond_receivers(self) -> None:
+        """Once: the global map has outgrown what a map_receiver_node takes by default (each vehicle
+        is bounded, the merge of several is not), so followers need a larger max_gaussians."""
+        from gs_map_share.receiver import DEFAULT_MAX_GAUSSIANS
+
+        n = len(self.merge.global_map)
+        if n > DEFAULT_MAX_GAUSSIANS and not self._said_beyond_receivers:
+            self._said_beyond_receivers = True
+            self.ctx.logger.warning(
+                f"the global map holds {n} Gaussians, more than map_receiver_node.max_gaussians' "
+                f"default {DEFAULT_MAX_GAUSSIANS}: receivers following it need a larger max_gaussians"
+            )
 
     def _storage_failed(self, exc) -> str:
         from gs_map_share.merge import REJECTED
