@@ -438,11 +438,11 @@ class LaneMap:
         t.set_vertex_attrs(attr)
 
     def _merge_ring(self, t: Track, o: np.ndarray, cut_ring: np.ndarray | None, region) -> None:
-        """Fuse ring observation ``o`` into ring track ``t``. Two whole views are averaged vertex by
-        vertex. A view that the frame's region cut (``cut_ring``: the clipped ring as observed)
-        changes only what the region covered: the track outside it is kept and joined with the view
-        (averaging a partial ring into a whole one shrank a crossing to the part each frame saw);
-        a whole view replaces a track that was only ever seen in part."""
+        """Fuse ring observation ``o`` into ring track ``t``, vertex by vertex (a running average).
+        A view that the frame's region cut (``cut_ring``: the clipped ring as observed) is first
+        joined with the track outside the region, so what it did not see is not averaged away
+        (averaging the partial rings in shrank a crossing to the part each frame saw); a track seen
+        only in part so far takes the joined ring, or a whole view, as it is."""
         if cut_ring is not None:
             o = _joined_with_unseen(t.points, cut_ring, region, self.config.ring_points)
             if o is None:
@@ -450,9 +450,9 @@ class LaneMap:
         cand = _ring_orderings(o)
         k = int(np.abs(cand - t.points[None]).sum(-1).mean(-1).argmin())
         o = cand[k]
-        if cut_ring is not None or not t.whole:
+        if not t.whole:  # seen only in part so far: the joined ring (or a whole view) as it is
             t.points, t.weights = o.copy(), np.ones(len(o))
-            t.whole = t.whole or cut_ring is None
+            t.whole = cut_ring is None
             return
         w = t.weights[:, None]
         t.points = (w * t.points + o) / (w + 1.0)
