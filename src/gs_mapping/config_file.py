@@ -118,6 +118,7 @@ def _node_entries(doc: dict, prefix: str, path: Path) -> list[tuple[str, dict]]:
     for name, body in doc.items():
         where = f"{prefix}/{str(name).strip('/')}" if prefix else str(name)
         if name == "ros__parameters" and prefix:
+            body = {} if body is None else body  # (an empty ros__parameters: no parameters)
             if not isinstance(body, dict):
                 raise ConfigError(f"{path}: {prefix}.ros__parameters must be a mapping")
             out.append((prefix, unflatten_nested(body)))
