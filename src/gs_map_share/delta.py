@@ -69,10 +69,11 @@ def _get_ids(r: Reader, cap: int) -> np.ndarray:
         return np.zeros(0, np.uint64)
     first = r.varint((1 << 63) - 1)
     gaps = decode_stream(r, n - 1, signed=False)
-    if n > 1 and gaps.max() >= (1 << 62):
+    # (int(): numpy before 1.25 compares an int64 with a Python int beyond 2**53 through float64)
+    if n > 1 and int(gaps.max()) >= (1 << 62):
         raise r.fail("id gap too large")
     ids = first + np.concatenate([[0], np.cumsum(gaps.astype(np.int64) + 1)])
-    if ids.max() >= (1 << 63) or ids.min() < 0:
+    if int(ids.max()) >= (1 << 63) or int(ids.min()) < 0:
         raise r.fail("id outside 0..2**63")
     return ids.astype(np.uint64)
 

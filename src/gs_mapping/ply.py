@@ -238,14 +238,52 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
             continue
         if not text.isascii():
             raise MapError(f"{path}: ASCII PLY with non-ASCII bytes in element {name!r}")
+        if not _STRICT_LOADTXT:
+            _check_row_lengths(text, len(props), name, path)
+        # integers read as float64 (exact to 2**53, every PLY integer type) and checked here: numpy
+        # before 2.0 wraps 300 into a uchar's 44 and truncates 3.5, without a word
+        wide = np.dtype([(n, "f8" if dtype[n].kind in "iu" else dtype[n]) for n in dtype.names])
         try:  # (from bytes: a str of the rows would be 4 bytes a character in StringIO)
-            data = np.loadtxt(io.BytesIO(text), dtype=dtype, ndmin=1, comments=None, encoding="ascii")
-        except (ValueError, OverflowError, TypeError) as exc:
+            data = np.loadtxt(io.BytesIO(text), dtype=wide, ndmin=1, comments=None, encoding="ascii")
+        except (ValueError, OverflowError, TypeError, IndexError) as exc:
             why = str(exc).split(";")[0]  # (numpy's advice on its own arguments after a ';')
             raise MapError(f"{path}: element {name!r}: a row does not match its properties ({why})") from None
         if len(data) != count:  # numpy skips blank lines
             raise MapError(f"{path}: element {name!r}: {count - len(data)} of its {count} rows are blank")
-        out[name] = data
+        out[name] = _to_declared(data, dtype, name, path)
+    return out
+
+
+# numpy's C loadtxt (1.23+) refuses a row with too few or too many values; the Python one before it
+# (Humble's numpy 1.21) took the first row's length and dropped what was beyond
+_STRICT_LOADTXT = np.lib.NumpyVersion(np.__version__) >= "1.23.0"
+
+
+def _check_row_lengths(text: bytes, n: int, name: str, path) -> None:
+    for i, line in enumerate(io.BytesIO(text)):
+        got = len(line.split())
+        if got not in (0, n):  # (a blank row is counted by the caller)
+            raise MapError(
+                f"{path}: element {name!r}: a row does not match its properties "
+                f"(row {i} has {got} values, the header declares {n})"
+            )
+
+
+def _to_declared(data: np.ndarray, dtype: np.dtype, name: str, path) -> np.ndarray:
+    """Rows read with integers as float64 → the declared types; MapError naming the property for a
+    value its integer type cannot hold (not whole, or out of its range)."""
+    out = np.empty(len(data), dtype)
+    for n in dtype.names:
+        v = data[n]
+        if dtype[n].kind in "iu":
+            info = np.iinfo(dtype[n])
+            bad = ~np.isfinite(v) | (v != np.round(v)) | (v < info.min) | (v > info.max)
+            if bad.any():
+                raise MapError(
+                    f"{path}: element {name!r}: property {n!r} ({dtype[n]}) cannot hold "
+                    f"{v[np.argmax(bad)]!r} (row {int(np.argmax(bad))})"
+                )
+        out[n] = v
     return out
 
 
@@ -369,9 +407,6 @@ def fold_3d_filter(log_scales: np.ndarray, opacity_logits: np.ndarray, filt: np.
     return log_scales, opacity_logits
 
 
-# A double beyond float32's range becomes ±inf (and a NaN stays NaN) in the float32 map, then
-# follows the ±inf rule of clamp_nonfinite like an infinity in the file: no numpy warning lines.
-@np.errstate(over="ignore", invalid="ignore")
 def _without_scalar_prefix(data: np.ndarray) -> np.ndarray:
     """A scene saved by CloudCompare, which names every property but x, y, z (and normals)
     ``scalar_<name>`` (``scalar_f_dc_0``, ``scalar_opacity``): the names as a trainer wrote them."""
@@ -395,6 +430,9 @@ def _without_scalar_prefix(data: np.ndarray) -> np.ndarray:
     )
 
 
+# A double beyond float32's range becomes ±inf (and a NaN stays NaN) in the float32 map, then
+# follows the ±inf rule of clamp_nonfinite like an infinity in the file: no numpy warning lines.
+@np.errstate(over="ignore", invalid="ignore")
 def from_ply_elements(
     elements: dict, comments: list[str], path, tile_size: float | None = None
 ) -> GaussianMap:
