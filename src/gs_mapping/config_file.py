@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -179,7 +180,7 @@ _RCL_INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")  # strt
 _RCL_DOUBLE = re.compile(
     r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # strtod's decimal form
     r"|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"  # its hex form
-    r"|(?i:inf|infinity|nan))"
+    r"|(?i:inf|infinity|nan(?:\([0-9A-Za-z_]*\))?))"
 )
 _RCL_YAML_FLOATS = {
     f"{sign}.{w}": float(f"{sign}inf") for sign in ("", "+", "-") for w in ("inf", "Inf", "INF")
@@ -204,8 +205,18 @@ def _rcl_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     if text in _RCL_YAML_FLOATS:
         return _RCL_YAML_FLOATS[text]
     if _RCL_DOUBLE.fullmatch(text):
-        value = float.fromhex(text) if body[:2] in ("0x", "0X") else float(text)
-        if not math.isinf(value) or body[:1] in "iI":  # an overflow is strtod's ERANGE: a string
+        hexa = body[:2] in ("0x", "0X")
+        try:
+            if body[:1] in "nN":
+                value = math.nan  # (float() takes no "nan(…)")
+            else:
+                value = float.fromhex(text) if hexa else float(text)
+        except OverflowError:
+            value = math.inf
+        # strtod's ERANGE (rcl keeps the text): an overflow, or an underflow to zero or a subnormal
+        mantissa = re.split("[pP]" if hexa else "[eE]", body[2:] if hexa else body)[0]
+        tiny = abs(value) < sys.float_info.min and mantissa.strip("0.") != ""
+        if (not math.isinf(value) or body[:1] in "iI") and not tiny:
             return value
     return text
 
