@@ -78,7 +78,8 @@ def test_a_long_but_legal_output_name_can_be_written(tmp_path):
 def test_sigterm_or_sigint_mid_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     """A signal while the temp file is being written (caught as it appears, process frozen with
     SIGSTOP so the moment is not missed): either the old output and 143/130, or the complete new one
-    and 0; one line, no hidden temp file left beside it."""
+    (exit 0, or the signal's status when it came after the rename); one line, no hidden temp file
+    left beside it."""
     plyfile = pytest.importorskip("plyfile")
     from synthetic_maps import synthetic_map
 
@@ -111,8 +112,8 @@ def test_sigterm_or_sigint_mid_write_keeps_the_old_file_and_leaves_no_temp(tmp_p
         assert "Traceback" not in err, err
         if out.read_bytes()[:3] == b"OLD":
             assert p.returncode == want_rc and err.strip().endswith(f"convert: {word}"), (p.returncode, err)
-        else:  # it had finished: the new file whole
-            assert p.returncode == 0 and plyfile.PlyData.read(str(out))["vertex"].count == n_src
+        else:  # it had installed the new file (the signal may land after the rename): that file whole
+            assert p.returncode in (0, want_rc) and plyfile.PlyData.read(str(out))["vertex"].count == n_src
         assert sorted(x.name for x in d.iterdir()) == ["out.ply"]  # no temp litter
 
 
