@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 if __name__ == "__main__":  # (the child server below runs this file as a script)
     sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
 
+from test_guards_survivors7 import _rule  # noqa: E402  (docs/fleet.md's merge rule, written out)
+
 from gs_map_share.fleet_store import FleetStoreError  # noqa: E402
 from gs_map_share.quantize import QMap, QuantParams, to_qmap  # noqa: E402
 from gs_mapping.messages import bytes_to_uint8_multiarray  # noqa: E402
@@ -89,26 +91,6 @@ def _send(bus: ReplayBus, ns: str, data: bytes) -> None:
     is_snapshot = data[24:32] == bytes(8)  # base_seq 0 (docs/format.md header layout)
     topic = "map_snapshot" if is_snapshot else "map_delta"
     bus.inject(f"/{ns}/mapper_node/{topic}", bytes_to_uint8_multiarray(data), bus.now_ns + 1000)
-
-
-def _rule(maps: dict[int, QMap]) -> QMap:
-    """docs/fleet.md's merge rule, per Gaussian in plain Python: a tile belongs to the vehicle with
-    the most Gaussians there (ties: smaller map id); the global map holds all of the owner's
-    Gaussians of its tiles, with id map_id << 32 | local id."""
-    count: dict[tuple, dict[int, int]] = {}
-    for mid, q in maps.items():
-        for t in map(tuple, (q.pos >> PARAMS.tile_bits).tolist()):
-            count.setdefault(t, {}).setdefault(mid, 0)
-            count[t][mid] += 1
-    owner = {t: min(per, key=lambda m: (-per[m], m)) for t, per in count.items()}
-    parts = [QMap.empty(0)]
-    for mid in sorted(maps):
-        q = maps[mid]
-        tiles = map(tuple, (q.pos >> PARAMS.tile_bits).tolist())
-        part = q.take(np.array([i for i, t in enumerate(tiles) if owner[t] == mid], np.int64))
-        part.ids = (np.uint64(mid) << np.uint64(32)) | part.ids
-        parts.append(part)
-    return QMap.concat(parts)
 
 
 def _acks(bus: ReplayBus) -> list[dict]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hostile_cases import hd_doc, make_assets, run_cli
+from test_hostile_cli import _check as _ok  # (the outcome rule, one place)
 
 from gs_mapping.errors import GsMappingError, OutputError
 from gs_mapping.output_files import write_bytes
@@ -38,11 +39,6 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1"
 @pytest.fixture(scope="module")
 def A(tmp_path_factory):
     return make_assets(tmp_path_factory.mktemp("outside21"))
-
-
-def _ok(o):
-    assert not o.violation, f"{o.argv}: {o.violation}\n{o.extra.get('traceback', '')}"
-    return o
 
 
 def _cli(argv, timeout=60, **kw):
