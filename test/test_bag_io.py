@@ -579,6 +579,7 @@ def test_topics_stored_without_a_leading_slash_are_named_as_ros_2_names_them(kit
     and the check of metadata against storage counted its messages as 0."""
     import argparse
 
+    pytest.importorskip("torch")  # (gs_mapping.mapping loads the mapper, and torch with it)
     from gs_mapping.cli.map import choose_topics
     from gs_mapping.mapping.mapper_config import MapperConfig
 
