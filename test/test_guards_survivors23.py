@@ -7,8 +7,8 @@ hd-predict's ground-truth stamps, the Predictor's undistortion and hd_map_node.t
 Each test compares the component with an independent reference (rcl's ``get_value`` re-done with
 glibc's own strtoll/strtod through ctypes, OpenCV's undistort, numpy's float32 rounding, the rule a
 docstring, parameter description or option message states, or a hand-computed answer), so that
-breaking the line it guards makes it fail. Three xfail(strict) tests document where the reader
-still differs from rcl."""
+breaking the line it guards makes it fail. Three of them found where the reader differed from rcl
+(a hex double beyond range, an underflow, ``nan(n)``), fixed since."""
 
 from __future__ import annotations
 

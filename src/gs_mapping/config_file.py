@@ -103,7 +103,12 @@ def parameter_entries(path: str | Path) -> list[tuple[str, dict]]:
         return []
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping of node names to ros__parameters")
-    return _node_entries(doc, "", path)
+    # rcl keeps one entry per node key, where it first appears; a later block of the same key
+    # overwrites its values there (rclpy then applies the entries in that order)
+    entries: dict[str, dict] = {}
+    for key, params in _node_entries(doc, "", path):
+        _deep_merge(entries.setdefault(key, {}), params)
+    return list(entries.items())
 
 
 def _node_entries(doc: dict, prefix: str, path: Path) -> list[tuple[str, dict]]:

@@ -89,14 +89,14 @@ def snapshot_params(args, gmap):
     if getattr(args, "relative", False):
         params = params.relative_to(gmap)
     else:
-        _warn_coarse_for_scene(gmap, params.pos_step)
+        _warn_coarse_for_scene(gmap, params.pos_step, given=args.pos_step is not None)
     return params.for_shared_sh(gmap)
 
 
 FEW_STEPS = 1000  # a map spans many thousands of its position steps; a scene this narrow is not in metres
 
 
-def _warn_coarse_for_scene(gmap, pos_step: float) -> None:
+def _warn_coarse_for_scene(gmap, pos_step: float, given: bool = False) -> None:
     """Say when the metre presets are coarse for the scene (a trained object in millimetres or in
     arbitrary units spans a few steps, and its Gaussians fall onto shared lattice points)."""
     import logging
@@ -110,8 +110,8 @@ def _warn_coarse_for_scene(gmap, pos_step: float) -> None:
     if span < FEW_STEPS * pos_step:
         logging.getLogger("gs_mapping.encode").warning(
             f"the scene spans {span:.3g} units, only {span / pos_step:.0f} position steps of "
-            f"{pos_step:g} (the presets are in metres): for a scene in other units use --relative "
-            "(or a finer --pos-step)"
+            f"{pos_step:g} ({'--pos-step' if given else 'the presets are in metres'}): for a scene in "
+            "other units use --relative (or a finer --pos-step)"
         )
 
 
