@@ -7,7 +7,6 @@ makes it fail."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -347,17 +346,6 @@ def test_vector_loss_is_the_l1_per_gt_point_in_normalised_patch_coordinates(monk
 
 # ------------------------------------------------------------------------------------------------
 # nodes: diagnostics
-
-
-def test_the_first_five_rejections_and_every_hundredth_are_logged(caplog):
-    from gs_mapping.nodes.diagnostics import NodeDiagnostics as Diagnostics
-
-    diag = Diagnostics("t", logger=logging.getLogger("gs_mapping.test_diag6"))
-    with caplog.at_level(logging.WARNING, logger="gs_mapping.test_diag6"):
-        for _ in range(200):
-            diag.reject("/cam", "bad")
-    logged = [r.getMessage().split("#")[1].split(" ")[0] for r in caplog.records]
-    assert logged == ["1", "2", "3", "4", "5", "100", "200"]
 
 
 def test_latency_p95_is_the_95th_percentile():
