@@ -27,6 +27,7 @@ HUMBLE_NEED_TORCH := test_camera_rectify.py test_docs_promises.py test_docs_prom
 	test_hd_model_forward.py test_hd_model_matching.py test_hd_model_raster.py \
 	test_hd_model_train.py test_hd_onnx.py test_hd_region.py test_hostile_bags.py \
 	test_hostile_bags_and_options.py test_hostile_cli.py test_hostile_files.py test_hostile_map.py \
+	test_launch_config.py \
 	test_hostile_nodes.py test_hostile_robot_inputs.py test_hostile_subscriptions.py \
 	test_mapping_calibration.py test_mapping_frames.py test_mapping_kitchen.py \
 	test_mapping_levels.py test_mapping_mapper.py test_mapping_params.py \
