@@ -33,6 +33,7 @@ class NodeBase:
         self.config = config
         self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
         self._waiting_said: tuple[str, int] | None = None  # (what, when) report_waiting last logged
+        self._older_in_a_row = 0  # frames in a row not after the last one taken (time_went_back)
         self._diag_pub = ctx.create_publisher(
             "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS
         )
@@ -91,7 +92,7 @@ class NodeBase:
         ``TIME_JUMP_S`` before ``last_ns``, or it is the ``OLDER_IN_A_ROW``-th frame in a row not
         after it."""
         older = last_ns >= 0 and stamp_ns <= last_ns
-        self._older_in_a_row = getattr(self, "_older_in_a_row", 0) + 1 if older else 0
+        self._older_in_a_row = self._older_in_a_row + 1 if older else 0
         if not older or (
             last_ns - stamp_ns <= self.TIME_JUMP_S * 1e9 and self._older_in_a_row < self.OLDER_IN_A_ROW
         ):
