@@ -183,6 +183,20 @@ def test_every_gs_mapping_module_is_in_some_layer_of_the_contract():
     assert mods <= listed, sorted(mods - listed)
 
 
+def _printed_by_a_fresh_python(code: str, timeout: int) -> str:
+    """What ``python -c code`` prints in a fresh interpreter that sees only the project's src/ (so
+    what the code imports is all that is loaded)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_the_cli_builds_every_commands_options_without_the_heavy_dependencies():
     """architecture.md: imports inside functions defer the heavy or optional dependencies so that
     `gs-mapping --help` builds every command's options without loading any of them (it once said
@@ -195,15 +209,7 @@ def test_the_cli_builds_every_commands_options_without_the_heavy_dependencies():
         "import sys; from gs_mapping.cli import build_parser; build_parser().format_help(); "
         f"print([m for m in {heavy!r} if m in sys.modules])"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _printed_by_a_fresh_python(code, timeout=120) == "[]"
 
 
 def test_mapper_device_accepts_cuda_index_as_architecture_md_says():
@@ -219,19 +225,9 @@ def test_mapper_device_accepts_cuda_index_as_architecture_md_says():
 
 
 def test_import_gs_map_share_loads_neither_torch_nor_constriction():
-    import subprocess
-
     assert "`import gs_map_share` still loads neither torch nor constriction" in _flat(ARCH_MD)
     code = "import sys, gs_map_share; print(sorted(m for m in ('torch', 'constriction') if m in sys.modules))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _printed_by_a_fresh_python(code, timeout=60) == "[]"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -221,22 +221,30 @@ def test_vector_loss_compares_with_the_matched_ordering_of_the_gt():
     assert float(out["pts"]) < 1e-6
 
 
+def _good_shifted_logits(t):
+    """Decoder-layer outputs for _loss_setup's targets: ``good`` the two GT lines exactly (two more
+    instances far away), ``shifted`` the same lines moved 2 m, and the class logits that pick them."""
+    from gsmap_hd.gaussians2d import gaussians_from_points
+
+    good = gaussians_from_points(torch.cat([t.points, torch.zeros(2, 8, 2) + 25.0]), 0.6)
+    shifted = good.clone()
+    shifted[:2, :, :2] += 2.0
+    logits = torch.full((4, 3), -6.0)
+    logits[0, 0] = logits[1, 2] = 6.0
+    return good, shifted, logits
+
+
 def test_without_aux_loss_only_the_last_decoder_layer_is_supervised():
     """LossConfig.aux_loss False: 'supervise every decoder layer' is off, the final layer's loss
     alone counts — a perfect first layer and a shifted last layer give the shifted layer's loss (the
     same as a one-layer output of it), not 0."""
     import dataclasses
 
-    from gsmap_hd.gaussians2d import gaussians_from_points
     from gsmap_hd.losses import GSMapCriterion
 
     m, loss, t = _loss_setup()
     loss = dataclasses.replace(loss, aux_loss=False)
-    good = gaussians_from_points(torch.cat([t.points, torch.zeros(2, 8, 2) + 25.0]), 0.6)
-    shifted = good.clone()
-    shifted[:2, :, :2] += 2.0
-    logits = torch.full((4, 3), -6.0)
-    logits[0, 0] = logits[1, 2] = 6.0
+    good, shifted, logits = _good_shifted_logits(t)
     crit = GSMapCriterion(m, loss)
     two = crit({"logits": [logits[None]] * 2, "params": [good[None], shifted[None]]}, [t])
     last = crit({"logits": [logits[None]], "params": [shifted[None]]}, [t])
@@ -249,16 +257,11 @@ def test_with_aux_loss_every_layer_adds_up_and_the_reported_parts_are_the_last_l
     the parts it reports (cls, pts, ...) are the final layer's (what a log of the model shows)."""
     import dataclasses
 
-    from gsmap_hd.gaussians2d import gaussians_from_points
     from gsmap_hd.losses import GSMapCriterion
 
     m, loss, t = _loss_setup()
     loss = dataclasses.replace(loss, raster_weight=0.0)
-    good = gaussians_from_points(torch.cat([t.points, torch.zeros(2, 8, 2) + 25.0]), 0.6)
-    shifted = good.clone()
-    shifted[:2, :, :2] += 2.0
-    logits = torch.full((4, 3), -6.0)
-    logits[0, 0] = logits[1, 2] = 6.0
+    good, shifted, logits = _good_shifted_logits(t)
     crit = GSMapCriterion(m, loss)
     two = crit({"logits": [logits[None]] * 2, "params": [shifted[None], good[None]]}, [t])
     first = crit({"logits": [logits[None]], "params": [shifted[None]]}, [t])

@@ -325,8 +325,13 @@ def _palette_map(n: int, k: int, deg: int = 1) -> GaussianMap:
     sh = np.zeros((n, ns, 3), np.float32)
     sh[:, 0] = g.sh[:, 0]
     sh[:, 1:] = rows[np.arange(n) % k]
+    return _with_sh(g, sh, deg)
+
+
+def _with_sh(g: GaussianMap, sh: np.ndarray, degree: int) -> GaussianMap:
+    """``g`` with another SH (of ``degree``), everything else shared."""
     return GaussianMap(
-        sh_degree=deg,
+        sh_degree=degree,
         tile_size=2.0,
         ids=g.ids,
         means=g.means,
@@ -349,17 +354,7 @@ def test_shared_sh_step_is_k_over_n_at_most_sixteen_times_finer_then_halved(k, f
 
 def test_shared_sh_leaves_a_map_without_higher_sh_alone():
     g = _random_map(5000, seed=2)
-    g0 = GaussianMap(
-        sh_degree=0,
-        tile_size=2.0,
-        ids=g.ids,
-        means=g.means,
-        quats=g.quats,
-        log_scales=g.log_scales,
-        opacity_logits=g.opacity_logits,
-        sh=np.ascontiguousarray(g.sh[:, :1]),
-        levels=g.levels,
-    )
+    g0 = _with_sh(g, np.ascontiguousarray(g.sh[:, :1]), 0)
     p = QuantParams.from_quality(2)
     assert p.for_shared_sh(g0) == p
 

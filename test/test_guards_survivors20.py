@@ -435,6 +435,41 @@ def test_apply_names_a_delta_given_twice_as_already_in_the_map(tmp_path, capsys)
     assert not (tmp_path / "out.ply").exists()
 
 
+def _lidar_mapper(stamp: int, **topics):
+    """mapper_node on the replay bus taking a LiDAR cloud (/lidar/points) for depth, ``topics``
+    set in mapper.topics, and the 32 x 24 camera 'cam' (fx = fy = 30, centre 16, 12) announced on
+    INFO at ``stamp``."""
+    import numpy as np
+
+    from gs_mapping.messages import CameraIntrinsics, intrinsics_to_camera_info
+    from gs_mapping.nodes.mapper_node import MapperNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    bus = ReplayBus()
+    cfg = MapperNode.load_config(None)
+    cfg["mapper"].device = "cpu"
+    for name, value in topics.items():
+        setattr(cfg["mapper"].topics, name, value)
+    cfg["mapper_node"].cloud_topic = "/lidar/points"
+    node = MapperNode(bus.context("mapper_node"), cfg)
+    K = np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
+    info = intrinsics_to_camera_info(CameraIntrinsics(32, 24, K, frame_id="cam"), bus.factory, stamp_ns=stamp)
+    bus.inject(INFO, info, stamp)
+    return bus, node
+
+
+def _points_per_pixel(z: float = 1.5):
+    """One point per pixel centre of _lidar_mapper's camera at depth ``z``, in the camera's frame."""
+    import numpy as np
+
+    u, v = np.meshgrid(np.arange(32), np.arange(24))
+    pts = np.zeros(u.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    pts["z"] = z
+    pts["x"] = ((u.ravel() - 16) / 30.0) * z
+    pts["y"] = ((v.ravel() - 12) / 30.0) * z
+    return pts
+
+
 def test_a_cloud_input_does_not_wait_for_a_depth_camera_info():
     """mapper.topics.depth_camera_info is for an unregistered depth image; with cloud_topic set the
     node does not subscribe to it, so a frame is made from colour + CameraInfo + cloud alone (a
@@ -442,35 +477,15 @@ def test_a_cloud_input_does_not_wait_for_a_depth_camera_info():
     import numpy as np
     from hostile_cases import tf_message
 
-    from gs_mapping.messages import (
-        CameraIntrinsics,
-        array_to_pointcloud2,
-        intrinsics_to_camera_info,
-        numpy_to_image,
-    )
-    from gs_mapping.nodes.mapper_node import MapperNode
-    from gs_mapping.runtime.replay import ReplayBus
+    from gs_mapping.messages import array_to_pointcloud2, numpy_to_image
 
-    bus = ReplayBus()
-    cfg = MapperNode.load_config(None)
-    cfg["mapper"].device = "cpu"
-    cfg["mapper"].topics.depth_camera_info = "/camera/depth/camera_info"
-    cfg["mapper_node"].cloud_topic = "/lidar/points"
-    node = MapperNode(bus.context("mapper_node"), cfg)
-    f, stamp = bus.factory, 1 * S
-    K = np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
-    bus.inject(
-        INFO, intrinsics_to_camera_info(CameraIntrinsics(32, 24, K, frame_id="cam"), f, stamp_ns=stamp), stamp
-    )
+    stamp = 1 * S
+    bus, node = _lidar_mapper(stamp, depth_camera_info="/camera/depth/camera_info")
+    f = bus.factory
     bus.inject("/tf_static", tf_message(f, 0, "map", "cam", 0.0), stamp)
-    u, v = np.meshgrid(np.arange(32), np.arange(24))
-    pts = np.zeros(u.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
-    pts["z"] = 1.5  # one point per pixel centre at 1.5 m, in the camera's own frame
-    pts["x"] = ((u.ravel() - 16) / 30.0) * 1.5
-    pts["y"] = ((v.ravel() - 12) / 30.0) * 1.5
     rgb = np.random.default_rng(1).integers(0, 255, (24, 32, 3), dtype=np.uint8)
     bus.inject(COLOR, numpy_to_image(rgb, "rgb8", stamp, "cam", f), stamp)
-    bus.inject("/lidar/points", array_to_pointcloud2(pts, stamp, "cam", factory=f), stamp)
+    bus.inject("/lidar/points", array_to_pointcloud2(_points_per_pixel(), stamp, "cam", factory=f), stamp)
     assert not node.diag.rejected, node.diag.rejected
     assert node.mapper.stats.frames == 1
     assert not any("depth camera_info" in w for w in node.waiting_for())
@@ -538,35 +553,15 @@ def test_a_cloud_is_placed_by_the_pose_at_its_own_stamp():
     import numpy as np
     from hostile_cases import tf_message
 
-    from gs_mapping.messages import (
-        CameraIntrinsics,
-        array_to_pointcloud2,
-        intrinsics_to_camera_info,
-        numpy_to_image,
-        pointcloud2_xyz,
-    )
-    from gs_mapping.nodes.mapper_node import MapperNode
-    from gs_mapping.runtime.replay import ReplayBus
+    from gs_mapping.messages import array_to_pointcloud2, numpy_to_image, pointcloud2_xyz
 
-    bus = ReplayBus()
-    cfg = MapperNode.load_config(None)
-    cfg["mapper"].device = "cpu"
-    cfg["mapper"].topics.sync_slop_s = 0.1
-    cfg["mapper_node"].cloud_topic = "/lidar/points"
-    node = MapperNode(bus.context("mapper_node"), cfg)
-    f, stamp, late = bus.factory, 1 * S, 1 * S + 50_000_000
-    K = np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
-    info = intrinsics_to_camera_info(CameraIntrinsics(32, 24, K, frame_id="cam"), f, stamp_ns=stamp)
-    bus.inject(INFO, info, stamp)
+    stamp, late = 1 * S, 1 * S + 50_000_000
+    bus, node = _lidar_mapper(stamp, sync_slop_s=0.1)
+    f = bus.factory
     for t in range(8, 13):  # map -> cam: x = (t - 1 s) · 1 m/s
         bus.inject("/tf", tf_message(f, t * S // 10, "map", "cam", t / 10 - 1.0), t * S // 10)
-    u, v = np.meshgrid(np.arange(32), np.arange(24))
-    pts = np.zeros(u.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
-    pts["z"] = 1.5
-    pts["x"] = ((u.ravel() - 16) / 30.0) * 1.5
-    pts["y"] = ((v.ravel() - 12) / 30.0) * 1.5
     color = numpy_to_image(np.zeros((24, 32, 3), np.uint8), "rgb8", stamp, "cam", f)
-    cloud = array_to_pointcloud2(pts, late, "cam", factory=f)
+    cloud = array_to_pointcloud2(_points_per_pixel(), late, "cam", factory=f)
     frame = node._frame(
         (color.header, np.zeros((24, 32, 3), np.uint8)), (cloud.header, pointcloud2_xyz(cloud)), stamp
     )

@@ -600,26 +600,15 @@ def test_hd_lanes_with_tf_wait_0_do_not_wait_for_a_pose_served_after_the_image(t
     """hd_map_node.tf_wait_s's description: 'A frame whose map pose has not arrived yet waits this
     long ... 0: no wait'. /tf served after the image of its stamp (rclpy's executor order): with 0
     no frame's lanes wait for it — each is counted as without a map pose, none is fused."""
-    from gs_mapping.bag import BagReader
-    from gs_mapping.nodes.hd_map_node import HDMapNode
-    from gs_mapping.runtime.replay import ReplayBus
+    from test_guards_survivors22 import _bag_messages
+    from test_outside_ros2_nodes import _hd_lane_deltas, _tf_after_images
+
     from gs_mapping.world import Drive
     from gs_mapping.world.record import write_bag
 
     write_bag(Drive.make(3, 3, "front", (256, 144)), tmp_path / "w", progress=False)
-    with BagReader(tmp_path / "w") as bag:
-        msgs = list(bag.messages())
-    rank = {"/tf_static": 0, "/tf": 2}  # images and camera_info (1) before the /tf of their stamp
-    swapped = sorted(msgs, key=lambda m: (m[0] != "/tf_static", m[1], rank.get(m[0], 1)))
-    cfg = HDMapNode.load_config(None)
-    cfg["hd_map_node"].device = "cpu"
-    cfg["hd_map_node"].tf_wait_s = 0.0
-    bus = ReplayBus()
-    hd = HDMapNode(bus.context("hd_map_node"), cfg)
-    deltas: list = []
-    bus.subscribe("/hd_map_node/lanes_delta", deltas.append)
-    for topic, stamp, msg in swapped:
-        bus.inject(topic, msg, stamp)
+    msgs = _bag_messages(tmp_path / "w")
+    hd, deltas = _hd_lane_deltas(_tf_after_images(msgs), tf_wait_s=0.0)
     frames = sum(1 for t, _, _ in msgs if t.endswith("image_raw"))
     assert frames == 3
     assert hd.diag.dropped["lane_map_no_map_pose"] == frames and deltas == []

@@ -638,28 +638,15 @@ def _hd_node(bag_path, before=None, **node):
     """The real HDMapNode on a ReplayBus with every message of the bag injected (``before(node)``
     called first); returns the node, the bus, the bag's messages and what it published on
     ~/lanes_json and ~/lanes_delta."""
-    from gs_mapping.bag import BagReader
-    from gs_mapping.messages import string_message_to_json, uint8_multiarray_to_bytes
-    from gs_mapping.nodes.hd_map_node import HDMapNode
-    from gs_mapping.runtime.replay import ReplayBus
+    from test_guards_survivors22 import _bag_messages, _node
 
-    cfg = HDMapNode.load_config(None)
-    cfg["hd_map_node"].device = "cpu"
-    for k, v in node.items():
-        setattr(cfg["hd_map_node"], k, v)
-    bus = ReplayBus()
-    hd = HDMapNode(bus.context("hd_map_node"), cfg)
-    docs: list = []
-    deltas: list = []
-    bus.subscribe("/hd_map_node/lanes_json", lambda m: docs.append(string_message_to_json(m)))
-    bus.subscribe("/hd_map_node/lanes_delta", lambda m: deltas.append(uint8_multiarray_to_bytes(m)))
-    with BagReader(bag_path) as bag:
-        msgs = list(bag.messages())
+    hd, bus, out = _node(**node)
+    msgs = _bag_messages(bag_path)
     if before is not None:
         before(hd)
     for topic, stamp, msg in msgs:
         bus.inject(topic, msg, stamp)
-    return hd, bus, msgs, docs, deltas
+    return hd, bus, msgs, out["docs"], out["deltas"]
 
 
 def test_hd_map_node_drops_a_frame_stamped_as_the_previous_one_as_not_after_it(hd_world_bag):

@@ -440,19 +440,22 @@ def hd_msgs(tmp_path_factory):
         return list(bag.messages())
 
 
-def _hd_lane_deltas(msgs):
-    from gs_mapping.nodes.hd_map_node import HDMapNode
-    from gs_mapping.runtime.replay import ReplayBus
+def _hd_lane_deltas(msgs, **node):
+    """The real HDMapNode (config ``node``) fed ``msgs`` in their order; the node and its lane
+    containers."""
+    from test_guards_survivors22 import _node
 
-    cfg = HDMapNode.load_config(None)
-    cfg["hd_map_node"].device = "cpu"
-    bus = ReplayBus()
-    hd = HDMapNode(bus.context("hd_map_node"), cfg)
-    deltas: list = []
-    bus.subscribe("/hd_map_node/lanes_delta", deltas.append)
+    hd, bus, out = _node(**node)
     for topic, stamp, msg in msgs:
         bus.inject(topic, msg, stamp)
-    return hd, deltas
+    return hd, out["deltas"]
+
+
+def _tf_after_images(msgs):
+    """``msgs`` as rclpy's executor serves a busy node: at each stamp the images and camera_info
+    (created first) before the /tf of that stamp."""
+    rank = {"/tf_static": 0, "/tf": 2}
+    return sorted(msgs, key=lambda m: (m[0] != "/tf_static", m[1], rank.get(m[0], 1)))
 
 
 def test_hd_lanes_are_fused_when_tf_is_served_after_the_image(hd_msgs):
@@ -460,9 +463,7 @@ def test_hd_lanes_are_fused_when_tf_is_served_after_the_image(hd_msgs):
     prediction takes longer than a frame) finds image and /tf of the same stamp queued together and
     gets the image first. The lane map must still be fed (as in bag order)."""
     _, in_order = _hd_lane_deltas(hd_msgs)
-    rank = {"/tf_static": 0, "/tf": 2}  # images and camera_info: 1 (served before /tf)
-    swapped = sorted(hd_msgs, key=lambda m: (m[0] != "/tf_static", m[1], rank.get(m[0], 1)))
-    hd, late_tf = _hd_lane_deltas(swapped)
+    hd, late_tf = _hd_lane_deltas(_tf_after_images(hd_msgs))
     assert len(in_order) == 6  # (the reference: every frame fused in bag order)
     assert "lane_map_no_map_pose" not in hd.diag.dropped, dict(hd.diag.dropped)
     assert len(late_tf) == len(in_order)
