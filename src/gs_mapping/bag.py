@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bag_repair import cut_short, repaired_copy
 from .errors import BagError, GsMappingError, OutputError
 from .output_files import check_output, install_directory, temp_prefix
 
@@ -125,6 +126,8 @@ class BagReader:
         self.strict = strict  # an undecodable message is an error (else counted, logged once, skipped)
         self.bad_messages: dict[str, int] = {}  # "topic (type)" → undecodable messages skipped
         self._reader = None
+        self._opened: Path | None = None  # the storage rosbags reads (a repaired copy: see bag_repair)
+        self._repair_dir: Path | None = None  # that copy's temporary folder
         self._conns: dict[str, list] = {}
         self.typestore = None
         self.topics: list[TopicInfo] = []
@@ -153,8 +156,9 @@ class BagReader:
             # A directory without metadata (e.g. copied storage file only): accept exactly one file.
             files = sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
             if len(files) != 1:
+                way = f"; `ros2 bag reindex {p}` writes it" if files else ""
                 raise BagError(
-                    f"{p}: not a rosbag2 directory (no metadata.yaml and {len(files)} .mcap/.db3 files)"
+                    f"{p}: not a rosbag2 directory (no metadata.yaml and {len(files)} .mcap/.db3 files){way}"
                 )
             return files[0]
         if p.is_file() and p.suffix == ".bag":
@@ -170,11 +174,20 @@ class BagReader:
 
         storage = self._storage_path()
         try:
-            for f in [storage] if storage.is_file() else sorted(storage.glob("*.mcap")):
-                _check_mcap_framing(f)
-            reader = Reader(storage)
+            broken = cut_short(_storage_files(storage))
+            self._opened = storage
+            if broken:
+                self._repair_dir, self._opened = repaired_copy(storage, broken)
+            for f in _storage_files(self._opened):
+                if f.suffix == ".mcap":
+                    _check_mcap_framing(f)
+            reader = Reader(self._opened)
             reader.open()
+        except BagError:
+            self.close()
+            raise
         except Exception as exc:  # rosbags, mcap, sqlite3, yaml, OSError: all mean "unreadable bag"
+            self.close()
             where = storage if storage.is_file() else self.path
             empty = _empty_sqlite_definitions(storage) if isinstance(exc, KeyError) else []
             if empty:
@@ -197,6 +210,7 @@ class BagReader:
 
     def _index(self) -> None:
         reader = self._reader
+        self._take_storage_qos()
         conns: dict[str, list] = {}
         for c in reader.connections:
             conns.setdefault(_absolute(c.topic), []).append(c)
@@ -222,7 +236,7 @@ class BagReader:
         """metadata.yaml may lie (hand-edited, copied from another bag): take counts and times from
         the storage itself (MCAP statistics, sqlite rows) and say so when they disagree."""
         p = self.path
-        files = [p] if p.is_file() else sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
+        files = _storage_files(self._opened or p)
         if not files or self._reader.compression_mode == "file":
             # file-compressed storage (ros2 bag record --compression-mode file: *.mcap.zstd), which
             # rosbags decompresses as it reads: nothing to compare the metadata with
@@ -255,6 +269,23 @@ class BagReader:
             self.topics = [TopicInfo(t.name, t.type, actual[t.name], t.latched) for t in self.topics]
             self.message_count = total
             self.start_ns, self.end_ns = start, end
+
+    def _take_storage_qos(self) -> None:
+        """rosbags pairs each metadata.yaml connection with the storage's on topic, type, QoS and type
+        hash; one whose QoS or hash differs from the storage's (a hand-edited metadata.yaml, one copied
+        from another recording) would read none of its messages. The storage's are taken instead."""
+        reader = self._reader
+        stored = [x for s in getattr(reader.storage, "storages", []) for x in s.connections]
+        for i, c in enumerate(reader.connections):
+            same = [x for x in stored if x.topic == c.topic and x.msgtype == c.msgtype]
+            if same and not any(
+                x.ext == c.ext and (not x.digest or not c.digest or x.digest == c.digest) for x in same
+            ):
+                log.warning(
+                    f"{self.path}: metadata.yaml's QoS or type hash of {c.topic} differs from the "
+                    f"storage's, which is used"
+                )
+                reader.connections[i] = c._replace(ext=same[0].ext, digest=same[0].digest)
 
     def _check_names_and_types(self, stored: dict[str, str]) -> None:
         """BagError where metadata.yaml names a topic or type the storage does not hold: rosbags reads
@@ -321,6 +352,9 @@ class BagReader:
                 reader.close()
             except Exception as exc:  # closing a corrupt file must not mask the real error
                 log.debug(f"{self.path}: error while closing: {exc}")
+        repair, self._repair_dir, self._opened = self._repair_dir, None, None
+        if repair is not None:
+            shutil.rmtree(repair, ignore_errors=True)
 
     def __enter__(self) -> BagReader:
         return self.open()
@@ -620,6 +654,13 @@ class BagWriter:
 
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _storage_files(storage: Path) -> list[Path]:
+    """The storage files of a bag: the file itself, or a directory's ``.mcap`` / ``.db3`` files."""
+    if storage.is_file():
+        return [storage]
+    return sorted(x for x in storage.iterdir() if x.suffix in (".mcap", ".db3"))
 
 
 def _check_mcap_framing(path: Path) -> None:

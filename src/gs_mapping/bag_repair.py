@@ -1,0 +1,178 @@
+"""Recordings cut short (``ros2 bag record`` killed, power lost): read them through a repaired copy.
+
+A killed recorder leaves storage that rosbags cannot read whole, though every message is on disk:
+
+- an MCAP file without its summary and footer (or with its last record cut): rosbags reads through
+  the summary and refuses the file; rosbag2's own MCAP plugin scans it record by record. The copy is
+  rebuilt from a linear scan (the ``mcap`` library's stream reader) with the ``mcap`` writer, which
+  adds the summary and indexes.
+- a sqlite3 file with rows still in its write-ahead log (``-wal``, rosbag2's ``resilient`` preset):
+  rosbags opens sqlite ``immutable``, which ignores the log; sqlite itself replays it. The copy is the
+  file and its log, checkpointed.
+
+The user's files are never written: the copy goes to a temporary folder (``$TMPDIR``), removed when
+the bag is closed. Where that folder lacks the room, the error names the way to repair in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import struct
+import tempfile
+from pathlib import Path
+
+from .errors import BagError
+
+log = logging.getLogger(__name__)
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_FOOTER = 0x02
+
+
+def _mcap_cut_short(path: Path) -> bool:
+    """True where the file opens as MCAP but does not end with a footer record and the magic."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(8) != _MCAP_MAGIC:
+            return False  # not MCAP at all: the reader says so
+        if size < 8 + 9 + 20 + 8:
+            return True
+        f.seek(size - 8 - 29)
+        tail = f.read(29 + 8)
+    return not (
+        tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
+    )
+
+
+def _wal(path: Path) -> Path | None:
+    """The sqlite write-ahead log beside ``path`` where it holds anything."""
+    wal = path.with_name(path.name + "-wal")
+    return wal if wal.is_file() and wal.stat().st_size > 0 else None
+
+
+def cut_short(files: list[Path]) -> list[Path]:
+    """The storage files among ``files`` that a killed recorder left unreadable to rosbags."""
+    return [
+        f for f in files if (f.suffix == ".mcap" and _mcap_cut_short(f)) or (f.suffix == ".db3" and _wal(f))
+    ]
+
+
+def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
+    """Scan ``src`` and write every whole record it holds to ``dst``; (messages, bytes left unread)."""
+    from mcap.records import Attachment, Channel, Header, Message, Metadata, Schema
+    from mcap.stream_reader import StreamReader
+    from mcap.writer import CompressionType, Writer
+
+    schemas: dict[int, int] = {0: 0}
+    channels: dict[int, int] = {}
+    messages = 0
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        writer = Writer(fout, compression=CompressionType.LZ4)
+        started = False
+        try:
+            for rec in StreamReader(fin, validate_crcs=True).records:
+                if isinstance(rec, Header):
+                    writer.start(rec.profile, rec.library)
+                    started = True
+                elif not started:
+                    break
+                elif isinstance(rec, Schema):
+                    if rec.id not in schemas:
+                        schemas[rec.id] = writer.register_schema(rec.name, rec.encoding, rec.data)
+                elif isinstance(rec, Channel):
+                    if rec.id not in channels and rec.schema_id in schemas:
+                        channels[rec.id] = writer.register_channel(
+                            rec.topic, rec.message_encoding, schemas[rec.schema_id], rec.metadata
+                        )
+                elif isinstance(rec, Message):
+                    if rec.channel_id in channels:
+                        writer.add_message(
+                            channels[rec.channel_id], rec.log_time, rec.data, rec.publish_time, rec.sequence
+                        )
+                        messages += 1
+                elif isinstance(rec, Metadata):
+                    writer.add_metadata(rec.name, rec.metadata)
+                elif isinstance(rec, Attachment):
+                    writer.add_attachment(rec.create_time, rec.log_time, rec.name, rec.media_type, rec.data)
+        except Exception as exc:  # noqa: BLE001 - the cut: a record (or chunk) ends early or is damaged
+            log.debug(f"{src}: scan ends at a cut record: {exc}")
+        if not started:
+            raise BagError(f"{src}: not a readable MCAP file (its header record is missing or damaged)")
+        writer.finish()
+    return messages, src.stat().st_size - _whole_records_end(src)
+
+
+def _whole_records_end(path: Path) -> int:
+    """The offset where the last whole top-level record ends (the scan's buffering hides it)."""
+    size, pos = path.stat().st_size, 8
+    with path.open("rb") as f:
+        while pos + 9 <= size:
+            f.seek(pos + 1)
+            end = pos + 9 + struct.unpack("<Q", f.read(8))[0]
+            if end > size:
+                break
+            pos = end
+    return pos
+
+
+def _checkpoint_sqlite(src: Path, dst: Path) -> int:
+    """Copy ``src`` and its write-ahead log to ``dst`` and fold the log in; the rows it then holds."""
+    shutil.copyfile(src, dst)
+    shutil.copyfile(src.with_name(src.name + "-wal"), dst.with_name(dst.name + "-wal"))
+    con = sqlite3.connect(dst)
+    try:
+        rows = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("PRAGMA journal_mode=DELETE")  # a plain file again: rosbags opens it immutable
+    finally:
+        con.close()
+    return int(rows)
+
+
+def _how_in_place(f: Path) -> str:
+    if f.suffix == ".mcap":
+        return f"`mcap recover {f} -o FIXED.mcap` (the mcap CLI)"
+    return f"`sqlite3 {f} 'PRAGMA wal_checkpoint(TRUNCATE)'`"
+
+
+def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
+    """A temporary folder holding ``storage`` (a bag directory or one storage file) with ``broken``
+    rebuilt and every other file linked: (the folder, which the caller removes; the path to open)."""
+    need = sum(f.stat().st_size for f in broken)
+    tmp_root = Path(tempfile.gettempdir())
+    if shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
+        raise BagError(
+            f"{broken[0]}: a recording cut short, which is read through a repaired copy, but "
+            f"{tmp_root} lacks the room ({need >> 20} MiB); set TMPDIR to a larger disk, or repair it "
+            f"in place: {_how_in_place(broken[0])}"
+        )
+    work = Path(tempfile.mkdtemp(prefix="gs_mapping_bag_"))
+    try:
+        sources = [storage] if storage.is_file() else sorted(storage.iterdir())
+        for f in sources:
+            if not f.is_file() or f.name.endswith(("-wal", "-shm")):
+                continue
+            out = work / f.name
+            if f not in broken:
+                out.symlink_to(f.resolve())
+            elif f.suffix == ".mcap":
+                n, left = _rebuild_mcap(f, out)
+                cut = f", {left} bytes of a cut record left out" if left else ""
+                log.warning(
+                    f"{f}: ends without its summary (a recording cut short): {n} messages read by scanning{cut}"
+                )
+            else:
+                n = _checkpoint_sqlite(f, out)
+                log.warning(
+                    f"{f}: rows still in its write-ahead log (a recording cut short): read with the log "
+                    f"folded into a copy ({n} messages)"
+                )
+        return work, (work / storage.name if storage.is_file() else work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+__all__ = ["cut_short", "repaired_copy"]
