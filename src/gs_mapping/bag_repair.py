@@ -28,22 +28,34 @@ from .errors import BagError
 log = logging.getLogger(__name__)
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
-_FOOTER = 0x02
+_DATA_END = 0x0F
 
 
 def _mcap_cut_short(path: Path) -> bool:
-    """True where the file opens as MCAP but does not end with a footer record and the magic."""
-    size = path.stat().st_size
+    """True where an MCAP file ends before its data section does (no DataEnd record): what a killed
+    recorder leaves. A file with its data section whole but a damaged summary or footer is corrupt,
+    not cut short, and is left to the reader to refuse."""
     with path.open("rb") as f:
         if f.read(8) != _MCAP_MAGIC:
             return False  # not MCAP at all: the reader says so
-        if size < 8 + 9 + 20 + 8:
-            return True
-        f.seek(size - 8 - 29)
-        tail = f.read(29 + 8)
-    return not (
-        tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
-    )
+    return not _walk_records(path)[1]
+
+
+def _walk_records(path: Path) -> tuple[int, bool]:
+    """Follow the top-level record lengths: (where the last whole record ends, whether a DataEnd
+    record was met). Seeks only, so a large file costs one read per record."""
+    size, pos = path.stat().st_size, 8
+    with path.open("rb") as f:
+        while pos + 9 <= size:
+            f.seek(pos)
+            head = f.read(9)
+            end = pos + 9 + struct.unpack_from("<Q", head, 1)[0]
+            if end > size:
+                break
+            if head[0] == _DATA_END:
+                return end, True
+            pos = end
+    return pos, False
 
 
 def _wal(path: Path) -> Path | None:
@@ -101,20 +113,9 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
         if not started:
             raise BagError(f"{src}: not a readable MCAP file (its header record is missing or damaged)")
         writer.finish()
-    return messages, src.stat().st_size - _whole_records_end(src)
-
-
-def _whole_records_end(path: Path) -> int:
-    """The offset where the last whole top-level record ends (the scan's buffering hides it)."""
-    size, pos = path.stat().st_size, 8
-    with path.open("rb") as f:
-        while pos + 9 <= size:
-            f.seek(pos + 1)
-            end = pos + 9 + struct.unpack("<Q", f.read(8))[0]
-            if end > size:
-                break
-            pos = end
-    return pos
+    if not messages:
+        raise BagError(f"{src}: cut short before its first whole message (nothing to read)")
+    return messages, src.stat().st_size - _walk_records(src)[0]
 
 
 def _checkpoint_sqlite(src: Path, dst: Path) -> int:

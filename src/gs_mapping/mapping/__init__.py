@@ -4,10 +4,21 @@
 map does not explain a frame), ``optimizer`` (sliding window), ``densify`` (clone/split/prune/cap),
 ``virtual_views`` (GS-Share's virtual-image enhancement), ``params`` (torch working copy ⇄
 GaussianMap), ``metrics``, and ``mapper`` (:class:`IncrementalMapper`, which ties them together).
+
+The names below are imported on first use, so the torch-free parts (``mapper_config``, ``frames``,
+``keyframes``, ``calibration``) load without torch: the map server, receiver and HD nodes, the
+options checks and topic choice need no torch.
 """
 
-from .frames import Frame, FrameStats, read_frames
-from .mapper import IncrementalMapper, MapperStats
-from .mapper_config import MapperConfig
+from ..lazy_api import lazy_api
 
-__all__ = ["Frame", "FrameStats", "IncrementalMapper", "MapperConfig", "MapperStats", "read_frames"]
+_API = {
+    "Frame": "frames",
+    "FrameStats": "frames",
+    "read_frames": "frames",
+    "IncrementalMapper": "mapper",
+    "MapperStats": "mapper",
+    "MapperConfig": "mapper_config",
+}
+__all__ = sorted(_API)
+__getattr__ = lazy_api(__name__, _API)
