@@ -82,7 +82,10 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
     # write it: ids 1..N in file order would be read back as real ones (ids_implicit is lost)
     wide = not gmap.ids_implicit and len(gmap) > 0 and int(gmap.ids.max()) >= _MAX_EXACT_ID
     ids = [] if gmap.ids_implicit else [("id_hi", "<u4"), ("id_lo", "<u4")] if wide else [("id", "<f8")]
-    dtype = [(n, "<f4") for n in _property_names(k)] + ids + [("level", "u1")]
+    # levels only where a level is set: a plain scene keeps the reference layout byte for byte
+    # (Inria's SIBR viewer reads fixed-size rows; absent levels read back as 0)
+    levels = [("level", "u1")] if len(gmap) and bool(np.any(gmap.levels)) else []
+    dtype = [(n, "<f4") for n in _property_names(k)] + ids + levels
     out = np.zeros(len(gmap), dtype=dtype)
     for i, axis in enumerate("xyz"):
         out[axis] = gmap.means[:, i]
@@ -102,7 +105,8 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
         out["id_lo"] = gmap.ids & np.uint64(0xFFFFFFFF)
     elif not gmap.ids_implicit:
         out["id"] = gmap.ids.astype(np.float64)
-    out["level"] = gmap.levels
+    if levels:
+        out["level"] = gmap.levels
     return out
 
 
@@ -110,14 +114,12 @@ def save_ply(gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inp
     """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`)."""
     path = Path(path)
     data = to_structured(gmap)
-    header = [
-        "ply",
-        "format binary_little_endian 1.0",
-        f"comment gs_mapping sh_degree {gmap.sh_degree} tile_size {gmap.tile_size!r}",
-        f"element vertex {len(data)}",
-    ]
+    # the count on the third line, the comment last: viewers that parse the header by line number
+    # (Inria's SIBR) read files laid out as the reference trainer writes them
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(data)}"]
     for name in data.dtype.names:
         header.append(f"property {_WRITTEN_TYPES[data.dtype[name].str]} {name}")
+    header.append(f"comment gs_mapping sh_degree {gmap.sh_degree} tile_size {gmap.tile_size!r}")
     header.append("end_header")
     blob = ("\n".join(header) + "\n").encode("ascii") + data.tobytes()
     atomic_write(path, blob, overwrite=overwrite, inputs=inputs)

@@ -67,16 +67,19 @@ class _Files:
         self.zip = None
         self.meta = "meta.json"
         self.prefix = ""  # a zip of the SOG's folder: its files sit under "<folder>/"
+        self._file = None  # the zip's file (ZipFile leaves a file object it was given open)
         if path.is_dir():
             self.dir = path
         elif path.name.lower() == "meta.json":  # its name as given (META.JSON on a case-sensitive disk)
             self.dir, self.meta = path.parent, path.name
         else:
             try:
-                self.zip = zipfile.ZipFile(open_regular(path))
+                self._file = open_regular(path)
+                self.zip = zipfile.ZipFile(self._file)
             except NotRegularFile as exc:  # (before the zip errors, which hold OSError)
                 raise MapError(f"{path}: cannot read: {exc.strerror}") from None
             except _ZIP_ERRORS as exc:
+                self.close()
                 raise MapError(
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
                 ) from None
@@ -84,6 +87,12 @@ class _Files:
             nested = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
             if "meta.json" not in names and len(nested) == 1:
                 self.prefix = nested[0][: -len("meta.json")]
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
+        if self._file is not None:
+            self._file.close()
 
     def read(self, name: str, limit: int) -> bytes:
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
@@ -185,6 +194,13 @@ def load_sog(path) -> GaussianMap:
     path = Path(path)
     files = _Files(path)
     try:
+        return _load(path, files)
+    finally:
+        files.close()
+
+
+def _load(path: Path, files: _Files) -> GaussianMap:
+    try:
         meta = json.loads(files.read(files.meta, MAX_META))
     except ValueError as exc:  # not UTF-8, not JSON, or a number beyond int()'s 4300 digits
         raise MapError(f"{path}: SOG meta.json is not JSON ({exc})") from None
@@ -193,7 +209,8 @@ def load_sog(path) -> GaussianMap:
     if not isinstance(meta, dict):
         raise MapError(f"{path}: SOG meta.json is not an object")
     version = meta.get("version", 1)
-    if meta.get("model") == "antialiased":
+    # v2 names it `antialias: true`; some writers `model: "antialiased"`
+    if meta.get("model") == "antialiased" or meta.get("antialias") is True:
         warn_antialiased(path)
     if not _int(version) or version not in (1, 2):
         raise MapError(f"{path}: SOG version {version!r} not supported (1 or 2)")
