@@ -24,6 +24,7 @@ summary CRCs, so a flipped bit in a bag is an error, never a silently different 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -50,12 +51,14 @@ BAG_FILES = [
 
 @dataclass(frozen=True)
 class TopicInfo:
-    """One topic of a bag: name, message type (``pkg/msg/Name``), message count, latched QoS."""
+    """One topic of a bag: name, message type (``pkg/msg/Name``), message count, latched QoS, and
+    whether a recorded publisher offered it best effort (``ros2 bag play`` then offers it so)."""
 
     name: str
     type: str
     count: int
     latched: bool
+    best_effort: bool = False
 
 
 def default_typestore():
@@ -70,6 +73,13 @@ def _is_latched(connection) -> bool:
 
     profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
     return bool(profiles) and all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
+
+
+def _is_best_effort(connection) -> bool:
+    from rosbags.interfaces import QosReliability
+
+    profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
+    return any(p.reliability == QosReliability.BEST_EFFORT for p in profiles)
 
 
 def _latched_qos(latched: bool):
@@ -222,7 +232,13 @@ class BagReader:
             if len(types) != 1:
                 raise BagError(f"{self.path}: topic {name} has several message types: {sorted(types)}")
             topics.append(
-                TopicInfo(name, types.pop(), sum(c.msgcount for c in cs), any(_is_latched(c) for c in cs))
+                TopicInfo(
+                    name,
+                    types.pop(),
+                    sum(c.msgcount for c in cs),
+                    any(_is_latched(c) for c in cs),
+                    any(_is_best_effort(c) for c in cs),
+                )
             )
         self.topics = topics
         self.message_count = int(reader.message_count)
@@ -266,7 +282,7 @@ class BagReader:
             log.warning(
                 f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}"
             )
-            self.topics = [TopicInfo(t.name, t.type, actual[t.name], t.latched) for t in self.topics]
+            self.topics = [dataclasses.replace(t, count=actual[t.name]) for t in self.topics]
             self.message_count = total
             self.start_ns, self.end_ns = start, end
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bag import BagReader
     from ..errors import ConfigError
-    from ..nodes.context import LATCHED_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
+    from ..nodes.context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
     from .run_node import make_context
 
     if not 0.001 <= args.rate <= 1000:  # (NaN is not; a slower rate would wait for ever)
@@ -52,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
             for name in topics:
                 info = bag.topic(name)
                 # tf2's own QoS for the TF topics (a bag holds one /tf_static per static broadcaster:
-                # at depth 1 a late joiner kept only the last); other latched topics a state, the rest
-                # sensor data
+                # at depth 1 a late joiner kept only the last); the rest as recorded, as ros2 bag play
+                # does: latched re-latched, best effort where a recorded publisher offered it, else
+                # reliable (which best-effort readers take too; a best-effort offer reaches no
+                # reliable reader: RViz's defaults, map_receiver_node's deltas)
                 qos = (
                     TF_STATIC_QOS
                     if name == "/tf_static"
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
                     else LATCHED_QOS
                     if info.latched
                     else SENSOR_QOS
+                    if info.best_effort
+                    else RELIABLE_QOS
                 )
                 pubs[name] = ctx.create_publisher(name, info.type, qos)
             end = time.monotonic() + args.wait_for_subscribers
