@@ -333,12 +333,6 @@ def test_the_shipped_rviz_ground_truth_display_matches_play(played):
     assert compatible(played["offers"]["/ground_truth/lanes"], requested)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the DDS runtime says nothing when a publisher offers a QoS its subscription cannot "
-    "match (rclpy's default incompatible-QoS callback warns, rclpy/qos_event.py); dds.py:165-175 "
-    "attaches no listener, so `gs-mapping run map_receiver_node` fed by `gs-mapping play` is silent",
-)
 def test_the_dds_runtime_says_so_when_a_publisher_offers_an_incompatible_qos(caplog):
     """rclpy's SubscriptionEventCallbacks (use_default_callbacks=True) log "New publisher
     discovered on topic ..., offering incompatible QoS. No messages will be received from it." A
@@ -373,6 +367,8 @@ def test_the_dds_runtime_says_so_when_a_publisher_offers_an_incompatible_qos(cap
         assert control and not got  # the DDS rule: no match (what the warning would be about)
         said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert any("/gs_x29/be" in m and "incompatible" in m.lower() for m in said), said
+        # the policy named by its DDS id (11: RELIABILITY), as rclpy's callback names it
+        assert any("Last incompatible policy: RELIABILITY" in m for m in said), said
     finally:
         ctx.close()
         del writer, dp
@@ -449,21 +445,11 @@ def test_millimetre_depth_is_not_mapped(mm_depth_run):
     assert node.mapper.stats.frames == 0 and len(node.mapper.gmap) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 'depth unusable' is logged once per frame (mapping/mapper.py:153, a module logger), "
-    "not once with the reason as issue 20 requires of bad input under rclpy (30 lines/s at 30 Hz)",
-)
 def test_the_same_unusable_depth_on_every_frame_is_one_warning_line(mm_depth_run):
     lines = [r.getMessage() for r in mm_depth_run["records"] if "depth unusable" in r.getMessage()]
     assert len(lines) == 1, lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: frames skipped for unusable depth are not in /diagnostics (no rejected count, no "
-    "last_error, no reason: nodes/mapper_node.py:254-256 publishes frames_used only)",
-)
 def test_unusable_depth_is_counted_in_diagnostics_with_its_reason(mm_depth_run):
     """Issue 20: bad input is 'counted in /diagnostics, logged once with the reason'. What the
     /diagnostics message carries (its key/value pairs and message), read as a user's
@@ -476,12 +462,6 @@ def test_unusable_depth_is_counted_in_diagnostics_with_its_reason(mm_depth_run):
     assert any(kv.value == "6" for s in msg.status for kv in s.values if "depth" in kv.key), text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: under rclpy the 'depth unusable' reason goes to a Python module logger "
-    "(mapping/mapper.py:33,153), not the node's rclpy logger: no [mapper_node] tag, not on /rosout, "
-    "--log-level ignored; in a `ros2 run` process it is only Python's last-resort stderr line",
-)
 def test_under_rclpy_the_reason_reaches_the_nodes_ros_logger(ros, world_msgs, tmp_path):
     """ROS 2 logging: what a node says goes through its logger (console with the node's name,
     /rosout, the log file, `--log-level`); rclpy_runtime hands the nodes rclpy's RcutilsLogger for
@@ -515,3 +495,50 @@ def test_under_rclpy_the_reason_reaches_the_nodes_ros_logger(ros, world_msgs, tm
     finally:
         context.try_shutdown()
         close_node(node, obj)
+
+
+def test_under_ros2_run_the_modules_python_lines_go_to_the_nodes_logger(ros, tmp_path):
+    """`ros2 run`'s entry point (run_node): what the suite's modules log with Python's logging (the
+    mapper, the codec, the readers) goes through the node's rclpy logger (its name, /rosout,
+    --log-level), INFO included, and not also to Python's own handlers; afterwards, as before."""
+    import threading
+    import time
+
+    import rclpy_standin
+
+    from gs_mapping.nodes.map_receiver_node import MapReceiverNode
+    from gs_mapping.runtime.rclpy_runtime import run_node
+
+    context = ros.Context()
+    args = ["map_receiver_node", "--ros-args", "-p", f"map_receiver_node.save_path:={tmp_path / 'm.ply'}"]
+    result = []
+    t = threading.Thread(target=lambda: result.append(run_node(MapReceiverNode, args, context)))
+    t.start()
+    end = time.monotonic() + 20
+    while not any(p.topic == "/map_receiver_node/map_cloud" for p in rclpy_standin.BUS.publishers):
+        assert time.monotonic() < end and t.is_alive()
+        time.sleep(0.02)
+    seen: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    keep = _Keep(logging.DEBUG)
+    logging.getLogger().addHandler(keep)
+    try:
+        first = len(rclpy_standin.LOG)
+        logging.getLogger("gs_map_share.receiver").warning("probe warning x29")
+        logging.getLogger("gsmap_hd.infer").info("probe info x29")
+        logging.getLogger("gs_mapping.ply").debug("probe debug x29")  # below rclpy's default INFO
+        said = [(sev, name, m) for sev, name, m in rclpy_standin.LOG[first:] if "x29" in m]
+    finally:
+        context.try_shutdown()
+        t.join(10)
+        logging.getLogger().removeHandler(keep)
+    assert result == [0]
+    assert [(sev, name) for sev, name, _ in said] == [(30, "map_receiver_node"), (20, "map_receiver_node")]
+    assert "gs_map_share.receiver: probe warning x29" in said[0][2]
+    # Python's root saw them only as the stand-in's own echo of rclpy's output (ros.<node>)
+    assert all(r.name.startswith("ros.") for r in seen if "x29" in r.getMessage())
+    assert logging.getLogger("gs_map_share").propagate and not logging.getLogger("gs_map_share").handlers

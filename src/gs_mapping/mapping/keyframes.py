@@ -48,6 +48,9 @@ def view_overlap(points: np.ndarray, camera: Camera) -> float:
     return float(inside.mean())
 
 
+INVALID_DEPTH = "depth unusable"  # how the reason of a frame skipped for its depth starts
+
+
 @dataclass
 class KeyframeDecision:
     is_keyframe: bool

@@ -21,7 +21,7 @@ from ..device import resolve_device
 from ..gaussians import GaussianMap
 from .densify import GradAccumulator, densify, enforce_cap, prune
 from .frames import Frame
-from .keyframes import KeyframeDecision, KeyframeSelector
+from .keyframes import INVALID_DEPTH, KeyframeDecision, KeyframeSelector
 from .levels import LevelSubset, assign_levels, coarse_discs, depth_normals
 from .mapper_config import MapperConfig
 from .metrics import depth_l1, psnr, ssim
@@ -150,8 +150,10 @@ class IncrementalMapper:
         if problem is not None:
             self.stats.skipped_invalid_depth += 1
             self.stats.invalid_depth_reason = self.stats.invalid_depth_reason or problem
-            log.warning(f"frame at {frame.stamp_ns} ns: depth unusable: {problem}: skipped")
-            return KeyframeDecision(False, "invalid depth")
+            # counted here, said by the caller once (map's summary, the node's /diagnostics): a
+            # camera with the wrong depth unit would otherwise log a line a frame
+            log.debug(f"frame at {frame.stamp_ns} ns: depth unusable: {problem}: skipped")
+            return KeyframeDecision(False, f"{INVALID_DEPTH}: {problem}")
         self.stats.frames += 1
         depth = self._clean_depth(frame.depth)
         decision = self.selector.decide(frame.camera, depth)

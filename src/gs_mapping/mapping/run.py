@@ -19,6 +19,7 @@ from ..errors import GsMappingError, OutputError
 from ..output_files import check_output, output_directory, write_text
 from .calibration import estimate_color_calibration
 from .frames import FrameStats, adapt_to_cloud, read_frames
+from .keyframes import INVALID_DEPTH
 from .levels import level_fractions
 from .mapper import IncrementalMapper
 from .mapper_config import MapperConfig
@@ -131,7 +132,9 @@ def map_bag(
     pending = []  # mapping frames buffered until the colour camera is calibrated
 
     def feed(frame):
-        mapper.add_frame(calibration.register(frame) if calibration else frame)
+        decision = mapper.add_frame(calibration.register(frame) if calibration else frame)
+        if decision.reason.startswith(INVALID_DEPTH) and mapper.stats.skipped_invalid_depth == 1:
+            log.warning(f"frame at {frame.stamp_ns} ns: {decision.reason}: skipped (such frames are counted)")
         bar.update(1)
         bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
 

@@ -33,16 +33,18 @@ class NodeDiagnostics:
         self.inputs[topic] += 1
         self._stamps[topic].append(now_ns)
 
-    def reject(self, topic: str, reason: str) -> None:
+    def reject(self, topic: str, reason: str, kind: str | None = None) -> None:
         """A message that could not be used: counted, skipped, and logged once per reason (the
         first few reasons of a topic; a stream of bad frames is one line, not one a frame), with a
-        running total every 100th."""
+        running total every 100th. ``kind``: what makes two reasons the same where their text
+        carries a per-message measure (default: the whole text)."""
         self.rejected[topic] += 1
         self.last_error = f"{topic}: {reason}"
         n = self.rejected[topic]
         said = self._reasons_said[topic]
-        if reason not in said and len(said) < 5:
-            said.add(reason)
+        key = reason if kind is None else kind
+        if key not in said and len(said) < 5:
+            said.add(key)
             self.logger.warning(f"rejected message #{n} on {topic}: {reason}")
         elif n % 100 == 0:
             self.logger.warning(f"{n} messages rejected on {topic} so far (the last: {reason})")

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
+from ..mapping.keyframes import INVALID_DEPTH
 from ..mapping.mapper_config import MapperConfig
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
@@ -248,6 +249,8 @@ class MapperNode(NodeBase):
             return
         self.last_stamp_ns = stamp
         decision = self.mapper.add_frame(frame)
+        if decision.reason.startswith(INVALID_DEPTH):
+            self.diag.reject(self.cfg.topics.depth, decision.reason, kind=INVALID_DEPTH)
         if decision.is_keyframe:
             self.publish_delta()
         self.diag.latency("frame", time.perf_counter() - t0)

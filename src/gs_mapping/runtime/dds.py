@@ -25,7 +25,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.core import (
+    InstanceState,
+    Listener,
+    Policy,
+    Qos,
+    ReadCondition,
+    SampleState,
+    ViewState,
+    WaitSet,
+)
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
@@ -37,6 +46,19 @@ from ..nodes.context import LATCHED_QOS, QoS, resolve_topic, ros_domain_id
 from . import dds_discovery, dds_types
 from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
+
+# DDS QoS policy ids (DDS 1.4, 2.2.3), as a requested/offered-incompatible status names them
+_POLICY_NAMES = {
+    2: "DURABILITY",
+    4: "DEADLINE",
+    5: "LATENCY_BUDGET",
+    6: "OWNERSHIP",
+    8: "LIVELINESS",
+    11: "RELIABILITY",
+    12: "DESTINATION_ORDER",
+    13: "HISTORY",
+    23: "LIFESPAN",
+}
 
 LOOPBACK_CONFIG = """<CycloneDDS><Domain id="any">
   <General><Interfaces><NetworkInterface name="lo"/></Interfaces>
@@ -155,9 +177,24 @@ class DdsContext:
             self._topics[full] = Topic(self.participant, dds_topic_name(full), dds_types.idl_class(typename))
         return self._topics[full]
 
+    def _incompatible(self, topic: str, other: str, status: Any) -> None:
+        """rclpy's default QoS event callbacks, in words: a peer whose QoS cannot match is never
+        connected, and DDS says so only through this status."""
+        policy = _POLICY_NAMES.get(int(getattr(status, "last_policy_id", 0)), "unknown")
+        self.logger.warning(
+            f"New {other} discovered on topic '{topic}', {'offering' if other == 'publisher' else 'requesting'}"
+            f" incompatible QoS. No messages will be {'received from' if other == 'publisher' else 'sent to'}"
+            f" it. Last incompatible policy: {policy}"
+        )
+
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> DdsPublisher:
         user_data = endpoint_user_data(typename, self.ros_distro)
-        writer = DataWriter(self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data))
+        listener = Listener(
+            on_offered_incompatible_qos=lambda _w, st: self._incompatible(topic, "subscription", st)
+        )
+        writer = DataWriter(
+            self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data), listener=listener
+        )
         self._writer_guids.append(writer.guid.bytes)
         self._announce()
         return DdsPublisher(writer, typename)
@@ -166,7 +203,12 @@ class DdsContext:
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
         user_data = endpoint_user_data(typename, self.ros_distro)
-        reader = DataReader(self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data))
+        listener = Listener(
+            on_requested_incompatible_qos=lambda _r, st: self._incompatible(topic, "publisher", st)
+        )
+        reader = DataReader(
+            self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data), listener=listener
+        )
         cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(cond)
         self._readers.append((reader, cond, callback))

@@ -15,7 +15,9 @@ needs a ROS 2 machine.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -200,6 +202,60 @@ def context_ok(context: Any = None) -> bool:
     return rclpy.ok(context=context)
 
 
+_OUR_PACKAGES = ("gs_mapping", "gs_map_share", "gsmap_hd")
+
+
+class _ToNodeLogger(logging.Handler):
+    """The Python logging of the suite's modules (the mapper, the codec, the readers) sent to the
+    node's rclpy logger: under ``ros2 run`` their lines carry the node's name, reach /rosout and
+    the log file, and follow ``--log-level``, as the node's own lines do."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.DEBUG)
+        self.ros = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.name}: {record.getMessage()}"
+            # one call site per severity: rclpy ties a call site to one severity ("Logger severity
+            # cannot be changed between calls")
+            if record.levelno >= logging.ERROR:
+                self.ros.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros.warning(text)
+            elif record.levelno >= logging.INFO:
+                self.ros.info(text)
+            else:
+                self.ros.debug(text)
+        except Exception:  # noqa: BLE001 - logging must never stop the node
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def python_logging_to(ros_logger: Any):
+    """Within: our packages' Python log records go to ``ros_logger`` only (rclpy filters them by
+    its level), not to Python's own handlers; afterwards, as they were."""
+    handler = _ToNodeLogger(ros_logger)
+    try:  # rcutils severities are Python's numbers (10 debug … 50 fatal); records below are not made
+        level = int(ros_logger.get_effective_level()) or logging.INFO
+    except Exception:  # noqa: BLE001
+        level = logging.INFO
+    saved = []
+    for name in _OUR_PACKAGES:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level, lg.propagate))
+        lg.addHandler(handler)
+        lg.setLevel(level)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, level, propagate in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
 def run_node(node_cls: type, args: list[str] | None = None, context: Any = None) -> int:
     """Entry point body for ``ros2 run gs_mapping <node>``: init rclpy, build the node, spin until
     shutdown (Ctrl-C or the context shut down), then close it. A bad parameter is one line and
@@ -222,13 +278,14 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
             return 0
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            executor.shutdown()
-            close_node(node, obj)
+        with python_logging_to(node.get_logger()):
+            try:
+                executor.spin()
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass
+            finally:
+                executor.shutdown()
+                close_node(node, obj)
     finally:
         rclpy.try_shutdown(context=context)
     return 0
