@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from gs_mapping.errors import GsMappingError
 
+from .container import unpack_header
+from .errors import DecodeError
 from .quantize import QuantParams
 
 APPLICATION_ID = 0x47534D46  # "GSMF": gs_mapping fleet store
@@ -221,11 +223,16 @@ class FleetStore:
     # -- reading -----------------------------------------------------------------------------------
     def load(self) -> Stored:
         """Everything a restart needs; FleetStoreError for rows of the wrong kind (a store edited or
-        damaged by hand: text where SQLite should hold a blob or an integer)."""
+        damaged by hand: text where SQLite should hold a blob or an integer), for columns that
+        disagree with the CRC-checked header of the container beside them (the column is a copy: a
+        damaged one would move the global sequence back or file a vehicle under another id), and
+        for a namespace bound to a map id no vehicle log holds (it would lock that vehicle out)."""
         try:
-            return self._load()
-        except (sqlite3.Error, ValueError, TypeError) as exc:
+            out = self._load()
+            _check_against_containers(out)
+        except (sqlite3.Error, ValueError, TypeError, DecodeError) as exc:
             raise FleetStoreError(f"{self.path}: corrupt fleet store ({type(exc).__name__}: {exc})") from None
+        return out
 
     def _load(self) -> Stored:
         out = Stored()
@@ -239,6 +246,13 @@ class FleetStore:
         out.tile_seq = {(x, y, z): s for x, y, z, s in self.db.execute("SELECT x, y, z, seq FROM tiles")}
         for key, value in self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'binding %'"):
             out.bindings[key[len("binding ") :]] = _int(value)
+        # rows the queries above skip (a NULL where the schema promised an integer key)
+        for table in ("vehicle_log", "global_log"):
+            bad = self.db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE typeof(seq) != 'integer' OR typeof(base_seq) != 'integer'"
+            ).fetchone()[0]
+            if bad:
+                raise ValueError(f"{table}: {bad} rows without an integer sequence")
         return out
 
     def global_deltas(self, after_seq: int) -> list[Row]:
@@ -315,10 +329,35 @@ class FleetStore:
         try:
             self.db.close()
         except sqlite3.Error:
-            pass
+            _check_against_containers(out)
         lock, self._lock = getattr(self, "_lock", None), None
         if lock is not None:
             os.close(lock)  # (releases the flock)
+
+
+def _check_against_containers(out: Stored) -> None:
+    """ValueError where a row's columns are not what its container's header says."""
+
+    def check(where: str, row: Row, map_id: int | None) -> int:
+        h = unpack_header(row.data)[0]
+        if (h.seq, h.base_seq) != (row.seq, row.base_seq) or (map_id is not None and h.map_id != map_id):
+            raise ValueError(
+                f"{where}: row seq {row.seq} on {row.base_seq}"
+                f"{'' if map_id is None else f' of map {map_id}'} holds the container of map {h.map_id}, "
+                f"seq {h.seq} on {h.base_seq}"
+            )
+        return h.map_id
+
+    for mid, rows in out.vehicles.items():
+        for r in rows:
+            check("vehicle_log", r, mid)
+    if out.global_rows:
+        gid = check("global_snapshot", out.global_rows[0], None)
+        for r in out.global_rows[1:]:
+            check("global_log", r, gid)
+    for ns, mid in out.bindings.items():
+        if mid not in out.vehicles:
+            raise ValueError(f"namespace {ns!r} is bound to map {mid}, which no vehicle log holds")
 
 
 def _int(value) -> int:

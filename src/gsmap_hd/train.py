@@ -32,6 +32,7 @@ from .region import Region, clip_elements, clip_vectors, make_region, resolve_na
 
 log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 7_777  # held-out frames come from another data seed
+RUN_FILES = ("last.pt", "model.pt", "metrics.jsonl", "config.json")  # what a run writes into its folder
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -143,7 +144,7 @@ def train(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HDDataError(f"{out_dir}: exists and is not a run directory")
-    held = [n for n in ("last.pt", "model.pt") if (out_dir / n).exists()]
+    held = [n for n in RUN_FILES if (out_dir / n).exists()]
     if held and not (resume or overwrite):
         raise HDDataError(
             f"{out_dir}: holds a run already ({held[0]}); --resume continues it, --overwrite starts over"
@@ -195,6 +196,9 @@ def train(
     # the run directory is made (and its config written) only once the model stands: a run that
     # fails before leaves nothing, and an existing run's files as they were
     out_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite and not (resume and last.exists()):  # started over: no file of the old run stays
+        for n in RUN_FILES:
+            (out_dir / n).unlink(missing_ok=True)
     write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode(), overwrite=True)
     crit = GSMapCriterion(cfg.model, cfg.loss)
     # Render the training frames once, in order (consecutive frames share a drive/world); nuScenes
