@@ -93,7 +93,7 @@ def test_ply_type_aliases_crlf_uint_ids_uchar_levels_and_faces_after_the_vertice
     assert np.array_equal(g.opacity_logits, w["opacity"])
 
 
-def test_a_binary_ply_of_zero_vertices_reads_and_writes_back(tmp_path, caplog):
+def test_a_binary_ply_of_zero_vertices_reads_and_writes_back(tmp_path, caplog, capsys):
     """A trainer's header with ``element vertex 0`` (an empty crop): read as an empty scene, written
     back as a PLY of zero rows; SPZ and .splat, which hold no empty scene, refuse it in one line."""
     names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
@@ -114,6 +114,10 @@ def test_a_binary_ply_of_zero_vertices_reads_and_writes_back(tmp_path, caplog):
             save_splats(g, tmp_path / out)
         assert "\n" not in str(exc.value)
         assert not (tmp_path / out).exists()
+    # encode of it: a container of no Gaussian has no bytes per Gaussian (not its size over 1)
+    assert main(["encode", str(tmp_path / "e.ply"), str(tmp_path / "e.gsd")]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["gaussians"] == 0 and info["bytes"] > 0 and info["bytes_per_gaussian"] is None
 
 
 # --- PlayCanvas compressed PLY, packed from its description --------------------------------------

@@ -36,7 +36,7 @@ class EncodeInfo:
         return {
             "gaussians": self.gaussians,
             "bytes": self.bytes,
-            "bytes_per_gaussian": self.bytes / max(self.gaussians, 1),
+            "bytes_per_gaussian": self.bytes / self.gaussians if self.gaussians else None,  # (empty map)
             "levels": self.levels,
             "bytes_per_level": self.bytes_per_level,
         }

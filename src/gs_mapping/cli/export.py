@@ -38,7 +38,7 @@ def run(args) -> int:
             {
                 "gaussians": len(gmap),
                 "bytes": nbytes,
-                "bytes_per_gaussian": nbytes / max(len(gmap), 1),
+                "bytes_per_gaussian": nbytes / len(gmap) if len(gmap) else None,  # (none to share it)
                 "spz_version": args.spz_version,
             }
         )
