@@ -285,6 +285,45 @@ def test_sog_v2_antialias_field_is_warned_as_the_other_formats_tags(tmp_path, ca
     assert "antialiased (mip-splatting)" in caplog.text
 
 
+def _sog_with_images_as(tmp_path, fmt: str, **save) -> Path:
+    """scene.sog with every image re-saved by Pillow as ``fmt`` and meta.json naming the new files."""
+    import io
+
+    from PIL import Image
+
+    with zipfile.ZipFile(FIXTURES / "scene.sog") as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    ext = {"PNG": ".png", "JPEG": ".jpg"}[fmt]
+    meta_text = files.pop("meta.json").decode()
+    out = {}
+    for name, data in files.items():
+        img = Image.open(io.BytesIO(data))
+        buf = io.BytesIO()
+        (img.convert("RGB") if fmt == "JPEG" else img).save(buf, fmt, **save)
+        new = name.rsplit(".", 1)[0] + ext
+        out[new] = buf.getvalue()
+        meta_text = meta_text.replace(f'"{name}"', f'"{new}"')
+    out["meta.json"] = meta_text.encode()
+    path = tmp_path / f"as_{fmt.lower()}.sog"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in out.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_sog_images_in_png_read_as_their_webp_twins(tmp_path):
+    """PlayCanvas' spec: meta.json names each image, so any 8-bit RGBA format may be used; PNG is
+    lossless, so the scene is the WebP one exactly."""
+    assert load_splats(_sog_with_images_as(tmp_path, "PNG")).equals(load_splats(FIXTURES / "scene.sog"))
+
+
+def test_sog_images_in_jpeg_are_refused_as_lossy(tmp_path):
+    """The spec: lossy encodings corrupt the quantised values; one line naming the image and why."""
+    with pytest.raises(MapError, match=r"SOG image \S+\.jpg is JPEG .*lossless") as exc:
+        load_splats(_sog_with_images_as(tmp_path, "JPEG", quality=100))
+    assert "\n" not in str(exc.value)
+
+
 # --- our PLY as the reference viewer reads it --------------------------------------------------
 
 

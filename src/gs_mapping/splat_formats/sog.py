@@ -42,6 +42,7 @@ from ..ply import unit_rotations, warn_antialiased
 
 MAX_POINTS = 1 << 26
 MAX_META = 16 << 20
+_EIGHT_BIT_MODES = ("RGBA", "RGB", "LA", "L", "P", "PA", "RGBX")
 BYTES_PER_PIXEL = 16  # a WebP's most bytes per pixel we read (lossless RGBA needs at most ~4.1)
 MAX_PALETTE_ROWS = 1024  # shN centroids: 64 entries a row, at most 65536 entries
 _SQRT2 = np.sqrt(2.0)
@@ -140,12 +141,19 @@ def _pixel_bound(count: int) -> int:
 def _image(
     files: _Files, name: str, count: int, max_pixels: int, width: int | None = None, widths=None
 ) -> np.ndarray:
-    """RGBA uint8 (h, w, 4) of a WebP, checked: at least ``count`` and at most ``max_pixels``
+    """RGBA uint8 (h, w, 4) of a WebP (or PNG), checked: at least ``count`` and at most ``max_pixels``
     pixels, read from at most ``BYTES_PER_PIXEL`` bytes a pixel (a lying size cannot make us
     allocate more than that)."""
     raw = files.read(name, BYTES_PER_PIXEL * max_pixels + (1 << 16))
     try:
-        img = Image.open(io.BytesIO(raw), formats=["WEBP"])
+        # WebP by default; the spec lets meta.json name any 8-bit RGBA format, of which only the
+        # lossless keep the quantised values: PNG too, not JPEG
+        img = Image.open(io.BytesIO(raw), formats=["WEBP", "PNG", "JPEG"])
+        if img.format == "JPEG" or img.mode not in _EIGHT_BIT_MODES:
+            raise MapError(
+                f"{files.path}: SOG image {name} is {img.format} {img.mode}: a SOG's images must be "
+                f"8-bit lossless (WebP or PNG)"
+            )
         w, h = img.size
         if widths is not None:  # SOG version 1 names the SH band count by the image width only
             width = w if w in widths else -1
