@@ -338,8 +338,13 @@ def test_values_beyond_the_format_are_refused_not_wrapped(A, work, field_name, v
     head = raw[:end].decode()
     data = to_structured(g)
     if field_name == "level":
-        head = head.replace("property uchar level", "property float level")
-        dt = [(n, "<f4" if n == "level" else data.dtype[n]) for n in data.dtype.names]
+        # a map without levels is written without the column: add it as a float (its last property)
+        if "property uchar level" in head:
+            head = head.replace("property uchar level", "property float level")
+        else:
+            head += "property float level\n"
+        names = [*(n for n in data.dtype.names if n != "level"), "level"]
+        dt = [(n, "<f4" if n == "level" else data.dtype[n]) for n in names]
         wide = np.zeros(len(data), dtype=dt)
         for n in data.dtype.names:
             wide[n] = data[n]
