@@ -28,6 +28,7 @@ from .errors import BagError
 log = logging.getLogger(__name__)
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
+_FOOTER = 0x02
 _DATA_END = 0x0F
 
 
@@ -35,9 +36,15 @@ def _mcap_cut_short(path: Path) -> bool:
     """True where an MCAP file ends before its data section does (no DataEnd record): what a killed
     recorder leaves. A file with its data section whole but a damaged summary or footer is corrupt,
     not cut short, and is left to the reader to refuse."""
+    size = path.stat().st_size
     with path.open("rb") as f:
         if f.read(8) != _MCAP_MAGIC:
             return False  # not MCAP at all: the reader says so
+        if size >= 8 + 9 + 20 + 8:  # the usual case first: a footer record and the closing magic
+            f.seek(size - 8 - 29)
+            tail = f.read(29 + 8)
+            if tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20:
+                return False
     return not _walk_records(path)[1]
 
 
