@@ -27,7 +27,6 @@ from typing import Any
 
 from cyclonedds.core import (
     InstanceState,
-    Listener,
     Policy,
     Qos,
     ReadCondition,
@@ -148,6 +147,8 @@ class DdsContext:
             raise GsMappingError(f"cannot create a DDS participant on domain {domain_id}: {exc}") from None
         self._waitset = WaitSet(self.participant)
         self._readers: list[tuple[DataReader, ReadCondition, Callable[[Any], None]]] = []
+        self._qos_watch: list[tuple[Any, str, bool]] = []  # (reader or writer, topic, is a reader)
+        self._next_qos_check = 0.0
         self._timers = WallTimers()
         self._topics: dict[str, Topic] = {}
         self._reader_guids: list[bytes] = []
@@ -177,24 +178,37 @@ class DdsContext:
             self._topics[full] = Topic(self.participant, dds_topic_name(full), dds_types.idl_class(typename))
         return self._topics[full]
 
-    def _incompatible(self, topic: str, other: str, status: Any) -> None:
+    def _check_incompatible_qos(self) -> None:
         """rclpy's default QoS event callbacks, in words: a peer whose QoS cannot match is never
-        connected, and DDS says so only through this status."""
-        policy = _POLICY_NAMES.get(int(getattr(status, "last_policy_id", 0)), "unknown")
-        self.logger.warning(
-            f"New {other} discovered on topic '{topic}', {'offering' if other == 'publisher' else 'requesting'}"
-            f" incompatible QoS. No messages will be {'received from' if other == 'publisher' else 'sent to'}"
-            f" it. Last incompatible policy: {policy}"
-        )
+        connected, and DDS says so only through this status. Polled from the spin (a cyclonedds
+        listener would call Python from Cyclone's own threads, also while entities are torn down)."""
+        now = time.monotonic()
+        if now < self._next_qos_check:
+            return
+        self._next_qos_check = now + 0.5
+        for entity, topic, is_reader in self._qos_watch:
+            st = (
+                entity.get_requested_incompatible_qos_status()
+                if is_reader
+                else entity.get_offered_incompatible_qos_status()
+            )
+            if not st.total_count_change:
+                continue
+            policy = _POLICY_NAMES.get(int(st.last_policy_id), "unknown")
+            peer, verb, flow = (
+                ("publisher", "offering", "received from")
+                if is_reader
+                else ("subscription", "requesting", "sent to")
+            )
+            self.logger.warning(
+                f"New {peer} discovered on topic '{topic}', {verb} incompatible QoS. No messages will "
+                f"be {flow} it. Last incompatible policy: {policy}"
+            )
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> DdsPublisher:
         user_data = endpoint_user_data(typename, self.ros_distro)
-        listener = Listener(
-            on_offered_incompatible_qos=lambda _w, st: self._incompatible(topic, "subscription", st)
-        )
-        writer = DataWriter(
-            self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data), listener=listener
-        )
+        writer = DataWriter(self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data))
+        self._qos_watch.append((writer, topic, False))
         self._writer_guids.append(writer.guid.bytes)
         self._announce()
         return DdsPublisher(writer, typename)
@@ -203,12 +217,8 @@ class DdsContext:
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
         user_data = endpoint_user_data(typename, self.ros_distro)
-        listener = Listener(
-            on_requested_incompatible_qos=lambda _r, st: self._incompatible(topic, "publisher", st)
-        )
-        reader = DataReader(
-            self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data), listener=listener
-        )
+        reader = DataReader(self.participant, self._topic(topic, typename), qos=dds_qos(qos, user_data))
+        self._qos_watch.append((reader, topic, True))
         cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(cond)
         self._readers.append((reader, cond, callback))
@@ -236,6 +246,7 @@ class DdsContext:
                     continue
                 callback(sample)
                 ran += 1
+        self._check_incompatible_qos()
         return ran + self._timers.fire_due()
 
     def spin(self, until: Callable[[], bool] | None = None, timeout_s: float | None = None) -> None:
@@ -250,4 +261,5 @@ class DdsContext:
             dds_discovery.participant_info(self.ros_distro, self.participant.guid.bytes, [])
         )
         self._readers.clear()
+        self._qos_watch.clear()
         self.participant = None  # entities are released with the participant
