@@ -46,9 +46,8 @@ def test_not_a_bag(tmp_path):
         BagReader(tmp_path).open()
 
 
-# 0, 8, 100 bytes: nothing whole to read; -4096 and -1: the data section is whole but the summary or
-# footer is cut, which a recorder killed while writing would not leave: refused as corrupt.
-@pytest.mark.parametrize("keep", [0, 8, 100, -4096, -1])
+# 0, 8, 100 bytes: nothing whole to read (cuts that leave messages: the tests below)
+@pytest.mark.parametrize("keep", [0, 8, 100])
 def test_truncated_mcap(kitchen_bag, kitchen_bytes, tmp_path, keep):
     n = len(kitchen_bytes)
     cut = int(n * keep) if isinstance(keep, float) else (keep if keep >= 0 else n + keep)
@@ -71,19 +70,50 @@ def test_mcap_cut_inside_its_data_is_read_up_to_the_cut(kitchen_bag, kitchen_byt
     with BagReader(f, strict=True) as bag:
         got = [(t, s) for t, s, _ in bag.messages()]
     assert 0 < len(got) < len(expected) and got == expected[: len(got)]
-    assert any("cut.mcap: ends without its summary" in r.getMessage() for r in caplog.records)
+    assert any("cut.mcap: its summary is missing or damaged" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("where", ["magic", "header", "summary", "footer"])
+@pytest.mark.parametrize("keep", [-4096, -1])
+def test_mcap_cut_inside_its_summary_is_read_whole(kitchen_bag, kitchen_bytes, tmp_path, keep, caplog):
+    """Killed while close() wrote the summary: the data section is whole, so every message is read
+    (by scanning), the same as the intact bag's, and the damage is named."""
+    with BagReader(kitchen_bag) as whole:
+        expected = [(t, s) for t, s, _ in whole.messages()]
+    d = _copy_with(kitchen_bag, tmp_path, kitchen_bytes[:keep])
+    caplog.set_level("WARNING")
+    with BagReader(d, strict=True) as bag:
+        assert [(t, s) for t, s, _ in bag.messages()] == expected
+    assert any("its summary is missing or damaged" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("where", ["magic", "header"])
 def test_bit_flip_in_structure_is_detected(kitchen_bag, kitchen_bytes, tmp_path, where):
-    """Flips in the file's framing (magic, record lengths, summary offsets) must be reported."""
-    n = len(kitchen_bytes)
-    pos = {"magic": 0, "header": 9, "summary": n - 30, "footer": n - 9}[where]
+    """Flips in the file's framing before its data (magic, the header record) must be reported."""
+    pos = {"magic": 0, "header": 9}[where]
     data = bytearray(kitchen_bytes)
     data[pos] ^= 0x40
     d = _copy_with(kitchen_bag, tmp_path, bytes(data))
     with pytest.raises(BagError, match=str(d)):
         _read_all(d)
+
+
+@pytest.mark.parametrize("where", ["summary", "footer"])
+def test_bit_flip_after_the_data_is_named_and_every_message_read(
+    kitchen_bag, kitchen_bytes, tmp_path, where, caplog
+):
+    """A flip in the summary or footer (index records, no message in them): the summary is not
+    trusted, the data section is read by scanning (its chunks carry their own CRCs), every message
+    the intact bag holds comes back, and the damage is named."""
+    with BagReader(kitchen_bag) as whole:
+        expected = [(t, s) for t, s, _ in whole.messages()]
+    n = len(kitchen_bytes)
+    data = bytearray(kitchen_bytes)
+    data[{"summary": n - 30, "footer": n - 9}[where]] ^= 0x40
+    d = _copy_with(kitchen_bag, tmp_path, bytes(data))
+    caplog.set_level("WARNING")
+    with BagReader(d, strict=True) as bag:
+        assert [(t, s) for t, s, _ in bag.messages()] == expected
+    assert any("its summary is missing or damaged" in r.getMessage() for r in caplog.records)
 
 
 def test_random_bit_flips_never_escape_as_raw_exceptions(kitchen_bag, kitchen_bytes, tmp_path):

@@ -225,8 +225,8 @@ class FleetStore:
         """Everything a restart needs; FleetStoreError for rows of the wrong kind (a store edited or
         damaged by hand: text where SQLite should hold a blob or an integer), for columns that
         disagree with the CRC-checked header of the container beside them (the column is a copy: a
-        damaged one would move the global sequence back or file a vehicle under another id), and
-        for a namespace bound to a map id no vehicle log holds (it would lock that vehicle out)."""
+        damaged one would move the global sequence back or file a vehicle under another id). A
+        namespace bound to a map id no vehicle log holds is not kept (it binds nothing restored)."""
         try:
             out = self._load()
             _check_against_containers(out)
@@ -329,7 +329,7 @@ class FleetStore:
         try:
             self.db.close()
         except sqlite3.Error:
-            _check_against_containers(out)
+            pass
         lock, self._lock = getattr(self, "_lock", None), None
         if lock is not None:
             os.close(lock)  # (releases the flock)
@@ -355,9 +355,10 @@ def _check_against_containers(out: Stored) -> None:
         gid = check("global_snapshot", out.global_rows[0], None)
         for r in out.global_rows[1:]:
             check("global_log", r, gid)
-    for ns, mid in out.bindings.items():
-        if mid not in out.vehicles:
-            raise ValueError(f"namespace {ns!r} is bound to map {mid}, which no vehicle log holds")
+    # a namespace bound to a map id no vehicle log holds: its vehicle was seen only through deltas
+    # held back for a snapshot (lost with the process), or the value is damaged; either way it
+    # binds nothing a restart has, and kept it would refuse that vehicle ever after
+    out.bindings = {ns: mid for ns, mid in out.bindings.items() if mid in out.vehicles}
 
 
 def _int(value) -> int:

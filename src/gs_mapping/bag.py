@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,7 @@ class BagReader:
         self._reader = None
         self._opened: Path | None = None  # the storage rosbags reads (a repaired copy: see bag_repair)
         self._repair_dir: Path | None = None  # that copy's temporary folder
+        self._repair_cleanup: weakref.finalize | None = None
         self._conns: dict[str, list] = {}
         self.typestore = None
         self.topics: list[TopicInfo] = []
@@ -184,13 +186,12 @@ class BagReader:
 
         storage = self._storage_path()
         try:
-            broken = cut_short(_storage_files(storage))
+            broken = cut_short(_storage_files(storage), _check_mcap_framing)
             self._opened = storage
             if broken:
                 self._repair_dir, self._opened = repaired_copy(storage, broken)
-            for f in _storage_files(self._opened):
-                if f.suffix == ".mcap":
-                    _check_mcap_framing(f)
+                # (a reader dropped without close() must not leave the copy behind)
+                self._repair_cleanup = weakref.finalize(self, shutil.rmtree, self._repair_dir, True)
             reader = Reader(self._opened)
             reader.open()
         except BagError:
@@ -368,9 +369,9 @@ class BagReader:
                 reader.close()
             except Exception as exc:  # closing a corrupt file must not mask the real error
                 log.debug(f"{self.path}: error while closing: {exc}")
-        repair, self._repair_dir, self._opened = self._repair_dir, None, None
-        if repair is not None:
-            shutil.rmtree(repair, ignore_errors=True)
+        self._repair_dir, self._opened = None, None
+        if self._repair_cleanup is not None:
+            self._repair_cleanup()  # removes the copy (once)
 
     def __enter__(self) -> BagReader:
         return self.open()

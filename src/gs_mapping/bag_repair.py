@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import BagError
@@ -32,25 +33,23 @@ _FOOTER = 0x02
 _DATA_END = 0x0F
 
 
-def _mcap_cut_short(path: Path) -> bool:
-    """True where an MCAP file ends before its data section does (no DataEnd record): what a killed
-    recorder leaves. A file with its data section whole but a damaged summary or footer is corrupt,
-    not cut short, and is left to the reader to refuse."""
+def _mcap_footer_whole(path: Path) -> bool:
+    """True where an MCAP file ends with its footer record and the closing magic (not MCAP at all:
+    True too, the reader says so)."""
     size = path.stat().st_size
     with path.open("rb") as f:
         if f.read(8) != _MCAP_MAGIC:
-            return False  # not MCAP at all: the reader says so
-        if size >= 8 + 9 + 20 + 8:  # the usual case first: a footer record and the closing magic
-            f.seek(size - 8 - 29)
-            tail = f.read(29 + 8)
-            if tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20:
-                return False
-    return not _walk_records(path)[1]
+            return True
+        if size < 8 + 9 + 20 + 8:
+            return False
+        f.seek(size - 8 - 29)
+        tail = f.read(29 + 8)
+    return tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
 
 
 def _walk_records(path: Path) -> tuple[int, bool]:
     """Follow the top-level record lengths: (where the last whole record ends, whether a DataEnd
-    record was met). Seeks only, so a large file costs one read per record."""
+    record was met). Seeks only: one read per record."""
     size, pos = path.stat().st_size, 8
     with path.open("rb") as f:
         while pos + 9 <= size:
@@ -71,11 +70,24 @@ def _wal(path: Path) -> Path | None:
     return wal if wal.is_file() and wal.stat().st_size > 0 else None
 
 
-def cut_short(files: list[Path]) -> list[Path]:
-    """The storage files among ``files`` that a killed recorder left unreadable to rosbags."""
-    return [
-        f for f in files if (f.suffix == ".mcap" and _mcap_cut_short(f)) or (f.suffix == ".db3" and _wal(f))
-    ]
+def cut_short(files: list[Path], summary_check: Callable[[Path], None]) -> list[Path]:
+    """The storage files among ``files`` that rosbags cannot read whole though their messages are
+    on disk: an MCAP whose footer is missing or whose summary fails ``summary_check`` (a recorder
+    killed before or while it wrote them: every message is in the data section, which is read by
+    scanning, as rosbag2's MCAP plugin falls back to), a sqlite3 file with a write-ahead log."""
+    out = []
+    for f in files:
+        if f.suffix == ".db3" and _wal(f):
+            out.append(f)
+        elif f.suffix == ".mcap":
+            try:
+                if _mcap_footer_whole(f):
+                    summary_check(f)
+                    continue
+            except ValueError as exc:
+                log.debug(f"{f}: {exc}")
+            out.append(f)
+    return out
 
 
 def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
@@ -122,7 +134,8 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
         writer.finish()
     if not messages:
         raise BagError(f"{src}: cut short before its first whole message (nothing to read)")
-    return messages, src.stat().st_size - _walk_records(src)[0]
+    end, data_whole = _walk_records(src)
+    return messages, 0 if data_whole else src.stat().st_size - end  # (a cut summary loses no message)
 
 
 def _checkpoint_sqlite(src: Path, dst: Path) -> int:
@@ -148,7 +161,7 @@ def _how_in_place(f: Path) -> str:
 def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
     """A temporary folder holding ``storage`` (a bag directory or one storage file) with ``broken``
     rebuilt and every other file linked: (the folder, which the caller removes; the path to open)."""
-    need = sum(f.stat().st_size for f in broken)
+    need = sum(f.stat().st_size + (_wal(f).stat().st_size if _wal(f) else 0) for f in broken)
     tmp_root = Path(tempfile.gettempdir())
     if shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
         raise BagError(
@@ -169,7 +182,8 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
                 n, left = _rebuild_mcap(f, out)
                 cut = f", {left} bytes of a cut record left out" if left else ""
                 log.warning(
-                    f"{f}: ends without its summary (a recording cut short): {n} messages read by scanning{cut}"
+                    f"{f}: its summary is missing or damaged (a recording cut short?): {n} messages "
+                    f"read by scanning{cut}"
                 )
             else:
                 n = _checkpoint_sqlite(f, out)

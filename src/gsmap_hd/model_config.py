@@ -67,6 +67,11 @@ class ModelConfig:
             raise ConfigError("lift_heights and small_channels need at least one value each")
         if self.num_points < 3:
             raise ConfigError(f"num_points must be >= 3 (polygons need a ring), got {self.num_points}")
+        if self.num_classes != len(CLASSES):  # the lane map, hd-eval and the nodes name these three
+            raise ConfigError(
+                f"num_classes must be {len(CLASSES)} (the HD map's classes: {', '.join(CLASSES)}), "
+                f"got {self.num_classes}"
+            )
         if not (0 < self.scale_min < self.scale_init < self.scale_max):
             raise ConfigError("need 0 < scale_min < scale_init < scale_max")
 
@@ -158,7 +163,7 @@ _MODEL_RANGES = {
     "embed_dim": (1, 65536),
     "lift_heights": (-100.0, 100.0),
     "bev_encoder_layers": (0, 64),
-    "num_classes": (1, 1024),
+    "num_classes": (1, 1024),  # (and exactly 3: __post_init__)
     "num_instances": (1, 4096),
     "num_points": (1, 4096),
     "num_layers": (1, 64),

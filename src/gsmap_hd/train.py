@@ -8,6 +8,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,8 +142,6 @@ def train(
     ``metrics.jsonl`` (one line per log/eval), ``config.json``. Returns the last logged metrics.
     A directory holding a run already is continued with ``resume`` or started over with
     ``overwrite``; without either it is refused (its trained model is never replaced unasked)."""
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HDDataError(f"{out_dir}: exists and is not a run directory")
@@ -196,10 +197,50 @@ def train(
     # the run directory is made (and its config written) only once the model stands: a run that
     # fails before leaves nothing, and an existing run's files as they were
     out_dir.mkdir(parents=True, exist_ok=True)
-    if overwrite and not (resume and last.exists()):  # started over: no file of the old run stays
-        for n in RUN_FILES:
-            (out_dir / n).unlink(missing_ok=True)
-    write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode(), overwrite=True)
+    run = _RunFiles(out_dir, overwrite and not (resume and last.exists()))
+    try:
+        return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
+    finally:
+        run.discard_staging()
+
+
+class _RunFiles:
+    """Where a run writes. Started over (``--overwrite`` on a folder holding a run), the new run's
+    files go to a hidden staging folder inside it until its first checkpoint, and then replace the
+    old run's: an interrupted or failed new run leaves the old one as it was, never a mix."""
+
+    def __init__(self, out_dir: Path, start_over: bool) -> None:
+        self.out_dir = out_dir
+        held = start_over and any((out_dir / n).exists() for n in RUN_FILES)
+        self.staging = Path(tempfile.mkdtemp(prefix=".hd-train-", dir=out_dir)) if held else None
+
+    @property
+    def dir(self) -> Path:
+        return self.staging or self.out_dir
+
+    def checkpointed(self) -> None:
+        """The new run has a checkpoint of its own: its files take the old run's places."""
+        if self.staging is None:
+            return
+        staged = {f.name for f in self.staging.iterdir()}
+        for name in sorted(staged):
+            os.replace(self.staging / name, self.out_dir / name)
+        for name in RUN_FILES:
+            if name not in staged:
+                (self.out_dir / name).unlink(missing_ok=True)
+        self.staging.rmdir()
+        self.staging = None
+
+    def discard_staging(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+
+def _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run: _RunFiles, progress):
+    from tqdm import tqdm
+
+    write_bytes(run.dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode(), overwrite=True)
     crit = GSMapCriterion(cfg.model, cfg.loss)
     # Render the training frames once, in order (consecutive frames share a drive/world); nuScenes
     # samples are read from disk when used
@@ -212,7 +253,6 @@ def train(
         source[i]
     region = sample_region(cfg, source[0])
     log.info(f"training region: {region.name} ({region.area:.0f} m² of the patch)")
-    metrics_path = out_dir / "metrics.jsonl"
     logged: dict = {}
     model.train()
     bar = tqdm(
@@ -253,13 +293,13 @@ def train(
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         loss_finite = bool(torch.isfinite(losses["loss"]))
         if not (loss_finite and torch.isfinite(gnorm)):
-            _diverged(out_dir, step, "gradient norm" if loss_finite else "loss")
+            _diverged(run.out_dir, step, "gradient norm" if loss_finite else "loss")
         opt.step()
         sched.step()
         # finite gradients can still step the weights to inf (a huge learning rate): the next forward
         # would fail inside the rasterizer; the check costs well under a percent of a step
         if ckpt.first_nonfinite(model.named_parameters()) is not None:
-            _diverged(out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
+            _diverged(run.out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
         for k, v in losses.items():
             acc[k] = acc.get(k, 0.0) + float(v.detach())
         acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gnorm)
@@ -273,7 +313,7 @@ def train(
                 "elapsed_s": time.perf_counter() - t0,
             }
             acc, n_acc = {}, 0
-            with metrics_path.open("a") as f:
+            with (run.dir / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(logged) + "\n")
             bar.set_postfix(loss=f"{logged['loss']:.3f}", pts=f"{logged['pts']:.3f}")
         evaluating = bool(
@@ -284,16 +324,17 @@ def train(
             try:
                 ev = evaluate_model(model, cfg, eval_source, cfg.eval_frames, device)
                 rec = {"step": done, "eval": ev}
-                with metrics_path.open("a") as f:
+                with (run.dir / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(rec) + "\n")
                 logged["eval"] = ev
                 log.info(f"step {done} eval: {json.dumps(ev)}")
             except ImportError:
                 log.warning("gsmap_hd.metrics not available: evaluation skipped")
         if saving:
-            ckpt.save(last, model, cfg, done, opt, sched)
+            ckpt.save(run.dir / "last.pt", model, cfg, done, opt, sched)
+            run.checkpointed()
     bar.close()
-    ckpt.save(out_dir / "model.pt", model, cfg, cfg.steps, weights_only=True)
+    ckpt.save(run.dir / "model.pt", model, cfg, cfg.steps, weights_only=True)
     return logged
 
 

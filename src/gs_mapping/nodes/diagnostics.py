@@ -57,6 +57,10 @@ class NodeDiagnostics:
     def latency(self, what: str, seconds: float) -> None:
         self._latency_s[what].append(seconds)
 
+    def last_received_ns(self, topic: str) -> int | None:
+        s = self._stamps.get(topic)
+        return s[-1] if s else None
+
     def rate_hz(self, topic: str) -> float:
         s = self._stamps.get(topic)
         if not s or len(s) < 2 or s[-1] == s[0]:

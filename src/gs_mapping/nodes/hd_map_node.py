@@ -108,6 +108,7 @@ class HDMapNode(NodeBase):
             if len(cams) > 1
             else None
         )
+        self._unmatched = 0  # the synchroniser's drops already counted in /diagnostics
         self.infos: dict[str, Any] = {}
         self._info_refused: dict[str, str] = {}  # image topic → why its last CameraInfo was refused
         self.last_stamp_ns = -1
@@ -213,6 +214,13 @@ class HDMapNode(NodeBase):
         from ..messages import stamp_to_ns
 
         group = [msg] if self.sync is None else self.sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+        if self.sync is not None and self.sync.dropped > self._unmatched:  # (a camera late or gone)
+            for _ in range(self.sync.dropped - self._unmatched):
+                self.diag.drop(
+                    "images_unmatched",
+                    f"images without a partner on every camera within sync_slop_s ({self.cfg.sync_slop_s} s)",
+                )
+            self._unmatched = self.sync.dropped
         if group is not None:
             self.on_frame(list(group))
 
@@ -267,7 +275,8 @@ class HDMapNode(NodeBase):
         return images, infos, extrinsics
 
     def on_diagnostics_timer(self) -> None:
-        """Until the first prediction, diagnostics say which inputs have not arrived."""
+        """Until the first prediction, diagnostics say which inputs have not arrived; after it, which
+        cameras stopped while the others go on (no frame can be grouped without them)."""
         seen = self.diag.inputs
         waiting = []
         if self.last_stamp_ns < 0:
@@ -276,9 +285,26 @@ class HDMapNode(NodeBase):
                 waiting += [f"camera_info on {info_topic(topic)}"] if not seen.get(info_topic(topic)) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
+        else:
+            waiting += [f"image on {t} (silent for {s:.1f} s)" for t, s in self._silent_cameras()]
         self._retry_waiting()  # lanes whose pose never comes are dropped once their wait is over
         self.report_waiting(waiting)
         self.publish_diagnostics()
+
+    def _silent_cameras(self) -> list[tuple[str, float]]:
+        """(topic, seconds) of cameras silent for over half a second and five of their periods while
+        another camera still arrives (a whole bag pausing is not a camera gone)."""
+        last = {t: self.diag.last_received_ns(t) for t in self.cameras}
+        newest = max((v for v in last.values() if v is not None), default=None)
+        out = []
+        for t, v in last.items():
+            if v is None or newest is None:
+                continue
+            rate = self.diag.rate_hz(t)
+            gap = (newest - v) / 1e9
+            if gap > max(0.5, 5.0 / rate if rate > 0 else 0.0):
+                out.append((t, gap))
+        return out
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish(self, elements: list, stamp: int) -> None:

@@ -149,9 +149,12 @@ def _image(
         # WebP by default; the spec lets meta.json name any 8-bit RGBA format, of which only the
         # lossless keep the quantised values: PNG too, not JPEG
         img = Image.open(io.BytesIO(raw), formats=["WEBP", "PNG", "JPEG"])
-        if img.format == "JPEG" or img.mode not in _EIGHT_BIT_MODES:
+        # (Pillow opens a 16-bit RGB(A) PNG as 8-bit RGB(A), keeping the high bytes: its IHDR says)
+        sixteen = img.format == "PNG" and len(raw) > 24 and raw[24] == 16
+        if img.format == "JPEG" or img.mode not in _EIGHT_BIT_MODES or sixteen:
             raise MapError(
-                f"{files.path}: SOG image {name} is {img.format} {img.mode}: a SOG's images must be "
+                f"{files.path}: SOG image {name} is {img.format} {'16-bit ' if sixteen else ''}{img.mode}: "
+                f"a SOG's images must be "
                 f"8-bit lossless (WebP or PNG)"
             )
         w, h = img.size
