@@ -332,17 +332,18 @@ def _played_qos(tmp_path, monkeypatch) -> tuple[dict, dict]:
     return qos, sent
 
 
-def test_play_publishes_tf_reliable_static_tf_latched_and_sensors_best_effort(tmp_path, monkeypatch):
+def test_play_publishes_tf_reliable_static_tf_latched_and_sensors_as_recorded(tmp_path, monkeypatch):
     """gs-mapping play offers what subscribers expect (tf2's and rclpy's rules): /tf reliable and
     volatile (tf2's dynamic broadcaster), /tf_static reliable and transient-local (tf2's static
-    broadcaster: late joiners get it), a camera topic best-effort volatile (qos_profile_sensor_data:
-    keep last 5)."""
+    broadcaster: late joiners get it), a camera topic as it was recorded (ros2 bag play's rule):
+    this bag's writer offered it reliable and volatile, which reaches reliable and best-effort
+    readers alike (test_outside_ros2_qos plays a best-effort recording)."""
     qos, sent = _played_qos(tmp_path, monkeypatch)
     assert sent == {"/tf_static": 2, "/tf": 3, "/camera/image_raw": 3}
     tf, static, cam = qos["/tf"], qos["/tf_static"], qos["/camera/image_raw"]
     assert tf.reliable and not tf.transient_local
     assert static.reliable and static.transient_local
-    assert not cam.reliable and not cam.transient_local and cam.depth == 5
+    assert cam.reliable and not cam.transient_local and cam.depth == 10
 
 
 def test_play_keeps_tf2s_history_depths(tmp_path, monkeypatch):

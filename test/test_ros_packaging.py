@@ -61,6 +61,7 @@ MODULE_KEYS = {
 # Python module -> PyPI name in requirements-ros.txt (no rosdep key, or too old in the distro)
 MODULE_PIP = {
     "rosbags": "rosbags",
+    "mcap": "mcap",
     "constriction": "constriction",
     "cyclonedds": "cyclonedds",
     "zenoh": "eclipse-zenoh",
