@@ -186,12 +186,18 @@ class BagReader:
 
         storage = self._storage_path()
         try:
-            broken = cut_short(_storage_files(storage), _check_mcap_framing)
+            broken = cut_short(_storage_files(storage))
             self._opened = storage
             if broken:
                 self._repair_dir, self._opened = repaired_copy(storage, broken)
                 # (a reader dropped without close() must not leave the copy behind)
                 self._repair_cleanup = weakref.finalize(self, shutil.rmtree, self._repair_dir, True)
+            for f in _storage_files(self._opened):
+                if f.suffix == ".mcap":
+                    try:
+                        _check_mcap_framing(f)
+                    except ValueError as exc:  # (named by file: a split bag has several)
+                        raise BagError(f"{f}: corrupt MCAP: {exc}") from None
             reader = Reader(self._opened)
             reader.open()
         except BagError:

@@ -16,12 +16,12 @@ the bag is closed. Where that folder lacks the room, the error names the way to 
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import sqlite3
 import struct
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from .errors import BagError
@@ -47,21 +47,21 @@ def _mcap_footer_whole(path: Path) -> bool:
     return tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
 
 
-def _walk_records(path: Path) -> tuple[int, bool]:
-    """Follow the top-level record lengths: (where the last whole record ends, whether a DataEnd
-    record was met). Seeks only: one read per record."""
-    size, pos = path.stat().st_size, 8
+def _walk_records(path: Path) -> tuple[int, int, bool]:
+    """Follow the top-level record lengths: (where the last whole record ends, where it starts,
+    whether a DataEnd record was met). Seeks only: one read per record."""
+    size, pos, last = path.stat().st_size, 8, 8
     with path.open("rb") as f:
         while pos + 9 <= size:
             f.seek(pos)
             head = f.read(9)
             end = pos + 9 + struct.unpack_from("<Q", head, 1)[0]
-            if end > size:
+            if end > size or head[0] == 0:  # (opcode 0 is no record: zeros a power loss left)
                 break
             if head[0] == _DATA_END:
-                return end, True
-            pos = end
-    return pos, False
+                return end, pos, True
+            last, pos = pos, end
+    return pos, last, False
 
 
 def _wal(path: Path) -> Path | None:
@@ -70,40 +70,53 @@ def _wal(path: Path) -> Path | None:
     return wal if wal.is_file() and wal.stat().st_size > 0 else None
 
 
-def cut_short(files: list[Path], summary_check: Callable[[Path], None]) -> list[Path]:
-    """The storage files among ``files`` that rosbags cannot read whole though their messages are
-    on disk: an MCAP whose footer is missing or whose summary fails ``summary_check`` (a recorder
-    killed before or while it wrote them: every message is in the data section, which is read by
-    scanning, as rosbag2's MCAP plugin falls back to), a sqlite3 file with a write-ahead log."""
-    out = []
-    for f in files:
-        if f.suffix == ".db3" and _wal(f):
-            out.append(f)
-        elif f.suffix == ".mcap":
-            try:
-                if _mcap_footer_whole(f):
-                    summary_check(f)
-                    continue
-            except ValueError as exc:
-                log.debug(f"{f}: {exc}")
-            out.append(f)
-    return out
+def cut_short(files: list[Path]) -> list[Path]:
+    """The storage files among ``files`` that a killed recorder left unreadable to rosbags though
+    their messages are on disk: an MCAP without its footer (killed before or while it wrote its
+    summary: the data section is scanned, as rosbag2's MCAP plugin falls back to), a sqlite3 file
+    with a write-ahead log. A whole MCAP with a damaged summary is corrupt, not cut: refused."""
+    return [
+        f
+        for f in files
+        if (f.suffix == ".mcap" and not _mcap_footer_whole(f)) or (f.suffix == ".db3" and _wal(f))
+    ]
+
+
+class _Upto(io.RawIOBase):
+    """``f`` read up to byte ``end`` (the end of its last whole record): a scan that stops before
+    ``end`` met damage, not the cut."""
+
+    def __init__(self, f, end: int) -> None:
+        self.f, self.end, self.pos = f, end, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(memoryview(b)[: max(0, min(len(b), self.end - self.pos))])
+        self.pos += n
+        return n
 
 
 def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
-    """Scan ``src`` and write every whole record it holds to ``dst``; (messages, bytes left unread)."""
+    """Scan ``src``'s whole records into ``dst``; (messages, bytes of the cut record left out).
+    BagError where a record before the cut is damaged (a failing chunk CRC, a malformed record): a
+    flipped bit is an error, as in a whole file, never a shorter reading."""
+    from mcap.exceptions import EndOfFile
     from mcap.records import Attachment, Channel, Header, Message, Metadata, Schema
     from mcap.stream_reader import StreamReader
     from mcap.writer import CompressionType, Writer
 
+    end, last_start, data_whole = _walk_records(src)
     schemas: dict[int, int] = {0: 0}
     channels: dict[int, int] = {}
     messages = 0
     with src.open("rb") as fin, dst.open("wb") as fout:
+        upto = _Upto(fin, end)
         writer = Writer(fout, compression=CompressionType.LZ4)
         started = False
         try:
-            for rec in StreamReader(fin, validate_crcs=True).records:
+            for rec in StreamReader(upto, validate_crcs=True).records:
                 if isinstance(rec, Header):
                     writer.start(rec.profile, rec.library)
                     started = True
@@ -127,14 +140,26 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
                     writer.add_metadata(rec.name, rec.metadata)
                 elif isinstance(rec, Attachment):
                     writer.add_attachment(rec.create_time, rec.log_time, rec.name, rec.media_type, rec.data)
-        except Exception as exc:  # noqa: BLE001 - the cut: a record (or chunk) ends early or is damaged
-            log.debug(f"{src}: scan ends at a cut record: {exc}")
+        except EndOfFile:
+            if upto.pos < end:  # (a record claiming more than its chunk holds)
+                raise BagError(
+                    f"{src}: a record ends early at byte {upto.pos}, before the recording's cut"
+                ) from None
+        except BagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing CRC, a malformed record, a bad codec stream
+            if upto.pos < end:  # a record before the last: damage, as in a whole file
+                raise BagError(
+                    f"{src}: damaged before the recording's cut (near byte {upto.pos}: "
+                    f"{type(exc).__name__}: {exc}); nothing read"
+                ) from None
+            end = last_start  # the last record itself, half written when the power went (zeros)
+            log.debug(f"{src}: the last record does not read ({exc}): taken as the cut")
         if not started:
             raise BagError(f"{src}: not a readable MCAP file (its header record is missing or damaged)")
         writer.finish()
     if not messages:
         raise BagError(f"{src}: cut short before its first whole message (nothing to read)")
-    end, data_whole = _walk_records(src)
     return messages, 0 if data_whole else src.stat().st_size - end  # (a cut summary loses no message)
 
 
@@ -182,8 +207,8 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
                 n, left = _rebuild_mcap(f, out)
                 cut = f", {left} bytes of a cut record left out" if left else ""
                 log.warning(
-                    f"{f}: its summary is missing or damaged (a recording cut short?): {n} messages "
-                    f"read by scanning{cut}"
+                    f"{f}: ends without its summary (a recording cut short): {n} messages read by "
+                    f"scanning{cut}"
                 )
             else:
                 n = _checkpoint_sqlite(f, out)

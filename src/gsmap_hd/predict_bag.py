@@ -106,6 +106,7 @@ def predict_bag(
         ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
     )
     results = []
+    used: set[str] = set()  # the region names the frames were clipped to
     with BagReader(bag_path, strict=strict) as bag:
         cams = list(cameras) if cameras else find_cameras(bag)
         if not cams:
@@ -148,6 +149,7 @@ def predict_bag(
                         f"--base-frame {fid} needs no TF"
                     ) from None
             els = predictor.predict(ims, cis, Ts)
+            used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
             results.append(
                 {
                     "stamp_ns": stamp,
@@ -205,7 +207,8 @@ def predict_bag(
         if bad:
             why = f"{bad} message(s) could not be decoded ({', '.join(sorted(bag.bad_messages))})"
         raise HDInputError(f"{bag_path}: no frame predicted: {why}")
-    doc = {"region": predictor.region_name, "results": results}
+    region = " and ".join(sorted(used))  # what the frames were clipped to (each carries its own)
+    doc = {"region": region, "results": results}
     no_gt = 0
     if has_gt:
         # GT is paired by exact header stamp; a frame without one is scored against an empty map, so say so
@@ -222,7 +225,7 @@ def predict_bag(
         "cameras": cams,
         "with_gt": has_gt,
         "checkpoint": str(ckpt),
-        "region": predictor.region_name,
+        "region": region,
         "fit": fit,
         "antialias": bool(antialias),
         "skipped_frames": incomplete,

@@ -150,6 +150,10 @@ def train(
         raise HDDataError(
             f"{out_dir}: holds a run already ({held[0]}); --resume continues it, --overwrite starts over"
         )
+    if held and resume and not overwrite and not (out_dir / "last.pt").exists():
+        raise HDDataError(
+            f"{out_dir}: --resume: no last.pt to continue from (it holds {held[0]}); --overwrite starts over"
+        )
     device = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.num_threads))
     torch.manual_seed(cfg.seed)
@@ -212,6 +216,9 @@ class _RunFiles:
     def __init__(self, out_dir: Path, start_over: bool) -> None:
         self.out_dir = out_dir
         held = start_over and any((out_dir / n).exists() for n in RUN_FILES)
+        if start_over:  # staging folders of started-over runs that were killed (SIGKILL) before
+            for old in out_dir.glob(".hd-train-*"):
+                shutil.rmtree(old, ignore_errors=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".hd-train-", dir=out_dir)) if held else None
 
     @property
@@ -293,13 +300,13 @@ def _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run:
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         loss_finite = bool(torch.isfinite(losses["loss"]))
         if not (loss_finite and torch.isfinite(gnorm)):
-            _diverged(run.out_dir, step, "gradient norm" if loss_finite else "loss")
+            _diverged(run, step, "gradient norm" if loss_finite else "loss")
         opt.step()
         sched.step()
         # finite gradients can still step the weights to inf (a huge learning rate): the next forward
         # would fail inside the rasterizer; the check costs well under a percent of a step
         if ckpt.first_nonfinite(model.named_parameters()) is not None:
-            _diverged(run.out_dir, step, "weights")  # never evaluated, nor written over a good checkpoint
+            _diverged(run, step, "weights")  # never evaluated, nor written over a good checkpoint
         for k, v in losses.items():
             acc[k] = acc.get(k, 0.0) + float(v.detach())
         acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gnorm)
@@ -338,8 +345,12 @@ def _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run:
     return logged
 
 
-def _diverged(out_dir: Path, step: int, what: str):
+def _diverged(run: _RunFiles, step: int, what: str):
+    kept = (
+        f"the run {run.out_dir} held before is kept as it was"
+        if run.staging is not None
+        else f"the checkpoints in {run.out_dir} are from before it"
+    )
     raise HDDataError(
-        f"training diverged: the {what} became non-finite at step {step + 1} (lower --lr?); "
-        f"the checkpoints in {out_dir} are from before it"
+        f"training diverged: the {what} became non-finite at step {step + 1} (lower --lr?); {kept}"
     )

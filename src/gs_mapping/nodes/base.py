@@ -109,20 +109,28 @@ class NodeBase:
     # where a user starting the node does not look)
     WAITING_REPEAT_S: ClassVar[float] = 30.0
 
-    def report_waiting(self, waiting: list[str]) -> None:
-        """``waiting``: the inputs no output can be made without that have not arrived (for
-        /diagnostics' ``waiting_for`` and the console)."""
-        if not waiting:
+    def report_waiting(self, waiting: list[str], stopped: list[tuple[str, float]] = ()) -> None:
+        """``waiting``: the inputs no output can be made without that have not arrived; ``stopped``:
+        (input, seconds) of those that arrived and then stopped (for /diagnostics' ``waiting_for``
+        and the console, which says it when the inputs change and every ``WAITING_REPEAT_S``, not
+        each time a silence grows by a second)."""
+        gone = [f"{what} (silent for {s:.1f} s)" for what, s in stopped]
+        if not waiting and not gone:
             self.diag.values.pop("waiting_for", None)
             self._waiting_said = None
             return
-        said = ", ".join(waiting)
-        self.diag.values["waiting_for"] = said
+        self.diag.values["waiting_for"] = ", ".join(waiting + gone)
+        key = (tuple(waiting), tuple(what for what, _ in stopped))
         now = self.ctx.now_ns()
         last = self._waiting_said
-        if last is None or last[0] != said or now - last[1] >= self.WAITING_REPEAT_S * 1e9:
-            self._waiting_said = (said, now)
-            self.ctx.logger.warning(f"waiting for {said} (nothing arrived on it yet; check the topic names)")
+        if last is None or last[0] != key or now - last[1] >= self.WAITING_REPEAT_S * 1e9:
+            self._waiting_said = (key, now)
+            if waiting:
+                self.ctx.logger.warning(
+                    f"waiting for {', '.join(waiting)} (nothing arrived on it yet; check the topic names)"
+                )
+            if gone:
+                self.ctx.logger.warning(f"waiting for {', '.join(gone)}: it stopped while the others go on")
 
     def publish_diagnostics(self) -> None:
         # hardware_id: the fully qualified node name ("~" resolved), so that the same node in two

@@ -285,10 +285,9 @@ class HDMapNode(NodeBase):
                 waiting += [f"camera_info on {info_topic(topic)}"] if not seen.get(info_topic(topic)) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
-        else:
-            waiting += [f"image on {t} (silent for {s:.1f} s)" for t, s in self._silent_cameras()]
+        stopped = [] if self.last_stamp_ns < 0 else [(f"image on {t}", s) for t, s in self._silent_cameras()]
         self._retry_waiting()  # lanes whose pose never comes are dropped once their wait is over
-        self.report_waiting(waiting)
+        self.report_waiting(waiting, stopped)
         self.publish_diagnostics()
 
     def _silent_cameras(self) -> list[tuple[str, float]]:
@@ -296,13 +295,15 @@ class HDMapNode(NodeBase):
         another camera still arrives (a whole bag pausing is not a camera gone)."""
         last = {t: self.diag.last_received_ns(t) for t in self.cameras}
         newest = max((v for v in last.values() if v is not None), default=None)
+        rates = {t: self.diag.rate_hz(t) for t in self.cameras}
+        slowest = min((r for r in rates.values() if r > 0), default=0.0)
         out = []
         for t, v in last.items():
-            if v is None or newest is None:
+            rate = rates[t] or slowest  # (one image has no rate yet: the slowest camera's)
+            if v is None or newest is None or rate <= 0:
                 continue
-            rate = self.diag.rate_hz(t)
             gap = (newest - v) / 1e9
-            if gap > max(0.5, 5.0 / rate if rate > 0 else 0.0):
+            if gap > max(0.5, 5.0 / rate):
                 out.append((t, gap))
         return out
 
