@@ -197,31 +197,17 @@ def surround_bag(tmp_path_factory):
     return out
 
 
-def test_a_camera_that_stops_publishing_shows_in_diagnostics(surround_bag):
+def test_a_camera_that_stops_publishing_shows_in_diagnostics(surround_bag, caplog):
     # a USB camera that resets mid-drive: the other five keep publishing, every frame needs all six,
     # so no lane is published any more. ROS diagnostics convention (and this suite's: the status is
     # "inputs rejected or dropped" at WARN, mapper_node reports its unpaired messages): say so
-    from gs_mapping.bag import BagReader
-    from gs_mapping.nodes.hd_map_node import HDMapNode
-    from gs_mapping.runtime.replay import ReplayBus
+    from test_outside_session20b import _run_with_a_dead_camera
 
-    with BagReader(surround_bag) as bag:
-        msgs = list(bag.messages())
-    cams = sorted({t for t, _, _ in msgs if t.endswith("image_raw")})
-    assert len(cams) == 6
-    cfg = HDMapNode.load_config(None)
-    cfg["hd_map_node"].device = "cpu"
-    cfg["hd_map_node"].camera_topics = cams
-    bus = ReplayBus()
-    node = HDMapNode(bus.context("hd_map_node"), cfg)
-    dead = cams[0]
-    first = sorted(t for tp, t, _ in msgs if tp == dead)
-    for topic, t, m in msgs:
-        if not (topic == dead and t > first[1]):  # it dies after its second image
-            bus.inject(topic, m, t)
-    node.on_diagnostics_timer()
-    assert bus.published["/hd_map_node/lanes_json"] == 2  # 6 frames of 8 were lost
-    assert node.diag.level() != 0 or "waiting_for" in node.diag.values
+    node, dead, _, _ = _run_with_a_dead_camera(surround_bag, caplog)  # (it dies after its second image)
+    cams = sorted(node.cameras)
+    assert len(cams) == 6 and dead == cams[0]
+    assert node.ctx.bus.published["/hd_map_node/lanes_json"] == 2  # 6 frames of 8 were lost
+    assert node.diag.level() != 0
     # what a user reads: the other cameras' images went unmatched, and which camera fell silent
     assert node.diag.dropped["images_unmatched"] > 0
     assert f"image on {dead} (silent for" in node.diag.values["waiting_for"]
