@@ -319,7 +319,7 @@ def test_sog_images_in_png_read_as_their_webp_twins(tmp_path):
 
 def test_sog_images_in_jpeg_are_refused_as_lossy(tmp_path):
     """The spec: lossy encodings corrupt the quantised values; one line naming the image and why."""
-    with pytest.raises(MapError, match=r"SOG image \S+\.jpg is JPEG .*lossless") as exc:
+    with pytest.raises(MapError, match=r"SOG image \S+\.jpg is lossy JPEG .*lossless") as exc:
         load_splats(_sog_with_images_as(tmp_path, "JPEG", quality=100))
     assert "\n" not in str(exc.value)
 

@@ -6,7 +6,11 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run directory: last.pt (resumable), model.pt, metrics.jsonl")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="run directory: last.pt (resumable), model.pt, metrics.jsonl, config.json",
+    )
     p.add_argument(
         "--preset",
         choices=("small", "paper"),

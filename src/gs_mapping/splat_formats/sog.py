@@ -151,9 +151,11 @@ def _image(
         img = Image.open(io.BytesIO(raw), formats=["WEBP", "PNG", "JPEG"])
         # (Pillow opens a 16-bit RGB(A) PNG as 8-bit RGB(A), keeping the high bytes: its IHDR says)
         sixteen = img.format == "PNG" and len(raw) > 24 and raw[24] == 16
-        if img.format == "JPEG" or img.mode not in _EIGHT_BIT_MODES or sixteen:
+        lossy = img.format == "JPEG" or (img.format == "WEBP" and _lossy_webp(raw))
+        if lossy or img.mode not in _EIGHT_BIT_MODES or sixteen:
             raise MapError(
-                f"{files.path}: SOG image {name} is {img.format} {'16-bit ' if sixteen else ''}{img.mode}: "
+                f"{files.path}: SOG image {name} is {'lossy ' if lossy else ''}{img.format} "
+                f"{'16-bit ' if sixteen else ''}{img.mode}: "
                 f"a SOG's images must be "
                 f"8-bit lossless (WebP or PNG)"
             )
@@ -170,6 +172,19 @@ def _image(
         raise
     except Exception as exc:  # Pillow raises many types on corrupt images  # noqa: BLE001
         raise MapError(f"{files.path}: SOG image {name} cannot be decoded ({type(exc).__name__})") from None
+
+
+def _lossy_webp(raw: bytes) -> bool:
+    """A WebP whose image is VP8 (lossy), not VP8L: its first chunk, or inside a VP8X container a
+    'VP8 ' chunk (RIFF layout: 12-byte header, then id, little-endian size, payload padded to even)."""
+    if raw[12:16] != b"VP8X":
+        return raw[12:16] == b"VP8 "
+    pos = 12
+    while pos + 8 <= len(raw):
+        if raw[pos : pos + 4] == b"VP8 ":
+            return True
+        pos += (8 + int.from_bytes(raw[pos + 4 : pos + 8], "little") + 1) & ~1  # (payloads pad to even)
+    return False
 
 
 def _section(meta: dict, key: str, path, n_files: int = 1) -> dict:
