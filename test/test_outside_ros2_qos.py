@@ -374,6 +374,40 @@ def test_the_dds_runtime_says_so_when_a_publisher_offers_an_incompatible_qos(cap
         del writer, dp
 
 
+def test_a_writer_of_another_data_representation_is_named_as_cyclone_names_it(caplog):
+    """rmw_cyclonedds offers XCDR1; a writer offering only XCDR2 never matches, and Cyclone's
+    incompatible-QoS status names the policy by its id (25: DATA_REPRESENTATION): the warning names
+    it, not 'unknown'."""
+    pytest.importorskip("cyclonedds")
+    from cyclonedds.core import Policy, Qos
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.topic import Topic
+
+    from gs_mapping.nodes.context import QoS
+    from gs_mapping.runtime.dds import DdsContext
+
+    domain = DOMAIN + 2
+    ctx = DdsContext("x29_dr", domain_id=domain)
+    got = []
+    ctx.create_subscription("/gs_x29/dr", "std_msgs/msg/String", QoS(reliable=True, depth=10), got.append)
+    dp = DomainParticipant(domain)
+    xcdr2 = Qos(Policy.DataRepresentation(use_xcdrv2_representation=True))
+    writer = DataWriter(dp, Topic(dp, "rt/gs_x29/dr", _string_type()), qos=xcdr2)
+    try:
+        with caplog.at_level(logging.WARNING):
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end and not caplog.records:
+                writer.write(_string_type()(data="x"))
+                ctx.spin_once(0.05)
+        said = [r.getMessage() for r in caplog.records]
+        assert not got
+        assert any("Last incompatible policy: DATA_REPRESENTATION" in m for m in said), said
+    finally:
+        ctx.close()
+        del writer, dp
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input as a real camera sends it: depth in the wrong unit on every frame (mapper_node, the same
 # node object as under rclpy, on the replay bus)

@@ -25,15 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cyclonedds.core import (
-    InstanceState,
-    Policy,
-    Qos,
-    ReadCondition,
-    SampleState,
-    ViewState,
-    WaitSet,
-)
+from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
@@ -46,17 +38,20 @@ from . import dds_discovery, dds_types
 from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
 
-# DDS QoS policy ids (DDS 1.4, 2.2.3), as a requested/offered-incompatible status names them
+# The QoS policies a reader and a writer must agree on (DDS 1.4, 2.2.3's "RxO"), by the ids an
+# incompatible-QoS status names them with (Cyclone's dds_qos_policy_id_t); HISTORY and LIFESPAN are
+# never incompatible
 _POLICY_NAMES = {
     2: "DURABILITY",
+    3: "PRESENTATION",
     4: "DEADLINE",
     5: "LATENCY_BUDGET",
     6: "OWNERSHIP",
     8: "LIVELINESS",
     11: "RELIABILITY",
     12: "DESTINATION_ORDER",
-    13: "HISTORY",
-    23: "LIFESPAN",
+    24: "TYPE_CONSISTENCY_ENFORCEMENT",
+    25: "DATA_REPRESENTATION",
 }
 
 LOOPBACK_CONFIG = """<CycloneDDS><Domain id="any">
