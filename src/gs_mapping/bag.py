@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bag_repair import cut_short, repaired_copy
+from .bag_repair import MCAP_MAGIC, cut_short, repaired_copy
 from .errors import BagError, GsMappingError, OutputError
 from .output_files import check_output, install_directory, temp_prefix
 
@@ -138,8 +138,7 @@ class BagReader:
         self.bad_messages: dict[str, int] = {}  # "topic (type)" → undecodable messages skipped
         self._reader = None
         self._opened: Path | None = None  # the storage rosbags reads (a repaired copy: see bag_repair)
-        self._repair_dir: Path | None = None  # that copy's temporary folder
-        self._repair_cleanup: weakref.finalize | None = None
+        self._repair_cleanup: weakref.finalize | None = None  # removes that copy's temporary folder
         self._conns: dict[str, list] = {}
         self.typestore = None
         self.topics: list[TopicInfo] = []
@@ -166,7 +165,7 @@ class BagReader:
                     raise BagError(f"{f}: not a regular file (a bag's storage and metadata must be)")
         if p.is_dir() and not (p / "metadata.yaml").exists():
             # A directory without metadata (e.g. copied storage file only): accept exactly one file.
-            files = sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3"))
+            files = _storage_files(p)
             if len(files) != 1:
                 way = f"; `ros2 bag reindex {p}` writes it" if files else ""
                 raise BagError(
@@ -189,9 +188,9 @@ class BagReader:
             broken = cut_short(_storage_files(storage))
             self._opened = storage
             if broken:
-                self._repair_dir, self._opened = repaired_copy(storage, broken)
+                folder, self._opened = repaired_copy(storage, broken)
                 # (a reader dropped without close() must not leave the copy behind)
-                self._repair_cleanup = weakref.finalize(self, shutil.rmtree, self._repair_dir, True)
+                self._repair_cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
             for f in _storage_files(self._opened):
                 if f.suffix == ".mcap":
                     try:
@@ -375,7 +374,7 @@ class BagReader:
                 reader.close()
             except Exception as exc:  # closing a corrupt file must not mask the real error
                 log.debug(f"{self.path}: error while closing: {exc}")
-        self._repair_dir, self._opened = None, None
+        self._opened = None
         if self._repair_cleanup is not None:
             self._repair_cleanup()  # removes the copy (once)
 
@@ -676,9 +675,6 @@ class BagWriter:
             self.abort()
 
 
-_MCAP_MAGIC = b"\x89MCAP0\r\n"
-
-
 def _storage_files(storage: Path) -> list[Path]:
     """The storage files of a bag: the file itself, or a directory's ``.mcap`` / ``.db3`` files."""
     if storage.is_file():
@@ -697,7 +693,7 @@ def _check_mcap_framing(path: Path) -> None:
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(8 + 9 + 4096)
-        if len(head) < 8 + 9 or head[:8] != _MCAP_MAGIC:
+        if len(head) < 8 + 9 or head[:8] != MCAP_MAGIC:
             return  # rosbags reports a missing or bad magic itself
         op, length = head[8], struct.unpack_from("<Q", head, 9)[0]
         if op != 0x01:

@@ -28,7 +28,7 @@ from .errors import BagError
 
 log = logging.getLogger(__name__)
 
-_MCAP_MAGIC = b"\x89MCAP0\r\n"
+MCAP_MAGIC = b"\x89MCAP0\r\n"  # (bag.py checks it too)
 _FOOTER = 0x02
 _DATA_END = 0x0F
 
@@ -38,13 +38,13 @@ def _mcap_footer_whole(path: Path) -> bool:
     True too, the reader says so)."""
     size = path.stat().st_size
     with path.open("rb") as f:
-        if f.read(8) != _MCAP_MAGIC:
+        if f.read(8) != MCAP_MAGIC:
             return True
         if size < 8 + 9 + 20 + 8:
             return False
         f.seek(size - 8 - 29)
         tail = f.read(29 + 8)
-    return tail[29:] == _MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
+    return tail[29:] == MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
 
 
 def _walk_records(path: Path) -> tuple[int, int, bool]:
@@ -186,7 +186,7 @@ def _how_in_place(f: Path) -> str:
 def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
     """A temporary folder holding ``storage`` (a bag directory or one storage file) with ``broken``
     rebuilt and every other file linked: (the folder, which the caller removes; the path to open)."""
-    need = sum(f.stat().st_size + (_wal(f).stat().st_size if _wal(f) else 0) for f in broken)
+    need = sum(f.stat().st_size + (w.stat().st_size if (w := _wal(f)) else 0) for f in broken)
     tmp_root = Path(tempfile.gettempdir())
     if shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
         raise BagError(
@@ -222,4 +222,4 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
         raise
 
 
-__all__ = ["cut_short", "repaired_copy"]
+__all__ = ["MCAP_MAGIC", "cut_short", "repaired_copy"]

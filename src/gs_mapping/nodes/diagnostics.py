@@ -49,8 +49,8 @@ class NodeDiagnostics:
         elif n % 100 == 0:
             self.logger.warning(f"{n} messages rejected on {topic} so far (the last: {reason})")
 
-    def drop(self, what: str, reason: str = "") -> None:
-        self.dropped[what] += 1
+    def drop(self, what: str, reason: str = "", n: int = 1) -> None:
+        self.dropped[what] += n
         if reason:
             self.last_error = f"{what}: {reason}"
 

@@ -215,11 +215,11 @@ class HDMapNode(NodeBase):
 
         group = [msg] if self.sync is None else self.sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
         if self.sync is not None and self.sync.dropped > self._unmatched:  # (a camera late or gone)
-            for _ in range(self.sync.dropped - self._unmatched):
-                self.diag.drop(
-                    "images_unmatched",
-                    f"images without a partner on every camera within sync_slop_s ({self.cfg.sync_slop_s} s)",
-                )
+            self.diag.drop(
+                "images_unmatched",
+                f"images without a partner on every camera within sync_slop_s ({self.cfg.sync_slop_s} s)",
+                n=self.sync.dropped - self._unmatched,
+            )
             self._unmatched = self.sync.dropped
         if group is not None:
             self.on_frame(list(group))

@@ -155,9 +155,7 @@ def _image(
         if lossy or img.mode not in _EIGHT_BIT_MODES or sixteen:
             raise MapError(
                 f"{files.path}: SOG image {name} is {'lossy ' if lossy else ''}{img.format} "
-                f"{'16-bit ' if sixteen else ''}{img.mode}: "
-                f"a SOG's images must be "
-                f"8-bit lossless (WebP or PNG)"
+                f"{'16-bit ' if sixteen else ''}{img.mode}: a SOG's images must be 8-bit lossless (WebP or PNG)"
             )
         w, h = img.size
         if widths is not None:  # SOG version 1 names the SH band count by the image width only
