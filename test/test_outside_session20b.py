@@ -143,20 +143,10 @@ def _pitch(deg):
 
 
 def _seen_fraction(Ts, Ks, x_range, y_range):
-    """Share of the patch (a 0.25 m grid of ground points, z = 0) that projects into some camera's
-    image (numpy pinhole, in front of the camera)."""
-    xs = np.linspace(*x_range, 241)
-    ys = np.linspace(*y_range, 121)
-    X, Y = np.meshgrid(xs, ys)
-    G = np.c_[X.ravel(), Y.ravel(), np.zeros(X.size), np.ones(X.size)]
-    seen = np.zeros(len(G), bool)
-    for T, K in zip(Ts, Ks, strict=True):
-        pc = (np.linalg.inv(T) @ G.T).T[:, :3]
-        uvw = (K @ pc.T).T
-        with np.errstate(all="ignore"):
-            u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
-        seen |= (pc[:, 2] > 0.01) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
-    return seen.mean()
+    """Share of the patch that projects into some camera's image (test_docs_promises4's numpy pinhole)."""
+    from test_docs_promises4 import _seen_fraction as seen_fraction
+
+    return seen_fraction(Ts, Ks, x_range, y_range, W, H)
 
 
 @pytest.mark.parametrize(("cam", "deg"), [(0, 0), (0, 30), (0, -30), (1, 45), (3, 45), (3, -30)])
