@@ -60,6 +60,9 @@ _PLY_TYPES = {
 }
 log = logging.getLogger(__name__)
 _LIST = "list"  # a list property's type (its element is skipped, see _sized)
+# the elements the splat formats read (PLY, compressed PLY): a list property in one of them is
+# refused, not skipped with its element (a compressed PLY's SH would be lost without a word)
+SPLAT_ELEMENTS = ("vertex", "chunk", "sh")
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
@@ -162,7 +165,7 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
             if not elements:
                 raise MapError(f"{path}: property before any element")
             if len(words) >= 2 and words[1] == "list":  # a mesh's faces: the element is skipped
-                if elements[-1][0] == "vertex" or len(words) != 5 or not set(words[2:4]) <= set(_PLY_TYPES):
+                if elements[-1][0] in SPLAT_ELEMENTS or len(words) != 5 or not set(words[2:4]) <= set(_PLY_TYPES):
                     raise MapError(f"{path}: list property {line[:80]!r} not supported here")
                 words = [words[0], _LIST, words[4]]
             elif len(words) != 3 or words[1] not in _PLY_TYPES:

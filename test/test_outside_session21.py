@@ -1,0 +1,45 @@
+"""Session #21's own findings outside the helpers' reviews: inputs real users have that lost data
+without a word. Each test was watched failing with its fix taken out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gs_mapping.errors import MapError
+
+
+def _compressed_ply_with_list_sh(path):
+    """A compressed PLY (one chunk, 2 Gaussians) whose ``sh`` element holds its 9 bytes a row as
+    one list property: a layout no PlayCanvas tool writes, but a PLY reader must not take as a
+    scene without higher SH."""
+    chunk = np.zeros(
+        1,
+        [(f"{m}_{a}", "<f4") for m in ("min", "max") for a in "xyz"]
+        + [(f"{m}_scale_{a}", "<f4") for m in ("min", "max") for a in "xyz"],
+    )
+    for a in "xyz":
+        chunk[f"max_{a}"] = 1.0
+        chunk[f"min_scale_{a}"], chunk[f"max_scale_{a}"] = -4.0, -2.0
+    vert = np.zeros(
+        2, [(p, "<u4") for p in ("packed_position", "packed_rotation", "packed_scale", "packed_color")]
+    )
+    vert["packed_color"] = 0x80808080
+    head = ["ply", "format binary_little_endian 1.0", "element chunk 1"]
+    head += [f"property float {n}" for n in chunk.dtype.names]
+    head += ["element vertex 2"] + [f"property uint {n}" for n in vert.dtype.names]
+    head += ["element sh 2", "property list uchar uchar f_rest", "end_header"]
+    rows = b"".join(bytes([9]) + bytes(range(100, 109)) for _ in range(2))
+    path.write_bytes(("\n".join(head) + "\n").encode() + chunk.tobytes() + vert.tobytes() + rows)
+
+
+def test_a_compressed_ply_whose_sh_is_a_list_is_refused_not_read_as_sh0(tmp_path):
+    """A list property in a splat element (vertex, chunk, sh) is refused in one line: the reader
+    skips a mesh's list elements (faces), and skipping a compressed PLY's ``sh`` read the scene as
+    SH degree 0, its view-dependent colour lost without a word."""
+    from gs_mapping.splat_formats import load_splats
+
+    _compressed_ply_with_list_sh(tmp_path / "s.compressed.ply")
+    with pytest.raises(MapError, match="list property") as exc:
+        load_splats(tmp_path / "s.compressed.ply")
+    assert "\n" not in str(exc.value)
