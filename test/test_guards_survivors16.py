@@ -628,17 +628,28 @@ def test_cameras_found_in_a_bag_are_colour_images_with_a_camera_info_sibling():
         ]
     )
     assert find_cameras(bag) == ["/back/image_raw/compressed", "/front/color/image_raw"]
+    # a bag recorded with -a: image_transport's compressed topic beside the raw one is the same
+    # camera (one camera, the raw topic: the shipped model for one camera, not the surround one)
+    both = _Bag(
+        [
+            *((t.name, t.type) for t in bag.topics),
+            ("/front/color/image_raw/compressed", "sensor_msgs/msg/CompressedImage"),
+        ]
+    )
+    assert find_cameras(both) == ["/back/image_raw/compressed", "/front/color/image_raw"]
 
 
-def test_a_frame_is_complete_only_with_an_image_from_every_camera():
-    """_complete: a stamp is predicted when every camera has an image at it and a CameraInfo."""
-    from gsmap_hd.predict_bag import _complete
+def test_a_frames_ground_truth_is_at_its_stamp_else_the_nearest_within_the_slop():
+    """_gt_for: the GT message of the frame's stamp; a rig of free-running cameras stamps its frame
+    by its first camera, a GT stamped by another is taken when within the slop, the nearer of two."""
+    from gsmap_hd.predict_bag import _gt_for
 
-    cams = ["/a/image_raw", "/b/image_raw"]
-    infos = {"/a/camera_info": 1, "/b/camera_info": 1}
-    assert _complete({"/a/image_raw": 0, "/b/image_raw": 0}, cams, infos)
-    assert not _complete({"/a/image_raw": 0}, cams, infos)
-    assert not _complete({"/a/image_raw": 0, "/b/image_raw": 0}, cams, {"/a/camera_info": 1})
+    gts = {100: "a", 130: "b", 200: "c"}
+    assert _gt_for(130, gts, 0) == "b"
+    assert _gt_for(110, gts, 10) == "a" and _gt_for(111, gts, 10) is None
+    assert _gt_for(120, gts, 20) == "b"  # 130 is 10 away, 100 is 20
+    assert _gt_for(165, gts, 50) in ("b", "c") and _gt_for(170, gts, 50) == "c"
+    assert _gt_for(5, {}, 10**9) is None
 
 
 def test_output_difference_measures_y_against_the_patch_width_and_scales_against_their_range():

@@ -27,20 +27,27 @@ def camera_only_bag(tmp_path_factory):
     return out
 
 
-def test_hd_predict_relative_topic_and_own_frame_without_tf(camera_only_bag, tmp_path, capsys):
+def test_hd_predict_relative_topic_and_a_bag_without_tf(camera_only_bag, tmp_path, capsys):
     from gs_mapping.cli import main
 
+    # a relative, compressed camera topic resolves as in ROS (the world drive, with its TF)
     out = tmp_path / "lanes.json"
-    args = ["hd-predict", str(camera_only_bag), "--out", str(out), "--no-progress"]
-    args += ["--cameras", "cameras/front/image_raw/compressed", "--base-frame", "front_optical_frame"]
+    cam = ["--cameras", "cameras/front/image_raw/compressed"]
+    args = ["hd-predict", str(camera_only_bag.parent / "world"), "--out", str(out), "--no-progress", *cam]
     assert main(args) == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["cameras"] == ["/cameras/front/image_raw/compressed"] and summary["frames"] == 2
     assert len(json.loads(out.read_text())["results"]) == 2
-    # another base frame needs TF, which this bag lacks: one line naming the frame, exit 2
-    bad = main([*args[:-2], "--base-frame", "base_link", "--out", str(tmp_path / "b.json")])
+    # a bag without TF: base_link cannot be found, one line naming the frame, exit 2
+    args = ["hd-predict", str(camera_only_bag), "--out", str(tmp_path / "b.json"), "--no-progress", *cam]
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert bad == 2 and err.count("\n") == 0 and "base_link" in err and "Traceback" not in err
+    assert err.count("\n") == 0 and "base_link" in err and "Traceback" not in err
+    # the camera's own optical frame as the base: its z = 0 plane holds the camera's axis, the model
+    # sees no ground there: refused in one line, not a file of empty frames
+    assert main([*args, "--base-frame", "front_optical_frame"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "front_optical_frame" in err and "ground" in err
 
 
 def test_hd_predict_threshold_default_is_the_nodes():

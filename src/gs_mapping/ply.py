@@ -165,7 +165,11 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
             if not elements:
                 raise MapError(f"{path}: property before any element")
             if len(words) >= 2 and words[1] == "list":  # a mesh's faces: the element is skipped
-                if elements[-1][0] in SPLAT_ELEMENTS or len(words) != 5 or not set(words[2:4]) <= set(_PLY_TYPES):
+                if (
+                    elements[-1][0] in SPLAT_ELEMENTS
+                    or len(words) != 5
+                    or not set(words[2:4]) <= set(_PLY_TYPES)
+                ):
                     raise MapError(f"{path}: list property {line[:80]!r} not supported here")
                 words = [words[0], _LIST, words[4]]
             elif len(words) != 3 or words[1] not in _PLY_TYPES:

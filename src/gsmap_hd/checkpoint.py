@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -64,6 +66,7 @@ def load_state(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    _check_crcs(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds on truncated/corrupt files
@@ -77,6 +80,20 @@ def load_state(path: str | Path) -> dict:
         )
     _check_structure(state, path)
     return state
+
+
+def _check_crcs(path: Path) -> None:
+    """A damaged checkpoint refused before it loads: ``torch.save`` writes a zip whose members
+    carry CRC-32s, which ``torch.load`` does not check, so flipped or zeroed bytes in a weight
+    loaded as other, finite weights. Not a zip (a truncated file, another format): left to
+    ``torch.load``'s own error."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error):
+        return
+    if bad is not None:
+        raise CheckpointError(f"{path}: checkpoint damaged: member {bad!r} fails its CRC-32 check")
 
 
 def _check_structure(state: dict, path) -> None:

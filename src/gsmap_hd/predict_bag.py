@@ -31,6 +31,8 @@ def shipped_checkpoint(n_cameras: int) -> Path:
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_TOPIC = "/ground_truth/lanes_json"
 GT_GRACE_NS = 2_000_000_000  # after --max-frames, read on this long (log time) for their GT
+SYNC_QUEUE = 10  # images a camera keeps waiting for partners (hd_map_node keeps 5, live)
+MAX_WAITING = 50  # grouped frames kept waiting for a CameraInfo or a transform; older ones skipped
 
 
 def _info_topic(image_topic: str) -> str:
@@ -39,17 +41,17 @@ def _info_topic(image_topic: str) -> str:
     return info_topic(image_topic)
 
 
-def _complete(frame: dict, cams: list[str], infos: dict) -> bool:
-    """Whether a stamp has an image from every camera and each camera has had its CameraInfo."""
-    return len(frame) == len(cams) and all(_info_topic(c) in infos for c in cams)
-
-
 def find_cameras(bag) -> list[str]:
+    """Every camera image topic with a sibling camera_info, not depth; one topic a camera: a bag
+    recorded with ``-a`` holds image_transport's ``…/compressed`` beside the raw topic, the same
+    camera (the raw one is taken)."""
     names = {t.name: t.type for t in bag.topics}
     out = []
     for name, typ in sorted(names.items()):
         if typ in IMAGE_TYPES and "depth" not in name and _info_topic(name) in names:
-            out.append(name)
+            raw = name.removesuffix("/compressed")
+            if raw == name or names.get(raw) not in IMAGE_TYPES:
+                out.append(name)
     return out
 
 
@@ -68,8 +70,10 @@ def predict_bag(
     region: str | None = None,
     overwrite: bool = False,
     strict: bool = False,
+    sync_slop_s: float = 0.02,  # hd_map_node's default
 ) -> dict:
-    """Predict every frame whose cameras all have an image (grouped by header stamp); write
+    """Predict every frame whose cameras all have an image (grouped as hd_map_node groups them:
+    header stamps within ``sync_slop_s``; a frame waits for its CameraInfos and transforms); write
     ``{"results": [...], "GTs": [...]}`` (GTs from ``/ground_truth/lanes_json`` of the same stamp when
     the bag has them). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`. Predictions are
     clipped to the region the checkpoint declares (or ``region``), and each result frame carries that
@@ -81,6 +85,7 @@ def predict_bag(
     from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
     from gs_mapping.rectify import for_images_on
+    from gs_mapping.sync import ApproximateTimeSynchronizer
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
     if max_frames is not None and max_frames < 1:
@@ -92,19 +97,11 @@ def predict_bag(
     from .infer import Predictor
 
     device = resolve_device(device)
-    ckpt = Path(checkpoint) if checkpoint else SHIPPED
-    if not ckpt.exists():
-        raise CheckpointError(
-            f"{ckpt}: checkpoint not found"
-            + (
-                ""
-                if checkpoint
-                else " (no shipped model; pass --checkpoint, e.g. OUT/model.pt of gs-mapping hd-train)"
-            )
-        )
-    predictor = Predictor.from_checkpoint(
-        ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
-    )
+    if not 0 <= sync_slop_s <= 1:
+        raise HDInputError(f"sync_slop_s must be in [0, 1] s (as hd_map_node's), got {sync_slop_s}")
+    slop_ns = int(round(sync_slop_s * 1e9))
+    if checkpoint and not Path(checkpoint).exists():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
     results = []
     used: set[str] = set()  # the region names the frames were clipped to
     with BagReader(bag_path, strict=strict) as bag:
@@ -120,9 +117,22 @@ def predict_bag(
                 raise HDInputError(f"{bag_path}: {c} is a {bag.topic(c).type}, not a camera image topic")
             if not bag.has_topic(_info_topic(c)):
                 raise HDInputError(f"{bag_path}: camera {c} has no {_info_topic(c)}")
+        # the shipped model for this rig, as hd_map_node chooses it
+        ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
+        if not ckpt.exists():
+            raise CheckpointError(
+                f"{ckpt}: checkpoint not found (no shipped model; pass --checkpoint, e.g. OUT/model.pt "
+                "of gs-mapping hd-train)"
+            )
+        predictor = Predictor.from_checkpoint(
+            ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
+        )
         tf = TFBuffer(cache_time_s=None)
         infos: dict[str, object] = {}
-        pending: dict[int, dict[str, object]] = {}
+        # cameras grouped as hd_map_node groups them (free-running cameras are ms apart)
+        sync = ApproximateTimeSynchronizer(cams, SYNC_QUEUE, sync_slop_s) if len(cams) > 1 else None
+        waiting: list[tuple[int, dict]] = []  # grouped frames waiting for a CameraInfo or TF, oldest first
+        why_waiting: dict[str, str] = {}  # the last reason a frame could not be predicted yet
         gt_by_stamp: dict[int, dict] = {}
         has_gt = bag.has_topic(GT_TOPIC)
         camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
@@ -133,37 +143,58 @@ def predict_bag(
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
         enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
+        undecodable: dict[str, int] = {}  # camera topic → images that could not be decoded (skipped)
+        dropped_waiting = 0
 
-        def predict(stamp: int, frame: dict) -> None:
+        def enough() -> bool:
+            return bool(max_frames) and len(results) >= max_frames
+
+        def inputs(frame: dict):
+            """The frame's images, CameraInfos and base ← camera transforms; None (and why) while a
+            CameraInfo or a transform has not arrived yet."""
             ims, cis, Ts = [], [], []
             for c in cams:
-                rgb, fid = frame[c]
-                info = infos[_info_topic(c)]
-                ims.append(rgb)  # (a distorted camera's raw image: the Predictor makes it pinhole)
-                cis.append(info)
+                rgb, fid, stamp = frame[c]
+                if _info_topic(c) not in infos:
+                    why_waiting["info"] = f"no {_info_topic(c)} message before the bag ended"
+                    return None
                 try:
                     Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
                 except TFError as exc:
-                    raise HDInputError(
-                        f"{bag_path}: no transform {base_frame} <- {fid} (camera {c}): {exc}; "
-                        f"--base-frame {fid} needs no TF"
-                    ) from None
-            els = predictor.predict(ims, cis, Ts)
-            used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
-            results.append(
-                {
-                    "stamp_ns": stamp,
-                    "vectors": [e.to_eval() for e in els],
-                    # what the cameras cover: hd-eval clips the GT to it as the predictions are
-                    "region": predictor.last_regions[0].coords(),
-                }
-            )
-            bar.update(1)
+                    why_waiting["tf"] = f"no transform {base_frame} <- {fid} (camera {c}): {exc}"
+                    return None
+                ims.append(rgb)  # (a distorted camera's raw image: the Predictor makes it pinhole)
+                cis.append(infos[_info_topic(c)])
+            return ims, cis, Ts
+
+        def predict_waiting() -> None:
+            """Predict every waiting frame whose CameraInfos and transforms are there (a static
+            transform logged after the first images, a /tf that catches up with a frame)."""
+            keep = []
+            for stamp, frame in waiting:
+                got = None if enough() else inputs(frame)
+                if got is None:
+                    keep.append((stamp, frame))
+                    continue
+                els = predictor.predict(*got)
+                used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
+                results.append(
+                    {
+                        "stamp_ns": stamp,
+                        "vectors": [e.to_eval() for e in els],
+                        # what the cameras cover: hd-eval clips the GT to it as the predictions are
+                        "region": predictor.last_regions[0].coords(),
+                    }
+                )
+                bar.update(1)
+            waiting[:] = keep
 
         bad_gt = 0
         for topic, t_log, msg in bag.messages(topics):
             if enough_at is not None:
-                if t_log > enough_at + GT_GRACE_NS or all(r["stamp_ns"] in gt_by_stamp for r in results):
+                if t_log > enough_at + GT_GRACE_NS or all(
+                    _gt_for(r["stamp_ns"], gt_by_stamp, slop_ns) for r in results
+                ):
                     break
                 if topic != GT_TOPIC:
                     continue
@@ -178,46 +209,77 @@ def predict_bag(
                         log.warning(f"{GT_TOPIC} at {t_log} ns skipped (and any like it): {exc}")
                     continue
                 gt_by_stamp[stamp] = {"vectors": vectors}
+                continue
             elif topic.endswith("camera_info"):
                 infos[topic] = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
-                # a driver may log a frame's CameraInfo just after its images (same stamp)
-                for ready in sorted(st for st, fr in pending.items() if _complete(fr, cams, infos)):
-                    if not (max_frames and len(results) >= max_frames):
-                        predict(ready, pending.pop(ready))
             else:
                 stamp, frame_id = M.header_fields(msg)
                 try:
                     rgb = color_to_rgb(msg)  # Image of any driver encoding, or CompressedImage jpeg/png
                 except GsMappingError as exc:
-                    raise HDInputError(f"{bag_path}: camera {topic}: {exc}") from None
-                pending.setdefault(stamp, {})[topic] = (rgb, frame_id)
-                if _complete(pending[stamp], cams, infos):
-                    predict(stamp, pending.pop(stamp))
-            if max_frames and len(results) >= max_frames and enough_at is None:
+                    if strict:
+                        raise HDInputError(f"{bag_path}: camera {topic}: {exc}") from None
+                    undecodable[topic] = undecodable.get(topic, 0) + 1
+                    if undecodable[topic] == 1:  # (as the nodes: a bad frame is skipped, once said)
+                        log.warning(
+                            f"{bag_path}: camera {topic}: image at {stamp} ns skipped (and any like it): {exc}"
+                        )
+                    continue
+                item = (rgb, frame_id, stamp)
+                group = [item] if sync is None else sync.add(topic, stamp, item)
+                if group is not None:
+                    # the frame's stamp: the first camera's (hd_map_node's, and the GT's in the world)
+                    waiting.append((group[0][2], dict(zip(cams, group, strict=True))))
+                    if len(waiting) > MAX_WAITING:  # (a transform that never comes: memory stays bounded)
+                        waiting.pop(0)
+                        dropped_waiting += 1
+            predict_waiting()
+            if enough() and enough_at is None:
                 enough_at = t_log
         bar.close()
-    incomplete = len(pending) if not (max_frames and len(results) >= max_frames) else 0
-    if incomplete:
+    results.sort(key=lambda r: r["stamp_ns"])
+    skipped = 0 if enough() else len(waiting) + dropped_waiting
+    unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
+    if skipped and results:
+        log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(why_waiting.values())}")
+    if unmatched:
         log.warning(
-            f"{bag_path}: {incomplete} frame(s) skipped: not every camera had an image and a CameraInfo at that stamp",
+            f"{bag_path}: {unmatched} image(s) without a partner on every camera within "
+            f"{sync_slop_s} s (--sync-slop) skipped"
         )
+    bad_images = sum(undecodable.values())
     if not results:  # an empty prediction file would read as "no lanes anywhere"
         bad = sum(bag.bad_messages.values())
-        why = f"no stamp had an image from every camera ({', '.join(cams)}) and their camera_info"
-        if bad:
-            why = f"{bad} message(s) could not be decoded ({', '.join(sorted(bag.bad_messages))})"
+        if skipped:
+            why = "; ".join(why_waiting.values())
+            if "tf" in why_waiting:
+                why += f" (--base-frame {base_frame}: the vehicle frame the cameras are mounted on, in TF)"
+        elif bad or bad_images:
+            names = sorted({*bag.bad_messages, *undecodable})
+            why = f"{bad + bad_images} message(s) could not be decoded ({', '.join(names)})"
+        else:
+            why = f"no stamp had an image from every camera ({', '.join(cams)}) within {sync_slop_s} s"
         raise HDInputError(f"{bag_path}: no frame predicted: {why}")
+    if not any(r["region"] for r in results):
+        raise HDInputError(
+            f"{bag_path}: no frame's cameras see the ground (z = 0 of --base-frame {base_frame}): the "
+            "base frame must be the vehicle's, on the ground (REP 103: x forward, y left, z up), not "
+            "a camera's optical frame"
+        )
     region = " and ".join(sorted(used))  # what the frames were clipped to (each carries its own)
-    doc = {"region": region, "results": results}
+    # the points' convention, which hd-eval reads (it scores MapTR's x-right frame otherwise)
+    doc = {"frame": "rep103", "region": region, "results": results}
     no_gt = 0
     if has_gt:
-        # GT is paired by exact header stamp; a frame without one is scored against an empty map, so say so
-        no_gt = sum(r["stamp_ns"] not in gt_by_stamp for r in results)
+        # GT paired by header stamp (the nearest within the sync slop); a frame without one is
+        # scored against an empty map, so say so
+        gts = [_gt_for(r["stamp_ns"], gt_by_stamp, slop_ns) for r in results]
+        no_gt = sum(g is None for g in gts)
         if no_gt:
             log.warning(
                 f"{bag_path}: {no_gt} of {len(results)} predicted frame(s) have no {GT_TOPIC} message at their stamp (empty GT used)",
             )
-        doc["GTs"] = [gt_by_stamp.get(r["stamp_ns"], {"vectors": []}) for r in results]
+        doc["GTs"] = [g if g is not None else {"vectors": []} for g in gts]
     write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path])
     return {
         "out": str(out),
@@ -228,10 +290,20 @@ def predict_bag(
         "region": region,
         "fit": fit,
         "antialias": bool(antialias),
-        "skipped_frames": incomplete,
+        "skipped_frames": skipped,
+        "unmatched_images": unmatched,
         "frames_without_gt": no_gt,
-        "undecodable": dict(bag.bad_messages),  # skipped input messages ("topic (type)" → count)
+        # skipped input messages ("topic (type)" → count), undecodable images among them
+        "undecodable": {**bag.bad_messages, **{f"{t} (image)": k for t, k in undecodable.items()}},
     }
+
+
+def _gt_for(stamp: int, gt_by_stamp: dict, slop_ns: int) -> dict | None:
+    """The ground truth of a frame: at its stamp, else the nearest within ``slop_ns``."""
+    if stamp in gt_by_stamp:
+        return gt_by_stamp[stamp]
+    near = min(gt_by_stamp, key=lambda s: abs(s - stamp), default=None)
+    return gt_by_stamp[near] if near is not None and abs(near - stamp) <= slop_ns else None
 
 
 def _ground_truth(doc) -> tuple[int, list]:

@@ -7,6 +7,7 @@ one JSON object with the MapTR Chamfer AP and the MapVR rasterised-IoU AP (see
 
 from __future__ import annotations
 
+FRAMES = ("maptr", "rep103")
 MAX_INDENT = 16  # an indent for reading; more only multiplies the output (10**7: 4.6 GB)
 
 
@@ -17,10 +18,11 @@ def add_arguments(parser):
     parser.add_argument("--no-chamfer", action="store_true", help="skip the Chamfer AP")
     parser.add_argument(
         "--frame",
-        choices=("maptr", "rep103"),
-        default="maptr",
+        choices=FRAMES,
+        default=None,
         help="coordinate convention of the points: 'maptr' (x right +-15 m, y forward "
-        "+-30 m, as MapTR/MapVR) or 'rep103' (x forward, y left; rotated first)",
+        "+-30 m, as MapTR/MapVR) or 'rep103' (x forward, y left; rotated first); default: the "
+        "file's own 'frame' (hd-predict writes rep103), else maptr",
     )
     parser.add_argument(
         "--opencv-fill",
@@ -62,6 +64,9 @@ def run(args) -> int:
         check_output(args.out, overwrite=args.overwrite, inputs=[args.file])
     doc = read_json(args.file)
     results, gts = parse_submission(doc, args.file)  # validates it (errors name frame/vector/key)
+    frame = args.frame or doc.get("frame", "maptr")
+    if frame not in FRAMES:
+        raise ConfigError(f"{args.file}: 'frame' is {str(frame)[:40]!r}, expected one of {', '.join(FRAMES)}")
     clipped = 0
     if args.region == "file":
         res_docs, gt_docs, clipped = clip_documents(doc["results"], doc["GTs"], args.file)
@@ -73,9 +78,10 @@ def run(args) -> int:
         chamfer_metric=not args.no_chamfer,
         raster_metric=not args.no_raster,
         fill_variant=args.opencv_fill,
-        frame=args.frame,
+        frame=frame,
     )
     out["region_clipped_frames"] = clipped
+    out["frame"] = frame
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out is not None:

@@ -1,6 +1,7 @@
 """``gs-mapping hd-predict``: run a GSMap checkpoint over a bag's cameras; write the predicted lanes
 (base_link) per frame as JSON in the ``hd-eval`` format, with the bag's ground truth when it has it.
-Points are in base_link (REP-103: x forward, y left): evaluate with ``gs-mapping hd-eval FILE --frame rep103``."""
+Points are in base_link (REP-103: x forward, y left); the file says so (``"frame": "rep103"``), which
+``gs-mapping hd-eval`` reads."""
 
 from __future__ import annotations
 
@@ -26,7 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--base-frame",
         default="base_link",
-        help="ego frame of the predictions (default base_link; a camera's own frame needs no TF)",
+        help="the vehicle frame the predictions are in (default base_link): REP 103, x forward, y "
+        "left, z up, on the ground (the model's ground is its z = 0); the cameras are found in it through TF",
+    )
+    p.add_argument(
+        "--sync-slop",
+        type=float,
+        default=HDMapNodeConfig.sync_slop_s,
+        help="cameras whose header stamps are further apart than this many seconds are not grouped "
+        "(default %(default)s, as hd_map_node's sync_slop_s)",
     )
     p.add_argument(
         "--score-threshold",
@@ -82,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         antialias=args.antialias,
         overwrite=args.overwrite,
         strict=args.strict,
+        sync_slop_s=args.sync_slop,
     )
     print(json.dumps(summary))
     return 0
