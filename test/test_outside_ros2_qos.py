@@ -270,7 +270,9 @@ def played(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "gs_mapping", "play", str(bag), "--domain-id", str(DOMAIN)]
     proc = subprocess.Popen(
-        [*cmd, "--wait-for-subscribers", "1"],
+        # (its other topics have no reader: it waits all of it; 5 s lets discovery finish on a
+        # loaded 2-core machine, where 1 s sometimes sent before the best-effort reader matched)
+        [*cmd, "--wait-for-subscribers", "5"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -43,3 +43,30 @@ def test_a_compressed_ply_whose_sh_is_a_list_is_refused_not_read_as_sh0(tmp_path
     with pytest.raises(MapError, match="list property") as exc:
         load_splats(tmp_path / "s.compressed.ply")
     assert "\n" not in str(exc.value)
+
+
+def test_a_zstd_message_inflating_past_the_limit_is_refused_before_it_is_made(tmp_path, monkeypatch):
+    """A message-compressed recording read without its metadata inflates each zstd frame; one that
+    inflates beyond MAX_MESSAGE_BYTES is a named BagError (a bomb), and a frame under it decodes to
+    the message the standard library's zstd gives."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from gs_mapping import bag as bag_mod
+    from gs_mapping.bag import BagReader
+    from gs_mapping.errors import BagError
+
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    S = ts.types["std_msgs/msg/String"]
+    cdr = bytes(ts.serialize_cdr(S(data="x" * 5000), "std_msgs/msg/String"))
+    frame = zstd.compress(cdr)
+    assert frame[:4] == bag_mod.ZSTD_MAGIC and len(frame) < 200
+    reader = BagReader.__new__(BagReader)  # (decode needs only these two)
+    reader.typestore, reader.path = ts, tmp_path / "b"
+    assert reader.decode("/s", frame, "std_msgs/msg/String").data == "x" * 5000
+    monkeypatch.setattr(bag_mod, "MAX_MESSAGE_BYTES", 4096)
+    with pytest.raises(BagError, match="inflates beyond"):
+        reader.decode("/s", frame, "std_msgs/msg/String")

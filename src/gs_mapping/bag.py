@@ -43,6 +43,8 @@ WRITE_VERSION = 8  # rosbag2 metadata version we write; Humble reads it (see mod
 DEFAULT_STORE = "ROS2_HUMBLE"  # message definitions used for writing and for bags without definitions
 
 # Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_MESSAGE_BYTES = 1 << 30  # a compressed message inflating past this is refused (a bomb, not a frame)
 _BAG_SUFFIXES = (".mcap", ".db3", ".zstd", ".db3-shm", ".db3-wal")
 BAG_FILES = [
     "metadata.yaml",  # what a rosbag2 directory may hold (output_files allowed=)
@@ -470,8 +472,13 @@ class BagReader:
     def decode(
         self, topic: str, data: bytes, typename: str, record: int | None = None, stamp_ns: int | None = None
     ):
-        """Deserialise one CDR record of ``topic``; :class:`BagError` naming topic and record if bad."""
+        """Deserialise one CDR record of ``topic``; :class:`BagError` naming topic and record if bad.
+        A zstd frame is inflated first: a recording made with ``--compression-mode message`` whose
+        metadata.yaml, which says so, is missing (a killed recorder's) holds one per message (no CDR
+        record starts with its magic: their first byte is 0)."""
         try:
+            if data[:4] == ZSTD_MAGIC:
+                data = _zstd_decompress(bytes(data), MAX_MESSAGE_BYTES)
             return self.typestore.deserialize_cdr(data, typename)
         except Exception as exc:
             where = f"message {record}" if record is not None else "message"
@@ -702,15 +709,22 @@ def _check_mcap_framing(path: Path) -> None:
         if len(body) != length:
             raise ValueError(f"MCAP header record length {length} is implausible")
         pos = 0
+        fields = {}
         for field in ("profile", "library"):
             if pos + 4 > length:
                 raise ValueError(f"MCAP header record truncated before {field}")
             n = struct.unpack_from("<I", body, pos)[0]
+            fields[field] = body[pos + 4 : pos + 4 + n]
             pos += 4 + n
             if pos > length:
                 raise ValueError(f"MCAP header {field} length {n} overruns the record")
         if pos != length:
             raise ValueError(f"MCAP header record length {length} does not match its contents ({pos})")
+        if fields["profile"] == b"ros1":  # (`mcap convert x.bag`: whole, but ROS 1 messages)
+            raise BagError(
+                f"{path}: a ROS 1 recording (MCAP profile 'ros1'); convert the original .bag first: "
+                f"rosbags-convert --src X.bag --dst X"
+            )
         if size < 8 + 9 + 20 + 8 + 17:
             return
         f.seek(size - 8 - 29)
@@ -871,13 +885,19 @@ def _crc_of_range(f, start: int, stop: int) -> int:
     return crc
 
 
-def _zstd_decompress(data: bytes) -> bytes:
+def _zstd_decompress(data: bytes, limit: int | None = None) -> bytes:
+    """zstd frames inflated (with ``limit``: BagError past that many bytes, before they are made)."""
     # the zstd module rosbags itself uses for MCAP chunks (standard library from 3.14, else backport)
     try:
         from compression import zstd  # type: ignore[import-not-found]
     except ImportError:
         from backports import zstd  # type: ignore[import-not-found,no-redef]
-    return zstd.decompress(data)
+    if limit is None:
+        return zstd.decompress(data)
+    out = zstd.ZstdDecompressor().decompress(data, max_length=limit + 1)
+    if len(out) > limit:
+        raise BagError(f"a zstd-compressed message inflates beyond {limit >> 20} MiB")
+    return out
 
 
 def seal_mcap(path: Path) -> None:

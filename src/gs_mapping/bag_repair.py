@@ -70,15 +70,40 @@ def _wal(path: Path) -> Path | None:
     return wal if wal.is_file() and wal.stat().st_size > 0 else None
 
 
+def _mcap_unindexed(path: Path) -> bool:
+    """A whole MCAP whose messages rosbags cannot find through its indexes, though rosbag2 reads
+    them in file order: one without a summary, one written without chunks (rosbag2's ``fastwrite``
+    preset, whose messages need not be in log-time order: rosbags then refuses the file) or
+    without message indexes (``noMessageIndex``: rosbags reads nothing). A summary that does not
+    read is left to the reader's error (a damaged file, not an unindexed one)."""
+    from mcap.reader import make_reader
+
+    try:
+        with path.open("rb") as f:
+            if f.read(8) != MCAP_MAGIC:
+                return False
+            f.seek(0)
+            summary = make_reader(f).get_summary()
+    except Exception:  # noqa: BLE001 - the mcap library's errors, OSError: the reader says it
+        return False
+    if summary is None:
+        return True
+    if not summary.chunk_indexes:
+        return bool(summary.channels) and (summary.statistics is None or summary.statistics.message_count > 0)
+    return any(not ci.message_index_offsets for ci in summary.chunk_indexes)
+
+
 def cut_short(files: list[Path]) -> list[Path]:
-    """The storage files among ``files`` that a killed recorder left unreadable to rosbags though
-    their messages are on disk: an MCAP without its footer (killed before or while it wrote its
-    summary: the data section is scanned, as rosbag2's MCAP plugin falls back to), a sqlite3 file
-    with a write-ahead log. A whole MCAP with a damaged summary is corrupt, not cut: refused."""
+    """The storage files among ``files`` that rosbags cannot read whole though their messages are
+    on disk: an MCAP without its footer (a killed recorder, before or while it wrote its summary:
+    the data section is scanned, as rosbag2's MCAP plugin falls back to) or without the indexes
+    rosbags reads by (:func:`_mcap_unindexed`), a sqlite3 file with a write-ahead log. A whole MCAP
+    with a damaged summary is corrupt, not cut: refused."""
     return [
         f
         for f in files
-        if (f.suffix == ".mcap" and not _mcap_footer_whole(f)) or (f.suffix == ".db3" and _wal(f))
+        if (f.suffix == ".mcap" and (not _mcap_footer_whole(f) or _mcap_unindexed(f)))
+        or (f.suffix == ".db3" and _wal(f))
     ]
 
 
@@ -203,6 +228,9 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
             out = work / f.name
             if f not in broken:
                 out.symlink_to(f.resolve())
+            elif f.suffix == ".mcap" and _mcap_footer_whole(f):
+                n, _ = _rebuild_mcap(f, out)
+                log.info(f"{f}: no summary, chunks or message indexes: {n} messages read by scanning")
             elif f.suffix == ".mcap":
                 n, left = _rebuild_mcap(f, out)
                 cut = f", {left} bytes of a cut record left out" if left else ""

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..bag import BagReader
-    from ..errors import ConfigError
+    from ..errors import ConfigError, MessageError
     from ..nodes.context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
     from .run_node import make_context
 
@@ -67,7 +70,17 @@ def run(args: argparse.Namespace) -> int:
                     if info.best_effort
                     else RELIABLE_QOS
                 )
-                pubs[name] = ctx.create_publisher(name, info.type, qos)
+                try:
+                    pubs[name] = ctx.create_publisher(name, info.type, qos)
+                except MessageError as exc:
+                    if args.topics:  # asked for by name: an error
+                        raise
+                    # a driver's own type (realsense2_camera_msgs, …) the transport cannot publish:
+                    # as ros2 bag play, that topic is left out and the rest is played
+                    log.warning(f"ignoring topic {name} ({info.type}): {exc}")
+            if not pubs:
+                raise ConfigError(f"{args.bag}: no topic of a type that can be published")
+            topics = list(pubs)
             end = time.monotonic() + args.wait_for_subscribers
             while time.monotonic() < end and not all(p.subscription_count() for p in pubs.values()):
                 ctx.spin_once(0.05)

@@ -50,6 +50,7 @@ class FrameStats:
     pairs: int = 0
     no_pose: int = 0
     invalid_depth: int = 0
+    invalid_color: int = 0  # a colour image that does not decode (an encoding or a file we cannot read)
     no_camera_info: int = 0
     unpaired: int = 0  # colour or depth images the synchroniser could not pair
     duplicates: int = 0  # a message with the stamp of the one before it on its topic (recorded twice)
@@ -59,7 +60,7 @@ class FrameStats:
 
     @property
     def skipped(self) -> int:
-        return self.no_pose + self.invalid_depth + self.no_camera_info + self.unpaired
+        return self.no_pose + self.invalid_depth + self.invalid_color + self.no_camera_info + self.unpaired
 
     def skip(self, kind: str, message: str) -> None:
         """Count a frame skipped for ``kind``; the first of each kind is logged, the others at debug
@@ -71,7 +72,7 @@ class FrameStats:
         (log.warning if count == 1 else log.debug)(f"{message}: skipped")
 
     def log_totals(self) -> None:
-        for kind in ("no_pose", "invalid_depth", "no_camera_info"):
+        for kind in ("no_pose", "invalid_depth", "invalid_color", "no_camera_info"):
             if getattr(self, kind) > 1:
                 log.warning(f"{getattr(self, kind)} frames skipped in all for {kind.replace('_', ' ')}")
 
@@ -145,6 +146,15 @@ def _intrinsics_at(infos: list, stamp_ns: int):
     return best
 
 
+def check_color_size(rgb: np.ndarray, intrinsics) -> None:
+    """:class:`MessageError` where a colour image is not the size its CameraInfo says."""
+    h, w = rgb.shape[:2]
+    if (intrinsics.width, intrinsics.height) != (w, h):
+        raise MessageError(
+            f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}"
+        )
+
+
 def make_frame(
     rgb: np.ndarray,
     depth_m: np.ndarray,
@@ -160,11 +170,8 @@ def make_frame(
     the sizes disagree. The one place both the bag reader and mapper_node assemble frames."""
     from ..rectify import pinhole_color
 
+    check_color_size(rgb, intrinsics)
     h, w = rgb.shape[:2]
-    if (intrinsics.width, intrinsics.height) != (w, h):
-        raise MessageError(
-            f"colour image is {w}x{h} but its CameraInfo says {intrinsics.width}x{intrinsics.height}"
-        )
     rgb = pinhole_color(rgb, intrinsics)
     if depth_m.shape != (h, w):
         raise MessageError(
@@ -362,7 +369,13 @@ def read_frames(
                 stats.skip("invalid_depth", f"{where}: {exc}")
                 continue
             try:
-                frame = make_frame(color_to_rgb(color_msg), depth, intrinsics, T, stamp, frame_id, index)
+                rgb = color_to_rgb(color_msg)
+                check_color_size(rgb, intrinsics)
+            except MessageError as exc:
+                stats.skip("invalid_color", f"{where}: {exc}")
+                continue
+            try:
+                frame = make_frame(rgb, depth, intrinsics, T, stamp, frame_id, index)
             except MessageError as exc:
                 stats.skip("invalid_depth", f"{where}: {exc}")
                 continue

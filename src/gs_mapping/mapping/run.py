@@ -219,6 +219,7 @@ def map_bag(
                 "no_pose": fstats.no_pose,
                 "no_camera_info": fstats.no_camera_info,
                 "invalid_depth": fstats.invalid_depth + mapper.stats.skipped_invalid_depth,
+                "invalid_color": fstats.invalid_color,
             },
             "gaussians": len(mapper.gmap),
             "seconds_per_keyframe_p50": float(np.median(ks)) if ks else math.nan,
