@@ -17,7 +17,12 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from gs_mapping.nodes.launch_support import given_overrides, rviz_config_for_namespace
+from gs_mapping.nodes.launch_support import (
+    effective_namespace,
+    existing_params_file,
+    given_overrides,
+    rviz_config_for_namespace,
+)
 
 
 def _actions(context):
@@ -28,7 +33,7 @@ def _actions(context):
     }
     namespace = arg["namespace"]
     sim = given_overrides({"use_sim_time": arg["use_sim_time"]})
-    params_file = arg["params_file"]
+    params_file = existing_params_file(arg["params_file"])
     actions = [
         Node(
             package="gs_mapping",
@@ -56,9 +61,12 @@ def _actions(context):
         ),
     ]
     if arg["rviz"].lower() in ("true", "1", "yes"):
+        # the nodes' namespace as launch_ros gives it: namespace:= under any PushRosNamespace
+        # around this file's include (a multi-robot launch file)
+        ns = effective_namespace(context.launch_configurations.get("ros_namespace"), namespace)
         rviz_config = rviz_config_for_namespace(
             os.path.join(share, "config", "gs_mapping.rviz"),
-            namespace,
+            ns,
             tempfile.mkdtemp(prefix="gs_mapping_rviz_"),
         )
         actions.append(

@@ -11,7 +11,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from gs_mapping.nodes.launch_support import given_overrides
+from gs_mapping.nodes.launch_support import existing_params_file, given_overrides
 
 
 def _actions(context):
@@ -22,7 +22,10 @@ def _actions(context):
             executable="map_receiver_node",
             name="map_receiver_node",
             namespace=arg["namespace"],
-            parameters=[arg["params_file"], given_overrides({"use_sim_time": arg["use_sim_time"]})],
+            parameters=[
+                existing_params_file(arg["params_file"]),
+                given_overrides({"use_sim_time": arg["use_sim_time"]}),
+            ],
             output="screen",
         )
     ]

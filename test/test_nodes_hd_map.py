@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from gs_mapping.bag import BagReader
-from gs_mapping.nodes.hd_map_node import CLASS_NAMES, HDMapNode, info_topic
+from gs_mapping.nodes.hd_map_node import CLASS_NAMES, HDMapNode
 from gs_mapping.runtime.replay import ReplayBus, replay_bag
+from gs_mapping.topics import info_topic
 
 
 @pytest.fixture(scope="module")

@@ -196,12 +196,17 @@ def test_shutdown_right_after_a_map_arrives_saves_that_map_and_exits_0(ros, tmp_
     save = tmp_path / "rx.ply"
     context, result = rclpy.Context(), []
     args = ["n", "--ros-args", "-p", f"map_receiver_node.save_path:={save}"]
+    # (this run's subscription: a node an earlier test left undestroyed on the process-wide bus
+    # would otherwise be watched instead, and the shutdown came before this node had the map)
+    before = {id(s) for s in standin.BUS.subscriptions}
     t = threading.Thread(target=lambda: result.append(run_node(MapReceiverNode, args, context)))
     t.start()
 
     def live_sub():
         return [
-            s for s in standin.BUS.subscriptions if s.topic == "/mapper_node/map_snapshot" and not s.destroyed
+            s
+            for s in standin.BUS.subscriptions
+            if s.topic == "/mapper_node/map_snapshot" and not s.destroyed and id(s) not in before
         ]
 
     end = time.monotonic() + 20

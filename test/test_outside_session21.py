@@ -70,3 +70,23 @@ def test_a_zstd_message_inflating_past_the_limit_is_refused_before_it_is_made(tm
     monkeypatch.setattr(bag_mod, "MAX_MESSAGE_BYTES", 4096)
     with pytest.raises(BagError, match="inflates beyond"):
         reader.decode("/s", frame, "std_msgs/msg/String")
+
+
+def test_the_launch_files_namespace_is_launch_ros_s_under_a_pushed_one(tmp_path):
+    """effective_namespace follows launch_ros' prefix_namespace (launch_ros/utilities/namespace_utils:
+    a relative namespace goes under the pushed one, an absolute one replaces it, none keeps the
+    pushed one); the RViz copy is namespaced by it (test_outside_ros2_real3 runs the real launch
+    files where launch_ros is importable). A params_file that is no file stops the launch."""
+    from gs_mapping.nodes.launch_support import effective_namespace, existing_params_file
+
+    assert effective_namespace(None, "") == "" and effective_namespace(None, "robot1") == "robot1"
+    assert effective_namespace("/robot1", "") == "/robot1"
+    assert effective_namespace("robot1", "arm") == "/robot1/arm"
+    assert effective_namespace("/robot1", "/abs") == "/abs"
+    f = tmp_path / "p.yaml"
+    f.write_text("/**: {ros__parameters: {}}\n")
+    assert existing_params_file(str(f)) == str(f)
+    with pytest.raises(ValueError, match="typo.yaml"):
+        existing_params_file(str(tmp_path / "typo.yaml"))
+    with pytest.raises(ValueError, match="is not a file"):
+        existing_params_file(str(tmp_path))  # a folder

@@ -127,12 +127,51 @@ def _node_entries(doc: dict, prefix: str, path: Path) -> list[tuple[str, dict]]:
             body = {} if body is None else body  # (an empty ros__parameters: no parameters)
             if not isinstance(body, dict):
                 raise ConfigError(f"{path}: {prefix}.ros__parameters must be a mapping")
+            _check_sequences(body, path, f"{prefix}.ros__parameters")
             out.append((prefix, unflatten_nested(body)))
         elif isinstance(body, dict) and body:
             out += _node_entries(body, where, path)
         else:
             raise ConfigError(f"{path}: key {where!r} must hold a 'ros__parameters' mapping")
     return out
+
+
+def _rcl_kind(v: Any) -> str:
+    return (
+        "bool"
+        if isinstance(v, bool)
+        else "integer"
+        if isinstance(v, int)
+        else ("double" if isinstance(v, float) else "string" if isinstance(v, str) else type(v).__name__)
+    )
+
+
+def _check_sequences(params: dict, path: Path, where: str) -> None:
+    """ConfigError for a list rcl_yaml_param_parser does not read as an array parameter, so that
+    the CLI refuses what ``ros2 run``/``ros2 launch`` refuse: items of two types (``[-2, -1.5]``: an
+    integer then a double), an empty list (rcl gives the parameter no value, and launch_ros refuses
+    ``[]``), a list holding lists, mappings or empty items."""
+    for name, value in params.items():
+        key = f"{where}.{name}"
+        if isinstance(value, dict):
+            _check_sequences(value, path, key)
+        elif isinstance(value, list):
+            if not value:
+                raise ConfigError(
+                    f"{path}: {key}: an empty list is no value under ROS 2 (rcl); leave the key out "
+                    f"for the default"
+                )
+            kinds = [_rcl_kind(v) for v in value]
+            if not set(kinds) <= {"bool", "integer", "double", "string"}:
+                bad = next(k for k in kinds if k not in ("bool", "integer", "double", "string"))
+                raise ConfigError(
+                    f"{path}: {key}: a ROS 2 array holds bools, integers, doubles or strings, not {bad}"
+                )
+            if len(set(kinds)) > 1:
+                raise ConfigError(
+                    f"{path}: {key}: items of one type in a ROS 2 array (rcl refuses {kinds[0]} and "
+                    f"{next(k for k in kinds if k != kinds[0])} together; write 2.0, not 2, among doubles)"
+                )
 
 
 def node_key_matches(key: str, node_fqn: str, path: str | Path = "") -> bool:

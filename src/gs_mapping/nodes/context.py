@@ -61,6 +61,21 @@ class NodeContext(Protocol):
 
     def now_ns(self) -> int: ...
 
+    def resolve_topic_name(self, topic: str) -> str:
+        """``topic`` fully qualified as this node's subscriptions resolve it (namespace, ``~``, and
+        remapping where the runtime remaps: rclpy's ``-r``)."""
+        ...
+
+
+class ExpandsNames:
+    """resolve_topic_name for the runtimes without remapping (replay, DDS, Zenoh): expansion only."""
+
+    node_name: str
+    namespace: str
+
+    def resolve_topic_name(self, topic: str) -> str:
+        return resolve_topic(topic, self.node_name, self.namespace)
+
 
 MAX_DOMAIN_ID = 232  # RTPS ports (7400 + 250 · domain + …) stay below 65536 up to here
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
+from ..topics import info_topic
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -77,11 +78,6 @@ class HDMapNodeConfig:
         "being read, as tf2's message filter does; a newer frame replaces a waiting one. 0: no wait",
         (0.0, 60.0),
     )
-
-
-def info_topic(image_topic: str) -> str:
-    """``/cameras/front/image_raw[/compressed]`` → ``/cameras/front/camera_info``."""
-    return image_topic.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
 
 
 class HDMapNode(NodeBase):
@@ -131,6 +127,9 @@ class HDMapNode(NodeBase):
         self.pub_delta = ctx.create_publisher(
             "~/lanes_delta", "std_msgs/msg/UInt8MultiArray", QoS(reliable=True, depth=50)
         )
+        # each camera's CameraInfo as image_transport finds it: beside the image topic as resolved
+        # (namespace, remapping), not as written (``image_raw`` in /cam: /cam/camera_info)
+        self.info_topics = {t: info_topic(ctx.resolve_topic_name(t)) for t in cams}
         for topic in cams:
             compressed = topic.endswith("/compressed")
             typename = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
@@ -138,10 +137,10 @@ class HDMapNode(NodeBase):
                 topic, typename, SENSOR_QOS, self.guarded(topic, lambda m, t=topic: self.on_image(t, m))
             )
             ctx.create_subscription(
-                info_topic(topic),
+                self.info_topics[topic],
                 "sensor_msgs/msg/CameraInfo",
                 SENSOR_QOS,
-                self.guarded(info_topic(topic), lambda m, t=topic: self.on_info(t, m)),
+                self.guarded(self.info_topics[topic], lambda m, t=topic: self.on_info(t, m)),
             )
         ctx.create_subscription(
             "/tf",
@@ -263,7 +262,7 @@ class HDMapNode(NodeBase):
             if topic not in self.infos:
                 why = self._info_refused.get(topic)
                 refused = f" (the last one was refused: {why})" if why else ""
-                raise MessageError(f"no CameraInfo yet on {info_topic(topic)}{refused}")
+                raise MessageError(f"no CameraInfo yet on {self.info_topics[topic]}{refused}")
             info = self.infos[topic]
             # any driver encoding, or a jpeg/png CompressedImage (grey → RGB); a distorted camera's
             # raw image is made pinhole by the Predictor, from the CameraInfo's d
@@ -282,7 +281,8 @@ class HDMapNode(NodeBase):
         if self.last_stamp_ns < 0:
             for topic in self.cameras:
                 waiting += [f"image on {topic}"] if not seen.get(topic) else []
-                waiting += [f"camera_info on {info_topic(topic)}"] if not seen.get(info_topic(topic)) else []
+                info = self.info_topics[topic]
+                waiting += [f"camera_info on {info}"] if not seen.get(info) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
         stopped = [] if self.last_stamp_ns < 0 else [(f"image on {t}", s) for t, s in self._silent_cameras()]
@@ -439,4 +439,4 @@ class _Elem(NamedTuple):
     points: np.ndarray
 
 
-__all__ = ["HDMapNode", "HDMapNodeConfig", "info_topic"]
+__all__ = ["HDMapNode", "HDMapNodeConfig"]

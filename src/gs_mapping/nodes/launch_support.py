@@ -6,6 +6,10 @@
 - :func:`rviz_config_for_namespace`: RViz's display topics are absolute in ``config/gs_mapping.rviz``;
   under ``namespace:=robot1`` our nodes publish under ``/robot1/…``, so the launch file hands RViz a
   copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are).
+- :func:`existing_params_file`: launch_ros only warns about a ``params_file:=`` that is no file and
+  starts the nodes on their built-in defaults; the launch files stop instead, naming it.
+- :func:`effective_namespace`: the namespace the nodes run in, a ``PushRosNamespace`` around the
+  include (multi-robot launch files) and the ``namespace:=`` argument together.
 """
 
 from __future__ import annotations
@@ -52,3 +56,22 @@ def rviz_config_for_namespace(config: str | Path, namespace: str, out_dir: str |
     out = Path(out_dir) / f"gs_mapping_{namespace.strip('/').replace('/', '_')}.rviz"
     out.write_text(namespaced_rviz_config(Path(config).read_text(), namespace))
     return str(out)
+
+
+def existing_params_file(path: str) -> str:
+    """``path`` where it is a file; else ValueError naming it (``ros2 launch`` reports it, starts
+    nothing)."""
+    if not Path(path).is_file():
+        raise ValueError(f"params_file:={path!r} is not a file (no node started on built-in defaults)")
+    return path
+
+
+def effective_namespace(pushed: str | None, namespace: str) -> str:
+    """The namespace launch_ros gives a node: ``namespace`` under the one pushed by an enclosing
+    ``PushRosNamespace`` (launch_ros' ``prefix_namespace``: an absolute ``namespace`` is taken as it
+    is). '' for the root."""
+    namespace = namespace.strip()
+    if namespace.startswith("/") or not (pushed or "").strip("/"):
+        return namespace
+    base = "/" + pushed.strip("/")
+    return f"{base}/{namespace}" if namespace else base

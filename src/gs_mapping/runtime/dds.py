@@ -33,7 +33,7 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from ..errors import ConfigError, GsMappingError
-from ..nodes.context import LATCHED_QOS, QoS, resolve_topic, ros_domain_id
+from ..nodes.context import LATCHED_QOS, ExpandsNames, QoS, resolve_topic, ros_domain_id
 from . import dds_discovery, dds_types
 from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
@@ -113,7 +113,7 @@ class DdsPublisher:
         return self._writer.get_publication_matched_status().current_count
 
 
-class DdsContext:
+class DdsContext(ExpandsNames):
     """A :class:`~gs_mapping.nodes.context.NodeContext` on Cyclone DDS."""
 
     def __init__(

@@ -58,6 +58,9 @@ class RclpyContext:
         self.logger = node.get_logger()
         self._keep: list[Any] = []
 
+    def resolve_topic_name(self, topic: str) -> str:
+        return self.node.resolve_topic_name(topic)  # (rcl: expansion, then the -r rules)
+
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> Any:
         pub = self.node.create_publisher(_msg_class(typename), topic, _qos_profile(qos))
         pub.subscription_count = pub.get_subscription_count  # our Publisher protocol's name
@@ -266,7 +269,18 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
 
     from ..errors import GsMappingError
 
-    rclpy.init(args=args, context=context)
+    try:
+        # rcl reads every --params-file here (rcl_init), and refuses one it cannot read with
+        # RCLError: one line, as a file our own reading refuses below
+        rclpy.init(args=args, context=context)
+    except Exception as exc:  # noqa: BLE001 - RCLError, RCLInvalidROSArgsError, … (rclpy's C layer)
+        text = str(exc).strip().splitlines()
+        print(
+            f"{node_cls.name}: cannot start: {text[0] if text else type(exc).__name__}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     try:
         try:
             node, obj = create_node(node_cls, context)

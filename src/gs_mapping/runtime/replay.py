@@ -19,7 +19,7 @@ from typing import Any
 from ..bag import BagReader, BagWriter
 from ..errors import ConfigError
 from ..messages import default_factory
-from ..nodes.context import QoS, resolve_topic
+from ..nodes.context import ExpandsNames, QoS, resolve_topic
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class _Publisher:
         return len(self._bus.subscribers.get(self.topic, ()))
 
 
-class ReplayContext:
+class ReplayContext(ExpandsNames):
     """A :class:`~gs_mapping.nodes.context.NodeContext` on a :class:`ReplayBus`."""
 
     def __init__(self, bus: ReplayBus, node_name: str, namespace: str = ""):

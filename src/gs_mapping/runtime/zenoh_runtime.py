@@ -49,7 +49,7 @@ import zenoh
 import zenoh.ext
 
 from ..errors import ConfigError, GsMappingError, MessageError
-from ..nodes.context import QoS, resolve_topic, ros_domain_id
+from ..nodes.context import ExpandsNames, QoS, resolve_topic, ros_domain_id
 from . import dds_types, zenoh_wire
 from .spin_loop import WallTimers, spin_until
 from .type_hash import type_hash
@@ -153,7 +153,7 @@ class ZenohPublisher:
         return self._ctx.graph_count(zenoh_wire.SUBSCRIPTION, self.key)
 
 
-class ZenohContext:
+class ZenohContext(ExpandsNames):
     """A :class:`~gs_mapping.nodes.context.NodeContext` on one Zenoh session (see module doc)."""
 
     def __init__(
