@@ -194,10 +194,15 @@ def test_restart_brings_the_global_map_to_the_rule_with_one_delta(tmp_path):
     server = _server(bus, store)
     expected = _rule(maps)
     assert server.merge.global_map.equals(expected)
-    assert server.merge.global_seq == g_seq + 1
     (row,) = _rows(store, "global_log", "WHERE seq = ?", (g_seq + 1,))
     assert row[1] == g_seq
     assert follower.receive(bytes(row[2])) == "applied" and follower.state.equals(expected)
+    # then the sequence moves on to the wall clock by an empty delta, which the follower applies
+    assert server.merge.global_seq > g_seq + 1
+    (rebase,) = _rows(store, "global_log", "WHERE seq = ?", (server.merge.global_seq,))
+    assert rebase[1] == g_seq + 1
+    assert follower.receive(bytes(rebase[2])) == "applied" and follower.state.equals(expected)
+    assert follower.seq == server.merge.global_seq
     server.close()
 
 
@@ -365,7 +370,9 @@ def test_start_republishes_exactly_the_last_republish_on_start_global_deltas(tmp
     bus.subscribe("/map_server_node/map_delta", lambda m: got.append(bytes(m.data)))
     server = _server(bus, store, republish_on_start=2)
     bus.advance(1)
-    assert [unpack_header(d)[0].seq for d in got] == [last - 1, last]
+    # the newest two: the last one stored before, and the empty delta that moved the sequence on
+    assert [unpack_header(d)[0].seq for d in got] == [last, server.merge.global_seq]
+    assert unpack_header(got[1])[0].base_seq == last
     server.close()
 
 
@@ -909,7 +916,7 @@ def test_after_a_storage_failure_nothing_uncommitted_is_published(tmp_path):
     bus2 = ReplayBus()  # the restarted server; vehicle2's mapper sends its next snapshot
     follow(bus2)
     server2 = _server(bus2, store, global_period_s=0.2)
-    assert server2.merge.global_seq == committed
+    assert server2.merge.global_seq > committed  # (moved on to the wall clock, from committed)
     _send(bus2, "vehicle2", _snap(b2, 2, 11))
     bus2.advance(bus2.now_ns + int(0.3e9))
     assert server2.merge.global_map.equals(_rule({1: a, 2: b2}))
@@ -933,9 +940,10 @@ def test_the_global_restart_point_schedule_counts_deltas_stored_before_a_restart
     assert _rows(store, "global_snapshot")[0][1] == seq0
     bus = ReplayBus()
     server = _server(bus, store, global_snapshot_every=3, global_period_s=0.0)
+    moved_on = server.merge.global_seq  # (the restart's empty delta: not counted, nothing to replay)
     _send(bus, "vehicle1", stream[2])
-    assert server.merge.global_seq == seq0 + 3
-    assert _rows(store, "global_snapshot")[0][1] == seq0 + 3
+    assert server.merge.global_seq == moved_on + 1
+    assert _rows(store, "global_snapshot")[0][1] == moved_on + 1
     server.close()
 
 

@@ -265,6 +265,14 @@ class FleetStore:
             )
         ]
 
+    def last_global_deltas(self, n: int) -> list[Row]:
+        """The last ``n`` stored global deltas, in order (republished after a restart)."""
+        rows = self.db.execute(
+            "SELECT seq, base_seq, container FROM global_log WHERE base_seq > 0 ORDER BY seq DESC LIMIT ?",
+            (int(n),),
+        ).fetchall()
+        return [Row(_int(s), _int(b), _blob(d)) for s, b, d in reversed(rows)]
+
     def vehicle_rows(self, map_id: int) -> int:
         return self.db.execute("SELECT COUNT(*) FROM vehicle_log WHERE map_id=?", (map_id,)).fetchone()[0]
 

@@ -435,19 +435,21 @@ class FleetMerge:
         )
         return data
 
-    def diff_to(self, new: QMap) -> bytes:
-        """Global delta from the current global map to ``new`` (used after a restart whose recomputed
-        merge differs from the stored map); advances the global sequence."""
+    def diff_to(self, new: QMap, seq: int | None = None) -> bytes:
+        """Global delta from the current global map to ``new`` at sequence ``seq`` (default: the
+        next); used after a restart, whose recomputed merge may differ from the stored map and whose
+        sequence moves on to the wall clock."""
         base = self.global_seq
+        seq = base + 1 if seq is None else int(seq)
         data, _ = encode_delta(
             self.global_map,
             new,
             self.params,
             map_id=self.global_map_id,
-            seq=base + 1,
+            seq=seq,
             base_seq=base,
             frame_id=self.frame_id,
             n_levels=self.delta_levels,
         )
-        self.global_map, self.global_seq = new, base + 1
+        self.global_map, self.global_seq = new, seq
         return data

@@ -16,6 +16,7 @@ the bag is closed. Where that folder lacks the room, the error names the way to 
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import shutil
@@ -123,6 +124,16 @@ class _Upto(io.RawIOBase):
         return n
 
 
+def _os_error(src: Path, dst: Path, exc: OSError) -> BagError:
+    """The copy's disk full (or a file size limit) named as such, not as damage to the recording."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return BagError(
+            f"{src}: read through a repaired copy in {dst.parent}, which cannot be written "
+            f"({exc.strerror}); set TMPDIR to a disk with room"
+        )
+    return BagError(f"{src}: cannot read: {exc.strerror or exc}")
+
+
 def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
     """Scan ``src``'s whole records into ``dst``; (messages, bytes of the cut record left out).
     BagError where a record before the cut is damaged (a failing chunk CRC, a malformed record): a
@@ -172,6 +183,8 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
                 ) from None
         except BagError:
             raise
+        except OSError as exc:  # the copy's disk (full, a file size limit), or the recording's
+            raise _os_error(src, dst, exc) from None
         except Exception as exc:  # noqa: BLE001 - a failing CRC, a malformed record, a bad codec stream
             if upto.pos < end:  # a record before the last: damage, as in a whole file
                 raise BagError(
@@ -182,7 +195,10 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
             log.debug(f"{src}: the last record does not read ({exc}): taken as the cut")
         if not started:
             raise BagError(f"{src}: not a readable MCAP file (its header record is missing or damaged)")
-        writer.finish()
+        try:
+            writer.finish()
+        except OSError as exc:
+            raise _os_error(src, dst, exc) from None
     if not messages:
         raise BagError(f"{src}: cut short before its first whole message (nothing to read)")
     return messages, 0 if data_whole else src.stat().st_size - end  # (a cut summary loses no message)

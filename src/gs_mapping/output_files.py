@@ -136,6 +136,10 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
             raise OutputError(f"{path}: is a directory; give a file name")
         if directory and not path.is_dir():
             raise OutputError(f"{path}: exists and is not a directory")
+        if directory and path.is_symlink():  # (the finished folder replaces the path, not the link's target)
+            raise OutputError(
+                f"{path}: is a symbolic link to {os.path.realpath(path)}; give that directory itself"
+            )
         if not directory and not path.is_symlink() and not stat.S_ISREG(path.lstat().st_mode):
             # the rename would put a file in place of a device or pipe (as root: /dev/null itself)
             raise OutputError(
@@ -156,8 +160,14 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
                     "refusing to replace it"
                 )
     parent = path.parent
+    missing = []  # the folders this makes, deepest first (removed again if the command fails)
+    p = parent
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        missing.append(p)
+        p = p.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        _MADE_FOLDERS.extend(m for m in missing if m not in _MADE_FOLDERS)
     except FileExistsError:
         raise OutputError(f"{path}: a parent is not a directory") from None
     except OSError as exc:
@@ -168,6 +178,25 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
         reason = "read-only file system" if _read_only_fs(parent) else "permission denied"
         raise OutputError(f"{path}: cannot write: {reason}")
     return path
+
+
+# folders check_output made for outputs, deepest first: a command that then fails removes those
+# still empty (remove_made_folders), so a refused input leaves no new/deep/ behind
+_MADE_FOLDERS: list[Path] = []
+
+
+def remove_made_folders() -> None:
+    """Remove the folders :func:`check_output` made that are still empty (a failed command's)."""
+    while _MADE_FOLDERS:
+        try:
+            _MADE_FOLDERS.pop(0).rmdir()
+        except OSError:  # not empty (an output went there after all), or gone
+            pass
+
+
+def forget_made_folders() -> None:
+    """The command succeeded: its folders stay."""
+    _MADE_FOLDERS.clear()
 
 
 def _empty_dir(path: Path) -> bool:
@@ -418,6 +447,15 @@ def output_directory(
         _rm(tmp)
 
 
+def rescue_file(prefix: str, suffix: str) -> Path:
+    """A new, empty file of a unique name in the system's temp directory, for what could not be
+    written where it was going (a name from the pid alone met an earlier run's file: in a
+    container every run is pid 1)."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
 NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 
 
@@ -425,5 +463,16 @@ def temp_prefix(path: Path, tag: str, suffix: str = "") -> str:
     """``.NAME`` + ``tag`` for a temp file or directory beside ``path``: NAME cut so that the temp
     name (tempfile's 8 random characters and ``suffix`` added) is still a legal name when
     ``path``'s own is near the limit."""
-    room = NAME_MAX - 1 - len(tag.encode()) - 8 - len(suffix.encode())
-    return f".{path.name.encode()[:room].decode(errors='ignore')}{tag}"
+    room = NAME_MAX - 1 - len(os.fsencode(tag)) - 8 - len(os.fsencode(suffix))
+    # the name's bytes as the file system has them: a name that is not UTF-8 (legal on Linux)
+    # reaches Python with surrogate escapes, which strict encoding refused
+    cut = os.fsencode(path.name)[:room]
+    while cut:  # (not inside a multi-byte character)
+        try:
+            cut.decode("utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            if exc.end < len(cut):  # an invalid byte inside, not a character cut short: kept as it is
+                break
+            cut = cut[:-1]
+    return f".{os.fsdecode(cut)}{tag}"

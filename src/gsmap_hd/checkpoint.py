@@ -3,8 +3,6 @@ optimiser/scheduler state and step for resuming. Written atomically (temp file +
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import torch
 
 from gs_mapping.config_file import from_dict, to_dict
-from gs_mapping.output_files import temp_prefix
+from gs_mapping.output_files import output_path
 
 from .errors import CheckpointError
 from .model import GSMapModel
@@ -48,17 +46,15 @@ def save(
             state["optimizer"] = optimizer.state_dict()
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, ".", ".tmp"), suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # written beside it, synced, then renamed over it (a power cut leaves the old checkpoint or
+    # the new one, never an empty file); a full disk is one line naming the file
+    with output_path(path, overwrite=True) as tmp:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch's zip writer on a failed write ("unexpected pos …")
+            raise CheckpointError(
+                f"{path}: cannot write the checkpoint: {str(exc).splitlines()[0]}"
+            ) from None
     return path
 
 

@@ -193,6 +193,7 @@ def train(
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{last}: cannot resume: {ckpt.fit_reason(exc)}") from None
         start = state["step"]
+        _trim_metrics(out_dir / "metrics.jsonl", start)
         log.info(f"resumed from {last} at step {start}")
     elif cfg.init_from:
         base, base_cfg, _ = ckpt.load_model(cfg.init_from, expect=cfg.model)
@@ -206,6 +207,25 @@ def train(
         return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
     finally:
         run.discard_staging()
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """The log of a run resumed at ``step`` keeps only its records up to that step: those logged
+    after the last checkpoint (the run was killed) are logged again by the resumed run. Rewritten
+    beside and renamed over; a line that does not read (a kill mid-write) goes too."""
+    from gs_mapping.output_files import write_text
+
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+            kept.append(line)
+    write_text(path, "".join(f"{line}\n" for line in kept), overwrite=True)
 
 
 class _RunFiles:

@@ -17,6 +17,7 @@ import threading
 
 from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError
+from ..output_files import forget_made_folders, remove_made_folders
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"{__name__}.{args._module}")
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
+    forget_made_folders()
+    rc = 1  # (an exception no branch below takes)
     try:
-        return int(module.run(args) or 0)
+        rc = int(module.run(args) or 0)
+        return rc
     except GsMappingError as exc:
         print(f"gs-mapping {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -116,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gs-mapping {args.command}: error: {one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     finally:
+        if rc != 0:  # the folders made for outputs that were never written go again
+            remove_made_folders()
+        forget_made_folders()
         if previous is not None:  # (main() may run in a longer-lived process: a test, a tool)
             signal.signal(signal.SIGTERM, previous)
 

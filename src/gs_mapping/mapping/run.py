@@ -78,14 +78,12 @@ def run_outputs(out: Path, overwrite: bool, bag_path, gmap):
 
 
 def _rescue_map(gmap) -> str:
-    import os
-    import tempfile
-
+    from ..output_files import rescue_file
     from ..ply import save_ply
 
-    path = Path(tempfile.gettempdir()) / f"gs-mapping-rescued-map-{os.getpid()}.ply"
     try:
-        save_ply(gmap, path, overwrite=False)
+        path = rescue_file("gs-mapping-rescued-map-", ".ply")
+        save_ply(gmap, path, overwrite=True)  # (the empty file just made for it)
     except (GsMappingError, OSError) as exc:
         return f"the map could not be saved elsewhere either ({exc})"
     return f"the map was saved to {path} instead"

@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
-import time
 from pathlib import Path
 
 from ..errors import GsMappingError
+from ..output_files import rescue_file
 
 
 def save_map(gmap, path: str, what: str = "map") -> None:
@@ -27,7 +26,19 @@ def save_map(gmap, path: str, what: str = "map") -> None:
         raise GsMappingError(f"no path to save the {what} to (set save_path or send a path on ~/save)")
     if len(gmap) == 0:
         raise GsMappingError(f"{path}: the {what} is empty (nothing mapped yet): not saved")
-    save_ply(gmap, Path(path).expanduser(), overwrite=True)
+    target = Path(path).expanduser()
+    # a map replaces a map: a path sent on ~/save naming another kind of file (the node's own
+    # parameter file, a recording) is refused, not replaced by a PLY
+    try:
+        with target.open("rb") as f:
+            head = f.read(4)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        head = None
+    except OSError as exc:
+        raise GsMappingError(f"{path}: cannot read the existing file: {exc.strerror or exc}") from None
+    if head not in (None, b"", b"ply\n", b"ply\r"):  # (an empty file holds nothing to lose)
+        raise GsMappingError(f"{path}: exists and is not a PLY file: not replaced by the {what}")
+    save_ply(gmap, target, overwrite=True)
 
 
 def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> str | None:
@@ -40,10 +51,11 @@ def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> st
     try:
         save_map(gmap, path, what)
     except GsMappingError as exc:
-        rescue = Path(tempfile.gettempdir()) / f"{node_name}-{what}-{os.getpid()}-{int(time.time())}.ply"
+        rescue = Path(tempfile.gettempdir()) / f"{node_name}-{what}.ply"  # (named in the log if not made)
         try:
+            rescue = rescue_file(f"{node_name}-{what}-", ".ply")
             save_map(gmap, str(rescue), what)
-        except GsMappingError as exc2:
+        except (GsMappingError, OSError) as exc2:
             logger.error(
                 f"final save failed: {exc}; also could not save to {rescue} ({exc2}); the previous "
                 f"{path} is untouched; the last published snapshot still holds the {what}"

@@ -8,9 +8,11 @@ acknowledged or published. Outputs:
 
 - ``~/map_delta`` / ``~/map_snapshot``: the global map as an ordinary delta / snapshot stream, so
   ``map_receiver_node`` and :class:`gs_map_share.receiver.MapStore` follow it unchanged (point their
-  topics at ``/map_server_node/…``). Restarted, the server resumes the same map and sequence: a
-  receiver that is up to date continues with the next delta (the snapshot it sees again is
-  recognised as a duplicate from its 48-byte header, nothing decoded);
+  topics at ``/map_server_node/…``). Restarted, the server resumes the same map, its sequence
+  moved on to the wall clock by an empty delta (republished with the last ones): a receiver that is
+  up to date applies it and continues with the next delta (the snapshot it sees again is recognised
+  as a duplicate from its 48-byte header, nothing decoded); a store restored from a backup can then
+  never show a receiver its old sequence with another map;
 - ``~/ack`` (std_msgs/String, JSON ``{"map_id", "seq", "global_seq"}``): vehicle containers
   arriving within ``global_period_s`` are committed together with the one global delta they make
   (one transaction: group commit; the codec's cost per delta is mostly fixed, and so is an fsync),
@@ -200,8 +202,10 @@ class MapServerNode(NodeBase):
 
     # -- restart -----------------------------------------------------------------------------------
     def _restore(self) -> None:
-        """Rebuild every vehicle's map and the global map from the store; a fresh store starts the
-        global sequence at the wall clock in microseconds (above anything an earlier store sent)."""
+        """Rebuild every vehicle's map and the global map from the store; the global sequence goes
+        on from the wall clock in microseconds (a fresh store starts there; a restored map moves on
+        to it by an empty delta): above anything an earlier server on this store, or on a copy of
+        it, sent."""
         from gs_map_share.delta import decode_delta
         from gs_map_share.errors import DecodeError
         from gs_map_share.fleet_store import FleetStoreError, Row
@@ -245,6 +249,16 @@ class MapServerNode(NodeBase):
             self.store.commit([], Row(self.merge.global_seq, base, data), tiles)
             self.tile_seq.update({t: self.merge.global_seq for t in tiles})
             self._since_global_snapshot += 1
+        now = time.time_ns() // 1000
+        if stored.global_rows and now > self.merge.global_seq:
+            # the sequence moves on to the wall clock, by an empty delta: a receiver that is up to
+            # date applies it and goes on with deltas; one that followed another history of this
+            # store (the server restarted on a backup, or without its lost -wal) never meets this
+            # sequence with another map, and takes the next snapshot
+            base = self.merge.global_seq
+            data = self.merge.diff_to(self.merge.global_map, seq=now)
+            self.store.commit([], Row(now, base, data), [])  # (not counted for the restart point:
+            # an empty delta costs a restart nothing to replay)
         self.ctx.logger.info(
             f"fleet store {self.store.path}: {len(stored.vehicles)} vehicles, global map "
             f"{len(self.merge.global_map)} Gaussians at sequence {self.merge.global_seq}"
@@ -414,7 +428,7 @@ class MapServerNode(NodeBase):
 
         if n <= 0:
             return
-        for row in self.store.global_deltas(self.merge.global_seq - n):
+        for row in self.store.last_global_deltas(n):
             self.pub_delta.publish(bytes_to_uint8_multiarray(row.data, self.ctx.factory))
 
     def publish_snapshot(self) -> None:
