@@ -80,19 +80,26 @@ def _inria_names(degree: int) -> list[str]:
 )
 def test_ply_is_written_in_the_layout_format_md_promises(tmp_path, ids, levels, extra):
     # format.md: "ours: float in the reference layout, the element count on the third line as
-    # Inria's SIBR viewer reads it; + `id` double where the map has ids, `level` uchar where a level
-    # is set" — checked line by line, then the values as plyfile reads them
+    # Inria's SIBR viewer reads it; the map's ids and levels in an element after it, `gs_mapping`:
+    # `id` double where the map has ids, `level` uchar where a level is set" — checked line by
+    # line, then the values as plyfile reads them
     plyfile = pytest.importorskip("plyfile")
     row = _ply_row()
     assert "the element count on the third line" in row and "`id` double where the map has ids" in row
-    assert "`level` uchar where a level is set" in row
+    assert "`level` uchar where a level is set" in row and "an element after it, `gs_mapping`" in row
     gmap = _map(ids=ids, levels=levels)
     path = tmp_path / "m.ply"
     save_ply(gmap, path)
     lines = _header(path)
     assert lines[:3] == ["ply", "format binary_little_endian 1.0", f"element vertex {len(gmap)}"]
+    elements = [i for i, line in enumerate(lines) if line.startswith("element ")]
     props = [tuple(line.split()[1:]) for line in lines if line.startswith("property ")]
     assert props == [("float", n) for n in _inria_names(1)] + extra
+    if extra:  # the vertex rows end where the second element starts
+        assert lines[elements[1]] == f"element gs_mapping {len(gmap)}"
+        assert elements[1] == 3 + len(_inria_names(1))
+    else:
+        assert len(elements) == 1
     # any comment comes after the properties (SIBR counts lines only up to the count; viewers
     # that stop at the first non-property line after the element still see every property)
     first_comment = next((i for i, line in enumerate(lines) if line.startswith("comment")), len(lines))
@@ -101,9 +108,10 @@ def test_ply_is_written_in_the_layout_format_md_promises(tmp_path, ids, levels, 
     np.testing.assert_array_equal(np.c_[v["x"], v["y"], v["z"]], gmap.means)
     np.testing.assert_array_equal(v["rot_0"], gmap.quats[:, 3])  # w first, as the reference writes it
     if ids is not None:
-        np.testing.assert_array_equal(v["id"], ids.astype(np.float64))
-    if levels is not None:
-        np.testing.assert_array_equal(v["level"], levels)
+        e = plyfile.PlyData.read(str(path))["gs_mapping"].data
+        np.testing.assert_array_equal(e["id"], ids.astype(np.float64))
+        if levels is not None:
+            np.testing.assert_array_equal(e["level"], levels)
 
 
 def test_a_plain_map_with_ids_and_no_level_set_has_no_level_column(tmp_path):
@@ -122,7 +130,7 @@ def test_wide_ids_are_written_as_the_ply_module_docstring_says(tmp_path):
     plyfile = pytest.importorskip("plyfile")
     ids = np.array([(7 << 32) | 1, (7 << 32) | 2, (1 << 60) | 3], np.uint64)  # the last ≥ 2**53
     save_ply(_map(n=3, ids=ids), tmp_path / "w.ply")
-    v = plyfile.PlyData.read(str(tmp_path / "w.ply"))["vertex"]
+    v = plyfile.PlyData.read(str(tmp_path / "w.ply"))["gs_mapping"]
     assert {p.name: p.val_dtype for p in v.properties if p.name.startswith("id")} == {
         "id_hi": "u4",
         "id_lo": "u4",

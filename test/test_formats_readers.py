@@ -91,7 +91,7 @@ def test_fleet_ids_beyond_a_double_round_trip_as_two_uint_halves(tmp_path):
     g = synthetic_map(100, 0, seed=2)
     g.ids = global_ids((1 << 31) - 1, np.arange(1, 101, dtype=np.uint64) * 977)
     save_ply(g, tmp_path / "fleet.ply")
-    v = plyfile.PlyData.read(str(tmp_path / "fleet.ply"))["vertex"]
+    v = plyfile.PlyData.read(str(tmp_path / "fleet.ply"))["gs_mapping"]  # (after the vertex rows)
     names = [p.name for p in v.properties]
     assert "id" not in names and v["id_hi"].dtype == np.uint32 and v["id_lo"].dtype == np.uint32
     assert np.array_equal((v["id_hi"].astype(np.uint64) << np.uint64(32)) | v["id_lo"], g.ids)
@@ -99,9 +99,9 @@ def test_fleet_ids_beyond_a_double_round_trip_as_two_uint_halves(tmp_path):
     assert h.equals(g) and h.ids.dtype == np.uint64 and int(h.ids.max()) > 1 << 62
     g.ids = np.arange(1, 101, dtype=np.uint64)
     save_ply(g, tmp_path / "local.ply")
-    assert [p.name for p in plyfile.PlyData.read(str(tmp_path / "local.ply"))["vertex"].properties].count(
-        "id"
-    ) == 1
+    local = plyfile.PlyData.read(str(tmp_path / "local.ply"))
+    assert [p.name for p in local["gs_mapping"].properties] == ["id"]
+    assert all(p.val_dtype == "f4" for p in local["vertex"].properties)  # (the reference layout)
     # through the codec and the CLI: encode with the fleet ids, decode to PLY
     from gs_map_share.quantize import QuantParams
     from gs_map_share.snapshot import encode_map

@@ -611,7 +611,7 @@ def test_change_record_rules():
     makes its ids its own (the PLY then keeps them); the record overflows only when removed ids
     outnumber both the map and the floor."""
     from gs_mapping.gaussians import CHANGE_RECORD_MIN, GaussianMap
-    from gs_mapping.ply import to_structured
+    from gs_mapping.ply import id_columns
 
     g = GaussianMap()
     (a, b) = g.add(**_rows(2))
@@ -622,9 +622,9 @@ def test_change_record_rules():
     assert ch.added.tolist() == [c] and ch.updated.tolist() == [a]
 
     scene = GaussianMap(**_rows(3))
-    assert scene.ids_implicit and "id" not in to_structured(scene).dtype.names
+    assert scene.ids_implicit and id_columns(scene) is None
     scene.remove([2])
-    assert not scene.ids_implicit and to_structured(scene)["id"].tolist() == [1.0, 3.0]
+    assert not scene.ids_implicit and id_columns(scene)["id"].tolist() == [1.0, 3.0]
 
     n = 2 * CHANGE_RECORD_MIN + 10
     big = GaussianMap(**_rows(n))
@@ -659,7 +659,7 @@ def test_an_id_of_exactly_2_pow_53_is_written_wide_and_read_back(tmp_path):
 
     ids = np.array([1, 1 << 53], np.uint64)
     save_ply(GaussianMap(ids=ids, **_rows(2)), tmp_path / "w.ply")
-    v = plyfile.PlyData.read(str(tmp_path / "w.ply"))["vertex"].data
+    v = plyfile.PlyData.read(str(tmp_path / "w.ply"))["gs_mapping"].data
     assert "id" not in v.dtype.names
     assert v["id_hi"].tolist() == [0, 1 << 21] and v["id_lo"].tolist() == [1, 0]
     assert load_ply(tmp_path / "w.ply").ids.tolist() == ids.tolist()
@@ -775,7 +775,7 @@ def test_a_subset_of_a_map_with_its_own_ids_keeps_them_in_the_ply(tmp_path):
     sub = g.subset(np.array([0, 2]))
     assert sub.ids.tolist() == [5, 12] and not sub.ids_implicit
     save_ply(sub, tmp_path / "s.ply")
-    assert plyfile.PlyData.read(str(tmp_path / "s.ply"))["vertex"].data["id"].tolist() == [5.0, 12.0]
+    assert plyfile.PlyData.read(str(tmp_path / "s.ply"))["gs_mapping"].data["id"].tolist() == [5.0, 12.0]
 
 
 def test_a_trainers_unnormalised_rotations_and_a_bad_tile_size_comment(tmp_path):

@@ -90,3 +90,54 @@ def test_the_launch_files_namespace_is_launch_ros_s_under_a_pushed_one(tmp_path)
         existing_params_file(str(tmp_path / "typo.yaml"))
     with pytest.raises(ValueError, match="is not a file"):
         existing_params_file(str(tmp_path))  # a folder
+
+
+def test_a_maps_ids_and_levels_travel_in_their_own_element_and_older_files_still_read(tmp_path):
+    """A map's PLY keeps the vertex rows in the reference layout (float only) and its ids and
+    levels in the ``gs_mapping`` element after them, which plyfile reads as written; a file with
+    them in the vertex rows (this suite's earlier layout) reads to the same map; an element of
+    another row count, or ids in both places, is one line."""
+    plyfile = pytest.importorskip("plyfile")
+    from gs_mapping.gaussians import GaussianMap
+    from gs_mapping.ply import load_ply, save_ply, to_structured
+
+    rng = np.random.default_rng(3)
+    n = 6
+    g = GaussianMap(
+        means=rng.normal(size=(n, 3)).astype(np.float32),
+        quats=np.tile(np.array([0, 0, 0, 1], np.float32), (n, 1)),
+        log_scales=np.full((n, 3), -3.0, np.float32),
+        opacity_logits=np.zeros(n, np.float32),
+        sh=rng.normal(size=(n, 1, 3)).astype(np.float32),
+        ids=np.array([3, 8, 9, 20, 21, 400], np.uint64),
+        levels=np.array([0, 0, 1, 0, 2, 0], np.uint8),
+    )
+    save_ply(g, tmp_path / "m.ply")
+    ply = plyfile.PlyData.read(str(tmp_path / "m.ply"))
+    assert [e.name for e in ply.elements] == ["vertex", "gs_mapping"]
+    assert {p.val_dtype for p in ply["vertex"].properties} == {"f4"}
+    assert ply["gs_mapping"]["id"].tolist() == [3.0, 8.0, 9.0, 20.0, 21.0, 400.0]
+    assert ply["gs_mapping"]["level"].tolist() == [0, 0, 1, 0, 2, 0]
+    assert load_ply(tmp_path / "m.ply").equals(g)
+    # the earlier layout: id and level in the vertex rows
+    v = to_structured(g)
+    old = np.zeros(n, v.dtype.descr + [("id", "<f8"), ("level", "u1")])
+    for k in v.dtype.names:
+        old[k] = v[k]
+    old["id"], old["level"] = g.ids, g.levels
+    plyfile.PlyData([plyfile.PlyElement.describe(old, "vertex")]).write(str(tmp_path / "old.ply"))
+    assert load_ply(tmp_path / "old.ply").equals(g)
+    # an element of another row count; ids in both places
+    short = np.zeros(n - 1, [("id", "<f8")])
+    plyfile.PlyData(
+        [plyfile.PlyElement.describe(v, "vertex"), plyfile.PlyElement.describe(short, "gs_mapping")]
+    ).write(str(tmp_path / "short.ply"))
+    with pytest.raises(MapError, match="5 rows for 6 Gaussians"):
+        load_ply(tmp_path / "short.ply")
+    both = np.zeros(n, [("id", "<f8")])
+    both["id"] = g.ids
+    plyfile.PlyData(
+        [plyfile.PlyElement.describe(old, "vertex"), plyfile.PlyElement.describe(both, "gs_mapping")]
+    ).write(str(tmp_path / "both.ply"))
+    with pytest.raises(MapError, match="both in 'vertex' and in 'gs_mapping'"):
+        load_ply(tmp_path / "both.ply")

@@ -1,17 +1,20 @@
 """Standard 3DGS PLY files (the layout of the reference implementation that viewers read).
 
 We write binary little-endian, one ``vertex`` element with float properties ``x y z nx ny nz
-f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``. Stored values are pre-activation, as viewers
-expect: opacity is a logit, scales are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major
-(all coefficients of red, then green, then blue). We add ``id`` (double: exact for ids < 2**53;
-not for a map whose ids are implicit, a scene read without them and not edited since) and
-``level`` (uchar); viewers skip properties they do not know. A map with an id of 2**53 or more (a
-fleet's global map: ``map_id << 32 | local id``) has ``id_hi`` and ``id_lo`` (uint, the id's upper
-and lower 32 bits) instead of ``id``: PLY has no 64-bit integer type.
+f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``, exactly the reference layout: Inria's SIBR viewer
+reads fixed-size rows and Niantic's PLY reader takes float properties only, so anything more in a
+row breaks them. Stored values are pre-activation, as viewers expect: opacity is a logit, scales
+are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major (all coefficients of red, then
+green, then blue). A map's ids and levels go in a second element after it, ``gs_mapping`` (one row
+per Gaussian; viewers skip elements they do not know): ``id`` (double: exact for ids < 2**53), or
+``id_hi`` and ``id_lo`` (uint, the id's upper and lower 32 bits) for an id of 2**53 or more (a
+fleet's global map: ``map_id << 32 | local id``; PLY has no 64-bit integer type), and ``level``
+(uchar) where a level is set. No ids where they are implicit (a scene read without them and not
+edited since): read back, they would be taken for real ones.
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
-``level``, SH degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as
+``level`` (in the vertex element, as this suite wrote them before, or in ``gs_mapping``), SH degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as
 for SPZ); other elements are skipped, a mesh's faces (list properties) too (in a binary file only
 after the vertices: their rows vary in size). A point cloud (x, y, z, colours) is refused as one.
 A 2D Gaussian splatting scene (no ``scale_2``: flat discs) gets the thinnest third scale. Without
@@ -62,7 +65,8 @@ log = logging.getLogger(__name__)
 _LIST = "list"  # a list property's type (its element is skipped, see _sized)
 # the elements the splat formats read (PLY, compressed PLY): a list property in one of them is
 # refused, not skipped with its element (a compressed PLY's SH would be lost without a word)
-SPLAT_ELEMENTS = ("vertex", "chunk", "sh")
+SPLAT_ELEMENTS = ("vertex", "chunk", "sh", "gs_mapping")
+ID_ELEMENT = "gs_mapping"  # the ids and levels of a map's Gaussians, after ``vertex``
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
@@ -79,17 +83,9 @@ def _property_names(num_sh: int) -> list[str]:
 
 
 def to_structured(gmap: GaussianMap) -> np.ndarray:
-    """The map as the structured array a PLY file holds."""
+    """The map's ``vertex`` element as a PLY file holds it (the reference layout)."""
     k = gmap.num_sh
-    # a scene without ids (read from a file without them) is written without them, as trainers
-    # write it: ids 1..N in file order would be read back as real ones (ids_implicit is lost)
-    wide = not gmap.ids_implicit and len(gmap) > 0 and int(gmap.ids.max()) >= _MAX_EXACT_ID
-    ids = [] if gmap.ids_implicit else [("id_hi", "<u4"), ("id_lo", "<u4")] if wide else [("id", "<f8")]
-    # levels only where a level is set: a plain scene keeps the reference layout byte for byte
-    # (Inria's SIBR viewer reads fixed-size rows; absent levels read back as 0)
-    levels = [("level", "u1")] if len(gmap) and bool(np.any(gmap.levels)) else []
-    dtype = [(n, "<f4") for n in _property_names(k)] + ids + levels
-    out = np.zeros(len(gmap), dtype=dtype)
+    out = np.zeros(len(gmap), dtype=[(n, "<f4") for n in _property_names(k)])
     for i, axis in enumerate("xyz"):
         out[axis] = gmap.means[:, i]
     for c in range(3):
@@ -103,12 +99,26 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
     wxyz = gmap.quats[:, [3, 0, 1, 2]]
     for i in range(4):
         out[f"rot_{i}"] = wxyz[:, i]
+    return out
+
+
+def id_columns(gmap: GaussianMap) -> np.ndarray | None:
+    """The map's ``gs_mapping`` element (ids, levels; see the module docstring), or None where it
+    holds nothing (implicit ids, no level set)."""
+    n = len(gmap)
+    ids_given = not gmap.ids_implicit
+    wide = ids_given and n > 0 and int(gmap.ids.max()) >= _MAX_EXACT_ID
+    cols = [("id_hi", "<u4"), ("id_lo", "<u4")] if wide else [("id", "<f8")] if ids_given else []
+    cols += [("level", "u1")] if n and bool(np.any(gmap.levels)) else []
+    if not cols:
+        return None
+    out = np.zeros(n, dtype=cols)
     if wide:
         out["id_hi"] = gmap.ids >> np.uint64(32)
         out["id_lo"] = gmap.ids & np.uint64(0xFFFFFFFF)
-    elif not gmap.ids_implicit:
+    elif ids_given:
         out["id"] = gmap.ids.astype(np.float64)
-    if levels:
+    if "level" in out.dtype.names:
         out["level"] = gmap.levels
     return out
 
@@ -116,15 +126,20 @@ def to_structured(gmap: GaussianMap) -> np.ndarray:
 def save_ply(gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inputs=()) -> None:
     """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`)."""
     path = Path(path)
-    data = to_structured(gmap)
+    data, extra = to_structured(gmap), id_columns(gmap)
     # the count on the third line, the comment last: viewers that parse the header by line number
     # (Inria's SIBR) read files laid out as the reference trainer writes them
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(data)}"]
-    for name in data.dtype.names:
-        header.append(f"property {_WRITTEN_TYPES[data.dtype[name].str]} {name}")
+    header = ["ply", "format binary_little_endian 1.0"]
+    blobs = []
+    for name, rows in (("vertex", data), (ID_ELEMENT, extra)):
+        if rows is None:
+            continue
+        header.append(f"element {name} {len(rows)}")
+        header += [f"property {_WRITTEN_TYPES[rows.dtype[p].str]} {p}" for p in rows.dtype.names]
+        blobs.append(rows.tobytes())
     header.append(f"comment gs_mapping sh_degree {gmap.sh_degree} tile_size {gmap.tile_size!r}")
     header.append("end_header")
-    blob = ("\n".join(header) + "\n").encode("ascii") + data.tobytes()
+    blob = ("\n".join(header) + "\n").encode("ascii") + b"".join(blobs)
     atomic_write(path, blob, overwrite=overwrite, inputs=inputs)
 
 
@@ -502,9 +517,17 @@ def from_ply_elements(
     quats = unit_rotations(xyzw, str(path))
     if "filter_3D" in names:
         log_scales, opacity = fold_3d_filter(log_scales, opacity, _col(data, "filter_3D"), path)
+    # ids and levels: in our own element (a row per Gaussian), else in the vertex rows
+    extra = elements.get(ID_ELEMENT)
+    if extra is not None and len(extra) != count:
+        raise MapError(f"{path}: element {ID_ELEMENT!r} has {len(extra)} rows for {count} Gaussians")
+    if extra is not None and any(n in names for n in ("id", "id_hi", "id_lo", "level")):
+        raise MapError(f"{path}: ids or levels both in 'vertex' and in {ID_ELEMENT!r}")
+    src = data if extra is None else extra
+    src_names = set(src.dtype.names or ())
     levels = None
-    if "level" in names:  # refused, never wrapped: a level is an integer 0..255 (uchar)
-        lv = data["level"].astype(np.float64)
+    if "level" in src_names:  # refused, never wrapped: a level is an integer 0..255 (uchar)
+        lv = src["level"].astype(np.float64)
         bad = ~np.isfinite(lv) | (lv < 0) | (lv > 255) | (lv != np.floor(lv))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -512,7 +535,7 @@ def from_ply_elements(
                 f"{path}: 'level' of Gaussian {row} (row in file) is {lv[row]}, not an integer 0..255"
             )
         levels = lv.astype(np.uint8)
-    ids = _read_ids(data, names, count, path)
+    ids = _read_ids(src, src_names, count, path)
     if ids is not None:
         if count and np.any(ids[1:] <= ids[:-1]):
             order = np.argsort(ids, kind="stable")

@@ -66,8 +66,9 @@ def add_spz_axes(p: argparse.ArgumentParser) -> None:
         choices=SPZ_AXES,
         default="stored",
         help="SPZ's axes: 'stored' takes them as stored, as Niantic's library does by default (the "
-        "default); 'rub' reads an SPZ's RUB axes (its specification; PlayCanvas, SuperSplat) as PLY's "
-        "RDF and writes PLY's RDF as RUB: a 180° turn about x",
+        "default; PlayCanvas splat-transform 3.x writes them so); 'rub' reads an SPZ's RUB axes (its "
+        "specification; PlayCanvas splat-transform 2.x) as PLY's RDF and writes PLY's RDF as RUB: a "
+        "180° turn about x",
     )
 
 

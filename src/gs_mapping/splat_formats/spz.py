@@ -178,7 +178,7 @@ def pack_attributes(
         raise MapError(f"SPZ fractional bits must be 0..23, got {fractional_bits}")
     fixed = _fixed(gmap.means, fractional_bits)
     ext = float(np.abs(fixed).max())
-    if ext >= (1 << 23):
+    if not _in_int24(fixed):
         raise MapError(
             f"a Gaussian lies {ext / (1 << fractional_bits):.1f} units from the origin, beyond SPZ's "
             f"±{2.0 ** (23 - fractional_bits):.0f} with {fractional_bits} fractional bits (it would "
@@ -217,6 +217,12 @@ def _fixed(means: np.ndarray, fractional_bits: int) -> np.ndarray:
     return _round_away(np.asarray(means).astype(np.float64) * (1 << fractional_bits))
 
 
+def _in_int24(fixed: np.ndarray) -> bool:
+    """Whether fixed-point positions fit SPZ's signed 24 bits: −2**23 (a position of exactly
+    −2048 at 12 bits, as Niantic writes it) to 2**23 − 1."""
+    return bool(fixed.min() >= -(1 << 23) and fixed.max() <= (1 << 23) - 1)
+
+
 def position_bits(gmap: GaussianMap, target: str = "SPZ") -> int:
     """The fractional bits a writer uses: the reference writer's 12 (1/4096 of a unit, ±2048 units)
     where the scene fits, else as many as keep every position inside the 24-bit range (a
@@ -224,8 +230,10 @@ def position_bits(gmap: GaussianMap, target: str = "SPZ") -> int:
     writer then refuses the scene)."""
     if not len(gmap):
         return DEFAULT_FRACTIONAL_BITS
-    ext = float(np.abs(gmap.means.astype(np.float64)).max())
-    fits = lambda fb: float(_fixed(np.array([ext]), fb)[0]) < (1 << 23)  # noqa: E731
+    means = gmap.means.astype(np.float64)
+    ext = float(np.abs(means).max())
+    extremes = np.array([means.min(), means.max()])
+    fits = lambda fb: _in_int24(_fixed(extremes, fb))  # noqa: E731
     fb = DEFAULT_FRACTIONAL_BITS
     while fb > 0 and not fits(fb):
         fb -= 1
