@@ -351,8 +351,9 @@ def test_an_output_that_became_a_link_to_the_input_during_the_work_is_refused(tm
 
 
 def test_a_symlink_to_a_directory_is_not_replaced_as_an_output_directory(tmp_path):
-    """install_directory: an existing output that is a symlink is refused ('exists and is not a
-    directory'); neither the link nor the directory it points to changes."""
+    """An existing output directory that is a symlink is refused before the work (check_output:
+    'is a symbolic link to …'; install_directory refuses it too, after); neither the link nor the
+    directory it points to changes."""
     from gs_mapping.errors import OutputError
     from gs_mapping.output_files import output_directory
 
@@ -361,7 +362,7 @@ def test_a_symlink_to_a_directory_is_not_replaced_as_an_output_directory(tmp_pat
     (real / "map.ply").write_bytes(b"old")
     link = tmp_path / "run"
     link.symlink_to(real)
-    with pytest.raises(OutputError, match="exists and is not a directory"):
+    with pytest.raises(OutputError, match=f"is a symbolic link to {real}"):
         with output_directory(link, overwrite=True, allowed=["*.ply"]) as tmp:
             (tmp / "map.ply").write_bytes(b"new")
     assert link.is_symlink() and (real / "map.ply").read_bytes() == b"old"
@@ -391,16 +392,17 @@ def test_an_output_directory_gets_the_mode_mkdir_would_give(tmp_path):
 
 
 def test_a_symlink_to_an_empty_directory_is_not_an_empty_output(tmp_path):
-    """check_output: only a real empty directory 'holds nothing to lose'; a symlink to one is an
-    existing output that needs --overwrite."""
+    """check_output: only a real empty directory 'holds nothing to lose'; a symlink to one is
+    refused (the finished folder would replace the link, not fill what it points to)."""
     from gs_mapping.errors import OutputError
     from gs_mapping.output_files import check_output
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "run").symlink_to(tmp_path / "empty")
     assert check_output(tmp_path / "empty", directory=True) == tmp_path / "empty"
-    with pytest.raises(OutputError, match="exists already"):
-        check_output(tmp_path / "run", directory=True)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="is a symbolic link"):
+            check_output(tmp_path / "run", directory=True, overwrite=overwrite)
 
 
 # ------------------------------------------------------------------------------------------------

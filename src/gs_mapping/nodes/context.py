@@ -113,7 +113,7 @@ def check_ros_names(node_name: str | None, namespace: str = "") -> None:
         )
     if node_name is not None and len(node_name) > 255:  # rmw's RMW_NODE_NAME_MAX_NAME_LENGTH
         raise ConfigError(f"--name: {len(node_name)} characters; a ROS node name has at most 255")
-    ns = namespace.strip()
+    ns = namespace  # (not stripped: rcl refuses " robot1", and the runtimes use it as given)
     if len(ns) > 253:  # rmw's RMW_NAMESPACE_MAX_LENGTH (its topic-name limit 255, less 2)
         raise ConfigError(f"--namespace: {len(ns)} characters; a ROS namespace has at most 253")
     if ns and ns != "/" and not re.fullmatch(rf"/?{_ROS_TOKEN}(/{_ROS_TOKEN})*", ns):
