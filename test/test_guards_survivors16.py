@@ -637,6 +637,14 @@ def test_cameras_found_in_a_bag_are_colour_images_with_a_camera_info_sibling():
         ]
     )
     assert find_cameras(both) == ["/back/image_raw/compressed", "/front/color/image_raw"]
+    for transport in ("compressedDepth", "zstd", "theora"):  # every image_transport transport
+        more = _Bag(
+            [
+                *((t.name, t.type) for t in both.topics),
+                (f"/front/color/image_raw/{transport}", "sensor_msgs/msg/CompressedImage"),
+            ]
+        )
+        assert find_cameras(more) == ["/back/image_raw/compressed", "/front/color/image_raw"], transport
 
 
 def test_a_frames_ground_truth_is_at_its_stamp_else_the_nearest_within_the_slop():
@@ -645,11 +653,13 @@ def test_a_frames_ground_truth_is_at_its_stamp_else_the_nearest_within_the_slop(
     from gsmap_hd.predict_bag import _gt_for
 
     gts = {100: "a", 130: "b", 200: "c"}
-    assert _gt_for(130, gts, 0) == "b"
-    assert _gt_for(110, gts, 10) == "a" and _gt_for(111, gts, 10) is None
-    assert _gt_for(120, gts, 20) == "b"  # 130 is 10 away, 100 is 20
-    assert _gt_for(165, gts, 50) in ("b", "c") and _gt_for(170, gts, 50) == "c"
-    assert _gt_for(5, {}, 10**9) is None
+    st = sorted(gts)
+    assert _gt_for(130, gts, st, 0) == "b"
+    assert _gt_for(110, gts, st, 10) == "a" and _gt_for(111, gts, st, 10) is None
+    assert _gt_for(120, gts, st, 20) == "b"  # 130 is 10 away, 100 is 20
+    assert _gt_for(165, gts, st, 50) in ("b", "c") and _gt_for(170, gts, st, 50) == "c"
+    assert _gt_for(90, gts, st, 10) == "a" and _gt_for(205, gts, st, 10) == "c"  # (either end)
+    assert _gt_for(5, {}, [], 10**9) is None
 
 
 def test_output_difference_measures_y_against_the_patch_width_and_scales_against_their_range():

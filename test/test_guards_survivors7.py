@@ -927,8 +927,9 @@ def test_after_a_storage_failure_nothing_uncommitted_is_published(tmp_path):
 
 def test_the_global_restart_point_schedule_counts_deltas_stored_before_a_restart(tmp_path):
     """docs/fleet.md: every global_snapshot_every global deltas the restart point moves (compaction
-    keeps restarts short). Every 3: two global deltas, a restart, a third → the stored snapshot is
-    at the third (read with sqlite3), as it is without the restart."""
+    keeps restarts short). Every 3: two global deltas, a restart (its empty delta moving the
+    sequence on is the third) → the stored snapshot is there (read with sqlite3); a crash-looping
+    server compacts too."""
     store = tmp_path / "fleet.sqlite3"
     stream, _ = _stream(1, 2)
     bus = ReplayBus()
@@ -940,10 +941,12 @@ def test_the_global_restart_point_schedule_counts_deltas_stored_before_a_restart
     assert _rows(store, "global_snapshot")[0][1] == seq0
     bus = ReplayBus()
     server = _server(bus, store, global_snapshot_every=3, global_period_s=0.0)
-    moved_on = server.merge.global_seq  # (the restart's empty delta: not counted, nothing to replay)
+    # the restart's empty delta (the sequence moved on to the wall clock) is the third stored
+    moved_on = server.merge.global_seq
+    assert _rows(store, "global_snapshot")[0][1] == moved_on
     _send(bus, "vehicle1", stream[2])
     assert server.merge.global_seq == moved_on + 1
-    assert _rows(store, "global_snapshot")[0][1] == moved_on + 1
+    assert _rows(store, "global_snapshot")[0][1] == moved_on
     server.close()
 
 

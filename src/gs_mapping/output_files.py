@@ -180,18 +180,19 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
     return path
 
 
-# folders check_output made for outputs, deepest first: a command that then fails removes those
+# folders check_output made for outputs: a command that then fails removes those
 # still empty (remove_made_folders), so a refused input leaves no new/deep/ behind
 _MADE_FOLDERS: list[Path] = []
 
 
 def remove_made_folders() -> None:
     """Remove the folders :func:`check_output` made that are still empty (a failed command's)."""
-    while _MADE_FOLDERS:
+    for folder in sorted(set(_MADE_FOLDERS), key=lambda p: len(p.parts), reverse=True):  # deepest first
         try:
-            _MADE_FOLDERS.pop(0).rmdir()
+            folder.rmdir()
         except OSError:  # not empty (an output went there after all), or gone
             pass
+    _MADE_FOLDERS.clear()
 
 
 def forget_made_folders() -> None:

@@ -85,6 +85,10 @@ def _check_crcs(path: Path) -> None:
     ``torch.load``'s own error."""
     try:
         with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            # written without CRCs (torch.serialization.set_crc32_options(False)): nothing to check
+            if all(i.CRC == 0 for i in infos if i.file_size):
+                return
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error):
         return

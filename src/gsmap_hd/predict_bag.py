@@ -7,6 +7,7 @@ bag's TF, and calls :class:`gsmap_hd.infer.Predictor`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from pathlib import Path
@@ -31,7 +32,9 @@ def shipped_checkpoint(n_cameras: int) -> Path:
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_TOPIC = "/ground_truth/lanes_json"
 GT_GRACE_NS = 2_000_000_000  # after --max-frames, read on this long (log time) for their GT
-SYNC_QUEUE = 10  # images a camera keeps waiting for partners (hd_map_node keeps 5, live)
+# images a camera keeps waiting for partners (hd_map_node keeps 5, live): a finished recording
+# may log one camera a second behind the others (30 frames at 30 Hz); kept undecoded
+SYNC_QUEUE = 30
 MAX_WAITING = 50  # grouped frames kept waiting for a CameraInfo or a transform; older ones skipped
 
 
@@ -43,13 +46,15 @@ def _info_topic(image_topic: str) -> str:
 
 def find_cameras(bag) -> list[str]:
     """Every camera image topic with a sibling camera_info, not depth; one topic a camera: a bag
-    recorded with ``-a`` holds image_transport's ``…/compressed`` beside the raw topic, the same
-    camera (the raw one is taken)."""
+    recorded with ``-a`` holds image_transport's ``…/compressed`` (``compressedDepth``, ``zstd``,
+    ``theora``) beside the raw topic, the same camera (the raw one is taken)."""
+    from gs_mapping.topics import transport_base
+
     names = {t.name: t.type for t in bag.topics}
     out = []
     for name, typ in sorted(names.items()):
         if typ in IMAGE_TYPES and "depth" not in name and _info_topic(name) in names:
-            raw = name.removesuffix("/compressed")
+            raw = transport_base(name)
             if raw == name or names.get(raw) not in IMAGE_TYPES:
                 out.append(name)
     return out
@@ -134,6 +139,7 @@ def predict_bag(
         waiting: list[tuple[int, dict]] = []  # grouped frames waiting for a CameraInfo or TF, oldest first
         why_waiting: dict[str, str] = {}  # the last reason a frame could not be predicted yet
         gt_by_stamp: dict[int, dict] = {}
+        gt_stamps: list[int] = []  # sorted
         has_gt = bag.has_topic(GT_TOPIC)
         camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
         topics = (
@@ -152,9 +158,9 @@ def predict_bag(
         def inputs(frame: dict):
             """The frame's images, CameraInfos and base ← camera transforms; None (and why) while a
             CameraInfo or a transform has not arrived yet."""
-            ims, cis, Ts = [], [], []
+            cis, Ts = [], []
             for c in cams:
-                rgb, fid, stamp = frame[c]
+                _, fid, stamp = frame[c]
                 if _info_topic(c) not in infos:
                     why_waiting["info"] = f"no {_info_topic(c)} message before the bag ended"
                     return None
@@ -163,9 +169,28 @@ def predict_bag(
                 except TFError as exc:
                     why_waiting["tf"] = f"no transform {base_frame} <- {fid} (camera {c}): {exc}"
                     return None
-                ims.append(rgb)  # (a distorted camera's raw image: the Predictor makes it pinhole)
                 cis.append(infos[_info_topic(c)])
-            return ims, cis, Ts
+            return cis, Ts
+
+        def decoded(frame: dict) -> list | None:
+            """The frame's images as RGB (any driver encoding, or a CompressedImage jpeg/png; a
+            distorted camera's raw image: the Predictor makes it pinhole); None where one does not
+            decode (skipped and counted, said once a camera; --strict: an error)."""
+            ims = []
+            for c in cams:
+                msg, _, stamp = frame[c]
+                try:
+                    ims.append(color_to_rgb(msg))
+                except GsMappingError as exc:
+                    if strict:
+                        raise HDInputError(f"{bag_path}: camera {c}: {exc}") from None
+                    undecodable[c] = undecodable.get(c, 0) + 1
+                    if undecodable[c] == 1:  # (as the nodes: a bad frame is skipped, once said)
+                        log.warning(
+                            f"{bag_path}: camera {c}: image at {stamp} ns skipped (and any like it): {exc}"
+                        )
+                    return None
+            return ims
 
         def predict_waiting() -> None:
             """Predict every waiting frame whose CameraInfos and transforms are there (a static
@@ -176,7 +201,10 @@ def predict_bag(
                 if got is None:
                     keep.append((stamp, frame))
                     continue
-                els = predictor.predict(*got)
+                ims = decoded(frame)
+                if ims is None:
+                    continue
+                els = predictor.predict(ims, *got)
                 used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
                 results.append(
                     {
@@ -191,13 +219,10 @@ def predict_bag(
 
         bad_gt = 0
         for topic, t_log, msg in bag.messages(topics):
-            if enough_at is not None:
-                if t_log > enough_at + GT_GRACE_NS or all(
-                    _gt_for(r["stamp_ns"], gt_by_stamp, slop_ns) for r in results
-                ):
+            if enough_at is not None and (t_log > enough_at + GT_GRACE_NS or topic != GT_TOPIC):
+                if t_log > enough_at + GT_GRACE_NS:
                     break
-                if topic != GT_TOPIC:
-                    continue
+                continue
             if topic in ("/tf", "/tf_static"):
                 tf.add_message(msg, static=topic == "/tf_static")
             elif topic == GT_TOPIC:
@@ -209,23 +234,17 @@ def predict_bag(
                         log.warning(f"{GT_TOPIC} at {t_log} ns skipped (and any like it): {exc}")
                     continue
                 gt_by_stamp[stamp] = {"vectors": vectors}
+                bisect.insort(gt_stamps, stamp)
+                if enough_at is not None and all(
+                    _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
+                ):
+                    break  # (every predicted frame has its GT: nothing more to read)
                 continue
             elif topic.endswith("camera_info"):
                 infos[topic] = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
             else:
                 stamp, frame_id = M.header_fields(msg)
-                try:
-                    rgb = color_to_rgb(msg)  # Image of any driver encoding, or CompressedImage jpeg/png
-                except GsMappingError as exc:
-                    if strict:
-                        raise HDInputError(f"{bag_path}: camera {topic}: {exc}") from None
-                    undecodable[topic] = undecodable.get(topic, 0) + 1
-                    if undecodable[topic] == 1:  # (as the nodes: a bad frame is skipped, once said)
-                        log.warning(
-                            f"{bag_path}: camera {topic}: image at {stamp} ns skipped (and any like it): {exc}"
-                        )
-                    continue
-                item = (rgb, frame_id, stamp)
+                item = (msg, frame_id, stamp)  # (decoded once grouped and placed: decoded())
                 group = [item] if sync is None else sync.add(topic, stamp, item)
                 if group is not None:
                     # the frame's stamp: the first camera's (hd_map_node's, and the GT's in the world)
@@ -236,6 +255,10 @@ def predict_bag(
             predict_waiting()
             if enough() and enough_at is None:
                 enough_at = t_log
+                if not has_gt or all(
+                    _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
+                ):
+                    break  # (no GT to wait for, or it came first)
         bar.close()
     results.sort(key=lambda r: r["stamp_ns"])
     skipped = 0 if enough() else len(waiting) + dropped_waiting
@@ -263,7 +286,7 @@ def predict_bag(
     if not any(r["region"] for r in results):
         raise HDInputError(
             f"{bag_path}: no frame's cameras see the ground (z = 0 of --base-frame {base_frame}): the "
-            "base frame must be the vehicle's, on the ground (REP 103: x forward, y left, z up), not "
+            "base frame must be the vehicle's (x forward, y left, z up) with the ground at z = 0, not "
             "a camera's optical frame"
         )
     region = " and ".join(sorted(used))  # what the frames were clipped to (each carries its own)
@@ -273,7 +296,7 @@ def predict_bag(
     if has_gt:
         # GT paired by header stamp (the nearest within the sync slop); a frame without one is
         # scored against an empty map, so say so
-        gts = [_gt_for(r["stamp_ns"], gt_by_stamp, slop_ns) for r in results]
+        gts = [_gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results]
         no_gt = sum(g is None for g in gts)
         if no_gt:
             log.warning(
@@ -298,11 +321,13 @@ def predict_bag(
     }
 
 
-def _gt_for(stamp: int, gt_by_stamp: dict, slop_ns: int) -> dict | None:
-    """The ground truth of a frame: at its stamp, else the nearest within ``slop_ns``."""
+def _gt_for(stamp: int, gt_by_stamp: dict, stamps: list[int], slop_ns: int) -> dict | None:
+    """The ground truth of a frame: at its stamp, else the nearest within ``slop_ns`` (``stamps``:
+    the GT stamps, sorted)."""
     if stamp in gt_by_stamp:
         return gt_by_stamp[stamp]
-    near = min(gt_by_stamp, key=lambda s: abs(s - stamp), default=None)
+    i = bisect.bisect_left(stamps, stamp)
+    near = min(stamps[max(i - 1, 0) : i + 1], key=lambda s: abs(s - stamp), default=None)
     return gt_by_stamp[near] if near is not None and abs(near - stamp) <= slop_ns else None
 
 

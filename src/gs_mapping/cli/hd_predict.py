@@ -15,7 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, help="output JSON: {results: [...], GTs: [...]} (GTs if the bag has them)"
     )
-    p.add_argument("--checkpoint", help="model checkpoint (default: the shipped small world model)")
+    p.add_argument(
+        "--checkpoint",
+        help="model checkpoint (default: the shipped small world model for the rig, as hd_map_node "
+        "chooses it: the front model for one camera, the surround model for several)",
+    )
     p.add_argument(
         "--cameras",
         nargs="+",
@@ -27,8 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--base-frame",
         default="base_link",
-        help="the vehicle frame the predictions are in (default base_link): REP 103, x forward, y "
-        "left, z up, on the ground (the model's ground is its z = 0); the cameras are found in it through TF",
+        help="the vehicle frame the predictions are in (default base_link): x forward, y left, z up "
+        "(REP 103), the ground at its z = 0 as the model was trained (the world's base_link; on a "
+        "robot whose base_link is above the ground, its base_footprint, REP 105); the cameras are "
+        "found in it through TF",
     )
     p.add_argument(
         "--sync-slop",

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,11 +30,13 @@ def save_map(gmap, path: str, what: str = "map") -> None:
     target = Path(path).expanduser()
     # a map replaces a map: a path sent on ~/save naming another kind of file (the node's own
     # parameter file, a recording) is refused, not replaced by a PLY
+    head = None  # (no file, or not a regular one: save_ply's own refusal names it)
     try:
-        with target.open("rb") as f:
-            head = f.read(4)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        head = None
+        if stat.S_ISREG(target.stat().st_mode):  # (opening a FIFO would wait for a writer)
+            with target.open("rb") as f:
+                head = f.read(4)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
     except OSError as exc:
         raise GsMappingError(f"{path}: cannot read the existing file: {exc.strerror or exc}") from None
     if head not in (None, b"", b"ply\n", b"ply\r"):  # (an empty file holds nothing to lose)
