@@ -266,13 +266,17 @@ def test_a_compressed_topic_is_subscribed_as_compressed_image():
 
 
 def test_frames_faster_than_max_rate_hz_are_skipped_as_rate_limited(hd_bag):
-    """max_rate_hz: 'frames faster than this are skipped (counted as dropped)': the bag's frames are
-    0.1 s apart; at 5 Hz (0.2 s) the 2nd comes too soon (dropped), the 3rd is 0.2 s after the 1st
-    published one (kept): 2 published, frames_rate_limited = 1."""
+    """max_rate_hz: 'frames faster than this (by more than 10 %) are skipped (counted in 'skipped
+    frames_rate_limited', not a fault)': the bag's frames are 0.1 s apart; at 5 Hz (0.2 s) the 2nd
+    comes too soon (skipped), the 3rd is 0.2 s after the 1st published one (kept): 2 published,
+    frames_rate_limited = 1, nothing dropped."""
     hd, out, _ = _run(hd_bag, max_rate_hz=5.0)
     assert len(out["docs"]) == 2
     assert out["docs"][1]["stamp_ns"] - out["docs"][0]["stamp_ns"] == 200_000_000
-    assert dict(hd.diag.dropped) == {"frames_rate_limited": 1}
+    assert dict(hd.diag.skipped) == {"frames_rate_limited": 1} and not hd.diag.dropped
+    # at 9.5 Hz (0.105 s) the frames 0.1 s apart are within 10 % of the limit: all kept
+    hd, out, _ = _run(hd_bag, max_rate_hz=9.5)
+    assert len(out["docs"]) == 3 and not hd.diag.skipped
 
 
 def test_without_tf_frames_are_dropped_as_no_tf_and_nothing_published(hd_bag):

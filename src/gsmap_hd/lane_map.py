@@ -80,12 +80,17 @@ class Track:
     seen: np.ndarray | None = None
     covered: np.ndarray | None = None
     now: np.ndarray | None = None
+    # per vertex: the ground's height in the map frame where it was seen (averaged like the points;
+    # the lanes are fused in the plane, drawn on the road: a map frame whose z is not the road's)
+    z: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.points)
         for name, fill in zip(VERTEX_ATTRS, (0.0, 0.0, 1.0), strict=True):
             if getattr(self, name) is None:
                 setattr(self, name, np.full(n, fill))
+        if self.z is None:
+            self.z = np.zeros(n)
 
     def vertex_attrs(self) -> np.ndarray:
         return np.stack([getattr(self, k) for k in VERTEX_ATTRS], 1)
@@ -96,7 +101,9 @@ class Track:
 
     def sliced(self, a: int, b: int) -> Track:
         """A copy with vertices a..b−1."""
-        out = replace(self, points=self.points[a:b].copy(), weights=self.weights[a:b].copy())
+        out = replace(
+            self, points=self.points[a:b].copy(), weights=self.weights[a:b].copy(), z=self.z[a:b].copy()
+        )
         out.set_vertex_attrs(self.vertex_attrs()[a:b])
         return out
 
@@ -126,6 +133,12 @@ def to_frame(pts: np.ndarray, T_a_b: np.ndarray) -> np.ndarray:
     """2-D points of frame b → frame a (the planar part of a 4x4 transform T_a_b)."""
     T = np.asarray(T_a_b, np.float64)
     return np.asarray(pts, np.float64) @ T[:2, :2].T + T[:2, 3]
+
+
+def ground_z(pts: np.ndarray, T_a_b: np.ndarray) -> np.ndarray:
+    """The height in frame a of 2-D points on frame b's ground plane (z = 0 of b)."""
+    T = np.asarray(T_a_b, np.float64)
+    return np.asarray(pts, np.float64).reshape(-1, 2) @ T[2, :2] + T[2, 3]
 
 
 def region_in_map(region, T_map_base: np.ndarray):
@@ -312,17 +325,21 @@ class LaneMap:
         for e in sorted(obs, key=lambda e: -float(e.score)):
             cls, score = int(e.cls), float(e.score)
             pts = np.asarray(e.points, np.float64).reshape(-1, 2)
+            ez = getattr(e, "z", None)
+            pz = np.zeros(len(pts)) if ez is None else np.asarray(ez, np.float64).reshape(-1)
             closed = cls == 1
             if closed:
                 if len(pts) < 4:
                     continue
                 o = _ring(pts, c.ring_points)
+                oz = np.full(len(o), float(pz.mean()))  # (a crossing: one height)
                 cut = region is not None and _touches_border(pts, region)
                 tid = self._associate_ring(cls, o)
             else:
                 o = resample_spacing(pts, c.spacing)
                 if len(o) < 2:
                     continue
+                oz = _interp_weights(pts, pz, len(o))
                 tid = self._associate_line(cls, o)
             if tid is None:
                 t = Track(
@@ -333,6 +350,7 @@ class LaneMap:
                     closed,
                     first_frame=self.frame,
                     last_frame=self.frame,
+                    z=oz,
                 )
                 t.score_sum = score
                 t.whole = not (closed and cut)
@@ -350,9 +368,9 @@ class LaneMap:
             matched.add(tid)
             stats["matched"] += 1
             if closed:
-                self._merge_ring(t, o, pts if cut else None, region)
+                self._merge_ring(t, o, pts if cut else None, region, oz)
             else:
-                self._merge_line(t, o, np.ones(len(o)))
+                self._merge_line(t, o, np.ones(len(o)), oz=oz)
                 stats["merged"] += self._merge_tracks(t)
         stats["split"], dropped = self._support(region, matched)
         stats["removed"] = dropped + self._age(matched, region)
@@ -393,16 +411,24 @@ class LaneMap:
         return best
 
     # -- merging ------------------------------------------------------------------------------------
-    def _merge_line(self, t: Track, o: np.ndarray, ow: np.ndarray, oattr: np.ndarray | None = None) -> None:
+    def _merge_line(
+        self,
+        t: Track,
+        o: np.ndarray,
+        ow: np.ndarray,
+        oattr: np.ndarray | None = None,
+        oz: np.ndarray | None = None,
+    ) -> None:
         """Fold polyline ``o`` (weights ``ow``) into track ``t``: average where they overlap, extend
         where ``o`` goes beyond the track's ends. ``oattr``: (len(o), len(VERTEX_ATTRS)) of ``o``'s
         vertices (another track's); None: a fresh observation (seen now, nothing counted yet)."""
         c = self.config
         if oattr is None:
             oattr = np.tile([0.0, 0.0, 1.0], (len(o), 1))
+        oz = np.zeros(len(o)) if oz is None else oz
         d, s, _, length = project(o, t.points)
         if len(s) > 1 and s[-1] < s[0]:  # read the observation in the track's direction
-            o, ow, oattr, d, s = o[::-1], ow[::-1], oattr[::-1], d[::-1], s[::-1]
+            o, ow, oattr, oz, d, s = o[::-1], ow[::-1], oattr[::-1], oz[::-1], d[::-1], s[::-1]
         # overlap: move each track vertex towards its projection onto the observation
         dt, st_on_o, closest, olen = project(t.points, o)
         inside = (dt < c.assoc_dist) & (st_on_o >= 0) & (st_on_o <= olen)
@@ -419,6 +445,7 @@ class LaneMap:
             t.points[inside] = (w[:, None] * t.points[inside] + wo[:, None] * closest[inside]) / (w + wo)[
                 :, None
             ]
+            t.z[inside] = (w * t.z[inside] + wo * np.interp(st_on_o[inside], so, oz)) / (w + wo)
             t.weights[inside] = np.minimum(w + wo, c.max_weight)
             oa = np.stack([np.interp(st_on_o[inside], so, col) for col in oattr.T], 1)
             attr[inside] = np.maximum(attr[inside], oa)
@@ -427,17 +454,21 @@ class LaneMap:
         post = s > length + 0.5 * c.spacing
         pts = np.vstack([o[pre], t.points, o[post]])
         wts = np.concatenate([ow[pre], t.weights, ow[post]])
+        zs = np.concatenate([oz[pre], t.z, oz[post]])
         attr = np.vstack([oattr[pre], attr, oattr[post]])
         new = resample_spacing(pts, c.spacing)
         if len(new) > 1:
             t.weights = _interp_weights(pts, wts, len(new))
+            t.z = _interp_weights(pts, zs, len(new))
             attr = np.stack([_interp_weights(pts, col, len(new)) for col in attr.T], 1)
         else:
-            t.weights, attr = wts[:1], attr[:1]
+            t.weights, t.z, attr = wts[:1], zs[:1], attr[:1]
         t.points = new
         t.set_vertex_attrs(attr)
 
-    def _merge_ring(self, t: Track, o: np.ndarray, cut_ring: np.ndarray | None, region) -> None:
+    def _merge_ring(
+        self, t: Track, o: np.ndarray, cut_ring: np.ndarray | None, region, oz: np.ndarray | None = None
+    ) -> None:
         """Fuse ring observation ``o`` into ring track ``t``, vertex by vertex (a running average).
         A view that the frame's region cut (``cut_ring``: the clipped ring as observed) is first
         joined with the track outside the region, so what it did not see is not averaged away
@@ -450,28 +481,48 @@ class LaneMap:
         cand = _ring_orderings(o)
         k = int(np.abs(cand - t.points[None]).sum(-1).mean(-1).argmin())
         o = cand[k]
+        oz = np.full(len(o), float(np.mean(oz)) if oz is not None and len(oz) else 0.0)
         if not t.whole:  # seen only in part so far: the joined ring (or a whole view) as it is
-            t.points, t.weights = o.copy(), np.ones(len(o))
+            t.points, t.weights, t.z = o.copy(), np.ones(len(o)), oz
             t.whole = cut_ring is None
             return
         w = t.weights[:, None]
+        t.z = (t.weights * t.z + oz) / (t.weights + 1.0)
         t.points = (w * t.points + o) / (w + 1.0)
         t.points[-1] = t.points[0]
         t.weights = np.minimum(t.weights + 1.0, self.config.max_weight)
 
     def _merge_tracks(self, t: Track) -> int:
-        """Merge other line tracks of t's class that now overlap it into the older of the two."""
+        """Merge other line tracks of t's class that now overlap it into the older of the two. Only
+        the part of t this frame touched (with min_overlap on each side) can have come to overlap
+        another, and only the part of the other near it is compared: the cost stays that of a
+        frame's view, not of the road mapped so far (whole tracks against whole tracks took 1.3 s a
+        frame after 1 km of road)."""
         c = self.config
         merged = 0
+        touched = np.flatnonzero(t.now > 0.5)
+        if not len(touched):
+            return 0
+        pad = int(np.ceil(c.min_overlap / c.spacing)) + 1
+        part = t.points[max(touched[0] - pad, 0) : touched[-1] + pad + 1]
+        lo, hi = part.min(0) - c.assoc_dist, part.max(0) + c.assoc_dist
         for other in list(self.tracks.values()):
             if other.id == t.id or other.id not in self.tracks or other.cls != t.cls or other.closed:
                 continue
+            near = np.flatnonzero(np.all((other.points >= lo) & (other.points <= hi), axis=1))
+            if len(near) < 1:
+                continue
+            near_part = other.points[max(near[0] - 1, 0) : near[-1] + 2]
+            if len(near_part) < 2:
+                continue
             short = min(t.length(), other.length())
-            ov, d = line_overlap(other.points, t.points, c.assoc_dist, c.spacing)
+            ov, d = line_overlap(near_part, part, c.assoc_dist, c.spacing)
             if ov < min(c.min_overlap, max(c.spacing, short / 3)) or d >= c.assoc_dist:
                 continue
             keep, gone = (t, other) if t.id < other.id else (other, t)
-            self._merge_line(keep, gone.points.copy(), gone.weights.copy(), gone.vertex_attrs())
+            self._merge_line(
+                keep, gone.points.copy(), gone.weights.copy(), gone.vertex_attrs(), gone.z.copy()
+            )
             if gone.hits > keep.hits:  # the sightings of the better-seen piece
                 keep.hits, keep.score_sum = gone.hits, gone.score_sum
             keep.first_frame = min(keep.first_frame, gone.first_frame)

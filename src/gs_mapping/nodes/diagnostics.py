@@ -23,6 +23,8 @@ class NodeDiagnostics:
         self.inputs: dict[str, int] = defaultdict(int)
         self.rejected: dict[str, int] = defaultdict(int)
         self.dropped: dict[str, int] = defaultdict(int)
+        self.skipped: dict[str, int] = defaultdict(int)  # routine skips (a rate limit): no fault
+        self._faults_reported = 0  # rejected + dropped at the last report (its level: new ones only)
         self.last_error = ""
         self._reasons_said: dict[str, set[str]] = defaultdict(set)  # topic → reasons logged
         self.values: dict[str, Any] = {}
@@ -54,6 +56,10 @@ class NodeDiagnostics:
         if reason:
             self.last_error = f"{what}: {reason}"
 
+    def skip(self, what: str, n: int = 1) -> None:
+        """A message left out by design (``max_rate_hz``): counted, reported, not a fault."""
+        self.skipped[what] += n
+
     def latency(self, what: str, seconds: float) -> None:
         self._latency_s[what].append(seconds)
 
@@ -61,11 +67,19 @@ class NodeDiagnostics:
         s = self._stamps.get(topic)
         return s[-1] if s else None
 
-    def rate_hz(self, topic: str) -> float:
+    def rate_hz(self, topic: str, now_ns: int | None = None) -> float:
+        """Receipts per second over the last ``window`` receipts; at ``now_ns`` (a report), a topic
+        silent for more than two of its periods is rated over the same span ending now, as
+        diagnostic_updater's FrequencyStatus counts events in a window ending at the report: a
+        stopped camera decays to 0 instead of keeping its old rate."""
         s = self._stamps.get(topic)
         if not s or len(s) < 2 or s[-1] == s[0]:
             return 0.0
-        return (len(s) - 1) / ((s[-1] - s[0]) / 1e9)
+        span = s[-1] - s[0]
+        rate = (len(s) - 1) / (span / 1e9)
+        if now_ns is None or now_ns - s[-1] <= 2e9 / rate:
+            return rate
+        return sum(1 for t in s if t > now_ns - span) / (span / 1e9)
 
     def latency_stats(self, what: str) -> dict[str, float]:
         v = self._latency_s.get(what)
@@ -79,14 +93,23 @@ class NodeDiagnostics:
             "inputs": dict(self.inputs),
             "rejected": dict(self.rejected),
             "dropped": dict(self.dropped),
+            "skipped": dict(self.skipped),
             "rates_hz": {t: round(self.rate_hz(t), 3) for t in self.inputs},
             "latency": {k: self.latency_stats(k) for k in self._latency_s},
             "last_error": self.last_error,
             **self.values,
         }
 
+    def _faults(self) -> int:
+        return sum(self.rejected.values()) + sum(self.dropped.values())
+
     def level(self) -> int:
-        return WARN if (sum(self.rejected.values()) or sum(self.dropped.values())) else OK
+        """WARN while inputs are awaited (``waiting_for``: never arrived, or stopped) or messages
+        were rejected or dropped since the last report; OK again once that is over (the counts
+        stay in the values), as diagnostic_updater's statuses judge their last window."""
+        if self.values.get("waiting_for") or self._faults() > self._faults_reported:
+            return WARN
+        return OK
 
     def to_message(self, factory, stamp_ns: int, hardware_id: str = "") -> Any:
         """diagnostic_msgs/DiagnosticArray with one status for this node."""
@@ -95,11 +118,13 @@ class NodeDiagnostics:
         pairs: list[tuple[str, str]] = []
         for topic, n in self.inputs.items():
             pairs.append((f"input {topic} count", str(n)))
-            pairs.append((f"input {topic} rate_hz", f"{self.rate_hz(topic):.3f}"))
+            pairs.append((f"input {topic} rate_hz", f"{self.rate_hz(topic, stamp_ns):.3f}"))
         for topic, n in self.rejected.items():
             pairs.append((f"rejected {topic}", str(n)))
         for what, n in self.dropped.items():
             pairs.append((f"dropped {what}", str(n)))
+        for what, n in self.skipped.items():
+            pairs.append((f"skipped {what}", str(n)))
         for what in self._latency_s:
             for k, v in self.latency_stats(what).items():
                 pairs.append((f"latency {what} {k}", f"{v:.2f}"))
@@ -108,11 +133,19 @@ class NodeDiagnostics:
         if self.last_error:
             pairs.append(("last_error", self.last_error))
         level = self.level()
+        message = (
+            "OK"
+            if level == OK
+            else "waiting for inputs (see waiting_for)"
+            if self.values.get("waiting_for")
+            else "inputs rejected or dropped since the last report (see values)"
+        )
+        self._faults_reported = self._faults()
         status = factory.make(
             "diagnostic_msgs/msg/DiagnosticStatus",
             level=level,
             name=self.name,
-            message="OK" if level == OK else "inputs rejected or dropped (see values)",
+            message=message,
             hardware_id=hardware_id,
             values=[factory.make("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in pairs],
         )

@@ -66,7 +66,11 @@ class HDMapNodeConfig:
     base_frame: str = param("base_link", "ego frame of the predicted lanes")
     map_frame: str = param("map", "fixed frame of ~/lanes_delta")
     score_threshold: float = param(0.3, "elements below this confidence are not published", (0.0, 1.0))
-    max_rate_hz: float = param(10.0, "frames faster than this are skipped (counted as dropped)", (0.1, 100.0))
+    max_rate_hz: float = param(
+        10.0,
+        "frames faster than this (by more than 10 %) are skipped (counted in 'skipped frames_rate_limited', not a fault)",
+        (0.1, 100.0),
+    )
     sync_slop_s: float = param(0.02, "cameras further apart than this are not grouped", (0.0, 1.0))
     map_id: int = param(2, "map id of the lane deltas", (1, 2**31 - 1))
     lane_step_m: float = param(0.01, "quantisation of lane points in the delta", (0.001, 1.0))
@@ -237,8 +241,9 @@ class HDMapNode(NodeBase):
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return
-        if self.last_stamp_ns >= 0 and (stamp - self.last_stamp_ns) < 1e9 / self.cfg.max_rate_hz:
-            self.diag.drop("frames_rate_limited")
+        # (within 10 %: a camera at max_rate_hz whose stamps jitter by a millisecond keeps every frame)
+        if self.last_stamp_ns >= 0 and (stamp - self.last_stamp_ns) < 0.9e9 / self.cfg.max_rate_hz:
+            self.diag.skip("frames_rate_limited")
             return
         t0 = time.perf_counter()
         try:
@@ -292,9 +297,11 @@ class HDMapNode(NodeBase):
 
     def _silent_cameras(self) -> list[tuple[str, float]]:
         """(topic, seconds) of cameras silent for over half a second and five of their periods while
-        another camera still arrives (a whole bag pausing is not a camera gone)."""
+        another camera, or /tf, still arrives (a whole bag pausing is not a camera gone; the only
+        camera stopping while TF goes on is)."""
         last = {t: self.diag.last_received_ns(t) for t in self.cameras}
-        newest = max((v for v in last.values() if v is not None), default=None)
+        alive = [*last.values(), self.diag.last_received_ns("/tf")]
+        newest = max((v for v in alive if v is not None), default=None)
         rates = {t: self.diag.rate_hz(t) for t in self.cameras}
         slowest = min((r for r in rates.values() if r > 0), default=0.0)
         out = []
@@ -355,15 +362,18 @@ class HDMapNode(NodeBase):
             lanes = self._frame_lanes(elements, T)
         else:
             from gs_map_share.lanes import Lane
-            from gsmap_hd.lane_map import region_in_map, to_frame
+            from gsmap_hd.lane_map import ground_z, region_in_map, to_frame
 
-            in_map = [_Elem(e.cls, e.score, to_frame(e.points, T)) for e in elements]
+            # fused in the map's plane, drawn at the ground's height where each piece was seen
+            in_map = [_Elem(e.cls, e.score, to_frame(e.points, T), ground_z(e.points, T)) for e in elements]
             self.lane_map.update(in_map, None if region is None else region_in_map(region, T))
-            lanes = [Lane(t.id, t.cls, t.confidence, t.points) for t in self.lane_map.published()]
+            tracks = self.lane_map.published()
+            lanes = [Lane(t.id, t.cls, t.confidence, t.points) for t in tracks]
             self.diag.values["lane_map_lanes"] = len(lanes)
-            self.pub_markers.publish(
-                marker_array(self._markers(lanes, [ln.id for ln in lanes], self.cfg.map_frame, stamp), f)
+            markers = self._markers(
+                lanes, [ln.id for ln in lanes], self.cfg.map_frame, stamp, [t.z for t in tracks]
             )
+            self.pub_markers.publish(marker_array(markers, f))
         self.pub_delta.publish(bytes_to_uint8_multiarray(self._lane_container(lanes), f))
 
     def _retry_waiting(self, final: bool = False) -> None:
@@ -377,7 +387,7 @@ class HDMapNode(NodeBase):
     def close(self) -> None:
         self._retry_waiting(final=True)
 
-    def _markers(self, elements: list, ids, frame_id: str, stamp: int) -> list:
+    def _markers(self, elements: list, ids, frame_id: str, stamp: int, heights=None) -> list:
         from ..messages import delete_all_marker, line_strip_marker
 
         f = self.ctx.factory
@@ -385,6 +395,8 @@ class HDMapNode(NodeBase):
         for i, e in enumerate(elements):
             pts = np.zeros((len(e.points), 3))
             pts[:, :2] = e.points
+            if heights is not None:
+                pts[:, 2] = heights[i]
             markers.append(
                 line_strip_marker(
                     CLASS_NAMES[e.cls],
@@ -437,6 +449,7 @@ class _Elem(NamedTuple):
     cls: int
     score: float
     points: np.ndarray
+    z: np.ndarray | None = None  # the ground's height in the map frame at each point (lane fusion)
 
 
 __all__ = ["HDMapNode", "HDMapNodeConfig"]
