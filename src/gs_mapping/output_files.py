@@ -293,15 +293,16 @@ def output_path(
     """
     inputs = list(inputs)
     path = check_output(path, overwrite=overwrite, inputs=inputs)
+    tmp = None
     try:
-        suffix = f".tmp{path.suffix}"
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
-        os.close(fd)
-    except OSError as exc:
-        raise os_error(path, exc) from None
-    tmp = Path(name)
-    try:
+        with _signals_held():  # (a Ctrl-C between the temp's creation and its name kept would leak it)
+            suffix = f".tmp{path.suffix}"
+            fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
+            tmp = Path(name)
+            try:
+                os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
+            finally:
+                os.close(fd)
         yield tmp
         _fsync_file(tmp, path)
         _check_not_input(path, inputs, False)  # re-check: the target may have changed meanwhile
@@ -309,7 +310,27 @@ def output_path(
     except OSError as exc:
         raise os_error(path, exc) from None
     finally:
-        _rm(tmp)
+        if tmp is not None:
+            _rm(tmp)
+
+
+def _signals_held():
+    """SIGINT and SIGTERM held back for a few statements (their Python handlers run right after):
+    a temp file or folder and the name that removes it come into being together."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    return held()
 
 
 def _fsync_file(tmp: Path, path: Path) -> None:
@@ -431,12 +452,11 @@ def output_directory(
     inputs = list(inputs)
     allowed = None if allowed is None else list(allowed)
     path = check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
+    tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".tmp-"), dir=path.parent))
-        tmp.chmod(0o777 & ~_umask())  # as mkdir would create it (mkdtemp makes 0700)
-    except OSError as exc:
-        raise os_error(path, exc) from None
-    try:
+        with _signals_held():
+            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".tmp-"), dir=path.parent))
+            tmp.chmod(0o777 & ~_umask())  # as mkdir would create it (mkdtemp makes 0700)
         try:
             yield tmp
         except OutputError as exc:  # a file inside failed: name where it was going, not the temp dir
@@ -445,7 +465,8 @@ def output_directory(
     except OSError as exc:
         raise os_error(path, exc) from None
     finally:
-        _rm(tmp)
+        if tmp is not None:
+            _rm(tmp)
 
 
 def rescue_file(prefix: str, suffix: str) -> Path:
