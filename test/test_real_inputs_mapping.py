@@ -238,4 +238,7 @@ def test_mapper_node_maps_realsense_layouts(shared_data, tmp_path, fast_nodes_co
         node.mapper.stats.frames + sum(d["rejected"].values()) == n and node.mapper.stats.frames >= n - 1
     ), d
     assert node.mapper.stats.keyframes >= 1 and "no CameraInfo" in (d["last_error"] or "no CameraInfo"), d
-    assert "waiting_for" not in d
+    # nothing awaited that never came; the subset keeps the recording's /tf after its last images,
+    # so colour and depth may be reported as stopped while TF goes on (as they did)
+    waiting = [p for p in d.get("waiting_for", "").split(", ") if p]
+    assert all("silent for" in p for p in waiting), waiting

@@ -25,6 +25,7 @@ class NodeDiagnostics:
         self.dropped: dict[str, int] = defaultdict(int)
         self.skipped: dict[str, int] = defaultdict(int)  # routine skips (a rate limit): no fault
         self._faults_reported = 0  # rejected + dropped at the last report (its level: new ones only)
+        self.failure = ""  # a lasting fault (the fleet store failed): ERROR at every report
         self.last_error = ""
         self._reasons_said: dict[str, set[str]] = defaultdict(set)  # topic → reasons logged
         self.values: dict[str, Any] = {}
@@ -33,7 +34,34 @@ class NodeDiagnostics:
 
     def received(self, topic: str, now_ns: int) -> None:
         self.inputs[topic] += 1
-        self._stamps[topic].append(now_ns)
+        s = self._stamps[topic]
+        if s and now_ns < s[-1]:  # the clock went back (a looped bag, a simulator reset): start over
+            s.clear()
+        s.append(now_ns)
+
+    def fail(self, reason: str) -> None:
+        """A fault that lasts until the node restarts: ERROR at every report, with its reason."""
+        self.failure = reason
+        self.last_error = reason
+
+    def silent(self, topics, witnesses=(), now_ns: int | None = None) -> list[tuple[str, float]]:
+        """(topic, seconds) of ``topics`` silent for over half a second and five of their periods
+        while another of them, or a ``witness`` (TF), still arrives: one input stopped, not the
+        whole recording paused (or, at ``now_ns``, the node's clock gone on without them)."""
+        last = {t: self.last_received_ns(t) for t in topics}
+        alive = [*last.values(), *(self.last_received_ns(w) for w in witnesses)]
+        newest = max((v for v in alive if v is not None), default=None)
+        rates = {t: self.rate_hz(t) for t in topics}
+        slowest = min((r for r in rates.values() if r > 0), default=0.0)
+        out = []
+        for t, v in last.items():
+            rate = rates[t] or slowest  # (one message has no rate yet: the slowest input's)
+            if v is None or newest is None or rate <= 0:
+                continue
+            gap = (newest - v) / 1e9
+            if gap > max(0.5, 5.0 / rate):
+                out.append((t, gap))
+        return out
 
     def reject(self, topic: str, reason: str, kind: str | None = None) -> None:
         """A message that could not be used: counted, skipped, and logged once per reason (the
@@ -79,7 +107,7 @@ class NodeDiagnostics:
         rate = (len(s) - 1) / (span / 1e9)
         if now_ns is None or now_ns - s[-1] <= 2e9 / rate:
             return rate
-        return sum(1 for t in s if t > now_ns - span) / (span / 1e9)
+        return sum(1 for t in s if t > now_ns - span) / (span / 1e9)  # (≥ 0: received() keeps s in order)
 
     def latency_stats(self, what: str) -> dict[str, float]:
         v = self._latency_s.get(what)
@@ -104,9 +132,11 @@ class NodeDiagnostics:
         return sum(self.rejected.values()) + sum(self.dropped.values())
 
     def level(self) -> int:
-        """WARN while inputs are awaited (``waiting_for``: never arrived, or stopped) or messages
+        """ERROR while a lasting fault holds (:meth:`fail`); WARN while inputs are awaited (``waiting_for``: never arrived, or stopped) or messages
         were rejected or dropped since the last report; OK again once that is over (the counts
         stay in the values), as diagnostic_updater's statuses judge their last window."""
+        if self.failure:
+            return ERROR
         if self.values.get("waiting_for") or self._faults() > self._faults_reported:
             return WARN
         return OK
@@ -136,6 +166,8 @@ class NodeDiagnostics:
         message = (
             "OK"
             if level == OK
+            else self.failure
+            if self.failure
             else "waiting for inputs (see waiting_for)"
             if self.values.get("waiting_for")
             else "inputs rejected or dropped since the last report (see values)"

@@ -296,23 +296,8 @@ class HDMapNode(NodeBase):
         self.publish_diagnostics()
 
     def _silent_cameras(self) -> list[tuple[str, float]]:
-        """(topic, seconds) of cameras silent for over half a second and five of their periods while
-        another camera, or /tf, still arrives (a whole bag pausing is not a camera gone; the only
-        camera stopping while TF goes on is)."""
-        last = {t: self.diag.last_received_ns(t) for t in self.cameras}
-        alive = [*last.values(), self.diag.last_received_ns("/tf")]
-        newest = max((v for v in alive if v is not None), default=None)
-        rates = {t: self.diag.rate_hz(t) for t in self.cameras}
-        slowest = min((r for r in rates.values() if r > 0), default=0.0)
-        out = []
-        for t, v in last.items():
-            rate = rates[t] or slowest  # (one image has no rate yet: the slowest camera's)
-            if v is None or newest is None or rate <= 0:
-                continue
-            gap = (newest - v) / 1e9
-            if gap > max(0.5, 5.0 / rate):
-                out.append((t, gap))
-        return out
+        """Cameras that stopped while another camera, or /tf, goes on (the only camera too)."""
+        return self.diag.silent(self.cameras, witnesses=("/tf",))
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish(self, elements: list, stamp: int) -> None:

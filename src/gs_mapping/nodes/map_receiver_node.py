@@ -88,6 +88,13 @@ class MapReceiverNode(NodeBase):
         if self.store.header is not None:  # verified against the rebuilt map after every apply
             self.diag.values["state_crc"] = self.store.header.state_crc
         self.diag.values["pending"] = self.store.pending
+        # deltas buffered behind a missing one: the map is behind the sender's until it (or the next
+        # snapshot) comes
+        self.report_waiting(
+            [f"map delta {self.store.seq + 1} ({self.store.pending} later ones buffered)"]
+            if self.store.pending and self.store.seq is not None
+            else []
+        )
 
     def publish_cloud(self) -> None:
         if not self._dirty or not self.store.ready:

@@ -383,6 +383,7 @@ class MapServerNode(NodeBase):
         from gs_map_share.merge import REJECTED
 
         self.storage_failed = str(exc)
+        self.diag.fail(f"storage failed, ingest stopped (restart resumes from the store): {exc}")
         self.ctx.logger.error(f"storage failed, ingest stopped (restart resumes from the store): {exc}")
         return REJECTED
 

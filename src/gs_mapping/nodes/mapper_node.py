@@ -121,13 +121,19 @@ class MapperNode(NodeBase):
         ctx.create_subscription(
             self.depth_topic, image_type, SENSOR_QOS, self.guarded(self.depth_topic, self.on_depth)
         )
+        # one subscription where depth names the colour's CameraInfo as its own (counted once)
+        both = (
+            bool(t.depth_camera_info)
+            and t.depth_camera_info == t.camera_info
+            and not self.node_cfg.cloud_topic
+        )
         ctx.create_subscription(
             t.camera_info,
             "sensor_msgs/msg/CameraInfo",
             SENSOR_QOS,
-            self.guarded(t.camera_info, self.on_camera_info),
+            self.guarded(t.camera_info, self._on_both_camera_infos if both else self.on_camera_info),
         )
-        if t.depth_camera_info and not self.node_cfg.cloud_topic:
+        if t.depth_camera_info and not self.node_cfg.cloud_topic and t.depth_camera_info != t.camera_info:
             ctx.create_subscription(
                 t.depth_camera_info,
                 "sensor_msgs/msg/CameraInfo",
@@ -168,6 +174,11 @@ class MapperNode(NodeBase):
 
         self.depth_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.depth)
         self._retry_for_info()
+
+    def _on_both_camera_infos(self, msg: Any) -> None:
+        """Depth names the colour's CameraInfo as its own: one message, both roles."""
+        self.on_camera_info(msg)
+        self.on_depth_camera_info(msg)
 
     def _missing_info(self) -> str:
         """The CameraInfo topic a frame still needs, or ''."""
@@ -366,7 +377,13 @@ class MapperNode(NodeBase):
 
     def on_diagnostics_timer(self) -> None:
         self._retry_waiting()  # a frame whose TF never comes is dropped once its wait is over
-        self.report_waiting(self.waiting_for() if self.mapper.stats.frames == 0 else [])
+        if self.mapper.stats.frames == 0:
+            self.report_waiting(self.waiting_for())
+        else:  # colour or depth stopped while the other, or TF, goes on: no frame can be made
+            t = self.cfg.topics
+            stopped = self.diag.silent([t.color, self.depth_topic], witnesses=(t.tf,))
+            kinds = {t.color: "colour", self.depth_topic: "cloud" if self.node_cfg.cloud_topic else "depth"}
+            self.report_waiting([], [(f"{kinds[topic]} on {topic}", s) for topic, s in stopped])
         self.publish_diagnostics()
 
     # -- save / load -------------------------------------------------------------------------------
