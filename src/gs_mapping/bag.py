@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 WRITE_VERSION = 8  # rosbag2 metadata version we write; Humble reads it (see module docstring)
 DEFAULT_STORE = "ROS2_HUMBLE"  # message definitions used for writing and for bags without definitions
 
-# Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame's first bytes (a message-compressed row)
 MAX_MESSAGE_BYTES = 1 << 30  # a compressed message inflating past this is refused (a bomb, not a frame)
+# Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
 _BAG_SUFFIXES = (".mcap", ".db3", ".zstd", ".db3-shm", ".db3-wal")
 BAG_FILES = [
     "metadata.yaml",  # what a rosbag2 directory may hold (output_files allowed=)

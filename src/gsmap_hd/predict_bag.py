@@ -219,10 +219,11 @@ def predict_bag(
 
         bad_gt = 0
         for topic, t_log, msg in bag.messages(topics):
-            if enough_at is not None and (t_log > enough_at + GT_GRACE_NS or topic != GT_TOPIC):
+            if enough_at is not None:  # enough frames: read on only for their GT, for a while
                 if t_log > enough_at + GT_GRACE_NS:
                     break
-                continue
+                if topic != GT_TOPIC:
+                    continue
             if topic in ("/tf", "/tf_static"):
                 tf.add_message(msg, static=topic == "/tf_static")
             elif topic == GT_TOPIC:
