@@ -44,10 +44,10 @@ class NodeDiagnostics:
         self.failure = reason
         self.last_error = reason
 
-    def silent(self, topics, witnesses=(), now_ns: int | None = None) -> list[tuple[str, float]]:
+    def silent(self, topics, witnesses=()) -> list[tuple[str, float]]:
         """(topic, seconds) of ``topics`` silent for over half a second and five of their periods
         while another of them, or a ``witness`` (TF), still arrives: one input stopped, not the
-        whole recording paused (or, at ``now_ns``, the node's clock gone on without them)."""
+        whole recording paused."""
         last = {t: self.last_received_ns(t) for t in topics}
         alive = [*last.values(), *(self.last_received_ns(w) for w in witnesses)]
         newest = max((v for v in alive if v is not None), default=None)
@@ -132,9 +132,10 @@ class NodeDiagnostics:
         return sum(self.rejected.values()) + sum(self.dropped.values())
 
     def level(self) -> int:
-        """ERROR while a lasting fault holds (:meth:`fail`); WARN while inputs are awaited (``waiting_for``: never arrived, or stopped) or messages
-        were rejected or dropped since the last report; OK again once that is over (the counts
-        stay in the values), as diagnostic_updater's statuses judge their last window."""
+        """ERROR while a lasting fault holds (:meth:`fail`); WARN while inputs are awaited
+        (``waiting_for``: never arrived, or stopped) or messages were rejected or dropped since the
+        last report; OK again once that is over (the counts stay in the values), as
+        diagnostic_updater's statuses judge their last window."""
         if self.failure:
             return ERROR
         if self.values.get("waiting_for") or self._faults() > self._faults_reported:
