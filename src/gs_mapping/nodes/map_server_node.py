@@ -86,7 +86,10 @@ class MapServerNodeConfig:
         8, "last global deltas published again at start (receivers a little behind catch up)", (0, 10000)
     )
     vehicle_timeout_s: float = param(30.0, "a vehicle silent this long is reported silent", (0.1, 86400.0))
-    region_key: str = param("gs_mapping/fleet/region", "Zenoh key expression of the region queryable")
+    region_key: str = param(
+        "gs_mapping/fleet/region",
+        "Zenoh key expression of the region queryable (under the ROS domain id: <domain>/<key>)",
+    )
     max_region_radius_m: float = param(2000.0, "largest radius a region query may ask for", (1.0, 1e6))
     max_region_bytes: int = param(
         4 << 20, "largest region answer (a query's max_bytes is capped to it)", (1024, 1 << 30)
@@ -494,10 +497,9 @@ class MapServerNode(NodeBase):
         reply = self.answer_region(uint8_multiarray_to_bytes(msg))
         self.pub_region.publish(bytes_to_uint8_multiarray(reply, self.ctx.factory))
 
-    def on_region_query(self, query: Any) -> None:
-        """Zenoh queryable handler: the request is the query's payload."""
-        payload = query.payload.to_bytes() if query.payload is not None else b""
-        query.reply(str(query.key_expr), self.answer_region(payload))
+    def on_region_query(self, payload: bytes) -> bytes:
+        """Zenoh queryable handler: the request is the query's payload, the answer the reply's."""
+        return self.answer_region(payload)
 
     # -- liveliness / diagnostics ------------------------------------------------------------------
     def on_liveliness(self, key: str, alive: bool) -> None:

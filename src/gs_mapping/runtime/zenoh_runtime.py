@@ -16,9 +16,12 @@ counted in :attr:`ZenohContext.bad_samples`, logged once per topic, and skipped.
 Beyond the :class:`~gs_mapping.nodes.context.NodeContext` protocol a node class (the fleet map
 server) may use, all on the spin thread:
 
-- :meth:`ZenohContext.declare_queryable` ``(key_expr, handler(query))``: answer ``get`` requests
-  (reply inside the handler with ``query.reply(key, payload_bytes)``);
-- :meth:`ZenohContext.get` ``(selector, payload=None, timeout_s=…) -> list[ZenohReply]``;
+- :meth:`ZenohContext.declare_queryable` ``(key_expr, handler(payload) -> bytes)``: answer ``get``
+  requests, in this ROS domain (the key is ``<domain>/<key_expr>``, as topics' keys start with the
+  domain: two fleets on one router do not answer each other), under that key (a wildcard query
+  learns which server answered);
+- :meth:`ZenohContext.get` ``(selector, payload=None, timeout_s=…) -> list[ZenohReply]``, in this
+  ROS domain too;
 - :meth:`ZenohContext.put` / :meth:`ZenohContext.subscribe_raw`: raw bytes on any key;
 - :meth:`ZenohContext.declare_token` / :meth:`ZenohContext.subscribe_liveliness` /
   :meth:`ZenohContext.liveliness_get`: presence of vehicles (a token vanishes with its session);
@@ -43,6 +46,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zenoh
@@ -58,6 +62,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ROUTER = "tcp/localhost:7447"  # rmw_zenoh's default session connects here
 HEARTBEAT_S = 0.5  # rmw_zenoh: SAMPLE_MISS_DETECTION_HEARTBEAT_PERIOD 500 ms
+
+
+MAX_FRAGMENT_WAIT_US = 5_000_000  # see session_config
+_FRAGMENT_WAIT = "transport/link/tx/queue/congestion_control/drop/max_wait_before_drop_fragments"
 
 
 def session_config(
@@ -88,6 +96,14 @@ def session_config(
             else:
                 listen = listen or ["tcp/localhost:0"]
                 connect = [DEFAULT_ROUTER] if connect is None else connect
+        # a message of many fragments (a map delta or snapshot of megabytes) may wait this long for
+        # room on the link before it is dropped: Zenoh's 50 ms lost a 6 MiB delta on a 32 Mbit/s
+        # uplink without a word (a publish may then take that long on a slow link); a config file
+        # that sets it keeps its own
+        if not (
+            config_file and _FRAGMENT_WAIT.rsplit("/", 1)[1] in Path(config_file).read_text(errors="replace")
+        ):
+            config.insert_json5(_FRAGMENT_WAIT, str(MAX_FRAGMENT_WAIT_US))
         if connect is not None:
             config.insert_json5("connect/endpoints", _json_list(connect))
         if listen is not None:
@@ -322,25 +338,34 @@ class ZenohContext(ExpandsNames):
         self._queues.append((queue, lambda item: callback(*item)))
         self._entities.append(self.session.declare_subscriber(key_expr, on_sample))
 
-    def declare_queryable(self, key_expr: str, handler: Callable[[zenoh.Query], None]) -> None:
-        """``handler(query)`` runs on the spin thread; reply inside it (``query.reply(key, bytes)``,
-        ``query.reply_err(bytes)``); the query is finalised when the handler returns."""
+    def declare_queryable(self, key_expr: str, handler: Callable[[bytes], bytes]) -> None:
+        """``handler(request payload) -> reply payload`` runs on the spin thread; the reply goes
+        under this queryable's own key (``<domain>/<key_expr>``); a handler that raises replies an
+        error with its message. The query is finalised when the reply is sent."""
         queue: collections.deque = collections.deque()
+        key = f"{self.domain_id}/{key_expr}"
 
         def on_query(query: zenoh.Query) -> None:
-            self._push(queue, key_expr, query)
+            self._push(queue, key, query)
 
         def run(query: zenoh.Query) -> None:
             with query:  # leaving the block finalises the query: the querier stops waiting on us
-                handler(query)
+                payload = query.payload.to_bytes() if query.payload is not None else b""
+                try:
+                    answer = handler(payload)
+                except Exception as exc:  # noqa: BLE001 - said to the querier, the node runs on
+                    query.reply_err(str(exc).encode())
+                    return
+                query.reply(key, answer)
 
         self._queues.append((queue, run))
-        self._entities.append(self.session.declare_queryable(key_expr, on_query))
+        self._entities.append(self.session.declare_queryable(key, on_query))
 
     def get(self, selector: str, payload: bytes | None = None, timeout_s: float = 10.0) -> list[ZenohReply]:
-        """Query ``selector`` and wait for all replies (or ``timeout_s``)."""
+        """Query ``selector`` in this ROS domain (``<domain>/<selector>``) and wait for all replies
+        (or ``timeout_s``)."""
         replies = []
-        for reply in self.session.get(selector, payload=payload, timeout=timeout_s):
+        for reply in self.session.get(f"{self.domain_id}/{selector}", payload=payload, timeout=timeout_s):
             if reply.ok is not None:
                 s = reply.ok
                 att = s.attachment
