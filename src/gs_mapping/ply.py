@@ -15,8 +15,9 @@ edited since): read back, they would be taken for real ones.
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
 ``level`` (in the vertex element, as this suite wrote them before, or in ``gs_mapping``), SH
-degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as for SPZ); other elements are skipped, a mesh's faces (list properties) too (in a binary file only
-after the vertices: their rows vary in size). A point cloud (x, y, z, colours) is refused as one.
+degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as for SPZ);
+other elements are skipped, a mesh's faces (list properties) too (in a binary file only after the
+vertices: their rows vary in size). A point cloud (x, y, z, colours) is refused as one.
 A 2D Gaussian splatting scene (no ``scale_2``: flat discs) gets the thinnest third scale. Without
 ``id`` the map's ids are implicit (1..N in file order, :attr:`GaussianMap.ids_implicit`).
 Non-finite values follow :func:`gs_mapping.gaussians.clamp_nonfinite` (a double beyond float32's
