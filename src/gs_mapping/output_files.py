@@ -31,6 +31,7 @@ import errno
 import fnmatch
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -314,23 +315,18 @@ def output_path(
             _rm(tmp)
 
 
-def _signals_held():
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM held back for a few statements (their Python handlers run right after):
     a temp file or folder and the name that removes it come into being together."""
-    import signal
-
     if not hasattr(signal, "pthread_sigmask"):
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def held():
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            yield
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-    return held()
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _fsync_file(tmp: Path, path: Path) -> None:
@@ -486,15 +482,6 @@ def temp_prefix(path: Path, tag: str, suffix: str = "") -> str:
     name (tempfile's 8 random characters and ``suffix`` added) is still a legal name when
     ``path``'s own is near the limit."""
     room = NAME_MAX - 1 - len(os.fsencode(tag)) - 8 - len(os.fsencode(suffix))
-    # the name's bytes as the file system has them: a name that is not UTF-8 (legal on Linux)
-    # reaches Python with surrogate escapes, which strict encoding refused
-    cut = os.fsencode(path.name)[:room]
-    while cut:  # (not inside a multi-byte character)
-        try:
-            cut.decode("utf-8")
-            break
-        except UnicodeDecodeError as exc:
-            if exc.end < len(cut):  # an invalid byte inside, not a character cut short: kept as it is
-                break
-            cut = cut[:-1]
-    return f".{os.fsdecode(cut)}{tag}"
+    # the name's bytes as the file system has them (a name that is not UTF-8, legal on Linux, reaches
+    # Python with surrogate escapes); a character cut short, or a byte that is not UTF-8, is left out
+    return f".{os.fsencode(path.name)[:room].decode('utf-8', errors='ignore')}{tag}"
