@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save_text  # noqa: E402  (bench/ is the script folder)
+
 REPO = Path(__file__).resolve().parents[1]
 KITCHEN = (
     Path(os.environ.get("GS_MAPPING_SHARED_DATA", REPO.parent / "shared" / "data")) / "7scenes_kitchen_rgbd"
@@ -269,8 +271,9 @@ def main(argv=None) -> int:
     }
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "bag_tf.json").write_text(
-        json.dumps({"machine": machine, "config": config, "rows": rows}, indent=2) + "\n"
+    save_text(
+        results / "bag_tf.json",
+        json.dumps({"machine": machine, "config": config, "rows": rows}, indent=2) + "\n",
     )
     lines = [
         "# bag / TF / sync benchmark",
@@ -286,7 +289,7 @@ def main(argv=None) -> int:
             f"{k.replace('_per_s', '/s')} {v:,.1f}" for k, v in row.items() if k.endswith("_per_s")
         )
         lines.append(f"| {row['case']} | {row['size']} | {row['median_ms']:.3f} | {rates} |")
-    (results / "bag_tf.md").write_text("\n".join(lines) + "\n")
+    save_text(results / "bag_tf.md", "\n".join(lines) + "\n")
     print(f"wrote {results / 'bag_tf.json'} and {results / 'bag_tf.md'}")
     return 0
 

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 # Synthetic rooms and the seeded faulty link are test material (test/), not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
-from common import best_time, log  # noqa: E402
+from common import best_time, log, save_text  # noqa: E402
 from faulty_link import simulate  # noqa: E402
 from synthetic_maps import fuzz_seeds, sheen_scene, smooth_colour_scene, synthetic_map  # noqa: E402
 
@@ -447,8 +447,8 @@ def main() -> int:
             res["faulty_link"] = faulty_link(args.link_steps)
             res["fuzz"] = fuzz(args.fuzz)
             res["fuzz"]["machine"] = machine()
-        (OUT / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
-        (OUT / f"{name}.md").write_text(markdown(res))
+        save_text(OUT / f"{name}.json", json.dumps(res, indent=1, default=float))
+        save_text(OUT / f"{name}.md", markdown(res))
         return 0
     res = {"machine": machine(), "config": vars(args).copy(), "maps": {}}
     params = QuantParams()
@@ -585,8 +585,8 @@ def main() -> int:
 
     name = "codec_quick" if args.quick else "codec"
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
-    (OUT / f"{name}.md").write_text(markdown(res))
+    save_text(OUT / f"{name}.json", json.dumps(res, indent=1, default=float))
+    save_text(OUT / f"{name}.md", markdown(res))
     log(f"wrote {OUT / name}.json/.md")
     return 0
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
-from common import best_time, log  # noqa: E402
+from common import best_time, log, save_text  # noqa: E402
 
 from gs_map_share.quantize import QuantParams  # noqa: E402
 from gs_map_share.snapshot import decode_map, encode_map  # noqa: E402
@@ -289,7 +289,7 @@ def main() -> None:
     ap.add_argument("--markdown-only", action="store_true", help="rewrite codec_real.md from codec_real.json")
     args = ap.parse_args()
     if args.markdown_only:
-        (OUT / "codec_real.md").write_text(markdown(json.loads((OUT / "codec_real.json").read_text())))
+        save_text(OUT / "codec_real.md", markdown(json.loads((OUT / "codec_real.json").read_text())))
         return
     versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}
     if args.splat_transform:
@@ -328,8 +328,8 @@ def main() -> None:
                 args.prebuilt,
                 args.gpu,
             )
-            path.write_text(json.dumps(res, indent=1))
-            (OUT / "codec_real.md").write_text(markdown(res))
+            save_text(path, json.dumps(res, indent=1))
+            save_text(OUT / "codec_real.md", markdown(res))
     log((OUT / "codec_real.md").read_text())
 
 

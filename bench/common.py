@@ -27,11 +27,19 @@ def machine_info() -> dict:
     }
 
 
+def save_text(path: Path, text: str) -> None:
+    """A result file written whole or not at all (beside, synced, renamed over): a full disk or a
+    kill mid-write leaves the previous results, not a cut-off file."""
+    from gs_mapping.output_files import write_text
+
+    write_text(Path(path), text, overwrite=True)
+
+
 def write_results(name: str, data: dict, markdown: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    save_text(path, json.dumps(data, indent=2, default=float) + "\n")
+    save_text(RESULTS / f"{name}.md", markdown.rstrip() + "\n")
     return path
 
 

@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save_text  # noqa: E402  (bench/ is the script folder)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -896,7 +898,7 @@ def write_md(res: dict, path: Path) -> None:
                 + " |"
             )
         lines.append("")
-    path.write_text("\n".join(lines))
+    save_text(path, "\n".join(lines))
 
 
 def main(argv=None) -> int:
@@ -1006,7 +1008,7 @@ def main(argv=None) -> int:
     from gsmap_hd.model_config import paper, small
 
     res["configs"] = {"small": to_dict(small()), "paper": to_dict(paper())}
-    path.write_text(json.dumps(res, indent=2, default=float))
+    save_text(path, json.dumps(res, indent=2, default=float))
     write_md(res, out_dir / "hd.md")
     print(json.dumps({k: v for k, v in res.items() if k != "configs"}, indent=2, default=float))
     return 0

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 sys.path.insert(0, str(ROOT / "src"))
 
+from common import save_text  # noqa: E402  (bench/ is the script folder)
 from hostile_cases import PLY_HEADER_LIES, Outcome, make_assets, mutate, run_cli, storage_file  # noqa: E402
 from hostile_fs import full_disk_dir, read_only_dir  # noqa: E402
 
@@ -230,7 +231,7 @@ def main() -> None:
         "violations": violations,
     }
     res = ROOT / "bench" / "results"
-    (res / "hostile.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_text(res / "hostile.json", json.dumps(report, indent=2) + "\n")
     lines = [
         "# Hostile inputs: cases by kind and outcomes",
         "",
@@ -251,7 +252,7 @@ def main() -> None:
     lines += [
         f"- {v['kind']}: `{' '.join(v['argv'])[:150]}`: {v['violation'][:200]}" for v in violations[:30]
     ]
-    (res / "hostile.md").write_text("\n".join(lines) + "\n")
+    save_text(res / "hostile.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     shutil.rmtree(t, ignore_errors=True)
 

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from common import save_text  # noqa: E402  (bench/ is the script folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -168,7 +170,7 @@ def main() -> None:
         "runs": runs,
     }
     res = ROOT / "bench" / "results"
-    (res / "live_load.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_text(res / "live_load.json", json.dumps(report, indent=2) + "\n")
     write_md(report, res / "live_load.md")
 
 
@@ -204,7 +206,7 @@ def write_md(report: dict, path: Path) -> None:
         "cores). Not done: runs of minutes (each run plays 15 s at 1×, 5 s at 3×), hd_map_node and",
         "map_receiver_node under the same load; memory is sampled every 0.5 s (growth is the map itself).",
     ]
-    path.write_text("\n".join(lines) + "\n")
+    save_text(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

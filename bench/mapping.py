@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save_text  # noqa: E402  (bench/ is the script folder)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BAG = REPO.parent / "shared" / "data" / "7scenes_kitchen_rgbd"
 
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
     }
     res = Path(args.results_dir)
     res.mkdir(parents=True, exist_ok=True)
-    (res / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_text(res / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
 
     def f(x, fmt):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)

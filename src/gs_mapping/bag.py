@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bag_repair import MCAP_MAGIC, cut_short, repaired_copy
+from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
 from .errors import BagError, GsMappingError, OutputError
 from .output_files import check_output, install_directory, temp_prefix
 
@@ -190,9 +190,9 @@ class BagReader:
             broken = cut_short(_storage_files(storage))
             self._opened = storage
             if broken:
-                folder, self._opened = repaired_copy(storage, broken)
+                folder, self._opened, lock = repaired_copy(storage, broken)
                 # (a reader dropped without close() must not leave the copy behind)
-                self._repair_cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+                self._repair_cleanup = weakref.finalize(self, release_copy, folder, lock)
             for f in _storage_files(self._opened):
                 if f.suffix == ".mcap":
                     try:
@@ -887,15 +887,12 @@ def _crc_of_range(f, start: int, stop: int) -> int:
 
 def _zstd_decompress(data: bytes, limit: int | None = None) -> bytes:
     """zstd frames inflated (with ``limit``: BagError past that many bytes, before they are made)."""
-    # the zstd module rosbags itself uses for MCAP chunks (standard library from 3.14, else backport)
-    try:
-        from compression import zstd  # type: ignore[import-not-found]
-    except ImportError:
-        from backports import zstd  # type: ignore[import-not-found,no-redef]
+    from .zstd_frames import inflate, zstd
+
     if limit is None:
         return zstd.decompress(data)
-    out = zstd.ZstdDecompressor().decompress(data, max_length=limit + 1)
-    if len(out) > limit:
+    out = inflate(data, limit)
+    if out is None:
         raise BagError(f"a zstd-compressed message inflates beyond {limit >> 20} MiB")
     return out
 

@@ -16,9 +16,12 @@ the bag is closed. Where that folder lacks the room, the error names the way to 
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import io
 import logging
+import os
 import shutil
 import sqlite3
 import struct
@@ -224,9 +227,59 @@ def _how_in_place(f: Path) -> str:
     return f"`sqlite3 {f} 'PRAGMA wal_checkpoint(TRUNCATE)'`"
 
 
-def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
+_COPY_PREFIX = "gs_mapping_bag_"
+_COPY_LOCK = ".in-use"  # flocked by the reader for as long as the copy is open
+
+
+def _remove_abandoned_copies(tmp_root: Path) -> None:
+    """Repaired copies whose reader was killed (SIGKILL runs no cleanup): their lock is free.
+    Without this, every killed read of a cut recording left its copy in ``$TMPDIR`` for good."""
+    for folder in tmp_root.glob(f"{_COPY_PREFIX}*"):
+        try:
+            if folder.is_symlink():
+                continue
+            fd = os.open(folder / _COPY_LOCK, os.O_RDONLY)
+        except OSError:  # (no lock: not one of ours, or gone meanwhile)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # in use
+            continue
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _locked_folder(tmp_root: Path) -> tuple[Path, int]:
+    """A new copy folder, locked before it takes a name the cleaner looks at (made under another
+    prefix, then renamed): no reader's copy is taken for an abandoned one while it is being made."""
+    from .output_files import _RENAME_NOREPLACE, _renameat2
+
+    made = Path(tempfile.mkdtemp(prefix="gs_mapping_newbag_", dir=tmp_root))  # (not _COPY_PREFIX*)
+    lock = os.open(made / _COPY_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    work = tmp_root / f"{_COPY_PREFIX}{made.name.rsplit('_', 1)[-1]}"
+    try:
+        if not _renameat2(made, work, _RENAME_NOREPLACE):  # (no renameat2: a plain rename, as unique)
+            os.rename(made, work)
+    except OSError:
+        release_copy(made, lock)
+        raise
+    return work, lock
+
+
+def release_copy(folder: Path, lock_fd: int) -> None:
+    """Remove a copy made by :func:`repaired_copy` and let go of its lock."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)
+
+
+def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
     """A temporary folder holding ``storage`` (a bag directory or one storage file) with ``broken``
-    rebuilt and every other file linked: (the folder, which the caller removes; the path to open)."""
+    rebuilt and every other file linked: (the folder and the lock that marks it in use, which the
+    caller hands to :func:`release_copy`; the path to open)."""
     need = sum(f.stat().st_size + (w.stat().st_size if (w := _wal(f)) else 0) for f in broken)
     tmp_root = Path(tempfile.gettempdir())
     if shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
@@ -235,7 +288,8 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
             f"{tmp_root} lacks the room ({need >> 20} MiB); set TMPDIR to a larger disk, or repair it "
             f"in place: {_how_in_place(broken[0])}"
         )
-    work = Path(tempfile.mkdtemp(prefix="gs_mapping_bag_"))
+    _remove_abandoned_copies(tmp_root)
+    work, lock = _locked_folder(tmp_root)
     try:
         sources = [storage] if storage.is_file() else sorted(storage.iterdir())
         for f in sources:
@@ -260,10 +314,10 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path]:
                     f"{f}: rows still in its write-ahead log (a recording cut short): read with the log "
                     f"folded into a copy ({n} messages)"
                 )
-        return work, (work / storage.name if storage.is_file() else work)
+        return work, (work / storage.name if storage.is_file() else work), lock
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        release_copy(work, lock)
         raise
 
 
-__all__ = ["MCAP_MAGIC", "cut_short", "repaired_copy"]
+__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy"]

@@ -169,6 +169,8 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _MADE_FOLDERS.extend(m for m in missing if m not in _MADE_FOLDERS)
+        for made in missing:  # (each new folder's name made durable in its parent, as the file's is)
+            _fsync_dir(made.parent)
     except FileExistsError:
         raise OutputError(f"{path}: a parent is not a directory") from None
     except OSError as exc:
@@ -206,6 +208,18 @@ def _empty_dir(path: Path) -> bool:
         return path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None
     except OSError:
         return False
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode of a file written onto ``path``: the existing file's (a private map stays private,
+    as writing over it in place would keep it), else as open() would create it (mkstemp: 0600)."""
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:
@@ -301,7 +315,7 @@ def output_path(
             fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
             tmp = Path(name)
             try:
-                os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
+                os.fchmod(fd, _new_file_mode(path))
             finally:
                 os.close(fd)
         yield tmp

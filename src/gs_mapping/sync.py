@@ -26,6 +26,7 @@ Deviations, on purpose:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -126,3 +127,107 @@ class ApproximateTimeSynchronizer:
                     cb(*msgs)
                 return msgs
         return None
+
+
+class CameraInfoHistory:
+    """A camera's recent CameraInfos by header stamp, to pair each image with the CameraInfo of its
+    stamp as image_transport's CameraSubscriber does. A driver publishes the image first and its
+    CameraInfo just after (CameraPublisher), and a camera that changes resolution or zoom changes
+    both at one stamp, so "the latest CameraInfo" describes the previous image.
+
+    :meth:`for_image` gives the CameraInfo of the image's stamp; where none has it (a driver that
+    publishes CameraInfo at a lower rate, or with other stamps) the latest at or before it, else the
+    first after it (as the mapper's bag path, ``mapping.frames._intrinsics_at``). It says wait
+    (None) only while the exact one may still come: once this camera's CameraInfos have carried
+    their images' stamps, and none newer than the image has arrived yet. ``final``: no waiting.
+    """
+
+    def __init__(self, keep: int = 64):
+        from collections import deque
+
+        self._items: deque = deque(maxlen=keep)  # (stamp_ns, info), in arrival order
+        self._paired = False  # a CameraInfo had an image's stamp: wait for the exact one
+
+    def add(self, stamp_ns: int, info) -> None:
+        self._items.append((int(stamp_ns), info))
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def for_image(self, stamp_ns: int, final: bool = False):
+        """The CameraInfo for an image of ``stamp_ns``; None to wait (or, ``final``, none at all)."""
+        items = self._items
+        for s, info in reversed(items):
+            if s == stamp_ns:
+                self._paired = True
+                return info
+        if not items or (not final and self._paired and all(s < stamp_ns for s, _ in items)):
+            return None
+        before = [info for s, info in items if s <= stamp_ns]
+        return before[-1] if before else min(items, key=lambda item: item[0])[1]
+
+
+class RecordingPairer:
+    """Pairs the messages of two streams of a finished recording (colour and depth) by header
+    stamp: each with its mutually nearest partner within ``slop_ns``, each message used once.
+
+    Unlike :class:`ApproximateTimeSynchronizer` (message_filters' Python rule: pair with the nearest
+    message queued so far, as soon as one is), a pair waits until no message still to come could be
+    nearer: a dropped colour frame does not shift every later pair by one, and a stream logged late
+    (a second behind the other) still pairs, up to ``keep`` messages waiting on one stream.
+
+    Each stream's stamps are taken to arrive in order (a message out of order still pairs if its
+    partner is waiting). :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
+    """
+
+    def __init__(self, slop_ns: int, keep: int = 120):
+        self.slop_ns = int(slop_ns)
+        self.keep = keep
+        self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
+        self._seq = 0
+        self.dropped = 0  # messages that left without a partner
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues)
+
+    def add(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
+        bisect.insort(self._queues[stream], (int(stamp_ns), self._seq, msg), key=lambda item: item[:2])
+        self._seq += 1
+        return self._decide(final=False)
+
+    def finish(self) -> list[tuple]:
+        """The pairs still to decide, the recording read to its end; the rest count as dropped."""
+        out = self._decide(final=True)
+        self.dropped += self.pending()
+        for q in self._queues:
+            q.clear()
+        return out
+
+    def _decide(self, final: bool) -> list[tuple]:
+        out = []
+        queues = self._queues
+        while all(queues):
+            # the oldest message: its nearest partner is the other stream's first (every later
+            # message of that stream has a later stamp)
+            s = 0 if queues[0][0][:2] <= queues[1][0][:2] else 1
+            mine, other = queues[s], queues[1 - s]
+            a, b = mine[0], other[0]
+            if b[0] - a[0] > self.slop_ns:
+                mine.pop(0)
+                self.dropped += 1
+                continue
+            # b's nearest in a's stream is known once that stream has a message at or after b
+            if not final and mine[-1][0] < b[0]:
+                break
+            nearest = min(mine, key=lambda item: (abs(item[0] - b[0]), item[0]))
+            mine.pop(0)
+            if nearest is a:
+                other.pop(0)
+                out.append((a[2], b[2]) if s == 0 else (b[2], a[2]))
+            else:  # b is nearer another of a's stream: a has no partner
+                self.dropped += 1
+        for q in queues:  # (a stream gone quiet: the other's waiting messages stay bounded)
+            while len(q) > self.keep:
+                q.pop(0)
+                self.dropped += 1
+        return out

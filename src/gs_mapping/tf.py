@@ -81,7 +81,7 @@ class _Edge:
             gap_ns=0,
         )
 
-    def sample(self, stamp: int, tolerance_ns: int, lookup: str) -> Transform:
+    def sample(self, stamp: int, tolerance_ns: int, lookup: str, future_ns: int | None = None) -> Transform:
         s = self.stamps
         if self.static:
             return Transform(self.trans[0], self.rots[0])
@@ -98,6 +98,8 @@ class _Edge:
             )
         j = 0 if i == 0 else len(s) - 1
         gap = abs(stamp - s[j])
+        if i != 0 and future_ns is not None:  # (after the last sample: the next may be on its way)
+            tolerance_ns = future_ns
         if gap <= tolerance_ns:
             return Transform(self.trans[j], self.rots[j])
         side = "before the first" if i == 0 else "after the last"
@@ -301,8 +303,14 @@ class TFBuffer:
                 raise e.no_sample(what)
         return min(e.stamps[-1] for e in moving) if moving else None
 
-    def lookup(self, target: str, source: str, stamp_ns: int | None) -> Transform:
+    def lookup(
+        self, target: str, source: str, stamp_ns: int | None, future_tolerance_ns: int | None = None
+    ) -> Transform:
         """``T_target_source`` at ``stamp_ns`` (maps points in ``source`` into ``target``).
+
+        ``future_tolerance_ns``: how far past an edge's last sample its last sample still serves
+        (default: the buffer's tolerance, as before its first); 0 for a live lookup that can wait
+        for the next sample instead (tf2 never extrapolates into the future).
 
         ``stamp_ns=None``: at the latest time every edge on the path has data for. A frame to itself
         is the identity, known or not (as in tf2: a camera needs no TF to its own frame).
@@ -319,7 +327,7 @@ class TFBuffer:
         def up(chain: list[_Edge]) -> Transform | None:  # T_ancestor_frame; None: the identity
             out = None
             for edge in reversed(chain):
-                sample = edge.sample(stamp, tol, what)
+                sample = edge.sample(stamp, tol, what, future_tolerance_ns)
                 out = sample if out is None else out @ sample
             return out
 
@@ -359,10 +367,11 @@ class MapPoses:
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
 
-    def lookup(self, frame: str, stamp_ns: int | None) -> np.ndarray:
-        """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown."""
+    def lookup(self, frame: str, stamp_ns: int | None, future_tolerance_ns: int | None = None) -> np.ndarray:
+        """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown.
+        ``future_tolerance_ns``: see :meth:`TFBuffer.lookup`."""
         if self.anchor is None and self.tf.has_frame(self.map_frame):
-            return self.tf.lookup(self.map_frame, frame, stamp_ns).matrix()
+            return self.tf.lookup(self.map_frame, frame, stamp_ns, future_tolerance_ns).matrix()
         if self.anchor is None:
             if not self.tf.has_frame(frame):
                 raise UnknownFrameError(
@@ -384,7 +393,7 @@ class MapPoses:
                     f"({frame} at {stamp_ns} ns, tree root {root})"
                 )
         root, T_first_root = self.anchor
-        return T_first_root @ self.tf.lookup(root, frame, stamp_ns).matrix()
+        return T_first_root @ self.tf.lookup(root, frame, stamp_ns, future_tolerance_ns).matrix()
 
 
 def check_frame_id(option: str, frame: str) -> None:

@@ -45,19 +45,17 @@ def _info_topic(image_topic: str) -> str:
 
 
 def find_cameras(bag) -> list[str]:
-    """Every camera image topic with a sibling camera_info, not depth; one topic a camera: a bag
-    recorded with ``-a`` holds image_transport's ``…/compressed`` (``compressedDepth``, ``zstd``,
-    ``theora``) beside the raw topic, the same camera (the raw one is taken)."""
-    from gs_mapping.topics import transport_base
+    """Every colour camera's image topic (with a sibling camera_info; not depth, infrared, stereo
+    or the like: the mapper's rule, ``topics.colour_candidates``), one topic a camera, as one
+    CameraInfo describes one camera: a bag recorded with ``-a`` holds image_transport's
+    ``…/compressed`` beside the raw topic, and image_proc's ``image_rect_color`` beside
+    ``image_raw`` (the raw, unrectified one is taken)."""
+    from gs_mapping.topics import colour_candidates, is_rectified
 
-    names = {t.name: t.type for t in bag.topics}
-    out = []
-    for name, typ in sorted(names.items()):
-        if typ in IMAGE_TYPES and "depth" not in name and _info_topic(name) in names:
-            raw = transport_base(name)
-            if raw == name or names.get(raw) not in IMAGE_TYPES:
-                out.append(name)
-    return out
+    by_info: dict[str, list[str]] = {}
+    for name in colour_candidates({t.name: t.type for t in bag.topics}):
+        by_info.setdefault(_info_topic(name), []).append(name)
+    return sorted(min(group, key=lambda n: (is_rectified(n), n)) for group in by_info.values())
 
 
 def predict_bag(
@@ -90,7 +88,7 @@ def predict_bag(
     from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
     from gs_mapping.rectify import for_images_on
-    from gs_mapping.sync import ApproximateTimeSynchronizer
+    from gs_mapping.sync import ApproximateTimeSynchronizer, CameraInfoHistory
 
     check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
     if max_frames is not None and max_frames < 1:
@@ -122,6 +120,12 @@ def predict_bag(
                 raise HDInputError(f"{bag_path}: {c} is a {bag.topic(c).type}, not a camera image topic")
             if not bag.has_topic(_info_topic(c)):
                 raise HDInputError(f"{bag_path}: camera {c} has no {_info_topic(c)}")
+        twins = [c for c in cams if [_info_topic(d) for d in cams].count(_info_topic(c)) > 1]
+        if twins:
+            raise HDInputError(
+                f"{bag_path}: cameras {twins[0]} and {twins[1]} share {_info_topic(twins[0])}: one camera "
+                "(give one of them)"
+            )
         # the shipped model for this rig, as hd_map_node chooses it
         ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
         if not ckpt.exists():
@@ -133,7 +137,11 @@ def predict_bag(
             ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
         )
         tf = TFBuffer(cache_time_s=None)
-        infos: dict[str, object] = {}
+        # each camera's recent CameraInfos by stamp: an image takes the one of its stamp (logged
+        # just after it), as image_transport's CameraSubscriber pairs them
+        infos = {_info_topic(c): CameraInfoHistory() for c in cams}
+        newest_image: dict[str, int] = {}  # camera → newest image stamp read (its CameraInfo is late)
+        bad_infos: dict[str, int] = {}  # CameraInfo topic → messages refused (skipped)
         # cameras grouped as hd_map_node groups them (free-running cameras are ms apart)
         sync = ApproximateTimeSynchronizer(cams, SYNC_QUEUE, sync_slop_s) if len(cams) > 1 else None
         waiting: list[tuple[int, dict]] = []  # grouped frames waiting for a CameraInfo or TF, oldest first
@@ -155,21 +163,23 @@ def predict_bag(
         def enough() -> bool:
             return bool(max_frames) and len(results) >= max_frames
 
-        def inputs(frame: dict):
+        def inputs(frame: dict, final: bool):
             """The frame's images, CameraInfos and base ← camera transforms; None (and why) while a
-            CameraInfo or a transform has not arrived yet."""
+            CameraInfo or a transform has not arrived yet (``final``: the bag ended)."""
             cis, Ts = [], []
             for c in cams:
                 _, fid, stamp = frame[c]
-                if _info_topic(c) not in infos:
-                    why_waiting["info"] = f"no {_info_topic(c)} message before the bag ended"
+                info = infos[_info_topic(c)].for_image(stamp, final or newest_image[c] > stamp)
+                if info is None:
+                    refused = f" ({bad_infos[_info_topic(c)]} refused)" if _info_topic(c) in bad_infos else ""
+                    why_waiting["info"] = f"no valid {_info_topic(c)} message before the bag ended{refused}"
                     return None
                 try:
                     Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
                 except TFError as exc:
                     why_waiting["tf"] = f"no transform {base_frame} <- {fid} (camera {c}): {exc}"
                     return None
-                cis.append(infos[_info_topic(c)])
+                cis.append(info)
             return cis, Ts
 
         def decoded(frame: dict) -> list | None:
@@ -192,12 +202,13 @@ def predict_bag(
                     return None
             return ims
 
-        def predict_waiting() -> None:
+        def predict_waiting(final: bool = False) -> None:
             """Predict every waiting frame whose CameraInfos and transforms are there (a static
-            transform logged after the first images, a /tf that catches up with a frame)."""
+            transform logged after the first images, a /tf that catches up with a frame, the
+            CameraInfo logged just after its image)."""
             keep = []
             for stamp, frame in waiting:
-                got = None if enough() else inputs(frame)
+                got = None if enough() else inputs(frame, final)
                 if got is None:
                     keep.append((stamp, frame))
                     continue
@@ -242,9 +253,19 @@ def predict_bag(
                     break  # (every predicted frame has its GT: nothing more to read)
                 continue
             elif topic.endswith("camera_info"):
-                infos[topic] = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
+                try:  # (an uncalibrated camera's all-zero K: skipped, said once, as image_proc does)
+                    info = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
+                except MessageError as exc:
+                    if strict:
+                        raise HDInputError(f"{bag_path}: {topic}: {exc}") from None
+                    bad_infos[topic] = bad_infos.get(topic, 0) + 1
+                    if bad_infos[topic] == 1:
+                        log.warning(f"{bag_path}: {topic} at {t_log} ns skipped (and any like it): {exc}")
+                else:
+                    infos[topic].add(M.header_fields(msg)[0], info)
             else:
                 stamp, frame_id = M.header_fields(msg)
+                newest_image[topic] = max(stamp, newest_image.get(topic, stamp))
                 item = (msg, frame_id, stamp)  # (decoded once grouped and placed: decoded())
                 group = [item] if sync is None else sync.add(topic, stamp, item)
                 if group is not None:
@@ -260,6 +281,8 @@ def predict_bag(
                     _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
                 ):
                     break  # (no GT to wait for, or it came first)
+        else:  # the bag ended: a frame still waiting for its own CameraInfo takes the latest
+            predict_waiting(final=True)
         bar.close()
     results.sort(key=lambda r: r["stamp_ns"])
     skipped = 0 if enough() else len(waiting) + dropped_waiting
@@ -318,7 +341,11 @@ def predict_bag(
         "unmatched_images": unmatched,
         "frames_without_gt": no_gt,
         # skipped input messages ("topic (type)" → count), undecodable images among them
-        "undecodable": {**bag.bad_messages, **{f"{t} (image)": k for t, k in undecodable.items()}},
+        "undecodable": {
+            **bag.bad_messages,
+            **{f"{t} (image)": k for t, k in undecodable.items()},
+            **{f"{t} (CameraInfo)": k for t, k in bad_infos.items()},
+        },
     }
 
 

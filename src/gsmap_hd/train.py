@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 
 from gs_mapping.config_file import to_dict
 from gs_mapping.device import resolve_device
+from gs_mapping.errors import GsMappingError
 from gs_mapping.output_files import write_bytes
 
 from . import checkpoint as ckpt
@@ -201,12 +203,45 @@ def train(
         log.info(f"initialised from {cfg.init_from} ({ckpt.describe_training(base_cfg)})")
     # the run directory is made (and its config written) only once the model stands: a run that
     # fails before leaves nothing, and an existing run's files as they were
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = _RunFiles(out_dir, overwrite and not (resume and last.exists()))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run(out_dir)
     try:
-        return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
+        held_now = [n for n in RUN_FILES if (out_dir / n).exists()]
+        if held_now and not held and not (resume or overwrite):  # (another run finished meanwhile)
+            raise HDDataError(f"{out_dir}: holds a run already ({held_now[0]}); --overwrite starts over")
+        out_dir.mkdir(exist_ok=True)
+        run = _RunFiles(out_dir, overwrite and not (resume and last.exists()))
+        try:
+            return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
+        except GsMappingError as exc:  # (a staged file named as the user knows it: OUT/last.pt)
+            if run.staging is None or str(run.staging) not in str(exc):
+                raise
+            raise type(exc)(str(exc).replace(str(run.staging), str(out_dir))) from None
+        finally:
+            run.discard_staging()
     finally:
-        run.discard_staging()
+        os.close(lock)
+
+
+def _lock_run(out_dir: Path) -> int:
+    """One hd-train a run folder: an exclusive flock on ``.NAME.hd-train.lock`` beside it, held for
+    the whole run (two runs on one ``--out`` interleaved their checkpoints and logs). Beside, not
+    inside: a started-over run's folder is swapped whole."""
+    import fcntl
+
+    from gs_mapping.output_files import temp_prefix
+
+    path = out_dir.parent / temp_prefix(out_dir, ".hd-train.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise HDDataError(f"{path}: cannot create the run's lock file ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise HDDataError(f"{out_dir}: another hd-train is writing this run (it holds {path.name})") from None
+    return fd
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -230,32 +265,44 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 class _RunFiles:
     """Where a run writes. Started over (``--overwrite`` on a folder holding a run), the new run's
-    files go to a hidden staging folder inside it until its first checkpoint, and then replace the
-    old run's: an interrupted or failed new run leaves the old one as it was, never a mix."""
+    files go to a hidden staging folder beside it until its first checkpoint; then the folder is
+    swapped whole for one holding the new run's files and the old folder's other files (linked):
+    an interrupted or failed new run leaves the old one as it was, never a mix."""
 
     def __init__(self, out_dir: Path, start_over: bool) -> None:
+        from gs_mapping.output_files import temp_prefix
+
         self.out_dir = out_dir
         held = start_over and any((out_dir / n).exists() for n in RUN_FILES)
-        if start_over:  # staging folders of started-over runs that were killed (SIGKILL) before
-            for old in out_dir.glob(".hd-train-*"):
+        prefix = temp_prefix(out_dir, ".hd-train-")
+        # staging folders of started-over runs that were killed (SIGKILL) before (the lock is ours)
+        for old in [*out_dir.glob(".hd-train-*"), *out_dir.parent.glob(f"{glob_escape(prefix)}*")]:
+            if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old, ignore_errors=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=".hd-train-", dir=out_dir)) if held else None
+        self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent)) if held else None
 
     @property
     def dir(self) -> Path:
         return self.staging or self.out_dir
 
     def checkpointed(self) -> None:
-        """The new run has a checkpoint of its own: its files take the old run's places."""
+        """The new run has a checkpoint of its own: the folder with its files (and the old folder's
+        files that are not the run's, linked) takes the old folder's place in one step."""
+        from gs_mapping.output_files import install_directory
+
         if self.staging is None:
             return
-        staged = {f.name for f in self.staging.iterdir()}
-        for name in sorted(staged):
-            os.replace(self.staging / name, self.out_dir / name)
-        for name in RUN_FILES:
-            if name not in staged:
-                (self.out_dir / name).unlink(missing_ok=True)
-        self.staging.rmdir()
+        for entry in self.out_dir.iterdir():
+            if entry.name in RUN_FILES or (self.staging / entry.name).exists():
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, self.staging / entry.name, symlinks=True, copy_function=os.link)
+            elif entry.is_symlink():
+                os.symlink(os.readlink(entry), self.staging / entry.name)
+            else:
+                os.link(entry, self.staging / entry.name)
+        os.chmod(self.staging, self.out_dir.stat().st_mode & 0o7777)
+        install_directory(self.staging, self.out_dir, overwrite=True)  # (every file fsynced first)
         self.staging = None
 
     def discard_staging(self) -> None:

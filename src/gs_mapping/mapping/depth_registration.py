@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-_MAX_FOOTPRINT = 4  # colour pixels per axis one depth pixel may cover (depth up to 4x coarser)
+# colour pixels per axis one depth pixel may cover, beyond its cameras' focal ratio (a pixel seen at a
+# grazing angle projects to a long box: bounded, not smeared over the image)
+_MAX_FOOTPRINT = 4
 
 
 def _zbuffer(flat_index: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
@@ -69,8 +71,10 @@ def register_depth(
     empty_u, empty_v = hi_u < lo_u, hi_v < lo_v
     lo_u[empty_u], hi_u[empty_u] = cu_[empty_u], cu_[empty_u]
     lo_v[empty_v], hi_v[empty_v] = cv_[empty_v], cv_[empty_v]
-    nu = np.clip(hi_u - lo_u + 1, 1, _MAX_FOOTPRINT)
-    nv = np.clip(hi_v - lo_v + 1, 1, _MAX_FOOTPRINT)
+    # (depth 5x coarser than colour, as a D435's 480x270 depth beside 1080p colour: 5-6 pixels a side)
+    cap = _MAX_FOOTPRINT + int(np.ceil(max(Kc[0, 0] / Kd[0, 0], Kc[1, 1] / Kd[1, 1], 1.0))) - 1
+    nu = np.clip(hi_u - lo_u + 1, 1, cap)
+    nv = np.clip(hi_v - lo_v + 1, 1, cap)
     zk = zc[ok].astype(np.float32)
     # expand each depth pixel into the colour pixels it covers (mostly one): no per-offset passes
     counts = nu * nv

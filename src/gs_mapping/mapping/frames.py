@@ -88,6 +88,29 @@ def _nearest_gap(a: list[int], b: list[int]) -> str:
     return f" (the nearest two are {gap / 1e9:.3f} s apart)"
 
 
+def _tf_topics(bag, topics: TopicsConfig) -> list[tuple[str, bool]]:
+    """``[(topic, static)]`` TF is read from: the configured pair (``/tf``, ``/tf_static``); where the
+    bag has neither but one robot's namespaced pair (``/robot1/tf``, as Clearpath's and Nav2's
+    multi-robot setups record), that one, said once; several: ConfigError naming them."""
+    from ..errors import ConfigError
+
+    pair = [(topics.tf_static, True), (topics.tf, False)]
+    tf_type = "tf2_msgs/msg/TFMessage"
+    if any(bag.has_topic(name) for name, _ in pair):
+        return pair
+    others = sorted(t.name for t in bag.topics if t.type == tf_type)
+    spaces = sorted({n.rsplit("/", 1)[0] for n in others if n.rsplit("/", 1)[-1] in ("tf", "tf_static")})
+    if not others:
+        return pair
+    if len(spaces) != 1:
+        raise ConfigError(
+            f"{bag.path}: no {topics.tf} or {topics.tf_static}; the bag's TF topics are {', '.join(others)}: "
+            "choose one robot's with mapper.topics.tf and mapper.topics.tf_static (--params-file)"
+        )
+    log.info(f"{bag.path}: no {topics.tf}; TF read from {spaces[0]}/tf and {spaces[0]}/tf_static")
+    return [(f"{spaces[0]}/tf_static", True), (f"{spaces[0]}/tf", False)]
+
+
 def load_tf(bag, topics: TopicsConfig):
     """A TF buffer holding every /tf and /tf_static transform of the bag."""
     from ..tf import TFBuffer
@@ -95,7 +118,7 @@ def load_tf(bag, topics: TopicsConfig):
     # Everything is loaded up front, so keep all samples (no cache horizon).
     buf = TFBuffer(cache_time_s=0, extrapolation_tolerance_s=topics.tf_tolerance_s)
     bad = 0
-    for name, static in ((topics.tf_static, True), (topics.tf, False)):
+    for name, static in _tf_topics(bag, topics):
         if not bag.has_topic(name) or bag.topic(name).type != "tf2_msgs/msg/TFMessage":
             continue
         for _topic, _stamp, msg in bag.messages([name]):
@@ -197,21 +220,32 @@ def depth_in_color(
     poses,
     depth_intrinsics=None,
     cloud: bool = False,
+    color_stamp: int | None = None,
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
     depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
     its ``depth_intrinsics`` (undistorted in its own camera, then registered), or a cloud's (N, 3)
     points (projected). ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken
-    at its own stamp."""
+    at its own stamp (a registered depth's too, given the colour image's ``color_stamp``)."""
     from ..rectify import rectifier_for
     from .depth_registration import cloud_to_depth, register_depth
 
     size = (color_intrinsics.width, color_intrinsics.height)
     if not cloud and depth_intrinsics is None:
         rectifier = rectifier_for(color_intrinsics)
-        if rectifier is None or geometry.shape != (size[1], size[0]):  # (make_frame names a wrong size)
+        if geometry.shape != (size[1], size[0]):  # (make_frame names a wrong size)
             return geometry
-        return rectifier.depth(geometry)
+        if rectifier is not None:
+            geometry = rectifier.depth(geometry)
+        # registered depth keeps its own stamp (librealsense's aligned depth has the depth frame's):
+        # a moving camera saw it from where the colour camera was then
+        frame = geometry_frame or color_intrinsics.frame_id
+        if not frame or color_stamp is None or geometry_stamp == color_stamp:
+            return geometry
+        T = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+        if np.abs(T[:3, 3]).max() < 1e-4 and np.abs(T[:3, :3] - np.eye(3)).max() < 1e-4:  # (under 0.1 mm)
+            return geometry
+        return register_depth(geometry, color_intrinsics.K, T, color_intrinsics.K, size)
     frame = geometry_frame or (depth_intrinsics.frame_id if depth_intrinsics is not None else "")
     if not frame:
         raise MessageError("depth/cloud message has no header.frame_id: cannot place it in TF")
@@ -289,7 +323,7 @@ def read_frames(
     from ..messages import pointcloud2_xyz, stamp_to_ns
     from ..messages.camera_image import color_to_rgb, depth_to_metres
     from ..rectify import for_images_on
-    from ..sync import ApproximateTimeSynchronizer
+    from ..sync import RecordingPairer
     from ..tf import MapPoses
 
     topics = topics or TopicsConfig()
@@ -300,9 +334,8 @@ def read_frames(
         check_topics(bag, topics, cloud_topic)
         tf = load_tf(bag, topics)
         poses = MapPoses(tf, topics.map_frame, log)
-        sync = ApproximateTimeSynchronizer(
-            [topics.color, geometry_topic], queue_size=10, slop=topics.sync_slop_s
-        )
+        # (a finished recording: each image with its mutually nearest depth, however late it was logged)
+        pairer = RecordingPairer(int(round(topics.sync_slop_s * 1e9)))
         bad_infos: list = []
         bad_depth_infos: list = []
         infos = load_camera_infos(bag, topics.camera_info, bad_infos)
@@ -313,17 +346,19 @@ def read_frames(
         )
         last: dict[str, int] = {}
         stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
-        for topic, _stamp, msg in bag.messages([topics.color, geometry_topic]):
-            stamp = stamp_to_ns(msg.header.stamp)
-            if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
-                stats.duplicates += 1
-                continue
-            last[topic] = stamp
-            stamps[topic].append(stamp)
-            pair = sync.add(topic, stamp, msg)
-            if pair is None:
-                continue
-            color_msg, depth_msg = pair
+
+        def pairs():
+            for topic, _stamp, msg in bag.messages([topics.color, geometry_topic]):
+                stamp = stamp_to_ns(msg.header.stamp)
+                if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
+                    stats.duplicates += 1
+                    continue
+                last[topic] = stamp
+                stamps[topic].append(stamp)
+                yield from pairer.add(0 if topic == topics.color else 1, stamp, msg)
+            yield from pairer.finish()
+
+        for color_msg, depth_msg in pairs():
             index = stats.pairs
             stats.pairs += 1
             stamp = stamp_to_ns(color_msg.header.stamp)
@@ -361,6 +396,7 @@ def read_frames(
                     poses,
                     depth_intr,
                     cloud=bool(cloud_topic),
+                    color_stamp=stamp,
                 )
             except TFError as exc:
                 stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")
@@ -385,7 +421,7 @@ def read_frames(
                 f"{stats.duplicates} colour/depth messages repeat the stamp of the one before them: skipped"
             )
         stats.log_totals()
-        stats.unpaired = sync.dropped + sync.pending()
+        stats.unpaired = pairer.dropped + pairer.pending()
         if stats.unpaired:
             message = (
                 f"{stats.unpaired} messages on {topics.color} / {geometry_topic} found no partner within "

@@ -33,7 +33,8 @@ class TopicsConfig:
     )
     tf_tolerance_s: float = param(
         0.05,
-        "A pose lookup may use the nearest TF sample this far outside the TF data (else: no pose).",
+        "A pose lookup may use the nearest TF sample this far outside the TF data (else: no pose); a "
+        "live node first waits tf_wait_s for the sample after it.",
         (0.0, 10.0),
     )
 

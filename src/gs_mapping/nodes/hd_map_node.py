@@ -33,6 +33,7 @@ import numpy as np
 
 from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
+from ..sync import CameraInfoHistory
 from ..topics import info_topic
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
@@ -78,8 +79,9 @@ class HDMapNodeConfig:
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
     tf_wait_s: float = param(
         0.5,
-        "A frame whose map pose has not arrived yet waits this long (node clock) for it while TF keeps "
-        "being read, as tf2's message filter does; a newer frame replaces a waiting one. 0: no wait",
+        "A frame whose map pose (or the TF sample after its stamp) has not arrived yet waits this long "
+        "(node clock) for it while TF keeps being read, as tf2's message filter does; a newer frame "
+        "replaces a waiting one. 0: no wait",
         (0.0, 60.0),
     )
 
@@ -109,7 +111,10 @@ class HDMapNode(NodeBase):
             else None
         )
         self._unmatched = 0  # the synchroniser's drops already counted in /diagnostics
-        self.infos: dict[str, Any] = {}
+        # each camera's recent CameraInfos by stamp: an image takes the one of its stamp (published just
+        # after it); a frame whose CameraInfo may still come waits (one frame: the newest wins)
+        self.infos: dict[str, CameraInfoHistory] = {t: CameraInfoHistory() for t in cams}
+        self._frame_waiting: tuple | None = None  # (msgs, stamp, since_ns)
         self._info_refused: dict[str, str] = {}  # image topic → why its last CameraInfo was refused
         self.last_stamp_ns = -1
         self._said_no_map_pose = False
@@ -203,15 +208,20 @@ class HDMapNode(NodeBase):
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_info(self, topic: str, msg: Any) -> None:
-        from ..messages import camera_info_to_intrinsics
+        from ..messages import camera_info_to_intrinsics, stamp_to_ns
         from ..rectify import for_images_on
 
         try:
-            self.infos[topic] = for_images_on(camera_info_to_intrinsics(msg), topic)  # (topic: the image's)
+            info = for_images_on(camera_info_to_intrinsics(msg), topic)  # (topic: the image's)
         except GsMappingError as exc:  # (kept to say why frames wait; the guard counts and logs it)
             self._info_refused[topic] = str(exc)
             raise
         self._info_refused.pop(topic, None)
+        self.infos[topic].add(stamp_to_ns(msg.header.stamp), info)
+        if self._frame_waiting is not None:  # (its CameraInfo, published just after the image?)
+            msgs, stamp, since = self._frame_waiting
+            self._frame_waiting = None
+            self._predict(msgs, stamp, since)
 
     def on_image(self, topic: str, msg: Any) -> None:
         from ..messages import stamp_to_ns
@@ -234,7 +244,8 @@ class HDMapNode(NodeBase):
     def on_frame(self, msgs: list[Any]) -> None:
         from ..messages import stamp_to_ns
 
-        self._retry_waiting(final=True)  # the newest frame wins: the waiting one now, or never
+        self._predict_frame_waiting()  # the newest frame wins: the waiting ones now, or never
+        self._retry_waiting(final=True)
         stamp = stamp_to_ns(msgs[0].header.stamp)
         if self.time_went_back(stamp, self.last_stamp_ns):
             self.last_stamp_ns = -1
@@ -245,10 +256,24 @@ class HDMapNode(NodeBase):
         if self.last_stamp_ns >= 0 and (stamp - self.last_stamp_ns) < 0.9e9 / self.cfg.max_rate_hz:
             self.diag.skip("frames_rate_limited")
             return
+        self._predict(msgs, stamp, since_ns=None)
+
+    def _predict_frame_waiting(self) -> None:
+        """Predict the frame waiting for a CameraInfo with what there is (a newer frame, the timer
+        once it waited ``tf_wait_s``, the node stopping)."""
+        if self._frame_waiting is not None:
+            msgs, stamp, since = self._frame_waiting
+            self._frame_waiting = None
+            self._predict(msgs, stamp, since, final=True)
+
+    def _predict(self, msgs: list[Any], stamp: int, since_ns: int | None, final: bool = False) -> None:
         t0 = time.perf_counter()
         try:
-            images, infos, extrinsics = self._inputs(msgs, stamp)
-            elements = self.predictor.predict(images, infos, extrinsics)
+            got = self._inputs(msgs, stamp, final)
+            if got is None:  # a CameraInfo of its stamp may still come (published just after the image)
+                self._frame_waiting = (msgs, stamp, self.ctx.now_ns() if since_ns is None else since_ns)
+                return
+            elements = self.predictor.predict(*got)
         except TFError as exc:
             self.diag.drop("frames_no_tf", str(exc))
             return
@@ -259,22 +284,30 @@ class HDMapNode(NodeBase):
         self.diag.latency("predict", time.perf_counter() - t0)
         self.publish(elements, stamp)
 
-    def _inputs(self, msgs: list[Any], stamp: int):
+    def _inputs(self, msgs: list[Any], stamp: int, final: bool):
+        """The frame's images, CameraInfos (each of its image's stamp) and base ← camera transforms;
+        None while a CameraInfo may still come (not when ``final``)."""
+        from ..messages import stamp_to_ns
         from ..messages.camera_image import color_to_rgb
 
-        images, infos, extrinsics = [], [], []
-        for topic, msg in zip(self.cameras, msgs, strict=False):
-            if topic not in self.infos:
+        infos = [
+            self.infos[t].for_image(stamp_to_ns(m.header.stamp), final)
+            for t, m in zip(self.cameras, msgs, strict=True)
+        ]
+        for topic, info in zip(self.cameras, infos, strict=True):
+            if info is None and (final or (not self.infos[topic] and topic in self._info_refused)):
                 why = self._info_refused.get(topic)
                 refused = f" (the last one was refused: {why})" if why else ""
                 raise MessageError(f"no CameraInfo yet on {self.info_topics[topic]}{refused}")
-            info = self.infos[topic]
+        if any(info is None for info in infos):
+            return None
+        images, extrinsics = [], []
+        for info, msg in zip(infos, msgs, strict=True):
             # any driver encoding, or a jpeg/png CompressedImage (grey → RGB); a distorted camera's
             # raw image is made pinhole by the Predictor, from the CameraInfo's d
             rgb = color_to_rgb(msg)
             frame_id = str(msg.header.frame_id) or info.frame_id
             images.append(rgb)
-            infos.append(info)
             extrinsics.append(self.tf.lookup(self.cfg.base_frame, frame_id, stamp).matrix())
         return images, infos, extrinsics
 
@@ -292,6 +325,11 @@ class HDMapNode(NodeBase):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
         stopped = [] if self.last_stamp_ns < 0 else [(f"image on {t}", s) for t, s in self._silent_cameras()]
         self._retry_waiting()  # lanes whose pose never comes are dropped once their wait is over
+        if (
+            self._frame_waiting is not None
+            and self.ctx.now_ns() - self._frame_waiting[2] > self.cfg.tf_wait_s * 1e9
+        ):
+            self._predict_frame_waiting()
         self.report_waiting(waiting, stopped)
         self.publish_diagnostics()
 
@@ -322,13 +360,16 @@ class HDMapNode(NodeBase):
         """The lanes in ``map_frame`` (fused, or this frame's) once the pose at ``stamp`` is known;
         a pose still in flight is waited for (``tf_wait_s``, node clock; not when ``final``), else
         the frame is counted."""
-        try:
-            T = self.tf.lookup(self.cfg.map_frame, self.cfg.base_frame, stamp).matrix()
+        now = self.ctx.now_ns()
+        since = now if waited_since is None else waited_since
+        wait = self.cfg.tf_wait_s * 1e9
+        may_wait = not final and wait > 0 and now - since <= wait
+        try:  # (while it may wait, a pose past the last sample waits for the next: tf2's rule)
+            T = self.tf.lookup(
+                self.cfg.map_frame, self.cfg.base_frame, stamp, 0 if may_wait else None
+            ).matrix()
         except TFError as exc:
-            now = self.ctx.now_ns()
-            since = now if waited_since is None else waited_since
-            wait = self.cfg.tf_wait_s * 1e9
-            if not final and wait > 0 and transform_may_arrive(exc) and now - since <= wait:
+            if may_wait and transform_may_arrive(exc):
                 self._waiting = (elements, region, stamp, since)
                 return
             self.diag.drop("lane_map_no_map_pose", str(exc))
@@ -370,6 +411,7 @@ class HDMapNode(NodeBase):
             self._lanes_at_pose(elements, region, stamp, since, final)
 
     def close(self) -> None:
+        self._predict_frame_waiting()
         self._retry_waiting(final=True)
 
     def _markers(self, elements: list, ids, frame_id: str, stamp: int, heights=None) -> list:

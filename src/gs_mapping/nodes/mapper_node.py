@@ -32,6 +32,7 @@ from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
 from ..mapping.keyframes import INVALID_DEPTH
 from ..mapping.mapper_config import MapperConfig
+from ..sync import CameraInfoHistory
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -53,8 +54,9 @@ class MapperNodeConfig:
     save_path: str = param("", "PLY path the map is saved to on shutdown and on ~/save")
     tf_wait_s: float = param(
         0.5,
-        "A frame whose transform has not arrived yet waits this long (node clock) for it while TF "
-        "keeps being read, as tf2's message filter does; a newer frame replaces a waiting one. 0: no wait",
+        "A frame whose transform (or the TF sample after its stamp) has not arrived yet waits this long "
+        "(node clock) for it while TF keeps being read, as tf2's message filter does; a newer frame makes "
+        "the waiting one go with the TF there is. 0: no wait",
         (0.0, 60.0),
     )
 
@@ -96,12 +98,16 @@ class MapperNode(NodeBase):
         self.sync = ApproximateTimeSynchronizer(
             [t.color, self.depth_topic], queue_size=10, slop=t.sync_slop_s
         )
-        self.camera_info = None
-        self.depth_info = None
+        # recent CameraInfos by stamp: a frame takes the one of its image's stamp (published just after
+        # the image by image_transport's CameraPublisher; a zoom or resolution change is at one stamp)
+        self.camera_infos = CameraInfoHistory()
+        self.depth_infos = CameraInfoHistory()
         self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True)
         self.last_stamp_ns = -1
         self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
-        self._before_info: tuple | None = None  # (colour, depth): the newest pair before any CameraInfo
+        self._before_info: tuple | None = (
+            None  # (colour, depth, since_ns): the newest pair awaiting its CameraInfo
+        )
         self.delta_bytes = 0
         self.deltas = 0
         self._subscribers_seen = 0
@@ -162,17 +168,19 @@ class MapperNode(NodeBase):
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_camera_info(self, msg: Any) -> None:
-        from ..messages import camera_info_to_intrinsics
+        from ..messages import camera_info_to_intrinsics, stamp_to_ns
         from ..rectify import for_images_on
 
-        self.camera_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.color)
+        info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.color)
+        self.camera_infos.add(stamp_to_ns(msg.header.stamp), info)
         self._retry_for_info()
 
     def on_depth_camera_info(self, msg: Any) -> None:
-        from ..messages import camera_info_to_intrinsics
+        from ..messages import camera_info_to_intrinsics, stamp_to_ns
         from ..rectify import for_images_on
 
-        self.depth_info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.depth)
+        info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.depth)
+        self.depth_infos.add(stamp_to_ns(msg.header.stamp), info)
         self._retry_for_info()
 
     def _on_both_camera_infos(self, msg: Any) -> None:
@@ -180,21 +188,32 @@ class MapperNode(NodeBase):
         self.on_camera_info(msg)
         self.on_depth_camera_info(msg)
 
-    def _missing_info(self) -> str:
-        """The CameraInfo topic a frame still needs, or ''."""
-        t = self.cfg.topics
-        if self.camera_info is None:
-            return t.camera_info
-        if t.depth_camera_info and not self.node_cfg.cloud_topic and self.depth_info is None:
-            return t.depth_camera_info
-        return ""
+    def _infos(self, color: tuple, depth: tuple, final: bool) -> tuple[Any, Any, str]:
+        """(colour CameraInfo, depth CameraInfo or None, '') for a pair, each of its image's stamp;
+        where one may still come (or, ``final``, there is none) its topic instead of ''."""
+        from ..messages import stamp_to_ns
 
-    def _retry_for_info(self) -> None:
+        t = self.cfg.topics
+        intr = self.camera_infos.for_image(stamp_to_ns(color[0].stamp), final)
+        if intr is None:
+            return None, None, t.camera_info
+        if not (t.depth_camera_info and not self.node_cfg.cloud_topic):
+            return intr, None, ""
+        depth_intr = self.depth_infos.for_image(stamp_to_ns(depth[0].stamp), final)
+        return intr, depth_intr, "" if depth_intr is not None else t.depth_camera_info
+
+    def _retry_for_info(self, timer: bool = False) -> None:
         """A driver may send a frame's CameraInfo just after its images (image_transport's
-        CameraPublisher does, at the same stamp): the newest pair that came first is made now."""
-        if self._before_info is not None and not self._missing_info():
-            pair, self._before_info = self._before_info, None
-            self.on_pair(*pair)
+        CameraPublisher does, at the same stamp): the pair that came first is made now. From the
+        timer, once it waited ``tf_wait_s``, with the CameraInfo there is (none: it waits on)."""
+        if self._before_info is None:
+            return
+        color, depth, since = self._before_info
+        waited = timer and self.ctx.now_ns() - since > self.node_cfg.tf_wait_s * 1e9
+        final = waited and not self._infos(color, depth, final=True)[2]
+        if final or not self._infos(color, depth, final=False)[2]:
+            self._before_info = None
+            self.on_pair(color, depth, final=final)
 
     def on_color(self, msg: Any) -> None:
         from ..messages.camera_image import color_to_rgb
@@ -219,35 +238,50 @@ class MapperNode(NodeBase):
         if pair is not None:
             self.on_pair(*pair)
 
-    def on_pair(self, color: tuple, depth: tuple, waited_since: int | None = None) -> None:
+    def on_pair(
+        self, color: tuple, depth: tuple, waited_since: int | None = None, final: bool = False
+    ) -> None:
         """One synchronised colour/depth pair → a mapping frame (or a counted skip).
 
-        ``waited_since``: node time the pair started waiting for its transform (a retry)."""
+        ``waited_since``: node time the pair started waiting for its transform (a retry). While it
+        may wait (``tf_wait_s``), a pose past the last TF sample waits for the next one and is
+        interpolated (tf2 never extrapolates into the future); after that, or ``final`` (a newer
+        frame came), the last sample serves within ``tf_tolerance_s``."""
         from ..messages import stamp_to_ns
 
-        if waited_since is None and self._waiting is not None:  # the newest frame wins
-            self.diag.drop(
-                "frames_superseded",
-                f"frame at {self._waiting[2]} ns: a newer one came while it waited for TF",
-            )
+        if waited_since is None and self._waiting is not None:  # the newest frame wins: this one now
+            color_w, depth_w, _, since = self._waiting
             self._waiting = None
+            self.diag.values["frames_waiting_for_tf"] = 0
+            self.on_pair(color_w, depth_w, waited_since=since, final=True)
         stamp = stamp_to_ns(color[0].stamp)
         if self.time_went_back(stamp, self.last_stamp_ns):
             self.last_stamp_ns = -1
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return
-        missing = self._missing_info()
-        if missing:  # kept (the newest one) until the CameraInfo comes
-            if self._before_info is not None:
-                self.diag.drop("frames", f"no CameraInfo received yet on {missing} (a newer frame came)")
-            self._before_info = (color, depth)
+        if self._before_info is not None and self._before_info[0] is not color:  # a newer frame came:
+            waiting, self._before_info = self._before_info[:2], None  # the waiting one with what there is
+            self.on_pair(*waiting, final=True)
+        infos = self._infos(color, depth, final)
+        if infos[2]:
+            if final:
+                self.diag.drop("frames", f"no CameraInfo received yet on {infos[2]} (a newer frame came)")
+            else:  # kept (the newest one) until its CameraInfo comes
+                self._before_info = (color, depth, self.ctx.now_ns())
             return
         t0 = time.perf_counter()
+        now, wait_ns = self.ctx.now_ns(), self.node_cfg.tf_wait_s * 1e9
+        may_wait = not final and wait_ns > 0 and (waited_since is None or now - waited_since <= wait_ns)
         try:
-            frame = self._frame(color, depth, stamp)
+            frame = self._frame(color, depth, stamp, infos, future_tolerance_ns=0 if may_wait else None)
         except TFError as exc:
-            if not self._hold_for_tf(color, depth, stamp, exc, waited_since):
+            if final and waited_since is not None:  # (it waited for TF, and a newer frame came)
+                self.diag.drop(
+                    "frames_superseded",
+                    f"frame at {stamp} ns: a newer one came while it waited for TF ({exc})",
+                )
+            elif final or not self._hold_for_tf(color, depth, stamp, exc, waited_since):
                 waited = (
                     ""
                     if waited_since is None
@@ -294,20 +328,23 @@ class MapperNode(NodeBase):
         self.diag.values["frames_waiting_for_tf"] = 0
         self.on_pair(color, depth, waited_since=since)
 
-    def _frame(self, color: tuple, depth: tuple, stamp: int):
+    def _frame(
+        self,
+        color: tuple,
+        depth: tuple,
+        stamp: int,
+        infos: tuple | None = None,
+        future_tolerance_ns: int | None = None,
+    ):
         from ..mapping.frames import depth_in_color, make_frame
         from ..messages import stamp_to_ns
 
         (color_header, rgb), (depth_header, depth_data) = color, depth
-        if self.camera_info is None:
-            raise MessageError(f"no CameraInfo received yet on {self.cfg.topics.camera_info}")
-        t = self.cfg.topics
-        unregistered = bool(t.depth_camera_info) and not self.node_cfg.cloud_topic
-        if unregistered and self.depth_info is None:
-            raise MessageError(f"no depth CameraInfo received yet on {t.depth_camera_info}")
-        intr = self.camera_info
+        intr, depth_intr, missing = infos or self._infos(color, depth, final=True)
+        if missing:
+            raise MessageError(f"no CameraInfo received yet on {missing}")
         frame_id = str(color_header.frame_id) or intr.frame_id
-        T = self.poses.lookup(frame_id, stamp)
+        T = self.poses.lookup(frame_id, stamp, future_tolerance_ns)
         depth_m = depth_in_color(
             depth_data,
             str(depth_header.frame_id),
@@ -315,8 +352,9 @@ class MapperNode(NodeBase):
             intr,
             T,
             self.poses,
-            self.depth_info if unregistered else None,
+            depth_intr,
             cloud=bool(self.node_cfg.cloud_topic),
+            color_stamp=stamp,
         )
         return make_frame(rgb, depth_m, intr, T, stamp, frame_id)
 
@@ -377,6 +415,7 @@ class MapperNode(NodeBase):
 
     def on_diagnostics_timer(self) -> None:
         self._retry_waiting()  # a frame whose TF never comes is dropped once its wait is over
+        self._retry_for_info(timer=True)
         if self.mapper.stats.frames == 0:
             self.report_waiting(self.waiting_for())
         else:  # colour or depth stopped while the other, or TF, goes on: no frame can be made

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -148,7 +149,9 @@ def _image(
     try:
         # WebP by default; the spec lets meta.json name any 8-bit RGBA format, of which only the
         # lossless keep the quantised values: PNG too, not JPEG
-        img = Image.open(io.BytesIO(raw), formats=["WEBP", "PNG", "JPEG"])
+        with warnings.catch_warnings():  # (Pillow's bomb warning: our own pixel bound is checked below)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw), formats=["WEBP", "PNG", "JPEG"])
         # (Pillow opens a 16-bit RGB(A) PNG as 8-bit RGB(A), keeping the high bytes: its IHDR says)
         sixteen = img.format == "PNG" and len(raw) > 24 and raw[24] == 16
         lossy = img.format == "JPEG" or (img.format == "WEBP" and _lossy_webp(raw))

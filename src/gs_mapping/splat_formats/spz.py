@@ -46,15 +46,11 @@ import zlib
 
 import numpy as np
 
-try:  # Python ≥ 3.14 ships zstd; before, the backport of the same module
-    from compression import zstd  # type: ignore[import-not-found]
-except ImportError:
-    from backports import zstd
-
 from ..errors import MapError
 from ..gaussians import GaussianMap, clamp_nonfinite
 from ..input_files import check_room
 from ..ply import warn_antialiased
+from ..zstd_frames import ZstdError, inflate, zstd
 
 MAGIC = 0x5053474E  # "NGSP"
 LATEST = 4
@@ -326,7 +322,9 @@ def _finish_gzip(d, source: str) -> None:
 def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
     if magic != MAGIC:
         raise MapError(f"{source}: wrong SPZ magic {magic:#x}")
-    if not (1 <= version <= 3 if legacy else version == 4):
+    # (the gzip framing holds versions 1–4: Niantic's writer made gzip v4 for a while, and its reader
+    # still takes it; the zstd framing is version 4 only)
+    if not (1 <= version <= 4 if legacy else version == 4):
         raise MapError(f"{source}: SPZ version {version} not supported in this framing")
     if deg > 4:
         raise MapError(f"{source}: SPZ SH degree {deg} not supported (0..4)")
@@ -358,12 +356,13 @@ def _read_ngsp(data: bytes, source: str) -> GaussianMap:
             raise MapError(f"{source}: SPZ stream {i} holds {us} bytes, {want[i]} expected for {n} points")
         if cs > len(data) - o:
             raise MapError(f"{source}: SPZ stream {i} runs past the end of the file")
-        try:
-            raw = zstd.ZstdDecompressor().decompress(data[o : o + cs], max_length=us)
-        except zstd.ZstdError as exc:
+        try:  # (every frame of it, as ZSTD_decompress reads a stream)
+            raw = inflate(data[o : o + cs], us)
+        except ZstdError as exc:
             raise MapError(f"{source}: corrupt zstd data in SPZ stream {i} ({exc})") from None
-        if len(raw) != us:
-            raise MapError(f"{source}: SPZ stream {i} decompresses to {len(raw)} bytes, {us} expected")
+        if raw is None or len(raw) != us:
+            got = "more" if raw is None else len(raw)
+            raise MapError(f"{source}: SPZ stream {i} decompresses to {got} bytes, {us} expected")
         parts.append(raw)
         o += cs
     if o != len(data):
