@@ -232,17 +232,18 @@ def _delta_ids(first: int, gaps) -> bytes:
     return w.getvalue()
 
 
-def test_delta_id_gap_of_2_to_the_62_is_refused():
-    """A delta's id gaps − 1 are below 2**62: 2**62 − 1 (ids 5 and 5 + 2**62) is read, 2**62 is
-    "id gap too large" even though the id it leads to is still below 2**63."""
+def test_delta_id_gaps_reach_as_far_as_ids_below_2_to_the_63():
+    """A delta's id gaps may be as large as ids below 2**63 allow (the encoder writes any: vehicles'
+    global ids are 2**32 apart, map ids up to 2**31): from 5, a gap − 1 of 2**62 is read, and of
+    2**63 − 7 (last id 2**63 − 1); 2**63 − 6 is "id outside 0..2**63"."""
     from gs_map_share.bitio import Reader
     from gs_map_share.delta import _get_ids
     from gs_map_share.errors import DecodeError
 
-    ids = _get_ids(Reader(_delta_ids(5, [(1 << 62) - 1])), 10)
-    assert ids.tolist() == [5, 5 + (1 << 62)]
-    with pytest.raises(DecodeError, match="id gap too large"):
-        _get_ids(Reader(_delta_ids(5, [1 << 62])), 10)
+    assert _get_ids(Reader(_delta_ids(5, [1 << 62])), 10).tolist() == [5, 5 + (1 << 62) + 1]
+    assert _get_ids(Reader(_delta_ids(5, [(1 << 63) - 7])), 10).tolist() == [5, (1 << 63) - 1]
+    with pytest.raises(DecodeError, match="id outside 0"):
+        _get_ids(Reader(_delta_ids(5, [(1 << 63) - 6])), 10)
 
 
 def test_delta_ids_stop_just_below_2_to_the_63():

@@ -69,13 +69,15 @@ def _get_ids(r: Reader, cap: int) -> np.ndarray:
         return np.zeros(0, np.uint64)
     first = r.varint((1 << 63) - 1)
     gaps = decode_stream(r, n - 1, signed=False)
+    # any ids below 2**63 the encoder writes (vehicles' ids are 2**32 apart): summed in uint64, each
+    # step at most 2**63, so a wrap would show as a step back
     # (int(): numpy before 1.25 compares an int64 with a Python int beyond 2**53 through float64)
-    if n > 1 and int(gaps.max()) >= (1 << 62):
+    if n > 1 and (int(gaps.min()) < 0 or int(gaps.max()) >= (1 << 63) - 1):
         raise r.fail("id gap too large")
-    ids = first + np.concatenate([[0], np.cumsum(gaps.astype(np.int64) + 1)])
-    if int(ids.max()) >= (1 << 63) or int(ids.min()) < 0:
+    at = np.cumsum(gaps.astype(np.uint64) + np.uint64(1), dtype=np.uint64)
+    if n > 1 and (bool(np.any(at[1:] < at[:-1])) or int(at[-1]) > (1 << 63) - 1 - first):
         raise r.fail("id outside 0..2**63")
-    return ids.astype(np.uint64)
+    return np.concatenate([np.zeros(1, np.uint64), at]) + np.uint64(first)
 
 
 def _row_keys(q: QMap) -> np.ndarray:

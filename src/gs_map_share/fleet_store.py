@@ -66,6 +66,12 @@ class Stored:
     global_rows: list[Row] = field(default_factory=list)
     tile_seq: dict[tuple[int, int, int], int] = field(default_factory=dict)
     bindings: dict[str, int] = field(default_factory=dict)  # vehicle namespace → the map id it sends
+    # (lo, hi): global sequences strictly between never issued by this history (a restart moved the
+    # sequence to the wall clock); a client's sequence in one came from another history of the store
+    unissued: list[tuple[int, int]] = field(default_factory=list)
+
+
+MAX_UNISSUED = 64  # ranges kept (a restart each); the oldest go first
 
 
 def identity(global_map_id: int, frame_id: str, params: QuantParams, sh_degree: int) -> dict:
@@ -246,6 +252,8 @@ class FleetStore:
         out.tile_seq = {(x, y, z): s for x, y, z, s in self.db.execute("SELECT x, y, z, seq FROM tiles")}
         for key, value in self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'binding %'"):
             out.bindings[key[len("binding ") :]] = _int(value)
+        row = self.db.execute("SELECT value FROM meta WHERE key='unissued'").fetchone()
+        out.unissued = [(_int(lo), _int(hi)) for lo, hi in json.loads(row[0])] if row else []
         # rows the queries above skip (a NULL where the schema promised an integer key)
         for table in ("vehicle_log", "global_log"):
             bad = self.db.execute(
@@ -283,12 +291,20 @@ class FleetStore:
         global_row: Row | None = None,
         tiles: Iterable[tuple[int, int, int]] = (),
         bindings: dict[str, int] | None = None,
+        unissued: tuple[int, int] | None = None,
     ) -> None:
         """One ingest, atomically: the vehicle containers applied (a snapshot replaces that vehicle's
         log), the global delta published for them, the tiles it changed, namespaces newly bound to
-        a map id. Durable on return."""
+        a map id, a range of sequences skipped (:attr:`Stored.unissued`). Durable on return."""
         try:
             with self._tx():
+                if unissued is not None:
+                    row = self.db.execute("SELECT value FROM meta WHERE key='unissued'").fetchone()
+                    ranges = (json.loads(row[0]) if row else []) + [list(map(int, unissued))]
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('unissued', ?)",
+                        (json.dumps(ranges[-MAX_UNISSUED:]),),
+                    )
                 for ns, mid in (bindings or {}).items():
                     self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"binding {ns}", str(mid)))
                 for mid, r in vehicle_rows:

@@ -103,8 +103,8 @@ def encode_snapshot(
 
 def _layers(q: QMap) -> list[np.ndarray] | None:
     """Rows of each layer when the map is layered, else None: the coarsest levels up to
-    FIRST_LAYER_SHARE of the Gaussians, then one level per layer, the largest layer halved by id
-    while there are fewer than MIN_LAYERS."""
+    FIRST_LAYER_SHARE of the Gaussians, then one level per layer, the largest layer halved (by
+    level, then id) while there are fewer than MIN_LAYERS."""
     values, counts = np.unique(q.level, return_counts=True)
     if not 2 <= len(values) <= MAX_LAYERS:
         return None
@@ -114,8 +114,11 @@ def _layers(q: QMap) -> list[np.ndarray] | None:
         i = max(range(len(layers)), key=lambda j: len(layers[j]))
         if len(layers[i]) < 2:
             break
-        half = len(layers[i]) // 2  # rows are in id order
-        layers[i : i + 1] = [layers[i][:half], layers[i][half:]]
+        # halved coarse first (a layer of several levels: no level below the previous layer's, the
+        # decoder's rule), each half in id order as the rows are
+        rows = layers[i][np.argsort(q.level[layers[i]], kind="stable")]
+        half = len(rows) // 2
+        layers[i : i + 1] = [np.sort(rows[:half]), np.sort(rows[half:])]
     return layers
 
 

@@ -61,14 +61,20 @@ class NodeBase:
         @functools.wraps(handler)
         def run(msg: Any) -> None:
             self.diag.received(topic, self.ctx.now_ns())
-            try:
-                handler(msg)
-            except GsMappingError as exc:
-                self.diag.reject(topic, str(exc))
-            except Exception as exc:  # noqa: BLE001 - see the docstring: a bad message never kills a node
-                self.diag.reject(topic, f"unexpected {type(exc).__name__}: {exc}")
+            self.contained(topic, handler, msg)
 
         return run
+
+    def contained(self, topic: str, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)`` with what it raises counted against ``topic`` and logged, not raised: a
+        message's handler, or a frame a timer retries (a timer callback has no guard around it, and
+        under rclpy an exception out of one ends the process)."""
+        try:
+            fn(*args)
+        except GsMappingError as exc:
+            self.diag.reject(topic, str(exc))
+        except Exception as exc:  # noqa: BLE001 - see the docstring: a bad message never kills a node
+            self.diag.reject(topic, f"unexpected {type(exc).__name__}: {exc}")
 
     def parameters_changed(self, section: str, values: dict[str, Any]) -> None:
         """Apply validated new values of runtime parameters of ``section`` (field → value).

@@ -102,6 +102,14 @@ def ros_domain_id(domain_id: int | None) -> int:
 _ROS_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
+def is_ros_namespace(ns: str) -> bool:
+    """Whether rcl takes ``ns`` as a namespace: ``/`` or tokens (letters, digits, ``_``; not a digit
+    first) after ``/``, the leading one optional."""
+    import re
+
+    return ns == "/" or re.fullmatch(rf"/?{_ROS_TOKEN}(/{_ROS_TOKEN})*", ns) is not None
+
+
 def check_ros_names(node_name: str | None, namespace: str = "") -> None:
     """ConfigError for a node name or namespace ROS 2 would refuse (rcl's rules: a name is letters,
     digits and underscores, not starting with a digit; a namespace is such tokens after ``/``)."""
@@ -116,14 +124,42 @@ def check_ros_names(node_name: str | None, namespace: str = "") -> None:
     ns = namespace  # (not stripped: rcl refuses " robot1", and the runtimes use it as given)
     if len(ns) > 253:  # rmw's RMW_NAMESPACE_MAX_LENGTH (its topic-name limit 255, less 2)
         raise ConfigError(f"--namespace: {len(ns)} characters; a ROS namespace has at most 253")
-    if ns and ns != "/" and not re.fullmatch(rf"/?{_ROS_TOKEN}(/{_ROS_TOKEN})*", ns):
+    if ns and not is_ros_namespace(ns):
         raise ConfigError(
             f"--namespace: {namespace!r} is not a ROS namespace (such as /robot1 or /fleet/car_2)"
         )
 
 
+def check_topic_name(name: str) -> None:
+    """ConfigError for a topic name rcl refuses (``rcl_validate_topic_name``, as written): letters,
+    digits, ``_`` and ``/``, a ``~`` only first (and then followed by ``/``), no ``//``, no trailing
+    ``/``, no part starting with a digit. Under rclpy an InvalidTopicNameException; the other
+    runtimes refuse the same names, so a parameter means one thing everywhere."""
+    import re
+
+    why = (
+        "is empty"
+        if not name
+        else "ends with '/'"
+        if name.endswith("/")
+        else "holds '//'"
+        if "//" in name
+        else "has '~' other than as its first character, followed by '/'"
+        if "~" in name[1:] or (name.startswith("~") and name not in ("~",) and not name.startswith("~/"))
+        else "holds a character other than letters, digits, '_', '/' and a leading '~'"
+        if not re.fullmatch(r"[~A-Za-z0-9_/]+", name)
+        else "has a part starting with a digit"
+        if any(part[:1].isdigit() for part in name.lstrip("~").split("/"))
+        else ""
+    )
+    if why:
+        raise ConfigError(f"topic {name!r} is not a ROS 2 topic name: it {why}")
+
+
 def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:
-    """Fully qualified ROS 2 topic name (``~/lanes`` → ``/ns/node/lanes``)."""
+    """Fully qualified ROS 2 topic name (``~/lanes`` → ``/ns/node/lanes``); ConfigError for a name
+    rcl refuses (:func:`check_topic_name`)."""
+    check_topic_name(name)
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     if name.startswith("~"):
         name = f"{ns}/{node_name}/{name[1:].lstrip('/')}"

@@ -324,12 +324,14 @@ class HDMapNode(NodeBase):
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
         stopped = [] if self.last_stamp_ns < 0 else [(f"image on {t}", s) for t, s in self._silent_cameras()]
-        self._retry_waiting()  # lanes whose pose never comes are dropped once their wait is over
+        # lanes whose pose never comes are dropped once their wait is over; a frame whose CameraInfo
+        # of its stamp never comes goes with the CameraInfo there is (contained: a timer has no guard)
+        self.contained(self.cameras[0], self._retry_waiting)
         if (
             self._frame_waiting is not None
             and self.ctx.now_ns() - self._frame_waiting[2] > self.cfg.tf_wait_s * 1e9
         ):
-            self._predict_frame_waiting()
+            self.contained(self.cameras[0], self._predict_frame_waiting)
         self.report_waiting(waiting, stopped)
         self.publish_diagnostics()
 

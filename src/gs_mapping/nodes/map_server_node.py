@@ -120,6 +120,15 @@ class MapServerNode(NodeBase):
     name = "map_server_node"
     sections = {"map_server_node": MapServerNodeConfig}
 
+    @classmethod
+    def load_config(
+        cls, path: str | None, params: dict | None = None, namespace: str = "", name: str | None = None
+    ):
+        config = super().load_config(path, params, namespace, name)
+        # (checked with the file: the CLI, rclpy and launch refuse a vehicle no ROS node can be)
+        _check_distinct_namespaces(config["map_server_node"].vehicles, f"{path}: " if path else "")
+        return config
+
     def __init__(self, ctx, config: dict[str, Any]):
         super().__init__(ctx, config)
         from gs_map_share.fleet_store import FleetStore, identity
@@ -237,6 +246,7 @@ class MapServerNode(NodeBase):
             self._log_len[mid] = len(rows) - 1
         self.tile_seq = dict(stored.tile_seq)
         self._stored_bindings = dict(stored.bindings)
+        self._unissued = list(stored.unissued)  # (see Stored.unissued: region answers use them)
         if stored.global_rows:
             seq, g = replay(stored.global_rows, "global map")
             self.merge.global_map, self.merge.global_seq = g, seq
@@ -260,7 +270,8 @@ class MapServerNode(NodeBase):
             # sequence with another map, and takes the next snapshot
             base = self.merge.global_seq
             data = self.merge.diff_to(self.merge.global_map, seq=now)
-            self.store.commit([], Row(now, base, data), [])
+            self.store.commit([], Row(now, base, data), [], unissued=(base, now))
+            self._unissued.append((base, now))
             self._compact_global()  # (a delta like any: a server restarting in a loop compacts too)
         self.ctx.logger.info(
             f"fleet store {self.store.path}: {len(stored.vehicles)} vehicles, global map "
@@ -471,10 +482,17 @@ class MapServerNode(NodeBase):
         return RegionAnswer("error", self.merge.global_seq, error=why).to_bytes()
 
     def _answer_region(self, request: bytes) -> bytes:
-        from gs_map_share.region import RegionRequest, answer
+        from gs_map_share.region import RegionError, RegionRequest, answer
 
         c = self.cfg
         req = RegionRequest.from_bytes(request, c.max_region_radius_m, c.max_region_bytes)
+        if any(lo < req.since_seq < hi for lo, hi in self._unissued):
+            # the client's map is another history's (a store restored from a backup, a lost -wal):
+            # "nothing changed since" would keep it, and no page can name the tiles it alone holds
+            raise RegionError(
+                f"since_seq {req.since_seq} is no sequence of this map (a store restored from a "
+                "backup?): drop the region's tiles and ask again with since_seq 0"
+            )
         t0 = time.perf_counter()
         out = answer(
             req,
@@ -547,19 +565,29 @@ class MapServerNode(NodeBase):
         self.publish_diagnostics()
 
     def close(self) -> None:
-        self.flush_global()  # a clean stop leaves nothing waiting for a flush
-        self.store.close()
+        try:
+            self.flush_global()  # a clean stop leaves nothing waiting for a flush
+        finally:
+            self.store.close()  # (its lock freed whatever the flush met)
 
 
-def _check_distinct_namespaces(vehicles: list[str]) -> None:
+def _check_distinct_namespaces(vehicles: list[str], where: str = "") -> None:
     """ConfigError for one ROS namespace listed twice (``vehicle1`` and ``/vehicle1`` resolve to
     the same topics: a second binding would refuse every container of the real vehicle)."""
     from ..errors import ConfigError
     from ..topics import resolve_name
+    from .context import is_ros_namespace
 
     seen: dict[str, str] = {}
     for ns in vehicles:
+        if not is_ros_namespace(ns) or ns == "/":  # (no vehicle can publish under truck-7)
+            raise ConfigError(
+                f"{where}map_server_node.vehicles: {ns!r} is not a vehicle's ROS namespace (such as "
+                "/vehicle1: letters, digits and _, not a digit first)"
+            )
         key = resolve_name(ns)
         if key in seen:
-            raise ConfigError(f"map_server_node.vehicles: {seen[key]!r} and {ns!r} are one namespace ({key})")
+            raise ConfigError(
+                f"{where}map_server_node.vehicles: {seen[key]!r} and {ns!r} are one namespace ({key})"
+            )
         seen[key] = ns

@@ -414,8 +414,10 @@ class MapperNode(NodeBase):
             self.publish_snapshot()
 
     def on_diagnostics_timer(self) -> None:
-        self._retry_waiting()  # a frame whose TF never comes is dropped once its wait is over
-        self._retry_for_info(timer=True)
+        # a frame whose TF never comes is dropped once its wait is over; one whose CameraInfo of its
+        # stamp never comes goes with the CameraInfo there is
+        self.contained(self.cfg.topics.color, self._retry_waiting)
+        self.contained(self.cfg.topics.color, self._retry_for_info, True)
         if self.mapper.stats.frames == 0:
             self.report_waiting(self.waiting_for())
         else:  # colour or depth stopped while the other, or TF, goes on: no frame can be made

@@ -62,9 +62,9 @@ class RclpyContext:
         return self.node.resolve_topic_name(topic)  # (rcl: expansion, then the -r rules)
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> Any:
-        pub = self.node.create_publisher(_msg_class(typename), topic, _qos_profile(qos))
-        pub.subscription_count = pub.get_subscription_count  # our Publisher protocol's name
-        return pub
+        return _Publisher(
+            self.node.create_publisher(_msg_class(typename), topic, _qos_profile(qos)), self.node
+        )
 
     def create_subscription(
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
@@ -190,6 +190,27 @@ def _refuse_unknown_overrides(node: Any, node_cls: type) -> None:
         raise ConfigError(f"unknown parameter {unknown[0]}{hint}: {node_cls.name} has no such parameter")
 
 
+class _Publisher:
+    """An rclpy publisher for our Publisher protocol. Once the context is shut down (rclpy's signal
+    handler does that on SIGINT and SIGTERM) rcl refuses every publish; what a node publishes as it
+    closes (the map server's last flush, a final snapshot) is then skipped, not a traceback."""
+
+    def __init__(self, pub: Any, node: Any):
+        self._pub, self._node = pub, node
+
+    def publish(self, msg: Any) -> None:
+        if not self._node.context.ok():
+            self._node.get_logger().debug(f"{self._pub.topic_name}: not published, the context is shut down")
+            return
+        self._pub.publish(msg)
+
+    def subscription_count(self) -> int:
+        return self._pub.get_subscription_count() if self._node.context.ok() else 0
+
+    def __getattr__(self, name: str) -> Any:  # (topic_name, qos_profile, … as rclpy's)
+        return getattr(self._pub, name)
+
+
 def close_node(node: Any, obj: Any) -> None:
     """Shutdown: let the node object save/release what it holds, then destroy the rclpy node."""
     try:
@@ -264,7 +285,7 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
     shutdown (Ctrl-C or the context shut down), then close it. A bad parameter is one line and
     exit status 2."""
     import rclpy
-    from rclpy.exceptions import ParameterException
+    from rclpy.exceptions import NameValidationException, ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from ..errors import GsMappingError
@@ -284,9 +305,15 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
     try:
         try:
             node, obj = create_node(node_cls, context)
-        except (GsMappingError, ParameterException) as exc:  # a bad parameter file or value
-            print(f"{node_cls.name}: {exc}", file=sys.stderr, flush=True)
+        except (GsMappingError, ParameterException, NameValidationException) as exc:  # a bad parameter
+            # (file, value, or topic name: rcl's message spans lines, its last a caret under the fault)
+            text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip().strip("^"))
+            print(f"{node_cls.name}: {text}", file=sys.stderr, flush=True)
             return 2
+        except Exception:
+            if not context_ok(context):  # SIGINT/SIGTERM while it was built: rcl refused what came after
+                return 0
+            raise
         if not context_ok(context):  # Ctrl-C while the node was being built (a model load can take a while)
             close_node(node, obj)
             return 0
