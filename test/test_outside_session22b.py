@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
-
 
 # ------------------------------------------------------------------------------------------------
 # zstd streams of several frames
