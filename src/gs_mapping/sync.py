@@ -180,7 +180,7 @@ class RecordingPairer:
     partner is waiting). :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
     """
 
-    def __init__(self, slop_ns: int, keep: int = 120):
+    def __init__(self, slop_ns: int, keep: int = 60):  # (2 s at 30 Hz; decoded images: memory)
         self.slop_ns = int(slop_ns)
         self.keep = keep
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order

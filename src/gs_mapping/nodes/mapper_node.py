@@ -105,9 +105,7 @@ class MapperNode(NodeBase):
         self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True)
         self.last_stamp_ns = -1
         self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
-        self._before_info: tuple | None = (
-            None  # (colour, depth, since_ns): the newest pair awaiting its CameraInfo
-        )
+        self._before_info: tuple | None = None  # (colour, depth, since): awaiting its CameraInfo
         self.delta_bytes = 0
         self.deltas = 0
         self._subscribers_seen = 0
