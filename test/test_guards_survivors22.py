@@ -186,11 +186,16 @@ def test_lanes_json_is_in_base_frame_stamped_with_the_image_and_carries_the_regi
 
 def test_lane_containers_carry_map_id_map_frame_step_and_chain_their_seqs(fused, per_frame):
     """~/lanes_delta: containers 'in map_frame' with the configured map_id (7) and lane_step_m
-    (0.05 m): seq 1, 2, 3, each delta based on the previous container (base_seq = seq − 1), and the
-    lane points on the 0.05 m grid; lane_bytes_total counts every byte sent."""
+    (0.05 m): consecutive seqs from the wall clock in µs at start (as MapSender's: a restarted node
+    numbers above its last run), each delta based on the previous container (base_seq = seq − 1),
+    and the lane points on the 0.05 m grid; lane_bytes_total counts every byte sent."""
+    import time
+
     for hd, out, _ in (fused, per_frame):
         decoded = _decoded(out["deltas"])
-        assert [h.seq for h, _ in decoded] == [1, 2, 3]
+        first = decoded[0][0].seq
+        assert [h.seq for h, _ in decoded] == [first, first + 1, first + 2]
+        assert 0 < time.time_ns() // 1000 - first < 3_600 * 10**6  # (started within the last hour)
         for h, _ in decoded:
             assert (h.map_id, h.frame_id) == (7, "map")
             assert h.params.pos_step == pytest.approx(0.05)

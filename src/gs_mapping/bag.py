@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import tempfile
 import weakref
@@ -187,9 +188,15 @@ class BagReader:
 
         storage = self._storage_path()
         try:
-            broken = cut_short(_storage_files(storage))
+            files = _storage_files(storage)
+            broken = cut_short(files)
             self._opened = storage
-            if broken:
+            # rosbags opens a .db3 through an unquoted sqlite URI: a path holding '#', '?' or '%' is
+            # read through a folder of links (rosbag2 opens it as a plain path)
+            uri_unsafe = any(f.suffix == ".db3" for f in files) and any(
+                c in os.fspath(storage.resolve()) for c in "#?%"
+            )
+            if broken or uri_unsafe:
                 folder, self._opened, lock = repaired_copy(storage, broken)
                 # (a reader dropped without close() must not leave the copy behind)
                 self._repair_cleanup = weakref.finalize(self, release_copy, folder, lock)
@@ -683,10 +690,43 @@ class BagWriter:
 
 
 def _storage_files(storage: Path) -> list[Path]:
-    """The storage files of a bag: the file itself, or a directory's ``.mcap`` / ``.db3`` files."""
+    """The storage files of a bag: the file itself, or those its ``metadata.yaml`` lists (by file
+    name, as rosbag2 and rosbags resolve them: another bag's file left in the folder is not this
+    bag's), or without one a directory's ``.mcap`` / ``.db3`` files."""
     if storage.is_file():
         return [storage]
+    listed = _listed_files(storage)
+    if listed is not None:
+        return [storage / name for name in listed if (storage / name).is_file()]
     return sorted(x for x in storage.iterdir() if x.suffix in (".mcap", ".db3"))
+
+
+def _listed_files(folder: Path) -> list[str] | None:
+    """The file names ``metadata.yaml`` lists (``relative_file_paths``; older recorders wrote the
+    folder before each name, some absolute paths: the name is what counts); None where it does not
+    say (no metadata.yaml, or one that does not parse: the reader names that)."""
+    from pathlib import PurePath
+
+    import yaml
+
+    try:
+        doc = yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8", errors="replace"))
+        paths = doc["rosbag2_bagfile_information"]["relative_file_paths"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return None
+    if not isinstance(paths, list) or not all(isinstance(x, str) and x for x in paths):
+        return None
+    return [PurePath(x).name for x in paths]
+
+
+def _sqlite_readonly(f: Path):
+    """A sqlite3 connection that reads ``f`` and writes nothing beside it: ``immutable=1`` (as rosbags
+    opens a bag; ``mode=ro`` on a WAL-mode file, rosbag2's resilient preset, makes -wal/-shm files
+    in the user's folder), the path quoted for the URI (a folder named ``run #3``)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    return sqlite3.connect(f"file:{quote(os.fspath(f))}?immutable=1", uri=True)
 
 
 def _check_mcap_framing(path: Path) -> None:
@@ -757,7 +797,7 @@ def _empty_sqlite_definitions(storage: Path) -> list[str]:
     found: list[str] = []
     for f in [storage] if storage.is_file() else sorted(storage.glob("*.db3")):
         try:
-            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+            con = _sqlite_readonly(f)
             try:
                 found += [
                     f"{topic} ({kind})"
@@ -793,9 +833,7 @@ def _storage_counts(files) -> tuple[dict[str, tuple[int, int, int]] | None, dict
 
     for f in files:
         if f.suffix == ".db3":
-            import sqlite3
-
-            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+            con = _sqlite_readonly(f)
             try:
                 rows = con.execute(
                     "SELECT t.name, t.type, COUNT(m.id), MIN(m.timestamp), MAX(m.timestamp) FROM topics t "

@@ -332,9 +332,12 @@ class NuScenesMapGT:
                 )
             try:
                 nusc_map = self._NuScenesMap(dataroot=str(self.dataroot), map_name=location)
-            except (AssertionError, KeyError) as e:
+            except Exception as e:  # noqa: BLE001 - the devkit raises AssertionError, KeyError, JSON's
+                # ValueError (a cut download) and a bare Exception (an outdated expansion)
+                why = " ".join(str(e).split())[:200]
                 raise NuScenesError(
-                    f"{path}: the devkit could not load the map: {type(e).__name__}: {e}"
+                    f"{path}: the devkit could not load the map ({type(e).__name__}: {why}); the "
+                    "map expansion v1.3 is needed, whole (download it again if it was cut short)"
                 ) from None
             self._maps[location] = MapExtractor(nusc_map, self.x_range, self.y_range)
         return self._maps[location]
@@ -438,6 +441,28 @@ NUSCENES_CAMERAS = {
         "CAM_BACK_RIGHT",
     ),
 }
+
+
+class EvenlySpaced:
+    """``n`` samples of ``source`` evenly spaced over it (its scenes are in order: the first ``n``
+    would be a few scenes), as a source of its own (``len``, ``[i]``); all of it where ``n`` is
+    its length."""
+
+    def __init__(self, source, n: int, name: str = "") -> None:
+        self.source = source
+        self.index = (
+            np.linspace(0, len(source) - 1, n).round().astype(int)
+            if n < len(source)
+            else np.arange(len(source))
+        )
+        if n < len(source):
+            log.info(f"nuScenes {name}: {n} of its {len(source)} samples, evenly spaced over its scenes")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.source[int(self.index[i])]
 
 
 class NuScenesSamples:

@@ -161,7 +161,7 @@ def train(
     torch.manual_seed(cfg.seed)
     size = tuple(cfg.model.image_size)
     if cfg.data == "nuscenes" and source is None:
-        from .nuscenes import NuScenesSamples
+        from .nuscenes import EvenlySpaced, NuScenesSamples
 
         source = NuScenesSamples(cfg.nuscenes_root, cfg.nuscenes_version, cfg.nuscenes_train_split, cfg.rig)
         eval_source = eval_source or NuScenesSamples(
@@ -171,6 +171,9 @@ def train(
             log.info(f"nuScenes {cfg.nuscenes_train_split}: {len(source)} samples (train_frames lowered)")
             cfg = dataclasses.replace(cfg, train_frames=len(source))
         cfg = dataclasses.replace(cfg, eval_frames=min(cfg.eval_frames, len(eval_source)))
+        # frames drawn from every scene of a split, not its first N samples (a few scenes in order)
+        source = EvenlySpaced(source, cfg.train_frames, cfg.nuscenes_train_split)
+        eval_source = EvenlySpaced(eval_source, cfg.eval_frames, cfg.nuscenes_eval_split)
     source = source or SampleSource(cfg.data, cfg.rig, cfg.data_seed, size)
     eval_source = eval_source or SampleSource(cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, size)
     model = GSMapModel(cfg.model).to(device)

@@ -111,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        node.close()
-        ctx.close()
+        try:
+            node.close()
+        finally:
+            ctx.close()
         # One machine-readable line at the end: what the node saw, rejected and holds.
         print(
             "summary: " + json.dumps({"node": ctx.node_name, **node.diag.summary()}, default=str), flush=True

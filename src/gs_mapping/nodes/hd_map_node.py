@@ -122,7 +122,9 @@ class HDMapNode(NodeBase):
         self._lanes_prev: list = []
         self._lane_state = None
         self._next_lane_id = 1
-        self._lane_seq = 0
+        # (from the wall clock, as MapSender's: a restarted node's stream is newer than the last run's)
+        self._lane_seq = time.time_ns() // 1000
+        self._lanes_sent = 0
         self.lane_map = None
         if self.cfg.fuse:
             from gsmap_hd.lane_map import LaneMap, LaneMapConfig
@@ -413,8 +415,8 @@ class HDMapNode(NodeBase):
             self._lanes_at_pose(elements, region, stamp, since, final)
 
     def close(self) -> None:
-        self._predict_frame_waiting()
-        self._retry_waiting(final=True)
+        self.contained(self.cameras[0], self._predict_frame_waiting)
+        self.contained(self.cameras[0], self._retry_waiting, True)
 
     def _markers(self, elements: list, ids, frame_id: str, stamp: int, heights=None) -> list:
         from ..messages import delete_all_marker, line_strip_marker
@@ -456,8 +458,9 @@ class HDMapNode(NodeBase):
 
         state = quantize_lanes(lanes, self.cfg.lane_step_m)
         self._lane_seq += 1
+        self._lanes_sent += 1
         # containers 1, n+1, 2n+1, …: with n = 1 every one (seq % 1 == 1 never held)
-        snapshot = self._lane_state is None or (self._lane_seq - 1) % self.cfg.snapshot_every == 0
+        snapshot = self._lane_state is None or (self._lanes_sent - 1) % self.cfg.snapshot_every == 0
         data = encode_lanes(
             None if snapshot else self._lane_state,
             state,

@@ -72,7 +72,7 @@ class MapReceiverNode(NodeBase):
             self._dirty = True
 
     def on_container(self, msg: Any) -> None:
-        from gs_map_share.receiver import APPLIED, REJECTED, SNAPSHOT
+        from gs_map_share.receiver import APPLIED, REJECTED, SNAPSHOT, STALE
 
         from ..messages import uint8_multiarray_to_bytes
 
@@ -80,6 +80,12 @@ class MapReceiverNode(NodeBase):
         status = self.store.receive(uint8_multiarray_to_bytes(msg))
         if status == REJECTED:
             self.diag.reject("map_containers", self.store.last_error)
+        elif status == STALE:  # (a sender's sequence starts at its wall clock: one restarted behind)
+            self.diag.reject(
+                "map_containers",
+                f"a snapshot older than the map held (sequence {self.store.seq}) was ignored: a mapper "
+                "restarted with its clock behind is not followed until this receiver restarts",
+            )
         elif status in (APPLIED, SNAPSHOT):
             self._dirty = True
             self.diag.latency("apply", time.perf_counter() - t0)

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import stat
 import tempfile
 from pathlib import Path
@@ -27,7 +29,10 @@ def save_map(gmap, path: str, what: str = "map") -> None:
         raise GsMappingError(f"no path to save the {what} to (set save_path or send a path on ~/save)")
     if len(gmap) == 0:
         raise GsMappingError(f"{path}: the {what} is empty (nothing mapped yet): not saved")
-    target = Path(path).expanduser()
+    if "\0" in path:
+        raise GsMappingError(f"{path!r}: a path cannot hold a NUL character")
+    # (os.path's rule, as a shell's: an unknown user's ~name stays as written; Path's raises)
+    target = Path(os.path.expanduser(path))
     # a map replaces a map: a path sent on ~/save naming another kind of file (the node's own
     # parameter file, a recording) is refused, not replaced by a PLY
     head = None  # (no file, or not a regular one: save_ply's own refusal names it)
@@ -53,15 +58,20 @@ def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> st
         return None
     try:
         save_map(gmap, path, what)
-    except GsMappingError as exc:
+    except Exception as exc:  # noqa: BLE001 - never raises: anything that fails the save goes to the rescue
+        exc = exc if isinstance(exc, GsMappingError) else f"{path}: {type(exc).__name__}: {exc}"
         rescue = Path(tempfile.gettempdir()) / f"{node_name}-{what}.ply"  # (named in the log if not made)
+        made = None
         try:
-            rescue = rescue_file(f"{node_name}-{what}-", ".ply")
+            rescue = made = rescue_file(f"{node_name}-{what}-", ".ply")
             save_map(gmap, str(rescue), what)
-        except (GsMappingError, OSError) as exc2:
+        except Exception as exc2:  # noqa: BLE001 - as above
+            if made is not None:  # (an empty file where the log points would read as a saved map)
+                with contextlib.suppress(OSError):
+                    Path(made).unlink()
             logger.error(
                 f"final save failed: {exc}; also could not save to {rescue} ({exc2}); the previous "
-                f"{path} is untouched; the last published snapshot still holds the {what}"
+                f"{path} is untouched; the {what} is not saved"
             )
             return None
         logger.error(f"final save failed: {exc}; the {what} was saved to {rescue} instead ({path} untouched)")

@@ -200,14 +200,14 @@ class MapperNode(NodeBase):
         depth_intr = self.depth_infos.for_image(stamp_to_ns(depth[0].stamp), final)
         return intr, depth_intr, "" if depth_intr is not None else t.depth_camera_info
 
-    def _retry_for_info(self, timer: bool = False) -> None:
+    def _retry_for_info(self, timer: bool = False, closing: bool = False) -> None:
         """A driver may send a frame's CameraInfo just after its images (image_transport's
         CameraPublisher does, at the same stamp): the pair that came first is made now. From the
         timer, once it waited ``tf_wait_s``, with the CameraInfo there is (none: it waits on)."""
         if self._before_info is None:
             return
         color, depth, since = self._before_info
-        waited = timer and self.ctx.now_ns() - since > self.node_cfg.tf_wait_s * 1e9
+        waited = closing or (timer and self.ctx.now_ns() - since > self.node_cfg.tf_wait_s * 1e9)
         final = waited and not self._infos(color, depth, final=True)[2]
         if final or not self._infos(color, depth, final=False)[2]:
             self._before_info = None
@@ -446,6 +446,13 @@ class MapperNode(NodeBase):
     def close(self) -> None:
         from .map_saving import final_save
 
+        # the frame still waiting (for its TF, or its CameraInfo) goes with what there is, as a newer
+        # frame would have made it go; then the map is saved
+        if self._waiting is not None:
+            color, depth, _, since = self._waiting
+            self._waiting = None
+            self.contained(self.cfg.topics.color, self.on_pair, color, depth, since, True)
+        self.contained(self.cfg.topics.color, self._retry_for_info, True, True)
         final_save(self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name)
 
 

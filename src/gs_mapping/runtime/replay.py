@@ -195,6 +195,19 @@ class ReplayBus:
         return summary
 
 
+def close_all(nodes) -> None:
+    """Close every node (each saves what it holds) even where one fails; the first failure is
+    raised after all were closed (one node's failing save must not cost another node's map)."""
+    first = None
+    for node in nodes:
+        try:
+            node.close()
+        except Exception as exc:  # noqa: BLE001 - raised below, once every node had its turn
+            first = first or exc
+    if first is not None:
+        raise first
+
+
 def replay_bag(
     in_bag,
     out_bag,
@@ -219,8 +232,7 @@ def replay_bag(
         nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs, strict=False)]
         summary = bus.run(reader, progress=progress)
         bus.fire_timers()  # a last snapshot / diagnostics at the final stamp, inside the input's span
-        for node in nodes:
-            node.close()
+        close_all(nodes)
         summary.published = dict(bus.published)
         summary.undecodable = dict(reader.bad_messages)
         if strict and not [t for t in summary.matched_inputs if t not in ("/tf", "/tf_static")]:
