@@ -925,11 +925,9 @@ def _crc_of_range(f, start: int, stop: int) -> int:
 
 def _zstd_decompress(data: bytes, limit: int | None = None) -> bytes:
     """zstd frames inflated (with ``limit``: BagError past that many bytes, before they are made)."""
-    from .zstd_frames import inflate, zstd
+    from .zstd_frames import inflate
 
-    if limit is None:
-        return zstd.decompress(data)
-    out = inflate(data, limit)
+    out = inflate(data, (1 << 62) if limit is None else limit)
     if out is None:
         raise BagError(f"a zstd-compressed message inflates beyond {limit >> 20} MiB")
     return out

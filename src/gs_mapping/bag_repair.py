@@ -256,10 +256,11 @@ def _locked_folder(tmp_root: Path) -> tuple[Path, int]:
     prefix, then renamed): no reader's copy is taken for an abandoned one while it is being made."""
     from .output_files import _RENAME_NOREPLACE, _renameat2
 
-    made = Path(tempfile.mkdtemp(prefix="gs_mapping_newbag_", dir=tmp_root))  # (not _COPY_PREFIX*)
+    making = "gs_mapping_newbag."  # (not _COPY_PREFIX*; the random part follows, unique as it is)
+    made = Path(tempfile.mkdtemp(prefix=making, dir=tmp_root))
     lock = os.open(made / _COPY_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    work = tmp_root / f"{_COPY_PREFIX}{made.name.rsplit('_', 1)[-1]}"
+    work = tmp_root / f"{_COPY_PREFIX}{made.name[len(making) :]}"
     try:
         if not _renameat2(made, work, _RENAME_NOREPLACE):  # (no renameat2: a plain rename, as unique)
             os.rename(made, work)

@@ -176,14 +176,20 @@ class RecordingPairer:
     nearer: a dropped colour frame does not shift every later pair by one, and a stream logged late
     (a second behind the other) still pairs, up to ``keep`` messages waiting on one stream.
 
-    Each stream's stamps are taken to arrive in order (a message out of order still pairs if its
-    partner is waiting). :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
+    Each stream's stamps are taken to arrive in order, give or take a swap: a message is called
+    partnerless once the other stream has two messages beyond its slop. A stream whose stamps step
+    back by more than :data:`STEP_BACK_NS` (a recording of several takes, a clock reset) starts a
+    new take: the one before is decided as at the end. :meth:`add` and :meth:`finish` return the
+    pairs decided, as (first, second).
     """
+
+    STEP_BACK_NS = 1_000_000_000
 
     def __init__(self, slop_ns: int, keep: int = 60):  # (2 s at 30 Hz; decoded images: memory)
         self.slop_ns = int(slop_ns)
         self.keep = keep
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
+        self._newest: list[int | None] = [None, None]  # per stream, this take
         self._seq = 0
         self.dropped = 0  # messages that left without a partner
 
@@ -191,9 +197,14 @@ class RecordingPairer:
         return sum(len(q) for q in self._queues)
 
     def add(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
+        out = []
+        newest = self._newest[stream]
+        if newest is not None and stamp_ns < newest - self.STEP_BACK_NS:  # a new take
+            out = self.finish()
+        self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
         bisect.insort(self._queues[stream], (int(stamp_ns), self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
-        return self._decide(final=False)
+        return out + self._decide(final=False)
 
     def finish(self) -> list[tuple]:
         """The pairs still to decide, the recording read to its end; the rest count as dropped."""
@@ -201,6 +212,7 @@ class RecordingPairer:
         self.dropped += self.pending()
         for q in self._queues:
             q.clear()
+        self._newest = [None, None]
         return out
 
     def _decide(self, final: bool) -> list[tuple]:
@@ -212,7 +224,9 @@ class RecordingPairer:
             s = 0 if queues[0][0][:2] <= queues[1][0][:2] else 1
             mine, other = queues[s], queues[1 - s]
             a, b = mine[0], other[0]
-            if b[0] - a[0] > self.slop_ns:
+            if b[0] - a[0] > self.slop_ns:  # partnerless, unless its own arrives out of order
+                if not final and len(other) < 2:
+                    break
                 mine.pop(0)
                 self.dropped += 1
                 continue

@@ -35,9 +35,12 @@ POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 _TRANSPORTS = ("/compressedDepth", "/compressed", "/theora", "/zstd")
-_NOT_COLOUR = re.compile(r"depth|disparity|infra|/ir/|/ir\b|confidence|stereo|mask|segment|label|normal")
+# (OAK's ``stereo/image_raw`` is depth; a stereo pair's ``/stereo/left/image_raw`` is a camera)
+_NOT_COLOUR = re.compile(
+    r"depth|disparity|infra|/ir/|/ir\b|confidence|stereo/image|mask|segment|label|normal"
+)
 _NOT_DEPTH = re.compile(r"colorized|confidence|disparity|infra|/ir/|normal")
-_DEPTH = re.compile(r"depth|/stereo/")
+_DEPTH = re.compile(r"depth|/stereo/image")
 _REGISTERED = re.compile(r"aligned_depth_to_colou?r|depth_registered|depth_to_rgb|registered")
 _COLOUR_WORDS = re.compile(r"colou?r|rgb")
 

@@ -19,13 +19,15 @@ def inflate(data: bytes, limit: int) -> bytes | None:
     """Every frame of ``data`` inflated in turn; None where that is more than ``limit`` bytes.
     :class:`ZstdError` for corrupt data, a truncated frame, or bytes after the frames that are none."""
     out = bytearray()
-    rest = bytes(data)
-    while rest:
+    view = memoryview(bytes(data))
+    at = 0
+    while at < len(view):
+        size = zstd.get_frame_size(view[at:])  # (each frame on its own: no copy of the rest per frame)
         d = zstd.ZstdDecompressor()
-        out += d.decompress(rest, max_length=limit - len(out) + 1)
+        out += d.decompress(view[at : at + size], max_length=limit - len(out) + 1)
         if len(out) > limit:
             return None
         if not d.eof:
             raise ZstdError("truncated zstd frame")
-        rest = d.unused_data
+        at += size
     return bytes(out)

@@ -110,7 +110,11 @@ def predict_bag(
     with BagReader(bag_path, strict=strict) as bag:
         cams = list(cameras) if cameras else find_cameras(bag)
         if not cams:
-            raise HDInputError(f"{bag_path}: no camera image topic with a sibling camera_info found")
+            images = sorted(t.name for t in bag.topics if t.type in IMAGE_TYPES)
+            also = f" (image topics: {', '.join(images[:6])}; choose with --cameras)" if images else ""
+            raise HDInputError(
+                f"{bag_path}: no colour camera image topic with a sibling camera_info found{also}"
+            )
         if len(set(cams)) != len(cams):
             raise HDInputError(f"{bag_path}: camera {next(c for c in cams if cams.count(c) > 1)} given twice")
         for c in cams:

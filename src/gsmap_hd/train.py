@@ -206,14 +206,14 @@ def train(
         log.info(f"initialised from {cfg.init_from} ({ckpt.describe_training(base_cfg)})")
     # the run directory is made (and its config written) only once the model stands: a run that
     # fails before leaves nothing, and an existing run's files as they were
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = _lock_run(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    real = Path(os.path.realpath(out_dir))  # (named through a symlink, or as ".")
+    lock = _lock_run(real)
     try:
         held_now = [n for n in RUN_FILES if (out_dir / n).exists()]
         if held_now and not held and not (resume or overwrite):  # (another run finished meanwhile)
             raise HDDataError(f"{out_dir}: holds a run already ({held_now[0]}); --overwrite starts over")
-        out_dir.mkdir(exist_ok=True)
-        run = _RunFiles(out_dir, overwrite and not (resume and last.exists()))
+        run = _RunFiles(real, overwrite and not (resume and last.exists()), _swappable(real))
         try:
             return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
         except GsMappingError as exc:  # (a staged file named as the user knows it: OUT/last.pt)
@@ -226,15 +226,32 @@ def train(
         os.close(lock)
 
 
+def _swappable(real: Path) -> bool:
+    """Whether a started-over run's folder can be swapped whole: its parent writable and on the
+    folder's file system (not a mount point: ``docker -v``, a USB stick)."""
+    try:
+        parent = real.parent
+        return (
+            os.access(parent, os.W_OK | os.X_OK)
+            and not os.path.ismount(real)
+            and real.stat().st_dev == parent.stat().st_dev
+        )
+    except OSError:
+        return False
+
+
 def _lock_run(out_dir: Path) -> int:
-    """One hd-train a run folder: an exclusive flock on ``.NAME.hd-train.lock`` beside it, held for
-    the whole run (two runs on one ``--out`` interleaved their checkpoints and logs). Beside, not
-    inside: a started-over run's folder is swapped whole."""
+    """One hd-train a run folder (however it is named: the lock is the real folder's): an exclusive
+    flock on ``.NAME.hd-train.lock`` held for the whole run (two runs on one ``--out`` interleaved
+    their checkpoints and logs). Beside the folder where it is swapped whole (the lock must outlive
+    the swap), else inside it."""
     import fcntl
 
     from gs_mapping.output_files import temp_prefix
 
-    path = out_dir.parent / temp_prefix(out_dir, ".hd-train.lock")
+    real = Path(os.path.realpath(out_dir))
+    beside = _swappable(real)
+    path = real.parent / temp_prefix(real, ".hd-train.lock") if beside else real / ".hd-train.lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -243,7 +260,7 @@ def _lock_run(out_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise HDDataError(f"{out_dir}: another hd-train is writing this run (it holds {path.name})") from None
+        raise HDDataError(f"{real}: another hd-train is writing this run (it holds {path.name})") from None
     return fd
 
 
@@ -268,21 +285,24 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 class _RunFiles:
     """Where a run writes. Started over (``--overwrite`` on a folder holding a run), the new run's
-    files go to a hidden staging folder beside it until its first checkpoint; then the folder is
-    swapped whole for one holding the new run's files and the old folder's other files (linked):
-    an interrupted or failed new run leaves the old one as it was, never a mix."""
+    files go to a hidden staging folder until its first checkpoint. With ``swap`` (see
+    :func:`_swappable`) it is beside the folder, and then the folder is swapped whole for one holding
+    the new run's files and the old folder's other files (linked): an interrupted or failed new run
+    leaves the old one as it was, never a mix. Without (a mount point, a read-only parent) it is
+    inside, and its files take the old ones' places one by one."""
 
-    def __init__(self, out_dir: Path, start_over: bool) -> None:
+    def __init__(self, out_dir: Path, start_over: bool, swap: bool = True) -> None:
         from gs_mapping.output_files import temp_prefix
 
-        self.out_dir = out_dir
+        self.out_dir, self.swap = out_dir, swap
         held = start_over and any((out_dir / n).exists() for n in RUN_FILES)
         prefix = temp_prefix(out_dir, ".hd-train-")
         # staging folders of started-over runs that were killed (SIGKILL) before (the lock is ours)
         for old in [*out_dir.glob(".hd-train-*"), *out_dir.parent.glob(f"{glob_escape(prefix)}*")]:
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old, ignore_errors=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent)) if held else None
+        where = (prefix, out_dir.parent) if swap else (".hd-train-", out_dir)
+        self.staging = Path(tempfile.mkdtemp(prefix=where[0], dir=where[1])) if held else None
 
     @property
     def dir(self) -> Path:
@@ -294,6 +314,21 @@ class _RunFiles:
         from gs_mapping.output_files import install_directory
 
         if self.staging is None:
+            return
+        if not self.swap:  # (one by one: a kill in between leaves a mix, the swap's one limit)
+            staged = {f.name for f in self.staging.iterdir()}
+            for name in sorted(staged):  # (each made durable before its name is: metrics.jsonl's too)
+                fd = os.open(self.staging / name, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(self.staging / name, self.out_dir / name)
+            for name in RUN_FILES:
+                if name not in staged:
+                    (self.out_dir / name).unlink(missing_ok=True)
+            self.staging.rmdir()
+            self.staging = None
             return
         for entry in self.out_dir.iterdir():
             if entry.name in RUN_FILES or (self.staging / entry.name).exists():

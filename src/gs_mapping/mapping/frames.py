@@ -89,26 +89,30 @@ def _nearest_gap(a: list[int], b: list[int]) -> str:
 
 
 def _tf_topics(bag, topics: TopicsConfig) -> list[tuple[str, bool]]:
-    """``[(topic, static)]`` TF is read from: the configured pair (``/tf``, ``/tf_static``); where the
-    bag has neither but one robot's namespaced pair (``/robot1/tf``, as Clearpath's and Nav2's
-    multi-robot setups record), that one, said once; several: ConfigError naming them."""
+    """``[(topic, static)]`` TF is read from: the configured ``/tf`` and ``/tf_static``; where the
+    bag has no ``/tf`` but one robot's namespaced ``/robot1/tf`` (as Clearpath's and Nav2's
+    multi-robot setups record), that one and its ``tf_static`` too (beside a global ``/tf_static``),
+    said once; several robots': ConfigError naming them."""
     from ..errors import ConfigError
 
     pair = [(topics.tf_static, True), (topics.tf, False)]
-    tf_type = "tf2_msgs/msg/TFMessage"
-    if any(bag.has_topic(name) for name, _ in pair):
+    if bag.has_topic(topics.tf):
         return pair
-    others = sorted(t.name for t in bag.topics if t.type == tf_type)
-    spaces = sorted({n.rsplit("/", 1)[0] for n in others if n.rsplit("/", 1)[-1] in ("tf", "tf_static")})
-    if not others:
+    tf_type = "tf2_msgs/msg/TFMessage"
+    spaces = sorted(
+        t.name.rsplit("/", 1)[0]
+        for t in bag.topics
+        if t.type == tf_type and t.name.rsplit("/", 1)[-1] == "tf"
+    )
+    if not spaces:
         return pair
     if len(spaces) != 1:
         raise ConfigError(
-            f"{bag.path}: no {topics.tf} or {topics.tf_static}; the bag's TF topics are {', '.join(others)}: "
+            f"{bag.path}: no {topics.tf}; the bag's TF topics are {', '.join(s + '/tf' for s in spaces)}: "
             "choose one robot's with mapper.topics.tf and mapper.topics.tf_static (--params-file)"
         )
-    log.info(f"{bag.path}: no {topics.tf}; TF read from {spaces[0]}/tf and {spaces[0]}/tf_static")
-    return [(f"{spaces[0]}/tf_static", True), (f"{spaces[0]}/tf", False)]
+    log.info(f"{bag.path}: no {topics.tf}; TF read from {spaces[0]}/tf (and {spaces[0]}/tf_static)")
+    return pair + [(f"{spaces[0]}/tf_static", True), (f"{spaces[0]}/tf", False)]
 
 
 def load_tf(bag, topics: TopicsConfig):

@@ -130,13 +130,20 @@ def check_ros_names(node_name: str | None, namespace: str = "") -> None:
         )
 
 
+_SUBSTITUTIONS = ("{node}", "{ns}", "{namespace}")  # rcl_expand_topic_name's
+
+
 def check_topic_name(name: str) -> None:
     """ConfigError for a topic name rcl refuses (``rcl_validate_topic_name``, as written): letters,
-    digits, ``_`` and ``/``, a ``~`` only first (and then followed by ``/``), no ``//``, no trailing
-    ``/``, no part starting with a digit. Under rclpy an InvalidTopicNameException; the other
-    runtimes refuse the same names, so a parameter means one thing everywhere."""
+    digits, ``_`` and ``/``, a ``~`` only first (and then followed by ``/``), rcl's substitutions
+    (``{node}``, ``{ns}``, ``{namespace}``), no ``//``, no trailing ``/``, no part starting with a
+    digit. Under rclpy an InvalidTopicNameException; the other runtimes refuse the same names, so a
+    parameter means one thing everywhere."""
     import re
 
+    plain = name
+    for sub in _SUBSTITUTIONS:
+        plain = plain.replace(sub, "x")
     why = (
         "is empty"
         if not name
@@ -146,10 +153,10 @@ def check_topic_name(name: str) -> None:
         if "//" in name
         else "has '~' other than as its first character, followed by '/'"
         if "~" in name[1:] or (name.startswith("~") and name not in ("~",) and not name.startswith("~/"))
-        else "holds a character other than letters, digits, '_', '/' and a leading '~'"
-        if not re.fullmatch(r"[~A-Za-z0-9_/]+", name)
+        else "holds a character other than letters, digits, '_', '/', a leading '~' and {node}, {ns}"
+        if not re.fullmatch(r"[~A-Za-z0-9_/]+", plain)
         else "has a part starting with a digit"
-        if any(part[:1].isdigit() for part in name.lstrip("~").split("/"))
+        if any(part[:1].isdigit() for part in plain.lstrip("~").split("/"))
         else ""
     )
     if why:
@@ -161,6 +168,7 @@ def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:
     rcl refuses (:func:`check_topic_name`)."""
     check_topic_name(name)
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    name = name.replace("{node}", node_name).replace("{namespace}", ns or "/").replace("{ns}", ns or "/")
     if name.startswith("~"):
         name = f"{ns}/{node_name}/{name[1:].lstrip('/')}"
     elif not name.startswith("/"):

@@ -81,7 +81,7 @@ class HDMapNodeConfig:
         0.5,
         "A frame whose map pose (or the TF sample after its stamp) has not arrived yet waits this long "
         "(node clock) for it while TF keeps being read, as tf2's message filter does; a newer frame "
-        "replaces a waiting one. 0: no wait",
+        "makes the waiting one go with the TF there is. 0: no wait",
         (0.0, 60.0),
     )
 
@@ -292,6 +292,7 @@ class HDMapNode(NodeBase):
         from ..messages import stamp_to_ns
         from ..messages.camera_image import color_to_rgb
 
+        final = final or self.cfg.tf_wait_s <= 0  # ("0: no wait", for a CameraInfo too)
         infos = [
             self.infos[t].for_image(stamp_to_ns(m.header.stamp), final)
             for t, m in zip(self.cameras, msgs, strict=True)

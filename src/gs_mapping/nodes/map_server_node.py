@@ -580,7 +580,7 @@ def _check_distinct_namespaces(vehicles: list[str], where: str = "") -> None:
 
     seen: dict[str, str] = {}
     for ns in vehicles:
-        if not is_ros_namespace(ns) or ns == "/":  # (no vehicle can publish under truck-7)
+        if ns and not is_ros_namespace(ns):  # (no vehicle can publish under truck-7; "/": the root)
             raise ConfigError(
                 f"{where}map_server_node.vehicles: {ns!r} is not a vehicle's ROS namespace (such as "
                 "/vehicle1: letters, digits and _, not a digit first)"

@@ -36,6 +36,11 @@ from ..sync import CameraInfoHistory
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
+# frames waiting for their TF, in order (tf2_ros MessageFilter's queue): a 30 Hz camera has 3 between
+# two samples of 10 Hz odometry; beyond, the oldest goes with the TF there is (a mapper slower than
+# the camera would otherwise work through stale frames: the newest matters most)
+TF_QUEUE = 3
+
 
 @dataclass
 class MapperNodeConfig:
@@ -55,8 +60,8 @@ class MapperNodeConfig:
     tf_wait_s: float = param(
         0.5,
         "A frame whose transform (or the TF sample after its stamp) has not arrived yet waits this long "
-        "(node clock) for it while TF keeps being read, as tf2's message filter does; a newer frame makes "
-        "the waiting one go with the TF there is. 0: no wait",
+        "(node clock) for it while TF keeps being read, as tf2's message filter does, up to 3 frames in "
+        "order (beyond, the oldest goes with the TF there is). 0: no wait",
         (0.0, 60.0),
     )
 
@@ -104,7 +109,8 @@ class MapperNode(NodeBase):
         self.depth_infos = CameraInfoHistory()
         self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True)
         self.last_stamp_ns = -1
-        self._waiting: tuple | None = None  # (colour, depth, stamp, since_ns): a frame awaiting its TF
+        # frames awaiting their TF, oldest first: (colour, depth, stamp, since_ns)
+        self._waiting: list[tuple] = []
         self._before_info: tuple | None = None  # (colour, depth, since): awaiting its CameraInfo
         self.delta_bytes = 0
         self.deltas = 0
@@ -192,6 +198,7 @@ class MapperNode(NodeBase):
         from ..messages import stamp_to_ns
 
         t = self.cfg.topics
+        final = final or self.node_cfg.tf_wait_s <= 0  # ("0: no wait", for a CameraInfo too)
         intr = self.camera_infos.for_image(stamp_to_ns(color[0].stamp), final)
         if intr is None:
             return None, None, t.camera_info
@@ -247,12 +254,16 @@ class MapperNode(NodeBase):
         frame came), the last sample serves within ``tf_tolerance_s``."""
         from ..messages import stamp_to_ns
 
-        if waited_since is None and self._waiting is not None:  # the newest frame wins: this one now
-            color_w, depth_w, _, since = self._waiting
-            self._waiting = None
-            self.diag.values["frames_waiting_for_tf"] = 0
-            self.on_pair(color_w, depth_w, waited_since=since, final=True)
         stamp = stamp_to_ns(color[0].stamp)
+        if waited_since is None and self._waiting:  # frames before it wait for TF: it waits behind them
+            self._retry_waiting()
+            if self._waiting:
+                self._waiting.append((color, depth, stamp, self.ctx.now_ns()))
+                while len(self._waiting) > TF_QUEUE:  # (as tf2's message filter: its oldest goes now)
+                    color_w, depth_w, _, since = self._waiting.pop(0)
+                    self.on_pair(color_w, depth_w, waited_since=since, final=True)
+                self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
+                return
         if self.time_went_back(stamp, self.last_stamp_ns):
             self.last_stamp_ns = -1
         if stamp <= self.last_stamp_ns:
@@ -274,10 +285,10 @@ class MapperNode(NodeBase):
         try:
             frame = self._frame(color, depth, stamp, infos, future_tolerance_ns=0 if may_wait else None)
         except TFError as exc:
-            if final and waited_since is not None:  # (it waited for TF, and a newer frame came)
+            if final and waited_since is not None:  # (it waited for TF, and the queue was full)
                 self.diag.drop(
                     "frames_superseded",
-                    f"frame at {stamp} ns: a newer one came while it waited for TF ({exc})",
+                    f"frame at {stamp} ns: {TF_QUEUE} newer ones came while it waited for TF ({exc})",
                 )
             elif final or not self._hold_for_tf(color, depth, stamp, exc, waited_since):
                 waited = (
@@ -307,24 +318,28 @@ class MapperNode(NodeBase):
         self._retry_waiting()
 
     def _hold_for_tf(self, color: tuple, depth: tuple, stamp: int, exc: TFError, since: int | None) -> bool:
-        """Keep a pair whose transform may still arrive (at most ``tf_wait_s``); False: drop it now."""
+        """Keep a pair whose transform may still arrive (at most ``tf_wait_s``); False: drop it now.
+        A retried pair goes back to the front of the queue (the frames keep their order)."""
         now = self.ctx.now_ns()
-        since = now if since is None else since
         wait_ns = self.node_cfg.tf_wait_s * 1e9
-        if wait_ns <= 0 or not transform_may_arrive(exc) or now - since > wait_ns:
+        if wait_ns <= 0 or not transform_may_arrive(exc) or (since is not None and now - since > wait_ns):
             return False
-        self._waiting = (color, depth, stamp, since)
-        self.diag.values["frames_waiting_for_tf"] = 1
+        if since is None:
+            self._waiting.append((color, depth, stamp, now))
+        else:
+            self._waiting.insert(0, (color, depth, stamp, since))
+        self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
         return True
 
     def _retry_waiting(self) -> None:
-        """Try the waiting frame again (new TF, or the timer: it is dropped once its wait is over)."""
-        if self._waiting is None:
-            return
-        color, depth, _, since = self._waiting
-        self._waiting = None
-        self.diag.values["frames_waiting_for_tf"] = 0
-        self.on_pair(color, depth, waited_since=since)
+        """Try the waiting frames again, oldest first (new TF, or the timer: each goes with the TF
+        there is once its wait is over), until one still has to wait."""
+        while self._waiting:
+            color, depth, _, since = self._waiting.pop(0)
+            self.on_pair(color, depth, waited_since=since)
+            if self._waiting and self._waiting[0][0] is color:  # (held again: the rest wait behind it)
+                break
+        self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
 
     def _frame(
         self,
@@ -448,9 +463,8 @@ class MapperNode(NodeBase):
 
         # the frame still waiting (for its TF, or its CameraInfo) goes with what there is, as a newer
         # frame would have made it go; then the map is saved
-        if self._waiting is not None:
-            color, depth, _, since = self._waiting
-            self._waiting = None
+        while self._waiting:
+            color, depth, _, since = self._waiting.pop(0)
             self.contained(self.cfg.topics.color, self.on_pair, color, depth, since, True)
         self.contained(self.cfg.topics.color, self._retry_for_info, True, True)
         final_save(self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name)
