@@ -200,7 +200,7 @@ class RecordingPairer:
         out = []
         newest = self._newest[stream]
         if newest is not None and stamp_ns < newest - self.STEP_BACK_NS:  # a new take
-            out = self.finish()
+            out, newest = self.finish(), None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
         bisect.insort(self._queues[stream], (int(stamp_ns), self._seq, msg), key=lambda item: item[:2])
         self._seq += 1

@@ -169,6 +169,8 @@ def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:
     check_topic_name(name)
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     name = name.replace("{node}", node_name).replace("{namespace}", ns or "/").replace("{ns}", ns or "/")
+    if "//" in name:  # (rcl expands "/foo/{ns}" in the root namespace to "/foo//", and refuses it)
+        raise ConfigError(f"topic {name!r} (substituted) is not a ROS 2 topic name: it holds '//'")
     if name.startswith("~"):
         name = f"{ns}/{node_name}/{name[1:].lstrip('/')}"
     elif not name.startswith("/"):

@@ -218,7 +218,9 @@ class MapperNode(NodeBase):
         final = waited and not self._infos(color, depth, final=True)[2]
         if final or not self._infos(color, depth, final=False)[2]:
             self._before_info = None
-            self.on_pair(color, depth, final=final)
+            self.on_pair(color, depth, waited_since=since, final=final)
+            if self._before_info is None:
+                self._retry_waiting()  # (the frames queued for TF behind it)
 
     def on_color(self, msg: Any) -> None:
         from ..messages.camera_image import color_to_rgb
@@ -244,14 +246,20 @@ class MapperNode(NodeBase):
             self.on_pair(*pair)
 
     def on_pair(
-        self, color: tuple, depth: tuple, waited_since: int | None = None, final: bool = False
+        self,
+        color: tuple,
+        depth: tuple,
+        waited_since: int | None = None,
+        final: bool = False,
+        superseded: bool = False,
     ) -> None:
         """One synchronised colour/depth pair → a mapping frame (or a counted skip).
 
         ``waited_since``: node time the pair started waiting for its transform (a retry). While it
         may wait (``tf_wait_s``), a pose past the last TF sample waits for the next one and is
         interpolated (tf2 never extrapolates into the future); after that, or ``final`` (a newer
-        frame came), the last sample serves within ``tf_tolerance_s``."""
+        frame came, the node stops), the last sample serves within ``tf_tolerance_s``.
+        ``superseded``: it leaves a full TF queue (a drop is counted so)."""
         from ..messages import stamp_to_ns
 
         stamp = stamp_to_ns(color[0].stamp)
@@ -261,7 +269,7 @@ class MapperNode(NodeBase):
                 self._waiting.append((color, depth, stamp, self.ctx.now_ns()))
                 while len(self._waiting) > TF_QUEUE:  # (as tf2's message filter: its oldest goes now)
                     color_w, depth_w, _, since = self._waiting.pop(0)
-                    self.on_pair(color_w, depth_w, waited_since=since, final=True)
+                    self.on_pair(color_w, depth_w, waited_since=since, final=True, superseded=True)
                 self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
                 return
         if self.time_went_back(stamp, self.last_stamp_ns):
@@ -270,8 +278,8 @@ class MapperNode(NodeBase):
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return
         if self._before_info is not None and self._before_info[0] is not color:  # a newer frame came:
-            waiting, self._before_info = self._before_info[:2], None  # the waiting one with what there is
-            self.on_pair(*waiting, final=True)
+            (color_w, depth_w, since_w), self._before_info = self._before_info, None  # the waiting one
+            self.on_pair(color_w, depth_w, waited_since=since_w, final=True)  # with what there is
         infos = self._infos(color, depth, final)
         if infos[2]:
             if final:
@@ -285,7 +293,7 @@ class MapperNode(NodeBase):
         try:
             frame = self._frame(color, depth, stamp, infos, future_tolerance_ns=0 if may_wait else None)
         except TFError as exc:
-            if final and waited_since is not None:  # (it waited for TF, and the queue was full)
+            if superseded:  # (it waited for TF, and the queue was full)
                 self.diag.drop(
                     "frames_superseded",
                     f"frame at {stamp} ns: {TF_QUEUE} newer ones came while it waited for TF ({exc})",
@@ -334,7 +342,7 @@ class MapperNode(NodeBase):
     def _retry_waiting(self) -> None:
         """Try the waiting frames again, oldest first (new TF, or the timer: each goes with the TF
         there is once its wait is over), until one still has to wait."""
-        while self._waiting:
+        while self._waiting and self._before_info is None:  # (one parked for its CameraInfo is older)
             color, depth, _, since = self._waiting.pop(0)
             self.on_pair(color, depth, waited_since=since)
             if self._waiting and self._waiting[0][0] is color:  # (held again: the rest wait behind it)
@@ -463,10 +471,10 @@ class MapperNode(NodeBase):
 
         # the frame still waiting (for its TF, or its CameraInfo) goes with what there is, as a newer
         # frame would have made it go; then the map is saved
+        self.contained(self.cfg.topics.color, self._retry_for_info, True, True)  # (the oldest)
         while self._waiting:
             color, depth, _, since = self._waiting.pop(0)
             self.contained(self.cfg.topics.color, self.on_pair, color, depth, since, True)
-        self.contained(self.cfg.topics.color, self._retry_for_info, True, True)
         final_save(self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name)
 
 
