@@ -174,3 +174,48 @@ def test_a_frame_the_diagnostics_timer_retries_is_contained_when_it_fails(kitche
     assert node._before_info is None
     assert "out of memory" in node.diag.last_error
     assert node.diag.rejected.get(t.color, 0) == 1
+
+
+def _pair_stream(events, slop_ns=20_000_000):
+    from gs_mapping.sync import RecordingPairer
+
+    pairer = RecordingPairer(slop_ns)
+    pairs = []
+    for stream, stamp, msg in events:
+        pairs += pairer.add(stream, stamp, msg)
+    return pairs + pairer.finish(), pairer.dropped
+
+
+def test_recording_pairer_drops_a_lone_stamp_far_back_and_pairs_on():
+    """A driver hiccup: one depth image stamped 0 in a 30 Hz drive at t = 100 s (its colour image
+    dropped). The frames before and after it are all paired with their own; the lone one is dropped."""
+    ms = 1_000_000
+    events = []
+    for k in range(10):
+        s = 100_000 * ms + k * 33 * ms
+        if k == 4:
+            events.append((1, 0, "d_glitch"))
+            continue
+        events += [(0, s, f"c{k}"), (1, s + ms, f"d{k}")]
+    pairs, dropped = _pair_stream(events)
+    assert pairs == [(f"c{k}", f"d{k}") for k in range(10) if k != 4]
+    assert dropped == 1
+
+
+def test_recording_pairer_starts_a_new_take_when_only_one_stream_stepped_back_for_long():
+    """Only the colour camera's clock is reset (its stamps restart at 0; depth's go on): once more
+    than ``keep`` colour images wait aside for depth to step back too, the new take starts; no
+    colour image of it finds a partner (depth is 100 s away), and nothing is kept for ever."""
+    from gs_mapping.sync import RecordingPairer
+
+    ms = 1_000_000
+    pairer = RecordingPairer(20 * ms, keep=5)
+    out = []
+    for k in range(3):
+        s = 100_000 * ms + k * 33 * ms
+        out += pairer.add(0, s, f"c{k}") + pairer.add(1, s, f"d{k}")
+    for k in range(20):
+        out += pairer.add(0, k * 33 * ms, f"c'{k}") + pairer.add(1, 100_200 * ms + k * 33 * ms, f"d'{k}")
+    out += pairer.finish()
+    assert out[:3] == [("c0", "d0"), ("c1", "d1"), ("c2", "d2")] and len(out) == 3
+    assert pairer.pending() == 0 and pairer.dropped == 40

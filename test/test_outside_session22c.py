@@ -89,11 +89,6 @@ def test_recording_pairer_pairs_every_frame_of_a_second_take_logged_two_by_two()
     assert (pairs, dropped) == (want, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (known, left): a step back on one stream finishes both streams' queues; with depth "
-    "logged one behind, the frames at a take boundary are lost (the pairer would need a take per stream)",
-)
 def test_recording_pairer_pairs_across_a_take_boundary_with_depth_logged_one_behind():
     """Colour k+1 is logged before depth k throughout (a depth image takes longer to arrive:
     the usual order in a RealSense bag), in take A (t = 100 s) and take B (t = 0). By hand:

@@ -179,8 +179,10 @@ class RecordingPairer:
     Each stream's stamps are taken to arrive in order, give or take a swap: a message is called
     partnerless once the other stream has two messages beyond its slop. A stream whose stamps step
     back by more than :data:`STEP_BACK_NS` (a recording of several takes, a clock reset) starts a
-    new take: the one before is decided as at the end. :meth:`add` and :meth:`finish` return the
-    pairs decided, as (first, second).
+    new take: its messages wait aside until the other stream steps back too (its last messages of
+    the old take may still come), then the old take is decided as at the end. A lone message far
+    back followed by the old take's stamps is a glitch: dropped. :meth:`add` and :meth:`finish`
+    return the pairs decided, as (first, second).
     """
 
     STEP_BACK_NS = 1_000_000_000
@@ -190,27 +192,52 @@ class RecordingPairer:
         self.keep = keep
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
         self._newest: list[int | None] = [None, None]  # per stream, this take
+        self._next: tuple[list, list] = ([], [])  # per stream: (stamp, msg) of a take not begun yet
         self._seq = 0
         self.dropped = 0  # messages that left without a partner
 
     def pending(self) -> int:
-        return sum(len(q) for q in self._queues)
+        return sum(len(q) for q in self._queues) + sum(len(n) for n in self._next)
 
     def add(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
-        out = []
+        stamp_ns = int(stamp_ns)
+        nxt, newest = self._next[stream], self._newest[stream]
+        stepped = newest is not None and stamp_ns < newest - self.STEP_BACK_NS
+        if nxt and not stepped:  # back in the old take's stamps: what went aside was a glitch
+            self.dropped += len(nxt)
+            nxt.clear()
+        if stepped:
+            nxt.append((stamp_ns, msg))
+            other = self._next[1 - stream]
+            if not other and len(nxt) <= self.keep:  # (the other stream's old take may still come)
+                return []
+            return self._new_take()
+        return self._queue(stream, stamp_ns, msg)
+
+    def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         newest = self._newest[stream]
-        if newest is not None and stamp_ns < newest - self.STEP_BACK_NS:  # a new take
-            out, newest = self.finish(), None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
-        bisect.insort(self._queues[stream], (int(stamp_ns), self._seq, msg), key=lambda item: item[:2])
+        bisect.insort(self._queues[stream], (stamp_ns, self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
-        return out + self._decide(final=False)
+        return self._decide(final=False)
+
+    def _new_take(self) -> list[tuple]:
+        """Both streams stepped back (or one stepped back for longer than ``keep`` messages): the old
+        take is decided as at the end, and the messages set aside begin the new one."""
+        aside = [list(n) for n in self._next]
+        for n in self._next:
+            n.clear()
+        out = self.finish()
+        for stream, items in enumerate(aside):
+            for stamp_ns, msg in items:
+                out += self._queue(stream, stamp_ns, msg)
+        return out
 
     def finish(self) -> list[tuple]:
         """The pairs still to decide, the recording read to its end; the rest count as dropped."""
         out = self._decide(final=True)
         self.dropped += self.pending()
-        for q in self._queues:
+        for q in (*self._queues, *self._next):
             q.clear()
         self._newest = [None, None]
         return out
