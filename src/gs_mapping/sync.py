@@ -129,6 +129,20 @@ class ApproximateTimeSynchronizer:
         return None
 
 
+def info_at(items, stamp_ns: int):
+    """Of ``(stamp, info)`` items in time order, the latest at or before ``stamp_ns``; the first
+    one for a stamp before them all (a driver publishes image and CameraInfo together, and a bag's
+    order within one stamp is arbitrary); None without items."""
+    if not items:
+        return None
+    best = items[0][1]
+    for s, info in items:
+        if s > stamp_ns:
+            break
+        best = info
+    return best
+
+
 class CameraInfoHistory:
     """A camera's recent CameraInfos by header stamp, to pair each image with the CameraInfo of its
     stamp as image_transport's CameraSubscriber does. A driver publishes the image first and its
@@ -136,8 +150,8 @@ class CameraInfoHistory:
     both at one stamp, so "the latest CameraInfo" describes the previous image.
 
     :meth:`for_image` gives the CameraInfo of the image's stamp; where none has it (a driver that
-    publishes CameraInfo at a lower rate, or with other stamps) the latest at or before it, else the
-    first after it (as the mapper's bag path, ``mapping.frames._intrinsics_at``). It says wait
+    publishes CameraInfo at a lower rate, or with other stamps) :func:`info_at`'s (the rule of the
+    mapper's bag path too). It says wait
     (None) only while the exact one may still come: once this camera's CameraInfos have carried
     their images' stamps, and none newer than the image has arrived yet. ``final``: no waiting.
     """
@@ -163,8 +177,7 @@ class CameraInfoHistory:
                 return info
         if not items or (not final and self._paired and all(s < stamp_ns for s, _ in items)):
             return None
-        before = [info for s, info in items if s <= stamp_ns]
-        return before[-1] if before else min(items, key=lambda item: item[0])[1]
+        return info_at(items, stamp_ns)
 
 
 class RecordingPairer:

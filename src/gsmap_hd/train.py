@@ -208,12 +208,13 @@ def train(
     # fails before leaves nothing, and an existing run's files as they were
     out_dir.mkdir(parents=True, exist_ok=True)
     real = Path(os.path.realpath(out_dir))  # (named through a symlink, or as ".")
-    lock = _lock_run(real)
+    swap = _swappable(real)  # (decided once: the lock's place and the install's way go together)
+    lock = _lock_run(real, swap)
     try:
         held_now = [n for n in RUN_FILES if (out_dir / n).exists()]
         if held_now and not held and not (resume or overwrite):  # (another run finished meanwhile)
             raise HDDataError(f"{out_dir}: holds a run already ({held_now[0]}); --overwrite starts over")
-        run = _RunFiles(real, overwrite and not (resume and last.exists()), _swappable(real))
+        run = _RunFiles(real, overwrite and not (resume and last.exists()), swap)
         try:
             return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
         except GsMappingError as exc:  # (a staged file named as the user knows it: OUT/last.pt)
@@ -240,17 +241,18 @@ def _swappable(real: Path) -> bool:
         return False
 
 
-def _lock_run(out_dir: Path) -> int:
+def _lock_run(out_dir: Path, beside: bool | None = None) -> int:
     """One hd-train a run folder (however it is named: the lock is the real folder's): an exclusive
     flock on ``.NAME.hd-train.lock`` held for the whole run (two runs on one ``--out`` interleaved
     their checkpoints and logs). Beside the folder where it is swapped whole (the lock must outlive
-    the swap), else inside it."""
+    the swap; ``beside``: :func:`_swappable`'s answer, worked out here when not given), else inside
+    it."""
     import fcntl
 
     from gs_mapping.output_files import temp_prefix
 
     real = Path(os.path.realpath(out_dir))
-    beside = _swappable(real)
+    beside = _swappable(real) if beside is None else beside
     path = real.parent / temp_prefix(real, ".hd-train.lock") if beside else real / ".hd-train.lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

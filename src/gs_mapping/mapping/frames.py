@@ -29,6 +29,7 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import GsMappingError, MessageError, TFError
+from ..sync import info_at
 from .mapper_config import TopicsConfig
 
 log = logging.getLogger(__name__)
@@ -160,17 +161,8 @@ def _no_info(topic: str, rejected: list) -> str:
     return f"no valid CameraInfo on {topic} ({len(rejected)} invalid, e.g. {rejected[0]})"
 
 
-def _intrinsics_at(infos: list, stamp_ns: int):
-    """The latest CameraInfo at or before ``stamp_ns``; the first one for images before it (the
-    driver publishes both together, and the bag's order within one stamp is arbitrary)."""
-    if not infos:
-        return None
-    best = infos[0][1]
-    for s, intr in infos:
-        if s > stamp_ns:
-            break
-        best = intr
-    return best
+# the CameraInfo of an image: the latest at or before its stamp (one rule with the live nodes')
+_intrinsics_at = info_at
 
 
 def check_color_size(rgb: np.ndarray, intrinsics) -> None:
