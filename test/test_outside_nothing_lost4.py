@@ -306,6 +306,16 @@ def test_overwrite_keeps_the_permissions_the_user_gave_the_file(tmp_path, mode):
 # the repaired copy of a cut recording after repeated kills
 
 
+def _copy_under_way(tmpdir, before):
+    """Whether a new folder in ``tmpdir`` holds a non-empty file. The copy's folder is renamed once
+    whole, so it may vanish between listing and walking: that reads as "not yet"."""
+    try:
+        new = [x for x in tmpdir.iterdir() if x not in before]
+        return bool(new) and any(f.is_file() and f.stat().st_size > 0 for f in new[0].rglob("*"))
+    except FileNotFoundError:
+        return False
+
+
 def test_repeated_kills_while_reading_a_cut_recording_do_not_fill_tmpdir(tmp_path):
     """Reading a recording cut short (``ros2 bag record`` killed) makes a repaired copy in $TMPDIR,
     often a RAM-backed tmpfs. A user's ``map`` on such a bag killed by the OOM killer, then run
@@ -325,8 +335,7 @@ def test_repeated_kills_while_reading_a_cut_recording_do_not_fill_tmpdir(tmp_pat
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         end = time.monotonic() + 60
         while p.poll() is None and time.monotonic() < end:  # killed once its copy is under way
-            new = [x for x in tmpdir.iterdir() if x not in before]
-            if new and any(f.is_file() and f.stat().st_size > 0 for f in new[0].rglob("*")):
+            if _copy_under_way(tmpdir, before):
                 break
             time.sleep(0.001)
         p.send_signal(signal.SIGKILL)
