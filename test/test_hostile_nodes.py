@@ -333,3 +333,38 @@ def test_a_map_not_saved_at_shutdown_is_said(kitchen_bag, tmp_path, caplog):
     assert (
         f"map of {len(node.mapper.gmap)} Gaussians not saved: mapper_node.save_path is empty" in caplog.text
     )
+
+
+@pytest.mark.shared_data
+def test_time_the_node_spends_mapping_is_not_counted_as_waiting_for_tf(kitchen_bag, tmp_path):
+    """tf2's listener reads TF on its own thread while a node works; ours reads it between callbacks.
+    A mapper slower than the camera (seconds a frame on a CPU or a Jetson) made the frame queued
+    behind the one being mapped 'wait' for its TF the whole mapping time, and dropped it as
+    frames_no_pose the moment the mapping ended, its TF still unread in the reader (live_load at 3x:
+    half the frames). Each /tf is delivered after the images of the next frame, and each mapping
+    takes 2 s of node time, four times tf_wait_s: no frame may be lost for its pose."""
+    msgs = _kitchen(kitchen_bag, 8)
+    color_stamps = sorted({s for t, s, _ in msgs if t == "/camera/color/image_raw"})
+    later = dict(zip(color_stamps, color_stamps[1:] + [color_stamps[-1] + 1], strict=True))
+    order = {"/tf_static": 0, "/camera/color/camera_info": 0, "/tf": 2}  # images: 1
+    keyed = [((later.get(s, s) if t == "/tf" else s), order.get(t, 1), (t, s, m)) for t, s, m in msgs]
+    keyed.sort(key=lambda k: k[:2])
+    first_tf = min((k for k in keyed if k[2][0] == "/tf"), key=lambda k: k[2][1])
+    keyed.remove(first_tf)  # the map frame is known from the start
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(_config(tmp_path, wait=0.5)))
+    add_frame = node.mapper.add_frame
+
+    def slow_add_frame(frame):
+        bus.now_ns += 2 * 10**9  # the node's clock runs on while it maps
+        return add_frame(frame)
+
+    node.mapper.add_frame = slow_add_frame
+    t, s, m = first_tf[2]
+    bus.inject(t, m, s - 10**8)
+    for _, _, (topic, stamp, msg) in keyed:
+        bus.inject(topic, msg, stamp)
+    node.close()
+    d = node.diag.summary()
+    assert d["dropped"].get("frames_no_pose", 0) == 0, d["dropped"]
+    assert node.mapper.stats.frames + d["dropped"].get("frames_superseded", 0) == 8, d

@@ -315,6 +315,7 @@ class MapperNode(NodeBase):
             self.diag.reject(self.cfg.topics.depth, decision.reason, kind=INVALID_DEPTH)
         if decision.is_keyframe:
             self.publish_delta()
+        self._not_waiting(since_ns=now)
         self.diag.latency("frame", time.perf_counter() - t0)
         self.diag.values["gaussians"] = len(self.mapper.gmap)
         self.diag.values["keyframes"] = self.mapper.stats.keyframes
@@ -338,6 +339,19 @@ class MapperNode(NodeBase):
             self._waiting.insert(0, (color, depth, stamp, since))
         self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
         return True
+
+    def _not_waiting(self, since_ns: int) -> None:
+        """The node time since ``since_ns``, spent working, is not counted in any frame's wait: tf2's
+        listener reads TF on a thread of its own meanwhile, where ours reads it between callbacks
+        (a mapper slower than the camera would otherwise drop the frames queued behind the one it
+        maps, their TF still unread)."""
+        busy = self.ctx.now_ns() - since_ns
+        if busy <= 0:
+            return
+        self._waiting = [(c, d, stamp, since + busy) for c, d, stamp, since in self._waiting]
+        if self._before_info is not None:
+            color, depth, since = self._before_info
+            self._before_info = (color, depth, since + busy)
 
     def _retry_waiting(self) -> None:
         """Try the waiting frames again, oldest first (new TF, or the timer: each goes with the TF
@@ -432,7 +446,9 @@ class MapperNode(NodeBase):
         self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
         due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
         if joined or due:
+            start = self.ctx.now_ns()
             self.publish_snapshot()
+            self._not_waiting(since_ns=start)
 
     def on_diagnostics_timer(self) -> None:
         # a frame whose TF never comes is dropped once its wait is over; one whose CameraInfo of its
@@ -458,7 +474,11 @@ class MapperNode(NodeBase):
         """Save the map (temp + rename); one-line error (counted by ``guarded``) if it cannot be."""
         from .map_saving import save_map
 
-        save_map(self.mapper.gmap, path)
+        start = self.ctx.now_ns()
+        try:
+            save_map(self.mapper.gmap, path)
+        finally:
+            self._not_waiting(since_ns=start)
         self.ctx.logger.info(f"map saved to {path} ({len(self.mapper.gmap)} Gaussians)")
 
     def _load(self, path: str) -> None:
