@@ -150,16 +150,20 @@ def test_a_hex_double_beyond_float_range_is_read_not_a_traceback(tmp_path):
     assert read_parameters(p) == {"v": "0x1p99999"}
 
 
-def test_an_empty_value_is_none_and_a_quoted_one_stays_a_string():
-    """_RclLoader's docstring: 'an empty value or ~ stays None'; quoted scalars stay strings."""
+def test_an_empty_value_is_none_and_null_words_and_quoted_ones_stay_strings():
+    """_RclLoader's docstring: an empty value that is not quoted is None (rcl: "No value"); rcl has
+    no null, so ``~`` and ``null`` are strings; quoted scalars stay strings. (This asserted ``~`` and
+    ``null`` as None before: rcl_yaml_param_parser reads the strings, test_outside_ros2_real5.py.)"""
     from gs_mapping.config_file import rcl_yaml
 
-    assert rcl_yaml("a:\nb: ~\nc: ''\nd: '5'\ne: !!str 0x10") == {
+    assert rcl_yaml("a:\nb: ~\nc: ''\nd: '5'\ne: !!str abc\nf: null\ng: \"\"") == {
         "a": None,
-        "b": None,
+        "b": "~",
         "c": "",
         "d": "5",
-        "e": "0x10",
+        "e": "abc",
+        "f": "null",
+        "g": "",
     }
 
 

@@ -86,7 +86,7 @@ def parameter_entries(path: str | Path) -> list[tuple[str, dict]]:
         raise ConfigError("the parameter file path is empty")
     path = Path(path)
     try:
-        doc = rcl_yaml(read_bytes(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
+        docs = rcl_yaml_documents(read_bytes(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except UnicodeDecodeError as exc:
@@ -99,15 +99,17 @@ def parameter_entries(path: str | Path) -> list[tuple[str, dict]]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot read YAML: {str(exc).splitlines()[0]}") from None
-    if doc is None:
-        return []
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping of node names to ros__parameters")
-    # rcl keeps one entry per node key, where it first appears; a later block of the same key
-    # overwrites its values there (rclpy then applies the entries in that order)
+    # rcl keeps one entry per node key, where it first appears; a later block of the same key (in
+    # the same YAML document or a later one: rcl reads every document of the file) overwrites its
+    # values there (rclpy then applies the entries in that order)
     entries: dict[str, dict] = {}
-    for key, params in _node_entries(doc, "", path):
-        _deep_merge(entries.setdefault(key, {}), params)
+    for i, doc in enumerate(docs):
+        if doc is None:  # ('---' with nothing after it; a file of comments only has no document)
+            raise ConfigError(f"{path}: YAML document {i + 1} is empty (rcl refuses an empty document)")
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: expected a mapping of node names to ros__parameters")
+        for key, params in _node_entries(doc, "", path):
+            _deep_merge(entries.setdefault(key, {}), params)
     return list(entries.items())
 
 
@@ -116,24 +118,49 @@ def _node_entries(doc: dict, prefix: str, path: Path) -> list[tuple[str, dict]]:
     may nest: ``/car1:`` → ``mapper_node:``) down to a ``ros__parameters`` mapping, whose dotted
     names (``mapper.optim.lr_means``) are the nested ones."""
     out: list[tuple[str, dict]] = []
-    if prefix and "ros__parameters" in doc and len(doc) > 1:
-        other = next(k for k in doc if k != "ros__parameters")
+    # rcl (parse_key) takes any key that starts with 'ros__parameters' for it
+    params_key = next((k for k in doc if str(k).startswith("ros__parameters")), None)
+    if prefix and params_key is not None and len(doc) > 1:
+        other = next(k for k in doc if k != params_key)
         raise ConfigError(
             f"{path}: key {prefix!r} must hold exactly one 'ros__parameters' mapping ({other!r} beside it)"
         )
     for name, body in doc.items():
-        where = f"{prefix}/{str(name).strip('/')}" if prefix else str(name)
-        if name == "ros__parameters" and prefix:
-            body = {} if body is None else body  # (an empty ros__parameters: no parameters)
+        # rcl joins nested node keys with one '/' (none after a key that ends with one)
+        where = f"{prefix}{'' if prefix.endswith('/') else '/'}{name}" if prefix else str(name)
+        if name == params_key:
+            if not prefix:
+                raise ConfigError(f"{path}: no node name before {name!r} (rcl refuses the file)")
+            check_node_key(prefix, path)
+            if body is None:
+                raise ConfigError(
+                    f"{path}: {prefix}.ros__parameters holds nothing (rcl refuses an empty "
+                    f"'ros__parameters:'; write 'ros__parameters: {{}}' for no parameters)"
+                )
             if not isinstance(body, dict):
                 raise ConfigError(f"{path}: {prefix}.ros__parameters must be a mapping")
-            _check_sequences(body, path, f"{prefix}.ros__parameters")
+            _check_values(body, path, f"{prefix}.ros__parameters")
             out.append((prefix, unflatten_nested(body)))
         elif isinstance(body, dict) and body:
             out += _node_entries(body, where, path)
         else:
             raise ConfigError(f"{path}: key {where!r} must hold a 'ros__parameters' mapping")
     return out
+
+
+_NAME_TOKEN = r"(?:\*\*?|[A-Za-z_][A-Za-z0-9_]*)"  # rmw_validate_node_name / _namespace, or a wildcard
+_NODE_KEY = re.compile(rf"/?{_NAME_TOKEN}(?:/{_NAME_TOKEN})*")
+
+
+def check_node_key(key: str, path: str | Path = "") -> None:
+    """ConfigError unless ``key`` is a node key rcl reads (``_validate_name``): namespace parts and
+    node name of ASCII letters, digits and _, none starting with a digit or empty, or ``*`` /
+    ``**``. rcl refuses the whole file for one such key, so ``ros2 run`` starts no node."""
+    if not _NODE_KEY.fullmatch(key):
+        raise ConfigError(
+            f"{path}: {key!r} is not a ROS node name (rcl refuses the file): each name between '/' "
+            f"is letters, digits and _, not starting with a digit, or * or **"
+        )
 
 
 def _rcl_kind(v: Any) -> str:
@@ -146,15 +173,27 @@ def _rcl_kind(v: Any) -> str:
     )
 
 
-def _check_sequences(params: dict, path: Path, where: str) -> None:
-    """ConfigError for a list rcl_yaml_param_parser does not read as an array parameter, so that
-    the CLI refuses what ``ros2 run``/``ros2 launch`` refuse: items of two types (``[-2, -1.5]``: an
-    integer then a double), an empty list (rcl gives the parameter no value, and launch_ros refuses
-    ``[]``), a list holding lists, mappings or empty items."""
+def _check_values(params: dict, path: Path, where: str) -> None:
+    """ConfigError for a value rcl_yaml_param_parser does not read as a parameter's, so that the
+    CLI refuses what ``ros2 run``/``ros2 launch`` refuse: an empty value (rcl: "No value"), an empty
+    mapping (rcl gives it no value and reads the keys after it inside it: ``densify: {}`` then
+    ``sh_degree: 1`` is ``densify.sh_degree``), and a list rcl does not read as an array parameter:
+    items of two types (``[-2, -1.5]``: an integer then a double), an empty list (rcl gives the
+    parameter no value, and launch_ros refuses ``[]``), a list holding lists, mappings or empty
+    items."""
     for name, value in params.items():
         key = f"{where}.{name}"
+        if value is None or (isinstance(value, list) and None in value):
+            raise ConfigError(
+                f"{path}: {key}: an empty value (rcl refuses it; leave the key out for the default)"
+            )
+        if value == {}:
+            raise ConfigError(
+                f"{path}: {key}: an empty mapping (rcl gives it no value and reads the keys after it "
+                f"as inside it); leave it out"
+            )
         if isinstance(value, dict):
-            _check_sequences(value, path, key)
+            _check_values(value, path, key)
         elif isinstance(value, list):
             if not value:
                 raise ConfigError(
@@ -177,9 +216,8 @@ def _check_sequences(params: dict, path: Path, where: str) -> None:
 def node_key_matches(key: str, node_fqn: str, path: str | Path = "") -> bool:
     """Whether a parameter file's node key applies to node ``node_fqn`` — rclpy's rule: a leading
     ``/`` is implied, ``/*`` stands for one name token and ``/**`` for any number of them."""
+    check_node_key(key, path)
     key = key if key.startswith("/") else "/" + key
-    if not re.fullmatch(r"[\w/*]+", key):
-        raise ConfigError(f"{path}: {key!r} is not a node name (letters, digits, _, / and * only)")
     return re.fullmatch(key.replace("/*", r"(/\w+)"), node_fqn) is not None
 
 
@@ -194,25 +232,73 @@ def unflatten_nested(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def rcl_yaml(text: str) -> Any:
-    """YAML text read as rcl reads a parameter file or a ``-p name:=value`` (see :class:`_RclLoader`)."""
+    """YAML text read as rcl reads a ``-p name:=value`` (see :class:`_RclLoader`)."""
     return yaml.load(text, Loader=_RclLoader)
 
 
-class _RclLoader(yaml.SafeLoader):
-    """PyYAML typing a plain scalar as rcl_yaml_param_parser does (``get_value``): the words of
-    :data:`_RCL_BOOLS`, then an integer as C's ``strtoll(…, 0)`` reads one, then a double as
-    ``strtod`` does (and YAML's ``.inf`` / ``.nan``), else a string. PyYAML's YAML 1.1 reads
-    ``5e-4`` as a string and ``2024-05-01`` as a date; ``ros2 run`` reads them as a double and a
-    string, and the CLI reads the same file as it does. Quoted scalars and ``!!str`` stay strings;
-    an empty value or ``~`` stays None (rcl refuses an empty value)."""
+def rcl_yaml_documents(text: str) -> list[Any]:
+    """Each YAML document of a parameter file, read as rcl reads them (rcl reads them all)."""
+    return list(yaml.load_all(text, Loader=_RclLoader))
 
-    yaml_implicit_resolvers: dict = {}
+
+_RCL_SCALAR, _RCL_KEY = "!rcl", "!rcl-key"
+
+
+class _RclLoader(yaml.SafeLoader):
+    """PyYAML reading as rcl_yaml_param_parser does, which sees a scalar's text and quoting and
+    nothing else: no tags (``!!float 2`` is the integer 2; ``!!str 0x10`` is refused: Humble
+    reads 16, Jazzy ``"0x10"``), no null (``~`` is the string ``~``), no aliases (refused); a
+    file's YAML documents are all read (:func:`rcl_yaml_documents`). A scalar that is not quoted (plain or a block ``|``,
+    ``>``) is typed as ``get_value`` does: the words of :data:`_RCL_BOOLS`, then an integer as C's
+    ``strtoll(…, 0)`` reads one, then a double as ``strtod`` does (and YAML's ``.inf`` / ``.nan``),
+    else a string. PyYAML's YAML 1.1 reads ``5e-4`` as a string and ``2024-05-01`` as a date;
+    ``ros2 run`` reads them as a double and a string, and the CLI reads the same file as it does.
+    A quoted scalar is a string; an empty one that is not quoted is None (rcl: "No value")."""
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        # a scalar without a tag: typed by _rcl_scalar (an explicit tag keeps its tag until
+        # construct_object, which only checks '!!str')
+        return _RCL_SCALAR if kind is yaml.ScalarNode else super().resolve(kind, value, implicit)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):  # rcl: "Will not support aliasing"
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"an alias (*{event.anchor}) at line {event.start_mark.line + 1}: rcl reads no YAML "
+                f"aliases (nor '<<' merge keys); write the value out",
+                None,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # a tag rcl does not see (!!set is a mapping, !!binary text): by the node's kind only
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:str" and node.style not in ("'", '"'):
+                self._check_str_tag(node)
+            node.tag = _RCL_KEY if node.tag == _RCL_KEY else _RCL_SCALAR
+        else:
+            node.tag = "tag:yaml.org,2002:" + ("seq" if isinstance(node, yaml.SequenceNode) else "map")
+        return super().construct_object(node, deep=deep)
+
+    def _check_str_tag(self, node: yaml.ScalarNode) -> None:
+        # Jazzy's get_value reads '!!str' as a string, Humble's ignores it like any tag
+        value = _rcl_scalar(self, node)
+        if value is not None and not isinstance(value, str):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"'!!str {node.value}' at line {node.start_mark.line + 1}: ROS 2 Jazzy reads a string, "
+                f"Humble the {_rcl_kind(value)} {value!r}; quote it",
+                None,
+            )
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         # rcl reads keys (node names, parameter names) as written: ``n:`` or ``1:`` is no value
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
-                key_node.tag = "tag:yaml.org,2002:str"
+                key_node.tag = _RCL_KEY
         return super().construct_mapping(node, deep=deep)
 
 
@@ -234,7 +320,9 @@ _RCL_YAML_FLOATS.update(dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan))
 
 def _rcl_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     text = loader.construct_scalar(node)
-    if text in ("", "~", "null", "Null", "NULL"):
+    if node.style in ("'", '"'):
+        return text
+    if text == "":
         return None
     if text in _RCL_BOOLS:
         return _RCL_BOOLS[text]
@@ -265,8 +353,8 @@ def _rcl_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     return text
 
 
-_RclLoader.add_implicit_resolver("!rcl", re.compile(r"(?s).*"), None)
-_RclLoader.add_constructor("!rcl", _rcl_scalar)
+_RclLoader.add_constructor(_RCL_SCALAR, _rcl_scalar)
+_RclLoader.add_constructor(_RCL_KEY, yaml.SafeLoader.construct_scalar)
 
 
 def _deep_merge(into: dict, new: dict) -> None:
