@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -387,6 +388,22 @@ def test_sog_zip_of_its_folder_and_upper_case_meta_json(tmp_path):
         "meta.json missing .at the top of the zip or in its one folder",
     )
     assert load_splats(_sog(tmp_path / "upper", meta_name="META.JSON")).equals(ref)
+
+
+def test_sog_meta_file_named_as_splat_transform_names_it(tmp_path):
+    """splat-transform reads and writes a SOG's meta file under any name ending in meta.json
+    (``out/scene.meta.json``): read by that name or by its folder; a folder of two such files is
+    refused naming them, and splat-transform 3's streamed LOD SOG (lod-meta.json) by its name."""
+    ref = load_splats(FIXTURES / "scene.sog")
+    meta = _sog(tmp_path / "named", meta_name="Scene.meta.json")
+    assert load_splats(meta).equals(ref)
+    assert load_splats(meta.parent).equals(ref)
+    shutil.copy(meta, meta.parent / "other.meta.json")
+    _refused(meta.parent, "2 SOG meta files .Scene.meta.json, other.meta.json.: name the one to read")
+    assert load_splats(meta).equals(ref)  # (named, the other is no matter)
+    lod = _sog(tmp_path / "lod", meta_name="lod-meta.json")
+    for path in (lod, lod.parent):
+        _refused(path, "a streamed LOD SOG .lod-meta.json")
 
 
 def _webp(pixels: np.ndarray) -> bytes:

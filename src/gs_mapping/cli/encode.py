@@ -73,7 +73,7 @@ def add_spz_axes(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat)")
+    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, [name.]meta.json, .splat)")
     p.add_argument("out", help="output container (.gsd)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_spz_axes(p)

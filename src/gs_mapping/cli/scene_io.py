@@ -12,6 +12,7 @@ from gs_mapping.gaussians import GaussianMap
 from gs_mapping.input_files import read_bytes
 from gs_mapping.output_files import check_output
 from gs_mapping.splat_formats import WRITE_NAMES, can_write, kind_by_name, load_splats, save_splats
+from gs_mapping.splat_formats.sog import is_meta_name
 
 
 def read_container(path: str) -> bytes:
@@ -22,9 +23,9 @@ def read_container(path: str) -> bytes:
 
 
 def _with_sog_folders(inputs) -> list:
-    """``inputs`` and the folder of each SOG named by its meta.json: the SOG is the folder (its
+    """``inputs`` and the folder of each SOG named by its meta file: the SOG is the folder (its
     images), so nothing is written into it, as for a SOG named by its folder."""
-    return [*inputs, *(Path(p).parent for p in inputs if p and Path(p).name.lower() == "meta.json")]
+    return [*inputs, *(Path(p).parent for p in inputs if p and is_meta_name(Path(p).name))]
 
 
 def check_scene_output(out: str, args, inputs, snapshot_too: bool = False) -> None:

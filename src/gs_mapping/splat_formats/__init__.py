@@ -10,7 +10,7 @@ format                   recognised by                          read    write
 standard 3DGS PLY        ``.ply`` (no ``packed_position``)      yes     yes
 PlayCanvas compressed    ``.ply`` with chunk + packed vertex    yes     no
 Niantic SPZ v1–v4        ``.spz``                               yes     v2–v4
-PlayCanvas SOG           ``.sog`` zip, ``meta.json`` or a dir   yes     no
+PlayCanvas SOG           ``.sog`` zip, ``*meta.json``, a dir    yes     no
 antimatter15 splat       ``.splat``                             yes     yes
 =======================  =====================================  ======  =====
 
@@ -30,7 +30,7 @@ from ..output_files import write_bytes
 from ..ply import from_ply_elements, read_elements, read_file, save_ply, warn_if_antialiased
 from .antimatter_splat import read_splat, write_splat
 from .compressed_ply import from_elements, is_compressed_ply
-from .sog import load_sog
+from .sog import is_meta_name, load_sog
 from .spz import SPZ_AXES, read_spz, turn_axes, write_spz
 
 __all__ = [
@@ -52,12 +52,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 READ_KINDS = ("ply", "spz", "sog", "splat")
 WRITE_KINDS = ("ply", "spz", "splat")
-READ_NAMES = ".ply, .compressed.ply, .spz, .sog, meta.json (SOG) or .splat"
+READ_NAMES = ".ply, .compressed.ply, .spz, .sog, [name.]meta.json (SOG) or .splat"
 WRITE_NAMES = ".ply, .spz or .splat"
 
 
 def kind_of(path: str | Path) -> str:
-    """'ply', 'spz', 'sog' or 'splat' from the name (a directory or meta.json is SOG); else ''."""
+    """'ply', 'spz', 'sog' or 'splat' from the name (a directory or *meta.json is SOG); else ''."""
     kind = kind_by_name(path)
     try:
         return kind or ("sog" if Path(path).is_dir() else "")
@@ -71,7 +71,7 @@ def kind_by_name(path: str | Path) -> str:
     for kind in ("ply", "spz", "splat", "sog"):
         if name.endswith("." + kind):
             return kind
-    return "sog" if name == "meta.json" else ""
+    return "sog" if is_meta_name(name) else ""
 
 
 def can_write(path: str | Path) -> bool:
