@@ -113,6 +113,81 @@ def test_spz_extensions_are_skipped_and_a_bomb_behind_them_stops(monkeypatch):
         read_spz(ext)
 
 
+def _with_extensions(data: bytes, zone: bytes) -> bytes:
+    """A version-4 SPZ with ``zone`` as its extension records (flag 2, the table moved past them)."""
+    head = bytearray(data[:32])
+    head[14] |= spz.FLAG_EXTENSIONS
+    struct.pack_into("<I", head, 16, 32 + len(zone))
+    return bytes(head) + zone + data[32:]
+
+
+def _record(kind: int, value: bytes) -> bytes:
+    return struct.pack("<II", kind, len(value)) + value
+
+
+def test_spz_coordinate_system_extension_records_are_checked():
+    """Version 4's extension records: others skipped by length, the coordinate system found behind
+    them; a record that runs past the table, a coordinate system of the wrong size, or one not RUB
+    or RDF under --spz-axes rub is one line (stored axes read it as stored)."""
+    g = synthetic_map(20, 1, seed=3)
+    plain = write_spz(g)
+    rdf = _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", spz.RDF))
+    tagged = _with_extensions(plain, _record(0xADBE0002, b"x" * 36) + rdf)
+    assert spz.stored_coordinate_system(tagged) == spz.RDF
+    assert read_spz(tagged, axes="rub").equals(read_spz(plain))
+    assert read_spz(_with_extensions(plain, b""), axes="rub").equals(spz.turn_axes(read_spz(plain)))
+    bad = {
+        "runs past the table of contents": [
+            rdf[:-1],
+            rdf + b"\0" * 7,
+            struct.pack("<II", 1, 1 << 31) + b"ab",
+        ],
+        "coordinate-system extension of 2 bytes": [_record(spz.EXT_COORDINATE_SYSTEM, b"\6\0")],
+    }
+    for match, zones in bad.items():
+        for zone in zones:
+            for axes in ("stored", "rub"):
+                with pytest.raises(MapError, match=match):
+                    read_spz(_with_extensions(plain, zone), "s.spz", axes)
+    ldb = _with_extensions(plain, _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", 1)))
+    assert read_spz(ldb).equals(read_spz(plain))
+    with pytest.raises(MapError, match="SPZ stored in LDB axes"):
+        read_spz(ldb, "s.spz", "rub")
+    lying = bytearray(tagged)
+    struct.pack_into("<I", lying, 16, len(tagged) + 1000)  # a table beyond the file
+    with pytest.raises(MapError, match="table of contents at .* outside the file"):
+        read_spz(bytes(lying), "s.spz", "rub")
+
+
+def test_spz_convert_keeps_the_coordinate_system_extension(tmp_path, capsys):
+    """convert in.spz out.spz in the stored axes writes the input's coordinate-system extension
+    back (without it, RDF data would read as RUB where the extension is honoured); version 2 cannot
+    hold it: refused in one line; --spz-axes rub writes RUB without one (what none means)."""
+    g = synthetic_map(20, 1, seed=4)
+    plain = write_spz(g)
+    src = tmp_path / "in.spz"
+    src.write_bytes(_with_extensions(plain, _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", spz.RDF))))
+    assert main(["convert", str(src), str(tmp_path / "out.spz")]) == 0
+    out = (tmp_path / "out.spz").read_bytes()
+    assert spz.stored_coordinate_system(out) == spz.RDF
+    _same_scene(read_spz(out, axes="rub"), read_spz(plain))
+    assert main(["convert", str(src), str(tmp_path / "v2.spz"), "--spz-version", "2"]) == 2
+    assert (
+        "SPZ version 2 cannot keep the input's coordinate-system extension (RDF)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "v2.spz").exists()
+    assert main(["convert", str(src), str(tmp_path / "rub.spz"), "--spz-axes", "rub"]) == 0
+    rub = (tmp_path / "rub.spz").read_bytes()
+    assert spz.stored_coordinate_system(rub) is None
+    _same_scene(read_spz(rub), spz.turn_axes(read_spz(plain)))
+
+
+def _same_scene(a, b) -> None:
+    """The same Gaussians up to SPZ's re-quantisation of a rotation (q or -q)."""
+    assert np.array_equal(a.means, b.means) and np.array_equal(a.sh, b.sh)
+    assert np.all(np.abs((a.quats * b.quats).sum(axis=1)) > 0.999)
+
+
 def test_spz_reference_file_with_a_flipped_byte(spz_reference):
     for v in (2, 3):
         raw = bytearray((spz_reference / f"guitar_v{v}.spz").read_bytes())

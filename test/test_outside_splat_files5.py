@@ -93,16 +93,7 @@ def _with_coordinate_system(data: bytes, coord: int) -> bytes:
         # ... (RDF-tagged, {to: UNSPECIFIED}) -> 1,2,3,-0.5,0.25,-4 (the stored axes)
         (6, "stored", _STORED),
         # ... (RDF-tagged, {to: RDF}) -> 1,2,3,-0.5,0.25,-4: already in PLY axes, nothing turned
-        pytest.param(
-            6,
-            "rub",
-            _STORED,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: --spz-axes rub turns an SPZ whose SPZ_ADOBE_coordinate_system extension "
-                "says it is stored in RDF (PLY axes) upside down; Niantic's library leaves it",
-            ),
-        ),
+        (6, "rub", _STORED),
     ],
     ids=["no-extension-rub", "rub-tagged-rub", "rdf-tagged-stored", "rdf-tagged-rub"],
 )

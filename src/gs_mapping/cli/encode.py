@@ -68,7 +68,7 @@ def add_spz_axes(p: argparse.ArgumentParser) -> None:
         help="SPZ's axes: 'stored' takes them as stored, as Niantic's library does by default (the "
         "default; PlayCanvas splat-transform 3.x writes them so); 'rub' reads an SPZ's RUB axes (its "
         "specification; PlayCanvas splat-transform 2.x) as PLY's RDF and writes PLY's RDF as RUB: a "
-        "180° turn about x",
+        "180° turn about x (an SPZ whose coordinate-system extension says RDF is read as stored)",
     )
 
 
