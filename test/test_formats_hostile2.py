@@ -20,7 +20,7 @@ from synthetic_maps import synthetic_map
 from gs_mapping.cli import main
 from gs_mapping.errors import MapError
 from gs_mapping.gaussians import OPACITY_LOGIT_LIMIT, GaussianMap
-from gs_mapping.ply import load_ply, save_ply, to_structured
+from gs_mapping.ply import load_ply, read_elements, save_ply, to_structured
 from gs_mapping.splat_formats import load_splats, spz
 from gs_mapping.splat_formats.antimatter_splat import read_splat
 from gs_mapping.splat_formats.spz import read_spz, write_spz
@@ -302,13 +302,54 @@ def test_ply_doubles_beyond_float32_follow_the_inf_rule(tmp_path, text):
 
 
 def test_ply_faces_before_the_vertices(tmp_path):
-    """ASCII: the face lines are skipped, the vertices read. Binary: the vertices' offset depends
-    on the faces' list lengths, so it is refused saying so (not 'no vertex element')."""
+    """The face rows are skipped, the vertices read: ASCII by lines, binary by walking the faces'
+    list lengths (a triangle and a quad; this was refused before the walk)."""
     g = synthetic_map(12, 1, seed=8)
     (tmp_path / "a.ply").write_bytes(_ply_bytes(g, text=True, face_first=True))
     assert load_ply(tmp_path / "a.ply").equals(g)
     (tmp_path / "b.ply").write_bytes(_ply_bytes(g, text=False, face_first=True))
-    _refused(tmp_path / "b.ply", "element 'face' .* before 'vertex' is not supported in a binary PLY")
+    assert load_ply(tmp_path / "b.ply").equals(g)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_ply_mesh_rows_walked_to_the_element_after_them(tmp_path, order):
+    """Binary rows with lists of varying length (runs of triangles, quads, an empty list, a scalar
+    before and a second list after) are walked to the element after them, which reads as plyfile
+    reads it; a count that lies (more rows than the file holds, a negative length) is one line."""
+    rng = np.random.default_rng(3)
+    sizes = np.repeat(rng.integers(0, 5, 60), rng.integers(1, 100, 60))
+    faces = np.empty(len(sizes), [("flag", order + "i2"), ("vertex_indices", "O"), ("uv", "O")])
+    faces["flag"] = 7
+    for i, k in enumerate(sizes):
+        faces["vertex_indices"][i] = np.arange(k, dtype=order + "i4")
+        faces["uv"][i] = np.zeros(k % 3, order + "f4")
+    v = np.zeros(3, [(n, order + "f4") for n in ("x", "y", "z")])
+    after = np.zeros(4, [("w", order + "f8")])
+    after["w"] = [1.5, -2, 3, 1e300]
+    ply = plyfile.PlyData(
+        [
+            plyfile.PlyElement.describe(faces, "face", len_types={"vertex_indices": "i1", "uv": "u2"}),
+            plyfile.PlyElement.describe(v, "vertex"),
+            plyfile.PlyElement.describe(after, "after"),
+        ],
+        byte_order=order,
+    )
+    ply.write(str(tmp_path / "m.ply"))
+    raw = (tmp_path / "m.ply").read_bytes()
+    elements, _ = read_elements(raw, "m.ply")
+    assert set(elements) == {"vertex", "after"}
+    assert np.array_equal(elements["after"]["w"], plyfile.PlyData.read(str(tmp_path / "m.ply"))["after"]["w"])
+    head, body = raw.split(b"end_header\n")
+    lying = head.replace(f"element face {len(sizes)}".encode(), b"element face 2000000000")
+    (tmp_path / "lying.ply").write_bytes(lying + b"end_header\n" + body)
+    _refused(tmp_path / "lying.ply", "element 'face'")  # (its walk ends in the vertices' bytes or after)
+    (tmp_path / "cut.ply").write_bytes(raw[: len(raw) // 2])
+    _refused(
+        tmp_path / "cut.ply", f"truncated: element 'face' declares {len(sizes)} rows but the file ends in row"
+    )
+    at = len(head) + len(b"end_header\n") + 2  # the first row's count (after its short)
+    (tmp_path / "neg.ply").write_bytes(raw[:at] + b"\xff" + raw[at + 1 :])
+    _refused(tmp_path / "neg.ply", "element 'face': row 0 has a list of -1 values")
 
 
 def test_ply_header_lines_with_trailing_blanks(tmp_path):

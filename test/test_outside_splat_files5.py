@@ -140,21 +140,7 @@ def _map_with_faces(path: Path, text: bool) -> np.ndarray:
     return plyfile.PlyData.read(str(path))["gs_mapping"].data["id"]
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        True,
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: in a binary PLY, an element after a mesh's faces (list rows) is dropped "
-                "without a word: a map's gs_mapping ids there become implicit 1..N",
-            ),
-        ),
-    ],
-    ids=["ascii", "binary"],
-)
+@pytest.mark.parametrize("text", [True, False], ids=["ascii", "binary"])
 def test_a_maps_ids_after_a_mesh_s_faces_read_as_plyfile_reads_them(tmp_path, text):
     """A map saved by us and given a mesh's faces by a tool (plyfile keeps the element order:
     vertex, face, gs_mapping). plyfile reads the ids in either encoding; so must we, or refuse in
