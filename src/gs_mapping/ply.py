@@ -246,6 +246,9 @@ def _after_list_rows(raw: bytes, offset: int, count: int, props: list, order: st
         else:
             fields.append((None, None, np.dtype(t).itemsize))
     done, last, streak, run, need = 0, -1, 0, 16, 8  # need: rows of one size before numpy is tried
+    truncated = lambda: MapError(  # noqa: E731
+        f"{path}: truncated: element {name!r} declares {count} rows but the file ends in row {done}"
+    )
     while done < count:
         size, counts = 0, []  # this row's size; (offset in the row, dtype, value) of its counts
         for dtype, fmt, width in fields:
@@ -253,17 +256,14 @@ def _after_list_rows(raw: bytes, offset: int, count: int, props: list, order: st
                 size += width
                 continue
             if offset + size + fmt.size > len(raw):
-                size = len(raw)  # (truncated: refused below)
-                break
+                raise truncated()
             (n,) = fmt.unpack_from(raw, offset + size)
             if n < 0:
                 raise MapError(f"{path}: element {name!r}: row {done} has a list of {n} values")
             counts.append((size, dtype, n))
             size += fmt.size + n * width
         if offset + size > len(raw):
-            raise MapError(
-                f"{path}: truncated: element {name!r} declares {count} rows but the file ends in row {done}"
-            )
+            raise truncated()
         streak, last, k = (streak + 1 if size == last else 0), size, 1
         fit = min(count - done, run, (len(raw) - offset) // size)  # rows of this size that fit
         if streak >= need and fit > 1:
