@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from synthetic_maps import synthetic_map
 from gs_mapping.cli import main
 from gs_mapping.errors import MapError
 from gs_mapping.gaussians import OPACITY_LOGIT_LIMIT, GaussianMap
-from gs_mapping.ply import load_ply, save_ply, to_structured
+from gs_mapping.ply import load_ply, read_elements, save_ply, to_structured
 from gs_mapping.splat_formats import load_splats, spz
 from gs_mapping.splat_formats.antimatter_splat import read_splat
 from gs_mapping.splat_formats.spz import read_spz, write_spz
@@ -110,6 +111,81 @@ def test_spz_extensions_are_skipped_and_a_bomb_behind_them_stops(monkeypatch):
     monkeypatch.setattr(spz, "MAX_TRAILER", 1000)
     with pytest.raises(MapError, match="more than 1000 bytes after the SPZ arrays"):
         read_spz(ext)
+
+
+def _with_extensions(data: bytes, zone: bytes) -> bytes:
+    """A version-4 SPZ with ``zone`` as its extension records (flag 2, the table moved past them)."""
+    head = bytearray(data[:32])
+    head[14] |= spz.FLAG_EXTENSIONS
+    struct.pack_into("<I", head, 16, 32 + len(zone))
+    return bytes(head) + zone + data[32:]
+
+
+def _record(kind: int, value: bytes) -> bytes:
+    return struct.pack("<II", kind, len(value)) + value
+
+
+def test_spz_coordinate_system_extension_records_are_checked():
+    """Version 4's extension records: others skipped by length, the coordinate system found behind
+    them; a record that runs past the table, a coordinate system of the wrong size, or one not RUB
+    or RDF under --spz-axes rub is one line (stored axes read it as stored)."""
+    g = synthetic_map(20, 1, seed=3)
+    plain = write_spz(g)
+    rdf = _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", spz.RDF))
+    tagged = _with_extensions(plain, _record(0xADBE0002, b"x" * 36) + rdf)
+    assert spz.stored_coordinate_system(tagged) == spz.RDF
+    assert read_spz(tagged, axes="rub").equals(read_spz(plain))
+    assert read_spz(_with_extensions(plain, b""), axes="rub").equals(spz.turn_axes(read_spz(plain)))
+    bad = {
+        "runs past the table of contents": [
+            rdf[:-1],
+            rdf + b"\0" * 7,
+            struct.pack("<II", 1, 1 << 31) + b"ab",
+        ],
+        "coordinate-system extension of 2 bytes": [_record(spz.EXT_COORDINATE_SYSTEM, b"\6\0")],
+    }
+    for match, zones in bad.items():
+        for zone in zones:
+            for axes in ("stored", "rub"):
+                with pytest.raises(MapError, match=match):
+                    read_spz(_with_extensions(plain, zone), "s.spz", axes)
+    ldb = _with_extensions(plain, _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", 1)))
+    assert read_spz(ldb).equals(read_spz(plain))
+    with pytest.raises(MapError, match="SPZ stored in LDB axes"):
+        read_spz(ldb, "s.spz", "rub")
+    lying = bytearray(tagged)
+    struct.pack_into("<I", lying, 16, len(tagged) + 1000)  # a table beyond the file
+    with pytest.raises(MapError, match="table of contents at .* outside the file"):
+        read_spz(bytes(lying), "s.spz", "rub")
+
+
+def test_spz_convert_keeps_the_coordinate_system_extension(tmp_path, capsys):
+    """convert in.spz out.spz in the stored axes writes the input's coordinate-system extension
+    back (without it, RDF data would read as RUB where the extension is honoured); version 2 cannot
+    hold it: refused in one line; --spz-axes rub writes RUB without one (what none means)."""
+    g = synthetic_map(20, 1, seed=4)
+    plain = write_spz(g)
+    src = tmp_path / "in.spz"
+    src.write_bytes(_with_extensions(plain, _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", spz.RDF))))
+    assert main(["convert", str(src), str(tmp_path / "out.spz")]) == 0
+    out = (tmp_path / "out.spz").read_bytes()
+    assert spz.stored_coordinate_system(out) == spz.RDF
+    _same_scene(read_spz(out, axes="rub"), read_spz(plain))
+    assert main(["convert", str(src), str(tmp_path / "v2.spz"), "--spz-version", "2"]) == 2
+    assert (
+        "SPZ version 2 cannot keep the input's coordinate-system extension (RDF)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "v2.spz").exists()
+    assert main(["convert", str(src), str(tmp_path / "rub.spz"), "--spz-axes", "rub"]) == 0
+    rub = (tmp_path / "rub.spz").read_bytes()
+    assert spz.stored_coordinate_system(rub) is None
+    _same_scene(read_spz(rub), spz.turn_axes(read_spz(plain)))
+
+
+def _same_scene(a, b) -> None:
+    """The same Gaussians up to SPZ's re-quantisation of a rotation (q or -q)."""
+    assert np.array_equal(a.means, b.means) and np.array_equal(a.sh, b.sh)
+    assert np.all(np.abs((a.quats * b.quats).sum(axis=1)) > 0.999)
 
 
 def test_spz_reference_file_with_a_flipped_byte(spz_reference):
@@ -226,13 +302,54 @@ def test_ply_doubles_beyond_float32_follow_the_inf_rule(tmp_path, text):
 
 
 def test_ply_faces_before_the_vertices(tmp_path):
-    """ASCII: the face lines are skipped, the vertices read. Binary: the vertices' offset depends
-    on the faces' list lengths, so it is refused saying so (not 'no vertex element')."""
+    """The face rows are skipped, the vertices read: ASCII by lines, binary by walking the faces'
+    list lengths (a triangle and a quad; this was refused before the walk)."""
     g = synthetic_map(12, 1, seed=8)
     (tmp_path / "a.ply").write_bytes(_ply_bytes(g, text=True, face_first=True))
     assert load_ply(tmp_path / "a.ply").equals(g)
     (tmp_path / "b.ply").write_bytes(_ply_bytes(g, text=False, face_first=True))
-    _refused(tmp_path / "b.ply", "element 'face' .* before 'vertex' is not supported in a binary PLY")
+    assert load_ply(tmp_path / "b.ply").equals(g)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_ply_mesh_rows_walked_to_the_element_after_them(tmp_path, order):
+    """Binary rows with lists of varying length (runs of triangles, quads, an empty list, a scalar
+    before and a second list after) are walked to the element after them, which reads as plyfile
+    reads it; a count that lies (more rows than the file holds, a negative length) is one line."""
+    rng = np.random.default_rng(3)
+    sizes = np.repeat(rng.integers(0, 5, 60), rng.integers(1, 100, 60))
+    faces = np.empty(len(sizes), [("flag", order + "i2"), ("vertex_indices", "O"), ("uv", "O")])
+    faces["flag"] = 7
+    for i, k in enumerate(sizes):
+        faces["vertex_indices"][i] = np.arange(k, dtype=order + "i4")
+        faces["uv"][i] = np.zeros(k % 3, order + "f4")
+    v = np.zeros(3, [(n, order + "f4") for n in ("x", "y", "z")])
+    after = np.zeros(4, [("w", order + "f8")])
+    after["w"] = [1.5, -2, 3, 1e300]
+    ply = plyfile.PlyData(
+        [
+            plyfile.PlyElement.describe(faces, "face", len_types={"vertex_indices": "i1", "uv": "u2"}),
+            plyfile.PlyElement.describe(v, "vertex"),
+            plyfile.PlyElement.describe(after, "after"),
+        ],
+        byte_order=order,
+    )
+    ply.write(str(tmp_path / "m.ply"))
+    raw = (tmp_path / "m.ply").read_bytes()
+    elements, _ = read_elements(raw, "m.ply")
+    assert set(elements) == {"vertex", "after"}
+    assert np.array_equal(elements["after"]["w"], plyfile.PlyData.read(str(tmp_path / "m.ply"))["after"]["w"])
+    head, body = raw.split(b"end_header\n")
+    lying = head.replace(f"element face {len(sizes)}".encode(), b"element face 2000000000")
+    (tmp_path / "lying.ply").write_bytes(lying + b"end_header\n" + body)
+    _refused(tmp_path / "lying.ply", "element 'face'")  # (its walk ends in the vertices' bytes or after)
+    (tmp_path / "cut.ply").write_bytes(raw[: len(raw) // 2])
+    _refused(
+        tmp_path / "cut.ply", f"truncated: element 'face' declares {len(sizes)} rows but the file ends in row"
+    )
+    at = len(head) + len(b"end_header\n") + 2  # the first row's count (after its short)
+    (tmp_path / "neg.ply").write_bytes(raw[:at] + b"\xff" + raw[at + 1 :])
+    _refused(tmp_path / "neg.ply", "element 'face': row 0 has a list of -1 values")
 
 
 def test_ply_header_lines_with_trailing_blanks(tmp_path):
@@ -387,6 +504,22 @@ def test_sog_zip_of_its_folder_and_upper_case_meta_json(tmp_path):
         "meta.json missing .at the top of the zip or in its one folder",
     )
     assert load_splats(_sog(tmp_path / "upper", meta_name="META.JSON")).equals(ref)
+
+
+def test_sog_meta_file_named_as_splat_transform_names_it(tmp_path):
+    """splat-transform reads and writes a SOG's meta file under any name ending in meta.json
+    (``out/scene.meta.json``): read by that name or by its folder; a folder of two such files is
+    refused naming them, and splat-transform 3's streamed LOD SOG (lod-meta.json) by its name."""
+    ref = load_splats(FIXTURES / "scene.sog")
+    meta = _sog(tmp_path / "named", meta_name="Scene.meta.json")
+    assert load_splats(meta).equals(ref)
+    assert load_splats(meta.parent).equals(ref)
+    shutil.copy(meta, meta.parent / "other.meta.json")
+    _refused(meta.parent, "2 SOG meta files .Scene.meta.json, other.meta.json.: name the one to read")
+    assert load_splats(meta).equals(ref)  # (named, the other is no matter)
+    lod = _sog(tmp_path / "lod", meta_name="lod-meta.json")
+    for path in (lod, lod.parent):
+        _refused(path, "a streamed LOD SOG .lod-meta.json")
 
 
 def _webp(pixels: np.ndarray) -> bytes:

@@ -16,8 +16,9 @@ We read what trainers and tools write: binary little- or big-endian or ASCII, th
 any order and any scalar type (float, double, half, integers), with or without normals, ``id``,
 ``level`` (in the vertex element, as this suite wrote them before, or in ``gs_mapping``), SH
 degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as for SPZ);
-other elements are skipped, a mesh's faces (list properties) too (in a binary file only after the
-vertices: their rows vary in size). A point cloud (x, y, z, colours) is refused as one.
+other elements are skipped, a mesh's faces (list properties) too (in a binary file their rows, of
+varying size, are walked to find the next element, as plyfile reads them). A point cloud (x, y, z,
+colours) is refused as one.
 A 2D Gaussian splatting scene (no ``scale_2``: flat discs) gets the thinnest third scale. Without
 ``id`` the map's ids are implicit (1..N in file order, :attr:`GaussianMap.ids_implicit`).
 Non-finite values follow :func:`gs_mapping.gaussians.clamp_nonfinite` (a double beyond float32's
@@ -33,6 +34,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +65,8 @@ _PLY_TYPES = {
     "float16": "<f2",
 }
 log = logging.getLogger(__name__)
-_LIST = "list"  # a list property's type (its element is skipped, see _sized)
+_LIST = "list"  # a list property's type is (_LIST, count type, value type); its element is skipped
+_RUN_ROWS = 1 << 16  # the most rows of one size a list element's walk checks at a time
 # the elements the splat formats read (PLY, compressed PLY): a list property in one of them is
 # refused, not skipped with its element (a compressed PLY's SH would be lost without a word)
 SPLAT_ELEMENTS = ("vertex", "chunk", "sh", "gs_mapping")
@@ -185,15 +188,19 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
                     elements[-1][0] in SPLAT_ELEMENTS
                     or len(words) != 5
                     or not set(words[2:4]) <= set(_PLY_TYPES)
+                    or _PLY_TYPES[words[2]][-2] not in "iu"  # (a count is an integer)
                 ):
                     raise MapError(f"{path}: list property {line[:80]!r} not supported here")
+                kind: object = (_LIST, _PLY_TYPES[words[2]], _PLY_TYPES[words[3]])
                 words = [words[0], _LIST, words[4]]
             elif len(words) != 3 or words[1] not in _PLY_TYPES:
                 raise MapError(f"{path}: unsupported property line {line[:80]!r}")
+            else:
+                kind = _PLY_TYPES[words[1]]
             props = elements[-1][2]
             if any(n == words[2] for n, _ in props):
                 raise MapError(f"{path}: property {words[2]!r} declared twice")
-            props.append((words[2], _PLY_TYPES.get(words[1], _LIST)))
+            props.append((words[2], kind))
         elif words[0] not in ("obj_info",):
             raise MapError(f"{path}: unknown header line {line[:80]!r}")
     offset = m.end()
@@ -202,15 +209,11 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     if fmt not in ("binary_little_endian", "binary_big_endian"):
         raise MapError(f"{path}: format {fmt!r} not supported (ascii, binary little- or big-endian)")
     order = "<" if fmt == "binary_little_endian" else ">"
-    sized = _sized(elements)
-    if any(e[0] == "vertex" for e in elements[len(sized) :]):  # its offset depends on the list rows
-        name, count, _ = elements[len(sized)]
-        raise MapError(
-            f"{path}: element {name!r} (list properties, {count} rows) before 'vertex' is not "
-            f"supported in a binary PLY (write the vertices first)"
-        )
     out = {}
-    for name, count, props in sized:
+    for name, count, props in elements:
+        if _has_list(props):  # rows of varying size: walked to the next element, not kept
+            offset = _after_list_rows(raw, offset, count, props, order, name, path)
+            continue
         dtype = np.dtype([(n, order + t.lstrip("<")) for n, t in props])
         need = count * dtype.itemsize
         if offset + need > len(raw):
@@ -224,18 +227,60 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     return out, comments
 
 
-def _sized(elements: list, ascii: bool = False) -> list:
-    """The elements whose rows we can locate, one with a list property (a mesh's faces, which no
-    splat format needs) given no properties, so its rows are skipped. ASCII: all of them (a row is
-    a line). Binary: those before the first list element with rows (rows of varying size)."""
-    out = []
-    for name, count, props in elements:
-        if any(t == _LIST for _, t in props):
-            if count and not ascii:
-                break
-            props = []
-        out.append((name, count, props))
-    return out
+def _has_list(props: list) -> bool:
+    return any(isinstance(t, tuple) for _, t in props)
+
+
+def _after_list_rows(raw: bytes, offset: int, count: int, props: list, order: str, name: str, path) -> int:
+    """The offset after ``count`` binary rows with list properties (a mesh's faces) from ``offset``.
+    Rows are walked by their list counts (struct, a row at a time); after some rows of one size
+    the next ones are checked for the same counts on strided numpy views, a run at a time, so a
+    mesh of triangles takes a few numpy steps. Every step passes at least one row, a row at least
+    a byte: a lying count ends at the end of the file, never in an allocation of its size."""
+    fields = []  # per property: (count's dtype and struct, or None for a scalar; value bytes)
+    for _, t in props:
+        if isinstance(t, tuple):
+            code = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I"}[t[1].lstrip("<")]
+            value = np.dtype(t[2]).itemsize
+            fields.append((np.dtype(order + t[1].lstrip("<")), struct.Struct(order + code), value))
+        else:
+            fields.append((None, None, np.dtype(t).itemsize))
+    done, last, streak, run, need = 0, -1, 0, 16, 8  # need: rows of one size before numpy is tried
+    truncated = lambda: MapError(  # noqa: E731
+        f"{path}: truncated: element {name!r} declares {count} rows but the file ends in row {done}"
+    )
+    while done < count:
+        size, counts = 0, []  # this row's size; (offset in the row, dtype, value) of its counts
+        for dtype, fmt, width in fields:
+            if fmt is None:
+                size += width
+                continue
+            if offset + size + fmt.size > len(raw):
+                raise truncated()
+            (n,) = fmt.unpack_from(raw, offset + size)
+            if n < 0:
+                raise MapError(f"{path}: element {name!r}: row {done} has a list of {n} values")
+            counts.append((size, dtype, n))
+            size += fmt.size + n * width
+        if offset + size > len(raw):
+            raise truncated()
+        streak, last, k = (streak + 1 if size == last else 0), size, 1
+        fit = min(count - done, run, (len(raw) - offset) // size)  # rows of this size that fit
+        if streak >= need and fit > 1:
+            same = np.ones(fit, bool)
+            for at, dtype, n in counts:
+                same &= np.ndarray((fit,), dtype, raw, offset + at, (size,)) == n
+            k = fit if same.all() else int(np.argmin(same))
+            # a run that held: try longer ones; one that broke: numpy again only after longer streaks
+            run, need = (min(run * 2, _RUN_ROWS), 8) if k == fit else (16, min(need * 2, 128))
+        done, offset = done + k, offset + k * size
+    return offset
+
+
+def _sized(elements: list) -> list:
+    """For an ASCII body (a row is a line): the elements, one with a list property (a mesh's faces,
+    which no splat format needs) given no properties, so its rows are skipped."""
+    return [(name, count, [] if _has_list(props) else props) for name, count, props in elements]
 
 
 def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
@@ -248,7 +293,7 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
     20M short rows peaked at 1.75 GB)."""
     sep = b"\n" if b"\n" in body or b"\r" not in body else b"\r"  # \n or \r\n; old Mac files: \r alone
     out, pos = {}, 0
-    for name, count, props in _sized(elements, ascii=True):
+    for name, count, props in _sized(elements):
         end, got = _after_lines(body, pos, count, sep)
         if got < count:
             raise MapError(

@@ -1,9 +1,9 @@
 """``gs-mapping convert IN OUT``: a 3DGS scene from one format to another, by file name.
 
-IN: standard 3DGS PLY, PlayCanvas compressed PLY, SPZ (v1–v4), SOG (``.sog``, ``meta.json`` or its
-directory), antimatter15 ``.splat`` or our snapshot (``.gsd``). OUT: ``.ply``, ``.spz`` (version 4;
-``--spz-version 2`` for viewers that predate v3), ``.splat`` (DC colour only) or ``.gsd`` (a
-snapshot, as ``gs-mapping encode``).
+IN: standard 3DGS PLY, PlayCanvas compressed PLY, SPZ (v1–v4), SOG (``.sog``, ``meta.json``,
+``<name>.meta.json`` or its directory), antimatter15 ``.splat`` or our snapshot (``.gsd``). OUT:
+``.ply``, ``.spz`` (version 4; ``--spz-version 2`` for viewers that predate v3), ``.splat`` (DC
+colour only) or ``.gsd`` (a snapshot, as ``gs-mapping encode``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from .encode import CODEC_DEFAULTS, add_codec_options, add_spz_axes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="scene: .ply, .compressed.ply, .spz, .sog, meta.json (SOG), .splat or .gsd")
+    p.add_argument(
+        "input", help="scene: .ply, .compressed.ply, .spz, .sog, [name.]meta.json (SOG), .splat or .gsd"
+    )
     p.add_argument("out", help="output: .ply, .spz, .splat or .gsd")
     p.add_argument(
         "--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version written (default 4)"

@@ -68,12 +68,12 @@ def add_spz_axes(p: argparse.ArgumentParser) -> None:
         help="SPZ's axes: 'stored' takes them as stored, as Niantic's library does by default (the "
         "default; PlayCanvas splat-transform 3.x writes them so); 'rub' reads an SPZ's RUB axes (its "
         "specification; PlayCanvas splat-transform 2.x) as PLY's RDF and writes PLY's RDF as RUB: a "
-        "180° turn about x",
+        "180° turn about x (an SPZ whose coordinate-system extension says RDF is read as stored)",
     )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat)")
+    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, [name.]meta.json, .splat)")
     p.add_argument("out", help="output container (.gsd)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_spz_axes(p)

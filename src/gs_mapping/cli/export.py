@@ -8,7 +8,9 @@ from .encode import add_spz_axes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, meta.json, .splat, .gsd)")
+    p.add_argument(
+        "map", help="input scene (.ply, .compressed.ply, .spz, .sog, [name.]meta.json, .splat, .gsd)"
+    )
     p.add_argument("out", help="output .spz")
     p.add_argument(
         "--spz-version",

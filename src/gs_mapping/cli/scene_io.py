@@ -11,7 +11,16 @@ from gs_mapping.errors import ConfigError
 from gs_mapping.gaussians import GaussianMap
 from gs_mapping.input_files import read_bytes
 from gs_mapping.output_files import check_output
-from gs_mapping.splat_formats import WRITE_NAMES, can_write, kind_by_name, load_splats, save_splats
+from gs_mapping.ply import read_file
+from gs_mapping.splat_formats import (
+    WRITE_NAMES,
+    can_write,
+    kind_by_name,
+    load_splats,
+    save_splats,
+    stored_coordinate_system,
+)
+from gs_mapping.splat_formats.sog import is_meta_name
 
 
 def read_container(path: str) -> bytes:
@@ -22,9 +31,9 @@ def read_container(path: str) -> bytes:
 
 
 def _with_sog_folders(inputs) -> list:
-    """``inputs`` and the folder of each SOG named by its meta.json: the SOG is the folder (its
+    """``inputs`` and the folder of each SOG named by its meta file: the SOG is the folder (its
     images), so nothing is written into it, as for a SOG named by its folder."""
-    return [*inputs, *(Path(p).parent for p in inputs if p and Path(p).name.lower() == "meta.json")]
+    return [*inputs, *(Path(p).parent for p in inputs if p and is_meta_name(Path(p).name))]
 
 
 def check_scene_output(out: str, args, inputs, snapshot_too: bool = False) -> None:
@@ -69,11 +78,22 @@ def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMa
 def save_scene(gmap: GaussianMap, out: str, args) -> int:
     """Write .ply / .spz / .splat by name (``args.spz_version``, ``args.overwrite``); never over the input."""
     inputs = [p for p in (getattr(args, n, None) for n in ("input", "map", "container")) if p]
+    axes = getattr(args, "spz_axes", "stored")
     return save_splats(
         gmap,
         Path(out),
         spz_version=getattr(args, "spz_version", 4),
-        spz_axes=getattr(args, "spz_axes", "stored"),
+        spz_axes=axes,
         overwrite=getattr(args, "overwrite", False),
         inputs=inputs,
+        spz_coordinate_system=_spz_tag(inputs, out) if axes == "stored" else None,
     )
+
+
+def _spz_tag(inputs, out: str) -> int | None:
+    """An SPZ input's coordinate-system extension, for an SPZ written in the axes it was read in:
+    kept, so that its data is not taken as RUB (what no extension means) by readers that honour it."""
+    spz_in = [p for p in inputs if kind_by_name(p) == "spz"]
+    if kind_by_name(out) != "spz" or not spz_in:
+        return None
+    return stored_coordinate_system(read_file(spz_in[0]), str(spz_in[0]))  # (read and checked before)

@@ -10,7 +10,7 @@ format                   recognised by                          read    write
 standard 3DGS PLY        ``.ply`` (no ``packed_position``)      yes     yes
 PlayCanvas compressed    ``.ply`` with chunk + packed vertex    yes     no
 Niantic SPZ v1–v4        ``.spz``                               yes     v2–v4
-PlayCanvas SOG           ``.sog`` zip, ``meta.json`` or a dir   yes     no
+PlayCanvas SOG           ``.sog`` zip, ``*meta.json``, a dir    yes     no
 antimatter15 splat       ``.splat``                             yes     yes
 =======================  =====================================  ======  =====
 
@@ -30,8 +30,8 @@ from ..output_files import write_bytes
 from ..ply import from_ply_elements, read_elements, read_file, save_ply, warn_if_antialiased
 from .antimatter_splat import read_splat, write_splat
 from .compressed_ply import from_elements, is_compressed_ply
-from .sog import load_sog
-from .spz import SPZ_AXES, read_spz, turn_axes, write_spz
+from .sog import is_meta_name, load_sog
+from .spz import SPZ_AXES, read_spz, stored_coordinate_system, turn_axes, write_spz
 
 __all__ = [
     "kind_of",
@@ -40,6 +40,7 @@ __all__ = [
     "load_splats",
     "save_splats",
     "read_spz",
+    "stored_coordinate_system",
     "write_spz",
     "read_splat",
     "write_splat",
@@ -52,12 +53,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 READ_KINDS = ("ply", "spz", "sog", "splat")
 WRITE_KINDS = ("ply", "spz", "splat")
-READ_NAMES = ".ply, .compressed.ply, .spz, .sog, meta.json (SOG) or .splat"
+READ_NAMES = ".ply, .compressed.ply, .spz, .sog, [name.]meta.json (SOG) or .splat"
 WRITE_NAMES = ".ply, .spz or .splat"
 
 
 def kind_of(path: str | Path) -> str:
-    """'ply', 'spz', 'sog' or 'splat' from the name (a directory or meta.json is SOG); else ''."""
+    """'ply', 'spz', 'sog' or 'splat' from the name (a directory or *meta.json is SOG); else ''."""
     kind = kind_by_name(path)
     try:
         return kind or ("sog" if Path(path).is_dir() else "")
@@ -71,7 +72,7 @@ def kind_by_name(path: str | Path) -> str:
     for kind in ("ply", "spz", "splat", "sog"):
         if name.endswith("." + kind):
             return kind
-    return "sog" if name == "meta.json" else ""
+    return "sog" if is_meta_name(name) else ""
 
 
 def can_write(path: str | Path) -> bool:
@@ -86,13 +87,12 @@ def _check_axes(spz_axes: str) -> None:
 
 def load_splats(path: str | Path, tile_size: float | None = None, spz_axes: str = "stored") -> GaussianMap:
     """Any supported scene file → GaussianMap. :class:`MapError` (one line) on anything wrong.
-    ``spz_axes`` "rub": an SPZ's RUB axes are turned into PLY's RDF (:data:`.spz.SPZ_AXES`)."""
+    ``spz_axes`` "rub": an SPZ's RUB axes are turned into PLY's RDF (:data:`.spz.SPZ_AXES`; one
+    whose coordinate-system extension says RDF is read as stored)."""
     path = Path(path)
     _check_axes(spz_axes)
     try:
-        gmap = _load(path, tile_size)
-        if spz_axes == "rub" and kind_of(path) == "spz":
-            gmap = turn_axes(gmap)
+        gmap = _load(path, tile_size, spz_axes)
     except MemoryError:  # what check_room could not foresee (a limit set with ulimit -v)
         raise MapError(f"{path}: out of memory while reading it") from None
     if tile_size is not None:
@@ -101,7 +101,7 @@ def load_splats(path: str | Path, tile_size: float | None = None, spz_axes: str 
     return gmap
 
 
-def _load(path: Path, tile_size: float | None) -> GaussianMap:
+def _load(path: Path, tile_size: float | None, spz_axes: str) -> GaussianMap:
     kind = kind_of(path)
     if kind == "ply":
         elements, comments = read_elements(read_file(path), path)
@@ -111,7 +111,7 @@ def _load(path: Path, tile_size: float | None) -> GaussianMap:
         else:
             gmap = from_ply_elements(elements, comments, path, tile_size)
     elif kind == "spz":
-        gmap = read_spz(read_file(path), str(path))
+        gmap = read_spz(read_file(path), str(path), spz_axes)
     elif kind == "sog":
         gmap = load_sog(path)
     elif kind == "splat":
@@ -129,9 +129,12 @@ def save_splats(
     spz_axes: str = "stored",
     overwrite: bool = False,
     inputs=(),
+    spz_coordinate_system: int | None = None,
 ) -> int:
     """Write ``gmap`` as the format its name says (.ply, .spz or .splat); returns the bytes written.
-    ``spz_axes`` "rub": the scene's PLY axes (RDF) are turned into SPZ's RUB (:data:`.spz.SPZ_AXES`)."""
+    ``spz_axes`` "rub": the scene's PLY axes (RDF) are turned into SPZ's RUB (:data:`.spz.SPZ_AXES`),
+    written without a coordinate-system extension (RUB); "stored": ``spz_coordinate_system``, the
+    extension of the SPZ the scene was read from, is written back (:func:`.spz.write_spz`)."""
     path = Path(path)
     _check_axes(spz_axes)
     if not can_write(path):
@@ -145,7 +148,10 @@ def save_splats(
         return path.stat().st_size
     try:
         if kind == "spz":
-            data = write_spz(turn_axes(gmap) if spz_axes == "rub" else gmap, spz_version, target=str(path))
+            if spz_axes == "rub":
+                data = write_spz(turn_axes(gmap), spz_version, target=str(path))
+            else:
+                data = write_spz(gmap, spz_version, target=str(path), coordinate_system=spz_coordinate_system)
         else:
             data = write_splat(gmap)
     except MapError as exc:  # (the writers do not know the file's name)

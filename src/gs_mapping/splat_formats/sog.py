@@ -1,5 +1,8 @@
 """PlayCanvas SOG ("spatially ordered Gaussians"): read, from a directory holding ``meta.json`` and
-its WebP images, or a ``.sog`` zip of the same files. Images are decoded by Pillow.
+its WebP images, or a ``.sog`` zip of the same files. Images are decoded by Pillow. The meta file
+may have any name ending in ``meta.json``, as splat-transform reads and writes it (``splat-transform
+scene.ply out/scene.meta.json``); a directory is read by its one such file. ``lod-meta.json``
+(splat-transform 3's streamed level-of-detail SOG, many SOGs by level) is refused by name.
 
 Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is Gaussian i):
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 import zipfile
 import zlib
@@ -59,6 +63,26 @@ _ZIP_ERRORS = (
     zlib.error,
 )
 _SH_COEFFS = (0, 3, 8, 15)
+LOD_META = "lod-meta.json"
+
+
+def is_meta_name(name: str) -> bool:
+    """Whether a file of this name is a SOG's meta file: any name ending in ``meta.json``, as
+    splat-transform decides (``lowerFilename.endsWith('meta.json')``), LOD_META included."""
+    return name.lower().endswith("meta.json")
+
+
+def _meta_in(folder: Path) -> str:
+    """The name of the folder's one meta file ("meta.json" when there is none: reported missing)."""
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if is_meta_name(e.name))
+    except OSError as exc:
+        raise MapError(f"{folder}: cannot read: {exc.strerror}") from None
+    if len(names) > 1:
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise MapError(f"{folder}: {len(names)} SOG meta files ({listed}): name the one to read")
+    return names[0] if names else "meta.json"
 
 
 class _Files:
@@ -71,8 +95,8 @@ class _Files:
         self.prefix = ""  # a zip of the SOG's folder: its files sit under "<folder>/"
         self._file = None  # the zip's file (ZipFile leaves a file object it was given open)
         if path.is_dir():
-            self.dir = path
-        elif path.name.lower() == "meta.json":  # its name as given (META.JSON on a case-sensitive disk)
+            self.dir, self.meta = path, _meta_in(path)
+        elif is_meta_name(path.name):  # its name as given (META.JSON on a case-sensitive disk)
             self.dir, self.meta = path.parent, path.name
         else:
             try:
@@ -89,6 +113,11 @@ class _Files:
             nested = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
             if "meta.json" not in names and len(nested) == 1:
                 self.prefix = nested[0][: -len("meta.json")]
+        if self.meta.lower() == LOD_META:
+            raise MapError(
+                f"{path}: a streamed LOD SOG ({LOD_META}, splat-transform's level-of-detail output) is "
+                f"not supported (convert its source scene, or one SOG: a .sog or meta.json)"
+            )
 
     def close(self) -> None:
         if self.zip is not None:

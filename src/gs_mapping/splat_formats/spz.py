@@ -19,7 +19,11 @@ fractional bits, u8 flags (1 = antialiased, 2 = extensions follow), u8 0) and th
 order positions, alphas, colours, scales, rotations, SH. Version 4: a 32-byte uncompressed header
 (magic, version, n, degree, fractional bits, flags, u8 number of streams, u32 offset of the table of
 contents, 12 reserved bytes), the table (per stream u64 compressed size, u64 raw size), then each
-non-empty array as its own zstd frame (level 12), in the same order.
+non-empty array as its own zstd frame (level 12), in the same order. With flag 2, the bytes
+between the header and the table are extension records (u32 type, u32 byte length, the value);
+of them, ``SPZ_ADOBE_coordinate_system`` (type 0xADBE0003, a u32 of Niantic's ``CoordinateSystem``)
+names the axes the data is stored in (RUB when absent); the others are skipped by their length, as
+Niantic's reader does.
 
 Arithmetic is float32 as in the reference library (``round`` = half away from zero), so the
 attribute bytes we write equal Niantic's for the same input (checked against its output in
@@ -55,6 +59,15 @@ from ..zstd_frames import ZstdError, inflate, zstd
 MAGIC = 0x5053474E  # "NGSP"
 LATEST = 4
 FLAG_ANTIALIASED = 1
+FLAG_EXTENSIONS = 2
+EXT_COORDINATE_SYSTEM = 0xADBE0003  # SPZ_ADOBE_coordinate_system: u32, the data's stored axes
+# Niantic's CoordinateSystem codes (spz::CoordinateSystem in splat-types.h), by value
+COORDINATE_SYSTEMS = (
+    "UNSPECIFIED", "LDB", "RDB", "LUB", "RUB", "LDF", "RDF", "LUF", "RUF",
+    "LFD", "RFD", "LFU", "RFU", "LBD", "RBD", "LBU", "RBU",
+)  # fmt: skip
+RUB, RDF = 4, 6
+MAX_EXTENSIONS = 1 << 16  # records read before a file is refused (each is a step of Python)
 log = logging.getLogger(__name__)
 MAX_POINTS = 1 << 26
 MAX_TRAILER = 1 << 26  # bytes we inflate (and discard) after the arrays of a gzip SPZ: extensions
@@ -137,7 +150,8 @@ def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
 # system (its default, "unspecified", stores what it is given, as the reference vectors do), while
 # PlayCanvas' splat-transform and SuperSplat turn PLY's RDF into RUB. "stored" takes the file's
 # axes as they are (the default: Niantic's bytes); "rub" turns PLY's axes into SPZ's on writing and
-# back on reading: 180° about x, its own inverse.
+# back on reading: 180° about x, its own inverse. A version-4 file whose coordinate-system extension
+# says RDF is already in PLY's axes: "rub" reads it as it is, as Niantic's library does.
 SPZ_AXES = ("stored", "rub")
 # The sign of each SH basis function (3DGS order, DC first) under y → −y, z → −z: (−1)^(its degree
 # in y + its degree in z), from the basis' polynomials (render.sh.sh_basis).
@@ -243,11 +257,21 @@ def position_bits(gmap: GaussianMap, target: str = "SPZ") -> int:
 
 
 def write_spz(
-    gmap: GaussianMap, version: int = LATEST, fractional_bits: int | None = None, target: str = "SPZ"
+    gmap: GaussianMap,
+    version: int = LATEST,
+    fractional_bits: int | None = None,
+    target: str = "SPZ",
+    coordinate_system: int | None = None,
 ) -> bytes:
     """SPZ bytes of ``gmap`` (version 4 by default; 2 for viewers that predate smallest-three
     rotations); ``fractional_bits`` None: :func:`position_bits` (``target`` names the file in its
-    warning)."""
+    warning). ``coordinate_system``: the code of an input's coordinate-system extension, written
+    back (version 4; versions 2-3 hold none here, which means RUB: any other is refused)."""
+    if coordinate_system is not None and version < 4 and coordinate_system != RUB:
+        raise MapError(
+            f"{target}: SPZ version {version} cannot keep the input's coordinate-system extension "
+            f"({_system_name(coordinate_system)}): write version 4, or RUB with --spz-axes rub"
+        )
     if fractional_bits is None:
         fractional_bits = position_bits(gmap, target)
     parts = pack_attributes(gmap, version, fractional_bits)
@@ -261,9 +285,14 @@ def write_spz(
             z = zstd.ZstdCompressor(level=ZSTD_LEVEL)
             z.set_pledged_input_size(len(raw))  # as ZSTD_compress2 knows the size (same parameters)
             streams.append((z.compress(raw, mode=zstd.ZstdCompressor.FLUSH_FRAME), len(raw)))
-    head = _NGSP.pack(MAGIC, version, len(gmap), gmap.sh_degree, fractional_bits, 0, len(streams), 32)
+    ext, flags = b"", 0
+    if coordinate_system is not None:
+        ext, flags = struct.pack("<III", EXT_COORDINATE_SYSTEM, 4, coordinate_system), FLAG_EXTENSIONS
+    head = _NGSP.pack(
+        MAGIC, version, len(gmap), gmap.sh_degree, fractional_bits, flags, len(streams), 32 + len(ext)
+    )
     toc = b"".join(struct.pack("<QQ", len(c), u) for c, u in streams)
-    return head + toc + b"".join(c for c, _ in streams)
+    return head + ext + toc + b"".join(c for c, _ in streams)
 
 
 def _sizes(n: int, degree: int, version: int) -> list[int]:
@@ -271,10 +300,58 @@ def _sizes(n: int, degree: int, version: int) -> list[int]:
     return [n * (6 if version == 1 else 9), n, 3 * n, 3 * n, n * (4 if version >= 3 else 3), 3 * n * (k - 1)]
 
 
-def read_spz(data: bytes, source: str = "spz") -> GaussianMap:
+def read_spz(data: bytes, source: str = "spz", axes: str = "stored") -> GaussianMap:
     """Parse SPZ versions 1–4 into a GaussianMap (implicit ids). :class:`MapError` (one line naming
-    ``source``) on anything malformed, before any allocation the input does not justify."""
+    ``source``) on anything malformed, before any allocation the input does not justify. ``axes``
+    "rub" (:data:`SPZ_AXES`): turned into PLY's RDF from the stored axes, RUB unless the file's
+    coordinate-system extension says RDF (then as stored); another system named there is refused."""
     data = bytes(data)
+    turn = axes == "rub"
+    if turn:
+        system = stored_coordinate_system(data, source)
+        if system not in (None, RUB, RDF):
+            raise MapError(
+                f"{source}: SPZ stored in {_system_name(system)} axes (its coordinate-system "
+                f"extension): only RUB and RDF are turned into PLY's axes here; read it with --spz-axes stored"
+            )
+        turn = system != RDF
+    gmap = _read_any(data, source)
+    return turn_axes(gmap) if turn else gmap
+
+
+def _system_name(code: int) -> str:
+    return COORDINATE_SYSTEMS[code] if code < len(COORDINATE_SYSTEMS) else f"unknown code {code}"
+
+
+def stored_coordinate_system(data: bytes, source: str = "spz") -> int | None:
+    """The code of a version-4 file's ``SPZ_ADOBE_coordinate_system`` extension (None without one,
+    or for the gzip framing, whose extensions are not read). Records are checked against the zone
+    [32, table of contents): one that runs past it is refused."""
+    if data[:4] != struct.pack("<I", MAGIC) or len(data) < _NGSP.size:
+        return None  # (a truncated header: the reader's error)
+    *_, flags, _, toc = _NGSP.unpack_from(data)
+    if not flags & FLAG_EXTENSIONS:
+        return None
+    if not _NGSP.size <= toc <= len(data):
+        raise MapError(f"{source}: SPZ table of contents at {toc} outside the file")
+    found, o = None, _NGSP.size
+    for _ in range(MAX_EXTENSIONS):
+        if o == toc:
+            return found
+        if toc - o < 8 or struct.unpack_from("<I", data, o + 4)[0] > toc - o - 8:
+            raise MapError(
+                f"{source}: SPZ extension record at byte {o} runs past the table of contents ({toc})"
+            )
+        kind, size = struct.unpack_from("<II", data, o)
+        if kind == EXT_COORDINATE_SYSTEM:
+            if size != 4:
+                raise MapError(f"{source}: SPZ coordinate-system extension of {size} bytes (4 expected)")
+            found = struct.unpack_from("<I", data, o + 8)[0]
+        o += 8 + size
+    raise MapError(f"{source}: more than {MAX_EXTENSIONS} SPZ extension records")
+
+
+def _read_any(data: bytes, source: str) -> GaussianMap:
     if data[:4] == struct.pack("<I", MAGIC):
         return _read_ngsp(data, source)
     if data[:2] != b"\x1f\x8b":
@@ -349,6 +426,7 @@ def _read_ngsp(data: bytes, source: str) -> GaussianMap:
         raise MapError(f"{source}: {ns} SPZ streams, {len(want)} expected for SH degree {deg}")
     if not _NGSP.size <= toc <= len(data) - 16 * ns:
         raise MapError(f"{source}: SPZ table of contents at {toc} outside the file")
+    stored_coordinate_system(data, source)  # (its records checked whatever the axes asked for)
     o, parts = toc + 16 * ns, []
     for i in range(ns):
         cs, us = struct.unpack_from("<QQ", data, toc + 16 * i)
