@@ -117,3 +117,33 @@ def test_messages_recorded_twice_are_skipped_once_said(kitchen_bag, tmp_path, ca
     assert len(frames) == 6 and [f.index for f in frames] == list(range(6))
     assert stats.duplicates == 12 and stats.unpaired == 0 and stats.skipped == 0
     assert "12 colour/depth messages repeat the stamp" in caplog.text and "no partner" not in caplog.text
+
+
+def test_registered_depth_moves_with_the_colour_camera_never_by_its_headers_frame(caplog):
+    """Depth taken as registered (no depth CameraInfo) is in the colour camera's image: stamped
+    later than colour it is moved by the colour camera's own motion between the stamps (here 0.2 m
+    forward in 1 s: a 2 m wall reads 2.2 m from where colour was), never by the TF offset of the
+    frame its header names (1 m behind colour here: 1.2 m if applied). That frame is said once, not
+    each frame (hand computation; mapper_node calls the same function with the same arguments)."""
+    from gs_mapping.geometry import Transform, TransformStamped
+    from gs_mapping.mapping.frames import depth_in_color
+    from gs_mapping.messages.camera_info import CameraIntrinsics
+    from gs_mapping.tf import MapPoses, TFBuffer
+
+    s, q = 10**9, np.array([0.0, 0.0, 0.0, 1.0])
+    K = np.array([[100.0, 0, 15.5], [0, 100.0, 11.5], [0, 0, 1]])
+    color = CameraIntrinsics(32, 24, K, frame_id="reg_color")
+    tf = TFBuffer(cache_time_s=0)
+    for k in range(2):  # (the colour optical frame's z is its view axis)
+        tf.add(TransformStamped("map", "reg_color", k * s, Transform(np.array([0, 0, 0.2 * k]), q)))
+    tf.add(TransformStamped("reg_color", "reg_depth", 0, Transform(np.array([0, 0, -1.0]), q)), static=True)
+    poses = MapPoses(tf, "map")
+    wall = np.full((24, 32), 2.0, np.float32)
+    caplog.set_level(logging.WARNING, logger="gs_mapping.mapping.frames")
+    for depth_stamp, want in ((0, 2.0), (s, 2.2), (s, 2.2)):
+        out = depth_in_color(
+            wall, "reg_depth", depth_stamp, color, np.eye(4), poses, None, False, 0, "reg_color"
+        )
+        assert float(np.median(out[out > 0])) == pytest.approx(want, abs=1e-4)
+    said = [r for r in caplog.records if "'reg_depth'" in r.getMessage()]
+    assert len(said) == 1 and "taken as registered" in said[0].getMessage()

@@ -114,10 +114,6 @@ def _median_depth_per_frame(tmp_path, name: str, depth_stamp_offset_ns: int) -> 
     return [float(np.median(f.depth[f.depth > 0])) for f in frames]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: registered depth in another frame: the frame offset is applied only when its stamp differs from colour's",
-)
 def test_registered_depth_in_another_frame_does_not_jump_when_its_stamp_moves_one_microsecond(tmp_path):
     """The robot drives at 0.2 m/s: between two depth stamps 1 µs apart it moves 0.2 µm, so the
     depth the mapper gets for the colour image may differ by at most that (hand computation). Here

@@ -217,12 +217,15 @@ def depth_in_color(
     depth_intrinsics=None,
     cloud: bool = False,
     color_stamp: int | None = None,
+    color_frame: str = "",
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
     depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
     its ``depth_intrinsics`` (undistorted in its own camera, then registered), or a cloud's (N, 3)
     points (projected). ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken
-    at its own stamp (a registered depth's too, given the colour image's ``color_stamp``)."""
+    at its own stamp (a registered depth's too, given the colour image's ``color_stamp`` and
+    ``color_frame``: the colour camera's pose then, whatever frame the depth header names). The one
+    rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
     from .depth_registration import cloud_to_depth, register_depth
 
@@ -233,9 +236,12 @@ def depth_in_color(
             return geometry
         if rectifier is not None:
             geometry = rectifier.depth(geometry)
-        # registered depth keeps its own stamp (librealsense's aligned depth has the depth frame's):
-        # a moving camera saw it from where the colour camera was then
-        frame = geometry_frame or color_intrinsics.frame_id
+        # registered depth is in the colour camera's image, whatever frame its header names (without
+        # its own CameraInfo nothing places another camera); it keeps its own stamp (librealsense's
+        # aligned depth has the depth frame's): the moving colour camera saw it from where it was then
+        frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
+        if geometry_frame.lstrip("/") not in ("", frame):
+            _say_registered_in_another_frame(geometry_frame, frame)
         if not frame or color_stamp is None or geometry_stamp == color_stamp:
             return geometry
         T = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
@@ -266,6 +272,22 @@ def depth_in_color(
         geometry
         if same
         else register_depth(geometry, depth_intrinsics.K, T_color_depth, color_intrinsics.K, size)
+    )
+
+
+_said_frames: set[tuple[str, str]] = set()  # (depth frame, colour frame) pairs already warned of
+
+
+def _say_registered_in_another_frame(depth_frame: str, color_frame: str) -> None:
+    """Warn once a process (not each frame) that a depth taken as registered names another frame."""
+    if (depth_frame, color_frame) in _said_frames or len(_said_frames) >= 64:
+        return
+    _said_frames.add((depth_frame, color_frame))
+    log.warning(
+        f"depth images name frame {depth_frame!r}, the colour images {color_frame!r}, and no depth "
+        "CameraInfo is given: the depth is taken as registered to colour and its frame is not used "
+        "(name its CameraInfo, --depth-info-topic / mapper.topics.depth_camera_info, to register "
+        "it through TF)"
     )
 
 
@@ -381,7 +403,8 @@ def read_frames(
             looking_up = frame_id  # the frame a TFError below concerns
             try:
                 T = poses.lookup(frame_id, stamp)
-                looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
+                if cloud_topic or depth_intr is not None:  # (registered depth: the colour frame's)
+                    looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
                 geometry = pointcloud2_xyz(depth_msg) if cloud_topic else depth_to_metres(depth_msg)
                 depth = depth_in_color(
                     geometry,
@@ -393,6 +416,7 @@ def read_frames(
                     depth_intr,
                     cloud=bool(cloud_topic),
                     color_stamp=stamp,
+                    color_frame=frame_id,
                 )
             except TFError as exc:
                 stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")

@@ -390,6 +390,7 @@ class MapperNode(NodeBase):
             depth_intr,
             cloud=bool(self.node_cfg.cloud_topic),
             color_stamp=stamp,
+            color_frame=frame_id,
         )
         return make_frame(rgb, depth_m, intr, T, stamp, frame_id)
 
