@@ -287,6 +287,18 @@ def test_cache_time_prunes_old_samples_but_keeps_newest():
     assert keep_all.edges()[0].count == 10
 
 
+def test_forget_moving_keeps_the_static_transforms():
+    buf = TFBuffer()
+    buf.add(ts("map", "base", S, (1, 0, 0)))
+    buf.add(ts("base", "cam", 0, (0.1, 0, 0)), static=True)
+    buf.forget_moving()
+    assert buf.time_jumps == 1
+    with pytest.raises(ExtrapolationError, match="no sample since time went back"):
+        buf.lookup("map", "cam", S)
+    buf.add(ts("map", "base", S, (0, 2, 0)))
+    np.testing.assert_allclose(buf.lookup("map", "cam", S).translation, [0.1, 2, 0])
+
+
 def test_from_config():
     buf = TFBuffer.from_config(TFConfig(cache_time_s=0, extrapolation_tolerance_s=0.25))
     assert buf.cache_ns is None and buf.tolerance_ns == S // 4

@@ -123,7 +123,7 @@ class TFBuffer:
         self._edges: dict[str, _Edge] = {}  # child → edge
         self._frames: set[str] = set()
         self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
-        self.time_jumps = 0  # times a moving transform came from before the cache: moving ones cleared
+        self.time_jumps = 0  # times time went back: moving transforms forgotten (:meth:`forget_moving`)
 
     @classmethod
     def from_config(cls, cfg: TFConfig) -> TFBuffer:
@@ -174,16 +174,21 @@ class TFBuffer:
             and edge.stamps
             and stamp < edge.stamps[-1] - self.cache_ns
         ):
-            # older than the cache keeps: time went back (a bag played in a loop, a simulator reset).
-            # As tf2_ros on a backward clock jump: every moving transform is forgotten, static ones
-            # stay; else the new samples were pruned as they came and no lookup worked again
-            for e in self._edges.values():
-                if not e.static:
-                    e.stamps, e.trans, e.rots = [], [], []
-            self.time_jumps += 1
+            # older than the cache keeps: time went back (a bag played in a loop on a clock that does
+            # not jump itself); else the new samples were pruned as they came and no lookup worked again
+            self.forget_moving()
         edge.insert(stamp, t, q)
         if not edge.static and self.cache_ns is not None:
             edge.prune(edge.stamps[-1] - self.cache_ns)
+
+    def forget_moving(self) -> None:
+        """Forget every moving (``/tf``) transform, keeping the static ones: time went back (a
+        simulator reset, a bag played in a loop), as tf2_ros clears its buffer on a backward jump of
+        its clock. Counted in ``time_jumps``."""
+        for e in self._edges.values():
+            if not e.static:
+                e.stamps, e.trans, e.rots = [], [], []
+        self.time_jumps += 1
 
     def _check_no_cycle(self, parent: str, child: str, where: str) -> None:
         frame: str | None = parent
