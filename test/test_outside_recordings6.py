@@ -60,10 +60,6 @@ def _tf2_mount_x_per_image(republish_log_ns: int, x_before: float, x_after: floa
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: map gives every frame the last /tf_static value, also frames recorded before it was re-published",
-)
 def test_a_static_transform_republished_mid_drive_poses_earlier_frames_with_the_earlier_value(tmp_path):
     """The camera mount is re-published on ``/tf_static`` 5 ms before frame 2 with the camera 0.5 m
     ahead of the base instead of 0.1 m (a re-calibration while recording; ``robot_state_publisher``

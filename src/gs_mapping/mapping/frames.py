@@ -6,7 +6,8 @@ synchroniser; the latest CameraInfo gives the intrinsics; the pose is ``T_map_ca
 the colour image's header stamp, for the colour image's frame id (the first frame's pose when TF has
 no map frame: :class:`~gs_mapping.tf.MapPoses`). TF is read in a first pass (it is small) so that a
 lookup at an image's stamp can interpolate between the transforms around it, as a live node would
-after a short delay.
+after a short delay; a ``/tf_static`` value re-published part-way poses the images from the time it
+was logged on (the one before it poses the earlier ones, as in tf2 fed the bag in its order).
 
 Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``) unless the topics
 name a depth CameraInfo (``depth_camera_info``): then each depth image is reprojected into the colour
@@ -126,9 +127,9 @@ def load_tf(bag, topics: TopicsConfig):
     for name, static in _tf_topics(bag, topics):
         if not bag.has_topic(name) or bag.topic(name).type != "tf2_msgs/msg/TFMessage":
             continue
-        for _topic, _stamp, msg in bag.messages([name]):
-            try:
-                buf.add_message(msg, static=static)
+        for _topic, logged, msg in bag.messages([name]):
+            try:  # (a static value re-published mid-drive holds from when it was logged, as in tf2)
+                buf.add_message(msg, static=static, since_ns=logged if static else None)
             except GsMappingError as exc:
                 bad += 1
                 if bad == 1:
