@@ -205,6 +205,22 @@ def test_discovery_lidar_camera_and_options():
     assert f.depth.endswith("compressedDepth") and f.depth_camera_info == "/camera/depth/camera_info"
 
 
+def test_each_stream_is_read_from_its_best_transport():
+    """Raw first (no decode cost); then depth from ``/compressedDepth`` (lossless) over
+    ``/compressed`` (an 8-bit JPEG of 16-bit depth), colour from ``/compressed``, whatever the
+    names' order."""
+    col, dep = "/camera/color/image_raw", "/camera/aligned_depth_to_color/image_raw"
+    every = ("/compressed", "/compressedDepth", "/theora", "/zstd")
+    colour = {col + t: C for t in every} | {"/camera/color/camera_info": INFO}
+    depth = {dep + t: C for t in every}
+    assert (discover(colour | depth).color, discover(colour | depth).depth) == (
+        col + "/compressed",
+        dep + "/compressedDepth",
+    )
+    with_raw = discover(colour | depth | {col: I, dep: I})
+    assert (with_raw.color, with_raw.depth) == (col, dep)
+
+
 def test_ambiguous_and_missing_are_one_line_errors():
     two = {**_cam("/cam_a/color"), **_cam("/cam_b/color"), "/cam_a/depth/image_raw": I}
     with pytest.raises(

@@ -287,6 +287,36 @@ def test_cache_time_prunes_old_samples_but_keeps_newest():
     assert keep_all.edges()[0].count == 10
 
 
+def test_a_static_value_replaces_the_one_before_or_with_its_log_time_holds_from_then_on():
+    """Live (no log time): each /tf_static value replaces the last at every time (tf2's static
+    cache). From a recording (``since_ns``, its log time): each holds from when it was logged, the
+    first also before it, the newest for the latest time; one logged twice at a time: the later."""
+    live = TFBuffer()
+    live.add(ts("base", "cam", 5 * S, (0.1, 0, 0)), static=True)
+    live.add(ts("base", "cam", 7 * S, (0.5, 0, 0)), static=True)
+    assert [live.lookup("base", "cam", k * S).translation[0] for k in (0, 6, 9)] == [0.5, 0.5, 0.5]
+    bag = TFBuffer(cache_time_s=None)
+    bag.add(ts("base", "cam", 0, (0.1, 0, 0)), static=True, since_ns=5 * S)
+    bag.add(ts("base", "cam", 0, (0.5, 0, 0)), static=True, since_ns=7 * S)
+    bag.add(ts("base", "cam", 0, (0.3, 0, 0)), static=True, since_ns=6 * S)  # (read out of order)
+    bag.add(ts("base", "cam", 0, (0.4, 0, 0)), static=True, since_ns=6 * S)
+    got = [bag.lookup("base", "cam", k * S).translation[0] for k in (0, 5, 6, 7, 9)]
+    assert got == [0.1, 0.1, 0.4, 0.5, 0.5]
+    assert bag.lookup("base", "cam", None).translation[0] == 0.5
+
+
+def test_forget_moving_keeps_the_static_transforms():
+    buf = TFBuffer()
+    buf.add(ts("map", "base", S, (1, 0, 0)))
+    buf.add(ts("base", "cam", 0, (0.1, 0, 0)), static=True)
+    buf.forget_moving()
+    assert buf.time_jumps == 1
+    with pytest.raises(ExtrapolationError, match="no sample since time went back"):
+        buf.lookup("map", "cam", S)
+    buf.add(ts("map", "base", S, (0, 2, 0)))
+    np.testing.assert_allclose(buf.lookup("map", "cam", S).translation, [0.1, 2, 0])
+
+
 def test_from_config():
     buf = TFBuffer.from_config(TFConfig(cache_time_s=0, extrapolation_tolerance_s=0.25))
     assert buf.cache_ns is None and buf.tolerance_ns == S // 4

@@ -3,7 +3,8 @@
 Each edge of the tree stores ``T_parent_child`` samples sorted by stamp. A lookup walks both frames up
 to their common ancestor, samples every edge on the way at the requested stamp and composes:
 ``T_target_source = inv(T_anc_target) @ T_anc_source``. Between two samples translation is linear and
-rotation is slerped; static edges (``/tf_static``) hold at every time. Outside an edge's data the
+rotation is slerped; static edges (``/tf_static``) hold at every time (a recording's re-published
+static value from the time it was logged: :meth:`TFBuffer.add`). Outside an edge's data the
 nearest sample is used if the gap is within ``extrapolation_tolerance_s``; beyond it the lookup raises
 :class:`ExtrapolationError` naming the frames, the stamp asked for and the range held.
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from .errors import ConfigError, ExtrapolationError, TFError, UnknownFrameError
 from .geometry import Transform, TransformStamped, check_quaternion, slerp
+
+_NEWEST = 2**63 - 1  # a stamp after every other: a static edge's newest value
 
 
 @dataclass
@@ -55,10 +58,12 @@ class _Edge:
         self.trans: list[np.ndarray] = []
         self.rots: list[np.ndarray] = []
 
-    def insert(self, stamp: int, t: np.ndarray, q: np.ndarray) -> None:
-        if self.static:  # latest static value wins; it holds at all times
+    def insert(self, stamp: int, t: np.ndarray, q: np.ndarray, since_ns: int | None = None) -> None:
+        if self.static and since_ns is None:  # latest static value wins; it holds at all times
             self.stamps, self.trans, self.rots = [stamp], [t], [q]
             return
+        if self.static:  # (a recording's: each value kept from the time it was logged, :meth:`TFBuffer.add`)
+            stamp = since_ns
         i = bisect.bisect_left(self.stamps, stamp)
         if i < len(self.stamps) and self.stamps[i] == stamp:  # same stamp again: replace
             self.trans[i], self.rots[i] = t, q
@@ -83,8 +88,9 @@ class _Edge:
 
     def sample(self, stamp: int, tolerance_ns: int, lookup: str, future_ns: int | None = None) -> Transform:
         s = self.stamps
-        if self.static:
-            return Transform(self.trans[0], self.rots[0])
+        if self.static:  # the value logged last at or before ``stamp``; the first where none was
+            i = max(bisect.bisect_right(s, stamp) - 1, 0) if len(s) > 1 else 0
+            return Transform(self.trans[i], self.rots[i])
         if not s:
             raise self.no_sample(lookup)
         i = bisect.bisect_left(s, stamp)
@@ -123,25 +129,30 @@ class TFBuffer:
         self._edges: dict[str, _Edge] = {}  # child → edge
         self._frames: set[str] = set()
         self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
-        self.time_jumps = 0  # times a moving transform came from before the cache: moving ones cleared
+        self.time_jumps = 0  # times time went back: moving transforms forgotten (:meth:`forget_moving`)
 
     @classmethod
     def from_config(cls, cfg: TFConfig) -> TFBuffer:
         return cls(cfg.cache_time_s, cfg.extrapolation_tolerance_s)
 
     # -- filling ---------------------------------------------------------------------------------
-    def add(self, ts: TransformStamped, static: bool = False) -> None:
+    def add(self, ts: TransformStamped, static: bool = False, since_ns: int | None = None) -> None:
         """Add one ``T_parent_child`` sample. Raises :class:`TFError` on an invalid or conflicting edge
-        (remembered: a later lookup of a frame whose every transform was refused says why)."""
+        (remembered: a later lookup of a frame whose every transform was refused says why).
+
+        A static value replaces the one before (tf2's rule, for a buffer filled as TF arrives), unless
+        ``since_ns`` gives the time it was logged (a recording's TF read whole before its images):
+        then every value is kept and a lookup at a stamp uses the one logged last at or before it
+        (the first where none was yet), as tf2 fed the recording in its order would."""
         try:
-            self._add(ts, static)
+            self._add(ts, static, since_ns)
         except TFError as exc:
             child = str(ts.child).lstrip("/")
             if child and child not in self._frames and (child in self._refused or len(self._refused) < 1024):
                 self._refused[child] = str(exc)  # (bounded: a hostile stream of names cannot grow it)
             raise
 
-    def _add(self, ts: TransformStamped, static: bool) -> None:
+    def _add(self, ts: TransformStamped, static: bool, since_ns: int | None) -> None:
         parent, child = str(ts.parent).lstrip("/"), str(ts.child).lstrip("/")
         where = f"transform {parent or '?'} -> {child or '?'} at {ts.stamp_ns} ns"
         if not parent or not child:
@@ -174,16 +185,21 @@ class TFBuffer:
             and edge.stamps
             and stamp < edge.stamps[-1] - self.cache_ns
         ):
-            # older than the cache keeps: time went back (a bag played in a loop, a simulator reset).
-            # As tf2_ros on a backward clock jump: every moving transform is forgotten, static ones
-            # stay; else the new samples were pruned as they came and no lookup worked again
-            for e in self._edges.values():
-                if not e.static:
-                    e.stamps, e.trans, e.rots = [], [], []
-            self.time_jumps += 1
-        edge.insert(stamp, t, q)
+            # older than the cache keeps: time went back (a bag played in a loop on a clock that does
+            # not jump itself); else the new samples were pruned as they came and no lookup worked again
+            self.forget_moving()
+        edge.insert(stamp, t, q, since_ns if static else None)
         if not edge.static and self.cache_ns is not None:
             edge.prune(edge.stamps[-1] - self.cache_ns)
+
+    def forget_moving(self) -> None:
+        """Forget every moving (``/tf``) transform, keeping the static ones: time went back (a
+        simulator reset, a bag played in a loop), as tf2_ros clears its buffer on a backward jump of
+        its clock. Counted in ``time_jumps``."""
+        for e in self._edges.values():
+            if not e.static:
+                e.stamps, e.trans, e.rots = [], [], []
+        self.time_jumps += 1
 
     def _check_no_cycle(self, parent: str, child: str, where: str) -> None:
         frame: str | None = parent
@@ -193,17 +209,18 @@ class TFBuffer:
             edge = self._edges.get(frame)
             frame = edge.parent if edge is not None else None
 
-    def add_message(self, msg, static: bool = False) -> None:
+    def add_message(self, msg, static: bool = False, since_ns: int | None = None) -> None:
         """Add every transform of a ``tf2_msgs/msg/TFMessage`` (rclpy or rosbags object).
 
         A bad transform (NaN, non-unit quaternion, conflicting parent) does not cost the good ones in
-        the same message: they are added, then the first error is raised with a count of the others."""
+        the same message: they are added, then the first error is raised with a count of the others.
+        ``since_ns``: see :meth:`add`."""
         from .messages import transform_stamped_from_msg
 
         errors: list[TFError] = []
         for t in msg.transforms:
             try:
-                self.add(transform_stamped_from_msg(t), static)
+                self.add(transform_stamped_from_msg(t), static, since_ns)
             except TFError as exc:
                 errors.append(exc)
         if errors:
@@ -318,8 +335,9 @@ class TFBuffer:
         if target.lstrip("/") == source.lstrip("/") and target.strip("/"):
             return Transform()
         src, tgt = self._path(target, source)
-        if stamp_ns is None:
-            stamp_ns = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time") or 0
+        if stamp_ns is None:  # (all static: their newest values)
+            latest = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time")
+            stamp_ns = latest if latest is not None else _NEWEST
         stamp = int(stamp_ns)
         what = f"lookup {target} <- {source} at {stamp} ns"
         tol = self.tolerance_ns

@@ -14,7 +14,8 @@ With no topic options, ``gs-mapping map`` / ``replay`` call :func:`discover` on 
 
 Colour is an Image/CompressedImage whose name says nothing of depth, infrared or disparity; depth one
 whose name says depth. Each needs (colour) or may have (depth) a sibling ``camera_info``. When one
-stream is on both a raw and a compressed transport, raw wins (no decode cost). A depth with its own
+stream is on more than one transport, raw wins (no decode cost), then for depth ``/compressedDepth``
+(lossless) over ``/compressed`` (an 8-bit JPEG of it), for colour ``/compressed``. A depth with its own
 CameraInfo in another frame is registered to colour by the mapper; a registered one
 (``aligned_depth_to_color``, ``depth_registered``, ``depth_to_rgb``) is preferred when both exist.
 When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
@@ -113,15 +114,23 @@ def _published(names: list[str], empty: frozenset[str]) -> list[str]:
     return [n for n in names if n not in empty] or names
 
 
-def _one_per_stream(names: list[str], types: dict[str, str]) -> list[str]:
-    """Raw and compressed transports of one stream → the raw one (else the first compressed)."""
+# the transports of one stream in the order they are read, after the raw topic (no decode cost):
+# depth's own lossless compressedDepth before compressed, which holds an 8-bit JPEG of a 16-bit depth
+# image (OpenCV's encoder saturates it); colour's compressed (jpeg/png) before the others
+_COLOUR_TRANSPORTS = ("/compressed", "/zstd", "/theora", "/compressedDepth")
+_DEPTH_TRANSPORTS = ("/compressedDepth", "/compressed", "/zstd", "/theora")
+
+
+def _one_per_stream(names: list[str], transports: tuple[str, ...]) -> list[str]:
+    """One topic per stream: the raw one, else the first of ``transports`` recorded."""
     by_base: dict[str, list[str]] = {}
     for n in names:
         by_base.setdefault(transport_base(n), []).append(n)
-    out = []
-    for base, group in sorted(by_base.items()):
-        out.append(base if base in group and types.get(base) == IMAGE else sorted(group)[0])
-    return out
+    rank = {"": 0} | {t: i + 1 for i, t in enumerate(transports)}
+    return [
+        min(group, key=lambda n, base=base: (rank[n[len(base) :]], n))
+        for base, group in sorted(by_base.items())
+    ]
 
 
 def _best(cands: list[str], score, what: str, option: str) -> str:
@@ -155,7 +164,7 @@ def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()
         for n, t in types.items()
         if t in IMAGE_TYPES and not _NOT_COLOUR.search(n.lower()) and info_topic(n) in types
     ]
-    return _one_per_stream(_published(names, empty), types)
+    return _one_per_stream(_published(names, empty), _COLOUR_TRANSPORTS)
 
 
 def depth_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:
@@ -164,7 +173,7 @@ def depth_candidates(types: dict[str, str], empty: frozenset[str] = frozenset())
         for n, t in types.items()
         if t in IMAGE_TYPES and _DEPTH.search(n.lower()) and not _NOT_DEPTH.search(n.lower())
     ]
-    return _one_per_stream(_published(names, empty), types)
+    return _one_per_stream(_published(names, empty), _DEPTH_TRANSPORTS)
 
 
 def discover(

@@ -6,7 +6,8 @@ synchroniser; the latest CameraInfo gives the intrinsics; the pose is ``T_map_ca
 the colour image's header stamp, for the colour image's frame id (the first frame's pose when TF has
 no map frame: :class:`~gs_mapping.tf.MapPoses`). TF is read in a first pass (it is small) so that a
 lookup at an image's stamp can interpolate between the transforms around it, as a live node would
-after a short delay.
+after a short delay; a ``/tf_static`` value re-published part-way poses the images from the time it
+was logged on (the one before it poses the earlier ones, as in tf2 fed the bag in its order).
 
 Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``) unless the topics
 name a depth CameraInfo (``depth_camera_info``): then each depth image is reprojected into the colour
@@ -126,9 +127,9 @@ def load_tf(bag, topics: TopicsConfig):
     for name, static in _tf_topics(bag, topics):
         if not bag.has_topic(name) or bag.topic(name).type != "tf2_msgs/msg/TFMessage":
             continue
-        for _topic, _stamp, msg in bag.messages([name]):
-            try:
-                buf.add_message(msg, static=static)
+        for _topic, logged, msg in bag.messages([name]):
+            try:  # (a static value re-published mid-drive holds from when it was logged, as in tf2)
+                buf.add_message(msg, static=static, since_ns=logged if static else None)
             except GsMappingError as exc:
                 bad += 1
                 if bad == 1:
@@ -217,12 +218,15 @@ def depth_in_color(
     depth_intrinsics=None,
     cloud: bool = False,
     color_stamp: int | None = None,
+    color_frame: str = "",
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
     depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
     its ``depth_intrinsics`` (undistorted in its own camera, then registered), or a cloud's (N, 3)
     points (projected). ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken
-    at its own stamp (a registered depth's too, given the colour image's ``color_stamp``)."""
+    at its own stamp (a registered depth's too, given the colour image's ``color_stamp`` and
+    ``color_frame``: the colour camera's pose then, whatever frame the depth header names). The one
+    rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
     from .depth_registration import cloud_to_depth, register_depth
 
@@ -233,9 +237,12 @@ def depth_in_color(
             return geometry
         if rectifier is not None:
             geometry = rectifier.depth(geometry)
-        # registered depth keeps its own stamp (librealsense's aligned depth has the depth frame's):
-        # a moving camera saw it from where the colour camera was then
-        frame = geometry_frame or color_intrinsics.frame_id
+        # registered depth is in the colour camera's image, whatever frame its header names (without
+        # its own CameraInfo nothing places another camera); it keeps its own stamp (librealsense's
+        # aligned depth has the depth frame's): the moving colour camera saw it from where it was then
+        frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
+        if geometry_frame.lstrip("/") not in ("", frame):
+            _say_registered_in_another_frame(geometry_frame, frame)
         if not frame or color_stamp is None or geometry_stamp == color_stamp:
             return geometry
         T = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
@@ -266,6 +273,22 @@ def depth_in_color(
         geometry
         if same
         else register_depth(geometry, depth_intrinsics.K, T_color_depth, color_intrinsics.K, size)
+    )
+
+
+_said_frames: set[tuple[str, str]] = set()  # (depth frame, colour frame) pairs already warned of
+
+
+def _say_registered_in_another_frame(depth_frame: str, color_frame: str) -> None:
+    """Warn once a process (not each frame) that a depth taken as registered names another frame."""
+    if (depth_frame, color_frame) in _said_frames or len(_said_frames) >= 64:
+        return
+    _said_frames.add((depth_frame, color_frame))
+    log.warning(
+        f"depth images name frame {depth_frame!r}, the colour images {color_frame!r}, and no depth "
+        "CameraInfo is given: the depth is taken as registered to colour and its frame is not used "
+        "(name its CameraInfo, --depth-info-topic / mapper.topics.depth_camera_info, to register "
+        "it through TF)"
     )
 
 
@@ -381,7 +404,8 @@ def read_frames(
             looking_up = frame_id  # the frame a TFError below concerns
             try:
                 T = poses.lookup(frame_id, stamp)
-                looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
+                if cloud_topic or depth_intr is not None:  # (registered depth: the colour frame's)
+                    looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
                 geometry = pointcloud2_xyz(depth_msg) if cloud_topic else depth_to_metres(depth_msg)
                 depth = depth_in_color(
                     geometry,
@@ -393,6 +417,7 @@ def read_frames(
                     depth_intr,
                     cloud=bool(cloud_topic),
                     color_stamp=stamp,
+                    color_frame=frame_id,
                 )
             except TFError as exc:
                 stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")

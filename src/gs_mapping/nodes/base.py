@@ -34,6 +34,7 @@ class NodeBase:
         self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
         self._waiting_said: tuple[str, int] | None = None  # (what, when) report_waiting last logged
         self._older_in_a_row = 0  # frames in a row not after the last one taken (time_went_back)
+        self._tf_clock_ns = -1  # the node's clock at the last TF message (add_tf)
         self._diag_pub = ctx.create_publisher(
             "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS
         )
@@ -109,6 +110,22 @@ class NodeBase:
         )
         self.diag.values["time_jumps"] = int(self.diag.values.get("time_jumps", 0)) + 1
         return True
+
+    def add_tf(self, tf: Any, msg: Any, static: bool) -> None:
+        """Add a ``/tf`` or ``/tf_static`` message to the node's :class:`~gs_mapping.tf.TFBuffer`,
+        having first forgotten its moving transforms where the node's clock went back since the last
+        one (a simulator reset, ``ros2 bag play --loop --clock``): tf2_ros's buffer clears on any
+        backward jump of its clock, so the new run is not posed by the old run's transforms at its
+        stamps. Raises what :meth:`~gs_mapping.tf.TFBuffer.add_message` raises."""
+        now = self.ctx.now_ns()
+        if now < self._tf_clock_ns:
+            self.ctx.logger.warning(
+                f"the clock went back {(self._tf_clock_ns - now) / 1e9:.3f} s: TF's moving transforms "
+                "forgotten (static ones kept)"
+            )
+            tf.forget_moving()
+        self._tf_clock_ns = now
+        tf.add_message(msg, static=static)
 
     # a node that waits for an input says so on the console when what it waits for changes, and
     # again every this many seconds of node time (a wrong topic name shows in /diagnostics only,

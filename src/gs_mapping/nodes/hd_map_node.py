@@ -240,7 +240,7 @@ class HDMapNode(NodeBase):
             self.on_frame(list(group))
 
     def on_tf(self, msg: Any, static: bool) -> None:
-        self.tf.add_message(msg, static=static)  # a bad transform raises: counted by ``guarded``
+        self.add_tf(self.tf, msg, static)  # a bad transform raises: counted by ``guarded``
         self._retry_waiting()
 
     def on_frame(self, msgs: list[Any]) -> None:

@@ -323,7 +323,7 @@ class MapperNode(NodeBase):
 
     # -- waiting for TF (tf2's message filter, for the newest frame) --------------------------------
     def on_tf(self, msg: Any, static: bool) -> None:
-        self.tf.add_message(msg, static=static)  # a bad transform raises: counted by ``guarded``
+        self.add_tf(self.tf, msg, static)  # a bad transform raises: counted by ``guarded``
         self._retry_waiting()
 
     def _hold_for_tf(self, color: tuple, depth: tuple, stamp: int, exc: TFError, since: int | None) -> bool:
@@ -390,6 +390,7 @@ class MapperNode(NodeBase):
             depth_intr,
             cloud=bool(self.node_cfg.cloud_topic),
             color_stamp=stamp,
+            color_frame=frame_id,
         )
         return make_frame(rgb, depth_m, intr, T, stamp, frame_id)
 
