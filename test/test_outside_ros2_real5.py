@@ -14,15 +14,9 @@ test_outside_ros2_real3.py / test_outside_ros2_real4.py / test_guards_survivors2
   what ``gs-mapping … --config`` reads and also what test/rclpy_standin.py feeds rclpy (so the rclpy
   tests inherit any difference). Its docstring promises "typed as rcl types them; ConfigError naming
   the file for anything rcl would not read". Set ``RCL_YAML_DRIVER=/path/to/that/program`` to
-  re-check the table against a built parser;
-- TF when ROS time jumps back under ``use_sim_time`` (a simulator reset, ``ros2 bag play --loop
-  --clock`` of a bag longer than its loop gap): tf2_ros clears its buffer on every backward jump
-  of the node's clock (ros2/geometry2 humble, ``tf2_ros/src/buffer.cpp``: the jump threshold
-  "Anything backwards is a jump", ``onTimeJump`` -> "Detected jump back in time. Clearing TF
-  buffer."; tf2_ros_py ``buffer.py`` the same for jumps of 1 s or more).
+  re-check the table against a built parser.
+(The TF case found by the same review is in test_outside_tf_jump.py.)
 
-rclpy is Humble's pure-Python package with test/rclpy_standin.py under it, as in
-test_rclpy_runtime.py. Known bugs are ``xfail(strict=True)``.
 """
 
 from __future__ import annotations
@@ -31,7 +25,6 @@ import math
 import os
 import subprocess
 
-import numpy as np
 import pytest
 
 # ------------------------------------------------------------------------------------------------
@@ -273,91 +266,3 @@ def test_a_command_line_value_is_typed_as_in_a_file():
     if driver:
         out = subprocess.run([driver, "-p", "x", "~"], capture_output=True, text=True, timeout=30).stdout
         assert out == "/**\tx\tstring\t~\n"
-
-
-# ------------------------------------------------------------------------------------------------
-# rclpy (real Python layer, stand-in C extension): TF when ROS time jumps back
-
-
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy_standin
-    from rosbags.typesys import Stores, get_typestore
-
-    from gs_mapping.messages import RclpyFactory
-
-    distro = os.environ.get("RCLPY_DISTRO", "humble")  # as test_rclpy_runtime.py: Jazzy's by hand
-    store = get_typestore(Stores.ROS2_JAZZY if distro == "jazzy" else Stores.ROS2_HUMBLE)
-    RclpyFactory._class.cache_clear()
-    rclpy, standin, interfaces = rclpy_standin.install(store, os.environ.get("RCLPY_SOURCE"))
-    yield rclpy, standin
-    RclpyFactory._class.cache_clear()
-    rclpy_standin.uninstall(interfaces)
-
-
-S = 10**9
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after ROS time jumps back < 30 s (sim reset) the nodes' TF buffer keeps the previous "
-    "run's transforms (cleared only beyond its 30 s cache); tf2_ros clears on any backward jump",
-)
-@pytest.mark.parametrize("which", ["mapper_node", "hd_map_node"])
-def test_a_backward_sim_time_jump_forgets_the_previous_runs_transforms(ros, which):
-    """A simulator reset under use_sim_time: /clock goes back from 20 s to 0 and the robot drives
-    again from its start, this time along y. tf2_ros (buffer.cpp onTimeJump) clears the buffer at
-    the jump, so the pose at t = 3 s of the new run is the new run's, (0, 3, 0), interpolated
-    between its samples at 2.95 s and 3.05 s. mapper_node (under rclpy, /clock and /tf through
-    rclpy publishers) still holds the first run's sample at exactly 3 s, (3, 0, 0), and maps the
-    new run's frames at the old run's poses."""
-    rclpy, _ = ros
-    from builtin_interfaces.msg import Time
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile
-    from rosgraph_msgs.msg import Clock
-    from tf2_msgs.msg import TFMessage
-
-    from gs_mapping.messages import RclpyFactory
-    from gs_mapping.messages.tf_message import transforms_to_tf_message
-    from gs_mapping.nodes.hd_map_node import HDMapNode
-    from gs_mapping.nodes.mapper_node import MapperNode
-    from gs_mapping.runtime.rclpy_runtime import close_node, create_node
-    from gs_mapping.tf import Transform, TransformStamped
-
-    cls, device = {"mapper_node": (MapperNode, "mapper"), "hd_map_node": (HDMapNode, "hd_map_node")}[which]
-    context = rclpy.Context()
-    rclpy.init(
-        args=[which, "--ros-args", "-p", "use_sim_time:=true", "-p", f"{device}.device:=cpu"],
-        context=context,
-    )
-    node, obj = create_node(cls, context)
-    try:
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        probe = rclpy.create_node("sim", context=context)
-        executor.add_node(probe)
-        clock = probe.create_publisher(Clock, "/clock", 10)
-        tf = probe.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-        factory = RclpyFactory()
-
-        def tick(stamp: int, x: float, y: float) -> None:
-            clock.publish(Clock(clock=Time(sec=stamp // S, nanosec=stamp % S)))
-            pose = Transform(np.array([x, y, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]))
-            tf.publish(transforms_to_tf_message([TransformStamped("map", "base_link", stamp, pose)], factory))
-            for _ in range(8):
-                executor.spin_once(timeout_sec=0.0)
-
-        for k in range(1, 201):  # first run: 20 s along x at 1 m/s, /tf at 10 Hz
-            tick(k * S // 10, k / 10, 0.0)
-        assert node.get_clock().now().nanoseconds == 20 * S
-        for k in range(40):  # reset: time from 0.05 s again, along y
-            t = k * S // 10 + S // 20
-            tick(t, 0.0, t / S)
-        assert node.get_clock().now().nanoseconds == 3 * S + 95 * S // 100  # the clock went back
-        probe.destroy_node()
-        xyz = obj.tf.lookup("map", "base_link", 3 * S).matrix()[:3, 3]  # (the nodes' TF buffer)
-        np.testing.assert_allclose(xyz, [0.0, 3.0, 0.0], atol=1e-6)
-    finally:
-        context.try_shutdown()
-        close_node(node, obj)
