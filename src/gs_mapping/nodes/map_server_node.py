@@ -252,7 +252,12 @@ class MapServerNode(NodeBase):
             self.merge.global_map, self.merge.global_seq = g, seq
             self._since_global_snapshot = len(stored.global_rows) - 1  # the deltas after the restart point
         else:  # a new store, or vehicle logs without a global restart point (the merge below)
-            self.merge.global_seq = time.time_ns() // 1000
+            start = time.time_ns() // 1000
+            # no sequence below the start was issued by this map: a region client holding one
+            # followed a store this one replaced (deleted, wiped, a new disk) and must start over
+            self.store.commit([], unissued=(0, start))
+            self._unissued.append((0, start))
+            self.merge.global_seq = start
             self.store.compact_global(Row(self.merge.global_seq, 0, self.merge.snapshot()), 0)
         ref = self.merge.reference_merge()
         if not ref.equals(self.merge.global_map):  # e.g. the merge rule changed between versions
@@ -491,7 +496,7 @@ class MapServerNode(NodeBase):
             # "nothing changed since" would keep it, and no page can name the tiles it alone holds
             raise RegionError(
                 f"since_seq {req.since_seq} is no sequence of this map (a store restored from a "
-                "backup?): drop the region's tiles and ask again with since_seq 0"
+                "backup, or replaced?): drop the region's tiles and ask again with since_seq 0"
             )
         t0 = time.perf_counter()
         out = answer(
