@@ -190,11 +190,6 @@ def test_region_pages_across_a_server_restart_end_with_the_region(tmp_path):
 # the vehicles' topics: relative to each namespace, or all one topic
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an absolute map_server_node.delta_topic is accepted: every vehicle binding subscribes "
-    "the one topic no namespaced mapper publishes on; deltas never arrive, nothing is said",
-)
 def test_an_absolute_delta_topic_is_refused_or_still_takes_each_vehicles_deltas(tmp_path):
     """ROS 2 name resolution (rcl): an absolute name ignores the namespace, so with delta_topic
     ``/mapper_node/map_delta`` both vehicles' bindings resolve to that one topic, while the
@@ -244,11 +239,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: map_server_node.region_key with a leading/trailing '/' is never checked: under "
-    "--transport zenoh the node dies with zenoh's raw ZError traceback (exit 1), not one line + exit 2",
-)
 @pytest.mark.parametrize("key", ["/gs_mapping/fleet/region", "gs_mapping/fleet/region/"])
 def test_a_region_key_zenoh_refuses_is_one_line_and_exit_2(tmp_path, capsys, key, zenoh):
     """README: errors on bad input print one line naming the file or field and exit non-zero (the
@@ -276,11 +266,6 @@ def test_a_region_key_zenoh_refuses_is_one_line_and_exit_2(tmp_path, capsys, key
     assert len(err) == 1 and "region_key" in err[0], err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a wildcard map_server_node.region_key is taken as is: the server replies under the "
-    "wildcard key (no way to tell which shard answered) and answers queries meant for other shards",
-)
 def test_a_wildcard_region_key_is_refused_or_answers_under_a_concrete_key(tmp_path, zenoh):
     """docs/fleet.md, Scaling: shards answer under their own region_key and "each reply comes
     under the answering server's own key (a wildcard query over shards learns which one
