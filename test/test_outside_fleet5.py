@@ -315,11 +315,6 @@ def test_a_wildcard_region_key_is_refused_or_answers_under_a_concrete_key(tmp_pa
         router.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: session_config keeps zenoh's 50 ms fragment wait for any config file whose *text* "
-    "contains 'max_wait_before_drop_fragments', a JSON5 comment included (zenoh_runtime.py, substring test)",
-)
 def test_a_config_file_that_names_the_fragment_wait_only_in_a_comment_gets_the_suites_wait(tmp_path, zenoh):
     """zenoh_runtime.session_config: large map deltas may wait MAX_FRAGMENT_WAIT_US (5 s) for room
     on a slow link; "a config file that sets it keeps its own". A vehicle's JSON5 file (client mode,
@@ -385,11 +380,6 @@ def test_a_vehicle_and_the_server_started_before_their_router_meet_once_it_start
             router.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an empty payload (what a Zenoh DELETE sample carries) decodes as a default ROS "
-    "message in dds_types.deserialize; CDR needs its 4-byte encapsulation header (rosbags refuses it)",
-)
 @pytest.mark.parametrize("typename", ["std_msgs/msg/UInt8MultiArray", "std_msgs/msg/String"])
 def test_an_empty_payload_is_no_cdr_message(typename):
     """A ROS 2 CDR payload starts with a 4-byte encapsulation header (rmw_zenoh's samples carry it
@@ -407,11 +397,6 @@ def test_an_empty_payload_is_no_cdr_message(typename):
         dds_types.deserialize(b"", typename)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: samples the Zenoh runtime cannot decode are counted only in ZenohContext.bad_samples; "
-    "the node's /diagnostics and its run summary show nothing rejected or dropped",
-)
 def test_undecodable_samples_on_a_vehicles_key_show_in_the_servers_diagnostics(tmp_path, zenoh):
     """README: "A bad message is counted, logged and skipped", and every node's /diagnostics carries
     "rejected and dropped messages with the last reason". Two samples on vehicle1's delta key that

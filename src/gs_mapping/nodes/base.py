@@ -34,6 +34,9 @@ class NodeBase:
         self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
         self._waiting_said: tuple[str, int] | None = None  # (what, when) report_waiting last logged
         self._older_in_a_row = 0  # frames in a row not after the last one taken (time_went_back)
+        attach = getattr(ctx, "attach_diagnostics", None)
+        if attach is not None:  # a runtime that refuses or drops messages before our handlers run
+            attach(self.diag)
         self._diag_pub = ctx.create_publisher(
             "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS
         )
