@@ -408,3 +408,28 @@ def test_one_server_per_store(tmp_path):
         FleetStore(str(tmp_path / "fleet.sqlite3"), ident)
     first.close()
     FleetStore(str(tmp_path / "fleet.sqlite3"), ident).close()
+
+
+@pytest.mark.parametrize("with_zenoh", [True, False])
+@pytest.mark.parametrize(
+    "key", ["/gs_mapping/fleet/region", "gs/a//b", "gs/*", "gs/**/x", "gs/r$*", "gs/a#b", "gs/a?b", ""]
+)
+def test_a_region_key_that_is_no_concrete_zenoh_key_is_refused_before_the_store(
+    tmp_path, monkeypatch, key, with_zenoh
+):
+    """The character rule refuses what Zenoh refuses and wildcards (a server answers under its own
+    key), with zenoh installed or not (the numpy-1 venv has none), before the store is created; a
+    concrete key such as docs/fleet.md's shard key is taken."""
+    from gs_mapping.errors import ConfigError
+
+    if with_zenoh:
+        pytest.importorskip("zenoh")
+    else:
+        monkeypatch.setitem(sys.modules, "zenoh", None)  # import zenoh: ImportError
+    store = tmp_path / "f.sqlite3"
+    with pytest.raises(ConfigError, match="map_server_node.region_key"):
+        cfg = MapServerNodeConfig(store_path=str(store), vehicles=["vehicle1"], region_key=key)
+        MapServerNode(ReplayBus().context("map_server_node"), {"map_server_node": cfg})
+    assert not store.exists()
+    cfg.region_key = "gs_mapping/fleet/r12_7/region"
+    MapServerNode(ReplayBus().context("map_server_node"), {"map_server_node": cfg}).close()

@@ -127,7 +127,8 @@ def test_gid_is_xxh3_128_of_the_token():
 def test_latched_state_reaches_a_late_subscriber_and_keep_last_drops_oldest():
     """Transient-local over zenoh-ext's advanced publisher/subscriber (rmw_zenoh >= 0.2.2): a
     subscriber that joins after the sample was published still gets it; a keep-last-2 queue that is
-    not drained keeps the newest two, counts the rest as dropped."""
+    not drained keeps the newest two, counts the rest as dropped (in the node's diagnostics too)."""
+    from gs_mapping.nodes.diagnostics import NodeDiagnostics
     from gs_mapping.runtime.zenoh_runtime import ZenohContext, run_router
 
     endpoint = f"tcp/127.0.0.1:{_free_port()}"
@@ -146,6 +147,8 @@ def test_latched_state_reaches_a_late_subscriber_and_keep_last_drops_oldest():
         sub_ctx.spin(until=lambda: got, timeout_s=15)
         assert got == ["the state"]
 
+        diag = NodeDiagnostics("late_sub")
+        sub_ctx.attach_diagnostics(diag)
         sub_ctx.create_subscription(
             "/gs_test/burst", "std_msgs/msg/String", QoS(depth=2), lambda m: burst.append(m.data)
         )
@@ -157,12 +160,38 @@ def test_latched_state_reaches_a_late_subscriber_and_keep_last_drops_oldest():
         time.sleep(1.0)  # all six arrive before the node takes any
         sub_ctx.spin_once(0.1)
         assert burst == ["m4", "m5"]
-        key = sub_ctx.topic_key("/gs_test/burst", "std_msgs/msg/String")
-        assert sub_ctx.dropped_samples[key] == 4
+        assert sub_ctx.dropped_samples["/gs_test/burst"] == 4
+        assert diag.dropped == {"/gs_test/burst": 4}
     finally:
         for c in (sub_ctx, pub_ctx):
             if c is not None:
                 c.close()
+        router.close()
+
+
+def test_a_deleted_key_is_no_message():
+    """A DELETE sample on a topic's key (``z_delete``, a tool cleaning keys) carries no message:
+    it is neither delivered nor counted as undecodable; the next message is delivered."""
+    from gs_mapping.runtime.zenoh_runtime import ZenohContext, run_router
+
+    endpoint = f"tcp/127.0.0.1:{_free_port()}"
+    router = run_router([endpoint])
+    sub_ctx = ZenohContext("sub", domain_id=DOMAIN + 3, connect=[endpoint])
+    pub_ctx = ZenohContext("pub", domain_id=DOMAIN + 3, connect=[endpoint])
+    try:
+        got: list[str] = []
+        sub_ctx.create_subscription(
+            "/gs_test/t", "std_msgs/msg/String", RELIABLE_QOS, lambda m: got.append(m.data)
+        )
+        pub = pub_ctx.create_publisher("/gs_test/t", "std_msgs/msg/String", RELIABLE_QOS)
+        pub_ctx.spin(until=lambda: pub.subscription_count() > 0, timeout_s=15)
+        pub_ctx.session.delete(pub.key)
+        pub.publish(pub_ctx.factory.make("std_msgs/msg/String", data="after"))
+        sub_ctx.spin(until=lambda: got, timeout_s=15)
+        assert got == ["after"] and not sub_ctx.bad_samples, (got, sub_ctx.bad_samples)
+    finally:
+        pub_ctx.close()
+        sub_ctx.close()
         router.close()
 
 
@@ -370,7 +399,9 @@ def test_receiver_process_over_a_router_process_sees_a_real_snapshot():
 
         summary, err = _stop(rx)
         assert summary["seq"] == expected.seq
-        assert "undecodable sample on /robot1/mapper_node/map_delta" in err  # logged once for two
+        # counted in the node's diagnostics (rejected), logged once for two
+        assert summary["rejected"].get("/robot1/mapper_node/map_delta") == 2, summary["rejected"]
+        assert "on /robot1/mapper_node/map_delta: undecodable sample" in err
         assert err.count("undecodable sample") == 1
         assert "no Zenoh router reachable" not in err
 

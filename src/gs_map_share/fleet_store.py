@@ -67,11 +67,12 @@ class Stored:
     tile_seq: dict[tuple[int, int, int], int] = field(default_factory=dict)
     bindings: dict[str, int] = field(default_factory=dict)  # vehicle namespace → the map id it sends
     # (lo, hi): global sequences strictly between never issued by this history (a restart moved the
-    # sequence to the wall clock); a client's sequence in one came from another history of the store
+    # sequence to the wall clock; a fresh store started there: (0, start)); a client's sequence in
+    # one came from another history of the store, or from a store this one replaced
     unissued: list[tuple[int, int]] = field(default_factory=list)
 
 
-MAX_UNISSUED = 64  # ranges kept (a restart each); the oldest go first
+MAX_UNISSUED = 64  # ranges kept (a start each); beyond, the oldest two are joined
 
 
 def identity(global_map_id: int, frame_id: str, params: QuantParams, sh_degree: int) -> dict:
@@ -301,9 +302,12 @@ class FleetStore:
                 if unissued is not None:
                     row = self.db.execute("SELECT value FROM meta WHERE key='unissued'").fetchone()
                     ranges = (json.loads(row[0]) if row else []) + [list(map(int, unissued))]
+                    while len(ranges) > MAX_UNISSUED:
+                        # the oldest two become one, never dropped: a fresh store's (0, start) must
+                        # stay; a client still at a sequence between them just asks again from 0
+                        ranges[:2] = [[ranges[0][0], ranges[1][1]]]
                     self.db.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('unissued', ?)",
-                        (json.dumps(ranges[-MAX_UNISSUED:]),),
+                        "INSERT OR REPLACE INTO meta VALUES ('unissued', ?)", (json.dumps(ranges),)
                     )
                 for ns, mid in (bindings or {}).items():
                     self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"binding {ns}", str(mid)))

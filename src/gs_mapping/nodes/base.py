@@ -35,6 +35,9 @@ class NodeBase:
         self._waiting_said: tuple[str, int] | None = None  # (what, when) report_waiting last logged
         self._older_in_a_row = 0  # frames in a row not after the last one taken (time_went_back)
         self._tf_clock_ns = -1  # the node's clock at the last TF message (add_tf)
+        attach = getattr(ctx, "attach_diagnostics", None)
+        if attach is not None:  # a runtime that refuses or drops messages before our handlers run
+            attach(self.diag)
         self._diag_pub = ctx.create_publisher(
             "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS
         )

@@ -52,7 +52,10 @@ class MapServerNodeConfig:
         ["vehicle1", "vehicle2", "vehicle3", "vehicle4"],
         "namespaces of the vehicles whose mapper_node streams are merged",
     )
-    delta_topic: str = param("mapper_node/map_delta", "each vehicle's delta topic, relative to its namespace")
+    delta_topic: str = param(
+        "mapper_node/map_delta",
+        "each vehicle's delta topic, relative to its namespace (one topic per vehicle: not absolute)",
+    )
     snapshot_topic: str = param("mapper_node/map_snapshot", "each vehicle's snapshot topic, relative to it")
     store_path: str = param("fleet_map.sqlite3", "SQLite file of the global map (created when absent)")
     map_id: int = param(1000000, "map id of the global map (the vehicles' ids must differ)", (1, 2**31 - 1))
@@ -88,7 +91,8 @@ class MapServerNodeConfig:
     vehicle_timeout_s: float = param(30.0, "a vehicle silent this long is reported silent", (0.1, 86400.0))
     region_key: str = param(
         "gs_mapping/fleet/region",
-        "Zenoh key expression of the region queryable (under the ROS domain id: <domain>/<key>)",
+        "Zenoh key of the region queryable, under the ROS domain id (<domain>/<key>): '/'-separated "
+        "chunks, no leading or trailing '/', no wildcard (*, $*), # or ?",
     )
     max_region_radius_m: float = param(2000.0, "largest radius a region query may ask for", (1.0, 1e6))
     max_region_bytes: int = param(
@@ -125,8 +129,8 @@ class MapServerNode(NodeBase):
         cls, path: str | None, params: dict | None = None, namespace: str = "", name: str | None = None
     ):
         config = super().load_config(path, params, namespace, name)
-        # (checked with the file: the CLI, rclpy and launch refuse a vehicle no ROS node can be)
-        _check_distinct_namespaces(config["map_server_node"].vehicles, f"{path}: " if path else "")
+        # (checked with the file: the CLI, rclpy and launch refuse it before anything is created)
+        _check_config(config["map_server_node"], f"{path}: " if path else "")
         return config
 
     def __init__(self, ctx, config: dict[str, Any]):
@@ -139,7 +143,7 @@ class MapServerNode(NodeBase):
         c = self.cfg
         if not c.vehicles:
             raise GsMappingError("map_server_node.vehicles: no vehicle namespaces configured")
-        _check_distinct_namespaces(c.vehicles)
+        _check_config(c)
         self.params = QuantParams.from_quality(c.quality)
         self.store = FleetStore(
             os.path.expanduser(c.store_path), identity(c.map_id, c.frame_id, self.params, c.sh_degree)
@@ -252,7 +256,12 @@ class MapServerNode(NodeBase):
             self.merge.global_map, self.merge.global_seq = g, seq
             self._since_global_snapshot = len(stored.global_rows) - 1  # the deltas after the restart point
         else:  # a new store, or vehicle logs without a global restart point (the merge below)
-            self.merge.global_seq = time.time_ns() // 1000
+            start = time.time_ns() // 1000
+            # no sequence below the start was issued by this map: a region client holding one
+            # followed a store this one replaced (deleted, wiped, a new disk) and must start over
+            self.store.commit([], unissued=(0, start))
+            self._unissued.append((0, start))
+            self.merge.global_seq = start
             self.store.compact_global(Row(self.merge.global_seq, 0, self.merge.snapshot()), 0)
         ref = self.merge.reference_merge()
         if not ref.equals(self.merge.global_map):  # e.g. the merge rule changed between versions
@@ -491,7 +500,7 @@ class MapServerNode(NodeBase):
             # "nothing changed since" would keep it, and no page can name the tiles it alone holds
             raise RegionError(
                 f"since_seq {req.since_seq} is no sequence of this map (a store restored from a "
-                "backup?): drop the region's tiles and ask again with since_seq 0"
+                "backup, or replaced?): drop the region's tiles and ask again with since_seq 0"
             )
         t0 = time.perf_counter()
         out = answer(
@@ -569,6 +578,71 @@ class MapServerNode(NodeBase):
             self.flush_global()  # a clean stop leaves nothing waiting for a flush
         finally:
             self.store.close()  # (its lock freed whatever the flush met)
+
+
+def _check_config(c: MapServerNodeConfig, where: str = "") -> None:
+    """What no ROS parameter range can say, before the store or any endpoint is created."""
+    _check_distinct_namespaces(c.vehicles, where)
+    _check_vehicle_topics(c, where)
+    _check_region_key(c.region_key, where)
+
+
+def _check_vehicle_topics(c: MapServerNodeConfig, where: str = "") -> None:
+    """ConfigError unless every vehicle's delta and snapshot topics are its own: an absolute name
+    (``/mapper_node/map_delta``) resolves to one topic for all vehicles, which no namespaced mapper
+    publishes on, and every binding would take what arrives there."""
+    from ..errors import ConfigError
+
+    seen: dict[str, tuple[str, str]] = {}  # topic → (parameter, vehicle)
+    for name in ("delta_topic", "snapshot_topic"):
+        value = getattr(c, name)
+        for ns in c.vehicles:
+            try:
+                topic = _resolve(value, "", ns)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}map_server_node.{name}: {exc}") from None
+            if topic in seen:
+                other, other_ns = seen[topic]
+                why = (
+                    f"for vehicles {other_ns} and {ns} alike (an absolute name ignores the namespace)"
+                    if other == name
+                    else f"(vehicle {other_ns}'s {other} too)"
+                )
+                raise ConfigError(
+                    f"{where}map_server_node.{name}: {value!r} is {topic} {why}: each vehicle's "
+                    "delta and snapshot topics are its own, relative to its namespace"
+                )
+            seen[topic] = (name, ns)
+
+
+def _check_region_key(key: str, where: str = "") -> None:
+    """ConfigError unless ``<domain>/<key>`` is one concrete Zenoh key: chunks between single
+    slashes (ROS's leading ``/`` is an empty chunk to Zenoh), none holding ``#`` or ``?`` (forbidden)
+    or a wildcard (``*``, ``**``, ``$*``: the queryable would answer, and reply, under a pattern,
+    so a query over shards could not tell which one answered). Zenoh's own check, where installed,
+    has the last word."""
+    from ..errors import ConfigError
+
+    why = (
+        "has an empty chunk (a leading, trailing or double '/'; Zenoh keys are no ROS names)"
+        if "" in key.split("/")
+        else "holds a wildcard ('*', '$'): a server answers under its own concrete key"
+        if "*" in key or "$" in key
+        else "holds '#' or '?' (not allowed in a Zenoh key)"
+        if "#" in key or "?" in key
+        else ""
+    )
+    if not why:
+        try:
+            import zenoh
+        except ImportError:  # (no Zenoh runtime here: the rule above is all that can be checked)
+            return
+        try:
+            zenoh.KeyExpr(f"0/{key}")
+        except zenoh.ZError as exc:  # (its message ends with the Rust source location)
+            why = f"is no Zenoh key expression: {str(exc).split(' at /')[0]}"
+    if why:
+        raise ConfigError(f"{where}map_server_node.region_key: {key!r} {why}")
 
 
 def _check_distinct_namespaces(vehicles: list[str], where: str = "") -> None:

@@ -204,6 +204,8 @@ def serialize(msg: Any) -> bytes:
 
 
 def deserialize(data: bytes, typename: str) -> Any:
+    if len(data) < 4:  # (cyclonedds decodes b"" as a default message; rosbags' CDR reader refuses it)
+        raise MessageError(f"cannot decode {typename} from {len(data)} bytes: no CDR encapsulation header")
     try:
         return idl_class(typename).deserialize(data, has_header=True)
     except Exception as exc:  # cyclonedds raises bare Exceptions/struct.error on short input

@@ -11,7 +11,11 @@ recovery), as rmw_zenoh does.
 
 All callbacks run on the thread that calls :meth:`ZenohContext.spin_once` (Zenoh delivers on its
 own threads; we queue), so node objects need no locking. A payload that does not decode is
-counted in :attr:`ZenohContext.bad_samples`, logged once per topic, and skipped.
+counted in :attr:`ZenohContext.bad_samples` and skipped, a sample a full keep-last queue pushes out
+in :attr:`ZenohContext.dropped_samples`; both are counted in the node's diagnostics too (rejected and
+dropped, :meth:`ZenohContext.attach_diagnostics`), as the node counts a message it cannot use (DDS and
+rclpy decode in the middleware, which drops such samples unseen). A DELETE sample (a key deleted
+with ``z_delete``) carries no message and is ignored.
 
 Beyond the :class:`~gs_mapping.nodes.context.NodeContext` protocol a node class (the fleet map
 server) may use, all on the spin thread:
@@ -46,7 +50,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import zenoh
@@ -99,10 +102,9 @@ def session_config(
         # a message of many fragments (a map delta or snapshot of megabytes) may wait this long for
         # room on the link before it is dropped: Zenoh's 50 ms lost a 6 MiB delta on a 32 Mbit/s
         # uplink without a word (a publish may then take that long on a slow link); a config file
-        # that sets it keeps its own
-        if not (
-            config_file and _FRAGMENT_WAIT.rsplit("/", 1)[1] in Path(config_file).read_text(errors="replace")
-        ):
+        # that sets it keeps its own, as Zenoh read it (a comment naming it sets nothing; a file
+        # setting Zenoh's own default cannot be told from one that does not, and gets ours)
+        if config.get_json(_FRAGMENT_WAIT) == zenoh.Config().get_json(_FRAGMENT_WAIT):
             config.insert_json5(_FRAGMENT_WAIT, str(MAX_FRAGMENT_WAIT_US))
         if connect is not None:
             config.insert_json5("connect/endpoints", _json_list(connect))
@@ -204,7 +206,9 @@ class ZenohContext(ExpandsNames):
         self._entities: list[Any] = []  # publishers, subscribers, queryables, tokens to undeclare
         self._next_id = 0
         self.bad_samples: dict[str, int] = collections.Counter()
-        self.dropped_samples: dict[str, int] = collections.Counter()
+        self.dropped_samples: dict[str, int] = collections.Counter()  # (keep-last: the oldest went)
+        self._diag: Any = None  # the node's diagnostics (attach_diagnostics)
+        self._drops_told: dict[str, int] = {}
         self._graph: dict[str, zenoh_wire.GraphEntity] = {}
         self._graph_lock = threading.Lock()
         self._graph_sub = self.session.liveliness().declare_subscriber(
@@ -306,7 +310,7 @@ class ZenohContext(ExpandsNames):
                 return
             callback(msg)
 
-        self._subscribe(key, deliver, qos)
+        self._subscribe(key, full, deliver, qos)
         self._entities.append(self.session.liveliness().declare_token(entity.keyexpr))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
@@ -406,12 +410,16 @@ class ZenohContext(ExpandsNames):
 
     # ---- dispatch ------------------------------------------------------------------------------
 
-    def _subscribe(self, key: str, deliver: Callable[[bytes, bytes | None], None], qos: QoS) -> None:
+    def _subscribe(
+        self, key: str, name: str, deliver: Callable[[bytes, bytes | None], None], qos: QoS
+    ) -> None:
         queue: collections.deque = collections.deque(maxlen=max(qos.depth, 1))  # keep-last: drop oldest
 
         def on_sample(sample: zenoh.Sample) -> None:
+            if sample.kind == zenoh.SampleKind.DELETE:  # (a key deleted, `z_delete`: no message)
+                return
             att = sample.attachment
-            self._push(queue, key, (sample.payload.to_bytes(), att.to_bytes() if att is not None else None))
+            self._push(queue, name, (sample.payload.to_bytes(), att.to_bytes() if att is not None else None))
 
         opts: dict[str, Any] = {}
         if qos.transient_local:
@@ -432,9 +440,18 @@ class ZenohContext(ExpandsNames):
             queue.append(item)
             self._cond.notify()
 
+    def attach_diagnostics(self, diag: Any) -> None:
+        """Count what this runtime refuses or drops before a node's handler runs (a sample that is
+        no CDR message of the topic's type; one a full keep-last queue pushed out) in the node's
+        :class:`~gs_mapping.nodes.diagnostics.NodeDiagnostics` too, as the node's guard counts a
+        message it cannot use (NodeBase attaches its own)."""
+        self._diag = diag
+
     def _bad(self, topic: str, reason: str) -> None:
         self.bad_samples[topic] += 1
-        if self.bad_samples[topic] == 1:
+        if self._diag is not None:  # (logged there, once per reason)
+            self._diag.reject(topic, f"undecodable sample: {reason}", kind="undecodable")
+        elif self.bad_samples[topic] == 1:
             self.logger.warning(f"{self.node_name}: skipping an undecodable sample on {topic}: {reason}")
 
     def spin_once(self, timeout_s: float = 0.1) -> int:
@@ -448,6 +465,11 @@ class ZenohContext(ExpandsNames):
             for queue, run in self._queues:
                 while queue:
                     batch.append((run, queue.popleft()))
+            drops = {k: n - self._drops_told.get(k, 0) for k, n in self.dropped_samples.items()}
+            self._drops_told = dict(self.dropped_samples)
+        for topic, n in drops.items():  # (on this thread: the node's diagnostics are not locked)
+            if n and self._diag is not None:
+                self._diag.drop(topic, "keep-last queue full: the node fell behind", n)
         for run, item in batch:
             run(item)
         ran = len(batch)
