@@ -4,6 +4,8 @@ Every file or directory the suite writes goes through here:
 
 - it is built under a temporary name in the same directory, flushed to disk, then renamed over the
   target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one;
+- a replaced output keeps the old one's mode, group and (as root) owner, as writing over it in place
+  would; a new folder gets what ``mkdir`` gives (the umask, a set-group-ID parent's bit and group);
 - an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link,
   itself): never a device, pipe or socket;
 - an input (same file by inode or real path, or anything inside an input directory, or a directory
@@ -210,16 +212,23 @@ def _empty_dir(path: Path) -> bool:
         return False
 
 
-def _new_file_mode(path: Path) -> int:
-    """The mode of a file written onto ``path``: the existing file's (a private map stays private,
-    as writing over it in place would keep it), else as open() would create it (mkstemp: 0600)."""
+def _keep_attributes(new: int | Path, old: Path, directory: bool, fresh_mode: int | None = None) -> None:
+    """Give ``new`` (a temp file's descriptor, or a built folder) what writing into ``old`` in place
+    would keep of it: its mode (a private map or run folder stays private), its group (a shared
+    project's) and, as root, its owner (``sudo`` or a container rewriting a user's file); as
+    ``cp -p`` and editors' safe-save do. Where no such ``old`` exists: ``fresh_mode``, what
+    ``open``/``mkdir`` would create (mkstemp and mkdtemp make 0600/0700)."""
     try:
-        st = path.stat()
+        st = os.stat(old)
     except OSError:
         st = None
-    if st is not None and stat.S_ISREG(st.st_mode):
-        return stat.S_IMODE(st.st_mode)
-    return 0o666 & ~_umask()
+    if st is None or not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+        if fresh_mode is not None:
+            os.chmod(new, fresh_mode)
+        return
+    with contextlib.suppress(OSError):  # (a group the user is not in: the new one keeps the user's own)
+        os.chown(new, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+    os.chmod(new, stat.S_IMODE(st.st_mode))  # (after chown, which clears set-ID bits)
 
 
 def _umask() -> int:
@@ -315,7 +324,7 @@ def output_path(
             fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
             tmp = Path(name)
             try:
-                os.fchmod(fd, _new_file_mode(path))
+                _keep_attributes(fd, path, False, 0o666 & ~_umask())
             finally:
                 os.close(fd)
         yield tmp
@@ -430,6 +439,7 @@ def install_directory(
         if path.exists() or path.is_symlink():
             if path.is_symlink() or not path.is_dir():
                 raise OutputError(f"{path}: exists and is not a directory")
+            _keep_attributes(built, path, True)  # (the folder's mode, group, owner: as in place)
             if _renameat2(built, path, _RENAME_EXCHANGE):
                 _rm(built)  # now holds the old contents
             else:
@@ -466,7 +476,9 @@ def output_directory(
     try:
         with _signals_held():
             tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".tmp-"), dir=path.parent))
-            tmp.chmod(0o777 & ~_umask())  # as mkdir would create it (mkdtemp makes 0700)
+            # as mkdir would create it: the umask's mode, and the set-group-ID bit (with the group)
+            # a folder inherits from a shared parent (chmod g+s); an existing one's: install_directory
+            tmp.chmod((0o777 & ~_umask()) | (tmp.stat().st_mode & stat.S_ISGID))
         try:
             yield tmp
         except OutputError as exc:  # a file inside failed: name where it was going, not the temp dir
