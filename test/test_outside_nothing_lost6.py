@@ -195,11 +195,6 @@ def test_overwrite_of_a_private_run_folder_keeps_it_private(tmp_path):
 # names users really give
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: '/dev/stdout' (a link to /proc/self/fd/1) is 'exists already (pass --overwrite)'; with "
-    "--overwrite the link is replaced by a regular file (as root: /dev/stdout itself), exit 0, nothing piped",
-)
 def test_dev_stdout_as_an_output_is_written_through_or_refused_never_replaced(small_ply, tmp_path):
     """``gs-mapping encode scene.ply /dev/stdout --overwrite | ssh robot …`` — /dev/stdout is a
     symbolic link to /proc/self/fd/1 (Linux; a pipe here). The shell's ``>`` writes through it. The

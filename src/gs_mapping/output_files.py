@@ -6,8 +6,8 @@ Every file or directory the suite writes goes through here:
   target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one;
 - a replaced output keeps the old one's mode, group and (as root) owner, as writing over it in place
   would; a new folder gets what ``mkdir`` gives (the umask, a set-group-ID parent's bit and group);
-- an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link,
-  itself): never a device, pipe or socket;
+- an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link to
+  one, or a dangling link: the link itself): never a device, pipe or socket, nor a link to one;
 - an input (same file by inode or real path, or anything inside an input directory, or a directory
   holding an input) is never written over, even with ``overwrite``;
 - an operating-system failure (read-only file system, a directory where a file should go, a file
@@ -143,10 +143,13 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
             raise OutputError(
                 f"{path}: is a symbolic link to {os.path.realpath(path)}; give that directory itself"
             )
-        if not directory and not path.is_symlink() and not stat.S_ISREG(path.lstat().st_mode):
-            # the rename would put a file in place of a device or pipe (as root: /dev/null itself)
+        if not directory and path.exists() and not path.is_file():
+            # the rename would put a file in place of a device or pipe (as root: /dev/null itself), or
+            # of a link to one (/dev/stdout): refused, as a write through it would not be atomic
             raise OutputError(
-                f"{path}: is not a regular file (a device, pipe or socket); refusing to replace it"
+                f"{path}: is not a regular file (a device, pipe or socket"
+                + (f", through a link to {os.readlink(path)}" if path.is_symlink() else "")
+                + "); refusing to replace it"
             )
         if not overwrite and not (directory and _empty_dir(path)):  # an empty directory holds nothing to lose
             raise OutputError(f"{path}: exists already (pass --overwrite to replace it)")
