@@ -221,11 +221,6 @@ def test_dev_stdout_as_an_output_is_written_through_or_refused_never_replaced(sm
     assert sorted(p.name for p in dev.iterdir()) == ["stdout"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: output_files.temp_prefix cuts the name to a negative room when Path.suffix > 241 bytes: "
-    "the temp name passes NAME_MAX and a legal name is 'file name too long'",
-)
 def test_a_legal_name_with_a_long_extension_is_written(small_ply, tmp_path):
     """``encode`` takes any output name not a scene format. ``2024.<a description>`` with no other
     dot has a 252-byte "extension" (Path.suffix); the whole name, 254 bytes, is legal (NAME_MAX

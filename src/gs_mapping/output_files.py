@@ -324,6 +324,8 @@ def output_path(
     try:
         with _signals_held():  # (a Ctrl-C between the temp's creation and its name kept would leak it)
             suffix = f".tmp{path.suffix}"
+            if len(os.fsencode(suffix)) > NAME_MAX // 2:  # (an "extension" this long is no format's)
+                suffix = ".tmp"
             fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
             tmp = Path(name)
             try:
@@ -510,7 +512,7 @@ def temp_prefix(path: Path, tag: str, suffix: str = "") -> str:
     """``.NAME`` + ``tag`` for a temp file or directory beside ``path``: NAME cut so that the temp
     name (tempfile's 8 random characters and ``suffix`` added) is still a legal name when
     ``path``'s own is near the limit."""
-    room = NAME_MAX - 1 - len(os.fsencode(tag)) - 8 - len(os.fsencode(suffix))
+    room = max(0, NAME_MAX - 1 - len(os.fsencode(tag)) - 8 - len(os.fsencode(suffix)))
     # the name's bytes as the file system has them (a name that is not UTF-8, legal on Linux, reaches
     # Python with surrogate escapes); a character cut short, or a byte that is not UTF-8, is left out
     return f".{os.fsencode(path.name)[:room].decode('utf-8', errors='ignore')}{tag}"
