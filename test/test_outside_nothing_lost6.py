@@ -96,11 +96,6 @@ def test_overwrite_keeps_the_group_and_owner_of_the_file_as_writing_in_place_doe
     assert (got.st_uid, got.st_gid) == (ref.st_uid, ref.st_gid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-export --overwrite turns a 0600 model into 0644: onnx_export.export_onnx chmods "
-    "its own temp to 0666&~umask and os.replace()s it over output_path's temp (mode kept there lost)",
-)
 def test_hd_export_overwrite_keeps_the_permissions_the_user_gave_the_file(tmp_path):
     """A deployed model kept private (``chmod 600 model.onnx``) re-exported with ``hd-export
     --overwrite``. The reference: writing over the file in place (O_TRUNC on a twin of the same
