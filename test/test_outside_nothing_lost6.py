@@ -256,11 +256,6 @@ def _fleet_stream():
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FleetStore._still_ours stats path+'-wal' beside the link name; SQLite keeps the WAL "
-    "beside the link's target, so a removed -wal goes unseen and deltas are still acknowledged",
-)
 def test_a_store_at_a_linked_path_whose_wal_is_removed_acknowledges_nothing_more(tmp_path):
     """``store_path: /var/lib/fleet/map.sqlite3`` linked to a bigger disk (``-> /data/map.sqlite3``).
     SQLite resolves the link and keeps ``-wal``/``-shm`` beside the real file (listed here: the
