@@ -293,11 +293,6 @@ def test_a_store_at_a_linked_path_whose_wal_is_removed_acknowledges_nothing_more
 # the bench's results
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bench/render.py (also world.py, messages.py, mapping.py, mapping_drive.py) writes "
-    "bench/results with Path.write_text, not common.save_text: a cut write truncates the previous JSON",
-)
 def test_render_bench_results_cut_short_leave_the_previous_ones(tmp_path):
     """bench/results holds the figures the README cites. test_outside_nothing_lost4 checks
     ``common.write_results``; the render bench writes its own files. Run with a 1 kB file-size
