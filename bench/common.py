@@ -35,6 +35,15 @@ def save_text(path: Path, text: str) -> None:
     write_text(Path(path), text, overwrite=True)
 
 
+def save_with(path: Path, write) -> None:
+    """A result a library writes by name (a figure, a checkpoint: ``write(name)``), as whole as
+    :func:`save_text`'s; the temp name keeps the suffix the library picks its format by."""
+    from gs_mapping.output_files import output_path
+
+    with output_path(Path(path), overwrite=True) as tmp:
+        write(tmp)
+
+
 def write_results(name: str, data: dict, markdown: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import save_text  # noqa: E402  (bench/ is the script folder)
+from common import save_text, save_with  # noqa: E402  (bench/ is the script folder)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -471,10 +471,7 @@ def part_shipped(args) -> dict:
                 "regions": h["regions"],
             },
         }
-        tmp = asset.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, asset)
+        save_with(asset, lambda tmp: torch.save(state, tmp))
         out["replaced"] = True
         out["after"] = dict(
             best,
@@ -596,7 +593,7 @@ def _plot_fusion(fd, path: Path, seed: int) -> None:
         fontsize=8,
     )
     fig.tight_layout()
-    fig.savefig(path)
+    save_with(path, fig.savefig)
     plt.close(fig)
 
 
@@ -666,7 +663,7 @@ def part_curve(args) -> dict:
     b.set_xlabel("step")
     b.set_ylabel("training loss")
     fig.tight_layout()
-    fig.savefig(Path(args.results_dir) / "hd_learning_curve.png")
+    save_with(Path(args.results_dir) / "hd_learning_curve.png", fig.savefig)
     plt.close(fig)
     cfg = json.loads((run / "config.json").read_text())
     return {

@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
     ]
     md += [f"| {a} | {b} | {c} | {'' if d is None else ('yes' if d else 'no')} |" for a, b, c, d in rows]
-    (res / f"{args.name}.md").write_text("\n".join(md) + "\n")
+    save_text(res / f"{args.name}.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

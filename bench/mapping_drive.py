@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import save_text  # noqa: E402  (bench/ is the script folder)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,8 @@ def rss_mb() -> float:
 def write(name, result, md_lines):
     res = REPO / "bench" / "results"
     res.mkdir(parents=True, exist_ok=True)
-    (res / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (res / f"{name}.md").write_text("\n".join(md_lines) + "\n")
+    save_text(res / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    save_text(res / f"{name}.md", "\n".join(md_lines) + "\n")
     print("\n".join(md_lines))
 
 

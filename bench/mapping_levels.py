@@ -191,7 +191,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from common import machine_info, write_results
+    from common import machine_info, save_text, write_results
 
     torch.set_num_threads(1)
     sweep = []
@@ -208,9 +208,7 @@ def main(argv=None) -> int:
             runs.append(r)
             if args.parts:
                 Path(args.parts).mkdir(parents=True, exist_ok=True)
-                (Path(args.parts) / f"{name}{args.tag}.json").write_text(
-                    json.dumps(r, indent=2, default=float)
-                )
+                save_text(Path(args.parts) / f"{name}{args.tag}.json", json.dumps(r, indent=2, default=float))
             print(
                 json.dumps(
                     {

@@ -18,6 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
+from common import save_text  # noqa: E402  (bench/ is the script folder)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
     }
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "messages.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_text(out / "messages.json", json.dumps(result, indent=2) + "\n")
     md = [
         "# messages benchmark",
         "",
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
         "|---|---|---:|",
     ]
     md += [f"| {row['case']} | {row['size']} | {row['median_ms']:.3f} |" for row in rows]
-    (out / "messages.md").write_text("\n".join(md) + "\n")
+    save_text(out / "messages.md", "\n".join(md) + "\n")
     print(f"wrote {out / 'messages.json'}")
     return 0
 

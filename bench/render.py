@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import save_text  # noqa: E402  (bench/ is the script folder)
 
 from gs_mapping.render import cpu as render_cpu  # noqa: E402
 from gs_mapping.render import rasterize  # noqa: E402
@@ -249,7 +250,7 @@ def main(argv=None):
     }
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "render.json").write_text(json.dumps(result, indent=2) + "\n")
+        save_text(args.out / "render.json", json.dumps(result, indent=2) + "\n")
         lines = [
             "# Renderer benchmark (CPU backend)",
             "",
@@ -289,7 +290,7 @@ def main(argv=None):
             "view: 30k in view and 120k behind the camera).",
             "",
         ]
-        (args.out / "render.md").write_text("\n".join(lines))
+        save_text(args.out / "render.md", "\n".join(lines))
     return result
 
 

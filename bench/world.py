@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save_text, save_with  # noqa: E402  (bench/ is the script folder)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
     d.text((4, 4), f"GT base_link, frame {mid} (x right)", fill=(255, 255, 255))
     sheet.paste(gt, (3 * tw, th))
     sheet_path = results_dir / "world_contact_sheet.png"
-    sheet.save(sheet_path, optimize=True)
+    save_with(sheet_path, lambda tmp: sheet.save(tmp, optimize=True))
 
     res = {
         "machine": {
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
         },
         "contact_sheet": str(sheet_path.relative_to(REPO)),
     }
-    (results_dir / "world.json").write_text(json.dumps(res, indent=2) + "\n")
+    save_text(results_dir / "world.json", json.dumps(res, indent=2) + "\n")
     b = res["breakdown"]
     md = [
         "# world benchmark",
@@ -220,7 +222,7 @@ def main(argv=None) -> int:
         f"Contact sheet: `{res['contact_sheet']}`.",
         "",
     ]
-    (results_dir / "world.md").write_text("\n".join(md))
+    save_text(results_dir / "world.md", "\n".join(md))
     print("\n".join(md))
     return 0
 

@@ -195,10 +195,13 @@ def test_a_device_pipe_or_socket_is_never_replaced_even_with_overwrite(tmp_path,
         assert stat.S_ISFIFO(fifo.lstat().st_mode)
     finally:
         sock.close()
-    link = tmp_path / "link.spz"  # a link to a device is replaced itself (the device is untouched)
+    # a link to one (/dev/stdout -> /proc/self/fd/1) is refused too: a user naming it means the pipe,
+    # and replacing the link itself would say success while nothing went down it
+    link = tmp_path / "link.spz"
     link.symlink_to(fifo)
-    write_bytes(link, b"x", overwrite=True)
-    assert link.read_bytes() == b"x" and not link.is_symlink() and stat.S_ISFIFO(fifo.lstat().st_mode)
+    with pytest.raises(OutputError, match=f"is not a regular file .*a link to {fifo}"):
+        write_bytes(link, b"x", overwrite=True)
+    assert os.readlink(link) == str(fifo) and stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
 def test_a_file_output_named_with_a_trailing_slash_is_refused(tmp_path):

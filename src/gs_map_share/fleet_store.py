@@ -95,6 +95,8 @@ def _stat(path: str) -> os.stat_result | None:
 class FleetStore:
     def __init__(self, path: str, ident: dict):
         self.path = str(path)
+        # SQLite resolves a linked path and keeps -wal/-shm beside the real file: looked at there
+        self._wal_path = os.path.realpath(self.path) + "-wal"
         self._wal_id: tuple[int, int] | None = None  # the -wal file's (device, inode), once it exists
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -198,7 +200,7 @@ class FleetStore:
         """The file (and its WAL) still the ones opened: SQLite goes on writing into a removed or
         replaced file, and a restart would find none of it, so nothing more may be acknowledged."""
         held = os.fstat(self._lock) if self._lock is not None else None
-        now, wal = _stat(self.path), _stat(self.path + "-wal")
+        now, wal = _stat(self.path), _stat(self._wal_path)
         if wal is not None and self._wal_id is None:
             self._wal_id = (wal.st_dev, wal.st_ino)
         same = held is not None and now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)

@@ -4,8 +4,10 @@ Every file or directory the suite writes goes through here:
 
 - it is built under a temporary name in the same directory, flushed to disk, then renamed over the
   target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one;
-- an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link,
-  itself): never a device, pipe or socket;
+- a replaced output keeps the old one's mode, group and (as root) owner, as writing over it in place
+  would; a new folder gets what ``mkdir`` gives (the umask, a set-group-ID parent's bit and group);
+- an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link to
+  one, or a dangling link: the link itself): never a device, pipe or socket, nor a link to one;
 - an input (same file by inode or real path, or anything inside an input directory, or a directory
   holding an input) is never written over, even with ``overwrite``;
 - an operating-system failure (read-only file system, a directory where a file should go, a file
@@ -141,10 +143,13 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
             raise OutputError(
                 f"{path}: is a symbolic link to {os.path.realpath(path)}; give that directory itself"
             )
-        if not directory and not path.is_symlink() and not stat.S_ISREG(path.lstat().st_mode):
-            # the rename would put a file in place of a device or pipe (as root: /dev/null itself)
+        if not directory and path.exists() and not path.is_file():
+            # the rename would put a file in place of a device or pipe (as root: /dev/null itself), or
+            # of a link to one (/dev/stdout): refused, as a write through it would not be atomic
             raise OutputError(
-                f"{path}: is not a regular file (a device, pipe or socket); refusing to replace it"
+                f"{path}: is not a regular file (a device, pipe or socket"
+                + (f", through a link to {os.readlink(path)}" if path.is_symlink() else "")
+                + "); refusing to replace it"
             )
         if not overwrite and not (directory and _empty_dir(path)):  # an empty directory holds nothing to lose
             raise OutputError(f"{path}: exists already (pass --overwrite to replace it)")
@@ -210,16 +215,23 @@ def _empty_dir(path: Path) -> bool:
         return False
 
 
-def _new_file_mode(path: Path) -> int:
-    """The mode of a file written onto ``path``: the existing file's (a private map stays private,
-    as writing over it in place would keep it), else as open() would create it (mkstemp: 0600)."""
+def _keep_attributes(new: int | Path, old: Path, directory: bool, fresh_mode: int | None = None) -> None:
+    """Give ``new`` (a temp file's descriptor, or a built folder) what writing into ``old`` in place
+    would keep of it: its mode (a private map or run folder stays private), its group (a shared
+    project's) and, as root, its owner (``sudo`` or a container rewriting a user's file); as
+    ``cp -p`` and editors' safe-save do. Where no such ``old`` exists: ``fresh_mode``, what
+    ``open``/``mkdir`` would create (mkstemp and mkdtemp make 0600/0700)."""
     try:
-        st = path.stat()
+        st = os.stat(old)
     except OSError:
         st = None
-    if st is not None and stat.S_ISREG(st.st_mode):
-        return stat.S_IMODE(st.st_mode)
-    return 0o666 & ~_umask()
+    if st is None or not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+        if fresh_mode is not None:
+            os.chmod(new, fresh_mode)
+        return
+    with contextlib.suppress(OSError):  # (a group the user is not in: the new one keeps the user's own)
+        os.chown(new, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+    os.chmod(new, stat.S_IMODE(st.st_mode))  # (after chown, which clears set-ID bits)
 
 
 def _umask() -> int:
@@ -312,10 +324,12 @@ def output_path(
     try:
         with _signals_held():  # (a Ctrl-C between the temp's creation and its name kept would leak it)
             suffix = f".tmp{path.suffix}"
+            if len(os.fsencode(suffix)) > NAME_MAX // 2:  # (an "extension" this long is no format's)
+                suffix = ".tmp"
             fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
             tmp = Path(name)
             try:
-                os.fchmod(fd, _new_file_mode(path))
+                _keep_attributes(fd, path, False, 0o666 & ~_umask())
             finally:
                 os.close(fd)
         yield tmp
@@ -430,6 +444,7 @@ def install_directory(
         if path.exists() or path.is_symlink():
             if path.is_symlink() or not path.is_dir():
                 raise OutputError(f"{path}: exists and is not a directory")
+            _keep_attributes(built, path, True)  # (the folder's mode, group, owner: as in place)
             if _renameat2(built, path, _RENAME_EXCHANGE):
                 _rm(built)  # now holds the old contents
             else:
@@ -466,7 +481,9 @@ def output_directory(
     try:
         with _signals_held():
             tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".tmp-"), dir=path.parent))
-            tmp.chmod(0o777 & ~_umask())  # as mkdir would create it (mkdtemp makes 0700)
+            # as mkdir would create it: the umask's mode, and the set-group-ID bit (with the group)
+            # a folder inherits from a shared parent (chmod g+s); an existing one's: install_directory
+            tmp.chmod((0o777 & ~_umask()) | (tmp.stat().st_mode & stat.S_ISGID))
         try:
             yield tmp
         except OutputError as exc:  # a file inside failed: name where it was going, not the temp dir
@@ -495,7 +512,7 @@ def temp_prefix(path: Path, tag: str, suffix: str = "") -> str:
     """``.NAME`` + ``tag`` for a temp file or directory beside ``path``: NAME cut so that the temp
     name (tempfile's 8 random characters and ``suffix`` added) is still a legal name when
     ``path``'s own is near the limit."""
-    room = NAME_MAX - 1 - len(os.fsencode(tag)) - 8 - len(os.fsencode(suffix))
+    room = max(0, NAME_MAX - 1 - len(os.fsencode(tag)) - 8 - len(os.fsencode(suffix)))
     # the name's bytes as the file system has them (a name that is not UTF-8, legal on Linux, reaches
     # Python with surrogate escapes); a character cut short, or a byte that is not UTF-8, is left out
     return f".{os.fsencode(path.name)[:room].decode('utf-8', errors='ignore')}{tag}"

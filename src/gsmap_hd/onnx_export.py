@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gs_mapping.output_files import temp_prefix
+from gs_mapping.output_files import output_path
 
 from .errors import CheckpointError
 from .model import GSMapModel
@@ -56,8 +56,6 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` as ONNX to ``path`` (temp file + rename). ``num_cameras`` only shapes the example
     input of the trace; the graph takes any number of cameras."""
-    import os
-    import tempfile
     import warnings
 
     import onnx  # deferred: only the export needs it
@@ -78,25 +76,24 @@ def export_onnx(
     ex[2][..., 2, 3] = 1.5
     dyn = {n: {0: "batch", 1: "cameras"} for n in INPUTS}
     dyn.update({n: {0: "batch"} for n in OUTPUTS})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path, ".", ".tmp"), suffix=".tmp")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # shape checks and constants in forward() are traced as constants: B and N stay dynamic
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (no onnxscript)
-            # the wrapper in eval mode: the exporter restores the wrapper's mode afterwards, recursively,
-            # which would leave a fresh (training-mode) wrapper's model with BatchNorm in training mode
-            torch.onnx.export(
-                _LastLayer(model).eval(),
-                ex,
-                tmp,
-                input_names=list(INPUTS),
-                output_names=list(OUTPUTS),
-                dynamic_axes=dyn,
-                opset_version=OPSET,
-                dynamo=False,  # the TorchScript exporter: one self-contained file, no onnxscript needed
-            )
+    # the suite's one way to write a file (temp beside it, synced, renamed over; the mode, group and
+    # owner of a file replaced kept): hd-export's own temp from output_path is replaced the same way
+    with output_path(path, overwrite=True) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # shape checks and constants in forward() are traced as constants: B and N stay dynamic
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (no onnxscript)
+        # the wrapper in eval mode: the exporter restores the wrapper's mode afterwards, recursively,
+        # which would leave a fresh (training-mode) wrapper's model with BatchNorm in training mode
+        torch.onnx.export(
+            _LastLayer(model).eval(),
+            ex,
+            tmp,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes=dyn,
+            opset_version=OPSET,
+            dynamo=False,  # the TorchScript exporter: one self-contained file, no onnxscript needed
+        )
         proto = onnx.load(tmp)
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(to_dict(cfg))
@@ -104,13 +101,6 @@ def export_onnx(
         entry.key, entry.value = META_EXTRA, json.dumps({"step": step, "extra": extra or {}}, default=str)
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -341,8 +341,8 @@ class _RunFiles:
                 os.symlink(os.readlink(entry), self.staging / entry.name)
             else:
                 os.link(entry, self.staging / entry.name)
-        os.chmod(self.staging, self.out_dir.stat().st_mode & 0o7777)
-        install_directory(self.staging, self.out_dir, overwrite=True)  # (every file fsynced first)
+        # (every file fsynced first; the folder keeps the old one's mode, group and owner)
+        install_directory(self.staging, self.out_dir, overwrite=True)
         self.staging = None
 
     def discard_staging(self) -> None:
