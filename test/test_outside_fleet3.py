@@ -149,13 +149,20 @@ class _SlowLink:
                 threading.Thread(target=self._pump, args=(x, y), daemon=True).start()
 
     def _pump(self, src, dst):
+        # paced against the clock (a token bucket holding 0.1 s of the rate), not by a sleep after
+        # each chunk: on a loaded machine every late wake-up added to the next, and the link ran
+        # far below its rate (Zenoh then dropped the 6 MiB delta past its 5 s fragment wait)
+        due = time.monotonic()
         try:
             while True:
                 d = src.recv(16384)
                 if not d:
                     break
                 dst.sendall(d)
-                time.sleep(len(d) / self.rate)
+                due = max(due, time.monotonic() - 0.1) + len(d) / self.rate
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
         except OSError:
             pass
 

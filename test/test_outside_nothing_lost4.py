@@ -258,10 +258,10 @@ def test_two_hd_trains_on_one_fresh_out_never_mix_their_files(tmp_path):
                     break
             time.sleep(0.01)
         assert first.poll() is None, first.stderr.read()[-600:]
-        second = _cli([*argv, "--steps", "4", "--seed", "2"], timeout=180)
+        second = _cli([*argv, "--steps", "4", "--seed", "2"], timeout=400)
     finally:
         first.send_signal(signal.SIGCONT)
-    err_first = first.communicate(timeout=180)[1]
+    err_first = first.communicate(timeout=400)[1]
     errs = [err_first, second.stderr]
     assert all("Traceback" not in e for e in errs), errs
     assert 0 in (first.returncode, second.returncode), [e[-300:] for e in errs]

@@ -415,7 +415,9 @@ def test_no_room_for_the_repaired_copy_names_tmpdir_and_the_repair_in_place(tmp_
     from hostile_fs import full_disk_dir
 
     f = _summaryless_mcap(tmp_path)
-    with full_disk_dir(tmp_path / "small") as (small, _kind):
+    # (room for less than the copy, however the full disk is made: a small tmpfs as root, else a
+    # file-size limit, which only a file larger than it meets; the bag is ~24 KB)
+    with full_disk_dir(tmp_path / "small", size_bytes=f.stat().st_size // 3) as (small, _kind):
         monkeypatch.setattr(tempfile, "tempdir", str(small))
         with pytest.raises(BagError) as e:
             _read_all(f)

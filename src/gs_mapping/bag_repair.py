@@ -132,7 +132,7 @@ def _os_error(src: Path, dst: Path, exc: OSError) -> BagError:
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return BagError(
             f"{src}: read through a repaired copy in {dst.parent}, which cannot be written "
-            f"({exc.strerror}); set TMPDIR to a disk with room"
+            f"({exc.strerror}); set TMPDIR to a disk with room, or repair it in place: {_how_in_place(src)}"
         )
     return BagError(f"{src}: cannot read: {exc.strerror or exc}")
 
