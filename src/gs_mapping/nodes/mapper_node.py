@@ -218,7 +218,7 @@ class MapperNode(NodeBase):
         final = waited and not self._infos(color, depth, final=True)[2]
         if final or not self._infos(color, depth, final=False)[2]:
             self._before_info = None
-            self.on_pair(color, depth, waited_since=since, final=final)
+            self.on_pair(color, depth, waited_since=since, info_final=final)
             if self._before_info is None:
                 self._retry_waiting()  # (the frames queued for TF behind it)
 
@@ -252,6 +252,7 @@ class MapperNode(NodeBase):
         waited_since: int | None = None,
         final: bool = False,
         superseded: bool = False,
+        info_final: bool = False,
     ) -> None:
         """One synchronised colour/depth pair → a mapping frame (or a counted skip).
 
@@ -259,10 +260,14 @@ class MapperNode(NodeBase):
         may wait (``tf_wait_s``), a pose past the last TF sample waits for the next one and is
         interpolated (tf2 never extrapolates into the future); after that, or ``final`` (a newer
         frame came, the node stops), the last sample serves within ``tf_tolerance_s``.
-        ``superseded``: it leaves a full TF queue (a drop is counted so)."""
+        ``superseded``: it leaves a full TF queue (a drop is counted so). ``info_final``: it takes
+        the CameraInfo there is, but may still wait for its TF."""
         from ..messages import stamp_to_ns
 
         stamp = stamp_to_ns(color[0].stamp)
+        if waited_since is None and self._before_info is not None:  # a newer frame came: the one kept
+            (color_w, depth_w, since_w), self._before_info = self._before_info, None  # for its CameraInfo
+            self.on_pair(color_w, depth_w, waited_since=since_w, info_final=True)  # takes the one there is
         if waited_since is None and self._waiting:  # frames before it wait for TF: it waits behind them
             self._retry_waiting()
             if self._waiting:
@@ -277,12 +282,9 @@ class MapperNode(NodeBase):
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return
-        if self._before_info is not None and self._before_info[0] is not color:  # a newer frame came:
-            (color_w, depth_w, since_w), self._before_info = self._before_info, None  # the waiting one
-            self.on_pair(color_w, depth_w, waited_since=since_w, final=True)  # with what there is
-        infos = self._infos(color, depth, final)
+        infos = self._infos(color, depth, final or info_final)
         if infos[2]:
-            if final:
+            if final or info_final:
                 self.diag.drop("frames", f"no CameraInfo received yet on {infos[2]} (a newer frame came)")
             else:  # kept (the newest one) until its CameraInfo comes
                 self._before_info = (color, depth, self.ctx.now_ns())
@@ -358,7 +360,7 @@ class MapperNode(NodeBase):
         there is once its wait is over), until one still has to wait."""
         while self._waiting and self._before_info is None:  # (one parked for its CameraInfo is older)
             color, depth, _, since = self._waiting.pop(0)
-            self.on_pair(color, depth, waited_since=since)
+            self.on_pair(color, depth, waited_since=since, info_final=True)  # (it had its CameraInfo)
             if self._waiting and self._waiting[0][0] is color:  # (held again: the rest wait behind it)
                 break
         self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
