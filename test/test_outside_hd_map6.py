@@ -159,9 +159,17 @@ def _one_matched_line(offset_m: float):
     return logits, params, t
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: the pts loss is averaged over the K points; MapTR's PtsL1Loss sums them per GT"
+# Kept (documented in LossConfig and docs/hd_model.md): MapTR's scale, tried on the short run
+# (600 steps, 128 world frames, both with the GT fixes), dropped the in-training Chamfer mAP from
+# 0.266 to 0.201 and raster mAP from 0.163 to 0.064; the shipped models and every bench figure are
+# trained at the per-point mean. Re-balancing the recipe at MapTR's scale needs runs at its budget.
+SCALE_KEPT = (
+    "design kept, not a silent bug: the point term is the per-point mean (MapTR's weight / K, "
+    "documented); MapTR's sum was measured worse on the short run (Chamfer mAP 0.201 vs 0.266)"
 )
+
+
+@pytest.mark.xfail(strict=True, reason=SCALE_KEPT)
 def test_the_point_loss_has_maptrs_scale():
     """``LossConfig``: "the vector weights are MapTR's/the paper's (cls 2.0, pts 5.0)". In MapTR the
     5.0 multiplies ``PtsL1Loss(pred, target, weight, avg_factor=num_total_pos)``: |Δ| summed over
@@ -178,10 +186,7 @@ def test_the_point_loss_has_maptrs_scale():
     assert float(out["pts"]) == pytest.approx(maptr, rel=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the matching's point cost is a mean over K points; MapTR's OrderedPtsL1Cost sums them",
-)
+@pytest.mark.xfail(strict=True, reason=SCALE_KEPT)
 def test_the_matching_point_cost_has_maptrs_scale():
     """MapTR's ``OrderedPtsL1Cost``: ``bbox_pred.view(num_query, -1)``, ``gt.flatten(2).view(num_gts *
     num_orders, -1)``, ``torch.cdist(bbox_pred, gt_bboxes, p=1)`` then the minimum over the orders —

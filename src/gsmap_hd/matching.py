@@ -112,7 +112,9 @@ def ordered_l1(
     pred_uv: torch.Tensor, orders_uv: torch.Tensor, valid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """pred (E, K, 2), orders (G, P, K, 2), valid (G, P) in normalised coords →
-    (E, G) mean per-point L1 (|du| + |dv|) of the best ordering, and its index (E, G)."""
+    (E, G) mean per-point L1 (|du| + |dv|) of the best ordering, and its index (E, G). MapTR's
+    ``OrderedPtsL1Cost`` sums over the points: our pts_cost acts as pts_cost / K on its sum
+    (``LossConfig``)."""
     d = (pred_uv[:, None, None] - orders_uv[None]).abs().sum(-1).mean(-1)  # (E, G, P)
     d = d.masked_fill(~valid[None], float("inf"))
     return d.min(-1)
