@@ -93,12 +93,21 @@ def collate(samples: list[Sample], m: ModelConfig, l: LossConfig | None = None):
 
 
 class SampleSource:
-    """Deterministic samples by index: ``source[i]`` is always the same frame."""
+    """Deterministic samples by index: ``source[i]`` is always the same frame. ``x_range``,
+    ``y_range``: the BEV patch the world's lanes are given for (the model's; the flat toy's road is
+    ±45 m long whatever the patch)."""
 
     def __init__(
-        self, kind: str = "flat", rig: str = "front", seed: int = 0, size: tuple[int, int] = (128, 256)
+        self,
+        kind: str = "flat",
+        rig: str = "front",
+        seed: int = 0,
+        size: tuple[int, int] = (128, 256),
+        x_range=(-30.0, 30.0),
+        y_range=(-15.0, 15.0),
     ) -> None:
         self.kind, self.rig, self.seed, self.size = kind, rig, seed, tuple(size)
+        self.x_range, self.y_range = tuple(x_range), tuple(y_range)
         self._world = None
         self._cache: dict[int, Sample] = {}
 
@@ -116,5 +125,5 @@ class SampleSource:
         if self.kind == "world":
             from .world_data import world_sample
 
-            return world_sample(self.seed, i, self.rig, (w, h))
+            return world_sample(self.seed, i, self.rig, (w, h), self.x_range, self.y_range)
         raise ValueError(f"unknown data source {self.kind!r} (flat | world)")

@@ -90,7 +90,9 @@ def covariance(params: torch.Tensor) -> torch.Tensor:
 
 def clip_to_patch(cls: int, pts: np.ndarray, grid: BEVGrid, is_polygon: bool) -> list[np.ndarray]:
     """Clip a GT element to the BEV patch (shapely); returns 0..n pieces (polygons closed)."""
-    from shapely.geometry import LineString, Polygon, box
+    from shapely.geometry import Polygon, box
+
+    from gs_mapping.world.roads import clip_line
 
     pts = np.asarray(pts, np.float64)
     patch = box(grid.x_range[0], grid.y_range[0], grid.x_range[1], grid.y_range[1])
@@ -110,9 +112,7 @@ def clip_to_patch(cls: int, pts: np.ndarray, grid: BEVGrid, is_polygon: bool) ->
         return out
     if len(pts) < 2:
         return []
-    clipped = LineString(pts).intersection(patch)
-    lines = [clipped] if clipped.geom_type == "LineString" else list(getattr(clipped, "geoms", []))
-    return [np.asarray(l.coords) for l in lines if l.geom_type == "LineString" and l.length > 1e-3]
+    return [np.asarray(l.coords) for l in clip_line(pts, patch) if l.length > 1e-3]
 
 
 def resample(pts: np.ndarray, k: int, closed: bool) -> np.ndarray:

@@ -3,7 +3,9 @@
 - classification: sigmoid focal loss (α 0.25, γ 2) over all E instances x C classes, normalised by
   the number of GT elements;
 - vector: L1 between matched Gaussian centres and the GT points in the best ordering (normalised patch
-  coordinates, as MapTR);
+  coordinates as MapTR, but a mean over the K points where MapTR's ``PtsL1Loss`` sums them: a
+  weight acts as weight / K would on MapTR's, see :class:`gsmap_hd.model_config.LossConfig`), per
+  GT element;
 - raster: the matched elements' Gaussians are rendered (:func:`gsmap_hd.raster.rasterize`) and
   compared with the GT element masks by class-balanced BCE plus D-SSIM (1 - SSIM).
 """
@@ -66,7 +68,7 @@ class GSMapCriterion:
             gt_masks.append(t.masks[cols])
         out = {"cls": sigmoid_focal(logits, cls_target, l.focal_alpha, l.focal_gamma) / num_gt}
         pp, gp = torch.cat(pred_pts), torch.cat(gt_pts)
-        k = self.m.num_points
+        k = self.m.num_points  # a mean over the points: MapTR's sum / K (LossConfig says why)
         out["pts"] = (
             (self.patch.normalize(pp) - self.patch.normalize(gp)).abs().sum() / (num_gt * k)
             if pp.numel()

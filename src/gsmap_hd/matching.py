@@ -3,7 +3,8 @@
 Instance level: predictions ↔ GT elements by ``scipy.optimize.linear_sum_assignment`` over
   cls_cost·focal(class) + pts_cost·L1(points) + iou_cost·(1 - IoU(rendered masks)),
 where the point cost against a GT is the minimum over its permutation-equivalent orderings (a
-polyline read either way; a polygon ring from any start vertex, either way).
+polyline read either way; a closed ring — a crossing, or any element whose last point is its first
+— from any start vertex, either way).
 Point level: the ordering that attained that minimum is the matched target's point order.
 """
 
@@ -52,22 +53,29 @@ def prepare_elements(elements, m: ModelConfig) -> list[tuple[int, np.ndarray]]:
             raise HDDataError(f"unknown GT class {cls} (classes are 0..{m.num_classes - 1})")
         if not np.all(np.isfinite(np.asarray(pts, np.float64))):
             raise HDDataError(f"GT element of class {cls} has non-finite points")
-        closed = cls in POLYGON_CLASSES
-        for piece in clip_to_patch(cls, pts, grid, closed):
-            out.append((cls, resample(piece, m.num_points, closed)))
+        for piece in clip_to_patch(cls, pts, grid, cls in POLYGON_CLASSES):
+            out.append((cls, resample(piece, m.num_points, is_closed(cls, piece))))
     return out
+
+
+def is_closed(cls: int, pts: np.ndarray) -> bool:
+    """A ring: a polygon class, or any element whose last point is its first (MapTR's
+    ``shift_fixed_num_sampled_points_v2`` decides by geometry, whatever the class: a road boundary
+    round an island inside the patch is traced equally well from every start vertex)."""
+    return cls in POLYGON_CLASSES or (len(pts) > 2 and np.allclose(pts[0], pts[-1]))
 
 
 def build_targets(elements, m: ModelConfig, l: LossConfig) -> FrameTargets:
     """One frame's GT elements [(class, (P, 2) points), ...] → tensors for matching and losses."""
     prepared = prepare_elements(elements, m)
     k = m.num_points
-    p_max = 2 * (k - 1) if any(c in POLYGON_CLASSES for c, _ in prepared) else 2
+    closed = [is_closed(c, pts) for c, pts in prepared]
+    p_max = 2 * (k - 1) if any(closed) else 2
     g = len(prepared)
     orders = np.zeros((g, p_max, k, 2), np.float32)
     valid = np.zeros((g, p_max), bool)
-    for i, (c, pts) in enumerate(prepared):
-        o = orderings(pts, c in POLYGON_CLASSES)
+    for i, (_, pts) in enumerate(prepared):
+        o = orderings(pts, closed[i])
         orders[i, : len(o)] = o
         valid[i, : len(o)] = True
     points = torch.tensor(np.array([p for _, p in prepared], np.float32).reshape(g, k, 2))
@@ -104,7 +112,9 @@ def ordered_l1(
     pred_uv: torch.Tensor, orders_uv: torch.Tensor, valid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """pred (E, K, 2), orders (G, P, K, 2), valid (G, P) in normalised coords →
-    (E, G) mean per-point L1 (|du| + |dv|) of the best ordering, and its index (E, G)."""
+    (E, G) mean per-point L1 (|du| + |dv|) of the best ordering, and its index (E, G). MapTR's
+    ``OrderedPtsL1Cost`` sums over the points: our pts_cost acts as pts_cost / K on its sum
+    (``LossConfig``)."""
     d = (pred_uv[:, None, None] - orders_uv[None]).abs().sum(-1).mean(-1)  # (E, G, P)
     d = d.masked_fill(~valid[None], float("inf"))
     return d.min(-1)

@@ -78,9 +78,14 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss and matching weights. Focal α/γ and the vector weights are MapTR's/the paper's
-    (cls 2.0, pts 5.0); the raster split BCE 0.8 / D-SSIM 0.2 follows 3DGS's λ=0.2 since the GSMap
-    paper's exact raster weights were not available to us."""
+    """Loss and matching weights. Focal α/γ and the vector weights' values are MapTR's/the paper's
+    (cls 2.0, pts 5.0), but the point term they weigh is the L1 per point (a mean over the K points
+    of |du| + |dv|, normalised coordinates), where MapTR's ``PtsL1Loss``/``OrderedPtsL1Cost`` sum
+    over the K points: our pts 5.0 on the mean acts as a weight of 5.0 / K (0.25 at K = 20) on
+    MapTR's sum - the scale the shipped models were trained at; MapTR's did worse in a short run
+    (docs/hd_model.md). The raster split
+    BCE 0.8 / D-SSIM 0.2 follows 3DGS's λ=0.2 since the GSMap paper's exact raster weights were not
+    available to us."""
 
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0

@@ -152,6 +152,8 @@ class MapExtractor:
         from shapely import affinity, ops
         from shapely.geometry import Polygon, box
 
+        from gs_mapping.world.roads import clip_line
+
         (x0, x1), (y0, y1) = self.x_range, self.y_range
         patch = box(x0, y0, x1, y1)
         # global → patch frame: p_local = R(-yaw) (p - t)
@@ -184,11 +186,9 @@ class MapExtractor:
         contours = [p.intersection(patch) for p in near(2, self.contours)]
         shrunk = box(x0 + PATCH_MARGIN, y0 + PATCH_MARGIN, x1 - PATCH_MARGIN, y1 - PATCH_MARGIN)
         for ring in _rings(ops.unary_union(contours) if contours else None):
-            cut = ring.intersection(shrunk)
-            if cut.geom_type == "MultiLineString":
-                cut = ops.linemerge(cut)
-            for piece in _lines(cut):
-                out.append((BOUNDARY, piece))
+            for piece in clip_line(np.asarray(ring.coords), shrunk):  # linemerge'd as MapTR
+                if piece.length > 0:
+                    out.append((BOUNDARY, np.asarray(piece.coords, np.float64)))
         return out
 
 
@@ -470,12 +470,21 @@ class NuScenesSamples:
     is key-frame sample i of the split's scenes (scene order, then time order) as a
     :class:`gsmap_hd.data.Sample` of the rig's cameras, images read from disk on every access (the
     dataset does not fit in memory). ``split``: the devkit's official split names (``train``, ``val``,
-    ``mini_train``, ``mini_val``) or ``all``."""
+    ``mini_train``, ``mini_val``) or ``all``. ``x_range``, ``y_range``: the BEV patch of the map
+    elements (the model's)."""
 
-    def __init__(self, dataroot, version: str, split: str, rig: str = "front") -> None:
+    def __init__(
+        self,
+        dataroot,
+        version: str,
+        split: str,
+        rig: str = "front",
+        x_range=(-30.0, 30.0),
+        y_range=(-15.0, 15.0),
+    ) -> None:
         if rig not in NUSCENES_CAMERAS:
             raise NuScenesError(f"rig {rig!r}: expected one of {sorted(NUSCENES_CAMERAS)}")
-        self.gt = NuScenesMapGT(dataroot, version)
+        self.gt = NuScenesMapGT(dataroot, version, x_range=x_range, y_range=y_range)
         have = self.gt.scenes()
         if split == "all":
             scenes = have

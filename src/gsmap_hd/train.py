@@ -160,13 +160,13 @@ def train(
     torch.set_num_threads(max(1, cfg.num_threads))
     torch.manual_seed(cfg.seed)
     size = tuple(cfg.model.image_size)
+    patch = (tuple(cfg.model.x_range), tuple(cfg.model.y_range))  # the GT covers the model's patch
     if cfg.data == "nuscenes" and source is None:
         from .nuscenes import EvenlySpaced, NuScenesSamples
 
-        source = NuScenesSamples(cfg.nuscenes_root, cfg.nuscenes_version, cfg.nuscenes_train_split, cfg.rig)
-        eval_source = eval_source or NuScenesSamples(
-            cfg.nuscenes_root, cfg.nuscenes_version, cfg.nuscenes_eval_split, cfg.rig
-        )
+        root, version = cfg.nuscenes_root, cfg.nuscenes_version
+        source = NuScenesSamples(root, version, cfg.nuscenes_train_split, cfg.rig, *patch)
+        eval_source = eval_source or NuScenesSamples(root, version, cfg.nuscenes_eval_split, cfg.rig, *patch)
         if cfg.train_frames > len(source):
             log.info(f"nuScenes {cfg.nuscenes_train_split}: {len(source)} samples (train_frames lowered)")
             cfg = dataclasses.replace(cfg, train_frames=len(source))
@@ -174,8 +174,10 @@ def train(
         # frames drawn from every scene of a split, not its first N samples (a few scenes in order)
         source = EvenlySpaced(source, cfg.train_frames, cfg.nuscenes_train_split)
         eval_source = EvenlySpaced(eval_source, cfg.eval_frames, cfg.nuscenes_eval_split)
-    source = source or SampleSource(cfg.data, cfg.rig, cfg.data_seed, size)
-    eval_source = eval_source or SampleSource(cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, size)
+    source = source or SampleSource(cfg.data, cfg.rig, cfg.data_seed, size, *patch)
+    eval_source = eval_source or SampleSource(
+        cfg.data, cfg.rig, cfg.data_seed + EVAL_SEED_OFFSET, size, *patch
+    )
     model = GSMapModel(cfg.model).to(device)
     opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))

@@ -19,15 +19,25 @@ RATE_HZ = 2.0  # 4 m between frames at 8 m/s
 
 
 @lru_cache(maxsize=4)
-def _drive(seed: int, rig: str, size: tuple[int, int]):
+def _drive(seed: int, rig: str, size: tuple[int, int], bev_range: tuple[float, float] = (30.0, 15.0)):
     from gs_mapping.world import Drive
 
-    return Drive.make(seed, FRAMES_PER_DRIVE, rig=rig, size=size, rate_hz=RATE_HZ)
+    return Drive.make(seed, FRAMES_PER_DRIVE, rig=rig, size=size, rate_hz=RATE_HZ, bev_range=bev_range)
 
 
-def world_sample(data_seed: int, index: int, rig: str, size: tuple[int, int]) -> Sample:
-    """``size`` is (width, height) of the rendered images."""
-    drive = _drive(data_seed * 100_003 + index // FRAMES_PER_DRIVE, rig, tuple(size))
+def world_sample(
+    data_seed: int,
+    index: int,
+    rig: str,
+    size: tuple[int, int],
+    x_range=(-30.0, 30.0),
+    y_range=(-15.0, 15.0),
+) -> Sample:
+    """``size`` is (width, height) of the rendered images; the lanes cover the patch ``x_range`` x
+    ``y_range`` (metres, base_link; the model's patch)."""
+    # the world clips to a window centred on the vehicle: the one that holds the whole patch
+    half = (max(abs(float(v)) for v in x_range), max(abs(float(v)) for v in y_range))
+    drive = _drive(data_seed * 100_003 + index // FRAMES_PER_DRIVE, rig, tuple(size), half)
     fr = drive.frame(index % FRAMES_PER_DRIVE)
     ims, Ks, Ts = [], [], []
     for cam in drive.cameras:

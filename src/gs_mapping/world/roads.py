@@ -252,6 +252,16 @@ def _lines(geom) -> list[LineString]:
     return out
 
 
+def clip_line(pts: np.ndarray, window) -> list[LineString]:
+    """A polyline's pieces inside ``window`` (a shapely polygon). Pieces that meet end to end are
+    merged (MapTR's ``ops.linemerge``): the clip also splits a closed ring at its first point, which
+    is no cut."""
+    pieces = LineString(pts).intersection(window)
+    if isinstance(pieces, MultiLineString):
+        pieces = shapely.line_merge(pieces)
+    return _lines(pieces)
+
+
 def _dashes(line: LineString) -> list[LineString]:
     out, a = [], 0.0
     while a < line.length - 0.5:
@@ -434,8 +444,7 @@ def clip_elements(
                 if isinstance(g, Polygon) and not g.is_empty and g.area >= MIN_CLIPPED_AREA:
                     out.append(MapElement(el.cls, np.asarray(g.exterior.coords)))
         else:
-            # line_merge re-joins a closed ring that the clip split at its first point
-            for piece in _lines(shapely.line_merge(LineString(pts).intersection(window))):
+            for piece in clip_line(pts, window):
                 if piece.length >= MIN_CLIPPED_LENGTH:
                     out.append(MapElement(el.cls, np.asarray(piece.coords)))
     return out
