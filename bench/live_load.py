@@ -197,13 +197,14 @@ def write_md(report: dict, path: Path) -> None:
         )
     lines += [
         "",
-        "Reading it: the mapper needs seconds per frame on this CPU, so of the 150 frames sent only those in",
+        "Reading it: the mapper needs about a second per frame on this CPU, so of the 150 frames sent only those in",
         "the sensor queues (best effort, keep last) when it looks again reach it (`colour frames in`). With",
-        "the wait, no frame is lost for a transform still in its reader: older pairs give way to the newest",
-        "(`frames_superseded`), which waits for its TF and is mapped. Without it, the frames whose TF was not",
-        "read yet are dropped (`frames_no_pose`) and older frames that happen to have TF are mapped instead.",
-        "Frame counts differ between runs mostly by machine load (another job was training on the same 2",
-        "cores). Not done: runs of minutes (each run plays 15 s at 1×, 5 s at 3×), hd_map_node and",
+        "the wait, no frame is lost for a transform still in its reader: up to three frames wait for their",
+        "TF in order, older ones give way to newer (`frames_superseded`), and the time the node spends",
+        "mapping is not counted as waiting (tf2 reads TF on a thread of its own meanwhile; this node reads",
+        "it between callbacks). Without it, the frames whose TF was not read yet are dropped",
+        "(`frames_no_pose`). Frame counts differ between runs mostly by machine load (other jobs ran on",
+        "the same 2 cores). Not done: runs of minutes (each run plays 15 s at 1×, 5 s at 3×), hd_map_node and",
         "map_receiver_node under the same load; memory is sampled every 0.5 s (growth is the map itself).",
     ]
     save_text(path, "\n".join(lines) + "\n")
