@@ -244,9 +244,9 @@ def _fusion_seconds(behind_m):
             for cls, pts in lanes
             for piece in clip_element(to_frame(pts, np.linalg.inv(T)), False, patch)
         ]
-        t0 = time.perf_counter()
+        t0 = time.process_time()  # (CPU time: a loaded machine's waits are not the fusion's cost)
         m.update(els, region_in_map(patch, T))
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     assert len(m.published()) == len(lanes)  # (one track per line: the reference map holds)
     return float(np.median(times))
 
@@ -259,7 +259,7 @@ def test_a_frames_fusion_does_not_grow_with_the_road_already_mapped():
     t.points) for every other track of the class, no bounding-box test, and project() builds
     (m, n, 2) arrays of two whole tracks (at 5 km: 400 MB temporaries a pair)."""
     near = min(_fusion_seconds(100.0) for _ in range(2))
-    far = _fusion_seconds(1000.0)
+    far = min(_fusion_seconds(1000.0) for _ in range(2))
     assert far < 4 * near + 0.05, f"fusion {near * 1e3:.0f} ms at 100 m, {far * 1e3:.0f} ms at 1 km"
 
 
