@@ -403,3 +403,55 @@ def test_frames_read_in_bursts_before_their_camera_info_and_tf_all_wait_for_them
     d = node.diag.summary()
     assert not d["dropped"] and not d["rejected"], (d, node.diag.last_error)
     assert node.mapper.stats.frames == 8, {k: v for k, v in d.items() if k != "inputs"}
+
+
+@pytest.mark.shared_data
+def test_a_frame_queued_behind_frames_waiting_for_tf_gets_the_camera_info_of_its_stamp(kitchen_bag, tmp_path):
+    """A zoom lens: each CameraInfo says another focal length, and image_transport pairs an image
+    with the CameraInfo of its stamp. Here each frame's CameraInfo and /tf come after the next
+    frame's images (/tf first), so frames queue for TF, and their TF comes before their own
+    CameraInfo: each frame mapped
+    must still carry the fx of its own stamp's CameraInfo (a frame behind others took the previous
+    one), and none may be lost."""
+    import copy
+
+    from gs_mapping.messages import stamp_to_ns
+
+    msgs = _kitchen(kitchen_bag, 8)
+    color_stamps = sorted({s for t, s, _ in msgs if t == "/camera/color/image_raw"})
+    later = dict(zip(color_stamps, color_stamps[1:] + [color_stamps[-1] + 1], strict=True))
+    fx_of = {}
+    for i, (topic, stamp, msg) in enumerate(msgs):
+        if topic == "/camera/color/camera_info":
+            msg = copy.deepcopy(msg)
+            msg.k[0] += 7.0 * len(fx_of)  # 0, +7, +14, ... px
+            fx_of[stamp_to_ns(msg.header.stamp)] = float(msg.k[0])
+            msgs[i] = (topic, stamp, msg)
+    first = [
+        min((m for m in msgs if m[0] == t), key=lambda m: m[1]) for t in ("/tf", "/camera/color/camera_info")
+    ]
+    for m in first:  # the map frame and the camera are known from the start (a node already running)
+        msgs.remove(m)
+    late = {"/tf", "/camera/color/camera_info"}
+    order = {"/tf": 2, "/camera/color/camera_info": 3, "/tf_static": 0}  # images: 1
+    msgs.sort(key=lambda m: ((later.get(m[1], m[1]) if m[0] in late else m[1]), order.get(m[0], 1)))
+    bus = ReplayBus()
+    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(_config(tmp_path, wait=0.5)))
+    used = []
+    add = node.mapper.add_frame
+
+    def recording(frame):
+        used.append((frame.stamp_ns, float(frame.camera.K[0, 0])))
+        return add(frame)
+
+    node.mapper.add_frame = recording
+    for topic, stamp, msg in first:
+        bus.inject(topic, msg, stamp - 10**8)
+    for topic, stamp, msg in msgs:
+        bus.inject(topic, msg, stamp)
+    node.close()
+    d = node.diag.summary()
+    assert not d["dropped"] and not d["rejected"], (d, node.diag.last_error)
+    assert len(used) == 8
+    for stamp, fx in used:
+        assert fx == pytest.approx(fx_of[stamp]), (stamp, fx, fx_of)

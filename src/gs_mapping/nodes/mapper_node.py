@@ -212,6 +212,7 @@ class MapperNode(NodeBase):
         CameraPublisher does, at the same stamp): the pair that came first is made now. From the
         timer, once it waited ``tf_wait_s``, with the CameraInfo there is (none: it waits on)."""
         if self._before_info is None:
+            self._retry_waiting()  # (frames queued behind others wait for their CameraInfo in place)
             return
         color, depth, since = self._before_info
         waited = closing or (timer and self.ctx.now_ns() - since > self.node_cfg.tf_wait_s * 1e9)
@@ -282,15 +283,19 @@ class MapperNode(NodeBase):
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
             return
-        infos = self._infos(color, depth, final or info_final)
+        now, wait_ns = self.ctx.now_ns(), self.node_cfg.tf_wait_s * 1e9
+        expired = waited_since is not None and now - waited_since > wait_ns
+        infos = self._infos(color, depth, final or info_final or expired)
         if infos[2]:
-            if final or info_final:
-                self.diag.drop("frames", f"no CameraInfo received yet on {infos[2]} (a newer frame came)")
-            else:  # kept (the newest one) until its CameraInfo comes
-                self._before_info = (color, depth, self.ctx.now_ns())
+            if final or info_final or expired:
+                why = "a newer frame came" if final or info_final else f"waited {self.node_cfg.tf_wait_s} s"
+                self.diag.drop("frames", f"no CameraInfo received yet on {infos[2]} ({why})")
+            elif waited_since is None:  # kept (the newest one) until its CameraInfo comes
+                self._before_info = (color, depth, now)
+            else:  # queued behind other frames: it waits for its CameraInfo in its place
+                self._waiting.insert(0, (color, depth, stamp, waited_since))
             return
         t0 = time.perf_counter()
-        now, wait_ns = self.ctx.now_ns(), self.node_cfg.tf_wait_s * 1e9
         may_wait = not final and wait_ns > 0 and (waited_since is None or now - waited_since <= wait_ns)
         try:
             frame = self._frame(color, depth, stamp, infos, future_tolerance_ns=0 if may_wait else None)
@@ -360,7 +365,7 @@ class MapperNode(NodeBase):
         there is once its wait is over), until one still has to wait."""
         while self._waiting and self._before_info is None:  # (one parked for its CameraInfo is older)
             color, depth, _, since = self._waiting.pop(0)
-            self.on_pair(color, depth, waited_since=since, info_final=True)  # (it had its CameraInfo)
+            self.on_pair(color, depth, waited_since=since)
             if self._waiting and self._waiting[0][0] is color:  # (held again: the rest wait behind it)
                 break
         self.diag.values["frames_waiting_for_tf"] = len(self._waiting)
