@@ -289,8 +289,10 @@ def test_cache_time_prunes_old_samples_but_keeps_newest():
 
 def test_a_static_value_replaces_the_one_before_or_with_its_log_time_holds_from_then_on():
     """Live (no log time): each /tf_static value replaces the last at every time (tf2's static
-    cache). From a recording (``since_ns``, its log time): each holds from when it was logged, the
-    first also before it, the newest for the latest time; one logged twice at a time: the later."""
+    cache). From a recording (``since_ns``, its log time): each holds from when it was logged, picked
+    by the log time a lookup gives (``logged_ns``), never by its stamp (a simulator's recording
+    stamps on another clock); the first also before it, the newest without a log time; one logged
+    twice at a time: the later."""
     live = TFBuffer()
     live.add(ts("base", "cam", 5 * S, (0.1, 0, 0)), static=True)
     live.add(ts("base", "cam", 7 * S, (0.5, 0, 0)), static=True)
@@ -300,9 +302,9 @@ def test_a_static_value_replaces_the_one_before_or_with_its_log_time_holds_from_
     bag.add(ts("base", "cam", 0, (0.5, 0, 0)), static=True, since_ns=7 * S)
     bag.add(ts("base", "cam", 0, (0.3, 0, 0)), static=True, since_ns=6 * S)  # (read out of order)
     bag.add(ts("base", "cam", 0, (0.4, 0, 0)), static=True, since_ns=6 * S)
-    got = [bag.lookup("base", "cam", k * S).translation[0] for k in (0, 5, 6, 7, 9)]
+    got = [bag.lookup("base", "cam", 3 * S, logged_ns=k * S).translation[0] for k in (0, 5, 6, 7, 9)]
     assert got == [0.1, 0.1, 0.4, 0.5, 0.5]
-    assert bag.lookup("base", "cam", None).translation[0] == 0.5
+    assert [bag.lookup("base", "cam", t).translation[0] for t in (0, 6 * S, None)] == [0.5, 0.5, 0.5]
 
 
 def test_forget_moving_keeps_the_static_transforms():

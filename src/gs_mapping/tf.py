@@ -4,7 +4,8 @@ Each edge of the tree stores ``T_parent_child`` samples sorted by stamp. A looku
 to their common ancestor, samples every edge on the way at the requested stamp and composes:
 ``T_target_source = inv(T_anc_target) @ T_anc_source``. Between two samples translation is linear and
 rotation is slerped; static edges (``/tf_static``) hold at every time (a recording's re-published
-static value from the time it was logged: :meth:`TFBuffer.add`). Outside an edge's data the
+static value from the time it was logged, picked by the log time of the message looked up for:
+:meth:`TFBuffer.add`, :meth:`TFBuffer.lookup`). Outside an edge's data the
 nearest sample is used if the gap is within ``extrapolation_tolerance_s``; beyond it the lookup raises
 :class:`ExtrapolationError` naming the frames, the stamp asked for and the range held.
 
@@ -86,10 +87,12 @@ class _Edge:
             gap_ns=0,
         )
 
-    def sample(self, stamp: int, tolerance_ns: int, lookup: str, future_ns: int | None = None) -> Transform:
+    def sample(
+        self, stamp: int, tolerance_ns: int, lookup: str, future_ns: int | None = None, logged: int = _NEWEST
+    ) -> Transform:
         s = self.stamps
-        if self.static:  # the value logged last at or before ``stamp``; the first where none was
-            i = max(bisect.bisect_right(s, stamp) - 1, 0) if len(s) > 1 else 0
+        if self.static:  # the value logged last at or before ``logged``; the first where none was
+            i = max(bisect.bisect_right(s, logged) - 1, 0) if len(s) > 1 else 0
             return Transform(self.trans[i], self.rots[i])
         if not s:
             raise self.no_sample(lookup)
@@ -142,8 +145,10 @@ class TFBuffer:
 
         A static value replaces the one before (tf2's rule, for a buffer filled as TF arrives), unless
         ``since_ns`` gives the time it was logged (a recording's TF read whole before its images):
-        then every value is kept and a lookup at a stamp uses the one logged last at or before it
-        (the first where none was yet), as tf2 fed the recording in its order would."""
+        then every value is kept and a lookup uses the one logged last at or before the log time it
+        is given (``logged_ns``: the message it poses was logged then; the first where none was yet),
+        as tf2 fed the recording in its order would. Log times, not header stamps: a simulator's
+        recording stamps its headers on the sim clock and logs on the wall clock."""
         try:
             self._add(ts, static, since_ns)
         except TFError as exc:
@@ -321,7 +326,12 @@ class TFBuffer:
         return min(e.stamps[-1] for e in moving) if moving else None
 
     def lookup(
-        self, target: str, source: str, stamp_ns: int | None, future_tolerance_ns: int | None = None
+        self,
+        target: str,
+        source: str,
+        stamp_ns: int | None,
+        future_tolerance_ns: int | None = None,
+        logged_ns: int | None = None,
     ) -> Transform:
         """``T_target_source`` at ``stamp_ns`` (maps points in ``source`` into ``target``).
 
@@ -329,23 +339,25 @@ class TFBuffer:
         (default: the buffer's tolerance, as before its first); 0 for a live lookup that can wait
         for the next sample instead (tf2 never extrapolates into the future).
 
+        ``logged_ns``: when the message looked up for was logged, which picks a recording's static
+        values (:meth:`add`'s ``since_ns``, on the same clock); None: their newest.
+
         ``stamp_ns=None``: at the latest time every edge on the path has data for. A frame to itself
         is the identity, known or not (as in tf2: a camera needs no TF to its own frame).
         """
         if target.lstrip("/") == source.lstrip("/") and target.strip("/"):
             return Transform()
         src, tgt = self._path(target, source)
-        if stamp_ns is None:  # (all static: their newest values)
-            latest = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time")
-            stamp_ns = latest if latest is not None else _NEWEST
-        stamp = int(stamp_ns)
+        if stamp_ns is None:  # (all static: 0, unused)
+            stamp_ns = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time") or 0
+        stamp, logged = int(stamp_ns), _NEWEST if logged_ns is None else int(logged_ns)
         what = f"lookup {target} <- {source} at {stamp} ns"
         tol = self.tolerance_ns
 
         def up(chain: list[_Edge]) -> Transform | None:  # T_ancestor_frame; None: the identity
             out = None
             for edge in reversed(chain):
-                sample = edge.sample(stamp, tol, what, future_tolerance_ns)
+                sample = edge.sample(stamp, tol, what, future_tolerance_ns, logged)
                 out = sample if out is None else out @ sample
             return out
 
@@ -385,11 +397,17 @@ class MapPoses:
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
 
-    def lookup(self, frame: str, stamp_ns: int | None, future_tolerance_ns: int | None = None) -> np.ndarray:
+    def lookup(
+        self,
+        frame: str,
+        stamp_ns: int | None,
+        future_tolerance_ns: int | None = None,
+        logged_ns: int | None = None,
+    ) -> np.ndarray:
         """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown.
-        ``future_tolerance_ns``: see :meth:`TFBuffer.lookup`."""
+        ``future_tolerance_ns``, ``logged_ns``: see :meth:`TFBuffer.lookup`."""
         if self.anchor is None and self.tf.has_frame(self.map_frame):
-            return self.tf.lookup(self.map_frame, frame, stamp_ns, future_tolerance_ns).matrix()
+            return self.tf.lookup(self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
         if self.anchor is None:
             if not self.tf.has_frame(frame):
                 raise UnknownFrameError(
@@ -403,7 +421,7 @@ class MapPoses:
                     f"{root}): waiting for the robot's moving transform (a camera that does not move: "
                     f"set mapper.topics.map_frame to {root})"
                 )
-            T_root_first = self.tf.lookup(root, frame, stamp_ns).matrix()
+            T_root_first = self.tf.lookup(root, frame, stamp_ns, logged_ns=logged_ns).matrix()
             self.anchor = (root, np.linalg.inv(T_root_first))
             if self.log is not None:
                 self.log.warning(
@@ -411,7 +429,7 @@ class MapPoses:
                     f"({frame} at {stamp_ns} ns, tree root {root})"
                 )
         root, T_first_root = self.anchor
-        return T_first_root @ self.tf.lookup(root, frame, stamp_ns, future_tolerance_ns).matrix()
+        return T_first_root @ self.tf.lookup(root, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
 
 
 def check_frame_id(option: str, frame: str) -> None:

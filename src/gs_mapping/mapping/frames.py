@@ -6,8 +6,9 @@ synchroniser; the latest CameraInfo gives the intrinsics; the pose is ``T_map_ca
 the colour image's header stamp, for the colour image's frame id (the first frame's pose when TF has
 no map frame: :class:`~gs_mapping.tf.MapPoses`). TF is read in a first pass (it is small) so that a
 lookup at an image's stamp can interpolate between the transforms around it, as a live node would
-after a short delay; a ``/tf_static`` value re-published part-way poses the images from the time it
-was logged on (the one before it poses the earlier ones, as in tf2 fed the bag in its order).
+after a short delay; a ``/tf_static`` value re-published part-way poses the frames logged after it
+(the one before it the earlier ones, as in tf2 fed the bag in its order: by log time, a clock of its
+own in a simulator's recording, whose header stamps are sim time).
 
 Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``) unless the topics
 name a depth CameraInfo (``depth_camera_info``): then each depth image is reprojected into the colour
@@ -128,7 +129,8 @@ def load_tf(bag, topics: TopicsConfig):
         if not bag.has_topic(name) or bag.topic(name).type != "tf2_msgs/msg/TFMessage":
             continue
         for _topic, logged, msg in bag.messages([name]):
-            try:  # (a static value re-published mid-drive holds from when it was logged, as in tf2)
+            try:  # (a static value re-published mid-drive holds from when it was logged, as in tf2:
+                # looked up by the images' log times, on the same clock, read_frames)
                 buf.add_message(msg, static=static, since_ns=logged if static else None)
             except GsMappingError as exc:
                 bad += 1
@@ -219,14 +221,16 @@ def depth_in_color(
     cloud: bool = False,
     color_stamp: int | None = None,
     color_frame: str = "",
+    logged_ns: int | None = None,
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
     depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
     its ``depth_intrinsics`` (undistorted in its own camera, then registered), or a cloud's (N, 3)
     points (projected). ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken
     at its own stamp (a registered depth's too, given the colour image's ``color_stamp`` and
-    ``color_frame``: the colour camera's pose then, whatever frame the depth header names). The one
-    rule for the bag reader and mapper_node."""
+    ``color_frame``: the colour camera's pose then, whatever frame the depth header names);
+    ``logged_ns`` picks a recording's static transforms (:meth:`~gs_mapping.tf.TFBuffer.lookup`).
+    The one rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
     from .depth_registration import cloud_to_depth, register_depth
 
@@ -245,7 +249,7 @@ def depth_in_color(
             _say_registered_in_another_frame(geometry_frame, frame)
         if not frame or color_stamp is None or geometry_stamp == color_stamp:
             return geometry
-        T = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+        T = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp, logged_ns=logged_ns)
         if np.abs(T[:3, 3]).max() < 1e-4 and np.abs(T[:3, :3] - np.eye(3)).max() < 1e-4:  # (under 0.1 mm)
             return geometry
         return register_depth(geometry, color_intrinsics.K, T, color_intrinsics.K, size)
@@ -253,14 +257,14 @@ def depth_in_color(
     if not frame:
         raise MessageError("depth/cloud message has no header.frame_id: cannot place it in TF")
     if cloud:
-        T_color_cloud = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+        T_color_cloud = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp, logged_ns=logged_ns)
         return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size)
     if geometry.shape != (depth_intrinsics.height, depth_intrinsics.width):
         raise MessageError(
             f"depth image is {geometry.shape[1]}x{geometry.shape[0]} but its CameraInfo says "
             f"{depth_intrinsics.width}x{depth_intrinsics.height}"
         )
-    T_color_depth = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp)
+    T_color_depth = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp, logged_ns=logged_ns)
     rectifier = rectifier_for(depth_intrinsics)
     if rectifier is not None:
         geometry = rectifier.depth(geometry)
@@ -366,18 +370,20 @@ def read_frames(
         last: dict[str, int] = {}
         stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
 
-        def pairs():
-            for topic, _stamp, msg in bag.messages([topics.color, geometry_topic]):
+        def pairs():  # (each message with its log time)
+            for topic, logged, msg in bag.messages([topics.color, geometry_topic]):
                 stamp = stamp_to_ns(msg.header.stamp)
                 if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
                     stats.duplicates += 1
                     continue
                 last[topic] = stamp
                 stamps[topic].append(stamp)
-                yield from pairer.add(0 if topic == topics.color else 1, stamp, msg)
+                yield from pairer.add(0 if topic == topics.color else 1, stamp, (msg, logged))
             yield from pairer.finish()
 
-        for color_msg, depth_msg in pairs():
+        for (color_msg, color_logged), (depth_msg, depth_logged) in pairs():
+            # its static transforms: those tf2 fed the bag in order holds when the pair is complete
+            logged = max(color_logged, depth_logged)
             index = stats.pairs
             stats.pairs += 1
             stamp = stamp_to_ns(color_msg.header.stamp)
@@ -403,7 +409,7 @@ def read_frames(
                 continue
             looking_up = frame_id  # the frame a TFError below concerns
             try:
-                T = poses.lookup(frame_id, stamp)
+                T = poses.lookup(frame_id, stamp, logged_ns=logged)
                 if cloud_topic or depth_intr is not None:  # (registered depth: the colour frame's)
                     looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
                 geometry = pointcloud2_xyz(depth_msg) if cloud_topic else depth_to_metres(depth_msg)
@@ -418,6 +424,7 @@ def read_frames(
                     cloud=bool(cloud_topic),
                     color_stamp=stamp,
                     color_frame=frame_id,
+                    logged_ns=logged,
                 )
             except TFError as exc:
                 stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")
