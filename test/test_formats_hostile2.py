@@ -520,6 +520,15 @@ def test_sog_meta_file_named_as_splat_transform_names_it(tmp_path):
     lod = _sog(tmp_path / "lod", meta_name="lod-meta.json")
     for path in (lod, lod.parent):
         _refused(path, "a streamed LOD SOG .lod-meta.json")
+    # meta.json is the one read where others lie beside it; names starting with '.' (macOS's
+    # AppleDouble ._NAME files) are never meta files
+    plain = _sog(tmp_path / "plain")
+    for other in ("lod-meta.json", "Scene.meta.json", "._meta.json", "._lod-meta.json"):
+        shutil.copy(meta, plain.parent / other)
+    assert load_splats(plain.parent).equals(ref)
+    (meta.parent / "other.meta.json").unlink()
+    shutil.copy(meta, meta.parent / "._Scene.meta.json")
+    assert load_splats(meta.parent).equals(ref)
 
 
 def _webp(pixels: np.ndarray) -> bytes:
