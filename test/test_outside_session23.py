@@ -132,11 +132,6 @@ def _v4_with_coordinate_system(coord: int) -> bytes:
     return bytes(head) + record + _ADOBE_V4[32:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an SPZ coordinate-system extension of UNSPECIFIED (0) or an unknown code (>16) is "
-    "refused with --spz-axes rub; Niantic's library reads the file as RUB",
-)
 @pytest.mark.parametrize("coord", [0, 17], ids=["unspecified", "unknown-code"])
 def test_spz_coordinate_system_unspecified_or_unknown_reads_as_rub_as_niantic_does(tmp_path, coord):
     """nianticlabs/spz: ``SpzExtensionCoordinateSystemAdobe::resolve`` gives RUB for UNSPECIFIED (a
@@ -152,11 +147,6 @@ def test_spz_coordinate_system_unspecified_or_unknown_reads_as_rub_as_niantic_do
     assert np.array_equal(g.means, _TURNED.astype(np.float32))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a gzip SPZ (v2/v3) coordinate-system extension (after the arrays) is ignored: "
-    "--spz-axes rub turns an RDF-tagged file Niantic leaves as stored",
-)
 def test_gzip_spz_with_rdf_coordinate_system_extension_is_not_turned(tmp_path):
     """Niantic's gzip framing (``deserializePackedGaussians``) reads extension records after the
     six arrays, inside the gzip stream, when header flag 2 is set, and ``unpackGaussians`` converts
