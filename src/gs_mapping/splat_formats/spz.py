@@ -344,13 +344,13 @@ def _coordinate_system(ext: _Extensions, source: str, warn: bool = False) -> int
     """The stored axes named by the extension records, as Niantic's reader takes them (one loop for
     both framings): other types skipped by their length, the first coordinate system of a defined
     code (0-16) used, UNSPECIFIED (0) as RUB ("likely a writer bug", its ``resolve``) and a code
-    above 16 as no record (its ``read``), either logged once when ``warn`` (where the axes matter).
-    None: no record. A record that runs past ``ext.end`` is refused."""
+    above 16 as no record (its ``read``); RUB taken so is logged once when ``warn`` (where the axes
+    matter). None: no record. A record that runs past ``ext.end`` is refused."""
     zone, at, end = ext
     found, ignored, o = None, [], 0
     for _ in range(MAX_EXTENSIONS):
         if o == len(zone):
-            if warn and (ignored or found == 0):
+            if warn and (found == 0 or (found is None and ignored)):  # (taken as RUB by default)
                 what = "UNSPECIFIED" if found == 0 else f"unknown code {ignored[0]}"
                 log.warning(
                     f"{source}: SPZ coordinate-system extension {what}: read as RUB, as Niantic's library does"
