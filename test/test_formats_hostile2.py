@@ -101,13 +101,20 @@ def test_spz_of_a_scene_far_from_the_origin(tmp_path, caplog, capsys):
 
 
 def test_spz_extensions_are_skipped_and_a_bomb_behind_them_stops(monkeypatch):
-    """Version 3 extension data after the arrays (flag 2) is inflated and discarded; more than
-    MAX_TRAILER bytes of it is refused instead of inflated without end."""
+    """Version 3 extension records after the arrays (flag 2) are read as version 4's: others
+    skipped by their length, one that runs past the end of the stream refused; bytes there without
+    flag 2 are ignored; more than MAX_TRAILER bytes is refused instead of inflated without end."""
     g = synthetic_map(50, 0, seed=2)
     raw = bytearray(gzip.decompress(write_spz(g, 3)))
     raw[14] |= 2
-    ext = gzip.compress(bytes(raw) + b"EXT" * 5000)
+    ext = gzip.compress(bytes(raw) + _record(0xADBE0002, b"EXT" * 5000))
     assert read_spz(ext).equals(read_spz(write_spz(g, 3)))
+    assert read_spz(gzip.compress(bytes(raw)), axes="rub").equals(spz.turn_axes(read_spz(ext)))
+    garbage = bytes(raw) + b"EXT" * 5000
+    with pytest.raises(MapError, match=f"record at byte {len(raw)} runs past the end of the gzip stream"):
+        read_spz(gzip.compress(garbage))
+    raw[14] &= ~2
+    assert read_spz(gzip.compress(bytes(raw) + b"EXT" * 5000)).equals(read_spz(ext))
     monkeypatch.setattr(spz, "MAX_TRAILER", 1000)
     with pytest.raises(MapError, match="more than 1000 bytes after the SPZ arrays"):
         read_spz(ext)
@@ -180,6 +187,61 @@ def test_spz_convert_keeps_the_coordinate_system_extension(tmp_path, capsys):
     rub = (tmp_path / "rub.spz").read_bytes()
     assert spz.stored_coordinate_system(rub) is None
     _same_scene(read_spz(rub), spz.turn_axes(read_spz(plain)))
+
+
+def _gzip_with_extensions(data: bytes, zone: bytes) -> bytes:
+    """A version 1-3 SPZ with ``zone`` as its extension records (flag 2, after the arrays)."""
+    raw = bytearray(gzip.decompress(data))
+    raw[14] |= spz.FLAG_EXTENSIONS
+    return gzip.compress(bytes(raw) + zone)
+
+
+def _coord(code: int) -> bytes:
+    return _record(spz.EXT_COORDINATE_SYSTEM, struct.pack("<I", code))
+
+
+def test_spz_coordinate_system_read_as_niantic_reads_it_in_both_framings(tmp_path, caplog, capsys):
+    """One record loop for both framings (version 4's header zone, the gzip framing's records after
+    the arrays), as Niantic's reader: the first record of a defined code wins, UNSPECIFIED is RUB
+    and a code above 16 no record (both warned once under --spz-axes rub, read turned as RUB); a
+    gzip SPZ's tag is kept by convert in the stored axes (version 4 out)."""
+    g = synthetic_map(20, 1, seed=5)
+    frames = {4: (write_spz(g), _with_extensions), 3: (write_spz(g, 3), _gzip_with_extensions)}
+    for version, (plain, tag) in frames.items():
+        stored = read_spz(plain)
+        cases = {
+            (6,): spz.RDF,
+            (6, 1): spz.RDF,
+            (17, 6): spz.RDF,
+            (0, 6): spz.RUB,
+            (0,): spz.RUB,
+            (17,): None,
+            (1 << 31,): None,
+            (1,): 1,
+        }
+        for codes, want in cases.items():
+            data = tag(plain, b"".join(_coord(c) for c in codes))
+            assert spz.stored_coordinate_system(data) == want, (version, codes)
+            assert read_spz(data).equals(stored)
+            if want in (None, spz.RUB, spz.RDF):
+                caplog.clear()
+                turned = read_spz(data, "s.spz", "rub")
+                assert turned.equals(stored if want == spz.RDF else spz.turn_axes(stored)), (version, codes)
+                warned = [r.getMessage() for r in caplog.records if "coordinate-system" in r.getMessage()]
+                assert len(warned) == (codes in ((0, 6), (0,), (17,), (1 << 31,))), (version, codes, warned)
+        with pytest.raises(MapError, match="SPZ stored in LDB axes"):
+            read_spz(tag(plain, _coord(1)), "s.spz", "rub")
+    src = tmp_path / "in_v3.spz"
+    src.write_bytes(_gzip_with_extensions(write_spz(g, 3), _coord(spz.RDF)))
+    assert main(["convert", str(src), str(tmp_path / "out.spz")]) == 0
+    assert spz.stored_coordinate_system((tmp_path / "out.spz").read_bytes()) == spz.RDF
+    assert main(["convert", str(src), str(tmp_path / "v3.spz"), "--spz-version", "3"]) == 2
+    assert (
+        "SPZ version 3 cannot keep the input's coordinate-system extension (RDF)" in capsys.readouterr().err
+    )
+    unspecified = tmp_path / "unspecified.spz"  # (RUB: what a version 2-3 file without one means)
+    unspecified.write_bytes(_with_extensions(write_spz(g), _coord(0)))
+    assert main(["convert", str(unspecified), str(tmp_path / "v2.spz"), "--spz-version", "2"]) == 0
 
 
 def _same_scene(a, b) -> None:
@@ -520,6 +582,15 @@ def test_sog_meta_file_named_as_splat_transform_names_it(tmp_path):
     lod = _sog(tmp_path / "lod", meta_name="lod-meta.json")
     for path in (lod, lod.parent):
         _refused(path, "a streamed LOD SOG .lod-meta.json")
+    # meta.json is the one read where others lie beside it; names starting with '.' (macOS's
+    # AppleDouble ._NAME files) are never meta files
+    plain = _sog(tmp_path / "plain")
+    for other in ("lod-meta.json", "Scene.meta.json", "._meta.json", "._lod-meta.json"):
+        shutil.copy(meta, plain.parent / other)
+    assert load_splats(plain.parent).equals(ref)
+    (meta.parent / "other.meta.json").unlink()
+    shutil.copy(meta, meta.parent / "._Scene.meta.json")
+    assert load_splats(meta.parent).equals(ref)
 
 
 def _webp(pixels: np.ndarray) -> bytes:

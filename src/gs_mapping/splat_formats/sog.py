@@ -73,12 +73,17 @@ def is_meta_name(name: str) -> bool:
 
 
 def _meta_in(folder: Path) -> str:
-    """The name of the folder's one meta file ("meta.json" when there is none: reported missing)."""
+    """The name of the folder's meta file: meta.json where there is one (splat-transform's name, so
+    a lod-meta.json or other *meta.json beside it is no matter), else its one other *meta.json
+    ("meta.json" when there is none: reported missing). Names starting with '.' are left out: macOS
+    writes an AppleDouble ``._meta.json`` beside ``meta.json`` on FAT/exFAT and network shares."""
     try:
         with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if is_meta_name(e.name))
+            names = sorted(e.name for e in entries if is_meta_name(e.name) and not e.name.startswith("."))
     except OSError as exc:
         raise MapError(f"{folder}: cannot read: {exc.strerror}") from None
+    if "meta.json" in names:
+        return "meta.json"
     if len(names) > 1:
         listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise MapError(f"{folder}: {len(names)} SOG meta files ({listed}): name the one to read")

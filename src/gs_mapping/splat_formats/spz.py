@@ -20,10 +20,11 @@ order positions, alphas, colours, scales, rotations, SH. Version 4: a 32-byte un
 (magic, version, n, degree, fractional bits, flags, u8 number of streams, u32 offset of the table of
 contents, 12 reserved bytes), the table (per stream u64 compressed size, u64 raw size), then each
 non-empty array as its own zstd frame (level 12), in the same order. With flag 2, the bytes
-between the header and the table are extension records (u32 type, u32 byte length, the value);
-of them, ``SPZ_ADOBE_coordinate_system`` (type 0xADBE0003, a u32 of Niantic's ``CoordinateSystem``)
-names the axes the data is stored in (RUB when absent); the others are skipped by their length, as
-Niantic's reader does.
+between the header and the table (version 4), or after the arrays to the end of the gzip stream
+(versions 1-3), are extension records (u32 type, u32 byte length, the value); of them,
+``SPZ_ADOBE_coordinate_system`` (type 0xADBE0003, a u32 of Niantic's ``CoordinateSystem``) names
+the axes the data is stored in (RUB when absent); the others are skipped by their length, as
+Niantic's reader does. Without flag 2, bytes after the gzip framing's arrays are ignored.
 
 Arithmetic is float32 as in the reference library (``round`` = half away from zero), so the
 attribute bytes we write equal Niantic's for the same input (checked against its output in
@@ -47,6 +48,7 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -150,8 +152,8 @@ def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
 # system (its default, "unspecified", stores what it is given, as the reference vectors do), while
 # PlayCanvas' splat-transform and SuperSplat turn PLY's RDF into RUB. "stored" takes the file's
 # axes as they are (the default: Niantic's bytes); "rub" turns PLY's axes into SPZ's on writing and
-# back on reading: 180° about x, its own inverse. A version-4 file whose coordinate-system extension
-# says RDF is already in PLY's axes: "rub" reads it as it is, as Niantic's library does.
+# back on reading: 180° about x, its own inverse. A file whose coordinate-system extension says RDF
+# is already in PLY's axes: "rub" reads it as it is, as Niantic's library does.
 SPZ_AXES = ("stored", "rub")
 # The sign of each SH basis function (3DGS order, DC first) under y → −y, z → −z: (−1)^(its degree
 # in y + its degree in z), from the basis' polynomials (render.sh.sh_basis).
@@ -305,18 +307,14 @@ def read_spz(data: bytes, source: str = "spz", axes: str = "stored") -> Gaussian
     ``source``) on anything malformed, before any allocation the input does not justify. ``axes``
     "rub" (:data:`SPZ_AXES`): turned into PLY's RDF from the stored axes, RUB unless the file's
     coordinate-system extension says RDF (then as stored); another system named there is refused."""
-    data = bytes(data)
     turn = axes == "rub"
-    if turn:
-        system = stored_coordinate_system(data, source)
-        if system not in (None, RUB, RDF):
-            raise MapError(
-                f"{source}: SPZ stored in {_system_name(system)} axes (its coordinate-system "
-                f"extension): only RUB and RDF are turned into PLY's axes here; read it with --spz-axes stored"
-            )
-        turn = system != RDF
-    gmap = _read_any(data, source)
-    return turn_axes(gmap) if turn else gmap
+    gmap, system = _read_any(bytes(data), source, warn=turn)
+    if turn and system not in (None, RUB, RDF):
+        raise MapError(
+            f"{source}: SPZ stored in {_system_name(system)} axes (its coordinate-system "
+            f"extension): only RUB and RDF are turned into PLY's axes here; read it with --spz-axes stored"
+        )
+    return turn_axes(gmap) if turn and system != RDF else gmap
 
 
 def _system_name(code: int) -> str:
@@ -324,36 +322,80 @@ def _system_name(code: int) -> str:
 
 
 def stored_coordinate_system(data: bytes, source: str = "spz") -> int | None:
-    """The code of a version-4 file's ``SPZ_ADOBE_coordinate_system`` extension (None without one,
-    or for the gzip framing, whose extensions are not read). Records are checked against the zone
-    [32, table of contents): one that runs past it is refused."""
-    if data[:4] != struct.pack("<I", MAGIC) or len(data) < _NGSP.size:
-        return None  # (a truncated header: the reader's error)
-    *_, flags, _, toc = _NGSP.unpack_from(data)
-    if not flags & FLAG_EXTENSIONS:
-        return None
-    if not _NGSP.size <= toc <= len(data):
-        raise MapError(f"{source}: SPZ table of contents at {toc} outside the file")
-    found, o = None, _NGSP.size
+    """The axes an SPZ's data is stored in, by its ``SPZ_ADOBE_coordinate_system`` extension, as
+    :func:`_coordinate_system` takes them (None: no record, RUB). The gzip framing is inflated to
+    reach its records (after the arrays); a truncated version-4 header gives None (the reader's
+    error)."""
+    if data[:4] == struct.pack("<I", MAGIC):
+        return None if len(data) < _NGSP.size else _coordinate_system(_ngsp_extensions(data, source), source)
+    return _coordinate_system(_inflate_gzip(data, source)[2], source)
+
+
+class _Extensions(NamedTuple):
+    """Flag 2's extension records (empty without the flag), at byte ``at`` of the file (version 4)
+    or of the gzip stream (versions 1-3), bounded by ``end`` (both named in errors)."""
+
+    records: bytes
+    at: int
+    end: str
+
+
+def _coordinate_system(ext: _Extensions, source: str, warn: bool = False) -> int | None:
+    """The stored axes named by the extension records, as Niantic's reader takes them (one loop for
+    both framings): other types skipped by their length, the first coordinate system of a defined
+    code (0-16) used, UNSPECIFIED (0) as RUB ("likely a writer bug", its ``resolve``) and a code
+    above 16 as no record (its ``read``); RUB taken so is logged once when ``warn`` (where the axes
+    matter). None: no record. A record that runs past ``ext.end`` is refused."""
+    zone, at, end = ext
+    found, ignored, o = None, [], 0
     for _ in range(MAX_EXTENSIONS):
-        if o == toc:
-            return found
-        if toc - o < 8 or struct.unpack_from("<I", data, o + 4)[0] > toc - o - 8:
-            raise MapError(
-                f"{source}: SPZ extension record at byte {o} runs past the table of contents ({toc})"
-            )
-        kind, size = struct.unpack_from("<II", data, o)
+        if o == len(zone):
+            if warn and (found == 0 or (found is None and ignored)):  # (taken as RUB by default)
+                what = "UNSPECIFIED" if found == 0 else f"unknown code {ignored[0]}"
+                log.warning(
+                    f"{source}: SPZ coordinate-system extension {what}: read as RUB, as Niantic's library does"
+                )
+            return RUB if found == 0 else found
+        if len(zone) - o < 8 or struct.unpack_from("<I", zone, o + 4)[0] > len(zone) - o - 8:
+            raise MapError(f"{source}: SPZ extension record at byte {at + o} runs past {end}")
+        kind, size = struct.unpack_from("<II", zone, o)
         if kind == EXT_COORDINATE_SYSTEM:
             if size != 4:
                 raise MapError(f"{source}: SPZ coordinate-system extension of {size} bytes (4 expected)")
-            found = struct.unpack_from("<I", data, o + 8)[0]
+            code = struct.unpack_from("<I", zone, o + 8)[0]
+            if code >= len(COORDINATE_SYSTEMS):
+                ignored.append(code)
+            elif found is None:
+                found = code
         o += 8 + size
     raise MapError(f"{source}: more than {MAX_EXTENSIONS} SPZ extension records")
 
 
-def _read_any(data: bytes, source: str) -> GaussianMap:
+def _ngsp_extensions(data: bytes, source: str) -> _Extensions:
+    """A version-4 file's extension zone, [32, table of contents). ``data`` holds a whole header."""
+    *_, flags, _, toc = _NGSP.unpack_from(data)
+    if not _NGSP.size <= toc <= len(data):
+        raise MapError(f"{source}: SPZ table of contents at {toc} outside the file")
+    zone = data[_NGSP.size : toc] if flags & FLAG_EXTENSIONS else b""
+    return _Extensions(zone, _NGSP.size, f"the table of contents ({toc})")
+
+
+def _read_any(data: bytes, source: str, warn: bool = False) -> tuple[GaussianMap, int | None]:
+    """The scene and its stored axes (:func:`_coordinate_system`, ``warn`` passed on)."""
     if data[:4] == struct.pack("<I", MAGIC):
-        return _read_ngsp(data, source)
+        return _read_ngsp(data, source, warn)
+    (version, n, deg, fb, flags), body, ext = _inflate_gzip(data, source)
+    system = _coordinate_system(ext, source, warn)
+    parts, o = [], 0
+    for size in _sizes(n, deg, version):
+        parts.append(body[o : o + size])
+        o += size
+    return _unpack(parts, version, n, deg, fb, flags, source), system
+
+
+def _inflate_gzip(data: bytes, source: str) -> tuple[tuple[int, int, int, int, int], bytes, _Extensions]:
+    """The gzip framing's header (version, n, SH degree, fractional bits, flags), its arrays, and
+    its extension zone: what follows the arrays to the end of the stream (with flag 2)."""
     if data[:2] != b"\x1f\x8b":
         raise MapError(f"{source}: not an SPZ file (neither gzip nor an NGSP header)")
     d = zlib.decompressobj(wbits=31)
@@ -370,20 +412,19 @@ def _read_any(data: bytes, source: str) -> GaussianMap:
         raise MapError(f"{source}: corrupt gzip data ({exc})") from None
     if len(body) != sum(sizes):
         raise MapError(f"{source}: {len(body)} bytes of SPZ data, {sum(sizes)} expected for {n} points")
-    _finish_gzip(d, source)
-    parts, o = [], 0
-    for s in sizes:
-        parts.append(body[o : o + s])
-        o += s
-    return _unpack(parts, version, n, deg, fb, flags, source)
+    zone = _finish_gzip(d, source, keep=bool(flags & FLAG_EXTENSIONS))
+    at = _LEGACY.size + len(body)
+    ext = _Extensions(zone, at, f"the end of the gzip stream ({at + len(zone)})")
+    return (version, n, deg, fb, flags), body, ext
 
 
-def _finish_gzip(d, source: str) -> None:
-    """Inflate what follows the arrays (version 3 extensions, or nothing) to the end of the gzip
-    stream, a bounded chunk at a time and discarded: only there does zlib check the CRC and length,
-    so a flipped bit in the arrays is an error instead of wrong values. Bytes after the gzip stream
-    are ignored, as by the reference reader."""
-    extra = 0
+def _finish_gzip(d, source: str, keep: bool) -> bytes:
+    """Inflate what follows the arrays (extension records, or nothing) to the end of the gzip
+    stream, a bounded chunk at a time: only there does zlib check the CRC and length, so a flipped
+    bit in the arrays is an error instead of wrong values. The bytes are returned when ``keep``
+    (flag 2), else discarded (b""). Bytes after the gzip stream are ignored, as by the reference
+    reader."""
+    extra, kept = 0, []
     try:
         while not d.eof:
             chunk = d.decompress(d.unconsumed_tail, 1 << 20)
@@ -392,8 +433,11 @@ def _finish_gzip(d, source: str) -> None:
             extra += len(chunk)
             if extra > MAX_TRAILER:  # a bomb behind valid arrays: stop instead of inflating on
                 raise MapError(f"{source}: more than {MAX_TRAILER} bytes after the SPZ arrays")
+            if keep:
+                kept.append(chunk)
     except zlib.error as exc:  # a CRC or length mismatch, or corrupt deflate data
         raise MapError(f"{source}: corrupt gzip data ({exc})") from None
+    return b"".join(kept)
 
 
 def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
@@ -416,7 +460,7 @@ def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
     check_room(n, min(deg, 3), source)  # gzip's 1024:1 still lets 1 MB name 170M points
 
 
-def _read_ngsp(data: bytes, source: str) -> GaussianMap:
+def _read_ngsp(data: bytes, source: str, warn: bool) -> tuple[GaussianMap, int | None]:
     if len(data) < _NGSP.size:
         raise MapError(f"{source}: truncated SPZ header ({len(data)} bytes)")
     magic, version, n, deg, fb, flags, ns, toc = _NGSP.unpack_from(data)
@@ -426,7 +470,7 @@ def _read_ngsp(data: bytes, source: str) -> GaussianMap:
         raise MapError(f"{source}: {ns} SPZ streams, {len(want)} expected for SH degree {deg}")
     if not _NGSP.size <= toc <= len(data) - 16 * ns:
         raise MapError(f"{source}: SPZ table of contents at {toc} outside the file")
-    stored_coordinate_system(data, source)  # (its records checked whatever the axes asked for)
+    system = _coordinate_system(_ngsp_extensions(data, source), source, warn)  # (whatever the axes)
     o, parts = toc + 16 * ns, []
     for i in range(ns):
         cs, us = struct.unpack_from("<QQ", data, toc + 16 * i)
@@ -447,7 +491,7 @@ def _read_ngsp(data: bytes, source: str) -> GaussianMap:
         raise MapError(f"{source}: {len(data) - o} unexpected bytes after the SPZ streams")
     if deg == 0:
         parts.append(b"")
-    return _unpack(parts, version, n, deg, fb, flags, source)
+    return _unpack(parts, version, n, deg, fb, flags, source), system
 
 
 def _unpack(
