@@ -21,6 +21,7 @@ from gs_mapping.nodes.launch_support import (
     effective_namespace,
     existing_params_file,
     given_overrides,
+    launch_flag,
     rviz_config_for_namespace,
 )
 
@@ -60,7 +61,7 @@ def _actions(context):
             output="screen",
         ),
     ]
-    if arg["rviz"].lower() in ("true", "1", "yes"):
+    if launch_flag("rviz", arg["rviz"]):
         # the nodes' namespace as launch_ros gives it: namespace:= under any PushRosNamespace
         # around this file's include (a multi-robot launch file)
         ns = effective_namespace(context.launch_configurations.get("ros_namespace"), namespace)

@@ -20,7 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="another router to link to, e.g. tcp/server.example:7447 (repeatable)",
     )
     p.add_argument(
-        "--config", help="zenoh router config file (default: $ZENOH_ROUTER_CONFIG_URI or built-in)"
+        "--zenoh-config",
+        "--config",  # (the router's first name; --zenoh-config as for nodes and play, README)
+        dest="config",
+        help="zenoh router config file (default: $ZENOH_ROUTER_CONFIG_URI or built-in)",
     )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 

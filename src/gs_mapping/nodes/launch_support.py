@@ -8,6 +8,7 @@
   copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are).
 - :func:`existing_params_file`: launch_ros only warns about a ``params_file:=`` that is no file and
   starts the nodes on their built-in defaults; the launch files stop instead, naming it.
+- :func:`launch_flag`: a true/false launch argument (``rviz:=``) read as launch reads a condition.
 - :func:`effective_namespace`: the namespace the nodes run in, a ``PushRosNamespace`` around the
   include (multi-robot launch files) and the ``namespace:=`` argument together.
 """
@@ -37,6 +38,16 @@ def given_overrides(values: dict[str, str]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def launch_flag(name: str, value: str) -> bool:
+    """A true/false launch argument as launch's ``evaluate_condition_expression`` (IfCondition) reads
+    it: stripped, lower-cased, 'true'/'1' or 'false'/'0'; anything else a ValueError naming it (a
+    typo such as ``rviz:=flase`` is an error there, never a silent false)."""
+    flag = value.strip().lower()
+    if flag not in ("true", "1", "false", "0"):
+        raise ValueError(f"{name}:={value!r}: expected true, false, 1 or 0")
+    return flag in ("true", "1")
 
 
 def namespaced_rviz_config(text: str, namespace: str) -> str:

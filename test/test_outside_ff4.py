@@ -1,0 +1,120 @@
+"""Outside review (ff4): what README.md and docs/*.md promise against what the shipped launch files
+and commands do.
+
+- full.launch.py's ``rviz:=`` is a launch condition: ros2/launch decides it with
+  ``evaluate_condition_expression`` (launch/launch/conditions/evaluate_condition_expression_impl.py,
+  commit 02595ba): the value stripped and lower-cased, 'true'/'1' true, 'false'/'0' false, anything
+  else an error. Ours took 'yes' as true and any typo ('flase', ' true') silently as false.
+- README "Without ROS": "``--listen`` sets a node's or router's own endpoints; ``--zenoh-config`` (or
+  ``ZENOH_SESSION_CONFIG_URI`` / ``ZENOH_ROUTER_CONFIG_URI``) takes a full Zenoh config file": the
+  router only knew ``--config``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from gs_mapping.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+# launch's own truth table (evaluate_condition_expression, ros2/launch 02595ba): value -> result,
+# None where launch raises InvalidConditionExpressionError.
+LAUNCH_CONDITION = {
+    "true": True,
+    "True": True,
+    "TRUE": True,
+    "1": True,
+    " true ": True,
+    "false": False,
+    "False": False,
+    "0": False,
+    " 0\n": False,
+    "yes": None,
+    "no": None,
+    "on": None,
+    "flase": None,
+    "": None,
+    "2": None,
+}
+
+
+def _full_launch_actions(args: dict[str, str]) -> list:
+    """full.launch.py's ``_actions`` run with stand-ins for launch, launch_ros and ament_index_python
+    (none is installable here): each Node is the dict of its keyword arguments."""
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context.launch_configurations[self.name]
+
+    fakes = {
+        "ament_index_python": types.ModuleType("ament_index_python"),
+        "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=lambda p: str(REPO)),
+        "launch": types.SimpleNamespace(LaunchDescription=list),
+        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=None, OpaqueFunction=None),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+        "launch_ros": types.ModuleType("launch_ros"),
+        "launch_ros.actions": types.SimpleNamespace(Node=lambda **kw: kw),
+    }
+    saved = {k: sys.modules.get(k) for k in fakes}
+    sys.modules.update(fakes)  # type: ignore[arg-type]
+    try:
+        spec = importlib.util.spec_from_file_location("full_launch_ff4", REPO / "launch" / "full.launch.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        context = types.SimpleNamespace(launch_configurations=args)
+        return module._actions(context)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+@pytest.mark.parametrize("value", sorted(LAUNCH_CONDITION))
+def test_full_launch_rviz_argument_is_read_as_launch_reads_a_condition(value):
+    """ros2/launch's evaluate_condition_expression (commit 02595ba, transcribed above) is how launch
+    reads a true/false launch argument (IfCondition): 'true'/'1' and 'false'/'0' after strip() and
+    lower(), anything else an error naming the value. full.launch.py must start RViz exactly for the
+    true ones and stop on the others rather than guess (a typo silently meant no RViz)."""
+    args = {"params_file": str(REPO / "config" / "full.yaml"), "use_sim_time": "", "device": ""}
+    args |= {"namespace": "", "rviz": value}
+    want = LAUNCH_CONDITION[value]
+    if want is None:
+        with pytest.raises(ValueError, match="rviz"):
+            _full_launch_actions(args)
+        return
+    started = [a["executable"] for a in _full_launch_actions(args)]
+    assert ("rviz2" in started) is want
+
+
+def test_router_takes_zenoh_config_as_readme_says(monkeypatch, tmp_path):
+    """README, "Without ROS": ``--zenoh-config`` takes a full Zenoh config file for a node or a
+    router (``ZENOH_ROUTER_CONFIG_URI`` the router's environment default, as rmw_zenoh's rmw_zenohd
+    reads it). ``gs-mapping router --zenoh-config FILE`` must parse and hand FILE to the router."""
+    pytest.importorskip("zenoh")
+    import gs_mapping.runtime.zenoh_runtime as zr
+
+    seen = []
+
+    class Router:
+        def zid(self):
+            return "0"
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(zr, "run_router", lambda listen, connect, config: seen.append(config) or Router())
+    cfg = tmp_path / "router.json5"
+    cfg.write_text("{}")
+    assert main(["router", "--zenoh-config", str(cfg), "--duration", "0.01"]) == 0
+    assert seen == [str(cfg)]
