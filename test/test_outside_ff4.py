@@ -118,3 +118,30 @@ def test_router_takes_zenoh_config_as_readme_says(monkeypatch, tmp_path):
     cfg.write_text("{}")
     assert main(["router", "--zenoh-config", str(cfg), "--duration", "0.01"]) == 0
     assert seen == [str(cfg)]
+
+
+def _surround_training_paragraph() -> str:
+    text = (REPO / "docs" / "hd_model.md").read_text()
+    section = text.split("### Surround")[1].split("\n## ")[0]
+    return " ".join(section.split("In training (")[1].split("\n\n")[0].split())
+
+
+def test_hd_model_md_surround_in_training_seeds_are_the_shipped_runs():
+    """docs/hd_model.md names the frames each surround stage evaluated itself on during training.
+    The outside record is the shipped checkpoint (gsmap_small_world_surround.pt): its stored
+    training config says stage 2 ran on data seed 30, and hd-train evaluates on the data seed +
+    7777 (as the front section's "seed 7787" for its data seed 10 says), so stage 2's curve is seed
+    7807's frames; stage 1 (config/hd_surround.yaml, no data_seed: 0) is seed 7777's. The doc gave
+    7777 for both."""
+    pytest.importorskip("torch")
+    import yaml
+
+    from gsmap_hd.checkpoint import load_state
+    from gsmap_hd.train import EVAL_SEED_OFFSET
+
+    state = load_state(REPO / "src" / "gsmap_hd" / "assets" / "gsmap_small_world_surround.pt")
+    stage1 = yaml.safe_load((REPO / "config" / "hd_surround.yaml").read_text())
+    stage1_seed = stage1["/**"]["ros__parameters"]["hd_train"].get("data_seed", 0)
+    said = _surround_training_paragraph()
+    assert f"stage 1 (seed {stage1_seed + EVAL_SEED_OFFSET})" in said, said
+    assert f"stage 2 (seed {state['config']['data_seed'] + EVAL_SEED_OFFSET})" in said, said
