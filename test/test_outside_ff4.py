@@ -145,3 +145,22 @@ def test_hd_model_md_surround_in_training_seeds_are_the_shipped_runs():
     said = _surround_training_paragraph()
     assert f"stage 1 (seed {stage1_seed + EVAL_SEED_OFFSET})" in said, said
     assert f"stage 2 (seed {state['config']['data_seed'] + EVAL_SEED_OFFSET})" in said, said
+
+
+def test_readme_command_table_lists_every_command_the_cli_has():
+    """README, "Command line": "Everything is one command, ``gs-mapping``", then a table of its
+    commands. The outside record is argparse's own list of the subcommands ``gs-mapping --help``
+    prints (build_parser's subparsers): each must have its row (``params``, which prints the
+    default parameter file a user starts a params file from, had none)."""
+    import argparse
+    import re
+
+    from gs_mapping.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Command line")[1].split("\n## ")[0]
+    rows = set(re.findall(r"^\| `([a-z-]+)\b", table, re.M)) | set(
+        re.findall(r"\| [^|]*/ `([a-z-]+)\b", table)
+    )
+    assert set(sub.choices) - rows == set()
