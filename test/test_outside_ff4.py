@@ -164,3 +164,45 @@ def test_readme_command_table_lists_every_command_the_cli_has():
         re.findall(r"\| [^|]*/ `([a-z-]+)\b", table)
     )
     assert set(sub.choices) - rows == set()
+
+
+def _sh1_ply(path: Path) -> None:
+    import numpy as np
+
+    from gs_mapping.gaussians import GaussianMap
+    from gs_mapping.ply import save_ply
+
+    rng = np.random.default_rng(3)
+    n = 64
+    quats = rng.normal(size=(n, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    gmap = GaussianMap(sh_degree=1)
+    gmap.add(
+        rng.uniform(-2, 2, (n, 3)),
+        quats,
+        rng.uniform(-4, -2, (n, 3)),
+        rng.normal(size=n),
+        rng.normal(size=(n, 4, 3)),
+    )
+    save_ply(gmap, path)
+
+
+@pytest.mark.parametrize("command", ["convert", "decode"])
+def test_summary_names_the_sh_degree_of_the_splat_file_written(tmp_path, capsys, command):
+    """antimatter15's .splat (its convert.py: 32-byte rows of position, scale, RGBA, rotation) holds
+    no spherical harmonics: a file of n Gaussians is 32·n bytes and SH degree 0, whatever the scene
+    had. The one-line JSON summary of ``convert``/``decode`` describes what was written, so its
+    sh_degree must be 0 there (it printed the source's 1 beside the warning that it was dropped)."""
+    import json
+
+    src = tmp_path / "a.ply"
+    _sh1_ply(src)
+    if command == "decode":
+        assert main(["encode", str(src), str(tmp_path / "a.gsd")]) == 0
+        src = tmp_path / "a.gsd"
+    capsys.readouterr()
+    out = tmp_path / "out.splat"
+    assert main([command, str(src), str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out.stat().st_size == 32 * summary["gaussians"]
+    assert summary["sh_degree"] == 0

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import json
 
+    from ..splat_formats import written_sh_degree
     from .scene_io import check_container_output, check_scene_output, load_scene, save_scene
 
     if str(args.out).lower().endswith(".gsd"):
@@ -48,5 +49,6 @@ def run(args) -> int:
         )
     gmap = load_scene(args.input, args)
     nbytes = save_scene(gmap, args.out, args)
-    print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree, "bytes": nbytes}))
+    degree = written_sh_degree(gmap, args.out)  # (what the file holds: .splat has no SH)
+    print(json.dumps({"gaussians": len(gmap), "sh_degree": degree, "bytes": nbytes}))
     return 0

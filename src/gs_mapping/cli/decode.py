@@ -29,6 +29,7 @@ def run(args) -> int:
     from gs_map_share.errors import DecodeError
     from gs_map_share.snapshot import decode_map
 
+    from ..splat_formats import written_sh_degree
     from .scene_io import check_scene_output, named, read_container, save_scene
 
     check_scene_output(args.out, args, [args.container])  # before the work
@@ -37,7 +38,7 @@ def run(args) -> int:
     except DecodeError as exc:  # name the file (the codec's messages say what, not where)
         raise named(args.container, exc) from None
     save_scene(gmap, args.out, args)
-    print(json.dumps({"gaussians": len(gmap), "sh_degree": gmap.sh_degree}))
+    print(json.dumps({"gaussians": len(gmap), "sh_degree": written_sh_degree(gmap, args.out)}))
     return 0
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "can_write",
     "load_splats",
     "save_splats",
+    "written_sh_degree",
     "read_spz",
     "stored_coordinate_system",
     "write_spz",
@@ -160,3 +161,9 @@ def save_splats(
         log.warning(f"{path}: .splat holds the DC colour only: SH degree {gmap.sh_degree} is dropped")
     write_bytes(path, data, overwrite=overwrite, inputs=inputs)
     return len(data)
+
+
+def written_sh_degree(gmap: GaussianMap, path: str | Path) -> int:
+    """The SH degree a file written by :func:`save_splats` holds: .splat rows carry the DC colour
+    only (antimatter15's format), the other formats the scene's degree."""
+    return 0 if kind_of(Path(path)) == "splat" else gmap.sh_degree
