@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..config_file import param
-from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
+from ..errors import ConfigError, GsMappingError, MessageError, TFError, transform_may_arrive
 from ..sync import CameraInfoHistory
-from ..topics import info_topic
+from ..topics import info_topic, transport_base
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -46,7 +46,7 @@ CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
 class HDMapNodeConfig:
     camera_topics: list[str] = param(
         ["/cameras/front/image_raw"],
-        "camera image topics (1 to 6; '/compressed' suffix = CompressedImage); "
+        "camera image topics (1 to 6 cameras, each on one transport; '/compressed' suffix = CompressedImage); "
         "each needs a sibling 'camera_info' topic",
     )
     checkpoint: str = param(
@@ -101,6 +101,16 @@ class HDMapNode(NodeBase):
         cams = list(self.cfg.camera_topics)
         if not 1 <= len(cams) <= 6:
             raise GsMappingError(f"hd_map_node.camera_topics: need 1 to 6 cameras, got {len(cams)}")
+        # streams compared as resolved (namespace, remapping), whatever transport: one camera listed
+        # twice would be grouped with itself and run through the several-camera model
+        seen: dict[str, str] = {}
+        for topic in cams:
+            key = transport_base(ctx.resolve_topic_name(topic))
+            if key in seen:
+                raise ConfigError(
+                    f"hd_map_node.camera_topics: {seen[key]!r} and {topic!r} are one camera ({key})"
+                )
+            seen[key] = topic
         self.cameras = cams
         self.predictor = self._load_predictor()
         self.tf = TFBuffer(cache_time_s=30.0)
@@ -179,7 +189,6 @@ class HDMapNode(NodeBase):
         from gsmap_hd.predict_bag import shipped_checkpoint
 
         from ..device import resolve_device
-        from ..errors import ConfigError
 
         if self.cfg.backend == "onnx":
             if not self.cfg.onnx_model:

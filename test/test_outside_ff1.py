@@ -1,0 +1,87 @@
+"""Outside review (ff1): hd_map_node and map_receiver_node as a user runs them and reads their
+/diagnostics, compared with ros/diagnostics' own conventions (diagnostic_updater's FrequencyStatus:
+no event in its window is ERROR "No events recorded.", never OK) and with the project's stated rule
+that a node waiting for an input it cannot work without reports WARN with ``waiting_for``.
+
+Known bugs are ``xfail(strict=True)``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+WARN = 1
+
+
+def _status(diag_array):
+    """(level as int, message, {key: value}) of the node's one DiagnosticStatus."""
+    (s,) = diag_array.status
+    level = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
+    return level, s.message, {kv.key: kv.value for kv in s.values}
+
+
+def _receiver(**over):
+    from gs_mapping.nodes.map_receiver_node import MapReceiverNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    bus = ReplayBus()
+    diags: list = []
+    bus.subscribe("/diagnostics", diags.append)
+    cfg = MapReceiverNode.load_config(None)
+    for k, v in over.items():
+        setattr(cfg["map_receiver_node"], k, v)
+    node = MapReceiverNode(bus.context("map_receiver_node"), cfg)
+    return bus, node, diags
+
+
+def test_a_receiver_that_never_got_a_map_is_not_reported_ok():
+    """A receiver started with a delta / snapshot topic that nothing publishes on (a namespace left
+    out, a typo) gets no container for 5 s. diagnostic_updater's FrequencyStatus reports such a
+    topic ERROR "No events recorded.", and hd_map_node / mapper_node report WARN with
+    ``waiting_for`` naming the topics; rqt_robot_monitor must not show this receiver OK. The
+    status names both topics it listens to, so a user sees which name to check."""
+    bus, node, diags = _receiver()
+    for k in range(1, 6):
+        bus.advance(k * 10**9)
+    assert len(diags) >= 4
+    for d in diags:
+        level, _, values = _status(d)
+        assert level >= WARN, [_status(x)[:2] for x in diags]
+        assert "/mapper_node/map_snapshot" in values.get("waiting_for", "")
+        assert "/mapper_node/map_delta" in values.get("waiting_for", "")
+
+
+def test_two_camera_topic_names_that_resolve_to_one_topic_are_refused_in_one_line():
+    """rcl's name expansion (rcl_expand_topic_name: a relative name is prefixed with the node's
+    namespace) makes ``front/image_raw`` in namespace /robot1 the topic /robot1/front/image_raw.
+    Listing it beside ``/robot1/front/image_raw`` is one camera given twice: every image would
+    reach two subscriptions, be grouped with itself and run through the two-camera (surround)
+    model. It is refused as a configuration error naming both spellings and the topic, as
+    map_server_node refuses one vehicle namespace listed twice."""
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.nodes.hd_map_node import HDMapNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    cfg = HDMapNode.load_config(None)
+    cfg["hd_map_node"].device = "cpu"
+    cfg["hd_map_node"].camera_topics = ["/robot1/front/image_raw", "front/image_raw"]
+    with pytest.raises(ConfigError) as err:
+        HDMapNode(ReplayBus().context("hd_map_node", "/robot1"), cfg)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "'/robot1/front/image_raw'" in msg and "'front/image_raw'" in msg, msg
+
+
+def test_one_camera_on_two_image_transports_is_refused_in_one_line():
+    """image_transport publishes one camera's stream on ``image_raw`` and on
+    ``image_raw/compressed`` (the transport a suffix of the base topic; both share the base topic's
+    camera_info). Listing both is the same camera twice, grouped with itself."""
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.nodes.hd_map_node import HDMapNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    cfg = HDMapNode.load_config(None)
+    cfg["hd_map_node"].device = "cpu"
+    cfg["hd_map_node"].camera_topics = ["/cam/image_raw", "/cam/image_raw/compressed"]
+    with pytest.raises(ConfigError, match=r"'/cam/image_raw' and '/cam/image_raw/compressed'"):
+        HDMapNode(ReplayBus().context("hd_map_node"), cfg)
