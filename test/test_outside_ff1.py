@@ -85,3 +85,48 @@ def test_one_camera_on_two_image_transports_is_refused_in_one_line():
     cfg["hd_map_node"].camera_topics = ["/cam/image_raw", "/cam/image_raw/compressed"]
     with pytest.raises(ConfigError, match=r"'/cam/image_raw' and '/cam/image_raw/compressed'"):
         HDMapNode(ReplayBus().context("hd_map_node"), cfg)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """Humble's real pure-Python rclpy over the test stand-in of its C extension."""
+    import rclpy_standin
+    from rosbags.typesys import Stores, get_typestore
+
+    from gs_mapping.messages import RclpyFactory
+
+    RclpyFactory._class.cache_clear()
+    rclpy, standin, interfaces = rclpy_standin.install(get_typestore(Stores.ROS2_HUMBLE))
+    yield rclpy
+    RclpyFactory._class.cache_clear()
+    rclpy_standin.uninstall(interfaces)
+
+
+def test_under_rclpy_a_remap_that_makes_two_cameras_one_is_refused(ros):
+    """``-r /cameras/left/image_raw:=/cameras/front/image_raw`` (a user pointing a second input at
+    the one camera there is) makes rclpy's ``Node.resolve_topic_name`` (rcl: expansion, then the
+    ``-r`` rules) give one topic for both listed cameras; rclpy would subscribe twice to it. The
+    node is not built: one ConfigError naming both entries and the topic rclpy resolved."""
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.nodes.hd_map_node import HDMapNode
+    from gs_mapping.runtime.rclpy_runtime import create_node
+
+    rclpy = ros
+    context = rclpy.Context()
+    args = [
+        "-r",
+        "/cameras/left/image_raw:=/cameras/front/image_raw",
+        "-p",
+        "hd_map_node.device:=cpu",
+        "-p",
+        "hd_map_node.camera_topics:=[/cameras/front/image_raw,/cameras/left/image_raw]",
+    ]
+    rclpy.init(args=["hd_map_node", "--ros-args", *args], context=context)
+    try:
+        with pytest.raises(ConfigError) as err:
+            create_node(HDMapNode, context)
+    finally:
+        context.try_shutdown()
+    msg = str(err.value)
+    assert "'/cameras/front/image_raw' and '/cameras/left/image_raw'" in msg, msg
+    assert msg.rstrip().endswith("(/cameras/front/image_raw)"), msg
