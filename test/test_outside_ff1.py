@@ -130,3 +130,25 @@ def test_under_rclpy_a_remap_that_makes_two_cameras_one_is_refused(ros):
     msg = str(err.value)
     assert "'/cameras/front/image_raw' and '/cameras/left/image_raw'" in msg, msg
     assert msg.rstrip().endswith("(/cameras/front/image_raw)"), msg
+
+
+def test_hd_map_node_names_the_camera_it_waits_for_as_ros2_topic_list_shows_it():
+    """hd_map_node in namespace /robot1 with ``camera_topics: [front/image_raw]`` subscribes to
+    /robot1/front/image_raw (rcl_expand_topic_name: a relative name gets the node's namespace), the
+    name ``ros2 topic list`` / ``ros2 topic info`` show. Its waiting_for names the camera_info topic
+    that way already; the image is named the same way, not as written in the parameter."""
+    from gs_mapping.nodes.hd_map_node import HDMapNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    bus = ReplayBus()
+    diags: list = []
+    bus.subscribe("/diagnostics", diags.append)
+    cfg = HDMapNode.load_config(None)
+    cfg["hd_map_node"].device = "cpu"
+    cfg["hd_map_node"].camera_topics = ["front/image_raw"]
+    HDMapNode(bus.context("hd_map_node", "/robot1"), cfg)
+    for k in (1, 2):
+        bus.advance(k * 10**9)
+    waiting = _status(diags[-1])[2]["waiting_for"]
+    assert "image on /robot1/front/image_raw" in waiting, waiting
+    assert "camera_info on /robot1/front/camera_info" in waiting, waiting

@@ -101,11 +101,14 @@ class HDMapNode(NodeBase):
         cams = list(self.cfg.camera_topics)
         if not 1 <= len(cams) <= 6:
             raise GsMappingError(f"hd_map_node.camera_topics: need 1 to 6 cameras, got {len(cams)}")
-        # streams compared as resolved (namespace, remapping), whatever transport: one camera listed
-        # twice would be grouped with itself and run through the several-camera model
+        # the cameras as resolved (namespace, remapping), as ``ros2 topic list`` shows them: the names
+        # /diagnostics and the console give
+        self.resolved = {t: ctx.resolve_topic_name(t) for t in cams}
+        # compared whatever the transport: one camera listed twice would be grouped with itself and
+        # run through the several-camera model
         seen: dict[str, str] = {}
         for topic in cams:
-            key = transport_base(ctx.resolve_topic_name(topic))
+            key = transport_base(self.resolved[topic])
             if key in seen:
                 raise ConfigError(
                     f"hd_map_node.camera_topics: {seen[key]!r} and {topic!r} are one camera ({key})"
@@ -150,7 +153,7 @@ class HDMapNode(NodeBase):
         )
         # each camera's CameraInfo as image_transport finds it: beside the image topic as resolved
         # (namespace, remapping), not as written (``image_raw`` in /cam: /cam/camera_info)
-        self.info_topics = {t: info_topic(ctx.resolve_topic_name(t)) for t in cams}
+        self.info_topics = {t: info_topic(self.resolved[t]) for t in cams}
         for topic in cams:
             compressed = topic.endswith("/compressed")
             typename = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
@@ -330,12 +333,15 @@ class HDMapNode(NodeBase):
         waiting = []
         if self.last_stamp_ns < 0:
             for topic in self.cameras:
-                waiting += [f"image on {topic}"] if not seen.get(topic) else []
+                waiting += [f"image on {self.resolved[topic]}"] if not seen.get(topic) else []
                 info = self.info_topics[topic]
                 waiting += [f"camera_info on {info}"] if not seen.get(info) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
-        stopped = [] if self.last_stamp_ns < 0 else [(f"image on {t}", s) for t, s in self._silent_cameras()]
+        stopped = [
+            (f"image on {self.resolved[t]}", s)
+            for t, s in (self._silent_cameras() if self.last_stamp_ns >= 0 else [])
+        ]
         # lanes whose pose never comes are dropped once their wait is over; a frame whose CameraInfo
         # of its stamp never comes goes with the CameraInfo there is (contained: a timer has no guard)
         self.contained(self.cameras[0], self._retry_waiting)
