@@ -137,6 +137,7 @@ def test_hd_map_node_names_the_camera_it_waits_for_as_ros2_topic_list_shows_it()
     /robot1/front/image_raw (rcl_expand_topic_name: a relative name gets the node's namespace), the
     name ``ros2 topic list`` / ``ros2 topic info`` show. Its waiting_for names the camera_info topic
     that way already; the image is named the same way, not as written in the parameter."""
+    pytest.importorskip("torch")  # (the node loads the shipped model)
     from gs_mapping.nodes.hd_map_node import HDMapNode
     from gs_mapping.runtime.replay import ReplayBus
 
