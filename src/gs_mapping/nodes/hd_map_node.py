@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..config_file import param
-from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
+from ..errors import ConfigError, GsMappingError, MessageError, TFError, transform_may_arrive
 from ..sync import CameraInfoHistory
-from ..topics import info_topic
+from ..topics import info_topic, transport_base
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -46,7 +46,7 @@ CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
 class HDMapNodeConfig:
     camera_topics: list[str] = param(
         ["/cameras/front/image_raw"],
-        "camera image topics (1 to 6; '/compressed' suffix = CompressedImage); "
+        "camera image topics (1 to 6 cameras, each on one transport; '/compressed' suffix = CompressedImage); "
         "each needs a sibling 'camera_info' topic",
     )
     checkpoint: str = param(
@@ -101,6 +101,19 @@ class HDMapNode(NodeBase):
         cams = list(self.cfg.camera_topics)
         if not 1 <= len(cams) <= 6:
             raise GsMappingError(f"hd_map_node.camera_topics: need 1 to 6 cameras, got {len(cams)}")
+        # the cameras as resolved (namespace, remapping), as ``ros2 topic list`` shows them: the names
+        # /diagnostics and the console give
+        self.resolved = {t: ctx.resolve_topic_name(t) for t in cams}
+        # compared whatever the transport: one camera listed twice would be grouped with itself and
+        # run through the several-camera model
+        seen: dict[str, str] = {}
+        for topic in cams:
+            key = transport_base(self.resolved[topic])
+            if key in seen:
+                raise ConfigError(
+                    f"hd_map_node.camera_topics: {seen[key]!r} and {topic!r} are one camera ({key})"
+                )
+            seen[key] = topic
         self.cameras = cams
         self.predictor = self._load_predictor()
         self.tf = TFBuffer(cache_time_s=30.0)
@@ -140,7 +153,7 @@ class HDMapNode(NodeBase):
         )
         # each camera's CameraInfo as image_transport finds it: beside the image topic as resolved
         # (namespace, remapping), not as written (``image_raw`` in /cam: /cam/camera_info)
-        self.info_topics = {t: info_topic(ctx.resolve_topic_name(t)) for t in cams}
+        self.info_topics = {t: info_topic(self.resolved[t]) for t in cams}
         for topic in cams:
             compressed = topic.endswith("/compressed")
             typename = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
@@ -179,7 +192,6 @@ class HDMapNode(NodeBase):
         from gsmap_hd.predict_bag import shipped_checkpoint
 
         from ..device import resolve_device
-        from ..errors import ConfigError
 
         if self.cfg.backend == "onnx":
             if not self.cfg.onnx_model:
@@ -321,12 +333,15 @@ class HDMapNode(NodeBase):
         waiting = []
         if self.last_stamp_ns < 0:
             for topic in self.cameras:
-                waiting += [f"image on {topic}"] if not seen.get(topic) else []
+                waiting += [f"image on {self.resolved[topic]}"] if not seen.get(topic) else []
                 info = self.info_topics[topic]
                 waiting += [f"camera_info on {info}"] if not seen.get(info) else []
             if not seen.get("/tf") and not seen.get("/tf_static"):
                 waiting.append(f"TF to {self.cfg.base_frame} on /tf or /tf_static")
-        stopped = [] if self.last_stamp_ns < 0 else [(f"image on {t}", s) for t, s in self._silent_cameras()]
+        stopped = [
+            (f"image on {self.resolved[t]}", s)
+            for t, s in (self._silent_cameras() if self.last_stamp_ns >= 0 else [])
+        ]
         # lanes whose pose never comes are dropped once their wait is over; a frame whose CameraInfo
         # of its stamp never comes goes with the CameraInfo there is (contained: a timer has no guard)
         self.contained(self.cameras[0], self._retry_waiting)

@@ -63,7 +63,7 @@ class MapReceiverNode(NodeBase):
             self.guarded(self.cfg.snapshot_topic, self.on_container),
         )
         ctx.create_timer(1.0 / self.cfg.publish_rate_hz, self.publish_cloud)
-        ctx.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics)
+        ctx.create_timer(self.cfg.diagnostics_period_s, self.on_diagnostics_timer)
         self.diag.values["device"] = "cpu"  # decoding and the cloud are numpy work
 
     def parameters_changed(self, section: str, values: dict[str, Any]) -> None:
@@ -94,13 +94,25 @@ class MapReceiverNode(NodeBase):
         if self.store.header is not None:  # verified against the rebuilt map after every apply
             self.diag.values["state_crc"] = self.store.header.state_crc
         self.diag.values["pending"] = self.store.pending
-        # deltas buffered behind a missing one: the map is behind the sender's until it (or the next
-        # snapshot) comes
-        self.report_waiting(
-            [f"map delta {self.store.seq + 1} ({self.store.pending} later ones buffered)"]
-            if self.store.pending and self.store.seq is not None
-            else []
-        )
+        self.report_waiting(self.waiting_for())
+
+    def waiting_for(self) -> list[str]:
+        """What the map waits for: a first map (nothing usable arrived yet: a topic name or namespace
+        to check, or a late joiner before the next snapshot), or deltas buffered behind a missing one
+        (the map is behind the sender's until it, or the next snapshot, comes)."""
+        if not self.store.ready:
+            snap, delta = (
+                self.ctx.resolve_topic_name(t) for t in (self.cfg.snapshot_topic, self.cfg.delta_topic)
+            )
+            return [f"a map snapshot on {snap} (or deltas on {delta} after one)"]
+        if self.store.pending and self.store.seq is not None:
+            return [f"map delta {self.store.seq + 1} ({self.store.pending} later ones buffered)"]
+        return []
+
+    def on_diagnostics_timer(self) -> None:
+        # (said at every report too: a receiver that never got a map has no container to say it)
+        self.report_waiting(self.waiting_for())
+        self.publish_diagnostics()
 
     def publish_cloud(self) -> None:
         if not self._dirty or not self.store.ready:
