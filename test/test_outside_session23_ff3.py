@@ -1,0 +1,59 @@
+"""Outside review of map sharing end to end (``gs_map_share``: snapshots, deltas, the receiver's
+store, progressive levels of detail, lane containers), session 23.
+
+References are outside the component: hand computations of the lattice points a map or a lane
+must come back as, the rules docs/format.md states (size caps, PAD, sequence rules), and a
+container reader written here from docs/format.md section 2 with the ``crc32c`` library.
+Known bugs are ``xfail(strict=True)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gs_map_share.lanes import Lane, decode_lanes, encode_lanes, quantize_lanes
+
+
+def test_long_straight_lane_travels():
+    """A lane of the fused HD map is resampled every metre (``lane_map.resample_spacing``); a
+    straight axis-aligned road of 6 km (a simulator's grid town) is 6,001 points whose differences
+    are all (100, 0) on the 1 cm lattice: a stream that codes to almost nothing. docs/format.md
+    section 2: "An encoder whose output would be smaller than that [8 · bytes + 4096 per count]
+    appends a PAD chunk". The receiver must get the hand-computed lattice points back, not refuse
+    the sender's own container."""
+    x = np.arange(6001, dtype=np.float64)
+    lane = Lane(7, 1, 1.0, np.stack([x, np.full_like(x, 3.5)], 1))
+    data = encode_lanes(None, quantize_lanes([lane]), map_id=1, seq=1, base_seq=0)
+    _, got = decode_lanes(data, None)
+    want = np.stack([np.arange(6001) * 100, np.full(6001, 350)], 1)
+    assert list(got.lanes) == [7]
+    np.testing.assert_array_equal(got.lanes[7][2], want)
+
+
+def test_many_empty_lanes_travel():
+    """Lanes without points (a track whose points were all cut) are lanes the receiver must hold:
+    20,000 of them with consecutive ids code to ~150 bytes, below the decoder's count cap of
+    8 · bytes + 4096 unless the encoder pads (docs/format.md section 2). Hand check: the ids."""
+    lanes = [Lane(i, 0, 1.0, np.zeros((0, 2))) for i in range(1, 20001)]
+    data = encode_lanes(None, quantize_lanes(lanes), map_id=1, seq=1, base_seq=0)
+    _, got = decode_lanes(data, None)
+    assert sorted(got.lanes) == list(range(1, 20001))
+
+
+def test_lane_point_rounding_onto_the_limit_is_refused_by_the_encoder():
+    """The lane decoder refuses a coordinate of 2^40 lattice steps or more. A point at
+    (2^40 − 0.5) steps passes the encoder's check before rounding and rounds (half to even, as
+    numpy's rint and IEEE-754 do) to exactly 2^40: the encoder must refuse it (EncodeError, one
+    line) rather than send a container every receiver rejects."""
+    from gs_map_share.errors import EncodeError
+
+    step = 1.0  # exact in binary, so (2^40 − 0.5) · step is the float itself
+    far = float(2**40) - 0.5
+    assert np.rint(far) == 2**40  # the hand computation the test rests on
+    lane = Lane(1, 0, 1.0, np.array([[far, 0.0], [0.0, 0.0]]))
+    try:
+        state = quantize_lanes([lane], step)
+    except EncodeError:
+        return
+    data = encode_lanes(None, state, map_id=1, seq=1, base_seq=0, step=step)
+    _, got = decode_lanes(data, None)  # must not raise: what the encoder sends, the decoder reads
+    assert got.lanes[1][2][0, 0] == 2**40
