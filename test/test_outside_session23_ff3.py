@@ -9,6 +9,7 @@ Known bugs are ``xfail(strict=True)``."""
 from __future__ import annotations
 
 import numpy as np
+from test_share_codec import random_map
 
 from gs_map_share.lanes import Lane, decode_lanes, encode_lanes, quantize_lanes
 
@@ -57,3 +58,34 @@ def test_lane_point_rounding_onto_the_limit_is_refused_by_the_encoder():
     data = encode_lanes(None, state, map_id=1, seq=1, base_seq=0, step=step)
     _, got = decode_lanes(data, None)  # must not raise: what the encoder sends, the decoder reads
     assert got.lanes[1][2][0, 0] == 2**40
+
+
+def _receiver():
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.replay import ReplayBus, ReplayContext
+
+    bus = ReplayBus()
+    cls = node_class("map_receiver_node")
+    return bus, cls(ReplayContext(bus, "map_receiver_node"), cls.load_config(None))
+
+
+def test_receiver_waiting_before_its_first_snapshot_names_the_snapshot():
+    """docs/format.md section 5: a receiver applies a delta only on the state it was made from, and
+    ``MapSender`` numbers from the wall clock in microseconds, so a receiver without a map follows
+    the sender from its first snapshot; no "delta 1" ever comes. With deltas buffered and no
+    snapshot yet, what map_receiver_node says it waits for must be the snapshot (on its topic)."""
+    from gs_map_share.delta import MapSender
+    from gs_map_share.quantize import QuantParams
+    from gs_mapping.messages import bytes_to_uint8_multiarray
+
+    rng = np.random.default_rng(0)
+    g = random_map(rng, 50, deg=0)
+    sender = MapSender.from_map(g, QuantParams.from_quality(2), map_id=3)
+    g.update(g.ids[:5], means=g.means[:5] + 0.1)
+    delta, _ = sender.update(g, g.take_changes())
+    bus, node = _receiver()
+    bus.inject("/mapper_node/map_delta", bytes_to_uint8_multiarray(delta, bus.factory), 1)
+    assert node.store.pending == 1
+    waiting = node.diag.values.get("waiting_for", "")
+    assert "snapshot" in waiting and "mapper_node/map_snapshot" in waiting, waiting
+    assert "delta 1 " not in waiting, waiting

@@ -95,12 +95,16 @@ class MapReceiverNode(NodeBase):
             self.diag.values["state_crc"] = self.store.header.state_crc
         self.diag.values["pending"] = self.store.pending
         # deltas buffered behind a missing one: the map is behind the sender's until it (or the next
-        # snapshot) comes
-        self.report_waiting(
-            [f"map delta {self.store.seq + 1} ({self.store.pending} later ones buffered)"]
-            if self.store.pending and self.store.seq is not None
-            else []
-        )
+        # snapshot) comes; before any snapshot only a snapshot starts the map (a sender numbers from
+        # its wall clock: there is no "delta 1")
+        pending = self.store.pending
+        if pending and not self.store.ready:
+            waiting = [f"a map snapshot on {self.cfg.snapshot_topic} ({pending} deltas buffered)"]
+        elif pending:
+            waiting = [f"map delta {self.store.seq + 1} ({pending} later ones buffered)"]
+        else:
+            waiting = []
+        self.report_waiting(waiting)
 
     def publish_cloud(self) -> None:
         if not self._dirty or not self.store.ready:
