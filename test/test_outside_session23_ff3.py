@@ -9,6 +9,7 @@ Known bugs are ``xfail(strict=True)``."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_share_codec import random_map
 
 from gs_map_share.lanes import Lane, decode_lanes, encode_lanes, quantize_lanes
@@ -89,3 +90,29 @@ def test_receiver_waiting_before_its_first_snapshot_names_the_snapshot():
     waiting = node.diag.values.get("waiting_for", "")
     assert "snapshot" in waiting and "mapper_node/map_snapshot" in waiting, waiting
     assert "delta 1 " not in waiting, waiting
+
+
+@pytest.mark.parametrize(
+    "option, value, name",
+    [
+        ("--seq", 0, "--seq"),
+        ("--seq", 1 << 64, "--seq"),
+        ("--map-id", -1, "--map-id"),
+        ("--map-id", 1 << 64, "--map-id"),
+    ],
+)
+@pytest.mark.parametrize("cmd", ["encode", "convert"])
+def test_encode_container_fields_out_of_range_name_the_option(tmp_path, capsys, cmd, option, value, name):
+    """docs/format.md section 2: map_id and seq are uint64 and a snapshot's seq is ≥ 1. A value
+    outside is the option's fault: one line naming the option (exit 2), not one that puts the
+    input file's name in front as if the scene were bad."""
+    from gs_mapping.cli import main
+    from gs_mapping.ply import save_ply
+
+    scene = tmp_path / "scene.ply"
+    save_ply(random_map(np.random.default_rng(1), 20, deg=0), scene)
+    rc = main([cmd, str(scene), str(tmp_path / "x.gsd"), option, str(value)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert name in err and str(scene) not in err, err
+    assert not (tmp_path / "x.gsd").exists()
