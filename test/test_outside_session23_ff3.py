@@ -116,3 +116,132 @@ def test_encode_container_fields_out_of_range_name_the_option(tmp_path, capsys, 
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert name in err and str(scene) not in err, err
     assert not (tmp_path / "x.gsd").exists()
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    v = s = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 127) << s
+        s += 7
+        if c < 128:
+            return v, i
+
+
+def _chunks_by_the_docs(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(type, level, body) of each chunk, read as docs/format.md section 2 lays a container out
+    (header_len at 6, n_chunks at 110, 12-byte TOC entries and their CRC-32C), every CRC checked
+    with the ``crc32c`` library."""
+    import struct
+
+    crc32c = pytest.importorskip("crc32c").crc32c
+    assert data[:4] == b"GSMD"
+    hlen = struct.unpack_from("<H", data, 6)[0]
+    assert crc32c(data[: hlen - 4]) == struct.unpack_from("<I", data, hlen - 4)[0]
+    n = struct.unpack_from("<H", data, 110)[0]
+    toc = data[hlen : hlen + 12 * n]
+    assert crc32c(toc) == struct.unpack_from("<I", data, hlen + 12 * n)[0]
+    out, pos = [], hlen + 12 * n + 4
+    for i in range(n):
+        ctype, level, flags, length, crc = struct.unpack_from("<BBHII", toc, 12 * i)
+        body = data[pos : pos + length]
+        assert flags == 0 and crc32c(body) == crc
+        out.append((ctype, level, body))
+        pos += length
+    assert pos == len(data)  # "The container must end exactly after the last body"
+    return out
+
+
+@pytest.mark.parametrize("quality", [0, 2])
+def test_progressive_prefix_is_one_gaussian_per_occupied_octree_cell(quality):
+    """docs/format.md section 4: coarse level k has "one coarse Gaussian per node at depth d_k",
+    the nodes being the distinct occupied cells of 2^(D − d_k) lattice steps, and its position
+    lies inside its node's cell. The depths d_k are read here from the TILES chunk by the docs'
+    layout (varint n, varint L, L × u8 depth); the occupied cells are computed from the sender's
+    quantised positions. A receiver given levels 0..k must get exactly one Gaussian in each, ids
+    1..M, level k."""
+    from gs_map_share.quantize import QuantParams, to_qmap
+    from gs_map_share.snapshot import decode_map, encode_map
+
+    p = QuantParams.from_quality(quality)
+    g = random_map(np.random.default_rng(quality), 20000, deg=0, spread=4.0)
+    g.levels[:] = 0  # one level: the encoder's own octree levels of detail
+    data, info = encode_map(g, p, n_levels=5)
+    tiles = [body for t, _, body in _chunks_by_the_docs(data) if t == 1]
+    assert len(tiles) == 1
+    n, i = _varint(tiles[0], 0)
+    n_levels, i = _varint(tiles[0], i)
+    depths = list(tiles[0][i : i + n_levels])
+    assert n == 20000 and n_levels == info.levels >= 2 and depths[-1] == p.tile_bits
+    lattice = to_qmap(g, p).pos
+    for k in range(n_levels - 1):
+        cell = 1 << (p.tile_bits - depths[k])
+        occupied = {tuple(c) for c in (lattice // cell).tolist()}
+        prefix = decode_map(data, k)
+        at = np.floor(prefix.means.astype(np.float64) / p.pos_step / cell).astype(np.int64)
+        assert len(prefix) == len(occupied)
+        assert {tuple(c) for c in at.tolist()} == occupied
+        assert prefix.ids.tolist() == list(range(1, len(prefix) + 1))
+        assert set(prefix.levels.tolist()) == {k}
+
+
+def test_lane_container_cut_at_every_byte_leaves_the_lanes_untouched():
+    """A lane delta cut at any byte (a message truncated on the way) must be one DecodeError and
+    leave the receiver's lanes as they were (compared with a copy taken before); the whole one
+    then gives the hand-computed lattice points, rint(point / 1 cm)."""
+    from gs_map_share.errors import DecodeError
+
+    rng = np.random.default_rng(4)
+    old = quantize_lanes([Lane(i, i % 3, 0.5, rng.normal(size=(8, 2)) * 20) for i in range(1, 6)])
+    new_lanes = [Lane(i, i % 3, 0.7, rng.normal(size=(8, 2)) * 20) for i in range(3, 9)]
+    new = quantize_lanes(new_lanes)
+    _, held = decode_lanes(encode_lanes(None, old, map_id=2, seq=10, base_seq=0), None)
+    before = {i: (c, s, p.copy()) for i, (c, s, p) in held.lanes.items()}
+    delta = encode_lanes(old, new, map_id=2, seq=11, base_seq=10)
+    for cut in range(len(delta)):
+        with pytest.raises(DecodeError):
+            decode_lanes(delta[:cut], held)
+    assert held.lanes.keys() == before.keys()
+    for i, (c, s, p) in before.items():
+        assert held.lanes[i][:2] == (c, s) and np.array_equal(held.lanes[i][2], p)
+    _, got = decode_lanes(delta, held)
+    assert sorted(got.lanes) == list(range(3, 9))
+    for ln in new_lanes:
+        np.testing.assert_array_equal(got.lanes[ln.id][2], np.rint(ln.points / 0.01).astype(np.int64))
+
+
+def test_deltas_in_any_order_across_the_2_to_the_32_sequence_boundary():
+    """docs/format.md section 5: a receiver applies a delta only on its base, buffers later ones,
+    drops earlier ones and replaces its state by any newer snapshot. Whatever order the snapshot
+    and eight deltas arrive in, with replays, the store must end at the sender's last sequence
+    number and hold exactly the sender's quantised map (``quantize``, section 1). Sequence
+    numbers cross 2^32 and ids lie near 2^63, where 32-bit or float64 arithmetic would show."""
+    import random
+
+    from gs_map_share.delta import MapSender
+    from gs_map_share.quantize import QuantParams, quantize
+    from gs_map_share.receiver import MapStore
+
+    rng = np.random.default_rng(11)
+    high = np.arange(100, dtype=np.uint64) + np.uint64(2**63 - 1000)  # the map adds above these
+    ids = np.concatenate([np.arange(1, 101, dtype=np.uint64), high])
+    g = random_map(rng, 200, deg=1, ids=ids)
+    p = QuantParams.from_quality(1)
+    sender = MapSender.from_map(g, p, map_id=2**32 + 1, first_seq=2**32 - 4)
+    msgs = [sender.snapshot()]
+    for step in range(8):
+        g.remove(rng.choice(g.ids, 10, replace=False))
+        g.update(g.ids[:5], means=g.means[:5] + 0.01 * (step + 1))
+        a = random_map(rng, 5, deg=1)
+        g.add(a.means, a.quats, a.log_scales, a.opacity_logits, a.sh, a.levels)
+        msgs.append(sender.update(g, g.take_changes())[0])
+    assert sender.seq == 2**32 + 4
+    want = quantize(g, p)
+    for trial in range(40):
+        order = msgs + random.Random(trial).choices(msgs, k=4)
+        random.Random(trial).shuffle(order)
+        store = MapStore()
+        for m in order:
+            store.receive(m)
+        assert store.seq == sender.seq and store.gaussian_map().equals(want), (trial, store.stats)
