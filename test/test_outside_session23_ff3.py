@@ -245,3 +245,14 @@ def test_deltas_in_any_order_across_the_2_to_the_32_sequence_boundary():
         for m in order:
             store.receive(m)
         assert store.seq == sender.seq and store.gaussian_map().equals(want), (trial, store.stats)
+
+
+def test_lane_with_a_nan_score_is_one_encode_error():
+    """A lane's score travels as a u8, score · 255 (lanes.py's format): NaN has no such value
+    (IEEE-754: it compares false with every bound, so clipping cannot place it). The encoder must
+    refuse it with its own one-line EncodeError naming the lane, as it does a NaN point, and not
+    let Python's ``int(nan)`` ValueError escape to the node."""
+    from gs_map_share.errors import EncodeError
+
+    with pytest.raises(EncodeError, match="lane 4"):
+        quantize_lanes([Lane(4, 0, float("nan"), np.zeros((2, 2)))])

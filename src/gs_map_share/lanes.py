@@ -69,8 +69,8 @@ def quantize_lanes(lanes: list[Lane], step: float = 0.01) -> LaneState:
     out = {}
     for ln in lanes:
         pts = np.asarray(ln.points, np.float64).reshape(-1, 2)
-        if not np.all(np.isfinite(pts)):
-            raise EncodeError(f"lane {ln.id}: non-finite points")
+        if not np.all(np.isfinite(pts)) or np.isnan(ln.score):  # (an infinite score clips to 0 or 1)
+            raise EncodeError(f"lane {ln.id}: non-finite points or a NaN score")
         # the bound the decoder checks, on the rounded lattice values (a point just under it rounds onto it)
         codes = np.rint(pts / step)
         if len(pts) and np.abs(codes).max() >= _MAX_COORD:
