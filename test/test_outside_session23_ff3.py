@@ -256,3 +256,43 @@ def test_lane_with_a_nan_score_is_one_encode_error():
 
     with pytest.raises(EncodeError, match="lane 4"):
         quantize_lanes([Lane(4, 0, float("nan"), np.zeros((2, 2)))])
+
+
+@pytest.mark.parametrize("field", ["op", "scale", "dc", "rot", "rest", "faint_scale"])
+def test_delta_cannot_make_a_map_outside_the_format_lattice(field):
+    """docs/format.md section 1 defines the integers a map holds: opacity rint(clip(x, −20, 20) /
+    step), log-scales clipped to [−30, 12], DC and SH to ±64, rotation components |c| ≤ 2^(b−1) − 1,
+    a faint Gaussian's scales and DC multiples of F. A snapshot decoder refuses anything else, so
+    a delta (a hostile or broken sender's, with valid CRCs and a matching checksum) that updates a
+    Gaussian outside them must be rejected whole too, the receiver's map untouched: otherwise the
+    receiver holds a map no snapshot can carry (the fleet server re-encodes what it accepts)."""
+    from gs_map_share.delta import encode_delta
+    from gs_map_share.quantize import QuantParams, to_qmap
+    from gs_map_share.receiver import MapStore
+    from gs_map_share.snapshot import encode_snapshot
+
+    p = QuantParams.from_quality(2)  # opacity step 1/10: |code| ≤ 200; rotations ≤ 8 bits: |c| ≤ 127
+    assert p.faint_factor == 2
+    g = random_map(np.random.default_rng(5), 50, deg=1)
+    old = to_qmap(g, p)
+    new = old.take(np.arange(len(old)))
+    for name in ("op", "scale", "dc", "rot", "rest"):
+        setattr(new, name, getattr(new, name).copy())
+    if field == "op":
+        new.op[3] = 10**6
+    elif field == "scale":
+        new.scale[3, 0] = 10**6
+    elif field == "dc":
+        new.dc[3, 1] = -(10**6)
+    elif field == "rot":
+        new.rot[3] = [1000, 0, 0]
+    elif field == "rest":
+        new.rest[3, 0, 2] = 10**6
+    else:
+        faint = int(np.flatnonzero(new.op < p.faint_below)[0])
+        new.scale[faint, 0] += 1  # odd: off the faint lattice of F = 2
+    store = MapStore()
+    assert store.receive(encode_snapshot(old, p, seq=1)[0]) == "snapshot"
+    data, _ = encode_delta(old, new, p, map_id=1, seq=2, base_seq=1)
+    assert store.receive(data) == "rejected", field
+    assert store.seq == 1 and store.state.checksum() == old.checksum()
