@@ -22,7 +22,15 @@ from .container import CLEAR_TILES, LEVEL, REMOVED, TILES, UPDATED, Chunk, Heade
 from .entropy import decode_stream
 from .errors import DecodeError, EncodeError
 from .quantize import QMap, QuantParams, to_qmap
-from .section import _get_pred, _put, _put_pred, decode_section, encode_section, max_gaussians_for
+from .section import (
+    _get_pred,
+    _put,
+    _put_pred,
+    check_lattice,
+    decode_section,
+    encode_section,
+    max_gaussians_for,
+)
 from .snapshot import DEFAULT_LEVELS, check_ids, encode_snapshot, finish, guarded
 
 # field bits of an update mask
@@ -309,6 +317,8 @@ def apply_delta(
                 raise DecodeError(f"delta updates unknown Gaussian id {int(ids[~ok][0])}")
             _apply_updates(r, out, rows, mask)
             r.end()
+            # the values a section would refuse: the map must stay one a snapshot can carry
+            check_lattice(out.take(rows), p, f"delta {h.seq}")
     section = [c for c in chunks if c.type in (TILES, LEVEL)]
     if section:
         # exactly the Gaussians the header leaves room for: never a larger map, even for a moment

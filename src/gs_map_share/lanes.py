@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bitio import Reader, Writer, crc32c
-from .container import Chunk, Header, pack, unpack
+from .container import Chunk, Header, unpack
 from .delta import _get_ids, _put_ids
 from .entropy import decode_stream
 from .errors import DecodeError, EncodeError
 from .quantize import QuantParams
 from .section import _put, max_gaussians_for
-from .snapshot import guarded
+from .snapshot import finish, guarded
 
 LANES_REMOVED, LANES_SET = 8, 9
 _MAX_COORD = 1 << 40
@@ -69,14 +69,20 @@ def quantize_lanes(lanes: list[Lane], step: float = 0.01) -> LaneState:
     out = {}
     for ln in lanes:
         pts = np.asarray(ln.points, np.float64).reshape(-1, 2)
-        if not np.all(np.isfinite(pts)) or (len(pts) and np.abs(pts).max() / step >= _MAX_COORD):
-            raise EncodeError(f"lane {ln.id}: non-finite or out-of-range points")
+        if not np.all(np.isfinite(pts)) or np.isnan(ln.score):  # (an infinite score clips to 0 or 1)
+            raise EncodeError(f"lane {ln.id}: non-finite points or a NaN score")
+        # the bound the decoder checks, on the rounded lattice values (a point just under it rounds onto it)
+        codes = np.rint(pts / step)
+        if len(pts) and np.abs(codes).max() >= _MAX_COORD:
+            raise EncodeError(
+                f"lane {ln.id}: out-of-range points ({_MAX_COORD} lattice steps of {step} m or more)"
+            )
         if not 0 <= ln.cls < 256 or ln.id < 0 or ln.id >= 1 << 63:
             raise EncodeError(f"lane {ln.id}: class or id out of range")
         out[int(ln.id)] = (
             int(ln.cls),
             int(np.clip(np.rint(ln.score * 255), 0, 255)),
-            np.rint(pts / step).astype(np.int64),
+            codes.astype(np.int64),
         )
     return LaneState(out)
 
@@ -149,7 +155,10 @@ def encode_lanes(
     h = Header(
         map_id, seq, base_seq, len(new.lanes), new.checksum(), 0, 1, QuantParams(pos_step=step), 1.0, frame_id
     )
-    return pack(h, chunks)
+    # padded as a map's container is: the decoder caps lanes, points and removals at 8 · bytes + 4096,
+    # which a long straight lane (constant differences) or many empty ones would otherwise exceed
+    points = sum(len(new.lanes[i][2]) for i in changed)
+    return finish(h, chunks, [len(new.lanes), points, len(removed)])
 
 
 def decode_lanes(data, old: LaneState | None) -> tuple[Header, LaneState]:

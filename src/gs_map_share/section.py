@@ -1296,6 +1296,30 @@ def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
             raise DecodeError(f"{where}: {name} value outside its quantisation range")
 
 
+def check_lattice(q: QMap, params: QuantParams, where: str) -> None:
+    """Every value of ``q`` lies where a section can carry it (docs/format.md section 1): the
+    ranges and rotation lattice the section decoder checks, SH within ±R, positions below 2**52
+    steps, a faint Gaussian's scales and DC multiples of F. For maps made otherwise than by
+    decoding a section (a delta's updated Gaussians), so that what a receiver holds is always a
+    map a snapshot can send."""
+    if not len(q):
+        return
+    _check_ranges(Coarse(q.op, q.scale, q.rot_idx, q.rot, q.dc), params, where)
+    if int(np.abs(q.pos).max()) >= MAX_LATTICE:
+        raise DecodeError(f"{where}: position beyond 2**52 steps")
+    if not rotations_within(q.rot, rotation_bits(q.scale, params, q.op), params):
+        raise DecodeError(f"{where}: rotation component outside its lattice")
+    if q.rest.size:
+        bound = np.floor(64.0 / params.rest_steps(q.num_sh) + 1)
+        if np.any(np.abs(q.rest).max(axis=(0, 2)) > bound):
+            raise DecodeError(f"{where}: SH coefficient outside its quantisation range")
+    faint = faint_rows(q.op, params)
+    if faint is not None and len(faint):
+        f = params.faint_factor
+        if np.any(q.scale[faint] % f) or np.any(q.dc[faint] % f):
+            raise DecodeError(f"{where}: a faint Gaussian's scale or DC off its lattice (multiples of {f})")
+
+
 def _preview(centers, coarse: Coarse | None, sh_degree: int, params: QuantParams, level: int) -> GaussianMap:
     """A renderable map of the aggregated Gaussians of one level (ids 1..M in octree order)."""
     m = len(centers)

@@ -34,8 +34,9 @@ def run(args) -> int:
     from .scene_io import check_container_output, check_scene_output, load_scene, save_scene
 
     if str(args.out).lower().endswith(".gsd"):
-        from .encode import encode_to
+        from .encode import check_snapshot_options, encode_to
 
+        check_snapshot_options(args)
         check_container_output(args.out, args, [args.input])  # before the work
         info = encode_to(args, load_scene(args.input, args), args.out)
         print(json.dumps(info))

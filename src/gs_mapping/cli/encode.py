@@ -117,21 +117,16 @@ def _warn_coarse_for_scene(gmap, pos_step: float, given: bool = False) -> None:
 
 
 def encode_to(args, gmap, out: str) -> dict:
-    """``gmap`` as a snapshot written to ``out``, whose name the caller checked before loading
-    the scene (:func:`.scene_io.check_container_output`)."""
+    """``gmap`` as a snapshot written to ``out``, whose name and options the caller checked before
+    loading the scene (:func:`.scene_io.check_container_output`, :func:`check_snapshot_options`)."""
     from pathlib import Path
 
     from gs_map_share.errors import EncodeError
     from gs_map_share.snapshot import encode_map
-    from gs_mapping.errors import ConfigError
     from gs_mapping.output_files import write_bytes
-    from gs_mapping.tf import check_frame_id
 
     from .scene_io import named
 
-    if not 1 <= args.levels <= 32:
-        raise ConfigError(f"--levels must be 1..32, got {args.levels}")
-    check_frame_id("--frame-id", args.frame_id)
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
     params = snapshot_params(args, gmap)
     try:
@@ -144,11 +139,27 @@ def encode_to(args, gmap, out: str) -> dict:
     return {**info.as_dict(), "pos_step": params.pos_step}
 
 
+def check_snapshot_options(args) -> None:
+    """The snapshot's own options, before any work: a bad one is its own fault, not the scene's
+    (the container's map_id and seq are uint64, a snapshot's seq at least 1: docs/format.md)."""
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.tf import check_frame_id
+
+    if not 1 <= args.levels <= 32:
+        raise ConfigError(f"--levels must be 1..32, got {args.levels}")
+    if not 0 <= args.map_id < 1 << 64:
+        raise ConfigError(f"--map-id must be 0 … 2**64 - 1, got {args.map_id}")
+    if not 1 <= args.seq < 1 << 64:
+        raise ConfigError(f"--seq must be 1 … 2**64 - 1, got {args.seq}")
+    check_frame_id("--frame-id", args.frame_id)
+
+
 def run(args) -> int:
     import json
 
     from .scene_io import check_container_output, load_scene
 
+    check_snapshot_options(args)
     check_container_output(args.out, args, [args.map])  # before the work
     print(json.dumps(encode_to(args, load_scene(args.map, args), args.out)))
     return 0

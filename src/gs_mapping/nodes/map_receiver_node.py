@@ -104,7 +104,9 @@ class MapReceiverNode(NodeBase):
             snap, delta = (
                 self.ctx.resolve_topic_name(t) for t in (self.cfg.snapshot_topic, self.cfg.delta_topic)
             )
-            return [f"a map snapshot on {snap} (or deltas on {delta} after one)"]
+            # (a sender numbers from its wall clock: there is no "delta 1", only a snapshot starts it)
+            held = f", {self.store.pending} deltas buffered" if self.store.pending else ""
+            return [f"a map snapshot on {snap} (or deltas on {delta} after one{held})"]
         if self.store.pending and self.store.seq is not None:
             return [f"map delta {self.store.seq + 1} ({self.store.pending} later ones buffered)"]
         return []
