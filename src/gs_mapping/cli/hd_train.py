@@ -54,7 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule",
     )
     p.add_argument("--data-seed", type=int, help="which procedural worlds the training frames come from")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is drawn only when stderr is a terminal)",
+    )
 
 
 def config_from_file(path: str | None, preset: str = "small"):
@@ -130,10 +134,13 @@ def run(args: argparse.Namespace) -> int:
     from gsmap_hd.train import train
 
     from ..errors import ConfigError
+    from . import show_progress
 
     cfg = build_config(args)
     if cfg.data == "nuscenes" and not cfg.nuscenes_root:
         raise ConfigError("--data nuscenes needs --nuscenes-root (or hd_train.nuscenes_root)")
-    last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    last = train(
+        cfg, args.out, resume=args.resume, progress=show_progress(args.no_progress), overwrite=args.overwrite
+    )
     print(json.dumps({"out": args.out, **{k: v for k, v in last.items()}}, default=float))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..nodes.registry import node_class
     from ..runtime.replay import replay_bag
+    from . import show_progress
 
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             classes,
             configs,
             overwrite=args.overwrite,
-            progress=sys.stderr.isatty(),
+            progress=show_progress(),
             strict=args.strict,
         )
     finally:
