@@ -61,3 +61,40 @@ def test_map_progress_is_not_redrawn_into_a_log(shared_data, tmp_path, fast_conf
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"\r" not in err, err.decode()[-500:]
     assert (tmp_path / "o" / "map.ply").is_file()
+
+
+def test_replay_with_a_config_leaves_no_fleet_store_in_the_working_directory(
+    shared_data, tmp_path, fast_config
+):
+    """``gs-mapping replay BAG --out OUT --config FILE`` with a file that does not name
+    ``map_server_node.store_path`` (here: only the mapper's quick settings) runs the fleet server on
+    the replay's own scratch store, as without ``--config``: the working directory (listed by the
+    OS) gains no ``fleet_map.sqlite3``, which would otherwise carry one replay's global map into the
+    next one run there."""
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = _gs(
+        "replay", str(shared_data / REALSENSE), "--out", str(tmp_path / "r"), "--config", str(fast_config),
+        "--nodes", "map_server_node", cwd=work,
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert sorted(os.listdir(work)) == []
+
+
+def test_replay_keeps_a_fleet_store_the_config_names(shared_data, tmp_path):
+    """A ``store_path`` the parameter file names is where the server's SQLite store goes (the user
+    asked for it there): checked by opening it with Python's sqlite3."""
+    import sqlite3
+
+    store = tmp_path / "mine.sqlite3"
+    config = tmp_path / "server.yaml"
+    config.write_text(f"/**:\n  ros__parameters:\n    map_server_node:\n      store_path: {store}\n")
+    proc = _gs(
+        "replay", str(shared_data / REALSENSE), "--out", str(tmp_path / "r"), "--config", str(config),
+        "--nodes", "map_server_node", cwd=tmp_path,
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    with sqlite3.connect(store) as con:
+        assert con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
