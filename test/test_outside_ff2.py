@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gs_mapping.cli import COMMANDS
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 REALSENSE = "realsense_kitchen_rgbd"
 
@@ -30,7 +32,7 @@ FAST = """
 def _gs(*args: str, **kw) -> subprocess.Popen:
     """``gs-mapping ARGS`` as its own process (the console script's body), stderr a pipe: what a
     CI job or ``2> log`` gives the command (not a terminal)."""
-    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", COLUMNS="200")
     code = "import sys; from gs_mapping.cli import main; sys.exit(main())"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
@@ -98,3 +100,43 @@ def test_replay_keeps_a_fleet_store_the_config_names(shared_data, tmp_path):
     assert proc.returncode == 0, err.decode()[-2000:]
     with sqlite3.connect(store) as con:
         assert con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+
+
+def _help_options(command: str) -> dict[str, str]:
+    """``gs-mapping COMMAND --help`` as a user reads it, each option's flag → its help text (the
+    lines argparse's HelpFormatter writes after the flag, wrapped at a fixed width)."""
+    import re
+
+    proc = _gs(command, "--help")  # (COLUMNS: argparse wraps at $COLUMNS)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    options: dict[str, str] = {}
+    flag = None
+    for line in out.decode().split("options:", 1)[1].splitlines():
+        m = re.match(r"^  (-[-\w]+)[^ ]*(?:, (--[-\w]+))?(?: [^ ]+)?(?:  +(.*))?$", line)
+        if m:
+            flag = m.group(2) or m.group(1)
+            options[flag] = m.group(3) or ""
+        elif flag and line.startswith("   "):
+            options[flag] += " " + line.strip()
+    return options
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_describes_every_option_and_its_default(command):
+    """Each option in ``--help`` (argparse's own rendering, read as text) says what it does, and one
+    whose value the command fills in when left out says which (as ``--rate``'s "default 1.0")."""
+    from gs_mapping.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    defaults = {
+        a.option_strings[-1]: a.default
+        for a in sub.choices[command]._actions
+        if a.option_strings and a.default not in (None, False, "", "==SUPPRESS==")
+    }
+    shown = _help_options(command)
+    assert shown, command
+    for flag, text in shown.items():
+        assert text.strip(), f"{command} {flag}: no help text"
+        if flag in defaults:
+            assert "default" in text, f"{command} {flag}: default {defaults[flag]!r} not stated: {text}"

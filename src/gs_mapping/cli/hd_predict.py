@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="elements below this confidence are dropped (default %(default)s, as hd_map_node)",
     )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--fit",
         choices=("crop", "stretch"),

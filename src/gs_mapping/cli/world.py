@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
     p.add_argument(
-        "--rig", default="front", help="camera rig: front (1 camera) or surround (6, nuScenes names)"
+        "--rig", default="front", help="camera rig: front (1 camera, default) or surround (6, nuScenes names)"
     )
     p.add_argument("--size", default="640x360", help="image size WxH (default 640x360)")
     p.add_argument(
