@@ -55,6 +55,7 @@ def test_map_progress_is_not_redrawn_into_a_log(shared_data, tmp_path, fast_conf
     redraw stays as text, a screenful of one line. tqdm's own rule (its ``disable=None``: "disable
     on non-TTY") and ``git``/``pip``/``curl`` show progress only when stderr is a terminal. Here
     stderr is a pipe: no carriage return may reach it; the command still succeeds."""
+    pytest.importorskip("torch")  # (the mapper's)
     proc = _gs(
         "map", str(shared_data / REALSENSE), "--out", str(tmp_path / "o"), "--max-frames", "2",
         "--holdout-every", "0", "--config", str(fast_config),
