@@ -68,6 +68,13 @@ def one_line(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+def show_progress(no_progress: bool = False) -> bool:
+    """Whether a command draws its progress bar: only on a terminal. tqdm redraws its line with
+    carriage returns, which a CI log or ``2> file`` keeps as text, one copy a redraw (tqdm's own
+    ``disable=None`` rule; git and pip do the same)."""
+    return not no_progress and sys.stderr.isatty()
+
+
 def _on_sigterm(*_):
     raise Terminated
 
@@ -131,4 +138,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "main", "show_progress"]

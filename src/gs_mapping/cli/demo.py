@@ -41,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
 def _build(out, args: argparse.Namespace) -> None:
     """Run the demo with its outputs in ``out`` (a temp directory swapped in by the caller)."""
     import logging
-    import sys
     import time
 
     from ..demo import measure, pipeline, report
+    from . import show_progress
 
     logging.getLogger("gs_mapping").setLevel(logging.ERROR)  # counted in diagnostics and the report
-    progress = sys.stderr.isatty()
+    progress = show_progress()
     settings = pipeline.DemoSettings(seed=args.seed, frames=args.frames)
     configs = pipeline.node_configs(settings)
     pipeline.write_config(configs, out / "demo_config.yaml")

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=1e-4,
         help="largest accepted difference to torch on a world frame (logits; Gaussian parameters "
-        "relative to their range: patch extent for x/y, scale range for sx/sy, radians for θ)",
+        "relative to their range: patch extent for x/y, scale range for sx/sy, radians for θ; default 1e-4)",
     )
 
 

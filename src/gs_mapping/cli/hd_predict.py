@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="elements below this confidence are dropped (default %(default)s, as hd_map_node)",
     )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--fit",
         choices=("crop", "stretch"),
@@ -64,7 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="low-pass filter before downsizing (default: sample each input pixel's centre ray, as "
         "the world renderer made the training frames)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is drawn only when stderr is a terminal)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
     p.add_argument(
         "--strict",
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..tf import check_frame_id
     from ..topics import resolve_name
+    from . import show_progress
 
     check_frame_id("--base-frame", args.base_frame)
     summary = predict_bag(
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         score_threshold=args.score_threshold,
         max_frames=args.max_frames,
         device=args.device,
-        progress=not args.no_progress,
+        progress=show_progress(args.no_progress),
         fit=args.fit,
         antialias=args.antialias,
         overwrite=args.overwrite,

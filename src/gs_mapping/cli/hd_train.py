@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--config", help="ROS parameter YAML with an hd_train section (overrides the preset)")
     p.add_argument("--steps", type=int, help="training steps")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, help="frames per optimiser step (default 4)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 6e-4)")
     p.add_argument(
         "--data",
         choices=("world", "flat", "nuscenes"),
@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nuscenes-root", help="nuScenes dataset root (tables, samples/, maps/expansion/)")
     p.add_argument("--nuscenes-version", help="e.g. v1.0-trainval (default) or v1.0-mini")
     p.add_argument("--nuscenes-splits", nargs=2, metavar=("TRAIN", "EVAL"), help="default: train val")
-    p.add_argument("--rig", choices=("front", "surround"))
+    p.add_argument(
+        "--rig", choices=("front", "surround"), help="camera rig: front (1 camera, default) or surround (6)"
+    )
     p.add_argument("--frames", type=int, help="number of distinct training frames")
     p.add_argument(
         "--region",
@@ -54,7 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule",
     )
     p.add_argument("--data-seed", type=int, help="which procedural worlds the training frames come from")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is drawn only when stderr is a terminal)",
+    )
 
 
 def config_from_file(path: str | None, preset: str = "small"):
@@ -130,10 +136,13 @@ def run(args: argparse.Namespace) -> int:
     from gsmap_hd.train import train
 
     from ..errors import ConfigError
+    from . import show_progress
 
     cfg = build_config(args)
     if cfg.data == "nuscenes" and not cfg.nuscenes_root:
         raise ConfigError("--data nuscenes needs --nuscenes-root (or hd_train.nuscenes_root)")
-    last = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    last = train(
+        cfg, args.out, resume=args.resume, progress=show_progress(args.no_progress), overwrite=args.overwrite
+    )
     print(json.dumps({"out": args.out, **{k: v for k, v in last.items()}}, default=float))
     return 0

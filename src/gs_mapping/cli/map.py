@@ -74,7 +74,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="stop after this many frames (colour/depth pairs that make a frame; skipped ones do not count)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is drawn only when stderr is a terminal)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument(
         "--strict",
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from ..mapping.mapper_config import MapperConfig
     from ..nodes.registry import NODES, node_class, node_fqn, read_parameter_file
     from ..tf import check_frame_id
+    from . import show_progress
 
     # the mapper runs here as mapper_node does: the file's keys that name /mapper_node
     cfg = load_section(
@@ -135,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         device=args.device,
         max_frames=args.max_frames,
-        progress=not args.no_progress,
+        progress=show_progress(args.no_progress),
         overwrite=args.overwrite,
         strict=args.strict,
         cloud_topic=cloud,

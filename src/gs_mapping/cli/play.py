@@ -16,7 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=("dds", "zenoh"), default="dds", help="dds (default) or zenoh")
     p.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID or 0)")
     p.add_argument("--network", action="store_true", help="dds: discover peers beyond loopback")
-    p.add_argument("--ros-distro", choices=("humble", "jazzy"), default="jazzy", help="dds: graph to join")
+    p.add_argument(
+        "--ros-distro",
+        choices=("humble", "jazzy"),
+        default="jazzy",
+        help="dds: which ROS 2 graph to join (default jazzy)",
+    )
     p.add_argument("--connect", action="append", metavar="ENDPOINT", help="zenoh: router to connect to")
     p.add_argument("--listen", action="append", metavar="ENDPOINT", help="zenoh: endpoint to listen on")
     p.add_argument("--zenoh-config", help="zenoh: session config file")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..nodes.registry import node_class
     from ..runtime.replay import replay_bag
+    from . import show_progress
 
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
@@ -41,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
     classes = [node_class(n) for n in names]  # unknown names fail before any work
     configs = [cls.load_config(args.config) for cls in classes]  # (each node: the keys naming it)
     scratch = tempfile.TemporaryDirectory(prefix="gs_mapping_replay.")  # removed when the run ends
-    if "map_server_node" in names and args.config is None:
+    if "map_server_node" in names and not _names_store(args.config):
         # the fleet server's store (a file in the working directory by default) is the replay's
-        # own scratch, not an output beside the bag's
+        # own scratch, not an output beside the bag's (left there, it would carry this replay's
+        # global map into the next one); a store the parameter file names is where it says
         configs[names.index("map_server_node")][
             "map_server_node"
         ].store_path = f"{scratch.name}/fleet.sqlite3"
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             classes,
             configs,
             overwrite=args.overwrite,
-            progress=sys.stderr.isatty(),
+            progress=show_progress(),
             strict=args.strict,
         )
     finally:
@@ -94,6 +95,14 @@ def run(args: argparse.Namespace) -> int:
             if d.get("waiting_for"):
                 print(f"  {name}: waiting for {d['waiting_for']}")
     return 0
+
+
+def _names_store(config_path) -> bool:
+    """Whether the parameter file sets ``map_server_node.store_path`` (for the node as replay runs it)."""
+    from ..nodes.registry import node_fqn, read_parameter_file
+
+    params = read_parameter_file(config_path, node_fqn("map_server_node")) or {}
+    return "store_path" in params.get("map_server_node", {})
 
 
 def _discover_mapper_topics(bag_path, config: dict) -> None:

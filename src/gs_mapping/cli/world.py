@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
     p.add_argument(
-        "--rig", default="front", help="camera rig: front (1 camera) or surround (6, nuScenes names)"
+        "--rig", default="front", help="camera rig: front (1 camera, default) or surround (6, nuScenes names)"
     )
     p.add_argument("--size", default="640x360", help="image size WxH (default 640x360)")
     p.add_argument(
@@ -48,7 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="rendering processes (default 0: one per CPU, at most 8); output is the same",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is drawn only when stderr is a terminal)",
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..output_files import check_output
     from ..world.rig import RIGS
+    from . import show_progress
 
     if not 1 <= args.frames <= MAX_FRAMES:
         raise ConfigError(f"--frames: must be between 1 and {MAX_FRAMES}, got {args.frames}")
@@ -111,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         out,
         overwrite=args.overwrite,
         compressed=args.compressed,
-        progress=not args.no_progress,
+        progress=show_progress(args.no_progress),
         workers=workers,
     )
     dt = time.perf_counter() - t0
