@@ -104,16 +104,19 @@ class HDMapNode(NodeBase):
         # the cameras as resolved (namespace, remapping), as ``ros2 topic list`` shows them: the names
         # /diagnostics and the console give
         self.resolved = {t: ctx.resolve_topic_name(t) for t in cams}
-        # compared whatever the transport: one camera listed twice would be grouped with itself and
-        # run through the several-camera model
+        # compared as cameras, whatever the transport or stream (image_raw, image_rect): one camera
+        # listed twice would be grouped with itself and run through the several-camera model; two
+        # streams beside one camera_info are one camera to image_transport
         seen: dict[str, str] = {}
         for topic in cams:
-            key = transport_base(self.resolved[topic])
-            if key in seen:
+            stream, camera = transport_base(self.resolved[topic]), info_topic(self.resolved[topic])
+            if camera in seen:
+                same = transport_base(self.resolved[seen[camera]]) == stream
                 raise ConfigError(
-                    f"hd_map_node.camera_topics: {seen[key]!r} and {topic!r} are one camera ({key})"
+                    f"hd_map_node.camera_topics: {seen[camera]!r} and {topic!r} are one camera "
+                    f"({stream if same else f'both beside {camera}'})"
                 )
-            seen[key] = topic
+            seen[camera] = topic
         self.cameras = cams
         self.predictor = self._load_predictor()
         self.tf = TFBuffer(cache_time_s=30.0)
