@@ -75,6 +75,15 @@ def show_progress(no_progress: bool = False) -> bool:
     return not no_progress and sys.stderr.isatty()
 
 
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``, for the commands that draw a bar (:func:`show_progress`)."""
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is drawn only when stderr is a terminal)",
+    )
+
+
 def _on_sigterm(*_):
     raise Terminated
 
@@ -138,4 +147,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "main", "show_progress"]
+__all__ = ["COMMANDS", "add_no_progress", "main", "show_progress"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_no_progress
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..nodes.hd_map_node import HDMapNodeConfig  # light: the node's torch imports are deferred
@@ -64,11 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="low-pass filter before downsizing (default: sample each input pixel's centre ray, as "
         "the world renderer made the training frames)",
     )
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (one is drawn only when stderr is a terminal)",
-    )
+    add_no_progress(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
     p.add_argument(
         "--strict",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_no_progress
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -56,11 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule",
     )
     p.add_argument("--data-seed", type=int, help="which procedural worlds the training frames come from")
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (one is drawn only when stderr is a terminal)",
-    )
+    add_no_progress(p)
 
 
 def config_from_file(path: str | None, preset: str = "small"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_no_progress
+
 
 def _device(name: str) -> str:
     from ..device import is_device_name
@@ -74,11 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="stop after this many frames (colour/depth pairs that make a frame; skipped ones do not count)",
     )
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (one is drawn only when stderr is a terminal)",
-    )
+    add_no_progress(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument(
         "--strict",

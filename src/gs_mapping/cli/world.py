@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from . import add_no_progress
+
 MIN_SIZE, MAX_SIZE = (32, 24), (4096, 4096)
 MAX_FRAMES = 100_000
 
@@ -48,11 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="rendering processes (default 0: one per CPU, at most 8); output is the same",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (one is drawn only when stderr is a terminal)",
-    )
+    add_no_progress(p)
 
 
 def parse_size(text: str) -> tuple[int, int]:
