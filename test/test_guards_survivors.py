@@ -86,7 +86,7 @@ def test_cloud_rows_with_non_finite_z_are_dropped():
 def test_image_stamped_at_a_new_camera_info_gets_that_info():
     """The CameraInfo of an image is the latest one at or before its stamp (frames docstring): an
     image stamped exactly at a new CameraInfo takes the new one, not the previous."""
-    from gs_mapping.mapping.frames import _intrinsics_at
+    from gs_mapping.sync import info_at as _intrinsics_at  # (what read_frames calls)
 
     old, new = object(), object()
     infos = [(1_000, old), (2_000, new)]

@@ -164,10 +164,6 @@ def _no_info(topic: str, rejected: list) -> str:
     return f"no valid CameraInfo on {topic} ({len(rejected)} invalid, e.g. {rejected[0]})"
 
 
-# the CameraInfo of an image: the latest at or before its stamp (one rule with the live nodes')
-_intrinsics_at = info_at
-
-
 def check_color_size(rgb: np.ndarray, intrinsics) -> None:
     """:class:`MessageError` where a colour image is not the size its CameraInfo says."""
     h, w = rgb.shape[:2]
@@ -388,14 +384,14 @@ def read_frames(
             stats.pairs += 1
             stamp = stamp_to_ns(color_msg.header.stamp)
             where = f"frame {index} ({topics.color} at {stamp} ns)"
-            intrinsics = for_images_on(_intrinsics_at(infos, stamp), topics.color)
+            intrinsics = for_images_on(info_at(infos, stamp), topics.color)
             if intrinsics is None:
                 stats.skip("no_camera_info", f"{where}: {_no_info(topics.camera_info, bad_infos)}")
                 continue
             depth_stamp = stamp_to_ns(depth_msg.header.stamp)
             depth_intr = None
             if depth_infos is not None:
-                depth_intr = for_images_on(_intrinsics_at(depth_infos, depth_stamp), topics.depth)
+                depth_intr = for_images_on(info_at(depth_infos, depth_stamp), topics.depth)
                 if depth_intr is None:
                     stats.skip(
                         "no_camera_info", f"{where}: {_no_info(topics.depth_camera_info, bad_depth_infos)}"
