@@ -9,6 +9,7 @@ the line it guards makes it fail."""
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -452,22 +453,22 @@ def test_rejections_are_logged_once_per_reason_then_every_hundredth(caplog):
 
 
 def test_use_sim_time_takes_every_boolean_spelling_in_any_case():
-    """given_overrides: use_sim_time 'as a bool': true/false, 1/0, yes/no (any case) are the bools
-    they name; anything else is refused by name."""
+    """given_overrides: use_sim_time 'as a bool', as launch_ros reads a parameter given by a
+    substitution (yaml.safe_load of the string: YAML 1.1's true/false, yes/no, on/off), in any case,
+    and 1/0 as launch's IfCondition takes them; anything else is refused by name."""
+    yaml = pytest.importorskip("yaml")
     from gs_mapping.nodes.launch_support import given_overrides
 
-    for text, want in (
-        ("true", True),
-        ("FALSE", False),
-        ("1", True),
-        ("0", False),
-        ("Yes", True),
-        ("no", False),
-    ):
+    for text in ("true", "FALSE", "Yes", "no", "on", "Off", "ON", "off"):
+        want = yaml.safe_load(text.lower())  # launch_ros' reading of the lower-cased spelling
+        assert isinstance(want, bool)
         got = given_overrides({"use_sim_time": text})["use_sim_time"]
         assert got is want, text
-    with pytest.raises(ValueError, match="use_sim_time:='on'"):
-        given_overrides({"use_sim_time": "on"})
+    assert given_overrides({"use_sim_time": "1"})["use_sim_time"] is True
+    assert given_overrides({"use_sim_time": "0"})["use_sim_time"] is False
+    for bad in ("y", "2", "truee", "[true]"):
+        with pytest.raises(ValueError, match=re.escape(f"use_sim_time:={bad!r}")):
+            given_overrides({"use_sim_time": bad})
 
 
 def test_rviz_topics_of_every_one_of_our_nodes_follow_the_namespace():

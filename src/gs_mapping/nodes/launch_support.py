@@ -20,7 +20,19 @@ from pathlib import Path
 from typing import Any
 
 OUR_NODES = ("hd_map_node", "mapper_node", "map_receiver_node")
-_BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+# the spellings launch_ros reads as a bool when a Node's parameter value is a substitution (its
+# evaluate_parameters takes the string through yaml.safe_load: YAML 1.1 true/yes/on, false/no/off),
+# in any case, and 1/0 as launch's IfCondition takes them
+_BOOL = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+}
 
 
 def given_overrides(values: dict[str, str]) -> dict[str, Any]:
@@ -33,7 +45,7 @@ def given_overrides(values: dict[str, str]) -> dict[str, Any]:
             continue
         if name == "use_sim_time":
             if value.lower() not in _BOOL:
-                raise ValueError(f"use_sim_time:={value!r}: expected true or false")
+                raise ValueError(f"use_sim_time:={value!r}: expected true or false (or yes/no, on/off, 1/0)")
             out[name] = _BOOL[value.lower()]
         else:
             out[name] = value
