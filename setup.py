@@ -15,8 +15,10 @@ setup(
     description="Onboard Gaussian mapping: GSMap HD maps, incremental 3DGS mapping, map sharing",
     license="Apache-2.0",
     package_dir={"": "src"},
-    packages=find_packages("src"),
-    package_data={"": ["assets/*", "assets/**/*"]},
+    # the HD-map checkpoints are a data folder inside gsmap_hd; setuptools wants it named as a
+    # package of its own (a folder Python can import but `packages` omits is to be ignored)
+    packages=find_packages("src") + ["gsmap_hd.assets"],
+    package_data={"gsmap_hd.assets": ["*.pt"]},
     include_package_data=True,
     python_requires=">=3.10",
     # Loose bounds only: a ROS 2 machine brings numpy/yaml from the distro; `make` pins the rest
