@@ -444,6 +444,8 @@ def install_directory(
         if path.exists() or path.is_symlink():
             if path.is_symlink() or not path.is_dir():
                 raise OutputError(f"{path}: exists and is not a directory")
+            if not overwrite and not _empty_dir(path):  # another run made it while this one flushed
+                raise FileExistsError(path)
             _keep_attributes(built, path, True)  # (the folder's mode, group, owner: as in place)
             if _renameat2(built, path, _RENAME_EXCHANGE):
                 _rm(built)  # now holds the old contents
