@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import socket
 import sqlite3
 import struct
@@ -220,11 +221,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `gs-mapping router --zenoh-config FILE` prints 'listening on tcp/[::]:7447' (the built-in "
-    "default, cli/router.py) while the router listens where FILE says",
-)
 @pytest.mark.parametrize("how", ["option", "env"])
 def test_the_router_start_line_names_the_endpoint_of_its_config_file(tmp_path, monkeypatch, how):
     """README: `router [--listen EP]` is the fleet's rendezvous, and ``--zenoh-config`` (or
@@ -269,6 +265,57 @@ def test_the_router_start_line_names_the_endpoint_of_its_config_file(tmp_path, m
     assert rc == 0 and accepted, "the router did not listen where its config file says"
     line = out.getvalue().strip()
     assert f"tcp/127.0.0.1:{port}" in line and "7447" not in line, line
+
+
+def _router_line(args: list[str], port: int | None = None) -> tuple[str, bool]:
+    """`gs-mapping router ARGS` run through the CLI's main: (its start line, whether a TCP connect
+    to 127.0.0.1:port succeeded while it ran; port None: the port the line names)."""
+    from gs_mapping.cli import main
+
+    out, accepted = io.StringIO(), []
+
+    def probe() -> None:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not accepted:
+            p = port
+            if p is None:
+                m = re.search(r"tcp/127\.0\.0\.1:(\d+)", out.getvalue())
+                p = int(m.group(1)) if m else None
+            with socket.socket() as c:
+                c.settimeout(0.5)
+                try:
+                    if p:
+                        c.connect(("127.0.0.1", p))
+                        accepted.append(p)
+                        continue
+                except OSError:
+                    pass
+            time.sleep(0.1)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    with contextlib.redirect_stdout(out):
+        rc = main(args)
+    t.join()
+    assert rc == 0
+    return out.getvalue().strip(), bool(accepted)
+
+
+def test_the_router_start_line_names_the_port_bound_for_port_0_where_zenoh_tells_it(tmp_path):
+    """(added with the fix) Listening on port 0 the system picks the port; Zenoh tells it through
+    its admin space where the config enables it: the start line then names that port (the
+    operating system confirms a connect there). With the admin space off (the built-in config)
+    the line says port 0 is the system's choice rather than naming a port nobody listens on."""
+    pytest.importorskip("zenoh")
+    cfg = tmp_path / "router.json5"
+    cfg.write_text(
+        '{ mode: "router", listen: { endpoints: ["tcp/127.0.0.1:0"] }, adminspace: { enabled: true }, '
+        "scouting: { multicast: { enabled: false } } }\n"
+    )
+    line, accepted = _router_line(["router", "--duration", "2.5", "--zenoh-config", str(cfg)])
+    assert accepted and ":0" not in line, line
+    line, _ = _router_line(["router", "--duration", "0.3", "--listen", "tcp/127.0.0.1:0"], port=0)
+    assert "tcp/127.0.0.1:0 (port 0: the system's choice" in line, line
 
 
 # ------------------------------------------------------------------------------------------------
