@@ -457,11 +457,6 @@ def test_a_real_scene_from_two_vehicles_merges_by_the_documented_rule(guitar_fle
     assert got == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a region page whose next tile alone exceeds max_bytes is an error with next_cursor null "
-    "(region.py answer()): paging stops there and every later tile of the region is unreachable at that page size",
-)
 def test_region_paging_on_a_small_link_reaches_every_tile_that_fits_a_page(guitar_fleet):
     """docs/fleet.md: a vehicle asks for "the tiles around it at the level of detail its link
     allows"; "a page holds as many tiles as fit max_bytes", the client follows next_cursor until it
@@ -483,3 +478,28 @@ def test_region_paging_on_a_small_link_reaches_every_tile_that_fits_a_page(guita
         got |= {tuple(k) for k in ans.tiles or []}
         cursor, pages = ans.next_cursor, pages + 1
     assert small <= got, f"{len(small - got)} of {len(small)} small tiles never arrived ({pages} pages)"
+
+
+def test_region_paging_names_each_skipped_tile_and_covers_the_region(guitar_fleet):
+    """(added with the fix) Paged at 64 kB, every tile of the region either arrives on a page or is
+    named by an error page whose next_cursor goes on past it (one page each, never two tiles), and
+    the skipped ones are the tiles too big for a page; the last page's next_cursor is null."""
+    from gs_map_share.region import RegionAnswer, RegionRequest
+
+    server, _ = guitar_fleet
+    g = server.merge.global_map
+    t, c = np.unique(g.pos >> PARAMS.tile_bits, axis=0, return_counts=True)
+    every = {tuple(int(v) for v in k) for k in t}
+    got, skipped, cursor, pages = set(), [], 0, 0
+    while cursor is not None and pages < 50:
+        req = RegionRequest(x=0.0, y=-2.0, z=0.0, radius_m=10.0, max_bytes=65536, cursor=cursor)
+        ans = RegionAnswer.from_bytes(server.answer_region(req.to_bytes()))
+        if ans.status == "ok":
+            got |= {tuple(k) for k in ans.tiles}
+        else:
+            assert ans.next_cursor in (cursor + 1, None) and "skipped" in ans.error, ans.error
+            skipped.append(next(k for k in every if f"tile {k} alone needs" in ans.error))
+        cursor, pages = ans.next_cursor, pages + 1
+    assert cursor is None and skipped and not got & set(skipped)
+    assert got | set(skipped) == every and len(skipped) == len(set(skipped))
+    assert all(n > 3000 for k, n in zip(t, c, strict=True) if tuple(int(v) for v in k) in skipped)
