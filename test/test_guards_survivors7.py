@@ -1060,7 +1060,7 @@ def test_a_restart_keeps_which_namespace_sends_which_map(tmp_path):
     server = _server(bus, store, global_period_s=0.0)
     _send(bus, "vehicle1", _snap(a, 1, 10))
     server.close()
-    assert _rows(store, "meta", "WHERE key LIKE 'binding %'") == [("binding vehicle1", "1")]
+    assert _rows(store, "meta", "WHERE key LIKE 'binding %'") == [("binding /vehicle1", "1")]
 
     bus = ReplayBus()
     server = _server(bus, store, global_period_s=0.0)

@@ -110,6 +110,9 @@ def test_router_takes_zenoh_config_as_readme_says(monkeypatch, tmp_path):
         def zid(self):
             return "0"
 
+        def get(self, key, timeout):  # (the admin space, asked where the file listens on port 0)
+            return []
+
         def close(self):
             pass
 

@@ -137,7 +137,7 @@ def test_a_binding_that_no_vehicle_log_matches_does_not_lock_the_vehicle_out(tmp
     _send(bus, "vehicle2", nxt)
     assert server.merge.vehicles[2].seq == last[2] + 1
     server.close()
-    _tamper(store, "UPDATE meta SET value = '6' WHERE key = 'binding vehicle2'")
+    _tamper(store, "UPDATE meta SET value = '6' WHERE key = 'binding /vehicle2'")
     bus = ReplayBus()
     try:
         server = _server(bus, store, global_period_s=0.0, vehicles=VEHICLES)

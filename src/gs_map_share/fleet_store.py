@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gs_mapping.errors import GsMappingError
+from gs_mapping.topics import resolve_namespace
 
 from .container import unpack_header
 from .errors import DecodeError
@@ -65,7 +66,7 @@ class Stored:
     vehicles: dict[int, list[Row]] = field(default_factory=dict)
     global_rows: list[Row] = field(default_factory=list)
     tile_seq: dict[tuple[int, int, int], int] = field(default_factory=dict)
-    bindings: dict[str, int] = field(default_factory=dict)  # vehicle namespace → the map id it sends
+    bindings: dict[str, int] = field(default_factory=dict)  # resolved vehicle namespace → its map id
     # (lo, hi): global sequences strictly between never issued by this history (a restart moved the
     # sequence to the wall clock; a fresh store started there: (0, start)); a client's sequence in
     # one came from another history of the store, or from a store this one replaced
@@ -254,7 +255,11 @@ class FleetStore:
             out.global_rows = [Row(_int(snap[0]), 0, _blob(snap[1]))] + self.global_deltas(_int(snap[0]))
         out.tile_seq = {(x, y, z): s for x, y, z, s in self.db.execute("SELECT x, y, z, seq FROM tiles")}
         for key, value in self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'binding %'"):
-            out.bindings[key[len("binding ") :]] = _int(value)
+            # keyed by the resolved namespace: vehicle1 and /vehicle1 are one (a store written
+            # before kept the configured spelling; a key already resolved is the newer one)
+            ns = key[len("binding ") :]
+            if ns == resolve_namespace(ns) or resolve_namespace(ns) not in out.bindings:
+                out.bindings[resolve_namespace(ns)] = _int(value)
         row = self.db.execute("SELECT value FROM meta WHERE key='unissued'").fetchone()
         out.unissued = [(_int(lo), _int(hi)) for lo, hi in json.loads(row[0])] if row else []
         # rows the queries above skip (a NULL where the schema promised an integer key)
@@ -312,7 +317,10 @@ class FleetStore:
                         "INSERT OR REPLACE INTO meta VALUES ('unissued', ?)", (json.dumps(ranges),)
                     )
                 for ns, mid in (bindings or {}).items():
-                    self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"binding {ns}", str(mid)))
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        (f"binding {resolve_namespace(ns)}", str(mid)),
+                    )
                 for mid, r in vehicle_rows:
                     if r.base_seq == 0:
                         self.db.execute("DELETE FROM vehicle_log WHERE map_id=?", (mid,))
@@ -344,14 +352,19 @@ class FleetStore:
             raise FleetStoreError(f"{self.path}: cannot compact ({exc})") from None
 
     def compact_global(self, snapshot: Row, keep_deltas: int) -> None:
-        """Store a global snapshot (the restart point); keep the last ``keep_deltas`` deltas before
-        it for receivers catching up, drop older ones."""
+        """Store a global snapshot (the restart point); keep the last ``keep_deltas`` deltas at or
+        before it for receivers catching up, drop older ones. Counted as rows, not by sequence
+        distance: a restart moves the sequence on to the wall clock, far past every earlier delta."""
         try:
             with self._tx():
                 self.db.execute(
                     "INSERT OR REPLACE INTO global_snapshot VALUES (1, ?, ?)", (snapshot.seq, snapshot.data)
                 )
-                self.db.execute("DELETE FROM global_log WHERE seq<=?", (snapshot.seq - keep_deltas,))
+                self.db.execute(
+                    "DELETE FROM global_log WHERE seq<=? AND seq NOT IN "
+                    "(SELECT seq FROM global_log WHERE seq<=? ORDER BY seq DESC LIMIT ?)",
+                    (snapshot.seq, snapshot.seq, int(keep_deltas)),
+                )
         except sqlite3.Error as exc:
             raise FleetStoreError(f"{self.path}: cannot compact ({exc})") from None
 

@@ -11,7 +11,9 @@ replaces its contents of exactly these tiles, an empty one included — ``gaussi
 then one ordinary snapshot container (layered by level: coarse levels first, so a prefix decodes
 to a coarser map) holding the Gaussians of those tiles with level ≤ ``max_level``. Tiles are taken
 in order of distance from the pose (then tile key); a page holds as many as fit ``max_bytes``, and
-the cursor is an offset into that order (stateless: nothing is kept per client).
+the cursor is an offset into that order (stateless: nothing is kept per client). A tile too big
+for ``max_bytes`` alone is an error page naming it whose ``next_cursor`` goes on past it; an error
+with ``next_cursor`` null ends the paging.
 """
 
 from __future__ import annotations
@@ -207,9 +209,13 @@ def answer(
         if len(data) <= req.max_bytes:
             break
         if len(sel) == 1:
+            # (pages shrink to a prefix, so a tile too big for any page always starts one) skipped,
+            # not the end: the tiles after it still reach a client on this link
+            nxt = req.cursor + 1 if len(order) > 1 else None
             return RegionAnswer(
-                "error", seq, req.cursor, None, None, 0,
-                f"the nearest tile alone needs {len(data)} bytes > max_bytes {req.max_bytes}", req.id,
+                "error", seq, req.cursor, nxt, None, 0,
+                f"tile {tuple(int(v) for v in sel[0])} alone needs {len(data)} bytes > max_bytes "
+                f"{req.max_bytes}: skipped (a larger max_bytes or a lower max_level takes it)", req.id,
             )  # fmt: skip
         sel = sel[: max(1, min(len(sel) - 1, int(len(sel) * req.max_bytes / len(data) * 0.9)))]
     else:

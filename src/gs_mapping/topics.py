@@ -58,6 +58,12 @@ def resolve_name(name: str, namespace: str = "") -> str:
     return "/" + "/".join(p for p in name.split("/") if p)
 
 
+def resolve_namespace(ns: str) -> str:
+    """A node namespace as one spelling, for keys: ``vehicle1``, ``/vehicle1`` and ``/vehicle1/`` are
+    ``/vehicle1`` (a namespace is absolute either way), ``""`` and ``/`` the root ``/``."""
+    return resolve_name(ns or "/")
+
+
 def transport_base(topic: str) -> str:
     """``/cam/color/image_raw/compressed`` → ``/cam/color/image_raw`` (the stream, whatever transport)."""
     for suffix in _TRANSPORTS:

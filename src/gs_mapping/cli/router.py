@@ -32,19 +32,24 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from ..runtime.zenoh_runtime import run_router
+    from ..runtime.zenoh_runtime import asks_any_port, listen_endpoints, run_router, session_config
     from .run_node import check_duration
 
     check_duration(args.duration)
     router = run_router(args.listen, args.connect, args.config)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    print(
-        f"zenoh router {router.zid()}: ready, listening on {', '.join(args.listen or ['tcp/[::]:7447'])}",
-        flush=True,
-    )
     end = None if args.duration is None else time.monotonic() + args.duration
     try:
+        # where it listens as the config used says (a file's endpoints, not rmw_zenohd's default)
+        endpoints = listen_endpoints(router, session_config("router", args.connect, args.listen, args.config))
+        unknown = any(map(asks_any_port, endpoints))  # (Zenoh tells no bound port without it)
+        why = (
+            " (port 0: the system's choice; Zenoh tells it where its adminspace is enabled)"
+            if unknown
+            else ""
+        )
+        print(f"zenoh router {router.zid()}: ready, listening on {', '.join(endpoints)}{why}", flush=True)
         while not stop and (end is None or time.monotonic() < end):
             time.sleep(0.2)
     except KeyboardInterrupt:

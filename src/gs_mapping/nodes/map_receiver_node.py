@@ -108,7 +108,8 @@ class MapReceiverNode(NodeBase):
             held = f", {self.store.pending} deltas buffered" if self.store.pending else ""
             return [f"a map snapshot on {snap} (or deltas on {delta} after one{held})"]
         if self.store.pending and self.store.seq is not None:
-            return [f"map delta {self.store.seq + 1} ({self.store.pending} later ones buffered)"]
+            # (the delta on the map's sequence: not seq + 1, a restarted sender moves on to its clock)
+            return [f"the map delta after {self.store.seq} ({self.store.pending} later ones buffered)"]
         return []
 
     def on_diagnostics_timer(self) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 
 from ..config_file import param
 from ..errors import GsMappingError
+from ..topics import resolve_namespace
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, QoS
 from .context import resolve_topic as _resolve
@@ -182,7 +183,7 @@ class MapServerNode(NodeBase):
         self.bindings: dict[str, _Binding] = {}
         for ns in c.vehicles:
             # bound as the store says: a restart must not let another namespace take a map id
-            b = self.bindings[ns] = _Binding(ns, self._stored_bindings.get(ns))
+            b = self.bindings[ns] = _Binding(ns, self._stored_bindings.get(resolve_namespace(ns)))
             for rel, qos in (
                 (c.delta_topic, QoS(reliable=True, depth=1000)),
                 (c.snapshot_topic, LATCHED_QOS),
@@ -649,7 +650,6 @@ def _check_distinct_namespaces(vehicles: list[str], where: str = "") -> None:
     """ConfigError for one ROS namespace listed twice (``vehicle1`` and ``/vehicle1`` resolve to
     the same topics: a second binding would refuse every container of the real vehicle)."""
     from ..errors import ConfigError
-    from ..topics import resolve_name
     from .context import is_ros_namespace
 
     seen: dict[str, str] = {}
@@ -659,7 +659,7 @@ def _check_distinct_namespaces(vehicles: list[str], where: str = "") -> None:
                 f"{where}map_server_node.vehicles: {ns!r} is not a vehicle's ROS namespace (such as "
                 "/vehicle1: letters, digits and _, not a digit first)"
             )
-        key = resolve_name(ns)
+        key = resolve_namespace(ns)
         if key in seen:
             raise ConfigError(
                 f"{where}map_server_node.vehicles: {seen[key]!r} and {ns!r} are one namespace ({key})"

@@ -115,6 +115,30 @@ def session_config(
     return config
 
 
+def asks_any_port(endpoint: str) -> bool:
+    """``tcp/127.0.0.1:0``: listen where the system chooses (metadata after ``?`` / ``#`` aside)."""
+    return endpoint.split("#")[0].split("?")[0].endswith(":0")
+
+
+def listen_endpoints(session: zenoh.Session, config: zenoh.Config) -> list[str]:
+    """The endpoints a session opened with ``config`` listens on: the config's own (a file's, or
+    ``--listen``, or the built-in default; per mode where the file lists them per mode). Where one
+    asks for port 0, the locators Zenoh bound instead, as its admin space tells them (only where
+    the config enables it: it is off by default, and then port 0 stays as asked)."""
+    import json
+
+    mode = json.loads(config.get_json("mode")) or "peer"  # (Zenoh's default)
+    endpoints = json.loads(config.get_json("listen/endpoints"))
+    if isinstance(endpoints, dict):
+        endpoints = endpoints.get(mode) or []
+    if any(map(asks_any_port, endpoints)):
+        for reply in session.get(f"@/{session.zid()}/{mode}", timeout=2.0):
+            if reply.ok is not None:
+                bound = json.loads(reply.ok.payload.to_bytes()).get("locators")
+                return [str(b) for b in bound] or endpoints
+    return [str(e) for e in endpoints]
+
+
 def _short(exc: Exception) -> str:
     """Zenoh's message without the Rust source locations it appends (`` at /…/x.rs:12.``), on one
     line."""
