@@ -43,10 +43,9 @@ def _dense_numpy(params: np.ndarray, grid, cutoff: float = 3.0) -> np.ndarray:
 
 
 def test_windowed_raster_renders_a_gaussian_wider_than_a_quarter_of_the_window_cap():
-    """rasterize: each Gaussian's window is the pixel box of its cut-off ellipse, capped at
-    ``max_window`` (129 px by default, so a radius of up to 64 px). A 5 m Gaussian at 0.25 m/px reaches
-    3σ = 60 px from its centre: inside the cap, so the windowed occupancy equals the dense numpy
-    re-computation everywhere (none of it truncated)."""
+    """rasterize: each Gaussian's window is the pixel box of its cut-off ellipse (once capped at
+    129 px, a radius of 64 px). A 5 m Gaussian at 0.25 m/px reaches 3σ = 60 px from its centre: the
+    windowed occupancy equals the dense numpy re-computation everywhere (none of it truncated)."""
     from gsmap_hd.gaussians2d import BEVGrid
     from gsmap_hd.raster import rasterize
 
@@ -55,6 +54,22 @@ def test_windowed_raster_renders_a_gaussian_wider_than_a_quarter_of_the_window_c
     got = rasterize(torch.tensor(p, dtype=torch.float64)[None], grid)[0].numpy()
     want = _dense_numpy(p, grid)
     assert want[:, 80 - 58].max() > 0.0  # (the ring 58 px out is inside the 3σ cut)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_windowed_raster_renders_gaussians_larger_than_the_grid_centred_outside_it():
+    """rasterize: the window never needs to exceed the grid (its centre pixel is clamped into the
+    grid), and no cap cuts a Gaussian whose cut-off ellipse is many times the grid: rotated 4 m and
+    6 m Gaussians on a 0.1 m, 40 x 30 px grid, centred inside it and up to 5 m beyond its corners,
+    equal the dense numpy re-computation everywhere."""
+    from gsmap_hd.gaussians2d import BEVGrid
+    from gsmap_hd.raster import rasterize
+
+    grid = BEVGrid.with_resolution((-2.0, 2.0), (-1.5, 1.5), 0.1)  # 40 x 30
+    p = np.array([[0.2, 0.1, 4.0, 6.0, 0.4], [-7.0, 6.5, 6.0, 4.0, -1.0], [5.0, -4.0, 4.0, 4.0, 2.0]])
+    got = rasterize(torch.tensor(p, dtype=torch.float64)[None], grid)[0].numpy()
+    want = _dense_numpy(p, grid)
+    assert want.min() > 0.5  # (every pixel lies inside the cut-off ellipses)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
