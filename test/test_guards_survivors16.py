@@ -767,7 +767,8 @@ def _tiny_model():
 
 def test_a_weights_only_checkpoint_holds_half_precision_and_loads_back_as_float(tmp_path):
     """checkpoint.save(weights_only=True) (the final model.pt): floating weights stored as float16
-    (half the bytes), integer buffers as they are; load_model returns a float32 model equal to the
+    (half the bytes) where they fit, as every one of a freshly initialised model does; integer
+    buffers as they are; load_model returns a float32 model equal to the
     original up to fp16 rounding."""
     from gsmap_hd.checkpoint import load_model, save
 
@@ -782,6 +783,28 @@ def test_a_weights_only_checkpoint_holds_half_precision_and_loads_back_as_float(
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert b.dtype == a.dtype, k
         torch.testing.assert_close(b, a.half().to(a.dtype), msg=k)
+
+
+def test_a_weights_only_checkpoint_keeps_float32_where_float16_would_lose_a_tensor(tmp_path):
+    """checkpoint.save(weights_only=True): a tensor beyond float16's range (±65504, stored as inf) or
+    all below its normal range (~6e-5, flushed or coarsened by underflow) stays float32 and loads back
+    exactly; one tiny value beside larger ones is float16's rounding at the tensor's scale, so that
+    tensor stays float16."""
+    from gsmap_hd.checkpoint import load_model, save
+
+    model, cfg = _tiny_model()
+    bufs = dict(model.named_buffers())
+    names = [k for k in bufs if k.endswith("running_var")][:3]
+    bufs[names[0]].fill_(7.0e4)
+    bufs[names[1]].fill_(3.0e-8)
+    bufs[names[2]].fill_(0.5)[0] = 1e-9
+    path = save(tmp_path / "m.pt", model, cfg, weights_only=True)
+    raw = torch.load(path, weights_only=True)["model"]
+    assert [raw[k].dtype for k in names] == [torch.float32, torch.float32, torch.float16]
+    back = dict(load_model(path)[0].named_buffers())
+    for k in names[:2]:
+        assert torch.equal(back[k], bufs[k]), k
+    assert torch.equal(back[names[2]], bufs[names[2]].half().float())
 
 
 def test_a_checkpoint_is_an_ordinary_file_of_the_umasks_permissions(tmp_path):

@@ -291,12 +291,6 @@ def _tiny_model():
     return m, GSMapModel(m)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: checkpoint.save(weights_only=True) (every run's model.pt) casts all weights to "
-    "float16 with no range check: a weight beyond ±65504 becomes inf, and load_model then refuses "
-    "the run's own model.pt as 'non-finite'",
-)
 def test_the_final_model_pt_of_a_run_reads_back_as_trained(tmp_path):
     """hd-train ends by writing ``model.pt`` with ``weights_only=True``; IEEE-754 binary16 holds
     magnitudes up to 65504 only. A model with a larger but finite state (here a BatchNorm running
