@@ -340,12 +340,6 @@ def test_a_checkpoint_in_torchs_legacy_serialization_loads_and_predicts_the_same
 # the persistent lane map: a crossing seen whole, frame after frame
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LaneMap resamples each whole crossing view evenly to ring_points (lane_map._ring), "
-    "cutting its corners at another place each frame, and averages vertex by vertex: the fused "
-    "crossing (IoU 0.94 with the truth) is worse than every frame fused into it (IoU >= 0.98)",
-)
 def test_a_crossing_seen_whole_every_frame_is_mapped_at_least_as_well_as_one_frame_sees_it():
     """A 4 x 8 m zebra crossing inside the cameras' view in each of 30 frames, predicted as the
     model predicts a crossing: K = 20 Gaussian centres evenly spaced along its outline, last = first,
