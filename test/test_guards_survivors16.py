@@ -43,10 +43,9 @@ def _dense_numpy(params: np.ndarray, grid, cutoff: float = 3.0) -> np.ndarray:
 
 
 def test_windowed_raster_renders_a_gaussian_wider_than_a_quarter_of_the_window_cap():
-    """rasterize: each Gaussian's window is the pixel box of its cut-off ellipse, capped at
-    ``max_window`` (129 px by default, so a radius of up to 64 px). A 5 m Gaussian at 0.25 m/px reaches
-    3σ = 60 px from its centre: inside the cap, so the windowed occupancy equals the dense numpy
-    re-computation everywhere (none of it truncated)."""
+    """rasterize: each Gaussian's window is the pixel box of its cut-off ellipse (once capped at
+    129 px, a radius of 64 px). A 5 m Gaussian at 0.25 m/px reaches 3σ = 60 px from its centre: the
+    windowed occupancy equals the dense numpy re-computation everywhere (none of it truncated)."""
     from gsmap_hd.gaussians2d import BEVGrid
     from gsmap_hd.raster import rasterize
 
@@ -55,6 +54,22 @@ def test_windowed_raster_renders_a_gaussian_wider_than_a_quarter_of_the_window_c
     got = rasterize(torch.tensor(p, dtype=torch.float64)[None], grid)[0].numpy()
     want = _dense_numpy(p, grid)
     assert want[:, 80 - 58].max() > 0.0  # (the ring 58 px out is inside the 3σ cut)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_windowed_raster_renders_gaussians_larger_than_the_grid_centred_outside_it():
+    """rasterize: the window never needs to exceed the grid (its centre pixel is clamped into the
+    grid), and no cap cuts a Gaussian whose cut-off ellipse is many times the grid: rotated 4 m and
+    6 m Gaussians on a 0.1 m, 40 x 30 px grid, centred inside it and up to 5 m beyond its corners,
+    equal the dense numpy re-computation everywhere."""
+    from gsmap_hd.gaussians2d import BEVGrid
+    from gsmap_hd.raster import rasterize
+
+    grid = BEVGrid.with_resolution((-2.0, 2.0), (-1.5, 1.5), 0.1)  # 40 x 30
+    p = np.array([[0.2, 0.1, 4.0, 6.0, 0.4], [-7.0, 6.5, 6.0, 4.0, -1.0], [5.0, -4.0, 4.0, 4.0, 2.0]])
+    got = rasterize(torch.tensor(p, dtype=torch.float64)[None], grid)[0].numpy()
+    want = _dense_numpy(p, grid)
+    assert want.min() > 0.5  # (every pixel lies inside the cut-off ellipses)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -752,7 +767,8 @@ def _tiny_model():
 
 def test_a_weights_only_checkpoint_holds_half_precision_and_loads_back_as_float(tmp_path):
     """checkpoint.save(weights_only=True) (the final model.pt): floating weights stored as float16
-    (half the bytes), integer buffers as they are; load_model returns a float32 model equal to the
+    (half the bytes) where they fit, as every one of a freshly initialised model does; integer
+    buffers as they are; load_model returns a float32 model equal to the
     original up to fp16 rounding."""
     from gsmap_hd.checkpoint import load_model, save
 
@@ -767,6 +783,28 @@ def test_a_weights_only_checkpoint_holds_half_precision_and_loads_back_as_float(
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert b.dtype == a.dtype, k
         torch.testing.assert_close(b, a.half().to(a.dtype), msg=k)
+
+
+def test_a_weights_only_checkpoint_keeps_float32_where_float16_would_lose_a_tensor(tmp_path):
+    """checkpoint.save(weights_only=True): a tensor beyond float16's range (±65504, stored as inf) or
+    all below its normal range (~6e-5, flushed or coarsened by underflow) stays float32 and loads back
+    exactly; one tiny value beside larger ones is float16's rounding at the tensor's scale, so that
+    tensor stays float16."""
+    from gsmap_hd.checkpoint import load_model, save
+
+    model, cfg = _tiny_model()
+    bufs = dict(model.named_buffers())
+    names = [k for k in bufs if k.endswith("running_var")][:3]
+    bufs[names[0]].fill_(7.0e4)
+    bufs[names[1]].fill_(3.0e-8)
+    bufs[names[2]].fill_(0.5)[0] = 1e-9
+    path = save(tmp_path / "m.pt", model, cfg, weights_only=True)
+    raw = torch.load(path, weights_only=True)["model"]
+    assert [raw[k].dtype for k in names] == [torch.float32, torch.float32, torch.float16]
+    back = dict(load_model(path)[0].named_buffers())
+    for k in names[:2]:
+        assert torch.equal(back[k], bufs[k]), k
+    assert torch.equal(back[names[2]], bufs[names[2]].half().float())
 
 
 def test_a_checkpoint_is_an_ordinary_file_of_the_umasks_permissions(tmp_path):

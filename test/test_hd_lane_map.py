@@ -233,3 +233,34 @@ def test_a_piece_cut_off_a_lane_keeps_only_its_own_sightings():
     assert [(p.id, p.points[0, 0], p.points[-1, 0]) for p in pieces] == [(1, 0.0, 29.0), (2, 40.0, 60.0)]
     assert pieces[0].hits == 20 and pieces[1].hits == 2
     assert pieces[1].confidence < pieces[0].confidence
+
+
+def test_only_corners_that_even_spacing_cut_are_restored():
+    """lane_map._sharp_corners (whole crossing views): a rectangle and a parallelogram sampled by 20
+    evenly spaced centres get their true corners back (to the 1 cm the outline is simplified at); outlines without straight runs either side
+    of a short chord (a circle, a noisy rectangle: their chords are the spacing itself) come back
+    as they are."""
+    from shapely.geometry import LineString, Polygon
+
+    from gsmap_hd.lane_map import _sharp_corners
+
+    def sampled(outline, start, k=20):
+        line = LineString(outline)
+        d = (np.linspace(0.0, line.length, k) + start) % line.length
+        pts = np.array([line.interpolate(s).coords[0] for s in d])
+        pts[-1] = pts[0]
+        return pts
+
+    rect = np.array([[10.0, -3.0], [14.0, -3.0], [14.0, 5.0], [10.0, 5.0], [10.0, -3.0]])
+    para = np.array([[0.0, 0.0], [6.0, 0.0], [8.0, 4.0], [2.0, 4.0], [0.0, 0.0]])
+    for outline in (rect, para):
+        for start in (0.3, 1.7, 5.05):
+            got = Polygon(_sharp_corners(sampled(outline, start)))
+            assert got.symmetric_difference(Polygon(outline)).area < 0.01  # (a cut: 0.1–0.2 m² a corner)
+    circle = sampled(
+        np.c_[np.cos(np.linspace(0, 2 * np.pi, 200)), np.sin(np.linspace(0, 2 * np.pi, 200))] * 3, 0.1
+    )
+    assert _sharp_corners(circle) is circle
+    noisy = sampled(rect, 0.3) + np.random.default_rng(0).normal(0.0, 0.15, (20, 2))
+    noisy[-1] = noisy[0]
+    assert _sharp_corners(noisy) is noisy

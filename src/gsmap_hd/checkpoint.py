@@ -39,8 +39,8 @@ def save(
         "extra": extra or {},
     }
     if weights_only:
-        state["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items()}
-        state["half"] = True
+        state["model"] = {k: _half_if_it_fits(v) for k, v in state["model"].items()}
+        state["half"] = True  # float tensors in float16 where they fit (loaders cast back to float32)
     else:
         if optimizer is not None:
             state["optimizer"] = optimizer.state_dict()
@@ -56,6 +56,19 @@ def save(
                 f"{path}: cannot write the checkpoint: {str(exc).splitlines()[0]}"
             ) from None
     return path
+
+
+def _half_if_it_fits(v: torch.Tensor) -> torch.Tensor:
+    """A float tensor in float16 (half the file) when that loses no more than float16's own
+    rounding, 2⁻¹¹ of the tensor's largest magnitude; else as it is. A value beyond ±65504 would
+    be stored as inf (and the file refused on load), and a tensor of magnitudes below float16's
+    normal range (~6e-5) lose its values to underflow; a few tiny values beside large ones are
+    negligible at the tensor's scale and do not keep it in float32."""
+    if not v.is_floating_point() or v.numel() == 0:
+        return v
+    h = v.half()
+    err = (h.to(v.dtype) - v).abs().max()
+    return h if bool(err <= 2.0**-11 * v.abs().max()) else v
 
 
 def load_state(path: str | Path) -> dict:

@@ -11,9 +11,10 @@ tracks — one per map element, with a stable id:
 - **Merging**: where a line overlaps, each track vertex moves towards its projection onto the
   observation by a running average (weight capped at ``max_weight`` so an old map still follows new
   evidence); the observation's parts beyond the track's ends extend it. Two whole views of a ring
-  are averaged vertex by vertex in their best-aligned order; a ring the frame's region cut changes the
-  track only where the region covered it (the track outside is kept and joined with the view), and a
-  whole view replaces a ring seen only in part so far. Tracks that come to overlap each other (two pieces of one lane
+  are averaged vertex by vertex in their best-aligned order, each resampled through its corners
+  (sharp ones restored where the model's evenly spaced centres cut them: :func:`_sharp_corners`); a
+  ring the frame's region cut changes the track only where the region covered it (the track outside
+  is kept and joined with the view), and a whole view replaces a ring seen only in part so far. Tracks that come to overlap each other (two pieces of one lane
   that grew together) are merged into the older id.
 - **Support**: each line vertex counts the frames that saw it (an observation overlapped or extended
   the track there) and the frames whose cameras covered it (its point inside the frame's region).
@@ -287,6 +288,42 @@ def _ring_with_corners(ring: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def _sharp_corners(ring: np.ndarray) -> np.ndarray:
+    """A whole view's sharp corners restored. Centres spaced evenly along an outline (as the model
+    places them) cut each corner by a chord between the straight runs either side, at another place
+    in every frame (averaged over frames, the cut tends to its worst). A chord no longer than the
+    spacing between two straight runs of at least 1.5 spacings that turn by ≥ 30° is replaced by
+    the point where the runs' lines meet, when that lies within one spacing of the chord's ends;
+    any other outline (a curve, a noisy one: no straight runs) is returned as it is."""
+    from shapely.geometry import Polygon
+
+    spacing = float(np.median(np.linalg.norm(np.diff(ring, axis=0), axis=1)))
+    c = np.asarray(Polygon(ring).simplify(0.01).exterior.coords)[:-1]
+    n = len(c)
+    if n < 5 or spacing <= 0:
+        return ring
+    # a replaced chord: its start becomes the corner, its end None (a chord's neighbours are long
+    # runs, so no two replaced chords share a vertex)
+    out = list(c)
+    for i in range(n):
+        p0, a, b, p3 = c[i - 1], c[i], c[(i + 1) % n], c[(i + 2) % n]
+        u, v = a - p0, p3 - b
+        lu, lv = np.linalg.norm(u), np.linalg.norm(v)
+        cross = u[0] * v[1] - u[1] * v[0]
+        if (
+            np.linalg.norm(b - a) > 1.01 * spacing
+            or min(lu, lv) < 1.5 * spacing
+            or abs(cross) < 0.5 * lu * lv  # (the runs turn by < 30°)
+        ):
+            continue
+        t = ((b - a)[0] * v[1] - (b - a)[1] * v[0]) / cross  # a + t·u = b − t'·v
+        corner = a + t * u
+        if 0.0 <= t * lu <= spacing and np.linalg.norm(corner - b) <= spacing:
+            out[i], out[(i + 1) % n] = corner, None
+    kept = [p for p in out if p is not None]
+    return np.asarray([*kept, kept[0]]) if len(kept) < n else ring
+
+
 def _ring(pts: np.ndarray, k: int) -> np.ndarray:
     from .gaussians2d import resample
 
@@ -331,9 +368,9 @@ class LaneMap:
             if closed:
                 if len(pts) < 4:
                     continue
-                o = _ring(pts, c.ring_points)
-                oz = np.full(len(o), float(pz.mean()))  # (a crossing: one height)
                 cut = region is not None and _touches_border(pts, region)
+                o = _ring_with_corners(pts if cut else _sharp_corners(pts), c.ring_points)
+                oz = np.full(len(o), float(pz.mean()))  # (a crossing: one height)
                 tid = self._associate_ring(cls, o)
             else:
                 o = resample_spacing(pts, c.spacing)

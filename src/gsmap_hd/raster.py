@@ -79,13 +79,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
 _EPS = 1e-6
 
 
-def rasterize(
-    params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0, max_window: int = 129
-) -> torch.Tensor:
+def rasterize(params: torch.Tensor, grid: BEVGrid, cutoff: float = 3.0) -> torch.Tensor:
     """Occupancy masks of elements, windowed: params (..., E, K, 5) in metres → (..., E, H, W).
 
-    Each Gaussian touches an S x S pixel window centred on its pixel, S from the largest cut-off
-    ellipse in the batch (capped at ``max_window``; Gaussians larger than that are truncated)."""
+    Each Gaussian touches a pixel window centred on its pixel (clamped into the grid), as many rows
+    and columns as the largest cut-off ellipse in the batch spans, but never more than the grid:
+    every Gaussian is rendered whole within its cut-off, and memory stays below N·(2H-1)·(2W-1)
+    for N Gaussians however large they are against the pixel."""
     lead = params.shape[:-2]
     k = params.shape[-2]
     flat = params.reshape(-1, 5)  # (N, 5), element of row n = n // k
@@ -98,18 +98,20 @@ def rasterize(
         cov = covariance(flat)
         ext_x = cutoff * cov[:, 0, 0].clamp_min(0).sqrt() / rx
         ext_y = cutoff * cov[:, 1, 1].clamp_min(0).sqrt() / ry
-        radius = int(torch.ceil(torch.maximum(ext_x, ext_y).max()).item()) + 1
-        radius = max(1, min(radius, max_window // 2))
-        row_c = torch.floor((grid.x_range[1] - flat[:, 0]) / rx).long()
-        col_c = torch.floor((grid.y_range[1] - flat[:, 1]) / ry).long()
-        off = torch.arange(-radius, radius + 1, device=flat.device)
-        rows = row_c[:, None, None] + off[None, :, None]  # (N, S, 1)
-        cols = col_c[:, None, None] + off[None, None, :]  # (N, 1, S)
-        valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (N, S, S)
+        # No fixed cap (one cut large Gaussians on a fine raster, a step in Eq. 6 at the window's
+        # edge). With the centre pixel clamped into the grid, ±(H-1) rows and ±(W-1) columns
+        # reach every pixel, so a larger window is never needed.
+        rad_r = min(int(torch.ceil(ext_x.max()).item()) + 1, h - 1)
+        rad_c = min(int(torch.ceil(ext_y.max()).item()) + 1, w - 1)
+        row_c = torch.floor((grid.x_range[1] - flat[:, 0]) / rx).long().clamp(0, h - 1)
+        col_c = torch.floor((grid.y_range[1] - flat[:, 1]) / ry).long().clamp(0, w - 1)
+        rows = row_c[:, None, None] + torch.arange(-rad_r, rad_r + 1, device=flat.device)[None, :, None]
+        cols = col_c[:, None, None] + torch.arange(-rad_c, rad_c + 1, device=flat.device)[None, None, :]
+        valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (N, Sr, Sc)
         elem = torch.arange(n, device=flat.device) // k
         index = elem[:, None, None] * (h * w) + rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
-    px = grid.x_range[1] - (rows.to(flat.dtype) + 0.5) * rx  # (N, S, 1)
-    py = grid.y_range[1] - (cols.to(flat.dtype) + 0.5) * ry  # (N, 1, S)
+    px = grid.x_range[1] - (rows.to(flat.dtype) + 0.5) * rx  # (N, Sr, 1)
+    py = grid.y_range[1] - (cols.to(flat.dtype) + 0.5) * ry  # (N, 1, Sc)
     dx = px - flat[:, 0, None, None]
     dy = py - flat[:, 1, None, None]
     c = torch.cos(flat[:, THETA])[:, None, None]
