@@ -171,8 +171,8 @@ def _rcl_empty_sequence_is_unset(monkeypatch, standin_module):
     hand on what rcl does."""
     real = standin_module.node_parameters
 
-    def node_parameters(files, params, fqn):
-        return {k: (None if v == [] else v) for k, v in real(files, params, fqn).items()}
+    def node_parameters(sources, fqn):
+        return {k: (None if v == [] else v) for k, v in real(sources, fqn).items()}
 
     monkeypatch.setattr(standin_module, "node_parameters", node_parameters)
 
