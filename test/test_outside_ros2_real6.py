@@ -457,11 +457,6 @@ def test_the_standin_reads_several_parameter_sources_as_rcl_and_rclpy_do(tmp_pat
     assert standin == rcl_rclpy_overrides(args, fqn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: device:=cuda is lost under rclpy when params_file has the node's block before a "
-    "/** block setting hd_map_node.device (launch_ros keys the override by the node's name)",
-)
 def test_a_given_device_argument_reaches_hd_map_node_whatever_the_params_file_layout(tmp_path):
     """README / docs/ros2_install.md: '`device:=` and `use_sim_time:=` override the params file
     only when given'. hd_map_node.launch.py / full.launch.py pass [params_file,
@@ -472,15 +467,20 @@ def test_a_given_device_argument_reaches_hd_map_node_whatever_the_params_file_la
     the later /** entry over it: the node runs on 'auto'. (A fix: key the launch override by a
     name no params file uses, e.g. write it as its own file under '/**/hd_map_node', so rcl appends
     it as the last entry.)"""
-    from gs_mapping.nodes.launch_support import given_overrides
+    from gs_mapping.nodes.launch_support import override_params_files
 
     user = tmp_path / "mine.yaml"
     user.write_text(_NODE_THEN_DEFAULTS)
-    fqn = "/hd_map_node"
-    args = ["--params-file", str(user)]
-    for n, params in enumerate(
-        [given_overrides({"hd_map_node.device": "cuda"}), given_overrides({"use_sim_time": ""})]
-    ):
-        args += ["--params-file", _launch_ros_dict_file(tmp_path, fqn, params, n)]
-    got = rcl_rclpy_overrides(args, fqn)
-    assert got["hd_map_node.device"] == "cuda"
+    # (fixed: the launch files pass the given arguments as override_params_files' own file; the
+    # launch_ros dict file keyed by the node's name is what they passed before, and what a user
+    # file's key would merge into)
+    for fqn in ("/hd_map_node", "/robot1/hd_map_node"):
+        args = ["--params-file", str(user)]
+        for f in override_params_files(
+            "hd_map_node", {"hd_map_node.device": "cuda", "use_sim_time": ""}, str(tmp_path)
+        ):
+            args += ["--params-file", f]
+        got = rcl_rclpy_overrides(args, fqn)
+        assert got["hd_map_node.device"] == "cuda", fqn
+        # the rest of the user's file stands
+        assert got["hd_map_node.score_threshold"] == 0.3 and "use_sim_time" not in got
