@@ -20,8 +20,8 @@ from launch_ros.actions import Node
 from gs_mapping.nodes.launch_support import (
     effective_namespace,
     existing_params_file,
-    given_overrides,
     launch_flag,
+    override_params_files,
     rviz_config_for_namespace,
 )
 
@@ -33,7 +33,8 @@ def _actions(context):
         for n in ("params_file", "use_sim_time", "device", "namespace", "rviz")
     }
     namespace = arg["namespace"]
-    sim = given_overrides({"use_sim_time": arg["use_sim_time"]})
+    # the arguments given, as a params file after the user's (launch_support.override_key: why)
+    sim = arg["use_sim_time"]
     params_file = existing_params_file(arg["params_file"])
     actions = [
         Node(
@@ -41,7 +42,12 @@ def _actions(context):
             executable="hd_map_node",
             name="hd_map_node",
             namespace=namespace,
-            parameters=[params_file, given_overrides({"hd_map_node.device": arg["device"]}), sim],
+            parameters=[
+                params_file,
+                *override_params_files(
+                    "hd_map_node", {"hd_map_node.device": arg["device"], "use_sim_time": sim}
+                ),
+            ],
             output="screen",
         ),
         Node(
@@ -49,7 +55,10 @@ def _actions(context):
             executable="mapper_node",
             name="mapper_node",
             namespace=namespace,
-            parameters=[params_file, given_overrides({"mapper.device": arg["device"]}), sim],
+            parameters=[
+                params_file,
+                *override_params_files("mapper_node", {"mapper.device": arg["device"], "use_sim_time": sim}),
+            ],
             output="screen",
         ),
         Node(
@@ -57,7 +66,7 @@ def _actions(context):
             executable="map_receiver_node",
             name="map_receiver_node",
             namespace=namespace,
-            parameters=[params_file, sim],
+            parameters=[params_file, *override_params_files("map_receiver_node", {"use_sim_time": sim})],
             output="screen",
         ),
     ]
@@ -77,7 +86,7 @@ def _actions(context):
                 name="rviz2",
                 namespace=namespace,
                 arguments=["-d", rviz_config],
-                parameters=[sim],
+                parameters=override_params_files("rviz2", {"use_sim_time": sim}),
                 output="screen",
             )
         )

@@ -11,7 +11,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from gs_mapping.nodes.launch_support import existing_params_file, given_overrides
+from gs_mapping.nodes.launch_support import existing_params_file, override_params_files
 
 
 def _actions(context):
@@ -27,8 +27,9 @@ def _actions(context):
             namespace=arg["namespace"],
             parameters=[
                 existing_params_file(arg["params_file"]),
-                given_overrides({"hd_map_node.device": arg["device"]}),
-                given_overrides({"use_sim_time": arg["use_sim_time"]}),
+                *override_params_files(
+                    "hd_map_node", {"hd_map_node.device": arg["device"], "use_sim_time": arg["use_sim_time"]}
+                ),
             ],
             output="screen",
         )

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -342,9 +342,19 @@ class ArgumentError(ValueError):
     pass
 
 
+class ParamRule(NamedTuple):
+    """A ``-p [node:]name:=value`` rule: rcl puts it under node key ``node`` (``/**`` without one)."""
+
+    node: str
+    name: str
+    value: Any
+
+
 def parse_ros_args(args: list[str]) -> dict[str, Any]:
-    """The ``--ros-args`` part of a command line as rcl reads it (the subset launch_ros writes)."""
-    out: dict[str, Any] = {"params_files": [], "params": [], "remaps": {}}
+    """The ``--ros-args`` part of a command line as rcl reads it (the subset launch_ros writes).
+    ``params``: every ``--params-file`` (its path) and ``-p`` (a :class:`ParamRule`) in command-line
+    order, which is the order rcl merges them in (:func:`node_parameters`)."""
+    out: dict[str, Any] = {"params": [], "remaps": {}}
     ros = False
     it = iter(args)
     for a in it:
@@ -353,10 +363,12 @@ def parse_ros_args(args: list[str]) -> dict[str, Any]:
         elif a == "--":
             ros = False
         elif ros and a == "--params-file":
-            out["params_files"].append(next(it))
+            out["params"].append(next(it))
         elif ros and a in ("-p", "--param"):
-            name, _, value = next(it).partition(":=")
-            out["params"].append((name, rcl_yaml(value)))
+            # rcl's _rcl_parse_param_rule: an optional 'node:' prefix, the name, ':=', the value
+            rule, _, value = next(it).partition(":=")
+            node, _, name = rule.rpartition(":")
+            out["params"].append(ParamRule(node or "/**", name, rcl_yaml(value)))
         elif ros and a in ("-r", "--remap"):
             src, _, dst = next(it).partition(":=")
             out["remaps"][src] = dst
@@ -377,17 +389,27 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any], where: str) -> None:
     out[prefix] = value
 
 
-def node_parameters(files: list[str], params: list[tuple[str, Any]], fqn: str) -> dict[str, Any]:
-    """Parameter overrides of node ``fqn`` from params files (in order, later wins) and ``-p``."""
-    out: dict[str, Any] = {}
-    for path in files:
+def node_parameters(sources: list[str | ParamRule], fqn: str) -> dict[str, Any]:
+    """Parameter overrides of node ``fqn`` from one command line's params files and ``-p`` rules
+    (:func:`parse_ros_args`), combined as rcl and rclpy do: rcl (arguments.c) merges every source
+    into ONE list of node-key entries, a key seen again (as written: ``/n`` and ``n`` are two) reusing
+    its entry where it first appeared, a new key appended, a parameter set again overwritten in its
+    entry; rclpy (node.cpp _populate_node_parameters_from_rcl_params) then applies the entries that
+    match ``fqn`` in that order, a later entry winning. A node's own key has no precedence over
+    ``/**``: only the place where each key first appeared counts."""
+    entries: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        if isinstance(source, ParamRule):
+            _flatten(source.name, source.value, entries.setdefault(source.node, {}), "-p")
+            continue
         # rcl's file rules (layout, key matching, value types) are the suite's own reading of them:
         # gs_mapping.config_file, checked against rcl's rules in test_outside_ros2_nodes.py
-        for key, entry in parameter_entries(path):
-            if node_key_matches(key, fqn, path):
-                _flatten("", entry, out, path)
-    for name, value in params:
-        _flatten(name, value, out, "-p")
+        for key, entry in parameter_entries(source):
+            _flatten("", entry, entries.setdefault(key, {}), source)
+    out: dict[str, Any] = {}
+    for key, params in entries.items():
+        if node_key_matches(key, fqn):
+            out.update(params)
     return out
 
 
@@ -710,9 +732,7 @@ class StandIn(types.ModuleType):
                 from rclpy.validate_node_name import validate_node_name
 
                 ros = parse_ros_args(list(cli_args or []))
-                glob = (
-                    context.ros if use_global_arguments else {"params_files": [], "params": [], "remaps": {}}
-                )
+                glob = context.ros if use_global_arguments else {"params": [], "remaps": {}}
                 remaps = {**glob["remaps"], **ros["remaps"]}
                 name = remaps.get("__node", remaps.get("__name", name))
                 namespace = remaps.get("__ns", namespace) or "/"
@@ -725,9 +745,9 @@ class StandIn(types.ModuleType):
                 self.name, self.namespace, self.context = name, namespace, context
                 self.remaps = {k: v for k, v in remaps.items() if not k.startswith("__")}
                 fqn = namespace.rstrip("/") + "/" + name
-                self.params = node_parameters(
-                    glob["params_files"] + ros["params_files"], glob["params"] + ros["params"], fqn
-                )
+                # rclpy (node.cpp Node::get_parameters): the global arguments' overrides, then the
+                # node's own arguments' over them (each command line merged as rcl merges it)
+                self.params = {**node_parameters(glob["params"], fqn), **node_parameters(ros["params"], fqn)}
 
             def logger_name(self):
                 return (self.namespace.strip("/").replace("/", ".") + "." + self.name).lstrip(".")

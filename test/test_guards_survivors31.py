@@ -290,16 +290,21 @@ def test_map_receiver_launch_refuses_a_missing_params_file_and_overrides_only_wh
         mod._actions(_context(params_file=str(tmp_path / "my_robot.yaml"), use_sim_time="", namespace=""))
     assert _NodeRecorder.made == []
 
+    # (the given arguments come as a params file of their own after the user's, read here as rcl
+    # reads it: launch_support.override_params_files)
+    from gs_mapping.config_file import read_parameters
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     mod._actions(_context(params_file=str(params), use_sim_time="", namespace=""))
     (kw,) = _NodeRecorder.made
-    overrides = [p for p in kw["parameters"] if isinstance(p, dict)]
-    assert all("use_sim_time" not in p for p in overrides), kw["parameters"]
-    assert str(params) in [str(p) for p in kw["parameters"]]
+    assert [str(p) for p in kw["parameters"]] == [str(params)]
 
     _NodeRecorder.made = []
     mod._actions(_context(params_file=str(params), use_sim_time="true", namespace=""))
     (kw,) = _NodeRecorder.made
-    values = [p["use_sim_time"] for p in kw["parameters"] if isinstance(p, dict) and "use_sim_time" in p]
+    first, *overrides = [str(p) for p in kw["parameters"]]
+    assert first == str(params)
+    values = [read_parameters(p, "/map_receiver_node")["use_sim_time"] for p in overrides]
     assert values == [True], kw["parameters"]
 
 

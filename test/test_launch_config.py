@@ -186,9 +186,38 @@ def test_launch_arguments_override_the_params_file_only_when_given():
                 isinstance(k, ast.Constant)
                 and k.value in ("use_sim_time", "mapper.device", "hd_map_node.device")
                 for k in n.keys
-            ):  # every such override dict is filtered by given_overrides(...)
+            ):  # every such override dict is filtered by given_overrides(...), in its own params
+                # file (override_params_files): a dict in parameters=[…] is keyed by the node's name
+                # and can be applied before the user's /** entry (launch_support.override_key)
                 parent = next(c for c in ast.walk(tree) if isinstance(c, ast.Call) and n in c.args)
-                assert getattr(parent.func, "id", None) == "given_overrides", (path.name, ast.unparse(n))
+                assert getattr(parent.func, "id", None) == "override_params_files", (
+                    path.name,
+                    ast.unparse(n),
+                )
+
+
+def test_given_launch_arguments_become_a_params_file_applied_after_the_users(tmp_path):
+    """override_params_files: nothing given, no file; given ones in a params file that rcl reads
+    (read here with config_file, the suite's reading of rcl's rules) under a key that matches the
+    node in any namespace and that no user file writes, so rcl appends it as the last entry."""
+    from gs_mapping.config_file import node_key_matches, parameter_entries
+    from gs_mapping.nodes.launch_support import override_key, override_params_files
+
+    assert (
+        override_params_files("mapper_node", {"mapper.device": "", "use_sim_time": ""}, str(tmp_path)) == []
+    )
+    assert list(tmp_path.iterdir()) == []
+    (path,) = override_params_files(
+        "mapper_node", {"mapper.device": " cuda ", "use_sim_time": "on"}, str(tmp_path)
+    )
+    assert parameter_entries(path) == [
+        (override_key("mapper_node"), {"mapper": {"device": "cuda"}, "use_sim_time": True})
+    ]
+    for fqn in ("/mapper_node", "/r2/mapper_node", "/a/b/mapper_node"):
+        assert node_key_matches(override_key("mapper_node"), fqn)
+    assert not node_key_matches(override_key("mapper_node"), "/hd_map_node")
+    with pytest.raises(ValueError, match="use_sim_time"):
+        override_params_files("mapper_node", {"use_sim_time": "maybe"}, str(tmp_path))
 
 
 def test_node_config_dataclasses_have_defaults():

@@ -298,8 +298,8 @@ def test_cli_accepts_a_params_file_with_ros2s_own_parameters(tmp_path, ros_own):
 def test_standin_types_minus_p_values_as_rcl_does():
     import rclpy_standin
 
-    ((_, value),) = rclpy_standin.parse_ros_args(["--ros-args", "-p", "a.b:=5e-4"])["params"]
-    assert isinstance(value, float) and value == 0.0005
+    (rule,) = rclpy_standin.parse_ros_args(["--ros-args", "-p", "a.b:=5e-4"])["params"]
+    assert isinstance(rule.value, float) and rule.value == 0.0005
 
 
 # ------------------------------------------------------------------------------------------------

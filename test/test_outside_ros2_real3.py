@@ -171,8 +171,8 @@ def _rcl_empty_sequence_is_unset(monkeypatch, standin_module):
     hand on what rcl does."""
     real = standin_module.node_parameters
 
-    def node_parameters(files, params, fqn):
-        return {k: (None if v == [] else v) for k, v in real(files, params, fqn).items()}
+    def node_parameters(sources, fqn):
+        return {k: (None if v == [] else v) for k, v in real(sources, fqn).items()}
 
     monkeypatch.setattr(standin_module, "node_parameters", node_parameters)
 
@@ -440,3 +440,35 @@ def test_what_ros2_launch_hands_each_node_builds_it_with_the_given_arguments(
                 assert obj.cfg.min_opacity == 0.2
         finally:
             _close(context, node, obj)
+
+
+def test_given_launch_arguments_win_over_a_params_file_whose_node_block_comes_first(
+    ros, launch_api, tmp_path, monkeypatch
+):
+    """A params file with the node's own block before a ``/**`` block that sets the same
+    parameters (rcl keeps each node key where it first appeared; rclpy applies the entries in that
+    order, so ``/**`` comes last). device:= and use_sim_time:= given must still win: the launch
+    files hand them on in a params file of their own under a key no user file writes
+    (launch_support.override_key), which rcl appends as the last entry. (A parameters=[{…}] dict,
+    which launch_ros keys by the node's full name, merged into the file's first entry.)"""
+    rclpy, _ = ros
+    from gs_mapping.nodes.mapper_node import MapperNode
+    from gs_mapping.runtime.rclpy_runtime import create_node
+
+    params = tmp_path / "mine.yaml"
+    params.write_text(
+        "/r2/mapper_node:\n  ros__parameters:\n    mapper: {max_gaussians: 5000}\n"
+        "/**:\n  ros__parameters:\n    use_sim_time: false\n    mapper: {device: auto}\n"
+    )
+    args = {"params_file": str(params), "device": "cpu", "use_sim_time": "true", "namespace": "r2"}
+    rc, ran = _ros2_launch(launch_api, tmp_path, monkeypatch, {**args, "rviz": "false"})
+    assert rc == 0
+    context = rclpy.Context()
+    rclpy.init(args=ran["mapper_node"]["argv"], context=context)
+    node, obj = create_node(MapperNode, context)
+    try:
+        assert node.get_parameter("mapper.device").value == "cpu"
+        assert node.get_parameter("use_sim_time").value is True
+        assert obj.mapper.cfg.max_gaussians == 5000
+    finally:
+        _close(context, node, obj)

@@ -3,6 +3,8 @@
 - :func:`given_overrides`: a launch argument overrides the params file only when the user gave it
   (an empty default means "not given"), so ``params_file:=my.yaml`` with ``mapper.device: cuda`` is
   not silently replaced by the launch file's default.
+- :func:`override_params_files`: those given arguments as a params file of their own, under a node
+  key no user file uses, so that they are applied after everything the user's file says.
 - :func:`rviz_config_for_namespace`: RViz's display topics are absolute in ``config/gs_mapping.rviz``;
   under ``namespace:=robot1`` our nodes publish under ``/robot1/…``, so the launch file hands RViz a
   copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are).
@@ -15,7 +17,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,36 @@ def given_overrides(values: dict[str, str]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def override_key(node: str) -> str:
+    """The node key of the launch arguments' params file: ``node`` in any namespace. rcl
+    (rcl_yaml_param_parser, find_node) keeps one entry per node key as written, at the place the
+    key first appeared among all params files and ``-p`` rules, and rclpy applies a node's matching
+    entries in that order, the last one winning. launch_ros keys a ``parameters=[{…}]`` dict by the
+    node's full name (``/hd_map_node``): a user file holding ``/hd_map_node:`` before ``/**:`` then
+    has the override merged into its first entry, under its later ``/**`` one. ``/**/**/<node>``
+    (valid for rcl, matching the node as ``/**/<node>`` does) is a key no params file writes, so rcl
+    appends it as the last entry."""
+    return f"/**/**/{node}"
+
+
+def override_params_files(node: str, values: dict[str, str], out_dir: str | None = None) -> list[str]:
+    """The launch arguments given (:func:`given_overrides`) as the params file that follows the
+    user's in a Node's ``parameters=[…]``: ``[path]``, keyed :func:`override_key`, or ``[]`` when
+    none was given. Written as launch_ros writes its own dict files (a temporary ``launch_params_*``
+    file that is kept: the node reads it after the launch file returns); values in JSON's syntax,
+    which YAML reads as written (strings quoted, so rcl types them as strings)."""
+    params = given_overrides(values)
+    if not params:
+        return []
+    lines = [f"{json.dumps(override_key(node))}:", "  ros__parameters:"]
+    lines += [f"    {json.dumps(name)}: {json.dumps(value)}" for name, value in params.items()]
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="launch_params_", suffix=".yaml", dir=out_dir, delete=False
+    ) as f:
+        f.write("\n".join(lines) + "\n")
+    return [f.name]
 
 
 def launch_flag(name: str, value: str) -> bool:
