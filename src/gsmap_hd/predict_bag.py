@@ -95,7 +95,8 @@ def predict_bag(
         raise HDInputError(f"max_frames must be at least 1 (or none: every frame), got {max_frames}")
     from gs_mapping.device import resolve_device
     from gs_mapping.errors import TFError
-    from gs_mapping.tf import TFBuffer
+    from gs_mapping.tf import RecordedTF, TFBuffer
+    from gs_mapping.topics import tf_topics
 
     from .infer import Predictor
 
@@ -130,6 +131,7 @@ def predict_bag(
                 f"{bag_path}: cameras {twins[0]} and {twins[1]} share {_info_topic(twins[0])}: one camera "
                 "(give one of them)"
             )
+        tf_of = dict(tf_topics(bag))  # the bag's TF as `map` reads it (topic → static): before the model
         # the shipped model for this rig, as hd_map_node chooses it
         ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
         if not ckpt.exists():
@@ -141,6 +143,8 @@ def predict_bag(
             ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
         )
         tf = TFBuffer(cache_time_s=None)
+        # a bad transform is refused as tf2 refuses it, the others kept (--strict: an error)
+        recorded_tf = RecordedTF(tf, log, f"{bag_path}: ", strict)
         # each camera's recent CameraInfos by stamp: an image takes the one of its stamp (logged
         # just after it), as image_transport's CameraSubscriber pairs them
         infos = {_info_topic(c): CameraInfoHistory() for c in cams}
@@ -154,9 +158,7 @@ def predict_bag(
         gt_stamps: list[int] = []  # sorted
         has_gt = bag.has_topic(GT_TOPIC)
         camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
-        topics = (
-            cams + [_info_topic(c) for c in cams] + ["/tf", "/tf_static"] + ([GT_TOPIC] if has_gt else [])
-        )
+        topics = cams + [_info_topic(c) for c in cams] + list(tf_of) + ([GT_TOPIC] if has_gt else [])
         topics = [t for t in topics if bag.has_topic(t)]
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
@@ -239,8 +241,8 @@ def predict_bag(
                     break
                 if topic != GT_TOPIC:
                     continue
-            if topic in ("/tf", "/tf_static"):
-                tf.add_message(msg, static=topic == "/tf_static")
+            if topic in tf_of:
+                recorded_tf.add(topic, msg, tf_of[topic])
             elif topic == GT_TOPIC:
                 try:
                     stamp, vectors = _ground_truth(M.string_message_to_json(msg))
@@ -288,6 +290,7 @@ def predict_bag(
         else:  # the bag ended: a frame still waiting for its own CameraInfo takes the latest
             predict_waiting(final=True)
         bar.close()
+        recorded_tf.log_total()
     results.sort(key=lambda r: r["stamp_ns"])
     skipped = 0 if enough() else len(waiting) + dropped_waiting
     unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
