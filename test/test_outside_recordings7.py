@@ -317,11 +317,6 @@ def test_hd_predict_skips_a_bad_transform_of_another_frame_as_tf2_does(tmp_path,
     assert summary["frames"] == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-predict's 'no frame predicted' reason keeps a stale 'no valid camera_info "
-    "message' (set while the CameraInfo was not yet read) when every CameraInfo is valid",
-)
 def test_hd_predict_error_for_a_missing_base_frame_does_not_blame_valid_camera_infos(tmp_path, capsys):
     """``--base-frame base_footprint`` on a robot whose TF has no such frame (a common mistake: the
     README names ``base_footprint``). The bag's 4 CameraInfos are valid (rosbags reads K with fx =
@@ -343,11 +338,6 @@ def test_hd_predict_error_for_a_missing_base_frame_does_not_blame_valid_camera_i
     assert "camera_info" not in last, last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: predict_bag.find_cameras ignores message counts and picks an empty raw topic over "
-    "the published /compressed one: 'no stamp had an image from every camera'",
-)
 def test_hd_predict_takes_the_published_transport_not_an_empty_raw_topic(tmp_path, capsys):
     """A bag recorded with ``-a`` from a camera publishing only its ``/compressed`` transport: the
     raw ``image_raw`` was advertised and recorded with no message (rosbags: count 0). `map` picks

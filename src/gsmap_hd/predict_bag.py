@@ -49,11 +49,13 @@ def find_cameras(bag) -> list[str]:
     or the like: the mapper's rule, ``topics.colour_candidates``), one topic a camera, as one
     CameraInfo describes one camera: a bag recorded with ``-a`` holds image_transport's
     ``…/compressed`` beside the raw topic, and image_proc's ``image_rect_color`` beside
-    ``image_raw`` (the raw, unrectified one is taken)."""
+    ``image_raw`` (the raw, unrectified one is taken); a topic recorded without a message is not
+    taken over one with messages (an advertised raw topic beside the ``/compressed`` one published)."""
     from gs_mapping.topics import colour_candidates, is_rectified
 
     by_info: dict[str, list[str]] = {}
-    for name in colour_candidates({t.name: t.type for t in bag.topics}):
+    empty = frozenset(t.name for t in bag.topics if not t.count)
+    for name in colour_candidates({t.name: t.type for t in bag.topics}, empty):
         by_info.setdefault(_info_topic(name), []).append(name)
     return sorted(min(group, key=lambda n: (is_rectified(n), n)) for group in by_info.values())
 
@@ -153,7 +155,11 @@ def predict_bag(
         # cameras grouped as hd_map_node groups them (free-running cameras are ms apart)
         sync = ApproximateTimeSynchronizer(cams, SYNC_QUEUE, sync_slop_s) if len(cams) > 1 else None
         waiting: list[tuple[int, dict]] = []  # grouped frames waiting for a CameraInfo or TF, oldest first
-        why_waiting: dict[str, str] = {}  # the last reason a frame could not be predicted yet
+        # why the frames still waiting cannot be predicted yet, by cause ("info", "tf"): made anew at
+        # each pass over them (a CameraInfo that arrived later is no longer a reason), and why_dropped
+        # keeps the reasons of the frames given up for MAX_WAITING
+        why_waiting: dict[str, str] = {}
+        why_dropped: dict[str, str] = {}
         gt_by_stamp: dict[int, dict] = {}
         gt_stamps: list[int] = []  # sorted
         has_gt = bag.has_topic(GT_TOPIC)
@@ -213,6 +219,7 @@ def predict_bag(
             transform logged after the first images, a /tf that catches up with a frame, the
             CameraInfo logged just after its image)."""
             keep = []
+            why_waiting.clear()
             for stamp, frame in waiting:
                 got = None if enough() else inputs(frame, final)
                 if got is None:
@@ -280,6 +287,7 @@ def predict_bag(
                     if len(waiting) > MAX_WAITING:  # (a transform that never comes: memory stays bounded)
                         waiting.pop(0)
                         dropped_waiting += 1
+                        why_dropped.update(why_waiting)
             predict_waiting()
             if enough() and enough_at is None:
                 enough_at = t_log
@@ -294,8 +302,9 @@ def predict_bag(
     results.sort(key=lambda r: r["stamp_ns"])
     skipped = 0 if enough() else len(waiting) + dropped_waiting
     unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
+    reasons = {**why_dropped, **why_waiting}
     if skipped and results:
-        log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(why_waiting.values())}")
+        log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(reasons.values())}")
     if unmatched:
         log.warning(
             f"{bag_path}: {unmatched} image(s) without a partner on every camera within "
@@ -305,8 +314,8 @@ def predict_bag(
     if not results:  # an empty prediction file would read as "no lanes anywhere"
         bad = sum(bag.bad_messages.values())
         if skipped:
-            why = "; ".join(why_waiting.values())
-            if "tf" in why_waiting:
+            why = "; ".join(reasons.values())
+            if "tf" in reasons:
                 why += f" (--base-frame {base_frame}: the vehicle frame the cameras are mounted on, in TF)"
         elif bad or bad_images:
             names = sorted({*bag.bad_messages, *undecodable})
