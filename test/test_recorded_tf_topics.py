@@ -49,6 +49,7 @@ def test_replay_plays_a_robots_namespaced_tf_where_the_nodes_listen(tmp_path, ca
     all 4 frames, instead of waiting for TF on /tf."""
     pytest.importorskip("rosbags.rosbag2")
     pytest.importorskip("cv2")
+    pytest.importorskip("torch")  # (the mapper and the GSMap model)
     import json
 
     import test_hostile_robot_inputs as rb
@@ -70,6 +71,7 @@ def test_hd_predict_strict_refuses_a_bad_transform(tmp_path, capsys):
     makes it the one error line, naming the topic."""
     pytest.importorskip("rosbags.rosbag2")
     pytest.importorskip("cv2")
+    pytest.importorskip("torch")  # (the mapper and the GSMap model)
     import test_hostile_robot_inputs as rb
     import test_outside_recordings7 as r7
 
