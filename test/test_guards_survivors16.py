@@ -616,11 +616,11 @@ def test_the_shipped_model_for_one_camera_is_the_front_one_and_for_two_or_more_t
 
 
 class _Topic:
-    def __init__(self, name, type_):
-        self.name, self.type = name, type_
+    def __init__(self, name, type_, count=1):
+        self.name, self.type, self.count = name, type_, count  # (recorded with messages)
 
 
-class _Bag:  # the two attributes find_cameras reads of a BagReader
+class _Bag:  # the attribute find_cameras reads of a BagReader: its topics' names, types and counts
     def __init__(self, topics):
         self.topics = [_Topic(n, t) for n, t in topics]
 

@@ -307,7 +307,7 @@ def test_hd_predict_finds_only_the_colour_cameras_of_common_drivers(layout):
     from gsmap_hd.predict_bag import find_cameras
 
     types, colour = DRIVER_LAYOUTS[layout]
-    bag = SimpleNamespace(topics=[SimpleNamespace(name=n, type=t) for n, t in types.items()])
+    bag = SimpleNamespace(topics=[SimpleNamespace(name=n, type=t, count=1) for n, t in types.items()])
     assert find_cameras(bag) == colour
 
 

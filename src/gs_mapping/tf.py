@@ -379,6 +379,33 @@ class TFBuffer:
         return len(self._edges)
 
 
+class RecordedTF:
+    """A recording's TF messages added to ``buf`` as tf2 takes them (``BufferCore::setTransformImpl``):
+    a bad transform (NaN, a non-unit quaternion such as a ROS 1 node's unset (0, 0, 0, 0), a second
+    parent) is refused and every other one kept; the first refusal is said (``log``, prefixed
+    ``where``), the others counted (:meth:`log_total`). ``strict``: the first is raised instead."""
+
+    def __init__(self, buf: TFBuffer, log, where: str = "", strict: bool = False):
+        self.buf, self.log, self.where, self.strict = buf, log, where, strict
+        self.refused = 0  # messages with a bad transform
+
+    def add(self, topic: str, msg, static: bool, since_ns: int | None = None) -> None:
+        from .errors import GsMappingError
+
+        try:
+            self.buf.add_message(msg, static=static, since_ns=since_ns)
+        except GsMappingError as exc:
+            if self.strict:
+                raise type(exc)(f"{self.where}{topic}: {exc}") from exc
+            self.refused += 1
+            if self.refused == 1:
+                self.log.warning(f"{self.where}{topic}: bad transform message ignored: {exc}")
+
+    def log_total(self) -> None:
+        if self.refused > 1:
+            self.log.warning(f"{self.where}{self.refused} bad transform messages ignored in all")
+
+
 class MapPoses:
     """``T_map_frame`` from a :class:`TFBuffer`, or — when the tree has no ``map_frame`` — relative to
     the first pose asked for: the map is then the first frame's pose (said once, in the log).

@@ -253,3 +253,36 @@ def discover(
     elif not _REGISTERED.search(depth.lower()) and types.get(info_topic(depth)) == CAMERA_INFO:
         depth_camera_info = info_topic(depth)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
+
+
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+
+
+def tf_topics(bag, tf: str = "/tf", tf_static: str = "/tf_static", how: str = "") -> list[tuple[str, bool]]:
+    """``[(topic, static)]`` a recording's TF is read from: the one rule of ``map``, ``info``,
+    ``replay`` and ``hd-predict``. ``bag``: a :class:`~gs_mapping.bag.BagReader` (its topics' names,
+    types and counts). ``tf`` and ``tf_static`` (the global ones by default) while ``tf`` holds a
+    message; where it holds none (absent, or advertised and recorded empty by ``ros2 bag record -a``)
+    but one robot's namespaced ``/robot1/tf`` or ``/robot1/tf_static`` does (as Clearpath's and Nav2's
+    multi-robot setups record), that robot's pair too (beside a global ``/tf_static``), said once;
+    several robots': :class:`ConfigError` naming them (and ``how`` to choose). Only TFMessage topics the bag has are listed."""
+    import logging
+
+    kinds = {t.name: t.count for t in bag.topics if t.type == TF_MESSAGE}
+    pair = [(tf_static, True), (tf, False)]
+    published = {name for name, count in kinds.items() if count}  # (an empty topic hides nothing)
+    spaces = sorted(
+        {n.rsplit("/", 1)[0] for n in published if n.rsplit("/", 1)[-1] in ("tf", "tf_static")}
+        - {tf.rsplit("/", 1)[0], tf_static.rsplit("/", 1)[0]}
+    )
+    if tf not in published and len(spaces) > 1:
+        raise ConfigError(
+            f"{bag.path}: no message on {tf}; the bag's TF is in several robots' namespaces "
+            f"({', '.join(s + '/tf' for s in spaces)}): one robot's TF topics must be chosen{how}"
+        )
+    if tf not in published and spaces:
+        logging.getLogger(__name__).info(
+            f"{bag.path}: no message on {tf}; TF read from {spaces[0]}/tf (and {spaces[0]}/tf_static)"
+        )
+        pair += [(f"{spaces[0]}/tf_static", True), (f"{spaces[0]}/tf", False)]
+    return [(name, static) for name, static in pair if name in kinds]

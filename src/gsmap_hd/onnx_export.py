@@ -17,6 +17,7 @@ Jetson (onnxruntime-gpu from NVIDIA's Jetson wheels) ``("TensorrtExecutionProvid
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from .errors import CheckpointError
 from .model import GSMapModel
 from .model_config import ModelConfig, TrainConfig
 
+log = logging.getLogger(__name__)
 OPSET = 17
 META_KEY = "gsmap_hd_config"
 META_EXTRA = "gsmap_hd_provenance"
@@ -203,7 +205,8 @@ def compare_on_bag(model: GSMapModel, onnx: OnnxModel, bag_path, max_frames: int
     from gs_mapping import messages as M
     from gs_mapping.bag import BagReader
     from gs_mapping.messages.camera_image import color_to_rgb
-    from gs_mapping.tf import TFBuffer
+    from gs_mapping.tf import RecordedTF, TFBuffer
+    from gs_mapping.topics import tf_topics
 
     from .infer import Predictor
     from .predict_bag import _info_topic, find_cameras
@@ -214,10 +217,12 @@ def compare_on_bag(model: GSMapModel, onnx: OnnxModel, bag_path, max_frames: int
     with BagReader(bag_path) as bag:
         cam = find_cameras(bag)[0]
         tf, info = TFBuffer(cache_time_s=None), None
-        topics = [t for t in (cam, _info_topic(cam), "/tf", "/tf_static") if bag.has_topic(t)]
+        tf_of = dict(tf_topics(bag))  # (the bag's TF as hd-predict reads it; a bad transform refused)
+        recorded_tf = RecordedTF(tf, log, f"{bag_path}: ")
+        topics = [t for t in (cam, _info_topic(cam), *tf_of) if bag.has_topic(t)]
         for topic, _, msg in bag.messages(topics):
-            if topic in ("/tf", "/tf_static"):
-                tf.add_message(msg, static=topic == "/tf_static")
+            if topic in tf_of:
+                recorded_tf.add(topic, msg, tf_of[topic])
             elif topic == _info_topic(cam):
                 info = M.camera_info_to_intrinsics(msg)
             elif info is not None:

@@ -49,11 +49,13 @@ def find_cameras(bag) -> list[str]:
     or the like: the mapper's rule, ``topics.colour_candidates``), one topic a camera, as one
     CameraInfo describes one camera: a bag recorded with ``-a`` holds image_transport's
     ``…/compressed`` beside the raw topic, and image_proc's ``image_rect_color`` beside
-    ``image_raw`` (the raw, unrectified one is taken)."""
+    ``image_raw`` (the raw, unrectified one is taken); a topic recorded without a message is not
+    taken over one with messages (an advertised raw topic beside the ``/compressed`` one published)."""
     from gs_mapping.topics import colour_candidates, is_rectified
 
     by_info: dict[str, list[str]] = {}
-    for name in colour_candidates({t.name: t.type for t in bag.topics}):
+    empty = frozenset(t.name for t in bag.topics if not t.count)
+    for name in colour_candidates({t.name: t.type for t in bag.topics}, empty):
         by_info.setdefault(_info_topic(name), []).append(name)
     return sorted(min(group, key=lambda n: (is_rectified(n), n)) for group in by_info.values())
 
@@ -95,7 +97,8 @@ def predict_bag(
         raise HDInputError(f"max_frames must be at least 1 (or none: every frame), got {max_frames}")
     from gs_mapping.device import resolve_device
     from gs_mapping.errors import TFError
-    from gs_mapping.tf import TFBuffer
+    from gs_mapping.tf import RecordedTF, TFBuffer
+    from gs_mapping.topics import tf_topics
 
     from .infer import Predictor
 
@@ -130,6 +133,7 @@ def predict_bag(
                 f"{bag_path}: cameras {twins[0]} and {twins[1]} share {_info_topic(twins[0])}: one camera "
                 "(give one of them)"
             )
+        tf_of = dict(tf_topics(bag))  # the bag's TF as `map` reads it (topic → static): before the model
         # the shipped model for this rig, as hd_map_node chooses it
         ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
         if not ckpt.exists():
@@ -141,6 +145,8 @@ def predict_bag(
             ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
         )
         tf = TFBuffer(cache_time_s=None)
+        # a bad transform is refused as tf2 refuses it, the others kept (--strict: an error)
+        recorded_tf = RecordedTF(tf, log, f"{bag_path}: ", strict)
         # each camera's recent CameraInfos by stamp: an image takes the one of its stamp (logged
         # just after it), as image_transport's CameraSubscriber pairs them
         infos = {_info_topic(c): CameraInfoHistory() for c in cams}
@@ -149,14 +155,16 @@ def predict_bag(
         # cameras grouped as hd_map_node groups them (free-running cameras are ms apart)
         sync = ApproximateTimeSynchronizer(cams, SYNC_QUEUE, sync_slop_s) if len(cams) > 1 else None
         waiting: list[tuple[int, dict]] = []  # grouped frames waiting for a CameraInfo or TF, oldest first
-        why_waiting: dict[str, str] = {}  # the last reason a frame could not be predicted yet
+        # why the frames still waiting cannot be predicted yet, by cause ("info", "tf"): made anew at
+        # each pass over them (a CameraInfo that arrived later is no longer a reason), and why_dropped
+        # keeps the reasons of the frames given up for MAX_WAITING
+        why_waiting: dict[str, str] = {}
+        why_dropped: dict[str, str] = {}
         gt_by_stamp: dict[int, dict] = {}
         gt_stamps: list[int] = []  # sorted
         has_gt = bag.has_topic(GT_TOPIC)
         camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
-        topics = (
-            cams + [_info_topic(c) for c in cams] + ["/tf", "/tf_static"] + ([GT_TOPIC] if has_gt else [])
-        )
+        topics = cams + [_info_topic(c) for c in cams] + list(tf_of) + ([GT_TOPIC] if has_gt else [])
         topics = [t for t in topics if bag.has_topic(t)]
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
@@ -211,6 +219,7 @@ def predict_bag(
             transform logged after the first images, a /tf that catches up with a frame, the
             CameraInfo logged just after its image)."""
             keep = []
+            why_waiting.clear()
             for stamp, frame in waiting:
                 got = None if enough() else inputs(frame, final)
                 if got is None:
@@ -239,8 +248,8 @@ def predict_bag(
                     break
                 if topic != GT_TOPIC:
                     continue
-            if topic in ("/tf", "/tf_static"):
-                tf.add_message(msg, static=topic == "/tf_static")
+            if topic in tf_of:
+                recorded_tf.add(topic, msg, tf_of[topic])
             elif topic == GT_TOPIC:
                 try:
                     stamp, vectors = _ground_truth(M.string_message_to_json(msg))
@@ -278,6 +287,7 @@ def predict_bag(
                     if len(waiting) > MAX_WAITING:  # (a transform that never comes: memory stays bounded)
                         waiting.pop(0)
                         dropped_waiting += 1
+                        why_dropped.update(why_waiting)
             predict_waiting()
             if enough() and enough_at is None:
                 enough_at = t_log
@@ -288,11 +298,13 @@ def predict_bag(
         else:  # the bag ended: a frame still waiting for its own CameraInfo takes the latest
             predict_waiting(final=True)
         bar.close()
+        recorded_tf.log_total()
     results.sort(key=lambda r: r["stamp_ns"])
     skipped = 0 if enough() else len(waiting) + dropped_waiting
     unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
+    reasons = {**why_dropped, **why_waiting}
     if skipped and results:
-        log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(why_waiting.values())}")
+        log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(reasons.values())}")
     if unmatched:
         log.warning(
             f"{bag_path}: {unmatched} image(s) without a partner on every camera within "
@@ -302,8 +314,8 @@ def predict_bag(
     if not results:  # an empty prediction file would read as "no lanes anywhere"
         bad = sum(bag.bad_messages.values())
         if skipped:
-            why = "; ".join(why_waiting.values())
-            if "tf" in why_waiting:
+            why = "; ".join(reasons.values())
+            if "tf" in reasons:
                 why += f" (--base-frame {base_frame}: the vehicle frame the cameras are mounted on, in TF)"
         elif bad or bad_images:
             names = sorted({*bag.bad_messages, *undecodable})

@@ -71,7 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="an undecodable message in the bag is an error (default: skipped)",
+        help="an undecodable message in the bag, an invalid CameraInfo or a bad transform is an error "
+        "(default: skipped)",
     )
 
 

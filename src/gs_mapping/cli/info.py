@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-TF_TOPICS = ("/tf", "/tf_static")
+GLOBAL_TF = ("/tf", "/tf_static")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summarize(path) -> dict:
     """Everything ``info`` prints, as a JSON-ready dict (also used by tests and other commands)."""
     from ..bag import BagReader
-    from ..errors import TFError
+    from ..errors import ConfigError, TFError
     from ..tf import TFBuffer
+    from ..topics import TF_MESSAGE as TF
+    from ..topics import tf_topics
 
     tf = TFBuffer(cache_time_s=None)
     tf_errors: list[str] = []
@@ -25,11 +27,17 @@ def summarize(path) -> dict:
         topics = [
             {"name": t.name, "type": t.type, "count": t.count, "latched": t.latched} for t in bag.topics
         ]
-        tf_topics = [t.name for t in bag.topics if t.name in TF_TOPICS and t.type == "tf2_msgs/msg/TFMessage"]
-        if tf_topics:
-            for topic, _, msg in bag.messages(tf_topics):
+        try:  # the TF `map` and `hd-predict` read (a robot's namespaced /robot1/tf where /tf is empty)
+            read = dict(tf_topics(bag))
+        except ConfigError as exc:  # several robots' TF: said, and the global topics shown
+            tf_errors.append(str(exc))
+            read = {
+                t.name: t.name == "/tf_static" for t in bag.topics if t.name in GLOBAL_TF and t.type == TF
+            }
+        if read:
+            for topic, _, msg in bag.messages(list(read)):
                 try:
-                    tf.add_message(msg, static=topic == "/tf_static")
+                    tf.add_message(msg, static=read[topic])
                 except TFError as exc:  # report a bad transform, keep summarising the rest
                     if len(tf_errors) < 10:
                         tf_errors.append(f"{topic}: {exc}")
@@ -55,6 +63,7 @@ def summarize(path) -> dict:
             for e in edges
         ],
         "tf_errors": tf_errors,
+        "tf_topics": sorted(read),
     }
 
 
@@ -108,6 +117,8 @@ def format_text(info: dict) -> str:
         out.extend(_tree_lines(info))
     else:
         out.append("TF tree: (no /tf or /tf_static transforms)")
+    if any(t not in GLOBAL_TF for t in info.get("tf_topics", ())):
+        out.append(f"TF read from: {', '.join(info['tf_topics'])}")
     for err in info["tf_errors"]:
         out.append(f"TF warning: {err}")
     return "\n".join(out)

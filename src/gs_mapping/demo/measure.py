@@ -74,6 +74,7 @@ def lane_map_metrics(world_bag: Path, out_bag: Path, preds: list[dict]) -> dict:
     from ..bag import BagReader
     from ..messages import string_message_to_json, uint8_multiarray_to_bytes
     from ..tf import TFBuffer
+    from ..topics import tf_topics
 
     with BagReader(out_bag) as bag:
         if not bag.has_topic("/hd_map_node/lanes_delta"):
@@ -88,8 +89,9 @@ def lane_map_metrics(world_bag: Path, out_bag: Path, preds: list[dict]) -> dict:
             return {}
         gt_doc = next(string_message_to_json(m) for _, _, m in bag.messages(["/ground_truth/map_json"]))
         tf = TFBuffer(cache_time_s=None)
-        for topic, _, m in bag.messages(["/tf", "/tf_static"]):
-            tf.add_message(m, static=topic == "/tf_static")
+        tf_of = dict(tf_topics(bag))  # (the one rule for a bag's TF topics)
+        for topic, _, m in bag.messages(list(tf_of)):
+            tf.add_message(m, static=tf_of[topic])
     lanes = [(ln.cls, ln.score, ln.points) for ln in state.to_lanes(header.params.pos_step)]
     gt_map = [(int(v["type"]), np.asarray(v["pts"], float)) for v in gt_doc["vectors"]]
     usable = [p for p in preds if "region" in p]

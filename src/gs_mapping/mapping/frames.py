@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..camera import Camera
-from ..errors import GsMappingError, MessageError, TFError
+from ..errors import MessageError, TFError
 from ..sync import info_at
 from .mapper_config import TopicsConfig
 
@@ -92,52 +92,28 @@ def _nearest_gap(a: list[int], b: list[int]) -> str:
 
 
 def _tf_topics(bag, topics: TopicsConfig) -> list[tuple[str, bool]]:
-    """``[(topic, static)]`` TF is read from: the configured ``/tf`` and ``/tf_static``; where the
-    bag has no ``/tf`` but one robot's namespaced ``/robot1/tf`` (as Clearpath's and Nav2's
-    multi-robot setups record), that one and its ``tf_static`` too (beside a global ``/tf_static``),
-    said once; several robots': ConfigError naming them."""
-    from ..errors import ConfigError
+    """``[(topic, static)]`` TF is read from: the configured ones, or one robot's namespaced TF
+    (:func:`gs_mapping.topics.tf_topics`)."""
+    from ..topics import tf_topics
 
-    pair = [(topics.tf_static, True), (topics.tf, False)]
-    if bag.has_topic(topics.tf):
-        return pair
-    tf_type = "tf2_msgs/msg/TFMessage"
-    spaces = sorted(
-        t.name.rsplit("/", 1)[0]
-        for t in bag.topics
-        if t.type == tf_type and t.name.rsplit("/", 1)[-1] == "tf"
-    )
-    if not spaces:
-        return pair
-    if len(spaces) != 1:
-        raise ConfigError(
-            f"{bag.path}: no {topics.tf}; the bag's TF topics are {', '.join(s + '/tf' for s in spaces)}: "
-            "choose one robot's with mapper.topics.tf and mapper.topics.tf_static (--params-file)"
-        )
-    log.info(f"{bag.path}: no {topics.tf}; TF read from {spaces[0]}/tf (and {spaces[0]}/tf_static)")
-    return pair + [(f"{spaces[0]}/tf_static", True), (f"{spaces[0]}/tf", False)]
+    how = " with mapper.topics.tf and mapper.topics.tf_static (--params-file)"
+    return tf_topics(bag, topics.tf, topics.tf_static, how)
 
 
 def load_tf(bag, topics: TopicsConfig):
-    """A TF buffer holding every /tf and /tf_static transform of the bag."""
-    from ..tf import TFBuffer
+    """A TF buffer holding every transform of the bag's TF topics (:func:`_tf_topics`); a bad one is
+    refused, said and counted (:class:`~gs_mapping.tf.RecordedTF`)."""
+    from ..tf import RecordedTF, TFBuffer
 
     # Everything is loaded up front, so keep all samples (no cache horizon).
     buf = TFBuffer(cache_time_s=0, extrapolation_tolerance_s=topics.tf_tolerance_s)
-    bad = 0
+    recorded = RecordedTF(buf, log)
     for name, static in _tf_topics(bag, topics):
-        if not bag.has_topic(name) or bag.topic(name).type != "tf2_msgs/msg/TFMessage":
-            continue
         for _topic, logged, msg in bag.messages([name]):
-            try:  # (a static value re-published mid-drive holds from when it was logged, as in tf2:
-                # looked up by the images' log times, on the same clock, read_frames)
-                buf.add_message(msg, static=static, since_ns=logged if static else None)
-            except GsMappingError as exc:
-                bad += 1
-                if bad == 1:
-                    log.warning(f"{name}: bad transform message ignored: {exc}")
-    if bad > 1:
-        log.warning(f"{bad} bad transform messages ignored in all")
+            # (a static value re-published mid-drive holds from when it was logged, as in tf2:
+            # looked up by the images' log times, on the same clock, read_frames)
+            recorded.add(name, msg, static, since_ns=logged if static else None)
+    recorded.log_total()
     return buf
 
 

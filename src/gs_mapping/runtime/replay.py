@@ -155,32 +155,39 @@ class ReplayBus:
         topics: Iterable[str] | None = None,
         record_inputs: Iterable[str] = ("/tf", "/tf_static"),
         progress: bool = True,
+        remap: dict[str, str] | None = None,
     ) -> ReplaySummary:
         """Feed ``reader``'s messages (those with subscribers, or ``topics``) in stamp order; copy
-        ``record_inputs`` topics into the output bag unchanged."""
+        ``record_inputs`` topics into the output bag unchanged. ``remap``: {bag topic: the topic it
+        is played on}, as ``ros2 bag play --remap`` (names here are those played)."""
         import time
 
         from tqdm import tqdm
 
+        remap = remap or {}
+        played: dict[str, list[str]] = {}  # topic played → the bag's topics played on it
+        for info in reader.topics:
+            played.setdefault(remap.get(info.name, info.name), []).append(info.name)
         wanted = set(topics) if topics is not None else set(self.subscribers)
-        matched = sorted(t for t in wanted if reader.has_topic(t))
-        unmatched = sorted(t for t in wanted if not reader.has_topic(t) and not self._is_internal(t))
+        matched = sorted(t for t in wanted if t in played)
+        unmatched = sorted(t for t in wanted if t not in played and not self._is_internal(t))
         if not matched or not any(t not in record_inputs for t in matched):
             log.warning(
                 f"{reader.path}: no input topic of the nodes is in the bag (they subscribe to "
                 f"{', '.join(unmatched) or 'nothing'}; the bag has {', '.join(t.name for t in reader.topics)})"
             )
-        copy = {t for t in record_inputs if reader.has_topic(t)}
+        copy = {t for t in record_inputs if t in played}
         if self.writer is not None:
             for t in sorted(copy):
-                info = reader.topic(t)
-                self.writer.add_topic(t, info.type, latched=info.latched)
-        selected = sorted(wanted | copy)
-        total = sum(reader.topic(t).count for t in selected if reader.has_topic(t))
+                sources = [reader.topic(b) for b in played[t]]
+                self.writer.add_topic(t, sources[0].type, latched=any(b.latched for b in sources))
+        read = [b for t in sorted(wanted | copy) for b in played.get(t, ())]
+        total = sum(reader.topic(b).count for b in read)
         summary = ReplaySummary(start_ns=reader.start_ns, matched_inputs=matched, unmatched_inputs=unmatched)
         t0 = time.perf_counter()
         with tqdm(total=total, desc="replay", unit="msg", disable=not progress, leave=False) as bar:
-            for topic, stamp_ns, msg in reader.messages([t for t in selected if reader.has_topic(t)]):
+            for name, stamp_ns, msg in reader.messages(read):
+                topic = remap.get(name, name)
                 if topic in copy and self.writer is not None:
                     self.writer.write(topic, stamp_ns, msg)
                 if topic in wanted:
@@ -208,6 +215,25 @@ def close_all(nodes) -> None:
         raise first
 
 
+def _tf_remap(reader: BagReader, subscribed) -> dict[str, str]:
+    """A robot's namespaced TF (``/robot1/tf`` where the bag's ``/tf`` holds no message, the rule of
+    ``map``: :func:`~gs_mapping.topics.tf_topics`) played on ``/tf`` and ``/tf_static``, where the
+    nodes listen, as ``ros2 bag play --remap /robot1/tf:=/tf`` would; not a topic a node subscribes
+    to by its own name (a parameter file naming it)."""
+    from ..topics import tf_topics
+
+    try:
+        chosen = tf_topics(reader)
+    except ConfigError as exc:  # several robots' TF: the nodes hear none of it (a node may name one)
+        log.warning(str(exc))
+        return {}
+    return {
+        name: "/tf_static" if static else "/tf"
+        for name, static in chosen
+        if name not in ("/tf", "/tf_static") and name not in subscribed
+    }
+
+
 def replay_bag(
     in_bag,
     out_bag,
@@ -230,7 +256,7 @@ def replay_bag(
         bus = ReplayBus(writer)
         bus.now_ns = reader.start_ns  # start-up publications (snapshots, latched state) on the bag clock
         nodes = [cls(bus.context(cls.name), cfg) for cls, cfg in zip(node_classes, configs, strict=False)]
-        summary = bus.run(reader, progress=progress)
+        summary = bus.run(reader, progress=progress, remap=_tf_remap(reader, bus.subscribers))
         bus.fire_timers()  # a last snapshot / diagnostics at the final stamp, inside the input's span
         close_all(nodes)
         summary.published = dict(bus.published)
