@@ -75,6 +75,25 @@ def test_queue_overflow_drops_oldest_and_counts():
     assert sync.add("b", 200 * MS, "b2") == ("again", "b2")
 
 
+@pytest.mark.parametrize("queue_size", [1, 3])
+def test_stamps_far_ahead_of_their_input_leave_its_queue(queue_size):
+    """A colour image stamped an hour ahead (a camera clock glitch), once per second: message_filters
+    evicts the oldest stamp, so each glitch would hold a queue slot for good and, the queue full of
+    them, every later image would fall out unmatched. A stamp far behind the queued ones drops them
+    (as after a clock reset: nothing to come matches them), and each frame but the glitched pairs."""
+    hour = 3600 * 10**9
+    sync = ApproximateTimeSynchronizer(["color", "depth"], queue_size=queue_size, slop=0.010)
+    pairs = []
+    for k in range(40):
+        t = k * 100 * MS
+        glitch = k % 10 == 5
+        sync.add("color", t + (hour if glitch else 0), ("c", k))
+        pairs.append(sync.add("depth", t + 2 * MS, ("d", k)))
+    assert pairs == [None if k % 10 == 5 else (("c", k), ("d", k)) for k in range(40)]
+    # (the glitched colour images dropped; their depth images, partnerless, dropped or waiting)
+    assert sync.dropped_per_input[0] == 4 and sync.dropped_per_input[1] + sync.pending() == 4
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         ApproximateTimeSynchronizer(1, 3, 0.1)

@@ -21,6 +21,10 @@ Deviations, on purpose:
   exact synchronisation instead of never matching;
 * messages that leave a queue unmatched (overflow or replaced stamp) are counted in :attr:`dropped`
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
+* a message stamped more than :data:`STEP_BACK_NS` before others queued on its input drops those
+  (counted in :attr:`dropped`): they are a stamp glitched ahead or the time before a clock reset
+  (``ros2 bag play --loop``), and nothing to come matches them; message_filters evicts by oldest
+  stamp, so there they hold a queue slot for good, and a full queue of them every new message;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
 
@@ -32,6 +36,10 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from .errors import ConfigError
+
+# a stream's stamps going back by more than this: a clock reset, a new take or a stamp glitch, not
+# messages delivered out of order
+STEP_BACK_NS = 1_000_000_000
 
 
 class SyncConfigError(ConfigError, ValueError):
@@ -98,6 +106,9 @@ class ApproximateTimeSynchronizer:
         i = self._resolve(key)
         stamp = int(stamp_ns)
         queue = self._queues[i]
+        for ahead in [s for s in queue if s > stamp + STEP_BACK_NS]:
+            del queue[ahead]
+            self.dropped_per_input[i] += 1
         if stamp in queue:
             self.dropped_per_input[i] += 1
         queue[stamp] = msg
@@ -194,11 +205,14 @@ class RecordingPairer:
     back by more than :data:`STEP_BACK_NS` (a recording of several takes, a clock reset) starts a
     new take: its messages wait aside until the other stream steps back too (its last messages of
     the old take may still come), then the old take is decided as at the end. A lone message far
-    back followed by the old take's stamps is a glitch: dropped. :meth:`add` and :meth:`finish`
-    return the pairs decided, as (first, second).
+    back followed by the old take's stamps is a glitch: dropped. So are messages stamped more than
+    :data:`STEP_BACK_NS` beyond the stream's newest (for its first, the other stream's) when the
+    stream then steps back near that newest: its order goes on from there, and they wait at their
+    stamps as partners by the rule (unpaired at the end, they count as dropped). :meth:`add` and
+    :meth:`finish` return the pairs decided, as (first, second).
     """
 
-    STEP_BACK_NS = 1_000_000_000
+    STEP_BACK_NS = STEP_BACK_NS
 
     def __init__(self, slop_ns: int, keep: int = 60):  # (2 s at 30 Hz; decoded images: memory)
         self.slop_ns = int(slop_ns)
@@ -206,6 +220,9 @@ class RecordingPairer:
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
         self._newest: list[int | None] = [None, None]  # per stream, this take
         self._next: tuple[list, list] = ([], [])  # per stream: (stamp, msg) of a take not begun yet
+        # per stream, since its stamps jumped ahead: (the newest before the jump, messages since);
+        # a step back near that newest makes them a glitch, as a lone stamp far back is one
+        self._ahead: list[list[int] | None] = [None, None]
         self._seq = 0
         self.dropped = 0  # messages that left without a partner
 
@@ -214,8 +231,11 @@ class RecordingPairer:
 
     def add(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         stamp_ns = int(stamp_ns)
-        nxt, newest = self._next[stream], self._newest[stream]
-        stepped = newest is not None and stamp_ns < newest - self.STEP_BACK_NS
+        ahead = self._ahead[stream]
+        if ahead is not None and self._stepped(stream, stamp_ns) and stamp_ns >= ahead[0] - self.STEP_BACK_NS:
+            self._back_from_ahead(stream)
+        nxt = self._next[stream]
+        stepped = self._stepped(stream, stamp_ns)
         if nxt and not stepped:  # back in the old take's stamps: what went aside was a glitch
             self.dropped += len(nxt)
             nxt.clear()
@@ -227,8 +247,28 @@ class RecordingPairer:
             return self._new_take()
         return self._queue(stream, stamp_ns, msg)
 
-    def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
+    def _stepped(self, stream: int, stamp_ns: int) -> bool:
         newest = self._newest[stream]
+        return newest is not None and stamp_ns < newest - self.STEP_BACK_NS
+
+    def _back_from_ahead(self, stream: int) -> None:
+        """The stream's stamps since it jumped ahead were a glitch: its newest goes back to before
+        the jump. Those messages stay queued at their stamps (the rule may still pair them, as any
+        other); the waits of :meth:`_decide` go by the newest, so they do not hold it up."""
+        ahead = self._ahead[stream]
+        assert ahead is not None
+        self._newest[stream] = ahead[0]
+        self._ahead[stream] = None
+
+    def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
+        newest, ahead = self._newest[stream], self._ahead[stream]
+        ref = newest if newest is not None else self._newest[1 - stream]
+        if ref is not None and stamp_ns > ref + self.STEP_BACK_NS and ahead is None:
+            self._ahead[stream] = ahead = [ref, 0]
+        if ahead is not None:  # (a forward jump that lasts, both clocks set ahead: not a glitch)
+            ahead[1] += 1
+            if ahead[1] > self.keep:
+                self._ahead[stream] = None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
         bisect.insort(self._queues[stream], (stamp_ns, self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
@@ -253,6 +293,7 @@ class RecordingPairer:
         for q in (*self._queues, *self._next):
             q.clear()
         self._newest = [None, None]
+        self._ahead = [None, None]
         return out
 
     def _decide(self, final: bool) -> list[tuple]:
@@ -264,14 +305,17 @@ class RecordingPairer:
             s = 0 if queues[0][0][:2] <= queues[1][0][:2] else 1
             mine, other = queues[s], queues[1 - s]
             a, b = mine[0], other[0]
+            # (by the streams' newest, not their last queued: a stamp glitched ahead tells no order)
+            my_newest, other_newest = self._newest[s], self._newest[1 - s]
+            assert my_newest is not None and other_newest is not None  # (both hold this take's)
             if b[0] - a[0] > self.slop_ns:  # partnerless, unless its own arrives out of order
-                if not final and len(other) < 2:
+                if not final and bisect.bisect_right(other, other_newest, key=lambda it: it[0]) < 2:
                     break
                 mine.pop(0)
                 self.dropped += 1
                 continue
             # b's nearest in a's stream is known once that stream has a message at or after b
-            if not final and mine[-1][0] < b[0]:
+            if not final and my_newest < b[0]:
                 break
             nearest = min(mine, key=lambda item: (abs(item[0] - b[0]), item[0]))
             mine.pop(0)
