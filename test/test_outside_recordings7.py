@@ -380,11 +380,6 @@ def test_hd_predict_takes_the_published_transport_not_an_empty_raw_topic(tmp_pat
 
 
 # -- a whole MCAP that holds no message --------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bag_repair._mcap_unindexed takes a chunk without messages (no message index) for an "
-    "unindexed file: a whole, empty MCAP is 'cut short before its first whole message'",
-)
 def test_info_of_a_whole_mcap_without_messages_lists_its_topics_as_rosbags_and_mcap_read_it(
     tmp_path, monkeypatch
 ):
