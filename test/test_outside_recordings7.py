@@ -246,12 +246,6 @@ def test_info_shows_the_tf_tree_map_reads_from_a_robots_namespaced_tf(tmp_path):
 
 
 # -- the camera's TF tree apart from the robot's moving one -----------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with no map frame, map anchors on the camera's static-only tree (root base_link) and "
-    "maps a driving robot as a fixed camera, never naming the moving odom -> base_footprint tree it "
-    "is not connected to",
-)
 def test_camera_tree_not_connected_to_the_moving_odometry_is_named_not_mapped_as_a_fixed_camera(
     tmp_path, capsys, caplog, fast_yaml
 ):
