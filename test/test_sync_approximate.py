@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -145,3 +146,52 @@ def test_invariants_on_random_streams(evts, queue_size, slop_ms):
         assert all(len(q) <= queue_size for q in queues)
     assert sync.pending() == sum(len(q) for q in queues)
     assert 3 * sync.matched + sync.dropped + sync.pending() == len(evts)
+
+
+def _mutual_nearest(a: list[int], b: list[int], slop_ns: int) -> list[tuple[int, int]]:
+    """RecordingPairer's documented rule by brute force over the whole recording: pair every (i, j)
+    that are each other's nearest among the messages still unpaired and within slop, until none."""
+    free_a, free_b, out = set(range(len(a))), set(range(len(b))), []
+    while True:
+        found = [
+            (i, j)
+            for i in free_a
+            for j in [min(free_b, key=lambda k: abs(a[i] - b[k]), default=None)]
+            if j is not None
+            and abs(a[i] - b[j]) <= slop_ns
+            and min(free_a, key=lambda k: abs(a[k] - b[j])) == i
+        ]
+        if not found:
+            return sorted(out)
+        for i, j in found:
+            out.append((i, j))
+            free_a.discard(i)
+            free_b.discard(j)
+
+
+@pytest.mark.parametrize(
+    "stream,first,count,by_s",
+    [
+        (0, 0, 1, 3600),  # the recording's first message an hour ahead
+        (1, 0, 1, 3600),  # the second stream's first
+        (1, 2, 2, 5),  # two in a row, 5 s ahead
+        (0, 20, 3, 1.5),  # three in a row, 1.5 s ahead: among the stamps of frames 35-37
+    ],
+)
+def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, count, by_s):
+    """Stamps glitched ahead cost only their own messages (or, by the rule, take a partner they are
+    nearest to), wherever they fall: at the start, or several in a row."""
+    from gs_mapping.sync import RecordingPairer
+
+    rng = np.random.default_rng(first)
+    colour = [10**18 + k * 100 * MS + int(rng.integers(-3 * MS, 3 * MS)) for k in range(60)]
+    depth = [s + int(rng.integers(0, 5 * MS)) for s in colour]
+    glitched = (colour, depth)[stream]
+    for k in range(first, first + count):
+        glitched[k] += int(by_s * 1e9)
+    p, got = RecordingPairer(20 * MS), []
+    for k in range(60):
+        got += p.add(0, colour[k], k) + p.add(1, depth[k], k)
+    got += p.finish()
+    assert sorted(got) == _mutual_nearest(colour, depth, 20 * MS)
+    assert len(got) >= 60 - count

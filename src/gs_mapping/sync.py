@@ -205,11 +205,12 @@ class RecordingPairer:
     back by more than :data:`STEP_BACK_NS` (a recording of several takes, a clock reset) starts a
     new take: its messages wait aside until the other stream steps back too (its last messages of
     the old take may still come), then the old take is decided as at the end. A lone message far
-    back followed by the old take's stamps is a glitch: dropped. So are messages stamped more than
+    back followed by the old take's stamps is a glitch: dropped. Messages stamped more than
     :data:`STEP_BACK_NS` beyond the stream's newest (for its first, the other stream's) when the
-    stream then steps back near that newest: its order goes on from there, and they wait at their
-    stamps as partners by the rule (unpaired at the end, they count as dropped). :meth:`add` and
-    :meth:`finish` return the pairs decided, as (first, second).
+    stream then steps back near that newest before the other stream goes there too (a clock set
+    ahead) or ``keep`` messages pass are a glitch too: its order goes on from there, and they
+    wait at their stamps as partners by the rule (unpaired at the end, they count as dropped).
+    :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
     """
 
     STEP_BACK_NS = STEP_BACK_NS
@@ -231,9 +232,8 @@ class RecordingPairer:
 
     def add(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         stamp_ns = int(stamp_ns)
-        ahead = self._ahead[stream]
-        if ahead is not None and self._stepped(stream, stamp_ns) and stamp_ns >= ahead[0] - self.STEP_BACK_NS:
-            self._back_from_ahead(stream)
+        if self._stepped(stream, stamp_ns):
+            self._back_from_ahead(stream, stamp_ns)
         nxt = self._next[stream]
         stepped = self._stepped(stream, stamp_ns)
         if nxt and not stepped:  # back in the old take's stamps: what went aside was a glitch
@@ -251,18 +251,25 @@ class RecordingPairer:
         newest = self._newest[stream]
         return newest is not None and stamp_ns < newest - self.STEP_BACK_NS
 
-    def _back_from_ahead(self, stream: int) -> None:
-        """The stream's stamps since it jumped ahead were a glitch: its newest goes back to before
-        the jump. Those messages stay queued at their stamps (the rule may still pair them, as any
-        other); the waits of :meth:`_decide` go by the newest, so they do not hold it up."""
-        ahead = self._ahead[stream]
-        assert ahead is not None
-        self._newest[stream] = ahead[0]
-        self._ahead[stream] = None
+    def _back_from_ahead(self, stream: int, stamp_ns: int) -> None:
+        """A step back to near the stream's newest before it jumped ahead (or, its first message
+        ahead, to near the other stream's): the stamps since were a glitch, and its newest goes
+        back there. Those messages stay queued at their stamps (the rule may still pair them, as
+        any other); the waits of :meth:`_decide` go by the newest, so they do not hold it up."""
+        ahead, newest, other = self._ahead[stream], self._newest[stream], self._newest[1 - stream]
+        if ahead is not None:
+            base: int | None = ahead[0]
+        elif other is not None and newest is not None and newest > other + self.STEP_BACK_NS:
+            base = other
+        else:
+            return
+        if stamp_ns >= base - self.STEP_BACK_NS:
+            self._newest[stream] = base
+            self._ahead[stream] = None
 
     def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         newest, ahead = self._newest[stream], self._ahead[stream]
-        ref = newest if newest is not None else self._newest[1 - stream]
+        ref = newest if newest is not None else self._newest[1 - stream]  # (its first: the other's)
         if ref is not None and stamp_ns > ref + self.STEP_BACK_NS and ahead is None:
             self._ahead[stream] = ahead = [ref, 0]
         if ahead is not None:  # (a forward jump that lasts, both clocks set ahead: not a glitch)
@@ -270,6 +277,10 @@ class RecordingPairer:
             if ahead[1] > self.keep:
                 self._ahead[stream] = None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
+        for s, other in ((0, 1), (1, 0)):  # the other stream jumped there too: a jump, not a glitch
+            jump, there = self._ahead[s], self._newest[other]
+            if jump is not None and there is not None and there > jump[0] + self.STEP_BACK_NS:
+                self._ahead[s] = None
         bisect.insort(self._queues[stream], (stamp_ns, self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
         return self._decide(final=False)
@@ -305,8 +316,10 @@ class RecordingPairer:
             s = 0 if queues[0][0][:2] <= queues[1][0][:2] else 1
             mine, other = queues[s], queues[1 - s]
             a, b = mine[0], other[0]
-            # (by the streams' newest, not their last queued: a stamp glitched ahead tells no order)
-            my_newest, other_newest = self._newest[s], self._newest[1 - s]
+            # (by the streams' newest, not their last queued: a stamp glitched ahead tells no order;
+            # nor do stamps since a jump ahead not known yet for a glitch or a jump)
+            my_newest, jump = self._newest[s], self._ahead[1 - s]
+            other_newest = self._newest[1 - s] if jump is None else jump[0]
             assert my_newest is not None and other_newest is not None  # (both hold this take's)
             if b[0] - a[0] > self.slop_ns:  # partnerless, unless its own arrives out of order
                 if not final and bisect.bisect_right(other, other_newest, key=lambda it: it[0]) < 2:
