@@ -170,17 +170,19 @@ def _mutual_nearest(a: list[int], b: list[int], slop_ns: int) -> list[tuple[int,
 
 
 @pytest.mark.parametrize(
-    "stream,first,count,by_s",
+    "stream,first,count,by_s,late_ms",
     [
-        (0, 0, 1, 3600),  # the recording's first message an hour ahead
-        (1, 0, 1, 3600),  # the second stream's first
-        (1, 2, 2, 5),  # two in a row, 5 s ahead
-        (0, 20, 3, 1.5),  # three in a row, 1.5 s ahead: among the stamps of frames 35-37
+        (0, 0, 1, 3600, 0),  # the recording's first message an hour ahead
+        (1, 0, 1, 3600, 0),  # the second stream's first
+        (1, 2, 2, 5, 0),  # two in a row, 5 s ahead
+        (0, 20, 3, 1.5, 0),  # three in a row, 1.5 s ahead: among the stamps of frames 35-37
+        (0, 0, 1, 5, 500),  # depth logged 0.5 s late: the first colour message has no partner yet
+        (1, 7, 1, 1.5, 500),  # a late depth message glitched among the colour of frame 22
     ],
 )
-def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, count, by_s):
+def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, count, by_s, late_ms):
     """Stamps glitched ahead cost only their own messages (or, by the rule, take a partner they are
-    nearest to), wherever they fall: at the start, or several in a row."""
+    nearest to), wherever they fall: at the start, several in a row, on a stream logged late."""
     from gs_mapping.sync import RecordingPairer
 
     rng = np.random.default_rng(first)
@@ -189,9 +191,10 @@ def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, 
     glitched = (colour, depth)[stream]
     for k in range(first, first + count):
         glitched[k] += int(by_s * 1e9)
+    log = sorted([(k * 100, 0, k) for k in range(60)] + [(k * 100 + late_ms, 1, k) for k in range(60)])
     p, got = RecordingPairer(20 * MS), []
-    for k in range(60):
-        got += p.add(0, colour[k], k) + p.add(1, depth[k], k)
+    for _, s, k in log:  # (each message logged in its place, whatever its stamp)
+        got += p.add(s, (colour, depth)[s][k], k)
     got += p.finish()
     assert sorted(got) == _mutual_nearest(colour, depth, 20 * MS)
     assert len(got) >= 60 - count

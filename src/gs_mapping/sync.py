@@ -253,14 +253,16 @@ class RecordingPairer:
 
     def _back_from_ahead(self, stream: int, stamp_ns: int) -> None:
         """A step back to near the stream's newest before it jumped ahead (or, its first message
-        ahead, to near the other stream's): the stamps since were a glitch, and its newest goes
-        back there. Those messages stay queued at their stamps (the rule may still pair them, as
+        ahead, to near the other stream's; the recording's first message, to anywhere): the stamps
+        since were a glitch, and its newest goes back there. Those messages stay queued at their stamps (the rule may still pair them, as
         any other); the waits of :meth:`_decide` go by the newest, so they do not hold it up."""
         ahead, newest, other = self._ahead[stream], self._newest[stream], self._newest[1 - stream]
         if ahead is not None:
-            base: int | None = ahead[0]
+            base = ahead[0]
         elif other is not None and newest is not None and newest > other + self.STEP_BACK_NS:
             base = other
+        elif other is None and len(self._queues[stream]) == 1:  # (the recording's first message)
+            base = stamp_ns
         else:
             return
         if stamp_ns >= base - self.STEP_BACK_NS:
@@ -278,9 +280,10 @@ class RecordingPairer:
                 self._ahead[stream] = None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
         for s, other in ((0, 1), (1, 0)):  # the other stream jumped there too: a jump, not a glitch
-            jump, there = self._ahead[s], self._newest[other]
-            if jump is not None and there is not None and there > jump[0] + self.STEP_BACK_NS:
-                self._ahead[s] = None
+            jump, here, there = self._ahead[s], self._newest[s], self._newest[other]
+            if jump is not None and here is not None and there is not None:
+                if there > jump[0] + self.STEP_BACK_NS and abs(there - here) <= self.STEP_BACK_NS:
+                    self._ahead[s] = None
         bisect.insort(self._queues[stream], (stamp_ns, self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
         return self._decide(final=False)
@@ -327,8 +330,9 @@ class RecordingPairer:
                 mine.pop(0)
                 self.dropped += 1
                 continue
-            # b's nearest in a's stream is known once that stream has a message at or after b
-            if not final and my_newest < b[0]:
+            # b's nearest in a's stream is known once that stream has a message at or after b (and
+            # b is the nearest of its own once its stream is past it: b may be a stamp glitched ahead)
+            if not final and (my_newest < b[0] or other_newest < b[0]):
                 break
             nearest = min(mine, key=lambda item: (abs(item[0] - b[0]), item[0]))
             mine.pop(0)
