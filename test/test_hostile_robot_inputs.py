@@ -653,6 +653,18 @@ def test_map_unpaired_colour_and_depth_say_why_in_the_last_line(geometry, tmp_pa
     assert "topics.sync_slop_s = 0.02 s" in last and f"nearest two are {gap} s apart" in last, last
 
 
+def test_unpaired_beside_pairs_made_are_not_said_to_be_0_s_apart(tmp_path, caplog):
+    """The nearest two stamps of the streams tell why nothing paired; beside pairs made they are a
+    pair's (0.000 s apart), which says nothing of the messages left over: the pairs made are said."""
+    import logging
+
+    bag = robot_bag(tmp_path / "b", n=6, color=lambda ns, fid, rgb: _image(ns + (0 if ns != T0 + 2 * DT else 5 * 10**9), fid, rgb, "rgb8"))  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert len(_frames(bag)) == 5
+    said = [r.getMessage() for r in caplog.records if "found no partner" in r.getMessage()]
+    assert len(said) == 1 and "(5 pairs made)" in said[0] and "apart" not in said[0], said
+
+
 def test_map_empty_raw_transport_is_not_chosen_or_is_named(tmp_path, fast_yaml, capsys):
     bag = robot_bag(
         tmp_path / "b",

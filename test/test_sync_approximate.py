@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,6 +76,25 @@ def test_queue_overflow_drops_oldest_and_counts():
     assert sync.add("b", 200 * MS, "b2") == ("again", "b2")
 
 
+@pytest.mark.parametrize("queue_size", [1, 3])
+def test_stamps_far_ahead_of_their_input_leave_its_queue(queue_size):
+    """A colour image stamped an hour ahead (a camera clock glitch), once per second: message_filters
+    evicts the oldest stamp, so each glitch would hold a queue slot for good and, the queue full of
+    them, every later image would fall out unmatched. A stamp far behind the queued ones drops them
+    (as after a clock reset: nothing to come matches them), and each frame but the glitched pairs."""
+    hour = 3600 * 10**9
+    sync = ApproximateTimeSynchronizer(["color", "depth"], queue_size=queue_size, slop=0.010)
+    pairs = []
+    for k in range(40):
+        t = k * 100 * MS
+        glitch = k % 10 == 5
+        sync.add("color", t + (hour if glitch else 0), ("c", k))
+        pairs.append(sync.add("depth", t + 2 * MS, ("d", k)))
+    assert pairs == [None if k % 10 == 5 else (("c", k), ("d", k)) for k in range(40)]
+    # (the glitched colour images dropped; their depth images, partnerless, dropped or waiting)
+    assert sync.dropped_per_input[0] == 4 and sync.dropped_per_input[1] + sync.pending() == 4
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         ApproximateTimeSynchronizer(1, 3, 0.1)
@@ -126,3 +146,55 @@ def test_invariants_on_random_streams(evts, queue_size, slop_ms):
         assert all(len(q) <= queue_size for q in queues)
     assert sync.pending() == sum(len(q) for q in queues)
     assert 3 * sync.matched + sync.dropped + sync.pending() == len(evts)
+
+
+def _mutual_nearest(a: list[int], b: list[int], slop_ns: int) -> list[tuple[int, int]]:
+    """RecordingPairer's documented rule by brute force over the whole recording: pair every (i, j)
+    that are each other's nearest among the messages still unpaired and within slop, until none."""
+    free_a, free_b, out = set(range(len(a))), set(range(len(b))), []
+    while True:
+        found = [
+            (i, j)
+            for i in free_a
+            for j in [min(free_b, key=lambda k: abs(a[i] - b[k]), default=None)]
+            if j is not None
+            and abs(a[i] - b[j]) <= slop_ns
+            and min(free_a, key=lambda k: abs(a[k] - b[j])) == i
+        ]
+        if not found:
+            return sorted(out)
+        for i, j in found:
+            out.append((i, j))
+            free_a.discard(i)
+            free_b.discard(j)
+
+
+@pytest.mark.parametrize(
+    "stream,first,count,by_s,late_ms",
+    [
+        (0, 0, 1, 3600, 0),  # the recording's first message an hour ahead
+        (1, 0, 1, 3600, 0),  # the second stream's first
+        (1, 2, 2, 5, 0),  # two in a row, 5 s ahead
+        (0, 20, 3, 1.5, 0),  # three in a row, 1.5 s ahead: among the stamps of frames 35-37
+        (0, 0, 1, 5, 500),  # depth logged 0.5 s late: the first colour message has no partner yet
+        (1, 7, 1, 1.5, 500),  # a late depth message glitched among the colour of frame 22
+    ],
+)
+def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, count, by_s, late_ms):
+    """Stamps glitched ahead cost only their own messages (or, by the rule, take a partner they are
+    nearest to), wherever they fall: at the start, several in a row, on a stream logged late."""
+    from gs_mapping.sync import RecordingPairer
+
+    rng = np.random.default_rng(first)
+    colour = [10**18 + k * 100 * MS + int(rng.integers(-3 * MS, 3 * MS)) for k in range(60)]
+    depth = [s + int(rng.integers(0, 5 * MS)) for s in colour]
+    glitched = (colour, depth)[stream]
+    for k in range(first, first + count):
+        glitched[k] += int(by_s * 1e9)
+    log = sorted([(k * 100, 0, k) for k in range(60)] + [(k * 100 + late_ms, 1, k) for k in range(60)])
+    p, got = RecordingPairer(20 * MS), []
+    for _, s, k in log:  # (each message logged in its place, whatever its stamp)
+        got += p.add(s, (colour, depth)[s][k], k)
+    got += p.finish()
+    assert sorted(got) == _mutual_nearest(colour, depth, 20 * MS)
+    assert len(got) >= 60 - count

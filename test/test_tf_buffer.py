@@ -378,3 +378,26 @@ def test_live_map_poses_wait_for_a_moving_transform_before_anchoring():
     buf.add(ts("odom", "base_link", 2 * S, (3, 0, 0)))
     assert np.allclose(live.lookup("cam", S), np.eye(4)) and live.anchor[0] == "odom"
     assert np.allclose(live.lookup("cam", 2 * S)[:3, 3], (1, 0, 0))
+
+
+def test_bag_map_poses_refuse_a_static_camera_tree_beside_an_unconnected_moving_one():
+    """A bag (TF read whole): a camera only static transforms reach is a tripod where nothing in TF
+    moves; beside a moving tree it is not connected to (``odom -> base_footprint``, the URDF rooted
+    at ``base_link``) it is a robot's camera whose join is missing: an error naming both roots, as
+    tf2's "two or more unconnected trees". The tripod's way out stays: the map frame set to its root."""
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer()
+    buf.add(ts("base_link", "cam", 0, (0.5, 0, 1)), static=True)
+    assert MapPoses(buf, "map").lookup("cam", S) is not None  # a tripod
+    buf.add(ts("odom", "base_footprint", S, (2, 0, 0)))
+    buf.add(ts("odom", "base_footprint", 2 * S, (3, 0, 0)))
+    poses = MapPoses(buf, "map")
+    with pytest.raises(TFError, match="unconnected trees.*root base_link.*rooted at odom") as err:
+        poses.lookup("cam", S)
+    assert "\n" not in str(err.value) and poses.anchor is None
+    assert np.allclose(MapPoses(buf, "base_link").lookup("cam", S)[:3, 3], (0.5, 0, 1))
+    buf.add(ts("base_footprint", "base_link", 0, (0, 0, 0.1)), static=True)  # joined: it moves
+    joined = MapPoses(buf, "map")
+    assert np.allclose(joined.lookup("cam", S), np.eye(4)) and joined.anchor[0] == "odom"
+    assert np.allclose(joined.lookup("cam", 2 * S)[:3, 3], (1, 0, 0))

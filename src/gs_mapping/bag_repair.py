@@ -79,7 +79,9 @@ def _mcap_unindexed(path: Path) -> bool:
     them in file order: one without a summary, one written without chunks (rosbag2's ``fastwrite``
     preset, whose messages need not be in log-time order: rosbags then refuses the file) or
     without message indexes (``noMessageIndex``: rosbags reads nothing). A summary that does not
-    read is left to the reader's error (a damaged file, not an unindexed one)."""
+    read is left to the reader's error (a damaged file, not an unindexed one). A file or chunk
+    without messages has no message index to miss (rosbags' writer closes a recording without
+    messages in one chunk of its Schema and Channel records: start time after end time)."""
     from mcap.reader import make_reader
 
     try:
@@ -92,9 +94,14 @@ def _mcap_unindexed(path: Path) -> bool:
         return False
     if summary is None:
         return True
+    if summary.statistics is not None and summary.statistics.message_count == 0:
+        return False
     if not summary.chunk_indexes:
-        return bool(summary.channels) and (summary.statistics is None or summary.statistics.message_count > 0)
-    return any(not ci.message_index_offsets for ci in summary.chunk_indexes)
+        return bool(summary.channels)
+    return any(
+        not ci.message_index_offsets and ci.message_start_time <= ci.message_end_time
+        for ci in summary.chunk_indexes
+    )
 
 
 def cut_short(files: list[Path]) -> list[Path]:

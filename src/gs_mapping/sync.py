@@ -21,6 +21,10 @@ Deviations, on purpose:
   exact synchronisation instead of never matching;
 * messages that leave a queue unmatched (overflow or replaced stamp) are counted in :attr:`dropped`
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
+* a message stamped more than :data:`STEP_BACK_NS` before others queued on its input drops those
+  (counted in :attr:`dropped`): they are a stamp glitched ahead or the time before a clock reset
+  (``ros2 bag play --loop``), and nothing to come matches them; message_filters evicts by oldest
+  stamp, so there they hold a queue slot for good, and a full queue of them every new message;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
 
@@ -32,6 +36,10 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from .errors import ConfigError
+
+# a stream's stamps going back by more than this: a clock reset, a new take or a stamp glitch, not
+# messages delivered out of order
+STEP_BACK_NS = 1_000_000_000
 
 
 class SyncConfigError(ConfigError, ValueError):
@@ -98,6 +106,9 @@ class ApproximateTimeSynchronizer:
         i = self._resolve(key)
         stamp = int(stamp_ns)
         queue = self._queues[i]
+        for ahead in [s for s in queue if s > stamp + STEP_BACK_NS]:
+            del queue[ahead]
+            self.dropped_per_input[i] += 1
         if stamp in queue:
             self.dropped_per_input[i] += 1
         queue[stamp] = msg
@@ -194,11 +205,15 @@ class RecordingPairer:
     back by more than :data:`STEP_BACK_NS` (a recording of several takes, a clock reset) starts a
     new take: its messages wait aside until the other stream steps back too (its last messages of
     the old take may still come), then the old take is decided as at the end. A lone message far
-    back followed by the old take's stamps is a glitch: dropped. :meth:`add` and :meth:`finish`
-    return the pairs decided, as (first, second).
+    back followed by the old take's stamps is a glitch: dropped. Messages stamped more than
+    :data:`STEP_BACK_NS` beyond the stream's newest (for its first, the other stream's) when the
+    stream then steps back near that newest before the other stream goes there too (a clock set
+    ahead) or ``keep`` messages pass are a glitch too: its order goes on from there, and they
+    wait at their stamps as partners by the rule (unpaired at the end, they count as dropped).
+    :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
     """
 
-    STEP_BACK_NS = 1_000_000_000
+    STEP_BACK_NS = STEP_BACK_NS
 
     def __init__(self, slop_ns: int, keep: int = 60):  # (2 s at 30 Hz; decoded images: memory)
         self.slop_ns = int(slop_ns)
@@ -206,6 +221,9 @@ class RecordingPairer:
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
         self._newest: list[int | None] = [None, None]  # per stream, this take
         self._next: tuple[list, list] = ([], [])  # per stream: (stamp, msg) of a take not begun yet
+        # per stream, since its stamps jumped ahead: (the newest before the jump, messages since);
+        # a step back near that newest makes them a glitch, as a lone stamp far back is one
+        self._ahead: list[list[int] | None] = [None, None]
         self._seq = 0
         self.dropped = 0  # messages that left without a partner
 
@@ -214,8 +232,10 @@ class RecordingPairer:
 
     def add(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         stamp_ns = int(stamp_ns)
-        nxt, newest = self._next[stream], self._newest[stream]
-        stepped = newest is not None and stamp_ns < newest - self.STEP_BACK_NS
+        if self._stepped(stream, stamp_ns):
+            self._back_from_ahead(stream, stamp_ns)
+        nxt = self._next[stream]
+        stepped = self._stepped(stream, stamp_ns)
         if nxt and not stepped:  # back in the old take's stamps: what went aside was a glitch
             self.dropped += len(nxt)
             nxt.clear()
@@ -227,9 +247,43 @@ class RecordingPairer:
             return self._new_take()
         return self._queue(stream, stamp_ns, msg)
 
-    def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
+    def _stepped(self, stream: int, stamp_ns: int) -> bool:
         newest = self._newest[stream]
+        return newest is not None and stamp_ns < newest - self.STEP_BACK_NS
+
+    def _back_from_ahead(self, stream: int, stamp_ns: int) -> None:
+        """A step back to near the stream's newest before it jumped ahead (or, its first message
+        ahead, to near the other stream's; the recording's first message, to anywhere): the stamps
+        since were a glitch, and its newest goes back there. Those messages stay queued at their stamps (the rule may still pair them, as
+        any other); the waits of :meth:`_decide` go by the newest, so they do not hold it up."""
+        ahead, newest, other = self._ahead[stream], self._newest[stream], self._newest[1 - stream]
+        if ahead is not None:
+            base = ahead[0]
+        elif other is not None and newest is not None and newest > other + self.STEP_BACK_NS:
+            base = other
+        elif other is None and len(self._queues[stream]) == 1:  # (the recording's first message)
+            base = stamp_ns
+        else:
+            return
+        if stamp_ns >= base - self.STEP_BACK_NS:
+            self._newest[stream] = base
+            self._ahead[stream] = None
+
+    def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
+        newest, ahead = self._newest[stream], self._ahead[stream]
+        ref = newest if newest is not None else self._newest[1 - stream]  # (its first: the other's)
+        if ref is not None and stamp_ns > ref + self.STEP_BACK_NS and ahead is None:
+            self._ahead[stream] = ahead = [ref, 0]
+        if ahead is not None:  # (a forward jump that lasts, both clocks set ahead: not a glitch)
+            ahead[1] += 1
+            if ahead[1] > self.keep:
+                self._ahead[stream] = None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
+        for s, other in ((0, 1), (1, 0)):  # the other stream jumped there too: a jump, not a glitch
+            jump, here, there = self._ahead[s], self._newest[s], self._newest[other]
+            if jump is not None and here is not None and there is not None:
+                if there > jump[0] + self.STEP_BACK_NS and abs(there - here) <= self.STEP_BACK_NS:
+                    self._ahead[s] = None
         bisect.insort(self._queues[stream], (stamp_ns, self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
         return self._decide(final=False)
@@ -253,6 +307,7 @@ class RecordingPairer:
         for q in (*self._queues, *self._next):
             q.clear()
         self._newest = [None, None]
+        self._ahead = [None, None]
         return out
 
     def _decide(self, final: bool) -> list[tuple]:
@@ -264,14 +319,20 @@ class RecordingPairer:
             s = 0 if queues[0][0][:2] <= queues[1][0][:2] else 1
             mine, other = queues[s], queues[1 - s]
             a, b = mine[0], other[0]
+            # (by the streams' newest, not their last queued: a stamp glitched ahead tells no order;
+            # nor do stamps since a jump ahead not known yet for a glitch or a jump)
+            my_newest, jump = self._newest[s], self._ahead[1 - s]
+            other_newest = self._newest[1 - s] if jump is None else jump[0]
+            assert my_newest is not None and other_newest is not None  # (both hold this take's)
             if b[0] - a[0] > self.slop_ns:  # partnerless, unless its own arrives out of order
-                if not final and len(other) < 2:
+                if not final and bisect.bisect_right(other, other_newest, key=lambda it: it[0]) < 2:
                     break
                 mine.pop(0)
                 self.dropped += 1
                 continue
-            # b's nearest in a's stream is known once that stream has a message at or after b
-            if not final and mine[-1][0] < b[0]:
+            # b's nearest in a's stream is known once that stream has a message at or after b (and
+            # b is the nearest of its own once its stream is past it: b may be a stamp glitched ahead)
+            if not final and (my_newest < b[0] or other_newest < b[0]):
                 break
             nearest = min(mine, key=lambda item: (abs(item[0] - b[0]), item[0]))
             mine.pop(0)

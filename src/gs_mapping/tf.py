@@ -418,7 +418,10 @@ class MapPoses:
     ``odom`` transform may be a message behind (rclpy's executor serves the camera's subscriptions
     before /tf's); anchoring there froze every later pose at the first. The lookup fails as "may
     arrive" instead, so the node waits for it (``tf_wait_s``). A bag's TF is read whole first: a
-    static-only tree there is a camera that does not move."""
+    static-only tree there is a camera that does not move (a tripod), where the bag's TF has no
+    moving tree; beside one that moves it is a camera not connected to the robot (tf2's "two or
+    more unconnected trees": a URDF rooted at ``base_link`` beside ``odom -> base_footprint``),
+    an error naming both roots."""
 
     def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False):
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
@@ -447,6 +450,15 @@ class MapPoses:
                     f"no {self.map_frame!r} frame, and only static transforms reach {frame!r} (root "
                     f"{root}): waiting for the robot's moving transform (a camera that does not move: "
                     f"set mapper.topics.map_frame to {root})"
+                )
+            static_only = not self.tf.moves(frame)
+            moving = sorted({self.tf.root(e.child) for e in self.tf.edges() if not e.static} - {root})
+            if static_only and moving:  # (a camera not connected to the robot, not a tripod)
+                raise TFError(
+                    f"no {self.map_frame!r} frame, and TF has two or more unconnected trees: {frame} "
+                    f"reaches only static transforms (root {root}), the moving tree is rooted at "
+                    f"{', '.join(moving)}; publish the transform joining them (a camera that does not "
+                    f"move: set mapper.topics.map_frame to {root})"
                 )
             T_root_first = self.tf.lookup(root, frame, stamp_ns, logged_ns=logged_ns).matrix()
             self.anchor = (root, np.linalg.inv(T_root_first))

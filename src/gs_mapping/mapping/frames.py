@@ -423,9 +423,11 @@ def read_frames(
         stats.log_totals()
         stats.unpaired = pairer.dropped + pairer.pending()
         if stats.unpaired:
+            # (the nearest stamps of all tell why nothing paired; beside pairs made they are a pair's)
+            why = _nearest_gap(*stamps.values()) if not stats.pairs else f" ({stats.pairs} pairs made)"
             message = (
                 f"{stats.unpaired} messages on {topics.color} / {geometry_topic} found no partner within "
-                f"topics.sync_slop_s = {topics.sync_slop_s:g} s{_nearest_gap(*stamps.values())}"
+                f"topics.sync_slop_s = {topics.sync_slop_s:g} s{why}"
             )
             log.warning(message)
             if not stats.pairs:
