@@ -442,10 +442,9 @@ def install_directory(
     try:
         _fsync_tree(built)
         if path.exists() or path.is_symlink():
-            if path.is_symlink() or not path.is_dir():
-                raise OutputError(f"{path}: exists and is not a directory")
-            if not overwrite and not _empty_dir(path):  # another run made it while this one flushed
-                raise FileExistsError(path)
+            # checked again as it is now: another program may have made it while this one flushed
+            # (not there before, or holding files this command does not write)
+            _check_output(path, overwrite, inputs, True, allowed)
             _keep_attributes(built, path, True)  # (the folder's mode, group, owner: as in place)
             if _renameat2(built, path, _RENAME_EXCHANGE):
                 _rm(built)  # now holds the old contents
