@@ -86,6 +86,40 @@ def test_mcap_cut_inside_its_summary_is_read_whole(kitchen_bag, kitchen_bytes, t
     assert any("ends without its summary" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("n", [0, 3])
+def test_mcap_without_statistics_read_whole_and_cut(tmp_path, monkeypatch, n, chunked):
+    """The ``mcap`` writer without its optional Statistics record (and without chunks: rosbag2's
+    fastwrite layout): whole, its n messages are read (none: its topic at count 0, not 'cut
+    short'); cut before its first message, it is named as cut short."""
+    import tempfile
+
+    from mcap.writer import Writer
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # (a repair's scratch stays in tmp_path)
+    path = tmp_path / "w.mcap"
+    with path.open("wb") as f:
+        w = Writer(f, use_statistics=False, use_chunking=chunked)
+        w.start(profile="ros2", library="test")
+        sid = w.register_schema("std_msgs/msg/String", "ros2msg", b"string data")
+        cid = w.register_channel("/chatter", "cdr", sid)
+        head = f.tell()  # (unchunked: the Header, Schema and Channel records end here)
+        for i in range(n):
+            w.add_message(
+                cid, log_time=i + 1, data=b"\x00\x01\x00\x00\x02\x00\x00\x00a\x00", publish_time=i + 1
+            )
+        w.finish()
+    with BagReader(path, strict=True) as bag:
+        assert [(t.name, t.count) for t in bag.topics] == [("/chatter", n)]
+        assert [m.data for _, _, m in bag.messages()] == ["a"] * n
+    if not chunked:
+        cut = tmp_path / "cut.mcap"
+        cut.write_bytes(path.read_bytes()[: head + 4])
+        with pytest.raises(BagError, match="cut short before its first whole message"):
+            with BagReader(cut):
+                pass
+
+
 @pytest.mark.parametrize("where", ["magic", "header", "footer"])
 def test_bit_flip_in_structure_is_detected(kitchen_bag, kitchen_bytes, tmp_path, where):
     """Flips in the file's framing (magic, the header record, the summary CRC in a whole footer)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"  # (bag.py checks it too)
 _FOOTER = 0x02
+_MESSAGE = 0x05
+_CHUNK = 0x06
 _DATA_END = 0x0F
 
 
@@ -51,9 +53,10 @@ def _mcap_footer_whole(path: Path) -> bool:
     return tail[29:] == MCAP_MAGIC and tail[0] == _FOOTER and struct.unpack_from("<Q", tail, 1)[0] == 20
 
 
-def _walk_records(path: Path) -> tuple[int, int, bool]:
-    """Follow the top-level record lengths: (where the last whole record ends, where it starts,
-    whether a DataEnd record was met). Seeks only: one read per record."""
+def _walk_records(path: Path, stop: tuple[int, ...] = ()) -> tuple[int, int, int]:
+    """Follow the top-level record lengths up to a DataEnd record or one whose opcode is in
+    ``stop``: (where the last whole record ends, where it starts, the opcode met: DataEnd, one of
+    ``stop``, or 0 where the records ran out first). Seeks only: one read per record."""
     size, pos, last = path.stat().st_size, 8, 8
     with path.open("rb") as f:
         while pos + 9 <= size:
@@ -62,10 +65,10 @@ def _walk_records(path: Path) -> tuple[int, int, bool]:
             end = pos + 9 + struct.unpack_from("<Q", head, 1)[0]
             if end > size or head[0] == 0:  # (opcode 0 is no record: zeros a power loss left)
                 break
-            if head[0] == _DATA_END:
-                return end, pos, True
+            if head[0] == _DATA_END or head[0] in stop:
+                return end, pos, head[0]
             last, pos = pos, end
-    return pos, last, False
+    return pos, last, 0
 
 
 def _wal(path: Path) -> Path | None:
@@ -81,7 +84,9 @@ def _mcap_unindexed(path: Path) -> bool:
     without message indexes (``noMessageIndex``: rosbags reads nothing). A summary that does not
     read is left to the reader's error (a damaged file, not an unindexed one). A file or chunk
     without messages has no message index to miss (rosbags' writer closes a recording without
-    messages in one chunk of its Schema and Channel records: start time after end time)."""
+    messages in one chunk of its Schema and Channel records: start time after end time; the
+    ``mcap`` writer without Statistics, an optional record, writes no chunk: the data section's
+    records are walked to a Message or Chunk record, or to its end)."""
     from mcap.reader import make_reader
 
     try:
@@ -96,8 +101,8 @@ def _mcap_unindexed(path: Path) -> bool:
         return True
     if summary.statistics is not None and summary.statistics.message_count == 0:
         return False
-    if not summary.chunk_indexes:
-        return bool(summary.channels)
+    if not summary.chunk_indexes:  # (no Statistics, which is optional: are there messages to miss?)
+        return bool(summary.channels) and _walk_records(path, (_MESSAGE, _CHUNK))[2] != _DATA_END
     return any(
         not ci.message_index_offsets and ci.message_start_time <= ci.message_end_time
         for ci in summary.chunk_indexes
@@ -153,7 +158,8 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
     from mcap.stream_reader import StreamReader
     from mcap.writer import CompressionType, Writer
 
-    end, last_start, data_whole = _walk_records(src)
+    end, last_start, met = _walk_records(src)
+    data_whole = met == _DATA_END
     schemas: dict[int, int] = {0: 0}
     channels: dict[int, int] = {}
     messages = 0
