@@ -108,12 +108,6 @@ def test_a_stream_that_starts_seconds_later_pairs_as_the_rule(start_s, which):
 
 
 # -- hd-predict on a multi-robot recording whose camera mount is on the global /tf_static ---------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-predict refuses a bag with several robots' namespaced /robotN/tf although the "
-    "camera's base_link <- camera transform is on the global /tf_static (worked at 8d718da); "
-    "hd-predict has no option to choose a robot's TF",
-)
 def test_hd_predict_multi_robot_tf_beside_global_tf_static(tmp_path, capsys):
     """A recording with the camera mount (``base_link -> camera_link -> optical``) on the global
     ``/tf_static``, a global ``/tf`` advertised and recorded empty, and two robots' odometry on
@@ -186,11 +180,6 @@ def test_whole_mcap_without_messages_or_statistics_reads_as_mcap_and_rosbags_rea
 
 
 # -- tf_topics: a second robot with only its latched tf_static is not a second robot's TF ----------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: tf_topics counts a namespace holding only tf_static as a robot: a bag with robot1's "
-    "/robot1/tf and a parked robot2's /robot2/tf_static is refused, naming /robot2/tf (not in the bag)",
-)
 def test_tf_topics_one_robot_moving_beside_another_robots_static_only(tmp_path):
     """A recording (no global /tf) of robot1 driving (``/robot1/tf``, ``/robot1/tf_static``) while a
     parked robot2's robot_state_publisher latched its URDF on ``/robot2/tf_static`` and nothing on

@@ -37,10 +37,26 @@ def test_tf_topics_one_robots_namespaced_tf_where_tf_has_none(global_tf):
 
 
 def test_tf_topics_several_robots_name_them():
-    named = [("/tf", 0), ("/robot1/tf", 5), ("/robot2/tf", 5)]
+    """Where the command can choose one robot (``how``: map's mapper.topics.tf), refused naming them;
+    where it cannot (info, replay, hd-predict), the global pair read and the robots named once."""
+    named = [("/tf", 0), ("/tf_static", 1), ("/robot1/tf", 5), ("/robot2/tf", 5), ("/robot2/tf_static", 1)]
     bag = _bag(named)
-    with pytest.raises(ConfigError, match="/robot1/tf, /robot2/tf"):
-        tf_topics(bag)
+    with pytest.raises(ConfigError, match=r"\(/robot1/tf, /robot2/tf\): .* with mapper\.topics\.tf"):
+        tf_topics(bag, how=" with mapper.topics.tf")
+    said: list[str] = []
+    assert tf_topics(bag, warn=said.append) == [("/tf_static", True), ("/tf", False)]
+    assert len(said) == 1 and "(/robot1/tf, /robot2/tf): only /tf and /tf_static read" in said[0], said
+
+
+def test_tf_topics_a_robot_is_a_namespace_with_moving_tf():
+    """A parked robot's latched /robot2/tf_static alone is no second robot; where no namespace's tf
+    holds a message, the one robot whose tf_static does is read."""
+    moving = _bag([("/tf_static", 1), ("/robot1/tf", 5), ("/robot1/tf_static", 1), ("/robot2/tf_static", 1)])
+    assert tf_topics(moving, how=" (choose)") == [("/tf_static", True), ("/robot1/tf_static", True), ("/robot1/tf", False)]  # fmt: skip
+    parked = _bag([("/tf", 0), ("/robot1/tf_static", 1), ("/robot1/tf", 0)])
+    assert tf_topics(parked, how=" (choose)") == [("/tf", False), ("/robot1/tf_static", True), ("/robot1/tf", False)]  # fmt: skip
+    with pytest.raises(ConfigError, match="/robot1/tf_static, /robot2/tf_static"):
+        tf_topics(_bag([("/robot1/tf_static", 1), ("/robot2/tf_static", 1)]), how=" (choose)")
 
 
 def test_replay_plays_a_robots_namespaced_tf_where_the_nodes_listen(tmp_path, capsys):

@@ -258,29 +258,40 @@ def discover(
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 
 
-def tf_topics(bag, tf: str = "/tf", tf_static: str = "/tf_static", how: str = "") -> list[tuple[str, bool]]:
+def tf_topics(
+    bag, tf: str = "/tf", tf_static: str = "/tf_static", how: str = "", warn=None
+) -> list[tuple[str, bool]]:
     """``[(topic, static)]`` a recording's TF is read from: the one rule of ``map``, ``info``,
-    ``replay`` and ``hd-predict``. ``bag``: a :class:`~gs_mapping.bag.BagReader` (its topics' names,
-    types and counts). ``tf`` and ``tf_static`` (the global ones by default) while ``tf`` holds a
-    message; where it holds none (absent, or advertised and recorded empty by ``ros2 bag record -a``)
-    but one robot's namespaced ``/robot1/tf`` or ``/robot1/tf_static`` does (as Clearpath's and Nav2's
-    multi-robot setups record), that robot's pair too (beside a global ``/tf_static``), said once;
-    several robots': :class:`ConfigError` naming them (and ``how`` to choose). Only TFMessage topics the bag has are listed."""
+    ``replay``, ``hd-predict`` and ``hd-export``'s check. ``bag``: a :class:`~gs_mapping.bag.BagReader`
+    (its topics' names, types and counts). ``tf`` and ``tf_static`` (the global ones by default)
+    while ``tf`` holds a message; where it holds none (absent, or advertised and recorded empty by
+    ``ros2 bag record -a``) but one robot's namespaced ``/robot1/tf`` does (as Clearpath's and Nav2's
+    multi-robot setups record), that robot's pair too (beside a global ``/tf_static``), said once. A
+    robot is a namespace whose ``…/tf`` holds a message (a parked robot's latched ``…/tf_static``
+    alone is none; where no namespace's ``…/tf`` has any, one whose ``…/tf_static`` has). Several
+    robots': where the command has a way to choose one (``how`` says it: ``map``'s
+    ``mapper.topics.tf``), :class:`ConfigError` naming them; else the global pair only, ``warn``
+    (default: a logged warning) told in one line naming them. Only TFMessage topics the bag has are
+    listed."""
     import logging
 
     kinds = {t.name: t.count for t in bag.topics if t.type == TF_MESSAGE}
     pair = [(tf_static, True), (tf, False)]
     published = {name for name, count in kinds.items() if count}  # (an empty topic hides nothing)
-    spaces = sorted(
-        {n.rsplit("/", 1)[0] for n in published if n.rsplit("/", 1)[-1] in ("tf", "tf_static")}
-        - {tf.rsplit("/", 1)[0], tf_static.rsplit("/", 1)[0]}
-    )
+    own = {tf.rsplit("/", 1)[0], tf_static.rsplit("/", 1)[0]}
+
+    def spaces_of(leaf: str) -> list[str]:
+        return sorted({n.rsplit("/", 1)[0] for n in published if n.rsplit("/", 1)[-1] == leaf} - own)
+
+    leaf = "tf" if spaces_of("tf") else "tf_static"
+    spaces = spaces_of(leaf)
     if tf not in published and len(spaces) > 1:
-        raise ConfigError(
-            f"{bag.path}: no message on {tf}; the bag's TF is in several robots' namespaces "
-            f"({', '.join(s + '/tf' for s in spaces)}): one robot's TF topics must be chosen{how}"
-        )
-    if tf not in published and spaces:
+        robots = ", ".join(f"{s}/{leaf}" for s in spaces)
+        several = f"{bag.path}: no message on {tf}; the bag's TF is in several robots' namespaces ({robots})"
+        if how:
+            raise ConfigError(f"{several}: one robot's TF topics must be chosen{how}")
+        (warn or logging.getLogger(__name__).warning)(f"{several}: only {tf} and {tf_static} read")
+    elif tf not in published and spaces:
         logging.getLogger(__name__).info(
             f"{bag.path}: no message on {tf}; TF read from {spaces[0]}/tf (and {spaces[0]}/tf_static)"
         )

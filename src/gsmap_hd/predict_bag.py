@@ -133,7 +133,8 @@ def predict_bag(
                 f"{bag_path}: cameras {twins[0]} and {twins[1]} share {_info_topic(twins[0])}: one camera "
                 "(give one of them)"
             )
-        tf_of = dict(tf_topics(bag))  # the bag's TF as `map` reads it (topic → static): before the model
+        # the bag's TF by the one rule (topic → static; several robots': the global pair, said): before the model
+        tf_of = dict(tf_topics(bag))
         # the shipped model for this rig, as hd_map_node chooses it
         ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
         if not ckpt.exists():

@@ -16,9 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summarize(path) -> dict:
     """Everything ``info`` prints, as a JSON-ready dict (also used by tests and other commands)."""
     from ..bag import BagReader
-    from ..errors import ConfigError, TFError
+    from ..errors import TFError
     from ..tf import TFBuffer
-    from ..topics import TF_MESSAGE as TF
     from ..topics import tf_topics
 
     tf = TFBuffer(cache_time_s=None)
@@ -27,13 +26,9 @@ def summarize(path) -> dict:
         topics = [
             {"name": t.name, "type": t.type, "count": t.count, "latched": t.latched} for t in bag.topics
         ]
-        try:  # the TF `map` and `hd-predict` read (a robot's namespaced /robot1/tf where /tf is empty)
-            read = dict(tf_topics(bag))
-        except ConfigError as exc:  # several robots' TF: said, and the global topics shown
-            tf_errors.append(str(exc))
-            read = {
-                t.name: t.name == "/tf_static" for t in bag.topics if t.name in GLOBAL_TF and t.type == TF
-            }
+        # the TF `map` and `hd-predict` read (a robot's namespaced /robot1/tf where /tf is empty;
+        # several robots': said, and the global topics shown)
+        read = dict(tf_topics(bag, warn=tf_errors.append))
         if read:
             for topic, _, msg in bag.messages(list(read)):
                 try:

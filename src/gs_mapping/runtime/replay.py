@@ -222,14 +222,9 @@ def _tf_remap(reader: BagReader, subscribed) -> dict[str, str]:
     to by its own name (a parameter file naming it)."""
     from ..topics import tf_topics
 
-    try:
-        chosen = tf_topics(reader)
-    except ConfigError as exc:  # several robots' TF: the nodes hear none of it (a node may name one)
-        log.warning(str(exc))
-        return {}
-    return {
+    return {  # (several robots' TF: said, and none of it played on /tf; a node may name one)
         name: "/tf_static" if static else "/tf"
-        for name, static in chosen
+        for name, static in tf_topics(reader)
         if name not in ("/tf", "/tf_static") and name not in subscribed
     }
 
