@@ -68,11 +68,6 @@ def test_a_square_crossing_seen_whole_keeps_its_corners():
     assert worst < 0.99 and fused >= 0.995
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a 3 x 10 m crossing in 30 exact whole views fuses to IoU 0.964, below every view's "
-    "≥ 0.978: _sharp_corners needs straight runs of ≥ 1.5 spacings, the short edges have none",
-)
 def test_a_3_by_10_m_crossing_seen_whole_is_mapped_at_least_as_well_as_one_frame_sees_it():
     """docs/hd_model.md: 'A crossing seen whole is taken with its corners before it is averaged in
     (averaging rings resampled evenly tended to the worst cut …; now 1.00)'. The same measurement
@@ -86,11 +81,6 @@ def test_a_3_by_10_m_crossing_seen_whole_is_mapped_at_least_as_well_as_one_frame
     assert fused >= worst - 0.01
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an L-shaped crossing in 30 exact whole views fuses to IoU 0.926, below every view's "
-    "≥ 0.958 (corners next to 3 m edges not restored)",
-)
 def test_an_l_shaped_crossing_seen_whole_is_mapped_at_least_as_well_as_one_frame_sees_it():
     """The brief of the change: whole crossing views, concave and L-shaped ones included. An L of
     8 x 8 m with 3 m arms (perimeter 36 m, centres 1.9 m apart): of its six corners, those beside
@@ -102,11 +92,6 @@ def test_an_l_shaped_crossing_seen_whole_is_mapped_at_least_as_well_as_one_frame
     assert fused >= worst - 0.01
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 1 cm of noise on the model's centres disables _sharp_corners (simplify at 1 cm finds "
-    "no straight runs): the 4 x 8 m crossing fuses to IoU 0.934, below every view's ≥ 0.977",
-)
 def test_a_crossing_seen_whole_with_centimetre_noise_is_mapped_at_least_as_well_as_one_frame_sees_it():
     """A real model's centres are never exact: the fix is measured in docs/hd_model.md on exact
     views only (0.943 → 1.00). With isotropic noise of σ = 1 cm (far below any trained model's

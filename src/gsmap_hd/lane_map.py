@@ -11,8 +11,11 @@ tracks — one per map element, with a stable id:
 - **Merging**: where a line overlaps, each track vertex moves towards its projection onto the
   observation by a running average (weight capped at ``max_weight`` so an old map still follows new
   evidence); the observation's parts beyond the track's ends extend it. Two whole views of a ring
-  are averaged vertex by vertex in their best-aligned order, each resampled through its corners
-  (sharp ones restored where the model's evenly spaced centres cut them: :func:`_sharp_corners`); a
+  are averaged vertex by vertex, each resampled through its corners (sharp ones restored where the
+  model's evenly spaced centres cut them, from lines fitted to its straight edges:
+  :func:`_sharp_corners`), the view's corners matched to the track's and its points put along its
+  edges as the track's lie along its own (:func:`_ring_like`; without such a match, in their
+  best-aligned order); a
   ring the frame's region cut changes the track only where the region covered it (the track outside
   is kept and joined with the view), and a whole view replaces a ring seen only in part so far. Tracks that come to overlap each other (two pieces of one lane
   that grew together) are merged into the older id.
@@ -288,40 +291,148 @@ def _ring_with_corners(ring: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def _fit_line(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a point on, unit direction of, each point's distance from) the least-squares line
+    through ``p``."""
+    mid = p.mean(0)
+    u = np.linalg.svd(p - mid, full_matrices=False)[2][0]
+    return mid, u, np.abs((p - mid) @ np.array([-u[1], u[0]]))
+
+
+def _straight_runs(c: np.ndarray, tol: float, floor: float) -> list[list[int]]:
+    """Straight runs of the closed outline ``c`` (distinct points in cyclic order; lists of indices):
+    the longest stretch of ≥ 3 consecutive points within ``tol`` of its least-squares line first
+    (of as long ones, the straightest), then the longest of the points left, …. An end point is
+    dropped where the others put it off their line by more than ``floor`` and four times their own
+    scatter (the first centre past a corner, close enough to pass ``tol``, tilts the fit). Two
+    points left between two runs are a run too (an edge too short for three centres)."""
+    m = len(c)
+    taken = np.zeros(m, bool)
+    runs: list[list[int]] = []
+    while True:
+        best, best_key = [], (3, -np.inf)
+        for i in np.flatnonzero(~taken):
+            run = [int(i)]
+            while len(run) < m and not taken[(run[-1] + 1) % m]:
+                if len(run) >= 2 and _fit_line(c[[*run, (run[-1] + 1) % m]])[2].max() > tol:
+                    break
+                run.append((run[-1] + 1) % m)
+            if len(run) >= 3 and (len(run), -_fit_line(c[run])[2].max()) > best_key:
+                best, best_key = run, (len(run), -_fit_line(c[run])[2].max())
+        if not best:
+            break
+        for end in (0, -1):  # (each end once)
+            rest = best[1:] if end == 0 else best[:-1]
+            if len(rest) >= 3:
+                mid, u, d = _fit_line(c[rest])
+                off = abs((c[best[end]] - mid) @ np.array([-u[1], u[0]]))
+                if off > max(4.0 * float(np.sqrt(np.mean(d**2))), floor):
+                    best = rest
+        taken[best] = True
+        runs.append(best)
+    runs.sort(key=lambda r: r[0])
+    for a, b in list(zip(runs, runs[1:] + runs[:1], strict=True)) if len(runs) > 1 else []:
+        gap = [(a[-1] + 1) % m, (a[-1] + 2) % m]
+        if (gap[1] + 1) % m == b[0] and not taken[gap].any():
+            taken[gap] = True
+            runs.append(gap)
+    return sorted(runs, key=lambda r: r[0])
+
+
 def _sharp_corners(ring: np.ndarray) -> np.ndarray:
     """A whole view's sharp corners restored. Centres spaced evenly along an outline (as the model
-    places them) cut each corner by a chord between the straight runs either side, at another place
-    in every frame (averaged over frames, the cut tends to its worst). A chord no longer than the
-    spacing between two straight runs of at least 1.5 spacings that turn by ≥ 30° is replaced by
-    the point where the runs' lines meet, when that lies within one spacing of the chord's ends;
-    any other outline (a curve, a noisy one: no straight runs) is returned as it is."""
-    from shapely.geometry import Polygon
-
+    places them) cut each corner by a chord between the straight edges either side, at another
+    place in every frame (averaged over frames, the cut tends to its worst). The outline is split
+    into straight runs (:func:`_straight_runs`, within a tenth of the spacing of their
+    least-squares line: centimetres of noise do not break them, a curve's three centres are
+    further off), each run's points are put on its line, and where two runs that turn by ≥ 30°
+    are one chord apart (or two, the centre between them within the tolerance of one line) the
+    point where their lines meet replaces the chord's ends, if it fits: the legs from the ends to
+    it within the one or two spacings the centres are apart along the outline. Returned as it is
+    unless runs of three or more hold 70 % of the centres (a polygon with centimetres of noise:
+    ≥ 74 % in nine views of ten; a curve, or the shipped model's noisier crossings, where three
+    centres line up by chance: mostly under 70 %)."""
+    c = ring[:-1]
+    m = len(c)
     spacing = float(np.median(np.linalg.norm(np.diff(ring, axis=0), axis=1)))
-    c = np.asarray(Polygon(ring).simplify(0.01).exterior.coords)[:-1]
-    n = len(c)
-    if n < 5 or spacing <= 0:
+    if m < 4 or spacing <= 0:
         return ring
-    # a replaced chord: its start becomes the corner, its end None (a chord's neighbours are long
-    # runs, so no two replaced chords share a vertex)
-    out = list(c)
-    for i in range(n):
-        p0, a, b, p3 = c[i - 1], c[i], c[(i + 1) % n], c[(i + 2) % n]
-        u, v = a - p0, p3 - b
-        lu, lv = np.linalg.norm(u), np.linalg.norm(v)
-        cross = u[0] * v[1] - u[1] * v[0]
-        if (
-            np.linalg.norm(b - a) > 1.01 * spacing
-            or min(lu, lv) < 1.5 * spacing
-            or abs(cross) < 0.5 * lu * lv  # (the runs turn by < 30°)
-        ):
+    tol = 0.1 * spacing
+    runs = _straight_runs(c, tol, 0.02 * spacing)
+    if sum(len(r) for r in runs if len(r) >= 3) < 0.7 * m:
+        return ring  # (not a polygon: runs of three that noise lined up by chance, or a curve)
+    out: list[list[np.ndarray]] = [[p] for p in c]
+    lines = []
+    for run in runs:
+        mid, u, _ = _fit_line(c[run])
+        u = u if (c[run[-1]] - c[run[0]]) @ u >= 0 else -u  # (along the outline)
+        for i in run:
+            out[i] = [mid + ((c[i] - mid) @ u) * u]
+        lines.append((run, mid, u))
+    for (ra, ma, ua), (rb, mb, ub) in zip(lines, lines[1:] + lines[:1], strict=True):
+        a, b = ra[-1], rb[0]
+        free = [(a + k) % m for k in range(1, (b - a) % m)]
+        cross = ua[0] * ub[1] - ua[1] * ub[0]
+        if len(lines) < 2 or len(free) > 1 or abs(cross) < 0.5:  # (the runs turn by < 30°)
             continue
-        t = ((b - a)[0] * v[1] - (b - a)[1] * v[0]) / cross  # a + t·u = b − t'·v
-        corner = a + t * u
-        if 0.0 <= t * lu <= spacing and np.linalg.norm(corner - b) <= spacing:
-            out[i], out[(i + 1) % n] = corner, None
-    kept = [p for p in out if p is not None]
-    return np.asarray([*kept, kept[0]]) if len(kept) < n else ring
+        t = ((mb - ma)[0] * ub[1] - (mb - ma)[1] * ub[0]) / cross  # ma + t·ua on b's line
+        corner = ma + t * ua
+        la, lb = (corner - out[a][0]) @ ua, (out[b][0] - corner) @ ub
+        near = all(
+            min(abs((c[f] - q)[0] * v[1] - (c[f] - q)[1] * v[0]) for q, v in ((ma, ua), (mb, ub))) <= tol
+            for f in free
+        )
+        if near and min(la, lb) > -0.25 * spacing and la + lb < (1.5 + len(free)) * spacing:
+            out[a], out[b] = [corner], []
+            for f in free:
+                out[f] = []
+    kept = [p for ps in out for p in ps]
+    return np.asarray([*kept, kept[0]])
+
+
+def _corner_indices(ring: np.ndarray, min_turn: float = 10.0) -> np.ndarray:
+    """Indices of the vertices of closed ``ring`` (distinct ones) where it turns by more than
+    ``min_turn`` degrees."""
+    c = ring[:-1]
+    d = np.roll(c, -1, axis=0) - c
+    d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    prev = np.roll(d, 1, axis=0)
+    turn = np.degrees(np.arctan2(prev[:, 0] * d[:, 1] - prev[:, 1] * d[:, 0], (prev * d).sum(1)))
+    return np.flatnonzero(np.abs(turn) > min_turn)
+
+
+def _ring_like(track: np.ndarray, view: np.ndarray) -> np.ndarray | None:
+    """``view`` (a closed ring) with the vertex structure of ring ``track``: each of the track's
+    corners taken to the view's corner matched to it, the vertices between at the same fractions
+    along the view's edge as along the track's. None unless the two have as many corners (≥ 3)
+    and each matched pair is nearer than half the track's shortest edge. Averaged vertex by
+    vertex, two rings with corners in different places (or the points between them spread
+    differently: a 4 × 12 m ring of 16 points has 1 or 2 on a short edge) cut the corners."""
+    tc, vc = _corner_indices(track), _corner_indices(view)
+    if len(tc) != len(vc) or len(tc) < 3:
+        return None
+    tcorn = track[tc]
+    edge = np.linalg.norm(np.roll(tcorn, -1, axis=0) - tcorn, axis=1).min()
+    best, best_d = None, np.inf
+    for order in (vc, vc[::-1]):
+        for k in range(len(order)):
+            cand = view[np.roll(order, -k)]
+            d = np.linalg.norm(cand - tcorn, axis=1)
+            if d.max() < 0.5 * edge and d.sum() < best_d:
+                best, best_d = cand, d.sum()
+    if best is None:
+        return None
+    n = len(track) - 1
+    out = track.copy()
+    for j, (i0, i1) in enumerate(zip(tc, np.roll(tc, -1), strict=True)):
+        a, b = best[j], best[(j + 1) % len(tc)]
+        idx = [(i0 + s) % n for s in range((i1 - i0) % n or n)]
+        ta, tb = track[i0], track[i1 % n]
+        span = max(float(np.linalg.norm(tb - ta)), 1e-12)
+        for i in idx:
+            out[i] = a + (b - a) * (np.linalg.norm(track[i] - ta) / span)
+    out[-1] = out[0]
+    return out
 
 
 def _ring(pts: np.ndarray, k: int) -> np.ndarray:
@@ -515,9 +626,11 @@ class LaneMap:
             o = _joined_with_unseen(t.points, cut_ring, region, self.config.ring_points)
             if o is None:
                 return
-        cand = _ring_orderings(o)
-        k = int(np.abs(cand - t.points[None]).sum(-1).mean(-1).argmin())
-        o = cand[k]
+        like = _ring_like(t.points, o) if cut_ring is None and t.whole else None
+        if like is None:
+            cand = _ring_orderings(o)
+            like = cand[int(np.abs(cand - t.points[None]).sum(-1).mean(-1).argmin())]
+        o = like
         oz = np.full(len(o), float(np.mean(oz)) if oz is not None and len(oz) else 0.0)
         if not t.whole:  # seen only in part so far: the joined ring (or a whole view) as it is
             t.points, t.weights, t.z = o.copy(), np.ones(len(o)), oz
