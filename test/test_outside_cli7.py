@@ -193,11 +193,6 @@ def test_encode_from_a_read_only_install_with_an_unwritable_home_is_the_plain_pa
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with stderr closed (2>&-) sys.stderr is None and cli.show_progress calls "
-    "sys.stderr.isatty(): AttributeError, exit 1, no bag (world, map, hd-train, hd-predict, demo)",
-)
 def test_world_with_stderr_closed_writes_the_same_bag(tmp_path):
     """Python's documentation (sys.__stderr__): 'Under some conditions stdin, stdout and stderr …
     can be None', which is what a process started with descriptor 2 closed gets (``cmd 2>&-`` in a
@@ -243,11 +238,6 @@ def test_with_stderr_closed_no_log_text_lands_in_an_output_opened_on_descriptor_
         assert (tmp_path / "closed" / "w" / name).read_bytes() == (ref / name).read_bytes(), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with stdout closed (>&-) params / info --json / hd-eval print nothing and exit 0 "
-    "(sys.stdout is None, print() discards); a script takes the missing output for success",
-)
 @pytest.mark.parametrize("command", ["params", "info", "hd-eval"])
 def test_a_closed_stdout_is_an_error_as_coreutils_make_it(tmp_path, command):
     """coreutils' answer to ``cmd >&-`` (here: /usr/bin/printf or sh's echo, run first as the
@@ -341,11 +331,6 @@ def test_ctrl_c_or_sigterm_to_the_process_group_of_world_with_workers_leaves_not
     assert left == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SIGHUP (ssh dropped, terminal closed) kills world at once: its hidden .w.*.partial bag "
-    "folder (hundreds of MB for a real drive) stays for good (no handler: SIGTERM and SIGINT unwind, SIGHUP does not)",
-)
 def test_a_hangup_of_the_terminal_unwinds_world_as_sigterm_does(tmp_path):
     """When the terminal or ssh session of a foreground job goes away, the kernel sends SIGHUP to
     the foreground process group (POSIX, General Terminal Interface: modem disconnect) and bash to

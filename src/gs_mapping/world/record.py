@@ -23,6 +23,7 @@ import numpy as np
 
 from ..bag import BagWriter
 from ..geometry import Transform, TransformStamped
+from ..output_files import UNWINDING_SIGNALS
 from .rig import lidar_transform
 from .roads import CLASS_NAMES
 from .trajectory import Drive
@@ -64,10 +65,11 @@ def _render(index: int):
 
 
 def _worker_signals() -> None:
-    """A forked worker takes the default SIGTERM (the pool's terminate() ends it) and leaves Ctrl-C
-    to the parent: it inherits the CLI's handler, which raised inside the pool's queue lock and
-    could leave the parent waiting on that lock for ever."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """A forked worker takes the default SIGTERM and SIGHUP (the pool's terminate() ends it) and
+    leaves Ctrl-C to the parent: it inherits the CLI's handler, which raised inside the pool's queue
+    lock and could leave the parent waiting on that lock for ever."""
+    for s in UNWINDING_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
