@@ -349,11 +349,6 @@ def test_a_hangup_of_the_terminal_unwinds_world_as_sigterm_does(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: demo --seed -1 is a numpy traceback (SeedSequence refuses negative ints); "
-    "world checks 0 <= seed < 2**63, demo does not",
-)
 def test_demo_with_a_negative_seed_is_one_line_naming_seed(tmp_path):
     """numpy's SeedSequence (checked here first) takes only non-negative integers; ``world`` says so
     in one line for its --seed (its check is the reference). ``demo --seed`` feeds the same world:

@@ -77,6 +77,18 @@ def show_progress(no_progress: bool = False) -> bool:
     return not no_progress and sys.stderr is not None and sys.stderr.isatty()  # (None: 2>&-)
 
 
+def seed(text: str) -> int:
+    """The type of every command's ``--seed`` and ``--data-seed``: numpy's generators take only
+    non-negative seeds, and bags and checkpoints keep the seed as an int64."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"must be an integer 0..2**63-1, got {text!r}")
+    return value
+
+
 def add_no_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress``, for the commands that draw a bar (:func:`show_progress`)."""
     p.add_argument(
@@ -182,4 +194,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "add_no_progress", "main", "show_progress"]
+__all__ = ["COMMANDS", "add_no_progress", "main", "seed", "show_progress"]
