@@ -368,11 +368,6 @@ def test_demo_with_a_negative_seed_is_one_line_naming_seed(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-predict --out CKPT --checkpoint CKPT --overwrite writes the JSON over the checkpoint "
-    "(predict_bag.py:93/334 pass inputs=[bag_path] only)",
-)
 def test_hd_predict_never_writes_over_the_checkpoint_it_reads(tmp_path):
     """README, Reliability: 'an existing output is replaced only with --overwrite, an input never'.
     The checkpoint is an input of hd-predict as much as the bag is (the bag inside --out is already
@@ -406,11 +401,6 @@ def test_hd_predict_never_writes_over_the_checkpoint_it_reads(tmp_path):
     assert str(ckpt) in _one_error_line(r.stderr, "hd-predict")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-train --out RUN --overwrite --init-from RUN/model.pt replaces the checkpoint it starts "
-    "from (the run folder is swapped whole; init_from is not an input of the check)",
-)
 def test_hd_train_overwrite_keeps_the_checkpoint_it_fine_tunes_from(tmp_path):
     """output_files' own rule for folders: 'a directory holding an input' is never replaced, even
     with --overwrite ('holds the input …; refusing to replace it'); the README: 'an input never'.
