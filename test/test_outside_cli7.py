@@ -481,11 +481,6 @@ def _full_launch_actions(args: dict[str, str]) -> list:
                 sys.modules[k] = v
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: full.launch.py makes tempfile.mkdtemp('gs_mapping_rviz_') on every launch with RViz, "
-    "also without a namespace where RViz gets the package's own file: an empty folder left in $TMPDIR each time",
-)
 def test_a_launch_without_namespace_leaves_nothing_in_tmpdir(tmp_path, monkeypatch):
     """Without ``namespace:=`` RViz is handed the package's own ``config/gs_mapping.rviz`` (checked
     here from the Node's arguments), so nothing needs writing; yet each launch made a
