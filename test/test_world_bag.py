@@ -284,8 +284,8 @@ def test_cli_refuses_existing_output_and_writes_when_asked(tmp_path, capsys):
 def test_forked_render_workers_take_the_default_sigterm_not_the_clis():
     """`world` renders in a fork pool whose workers inherited the CLI's SIGTERM handler: the pool's
     terminate() at the end made them raise inside its queue lock (tracebacks on a good run, and
-    now and then a parent waiting on that lock for ever). Each worker must end on SIGTERM and
-    SIGHUP as a process does by default and leave Ctrl-C to the parent."""
+    now and then a parent waiting on that lock for ever). Each worker must end on SIGTERM as a
+    process does by default and leave Ctrl-C and SIGHUP (sent to the whole group) to the parent."""
     import signal
 
     from gs_mapping.cli import _on_signal
@@ -308,4 +308,4 @@ def test_forked_render_workers_take_the_default_sigterm_not_the_clis():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    assert seen == [(signal.SIG_DFL, signal.SIG_DFL, signal.SIG_IGN)] * 3
+    assert seen == [(signal.SIG_DFL, signal.SIG_IGN, signal.SIG_IGN)] * 3
