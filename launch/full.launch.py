@@ -9,6 +9,7 @@ gets a copy of config/gs_mapping.rviz whose topics of our nodes carry the namesp
 """
 
 import os
+import shutil
 import tempfile
 
 from ament_index_python.packages import get_package_share_directory
@@ -74,11 +75,15 @@ def _actions(context):
         # the nodes' namespace as launch_ros gives it: namespace:= under any PushRosNamespace
         # around this file's include (a multi-robot launch file)
         ns = effective_namespace(context.launch_configurations.get("ros_namespace"), namespace)
-        rviz_config = rviz_config_for_namespace(
-            os.path.join(share, "config", "gs_mapping.rviz"),
-            ns,
-            tempfile.mkdtemp(prefix="gs_mapping_rviz_"),
-        )
+        rviz_config = os.path.join(share, "config", "gs_mapping.rviz")
+        if ns.strip("/"):  # a namespaced copy, in a folder of this launch's own, removed at shutdown
+            from launch.actions import RegisterEventHandler
+            from launch.event_handlers import OnShutdown
+
+            folder = tempfile.mkdtemp(prefix="gs_mapping_rviz_")
+            rviz_config = rviz_config_for_namespace(rviz_config, ns, folder)
+            cleanup = OnShutdown(on_shutdown=lambda *_: shutil.rmtree(folder, ignore_errors=True))
+            actions.append(RegisterEventHandler(cleanup))
         actions.append(
             Node(
                 package="rviz2",

@@ -220,6 +220,7 @@ def _load_launch_file(name, share, monkeypatch):
         for n in (
             "launch",
             "launch.actions",
+            "launch.event_handlers",
             "launch.substitutions",
             "launch_ros",
             "launch_ros.actions",
@@ -230,6 +231,8 @@ def _load_launch_file(name, share, monkeypatch):
     mods["launch"].LaunchDescription = lambda entities: list(entities)
     mods["launch.actions"].DeclareLaunchArgument = lambda *a, **k: ("arg", a, k)
     mods["launch.actions"].OpaqueFunction = lambda function: ("opaque", function)
+    mods["launch.actions"].RegisterEventHandler = lambda handler: ("handler", handler)
+    mods["launch.event_handlers"].OnShutdown = lambda on_shutdown: ("on_shutdown", on_shutdown)
     mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     mods["launch_ros.actions"].Node = _NodeRecorder
     mods["ament_index_python.packages"].get_package_share_directory = lambda pkg: str(share)
@@ -267,13 +270,20 @@ def test_full_launch_under_a_pushed_namespace_gives_rviz_the_namespaced_topics(t
         rviz="true",
         ros_namespace="/robot1",
     )
-    mod._actions(ctx)
+    actions = mod._actions(ctx)
     rviz = [kw for kw in _NodeRecorder.made if kw["executable"] == "rviz2"]
     assert len(rviz) == 1
     argv = rviz[0]["arguments"]
-    cfg = yaml.safe_load(Path(argv[argv.index("-d") + 1]).read_text())
+    written = Path(argv[argv.index("-d") + 1])
+    cfg = yaml.safe_load(written.read_text())
     topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
     assert {"/robot1/hd_map_node/lanes", "/robot1/map_receiver_node/map_cloud"} <= topics, topics
+    # the copy's folder goes at the launch's shutdown (launch's OnShutdown, registered by the file)
+    assert written.parent.parent == tmp_path and written.parent.name.startswith("gs_mapping_rviz_")
+    handlers = [a[1] for a in actions if isinstance(a, tuple) and a[0] == "handler"]
+    assert [h[0] for h in handlers] == ["on_shutdown"]
+    handlers[0][1](None, ctx)
+    assert not written.parent.exists()
 
 
 def test_map_receiver_launch_refuses_a_missing_params_file_and_overrides_only_what_is_given(

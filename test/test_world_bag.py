@@ -285,10 +285,10 @@ def test_forked_render_workers_take_the_default_sigterm_not_the_clis():
     """`world` renders in a fork pool whose workers inherited the CLI's SIGTERM handler: the pool's
     terminate() at the end made them raise inside its queue lock (tracebacks on a good run, and
     now and then a parent waiting on that lock for ever). Each worker must end on SIGTERM as a
-    process does by default and leave Ctrl-C to the parent."""
+    process does by default and leave Ctrl-C and SIGHUP (sent to the whole group) to the parent."""
     import signal
 
-    from gs_mapping.cli import _on_sigterm
+    from gs_mapping.cli import _on_signal
     from gs_mapping.world.record import frames
 
     class Probe:  # a drive whose frames report the worker's signal handlers
@@ -296,11 +296,16 @@ def test_forked_render_workers_take_the_default_sigterm_not_the_clis():
             return 3
 
         def frame(self, index):
-            return signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+            return (
+                signal.getsignal(signal.SIGTERM),
+                signal.getsignal(signal.SIGHUP),
+                signal.getsignal(signal.SIGINT),
+            )
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         seen = list(frames(Probe(), workers=2))
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert seen == [(signal.SIG_DFL, signal.SIG_IGN)] * 3
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert seen == [(signal.SIG_DFL, signal.SIG_IGN, signal.SIG_IGN)] * 3

@@ -10,7 +10,9 @@ for ANS, Python for the tables, numpy for the rest; the tests run both and compa
 bit for bit, and the encoder's bytes). ``GS_MAP_SHARE_NUMBA=0`` switches every compiled loop off. numba is
 imported on first use, never when the package is imported; the compiled code is cached on disk by
 numba (beside the module, or in its user cache directory), so only the first use after an install
-pays the compilation (seconds: ~4 s for the frame choice on a loaded 2-core machine).
+pays the compilation (seconds: ~4 s for the frame choice on a loaded 2-core machine). Where neither
+can be written (a read-only install run by a user without a writable home), each process compiles
+the loops again and keeps them in memory only.
 """
 
 from __future__ import annotations

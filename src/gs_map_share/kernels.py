@@ -11,7 +11,8 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
 (``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
 ``table_precision`` and ``table_blob`` (``tables.put_table``) beside their numpy paths.
-Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes.
+Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes (where numba
+finds a writable place for it: :func:`_njit`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,22 @@ _MASK = np.uint64((1 << PRECISION) - 1)
 _LOW = np.uint64(1) << np.uint64(32)  # the state holds at least one word above its low 32 bits
 
 
-@njit(cache=True, nogil=True)
+def _njit(**options):
+    """numba's ``njit`` with its on-disk cache where numba can place one. Where it cannot (the
+    package installed read-only and no writable user cache folder: a service user without a home),
+    numba's ``cache=True`` raises RuntimeError as the function is decorated; the loop is then
+    compiled for this process only, which gives the same code, at the compile time of each start."""
+
+    def decorate(fn):
+        try:
+            return njit(cache=True, **options)(fn)
+        except RuntimeError:  # "cannot cache function …: no locator available for file …"
+            return njit(**options)(fn)
+
+    return decorate
+
+
+@_njit(nogil=True)
 def quantized_cdf(freq):
     """constriction's fast quantisation of ``freq / sum(freq)`` (``Categorical(p,
     perfect=False)``): the left CDF of symbol i is ``floor(c_i * scale) + i``, c_i the running
@@ -53,7 +69,7 @@ def quantized_cdf(freq):
     return cdf
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def _lookup_table(cdf, lut):
     """Per quantile bucket (the top 12 of the 24 bits): ``symbol | left << 9 | frequency << 33``
     when one symbol covers the whole bucket (one load decodes it), else the flag bit 63 and the
@@ -73,7 +89,7 @@ def _lookup_table(cdf, lut):
             lut[last] = np.uint64(s) | _FLAG
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def _initial_state(words, lo, hi):
     """constriction's AnsCoder(words[lo:hi]): words are read from the end until the state holds
     more than one; (state, position of the next word to read, the last word was zero)."""
@@ -92,7 +108,7 @@ def _initial_state(words, lo, hi):
     return state, pos, False
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _step(state, cdf, lut):
     """One symbol off ``state``: (symbol, the state before refilling)."""
     q = state & _MASK
@@ -109,7 +125,7 @@ def _step(state, cdf, lut):
     return s, (state >> np.uint64(PRECISION)) * f + (q - left)
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def ans_decode(words, freq, out, zigzag):
     """Decode len(out) symbols (unzigzagged with ``zigzag``); returns 0 (ended where it should),
     1 (data left over), 2 (the last word is zero: constriction refuses it)."""
@@ -128,7 +144,7 @@ def ans_decode(words, freq, out, zigzag):
     return 0 if state == 0 else 1
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def ans_decode_pair(words, split, freq, out, zigzag, status):
     """Two lanes (stream mode 6, one context): value i comes from lane i % 2, lane 0's words
     ``words[:split]``, lane 1's ``words[split:]``, one table. The two states' chains are
@@ -166,7 +182,7 @@ def ans_decode_pair(words, split, freq, out, zigzag, status):
     status[1] = 0 if s1 == 0 else 1
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def ans_decode_contexts(
     ctx, words, word_ends, freqs, freq_ends, out, zigzag, status, t, log2t, mant, have, limit
 ):
@@ -222,7 +238,7 @@ def ans_decode_contexts(
     return 1 if escapes == 0 and have else 0  # (mantissa bytes where none are expected)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _window(data, pos):
     """The 64 bits from bit ``pos`` on of the bytes ``data`` (at least 8 bytes after pos >> 3)."""
     b = pos >> 3
@@ -232,7 +248,7 @@ def _window(data, pos):
     return x >> np.uint64(pos & 7)
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def read_table_entries(data, prefix, kl, mask, sh, base, nb, max_e, out):
     """The loop of ``tables._read_entries_py``, compiled: same entries, same (code, value); read
     from the table's ``nb`` bits in ``data`` (with 8 zero bytes after them); and the entries' sum."""
@@ -275,7 +291,7 @@ def read_table_entries(data, prefix, kl, mask, sh, base, nb, max_e, out):
     return 0, pos, total
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _compact(x):
     x &= np.uint64(0x1249249249249249)
     x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
@@ -288,7 +304,7 @@ def _compact(x):
 _MORTON_BLOCK = 1024  # codes per block in demorton (its three columns stay in L1)
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def demorton(code, out, origin, tile_count, reps):
     """``gs_mapping.morton.demorton`` (the same masks and shifts): x from the bits above y above z
     of each triple; plus, where ``origin`` is not empty, the origin of each code's tile (tile t:
@@ -322,7 +338,7 @@ def demorton(code, out, origin, tile_count, reps):
             i += m
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _compact_block(c, bx, by, bz):
     for k in range(len(c)):
         v = c[k]
@@ -341,7 +357,7 @@ for _o in range(256):
             _COUNT[_o] += 1
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def descend(code, occ, tile_count, child, pidx, up, per_tile):
     """``octree.descend`` in one pass: for each node in order (``tile_count[t]`` consecutive
     nodes per tile), its occupied octants in increasing order become children ``code << 3 |
@@ -379,7 +395,7 @@ def descend(code, occ, tile_count, child, pidx, up, per_tile):
     return j if j <= cap else -2 - j
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def join_tails(code, branch, path, widths, b_code, b_up, up, tile_count, out, out_up, per_tile):
     """``tails.join`` in one pass: for each node i at s in order (``tile_count[t]`` per tile), a
     tail (``branch[i]`` 0) gives one voxel, its code followed by its path symbols (``widths[k]``
@@ -428,7 +444,7 @@ def join_tails(code, branch, path, widths, b_code, b_up, up, tile_count, out, ou
     return True
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def faint_rescale(x, faint, f, divide, out):
     """``out[i] = x[i]``, except on the faint rows: ``x[i] // f`` (floor) with ``divide``, else
     ``x[i] * f`` (the caller keeps it in range); int32 ``x``. One pass without branches where
@@ -442,7 +458,7 @@ def faint_rescale(x, faint, f, divide, out):
         out[i] = w if faint[i] else v
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def phase_contexts(res, start, gap, shift, reach, base, faint, out, counts):
     """``phases.contexts`` in one pass: for rows i = start, start + 2·gap, … of ``res``, t = (w·res[i
     − gap] + w·res[i + gap, or i − gap past the end]) >> shift, w = ``faint`` for a row whose
@@ -483,7 +499,7 @@ def phase_contexts(res, start, gap, shift, reach, base, faint, out, counts):
         j += 1
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def gather_column(src, j, idx, out):
     """``out[i] = src[idx[i], j]`` (int32 ``src`` of shape (m, k)): a parent's column for each
     child, without the contiguous copy and int64 fancy indexing numpy makes (~3× faster)."""
@@ -491,7 +507,7 @@ def gather_column(src, j, idx, out):
         out[i] = src[idx[i], j]
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def add_parent(v, src, i, j, idx, x, faint, f, lim):
     """``section._ParentPred.add_into``: ``v[k] += p`` for the parent prediction
     p = src[idx[k], i] (+ x[k] − src[idx[k], j] where j ≥ 0), floor-divided by ``f`` on the faint
@@ -543,7 +559,7 @@ def add_parent(v, src, i, j, idx, x, faint, f, lim):
     return not bad
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def gather_combo(src, i, j, idx, x, out):
     """``out[k] = src[idx[k], i] + x[k] − src[idx[k], j]`` in int64: the parent's channel i moved
     by the child's step from the parent in channel j, in one pass (numpy makes five)."""
@@ -552,7 +568,7 @@ def gather_combo(src, i, j, idx, x, out):
         out[k] = np.int64(src[p, i]) + np.int64(x[k]) - np.int64(src[p, j])
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def escaped_values(sym, t, log2t, words, have, signed, limit, out):
     """``entropy._values`` compiled, for int32 or int64 ``out``: symbols below ``t`` are their
     own value; an escape symbol names a bit length whose lower bits come, LSB first, from the
@@ -589,7 +605,7 @@ def escaped_values(sym, t, log2t, words, have, signed, limit, out):
     return 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _escaped_value(s, t, log2t, words, pos, have, signed, top, bottom, limit):
     """The value of escape symbol ``s`` (≥ t): a bit length whose lower bits are read, LSB first,
     at bit ``pos`` of the mantissa ``words`` (``have`` bits, a zero word after them); (value, the
@@ -617,7 +633,7 @@ def _escaped_value(s, t, log2t, words, pos, have, signed, top, bottom, limit):
 # -- the encoder's streams (entropy.Stats, entropy._symbols + bitio.pack_bits) --------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _bit_length(u):
     n = 0
     while u:
@@ -626,7 +642,7 @@ def _bit_length(u):
     return n
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def stream_counts(v, signed, small, big_bl, u_out):
     """``entropy.Stats``'s counts in one pass over int64 ``v``: the zig-zag (``signed``) or plain
     values u, ``small[min(u, 256)]`` and, for u ≥ 256, ``big_bl[bit length]`` incremented; u into
@@ -654,7 +670,7 @@ def stream_counts(v, signed, small, big_bl, u_out):
     return 0
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
     """``entropy.Stats._bits_by_bound`` into ``out`` (9): the same sums in the same order."""
     esc = np.zeros(65)
@@ -683,7 +699,7 @@ def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
         out[k] = nl - direct[t] - tail[b] + mant[b] + table_bits * (direct_n[t] + tail_n[b])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _put_bits(x, nb, acc, fill, out, nbytes):
     """Append the low ``nb`` (≤ 64) bits of ``x`` to the bit writer (acc, fill, nbytes)."""
     while nb > 0:  # as many as fit beside the pending bits, then flush whole bytes
@@ -701,7 +717,7 @@ def _put_bits(x, nb, acc, fill, out, nbytes):
     return acc, fill, nbytes
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _end_bits(acc, fill, out, nbytes):
     """The bytes used once the last, partial byte (zero-padded high bits) is written."""
     if fill:
@@ -710,7 +726,7 @@ def _end_bits(acc, fill, out, nbytes):
     return nbytes
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def pack_bits(vals, nbits, out):
     """``bitio.pack_bits``: values of ``nbits`` bits each, LSB-first, into ``out`` (large
     enough); returns the bytes used."""
@@ -722,7 +738,7 @@ def pack_bits(vals, nbits, out):
     return _end_bits(acc, fill, out, nbytes)
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def escape_symbols(u, log2t, sym, blob):
     """``entropy._symbols`` and ``bitio.pack_bits`` of its mantissas in one pass: u < t is its own
     symbol, a larger u the escape ``t + bit length − (log2t + 1)`` with its bits below the leading
@@ -745,7 +761,7 @@ def escape_symbols(u, log2t, sym, blob):
 # -- the encoder's frequency tables (tables.put_table) --------------------------------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _rebuilt(f, e, p):
     """``tables._rebuild`` of one frequency ``f`` (bit length ``e``) at precision ``p``: its kept
     bits, the dropped ones replaced by half their range; and the kept bits below the leading one."""
@@ -756,7 +772,7 @@ def _rebuilt(f, e, p):
     return ((f >> d) << d) + ((1 << (d - 1)) if d > 0 else 0), k - 1
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def table_precision(f, e, scale, top):
     """``tables._precision``: the kept precision p (1..top) of the smallest table plus data
     estimate for frequencies ``f`` (bit lengths ``e``), the same arithmetic in the same order
@@ -781,7 +797,7 @@ def table_precision(f, e, scale, top):
     return best
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def table_blob(f, e, p, rec, out):
     """``tables.put_table``'s bits at precision ``p`` for frequencies ``f`` (bit lengths ``e``)
     into ``out``, the rebuilt frequencies into ``rec``; returns the bytes used. Per symbol: the
@@ -810,12 +826,12 @@ def table_blob(f, e, p, rec, out):
 # -- the encoder's octree (octree.build_levels, octree.leaf_moments) -------------------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _cov(i0, i1, i2, j0, j1, j2, a0, a1, a2):
     return i0 * j0 * a0 + i1 * j1 * a1 + i2 * j2 * a2
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def leaf_moments(node, quats, s, alpha, mu, dc, w_out, wm, ws, aa, wdc, amax):
     """``octree.leaf_moments``'s sums in one pass, bit for bit: the same products in the same
     order (the rotation matrix rows of ``geometry.quat_to_matrix``, Σ = Σ_k s_k² r_k r_kᵀ term
@@ -868,7 +884,7 @@ def leaf_moments(node, quats, s, alpha, mu, dc, w_out, wm, ws, aa, wdc, amax):
             amax[k] = a
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def parent_level(t, c, t_out, c_out, occ_out, parent_out):
     """One step of ``octree.build_levels`` up from sorted unique nodes (tile ``t``, code ``c``):
     their parents (tile, code) and occupancy bytes, each node's parent index; returns the count
@@ -889,7 +905,7 @@ def parent_level(t, c, t_out, c_out, occ_out, parent_out):
 # -- the encoder's distinct rows (palette.unique_rows) ------------------------------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _mix(h):
     h ^= h >> np.uint64(33)  # murmur3's finaliser: every input bit reaches every output bit
     h *= np.uint64(0xFF51AFD7ED558CCD)
@@ -898,7 +914,7 @@ def _mix(h):
     return h ^ (h >> np.uint64(33))
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def _row_hashes(bits, i):
     """Two independent 64-bit hashes of row i (FNV-1a style over its 32-bit values, two primes)."""
     h = np.uint64(0xCBF29CE484222325)
@@ -910,7 +926,7 @@ def _row_hashes(bits, i):
     return _mix(h), _mix(g)
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def unique_rows(bits, first, inv):
     """``palette.unique_rows`` in one pass over a hash table: rows of ``bits`` (n × w int32) with
     equal 128-bit hashes (two independent 64-bit ones) are one row. Fills ``inv`` (each row's
@@ -963,7 +979,7 @@ def unique_rows(bits, first, inv):
 # -- the encoder's least-turned frame (quantize.canonical_axes, row by row) ------------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _closest(q0, q1, q2, q3, margin, oct_index):
     """``quantize._closest_to_identity`` for one unit quaternion."""
     a = (abs(q0), abs(q1), abs(q2), abs(q3))
@@ -996,7 +1012,7 @@ def _closest(q0, q1, q2, q3, margin, oct_index):
     return oct_index[code]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _quantize(q0, q1, q2, q3, m, s):
     """``quantize.quantize_rotations`` for one quaternion: (index, three codes)."""
     norm = np.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
@@ -1015,7 +1031,7 @@ def _quantize(q0, q1, q2, q3, m, s):
     return idx, np.int32(r0), np.int32(r1), np.int32(r2)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _dequantize(idx, r0, r1, r2, s):
     """``quantize.dequantize_rotations`` for one code: float32 (x, y, z, w)."""
     c0, c1, c2 = np.float64(r0) * s, np.float64(r1) * s, np.float64(r2) * s
@@ -1037,7 +1053,7 @@ def _dequantize(idx, r0, r1, r2, s):
     return np.float32(q0 / norm), np.float32(q1 / norm), np.float32(q2 / norm), np.float32(q3 / norm)
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def canonical_axes(
     q, qn, scale, lat_m, lat_s, oct_q, oct_axes, oct_index, oct_mul, half_turn, idx_out, rot_out, turn_out
 ):
@@ -1087,7 +1103,7 @@ def canonical_axes(
         rot_out[i, 0], rot_out[i, 1], rot_out[i, 2] = r0, r1, r2
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def rotation_bits(c0, c1, c2, t0, t1, t2, t3, base, op, faint_below, faint_rot, out):
     """``quantize.rotation_bits`` in one pass (numpy's takes ~10): ``base`` plus one bit per tier
     (``t0..t3``, unused ones beyond any spread) the log-scale spread of (c0, c1, c2) reaches, less
@@ -1103,7 +1119,7 @@ def rotation_bits(c0, c1, c2, t0, t1, t2, t3, base, op, faint_below, faint_rot, 
         out[k] = base + np.int64(s >= t0) + np.int64(s >= t1) + np.int64(s >= t2) + np.int64(s >= t3) - f
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def rotations_within(rot, bits, maxima, largest):
     """Whether every component of ``rot`` (N × 3) lies within its row's lattice: ±``maxima[bits[i]]``
     (±``largest`` for all when ``bits`` is empty). One pass; numpy makes five and two copies."""
@@ -1119,7 +1135,7 @@ def rotations_within(rot, bits, maxima, largest):
 _DQ_BLOCK = 1024  # rows per block in dequantize_rotations (its columns stay in L1)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_njit(nogil=True, error_model="numpy")
 def dequantize_rotations(idx, rot, bits, steps, out):
     """``quantize.dequantize_rotations`` (the same float64 operations): float32 (x, y, z, w) into
     ``out``; row i's lattice step ``steps[bits[i]]`` (``steps[0]`` for all when ``bits`` is empty).
@@ -1150,14 +1166,14 @@ def dequantize_rotations(idx, rot, bits, steps, out):
             out[start + i, 2], out[start + i, 3] = o2[i], o3[i]
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@_njit(nogil=True, inline="always", error_model="numpy")
 def _dequantize_block(idx, r0, r1, r2, steps, o0, o1, o2, o3, m):
     """:func:`_dequantize` over the first ``m`` entries of columns (a loop the compiler vectorises)."""
     for i in range(m):
         o0[i], o1[i], o2[i], o3[i] = _dequantize(idx[i], r0[i], r1[i], r2[i], steps[i])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_njit(nogil=True, inline="always")
 def _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2):
     """``quantize._turn_costs`` for one w-form code: Σ w_k δ_k², δ = t ⊗ q (q the code's
     rotation, t the conjugate source in the code's frame); inf where a decoder would not rebuild
@@ -1172,7 +1188,7 @@ def _turn_cost(r0, r1, r2, s, t0, t1, t2, t3, w0, w1, w2):
     return c if w >= amax else np.inf
 
 
-@njit(cache=True, nogil=True)
+@_njit(nogil=True)
 def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oct_index, turns, rounds):
     """``quantize.refine_rotations`` row by row (the same float64 operations, so the same codes):
     ``rot`` (N × 3 w-form codes) moved in place; ``ptab[code − largest + off]`` a scale code's

@@ -343,14 +343,19 @@ def output_path(
             _rm(tmp)
 
 
+# The signals a command unwinds on as on Ctrl-C (the CLI raises for them; forked workers take their
+# default action): SIGTERM (a service manager, `timeout`) and SIGHUP (the terminal or ssh went away).
+UNWINDING_SIGNALS = (signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []))
+
+
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back for a few statements (their Python handlers run right after):
-    a temp file or folder and the name that removes it come into being together."""
+    """SIGINT, SIGTERM and SIGHUP held back for a few statements (their Python handlers run right
+    after): a temp file or folder and the name that removes it come into being together."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *UNWINDING_SIGNALS})
     try:
         yield
     finally:

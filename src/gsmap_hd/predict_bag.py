@@ -92,7 +92,8 @@ def predict_bag(
     from gs_mapping.rectify import for_images_on
     from gs_mapping.sync import ApproximateTimeSynchronizer, CameraInfoHistory
 
-    check_output(out, overwrite=overwrite, inputs=[bag_path])  # before the model loads
+    # before the model loads; the checkpoint is an input too (the shipped one is known at the write)
+    check_output(out, overwrite=overwrite, inputs=[bag_path, *([checkpoint] if checkpoint else [])])
     if max_frames is not None and max_frames < 1:
         raise HDInputError(f"max_frames must be at least 1 (or none: every frame), got {max_frames}")
     from gs_mapping.device import resolve_device
@@ -344,7 +345,7 @@ def predict_bag(
                 f"{bag_path}: {no_gt} of {len(results)} predicted frame(s) have no {GT_TOPIC} message at their stamp (empty GT used)",
             )
         doc["GTs"] = [g if g is not None else {"vectors": []} for g in gts]
-    write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path])
+    write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path, ckpt])
     return {
         "out": str(out),
         "frames": len(results),

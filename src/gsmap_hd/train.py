@@ -156,6 +156,14 @@ def train(
         raise HDDataError(
             f"{out_dir}: --resume: no last.pt to continue from (it holds {held[0]}); --overwrite starts over"
         )
+    # starting over replaces the run's files, an input never (README): a run fine-tuned in place
+    starts_over = held and overwrite and not (resume and (out_dir / "last.pt").exists())
+    replaced = {os.path.realpath(out_dir / n) for n in held} if starts_over else set()
+    if cfg.init_from and os.path.realpath(cfg.init_from) in replaced:
+        raise HDDataError(
+            f"{out_dir}: holds the --init-from checkpoint {cfg.init_from}, which --overwrite would replace; "
+            "refusing (copy it out of the run folder first)"
+        )
     device = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.num_threads))
     torch.manual_seed(cfg.seed)

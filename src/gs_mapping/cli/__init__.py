@@ -8,6 +8,7 @@ does not pay for torch. Errors of the suite (:class:`GsMappingError`) print as o
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -17,7 +18,7 @@ import threading
 
 from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError
-from ..output_files import forget_made_folders, remove_made_folders
+from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,8 +59,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the command runs so that it unwinds as for Ctrl-C: half-written outputs
-    (temp files, partial bag folders) are removed and nothing existing is replaced."""
+    """SIGTERM or SIGHUP (the terminal or ssh session went away), raised where the command runs so
+    that it unwinds as for Ctrl-C: half-written outputs (temp files, partial bag folders) are removed
+    and nothing existing is replaced. ``args[0]``: the signal's number."""
 
 
 def one_line(text: object) -> str:
@@ -72,7 +74,19 @@ def show_progress(no_progress: bool = False) -> bool:
     """Whether a command draws its progress bar: only on a terminal. tqdm redraws its line with
     carriage returns, which a CI log or ``2> file`` keeps as text, one copy a redraw (tqdm's own
     ``disable=None`` rule; git and pip do the same)."""
-    return not no_progress and sys.stderr.isatty()
+    return not no_progress and sys.stderr is not None and sys.stderr.isatty()  # (None: 2>&-)
+
+
+def seed(text: str) -> int:
+    """The type of every command's ``--seed`` and ``--data-seed``: numpy's generators take only
+    non-negative seeds, and bags and checkpoints keep the seed as an int64."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"must be an integer 0..2**63-1, got {text!r}")
+    return value
 
 
 def add_no_progress(p: argparse.ArgumentParser) -> None:
@@ -84,8 +98,37 @@ def add_no_progress(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _on_sigterm(*_):
-    raise Terminated
+def _on_signal(signum, _frame):
+    raise Terminated(signum)
+
+
+class _ClosedStdout:
+    """``sys.stdout`` where descriptor 1 was closed (``>&-``; Python makes it None and print()
+    discards): writing fails as coreutils' does, so a command's output is not lost silently."""
+
+    def write(self, _text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed (Bad file descriptor)")
+
+    def flush(self) -> None:
+        pass
+
+
+def _closed_standard_streams() -> None:
+    """Descriptors 1 and 2 when they were closed (``>&-``, ``2>&-``): /dev/null holds their numbers,
+    so that no output file opened later gets one and receives what a library or a worker writes
+    there (as sshd and coreutils do). A closed stderr stays silent; a closed stdout is an error
+    when the command prints (:class:`_ClosedStdout`)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        setattr(sys, name, _ClosedStdout() if fd == 1 else open(fd, "w", closefd=False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     prefer_single_thread_torch()  # before torch is imported: see gs_mapping.cpu_threads
+    _closed_standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -111,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("torch").setLevel(logging.WARNING)
     module = importlib.import_module(f"{__name__}.{args._module}")
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
+    previous = {s: signal.signal(s, _on_signal) for s in UNWINDING_SIGNALS} if on_main_thread else {}
     forget_made_folders()
     rc = 1  # (an exception no branch below takes)
     try:
         rc = int(module.run(args) or 0)
+        sys.stdout.flush()  # a write error on what is still buffered is the command's (> /dev/full)
         return rc
     except GsMappingError as exc:
         print(f"gs-mapping {args.command}: error: {one_line(exc)}", file=sys.stderr)
@@ -126,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gs-mapping {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print(f"gs-mapping {args.command}: terminated", file=sys.stderr)
-        return 143
+    except Terminated as exc:
+        (signum,) = exc.args or (signal.SIGTERM,)
+        word = "hangup" if signum == getattr(signal, "SIGHUP", None) else "terminated"
+        print(f"gs-mapping {args.command}: {word}", file=sys.stderr)
+        return 128 + signum  # (the shell's status for a process the signal ended)
     except BrokenPipeError:  # the reader of our output went away (| head): quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
         return 141
@@ -139,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:  # the folders made for outputs that were never written go again
             remove_made_folders()
         forget_made_folders()
-        if previous is not None:  # (main() may run in a longer-lived process: a test, a tool)
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():  # (main() may run in a longer-lived process: a test, a tool)
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "add_no_progress", "main", "show_progress"]
+__all__ = ["COMMANDS", "add_no_progress", "main", "seed", "show_progress"]

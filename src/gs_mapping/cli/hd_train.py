@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_no_progress
+from . import add_no_progress, seed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment-flip", type=float, help="probability of a left-right mirror per frame")
     p.add_argument("--augment-color", type=float, help="brightness/contrast/colour jitter strength")
     p.add_argument("--raster-weight", type=float, help="raster loss weight (0 = vector-only ablation)")
-    p.add_argument("--seed", type=int, help="training seed (init and batch order)")
+    p.add_argument("--seed", type=seed, help="training seed (init and batch order)")
     p.add_argument("--device", help="cpu | cuda | auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule",
     )
-    p.add_argument("--data-seed", type=int, help="which procedural worlds the training frames come from")
+    p.add_argument("--data-seed", type=seed, help="which procedural worlds the training frames come from")
     add_no_progress(p)
 
 

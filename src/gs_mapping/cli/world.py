@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import add_no_progress
+from . import add_no_progress, seed
 
 MIN_SIZE, MAX_SIZE = (32, 24), (4096, 4096)
 MAX_FRAMES = 100_000
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", default="640x360", help="image size WxH (default 640x360)")
     p.add_argument(
-        "--seed", type=int, default=0, help="world seed; same seed, byte-identical bag (default 0)"
+        "--seed", type=seed, default=0, help="world seed; same seed, byte-identical bag (default 0)"
     )
     p.add_argument("--lidar", action="store_true", help="also write /lidar/points (32 beams x 1024)")
     p.add_argument(
@@ -95,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--supersample: must be between 1 and 4, got {args.supersample}")
     if args.workers < 0:
         raise ConfigError(f"--workers: must be ≥ 0, got {args.workers}")
-    if not 0 <= args.seed < 1 << 63:  # (numpy's generators take non-negative seeds)
-        raise ConfigError(f"--seed: must be an integer 0..2**63-1, got {args.seed}")
     workers = args.workers or min(8, os.cpu_count() or 1)
     out = Path(args.out)
     # before any rendering: exists without --overwrite, not a bag, read-only, a file as parent

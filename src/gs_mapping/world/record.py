@@ -23,6 +23,7 @@ import numpy as np
 
 from ..bag import BagWriter
 from ..geometry import Transform, TransformStamped
+from ..output_files import UNWINDING_SIGNALS
 from .rig import lidar_transform
 from .roads import CLASS_NAMES
 from .trajectory import Drive
@@ -65,10 +66,12 @@ def _render(index: int):
 
 def _worker_signals() -> None:
     """A forked worker takes the default SIGTERM (the pool's terminate() ends it) and leaves Ctrl-C
-    to the parent: it inherits the CLI's handler, which raised inside the pool's queue lock and
-    could leave the parent waiting on that lock for ever."""
+    and a hang-up (both sent to the whole process group) to the parent, which unwinds and terminates
+    the pool. It inherits the CLI's handlers, which raised inside the pool's queue lock and could
+    leave the parent waiting on that lock for ever; a worker that died of the signal there would too."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in {signal.SIGINT, *UNWINDING_SIGNALS} - {signal.SIGTERM}:  # (SIGHUP where it exists)
+        signal.signal(s, signal.SIG_IGN)
 
 
 def frames(drive: Drive, workers: int = 1):
