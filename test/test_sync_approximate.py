@@ -95,6 +95,19 @@ def test_stamps_far_ahead_of_their_input_leave_its_queue(queue_size):
     assert sync.dropped_per_input[0] == 4 and sync.dropped_per_input[1] + sync.pending() == 4
 
 
+def test_a_stamp_far_back_keeps_the_frames_whose_partners_are_in_flight():
+    """Colour delivered 100 ms before depth; one colour message stamped 5 s back (a stale frame)
+    must not drop the colour frames queued behind it: their depth is on its way, and each pairs."""
+    sync = ApproximateTimeSynchronizer(["color", "depth"], queue_size=5, slop=0.010)
+    events = []
+    for k in range(30):
+        events += [(k * 33, "color", k * 33 * MS), (k * 33 + 100, "depth", k * 33 * MS + MS)]
+    events.append((15 * 33 + 1, "color", 15 * 33 * MS - 5 * 10**9))
+    for _, key, stamp in sorted(events):
+        sync.add(key, stamp, stamp)
+    assert sync.matched == 30 and sync.dropped + sync.pending() == 1
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         ApproximateTimeSynchronizer(1, 3, 0.1)

@@ -21,10 +21,13 @@ Deviations, on purpose:
   exact synchronisation instead of never matching;
 * messages that leave a queue unmatched (overflow or replaced stamp) are counted in :attr:`dropped`
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
-* a message stamped more than :data:`STEP_BACK_NS` before others queued on its input drops those
-  (counted in :attr:`dropped`): they are a stamp glitched ahead or the time before a clock reset
-  (``ros2 bag play --loop``), and nothing to come matches them; message_filters evicts by oldest
-  stamp, so there they hold a queue slot for good, and a full queue of them every new message;
+* a queued message stamped more than :data:`STEP_BACK_NS` after the latest arrival of every input
+  (its own included) is dropped (counted in :attr:`dropped`): a stamp glitched ahead, or the time
+  before a clock reset (``ros2 bag play --loop``) once every input has stepped back, and nothing
+  to come matches it (each input's stamps come in order, give or take that much); message_filters
+  evicts by oldest stamp, so there it holds a queue slot for good, and a full queue of them every
+  new message. While another input is still near it (a partner in flight, an input delivered
+  later) it waits as any message does;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
 
@@ -81,6 +84,7 @@ class ApproximateTimeSynchronizer:
         self._callbacks: list[Callable[..., Any]] = [callback] if callback is not None else []
         self.matched = 0
         self.dropped_per_input = [0] * len(names)
+        self._latest: list[int | None] = [None] * len(names)  # per input, its last arrival's stamp
 
     @property
     def dropped(self) -> int:
@@ -94,6 +98,16 @@ class ApproximateTimeSynchronizer:
         """Messages still waiting for partners."""
         return sum(len(q) for q in self._queues)
 
+    def _drop_left_behind(self) -> None:
+        """Drop the queued stamps every input has left more than STEP_BACK_NS behind (see above)."""
+        if any(t is None for t in self._latest):  # (an input not heard yet may still bring it)
+            return
+        limit = max(t for t in self._latest if t is not None) + STEP_BACK_NS
+        for i, queue in enumerate(self._queues):
+            for ahead in [s for s in queue if s > limit]:
+                del queue[ahead]
+                self.dropped_per_input[i] += 1
+
     def _resolve(self, key: Hashable) -> int:
         if key in self._index:
             return self._index[key]
@@ -106,9 +120,8 @@ class ApproximateTimeSynchronizer:
         i = self._resolve(key)
         stamp = int(stamp_ns)
         queue = self._queues[i]
-        for ahead in [s for s in queue if s > stamp + STEP_BACK_NS]:
-            del queue[ahead]
-            self.dropped_per_input[i] += 1
+        self._latest[i] = stamp
+        self._drop_left_behind()
         if stamp in queue:
             self.dropped_per_input[i] += 1
         queue[stamp] = msg
