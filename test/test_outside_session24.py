@@ -31,11 +31,6 @@ def _pair(a, b, log, slop_ns=20 * MS):
 
 
 # -- a stream logged a second late, with a pause (or a clock step forward) on both streams --------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RecordingPairer keeps a late stream's real jump as 'ahead' (its newest is compared "
-    "with the other stream's newest, a logging lag >1 s apart) and drops ~35 frames after a pause",
-)
 @pytest.mark.parametrize("late_ms", [1100, 1500])
 def test_stream_logged_late_across_a_pause_of_both_pairs_as_the_rule(late_ms):
     """Colour and depth at 30 Hz, depth logged ``late_ms`` behind colour (within ``keep`` = 60
@@ -53,11 +48,6 @@ def test_stream_logged_late_across_a_pause_of_both_pairs_as_the_rule(late_ms):
     assert _pair(colour, depth, log) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RecordingPairer: a slow stream (one message every >1 s) logged 1.2 s late pairs 2 of "
-    "its frames instead of all (each of its messages is a jump 'ahead' never confirmed)",
-)
 @pytest.mark.parametrize("period_s", [1.5, 3.0])
 def test_slow_stream_logged_late_pairs_as_the_rule(period_s):
     """A 30 Hz colour stream and a second stream with one message every ``period_s`` (stamped on a
