@@ -31,11 +31,6 @@ def _pair(a, b, log, slop_ns=20 * MS):
 
 
 # -- a stream logged a second late, with a pause (or a clock step forward) on both streams --------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RecordingPairer keeps a late stream's real jump as 'ahead' (its newest is compared "
-    "with the other stream's newest, a logging lag >1 s apart) and drops ~35 frames after a pause",
-)
 @pytest.mark.parametrize("late_ms", [1100, 1500])
 def test_stream_logged_late_across_a_pause_of_both_pairs_as_the_rule(late_ms):
     """Colour and depth at 30 Hz, depth logged ``late_ms`` behind colour (within ``keep`` = 60
@@ -53,11 +48,6 @@ def test_stream_logged_late_across_a_pause_of_both_pairs_as_the_rule(late_ms):
     assert _pair(colour, depth, log) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RecordingPairer: a slow stream (one message every >1 s) logged 1.2 s late pairs 2 of "
-    "its frames instead of all (each of its messages is a jump 'ahead' never confirmed)",
-)
 @pytest.mark.parametrize("period_s", [1.5, 3.0])
 def test_slow_stream_logged_late_pairs_as_the_rule(period_s):
     """A 30 Hz colour stream and a second stream with one message every ``period_s`` (stamped on a
@@ -226,11 +216,6 @@ def test_tf_topics_one_robot_moving_beside_another_robots_static_only(tmp_path):
 
 
 # -- the live ApproximateTimeSynchronizer under ros2 bag play --loop --------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ApproximateTimeSynchronizer drops an input's queued messages when that input steps "
-    "back (--loop) though the other input's partners of them are still on their way (3 frames a loop)",
-)
 @pytest.mark.parametrize("lag_ms", [60, 120])
 def test_live_sync_under_bag_play_loop_keeps_the_last_frames_of_each_loop(lag_ms):
     """Two cameras (hd_map_node: queue_size 5, 10 ms slop) fed by ``ros2 bag play --loop`` of a

@@ -95,6 +95,19 @@ def test_stamps_far_ahead_of_their_input_leave_its_queue(queue_size):
     assert sync.dropped_per_input[0] == 4 and sync.dropped_per_input[1] + sync.pending() == 4
 
 
+def test_a_stamp_far_back_keeps_the_frames_whose_partners_are_in_flight():
+    """Colour delivered 100 ms before depth; one colour message stamped 5 s back (a stale frame)
+    must not drop the colour frames queued behind it: their depth is on its way, and each pairs."""
+    sync = ApproximateTimeSynchronizer(["color", "depth"], queue_size=5, slop=0.010)
+    events = []
+    for k in range(30):
+        events += [(k * 33, "color", k * 33 * MS), (k * 33 + 100, "depth", k * 33 * MS + MS)]
+    events.append((15 * 33 + 1, "color", 15 * 33 * MS - 5 * 10**9))
+    for _, key, stamp in sorted(events):
+        sync.add(key, stamp, stamp)
+    assert sync.matched == 30 and sync.dropped + sync.pending() == 1
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         ApproximateTimeSynchronizer(1, 3, 0.1)
@@ -178,6 +191,9 @@ def _mutual_nearest(a: list[int], b: list[int], slop_ns: int) -> list[tuple[int,
         (0, 20, 3, 1.5, 0),  # three in a row, 1.5 s ahead: among the stamps of frames 35-37
         (0, 0, 1, 5, 500),  # depth logged 0.5 s late: the first colour message has no partner yet
         (1, 7, 1, 1.5, 500),  # a late depth message glitched among the colour of frame 22
+        (1, 20, 2, 2, 900),  # two in a row on a stream 0.9 s late: colour is past their base + 1 s
+        (1, 20, 1, 1.2, 1500),  # 1.5 s late: colour there already (taken for a jump, then back)
+        (1, 20, 3, 1.2, 1500),  # three of them: colour between waits for the step back
     ],
 )
 def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, count, by_s, late_ms):
@@ -198,3 +214,57 @@ def test_recording_pairer_stamps_glitched_ahead_pair_as_the_rule(stream, first, 
     got += p.finish()
     assert sorted(got) == _mutual_nearest(colour, depth, 20 * MS)
     assert len(got) >= 60 - count
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_recording_pairer_pairs_as_the_rule_on_random_recordings(seed):
+    """A seeded fuzz against the brute-force rule: 30, 15 or 10 Hz, one stream logged up to 1.5 s
+    late (within ``keep``), and stamps glitched 1.2 s to an hour ahead (1-3 in a row, after the
+    first messages), both clocks stepped ahead (or both drivers paused), or the recording looped.
+    (Left out: a stream's slow message rarer than ``keep`` of the other's, glitches landing on
+    each other, glitches far back: the pairer drops those, the brute force may pair them.)"""
+    from gs_mapping.sync import RecordingPairer
+
+    rng = np.random.default_rng(seed)
+    for case in range(12):
+        n, dt = int(rng.integers(60, 160)), 10**9 // int(rng.choice([10, 15, 30]))
+        colour = [10**18 + k * dt + int(rng.integers(-2 * MS, 2 * MS)) for k in range(n)]
+        depth = [s + int(rng.integers(-6 * MS, 6 * MS)) for s in colour]
+        kind = case % 3
+        if kind == 0:  # a glitch ahead: 1-3 messages in a row
+            stream, first, by = (colour, depth)[int(rng.integers(2))], int(rng.integers(5, n)), rng.choice([1.2, 2, 5, 3600])  # fmt: skip
+            for k in range(first, min(n, first + int(rng.integers(1, 4)))):
+                stream[k] += int(by * 1e9)
+        elif kind == 1:  # both clocks set ahead (or both drivers paused) from one frame on
+            at, by = int(rng.integers(1, n)), int(rng.choice([1.2, 3, 3600]) * 1e9)
+            colour, depth = ([s + (by if k >= at else 0) for k, s in enumerate(x)] for x in (colour, depth))
+        else:  # the recording played twice, its stamps the second time before the first's
+            span = n * dt + 5 * 10**9
+            colour, depth = ([s - loop * span for loop in range(2) for s in x] for x in (colour, depth))
+        late = int(rng.choice([0, 500, 1100, 1500])) * MS
+        log = sorted([(k * dt, 0, k) for k in range(len(colour))] + [(k * dt + late, 1, k) for k in range(len(depth))])  # fmt: skip
+        p, got = RecordingPairer(20 * MS), []
+        for _, s, k in log:
+            got += p.add(s, (colour, depth)[s][k], k)
+        got += p.finish()
+        assert sorted(got) == _mutual_nearest(colour, depth, 20 * MS), (seed, case)
+
+
+@pytest.mark.parametrize("back_ms", [1100, 1300, 1500])
+def test_recording_pairer_step_back_of_a_stream_logged_ahead_is_not_taken_for_its_return(back_ms):
+    """Depth logged 1.1 s late; colour glitched 1.2 s ahead once, then later stamped ``back_ms``
+    back once (near depth's newest, which is 1.1 s behind: that is where a stream logged earlier
+    is, not a glitch ahead it comes back from). Both glitches cost their own message only."""
+    from gs_mapping.sync import RecordingPairer
+
+    colour = [10**18 + k * 33 * MS for k in range(200)]
+    depth = [s - 3 * MS for s in colour]  # (each depth image 3 ms before its colour)
+    colour[35] += 1200 * MS
+    colour[131] -= back_ms * MS
+    log = sorted([(k * 33, 0, k) for k in range(200)] + [(k * 33 + 1100, 1, k) for k in range(200)])
+    p, got = RecordingPairer(20 * MS), []
+    for _, s, k in log:
+        got += p.add(s, (colour, depth)[s][k], k)
+    got += p.finish()
+    assert sorted(got) == _mutual_nearest(colour, depth, 20 * MS)
+    assert len(got) == 198

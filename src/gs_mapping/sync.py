@@ -21,10 +21,13 @@ Deviations, on purpose:
   exact synchronisation instead of never matching;
 * messages that leave a queue unmatched (overflow or replaced stamp) are counted in :attr:`dropped`
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
-* a message stamped more than :data:`STEP_BACK_NS` before others queued on its input drops those
-  (counted in :attr:`dropped`): they are a stamp glitched ahead or the time before a clock reset
-  (``ros2 bag play --loop``), and nothing to come matches them; message_filters evicts by oldest
-  stamp, so there they hold a queue slot for good, and a full queue of them every new message;
+* a queued message stamped more than :data:`STEP_BACK_NS` after the latest arrival of every input
+  (its own included) is dropped (counted in :attr:`dropped`): a stamp glitched ahead, or the time
+  before a clock reset (``ros2 bag play --loop``) once every input has stepped back, and nothing
+  to come matches it (each input's stamps come in order, give or take that much); message_filters
+  evicts by oldest stamp, so there it holds a queue slot for good, and a full queue of them every
+  new message. While another input is still near it (a partner in flight, an input delivered
+  later) it waits as any message does;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -81,6 +85,7 @@ class ApproximateTimeSynchronizer:
         self._callbacks: list[Callable[..., Any]] = [callback] if callback is not None else []
         self.matched = 0
         self.dropped_per_input = [0] * len(names)
+        self._latest: list[int | None] = [None] * len(names)  # per input, its last arrival's stamp
 
     @property
     def dropped(self) -> int:
@@ -94,6 +99,16 @@ class ApproximateTimeSynchronizer:
         """Messages still waiting for partners."""
         return sum(len(q) for q in self._queues)
 
+    def _drop_left_behind(self) -> None:
+        """Drop the queued stamps every input has left more than STEP_BACK_NS behind (see above)."""
+        if any(t is None for t in self._latest):  # (an input not heard yet may still bring it)
+            return
+        limit = max(t for t in self._latest if t is not None) + STEP_BACK_NS
+        for i, queue in enumerate(self._queues):
+            for ahead in [s for s in queue if s > limit]:
+                del queue[ahead]
+                self.dropped_per_input[i] += 1
+
     def _resolve(self, key: Hashable) -> int:
         if key in self._index:
             return self._index[key]
@@ -106,9 +121,8 @@ class ApproximateTimeSynchronizer:
         i = self._resolve(key)
         stamp = int(stamp_ns)
         queue = self._queues[i]
-        for ahead in [s for s in queue if s > stamp + STEP_BACK_NS]:
-            del queue[ahead]
-            self.dropped_per_input[i] += 1
+        self._latest[i] = stamp
+        self._drop_left_behind()
         if stamp in queue:
             self.dropped_per_input[i] += 1
         queue[stamp] = msg
@@ -191,6 +205,16 @@ class CameraInfoHistory:
         return info_at(items, stamp_ns)
 
 
+@dataclass
+class _Jump:
+    """A stream's stamps since they jumped more than STEP_BACK_NS ahead of its newest."""
+
+    base: int  # the stream's newest before the jump (for its first message, the other stream's)
+    since: int  # the first stamp of the jump
+    count: int = 0  # messages since
+    confirmed: bool = False  # the other stream has stamps there too: a jump, not a glitch
+
+
 class RecordingPairer:
     """Pairs the messages of two streams of a finished recording (colour and depth) by header
     stamp: each with its mutually nearest partner within ``slop_ns``, each message used once.
@@ -206,11 +230,15 @@ class RecordingPairer:
     new take: its messages wait aside until the other stream steps back too (its last messages of
     the old take may still come), then the old take is decided as at the end. A lone message far
     back followed by the old take's stamps is a glitch: dropped. Messages stamped more than
-    :data:`STEP_BACK_NS` beyond the stream's newest (for its first, the other stream's) when the
-    stream then steps back near that newest before the other stream goes there too (a clock set
-    ahead) or ``keep`` messages pass are a glitch too: its order goes on from there, and they
-    wait at their stamps as partners by the rule (unpaired at the end, they count as dropped).
-    :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
+    :data:`STEP_BACK_NS` beyond the stream's newest (for its first, the other stream's) are a
+    jump ahead. Until the other stream has a stamp within slop of them (and past that newest by
+    more than :data:`STEP_BACK_NS`: both clocks set ahead, both drivers paused, a stream with a
+    message a second or rarer; logged late or not) the pairs wait as if they had not come, and
+    for ``keep`` messages they do not make the other stream's messages partnerless. A step back
+    near that newest within ``keep`` messages makes them a glitch (confirmed or not: a stream
+    logged later than they are ahead has stamps there): the stream's order goes on from there,
+    and they wait at their stamps as partners by the rule (unpaired at the end, they count as
+    dropped). :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
     """
 
     STEP_BACK_NS = STEP_BACK_NS
@@ -221,9 +249,8 @@ class RecordingPairer:
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
         self._newest: list[int | None] = [None, None]  # per stream, this take
         self._next: tuple[list, list] = ([], [])  # per stream: (stamp, msg) of a take not begun yet
-        # per stream, since its stamps jumped ahead: (the newest before the jump, messages since);
-        # a step back near that newest makes them a glitch, as a lone stamp far back is one
-        self._ahead: list[list[int] | None] = [None, None]
+        # per stream, since its stamps jumped ahead (for keep messages; see above)
+        self._ahead: list[_Jump | None] = [None, None]
         self._seq = 0
         self.dropped = 0  # messages that left without a partner
 
@@ -254,14 +281,15 @@ class RecordingPairer:
     def _back_from_ahead(self, stream: int, stamp_ns: int) -> None:
         """A step back to near the stream's newest before it jumped ahead (or, its first message
         ahead, to near the other stream's; the recording's first message, to anywhere): the stamps
-        since were a glitch, and its newest goes back there. Those messages stay queued at their stamps (the rule may still pair them, as
-        any other); the waits of :meth:`_decide` go by the newest, so they do not hold it up."""
-        ahead, newest, other = self._ahead[stream], self._newest[stream], self._newest[1 - stream]
+        since were a glitch, and its newest goes back there. Those messages stay queued at
+        their stamps (the rule may still pair them, as any other); the waits of :meth:`_decide`
+        go by the newest, so they do not hold it up."""
+        ahead, mine, other = self._ahead[stream], self._queues[stream], self._newest[1 - stream]
         if ahead is not None:
-            base = ahead[0]
-        elif other is not None and newest is not None and newest > other + self.STEP_BACK_NS:
-            base = other
-        elif other is None and len(self._queues[stream]) == 1:  # (the recording's first message)
+            base = ahead.base
+        elif other is not None and mine and mine[0][0] > other + self.STEP_BACK_NS:
+            base = other  # (all it holds is ahead: not a stream logged a second before the other)
+        elif other is None and len(mine) == 1:  # (the recording's first message)
             base = stamp_ns
         else:
             return
@@ -272,21 +300,29 @@ class RecordingPairer:
     def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         newest, ahead = self._newest[stream], self._ahead[stream]
         ref = newest if newest is not None else self._newest[1 - stream]  # (its first: the other's)
-        if ref is not None and stamp_ns > ref + self.STEP_BACK_NS and ahead is None:
-            self._ahead[stream] = ahead = [ref, 0]
+        if ref is not None and stamp_ns > ref + self.STEP_BACK_NS and (ahead is None or ahead.confirmed):
+            self._ahead[stream] = ahead = _Jump(ref, stamp_ns)
         if ahead is not None:  # (a forward jump that lasts, both clocks set ahead: not a glitch)
-            ahead[1] += 1
-            if ahead[1] > self.keep:
+            ahead.count += 1
+            if ahead.count > self.keep:
                 self._ahead[stream] = None
         self._newest[stream] = stamp_ns if newest is None else max(newest, stamp_ns)
-        for s, other in ((0, 1), (1, 0)):  # the other stream jumped there too: a jump, not a glitch
-            jump, here, there = self._ahead[s], self._newest[s], self._newest[other]
-            if jump is not None and here is not None and there is not None:
-                if there > jump[0] + self.STEP_BACK_NS and abs(there - here) <= self.STEP_BACK_NS:
-                    self._ahead[s] = None
         bisect.insort(self._queues[stream], (stamp_ns, self._seq, msg), key=lambda item: item[:2])
         self._seq += 1
+        for s in (0, 1):
+            self._confirm(s)
         return self._decide(final=False)
+
+    def _confirm(self, stream: int) -> None:
+        """Confirm the stream's jump ahead (see the class): the other stream's queued stamps, not its
+        newest (logged a second earlier, it is past them), and within slop, not STEP_BACK_NS (a
+        stream logged 0.9 s late with a glitch 2 s ahead: the other is past the base by 1 s)."""
+        jump, here, there = self._ahead[stream], self._newest[stream], self._queues[1 - stream]
+        if jump is None or jump.confirmed or here is None:
+            return
+        lo = max(jump.base + self.STEP_BACK_NS, jump.since - self.slop_ns - 1)  # (stamps > lo)
+        first = bisect.bisect_right(there, lo, key=lambda it: it[0])
+        jump.confirmed = first < len(there) and there[first][0] <= here + self.slop_ns
 
     def _new_take(self) -> list[tuple]:
         """Both streams stepped back (or one stepped back for longer than ``keep`` messages): the old
@@ -322,10 +358,11 @@ class RecordingPairer:
             # (by the streams' newest, not their last queued: a stamp glitched ahead tells no order;
             # nor do stamps since a jump ahead not known yet for a glitch or a jump)
             my_newest, jump = self._newest[s], self._ahead[1 - s]
-            other_newest = self._newest[1 - s] if jump is None else jump[0]
+            other_newest = self._newest[1 - s] if jump is None or jump.confirmed else jump.base
             assert my_newest is not None and other_newest is not None  # (both hold this take's)
             if b[0] - a[0] > self.slop_ns:  # partnerless, unless its own arrives out of order
-                if not final and bisect.bisect_right(other, other_newest, key=lambda it: it[0]) < 2:
+                beyond = other_newest if jump is None else jump.base  # (a glitch may be confirmed)
+                if not final and bisect.bisect_right(other, beyond, key=lambda it: it[0]) < 2:
                     break
                 mine.pop(0)
                 self.dropped += 1
