@@ -14,8 +14,10 @@ Topics (see docs/world.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
+import os
 import signal
 from pathlib import Path
 
@@ -66,9 +68,14 @@ def _render(index: int):
 
 def _worker_signals() -> None:
     """A forked worker takes the default SIGTERM (the pool's terminate() ends it) and leaves Ctrl-C
-    and a hang-up (both sent to the whole process group) to the parent, which unwinds and terminates
-    the pool. It inherits the CLI's handlers, which raised inside the pool's queue lock and could
-    leave the parent waiting on that lock for ever; a worker that died of the signal there would too."""
+    and a hang-up to the parent, which unwinds and terminates the pool. It inherits the CLI's
+    handlers, which raised inside the pool's queue lock and could leave the parent waiting on that
+    lock for ever; a worker that died of the signal there would too. So it also leaves the parent's
+    process group: a signal to the whole group (a terminal's Ctrl-C, a hang-up, ``kill -TERM -PGID``,
+    ``timeout``) reaches only the parent, and an idle worker is never killed holding the lock (a
+    worker whose parent is gone reads the end of its task pipe and exits)."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for s in {signal.SIGINT, *UNWINDING_SIGNALS} - {signal.SIGTERM}:  # (SIGHUP where it exists)
         signal.signal(s, signal.SIG_IGN)
