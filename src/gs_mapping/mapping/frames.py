@@ -96,7 +96,8 @@ def _tf_topics(bag, topics: TopicsConfig) -> list[tuple[str, bool]]:
     (:func:`gs_mapping.topics.tf_topics`)."""
     from ..topics import tf_topics
 
-    how = " with mapper.topics.tf and mapper.topics.tf_static (--params-file)"
+    # (map's parameter file is --config: it has no --params-file)
+    how = " with mapper.topics.tf and mapper.topics.tf_static in the parameter file of --config"
     return tf_topics(bag, topics.tf, topics.tf_static, how)
 
 
