@@ -271,12 +271,6 @@ class _Obs:
         self.cls, self.score, self.points = cls, score, np.asarray(points, np.float64)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: lane_map._sharp_corners puts the points of 'straight runs' on their fitted lines even "
-    "in a 4-point or jagged ring (a run of 3 of 4 points passes the 70 % test), reordering them: a valid "
-    "model crossing becomes self-intersecting, and buffer(0) then drops a lobe of the fused track",
-)
 @pytest.mark.parametrize(
     "seed,frame,score,ring", _MODEL_RINGS, ids=lambda v: str(v) if np.isscalar(v) else ""
 )
@@ -304,12 +298,6 @@ def test_a_real_model_crossing_seen_twice_stays_a_valid_polygon(seed, frame, sco
     assert fused.intersection(pv).area / fused.union(pv).area >= 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: lane_map._sharp_corners takes ring[:-1] as the distinct points: a crossing given without "
-    "its first point repeated loses its last point, and the corner there is cut (a15d110 closed it as "
-    "shapely's Polygon does)",
-)
 @pytest.mark.parametrize("phase", [0.013, 0.03])
 def test_a_crossing_given_as_an_open_ring_is_mapped_as_its_closed_ring(phase):
     """A 4 x 12 m crossing as 20 points evenly spaced along its outline from a start ``phase`` of

@@ -349,13 +349,22 @@ def _sharp_corners(ring: np.ndarray) -> np.ndarray:
     are one chord apart (or two, the centre between them within the tolerance of one line) the
     point where their lines meet replaces the chord's ends, if it fits: the legs from the ends to
     it within the one or two spacings the centres are apart along the outline. Returned as it is
-    unless runs of three or more hold 70 % of the centres (a polygon with centimetres of noise:
-    ≥ 74 % in nine views of ten; a curve, or the shipped model's noisier crossings, where three
-    centres line up by chance: mostly under 70 %)."""
-    c = ring[:-1]
+    where it has fewer than six centres (two runs of three), where runs of three or more hold
+    under 70 % of the centres (a polygon with centimetres of noise: ≥ 74 % in nine views of ten; a
+    curve, or the shipped model's noisier crossings, where three centres line up by chance: mostly
+    under 70 %), and where the result is further than a spacing from the view or, the view a
+    valid polygon, not valid (a jagged view's runs are chance: put on their lines, its points
+    could cross). ``ring`` closed or not (last = first: shapely reads both alike); returned closed."""
+    import shapely
+    from shapely.geometry import Polygon
+
+    if np.allclose(ring[0], ring[-1]):
+        c = ring[:-1]
+    else:  # (as shapely reads it: closed by its first point; the last one is a centre too)
+        c, ring = ring, np.vstack([ring, ring[:1]])
     m = len(c)
     spacing = float(np.median(np.linalg.norm(np.diff(ring, axis=0), axis=1)))
-    if m < 4 or spacing <= 0:
+    if m < 6 or spacing <= 0:  # (fewer: runs of three are chance, two of them need six)
         return ring
     tol = 0.1 * spacing
     runs = _straight_runs(c, tol, 0.02 * spacing)
@@ -387,7 +396,11 @@ def _sharp_corners(ring: np.ndarray) -> np.ndarray:
             for f in free:
                 out[f] = []
     kept = [p for ps in out for p in ps]
-    return np.asarray([*kept, kept[0]])
+    got = np.asarray([*kept, kept[0]])
+    pg, pv = Polygon(got), Polygon(ring)
+    if (pv.is_valid and not pg.is_valid) or shapely.hausdorff_distance(pg, pv, densify=0.25) > spacing:
+        return ring  # (points put on chance lines crossed, or moved further than a corner would be)
+    return got
 
 
 def _corner_indices(ring: np.ndarray, min_turn: float = 10.0) -> np.ndarray:
@@ -404,35 +417,42 @@ def _corner_indices(ring: np.ndarray, min_turn: float = 10.0) -> np.ndarray:
 def _ring_like(track: np.ndarray, view: np.ndarray) -> np.ndarray | None:
     """``view`` (a closed ring) with the vertex structure of ring ``track``: each of the track's
     corners taken to the view's corner matched to it, the vertices between at the same fractions
-    along the view's edge as along the track's. None unless the two have as many corners (≥ 3)
-    and each matched pair is nearer than half the track's shortest edge. Averaged vertex by
-    vertex, two rings with corners in different places (or the points between them spread
-    differently: a 4 × 12 m ring of 16 points has 1 or 2 on a short edge) cut the corners."""
-    tc, vc = _corner_indices(track), _corner_indices(view)
-    if len(tc) != len(vc) or len(tc) < 3:
+    of the way along the view's outline between the two corners as along the track's (a ring laid
+    out like itself is itself). None unless the two have as many corners (≥ 3), each matched pair
+    is nearer than half the track's shortest edge, and the result is a valid polygon. Averaged
+    vertex by vertex, two rings with corners in different places (or the points between them
+    spread differently: a 4 × 12 m ring of 16 points has 1 or 2 on a short edge) cut the corners."""
+    from shapely.geometry import Polygon
+
+    tc = _corner_indices(track)
+    if len(tc) < 3:
         return None
     tcorn = track[tc]
     edge = np.linalg.norm(np.roll(tcorn, -1, axis=0) - tcorn, axis=1).min()
     best, best_d = None, np.inf
-    for order in (vc, vc[::-1]):
-        for k in range(len(order)):
-            cand = view[np.roll(order, -k)]
-            d = np.linalg.norm(cand - tcorn, axis=1)
+    for v in (view, view[::-1]):  # (either way round: both walked forwards)
+        vc = _corner_indices(v)
+        if len(vc) != len(tc):
+            continue
+        for k in range(len(vc)):
+            d = np.linalg.norm(v[np.roll(vc, -k)] - tcorn, axis=1)
             if d.max() < 0.5 * edge and d.sum() < best_d:
-                best, best_d = cand, d.sum()
+                best, best_d = (v, np.roll(vc, -k)), d.sum()
     if best is None:
         return None
-    n = len(track) - 1
+    v, vc = best
+    n, nv = len(track) - 1, len(v) - 1
     out = track.copy()
-    for j, (i0, i1) in enumerate(zip(tc, np.roll(tc, -1), strict=True)):
-        a, b = best[j], best[(j + 1) % len(tc)]
-        idx = [(i0 + s) % n for s in range((i1 - i0) % n or n)]
-        ta, tb = track[i0], track[i1 % n]
-        span = max(float(np.linalg.norm(tb - ta)), 1e-12)
-        for i in idx:
-            out[i] = a + (b - a) * (np.linalg.norm(track[i] - ta) / span)
+    for (i0, i1), (j0, j1) in zip(
+        zip(tc, np.roll(tc, -1), strict=True), zip(vc, np.roll(vc, -1), strict=True), strict=True
+    ):
+        ti = [(i0 + s) % n for s in range(((i1 - i0) % n or n) + 1)]  # (corner to corner, both in)
+        vj = [(j0 + s) % nv for s in range(((j1 - j0) % nv or nv) + 1)]
+        st, sv = _stations(track[ti]), _stations(v[vj])
+        f = st[:-1] / max(st[-1], 1e-12) * sv[-1]
+        out[ti[:-1]] = np.stack([np.interp(f, sv, v[vj][:, a]) for a in (0, 1)], 1)
     out[-1] = out[0]
-    return out
+    return out if Polygon(out).is_valid else None
 
 
 def _ring(pts: np.ndarray, k: int) -> np.ndarray:
