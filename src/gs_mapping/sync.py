@@ -21,13 +21,14 @@ Deviations, on purpose:
   exact synchronisation instead of never matching;
 * messages that leave a queue unmatched (overflow or replaced stamp) are counted in :attr:`dropped`
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
-* a queued message stamped more than :data:`STEP_BACK_NS` after the latest arrival of every input
-  (its own included) is dropped (counted in :attr:`dropped`): a stamp glitched ahead, or the time
-  before a clock reset (``ros2 bag play --loop``) once every input has stepped back, and nothing
-  to come matches it (each input's stamps come in order, give or take that much); message_filters
+* each input's stamps are taken to come in order, give or take :data:`STEP_BACK_NS`; a queued
+  message that nothing to come can match is dropped (counted in :attr:`dropped`): message_filters
   evicts by oldest stamp, so there it holds a queue slot for good, and a full queue of them every
-  new message. While another input is still near it (a partner in flight, an input delivered
-  later) it waits as any message does;
+  new message. That is a stamp glitched ahead (more than :data:`STEP_BACK_NS` past its input's
+  newest, the other inputs' for its first) once its input steps back to near that newest, and the
+  stamps before a clock reset (``ros2 bag play --loop``) or a step back once every input has
+  stepped back since they came and is more than :data:`STEP_BACK_NS` behind them. Until then (an
+  input delivered later, however late, may still bring its partner) it waits as any message does;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
 
@@ -81,11 +82,16 @@ class ApproximateTimeSynchronizer:
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop * 1e9))
         self._index = {n: i for i, n in enumerate(names)}
-        self._queues: list[dict[int, Any]] = [{} for _ in names]
+        self._queues: list[dict[int, tuple[int, Any]]] = [{} for _ in names]  # stamp: (arrival, msg)
         self._callbacks: list[Callable[..., Any]] = [callback] if callback is not None else []
         self.matched = 0
         self.dropped_per_input = [0] * len(names)
-        self._latest: list[int | None] = [None] * len(names)  # per input, its last arrival's stamp
+        # per input: its newest stamp since it last stepped back; before a jump ahead still unconfirmed
+        # (no other input past it yet), the newest before it; the arrival count of its last step back
+        self._newest: list[int | None] = [None] * len(names)
+        self._base: list[int | None] = [None] * len(names)
+        self._stepped_at = [-1] * len(names)
+        self._arrivals = 0
 
     @property
     def dropped(self) -> int:
@@ -99,15 +105,37 @@ class ApproximateTimeSynchronizer:
         """Messages still waiting for partners."""
         return sum(len(q) for q in self._queues)
 
-    def _drop_left_behind(self) -> None:
-        """Drop the queued stamps every input has left more than STEP_BACK_NS behind (see above)."""
-        if any(t is None for t in self._latest):  # (an input not heard yet may still bring it)
-            return
-        limit = max(t for t in self._latest if t is not None) + STEP_BACK_NS
-        for i, queue in enumerate(self._queues):
-            for ahead in [s for s in queue if s > limit]:
-                del queue[ahead]
-                self.dropped_per_input[i] += 1
+    def _follow(self, i: int, stamp: int) -> None:
+        """Track input ``i``'s order (see above) and drop what it leaves behind."""
+        newest, base, arrival = self._newest[i], self._base[i], self._arrivals
+        self._arrivals += 1
+        if newest is not None and stamp < newest - STEP_BACK_NS:  # a step back
+            if base is not None and abs(stamp - base) <= STEP_BACK_NS:  # to before a glitch ahead
+                newest = max(base, stamp)
+                queue = self._queues[i]
+                for ahead in [s for s in queue if s > newest + STEP_BACK_NS]:
+                    del queue[ahead]
+                    self.dropped_per_input[i] += 1
+            else:  # a clock reset (or a stamp far back): the others may still bring partners
+                newest, self._stepped_at[i] = stamp, arrival
+            self._base[i] = None
+        else:
+            others = [t for j, t in enumerate(self._newest) if j != i and t is not None]
+            ref = newest if newest is not None else max(others, default=None)
+            if base is None and ref is not None and stamp > ref + STEP_BACK_NS:
+                self._base[i] = ref
+            newest = stamp if newest is None else max(newest, stamp)
+        self._newest[i] = newest
+        for j, b in enumerate(self._base):  # a jump the other inputs made too: not a glitch
+            if b is not None and all(t is not None and t > b + STEP_BACK_NS for t in self._newest):
+                self._base[j] = None
+        # every input stepped back since it came, and is more than STEP_BACK_NS behind it
+        since = min(self._stepped_at)
+        limit = max(t for t in self._newest if t is not None) + STEP_BACK_NS
+        for j, queue in enumerate(self._queues):
+            for left in [s for s, (came, _) in queue.items() if came < since and s > limit]:
+                del queue[left]
+                self.dropped_per_input[j] += 1
 
     def _resolve(self, key: Hashable) -> int:
         if key in self._index:
@@ -121,11 +149,10 @@ class ApproximateTimeSynchronizer:
         i = self._resolve(key)
         stamp = int(stamp_ns)
         queue = self._queues[i]
-        self._latest[i] = stamp
-        self._drop_left_behind()
+        self._follow(i, stamp)
         if stamp in queue:
             self.dropped_per_input[i] += 1
-        queue[stamp] = msg
+        queue[stamp] = (self._arrivals - 1, msg)
         while len(queue) > self.queue_size:
             del queue[min(queue)]
             self.dropped_per_input[i] += 1
@@ -146,7 +173,7 @@ class ApproximateTimeSynchronizer:
             stamps = list(combo)
             stamps.insert(i, stamp)
             if max(stamps) - min(stamps) <= slop:
-                msgs = tuple(q.pop(s) for q, s in zip(self._queues, stamps, strict=False))
+                msgs = tuple(q.pop(s)[1] for q, s in zip(self._queues, stamps, strict=False))
                 self.matched += 1
                 for cb in self._callbacks:
                     cb(*msgs)
