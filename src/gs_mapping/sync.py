@@ -324,7 +324,10 @@ class RecordingPairer:
     near that newest within ``keep`` messages makes them a glitch (confirmed or not: a stream
     logged later than they are ahead has stamps there): the stream's order goes on from there,
     and they wait at their stamps as partners by the rule (unpaired at the end, they count as
-    dropped). :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
+    dropped; over ``keep`` messages, they leave a queue first). A step back still more than
+    :data:`STEP_BACK_NS` past that newest is a glitch within the jump: the jump stands, and the
+    stream's order goes on from its stamps before the glitch. :meth:`add` and :meth:`finish`
+    return the pairs decided, as (first, second).
     """
 
     STEP_BACK_NS = STEP_BACK_NS
@@ -367,7 +370,9 @@ class RecordingPairer:
     def _back_from_ahead(self, stream: int, stamp_ns: int) -> None:
         """A step back to near the stream's newest before it jumped ahead (or, its first message
         ahead, to near the other stream's; the recording's first message, to anywhere): the stamps
-        since were a glitch, and its newest goes back there. Those messages stay queued at
+        since were a glitch, and its newest goes back there (a step back still past it by more than
+        STEP_BACK_NS: a glitch within the jump, the stream's newest goes back to its stamps before
+        the glitch, and the jump stands). Those messages stay queued at
         their stamps (the rule may still pair them, as any other); the waits of :meth:`_decide`
         go by the newest, so they do not hold it up."""
         ahead, mine, other = self._ahead[stream], self._queues[stream], self._newest[1 - stream]
@@ -379,9 +384,12 @@ class RecordingPairer:
             base = stamp_ns
         else:
             return
-        if stamp_ns >= base - self.STEP_BACK_NS:
+        if abs(stamp_ns - base) <= self.STEP_BACK_NS:
             self._newest[stream] = base
             self._ahead[stream] = None
+        elif stamp_ns > base:  # a glitch within the jump: it goes on from its stamps before the glitch
+            first = bisect.bisect_right(mine, stamp_ns + self.STEP_BACK_NS, key=lambda it: it[0])
+            self._newest[stream] = max(stamp_ns, mine[first - 1][0]) if first else stamp_ns
 
     def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         newest, ahead = self._newest[stream], self._ahead[stream]
@@ -464,8 +472,10 @@ class RecordingPairer:
                 out.append((a[2], b[2]) if s == 0 else (b[2], a[2]))
             else:  # b is nearer another of a's stream: a has no partner
                 self.dropped += 1
-        for q in queues:  # (a stream gone quiet: the other's waiting messages stay bounded)
+        for stream, q in enumerate(queues):  # (a stream gone quiet: the other's waiting stay bounded)
             while len(q) > self.keep:
-                q.pop(0)
+                # glitches ahead first: they wait at their stamps for the whole take, real ones do not
+                newest = self._newest[stream]
+                q.pop(-1 if newest is not None and q[-1][0] > newest + self.STEP_BACK_NS else 0)
                 self.dropped += 1
         return out
