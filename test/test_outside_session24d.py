@@ -94,12 +94,6 @@ def test_live_sync_matches_message_filters_under_bag_play_loop_with_a_short_lag(
     assert got == ref and len(ref) == 270
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _drop_left_behind drops a loop's last frames (and, after a stamp glitched back, the "
-    "frames waiting) when the other input is delivered more than STEP_BACK_NS late: its latest arrival "
-    "is the lag behind, though its partners are still in flight",
-)
 @pytest.mark.parametrize("lag_ms", [1200, 1500])
 @pytest.mark.parametrize("glitch", [False, True])
 def test_live_sync_keeps_frames_whose_partner_input_is_delivered_over_a_second_late(lag_ms, glitch):
@@ -129,12 +123,6 @@ def _pair(a, b, log, slop_ns=20 * MS):
     return sorted(got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RecordingPairer: a stamp glitched ahead while the stream's real jump (both clocks set "
-    "ahead) is not confirmed yet is folded into that jump; the step back from the glitch undoes the real "
-    "jump (_back_from_ahead's one-sided 'stamp >= base - STEP_BACK_NS'): up to 36 pairs lost",
-)
 @pytest.mark.parametrize("late_ms,glitch_at", [(500, 45), (1500, 60), (1500, 75)])
 def test_recording_pairer_glitch_soon_after_both_clocks_stepped_ahead(late_ms, glitch_at):
     """Colour and depth at 30 Hz (depth 3 ms before colour), both clocks stepped 2 s ahead at frame
@@ -158,11 +146,6 @@ def test_recording_pairer_glitch_soon_after_both_clocks_stepped_ahead(late_ms, g
     assert _pair(colour, depth, log) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RecordingPairer keeps every stamp glitched ahead queued at its stamp for the whole "
-    "take; after `keep` of them the keep bound (pop the oldest) cuts every real message: pairing stops",
-)
 @pytest.mark.parametrize("n,late_ms", [(6600, 0), (2000, 1500)])
 def test_recording_pairer_pairs_on_after_many_isolated_glitches_in_a_long_recording(n, late_ms):
     """A long 30 Hz recording (3.7 min; 1 min with depth logged 1.5 s late) whose colour driver

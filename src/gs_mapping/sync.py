@@ -21,13 +21,23 @@ Deviations, on purpose:
   exact synchronisation instead of never matching;
 * messages that leave a queue unmatched (overflow or replaced stamp) are counted in :attr:`dropped`
   (per input in :attr:`dropped_per_input`), and :meth:`pending` says how many still wait;
-* a queued message stamped more than :data:`STEP_BACK_NS` after the latest arrival of every input
-  (its own included) is dropped (counted in :attr:`dropped`): a stamp glitched ahead, or the time
-  before a clock reset (``ros2 bag play --loop``) once every input has stepped back, and nothing
-  to come matches it (each input's stamps come in order, give or take that much); message_filters
+* each input's stamps are taken to come in order, give or take :data:`STEP_BACK_NS`, and a queued
+  message that nothing to come can match is dropped (counted in :attr:`dropped`; message_filters
   evicts by oldest stamp, so there it holds a queue slot for good, and a full queue of them every
-  new message. While another input is still near it (a partner in flight, an input delivered
-  later) it waits as any message does;
+  new message):
+
+  - a stamp glitched ahead: a jump of a few messages (at most 3, or twice those before it since the
+    input's last step back) more than :data:`STEP_BACK_NS` past its input's newest (its first
+    message: the other inputs' newest) once the input steps back to near that newest; an input's
+    lone first message followed by a step back the next message keeps to;
+  - a stamp every input has left behind, and all of them more than :data:`STEP_BACK_NS` behind it:
+    an input leaves it behind by stepping back that far (a clock reset, ``ros2 bag play --loop``)
+    after it reached the stamp (since it came, or already when it came, in the same loop) or never
+    came within :data:`STEP_BACK_NS` of it. A step back followed by a jump to near the stamps
+    before it was a stamp glitched back, not a reset.
+
+  Until then it waits as any message does: an input delivered later, however late, may still bring
+  its partner;
 * no locking: one thread feeds it (the replay runtime and rclpy's single-threaded executor do).
 """
 
@@ -81,11 +91,18 @@ class ApproximateTimeSynchronizer:
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop * 1e9))
         self._index = {n: i for i, n in enumerate(names)}
-        self._queues: list[dict[int, Any]] = [{} for _ in names]
+        self._queues: list[dict[int, list]] = [{} for _ in names]
         self._callbacks: list[Callable[..., Any]] = [callback] if callback is not None else []
         self.matched = 0
         self.dropped_per_input = [0] * len(names)
-        self._latest: list[int | None] = [None] * len(names)  # per input, its last arrival's stamp
+        # per input: its newest stamp since it last stepped back; (newest, messages, first stamp)
+        # of a jump ahead no other input has made yet; (newest, messages) before its last step back
+        self._newest: list[int | None] = [None] * len(names)
+        self._base: list[tuple[int, int, int] | None] = [None] * len(names)
+        self._back: list[tuple[int, int] | None] = [None] * len(names)
+        self._run = [0] * len(names)  # messages since it last stepped back
+        self._lone: list[int | None] = [None] * len(names)  # a lone message's stamp it stepped back from
+        self._resets = [0] * len(names)  # its step backs (not glitches): the loops it is in
 
     @property
     def dropped(self) -> int:
@@ -99,15 +116,78 @@ class ApproximateTimeSynchronizer:
         """Messages still waiting for partners."""
         return sum(len(q) for q in self._queues)
 
-    def _drop_left_behind(self) -> None:
-        """Drop the queued stamps every input has left more than STEP_BACK_NS behind (see above)."""
-        if any(t is None for t in self._latest):  # (an input not heard yet may still bring it)
+    def _follow(self, i: int, stamp: int) -> None:
+        """Track input ``i``'s order (see above) and drop what it leaves behind."""
+        newest, base, back = self._newest[i], self._base[i], self._back[i]
+        self._run[i] += 1
+        if newest is not None and stamp < newest - STEP_BACK_NS:  # a step back
+            self._base[i] = None
+            # to before a jump ahead of a few messages (at most 3, or twice those before it): a glitch
+            if (
+                base is not None
+                and abs(stamp - base[0]) <= STEP_BACK_NS
+                and self._run[i] - 1 - base[1] <= max(3, 2 * base[1])
+            ):
+                self._newest[i] = back_to = max(base[0], stamp)
+                self._drop(i, lambda s: s > back_to + STEP_BACK_NS and s >= base[2] - STEP_BACK_NS)
+                return
+            # a clock reset (or a stamp glitched back; from a lone message: a glitch ahead, unless
+            # its next message goes back there)
+            self._lone[i] = newest if self._run[i] == 2 else None
+            self._back[i], self._newest[i], self._run[i] = (newest, self._run[i]), stamp, 1
+            self._resets[i] += 1
+            self._leave(i, stamp, newest)
             return
-        limit = max(t for t in self._latest if t is not None) + STEP_BACK_NS
-        for i, queue in enumerate(self._queues):
-            for ahead in [s for s in queue if s > limit]:
-                del queue[ahead]
-                self.dropped_per_input[i] += 1
+        if (
+            newest is not None
+            and stamp > newest + STEP_BACK_NS
+            and back
+            and abs(stamp - back[0]) <= STEP_BACK_NS
+        ):
+            # back to its stamps before the step back: that was a stamp glitched back
+            self._newest[i], self._run[i], self._back[i] = max(back[0], stamp), back[1] + 1, None
+            self._lone[i] = None
+            self._resets[i] -= 1
+            self._reach(i, back[0], stamp)
+            return
+        if (lone := self._lone[i]) is not None and lone > stamp + STEP_BACK_NS:
+            self._drop(i, lambda s: s == lone)
+            self._back[i] = None  # (no reset then)
+            self._resets[i] -= 1
+        self._lone[i] = None
+        self._reach(i, newest, stamp)
+        others = [t for j, t in enumerate(self._newest) if j != i and t is not None]
+        ref = newest if newest is not None else max(others, default=None)
+        if base is None and ref is not None and stamp > ref + STEP_BACK_NS:
+            self._base[i] = (ref, self._run[i] - 1 if newest is not None else 1, stamp)
+        self._newest[i] = stamp if newest is None else max(newest, stamp)
+        for j, b in enumerate(self._base):  # a jump the other inputs made too: not a glitch
+            if b is not None and all(t is not None and t > b[0] + STEP_BACK_NS for t in self._newest):
+                self._base[j] = None
+
+    def _leave(self, i: int, stamp: int, newest: int) -> None:
+        """Input ``i`` stepped back to ``stamp`` from a run up to ``newest`` (see above)."""
+        for queue in self._queues:
+            for s, entry in queue.items():
+                if s > stamp + STEP_BACK_NS and (entry[0] & (1 << i) or s > newest + STEP_BACK_NS):
+                    entry[1] |= 1 << i
+        everyone, limit = (1 << len(self.names)) - 1, max(t for t in self._newest if t is not None)
+        for j in range(len(self.names)):
+            self._drop(j, lambda s: s > limit + STEP_BACK_NS and self._queues[j][s][1] == everyone)  # noqa: B023
+
+    def _reach(self, i: int, since: int | None, stamp: int) -> None:
+        """Input ``i`` went on from ``since`` to ``stamp``: it reached the queued stamps between
+        (those it is past already when they come, :meth:`add` marks)."""
+        for queue in self._queues:
+            for s, entry in queue.items():
+                if (since is None or s > since) and s <= stamp:
+                    entry[0] |= 1 << i
+
+    def _drop(self, i: int, left: Callable[[int], bool]) -> None:
+        queue = self._queues[i]
+        for s in [s for s in queue if left(s)]:
+            del queue[s]
+            self.dropped_per_input[i] += 1
 
     def _resolve(self, key: Hashable) -> int:
         if key in self._index:
@@ -121,11 +201,17 @@ class ApproximateTimeSynchronizer:
         i = self._resolve(key)
         stamp = int(stamp_ns)
         queue = self._queues[i]
-        self._latest[i] = stamp
-        self._drop_left_behind()
+        self._follow(i, stamp)
         if stamp in queue:
             self.dropped_per_input[i] += 1
-        queue[stamp] = msg
+        # (the inputs that reached it: past it already in the same loop, or since; those that left it
+        # behind; the message)
+        past = (
+            j
+            for j, t in enumerate(self._newest)
+            if t is not None and t >= stamp and self._resets[j] >= self._resets[i]
+        )
+        queue[stamp] = [sum(1 << j for j in past), 0, msg]
         while len(queue) > self.queue_size:
             del queue[min(queue)]
             self.dropped_per_input[i] += 1
@@ -146,7 +232,7 @@ class ApproximateTimeSynchronizer:
             stamps = list(combo)
             stamps.insert(i, stamp)
             if max(stamps) - min(stamps) <= slop:
-                msgs = tuple(q.pop(s) for q, s in zip(self._queues, stamps, strict=False))
+                msgs = tuple(q.pop(s)[2] for q, s in zip(self._queues, stamps, strict=False))
                 self.matched += 1
                 for cb in self._callbacks:
                     cb(*msgs)
@@ -238,7 +324,10 @@ class RecordingPairer:
     near that newest within ``keep`` messages makes them a glitch (confirmed or not: a stream
     logged later than they are ahead has stamps there): the stream's order goes on from there,
     and they wait at their stamps as partners by the rule (unpaired at the end, they count as
-    dropped). :meth:`add` and :meth:`finish` return the pairs decided, as (first, second).
+    dropped; over ``keep`` messages, they leave a queue first). A step back still more than
+    :data:`STEP_BACK_NS` past that newest is a glitch within the jump: the jump stands, and the
+    stream's order goes on from its stamps before the glitch. :meth:`add` and :meth:`finish`
+    return the pairs decided, as (first, second).
     """
 
     STEP_BACK_NS = STEP_BACK_NS
@@ -281,7 +370,9 @@ class RecordingPairer:
     def _back_from_ahead(self, stream: int, stamp_ns: int) -> None:
         """A step back to near the stream's newest before it jumped ahead (or, its first message
         ahead, to near the other stream's; the recording's first message, to anywhere): the stamps
-        since were a glitch, and its newest goes back there. Those messages stay queued at
+        since were a glitch, and its newest goes back there (a step back still past it by more than
+        STEP_BACK_NS: a glitch within the jump, the stream's newest goes back to its stamps before
+        the glitch, and the jump stands). Those messages stay queued at
         their stamps (the rule may still pair them, as any other); the waits of :meth:`_decide`
         go by the newest, so they do not hold it up."""
         ahead, mine, other = self._ahead[stream], self._queues[stream], self._newest[1 - stream]
@@ -293,9 +384,12 @@ class RecordingPairer:
             base = stamp_ns
         else:
             return
-        if stamp_ns >= base - self.STEP_BACK_NS:
+        if abs(stamp_ns - base) <= self.STEP_BACK_NS:
             self._newest[stream] = base
             self._ahead[stream] = None
+        elif stamp_ns > base:  # a glitch within the jump: it goes on from its stamps before the glitch
+            first = bisect.bisect_right(mine, stamp_ns + self.STEP_BACK_NS, key=lambda it: it[0])
+            self._newest[stream] = max(stamp_ns, mine[first - 1][0]) if first else stamp_ns
 
     def _queue(self, stream: int, stamp_ns: int, msg) -> list[tuple]:
         newest, ahead = self._newest[stream], self._ahead[stream]
@@ -378,8 +472,10 @@ class RecordingPairer:
                 out.append((a[2], b[2]) if s == 0 else (b[2], a[2]))
             else:  # b is nearer another of a's stream: a has no partner
                 self.dropped += 1
-        for q in queues:  # (a stream gone quiet: the other's waiting messages stay bounded)
+        for stream, q in enumerate(queues):  # (a stream gone quiet: the other's waiting stay bounded)
             while len(q) > self.keep:
-                q.pop(0)
+                # glitches ahead first: they wait at their stamps for the whole take, real ones do not
+                newest = self._newest[stream]
+                q.pop(-1 if newest is not None and q[-1][0] > newest + self.STEP_BACK_NS else 0)
                 self.dropped += 1
         return out
