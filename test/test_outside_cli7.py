@@ -407,6 +407,7 @@ def test_hd_train_overwrite_keeps_the_checkpoint_it_fine_tunes_from(tmp_path):
     ``--init-from run/model.pt`` in ``run/`` with ``--overwrite`` (fine-tune the last result in
     place) reads the weights and then swaps the folder, so the model the user started from is gone.
     Wanted: refused in one line before training, or the file kept as it was."""
+    pytest.importorskip("torch")  # (hd-train reads the checkpoint with it)
     if not SHIPPED_CKPT.exists():
         pytest.skip(f"{SHIPPED_CKPT}: the shipped checkpoint is absent")
     run = tmp_path / "run"
