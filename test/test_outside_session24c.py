@@ -63,9 +63,11 @@ def _start(args, *, prefix=(), cwd=None, env=None) -> subprocess.Popen:
     )
 
 
-def _router_after(sig: int, tmp_path: Path, *, prefix=(), duration: float | None = None) -> tuple[int, str]:
+def _router_after(
+    sig: int, tmp_path: Path, *, prefix=(), duration: float | None = None
+) -> tuple[int, str, float]:
     """``gs-mapping router`` on a loopback port of the system's choice; ``sig`` once it says ready.
-    (rc, stderr)."""
+    (rc, stderr, seconds from the signal to the exit)."""
     pytest.importorskip("zenoh")
     args = ["router", "--listen", "tcp/127.0.0.1:0"]
     if duration is not None:
@@ -76,12 +78,14 @@ def _router_after(sig: int, tmp_path: Path, *, prefix=(), duration: float | None
         assert "ready" in line, (line, p.stderr.read() if p.poll() is not None else "")
         time.sleep(0.3)
         p.send_signal(sig)
+        sent = time.monotonic()
         _, err = p.communicate(timeout=60)
+        seconds = time.monotonic() - sent
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    return p.returncode, err
+    return p.returncode, err, seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,10 +104,11 @@ def test_nohup_keeps_a_command_running_through_a_hangup(tmp_path):
     nohup = shutil.which("nohup")
     if nohup is None:
         pytest.skip("no nohup (coreutils) here")
-    rc, err = _router_after(signal.SIGHUP, tmp_path, prefix=(nohup,), duration=4)
+    rc, err, seconds = _router_after(signal.SIGHUP, tmp_path, prefix=(nohup,), duration=4)
     assert "Traceback" not in err, err[-2000:]
     assert rc == 0, (rc, err[-500:])
     assert "hangup" not in err
+    assert seconds > 2.5, f"stopped {seconds:.1f} s after the hang-up, not at its --duration's end"
 
 
 def test_a_hangup_stops_router_as_ctrl_c_does(tmp_path):
@@ -113,10 +118,10 @@ def test_a_hangup_stops_router_as_ctrl_c_does(tmp_path):
     command exits 0, as it does on SIGTERM (their own handler sets a stop flag). A hang-up instead
     goes to the CLI's handler, which raises wherever the main thread is (for ``run``: inside
     ``spin_once``, possibly inside a message callback) and exits 129 with 'hangup'."""
-    rc_int, err_int = _router_after(signal.SIGINT, tmp_path)
-    rc_term, _ = _router_after(signal.SIGTERM, tmp_path)
+    rc_int, err_int, _ = _router_after(signal.SIGINT, tmp_path)
+    rc_term, _, _ = _router_after(signal.SIGTERM, tmp_path)
     assert (rc_int, rc_term) == (0, 0), err_int[-500:]
-    rc_hup, err_hup = _router_after(signal.SIGHUP, tmp_path)
+    rc_hup, err_hup, _ = _router_after(signal.SIGHUP, tmp_path)
     assert "Traceback" not in err_hup, err_hup[-2000:]
     assert rc_hup == rc_int, (rc_hup, err_hup[-500:])
 
