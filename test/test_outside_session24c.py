@@ -469,4 +469,7 @@ def test_full_launch_rviz_folder_is_gone_after_launch_ends(tmp_path, sig):
             pass
         p.wait()
     assert sorted(x.name for x in tmp.iterdir()) == []
-    assert [x.name for x in run.rglob("*")] == ["gs_mapping", "gs_mapping_robot1.rviz"]  # (the one file)
+    assert sorted(x.name for x in run.rglob("*")) == [
+        "gs_mapping",
+        "gs_mapping_robot1.rviz",
+    ]  # (the one file)
