@@ -5,12 +5,11 @@ ros2 launch gs_mapping full.launch.py [params_file:=…] [use_sim_time:=true] [d
 
 use_sim_time and device override the params file only when given. Under namespace:=robot1 the nodes'
 own topics are /robot1/<node>/…, the receiver listens to the mapper there (relative topics), and RViz
-gets a copy of config/gs_mapping.rviz whose topics of our nodes carry the namespace.
+gets a copy of config/gs_mapping.rviz whose topics of our nodes carry the namespace
+($XDG_RUNTIME_DIR/gs_mapping, else $ROS_HOME or ~/.ros/gs_mapping: one file per namespace).
 """
 
 import os
-import shutil
-import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -76,14 +75,8 @@ def _actions(context):
         # around this file's include (a multi-robot launch file)
         ns = effective_namespace(context.launch_configurations.get("ros_namespace"), namespace)
         rviz_config = os.path.join(share, "config", "gs_mapping.rviz")
-        if ns.strip("/"):  # a namespaced copy, in a folder of this launch's own, removed at shutdown
-            from launch.actions import RegisterEventHandler
-            from launch.event_handlers import OnShutdown
-
-            folder = tempfile.mkdtemp(prefix="gs_mapping_rviz_")
-            rviz_config = rviz_config_for_namespace(rviz_config, ns, folder)
-            cleanup = OnShutdown(on_shutdown=lambda *_: shutil.rmtree(folder, ignore_errors=True))
-            actions.append(RegisterEventHandler(cleanup))
+        # a namespaced copy: one file per namespace, replaced at each launch (launch_support)
+        rviz_config = rviz_config_for_namespace(rviz_config, ns)
         actions.append(
             Node(
                 package="rviz2",

@@ -262,6 +262,7 @@ def test_full_launch_under_a_pushed_namespace_gives_rviz_the_namespaced_topics(t
     shutil.copytree(REPO / "config", share / "config")
     mod = _load_launch_file("full.launch.py", share, monkeypatch)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     ctx = _context(
         params_file=str(share / "config" / "full.yaml"),
         use_sim_time="",
@@ -278,12 +279,12 @@ def test_full_launch_under_a_pushed_namespace_gives_rviz_the_namespaced_topics(t
     cfg = yaml.safe_load(written.read_text())
     topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
     assert {"/robot1/hd_map_node/lanes", "/robot1/map_receiver_node/map_cloud"} <= topics, topics
-    # the copy's folder goes at the launch's shutdown (launch's OnShutdown, registered by the file)
-    assert written.parent.parent == tmp_path and written.parent.name.startswith("gs_mapping_rviz_")
-    handlers = [a[1] for a in actions if isinstance(a, tuple) and a[0] == "handler"]
-    assert [h[0] for h in handlers] == ["on_shutdown"]
-    handlers[0][1](None, ctx)
-    assert not written.parent.exists()
+    # one file per namespace in the user's runtime folder, replaced by the next launch: nothing
+    # to remove at shutdown (real launch runs no shutdown handler on SIGTERM) and nothing piles up
+    assert written.parent == tmp_path / "run" / "gs_mapping"
+    assert not [a for a in actions if isinstance(a, tuple) and a[0] == "handler"]
+    mod._actions(ctx)
+    assert list(written.parent.iterdir()) == [written] and not list(tmp_path.glob("gs_mapping_rviz_*"))
 
 
 def test_map_receiver_launch_refuses_a_missing_params_file_and_overrides_only_what_is_given(

@@ -141,6 +141,30 @@ def test_receiver_defaults_listen_to_the_mappers_topics_in_any_namespace(namespa
         assert got == resolve_topic("~/map_snapshot", "mapper_node", namespace)
 
 
+def test_namespaced_rviz_configs_are_one_file_per_namespace_in_the_users_folder(tmp_path, monkeypatch):
+    """A launch killed by SIGTERM runs no shutdown handler (ros2/launch cancels its run), so the
+    namespaced RViz config is not a temporary to remove: one file per namespace in the user's runtime
+    folder ($XDG_RUNTIME_DIR, else $ROS_HOME), replaced at each launch, so nothing piles up; two
+    namespaces never share a file ('.' is in no ROS name)."""
+    from gs_mapping.nodes.launch_support import rviz_config_for_namespace
+
+    cfg = tmp_path / "in.rviz"
+    cfg.write_text("Value: /map_receiver_node/map_cloud\n")
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros"))
+    first = rviz_config_for_namespace(cfg, "/a/b_c")
+    assert Path(first).parent == tmp_path / "ros" / "gs_mapping"
+    assert rviz_config_for_namespace(cfg, "/a/b_c") == first  # (replaced, not a second file)
+    other = rviz_config_for_namespace(cfg, "a_b/c")
+    assert other != first and Path(other).read_text() == "Value: /a_b/c/map_receiver_node/map_cloud\n"
+    assert sorted(p.name for p in (tmp_path / "ros" / "gs_mapping").iterdir()) == sorted(
+        Path(x).name for x in (first, other)
+    )
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    assert Path(rviz_config_for_namespace(cfg, "robot1")).parent == tmp_path / "run" / "gs_mapping"
+    assert (tmp_path / "run" / "gs_mapping").stat().st_mode & 0o777 == 0o700
+
+
 def test_rviz_follows_the_namespace():
     """Issue 20 #6: under namespace:=robot1 RViz gets a config whose topics of our nodes are the
     namespaced ones; inputs (camera, ground truth) stay absolute as the bag publishes them."""

@@ -8,6 +8,7 @@ does not pay for torch. Errors of the suite (:class:`GsMappingError`) print as o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -57,6 +58,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
+    def _print_message(self, message, file=None):  # type: ignore[override]
+        # argparse (3.11+) swallows a write error here, so --help >&- exited 0 having printed
+        # nothing: main() reports it as for any output that could not be written
+        if message:
+            (file or sys.stderr).write(message)
+
 
 class Terminated(BaseException):
     """SIGTERM or SIGHUP (the terminal or ssh session went away), raised where the command runs so
@@ -100,6 +107,35 @@ def add_no_progress(p: argparse.ArgumentParser) -> None:
 
 def _on_signal(signum, _frame):
     raise Terminated(signum)
+
+
+def on_unwinding_signals(handler) -> dict:
+    """``handler`` for each of :data:`UNWINDING_SIGNALS` (SIGTERM, SIGHUP) on the main thread;
+    the previous handlers, to restore. A signal ignored when the process started stays ignored:
+    ``nohup`` and a service manager ignore SIGHUP (or SIGTERM) for the command they start, and
+    POSIX programs keep that (as Python does for a SIGINT a shell ignores in background jobs)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {
+        s: signal.signal(s, handler) for s in UNWINDING_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN
+    }
+
+
+def _say(prog: str, text: str) -> None:
+    """The status line of a command that ended early: where stderr cannot be written (a hang-up
+    leaves it on a gone terminal: EIO) the exit status says it alone."""
+    with contextlib.suppress(OSError):
+        print(f"{prog}: {text}", file=sys.stderr, flush=True)
+
+
+def _write_failed(prog: str, exc: OSError) -> int:
+    """The exit status (and line) for output that could not be written."""
+    if isinstance(exc, BrokenPipeError):  # the reader of our output went away (| head): quietly, as cat does
+        with contextlib.suppress(OSError):  # (no error at exit's flush)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    _say(prog, f"error: {one_line(exc.strerror or exc)}")
+    return 2
 
 
 class _ClosedStdout:
@@ -147,15 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     prefer_single_thread_torch()  # before torch is imported: see gs_mapping.cpu_threads
     _closed_standard_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except OSError as exc:  # --help or a usage error that could not be written (>&-, /dev/full)
+        return _write_failed(parser.prog, exc)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     if not args.verbose:  # torch logs its caches' statistics at INFO when the process exits
         logging.getLogger("torch").setLevel(logging.WARNING)
     module = importlib.import_module(f"{__name__}.{args._module}")
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, _on_signal) for s in UNWINDING_SIGNALS} if on_main_thread else {}
+    previous = on_unwinding_signals(_on_signal)
+    prog = f"gs-mapping {args.command}"
     forget_made_folders()
     rc = 1  # (an exception no branch below takes)
     try:
@@ -163,25 +202,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a write error on what is still buffered is the command's (> /dev/full)
         return rc
     except GsMappingError as exc:
-        print(f"gs-mapping {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        _say(prog, f"error: {one_line(exc)}")
         return 2
     except MemoryError:  # an input too large for this machine (readers refuse what they foresee)
-        print(f"gs-mapping {args.command}: error: out of memory", file=sys.stderr)
+        _say(prog, "error: out of memory")
         return 2
     except KeyboardInterrupt:
-        print(f"gs-mapping {args.command}: interrupted", file=sys.stderr)
+        _say(prog, "interrupted")
         return 130
     except Terminated as exc:
         (signum,) = exc.args or (signal.SIGTERM,)
-        word = "hangup" if signum == getattr(signal, "SIGHUP", None) else "terminated"
-        print(f"gs-mapping {args.command}: {word}", file=sys.stderr)
+        _say(prog, "hangup" if signum == getattr(signal, "SIGHUP", None) else "terminated")
         return 128 + signum  # (the shell's status for a process the signal ended)
-    except BrokenPipeError:  # the reader of our output went away (| head): quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
-        return 141
-    except OSError as exc:  # what no command names itself: writing its report to a full disk, ...
-        print(f"gs-mapping {args.command}: error: {one_line(exc.strerror or exc)}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # what no command names itself: writing its report to a full disk, | head, ...
+        return _write_failed(prog, exc)
     finally:
         if rc != 0:  # the folders made for outputs that were never written go again
             remove_made_folders()
@@ -194,4 +228,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "add_no_progress", "main", "seed", "show_progress"]
+__all__ = ["COMMANDS", "add_no_progress", "main", "on_unwinding_signals", "seed", "show_progress"]

@@ -29,16 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
     import time
 
     from ..runtime.zenoh_runtime import asks_any_port, listen_endpoints, run_router, session_config
+    from . import on_unwinding_signals
     from .run_node import check_duration
 
     check_duration(args.duration)
     router = run_router(args.listen, args.connect, args.config)
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    on_unwinding_signals(lambda *_: stop.append(1))  # (a clean stop from the loop, as Ctrl-C's)
     end = None if args.duration is None else time.monotonic() + args.duration
     try:
         # where it listens as the config used says (a file's endpoints, not rmw_zenohd's default)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import time
 
 
@@ -89,6 +88,7 @@ def check_duration(duration: float | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..nodes.context import check_ros_names
     from ..nodes.registry import node_class
+    from . import on_unwinding_signals
 
     cls = node_class(args.node)
     check_duration(args.duration)
@@ -101,11 +101,13 @@ def run(args: argparse.Namespace) -> int:
         ctx.close()  # a Zenoh session's threads would keep the process alive after the error line
         raise
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    ctx.logger.info(f"{ctx.node_name} running on {args.transport}, ROS domain {ctx.domain_id}")
-    print(f"{ctx.node_name}: ready", flush=True)
+    on_unwinding_signals(lambda *_: stop.append(1))  # (a clean stop from the loop, as Ctrl-C's)
     end = None if args.duration is None else time.monotonic() + args.duration
     try:
+        # inside the try: a "ready" that cannot be written (>&-, | head gone) still closes the
+        # node and its Zenoh session, whose threads would keep the process alive
+        ctx.logger.info(f"{ctx.node_name} running on {args.transport}, ROS domain {ctx.domain_id}")
+        print(f"{ctx.node_name}: ready", flush=True)
         while not stop and (end is None or time.monotonic() < end):
             ctx.spin_once(0.1)
     except KeyboardInterrupt:

@@ -7,7 +7,8 @@
   key no user file uses, so that they are applied after everything the user's file says.
 - :func:`rviz_config_for_namespace`: RViz's display topics are absolute in ``config/gs_mapping.rviz``;
   under ``namespace:=robot1`` our nodes publish under ``/robot1/…``, so the launch file hands RViz a
-  copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are).
+  copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are),
+  one file per namespace in :func:`rviz_config_dir`, replaced at each launch.
 - :func:`existing_params_file`: launch_ros only warns about a ``params_file:=`` that is no file and
   starts the nodes on their built-in defaults; the launch files stop instead, naming it.
 - :func:`launch_flag`: a true/false launch argument (``rviz:=``) read as launch reads a condition.
@@ -18,10 +19,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..output_files import write_text
 
 OUR_NODES = ("hd_map_node", "mapper_node", "map_receiver_node")
 # the spellings launch_ros reads as a bool when a Node's parameter value is a substitution (its
@@ -105,13 +109,28 @@ def namespaced_rviz_config(text: str, namespace: str) -> str:
     return re.sub(rf"(Value: )(/(?:{nodes})/)", lambda m: m.group(1) + ns + m.group(2), text)
 
 
-def rviz_config_for_namespace(config: str | Path, namespace: str, out_dir: str | Path) -> str:
+def rviz_config_dir() -> Path:
+    """Where the launch files keep their namespaced RViz configs: a folder of this user's own,
+    ``$XDG_RUNTIME_DIR/gs_mapping`` where that is set (per user, emptied at logout), else
+    ``$ROS_HOME/gs_mapping`` (``~/.ros``, where ROS keeps its logs). Never a predictable name in a
+    shared /tmp, and never a temporary folder per launch: a launch stopped by SIGTERM does not run
+    its shutdown handlers (ros2/launch cancels its run), so nothing could remove that."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("ROS_HOME") or os.path.expanduser("~/.ros")
+    folder = Path(base) / "gs_mapping"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def rviz_config_for_namespace(config: str | Path, namespace: str, out_dir: str | Path | None = None) -> str:
     """The RViz config to start RViz with: ``config`` itself without a namespace, else a namespaced
-    copy written into ``out_dir`` (a launch-time temporary directory)."""
+    copy in ``out_dir`` (default :func:`rviz_config_dir`): one file per namespace, replaced at each
+    launch (atomically: a launch starting beside another never hands RViz half a file), so launches
+    however stopped leave at most that one small file each."""
     if not namespace.strip("/"):
         return str(config)
-    out = Path(out_dir) / f"gs_mapping_{namespace.strip('/').replace('/', '_')}.rviz"
-    out.write_text(namespaced_rviz_config(Path(config).read_text(), namespace))
+    # '.' is in no ROS name: /a/b_c and /a_b/c get files of their own
+    out = Path(out_dir or rviz_config_dir()) / f"gs_mapping_{namespace.strip('/').replace('/', '.')}.rviz"
+    write_text(out, namespaced_rviz_config(Path(config).read_text(), namespace), overwrite=True)
     return str(out)
 
 
