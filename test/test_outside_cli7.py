@@ -327,8 +327,8 @@ def test_ctrl_c_or_sigterm_to_the_process_group_of_world_with_workers_leaves_not
     got, err, left = _signal_world_group(tmp_path, sig)
     # (after "interrupted", CPython sometimes ends the process by SIGINT itself, as a program that
     # was interrupted should: a shell shows that as 130 too. Seen under load, 1 run in 3 with 2
-    # workers, the same before this session's changes: a KeyboardInterrupt that lands inside a C
-    # extension's PyRun call sets CPython's "unhandled" flag, which the handled exception leaves set)
+    # workers, at 8d718da too; strace shows the process sending itself SIGINT as it exits, which
+    # CPython does when it counted a KeyboardInterrupt as unhandled somewhere; cause not found)
     assert got == rc or (sig == signal.SIGINT and got == -signal.SIGINT), err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
     assert [ln for ln in err.splitlines() if ln.strip()] == [f"gs-mapping world: {line}"], err[-2000:]
