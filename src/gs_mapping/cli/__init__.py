@@ -121,6 +121,9 @@ def on_unwinding_signals(handler) -> dict:
     }
 
 
+_OUR_PACKAGES = ("gs_mapping", "gsmap_hd", "gs_map_share")  # (a module of ours missing is a bug)
+
+
 def _say(prog: str, text: str) -> None:
     """The status line of a command that ended early: where stderr cannot be written (a hang-up
     leaves it on a gone terminal: EIO) the exit status says it alone."""
@@ -203,6 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     except GsMappingError as exc:
         _say(prog, f"error: {one_line(exc)}")
+        return 2
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if not missing or missing in _OUR_PACKAGES:
+            raise
+        # a dependency this install lacks (torch on a ROS machine's system Python, where rosdep
+        # does not bring it): the command cannot run here
+        _say(prog, f"error: needs the Python package {missing!r}, which is not installed here")
         return 2
     except MemoryError:  # an input too large for this machine (readers refuse what they foresee)
         _say(prog, "error: out of memory")
