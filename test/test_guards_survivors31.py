@@ -262,6 +262,7 @@ def test_full_launch_under_a_pushed_namespace_gives_rviz_the_namespaced_topics(t
     shutil.copytree(REPO / "config", share / "config")
     mod = _load_launch_file("full.launch.py", share, monkeypatch)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    (tmp_path / "run").mkdir(mode=0o700)  # (the user's runtime folder exists: XDG spec)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     ctx = _context(
         params_file=str(share / "config" / "full.yaml"),

@@ -160,6 +160,7 @@ def test_namespaced_rviz_configs_are_one_file_per_namespace_in_the_users_folder(
     assert sorted(p.name for p in (tmp_path / "ros" / "gs_mapping").iterdir()) == sorted(
         Path(x).name for x in (first, other)
     )
+    (tmp_path / "run").mkdir(mode=0o700)  # (the user's runtime folder exists: XDG spec)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     assert Path(rviz_config_for_namespace(cfg, "robot1")).parent == tmp_path / "run" / "gs_mapping"
     assert (tmp_path / "run" / "gs_mapping").stat().st_mode & 0o777 == 0o700

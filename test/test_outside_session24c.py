@@ -440,6 +440,7 @@ def test_full_launch_rviz_folder_is_gone_after_launch_ends(tmp_path, sig):
     harness = tmp_path / "harness.py"
     harness.write_text(_LAUNCH_HARNESS)
     run = tmp_path / "run"  # (XDG_RUNTIME_DIR: where the namespaced RViz config goes)
+    run.mkdir(mode=0o700)  # (the runtime folder exists, as the XDG spec has it)
     env = _env(
         PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), XDG_RUNTIME_DIR=str(run)
     )

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import errno
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -209,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").partition(".")[0]
-        if not missing or missing in _OUR_PACKAGES:
-            raise
+        if not missing or missing in _OUR_PACKAGES or importlib.util.find_spec(missing) is not None:
+            raise  # (ours, or a submodule an installed package lacks: a bug or a version mismatch)
         # a dependency this install lacks (torch on a ROS machine's system Python, where rosdep
         # does not bring it): the command cannot run here
         _say(prog, f"error: needs the Python package {missing!r}, which is not installed here")

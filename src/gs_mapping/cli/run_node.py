@@ -4,7 +4,11 @@ format), without rclpy."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import os
+import sys
 import time
 
 
@@ -85,6 +89,20 @@ def check_duration(duration: float | None) -> None:
         raise ConfigError(f"--duration: must be a number of seconds > 0, got {duration}")
 
 
+def _say(line: str, stop: list) -> None:
+    """A line on stdout. A terminal that went away (EIO: the hang-up that comes with it stops the
+    node) or any write after a stop by a signal ends the output, not the node's clean stop: what
+    stays buffered goes to /dev/null (main's last flush would fail again)."""
+    try:
+        print(line, flush=True)
+    except OSError as exc:
+        if not stop and exc.errno != errno.EIO:
+            raise
+        stop.append(1)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def run(args: argparse.Namespace) -> int:
     from ..nodes.context import check_ros_names
     from ..nodes.registry import node_class
@@ -107,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         # inside the try: a "ready" that cannot be written (>&-, | head gone) still closes the
         # node and its Zenoh session, whose threads would keep the process alive
         ctx.logger.info(f"{ctx.node_name} running on {args.transport}, ROS domain {ctx.domain_id}")
-        print(f"{ctx.node_name}: ready", flush=True)
+        _say(f"{ctx.node_name}: ready", stop)
         while not stop and (end is None or time.monotonic() < end):
             ctx.spin_once(0.1)
     except KeyboardInterrupt:
@@ -117,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
             node.close()
         finally:
             ctx.close()
-        # One machine-readable line at the end: what the node saw, rejected and holds.
-        print(
-            "summary: " + json.dumps({"node": ctx.node_name, **node.diag.summary()}, default=str), flush=True
-        )
+        # One machine-readable line at the end: what the node saw, rejected and holds. After a stop
+        # by a signal (a hang-up leaves stdout on a gone terminal: EIO) the exit status says it
+        # alone, and what stays buffered goes to /dev/null (main's last flush would fail again).
+        summary = {"node": ctx.node_name, **node.diag.summary()}
+        _say("summary: " + json.dumps(summary, default=str), stop)
     return 0

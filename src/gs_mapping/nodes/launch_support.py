@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..output_files import write_text
 
 OUR_NODES = ("hd_map_node", "mapper_node", "map_receiver_node")
@@ -115,10 +116,28 @@ def rviz_config_dir() -> Path:
     ``$ROS_HOME/gs_mapping`` (``~/.ros``, where ROS keeps its logs). Never a predictable name in a
     shared /tmp, and never a temporary folder per launch: a launch stopped by SIGTERM does not run
     its shutdown handlers (ros2/launch cancels its run), so nothing could remove that."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("ROS_HOME") or os.path.expanduser("~/.ros")
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if not (runtime and _own_writable_dir(runtime)):  # (the XDG spec: the user's own; not under sudo -E)
+        runtime = ""
+    base = runtime or os.environ.get("ROS_HOME") or os.path.expanduser("~/.ros")
+    if base.startswith("~"):  # no HOME and no passwd entry (a container's bare uid)
+        raise ConfigError("no folder for the namespaced RViz config: set HOME, ROS_HOME or XDG_RUNTIME_DIR")
     folder = Path(base) / "gs_mapping"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"{folder}: cannot hold the namespaced RViz config ({exc.strerror or exc})"
+        ) from None
     return folder
+
+
+def _own_writable_dir(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return os.path.isdir(path) and st.st_uid == os.getuid() and os.access(path, os.W_OK | os.X_OK)
 
 
 def rviz_config_for_namespace(config: str | Path, namespace: str, out_dir: str | Path | None = None) -> str:
