@@ -132,11 +132,19 @@ def _say(prog: str, text: str) -> None:
         print(f"{prog}: {text}", file=sys.stderr, flush=True)
 
 
+def stdout_to_devnull() -> None:
+    """Send what stays buffered for stdout to /dev/null: its reader left (``| head``) or its
+    terminal went away, and the flush at exit would fail a second time."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
 def _write_failed(prog: str, exc: OSError) -> int:
     """The exit status (and line) for output that could not be written."""
     if isinstance(exc, BrokenPipeError):  # the reader of our output went away (| head): quietly, as cat does
-        with contextlib.suppress(OSError):  # (no error at exit's flush)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_to_devnull()
         return 141
     _say(prog, f"error: {one_line(exc.strerror or exc)}")
     return 2

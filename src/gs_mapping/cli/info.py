@@ -124,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(json.dumps(info) if args.json else format_text(info), flush=True)
     except BrokenPipeError:  # `gs-mapping info BAG | head`: the reader left; that is not an error
-        import os
-        import sys
+        from . import stdout_to_devnull
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        stdout_to_devnull()
     return 0

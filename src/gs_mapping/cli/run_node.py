@@ -4,11 +4,8 @@ format), without rclpy."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
-import os
-import sys
 import time
 
 
@@ -98,9 +95,10 @@ def _say(line: str, stop: list) -> None:
     except OSError as exc:
         if not stop and exc.errno != errno.EIO:
             raise
+        from . import stdout_to_devnull
+
         stop.append(1)
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_to_devnull()
 
 
 def run(args: argparse.Namespace) -> int:
