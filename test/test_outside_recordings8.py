@@ -328,11 +328,6 @@ def test_realsense_raw_colour_with_aligned_depth_keeps_the_box_colour_and_depth_
         assert _box_agreement(f) > 0.98
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: discovery prefers image_rect_color over image_raw, and the raw-image registered depth is "
-    "then taken as already rectified: depth displaced from colour by the lens distortion",
-)
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_with_image_proc_running_the_registered_depth_is_mapped_where_its_colour_is(layout, tmp_path):
     """A robot that runs image_proc records ``…/image_rect_color`` beside the driver's
@@ -385,11 +380,6 @@ def test_zed_v51_default_topics_are_found():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ZED wrapper >= 5.1 topic names (rgb/color/rect/image beside rgb/color/raw/image, "
-    "left/color/rect/image, rgb/gray/rect/image) are 'ambiguous' where the pre-5.1 names resolved",
-)
 @pytest.mark.parametrize(
     "streams",
     [("rgb/color/raw",), ("left/color/rect", "right/color/rect"), ("rgb/gray/rect",)],
@@ -443,11 +433,6 @@ def test_orbbec_gemini330_map_takes_the_colour_camera_and_its_depth():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Orbbec's infrared /camera/left_ir and /camera/right_ir are taken as colour cameras "
-    "(topics._NOT_COLOUR knows 'infra' and '/ir/' only); hd-predict feeds them to the model",
-)
 def test_hd_predict_takes_orbbecs_colour_camera_not_its_infrared_pair():
     """``hd-predict`` with no ``--cameras`` takes every colour camera (``find_cameras``: "not depth,
     infrared, stereo or the like"). A Gemini 330 recording with its IR pair enabled (as visual SLAM
@@ -458,3 +443,45 @@ def test_hd_predict_takes_orbbecs_colour_camera_not_its_infrared_pair():
     from gsmap_hd.predict_bag import find_cameras
 
     assert find_cameras(_bag_of(_orbbec_gemini330_types())) == ["/camera/color/image_raw"]
+
+
+def test_invisible_light_cameras_are_one_rule_and_a_word_holding_ir_is_not_one():
+    """The class of the Orbbec bug: infrared, near-infrared and thermal streams (``infra1``,
+    ``/ir/``, ``left_ir``, ``ir_left``, ``nir``, ``thermal``) are neither colour nor depth, for
+    ``map``'s discovery and ``hd-predict`` alike; a camera whose name only holds the letters
+    (``stair_cam``, ``mirror``) still is one."""
+    from gs_mapping.topics import colour_candidates, depth_candidates
+    from gsmap_hd.predict_bag import find_cameras
+
+    types = {}
+    for s in ("stair_cam", "mirror", "cam/infra1", "cam/ir", "cam/left_ir", "cam/ir_left", "nir", "thermal"):
+        types |= {f"/{s}/image_raw": IMG, f"/{s}/camera_info": CINFO, f"/{s}/depth/image_raw": IMG}
+    want = ["/mirror/image_raw", "/stair_cam/image_raw"]
+    assert colour_candidates(types) == want
+    assert find_cameras(_bag_of(types)) == want
+    assert depth_candidates(types) == ["/mirror/depth/image_raw", "/stair_cam/depth/image_raw"]
+
+
+@pytest.mark.parametrize(
+    ("topic", "rectified"),
+    [
+        ("/zed/zed_node/rgb/color/rect/image", True),
+        ("/zed/zed_node/rgb/color/rect/image/compressed", True),
+        ("/zed/zed_node/rgb/color/raw/image", False),
+        ("/zed/zed_node/rgb/image_rect_color", True),
+        ("/camera/color/image_raw", False),
+        ("/direct/image_raw", False),
+    ],
+)
+def test_zed_v51_rect_images_are_taken_as_rectified(topic, rectified):
+    """ZED 5.1+ names the rectified image by a ``rect`` level, not ``image_rect*``: its CameraInfo
+    is then P's pinhole camera (``rectify.for_images_on``), as for the older names."""
+    from gs_mapping.messages import CameraIntrinsics
+    from gs_mapping.rectify import for_images_on
+    from gs_mapping.topics import is_rectified
+
+    assert is_rectified(topic) is rectified
+    P = np.array([[100.0, 0.0, 80.0], [0.0, 100.0, 60.0], [0.0, 0.0, 1.0]])
+    intr = CameraIntrinsics(K=KM, width=W, height=H, D=np.array(RS_D), distortion_model="plumb_bob", P=P)
+    got = for_images_on(intr, topic)
+    assert np.allclose(got.K, P if rectified else KM) and (not np.any(got.D)) is rectified
