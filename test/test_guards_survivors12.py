@@ -174,8 +174,10 @@ _IMG, _CMP, _INFO, _PC2 = (
 
 
 def test_a_rectified_colour_image_outranks_another_image_of_its_camera():
-    """_colour_score: after the namespace, 'raw/rectified images' rank first — image_rect beats a
-    mono image beside it instead of an ambiguity."""
+    """colour_candidates: of the images beside one camera_info a colour-named one beats image_proc's
+    image_mono (grey) instead of an ambiguity (was _colour_score's 'raw/rectified images' rank;
+    one image a CameraInfo is now chosen before the score, rgb/gray vs rgb/color of ZED 5.1+ in
+    test_outside_recordings8 guards the score's grey rank)."""
     from gs_mapping.topics import discover
 
     types = {

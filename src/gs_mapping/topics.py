@@ -6,14 +6,17 @@ With no topic options, ``gs-mapping map`` / ``replay`` call :func:`discover` on 
 
 - RealSense (realsense2_camera): ``/camera[/camera]/color/image_raw``,
   ``…/aligned_depth_to_color/image_raw`` (registered) or ``…/depth/image_rect_raw`` (its own camera);
-- ZED (zed_wrapper): ``/zed[2]/zed_node/rgb/image_rect_color``, ``…/depth/depth_registered``;
+- ZED (zed_wrapper): ``/zed[2]/zed_node/rgb/image_rect_color`` (5.1+: ``…/rgb/color/rect/image``),
+  ``…/depth/depth_registered``;
 - OAK (depthai_ros): ``/oak/rgb/image_raw``, ``/oak/stereo/image_raw``; older ``/color/image``,
   ``/stereo/depth``;
 - Azure Kinect: ``/rgb/image_raw``, ``/depth_to_rgb/image_raw`` (registered), ``/depth/image_raw``;
 - this project's world: ``/cameras/<name>/image_raw``, ``/cameras/<name>/depth``, ``/lidar/points``.
 
-Colour is an Image/CompressedImage whose name says nothing of depth, infrared or disparity; depth one
-whose name says depth. Each needs (colour) or may have (depth) a sibling ``camera_info``. When one
+Colour is an Image/CompressedImage whose name says nothing of depth, infrared, thermal or disparity;
+depth one whose name says depth. Each needs (colour) or may have (depth) a sibling ``camera_info``;
+of the colour images beside one ``camera_info`` (image_proc's outputs beside the driver's) the
+driver's own is taken: its registered depth was made in it. When one
 stream is on more than one transport, raw wins (no decode cost), then for depth ``/compressedDepth``
 (lossless) over ``/compressed`` (an 8-bit JPEG of it), for colour ``/compressed``. A depth with its own
 CameraInfo in another frame is registered to colour by the mapper; a registered one
@@ -36,14 +39,20 @@ POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 _TRANSPORTS = ("/compressedDepth", "/compressed", "/theora", "/zstd")
+# invisible light, one rule for colour and depth: RealSense's ``infra1``, Kinect's ``/ir/``, Orbbec's
+# ``left_ir`` / ``right_ir``, near-infrared ``nir`` and thermal cameras ('ir' as a whole name token)
+_NOT_VISIBLE = r"infra|thermal|(^|[/_])n?ir($|[/_])"
 # (OAK's ``stereo/image_raw`` is depth; a stereo pair's ``/stereo/left/image_raw`` is a camera)
-_NOT_COLOUR = re.compile(
-    r"depth|disparity|infra|/ir/|/ir\b|confidence|stereo/image|mask|segment|label|normal"
-)
-_NOT_DEPTH = re.compile(r"colorized|confidence|disparity|infra|/ir/|normal")
+_NOT_COLOUR = re.compile(rf"depth|disparity|{_NOT_VISIBLE}|confidence|stereo/image|mask|segment|label|normal")
+_NOT_DEPTH = re.compile(rf"colorized|confidence|disparity|{_NOT_VISIBLE}|normal")
 _DEPTH = re.compile(r"depth|/stereo/image")
 _REGISTERED = re.compile(r"aligned_depth_to_colou?r|depth_registered|depth_to_rgb|registered")
 _COLOUR_WORDS = re.compile(r"colou?r|rgb")
+# rectified: ``image_rect*`` (image_proc, realsense) or a ``rect`` level (ZED wrapper 5.1+:
+# ``rgb/color/rect/image``); raw: ``image_raw*`` or a ``raw`` level (``rgb/color/raw/image``)
+_RECTIFIED = re.compile(r"/[^/]*rect[^/]*$|/rect(/|$)")
+_RAW_OR_RECTIFIED = re.compile(r"/image_raw|image_rect|/r(aw|ect)(/|$)")
+_GREY = re.compile(r"gr[ae]y|(^|[/_])mono($|[/_])")
 
 
 def resolve_name(name: str, namespace: str = "") -> str:
@@ -76,7 +85,7 @@ def is_rectified(image_topic: str) -> bool:
     """Whether an image topic carries rectified images (image_proc's ``image_rect``,
     ``image_rect_color``, realsense's ``image_rect_raw``): their camera is the CameraInfo's P, with no
     distortion; any other image (``image_raw``, ``image_color``) is the raw camera, K and d."""
-    return "rect" in transport_base(image_topic).rsplit("/", 1)[-1].lower()
+    return bool(_RECTIFIED.search(transport_base(image_topic).lower()))
 
 
 def info_topic(image_topic: str) -> str:
@@ -151,26 +160,43 @@ def _best(cands: list[str], score, what: str, option: str) -> str:
 
 
 def _colour_score(topic: str) -> tuple:
-    """Higher is likelier the main colour stream: a colour/rgb namespace (not just ``image_rect_color``,
-    which ZED's left and right cameras share), then a left camera, then raw/rectified images, then
-    colour over grey, then rectified over raw (registered depth is registered to the rectified
-    image: ZED's ``rgb/image_rect_color`` beside ``rgb_raw/image_raw_color``)."""
-    space, image = (transport_base(topic).lower().rsplit("/", 1) + [""])[:2]
+    """Higher is likelier the main colour stream, judged on the whole name: a colour/rgb namespace
+    (not just ``image_rect_color``, which ZED's left and right cameras share), then not a stereo
+    side (ZED 5.1+'s ``left/color/…`` beside ``rgb/color/…``), left before right, then raw/rectified
+    images, then colour over grey, then rectified over raw (ZED's registered depth is registered to
+    its rectified image: ``rgb/image_rect_color`` beside ``rgb_raw/image_raw_color``, 5.1+'s
+    ``rgb/color/rect/image`` beside ``rgb/color/raw/image``)."""
+    name = transport_base(topic).lower()
+    space = name.rsplit("/", 1)[0] + "/"
+    side = 0 if "/right/" in space else 1 if "/left/" in space else 2
     return (
-        2 if _COLOUR_WORDS.search(space + "/") else 1 if "/left/" in space + "/" else 0,
-        "/image_raw" in topic or "image_rect" in topic,
-        not re.search(r"gr[ae]y|mono", image),
-        "rect" in image,
+        2 if _COLOUR_WORDS.search(space) else 1 if side == 1 else 0,
+        side,
+        bool(_RAW_OR_RECTIFIED.search(name)),
+        not _GREY.search(name),
+        is_rectified(name),
     )
 
 
 def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:
+    """The colour image topics, one a camera: one CameraInfo describes one camera, so of the images
+    beside one ``camera_info`` (image_proc's ``image_rect_color`` beside the driver's ``image_raw``)
+    a colour one before a grey one (image_proc's ``image_mono``), then the driver's own unrectified
+    one: a driver's registered depth (realsense's ``aligned_depth_to_color``, Kinect's
+    ``depth_to_rgb``) is made in that image, not in image_proc's rectified one. Topics without
+    messages give way as in :func:`_published`."""
     names = [
         n
         for n, t in types.items()
         if t in IMAGE_TYPES and not _NOT_COLOUR.search(n.lower()) and info_topic(n) in types
     ]
-    return _one_per_stream(_published(names, empty), _COLOUR_TRANSPORTS)
+    by_info: dict[str, list[str]] = {}
+    for n in _one_per_stream(_published(names, empty), _COLOUR_TRANSPORTS):
+        by_info.setdefault(info_topic(n), []).append(n)
+    return sorted(
+        min(group, key=lambda n: (bool(_GREY.search(transport_base(n).lower())), is_rectified(n), n))
+        for group in by_info.values()
+    )
 
 
 def depth_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:

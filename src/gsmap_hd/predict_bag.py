@@ -46,18 +46,15 @@ def _info_topic(image_topic: str) -> str:
 
 def find_cameras(bag) -> list[str]:
     """Every colour camera's image topic (with a sibling camera_info; not depth, infrared, stereo
-    or the like: the mapper's rule, ``topics.colour_candidates``), one topic a camera, as one
-    CameraInfo describes one camera: a bag recorded with ``-a`` holds image_transport's
+    or the like), one topic a camera, as one CameraInfo describes one camera: the mapper's rule,
+    ``topics.colour_candidates`` (a bag recorded with ``-a`` holds image_transport's
     ``…/compressed`` beside the raw topic, and image_proc's ``image_rect_color`` beside
-    ``image_raw`` (the raw, unrectified one is taken); a topic recorded without a message is not
+    ``image_raw``: the raw, unrectified one is taken); a topic recorded without a message is not
     taken over one with messages (an advertised raw topic beside the ``/compressed`` one published)."""
-    from gs_mapping.topics import colour_candidates, is_rectified
+    from gs_mapping.topics import colour_candidates
 
-    by_info: dict[str, list[str]] = {}
     empty = frozenset(t.name for t in bag.topics if not t.count)
-    for name in colour_candidates({t.name: t.type for t in bag.topics}, empty):
-        by_info.setdefault(_info_topic(name), []).append(name)
-    return sorted(min(group, key=lambda n: (is_rectified(n), n)) for group in by_info.values())
+    return colour_candidates({t.name: t.type for t in bag.topics}, empty)
 
 
 def predict_bag(
