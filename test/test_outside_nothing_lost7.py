@@ -84,11 +84,6 @@ def test_encode_under_a_dozen_descriptors_writes_the_same_bytes(small_ply, tmp_p
     assert sorted(p.name for p in out.parent.iterdir()) == ["o.gsd"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: world --workers N out of descriptors leaves its .NAME.*.partial bag folder "
-    "(BagWriter._cleanup rmtree(ignore_errors=True) itself fails with EMFILE)",
-)
 def test_world_with_workers_out_of_descriptors_leaves_nothing_beside_its_output(tmp_path):
     """``ulimit -n 10`` with ``world --workers 2``: the pool's pipes and semaphores cannot be made.
     Issue 21's outcome rule: one line, exit 2, and the temp files removed. The reference is the
@@ -351,3 +346,23 @@ def test_a_fleet_store_opened_with_no_descriptor_left_names_descriptors_not_perm
     assert "Traceback" not in r.stderr, r.stderr
     assert "open files" in said.lower() or "descriptor" in said.lower(), said
     assert store.read_bytes() == before
+
+
+def test_a_bag_whose_partial_folder_cannot_be_removed_names_it_in_the_one_line(tmp_path, monkeypatch):
+    """Where the temp folder still cannot be removed, the error line says where it stays (it was
+    ignored: every retry left another for good)."""
+    import errno
+
+    from gs_mapping import output_files
+    from gs_mapping.bag import BagWriter
+    from gs_mapping.errors import BagError
+
+    def rmtree(path, *a, **kw):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(output_files.shutil, "rmtree", rmtree)
+    with pytest.raises(BagError) as err, BagWriter(tmp_path / "bag"):
+        raise OSError(errno.EMFILE, "Too many open files")
+    (left,) = tmp_path.glob(".bag*.partial")
+    assert str(tmp_path / "bag") in str(err.value) and f"{left} is left behind" in str(err.value)
+    assert "too many open files" in str(err.value)
