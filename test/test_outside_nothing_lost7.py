@@ -227,11 +227,6 @@ def _rows(db: Path) -> int:
         c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a live WAL recording is called corrupt when the recorder checkpoints between "
-    "bag_repair._checkpoint_sqlite's copy of the .db3 and its copy of the -wal",
-)
 def test_a_sqlite3_bag_being_recorded_is_read_when_the_recorder_checkpoints_meanwhile(tmp_path, monkeypatch):
     """``gs-mapping info`` on a bag ``ros2 bag record`` (resilient preset) is still writing. The
     reader copies the ``.db3`` and then the ``-wal`` with two ``shutil.copyfile`` calls; the recorder
