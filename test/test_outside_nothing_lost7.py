@@ -310,11 +310,6 @@ except Exception as exc:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FleetStore out of descriptors (EMFILE) says 'check permissions, the mount and "
-    "free space' (fleet_store._why reads SQLite's 'unable to open' as a write problem)",
-)
 def test_a_fleet_store_opened_with_no_descriptor_left_names_descriptors_not_permissions(tmp_path):
     """``gs-mapping run map_server_node`` under a service unit's ``LimitNOFILE=`` that its many
     subscriptions and sockets already use up: opening the store fails. The reference is the

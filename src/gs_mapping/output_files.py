@@ -72,6 +72,24 @@ def os_reason(exc: OSError) -> str:
     return _REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
 
 
+def out_of_descriptors(need: int = 3) -> str | None:
+    """Why ``need`` more files cannot be opened now, where the reason is that no descriptor is left
+    (EMFILE, ENFILE), else None: for a library's failure that does not say (SQLite's 'unable to
+    open database file'; its own errno only from Python 3.11). Asks the kernel: opens and closes
+    them (an SQLite database needs three: the file, its -wal and -shm)."""
+    fds: list[int] = []
+    try:
+        for _ in range(need):
+            fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            return os_reason(exc)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return None
+
+
 def os_error(path: PathLike, exc: OSError, action: str = "cannot write") -> OutputError:
     """One-line :class:`OutputError` for an OS failure while writing ``path``."""
     return OutputError(f"{path}: {action}: {os_reason(exc)}")
