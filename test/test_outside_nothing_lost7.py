@@ -356,3 +356,82 @@ def test_a_bag_whose_partial_folder_cannot_be_removed_names_it_in_the_one_line(t
     (left,) = tmp_path.glob(".bag*.partial")
     assert str(tmp_path / "bag") in str(err.value) and f"{left} is left behind" in str(err.value)
     assert "too many open files" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# the free-memory check in a container (a cgroup memory limit: MemAvailable is the host's)
+
+
+def _cgroup_tree(tmp_path, self_cgroup: str, files: dict[str, str]):
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    proc = tmp_path / "self_cgroup"
+    proc.write_text(self_cgroup)
+    return root, proc
+
+
+def test_cgroup_v2_limit_less_usage_is_the_room_and_a_tighter_parent_wins(tmp_path):
+    from gs_mapping.input_files import cgroup_memory_room
+
+    mib = 1 << 20
+    root, proc = _cgroup_tree(
+        tmp_path,
+        "0::/system.slice/map.service\n",
+        {
+            "system.slice/map.service/memory.max": f"{1024 * mib}\n",
+            "system.slice/map.service/memory.current": f"{600 * mib}\n",
+            "system.slice/map.service/memory.stat": f"anon {500 * mib}\ninactive_file {100 * mib}\n",
+            "system.slice/memory.max": "max\n",
+            "system.slice/memory.current": f"{5000 * mib}\n",
+        },
+    )
+    assert cgroup_memory_room(root, proc) == 524 * mib  # 1024 - (600 - 100 reclaimable)
+    (root / "system.slice/memory.max").write_text(f"{5200 * mib}\n")
+    assert cgroup_memory_room(root, proc) == 200 * mib  # the slice's limit holds too
+    (root / "system.slice/map.service/memory.max").write_text("max\n")
+    (root / "system.slice/memory.max").write_text("max\n")
+    assert cgroup_memory_room(root, proc) is None  # no limit anywhere
+
+
+def test_cgroup_v1_limit_and_a_container_namespace_root(tmp_path):
+    from gs_mapping.input_files import cgroup_memory_room
+
+    mib = 1 << 20
+    # a container's view (cgroup namespace): its /proc/self/cgroup names a path its mount lacks
+    root, proc = _cgroup_tree(
+        tmp_path,
+        "12:pids:/docker/abc\n4:memory:/docker/abc\n0::/\n",
+        {
+            "memory/memory.limit_in_bytes": f"{512 * mib}\n",
+            "memory/memory.usage_in_bytes": f"{400 * mib}\n",
+        },
+    )
+    assert cgroup_memory_room(root, proc) == 112 * mib
+    assert cgroup_memory_room(root, tmp_path / "no such file") is None
+
+
+def test_check_room_refuses_what_the_cgroup_cannot_hold(tmp_path, monkeypatch):
+    """MemAvailable (the host's) has room; the container's limit has not: one MapError line."""
+    from gs_mapping import input_files
+    from gs_mapping.errors import MapError
+
+    root, proc = _cgroup_tree(
+        tmp_path, "0::/\n", {"memory.max": f"{64 << 20}\n", "memory.current": f"{32 << 20}\n"}
+    )
+    real = input_files.cgroup_memory_room
+    monkeypatch.setattr(input_files, "cgroup_memory_room", lambda: real(root, proc))
+    monkeypatch.setattr(input_files, "_mem_available", lambda: 64 << 30)
+    assert input_files.available_memory() == 32 << 20
+    with pytest.raises(MapError, match="0.0 GiB of memory is available"):
+        input_files.check_room(1_000_000, 3, "bomb.spz")
+
+
+def test_this_machines_own_cgroup_parses():
+    from gs_mapping.input_files import _mem_available, available_memory, cgroup_memory_room
+
+    room = cgroup_memory_room()
+    assert room is None or isinstance(room, int)
+    if (free := _mem_available()) is not None:
+        assert available_memory() <= free
