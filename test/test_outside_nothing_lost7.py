@@ -435,3 +435,18 @@ def test_this_machines_own_cgroup_parses():
     assert room is None or isinstance(room, int)
     if (free := _mem_available()) is not None:
         assert available_memory() <= free
+
+
+def test_a_temp_folder_removed_meanwhile_is_not_reported_left_behind(tmp_path, monkeypatch):
+    from gs_mapping import output_files
+
+    d = tmp_path / ".x.partial"
+    (d / "sub").mkdir(parents=True)
+    real = shutil.rmtree
+
+    def rmtree(path, *a, **kw):  # another cleaner got there first
+        real(path)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(output_files.shutil, "rmtree", rmtree)
+    assert output_files.remove_temp(d) is None

@@ -297,6 +297,8 @@ def remove_temp(p: Path) -> str | None:
         else:
             p.unlink(missing_ok=True)
     except OSError as exc:
+        if not os.path.lexists(p):  # (gone meanwhile: what was to happen)
+            return None
         return f"{p} is left behind ({os_reason(exc)}): remove it"
     return None
 
