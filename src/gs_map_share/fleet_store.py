@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gs_mapping.errors import GsMappingError
+from gs_mapping.output_files import os_reason, out_of_descriptors
 from gs_mapping.topics import resolve_namespace
 
 from .container import unpack_header
@@ -142,6 +143,10 @@ class FleetStore:
         msg = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and "locked" in msg:
             return f"{self.path}: another process holds the store locked ({msg}); it was not read"
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in msg:
+            # (SQLite says the same when the process has no descriptor left: permissions are fine)
+            if (reason := out_of_descriptors()) is not None:
+                return f"{self.path}: cannot open the store: {reason} ({msg})"
         if isinstance(exc, sqlite3.OperationalError) and any(
             k in msg for k in ("readonly", "read-only", "unable to open", "disk I/O", "full")
         ):
@@ -162,7 +167,7 @@ class FleetStore:
             self.close()
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise FleetStoreError(f"{self.path}: another map server holds this store") from None
-            raise FleetStoreError(f"{self.path}: cannot open ({exc.strerror or exc})") from None
+            raise FleetStoreError(f"{self.path}: cannot open ({os_reason(exc)})") from None
 
     def _create(self, ident: dict) -> None:
         with self._tx():

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
 from .errors import BagError, GsMappingError, OutputError
-from .output_files import check_output, install_directory, temp_prefix
+from .output_files import check_output, install_directory, remove_temp, temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -515,6 +514,7 @@ class BagWriter:
         self.typestore = typestore if typestore is not None else default_typestore()
         self._writer = None
         self._tmpdir: Path | None = None
+        self.left_behind: str | None = None  # where the temp folder stayed when it could not be removed
         self._conns: dict[str, tuple[object, str]] = {}
         self.counts: dict[str, int] = {}
 
@@ -676,7 +676,9 @@ class BagWriter:
 
     def _cleanup(self) -> None:
         if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self.left_behind = remove_temp(self._tmpdir)
+            if self.left_behind is not None:
+                log.warning(self.left_behind)
             self._tmpdir = None
 
     def __enter__(self) -> BagWriter:
@@ -685,8 +687,12 @@ class BagWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self.abort()
+            return
+        self.abort()
+        if self.left_behind is not None and isinstance(exc, Exception):
+            # the one line says where the partial bag stays (a warning alone is easily missed)
+            what = str(exc) if isinstance(exc, GsMappingError) else f"{self.path}: {_describe(exc)}"
+            raise BagError(f"{what}; {self.left_behind}") from exc
 
 
 def _storage_files(storage: Path) -> list[Path]:

@@ -27,6 +27,7 @@ import sqlite3
 import struct
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from .errors import BagError
 
@@ -221,9 +222,34 @@ def _rebuild_mcap(src: Path, dst: Path) -> tuple[int, int]:
 
 
 def _checkpoint_sqlite(src: Path, dst: Path) -> int:
-    """Copy ``src`` and its write-ahead log to ``dst`` and fold the log in; the rows it then holds."""
+    """Copy ``src`` with its write-ahead log folded in to ``dst``; the rows it then holds.
+
+    Where a recorder may still write (its ``-shm`` is there) SQLite's backup API copies one snapshot
+    under a read lock, as any reader of the live file: two file copies could pair the file of before
+    the recorder's automatic checkpoint with the log restarted after it ('malformed'). Without a
+    ``-shm`` no recorder is on the file, and a read-only open would have to make one beside it (or
+    fails, in a read-only folder): the file and its log are copied."""
+    if src.with_name(src.name + "-shm").is_file():
+        try:
+            with (
+                contextlib.closing(
+                    sqlite3.connect(f"file:{quote(os.fspath(src))}?mode=ro", uri=True)
+                ) as live,
+                contextlib.closing(sqlite3.connect(dst)) as copy,
+            ):
+                live.backup(copy)
+        except sqlite3.Error as exc:
+            log.debug(f"{src}: no snapshot through SQLite ({exc}): its files are copied")
+            dst.unlink(missing_ok=True)
+        else:
+            return _fold_log(dst)
     shutil.copyfile(src, dst)
     shutil.copyfile(src.with_name(src.name + "-wal"), dst.with_name(dst.name + "-wal"))
+    return _fold_log(dst)
+
+
+def _fold_log(dst: Path) -> int:
+    """Fold ``dst``'s log into it and make it a plain file again; the rows it holds."""
     con = sqlite3.connect(dst)
     try:
         rows = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]

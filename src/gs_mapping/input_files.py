@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from pathlib import Path
 from typing import BinaryIO
 
 from .errors import MapError
@@ -70,8 +71,15 @@ def map_bytes(n: int, sh_degree: int) -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes the kernel says a new allocation can take without swapping (``MemAvailable``); None
-    where that is not known (not Linux)."""
+    """Bytes a new allocation can take without swapping or the out-of-memory killer: the kernel's
+    ``MemAvailable``, or less where this process's cgroup (a container's ``--memory``, a service's
+    ``MemoryMax=``, a Kubernetes limit) has less room (:func:`cgroup_memory_room`; MemAvailable is
+    the host's there). None where neither is known (not Linux)."""
+    known = [x for x in (_mem_available(), cgroup_memory_room()) if x is not None]
+    return min(known, default=None)
+
+
+def _mem_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -80,6 +88,65 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+# (limit, usage) files of cgroup v2 (memory.max is "max" without a limit) and v1
+_CGROUP_V2 = ("memory.max", "memory.current", "inactive_file")
+_CGROUP_V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+
+
+def cgroup_memory_room(
+    root: str | os.PathLike = "/sys/fs/cgroup", self_cgroup: str | os.PathLike = "/proc/self/cgroup"
+) -> int | None:
+    """Bytes this process's memory cgroup and its ancestors (each limit holds) can still take:
+    the smallest limit less usage, reclaimable page cache (``inactive_file``) not counted as used,
+    as the kernel reclaims it before the limit's out-of-memory kill. None without a limit."""
+    try:
+        with open(self_cgroup, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    rooms: list[int] = []
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and not controllers:  # v2 (unified; beside v1's in a hybrid layout)
+            for base in (Path(root), Path(root) / "unified"):
+                rooms += _rooms_up(base, path, _CGROUP_V2)
+        elif "memory" in controllers.split(","):
+            rooms += _rooms_up(Path(root) / "memory", path, _CGROUP_V1)
+    return min(rooms, default=None)
+
+
+def _rooms_up(base: Path, path: str, files: tuple[str, str, str]) -> list[int]:
+    """Limit less usage in the cgroup folder ``base/path`` and each folder above it up to ``base``.
+    Inside a container's cgroup namespace ``base`` itself is the process's cgroup (the path named
+    is not under it)."""
+    here = base / path.strip("/")
+    if not here.is_dir():
+        here = base
+    rooms = []
+    for folder in [here, *here.parents]:
+        try:
+            limit_text = (folder / files[0]).read_text().strip()
+            usage = int((folder / files[1]).read_text())
+            if limit_text != "max":
+                rooms.append(int(limit_text) - max(0, usage - _stat(folder / "memory.stat", files[2])))
+        except (OSError, ValueError):
+            pass  # (no such files at this level: no limit here)
+        if folder == base:
+            break
+    return rooms
+
+
+def _stat(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def check_room(n: int, sh_degree: int, source) -> None:

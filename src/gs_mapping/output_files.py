@@ -31,6 +31,7 @@ import ctypes
 import ctypes.util
 import errno
 import fnmatch
+import logging
 import os
 import shutil
 import signal
@@ -40,6 +41,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import OutputError
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
@@ -59,13 +62,37 @@ _REASONS = {
     errno.EXDEV: "temporary file on another file system",
     errno.EIO: "input/output error",
     errno.EFBIG: "file too large",
+    errno.EMFILE: "too many open files (this process's limit, ulimit -n)",
+    errno.ENFILE: "too many open files in the system",
 }
+
+
+def os_reason(exc: OSError) -> str:
+    """Why an OS call failed, in words a user acts on."""
+    return _REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
+
+
+def out_of_descriptors(need: int = 3) -> str | None:
+    """Why ``need`` more files cannot be opened now, where the reason is that no descriptor is left
+    (EMFILE, ENFILE), else None: for a library's failure that does not say (SQLite's 'unable to
+    open database file'; its own errno only from Python 3.11). Asks the kernel: opens and closes
+    them (an SQLite database needs three: the file, its -wal and -shm)."""
+    fds: list[int] = []
+    try:
+        for _ in range(need):
+            fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            return os_reason(exc)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return None
 
 
 def os_error(path: PathLike, exc: OSError, action: str = "cannot write") -> OutputError:
     """One-line :class:`OutputError` for an OS failure while writing ``path``."""
-    reason = _REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
-    return OutputError(f"{path}: {action}: {reason}")
+    return OutputError(f"{path}: {action}: {os_reason(exc)}")
 
 
 def _real(p: PathLike) -> Path:
@@ -260,12 +287,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _rm(p: Path) -> None:
-    with contextlib.suppress(OSError):
+def remove_temp(p: Path) -> str | None:
+    """Remove a temp file or folder of ours; None once it is gone, else a clause naming where it was
+    left and why, for the caller's line (out of descriptors, rmtree itself fails: ignored, each
+    retry left another temp folder for good)."""
+    try:
         if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
+            shutil.rmtree(p)
         else:
-            p.unlink()
+            p.unlink(missing_ok=True)
+    except OSError as exc:
+        if not os.path.lexists(p):  # (gone meanwhile: what was to happen)
+            return None
+        return f"{p} is left behind ({os_reason(exc)}): remove it"
+    return None
+
+
+def _rm(p: Path) -> None:
+    if (left := remove_temp(p)) is not None:
+        log.warning(left)
 
 
 def _install_file(tmp: Path, path: Path, overwrite: bool) -> None:

@@ -15,6 +15,7 @@ Topics (see docs/world.md):
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..bag import BagWriter
+from ..errors import BagError
 from ..geometry import Transform, TransformStamped
-from ..output_files import UNWINDING_SIGNALS
+from ..output_files import UNWINDING_SIGNALS, os_reason
 from .rig import lidar_transform
 from .roads import CLASS_NAMES
 from .trajectory import Drive
@@ -91,10 +93,30 @@ def frames(drive: Drive, workers: int = 1):
         return
     _DRIVE = drive
     try:
-        with mp.get_context("fork").Pool(min(workers, len(drive)), initializer=_worker_signals) as pool:
+        try:
+            pool = mp.get_context("fork").Pool(min(workers, len(drive)), initializer=_worker_signals)
+        except OSError as exc:  # (no descriptor or process left for the workers and their pipes)
+            # The half-made pool keeps its pipes open for as long as this traceback holds its
+            # __init__ frame, and then until collected: the bag's cleanup, which needs descriptors
+            # too, would fail. So the traceback goes, and the pool with it, before the error does.
+            failed = exc.with_traceback(None)
+        else:
+            failed = None
+        if failed is not None:
+            gc.collect()
+            raise failed
+        with pool:
             yield from pool.imap(_render, range(len(drive)), chunksize=1)
     finally:
         _DRIVE = None
+
+
+def _named(out: str | Path, rendered):
+    """The rendered frames; a failure of the rendering processes names the bag it was for."""
+    try:
+        yield from rendered
+    except OSError as exc:
+        raise BagError(f"{out}: cannot render its frames: {os_reason(exc)}") from None
 
 
 def write_bag(
@@ -141,7 +163,11 @@ def write_bag(
         bag.write(TOPIC_MAP_JSON, t0, M.json_to_string_message(world_gt))
 
         for frame in tqdm(
-            frames(drive, workers), total=len(drive), desc="world", unit="frame", disable=not progress
+            _named(out, frames(drive, workers)),
+            total=len(drive),
+            desc="world",
+            unit="frame",
+            disable=not progress,
         ):
             ns = frame.stamp_ns
             bag.write(
