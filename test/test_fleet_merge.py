@@ -235,6 +235,30 @@ def test_changed_tiles_are_exactly_the_tiles_whose_content_differs(recs):
             assert changed_tiles(old, new, PARAMS.tile_bits) == want
 
 
+def test_the_global_snapshot_is_encoded_again_only_when_the_global_map_changed(recs, monkeypatch):
+    """map_server_node sends the global snapshot every snapshot_period_s, changed or not, and stores
+    one at compaction: encoding a large global map takes seconds (1.4 s for 400k Gaussians), so the
+    same map at the same sequence is encoded once; a change gives a snapshot of the new global map."""
+    from gs_map_share import snapshot as snapshot_mod
+
+    calls = []
+    real = snapshot_mod.encode_snapshot
+    monkeypatch.setattr(snapshot_mod, "encode_snapshot", lambda *a, **k: calls.append(1) or real(*a, **k))
+    merge = FleetMerge(PARAMS, global_map_id=GLOBAL_ID, global_seq=5)
+    for c in recs[0].containers:
+        merge.offer(c)
+    assert len(merge.global_map)
+    first = merge.snapshot()
+    assert merge.snapshot() == first and len(calls) == 1
+    committed = merge.global_map, merge.global_seq
+    assert [merge.offer(c).global_delta for c in recs[1].containers] != [None] * len(recs[1].containers)
+    follower = MapStore()
+    assert follower.receive(merge.snapshot()) == "snapshot" and len(calls) == 2
+    assert follower.state.equals(merge.global_map) and follower.seq == merge.global_seq
+    merge.global_map, merge.global_seq = committed  # (map_server_node's rollback on a store error)
+    assert merge.snapshot() == first
+
+
 def test_a_vehicle_map_beyond_the_bound_is_refused_before_decoding(recs, monkeypatch):
     """A vehicle whose snapshot declares more Gaussians than ``max_vehicle_gaussians`` is rejected
     from its header (the decoder never runs) and the global map is untouched; within the bound

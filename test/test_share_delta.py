@@ -81,6 +81,25 @@ def test_live_changes_and_receiver_bit_identical():
         assert store.gaussian_map().equals(quantize(g, P))
 
 
+def test_a_snapshot_is_encoded_again_only_after_a_change(monkeypatch):
+    """mapper_node sends its snapshot every period, changed or not: the same map and sequence are
+    encoded once (a large map takes seconds), and an update gives a new snapshot of the new map."""
+    from gs_map_share import snapshot as snapshot_mod
+
+    calls = []
+    real = snapshot_mod.encode_snapshot
+    monkeypatch.setattr(snapshot_mod, "encode_snapshot", lambda *a, **k: calls.append(1) or real(*a, **k))
+    g = synthetic_map(500, 1, seed=5)
+    sender = MapSender.from_map(g, P, map_id=7)
+    first = sender.snapshot()
+    assert sender.snapshot() == first and len(calls) == 1
+    g.update(g.ids[:20], means=g.means[:20] + 0.05)
+    sender.update(g, g.take_changes())
+    store = MapStore()
+    assert store.receive(sender.snapshot()) == SNAPSHOT and len(calls) == 2
+    assert store.gaussian_map().equals(quantize(g, P)) and store.seq == sender.seq
+
+
 def test_change_record_overflow_falls_back_to_a_whole_map_diff(monkeypatch):
     """A map nobody took changes from for long keeps a bounded record: once removed ids outnumber the
     map (and the floor), the record is dropped and flagged; the sender then diffs the whole map and the

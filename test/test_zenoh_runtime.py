@@ -483,3 +483,20 @@ def test_mapper_and_receiver_processes_exchange_map_deltas_over_zenoh(kitchen_ba
             if p.poll() is None:
                 p.kill()
             p.communicate(timeout=30)
+
+
+def test_only_a_client_session_waits_long_for_room_for_a_fragmented_message(tmp_path):
+    """docs/fleet.md: a client (one link, its uplink) waits up to 5 s for room for a message of many
+    fragments; routers and peers send to every subscriber themselves and keep Zenoh's own wait, so
+    one receiver that stopped reading does not hold the others (test_outside_fleet7); a file that
+    names a mode is read for it."""
+    from gs_mapping.runtime.zenoh_runtime import _FRAGMENT_WAIT, MAX_FRAGMENT_WAIT_US, session_config
+
+    zenoh_default = zenoh.Config().get_json(_FRAGMENT_WAIT)
+    assert session_config("client").get_json(_FRAGMENT_WAIT) == str(MAX_FRAGMENT_WAIT_US)
+    assert session_config("peer").get_json(_FRAGMENT_WAIT) == zenoh_default
+    assert session_config("router").get_json(_FRAGMENT_WAIT) == zenoh_default
+    for mode, wait in (("client", str(MAX_FRAGMENT_WAIT_US)), ("peer", zenoh_default)):
+        f = tmp_path / f"{mode}.json5"
+        f.write_text(f'{{ mode: "{mode}" }}')
+        assert session_config("peer", config_file=str(f)).get_json(_FRAGMENT_WAIT) == wait

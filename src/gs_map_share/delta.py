@@ -31,7 +31,7 @@ from .section import (
     encode_section,
     max_gaussians_for,
 )
-from .snapshot import DEFAULT_LEVELS, check_ids, encode_snapshot, finish, guarded
+from .snapshot import DEFAULT_LEVELS, SnapshotCache, check_ids, finish, guarded
 
 # field bits of an update mask
 F_POS, F_OP, F_SCALE, F_ROT, F_DC, F_REST, F_LEVEL = 1, 2, 4, 8, 16, 32, 64
@@ -409,6 +409,7 @@ class MapSender:
         self.map_id, self.frame_id, self.tile_size = map_id, frame_id, tile_size
         self.n_levels, self.delta_levels = n_levels, delta_levels
         self.shadow = QMap.empty(sh_degree)
+        self._snapshots = SnapshotCache()
         # The first state's sequence number. By default the wall clock in microseconds, so a restarted
         # sender numbers above everything it sent before: receivers take its first snapshot as newer
         # instead of waiting forever for sequence numbers they have already passed.
@@ -427,7 +428,8 @@ class MapSender:
         return s
 
     def snapshot(self) -> bytes:
-        data, _ = encode_snapshot(
+        """The shadow as a snapshot container (encoded again only when it changed)."""
+        return self._snapshots.encode(
             self.shadow,
             self.params,
             map_id=self.map_id,
@@ -436,7 +438,6 @@ class MapSender:
             frame_id=self.frame_id,
             tile_size=self.tile_size,
         )
-        return data
 
     def delta_to(self, new: QMap, touched: np.ndarray | None = None) -> tuple[bytes, DeltaInfo]:
         data, info = encode_delta(

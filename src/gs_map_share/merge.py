@@ -33,7 +33,7 @@ from .delta import apply_delta, encode_delta
 from .errors import DecodeError
 from .quantize import QMap, QuantParams
 from .receiver import DEFAULT_MAX_GAUSSIANS, DROPPED, DUPLICATE, MAX_PENDING_BYTES, PendingDeltas
-from .snapshot import decode_snapshot, encode_snapshot, guarded
+from .snapshot import SnapshotCache, decode_snapshot, guarded
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ class FleetMerge:
         self.dirty: set[tuple] = set()  # tiles whose owner or owner's content changed since the flush
         self.unknown: Counter = Counter()  # containers that could not be attributed to a vehicle
         self.last_error = ""
+        self._snapshots = SnapshotCache()
 
     # -- checks ------------------------------------------------------------------------------------
     def _check(self, h: Header) -> str | None:
@@ -425,7 +426,8 @@ class FleetMerge:
         )
 
     def snapshot(self) -> bytes:
-        data, _ = encode_snapshot(
+        """The global map as a snapshot container (encoded again only when the map changed)."""
+        return self._snapshots.encode(
             self.global_map,
             self.params,
             map_id=self.global_map_id,
@@ -433,7 +435,6 @@ class FleetMerge:
             n_levels=self.snapshot_levels,
             frame_id=self.frame_id,
         )
-        return data
 
     def diff_to(self, new: QMap, seq: int | None = None) -> bytes:
         """Global delta from the current global map to ``new`` at sequence ``seq`` (default: the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,6 +100,24 @@ def encode_snapshot(
     overhead = len(data) - sum(sizes)
     sizes[0] += overhead
     return data, EncodeInfo(len(q), len(data), n_lv, sizes)
+
+
+class SnapshotCache:
+    """:func:`encode_snapshot`'s bytes for the last map and arguments asked, encoded once: a sender
+    sends its snapshot every period whether or not its map changed, and a map of millions of
+    Gaussians takes seconds to encode (the fleet server's thread did little else). A change is a
+    new map object or other arguments (a new sequence number): the holders (FleetMerge,
+    MapSender) replace their map, never edit it in place."""
+
+    def __init__(self) -> None:
+        # (a weak reference: a replaced map is not kept alive for the cache's sake)
+        self._last: tuple[weakref.ref[QMap], tuple, bytes] | None = None
+
+    def encode(self, q: QMap, params: QuantParams, **kw) -> bytes:
+        key = (params, sorted(kw.items()))
+        if self._last is None or self._last[0]() is not q or self._last[1] != key:
+            self._last = (weakref.ref(q), key, encode_snapshot(q, params, **kw)[0])
+        return self._last[2]
 
 
 def _layers(q: QMap) -> list[np.ndarray] | None:

@@ -44,6 +44,7 @@ as rmw_zenoh's vendored zenoh-c (1.2+), which is Zenoh's compatibility promise, 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import threading
@@ -67,7 +68,7 @@ DEFAULT_ROUTER = "tcp/localhost:7447"  # rmw_zenoh's default session connects he
 HEARTBEAT_S = 0.5  # rmw_zenoh: SAMPLE_MISS_DETECTION_HEARTBEAT_PERIOD 500 ms
 
 
-MAX_FRAGMENT_WAIT_US = 5_000_000  # see session_config
+MAX_FRAGMENT_WAIT_US = 5_000_000  # a client session's (see session_config)
 _FRAGMENT_WAIT = "transport/link/tx/queue/congestion_control/drop/max_wait_before_drop_fragments"
 
 
@@ -99,12 +100,16 @@ def session_config(
             else:
                 listen = listen or ["tcp/localhost:0"]
                 connect = [DEFAULT_ROUTER] if connect is None else connect
-        # a message of many fragments (a map delta or snapshot of megabytes) may wait this long for
-        # room on the link before it is dropped: Zenoh's 50 ms lost a 6 MiB delta on a 32 Mbit/s
-        # uplink without a word (a publish may then take that long on a slow link); a config file
-        # that sets it keeps its own, as Zenoh read it (a comment naming it sets nothing; a file
-        # setting Zenoh's own default cannot be told from one that does not, and gets ours)
-        if config.get_json(_FRAGMENT_WAIT) == zenoh.Config().get_json(_FRAGMENT_WAIT):
+        # a client's message of many fragments (a map delta or snapshot of megabytes) may wait this
+        # long for room on its one link, to its router, before it is dropped: Zenoh's 50 ms lost a
+        # 6 MiB delta on a 32 Mbit/s uplink without a word (a publish may then take that long on a
+        # slow link). A router or peer sends to every subscriber itself: there one receiver that
+        # stopped reading (a suspended laptop) would hold each delta, and the sender's thread, up to
+        # this long for all, so they keep Zenoh's 50 ms (that receiver loses deltas, the others
+        # not). A config file that sets it keeps its own, as Zenoh read it (a comment naming it sets
+        # nothing; a file setting Zenoh's own default cannot be told from one that does not)
+        unset = config.get_json(_FRAGMENT_WAIT) == zenoh.Config().get_json(_FRAGMENT_WAIT)
+        if unset and json.loads(config.get_json("mode")) == "client":
             config.insert_json5(_FRAGMENT_WAIT, str(MAX_FRAGMENT_WAIT_US))
         if connect is not None:
             config.insert_json5("connect/endpoints", _json_list(connect))
@@ -125,8 +130,6 @@ def listen_endpoints(session: zenoh.Session, config: zenoh.Config) -> list[str]:
     ``--listen``, or the built-in default; per mode where the file lists them per mode). Where one
     asks for port 0, the locators Zenoh bound instead, as its admin space tells them (only where
     the config enables it: it is off by default, and then port 0 stays as asked)."""
-    import json
-
     mode = json.loads(config.get_json("mode")) or "peer"  # (Zenoh's default)
     endpoints = json.loads(config.get_json("listen/endpoints"))
     if isinstance(endpoints, dict):
