@@ -71,12 +71,6 @@ def _max_weight_difference(a: Path, b: Path) -> float:
 RUN = dict(steps=6, warmup_steps=1, eval_every=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a run killed and resumed logs a loss over only the steps after its checkpoint when "
-    "checkpoint_every is not a multiple of log_every (the partial average is lost): metrics.jsonl "
-    "differs from the run made in one go",
-)
 def test_a_run_killed_after_a_checkpoint_and_resumed_logs_what_the_straight_run_logs(tmp_path, monkeypatch):
     """docs/hd_model.md: ``train.py`` has an "exact resume" and logs ``metrics.jsonl``; the recipe's
     own stage 1 was "paused at step 1,690 … then resumed". The yardstick is the same config and
@@ -97,11 +91,6 @@ def test_a_run_killed_after_a_checkpoint_and_resumed_logs_what_the_straight_run_
         assert lb == pytest.approx(la, rel=1e-5), f"step {step}: straight {la}, resumed {lb}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with model.dropout > 0 a resumed run is not the straight run: last.pt keeps no torch "
-    "RNG state and train() reseeds with cfg.seed, so the resumed steps replay step 0's dropout masks",
-)
 def test_a_resumed_run_with_dropout_equals_the_straight_run(tmp_path, monkeypatch):
     """``ModelConfig.dropout`` is a checked field (0 … 0.99) used by the decoder's attention and FFN
     (nn.Dropout draws from torch's global generator). "Exact resume" must then hold with dropout as
@@ -124,11 +113,6 @@ def _lr_factor_by_hand(step: int, steps: int, warmup: int) -> float:
     return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-train --resume --lr X records lr X in config.json and last.pt but trains on with "
-    "the old lr (optimizer/scheduler state restores base_lrs), while --steps on resume is applied",
-)
 def test_a_learning_rate_given_on_resume_is_the_one_used_or_refused(tmp_path, monkeypatch):
     """``hd-train --lr`` on a ``--resume``: the run's config (config.json, last.pt's config, which
     ``describe_training`` and fine-tuning read later) then says lr 0.01. Either the resume refuses
@@ -159,12 +143,6 @@ def test_a_learning_rate_given_on_resume_is_the_one_used_or_refused(tmp_path, mo
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `hd-train --out RUN --resume` (docs/hd_model.md's resume line) after a --config run "
-    "continues on the small preset's config (data, region, augmentation, batch, lr): the run's own "
-    "config in last.pt is never read (cli/hd_train.py build_config)",
-)
 def test_hd_train_resume_without_config_continues_the_run_it_resumes(tmp_path, monkeypatch):
     """docs/hd_model.md, Use: ``gs-mapping hd-train --out runs/hd --resume  # continue from
     runs/hd/last.pt``; the recipe runs are started with ``--config config/hd_front.yaml`` (or
@@ -259,11 +237,6 @@ def test_onnx_runs_a_batch_of_different_rigs_as_torch_runs_each_frame_alone(tmp_
             assert d["max_normalised"] < 1e-4, (B, N, b, d)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --resume with --steps below last.pt's step runs nothing and writes model.pt labelled "
-    "with the new --steps (step 2) over weights trained 4 steps, no word said (train.py _train_loop)",
-)
 def test_resume_with_fewer_steps_than_the_checkpoint_is_refused_or_labels_its_weights_truly(tmp_path):
     """The recipe's history resumes runs with another ``--steps`` (docs/hd_model.md: "resumed at step
     300 with --steps 2400 and at step 400 with --steps 1900"); a number below the checkpoint's step

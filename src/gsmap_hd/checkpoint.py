@@ -28,7 +28,10 @@ def save(
     scheduler=None,
     extra: dict | None = None,
     weights_only: bool = False,
+    loop: dict | None = None,
 ) -> Path:
+    """``loop``: what else an exact resume needs (the training loop's RNG state and its partial
+    log average), kept with the optimiser state (not in a ``weights_only`` file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -46,6 +49,8 @@ def save(
             state["optimizer"] = optimizer.state_dict()
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
+        if loop is not None:
+            state["loop"] = loop
     # written beside it, synced, then renamed over it (a power cut leaves the old checkpoint or
     # the new one, never an empty file); a full disk is one line naming the file
     with output_path(path, overwrite=True) as tmp:
