@@ -337,12 +337,6 @@ def test_a_run_killed_while_writing_its_checkpoint_resumes_from_the_one_before(t
     assert [x for _, x in b] == pytest.approx([x for _, x in a], rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an ONNX export given where a checkpoint is read (hd-predict/hd-export --checkpoint, "
-    "--init-from, hd_map_node checkpoint) is refused with torch's advice to re-run torch.load with "
-    "weights_only=False, which fails on it; it should say it is an ONNX model (backend: onnx)",
-)
 def test_an_onnx_export_given_as_a_checkpoint_is_named_as_one(tmp_path, capsys):
     """Deploying for a Jetson (docs/hd_model.md) a user holds ``model.pt`` and ``model.onnx``; giving
     the ONNX file where a checkpoint goes (``hd_map_node.checkpoint`` instead of ``onnx_model``,
@@ -404,12 +398,6 @@ def _clip_to_region(vectors: list[dict], region: list) -> list[dict]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-predict with a checkpoint of a longer patch (model.x_range ±50 m) on a world bag "
-    "(GT recorded to ±30 m, the default --bev-range) writes a region to ±50 m with GT to 30 m: "
-    "true lanes beyond 30 m are scored false positives, silently (the true map scores AP 0)",
-)
 def test_a_long_range_checkpoint_is_scored_against_ground_truth_over_its_patch(tmp_path, capsys):
     """docs/hd_model.md: "A config may set another patch (model.x_range, y_range): training and its
     evaluation then take the ground truth … over that patch". A long-range model (x ±50 m, y ±25
