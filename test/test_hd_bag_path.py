@@ -93,7 +93,12 @@ def test_predict_bag_matches_predictor_on_the_same_frames(predictor, drives, bag
             assert g["type"] == w.cls
             assert g["confidence_level"] == pytest.approx(w.score, abs=1e-5)
             np.testing.assert_allclose(g["pts"], w.points, atol=1e-4)
-        assert gt["vectors"] == json.loads(json.dumps([e.to_json() for e in fr.lanes]))
+        # the GT is cut from the bag's map at the frame's TF pose (over the model's patch, which is
+        # the recorded --bev-range here): the frame's lanes up to TF's float round trip
+        lanes = json.loads(json.dumps([e.to_json() for e in fr.lanes]))
+        assert [v["type"] for v in gt["vectors"]] == [v["type"] for v in lanes]
+        for g, w in zip(gt["vectors"], lanes, strict=True):
+            np.testing.assert_allclose(g["pts"], w["pts"], atol=1e-3)
 
 
 @settings(max_examples=60, deadline=None)

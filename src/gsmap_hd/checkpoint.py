@@ -28,7 +28,10 @@ def save(
     scheduler=None,
     extra: dict | None = None,
     weights_only: bool = False,
+    loop: dict | None = None,
 ) -> Path:
+    """``loop``: what else an exact resume needs (the training loop's RNG state and its partial
+    log average), kept with the optimiser state (not in a ``weights_only`` file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -46,6 +49,8 @@ def save(
             state["optimizer"] = optimizer.state_dict()
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
+        if loop is not None:
+            state["loop"] = loop
     # written beside it, synced, then renamed over it (a power cut leaves the old checkpoint or
     # the new one, never an empty file); a full disk is one line naming the file
     with output_path(path, overwrite=True) as tmp:
@@ -79,16 +84,36 @@ def load_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds on truncated/corrupt files
-        raise CheckpointError(
-            f"{path}: cannot read checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({_load_failure(path, exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a gsmap_hd checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})"
         )
     _check_structure(state, path)
     return state
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in a few words. Never torch's advice to load it with
+    ``weights_only=False``: that runs whatever code the file holds, and our checkpoints hold only
+    tensors and plain data, so a file it refuses is not one. An ONNX export (``hd-export --onnx``),
+    the likely slip, is named: it is run by ``backend: onnx`` with ``onnx_model``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        head = b""
+    # an ONNX ModelProto starts with field 1 (ir_version, a one-byte varint), then a field 2…8 key
+    if len(head) == 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in b"\x12\x1a\x22(2:B":
+        return (
+            "it is an ONNX model, not a torch checkpoint: hd_map_node runs it with backend: onnx, "
+            "onnx_model: FILE"
+        )
+    text = str(exc)
+    if "weights_only" in text:  # (torch's "Weights only load failed …": the reason is after the advice)
+        why = text.partition("WeightsUnpickler error:")[2].strip().split("\n")[0]
+        return f"not a gsmap_hd checkpoint: {why or 'it holds more than tensors and plain data'}"
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _check_crcs(path: Path) -> None:

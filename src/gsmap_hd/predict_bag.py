@@ -12,6 +12,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from gs_mapping.errors import GsMappingError, MessageError
 
 from .errors import CheckpointError, HDInputError
@@ -31,6 +33,7 @@ def shipped_checkpoint(n_cameras: int) -> Path:
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_TOPIC = "/ground_truth/lanes_json"
+MAP_TOPIC = "/ground_truth/map_json"  # the world's whole map (map frame), once: GT over any patch
 GT_GRACE_NS = 2_000_000_000  # after --max-frames, read on this long (log time) for their GT
 # images a camera keeps waiting for partners (hd_map_node keeps 5, live): a finished recording
 # may log one camera a second behind the others (30 frames at 30 Hz); kept undecoded
@@ -77,7 +80,8 @@ def predict_bag(
     """Predict every frame whose cameras all have an image (grouped as hd_map_node groups them:
     header stamps within ``sync_slop_s``; a frame waits for its CameraInfos and transforms); write
     ``{"results": [...], "GTs": [...]}`` (GTs from ``/ground_truth/lanes_json`` of the same stamp when
-    the bag has them). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`. Predictions are
+    the bag has them; over the model's patch from ``/ground_truth/map_json`` where that is there too:
+    see :func:`_gt_over_patch`). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`. Predictions are
     clipped to the region the checkpoint declares (or ``region``), and each result frame carries that
     region (``"region"``: exterior rings in base_link) so that ``hd-eval`` clips the GT the same way."""
     from tqdm import tqdm
@@ -162,8 +166,16 @@ def predict_bag(
         gt_by_stamp: dict[int, dict] = {}
         gt_stamps: list[int] = []  # sorted
         has_gt = bag.has_topic(GT_TOPIC)
+        map_gt: dict | None = None  # MAP_TOPIC's document (read when there is a GT to replace)
+        read_map = has_gt and bag.has_topic(MAP_TOPIC)
         camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
-        topics = cams + [_info_topic(c) for c in cams] + list(tf_of) + ([GT_TOPIC] if has_gt else [])
+        topics = (
+            cams
+            + [_info_topic(c) for c in cams]
+            + list(tf_of)
+            + ([GT_TOPIC] if has_gt else [])
+            + ([MAP_TOPIC] if read_map else [])
+        )
         topics = [t for t in topics if bag.has_topic(t)]
         n_img = sum(bag.topic(c).count for c in cams) // len(cams)
         bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
@@ -249,6 +261,11 @@ def predict_bag(
                     continue
             if topic in tf_of:
                 recorded_tf.add(topic, msg, tf_of[topic])
+            elif topic == MAP_TOPIC:
+                try:
+                    map_gt = _map_elements(M.string_message_to_json(msg))
+                except MessageError as exc:  # (then the per-frame GT, as recorded)
+                    log.warning(f"{MAP_TOPIC} at {t_log} ns skipped: {exc}")
             elif topic == GT_TOPIC:
                 try:
                     stamp, vectors = _ground_truth(M.string_message_to_json(msg))
@@ -336,6 +353,8 @@ def predict_bag(
         # GT paired by header stamp (the nearest within the sync slop); a frame without one is
         # scored against an empty map, so say so
         gts = [_gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results]
+        if map_gt is not None:
+            gts = _gt_over_patch(map_gt, results, gts, tf, base_frame, predictor.cfg)
         no_gt = sum(g is None for g in gts)
         if no_gt:
             log.warning(
@@ -362,6 +381,47 @@ def predict_bag(
             **{f"{t} (CameraInfo)": k for t, k in bad_infos.items()},
         },
     }
+
+
+def _map_elements(doc) -> dict:
+    """``{"frame_id", "elements"}`` of MAP_TOPIC's JSON (the world's layout), or MessageError."""
+    from gs_mapping.world.roads import MapElement
+
+    try:
+        elements = [
+            MapElement(int(v["type"]), np.asarray(v["pts"], float).reshape(-1, 2)) for v in doc["vectors"]
+        ]
+        return {"frame_id": str(doc.get("frame_id", "map")), "elements": elements}
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise MessageError(f"{MAP_TOPIC}: not a map of vectors ({type(exc).__name__}: {exc})") from None
+
+
+def _gt_over_patch(map_gt: dict, results: list, gts: list, tf, base_frame: str, model_cfg) -> list:
+    """Each frame's GT cut from the whole map over the model's patch (x_range, y_range), as training
+    takes it: the bag's per-frame GT covers the patch it was recorded with (``gs-mapping world
+    --bev-range``, 30 × 15 m by default), so a model of a longer patch had its true lanes beyond it
+    scored as false positives. A frame whose map pose is not in TF keeps the recorded GT."""
+    from gs_mapping.errors import TFError
+    from gs_mapping.world.roads import clip_elements
+
+    (x0, x1), (y0, y1) = model_cfg.x_range, model_cfg.y_range
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    shift = np.eye(4)
+    shift[:2, 3] = -centre  # (clip_elements cuts a window centred on the origin)
+    out = []
+    for r, gt in zip(results, gts, strict=True):
+        try:
+            T_map_base = tf.lookup(map_gt["frame_id"], base_frame, r["stamp_ns"]).matrix()
+        except TFError:
+            out.append(gt)
+            continue
+        els = clip_elements(
+            map_gt["elements"], shift @ np.linalg.inv(T_map_base), (x1 - x0) / 2, (y1 - y0) / 2
+        )
+        out.append(
+            {"vectors": [{"pts": (e.pts + centre).round(4).tolist(), "type": int(e.cls)} for e in els]}
+        )
+    return out
 
 
 def _gt_for(stamp: int, gt_by_stamp: dict, stamps: list[int], slop_ns: int) -> dict | None:

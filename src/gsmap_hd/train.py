@@ -1,6 +1,7 @@
 """Training loop: AdamW, warmup + cosine schedule, gradient clipping, progress bar, JSONL metrics,
-atomic checkpoints every N steps, exact resume (batches are a pure function of (seed, step)), and
-periodic evaluation with the reference metrics (``gsmap_hd.metrics``) on held-out frames."""
+atomic checkpoints every N steps, exact resume (batches and augmentation are pure functions of
+(seed, step); torch's RNG state, which dropout draws from, is checkpointed), and periodic
+evaluation with the reference metrics (``gsmap_hd.metrics``) on held-out frames."""
 
 from __future__ import annotations
 
@@ -189,7 +190,7 @@ def train(
     model = GSMapModel(cfg.model).to(device)
     opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    start = 0
+    start, loop = 0, None
     last = out_dir / "last.pt"
     if resume and last.exists():
         state = ckpt.load_state(last)
@@ -199,15 +200,30 @@ def train(
             raise CheckpointError(f"{last}: cannot resume, the model config differs ({'; '.join(diff[:4])})")
         if "step" not in state:
             raise CheckpointError(f"{last}: cannot resume, the checkpoint has no step")
+        start = state["step"]
+        if cfg.steps < start:  # (nothing to train: model.pt would label step-`start` weights cfg.steps)
+            raise CheckpointError(
+                f"{last}: cannot resume, the run is at step {start}, past steps {cfg.steps} (give --steps above {start})"
+            )
         try:
             model.load_state_dict(state["model"])
             if "optimizer" in state:
                 opt.load_state_dict(state["optimizer"])
             if "scheduler" in state:
                 sched.load_state_dict(state["scheduler"])
+            loop = state.get("loop")
+            if loop is not None:  # (read before anything is written: a bad one refused here)
+                loop = {**loop, "acc": {str(k): float(v) for k, v in loop["acc"].items()}}
+                loop["n_acc"] = int(loop["n_acc"])
+                if not (isinstance(loop["rng"], torch.Tensor) and loop["rng"].dtype == torch.uint8):
+                    raise TypeError("its RNG state is not a byte tensor")
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{last}: cannot resume: {ckpt.fit_reason(exc)}") from None
-        start = state["step"]
+        # lr, weight decay and backbone multiplier as this config says (a resume may change them,
+        # as it may --steps): the restored state holds the old ones
+        sched.base_lrs = [g["lr"] for g in _param_groups(model, cfg)]
+        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+            group.update(initial_lr=base, lr=base * lr_factor(start, cfg), weight_decay=cfg.weight_decay)
         _trim_metrics(out_dir / "metrics.jsonl", start)
         log.info(f"resumed from {last} at step {start}")
     elif cfg.init_from:
@@ -226,7 +242,9 @@ def train(
             raise HDDataError(f"{out_dir}: holds a run already ({held_now[0]}); --overwrite starts over")
         run = _RunFiles(real, overwrite and not (resume and last.exists()), swap)
         try:
-            return _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run, progress)
+            return _train_loop(
+                cfg, model, opt, sched, source, eval_source, device, start, run, progress, loop
+            )
         except GsMappingError as exc:  # (a staged file named as the user knows it: OUT/last.pt)
             if run.staging is None or str(run.staging) not in str(exc):
                 raise
@@ -361,7 +379,29 @@ class _RunFiles:
             self.staging = None
 
 
-def _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run: _RunFiles, progress):
+def _loop_state(acc: dict, n_acc: int, device) -> dict:
+    """What an exact resume needs beside weights and optimiser: torch's RNG state (dropout draws
+    from it; batches and augmentation are pure functions of (seed, step)) and the loss sums of the
+    steps since the last log line."""
+    state = {"acc": dict(acc), "n_acc": n_acc, "rng": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(torch.device(device))
+    return state
+
+
+def _restore_loop(state: dict | None, device) -> None:
+    """Set torch's RNG state from a checkpoint's :func:`_loop_state` (None: a checkpoint from
+    before it was kept), just before the first resumed step, where the straight run was."""
+    if state is None:
+        return
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], torch.device(device))
+
+
+def _train_loop(
+    cfg, model, opt, sched, source, eval_source, device, start, run: _RunFiles, progress, loop=None
+):
     from tqdm import tqdm
 
     write_bytes(run.dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode(), overwrite=True)
@@ -388,10 +428,11 @@ def _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run:
         dynamic_ncols=True,
     )
     t0 = time.perf_counter()
-    acc: dict[str, float] = {}
-    n_acc = 0
+    acc: dict[str, float] = dict(loop["acc"]) if loop else {}
+    n_acc = loop["n_acc"] if loop else 0
     target_cache: dict = {}
     augmenting = cfg.augment_flip > 0 or cfg.augment_color > 0
+    _restore_loop(loop, device)
     for step in bar:
         idx = batch_indices(cfg, step)
         rng = np.random.default_rng([cfg.seed, step, 1])  # augmentation: a pure function of (seed, step)
@@ -455,7 +496,7 @@ def _train_loop(cfg, model, opt, sched, source, eval_source, device, start, run:
             except ImportError:
                 log.warning("gsmap_hd.metrics not available: evaluation skipped")
         if saving:
-            ckpt.save(run.dir / "last.pt", model, cfg, done, opt, sched)
+            ckpt.save(run.dir / "last.pt", model, cfg, done, opt, sched, loop=_loop_state(acc, n_acc, device))
             run.checkpointed()
     bar.close()
     ckpt.save(run.dir / "model.pt", model, cfg, cfg.steps, weights_only=True)

@@ -16,10 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
         choices=("small", "paper"),
-        default="small",
         help="small (default, CPU) or paper (ResNet-50 class, 50x20 queries, 6 layers; GPU)",
     )
-    p.add_argument("--config", help="ROS parameter YAML with an hd_train section (overrides the preset)")
+    p.add_argument(
+        "--config",
+        help="ROS parameter YAML with an hd_train section (over the preset; on --resume over the "
+        "config the run was started with)",
+    )
     p.add_argument("--steps", type=int, help="training steps")
     p.add_argument("--batch-size", type=int, help="frames per optimiser step (default 4)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 6e-4)")
@@ -50,7 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-every", type=int, help="evaluate with the reference metrics every N steps (0: never)"
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt, with the config the run was started with (the options "
+        "given, or a --config, over it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="start over in OUT, which holds a run already")
     p.add_argument(
         "--init-from",
@@ -61,15 +69,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_no_progress(p)
 
 
-def config_from_file(path: str | None, preset: str = "small"):
-    """The ``preset``'s TrainConfig with a ROS parameter YAML's ``hd_train`` section over it (nested
-    sections such as ``model``/``loss`` merge key by key); no path: the preset."""
+def config_from_file(path: str | None, preset: str = "small", base=None):
+    """The ``preset``'s TrainConfig (or ``base``) with a ROS parameter YAML's ``hd_train`` section
+    over it (nested sections such as ``model``/``loss`` merge key by key); no path: the preset."""
     from gsmap_hd.model_config import PRESETS, TrainConfig
 
     from ..config_file import from_dict, to_dict
     from ..nodes.registry import read_parameter_file
 
-    cfg = PRESETS[preset]()
+    cfg = base if base is not None else PRESETS[preset]()
     if path:
         section = read_parameter_file(path).get("hd_train", {})
         merged = to_dict(cfg)
@@ -87,7 +95,7 @@ def build_config(args: argparse.Namespace):
 
     from ..errors import ConfigError
 
-    cfg = config_from_file(args.config, args.preset)
+    cfg = config_from_file(args.config, args.preset or "small", _resumed_config(args))
     over = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -123,6 +131,20 @@ def build_config(args: argparse.Namespace):
             raise
         raise ConfigError(f"{_OPTIONS.get(field, '--' + field.replace('_', '-'))}: {why}") from None
     return cfg
+
+
+def _resumed_config(args: argparse.Namespace):
+    """The config of the run ``--resume`` continues (its last.pt's), which the options given go
+    over: the preset under it would silently change a run started with --config (its data, rig,
+    batch, lr). None when not resuming, there is no last.pt (a fresh start), or --preset is given."""
+    from pathlib import Path
+
+    from gsmap_hd import checkpoint as ckpt
+
+    last = Path(args.out) / "last.pt"
+    if not args.resume or args.preset or not last.exists():
+        return None
+    return ckpt.config_of(ckpt.load_state(last), last)
 
 
 _OPTIONS = {"train_frames": "--frames", "num_threads": "--threads"}  # where the option is not the field
