@@ -148,10 +148,6 @@ def test_nerfstudio_sh_coeffs_export_reads_in_splatfactos_own_sh_order(tmp_path)
     assert np.array_equal(g.sh[:, 1:, :], model["shs_rest"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nerfstudio's --ply-color-mode rgb PLY (red/green/blue uchar, no f_dc_*) is refused",
-)
 def test_nerfstudio_rgb_colour_mode_export_reads_its_colours(tmp_path):
     """``ns-export gaussian-splat --ply-color-mode rgb`` (nerfstudio's option for viewers that want
     plain colours) writes every Gaussian property but the colour as SH: ``red green blue`` uchar in
