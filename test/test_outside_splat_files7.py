@@ -452,10 +452,6 @@ def test_a_scene_without_ids_written_as_ply_reads_in_antimatter15s_viewer(tmp_pa
     _assert_viewer_reads_the_map(tmp_path / "scene.ply", g)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a map PLY with ids/levels (gs_mapping element) is misread by antimatter15-style viewers",
-)
 @pytest.mark.parametrize("ids, levels", [(True, False), (False, True)], ids=["ids", "levels"])
 def test_a_map_with_ids_or_levels_written_as_ply_reads_in_antimatter15s_viewer(tmp_path, ids, levels):
     """ply.py: the map's ids and levels go in an element after ``vertex``, "viewers skip elements
@@ -464,13 +460,43 @@ def test_a_map_with_ids_or_levels_written_as_ply_reads_in_antimatter15s_viewer(t
     line of the header to the vertex row, so ``id`` (double) or ``level`` (uchar) widen each row
     by 8 or 1 bytes and every Gaussian after the first is read from the wrong bytes (gsplat.js'
     loader, same header rule, reads only float and int and refuses the file). A mapper's map (ids
-    from the mapper, kept by encode/decode) decoded to PLY is such a file; it must read as written."""
-    from gs_mapping.splat_formats import save_splats
+    from the mapper, kept by encode/decode) decoded to PLY is such a file; it must read as written.
+    (Fixed: a PLY is written in the reference layout alone unless ids are asked for, ``keep_ids``,
+    which writes the element and reads back with its ids and levels.)"""
+    from gs_mapping.splat_formats import load_splats, save_splats
 
     g = _a_map(with_ids=ids, with_levels=levels)
     save_splats(g, tmp_path / "map.ply")
-    assert b"element gs_mapping" in (tmp_path / "map.ply").read_bytes()[:4096]
+    assert b"element gs_mapping" not in (tmp_path / "map.ply").read_bytes()[:4096]
     _assert_viewer_reads_the_map(tmp_path / "map.ply", g)
+    save_splats(g, tmp_path / "kept.ply", keep_ids=True)
+    assert b"element gs_mapping" in (tmp_path / "kept.ply").read_bytes()[:4096]
+    back = load_splats(tmp_path / "kept.ply")
+    assert np.array_equal(back.ids, g.ids) and back.ids_implicit == g.ids_implicit
+    assert np.array_equal(back.levels, g.levels)
+
+
+def test_cli_writes_ids_into_a_ply_only_with_keep_ids(tmp_path, capsys):
+    """``decode``, ``convert`` and ``apply`` write a PLY the viewers read (no ids) unless
+    ``--keep-ids``; ``--keep-ids`` for an output that cannot hold ids is one line, exit 2."""
+    from gs_mapping.cli import main
+    from gs_mapping.splat_formats import load_splats, save_splats
+
+    g = _a_map(with_ids=True, with_levels=True)
+    save_splats(g, tmp_path / "in.ply", keep_ids=True)
+    assert main(["encode", str(tmp_path / "in.ply"), str(tmp_path / "m.gsd")]) == 0
+    for cmd, src in (("decode", "m.gsd"), ("convert", "in.ply"), ("apply", "m.gsd")):
+        for keep in (False, True):
+            out = tmp_path / f"{cmd}{keep}.ply"
+            assert main([cmd, str(tmp_path / src), str(out)] + ["--keep-ids"] * keep) == 0
+            back = load_splats(out)
+            assert (b"element gs_mapping" in out.read_bytes()[:4096]) == keep
+            assert back.ids_implicit != keep and np.array_equal(back.ids, g.ids) == keep
+            assert np.array_equal(back.levels, g.levels) == keep
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "o.spz"), "--keep-ids"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--keep-ids" in err and not (tmp_path / "o.spz").exists()
 
 
 def _clamped_bytes(v: np.ndarray) -> np.ndarray:

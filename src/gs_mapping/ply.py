@@ -5,11 +5,16 @@ f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``, exactly the reference layout: 
 reads fixed-size rows and Niantic's PLY reader takes float properties only, so anything more in a
 row breaks them. Stored values are pre-activation, as viewers expect: opacity is a logit, scales
 are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major (all coefficients of red, then
-green, then blue). A map's ids and levels go in a second element after it, ``gs_mapping`` (one row
-per Gaussian; viewers skip elements they do not know): ``id`` (double: exact for ids < 2**53), or
-``id_hi`` and ``id_lo`` (uint, the id's upper and lower 32 bits) for an id of 2**53 or more (a
-fleet's global map: ``map_id << 32 | local id``; PLY has no 64-bit integer type), and ``level``
-(uchar) where a level is set. No ids where they are implicit (a scene read without them and not
+green, then blue). That is all a PLY holds by default: a map's ids and levels are not written.
+With ``keep_ids`` (where the suite reads them back: a mapper's own saves, which it resumes from;
+``--keep-ids`` on the commands) they go in a second element after it, ``gs_mapping`` (one row per
+Gaussian): ``id`` (double: exact for ids < 2**53), or ``id_hi`` and ``id_lo`` (uint, the id's
+upper and lower 32 bits) for an id of 2**53 or more (a fleet's global map: ``map_id << 32 | local
+id``; PLY has no 64-bit integer type), and ``level`` (uchar) where a level is set. Not every viewer
+skips an element it does not know: antimatter15's ``main.js`` (and the web viewers that copied its
+``processPlyBuffer``) adds every property line of the header to the vertex row and reads every
+Gaussian after the first from the wrong bytes; gsplat.js refuses the file. The ``.gsd`` container
+is the format that carries ids. No ids where they are implicit (a scene read without them and not
 edited since): read back, they would be taken for real ones.
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
@@ -129,10 +134,14 @@ def id_columns(gmap: GaussianMap) -> np.ndarray | None:
     return out
 
 
-def save_ply(gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inputs=()) -> None:
-    """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`)."""
+def save_ply(
+    gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inputs=(), keep_ids: bool = False
+) -> None:
+    """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`): the reference
+    layout every viewer reads, or with ``keep_ids`` the map's ids and levels in a ``gs_mapping``
+    element after it, which some web viewers misread (see the module docstring)."""
     path = Path(path)
-    data, extra = to_structured(gmap), id_columns(gmap)
+    data, extra = to_structured(gmap), id_columns(gmap) if keep_ids else None
     # the count on the third line, the comment last: viewers that parse the header by line number
     # (Inria's SIBR) read files laid out as the reference trainer writes them
     header = ["ply", "format binary_little_endian 1.0"]
