@@ -467,7 +467,7 @@ def main() -> int:
     )
     maps = {"synthetic_sh3": g3, "synthetic_sh0": g0}
     with tempfile.TemporaryDirectory() as tmp:
-        save_ply(g3, Path(tmp) / "m.ply")
+        save_ply(g3, Path(tmp) / "m.ply", keep_ids=True)  # (as the mapper saves its maps)
         ply_bytes = (Path(tmp) / "m.ply").stat().st_size
         maps["synthetic_sh3_via_ply"] = load_ply(Path(tmp) / "m.ply")
     maps["synthetic_sh3_q2"] = g3

@@ -145,11 +145,11 @@ def make_assets(d: Path) -> dict[str, Path]:
     d.mkdir(parents=True, exist_ok=True)
     a: dict[str, Path] = {}
     g = small_map()
-    save_ply(g, d / "map.ply")
+    save_ply(g, d / "map.ply", keep_ids=True)  # (a map: the mutations reach its gs_mapping element)
     a["ply"] = d / "map.ply"
     h = g.copy()
     h.update(h.ids[:5], means=h.means[:5] + 0.05)
-    save_ply(h, d / "map2.ply")
+    save_ply(h, d / "map2.ply", keep_ids=True)
     a["ply2"] = d / "map2.ply"
     g2 = small_map()
     sender = MapSender.from_map(g2, QuantParams.from_quality(2), map_id=1)

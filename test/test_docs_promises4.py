@@ -89,7 +89,7 @@ def test_ply_is_written_in_the_layout_format_md_promises(tmp_path, ids, levels, 
     assert "`level` uchar where a level is set" in row and "an element after it, `gs_mapping`" in row
     gmap = _map(ids=ids, levels=levels)
     path = tmp_path / "m.ply"
-    save_ply(gmap, path)
+    save_ply(gmap, path, keep_ids=True)
     lines = _header(path)
     assert lines[:3] == ["ply", "format binary_little_endian 1.0", f"element vertex {len(gmap)}"]
     elements = [i for i, line in enumerate(lines) if line.startswith("element ")]
@@ -117,7 +117,7 @@ def test_ply_is_written_in_the_layout_format_md_promises(tmp_path, ids, levels, 
 def test_a_plain_map_with_ids_and_no_level_set_has_no_level_column(tmp_path):
     # "level uchar where a level is set": all-zero levels are "not set" — and read back as 0
     gmap = _map(ids=np.arange(1, 6, dtype=np.uint64), levels=np.zeros(5, np.uint8))
-    save_ply(gmap, tmp_path / "m.ply")
+    save_ply(gmap, tmp_path / "m.ply", keep_ids=True)
     assert not any("level" in line for line in _header(tmp_path / "m.ply"))
     back = load_ply(tmp_path / "m.ply")
     np.testing.assert_array_equal(back.levels, np.zeros(5, np.uint8))
@@ -129,7 +129,7 @@ def test_wide_ids_are_written_as_the_ply_module_docstring_says(tmp_path):
     # map_id << 32 | local id) has `id_hi` and `id_lo` (uint, the id's upper and lower 32 bits)
     plyfile = pytest.importorskip("plyfile")
     ids = np.array([(7 << 32) | 1, (7 << 32) | 2, (1 << 60) | 3], np.uint64)  # the last ≥ 2**53
-    save_ply(_map(n=3, ids=ids), tmp_path / "w.ply")
+    save_ply(_map(n=3, ids=ids), tmp_path / "w.ply", keep_ids=True)
     v = plyfile.PlyData.read(str(tmp_path / "w.ply"))["gs_mapping"]
     assert {p.name: p.val_dtype for p in v.properties if p.name.startswith("id")} == {
         "id_hi": "u4",
@@ -141,7 +141,7 @@ def test_wide_ids_are_written_as_the_ply_module_docstring_says(tmp_path):
 
 
 def test_format_md_names_every_id_property_our_ply_writer_writes(tmp_path):
-    save_ply(_map(n=2, ids=np.array([1, 1 << 53], np.uint64)), tmp_path / "w.ply")
+    save_ply(_map(n=2, ids=np.array([1, 1 << 53], np.uint64)), tmp_path / "w.ply", keep_ids=True)
     written = {line.split()[-1] for line in _header(tmp_path / "w.ply") if line.startswith("property ")}
     written -= set(_inria_names(1))
     row = _ply_row()

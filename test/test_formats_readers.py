@@ -77,7 +77,7 @@ def test_standard_ply_any_order_width_and_degree(tmp_path, deg, dtype):
 def test_ids_and_levels_are_kept_when_present(tmp_path):
     g = synthetic_map(100, 0, seed=1)
     g.levels[:] = np.arange(100) % 3
-    save_ply(g, tmp_path / "ours.ply")
+    save_ply(g, tmp_path / "ours.ply", keep_ids=True)
     h = load_ply(tmp_path / "ours.ply")
     assert h.equals(g) and not h.ids_implicit
 
@@ -90,7 +90,7 @@ def test_fleet_ids_beyond_a_double_round_trip_as_two_uint_halves(tmp_path):
 
     g = synthetic_map(100, 0, seed=2)
     g.ids = global_ids((1 << 31) - 1, np.arange(1, 101, dtype=np.uint64) * 977)
-    save_ply(g, tmp_path / "fleet.ply")
+    save_ply(g, tmp_path / "fleet.ply", keep_ids=True)
     v = plyfile.PlyData.read(str(tmp_path / "fleet.ply"))["gs_mapping"]  # (after the vertex rows)
     names = [p.name for p in v.properties]
     assert "id" not in names and v["id_hi"].dtype == np.uint32 and v["id_lo"].dtype == np.uint32
@@ -98,7 +98,7 @@ def test_fleet_ids_beyond_a_double_round_trip_as_two_uint_halves(tmp_path):
     h = load_ply(tmp_path / "fleet.ply")
     assert h.equals(g) and h.ids.dtype == np.uint64 and int(h.ids.max()) > 1 << 62
     g.ids = np.arange(1, 101, dtype=np.uint64)
-    save_ply(g, tmp_path / "local.ply")
+    save_ply(g, tmp_path / "local.ply", keep_ids=True)
     local = plyfile.PlyData.read(str(tmp_path / "local.ply"))
     assert [p.name for p in local["gs_mapping"].properties] == ["id"]
     assert all(p.val_dtype == "f4" for p in local["vertex"].properties)  # (the reference layout)
@@ -108,7 +108,7 @@ def test_fleet_ids_beyond_a_double_round_trip_as_two_uint_halves(tmp_path):
 
     g.ids = global_ids(1 << 21, np.arange(1, 101, dtype=np.uint64))
     (tmp_path / "global.gsd").write_bytes(encode_map(g, QuantParams())[0])
-    assert main(["decode", str(tmp_path / "global.gsd"), str(tmp_path / "global.ply")]) == 0
+    assert main(["decode", str(tmp_path / "global.gsd"), str(tmp_path / "global.ply"), "--keep-ids"]) == 0
     assert np.array_equal(load_ply(tmp_path / "global.ply").ids, g.ids)
 
 
@@ -213,7 +213,7 @@ def test_ply_written_by_plyfile(tmp_path, text, faces):
 
 def test_ply_header_with_windows_line_ends(tmp_path):
     g = synthetic_map(40, 1, seed=2)
-    save_ply(g, tmp_path / "a.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
     head, body = (tmp_path / "a.ply").read_bytes().split(b"end_header\n", 1)
     (tmp_path / "crlf.ply").write_bytes(head.replace(b"\n", b"\r\n") + b"end_header\r\n" + body)
     assert load_ply(tmp_path / "crlf.ply").equals(g)
@@ -327,7 +327,7 @@ def test_splat_writer_against_the_scene(tmp_path, caplog):
 
 
 def _save(g, path) -> str:
-    save_ply(g, path)
+    save_ply(g, path, keep_ids=True)
     return str(path)
 
 
@@ -349,7 +349,7 @@ def test_antialiased_tags_are_warned(tmp_path, caplog):
     """A mip-splatting scene's tag (Brush's and Postshot's PLY comments, SOG's model): values read,
     a warning that the tag is not kept; the last comment decides."""
     g = synthetic_map(20, 0, seed=2)
-    save_ply(g, tmp_path / "a.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
     raw = (tmp_path / "a.ply").read_bytes()
     for comments, tagged in (
         (["SplatRenderMode: mip"], True),
@@ -490,13 +490,13 @@ def test_a_scene_without_ids_is_written_without_them_until_edited(tmp_path):
     scene = GaussianMap(
         1, means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits, sh=g.sh
     )
-    save_ply(scene, tmp_path / "s.ply")
+    save_ply(scene, tmp_path / "s.ply", keep_ids=True)
     assert b"property double id" not in (tmp_path / "s.ply").read_bytes()[:2000]
     back = load_ply(tmp_path / "s.ply")
     assert back.ids_implicit and back.ids.tolist() == list(range(1, 21))
     back.remove(np.array([2, 3], np.uint64))
     back.add(g.means[:1], g.quats[:1], g.log_scales[:1], g.opacity_logits[:1], g.sh[:1])
-    save_ply(back, tmp_path / "e.ply")
+    save_ply(back, tmp_path / "e.ply", keep_ids=True)
     again = load_ply(tmp_path / "e.ply")
     assert not again.ids_implicit and again.ids.tolist() == back.ids.tolist() == [1, *range(4, 22)]
 

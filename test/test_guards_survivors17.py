@@ -658,7 +658,7 @@ def test_an_id_of_exactly_2_pow_53_is_written_wide_and_read_back(tmp_path):
     from gs_mapping.ply import load_ply, save_ply
 
     ids = np.array([1, 1 << 53], np.uint64)
-    save_ply(GaussianMap(ids=ids, **_rows(2)), tmp_path / "w.ply")
+    save_ply(GaussianMap(ids=ids, **_rows(2)), tmp_path / "w.ply", keep_ids=True)
     v = plyfile.PlyData.read(str(tmp_path / "w.ply"))["gs_mapping"].data
     assert "id" not in v.dtype.names
     assert v["id_hi"].tolist() == [0, 1 << 21] and v["id_lo"].tolist() == [1, 0]
@@ -670,7 +670,7 @@ def test_huge_element_counts_and_a_file_one_byte_short_are_one_line(tmp_path):
     from gs_mapping.gaussians import GaussianMap
     from gs_mapping.ply import load_ply, save_ply
 
-    save_ply(GaussianMap(**_rows(4)), tmp_path / "a.ply")
+    save_ply(GaussianMap(**_rows(4)), tmp_path / "a.ply", keep_ids=True)
     raw = (tmp_path / "a.ply").read_bytes()
     (tmp_path / "short.ply").write_bytes(raw[:-1])
     with pytest.raises(MapError, match="truncated"):
@@ -774,7 +774,7 @@ def test_a_subset_of_a_map_with_its_own_ids_keeps_them_in_the_ply(tmp_path):
     g = GaussianMap(ids=np.array([5, 9, 12], np.uint64), **_rows(3))
     sub = g.subset(np.array([0, 2]))
     assert sub.ids.tolist() == [5, 12] and not sub.ids_implicit
-    save_ply(sub, tmp_path / "s.ply")
+    save_ply(sub, tmp_path / "s.ply", keep_ids=True)
     assert plyfile.PlyData.read(str(tmp_path / "s.ply"))["gs_mapping"].data["id"].tolist() == [5.0, 12.0]
 
 

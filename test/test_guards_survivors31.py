@@ -478,7 +478,7 @@ def test_a_map_whose_levels_are_partly_zero_keeps_every_level_in_its_ply(tmp_pat
 
     levels = [0, 1, 0, 2, 0, 3]
     g = _small_map(6, levels)
-    save_ply(g, tmp_path / "m.ply")
+    save_ply(g, tmp_path / "m.ply", keep_ids=True)
     ply = plyfile.PlyData.read(str(tmp_path / "m.ply"))
     assert [e.name for e in ply.elements] == ["vertex", "gs_mapping"]
     assert ply["vertex"].count == 6
@@ -495,7 +495,7 @@ def test_an_id_element_with_fewer_rows_than_gaussians_is_refused(tmp_path):
     from gs_mapping.ply import load_ply, save_ply
 
     g = _small_map(4, [1, 1, 2, 2])
-    save_ply(g, tmp_path / "m.ply")
+    save_ply(g, tmp_path / "m.ply", keep_ids=True)
     ply = plyfile.PlyData.read(str(tmp_path / "m.ply"))
     rows = ply["gs_mapping"].data
     short = plyfile.PlyElement.describe(rows[:3], "gs_mapping")

@@ -97,7 +97,7 @@ def test_ply_ids_above_float32s_exact_range_survive_as_plyfile_reads_them(tmp_pa
     g = synthetic_map(len(ids), 0, seed=3)
     g.ids = np.asarray(ids, np.uint64)
     g.ids_implicit = False
-    save_ply(g, tmp_path / "m.ply")
+    save_ply(g, tmp_path / "m.ply", keep_ids=True)
     ply = plyfile.PlyData.read(str(tmp_path / "m.ply"))
     col = ply["gs_mapping"]["id"]
     assert col.dtype == np.float64

@@ -281,12 +281,12 @@ def test_decode_max_level_help_says_ids_1_to_m_and_plyfile_reads_exactly_those(t
     help_text = " ".join(capsys.readouterr().out.split())
     assert "else aggregated Gaussians with ids 1..M" in help_text
 
-    save_ply(synthetic_map(3000, 0, seed=1), tmp_path / "s.ply")
+    save_ply(synthetic_map(3000, 0, seed=1), tmp_path / "s.ply", keep_ids=True)
     assert main(["encode", str(tmp_path / "s.ply"), str(tmp_path / "s.gsd")]) == 0
     counts = []
     for k in (0, 1):
         out = tmp_path / f"l{k}.ply"
-        assert main(["decode", str(tmp_path / "s.gsd"), str(out), "--max-level", str(k)]) == 0
+        assert main(["decode", str(tmp_path / "s.gsd"), str(out), "--max-level", str(k), "--keep-ids"]) == 0
         ply = plyfile.PlyData.read(str(out))
         m = ply["vertex"].count
         assert np.array_equal(np.sort(np.asarray(ply["gs_mapping"]["id"], np.float64)), np.arange(1, m + 1))

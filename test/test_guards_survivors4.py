@@ -46,7 +46,7 @@ def test_wide_ids_keep_all_32_bits_of_their_low_half(tmp_path):
     hi = np.uint64(1 << 30)
     lo = np.array([0xFFFFFFF0, 0x80000001, 7], np.uint64)
     g.ids, g.ids_implicit = (hi << np.uint64(32)) | lo, False
-    save_ply(g, tmp_path / "fleet.ply")
+    save_ply(g, tmp_path / "fleet.ply", keep_ids=True)
     v = plyfile.PlyData.read(str(tmp_path / "fleet.ply"))["gs_mapping"]
     assert sorted(v["id_lo"].tolist()) == [7, 0x80000001, 0xFFFFFFF0]
     assert v["id_hi"].tolist() == [1 << 30] * 3

@@ -110,7 +110,7 @@ def test_levels_survive_sync_ply_and_take_changes(tmp_path):
     assert (counts > 0).all() and counts[0] < counts[3]
     added_rows = m.gmap.rows_of(ch.added)
     assert len(np.unique(m.gmap.levels[added_rows])) > 1
-    save_ply(m.gmap, tmp_path / "map.ply")
+    save_ply(m.gmap, tmp_path / "map.ply", keep_ids=True)
     loaded = load_ply(tmp_path / "map.ply")
     np.testing.assert_array_equal(loaded.levels, m.gmap.levels)
     np.testing.assert_array_equal(loaded.ids, m.gmap.ids)

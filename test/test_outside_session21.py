@@ -112,7 +112,7 @@ def test_a_maps_ids_and_levels_travel_in_their_own_element_and_older_files_still
         ids=np.array([3, 8, 9, 20, 21, 400], np.uint64),
         levels=np.array([0, 0, 1, 0, 2, 0], np.uint8),
     )
-    save_ply(g, tmp_path / "m.ply")
+    save_ply(g, tmp_path / "m.ply", keep_ids=True)
     ply = plyfile.PlyData.read(str(tmp_path / "m.ply"))
     assert [e.name for e in ply.elements] == ["vertex", "gs_mapping"]
     assert {p.val_dtype for p in ply["vertex"].properties} == {"f4"}

@@ -250,7 +250,7 @@ def test_ids_and_levels_survive_plyfile_rewriting_our_map_as_ascii_or_big_endian
         else [3, 8, 9, 20, 21, 400, 401]
     )
     g = _map(ids)
-    save_ply(g, tmp_path / "m.ply")
+    save_ply(g, tmp_path / "m.ply", keep_ids=True)
     ply = plyfile.PlyData.read(str(tmp_path / "m.ply"))
     ply.text = encoding == "ascii"
     if encoding == "binary_big_endian":

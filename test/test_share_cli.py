@@ -22,7 +22,7 @@ def run_cli(args, capsys):
 
 def test_encode_decode_diff_apply_export(tmp_path, capsys):
     g = synthetic_map(3000, 3, seed=1)
-    save_ply(g, tmp_path / "a.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
     rc, out, _ = run_cli(
         ["encode", str(tmp_path / "a.ply"), str(tmp_path / "a.gsd"), "--levels", "4"], capsys
     )
@@ -47,8 +47,8 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
     b.add(g.means[:10] + 0.3, g.quats[:10], g.log_scales[:10], g.opacity_logits[:10], g.sh[:10])
     c = b.copy()
     c.remove(c.ids[200:230])
-    save_ply(b, tmp_path / "b.ply")
-    save_ply(c, tmp_path / "c.ply")
+    save_ply(b, tmp_path / "b.ply", keep_ids=True)
+    save_ply(c, tmp_path / "c.ply", keep_ids=True)
     rc, out, _ = run_cli(
         ["diff", str(tmp_path / "a.ply"), str(tmp_path / "b.ply"), str(tmp_path / "ab.gsd")], capsys
     )
@@ -72,6 +72,7 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
             str(tmp_path / "ab.gsd"),
             str(tmp_path / "bc.gsd"),
             str(tmp_path / "c_dec.ply"),
+            "--keep-ids",
         ],
         capsys,
     )
@@ -89,11 +90,11 @@ def test_encode_decode_diff_apply_export(tmp_path, capsys):
 
 def test_bad_inputs_exit_nonzero_with_one_line(tmp_path, capsys):
     g = synthetic_map(500, 0, seed=2)
-    save_ply(g, tmp_path / "a.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
     assert main(["encode", str(tmp_path / "a.ply"), str(tmp_path / "a.gsd")]) == 0
     good = (tmp_path / "a.gsd").read_bytes()
     other = synthetic_map(500, 0, seed=3)
-    save_ply(other, tmp_path / "o.ply")
+    save_ply(other, tmp_path / "o.ply", keep_ids=True)
     main(
         [
             "diff",
@@ -128,7 +129,7 @@ def test_bad_inputs_exit_nonzero_with_one_line(tmp_path, capsys):
 
 def test_console_entry_point(tmp_path):
     g = synthetic_map(200, 0, seed=4)
-    save_ply(g, tmp_path / "a.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
     p = subprocess.run(
         [sys.executable, "-m", "gs_mapping", "encode", str(tmp_path / "a.ply"), str(tmp_path / "a.gsd")],
         capture_output=True,
@@ -178,7 +179,7 @@ def test_diff_of_scenes_without_ids_applies_to_their_snapshots(tmp_path, capsys)
     )
     b = _scene(b, rng.permutation(len(b)))  # a trainer's own row order
     for name, m in (("a.ply", a), ("b.ply", b)):
-        save_ply(m, tmp_path / name)
+        save_ply(m, tmp_path / name, keep_ids=True)
     t = lambda n: str(tmp_path / n)  # noqa: E731
     assert main(["encode", t("a.ply"), t("a.gsd"), "--relative"]) == 0
     for new, out in (("a.ply", "aa.gsd"), ("b.ply", "ab.gsd")):
@@ -200,8 +201,8 @@ def test_diff_refuses_ids_it_cannot_match(tmp_path, capsys):
     from test_share_scenes import _scene
 
     g = synthetic_map(500, 0, seed=2)
-    save_ply(g, tmp_path / "with_ids.ply")
-    save_ply(_scene(g, np.arange(len(g))), tmp_path / "no_ids.ply")
+    save_ply(g, tmp_path / "with_ids.ply", keep_ids=True)
+    save_ply(_scene(g, np.arange(len(g))), tmp_path / "no_ids.ply", keep_ids=True)
     rc, _, err = run_cli(
         ["diff", str(tmp_path / "no_ids.ply"), str(tmp_path / "with_ids.ply"), str(tmp_path / "d.gsd")],
         capsys,
@@ -216,8 +217,8 @@ def test_diff_to_an_empty_scene_removes_everything(tmp_path, capsys):
     from test_share_scenes import _scene
 
     g = _scene(synthetic_map(300, 0, seed=1), np.arange(300))
-    save_ply(g, tmp_path / "a.ply")
-    save_ply(g.subset(np.zeros(len(g), bool)), tmp_path / "empty.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
+    save_ply(g.subset(np.zeros(len(g), bool)), tmp_path / "empty.ply", keep_ids=True)
     t = lambda n: str(tmp_path / n)  # noqa: E731
     assert main(["encode", t("a.ply"), t("a.gsd")]) == 0
     assert main(["diff", t("a.ply"), t("empty.ply"), t("d.gsd")]) == 0
@@ -240,13 +241,13 @@ def test_a_chain_of_relative_diffs_takes_the_snapshot_parameters(tmp_path, capsy
     c = _scene(b.subset(np.arange(len(b)) % 5 != 1), np.arange(len(b) - len(b) // 5 - 1))
     t = lambda n: str(tmp_path / n)  # noqa: E731
     for name, m in (("a.ply", a), ("b.ply", b), ("c.ply", c)):
-        save_ply(m, tmp_path / name)
+        save_ply(m, tmp_path / name, keep_ids=True)
     assert main(["encode", t("a.ply"), t("a.gsd"), "--relative"]) == 0
     assert main(["diff", t("a.gsd"), t("b.ply"), t("ab.gsd")]) == 0  # OLD: the snapshot
-    assert main(["apply", t("a.gsd"), t("ab.gsd"), t("mid.ply")]) == 0
+    assert main(["apply", t("a.gsd"), t("ab.gsd"), t("mid.ply"), "--keep-ids"]) == 0
     args = ["diff", t("mid.ply"), t("c.ply"), t("bc.gsd"), "--base-seq", "2", "--params-from", t("a.gsd")]
     assert main(args) == 0
-    assert main(["apply", t("a.gsd"), t("ab.gsd"), t("bc.gsd"), t("end.ply")]) == 0
+    assert main(["apply", t("a.gsd"), t("ab.gsd"), t("bc.gsd"), t("end.ply"), "--keep-ids"]) == 0
     params = unpack_header((tmp_path / "a.gsd").read_bytes())[0].params
     assert np.array_equal(_rows(load_ply(tmp_path / "end.ply")), _rows(quantize(c, params)))
     capsys.readouterr()
@@ -260,8 +261,8 @@ def _two_scenes(tmp_path):
     old = g.subset(np.arange(300))
     new = g.subset(np.arange(310)).copy()
     new.means[:20] += 0.05
-    save_ply(old, tmp_path / "old.ply")
-    save_ply(new, tmp_path / "new.ply")
+    save_ply(old, tmp_path / "old.ply", keep_ids=True)
+    save_ply(new, tmp_path / "new.ply", keep_ids=True)
     return old, new
 
 
@@ -326,8 +327,8 @@ def test_a_position_beyond_the_lattice_names_the_file_and_the_row(tmp_path, caps
     g = synthetic_map(50, 0, seed=2)
     far = g.copy()
     far.means[7, 0] = 1e16
-    save_ply(g, tmp_path / "a.ply")
-    save_ply(far, tmp_path / "far.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)
+    save_ply(far, tmp_path / "far.ply", keep_ids=True)
     a, f, x = str(tmp_path / "a.ply"), str(tmp_path / "far.ply"), str(tmp_path / "x.gsd")
     for argv in (["encode", f, x], ["convert", f, x], ["diff", a, f, x], ["diff", f, a, x]):
         rc, _, err = run_cli(argv, capsys)

@@ -5,11 +5,16 @@ f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``, exactly the reference layout: 
 reads fixed-size rows and Niantic's PLY reader takes float properties only, so anything more in a
 row breaks them. Stored values are pre-activation, as viewers expect: opacity is a logit, scales
 are logs, ``rot`` is (w, x, y, z). ``f_rest`` is channel-major (all coefficients of red, then
-green, then blue). A map's ids and levels go in a second element after it, ``gs_mapping`` (one row
-per Gaussian; viewers skip elements they do not know): ``id`` (double: exact for ids < 2**53), or
-``id_hi`` and ``id_lo`` (uint, the id's upper and lower 32 bits) for an id of 2**53 or more (a
-fleet's global map: ``map_id << 32 | local id``; PLY has no 64-bit integer type), and ``level``
-(uchar) where a level is set. No ids where they are implicit (a scene read without them and not
+green, then blue). That is all a PLY holds by default: a map's ids and levels are not written.
+With ``keep_ids`` (where the suite reads them back: a mapper's own saves, which it resumes from;
+``--keep-ids`` on the commands) they go in a second element after it, ``gs_mapping`` (one row per
+Gaussian): ``id`` (double: exact for ids < 2**53), or ``id_hi`` and ``id_lo`` (uint, the id's
+upper and lower 32 bits) for an id of 2**53 or more (a fleet's global map: ``map_id << 32 | local
+id``; PLY has no 64-bit integer type), and ``level`` (uchar) where a level is set. Not every viewer
+skips an element it does not know: antimatter15's ``main.js`` (and the web viewers that copied its
+``processPlyBuffer``) adds every property line of the header to the vertex row and reads every
+Gaussian after the first from the wrong bytes; gsplat.js refuses the file. The ``.gsd`` container
+is the format that carries ids. No ids where they are implicit (a scene read without them and not
 edited since): read back, they would be taken for real ones.
 
 We read what trainers and tools write: binary little- or big-endian or ASCII, the properties in
@@ -18,7 +23,9 @@ any order and any scalar type (float, double, half, integers), with or without n
 degree 0–3 (degree 4, 72 ``f_rest``, with its fifth band dropped and a warning, as for SPZ);
 other elements are skipped, a mesh's faces (list properties) too (in a binary file their rows, of
 varying size, are walked to find the next element, as plyfile reads them). A point cloud (x, y, z,
-colours) is refused as one.
+colours) is refused as one; a scene whose colour is ``red green blue`` in place of ``f_dc_*``
+(nerfstudio's ``--ply-color-mode rgb``) is read as viewers read it, DC = (c - 0.5) / SH_C0 with c
+in 0..1 (an integer type over its maximum: uchar / 255).
 A 2D Gaussian splatting scene (no ``scale_2``: flat discs) gets the thinnest third scale. Without
 ``id`` the map's ids are implicit (1..N in file order, :attr:`GaussianMap.ids_implicit`).
 Non-finite values follow :func:`gs_mapping.gaussians.clamp_nonfinite` (a double beyond float32's
@@ -40,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MapError
-from .gaussians import OPACITY_LOGIT_LIMIT, GaussianMap, clamp_nonfinite
+from .gaussians import OPACITY_LOGIT_LIMIT, SH_C0, GaussianMap, clamp_nonfinite
 from .input_files import read_bytes
 from .output_files import write_bytes
 
@@ -127,10 +134,14 @@ def id_columns(gmap: GaussianMap) -> np.ndarray | None:
     return out
 
 
-def save_ply(gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inputs=()) -> None:
-    """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`)."""
+def save_ply(
+    gmap: GaussianMap, path: str | Path, *, overwrite: bool = True, inputs=(), keep_ids: bool = False
+) -> None:
+    """Write ``gmap`` as a 3DGS PLY, atomically (see :mod:`gs_mapping.output_files`): the reference
+    layout every viewer reads, or with ``keep_ids`` the map's ids and levels in a ``gs_mapping``
+    element after it, which some web viewers misread (see the module docstring)."""
     path = Path(path)
-    data, extra = to_structured(gmap), id_columns(gmap)
+    data, extra = to_structured(gmap), id_columns(gmap) if keep_ids else None
     # the count on the third line, the comment last: viewers that parse the header by line number
     # (Inria's SIBR) read files laid out as the reference trainer writes them
     header = ["ply", "format binary_little_endian 1.0"]
@@ -477,6 +488,27 @@ def fold_3d_filter(log_scales: np.ndarray, opacity_logits: np.ndarray, filt: np.
     return log_scales, opacity_logits
 
 
+_RGB = ("red", "green", "blue")
+
+
+def _rgb_dc(data: np.ndarray) -> np.ndarray | None:
+    """The SH DC term of a scene that stores its colour as ``red green blue`` in place of
+    ``f_dc_*`` (nerfstudio's ``ns-export gaussian-splat --ply-color-mode rgb``), as the viewers
+    that read such files take it (mkkellogg's GaussianSplats3D, antimatter15's and gsplat.js'):
+    ``(c - 0.5) / SH_C0`` with c the colour in 0..1 (an integer type over its maximum, uchar /
+    255; a float type as it is). None where the rows have no such colour."""
+    if not set(_RGB) <= set(data.dtype.names or ()):
+        return None
+    c = np.stack(
+        [
+            data[n].astype(np.float64) / (np.iinfo(data.dtype[n]).max if data.dtype[n].kind in "iu" else 1.0)
+            for n in _RGB
+        ],
+        axis=1,
+    )
+    return ((c - 0.5) / SH_C0).astype(np.float32)
+
+
 def _without_scalar_prefix(data: np.ndarray) -> np.ndarray:
     """A scene saved by CloudCompare, which names every property but x, y, z (and normals)
     ``scalar_<name>`` (``scalar_f_dc_0``, ``scalar_opacity``): the names as a trainer wrote them."""
@@ -513,11 +545,13 @@ def from_ply_elements(
         raise MapError(f"{path}: no vertex element (or one without properties)")
     data = _without_scalar_prefix(elements["vertex"])
     names = set(data.dtype.names or ())
+    rgb = None if names & {f"f_dc_{c}" for c in range(3)} else _rgb_dc(data)
+    dc_names = {f"f_dc_{c}" for c in range(3)} if rgb is not None else set()
     if "packed_position" in names:
         raise MapError(f"{path}: a PlayCanvas compressed PLY: read it with gs_mapping.splat_formats")
     # a 2D Gaussian splatting scene has no third scale (a flat disc): log-scale −inf, clamped below
     flat = "scale_2" not in names and {"scale_0", "scale_1"} <= names
-    missing = [n for n in _BASE if n not in names and not (flat and n == "scale_2")]
+    missing = [n for n in _BASE if n not in names | dc_names and not (flat and n == "scale_2")]
     if missing and {"x", "y", "z"} <= names and not names & {"opacity", "f_dc_0", "scale_0", "rot_0"}:
         raise MapError(
             f"{path}: a point cloud (x, y, z and {len(names) - 3} other properties), not a 3DGS scene: "
@@ -539,7 +573,7 @@ def from_ply_elements(
     degree = int(round(num_sh**0.5)) - 1
     sh = np.zeros((count, num_sh, 3), np.float32)
     for c in range(3):
-        sh[:, 0, c] = data[f"f_dc_{c}"]
+        sh[:, 0, c] = data[f"f_dc_{c}"] if rgb is None else rgb[:, c]
     if n_rest:  # channel-major: channel c's coefficient k is f_rest_{c · per_channel + k − 1}
         keep = [c * per_channel + k for c in range(3) for k in range(num_sh - 1)]
         rest = np.stack([data[f"f_rest_{i}"] for i in keep], axis=1).astype(np.float32)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 
+from .encode import add_keep_ids
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.usage = "%(prog)s [-h] [--overwrite] BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply"  # (argparse's
+    p.usage = (
+        "%(prog)s [-h] [--overwrite] [--keep-ids] BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply"  # (argparse's
+    )
     # own for `files` read as repeated DELTA… OUT groups)
     p.add_argument("base", help="snapshot container (.gsd)")
     p.add_argument(
@@ -20,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="delta containers in order, then the output PLY",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
+    add_keep_ids(p)
 
 
 def run(args) -> int:
@@ -69,6 +74,6 @@ def run(args) -> int:
             raise DecodeError(f"{path}: {exc}") from None
         h = dh
     gmap = dequantize(state, h0.params, h.tile_size)
-    save_ply(gmap, out, overwrite=args.overwrite, inputs=inputs)
+    save_ply(gmap, out, overwrite=args.overwrite, inputs=inputs, keep_ids=args.keep_ids)
     print(json.dumps({"gaussians": len(gmap), "seq": h.seq}))
     return 0

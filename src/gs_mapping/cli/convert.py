@@ -2,8 +2,9 @@
 
 IN: standard 3DGS PLY, PlayCanvas compressed PLY, SPZ (v1–v4), SOG (``.sog``, ``meta.json``,
 ``<name>.meta.json`` or its directory), antimatter15 ``.splat`` or our snapshot (``.gsd``). OUT:
-``.ply``, ``.spz`` (version 4; ``--spz-version 2`` for viewers that predate v3), ``.splat`` (DC
-colour only) or ``.gsd`` (a snapshot, as ``gs-mapping encode``).
+``.ply`` (the viewers' layout; ``--keep-ids`` keeps a map's ids and levels), ``.spz`` (version 4;
+``--spz-version 2`` for viewers that predate v3), ``.splat`` (DC colour only) or ``.gsd`` (a
+snapshot, as ``gs-mapping encode``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .encode import CODEC_DEFAULTS, add_codec_options, add_spz_axes
+from .encode import CODEC_DEFAULTS, add_codec_options, add_keep_ids, add_spz_axes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version written (default 4)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_keep_ids(p)
     add_spz_axes(p)
     add_codec_options(p)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .encode import add_spz_axes
+from .encode import add_keep_ids, add_spz_axes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", help="input snapshot (.gsd)")
-    p.add_argument("out", help="output scene: .ply (with ids and levels), .spz or .splat")
+    p.add_argument("out", help="output scene: .ply (ids and levels with --keep-ids), .spz or .splat")
     p.add_argument(
         "--max-level",
         type=int,
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--spz-version", type=int, default=4, choices=(2, 3, 4), help="SPZ version (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_keep_ids(p)
     add_spz_axes(p)
 
 

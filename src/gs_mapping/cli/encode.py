@@ -72,6 +72,17 @@ def add_spz_axes(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_keep_ids(p: argparse.ArgumentParser) -> None:
+    """``--keep-ids``, for the commands that write a PLY (whose default is the viewers' layout)."""
+    p.add_argument(
+        "--keep-ids",
+        action="store_true",
+        help="a .ply output keeps the map's Gaussian ids and levels (a 'gs_mapping' element after "
+        "the vertices, which antimatter15-style web viewers misread and gsplat.js refuses; a .gsd "
+        "always keeps them)",
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, [name.]meta.json, .splat)")
     p.add_argument("out", help="output container (.gsd)")

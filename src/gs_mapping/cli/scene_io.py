@@ -44,12 +44,21 @@ def check_scene_output(out: str, args, inputs, snapshot_too: bool = False) -> No
         raise ConfigError(
             f"{out}: cannot write this format ({names}; SOG and compressed PLY: splat-transform)"
         )
+    _check_keep_ids(out, args)
     check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
+
+
+def _check_keep_ids(out: str, args) -> None:
+    if getattr(args, "keep_ids", False) and kind_by_name(out) != "ply":
+        raise ConfigError(
+            f"{out}: --keep-ids is for a .ply output (a .gsd always keeps ids; .spz and .splat cannot)"
+        )
 
 
 def check_container_output(out: str, args, inputs) -> None:
     """Before any work: ``out`` is not named as a scene format (a container under a scene's name
     would be refused by every scene reader, ours included), and may be written."""
+    _check_keep_ids(out, args)
     check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
     if kind_by_name(out):
         raise ConfigError(
@@ -76,7 +85,8 @@ def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMa
 
 
 def save_scene(gmap: GaussianMap, out: str, args) -> int:
-    """Write .ply / .spz / .splat by name (``args.spz_version``, ``args.overwrite``); never over the input."""
+    """Write .ply / .spz / .splat by name (``args.spz_version``, ``args.overwrite``, ``args.keep_ids``);
+    never over the input."""
     inputs = [p for p in (getattr(args, n, None) for n in ("input", "map", "container")) if p]
     axes = getattr(args, "spz_axes", "stored")
     return save_splats(
@@ -87,6 +97,7 @@ def save_scene(gmap: GaussianMap, out: str, args) -> int:
         overwrite=getattr(args, "overwrite", False),
         inputs=inputs,
         spz_coordinate_system=_spz_tag(inputs, out) if axes == "stored" else None,
+        keep_ids=getattr(args, "keep_ids", False),
     )
 
 

@@ -83,7 +83,7 @@ def _rescue_map(gmap) -> str:
 
     try:
         path = rescue_file("gs-mapping-rescued-map-", ".ply")
-        save_ply(gmap, path, overwrite=True)  # (the empty file just made for it)
+        save_ply(gmap, path, overwrite=True, keep_ids=True)  # (the empty file just made for it)
     except (GsMappingError, OSError) as exc:
         return f"the map could not be saved elsewhere either ({exc})"
     return f"the map was saved to {path} instead"
@@ -171,7 +171,7 @@ def map_bag(
             f"{fstats.skipped + mapper.stats.skipped_invalid_depth} skipped{why})"
         )
     with run_outputs(out, overwrite, bag_path, mapper.gmap) as out:
-        save_ply(mapper.gmap, out / "map.ply")
+        save_ply(mapper.gmap, out / "map.ply", keep_ids=True)  # (the codec layers a snapshot by its levels)
         per_view = []
         if write_pngs and heldout:
             (out / "heldout").mkdir(exist_ok=True)

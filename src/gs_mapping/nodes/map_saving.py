@@ -21,8 +21,9 @@ from ..errors import GsMappingError
 from ..output_files import rescue_file
 
 
-def save_map(gmap, path: str, what: str = "map") -> None:
-    """Write ``gmap`` to ``path`` as a PLY, replacing the previous file only once the new one is whole."""
+def save_map(gmap, path: str, what: str = "map", keep_ids: bool = False) -> None:
+    """Write ``gmap`` to ``path`` as a PLY, replacing the previous file only once the new one is whole.
+    ``keep_ids``: with the map's ids and levels (:func:`gs_mapping.ply.save_ply`)."""
     from ..ply import save_ply
 
     if not path:
@@ -46,10 +47,12 @@ def save_map(gmap, path: str, what: str = "map") -> None:
         raise GsMappingError(f"{path}: cannot read the existing file: {exc.strerror or exc}") from None
     if head not in (None, b"", b"ply\n", b"ply\r"):  # (an empty file holds nothing to lose)
         raise GsMappingError(f"{path}: exists and is not a PLY file: not replaced by the {what}")
-    save_ply(gmap, target, overwrite=True)
+    save_ply(gmap, target, overwrite=True, keep_ids=keep_ids)
 
 
-def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> str | None:
+def final_save(
+    gmap, path: str, logger, node_name: str, what: str = "map", keep_ids: bool = False
+) -> str | None:
     """Save at shutdown; on failure save to the temp directory and log where. The path written, if any."""
     if gmap is None or len(gmap) == 0:
         return None
@@ -57,14 +60,14 @@ def final_save(gmap, path: str, logger, node_name: str, what: str = "map") -> st
         logger.info(f"{what} of {len(gmap)} Gaussians not saved: {node_name}.save_path is empty")
         return None
     try:
-        save_map(gmap, path, what)
+        save_map(gmap, path, what, keep_ids)
     except Exception as exc:  # noqa: BLE001 - never raises: anything that fails the save goes to the rescue
         exc = exc if isinstance(exc, GsMappingError) else f"{path}: {type(exc).__name__}: {exc}"
         rescue = Path(tempfile.gettempdir()) / f"{node_name}-{what}.ply"  # (named in the log if not made)
         made = None
         try:
             rescue = made = rescue_file(f"{node_name}-{what}-", ".ply")
-            save_map(gmap, str(rescue), what)
+            save_map(gmap, str(rescue), what, keep_ids)
         except Exception as exc2:  # noqa: BLE001 - as above
             if made is not None:  # (an empty file where the log points would read as a saved map)
                 with contextlib.suppress(OSError):

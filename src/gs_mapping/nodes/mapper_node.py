@@ -17,7 +17,9 @@ the colour stamp. Outputs:
 
 Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start), ``mapper_node.save_path``
 (written on shutdown, and whenever a std_msgs/String arrives on ``~/save``: its text is the path, or
-empty for ``save_path``).
+empty for ``save_path``). The saved PLY keeps the map's ids and levels (:func:`gs_mapping.ply.save_ply`'s
+``keep_ids``), so a mapper resumed from it sends deltas its receivers can apply; some web viewers
+misread such a file: ``gs-mapping convert`` makes the plain layout for them.
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ class MapperNodeConfig:
     map_id: int = param(1, "map id stamped in every delta (receivers reject other maps)", (1, 2**31 - 1))
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
     load_path: str = param("", "PLY map loaded at start-up (empty: start empty)")
-    save_path: str = param("", "PLY path the map is saved to on shutdown and on ~/save")
+    save_path: str = param(
+        "",
+        "PLY path the map is saved to on shutdown and on ~/save, with its ids and levels for load_path "
+        "(antimatter15-style web viewers misread it: 'gs-mapping convert' it for them)",
+    )
     tf_wait_s: float = param(
         0.5,
         "A frame whose transform (or the TF sample after its stamp) has not arrived yet waits this long "
@@ -484,7 +490,7 @@ class MapperNode(NodeBase):
 
         start = self.ctx.now_ns()
         try:
-            save_map(self.mapper.gmap, path)
+            save_map(self.mapper.gmap, path, keep_ids=True)
         finally:
             self._not_waiting(since_ns=start)
         self.ctx.logger.info(f"map saved to {path} ({len(self.mapper.gmap)} Gaussians)")
@@ -503,7 +509,9 @@ class MapperNode(NodeBase):
         while self._waiting:
             color, depth, _, since = self._waiting.pop(0)
             self.contained(self.cfg.topics.color, self.on_pair, color, depth, since, True)
-        final_save(self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name)
+        final_save(
+            self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name, keep_ids=True
+        )
 
 
 def _image_type(topic: str) -> str:

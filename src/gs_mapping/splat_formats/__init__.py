@@ -131,8 +131,11 @@ def save_splats(
     overwrite: bool = False,
     inputs=(),
     spz_coordinate_system: int | None = None,
+    keep_ids: bool = False,
 ) -> int:
     """Write ``gmap`` as the format its name says (.ply, .spz or .splat); returns the bytes written.
+    ``keep_ids``: a PLY holds the map's ids and levels too (:func:`.ply.save_ply`; no other format
+    written here holds them).
     ``spz_axes`` "rub": the scene's PLY axes (RDF) are turned into SPZ's RUB (:data:`.spz.SPZ_AXES`),
     written without a coordinate-system extension (RUB); "stored": ``spz_coordinate_system``, the
     extension of the SPZ the scene was read from, is written back (:func:`.spz.write_spz`)."""
@@ -144,8 +147,10 @@ def save_splats(
             f"compressed PLY use PlayCanvas splat-transform)"
         )
     kind = kind_of(path)
+    if keep_ids and kind != "ply":
+        raise MapError(f"{path}: only a .ply holds a map's ids (keep_ids)")
     if kind == "ply":
-        save_ply(gmap, path, overwrite=overwrite, inputs=inputs)
+        save_ply(gmap, path, overwrite=overwrite, inputs=inputs, keep_ids=keep_ids)
         return path.stat().st_size
     try:
         if kind == "spz":
