@@ -117,11 +117,6 @@ def test_the_rcl_timer_rule_as_written():
     assert _rcl_fires(back, S)[10:] == [S // 10 + k * S for k in range(1, 5)]  # 1.1, 2.1, 3.1, 4.1 s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rclpy_standin Timer has no rcl time-jump rule: after /clock goes back (bag --loop) "
-    "no timer fires until ROS time passes the old last call",
-)
 def test_standin_timers_fire_after_a_backward_clock_jump_as_rcl_timers_do(ros):
     """``ros2 bag play --loop --clock``: at each new pass /clock goes back. rcl resets every timer
     of the clock (timer.c ``_rcl_timer_time_jump``: next call = now + period), so the nodes'
@@ -156,11 +151,6 @@ def test_standin_timers_fire_after_a_backward_clock_jump_as_rcl_timers_do(ros):
         context.try_shutdown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rclpy_standin Clock never calls jump callbacks (rclpy Clock.create_jump_callback), "
-    "which rcl_set_ros_time_override calls on every /clock jump",
-)
 def test_standin_clock_calls_jump_callbacks_as_rcl_does(ros):
     """rcl time.c: ``rcl_set_ros_time_override`` (what rclpy's TimeSource calls for each /clock)
     calls every jump callback whose threshold the jump reaches (``rcl_clock_call_callbacks``:
