@@ -257,11 +257,6 @@ def _long_first_run(msgs):
             True,
             True,
             id="reset-after-6s-tf-served-after-images",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: TF is forgotten only when the next /tf arrives after the clock went back "
-                "(base.py add_tf); a frame served before it is posed with the previous run's TF",
-            ),
         ),
     ],
 )
@@ -497,11 +492,6 @@ def test_no_node_log_line_goes_to_rosout_on_a_shut_down_context(ros, tmp_path, m
 # the "waiting for ..." console line under a clock that goes back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: base.py report_waiting repeats its line when node time passes the last saying by "
-    "30 s; after /clock goes back (bag --loop) that never comes: the line stops for good",
-)
 def test_the_waiting_line_is_repeated_on_every_pass_of_a_looped_bag(ros):
     """base.py: a node that waits for an input 'says so on the console when what it waits for
     changes, and again every this many seconds of node time' (WAITING_REPEAT_S, 30 s): a wrong
