@@ -391,11 +391,6 @@ def test_an_integer_out_of_range_for_a_float_parameter_is_refused_and_the_old_va
 # a stop by signal: what the node logs after rclpy's handler has shut the context down
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after SIGINT/SIGTERM the node logs through its rclpy logger on a shut-down context "
-    "('map saved to ...'): under rcl each line prints 'Failed to publish log message to rosout'",
-)
 def test_no_node_log_line_goes_to_rosout_on_a_shut_down_context(ros, tmp_path, monkeypatch):
     """``ros2 launch`` ends a node with SIGINT (then SIGTERM), ``docker stop`` with SIGTERM. The
     entry point runs on rclpy's default context, so ``rclpy.init`` installs rclpy's handlers for
