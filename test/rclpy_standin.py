@@ -659,12 +659,15 @@ class StandIn(types.ModuleType):
         m.ClockEvent = ClockEvent
 
         class Clock(_Handle):
+            """rcl time.c: a ROS clock's override starts at 0; every change of it or of its
+            activation calls the jump callbacks whose threshold it reaches, before and after."""
+
             def __init__(self, clock_type):
                 super().__init__()
                 self.clock_type = m.ClockType(int(clock_type))
-                self._override = None
+                self._override = 0
                 self._override_enabled = False
-                self._callbacks = []
+                self._callbacks = []  # [callback(jump, before), on_clock_change, min_forward, min_backward]
 
             def get_now(self):
                 if self.clock_type == m.ClockType.ROS_TIME and self._override_enabled:
@@ -678,17 +681,50 @@ class StandIn(types.ModuleType):
             def get_ros_time_override_is_enabled(self):
                 return self._override_enabled
 
-            def set_ros_time_override_is_enabled(self, enabled):
-                self._override_enabled = bool(enabled)
+            def _call_callbacks(self, change, delta, before):  # rcl_clock_call_callbacks
+                is_change = change in (m.ClockChange.ROS_TIME_ACTIVATED, m.ClockChange.ROS_TIME_DEACTIVATED)
+                jump = {"clock_change": change, "delta": delta}
+                for callback, on_change, forward, backward in list(self._callbacks):
+                    if (
+                        (is_change and on_change)
+                        or (backward < 0 and delta <= backward)
+                        or (forward > 0 and delta >= forward)
+                    ):
+                        callback(jump, before)
 
-            def set_ros_time_override(self, tp):
+            def set_ros_time_override_is_enabled(self, enabled):  # rcl_enable/disable_ros_time_override
+                if bool(enabled) != self._override_enabled:
+                    change = (
+                        m.ClockChange.ROS_TIME_ACTIVATED if enabled else m.ClockChange.ROS_TIME_DEACTIVATED
+                    )
+                    self._call_callbacks(change, 0, True)
+                    self._override_enabled = bool(enabled)
+                    self._call_callbacks(change, 0, False)
+
+            def set_ros_time_override(self, tp):  # rcl_set_ros_time_override
+                active, delta = self._override_enabled, tp.nanoseconds - self._override
+                if active:
+                    self._call_callbacks(m.ClockChange.ROS_TIME_NO_CHANGE, delta, True)
                 self._override = tp.nanoseconds
+                if active:
+                    self._call_callbacks(m.ClockChange.ROS_TIME_NO_CHANGE, delta, False)
 
-            def add_clock_callback(self, *a):
-                self._callbacks.append(a)
+            def add_jump_callback(self, callback, on_clock_change, min_forward, min_backward):
+                self._callbacks.append([callback, on_clock_change, min_forward, min_backward])
 
-            def remove_clock_callback(self, *a):
-                pass
+            def add_clock_callback(self, handle, on_clock_change, min_forward, min_backward):
+                def call(jump, before):  # rclpy's _rclpy_on_time_jump (clock.cpp)
+                    if before:
+                        if handle._pre_callback is not None:
+                            handle._pre_callback()
+                    elif handle._post_callback is not None:
+                        handle._post_callback(jump)
+
+                call.handle = handle
+                self.add_jump_callback(call, on_clock_change, min_forward, min_backward)
+
+            def remove_clock_callback(self, handle):
+                self._callbacks = [c for c in self._callbacks if getattr(c[0], "handle", None) is not handle]
 
         m.Clock = Clock
 
@@ -958,29 +994,59 @@ class StandIn(types.ModuleType):
         m.TypeDescriptionService = TypeDescriptionService
 
         class Timer(_Handle):
+            """rcl timer.c: next call one period after the last, missed periods skipped; on a ROS
+            clock the time-jump rule of ``_rcl_timer_time_jump`` (a jump back past the last call:
+            next call one period after the jump; ROS time (de)activated: the rest of the period)."""
+
             def __init__(self, clock, context, period_ns, autostart=True, *rest):
                 super().__init__()
                 self.clock, self.context, self.period = clock, context, int(period_ns)
                 self.canceled = not autostart
-                self.last = clock.get_now().nanoseconds
+                self.last = self._now()
+                self.next, self.credit = self.last + self.period, 0
+                if clock.clock_type == m.ClockType.ROS_TIME:
+                    clock.add_jump_callback(self._jumped, True, 1, -1)
 
             def _now(self):
                 return self.clock.get_now().nanoseconds
 
+            def _jumped(self, jump, before):
+                now = self._now()
+                change = jump["clock_change"] in (
+                    m.ClockChange.ROS_TIME_ACTIVATED,
+                    m.ClockChange.ROS_TIME_DEACTIVATED,
+                )
+                if before:
+                    if change and not self.canceled:
+                        self.credit = self.next - now
+                elif change:
+                    credit, self.credit = self.credit, 0
+                    if now != 0 and not self.canceled and credit:
+                        self.next, self.last = now - credit + self.period, now - credit
+                elif self.next > now and now < self.last:
+                    self.next, self.last = now + self.period, now
+
             def is_timer_ready(self):
-                return not self.canceled and self._now() - self.last >= self.period
+                return not self.canceled and self.next - self._now() <= 0
 
             def call_timer(self):
-                self.last = self._now()
+                now, expected = self._now(), self.next
+                self.last, self.next = now, self.next + self.period
+                if self.next < now:  # missed periods: the next call a whole number of periods on
+                    ahead = now - self.next
+                    self.next = (
+                        now if not self.period else self.next + (1 + (ahead - 1) // self.period) * self.period
+                    )
+                return expected, now
 
             def call_timer_with_info(self):
-                self.call_timer()
-                return {"expected_call_time": self.last, "actual_call_time": self.last}
+                expected, now = self.call_timer()
+                return {"expected_call_time": expected, "actual_call_time": now}
 
             def get_timer_period(self):
                 return self.period
 
-            def change_timer_period(self, val):
+            def change_timer_period(self, val):  # rcl_timer_exchange_period: the next call stays
                 self.period = int(val)
 
             def is_timer_canceled(self):
@@ -991,13 +1057,17 @@ class StandIn(types.ModuleType):
 
             def reset_timer(self):
                 self.canceled = False
-                self.last = self._now()
+                self.next = self._now() + self.period
 
             def time_since_last_call(self):
                 return self._now() - self.last
 
             def time_until_next_call(self):
-                return None if self.canceled else max(0, self.period - (self._now() - self.last))
+                return None if self.canceled else max(0, self.next - self._now())
+
+            def destroy_when_not_in_use(self):  # rcl_timer_fini: its jump callback goes
+                self.clock._callbacks = [c for c in self.clock._callbacks if c[0] != self._jumped]
+                super().destroy_when_not_in_use()
 
         m.Timer = Timer
 

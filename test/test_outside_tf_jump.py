@@ -97,3 +97,57 @@ def test_a_backward_sim_time_jump_forgets_the_previous_runs_transforms(ros, whic
     finally:
         context.try_shutdown()
         close_node(node, obj)
+
+
+def test_lanes_served_after_the_clock_went_back_are_not_posed_by_the_previous_run(ros):
+    """hd_map_node: the clock goes back (a simulator reset) and a frame's lanes are placed before
+    the new run's first /tf. tf2_ros cleared its buffer at the jump, so there is no pose yet; the
+    node must not place them with the old run's sample at that stamp (every lookup follows the
+    clock, not only the next /tf)."""
+    rclpy, _ = ros
+    from builtin_interfaces.msg import Time
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from rosgraph_msgs.msg import Clock
+    from tf2_msgs.msg import TFMessage
+
+    from gs_mapping.messages import RclpyFactory
+    from gs_mapping.messages.tf_message import transforms_to_tf_message
+    from gs_mapping.nodes.hd_map_node import HDMapNode
+    from gs_mapping.runtime.rclpy_runtime import close_node, create_node
+    from gs_mapping.tf import Transform, TransformStamped
+
+    context = rclpy.Context()
+    rclpy.init(
+        args=["hd_map_node", "--ros-args", "-p", "use_sim_time:=true", "-p", "hd_map_node.device:=cpu"],
+        context=context,
+    )
+    node, obj = create_node(HDMapNode, context)
+    try:
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        probe = rclpy.create_node("sim", context=context)
+        executor.add_node(probe)
+        clock = probe.create_publisher(Clock, "/clock", 10)
+        tf = probe.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+        factory = RclpyFactory()
+
+        def spin() -> None:
+            for _ in range(8):
+                executor.spin_once(timeout_sec=0.0)
+
+        for k in range(1, 51):  # first run: 5 s along x, /tf at 10 Hz
+            clock.publish(Clock(clock=Time(sec=k // 10, nanosec=k % 10 * S // 10)))
+            pose = Transform(np.array([k / 10, 0.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]))
+            tf.publish(
+                transforms_to_tf_message([TransformStamped("map", "base_link", k * S // 10, pose)], factory)
+            )
+            spin()
+        clock.publish(Clock(clock=Time(sec=1, nanosec=0)))  # the reset: /clock back, no /tf yet
+        spin()
+        assert node.get_clock().now().nanoseconds == S
+        obj._lanes_at_pose([], None, 3 * S, None, final=True)  # a frame's lanes at 3 s of the new run
+        assert "lane_map_no_map_pose" in obj.diag.dropped, dict(obj.diag.dropped)
+    finally:
+        context.try_shutdown()
+        close_node(node, obj)

@@ -34,7 +34,8 @@ class NodeBase:
         self.diag = NodeDiagnostics(ctx.node_name, ctx.logger if hasattr(ctx.logger, "warning") else None)
         self._waiting_said: tuple[str, int] | None = None  # (what, when) report_waiting last logged
         self._older_in_a_row = 0  # frames in a row not after the last one taken (time_went_back)
-        self._tf_clock_ns = -1  # the node's clock at the last TF message (add_tf)
+        self._tf_clock_ns = -1  # the node's clock at the last TF add or lookup (tf_follows_clock)
+        self._tf_at_this_clock: list[Any] = []  # the /tf messages added since it (tf_follows_clock)
         attach = getattr(ctx, "attach_diagnostics", None)
         if attach is not None:  # a runtime that refuses or drops messages before our handlers run
             attach(self.diag)
@@ -114,12 +115,30 @@ class NodeBase:
         self.diag.values["time_jumps"] = int(self.diag.values.get("time_jumps", 0)) + 1
         return True
 
+    # the /tf messages kept to be added again after a clock jump (tf_follows_clock), at most
+    TF_KEPT_AT_A_CLOCK: ClassVar[int] = 100
+
     def add_tf(self, tf: Any, msg: Any, static: bool) -> None:
         """Add a ``/tf`` or ``/tf_static`` message to the node's :class:`~gs_mapping.tf.TFBuffer`,
-        having first forgotten its moving transforms where the node's clock went back since the last
-        one (a simulator reset, ``ros2 bag play --loop --clock``): tf2_ros's buffer clears on any
-        backward jump of its clock, so the new run is not posed by the old run's transforms at its
-        stamps. Raises what :meth:`~gs_mapping.tf.TFBuffer.add_message` raises."""
+        after :meth:`tf_follows_clock`. Raises what :meth:`~gs_mapping.tf.TFBuffer.add_message` raises."""
+        self.tf_follows_clock(tf)
+        tf.add_message(msg, static=static)
+        if not static:
+            self._tf_at_this_clock.append(msg)
+            del self._tf_at_this_clock[: -self.TF_KEPT_AT_A_CLOCK]  # (no /clock yet: it stays at 0)
+
+    def tf_follows_clock(self, tf: Any) -> None:
+        """Forget ``tf``'s moving transforms where the node's clock went back since the last TF
+        message or lookup (a simulator reset, ``ros2 bag play --loop --clock``), as tf2_ros's buffer
+        clears on any backward jump of its clock: the new run is not posed by the old run's
+        transforms at its stamps. Called before every add AND every lookup: a frame served after the
+        clock went back but before the new run's first /tf must not find the old run's TF.
+
+        The /tf that came while the clock still showed the old time and is stamped at or before the
+        new one is the new run's (rosbag2's player publishes /clock from a timer of its own, after the
+        first messages of a pass): it is added again."""
+        from ..messages import stamp_to_ns
+
         now = self.ctx.now_ns()
         if now < self._tf_clock_ns:
             self.ctx.logger.warning(
@@ -127,8 +146,12 @@ class NodeBase:
                 "forgotten (static ones kept)"
             )
             tf.forget_moving()
+            for msg in self._tf_at_this_clock:  # (each was added whole once: it is again)
+                if max(stamp_to_ns(t.header.stamp) for t in msg.transforms) <= now:
+                    tf.add_message(msg)
+        if now != self._tf_clock_ns:
+            self._tf_at_this_clock = []
         self._tf_clock_ns = now
-        tf.add_message(msg, static=static)
 
     # a node that waits for an input says so on the console when what it waits for changes, and
     # again every this many seconds of node time (a wrong topic name shows in /diagnostics only,
@@ -149,7 +172,8 @@ class NodeBase:
         key = (tuple(waiting), tuple(what for what, _ in stopped))
         now = self.ctx.now_ns()
         last = self._waiting_said
-        if last is None or last[0] != key or now - last[1] >= self.WAITING_REPEAT_S * 1e9:
+        # (said again where node time went back since: a bag played with --loop --clock)
+        if last is None or last[0] != key or not 0 <= now - last[1] < self.WAITING_REPEAT_S * 1e9:
             self._waiting_said = (key, now)
             if waiting:
                 self.ctx.logger.warning(

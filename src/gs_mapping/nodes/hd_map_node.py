@@ -320,6 +320,7 @@ class HDMapNode(NodeBase):
         if any(info is None for info in infos):
             return None
         images, extrinsics = [], []
+        self.tf_follows_clock(self.tf)
         for info, msg in zip(infos, msgs, strict=True):
             # any driver encoding, or a jpeg/png CompressedImage (grey → RGB); a distorted camera's
             # raw image is made pinhole by the Predictor, from the CameraInfo's d
@@ -387,6 +388,7 @@ class HDMapNode(NodeBase):
         since = now if waited_since is None else waited_since
         wait = self.cfg.tf_wait_s * 1e9
         may_wait = not final and wait > 0 and now - since <= wait
+        self.tf_follows_clock(self.tf)
         try:  # (while it may wait, a pose past the last sample waits for the next: tf2's rule)
             T = self.tf.lookup(
                 self.cfg.map_frame, self.cfg.base_frame, stamp, 0 if may_wait else None

@@ -392,6 +392,7 @@ class MapperNode(NodeBase):
         if missing:
             raise MessageError(f"no CameraInfo received yet on {missing}")
         frame_id = str(color_header.frame_id) or intr.frame_id
+        self.tf_follows_clock(self.tf)
         T = self.poses.lookup(frame_id, stamp, future_tolerance_ns)
         depth_m = depth_in_color(
             depth_data,

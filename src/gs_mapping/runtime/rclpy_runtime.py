@@ -55,7 +55,7 @@ class RclpyContext:
         self.namespace = node.get_namespace()
         self.factory = RclpyFactory()
         # rclpy's RcutilsLogger: debug/info/warning/error(message, **kwargs), ONE string argument.
-        self.logger = node.get_logger()
+        self.logger = _NodeLogger(node)
         self._keep: list[Any] = []
 
     def resolve_topic_name(self, topic: str) -> str:
@@ -190,6 +190,24 @@ def _refuse_unknown_overrides(node: Any, node_cls: type) -> None:
         raise ConfigError(f"unknown parameter {unknown[0]}{hint}: {node_cls.name} has no such parameter")
 
 
+class _NodeLogger:
+    """The node's rclpy logger while its context is valid; once it is shut down (rclpy's handler
+    does that on SIGINT and SIGTERM, before the node closes: the final save's lines) a console-only
+    logger under it, ``<node>.shutdown``: rcl would publish each line on the node's /rosout
+    publisher, still registered until ``destroy_node``, and print "Failed to publish log message to
+    rosout: publisher's context is invalid" for every one. (Not ``get_child``: from jazzy that
+    registers the child on /rosout too.) Its level is the node's (rcutils levels are inherited)."""
+
+    def __init__(self, node: Any) -> None:
+        import rclpy.logging
+
+        self._node, self._ros = node, node.get_logger()
+        self._console = rclpy.logging.get_logger(f"{self._ros.name}.shutdown")
+
+    def __getattr__(self, name: str) -> Any:  # (info, warning, get_effective_level, … as rclpy's)
+        return getattr(self._ros if self._node.context.ok() else self._console, name)
+
+
 class _Publisher:
     """An rclpy publisher for our Publisher protocol. Once the context is shut down (rclpy's signal
     handler does that on SIGINT and SIGTERM) rcl refuses every publish; what a node publishes as it
@@ -200,7 +218,7 @@ class _Publisher:
 
     def publish(self, msg: Any) -> None:
         if not self._node.context.ok():
-            self._node.get_logger().debug(f"{self._pub.topic_name}: not published, the context is shut down")
+            _NodeLogger(self._node).debug(f"{self._pub.topic_name}: not published, the context is shut down")
             return
         self._pub.publish(msg)
 
@@ -319,7 +337,7 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
             return 0
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        with python_logging_to(node.get_logger()):
+        with python_logging_to(obj.ctx.logger):
             try:
                 executor.spin()
             except (KeyboardInterrupt, ExternalShutdownException):
