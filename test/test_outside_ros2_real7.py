@@ -280,6 +280,7 @@ def test_each_pass_under_a_clock_that_goes_back_is_mapped_at_its_own_poses(
     TF. It is taken at once when its stamp lies more than base.py's TIME_JUMP_S (5 s) before the
     last frame (a first run of more than 5 s; a shorter one drops that first frame as 'not after the
     previous one' anyway, OLDER_IN_A_ROW), and mapped at the previous run's pose: 100 m off."""
+    pytest.importorskip("torch")  # (the mapper renders with it)
     rclpy, _ = ros
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile
