@@ -24,7 +24,7 @@ HUMBLE_NEED_TORCH := test_docs_promises.py test_fleet_merge.py test_outside_ros2
 	test_outside_hd_node4.py test_outside_session21b.py test_guards_survivors31.py test_outside_session21c.py \
 	test_guards_survivors32.py test_guards_survivors33.py test_outside_hd_map4.py test_outside_nothing_lost5.py \
 	test_outside_recordings4.py test_outside_ros2_real4.py test_outside_session22.py test_outside_session22b.py \
-	test_outside_session22c.py test_outside_tf_jump.py test_outside_hd_map6.py test_outside_hd_map7.py test_guards_survivors34.py test_guards_survivors35.py test_guards_survivors39.py test_guards_survivors42.py \
+	test_outside_session22c.py test_outside_tf_jump.py test_outside_hd_map6.py test_outside_hd_map7.py test_guards_survivors34.py test_guards_survivors35.py test_guards_survivors39.py test_guards_survivors42.py test_outside_hd_map8.py \
 	test_fleet_server.py test_fleet_zenoh.py test_formats_spz.py test_guards_core.py \
 	test_guards_lanes.py test_guards_mapping.py test_guards_survivors.py test_guards_survivors14.py \
 	test_guards_survivors15.py test_guards_survivors16.py test_guards_survivors17.py \

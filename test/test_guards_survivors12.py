@@ -174,19 +174,20 @@ _IMG, _CMP, _INFO, _PC2 = (
 
 
 def test_a_rectified_colour_image_outranks_another_image_of_its_camera():
-    """colour_candidates: of the images beside one camera_info a colour-named one beats image_proc's
-    image_mono (grey) instead of an ambiguity (was _colour_score's 'raw/rectified images' rank;
-    one image a CameraInfo is now chosen before the score, rgb/gray vs rgb/color of ZED 5.1+ in
-    test_outside_recordings8 guards the score's grey rank)."""
+    """colour_candidates: of the images beside one camera_info image_proc's colour one beats its
+    image_mono (grey), rectified or not, instead of an ambiguity (was _colour_score's
+    'raw/rectified images' rank; one image a CameraInfo is now chosen before the score, rgb/gray vs
+    rgb/color of ZED 5.1+ in test_outside_recordings8 guards the score's grey rank). (image_proc's
+    plain ``image_rect`` is grey too: test_outside_session25.)"""
     from gs_mapping.topics import discover
 
     types = {
-        "/cam/color/image_rect": _IMG,
+        "/cam/color/image_rect_color": _IMG,
         "/cam/color/image_mono": _IMG,
         "/cam/color/camera_info": _INFO,
         "/cam/depth/image": _IMG,
     }
-    assert discover(types).color == "/cam/color/image_rect"
+    assert discover(types).color == "/cam/color/image_rect_color"
 
 
 def test_a_rectified_depth_outranks_the_unrectified_one():

@@ -40,8 +40,9 @@ IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 _TRANSPORTS = ("/compressedDepth", "/compressed", "/theora", "/zstd")
 # invisible light, one rule for colour and depth: RealSense's ``infra1``, Kinect's ``/ir/``, Orbbec's
-# ``left_ir`` / ``right_ir``, near-infrared ``nir`` and thermal cameras ('ir' as a whole name token)
-_NOT_VISIBLE = r"infra|thermal|(^|[/_])n?ir($|[/_])"
+# ``left_ir`` / ``right_ir``, near-infrared ``nir`` and thermal cameras (``thermal``, or by band:
+# long-, mid- and short-wave ``lwir``, ``mwir``, ``swir``), each as a whole name token
+_NOT_VISIBLE = r"infra|thermal|(^|[/_])(n|[lms]w)?ir($|[/_])"
 # (OAK's ``stereo/image_raw`` is depth; a stereo pair's ``/stereo/left/image_raw`` is a camera)
 _NOT_COLOUR = re.compile(rf"depth|disparity|{_NOT_VISIBLE}|confidence|stereo/image|mask|segment|label|normal")
 _NOT_DEPTH = re.compile(rf"colorized|confidence|disparity|{_NOT_VISIBLE}|normal")
@@ -53,6 +54,9 @@ _COLOUR_WORDS = re.compile(r"colou?r|rgb")
 _RECTIFIED = re.compile(r"/[^/]*rect[^/]*$|/rect(/|$)")
 _RAW_OR_RECTIFIED = re.compile(r"/image_raw|image_rect|/r(aw|ect)(/|$)")
 _GREY = re.compile(r"gr[ae]y|(^|[/_])mono($|[/_])")
+# image_proc's outputs beside a driver's image: ``image_mono`` and ``image_rect`` are grey,
+# ``image_color`` and ``image_rect_color`` colour (of one camera: colour_candidates keeps one)
+_IMAGE_PROC_GREY = re.compile(r"/image_(mono|rect)$")
 
 
 def resolve_name(name: str, namespace: str = "") -> str:
@@ -193,10 +197,16 @@ def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()
     by_info: dict[str, list[str]] = {}
     for n in _one_per_stream(_published(names, empty), _COLOUR_TRANSPORTS):
         by_info.setdefault(info_topic(n), []).append(n)
-    return sorted(
-        min(group, key=lambda n: (bool(_GREY.search(transport_base(n).lower())), is_rectified(n), n))
-        for group in by_info.values()
-    )
+    return sorted(min(group, key=_driver_image_first) for group in by_info.values())
+
+
+def _driver_image_first(topic: str) -> tuple:
+    """Order of the images beside one CameraInfo: colour before grey (image_proc's ``image_rect``
+    and ``image_mono`` are grey), unrectified before rectified, the driver's ``image_raw`` before
+    image_proc's ``image_color``."""
+    name = transport_base(topic).lower()
+    grey = bool(_GREY.search(name) or _IMAGE_PROC_GREY.search(name))
+    return grey, is_rectified(name), "/image_raw" not in name, topic
 
 
 def depth_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:

@@ -33,7 +33,9 @@ class MapReceiverNodeConfig:
     )
     min_opacity: float = param(0.05, "Gaussians fainter than this are left out of ~/map_cloud", (0.0, 1.0))
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
-    save_path: str = param("", "PLY path the rebuilt map is saved to on shutdown (empty: none)")
+    save_path: str = param(
+        "", "PLY path the rebuilt map is saved to on shutdown, with the sender's ids and levels (empty: none)"
+    )
 
 
 class MapReceiverNode(NodeBase):
@@ -152,5 +154,13 @@ class MapReceiverNode(NodeBase):
         if self.store.ready:
             from .map_saving import final_save
 
-            # never raises: a failed save goes to the temp directory and the log says where
-            final_save(self.store.gaussian_map(), self.cfg.save_path, self.ctx.logger, self.ctx.node_name)
+            # never raises: a failed save goes to the temp directory and the log says where. With
+            # the ids it received: the rebuilt map is the sender's, Gaussian by Gaussian (as the
+            # mapper's own saves; `gs-mapping convert` makes a plain PLY for web viewers)
+            final_save(
+                self.store.gaussian_map(),
+                self.cfg.save_path,
+                self.ctx.logger,
+                self.ctx.node_name,
+                keep_ids=True,
+            )
