@@ -98,13 +98,7 @@ def _load_failure(path: Path, exc: Exception) -> str:
     ``weights_only=False``: that runs whatever code the file holds, and our checkpoints hold only
     tensors and plain data, so a file it refuses is not one. An ONNX export (``hd-export --onnx``),
     the likely slip, is named: it is run by ``backend: onnx`` with ``onnx_model``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(3)
-    except OSError:
-        head = b""
-    # an ONNX ModelProto starts with field 1 (ir_version, a one-byte varint), then a field 2…8 key
-    if len(head) == 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in b"\x12\x1a\x22(2:B":
+    if _is_onnx_model(path):
         return (
             "it is an ONNX model, not a torch checkpoint: hd_map_node runs it with backend: onnx, "
             "onnx_model: FILE"
@@ -114,6 +108,52 @@ def _load_failure(path: Path, exc: Exception) -> str:
         why = text.partition("WeightsUnpickler error:")[2].strip().split("\n")[0]
         return f"not a gsmap_hd checkpoint: {why or 'it holds more than tensors and plain data'}"
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _is_onnx_model(path: Path, head_bytes: int = 1 << 20) -> bool:
+    """Whether ``path`` reads as an ONNX ModelProto: top-level protobuf fields, the first its
+    ``ir_version`` (field 1, a varint), and among them its ``graph`` (field 7, length-delimited,
+    within the file), walked by their keys and lengths (not every protobuf starting with a field-1
+    varint is one: a TensorFlow ``saved_model.pb`` is not)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            data = f.read(head_bytes)
+    except OSError:
+        return False
+
+    def varint(i: int) -> tuple[int, int]:
+        value = shift = 0
+        while i < len(data) and shift < 64:
+            b = data[i]
+            value |= (b & 0x7F) << shift
+            i, shift = i + 1, shift + 7
+            if b < 0x80:
+                return value, i
+        raise IndexError
+
+    i, first = 0, True
+    try:
+        while i < len(data):
+            key, i = varint(i)
+            field, wire = key >> 3, key & 7
+            if first and (field, wire) != (1, 0):
+                return False
+            first = False
+            if wire == 0:
+                _, i = varint(i)
+            elif wire in (1, 5):
+                i += 8 if wire == 1 else 4
+            elif wire == 2:
+                length, i = varint(i)
+                if field == 7:
+                    return i + length <= size
+                i += length
+            else:
+                return False
+    except IndexError:
+        pass
+    return False
 
 
 def _check_crcs(path: Path) -> None:

@@ -385,12 +385,20 @@ def predict_bag(
 
 def _map_elements(doc) -> dict:
     """``{"frame_id", "elements"}`` of MAP_TOPIC's JSON (the world's layout), or MessageError."""
-    from gs_mapping.world.roads import MapElement
+    from gs_mapping.world.roads import CLASS_NAMES, PED_CROSSING, MapElement
 
     try:
-        elements = [
-            MapElement(int(v["type"]), np.asarray(v["pts"], float).reshape(-1, 2)) for v in doc["vectors"]
-        ]
+        elements = []
+        for i, v in enumerate(doc["vectors"]):
+            cls, pts = int(v["type"]), np.asarray(v["pts"], float)
+            # what clip_elements can cut: a known class, finite (N, 2) points, a line of two points
+            # or more, a crossing's ring of three or more
+            least = 3 if cls == PED_CROSSING else 2
+            if cls not in CLASS_NAMES or pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < least:
+                raise ValueError(f"vector {i}: type {cls} with points of shape {pts.shape}")
+            if not np.isfinite(pts).all():
+                raise ValueError(f"vector {i}: a point is not finite")
+            elements.append(MapElement(cls, pts))
         return {"frame_id": str(doc.get("frame_id", "map")), "elements": elements}
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise MessageError(f"{MAP_TOPIC}: not a map of vectors ({type(exc).__name__}: {exc})") from None
@@ -400,7 +408,10 @@ def _gt_over_patch(map_gt: dict, results: list, gts: list, tf, base_frame: str, 
     """Each frame's GT cut from the whole map over the model's patch (x_range, y_range), as training
     takes it: the bag's per-frame GT covers the patch it was recorded with (``gs-mapping world
     --bev-range``, 30 × 15 m by default), so a model of a longer patch had its true lanes beyond it
-    scored as false positives. A frame whose map pose is not in TF keeps the recorded GT."""
+    scored as false positives. A frame whose map pose is not in TF, or whose cut fails (a crossing
+    ring that crosses itself: shapely refuses to intersect it), keeps the recorded GT."""
+    from shapely.errors import GEOSException
+
     from gs_mapping.errors import TFError
     from gs_mapping.world.roads import clip_elements
 
@@ -415,9 +426,14 @@ def _gt_over_patch(map_gt: dict, results: list, gts: list, tf, base_frame: str, 
         except TFError:
             out.append(gt)
             continue
-        els = clip_elements(
-            map_gt["elements"], shift @ np.linalg.inv(T_map_base), (x1 - x0) / 2, (y1 - y0) / 2
-        )
+        try:
+            els = clip_elements(
+                map_gt["elements"], shift @ np.linalg.inv(T_map_base), (x1 - x0) / 2, (y1 - y0) / 2
+            )
+        except (GEOSException, ValueError) as exc:
+            log.warning(f"{MAP_TOPIC}: not cut at {r['stamp_ns']} ns ({exc}): its recorded GT is kept")
+            out.append(gt)
+            continue
         out.append(
             {"vectors": [{"pts": (e.pts + centre).round(4).tolist(), "type": int(e.cls)} for e in els]}
         )
