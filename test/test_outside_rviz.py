@@ -487,19 +487,25 @@ def _full_launch_actions(args: dict[str, str]) -> list:
                 sys.modules[k] = v
 
 
-def _rviz_config_started_with(tmp_path, monkeypatch, params: dict, namespace: str = "") -> dict:
+def _rviz_started_with(tmp_path, monkeypatch, params: dict, namespace: str = "", sim: str = "") -> dict:
+    """The rviz2 Node full.launch.py returns for a params file holding ``params`` under ``/**``."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     path = tmp_path / "my_robot.yaml"
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     args = {
         "params_file": str(path),
-        "use_sim_time": "",
+        "use_sim_time": sim,
         "device": "",
         "namespace": namespace,
         "rviz": "true",
     }
     (rviz,) = [a for a in _full_launch_actions(args) if a.get("executable") == "rviz2"]
+    return rviz
+
+
+def _rviz_config_started_with(tmp_path, monkeypatch, params: dict, namespace: str = "") -> dict:
+    rviz = _rviz_started_with(tmp_path, monkeypatch, params, namespace)
     return yaml.safe_load(Path(rviz["arguments"][rviz["arguments"].index("-d") + 1]).read_text())
 
 
@@ -528,10 +534,6 @@ def test_the_users_params_file_is_one_the_nodes_accept(tmp_path):
     assert MapperNode.load_config(path)["mapper"].topics.map_frame == "odom"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: full.launch.py hands RViz Fixed Frame 'map' whatever frame the params file maps in",
-)
 def test_rviz_fixed_frame_is_the_frame_the_nodes_publish_in(tmp_path, monkeypatch):
     """With ``params_file:=`` whose mapper and hd_map_node map in 'odom', ~/map_cloud and the fused
     ~/lanes carry frame_id 'odom' and no 'map' frame exists in TF. RViz's Global Options 'Fixed
@@ -545,10 +547,6 @@ def test_rviz_fixed_frame_is_the_frame_the_nodes_publish_in(tmp_path, monkeypatc
         assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "odom", namespace
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: full.launch.py's RViz Camera display stays on /cameras/front/image_raw whatever camera_topics says",
-)
 def test_rviz_camera_display_shows_the_camera_the_hd_map_node_reads(tmp_path, monkeypatch):
     """README: "config/gs_mapping.rviz shows the camera". With a params file naming the camera the
     hd_map_node reads (here the RealSense topic of the package's own real bag, compressed), RViz's
@@ -559,3 +557,40 @@ def test_rviz_camera_display_shows_the_camera_the_hd_map_node_reads(tmp_path, mo
     cfg = _rviz_config_started_with(tmp_path, monkeypatch, ODOM_ROBOT)
     (camera,) = [d for d in _displays(cfg) if d["Class"] == "rviz_default_plugins/Image"]
     assert camera["Topic"]["Value"] == ODOM_ROBOT["hd_map_node"]["camera_topics"][0]
+
+
+def test_rviz_view_follows_the_base_frame_and_a_relative_camera_topic(tmp_path, monkeypatch):
+    """The Orbit view's Target Frame is hd_map_node.base_frame (RViz: "Frame [base_link] does not
+    exist" on a robot whose base frame is named otherwise); a relative camera topic is shown as the
+    node resolves it under the namespace; every other setting stays as shipped."""
+    params = {"hd_map_node": {"base_frame": "base_footprint", "camera_topics": ["front/image_raw"]}}
+    cfg = _rviz_config_started_with(tmp_path, monkeypatch, params, "robot1")
+    assert cfg["Visualization Manager"]["Views"]["Current"]["Target Frame"] == "base_footprint"
+    (camera,) = [d for d in _displays(cfg) if d["Class"] == "rviz_default_plugins/Image"]
+    assert camera["Topic"]["Value"] == "/robot1/front/image_raw"
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"  # (not set: as shipped)
+    shipped = yaml.safe_load(RVIZ.read_text())
+    assert set(cfg) == set(shipped) and len(_displays(cfg)) == len(_displays(shipped))
+
+
+def test_rviz_with_the_shipped_settings_is_handed_the_shipped_config(tmp_path, monkeypatch):
+    """A params file that sets the frames and camera to what the shipped config has already, with no
+    namespace: RViz gets config/gs_mapping.rviz itself and nothing is written."""
+    params = {
+        "mapper": {"topics": {"map_frame": "map"}},
+        "hd_map_node": {"base_frame": "base_link", "camera_topics": ["/cameras/front/image_raw"]},
+    }
+    rviz = _rviz_started_with(tmp_path, monkeypatch, params)
+    assert Path(rviz["arguments"][rviz["arguments"].index("-d") + 1]).resolve() == RVIZ.resolve()
+    assert not (tmp_path / "gs_mapping").exists()
+
+
+@pytest.mark.parametrize("sim", ["", "false"])
+def test_rviz_uses_the_sim_time_of_the_params_file_unless_the_argument_is_given(tmp_path, monkeypatch, sim):
+    """use_sim_time: true set only in the params file (a bag played with --clock): the nodes stamp and
+    look TF up in the bag's time, RViz must too or it drops every message as too old. The launch
+    argument, when given, still wins for RViz as for the nodes."""
+    rviz = _rviz_started_with(tmp_path, monkeypatch, {"use_sim_time": True}, "robot1", sim)
+    (override,) = rviz["parameters"]
+    got = next(iter(yaml.safe_load(Path(override).read_text()).values()))["ros__parameters"]
+    assert got == {"use_sim_time": sim != "false"}
