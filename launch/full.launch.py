@@ -6,7 +6,10 @@ ros2 launch gs_mapping full.launch.py [params_file:=…] [use_sim_time:=true] [d
 use_sim_time and device override the params file only when given. Under namespace:=robot1 the nodes'
 own topics are /robot1/<node>/…, the receiver listens to the mapper there (relative topics), and RViz
 gets a copy of config/gs_mapping.rviz whose topics of our nodes carry the namespace
-($XDG_RUNTIME_DIR/gs_mapping, else $ROS_HOME or ~/.ros/gs_mapping: one file per namespace).
+($XDG_RUNTIME_DIR/gs_mapping, else $ROS_HOME or ~/.ros/gs_mapping: one file per namespace). The copy
+also takes the params file's frames and camera (Fixed Frame: mapper.topics.map_frame, the view's Target
+Frame: hd_map_node.base_frame, the Camera display: hd_map_node.camera_topics[0]), and RViz the
+mapper_node's use_sim_time when use_sim_time:= is not given.
 """
 
 import os
@@ -23,6 +26,7 @@ from gs_mapping.nodes.launch_support import (
     launch_flag,
     override_params_files,
     rviz_config_for_namespace,
+    rviz_settings,
 )
 
 
@@ -75,8 +79,13 @@ def _actions(context):
         # around this file's include (a multi-robot launch file)
         ns = effective_namespace(context.launch_configurations.get("ros_namespace"), namespace)
         rviz_config = os.path.join(share, "config", "gs_mapping.rviz")
-        # a namespaced copy: one file per namespace, replaced at each launch (launch_support)
-        rviz_config = rviz_config_for_namespace(rviz_config, ns)
+        # RViz on the frames, camera and clock the nodes use, as the params file sets them
+        settings = rviz_settings(params_file, ns)
+        # a copy where the namespace or those differ: one file per namespace, replaced at each
+        # launch (launch_support)
+        rviz_config = rviz_config_for_namespace(rviz_config, ns, settings=settings)
+        if not sim.strip() and settings.use_sim_time is not None:  # (the argument wins when given)
+            sim = str(settings.use_sim_time).lower()
         actions.append(
             Node(
                 package="rviz2",

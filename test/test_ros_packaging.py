@@ -44,6 +44,7 @@ ROS_PACKAGES_HUMBLE_AND_JAZZY = {  # humble/ and jazzy/distribution.yaml
     "ros2launch",
     "ament_index_python",
     "rviz2",
+    "image_transport_plugins",  # (image_transport_plugins/, both distros, 2026-12-05)
     "rosbag2_storage_mcap",
 }
 # Python module -> rosdep key (package.xml) for imports the distro provides
@@ -161,6 +162,7 @@ def test_package_xml_declares_what_the_code_imports_and_nothing_else():
         "ros2launch",
         "ament_index_python",
         "rviz2",
+        "image_transport_plugins",
         "rosbag2_storage_mcap",
     }
     ros_declared = declared & ROS_PACKAGES_HUMBLE_AND_JAZZY

@@ -9,6 +9,9 @@
   under ``namespace:=robot1`` our nodes publish under ``/robot1/…``, so the launch file hands RViz a
   copy whose topics of our nodes carry the namespace (sensor and ground-truth topics stay as they are),
   one file per namespace in :func:`rviz_config_dir`, replaced at each launch.
+- :func:`rviz_settings`: what RViz must agree on with the nodes, read from the params file as the
+  nodes read it: the Fixed Frame, the view's Target Frame, the camera shown and use_sim_time (the
+  copy above is also written where these differ from the shipped config).
 - :func:`existing_params_file`: launch_ros only warns about a ``params_file:=`` that is no file and
   starts the nodes on their built-in defaults; the launch files stop instead, naming it.
 - :func:`launch_flag`: a true/false launch argument (``rviz:=``) read as launch reads a condition.
@@ -22,6 +25,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,17 +144,101 @@ def _own_writable_dir(path: str) -> bool:
     return os.path.isdir(path) and st.st_uid == os.getuid() and os.access(path, os.W_OK | os.X_OK)
 
 
-def rviz_config_for_namespace(config: str | Path, namespace: str, out_dir: str | Path | None = None) -> str:
-    """The RViz config to start RViz with: ``config`` itself without a namespace, else a namespaced
-    copy in ``out_dir`` (default :func:`rviz_config_dir`): one file per namespace, replaced at each
-    launch (atomically: a launch starting beside another never hands RViz half a file), so launches
-    however stopped leave at most that one small file each."""
-    if not namespace.strip("/"):
+@dataclass(frozen=True)
+class RvizSettings:
+    """What RViz must agree on with the nodes; None: as the shipped config has it (the nodes'
+    defaults)."""
+
+    fixed_frame: str | None = None  # Global Options > Fixed Frame: the mapper's map frame
+    target_frame: str | None = None  # the Orbit view's Target Frame: hd_map_node.base_frame
+    camera_topic: str | None = None  # the Camera display's topic: hd_map_node.camera_topics[0]
+    use_sim_time: bool | None = None  # the mapper_node's (None: not set)
+
+
+def rviz_settings(params_file: str | Path, namespace: str) -> RvizSettings:
+    """:class:`RvizSettings` from the params file the nodes are started with, read by the loader
+    the nodes use (``/**`` and node blocks, namespaced keys, rcl's typing); ConfigError naming the
+    file for one rcl refuses. The map cloud is in the mapper's map frame (the receiver publishes
+    each snapshot in its frame), the fused lanes in hd_map_node.map_frame: the Fixed Frame is the
+    mapper's, as the cloud is what RViz shows most of."""
+    from ..config_file import read_parameters  # (PyYAML: a dependency of launch itself)
+    from .registry import node_fqn
+
+    mapper = read_parameters(params_file, node_fqn("mapper_node", namespace))
+    hd_params = read_parameters(params_file, node_fqn("hd_map_node", namespace))
+    topics = mapper.get("mapper", {}).get("topics", {})
+    hd = hd_params.get("hd_map_node", {})
+    cameras = hd.get("camera_topics")
+    camera = cameras[0] if isinstance(cameras, list) and cameras else None
+    sim = mapper.get("use_sim_time")
+
+    def text(v: Any) -> str | None:  # (a value of the wrong type: the node itself names it)
+        return v if isinstance(v, str) and v else None
+
+    return RvizSettings(
+        fixed_frame=text(topics.get("map_frame")),
+        target_frame=text(hd.get("base_frame")),
+        camera_topic=text(camera) and resolve_topic(camera, namespace, "hd_map_node"),
+        use_sim_time=sim if isinstance(sim, bool) else None,
+    )
+
+
+def resolve_topic(topic: str, namespace: str, node: str) -> str:
+    """``topic`` as rcl resolves it for ``node`` in ``namespace``: absolute as it is, ``~/x`` under
+    the node's name, else under the namespace."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if topic.startswith("/"):
+        return topic
+    if topic.startswith("~"):
+        return f"{ns}/{node}{topic[1:]}"
+    return f"{ns}/{topic}"
+
+
+def rviz_config_for_namespace(
+    config: str | Path,
+    namespace: str,
+    out_dir: str | Path | None = None,
+    settings: RvizSettings | None = None,
+) -> str:
+    """The RViz config to start RViz with: ``config`` itself where neither a namespace nor
+    ``settings`` change it, else a copy in ``out_dir`` (default :func:`rviz_config_dir`) with our
+    nodes' topics under the namespace and ``settings`` applied: one file per namespace, replaced at
+    each launch (atomically: a launch starting beside another never hands RViz half a file), so
+    launches however stopped leave at most that one small file each."""
+    text = namespaced_rviz_config(Path(config).read_text(), namespace)
+    if settings is not None:
+        text = _rviz_with_settings(text, settings)
+    if text == Path(config).read_text():
         return str(config)
-    # '.' is in no ROS name: /a/b_c and /a_b/c get files of their own
+    # '.' is in no ROS name: /a/b_c and /a_b/c get files of their own (gs_mapping_.rviz: the root)
     out = Path(out_dir or rviz_config_dir()) / f"gs_mapping_{namespace.strip('/').replace('/', '.')}.rviz"
-    write_text(out, namespaced_rviz_config(Path(config).read_text(), namespace), overwrite=True)
+    write_text(out, text, overwrite=True)
     return str(out)
+
+
+def _rviz_with_settings(text: str, settings: RvizSettings) -> str:
+    """RViz config text with the frames and camera of ``settings`` (``text`` itself where they are
+    what it has already)."""
+    import yaml  # (only here: a launch with RViz and a params file; launch itself needs PyYAML)
+
+    cfg = yaml.safe_load(text)
+    vm = cfg["Visualization Manager"]
+    changes = [
+        (vm["Global Options"], "Fixed Frame", settings.fixed_frame),
+        (vm["Views"]["Current"], "Target Frame", settings.target_frame),
+    ]
+    # RViz's Image display takes a '.../compressed' topic as the base topic and that transport
+    changes += [
+        (d["Topic"], "Value", settings.camera_topic)
+        for d in vm["Displays"]
+        if d["Class"] == "rviz_default_plugins/Image"
+    ]
+    changed = False
+    for where, key, value in changes:
+        if value is not None and where.get(key) != value:
+            where[key] = value
+            changed = True
+    return yaml.safe_dump(cfg, sort_keys=False, width=1000) if changed else text
 
 
 def existing_params_file(path: str) -> str:
