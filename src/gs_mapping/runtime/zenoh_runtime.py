@@ -68,9 +68,7 @@ DEFAULT_ROUTER = "tcp/localhost:7447"  # rmw_zenoh's default session connects he
 HEARTBEAT_S = 0.5  # rmw_zenoh: SAMPLE_MISS_DETECTION_HEARTBEAT_PERIOD 500 ms
 
 
-MAX_FRAGMENT_WAIT_US = (
-    5_000_000  # an uplink's: a client session's, a router's that connects out (see session_config)
-)
+MAX_FRAGMENT_WAIT_US = 5_000_000  # a client session's (see session_config)
 _FRAGMENT_WAIT = "transport/link/tx/queue/congestion_control/drop/max_wait_before_drop_fragments"
 
 
@@ -102,38 +100,24 @@ def session_config(
             else:
                 listen = listen or ["tcp/localhost:0"]
                 connect = [DEFAULT_ROUTER] if connect is None else connect
+        # a client's message of many fragments (a map delta or snapshot of megabytes) may wait this
+        # long for room on its one link, to its router, before it is dropped: Zenoh's 50 ms lost a
+        # 6 MiB delta on a 32 Mbit/s uplink without a word (a publish may then take that long on a
+        # slow link). A router or peer sends to every subscriber itself: there one receiver that
+        # stopped reading (a suspended laptop) would hold each delta, and the sender's thread, up to
+        # this long for all, so they keep Zenoh's 50 ms (that receiver loses deltas, the others
+        # not). A config file that sets it keeps its own, as Zenoh read it (a comment naming it sets
+        # nothing; a file setting Zenoh's own default cannot be told from one that does not)
+        unset = config.get_json(_FRAGMENT_WAIT) == zenoh.Config().get_json(_FRAGMENT_WAIT)
+        if unset and json.loads(config.get_json("mode")) == "client":
+            config.insert_json5(_FRAGMENT_WAIT, str(MAX_FRAGMENT_WAIT_US))
         if connect is not None:
             config.insert_json5("connect/endpoints", _json_list(connect))
         if listen is not None:
             config.insert_json5("listen/endpoints", _json_list(listen))
-        # an uplink's message of many fragments (a map delta or snapshot of megabytes) may wait this
-        # long for room on the link before it is dropped: Zenoh's 50 ms lost a 6 MiB delta on a 32
-        # Mbit/s uplink without a word (a publish may then take that long on a slow link). An
-        # uplink is a client's one link, to its router, or a router's that connects out (a
-        # vehicle's router linked to the server room's). A peer, or a router others connect to,
-        # sends to every subscriber itself: there one receiver that stopped reading (a suspended
-        # laptop) would hold each delta, and the sender's thread, up to this long for all, so they
-        # keep Zenoh's 50 ms (that receiver loses deltas, the others not). A config file that sets
-        # it keeps its own, as Zenoh read it (a comment naming it sets nothing; a file setting
-        # Zenoh's own default cannot be told from one that does not)
-        unset = config.get_json(_FRAGMENT_WAIT) == zenoh.Config().get_json(_FRAGMENT_WAIT)
-        if unset and _is_uplink(config):
-            config.insert_json5(_FRAGMENT_WAIT, str(MAX_FRAGMENT_WAIT_US))
     except (zenoh.ZError, OSError, ValueError) as exc:
         raise ConfigError(f"zenoh configuration ({config_file or 'built-in'}): {_short(exc)}") from None
     return config
-
-
-def _is_uplink(config: zenoh.Config) -> bool:
-    """A client session, or a router that connects out (its connect endpoints, for its mode where
-    the file lists them per mode): its links lead to one place, the fleet's server side."""
-    mode = json.loads(config.get_json("mode")) or "peer"  # (Zenoh's default)
-    if mode != "router":
-        return mode == "client"
-    endpoints = json.loads(config.get_json("connect/endpoints"))
-    if isinstance(endpoints, dict):
-        endpoints = endpoints.get("router", [])
-    return bool(endpoints)
 
 
 def asks_any_port(endpoint: str) -> bool:
