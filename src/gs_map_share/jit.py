@@ -12,7 +12,9 @@ imported on first use, never when the package is imported; the compiled code is 
 numba (beside the module, or in its user cache directory), so only the first use after an install
 pays the compilation (seconds: ~4 s for the frame choice on a loaded 2-core machine). Where neither
 can be written (a read-only install run by a user without a writable home), each process compiles
-the loops again and keeps them in memory only.
+the loops again and keeps them in memory only. numba's cache does not know ``NUMBA_BOUNDSCHECK``:
+a run with bounds checks takes the unchecked code from the cache (and leaves checked code for
+later runs), so pair it with a fresh ``NUMBA_CACHE_DIR`` (test_outside_codec_bounds does).
 """
 
 from __future__ import annotations

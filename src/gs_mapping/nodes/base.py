@@ -117,41 +117,48 @@ class NodeBase:
 
     # the /tf messages kept to be added again after a clock jump (tf_follows_clock), at most
     TF_KEPT_AT_A_CLOCK: ClassVar[int] = 100
+    # a backward jump of the clock this long or longer clears TF; a shorter step (two /clock sources
+    # interleaved, rosbag2's 40 Hz clock beside a recorded /clock; an NTP step) keeps it. tf2_ros
+    # clears on any backward jump (C++) or on 1 s or more (tf2_ros_py from jazzy): between the two,
+    # a bag of 0.5 s played in a loop still starts over on its own TF
+    TF_CLEAR_BACKWARD_S: ClassVar[float] = 0.1
 
     def add_tf(self, tf: Any, msg: Any, static: bool) -> None:
         """Add a ``/tf`` or ``/tf_static`` message to the node's :class:`~gs_mapping.tf.TFBuffer`,
         after :meth:`tf_follows_clock`. Raises what :meth:`~gs_mapping.tf.TFBuffer.add_message` raises."""
         self.tf_follows_clock(tf)
         tf.add_message(msg, static=static)
-        if not static:
+        if not static and len(msg.transforms):  # (an empty /tf is nothing to add again)
             self._tf_at_this_clock.append(msg)
             del self._tf_at_this_clock[: -self.TF_KEPT_AT_A_CLOCK]  # (no /clock yet: it stays at 0)
 
     def tf_follows_clock(self, tf: Any) -> None:
-        """Forget ``tf``'s moving transforms where the node's clock went back since the last TF
-        message or lookup (a simulator reset, ``ros2 bag play --loop --clock``), as tf2_ros's buffer
-        clears on any backward jump of its clock: the new run is not posed by the old run's
-        transforms at its stamps. Called before every add AND every lookup: a frame served after the
-        clock went back but before the new run's first /tf must not find the old run's TF.
+        """Forget ``tf``'s moving transforms where the node's clock went back ``TF_CLEAR_BACKWARD_S``
+        or more since the last TF message or lookup (a simulator reset, ``ros2 bag play --loop
+        --clock``), as tf2_ros's buffer clears on a backward jump of its clock: the new run is not
+        posed by the old run's transforms at its stamps. Called before every add AND every lookup: a
+        frame served after the clock went back but before the new run's first /tf must not find the
+        old run's TF.
 
         The /tf that came while the clock still showed the old time and is stamped at or before the
         new one is the new run's (rosbag2's player publishes /clock from a timer of its own, after the
         first messages of a pass): it is added again."""
         from ..messages import stamp_to_ns
 
-        now = self.ctx.now_ns()
-        if now < self._tf_clock_ns:
+        now, before = self.ctx.now_ns(), self._tf_clock_ns
+        kept = self._tf_at_this_clock
+        if now != before:
+            self._tf_at_this_clock = []
+        self._tf_clock_ns = now  # (first: whatever the re-adding raises, the jump is handled once)
+        if before - now >= self.TF_CLEAR_BACKWARD_S * 1e9:
             self.ctx.logger.warning(
-                f"the clock went back {(self._tf_clock_ns - now) / 1e9:.3f} s: TF's moving transforms "
+                f"the clock went back {(before - now) / 1e9:.3f} s: TF's moving transforms "
                 "forgotten (static ones kept)"
             )
             tf.forget_moving()
-            for msg in self._tf_at_this_clock:  # (each was added whole once: it is again)
+            for msg in kept:  # (each was added whole once: it is again)
                 if max(stamp_to_ns(t.header.stamp) for t in msg.transforms) <= now:
                     tf.add_message(msg)
-        if now != self._tf_clock_ns:
-            self._tf_at_this_clock = []
-        self._tf_clock_ns = now
 
     # a node that waits for an input says so on the console when what it waits for changes, and
     # again every this many seconds of node time (a wrong topic name shows in /diagnostics only,
