@@ -1,8 +1,13 @@
 # Two entry points for a fresh clone: `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv and install pinned dependencies on first use.
-PYTHON ?= python3
+# The pinned set (numpy 2.4, scipy 1.17, …) needs Python 3.11+: python3 where it is one, else the
+# newest python3.1x on PATH (Ubuntu 22.04's python3 is 3.10); none: the venv rule says so.
+PYTHON ?= $(shell for p in python3 python3.14 python3.13 python3.12 python3.11; do \
+	"$$p" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && echo "$$p" && break; done)
 VENV := .venv
 PY := $(VENV)/bin/python
+# pip.conf's `user = true` (or PIP_USER=1), as Debian users set it, makes pip refuse a venv
+export PIP_USER := 0
 # A second, small venv with ROS 2 Jazzy's numpy (1.26) for the core, message, node and codec tests:
 # numpy 1.21..2.x must both work, and the main venv has numpy 2.
 VENV1 := .venv-numpy1
@@ -57,8 +62,21 @@ PYTEST_ENV := OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: demo test test-fast test-numpy1 test-humble lint venv venv-numpy1 clean
 
+# A venv is not relocatable (pip writes its scripts' Python by absolute path, its editable install
+# this clone's src too): one whose Python no longer runs or whose gs-mapping script names another
+# folder's (the clone moved, renamed or copied; a pyenv Python removed) is taken as not installed,
+# and made again from scratch ($(call fresh,VENV): venv's --clear for such a one).
+venv_alive = $(shell "$(1)/bin/python" -c '' 2>/dev/null && \
+	grep -qsF '$(CURDIR)/$(1)/bin/python' "$(1)/bin/gs-mapping" && echo yes)
+fresh = $(if $(call venv_alive,$(1)),,--clear)
+$(foreach v,$(VENV) $(VENV1) $(VENVH),\
+	$(if $(wildcard $(v)/.installed),$(if $(call venv_alive,$(v)),,$(shell rm -f $(v)/.installed))))
+
 $(VENV)/.installed: requirements.txt requirements-test.txt setup.py pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@if [ -z "$(PYTHON)" ]; then echo "make: the pinned dependencies need Python 3.11 or newer" \
+		"(python3 is $$(python3 -V 2>&1)): install python3.11 or name one, make PYTHON=/path/to/python3.11"; \
+		exit 2; fi
+	$(PYTHON) -m venv $(call fresh,$(VENV)) $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	# nuscenes-devkit pins numpy<2 but runs on ours: installed without its pins (its real imports are
@@ -68,13 +86,13 @@ $(VENV)/.installed: requirements.txt requirements-test.txt setup.py pyproject.to
 	touch $@
 
 $(VENV1)/.installed: requirements-numpy1.txt setup.py pyproject.toml
-	$(PYTHON) -m venv $(VENV1)
+	$(PYTHON) -m venv $(call fresh,$(VENV1)) $(VENV1)
 	$(PY1) -m pip install --quiet -r requirements-numpy1.txt
 	$(PY1) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENVH)/.installed: requirements-humble.txt setup.py pyproject.toml
-	$(PY310) -m venv $(VENVH)
+	$(PY310) -m venv $(call fresh,$(VENVH)) $(VENVH)
 	$(PYH) -m pip install --quiet --only-binary=:all: -r requirements-humble.txt
 	$(PYH) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
@@ -83,8 +101,10 @@ venv: $(VENV)/.installed
 
 venv-numpy1: $(VENV1)/.installed
 
+# --overwrite: a second `make demo` redoes the first's (the CLI still refuses a folder that holds
+# more than a demo's outputs)
 demo: venv
-	$(VENV)/bin/gs-mapping demo --out $(OUT)
+	$(VENV)/bin/gs-mapping demo --overwrite --out "$(OUT)"
 
 # ruff (lint + format), mypy on the codec and the messages module, the one-way layers contract.
 lint: venv
@@ -115,4 +135,4 @@ test-fast: venv
 	$(PYTEST_ENV) $(PY) -m pytest -q -m "not slow and not shared_data" $(FAST_TESTS)
 
 clean:
-	rm -rf $(VENV) $(VENV1) $(VENVH) $(OUT) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VENV1) $(VENVH) "$(OUT)" build *.egg-info src/*.egg-info
