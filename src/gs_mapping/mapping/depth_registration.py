@@ -10,16 +10,32 @@ colour pixel the nearest wins (z-buffer), so background seen through a foregroun
 camera's viewpoint does not bleed into the colour view: occlusion is handled. Colour pixels no depth
 pixel reaches stay invalid (0).
 
-LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, nearest wins.
+LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, nearest wins. A LiDAR
+beside the camera sees surfaces the camera does not (the wall below a board, from a roof LiDAR), and
+its beams are sparser than the camera's pixels, so such a point often has no nearer point on its own
+pixel: a point is dropped where a pixel near it (``LIDAR_VISIBILITY_WINDOW``) holds a much nearer one
+(``visible``, the rule virtual views apply to their warped targets). Returns nearer than
+``MIN_LIDAR_RANGE_M`` to the sensor are no measurement and dropped. A cloud is posed at its header
+stamp: not deskewed by its points' own times.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import minimum_filter
 
 # colour pixels per axis one depth pixel may cover, beyond its cameras' focal ratio (a pixel seen at a
 # grazing angle projects to a long box: bounded, not smeared over the image)
 _MAX_FOOTPRINT = 4
+
+# a return nearer than this to the LiDAR (in its own frame) is no measurement: Ouster's ROS 1 driver,
+# ros2_ouster and older ouster-ros write a beam with no return as x = y = z = 0 (or its beam origin,
+# millimetres from it), and no LiDAR ranges under ~0.1 m
+MIN_LIDAR_RANGE_M = 0.1
+# a LiDAR point the camera cannot see: one whose depth exceeds (1 + tolerance) x the nearest depth in
+# the window x window pixels around it (beams up to ~2 pixels apart leave a board's rows without a point)
+LIDAR_VISIBILITY_WINDOW = 5
+LIDAR_OCCLUSION_TOLERANCE = 0.1
 
 
 def _zbuffer(flat_index: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
@@ -88,14 +104,25 @@ def register_depth(
     return out
 
 
+def visible(depth: np.ndarray, tolerance: float, window: int) -> np.ndarray:
+    """The pixels of a sparse z-depth image (0 = none) not behind a much nearer point: depth at most
+    (1 + ``tolerance``) x the nearest depth in the ``window`` x ``window`` pixels around them. Points
+    seen from another viewpoint (a LiDAR, another camera) can fill a foreground surface's gaps with
+    the background it hides from this camera."""
+    near = minimum_filter(np.where(depth > 0, depth, np.inf), size=window, mode="nearest")
+    return (depth > 0) & (depth <= (1 + tolerance) * near)
+
+
 def cloud_to_depth(
     xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
     """LiDAR points (N, 3) in the cloud's frame → a sparse float32 (H, W) z-depth image of the camera
-    (``size = (W, H)``; 0 = no point), nearest point per pixel."""
+    (``size = (W, H)``; 0 = no point), nearest point per pixel, points the camera cannot see dropped
+    (``visible``), as are returns nearer than ``MIN_LIDAR_RANGE_M`` (Ouster's zeros for no return)."""
     w, h = int(size[0]), int(size[1])
     p = np.asarray(xyz, np.float64).reshape(-1, 3)
-    p = p[np.all(np.isfinite(p), axis=1)]
+    # in the sensor's frame, before moving: a no-return zero is at the LiDAR's origin, not the camera's
+    p = p[np.all(np.isfinite(p), axis=1) & (np.einsum("ij,ij->i", p, p) >= MIN_LIDAR_RANGE_M**2)]
     T = np.asarray(T_cam_cloud, np.float64)
     p = p @ T[:3, :3].T + T[:3, 3]
     z = p[:, 2]
@@ -107,4 +134,5 @@ def cloud_to_depth(
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     out = _zbuffer(v[inside] * w + u[inside], z[inside].astype(np.float32), w * h).reshape(h, w)
     out[~np.isfinite(out)] = 0.0
+    out[~visible(out, LIDAR_OCCLUSION_TOLERANCE, LIDAR_VISIBILITY_WINDOW)] = 0.0
     return out
