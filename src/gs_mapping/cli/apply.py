@@ -12,10 +12,8 @@ from .encode import add_keep_ids
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.usage = (
-        "%(prog)s [-h] [--overwrite] [--keep-ids] BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply"  # (argparse's
-    )
-    # own for `files` read as repeated DELTA… OUT groups)
+    # (argparse's own usage would read `files` as repeated DELTA… OUT groups)
+    p.usage = "%(prog)s [-h] [--overwrite] [--keep-ids] BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply"
     p.add_argument("base", help="snapshot container (.gsd)")
     p.add_argument(
         "files",
