@@ -409,13 +409,15 @@ def test_holdout_every_three_holds_out_the_third_and_sixth_frames(tmp_path):
 def test_ground_truth_logged_half_a_second_late_still_pairs_with_the_first_frame(tmp_path):
     """predict_bag(max_frames=1) reads on for the predicted frames' ground truth (GT_GRACE_NS, 2 s
     of log time): a bag whose /ground_truth/lanes_json is logged 0.5 s after the images still
-    pairs frame 0 with its lanes (the world's own lanes of that frame)."""
+    pairs frame 0 with its lanes (the world's own lanes of that frame). The bag is written without
+    the world's whole map (/ground_truth/map_json), from which hd-predict would otherwise cut each
+    frame's GT over the model's patch: the per-frame GT, and its pairing, are what is under test."""
     import json
 
     from gs_mapping.bag import BagReader, BagWriter
     from gs_mapping.world import Drive
     from gs_mapping.world.record import write_bag
-    from gsmap_hd.predict_bag import GT_TOPIC, predict_bag
+    from gsmap_hd.predict_bag import GT_TOPIC, MAP_TOPIC, predict_bag
 
     drive = Drive.make(2026, 2, "front", (256, 128), rate_hz=2.0)
     bag, late = tmp_path / "drive", tmp_path / "late"
@@ -423,9 +425,12 @@ def test_ground_truth_logged_half_a_second_late_still_pairs_with_the_first_frame
     shift = 500_000_000
     with BagReader(bag) as r, BagWriter(late) as w:
         for t in r.topics:
-            w.add_topic(t.name, t.type, latched=t.latched)
+            if t.name != MAP_TOPIC:
+                w.add_topic(t.name, t.type, latched=t.latched)
         msgs = [
-            (topic, stamp + (shift if topic == GT_TOPIC else 0), msg) for topic, stamp, msg in r.messages()
+            (topic, stamp + (shift if topic == GT_TOPIC else 0), msg)
+            for topic, stamp, msg in r.messages()
+            if topic != MAP_TOPIC
         ]
         assert any(m[0] == GT_TOPIC for m in msgs)
         for topic, stamp, msg in sorted(msgs, key=lambda m: m[1]):
