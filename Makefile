@@ -63,19 +63,28 @@ PYTEST_ENV := OMP_WAIT_POLICY=PASSIVE
 .PHONY: demo test test-fast test-numpy1 test-humble lint venv venv-numpy1 clean
 
 # A venv is not relocatable (pip writes its scripts' Python by absolute path, its editable install
-# this clone's src too): one whose Python no longer runs or whose gs-mapping script names another
-# folder's (the clone moved, renamed or copied; a pyenv Python removed) is taken as not installed,
-# and made again from scratch ($(call fresh,VENV): venv's --clear for such a one).
-venv_alive = $(shell "$(1)/bin/python" -c '' 2>/dev/null && \
-	grep -qsF '$(CURDIR)/$(1)/bin/python' "$(1)/bin/gs-mapping" && echo yes)
+# this clone's src too): one whose Python no longer runs, or whose gs-mapping script starts another
+# folder's Python (the clone moved, renamed or copied; a pyenv Python removed), is taken as not
+# installed and made again from scratch ($(call fresh,VENV): venv's --clear for such a one). The
+# script's Python is read from its shebang, or from pip's /bin/sh trampoline for long or spaced
+# paths ('#' cannot appear in the code: make reads a comment there), and compared by folder (a symlinked path to the same folder is the same venv).
+venv_alive = $(shell "$(1)/bin/python" -c 'import os, sys; \
+	lines = open(sys.argv[1], encoding="utf-8").read(4096).splitlines(); \
+	tramp = lines[1].split("exec", 1)[-1].rsplit("$$0", 1)[0].strip(chr(34) + chr(39) + " "); \
+	py = tramp if lines[0].strip().endswith("/bin/sh") else lines[0][2:].strip(); \
+	same = os.path.realpath(os.path.dirname(py)) == os.path.realpath(os.path.dirname(sys.argv[2])); \
+	print("yes" if same and os.path.basename(py) == "python" else "")' \
+	"$(1)/bin/gs-mapping" "$(1)/bin/python" 2>/dev/null)
 fresh = $(if $(call venv_alive,$(1)),,--clear)
+# the pinned set's Python, or one line saying none was found
+need_python = @if [ -z "$(PYTHON)" ]; then echo "make: the pinned dependencies need Python 3.11 or newer" \
+	"(python3 is $$(python3 -V 2>&1)): install python3.11 or name one, make PYTHON=/path/to/python3.11"; \
+	exit 2; fi
 $(foreach v,$(VENV) $(VENV1) $(VENVH),\
 	$(if $(wildcard $(v)/.installed),$(if $(call venv_alive,$(v)),,$(shell rm -f $(v)/.installed))))
 
 $(VENV)/.installed: requirements.txt requirements-test.txt setup.py pyproject.toml
-	@if [ -z "$(PYTHON)" ]; then echo "make: the pinned dependencies need Python 3.11 or newer" \
-		"(python3 is $$(python3 -V 2>&1)): install python3.11 or name one, make PYTHON=/path/to/python3.11"; \
-		exit 2; fi
+	$(need_python)
 	$(PYTHON) -m venv $(call fresh,$(VENV)) $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
@@ -86,6 +95,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt setup.py pyproject.to
 	touch $@
 
 $(VENV1)/.installed: requirements-numpy1.txt setup.py pyproject.toml
+	$(need_python)
 	$(PYTHON) -m venv $(call fresh,$(VENV1)) $(VENV1)
 	$(PY1) -m pip install --quiet -r requirements-numpy1.txt
 	$(PY1) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -126,7 +126,7 @@ def _previous_demo(out: Path) -> dict[str, bytes]:
         "report.md": b"# earlier demo\n",
         "metrics.json": b"{}\n",
         "demo_config.yaml": b"/**: {}\n",
-        "bev.png": b"\x89PNG\r\n\x1a\n",
+        "lanes_bev.png": b"\x89PNG\r\n\x1a\n",
     }
     for name, data in files.items():
         (out / name).write_bytes(data)

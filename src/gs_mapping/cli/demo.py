@@ -24,7 +24,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # What a demo's output directory holds (an existing one with anything else is never replaced).
-DEMO_OUTPUTS = ("demo_config.yaml", "world_bag", "replay_bag", "report.md", "metrics.json", "*.png")
+# what a demo writes, by name: --overwrite (`make demo` passes it) replaces a folder holding only
+# these, never a user's own pictures beside them
+DEMO_OUTPUTS = (
+    "demo_config.yaml",
+    "world_bag",
+    "replay_bag",
+    "report.md",
+    "metrics.json",
+    "lanes_bev.png",
+    "lane_map.png",
+    "map_vs_camera.png",
+    "levels_of_detail.png",
+    "rate_distortion.png",
+)
 
 
 def run(args: argparse.Namespace) -> int:

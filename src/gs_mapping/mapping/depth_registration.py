@@ -10,13 +10,14 @@ colour pixel the nearest wins (z-buffer), so background seen through a foregroun
 camera's viewpoint does not bleed into the colour view: occlusion is handled. Colour pixels no depth
 pixel reaches stay invalid (0).
 
-LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, nearest wins. A LiDAR
-beside the camera sees surfaces the camera does not (the wall below a board, from a roof LiDAR), and
-its beams are sparser than the camera's pixels, so such a point often has no nearer point on its own
-pixel: a point is dropped where a pixel near it (``LIDAR_VISIBILITY_WINDOW``) holds a much nearer one
-(``visible``, the rule virtual views apply to their warped targets). Returns nearer than
-``MIN_LIDAR_RANGE_M`` to the sensor are no measurement and dropped. A cloud is posed at its header
-stamp: not deskewed by its points' own times.
+LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, nearest wins. Returns
+nearer than ``MIN_LIDAR_RANGE_M`` to the sensor are no measurement and dropped. Not handled: a
+LiDAR beside the camera sees surfaces the camera does not (the wall behind a board's edge), and its
+beams are sparser than the camera's pixels, so such a point often has no nearer point on its own
+pixel and is kept. A window rule (``visible``, what virtual views apply to their warped targets)
+was tried and dropped: it took the far rows of a dense cloud's ground for hidden ones and missed a
+16-ring LiDAR's hidden points (rings tens of pixels apart); a test that knows the beams is needed.
+A cloud is posed at its header stamp: not deskewed by its points' own times.
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ _MAX_FOOTPRINT = 4
 # ros2_ouster and older ouster-ros write a beam with no return as x = y = z = 0 (or its beam origin,
 # millimetres from it), and no LiDAR ranges under ~0.1 m
 MIN_LIDAR_RANGE_M = 0.1
-# a LiDAR point the camera cannot see: one whose depth exceeds (1 + tolerance) x the nearest depth in
-# the window x window pixels around it (beams up to ~2 pixels apart leave a board's rows without a point)
-LIDAR_VISIBILITY_WINDOW = 5
-LIDAR_OCCLUSION_TOLERANCE = 0.1
 
 
 def _zbuffer(flat_index: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
@@ -117,8 +114,8 @@ def cloud_to_depth(
     xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
     """LiDAR points (N, 3) in the cloud's frame → a sparse float32 (H, W) z-depth image of the camera
-    (``size = (W, H)``; 0 = no point), nearest point per pixel, points the camera cannot see dropped
-    (``visible``), as are returns nearer than ``MIN_LIDAR_RANGE_M`` (Ouster's zeros for no return)."""
+    (``size = (W, H)``; 0 = no point), nearest point per pixel; returns nearer than
+    ``MIN_LIDAR_RANGE_M`` dropped (Ouster's zeros for no return)."""
     w, h = int(size[0]), int(size[1])
     p = np.asarray(xyz, np.float64).reshape(-1, 3)
     # in the sensor's frame, before moving: a no-return zero is at the LiDAR's origin, not the camera's
@@ -134,5 +131,4 @@ def cloud_to_depth(
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     out = _zbuffer(v[inside] * w + u[inside], z[inside].astype(np.float32), w * h).reshape(h, w)
     out[~np.isfinite(out)] = 0.0
-    out[~visible(out, LIDAR_OCCLUSION_TOLERANCE, LIDAR_VISIBILITY_WINDOW)] = 0.0
     return out

@@ -117,10 +117,11 @@ class NodeBase:
 
     # the /tf messages kept to be added again after a clock jump (tf_follows_clock), at most
     TF_KEPT_AT_A_CLOCK: ClassVar[int] = 100
-    # a backward jump of the clock this long or longer clears TF; a shorter step (two /clock sources
-    # interleaved, rosbag2's 40 Hz clock beside a recorded /clock; an NTP step) keeps it. tf2_ros
-    # clears on any backward jump (C++) or on 1 s or more (tf2_ros_py from jazzy): between the two,
-    # a bag of 0.5 s played in a loop still starts over on its own TF
+    # a backward jump of ROS time (/clock, a bag's clock) this long or longer clears TF; a shorter
+    # step (two /clock sources interleaved, rosbag2's 40 Hz clock beside a recorded /clock) keeps
+    # it. tf2_ros clears on any backward jump (C++) or on 1 s or more (tf2_ros_py from jazzy):
+    # between the two, a bag of 0.5 s played in a loop still starts over on its own TF. A step of
+    # the system clock (an NTP step) clears nothing: rcl calls no jump callback for it
     TF_CLEAR_BACKWARD_S: ClassVar[float] = 0.1
 
     def add_tf(self, tf: Any, msg: Any, static: bool) -> None:
@@ -150,7 +151,8 @@ class NodeBase:
         if now != before:
             self._tf_at_this_clock = []
         self._tf_clock_ns = now  # (first: whatever the re-adding raises, the jump is handled once)
-        if before - now >= self.TF_CLEAR_BACKWARD_S * 1e9:
+        ros_time = getattr(self.ctx, "ros_time", None)  # (a context that does not say: ROS time)
+        if before - now >= self.TF_CLEAR_BACKWARD_S * 1e9 and (ros_time is None or ros_time()):
             self.ctx.logger.warning(
                 f"the clock went back {(before - now) / 1e9:.3f} s: TF's moving transforms "
                 "forgotten (static ones kept)"

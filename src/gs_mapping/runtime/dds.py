@@ -226,6 +226,9 @@ class DdsContext(ExpandsNames):
     def now_ns(self) -> int:
         return time.time_ns()
 
+    def ros_time(self) -> bool:  # (the system clock: an NTP step is no jump of ROS time)
+        return False
+
     def spin_once(self, timeout_s: float = 0.1) -> int:
         """Wait up to ``timeout_s`` (less if a timer is due), dispatch what arrived; returns the
         number of callbacks run."""

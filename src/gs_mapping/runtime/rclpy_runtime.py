@@ -79,6 +79,11 @@ class RclpyContext:
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
 
+    def ros_time(self) -> bool:
+        """Whether the node's clock is ROS time from /clock (use_sim_time): rcl calls clock-jump
+        callbacks, and tf2_ros clears its buffer, only for that clock's jumps."""
+        return bool(getattr(self.node.get_clock(), "ros_time_is_active", False))
+
 
 def _is_float_param(default: Any) -> bool:
     if isinstance(default, (list, tuple)):

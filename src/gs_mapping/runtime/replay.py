@@ -78,6 +78,9 @@ class ReplayContext(ExpandsNames):
     def now_ns(self) -> int:
         return self.bus.now_ns
 
+    def ros_time(self) -> bool:  # (the bag's clock, as /clock from `ros2 bag play --clock`)
+        return True
+
 
 class ReplayBus:
     """In-process topics with the bag's clock; publications go to ``writer`` when one is given."""

@@ -346,6 +346,9 @@ class ZenohContext(ExpandsNames):
     def now_ns(self) -> int:
         return time.time_ns()
 
+    def ros_time(self) -> bool:  # (the system clock: an NTP step is no jump of ROS time)
+        return False
+
     # ---- raw Zenoh, for node classes that need more than topics ---------------------------------
 
     def put(self, key: str, payload: bytes, attachment: bytes | None = None) -> None:
