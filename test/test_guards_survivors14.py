@@ -125,7 +125,7 @@ def test_register_depth_into_a_shorter_colour_image_crops_the_bottom_rows():
     np.testing.assert_allclose(out, depth[:20], atol=1e-6)
 
 
-def _reference_cloud_to_depth(xyz, T, K, size, min_range=0.1, window=5, tolerance=0.1):
+def _reference_cloud_to_depth(xyz, T, K, size, min_range=0.1):
     w, h = size
     out = np.full((h, w), np.inf)
     for p in xyz:
@@ -138,24 +138,14 @@ def _reference_cloud_to_depth(xyz, T, K, size, min_range=0.1, window=5, toleranc
         v = int(np.rint(K[1, 1] * q[1] / q[2] + K[1, 2]))
         if 0 <= u < w and 0 <= v < h:
             out[v, u] = min(out[v, u], q[2])
-    # a point the camera cannot see: a much nearer one within the window (the image border clamps it)
-    r = window // 2
-    near = np.array(
-        [
-            [out[max(v - r, 0) : v + r + 1, max(u - r, 0) : u + r + 1].min() for u in range(w)]
-            for v in range(h)
-        ]
-    )
-    out[out > (1 + tolerance) * near] = np.inf
     out[~np.isfinite(out)] = 0.0
     return out
 
 
 def test_cloud_to_depth_matches_a_per_point_reference():
     """A rotated LiDAR, a colour camera with fx != fy, points beyond every image border and invalid
-    (NaN/inf) returns: equal to a per-point transform / project / round / nearest-wins
-    loop with a per-pixel visibility check (a much nearer point within 5x5 hides it), and no numpy
-    warning from the invalid points."""
+    (NaN/inf) returns and returns within 0.1 m of the sensor: equal to a per-point transform /
+    project / round / nearest-wins loop, and no numpy warning from the invalid points."""
     from gs_mapping.mapping.depth_registration import cloud_to_depth
 
     rng = np.random.default_rng(14)
@@ -169,8 +159,7 @@ def test_cloud_to_depth_matches_a_per_point_reference():
         warnings.simplefilter("error")
         got = cloud_to_depth(xyz, T, K, (40, 30))
     want = _reference_cloud_to_depth(xyz, T, K, (40, 30))
-    # points all over the image, and the scattered points hide many others (164 without the check)
-    assert 50 < (want > 0).sum() < 100 and (want > 0).any(axis=1).sum() > 25
+    assert (want > 0).sum() > 100 and (want > 0).any(axis=1).all()  # rows all over the image
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
