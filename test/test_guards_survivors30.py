@@ -173,7 +173,7 @@ def test_demo_rate_distortion_is_what_encode_and_decode_files_give(tmp_path, cap
     rd = rate_distortion(g, [cam], qualities=(1, 5))
     assert [r["quality"] for r in rd] == [1, 5]
 
-    save_ply(g, tmp_path / "a.ply")
+    save_ply(g, tmp_path / "a.ply", keep_ids=True)  # (the map as the mapper saves it: ids, levels)
     ref = np.clip(render(g, cam, backend="cpu").numpy()[0], 0, 1)
     for r in rd:
         q = r["quality"]
