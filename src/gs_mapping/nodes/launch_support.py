@@ -162,6 +162,8 @@ def rviz_settings(params_file: str | Path, namespace: str) -> RvizSettings:
     each snapshot in its frame), the fused lanes in hd_map_node.map_frame: the Fixed Frame is the
     mapper's, as the cloud is what RViz shows most of."""
     from ..config_file import read_parameters  # (PyYAML: a dependency of launch itself)
+    from ..errors import ConfigError
+    from .context import resolve_topic
     from .registry import node_fqn
 
     mapper = read_parameters(params_file, node_fqn("mapper_node", namespace))
@@ -175,23 +177,18 @@ def rviz_settings(params_file: str | Path, namespace: str) -> RvizSettings:
     def text(v: Any) -> str | None:  # (a value of the wrong type: the node itself names it)
         return v if isinstance(v, str) and v else None
 
+    def camera_topic() -> str | None:  # (as hd_map_node resolves it; a name it refuses, it names)
+        try:
+            return resolve_topic(camera, "hd_map_node", namespace) if text(camera) else None
+        except ConfigError:
+            return None
+
     return RvizSettings(
         fixed_frame=text(topics.get("map_frame")),
         target_frame=text(hd.get("base_frame")),
-        camera_topic=text(camera) and resolve_topic(camera, namespace, "hd_map_node"),
+        camera_topic=camera_topic(),
         use_sim_time=sim if isinstance(sim, bool) else None,
     )
-
-
-def resolve_topic(topic: str, namespace: str, node: str) -> str:
-    """``topic`` as rcl resolves it for ``node`` in ``namespace``: absolute as it is, ``~/x`` under
-    the node's name, else under the namespace."""
-    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    if topic.startswith("/"):
-        return topic
-    if topic.startswith("~"):
-        return f"{ns}/{node}{topic[1:]}"
-    return f"{ns}/{topic}"
 
 
 def rviz_config_for_namespace(
