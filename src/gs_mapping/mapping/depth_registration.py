@@ -14,7 +14,7 @@ LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, near
 nearer than ``MIN_LIDAR_RANGE_M`` to the sensor are no measurement and dropped. Not handled: a
 LiDAR beside the camera sees surfaces the camera does not (the wall behind a board's edge), and its
 beams are sparser than the camera's pixels, so such a point often has no nearer point on its own
-pixel and is kept. A window rule (``visible``, what virtual views apply to their warped targets)
+pixel and is kept. A window rule (what virtual views apply to their warped targets, in 5×5 pixels)
 was tried and dropped: it took the far rows of a dense cloud's ground for hidden ones and missed a
 16-ring LiDAR's hidden points (rings tens of pixels apart); a test that knows the beams is needed.
 A cloud is posed at its header stamp: not deskewed by its points' own times.
@@ -23,7 +23,6 @@ A cloud is posed at its header stamp: not deskewed by its points' own times.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import minimum_filter
 
 # colour pixels per axis one depth pixel may cover, beyond its cameras' focal ratio (a pixel seen at a
 # grazing angle projects to a long box: bounded, not smeared over the image)
@@ -99,15 +98,6 @@ def register_depth(
     out = _zbuffer(pv[m] * w + pu[m], zk[owner[m]], w * h).reshape(h, w)
     out[~np.isfinite(out)] = 0.0
     return out
-
-
-def visible(depth: np.ndarray, tolerance: float, window: int) -> np.ndarray:
-    """The pixels of a sparse z-depth image (0 = none) not behind a much nearer point: depth at most
-    (1 + ``tolerance``) x the nearest depth in the ``window`` x ``window`` pixels around them. Points
-    seen from another viewpoint (a LiDAR, another camera) can fill a foreground surface's gaps with
-    the background it hides from this camera."""
-    near = minimum_filter(np.where(depth > 0, depth, np.inf), size=window, mode="nearest")
-    return (depth > 0) & (depth <= (1 + tolerance) * near)
 
 
 def cloud_to_depth(

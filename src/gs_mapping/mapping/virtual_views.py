@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import minimum_filter
 
 from ..camera import Camera
-from .depth_registration import visible
 from .optimizer import TrainView
 
 
@@ -68,7 +68,8 @@ def reproject(
     out_d[v[keep], u[keep]] = z[keep]
     mask[v[keep], u[keep]] = True
     if occlusion_tolerance > 0:
-        mask &= visible(out_d, occlusion_tolerance, 3)
+        near = minimum_filter(np.where(mask, out_d, np.inf), size=3, mode="nearest")
+        mask &= out_d <= (1 + occlusion_tolerance) * near
         out_rgb[~mask] = 0
         out_d[~mask] = 0
     return out_rgb, out_d, mask
