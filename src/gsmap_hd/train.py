@@ -200,6 +200,13 @@ def train(
             raise CheckpointError(f"{last}: cannot resume, the model config differs ({'; '.join(diff[:4])})")
         if "step" not in state:
             raise CheckpointError(f"{last}: cannot resume, the checkpoint has no step")
+        if cfg.init_from and not _same_file(cfg.init_from, old.init_from):
+            # a resume takes last.pt's weights: a new --init-from would be recorded, never used
+            raise CheckpointError(
+                f"{last}: cannot resume from it and start from --init-from {cfg.init_from} at once "
+                f"(the run was started {'from ' + old.init_from if old.init_from else 'from scratch'}); "
+                "--overwrite with --init-from starts a new fine-tune"
+            )
         start = state["step"]
         if cfg.steps < start:  # (nothing to train: model.pt would label step-`start` weights cfg.steps)
             raise CheckpointError(
@@ -253,6 +260,11 @@ def train(
             run.discard_staging()
     finally:
         os.close(lock)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two checkpoint names (as given, relative or through links) name one file."""
+    return bool(b) and os.path.realpath(a) == os.path.realpath(b)
 
 
 def _swappable(real: Path) -> bool:
