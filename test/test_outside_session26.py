@@ -31,3 +31,55 @@ def test_resume_with_another_init_from_is_refused_and_keeps_the_run(tmp_path):
         _cfg(steps=4, eval_every=0, init_from=str(base / "model.pt")), run, resume=True, progress=False
     )
     assert out["step"] == 4
+
+
+def test_hd_predict_says_when_the_recorded_ground_truth_stops_short_of_the_models_patch(tmp_path, caplog):
+    """Session #25 cut the GT over a long-range model's patch from ``/ground_truth/map_json``; a
+    bag with only the per-frame ``/ground_truth/lanes_json`` (another tool's, or a world bag with
+    the whole map dropped) still scored lanes beyond the recorded 30 m as false positives without a
+    word. The yardstick is the bag's own GT: its farthest point ahead (read here with the bag
+    reader) is short of the model's 50 m, so hd-predict must say so, naming how far it reaches; with
+    the whole map there, or a model of the recorded patch, it must not."""
+    pytest.importorskip("torch")
+    import json
+    import logging
+
+    from test_hd_model_train import TINY, _cfg
+
+    from gs_mapping import messages as M
+    from gs_mapping.bag import BagReader, BagWriter
+    from gs_mapping.cli import main
+    from gsmap_hd.checkpoint import save
+    from gsmap_hd.model import GSMapModel
+
+    drive = tmp_path / "drive"
+    world = ["world", "--out", str(drive), "--frames", "1", "--rig", "surround", "--size", "64x32"]
+    assert main([*world, "--workers", "1", "--no-progress"]) == 0
+    lanes_only = tmp_path / "lanes_only"
+    reach = []
+    with BagReader(drive) as r, BagWriter(lanes_only) as w:
+        keep = [t for t in r.topics if t.name != "/ground_truth/map_json"]
+        for t in keep:
+            w.add_topic(t.name, t.type)
+        for topic, stamp, msg in r.messages([t.name for t in keep]):
+            if topic == "/ground_truth/lanes_json":
+                reach += [p[0] for v in M.string_message_to_json(msg)["vectors"] for p in v["pts"]]
+            w.write(topic, stamp, msg)
+    assert 20 < max(reach) < 48  # the recorded patch's 30 m (lines end inside it)
+    for name, x, y in (("long", 50.0, 25.0), ("short", 30.0, 15.0)):
+        cfg = _cfg(model={**TINY, "x_range": [-x, x], "y_range": [-y, y]}, rig="surround", region="patch")
+        save(tmp_path / f"{name}.pt", GSMapModel(cfg.model), cfg, 1, weights_only=True)
+
+    def warned(bag, ckpt) -> list[str]:
+        caplog.clear()
+        out = tmp_path / f"{bag.name}_{ckpt}.json"
+        with caplog.at_level(logging.WARNING):
+            argv = ["hd-predict", str(bag), "--checkpoint", str(tmp_path / f"{ckpt}.pt"), "--out", str(out)]
+            assert main([*argv, "--no-progress"]) == 0
+        assert json.loads(out.read_text())["GTs"]
+        return [r.getMessage() for r in caplog.records if "ahead" in r.getMessage()]
+
+    said = warned(lanes_only, "long")
+    assert len(said) == 1 and f"{max(reach):.1f} m ahead" in said[0] and "50 m" in said[0], said
+    assert warned(drive, "long") == []  # the whole map is there: the GT is cut over the patch
+    assert warned(lanes_only, "short") == []  # the model's patch is the recorded one

@@ -355,6 +355,8 @@ def predict_bag(
         gts = [_gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results]
         if map_gt is not None:
             gts = _gt_over_patch(map_gt, results, gts, tf, base_frame, predictor.cfg)
+        else:
+            _warn_short_gt(bag_path, gts, predictor.cfg)
         no_gt = sum(g is None for g in gts)
         if no_gt:
             log.warning(
@@ -438,6 +440,32 @@ def _gt_over_patch(map_gt: dict, results: list, gts: list, tf, base_frame: str, 
             {"vectors": [{"pts": (e.pts + centre).round(4).tolist(), "type": int(e.cls)} for e in els]}
         )
     return out
+
+
+# the recorded GT reaches at least this much less far ahead than the model's patch: its lanes there
+# are scored as false positives (a road's lines run to the patch's front edge in almost every frame)
+SHORT_GT_M = 2.0
+
+
+def _warn_short_gt(bag_path, gts: list, model_cfg) -> None:
+    """Without the whole map (MAP_TOPIC) the recorded per-frame GT is all there is, cut to the patch
+    it was recorded with: say so when it stops short ahead of the model's patch (a long-range model
+    on a bag of ``gs-mapping world``'s default 30 m, or another tool's GT without the whole map)."""
+    ahead = []  # (the GT is checked by hd-eval, which reads it: here what is not a point is passed over)
+    for g in gts:
+        for v in g["vectors"] if g else ():
+            try:
+                x = np.asarray(v["pts"], float)[:, 0]
+            except (TypeError, KeyError, ValueError, IndexError):
+                continue
+            ahead += x[np.isfinite(x)].tolist()
+    reach, patch = max(ahead, default=None), model_cfg.x_range[1]
+    if reach is not None and reach < patch - SHORT_GT_M:
+        log.warning(
+            f"{bag_path}: its {GT_TOPIC} reaches {reach:.1f} m ahead at most, the model's patch "
+            f"{patch:g} m, and there is no {MAP_TOPIC} to cut the GT over the patch: lanes predicted "
+            f"beyond {reach:.0f} m will be scored as false positives by hd-eval"
+        )
 
 
 def _gt_for(stamp: int, gt_by_stamp: dict, stamps: list[int], slop_ns: int) -> dict | None:
