@@ -656,10 +656,6 @@ def _wall_frame(x, i, W=32, H=24):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on gsplat (backend cuda) the mapper passes means2d.grad of shape (1, N, 2) to GradAccumulator.add: IndexError",
-)
 def test_the_mapper_runs_on_gsplats_output_layout(monkeypatch):
     """``rasterize(backend="cuda")`` documents ``meta["means2d"]`` as gsplat's own (1, N, 2) tensor
     ("use means2d.grad.reshape(-1, 2)"). With gsplat.rasterization replaced by a CPU stand-in that

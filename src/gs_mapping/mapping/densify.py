@@ -35,7 +35,9 @@ class GradAccumulator:
         self, grad_means2d: torch.Tensor | None, width: int, weight_sum: torch.Tensor | None = None
     ) -> None:
         if grad_means2d is not None:
-            g = grad_means2d.detach().norm(dim=-1).cpu().numpy() * (0.5 * width)  # pixels → NDC
+            # (N, 2) from the CPU backend, gsplat's own (1, N, 2) from CUDA (rasterize's meta).
+            g2 = grad_means2d.detach().reshape(-1, 2)
+            g = g2.norm(dim=-1).cpu().numpy() * (0.5 * width)  # pixels → NDC
             seen = g > 0
             self.sum[seen] += g[seen]
             self.count[seen] += 1
