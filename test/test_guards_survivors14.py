@@ -513,16 +513,32 @@ def _params(log_scales, logits=None, means=None):
 
 
 def test_grad_accumulator_averages_ndc_gradient_norms_over_the_views_that_saw_it():
-    """Mean norm of the 2D-mean gradient in NDC units (pixels × width/2) over the views where it
-    was non-zero; weight is the largest blending weight seen. Hand-computed for width 40."""
+    """Mean norm of the 2D-mean gradient in NDC units (x × width/2, y × height/2, as gsplat and
+    3DGS) over the views where it was drawn (radii > 0), with a gradient or without; weight is the
+    largest blending weight seen. Hand-computed for a 40 × 20 image."""
     from gs_mapping.mapping.densify import GradAccumulator
 
-    acc = GradAccumulator(3)
-    acc.add(torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]]), 40, torch.tensor([2.0, 5.0, 0.0]))
-    acc.add(torch.tensor([[0.0, 0.0], [0.0, 3.0], [0.0, 0.0]]), 40, torch.tensor([7.0, 1.0, 0.0]))
-    # row 0: |g| 5 once (the second view did not see it); row 1: (1 + 3) / 2; row 2: never seen
-    np.testing.assert_allclose(acc.mean(), [5.0 * 20, 2.0 * 20, 0.0])
-    np.testing.assert_allclose(acc.weight, [7.0, 5.0, 0.0])
+    acc = GradAccumulator(4)
+    drawn = torch.tensor([[3, 3], [2, 2], [0, 0], [4, 4]])
+    acc.add(
+        torch.tensor([[0.15, 0.4], [0.05, 0.0], [0.0, 0.0], [0.0, 0.0]]),
+        drawn,
+        40,
+        20,
+        torch.tensor([2.0, 5.0, 0.0, 0.0]),
+    )
+    drawn[0] = 0  # the second view did not draw row 0
+    acc.add(
+        torch.tensor([[0.0, 0.0], [0.0, 0.3], [0.0, 0.0], [0.0, 0.0]]),
+        drawn,
+        40,
+        20,
+        torch.tensor([7.0, 1.0, 0.0, 0.0]),
+    )
+    # row 0: |(3, 4)| = 5 once; row 1: (1 + 3) / 2; row 2: never drawn; row 3: drawn twice, hidden
+    np.testing.assert_allclose(acc.mean(), [5.0, 2.0, 0.0, 0.0])
+    np.testing.assert_allclose(acc.count, [1, 2, 0, 2])
+    np.testing.assert_allclose(acc.weight, [7.0, 5.0, 0.0, 0.0])
 
 
 def test_densify_candidates_average_strictly_above_the_threshold_highest_first():

@@ -534,10 +534,6 @@ def _means2d_grad(params, V, Kt, W, H, target):
     return m2.grad.detach(), out.meta["radii"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GradAccumulator.add scales both axes of the 2D gradient by width/2 (gsplat/3DGS NDC: y by height/2)",
-)
 def test_densification_gradient_is_gsplats_ndc_norm_on_a_non_square_image():
     """gsplat's DefaultStrategy (and 3DGS, whose rasteriser returns dL/dmean2D in NDC) turns the pixel
     gradient of each projected mean into NDC with x · width/2 and y · height/2 before its norm; the
@@ -549,7 +545,7 @@ def test_densification_gradient_is_gsplats_ndc_norm_on_a_non_square_image():
     params = [p.requires_grad_() for p in _scene(5, 120, 0, V, spread=0.6, depth=3.0, log_s=-2.2)]
     grad, radii = _means2d_grad(params, V, Kt, W, H, torch.full((H, W, 3), 0.5, dtype=D))
     acc = GradAccumulator(len(grad))
-    acc.add(grad, W, None)
+    acc.add(grad, radii, W, H)
     grad2d, count = _gsplat_update_state(grad, radii, W, H)
     hit = (grad.abs() > 1e-8).all(-1)  # visible, with a gradient in both axes
     assert int(hit.sum()) > 20
@@ -557,10 +553,6 @@ def test_densification_gradient_is_gsplats_ndc_norm_on_a_non_square_image():
     np.testing.assert_allclose(acc.mean()[hit.numpy()], want[hit.numpy()], rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GradAccumulator averages over views with a non-zero gradient, gsplat/3DGS over views with radii > 0",
-)
 def test_densification_average_counts_every_view_that_saw_the_gaussian():
     """gsplat (``state["count"]`` over radii > 0) and 3DGS (``denom[visibility_filter] += 1``) divide
     a Gaussian's summed gradient by the number of views it was *visible* in. A small Gaussian seen
@@ -587,7 +579,7 @@ def test_densification_average_counts_every_view_that_saw_the_gaussian():
         for p in params:
             p.grad = None
         grad, radii = _means2d_grad(params, V, Kt, W, H, target)
-        acc.add(grad, W, None)
+        acc.add(grad, radii, W, H)
         s, c = _gsplat_update_state(grad, radii, W, H)
         sums, counts = sums + s, counts + c
         if V is back:

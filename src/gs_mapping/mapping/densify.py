@@ -24,7 +24,12 @@ from .params import TorchGaussians
 class GradAccumulator:
     """Per-Gaussian statistics over one keyframe's optimisation: the mean norm of the gradient of
     the projected 2D mean (in NDC units, as 3DGS's threshold is stated) over the views that saw it,
-    and the largest blending weight it had in any view (its contribution, for the cap)."""
+    and the largest blending weight it had in any view (its contribution, for the cap).
+
+    As gsplat's DefaultStrategy and 3DGS: x scaled by width / 2 and y by height / 2 before the norm,
+    and every view where the Gaussian was drawn (radii > 0) counts, with its gradient or without
+    (one hidden behind opaque ones in most views must not keep the average of the few it showed in).
+    """
 
     def __init__(self, n: int):
         self.sum = np.zeros(n)
@@ -32,15 +37,21 @@ class GradAccumulator:
         self.weight = np.zeros(n)
 
     def add(
-        self, grad_means2d: torch.Tensor | None, width: int, weight_sum: torch.Tensor | None = None
+        self,
+        grad_means2d: torch.Tensor | None,
+        radii: torch.Tensor,
+        width: int,
+        height: int,
+        weight_sum: torch.Tensor | None = None,
     ) -> None:
+        """One view: the pixel gradient of rasterize's meta["means2d"] (None: no gradient reached
+        it) and that render's meta["radii"] and image size."""
+        # (N, 2) from the CPU backend, gsplat's own (1, N, 2) from CUDA (rasterize's meta).
+        seen = (radii.detach().reshape(-1, 2) > 0).all(-1).cpu().numpy()
         if grad_means2d is not None:
-            # (N, 2) from the CPU backend, gsplat's own (1, N, 2) from CUDA (rasterize's meta).
-            g2 = grad_means2d.detach().reshape(-1, 2)
-            g = g2.norm(dim=-1).cpu().numpy() * (0.5 * width)  # pixels → NDC
-            seen = g > 0
-            self.sum[seen] += g[seen]
-            self.count[seen] += 1
+            g = grad_means2d.detach().reshape(-1, 2).cpu().numpy() * [0.5 * width, 0.5 * height]
+            self.sum[seen] += np.linalg.norm(g[seen], axis=-1)  # pixels → NDC
+        self.count[seen] += 1
         if weight_sum is not None:
             self.weight = np.maximum(self.weight, weight_sum.detach().cpu().numpy())
 

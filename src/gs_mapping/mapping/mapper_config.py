@@ -150,7 +150,8 @@ class DensifyConfig:
     enabled: bool = param(False, "Clone/split high-gradient Gaussians after each keyframe.")
     grad_threshold: float = param(
         0.002,
-        "Clone/split Gaussians whose mean-gradient norm (per pixel of footprint) averages above this.",
+        "Clone/split Gaussians whose 2D-mean gradient norm (NDC, as 3DGS's threshold) averages above"
+        " this over the views that drew them.",
         (0.0, 1.0),
     )
     split_scale_ratio: float = param(

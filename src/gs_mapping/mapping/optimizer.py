@@ -181,7 +181,8 @@ class WindowOptimizer:
                 log.warning("non-finite gradient: step rejected, map unchanged")
                 continue
             if track:
-                acc.add(means2d.grad, view.camera.width, out.meta.get("weight_sum"))
+                cam = view.camera
+                acc.add(means2d.grad, out.meta["radii"], cam.width, cam.height, out.meta.get("weight_sum"))
             opt.step()
             stats["steps"] += 1
             value = float(loss.detach())
