@@ -79,11 +79,6 @@ def _rosbags_counts(bag):
 
 
 # -- Jazzy: service events recorded beside the cameras ------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one service-event topic's .srv definition (Jazzy `ros2 bag record -a`) refuses the whole "
-    "bag: bag.py _build_typestore raises BagError for any connection's unparsable definition",
-)
 @pytest.mark.parametrize("storage", ["MCAP", "SQLITE3"])
 def test_jazzy_bag_with_a_recorded_service_event_reads_and_maps_its_camera(storage, monkeypatch, tmp_path):
     """ros2bag's record verb (jazzy): ``-a, --all: Record all topics and services``; a service with

@@ -343,14 +343,14 @@ class BagReader:
         from rosbags.typesys import Stores, get_typestore
 
         types: dict = {}
+        unreadable: dict[str, str] = {}  # topic -> why its definition was not read
         for c in connections:
             try:
                 types.update(_types_from_connection(c))
-            except Exception as exc:
-                raise BagError(
-                    f"{self.path}: topic {c.topic}: unreadable message definition of "
-                    f"{c.msgtype}: {_describe(exc)}"
-                ) from exc
+            except Exception as exc:  # noqa: BLE001 - it concerns this topic only
+                # (e.g. the .srv text Jazzy's `ros2 bag record -a` stores for a service's
+                # _service_event topic): read as a bag without definitions is, the others still read
+                unreadable[c.topic] = _describe(exc)
         store = default_typestore()
         try:
             store.register(types)  # fast path: the bag's types equal (or extend) the standard ones
@@ -369,9 +369,15 @@ class BagReader:
             except Exception as exc:  # a standard type depending on a clashing one: leave them out
                 log.debug(f"{self.path}: standard types not added to the bag's typestore: {exc}")
         for c in connections:
+            why = f" (its definition is unreadable: {unreadable[c.topic]})" if c.topic in unreadable else ""
             if c.msgtype not in store.fielddefs:
                 log.warning(
-                    f"{self.path}: topic {c.topic}: no definition for {c.msgtype}; its messages cannot be decoded",
+                    f"{self.path}: topic {c.topic}: no definition for {c.msgtype}{why}; "
+                    f"its messages cannot be decoded",
+                )
+            elif why:
+                log.warning(
+                    f"{self.path}: topic {c.topic}: {c.msgtype}{why}; the standard definition is used"
                 )
         return store
 
