@@ -134,11 +134,6 @@ def _compress_file(f):
     return z
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a killed file-compressed split recording (rec_0.db3.zstd, rec_1.db3.zstd, rec_2.db3, no "
-    "metadata.yaml) is read silently as its last file alone (bag.py _find_storage counts only .mcap/.db3)",
-)
 def test_killed_file_compressed_split_recording_is_not_read_as_its_last_file(tmp_path):
     """``ros2 bag record --compression-mode file --max-bag-duration …`` compresses each file when it
     splits (rosbag2_compression's SequentialCompressionWriter::split_bagfile → compress_last_file) and
