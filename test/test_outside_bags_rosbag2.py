@@ -203,11 +203,6 @@ def _storage_truth(bag):
     return counts, first, last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a file-compressed bag's topic counts and time span come from metadata.yaml even where its "
-    "storage says otherwise (bag.py _reconcile_with_storage returns early for compression_mode file)",
-)
 def test_file_compressed_bag_whose_metadata_lies_takes_counts_and_span_from_the_storage(tmp_path):
     """README / issue 21: "counts from storage, not metadata"; the suite holds to it for plain and
     message-compressed bags (it warns and uses the storage). A file-compressed bag is the same

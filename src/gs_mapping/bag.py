@@ -280,9 +280,11 @@ class BagReader:
         the storage itself (MCAP statistics, sqlite rows) and say so when they disagree."""
         p = self.path
         files = _storage_files(self._opened or p)
-        if not files or self._reader.compression_mode == "file":
-            # file-compressed storage (ros2 bag record --compression-mode file: *.mcap.zstd), which
-            # rosbags decompresses as it reads: nothing to compare the metadata with
+        if self._reader.compression_mode == "file":
+            # (ros2 bag record --compression-mode file: *.db3.zstd) rosbags has inflated each file
+            # into its own temporary folder, removed on close: the storage is read there
+            files = [Path(s.path) for s in getattr(self._reader.storage, "storages", [])]
+        if not files:
             return
         try:
             truth, types = _storage_counts(files)
