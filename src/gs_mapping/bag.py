@@ -364,7 +364,7 @@ class BagReader:
                 types.update(_types_from_connection(c))
             except Exception as exc:  # noqa: BLE001 - it concerns this topic only
                 # (e.g. the .srv text Jazzy's `ros2 bag record -a` stores for a service's
-                # _service_event topic): read as a bag without definitions is, the others still read
+                # _service_event topic): it is read like a bag without definitions; the others read
                 unreadable[c.topic] = _describe(exc)
         store = default_typestore()
         try:
