@@ -46,6 +46,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame's first bytes (a message-compre
 MAX_MESSAGE_BYTES = 1 << 30  # a compressed message inflating past this is refused (a bomb, not a frame)
 # Files a rosbag2 directory may contain; overwrite=True refuses to delete a directory holding others.
 _BAG_SUFFIXES = (".mcap", ".db3", ".zstd", ".db3-shm", ".db3-wal")
+_COMPRESSED_STORAGE = (".mcap.zstd", ".db3.zstd")  # `--compression-mode file`: one zstd frame a file
 BAG_FILES = [
     "metadata.yaml",  # what a rosbag2 directory may hold (output_files allowed=)
     *(f"*{s}" for s in _BAG_SUFFIXES),
@@ -167,6 +168,16 @@ class BagReader:
                     raise BagError(f"{f}: not a regular file (a bag's storage and metadata must be)")
         if p.is_dir() and not (p / "metadata.yaml").exists():
             # A directory without metadata (e.g. copied storage file only): accept exactly one file.
+            # Split files closed by a killed `--compression-mode file` recorder are *.db3.zstd beside
+            # the open plain one: without metadata nothing says to inflate them, so never read the
+            # plain one as the whole recording.
+            packed = sorted(x.name for x in p.iterdir() if x.name.endswith(_COMPRESSED_STORAGE))
+            if packed:
+                raise BagError(
+                    f"{p}: no metadata.yaml, and its storage files {', '.join(packed[:3])}"
+                    f"{' …' if len(packed) > 3 else ''} are zstd-compressed; inflate them "
+                    f"(zstd -d --rm {p}/*.zstd), then `ros2 bag reindex {p}` writes its metadata.yaml"
+                )
             files = _storage_files(p)
             if len(files) != 1:
                 way = f"; `ros2 bag reindex {p}` writes it" if files else ""
@@ -178,6 +189,8 @@ class BagReader:
             raise BagError(
                 f"{p}: a ROS 1 bag; convert it first: rosbags-convert --src {p} --dst {p.with_suffix('')}"
             )
+        if p.is_file() and p.name.endswith(_COMPRESSED_STORAGE):
+            raise BagError(f"{p}: a zstd-compressed storage file; inflate it first: zstd -d {p}")
         if p.is_file() and p.suffix not in (".mcap", ".db3"):
             raise BagError(f"{p}: not a bag (expected a rosbag2 directory, .mcap or .db3 file)")
         return p
@@ -267,9 +280,11 @@ class BagReader:
         the storage itself (MCAP statistics, sqlite rows) and say so when they disagree."""
         p = self.path
         files = _storage_files(self._opened or p)
-        if not files or self._reader.compression_mode == "file":
-            # file-compressed storage (ros2 bag record --compression-mode file: *.mcap.zstd), which
-            # rosbags decompresses as it reads: nothing to compare the metadata with
+        if self._reader.compression_mode == "file":
+            # (ros2 bag record --compression-mode file: *.db3.zstd) rosbags has inflated each file
+            # into its own temporary folder, removed on close: the storage is read there
+            files = [Path(s.path) for s in getattr(self._reader.storage, "storages", [])]
+        if not files:
             return
         try:
             truth, types = _storage_counts(files)
@@ -343,14 +358,14 @@ class BagReader:
         from rosbags.typesys import Stores, get_typestore
 
         types: dict = {}
+        unreadable: dict[str, str] = {}  # topic -> why its definition was not read
         for c in connections:
             try:
                 types.update(_types_from_connection(c))
-            except Exception as exc:
-                raise BagError(
-                    f"{self.path}: topic {c.topic}: unreadable message definition of "
-                    f"{c.msgtype}: {_describe(exc)}"
-                ) from exc
+            except Exception as exc:  # noqa: BLE001 - it concerns this topic only
+                # (e.g. the .srv text Jazzy's `ros2 bag record -a` stores for a service's
+                # _service_event topic): it is read like a bag without definitions; the others read
+                unreadable[c.topic] = _describe(exc)
         store = default_typestore()
         try:
             store.register(types)  # fast path: the bag's types equal (or extend) the standard ones
@@ -369,9 +384,15 @@ class BagReader:
             except Exception as exc:  # a standard type depending on a clashing one: leave them out
                 log.debug(f"{self.path}: standard types not added to the bag's typestore: {exc}")
         for c in connections:
+            why = f" (its definition is unreadable: {unreadable[c.topic]})" if c.topic in unreadable else ""
             if c.msgtype not in store.fielddefs:
                 log.warning(
-                    f"{self.path}: topic {c.topic}: no definition for {c.msgtype}; its messages cannot be decoded",
+                    f"{self.path}: topic {c.topic}: no definition for {c.msgtype}{why}; "
+                    f"its messages cannot be decoded",
+                )
+            elif why:
+                log.warning(
+                    f"{self.path}: topic {c.topic}: {c.msgtype}{why}; the standard definition is used"
                 )
         return store
 
