@@ -283,7 +283,7 @@ class BagReader:
         if self._reader.compression_mode == "file":
             # (ros2 bag record --compression-mode file: *.db3.zstd) rosbags has inflated each file
             # into its own temporary folder, removed on close: the storage is read there
-            files = [Path(s.path) for s in getattr(self._reader.storage, "storages", [])]
+            files = [Path(s.path) for s in getattr(getattr(self._reader, "storage", None), "storages", [])]
         if not files:
             return
         try:
