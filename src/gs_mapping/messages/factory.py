@@ -75,8 +75,13 @@ def as_uint8_array(data: Any, where: str = "data") -> np.ndarray:
         return data.reshape(-1)
     if isinstance(data, (bytes, bytearray, memoryview, array.array)):
         return np.frombuffer(data, dtype=np.uint8)
-    try:
-        return np.asarray(data, dtype=np.uint8).reshape(-1)  # a list of ints: slow but correct
+    try:  # a list of ints: slow but correct
+        a = np.asarray(data)
+        # (numpy < 2, Humble's 1.21, wraps 256 to 0 and -1 to 255 without a word: refused as rclpy's
+        # array('B') refuses them)
+        if a.dtype.kind in "iu" and a.size and (a.min() < 0 or a.max() > 255):
+            raise OverflowError(f"a value outside 0..255 ({a.min()}..{a.max()})")
+        return np.asarray(a, dtype=np.uint8).reshape(-1)
     except (TypeError, ValueError, OverflowError) as e:
         raise MessageError(f"{where}: cannot read as bytes ({type(data).__name__}): {e}") from None
 
