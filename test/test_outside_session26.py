@@ -83,3 +83,37 @@ def test_hd_predict_says_when_the_recorded_ground_truth_stops_short_of_the_model
     assert len(said) == 1 and f"{max(reach):.1f} m ahead" in said[0] and "50 m" in said[0], said
     assert warned(drive, "long") == []  # the whole map is there: the GT is cut over the patch
     assert warned(lanes_only, "short") == []  # the model's patch is the recorded one
+
+
+def test_colour_calibration_of_a_scene_whose_colours_change_keeps_the_frames(tmp_path, capsys, caplog):
+    """``map --calibrate-color`` fits the colour camera by making the frames' colours agree. The
+    cost has a degenerate minimum: a focal scale near 0 sends every point to one pixel, where two
+    frames' colours agree trivially. On a recording whose colours change from frame to frame (the
+    robot bag's colour is a new random image each frame: nothing can make them agree), the fit went
+    to focal ×1e-20 and a 2.7 m offset (session #26's mutation pass) and every frame was then
+    refused. The yardstick is the sensor: its colour camera is the depth camera itself (the bag's
+    CameraInfo and TF say so), so the calibration must stay the identity (said in a warning) and
+    the frames must be mapped."""
+    pytest.importorskip("torch")
+    pytest.importorskip("scipy")
+    pytest.importorskip("cv2")
+    import json
+    import logging
+
+    import test_hostile_robot_inputs as rb
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "/**:\n  ros__parameters:\n    mapper:\n      device: cpu\n      seeding: {stride: 2}\n"
+        "      optim: {iterations: 2, first_iterations: 4, refine_iterations: 0}\n"
+        "      calibrate_color: true\n      calibration_frames: 4\n"
+    )
+    bag = rb.robot_bag(tmp_path / "bag", n=4)
+    with caplog.at_level(logging.WARNING):
+        rc, last, err = rb._map(capsys, bag, tmp_path / "out", cfg)
+    assert rc == 0, err
+    assert any("no calibration found" in r.getMessage() for r in caplog.records)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    cal = metrics["color_calibration"]
+    assert cal["focal_scale"] == 1.0 and cal["t_depth_color"] == [0.0, 0.0, 0.0], cal
+    assert metrics["keyframes"] >= 1

@@ -95,8 +95,19 @@ def photometric_cost(frames: list[Frame], pairs, calib: ColorCalibration, step: 
     return float(np.mean(errs)) if errs else float("nan")
 
 
+# An RGB-D sensor's colour camera sits centimetres from its depth camera with a similar field of
+# view. The photometric cost has degenerate minima outside that: a focal scale → 0 sends every point
+# to one pixel, whose colours then agree trivially (a scene whose colours change between frames
+# fitted focal ×1e-20 and a 2.7 m offset, and every frame was then refused). The fit is kept inside
+# these bounds; one that ends at a bound, or no better than the identity, is not taken.
+FOCAL_SCALE_BOUNDS = (0.5, 2.0)
+MAX_OFFSET_M = 0.3
+MAX_PP_SHIFT = 0.25  # of the image's width / height
+
+
 def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> ColorCalibration:
-    """Fit the colour camera to ``frames`` (mapping frames only, in time order)."""
+    """Fit the colour camera to ``frames`` (mapping frames only, in time order); the identity
+    (colour taken as registered), with a warning, where no fit within the bounds above improves on it."""
     from scipy.optimize import minimize
 
     n = len(frames)
@@ -110,7 +121,16 @@ def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> Color
             float(np.exp(x[0])), float(x[1]), float(x[2]), (float(x[3]), float(x[4]), 0.0)
         )
 
+    w, h = frames[0].camera.width, frames[0].camera.height
+    lo = np.array(
+        [np.log(FOCAL_SCALE_BOUNDS[0]), -MAX_PP_SHIFT * w, -MAX_PP_SHIFT * h, -MAX_OFFSET_M, -MAX_OFFSET_M]
+    )
+    hi = -lo
+    hi[0] = np.log(FOCAL_SCALE_BOUNDS[1])
+
     def cost(x):
+        if (x < lo).any() or (x > hi).any():
+            return np.inf
         return photometric_cost(frames, pairs, calib(x))
 
     before = cost(np.zeros(5))
@@ -124,6 +144,15 @@ def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> Color
         )
         if best is None or r.fun < best.fun:
             best = r
+    at_bound = np.minimum(best.x - lo, hi - best.x) < 0.02 * (hi - lo)
+    if not best.fun < before or at_bound.any():
+        log.warning(
+            f"colour camera: no calibration found within focal ×{FOCAL_SCALE_BOUNDS[0]}–{FOCAL_SCALE_BOUNDS[1]}, "
+            f"principal point ±{MAX_PP_SHIFT:.0%} of the image, offset ±{MAX_OFFSET_M} m that makes the "
+            f"frames' colours agree better (inconsistency {before:.4f} → {best.fun:.4f}): colour taken "
+            "as registered to depth (are the scene's colours steady between frames?)"
+        )
+        return ColorCalibration(cost_before=before, cost_after=before)
     out = calib(best.x)
     out.cost_before, out.cost_after = before, float(best.fun)
     log.info(

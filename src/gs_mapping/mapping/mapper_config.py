@@ -273,7 +273,8 @@ class MapperConfig:
         False,
         "Estimate the colour camera relative to the depth camera from the "
         "first mapping frames and register depth to it (for recordings "
-        "whose depth is not registered to colour; calibration.py).",
+        "whose depth is not registered to colour; calibration.py: within focal "
+        "x0.5-2, offset 0.3 m, else colour is taken as registered, with a warning).",
     )
     calibration_frames: int = param(40, "mapping frames used by the colour-camera calibration", (1, 100000))
     seed: int = param(0, "random seed of sampling and seeding", (0, 2147483647))
