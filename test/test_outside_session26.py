@@ -117,3 +117,58 @@ def test_colour_calibration_of_a_scene_whose_colours_change_keeps_the_frames(tmp
     cal = metrics["color_calibration"]
     assert cal["focal_scale"] == 1.0 and cal["t_depth_color"] == [0.0, 0.0, 0.0], cal
     assert metrics["keyframes"] >= 1
+
+
+def test_a_bag_whose_metadata_says_0_where_its_storage_says_infinite_reads_without_a_qos_warning(
+    tmp_path, caplog
+):
+    """rmw reads a QoS duration of 0 (unspecified) as infinite, and rosbag2 writes infinite as
+    2147483647 s 4294967295 ns: rosbag2's own test resource ``rosbag2_py/test/resources/*/talker``
+    (jazzy) says 0 in metadata.yaml and that in its storage for one recording. The storage's QoS
+    was used, with three false "metadata.yaml's QoS … differs" warnings. Built here as rosbag2
+    wrote it (rosbags' writer, the metadata's durations then set to 0); a real difference (another
+    reliability) must still be named."""
+    import logging
+
+    import yaml
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.rosbag2 import Writer
+
+    from gs_mapping.bag import BagReader, default_typestore
+
+    inf = QosTime(2147483647, 4294967295)
+    qos = Qos(
+        QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurability.VOLATILE, inf, inf,
+        QosLiveliness.AUTOMATIC, inf, False,
+    )  # fmt: skip
+
+    def bag(name, metadata_edit):
+        path = tmp_path / name
+        store = default_typestore()
+        with Writer(path, version=8) as w:
+            conn = w.add_connection(
+                "/topic", "std_msgs/msg/String", typestore=store, offered_qos_profiles=[qos]
+            )
+            msg = store.types["std_msgs/msg/String"](data="hello")
+            w.write(conn, 1_000_000_000, store.serialize_cdr(msg, "std_msgs/msg/String"))
+        meta = path / "metadata.yaml"
+        doc = yaml.safe_load(meta.read_text())
+        for t in doc["rosbag2_bagfile_information"]["topics_with_message_count"]:
+            text = t["topic_metadata"]["offered_qos_profiles"]
+            assert "2147483647" in text  # (the premise: rosbags wrote infinite as rosbag2 does)
+            t["topic_metadata"]["offered_qos_profiles"] = metadata_edit(text)
+        meta.write_text(yaml.safe_dump(doc))
+        return path
+
+    def warnings(path):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), BagReader(path) as r:
+            assert r.topic("/topic").count == 1
+        return [x.getMessage() for x in caplog.records if "differs" in x.getMessage()]
+
+    zeros = bag(
+        "zeros", lambda t: t.replace("sec: 2147483647", "sec: 0").replace("nsec: 4294967295", "nsec: 0")
+    )
+    assert warnings(zeros) == []
+    other = bag("other", lambda t: t.replace("reliability: 1", "reliability: 2"))
+    assert len(warnings(other)) == 1

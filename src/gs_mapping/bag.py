@@ -79,6 +79,34 @@ def _is_latched(connection) -> bool:
     return bool(profiles) and all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
 
 
+def _same_ext(a, b) -> bool:
+    """Whether two connections' serialisation and QoS say the same thing. rmw reads a duration of 0
+    (unspecified) as infinite, and rosbag2 writes infinite as 2147483647 s (Humble) or 9223372036 s:
+    one recording's metadata.yaml and storage may differ only there."""
+
+    def canonical(ext):
+        profiles = getattr(ext, "offered_qos_profiles", None)
+        if not profiles:
+            return ext
+
+        def t(d):
+            return None if (d.sec == 0 and d.nsec == 0) or d.sec >= 2147483647 else (d.sec, d.nsec)
+
+        return (
+            ext.serialization_format,
+            [
+                p._replace(
+                    deadline=t(p.deadline),
+                    lifespan=t(p.lifespan),
+                    liveliness_lease_duration=t(p.liveliness_lease_duration),
+                )
+                for p in profiles
+            ],
+        )
+
+    return a == b or canonical(a) == canonical(b)
+
+
 def _is_best_effort(connection) -> bool:
     from rosbags.interfaces import QosReliability
 
@@ -324,7 +352,8 @@ class BagReader:
         for i, c in enumerate(reader.connections):
             same = [x for x in stored if x.topic == c.topic and x.msgtype == c.msgtype]
             if same and not any(
-                x.ext == c.ext and (not x.digest or not c.digest or x.digest == c.digest) for x in same
+                _same_ext(x.ext, c.ext) and (not x.digest or not c.digest or x.digest == c.digest)
+                for x in same
             ):
                 log.warning(
                     f"{self.path}: metadata.yaml's QoS or type hash of {c.topic} differs from the "
