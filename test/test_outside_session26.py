@@ -172,3 +172,27 @@ def test_a_bag_whose_metadata_says_0_where_its_storage_says_infinite_reads_witho
     assert warnings(zeros) == []
     other = bag("other", lambda t: t.replace("reliability: 1", "reliability: 2"))
     assert len(warnings(other)) == 1
+
+
+def test_a_bag_of_another_serialisation_format_is_named_not_called_corrupt(tmp_path):
+    """rosbag2's own resource ``rosbag2_tests/resources/*/wrong_rmw_test``: a whole, readable bag
+    whose messages are in a serialisation format other than CDR (another rmw's). rosbags refuses
+    to read it and names the format; the project said "cannot open bag (truncated or corrupt?)",
+    sending the user to repair a bag that is not broken."""
+    from rosbags.rosbag2 import Writer
+
+    from gs_mapping.bag import BagReader, default_typestore
+    from gs_mapping.errors import BagError
+
+    path = tmp_path / "wrong_rmw"
+    with Writer(path, version=8) as w:
+        conn = w.add_connection(
+            "/topic",
+            "std_msgs/msg/String",
+            typestore=default_typestore(),
+            serialization_format="wrong_format",
+        )
+        w.write(conn, 1, b"\x00\x01\x00\x00\x01\x00\x00\x00\x00")
+    with pytest.raises(BagError) as exc:
+        BagReader(path).__enter__()
+    assert "wrong_format" in str(exc.value) and "corrupt" not in str(exc.value), exc.value

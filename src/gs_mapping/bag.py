@@ -261,6 +261,8 @@ class BagReader:
                     f"and the sqlite3 reader (rosbags) cannot open such a bag; convert it to MCAP: "
                     f"ros2 bag convert (the MCAP form is read, those topics skipped)"
                 ) from exc
+            if "Serialization format" in str(exc):  # (rosbags: a bag of another rmw's format than CDR)
+                raise BagError(f"{where}: cannot read this bag's messages: {_describe(exc)}") from exc
             raise BagError(f"{where}: cannot open bag (truncated or corrupt?): {_describe(exc)}") from exc
         self._reader = reader
         try:
