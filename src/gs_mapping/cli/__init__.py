@@ -30,13 +30,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("map", "build a 3D Gaussian map from a bag's camera, depth and TF"),
     "hd-eval": ("hd_eval", "evaluate HD-map predictions: Chamfer AP (MapTR) and raster IoU AP (MapVR)"),
     "encode": ("encode", "encode a scene (PLY, SPZ, SOG, …) as a progressive, entropy-coded snapshot (.gsd)"),
-    "decode": ("decode", "decode a snapshot (.gsd) to a PLY or SPZ, optionally only up to a level of detail"),
-    "diff": ("diff", "encode the delta between two maps (PLY), by Gaussian id"),
+    "decode": (
+        "decode",
+        "decode a snapshot (.gsd) to a PLY, SPZ or .splat, optionally only up to a level of detail",
+    ),
+    "diff": ("diff", "encode the delta between two scenes (any format encode reads), by Gaussian id"),
     "apply": ("apply", "apply deltas to a snapshot, strictly in sequence, and write the map (PLY)"),
     "export": ("export", "export a scene as Niantic SPZ (version 4; --spz-version 2 for old viewers)"),
     "convert": (
         "convert",
-        "convert a 3DGS scene between PLY, compressed PLY, SPZ, SOG and .gsd, by extension",
+        "convert a 3DGS scene between PLY, compressed PLY, SPZ, .splat, SOG and .gsd, by extension",
     ),
     "hd-train": ("hd_train", "train the GSMap HD-map model on the driving world"),
     "hd-predict": (
