@@ -35,13 +35,17 @@ class ColorCalibration:
     t_depth_color: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cost_before: float = float("nan")
     cost_after: float = float("nan")
+    # the calibration frames' (fx, fy): dcx, dcy are in their pixels, and a camera binned or scaled
+    # since (a driver restarted at half size) takes the shift scaled alike (None: as given)
+    ref_focal: tuple[float, float] | None = None
 
     def color_camera(self, depth_camera: Camera) -> Camera:
         K = depth_camera.K.copy()
+        sx, sy = (K[0, 0] / self.ref_focal[0], K[1, 1] / self.ref_focal[1]) if self.ref_focal else (1.0, 1.0)
         K[0, 0] *= self.focal_scale
         K[1, 1] *= self.focal_scale
-        K[0, 2] += self.dcx
-        K[1, 2] += self.dcy
+        K[0, 2] += self.dcx * sx
+        K[1, 2] += self.dcy * sy
         T = np.eye(4)
         T[:3, 3] = self.t_depth_color
         return Camera(
@@ -155,6 +159,7 @@ def estimate_color_calibration(frames: list[Frame], max_pairs: int = 6) -> Color
         return ColorCalibration(cost_before=before, cost_after=before)
     out = calib(best.x)
     out.cost_before, out.cost_after = before, float(best.fun)
+    out.ref_focal = (float(frames[0].camera.K[0, 0]), float(frames[0].camera.K[1, 1]))
     log.info(
         f"colour camera: focal ×{out.focal_scale:.3f}, principal point {out.dcx:+.1f}/{out.dcy:+.1f} px, offset {np.round(out.t_depth_color, 3).tolist()} m; photometric inconsistency {before:.4f} → {best.fun:.4f}",
     )
