@@ -124,11 +124,6 @@ def test_map_memory_does_not_grow_with_the_length_of_the_drive(drive, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Ctrl-C (or SIGTERM/SIGHUP) during `map` discards the whole map made so far: no "
-    "map.ply, no rescued file (the full-disk path rescues it, the interrupt path does not)",
-)
 def test_ctrl_c_late_in_a_long_map_keeps_the_map_made_so_far(drive, tmp_path):
     """Issue 21: "nothing already good is ever lost"; README: a node stopped by Ctrl-C still saves
     its map, and `map` at a full disk "saves the map to the temp directory and says where". A user
@@ -401,11 +396,6 @@ def test_fleet_store_of_50_vehicles_stays_bounded_through_compactions(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Ctrl-C late in hd-predict discards every prediction made: results are kept in memory "
-    "and written only at the end (gsmap_hd/predict_bag.py results / write_text)",
-)
 def test_ctrl_c_late_in_hd_predict_keeps_the_predictions_made(drive, tmp_path):
     """Issue 21: "nothing already good is ever lost". hd-predict over an hour's drive is minutes of
     model work; the shell's Ctrl-C (SIGINT) at 80 % of it should leave the predictions made so far
