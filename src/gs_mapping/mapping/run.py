@@ -7,10 +7,12 @@ Shared by ``gs-mapping map`` and ``bench/mapping.py``. Outputs in ``out_dir``: `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import numpy as np
 from ..errors import GsMappingError, OutputError, Terminated
 from ..output_files import check_output, output_directory, write_text
 from .calibration import estimate_color_calibration
-from .frames import FrameStats, adapt_to_cloud, read_frames
+from .frames import Frame, FrameStats, adapt_to_cloud, read_frames
 from .keyframes import INVALID_DEPTH
 from .levels import level_fractions
 from .mapper import IncrementalMapper
@@ -62,6 +64,44 @@ def check_bag(bag_path, cfg: MapperConfig, cloud_topic: str = "") -> int:
 
 
 MAP_OUTPUTS = ("map.ply", "metrics.json", "heldout")  # what a map run's directory holds
+
+# held-out views evaluated at most (memory bounded however long the drive: ~1.6 MB a view at 640x360;
+# named in README, map --help and mapper_config.holdout_every)
+MAX_HELDOUT_VIEWS = 32
+
+
+class HeldOutViews:
+    """The held-out frames evaluated at the end, in memory bounded however long the drive: at most
+    ``limit``, evenly spaced over those held out (every 2**k-th: when one more would exceed the
+    limit, every other one goes and the spacing doubles). Every held-out frame is still withheld from
+    the mapper. A colour image is kept as its 8 bits (frames are uint8 / 255: given back
+    bit-identical), depth as it is."""
+
+    def __init__(self, limit: int = MAX_HELDOUT_VIEWS):
+        self.limit, self.stride, self.seen = limit, 1, 0
+        self._kept: list[Frame] = []
+
+    def add(self, frame: Frame) -> None:
+        self.seen += 1
+        if (self.seen - 1) % self.stride:
+            return
+        u8 = np.rint(frame.rgb * 255).astype(np.uint8)
+        if np.array_equal(u8.astype(np.float32) / 255.0, frame.rgb):  # (else kept as float32)
+            frame = dataclasses.replace(frame, rgb=u8)
+        self._kept.append(frame)
+        if len(self._kept) > self.limit:
+            self._kept = self._kept[::2]
+            self.stride *= 2
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def frames(self) -> Iterator[Frame]:
+        """The kept frames in order, each as it was added (one float32 copy at a time)."""
+        for f in self._kept:
+            yield (
+                dataclasses.replace(f, rgb=f.rgb.astype(np.float32) / 255.0) if f.rgb.dtype == np.uint8 else f
+            )
 
 
 @contextlib.contextmanager
@@ -137,7 +177,7 @@ def map_bag(
     out = check_output(out_dir, overwrite=overwrite, inputs=[bag_path], directory=True, allowed=MAP_OUTPUTS)
     mapper = IncrementalMapper(cfg, device, rasterize=rasterize)
     fstats = FrameStats(strict=strict)
-    heldout = []
+    heldout = HeldOutViews()
     n = cfg.holdout_every
     if max_frames is not None:
         total = min(total, max_frames)
@@ -161,7 +201,7 @@ def map_bag(
                 if max_frames is not None and frame.index >= max_frames:
                     break
                 if n and frame.index % n == n - 1:
-                    heldout.append(frame)  # never shown to the mapper
+                    heldout.add(frame)  # never shown to the mapper
                     bar.update(1)
                 elif cfg.calibrate_color and calibration is None:
                     pending.append(frame)
@@ -178,8 +218,6 @@ def map_bag(
                     feed(f)
         finally:
             bar.close()
-        if calibration is not None:
-            heldout = [calibration.register(f) for f in heldout]
         mapper.finish()
         map_seconds = time.perf_counter() - t0
         map_cpu_seconds = time.process_time() - c0
@@ -197,7 +235,9 @@ def map_bag(
             per_view = []
             if write_pngs and heldout:
                 (out / "heldout").mkdir(exist_ok=True)
-            for f in heldout:
+            for f in heldout.frames():
+                if calibration is not None:
+                    f = calibration.register(f)
                 m = mapper.evaluate(f)
                 if write_pngs:
                     save_side_by_side(out / "heldout" / f"{f.index:06d}.png", m["rendered"], f.rgb)
@@ -215,6 +255,8 @@ def map_bag(
                 "device": mapper.device,
                 "heldout": {
                     "views": len(per_view),
+                    # withheld from the mapper; at most MAX_HELDOUT_VIEWS of them evaluated, evenly spaced
+                    "held_out_frames": heldout.seen,
                     "psnr": _nanmean(v["psnr"] for v in per_view),
                     "ssim": _nanmean(v["ssim"] for v in per_view),
                     "depth_l1_m": _nanmean(v["depth_l1_m"] for v in per_view),
