@@ -10,6 +10,13 @@ class GsMappingError(Exception):
     """Base of all errors the suite raises on bad input or bad configuration."""
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (the terminal or ssh session went away), raised where the command runs so
+    that it unwinds as for Ctrl-C: half-written outputs (temp files, partial bag folders) are removed
+    and nothing existing is replaced. ``args[0]``: the signal's number. (Here, not in the CLI, so
+    that the library code a command runs can save what it holds on the way out, as ``map`` does.)"""
+
+
 class ConfigError(GsMappingError):
     """A configuration file or option is invalid (unknown key, wrong type, out of range)."""
 

@@ -22,6 +22,7 @@ API (stable; the CLI, the mapper's run and the nodes call it)::
     with output_path(path, overwrite=False, inputs=()) as tmp: lib.save(tmp)  # writers taking a name
     with output_directory(path, overwrite=False, inputs=(), allowed=None) as tmp_dir: ...  # several files
     install_directory(built_dir, path, overwrite=False, inputs=(), allowed=None)  # a finished temp dir
+    rescue(prefix, suffix, write)  # what could not go where it was going, in the temp directory
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import shutil
 import signal
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import OutputError
@@ -549,6 +550,25 @@ def rescue_file(prefix: str, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix)
     os.close(fd)
     return Path(name)
+
+
+def rescue(prefix: str, suffix: str, write: Callable[[Path], None]) -> Path:
+    """Save what could not go where it was going (a full disk, an interrupted run) in a new file of
+    :func:`rescue_file`: ``write(path)`` fills it (writing over the empty file). Its path; where
+    it cannot be saved there either, :class:`OutputError` (or the interrupt) and no file is left."""
+    try:
+        path = rescue_file(prefix, suffix)
+    except OSError as exc:
+        raise os_error(tempfile.gettempdir(), exc) from None
+    try:
+        write(path)
+    except BaseException as exc:  # (a second Ctrl-C too: no empty or partial file left behind)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if isinstance(exc, OSError):
+            raise os_error(path, exc) from None
+        raise
+    return path
 
 
 NAME_MAX = 255  # bytes in one file name (Linux, macOS)

@@ -17,7 +17,6 @@ an error rather than a silent switch), and small extrapolation is allowed by a c
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,35 +48,72 @@ class EdgeInfo:
 
 
 class _Edge:
-    """Samples of ``T_parent_child``: stamps ascending, with translations and rotations alongside."""
+    """Samples of ``T_parent_child``: stamps ascending, with translations and rotations alongside.
 
-    __slots__ = ("parent", "child", "static", "stamps", "trans", "rots")
+    Held in growing numpy arrays (int64 stamps, (n, 3) translations, (n, 4) rotations: 64 bytes a
+    sample, tf2's TransformStorage is 80), not a pair of small arrays a sample (~450 bytes): ``map``
+    holds a bag's whole TF, an hour of a robot's /tf is millions of samples. ``[lo, hi)`` is live:
+    pruning the oldest moves ``lo``, adding one moves ``hi`` (at the end: compacted, grown by half
+    where more than half is live)."""
+
+    __slots__ = ("parent", "child", "static", "_stamps", "_trans", "_rots", "_lo", "_hi")
 
     def __init__(self, parent: str, child: str, static: bool):
         self.parent, self.child, self.static = parent, child, static
-        self.stamps: list[int] = []
-        self.trans: list[np.ndarray] = []
-        self.rots: list[np.ndarray] = []
+        self.clear()
+
+    def clear(self, capacity: int = 4) -> None:
+        self._stamps = np.empty(capacity, np.int64)
+        self._trans = np.empty((capacity, 3), np.float64)
+        self._rots = np.empty((capacity, 4), np.float64)
+        self._lo = self._hi = 0
+
+    @property
+    def stamps(self) -> np.ndarray:
+        """The live samples' stamps (a view: read only)."""
+        return self._stamps[self._lo : self._hi]
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def _transform(self, i: int) -> Transform:  # (copies: the arrays change under a kept one)
+        return Transform(self._trans[self._lo + i].copy(), self._rots[self._lo + i].copy())
 
     def insert(self, stamp: int, t: np.ndarray, q: np.ndarray, since_ns: int | None = None) -> None:
         if self.static and since_ns is None:  # latest static value wins; it holds at all times
-            self.stamps, self.trans, self.rots = [stamp], [t], [q]
+            self._lo, self._hi = 0, 1
+            self._put(0, stamp, t, q)
             return
         if self.static:  # (a recording's: each value kept from the time it was logged, :meth:`TFBuffer.add`)
             stamp = since_ns
-        i = bisect.bisect_left(self.stamps, stamp)
-        if i < len(self.stamps) and self.stamps[i] == stamp:  # same stamp again: replace
-            self.trans[i], self.rots[i] = t, q
+        i = self._lo + int(np.searchsorted(self.stamps, stamp))
+        if i < self._hi and self._stamps[i] == stamp:  # same stamp again: replace
+            self._trans[i], self._rots[i] = t, q
             return
-        self.stamps.insert(i, stamp)
-        self.trans.insert(i, t)
-        self.rots.insert(i, q)
+        if self._hi == len(self._stamps):  # full: compact, and grow by half when more than half is live
+            n, cap = len(self), len(self._stamps)
+            grow = cap + max(cap // 2, 1) if 2 * n > cap else cap
+            for name in ("_stamps", "_trans", "_rots"):
+                old = getattr(self, name)
+                new = np.empty((grow, *old.shape[1:]), old.dtype)
+                new[:n] = old[self._lo : self._hi]
+                setattr(self, name, new)
+            i -= self._lo
+            self._lo, self._hi = 0, n
+        if i < self._hi:  # (out of order: the later samples move up one)
+            for a in (self._stamps, self._trans, self._rots):
+                a[i + 1 : self._hi + 1] = a[i : self._hi].copy()
+        self._hi += 1
+        self._put(i, stamp, t, q)
+
+    def _put(self, i: int, stamp: int, t: np.ndarray, q: np.ndarray) -> None:
+        self._stamps[i], self._trans[i], self._rots[i] = stamp, t, q
 
     def prune(self, keep_after: int) -> None:
-        i = bisect.bisect_left(self.stamps, keep_after)
-        i = min(i, len(self.stamps) - 1)  # never drop the newest sample
+        i = int(np.searchsorted(self.stamps, keep_after))
+        i = min(i, len(self) - 1)  # never drop the newest sample
         if i > 0:
-            del self.stamps[:i], self.trans[:i], self.rots[:i]
+            self._lo += i
 
     def no_sample(self, lookup: str) -> ExtrapolationError:
         """The error of a moving edge cleared when time went back and given no sample since."""
@@ -92,25 +128,24 @@ class _Edge:
     ) -> Transform:
         s = self.stamps
         if self.static:  # the value logged last at or before ``logged``; the first where none was
-            i = max(bisect.bisect_right(s, logged) - 1, 0) if len(s) > 1 else 0
-            return Transform(self.trans[i], self.rots[i])
-        if not s:
+            i = max(int(np.searchsorted(s, logged, "right")) - 1, 0) if len(s) > 1 else 0
+            return self._transform(i)
+        if not len(s):
             raise self.no_sample(lookup)
-        i = bisect.bisect_left(s, stamp)
+        i = int(np.searchsorted(s, stamp))
         if i < len(s) and s[i] == stamp:
-            return Transform(self.trans[i], self.rots[i])
+            return self._transform(i)
         if 0 < i < len(s):
-            t0, t1 = s[i - 1], s[i]
+            t0, t1 = int(s[i - 1]), int(s[i])  # (Python ints: no int64 overflow in the differences)
             a = (stamp - t0) / (t1 - t0)
-            return Transform(
-                (1.0 - a) * self.trans[i - 1] + a * self.trans[i], slerp(self.rots[i - 1], self.rots[i], a)
-            )
+            t, q = self._trans[self._lo :], self._rots[self._lo :]
+            return Transform((1.0 - a) * t[i - 1] + a * t[i], slerp(q[i - 1], q[i], a))
         j = 0 if i == 0 else len(s) - 1
-        gap = abs(stamp - s[j])
+        gap = abs(stamp - int(s[j]))
         if i != 0 and future_ns is not None:  # (after the last sample: the next may be on its way)
             tolerance_ns = future_ns
         if gap <= tolerance_ns:
-            return Transform(self.trans[j], self.rots[j])
+            return self._transform(j)
         side = "before the first" if i == 0 else "after the last"
         raise ExtrapolationError(
             f"{lookup}: extrapolation on edge {self.parent} -> {self.child}: stamp {stamp} ns is "
@@ -187,15 +222,15 @@ class TFBuffer:
         if (
             not edge.static
             and self.cache_ns is not None
-            and edge.stamps
-            and stamp < edge.stamps[-1] - self.cache_ns
+            and len(edge)
+            and stamp < int(edge.stamps[-1]) - self.cache_ns
         ):
             # older than the cache keeps: time went back (a bag played in a loop on a clock that does
             # not jump itself); else the new samples were pruned as they came and no lookup worked again
             self.forget_moving()
         edge.insert(stamp, t, q, since_ns if static else None)
         if not edge.static and self.cache_ns is not None:
-            edge.prune(edge.stamps[-1] - self.cache_ns)
+            edge.prune(int(edge.stamps[-1]) - self.cache_ns)
 
     def forget_moving(self) -> None:
         """Forget every moving (``/tf``) transform, keeping the static ones: time went back (a
@@ -203,7 +238,7 @@ class TFBuffer:
         its clock. Counted in ``time_jumps``."""
         for e in self._edges.values():
             if not e.static:
-                e.stamps, e.trans, e.rots = [], [], []
+                e.clear()
         self.time_jumps += 1
 
     def _check_no_cycle(self, parent: str, child: str, where: str) -> None:
@@ -255,9 +290,9 @@ class TFBuffer:
                 c,
                 e.parent,
                 e.static,
-                len(e.stamps),
-                e.stamps[0] if e.stamps else 0,
-                e.stamps[-1] if e.stamps else 0,
+                len(e),
+                int(e.stamps[0]) if len(e) else 0,
+                int(e.stamps[-1]) if len(e) else 0,
             )
             for c, e in sorted(self._edges.items())
         ]
@@ -321,9 +356,9 @@ class TFBuffer:
     def _latest(edges: list[_Edge], what: str) -> int | None:
         moving = [e for e in edges if not e.static]
         for e in moving:
-            if not e.stamps:
+            if not len(e):
                 raise e.no_sample(what)
-        return min(e.stamps[-1] for e in moving) if moving else None
+        return min(int(e.stamps[-1]) for e in moving) if moving else None
 
     def lookup(
         self,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gs_mapping.errors import GsMappingError, MessageError
+from gs_mapping.errors import GsMappingError, MessageError, Terminated
 
 from .errors import CheckpointError, HDInputError
 
@@ -112,258 +112,287 @@ def predict_bag(
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
     results = []
     used: set[str] = set()  # the region names the frames were clipped to
-    with BagReader(bag_path, strict=strict) as bag:
-        cams = list(cameras) if cameras else find_cameras(bag)
-        if not cams:
-            images = sorted(t.name for t in bag.topics if t.type in IMAGE_TYPES)
-            also = f" (image topics: {', '.join(images[:6])}; choose with --cameras)" if images else ""
-            raise HDInputError(
-                f"{bag_path}: no colour camera image topic with a sibling camera_info found{also}"
-            )
-        if len(set(cams)) != len(cams):
-            raise HDInputError(f"{bag_path}: camera {next(c for c in cams if cams.count(c) > 1)} given twice")
-        for c in cams:
-            if not bag.has_topic(c):
-                raise HDInputError(f"{bag_path}: no topic {c}")
-            if bag.topic(c).type not in IMAGE_TYPES:
-                raise HDInputError(f"{bag_path}: {c} is a {bag.topic(c).type}, not a camera image topic")
-            if not bag.has_topic(_info_topic(c)):
-                raise HDInputError(f"{bag_path}: camera {c} has no {_info_topic(c)}")
-        twins = [c for c in cams if [_info_topic(d) for d in cams].count(_info_topic(c)) > 1]
-        if twins:
-            raise HDInputError(
-                f"{bag_path}: cameras {twins[0]} and {twins[1]} share {_info_topic(twins[0])}: one camera "
-                "(give one of them)"
-            )
-        # the bag's TF by the one rule (topic → static; several robots': the global pair, said): before the model
-        tf_of = dict(tf_topics(bag))
-        # the shipped model for this rig, as hd_map_node chooses it
-        ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
-        if not ckpt.exists():
-            raise CheckpointError(
-                f"{ckpt}: checkpoint not found (no shipped model; pass --checkpoint, e.g. OUT/model.pt "
-                "of gs-mapping hd-train)"
-            )
-        predictor = Predictor.from_checkpoint(
-            ckpt, device=device, score_threshold=score_threshold, fit=fit, antialias=antialias, region=region
-        )
-        tf = TFBuffer(cache_time_s=None)
-        # a bad transform is refused as tf2 refuses it, the others kept (--strict: an error)
-        recorded_tf = RecordedTF(tf, log, f"{bag_path}: ", strict)
-        # each camera's recent CameraInfos by stamp: an image takes the one of its stamp (logged
-        # just after it), as image_transport's CameraSubscriber pairs them
-        infos = {_info_topic(c): CameraInfoHistory() for c in cams}
-        newest_image: dict[str, int] = {}  # camera → newest image stamp read (its CameraInfo is late)
-        bad_infos: dict[str, int] = {}  # CameraInfo topic → messages refused (skipped)
-        # cameras grouped as hd_map_node groups them (free-running cameras are ms apart)
-        sync = ApproximateTimeSynchronizer(cams, SYNC_QUEUE, sync_slop_s) if len(cams) > 1 else None
-        waiting: list[tuple[int, dict]] = []  # grouped frames waiting for a CameraInfo or TF, oldest first
-        # why the frames still waiting cannot be predicted yet, by cause ("info", "tf"): made anew at
-        # each pass over them (a CameraInfo that arrived later is no longer a reason), and why_dropped
-        # keeps the reasons of the frames given up for MAX_WAITING
-        why_waiting: dict[str, str] = {}
-        why_dropped: dict[str, str] = {}
-        gt_by_stamp: dict[int, dict] = {}
-        gt_stamps: list[int] = []  # sorted
-        has_gt = bag.has_topic(GT_TOPIC)
-        map_gt: dict | None = None  # MAP_TOPIC's document (read when there is a GT to replace)
-        read_map = has_gt and bag.has_topic(MAP_TOPIC)
-        camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
-        topics = (
-            cams
-            + [_info_topic(c) for c in cams]
-            + list(tf_of)
-            + ([GT_TOPIC] if has_gt else [])
-            + ([MAP_TOPIC] if read_map else [])
-        )
-        topics = [t for t in topics if bag.has_topic(t)]
-        n_img = sum(bag.topic(c).count for c in cams) // len(cams)
-        bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
-        enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
-        undecodable: dict[str, int] = {}  # camera topic → images that could not be decoded (skipped)
-        dropped_waiting = 0
-
-        def enough() -> bool:
-            return bool(max_frames) and len(results) >= max_frames
-
-        def inputs(frame: dict, final: bool):
-            """The frame's images, CameraInfos and base ← camera transforms; None (and why) while a
-            CameraInfo or a transform has not arrived yet (``final``: the bag ended)."""
-            cis, Ts = [], []
-            for c in cams:
-                _, fid, stamp = frame[c]
-                info = infos[_info_topic(c)].for_image(stamp, final or newest_image[c] > stamp)
-                if info is None:
-                    refused = f" ({bad_infos[_info_topic(c)]} refused)" if _info_topic(c) in bad_infos else ""
-                    why_waiting["info"] = f"no valid {_info_topic(c)} message before the bag ended{refused}"
-                    return None
-                try:
-                    Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
-                except TFError as exc:
-                    why_waiting["tf"] = f"no transform {base_frame} <- {fid} (camera {c}): {exc}"
-                    return None
-                cis.append(info)
-            return cis, Ts
-
-        def decoded(frame: dict) -> list | None:
-            """The frame's images as RGB (any driver encoding, or a CompressedImage jpeg/png; a
-            distorted camera's raw image: the Predictor makes it pinhole); None where one does not
-            decode (skipped and counted, said once a camera; --strict: an error)."""
-            ims = []
-            for c in cams:
-                msg, _, stamp = frame[c]
-                try:
-                    ims.append(color_to_rgb(msg))
-                except GsMappingError as exc:
-                    if strict:
-                        raise HDInputError(f"{bag_path}: camera {c}: {exc}") from None
-                    undecodable[c] = undecodable.get(c, 0) + 1
-                    if undecodable[c] == 1:  # (as the nodes: a bad frame is skipped, once said)
-                        log.warning(
-                            f"{bag_path}: camera {c}: image at {stamp} ns skipped (and any like it): {exc}"
-                        )
-                    return None
-            return ims
-
-        def predict_waiting(final: bool = False) -> None:
-            """Predict every waiting frame whose CameraInfos and transforms are there (a static
-            transform logged after the first images, a /tf that catches up with a frame, the
-            CameraInfo logged just after its image)."""
-            keep = []
-            why_waiting.clear()
-            for stamp, frame in waiting:
-                got = None if enough() else inputs(frame, final)
-                if got is None:
-                    keep.append((stamp, frame))
-                    continue
-                ims = decoded(frame)
-                if ims is None:
-                    continue
-                els = predictor.predict(ims, *got)
-                used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
-                results.append(
-                    {
-                        "stamp_ns": stamp,
-                        "vectors": [e.to_eval() for e in els],
-                        # what the cameras cover: hd-eval clips the GT to it as the predictions are
-                        "region": predictor.last_regions[0].coords(),
-                    }
+    document = None  # the output's maker, once the bag's GT topics are known (an interrupt saves it)
+    try:
+        with BagReader(bag_path, strict=strict) as bag:
+            cams = list(cameras) if cameras else find_cameras(bag)
+            if not cams:
+                images = sorted(t.name for t in bag.topics if t.type in IMAGE_TYPES)
+                also = f" (image topics: {', '.join(images[:6])}; choose with --cameras)" if images else ""
+                raise HDInputError(
+                    f"{bag_path}: no colour camera image topic with a sibling camera_info found{also}"
                 )
-                bar.update(1)
-            waiting[:] = keep
-
-        bad_gt = 0
-        for topic, t_log, msg in bag.messages(topics):
-            if enough_at is not None:  # enough frames: read on only for their GT, for a while
-                if t_log > enough_at + GT_GRACE_NS:
-                    break
-                if topic != GT_TOPIC:
-                    continue
-            if topic in tf_of:
-                recorded_tf.add(topic, msg, tf_of[topic])
-            elif topic == MAP_TOPIC:
-                try:
-                    map_gt = _map_elements(M.string_message_to_json(msg))
-                except MessageError as exc:  # (then the per-frame GT, as recorded)
-                    log.warning(f"{MAP_TOPIC} at {t_log} ns skipped: {exc}")
-            elif topic == GT_TOPIC:
-                try:
-                    stamp, vectors = _ground_truth(M.string_message_to_json(msg))
-                except MessageError as exc:  # a bad message is skipped, as any undecodable one
-                    bad_gt += 1
-                    if bad_gt == 1:
-                        log.warning(f"{GT_TOPIC} at {t_log} ns skipped (and any like it): {exc}")
-                    continue
-                gt_by_stamp[stamp] = {"vectors": vectors}
-                bisect.insort(gt_stamps, stamp)
-                if enough_at is not None and all(
-                    _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
-                ):
-                    break  # (every predicted frame has its GT: nothing more to read)
-                continue
-            elif topic.endswith("camera_info"):
-                try:  # (an uncalibrated camera's all-zero K: skipped, said once, as image_proc does)
-                    info = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
-                except MessageError as exc:
-                    if strict:
-                        raise HDInputError(f"{bag_path}: {topic}: {exc}") from None
-                    bad_infos[topic] = bad_infos.get(topic, 0) + 1
-                    if bad_infos[topic] == 1:
-                        log.warning(f"{bag_path}: {topic} at {t_log} ns skipped (and any like it): {exc}")
-                else:
-                    infos[topic].add(M.header_fields(msg)[0], info)
-            else:
-                stamp, frame_id = M.header_fields(msg)
-                newest_image[topic] = max(stamp, newest_image.get(topic, stamp))
-                item = (msg, frame_id, stamp)  # (decoded once grouped and placed: decoded())
-                group = [item] if sync is None else sync.add(topic, stamp, item)
-                if group is not None:
-                    # the frame's stamp: the first camera's (hd_map_node's, and the GT's in the world)
-                    waiting.append((group[0][2], dict(zip(cams, group, strict=True))))
-                    if len(waiting) > MAX_WAITING:  # (a transform that never comes: memory stays bounded)
-                        waiting.pop(0)
-                        dropped_waiting += 1
-                        why_dropped.update(why_waiting)
-            predict_waiting()
-            if enough() and enough_at is None:
-                enough_at = t_log
-                if not has_gt or all(
-                    _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
-                ):
-                    break  # (no GT to wait for, or it came first)
-        else:  # the bag ended: a frame still waiting for its own CameraInfo takes the latest
-            predict_waiting(final=True)
-        bar.close()
-        recorded_tf.log_total()
-    results.sort(key=lambda r: r["stamp_ns"])
-    skipped = 0 if enough() else len(waiting) + dropped_waiting
-    unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
-    reasons = {**why_dropped, **why_waiting}
-    if skipped and results:
-        log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(reasons.values())}")
-    if unmatched:
-        log.warning(
-            f"{bag_path}: {unmatched} image(s) without a partner on every camera within "
-            f"{sync_slop_s} s (--sync-slop) skipped"
-        )
-    bad_images = sum(undecodable.values())
-    if not results:  # an empty prediction file would read as "no lanes anywhere"
-        bad = sum(bag.bad_messages.values())
-        if skipped:
-            why = "; ".join(reasons.values())
-            if "tf" in reasons:
-                why += f" (--base-frame {base_frame}: the vehicle frame the cameras are mounted on, in TF)"
-        elif bad or bad_images:
-            names = sorted({*bag.bad_messages, *undecodable})
-            why = f"{bad + bad_images} message(s) could not be decoded ({', '.join(names)})"
-        else:
-            why = f"no stamp had an image from every camera ({', '.join(cams)}) within {sync_slop_s} s"
-        raise HDInputError(f"{bag_path}: no frame predicted: {why}")
-    if not any(r["region"] for r in results):
-        raise HDInputError(
-            f"{bag_path}: no frame's cameras see the ground (z = 0 of --base-frame {base_frame}): the "
-            "base frame must be the vehicle's (x forward, y left, z up) with the ground at z = 0, not "
-            "a camera's optical frame"
-        )
-    region = " and ".join(sorted(used))  # what the frames were clipped to (each carries its own)
-    # the points' convention, which hd-eval reads (it scores MapTR's x-right frame otherwise)
-    doc = {"frame": "rep103", "region": region, "results": results}
-    no_gt = 0
-    if has_gt:
-        # GT paired by header stamp (the nearest within the sync slop); a frame without one is
-        # scored against an empty map, so say so
-        gts = [_gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results]
-        if map_gt is not None:
-            gts = _gt_over_patch(map_gt, results, gts, tf, base_frame, predictor.cfg)
-        else:
-            _warn_short_gt(bag_path, gts, predictor.cfg)
-        no_gt = sum(g is None for g in gts)
-        if no_gt:
-            log.warning(
-                f"{bag_path}: {no_gt} of {len(results)} predicted frame(s) have no {GT_TOPIC} message at their stamp (empty GT used)",
+            if len(set(cams)) != len(cams):
+                raise HDInputError(
+                    f"{bag_path}: camera {next(c for c in cams if cams.count(c) > 1)} given twice"
+                )
+            for c in cams:
+                if not bag.has_topic(c):
+                    raise HDInputError(f"{bag_path}: no topic {c}")
+                if bag.topic(c).type not in IMAGE_TYPES:
+                    raise HDInputError(f"{bag_path}: {c} is a {bag.topic(c).type}, not a camera image topic")
+                if not bag.has_topic(_info_topic(c)):
+                    raise HDInputError(f"{bag_path}: camera {c} has no {_info_topic(c)}")
+            twins = [c for c in cams if [_info_topic(d) for d in cams].count(_info_topic(c)) > 1]
+            if twins:
+                raise HDInputError(
+                    f"{bag_path}: cameras {twins[0]} and {twins[1]} share {_info_topic(twins[0])}: one camera "
+                    "(give one of them)"
+                )
+            # the bag's TF by the one rule (topic → static; several robots': the global pair, said): before the model
+            tf_of = dict(tf_topics(bag))
+            # the shipped model for this rig, as hd_map_node chooses it
+            ckpt = Path(checkpoint) if checkpoint else shipped_checkpoint(len(cams))
+            if not ckpt.exists():
+                raise CheckpointError(
+                    f"{ckpt}: checkpoint not found (no shipped model; pass --checkpoint, e.g. OUT/model.pt "
+                    "of gs-mapping hd-train)"
+                )
+            predictor = Predictor.from_checkpoint(
+                ckpt,
+                device=device,
+                score_threshold=score_threshold,
+                fit=fit,
+                antialias=antialias,
+                region=region,
             )
-        doc["GTs"] = [g if g is not None else {"vectors": []} for g in gts]
-    write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path, ckpt])
+            tf = TFBuffer(cache_time_s=None)
+            # a bad transform is refused as tf2 refuses it, the others kept (--strict: an error)
+            recorded_tf = RecordedTF(tf, log, f"{bag_path}: ", strict)
+            # each camera's recent CameraInfos by stamp: an image takes the one of its stamp (logged
+            # just after it), as image_transport's CameraSubscriber pairs them
+            infos = {_info_topic(c): CameraInfoHistory() for c in cams}
+            newest_image: dict[str, int] = {}  # camera → newest image stamp read (its CameraInfo is late)
+            bad_infos: dict[str, int] = {}  # CameraInfo topic → messages refused (skipped)
+            # cameras grouped as hd_map_node groups them (free-running cameras are ms apart)
+            sync = ApproximateTimeSynchronizer(cams, SYNC_QUEUE, sync_slop_s) if len(cams) > 1 else None
+            # grouped frames waiting for a CameraInfo or TF, oldest first
+            waiting: list[tuple[int, dict]] = []
+            # why the frames still waiting cannot be predicted yet, by cause ("info", "tf"): made anew at
+            # each pass over them (a CameraInfo that arrived later is no longer a reason), and why_dropped
+            # keeps the reasons of the frames given up for MAX_WAITING
+            why_waiting: dict[str, str] = {}
+            why_dropped: dict[str, str] = {}
+            gt_by_stamp: dict[int, dict] = {}
+            gt_stamps: list[int] = []  # sorted
+            has_gt = bag.has_topic(GT_TOPIC)
+            map_gt: dict | None = None  # MAP_TOPIC's document (read when there is a GT to replace)
+            read_map = has_gt and bag.has_topic(MAP_TOPIC)
+            camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
+            topics = (
+                cams
+                + [_info_topic(c) for c in cams]
+                + list(tf_of)
+                + ([GT_TOPIC] if has_gt else [])
+                + ([MAP_TOPIC] if read_map else [])
+            )
+            topics = [t for t in topics if bag.has_topic(t)]
+            n_img = sum(bag.topic(c).count for c in cams) // len(cams)
+            bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
+            enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
+            undecodable: dict[str, int] = {}  # camera topic → images that could not be decoded (skipped)
+            dropped_waiting = 0
+
+            def enough() -> bool:
+                return bool(max_frames) and len(results) >= max_frames
+
+            def inputs(frame: dict, final: bool):
+                """The frame's images, CameraInfos and base ← camera transforms; None (and why) while a
+                CameraInfo or a transform has not arrived yet (``final``: the bag ended)."""
+                cis, Ts = [], []
+                for c in cams:
+                    _, fid, stamp = frame[c]
+                    info = infos[_info_topic(c)].for_image(stamp, final or newest_image[c] > stamp)
+                    if info is None:
+                        refused = (
+                            f" ({bad_infos[_info_topic(c)]} refused)" if _info_topic(c) in bad_infos else ""
+                        )
+                        why_waiting["info"] = (
+                            f"no valid {_info_topic(c)} message before the bag ended{refused}"
+                        )
+                        return None
+                    try:
+                        Ts.append(tf.lookup(base_frame, fid, stamp).matrix())
+                    except TFError as exc:
+                        why_waiting["tf"] = f"no transform {base_frame} <- {fid} (camera {c}): {exc}"
+                        return None
+                    cis.append(info)
+                return cis, Ts
+
+            def decoded(frame: dict) -> list | None:
+                """The frame's images as RGB (any driver encoding, or a CompressedImage jpeg/png; a
+                distorted camera's raw image: the Predictor makes it pinhole); None where one does not
+                decode (skipped and counted, said once a camera; --strict: an error)."""
+                ims = []
+                for c in cams:
+                    msg, _, stamp = frame[c]
+                    try:
+                        ims.append(color_to_rgb(msg))
+                    except GsMappingError as exc:
+                        if strict:
+                            raise HDInputError(f"{bag_path}: camera {c}: {exc}") from None
+                        undecodable[c] = undecodable.get(c, 0) + 1
+                        if undecodable[c] == 1:  # (as the nodes: a bad frame is skipped, once said)
+                            log.warning(
+                                f"{bag_path}: camera {c}: image at {stamp} ns skipped (and any like it): {exc}"
+                            )
+                        return None
+                return ims
+
+            def predict_waiting(final: bool = False) -> None:
+                """Predict every waiting frame whose CameraInfos and transforms are there (a static
+                transform logged after the first images, a /tf that catches up with a frame, the
+                CameraInfo logged just after its image)."""
+                keep = []
+                why_waiting.clear()
+                for stamp, frame in waiting:
+                    got = None if enough() else inputs(frame, final)
+                    if got is None:
+                        keep.append((stamp, frame))
+                        continue
+                    ims = decoded(frame)
+                    if ims is None:
+                        continue
+                    els = predictor.predict(ims, *got)
+                    used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
+                    results.append(
+                        {
+                            "stamp_ns": stamp,
+                            "vectors": [e.to_eval() for e in els],
+                            # what the cameras cover: hd-eval clips the GT to it as the predictions are
+                            "region": predictor.last_regions[0].coords(),
+                        }
+                    )
+                    bar.update(1)
+                waiting[:] = keep
+
+            def document(interrupted: bool = False) -> tuple[dict, int]:
+                """The output: the frames predicted, in stamp order, with their GT where the bag has
+                it; and how many have none. ``interrupted``: the frames so far, marked so."""
+                done = sorted(results, key=lambda r: r["stamp_ns"])
+                # the points' convention, which hd-eval reads (it scores MapTR's x-right frame otherwise)
+                doc: dict = {"frame": "rep103", "region": " and ".join(sorted(used)), "results": done}
+                if interrupted:
+                    doc["interrupted"] = True
+                no_gt = 0
+                if has_gt:
+                    # GT paired by header stamp (the nearest within the sync slop); a frame without one is
+                    # scored against an empty map, so say so
+                    gts = [_gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in done]
+                    if map_gt is not None:
+                        gts = _gt_over_patch(map_gt, done, gts, tf, base_frame, predictor.cfg)
+                    else:
+                        _warn_short_gt(bag_path, gts, predictor.cfg)
+                    no_gt = sum(g is None for g in gts)
+                    if no_gt:
+                        log.warning(
+                            f"{bag_path}: {no_gt} of {len(done)} predicted frame(s) have no {GT_TOPIC} message at their stamp (empty GT used)",
+                        )
+                    doc["GTs"] = [g if g is not None else {"vectors": []} for g in gts]
+                return doc, no_gt
+
+            bad_gt = 0
+            for topic, t_log, msg in bag.messages(topics):
+                if enough_at is not None:  # enough frames: read on only for their GT, for a while
+                    if t_log > enough_at + GT_GRACE_NS:
+                        break
+                    if topic != GT_TOPIC:
+                        continue
+                if topic in tf_of:
+                    recorded_tf.add(topic, msg, tf_of[topic])
+                elif topic == MAP_TOPIC:
+                    try:
+                        map_gt = _map_elements(M.string_message_to_json(msg))
+                    except MessageError as exc:  # (then the per-frame GT, as recorded)
+                        log.warning(f"{MAP_TOPIC} at {t_log} ns skipped: {exc}")
+                elif topic == GT_TOPIC:
+                    try:
+                        stamp, vectors = _ground_truth(M.string_message_to_json(msg))
+                    except MessageError as exc:  # a bad message is skipped, as any undecodable one
+                        bad_gt += 1
+                        if bad_gt == 1:
+                            log.warning(f"{GT_TOPIC} at {t_log} ns skipped (and any like it): {exc}")
+                        continue
+                    gt_by_stamp[stamp] = {"vectors": vectors}
+                    bisect.insort(gt_stamps, stamp)
+                    if enough_at is not None and all(
+                        _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
+                    ):
+                        break  # (every predicted frame has its GT: nothing more to read)
+                    continue
+                elif topic.endswith("camera_info"):
+                    try:  # (an uncalibrated camera's all-zero K: skipped, said once, as image_proc does)
+                        info = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
+                    except MessageError as exc:
+                        if strict:
+                            raise HDInputError(f"{bag_path}: {topic}: {exc}") from None
+                        bad_infos[topic] = bad_infos.get(topic, 0) + 1
+                        if bad_infos[topic] == 1:
+                            log.warning(f"{bag_path}: {topic} at {t_log} ns skipped (and any like it): {exc}")
+                    else:
+                        infos[topic].add(M.header_fields(msg)[0], info)
+                else:
+                    stamp, frame_id = M.header_fields(msg)
+                    newest_image[topic] = max(stamp, newest_image.get(topic, stamp))
+                    item = (msg, frame_id, stamp)  # (decoded once grouped and placed: decoded())
+                    group = [item] if sync is None else sync.add(topic, stamp, item)
+                    if group is not None:
+                        # the frame's stamp: the first camera's (hd_map_node's, and the GT's in the world)
+                        waiting.append((group[0][2], dict(zip(cams, group, strict=True))))
+                        if len(waiting) > MAX_WAITING:  # (a transform that never comes: memory stays bounded)
+                            waiting.pop(0)
+                            dropped_waiting += 1
+                            why_dropped.update(why_waiting)
+                predict_waiting()
+                if enough() and enough_at is None:
+                    enough_at = t_log
+                    if not has_gt or all(
+                        _gt_for(r["stamp_ns"], gt_by_stamp, gt_stamps, slop_ns) for r in results
+                    ):
+                        break  # (no GT to wait for, or it came first)
+            else:  # the bag ended: a frame still waiting for its own CameraInfo takes the latest
+                predict_waiting(final=True)
+            bar.close()
+            recorded_tf.log_total()
+        results.sort(key=lambda r: r["stamp_ns"])
+        skipped = 0 if enough() else len(waiting) + dropped_waiting
+        unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
+        reasons = {**why_dropped, **why_waiting}
+        if skipped and results:
+            log.warning(f"{bag_path}: {skipped} frame(s) skipped: {'; '.join(reasons.values())}")
+        if unmatched:
+            log.warning(
+                f"{bag_path}: {unmatched} image(s) without a partner on every camera within "
+                f"{sync_slop_s} s (--sync-slop) skipped"
+            )
+        bad_images = sum(undecodable.values())
+        if not results:  # an empty prediction file would read as "no lanes anywhere"
+            bad = sum(bag.bad_messages.values())
+            if skipped:
+                why = "; ".join(reasons.values())
+                if "tf" in reasons:
+                    why += (
+                        f" (--base-frame {base_frame}: the vehicle frame the cameras are mounted on, in TF)"
+                    )
+            elif bad or bad_images:
+                names = sorted({*bag.bad_messages, *undecodable})
+                why = f"{bad + bad_images} message(s) could not be decoded ({', '.join(names)})"
+            else:
+                why = f"no stamp had an image from every camera ({', '.join(cams)}) within {sync_slop_s} s"
+            raise HDInputError(f"{bag_path}: no frame predicted: {why}")
+        if not any(r["region"] for r in results):
+            raise HDInputError(
+                f"{bag_path}: no frame's cameras see the ground (z = 0 of --base-frame {base_frame}): the "
+                "base frame must be the vehicle's (x forward, y left, z up) with the ground at z = 0, not "
+                "a camera's optical frame"
+            )
+        region = " and ".join(sorted(used))  # what the frames were clipped to (each carries its own)
+        doc, no_gt = document()
+        write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path, ckpt])
+    except (KeyboardInterrupt, Terminated):
+        if results and document is not None:
+            _rescue_predictions(document, len(results), out)
+        raise
     return {
         "out": str(out),
         "frames": len(results),
@@ -383,6 +412,27 @@ def predict_bag(
             **{f"{t} (CameraInfo)": k for t, k in bad_infos.items()},
         },
     }
+
+
+def _rescue_predictions(document, n: int, out: Path) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP: the frames predicted so far (``document(interrupted=True)``) are
+    saved to the temp directory and named in one line; the interrupt goes on (exit 130 / 143 / 129).
+    Not at ``out``: an interrupted run leaves no output that looks complete (as ``map``)."""
+    from gs_mapping.output_files import rescue, write_text
+
+    try:
+        doc = document(interrupted=True)[0]
+        path = rescue(
+            "gs-mapping-rescued-predictions-",
+            ".json",
+            lambda p: write_text(p, json.dumps(doc), overwrite=True),
+        )
+    except GsMappingError as exc:
+        log.warning(f"interrupted: the {n} frame(s) predicted so far could not be saved ({exc})")
+        return
+    log.warning(
+        f"interrupted: the {n} frame(s) predicted so far were saved to {path} (nothing written to {out})"
+    )
 
 
 def _map_elements(doc) -> dict:

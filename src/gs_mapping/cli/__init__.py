@@ -19,7 +19,7 @@ import sys
 import threading
 
 from ..cpu_threads import prefer_single_thread_torch
-from ..errors import GsMappingError
+from ..errors import GsMappingError, Terminated
 from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
@@ -67,12 +67,6 @@ class _Parser(argparse.ArgumentParser):
         # nothing: main() reports it as for any output that could not be written
         if message:
             (file or sys.stderr).write(message)
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP (the terminal or ssh session went away), raised where the command runs so
-    that it unwinds as for Ctrl-C: half-written outputs (temp files, partial bag folders) are removed
-    and nothing existing is replaced. ``args[0]``: the signal's number."""
 
 
 def one_line(text: object) -> str:
@@ -251,4 +245,12 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "add_no_progress", "main", "on_unwinding_signals", "seed", "show_progress"]
+__all__ = [
+    "COMMANDS",
+    "Terminated",
+    "add_no_progress",
+    "main",
+    "on_unwinding_signals",
+    "seed",
+    "show_progress",
+]

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none)",
+        help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none); at most "
+        "32 of them are evaluated, evenly spaced",
     )
     p.add_argument("--config", default=None, help="ROS parameter YAML with a 'mapper' section")
     p.add_argument(

@@ -253,7 +253,9 @@ class MapperConfig:
         (0.01, 1000.0),
     )
     holdout_every: int = param(
-        5, "Hold out every n-th frame for evaluation (never used for mapping); 0 = none.", (0, 100000)
+        5,
+        "Hold out every n-th frame for evaluation (never used for mapping; at most 32 evaluated, evenly spaced); 0 = none.",
+        (0, 100000),
     )
     min_depth_m: float = param(
         0.1,
