@@ -72,11 +72,6 @@ ZED_ONE_CAMERA = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-predict counts a ZED's grey and raw twins of its rgb image as more cameras "
-    "and runs the six-camera surround model",
-)
 @pytest.mark.parametrize("layout", sorted(ZED_ONE_CAMERA))
 def test_hd_predict_finds_one_camera_in_a_zed_recordings_rgb_streams(layout):
     """README, ``hd-predict``: "run a GSMap checkpoint (default: the shipped one for the rig, front
@@ -109,6 +104,27 @@ def test_hd_predict_on_a_default_zed_recording_takes_its_rgb_camera_alone():
 
     for types in (_zed4(), _zed51()):
         assert find_cameras(_bag_of(types)) == [discover(types).color]
+
+
+def test_one_sensors_twins_are_one_camera_and_a_rigs_cameras_stay_apart():
+    """The twin rule (``topics.sensor_of``) joins only one sensor's raw/grey streams: a ZED's
+    ``rgb_raw`` beside its ``rgb`` is one camera, but the surround rig beside it keeps its cameras
+    (``/cameras/<name>/image_raw``, ``front`` and ``front_left`` apart) and the ZED's own ``left`` and
+    ``right`` (each a CameraInfo of its own, 5.1+'s ``left/color/rect``) are not folded into ``rgb``."""
+    from gs_mapping.topics import sensor_of
+    from gsmap_hd.predict_bag import find_cameras
+
+    rig = {f"/cameras/{c}/{leaf}": t for c in ("front", "front_left") for leaf, t in (("image_raw", IMG),
+           ("camera_info", INFO))}  # fmt: skip
+    types = _zed4(("rgb_raw", "image_raw_color")) | rig
+    assert find_cameras(_bag_of(types)) == [
+        "/cameras/front/image_raw",
+        "/cameras/front_left/image_raw",
+        "/zed/zed_node/rgb/image_rect_color",
+    ]
+    assert sensor_of("/zed/zed_node/rgb/gray/rect/image/compressed") == "/zed/zed_node/rgb"
+    assert sensor_of("/zed/zed_node/left/color/rect/image") == "/zed/zed_node/left"
+    assert sensor_of("/cameras/front_left/image_raw") == "/cameras/front_left"
 
 
 # -- world: --rate and --speed, read back with rosbags --------------------------------------------------
