@@ -122,6 +122,13 @@ class CameraTopics:
         return f"colour {self.color}, {geo}, camera_info {self.camera_info}"
 
 
+def depth_info_topic(depth: str) -> str:
+    """The CameraInfo of a depth topic's own camera: its sibling ``camera_info``, or '' where the
+    name says the depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``,
+    ``depth_to_rgb``: its sibling describes the colour camera). ``map``'s rule and the node's ``auto``."""
+    return "" if _REGISTERED.search(depth.lower()) else info_topic(depth)
+
+
 def _shared_namespace(a: str, b: str) -> int:
     """How many leading namespaces two topics share: the depth of the colour's own camera (/front's
     depth for /front's colour) comes first."""
@@ -306,8 +313,8 @@ def discover(
         raise ConfigError(f"{where}: colour and depth are the same stream ({color}, {depth})")
     if depth_camera_info:
         depth_camera_info = need(depth_camera_info, (CAMERA_INFO,), "depth camera_info")
-    elif not _REGISTERED.search(depth.lower()) and types.get(info_topic(depth)) == CAMERA_INFO:
-        depth_camera_info = info_topic(depth)
+    elif types.get(depth_info_topic(depth)) == CAMERA_INFO:
+        depth_camera_info = depth_info_topic(depth)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
 
 
