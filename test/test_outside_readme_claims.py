@@ -72,11 +72,6 @@ ZED_ONE_CAMERA = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hd-predict counts a ZED's grey and raw twins of its rgb image as more cameras "
-    "and runs the six-camera surround model",
-)
 @pytest.mark.parametrize("layout", sorted(ZED_ONE_CAMERA))
 def test_hd_predict_finds_one_camera_in_a_zed_recordings_rgb_streams(layout):
     """README, ``hd-predict``: "run a GSMap checkpoint (default: the shipped one for the rig, front
@@ -109,6 +104,27 @@ def test_hd_predict_on_a_default_zed_recording_takes_its_rgb_camera_alone():
 
     for types in (_zed4(), _zed51()):
         assert find_cameras(_bag_of(types)) == [discover(types).color]
+
+
+def test_one_sensors_twins_are_one_camera_and_a_rigs_cameras_stay_apart():
+    """The twin rule (``topics.sensor_of``) joins only one sensor's raw/grey streams: a ZED's
+    ``rgb_raw`` beside its ``rgb`` is one camera, but the surround rig beside it keeps its cameras
+    (``/cameras/<name>/image_raw``, ``front`` and ``front_left`` apart) and the ZED's own ``left`` and
+    ``right`` (each a CameraInfo of its own, 5.1+'s ``left/color/rect``) are not folded into ``rgb``."""
+    from gs_mapping.topics import sensor_of
+    from gsmap_hd.predict_bag import find_cameras
+
+    rig = {f"/cameras/{c}/{leaf}": t for c in ("front", "front_left") for leaf, t in (("image_raw", IMG),
+           ("camera_info", INFO))}  # fmt: skip
+    types = _zed4(("rgb_raw", "image_raw_color")) | rig
+    assert find_cameras(_bag_of(types)) == [
+        "/cameras/front/image_raw",
+        "/cameras/front_left/image_raw",
+        "/zed/zed_node/rgb/image_rect_color",
+    ]
+    assert sensor_of("/zed/zed_node/rgb/gray/rect/image/compressed") == "/zed/zed_node/rgb"
+    assert sensor_of("/zed/zed_node/left/color/rect/image") == "/zed/zed_node/left"
+    assert sensor_of("/cameras/front_left/image_raw") == "/cameras/front_left"
 
 
 # -- world: --rate and --speed, read back with rosbags --------------------------------------------------
@@ -190,11 +206,6 @@ def _realsense_ros_topics() -> dict[str, str]:
     return t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config/full.yaml takes a RealSense's unaligned depth/image_rect_raw as registered to "
-    "colour (depth_camera_info ''), where map's own rule registers it through TF",
-)
 def test_default_parameters_register_a_realsenses_depth_as_map_does():
     """README, ROS 2: "The default parameters (``config/full.yaml``) read a RealSense's topics
     (``/camera/color/image_raw``, ``/camera/depth/image_rect_raw``, ``/camera/color/camera_info``)".
@@ -207,9 +218,13 @@ def test_default_parameters_register_a_realsenses_depth_as_map_does():
     so ``mapper_node`` under ``ros2 launch gs_mapping full.launch.py`` pairs each colour pixel with
     the depth camera's pixel of the same index: a misregistered map (or every frame refused where
     the sizes differ), with one warning. Expected: the defaults describe the RealSense as ``map``
-    finds it: ``depth_camera_info: /camera/depth/camera_info`` (or the aligned depth topic)."""
+    finds it: ``depth_camera_info: /camera/depth/camera_info`` (or the aligned depth topic).
+    Fixed with ``depth_camera_info: auto`` (map's rule, ``TopicsConfig.depth_info``), which also
+    leaves a depth changed alone to ``aligned_depth_to_color`` registered: the depth module's K is
+    not used on it."""
     import yaml
 
+    from gs_mapping.mapping.mapper_config import TopicsConfig
     from gs_mapping.topics import discover
 
     types = _realsense_ros_topics()
@@ -223,7 +238,53 @@ def test_default_parameters_register_a_realsenses_depth_as_map_does():
     )
     # … and how their depth reaches the colour camera must be the same too
     assert found.depth_camera_info == "/camera/depth/camera_info"
-    assert topics["depth_camera_info"] == found.depth_camera_info
+    assert TopicsConfig(**topics).depth_info() == found.depth_camera_info
+    # a user who names only the aligned depth: registered, as map finds it
+    aligned = "/camera/aligned_depth_to_color/image_raw"
+    types |= {aligned: IMG, "/camera/aligned_depth_to_color/camera_info": INFO}
+    assert discover(types, depth=aligned).depth_camera_info == ""
+    assert TopicsConfig(**(topics | {"depth": aligned})).depth_info() == ""
+
+
+@pytest.mark.parametrize("depth_frame", ["cam_depth", "cam"])
+def test_mapper_node_on_the_defaults_registers_a_depth_in_its_own_frame_by_its_camera_info(depth_frame):
+    """The node on the default parameters (``depth_camera_info: auto``): a depth image in another
+    frame than the colour's (realsense-ros' ``camera_depth_optical_frame``) waits for
+    ``/camera/depth/camera_info`` and is registered by it; one in the colour's frame (a recording's
+    registered depth on that topic) is taken as registered, waiting for no depth CameraInfo."""
+    pytest.importorskip("torch")  # (the mapper)
+    import numpy as np
+    from hostile_cases import tf_message
+    from test_guards_survivors9 import _mapper
+
+    from gs_mapping.messages import CameraIntrinsics, intrinsics_to_camera_info, numpy_to_image
+    from gs_mapping.runtime.replay import ReplayBus
+
+    bus = ReplayBus()
+    node, f, stamp = _mapper(bus), bus.factory, 10**9
+    t = node.cfg.topics
+    K = np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
+    bus.inject(
+        t.camera_info,
+        intrinsics_to_camera_info(CameraIntrinsics(32, 24, K, frame_id="cam"), f, stamp_ns=stamp),
+        stamp,
+    )
+    bus.inject("/tf_static", tf_message(f, 0, "map", "cam", 0.0), stamp)
+    bus.inject("/tf_static", tf_message(f, 0, "cam", "cam_depth", 0.0), stamp)
+    rgb = np.random.default_rng(1).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    bus.inject(t.color, numpy_to_image(rgb, "rgb8", stamp, "cam", f), stamp)
+    # the depth module's own size; registered: the colour's
+    depth = np.full((20, 40) if depth_frame == "cam_depth" else (24, 32), 1.5, np.float32)
+    bus.inject(t.depth, numpy_to_image(depth, "32FC1", stamp, depth_frame, f), stamp)
+    if depth_frame == "cam":
+        assert node.mapper.stats.frames == 1
+        return
+    assert node.mapper.stats.frames == 0
+    assert "depth camera_info on /camera/depth/camera_info" in node.waiting_for()
+    K_d = np.array([[25.0, 0, 20], [0, 25.0, 10], [0, 0, 1]])
+    info = intrinsics_to_camera_info(CameraIntrinsics(40, 20, K_d, frame_id="cam_depth"), f, stamp_ns=stamp)
+    bus.inject("/camera/depth/camera_info", info, stamp)
+    assert node.mapper.stats.frames == 1
 
 
 # -- gs-mapping COMMAND --help against the README's Command line table ------------------------------------

@@ -163,8 +163,9 @@ def test_a_frame_the_diagnostics_timer_retries_is_contained_when_it_fails(kitche
     m, s = info
     m.header.stamp.sec, m.header.stamp.nanosec = 1, 0  # an older CameraInfo: the frame's own is awaited
     bus.inject(t.camera_info, m, s)
-    if t.depth_camera_info and t.depth_camera_info != t.camera_info:  # (depth's own camera, as recorded)
-        topic, s_d, m_d = next(x for x in msgs if x[0] == t.depth_camera_info)
+    depth_info = t.depth_info()  # (the default 'auto': the depth topic's sibling, where recorded)
+    if depth_info and depth_info != t.camera_info and any(x[0] == depth_info for x in msgs):
+        topic, s_d, m_d = next(x for x in msgs if x[0] == depth_info)
         m_d.header.stamp.sec, m_d.header.stamp.nanosec = 1, 0
         bus.inject(topic, m_d, s_d)
     bus.inject(t.color, color[0], color[1])

@@ -16,7 +16,8 @@ With no topic options, ``gs-mapping map`` / ``replay`` call :func:`discover` on 
 Colour is an Image/CompressedImage whose name says nothing of depth, infrared, thermal or disparity;
 depth one whose name says depth. Each needs (colour) or may have (depth) a sibling ``camera_info``;
 of the colour images beside one ``camera_info`` (image_proc's outputs beside the driver's) the
-driver's own is taken: its registered depth was made in it. When one
+driver's own is taken: its registered depth was made in it; of one sensor's twins with CameraInfos
+of their own (ZED's ``rgb``, ``rgb_raw``, ``rgb_gray``) the rectified colour one. When one
 stream is on more than one transport, raw wins (no decode cost), then for depth ``/compressedDepth``
 (lossless) over ``/compressed`` (an 8-bit JPEG of it), for colour ``/compressed``. A depth with its own
 CameraInfo in another frame is registered to colour by the mapper; a registered one
@@ -54,6 +55,10 @@ _COLOUR_WORDS = re.compile(r"colou?r|rgb")
 _RECTIFIED = re.compile(r"/[^/]*rect[^/]*$|/rect(/|$)")
 _RAW_OR_RECTIFIED = re.compile(r"/image_raw|image_rect|/r(aw|ect)(/|$)")
 _GREY = re.compile(r"gr[ae]y|(^|[/_])mono($|[/_])")
+# one sensor's twins, each with its own CameraInfo publisher, told by the namespace: ZED wrapper
+# 5.1+'s ``<sensor>/<color|gray>/<rect|raw>/image`` and 4.x's ``<sensor>``, ``<sensor>_raw``,
+# ``<sensor>_gray`` (``rgb/image_rect_color``, ``rgb_raw/image_raw_color``, ``rgb_gray/image_rect_gray``)
+_TWIN_LEVELS = re.compile(r"/(colou?r|gr[ae]y|mono)/(rect|raw)$|_(raw|gr[ae]y|mono)$")
 # image_proc's outputs beside a driver's image: ``image_mono`` and ``image_rect`` are grey,
 # ``image_color`` and ``image_rect_color`` colour (of one camera: colour_candidates keeps one)
 _IMAGE_PROC_GREY = re.compile(r"/image_(mono|rect)$")
@@ -115,6 +120,13 @@ class CameraTopics:
         if self.depth_camera_info and not self.cloud:
             geo += f" (own CameraInfo {self.depth_camera_info}: registered to colour through TF)"
         return f"colour {self.color}, {geo}, camera_info {self.camera_info}"
+
+
+def depth_info_topic(depth: str) -> str:
+    """The CameraInfo of a depth topic's own camera: its sibling ``camera_info``, or '' where the
+    name says the depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``,
+    ``depth_to_rgb``: its sibling describes the colour camera). ``map``'s rule and the node's ``auto``."""
+    return "" if _REGISTERED.search(depth.lower()) else info_topic(depth)
 
 
 def _shared_namespace(a: str, b: str) -> int:
@@ -182,13 +194,23 @@ def _colour_score(topic: str) -> tuple:
     )
 
 
+def sensor_of(image_topic: str) -> str:
+    """The namespace of the sensor an image topic shows: its CameraInfo's, less the levels by which
+    a driver publishes one sensor's twins under CameraInfos of their own (ZED's grey and raw images
+    of its ``rgb`` sensor: ``…/rgb/gray/rect/image`` and ``…/rgb_raw/image_raw_color`` are
+    ``…/rgb``)."""
+    return _TWIN_LEVELS.sub("", info_topic(image_topic).rsplit("/", 1)[0])
+
+
 def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:
     """The colour image topics, one a camera: one CameraInfo describes one camera, so of the images
     beside one ``camera_info`` (image_proc's ``image_rect_color`` beside the driver's ``image_raw``)
     a colour one before a grey one (image_proc's ``image_mono``), then the driver's own unrectified
     one: a driver's registered depth (realsense's ``aligned_depth_to_color``, Kinect's
-    ``depth_to_rgb``) is made in that image, not in image_proc's rectified one. Topics without
-    messages give way as in :func:`_published`."""
+    ``depth_to_rgb``) is made in that image, not in image_proc's rectified one. Of one sensor's
+    twins under CameraInfos of their own (:func:`sensor_of`) those :func:`_colour_score` ranks first
+    (ties stay, for :func:`discover` to call ambiguous). Topics without messages give way as in
+    :func:`_published`."""
     names = [
         n
         for n, t in types.items()
@@ -197,7 +219,12 @@ def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()
     by_info: dict[str, list[str]] = {}
     for n in _one_per_stream(_published(names, empty), _COLOUR_TRANSPORTS):
         by_info.setdefault(info_topic(n), []).append(n)
-    return sorted(min(group, key=_driver_image_first) for group in by_info.values())
+    by_sensor: dict[str, list[str]] = {}
+    for n in (min(group, key=_driver_image_first) for group in by_info.values()):
+        by_sensor.setdefault(sensor_of(n), []).append(n)
+    return sorted(
+        n for group in by_sensor.values() for n in group if _colour_score(n) == max(map(_colour_score, group))
+    )
 
 
 def _driver_image_first(topic: str) -> tuple:
@@ -286,8 +313,8 @@ def discover(
         raise ConfigError(f"{where}: colour and depth are the same stream ({color}, {depth})")
     if depth_camera_info:
         depth_camera_info = need(depth_camera_info, (CAMERA_INFO,), "depth camera_info")
-    elif not _REGISTERED.search(depth.lower()) and types.get(info_topic(depth)) == CAMERA_INFO:
-        depth_camera_info = info_topic(depth)
+    elif types.get(depth_info_topic(depth)) == CAMERA_INFO:
+        depth_camera_info = depth_info_topic(depth)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
 
 

@@ -52,7 +52,9 @@ def find_cameras(bag) -> list[str]:
     or the like), one topic a camera, as one CameraInfo describes one camera: the mapper's rule,
     ``topics.colour_candidates`` (a bag recorded with ``-a`` holds image_transport's
     ``…/compressed`` beside the raw topic, and image_proc's ``image_rect_color`` beside
-    ``image_raw``: the raw, unrectified one is taken); a topic recorded without a message is not
+    ``image_raw``: the raw, unrectified one is taken; one sensor's twins under CameraInfos of their
+    own, as ZED's ``rgb``, ``rgb_raw`` and ``rgb_gray``, are one camera: the one ``map`` picks of
+    them, ``topics.sensor_of``); a topic recorded without a message is not
     taken over one with messages (an advertised raw topic beside the ``/compressed`` one published)."""
     from gs_mapping.topics import colour_candidates
 

@@ -11,8 +11,10 @@ after a short delay; a ``/tf_static`` value re-published part-way poses the fram
 own in a simulator's recording, whose header stamps are sim time).
 
 Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``) unless the topics
-name a depth CameraInfo (``depth_camera_info``): then each depth image is reprojected into the colour
-camera through TF at both stamps (:mod:`.depth_registration`). A cloud is moved by TF at its own
+name a depth CameraInfo (``depth_camera_info``; ``auto``, the default: the depth topic's sibling where
+the bag has one, for depth images in another frame than the colour's:
+:meth:`TopicsConfig.depth_info_for`): then each depth image is reprojected into the colour camera
+through TF at both stamps (:mod:`.depth_registration`). A cloud is moved by TF at its own
 stamp into the colour camera at the colour stamp and projected.
 
 Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
@@ -32,7 +34,7 @@ import numpy as np
 from ..camera import Camera
 from ..errors import MessageError, TFError
 from ..sync import info_at
-from .mapper_config import TopicsConfig
+from .mapper_config import AUTO, TopicsConfig
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +298,7 @@ def check_topics(bag, topics: TopicsConfig, cloud_topic: str = "") -> None:
         (cloud_topic, (POINT_CLOUD2,), "cloud") if cloud_topic else (topics.depth, IMAGE_TYPES, "depth"),
         (topics.camera_info, (CAMERA_INFO,), "camera_info"),
     ]
-    if topics.depth_camera_info and not cloud_topic:
+    if topics.depth_camera_info not in ("", AUTO) and not cloud_topic:  # (auto: read where the bag has it)
         roles.append((topics.depth_camera_info, (CAMERA_INFO,), "depth camera_info"))
     for name, types, role in roles:
         info = bag.topic(name)  # BagError naming the topics the bag has
@@ -321,6 +323,7 @@ def read_frames(
     from ..rectify import for_images_on
     from ..sync import RecordingPairer
     from ..tf import MapPoses
+    from ..topics import CAMERA_INFO
 
     topics = topics or TopicsConfig()
     stats = stats if stats is not None else FrameStats()
@@ -335,10 +338,13 @@ def read_frames(
         bad_infos: list = []
         bad_depth_infos: list = []
         infos = load_camera_infos(bag, topics.camera_info, bad_infos)
+        depth_info = topics.depth_info()
+        if topics.depth_camera_info == AUTO and not (
+            bag.has_topic(depth_info) and bag.topic(depth_info).type == CAMERA_INFO
+        ):
+            depth_info = ""  # (auto: a depth without its own CameraInfo is registered)
         depth_infos = (
-            load_camera_infos(bag, topics.depth_camera_info, bad_depth_infos)
-            if topics.depth_camera_info and not cloud_topic
-            else None
+            load_camera_infos(bag, depth_info, bad_depth_infos) if depth_info and not cloud_topic else None
         )
         last: dict[str, int] = {}
         stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
@@ -367,12 +373,11 @@ def read_frames(
                 continue
             depth_stamp = stamp_to_ns(depth_msg.header.stamp)
             depth_intr = None
-            if depth_infos is not None:
+            color_frame = str(color_msg.header.frame_id) or intrinsics.frame_id
+            if depth_infos is not None and topics.depth_info_for(str(depth_msg.header.frame_id), color_frame):
                 depth_intr = for_images_on(info_at(depth_infos, depth_stamp), topics.depth)
                 if depth_intr is None:
-                    stats.skip(
-                        "no_camera_info", f"{where}: {_no_info(topics.depth_camera_info, bad_depth_infos)}"
-                    )
+                    stats.skip("no_camera_info", f"{where}: {_no_info(depth_info, bad_depth_infos)}")
                     continue
             frame_id = str(color_msg.header.frame_id) or intrinsics.frame_id
             if not frame_id:

@@ -11,6 +11,8 @@ from ..config_file import param
 from ..device import is_device_name
 from ..errors import ConfigError
 
+AUTO = "auto"  # depth_camera_info: found from the depth topic's name
+
 
 @dataclass
 class TopicsConfig:
@@ -21,9 +23,11 @@ class TopicsConfig:
     )
     camera_info: str = param("/camera/color/camera_info", "CameraInfo of the colour camera")
     depth_camera_info: str = param(
-        "",
+        "auto",
         "CameraInfo of the depth camera when depth is not registered to colour: depth is then "
-        "reprojected into the colour camera through TF (empty: depth is registered)",
+        "reprojected into the colour camera through TF (empty: depth is registered; auto: the depth "
+        "topic's sibling camera_info, for depth images in another frame than the colour images' and "
+        "whose topic's name does not say registered, as aligned_depth_to_color, depth_registered)",
     )
     tf: str = param("/tf", "TF topic")
     tf_static: str = param("/tf_static", "static TF topic (latched)")
@@ -37,6 +41,25 @@ class TopicsConfig:
         "live node first waits tf_wait_s for the sample after it.",
         (0.0, 10.0),
     )
+
+    def depth_info(self) -> str:
+        """The depth camera's CameraInfo topic ('' for a registered depth): ``depth_camera_info``, or
+        for ``auto`` the one ``map`` finds by name (:func:`~gs_mapping.topics.depth_info_topic`: a
+        RealSense's ``depth/image_rect_raw`` by ``depth/camera_info``, ``aligned_depth_to_color`` none),
+        used for the depth images :meth:`depth_info_for` says."""
+        from ..topics import depth_info_topic
+
+        return depth_info_topic(self.depth) if self.depth_camera_info == AUTO else self.depth_camera_info
+
+    def depth_info_for(self, depth_frame: str, color_frame: str) -> str:
+        """The CameraInfo topic a depth image in ``depth_frame`` is registered by ('' : it is in the
+        colour camera's image). ``auto``: :meth:`depth_info` for a depth image in another frame than
+        the colour image's; one in the colour's frame is registered (a default left beside a
+        recording's registered depth, or a depth topic changed alone to an aligned one, is not
+        reprojected with another camera's K)."""
+        if self.depth_camera_info == AUTO and depth_frame.strip("/") in ("", color_frame.strip("/")):
+            return ""
+        return self.depth_info()
 
 
 @dataclass

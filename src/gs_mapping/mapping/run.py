@@ -249,7 +249,7 @@ def map_bag(
                     "color": cfg.topics.color,
                     "depth": "" if cloud_topic else cfg.topics.depth,
                     "camera_info": cfg.topics.camera_info,
-                    "depth_camera_info": "" if cloud_topic else cfg.topics.depth_camera_info,
+                    "depth_camera_info": "" if cloud_topic else cfg.topics.depth_info(),
                     "cloud": cloud_topic,
                 },
                 "device": mapper.device,

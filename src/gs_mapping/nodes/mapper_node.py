@@ -3,7 +3,9 @@
 Inputs (best-effort sensor QoS): the colour image (``Image`` of any driver encoding, or
 ``CompressedImage`` when the topic ends in ``/compressed``), the depth image (``Image``, or
 ``compressedDepth`` when the topic ends in ``/compressedDepth``) registered to it — or with its own
-CameraInfo (``mapper.topics.depth_camera_info``), then reprojected into the colour camera through TF —
+CameraInfo (``mapper.topics.depth_camera_info``; ``auto``, the default: the depth topic's sibling,
+for depth images in another frame than the colour's, unless the topic's name says registered), then
+reprojected into the colour camera through TF —
 or a LiDAR PointCloud2 (moved by TF at its own stamp, projected into the colour camera), the colour
 CameraInfo, /tf and /tf_static. Until a frame can be made, diagnostics say what the node waits for.
 Colour and depth are paired by the approximate-time synchroniser; the pose is T_map_cam from TF at
@@ -33,7 +35,7 @@ import numpy as np
 from ..config_file import param
 from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
 from ..mapping.keyframes import INVALID_DEPTH
-from ..mapping.mapper_config import MapperConfig
+from ..mapping.mapper_config import AUTO, MapperConfig
 from ..sync import CameraInfoHistory
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
@@ -113,6 +115,10 @@ class MapperNode(NodeBase):
         # the image by image_transport's CameraPublisher; a zoom or resolution change is at one stamp)
         self.camera_infos = CameraInfoHistory()
         self.depth_infos = CameraInfoHistory()
+        # the depth CameraInfo frames need: auto's is known once a depth image names its frame
+        self._depth_info_used = (
+            "" if self.cfg.topics.depth_camera_info == AUTO else self.cfg.topics.depth_info()
+        )
         self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True)
         self.last_stamp_ns = -1
         # frames awaiting their TF, oldest first: (colour, depth, stamp, since_ns)
@@ -138,23 +144,20 @@ class MapperNode(NodeBase):
             self.depth_topic, image_type, SENSOR_QOS, self.guarded(self.depth_topic, self.on_depth)
         )
         # one subscription where depth names the colour's CameraInfo as its own (counted once)
-        both = (
-            bool(t.depth_camera_info)
-            and t.depth_camera_info == t.camera_info
-            and not self.node_cfg.cloud_topic
-        )
+        depth_info = "" if self.node_cfg.cloud_topic else t.depth_info()  # ('auto' resolved)
+        both = depth_info == t.camera_info
         ctx.create_subscription(
             t.camera_info,
             "sensor_msgs/msg/CameraInfo",
             SENSOR_QOS,
             self.guarded(t.camera_info, self._on_both_camera_infos if both else self.on_camera_info),
         )
-        if t.depth_camera_info and not self.node_cfg.cloud_topic and t.depth_camera_info != t.camera_info:
+        if depth_info and depth_info != t.camera_info:
             ctx.create_subscription(
-                t.depth_camera_info,
+                depth_info,
                 "sensor_msgs/msg/CameraInfo",
                 SENSOR_QOS,
-                self.guarded(t.depth_camera_info, self.on_depth_camera_info),
+                self.guarded(depth_info, self.on_depth_camera_info),
             )
         ctx.create_subscription(
             t.tf,
@@ -208,10 +211,14 @@ class MapperNode(NodeBase):
         intr = self.camera_infos.for_image(stamp_to_ns(color[0].stamp), final)
         if intr is None:
             return None, None, t.camera_info
-        if not (t.depth_camera_info and not self.node_cfg.cloud_topic):
+        if self.node_cfg.cloud_topic:
+            return intr, None, ""
+        depth_info = t.depth_info_for(str(depth[0].frame_id), str(color[0].frame_id) or intr.frame_id)
+        self._depth_info_used = depth_info  # (for waiting_for)
+        if not depth_info:
             return intr, None, ""
         depth_intr = self.depth_infos.for_image(stamp_to_ns(depth[0].stamp), final)
-        return intr, depth_intr, "" if depth_intr is not None else t.depth_camera_info
+        return intr, depth_intr, "" if depth_intr is not None else depth_info
 
     def _retry_for_info(self, timer: bool = False, closing: bool = False) -> None:
         """A driver may send a frame's CameraInfo just after its images (image_transport's
@@ -413,8 +420,8 @@ class MapperNode(NodeBase):
         t, seen = self.cfg.topics, self.diag.inputs
         need = [(t.color, "colour"), (self.depth_topic, "cloud" if self.node_cfg.cloud_topic else "depth")]
         need.append((t.camera_info, "camera_info"))
-        if t.depth_camera_info and not self.node_cfg.cloud_topic:
-            need.append((t.depth_camera_info, "depth camera_info"))
+        if self._depth_info_used and not self.node_cfg.cloud_topic:
+            need.append((self._depth_info_used, "depth camera_info"))
         out = [f"{what} on {topic}" for topic, what in need if not seen.get(topic)]
         if not seen.get(t.tf) and not seen.get(t.tf_static):
             out.append(f"TF on {t.tf} / {t.tf_static}")
