@@ -504,12 +504,6 @@ def _crossing_stripe_changes(world, crossing, rings):
     return float(along), float(across)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: crossings on the cross road's arms are painted as 3 stripes across its traffic, not "
-    "zebra stripes parallel to it (roads._zebra takes ring edge 0→1 as traffic; local_box puts the main "
-    "road's direction there)",
-)
 def test_every_crossing_is_painted_as_zebra_stripes_parallel_to_its_traffic():
     """docs/world.md: "pedestrian crossings (4 m deep, zebra stripes 0.5 m wide on a 1 m pitch,
     parallel to traffic) lie on every arm". For each crossing of map_json we find its road's
