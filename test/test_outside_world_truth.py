@@ -282,7 +282,7 @@ def test_the_curb_strip_in_the_images_is_centred_on_the_recorded_boundary(surrou
         assert m.sum() > 100, (a, b, m.sum())
         return float(np.median(lum[m]))
 
-    # (the ground raster's 4 cm texels blur each edge by one texel: see the xfail test below)
+    # (the ground raster's 4 cm texels put each edge to the nearest texel centre: ±2 cm)
     strip = median(-0.1, 0.1)
     road, walk = median(-0.55, -0.21), median(0.21, 0.55)
     assert strip > walk + 20 and strip > road + 60, (road, strip, walk)
@@ -548,11 +548,6 @@ def _top_down_paint(world, poly, px=0.02, height=20.0):
     return X, Y, rgb.astype(np.int64).mean(-1) > 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: painted ground shapes are rasterised one 4 cm texel too large (PIL polygon fill adds "
-    "its outline, ground._mask): 0.5 m stripes are 0.52-0.56 m and sit 1-3 cm off the GT polygon's centre",
-)
 def test_crossing_paint_is_the_documented_width_and_centred_in_its_ground_truth_polygon():
     """docs/world.md: zebra stripes 0.5 m wide on a 1 m pitch inside the crossing's GT outline, "the
     map ground truth and the paint are built from the same shapes". Seen straight down at 2 cm per
