@@ -515,7 +515,8 @@ def test_network_rules_from_the_docstrings(networks):
 
 def test_zebra_stripes_are_centred_in_their_crossing(networks):
     """Stripes 0.5 m wide every 1 m, parallel to traffic, centred across the road: the margins to
-    both sides of the crossing are equal (shapely distances, not the code's own arithmetic)."""
+    both sides of the crossing are equal (shapely distances, not the code's own arithmetic). Traffic
+    along either pair of the ring's edges: the corner order of a crossing says nothing about it."""
     from shapely.geometry import LineString
 
     from gs_mapping.world.roads import PED_CROSSING, _zebra
@@ -524,13 +525,18 @@ def test_zebra_stripes_are_centred_in_their_crossing(networks):
     rings = [e.pts for e in net.elements if e.cls == PED_CROSSING]
     assert rings
     for ring in rings:
-        strokes = _zebra(ring)
-        assert strokes
-        side_a, side_b = LineString(ring[0:2]), LineString(ring[2:4])  # the two traffic-direction edges
-        first = min(strokes, key=lambda s: s.polygon.distance(side_a)).polygon
-        last = min(strokes, key=lambda s: s.polygon.distance(side_b)).polygon
-        assert first.distance(side_a) == pytest.approx(last.distance(side_b), abs=1e-6)
-        assert first.distance(side_a) >= 0.1
+        for k in (0, 1):
+            traffic = (ring[k + 1] - ring[k]) / np.linalg.norm(ring[k + 1] - ring[k])
+            strokes = _zebra(ring, traffic)
+            assert strokes
+            for s in strokes:  # each stripe runs along traffic
+                d = s.centreline[1] - s.centreline[0]
+                assert abs(d @ traffic) == pytest.approx(np.linalg.norm(d), abs=1e-9)
+            side_a, side_b = LineString(ring[k : k + 2]), LineString(ring[k + 2 : k + 4])  # along traffic
+            first = min(strokes, key=lambda s: s.polygon.distance(side_a)).polygon
+            last = min(strokes, key=lambda s: s.polygon.distance(side_b)).polygon
+            assert first.distance(side_a) == pytest.approx(last.distance(side_b), abs=1e-6)
+            assert first.distance(side_a) >= 0.1
 
 
 def test_clip_drops_slivers_and_rejoins_a_ring_split_at_its_first_point():

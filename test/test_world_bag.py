@@ -135,6 +135,18 @@ def test_projected_ground_truth_lands_on_paint(front_bag):
             ok = (z > 0.5) & (z < 25) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
             u, v, z = u[ok], v[ok], z[ok]
             visible = np.abs(depth[v, u] - z) < 0.03 * z  # not hidden behind a tree or pole
+            # the pixel's whole footprint on the ground has the sample's class: far off, a pixel
+            # spans more than a stripe across the line of sight (a cross road's zebra stripes)
+            ray = cam.T_map_cam[:3, :3] @ np.linalg.inv(cam.K)
+            for du, dv in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)):
+                d = np.stack([u + du, v + dv, np.ones(len(u))], 1) @ ray.T
+                down = d[:, 2] < 0
+                corner = (
+                    cam.T_map_cam[:2, 3]
+                    - cam.T_map_cam[2, 3] / np.where(down, d[:, 2], -1)[:, None] * d[:, :2]
+                )
+                lab = world.ground_label(corner)
+                visible &= down & (((lab == PAINT_WHITE) | (lab == PAINT_YELLOW)) == want_paint)
             if not want_paint:  # "beside a divider" may meet other paint or the curb: skip those
                 lab = world.ground_label(p_map[sel][ok][:, :2])
                 visible &= lab == 1  # ASPHALT

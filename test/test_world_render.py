@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from shapely.geometry import LineString, Point
+from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
@@ -127,6 +128,46 @@ def test_ground_labels_match_paint_polygons(world):
     is_paint = (labels == PAINT_WHITE) | (labels == PAINT_YELLOW)
     assert expect.sum() > 100 and (~expect).sum() > 100
     assert np.array_equal(is_paint, expect), pts[is_paint != expect][:5]
+
+
+def test_ground_texels_take_the_shape_their_centre_lies_in():
+    """A texel is a shape's when its centre lies in the shape (shapely's ``contains_xy`` at the
+    centres), not when the shape's outline touches it: a concave shape with a hole, a thin rotated
+    stripe, shapes running past the tile's edges, a multipolygon, and a sliver under a texel."""
+    from shapely import affinity
+    from shapely.geometry import MultiPolygon, box
+
+    from gs_mapping.world.ground import RES, TILE, N, _mask
+
+    rng = np.random.default_rng(3)
+    x0, y0 = 2 * TILE, -TILE
+    window = box(x0 - RES, y0 - RES, x0 + TILE + RES, y0 + TILE + RES)
+    star = Polygon(
+        [
+            (x0 + 12.8 + r * np.cos(a), y0 + 12.8 + r * np.sin(a))
+            for a, r in zip(
+                np.linspace(0, 2 * np.pi, 23, endpoint=False), rng.uniform(3, 11, 23), strict=True
+            )
+        ],
+        [[(x0 + 12.8 + 1.7 * np.cos(a), y0 + 12.8 + 1.7 * np.sin(a)) for a in np.linspace(0, 6.2, 9)]],
+    )
+    stripe = affinity.rotate(box(x0 + 3.0, y0 + 5.0, x0 + 3.5, y0 + 9.0), 31.7)
+    past = Polygon(
+        [(x0 - 5.013, y0 + 1.11), (x0 + 30.2, y0 + 3.07), (x0 + 30.2, y0 + 4.31), (x0 - 5.013, y0 + 6.2)]
+    )
+    multi = MultiPolygon(
+        [
+            box(x0 + 20.013, y0 + 20.011, x0 + 20.517, y0 + 24.0),
+            box(x0 + 21.31, y0 + 22.0, x0 + 25.7, y0 + 22.15),
+        ]
+    )
+    sliver = box(x0 + 7.001, y0 + 7.001, x0 + 7.011, y0 + 7.011)  # between texel centres: no texel
+    xs, ys = x0 + (np.arange(N) + 0.5) * RES, y0 + (np.arange(N) + 0.5) * RES
+    for shape in (star, stripe, past, multi, sliver):
+        want = shapely.contains_xy(shape, xs[None, :], ys[:, None])
+        got = _mask(shape, window, x0, y0)
+        assert np.array_equal(got, want), (shape.geom_type, int((got != want).sum()))
+    assert not _mask(sliver, window, x0, y0).any() and _mask(star, window, x0, y0).sum() > 10_000
 
 
 def test_elements_in_ego_are_clipped_and_consistent(world):

@@ -1,8 +1,8 @@
 """The ground plane's surface labels (grass, asphalt, sidewalk, curb, paint) as a tiled raster.
 
 Road shapes are polygons (:mod:`.roads`); looking them up per pixel would be slow, so they are drawn
-once into label tiles (``TILE`` metres square at ``RES`` metres per texel, with PIL) when a tile is
-first needed. A tile depends only on the shapes, never on the order of requests, so rendering stays
+once into label tiles (``TILE`` metres square at ``RES`` metres per texel; a texel takes the label of
+the shapes its centre lies in) when a tile is first needed. A tile depends only on the shapes, never on the order of requests, so rendering stays
 deterministic. Tiles that touch no road and no shadow are never stored (all grass, sunlit).
 
 Shadows of objects on the ground (the sun is fixed) are drawn into the same tiles as a bit
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from PIL import Image, ImageDraw
+import shapely
 from shapely.geometry import box
 from shapely.strtree import STRtree
 
@@ -97,21 +97,36 @@ class GroundLabels:
 
 
 def _mask(geom, window, x0: float, y0: float) -> np.ndarray:
-    """Boolean (N, N) texels of a tile covered by a polygon (holes respected)."""
-    mask = Image.new("1", (N, N), 0)
+    """Boolean (N, N) texels of a tile whose centres lie in a polygon (holes respected).
+
+    Texel k spans [k, k+1) * RES, its centre at (k + 0.5) * RES. Sampling the centres keeps each
+    shape its true size and place; a fill that also takes the texels its outline touches (PIL's
+    polygon fill) grows every stripe and line by about a texel, off the centre of its ground truth.
+    Even-odd scanlines in metres: each ring edge toggles inside/outside along each row of centres it
+    crosses, from the first centre at or right of the crossing. These are the texels that
+    ``shapely.contains_xy`` gives at the centres (bar a centre exactly on an edge, which goes to one
+    side only: rows lo <= y < hi, columns x >= crossing), at a cost per edge and row rather than per
+    texel (contains_xy over every texel drew tiles 2.5x slower than PIL; this is faster than PIL)."""
+    mask = np.zeros((N, N), bool)
     part = geom.intersection(window)
-    if not part.is_empty:
-        draw = ImageDraw.Draw(mask)
-        for poly in getattr(part, "geoms", [part]):
-            if poly.geom_type != "Polygon":
-                continue
-            draw.polygon(_pix(poly.exterior.coords, x0, y0), fill=1)
-            for hole in poly.interiors:
-                draw.polygon(_pix(hole.coords, x0, y0), fill=0)
-    return np.asarray(mask, dtype=bool)
-
-
-def _pix(coords, x0: float, y0: float) -> list[tuple[float, float]]:
-    # texel k spans [k, k+1) * RES, its centre at (k + 0.5) * RES; PIL's integer coordinates are
-    # pixel centres: half a texel down
-    return [((x - x0) / RES - 0.5, (y - y0) / RES - 0.5) for x, y in coords]
+    # (the lines and points a clip can leave beside the polygons cover no texel centre)
+    polys = [p for p in shapely.get_parts(part) if p.geom_type == "Polygon" and not p.is_empty]
+    if not polys:
+        return mask
+    rings = [np.asarray(r.coords) for p in polys for r in (p.exterior, *p.interiors)]
+    a, b = np.concatenate([r[:-1] for r in rings]), np.concatenate([r[1:] for r in rings])  # edges
+    xs, ys = x0 + (np.arange(N) + 0.5) * RES, y0 + (np.arange(N) + 0.5) * RES
+    r0 = np.searchsorted(ys, np.minimum(a[:, 1], b[:, 1]))  # rows lo <= y < hi
+    r1 = np.searchsorted(ys, np.maximum(a[:, 1], b[:, 1]))
+    count = r1 - r0
+    if not count.any():
+        return mask
+    edge = np.repeat(np.arange(len(a)), count)
+    row = np.repeat(r0 - np.cumsum(count) + count, count) + np.arange(count.sum())
+    t = (ys[row] - a[edge, 1]) / (b[edge, 1] - a[edge, 1])
+    col = np.searchsorted(xs, a[edge, 0] + t * (b[edge, 0] - a[edge, 0]))  # first centre x >= it
+    rr0, rr1, c0 = int(row.min()), int(row.max()) + 1, int(col.min())
+    toggles = np.zeros((N + 1 - c0, rr1 - rr0), np.uint8)  # columns first: cumsum down contiguous rows
+    np.add.at(toggles, (col - c0, row - rr0), 1)
+    mask[rr0:rr1, c0:] = (np.cumsum(toggles[:-1], axis=0, dtype=np.uint8) & 1).T.astype(bool)
+    return mask

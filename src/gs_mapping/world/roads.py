@@ -161,20 +161,19 @@ class RoadNetwork:
                     (-j.main_width / 2 - d_excl, j.main_width / 2 + d_excl),
                 )
             )
+            # each crossing with its road's traffic direction (the stripes run along it)
             a0 = wc / 2 + CORNER_RADIUS + CROSSING_GAP
             for sign in (-1.0, 1.0):  # main road, before and after the junction
                 w = self._link_at(j.s + sign * (a0 + 1.0)).width
-                crossings.append(
-                    j.local_box(tuple(sorted((sign * a0, sign * (a0 + CROSSING_DEPTH)))), (-w / 2, w / 2))
-                )
+                rect = j.local_box(tuple(sorted((sign * a0, sign * (a0 + CROSSING_DEPTH)))), (-w / 2, w / 2))
+                crossings.append((rect, j.tangent))
             c0 = j.main_width / 2 + CORNER_RADIUS + CROSSING_GAP
             for exists, sign in zip(j.arms, (1.0, -1.0), strict=False):
                 if exists:
-                    crossings.append(
-                        j.local_box(
-                            (-wc / 2, wc / 2), tuple(sorted((sign * c0, sign * (c0 + CROSSING_DEPTH))))
-                        )
+                    rect = j.local_box(
+                        (-wc / 2, wc / 2), tuple(sorted((sign * c0, sign * (c0 + CROSSING_DEPTH))))
                     )
+                    crossings.append((rect, np.array([-j.tangent[1], j.tangent[0]])))  # the cross road
         excl = unary_union(zones) if zones else Polygon()
 
         elements: list[MapElement] = []
@@ -194,15 +193,15 @@ class RoadNetwork:
                                 stroke.buffer(width / 2, cap_style="flat"), label, np.asarray(stroke.coords)
                             )
                         )
-        for poly in crossings:
+        for poly, traffic in crossings:
             ring = np.asarray(poly.exterior.coords)
             elements.append(MapElement(PED_CROSSING, ring))
-            paint.extend(_zebra(ring))
+            paint.extend(_zebra(ring, traffic))
         for ring in [self.drivable.exterior, *self.drivable.interiors]:
             elements.append(MapElement(BOUNDARY, np.asarray(ring.coords)))
         self.elements = elements
         self.paint = paint
-        self.crossings = crossings
+        self.crossings = [poly for poly, _ in crossings]
 
     def _link_at(self, s: float) -> Road:
         for s0, s1, link in self.links:
@@ -270,10 +269,15 @@ def _dashes(line: LineString) -> list[LineString]:
     return out
 
 
-def _zebra(ring: np.ndarray) -> list[PaintStroke]:
-    """Stripes parallel to the traffic direction inside a crossing rectangle (ring of 5 points)."""
+def _zebra(ring: np.ndarray, traffic: np.ndarray) -> list[PaintStroke]:
+    """Stripes parallel to ``traffic`` (its road's direction) inside a crossing rectangle (ring of
+    5 points)."""
     p0, p1, p2 = ring[0], ring[1], ring[2]
-    along, across = p1 - p0, p2 - p1  # along = traffic direction, across = road width
+    # The ring's corner order says nothing about traffic (``local_box`` always starts along the main
+    # road, across the traffic of a cross-road arm): the stripes run along the edge nearer ``traffic``.
+    e1, e2 = p1 - p0, p2 - p1
+    cos1, cos2 = (abs(e @ traffic) / np.linalg.norm(e) for e in (e1, e2))
+    along, across = (e1, e2) if cos1 >= cos2 else (e2, e1)
     length_across = float(np.linalg.norm(across))
     u = across / length_across
     strokes = []
