@@ -203,11 +203,6 @@ def _remounted(kind: str):
     return msgs, at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a camera re-mounted by a new URDF (new parent, or static -> /tf) is refused as 'a frame may "
-    "have only one parent' / 'edge is static': later frames keep the old mount; tf2 takes the new one",
-)
 @pytest.mark.parametrize("path", ["node", "bag"])
 @pytest.mark.parametrize("kind", ["reparent", "moving"])
 def test_a_camera_remounted_by_a_new_robot_description_poses_later_frames_as_tf2_does(tmp_path, kind, path):

@@ -9,9 +9,12 @@ static value from the time it was logged, picked by the log time of the message 
 nearest sample is used if the gap is within ``extrapolation_tolerance_s``; beyond it the lookup raises
 :class:`ExtrapolationError` naming the frames, the stamp asked for and the range held.
 
-Differences from tf2 (on purpose): a frame may have only one parent for its whole life (re-parenting is
-an error rather than a silent switch), and small extrapolation is allowed by a configurable tolerance
-(tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the path share (tf2's
+A frame's transform may change parent, or switch between ``/tf_static`` and ``/tf`` (robot_state_publisher
+given a new ``robot_description`` re-mounts a camera): as in tf2 (``BufferCore::setTransformImpl``) the
+new one is taken and the frame's transforms start anew from it; a recording read whole keeps the
+earlier ones for what was logged before it (:meth:`TFBuffer.add`). Refused: a loop, and two parents
+for one frame in one message. Differences from tf2 (on purpose): small extrapolation is allowed by a
+configurable tolerance (tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the path share (tf2's
 ``Time(0)``).
 """
 
@@ -26,6 +29,11 @@ from .errors import ConfigError, ExtrapolationError, TFError, UnknownFrameError
 from .geometry import Transform, TransformStamped, check_quaternion, slerp
 
 _NEWEST = 2**63 - 1  # a stamp after every other: a static edge's newest value
+
+
+def _since(edge: _Edge) -> int:
+    """When ``edge`` took its child over (before every other time when from the start)."""
+    return -_NEWEST if edge.since is None else edge.since
 
 
 @dataclass
@@ -51,10 +59,11 @@ class EdgeInfo:
 class _Edge:
     """Samples of ``T_parent_child``: stamps ascending, with translations and rotations alongside."""
 
-    __slots__ = ("parent", "child", "static", "stamps", "trans", "rots")
+    __slots__ = ("parent", "child", "static", "since", "stamps", "trans", "rots")
 
-    def __init__(self, parent: str, child: str, static: bool):
+    def __init__(self, parent: str, child: str, static: bool, since: int | None = None):
         self.parent, self.child, self.static = parent, child, static
+        self.since = since  # log time this edge took the child over (a recording's; None: from the start)
         self.stamps: list[int] = []
         self.trans: list[np.ndarray] = []
         self.rots: list[np.ndarray] = []
@@ -129,7 +138,8 @@ class TFBuffer:
             raise TFError(f"extrapolation_tolerance_s must be ≥ 0, got {extrapolation_tolerance_s}")
         self.cache_ns = None if not cache_time_s or cache_time_s <= 0 else int(round(cache_time_s * 1e9))
         self.tolerance_ns = int(round(extrapolation_tolerance_s * 1e9))
-        self._edges: dict[str, _Edge] = {}  # child → edge
+        self._edges: dict[str, _Edge] = {}  # child → edge (its newest mount)
+        self._older: dict[str, list[_Edge]] = {}  # child → a recording's earlier mounts, by log time
         self._frames: set[str] = set()
         self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
         self.time_jumps = 0  # times time went back: moving transforms forgotten (:meth:`forget_moving`)
@@ -148,7 +158,11 @@ class TFBuffer:
         then every value is kept and a lookup uses the one logged last at or before the log time it
         is given (``logged_ns``: the message it poses was logged then; the first where none was yet),
         as tf2 fed the recording in its order would. Log times, not header stamps: a simulator's
-        recording stamps its headers on the sim clock and logs on the wall clock."""
+        recording stamps its headers on the sim clock and logs on the wall clock.
+
+        A sample with another parent or kind (static, dynamic) than the frame's is a new mount
+        (:meth:`_mount`): the frame's transforms start anew from it; given ``since_ns`` (any sample of
+        a recording: its log time) the earlier mount still serves lookups logged before it."""
         try:
             self._add(ts, static, since_ns)
         except TFError as exc:
@@ -172,18 +186,10 @@ class TFBuffer:
         edge = self._edges.get(child)
         if edge is None:
             self._check_no_cycle(parent, child, where)
-            edge = self._edges[child] = _Edge(parent, child, bool(static))
+            edge = self._edges[child] = _Edge(parent, child, bool(static), since_ns)
             self._frames.update((parent, child))
-        elif edge.parent != parent:
-            raise TFError(
-                f"{where}: frame {child} already has parent {edge.parent}; a frame may have only one parent"
-            )
-        elif edge.static != bool(static):
-            kinds = ("static", "dynamic")
-            raise TFError(
-                f"{where}: edge {parent} -> {child} is {kinds[not edge.static]} "
-                f"but this sample is {kinds[not static]}"
-            )
+        else:
+            edge = self._mount(edge, parent, bool(static), since_ns, where)
         if (
             not edge.static
             and self.cache_ns is not None
@@ -197,11 +203,38 @@ class TFBuffer:
         if not edge.static and self.cache_ns is not None:
             edge.prune(edge.stamps[-1] - self.cache_ns)
 
+    def _mount(self, edge: _Edge, parent: str, static: bool, since_ns: int | None, where: str) -> _Edge:
+        """The edge of ``edge.child`` a sample (``parent``, ``static``, logged at ``since_ns``) goes to.
+        Another parent or kind is a new mount, taken as tf2 takes it: the child's transforms start
+        anew. Live (``since_ns`` None) the old ones are dropped; a recording read whole keeps them for
+        lookups logged before ``since_ns`` (its frames were posed through them when they arrived)."""
+        child = edge.child
+        gens = [*self._older.get(child, []), edge]  # by the log time each took over
+        if since_ns is not None:  # the one in force when this sample was logged (the first before all)
+            i = bisect.bisect_right([_since(e) for e in gens], since_ns) - 1
+            if gens[max(i, 0)].parent == parent and gens[max(i, 0)].static == static:
+                return gens[max(i, 0)]
+        elif edge.parent == parent and edge.static == static:
+            return edge
+        if parent != edge.parent:
+            self._check_no_cycle(parent, child, where)
+        self._frames.add(parent)
+        new = _Edge(parent, child, static, since_ns)
+        if since_ns is None:
+            gens = [new]
+        else:
+            gens.insert(i + 1, new)
+        self._edges[child] = gens[-1]
+        self._older[child] = gens[:-1]
+        if not self._older[child]:
+            del self._older[child]
+        return new
+
     def forget_moving(self) -> None:
         """Forget every moving (``/tf``) transform, keeping the static ones: time went back (a
         simulator reset, a bag played in a loop), as tf2_ros clears its buffer on a backward jump of
         its clock. Counted in ``time_jumps``."""
-        for e in self._edges.values():
+        for e in [*self._edges.values(), *(e for gens in self._older.values() for e in gens)]:
             if not e.static:
                 e.stamps, e.trans, e.rots = [], [], []
         self.time_jumps += 1
@@ -223,9 +256,17 @@ class TFBuffer:
         from .messages import transform_stamped_from_msg
 
         errors: list[TFError] = []
+        parents: dict[str, str] = {}  # child → its parent in this message
         for t in msg.transforms:
             try:
-                self.add(transform_stamped_from_msg(t), static, since_ns)
+                ts = transform_stamped_from_msg(t)
+                parent, child = str(ts.parent).lstrip("/"), str(ts.child).lstrip("/")
+                if parents.setdefault(child, parent) != parent:  # (which is meant? neither is guessed)
+                    raise TFError(
+                        f"transform {parent} -> {child} at {ts.stamp_ns} ns: the same message gives "
+                        f"{child} another parent, {parents[child]}; a frame has one parent at a time"
+                    )
+                self.add(ts, static, since_ns)
             except TFError as exc:
                 errors.append(exc)
         if errors:
@@ -244,9 +285,10 @@ class TFBuffer:
     def has_frame(self, frame: str) -> bool:
         return frame.lstrip("/") in self._frames
 
-    def root(self, frame: str) -> str:
-        """The top of ``frame``'s tree (``frame`` itself when it has no parent)."""
-        chain = self._chain(frame.lstrip("/"))
+    def root(self, frame: str, logged_ns: int | None = None) -> str:
+        """The top of ``frame``'s tree (``frame`` itself when it has no parent); ``logged_ns``: see
+        :meth:`lookup`."""
+        chain = self._chain(frame.lstrip("/"), logged_ns)
         return chain[-1].parent if chain else frame.lstrip("/")
 
     def edges(self) -> list[EdgeInfo]:
@@ -265,9 +307,9 @@ class TFBuffer:
     def is_static(self, child: str) -> bool:
         return self._edge(child).static
 
-    def moves(self, frame: str) -> bool:
+    def moves(self, frame: str, logged_ns: int | None = None) -> bool:
         """Whether a dynamic (``/tf``) transform lies between ``frame`` and its tree's root."""
-        return any(not e.static for e in self._chain(frame.lstrip("/")))
+        return any(not e.static for e in self._chain(frame.lstrip("/"), logged_ns))
 
     def _edge(self, child: str) -> _Edge:
         try:
@@ -286,21 +328,30 @@ class TFBuffer:
             f"frame {frame!r} never appeared in /tf or /tf_static (known frames: {known})"
         )
 
-    def _chain(self, frame: str) -> list[_Edge]:
-        """Edges from ``frame`` up to its root (child-most first)."""
+    def _chain(self, frame: str, logged_ns: int | None = None) -> list[_Edge]:
+        """Edges from ``frame`` up to its root (child-most first): each frame's mount in force at
+        ``logged_ns`` (None: the newest)."""
         if frame not in self._frames:
             raise self._unknown(frame)
-        chain = []
+        chain: list[_Edge] = []
         while frame in self._edges:
             edge = self._edges[frame]
+            older = self._older.get(frame)
+            if older and logged_ns is not None and logged_ns < _since(edge):
+                gens = [*older, edge]
+                edge = gens[max(bisect.bisect_right([_since(e) for e in gens], logged_ns) - 1, 0)]
+            if len(chain) > len(self._edges):  # (mounts of different times can close a loop)
+                raise TFError(f"TF of {chain[0].child} logged at {logged_ns} ns loops through {frame}")
             chain.append(edge)
             frame = edge.parent
         return chain
 
-    def _path(self, target: str, source: str) -> tuple[list[_Edge], list[_Edge]]:
+    def _path(
+        self, target: str, source: str, logged_ns: int | None = None
+    ) -> tuple[list[_Edge], list[_Edge]]:
         """Edges from source up to the common ancestor, and from target up to it."""
         target, source = target.lstrip("/"), source.lstrip("/")
-        up_s, up_t = self._chain(source), self._chain(target)
+        up_s, up_t = self._chain(source, logged_ns), self._chain(target, logged_ns)
         frames_s = [source] + [e.parent for e in up_s]
         frames_t = [target] + [e.parent for e in up_t]
         common = set(frames_s) & set(frames_t)
@@ -347,7 +398,7 @@ class TFBuffer:
         """
         if target.lstrip("/") == source.lstrip("/") and target.strip("/"):
             return Transform()
-        src, tgt = self._path(target, source)
+        src, tgt = self._path(target, source, logged_ns)
         if stamp_ns is None:  # (all static: 0, unused)
             stamp_ns = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time") or 0
         stamp, logged = int(stamp_ns), _NEWEST if logged_ns is None else int(logged_ns)
@@ -444,14 +495,14 @@ class MapPoses:
                     f"no TF for frame {frame!r} (and no {self.map_frame!r} frame); known frames: "
                     f"{', '.join(self.tf.all_frames()) or 'none'}"
                 )
-            root = self.tf.root(frame)
-            if self.live and not self.tf.moves(frame):
+            root = self.tf.root(frame, logged_ns)
+            if self.live and not self.tf.moves(frame, logged_ns):
                 raise UnknownFrameError(
                     f"no {self.map_frame!r} frame, and only static transforms reach {frame!r} (root "
                     f"{root}): waiting for the robot's moving transform (a camera that does not move: "
                     f"set mapper.topics.map_frame to {root})"
                 )
-            static_only = not self.tf.moves(frame)
+            static_only = not self.tf.moves(frame, logged_ns)
             moving = sorted({self.tf.root(e.child) for e in self.tf.edges() if not e.static} - {root})
             if static_only and moving:  # (a camera not connected to the robot, not a tripod)
                 raise TFError(
