@@ -448,3 +448,46 @@ def test_bag_map_poses_refuse_a_static_camera_tree_beside_an_unconnected_moving_
     joined = MapPoses(buf, "map")
     assert np.allclose(joined.lookup("cam", S), np.eye(4)) and joined.anchor[0] == "odom"
     assert np.allclose(joined.lookup("cam", 2 * S)[:3, 3], (1, 0, 0))
+
+
+def test_map_poses_hold_a_late_localisations_first_fix_for_the_odometry_before_it():
+    """REP 105: ``map -> odom`` (AMCL, slam_toolbox) may start after odometry. A frame before its
+    first sample is posed through that first fix (one map before and after); odometry that starts
+    late is still no pose, and a frame after the first fix is looked up as always."""
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer(cache_time_s=0)
+    for k in range(0, 11):
+        buf.add(ts("odom", "base_link", k * S, (0.1 * k, 0, 0)))
+    for k in (5, 6):
+        buf.add(ts("map", "odom", k * S, (5.0 + (k - 5), 0, 0)))
+    buf.add(ts("base_link", "cam", 0, (0, 0, 1)), static=True)
+    poses = MapPoses(buf, "map")
+    assert np.allclose(poses.lookup("cam", 2 * S)[:3, 3], [5.2, 0, 1])  # first fix (5 m) + odom 0.2
+    assert np.allclose(poses.lookup("cam", 5 * S + S // 2)[:3, 3], [6.05, 0, 1])  # interpolated
+    late = TFBuffer(cache_time_s=0)
+    late.add(ts("map", "odom", 0, (5, 0, 0)), static=True)
+    late.add(ts("odom", "base_link", 5 * S))
+    with pytest.raises(ExtrapolationError, match="before the first sample"):
+        MapPoses(late, "map").lookup("base_link", 2 * S)
+
+
+def test_map_poses_anchored_before_map_appears_keep_the_anchor_and_say_so_once():
+    """A live mapper anchored to the first frame's pose (no ``map`` yet) keeps its anchor when a late
+    localisation brings ``map``, so its map stays in one piece, and says so once."""
+    import logging
+
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer(cache_time_s=0)
+    for k in range(0, 11):
+        buf.add(ts("odom", "base_link", k * S, (0.1 * k, 0, 0)))
+    said = []
+    log = logging.getLogger("test_anchor")
+    log.warning = said.append  # type: ignore[method-assign]
+    poses = MapPoses(buf, "map", log, live=True)
+    assert np.allclose(poses.lookup("base_link", 1 * S)[:3, 3], [0, 0, 0]) and len(said) == 1
+    buf.add(ts("map", "odom", 5 * S, (5, 0, 0)))
+    for _ in range(2):
+        assert np.allclose(poses.lookup("base_link", 6 * S)[:3, 3], [0.5, 0, 0])  # (still the anchor's)
+    assert len(said) == 2 and "gained frame 'map'" in said[1] and poses.map_came_late

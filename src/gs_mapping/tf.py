@@ -368,6 +368,15 @@ class TFBuffer:
         src, tgt = self._path(target, source)
         return self._latest(src + tgt, f"latest common time of {target} <- {source}")
 
+    def earliest_common_stamp(self, target: str, source: str, logged_ns: int | None = None) -> int | None:
+        """First stamp every dynamic edge between the frames has data for (None: all static)."""
+        src, tgt = self._path(target, source, logged_ns)
+        moving = [e for e in src + tgt if not e.static]
+        for e in moving:
+            if not e.stamps:
+                raise e.no_sample(f"earliest common time of {target} <- {source}")
+        return max(e.stamps[0] for e in moving) if moving else None
+
     @staticmethod
     def _latest(edges: list[_Edge], what: str) -> int | None:
         moving = [e for e in edges if not e.static]
@@ -477,6 +486,7 @@ class MapPoses:
     def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False):
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
+        self.map_came_late = False  # TF gained map_frame after the anchor was set (said once)
 
     def lookup(
         self,
@@ -488,7 +498,15 @@ class MapPoses:
         """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown.
         ``future_tolerance_ns``, ``logged_ns``: see :meth:`TFBuffer.lookup`."""
         if self.anchor is None and self.tf.has_frame(self.map_frame):
-            return self.tf.lookup(self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
+            try:
+                return self.tf.lookup(
+                    self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns
+                ).matrix()
+            except ExtrapolationError as exc:
+                held = None if exc.future or stamp_ns is None else self._held_back(frame, stamp_ns, logged_ns)
+                if held is None:
+                    raise
+                return held
         if self.anchor is None:
             if not self.tf.has_frame(frame):
                 raise UnknownFrameError(
@@ -519,7 +537,38 @@ class MapPoses:
                     f"({frame} at {stamp_ns} ns, tree root {root})"
                 )
         root, T_first_root = self.anchor
+        if not self.map_came_late and self.tf.has_frame(self.map_frame):
+            # (a localisation started after the first frame: the map made so far is in the anchor's
+            # frame; poses switched to TF's map now would tear it in two, so the anchor stays)
+            self.map_came_late = True
+            if self.log is not None:
+                self.log.warning(
+                    f"TF gained frame {self.map_frame!r} (a localisation that started late) after the "
+                    f"map was anchored to the first frame's pose: this map stays in that frame, not "
+                    f"TF's {self.map_frame!r} (restart the mapper once {self.map_frame!r} is published "
+                    f"to map in it)"
+                )
         return T_first_root @ self.tf.lookup(root, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
+
+    def _held_back(self, frame: str, stamp_ns: int, logged_ns: int | None) -> np.ndarray | None:
+        """``T_map_frame`` of a frame from before ``map`` reached its tree: a localisation that started
+        late (REP 105's ``map -> odom`` from some time on, odometry before). The frame's pose in the
+        map's child (``odom``) at ``stamp_ns``, carried into the map by the first ``map <- odom``: the
+        localisation's first fix holds for the odometry before it, so what is mapped before and after
+        is one map. Only that edge is held back (odometry that starts late is no pose); None: not
+        this case, the lookup's error stands."""
+        ups = [frame.lstrip("/")] + [e.parent for e in self.tf._chain(frame.lstrip("/"), logged_ns)]
+        if self.map_frame not in ups[1:]:
+            return None
+        odom = ups[ups.index(self.map_frame) - 1]
+        first = self.tf.earliest_common_stamp(self.map_frame, odom, logged_ns)
+        if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
+            return None
+        try:
+            T_odom_frame = self.tf.lookup(odom, frame, stamp_ns, logged_ns=logged_ns).matrix()
+        except TFError:
+            return None
+        return self.tf.lookup(self.map_frame, odom, first, logged_ns=logged_ns).matrix() @ T_odom_frame
 
 
 def check_frame_id(option: str, frame: str) -> None:
