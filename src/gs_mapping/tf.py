@@ -139,7 +139,8 @@ class TFBuffer:
         self.cache_ns = None if not cache_time_s or cache_time_s <= 0 else int(round(cache_time_s * 1e9))
         self.tolerance_ns = int(round(extrapolation_tolerance_s * 1e9))
         self._edges: dict[str, _Edge] = {}  # child → edge (its newest mount)
-        self._older: dict[str, list[_Edge]] = {}  # child → a recording's earlier mounts, by log time
+        # child → a recording's earlier mounts (their log times, the edges), by log time
+        self._older: dict[str, tuple[list[int], list[_Edge]]] = {}
         self._frames: set[str] = set()
         self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
         self.time_jumps = 0  # times time went back: moving transforms forgotten (:meth:`forget_moving`)
@@ -209,32 +210,41 @@ class TFBuffer:
         anew. Live (``since_ns`` None) the old ones are dropped; a recording read whole keeps them for
         lookups logged before ``since_ns`` (its frames were posed through them when they arrived)."""
         child = edge.child
-        gens = [*self._older.get(child, []), edge]  # by the log time each took over
-        if since_ns is not None:  # the one in force when this sample was logged (the first before all)
-            i = bisect.bisect_right([_since(e) for e in gens], since_ns) - 1
-            if gens[max(i, 0)].parent == parent and gens[max(i, 0)].static == static:
-                return gens[max(i, 0)]
-        elif edge.parent == parent and edge.static == static:
-            return edge
+        at = edge if since_ns is None else self._mount_at(child, since_ns)  # (in force when logged)
+        if at.parent == parent and at.static == static:
+            return at
         if parent != edge.parent:
             self._check_no_cycle(parent, child, where)
         self._frames.add(parent)
         new = _Edge(parent, child, static, since_ns)
         if since_ns is None:
-            gens = [new]
-        else:
-            gens.insert(i + 1, new)
-        self._edges[child] = gens[-1]
-        self._older[child] = gens[:-1]
-        if not self._older[child]:
-            del self._older[child]
+            self._older.pop(child, None)
+            self._edges[child] = new
+            return new
+        keys, older = self._older.setdefault(child, ([], []))
+        if since_ns >= _since(edge):  # the newest mount
+            keys.append(_since(edge))
+            older.append(edge)
+            self._edges[child] = new
+        else:  # (logged before the newest: a recording fed out of log order)
+            i = bisect.bisect_right(keys, since_ns)
+            keys.insert(i, since_ns)
+            older.insert(i, new)
         return new
+
+    def _mount_at(self, child: str, logged_ns: int | None) -> _Edge:
+        """``child``'s mount in force at log time ``logged_ns`` (None: the newest; the first before all)."""
+        edge = self._edges[child]
+        if logged_ns is None or child not in self._older or logged_ns >= _since(edge):
+            return edge
+        keys, older = self._older[child]
+        return older[max(bisect.bisect_right(keys, logged_ns) - 1, 0)]
 
     def forget_moving(self) -> None:
         """Forget every moving (``/tf``) transform, keeping the static ones: time went back (a
         simulator reset, a bag played in a loop), as tf2_ros clears its buffer on a backward jump of
         its clock. Counted in ``time_jumps``."""
-        for e in [*self._edges.values(), *(e for gens in self._older.values() for e in gens)]:
+        for e in [*self._edges.values(), *(e for _, older in self._older.values() for e in older)]:
             if not e.static:
                 e.stamps, e.trans, e.rots = [], [], []
         self.time_jumps += 1
@@ -335,11 +345,7 @@ class TFBuffer:
             raise self._unknown(frame)
         chain: list[_Edge] = []
         while frame in self._edges:
-            edge = self._edges[frame]
-            older = self._older.get(frame)
-            if older and logged_ns is not None and logged_ns < _since(edge):
-                gens = [*older, edge]
-                edge = gens[max(bisect.bisect_right([_since(e) for e in gens], logged_ns) - 1, 0)]
+            edge = self._mount_at(frame, logged_ns)
             if len(chain) > len(self._edges):  # (mounts of different times can close a loop)
                 raise TFError(f"TF of {chain[0].child} logged at {logged_ns} ns loops through {frame}")
             chain.append(edge)
