@@ -14,8 +14,8 @@ given a new ``robot_description`` re-mounts a camera): as in tf2 (``BufferCore::
 new one is taken and the frame's transforms start anew from it; a recording read whole keeps the
 earlier ones for what was logged before it (:meth:`TFBuffer.add`). Refused: a loop, and two parents
 for one frame in one message. Differences from tf2 (on purpose): small extrapolation is allowed by a
-configurable tolerance (tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the path share (tf2's
-``Time(0)``).
+configurable tolerance (tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the
+path share (tf2's ``Time(0)``).
 """
 
 from __future__ import annotations
