@@ -140,8 +140,10 @@ LATE = rb.T0 + 4 * rb.DT - rb.DT // 4  # map -> odom from just before frame 4
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: mapper_node keeps mapping in the first frame's pose after TF gains 'map' (late map->odom) "
-    "and labels it 'map': its map is off TF's map by map->odom and the mount, without a word",
+    reason="OPEN (said, not fixed): mapper_node anchored to the first frame's pose before TF had 'map' keeps "
+    "that anchor once a late map->odom appears (moving the live map -- Gaussians, optimiser window and "
+    "history views, keyframe selector, receivers' state -- is not done yet); it now warns once "
+    "(MapPoses.map_came_late) and README says to restart it. `map` holds the first fix back instead",
 )
 def test_live_mapper_maps_in_tf_map_once_a_late_localisation_publishes_map_to_odom(tmp_path, caplog):
     """A robot starts with odometry only; AMCL (or slam_toolbox localising) starts after four frames
@@ -164,11 +166,6 @@ def test_live_mapper_maps_in_tf_map_once_a_late_localisation_publishes_map_to_od
     assert len(x) and ((x > lo) & (x < hi)).all(), (float(x.min()), float(x.max()), lo, hi)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `map` drops every frame before a late map->odom's first sample (half this drive), "
-    "where mapper_node/replay map them all",
-)
 def test_map_keeps_the_frames_before_a_late_localisation_as_the_live_node_does(tmp_path):
     """The same drive as a rosbag2 through `gs-mapping map`'s reader: the bag has odometry for every
     frame (8 colour/depth pairs, each with ``odom -> base_link`` around its stamp), and mapper_node
@@ -179,6 +176,10 @@ def test_map_keeps_the_frames_before_a_late_localisation_as_the_live_node_does(t
     msgs = _drive(map_from=LATE)
     frames = _bag_frames(tmp_path, msgs)
     assert len(frames) == 8
+    # (README's rule: frames before it are posed through the localisation's first fix, +5 m)
+    np.testing.assert_allclose(
+        [f.camera.T_map_cam[0, 3] for f in frames], [_camera_x(i, MAP_X) for i in range(8)], atol=1e-6
+    )
 
 
 # -- robot_state_publisher given a new robot_description at run time -----------------------------------
@@ -203,11 +204,6 @@ def _remounted(kind: str):
     return msgs, at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a camera re-mounted by a new URDF (new parent, or static -> /tf) is refused as 'a frame may "
-    "have only one parent' / 'edge is static': later frames keep the old mount; tf2 takes the new one",
-)
 @pytest.mark.parametrize("path", ["node", "bag"])
 @pytest.mark.parametrize("kind", ["reparent", "moving"])
 def test_a_camera_remounted_by_a_new_robot_description_poses_later_frames_as_tf2_does(tmp_path, kind, path):

@@ -224,14 +224,12 @@ def test_disconnected_trees():
 
 def test_invalid_edges_are_rejected():
     buf = robot_buffer()
-    with pytest.raises(TFError, match="camera_optical already has parent base_link"):
-        buf.add(ts("map", "camera_optical", 0), static=True)
     with pytest.raises(TFError, match="loop"):
         buf.add(ts("camera_optical", "map", 0))
+    with pytest.raises(TFError, match="loop"):  # (a new parent too: the loop is checked first)
+        buf.add(ts("camera_optical", "base_link", 12 * S))
     with pytest.raises(TFError, match="own parent"):
         buf.add(ts("x", "x", 0))
-    with pytest.raises(TFError, match="is static but this sample is dynamic"):
-        buf.add(ts("base_link", "camera_optical", 0, q=(0, 0, 0, 1)))
     with pytest.raises(TFError, match="non-finite"):
         buf.add(ts("map", "base_link", 12 * S, q=(np.nan, 0, 0, 1)))
     with pytest.raises(TFError, match="not unit"):
@@ -240,6 +238,55 @@ def test_invalid_edges_are_rejected():
         buf.add(ts("map", "base_link", 12 * S, t=(0, np.inf, 0)))
     # nothing of the rejected samples got in
     assert buf.edges()[0].count == 2
+
+
+def test_a_remounted_frame_is_taken_as_tf2_takes_it():
+    """tf2 (``BufferCore::setTransformImpl``) takes a transform whatever parent or kind the frame had:
+    a static one replaces the stored one, parent and all, and a static <-> dynamic switch restarts the
+    frame's cache (robot_state_publisher given a new robot_description). Live, the newest mount is
+    used for every lookup; a recording read whole (``since_ns``: log times) keeps the earlier mount for
+    what was logged before the change. Two parents for one frame in ONE message are refused (neither
+    is guessed), the rest of the message kept."""
+    from types import SimpleNamespace
+
+    buf = robot_buffer()
+    buf.add(ts("map", "mast", 0, (0, 0, 2)), static=True)
+    buf.add(ts("mast", "camera_optical", 0, (0.5, 0, 0)), static=True)  # a new parent: replaces
+    assert buf.frames()["camera_optical"] == "mast"
+    assert np.allclose(buf.lookup("map", "camera_optical", 10 * S).translation, [0.5, 0, 2])
+    buf.add(ts("base_link", "camera_optical", 12 * S, (0, 0, 1)))  # static -> dynamic: starts anew
+    assert not buf.is_static("camera_optical") and buf.edges()[1].count == 1
+    with pytest.raises(ExtrapolationError, match="before the first sample"):  # (no old static value)
+        buf.lookup("base_link", "camera_optical", 10 * S)
+
+    rec = TFBuffer(cache_time_s=0)  # a recording: every mount kept by the time it was logged
+    rec.add(ts("base_link", "cam", 0, (0.1, 0, 0.2)), static=True, since_ns=1 * S)
+    for k in range(5, 8):
+        rec.add(ts("base_link", "cam", k * S, (0.3, 0, 1.0)), since_ns=k * S + 1)
+    for logged, want in ((2 * S, [0.1, 0, 0.2]), (6 * S, [0.3, 0, 1.0]), (None, [0.3, 0, 1.0])):
+        assert np.allclose(rec.lookup("base_link", "cam", 6 * S, logged_ns=logged).translation, want)
+    rec.add(ts("head", "cam", 0, (0, 0, 9)), static=True, since_ns=3 * S)  # (logged between the two)
+    assert np.allclose(rec.lookup("base_link", "cam", 6 * S, logged_ns=2 * S).translation, [0.1, 0, 0.2])
+    assert rec.root("cam", logged_ns=4 * S) == "head" and rec.root("cam") == "base_link"
+
+    def tf(parent, child, x):
+        stamp = SimpleNamespace(sec=0, nanosec=0)
+        return SimpleNamespace(
+            header=SimpleNamespace(frame_id=parent, stamp=stamp),
+            child_frame_id=child,
+            transform=SimpleNamespace(
+                translation=SimpleNamespace(x=x, y=0.0, z=0.0),
+                rotation=SimpleNamespace(x=0.0, y=0.0, z=0.0, w=1.0),
+            ),
+        )
+
+    one = TFBuffer()
+    msg = SimpleNamespace(
+        transforms=[tf("base_link", "cam", 1.0), tf("head", "cam", 2.0), tf("base_link", "imu", 3.0)]
+    )
+    with pytest.raises(TFError, match="the same message gives cam another parent, base_link"):
+        one.add_message(msg, static=True)
+    assert one.frames() == {"cam": "base_link", "imu": "base_link"}
 
 
 def test_quaternion_norm_rule_is_tf2s_and_a_refused_frame_says_why():
@@ -401,3 +448,46 @@ def test_bag_map_poses_refuse_a_static_camera_tree_beside_an_unconnected_moving_
     joined = MapPoses(buf, "map")
     assert np.allclose(joined.lookup("cam", S), np.eye(4)) and joined.anchor[0] == "odom"
     assert np.allclose(joined.lookup("cam", 2 * S)[:3, 3], (1, 0, 0))
+
+
+def test_map_poses_hold_a_late_localisations_first_fix_for_the_odometry_before_it():
+    """REP 105: ``map -> odom`` (AMCL, slam_toolbox) may start after odometry. A frame before its
+    first sample is posed through that first fix (one map before and after); odometry that starts
+    late is still no pose, and a frame after the first fix is looked up as always."""
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer(cache_time_s=0)
+    for k in range(0, 11):
+        buf.add(ts("odom", "base_link", k * S, (0.1 * k, 0, 0)))
+    for k in (5, 6):
+        buf.add(ts("map", "odom", k * S, (5.0 + (k - 5), 0, 0)))
+    buf.add(ts("base_link", "cam", 0, (0, 0, 1)), static=True)
+    poses = MapPoses(buf, "map")
+    assert np.allclose(poses.lookup("cam", 2 * S)[:3, 3], [5.2, 0, 1])  # first fix (5 m) + odom 0.2
+    assert np.allclose(poses.lookup("cam", 5 * S + S // 2)[:3, 3], [6.05, 0, 1])  # interpolated
+    late = TFBuffer(cache_time_s=0)
+    late.add(ts("map", "odom", 0, (5, 0, 0)), static=True)
+    late.add(ts("odom", "base_link", 5 * S))
+    with pytest.raises(ExtrapolationError, match="before the first sample"):
+        MapPoses(late, "map").lookup("base_link", 2 * S)
+
+
+def test_map_poses_anchored_before_map_appears_keep_the_anchor_and_say_so_once():
+    """A live mapper anchored to the first frame's pose (no ``map`` yet) keeps its anchor when a late
+    localisation brings ``map``, so its map stays in one piece, and says so once."""
+    import logging
+
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer(cache_time_s=0)
+    for k in range(0, 11):
+        buf.add(ts("odom", "base_link", k * S, (0.1 * k, 0, 0)))
+    said = []
+    log = logging.getLogger("test_anchor")
+    log.warning = said.append  # type: ignore[method-assign]
+    poses = MapPoses(buf, "map", log, live=True)
+    assert np.allclose(poses.lookup("base_link", 1 * S)[:3, 3], [0, 0, 0]) and len(said) == 1
+    buf.add(ts("map", "odom", 5 * S, (5, 0, 0)))
+    for _ in range(2):
+        assert np.allclose(poses.lookup("base_link", 6 * S)[:3, 3], [0.5, 0, 0])  # (still the anchor's)
+    assert len(said) == 2 and "gained frame 'map'" in said[1] and poses.map_came_late

@@ -9,14 +9,18 @@ static value from the time it was logged, picked by the log time of the message 
 nearest sample is used if the gap is within ``extrapolation_tolerance_s``; beyond it the lookup raises
 :class:`ExtrapolationError` naming the frames, the stamp asked for and the range held.
 
-Differences from tf2 (on purpose): a frame may have only one parent for its whole life (re-parenting is
-an error rather than a silent switch), and small extrapolation is allowed by a configurable tolerance
-(tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the path share (tf2's
-``Time(0)``).
+A frame's transform may change parent, or switch between ``/tf_static`` and ``/tf`` (robot_state_publisher
+given a new ``robot_description`` re-mounts a camera): as in tf2 (``BufferCore::setTransformImpl``) the
+new one is taken and the frame's transforms start anew from it; a recording read whole keeps the
+earlier ones for what was logged before it (:meth:`TFBuffer.add`). Refused: a loop, and two parents
+for one frame in one message. Differences from tf2 (on purpose): small extrapolation is allowed by a
+configurable tolerance (tf2 allows none). ``stamp_ns=None`` asks for the latest time all edges on the
+path share (tf2's ``Time(0)``).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +29,11 @@ from .errors import ConfigError, ExtrapolationError, TFError, UnknownFrameError
 from .geometry import Transform, TransformStamped, check_quaternion, slerp
 
 _NEWEST = 2**63 - 1  # a stamp after every other: a static edge's newest value
+
+
+def _since(edge: _Edge) -> int:
+    """When ``edge`` took its child over (before every other time when from the start)."""
+    return -_NEWEST if edge.since is None else edge.since
 
 
 @dataclass
@@ -56,10 +65,11 @@ class _Edge:
     pruning the oldest moves ``lo``, adding one moves ``hi`` (at the end: compacted, grown by half
     where more than half is live)."""
 
-    __slots__ = ("parent", "child", "static", "_stamps", "_trans", "_rots", "_lo", "_hi")
+    __slots__ = ("parent", "child", "static", "since", "_stamps", "_trans", "_rots", "_lo", "_hi")
 
-    def __init__(self, parent: str, child: str, static: bool):
+    def __init__(self, parent: str, child: str, static: bool, since: int | None = None):
         self.parent, self.child, self.static = parent, child, static
+        self.since = since  # log time this edge took the child over (a recording's; None: from the start)
         self.clear()
 
     def clear(self, capacity: int = 4) -> None:
@@ -164,7 +174,9 @@ class TFBuffer:
             raise TFError(f"extrapolation_tolerance_s must be ≥ 0, got {extrapolation_tolerance_s}")
         self.cache_ns = None if not cache_time_s or cache_time_s <= 0 else int(round(cache_time_s * 1e9))
         self.tolerance_ns = int(round(extrapolation_tolerance_s * 1e9))
-        self._edges: dict[str, _Edge] = {}  # child → edge
+        self._edges: dict[str, _Edge] = {}  # child → edge (its newest mount)
+        # child → a recording's earlier mounts (their log times, the edges), by log time
+        self._older: dict[str, tuple[list[int], list[_Edge]]] = {}
         self._frames: set[str] = set()
         self._refused: dict[str, str] = {}  # child frame never added → why its last transform was refused
         self.time_jumps = 0  # times time went back: moving transforms forgotten (:meth:`forget_moving`)
@@ -183,7 +195,11 @@ class TFBuffer:
         then every value is kept and a lookup uses the one logged last at or before the log time it
         is given (``logged_ns``: the message it poses was logged then; the first where none was yet),
         as tf2 fed the recording in its order would. Log times, not header stamps: a simulator's
-        recording stamps its headers on the sim clock and logs on the wall clock."""
+        recording stamps its headers on the sim clock and logs on the wall clock.
+
+        A sample with another parent or kind (static, dynamic) than the frame's is a new mount
+        (:meth:`_mount`): the frame's transforms start anew from it; given ``since_ns`` (any sample of
+        a recording: its log time) the earlier mount still serves lookups logged before it."""
         try:
             self._add(ts, static, since_ns)
         except TFError as exc:
@@ -207,18 +223,10 @@ class TFBuffer:
         edge = self._edges.get(child)
         if edge is None:
             self._check_no_cycle(parent, child, where)
-            edge = self._edges[child] = _Edge(parent, child, bool(static))
+            edge = self._edges[child] = _Edge(parent, child, bool(static), since_ns)
             self._frames.update((parent, child))
-        elif edge.parent != parent:
-            raise TFError(
-                f"{where}: frame {child} already has parent {edge.parent}; a frame may have only one parent"
-            )
-        elif edge.static != bool(static):
-            kinds = ("static", "dynamic")
-            raise TFError(
-                f"{where}: edge {parent} -> {child} is {kinds[not edge.static]} "
-                f"but this sample is {kinds[not static]}"
-            )
+        else:
+            edge = self._mount(edge, parent, bool(static), since_ns, where)
         if (
             not edge.static
             and self.cache_ns is not None
@@ -232,11 +240,47 @@ class TFBuffer:
         if not edge.static and self.cache_ns is not None:
             edge.prune(int(edge.stamps[-1]) - self.cache_ns)
 
+    def _mount(self, edge: _Edge, parent: str, static: bool, since_ns: int | None, where: str) -> _Edge:
+        """The edge of ``edge.child`` a sample (``parent``, ``static``, logged at ``since_ns``) goes to.
+        Another parent or kind is a new mount, taken as tf2 takes it: the child's transforms start
+        anew. Live (``since_ns`` None) the old ones are dropped; a recording read whole keeps them for
+        lookups logged before ``since_ns`` (its frames were posed through them when they arrived)."""
+        child = edge.child
+        at = edge if since_ns is None else self._mount_at(child, since_ns)  # (in force when logged)
+        if at.parent == parent and at.static == static:
+            return at
+        if parent != edge.parent:
+            self._check_no_cycle(parent, child, where)
+        self._frames.add(parent)
+        new = _Edge(parent, child, static, since_ns)
+        if since_ns is None:
+            self._older.pop(child, None)
+            self._edges[child] = new
+            return new
+        keys, older = self._older.setdefault(child, ([], []))
+        if since_ns >= _since(edge):  # the newest mount
+            keys.append(_since(edge))
+            older.append(edge)
+            self._edges[child] = new
+        else:  # (logged before the newest: a recording fed out of log order)
+            i = bisect.bisect_right(keys, since_ns)
+            keys.insert(i, since_ns)
+            older.insert(i, new)
+        return new
+
+    def _mount_at(self, child: str, logged_ns: int | None) -> _Edge:
+        """``child``'s mount in force at log time ``logged_ns`` (None: the newest; the first before all)."""
+        edge = self._edges[child]
+        if logged_ns is None or child not in self._older or logged_ns >= _since(edge):
+            return edge
+        keys, older = self._older[child]
+        return older[max(bisect.bisect_right(keys, logged_ns) - 1, 0)]
+
     def forget_moving(self) -> None:
         """Forget every moving (``/tf``) transform, keeping the static ones: time went back (a
         simulator reset, a bag played in a loop), as tf2_ros clears its buffer on a backward jump of
         its clock. Counted in ``time_jumps``."""
-        for e in self._edges.values():
+        for e in [*self._edges.values(), *(e for _, older in self._older.values() for e in older)]:
             if not e.static:
                 e.clear()
         self.time_jumps += 1
@@ -258,9 +302,17 @@ class TFBuffer:
         from .messages import transform_stamped_from_msg
 
         errors: list[TFError] = []
+        parents: dict[str, str] = {}  # child → its parent in this message
         for t in msg.transforms:
             try:
-                self.add(transform_stamped_from_msg(t), static, since_ns)
+                ts = transform_stamped_from_msg(t)
+                parent, child = str(ts.parent).lstrip("/"), str(ts.child).lstrip("/")
+                if parents.setdefault(child, parent) != parent:  # (which is meant? neither is guessed)
+                    raise TFError(
+                        f"transform {parent} -> {child} at {ts.stamp_ns} ns: the same message gives "
+                        f"{child} another parent, {parents[child]}; a frame has one parent at a time"
+                    )
+                self.add(ts, static, since_ns)
             except TFError as exc:
                 errors.append(exc)
         if errors:
@@ -279,9 +331,10 @@ class TFBuffer:
     def has_frame(self, frame: str) -> bool:
         return frame.lstrip("/") in self._frames
 
-    def root(self, frame: str) -> str:
-        """The top of ``frame``'s tree (``frame`` itself when it has no parent)."""
-        chain = self._chain(frame.lstrip("/"))
+    def root(self, frame: str, logged_ns: int | None = None) -> str:
+        """The top of ``frame``'s tree (``frame`` itself when it has no parent); ``logged_ns``: see
+        :meth:`lookup`."""
+        chain = self._chain(frame.lstrip("/"), logged_ns)
         return chain[-1].parent if chain else frame.lstrip("/")
 
     def edges(self) -> list[EdgeInfo]:
@@ -300,9 +353,9 @@ class TFBuffer:
     def is_static(self, child: str) -> bool:
         return self._edge(child).static
 
-    def moves(self, frame: str) -> bool:
+    def moves(self, frame: str, logged_ns: int | None = None) -> bool:
         """Whether a dynamic (``/tf``) transform lies between ``frame`` and its tree's root."""
-        return any(not e.static for e in self._chain(frame.lstrip("/")))
+        return any(not e.static for e in self._chain(frame.lstrip("/"), logged_ns))
 
     def _edge(self, child: str) -> _Edge:
         try:
@@ -321,21 +374,26 @@ class TFBuffer:
             f"frame {frame!r} never appeared in /tf or /tf_static (known frames: {known})"
         )
 
-    def _chain(self, frame: str) -> list[_Edge]:
-        """Edges from ``frame`` up to its root (child-most first)."""
+    def _chain(self, frame: str, logged_ns: int | None = None) -> list[_Edge]:
+        """Edges from ``frame`` up to its root (child-most first): each frame's mount in force at
+        ``logged_ns`` (None: the newest)."""
         if frame not in self._frames:
             raise self._unknown(frame)
-        chain = []
+        chain: list[_Edge] = []
         while frame in self._edges:
-            edge = self._edges[frame]
+            edge = self._mount_at(frame, logged_ns)
+            if len(chain) > len(self._edges):  # (mounts of different times can close a loop)
+                raise TFError(f"TF of {chain[0].child} logged at {logged_ns} ns loops through {frame}")
             chain.append(edge)
             frame = edge.parent
         return chain
 
-    def _path(self, target: str, source: str) -> tuple[list[_Edge], list[_Edge]]:
+    def _path(
+        self, target: str, source: str, logged_ns: int | None = None
+    ) -> tuple[list[_Edge], list[_Edge]]:
         """Edges from source up to the common ancestor, and from target up to it."""
         target, source = target.lstrip("/"), source.lstrip("/")
-        up_s, up_t = self._chain(source), self._chain(target)
+        up_s, up_t = self._chain(source, logged_ns), self._chain(target, logged_ns)
         frames_s = [source] + [e.parent for e in up_s]
         frames_t = [target] + [e.parent for e in up_t]
         common = set(frames_s) & set(frames_t)
@@ -351,6 +409,15 @@ class TFBuffer:
         :class:`ExtrapolationError` when an edge has none (emptied when time went back)."""
         src, tgt = self._path(target, source)
         return self._latest(src + tgt, f"latest common time of {target} <- {source}")
+
+    def earliest_common_stamp(self, target: str, source: str, logged_ns: int | None = None) -> int | None:
+        """First stamp every dynamic edge between the frames has data for (None: all static)."""
+        src, tgt = self._path(target, source, logged_ns)
+        moving = [e for e in src + tgt if not e.static]
+        for e in moving:
+            if not len(e):
+                raise e.no_sample(f"earliest common time of {target} <- {source}")
+        return max(int(e.stamps[0]) for e in moving) if moving else None
 
     @staticmethod
     def _latest(edges: list[_Edge], what: str) -> int | None:
@@ -382,7 +449,7 @@ class TFBuffer:
         """
         if target.lstrip("/") == source.lstrip("/") and target.strip("/"):
             return Transform()
-        src, tgt = self._path(target, source)
+        src, tgt = self._path(target, source, logged_ns)
         if stamp_ns is None:  # (all static: 0, unused)
             stamp_ns = self._latest(src + tgt, f"lookup {target} <- {source} at the latest time") or 0
         stamp, logged = int(stamp_ns), _NEWEST if logged_ns is None else int(logged_ns)
@@ -461,6 +528,7 @@ class MapPoses:
     def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False):
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
+        self.map_came_late = False  # TF gained map_frame after the anchor was set (said once)
 
     def lookup(
         self,
@@ -472,21 +540,29 @@ class MapPoses:
         """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown.
         ``future_tolerance_ns``, ``logged_ns``: see :meth:`TFBuffer.lookup`."""
         if self.anchor is None and self.tf.has_frame(self.map_frame):
-            return self.tf.lookup(self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
+            try:
+                return self.tf.lookup(
+                    self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns
+                ).matrix()
+            except ExtrapolationError as exc:
+                held = None if exc.future or stamp_ns is None else self._held_back(frame, stamp_ns, logged_ns)
+                if held is None:
+                    raise
+                return held
         if self.anchor is None:
             if not self.tf.has_frame(frame):
                 raise UnknownFrameError(
                     f"no TF for frame {frame!r} (and no {self.map_frame!r} frame); known frames: "
                     f"{', '.join(self.tf.all_frames()) or 'none'}"
                 )
-            root = self.tf.root(frame)
-            if self.live and not self.tf.moves(frame):
+            root = self.tf.root(frame, logged_ns)
+            if self.live and not self.tf.moves(frame, logged_ns):
                 raise UnknownFrameError(
                     f"no {self.map_frame!r} frame, and only static transforms reach {frame!r} (root "
                     f"{root}): waiting for the robot's moving transform (a camera that does not move: "
                     f"set mapper.topics.map_frame to {root})"
                 )
-            static_only = not self.tf.moves(frame)
+            static_only = not self.tf.moves(frame, logged_ns)
             moving = sorted({self.tf.root(e.child) for e in self.tf.edges() if not e.static} - {root})
             if static_only and moving:  # (a camera not connected to the robot, not a tripod)
                 raise TFError(
@@ -503,7 +579,38 @@ class MapPoses:
                     f"({frame} at {stamp_ns} ns, tree root {root})"
                 )
         root, T_first_root = self.anchor
+        if not self.map_came_late and self.tf.has_frame(self.map_frame):
+            # (a localisation started after the first frame: the map made so far is in the anchor's
+            # frame; poses switched to TF's map now would tear it in two, so the anchor stays)
+            self.map_came_late = True
+            if self.log is not None:
+                self.log.warning(
+                    f"TF gained frame {self.map_frame!r} (a localisation that started late) after the "
+                    f"map was anchored to the first frame's pose: this map stays in that frame, not "
+                    f"TF's {self.map_frame!r} (restart the mapper once {self.map_frame!r} is published "
+                    f"to map in it)"
+                )
         return T_first_root @ self.tf.lookup(root, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
+
+    def _held_back(self, frame: str, stamp_ns: int, logged_ns: int | None) -> np.ndarray | None:
+        """``T_map_frame`` of a frame from before ``map`` reached its tree: a localisation that started
+        late (REP 105's ``map -> odom`` from some time on, odometry before). The frame's pose in the
+        map's child (``odom``) at ``stamp_ns``, carried into the map by the first ``map <- odom``: the
+        localisation's first fix holds for the odometry before it, so what is mapped before and after
+        is one map. Only that edge is held back (odometry that starts late is no pose); None: not
+        this case, the lookup's error stands."""
+        ups = [frame.lstrip("/")] + [e.parent for e in self.tf._chain(frame.lstrip("/"), logged_ns)]
+        if self.map_frame not in ups[1:]:
+            return None
+        odom = ups[ups.index(self.map_frame) - 1]
+        first = self.tf.earliest_common_stamp(self.map_frame, odom, logged_ns)
+        if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
+            return None
+        try:
+            T_odom_frame = self.tf.lookup(odom, frame, stamp_ns, logged_ns=logged_ns).matrix()
+        except TFError:
+            return None
+        return self.tf.lookup(self.map_frame, odom, first, logged_ns=logged_ns).matrix() @ T_odom_frame
 
 
 def check_frame_id(option: str, frame: str) -> None:

@@ -111,11 +111,12 @@ def load_tf(bag, topics: TopicsConfig):
     # Everything is loaded up front, so keep all samples (no cache horizon).
     buf = TFBuffer(cache_time_s=0, extrapolation_tolerance_s=topics.tf_tolerance_s)
     recorded = RecordedTF(buf, log)
-    for name, static in _tf_topics(bag, topics):
-        for _topic, logged, msg in bag.messages([name]):
-            # (a static value re-published mid-drive holds from when it was logged, as in tf2:
-            # looked up by the images' log times, on the same clock, read_frames)
-            recorded.add(name, msg, static, since_ns=logged if static else None)
+    static_of = dict(_tf_topics(bag, topics))
+    # in log order, each with its log time: a static value re-published mid-drive, or a frame
+    # re-mounted (a new parent, static <-> /tf), holds from when it was logged, as in tf2 fed the
+    # bag in order (looked up by the images' log times, on the same clock: read_frames)
+    for name, logged, msg in bag.messages(list(static_of)):
+        recorded.add(name, msg, static_of[name], since_ns=logged)
     recorded.log_total()
     return buf
 
