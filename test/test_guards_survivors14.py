@@ -353,6 +353,7 @@ def _seeds(n):
     return {
         "quats": np.tile(np.array([0.0, 0.0, 0.0, 1.0], np.float32), (n, 1)),
         "log_scales": np.full((n, 3), np.log(0.01), np.float32),
+        "opacity_logits": np.full(n, np.log(0.7 / 0.3), np.float32),
     }
 
 
@@ -366,9 +367,12 @@ def test_coarse_discs_with_coarse_scale_zero_leave_the_seeds_alone():
     normals = np.array([[0.0, 0.6, 0.8], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        coarse_discs(seeds, np.array([0, 1, 0], np.uint8), normals, LevelsConfig(count=4, coarse_scale=0.0))
+        out, levels = coarse_discs(
+            seeds, np.array([0, 1, 0], np.uint8), normals, LevelsConfig(count=4, coarse_scale=0.0)
+        )
+    assert levels.tolist() == [0, 1, 0]
     for k in seeds:
-        np.testing.assert_array_equal(seeds[k], before[k])
+        np.testing.assert_array_equal(out[k], before[k])
 
 
 def test_coarse_discs_for_normals_facing_away_are_finite_and_in_the_surface_plane():
@@ -380,8 +384,8 @@ def test_coarse_discs_for_normals_facing_away_are_finite_and_in_the_surface_plan
 
     normals = np.array([[0.0, 0.0, -1.0], [0.6, 0.0, -0.8], [0.0, -0.6, 0.8]])
     seeds = _seeds(3)
-    coarse_discs(seeds, np.zeros(3, np.uint8), normals, LevelsConfig(count=4, coarse_scale=0.5))
-    q = seeds["quats"].astype(np.float64)
+    out, _ = coarse_discs(seeds, np.zeros(3, np.uint8), normals, LevelsConfig(count=4, coarse_scale=0.5))
+    q = out["quats"][3:].astype(np.float64)  # the discs, appended after the seeds
     assert np.isfinite(q).all()
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-6)
     z_axis = quat_to_matrix(q)[:, :, 2]

@@ -387,24 +387,29 @@ def _disc_seeds(n, thick):
     return {
         "quats": np.tile(np.array([0, 0, 0, 1], np.float32), (n, 1)),
         "log_scales": np.full((n, 3), thick, np.float32),
+        "opacity_logits": np.full(n, math.log(0.7 / 0.3), np.float32),
     }
 
 
 def test_coarse_discs_leave_finest_level_seeds_alone():
-    """'Reshape coarse seeds (level < count-1)': a finest-level seed keeps its rotation and scale;
-    a level-0 seed with a normal becomes a disc of in-plane σ coarse_scale · base_voxel_m."""
+    """A finest-level seed gets no disc; a level-0 seed with a normal gets one (appended, at level 0,
+    in-plane σ coarse_scale · base_voxel_m, opacity coarse_opacity) and itself goes to the finest
+    level unchanged. (It used to be reshaped into the disc in place, which biased the full map's
+    depth toward the camera: test_outside_map_quality.py.)"""
     from gs_mapping.mapping.levels import coarse_discs
     from gs_mapping.mapping.mapper_config import LevelsConfig
 
-    cfg = LevelsConfig(count=3, base_voxel_m=0.4, coarse_scale=0.5)
+    cfg = LevelsConfig(count=3, base_voxel_m=0.4, coarse_scale=0.5, coarse_opacity=0.2)
     seeds = _disc_seeds(2, math.log(0.01))
     normals = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    coarse_discs(seeds, np.array([0, 2]), normals, cfg)
+    out, levels = coarse_discs(seeds, np.array([0, 2], np.uint8), normals, cfg)
+    assert levels.tolist() == [2, 2, 0]
     np.testing.assert_allclose(
-        seeds["log_scales"][0], [math.log(0.2), math.log(0.2), math.log(0.01)], rtol=1e-6
+        out["log_scales"][2], [math.log(0.2), math.log(0.2), math.log(0.01)], rtol=1e-6
     )
-    np.testing.assert_allclose(seeds["log_scales"][1], [math.log(0.01)] * 3, rtol=1e-6)
-    assert seeds["quats"][1].tolist() == [0, 0, 0, 1]
+    np.testing.assert_allclose(out["opacity_logits"][2], math.log(0.2 / 0.8), rtol=1e-6)
+    for k in seeds:  # the seeds themselves as they were
+        np.testing.assert_array_equal(out[k][:2], seeds[k])
 
 
 def test_coarse_disc_is_never_thinner_in_plane_than_the_seed():
@@ -416,8 +421,8 @@ def test_coarse_disc_is_never_thinner_in_plane_than_the_seed():
     cfg = LevelsConfig(count=3, base_voxel_m=0.4, coarse_scale=0.5)
     thick = math.log(0.3)  # larger than 0.5 · 0.4 = 0.2
     seeds = _disc_seeds(1, thick)
-    coarse_discs(seeds, np.array([0]), np.array([[0.0, 0.0, 1.0]]), cfg)
-    np.testing.assert_allclose(seeds["log_scales"][0], [thick] * 3, rtol=1e-6)
+    out, _ = coarse_discs(seeds, np.array([0], np.uint8), np.array([[0.0, 0.0, 1.0]]), cfg)
+    np.testing.assert_allclose(out["log_scales"][1], [thick] * 3, rtol=1e-6)
 
 
 def test_bilinear_read_at_the_last_column_is_valid():

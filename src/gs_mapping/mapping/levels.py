@@ -13,6 +13,9 @@ it (ties: the earlier row), so the assignment is deterministic and the coarse se
 Occupancy is recomputed from the current positions of the existing Gaussians (they move during
 optimisation; a pruned coarse Gaussian frees its voxel for later seeds).
 
+A coarse seed on a surface hands its level to an extra disc at its place (:func:`coarse_discs`) and
+goes to the finest level itself, so the full map keeps every seed as seeded, the discs besides.
+
 Densification (densify.py): a clone is a new Gaussian one level finer than its source (the source
 keeps its own level); a split's first child inherits the parent's level (it takes the parent's
 place) and the second goes one level finer, so densifying never changes how many Gaussians the
@@ -95,16 +98,21 @@ def depth_normals(depth: np.ndarray, camera, step: int) -> np.ndarray:
 
 def coarse_discs(
     seeds: dict[str, np.ndarray], levels: np.ndarray, normals: np.ndarray, cfg: LevelsConfig
-) -> None:
-    """Reshape coarse seeds (level < count-1) in place into discs in the surface plane (normal
-    from depth) with in-plane standard deviation ``coarse_scale`` · their voxel edge, so levels
-    <= l alone cover the surfaces. The thickness stays the seed's; seeds without a normal (depth
-    edges) stay as they are."""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Seeds and levels with one extra Gaussian per coarse seed (level < count-1) that has a normal:
+    a disc at the seed's place and colour, in the surface plane (normal from depth), with in-plane
+    standard deviation ``coarse_scale`` · its voxel edge and opacity ``coarse_opacity``, taking the
+    seed's coarse level; the seed itself keeps its shape and goes to the finest level. So levels
+    <= l alone cover the surfaces (the multi-level loss raises the discs' opacity where they must),
+    while the full map keeps every seed as it was: a disc replacing its seed at the seed's opacity
+    put its far half in front of the surface (the rasteriser sorts by, and renders, a Gaussian's
+    centre depth over its whole footprint), the full render's depth biased toward the camera. The
+    disc's thickness is the seed's; seeds without a normal (depth edges) stay as they are."""
     if cfg.coarse_scale <= 0 or cfg.count <= 1:
-        return
+        return seeds, levels
     rows = np.nonzero((levels < cfg.count - 1) & (np.linalg.norm(normals, axis=1) > 0.5))[0]
     if len(rows) == 0:
-        return
+        return seeds, levels
     n = normals[rows] * np.where(normals[rows, 2:3] < 0, -1.0, 1.0)  # a disc is symmetric; keep n_z >= 0
     # rotation taking the local z axis onto n: axis z × n, quaternion (x, y, z, w) ∝ (-n_y, n_x, 0, 1 + n_z)
     q = np.stack([-n[:, 1], n[:, 0], np.zeros(len(n)), 1.0 + n[:, 2]], axis=1)
@@ -112,8 +120,13 @@ def coarse_discs(
     voxel = cfg.base_voxel_m / 2.0 ** levels[rows].astype(np.float64)
     thick = seeds["log_scales"][rows, 2]
     plane = np.maximum(np.log(cfg.coarse_scale * voxel), thick)
-    seeds["quats"][rows] = q.astype(np.float32)
-    seeds["log_scales"][rows] = np.stack([plane, plane, thick], axis=1).astype(np.float32)
+    disc = {k: v[rows].copy() for k, v in seeds.items()}
+    disc["quats"] = q.astype(np.float32)
+    disc["log_scales"] = np.stack([plane, plane, thick], axis=1).astype(np.float32)
+    disc["opacity_logits"][:] = np.log(cfg.coarse_opacity / (1.0 - cfg.coarse_opacity))
+    out = np.array(levels, copy=True)
+    out[rows] = cfg.count - 1
+    return {k: np.concatenate([seeds[k], disc[k]]) for k in seeds}, np.concatenate([out, levels[rows]])
 
 
 def finer(levels: np.ndarray, count: int) -> np.ndarray:

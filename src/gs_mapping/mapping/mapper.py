@@ -182,7 +182,7 @@ class IncrementalMapper:
         new_levels = assign_levels(seeds["means"], cfg.levels, self.params.numpy("means"), self.params.levels)
         if cfg.levels.coarse_scale > 0 and cfg.levels.count > 1 and len(new_levels):
             v, u = seed_pixels(mask, cfg.seeding.stride)
-            coarse_discs(
+            seeds, new_levels = coarse_discs(
                 seeds, new_levels, depth_normals(sdepth, frame.camera, cfg.seeding.stride)[v, u], cfg.levels
             )
         order = spatial_order(seeds["means"], new_levels)  # ids follow the codec's octree order

@@ -232,19 +232,29 @@ class LevelsConfig:
     (bench/results/mapping_levels.md): levels <= 1 hold ~7 % of the Gaussians (~10 % of a snapshot's
     bytes). Weight 1.0 brings them to 2.4-2.8 dB below the full map (weight 0.25: 3.9 dB) at a cost of
     ~0.3 dB to the full map, which the longer final refinement (optim.refine_iterations 800) mostly
-    recovers; seed-to-seed spread of the full map's PSNR is ~0.5 dB."""
+    recovers; seed-to-seed spread of the full map's PSNR is ~0.5 dB. Coarse discs are extra
+    Gaussians at opacity 0.1, σ 0.25 · voxel (they replaced their seeds at 0.7, σ 0.5 · voxel, which
+    put a freshly seeded frame's rendered depth 4.6 % in front of its own; the same prefixes on the
+    whole bag, ~26 % more Gaussians)."""
 
     count: int = param(4, "Number of octree levels (1 = every Gaussian at level 0: no levels).", (1, 16))
     base_voxel_m: float = param(
         0.3, "Voxel edge of level 0 (metres); level l uses base_voxel_m / 2^l.", (0.001, 1000.0)
     )
     coarse_scale: float = param(
-        0.5,
-        "A coarse seed (level < count-1) becomes a disc in the surface plane "
-        "(normal from depth) with in-plane standard deviation coarse_scale · "
-        "its voxel edge, so coarse levels alone cover the surfaces (0 = "
-        "seeded like the rest).",
+        0.25,
+        "A coarse seed (level < count-1) also gets a disc in the surface plane "
+        "(normal from depth) at its coarse level, with in-plane standard deviation "
+        "coarse_scale · its voxel edge, so coarse levels alone cover the surfaces; "
+        "the seed itself goes to the finest level (0 = no discs: seeded like the rest).",
         (0.0, 10.0),
+    )
+    coarse_opacity: float = param(
+        0.1,
+        "Initial opacity of a coarse disc: low, so that the discs (sorted by their "
+        "centre depth over their whole footprint) do not hide the surface behind "
+        "them in the full map; the multi-level loss raises it where levels <= l need it.",
+        (0.001, 0.999),
     )
     multi_level_loss: bool = param(True, "Add the loss of renders restricted to levels <= l.")
     loss_weight: float = param(
