@@ -125,7 +125,8 @@ def test_region_clip_keeps_every_piece_of_every_element():
 def test_mapper_seeded_count_is_the_gaussians_it_put_in_the_map():
     """metrics.json's ``seeded``: Gaussians seeded from depth. By hand: a 48×36 frame seeded every
     2nd pixel (mapper_configs.small_cpu_config) with all depth valid gives 24 × 18 = 432 seeds, and
-    with no optimisation step nothing is densified, pruned or capped, so the map holds exactly them.
+    with no optimisation step nothing is densified, pruned or capped, so the map holds exactly them
+    (coarse discs off; with them, the discs besides, counted as seeded too).
     After more frames the map's size is what was added (seeded, cloned, split) less what was removed
     (pruned, capped): each clone adds one Gaussian, each split turns one into two."""
     torch = pytest.importorskip("torch")
@@ -134,9 +135,15 @@ def test_mapper_seeded_count_is_the_gaussians_it_put_in_the_map():
     from gs_mapping.mapping import IncrementalMapper
 
     torch.manual_seed(0)
-    m = IncrementalMapper(_cfg(iterations=0, first_iterations=0), "cpu")
+    cfg = _cfg(iterations=0, first_iterations=0)
+    cfg.levels.coarse_scale = 0.0  # (no coarse discs: each is one more Gaussian beside its seed)
+    m = IncrementalMapper(cfg, "cpu")
     m.add_frame(_frame(0.0, 0))
     assert m.stats.seeded == 24 * 18 == len(m.gmap)
+    # with them (the default), each coarse seed with a surface normal brings one disc, counted as seeded
+    m = IncrementalMapper(_cfg(iterations=0, first_iterations=0), "cpu")
+    m.add_frame(_frame(0.0, 0))
+    assert m.stats.seeded == len(m.gmap) > 24 * 18
 
     m = IncrementalMapper(_cfg(iterations=2, first_iterations=2), "cpu")
     for i, x in enumerate([0.0, 0.4]):

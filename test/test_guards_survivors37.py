@@ -191,7 +191,8 @@ def test_demo_outputs_are_what_the_readme_lists_and_its_bag_says(tmp_path):
     demo (the smallest it takes, ~25 s on 2 cores) in a subprocess: exit 0, every listed file there,
     the metrics finite, the receiver's map equal to the mapper's; and against its own replay bag read
     by rosbags: the deltas on /mapper_node/map_delta are the keyframes and sum to the bytes the
-    metrics and the report state, and the receiver's last cloud holds the mapper's Gaussians."""
+    metrics and the report state, the map rebuilt from what was sent holds the mapper's Gaussians,
+    and the receiver's last cloud those of them at or above its opacity cut."""
     rosbags = pytest.importorskip("rosbags.highlevel")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
@@ -212,23 +213,28 @@ def test_demo_outputs_are_what_the_readme_lists_and_its_bag_says(tmp_path):
         assert math.isfinite(v)
     assert m["mapping"]["receiver_equals_mapper"] is True
     sharing = m["sharing"]
-    sizes, cloud = [], None
+    from gs_map_share import MapStore
+    from gs_mapping.nodes.map_receiver_node import MapReceiverNodeConfig
+
+    sizes, cloud, store = [], None, MapStore()
     with rosbags.AnyReader([out / "replay_bag"]) as bag:
-        cons = [
-            c
-            for c in bag.connections
-            if c.topic in ("/mapper_node/map_delta", "/map_receiver_node/map_cloud")
-        ]
+        sent = ("/mapper_node/map_delta", "/mapper_node/map_snapshot")
+        cons = [c for c in bag.connections if c.topic in (*sent, "/map_receiver_node/map_cloud")]
         for c, _, raw in bag.messages(connections=cons):
             msg = bag.deserialize(raw, c.msgtype)
+            if c.topic in sent:
+                store.receive(bytes(msg.data))  # (the map rebuilt from what was sent, as a receiver)
             if c.topic == "/mapper_node/map_delta":
                 sizes.append(len(msg.data))
-            else:
+            elif c.topic == "/map_receiver_node/map_cloud":
                 cloud = msg.width * msg.height
     total = sum(sizes)
     assert sizes == sharing["delta_bytes"] and len(sizes) == sharing["keyframes"] >= 1
     assert total == sharing["delta_bytes_total"] < sharing["full_resend_bytes_total"]
-    assert cloud == m["mapping"]["gaussians"] == sharing["final_map_gaussians"]
+    assert len(store.state) == m["mapping"]["gaussians"] == sharing["final_map_gaussians"]
+    # the cloud holds the Gaussians at or above the receiver's cut (the node's default: the demo sets none)
+    cut = MapReceiverNodeConfig().min_opacity
+    assert cloud == int((store.gaussian_map().opacities() >= cut).sum())
     report = (out / "report.md").read_text()
     assert f"{total / 1e3:.1f} kB in total" in report
     assert f"{m['mapping']['psnr_all']:.2f} dB over all pixels" in report
