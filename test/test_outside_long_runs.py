@@ -192,10 +192,7 @@ def test_ctrl_c_late_in_a_long_map_keeps_the_map_made_so_far(drive, tmp_path):
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130, err[-2000:]
-    candidates = [out / "map.ply"] + [
-        Path(w.strip("'\".,;:()")) for w in err.split() if w.strip("'\".,;:()").endswith(".ply")
-    ]
-    found = [c for c in candidates if c.is_file()]
+    found = _kept(out / "map.ply", err, ".ply")
     assert found, f"no map kept after Ctrl-C; stderr: {err[-600:]}"
     assert plyfile.PlyData.read(str(found[0]))["vertex"].count > 0
 
@@ -458,6 +455,12 @@ def test_fleet_store_of_50_vehicles_stays_bounded_through_compactions(tmp_path):
         again.close()
 
 
+def _kept(out: Path, err: str, suffix: str) -> list[Path]:
+    """The files an interrupted run kept: ``out`` and the ``suffix`` paths its stderr names, those there."""
+    named = [Path(w.strip("'\".,;:()")) for w in err.split() if w.strip("'\".,;:()").endswith(suffix)]
+    return [c for c in [out, *named] if c.is_file()]
+
+
 def _cpu_seconds(pid: int) -> float:
     """A running child's CPU seconds (utime + stime, /proc): what a loaded machine does not stretch."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -507,9 +510,6 @@ def test_ctrl_c_late_in_hd_predict_keeps_the_predictions_made(drive, tmp_path):
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130, err[-2000:]
-    candidates = [out] + [
-        Path(w.strip("'\".,;:()")) for w in err.split() if w.strip("'\".,;:()").endswith(".json")
-    ]
-    found = [c for c in candidates if c.is_file()]
+    found = _kept(out, err, ".json")
     assert found, f"no prediction kept after Ctrl-C; stderr: {err[-600:]}"
     assert json.loads(found[0].read_text())["results"]

@@ -388,8 +388,8 @@ def predict_bag(
                 "base frame must be the vehicle's (x forward, y left, z up) with the ground at z = 0, not "
                 "a camera's optical frame"
             )
-        region = " and ".join(sorted(used))  # what the frames were clipped to (each carries its own)
         doc, no_gt = document()
+        region = doc["region"]  # what the frames were clipped to (each carries its own)
         write_text(out, json.dumps(doc), overwrite=overwrite, inputs=[bag_path, ckpt])
     except (KeyboardInterrupt, Terminated):
         if results and document is not None:
