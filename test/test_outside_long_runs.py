@@ -473,7 +473,7 @@ def _cpu_seconds(pid: int) -> float:
 @pytest.mark.slow
 def test_ctrl_c_late_in_hd_predict_keeps_the_predictions_made(drive, tmp_path):
     """Issue 21: "nothing already good is ever lost". hd-predict over an hour's drive is minutes of
-    model work; the shell's Ctrl-C (SIGINT) at 80 % of it should leave the predictions made so far
+    model work; the shell's Ctrl-C (SIGINT) at 70 % of it should leave the predictions made so far
     (a complete JSON of those frames at OUT, or one named on stderr), not nothing. Timed from a full
     run of the same command on the same drive just before (the machine is shared: a second run that
     ends before the signal skips). Read with json (the document hd-eval reads: its "results")."""
@@ -500,16 +500,21 @@ def test_ctrl_c_late_in_hd_predict_keeps_the_predictions_made(drive, tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        while p.poll() is None and _cpu_seconds(p.pid) < 0.8 * took:
+        while p.poll() is None and _cpu_seconds(p.pid) < 0.7 * took:
             time.sleep(0.05)
         if p.poll() is not None:
-            pytest.skip("the run ended before 80 % of the reference run's CPU time")
+            pytest.skip("the run ended before 70 % of the reference run's CPU time")
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 130, err[-2000:]
+    # 130: the CLI's own exit on Ctrl-C; killed by SIGINT (what a shell reports as 130 too): the
+    # signal came in the interpreter's teardown, after the whole output was written (Python gives
+    # SIGINT its default action back as it finalises), which a loaded machine's CPU timing can reach
+    assert p.returncode in (130, -signal.SIGINT), (p.returncode, err[-2000:])
+    if p.returncode == -signal.SIGINT:
+        assert json.loads(out.read_text())["results"], "killed in teardown without the whole output"
     found = _kept(out, err, ".json")
     assert found, f"no prediction kept after Ctrl-C; stderr: {err[-600:]}"
     assert json.loads(found[0].read_text())["results"]
