@@ -138,13 +138,6 @@ def _half(msg):
 LATE = rb.T0 + 4 * rb.DT - rb.DT // 4  # map -> odom from just before frame 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN (said, not fixed): mapper_node anchored to the first frame's pose before TF had 'map' keeps "
-    "that anchor once a late map->odom appears (moving the live map -- Gaussians, optimiser window and "
-    "history views, keyframe selector, receivers' state -- is not done yet); it now warns once "
-    "(MapPoses.map_came_late) and README says to restart it. `map` holds the first fix back instead",
-)
 def test_live_mapper_maps_in_tf_map_once_a_late_localisation_publishes_map_to_odom(tmp_path, caplog):
     """A robot starts with odometry only; AMCL (or slam_toolbox localising) starts after four frames
     and publishes ``map -> odom``. mapper_node anchored its map to the first frame's pose (said once,

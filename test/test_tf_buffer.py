@@ -472,9 +472,13 @@ def test_map_poses_hold_a_late_localisations_first_fix_for_the_odometry_before_i
         MapPoses(late, "map").lookup("base_link", 2 * S)
 
 
-def test_map_poses_anchored_before_map_appears_keep_the_anchor_and_say_so_once():
-    """A live mapper anchored to the first frame's pose (no ``map`` yet) keeps its anchor when a late
-    localisation brings ``map``, so its map stays in one piece, and says so once."""
+def test_map_poses_anchored_before_map_appears_move_into_it_once():
+    """A live mapper anchored to the first frame's pose (no ``map`` yet): once a late localisation
+    brings ``map -> odom``, the next lookup first hands its owner T_map_anchor (the first fix composed
+    with the anchor's pose in odom, here by hand: the anchor is base_link at x = 0.1 in odom, the
+    fix a quarter turn about z and (5, 1, 0)), then poses are TF's map: held back through the first
+    fix before it, following the fix after (a second fix moves the poses, not the map: the owner is
+    not called again). Said once each: the anchor, the move."""
     import logging
 
     from gs_mapping.tf import MapPoses
@@ -482,12 +486,48 @@ def test_map_poses_anchored_before_map_appears_keep_the_anchor_and_say_so_once()
     buf = TFBuffer(cache_time_s=0)
     for k in range(0, 11):
         buf.add(ts("odom", "base_link", k * S, (0.1 * k, 0, 0)))
-    said = []
+    said, moves = [], []
     log = logging.getLogger("test_anchor")
     log.warning = said.append  # type: ignore[method-assign]
-    poses = MapPoses(buf, "map", log, live=True)
+    poses = MapPoses(buf, "map", log, live=True, on_reanchor=moves.append)
     assert np.allclose(poses.lookup("base_link", 1 * S)[:3, 3], [0, 0, 0]) and len(said) == 1
-    buf.add(ts("map", "odom", 5 * S, (5, 0, 0)))
-    for _ in range(2):
-        assert np.allclose(poses.lookup("base_link", 6 * S)[:3, 3], [0.5, 0, 0])  # (still the anchor's)
-    assert len(said) == 2 and "gained frame 'map'" in said[1] and poses.map_came_late
+    turn = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])  # a quarter turn about z
+    q = (0.0, 0.0, np.sqrt(0.5), np.sqrt(0.5))
+    buf.add(ts("map", "odom", 5 * S, (5, 1, 0), q))
+    buf.add(ts("map", "odom", 7 * S, (5, 1, 0), q))
+    buf.add(ts("map", "odom", 8 * S, (6, 1, 0), q))  # the localisation corrects itself
+    assert moves == [] and poses.anchor is not None  # (nothing moves before a lookup asks)
+    at = poses.lookup("base_link", 6 * S)
+    T_map_odom = np.eye(4)
+    T_map_odom[:3, :3], T_map_odom[:3, 3] = turn, (5, 1, 0)
+    T_odom_anchor = np.eye(4)
+    T_odom_anchor[0, 3] = 0.1
+    assert len(moves) == 1 and np.allclose(moves[0], T_map_odom @ T_odom_anchor)
+    assert np.allclose(at[:3, 3], (5, 1.6, 0)) and np.allclose(at[:3, :3], turn)  # odom x 0.6, turned
+    assert np.allclose(poses.lookup("base_link", 3 * S)[:3, 3], (5, 1.3, 0))  # held back: first fix
+    assert np.allclose(poses.lookup("base_link", 8 * S)[:3, 3], (6, 1.8, 0))  # the second fix
+    assert len(moves) == 1 and poses.anchor is None and poses.map_came_late
+    assert len(said) == 2 and "moved into 'map'" in said[1]
+
+
+def test_map_poses_keep_the_anchor_while_map_does_not_reach_its_root():
+    """A ``map`` frame in another tree (not above the anchor's root, odom) is no localisation of this
+    robot: the anchor stays, said once, and nothing moves until ``map`` reaches odom."""
+    import logging
+
+    from gs_mapping.tf import MapPoses
+
+    buf = TFBuffer(cache_time_s=0)
+    for k in range(0, 5):
+        buf.add(ts("odom", "base_link", k * S, (0.1 * k, 0, 0)))
+    said, moves = [], []
+    log = logging.getLogger("test_anchor_unconnected")
+    log.warning = said.append  # type: ignore[method-assign]
+    poses = MapPoses(buf, "map", log, live=True, on_reanchor=moves.append)
+    poses.lookup("base_link", 1 * S)
+    buf.add(ts("map", "other_robot/odom", 2 * S, (9, 0, 0)))
+    for k in (2, 3):
+        assert np.allclose(poses.lookup("base_link", k * S)[:3, 3], [0.1 * (k - 1), 0, 0])
+    assert moves == [] and len(said) == 2 and "does not reach odom" in said[1]
+    buf.add(ts("map", "odom", 4 * S, (5, 0, 0)))
+    assert np.allclose(poses.lookup("base_link", 4 * S)[:3, 3], [5.4, 0, 0]) and len(moves) == 1

@@ -508,12 +508,71 @@ class RecordedTF:
             self.log.warning(f"{self.where}{self.refused} bad transform messages ignored in all")
 
 
+def lookup_in_map(
+    tf: TFBuffer,
+    map_frame: str,
+    frame: str,
+    stamp_ns: int | None,
+    future_tolerance_ns: int | None = None,
+    logged_ns: int | None = None,
+) -> np.ndarray:
+    """4x4 ``T_map_frame`` from TF (:meth:`TFBuffer.lookup`), a frame from before a localisation
+    that started late held back through its first fix (:func:`held_back`); TF's error otherwise."""
+    try:
+        return tf.lookup(map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
+    except ExtrapolationError as exc:
+        held = (
+            None if exc.future or stamp_ns is None else held_back(tf, map_frame, frame, stamp_ns, logged_ns)
+        )
+        if held is None:
+            raise
+        return held
+
+
+def first_fix(tf: TFBuffer, map_frame: str, child: str, logged_ns: int | None = None) -> np.ndarray:
+    """4x4 ``T_map_child`` at the first stamp TF holds for every moving edge between them: the
+    localisation's first fix (``map <- odom``). :class:`TFError` when there is none."""
+    first = tf.earliest_common_stamp(map_frame, child, logged_ns)
+    return tf.lookup(map_frame, child, first, logged_ns=logged_ns).matrix()
+
+
+def held_back(
+    tf: TFBuffer, map_frame: str, frame: str, stamp_ns: int, logged_ns: int | None = None
+) -> np.ndarray | None:
+    """``T_map_frame`` of a frame from before ``map`` reached its tree: a localisation that started
+    late (REP 105's ``map -> odom`` from some time on, odometry before). The frame's pose in the
+    map's child (``odom``) at ``stamp_ns``, carried into the map by the first ``map <- odom``: the
+    localisation's first fix holds for the odometry before it, so what is mapped before and after
+    is one map. Only that edge is held back (odometry that starts late is no pose); None: not
+    this case, the lookup's error stands."""
+    frame = frame.lstrip("/")
+    ups = [frame] + [e.parent for e in tf._chain(frame, logged_ns)]
+    if map_frame not in ups[1:]:
+        return None
+    odom = ups[ups.index(map_frame) - 1]
+    first = tf.earliest_common_stamp(map_frame, odom, logged_ns)
+    if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
+        return None
+    try:
+        T_odom_frame = tf.lookup(odom, frame, stamp_ns, logged_ns=logged_ns).matrix()
+    except TFError:
+        return None
+    return first_fix(tf, map_frame, odom, logged_ns) @ T_odom_frame
+
+
 class MapPoses:
     """``T_map_frame`` from a :class:`TFBuffer`, or — when the tree has no ``map_frame`` — relative to
     the first pose asked for: the map is then the first frame's pose (said once, in the log).
 
     Robots often record only ``odom → base_link → …``; mapping in the first camera frame is then the
-    only honest choice (odom drifts, but so would any other anchor).
+    only honest choice (odom drifts, but so would any other anchor). A localisation that starts
+    later (AMCL, slam_toolbox: ``map -> odom``) ends the anchor, once: from the first lookup after
+    ``map_frame`` reaches the anchor's root, every pose is TF's ``map <- frame`` (held back through
+    the first fix before it, :func:`held_back`), and ``on_reanchor(T_map_anchor)`` is called first,
+    before any such pose is returned, so that the owner moves what it built in the anchor's frame
+    into TF's map by that one rigid transform (the first fix, composed as :func:`held_back` composes
+    it: what was mapped before and after is one map). Later fixes (``map -> odom`` jumping as the
+    localisation corrects the odometry) move the poses, never the map again.
 
     ``live``: TF is still arriving (a node). A tree that only static transforms reach from the frame
     is then not anchored to: its root moves with the robot (``base_link``), and the ``map`` or
@@ -525,10 +584,12 @@ class MapPoses:
     more unconnected trees": a URDF rooted at ``base_link`` beside ``odom -> base_footprint``),
     an error naming both roots."""
 
-    def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False):
+    def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False, on_reanchor=None):
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
+        self.on_reanchor = on_reanchor  # called with T_map_anchor (4x4) when a late map ends the anchor
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
-        self.map_came_late = False  # TF gained map_frame after the anchor was set (said once)
+        self.map_came_late = False  # TF gained map_frame after the anchor was set: the map moved into it
+        self._said_unconnected = False
 
     def lookup(
         self,
@@ -539,78 +600,77 @@ class MapPoses:
     ) -> np.ndarray:
         """4x4 ``T_map_frame`` at ``stamp_ns``; :class:`TFError` naming the frames when unknown.
         ``future_tolerance_ns``, ``logged_ns``: see :meth:`TFBuffer.lookup`."""
+        if self.anchor is not None and self.tf.has_frame(self.map_frame):
+            self._reanchor(logged_ns)
         if self.anchor is None and self.tf.has_frame(self.map_frame):
-            try:
-                return self.tf.lookup(
-                    self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns
-                ).matrix()
-            except ExtrapolationError as exc:
-                held = None if exc.future or stamp_ns is None else self._held_back(frame, stamp_ns, logged_ns)
-                if held is None:
-                    raise
-                return held
+            return lookup_in_map(self.tf, self.map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns)
         if self.anchor is None:
-            if not self.tf.has_frame(frame):
-                raise UnknownFrameError(
-                    f"no TF for frame {frame!r} (and no {self.map_frame!r} frame); known frames: "
-                    f"{', '.join(self.tf.all_frames()) or 'none'}"
-                )
-            root = self.tf.root(frame, logged_ns)
-            if self.live and not self.tf.moves(frame, logged_ns):
-                raise UnknownFrameError(
-                    f"no {self.map_frame!r} frame, and only static transforms reach {frame!r} (root "
-                    f"{root}): waiting for the robot's moving transform (a camera that does not move: "
-                    f"set mapper.topics.map_frame to {root})"
-                )
-            static_only = not self.tf.moves(frame, logged_ns)
-            moving = sorted({self.tf.root(e.child) for e in self.tf.edges() if not e.static} - {root})
-            if static_only and moving:  # (a camera not connected to the robot, not a tripod)
-                raise TFError(
-                    f"no {self.map_frame!r} frame, and TF has two or more unconnected trees: {frame} "
-                    f"reaches only static transforms (root {root}), the moving tree is rooted at "
-                    f"{', '.join(moving)}; publish the transform joining them (a camera that does not "
-                    f"move: set mapper.topics.map_frame to {root})"
-                )
-            T_root_first = self.tf.lookup(root, frame, stamp_ns, logged_ns=logged_ns).matrix()
-            self.anchor = (root, np.linalg.inv(T_root_first))
-            if self.log is not None:
-                self.log.warning(
-                    f"TF has no frame {self.map_frame!r}: the map frame is the first frame's pose "
-                    f"({frame} at {stamp_ns} ns, tree root {root})"
-                )
+            self._anchor(frame, stamp_ns, logged_ns)
+        assert self.anchor is not None
         root, T_first_root = self.anchor
-        if not self.map_came_late and self.tf.has_frame(self.map_frame):
-            # (a localisation started after the first frame: the map made so far is in the anchor's
-            # frame; poses switched to TF's map now would tear it in two, so the anchor stays)
-            self.map_came_late = True
-            if self.log is not None:
-                self.log.warning(
-                    f"TF gained frame {self.map_frame!r} (a localisation that started late) after the "
-                    f"map was anchored to the first frame's pose: this map stays in that frame, not "
-                    f"TF's {self.map_frame!r} (restart the mapper once {self.map_frame!r} is published "
-                    f"to map in it)"
-                )
         return T_first_root @ self.tf.lookup(root, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
 
-    def _held_back(self, frame: str, stamp_ns: int, logged_ns: int | None) -> np.ndarray | None:
-        """``T_map_frame`` of a frame from before ``map`` reached its tree: a localisation that started
-        late (REP 105's ``map -> odom`` from some time on, odometry before). The frame's pose in the
-        map's child (``odom``) at ``stamp_ns``, carried into the map by the first ``map <- odom``: the
-        localisation's first fix holds for the odometry before it, so what is mapped before and after
-        is one map. Only that edge is held back (odometry that starts late is no pose); None: not
-        this case, the lookup's error stands."""
-        ups = [frame.lstrip("/")] + [e.parent for e in self.tf._chain(frame.lstrip("/"), logged_ns)]
-        if self.map_frame not in ups[1:]:
-            return None
-        odom = ups[ups.index(self.map_frame) - 1]
-        first = self.tf.earliest_common_stamp(self.map_frame, odom, logged_ns)
-        if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
-            return None
+    def _anchor(self, frame: str, stamp_ns: int | None, logged_ns: int | None) -> None:
+        """Anchor the map to ``frame``'s pose at ``stamp_ns`` in its tree's root (no map frame)."""
+        if not self.tf.has_frame(frame):
+            raise UnknownFrameError(
+                f"no TF for frame {frame!r} (and no {self.map_frame!r} frame); known frames: "
+                f"{', '.join(self.tf.all_frames()) or 'none'}"
+            )
+        root = self.tf.root(frame, logged_ns)
+        if self.live and not self.tf.moves(frame, logged_ns):
+            raise UnknownFrameError(
+                f"no {self.map_frame!r} frame, and only static transforms reach {frame!r} (root "
+                f"{root}): waiting for the robot's moving transform (a camera that does not move: "
+                f"set mapper.topics.map_frame to {root})"
+            )
+        static_only = not self.tf.moves(frame, logged_ns)
+        moving = sorted({self.tf.root(e.child) for e in self.tf.edges() if not e.static} - {root})
+        if static_only and moving:  # (a camera not connected to the robot, not a tripod)
+            raise TFError(
+                f"no {self.map_frame!r} frame, and TF has two or more unconnected trees: {frame} "
+                f"reaches only static transforms (root {root}), the moving tree is rooted at "
+                f"{', '.join(moving)}; publish the transform joining them (a camera that does not "
+                f"move: set mapper.topics.map_frame to {root})"
+            )
+        T_root_first = self.tf.lookup(root, frame, stamp_ns, logged_ns=logged_ns).matrix()
+        self.anchor = (root, np.linalg.inv(T_root_first))
+        if self.log is not None:
+            self.log.warning(
+                f"TF has no frame {self.map_frame!r}: the map frame is the first frame's pose "
+                f"({frame} at {stamp_ns} ns, tree root {root})"
+            )
+
+    def _reanchor(self, logged_ns: int | None) -> None:
+        """End the anchor once ``map_frame`` reaches its root (a localisation started late):
+        ``on_reanchor(T_map_anchor)``, then poses come from TF's map. A ``map`` not above the root
+        (another tree), or no sample of its transform yet: the anchor stays (said once)."""
+        assert self.anchor is not None
+        root, T_first_root = self.anchor
+        if self.map_frame not in [e.parent for e in self.tf._chain(root, logged_ns)]:
+            if not self._said_unconnected and self.log is not None:
+                self._said_unconnected = True
+                self.log.warning(
+                    f"TF has frame {self.map_frame!r}, but it does not reach {root} (the root this map "
+                    f"is anchored in): the map stays in the first frame's pose until it does"
+                )
+            return
         try:
-            T_odom_frame = self.tf.lookup(odom, frame, stamp_ns, logged_ns=logged_ns).matrix()
-        except TFError:
-            return None
-        return self.tf.lookup(self.map_frame, odom, first, logged_ns=logged_ns).matrix() @ T_odom_frame
+            T_map_root = first_fix(self.tf, self.map_frame, root, logged_ns)
+        except TFError:  # (its samples cleared when time went back: the next one serves)
+            return
+        T_map_anchor = T_map_root @ np.linalg.inv(T_first_root)
+        if self.on_reanchor is not None:
+            self.on_reanchor(T_map_anchor)
+        self.anchor, self.map_came_late = None, True
+        if self.log is not None:
+            t = T_map_anchor[:3, 3]
+            self.log.warning(
+                f"TF gained frame {self.map_frame!r} (a localisation that started late) after the map was "
+                f"anchored to the first frame's pose: the map built so far was moved into "
+                f"{self.map_frame!r} by the localisation's first fix (translation "
+                f"{t[0]:.3f} {t[1]:.3f} {t[2]:.3f} m); poses follow TF's {self.map_frame!r} from now on"
+            )
 
 
 def check_frame_id(option: str, frame: str) -> None:

@@ -462,11 +462,14 @@ def _gt_over_patch(map_gt: dict, results: list, gts: list, tf, base_frame: str, 
     """Each frame's GT cut from the whole map over the model's patch (x_range, y_range), as training
     takes it: the bag's per-frame GT covers the patch it was recorded with (``gs-mapping world
     --bev-range``, 30 × 15 m by default), so a model of a longer patch had its true lanes beyond it
-    scored as false positives. A frame whose map pose is not in TF, or whose cut fails (a crossing
-    ring that crosses itself: shapely refuses to intersect it), keeps the recorded GT."""
+    scored as false positives. A frame from before a late localisation's first ``map -> odom`` is
+    posed through that fix, as the mapper poses it (:func:`~gs_mapping.tf.lookup_in_map`). A frame
+    whose map pose is not in TF, or whose cut fails (a crossing ring that crosses itself: shapely
+    refuses to intersect it), keeps the recorded GT."""
     from shapely.errors import GEOSException
 
     from gs_mapping.errors import TFError
+    from gs_mapping.tf import lookup_in_map
     from gs_mapping.world.roads import clip_elements
 
     (x0, x1), (y0, y1) = model_cfg.x_range, model_cfg.y_range
@@ -476,7 +479,7 @@ def _gt_over_patch(map_gt: dict, results: list, gts: list, tf, base_frame: str, 
     out = []
     for r, gt in zip(results, gts, strict=True):
         try:
-            T_map_base = tf.lookup(map_gt["frame_id"], base_frame, r["stamp_ns"]).matrix()
+            T_map_base = lookup_in_map(tf, map_gt["frame_id"], base_frame, r["stamp_ns"])
         except TFError:
             out.append(gt)
             continue

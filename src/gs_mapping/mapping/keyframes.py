@@ -67,6 +67,13 @@ class KeyframeSelector:
         self._last_points: np.ndarray | None = None
         self._since = 0
 
+    def move(self, T_new_old: np.ndarray) -> None:
+        """The last keyframe's pose and points in another frame (the map moved by ``T_new_old``)."""
+        if self._last_pose is not None:
+            self._last_pose = T_new_old @ self._last_pose
+        if self._last_points is not None:
+            self._last_points = self._last_points @ T_new_old[:3, :3].T + T_new_old[:3, 3]
+
     def decide(self, camera: Camera, depth: np.ndarray) -> KeyframeDecision:
         """Decide for one mapping frame; a positive decision makes it the new reference."""
         if self._last_pose is None:

@@ -268,12 +268,30 @@ class IncrementalMapper:
         p = self.params
         par = tensors(*p.parameters().values(), *p.adam_m.values(), *p.adam_v.values(), p.adam_t)
         par += p.levels.nbytes + p.contrib.nbytes
-        views = {id(v): v for v in [*self.window, *self.history, *(v for vs in self.virtual for v in vs)]}
         return {
             "params": par,
             "map": self.gmap.nbytes(),
-            "keyframes": sum(tensors(v.rgb, v.depth, v.mask) for v in views.values()),
+            "keyframes": sum(tensors(v.rgb, v.depth, v.mask) for v in self._views()),
         }
+
+    def _views(self) -> list[TrainView]:
+        """Every kept view once (the window's are in the history too), virtual ones included."""
+        views = {id(v): v for v in [*self.window, *self.history, *(v for vs in self.virtual for v in vs)]}
+        return list(views.values())
+
+    def move_map(self, T_new_old: np.ndarray) -> None:
+        """Move everything built so far into another frame by one rigid transform (a live mapper
+        anchored to its first pose, once a localisation that started late gives TF's ``map``): the
+        Gaussians with their optimiser state (:meth:`TorchGaussians.move`), the kept views' poses,
+        the keyframe selector's reference; :attr:`gmap` follows by its change record (every
+        Gaussian updated), so the next delta moves the receivers' map too. The levels hold no
+        positions (a new seed's level is chosen from the means as they are then)."""
+        T = np.asarray(T_new_old, np.float64)
+        self.params.move(T)
+        for view in self._views():
+            view.camera = view.camera.with_pose(T @ view.camera.T_map_cam)
+        self.selector.move(T)
+        self.params.sync_to(self.gmap)
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, frame: Frame) -> dict:

@@ -18,8 +18,19 @@ import torch
 
 from ..errors import MapError
 from ..gaussians import GaussianMap, unit_quaternions
+from ..geometry import matrix_to_quat, quat_multiply
+from ..render.sh import sh_rotation
 
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+
+
+def _turned(x: torch.Tensor, M: np.ndarray, offset: np.ndarray | None = None) -> torch.Tensor:
+    """Rows of ``x`` (N, k, …) with ``M`` (k, k) applied to their coordinates (axis 1), plus
+    ``offset`` (k,), in float64."""
+    out = torch.einsum("kj,nj...->nk...", torch.as_tensor(M, device=x.device), x.double())
+    if offset is not None:
+        out = out + torch.as_tensor(offset, device=x.device)
+    return out.to(x.dtype)
 
 
 class TorchGaussians:
@@ -121,6 +132,33 @@ class TorchGaussians:
             for k in FIELDS:
                 st[k] = st[k][tm]
         self.adam_t = self.adam_t[tm]
+
+    @torch.no_grad()
+    def move(self, T_new_old: np.ndarray) -> None:
+        """Move every Gaussian into another frame by the rigid transform ``T_new_old`` (4x4): means,
+        rotations and SH coefficients (the view-dependent colour turns with the scene), and their
+        Adam state. The first moment is a running mean of the gradients, linear in them: it turns
+        as they do, exactly. The second is per coordinate, which a rotation mixes: each coordinate
+        of a row gets the sum over the ones mixed with it (a squared norm bounds every rotated
+        coordinate's square), so no step after the move is larger than Adam would take with the
+        true moment; a reset would give m / √v with v = 0, a step of lr · 10¹⁵."""
+        R, t = np.asarray(T_new_old, np.float64)[:3, :3], np.asarray(T_new_old, np.float64)[:3, 3]
+        q_R = matrix_to_quat(R)
+        bands = [slice(b * b, (b + 1) ** 2) for b in range(self.sh_degree + 1)]
+        turns = {  # field → (matrix acting on its coordinates, the groups of coordinates it mixes)
+            "means": (R, [slice(0, 3)]),
+            "quats": (quat_multiply(q_R, np.eye(4)).T, [slice(0, 4)]),  # L @ q = q_R ⊗ q
+            "sh": (sh_rotation(self.sh_degree, R), bands),
+        }
+        values = {n: getattr(self, n).detach() for n in FIELDS}
+        for name, (M, groups) in turns.items():
+            values[name] = _turned(values[name], M, t if name == "means" else None)
+            self.adam_m[name] = _turned(self.adam_m[name], M)
+            v = self.adam_v[name].clone()
+            for g in groups:
+                v[:, g] = v[:, g].sum(dim=1, keepdim=True).expand_as(v[:, g])
+            self.adam_v[name] = v
+        self._set(values)
 
     def numpy(self, name: str) -> np.ndarray:
         return getattr(self, name).detach().cpu().numpy()

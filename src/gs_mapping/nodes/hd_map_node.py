@@ -34,6 +34,7 @@ import numpy as np
 from ..config_file import param
 from ..errors import ConfigError, GsMappingError, MessageError, TFError, transform_may_arrive
 from ..sync import CameraInfoHistory
+from ..tf import lookup_in_map
 from ..topics import info_topic, transport_base
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
@@ -389,10 +390,11 @@ class HDMapNode(NodeBase):
         wait = self.cfg.tf_wait_s * 1e9
         may_wait = not final and wait > 0 and now - since <= wait
         self.tf_follows_clock(self.tf)
-        try:  # (while it may wait, a pose past the last sample waits for the next: tf2's rule)
-            T = self.tf.lookup(
-                self.cfg.map_frame, self.cfg.base_frame, stamp, 0 if may_wait else None
-            ).matrix()
+        try:  # (while it may wait, a pose past the last sample waits for the next: tf2's rule; one
+            # before a late localisation's first fix is held back through it, as the mapper's)
+            T = lookup_in_map(
+                self.tf, self.cfg.map_frame, self.cfg.base_frame, stamp, 0 if may_wait else None
+            )
         except TFError as exc:
             if may_wait and transform_may_arrive(exc):
                 self._waiting = (elements, region, stamp, since)

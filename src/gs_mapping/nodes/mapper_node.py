@@ -12,7 +12,8 @@ Colour and depth are paired by the approximate-time synchroniser; the pose is T_
 the colour stamp. Outputs:
 
 - ``~/map_delta`` (std_msgs/UInt8MultiArray, reliable, keep-last N): one gs_map_share delta per
-  keyframe, from the map's change record;
+  keyframe, from the map's change record, and one when a map anchored to the first frame's pose
+  (no ``map`` frame then) moves into TF's ``map`` once a localisation starts (:class:`~gs_mapping.tf.MapPoses`);
 - ``~/map_snapshot`` (UInt8MultiArray, reliable + transient_local): the whole map, on a period and
   when a new subscriber joins, so late joiners and receivers that lost deltas recover;
 - ``/diagnostics``.
@@ -119,7 +120,7 @@ class MapperNode(NodeBase):
         self._depth_info_used = (
             "" if self.cfg.topics.depth_camera_info == AUTO else self.cfg.topics.depth_info()
         )
-        self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True)
+        self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True, on_reanchor=self._move_map)
         self.last_stamp_ns = -1
         # frames awaiting their TF, oldest first: (colour, depth, stamp, since_ns)
         self._waiting: list[tuple] = []
@@ -426,6 +427,12 @@ class MapperNode(NodeBase):
         if not seen.get(t.tf) and not seen.get(t.tf_static):
             out.append(f"TF on {t.tf} / {t.tf_static}")
         return out
+
+    def _move_map(self, T_map_anchor: np.ndarray) -> None:
+        """A localisation started late: the map anchored to the first frame's pose moves into TF's
+        map (:class:`~gs_mapping.tf.MapPoses`), and the receivers' with it, by a delta now."""
+        self.mapper.move_map(T_map_anchor)
+        self.publish_delta()
 
     # -- outputs -----------------------------------------------------------------------------------
     def publish_delta(self) -> None:

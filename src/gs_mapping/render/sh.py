@@ -8,6 +8,9 @@ PLY trained by either renders identically here, and the CPU and CUDA backends ag
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 SH_C0 = 0.28209479177387814
@@ -74,3 +77,29 @@ def sh_to_color(degree: int, dirs: torch.Tensor, coeffs: torch.Tensor) -> torch.
         # (…, 1, n) @ (…, n, 3): a batched matrix product, cheaper than broadcast-multiply-and-sum.
         raw = torch.matmul(basis[..., None, :], coeffs[..., :n, :])[..., 0, :]
     return torch.clamp_min(raw + 0.5, 0.0)
+
+
+def _sphere(n: int = 64) -> torch.Tensor:
+    """``n`` unit directions spread evenly over the sphere (a Fibonacci lattice), float64."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * i / n
+    r = torch.sqrt(1.0 - z * z)
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))  # the golden angle
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)
+
+
+def sh_rotation(degree: int, R) -> np.ndarray:
+    """The (n, n) matrix M, n = (degree+1)², of a scene turned by the rotation ``R`` (3x3): a
+    Gaussian's coefficients ``M @ sh`` show along ``R d`` the colour ``sh`` showed along ``d`` (the
+    camera turned with the scene sees the same image). Block diagonal: each band maps into itself
+    (its rotated functions are again functions of the band) and the DC term stays. Each band's block
+    is solved from the basis at 64 directions spread over the sphere, ``Y(d) M = Y(Rᵀ d)``: a fit
+    with no residual, so exact up to float64 rounding, in gsplat's basis and signs as rendered."""
+    R = torch.as_tensor(np.asarray(R, np.float64).reshape(3, 3))
+    d = _sphere()
+    A, B = sh_basis(degree, d), sh_basis(degree, d @ R)  # (d @ R: Rᵀ d per row)
+    M = np.zeros(((degree + 1) ** 2,) * 2)
+    for band in range(degree + 1):
+        s = slice(band * band, (band + 1) ** 2)
+        M[s, s] = torch.linalg.lstsq(A[:, s], B[:, s]).solution.numpy()
+    return M
