@@ -254,10 +254,11 @@ def test_mapper_pairs_colour_and_cloud_within_the_sync_slop(offset_ms, frames):
 # runtime.replay.ReplayBus.run: the progress bar counts the messages it will feed
 
 
-def test_replay_progress_total_is_the_messages_fed(tmp_path, capsys):
+def test_replay_progress_total_is_the_messages_fed(tmp_path, capsys, monkeypatch):
     """ReplayBus.run(progress=True): the bar's total is the number of messages it feeds — the
     subscribed topic's 3 and the 2 /tf messages it copies (record_inputs) — not those of other
-    topics in the bag (2 on /other)."""
+    topics in the bag (2 on /other). (stderr is no terminal here: progress lines, one a tenth.)"""
+    monkeypatch.setenv("GS_MAPPING_PROGRESS_INTERVAL", "0")
     from hostile_cases import tf_message
 
     from gs_mapping.bag import BagReader, BagWriter

@@ -21,6 +21,7 @@ API (stable; the CLI, the mapper's run and the nodes call it)::
     with open_output(path, "wb", overwrite=False, inputs=()) as fh: ...   # streamed writers
     with output_path(path, overwrite=False, inputs=()) as tmp: lib.save(tmp)  # writers taking a name
     with output_directory(path, overwrite=False, inputs=(), allowed=None) as tmp_dir: ...  # several files
+    sweep_stale_temp_dirs(path)  # remove the temp folders of path's writers that were killed
     install_directory(built_dir, path, overwrite=False, inputs=(), allowed=None)  # a finished temp dir
     rescue(prefix, suffix, write)  # what could not go where it was going, in the temp directory
 """
@@ -31,7 +32,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import fnmatch
+import glob
 import logging
 import os
 import shutil
@@ -301,6 +304,8 @@ def remove_temp(p: Path) -> str | None:
         if not os.path.lexists(p):  # (gone meanwhile: what was to happen)
             return None
         return f"{p} is left behind ({os_reason(exc)}): remove it"
+    finally:
+        _stop_writing(p)  # (one left behind is then swept by the next run)
     return None
 
 
@@ -519,15 +524,17 @@ def output_directory(
     """A fresh temp directory beside ``path``; it replaces ``path`` as a whole when the block succeeds.
 
     On an exception (or a kill) ``path`` is left as it was and the temp directory is removed (after a
-    ``kill -9`` a hidden ``.NAME.tmp-*`` directory may remain beside it).
+    ``kill -9`` a hidden ``.NAME.tmp-*`` directory remains beside it, until the next run writing
+    ``path`` removes it: :func:`sweep_stale_temp_dirs`).
     """
     inputs = list(inputs)
     allowed = None if allowed is None else list(allowed)
     path = check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
+    sweep_stale_temp_dirs(path)
     tmp = None
     try:
         with _signals_held():
-            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, ".tmp-"), dir=path.parent))
+            tmp = _writing_dir(path)
             # as mkdir would create it: the umask's mode, and the set-group-ID bit (with the group)
             # a folder inherits from a shared parent (chmod g+s); an existing one's: install_directory
             tmp.chmod((0o777 & ~_umask()) | (tmp.stat().st_mode & stat.S_ISGID))
@@ -541,6 +548,77 @@ def output_directory(
     finally:
         if tmp is not None:
             _rm(tmp)
+
+
+# --- temp folders being written, and those of writers that are gone ------------------------------
+#
+# A folder output is built in a temp folder beside it whose writer holds an flock(2) on it for as
+# long as it writes. The kernel drops the lock when the process ends, SIGKILL and a crash included:
+# a later run that can take the lock knows no process writes there any more and removes the
+# folder; one that cannot (a live writer: another process, or another thread of this one) leaves
+# it alone. (A process id could not say as much: pids are reused, and in a container every run is
+# pid 1.)
+
+_TEMP_DIR_TAG = ".tmp-"  # output_directory's temp folders: .NAME.tmp-XXXXXXXX
+_WRITING: dict[Path, int] = {}  # this process's temp folders → the descriptor holding the lock
+
+
+def _writing_dir(path: Path) -> Path:
+    """A new temp folder beside ``path``, locked as being written until :func:`remove_temp` (call
+    with the signals held, so that its name is known before anything can interrupt)."""
+    for _ in range(8):  # (a sweeper may take a new folder in the instant before its lock: another)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, _TEMP_DIR_TAG), dir=path.parent))
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        with contextlib.suppress(OSError):  # (no locks on this file system: never swept, as before)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # (waits only while a sweeper that took it removes it)
+        try:
+            kept = os.path.samestat(os.fstat(fd), os.lstat(tmp))
+        except FileNotFoundError:
+            kept = False
+        if kept:
+            _WRITING[tmp] = fd
+            return tmp
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "every new temp folder was removed at once", os.fspath(path.parent))
+
+
+def _stop_writing(tmp: Path) -> None:
+    fd = _WRITING.pop(tmp, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def sweep_stale_temp_dirs(path: PathLike) -> None:
+    """Remove the temp folders of output ``path`` that no process writes any more (their writer was
+    killed: ``kill -9``, out of memory, power lost), each with one line saying so; those of a live
+    writer, and those of other users, are left alone."""
+    path = Path(path)
+    try:  # (tempfile's 8 random characters after the prefix)
+        found = sorted(path.parent.glob(glob.escape(temp_prefix(path, _TEMP_DIR_TAG)) + "?" * 8))
+    except OSError:  # (a folder that cannot be listed holds nothing this can find)
+        return
+    for tmp in found:
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # (gone meanwhile, a link, not a folder)
+            continue
+        try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # being written (or no locks here: cannot tell, so left)
+                continue
+            left = remove_temp(tmp)
+            log.warning(
+                left
+                or f"{tmp}: removed: the unfinished output of a run that was killed (no process writes it)"
+            )
+        finally:
+            os.close(fd)
 
 
 def rescue_file(prefix: str, suffix: str) -> Path:

@@ -52,13 +52,13 @@ def fuse_drive(
 ) -> FusedDrive:
     """Predict each frame of a :class:`gs_mapping.world.Drive` (its rendered images, K, rig
     extrinsics), fuse in the map frame with the drive's true poses."""
-    from tqdm import tqdm
+    from gs_mapping.progress import progress as progress_report
 
     n = min(frames or len(drive), len(drive))
     lm = LaneMap(config or LaneMapConfig())
     out = FusedDrive(lane_map=lm)
     out.gt_map = [(int(e.cls), np.asarray(e.pts, np.float64)[:, :2]) for e in drive.world.map_elements()]
-    for i in tqdm(range(n), desc="fuse", disable=not progress, leave=False):
+    for i in progress_report(range(n), desc="fuse", enabled=progress, leave=False):
         fr = drive.frame(i)
         ims = [fr.images[c.frame_id.removesuffix("_optical_frame")][0] for c in drive.cameras]
         els = predictor.predict(ims, drive.cameras, [c.T_map_cam for c in drive.cameras])

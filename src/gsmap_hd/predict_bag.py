@@ -86,12 +86,11 @@ def predict_bag(
     see :func:`_gt_over_patch`). ``fit`` / ``antialias``: see :func:`gsmap_hd.data.images_to_model`. Predictions are
     clipped to the region the checkpoint declares (or ``region``), and each result frame carries that
     region (``"region"``: exterior rings in base_link) so that ``hd-eval`` clips the GT the same way."""
-    from tqdm import tqdm
-
     from gs_mapping import messages as M
     from gs_mapping.bag import BagReader
     from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
+    from gs_mapping.progress import progress as progress_report
     from gs_mapping.rectify import for_images_on
     from gs_mapping.sync import ApproximateTimeSynchronizer, CameraInfoHistory
 
@@ -190,7 +189,9 @@ def predict_bag(
             )
             topics = [t for t in topics if bag.has_topic(t)]
             n_img = sum(bag.topic(c).count for c in cams) // len(cams)
-            bar = tqdm(total=min(n_img, max_frames or n_img), desc="hd-predict", disable=not progress)
+            bar = progress_report(
+                total=min(n_img, max_frames or n_img), desc="hd-predict", unit="frame", enabled=progress
+            )
             enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
             undecodable: dict[str, int] = {}  # camera topic → images that could not be decoded (skipped)
             dropped_waiting = 0

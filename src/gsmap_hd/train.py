@@ -414,16 +414,16 @@ def _restore_loop(state: dict | None, device) -> None:
 def _train_loop(
     cfg, model, opt, sched, source, eval_source, device, start, run: _RunFiles, progress, loop=None
 ):
-    from tqdm import tqdm
+    from gs_mapping.progress import progress as progress_report
 
     write_bytes(run.dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode(), overwrite=True)
     crit = GSMapCriterion(cfg.model, cfg.loss)
     # Render the training frames once, in order (consecutive frames share a drive/world); nuScenes
     # samples are read from disk when used
-    for i in tqdm(
+    for i in progress_report(
         range(0 if cfg.data == "nuscenes" else cfg.train_frames),
         desc="hd-train data",
-        disable=not progress,
+        enabled=progress,
         leave=False,
     ):
         source[i]
@@ -431,13 +431,13 @@ def _train_loop(
     log.info(f"training region: {region.name} ({region.area:.0f} m² of the patch)")
     logged: dict = {}
     model.train()
-    bar = tqdm(
+    bar = progress_report(
         range(start, cfg.steps),
         initial=start,
         total=cfg.steps,
-        disable=not progress,
+        enabled=progress,
         desc="hd-train",
-        dynamic_ncols=True,
+        unit="step",
     )
     t0 = time.perf_counter()
     acc: dict[str, float] = dict(loop["acc"]) if loop else {}

@@ -21,6 +21,7 @@ import threading
 from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError, Terminated
 from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
+from ..progress import line_interval_s
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -76,10 +77,14 @@ def one_line(text: object) -> str:
 
 
 def show_progress(no_progress: bool = False) -> bool:
-    """Whether a command draws its progress bar: only on a terminal. tqdm redraws its line with
-    carriage returns, which a CI log or ``2> file`` keeps as text, one copy a redraw (tqdm's own
-    ``disable=None`` rule; git and pip do the same)."""
-    return not no_progress and sys.stderr is not None and sys.stderr.isatty()  # (None: 2>&-)
+    """Whether a command reports its progress (:func:`gs_mapping.progress.progress`: a bar on a
+    terminal, a line now and then elsewhere). A bad ``GS_MAPPING_PROGRESS_INTERVAL`` is refused
+    here, before the work starts."""
+    if no_progress or sys.stderr is None:  # (None: 2>&-)
+        return False
+    if not sys.stderr.isatty():
+        line_interval_s()
+    return True
 
 
 def seed(text: str) -> int:
@@ -95,11 +100,12 @@ def seed(text: str) -> int:
 
 
 def add_no_progress(p: argparse.ArgumentParser) -> None:
-    """``--no-progress``, for the commands that draw a bar (:func:`show_progress`)."""
+    """``--no-progress``, for the commands that report their progress (:func:`show_progress`)."""
     p.add_argument(
         "--no-progress",
         action="store_true",
-        help="no progress bar (one is drawn only when stderr is a terminal)",
+        help="no progress report (a bar on a terminal; elsewhere a line at each tenth of the work, "
+        "at most one every GS_MAPPING_PROGRESS_INTERVAL seconds, default 30)",
     )
 
 

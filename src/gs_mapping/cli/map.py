@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none); at most "
-        "32 of them are evaluated, evenly spaced",
+        "mapper.holdout_views (default 32) of them are evaluated, evenly spaced",
     )
     p.add_argument("--config", default=None, help="ROS parameter YAML with a 'mapper' section")
     p.add_argument(

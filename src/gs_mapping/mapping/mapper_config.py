@@ -287,7 +287,14 @@ class MapperConfig:
     )
     holdout_every: int = param(
         5,
-        "Hold out every n-th frame for evaluation (never used for mapping; at most 32 evaluated, evenly spaced); 0 = none.",
+        "Hold out every n-th frame for evaluation (never used for mapping; at most holdout_views of them evaluated, evenly spaced); 0 = none.",
+        (0, 100000),
+    )
+    holdout_views: int = param(
+        32,
+        "Held-out frames evaluated at the end of gs-mapping map, at most: evenly spaced over those held "
+        "out, so memory stays bounded however long the drive (a view at 640x360 holds ~1.6 MB); 0 = "
+        "evaluate none (frames are still held out).",
         (0, 100000),
     )
     min_depth_m: float = param(
@@ -328,6 +335,10 @@ class MapperConfig:
             (self.max_gaussians > 0, f"max_gaussians must be > 0, got {self.max_gaussians}"),
             (self.holdout_every >= 0, f"holdout_every must be >= 0, got {self.holdout_every}"),
             (self.holdout_every != 1, "holdout_every = 1 would hold out every frame"),
+            (
+                type(self.holdout_views) is int and self.holdout_views >= 0,
+                f"holdout_views must be an integer >= 0 (0 = evaluate none), got {self.holdout_views!r}",
+            ),
             (self.optim.window >= 1, f"optim.window must be >= 1, got {self.optim.window}"),
             (self.optim.iterations >= 0, "optim.iterations must be >= 0"),
             (0 < self.optim.render_scale <= 1, "optim.render_scale must be in (0, 1]"),

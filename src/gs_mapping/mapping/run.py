@@ -65,25 +65,21 @@ def check_bag(bag_path, cfg: MapperConfig, cloud_topic: str = "") -> int:
 
 MAP_OUTPUTS = ("map.ply", "metrics.json", "heldout")  # what a map run's directory holds
 
-# held-out views evaluated at most (memory bounded however long the drive: ~1.6 MB a view at 640x360;
-# named in README, map --help and mapper_config.holdout_every)
-MAX_HELDOUT_VIEWS = 32
-
 
 class HeldOutViews:
     """The held-out frames evaluated at the end, in memory bounded however long the drive: at most
-    ``limit``, evenly spaced over those held out (every 2**k-th: when one more would exceed the
-    limit, every other one goes and the spacing doubles). Every held-out frame is still withheld from
-    the mapper. A colour image is kept as its 8 bits (frames are uint8 / 255: given back
-    bit-identical), depth as it is."""
+    ``limit`` (``mapper.holdout_views``; 0: none), evenly spaced over those held out (every 2**k-th:
+    when one more would exceed the limit, every other one goes and the spacing doubles). Every
+    held-out frame is still withheld from the mapper. A colour image is kept as its 8 bits (frames
+    are uint8 / 255: given back bit-identical), depth as it is."""
 
-    def __init__(self, limit: int = MAX_HELDOUT_VIEWS):
+    def __init__(self, limit: int = MapperConfig.holdout_views):
         self.limit, self.stride, self.seen = limit, 1, 0
         self._kept: list[Frame] = []
 
     def add(self, frame: Frame) -> None:
         self.seen += 1
-        if (self.seen - 1) % self.stride:
+        if not self.limit or (self.seen - 1) % self.stride:
             return
         u8 = np.rint(frame.rgb * 255).astype(np.uint8)
         if np.array_equal(u8.astype(np.float32) / 255.0, frame.rgb):  # (else kept as float32)
@@ -166,9 +162,8 @@ def map_bag(
     complete new ones; an existing ``out_dir`` is replaced only with ``overwrite``, never the bag.
     ``strict``: an undecodable message in the bag is an error (else counted, skipped). ``cloud_topic``: a LiDAR
     PointCloud2 gives the geometry instead of ``cfg.topics.depth``."""
-    from tqdm import tqdm
-
     from ..ply import save_ply
+    from ..progress import progress as progress_report
 
     cfg = cfg or MapperConfig()
     if cloud_topic:
@@ -177,13 +172,13 @@ def map_bag(
     out = check_output(out_dir, overwrite=overwrite, inputs=[bag_path], directory=True, allowed=MAP_OUTPUTS)
     mapper = IncrementalMapper(cfg, device, rasterize=rasterize)
     fstats = FrameStats(strict=strict)
-    heldout = HeldOutViews()
+    heldout = HeldOutViews(cfg.holdout_views)
     n = cfg.holdout_every
     if max_frames is not None:
         total = min(total, max_frames)
     with _rescued_on_interrupt(mapper, out):
         t0, c0 = time.perf_counter(), time.process_time()
-        bar = tqdm(total=total, unit="frame", desc="mapping", disable=not progress, leave=False)
+        bar = progress_report(total=total, unit="frame", desc="mapping", enabled=progress, leave=False)
         calibration = None
         pending = []  # mapping frames buffered until the colour camera is calibrated
 
@@ -193,8 +188,8 @@ def map_bag(
                 log.warning(
                     f"frame at {frame.stamp_ns} ns: {decision.reason}: skipped (such frames are counted)"
                 )
-            bar.update(1)
             bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
+            bar.update(1)
 
         try:
             for frame in read_frames(bag_path, cfg.topics, fstats, cloud_topic=cloud_topic):
@@ -255,7 +250,7 @@ def map_bag(
                 "device": mapper.device,
                 "heldout": {
                     "views": len(per_view),
-                    # withheld from the mapper; at most MAX_HELDOUT_VIEWS of them evaluated, evenly spaced
+                    # withheld from the mapper; at most cfg.holdout_views of them evaluated, evenly spaced
                     "held_out_frames": heldout.seen,
                     "psnr": _nanmean(v["psnr"] for v in per_view),
                     "ssim": _nanmean(v["ssim"] for v in per_view),

@@ -11,14 +11,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tempfile
 from pathlib import Path
 
 from ..errors import GsMappingError
-from ..output_files import rescue_file
+from ..output_files import rescue
 
 
 def save_map(gmap, path: str, what: str = "map", keep_ids: bool = False) -> None:
@@ -62,22 +61,21 @@ def final_save(
     try:
         save_map(gmap, path, what, keep_ids)
     except Exception as exc:  # noqa: BLE001 - never raises: anything that fails the save goes to the rescue
-        exc = exc if isinstance(exc, GsMappingError) else f"{path}: {type(exc).__name__}: {exc}"
-        rescue = Path(tempfile.gettempdir()) / f"{node_name}-{what}.ply"  # (named in the log if not made)
-        made = None
-        try:
-            rescue = made = rescue_file(f"{node_name}-{what}-", ".ply")
-            save_map(gmap, str(rescue), what, keep_ids)
+        why = _reason(exc, path)
+        try:  # (a rescue that fails leaves no file: an empty one where the log points would read as a map)
+            saved = rescue(f"{node_name}-{what}-", ".ply", lambda p: save_map(gmap, str(p), what, keep_ids))
         except Exception as exc2:  # noqa: BLE001 - as above
-            if made is not None:  # (an empty file where the log points would read as a saved map)
-                with contextlib.suppress(OSError):
-                    Path(made).unlink()
             logger.error(
-                f"final save failed: {exc}; also could not save to {rescue} ({exc2}); the previous "
-                f"{path} is untouched; the {what} is not saved"
+                f"final save failed: {why}; also could not save to the temp directory "
+                f"({_reason(exc2, tempfile.gettempdir())}); the previous {path} is untouched; the {what} is not saved"
             )
             return None
-        logger.error(f"final save failed: {exc}; the {what} was saved to {rescue} instead ({path} untouched)")
-        return str(rescue)
+        logger.error(f"final save failed: {why}; the {what} was saved to {saved} instead ({path} untouched)")
+        return str(saved)
     logger.info(f"{what} saved to {path} ({len(gmap)} Gaussians)")
     return path
+
+
+def _reason(exc: Exception, where: str) -> str:
+    """A failure as the log names it: our errors name their path; anything else gets ``where``."""
+    return str(exc) if isinstance(exc, GsMappingError) else f"{where}: {type(exc).__name__}: {exc}"

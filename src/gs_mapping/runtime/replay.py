@@ -165,7 +165,7 @@ class ReplayBus:
         is played on}, as ``ros2 bag play --remap`` (names here are those played)."""
         import time
 
-        from tqdm import tqdm
+        from ..progress import progress as progress_report
 
         remap = remap or {}
         played: dict[str, list[str]] = {}  # topic played → the bag's topics played on it
@@ -188,7 +188,7 @@ class ReplayBus:
         total = sum(reader.topic(b).count for b in read)
         summary = ReplaySummary(start_ns=reader.start_ns, matched_inputs=matched, unmatched_inputs=unmatched)
         t0 = time.perf_counter()
-        with tqdm(total=total, desc="replay", unit="msg", disable=not progress, leave=False) as bar:
+        with progress_report(total=total, desc="replay", unit="msg", enabled=progress, leave=False) as bar:
             for name, stamp_ns, msg in reader.messages(read):
                 topic = remap.get(name, name)
                 if topic in copy and self.writer is not None:

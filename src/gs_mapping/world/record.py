@@ -129,9 +129,8 @@ def write_bag(
 ) -> dict:
     """Render and write every frame of ``drive`` into the bag directory ``out``; returns a summary.
     ``workers`` > 1 renders frames in that many forked processes (same bytes as 1)."""
-    from tqdm import tqdm
-
     from .. import messages as M
+    from ..progress import progress as progress_report
 
     names = [c.frame_id.removesuffix("_optical_frame") for c in drive.cameras]
     with BagWriter(out, overwrite=overwrite) as bag:
@@ -162,12 +161,12 @@ def write_bag(
         world_gt["seed"] = drive.world.seed
         bag.write(TOPIC_MAP_JSON, t0, M.json_to_string_message(world_gt))
 
-        for frame in tqdm(
+        for frame in progress_report(
             _named(out, frames(drive, workers)),
             total=len(drive),
             desc="world",
             unit="frame",
-            disable=not progress,
+            enabled=progress,
         ):
             ns = frame.stamp_ns
             bag.write(
