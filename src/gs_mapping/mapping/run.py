@@ -197,7 +197,9 @@ def map_bag(
             bar.set_postfix(kf=mapper.stats.keyframes, gs=len(mapper.gmap))
 
         try:
-            for frame in read_frames(bag_path, cfg.topics, fstats, cloud_topic=cloud_topic):
+            for frame in read_frames(
+                bag_path, cfg.topics, fstats, cloud_topic=cloud_topic, deskew=cfg.deskew
+            ):
                 if max_frames is not None and frame.index >= max_frames:
                     break
                 if n and frame.index % n == n - 1:
