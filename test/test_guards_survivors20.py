@@ -553,7 +553,7 @@ def test_a_cloud_is_placed_by_the_pose_at_its_own_stamp():
     import numpy as np
     from hostile_cases import tf_message
 
-    from gs_mapping.messages import array_to_pointcloud2, numpy_to_image, pointcloud2_xyz
+    from gs_mapping.messages import array_to_pointcloud2, numpy_to_image, pointcloud2_xyz_times
 
     stamp, late = 1 * S, 1 * S + 50_000_000
     bus, node = _lidar_mapper(stamp, sync_slop_s=0.1)
@@ -563,7 +563,7 @@ def test_a_cloud_is_placed_by_the_pose_at_its_own_stamp():
     color = numpy_to_image(np.zeros((24, 32, 3), np.uint8), "rgb8", stamp, "cam", f)
     cloud = array_to_pointcloud2(_points_per_pixel(), late, "cam", factory=f)
     frame = node._frame(
-        (color.header, np.zeros((24, 32, 3), np.uint8)), (cloud.header, pointcloud2_xyz(cloud)), stamp
+        (color.header, np.zeros((24, 32, 3), np.uint8)), (cloud.header, pointcloud2_xyz_times(cloud)), stamp
     )
     depth = np.nan_to_num(np.asarray(frame.depth, np.float64))
     assert not depth[:, 0].any()

@@ -15,7 +15,9 @@ name a depth CameraInfo (``depth_camera_info``; ``auto``, the default: the depth
 the bag has one, for depth images in another frame than the colour's:
 :meth:`TopicsConfig.depth_info_for`): then each depth image is reprojected into the colour camera
 through TF at both stamps (:mod:`.depth_registration`). A cloud is moved by TF at its own
-stamp into the colour camera at the colour stamp and projected.
+stamp into the colour camera at the colour stamp and projected; with per-point times (ouster-ros
+``t``, velodyne ``time``, Hesai/RoboSense/Livox ``timestamp``) each point first by the sensor's pose
+when it was measured (:mod:`.deskew`; ``mapper.deskew``).
 
 Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
 extrapolated), an undecodable or wrongly sized depth image, no CameraInfo in the bag. A topic of the
@@ -34,6 +36,7 @@ import numpy as np
 from ..camera import Camera
 from ..errors import MessageError, TFError
 from ..sync import info_at
+from .deskew import Deskew
 from .mapper_config import AUTO, TopicsConfig
 
 log = logging.getLogger(__name__)
@@ -198,6 +201,9 @@ def depth_in_color(
     color_stamp: int | None = None,
     color_frame: str = "",
     logged_ns: int | None = None,
+    point_times: np.ndarray | None = None,
+    deskew: Deskew | None = None,
+    future_tolerance_ns: int | None = None,
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
     depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
@@ -206,6 +212,9 @@ def depth_in_color(
     at its own stamp (a registered depth's too, given the colour image's ``color_stamp`` and
     ``color_frame``: the colour camera's pose then, whatever frame the depth header names);
     ``logged_ns`` picks a recording's static transforms (:meth:`~gs_mapping.tf.TFBuffer.lookup`).
+    A cloud's ``point_times`` (seconds since its stamp, :func:`gs_mapping.messages.pointcloud2_xyz_times`)
+    place each point by the sensor's pose then, with ``deskew`` (None: the whole cloud at its stamp);
+    ``future_tolerance_ns`` 0: a time past the newest TF sample raises (a live node waits for it).
     The one rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
     from .depth_registration import cloud_to_depth, register_depth
@@ -233,8 +242,17 @@ def depth_in_color(
     if not frame:
         raise MessageError("depth/cloud message has no header.frame_id: cannot place it in TF")
     if cloud:
-        T_color_cloud = np.linalg.inv(T_map_color) @ poses.lookup(frame, geometry_stamp, logged_ns=logged_ns)
-        return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size)
+        T_map_cloud = poses.lookup(frame, geometry_stamp, logged_ns=logged_ns)
+        if deskew is not None and point_times is not None:
+            geometry = deskew(
+                geometry,
+                point_times,
+                geometry_stamp,
+                T_map_cloud,
+                lambda ns: poses.lookup(frame, ns, future_tolerance_ns, logged_ns),
+                raise_future=future_tolerance_ns == 0,
+            )
+        return cloud_to_depth(geometry, np.linalg.inv(T_map_color) @ T_map_cloud, color_intrinsics.K, size)
     if geometry.shape != (depth_intrinsics.height, depth_intrinsics.width):
         raise MessageError(
             f"depth image is {geometry.shape[1]}x{geometry.shape[0]} but its CameraInfo says "
@@ -315,11 +333,13 @@ def read_frames(
     topics: TopicsConfig | None = None,
     stats: FrameStats | None = None,
     cloud_topic: str = "",
+    deskew: bool = True,
 ) -> Iterator[Frame]:
     """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``.
-    ``cloud_topic``: a PointCloud2 instead of ``topics.depth`` (LiDAR + camera)."""
+    ``cloud_topic``: a PointCloud2 instead of ``topics.depth`` (LiDAR + camera), its points placed
+    by their own times where it has them and ``deskew`` (:mod:`.deskew`)."""
     from ..bag import BagReader
-    from ..messages import pointcloud2_xyz, stamp_to_ns
+    from ..messages import pointcloud2_xyz_times, stamp_to_ns
     from ..messages.camera_image import color_to_rgb, depth_to_metres
     from ..rectify import for_images_on
     from ..sync import RecordingPairer
@@ -347,6 +367,7 @@ def read_frames(
         depth_infos = (
             load_camera_infos(bag, depth_info, bad_depth_infos) if depth_info and not cloud_topic else None
         )
+        deskewer = Deskew(cloud_topic, log) if cloud_topic and deskew else None
         last: dict[str, int] = {}
         stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
 
@@ -391,7 +412,9 @@ def read_frames(
                 T = poses.lookup(frame_id, stamp, logged_ns=logged)
                 if cloud_topic or depth_intr is not None:  # (registered depth: the colour frame's)
                     looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
-                geometry = pointcloud2_xyz(depth_msg) if cloud_topic else depth_to_metres(depth_msg)
+                geometry, times = (
+                    pointcloud2_xyz_times(depth_msg) if cloud_topic else (depth_to_metres(depth_msg), None)
+                )
                 depth = depth_in_color(
                     geometry,
                     str(depth_msg.header.frame_id),
@@ -404,6 +427,8 @@ def read_frames(
                     color_stamp=stamp,
                     color_frame=frame_id,
                     logged_ns=logged,
+                    point_times=times,
+                    deskew=deskewer,
                 )
             except TFError as exc:
                 stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")

@@ -319,6 +319,12 @@ class MapperConfig:
         "x0.5-2, offset 0.3 m, else colour is taken as registered, with a warning).",
     )
     calibration_frames: int = param(40, "mapping frames used by the colour-camera calibration", (1, 100000))
+    deskew: bool = param(
+        True,
+        "LiDAR input: place each point by the sensor's pose (TF) at its own time, where the cloud has "
+        "a per-point time field (t, time, timestamp, offset_time); false: the whole cloud at its header "
+        "stamp.",
+    )
     seed: int = param(0, "random seed of sampling and seeding", (0, 2147483647))
 
     def __post_init__(self) -> None:

@@ -192,7 +192,9 @@ def map_bag(
             bar.update(1)
 
         try:
-            for frame in read_frames(bag_path, cfg.topics, fstats, cloud_topic=cloud_topic):
+            for frame in read_frames(
+                bag_path, cfg.topics, fstats, cloud_topic=cloud_topic, deskew=cfg.deskew
+            ):
                 if max_frames is not None and frame.index >= max_frames:
                     break
                 if n and frame.index % n == n - 1:

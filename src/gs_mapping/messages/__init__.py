@@ -72,6 +72,7 @@ from .pointcloud2 import (
     pointcloud2_rgb,
     pointcloud2_to_array,
     pointcloud2_xyz,
+    pointcloud2_xyz_times,
     points_to_pointcloud2,
 )
 from .std import (
@@ -151,6 +152,7 @@ __all__ = [
     "pointcloud2_rgb",
     "pointcloud2_to_array",
     "pointcloud2_xyz",
+    "pointcloud2_xyz_times",
     "points_to_pointcloud2",
     "STRING",
     "UINT8_MULTI_ARRAY",

@@ -4,6 +4,19 @@ The structured dtype mirrors the message layout: each PointField becomes a field
 (``count`` > 1 → a sub-array), ``itemsize`` = ``point_step``, so gaps between fields and padding at the
 end of a point survive a round trip. Row padding (``row_step`` > ``width * point_step``) is dropped
 when reading and written as zeros. Arrays come out native-endian whatever ``is_bigendian`` says.
+
+Per-point times (:func:`pointcloud2_xyz_times`), for deskewing a spinning LiDAR's scan, are read from
+the first of :data:`POINT_TIME_FIELDS` the cloud has, by the drivers' own conventions:
+
+- an integer field is nanoseconds since the header stamp (ouster-ros ``t`` uint32; Livox's
+  ``offset_time`` uint32);
+- a float32 field is seconds since the header stamp (velodyne ``time``: the scan's stamp is its last
+  packet's by default, so the times are mostly negative; float32 cannot hold an absolute time);
+- a float64 field is seconds since the stamp, absolute seconds (Hesai, RoboSense ``timestamp``: the
+  stamp is the first (or last) point's) or absolute nanoseconds (livox_ros_driver2's PointCloud2
+  ``timestamp``): whichever of the three puts the cloud's median time nearest the header stamp. A
+  scan lasts ~0.1 s, so only a clock under a scan's length from zero (a simulator's first tenth of a
+  second) leaves the choice open, and then each reading is within that much of the other.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import MessageError
-from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
+from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads, stamp_to_ns
 
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 
@@ -203,21 +216,71 @@ def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
     Rows with a non-finite coordinate are dropped (``remove_nans``) — invalid points in a non-dense
     cloud; a cloud that claims ``is_dense`` but has NaNs is treated the same way.
     """
+    return _xyz(pointcloud2_to_array(msg), remove_nans)[0]
+
+
+# per-point time fields, in the order looked for: ouster-ros; velodyne; Hesai, RoboSense, Livox
+# (PointCloud2); Livox's CustomMsg name, as some converters write it
+POINT_TIME_FIELDS = ("t", "time", "timestamp", "offset_time")
+
+
+@reads(POINT_CLOUD2)
+def pointcloud2_xyz_times(msg: Any, remove_nans: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`pointcloud2_xyz` and each kept point's time in float64 seconds since the header stamp
+    (NaN where the field is not finite), from one parse; None when the cloud has no time field of
+    :data:`POINT_TIME_FIELDS` (read by the rule of this module's docstring)."""
     a = pointcloud2_to_array(msg)
+    xyz, keep = _xyz(a, remove_nans)
+    name = next((n for n in POINT_TIME_FIELDS if n in _names(a.dtype) and a.dtype[n].shape == ()), None)
+    if name is None:
+        return xyz, None
+    values = a[name] if keep is None else a[name][keep]
+    return xyz, seconds_since_stamp(values, stamp_to_ns(msg.header.stamp))
+
+
+def seconds_since_stamp(values: np.ndarray, stamp_ns: int) -> np.ndarray:
+    """A time field's values → float64 seconds since ``stamp_ns`` (this module's docstring's rule)."""
+    v = np.asarray(values)
+    if v.dtype.kind in "iu":
+        return v.astype(np.float64) * 1e-9
+    out = v.astype(np.float64)
+    if v.dtype.itemsize < 8:
+        return out
+    finite = out[np.isfinite(out)]
+    if not len(finite):
+        return out
+    m = float(np.median(finite))
+    sec, frac = divmod(int(stamp_ns), 10**9)
+    # differences first, exact in float64 (so is sec * 1e9 = sec x 5^9 x 2^9, 53 bits), then scaled: a count
+    # near 1.7e9 s or 1.7e18 ns keeps its sub-microsecond part only relative to the stamp
+    as_seconds = abs(m - sec - frac * 1e-9)
+    as_nanoseconds = abs((m - float(sec * 10**9) - frac) * 1e-9)
+    if abs(m) <= min(as_seconds, as_nanoseconds):
+        return out
+    if as_seconds <= as_nanoseconds:
+        return out - sec - frac * 1e-9
+    return (out - float(sec * 10**9) - frac) * 1e-9
+
+
+def _xyz(a: np.ndarray, remove_nans: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, 3) x, y, z of a structured array, and the rows kept (None: all)."""
     missing = [n for n in "xyz" if n not in (a.dtype.names or ())]
     if missing:
         raise MessageError(
             f"{POINT_CLOUD2}.fields: no {'/'.join(missing)} field (fields: {list(a.dtype.names or ())})"
         )
     for n in "xyz":
-        if a.dtype.fields[n][0].subdtype is not None:
+        if _field(a.dtype, n)[0].subdtype is not None:
             raise MessageError(f"{POINT_CLOUD2}.fields[{n!r}]: count must be 1 for a coordinate")
-    out_dtype = np.float32 if all(a.dtype.fields[n][0] == np.float32 for n in "xyz") else np.float64
+    out_dtype = np.float32 if all(_field(a.dtype, n)[0] == np.float32 for n in "xyz") else np.float64
+    keep = None
     if remove_nans:  # column-wise: much faster than a reduction over a length-3 axis
         keep = np.isfinite(a["x"]) & np.isfinite(a["y"]) & np.isfinite(a["z"])
-        if not keep.all():
+        if keep.all():
+            keep = None
+        else:
             a = a[keep]
-    return np.stack([a["x"], a["y"], a["z"]], axis=-1).astype(out_dtype, copy=False)
+    return np.stack([a["x"], a["y"], a["z"]], axis=-1).astype(out_dtype, copy=False), keep
 
 
 def points_to_pointcloud2(

@@ -6,7 +6,8 @@ Inputs (best-effort sensor QoS): the colour image (``Image`` of any driver encod
 CameraInfo (``mapper.topics.depth_camera_info``; ``auto``, the default: the depth topic's sibling,
 for depth images in another frame than the colour's, unless the topic's name says registered), then
 reprojected into the colour camera through TF —
-or a LiDAR PointCloud2 (moved by TF at its own stamp, projected into the colour camera), the colour
+or a LiDAR PointCloud2 (moved by TF at its own stamp, each point by its own time where the cloud
+has one: ``mapper.deskew``; projected into the colour camera), the colour
 CameraInfo, /tf and /tf_static. Until a frame can be made, diagnostics say what the node waits for.
 Colour and depth are paired by the approximate-time synchroniser; the pose is T_map_cam from TF at
 the colour stamp. Outputs:
@@ -92,10 +93,14 @@ class MapperNode(NodeBase):
 
         self.cfg: MapperConfig = config["mapper"]
         self.node_cfg: MapperNodeConfig = config["mapper_node"]
+        self._deskew = None  # a cloud's points placed by their own times (mapper.deskew)
         if self.node_cfg.cloud_topic:
+            from ..mapping.deskew import Deskew
             from ..mapping.frames import adapt_to_cloud
 
             adapt_to_cloud(self.cfg, ctx.logger)
+            if self.cfg.deskew:
+                self._deskew = Deskew(self.node_cfg.cloud_topic, ctx.logger)
         t = self.cfg.topics
         self.mapper = IncrementalMapper(self.cfg)
         if self.node_cfg.load_path:
@@ -243,13 +248,13 @@ class MapperNode(NodeBase):
         self._offer(self.cfg.topics.color, msg, color_to_rgb(msg))  # decoded now: errors name this message
 
     def on_depth(self, msg: Any) -> None:
-        from ..messages import pointcloud2_xyz
+        from ..messages import pointcloud2_xyz_times
         from ..messages.camera_image import depth_to_metres
 
-        self._offer(
+        self._offer(  # (a cloud: its points and their times)
             self.depth_topic,
             msg,
-            pointcloud2_xyz(msg) if self.node_cfg.cloud_topic else depth_to_metres(msg),
+            pointcloud2_xyz_times(msg) if self.node_cfg.cloud_topic else depth_to_metres(msg),
         )
 
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:
@@ -396,6 +401,7 @@ class MapperNode(NodeBase):
         from ..messages import stamp_to_ns
 
         (color_header, rgb), (depth_header, depth_data) = color, depth
+        depth_data, times = depth_data if self.node_cfg.cloud_topic else (depth_data, None)
         intr, depth_intr, missing = infos or self._infos(color, depth, final=True)
         if missing:
             raise MessageError(f"no CameraInfo received yet on {missing}")
@@ -413,6 +419,9 @@ class MapperNode(NodeBase):
             cloud=bool(self.node_cfg.cloud_topic),
             color_stamp=stamp,
             color_frame=frame_id,
+            point_times=times,
+            deskew=self._deskew,
+            future_tolerance_ns=future_tolerance_ns,  # (waits for the TF after the scan too)
         )
         return make_frame(rgb, depth_m, intr, T, stamp, frame_id)
 
