@@ -11,18 +11,20 @@ camera's viewpoint does not bleed into the colour view: occlusion is handled. Co
 pixel reaches stay invalid (0).
 
 LiDAR points (``cloud_to_depth``) are single points: one colour pixel each, nearest wins. Returns
-nearer than ``MIN_LIDAR_RANGE_M`` to the sensor are no measurement and dropped. Not handled: a
-LiDAR beside the camera sees surfaces the camera does not (the wall behind a board's edge), and its
-beams are sparser than the camera's pixels, so such a point often has no nearer point on its own
-pixel and is kept. A window rule (what virtual views apply to their warped targets, in 5×5 pixels)
-was tried and dropped: it took the far rows of a dense cloud's ground for hidden ones and missed a
-16-ring LiDAR's hidden points (rings tens of pixels apart); a test that knows the beams is needed.
-A cloud is posed at its header stamp: not deskewed by its points' own times.
+nearer than ``MIN_LIDAR_RANGE_M`` to the sensor are no measurement and dropped. A LiDAR beside the
+camera sees surfaces the camera does not (the wall just past a board's edge), and its beams are
+sparser than the camera's pixels, so such a return seldom has a nearer one on its own pixel: the
+returns the camera cannot see are found from the surface the LiDAR's own neighbouring beams span and
+dropped (:mod:`.lidar_visibility`; a window of pixels cannot tell them: a 16-ring LiDAR's rings lie
+tens of pixels apart, a dense cloud's far ground steps in depth between neighbouring rows). The
+points come here already deskewed by their own times where the cloud has them (:mod:`.deskew`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .lidar_visibility import hidden_returns
 
 # colour pixels per axis one depth pixel may cover, beyond its cameras' focal ratio (a pixel seen at a
 # grazing angle projects to a long box: bounded, not smeared over the image)
@@ -103,18 +105,18 @@ def register_depth(
 def cloud_to_depth(
     xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
-    """LiDAR points (N, 3) in the cloud's frame → a sparse float32 (H, W) z-depth image of the camera
-    (``size = (W, H)``; 0 = no point), nearest point per pixel; returns nearer than
-    ``MIN_LIDAR_RANGE_M`` dropped (Ouster's zeros for no return)."""
+    """LiDAR points (N, 3) in the cloud's frame (its origin the sensor's) → a sparse float32 (H, W)
+    z-depth image of the camera (``size = (W, H)``; 0 = no point), nearest point per pixel; returns
+    nearer than ``MIN_LIDAR_RANGE_M`` dropped (Ouster's zeros for no return), and those the camera
+    cannot see (:func:`~.lidar_visibility.hidden_returns`)."""
     w, h = int(size[0]), int(size[1])
     p = np.asarray(xyz, np.float64).reshape(-1, 3)
     # in the sensor's frame, before moving: a no-return zero is at the LiDAR's origin, not the camera's
     p = p[np.all(np.isfinite(p), axis=1) & (np.einsum("ij,ij->i", p, p) >= MIN_LIDAR_RANGE_M**2)]
     T = np.asarray(T_cam_cloud, np.float64)
-    p = p @ T[:3, :3].T + T[:3, 3]
-    z = p[:, 2]
-    front = z > 1e-6
-    p, z = p[front], z[front]
+    q = p @ T[:3, :3].T + T[:3, 3]
+    front = (q[:, 2] > 1e-6) & ~hidden_returns(p, T, K, (w, h))
+    p, z = q[front], q[front, 2]
     Kc = np.asarray(K, np.float64)
     u = np.rint(Kc[0, 0] * p[:, 0] / z + Kc[0, 2]).astype(np.int64)
     v = np.rint(Kc[1, 1] * p[:, 1] / z + Kc[1, 2]).astype(np.int64)
