@@ -313,15 +313,26 @@ def heldout_scorer(path: str, bag: str, holdout_every: int = 5):
     the mapper held out (from its metrics.json beside the PLY, else every ``holdout_every``-th frame),
     seen from the calibrated colour camera when the map was fitted with calibrate_color, as the
     mapper's own held-out PSNR is."""
+    import dataclasses
+
+    from gs_mapping.cli.topic_choice import fill_topics
     from gs_mapping.mapping.frames import read_frames
+    from gs_mapping.mapping.mapper_config import MapperConfig
     from gs_mapping.render import render
 
     meta = Path(path).with_name("metrics.json")
     mm = json.loads(meta.read_text()) if meta.exists() else {}
     held = {v["index"] for v in mm.get("heldout", {}).get("per_view", [])}
+    cfg = MapperConfig()  # the topics the map was fitted on (its metrics say), else those `map` finds
+    if mm.get("topics"):
+        cfg.topics = dataclasses.replace(
+            cfg.topics, **{k: v for k, v in mm["topics"].items() if k != "cloud"}
+        )
+    else:
+        fill_topics(bag, cfg, {}, "bench.codec")
     frames = [
         f
-        for f in read_frames(bag)
+        for f in read_frames(bag, cfg.topics)
         if (f.index in held if held else f.index % holdout_every == holdout_every - 1)
     ]
     cal = mm.get("color_calibration")

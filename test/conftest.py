@@ -17,6 +17,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GS_MAPPING_SHARED_DATA", REPO.parent / "shared" / "data"))
 KITCHEN_BAG = SHARED_DATA / "7scenes_kitchen_rgbd"
+# The kitchen bag's camera topics: a RealSense as realsense-ros 4.54 and before named them, not as
+# today's default launch does (/camera/camera/...: the mapper's defaults); node tests that replay it
+# name them (KITCHEN_TOPICS_YAML: a line of a parameter file's ``mapper:`` section).
+KITCHEN_TOPICS = {
+    "color": "/camera/color/image_raw",
+    "depth": "/camera/depth/image_rect_raw",
+    "camera_info": "/camera/color/camera_info",
+}
+KITCHEN_TOPIC_FIELDS = ", ".join(f"{k}: {v}" for k, v in KITCHEN_TOPICS.items())
+KITCHEN_TOPICS_YAML = f"topics: {{{KITCHEN_TOPIC_FIELDS}}}"
+
+
+def use_kitchen_topics(topics) -> None:
+    """Set a mapper's TopicsConfig (``MapperNode.load_config(...)["mapper"].topics``) to KITCHEN_TOPICS."""
+    for name, topic in KITCHEN_TOPICS.items():
+        setattr(topics, name, topic)
+
+
 SPZ_REFERENCE = SHARED_DATA / "splats" / "spz_reference"
 
 
@@ -81,16 +99,18 @@ def spz_reference(shared_data) -> Path:
     return _need(SPZ_REFERENCE)
 
 
-# Mapper settings for node tests: the real pipeline, with a few optimiser steps per keyframe.
-FAST_NODES_YAML = """
+# Mapper settings for node tests: the real pipeline, with a few optimiser steps per keyframe, on the
+# kitchen bag's topics.
+FAST_NODES_YAML = f"""
 /**:
   ros__parameters:
     mapper:
+      {KITCHEN_TOPICS_YAML}
       device: cpu
       max_gaussians: 20000
-      seeding: {stride: 4}
-      optim: {iterations: 2, first_iterations: 4}
-      keyframe: {max_gap: 4}
+      seeding: {{stride: 4}}
+      optim: {{iterations: 2, first_iterations: 4}}
+      keyframe: {{max_gap: 4}}
     mapper_node:
       snapshot_period_s: 0.5
       diagnostics_period_s: 0.5

@@ -75,7 +75,9 @@ def test_final_save_returns_the_rescue_path_it_wrote(tmp_path, monkeypatch, capl
 # ------------------------------------------------------------------------------------------------
 # mapper_node: frames from hand-built messages
 
-COLOR, DEPTH, INFO = "/camera/color/image_raw", "/camera/depth/image_rect_raw", "/camera/color/camera_info"
+# the mapper's default topics (realsense-ros' default launch)
+COLOR, DEPTH = "/camera/camera/color/image_raw", "/camera/camera/depth/image_rect_raw"
+INFO = "/camera/camera/color/camera_info"
 S = 10**9
 
 

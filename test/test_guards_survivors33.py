@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import KITCHEN_TOPIC_FIELDS, KITCHEN_TOPICS_YAML
 
 # ------------------------------------------------------------------------------------------------
 # hd-train's run lock
@@ -85,7 +86,7 @@ def test_a_frame_sent_before_its_camera_info_gets_the_camera_info_of_its_stamp(k
     cfg.write_text(
         "/**:\n  ros__parameters:\n    mapper:\n      device: cpu\n      max_gaussians: 20000\n"
         "      seeding: {stride: 8}\n      optim: {iterations: 1, first_iterations: 2}\n"
-        "    mapper_node:\n      tf_wait_s: 0.5\n"
+        f"      {KITCHEN_TOPICS_YAML}\n    mapper_node:\n      tf_wait_s: 0.5\n"
     )
     with BagReader(kitchen_bag) as bag:
         msgs = list(bag.messages())
@@ -343,7 +344,7 @@ def test_a_frame_whose_tf_is_late_gets_the_pose_of_its_stamp_not_the_last_one(
     cfg.write_text(
         "/**:\n  ros__parameters:\n    mapper:\n      device: cpu\n      max_gaussians: 20000\n"
         "      seeding: {stride: 8}\n      optim: {iterations: 1, first_iterations: 2}\n"
-        f"      topics: {{tf_tolerance_s: 0.1, map_frame: {map_frame}}}\n"
+        f"      topics: {{tf_tolerance_s: 0.1, map_frame: {map_frame}, {KITCHEN_TOPIC_FIELDS}}}\n"
         "    mapper_node:\n      tf_wait_s: 0.5\n"
     )
     with BagReader(kitchen_bag) as bag:

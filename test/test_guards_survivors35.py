@@ -271,6 +271,8 @@ def _matrix(tf_msg) -> np.ndarray:
 def _kitchen_node(kitchen_bag, tolerance_s=None):
     from types import SimpleNamespace
 
+    from conftest import use_kitchen_topics
+
     from gs_mapping.bag import BagReader
     from gs_mapping.nodes.mapper_node import MapperNode
     from gs_mapping.runtime.replay import ReplayBus
@@ -278,6 +280,7 @@ def _kitchen_node(kitchen_bag, tolerance_s=None):
     bus = ReplayBus()
     cfg = MapperNode.load_config(None)
     cfg["mapper"].device = "cpu"
+    use_kitchen_topics(cfg["mapper"].topics)
     if tolerance_s is not None:
         cfg["mapper"].topics.tf_tolerance_s = tolerance_s
     node = MapperNode(bus.context("mapper_node"), cfg)

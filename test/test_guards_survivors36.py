@@ -13,18 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import KITCHEN_TOPICS_YAML
 
 REPO = Path(__file__).resolve().parents[1]
 
-MAPPER_YAML = """
+MAPPER_YAML = f"""
 /**:
   ros__parameters:
     mapper:
+      {KITCHEN_TOPICS_YAML}
       device: cpu
       max_gaussians: 20000
-      seeding: {stride: 8}
-      optim: {iterations: 1, first_iterations: 2}
-      keyframe: {max_gap: 4}
+      seeding: {{stride: 8}}
+      optim: {{iterations: 1, first_iterations: 2}}
+      keyframe: {{max_gap: 4}}
     mapper_node:
       tf_wait_s: 0.5
 """

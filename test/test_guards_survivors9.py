@@ -306,7 +306,7 @@ def test_a_topic_another_node_in_the_replay_publishes_is_not_an_unmatched_input(
     _nodes_on(bus)
     with BagReader(bag) as reader:
         summary = bus.run(reader, progress=False)
-    assert "/camera/color/image_raw" in summary.unmatched_inputs
+    assert "/camera/camera/color/image_raw" in summary.unmatched_inputs  # (the default colour topic)
     assert "/mapper_node/map_delta" not in summary.unmatched_inputs
     assert "/mapper_node/map_snapshot" not in summary.unmatched_inputs
     assert summary.matched_inputs == ["/tf", "/tf_static"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import KITCHEN_TOPIC_FIELDS
 from hostile_fs import read_only_dir
 
 from gs_mapping.bag import BagReader
@@ -27,7 +28,7 @@ NODES_YAML = """
       seeding: {{stride: 8}}
       optim: {{iterations: 1, first_iterations: 2}}
       keyframe: {{max_gap: 4}}
-      topics: {{tf_tolerance_s: {tol}}}
+      topics: {{tf_tolerance_s: {tol}, {kitchen}}}
     mapper_node:
       snapshot_period_s: 0.5
       diagnostics_period_s: 0.5
@@ -40,7 +41,7 @@ NODES_YAML = """
 
 def _config(tmp_path, wait=0.5, tol=0.0, save=""):
     p = tmp_path / f"nodes-{wait}-{tol}.yaml"
-    p.write_text(NODES_YAML.format(wait=wait, tol=tol, save=save))
+    p.write_text(NODES_YAML.format(wait=wait, tol=tol, save=save, kitchen=KITCHEN_TOPIC_FIELDS))
     return str(p)
 
 

@@ -7,13 +7,14 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import KITCHEN_TOPICS
 
 from gs_mapping.bag import BagReader, BagWriter
 from gs_mapping.mapping import FrameStats, read_frames
 from gs_mapping.mapping.mapper_config import TopicsConfig
 from gs_mapping.messages import numpy_to_image, stamp_to_ns
 
-T = TopicsConfig()
+T = TopicsConfig(**KITCHEN_TOPICS)
 TYPES = {
     T.color: "sensor_msgs/msg/Image",
     T.depth: "sensor_msgs/msg/Image",
@@ -62,7 +63,7 @@ def broken_bag(kitchen_bag, tmp_path_factory):
 
 def test_real_bag_frames(kitchen_bag):
     stats = FrameStats()
-    frames = list(read_frames(kitchen_bag, stats=stats))
+    frames = list(read_frames(kitchen_bag, T, stats=stats))
     assert len(frames) == 50 and stats.skipped == 0
     f = frames[0]
     assert f.rgb.shape == (240, 320, 3) and f.rgb.dtype == np.float32 and 0 <= f.rgb.min() <= f.rgb.max() <= 1
@@ -79,7 +80,7 @@ def test_real_bag_frames(kitchen_bag):
 def test_missing_tf_and_invalid_depth_are_skipped_and_counted(broken_bag, caplog):
     caplog.set_level(logging.WARNING)
     stats = FrameStats()
-    frames = list(read_frames(broken_bag, stats=stats))
+    frames = list(read_frames(broken_bag, T, stats=stats))
     # frames 0..4 have TF; 5 is 33 ms after the last sample (within the 50 ms tolerance), 6 and 7
     # are beyond it → no pose. Frame 2's depth cannot be decoded → invalid depth.
     assert stats.pairs == 8
@@ -113,7 +114,7 @@ def test_messages_recorded_twice_are_skipped_once_said(kitchen_bag, tmp_path, ca
             w.write(topic, stamp, msg)
     stats = FrameStats()
     with caplog.at_level(logging.WARNING):
-        frames = list(read_frames(tmp_path / "twice", stats=stats))
+        frames = list(read_frames(tmp_path / "twice", T, stats=stats))
     assert len(frames) == 6 and [f.index for f in frames] == list(range(6))
     assert stats.duplicates == 12 and stats.unpaired == 0 and stats.skipped == 0
     assert "12 colour/depth messages repeat the stamp" in caplog.text and "no partner" not in caplog.text
@@ -181,7 +182,8 @@ def test_mapper_node_places_registered_depth_by_the_same_rule(tmp_path):
             msgs = list(b.messages())
         params = tmp_path / "p.yaml"
         params.write_text(
-            f"/**:\n  ros__parameters:\n    mapper:\n      device: cpu\n      topics: {{depth: {depth_topic}}}\n"
+            f"/**:\n  ros__parameters:\n    mapper:\n      device: cpu\n"
+            f"      topics: {{color: /camera/color/image_raw, camera_info: /camera/color/camera_info, depth: {depth_topic}}}\n"
         )
         bus = ReplayBus()
         node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(str(params)))

@@ -104,8 +104,11 @@ def test_reads_foreign_format_strings_and_compressed_depth():
 
 
 def test_compressed_bad_input():
-    with pytest.raises(MessageError, match=r"CompressedImage\.data.*not a JPEG or PNG.*'tiff'"):
+    # (a TIFF's magic number before garbage: compressed_image_transport's tiff, cut short)
+    with pytest.raises(MessageError, match=r"CompressedImage\.data.*cannot decode tiff.*'tiff'"):
         compressed_image_to_numpy(NS(format="tiff", data=b"II*\x00garbage"))
+    with pytest.raises(MessageError, match=r"CompressedImage\.data.*not a JPEG, PNG or TIFF.*'webp'"):
+        compressed_image_to_numpy(NS(format="webp", data=b"RIFF\x00\x00\x00\x00WEBP"))
     with pytest.raises(MessageError, match=r"CompressedImage\.data.*cannot decode png"):
         compressed_image_to_numpy(NS(format="png", data=b"\x89PNG\r\n\x1a\n" + b"\x00" * 20))
     with pytest.raises(MessageError, match=r"CompressedImage\.format.*'webp'"):

@@ -171,9 +171,10 @@ def test_hostile_input_is_counted_and_nothing_is_lost(kitchen_bag, fast_nodes_co
     short = _image(f, t + 1, frame, np.zeros((240, 320, 3), np.uint8), "rgb8")
     short.data = short.data[:1000]
     bus.inject(color, short, t + 1)
-    # colour and depth of different sizes
+    # colour and depth of different sizes (another aspect: not a registered depth resampled, which
+    # a ZED's depth_downsample_factor makes and which is mapped)
     bus.inject(color, _image(f, t + 2, frame, np.zeros((240, 320, 3), np.uint8), "rgb8"), t + 2)
-    bus.inject(depth, _image(f, t + 2, frame, np.full((120, 160), 1500, np.uint16), "16UC1"), t + 2)
+    bus.inject(depth, _image(f, t + 2, frame, np.full((120, 200), 1500, np.uint16), "16UC1"), t + 2)
     # stamps going backwards (an old pair)
     old = good_until - 5 * 10**8
     bus.inject(color, _image(f, old, frame, np.zeros((240, 320, 3), np.uint8), "rgb8"), t + 3)

@@ -251,6 +251,8 @@ def test_the_frame_waiting_for_its_transform_at_stop_is_mapped_or_counted(kitche
     hd_map_node finishes its waiting lanes at close the same way. Expected at close: the frame is
     mapped (the final save holds it) or counted as dropped: frames used + frames dropped equals the
     one colour frame the node received."""
+    from conftest import KITCHEN_TOPIC_FIELDS
+
     from gs_mapping.bag import BagReader
     from gs_mapping.nodes.mapper_node import MapperNode
     from gs_mapping.runtime.replay import ReplayBus
@@ -274,7 +276,7 @@ def test_the_frame_waiting_for_its_transform_at_stop_is_mapped_or_counted(kitche
     cfg.write_text(
         "/**:\n  ros__parameters:\n    mapper:\n      device: cpu\n      max_gaussians: 20000\n"
         "      seeding: {stride: 8}\n      optim: {iterations: 1, first_iterations: 2}\n"
-        "      topics: {tf_tolerance_s: 0.05}\n    mapper_node:\n      tf_wait_s: 0.5\n"
+        f"      topics: {{tf_tolerance_s: 0.05, {KITCHEN_TOPIC_FIELDS}}}\n    mapper_node:\n      tf_wait_s: 0.5\n"
         f'      save_path: "{save}"\n'
     )
     bus = ReplayBus()

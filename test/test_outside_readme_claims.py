@@ -109,8 +109,9 @@ def test_hd_predict_on_a_default_zed_recording_takes_its_rgb_camera_alone():
 def test_one_sensors_twins_are_one_camera_and_a_rigs_cameras_stay_apart():
     """The twin rule (``topics.sensor_of``) joins only one sensor's raw/grey streams: a ZED's
     ``rgb_raw`` beside its ``rgb`` is one camera, but the surround rig beside it keeps its cameras
-    (``/cameras/<name>/image_raw``, ``front`` and ``front_left`` apart) and the ZED's own ``left`` and
-    ``right`` (each a CameraInfo of its own, 5.1+'s ``left/color/rect``) are not folded into ``rgb``."""
+    (``/cameras/<name>/image_raw``, ``front`` and ``front_left`` apart) and the ZED's ``right`` is
+    not folded into ``rgb``; its ``left`` (5.1+'s ``left/color/rect``) is: the wrapper publishes the
+    left image as ``rgb`` (test_outside_recordings10)."""
     from gs_mapping.topics import sensor_of
     from gsmap_hd.predict_bag import find_cameras
 
@@ -123,7 +124,8 @@ def test_one_sensors_twins_are_one_camera_and_a_rigs_cameras_stay_apart():
         "/zed/zed_node/rgb/image_rect_color",
     ]
     assert sensor_of("/zed/zed_node/rgb/gray/rect/image/compressed") == "/zed/zed_node/rgb"
-    assert sensor_of("/zed/zed_node/left/color/rect/image") == "/zed/zed_node/left"
+    assert sensor_of("/zed/zed_node/left/color/rect/image") == "/zed/zed_node/rgb"
+    assert sensor_of("/zed/zed_node/right/color/rect/image") == "/zed/zed_node/right"
     assert sensor_of("/cameras/front_left/image_raw") == "/cameras/front_left"
 
 
@@ -192,12 +194,13 @@ if not FULL_YAML.is_file():  # the reviewer's scratch copy sits outside the repo
 
 
 def _realsense_ros_topics() -> dict[str, str]:
-    """What realsense-ros (``base_realsense_node.cpp``) publishes under the names the README quotes,
-    with its defaults (``align_depth.enable: false``): each stream ``<ns>/<stream>/image_*`` with its
+    """What realsense-ros (``base_realsense_node.cpp``; 4.55.1+'s ``rs_launch.py`` puts it in namespace
+    ``camera`` as node ``camera``) publishes under the names the README quotes, with its defaults
+    (``align_depth.enable: false``): each stream ``<ns>/<stream>/image_*`` with its
     own ``<ns>/<stream>/camera_info``; ``depth/image_rect_raw`` is the depth module's image in
     ``camera_depth_optical_frame`` (its own K, often another size); only
     ``aligned_depth_to_color/image_raw`` is registered to colour."""
-    c, t = "/camera/", {}
+    c, t = "/camera/camera/", {}
     for s, image in (("color", "image_raw"), ("depth", "image_rect_raw"), ("infra1", "image_rect_raw"),
                      ("infra2", "image_rect_raw")):  # fmt: skip
         t |= {f"{c}{s}/{image}": IMG, f"{c}{s}/camera_info": INFO, f"{c}{s}/{image}/compressed": CIMG}
@@ -208,7 +211,8 @@ def _realsense_ros_topics() -> dict[str, str]:
 
 def test_default_parameters_register_a_realsenses_depth_as_map_does():
     """README, ROS 2: "The default parameters (``config/full.yaml``) read a RealSense's topics
-    (``/camera/color/image_raw``, ``/camera/depth/image_rect_raw``, ``/camera/color/camera_info``)".
+    (``/camera/camera/color/image_raw``, ``/camera/camera/depth/image_rect_raw``,
+    ``/camera/camera/color/camera_info``)".
     In realsense-ros, ``depth/image_rect_raw`` is the depth module's own image (its own
     ``depth/camera_info``, frame ``camera_depth_optical_frame``, a wider field of view and 848x480
     by default on a D435); registered depth is ``aligned_depth_to_color/image_raw``. ``map`` (and
@@ -218,7 +222,7 @@ def test_default_parameters_register_a_realsenses_depth_as_map_does():
     so ``mapper_node`` under ``ros2 launch gs_mapping full.launch.py`` pairs each colour pixel with
     the depth camera's pixel of the same index: a misregistered map (or every frame refused where
     the sizes differ), with one warning. Expected: the defaults describe the RealSense as ``map``
-    finds it: ``depth_camera_info: /camera/depth/camera_info`` (or the aligned depth topic).
+    finds it: ``depth_camera_info: /camera/camera/depth/camera_info`` (or the aligned depth topic).
     Fixed with ``depth_camera_info: auto`` (map's rule, ``TopicsConfig.depth_info``), which also
     leaves a depth changed alone to ``aligned_depth_to_color`` registered: the depth module's K is
     not used on it."""
@@ -237,11 +241,11 @@ def test_default_parameters_register_a_realsenses_depth_as_map_does():
         found.camera_info,
     )
     # … and how their depth reaches the colour camera must be the same too
-    assert found.depth_camera_info == "/camera/depth/camera_info"
+    assert found.depth_camera_info == "/camera/camera/depth/camera_info"
     assert TopicsConfig(**topics).depth_info() == found.depth_camera_info
     # a user who names only the aligned depth: registered, as map finds it
-    aligned = "/camera/aligned_depth_to_color/image_raw"
-    types |= {aligned: IMG, "/camera/aligned_depth_to_color/camera_info": INFO}
+    aligned = "/camera/camera/aligned_depth_to_color/image_raw"
+    types |= {aligned: IMG, "/camera/camera/aligned_depth_to_color/camera_info": INFO}
     assert discover(types, depth=aligned).depth_camera_info == ""
     assert TopicsConfig(**(topics | {"depth": aligned})).depth_info() == ""
 
@@ -250,7 +254,7 @@ def test_default_parameters_register_a_realsenses_depth_as_map_does():
 def test_mapper_node_on_the_defaults_registers_a_depth_in_its_own_frame_by_its_camera_info(depth_frame):
     """The node on the default parameters (``depth_camera_info: auto``): a depth image in another
     frame than the colour's (realsense-ros' ``camera_depth_optical_frame``) waits for
-    ``/camera/depth/camera_info`` and is registered by it; one in the colour's frame (a recording's
+    ``/camera/camera/depth/camera_info`` and is registered by it; one in the colour's frame (a recording's
     registered depth on that topic) is taken as registered, waiting for no depth CameraInfo."""
     pytest.importorskip("torch")  # (the mapper)
     import numpy as np
@@ -280,10 +284,10 @@ def test_mapper_node_on_the_defaults_registers_a_depth_in_its_own_frame_by_its_c
         assert node.mapper.stats.frames == 1
         return
     assert node.mapper.stats.frames == 0
-    assert "depth camera_info on /camera/depth/camera_info" in node.waiting_for()
+    assert "depth camera_info on /camera/camera/depth/camera_info" in node.waiting_for()
     K_d = np.array([[25.0, 0, 20], [0, 25.0, 10], [0, 0, 1]])
     info = intrinsics_to_camera_info(CameraIntrinsics(40, 20, K_d, frame_id="cam_depth"), f, stamp_ns=stamp)
-    bus.inject("/camera/depth/camera_info", info, stamp)
+    bus.inject("/camera/camera/depth/camera_info", info, stamp)
     assert node.mapper.stats.frames == 1
 
 

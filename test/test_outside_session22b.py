@@ -139,12 +139,16 @@ def test_a_frame_the_diagnostics_timer_retries_is_contained_when_it_fails(kitche
     (torch.OutOfMemoryError is a RuntimeError) — injected here, being the one thing that cannot be
     had on this machine. The failure is counted in /diagnostics against the colour topic and the
     timer returns: under rclpy an exception out of a timer callback ends the node."""
+    from conftest import use_kitchen_topics
+
     from gs_mapping.bag import BagReader
     from gs_mapping.nodes.mapper_node import MapperNode
     from gs_mapping.runtime.replay import ReplayBus
 
     bus = ReplayBus()
-    node = MapperNode(bus.context("mapper_node"), MapperNode.load_config(None))
+    cfg = MapperNode.load_config(None)
+    use_kitchen_topics(cfg["mapper"].topics)
+    node = MapperNode(bus.context("mapper_node"), cfg)
     t = node.cfg.topics
     with BagReader(kitchen_bag) as bag:
         msgs = list(bag.messages())

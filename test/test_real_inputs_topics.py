@@ -192,7 +192,7 @@ def test_replay_topics_named_in_the_config_are_kept_or_refused(tmp_path):
     bare = _topics_only_bag(tmp_path / "bare", TF)
     nodes = node_class("mapper_node").load_config(None)
     _discover_mapper_topics(bare, nodes)
-    assert nodes["mapper"].topics.color == "/camera/color/image_raw"
+    assert nodes["mapper"].topics.color == "/camera/camera/color/image_raw"  # (the default)
 
 
 def test_discovery_lidar_camera_and_options():

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
 from .errors import BagError, GsMappingError, OutputError
@@ -171,6 +172,7 @@ class BagReader:
         self._opened: Path | None = None  # the storage rosbags reads (a repaired copy: see bag_repair)
         self._repair_cleanup: weakref.finalize | None = None  # removes that copy's temporary folder
         self._conns: dict[str, list] = {}
+        self._said_qos: dict[int, Any] = {}  # connection id → metadata.yaml's, where the storage kept no QoS
         self.typestore = None
         self.topics: list[TopicInfo] = []
         self.start_ns = 0
@@ -293,8 +295,8 @@ class BagReader:
                     name,
                     types.pop(),
                     sum(c.msgcount for c in cs),
-                    any(_is_latched(c) for c in cs),
-                    any(_is_best_effort(c) for c in cs),
+                    any(_is_latched(self._said_qos.get(c.id, c)) for c in cs),
+                    any(_is_best_effort(self._said_qos.get(c.id, c)) for c in cs),
                 )
             )
         self.topics = topics
@@ -330,6 +332,8 @@ class BagReader:
         firsts = [f for c, f, _ in truth.values() if c]
         lasts = [last for c, _, last in truth.values() if c]
         start, end = (min(firsts), max(lasts)) if firsts else (0, 0)
+        if total and self.message_count and any(f.suffix == ".mcap" for f in files):
+            start, end = self._span_as_read(start, end)
         lies = [
             f"{n}: {claimed[n]} messages (storage: {actual[n]})" for n in claimed if claimed[n] != actual[n]
         ]
@@ -338,18 +342,40 @@ class BagReader:
         if total and (self.start_ns, self.end_ns) != (start, end):
             lies.append(f"time span {self.start_ns}..{self.end_ns} ns (storage: {start}..{end})")
         if lies:
-            log.warning(
-                f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}"
-            )
+            # (without a metadata.yaml the claims are rosbags' reading of this summary: none was made)
+            if (p / "metadata.yaml").is_file():
+                log.warning(
+                    f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}"
+                )
             self.topics = [dataclasses.replace(t, count=actual[t.name]) for t in self.topics]
             self.message_count = total
             self.start_ns, self.end_ns = start, end
+
+    def _span_as_read(self, start: int, end: int) -> tuple[int, int]:
+        """An MCAP summary's first and last log time (``start``, ``end``), checked by reading where
+        metadata.yaml claims a wider span: an MCAP summary can leave a message out (writers that took
+        a time of 0 for "none yet": Go's before foxglove/mcap#770, whose Statistics skip a message
+        logged at 0 (rosbag2's own test bag convert_a); Rust's, whose chunk indexes do too,
+        foxglove/mcap#924). Only the messages between the two claims are read."""
+
+        def times(lo: int, hi: int) -> list[int]:  # (hi inclusive: a chunk is picked by its own start)
+            return [int(t) for _, t, _ in self._reader.messages(start=lo, stop=hi + 1)]
+
+        try:
+            if self.start_ns < start:
+                start = min([start, *times(self.start_ns, start)])
+            if self.end_ns > end:
+                end = max([end, *times(end, self.end_ns)])
+        except Exception as exc:  # noqa: BLE001 - a corrupt stretch: rosbags says so when it is read
+            log.debug(f"{self.path}: messages between the summary's and metadata.yaml's times unread: {exc}")
+        return start, end
 
     def _take_storage_qos(self) -> None:
         """rosbags pairs each metadata.yaml connection with the storage's on topic, type, QoS and type
         hash; one whose QoS or hash differs from the storage's (a hand-edited metadata.yaml, one copied
         from another recording) would read none of its messages. The storage's are taken instead."""
         reader = self._reader
+        self._said_qos = {}
         stored = [x for s in getattr(reader.storage, "storages", []) for x in s.connections]
         for i, c in enumerate(reader.connections):
             same = [x for x in stored if x.topic == c.topic and x.msgtype == c.msgtype]
@@ -357,11 +383,15 @@ class BagReader:
                 _same_ext(x.ext, c.ext) and (not x.digest or not c.digest or x.digest == c.digest)
                 for x in same
             ):
-                log.warning(
-                    f"{self.path}: metadata.yaml's QoS or type hash of {c.topic} differs from the "
-                    f"storage's, which is used"
-                )
-                reader.connections[i] = c._replace(ext=same[0].ext, digest=same[0].digest)
+                x = same[0]
+                if getattr(x.ext, "offered_qos_profiles", None) or (x.digest and c.digest):
+                    log.warning(
+                        f"{self.path}: metadata.yaml's QoS or type hash of {c.topic} differs from the "
+                        f"storage's, which is used"
+                    )
+                else:  # a storage that kept no QoS (rosbag2's test bag convert_a) says nothing against
+                    self._said_qos[c.id] = c  # the metadata's, which still tells latched and best effort
+                reader.connections[i] = c._replace(ext=x.ext, digest=x.digest)
 
     def _check_names_and_types(self, stored: dict[str, str]) -> None:
         """BagError where metadata.yaml names a topic or type the storage does not hold: rosbags reads
@@ -483,7 +513,11 @@ class BagReader:
     def _iter_raw(self, conns, start_ns, stop_ns):
         if not conns:
             return
-        it = self._reader.messages(conns, start=start_ns, stop=stop_ns)
+        # (from the first time there is, not from each MCAP chunk's own start: rosbags reads a chunk
+        # from the start its index gives, which Rust's writer sets past a message logged at 0,
+        # foxglove/mcap#924; int64's least keeps a sqlite3 row of any stamp)
+        start = -(2**63) if start_ns is None else start_ns
+        it = self._reader.messages(conns, start=start, stop=stop_ns)
         index = 0
         while True:
             try:
@@ -915,8 +949,9 @@ def _storage_counts(files) -> tuple[dict[str, tuple[int, int, int]] | None, dict
 
 def _mcap_statistics(path: Path) -> tuple[dict[str, tuple[int, int, int]] | None, dict[str, str]]:
     """Per-topic message counts of an MCAP file from its summary (Channel + Statistics records; the
-    file-wide start/end time is given to every topic: MCAP keeps no per-channel times), None without
-    statistics; and each channel's topic → its schema's name (the message type)."""
+    file-wide start/end time, the Statistics' widened by the Chunk Indexes', is given to every topic:
+    MCAP keeps no per-channel times), None without statistics; and each channel's topic → its
+    schema's name (the message type)."""
     import struct
 
     with path.open("rb") as f:
@@ -936,6 +971,7 @@ def _mcap_statistics(path: Path) -> tuple[dict[str, tuple[int, int, int]] | None
     schema_of: dict[int, int] = {}
     schemas: dict[int, str] = {}
     stats = None
+    chunk_spans = []
     pos = 0
     while pos + 9 <= len(summary):
         op, length = struct.unpack_from("<BQ", summary, pos)
@@ -956,10 +992,16 @@ def _mcap_statistics(path: Path) -> tuple[dict[str, tuple[int, int, int]] | None
                 cid, n = struct.unpack_from("<HQ", body, i)
                 counts[cid] = n
             stats = (start, end, counts)
+        elif op == 0x08 and len(body) >= 16:  # Chunk Index: message start and end time, …
+            chunk_spans += [struct.unpack_from("<QQ", body, 0)]
     types = {topic: schemas.get(schema_of[cid], "") for cid, topic in channels.items()}
     if stats is None:
         return None, types
     start, end, counts = stats
+    # (a chunk's own times hold where a writer's Statistics skip a message logged at 0; end 0: empty)
+    for chunk_start, chunk_end in chunk_spans:
+        if chunk_end:
+            start, end = min(start, chunk_start), max(end, chunk_end)
     out: dict[str, tuple[int, int, int]] = {}
     for cid, topic in channels.items():
         c, _, _ = out.get(topic, (0, 0, 0))

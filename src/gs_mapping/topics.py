@@ -17,10 +17,11 @@ Colour is an Image/CompressedImage whose name says nothing of depth, infrared, t
 depth one whose name says depth. Each needs (colour) or may have (depth) a sibling ``camera_info``;
 of the colour images beside one ``camera_info`` (image_proc's outputs beside the driver's) the
 driver's own is taken: its registered depth was made in it; of one sensor's twins with CameraInfos
-of their own (ZED's ``rgb``, ``rgb_raw``, ``rgb_gray``) the rectified colour one. When one
-stream is on more than one transport, raw wins (no decode cost), then for depth ``/compressedDepth``
-(lossless) over ``/compressed`` (an 8-bit JPEG of it), for colour ``/compressed``. A depth with its own
-CameraInfo in another frame is registered to colour by the mapper; a registered one
+of their own (ZED's ``rgb``, ``rgb_raw``, ``rgb_gray``, and its ``left``, which the wrapper also
+publishes as ``rgb``) the rectified colour one. When one stream is on more than one transport, raw
+wins (no decode cost), then for depth ``/compressedDepth``, then ``/zstd`` (both lossless), then
+``/compressed`` (often an 8-bit JPEG of it); for colour ``/compressed``, then ``/zstd``. A depth with
+its own CameraInfo in another frame is registered to colour by the mapper; a registered one
 (``aligned_depth_to_color``, ``depth_registered``, ``depth_to_rgb``) is preferred when both exist.
 When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
 lists them in one line.
@@ -57,8 +58,18 @@ _RAW_OR_RECTIFIED = re.compile(r"/image_raw|image_rect|/r(aw|ect)(/|$)")
 _GREY = re.compile(r"gr[ae]y|(^|[/_])mono($|[/_])")
 # one sensor's twins, each with its own CameraInfo publisher, told by the namespace: ZED wrapper
 # 5.1+'s ``<sensor>/<color|gray>/<rect|raw>/image`` and 4.x's ``<sensor>``, ``<sensor>_raw``,
-# ``<sensor>_gray`` (``rgb/image_rect_color``, ``rgb_raw/image_raw_color``, ``rgb_gray/image_rect_gray``)
-_TWIN_LEVELS = re.compile(r"/(colou?r|gr[ae]y|mono)/(rect|raw)$|_(raw|gr[ae]y|mono)$")
+# ``<sensor>_gray``, ``<sensor>_raw_gray`` (``rgb/image_rect_color``, ``rgb_raw/image_raw_color``,
+# ``rgb_gray/image_rect_gray``, ``rgb_raw_gray/image_raw_gray``)
+_TWIN_LEVELS = re.compile(r"/(colou?r|gr[ae]y|mono)/(rect|raw)$|(_(raw|gr[ae]y|mono))+$")
+# a ZED's left sensor is its rgb sensor: the wrapper publishes one image under both names (its
+# CHANGELOG, v5.1.0: "RGB sensor topics (corresponding to the left sensor for the Stereo cameras)";
+# 3.x to 5.x publish the left Mat on both, in the left optical frame), told by the wrapper's own image
+# names: 4.x ``left/image_rect_color``, ``left_raw/image_raw_color``, ``left_gray/image_rect_gray``,
+# ``left_raw_gray/image_raw_gray``; 5.1+ ``left/<color|gray>/<rect|raw>/image``. An OAK's
+# ``left/image_raw`` (a mono camera of its own) is not one of them.
+_ZED_LEFT = re.compile(
+    r"/left(/(colou?r|gr[ae]y)/(rect|raw)/image|(_raw)?(_gray)?/image_(rect|raw)_(color|gray))$"
+)
 # image_proc's outputs beside a driver's image: ``image_mono`` and ``image_rect`` are grey,
 # ``image_color`` and ``image_rect_color`` colour (of one camera: colour_candidates keeps one)
 _IMAGE_PROC_GREY = re.compile(r"/image_(mono|rect)$")
@@ -146,10 +157,11 @@ def _published(names: list[str], empty: frozenset[str]) -> list[str]:
 
 
 # the transports of one stream in the order they are read, after the raw topic (no decode cost):
-# depth's own lossless compressedDepth before compressed, which holds an 8-bit JPEG of a 16-bit depth
-# image (OpenCV's encoder saturates it); colour's compressed (jpeg/png) before the others
+# depth's own lossless compressedDepth, then zstd_image_transport's (the raw image, deflated), before
+# compressed, which holds an 8-bit JPEG of a 16-bit depth image (OpenCV's encoder saturates it);
+# colour's compressed (jpeg/png) before the others
 _COLOUR_TRANSPORTS = ("/compressed", "/zstd", "/theora", "/compressedDepth")
-_DEPTH_TRANSPORTS = ("/compressedDepth", "/compressed", "/zstd", "/theora")
+_DEPTH_TRANSPORTS = ("/compressedDepth", "/zstd", "/compressed", "/theora")
 
 
 def _one_per_stream(names: list[str], transports: tuple[str, ...]) -> list[str]:
@@ -198,8 +210,11 @@ def sensor_of(image_topic: str) -> str:
     """The namespace of the sensor an image topic shows: its CameraInfo's, less the levels by which
     a driver publishes one sensor's twins under CameraInfos of their own (ZED's grey and raw images
     of its ``rgb`` sensor: ``…/rgb/gray/rect/image`` and ``…/rgb_raw/image_raw_color`` are
-    ``…/rgb``)."""
-    return _TWIN_LEVELS.sub("", info_topic(image_topic).rsplit("/", 1)[0])
+    ``…/rgb``; so are a ZED's ``left`` images, :data:`_ZED_LEFT`)."""
+    sensor = _TWIN_LEVELS.sub("", info_topic(image_topic).rsplit("/", 1)[0])
+    if _ZED_LEFT.search(transport_base(image_topic)):
+        sensor = sensor.removesuffix("left") + "rgb"
+    return sensor
 
 
 def colour_candidates(types: dict[str, str], empty: frozenset[str] = frozenset()) -> list[str]:

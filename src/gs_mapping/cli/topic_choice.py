@@ -1,6 +1,6 @@
 """The mapper's topics for a bag, one rule for ``map`` and ``replay``: names given on the command line
-win, then those the parameter file sets (a topic that differs from its default), and the rest are
-found in the bag (:func:`gs_mapping.topics.discover`)."""
+win, then those the parameter file sets (a topic that differs from its default, today's or the one
+before realsense-ros 4.55.1), and the rest are found in the bag (:func:`gs_mapping.topics.discover`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import dataclasses
 import logging
 
 _FIELDS = ("color", "depth", "camera_info", "depth_camera_info")
+# the defaults before realsense-ros 4.55.1 moved its topics under /camera/camera (camera_namespace +
+# camera_name): a parameter file an older ``gs-mapping params`` wrote holds them, meaning no choice
+_FORMER_DEFAULTS = {
+    "color": "/camera/color/image_raw",
+    "depth": "/camera/depth/image_rect_raw",
+    "camera_info": "/camera/color/camera_info",
+}
 
 
 def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
@@ -38,11 +45,15 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
 
 
 def _named(cfg) -> dict:
-    """The topics a parameter file sets: those that differ from their defaults."""
+    """The topics a parameter file sets: those that differ from their defaults (today's or former)."""
     from ..mapping.mapper_config import TopicsConfig
 
     defaults = TopicsConfig()
-    return {k: getattr(cfg.topics, k) for k in _FIELDS if getattr(cfg.topics, k) != getattr(defaults, k)}
+    return {
+        k: getattr(cfg.topics, k)
+        for k in _FIELDS
+        if getattr(cfg.topics, k) not in (getattr(defaults, k), _FORMER_DEFAULTS.get(k))
+    }
 
 
 def names_any(cfg, cloud: str = "") -> bool:

@@ -206,7 +206,8 @@ def depth_in_color(
     future_tolerance_ns: int | None = None,
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
-    depth image (in the colour camera's raw image: undistorted as colour is), an unregistered one with
+    depth image (in the colour camera's raw image: undistorted as colour is; one of another size in
+    the colour's frame, the same view resampled, :func:`_same_view_resized`), an unregistered one with
     its ``depth_intrinsics`` (undistorted in its own camera, then registered), or a cloud's (N, 3)
     points (projected). ``poses`` is a :class:`~gs_mapping.tf.MapPoses`; the depth/cloud pose is taken
     at its own stamp (a registered depth's too, given the colour image's ``color_stamp`` and
@@ -222,6 +223,10 @@ def depth_in_color(
     size = (color_intrinsics.width, color_intrinsics.height)
     if not cloud and depth_intrinsics is None:
         rectifier = rectifier_for(color_intrinsics)
+        frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
+        if _same_view_resized(geometry.shape, size) and geometry_frame.lstrip("/") == frame:
+            K_depth = _resized_K(color_intrinsics.K, size, geometry.shape)
+            geometry = register_depth(geometry, K_depth, np.eye(4), color_intrinsics.K, size)
         if geometry.shape != (size[1], size[0]):  # (make_frame names a wrong size)
             return geometry
         if rectifier is not None:
@@ -229,7 +234,6 @@ def depth_in_color(
         # registered depth is in the colour camera's image, whatever frame its header names (without
         # its own CameraInfo nothing places another camera); it keeps its own stamp (librealsense's
         # aligned depth has the depth frame's): the moving colour camera saw it from where it was then
-        frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
         if geometry_frame.lstrip("/") not in ("", frame):
             _say_registered_in_another_frame(geometry_frame, frame)
         if not frame or color_stamp is None or geometry_stamp == color_stamp:
@@ -271,6 +275,26 @@ def depth_in_color(
         geometry
         if same
         else register_depth(geometry, depth_intrinsics.K, T_color_depth, color_intrinsics.K, size)
+    )
+
+
+def _same_view_resized(shape: tuple[int, ...], size: tuple[int, int]) -> bool:
+    """Whether a registered depth image of ``shape`` (H, W) may be the colour image of ``size`` (W, H)
+    resampled: another size of the same aspect (to a pixel's rounding). The ZED wrapper 3.x publishes
+    its registered depth at ``depth.depth_downsample_factor`` of the sensor's size and its images at
+    ``video.img_downsample_factor``, in one optical frame (4.x and 5.x publish both at one size)."""
+    h, w = shape
+    return (w, h) != size and w > 0 and h > 0 and abs(w * size[1] / size[0] - h) <= 1
+
+
+def _resized_K(K, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """The colour camera's K for its image resampled to ``shape`` (H, W), pixel centres kept where
+    they are (as :func:`~gs_mapping.mapping.optimizer.scaled_camera`): each depth pixel covers the
+    colour pixels of its own area."""
+    sx, sy = shape[1] / size[0], shape[0] / size[1]
+    (fx, _, cx), (_, fy, cy) = np.asarray(K, np.float64)[:2]
+    return np.array(
+        [[fx * sx, 0.0, (cx + 0.5) * sx - 0.5], [0.0, fy * sy, (cy + 0.5) * sy - 0.5], [0.0, 0.0, 1.0]]
     )
 
 

@@ -16,12 +16,14 @@ AUTO = "auto"  # depth_camera_info: found from the depth topic's name
 
 @dataclass
 class TopicsConfig:
-    color: str = param("/camera/color/image_raw", "colour image topic (Image, or CompressedImage)")
+    # what realsense-ros 4.55.1+ publishes under its default launch (rs_launch.py: camera_namespace and
+    # camera_name "camera"; topics "~/<stream>/…"); `map` and `replay` find a recording's by type
+    color: str = param("/camera/camera/color/image_raw", "colour image topic (Image, or CompressedImage)")
     depth: str = param(
-        "/camera/depth/image_rect_raw",
+        "/camera/camera/depth/image_rect_raw",
         "depth image topic (Image 16UC1 mm / 32FC1 m, or CompressedImage compressedDepth)",
     )
-    camera_info: str = param("/camera/color/camera_info", "CameraInfo of the colour camera")
+    camera_info: str = param("/camera/camera/color/camera_info", "CameraInfo of the colour camera")
     depth_camera_info: str = param(
         "auto",
         "CameraInfo of the depth camera when depth is not registered to colour: depth is then "

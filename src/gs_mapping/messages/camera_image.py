@@ -3,8 +3,10 @@
 Colour may be a ``sensor_msgs/Image`` of any driver encoding (:func:`.image.image_to_rgb`) or a
 ``CompressedImage`` (jpeg/png, :mod:`.compressed_image`); depth an ``Image`` (16UC1 mm, 32FC1 m) or a
 ``CompressedImage`` (``compressedDepth`` png/rvl, :mod:`.compressed_depth`; or a plain 16-bit PNG
-of millimetres). The two types are told apart by their fields (``format`` vs ``encoding``), so this
-works on rclpy and rosbags messages alike, whatever topic they came from.
+of millimetres). A ``tiff`` or ``zstd`` CompressedImage carries the Image itself
+(:func:`.compressed_image.carried_image`), read as that Image. The two types are told apart by their
+fields (``format`` vs ``encoding``), so this works on rclpy and rosbags messages alike, whatever
+topic they came from.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from ..errors import MessageError
 from .compressed_depth import compressed_depth_to_metres, is_compressed_depth
-from .compressed_image import COMPRESSED_IMAGE, compressed_image_to_numpy
+from .compressed_image import COMPRESSED_IMAGE, carried_image, compressed_image_to_numpy
 from .image import BAYER_PATTERNS, IMAGE, bayer_to_rgb, depth_image_to_metres, image_to_rgb
 
 CAMERA_IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
@@ -41,6 +43,9 @@ def color_to_rgb(msg: Any) -> np.ndarray:
         return image_to_rgb(msg)
     if is_compressed_depth(str(msg.format)):
         raise MessageError(f"{COMPRESSED_IMAGE}.format: {msg.format!r} is a depth image, not colour")
+    raw = carried_image(msg)
+    if raw is not None:
+        return image_to_rgb(raw)
     a = compressed_image_to_numpy(msg)
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
@@ -61,6 +66,9 @@ def depth_to_metres(msg: Any) -> np.ndarray:
         return depth_image_to_metres(msg)
     if is_compressed_depth(str(msg.format)):
         return compressed_depth_to_metres(msg)
+    raw = carried_image(msg)
+    if raw is not None:
+        return depth_image_to_metres(raw)
     a = compressed_image_to_numpy(msg)  # a plain 16-bit PNG of millimetres (e.g. "16UC1; png")
     if a.dtype != np.uint16 or a.ndim != 2:
         raise MessageError(
