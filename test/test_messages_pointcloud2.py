@@ -178,7 +178,7 @@ def _bad(fields=(("x", 0, 7, 1),), point_step=4, width=2, row_pad=0, data_len=No
     "kwargs,pattern",
     [
         (dict(fields=[("x", 2, 7, 1)]), r"PointCloud2\.fields\['x'\].*offset 2.*beyond point_step 4"),
-        (dict(fields=[("x", 0, 9, 1)]), r"PointCloud2\.fields\['x'\]\.datatype.*unknown datatype 9"),
+        (dict(fields=[("x", 0, 11, 1)]), r"PointCloud2\.fields\['x'\]\.datatype.*unknown datatype 11"),
         (dict(fields=[("x", 0, 2, 1), ("x", 1, 2, 1)]), r"PointCloud2\.fields.*'x' appears twice"),
         (dict(fields=[("", 0, 2, 1)]), r"PointCloud2\.fields.*empty name"),
         (dict(fields=[("x", 0, 7, 2)]), r"fields\['x'\].*2 x 4 bytes.*beyond point_step 4"),
@@ -189,6 +189,22 @@ def _bad(fields=(("x", 0, 7, 1),), point_step=4, width=2, row_pad=0, data_len=No
 def test_bad_layouts(kwargs, pattern):
     with pytest.raises(MessageError, match=pattern):
         pointcloud2_to_array(_bad(**kwargs))
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_int64_and_uint64_fields_pcl_writes_are_read_bit_for_bit(big):
+    """PointField INT64 (9) and UINT64 (10) (PCL's 64-bit integers, ROS 2 Rolling's PointField.msg),
+    unaligned, both byte orders, a row padded: each value as Python's struct reads the bytes."""
+    fields = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("stamp", 13, 10, 1), ("signed", 21, 9, 2)]
+    point_step, width, height, row_pad = 40, 3, 2, 5
+    raw = np.random.default_rng(9).integers(0, 256, height * (width * point_step + row_pad), dtype=np.uint8)
+    arr = pointcloud2_to_array(through_cdr(make_cloud(fields, point_step, height, width, row_pad, big, raw)))
+    order = ">" if big else "<"
+    for i in range(height * width):
+        base = (i // width) * (width * point_step + row_pad) + (i % width) * point_step
+        assert int(arr["stamp"][i]) == struct.unpack_from(order + "Q", raw.tobytes(), base + 13)[0]
+        assert arr["signed"][i].tolist() == list(struct.unpack_from(order + "qq", raw.tobytes(), base + 21))
+    assert arr.dtype["stamp"] == np.uint64 and arr.dtype["signed"].base == np.int64
 
 
 def test_bad_arrays():

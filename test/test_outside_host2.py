@@ -118,11 +118,6 @@ def _straight(ns, speed=1.0):
     return T
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: deskew.MAX_SKEW_S = 1 s leaves every point measured more than 1 s after the stamp "
-    "un-deskewed, but livox_ros_driver2 publishes clouds down to 0.5 Hz (2 s of points)",
-)
 def test_livox_cloud_at_its_lowest_publish_rate_is_deskewed_whole():
     """livox_ros_driver2 accepts ``publish_freq`` down to 0.5 Hz (livox_ros_driver2.cpp clamps it to
     [0.5, 100]); users of the non-repetitive scanners lower it for denser clouds. One such cloud
@@ -185,12 +180,6 @@ def test_localisation_correction_scene_is_the_wall_with_deskewing_off(tmp_path):
     dk._assert_on_the_wall(dk._frames(_localised_still_robot_bag(tmp_path / "b"), deskew=False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: deskew moves points by the sensor's motion in the map frame, so a map -> odom "
-    "correction during a scan (not motion: REP 105's map is discontinuous) shears the cloud; the "
-    "motion within a scan belongs in the continuous odom frame (tf2's fixed_frame lookup)",
-)
 def test_a_localisation_correction_during_a_scan_does_not_shear_a_still_robots_cloud(tmp_path):
     """REP 105: ``map`` "can change in discrete jumps at any time"; ``odom`` is continuous, "an
     accurate, short-term local reference". The robot does not move; AMCL or slam_toolbox corrects
@@ -203,12 +192,6 @@ def test_a_localisation_correction_during_a_scan_does_not_shear_a_still_robots_c
 
 
 # -- a 64-bit time field --------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PointField datatypes INT64 (9) / UINT64 (10), which PCL writes and ROS 2 Rolling's "
-    "PointField.msg names (ros2/common_interfaces#301), are refused: the whole cloud is lost, and "
-    "the time rule reads every integer as ns since the stamp",
-)
 def test_a_uint64_absolute_ns_time_field_is_read_as_seconds_since_the_stamp():
     """A PCL point type with ``std::uint64_t timestamp`` (absolute ns, as livox CustomMsg's timebase
     and most converters keep time) goes through pcl_conversions as datatype 10. The cloud's x y z are

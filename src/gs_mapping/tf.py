@@ -687,3 +687,19 @@ def check_frame_id(option: str, frame: str) -> None:
     )
     if why:
         raise ConfigError(f"{option}: the frame id {frame!r} {why}")
+
+
+def odometry_frame(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | None = None) -> str | None:
+    """The continuous frame to take ``frame``'s motion over a short time in (tf2's ``fixed_frame`` of
+    ``lookupTransform(target, t, source, t_s, fixed_frame)``): REP 105's ``odom``, ``map_frame``'s
+    child on ``frame``'s chain, found as :func:`held_back` finds it (``map`` jumps when a localisation
+    corrects it; odometry does not). None where ``map``'s own poses serve: ``map_frame`` is not above
+    ``frame`` (an anchored map, :class:`MapPoses`, whose root is continuous), or no moving transform
+    lies below its child (a localisation or simulator publishing ``map -> base_link``: no odometry)."""
+    frame, map_frame = frame.lstrip("/"), map_frame.lstrip("/")
+    chain = tf._chain(frame, logged_ns)
+    ups = [frame] + [e.parent for e in chain]
+    if map_frame not in ups[1:]:
+        return None
+    child = ups.index(map_frame) - 1  # chain[:child]: the edges from frame up to map's child
+    return ups[child] if any(not e.static for e in chain[:child]) else None

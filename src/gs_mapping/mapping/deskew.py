@@ -3,18 +3,29 @@
 A spinning LiDAR's scan takes ~100 ms and its cloud is stamped once, at the scan's start or end; at
 10 m/s the sensor moves 1 m meanwhile. A point ``p`` measured ``dt`` seconds after the cloud's stamp
 ``s`` is where the sensor was at ``s + dt``: in the cloud's frame at ``s`` it is
-``T_map_cloud(s)^-1 @ T_map_cloud(s + dt) @ p`` (TF in the mapper's fixed frame), which
-:func:`~.depth_registration.cloud_to_depth` then moves into the colour camera as any cloud.
+``T_odom_cloud(s)^-1 @ T_odom_cloud(s + dt) @ p``, which
+:func:`~.depth_registration.cloud_to_depth` then moves into the colour camera as any cloud. The
+motion is TF's in a continuous frame (tf2's ``fixed_frame``, :func:`gs_mapping.tf.odometry_frame`:
+``odom``), not in ``map``: a localisation's correction of ``map -> odom`` during a scan is no motion
+of the sensor (REP 105: ``map`` may jump), and would shear the cloud.
 
 The times (seconds since the stamp: :func:`gs_mapping.messages.pointcloud2_xyz_times`) are grouped
-in buckets of :data:`BUCKET_S` (wider for a long scan: at most :data:`MAX_BUCKETS`), TF is looked up
-once per bucket, at its points' mean time, and the points are moved in one vectorised step: at most
-half a bucket's motion off (0.5 ms: 5 mm at 10 m/s). Left where they are, as they were measured:
-points with no time (NaN), with a time further than :data:`MAX_SKEW_S` from the stamp (not a scan's:
-said once), and returns nearer than :data:`~.depth_registration.MIN_LIDAR_RANGE_M` (no measurement,
-for ``cloud_to_depth`` to drop). A time TF does not reach (before its first or past its last sample,
-beyond ``tf_tolerance_s``) takes the pose of the nearest time it does, said once a topic, the frame
-kept; a live node first waits for the TF after the scan (``raise_future``).
+in buckets of :data:`BUCKET_S`, wider for a long scan (a scan's span over :data:`MAX_BUCKETS`: 1.5625
+ms for a 10 Hz scan), TF is looked up once per bucket, at its points' mean time, and the points are
+moved in one vectorised step: a point is off by the motion between its time and its bucket's mean,
+about half a bucket for a spinning LiDAR's evenly spread times (a 10 Hz scan: 0.8 ms, 8 mm of
+straight motion at 10 m/s), never a whole one. Left where they are, as they were measured: points with no time (NaN),
+with a time further than :data:`MAX_SKEW_S` from the stamp (not a scan's: said once), and returns
+nearer than :data:`~.depth_registration.MIN_LIDAR_RANGE_M` (no measurement, for ``cloud_to_depth``
+to drop). A time TF does not reach (before its first or past its last sample, beyond
+``tf_tolerance_s``) takes the pose of the nearest time it does, said once a topic, the frame kept;
+a live node first waits for the TF after the scan (``raise_future``).
+
+Set ``mapper.deskew: false`` for clouds whose times must not move their points: clouds the driver
+already motion-compensated (velodyne_pointcloud with ``fixed_frame``/``target_frame`` set: its
+``time`` field is kept though the points were moved), and ros2_ouster's ``timestamp_mode:
+TIME_FROM_ROS_RECEPTION`` (the stamp is the scan's end while ``t`` counts from its start: every point
+would be placed a scan later than it was measured).
 """
 
 from __future__ import annotations
@@ -31,8 +42,12 @@ from .depth_registration import MIN_LIDAR_RANGE_M
 log = logging.getLogger(__name__)
 
 BUCKET_S = 0.001  # TF lookups 1 ms apart ...
-MAX_BUCKETS = 64  # ... and at most this many a scan
-MAX_SKEW_S = 1.0  # a scan lasts at most ~0.2 s (5 Hz): a time further from its stamp is not its own
+MAX_BUCKETS = 64  # ... and at most this many a scan: a longer one's buckets are wider
+# The longest cloud a driver publishes: livox_ros_driver2 clamps publish_freq to [0.5, 100] Hz (2 s
+# of points, stamped at the first), and Hesai's frame_frequency (HesaiLidar_SDK_2.0) joins any whole
+# number of rotations, with no floor; twice Livox's 2 s takes a 10 Hz Hesai down to 0.25 Hz. A time
+# further from its stamp is not its scan's (a unit misread is off by 1e9).
+MAX_SKEW_S = 4.0
 
 
 class Deskew:
@@ -47,13 +62,14 @@ class Deskew:
         xyz: np.ndarray,
         dt_s: np.ndarray,
         stamp_ns: int,
-        T_map_cloud: np.ndarray,
+        T_fixed_cloud: np.ndarray,
         pose_at: Callable[[int], np.ndarray],
         raise_future: bool = False,
     ) -> np.ndarray:
         """(N, 3) points in the cloud's frame, each measured ``dt_s`` seconds after ``stamp_ns`` →
-        float64 (N, 3) in the cloud's frame at ``stamp_ns`` (where its pose is ``T_map_cloud``).
-        ``pose_at(ns)``: 4x4 ``T_map_cloud`` at ``ns`` (TF). ``raise_future``: a time past the
+        float64 (N, 3) in the cloud's frame at ``stamp_ns`` (where its pose is ``T_fixed_cloud``).
+        ``pose_at(ns)``: 4x4 ``T_fixed_cloud`` at ``ns`` (TF), in a continuous fixed frame (``odom``,
+        :func:`gs_mapping.tf.odometry_frame`). ``raise_future``: a time past the
         newest TF sample raises its :class:`ExtrapolationError` (a live node waits for the sample)
         instead of taking the newest."""
         p = np.asarray(xyz, np.float64).reshape(-1, 3)
@@ -78,12 +94,12 @@ class Deskew:
         k = np.minimum(((d - lo) / width).astype(np.int64), n - 1)
         counts = np.bincount(k, minlength=n)
         mean_s = np.bincount(k, weights=d, minlength=n) / np.maximum(counts, 1)
-        T_cloud_map = np.linalg.inv(T_map_cloud)
+        T_cloud_fixed = np.linalg.inv(T_fixed_cloud)
         moves = np.tile(np.eye(4), (n, 1, 1))  # T_cloud(stamp) <- cloud(stamp + t) per bucket
         served, missed, why = [], [], None
         for b in np.flatnonzero(counts):
             try:
-                moves[b] = T_cloud_map @ pose_at(int(stamp_ns) + int(round(mean_s[b] * 1e9)))
+                moves[b] = T_cloud_fixed @ pose_at(int(stamp_ns) + int(round(mean_s[b] * 1e9)))
                 served.append(b)
             except ExtrapolationError as exc:
                 if raise_future and exc.future:

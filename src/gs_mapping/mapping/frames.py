@@ -214,10 +214,12 @@ def depth_in_color(
     ``color_frame``: the colour camera's pose then, whatever frame the depth header names);
     ``logged_ns`` picks a recording's static transforms (:meth:`~gs_mapping.tf.TFBuffer.lookup`).
     A cloud's ``point_times`` (seconds since its stamp, :func:`gs_mapping.messages.pointcloud2_xyz_times`)
-    place each point by the sensor's pose then, with ``deskew`` (None: the whole cloud at its stamp);
+    place each point by the sensor's pose then, with ``deskew`` (None: the whole cloud at its stamp),
+    its motion taken in odometry (:func:`~gs_mapping.tf.odometry_frame`), not in a map that jumps;
     ``future_tolerance_ns`` 0: a time past the newest TF sample raises (a live node waits for it).
     The one rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
+    from ..tf import odometry_frame
     from .depth_registration import cloud_to_depth, register_depth
 
     size = (color_intrinsics.width, color_intrinsics.height)
@@ -248,12 +250,21 @@ def depth_in_color(
     if cloud:
         T_map_cloud = poses.lookup(frame, geometry_stamp, logged_ns=logged_ns)
         if deskew is not None and point_times is not None:
+            # the motion within the scan in odom, not in map: a localisation's jump is no motion
+            odom = odometry_frame(poses.tf, poses.map_frame, frame, logged_ns)
+
+            def pose_at(ns: int, tolerance: int | None = future_tolerance_ns) -> np.ndarray:
+                if odom is None:
+                    return poses.lookup(frame, ns, tolerance, logged_ns)
+                return poses.tf.lookup(odom, frame, ns, tolerance, logged_ns).matrix()
+
+            T_at_stamp = T_map_cloud if odom is None else pose_at(geometry_stamp, None)
             geometry = deskew(
                 geometry,
                 point_times,
                 geometry_stamp,
-                T_map_cloud,
-                lambda ns: poses.lookup(frame, ns, future_tolerance_ns, logged_ns),
+                T_at_stamp,
+                pose_at,
                 raise_future=future_tolerance_ns == 0,
             )
         return cloud_to_depth(geometry, np.linalg.inv(T_map_color) @ T_map_cloud, color_intrinsics.K, size)

@@ -324,8 +324,8 @@ class MapperConfig:
     deskew: bool = param(
         True,
         "LiDAR input: place each point by the sensor's pose (TF) at its own time, where the cloud has "
-        "a per-point time field (t, time, timestamp, offset_time); false: the whole cloud at its header "
-        "stamp.",
+        "a per-point time field (t, time, timestamp, offset_time, time_stamp); false: the whole cloud at "
+        "its header stamp (for clouds the driver already motion-compensated).",
     )
     seed: int = param(0, "random seed of sampling and seeding", (0, 2147483647))
 

@@ -8,15 +8,21 @@ when reading and written as zeros. Arrays come out native-endian whatever ``is_b
 Per-point times (:func:`pointcloud2_xyz_times`), for deskewing a spinning LiDAR's scan, are read from
 the first of :data:`POINT_TIME_FIELDS` the cloud has, by the drivers' own conventions:
 
-- an integer field is nanoseconds since the header stamp (ouster-ros ``t`` uint32; Livox's
-  ``offset_time`` uint32);
+- an integer field of 4 bytes or less is nanoseconds since the header stamp (ouster-ros ``t``
+  uint32; Livox's ``offset_time`` uint32; Autoware nebula's ``time_stamp`` uint32, its stamp the
+  scan's start);
 - a float32 field is seconds since the header stamp (velodyne ``time``: the scan's stamp is its last
   packet's by default, so the times are mostly negative; float32 cannot hold an absolute time);
-- a float64 field is seconds since the stamp, absolute seconds (Hesai, RoboSense ``timestamp``: the
-  stamp is the first (or last) point's) or absolute nanoseconds (livox_ros_driver2's PointCloud2
-  ``timestamp``): whichever of the three puts the cloud's median time nearest the header stamp. A
-  scan lasts ~0.1 s, so only a clock under a scan's length from zero (a simulator's first tenth of a
-  second) leaves the choice open, and then each reading is within that much of the other.
+- a float64 field is seconds since the stamp, absolute seconds (Hesai, RoboSense ``timestamp``,
+  nebula's ``time_stamp`` of its XYZIRADT points: the stamp is the first (or last) point's) or
+  absolute nanoseconds (livox_ros_driver2's PointCloud2 ``timestamp``): whichever of the three puts
+  the cloud's median time nearest the header stamp; an 8-byte integer (PCL's ``std::uint64_t``,
+  PointField INT64/UINT64) likewise, ns since the stamp in place of seconds. A scan lasts ~0.1 s, so
+  only a clock under a scan's length from zero (a simulator's first tenth of a second) leaves the
+  choice open, and then each reading is within that much of the other.
+
+INT64 (9) and UINT64 (10), which PCL writes and ROS 2 Rolling's PointField.msg names, are read;
+:func:`array_to_pointcloud2` writes only 1..8, the datatypes every ROS 2 distribution's readers know.
 """
 
 from __future__ import annotations
@@ -40,8 +46,11 @@ DATATYPES: dict[int, np.dtype] = {
     6: np.dtype(np.uint32),
     7: np.dtype(np.float32),
     8: np.dtype(np.float64),
+    9: np.dtype(np.int64),  # (ROS 2 Rolling's INT64, PCL's; read only)
+    10: np.dtype(np.uint64),
 }
-_DATATYPE_OF = {dt.str[1:]: code for code, dt in DATATYPES.items()}  # "f4" → 7
+# what array_to_pointcloud2 writes: Humble's and Jazzy's PointField.msg stop at FLOAT64 (8)
+_DATATYPE_OF = {dt.str[1:]: code for code, dt in DATATYPES.items() if code <= 8}  # "f4" → 7
 
 
 def _names(dtype: np.dtype) -> tuple[str, ...]:
@@ -73,7 +82,7 @@ def fields_to_dtype(
         if datatype not in DATATYPES:
             raise MessageError(
                 f"{where}.fields[{name!r}].datatype: unknown datatype {datatype} "
-                f"(1..8: INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64)"
+                f"(1..10: INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64, INT64, UINT64)"
             )
         count = max(count, 1)  # count 0 is written by some drivers and means one element, as in PCL
         base = DATATYPES[datatype].newbyteorder(order)
@@ -176,7 +185,8 @@ def array_to_pointcloud2(
         if code is None or (sub.subdtype is not None and base.subdtype is not None):
             raise MessageError(
                 f"{POINT_CLOUD2}.fields[{name!r}]: dtype {sub} has no PointField datatype "
-                f"(int8/16/32, uint8/16/32, float32/64, or fixed sub-arrays of them)"
+                f"(int8/16/32, uint8/16/32, float32/64, or fixed sub-arrays of them; 64-bit integers are "
+                f"not written: only ROS 2 Rolling's PointField names them)"
             )
         point_fields.append((offset, name, code, count))  # array order kept: round trips are exact
     target = _with_byteorder(a.dtype, ">" if is_bigendian else "<")
@@ -220,8 +230,8 @@ def pointcloud2_xyz(msg: Any, remove_nans: bool = True) -> np.ndarray:
 
 
 # per-point time fields, in the order looked for: ouster-ros; velodyne; Hesai, RoboSense, Livox
-# (PointCloud2); Livox's CustomMsg name, as some converters write it
-POINT_TIME_FIELDS = ("t", "time", "timestamp", "offset_time")
+# (PointCloud2); Livox's CustomMsg name, as some converters write it; Autoware nebula
+POINT_TIME_FIELDS = ("t", "time", "timestamp", "offset_time", "time_stamp")
 
 
 @reads(POINT_CLOUD2)
@@ -241,25 +251,29 @@ def pointcloud2_xyz_times(msg: Any, remove_nans: bool = True) -> tuple[np.ndarra
 def seconds_since_stamp(values: np.ndarray, stamp_ns: int) -> np.ndarray:
     """A time field's values → float64 seconds since ``stamp_ns`` (this module's docstring's rule)."""
     v = np.asarray(values)
-    if v.dtype.kind in "iu":
-        return v.astype(np.float64) * 1e-9
-    out = v.astype(np.float64)
-    if v.dtype.itemsize < 8:
-        return out
-    finite = out[np.isfinite(out)]
-    if not len(finite):
-        return out
-    m = float(np.median(finite))
+    integer = v.dtype.kind in "iu"
+    relative = v.astype(np.float64) * (1e-9 if integer else 1.0)  # since the stamp, in its own unit
+    if v.dtype.itemsize < 8:  # (too narrow for an absolute time)
+        return relative
+    finite = np.isfinite(relative)
+    if not finite.any():
+        return relative
+    m = float(np.median(v[finite]))
     sec, frac = divmod(int(stamp_ns), 10**9)
     # differences first, exact in float64 (so is sec * 1e9 = sec x 5^9 x 2^9, 53 bits), then scaled: a count
     # near 1.7e9 s or 1.7e18 ns keeps its sub-microsecond part only relative to the stamp
     as_seconds = abs(m - sec - frac * 1e-9)
     as_nanoseconds = abs((m - float(sec * 10**9) - frac) * 1e-9)
-    if abs(m) <= min(as_seconds, as_nanoseconds):
-        return out
+    if abs(m * (1e-9 if integer else 1.0)) <= min(as_seconds, as_nanoseconds):
+        return relative
+    if integer:  # exact integer differences (a uint64 past 2**63 wraps: no time of this age)
+        n = v.astype(np.int64)
+        if as_seconds <= as_nanoseconds:
+            return (n - sec).astype(np.float64) - frac * 1e-9
+        return (n - int(stamp_ns)).astype(np.float64) * 1e-9
     if as_seconds <= as_nanoseconds:
-        return out - sec - frac * 1e-9
-    return (out - float(sec * 10**9) - frac) * 1e-9
+        return relative - sec - frac * 1e-9
+    return (relative - float(sec * 10**9) - frac) * 1e-9
 
 
 def _xyz(a: np.ndarray, remove_nans: bool) -> tuple[np.ndarray, np.ndarray | None]:
