@@ -155,17 +155,12 @@ def test_ascii_ply_whose_last_row_has_no_line_end_reads_every_row(shared_data, t
     _check(gmap, _expected(rows))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ply.py's ASCII reader claims old Mac files (rows ending in a bare \\r) but refuses "
-    "them: the header must end in \\n, and numpy's loadtxt splits the body's rows at \\n only",
-)
 def test_ascii_ply_of_bare_carriage_returns_reads_its_rows(shared_data, tmp_path):
     """The ASCII reader's own contract (ply.py, ``_ascii_elements``: rows end in \\n, \\r\\n, "old
     Mac files: \\r alone"): the plyfile-written rows of the real guitar scene with every line end
-    made a bare \\r read the same values as plyfile's. The real code refuses such a file (its header
-    pattern wants \\n; with a \\n header and a \\r body, numpy's parser refuses the rows), so
-    mutant ply.py:305 (rows counted at \\n only) is equivalent in behaviour: refused either way."""
+    made a bare \\r read the same values as plyfile's (refused until session #27: the header
+    pattern wanted \\n, and numpy's parser splits rows at \\n only). Also kills mutant ply.py:305
+    (rows counted at \\n only)."""
     from gs_mapping.ply import load_ply
 
     plyfile, rows = _guitar_rows(shared_data, 5)

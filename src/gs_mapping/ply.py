@@ -82,8 +82,10 @@ MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
 _MAX_HEADER = 64 * 1024
-_MAGIC = re.compile(rb"ply[ \t]*\r?\n")
-_HEADER_END = re.compile(rb"\r?\nend_header[ \t]*\r?\n")  # trailing blanks: some writers leave them
+_MAGIC = re.compile(rb"ply[ \t]*(?:\r?\n|\r)")
+# header lines end in \n, \r\n (Windows tools) or a bare \r (old Mac files, ASCII); trailing blanks:
+# some writers leave them
+_HEADER_END = re.compile(rb"(?:\r?\n|\r)end_header[ \t]*(?:\r?\n|\r)")
 
 
 def _property_names(num_sh: int) -> list[str]:
@@ -166,7 +168,6 @@ def atomic_write(path: Path, blob: bytes, *, overwrite: bool = True, inputs=()) 
 def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     """Parse a PLY: ``{element name: structured array (a view of raw when binary)}`` and the
     comment lines. Every size is checked against the bytes present before any view is made."""
-    # header lines end in "\n", or "\r\n" from some Windows tools
     m = _HEADER_END.search(raw, 0, _MAX_HEADER)
     if not _MAGIC.match(raw) or m is None:
         raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first 64 kB)")
@@ -313,6 +314,8 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
         text, pos = body[pos:end], end
         if not props:
             continue
+        if sep == b"\r":  # (numpy's parser and the row check split rows at \n only)
+            text = text.replace(b"\r", b"\n")
         dtype = np.dtype([(n, t.lstrip("<")) for n, t in props])
         if not count:  # np.loadtxt would warn that its input holds no data
             out[name] = np.empty(0, dtype)
