@@ -177,3 +177,40 @@ def test_memory_bytes_counts_what_the_mapper_holds():
     assert sizes[-1]["map"] >= len(m.gmap) * (12 + 16 + 12 + 4 + 12 + 8)
     # the kept keyframes are bounded by refine_keep / window: two colour + depth images
     assert sizes[-1]["keyframes"] == sizes[1]["keyframes"] == 2 * W * H * (3 + 1) * 4
+
+
+def test_a_map_held_apart_is_not_drawn_optimised_nor_moved_and_joins_at_the_move():
+    """A map loaded in TF's map while the mapper is given poses in another frame (mapper_node
+    anchored to its first frame's pose): held apart, the loaded wall is not drawn (the view renders
+    empty, so the frame seeds a wall of its own) and no step changes it; move_map moves only what
+    was built meanwhile (R p + t, by hand), and the loaded wall is drawn again after it."""
+    from scipy.spatial.transform import Rotation
+
+    torch.manual_seed(0)
+    cfg = _cfg(iterations=4, first_iterations=4)
+    yesterday = IncrementalMapper(cfg, "cpu")
+    yesterday.add_frame(_frame(0.0, 0))
+    loaded = yesterday.gmap.copy()
+    m = IncrementalMapper(cfg, "cpu")
+    m.load_map(loaded.copy())
+    view = _frame(0.0, 1)
+    assert m.render(view.camera)[2].mean() > 0.5  # (the loaded wall fills the view)
+    m.hold_apart(loaded.ids)
+    assert m.render(view.camera)[2].max() == 0
+    m.add_frame(view)
+    assert m.stats.seeded > 0 and m.stats.steps > 0
+    rows = m.gmap.rows_of(loaded.ids)
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(m.gmap, name)[rows], getattr(loaded, name), err_msg=name)
+    built = np.setdiff1d(np.arange(len(m.gmap)), rows)
+    means = m.gmap.means[built].copy()
+    R = Rotation.from_euler("z", 30, degrees=True).as_matrix()
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (100.0, 5.0, 0.0)  # (today's wall far out of the view)
+    m.move_map(T)
+    rows = m.gmap.rows_of(loaded.ids)
+    np.testing.assert_array_equal(m.gmap.means[rows], loaded.means)
+    np.testing.assert_allclose(
+        m.gmap.means[np.setdiff1d(np.arange(len(m.gmap)), rows)], means @ R.T + T[:3, 3], atol=1e-4
+    )
+    assert m.render(view.camera)[2].mean() > 0.5

@@ -119,3 +119,43 @@ def test_row_adam_moves_only_seen_rows_and_state_follows_rows():
     assert len(p.adam_t) == 7 and p.adam_t.tolist() == [1, 1, 0, 0, 0, 0, 0]
     assert torch.equal(p.adam_m["means"][1], m_row2)
     assert torch.count_nonzero(p.adam_v["sh"][5:]) == 0
+
+
+def test_a_move_of_some_rows_moves_them_as_scipy_says_and_leaves_the_others_bit_for_bit():
+    """TorchGaussians.move(T, rows) (a loaded map held apart while the rest moves into TF's map):
+    the chosen rows' means are R p + t and their rotations R · R_q (scipy), the colour each shows
+    along R d is the one it showed along d (render.sh's SH, the renderer's); every other row, with
+    its Adam moments, is left exactly as it was."""
+    from scipy.spatial.transform import Rotation
+
+    from gs_mapping.render.sh import sh_to_color
+
+    rng = np.random.default_rng(5)
+    n, degree = 12, 2
+    p = TorchGaussians(degree)
+    p.append(**_random(n, rng, degree))
+    for st_ in (p.adam_m, p.adam_v):
+        for name in FIELDS:
+            st_[name] = torch.as_tensor(rng.uniform(0.1, 1.0, tuple(st_[name].shape)), dtype=torch.float32)
+    before = {name: p.numpy(name).copy() for name in FIELDS}
+    adam = {(k, name): s[name].clone() for k, s in (("m", p.adam_m), ("v", p.adam_v)) for name in FIELDS}
+    R = Rotation.from_rotvec([0.3, -1.1, 2.0]).as_matrix()
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (40.0, -3.0, 0.5)
+    rows = np.zeros(n, bool)
+    rows[[0, 3, 4, 9]] = True
+    p.move(T, rows)
+    np.testing.assert_allclose(p.numpy("means")[rows], before["means"][rows] @ R.T + T[:3, 3], atol=1e-5)
+    got = Rotation.from_quat(p.numpy("quats")[rows]).as_matrix()
+    np.testing.assert_allclose(got, R @ Rotation.from_quat(before["quats"][rows]).as_matrix(), atol=1e-5)
+    d = torch.as_tensor(rng.normal(size=(int(rows.sum()), 3)))
+    seen = sh_to_color(degree, d, torch.as_tensor(before["sh"][rows]).double())
+    turned = sh_to_color(degree, d @ torch.as_tensor(R).T, torch.as_tensor(p.numpy("sh")[rows]).double())
+    torch.testing.assert_close(turned, seen, atol=1e-5, rtol=0)
+    for name in FIELDS:
+        np.testing.assert_array_equal(p.numpy(name)[~rows], before[name][~rows])
+        for k, s in (("m", p.adam_m), ("v", p.adam_v)):
+            assert torch.equal(s[name][~torch.as_tensor(rows)], adam[k, name][~torch.as_tensor(rows)])
+    assert not torch.equal(
+        p.adam_m["means"][torch.as_tensor(rows)], adam["m", "means"][torch.as_tensor(rows)]
+    )

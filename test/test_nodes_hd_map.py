@@ -10,6 +10,8 @@ from gs_mapping.nodes.hd_map_node import CLASS_NAMES, HDMapNode
 from gs_mapping.runtime.replay import ReplayBus, replay_bag
 from gs_mapping.topics import info_topic
 
+S = 1_000_000_000
+
 
 @pytest.fixture(scope="module")
 def world_bag(tmp_path_factory):
@@ -296,3 +298,64 @@ def test_a_frame_waiting_for_a_refused_camera_info_says_why(world_bag):
     t_next, img_next = [(t, m) for tp, t, m in msgs if tp == cam][1]
     bus.inject(cam, img_next, t_next)
     assert len(published) == 1
+
+
+def test_lanes_before_a_late_first_fix_wait_in_order_and_the_oldest_goes_past_the_queue(
+    world_bag, tmp_path, monkeypatch
+):
+    """The localisation starts 0.25 s after the first frame (frames 0-2 before its first fix, each
+    within tf_wait_s of it): the lanes of the frames before it wait in order, and once more are
+    waiting than the queue holds (2 here) the oldest goes with the TF there is (none: counted).
+    Frames 1-5 are fused as the same drive with ``map`` from its start fuses them, in order."""
+    pytest.importorskip("scipy")
+    import test_outside_late_localisation as L
+
+    from gs_mapping.nodes import hd_map_node
+    from gsmap_hd.lane_map import LaneMap
+
+    L._late_world_bag(world_bag, tmp_path / "late", 250_000_000)
+    fused: list[list] = []
+    update = LaneMap.update
+
+    def spy(self, observations, region=None):
+        fused[-1].append([np.array(o.points) for o in observations])
+        return update(self, observations, region)
+
+    monkeypatch.setattr(LaneMap, "update", spy)
+    monkeypatch.setattr(hd_map_node, "LANES_WAITING", 2)
+    nodes = []
+    for bag in (world_bag, tmp_path / "late"):
+        fused.append([])
+        nodes += replay_bag(bag, tmp_path / f"out{len(fused)}", [HDMapNode], [_config()])[1]
+    ref, late = fused
+    assert len(ref) == 6 and len(late) == 5
+    assert nodes[1].diag.dropped.get("lane_map_no_map_pose") == 1, dict(nodes[1].diag.dropped)
+    for want, got in zip(ref[1:], late, strict=True):
+        assert len(got) == len(want)
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+def test_lanes_waiting_when_time_goes_back_go_with_the_tf_there_is(world_bag):
+    """The drive played 60 s into the recording without its last /tf (the last frame's lanes wait
+    for the sample after their stamp), then the node's clock goes back and the drive comes again
+    with its own stamps (a simulator reset, ``ros2 bag play --loop --clock``): at the new run's
+    first frame the old run's waiting lanes go, with the TF there is (none: counted), rather than
+    wait in a queue the new run's TF never reaches."""
+    from test_hostile_nodes import _shifted
+
+    bus = ReplayBus()
+    hd = HDMapNode(bus.context("hd_map_node"), _config())
+    with BagReader(world_bag) as r:
+        msgs = [m for m in r.messages() if m[0] in bus.subscribers]  # (the node's inputs)
+    last_tf = max(i for i, m in enumerate(msgs) if m[0] == "/tf")
+    for i, (topic, logged, msg) in enumerate(msgs):
+        if i != last_tf:
+            bus.inject(topic, msg if topic == "/tf_static" else _shifted(msg, 60), logged + 60 * S)
+    assert "lane_map_no_map_pose" not in hd.diag.dropped, dict(hd.diag.dropped)
+    bus.now_ns = msgs[0][1]
+    first = next(i for i, m in enumerate(msgs) if m[0] == "/cameras/front/image_raw")
+    for topic, logged, msg in msgs[: first + 1]:
+        if topic != "/tf_static":
+            bus.inject(topic, msg, logged)
+    assert hd.diag.dropped.get("lane_map_no_map_pose") == 1, dict(hd.diag.dropped)

@@ -84,12 +84,6 @@ def _feed(bus, msgs) -> None:
 # -- 1. the live map moved into TF's map: bugs ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MapPoses._reanchor calls on_reanchor before it ends the anchor; an exception out of "
-    "the move (here the delta's publish) is contained by the node, the anchor stays, and the next "
-    "frame moves the map again: what was mapped before the fix ends at T·T·p, off the wall",
-)
 def test_a_failure_while_the_move_is_sent_leaves_the_map_moved_once(tmp_path):
     """The move's delta fails to go out (rclpy's publish raises RCLError, a RuntimeError, once the
     context is shut down by a Ctrl-C; any exception a callback raises is contained by the node,
@@ -148,12 +142,6 @@ def _amcl_drive(n: int = 8):
     return sorted(msgs, key=lambda m: m[0]), odom_cam
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: tf.held_back looks the frame up in odom with the buffer's default tolerance, not the "
-    "caller's future_tolerance_ns=0: a frame before a future-dated first fix (nav2 AMCL) is posed by "
-    "the last odometry sample held (25 ms stale here: 0.11 m) instead of waiting for the next",
-)
 def test_frames_before_a_future_dated_first_fix_wait_for_their_odometry(tmp_path):
     """README: while a frame may wait, a pose past the last TF sample waits for the next (tf2's
     rule), and a frame before a late localisation's first sample is posed through that fix. Frames
@@ -170,12 +158,6 @@ def test_frames_before_a_future_dated_first_fix_wait_for_their_odometry(tmp_path
         np.testing.assert_allclose(f.camera.T_map_cam, F @ odom_cam(f.stamp_ns), atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: mapper.move_map moves every Gaussian, those loaded from mapper_node.load_path too: a "
-    "map saved in TF's map, resumed with a localisation that starts after the node (nav2 AMCL waiting "
-    "for its initial pose), ends displaced by T_map_anchor",
-)
 def test_a_resumed_map_stays_in_tf_map_when_the_localisation_starts_late(tmp_path):
     """Yesterday's map, saved in TF's ``map`` (five Gaussians 20 m behind the drive, never in view),
     is loaded at start (``load_path``); today's localisation starts before frame 4. MapPoses moves
@@ -212,12 +194,6 @@ def test_a_resumed_map_stays_in_tf_map_when_the_localisation_starts_late(tmp_pat
     np.testing.assert_allclose(today.means[rows], yesterday, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (README vs hd_map_node): README says frames before a late map -> odom's first sample "
-    "are posed through that fix 'in hd_map_node's lanes' too, but the node keeps one waiting frame: "
-    "a fix more than a frame period late drops the lanes of the frames before it",
-)
 def test_hd_map_node_fuses_the_lanes_of_every_frame_before_a_late_first_fix(tmp_path, monkeypatch):
     """The world's 4-frame drive (10 Hz) with its localisation starting 0.25 s after the first frame
     (frames 0-2 before it): README's promise taken literally, every frame's lanes are fused into the
@@ -380,11 +356,6 @@ def test_a_half_turn_moves_means_rotations_and_colour_as_scipy_says(degree):
 # -- 2. progress lines: bugs --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ProgressLines.__iter__ tests `self.iterable or ()`: a numpy array (which tqdm takes) "
-    "raises 'truth value of an array is ambiguous' where stderr is no terminal",
-)
 def test_progress_lines_iterate_what_tqdm_iterates():
     """progress() promises what tqdm(iterable, ...) gives; off a terminal that is ProgressLines. It
     must yield the items tqdm yields, for a numpy array as for a list."""
@@ -396,11 +367,6 @@ def test_progress_lines_iterate_what_tqdm_iterates():
         assert list(ProgressLines(items, interval_s=1e9)) == list(tqdm(items, disable=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ProgressLines.line formats a rate just under 1000 with '.3g': 999.7 msg/s is printed "
-    "'1e+03 msg/s' (an exponent in a line meant for people), where 1000 and above print plainly",
-)
 def test_a_rate_just_under_a_thousand_is_a_plain_number(capsys):
     """1000 messages in 1.0003 s (our clock): the line's rate is a plain decimal, as the module's
     example ('0.322 frame/s') and every other rate, within 0.5 % of 1000 / 1.0003 (by hand)."""

@@ -67,6 +67,13 @@ def progress(
     return ProgressLines(iterable, total=total, desc=desc, unit=unit, initial=initial)
 
 
+def _plain(x: float) -> str:
+    """``x`` > 0 to three significant digits (all of its integer digits from 1000 on) as ``'.3g'``
+    writes them, never with an exponent: ``'.3g'`` writes 999.7 as ``1e+03``, 0.0000322 as ``3.22e-05``."""
+    text = f"{x:.{max(2 - math.floor(math.log10(x)), 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class ProgressLines:
     """Progress as plain lines on stderr (see the module's doc). ``clock``: seconds, monotonic."""
 
@@ -93,7 +100,7 @@ class ProgressLines:
         self._said = self._closed = False
 
     def __iter__(self) -> Iterator:
-        for item in self.iterable or ():
+        for item in self.iterable if self.iterable is not None else ():  # (an array has no truth value)
             yield item
             self.update(1)
 
@@ -135,8 +142,7 @@ class ProgressLines:
             eta = elapsed * max(self.total - self.n, 0) / done if done > 0 else None
             parts.append(f"ETA {'?' if eta is None else tqdm.format_interval(eta)}")
         if done > 0 and elapsed > 0:
-            rate = done / elapsed
-            parts.append(f"{rate:.3g} {self.unit}/s" if rate < 1000 else f"{rate:.0f} {self.unit}/s")
+            parts.append(f"{_plain(done / elapsed)} {self.unit}/s")
         if self._postfix:
             parts.append(self._postfix)
         return f"{self.desc + ': ' if self.desc else ''}{', '.join(parts)}"

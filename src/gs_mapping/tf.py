@@ -522,7 +522,9 @@ def lookup_in_map(
         return tf.lookup(map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
     except ExtrapolationError as exc:
         held = (
-            None if exc.future or stamp_ns is None else held_back(tf, map_frame, frame, stamp_ns, logged_ns)
+            None
+            if exc.future or stamp_ns is None
+            else held_back(tf, map_frame, frame, stamp_ns, future_tolerance_ns, logged_ns)
         )
         if held is None:
             raise
@@ -537,14 +539,22 @@ def first_fix(tf: TFBuffer, map_frame: str, child: str, logged_ns: int | None = 
 
 
 def held_back(
-    tf: TFBuffer, map_frame: str, frame: str, stamp_ns: int, logged_ns: int | None = None
+    tf: TFBuffer,
+    map_frame: str,
+    frame: str,
+    stamp_ns: int,
+    future_tolerance_ns: int | None = None,
+    logged_ns: int | None = None,
 ) -> np.ndarray | None:
     """``T_map_frame`` of a frame from before ``map`` reached its tree: a localisation that started
     late (REP 105's ``map -> odom`` from some time on, odometry before). The frame's pose in the
     map's child (``odom``) at ``stamp_ns``, carried into the map by the first ``map <- odom``: the
     localisation's first fix holds for the odometry before it, so what is mapped before and after
     is one map. Only that edge is held back (odometry that starts late is no pose); None: not
-    this case, the lookup's error stands."""
+    this case, the lookup's error stands. The odometry is looked up with the caller's
+    ``future_tolerance_ns`` (:meth:`TFBuffer.lookup`): a stamp past its last sample raises, as the
+    lookup in ``map`` would, so that a live node waits for the next (a fix stamped ahead of the
+    frames, as nav2's AMCL stamps it, comes before the odometry of the frames it holds for)."""
     frame = frame.lstrip("/")
     ups = [frame] + [e.parent for e in tf._chain(frame, logged_ns)]
     if map_frame not in ups[1:]:
@@ -554,7 +564,11 @@ def held_back(
     if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
         return None
     try:
-        T_odom_frame = tf.lookup(odom, frame, stamp_ns, logged_ns=logged_ns).matrix()
+        T_odom_frame = tf.lookup(odom, frame, stamp_ns, future_tolerance_ns, logged_ns).matrix()
+    except ExtrapolationError as exc:
+        if exc.future:  # (the odometry after the stamp may be on its way: the caller waits for it)
+            raise
+        return None
     except TFError:
         return None
     return first_fix(tf, map_frame, odom, logged_ns) @ T_odom_frame
@@ -572,7 +586,9 @@ class MapPoses:
     before any such pose is returned, so that the owner moves what it built in the anchor's frame
     into TF's map by that one rigid transform (the first fix, composed as :func:`held_back` composes
     it: what was mapped before and after is one map). Later fixes (``map -> odom`` jumping as the
-    localisation corrects the odometry) move the poses, never the map again.
+    localisation corrects the odometry) move the poses, never the map again. ``on_anchor()`` is
+    called when the anchor is set, before its first pose is returned (what the owner holds in TF's
+    map already, a loaded map, is not in the anchor's frame).
 
     ``live``: TF is still arriving (a node). A tree that only static transforms reach from the frame
     is then not anchored to: its root moves with the robot (``base_link``), and the ``map`` or
@@ -584,9 +600,12 @@ class MapPoses:
     more unconnected trees": a URDF rooted at ``base_link`` beside ``odom -> base_footprint``),
     an error naming both roots."""
 
-    def __init__(self, tf: TFBuffer, map_frame: str, log=None, live: bool = False, on_reanchor=None):
+    def __init__(
+        self, tf: TFBuffer, map_frame: str, log=None, live: bool = False, on_reanchor=None, on_anchor=None
+    ):
         self.tf, self.map_frame, self.log, self.live = tf, map_frame.lstrip("/"), log, live
         self.on_reanchor = on_reanchor  # called with T_map_anchor (4x4) when a late map ends the anchor
+        self.on_anchor = on_anchor  # called (no argument) when the anchor is set, before its first pose
         self.anchor: tuple[str, np.ndarray] | None = None  # (root frame, T_first_root)
         self.map_came_late = False  # TF gained map_frame after the anchor was set: the map moved into it
         self._said_unconnected = False
@@ -640,6 +659,8 @@ class MapPoses:
                 f"TF has no frame {self.map_frame!r}: the map frame is the first frame's pose "
                 f"({frame} at {stamp_ns} ns, tree root {root})"
             )
+        if self.on_anchor is not None:
+            self.on_anchor()
 
     def _reanchor(self, logged_ns: int | None) -> None:
         """End the anchor once ``map_frame`` reaches its root (a localisation started late):
@@ -660,9 +681,14 @@ class MapPoses:
         except TFError:  # (its samples cleared when time went back: the next one serves)
             return
         T_map_anchor = T_map_root @ np.linalg.inv(T_first_root)
+        # The anchor ends before the move, so the map moves at most once: a move that raises (the
+        # delta's publish after a Ctrl-C: rclpy's RCLError) is contained by the node, and tried again
+        # at the next frame it would move what had moved (T·T·p). What such a failure leaves is the
+        # owner's to say (mapper_node: the map moved, its delta lost as any lost delta, the next
+        # snapshot brings the receivers along); poses come from TF's map from now on either way.
+        self.anchor, self.map_came_late = None, True
         if self.on_reanchor is not None:
             self.on_reanchor(T_map_anchor)
-        self.anchor, self.map_came_late = None, True
         if self.log is not None:
             t = T_map_anchor[:3, 3]
             self.log.warning(

@@ -279,15 +279,26 @@ class IncrementalMapper:
         views = {id(v): v for v in [*self.window, *self.history, *(v for vs in self.virtual for v in vs)]}
         return list(views.values())
 
+    def hold_apart(self, ids: np.ndarray) -> None:
+        """Hold the Gaussians with these ids apart: they lie in another frame than the poses the
+        mapper is given from now on (a map loaded in TF's ``map`` while a live mapper maps in its
+        first frame's pose, no ``map`` yet). Until :meth:`move_map` brings the rest to them they are
+        not drawn (``TorchGaussians.hidden_ids``), so no view is taken as explained by them nor
+        optimises them, and they stay in :attr:`gmap` (sent, saved) as they were."""
+        self.params.hidden_ids = np.asarray(ids, np.uint64).copy()
+
     def move_map(self, T_new_old: np.ndarray) -> None:
-        """Move everything built so far into another frame by one rigid transform (a live mapper
-        anchored to its first pose, once a localisation that started late gives TF's ``map``): the
-        Gaussians with their optimiser state (:meth:`TorchGaussians.move`), the kept views' poses,
-        the keyframe selector's reference; :attr:`gmap` follows by its change record (every
-        Gaussian updated), so the next delta moves the receivers' map too. The levels hold no
-        positions (a new seed's level is chosen from the means as they are then)."""
+        """Move what was built in the poses' frame into another by one rigid transform (a live
+        mapper anchored to its first pose, once a localisation that started late gives TF's
+        ``map``): the Gaussians with their optimiser state (:meth:`TorchGaussians.move`), the kept
+        views' poses, the keyframe selector's reference; :attr:`gmap` follows by its change record
+        (every moved Gaussian updated), so the next delta moves the receivers' map too. Gaussians
+        held apart (:meth:`hold_apart`: already in the new frame) stay where they are and are drawn
+        again: one frame from now on. The levels hold no positions (a new seed's level is chosen
+        from the means as they are then)."""
         T = np.asarray(T_new_old, np.float64)
-        self.params.move(T)
+        self.params.move(T, ~np.isin(self.params.ids, self.params.hidden_ids))
+        self.params.hidden_ids = np.zeros(0, np.uint64)
         for view in self._views():
             view.camera = view.camera.with_pose(T @ view.camera.T_map_cam)
         self.selector.move(T)

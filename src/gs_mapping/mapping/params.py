@@ -45,6 +45,9 @@ class TorchGaussians:
         self.ids = np.zeros(0, np.uint64)  # 0 = not yet in the map
         # Largest blending weight seen in an optimised view (inf = not rendered yet); for the cap.
         self.contrib = np.zeros(0)
+        # Rows with these ids are not drawn (:meth:`activated` gives them opacity 0, which every
+        # renderer culls): no view is explained by them, no gradient reaches them (see IncrementalMapper.hold_apart).
+        self.hidden_ids = np.zeros(0, np.uint64)
         # Adam moments and per-row step counts, kept across keyframes and carried through
         # append/keep (see RowAdam).
         self.adam_m = {n: torch.zeros_like(getattr(self, n)).detach() for n in FIELDS}
@@ -82,7 +85,10 @@ class TorchGaussians:
     def activated(self) -> tuple[torch.Tensor, ...]:
         """(means, unit quats xyzw, scales, opacities, sh) as the renderer takes them."""
         q = self.quats / self.quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return self.means, q, torch.exp(self.log_scales), torch.sigmoid(self.opacity_logits), self.sh
+        opacity = torch.sigmoid(self.opacity_logits)
+        if len(self.hidden_ids):
+            opacity = opacity * torch.as_tensor(~np.isin(self.ids, self.hidden_ids), device=self.device)
+        return self.means, q, torch.exp(self.log_scales), opacity, self.sh
 
     # -- structural edits (between optimisation steps; optimisers must be rebuilt after) -----------
     def append(self, means, quats, log_scales, opacity_logits, sh) -> None:
@@ -134,8 +140,9 @@ class TorchGaussians:
         self.adam_t = self.adam_t[tm]
 
     @torch.no_grad()
-    def move(self, T_new_old: np.ndarray) -> None:
-        """Move every Gaussian into another frame by the rigid transform ``T_new_old`` (4x4): means,
+    def move(self, T_new_old: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Move every Gaussian (or those where the mask ``rows`` is true; the others stay as they
+        are) into another frame by the rigid transform ``T_new_old`` (4x4): means,
         rotations and SH coefficients (the view-dependent colour turns with the scene), and their
         Adam state. The first moment is a running mean of the gradients, linear in them: it turns
         as they do, exactly. The second is per coordinate, which a rotation mixes: each coordinate
@@ -150,14 +157,19 @@ class TorchGaussians:
             "quats": (quat_multiply(q_R, np.eye(4)).T, [slice(0, 4)]),  # L @ q = q_R ⊗ q
             "sh": (sh_rotation(self.sh_degree, R), bands),
         }
+        moving = torch.ones(len(self), dtype=torch.bool, device=self.device)
+        if rows is not None:
+            moving = torch.as_tensor(np.asarray(rows, bool), device=self.device)
         values = {n: getattr(self, n).detach() for n in FIELDS}
         for name, (M, groups) in turns.items():
-            values[name] = _turned(values[name], M, t if name == "means" else None)
-            self.adam_m[name] = _turned(self.adam_m[name], M)
-            v = self.adam_v[name].clone()
+            x, m, v = values[name].clone(), self.adam_m[name].clone(), self.adam_v[name][moving]
+            x[moving] = _turned(values[name][moving], M, t if name == "means" else None)
+            m[moving] = _turned(m[moving], M)
             for g in groups:
                 v[:, g] = v[:, g].sum(dim=1, keepdim=True).expand_as(v[:, g])
-            self.adam_v[name] = v
+            values[name], self.adam_m[name] = x, m
+            self.adam_v[name] = self.adam_v[name].clone()
+            self.adam_v[name][moving] = v
         self._set(values)
 
     def numpy(self, name: str) -> np.ndarray:

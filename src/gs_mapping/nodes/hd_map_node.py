@@ -40,6 +40,10 @@ from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
 CLASS_NAMES = ("divider", "ped_crossing", "boundary")
+# frames whose lanes wait for their map pose, in order (each at most tf_wait_s): a late localisation's
+# first fix poses those before it; a few KB a frame, the default wait holds 5 at 10 Hz; beyond, the
+# oldest goes with the TF there is
+LANES_WAITING = 32
 CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
 
 
@@ -81,8 +85,8 @@ class HDMapNodeConfig:
     tf_wait_s: float = param(
         0.5,
         "A frame whose map pose (or the TF sample after its stamp) has not arrived yet waits this long "
-        "(node clock) for it while TF keeps being read, as tf2's message filter does; a newer frame "
-        "makes the waiting one go with the TF there is. 0: no wait",
+        "(node clock) for it while TF keeps being read, as tf2's message filter does, up to 32 frames in "
+        "order (beyond, the oldest goes with the TF there is). 0: no wait",
         (0.0, 60.0),
     )
 
@@ -135,7 +139,8 @@ class HDMapNode(NodeBase):
         self._info_refused: dict[str, str] = {}  # image topic → why its last CameraInfo was refused
         self.last_stamp_ns = -1
         self._said_no_map_pose = False
-        self._waiting: tuple | None = None  # (elements, region, stamp, since_ns): lanes awaiting their pose
+        # lanes awaiting their map pose, oldest first: (elements, region, stamp, since_ns)
+        self._waiting: list[tuple] = []
         self._lanes_prev: list = []
         self._lane_state = None
         self._next_lane_id = 1
@@ -262,10 +267,13 @@ class HDMapNode(NodeBase):
     def on_frame(self, msgs: list[Any]) -> None:
         from ..messages import stamp_to_ns
 
-        self._predict_frame_waiting()  # the newest frame wins: the waiting ones now, or never
-        self._retry_waiting(final=True)
+        self._predict_frame_waiting()  # the newest frame wins: the one waiting for a CameraInfo now
         stamp = stamp_to_ns(msgs[0].header.stamp)
-        if self.time_went_back(stamp, self.last_stamp_ns):
+        went_back = self.time_went_back(stamp, self.last_stamp_ns)
+        # the lanes waiting for their pose wait on, in order; those of the run before time went back
+        # (a bag loop, a simulator reset) go now, with the TF there is
+        self._retry_waiting(final=went_back)
+        if went_back:
             self.last_stamp_ns = -1
         if stamp <= self.last_stamp_ns:
             self.diag.drop("frames", f"stamp {stamp} ns is not after the previous frame's")
@@ -383,8 +391,10 @@ class HDMapNode(NodeBase):
         self, elements: list, region, stamp: int, waited_since: int | None, final: bool = False
     ) -> None:
         """The lanes in ``map_frame`` (fused, or this frame's) once the pose at ``stamp`` is known;
-        a pose still in flight is waited for (``tf_wait_s``, node clock; not when ``final``), else
-        the frame is counted."""
+        a pose still in flight is waited for (``tf_wait_s``, node clock; not when ``final``) behind
+        the lanes already waiting (at most :data:`LANES_WAITING`), else the frame is counted. (A
+        newer frame's pose is there only if the waiting ones' are: :meth:`on_frame` retries them
+        first, so the lanes are fused in order.)"""
         now = self.ctx.now_ns()
         since = now if waited_since is None else waited_since
         wait = self.cfg.tf_wait_s * 1e9
@@ -397,7 +407,10 @@ class HDMapNode(NodeBase):
             )
         except TFError as exc:
             if may_wait and transform_may_arrive(exc):
-                self._waiting = (elements, region, stamp, since)
+                if waited_since is None:
+                    self._wait(elements, region, stamp, since)
+                else:  # (retried: back to the front, the rest wait behind it)
+                    self._waiting.insert(0, (elements, region, stamp, since))
                 return
             self.diag.drop("lane_map_no_map_pose", str(exc))
             if not self._said_no_map_pose:  # (in /diagnostics only, an odometry-only robot saw nothing)
@@ -429,13 +442,22 @@ class HDMapNode(NodeBase):
             self.pub_markers.publish(marker_array(markers, f))
         self.pub_delta.publish(bytes_to_uint8_multiarray(self._lane_container(lanes), f))
 
+    def _wait(self, elements: list, region, stamp: int, since: int) -> None:
+        """Queue a frame's lanes for their pose, behind the others; beyond :data:`LANES_WAITING`
+        the oldest goes now, with the TF there is."""
+        self._waiting.append((elements, region, stamp, since))
+        while len(self._waiting) > LANES_WAITING:
+            self._lanes_at_pose(*self._waiting.pop(0), final=True)
+
     def _retry_waiting(self, final: bool = False) -> None:
-        """Try the lanes waiting for their pose again (new TF, or the timer); ``final`` (a newer
-        frame, the node stopping): fused now or counted, not kept."""
-        if self._waiting is not None:
-            elements, region, stamp, since = self._waiting
-            self._waiting = None
+        """Try the lanes waiting for their pose again, oldest first (new TF, a newer frame, or the
+        timer: each goes with the TF there is once its wait is over), until one still has to wait;
+        ``final`` (the node stopping): every one fused now or counted."""
+        while self._waiting:
+            elements, region, stamp, since = self._waiting.pop(0)
             self._lanes_at_pose(elements, region, stamp, since, final)
+            if self._waiting and self._waiting[0][0] is elements:  # (held again: the rest wait behind it)
+                break
 
     def close(self) -> None:
         self.contained(self.cameras[0], self._predict_frame_waiting)

@@ -19,7 +19,8 @@ the colour stamp. Outputs:
   when a new subscriber joins, so late joiners and receivers that lost deltas recover;
 - ``/diagnostics``.
 
-Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start), ``mapper_node.save_path``
+Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start, taken as in TF's map: held
+apart while the map is anchored to the first frame's pose, :meth:`MapperNode._anchored`), ``mapper_node.save_path``
 (written on shutdown, and whenever a std_msgs/String arrives on ``~/save``: its text is the path, or
 empty for ``save_path``). The saved PLY keeps the map's ids and levels (:func:`gs_mapping.ply.save_ply`'s
 ``keep_ids``), so a mapper resumed from it sends deltas its receivers can apply; some web viewers
@@ -103,6 +104,7 @@ class MapperNode(NodeBase):
                 self._deskew = Deskew(self.node_cfg.cloud_topic, ctx.logger)
         t = self.cfg.topics
         self.mapper = IncrementalMapper(self.cfg)
+        self._loaded_ids = np.zeros(0, np.uint64)  # the Gaussians of load_path's map (in TF's map)
         if self.node_cfg.load_path:
             self._load(self.node_cfg.load_path)
         self.sender = MapSender.from_map(
@@ -125,7 +127,9 @@ class MapperNode(NodeBase):
         self._depth_info_used = (
             "" if self.cfg.topics.depth_camera_info == AUTO else self.cfg.topics.depth_info()
         )
-        self.poses = MapPoses(self.tf, t.map_frame, ctx.logger, live=True, on_reanchor=self._move_map)
+        self.poses = MapPoses(
+            self.tf, t.map_frame, ctx.logger, live=True, on_reanchor=self._move_map, on_anchor=self._anchored
+        )
         self.last_stamp_ns = -1
         # frames awaiting their TF, oldest first: (colour, depth, stamp, since_ns)
         self._waiting: list[tuple] = []
@@ -437,9 +441,28 @@ class MapperNode(NodeBase):
             out.append(f"TF on {t.tf} / {t.tf_static}")
         return out
 
+    def _anchored(self) -> None:
+        """No ``map`` in TF: the map is anchored to the first frame's pose (:class:`~gs_mapping.tf.MapPoses`).
+        A map loaded from ``load_path`` was saved in TF's map, not there: it is held apart (not drawn,
+        so neither optimised nor taken as explaining a view; sent and saved as loaded) until a
+        localisation gives TF's map, and the move brings what was built in the anchor's frame to it.
+        (Not moved with the rest: it was never in the anchor's frame. Not mapped into either: where
+        the robot is in it is unknown until then.)"""
+        if len(self._loaded_ids):
+            self.mapper.hold_apart(self._loaded_ids)
+            self.ctx.logger.warning(
+                f"the map loaded from {self.node_cfg.load_path} ({len(self._loaded_ids)} Gaussians, in "
+                f"{self.cfg.topics.map_frame!r}) is held apart, not drawn, until TF has "
+                f"{self.cfg.topics.map_frame!r}: what is mapped meanwhile joins it then"
+            )
+
     def _move_map(self, T_map_anchor: np.ndarray) -> None:
         """A localisation started late: the map anchored to the first frame's pose moves into TF's
-        map (:class:`~gs_mapping.tf.MapPoses`), and the receivers' with it, by a delta now."""
+        map (:class:`~gs_mapping.tf.MapPoses`), and the receivers' with it, by a delta now. Tried
+        once (MapPoses ends the anchor first): a delta that fails to go out leaves the map moved and
+        the sender's state with it, the receivers brought along by the next snapshot as after any
+        lost delta; a move that fails part way (out of memory) leaves what it had moved, said by
+        the guard that contains it, rather than move anything twice."""
         self.mapper.move_map(T_map_anchor)
         self.publish_delta()
 
@@ -522,7 +545,9 @@ class MapperNode(NodeBase):
     def _load(self, path: str) -> None:
         from ..ply import load_ply
 
-        self.mapper.load_map(load_ply(path))
+        gmap = load_ply(path)
+        self.mapper.load_map(gmap)
+        self._loaded_ids = gmap.ids.copy()
 
     def close(self) -> None:
         from .map_saving import final_save
