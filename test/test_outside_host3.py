@@ -516,12 +516,6 @@ def test_a_car_driving_past_between_the_scan_and_the_photo():
 
 
 # -- bugs ------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cloud in a world frame (FAST-LIO's /cloud_registered in camera_init, LIO-SAM's in "
-    "odom, velodyne transform_node's fixed_frame) is triangulated about that frame's origin, tens of "
-    "metres from the sensor: false surfaces drop bands of visible returns (1-11 %), silently",
-)
 @pytest.mark.parametrize("lidar", ["os1-128", "vlp16"])
 def test_a_registered_cloud_in_the_odom_frame_keeps_what_the_camera_sees(lidar):
     """The same street scan published by a LiDAR odometry in its world frame, the car 50 m from that
@@ -562,12 +556,6 @@ def _layout(layout, T_world_lidar, scene):
     return (a, world), (np.concatenate([a, b]), np.concatenate([world, world]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two returns on one ray (dual-return mode, still scans concatenated, duplicate "
-    "points) switch the rule off: exact twins make the column width 0 (no triangles at all), near "
-    "twins (float32, ~1e-7 rad apart) make columns of one ray each, whose triangles are all degenerate",
-)
 @pytest.mark.parametrize("layout", ["dual-return-vlp32c", "two-still-os1-scans"])
 def test_two_returns_on_one_ray_still_hide_what_the_camera_cannot_see(layout):
     """The street from the roof LiDAR: of the returns the camera cannot see, one scan's rule drops

@@ -252,3 +252,87 @@ def test_the_worlds_lidar_loses_what_its_front_camera_cannot_see(drive, beams, c
     assert dropped_hidden >= 0.85 * hidden, f"{dropped_hidden} of {hidden} hidden returns dropped"
     assert dropped_visible <= 0.004 * visible, f"{dropped_visible} of {visible} visible returns dropped"
     assert bad_plain > 100 and bad <= bad_plain / 4, (bad, bad_plain)
+
+
+def _nearest_per_pixel(q) -> np.ndarray:
+    """The depth image before the rule (by hand): the nearest return of each pixel, 0 where none."""
+    inside, u, v = _in_image(q)
+    want = np.full((H, W), np.inf)
+    np.minimum.at(want, (v[inside].astype(int), u[inside].astype(int)), q[inside, 2])
+    want[~np.isfinite(want)] = 0
+    return want
+
+
+def test_a_cloud_in_a_world_frame_keeps_every_return_and_says_so_once(caplog):
+    """The pole scene published in an odometry frame 40 m from the camera (FAST-LIO's camera_init,
+    LIO-SAM's odom): the cloud's origin is not the sensor, so the rule would triangulate about the
+    wrong point; it is not applied (the nearest return of each pixel wins, by hand), and one warning
+    names the frame. In the LiDAR's own frame the hidden returns still go."""
+    cloud, P, T, q, _ = _pole_scene((0.0, -0.4, 0.3))
+    T_cam_odom = T.copy()
+    T_cam_odom[:3, 3] = R_BODY_OPT.T @ np.array([-30.0, 25.0, 1.0])  # the odom origin, body frame
+    in_odom = P - [-30.0, 25.0, 1.0]
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            depth = cloud_to_depth(in_odom, T_cam_odom, K, (W, H), frame="camera_init_h3")
+    np.testing.assert_allclose(depth, _nearest_per_pixel(q), rtol=1e-6)
+    said = [r.getMessage() for r in caplog.records if "camera_init_h3" in r.getMessage()]
+    assert len(said) == 1 and "world frame" in said[0], said
+    assert (cloud_to_depth(cloud, T, K, (W, H)) != _nearest_per_pixel(q)).sum() > 100
+
+
+@pytest.mark.parametrize("twin", ["exact", "float32"])
+def test_two_returns_on_each_ray_hide_what_one_does(twin):
+    """Every return given twice (dual-return mode with one target per ray, the same scan appended
+    again, float32 copies ~1e-7 rad off their ray): each copy of a return the camera cannot see
+    (hand ray cast) is still hidden, and the visible ones stay but for 0.1 %."""
+    cloud, P, T, q, scene = _pole_scene((0.0, -0.4, 0.3))
+    inside, _, _ = _in_image(q)
+    hidden, visible = _truth(
+        P, q[:, 2], _first_hit(np.zeros(3), P / np.linalg.norm(P, axis=1)[:, None], **scene)
+    )
+    hidden &= inside
+    visible &= inside
+    again = cloud if twin == "exact" else cloud.astype(np.float32).astype(np.float64)
+    got = hidden_returns(np.concatenate([cloud, again]), T, K, (W, H))
+    assert hidden.sum() > 300
+    for half in (got[: len(cloud)], got[len(cloud) :]):
+        assert not (hidden & ~half).any(), f"{int((hidden & ~half).sum())} of {int(hidden.sum())} kept"
+        assert (visible & half).sum() <= 0.001 * visible.sum(), int((visible & half).sum())
+
+
+def test_a_farther_return_on_a_ray_is_tested_against_the_nearest_ones_surface():
+    """Dual return's last returns: the rays that hit the pole also reach the wall behind it. The
+    surface is the first hits' (pole, wall, ground), so the camera, beside the LiDAR, loses the wall
+    returns its ray to meets the pole first (hand ray cast), but for those within half the beams'
+    spacing of the pole's edge, and keeps all the others."""
+    cloud, P, T, q, scene = _pole_scene((0.0, -0.4, 0.3))
+    L = np.array([0.0, -0.4, 0.3])
+    on_pole = np.hypot(P[:, 0] - 6.0, P[:, 1]) < 0.1 + 1e-6
+    d = cloud[on_pole] / np.linalg.norm(cloud[on_pole], axis=1)[:, None]
+    last = d * _first_hit(L, d, wall_x=9.0, ground_z=-1.5)[:, None]  # the wall behind, past the pole
+    Pl = last + L
+    ql = Pl @ R_BODY_OPT
+    hidden, visible = _truth(
+        Pl, ql[:, 2], _first_hit(np.zeros(3), Pl / np.linalg.norm(Pl, axis=1)[:, None], **scene)
+    )
+    inside, _, _ = _in_image(ql)
+    assert (hidden & inside).sum() > 100 and (visible & inside).sum() > 50
+    got = hidden_returns(np.concatenate([cloud, last]), T, K, (W, H))[len(cloud) :]
+    assert got[hidden & inside].mean() >= 0.95  # (measured 99.4 %: 2 kept at the pole's edges)
+    assert not got[visible & inside].any()
+
+
+def test_a_return_just_in_front_of_the_camera_plane_is_dropped_without_a_warning():
+    """Returns a hair in front of the camera plane (z = 2 um: far outside the image, past what an
+    integer pixel index holds) beside ordinary ones: no RuntimeWarning, no pixel for them, the
+    ordinary returns' image unchanged."""
+    cloud, P, T, q, _ = _pole_scene((0.0, -0.4, 0.3))
+    edge_cam = np.array([[3e13, 1.0, 2e-6], [-5e13, -2.0, 3e-6], [1.0, 4e13, 1.5e-6]])  # camera frame
+    edge = (edge_cam - T[:3, 3]) @ T[:3, :3]  # into the LiDAR's frame
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        depth = cloud_to_depth(np.concatenate([cloud, edge]), T, K, (W, H))
+    np.testing.assert_array_equal(depth, cloud_to_depth(cloud, T, K, (W, H)))

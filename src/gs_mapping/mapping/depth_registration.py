@@ -22,9 +22,14 @@ points come here already deskewed by their own times where the cloud has them (:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from .lidar_visibility import hidden_returns
+from .lidar_visibility import MAX_SENSOR_OFFSET_M, hidden_returns
+
+log = logging.getLogger(__name__)
+_said_world_frames: set[str] = set()  # cloud frames already warned of as world frames
 
 # colour pixels per axis one depth pixel may cover, beyond its cameras' focal ratio (a pixel seen at a
 # grazing angle projects to a long box: bounded, not smeared over the image)
@@ -103,24 +108,37 @@ def register_depth(
 
 
 def cloud_to_depth(
-    xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int]
+    xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int], frame: str = ""
 ) -> np.ndarray:
     """LiDAR points (N, 3) in the cloud's frame (its origin the sensor's) → a sparse float32 (H, W)
     z-depth image of the camera (``size = (W, H)``; 0 = no point), nearest point per pixel; returns
     nearer than ``MIN_LIDAR_RANGE_M`` dropped (Ouster's zeros for no return), and those the camera
-    cannot see (:func:`~.lidar_visibility.hidden_returns`)."""
+    cannot see (:func:`~.lidar_visibility.hidden_returns`), unless the cloud's ``frame`` lies farther
+    than ``MAX_SENSOR_OFFSET_M`` from the camera: a world frame, not the sensor's (said once)."""
     w, h = int(size[0]), int(size[1])
     p = np.asarray(xyz, np.float64).reshape(-1, 3)
     # in the sensor's frame, before moving: a no-return zero is at the LiDAR's origin, not the camera's
     p = p[np.all(np.isfinite(p), axis=1) & (np.einsum("ij,ij->i", p, p) >= MIN_LIDAR_RANGE_M**2)]
     T = np.asarray(T_cam_cloud, np.float64)
     q = p @ T[:3, :3].T + T[:3, 3]
-    front = (q[:, 2] > 1e-6) & ~hidden_returns(p, T, K, (w, h))
+    front = q[:, 2] > 1e-6
+    offset = float(np.linalg.norm(T[:3, 3]))
+    if offset <= MAX_SENSOR_OFFSET_M:
+        front &= ~hidden_returns(p, T, K, (w, h))
+    elif frame not in _said_world_frames:
+        _said_world_frames.add(frame)
+        log.warning(
+            f"cloud frame {frame!r} lies {offset:.0f} m from the camera: a world frame, not the LiDAR's "
+            f"(over {MAX_SENSOR_OFFSET_M:.0f} m): its returns the camera cannot see are kept (said once)"
+        )
     p, z = q[front], q[front, 2]
     Kc = np.asarray(K, np.float64)
-    u = np.rint(Kc[0, 0] * p[:, 0] / z + Kc[0, 2]).astype(np.int64)
-    v = np.rint(Kc[1, 1] * p[:, 1] / z + Kc[1, 2]).astype(np.int64)
+    # pixels as floats first: a return just in front of the camera plane lands far outside the image,
+    # past what an integer holds
+    u = np.rint(Kc[0, 0] * p[:, 0] / z + Kc[0, 2])
+    v = np.rint(Kc[1, 1] * p[:, 1] / z + Kc[1, 2])
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    out = _zbuffer(v[inside] * w + u[inside], z[inside].astype(np.float32), w * h).reshape(h, w)
+    u, v = u[inside].astype(np.int64), v[inside].astype(np.int64)
+    out = _zbuffer(v * w + u, z[inside].astype(np.float32), w * h).reshape(h, w)
     out[~np.isfinite(out)] = 0.0
     return out

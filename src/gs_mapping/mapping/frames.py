@@ -267,7 +267,8 @@ def depth_in_color(
                 pose_at,
                 raise_future=future_tolerance_ns == 0,
             )
-        return cloud_to_depth(geometry, np.linalg.inv(T_map_color) @ T_map_cloud, color_intrinsics.K, size)
+        T_color_cloud = np.linalg.inv(T_map_color) @ T_map_cloud
+        return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size, frame)
     if geometry.shape != (depth_intrinsics.height, depth_intrinsics.width):
         raise MessageError(
             f"depth image is {geometry.shape[1]}x{geometry.shape[0]} but its CameraInfo says "

@@ -30,7 +30,11 @@ Limits: an object narrower than the LiDAR's spacing (a far pole in one column of
 surface and hides nothing; a hidden return behind the far half of an edge's gap is kept, and a
 visible one seen through the near half is dropped. The cloud's frame must have its origin at the
 sensor, as every LiDAR driver's frame has (a cloud moved into ``base_link`` first is not a set of
-first hits from that origin).
+first hits from that origin); a cloud frame farther than ``MAX_SENSOR_OFFSET_M`` from the camera is
+taken for a world frame and the rule is not applied (:func:`~.depth_registration.cloud_to_depth`),
+but one within it (a world frame in the first metres of a drive, or a room's) is triangulated about
+its origin. Returns on one ray (dual return, scans concatenated) are tested against the surface of
+the nearest of each.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ MIN_INCIDENCE_DEG = 10.0
 MAX_BEND_DEG = 30.0
 HIDDEN_ABS_M = 0.1
 HIDDEN_REL = 0.05
+# returns nearer in direction than this (rad) are on one ray: float32 twins lie ~1e-7 apart, while the
+# finest scan patterns space their rays 1.5e-3 apart (an AT128's 0.1 deg, an OS1's 2048 columns)
+SAME_RAY_RAD = 1e-4
+# a cloud frame whose origin lies farther than this (m) from the camera is not its LiDAR's on the rig
+# but a world frame (FAST-LIO's camera_init, LIO-SAM's odom, velodyne's fixed_frame): rigs hold their
+# LiDAR within a few metres of the camera, and a scan's stamp may lag the image's by 0.1 s (3 m at
+# 30 m/s); triangles about a far origin are not the LiDAR's surface and drop visible returns
+MAX_SENSOR_OFFSET_M = 10.0
 
 _Z_NEAR = 0.05  # corners nearer to the camera plane (m) than this are not projected
 _PAIRS_PER_CHUNK = 1 << 21  # (triangle, return) pairs tested at once: bounds memory
@@ -70,9 +82,14 @@ def hidden_returns(
     sel = np.flatnonzero((z > _Z_NEAR) & (u > -m) & (u < w + m) & (v > -m) & (v < h + m))
     if len(sel) < 3:
         return hidden
-    p = p_cloud[sel]
-    r = _norm(p)
-    d = p / r[:, None]
+    # the surface is the first hits': of returns on one ray (dual return, scans concatenated, duplicate
+    # points) the nearest; every return is tested against it
+    r = _norm(p_cloud[sel])
+    d = p_cloud[sel] / r[:, None]
+    first = _nearest_per_ray(d, r)
+    sel, p, d, r = sel[first], p_cloud[sel[first]], d[first], r[first]
+    if len(sel) < 3:
+        return hidden
     tri, joined = _stitch(d)
     surface, step, normal = _surface(p, d, tri, joined)
     extra, strips = _edge_strips(p, d, r, tri, surface, step, normal)
@@ -80,6 +97,7 @@ def hidden_returns(
     if not len(tri):
         return hidden
     corners = np.concatenate([uvz[sel], project(extra)])
+    tri = tri[(corners[tri, 2] > _Z_NEAR).all(1)]  # (a strip's new corner behind the camera: no triangle)
     # the returns that land on a pixel (rounded, as cloud_to_depth does) are tested
     test = np.flatnonzero((z > 1e-6) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5))
     behind = _behind_triangles(corners[tri], uvz[test], w, h)
@@ -89,6 +107,18 @@ def hidden_returns(
 
 def _norm(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
+def _nearest_per_ray(d: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Indices of the returns (unit directions ``d``, ranges ``r``) nearest on their ray: of returns
+    within ``SAME_RAY_RAD`` of each other the farther ones (of equal ranges, the later) are left out."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(d).query_pairs(2 * np.sin(SAME_RAY_RAD / 2), output_type="ndarray")  # (i < j)
+    i, j = pairs[:, 0], pairs[:, 1]
+    keep = np.ones(len(d), bool)
+    keep[np.where(r[i] <= r[j], j, i)] = False
+    return np.flatnonzero(keep)
 
 
 def _angles(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
