@@ -27,7 +27,11 @@ def _fast_cfg() -> MapperConfig:
 
 @pytest.fixture(scope="module")
 def kitchen_frames(kitchen_bag):
-    return list(read_frames(kitchen_bag))[:10]
+    from conftest import use_kitchen_topics
+
+    topics = MapperConfig().topics
+    use_kitchen_topics(topics)  # (the bag's realsense-ros 4.54 names, not today's defaults)
+    return list(read_frames(kitchen_bag, topics))[:10]
 
 
 def test_optimisation_improves_over_initial_map(kitchen_frames):

@@ -232,14 +232,20 @@ def test_tiff_hostile_payloads_are_one_line_errors():
         ("16UC1; tiff compressed ", good[: len(good) // 2], "cannot decode tiff"),
         # (Pillow lets 144 M pixels by with a warning: 1.7 GB as float, refused before it is allocated)
         ("rgb8; tiff compressed ", _claiming_tiff(12000, 3, 8), "the TIFF claims 12000x12000 pixels"),
-        ("32FC1; tiff compressed ", _claiming_tiff(100000, 1, 32), "DecompressionBombError"),  # (Pillow's)
+        # (Pillow's bomb check, or ours where another test has raised Image.MAX_IMAGE_PIXELS)
+        (
+            "32FC1; tiff compressed ",
+            _claiming_tiff(100000, 1, 32),
+            ("DecompressionBombError", "claims 100000x100000"),
+        ),
         ("rgb8; tiff compressed ", good, "holds 1-channel uint16, its format says rgb8"),
         ("yuv420; tiff compressed ", good, "names no image encoding this TIFF holds"),
     ]
     for fmt, data, says in cases:
         with pytest.raises(MessageError) as e:
             depth_to_metres(_msg(fmt, data))
-        assert says in str(e.value) and "\n" not in str(e.value), fmt
+        says = (says,) if isinstance(says, str) else says
+        assert any(w in str(e.value) for w in says) and "\n" not in str(e.value), fmt
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF")
