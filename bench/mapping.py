@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     import yaml
 
     from gs_mapping import cpu_threads
+    from gs_mapping.cli.topic_choice import fill_topics
     from gs_mapping.config_file import flatten, from_dict, load_section, to_dict, unflatten
     from gs_mapping.mapping.mapper_config import MapperConfig
     from gs_mapping.mapping.run import map_bag
@@ -83,6 +84,7 @@ def main(argv=None) -> int:
                 sys.exit(f"unknown mapper parameter {key!r}")
             flat[key] = yaml.safe_load(value)
         cfg = from_dict(MapperConfig, unflatten(flat), where="--set")
+    fill_topics(args.bag, cfg, {}, "bench.mapping")  # the bag's camera, found as `map` finds it
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

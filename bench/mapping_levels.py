@@ -53,12 +53,14 @@ def build_config(sets: list[str], variant: str):
 def run_variant(name: str, args) -> dict:
     import numpy as np
 
+    from gs_mapping.cli.topic_choice import fill_topics
     from gs_mapping.config_file import to_dict
     from gs_mapping.mapping.levels import level_fractions
     from gs_mapping.mapping.run import map_bag
     from gs_mapping.ply import load_ply
 
     cfg = build_config(args.set, name)
+    fill_topics(args.bag, cfg, {}, "bench.mapping_levels")  # the bag's camera, found as `map` finds it
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         m = map_bag(
