@@ -21,8 +21,10 @@ PNG goes through Pillow; RVL is decoded with numpy (one Python step per run of p
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -116,19 +118,26 @@ def decode_png16(payload: bytes, fmt: str = "") -> np.ndarray:
         )
     from PIL import Image  # pinned runtime dependency
 
+    with pillow_decoding("compressedDepth PNG", fmt), Image.open(io.BytesIO(payload)) as im:
+        im.load()
+        if im.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
+            raise MessageError(
+                f"{COMPRESSED_IMAGE}.data: compressedDepth PNG is {im.mode}, not single-channel (format {fmt!r})"
+            )
+        return np.asarray(im).astype(np.uint16)
+
+
+@contextlib.contextmanager
+def pillow_decoding(kind: str, fmt: str) -> Iterator[None]:
+    """Pillow's errors on a corrupt stream (OSError, SyntaxError, ValueError, ...) as one
+    :class:`MessageError` naming ``kind`` and the message's ``fmt``; our own MessageErrors pass."""
     try:
-        with Image.open(io.BytesIO(payload)) as im:
-            im.load()
-            if im.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
-                raise MessageError(
-                    f"{COMPRESSED_IMAGE}.data: compressedDepth PNG is {im.mode}, not single-channel (format {fmt!r})"
-                )
-            return np.asarray(im).astype(np.uint16)
+        yield
     except MessageError:
         raise
-    except Exception as e:  # Pillow: OSError / SyntaxError / ValueError on corrupt streams
+    except Exception as e:
         raise MessageError(
-            f"{COMPRESSED_IMAGE}.data: cannot decode compressedDepth PNG (format {fmt!r}): {type(e).__name__}: {e}"
+            f"{COMPRESSED_IMAGE}.data: cannot decode {kind} (format {fmt!r}): {type(e).__name__}: {e}"
         ) from None
 
 

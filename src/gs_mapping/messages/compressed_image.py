@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
-from .compressed_depth import compressed_depth_to_numpy, is_compressed_depth
+from .compressed_depth import compressed_depth_to_numpy, is_compressed_depth, pillow_decoding
 from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 from .image import encoding_layout, image_to_numpy, image_to_rgb
 
@@ -82,26 +82,19 @@ def compressed_image_to_numpy(msg: Any) -> np.ndarray:
             f"{len(data)} bytes, starts {data[:8]!r})"
         )
     Image = _pil()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L"):
-                arr = np.asarray(im).astype(np.uint16)
-            elif mode == "I":  # some Pillow versions open 16-bit grey PNGs as 32-bit ints
-                arr = np.asarray(im).astype(np.uint16)
-            elif mode in ("L", "RGB", "RGBA"):
-                arr = np.asarray(im)
-            elif mode == "LA":
-                arr = np.asarray(im.convert("RGBA"))
-            else:  # palette, CMYK, 1-bit, ...
-                arr = np.asarray(im.convert("RGB"))
-    except MessageError:
-        raise
-    except Exception as e:  # Pillow raises OSError / SyntaxError / ValueError on corrupt streams
-        raise MessageError(
-            f"{COMPRESSED_IMAGE}.data: cannot decode {kind} (format {fmt!r}): {type(e).__name__}: {e}"
-        ) from None
+    with pillow_decoding(kind, fmt), Image.open(io.BytesIO(data)) as im:
+        im.load()
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L"):
+            arr = np.asarray(im).astype(np.uint16)
+        elif mode == "I":  # some Pillow versions open 16-bit grey PNGs as 32-bit ints
+            arr = np.asarray(im).astype(np.uint16)
+        elif mode in ("L", "RGB", "RGBA"):
+            arr = np.asarray(im)
+        elif mode == "LA":
+            arr = np.asarray(im.convert("RGBA"))
+        else:  # palette, CMYK, 1-bit, ...
+            arr = np.asarray(im.convert("RGB"))
     return np.array(arr)  # writable, owning its memory
 
 
@@ -187,22 +180,13 @@ _BY_LAYOUT = {
 def _tiff_image(data: bytes, fmt: str) -> SimpleNamespace:
     """compressed_image_transport's ``tiff`` (the module's docstring) → an Image."""
     Image = _pil()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h * len(im.getbands()) * 4 > _MAX_IMAGE_BYTES:  # (before Pillow allocates it)
-                raise MessageError(
-                    f"{COMPRESSED_IMAGE}.data: the TIFF claims {w}x{h} pixels (format {fmt!r})"
-                )
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im)
-    except MessageError:
-        raise
-    except Exception as e:  # Pillow raises OSError / SyntaxError / ValueError on corrupt streams
-        raise MessageError(
-            f"{COMPRESSED_IMAGE}.data: cannot decode tiff (format {fmt!r}): {type(e).__name__}: {e}"
-        ) from None
+    with pillow_decoding("tiff", fmt), Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        if w * h * len(im.getbands()) * 4 > _MAX_IMAGE_BYTES:  # (before Pillow allocates it)
+            raise MessageError(f"{COMPRESSED_IMAGE}.data: the TIFF claims {w}x{h} pixels (format {fmt!r})")
+        im.load()
+        mode = im.mode
+        arr = np.asarray(im)
     if mode not in ("L", "RGB", "RGBA", "F") and not mode.startswith("I;16"):
         raise MessageError(
             f"{COMPRESSED_IMAGE}.data: a TIFF of Pillow mode {mode!r} is no camera image (format {fmt!r})"
