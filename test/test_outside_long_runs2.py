@@ -23,21 +23,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_outside_long_runs import FAST  # the mapper at its cheapest: one keyframe, one step
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 FRAMES = 12  # the drive's frames: each tenth of 12 is reached by a frame of its own
 
-# the mapper at its cheapest (one keyframe, one optimiser step): progress and outputs are under test
-FAST = """
-/**:
-  ros__parameters:
-    mapper:
-      device: cpu
-      max_gaussians: 2000
-      keyframe: {min_translation_m: 100.0, min_rotation_deg: 180.0, min_overlap: 0.0, max_gap: 0}
-      seeding: {stride: 8}
-      optim: {iterations: 1, first_iterations: 1, refine_iterations: 0, refine_keep: 1, random_history: 0, window: 1}
-"""
 
 # "NAME: n/total (p%), MM:SS elapsed, ETA MM:SS[, rate unit/s][, postfix]"
 LINE = re.compile(
