@@ -556,10 +556,10 @@ def held_back(
     lookup in ``map`` would, so that a live node waits for the next (a fix stamped ahead of the
     frames, as nav2's AMCL stamps it, comes before the odometry of the frames it holds for)."""
     frame = frame.lstrip("/")
-    ups = [frame] + [e.parent for e in tf._chain(frame, logged_ns)]
-    if map_frame not in ups[1:]:
+    below = _below_map(tf, map_frame, frame, logged_ns)
+    if below is None:
         return None
-    odom = ups[ups.index(map_frame) - 1]
+    odom = below[-1].parent if below else frame
     first = tf.earliest_common_stamp(map_frame, odom, logged_ns)
     if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
         return None
@@ -723,9 +723,17 @@ def odometry_frame(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | No
     ``frame`` (an anchored map, :class:`MapPoses`, whose root is continuous), or no moving transform
     lies below its child (a localisation or simulator publishing ``map -> base_link``: no odometry)."""
     frame, map_frame = frame.lstrip("/"), map_frame.lstrip("/")
-    chain = tf._chain(frame, logged_ns)
-    ups = [frame] + [e.parent for e in chain]
-    if map_frame not in ups[1:]:
+    below = _below_map(tf, map_frame, frame, logged_ns)
+    if not below or all(e.static for e in below):
         return None
-    child = ups.index(map_frame) - 1  # chain[:child]: the edges from frame up to map's child
-    return ups[child] if any(not e.static for e in chain[:child]) else None
+    return below[-1].parent
+
+
+def _below_map(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | None) -> list | None:
+    """The edges of ``frame``'s chain from it up to ``map_frame``'s child (the last edge's parent:
+    ``odom``; none when ``frame`` is that child), or None where ``map_frame`` is not above ``frame``."""
+    chain = tf._chain(frame, logged_ns)
+    ups = [e.parent for e in chain]
+    if map_frame not in ups:
+        return None
+    return chain[: ups.index(map_frame)]
