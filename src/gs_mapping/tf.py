@@ -729,6 +729,20 @@ def odometry_frame(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | No
     return below[-1].parent
 
 
+def is_world_frame(tf: TFBuffer, frame: str, camera: str, logged_ns: int | None = None) -> bool:
+    """Whether ``frame`` is fixed in a frame the ``camera`` moves in: on the TF path between them, the
+    camera's side up to their common ancestor has a moving (non-static) transform and ``frame``'s
+    side none. A world frame (``odom``, ``map``, FAST-LIO's ``camera_init`` or a static child of
+    one), not a sensor on the camera's rig (static both ways) nor one on a moving joint of its own.
+    A camera on a pan-tilt joint also moves in its base's frame, so a LiDAR fixed on that base is
+    taken for a world frame too. False where the frames are unknown or not connected."""
+    try:
+        up_frame, up_camera = tf._path(camera, frame, logged_ns)
+    except TFError:
+        return False
+    return all(e.static for e in up_frame) and not all(e.static for e in up_camera)
+
+
 def _below_map(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | None) -> list | None:
     """The edges of ``frame``'s chain from it up to ``map_frame``'s child (the last edge's parent:
     ``odom``; none when ``frame`` is that child), or None where ``map_frame`` is not above ``frame``."""

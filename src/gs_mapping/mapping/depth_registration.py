@@ -108,13 +108,20 @@ def register_depth(
 
 
 def cloud_to_depth(
-    xyz: np.ndarray, T_cam_cloud: np.ndarray, K: np.ndarray, size: tuple[int, int], frame: str = ""
+    xyz: np.ndarray,
+    T_cam_cloud: np.ndarray,
+    K: np.ndarray,
+    size: tuple[int, int],
+    frame: str = "",
+    world_frame: bool = False,
 ) -> np.ndarray:
     """LiDAR points (N, 3) in the cloud's frame (its origin the sensor's) → a sparse float32 (H, W)
     z-depth image of the camera (``size = (W, H)``; 0 = no point), nearest point per pixel; returns
     nearer than ``MIN_LIDAR_RANGE_M`` dropped (Ouster's zeros for no return), and those the camera
-    cannot see (:func:`~.lidar_visibility.hidden_returns`), unless the cloud's ``frame`` lies farther
-    than ``MAX_SENSOR_OFFSET_M`` from the camera: a world frame, not the sensor's (said once)."""
+    cannot see (:func:`~.lidar_visibility.hidden_returns`), unless the cloud's ``frame`` is a world
+    frame, not the sensor's (said once): ``world_frame`` (TF has the camera moving in it:
+    :func:`~gs_mapping.tf.is_world_frame`), or it lies farther than ``MAX_SENSOR_OFFSET_M`` from
+    the camera."""
     w, h = int(size[0]), int(size[1])
     p = np.asarray(xyz, np.float64).reshape(-1, 3)
     # in the sensor's frame, before moving: a no-return zero is at the LiDAR's origin, not the camera's
@@ -123,13 +130,18 @@ def cloud_to_depth(
     q = p @ T[:3, :3].T + T[:3, 3]
     front = q[:, 2] > 1e-6
     offset = float(np.linalg.norm(T[:3, 3]))
-    if offset <= MAX_SENSOR_OFFSET_M:
+    if offset <= MAX_SENSOR_OFFSET_M and not world_frame:
         front &= ~hidden_returns(p, T, K, (w, h))
     elif frame not in _said_world_frames:
         _said_world_frames.add(frame)
+        why = (
+            "the camera moves in it (TF)"
+            if world_frame
+            else f"it lies {offset:.0f} m from the camera (over {MAX_SENSOR_OFFSET_M:.0f} m)"
+        )
         log.warning(
-            f"cloud frame {frame!r} lies {offset:.0f} m from the camera: a world frame, not the LiDAR's "
-            f"(over {MAX_SENSOR_OFFSET_M:.0f} m): its returns the camera cannot see are kept (said once)"
+            f"cloud frame {frame!r} is a world frame, not the LiDAR's: {why}; its returns the camera "
+            "cannot see are kept (said once)"
         )
     p, z = q[front], q[front, 2]
     Kc = np.asarray(K, np.float64)

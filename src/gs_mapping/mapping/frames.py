@@ -219,7 +219,7 @@ def depth_in_color(
     ``future_tolerance_ns`` 0: a time past the newest TF sample raises (a live node waits for it).
     The one rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
-    from ..tf import odometry_frame
+    from ..tf import is_world_frame, odometry_frame
     from .depth_registration import cloud_to_depth, register_depth
 
     size = (color_intrinsics.width, color_intrinsics.height)
@@ -268,7 +268,9 @@ def depth_in_color(
                 raise_future=future_tolerance_ns == 0,
             )
         T_color_cloud = np.linalg.inv(T_map_color) @ T_map_cloud
-        return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size, frame)
+        camera_frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
+        world = bool(camera_frame) and is_world_frame(poses.tf, frame, camera_frame, logged_ns)
+        return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size, frame, world)
     if geometry.shape != (depth_intrinsics.height, depth_intrinsics.width):
         raise MessageError(
             f"depth image is {geometry.shape[1]}x{geometry.shape[0]} but its CameraInfo says "

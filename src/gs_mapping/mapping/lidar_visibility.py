@@ -30,11 +30,11 @@ Limits: an object narrower than the LiDAR's spacing (a far pole in one column of
 surface and hides nothing; a hidden return behind the far half of an edge's gap is kept, and a
 visible one seen through the near half is dropped. The cloud's frame must have its origin at the
 sensor, as every LiDAR driver's frame has (a cloud moved into ``base_link`` first is not a set of
-first hits from that origin); a cloud frame farther than ``MAX_SENSOR_OFFSET_M`` from the camera is
-taken for a world frame and the rule is not applied (:func:`~.depth_registration.cloud_to_depth`),
-but one within it (a world frame in the first metres of a drive, or a room's) is triangulated about
-its origin. Returns on one ray (dual return, scans concatenated) are tested against the surface of
-the nearest of each.
+first hits from that origin). The rule is not applied to a world frame
+(:func:`~.depth_registration.cloud_to_depth`): one TF has the camera move in
+(:func:`gs_mapping.tf.is_world_frame`), or one farther than ``MAX_SENSOR_OFFSET_M`` from the camera.
+Returns on one ray (dual return, scans concatenated) are tested against the surface of the nearest
+of each.
 """
 
 from __future__ import annotations
