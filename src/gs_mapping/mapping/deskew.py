@@ -9,12 +9,12 @@ motion is TF's in a continuous frame (tf2's ``fixed_frame``, :func:`gs_mapping.t
 ``odom``), not in ``map``: a localisation's correction of ``map -> odom`` during a scan is no motion
 of the sensor (REP 105: ``map`` may jump), and would shear the cloud.
 
-The times (seconds since the stamp: :func:`gs_mapping.messages.pointcloud2_xyz_times`) are grouped
-in buckets of :data:`BUCKET_S`, wider for a long scan (a scan's span over :data:`MAX_BUCKETS`: 1.5625
-ms for a 10 Hz scan), TF is looked up once per bucket, at its points' mean time, and the points are
-moved in one vectorised step: a point is off by the motion between its time and its bucket's mean,
-about half a bucket for a spinning LiDAR's evenly spread times (a 10 Hz scan: 0.8 ms, 8 mm of
-straight motion at 10 m/s), never a whole one. Left where they are, as they were measured: points with no time (NaN),
+The times (seconds since the stamp: :func:`gs_mapping.messages.pointcloud2_xyz_times`) are cut
+into buckets of :data:`BUCKET_S`, wider for a long scan (at most :data:`MAX_BUCKETS` TF lookups, at
+the buckets' edges: 1.6 ms apart for a 10 Hz scan, 32 ms for a 2 s Livox cloud), and each point is
+moved by the motion interpolated between its bucket's edges (translation linear, rotation along
+the arc, as TF interpolates between its samples), in one vectorised step: a point is off only by
+how far the motion departs from that within a bucket. Left where they are, as they were measured: points with no time (NaN),
 with a time further than :data:`MAX_SKEW_S` from the stamp (not a scan's: said once), and returns
 nearer than :data:`~.depth_registration.MIN_LIDAR_RANGE_M` (no measurement, for ``cloud_to_depth``
 to drop). A time TF does not reach (before its first or past its last sample, beyond
@@ -37,6 +37,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ExtrapolationError
+from ..geometry import matrix_to_quat, quat_to_matrix
 from .depth_registration import MIN_LIDAR_RANGE_M
 
 log = logging.getLogger(__name__)
@@ -89,34 +90,35 @@ class Deskew:
             return p
         d = dt[timed]
         lo, span = float(d.min()), float(d.max() - d.min())
-        width = max(BUCKET_S, span / MAX_BUCKETS)
-        n = min(MAX_BUCKETS, max(1, math.ceil(span / width)))
-        k = np.minimum(((d - lo) / width).astype(np.int64), n - 1)
-        counts = np.bincount(k, minlength=n)
-        mean_s = np.bincount(k, weights=d, minlength=n) / np.maximum(counts, 1)
+        width = max(BUCKET_S, span / (MAX_BUCKETS - 1))
+        n = min(MAX_BUCKETS - 1, max(1, math.ceil(span / width)))
+        x = (d - lo) / width
+        k = np.minimum(x.astype(np.int64), n - 1)  # each point's bucket [edge k, edge k + 1]
+        f = np.clip(x - k, 0.0, 1.0)  # and where in it
+        # TF at the edges the points need (the upper one only where a point lies past the lower)
+        need = np.union1d(k, k[f > 0] + 1)
         T_cloud_fixed = np.linalg.inv(T_fixed_cloud)
-        moves = np.tile(np.eye(4), (n, 1, 1))  # T_cloud(stamp) <- cloud(stamp + t) per bucket
+        moves = np.tile(np.eye(4), (n + 1, 1, 1))  # T_cloud(stamp) <- cloud(stamp + edge time)
         served, missed, why = [], [], None
-        for b in np.flatnonzero(counts):
+        for e in need:
             try:
-                moves[b] = T_cloud_fixed @ pose_at(int(stamp_ns) + int(round(mean_s[b] * 1e9)))
-                served.append(b)
+                moves[e] = T_cloud_fixed @ pose_at(int(stamp_ns) + int(round((lo + e * width) * 1e9)))
+                served.append(e)
             except ExtrapolationError as exc:
                 if raise_future and exc.future:
                     raise
-                missed.append(b)
+                missed.append(e)
                 why = why or exc
         if missed:
-            for b in missed:  # the nearest time TF serves (none: the stamp's pose)
-                moves[b] = moves[min(served, key=lambda s: abs(s - b))] if served else np.eye(4)
+            for e in missed:  # the nearest time TF serves (none: the stamp's pose)
+                moves[e] = moves[min(served, key=lambda s: abs(s - e))] if served else np.eye(4)
             self._say(
                 "tf",
-                f"{self.topic}: points measured {mean_s[missed[0]]:+.3f} to {mean_s[missed[-1]]:+.3f} s "
+                f"{self.topic}: points measured {lo + missed[0] * width:+.3f} to {lo + missed[-1] * width:+.3f} s "
                 f"from a cloud's stamp are outside TF ({why}): posed at the nearest time TF has",
             )
-        m = np.take(moves[:, :3, :], k, axis=0)  # each point's 3x4 move (a gather: no loop)
         q = p if timed.all() else p[timed]
-        moved = np.einsum("nij,nj->ni", m[:, :, :3], q) + m[:, :, 3]
+        moved = _between(moves, k, f, q)
         if timed.all():
             return moved
         out = p.copy()
@@ -127,3 +129,19 @@ class Deskew:
         if kind not in self._said:
             self._said.add(kind)
             self.log.warning(f"{message} (said once)")
+
+
+def _between(moves: np.ndarray, k: np.ndarray, f: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Points ``p`` moved each by the motion a fraction ``f`` of the way from ``moves[k]`` to
+    ``moves[k + 1]`` (4x4): translation linear, rotation along the shortest arc between the two
+    (TF's own interpolation between its samples, here between the buckets' edges)."""
+    lo, hi = moves[:-1], moves[1:]
+    rel = matrix_to_quat(np.einsum("nji,njk->nik", lo[:, :3, :3], hi[:, :3, :3]))  # R_lo^T R_hi, w >= 0
+    sin_half = np.linalg.norm(rel[:, :3], axis=1)
+    angle = 2.0 * np.arctan2(sin_half, rel[:, 3])
+    axis = rel[:, :3] / np.where(sin_half > 0, sin_half, 1.0)[:, None]
+    half = 0.5 * f * angle[k]
+    turn = quat_to_matrix(np.concatenate([axis[k] * np.sin(half)[:, None], np.cos(half)[:, None]], 1))
+    R_lo, t_lo = lo[k, :3, :3], lo[k, :3, 3]
+    t = t_lo + f[:, None] * (hi[k, :3, 3] - t_lo)
+    return np.einsum("nij,nj->ni", R_lo, np.einsum("nij,nj->ni", turn, p)) + t
