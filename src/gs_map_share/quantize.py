@@ -301,11 +301,12 @@ def _cell_median(codes: np.ndarray, cells: np.ndarray) -> float:
     and, faint, 1.0, where the median code itself was 0.28 off; playbot within 0.03), and a
     function of the codes alone. Bisected over the distinct (code, cell) pairs; rounded to 2**-20
     steps, so that the last bits of a sum cannot move it."""
-    key, count = np.unique(
-        np.stack([np.asarray(codes, np.int64), np.asarray(cells, np.int64)], 1), axis=0, return_counts=True
-    )
-    width = key[:, 1].astype(np.float64)
-    lo = key[:, 0] - width / 2
+    # one int64 key per pair, in (code, cell) order (cells are 1..8: faint_factor): a 1-D unique
+    # sorts ~10x faster than unique rows (playbot: 0.03 s against 0.28, a third of an encode)
+    key, count = np.unique(np.asarray(codes, np.int64) * 16 + np.asarray(cells, np.int64), return_counts=True)
+    code, cell = np.divmod(key, 16)
+    width = cell.astype(np.float64)
+    lo = code - width / 2
     half = count.sum() / 2
     a, b = float(lo.min()), float((lo + width).max())
     for _ in range(64):
