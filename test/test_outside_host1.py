@@ -402,7 +402,7 @@ def test_a_sweep_in_the_instant_before_a_writer_locks_its_folder_costs_the_write
     def flock(fd, op):
         if op == fcntl.LOCK_EX and not swept:  # (the writer's blocking lock on its new folder)
             swept.append(sorted(p.name for p in tmp_path.iterdir()))
-            output_files.sweep_stale_temp_dirs(out)
+            output_files.sweep_stale_temps(out)
         return real_flock(fd, op)
 
     monkeypatch.setattr(fcntl, "flock", flock)

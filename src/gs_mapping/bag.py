@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,14 @@ from typing import Any
 
 from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
 from .errors import BagError, GsMappingError, OutputError
-from .output_files import check_output, install_directory, remove_temp, temp_prefix
+from .output_files import (
+    check_output,
+    install_directory,
+    remove_temp,
+    signals_held,
+    sweep_stale_temps,
+    writing_temp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -590,6 +596,9 @@ class BagWriter:
 
     ``typestore`` defaults to the standard ROS 2 Humble definitions; pass another (or call
     :meth:`register_msg`) for custom message types. ``compress`` zstd-compresses the MCAP chunks.
+    The bag is built in a hidden ``.NAME.XXXXXXXX.partial`` folder beside ``path`` and moved into place
+    by :meth:`close`; one a killed writer left is removed by the next writer of ``path``
+    (:func:`~gs_mapping.output_files.sweep_stale_temps`).
     """
 
     def __init__(self, path, overwrite: bool = False, typestore=None, compress: bool = False, inputs=()):
@@ -632,13 +641,12 @@ class BagWriter:
             )
         except OutputError as exc:
             raise BagError(f"cannot create bag: {exc}") from None
-        parent = self.path.parent
+        sweep_stale_temps(self.path)  # (the .partial folders of writers that were killed)
         try:
-            self._tmpdir = Path(
-                tempfile.mkdtemp(
-                    prefix=temp_prefix(self.path, ".", ".partial"), suffix=".partial", dir=parent
-                )
-            )
+            # the bag is built in a .NAME.XXXXXXXX.partial folder, locked until _cleanup (never swept
+            # while written); signals held: a Ctrl-C before its name is kept would leak it
+            with signals_held():
+                self._tmpdir = writing_temp(self.path, "bag")
             self._writer = Writer(
                 self._tmpdir / self.path.name, version=WRITE_VERSION, storage_plugin=StoragePlugin.MCAP
             )

@@ -3,7 +3,8 @@
 Every file or directory the suite writes goes through here:
 
 - it is built under a temporary name in the same directory, flushed to disk, then renamed over the
-  target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one;
+  target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one
+  (the temp a killed writer left is removed by the next writer of that output, never one still written);
 - a replaced output keeps the old one's mode, group and (as root) owner, as writing over it in place
   would; a new folder gets what ``mkdir`` gives (the umask, a set-group-ID parent's bit and group);
 - an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link to
@@ -21,7 +22,8 @@ API (stable; the CLI, the mapper's run and the nodes call it)::
     with open_output(path, "wb", overwrite=False, inputs=()) as fh: ...   # streamed writers
     with output_path(path, overwrite=False, inputs=()) as tmp: lib.save(tmp)  # writers taking a name
     with output_directory(path, overwrite=False, inputs=(), allowed=None) as tmp_dir: ...  # several files
-    sweep_stale_temp_dirs(path)  # remove the temp folders of path's writers that were killed
+    sweep_stale_temps(path)  # remove the temps of path's writers that were killed (kill -9)
+    with signals_held(): tmp = writing_temp(path, "bag")  # a writer's own locked temp (bag.BagWriter)
     install_directory(built_dir, path, overwrite=False, inputs=(), allowed=None)  # a finished temp dir
     rescue(prefix, suffix, write)  # what could not go where it was going, in the temp directory
 """
@@ -366,18 +368,12 @@ def output_path(
     """
     inputs = list(inputs)
     path = check_output(path, overwrite=overwrite, inputs=inputs)
+    sweep_stale_temps(path)
     tmp = None
     try:
-        with _signals_held():  # (a Ctrl-C between the temp's creation and its name kept would leak it)
-            suffix = f".tmp{path.suffix}"
-            if len(os.fsencode(suffix)) > NAME_MAX // 2:  # (an "extension" this long is no format's)
-                suffix = ".tmp"
-            fd, name = tempfile.mkstemp(prefix=temp_prefix(path, ".", suffix), suffix=suffix, dir=path.parent)
-            tmp = Path(name)
-            try:
-                _keep_attributes(fd, path, False, 0o666 & ~_umask())
-            finally:
-                os.close(fd)
+        with signals_held():  # (a Ctrl-C between the temp's creation and its name kept would leak it)
+            tmp = writing_temp(path, "file")
+            _keep_attributes(_WRITING[tmp], path, False, 0o666 & ~_umask())
         yield tmp
         _fsync_file(tmp, path)
         _check_not_input(path, inputs, False)  # re-check: the target may have changed meanwhile
@@ -395,7 +391,7 @@ UNWINDING_SIGNALS = (signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHU
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP held back for a few statements (their Python handlers run right
     after): a temp file or folder and the name that removes it come into being together."""
     if not hasattr(signal, "pthread_sigmask"):
@@ -525,16 +521,16 @@ def output_directory(
 
     On an exception (or a kill) ``path`` is left as it was and the temp directory is removed (after a
     ``kill -9`` a hidden ``.NAME.tmp-*`` directory remains beside it, until the next run writing
-    ``path`` removes it: :func:`sweep_stale_temp_dirs`).
+    ``path`` removes it: :func:`sweep_stale_temps`).
     """
     inputs = list(inputs)
     allowed = None if allowed is None else list(allowed)
     path = check_output(path, overwrite=overwrite, inputs=inputs, directory=True, allowed=allowed)
-    sweep_stale_temp_dirs(path)
+    sweep_stale_temps(path)
     tmp = None
     try:
-        with _signals_held():
-            tmp = _writing_dir(path)
+        with signals_held():
+            tmp = writing_temp(path, "folder")
             # as mkdir would create it: the umask's mode, and the set-group-ID bit (with the group)
             # a folder inherits from a shared parent (chmod g+s); an existing one's: install_directory
             tmp.chmod((0o777 & ~_umask()) | (tmp.stat().st_mode & stat.S_ISGID))
@@ -550,28 +546,50 @@ def output_directory(
             _rm(tmp)
 
 
-# --- temp folders being written, and those of writers that are gone ------------------------------
+# --- temps being written, and those of writers that are gone -------------------------------------
 #
-# A folder output is built in a temp folder beside it whose writer holds an flock(2) on it for as
-# long as it writes. The kernel drops the lock when the process ends, SIGKILL and a crash included:
-# a later run that can take the lock knows no process writes there any more and removes the
-# folder; one that cannot (a live writer: another process, or another thread of this one) leaves
-# it alone. (A process id could not say as much: pids are reused, and in a container every run is
-# pid 1.)
-
-_TEMP_DIR_TAG = ".tmp-"  # output_directory's temp folders: .NAME.tmp-XXXXXXXX
-_WRITING: dict[Path, int] = {}  # this process's temp folders → the descriptor holding the lock
+# Every output is built in a temp beside it (output_path's file, output_directory's folder,
+# bag.BagWriter's bag folder) whose writer holds an flock(2) on it for as long as it writes. The
+# kernel drops the lock when the process ends, SIGKILL and a crash included: a later run writing the
+# same output that can take the lock knows no process writes there any more and removes the temp;
+# one that cannot (a live writer: another process, or another thread of this one) leaves it alone.
+# (A process id could not say as much: pids are reused, and in a container every run is pid 1.)
 
 
-def _writing_dir(path: Path) -> Path:
-    """A new temp folder beside ``path``, locked as being written until :func:`remove_temp` (call
-    with the signals held, so that its name is known before anything can interrupt)."""
-    for _ in range(8):  # (a sweeper may take a new folder in the instant before its lock: another)
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path, _TEMP_DIR_TAG), dir=path.parent))
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
+def _file_temp(path: Path) -> tuple[str, str]:
+    """output_path's temp keeps ``path``'s suffix (libraries that pick a format by it still do)."""
+    suffix = f".tmp{path.suffix}"
+    if len(os.fsencode(suffix)) > NAME_MAX // 2:  # (an "extension" this long is no format's)
+        suffix = ".tmp"
+    return temp_prefix(path, ".", suffix), suffix
+
+
+# The temp names of an output's writers, by kind: (prefix, suffix), tempfile's 8 random characters
+# between them. "folder": output_directory's .NAME.tmp-XXXXXXXX; "bag": bag.BagWriter's
+# .NAME.XXXXXXXX.partial; "file": output_path's .NAME.XXXXXXXX.tmp.EXT.
+_TEMP_NAMES: dict[str, Callable[[Path], tuple[str, str]]] = {
+    "folder": lambda path: (temp_prefix(path, ".tmp-"), ""),
+    "bag": lambda path: (temp_prefix(path, ".", ".partial"), ".partial"),
+    "file": _file_temp,
+}
+_WRITING: dict[Path, int] = {}  # this process's temps → the descriptor holding the lock
+
+
+def writing_temp(path: Path, kind: str) -> Path:
+    """A new temp beside output ``path`` (``kind``: a key of :data:`_TEMP_NAMES`; "file" is an empty
+    file, the others a folder), locked as being written until :func:`remove_temp` (call with
+    :func:`signals_held`, so that its name is known before anything can interrupt)."""
+    prefix, suffix = _TEMP_NAMES[kind](path)
+    for _ in range(8):  # (a sweeper may take a new temp in the instant before its lock: another)
+        if kind == "file":
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+            tmp = Path(name)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+            try:
+                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
         with contextlib.suppress(OSError):  # (no locks on this file system: never swept, as before)
             fcntl.flock(fd, fcntl.LOCK_EX)  # (waits only while a sweeper that took it removes it)
         try:
@@ -582,7 +600,7 @@ def _writing_dir(path: Path) -> Path:
             _WRITING[tmp] = fd
             return tmp
         os.close(fd)
-    raise OSError(errno.EAGAIN, "every new temp folder was removed at once", os.fspath(path.parent))
+    raise OSError(errno.EAGAIN, "every new temp was removed at once", os.fspath(path.parent))
 
 
 def _stop_writing(tmp: Path) -> None:
@@ -591,22 +609,26 @@ def _stop_writing(tmp: Path) -> None:
         os.close(fd)
 
 
-def sweep_stale_temp_dirs(path: PathLike) -> None:
-    """Remove the temp folders of output ``path`` that no process writes any more (their writer was
-    killed: ``kill -9``, out of memory, power lost), each with one line saying so; those of a live
-    writer, and those of other users, are left alone."""
+def sweep_stale_temps(path: PathLike) -> None:
+    """Remove the temps of output ``path`` (:data:`_TEMP_NAMES`) that no process writes any more
+    (their writer was killed: ``kill -9``, out of memory, power lost), each with one line saying
+    so; those of a live writer, and those of other users, are left alone."""
     path = Path(path)
-    try:  # (tempfile's 8 random characters after the prefix)
-        found = sorted(path.parent.glob(glob.escape(temp_prefix(path, _TEMP_DIR_TAG)) + "?" * 8))
-    except OSError:  # (a folder that cannot be listed holds nothing this can find)
-        return
-    for tmp in found:
+    found: set[Path] = set()
+    for name in _TEMP_NAMES.values():
+        prefix, suffix = name(path)
         try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:  # (gone meanwhile, a link, not a folder)
+            found.update(path.parent.glob(glob.escape(prefix) + "?" * 8 + glob.escape(suffix)))
+        except OSError:  # (a folder that cannot be listed holds nothing this can find)
+            return
+    for tmp in sorted(found):
+        try:  # (O_NONBLOCK: a FIFO of that name must not hang the run)
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # (gone meanwhile, a link, unreadable)
             continue
         try:
-            if os.fstat(fd).st_uid != os.geteuid():
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

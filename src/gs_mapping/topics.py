@@ -24,7 +24,8 @@ wins (no decode cost), then for depth ``/compressedDepth``, then ``/zstd`` (both
 its own CameraInfo in another frame is registered to colour by the mapper; a registered one
 (``aligned_depth_to_color``, ``depth_registered``, ``depth_to_rgb``) is preferred when both exist.
 When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
-lists them in one line.
+lists them in one line. A ``/theora`` stream (theora_image_transport's video, no image per message)
+is refused in one line naming the topics to use instead, whether named or the only one recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+# theora_image_transport's ``…/theora``: Ogg packets of an inter-coded video (a frame needs the stream's
+# header packets and every packet since its keyframe), no image per message (:func:`refuse_theora`)
+THEORA_PACKET = "theora_image_transport/msg/Packet"
 
 _TRANSPORTS = ("/compressedDepth", "/compressed", "/theora", "/zstd")
 # invisible light, one rule for colour and depth: RealSense's ``infra1``, Kinect's ``/ir/``, Orbbec's
@@ -99,6 +103,33 @@ def transport_base(topic: str) -> str:
         if topic.endswith(suffix):
             return topic[: -len(suffix)]
     return topic
+
+
+def refuse_theora(topic: str, where: str, role: str, typename: str = "") -> None:
+    """:class:`ConfigError` in one line where ``topic`` (of ``role``, colour or depth) is
+    theora_image_transport's video stream, by its ``…/theora`` name or its type: it names the
+    topics that carry the same images frame by frame."""
+    by_name = topic.endswith("/theora")
+    if not by_name and typename != THEORA_PACKET:
+        return
+    others = "/compressedDepth" if role == "depth" else "/compressed"
+    if by_name:
+        base = transport_base(topic)
+        instead = f"the raw {base}, {base}{others} or {base}/zstd"
+    else:
+        instead = f"the camera's raw image topic or its {others} or /zstd transport"
+    raise ConfigError(
+        f"{where}: {role} topic {topic} is theora_image_transport's video stream ({THEORA_PACKET}), "
+        f"which cannot be decoded frame by frame; use {instead} instead"
+    )
+
+
+def image_type(topic: str, where: str, role: str) -> str:
+    """The message type image_transport publishes on the camera topic ``topic``, by its transport:
+    ``…/compressed``, ``…/compressedDepth`` and ``…/zstd`` carry sensor_msgs/CompressedImage, the raw
+    topic an Image; ``…/theora`` is refused (:func:`refuse_theora`)."""
+    refuse_theora(topic, where, role)
+    return COMPRESSED_IMAGE if transport_base(topic) != topic else IMAGE
 
 
 def is_rectified(image_topic: str) -> bool:
@@ -277,6 +308,8 @@ def discover(
     ambiguous."""
 
     def need(name: str, allowed: tuple[str, ...], role: str) -> str:
+        if allowed == IMAGE_TYPES:
+            refuse_theora(name, where, role, types.get(name, ""))
         if name not in types:
             raise ConfigError(f"{where}: no topic {name} ({role}); topics: {', '.join(sorted(types))}")
         if types[name] not in allowed:
@@ -293,6 +326,7 @@ def discover(
             "--color-topic",
         )
         if not color:
+            _refuse_theora_only(types, _NOT_COLOUR, where, "colour")
             images = sorted(n for n, t in types.items() if t in IMAGE_TYPES)
             raise ConfigError(
                 f"{where}: no colour image topic with a sibling camera_info found "
@@ -315,6 +349,7 @@ def discover(
             clouds = _published(sorted(n for n, t in types.items() if t == POINT_CLOUD2), empty)
             if len(clouds) == 1:
                 return CameraTopics(color, camera_info, cloud=clouds[0])
+            _refuse_theora_only(types, _NOT_DEPTH, where, "depth", _DEPTH)
             raise ConfigError(
                 f"{where}: no depth image topic found"
                 + (
@@ -331,6 +366,15 @@ def discover(
     elif types.get(depth_info_topic(depth)) == CAMERA_INFO:
         depth_camera_info = depth_info_topic(depth)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
+
+
+def _refuse_theora_only(types: dict[str, str], exclude, where: str, role: str, include=None) -> None:
+    """Where no ``role`` image is found: :func:`refuse_theora` for a theora stream that would have been
+    one (a recording of ``…/theora`` only), rather than a line saying there is none."""
+    for name in sorted(n for n, t in types.items() if t == THEORA_PACKET):
+        low = name.lower()
+        if not exclude.search(low) and (include is None or include.search(low)):
+            refuse_theora(name, where, role, THEORA_PACKET)
 
 
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"

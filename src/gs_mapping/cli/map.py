@@ -31,7 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="hold out every N-th frame for evaluation, never mapped (default 5; 0 = none); at most "
-        "mapper.holdout_views (default 32) of them are evaluated, evenly spaced",
+        "--holdout-views of them are evaluated, evenly spaced",
+    )
+    p.add_argument(
+        "--holdout-views",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate at most N of the held-out frames, evenly spaced over the drive, so memory stays "
+        "bounded on a long one (mapper.holdout_views, default 32; 0 = evaluate none: frames are still "
+        "held out)",
     )
     p.add_argument("--config", default=None, help="ROS parameter YAML with a 'mapper' section")
     p.add_argument(
@@ -123,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         if args.holdout_every < 0 or args.holdout_every == 1:
             raise ConfigError(f"--holdout-every must be 0 (none) or >= 2, got {args.holdout_every}")
         cfg.holdout_every = args.holdout_every
+    if args.holdout_views is not None:
+        if args.holdout_views < 0:
+            raise ConfigError(f"--holdout-views must be >= 0 (0 = evaluate none), got {args.holdout_views}")
+        cfg.holdout_views = args.holdout_views
     if args.calibrate_color:
         cfg.calibrate_color = True
     if args.max_frames is not None and args.max_frames < 1:

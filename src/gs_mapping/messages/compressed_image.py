@@ -13,7 +13,8 @@ as their subscribers do (then :mod:`.image` reads it as any Image):
   ``cv::imencode(".tiff")`` of the image in its own encoding (8/16/32-bit: 16UC1 and 32FC1 depth too).
   OpenCV takes a 3/4-channel image for BGR(A) and stores it as the TIFF's RGB(A), so the file's first
   three channels are the message's in reverse order (an rgb8 image's TIFF holds B, G, R). Pillow reads
-  16-bit colour as its high bytes (8-bit; the mapper keeps only those anyway).
+  16-bit colour as its high bytes: the 8 bits :func:`.image.image_to_rgb` keeps of a raw rgb16 Image,
+  all the mapper uses. It is read with libtiff, whatever its layout (:func:`_libtiff_reading`).
 - zstd_image_transport's ``zstd`` (topic ``…/zstd``, ``format`` ``"zstd"``, zstd_publisher.cpp): a
   17-byte little-endian header (uint32 height, uint32 width, uint8 is_bigendian, uint32 step, uint32
   length of the encoding), the encoding, then the image's ``data`` compressed. Despite its name the
@@ -24,10 +25,13 @@ as their subscribers do (then :mod:`.image` reads it as any Image):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import sys
+import threading
 import zlib
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -177,16 +181,41 @@ _BY_LAYOUT = {
 }
 
 
+_LIBTIFF_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _libtiff_reading() -> Iterator[None]:
+    """TIFFs opened meanwhile are read by libtiff, as Pillow reads every compressed one: Pillow's own
+    reader of uncompressed strips unpacks a 16-bit sample of a planar TIFF (PlanarConfiguration 2,
+    one plane a channel, as tifffile's ``planarconfig='separate'`` writes) as one byte, which is noise.
+    (Pillow's switch is its module's; the lock keeps two decoders from restoring it out of turn.)"""
+    from PIL import TiffImagePlugin, features
+
+    with _LIBTIFF_LOCK:
+        was = TiffImagePlugin.READ_LIBTIFF
+        TiffImagePlugin.READ_LIBTIFF = was or bool(features.check_codec("libtiff"))
+        try:
+            yield
+        finally:
+            TiffImagePlugin.READ_LIBTIFF = was
+
+
 def _tiff_image(data: bytes, fmt: str) -> SimpleNamespace:
     """compressed_image_transport's ``tiff`` (the module's docstring) → an Image."""
     Image = _pil()
-    with pillow_decoding("tiff", fmt), Image.open(io.BytesIO(data)) as im:
-        w, h = im.size
-        if w * h * len(im.getbands()) * 4 > _MAX_IMAGE_BYTES:  # (before Pillow allocates it)
-            raise MessageError(f"{COMPRESSED_IMAGE}.data: the TIFF claims {w}x{h} pixels (format {fmt!r})")
-        im.load()
-        mode = im.mode
-        arr = np.asarray(im)
+    with pillow_decoding("tiff", fmt):
+        with _libtiff_reading():
+            im = Image.open(io.BytesIO(data))
+        with im:
+            w, h = im.size
+            if w * h * len(im.getbands()) * 4 > _MAX_IMAGE_BYTES:  # (before Pillow allocates it)
+                raise MessageError(
+                    f"{COMPRESSED_IMAGE}.data: the TIFF claims {w}x{h} pixels (format {fmt!r})"
+                )
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
     if mode not in ("L", "RGB", "RGBA", "F") and not mode.startswith("I;16"):
         raise MessageError(
             f"{COMPRESSED_IMAGE}.data: a TIFF of Pillow mode {mode!r} is no camera image (format {fmt!r})"

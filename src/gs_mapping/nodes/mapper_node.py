@@ -1,8 +1,9 @@
 """mapper_node: colour + depth (or PointCloud2) + CameraInfo + TF → incremental 3DGS map → deltas.
 
 Inputs (best-effort sensor QoS): the colour image (``Image`` of any driver encoding, or
-``CompressedImage`` when the topic ends in ``/compressed``), the depth image (``Image``, or
-``compressedDepth`` when the topic ends in ``/compressedDepth``) registered to it — or with its own
+``CompressedImage`` when the topic ends in ``/compressed`` or ``/zstd``), the depth image (``Image``, or
+``compressedDepth`` when the topic ends in ``/compressedDepth``; a ``/theora`` topic, a video stream,
+is refused at start, naming the topics to use) registered to it — or with its own
 CameraInfo (``mapper.topics.depth_camera_info``; ``auto``, the default: the depth topic's sibling,
 for depth images in another frame than the colour's, unless the topic's name says registered), then
 reprojected into the colour camera through TF —
@@ -40,6 +41,7 @@ from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
 from ..mapping.keyframes import INVALID_DEPTH
 from ..mapping.mapper_config import AUTO, MapperConfig
 from ..sync import CameraInfoHistory
+from ..topics import image_type
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -146,12 +148,15 @@ class MapperNode(NodeBase):
         self.pub_snapshot = ctx.create_publisher(
             "~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS
         )
-        image_type = "sensor_msgs/msg/PointCloud2" if self.node_cfg.cloud_topic else _image_type(t.depth)
-        ctx.create_subscription(
-            t.color, _image_type(t.color), SENSOR_QOS, self.guarded(t.color, self.on_color)
+        color_type = image_type(t.color, "mapper.topics.color", "colour")
+        depth_type = (
+            "sensor_msgs/msg/PointCloud2"
+            if self.node_cfg.cloud_topic
+            else image_type(t.depth, "mapper.topics.depth", "depth")
         )
+        ctx.create_subscription(t.color, color_type, SENSOR_QOS, self.guarded(t.color, self.on_color))
         ctx.create_subscription(
-            self.depth_topic, image_type, SENSOR_QOS, self.guarded(self.depth_topic, self.on_depth)
+            self.depth_topic, depth_type, SENSOR_QOS, self.guarded(self.depth_topic, self.on_depth)
         )
         # one subscription where depth names the colour's CameraInfo as its own (counted once)
         depth_info = "" if self.node_cfg.cloud_topic else t.depth_info()  # ('auto' resolved)
@@ -561,11 +566,3 @@ class MapperNode(NodeBase):
         final_save(
             self.mapper.gmap, self.node_cfg.save_path, self.ctx.logger, self.ctx.node_name, keep_ids=True
         )
-
-
-def _image_type(topic: str) -> str:
-    """A camera topic's message type by its transport: ``…/compressed`` and ``…/compressedDepth`` are
-    sensor_msgs/CompressedImage (image_transport's naming), anything else an Image."""
-    from ..topics import COMPRESSED_IMAGE, IMAGE, transport_base
-
-    return COMPRESSED_IMAGE if transport_base(topic) != topic else IMAGE
