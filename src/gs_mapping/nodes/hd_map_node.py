@@ -1,9 +1,9 @@
 """hd_map_node: camera images + CameraInfo + TF → GSMap vector lanes.
 
 Inputs (best-effort sensor QoS): one to six cameras (``sensor_msgs/Image``, or ``CompressedImage``
-when the topic ends in ``/compressed``), each with its ``camera_info`` sibling topic, /tf and
-/tf_static. Images of all cameras are grouped by the approximate-time synchroniser; extrinsics
-T_base_cam come from TF. Outputs:
+when the topic ends in ``/compressed`` or ``/zstd``; a ``/theora`` video stream is refused), each
+with its ``camera_info`` sibling topic, /tf and /tf_static. Images of all cameras are grouped by the
+approximate-time synchroniser; extrinsics T_base_cam come from TF. Outputs:
 
 - ``~/lanes`` (visualization_msgs/MarkerArray): with ``fuse`` (default) the persistent lane map in
   ``map_frame`` — every frame's predictions fused over time (``gsmap_hd.lane_map``: association,
@@ -35,7 +35,7 @@ from ..config_file import param
 from ..errors import ConfigError, GsMappingError, MessageError, TFError, transform_may_arrive
 from ..sync import CameraInfoHistory
 from ..tf import lookup_in_map
-from ..topics import info_topic, transport_base
+from ..topics import image_type, info_topic, transport_base
 from .base import NodeBase
 from .context import RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -51,7 +51,7 @@ CLASS_RGBA = ((1.0, 0.55, 0.0, 1.0), (0.1, 0.4, 1.0, 1.0), (0.1, 0.9, 0.2, 1.0))
 class HDMapNodeConfig:
     camera_topics: list[str] = param(
         ["/cameras/front/image_raw"],
-        "camera image topics (1 to 6 cameras, each on one transport; '/compressed' suffix = CompressedImage); "
+        "camera image topics (1 to 6 cameras, each on one transport; '/compressed' or '/zstd' suffix = CompressedImage, '/theora' refused); "
         "each needs a sibling 'camera_info' topic",
     )
     checkpoint: str = param(
@@ -164,8 +164,7 @@ class HDMapNode(NodeBase):
         # (namespace, remapping), not as written (``image_raw`` in /cam: /cam/camera_info)
         self.info_topics = {t: info_topic(self.resolved[t]) for t in cams}
         for topic in cams:
-            compressed = topic.endswith("/compressed")
-            typename = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+            typename = image_type(topic, "hd_map_node.camera_topics", "colour")  # (mapper_node's rule)
             ctx.create_subscription(
                 topic, typename, SENSOR_QOS, self.guarded(topic, lambda m, t=topic: self.on_image(t, m))
             )
