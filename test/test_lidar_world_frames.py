@@ -19,17 +19,21 @@ S = 10**9
 
 
 def _tree(*edges) -> TFBuffer:
+    """Static edges at the identity; moving ones (on /tf) with two samples 1 m apart: they move."""
     tf = TFBuffer()
     for parent, child, static in edges:
         tf.add(TransformStamped(parent, child, 0, Transform()), static=static)
+        if not static:
+            tf.add(TransformStamped(parent, child, S, Transform(np.array([1.0, 0.0, 0.0]))))
     return tf
 
 
 def test_a_world_frame_is_one_the_camera_moves_in():
     """By hand: FAST-LIO (camera_init -> body moving, the camera under body; a static child of
     camera_init), a LiDAR that is the camera's parent on the rig, a LiDAR beside the camera on
-    base_link, a LiDAR on a spinning joint, a camera on a pan joint (its LiDAR on the base: taken for
-    a world frame, as the docstring says), unknown and unconnected frames."""
+    base_link, a LiDAR on a spinning joint, a gimbal camera, LIO-SAM's map -> odom moving, a tree
+    rooted at the robot with its world frame moving under it (MRS), fixed extrinsics sent on /tf,
+    unknown and unconnected frames."""
     fast_lio = _tree(("camera_init", "body", False), ("body", "camera", True), ("camera_init", "cloud", True))
     assert is_world_frame(fast_lio, "camera_init", "camera")
     assert is_world_frame(fast_lio, "/camera_init", "/camera")
@@ -40,22 +44,25 @@ def test_a_world_frame_is_one_the_camera_moves_in():
     lidar_parent = _tree(("odom", "lidar", False), ("lidar", "camera", True))
     assert not is_world_frame(lidar_parent, "lidar", "camera")
     assert is_world_frame(lidar_parent, "odom", "camera")
-    beside = _tree(
-        ("map", "odom", False),
-        ("odom", "base_link", False),
-        ("base_link", "lidar", True),
-        ("base_link", "camera", True),
-        ("base_link", "spinner", False),
-    )
+    rig = (("base_link", "lidar", True), ("base_link", "camera", True), ("base_link", "spinner", False))
+    beside = _tree(("map", "odom", False), ("odom", "base_link", False), *rig)
     assert not is_world_frame(beside, "lidar", "camera")
     assert not is_world_frame(beside, "spinner", "camera")  # (a sensor on its own moving joint)
     assert is_world_frame(beside, "odom", "camera") and is_world_frame(beside, "map", "camera")
-    pan = _tree(
+    gimbal = _tree(
         ("odom", "base", False), ("base", "pan", False), ("pan", "camera", True), ("base", "lidar", True)
     )
-    assert is_world_frame(pan, "lidar", "camera")
+    assert not is_world_frame(gimbal, "lidar", "camera") and is_world_frame(gimbal, "odom", "camera")
+    mrs = _tree(("fcu", "world_origin", False), ("fcu", "os_sensor", True), ("fcu", "camera", True))
+    assert is_world_frame(mrs, "world_origin", "camera") and not is_world_frame(mrs, "os_sensor", "camera")
     two_trees = _tree(("odom", "camera", False), ("elsewhere", "lidar", True))
     assert not is_world_frame(two_trees, "lidar", "camera")
+    resent = TFBuffer()  # a fixed extrinsic re-sent on /tf (realsense-ros' tf_publish_rate): no motion
+    for k in range(3):
+        resent.add(TransformStamped("odom", "base", k * S, Transform(np.array([k * 1.0, 0.0, 0.0]))))
+        resent.add(TransformStamped("base", "camera", k * S, Transform(np.array([0.1, 0.0, 0.0]))))
+    resent.add(TransformStamped("base", "lidar", 0, Transform()), static=True)
+    assert not is_world_frame(resent, "lidar", "camera") and is_world_frame(resent, "odom", "camera")
 
 
 def _fast_lio_poses(origin_behind_m: float) -> tuple[MapPoses, np.ndarray]:

@@ -202,20 +202,13 @@ def test_a_bags_tf_static_logged_after_its_first_clouds_still_tells_the_sensor()
     _assert_sensor_frame(_depth(tf, "lidar", cloud, "camera_optical", logged_ns=1 * S))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: is_world_frame reads 'the camera moves' from /tf vs /tf_static, so a camera whose "
-    "constant extrinsic is on /tf (realsense-ros tf_publish_rate > 0, ROS 1 tf's "
-    "static_transform_publisher) makes the LiDAR's own frame a world frame: the returns the "
-    "camera cannot see, dropped before 9e0b0c6, are kept as depth",
-)
 @pytest.mark.parametrize("where", ["realsense-tf_publish_rate", "ros1-lidar-to-camera-on-tf"])
 def test_a_camera_whose_fixed_extrinsic_is_on_tf_still_has_its_lidar_as_the_sensor(where):
     """realsense-ros (tfs.cpp ``publishDynamicTransforms``) re-sends its /tf_static transforms on
     /tf at ``tf_publish_rate`` Hz when set (its examples/launch_params_from_file sets 1.0); ROS 1
     bags carry ``tf/static_transform_publisher``'s transforms on /tf. Neither moves the camera on
     the rig: the cloud in the LiDAR's frame must lose the returns the camera cannot see, as it
-    did before 9e0b0c6 (today: 323 of 510 kept)."""
+    did before 9e0b0c6 (323 of 510 were kept until the rule read motion from the values)."""
     cloud, _, _, _ = _scene()
     if where == "realsense-tf_publish_rate":
         edges = [
@@ -233,12 +226,6 @@ def test_a_camera_whose_fixed_extrinsic_is_on_tf_still_has_its_lidar_as_the_sens
     _assert_sensor_frame(_depth(_tree(edges), "lidar", cloud, "camera_color_optical_frame"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (the docstring calls it a limit): a camera on a gimbal or pan-tilt joint moves in "
-    "its base's frame, so the LiDAR fixed on that base is taken for a world frame and the "
-    "returns the camera cannot see are kept",
-)
 def test_a_gimbal_camera_over_a_lidar_on_the_body_still_has_the_lidar_as_the_sensor():
     """A drone's gimbal camera (``base_link -> gimbal`` on /tf, the gimbal's joint) and a LiDAR
     fixed on the body, the body moving in odom: the LiDAR's frame is the sensor's. The gimbal is
@@ -254,12 +241,6 @@ def test_a_gimbal_camera_over_a_lidar_on_the_body_still_has_the_lidar_as_the_sen
     _assert_sensor_frame(_depth(_tree(edges), "lidar", cloud, "camera_optical"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in a tree rooted at the robot (MRS UAV System: uav/fcu is the root, its world "
-    "frames moving children of it) the moving edge is on the cloud's side, so a world-frame "
-    "cloud near the camera is triangulated about the world origin and loses returns it must keep",
-)
 def test_a_world_frame_of_a_tree_rooted_at_the_robot_keeps_every_return():
     """The MRS UAV System roots its TF tree at ``uav1/fcu`` (the body) and publishes its
     world/odometry frames as children of it (docs 'Frames of reference': 'having the
@@ -323,12 +304,13 @@ def _skewed_scan(poses, rng, n):
     return world, np.einsum("nij,nj->ni", inv[:, :3, :3], world) + inv[:, :3, 3]
 
 
-def _deskew(tf, p, dt, stamp_s):
+def _deskew(tf, p, dt, stamp_s, tf_span_s=None):
     from gs_mapping.mapping.deskew import Deskew
 
     stamp = T0 + int(round(stamp_s * S))
     T_stamp = tf.lookup("odom", "lidar", stamp).matrix()
-    return Deskew("/points")(p, dt, stamp, T_stamp, lambda ns: tf.lookup("odom", "lidar", ns).matrix())
+    pose_at = lambda ns: tf.lookup("odom", "lidar", ns).matrix()  # noqa: E731
+    return Deskew("/points")(p, dt, stamp, T_stamp, pose_at, tf_span_s=tf_span_s)
 
 
 @pytest.mark.parametrize(
@@ -435,14 +417,6 @@ def test_a_turn_of_nearly_half_a_circle_within_one_bucket_is_followed_on_its_arc
     np.testing.assert_allclose(out, world, rtol=0, atol=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an edge outside TF is served by TF's end sample (within the tolerance) or "
-    "copied from the nearest served edge, then interpolated as if that pose were the edge's "
-    "own time: in the bucket where TF ends, points TF reaches are squeezed toward the last pose "
-    "(34 cm off, 40 m away, on a 2 s Livox cloud at 10 m/s) and those past it miss TF's last "
-    "pose (32 cm)",
-)
 def test_a_cloud_running_past_the_end_of_tf_takes_its_own_pose_then_tfs_last():
     """A 2 s Livox cloud (random times) whose odometry (100 Hz, default 0.05 s tolerance) ends 1 s
     into it: the last cloud of a bag, or a live node that stopped waiting for TF. The README: 'a
@@ -455,7 +429,12 @@ def test_a_cloud_running_past_the_end_of_tf_takes_its_own_pose_then_tfs_last():
     dt = np.sort(rng.uniform(0.0, 2.0, 40_000))
     truth = _scipy_pose(t_s, xyz, rot, stamp_s + dt)  # (times past TF: its last sample)
     world, p = _skewed_scan(truth, rng, len(dt))
-    out = _deskew(tf, p, dt, stamp_s)
+    from gs_mapping.mapping.frames import _tf_span_s
+
+    # the span TF holds, as depth_in_color finds it for the deskew, against its samples by hand
+    span = _tf_span_s(tf, "odom", "lidar", T0 + int(round(stamp_s * S)), None)
+    np.testing.assert_allclose(span, (t_s[0] - stamp_s, t_s[-1] - stamp_s), atol=1e-9)
+    out = _deskew(tf, p, dt, stamp_s, span)
     T_stamp = _scipy_pose(t_s, xyz, rot, np.array([stamp_s]))[0]
     want = (world - T_stamp[:3, 3]) @ T_stamp[:3, :3]
     err = np.linalg.norm(out - want, axis=1)

@@ -56,6 +56,11 @@ class EdgeInfo:
     last_ns: int
 
 
+# a moving edge whose samples all lie within this of its first (m; quaternion components, squared
+# in 1 - |q.q0|) has not moved: float noise of a fixed transform re-sent on /tf
+_STILL = 1e-6
+
+
 class _Edge:
     """Samples of ``T_parent_child``: stamps ascending, with translations and rotations alongside.
 
@@ -65,11 +70,27 @@ class _Edge:
     pruning the oldest moves ``lo``, adding one moves ``hi`` (at the end: compacted, grown by half
     where more than half is live)."""
 
-    __slots__ = ("parent", "child", "static", "since", "_stamps", "_trans", "_rots", "_lo", "_hi")
+    __slots__ = (
+        "parent",
+        "child",
+        "static",
+        "since",
+        "varies",
+        "_first",
+        "_stamps",
+        "_trans",
+        "_rots",
+        "_lo",
+        "_hi",
+    )
 
     def __init__(self, parent: str, child: str, static: bool, since: int | None = None):
         self.parent, self.child, self.static = parent, child, static
         self.since = since  # log time this edge took the child over (a recording's; None: from the start)
+        # whether a moving edge's value ever changed: a fixed extrinsic re-sent on /tf (realsense-ros'
+        # tf_publish_rate, ROS 1's static_transform_publisher) is no motion (:func:`is_world_frame`)
+        self.varies = False
+        self._first: tuple[np.ndarray, np.ndarray] | None = None
         self.clear()
 
     def clear(self, capacity: int = 4) -> None:
@@ -118,6 +139,13 @@ class _Edge:
 
     def _put(self, i: int, stamp: int, t: np.ndarray, q: np.ndarray) -> None:
         self._stamps[i], self._trans[i], self._rots[i] = stamp, t, q
+        if self.static or self.varies:
+            return
+        if self._first is None:
+            self._first = (np.array(t, np.float64), np.array(q, np.float64))
+        else:  # (q and -q are one rotation)
+            t0, q0 = self._first
+            self.varies = bool(np.abs(t - t0).max() > _STILL or 1.0 - abs(float(np.dot(q, q0))) > _STILL**2)
 
     def prune(self, keep_after: int) -> None:
         i = int(np.searchsorted(self.stamps, keep_after))
@@ -729,18 +757,36 @@ def odometry_frame(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | No
     return below[-1].parent
 
 
-def is_world_frame(tf: TFBuffer, frame: str, camera: str, logged_ns: int | None = None) -> bool:
-    """Whether ``frame`` is fixed in a frame the ``camera`` moves in: on the TF path between them, the
-    camera's side up to their common ancestor has a moving (non-static) transform and ``frame``'s
-    side none. A world frame (``odom``, ``map``, FAST-LIO's ``camera_init`` or a static child of
-    one), not a sensor on the camera's rig (static both ways) nor one on a moving joint of its own.
-    A camera on a pan-tilt joint also moves in its base's frame, so a LiDAR fixed on that base is
-    taken for a world frame too. False where the frames are unknown or not connected."""
+def is_world_frame(
+    tf: TFBuffer, frame: str, camera: str, map_frame: str = "map", logged_ns: int | None = None
+) -> bool:
+    """Whether ``frame`` is a world frame the ``camera`` moves in (``odom``, ``map``, FAST-LIO's
+    ``camera_init``, a static child of one), not a sensor on the camera's rig. On the TF path
+    between them, one side up to their common ancestor has a transform whose value changes (on
+    /tf, not merely sent there: :attr:`_Edge.varies`) and the other none, and that ancestor is
+    fixed in the world: nothing above it changes, or it is the odometry frame or above it
+    (:func:`odometry_frame`: a localisation moves ``map -> odom``, not the world). So a tree with
+    the camera moving under ``odom`` and one rooted at the robot with its world frames moving
+    under it (the MRS UAV System's) both tell it, while a camera on a gimbal or a LiDAR on a
+    spinning mount (their joints move under a body that moves in ``odom``) are sensors. A gimbal
+    or spinning mount in a tree with no odometry above its body is taken for a world frame (the
+    rule is then not applied: nothing wrong is dropped). False where the frames are unknown or not
+    connected."""
     try:
         up_frame, up_camera = tf._path(camera, frame, logged_ns)
+        ancestor = up_frame[-1].parent if up_frame else frame.lstrip("/")
+        above = tf._chain(ancestor, logged_ns)
     except TFError:
         return False
-    return all(e.static for e in up_frame) and not all(e.static for e in up_camera)
+    moving = [any(e.varies for e in side) for side in (up_frame, up_camera)]
+    if moving[0] == moving[1]:
+        return False
+    if not any(e.varies for e in above):
+        return True
+    odom = odometry_frame(tf, map_frame, camera, logged_ns)
+    return odom is not None and (
+        ancestor == odom or ancestor in [e.parent for e in tf._chain(odom, logged_ns)]
+    )
 
 
 def _below_map(tf: TFBuffer, map_frame: str, frame: str, logged_ns: int | None) -> list | None:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ExtrapolationError
-from ..geometry import matrix_to_quat, quat_to_matrix
+from ..geometry import matrix_to_quat
 from .depth_registration import MIN_LIDAR_RANGE_M
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,18 @@ class Deskew:
         T_fixed_cloud: np.ndarray,
         pose_at: Callable[[int], np.ndarray],
         raise_future: bool = False,
+        tf_span_s: tuple[float, float] | None = None,
     ) -> np.ndarray:
         """(N, 3) points in the cloud's frame, each measured ``dt_s`` seconds after ``stamp_ns`` →
         float64 (N, 3) in the cloud's frame at ``stamp_ns`` (where its pose is ``T_fixed_cloud``).
         ``pose_at(ns)``: 4x4 ``T_fixed_cloud`` at ``ns`` (TF), in a continuous fixed frame (``odom``,
         :func:`gs_mapping.tf.odometry_frame`). ``raise_future``: a time past the
         newest TF sample raises its :class:`ExtrapolationError` (a live node waits for the sample)
-        instead of taking the newest."""
+        instead of taking the newest. ``tf_span_s``: the times (s since the stamp) TF has samples
+        for on the way to the fixed frame: a point outside them takes the pose at the nearest (a
+        lookup there would take TF's end sample as the pose of a later time, and points between
+        it and the bucket's other edge would be squeezed toward it); past the end only where a
+        time past TF does not raise."""
         p = np.asarray(xyz, np.float64).reshape(-1, 3)
         dt = np.asarray(dt_s, np.float64).reshape(-1)
         with np.errstate(invalid="ignore"):
@@ -89,6 +94,17 @@ class Deskew:
         if not timed.any():
             return p
         d = dt[timed]
+        if tf_span_s is not None:
+            first, last = tf_span_s
+            outside = (d < first - BUCKET_S) | ((d > last + BUCKET_S) & (not raise_future))
+            if outside.any():
+                self._say(
+                    "tf",
+                    f"{self.topic}: points measured {float(d[outside].min()):+.3f} to {float(d[outside].max()):+.3f} s "
+                    f"from a cloud's stamp are outside TF ({first:+.3f} to {last:+.3f} s): posed at the nearest "
+                    "time TF has",
+                )
+            d = np.clip(d, first, np.inf if raise_future else last)
         lo, span = float(d.min()), float(d.max() - d.min())
         width = max(BUCKET_S, span / (MAX_BUCKETS - 1))
         n = min(MAX_BUCKETS - 1, max(1, math.ceil(span / width)))
@@ -134,14 +150,24 @@ class Deskew:
 def _between(moves: np.ndarray, k: np.ndarray, f: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Points ``p`` moved each by the motion a fraction ``f`` of the way from ``moves[k]`` to
     ``moves[k + 1]`` (4x4): translation linear, rotation along the shortest arc between the two
-    (TF's own interpolation between its samples, here between the buckets' edges)."""
+    (TF's own interpolation between its samples, here between the buckets' edges). One pass per
+    bucket over its points (a scan's times are mostly in order: slices, no gather), each turned by
+    Rodrigues' formula about its bucket's axis."""
     lo, hi = moves[:-1], moves[1:]
     rel = matrix_to_quat(np.einsum("nji,njk->nik", lo[:, :3, :3], hi[:, :3, :3]))  # R_lo^T R_hi, w >= 0
     sin_half = np.linalg.norm(rel[:, :3], axis=1)
     angle = 2.0 * np.arctan2(sin_half, rel[:, 3])
     axis = rel[:, :3] / np.where(sin_half > 0, sin_half, 1.0)[:, None]
-    half = 0.5 * f * angle[k]
-    turn = quat_to_matrix(np.concatenate([axis[k] * np.sin(half)[:, None], np.cos(half)[:, None]], 1))
-    R_lo, t_lo = lo[k, :3, :3], lo[k, :3, 3]
-    t = t_lo + f[:, None] * (hi[k, :3, 3] - t_lo)
-    return np.einsum("nij,nj->ni", R_lo, np.einsum("nij,nj->ni", turn, p)) + t
+    order = None if (np.diff(k) >= 0).all() else np.argsort(k, kind="stable")
+    ks = k if order is None else k[order]
+    edges = np.searchsorted(ks, np.arange(len(lo) + 1))
+    out = np.empty_like(p, dtype=np.float64)
+    for b in np.flatnonzero(np.diff(edges)):
+        rows = slice(edges[b], edges[b + 1]) if order is None else order[edges[b] : edges[b + 1]]
+        q, fb = p[rows], f[rows][:, None]
+        a, theta = axis[b], fb * angle[b]
+        cos, sin = np.cos(theta), np.sin(theta)
+        turned = q * cos + np.cross(a, q) * sin + np.outer(q @ a, a) * (1.0 - cos)
+        t = lo[b, :3, 3] + fb * (hi[b, :3, 3] - lo[b, :3, 3])
+        out[rows] = turned @ lo[b, :3, :3].T + t
+    return out

@@ -189,6 +189,22 @@ def make_frame(
     )
 
 
+def _tf_span_s(tf, fixed: str | None, frame: str, stamp_ns: int, logged_ns: int | None):
+    """The times (s since ``stamp_ns``) every moving transform between ``frame`` and ``fixed`` (None:
+    its tree's root) has samples for; None where nothing moves or an edge has none."""
+    from ..errors import TFError
+
+    try:
+        fixed = fixed or tf.root(frame, logged_ns)
+        first = tf.earliest_common_stamp(fixed, frame, logged_ns)
+        last = tf.latest_common_stamp(fixed, frame)
+    except TFError:
+        return None
+    if first is None or last is None:
+        return None
+    return ((first - stamp_ns) / 1e9, (last - stamp_ns) / 1e9)
+
+
 def depth_in_color(
     geometry: np.ndarray,
     geometry_frame: str,
@@ -266,10 +282,13 @@ def depth_in_color(
                 T_at_stamp,
                 pose_at,
                 raise_future=future_tolerance_ns == 0,
+                tf_span_s=_tf_span_s(poses.tf, odom, frame, geometry_stamp, logged_ns),
             )
         T_color_cloud = np.linalg.inv(T_map_color) @ T_map_cloud
         camera_frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
-        world = bool(camera_frame) and is_world_frame(poses.tf, frame, camera_frame, logged_ns)
+        world = bool(camera_frame) and is_world_frame(
+            poses.tf, frame, camera_frame, poses.map_frame, logged_ns
+        )
         return cloud_to_depth(geometry, T_color_cloud, color_intrinsics.K, size, frame, world)
     if geometry.shape != (depth_intrinsics.height, depth_intrinsics.width):
         raise MessageError(
