@@ -73,10 +73,11 @@ class TopicInfo:
 
 
 def default_typestore():
-    """A fresh rosbags typestore with the standard ROS 2 Humble message definitions."""
-    from rosbags.typesys import Stores, get_typestore
+    """A fresh rosbags typestore with the standard ROS 2 Humble message definitions, and Livox's
+    CustomMsg (a Humble sqlite3 recording stores no definitions: :func:`~.messages.ros_typestore`)."""
+    from .messages.factory import ros_typestore
 
-    return get_typestore(getattr(Stores, DEFAULT_STORE))
+    return ros_typestore(DEFAULT_STORE)
 
 
 def _is_latched(connection) -> bool:

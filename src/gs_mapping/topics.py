@@ -26,6 +26,8 @@ its own CameraInfo in another frame is registered to colour by the mapper; a reg
 When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
 lists them in one line. A ``/theora`` stream (theora_image_transport's video, no image per message)
 is refused in one line naming the topics to use instead, whether named or the only one recorded.
+Where no depth image is found, the bag's one LiDAR cloud is the geometry: a PointCloud2 or a Livox
+``CustomMsg`` (:data:`CLOUD_TYPES`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
+# Livox's own cloud (xfer_format 1, what FAST-LIO and most LIO stacks record): one layout under the
+# names of livox_ros_driver2, the ROS 1 livox_ros_driver (ported bags) and livox_ros2_driver
+# (:mod:`gs_mapping.messages.livox`)
+LIVOX_CUSTOM_MSGS = (
+    "livox_ros_driver2/msg/CustomMsg",
+    "livox_ros_driver/msg/CustomMsg",
+    "livox_interfaces/msg/CustomMsg",
+)
+CLOUD_TYPES = (POINT_CLOUD2, *LIVOX_CUSTOM_MSGS)
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 # theora_image_transport's ``…/theora``: Ogg packets of an inter-coded video (a frame needs the stream's
 # header packets and every packet since its keyframe), no image per message (:func:`refuse_theora`)
@@ -149,7 +160,7 @@ def info_topic(image_topic: str) -> str:
 class CameraTopics:
     """What the mapper reads. ``depth_camera_info`` is set when depth has its own CameraInfo (then
     it is registered to colour through TF unless its frame is the colour's); ``cloud`` when the
-    geometry is a LiDAR PointCloud2 instead of depth."""
+    geometry is a LiDAR cloud (PointCloud2 or Livox CustomMsg) instead of depth."""
 
     color: str
     camera_info: str
@@ -334,7 +345,7 @@ def discover(
             )
     camera_info = need(camera_info or info_topic(color), (CAMERA_INFO,), "colour camera_info")
     if cloud:
-        cloud = need(cloud, (POINT_CLOUD2,), "cloud")
+        cloud = need(cloud, CLOUD_TYPES, "cloud")
         return CameraTopics(color, camera_info, cloud=cloud)
     if depth:
         depth = need(depth, IMAGE_TYPES, "depth")
@@ -346,7 +357,7 @@ def discover(
             "--depth-topic",
         )
         if not depth:
-            clouds = _published(sorted(n for n, t in types.items() if t == POINT_CLOUD2), empty)
+            clouds = _published(sorted(n for n, t in types.items() if t in CLOUD_TYPES), empty)
             if len(clouds) == 1:
                 return CameraTopics(color, camera_info, cloud=clouds[0])
             _refuse_theora_only(types, _NOT_DEPTH, where, "depth", _DEPTH)

@@ -70,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--cloud-topic",
         default=None,
         metavar="TOPIC",
-        help="LiDAR PointCloud2 instead of depth: moved by TF at its own stamp into the colour camera "
-        "and projected (default: used when the bag has one cloud and no depth image)",
+        help="LiDAR cloud (PointCloud2, or a Livox CustomMsg) instead of depth: moved by TF at its own "
+        "stamp into the colour camera and projected (default: used when the bag has one cloud and no "
+        "depth image)",
     )
     p.add_argument("--map-frame", default=None, help="fixed TF frame of the map (default map)")
     p.add_argument(

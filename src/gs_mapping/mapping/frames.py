@@ -14,9 +14,10 @@ Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``)
 name a depth CameraInfo (``depth_camera_info``; ``auto``, the default: the depth topic's sibling where
 the bag has one, for depth images in another frame than the colour's:
 :meth:`TopicsConfig.depth_info_for`): then each depth image is reprojected into the colour camera
-through TF at both stamps (:mod:`.depth_registration`). A cloud is moved by TF at its own
-stamp into the colour camera at the colour stamp and projected; with per-point times (ouster-ros
-``t``, velodyne ``time``, Hesai/RoboSense/Livox ``timestamp``) each point first by the sensor's pose
+through TF at both stamps (:mod:`.depth_registration`). A cloud (PointCloud2, or a Livox
+``CustomMsg``) is moved by TF at its own stamp into the colour camera at the colour stamp and
+projected; with per-point times (ouster-ros ``t``, velodyne ``time``, Hesai/RoboSense/Livox
+``timestamp``, a CustomMsg's ``timebase`` + ``offset_time``) each point first by the sensor's pose
 when it was measured (:mod:`.deskew`; ``mapper.deskew``).
 
 Frames that cannot be used are skipped, counted and logged, never fatal: no pose (TF missing or
@@ -229,7 +230,7 @@ def depth_in_color(
     at its own stamp (a registered depth's too, given the colour image's ``color_stamp`` and
     ``color_frame``: the colour camera's pose then, whatever frame the depth header names);
     ``logged_ns`` picks a recording's static transforms (:meth:`~gs_mapping.tf.TFBuffer.lookup`).
-    A cloud's ``point_times`` (seconds since its stamp, :func:`gs_mapping.messages.pointcloud2_xyz_times`)
+    A cloud's ``point_times`` (seconds since its stamp, :func:`gs_mapping.messages.cloud_xyz_times`)
     place each point by the sensor's pose then, with ``deskew`` (None: the whole cloud at its stamp),
     its motion taken in odometry (:func:`~gs_mapping.tf.odometry_frame`), not in a map that jumps;
     ``future_tolerance_ns`` 0: a time past the newest TF sample raises (a live node waits for it).
@@ -367,11 +368,11 @@ def adapt_to_cloud(cfg, logger=None) -> None:
 def check_topics(bag, topics: TopicsConfig, cloud_topic: str = "") -> None:
     """Refuse, in one line naming the topic, inputs that are missing, of the wrong type or the same."""
     from ..errors import ConfigError
-    from ..topics import CAMERA_INFO, IMAGE_TYPES, POINT_CLOUD2, transport_base
+    from ..topics import CAMERA_INFO, CLOUD_TYPES, IMAGE_TYPES, transport_base
 
     roles = [
         (topics.color, IMAGE_TYPES, "colour"),
-        (cloud_topic, (POINT_CLOUD2,), "cloud") if cloud_topic else (topics.depth, IMAGE_TYPES, "depth"),
+        (cloud_topic, CLOUD_TYPES, "cloud") if cloud_topic else (topics.depth, IMAGE_TYPES, "depth"),
         (topics.camera_info, (CAMERA_INFO,), "camera_info"),
     ]
     if topics.depth_camera_info not in ("", AUTO) and not cloud_topic:  # (auto: read where the bag has it)
@@ -393,10 +394,11 @@ def read_frames(
     deskew: bool = True,
 ) -> Iterator[Frame]:
     """Yield the bag's usable frames in time order; skipped ones are counted in ``stats``.
-    ``cloud_topic``: a PointCloud2 instead of ``topics.depth`` (LiDAR + camera), its points placed
-    by their own times where it has them and ``deskew`` (:mod:`.deskew`)."""
+    ``cloud_topic``: a LiDAR cloud (PointCloud2 or Livox CustomMsg) instead of ``topics.depth``
+    (LiDAR + camera), its points placed by their own times where it has them and ``deskew``
+    (:mod:`.deskew`)."""
     from ..bag import BagReader
-    from ..messages import pointcloud2_xyz_times, stamp_to_ns
+    from ..messages import cloud_xyz_times, stamp_to_ns
     from ..messages.camera_image import color_to_rgb, depth_to_metres
     from ..rectify import for_images_on
     from ..sync import RecordingPairer
@@ -470,7 +472,7 @@ def read_frames(
                 if cloud_topic or depth_intr is not None:  # (registered depth: the colour frame's)
                     looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
                 geometry, times = (
-                    pointcloud2_xyz_times(depth_msg) if cloud_topic else (depth_to_metres(depth_msg), None)
+                    cloud_xyz_times(depth_msg) if cloud_topic else (depth_to_metres(depth_msg), None)
                 )
                 depth = depth_in_color(
                     geometry,

@@ -7,7 +7,9 @@ naming the message type, the field and what was wrong.
 
 Modules: ``factory`` (factories, CDR, stamps, headers), ``image``, ``compressed_image``,
 ``compressed_depth`` (image_transport's compressedDepth, png and rvl), ``camera_image`` (colour or
-depth from whichever of Image / CompressedImage a robot recorded), ``camera_info``, ``pointcloud2``, ``tf_message``, ``markers``, ``std`` (UInt8MultiArray, String).
+depth from whichever of Image / CompressedImage a robot recorded), ``camera_info``, ``pointcloud2``,
+``livox`` (Livox's CustomMsg cloud, without the driver), ``tf_message``, ``markers``, ``std``
+(UInt8MultiArray, String).
 """
 
 from .camera_image import color_to_rgb, depth_to_metres
@@ -33,6 +35,7 @@ from .factory import (
     make_header,
     make_stamp,
     ns_to_stamp_fields,
+    ros_typestore,
     serialize_cdr,
     stamp_to_ns,
     typestore,
@@ -47,6 +50,7 @@ from .image import (
     metres_to_depth_image,
     numpy_to_image,
 )
+from .livox import cloud_xyz_times, custom_msg_from_cdr, custom_msg_xyz_times
 from .markers import (
     DELETE,
     DELETEALL,
@@ -119,6 +123,7 @@ __all__ = [
     "make_header",
     "make_stamp",
     "ns_to_stamp_fields",
+    "ros_typestore",
     "serialize_cdr",
     "stamp_to_ns",
     "typestore",
@@ -130,6 +135,9 @@ __all__ = [
     "image_to_rgb",
     "metres_to_depth_image",
     "numpy_to_image",
+    "cloud_xyz_times",
+    "custom_msg_from_cdr",
+    "custom_msg_xyz_times",
     "DELETE",
     "DELETEALL",
     "LINE_LIST",

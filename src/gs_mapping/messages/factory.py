@@ -46,12 +46,23 @@ NS_PER_S = 1_000_000_000
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
+def ros_typestore(distro: str = "ROS2_HUMBLE"):
+    """A new rosbags typestore of a ROS 2 distribution's message types (``distro``: a
+    ``rosbags.typesys.Stores`` name), and the driver types read without their package installed:
+    Livox's CustomMsg (:mod:`.livox`). The one place typestores are made."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from .livox import register_types
+
+    store = get_typestore(getattr(Stores, distro))
+    register_types(store)
+    return store
+
+
 @functools.lru_cache(maxsize=1)
 def typestore():
     """The rosbags typestore for ROS 2 Humble (message classes, layouts and CDR)."""
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_HUMBLE)
+    return ros_typestore("ROS2_HUMBLE")
 
 
 def _fielddefs(typename: str):

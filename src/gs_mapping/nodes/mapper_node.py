@@ -1,4 +1,4 @@
-"""mapper_node: colour + depth (or PointCloud2) + CameraInfo + TF → incremental 3DGS map → deltas.
+"""mapper_node: colour + depth (or a LiDAR cloud) + CameraInfo + TF → incremental 3DGS map → deltas.
 
 Inputs (best-effort sensor QoS): the colour image (``Image`` of any driver encoding, or
 ``CompressedImage`` when the topic ends in ``/compressed`` or ``/zstd``), the depth image (``Image``, or
@@ -7,8 +7,9 @@ is refused at start, naming the topics to use) registered to it — or with its 
 CameraInfo (``mapper.topics.depth_camera_info``; ``auto``, the default: the depth topic's sibling,
 for depth images in another frame than the colour's, unless the topic's name says registered), then
 reprojected into the colour camera through TF —
-or a LiDAR PointCloud2 (moved by TF at its own stamp, each point by its own time where the cloud
-has one: ``mapper.deskew``; projected into the colour camera), the colour
+or a LiDAR cloud, a PointCloud2 or a Livox CustomMsg (``mapper_node.cloud_type``; under rclpy the
+driver's message package must be installed), moved by TF at its own stamp, each point by its own
+time where the cloud has one (``mapper.deskew``), and projected into the colour camera; the colour
 CameraInfo, /tf and /tf_static. Until a frame can be made, diagnostics say what the node waits for.
 Colour and depth are paired by the approximate-time synchroniser; the pose is T_map_cam from TF at
 the colour stamp. Outputs:
@@ -37,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from ..config_file import param
-from ..errors import GsMappingError, MessageError, TFError, transform_may_arrive
+from ..errors import ConfigError, GsMappingError, MessageError, TFError, transform_may_arrive
 from ..mapping.keyframes import INVALID_DEPTH
 from ..mapping.mapper_config import AUTO, MapperConfig
 from ..sync import CameraInfoHistory
-from ..topics import image_type
+from ..topics import CLOUD_TYPES, POINT_CLOUD2, image_type
 from .base import NodeBase
 from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
 
@@ -54,7 +55,13 @@ TF_QUEUE = 3
 @dataclass
 class MapperNodeConfig:
     cloud_topic: str = param(
-        "", "PointCloud2 used instead of the depth image when set (projected into the colour camera)"
+        "", "LiDAR cloud used instead of the depth image when set (projected into the colour camera)"
+    )
+    cloud_type: str = param(
+        POINT_CLOUD2,
+        "message type of cloud_topic: sensor_msgs/msg/PointCloud2, or a Livox CustomMsg "
+        "(livox_ros_driver2/msg/CustomMsg, livox_ros_driver/msg/CustomMsg, livox_interfaces/msg/CustomMsg; "
+        "under rclpy its package must be installed)",
     )
     snapshot_period_s: float = param(
         5.0, "period of ~/map_snapshot (0 = only when subscribers join)", (0.0, 3600.0)
@@ -96,6 +103,11 @@ class MapperNode(NodeBase):
 
         self.cfg: MapperConfig = config["mapper"]
         self.node_cfg: MapperNodeConfig = config["mapper_node"]
+        if self.node_cfg.cloud_type not in CLOUD_TYPES:
+            raise ConfigError(
+                f"mapper_node.cloud_type: {self.node_cfg.cloud_type!r} is not a cloud type we read "
+                f"({', '.join(CLOUD_TYPES)})"
+            )
         self._deskew = None  # a cloud's points placed by their own times (mapper.deskew)
         if self.node_cfg.cloud_topic:
             from ..mapping.deskew import Deskew
@@ -150,7 +162,7 @@ class MapperNode(NodeBase):
         )
         color_type = image_type(t.color, "mapper.topics.color", "colour")
         depth_type = (
-            "sensor_msgs/msg/PointCloud2"
+            self.node_cfg.cloud_type
             if self.node_cfg.cloud_topic
             else image_type(t.depth, "mapper.topics.depth", "depth")
         )
@@ -257,13 +269,13 @@ class MapperNode(NodeBase):
         self._offer(self.cfg.topics.color, msg, color_to_rgb(msg))  # decoded now: errors name this message
 
     def on_depth(self, msg: Any) -> None:
-        from ..messages import pointcloud2_xyz_times
+        from ..messages import cloud_xyz_times
         from ..messages.camera_image import depth_to_metres
 
         self._offer(  # (a cloud: its points and their times)
             self.depth_topic,
             msg,
-            pointcloud2_xyz_times(msg) if self.node_cfg.cloud_topic else depth_to_metres(msg),
+            cloud_xyz_times(msg) if self.node_cfg.cloud_topic else depth_to_metres(msg),
         )
 
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:

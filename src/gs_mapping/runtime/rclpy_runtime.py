@@ -29,8 +29,30 @@ from ..nodes.context import QoS
 
 
 def _msg_class(typename: str) -> type:
+    """The rosidl-generated class of ``typename``; :class:`ConfigError` in one line naming the ROS
+    package to install where its Python package is not there (a driver's message package, such as
+    livox_ros_driver2, is built from source in a workspace of its own)."""
     pkg, kind, name = typename.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"message type {typename}: {exc}; install the ROS 2 package {pkg} (or build it in a "
+            "workspace) and source its setup file before starting the node"
+        ) from None
+
+
+def _raw_decoder(typename: str) -> Callable[[bytes], Any] | None:
+    """How a subscription of ``typename`` reads its messages from their CDR bytes, where rclpy's
+    own conversion (one Python object a point, each field through rosidl's checked setters) cannot
+    keep up: Livox's CustomMsg (:func:`gs_mapping.messages.custom_msg_from_cdr`); None: rclpy's."""
+    from ..topics import LIVOX_CUSTOM_MSGS
+
+    if typename in LIVOX_CUSTOM_MSGS:
+        from ..messages import custom_msg_from_cdr
+
+        return custom_msg_from_cdr
+    return None
 
 
 def _qos_profile(qos: QoS):
@@ -69,9 +91,38 @@ class RclpyContext:
     def create_subscription(
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
-        self._keep.append(
-            self.node.create_subscription(_msg_class(typename), topic, callback, _qos_profile(qos))
-        )
+        cls, decode = _msg_class(typename), _raw_decoder(typename)
+        if decode is None:
+            sub = self.node.create_subscription(cls, topic, callback, _qos_profile(qos))
+        else:
+            sub = self.node.create_subscription(
+                cls, topic, self._decoded(topic, decode, callback), _qos_profile(qos), raw=True
+            )
+        self._keep.append(sub)
+
+    def _decoded(self, topic: str, decode: Callable[[bytes], Any], callback: Callable[[Any], None]):
+        """A raw subscription's callback: the CDR bytes decoded, then ``callback``; bytes that do not
+        decode are skipped with a line (the first of a topic a warning), as rmw drops a message it
+        cannot deserialise."""
+        from ..errors import MessageError
+
+        said = False
+
+        def run(data: bytes) -> None:
+            nonlocal said
+            try:
+                msg = decode(data)
+            except MessageError as exc:
+                # (two call sites: rclpy ties one to one severity)
+                if said:
+                    self.logger.debug(f"{topic}: undecodable message skipped: {exc}")
+                else:
+                    self.logger.warning(f"{topic}: undecodable message skipped: {exc}")
+                said = True
+                return
+            callback(msg)
+
+        return run
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         self._keep.append(self.node.create_timer(period_s, callback))

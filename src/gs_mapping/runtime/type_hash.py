@@ -52,9 +52,9 @@ _KIND_BASE, _KIND_NAME, _KIND_ARRAY, _KIND_SEQUENCE = 1, 2, 3, 4
 
 @lru_cache(maxsize=1)
 def _typestore():
-    from rosbags.typesys import Stores, get_typestore  # deferred: building a store parses every .msg
+    from ..messages.factory import ros_typestore  # deferred: building a store parses every .msg
 
-    return get_typestore(Stores.ROS2_JAZZY)
+    return ros_typestore("ROS2_JAZZY")  # (Jazzy's types, and Livox's CustomMsg)
 
 
 def _element(desc: tuple) -> tuple[int, int, str]:
