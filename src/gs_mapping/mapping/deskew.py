@@ -9,9 +9,10 @@ motion is TF's in a continuous frame (tf2's ``fixed_frame``, :func:`gs_mapping.t
 ``odom``), not in ``map``: a localisation's correction of ``map -> odom`` during a scan is no motion
 of the sensor (REP 105: ``map`` may jump), and would shear the cloud.
 
-The times (seconds since the stamp: :func:`gs_mapping.messages.pointcloud2_xyz_times`) are cut
-into buckets of :data:`BUCKET_S`, wider for a long scan (at most :data:`MAX_BUCKETS` TF lookups, at
-the buckets' edges: 1.6 ms apart for a 10 Hz scan, 32 ms for a 2 s Livox cloud), and each point is
+The times (seconds since the stamp: :func:`gs_mapping.messages.pointcloud2_xyz_times`, Livox's
+:func:`gs_mapping.messages.livox.custom_msg_xyz_times`) are cut into buckets of :data:`BUCKET_S`,
+wider for a long scan (at most :data:`MAX_BUCKETS` TF lookups, at the buckets' edges: 1.6 ms apart
+for a 10 Hz scan, 32 ms for a 2 s Livox cloud), and each point is
 moved by the motion interpolated between its bucket's edges (translation linear, rotation along
 the arc, as TF interpolates between its samples), in one vectorised step: a point is off only by
 how far the motion departs from that within a bucket. Left where they are, as they were measured: points with no time (NaN),
