@@ -355,12 +355,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: world's forked renderers inherit the descriptor that holds the .partial bag's "
-    "flock: after the writer is killed they keep it locked until they finish their frame, so the "
-    "next run's sweep (a restart right after an OOM kill) leaves it for good",
-)
 def test_world_killed_its_forked_renderers_do_not_keep_its_partial_bag_locked(tmp_path):
     """``world --workers 2`` renders in forked processes, made while the ``.w.*.partial`` bag is
     held. Killed with SIGKILL (the OOM killer takes the biggest process), the writer is gone: a
@@ -395,12 +389,6 @@ def test_world_killed_its_forked_renderers_do_not_keep_its_partial_bag_locked(tm
                 os.kill(w, signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: replay's scratch folder (tempfile.TemporaryDirectory gs_mapping_replay.*, where "
-    "map_server_node's fleet.sqlite3 goes) is removed only when the run ends: every replay killed "
-    "with SIGKILL leaves one in $TMPDIR for good, and no rerun removes it",
-)
 def test_replay_killed_then_rerun_leaves_no_scratch_folder(tmp_path, kitchen_bag):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
@@ -552,12 +540,6 @@ def test_an_image_topic_named_theora_raw_is_no_theora_stream():
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: replay on a bag whose only colour is a /theora stream warns ('no camera topics "
-    "found') and exits 0 with a mapper waiting on the default topic for ever, where ea8c82c says "
-    "the only one a bag recorded is refused (map, replay: exit 2)",
-)
 def test_replay_refuses_a_bag_whose_only_colour_is_theora(tmp_path, capsys):
     pytest.importorskip("torch")
     _theora_bag(tmp_path / "bag", f"{CAM}/image_raw/theora")
@@ -764,12 +746,6 @@ def test_threads_decoding_tiffs_at_once_each_get_their_own_image():
     assert wrong == [] and TiffImagePlugin.READ_LIBTIFF == was
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a big-endian (MM) 32FC1 TIFF comes back as garbage depth (1e27, -3e-21 m): libtiff "
-    "gives native-order floats, which Pillow's F;32BF unpacks swapped; uncompressed ones read right "
-    "before ea8c82c sent every TIFF through libtiff",
-)
 @pytest.mark.parametrize("codec", ["none", "deflate"])
 def test_big_endian_float_depth_tiff_reads_its_metres(codec):
     from gs_mapping.messages.compressed_image import compressed_image_to_numpy
@@ -799,12 +775,6 @@ def test_a_tiff_cut_short_is_one_line(codec):
     assert "\n" not in str(e.value) and "cannot decode tiff" in str(e.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a TIFF cut short prints libtiff's own 'TIFFFillStrip: Read error on strip K; got "
-    "N bytes, expected M.' on the process's stderr beside the MessageError line (a second line per "
-    "bad frame, past the node's logger); ea8c82c sends uncompressed ones through libtiff too",
-)
 @pytest.mark.parametrize("codec", ["none", "lzw"])
 def test_a_tiff_cut_short_writes_nothing_on_stderr(tmp_path, codec):
     """In its own process, whose stderr (file descriptor 2, where C libraries write) is read whole."""

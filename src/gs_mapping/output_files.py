@@ -4,7 +4,8 @@ Every file or directory the suite writes goes through here:
 
 - it is built under a temporary name in the same directory, flushed to disk, then renamed over the
   target, so a crash, ``kill -9`` or full disk leaves either the old output or the complete new one
-  (the temp a killed writer left is removed by the next writer of that output, never one still written);
+  (the temp a killed writer left is removed by the next writer of that output, or the next one refused
+  for it, never one still written);
 - a replaced output keeps the old one's mode, group and (as root) owner, as writing over it in place
   would; a new folder gets what ``mkdir`` gives (the umask, a set-group-ID parent's bit and group);
 - an existing output is replaced only with ``overwrite=True``, and only a regular file (or a link to
@@ -23,6 +24,7 @@ API (stable; the CLI, the mapper's run and the nodes call it)::
     with output_path(path, overwrite=False, inputs=()) as tmp: lib.save(tmp)  # writers taking a name
     with output_directory(path, overwrite=False, inputs=(), allowed=None) as tmp_dir: ...  # several files
     sweep_stale_temps(path)  # remove the temps of path's writers that were killed (kill -9)
+    with scratch_directory(name) as folder: ...  # a run's own folder in $TMPDIR, swept likewise
     with signals_held(): tmp = writing_temp(path, "bag")  # a writer's own locked temp (bag.BagWriter)
     install_directory(built_dir, path, overwrite=False, inputs=(), allowed=None)  # a finished temp dir
     rescue(prefix, suffix, write)  # what could not go where it was going, in the temp directory
@@ -185,6 +187,7 @@ def _check_output(path: Path, overwrite: bool, inputs: list, directory: bool, al
                 + "); refusing to replace it"
             )
         if not overwrite and not (directory and _empty_dir(path)):  # an empty directory holds nothing to lose
+            sweep_stale_temps(path)  # (refused, still the temp of a killed --overwrite run goes)
             raise OutputError(f"{path}: exists already (pass --overwrite to replace it)")
         if directory and allowed is not None:
             patterns = list(allowed)
@@ -609,10 +612,26 @@ def _stop_writing(tmp: Path) -> None:
         os.close(fd)
 
 
-def sweep_stale_temps(path: PathLike) -> None:
+def _not_writing_in_child() -> None:
+    """A forked child (``world``'s renderers) writes none of its parent's temps: it closes its copies
+    of their locking descriptors. An flock belongs to the open file, held until its last descriptor
+    closes, so copies left open would keep a killed parent's temps locked, and unswept, for as long
+    as the child ran; closing them leaves the parent's own lock as it is."""
+    for fd in _WRITING.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _WRITING.clear()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_not_writing_in_child)
+
+
+def sweep_stale_temps(path: PathLike, what: str = "the unfinished output") -> None:
     """Remove the temps of output ``path`` (:data:`_TEMP_NAMES`) that no process writes any more
     (their writer was killed: ``kill -9``, out of memory, power lost), each with one line saying
-    so; those of a live writer, and those of other users, are left alone."""
+    so (that it was ``what`` of a run that was killed); those of a live writer, and those of other
+    users, are left alone."""
     path = Path(path)
     found: set[Path] = set()
     for name in _TEMP_NAMES.values():
@@ -635,12 +654,28 @@ def sweep_stale_temps(path: PathLike) -> None:
             except OSError:  # being written (or no locks here: cannot tell, so left)
                 continue
             left = remove_temp(tmp)
-            log.warning(
-                left
-                or f"{tmp}: removed: the unfinished output of a run that was killed (no process writes it)"
-            )
+            log.warning(left or f"{tmp}: removed: {what} of a run that was killed (no process writes it)")
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_directory(name: str) -> Iterator[Path]:
+    """A new folder of this run's own in the system's temp directory (``$TMPDIR``), removed when the
+    block ends. It is a locked temp of the output ``$TMPDIR/name`` (``.name.tmp-XXXXXXXX``): one a
+    killed run left is removed by the next run that asks for a scratch of that ``name``
+    (:func:`sweep_stale_temps`), one a live run uses is left alone."""
+    base = Path(tempfile.gettempdir()) / name
+    sweep_stale_temps(base, "the scratch folder")
+    try:
+        with signals_held():
+            tmp = writing_temp(base, "folder")
+    except OSError as exc:
+        raise os_error(base.parent, exc, "cannot make a scratch folder") from None
+    try:
+        yield tmp
+    finally:
+        _rm(tmp)
 
 
 def rescue_file(prefix: str, suffix: str) -> Path:

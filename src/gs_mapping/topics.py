@@ -116,8 +116,14 @@ def transport_base(topic: str) -> str:
     return topic
 
 
+class TheoraStreamError(ConfigError):
+    """A colour or depth topic is a theora video stream (:func:`refuse_theora`): unlike a camera not
+    found, a camera recorded in a form no frame can be read from (``replay`` refuses it too, where it
+    only warns of no camera)."""
+
+
 def refuse_theora(topic: str, where: str, role: str, typename: str = "") -> None:
-    """:class:`ConfigError` in one line where ``topic`` (of ``role``, colour or depth) is
+    """:class:`TheoraStreamError` in one line where ``topic`` (of ``role``, colour or depth) is
     theora_image_transport's video stream, by its ``…/theora`` name or its type: it names the
     topics that carry the same images frame by frame."""
     by_name = topic.endswith("/theora")
@@ -129,7 +135,7 @@ def refuse_theora(topic: str, where: str, role: str, typename: str = "") -> None
         instead = f"the raw {base}, {base}{others} or {base}/zstd"
     else:
         instead = f"the camera's raw image topic or its {others} or /zstd transport"
-    raise ConfigError(
+    raise TheoraStreamError(
         f"{where}: {role} topic {topic} is theora_image_transport's video stream ({THEORA_PACKET}), "
         f"which cannot be decoded frame by frame; use {instead} instead"
     )

@@ -28,10 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
-
     from ..errors import ConfigError
     from ..nodes.registry import node_class
+    from ..output_files import scratch_directory
     from ..runtime.replay import replay_bag
     from . import show_progress
 
@@ -40,17 +39,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--nodes: expected distinct node names, got {args.nodes!r}")
     classes = [node_class(n) for n in names]  # unknown names fail before any work
     configs = [cls.load_config(args.config) for cls in classes]  # (each node: the keys naming it)
-    scratch = tempfile.TemporaryDirectory(prefix="gs_mapping_replay.")  # removed when the run ends
-    if "map_server_node" in names and not _names_store(args.config):
-        # the fleet server's store (a file in the working directory by default) is the replay's
-        # own scratch, not an output beside the bag's (left there, it would carry this replay's
-        # global map into the next one); a store the parameter file names is where it says
-        configs[names.index("map_server_node")][
-            "map_server_node"
-        ].store_path = f"{scratch.name}/fleet.sqlite3"
     if "mapper_node" in names:
         _discover_mapper_topics(args.bag, configs[names.index("mapper_node")])
-    try:
+    # removed when the run ends; one a killed run left, by the next replay
+    with scratch_directory("gs_mapping_replay") as scratch:
+        if "map_server_node" in names and not _names_store(args.config):
+            # the fleet server's store (a file in the working directory by default) is the replay's
+            # own scratch, not an output beside the bag's (left there, it would carry this replay's
+            # global map into the next one); a store the parameter file names is where it says
+            configs[names.index("map_server_node")]["map_server_node"].store_path = str(
+                scratch / "fleet.sqlite3"
+            )
         summary, nodes = replay_bag(
             args.bag,
             args.out,
@@ -60,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
             progress=show_progress(),
             strict=args.strict,
         )
-    finally:
-        scratch.cleanup()
     report = {
         "input": str(args.bag),
         "output": str(args.out),
@@ -109,10 +106,11 @@ def _discover_mapper_topics(bag_path, config: dict) -> None:
     """The mapper's topics as ``map`` finds them (:mod:`.topic_choice`): those the parameter file
     names, the rest found in the bag. A bag without a camera, when nothing was named, leaves the
     defaults with a warning (the mapper then waits, and says so); a named topic that is missing is
-    an error."""
+    an error, and so is a theora video stream, named or the only colour or depth recorded."""
     import logging
 
     from ..errors import ConfigError
+    from ..topics import TheoraStreamError
     from .topic_choice import fill_topics, names_any
 
     node = config["mapper_node"]
@@ -120,6 +118,8 @@ def _discover_mapper_topics(bag_path, config: dict) -> None:
         cloud = fill_topics(
             bag_path, config["mapper"], {"cloud": node.cloud_topic or None}, "gs_mapping.replay"
         )
+    except TheoraStreamError:  # (a camera was recorded, in a transport no frame can be read from)
+        raise
     except ConfigError as exc:
         if names_any(config["mapper"], node.cloud_topic):
             raise

@@ -201,6 +201,43 @@ def _libtiff_reading() -> Iterator[None]:
             TiffImagePlugin.READ_LIBTIFF = was
 
 
+# (offsets tag, byte counts tag, what each is): where a TIFF's pieces lie (TIFF 6.0 sections 3, 15)
+_TIFF_PIECES = ((273, 279, "strip"), (324, 325, "tile"))
+
+
+def _refuse_cut_short(im: Any, size: int, fmt: str) -> None:
+    """:class:`MessageError` for a TIFF of ``size`` bytes whose strips or tiles, as its directory
+    places them (read without decoding), run past its end: libtiff would also print its own line
+    (``TIFFFillStrip: Read error ...``) on the process's stderr, beside ours and past any logger."""
+    for offsets_tag, counts_tag, what in _TIFF_PIECES:
+        offsets, counts = im.tag_v2.get(offsets_tag), im.tag_v2.get(counts_tag)
+        if offsets is None or counts is None:  # (none of these, or libtiff estimates the counts)
+            continue
+        pairs = zip(np.atleast_1d(offsets), np.atleast_1d(counts), strict=False)  # (unequal: libtiff's)
+        ends = [int(at) + int(n) for at, n in pairs]
+        if ends and max(ends) > size:
+            k = int(np.argmax(ends))
+            raise MessageError(
+                f"{COMPRESSED_IMAGE}.data: cannot decode tiff (format {fmt!r}): its {what} {k} runs to "
+                f"byte {ends[k]} of a {size}-byte message (cut short)"
+            )
+
+
+def _native_floats(im: Any) -> None:
+    """Read 32-bit float samples through libtiff as the native floats it gives: Pillow unpacks them
+    in the file's byte order, so a big-endian (MM) file's come out byte-swapped, garbage (Pillow
+    corrects only 16-bit samples so). Its tile's raw mode is set as Pillow sets a 16-bit one's."""
+    tiles = []
+    for tile in im.tile:
+        name, extents, offset, args = tile
+        if name == "libtiff" and args and args[0] in ("F;32F", "F;32BF"):
+            args = ("F;32NF", *args[1:])
+            # (a named tuple in newer Pillows, which read it by its fields; a plain tuple in older)
+            tile = tile._replace(args=args) if hasattr(tile, "_replace") else (name, extents, offset, args)
+        tiles.append(tile)
+    im.tile = tiles
+
+
 def _tiff_image(data: bytes, fmt: str) -> SimpleNamespace:
     """compressed_image_transport's ``tiff`` (the module's docstring) → an Image."""
     Image = _pil()
@@ -213,6 +250,8 @@ def _tiff_image(data: bytes, fmt: str) -> SimpleNamespace:
                 raise MessageError(
                     f"{COMPRESSED_IMAGE}.data: the TIFF claims {w}x{h} pixels (format {fmt!r})"
                 )
+            _refuse_cut_short(im, len(data), fmt)
+            _native_floats(im)
             im.load()
             mode = im.mode
             arr = np.asarray(im)
