@@ -235,15 +235,15 @@ def test_mapper_node_under_replay_maps_a_custom_msg_bag(tmp_path, monkeypatch):
 
 
 def test_mapper_node_counts_bad_custom_msgs_and_goes_on():
-    """Live (replay bus): a CustomMsg whose point_num is wrong, and one with no points field, are
+    """Live (replay bus): a CustomMsg whose point_num is more than its points, and one with no points field, are
     each rejected in one line on the cloud topic; the next good one makes its frame."""
     pytest.importorskip("torch")
     bus, node, t = dk._node()  # (cloud on dk.TOPIC; the replay bus delivers whatever the bag holds)
     dk._send_tf(bus, t, dk.T0 - 300_000_000, dk.T0 + 200_000_000)
     bad = livox_msg(dk.T0)
-    bad.point_num = 5
+    bad.point_num = 769  # (fewer is a merger's: the first point_num are read)
     bus.inject(dk.TOPIC, bad, dk.T0)
-    assert node.diag.last_error == f"{dk.TOPIC}: livox CustomMsg: point_num is 5 but it holds 768 points"
+    assert node.diag.last_error == f"{dk.TOPIC}: livox CustomMsg: point_num is 769 but it holds 768 points"
     bus.inject(dk.TOPIC, rb.TS.types["std_msgs/msg/String"](data="not a cloud"), dk.T0)
     assert node.diag.rejected[dk.TOPIC] == 2 and node.depths == []
     assert "\n" not in node.diag.last_error

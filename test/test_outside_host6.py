@@ -113,12 +113,6 @@ def test_a_recording_carrying_another_drivers_definition_maps_by_it(
     dk._assert_on_the_wall(lm.frames(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: BagWriter's default typestore now holds our livox_ros_driver2 CustomPoint, so "
-    "register_msg of a fork's definition (robotics-laboratory's `intensity`) raises BagError "
-    "'already present with different definition' where it worked before 52580de",
-)
 def test_bag_writer_takes_a_forks_definition_of_the_drivers_point(tmp_path):
     """BagWriter.register_msg ("add a custom message type from its .msg text") took any Livox
     definition before 52580de; the layout we register must not refuse the user's own."""
@@ -167,11 +161,6 @@ def _merged(ns):
     return msg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a merger's CustomMsg whose point_num counts only the first LiDAR (multi_livox_merge "
-    "leaves it so; FAST-LIO reads point_num points) is refused whole: every frame skipped, nothing mapped",
-)
 def test_a_merged_cloud_whose_point_num_counts_the_first_lidar_still_maps(tmp_path):
     dk._assert_on_the_wall(lm.frames(lm.bag(tmp_path / "b", _merged)))
 
@@ -196,18 +185,7 @@ def _slow_livox_bag(path, period_s: int, clouds: int = 4):
 
 @pytest.mark.parametrize(
     "period_s",
-    [
-        1,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: map pairs no 0.5 Hz Livox cloud with a 30 Hz camera (README: clouds of up to "
-                "4 s, Livox at 0.5 Hz): RecordingPairer keeps 60 colour frames (2 s) waiting, so the "
-                "frame at a cloud's stamp is gone before the next cloud shows no nearer one comes",
-            ),
-        ),
-    ],
+    [1, 2],
     ids=["1Hz", "0.5Hz"],
 )
 def test_map_pairs_slow_livox_clouds_logged_a_scan_after_their_stamp(period_s, tmp_path):
@@ -218,21 +196,7 @@ def test_map_pairs_slow_livox_clouds_logged_a_scan_after_their_stamp(period_s, t
 
 @pytest.mark.parametrize(
     "scan_ns",
-    [
-        dk.SCAN_NS,
-        *(
-            pytest.param(
-                s,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="BUG: mapper_node never pairs a Livox cloud of publish_freq 1 or 0.5 Hz with a "
-                    "30 Hz camera: it arrives a scan after its stamp and the synchroniser keeps only the "
-                    "10 newest colour frames (0.33 s), with no parameter to raise it",
-                ),
-            )
-            for s in (1_000_000_000, 2_000_000_000)
-        ),
-    ],
+    [dk.SCAN_NS, 1_000_000_000, 2_000_000_000],
     ids=["10Hz", "1Hz", "0.5Hz"],
 )
 def test_mapper_node_pairs_a_cloud_that_arrives_a_scan_after_its_stamp(scan_ns):
@@ -372,12 +336,6 @@ def test_a_cloud_type_typed_short_is_one_line_and_exit_2(ros, tmp_path, capsys):
     assert "mapper_node.cloud_type" in err[0] and lm.LIVOX in err[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a driver message package that imports but whose C type support does not load (built "
-    "for another ROS distribution or Python) escapes as rclpy's NoTypeSupportImportedException "
-    "traceback from create_subscription, not one line and exit 2",
-)
 def test_a_driver_package_whose_type_support_does_not_load_is_one_line_and_exit_2(
     ros, tmp_path, capsys, monkeypatch
 ):

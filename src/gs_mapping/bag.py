@@ -667,12 +667,20 @@ class BagWriter:
         return self
 
     def register_msg(self, typename: str, definition: str) -> None:
-        """Add a custom message type from its ``.msg`` text (before :meth:`add_topic` uses it)."""
+        """Add a custom message type from its ``.msg`` text (before :meth:`add_topic` uses it). A
+        Livox type's replaces the one the default typestore holds (a fork's own layout)."""
         from rosbags.typesys import get_types_from_msg
 
+        from .messages.livox import make_way
+
+        ours: dict = {}
         try:
-            self.typestore.register(get_types_from_msg(definition, typename))
+            types = get_types_from_msg(definition, typename)
+            ours = make_way(self.typestore, types)
+            self.typestore.register(types)
         except Exception as exc:
+            if ours:  # (register adds all or nothing: ours go back, nothing good lost)
+                self.typestore.register(ours)
             raise BagError(f"{self.path}: cannot register message type {typename}: {_describe(exc)}") from exc
 
     def add_topic(self, name: str, typename: str, latched: bool = False) -> None:

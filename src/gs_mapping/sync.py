@@ -54,6 +54,14 @@ from .errors import ConfigError
 # a stream's stamps going back by more than this: a clock reset, a new take or a stamp glitch, not
 # messages delivered out of order
 STEP_BACK_NS = 1_000_000_000
+# How long a message may wait for its partner where one stream is a LiDAR cloud: a cloud is stamped
+# with its first point and published after its last, a scan later (up to 4 s:
+# mapping.deskew.MAX_SKEW_S), and a recording's pairer knows a frame partnerless only once the next
+# cloud is in, a cloud period (a scan) after that; plus 1 s for transport and slop.
+CLOUD_WAIT_NS = 9_000_000_000
+# ... and at most this many messages a stream (decoded images: 300 rgb8 frames are 276 MB at 640x480,
+# 1.9 GB at 1920x1080; 5 s of a 60 Hz camera)
+MAX_WAITING = 300
 
 
 class SyncConfigError(ConfigError, ValueError):
@@ -66,6 +74,9 @@ class ApproximateTimeSynchronizer:
 
     ``inputs`` is a number of inputs (addressed by index) or a list of names (e.g. topics; addressed by
     name or index). ``callback(*messages)`` is called for each matched set; :meth:`add` also returns it.
+    ``wait_ns``: past ``queue_size``, an input still keeps the messages within ``wait_ns`` of its
+    newest stamp, up to :data:`MAX_WAITING` (:data:`CLOUD_WAIT_NS`: a camera's frames wait for a
+    cloud that comes a scan after its stamp).
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class ApproximateTimeSynchronizer:
         queue_size: int,
         slop: float,
         callback: Callable[..., Any] | None = None,
+        wait_ns: int = 0,
     ):
         names = list(range(inputs)) if isinstance(inputs, int) else list(inputs)
         if len(names) < 2:
@@ -89,6 +101,7 @@ class ApproximateTimeSynchronizer:
             raise SyncConfigError(f"slop must be ≥ 0 seconds, got {slop}")
         self.names = names
         self.queue_size = int(queue_size)
+        self.wait_ns = int(wait_ns)
         self.slop_ns = int(round(slop * 1e9))
         self._index = {n: i for i, n in enumerate(names)}
         self._queues: list[dict[int, list]] = [{} for _ in names]
@@ -213,7 +226,10 @@ class ApproximateTimeSynchronizer:
         )
         queue[stamp] = [sum(1 << j for j in past), 0, msg]
         while len(queue) > self.queue_size:
-            del queue[min(queue)]
+            oldest = min(queue)
+            if len(queue) <= MAX_WAITING and oldest >= (self._newest[i] or stamp) - self.wait_ns:
+                break
+            del queue[oldest]
             self.dropped_per_input[i] += 1
         if stamp not in queue:  # the new message itself was the oldest and fell out
             return None
@@ -327,14 +343,17 @@ class RecordingPairer:
     dropped; over ``keep`` messages, they leave a queue first). A step back still more than
     :data:`STEP_BACK_NS` past that newest is a glitch within the jump: the jump stands, and the
     stream's order goes on from its stamps before the glitch. :meth:`add` and :meth:`finish`
-    return the pairs decided, as (first, second).
+    return the pairs decided, as (first, second). ``wait_ns``: past ``keep``, a stream's messages
+    within ``wait_ns`` of its newest stamp still wait, up to :data:`MAX_WAITING`
+    (:data:`CLOUD_WAIT_NS`: frames wait for a cloud logged a scan after its stamp).
     """
 
     STEP_BACK_NS = STEP_BACK_NS
 
-    def __init__(self, slop_ns: int, keep: int = 60):  # (2 s at 30 Hz; decoded images: memory)
+    def __init__(self, slop_ns: int, keep: int = 60, wait_ns: int = 0):  # (keep: 2 s at 30 Hz)
         self.slop_ns = int(slop_ns)
         self.keep = keep
+        self.wait_ns = int(wait_ns)
         self._queues: tuple[list, list] = ([], [])  # per stream: (stamp, seq, msg), stamp order
         self._newest: list[int | None] = [None, None]  # per stream, this take
         self._next: tuple[list, list] = ([], [])  # per stream: (stamp, msg) of a take not begun yet
@@ -476,6 +495,11 @@ class RecordingPairer:
             while len(q) > self.keep:
                 # glitches ahead first: they wait at their stamps for the whole take, real ones do not
                 newest = self._newest[stream]
-                q.pop(-1 if newest is not None and q[-1][0] > newest + self.STEP_BACK_NS else 0)
+                if newest is not None and q[-1][0] > newest + self.STEP_BACK_NS:
+                    q.pop(-1)
+                elif len(q) > MAX_WAITING or newest is None or q[0][0] < newest - self.wait_ns:
+                    q.pop(0)
+                else:
+                    break
                 self.dropped += 1
         return out

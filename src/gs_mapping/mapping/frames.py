@@ -400,8 +400,9 @@ def read_frames(
     from ..bag import BagReader
     from ..messages import cloud_xyz_times, stamp_to_ns
     from ..messages.camera_image import color_to_rgb, depth_to_metres
+    from ..messages.livox import once_for
     from ..rectify import for_images_on
-    from ..sync import RecordingPairer
+    from ..sync import CLOUD_WAIT_NS, RecordingPairer
     from ..tf import MapPoses
     from ..topics import CAMERA_INFO
 
@@ -414,7 +415,10 @@ def read_frames(
         tf = load_tf(bag, topics)
         poses = MapPoses(tf, topics.map_frame, log)
         # (a finished recording: each image with its mutually nearest depth, however late it was logged)
-        pairer = RecordingPairer(int(round(topics.sync_slop_s * 1e9)))
+        # (a cloud is logged a scan after its stamp: its frame waits for it)
+        pairer = RecordingPairer(
+            int(round(topics.sync_slop_s * 1e9)), wait_ns=CLOUD_WAIT_NS if cloud_topic else 0
+        )
         bad_infos: list = []
         bad_depth_infos: list = []
         infos = load_camera_infos(bag, topics.camera_info, bad_infos)
@@ -427,6 +431,7 @@ def read_frames(
             load_camera_infos(bag, depth_info, bad_depth_infos) if depth_info and not cloud_topic else None
         )
         deskewer = Deskew(cloud_topic, log) if cloud_topic and deskew else None
+        warn = once_for(cloud_topic, log.warning)
         last: dict[str, int] = {}
         stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
 
@@ -472,7 +477,7 @@ def read_frames(
                 if cloud_topic or depth_intr is not None:  # (registered depth: the colour frame's)
                     looking_up = str(depth_msg.header.frame_id) or "(depth/cloud frame)"
                 geometry, times = (
-                    cloud_xyz_times(depth_msg) if cloud_topic else (depth_to_metres(depth_msg), None)
+                    cloud_xyz_times(depth_msg, warn) if cloud_topic else (depth_to_metres(depth_msg), None)
                 )
                 depth = depth_in_color(
                     geometry,

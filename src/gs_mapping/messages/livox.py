@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import operator
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,23 @@ def register_types(store) -> None:
     new = {k: v for k, v in _parsed_types().items() if k not in store.fielddefs}
     if new:
         store.register(new)
+
+
+def make_way(store, names) -> dict:
+    """Take out of ``store`` the definitions of ``names`` that :func:`register_types` put there
+    (ours: a user's own definition of a Livox type, a fork's, replaces them) and give them back
+    (``store.register`` them to undo)."""
+    from .factory import typestore
+
+    ours = typestore().fielddefs
+    gone = {
+        n: store.fielddefs[n] for n in names if n in _parsed_types() and store.fielddefs.get(n) == ours[n]
+    }
+    for name in gone:
+        del store.fielddefs[name], store.types[name]
+    if gone:
+        store.cache.clear()  # (a message's serialiser holds its fields' types)
+    return gone
 
 
 @dataclass(frozen=True)
@@ -195,18 +213,28 @@ def custom_msg_from_cdr(data: Any) -> CustomMsgArrays:
 
 
 @reads("livox CustomMsg")
-def custom_msg_xyz_times(msg: Any, remove_nans: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def custom_msg_xyz_times(
+    msg: Any, remove_nans: bool = True, warn: Callable[[str], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A CustomMsg → (N, 3) float32 x, y, z and each point's time in float64 seconds since the header
     stamp (this module's rule); rows with a non-finite coordinate dropped (``remove_nans``).
-    :class:`MessageError` where ``point_num`` is not the number of points (a message cut short or
-    padded: FAST-LIO reads ``point_num`` points)."""
+    ``point_num`` points are read, as FAST-LIO reads them: a merger (multi_livox_merge) appends a
+    second LiDAR's points and leaves ``point_num`` the first one's, so fewer than it holds reads the
+    first ``point_num`` and tells ``warn``; :class:`MessageError` where it holds fewer than
+    ``point_num`` (a message cut short)."""
     points = msg.points
     if not hasattr(points, "__len__"):
         raise MessageError(f"livox CustomMsg.points: a {type(points).__name__}, not a sequence of points")
-    if int(msg.point_num) != len(points):
-        raise MessageError(
-            f"livox CustomMsg: point_num is {int(msg.point_num)} but it holds {len(points)} points"
-        )
+    point_num = int(msg.point_num)
+    if point_num > len(points):
+        raise MessageError(f"livox CustomMsg: point_num is {point_num} but it holds {len(points)} points")
+    if point_num < len(points):
+        if warn is not None:
+            warn(
+                f"livox CustomMsg: point_num is {point_num} but it holds {len(points)} points (a merger's, "
+                "which leaves point_num the first LiDAR's?): the first point_num read, as FAST-LIO reads them"
+            )
+        points = points[:point_num]
     offset, x, y, z = _columns(points, ("offset_time", "x", "y", "z"))  # (only what is used: 4 passes)
     xyz = np.stack([x, y, z], axis=-1).astype(np.float32, copy=False)
     if remove_nans:
@@ -219,12 +247,27 @@ def custom_msg_xyz_times(msg: Any, remove_nans: bool = True) -> tuple[np.ndarray
     return xyz, (offset.astype(np.float64) + behind) * 1e-9
 
 
-def cloud_xyz_times(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def once_for(topic: str, say: Callable[[str], None]) -> Callable[[str], None]:
+    """A ``warn`` for :func:`cloud_xyz_times` that says its first message only (every cloud of a
+    merger's topic is so: one line a run, not one a cloud)."""
+    said: list[str] = []
+
+    def warn(message: str) -> None:
+        if not said:
+            said.append(message)
+            say(f"{topic}: {message} (said once)")
+
+    return warn
+
+
+def cloud_xyz_times(
+    msg: Any, warn: Callable[[str], None] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """A LiDAR cloud's (N, 3) points and their times in s since its stamp (None: it has none), for
     either kind: a PointCloud2 (:func:`~.pointcloud2.pointcloud2_xyz_times`) or a Livox CustomMsg
-    (:func:`custom_msg_xyz_times`), told apart by their fields."""
+    (:func:`custom_msg_xyz_times`, ``warn`` its), told apart by their fields."""
     from .pointcloud2 import pointcloud2_xyz_times
 
     if hasattr(msg, "timebase") and hasattr(msg, "points"):
-        return custom_msg_xyz_times(msg)
+        return custom_msg_xyz_times(msg, warn=warn)
     return pointcloud2_xyz_times(msg)

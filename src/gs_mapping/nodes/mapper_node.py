@@ -98,7 +98,7 @@ class MapperNode(NodeBase):
         from gs_map_share.quantize import QuantParams
 
         from ..mapping.mapper import IncrementalMapper
-        from ..sync import ApproximateTimeSynchronizer
+        from ..sync import CLOUD_WAIT_NS, ApproximateTimeSynchronizer
         from ..tf import MapPoses, TFBuffer
 
         self.cfg: MapperConfig = config["mapper"]
@@ -110,6 +110,9 @@ class MapperNode(NodeBase):
             )
         self._deskew = None  # a cloud's points placed by their own times (mapper.deskew)
         if self.node_cfg.cloud_topic:
+            from ..messages.livox import once_for
+
+            self._warn_cloud = once_for(self.node_cfg.cloud_topic, ctx.logger.warning)
             from ..mapping.deskew import Deskew
             from ..mapping.frames import adapt_to_cloud
 
@@ -130,8 +133,11 @@ class MapperNode(NodeBase):
         )
         self.tf = TFBuffer(cache_time_s=30.0, extrapolation_tolerance_s=t.tf_tolerance_s)
         self.depth_topic = self.node_cfg.cloud_topic or t.depth
-        self.sync = ApproximateTimeSynchronizer(
-            [t.color, self.depth_topic], queue_size=10, slop=t.sync_slop_s
+        self.sync = ApproximateTimeSynchronizer(  # (a cloud comes a scan after its stamp: frames wait)
+            [t.color, self.depth_topic],
+            queue_size=10,
+            slop=t.sync_slop_s,
+            wait_ns=CLOUD_WAIT_NS if self.node_cfg.cloud_topic else 0,
         )
         # recent CameraInfos by stamp: a frame takes the one of its image's stamp (published just after
         # the image by image_transport's CameraPublisher; a zoom or resolution change is at one stamp)
@@ -275,7 +281,7 @@ class MapperNode(NodeBase):
         self._offer(  # (a cloud: its points and their times)
             self.depth_topic,
             msg,
-            cloud_xyz_times(msg) if self.node_cfg.cloud_topic else depth_to_metres(msg),
+            cloud_xyz_times(msg, self._warn_cloud) if self.node_cfg.cloud_topic else depth_to_metres(msg),
         )
 
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:

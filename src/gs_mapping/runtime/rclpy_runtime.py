@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -31,15 +32,29 @@ from ..nodes.context import QoS
 def _msg_class(typename: str) -> type:
     """The rosidl-generated class of ``typename``; :class:`ConfigError` in one line naming the ROS
     package to install where its Python package is not there (a driver's message package, such as
-    livox_ros_driver2, is built from source in a workspace of its own)."""
+    livox_ros_driver2, is built from source in a workspace of its own), or to rebuild where its C
+    type support does not load."""
+    from rclpy.exceptions import NoTypeSupportImportedException
+    from rclpy.type_support import check_for_type_support
+
     pkg, kind, name = typename.split("/")
     try:
-        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+        cls = getattr(importlib.import_module(f"{pkg}.{kind}"), name)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
             f"message type {typename}: {exc}; install the ROS 2 package {pkg} (or build it in a "
             "workspace) and source its setup file before starting the node"
         ) from None
+    try:  # (rosidl's __import_type_support__ logs a C extension's ImportError at debug level only)
+        check_for_type_support(cls)
+    except (NoTypeSupportImportedException, ImportError, AttributeError) as exc:
+        distro = os.environ.get("ROS_DISTRO", "this ROS distribution")
+        raise ConfigError(
+            f"message type {typename}: its C type support does not load ({type(exc).__name__}: the "
+            f"package built for another ROS distribution or Python?); rebuild the ROS 2 package {pkg} "
+            f"against {distro} and source its setup file"
+        ) from None
+    return cls
 
 
 def _raw_decoder(typename: str) -> Callable[[bytes], Any] | None:
