@@ -76,7 +76,8 @@ class ApproximateTimeSynchronizer:
     name or index). ``callback(*messages)`` is called for each matched set; :meth:`add` also returns it.
     ``wait_ns``: past ``queue_size``, an input still keeps the messages within ``wait_ns`` of its
     newest stamp, up to :data:`MAX_WAITING` (:data:`CLOUD_WAIT_NS`: a camera's frames wait for a
-    cloud that comes a scan after its stamp).
+    cloud that comes a scan after its stamp), and a matched set takes every message older than it
+    along (:meth:`_drop_before`).
     """
 
     def __init__(
@@ -250,10 +251,22 @@ class ApproximateTimeSynchronizer:
             if max(stamps) - min(stamps) <= slop:
                 msgs = tuple(q.pop(s)[2] for q, s in zip(self._queues, stamps, strict=False))
                 self.matched += 1
+                if self.wait_ns:  # (a cloud's wait: what is older than this set no later cloud pairs)
+                    self._drop_before(min(stamps) - slop)
                 for cb in self._callbacks:
                     cb(*msgs)
                 return msgs
         return None
+
+    def _drop_before(self, stamp_ns: int) -> None:
+        """Drop every input's messages stamped before ``stamp_ns``: with a cloud's long wait
+        (``wait_ns``) they would otherwise stay the whole wait (270 decoded frames of a 30 Hz camera
+        for 10 Hz clouds, where message_filters' queue of 10 held them), while streams come in stamp
+        order, so no later message pairs with them."""
+        for i, queue in enumerate(self._queues):
+            for s in [s for s in queue if s < stamp_ns]:
+                del queue[s]
+                self.dropped_per_input[i] += 1
 
 
 def info_at(items, stamp_ns: int):
