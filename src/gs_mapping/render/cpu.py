@@ -120,8 +120,8 @@ class _Pairs:
         # sort by tile id (small integers: fast) then gives every tile's list front to back.
         by_depth = torch.argsort(depths, stable=True)
         m2, cn, op, rad = (_sel(t, by_depth) for t in (means2d, conics, opac, radii.to(dt)))
-        mx, my = m2[:, 0], m2[:, 1]
-        a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
+        mx, my = m2.T.contiguous()  # (contiguous: gathered per pair below)
+        a, b, c = cn.T.contiguous()
         x0 = torch.floor((mx - rad[:, 0]) / tile).clamp(0, self.tw).int()
         x1 = torch.ceil((mx + rad[:, 0]) / tile).clamp(0, self.tw).int()
         y0 = torch.floor((my - rad[:, 1]) / tile).clamp(0, self.th).int()
@@ -130,7 +130,7 @@ class _Pairs:
         n = (nx * (y1 - y0)).long()
         total = int(n.sum())
         r = torch.repeat_interleave(torch.arange(len(n)), n)
-        k = (torch.arange(total) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)).int()
+        k = (torch.arange(total) - _sel(torch.cumsum(n, 0) - n, r)).int()
         nxr = _sel(nx, r)
         row = torch.div(k, nxr, rounding_mode="floor")
         tx = _sel(x0, r) + (k - row * nxr)
@@ -147,14 +147,15 @@ class _Pairs:
         reach = torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0)) + torch.sqrt(lam) * (
             (tile - 1) / math.sqrt(2)
         )
+        reach2 = (reach * 1.001 + 1e-3) ** 2
         br = _sel(b, r)
         qx = _sel(a, r) * dx + br * dy  # (Q d)_x
         qy = _sel(c, r) * dy + br * dx
         dist2 = dx * qx + dy * qy  # dᵀ Q d = 2σ at the tile centre
-        hit = torch.nonzero(dist2 <= (_sel(reach, r) * 1.001 + 1e-3) ** 2).flatten()
-        tiles = ty * self.tw + tx
+        hit = torch.nonzero(dist2 <= _sel(reach2, r)).flatten()
         key_dtype = torch.int16 if self.tw * self.th < (1 << 15) else torch.int32
-        order = _sel(hit, torch.argsort(_sel(tiles, hit).to(key_dtype), stable=True))
+        tiles = _sel(ty * self.tw + tx, hit).to(key_dtype)
+        order = _sel(hit, torch.argsort(tiles, stable=True))
         self.n = len(order)
 
         def take(t):
@@ -162,7 +163,7 @@ class _Pairs:
 
         ro = take(r)
         self.gids = _sel(by_depth, ro)
-        counts = torch.bincount(take(tiles).long(), minlength=self.tw * self.th)
+        counts = torch.bincount(tiles, minlength=self.tw * self.th)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
         # Per pair: log α before clamping = q · [1, x, y, x², y², xy] (pixel offset (x, y) from the
