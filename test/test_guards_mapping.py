@@ -117,3 +117,71 @@ def test_hd_mask_ssim_is_the_same_ssim_with_zero_padding():
         return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean()
 
     assert np.allclose(got, [ref(x, y) for x, y in zip(a, b, strict=True)], atol=1e-9)
+
+
+def _ssim_through_conv(x, y, zero_pad):
+    """SSIM of (B, C, H, W) batches as the formula reads, blurred with a depthwise convolution, so that
+    autograd differentiates it term by term: the reference for the closed-form gradient."""
+    t = torch.arange(11, dtype=x.dtype) - 5
+    g = torch.exp(-t * t / (2 * 1.5**2))
+    g = g / g.sum()
+    c, pad = x.shape[1], 5 if zero_pad else 0
+
+    def blur(z):
+        z = torch.nn.functional.conv2d(z, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, padding=(0, pad))
+        return torch.nn.functional.conv2d(
+            z, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, padding=(pad, 0)
+        )
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+
+
+@pytest.mark.parametrize("zero_pad", [False, True])
+def test_ssim_gradient_in_closed_form_equals_autograd_through_the_formula(zero_pad):
+    """SSIM's gradient (written out, metrics._SsimFn) equals autograd through the formula, for both
+    images (the second through its blurred mean and variance too), valid windows and zero padding."""
+    from gs_mapping.mapping.metrics import ssim_nchw
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 19, 23, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 3, 19, 23, generator=gen, dtype=torch.float64, requires_grad=True)
+    got, want = ssim_nchw(x, y, zero_pad=zero_pad), _ssim_through_conv(x, y, zero_pad)
+    assert got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-12)
+    up = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+    gx, gy = torch.autograd.grad(got, (x, y), up)
+    wx, wy = torch.autograd.grad(want, (x, y), up)
+    assert torch.allclose(gx, wx, rtol=0, atol=1e-12) and torch.allclose(gy, wy, rtol=0, atol=1e-12)
+    assert gx.abs().max() > 1e-3 and gy.abs().max() > 1e-3
+    # and against finite differences, on a small case
+    xs, ys = x[:1, :1, :13, :14].detach(), y[:1, :1, :13, :14].detach()
+    assert torch.autograd.gradcheck(
+        lambda a, b: ssim_nchw(a, b, zero_pad=zero_pad), (xs.requires_grad_(), ys.requires_grad_())
+    )
+
+
+def test_view_loss_keeps_each_views_ssim_target_and_drops_the_least_recently_used(images):
+    """The loss with the views' SSIM halves kept between calls is the loss made from scratch (value
+    and gradient, bit for bit); the cache holds ``limit`` views and drops the least recently used."""
+    from gs_mapping.mapping.optimizer import SsimTargets
+
+    rgb, color, depth, rendered = images
+    views = [_view(np.roll(rgb, i, axis=1), depth) for i in range(3)]
+    cfg = OptimConfig()
+    kept = SsimTargets(limit=2)
+    for v in [*views, views[0], views[2]]:
+        grads = []
+        for targets in (None, kept):
+            c = torch.as_tensor(color).requires_grad_(True)
+            loss = view_loss(c, torch.as_tensor(rendered), v, cfg, targets)
+            loss.backward()
+            grads.append((loss.detach(), c.grad))
+        assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    t2 = kept.of(views[2])
+    t0 = kept.of(views[0])
+    assert kept.of(views[2]) is t2  # kept, not made again; now the most recently used
+    t1 = kept.of(views[1])  # comes in: 0, the least recently used, goes
+    assert kept.of(views[2]) is t2 and kept.of(views[1]) is t1
+    assert kept.of(views[0]) is not t0  # made again

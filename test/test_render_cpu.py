@@ -199,6 +199,27 @@ def test_float32():
         assert (g - r).abs().max().item() <= 1e-4 * r.abs().max().item() + 1e-5, name
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pair_alphas_from_far_above_to_far_below_exps_range(dtype):
+    """A pair's alpha on its tile is min(exp(q · [1, x, y, x², y², xy]), 0.999), and 0 at or below
+    1/255, for log-alphas from above 0 down to where exp underflows (the floor taken before exp,
+    which spares x86 its slow subnormal path, must not change any of them), the padding entry too."""
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(2)
+    q = torch.randn(41, 6, generator=gen, dtype=F64) * 0.05
+    q[:-1, 0] = torch.cat([torch.linspace(0.5, -7.0, 20, dtype=F64), -torch.logspace(1, 4, 20, dtype=F64)])
+    q[-1] = 0.0
+    q[-1, 0] = cpu_mod._DUMMY_LOG
+    mono = cpu_mod._monomials(4, F64)
+    idx = torch.arange(41).reshape(1, 41)
+    want = np.exp(q.numpy() @ mono.numpy())  # float64: underflows to 0 far down, no floor
+    want = np.where(want > 1 / 255, np.minimum(want, 0.999), 0.0)
+    got = cpu_mod._alphas(q.to(dtype), idx, mono.to(dtype))[0].double().numpy()
+    assert ((want > 0) == (got > 0)).all() and (want > 0).sum() > 100 and (want == 0).sum() > 300
+    assert np.allclose(got, want, rtol=1e-6 if dtype == torch.float32 else 1e-15, atol=0)
+
+
 def test_empty_and_fully_culled():
     K = K_for(20, 10)
     bg = torch.tensor([0.25, 0.5, 0.75], dtype=F64)

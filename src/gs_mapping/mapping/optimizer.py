@@ -14,6 +14,7 @@ renders at full resolution.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..camera import Camera
 from .densify import GradAccumulator
 from .levels import LevelSubset
 from .mapper_config import LevelsConfig, OptimConfig
-from .metrics import ssim_map
+from .metrics import SsimTarget, ssim_map
 from .params import RowAdam, TorchGaussians
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,40 @@ def make_view(rgb: np.ndarray, depth: np.ndarray, camera: Camera, scale: float, 
     )
 
 
-def view_loss(color: torch.Tensor, depth: torch.Tensor, view: TrainView, cfg: OptimConfig) -> torch.Tensor:
+class SsimTargets:
+    """Each training view's :class:`SsimTarget` (its half of SSIM), made on first use and kept for
+    the iterations after, at most ``limit`` views (the least recently used goes first)."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, limit)
+        self._kept: OrderedDict[int, tuple[TrainView, SsimTarget]] = OrderedDict()
+
+    def of(self, view: TrainView) -> SsimTarget:
+        key = id(view)  # (the view is kept alongside, so its id is not reused while it is here)
+        if key in self._kept:
+            self._kept.move_to_end(key)
+        else:
+            self._kept[key] = (view, SsimTarget.of_image(view.rgb))
+            if len(self._kept) > self.limit:
+                self._kept.popitem(last=False)
+        return self._kept[key][1]
+
+
+def view_loss(
+    color: torch.Tensor,
+    depth: torch.Tensor,
+    view: TrainView,
+    cfg: OptimConfig,
+    targets: SsimTargets | None = None,
+) -> torch.Tensor:
+    """The view's loss; ``targets``: where to keep the view's SSIM half between calls (None: made
+    here each call)."""
     if view.mask is None:
         l1 = (color - view.rgb).abs().mean()
         loss = (1 - cfg.lambda_dssim) * l1
         if cfg.lambda_dssim > 0 and min(color.shape[:2]) >= 11:
-            loss = loss + cfg.lambda_dssim * (1 - ssim_map(color, view.rgb).mean())
+            target = view.rgb if targets is None else targets.of(view)
+            loss = loss + cfg.lambda_dssim * (1 - ssim_map(color, target).mean())
         valid = view.depth > 0 if view.depth is not None else None
     else:  # a partial target (virtual view): masked L1 only
         m = view.mask
@@ -109,7 +138,9 @@ class WindowOptimizer:
         self.levels = levels
         self._coarse_renders = 0  # round-robin over the coarse levels, across runs
 
-    def coarse_loss(self, params: TorchGaussians, view: TrainView, it: int) -> torch.Tensor | None:
+    def coarse_loss(
+        self, params: TorchGaussians, view: TrainView, it: int, targets: SsimTargets | None = None
+    ) -> torch.Tensor | None:
         """Multi-level loss (ProGS): every ``loss_every``-th iteration, the loss of the map restricted
         to levels <= l against the same target (l cycles over 0..count-2), weighted. None when off,
         not due, or level <= l is empty."""
@@ -124,7 +155,7 @@ class WindowOptimizer:
         if len(sub) == 0:
             return None
         out = self.render_fn(sub, view.camera)
-        return lv.loss_weight * view_loss(out.color, out.depth, view, self.cfg)
+        return lv.loss_weight * view_loss(out.color, out.depth, view, self.cfg, targets)
 
     def make_adam(self, params: TorchGaussians) -> RowAdam:
         c = self.cfg
@@ -158,14 +189,16 @@ class WindowOptimizer:
             return stats
         opt = self.make_adam(params)
         tensors = list(params.parameters().values())
+        # the views' SSIM halves, for the views a keyframe trains on (window and random history)
+        targets = SsimTargets(self.cfg.window + self.cfg.random_history)
         for it in range(iterations):
             use_virtual = bool(virtual) and virtual_every and (it % virtual_every == virtual_every - 1)
             view = virtual[int(rng.integers(0, len(virtual)))] if use_virtual else self.pick(views, rng)
             opt.zero_grad()
             out = self.render_fn(params, view.camera)
-            loss = view_loss(out.color, out.depth, view, self.cfg)
+            loss = view_loss(out.color, out.depth, view, self.cfg, targets)
             if not view.virtual:
-                coarse = self.coarse_loss(params, view, it)
+                coarse = self.coarse_loss(params, view, it, targets)
                 loss = loss if coarse is None else loss + coarse
             means2d = out.meta.get("means2d")
             track = acc is not None and not view.virtual and means2d is not None and means2d.requires_grad

@@ -54,7 +54,10 @@ TILE_SIZE = 4
 # Long tile lists are composited front to back in blocks of this many entries, stopping once every
 # pixel of a tile is saturated (as gsplat's per-pixel early exit).
 BLOCK = 32
-_DUMMY_LOG = -1e4  # log-alpha of padding entries: exp() is exactly 0
+_DUMMY_LOG = -1e4  # log-alpha of padding entries: skipped (below the floor, so below 1/255)
+# Floor of log α before exp(): below about -87 exp() gives subnormal floats (or underflows), which
+# x86 computes ~100x slower, and any α under 1/255 is skipped anyway, so this changes no result.
+_LOG_ALPHA_FLOOR = -80.0
 
 # Tile chunks are independent (each writes only its own tiles' rows and pairs), so several threads
 # can composite them at once: torch ops release the GIL. See set_workers().
@@ -117,8 +120,8 @@ class _Pairs:
         # sort by tile id (small integers: fast) then gives every tile's list front to back.
         by_depth = torch.argsort(depths, stable=True)
         m2, cn, op, rad = (_sel(t, by_depth) for t in (means2d, conics, opac, radii.to(dt)))
-        mx, my = m2[:, 0], m2[:, 1]
-        a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
+        mx, my = m2.T.contiguous()  # (contiguous: gathered per pair below)
+        a, b, c = cn.T.contiguous()
         x0 = torch.floor((mx - rad[:, 0]) / tile).clamp(0, self.tw).int()
         x1 = torch.ceil((mx + rad[:, 0]) / tile).clamp(0, self.tw).int()
         y0 = torch.floor((my - rad[:, 1]) / tile).clamp(0, self.th).int()
@@ -127,7 +130,7 @@ class _Pairs:
         n = (nx * (y1 - y0)).long()
         total = int(n.sum())
         r = torch.repeat_interleave(torch.arange(len(n)), n)
-        k = (torch.arange(total) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)).int()
+        k = (torch.arange(total) - _sel(torch.cumsum(n, 0) - n, r)).int()
         nxr = _sel(nx, r)
         row = torch.div(k, nxr, rounding_mode="floor")
         tx = _sel(x0, r) + (k - row * nxr)
@@ -144,14 +147,15 @@ class _Pairs:
         reach = torch.sqrt(2.0 * torch.log(op * 255.0).clamp_min(0)) + torch.sqrt(lam) * (
             (tile - 1) / math.sqrt(2)
         )
+        reach2 = (reach * 1.001 + 1e-3) ** 2
         br = _sel(b, r)
         qx = _sel(a, r) * dx + br * dy  # (Q d)_x
         qy = _sel(c, r) * dy + br * dx
         dist2 = dx * qx + dy * qy  # dᵀ Q d = 2σ at the tile centre
-        hit = torch.nonzero(dist2 <= (_sel(reach, r) * 1.001 + 1e-3) ** 2).flatten()
-        tiles = ty * self.tw + tx
+        hit = torch.nonzero(dist2 <= _sel(reach2, r)).flatten()
         key_dtype = torch.int16 if self.tw * self.th < (1 << 15) else torch.int32
-        order = hit[torch.argsort(tiles[hit].to(key_dtype), stable=True)]
+        tiles = _sel(ty * self.tw + tx, hit).to(key_dtype)
+        order = _sel(hit, torch.argsort(tiles, stable=True))
         self.n = len(order)
 
         def take(t):
@@ -159,23 +163,24 @@ class _Pairs:
 
         ro = take(r)
         self.gids = _sel(by_depth, ro)
-        counts = torch.bincount(take(tiles).long(), minlength=self.tw * self.th)
+        counts = torch.bincount(tiles, minlength=self.tw * self.th)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
         # Per pair: log α before clamping = q · [1, x, y, x², y², xy] (pixel offset (x, y) from the
-        # tile centre): log o − ½ (p − d)ᵀ Q (p − d). Stored as rows (6, pairs + 1 dummy).
+        # tile centre): log o − ½ (p − d)ᵀ Q (p − d). One row per pair, plus the dummy's last: a
+        # block gathers whole rows (much faster than gathering 6 separate columns).
         self.a, self.b, self.c = _sel(a, ro), _sel(b, ro), _sel(c, ro)
         self.mx, self.my = take(dx), take(dy)
         self.o = _sel(op, ro)
-        q = torch.empty(6, self.n + 1, dtype=dt)
-        torch.sub(torch.log(self.o), 0.5 * take(dist2), out=q[0, :-1])
-        q[1, :-1] = take(qx)
-        q[2, :-1] = take(qy)
-        torch.mul(self.a, -0.5, out=q[3, :-1])
-        torch.mul(self.c, -0.5, out=q[4, :-1])
-        torch.neg(self.b, out=q[5, :-1])
-        q[:, -1] = 0.0
-        q[0, -1] = _DUMMY_LOG
+        q = torch.empty(self.n + 1, 6, dtype=dt)
+        torch.sub(torch.log(self.o), 0.5 * take(dist2), out=q[:-1, 0])
+        q[:-1, 1] = take(qx)
+        q[:-1, 2] = take(qy)
+        torch.mul(self.a, -0.5, out=q[:-1, 3])
+        torch.mul(self.c, -0.5, out=q[:-1, 4])
+        torch.neg(self.b, out=q[:-1, 5])
+        q[-1] = 0.0
+        q[-1, 0] = _DUMMY_LOG
         self.q = q
 
     def chunks(self, budget, counts, cap=None):
@@ -184,28 +189,33 @@ class _Pairs:
         is computed for (the forward composites long lists in blocks of ``cap``)."""
         P = self.tile * self.tile
         nz = torch.nonzero(counts).flatten()
-        nz = nz[torch.argsort(counts[nz], descending=True, stable=True)]
-        cl = counts[nz].tolist()
+        nz = _sel(nz, torch.argsort(_sel(counts, nz), descending=True, stable=True))
+        cnt, start = _sel(counts, nz), _sel(self.starts, nz)  # in chunk order: sliced, not gathered
+        cl = cnt.tolist()
         i = 0
         while i < len(cl):
             L = cl[i]
             b = max(1, budget // (min(L, cap or L) * P))
-            tiles = nz[i : i + b]
             ar = torch.arange(L)
-            pos = self.starts[tiles][:, None] + ar
-            yield tiles, torch.where(ar < counts[tiles][:, None], pos, self.n)
+            pos = start[i : i + b, None] + ar
+            yield nz[i : i + b], torch.where(ar < cnt[i : i + b, None], pos, self.n)
             i += b
 
 
-def _composite(q, idx, mono, t0=None):
-    """Pairs ``idx`` (B, L) → alpha, transmittance before and after each entry, weights (all
-    (B, L, P)). ``t0`` (B, 1, P): transmittance in front of the first entry (default 1)."""
+def _alphas(q, idx, mono):
+    """Pairs ``idx`` (B, L) → their alpha on their tile's pixels (B, L, P)."""
     B, L = idx.shape
-    alpha = torch.exp(torch.mm(torch.index_select(q, 1, idx.reshape(-1)).T, mono)).reshape(B, L, -1)
+    log_alpha = torch.mm(torch.index_select(q, 0, idx.reshape(-1)), mono).clamp_min_(_LOG_ALPHA_FLOOR)
+    alpha = torch.exp(log_alpha).reshape(B, L, -1)
     # Skip α < 1/255 (threshold_ keeps x > 1/255: differs from gsplat's ≥ only at exact equality),
     # then clamp to 0.999.
     torch.nn.functional.threshold_(alpha, ALPHA_THRESHOLD, 0.0)
-    alpha.clamp_max_(ALPHA_MAX)
+    return alpha.clamp_max_(ALPHA_MAX)
+
+
+def _composite(alpha, t0=None):
+    """Alphas (B, L, P) of tile lists → transmittance after each entry and weights (both (B, L, P)).
+    ``t0`` (B, 1, P): transmittance in front of the first entry (default 1)."""
     t_after = torch.cumprod(1.0 - alpha, dim=1)
     t_before = torch.empty_like(t_after)  # t_after shifted by one entry (torch.cat is slow here)
     if t0 is None:
@@ -217,7 +227,7 @@ def _composite(q, idx, mono, t0=None):
     w = alpha * t_before
     if bool((t_after[:, -1] <= T_MIN).any()):  # some pixel reaches the cut in this block
         w.masked_fill_(t_after <= T_MIN, 0.0)
-    return alpha, t_before, t_after, w
+    return t_after, w
 
 
 def _sel(x, idx):
@@ -252,7 +262,7 @@ class _RasterizeFn(torch.autograd.Function):
             t0, acc, live = None, None, None  # live: rows of the chunk not yet saturated
             for s0 in range(0, L, BLOCK):
                 blk = idx[:, s0 : s0 + BLOCK] if live is None else idx[live, s0 : s0 + BLOCK]
-                _, _, t_after, w = _composite(pairs.q, blk, mono, t0)
+                t_after, w = _composite(_alphas(pairs.q, blk, mono), t0)
                 part = torch.bmm(w.transpose(1, 2), _take(f_pairs, blk))
                 tl = tiles if live is None else tiles[live]
                 w_in = torch.bmm(w, _take(inside, tl)[..., None])  # Σ over in-image pixels
@@ -299,16 +309,21 @@ class _RasterizeFn(torch.autograd.Function):
         gpad = grad_out.new_zeros(pairs.th * tile, pairs.tw * tile, C)
         gpad[: pairs.height, : pairs.width] = grad_out
         gcan = gpad.reshape(pairs.th, tile, pairs.tw, tile, C).permute(0, 2, 1, 3, 4).reshape(-1, P, C)
-        g_q = torch.zeros(pairs.n + 1, 6, dtype=f_pairs.dtype)
-        g_f = torch.zeros(pairs.n + 1, C, dtype=f_pairs.dtype)
+        n, dt = pairs.n, f_pairs.dtype
+        # Per pair (columns; the dummy's last): dL/dq, and dL/d(mean x, mean y, a, b, c, opacity,
+        # features); entries no tile reached keep 0.
+        g_q = torch.zeros(6, n + 1, dtype=dt)
+        g_pair = torch.zeros(6 + C, n + 1, dtype=dt)
+        g_f = g_pair[6:]
 
         def one_chunk(chunk):
             tiles, idx = chunk
             B, L = idx.shape
-            alpha, t_before, t_after, w = _composite(pairs.q, idx, mono)
+            alpha = _alphas(pairs.q, idx, mono)
+            t_after, w = _composite(alpha)
             G = _take(gcan, tiles)  # (B, P, C)
             flat = idx.reshape(-1)
-            g_f.index_copy_(0, flat, torch.bmm(w, G).reshape(-1, C))
+            g_f.index_copy_(1, flat, torch.bmm(w, G).reshape(-1, C).T)
             gw = torch.bmm(_take(f_pairs, idx), G.transpose(1, 2))  # (B, L, P): dL/dw_j
             wg = w * gw
             suffix = wg.sum(1, keepdim=True) - torch.cumsum(wg, 1)  # Σ_{k>j} w_k g_k
@@ -319,23 +334,32 @@ class _RasterizeFn(torch.autograd.Function):
             g_s = torch.addcdiv(gw, suffix, t_after.clamp_min_(1e-30), value=-1.0).mul_(w)
             if bool(alpha.max() >= ALPHA_MAX):
                 g_s.masked_fill_(alpha >= ALPHA_MAX, 0.0)
-            g_q.index_copy_(0, flat, torch.mm(g_s.reshape(B * L, P), mono.T))
+            g_q.index_copy_(1, flat, torch.mm(g_s.reshape(B * L, P), mono.T).T)
 
         _for_each(one_chunk, pairs.chunks(ctx.budget, ctx.reached))
-        g_q, g_f = g_q[:-1], g_f[:-1]
-        # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y).
+        # s = log o − ½a(x−mx)² − ½c(y−my)² − b(x−mx)(y−my), expanded in monomials of (x, y):
+        #   dL/dmx = −g0 (a mx + b my) + g1 a + g2 b      dL/dmy = −g0 (c my + b mx) + g1 b + g2 c
+        #   dL/da = −½ g0 mx² + g1 mx − ½ g3             dL/dc = −½ g0 my² + g2 my − ½ g4
+        #   dL/db = −g0 mx my + g1 my + g2 mx − g5         dL/do = g0 / o
+        # evaluated term by term in this order (the same roundings as the formulas), in place on
+        # contiguous rows (one per quantity, a column per pair), into g_pair's first six.
         a, b, c, mx, my = pairs.a, pairs.b, pairs.c, pairs.mx, pairs.my
-        g0, g1, g2, g3, g4, g5 = g_q.unbind(1)
-        g_mx = -g0 * (a * mx + b * my) + g1 * a + g2 * b
-        g_my = -g0 * (c * my + b * mx) + g1 * b + g2 * c
-        g_a = -0.5 * g0 * mx * mx + g1 * mx - 0.5 * g3
-        g_c = -0.5 * g0 * my * my + g2 * my - 0.5 * g4
-        g_b = -g0 * mx * my + g1 * my + g2 * mx - g5
-        gid = pairs.gids
-        dt = f_pairs.dtype
-        per_pair = torch.cat([torch.stack([g_mx, g_my, g_a, g_b, g_c, g0 / pairs.o], 1), g_f], 1)
-        g = torch.zeros(m, 6 + C, dtype=dt).index_add_(0, gid, per_pair)  # one scatter for all
-        return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], None, None, None, None, None, None
+        g0, g1, g2, g3, g4, g5 = g_q[:, :n]
+        r_mx, r_my, r_a, r_b, r_c, r_o = g_pair[:6, :n]
+        ng0, half_g0, t = -g0, g0 * -0.5, torch.empty_like(g0)
+        torch.mul(a, mx, out=r_mx).add_(torch.mul(b, my, out=t)).mul_(ng0)
+        r_mx.add_(torch.mul(g1, a, out=t)).add_(torch.mul(g2, b, out=t))
+        torch.mul(c, my, out=r_my).add_(torch.mul(b, mx, out=t)).mul_(ng0)
+        r_my.add_(torch.mul(g1, b, out=t)).add_(torch.mul(g2, c, out=t))
+        torch.mul(half_g0, mx, out=r_a).mul_(mx).add_(torch.mul(g1, mx, out=t))
+        r_a.sub_(torch.mul(g3, 0.5, out=t))
+        torch.mul(half_g0, my, out=r_c).mul_(my).add_(torch.mul(g2, my, out=t))
+        r_c.sub_(torch.mul(g4, 0.5, out=t))
+        torch.mul(ng0, mx, out=r_b).mul_(my).add_(torch.mul(g1, my, out=t))
+        r_b.add_(torch.mul(g2, mx, out=t)).sub_(g5)
+        torch.div(g0, pairs.o, out=r_o)
+        g = torch.zeros(6 + C, m, dtype=dt).index_add_(1, pairs.gids, g_pair[:, :n])  # one scatter
+        return g[0:2].T, g[2:5].T, g[5], g[6:].T, None, None, None, None, None, None
 
 
 def _inside_mask(pairs, dtype):

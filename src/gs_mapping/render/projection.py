@@ -89,11 +89,10 @@ def project(
     tx = zs * torch.minimum(torch.maximum(p[:, 0] / zs, -lim_xn), lim_xp)
     ty = zs * torch.minimum(torch.maximum(p[:, 1] / zs, -lim_yn), lim_yp)
     rz = 1.0 / zs
-    # Rows of J (2×3) applied to M: JM = J @ M, cov2d = JM JMᵀ.
-    j0 = torch.stack([fx * rz, torch.zeros_like(rz), -fx * tx * rz * rz], dim=-1)
-    j1 = torch.stack([torch.zeros_like(rz), fy * rz, -fy * ty * rz * rz], dim=-1)
-    a0 = (j0[:, :, None] * M).sum(1)  # (N, 3) = row 0 of J M
-    a1 = (j1[:, :, None] * M).sum(1)
+    # Rows of J M (J = [[fx/z, 0, -fx tx/z²], [0, fy/z, -fy ty/z²]]: its zeros left out), cov2d = JM JMᵀ.
+    m0, m1, m2 = M.unbind(1)
+    a0 = (fx * rz)[:, None] * m0 + (-fx * tx * rz * rz)[:, None] * m2  # (N, 3) = row 0 of J M
+    a1 = (fy * rz)[:, None] * m1 + (-fy * ty * rz * rz)[:, None] * m2
     cxx = (a0 * a0).sum(-1) + eps2d
     cxy = (a0 * a1).sum(-1)
     cyy = (a1 * a1).sum(-1) + eps2d
