@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,18 @@ def write_results(name: str, data: dict, markdown: str) -> Path:
 def log(*a) -> None:
     """Progress to stderr (stdout stays for results)."""
     print(*a, file=sys.stderr, flush=True)
+
+
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time (ms) of ``repeats`` calls of ``fn`` after one warm-up call (generated
+    (de)serialisers and typestores are built on first use)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
 def best_time(fn, repeats: int, min_total: float = 0.0, max_calls: int = 50):

@@ -13,22 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
-from common import machine_info, write_results  # noqa: E402  (bench/ is the script folder)
+from common import machine_info, median_ms, write_results  # noqa: E402  (bench/ is the script folder)
 
 TYPE = "livox_ros_driver2/msg/CustomMsg"
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (generated (de)serialisers are built once)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def main(argv=None) -> int:
@@ -67,7 +55,7 @@ def main(argv=None) -> int:
     rows = []
 
     def add(path, step, fn):
-        ms = timed(fn, args.repeats)
+        ms = median_ms(fn, args.repeats)
         rows.append({"path": path, "step": step, "median_ms": round(ms, 3)})
         print(f"{path:<10} {step:<52} {ms:9.3f} ms")
 

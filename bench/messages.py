@@ -14,23 +14,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
-from common import save_text  # noqa: E402  (bench/ is the script folder)
+from common import median_ms, save_text  # noqa: E402  (bench/ is the script folder)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (typestore / generated serialisers are built once)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def main(argv=None) -> int:
@@ -50,7 +38,7 @@ def main(argv=None) -> int:
     rows = []
 
     def add(case, size, fn):
-        ms = timed(fn, r)
+        ms = median_ms(fn, r)
         rows.append({"case": case, "size": size, "median_ms": round(ms, 3)})
         print(f"{case:<44} {size:<26} {ms:9.3f} ms")
 
