@@ -313,7 +313,12 @@ def main() -> None:
     }
     path = OUT / "codec_real.json"
     if path.exists():
-        res["scenes"] = json.loads(path.read_text()).get("scenes", {})
+        before = json.loads(path.read_text())
+        res["scenes"] = before.get("scenes", {})
+        if args.reuse_anchors:  # (the anchors' tool versions go with them)
+            for k, v in before.get("versions", {}).items():
+                if k.startswith("splat-transform"):
+                    versions.setdefault(k, v)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scenes.split(","):
             qs = [int(q) for q in args.qualities.split(",")]
