@@ -10,7 +10,7 @@ is the standard one) but serialised by Cyclone's ``bytes`` machine, which copies
 instead of one Python call per byte: megabyte map deltas and images stay cheap. A Livox CustomMsg's
 ``points`` likewise go as one block (:class:`_PackedPointsMachine`): one numpy array in 0.4 ms,
 where Cyclone's own machine makes an object a point (0.12 s for a Mid-360's 20k points, more than
-the 0.1 s between two of its clouds; bench/livox_decode.py). """
+the 0.1 s between two of its clouds; bench/livox_decode.py)."""
 
 from __future__ import annotations
 
