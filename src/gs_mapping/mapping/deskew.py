@@ -99,11 +99,8 @@ class Deskew:
             first, last = tf_span_s
             outside = (d < first - BUCKET_S) | ((d > last + BUCKET_S) & (not raise_future))
             if outside.any():
-                self._say(
-                    "tf",
-                    f"{self.topic}: points measured {float(d[outside].min()):+.3f} to {float(d[outside].max()):+.3f} s "
-                    f"from a cloud's stamp are outside TF ({first:+.3f} to {last:+.3f} s): posed at the nearest "
-                    "time TF has",
+                self._say_outside_tf(
+                    float(d[outside].min()), float(d[outside].max()), f"{first:+.3f} to {last:+.3f} s"
                 )
             d = np.clip(d, first, np.inf if raise_future else last)
         lo, span = float(d.min()), float(d.max() - d.min())
@@ -129,11 +126,7 @@ class Deskew:
         if missed:
             for e in missed:  # the nearest time TF serves (none: the stamp's pose)
                 moves[e] = moves[min(served, key=lambda s: abs(s - e))] if served else np.eye(4)
-            self._say(
-                "tf",
-                f"{self.topic}: points measured {lo + missed[0] * width:+.3f} to {lo + missed[-1] * width:+.3f} s "
-                f"from a cloud's stamp are outside TF ({why}): posed at the nearest time TF has",
-            )
+            self._say_outside_tf(lo + missed[0] * width, lo + missed[-1] * width, str(why))
         q = p if timed.all() else p[timed]
         moved = _between(moves, k, f, q)
         if timed.all():
@@ -141,6 +134,14 @@ class Deskew:
         out = p.copy()
         out[timed] = moved
         return out
+
+    def _say_outside_tf(self, lo_s: float, hi_s: float, why: str) -> None:
+        """The one line (once) for points whose times TF does not reach (``why``: its span or error)."""
+        self._say(
+            "tf",
+            f"{self.topic}: points measured {lo_s:+.3f} to {hi_s:+.3f} s from a cloud's stamp are outside "
+            f"TF ({why}): posed at the nearest time TF has",
+        )
 
     def _say(self, kind: str, message: str) -> None:
         if kind not in self._said:
