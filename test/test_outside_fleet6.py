@@ -1,7 +1,7 @@
 """Outside review of fleet map sharing (docs/fleet.md, issue 19), sixth pass: the server's restart
 when the global restart point moves at that very restart, a vehicle namespace respelled between two
 runs of the server, the Zenoh router's start line with a config file, a fleet on quality 0's
-2.816 m tiles, and a real trained scene (splats/guitar.ply, tiles of up to 44,000 Gaussians) split
+1.792 m tiles, and a real trained scene (splats/guitar.ply, tiles of up to 44,000 Gaussians) split
 between two vehicles, merged and paged through by a vehicle on a small link.
 
 Each test drives the real code (MapServerNode on the in-process ReplayBus over real SQLite files and
@@ -319,16 +319,16 @@ def test_the_router_start_line_names_the_port_bound_for_port_0_where_zenoh_tells
 
 
 # ------------------------------------------------------------------------------------------------
-# a fleet on quality 0: tiles of 2.816 m (512 steps of 5.5 mm), not the default 2.048 m
+# a fleet on quality 0: tiles of 1.792 m (256 steps of 7 mm), not the default 2.048 m
 
 
 def test_a_quality_0_fleet_merges_and_answers_regions_on_its_own_tile_edge(tmp_path):
     """docs/fleet.md: tiles are the codec's (T = P >> tile_bits, docs/format.md §1), "2.048 m at the
-    default 1 mm step"; quality 0's lattice is 5.5 mm with 512-step tiles, 2.816 m. Two vehicles
+    default 1 mm step"; quality 0's lattice is 7 mm with 256-step tiles, 1.792 m. Two vehicles
     mapping overlapping boxes across x = y = 0 on a quality-0 fleet; written out here per Gaussian
     with Python's integer floor division (not the code's shift): per tile the vehicle with the most
     Gaussians owns it (ties: smaller map id), global id map_id << 32 | local id; and a region
-    (pose near a tile corner, radius 1.5 m) must list exactly the tiles whose 2.816 m cube comes
+    (pose near a tile corner, radius 1.5 m) must list exactly the tiles whose 1.792 m cube comes
     within the radius (closest point of the cube, by hand), with exactly their Gaussians."""
     import math
 
@@ -336,8 +336,8 @@ def test_a_quality_0_fleet_merges_and_answers_regions_on_its_own_tile_edge(tmp_p
     from gs_map_share.snapshot import decode_snapshot
 
     p0 = QuantParams.from_quality(0)
-    assert (p0.pos_step, p0.tile_bits) == (0.0055, 9)
-    edge = 512 * 0.0055
+    assert (p0.pos_step, p0.tile_bits) == (0.007, 8)
+    edge = 256 * 0.007
     from synthetic_maps import synthetic_map
 
     def vmap(n, seed, origin):
@@ -358,7 +358,7 @@ def test_a_quality_0_fleet_merges_and_answers_regions_on_its_own_tile_edge(tmp_p
             _send(bus, f"vehicle{mid}", data)
 
         def tile(pos):
-            return tuple(int(v) // 512 for v in pos)
+            return tuple(int(v) // 256 for v in pos)
 
         counts: dict = {}
         for mid, q in maps.items():

@@ -31,9 +31,9 @@ def _with_spread(rng, n, spread):
 
 
 def test_bits_follow_the_scale_spread():
-    q0 = QuantParams.from_quality(0)  # scale step 1/5: the four tiers, 2..6 bits
-    assert q0.rot_tiers == (2, 4, 8, 12) and q0.rot_bits == 6
-    p = q0
+    q0 = QuantParams.from_quality(0)  # scale step 0.15: the four tiers (0.4, 0.8, 1.5, 2.5), 2..6 bits
+    assert q0.rot_tiers == (3, 5, 10, 17) and q0.rot_bits == 6
+    p = replace(q0, rot_tiers=(2, 4, 8, 12))  # (a scale step of 1/5's tiers: round numbers below)
     scale = np.array([[0, 0, 0], [0, 1, 1], [-3, 0, -1], [5, 0, 2], [0, 8, 3], [0, 11, 3], [-20, -8, -9]])
     assert rotation_bits(scale, p).tolist() == [2, 2, 3, 4, 5, 5, 6]
     assert rotation_max(rotation_bits(scale, p)).tolist() == [1, 1, 3, 7, 15, 15, 31]

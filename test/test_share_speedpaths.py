@@ -886,3 +886,88 @@ def test_rotation_lattice_check_compiled_equals_numpy(tiers, monkeypatch):
         monkeypatch.setattr(jit, "_kernels", False)
         assert rotations_within(r, b, p) is want
         monkeypatch.setattr(jit, "_kernels", compiled)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attribute_codes_are_the_lattice_definition(compiled, dtype, monkeypatch):
+    """quantize.attribute_lattices, compiled or not, against its definition written out here: each
+    value clamped (opacity logits ±20, log-scales −30..12, colour ±64), divided by its step and
+    rounded half to even; a faint row's (opacity code below ``faint_below``) scales and colour
+    rounded on the factor's coarser lattice and sent as multiples of it. Ties, ±inf, a colour
+    that is a strided view (a map's SH DC column), every faint factor."""
+    from gs_map_share.quantize import attribute_lattices
+
+    _use_compiled(compiled, monkeypatch)
+    rng = np.random.default_rng(7)
+    n = 4000
+    for f in range(1, 9):
+        p = QuantParams.from_quality(f % 6).with_faint(0.3, f)
+        opl = (rng.normal(0, 6, n) * rng.choice([1.0, 100.0], n)).astype(dtype)
+        opl[: n // 5] = ((np.round(opl[: n // 5] / p.opacity_step) + 0.5) * p.opacity_step).astype(dtype)
+        opl[-4:] = [np.inf, -np.inf, 20.3, -20.4]  # (and just past the clamps)
+        ls = rng.normal(-4, 12, (n, 3)).astype(dtype)
+        ls[: n // 5] = (np.round(ls[: n // 5] / p.scale_step) + 0.5) * p.scale_step
+        ls[-3] = [-np.inf, np.inf, 40.0]
+        ls[-4] = [12.3, -30.4, 12.0]
+        sh = rng.normal(0, 30, (n, 4, 3)).astype(dtype)
+        sh[-1, 0] = [64.3, -64.4, -np.inf]
+        op, scale, dc = attribute_lattices(opl, ls, sh[:, 0, :], p)
+
+        def code(x, bound, step):
+            lo, hi = bound
+            return np.array([np.rint(min(max(float(v), lo), hi) / step) for v in np.ravel(x)]).reshape(
+                np.shape(x)
+            )
+
+        want_op = code(opl, (-20.0, 20.0), p.opacity_step)
+        faint = want_op < p.faint_below
+        k = np.where(faint, f, 1)[:, None]
+        want_scale = np.stack(
+            [code(ls[i], (-30.0, 12.0), k[i, 0] * p.scale_step) * k[i, 0] for i in range(n)]
+        )
+        want_dc = np.stack([code(sh[i, 0], (-64.0, 64.0), k[i, 0] * p.dc_step) * k[i, 0] for i in range(n)])
+        assert op.dtype == scale.dtype == dc.dtype == np.int32
+        assert (
+            np.array_equal(op, want_op) and np.array_equal(scale, want_scale) and np.array_equal(dc, want_dc)
+        )
+        assert f == 1 or faint.sum() > n // 10  # the faint lattice was exercised
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_higher_sh_codes_are_float32_lattice_values(compiled, monkeypatch):
+    """to_qmap's higher-SH codes, compiled or not, against the definition in float32: each value
+    clamped to ±64, divided by its degree's step, rounded half to even (ties placed on purpose,
+    values past the clamp both ways)."""
+    _use_compiled(compiled, monkeypatch)
+    g = synthetic_map(3000, 3, seed=4)
+    p = QuantParams.from_quality(4)
+    steps = np.repeat(p.rest_steps(g.num_sh).astype(np.float32), 3)
+    rng = np.random.default_rng(2)
+    flat = g.sh.reshape(len(g), -1)  # (a view: the map's own values edited)
+    flat[:500, 3:] = ((rng.integers(-40, 40, (500, len(steps))) + np.float32(0.5)) * steps).astype(np.float32)
+    flat[500:600, 3:] = rng.choice(np.array([64.3, -64.3, 1e30, -1e30, 63.9], np.float32), (100, len(steps)))
+    want = np.rint(np.clip(flat[:, 3:], np.float32(-64), np.float32(64)) / steps).astype(np.int32)
+    got = to_qmap(g, p).rest.reshape(len(g), -1)
+    assert np.array_equal(got, want)
+    assert np.array_equal(want[:500] % 2, np.zeros_like(want[:500]))  # (the ties went to even)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_encoder_morton_codes_interleave_the_cells_bits(compiled, monkeypatch):
+    """octree.morton, compiled or not: bit 3·b + 2 of a code is bit b of x, 3·b + 1 of y, 3·b of
+    z, for the low 21 bits of each cell (written out here bit by bit), negative cells by their
+    two's complement bits, as the octree's local cells (``pos − (tile << D)``) take them."""
+    from gs_map_share import octree
+
+    _use_compiled(compiled, monkeypatch)
+    rng = np.random.default_rng(3)
+    cells = rng.integers(-(1 << 22), 1 << 22, (2000, 3))
+    cells[:3] = [[0, 0, 0], [(1 << 21) - 1] * 3, [-1, 1 << 21, 5]]
+    want = np.zeros(len(cells), np.uint64)
+    for b in range(21):
+        for axis, at in ((0, 2), (1, 1), (2, 0)):
+            bit = ((cells[:, axis] >> b) & 1).astype(np.uint64)
+            want |= bit << np.uint64(3 * b + at)
+    got = octree.morton(cells)
+    assert got.dtype == np.uint64 and np.array_equal(got, want)

@@ -6,11 +6,13 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 ``entropy._values``, ``dequantize_rotations`` beside its :mod:`.quantize` namesake,
 ``descend`` beside the numpy path of ``octree.descend``,
 ``gather_column`` and ``gather_combo`` beside ``section._Parent``'s numpy gathers,
-``faint_rescale`` beside ``section._on_faint``, ``phase_contexts`` beside ``phases.contexts``. Encoder:
-``canonical_axes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``leaf_moments`` and
-``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound`` (``entropy.Stats``), ``escape_symbols``
-(``entropy._symbols`` with ``bitio.pack_bits``), ``pack_bits`` (:mod:`.bitio`) and
-``table_precision`` and ``table_blob`` (``tables.put_table``) beside their numpy paths.
+``faint_rescale`` (and the encoder's ``faint_rescale_wide``) beside ``section._on_faint``,
+``phase_contexts`` beside ``phases.contexts``. Encoder: ``canonical_axes``, ``attribute_lattices``
+and ``sh_codes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``morton``,
+``leaf_moments`` and ``parent_level`` (:mod:`.octree`), ``stream_counts`` and ``bits_by_bound``
+(``entropy.Stats``), ``escape_symbols`` (``entropy._symbols`` with ``bitio.pack_bits``),
+``pack_bits`` (:mod:`.bitio`) and ``table_precision`` and ``table_blob`` (``tables.put_table``)
+beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes (where numba
 finds a writable place for it: :func:`_njit`).
 """
@@ -301,6 +303,28 @@ def _compact(x):
     return (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
 
 
+@_njit(nogil=True, inline="always")
+def _spread(v):
+    x = np.uint64(v) & np.uint64(0x1FFFFF)
+    x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    x = (x | (x << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    x = (x | (x << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    x = (x | (x << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    return (x | (x << np.uint64(2))) & np.uint64(0x1249249249249249)
+
+
+@_njit(nogil=True)
+def morton(local, out):
+    """``gs_mapping.morton.morton`` (the same masks and shifts) in one pass: the encoder's codes
+    (playbot's 500k cells: ~15 ms in numpy's 18 passes)."""
+    for i in range(len(local)):
+        out[i] = (
+            (_spread(local[i, 0]) << np.uint64(2))
+            | (_spread(local[i, 1]) << np.uint64(1))
+            | _spread(local[i, 2])
+        )
+
+
 _MORTON_BLOCK = 1024  # codes per block in demorton (its three columns stay in L1)
 
 
@@ -456,6 +480,18 @@ def faint_rescale(x, faint, f, divide, out):
         v = x[i]
         w = np.int32(np.floor(np.float64(v) / ff)) if divide else v * np.int32(f)
         out[i] = w if faint[i] else v
+
+
+@_njit(nogil=True)
+def faint_rescale_wide(x, faint, f, divide, out):
+    """:func:`faint_rescale` for int64 ``x`` (the encoder's channels and predictions), with
+    integer floor division: exact over the whole int64 range."""
+    for i in range(len(x)):
+        v = x[i]
+        if faint[i]:
+            out[i] = v // f if divide else v * f
+        else:
+            out[i] = v
 
 
 @_njit(nogil=True)
@@ -974,6 +1010,65 @@ def unique_rows(bits, first, inv):
                 break
             slot = (slot + 1) & mask
     return k
+
+
+# -- the encoder's attribute codes (quantize.attribute_lattices) -----------------------------------
+
+
+@_njit(nogil=True, inline="always")
+def _on_lattice(x, lo, hi, step):
+    """``rint(clip(x, lo, hi) / step)`` in float64, as numpy takes it (x not NaN)."""
+    v = np.float64(x)
+    if v < lo:
+        v = lo
+    elif v > hi:
+        v = hi
+    return np.rint(v / step)
+
+
+@_njit(nogil=True)
+def attribute_lattices(opl, ls, dc, lims, steps, faint_below, factor, op_out, scale_out, dc_out):
+    """``quantize.attribute_lattices`` in one pass: the same float64 operations on each value
+    (numpy makes five passes and four temporaries; playbot's 500k rows: ~30 ms → ~4 ms).
+    ``lims``: the opacity, log-scale and colour clamps (lo, hi each); ``steps``: the opacity,
+    scale and colour steps, then the scale and colour steps on the faint lattice (``factor`` ×);
+    ``factor`` 1: no faint lattice. Returns False, leaving the outputs unfinished, when a value
+    is NaN (numpy's cast of a NaN is the platform's: the caller takes numpy's path)."""
+    for i in range(len(opl)):
+        x = opl[i]
+        if x != x:
+            return False
+        o = np.int32(_on_lattice(x, lims[0], lims[1], steps[0]))
+        op_out[i] = o
+        faint = factor > 1 and o < faint_below
+        s_step = steps[3] if faint else steps[1]
+        c_step = steps[4] if faint else steps[2]
+        mult = np.int32(factor) if faint else np.int32(1)
+        for j in range(3):
+            a = ls[i, j]
+            b = dc[i, j]
+            if a != a or b != b:
+                return False
+            scale_out[i, j] = np.int32(_on_lattice(a, lims[2], lims[3], s_step)) * mult
+            dc_out[i, j] = np.int32(_on_lattice(b, lims[4], lims[5], c_step)) * mult
+    return True
+
+
+@_njit(nogil=True)
+def sh_codes(src, steps, clamp, out):
+    """``quantize.to_qmap``'s higher-SH codes in one pass: row i's values from column 3 on
+    (``src`` float32, (n, 3k)) clamped to ±``clamp``, divided by their float32 step, rounded half
+    to even, as numpy's float32 operations (playbot's 500k × 24: ~25 ms → ~8 ms)."""
+    lo = np.float32(-clamp)
+    hi = np.float32(clamp)
+    for i in range(src.shape[0]):
+        for j in range(out.shape[1]):
+            v = src[i, j + 3]
+            if v < lo:
+                v = lo
+            elif v > hi:
+                v = hi
+            out[i, j] = np.int32(np.rint(v / steps[j]))
 
 
 # -- the encoder's least-turned frame (quantize.canonical_axes, row by row) ------------------------

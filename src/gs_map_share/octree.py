@@ -16,7 +16,7 @@ import numpy as np
 
 from gs_mapping.geometry import matrix_to_quat, quat_to_matrix
 from gs_mapping.morton import demorton as _demorton
-from gs_mapping.morton import morton
+from gs_mapping.morton import morton as _morton
 
 from . import jit
 
@@ -29,6 +29,18 @@ _FEW = (
     64  # expand_codes: up to this many nodes with several children, the first children are copied in slices
 )
 _LOWBIT = np.array([(i & -i).bit_length() - 1 if i else 0 for i in range(256)], np.uint64)
+
+
+def morton(local: np.ndarray) -> np.ndarray:
+    """``gs_mapping.morton.morton``: uint64 codes of (N, 3) cells (the low 21 bits of each);
+    compiled in one pass where numba is there (the same bits)."""
+    kernels = jit.kernels()
+    local = np.asarray(local)
+    if kernels is None or local.ndim != 2 or local.shape[1:] != (3,) or local.dtype.kind not in "iu":
+        return _morton(local)
+    out = np.empty(len(local), np.uint64)
+    kernels.morton(np.ascontiguousarray(local, np.int64), out)
+    return out
 
 
 def demorton(

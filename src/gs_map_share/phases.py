@@ -107,12 +107,14 @@ def put(w: Writer, res: np.ndarray, ctx, n_ctx: int, faint: int = 1) -> None:
     ``faint`` times), then one stream per phase. On a faint lattice both ways are tried and the
     smaller kept (guitar: weighed, −0.011 B/G; playbot: not, weighing would cost +0.015)."""
     base = base_contexts(ctx)
+    first = Writer()  # rows 0, 4, 8, … in the channel's own context: the same either way
+    put_stream(first, res[0::4], ctx=None if base is None else base[0::4], n_ctx=n_ctx)
     best = b""
     for f in (faint, 1) if faint > 1 and base is not None else (1,):
         out = Writer()
         shift = choose_shift(res, base, f)
         out.u8(shift | (WEIGHED if f > 1 else 0))
-        put_stream(out, res[0::4], ctx=None if base is None else base[0::4], n_ctx=n_ctx)
+        out.raw(first.getvalue())
         for start, gap in PHASES:
             k = contexts(res, start, gap, shift, base, n_ctx, f)
             put_stream(out, res[start :: 2 * gap], ctx=k, n_ctx=BUCKETS * n_ctx)

@@ -112,7 +112,7 @@ class QuantParams:
     def from_quality(quality: int = 2, pos_step: float | None = None) -> QuantParams:
         """Quality 0 (smallest) … 5 (finest). 2 is the CLI default (1 mm positions; its rendering
         distortion is far below a fitted map's error, see bench/results/codec.md); the dataclass
-        defaults are quality 3. Quality 0 is for thin links: 5.5 mm positions and coarse attributes
+        defaults are quality 3. Quality 0 is for thin links: 7 mm positions and coarse attributes
         (sizes and held-out PSNR per quality on the mapper's kitchen map: bench/results/codec.md).
         Every preset spends rotation bits by anisotropy (ROT_TIERS_LOG; quality 0 2..6 bits) and
         keeps faint Gaussians on a coarser lattice (FAINT_OPACITY; quality 0 5× for scales and
@@ -121,14 +121,18 @@ class QuantParams:
         5.82 → 5.87 B/G and a held-out drop of 0.52 → 0.36 dB (the second fit: 5.87 → 5.93 B/G,
         0.44 → 0.30 dB); the fourth tier was the cheapest of it, 1.7 dB a B/G, by giving the extra
         bit to needles only. Drops move by ±0.03 dB between neighbouring steps and by ~0.1 dB
-        between fits of the same bag."""
+        between fits of the same bag. Retuned on three fits (2026-12-06), as the mapper's fit of
+        that week dropped 0.58 dB under the old steps (5.5 mm, opacity 0.85, scale 1/5, colour
+        1/15: 5.51 B/G; the other two fits 0.39 and 0.46 dB): finer scales (0.15) and colour
+        (1/24), opacity 0.64, positions 7 mm: 5.80 B/G, drops 0.37 / 0.35 / 0.36 dB (about 20
+        presets tried; single changes move a drop by ±0.05 dB between fits)."""
         table = {
             0: dict(
-                pos_step=0.0055,
-                opacity_step=0.85,
-                scale_step=1 / 5,
+                pos_step=0.007,
+                opacity_step=0.64,
+                scale_step=0.15,
                 rot_bits=6,
-                dc_step=1 / (15 * SH_C0),
+                dc_step=1 / (24 * SH_C0),
                 rest_step=1 / 4,
                 faint_factor=5,
             ),
@@ -211,7 +215,9 @@ class QuantParams:
         op, codes, _ = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], self)
         faint = faint_rows(op, self)
         cell = np.where(faint, self.faint_factor, 1) if faint is not None else np.ones(len(op), np.int64)
-        size = float(np.exp(_cell_median(codes.max(axis=1), cell) * self.scale_step))
+        # each row's largest axis, column by column (a row-wise max takes ~6× the time)
+        largest = np.maximum(np.maximum(codes[:, 0], codes[:, 1]), codes[:, 2])
+        size = float(np.exp(_cell_median(largest, cell) * self.scale_step))
         if not np.isfinite(size) or size <= 0:
             return self
         step = self.pos_step * size / REFERENCE_SIZE
@@ -551,13 +557,17 @@ def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -
         steps = np.repeat(params.rest_steps(k).astype(np.float32), 3)
         src = np.ascontiguousarray(gmap.sh, np.float32).reshape(n, 3 * k)
         dst = rest.reshape(n, 3 * (k - 1))
-        tmp = np.empty((min(n, _BLOCK), 3 * (k - 1)), np.float32)
-        for s in range(0, n, _BLOCK):
-            t = tmp[: min(n - s, _BLOCK)]
-            np.clip(src[s : s + _BLOCK, 3:], -_SH_CLAMP, _SH_CLAMP, out=t)
-            np.divide(t, steps, out=t)
-            np.rint(t, out=t)
-            dst[s : s + _BLOCK] = t
+        kernels = jit.kernels()
+        if kernels is not None:  # the same float32 operations, in one pass
+            kernels.sh_codes(src, steps, _SH_CLAMP, dst)
+        else:
+            tmp = np.empty((min(n, _BLOCK), 3 * (k - 1)), np.float32)
+            for s in range(0, n, _BLOCK):
+                t = tmp[: min(n - s, _BLOCK)]
+                np.clip(src[s : s + _BLOCK, 3:], -_SH_CLAMP, _SH_CLAMP, out=t)
+                np.divide(t, steps, out=t)
+                np.rint(t, out=t)
+                dst[s : s + _BLOCK] = t
     return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
 
 
@@ -573,7 +583,30 @@ def faint_rows(op: np.ndarray, params: QuantParams) -> np.ndarray | None:
 
 
 def attribute_lattices(opacity_logits, log_scales, dc_values, params: QuantParams):
-    """Opacity, log-scale and DC codes (int32); faint rows' scales and DC as multiples of the factor."""
+    """Opacity, log-scale and DC codes (int32); faint rows' scales and DC as multiples of the factor.
+    Compiled in one pass where numba is there (:func:`.kernels.attribute_lattices`: the same codes)."""
+    kernels = jit.kernels()
+    if kernels is not None and len(opacity_logits):
+        opl, ls, dc_in = (np.asarray(a) for a in (opacity_logits, log_scales, dc_values))
+        if (
+            all(a.dtype in (np.float32, np.float64) for a in (opl, ls, dc_in))
+            and opl.ndim == 1
+            and ls.shape == dc_in.shape == (len(opl), 3)
+        ):
+            n, f = len(opl), params.faint_factor
+            op, scale, dc = np.empty(n, np.int32), np.empty((n, 3), np.int32), np.empty((n, 3), np.int32)
+            lims = np.array([-_OPACITY_CLAMP, _OPACITY_CLAMP, _SCALE_MIN, _SCALE_MAX, -_SH_CLAMP, _SH_CLAMP])
+            steps = np.array(
+                [
+                    params.opacity_step,
+                    params.scale_step,
+                    params.dc_step,
+                    f * params.scale_step,
+                    f * params.dc_step,
+                ]
+            )
+            if kernels.attribute_lattices(opl, ls, dc_in, lims, steps, params.faint_below, f, op, scale, dc):
+                return op, scale, dc
     op = _lattice(opacity_logits, -_OPACITY_CLAMP, _OPACITY_CLAMP, params.opacity_step)
     scale = _lattice(log_scales, _SCALE_MIN, _SCALE_MAX, params.scale_step)
     dc = _lattice(dc_values, -_SH_CLAMP, _SH_CLAMP, params.dc_step)
