@@ -609,7 +609,7 @@ def markdown(res) -> str:
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs (shared; load average "
         f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), torch {m['torch']}, 1 thread, CPU.\n",
         "Rows below are synthetic rooms at quality 3 (rows `_q2`: quality 2, the CLI default, both 1 mm "
-        "positions; rows `_q0`: quality 0, 6 mm positions); a map fitted by the mapper on the real kitchen bag, "
+        "positions; rows `_q0`: quality 0, 7 mm positions); a map fitted by the mapper on the real kitchen bag, "
         "where present, has its own section further down.\n",
         "| map | Gaussians | raw PLY B/G | SPZ v2 B/G | Draco pos. 1 mm B/G (unordered / ordered) | ours B/G | ours positions B/G | ours ids B/G | levels | encode M/s | decode M/s | exact |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
