@@ -303,8 +303,8 @@ class QuantParams:
 def _cell_median(codes: np.ndarray, cells: np.ndarray) -> float:
     """The median of values spread evenly over each code's lattice cell (``codes[i]`` ± half of
     ``cells[i]`` steps), in steps: close to the median of the values the codes were rounded from
-    (guitar: within ~0.001 log units from quality 1 on, 0.04 at quality 0, whose steps are 0.2
-    and, faint, 1.0, where the median code itself was 0.28 off; playbot within 0.03), and a
+    (guitar: within ~0.001 log units from quality 1 on, 0.025 at quality 0, whose steps are 0.15
+    and, faint, 0.75, where the median code itself is 0.027 off; playbot within 0.015), and a
     function of the codes alone. Bisected over the distinct (code, cell) pairs; rounded to 2**-20
     steps, so that the last bits of a sum cannot move it."""
     # one int64 key per pair, in (code, cell) order (cells are 1..8: faint_factor): a 1-D unique
@@ -327,7 +327,7 @@ def _cell_median(codes: np.ndarray, cells: np.ndarray) -> float:
 MAX_ROT_TIERS = 4
 # QuantParams.relative_to scales the metre presets' position steps by a scene's median Gaussian size
 # (largest axis) over this: quality 2-3 then step by 1 % of that size (guitar: 0.24 mm, SPZ's step),
-# quality 0 by 5.5 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):
+# quality 0 by 7 %. Calibrated on guitar against its uncompressed render (bench/codec_real.py):
 # position precision is the cheapest PSNR there (4× finer: +0.8 B/G, +5 dB at quality 3).
 REFERENCE_SIZE = 0.1
 SCENE_TILE_BITS = 4  # QuantParams.relative_to: a scene's codec tile is 2**4 times a map's per axis
