@@ -573,6 +573,22 @@ def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -
     return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
 
 
+def beyond_clamps(gmap: GaussianMap) -> str:
+    """What of ``gmap`` the lattices keep at their bounds ('' when nothing): log-scales beyond
+    −30..12 and colour coefficients beyond ±64 (opacity logits beyond ±20 are not named: their
+    sigmoid is 0 or 1 in float32 either way). A scene trained in other units can reach them."""
+    ls, sh = np.asarray(gmap.log_scales), np.asarray(gmap.sh)
+    said = []
+    if len(ls) and (ls.min() < _SCALE_MIN or ls.max() > _SCALE_MAX):
+        n = int(np.count_nonzero((ls < _SCALE_MIN) | (ls > _SCALE_MAX)))
+        said.append(f"{n} log-scale value(s) beyond {_SCALE_MIN:g}..{_SCALE_MAX:g}")
+    if sh.size and np.abs(sh).max() > _SH_CLAMP:
+        said.append(
+            f"{int(np.count_nonzero(np.abs(sh) > _SH_CLAMP))} colour coefficient(s) beyond ±{_SH_CLAMP:g}"
+        )
+    return " and ".join(said)
+
+
 def _lattice(x, lo: float, hi: float, step: float) -> np.ndarray:
     return np.rint(np.clip(np.asarray(x, np.float64), lo, hi) / step).astype(np.int32)
 

@@ -10,6 +10,12 @@ class GsMappingError(Exception):
     """Base of all errors the suite raises on bad input or bad configuration."""
 
 
+def named(path, exc: Exception) -> Exception:
+    """``exc`` (an error whose message says what, not where) with ``path`` in front, once."""
+    text = str(exc)
+    return type(exc)(text if text.startswith(str(path)) else f"{path}: {text}")
+
+
 class Terminated(BaseException):
     """SIGTERM or SIGHUP (the terminal or ssh session went away), raised where the command runs so
     that it unwinds as for Ctrl-C: half-written outputs (temp files, partial bag folders) are removed

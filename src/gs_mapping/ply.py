@@ -236,7 +236,20 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
         if dtype.itemsize:
             out[name] = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
         offset += need
+    if elements and not _has_list(elements[-1][2]):
+        _warn_rows_past_header(path, elements[-1][0], (len(raw) - offset) // max(dtype.itemsize, 1))
     return out, comments
+
+
+def _warn_rows_past_header(path, name: str, rows: int) -> None:
+    """A file holding whole rows past what its header declares for its last element: they are not
+    read (the header rules, as in every PLY reader), but a header whose count came out short would
+    lose them without a word."""
+    if rows > 0:
+        log.warning(
+            f"{path}: {rows} more row(s) of element {name!r} follow the {name!r} rows the header "
+            "declares; they are not read (is the header's count short?)"
+        )
 
 
 def _has_list(props: list) -> bool:
@@ -335,7 +348,14 @@ def _ascii_elements(body: bytes, elements: list, path) -> dict[str, np.ndarray]:
         if len(data) != count:  # numpy skips blank lines
             raise MapError(f"{path}: element {name!r}: {count - len(data)} of its {count} rows are blank")
         out[name] = _to_declared(data, dtype, name, path)
+    if elements:
+        _warn_rows_past_header(path, elements[-1][0], _lines_left(body[pos:], sep))
     return out
+
+
+def _lines_left(rest: bytes, sep: bytes) -> int:
+    """Non-blank lines in ``rest`` (an ASCII PLY's text after its declared rows)."""
+    return sum(1 for line in rest.split(sep) if line.strip())
 
 
 # numpy's C loadtxt (1.23+) refuses a row with too few or too many values; the Python one before it

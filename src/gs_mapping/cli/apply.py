@@ -33,11 +33,11 @@ def run(args) -> int:
     from gs_map_share.quantize import dequantize
     from gs_map_share.receiver import DUPLICATE, NEXT, OTHER_MAP, apply_next, delta_standing
     from gs_map_share.snapshot import decode_snapshot
-    from gs_mapping.errors import ConfigError
+    from gs_mapping.errors import ConfigError, named
     from gs_mapping.output_files import check_output
     from gs_mapping.ply import save_ply
 
-    from .scene_io import named, read_container
+    from .scene_io import read_container
 
     *deltas, out = args.files
     if not out.lower().endswith(".ply"):  # e.g. OUT forgotten: the last delta would be replaced

@@ -29,9 +29,10 @@ def run(args) -> int:
 
     from gs_map_share.errors import DecodeError
     from gs_map_share.snapshot import decode_map
+    from gs_mapping.errors import named
 
     from ..splat_formats import written_sh_degree
-    from .scene_io import check_scene_output, named, read_container, save_scene
+    from .scene_io import check_scene_output, read_container, save_scene
 
     check_scene_output(args.out, args, [args.container])  # before the work
     try:

@@ -51,11 +51,11 @@ def run(args) -> int:
     from gs_map_share.errors import EncodeError
     from gs_map_share.quantize import to_qmap
     from gs_map_share.snapshot import spatial_ids
-    from gs_mapping.errors import ConfigError
+    from gs_mapping.errors import ConfigError, named
     from gs_mapping.output_files import write_bytes
 
     from .encode import snapshot_params
-    from .scene_io import check_container_output, load_scene, named
+    from .scene_io import check_container_output, load_scene
 
     if args.base_seq is not None and not 1 <= args.base_seq < (1 << 64) - 1:  # uint64 in the container
         raise ConfigError(f"--base-seq must be 1 … 2**64 - 2, got {args.base_seq}")
@@ -153,9 +153,9 @@ def _snapshot_header(path: str):
     one line naming the file and exit 2 for anything else."""
     from gs_map_share.container import unpack
     from gs_map_share.errors import DecodeError
-    from gs_mapping.errors import ConfigError
+    from gs_mapping.errors import ConfigError, named
 
-    from .scene_io import named, read_container
+    from .scene_io import read_container
 
     try:
         h = unpack(read_container(path))[0]

@@ -130,16 +130,22 @@ def _warn_coarse_for_scene(gmap, pos_step: float, given: bool = False) -> None:
 def encode_to(args, gmap, out: str) -> dict:
     """``gmap`` as a snapshot written to ``out``, whose name and options the caller checked before
     loading the scene (:func:`.scene_io.check_container_output`, :func:`check_snapshot_options`)."""
+    import logging
     from pathlib import Path
 
     from gs_map_share.errors import EncodeError
+    from gs_map_share.quantize import beyond_clamps
     from gs_map_share.snapshot import encode_map
+    from gs_mapping.errors import named
     from gs_mapping.output_files import write_bytes
-
-    from .scene_io import named
 
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
     params = snapshot_params(args, gmap)
+    clamped = beyond_clamps(gmap)
+    if clamped:
+        logging.getLogger("gs_mapping.encode").warning(
+            f"{inputs[0] if inputs else 'the scene'}: {clamped}: stored at those bounds (the codec's range)"
+        )
     try:
         data, info = encode_map(
             gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id

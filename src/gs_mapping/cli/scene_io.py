@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gs_map_share.errors import DecodeError
 from gs_map_share.snapshot import decode_map
-from gs_mapping.errors import ConfigError
+from gs_mapping.errors import ConfigError, named
 from gs_mapping.gaussians import GaussianMap
 from gs_mapping.input_files import read_bytes
 from gs_mapping.output_files import check_output
@@ -65,12 +65,6 @@ def check_container_output(out: str, args, inputs) -> None:
             f"{out}: a .gsd container is written here, not {Path(out).suffix or 'a scene'} "
             "(name it .gsd; 'gs-mapping convert' writes scene formats)"
         )
-
-
-def named(path, exc: Exception) -> Exception:
-    """``exc`` (a codec error: its message says what, not where) with ``path`` in front, once."""
-    text = str(exc)
-    return type(exc)(text if text.startswith(str(path)) else f"{path}: {text}")
 
 
 def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMap:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import MapError
+from ..errors import MapError, named
 from ..gaussians import GaussianMap
 from ..output_files import write_bytes
 from ..ply import from_ply_elements, read_elements, read_file, save_ply, warn_if_antialiased
@@ -160,8 +160,8 @@ def save_splats(
                 data = write_spz(gmap, spz_version, target=str(path), coordinate_system=spz_coordinate_system)
         else:
             data = write_splat(gmap)
-    except MapError as exc:  # (the writers do not know the file's name)
-        raise MapError(f"{path}: {exc}") from None
+    except MapError as exc:  # (the file's name in front, where the writer did not put it)
+        raise named(path, exc) from None
     if kind == "splat" and gmap.sh_degree:  # after writing: a refused scene gets its error line only
         log.warning(f"{path}: .splat holds the DC colour only: SH degree {gmap.sh_degree} is dropped")
     write_bytes(path, data, overwrite=overwrite, inputs=inputs)

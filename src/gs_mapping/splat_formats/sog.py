@@ -280,6 +280,8 @@ def _load(path: Path, files: _Files) -> GaussianMap:
     else:
         shape = _section(meta, "means", path).get("shape")
         count = shape[0] if isinstance(shape, list) and shape else None
+        if count is None:
+            raise MapError(f"{path}: SOG version 1 gives its Gaussian count in means.shape, which it lacks")
     if not _int(count) or not 0 < count <= MAX_POINTS:
         raise MapError(f"{path}: SOG Gaussian count {count!r} out of range (1..{MAX_POINTS})")
     n = count
