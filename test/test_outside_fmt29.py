@@ -69,6 +69,11 @@ def test_binary_rows_past_the_header_count_are_said(tmp_path, caplog):
     assert len(load_ply(short)) == 35  # the header rules
     said = _warnings(caplog)
     assert len(said) == 1 and "5 more row(s) of element 'vertex'" in said[0] and str(short) in said[0], said
+    head = full.index(b"end_header\n")  # a last element without properties: no rows to count past it
+    empty = full[:head] + b"element note 2\n" + full[head:] + b"\n"
+    (tmp_path / "empty.ply").write_bytes(empty)
+    caplog.clear()
+    assert len(load_ply(tmp_path / "empty.ply")) == 40 and not _warnings(caplog)
 
 
 def test_ascii_rows_past_the_header_count_are_said(tmp_path, caplog):

@@ -236,8 +236,8 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
         if dtype.itemsize:
             out[name] = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
         offset += need
-    if elements and not _has_list(elements[-1][2]):
-        _warn_rows_past_header(path, elements[-1][0], (len(raw) - offset) // max(dtype.itemsize, 1))
+    if elements and not _has_list(elements[-1][2]) and dtype.itemsize:  # (rows of no bytes: none past)
+        _warn_rows_past_header(path, elements[-1][0], (len(raw) - offset) // dtype.itemsize)
     return out, comments
 
 
