@@ -35,6 +35,7 @@ from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
+from writer_runs import start_until_partial
 
 from gs_mapping.cli import main
 
@@ -311,17 +312,10 @@ def test_world_killed_at_random_moments_then_rerun_loses_nothing_and_leaves_no_t
     assert r.returncode == 0, r.stderr
     partials: set[Path] = set()
     for _ in range(3):
-        p = subprocess.Popen(
-            _world("w", 2000, *size, "--overwrite"),
-            cwd=tmp_path,
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        p, _ = start_until_partial(
+            _world("w", 2000, *size, "--overwrite"), tmp_path, ENV, cwd=tmp_path, known=partials
         )
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not set(tmp_path.glob(".w.????????.partial")) - partials:
-                time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 1.5))
             p.send_signal(signal.SIGKILL)
             assert p.wait(timeout=30) == -signal.SIGKILL  # (killed while it wrote)

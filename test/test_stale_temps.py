@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from writer_runs import start_until_partial
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -128,16 +128,10 @@ def test_world_killed_mid_bag_leaves_a_partial_folder_the_next_world_removes(tmp
     on stderr, and writes the bag; nothing else is left beside it."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "gs_mapping", "world", "--out", str(tmp_path / "w"), "--size", "320x180"]
-    p = subprocess.Popen(
-        [*cmd, "--frames", "400", "--no-progress"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    p, _ = start_until_partial(
+        [*cmd, "--frames", "400", "--no-progress"], tmp_path, env, pattern=".w.*.partial", timeout=90
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any(tmp_path.glob(".w.*.partial")):
-            time.sleep(0.05)
         (partial,) = tmp_path.glob(".w.*.partial")
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)

@@ -11,10 +11,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from writer_runs import start_until_partial
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
@@ -178,17 +178,8 @@ def test_a_rerun_refused_for_an_existing_output_still_sweeps_a_killed_runs_parti
     r = subprocess.run([*world, "--frames", "3"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     before = {p.name: p.read_bytes() for p in (tmp_path / "w").iterdir()}
-    p = subprocess.Popen(
-        [*world, "--frames", "2000", "--overwrite"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    p, _ = start_until_partial([*world, "--frames", "2000", "--overwrite"], tmp_path, ENV, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list(tmp_path.glob(".w.????????.partial")):
-            time.sleep(0.01)
         _kill(p)
     finally:
         if p.poll() is None:
