@@ -636,7 +636,7 @@ def test_bit_packing_and_bit_lengths_equal_pythons_ints(n, max_bits, seed):
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(0, 3000),
-    width=st.sampled_from([1, 3, 24]),
+    width=st.sampled_from([1, 3, 9, 24, 45]),
     palette=st.sampled_from([1, 7, 500, None]),
     floats=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
@@ -664,6 +664,30 @@ def test_distinct_rows_the_same_compiled_or_not(n, width, palette, floats, seed)
     assert np.all(np.diff(f1) > 0) and (n == 0 or i1[0] == 0)
     assert np.array_equal(rows[f1][i1].view(np.int32), rows.view(np.int32))
     assert len(f1) == len({r.tobytes() for r in rows})
+
+
+@pytest.mark.parametrize("width", [1, 2, 7, 8, 9, 16, 24, 45])
+def test_distinct_rows_that_differ_in_one_value_anywhere(width):
+    """Rows that differ from one another in a single value, at every position of the row (each
+    value of a row feeds one lane of the compiled pass's hash; the last values of a width not a
+    multiple of 8 go their own way), and in a single bit (0.0 against −0.0, the lowest and the
+    highest bit): each is a distinct row, and repeats of them are found as repeats."""
+    from gs_map_share.palette import unique_rows
+
+    rng = np.random.default_rng(width)
+    base = rng.integers(-1000, 1000, width).astype(np.int32)
+    variants = [base]
+    for j in range(width):
+        for flip in (1, 1 << 31, 1 << 7, 12345):
+            row = base.copy()
+            row[j] ^= np.int32(np.uint32(flip).view(np.int32))
+            variants.append(row)
+    distinct = np.array(variants)
+    order = rng.permutation(np.repeat(np.arange(len(distinct)), 3))  # each three times, shuffled
+    rows = distinct[order]
+    first, inv = unique_rows(rows)
+    assert len(first) == len(distinct)
+    assert np.array_equal(rows[first][inv], rows)
 
 
 @pytest.mark.parametrize("sorted_nodes", [True, False])
