@@ -690,6 +690,47 @@ def test_distinct_rows_that_differ_in_one_value_anywhere(width):
     assert np.array_equal(rows[first][inv], rows)
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 1000, 70_000])
+@pytest.mark.parametrize("bits", [0, 1, 11, 12, 33, 54, 62])
+def test_stable_argsort_is_numpys_stable_argsort(n, bits):
+    """The octree order's radix sort: numpy's stable argsort of non-negative int64 keys, ties in
+    row order, for keys of every width up to 62 bits (digit widths that do and do not divide
+    them; one pass, several)."""
+    from gs_map_share import jit
+
+    kernels = jit.kernels()
+    if kernels is None:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(n * 64 + bits)
+    key = rng.integers(0, 1 << bits, n) if bits else np.zeros(n, np.int64)
+    if n > 10:
+        key[rng.integers(0, n, n // 3)] = key[0]  # many ties
+        key[-1] = (1 << bits) - 1 if bits else 0  # the widest key
+    assert np.array_equal(kernels.stable_argsort(key.astype(np.int64)), np.argsort(key, kind="stable"))
+
+
+@pytest.mark.parametrize("tiles", [1, 8, 5000])
+@pytest.mark.parametrize("D", [4, 17, 20])
+def test_octree_order_is_tile_then_morton_then_id(tiles, D):
+    """section._octree_order: rows by (tile, Morton code, id) as a lexsort gives them, whichever
+    way it takes (the packed key sorted, compiled or not; the lexsort where the key does not fit
+    63 bits: 5000 tiles at D = 20), with ids in order and not."""
+    from gs_map_share import jit
+    from gs_map_share.section import _octree_order
+
+    rng = np.random.default_rng(tiles + D)
+    n = 30_000
+    tile_idx = np.sort(rng.integers(0, tiles, n))[rng.permutation(n)]
+    codes = rng.integers(0, 1 << min(3 * D, 62), n).astype(np.uint64)
+    codes[rng.integers(0, n, n // 4)] = codes[0]  # ties broken by id
+    for ids in (np.arange(1, n + 1, dtype=np.int64), rng.permutation(n).astype(np.int64)):
+        want = np.lexsort((ids, codes, tile_idx))
+        with pytest.MonkeyPatch.context() as mp:
+            for compiled in (jit.kernels(), False):
+                mp.setattr(jit, "_kernels", compiled)
+                assert np.array_equal(_octree_order(tile_idx, codes, ids, D), want)
+
+
 @pytest.mark.parametrize("sorted_nodes", [True, False])
 def test_leaf_moments_the_same_compiled_or_not(sorted_nodes):
     """The coarse levels' moments: the compiled pass gives numpy's sums bit for bit (the same

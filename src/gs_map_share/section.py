@@ -849,13 +849,16 @@ def _unique_tiles(tiles_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _octree_order(tile_idx: np.ndarray, codes: np.ndarray, ids: np.ndarray, D: int) -> np.ndarray:
     """Row order by (tile, Morton code, id): one stable sort of a packed key when the rows are
-    already in id order (QMap's invariant) and the key fits 63 bits, else a lexsort."""
+    already in id order (QMap's invariant) and the key fits 63 bits (the tile indices below
+    2**(63 − 3D): a scene's few tiles at its fine steps, D = 17, leave 4096), else a lexsort."""
     n = len(ids)
-    if n and n < (1 << (63 - 3 * D)) and (n < 2 or bool(np.all(ids[1:] > ids[:-1]))):
+    fits = n and int(tile_idx.max()) < (1 << (63 - 3 * D))
+    if fits and (n < 2 or bool(np.all(ids[1:] > ids[:-1]))):
         key = (tile_idx << (3 * D)) | codes.view(np.int64)
         if bool(np.all(key[1:] >= key[:-1])):  # in octree order already (a scene renumbered so)
             return np.arange(n)
-        return np.argsort(key, kind="stable")
+        kernels = jit.kernels()
+        return kernels.stable_argsort(key) if kernels is not None else np.argsort(key, kind="stable")
     return np.lexsort((ids, codes, tile_idx))
 
 
