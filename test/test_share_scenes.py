@@ -141,6 +141,8 @@ def test_palette_sh_gets_a_finer_step_where_its_bits_are_shared():
     p = QuantParams.from_quality(1)
     pp = p.for_shared_sh(g)
     assert np.isclose(pp.rest_step, p.rest_step * len(pal) / len(g) / 2)  # half K/n (version 11)
+    assert pp.dc_step == p.dc_step / 2  # the DC's error then the larger: halved too
+    assert replace(pp, rest_step=p.rest_step, dc_step=p.dc_step) == p  # nothing else moves
     err, size = {}, {}
     for name, q in (("preset", p), ("shared", pp)):
         data, _ = encode_map(g, q, n_levels=1)

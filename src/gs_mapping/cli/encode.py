@@ -93,8 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def snapshot_params(args, gmap):
     """The quantisation parameters a snapshot of ``gmap`` gets from these options (and so the
-    ones a delta from it must use): the quality preset, scale-relative with ``--relative``, and a
-    finer higher-SH step where the SH is a palette."""
+    ones a delta from it must use): the quality preset, scale-relative with ``--relative``, and
+    finer higher-SH and DC steps where the SH is a palette."""
     from gs_map_share.quantize import QuantParams
 
     params = QuantParams.from_quality(args.quality, args.pos_step)
