@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gs_map_share.container import unpack_header
 from gs_map_share.errors import DecodeError
 from gs_map_share.snapshot import decode_map
 from gs_mapping.errors import ConfigError, named
 from gs_mapping.gaussians import GaussianMap
-from gs_mapping.input_files import read_bytes
+from gs_mapping.input_files import check_room, read_bytes
 from gs_mapping.output_files import check_output
 from gs_mapping.ply import read_file
 from gs_mapping.splat_formats import (
@@ -24,10 +25,19 @@ from gs_mapping.splat_formats.sog import is_meta_name
 
 
 def read_container(path: str) -> bytes:
+    """A container file's bytes, once its header's Gaussian count is known to fit in memory (a
+    container holds up to 8 Gaussians a byte: 8 MB can name 2**26 Gaussians, ~12 GB decoded), as
+    the scene readers check theirs; a header that does not parse is left to the decoder to name."""
     try:
-        return read_bytes(path)
+        data = read_bytes(path)
     except OSError as exc:
         raise DecodeError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        h = unpack_header(data)[0]
+    except DecodeError:
+        return data
+    check_room(h.gaussians, h.sh_degree, path)
+    return data
 
 
 def _with_sog_folders(inputs) -> list:

@@ -180,7 +180,7 @@ def parse_liveliness(keyexpr: str) -> GraphEntity:
     kind = parts[5]
     if kind not in ENTITY_KINDS:
         raise MessageError(f"liveliness token {keyexpr!r}: unknown entity kind {kind!r}")
-    if not (parts[1].isascii() and parts[1].isdigit()):
+    if not (parts[1].isascii() and parts[1].isdigit() and len(parts[1]) <= 10):  # (a uint32)
         raise MessageError(f"liveliness token {keyexpr!r}: domain id {parts[1]!r} is not a number")
     node = dict(
         domain_id=int(parts[1]),

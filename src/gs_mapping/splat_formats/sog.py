@@ -136,6 +136,16 @@ class _Files:
         try:
             if self.zip is not None:
                 info = self.zip.getinfo(self.prefix + name)
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    # zipfile inflates bzip2 and LZMA whole, whatever read() asks for: a few kB
+                    # of bzip2 under a false size would make gigabytes before the limit could
+                    # tell. splat-transform, and zip tools by default, store or deflate.
+                    raise MapError(
+                        f"{self.path}: SOG member {name} is compressed with zip method "
+                        f"{info.compress_type} (only stored or deflated members are read)"
+                    )
+                if self.zip.namelist().count(info.filename) > 1:
+                    raise MapError(f"{self.path}: SOG member {name} is in the zip twice")
                 if info.file_size > limit:
                     raise MapError(
                         f"{self.path}: SOG member {name} is {info.file_size} bytes (limit {limit})"
