@@ -12,6 +12,7 @@
   SPZ and SOG inputs are refused in one line when memory is short: the container's count is now
   checked the same way.
 - A liveliness token whose domain id had thousands of digits raised ``int()``'s own ValueError.
+- A writer out of memory said only "out of memory": the line now names the file being written.
 """
 
 from __future__ import annotations
@@ -177,3 +178,31 @@ def test_a_liveliness_domain_id_of_thousands_of_digits_is_a_message_error():
     token = "@ros2_lv/" + "9" * 5000 + "/zid/1/2/NN/%/%/talker"
     with pytest.raises(MessageError, match="domain id"):
         parse_liveliness(token)
+
+
+# --- a writer out of memory names its file ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["ply", "spz", "splat"])
+def test_a_writer_out_of_memory_names_its_output_and_leaves_it_as_it_was(tmp_path, capsys, monkeypatch, ext):
+    import gs_mapping.splat_formats as formats
+
+    g = synthetic_map(30, 1, seed=2)
+    save_ply(g, tmp_path / "in.ply")
+    out = tmp_path / f"out.{ext}"
+    out.write_bytes(b"before")
+
+    def no_room(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(
+        formats, {"ply": "save_ply", "spz": "write_spz", "splat": "write_splat"}[ext], no_room
+    )
+    err = _one_line_exit_2(
+        capsys, ["convert", str(tmp_path / "in.ply"), str(out), "--overwrite"], f"out.{ext}"
+    )
+    assert "out of memory while writing it" in err
+    assert out.read_bytes() == b"before" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.ply",
+        f"out.{ext}",
+    ]

@@ -149,6 +149,17 @@ def save_splats(
     kind = kind_of(path)
     if keep_ids and kind != "ply":
         raise MapError(f"{path}: only a .ply holds a map's ids (keep_ids)")
+    try:
+        return _save(
+            gmap, path, kind, spz_version, spz_axes, overwrite, inputs, spz_coordinate_system, keep_ids
+        )
+    except MemoryError:  # (each writer makes its bytes before a file is opened: the output is as it was)
+        raise MapError(f"{path}: out of memory while writing it") from None
+
+
+def _save(
+    gmap, path: Path, kind, spz_version, spz_axes, overwrite, inputs, spz_coordinate_system, keep_ids
+) -> int:
     if kind == "ply":
         save_ply(gmap, path, overwrite=overwrite, inputs=inputs, keep_ids=keep_ids)
         return path.stat().st_size
