@@ -1,8 +1,9 @@
 """zstd data read as the reference library's ``ZSTD_decompress`` reads it, with a bound.
 
 A zstd stream may hold several frames, and skippable frames (RFC 8878 §3.1); ``ZstdDecompressor``
-stops at the end of the first. :func:`inflate` reads them all, and stops before making more than
-its limit (a small file that inflates to gigabytes is refused before the gigabytes exist).
+stops at the end of the first. :func:`inflate` reads them all, up to ``MAX_FRAMES``, and stops
+before making more than its limit (a small file that inflates to gigabytes is refused before the
+gigabytes exist).
 """
 
 from __future__ import annotations
