@@ -112,6 +112,21 @@ def test_values_beyond_the_codecs_range_are_said_on_encode(tmp_path, caplog):
     assert not [m for m in _warnings(caplog) if "beyond" in m]
 
 
+def test_values_beyond_the_codecs_range_are_said_on_diff(tmp_path, caplog):
+    """``diff`` quantises both scenes with the snapshot's steps: a value beyond the codec's range
+    in either is said as encode says it (session #30: diff said nothing), and only for that file."""
+    old = synthetic_map(30, 0, seed=5)
+    new = synthetic_map(30, 0, seed=5)
+    new.sh[3, 0, 1] = -80.0
+    save_ply(old, tmp_path / "old.ply")
+    save_ply(new, tmp_path / "new.ply")
+    caplog.clear()
+    assert main(["diff", str(tmp_path / "old.ply"), str(tmp_path / "new.ply"), str(tmp_path / "d.gsd")]) == 0
+    said = [m for m in _warnings(caplog) if "beyond" in m]
+    assert len(said) == 1 and str(tmp_path / "new.ply") in said[0], said
+    assert "1 colour coefficient(s) beyond ±64" in said[0]
+
+
 def test_sog_version_1_without_its_means_shape_is_named(tmp_path, capsys, shared_data):
     src = shared_data / "splats" / "playbot_sog"
     sog = tmp_path / "sog"

@@ -54,7 +54,7 @@ def run(args) -> int:
     from gs_mapping.errors import ConfigError, named
     from gs_mapping.output_files import write_bytes
 
-    from .encode import snapshot_params
+    from .encode import snapshot_params, warn_if_clamped
     from .scene_io import check_container_output, load_scene
 
     if args.base_seq is not None and not 1 <= args.base_seq < (1 << 64) - 1:  # uint64 in the container
@@ -85,6 +85,8 @@ def run(args) -> int:
         )
     # the snapshot's parameters, which the delta must share
     params = header.params if header is not None else snapshot_params(args, old)
+    for path, scene in ((args.old, old), (args.new, new)):
+        warn_if_clamped(scene, path)
     if header is not None and header.sh_degree != old.sh_degree:
         raise ConfigError(f"{base} has SH degree {header.sh_degree}, {args.old} {old.sh_degree}")
     try:

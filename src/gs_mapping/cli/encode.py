@@ -130,22 +130,16 @@ def _warn_coarse_for_scene(gmap, pos_step: float, given: bool = False) -> None:
 def encode_to(args, gmap, out: str) -> dict:
     """``gmap`` as a snapshot written to ``out``, whose name and options the caller checked before
     loading the scene (:func:`.scene_io.check_container_output`, :func:`check_snapshot_options`)."""
-    import logging
     from pathlib import Path
 
     from gs_map_share.errors import EncodeError
-    from gs_map_share.quantize import beyond_clamps
     from gs_map_share.snapshot import encode_map
     from gs_mapping.errors import named
     from gs_mapping.output_files import write_bytes
 
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
     params = snapshot_params(args, gmap)
-    clamped = beyond_clamps(gmap)
-    if clamped:
-        logging.getLogger("gs_mapping.encode").warning(
-            f"{inputs[0] if inputs else 'the scene'}: {clamped}: stored at those bounds (the codec's range)"
-        )
+    warn_if_clamped(gmap, inputs[0] if inputs else "the scene")
     try:
         data, info = encode_map(
             gmap, params, map_id=args.map_id, seq=args.seq, n_levels=args.levels, frame_id=args.frame_id
@@ -154,6 +148,20 @@ def encode_to(args, gmap, out: str) -> dict:
         raise named(inputs[0], exc) if inputs else exc from None
     write_bytes(Path(out), data, overwrite=args.overwrite, inputs=inputs)
     return {**info.as_dict(), "pos_step": params.pos_step}
+
+
+def warn_if_clamped(gmap, source: str) -> None:
+    """One warning where values of ``gmap`` lie beyond the codec's range (they are stored at its
+    bounds): what encode, convert to .gsd and diff quantise."""
+    import logging
+
+    from gs_map_share.quantize import beyond_clamps
+
+    clamped = beyond_clamps(gmap)
+    if clamped:
+        logging.getLogger("gs_mapping.encode").warning(
+            f"{source}: {clamped}: stored at those bounds (the codec's range)"
+        )
 
 
 def check_snapshot_options(args) -> None:
