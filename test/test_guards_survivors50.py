@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from plyfile import PlyData
 from synthetic_maps import synthetic_map
 
 from gs_mapping.cli import main
@@ -145,6 +144,9 @@ def test_a_ply_list_counted_by_a_float_is_one_line_in_binary_and_ascii(tmp_path)
 
 
 def test_an_ascii_integer_one_past_its_range_is_refused_as_plyfile_refuses_it(tmp_path):
+    """A uchar holds 0..255: 256 would wrap to 0 (a dark colour, silently). plyfile refuses it
+    where numpy does (numpy 2 raises on the out-of-range cast; numpy 1 wraps it)."""
+    plyfile = pytest.importorskip("plyfile")
     props = "property uchar red\nproperty uchar green\nproperty uchar blue\n"
     props += "".join(f"property float {p}\n" for p in NAMES[6:])
     head = f"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n{props}end_header\n"
@@ -152,11 +154,12 @@ def test_an_ascii_integer_one_past_its_range_is_refused_as_plyfile_refuses_it(tm
         path = tmp_path / f"c{value}.ply"
         path.write_text(head + f"1 2 3 {value} 0 64 0.5 -1 -1 -1 1 0 0 0\n")
         try:
-            PlyData.read(str(path))
+            plyfile.PlyData.read(str(path))
             plyfile_reads = True
         except Exception:
             plyfile_reads = False
-        assert plyfile_reads == ok
+        if ok or int(np.__version__.split(".")[0]) >= 2:
+            assert plyfile_reads == ok
         if ok:
             assert len(load_splats(path)) == 1
         else:
@@ -168,7 +171,7 @@ def test_an_ascii_ply_ending_in_a_later_elements_row_without_its_line_end(tmp_pa
     face = "element face 1\nproperty list uchar int vertex_indices\n"
     path = tmp_path / "f.ply"
     path.write_text(_header("ascii", 2, face) + (ROW + "\n") * 2 + "3 0 1 1")
-    ref = PlyData.read(str(path))
+    ref = pytest.importorskip("plyfile").PlyData.read(str(path))
     assert len(ref["vertex"]) == 2 and len(ref["face"]) == 1
     assert len(load_splats(path)) == 2
 
