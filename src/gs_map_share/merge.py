@@ -262,7 +262,8 @@ class FleetMerge:
             self.last_error = f"unreadable container: {exc}"
             return Ingest(REJECTED, None)
         why = self._check(h)
-        if why is not None and not 1 <= h.map_id <= MAX_VEHICLE_MAP_ID:
+        # no vehicle is made for an id that cannot be one (the global map's own: as for a corrupt one)
+        if why is not None and (not 1 <= h.map_id <= MAX_VEHICLE_MAP_ID or h.map_id == self.global_map_id):
             self.unknown[REJECTED] += 1
             self.last_error = why
             return Ingest(REJECTED, None)
