@@ -186,14 +186,14 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
             if len(words) != 3 or not (words[2].isascii() and words[2].isdigit()):
                 raise MapError(f"{path}: bad element line {line[:80]!r}")
             # (the length first: int() refuses a string of over 4300 digits with its own error)
-            digits = words[2].lstrip("0")
-            if len(digits) > len(str(MAX_ELEMENT_COUNT)) or int(digits or "0") > MAX_ELEMENT_COUNT:
+            digits = words[2].lstrip("0") or "0"
+            if len(digits) > len(str(MAX_ELEMENT_COUNT)) or int(digits) > MAX_ELEMENT_COUNT:
                 raise MapError(
                     f"{path}: element {words[1]!r} of {words[2][:30]} rows (at most {MAX_ELEMENT_COUNT})"
                 )
             if any(e[0] == words[1] for e in elements):
                 raise MapError(f"{path}: element {words[1]!r} declared twice")
-            elements.append((words[1], int(digits or "0"), []))
+            elements.append((words[1], int(digits), []))
         elif words[0] == "property":
             if not elements:
                 raise MapError(f"{path}: property before any element")

@@ -35,6 +35,7 @@ import os
 import warnings
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ class _Files:
         self.zip = None
         self.meta = "meta.json"
         self.prefix = ""  # a zip of the SOG's folder: its files sit under "<folder>/"
+        self.twice: set[str] = set()  # a zip's member names that appear more than once
         self._file = None  # the zip's file (ZipFile leaves a file object it was given open)
         if path.is_dir():
             self.dir, self.meta = path, _meta_in(path)
@@ -115,6 +117,7 @@ class _Files:
                     f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
                 ) from None
             names = self.zip.namelist()
+            self.twice = {n for n, c in Counter(names).items() if c > 1}
             nested = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
             if "meta.json" not in names and len(nested) == 1:
                 self.prefix = nested[0][: -len("meta.json")]
@@ -144,7 +147,7 @@ class _Files:
                         f"{self.path}: SOG member {name} is compressed with zip method "
                         f"{info.compress_type} (only stored or deflated members are read)"
                     )
-                if self.zip.namelist().count(info.filename) > 1:
+                if info.filename in self.twice:
                     raise MapError(f"{self.path}: SOG member {name} is in the zip twice")
                 if info.file_size > limit:
                     raise MapError(
