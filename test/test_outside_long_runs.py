@@ -329,11 +329,6 @@ def test_receiver_time_per_delta_and_its_state_stay_flat_over_many_deltas():
     assert len(got) <= 1.02 * len(want), (len(got), len(want))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the receiver's per-delta cost scales with the map (QMap.take copies, the "
-    "full-state checksum); a format decision",
-)
 def test_a_small_delta_costs_the_receiver_about_the_same_on_a_16x_larger_map():
     """A delta carrying 10 moved Gaussians (~250 bytes) is the same work whatever the map's size:
     its ids are looked up (log n), 10 rows replaced. Hand expectation: a map 16x larger may cost a

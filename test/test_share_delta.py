@@ -288,3 +288,48 @@ def test_a_whole_map_update_resets_the_change_record():
     g.remove(np.array([new_id], np.uint64))
     assert store.receive(sender.update(g, g.take_changes())[0]) == "applied"
     assert store.state.equals(to_qmap(g, sender.params))
+
+
+def test_a_delta_that_only_updates_leaves_the_map_it_was_applied_to_as_it_was():
+    """The receiver applies a small delta without copying the whole map (the new map shares the
+    old one's untouched fields). The map it was applied to must stay exactly as it was (a rejected
+    delta, or a later one, falls back on it): compared with a copy made before, for a delta that
+    updates every kind of field of a few Gaussians and removes none; the result is the sender's map."""
+    rng = np.random.default_rng(31)
+    old = synthetic_map(2000, 2, seed=31)
+    new = old.copy()
+    ids = rng.choice(new.ids, 40, replace=False)
+    r = new.rows_of(ids)
+    sh = new.sh[r].copy()
+    sh += 0.3
+    new.update(
+        ids,
+        means=new.means[r] + 0.05,
+        log_scales=new.log_scales[r] - 0.4,
+        quats=new.quats[r][:, [1, 0, 3, 2]],
+        opacity_logits=new.opacity_logits[r] + 1.0,
+        sh=sh,
+        levels=(new.levels[r] + 1) % 3,
+    )
+    base = to_qmap(old, P)
+    before = base.copy()
+    data, info = encode_delta(base, to_qmap(new, P), P, map_id=1, seq=2, base_seq=1)
+    assert info.updated == 40 and not info.added and not info.removed
+    _, got = decode_delta(base, data)
+    assert got.equals(to_qmap(new, P))
+    assert base.equals(before)
+
+
+@pytest.mark.parametrize("kept", ["first half", "every other"])
+def test_added_gaussians_land_in_id_order_whether_or_not_their_ids_follow_the_map(kept):
+    """A delta adds Gaussians whose ids are all above the map's (the mapper's case: appended) or
+    interleaved with them (a map that lost every other Gaussian gets them back): either way the
+    receiver's map is the sender's, rows in id order."""
+    full = synthetic_map(3000, 1, seed=32)
+    rows = np.arange(len(full))
+    old = full.subset(rows < len(full) // 2 if kept == "first half" else rows % 2 == 0)
+    data, info = encode_delta(to_qmap(old, P), to_qmap(full, P), P, map_id=1, seq=2, base_seq=1)
+    assert info.added == len(full) - len(old)
+    _, got = decode_delta(to_qmap(old, P), data)
+    assert got.equals(to_qmap(full, P))
+    assert np.all(np.diff(got.ids.astype(np.int64)) > 0)

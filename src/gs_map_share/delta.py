@@ -238,11 +238,16 @@ def encode_delta(
 
 
 def _cols(name: str, i: int | None = None):
-    def get(q: QMap):
-        v = getattr(q, name)
-        return (v if i is None else v.reshape(len(q), -1)[:, i]).astype(np.int64)
+    def get(q: QMap, rows) -> np.ndarray:  # (rows first: converting whole columns made a delta cost the map)
+        v = getattr(q, name)[rows]
+        return (v if i is None else v.reshape(len(v), np.prod(v.shape[1:], dtype=int))[:, i]).astype(np.int64)
 
     return get
+
+
+_WRITES = {F_POS: ("pos",), F_OP: ("op",), F_SCALE: ("scale",), F_ROT: ("rot_idx", "rot")}
+_WRITES |= {F_DC: ("dc",), F_REST: ("rest",), F_LEVEL: ("level",)}  # the QMap fields each update bit writes
+_WRITTEN = frozenset(f for fs in _WRITES.values() for f in fs)
 
 
 def _update_fields(num_rest: int):
@@ -261,7 +266,7 @@ def _put_updates(w: Writer, prev: QMap, cur: QMap, mask: np.ndarray) -> None:
     for bit, fields in _update_fields(3 * (prev.num_sh - 1)):
         sel = (mask & bit) != 0
         for get in fields:
-            _put_pred(w, get(cur)[sel], [0, get(prev)[sel]])
+            _put_pred(w, get(cur, sel), [0, get(prev, sel)])
 
 
 def apply_delta(
@@ -303,7 +308,11 @@ def apply_delta(
             if not ok.all():
                 raise DecodeError(f"delta removes unknown Gaussian id {int(ids[~ok][0])}")
             keep[rows] = False
-    out = state.take(keep)
+    # Nothing removed: the new map shares the old one's arrays and copies a field only when an update
+    # writes to it (below), so a small delta does not copy the whole map; ``state`` stays untouched.
+    shared = bool(keep.all())
+    out = state.take(slice(None)) if shared else state.take(keep)
+    own = set() if shared else set(_WRITTEN)  # the fields ``out`` holds arrays of its own for
     for c in chunks:
         if c.type == UPDATED:
             r = Reader(c.data, "UPDATED")
@@ -315,7 +324,7 @@ def apply_delta(
             rows, ok = _rows(out.ids, ids)
             if not ok.all():
                 raise DecodeError(f"delta updates unknown Gaussian id {int(ids[~ok][0])}")
-            _apply_updates(r, out, rows, mask)
+            _apply_updates(r, out, rows, mask, own)
             r.end()
             # the values a section would refuse: the map must stay one a snapshot can carry
             check_lattice(out.take(rows), p, f"delta {h.seq}")
@@ -352,14 +361,19 @@ def _tile_key(t: np.ndarray) -> np.ndarray:
     )
 
 
-def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray) -> None:
+def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray, own: set) -> None:
+    """Write the UPDATED chunk's values into ``out``. A field not in ``own`` is another map's array:
+    it is copied before its first write (and added to ``own``)."""
     n_rest = 3 * (out.num_sh - 1)
     for bit, fields in _update_fields(n_rest):
         sel = (mask & bit) != 0
         rs = rows[sel]
-        vals = [_get_pred(r, len(rs), [0, get(out)[rs]], wide=bit == F_POS) for get in fields]
+        vals = [_get_pred(r, len(rs), [0, get(out, rs)], wide=bit == F_POS) for get in fields]
         if not len(rs):
             continue
+        for f in set(_WRITES[bit]) - own:
+            setattr(out, f, getattr(out, f).copy())
+            own.add(f)
         if bit == F_POS:
             out.pos[rs] = np.stack(vals, 1)
         elif bit == F_OP:

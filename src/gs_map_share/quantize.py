@@ -527,6 +527,8 @@ class QMap:
         """Rows of all parts, re-sorted by id (ids must be disjoint)."""
         deg = parts[0].sh_degree
         ids = np.concatenate([p.ids for p in parts])
+        if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):  # already in order (new ids above the map's)
+            return QMap(deg, ids, *(np.concatenate([getattr(p, f) for p in parts]) for f in _QFIELDS))
         order = np.argsort(ids, kind="stable")
         cat = {f: np.take(np.concatenate([getattr(p, f) for p in parts]), order, 0) for f in _QFIELDS}
         return QMap(deg, ids[order], **cat)
