@@ -21,7 +21,7 @@ from .bitio import Reader, Writer
 from .container import CLEAR_TILES, LEVEL, REMOVED, TILES, UPDATED, Chunk, Header, unpack
 from .entropy import decode_stream
 from .errors import DecodeError, EncodeError
-from .quantize import QMap, QuantParams, to_qmap
+from .quantize import _QFIELDS, QMap, QuantParams, to_qmap
 from .section import (
     _get_pred,
     _put,
@@ -361,6 +361,30 @@ def _tile_key(t: np.ndarray) -> np.ndarray:
     )
 
 
+def _with_rows(base: QMap, q: QMap | None, drop: np.ndarray) -> QMap:
+    """``base`` with the rows of ``q`` put in (replacing those of the same id) and the ids ``drop``
+    taken out. Only what changes is copied (``base`` is untouched): a few changed Gaussians of a
+    large map cost the fields they change, not a re-sort of the map."""
+    out = base.take(slice(None))
+    if q is not None:
+        rows, inside = _rows(base.ids, q.ids)
+        if inside.any():
+            r, src = rows[inside], q.take(inside)
+            for f in _QFIELDS:
+                a, b = getattr(out, f), getattr(src, f)
+                if not np.array_equal(a[r], b):
+                    a = a.copy()
+                    a[r] = b
+                    setattr(out, f, a)
+            q = q.take(~inside)
+    rows, hit = _rows(out.ids, drop)
+    if hit.any():
+        keep = np.ones(len(out), bool)
+        keep[rows[hit]] = False
+        out = out.take(keep)
+    return QMap.concat([out, q]) if q is not None and len(q) else out
+
+
 def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray, own: set) -> None:
     """Write the UPDATED chunk's values into ``out``. A field not in ``own`` is another map's array:
     it is copied before its first write (and added to ``own``)."""
@@ -479,17 +503,11 @@ class MapSender:
             if changes is None:
                 gmap.take_changes()
             return self.delta_to(to_qmap(gmap, self.params))
-        new = self.shadow
         # added ids too: a record taken after an update without it may name Gaussians the shadow
         # has already (they are replaced, and sent only if they differ)
-        gone = np.union1d(np.union1d(changes.removed, changes.updated), changes.added).astype(np.uint64)
-        if len(gone):
-            _, hit = _rows(gone, new.ids)
-            new = new.take(~hit)
-        fresh = np.union1d(changes.added, changes.updated).astype(np.uint64)
-        if len(fresh):
-            _, present = _rows(gmap.ids, fresh)
-            fresh = fresh[present]  # added then removed in the same interval: nothing to send
-            new = QMap.concat([new, to_qmap(gmap.subset(gmap.rows_of(fresh)), self.params)])
-        touched = np.union1d(gone, np.union1d(changes.added, changes.updated).astype(np.uint64))
-        return self.delta_to(new, touched)
+        named = np.union1d(changes.added, changes.updated).astype(np.uint64)
+        _, present = _rows(gmap.ids, named)
+        fresh = named[present]  # added then removed in the same interval: nothing to send
+        touched = np.union1d(np.asarray(changes.removed, np.uint64), named)
+        q = to_qmap(gmap.subset(gmap.rows_of(fresh)), self.params) if len(fresh) else None
+        return self.delta_to(_with_rows(self.shadow, q, np.setdiff1d(touched, fresh)), touched)
