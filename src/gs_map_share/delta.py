@@ -21,7 +21,7 @@ from .bitio import Reader, Writer
 from .container import CLEAR_TILES, LEVEL, REMOVED, TILES, UPDATED, Chunk, Header, unpack
 from .entropy import decode_stream
 from .errors import DecodeError, EncodeError
-from .quantize import _QFIELDS, QMap, QuantParams, to_qmap
+from .quantize import QMap, QuantParams, find_ids, to_qmap
 from .section import (
     _get_pred,
     _put,
@@ -35,14 +35,6 @@ from .snapshot import DEFAULT_LEVELS, SnapshotCache, check_ids, finish, guarded
 
 # field bits of an update mask
 F_POS, F_OP, F_SCALE, F_ROT, F_DC, F_REST, F_LEVEL = 1, 2, 4, 8, 16, 32, 64
-
-
-def _rows(ids: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row of each wanted id in sorted ``ids`` or -1 clipped, found mask)."""
-    r = np.searchsorted(ids, want)
-    ok = r < len(ids)
-    ok[ok] = ids[r[ok]] == want[ok]
-    return np.minimum(r, max(len(ids) - 1, 0)), ok
 
 
 def _diff_mask(a: QMap, b: QMap) -> np.ndarray:
@@ -170,16 +162,16 @@ def encode_delta(
     check_ids(new)
     D = params.tile_bits
     if touched is None:
-        r_new, in_new = _rows(new.ids, old.ids)
+        r_new, in_new = find_ids(new.ids, old.ids)
         removed_rows = np.flatnonzero(~in_new)
         common_old = np.flatnonzero(in_new)
         common_new = r_new[in_new]
-        r_old, in_old = _rows(old.ids, new.ids)
+        r_old, in_old = find_ids(old.ids, new.ids)
         added_rows = np.flatnonzero(~in_old)
     else:
         touched = np.asarray(touched, np.uint64)
-        ro, io = _rows(old.ids, touched)
-        rn, inn = _rows(new.ids, touched)
+        ro, io = find_ids(old.ids, touched)
+        rn, inn = find_ids(new.ids, touched)
         removed_rows = ro[io & ~inn]
         common_old, common_new = ro[io & inn], rn[io & inn]
         added_rows = rn[~io & inn]
@@ -304,7 +296,7 @@ def apply_delta(
             r = Reader(c.data, "REMOVED")
             ids = _get_ids(r, cap)
             r.end()
-            rows, ok = _rows(state.ids, ids)
+            rows, ok = find_ids(state.ids, ids)
             if not ok.all():
                 raise DecodeError(f"delta removes unknown Gaussian id {int(ids[~ok][0])}")
             keep[rows] = False
@@ -321,7 +313,7 @@ def apply_delta(
             mask = decode_stream(r, n, signed=False).astype(np.int64)
             if n and (mask.min() < 1 or mask.max() > 127):
                 raise r.fail("bad field mask")
-            rows, ok = _rows(out.ids, ids)
+            rows, ok = find_ids(out.ids, ids)
             if not ok.all():
                 raise DecodeError(f"delta updates unknown Gaussian id {int(ids[~ok][0])}")
             _apply_updates(r, out, rows, mask, own)
@@ -337,10 +329,10 @@ def apply_delta(
                 f"delta {h.seq}: {len(out)} Gaussians remain, more than the {h.gaussians} it declares"
             )
         added = decode_section(section, p, h.sh_degree, min(cap, room), None, "delta")
-        _, clash = _rows(out.ids, added.ids)
+        _, clash = find_ids(out.ids, added.ids)
         if clash.any():
             raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
-        out = QMap.concat([out, added])
+        out = out.merged(added)
     if len(out) != h.gaussians:
         raise DecodeError(
             f"delta {h.seq}: the map after applying holds {len(out)} Gaussians, the sender's {h.gaussians}"
@@ -359,30 +351,6 @@ def _tile_key(t: np.ndarray) -> np.ndarray:
         .view([("x", np.int64), ("y", np.int64), ("z", np.int64)])
         .reshape(-1)
     )
-
-
-def _with_rows(base: QMap, q: QMap | None, drop: np.ndarray) -> QMap:
-    """``base`` with the rows of ``q`` put in (replacing those of the same id) and the ids ``drop``
-    taken out. Only what changes is copied (``base`` is untouched): a few changed Gaussians of a
-    large map cost the fields they change, not a re-sort of the map."""
-    out = base.take(slice(None))
-    if q is not None:
-        rows, inside = _rows(base.ids, q.ids)
-        if inside.any():
-            r, src = rows[inside], q.take(inside)
-            for f in _QFIELDS:
-                a, b = getattr(out, f), getattr(src, f)
-                if not np.array_equal(a[r], b):
-                    a = a.copy()
-                    a[r] = b
-                    setattr(out, f, a)
-            q = q.take(~inside)
-    rows, hit = _rows(out.ids, drop)
-    if hit.any():
-        keep = np.ones(len(out), bool)
-        keep[rows[hit]] = False
-        out = out.take(keep)
-    return QMap.concat([out, q]) if q is not None and len(q) else out
 
 
 def _apply_updates(r: Reader, out: QMap, rows: np.ndarray, mask: np.ndarray, own: set) -> None:
@@ -506,8 +474,8 @@ class MapSender:
         # added ids too: a record taken after an update without it may name Gaussians the shadow
         # has already (they are replaced, and sent only if they differ)
         named = np.union1d(changes.added, changes.updated).astype(np.uint64)
-        _, present = _rows(gmap.ids, named)
+        _, present = find_ids(gmap.ids, named)
         fresh = named[present]  # added then removed in the same interval: nothing to send
         touched = np.union1d(np.asarray(changes.removed, np.uint64), named)
         q = to_qmap(gmap.subset(gmap.rows_of(fresh)), self.params) if len(fresh) else None
-        return self.delta_to(_with_rows(self.shadow, q, np.setdiff1d(touched, fresh)), touched)
+        return self.delta_to(self.shadow.with_rows(q, np.setdiff1d(touched, fresh)), touched)

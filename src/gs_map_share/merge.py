@@ -31,7 +31,7 @@ import numpy as np
 from .container import Header, unpack, unpack_header
 from .delta import apply_delta, encode_delta
 from .errors import DecodeError
-from .quantize import QMap, QuantParams
+from .quantize import QMap, QuantParams, find_ids
 from .receiver import DEFAULT_MAX_GAUSSIANS, DROPPED, DUPLICATE, MAX_PENDING_BYTES, PendingDeltas
 from .snapshot import SnapshotCache, decode_snapshot, guarded
 
@@ -63,12 +63,53 @@ def _keys(tiles: np.ndarray) -> np.ndarray:
     return t.view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
 
 
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], np.uint64)
+
+
+def _tile_hash(tiles: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each tile row (tiles span up to 2**51 a side: three do not pack into one
+    integer); equal tiles hash equal, and a shared hash is checked exactly where it matters."""
+    t = np.ascontiguousarray(tiles, np.int64).reshape(-1, 3).view(np.uint64)
+    h = t[:, 0] * _MIX[0]  # (column by column: a sum over the short axis is several times slower)
+    h += t[:, 1] * _MIX[1]
+    h += t[:, 2] * _MIX[2]
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    return h
+
+
+def _tile_index(tiles: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """For each row of ``tiles`` (N, 3), its row in ``want`` (K, 3 distinct tiles), or -1. A few
+    tiles against a large map: one hash a row and a binary search, candidates checked exactly (a
+    sort of the map's tiles made every small vehicle delta cost the whole global map)."""
+    out = np.full(len(tiles), -1, np.int64)
+    if not len(tiles) or not len(want):
+        return out
+    hw = _tile_hash(want)
+    order = np.argsort(hw)
+    hs = hw[order]
+    if len(hs) > 1 and bool((hs[1:] == hs[:-1]).any()):  # two wanted tiles share a hash: look exactly
+        _, inv = np.unique(np.concatenate([want, tiles]), axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        slot = np.full(len(want) + len(tiles), -1, np.int64)
+        slot[inv[: len(want)]] = np.arange(len(want))
+        return slot[inv[len(want) :]]
+    h = _tile_hash(tiles)
+    j = np.minimum(np.searchsorted(hs, h), len(hs) - 1)
+    rows = np.flatnonzero(hs[j] == h)
+    k = order[j[rows]]
+    exact = (tiles[rows] == want[k]).all(axis=1)
+    out[rows[exact]] = k[exact]
+    return out
+
+
 def _in_tiles(tiles: np.ndarray, tile_set) -> np.ndarray:
     """Mask of the rows of ``tiles`` (N, 3) whose tile is in ``tile_set`` (iterable of 3-tuples)."""
-    want = np.array(sorted(tile_set), np.int64).reshape(-1, 3)
-    if not len(tiles) or not len(want):
-        return np.zeros(len(tiles), bool)
-    return np.isin(_keys(tiles), _keys(want))
+    return _tile_index(tiles, _tile_array(tile_set)) >= 0
+
+
+def _tile_array(tile_set) -> np.ndarray:
+    return np.array(sorted(tile_set), np.int64).reshape(-1, 3)
 
 
 def tile_counts(q: QMap, tile_bits: int) -> dict[tuple[int, int, int], int]:
@@ -104,8 +145,28 @@ def merge_maps(vehicles: dict[int, QMap], tile_bits: int, sh_degree: int) -> QMa
     return QMap.concat(parts)
 
 
+def _same(x: np.ndarray, y: np.ndarray) -> bool:
+    """The same memory seen the same way: equal without a look (a map made from another by a delta
+    shares the arrays the delta did not change, and no map's arrays are written after it is made)."""
+    return x is y or (
+        x.shape == y.shape
+        and x.dtype == y.dtype
+        and x.strides == y.strides
+        and x.__array_interface__["data"][0] == y.__array_interface__["data"][0]
+    )
+
+
 def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, int]]:
     """Tiles whose content differs between two states of one vehicle (added, removed, edited rows)."""
+    if _same(old.ids, new.ids):  # the same rows (a delta that only updated): compare what it changed
+        differs = np.zeros(len(old), bool)
+        for f in ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest"):
+            x, y = getattr(old, f), getattr(new, f)
+            if not _same(x, y):
+                differs |= (x != y).reshape(len(old), -1).any(axis=1)
+        rows = np.flatnonzero(differs)
+        both = np.concatenate([old.pos[rows], new.pos[rows]]) >> tile_bits
+        return {_tile(k) for k in np.unique(both, axis=0)}
     r = np.searchsorted(new.ids, old.ids)
     ok = r < len(new.ids)
     ok[ok] = new.ids[r[ok]] == old.ids[ok]
@@ -344,12 +405,16 @@ class FleetMerge:
         tb = self.params.tile_bits
         state = v.state
         assert state is not None  # set by the container just applied
-        touched = changed_tiles(old if old is not None else QMap.empty(self.sh_degree), state, tb)
-        new_counts = tile_counts(state.take(_in_tiles(tiles_of(state, tb), touched)), tb)
-        for t in touched:
+        touched = _tile_array(
+            changed_tiles(old if old is not None else QMap.empty(self.sh_degree), state, tb)
+        )
+        at = _tile_index(tiles_of(state, tb), touched)
+        counts = np.bincount(at[at >= 0], minlength=len(touched))
+        for row, c in zip(touched, counts, strict=True):
+            t = _tile(row)
             per = self.tile_vehicles.setdefault(t, {})
-            if new_counts.get(t):
-                per[v.map_id] = new_counts[t]
+            if c:
+                per[v.map_id] = int(c)
             else:
                 per.pop(v.map_id, None)
             prev = self.owner.get(t)
@@ -380,20 +445,21 @@ class FleetMerge:
             return None
         tb = self.params.tile_bits
         g = self.global_map
-        drop = _in_tiles(tiles_of(g, tb), changed)
-        parts = [g.take(~drop)]
+        leaving = g.ids[_in_tiles(tiles_of(g, tb), changed)]
         by_owner: dict[int, set] = {}
         for t in changed:
             if t in self.owner:
                 by_owner.setdefault(self.owner[t], set()).add(t)
+        parts = [QMap.empty(self.sh_degree)]
         for mid, ts in sorted(by_owner.items()):
             q = self.vehicles[mid].state
             assert q is not None  # an owner holds Gaussians in its tiles
             parts.append(relabel(mid, q.take(_in_tiles(tiles_of(q, tb), ts))))
-        new = QMap.concat(parts)
-        if new.equals(g):
+        coming = QMap.concat(parts)  # the changed tiles' rows now (few: not the whole map)
+        new = g.with_rows(coming, leaving[~find_ids(coming.ids, leaving)[1]])
+        if new is g:
             return None
-        touched_ids = np.union1d(g.ids[drop], np.concatenate([p.ids for p in parts[1:]] + [g.ids[:0]]))
+        touched_ids = np.union1d(leaving, coming.ids)
         base = self.global_seq
         data, _ = encode_delta(
             g,

@@ -533,6 +533,58 @@ class QMap:
         cat = {f: np.take(np.concatenate([getattr(p, f) for p in parts]), order, 0) for f in _QFIELDS}
         return QMap(deg, ids[order], **cat)
 
+    def with_rows(self, q: QMap | None, drop: np.ndarray) -> QMap:
+        """This map with the rows of ``q`` (sorted by id) put in, replacing those of the same id,
+        and the ids ``drop`` taken out; ``self`` itself when that changes nothing. Only what changes
+        is copied and nothing is sorted again (``self`` is untouched): a few changed Gaussians of a
+        large map cost a pass over the fields they change, not a re-sort of the map."""
+        out, changed = self.take(slice(None)), False
+        if q is not None and len(q):
+            rows, inside = find_ids(self.ids, q.ids)
+            if inside.any():
+                r, src = rows[inside], q.take(inside)
+                for f in _QFIELDS:
+                    a, b = getattr(out, f), getattr(src, f)
+                    if not np.array_equal(a[r], b):
+                        a = a.copy()
+                        a[r] = b
+                        setattr(out, f, a)
+                        changed = True
+                q = q.take(~inside)
+        rows, hit = find_ids(out.ids, np.asarray(drop, np.uint64))
+        if hit.any():
+            keep = np.ones(len(out), bool)
+            keep[rows[hit]] = False
+            out, changed = out.take(keep), True
+        if q is not None and len(q):
+            out, changed = out.merged(q), True
+        return out if changed else self
+
+    def merged(self, q: QMap) -> QMap:
+        """Rows of both maps (ids disjoint) in id order, each put in its place without a sort."""
+        at = np.searchsorted(self.ids, q.ids) + np.arange(len(q))  # q's rows' places in the result
+        theirs = np.zeros(len(self) + len(q), bool)
+        theirs[at] = True
+
+        def place(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            out = np.empty((len(theirs),) + a.shape[1:], a.dtype)
+            out[~theirs], out[theirs] = a, b
+            return out
+
+        return QMap(
+            self.sh_degree,
+            place(self.ids, q.ids),
+            *(place(getattr(self, f), getattr(q, f)) for f in _QFIELDS),
+        )
+
+
+def find_ids(ids: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each wanted id in sorted ``ids``, clipped into range; found mask)."""
+    r = np.searchsorted(ids, want)
+    ok = r < len(ids)
+    ok[ok] = ids[r[ok]] == want[ok]
+    return np.minimum(r, max(len(ids) - 1, 0)), ok
+
 
 def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -> QMap:
     """Quantise a map onto the lattices (the encoder's first step). ``least_turned``: each
