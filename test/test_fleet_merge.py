@@ -12,6 +12,7 @@ import random
 import numpy as np
 import pytest
 from fleet_drives import FLEET_QUALITY, fleet_recordings
+from fleet_rule import offline_merge
 
 from gs_map_share.container import Header, pack, unpack
 from gs_map_share.merge import (
@@ -49,21 +50,8 @@ def _own_maps(recs) -> dict[int, QMap]:
 
 
 def _offline_merge(maps: dict[int, QMap]) -> QMap:
-    """The rule of docs/fleet.md written out independently: per tile the vehicle with most Gaussians
-    (ties: smaller map id) contributes all its Gaussians there, ids map_id << 32 | local id."""
-    best: dict[tuple, tuple[int, int]] = {}
-    for mid, q in maps.items():
-        for t in map(tuple, (q.pos >> PARAMS.tile_bits).tolist()):
-            best.setdefault(t, {}).setdefault(mid, 0)
-            best[t][mid] += 1
-    owner = {t: min(per, key=lambda m: (-per[m], m)) for t, per in best.items()}
-    parts = []
-    for mid, q in maps.items():
-        rows = [i for i, t in enumerate(map(tuple, (q.pos >> PARAMS.tile_bits).tolist())) if owner[t] == mid]
-        part = q.take(np.array(rows, np.int64))
-        part.ids = (np.uint64(mid) << np.uint64(32)) | part.ids
-        parts.append(part)
-    return QMap.concat(parts)
+    """The rule of docs/fleet.md written out independently (test/fleet_rule.py)."""
+    return offline_merge(maps, PARAMS.tile_bits)
 
 
 def _run(merge: FleetMerge, order: list[bytes]) -> MapStore:

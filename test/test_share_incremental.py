@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fleet_rule import offline_merge
 from synthetic_maps import synthetic_map
-from test_fleet_merge import PARAMS as P
-from test_fleet_merge import _offline_merge
 
 import gs_map_share.merge as merge
 from gs_map_share.delta import MapSender, decode_delta
 from gs_map_share.merge import FleetMerge, changed_tiles
-from gs_map_share.quantize import QMap, to_qmap
+from gs_map_share.quantize import QMap, QuantParams, to_qmap
 from gs_map_share.receiver import MapStore
 
+P = QuantParams.from_quality(3)  # map_server_node.quality's default
 FIELDS = ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
 
 
@@ -127,7 +127,7 @@ def test_changed_tiles_of_an_update_only_delta_are_those_its_rows_left_and_enter
 def test_a_fleet_of_large_vehicle_maps_follows_small_deltas_by_the_rule():
     """Four vehicles of 6,000 Gaussians each, overlapping, then small deltas (moves across tiles,
     recolours, removals, additions) from each in turn: after every one the incremental global map
-    equals the rule written out plainly over the vehicles' maps (test_fleet_merge's offline merge),
+    equals the rule written out plainly over the vehicles' maps (test/fleet_rule.py),
     a receiver of the global stream holds that map, and the vehicles' maps are their senders'."""
     fm = FleetMerge(P, global_map_id=1 << 20)
     maps, senders = {}, {}
@@ -153,7 +153,7 @@ def test_a_fleet_of_large_vehicle_maps_follows_small_deltas_by_the_rule():
         out = fm.offer(senders[v].update(g, g.take_changes())[0])
         assert out.status == "applied", fm.vehicle(v).last_error
         assert fm.vehicle(v).state.equals(to_qmap(g, P))
-        assert fm.global_map.equals(_offline_merge({m: fm.vehicle(m).state for m in maps})), step
+        assert fm.global_map.equals(offline_merge({m: fm.vehicle(m).state for m in maps}, P.tile_bits)), step
         if out.global_delta is not None:
             assert follower.receive(out.global_delta) == "applied", follower.last_error
         assert follower.state.equals(fm.global_map)
