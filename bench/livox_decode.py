@@ -3,7 +3,8 @@
 Writes bench/results/livox_decode.json and livox_decode.md: the median wall time over repeats of
 each step a cloud takes before deskewing, with the machine (the machine may be shared, so timings
 read pessimistic). The paths: a bag (rosbags deserialises, points a list of objects, read in one
-pass), rclpy's raw subscription (CDR bytes read as one array), the DDS and Zenoh runtimes (cyclonedds
+pass; where the points are only read, `gs-mapping map` and `replay`, the CDR bytes are read as one
+array since session #31), rclpy's raw subscription (the same array), the DDS and Zenoh runtimes (cyclonedds
 with our block machine for ``points``, beside Cyclone's own per-point machine for reference).
 
     .venv/bin/python bench/livox_decode.py [--repeats 7] [--points 20000]
@@ -57,10 +58,16 @@ def main(argv=None) -> int:
     def add(path, step, fn):
         ms = median_ms(fn, args.repeats)
         rows.append({"path": path, "step": step, "median_ms": round(ms, 3)})
-        print(f"{path:<10} {step:<52} {ms:9.3f} ms")
+        print(f"{path:<20} {step:<52} {ms:9.3f} ms")
 
-    add("bag", "rosbags CDR -> message (points: objects)", lambda: store.deserialize_cdr(cdr, TYPE))
-    add("bag", "message -> xyz, times (cloud_xyz_times)", lambda: m.cloud_xyz_times(msg))
+    add(
+        "bag, to play or copy",
+        "rosbags CDR -> message (points: objects)",
+        lambda: store.deserialize_cdr(cdr, TYPE),
+    )
+    add("bag, to play or copy", "message -> xyz, times (cloud_xyz_times)", lambda: m.cloud_xyz_times(msg))
+    add("bag, map / replay", "CDR -> message (points: one array)", lambda: m.custom_msg_from_cdr(cdr))
+    add("bag, map / replay", "message -> xyz, times (cloud_xyz_times)", lambda: m.cloud_xyz_times(arrays))
     add("rclpy raw", "CDR -> message (points: one array)", lambda: m.custom_msg_from_cdr(cdr))
     add("rclpy raw", "message -> xyz, times (cloud_xyz_times)", lambda: m.cloud_xyz_times(arrays))
     add("dds/zenoh", "CDR -> message, block machine", lambda: dds_types.deserialize(cdr, TYPE))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
-from .errors import BagError, GsMappingError, OutputError
+from .errors import BagError, GsMappingError, MessageError, OutputError
 from .output_files import (
     check_output,
     install_directory,
@@ -43,6 +43,7 @@ from .output_files import (
     sweep_stale_temps,
     writing_temp,
 )
+from .topics import LIVOX_CUSTOM_MSGS
 
 log = logging.getLogger(__name__)
 
@@ -541,18 +542,27 @@ class BagReader:
         topics: Iterable[str] | str | None = None,
         start_ns: int | None = None,
         stop_ns: int | None = None,
+        arrays: Iterable[str] = (),
     ) -> Iterator[tuple[str, int, object]]:
-        """``(topic, stamp_ns, message)`` in time order, messages deserialised with :attr:`typestore`."""
-        return self._iter_decoded(self.raw_messages(topics, start_ns, stop_ns))
+        """``(topic, stamp_ns, message)`` in time order, messages deserialised with :attr:`typestore`.
+        ``arrays``: topics whose Livox CustomMsg may come back with its points as one array
+        (:class:`~gs_mapping.messages.livox.CustomMsgArrays`, as rclpy's raw subscriptions give it:
+        rosbags makes an object a point, ~1 µs each) where the bag's definition is the driver's; for
+        readers of the points, not for writing the message out again."""
+        fast = {self.topic(t).name for t in arrays}
+        return self._iter_decoded(self.raw_messages(topics, start_ns, stop_ns), fast)
 
-    def _iter_decoded(self, raw):
+    def _iter_decoded(self, raw, arrays: set):
         types = {t.name: t.type for t in self.topics}
         counters: dict[str, int] = {}
         for topic, stamp, data in raw:
             n = counters.get(topic, 0)
             counters[topic] = n + 1
             try:
-                msg = self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
+                if topic in arrays and self._livox_as_arrays(types[topic]):
+                    msg = self._decode_livox(topic, data, types[topic], n, stamp)
+                else:
+                    msg = self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
             except BagError as exc:
                 if self.strict:
                     raise
@@ -567,6 +577,26 @@ class BagReader:
     def bad_total(self) -> int:
         """Undecodable messages skipped so far (all topics)."""
         return sum(self.bad_messages.values())
+
+    def _livox_as_arrays(self, typename: str) -> bool:
+        """A Livox CustomMsg whose definition in this bag is the driver's (a fork's own layout is
+        deserialised by its definition)."""
+        from .messages.livox import same_as_drivers
+
+        return typename in LIVOX_CUSTOM_MSGS and same_as_drivers(self.typestore, typename)
+
+    def _decode_livox(self, topic: str, data: bytes, typename: str, record: int, stamp_ns: int):
+        from .messages.livox import custom_msg_from_cdr
+
+        try:
+            if data[:4] == ZSTD_MAGIC:
+                data = _zstd_decompress(bytes(data), MAX_MESSAGE_BYTES)
+            return custom_msg_from_cdr(data)
+        except (MessageError, BagError) as exc:
+            raise BagError(
+                f"{self.path}: topic {topic}: message {record} (stamp {stamp_ns} ns): cannot decode "
+                f"{typename}: {exc}"
+            ) from exc
 
     def decode(
         self, topic: str, data: bytes, typename: str, record: int | None = None, stamp_ns: int | None = None

@@ -436,7 +436,7 @@ def read_frames(
         stamps: dict[str, list[int]] = {topics.color: [], geometry_topic: []}  # to say why none paired
 
         def pairs():  # (each message with its log time)
-            for topic, logged, msg in bag.messages([topics.color, geometry_topic]):
+            for topic, logged, msg in bag.messages([topics.color, geometry_topic], arrays=[geometry_topic]):
                 stamp = stamp_to_ns(msg.header.stamp)
                 if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
                     stats.duplicates += 1

@@ -97,6 +97,22 @@ def register_types(store) -> None:
         store.register(new)
 
 
+def same_as_drivers(store, typename: str) -> bool:
+    """``store``'s definitions of this CustomMsg and its CustomPoint are the driver's (the layout
+    :func:`custom_msg_from_cdr` reads)."""
+    point = typename.replace("/CustomMsg", "/CustomPoint")
+    ours = _parsed_types()
+    return all(
+        n in ours and store.fielddefs.get(n) is not None and _fields(store.fielddefs[n]) == _fields(ours[n])
+        for n in (typename, point)
+    )
+
+
+def _fields(fielddef) -> list:
+    """A definition's fields as (name, kind and type) (rosbags: (constants, fields))."""
+    return list(fielddef[1])
+
+
 def make_way(store, names) -> dict:
     """Take out of ``store`` the definitions of ``names`` that :func:`register_types` put there
     (ours: a user's own definition of a Livox type, a fork's, replaces them) and give them back

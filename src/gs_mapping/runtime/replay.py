@@ -189,7 +189,10 @@ class ReplayBus:
         summary = ReplaySummary(start_ns=reader.start_ns, matched_inputs=matched, unmatched_inputs=unmatched)
         t0 = time.perf_counter()
         with progress_report(total=total, desc="replay", unit="msg", enabled=progress, leave=False) as bar:
-            for name, stamp_ns, msg in reader.messages(read):
+            # a Livox cloud only fed to the nodes comes with its points as one array (as rclpy's raw
+            # subscription gives it): rosbags would make an object a point
+            arrays = [b for t in sorted(wanted - copy) for b in played.get(t, ())]
+            for name, stamp_ns, msg in reader.messages(read, arrays=arrays):
                 topic = remap.get(name, name)
                 if topic in copy and self.writer is not None:
                     self.writer.write(topic, stamp_ns, msg)
