@@ -165,3 +165,26 @@ def test_arrays_are_the_same_only_when_read_the_same_way():
     differs, a view of all of it does not."""
     a = np.arange(9, dtype=np.int64).reshape(3, 3)
     assert merge._same(a, a[:]) and not merge._same(a, a.T) and not merge._same(a, a.copy())
+
+
+def test_a_vehicle_restored_twice_counts_only_its_last_state():
+    """``restore_vehicle`` for a vehicle already restored (a store read twice, a caller's own
+    restart logic): its tiles are counted from the state given last, not added to the first's.
+    Vehicle 1 first restored with a dense map where vehicle 2 has a sparse one, then with a map
+    elsewhere; after vehicle 2's next delta the global map is the rule over the current maps
+    (vehicle 2 owns the region vehicle 1 left)."""
+    here = synthetic_map(3000, 0, seed=40)
+    elsewhere = synthetic_map(3000, 0, seed=41, origin=(40.0, 0.0, 0.0))
+    g2 = synthetic_map(300, 0, seed=42)
+    s2 = MapSender.from_map(g2, P, map_id=2, first_seq=5)
+    fm = FleetMerge(P, global_map_id=1 << 20)
+    fm.restore_vehicle(1, 3, to_qmap(here, P))
+    fm.restore_vehicle(1, 4, to_qmap(elsewhere, P))
+    fm.restore_vehicle(2, 5, s2.shadow)
+    fm.diff_to(fm.reference_merge())
+    ids = g2.ids[:3]
+    g2.update(ids, opacity_logits=g2.opacity_logits[g2.rows_of(ids)] + 1.0)
+    assert fm.offer(s2.update(g2, g2.take_changes())[0]).status == "applied"
+    current = {1: to_qmap(elsewhere, P), 2: to_qmap(g2, P)}
+    assert fm.global_map.equals(offline_merge(current, P.tile_bits))
+    assert ((fm.global_map.ids >> np.uint64(32)) == 2).sum() == len(g2)

@@ -479,11 +479,18 @@ class FleetMerge:
     def restore_vehicle(self, map_id: int, seq: int, state: QMap) -> None:
         """Set a vehicle's state from the store (no global delta: the global map is restored too)."""
         v = self.vehicle(map_id)
+        if v.state is not None:  # restored again: its counts are the new state's, not added to the old
+            for t in tile_counts(v.state, self.params.tile_bits):
+                self.tile_vehicles.get(t, {}).pop(map_id, None)
         v.state, v.seq, v.alive = state, seq, False  # alive again when it is heard from
         for t, c in tile_counts(state, self.params.tile_bits).items():
             self.tile_vehicles.setdefault(t, {})[map_id] = c
-        for t, per in self.tile_vehicles.items():
-            self.owner[t] = min(per, key=lambda m: (-per[m], m))
+        for t, per in list(self.tile_vehicles.items()):
+            if per:
+                self.owner[t] = min(per, key=lambda m: (-per[m], m))
+            else:
+                self.owner.pop(t, None)
+                del self.tile_vehicles[t]
 
     def reference_merge(self) -> QMap:
         return merge_maps(
