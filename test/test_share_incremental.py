@@ -162,9 +162,10 @@ def test_a_fleet_of_large_vehicle_maps_follows_small_deltas_by_the_rule():
 def test_arrays_are_the_same_only_when_read_the_same_way():
     """The merge's short path takes two arrays for equal without a look only when they are the same
     memory read the same way: a transposed view of the same memory (same shape, other strides)
-    differs, a view of all of it does not."""
+    differs, and so does the same memory read as another type; a view of all of it does not."""
     a = np.arange(9, dtype=np.int64).reshape(3, 3)
     assert merge._same(a, a[:]) and not merge._same(a, a.T) and not merge._same(a, a.copy())
+    assert not merge._same(a, a.view(np.uint64)) and not merge._same(a, a.view(np.float64))  # other values
 
 
 def test_a_vehicle_restored_twice_counts_only_its_last_state():
