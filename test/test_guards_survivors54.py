@@ -321,3 +321,23 @@ def test_clip_to_region_keeps_the_gaussians_whose_centres_lie_inside():
     (out,) = clip_to_region([e], Region("forward_half", box(0, -30, 30, 30)))
     assert out.gaussians[:, 0].tolist() == [2.0, 10.0, 20.0]
     assert out.points[:, 0].min() == pytest.approx(0.0)
+
+
+def test_a_short_piece_on_a_long_lane_merges_with_a_third_of_its_own_length():
+    """lane_map.py:688 ``short = min(t.length(), other.length())`` → ``max``: the module's rule —
+    two tracks merge when they overlap by ``min_overlap`` m, "or a third of its own length when
+    shorter" (the shorter one's). A 30 m lane and a 2 m piece lying on its last 2 m (this frame's
+    touch on the piece): their overlap is less than min_overlap (4 m) but at least a third of the
+    piece, so they are one track, the older id; a third of the long lane (10 m) would keep them
+    apart."""
+    from gsmap_hd.lane_map import LaneMap, Track
+
+    lm = LaneMap()
+    assert lm.config.min_overlap == 4.0 and lm.config.spacing == 1.0
+    x_long, x_short = np.arange(31.0), np.arange(28.0, 31.0)
+    long = Track(1, 0, np.stack([x_long, np.zeros_like(x_long)], 1), np.ones(31), False)
+    short = Track(2, 0, np.stack([x_short, np.zeros_like(x_short)], 1), np.ones(3), False)
+    short.now = np.ones(3)
+    lm.tracks, lm.next_id = {1: long, 2: short}, 3
+    assert lm._merge_tracks(short) == 1
+    assert list(lm.tracks) == [1]
