@@ -554,12 +554,13 @@ class BagReader:
 
     def _iter_decoded(self, raw, arrays: set):
         types = {t.name: t.type for t in self.topics}
+        arrays = {t for t in arrays if self._livox_as_arrays(types[t])}
         counters: dict[str, int] = {}
         for topic, stamp, data in raw:
             n = counters.get(topic, 0)
             counters[topic] = n + 1
             try:
-                if topic in arrays and self._livox_as_arrays(types[topic]):
+                if topic in arrays:
                     msg = self._decode_livox(topic, data, types[topic], n, stamp)
                 else:
                     msg = self.decode(topic, data, types[topic], record=n, stamp_ns=stamp)
@@ -589,9 +590,7 @@ class BagReader:
         from .messages.livox import custom_msg_from_cdr
 
         try:
-            if data[:4] == ZSTD_MAGIC:
-                data = _zstd_decompress(bytes(data), MAX_MESSAGE_BYTES)
-            return custom_msg_from_cdr(data)
+            return custom_msg_from_cdr(_inflated(data))
         except (MessageError, BagError) as exc:
             raise BagError(
                 f"{self.path}: topic {topic}: message {record} (stamp {stamp_ns} ns): cannot decode "
@@ -606,9 +605,7 @@ class BagReader:
         metadata.yaml, which says so, is missing (a killed recorder's) holds one per message (no CDR
         record starts with its magic: their first byte is 0)."""
         try:
-            if data[:4] == ZSTD_MAGIC:
-                data = _zstd_decompress(bytes(data), MAX_MESSAGE_BYTES)
-            return self.typestore.deserialize_cdr(data, typename)
+            return self.typestore.deserialize_cdr(_inflated(data), typename)
         except Exception as exc:
             where = f"message {record}" if record is not None else "message"
             if stamp_ns is not None:
@@ -616,6 +613,11 @@ class BagReader:
             raise BagError(
                 f"{self.path}: topic {topic}: {where}: cannot decode {typename}: {_describe(exc)}"
             ) from exc
+
+
+def _inflated(data: bytes) -> bytes:
+    """A message's CDR, its zstd frame inflated first where it has one (see :meth:`BagReader.decode`)."""
+    return _zstd_decompress(bytes(data), MAX_MESSAGE_BYTES) if data[:4] == ZSTD_MAGIC else data
 
 
 class BagWriter:
