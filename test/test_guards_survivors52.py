@@ -108,6 +108,7 @@ def test_metrics_seconds_per_keyframe_p50_is_the_median_of_the_keyframe_times(tm
     as its name says, and ``_max`` their maximum. Each keyframe is made to take a known time (a
     mapper clock that a keyframe advances by 1, 2, 30, 4, 50, … s), so the expected values are
     numpy's median and max of those times."""
+    pytest.importorskip("torch")  # (the mapper: not in the Humble run)
     import time
 
     from gs_mapping.mapping import mapper as mapper_mod
@@ -141,6 +142,7 @@ def test_metrics_json_reports_the_colour_offset_in_x_y_z_order(tmp_path, monkeyp
     ``color_calibration.t_depth_color`` is the fitted depth→colour offset (x, y, z) in metres. With
     the fit replaced by a known calibration (offset x = 0.01 m, y = −0.02 m, z = 0.003 m, focal
     ×1.05, principal point +1.5/−0.5 px), the file read back with ``json`` holds exactly those."""
+    pytest.importorskip("torch")  # (the mapper: not in the Humble run)
     from gs_mapping.mapping import run as run_mod
     from gs_mapping.mapping.calibration import ColorCalibration
 
@@ -160,6 +162,7 @@ def test_colour_calibration_keeps_the_lowest_cost_of_its_starts(monkeypatch):
     one that ends each start at a known point and cost (×0.85 → cost 0.5, ×0.9 → 0.3, ×1.0 → 0.4;
     the identity costs 1.0), the calibration taken is the ×0.9 start's: focal ×0.9·1.02, principal
     point +2/−1 px, offset (0.01, 0.02, 0) m, cost 1.0 → 0.3."""
+    pytest.importorskip("torch")  # (the mapper: not in the Humble run)
     import math
 
     import scipy.optimize
@@ -192,6 +195,7 @@ def test_photometric_cost_uses_only_pixels_with_depth():
     (every 2nd pixel sampled), depth 2 m on the right half only; frame B is brighter than A by 0.1
     on the right half and by 0.3 on the left: only the right half has points, so the cost is 0.1 by
     hand. With no valid depth at all there is no point, and no cost (NaN)."""
+    pytest.importorskip("torch")  # (the mapper: not in the Humble run)
     from gs_mapping.camera import Camera
     from gs_mapping.mapping.calibration import ColorCalibration, photometric_cost
     from gs_mapping.mapping.frames import Frame
