@@ -84,10 +84,7 @@ def _row_keys(q: QMap) -> np.ndarray:
     """Each row's quantised fields (not its id) as one opaque value: equal keys, equal Gaussians."""
     n = len(q)
     a = np.concatenate(
-        [
-            np.asarray(getattr(q, f)).reshape(n, -1).astype(np.int64)
-            for f in ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
-        ],
+        [np.asarray(getattr(q, f)).reshape(n, -1).astype(np.int64) for f in QMap.FIELDS],
         axis=1,
     )
     return np.ascontiguousarray(a).view(np.dtype((np.void, 8 * a.shape[1]))).ravel()

@@ -57,12 +57,6 @@ def tiles_of(q: QMap, tile_bits: int) -> np.ndarray:
     return q.pos >> tile_bits
 
 
-def _keys(tiles: np.ndarray) -> np.ndarray:
-    """Tile rows as one comparable structured value each (for isin / unique)."""
-    t = np.ascontiguousarray(tiles, np.int64).reshape(-1, 3)
-    return t.view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
-
-
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], np.uint64)
 
 
@@ -160,7 +154,7 @@ def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, i
     """Tiles whose content differs between two states of one vehicle (added, removed, edited rows)."""
     if _same(old.ids, new.ids):  # the same rows (a delta that only updated): compare what it changed
         differs = np.zeros(len(old), bool)
-        for f in ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest"):
+        for f in QMap.FIELDS:
             x, y = getattr(old, f), getattr(new, f)
             if not _same(x, y):
                 differs |= (x != y).reshape(len(old), -1).any(axis=1)
@@ -174,7 +168,7 @@ def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, i
     if ok.any():
         a, b = old.take(np.flatnonzero(ok)), new.take(r[ok])
         eq = np.ones(len(a), bool)
-        for f in ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest"):
+        for f in QMap.FIELDS:
             x, y = getattr(a, f), getattr(b, f)
             eq &= (x == y).reshape(len(a), -1).all(axis=1)
         same[np.flatnonzero(ok)] = eq

@@ -30,7 +30,7 @@ Lattices
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -449,6 +449,8 @@ _QFIELDS = ("pos", "level", "op", "scale", "rot_idx", "rot", "dc", "rest")
 @dataclass
 class QMap:
     """A quantised map: integers on the lattices of :class:`QuantParams`, rows sorted by id."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = _QFIELDS  # the per-row fields besides the id
 
     sh_degree: int
     ids: np.ndarray  # (N,) uint64, ascending
