@@ -32,7 +32,9 @@ What is STOOD IN (this module), because it is compiled code that cannot be insta
 from __future__ import annotations
 
 import array
+import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -1247,3 +1249,24 @@ def install(store, rclpy_source: str | None = None):
     rclpy = importlib.import_module("rclpy")
     assert "site-packages" in rclpy.__file__ or rclpy_source, rclpy.__file__
     return rclpy, standin, interfaces
+
+
+@contextlib.contextmanager
+def humble_for_tests():
+    """rclpy's real Python package over this stand-in with the Humble message types, for a test
+    fixture: skips the test where rclpy's Python package (rclpy-intellisense) is not installed (the
+    numpy-1.26 run), clears the factory's cached classes before and after, uninstalls at the end."""
+    import pytest
+    from rosbags.typesys import Stores, get_typestore
+
+    from gs_mapping.messages import RclpyFactory
+
+    if importlib.util.find_spec("rclpy") is None:
+        pytest.skip("rclpy's Python package (rclpy-intellisense) is not installed")
+    RclpyFactory._class.cache_clear()
+    rclpy, _standin, interfaces = install(get_typestore(Stores.ROS2_HUMBLE))
+    try:
+        yield rclpy
+    finally:
+        RclpyFactory._class.cache_clear()
+        uninstall(interfaces)

@@ -151,21 +151,10 @@ def test_an_empty_save_request_saves_to_save_path(tmp_path):
 @pytest.fixture(scope="module")
 def ros():
     """rclpy (Humble's pure-Python package) with test/rclpy_standin.py's C layer, removed after."""
-    import importlib.util
-
-    if importlib.util.find_spec("rclpy") is None:  # rclpy-intellisense: main venv, not numpy-1.26's
-        pytest.skip("rclpy's Python package (rclpy-intellisense) is not installed")
-    pytest.importorskip("rclpy_standin")
     import rclpy_standin
-    from rosbags.typesys import Stores, get_typestore
 
-    from gs_mapping.messages import RclpyFactory
-
-    RclpyFactory._class.cache_clear()
-    rclpy, _, interfaces = rclpy_standin.install(get_typestore(Stores.ROS2_HUMBLE))
-    yield rclpy
-    RclpyFactory._class.cache_clear()
-    rclpy_standin.uninstall(interfaces)
+    with rclpy_standin.humble_for_tests() as rclpy:
+        yield rclpy
 
 
 @pytest.fixture

@@ -349,20 +349,10 @@ def test_an_incompatible_publisher_met_later_is_said_once(caplog):
 @pytest.fixture(scope="module")
 def ros():
     """rclpy's real Python layer over the test stand-in of its C extension (see rclpy_standin)."""
-    import importlib.util
-
-    if importlib.util.find_spec("rclpy") is None:  # rclpy-intellisense: main venv, not numpy-1.26's
-        pytest.skip("rclpy's Python package (rclpy-intellisense) is not installed")
     import rclpy_standin
-    from rosbags.typesys import Stores, get_typestore
 
-    from gs_mapping.messages import RclpyFactory
-
-    RclpyFactory._class.cache_clear()
-    rclpy, _, interfaces = rclpy_standin.install(get_typestore(Stores.ROS2_HUMBLE))
-    yield rclpy
-    RclpyFactory._class.cache_clear()
-    rclpy_standin.uninstall(interfaces)
+    with rclpy_standin.humble_for_tests() as rclpy:
+        yield rclpy
 
 
 def test_each_python_level_reaches_the_node_logger_at_its_rcutils_severity(ros):

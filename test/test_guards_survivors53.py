@@ -172,20 +172,10 @@ def test_a_parameter_file_beyond_16_mib_is_refused_naming_it(tmp_path):
 @pytest.fixture(scope="module")
 def ros():
     """rclpy on the test stand-in (test/rclpy_standin.py), as test_outside_ros2_nodes.py uses it."""
-    import importlib.util
-
-    if importlib.util.find_spec("rclpy") is None:  # rclpy-intellisense: main venv, not numpy-1.26's
-        pytest.skip("rclpy's Python package (rclpy-intellisense) is not installed")
     import rclpy_standin
-    from rosbags.typesys import Stores, get_typestore
 
-    from gs_mapping.messages import RclpyFactory
-
-    RclpyFactory._class.cache_clear()
-    rclpy, _standin, interfaces = rclpy_standin.install(get_typestore(Stores.ROS2_HUMBLE))
-    yield rclpy
-    RclpyFactory._class.cache_clear()
-    rclpy_standin.uninstall(interfaces)
+    with rclpy_standin.humble_for_tests() as rclpy:
+        yield rclpy
 
 
 def test_rcl_refusing_the_command_line_is_one_line_on_stderr(ros, capsys, monkeypatch):
