@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from hd_tiny import tiny_config
 
 # ------------------------------------------------------------------------------------------------
 # mapping.params: activated() gives the renderer opacities in (0, 1), not raw logits
@@ -117,21 +118,9 @@ def test_a_two_vertex_polygon_clips_to_nothing(pts):
 def _tiny_predictor():
     from gsmap_hd.infer import Predictor
     from gsmap_hd.model import GSMapModel
-    from gsmap_hd.model_config import ModelConfig
 
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        bev_h=20,
-        bev_w=10,
-        image_size=(32, 64),
-        small_channels=(8, 16, 16),
-        embed_dim=32,
-        num_instances=6,
-        num_points=6,
-        num_layers=2,
-        num_heads=4,
-        ffn_dim=32,
-    )
+    cfg = tiny_config()
     return Predictor(GSMapModel(cfg))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hd_tiny import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,21 +165,9 @@ def test_a_fresh_model_starts_every_gaussian_at_the_configured_scale_unrotated()
     offset, and fine-tuning's stage-1 recipe assumes the stated start.)"""
     torch = pytest.importorskip("torch")
     from gsmap_hd.model import GSMapModel
-    from gsmap_hd.model_config import ModelConfig
     from gsmap_hd.synthetic import camera_rig
 
-    cfg = ModelConfig(
-        bev_h=20,
-        bev_w=10,
-        image_size=(32, 64),
-        small_channels=(8, 16, 16),
-        embed_dim=32,
-        num_instances=4,
-        num_points=5,
-        num_layers=2,
-        num_heads=4,
-        ffn_dim=32,
-    )
+    cfg = tiny_config(num_instances=4, num_points=5)
     K, T = camera_rig("front", 64, 32)
     torch.manual_seed(11)
     model = GSMapModel(cfg).eval()

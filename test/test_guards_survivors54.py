@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hd_tiny import tiny_config
 
 from gs_map_share.bitio import Reader, Writer
 from gs_map_share.entropy import decode_stream, encode_stream, put_stream
@@ -107,22 +108,11 @@ def test_raster_term_weights_bce_and_dssim_as_documented():
     from gsmap_hd.data import collate
     from gsmap_hd.losses import GSMapCriterion
     from gsmap_hd.model import GSMapModel
-    from gsmap_hd.model_config import LossConfig, ModelConfig
+    from gsmap_hd.model_config import LossConfig
     from gsmap_hd.synthetic import generate
 
     torch.manual_seed(0)
-    m = ModelConfig(
-        bev_h=20,
-        bev_w=10,
-        image_size=(32, 64),
-        small_channels=(8, 16, 16),
-        embed_dim=32,
-        num_instances=6,
-        num_points=6,
-        num_layers=2,
-        num_heads=4,
-        ffn_dim=32,
-    )
+    m = tiny_config()
     loss_cfg = LossConfig(raster_res=1.5, iou_cost_res=3.0)
     assert (loss_cfg.raster_weight, loss_cfg.bce_weight, loss_cfg.dssim_weight) == (1.0, 0.8, 0.2)
     batch = collate([generate(2, "front", 64, 32)], m, loss_cfg)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from hd_tiny import tiny_config
 
 from gsmap_hd.bev import bev_points, lift
 from gsmap_hd.data import collate
@@ -14,18 +15,7 @@ from gsmap_hd.model_config import LossConfig, ModelConfig, paper
 from gsmap_hd.synthetic import camera_rig, generate
 
 torch.set_num_threads(1)
-TINY = ModelConfig(
-    bev_h=20,
-    bev_w=10,
-    image_size=(32, 64),
-    small_channels=(8, 16, 16),
-    embed_dim=32,
-    num_instances=6,
-    num_points=6,
-    num_layers=2,
-    num_heads=4,
-    ffn_dim=32,
-)
+TINY = tiny_config()
 TINY_LOSS = LossConfig(raster_res=1.5, iou_cost_res=3.0)
 
 
