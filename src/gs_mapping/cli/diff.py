@@ -130,12 +130,11 @@ def _map_and_frame(args, header, base: str) -> tuple[int, str]:
     """The delta's map id and frame: the base snapshot's (a delta for another map or frame would
     not apply to it; an option saying otherwise is refused), else the options' or encode's."""
     from gs_mapping.errors import ConfigError
-    from gs_mapping.tf import check_frame_id
 
-    from .encode import CODEC_DEFAULTS
+    from .encode import CODEC_DEFAULTS, check_container_frame_id
 
     if args.frame_id is not None:
-        check_frame_id("--frame-id", args.frame_id)
+        check_container_frame_id(args.frame_id)
     if header is None:
         return (
             CODEC_DEFAULTS["map_id"] if args.map_id is None else args.map_id,
