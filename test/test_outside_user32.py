@@ -5,9 +5,15 @@ apply) on the real splats of ../shared/data: what it found, each as a test.
   whole scene was read and coded (seconds on a 500,000-Gaussian SOG), and in the *scene's* name
   ("guitar.ply: frame id longer than 128 bytes"); ``diff`` named nothing. Now it is the option's own
   fault, said before any work, as for ``--levels``, ``--map-id`` and ``--seq``.
+- A scene file under another format's name was refused in the words of the reader its name picked:
+  a PLY named ``.splat`` (a headerless format) for "scale of Gaussian 19 is negative", an SPZ named
+  ``.ply`` as "not a PLY file", a PLY given to ``decode`` or ``apply`` as "container: wrong magic
+  b'ply\\n'". Now the line says what the file holds and the name that reads it.
 """
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
@@ -49,3 +55,62 @@ def test_a_frame_id_of_the_containers_size_is_written(tmp_path, guitar):
     out = tmp_path / "out.gsd"
     assert main(["encode", str(guitar), str(out), "--relative", "--frame-id", frame]) == 0
     assert unpack_header(out.read_bytes())[0].frame_id == frame
+
+
+def _padded(src, dst) -> str:
+    """``src``'s bytes at ``dst``, zero-padded to a multiple of 32 where ``dst`` is a .splat (whose
+    reader would otherwise stop at the size; a real mislabelled file may well have one)."""
+    data = src.read_bytes()
+    if str(dst).endswith(".splat"):
+        data += bytes(-len(data) % 32)
+    dst.write_bytes(data)
+    return str(dst)
+
+
+@pytest.mark.parametrize(
+    "source, name, holds, suffix",
+    [
+        ("guitar.ply", "scene.splat", "a PLY file", ".ply"),
+        ("guitar.compressed.ply", "scene.splat", "a PLY file", ".ply"),
+        ("spz_reference/guitar_v4.spz", "scene.ply", "an SPZ file", ".spz"),
+        ("spz_reference/guitar_v2.spz", "scene.splat", "gzip data (as SPZ up to version 3)", ".spz"),
+        ("spz_reference/guitar_v3.spz", "scene", "gzip data (as SPZ up to version 3)", ".spz"),
+    ],
+)
+def test_a_scene_under_another_formats_name_is_said(
+    tmp_path, capsys, shared_data, source, name, holds, suffix
+):
+    src = _padded(shared_data / "splats" / source, tmp_path / name)
+    for command, out in (("convert", "out.spz"), ("encode", "out.gsd"), ("export", "out.spz")):
+        assert main([command, src, str(tmp_path / out)]) == 2
+        err = _one_error(capsys)
+        assert f"{src}: {holds} under another name: rename it to end in {suffix}" in err, err
+        assert not (tmp_path / out).exists()
+    renamed = tmp_path / ("renamed" + suffix)
+    shutil.copy(shared_data / "splats" / source, renamed)
+    assert main(["convert", str(renamed), str(tmp_path / "out.spz")]) == 0  # (what the line says works)
+
+
+def test_a_snapshot_under_a_scenes_name_and_a_scene_given_as_a_snapshot(tmp_path, capsys, guitar):
+    gsd = tmp_path / "guitar.gsd"
+    assert main(["encode", str(guitar), str(gsd), "--relative"]) == 0
+    as_spz = tmp_path / "guitar.spz"
+    shutil.copy(gsd, as_spz)
+    assert main(["convert", str(as_spz), str(tmp_path / "out.ply")]) == 2
+    assert "a .gsd snapshot under another name: rename it to end in .gsd" in _one_error(capsys)
+    # decode and apply read containers only: a scene there is named as what it is, whatever its name
+    assert main(["decode", str(guitar), str(tmp_path / "out.ply")]) == 2
+    err = _one_error(capsys)
+    assert f"{guitar}: a PLY file, not a .gsd container ('gs-mapping convert' reads scenes)" in err, err
+    for order in ([gsd, guitar], [guitar, gsd]):  # as a delta, as the base
+        assert main(["apply", *map(str, order), str(tmp_path / "out.ply")]) == 2
+        assert f"{guitar}: a PLY file, not a .gsd container" in _one_error(capsys)
+    assert not (tmp_path / "out.ply").exists()
+
+
+def test_a_damaged_file_under_its_own_name_keeps_its_readers_words(tmp_path, capsys, guitar):
+    cut = tmp_path / "cut.ply"
+    cut.write_bytes(guitar.read_bytes()[:100_000])
+    assert main(["convert", str(cut), str(tmp_path / "out.spz")]) == 2
+    err = _one_error(capsys)
+    assert "truncated: element 'vertex' declares 90854 rows" in err and "rename" not in err, err
