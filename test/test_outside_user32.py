@@ -9,10 +9,15 @@ apply) on the real splats of ../shared/data: what it found, each as a test.
   a PLY named ``.splat`` (a headerless format) for "scale of Gaussian 19 is negative", an SPZ named
   ``.ply`` as "not a PLY file", a PLY given to ``decode`` or ``apply`` as "container: wrong magic
   b'ply\\n'". Now the line says what the file holds and the name that reads it.
+- ``diff`` from a base snapshot (OLD as a ``.gsd``, or ``--params-from``) dropped ``--quality``,
+  ``--pos-step`` and ``--relative`` without a word (the delta must take the base's quantisation),
+  and took a ``--quality 9`` or ``--pos-step -3`` that encode refuses. Now the bad ones are refused
+  and the others said to be ignored.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -114,3 +119,32 @@ def test_a_damaged_file_under_its_own_name_keeps_its_readers_words(tmp_path, cap
     assert main(["convert", str(cut), str(tmp_path / "out.spz")]) == 2
     err = _one_error(capsys)
     assert "truncated: element 'vertex' declares 90854 rows" in err and "rename" not in err, err
+
+
+def test_diff_from_a_snapshot_says_its_quantisation_options_are_not_used(tmp_path, capsys, caplog, guitar):
+    gsd = tmp_path / "guitar.gsd"
+    assert main(["encode", str(guitar), str(gsd), "--relative"]) == 0
+    plain, asked = tmp_path / "plain.gsd", tmp_path / "asked.gsd"
+    for bad, said in (
+        (["--quality", "9"], "quality must be 0..5"),
+        (["--pos-step", "-3"], "pos_step must be"),
+    ):
+        assert main(["diff", str(gsd), str(guitar), str(asked), *bad]) == 2
+        assert said in _one_error(capsys)
+        assert not asked.exists()
+    assert main(["diff", str(gsd), str(guitar), str(plain)]) == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["diff", str(gsd), str(guitar), str(asked), "--quality", "4", "--relative"]) == 0
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        f"--quality, --relative: ignored: the delta takes the quantisation of {gsd}, which the receivers hold"
+    ]
+    assert asked.read_bytes() == plain.read_bytes()  # (ignored indeed)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # from a scene, the options make the quantisation: no word
+        assert (
+            main(["diff", str(guitar), str(guitar), str(tmp_path / "s.gsd"), "--quality", "4", "--relative"])
+            == 0
+        )
+    assert not [r for r in caplog.records if "ignored" in r.getMessage()]
