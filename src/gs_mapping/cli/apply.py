@@ -37,7 +37,7 @@ def run(args) -> int:
     from gs_mapping.output_files import check_output
     from gs_mapping.ply import save_ply
 
-    from .scene_io import read_container
+    from .scene_io import misnamed, read_container
 
     *deltas, out = args.files
     if not out.lower().endswith(".ply"):  # e.g. OUT forgotten: the last delta would be replaced
@@ -47,7 +47,7 @@ def run(args) -> int:
     try:
         h0, state = decode_snapshot(read_container(args.base))
     except DecodeError as exc:
-        raise named(args.base, exc) from None
+        raise misnamed(args.base, named(args.base, exc), snapshot_only=True) from None
     if not hasattr(state, "checksum"):
         raise DecodeError(f"{args.base}: not a full snapshot")
     h = h0
@@ -56,7 +56,7 @@ def run(args) -> int:
         try:
             dh, chunks = unpack(data)
         except DecodeError as exc:
-            raise DecodeError(f"{path}: {exc}") from None
+            raise misnamed(path, DecodeError(f"{path}: {exc}"), snapshot_only=True) from None
         if dh.is_snapshot:
             raise DecodeError(f"{path}: is a snapshot, expected a delta")
         standing = delta_standing(dh, h0.map_id, h.seq)

@@ -32,13 +32,13 @@ def run(args) -> int:
     from gs_mapping.errors import named
 
     from ..splat_formats import written_sh_degree
-    from .scene_io import check_scene_output, read_container, save_scene
+    from .scene_io import check_scene_output, misnamed, read_container, save_scene
 
     check_scene_output(args.out, args, [args.container])  # before the work
     try:
         gmap = decode_map(read_container(args.container), args.max_level)
     except DecodeError as exc:  # name the file (the codec's messages say what, not where)
-        raise named(args.container, exc) from None
+        raise misnamed(args.container, named(args.container, exc), snapshot_only=True) from None
     save_scene(gmap, args.out, args)
     print(json.dumps({"gaussians": len(gmap), "sh_degree": written_sh_degree(gmap, args.out)}))
     return 0

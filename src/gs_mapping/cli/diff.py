@@ -70,6 +70,7 @@ def run(args) -> int:
     base = args.params_from or args.old
     base_seq = args.base_seq or (old_header.seq if old_header is not None else 1)
     map_id, frame_id = _map_and_frame(args, header, base)
+    _check_quantisation_options(args, header, base)
     old, new = load_scene(args.old, args), load_scene(args.new, args)
     if old.sh_degree != new.sh_degree:
         raise ConfigError(
@@ -130,12 +131,11 @@ def _map_and_frame(args, header, base: str) -> tuple[int, str]:
     """The delta's map id and frame: the base snapshot's (a delta for another map or frame would
     not apply to it; an option saying otherwise is refused), else the options' or encode's."""
     from gs_mapping.errors import ConfigError
-    from gs_mapping.tf import check_frame_id
 
-    from .encode import CODEC_DEFAULTS
+    from .encode import CODEC_DEFAULTS, check_container_frame_id
 
     if args.frame_id is not None:
-        check_frame_id("--frame-id", args.frame_id)
+        check_container_frame_id(args.frame_id)
     if header is None:
         return (
             CODEC_DEFAULTS["map_id"] if args.map_id is None else args.map_id,
@@ -148,6 +148,25 @@ def _map_and_frame(args, header, base: str) -> tuple[int, str]:
         if given is not None and given != held:
             raise ConfigError(f"{option} {given!r}: {base} is of {held!r}, to which the delta must apply")
     return header.map_id, header.frame_id
+
+
+def _check_quantisation_options(args, header, base: str) -> None:
+    """``--quality`` and ``--pos-step`` checked as encode checks them, whether used or not; with a
+    base snapshot the delta must take its quantisation, so those given (and ``--relative``) are said
+    to be ignored: they were dropped without a word, a ``--quality 9`` too."""
+    import logging
+
+    from gs_map_share.quantize import QuantParams
+
+    from .encode import CODEC_DEFAULTS
+
+    QuantParams.from_quality(args.quality, args.pos_step)
+    given = [k for k in ("quality", "pos_step", "relative") if getattr(args, k) != CODEC_DEFAULTS[k]]
+    if header is not None and given:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        logging.getLogger("gs_mapping.diff").warning(
+            f"{names}: ignored: the delta takes the quantisation of {base}, which the receivers hold"
+        )
 
 
 def _snapshot_header(path: str):

@@ -168,7 +168,6 @@ def check_snapshot_options(args) -> None:
     """The snapshot's own options, before any work: a bad one is its own fault, not the scene's
     (the container's map_id and seq are uint64, a snapshot's seq at least 1: docs/format.md)."""
     from gs_mapping.errors import ConfigError
-    from gs_mapping.tf import check_frame_id
 
     if not 1 <= args.levels <= 32:
         raise ConfigError(f"--levels must be 1..32, got {args.levels}")
@@ -176,7 +175,25 @@ def check_snapshot_options(args) -> None:
         raise ConfigError(f"--map-id must be 0 … 2**64 - 1, got {args.map_id}")
     if not 1 <= args.seq < 1 << 64:
         raise ConfigError(f"--seq must be 1 … 2**64 - 1, got {args.seq}")
-    check_frame_id("--frame-id", args.frame_id)
+    check_container_frame_id(args.frame_id)
+
+
+def check_container_frame_id(frame_id: str) -> None:
+    """``--frame-id`` as tf2 and the container take it: UTF-8 of at most MAX_FRAME_ID bytes too,
+    which the encoder would refuse only once the scene is loaded and coded, in the scene's name."""
+    from gs_map_share.container import MAX_FRAME_ID
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.tf import check_frame_id
+
+    check_frame_id("--frame-id", frame_id)
+    try:
+        size = len(frame_id.encode("utf-8"))
+    except UnicodeEncodeError:  # (a command line's undecodable bytes: surrogates)
+        raise ConfigError(f"--frame-id: the frame id must be UTF-8 text, got {frame_id!r}") from None
+    if size > MAX_FRAME_ID:
+        raise ConfigError(
+            f"--frame-id: the frame id is {size} bytes, a container holds at most {MAX_FRAME_ID}"
+        )
 
 
 def run(args) -> int:

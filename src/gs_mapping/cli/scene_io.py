@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gs_map_share.container import unpack_header
+from gs_map_share.container import MAGIC, unpack_header
 from gs_map_share.errors import DecodeError
 from gs_map_share.snapshot import decode_map
-from gs_mapping.errors import ConfigError, named
+from gs_mapping.errors import ConfigError, GsMappingError, named
 from gs_mapping.gaussians import GaussianMap
 from gs_mapping.input_files import check_room, read_bytes
 from gs_mapping.output_files import check_output
@@ -80,12 +80,47 @@ def check_container_output(out: str, args, inputs) -> None:
 def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMap:
     """A scene from any supported file (a ``.gsd`` snapshot decoded, up to ``max_level``; an SPZ with
     ``args.spz_axes``)."""
-    if str(path).lower().endswith(".gsd"):
-        try:
-            return decode_map(read_container(path), max_level)
-        except DecodeError as exc:
-            raise named(path, exc) from None
-    return load_splats(path, spz_axes=getattr(args, "spz_axes", "stored"))
+    try:
+        if str(path).lower().endswith(".gsd"):
+            try:
+                return decode_map(read_container(path), max_level)
+            except DecodeError as exc:
+                raise named(path, exc) from None
+        return load_splats(path, spz_axes=getattr(args, "spz_axes", "stored"))
+    except GsMappingError as exc:
+        raise misnamed(path, exc) from None
+
+
+# the magic a file of each format we read starts with: what it is, and the name that reads it
+_HELD = (
+    (b"ply\n", "a PLY file", ".ply"),
+    (b"ply\r\n", "a PLY file", ".ply"),
+    (b"NGSP", "an SPZ file", ".spz"),
+    (b"\x1f\x8b", "gzip data (as SPZ up to version 3)", ".spz"),
+    (MAGIC, "a .gsd snapshot", ".gsd"),
+    (b"PK\x03\x04", "a zip (as a .sog)", ".sog"),
+)
+
+
+def misnamed(path, exc: Exception, snapshot_only: bool = False) -> Exception:
+    """What to raise for ``exc``, a reader's refusal of ``path``: where the file starts with the
+    magic of another format we read than its name says (``snapshot_only``: than .gsd), an error
+    saying so, else ``exc``. (A PLY named .splat, a headerless format, was refused for a 'negative
+    scale', an SPZ named .ply as 'not a PLY file', a scene given to decode for a 'wrong magic'.)
+    Only on a refusal: a file its reader takes is never second-guessed."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:  # (a SOG folder, a missing file: the reader's own words)
+        return exc
+    for magic, what, suffix in _HELD:
+        if not head.startswith(magic):
+            continue
+        if snapshot_only and suffix != ".gsd":
+            return type(exc)(f"{path}: {what}, not a .gsd container ('gs-mapping convert' reads scenes)")
+        if not snapshot_only and not str(path).lower().endswith(suffix):
+            return type(exc)(f"{path}: {what} under another name: rename it to end in {suffix}")
+    return exc
 
 
 def save_scene(gmap: GaussianMap, out: str, args) -> int:
