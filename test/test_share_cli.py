@@ -353,4 +353,4 @@ def test_apply_usage_names_one_output_after_the_deltas(capsys):
     with pytest.raises(SystemExit):
         main(["apply", "--help"])
     out = capsys.readouterr().out
-    assert "BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply" in out and "OUT [" not in out
+    assert "BASE.gsd [DELTA.gsd ...] OUT.ply" in out and "OUT [" not in out

@@ -40,7 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a scene as Niantic SPZ (version 4; --spz-version 2 for old viewers)"),
     "convert": (
         "convert",
-        "convert a 3DGS scene between PLY, compressed PLY, SPZ, .splat, SOG and .gsd, by extension",
+        "convert a 3DGS scene by extension: PLY, compressed PLY, SPZ, .splat, SOG or .gsd to PLY, SPZ, "
+        ".splat or .gsd",
     ),
     "hd-train": ("hd_train", "train the GSMap HD-map model on the driving world"),
     "hd-predict": (

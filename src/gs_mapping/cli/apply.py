@@ -13,13 +13,13 @@ from .encode import add_keep_ids
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # (argparse's own usage would read `files` as repeated DELTA… OUT groups)
-    p.usage = "%(prog)s [-h] [--overwrite] [--keep-ids] BASE.gsd DELTA.gsd [DELTA.gsd ...] OUT.ply"
+    p.usage = "%(prog)s [-h] [--overwrite] [--keep-ids] BASE.gsd [DELTA.gsd ...] OUT.ply"
     p.add_argument("base", help="snapshot container (.gsd)")
     p.add_argument(
         "files",
         nargs="+",
         metavar="DELTA.gsd… OUT.ply",
-        help="delta containers in order, then the output PLY",
+        help="delta containers in order (none: the snapshot alone), then the output PLY",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
     add_keep_ids(p)

@@ -84,7 +84,11 @@ def add_keep_ids(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("map", help="input scene (.ply, .compressed.ply, .spz, .sog, [name.]meta.json, .splat)")
+    p.add_argument(
+        "map",
+        help="input scene (.ply, .compressed.ply, .spz, .sog, [name.]meta.json, .splat), or a .gsd: "
+        "re-encoded on its own lattice unless --quality, --pos-step or --relative is given",
+    )
     p.add_argument("out", help="output container (.gsd)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_spz_axes(p)
@@ -138,7 +142,8 @@ def encode_to(args, gmap, out: str) -> dict:
     from gs_mapping.output_files import write_bytes
 
     inputs = [p for p in (getattr(args, "map", None), getattr(args, "input", None)) if p]
-    params = snapshot_params(args, gmap)
+    params = container_params(inputs[0]) if inputs and _keeps_lattice(args, inputs[0]) else None
+    params = params or snapshot_params(args, gmap)
     warn_if_clamped(gmap, inputs[0] if inputs else "the scene")
     try:
         data, info = encode_map(
@@ -148,6 +153,26 @@ def encode_to(args, gmap, out: str) -> dict:
         raise named(inputs[0], exc) if inputs else exc from None
     write_bytes(Path(out), data, overwrite=args.overwrite, inputs=inputs)
     return {**info.as_dict(), "pos_step": params.pos_step}
+
+
+def _keeps_lattice(args, source: str) -> bool:
+    """A ``.gsd`` re-encoded (other levels, another map id) with no quantisation option keeps the
+    lattice it was sent on: its decoded map is on it exactly, so nothing is lost again (the presets'
+    steps in metres would requantise a ``--relative`` scene ~10× coarser)."""
+    given = any(
+        getattr(args, k, CODEC_DEFAULTS[k]) != CODEC_DEFAULTS[k] for k in ("quality", "pos_step", "relative")
+    )
+    return str(source).lower().endswith(".gsd") and not given
+
+
+def container_params(path: str):
+    """The quantisation of the snapshot at ``path`` (its header's; the container was read and
+    checked whole when its map was loaded)."""
+    from gs_map_share.container import unpack_header
+
+    from .scene_io import read_container
+
+    return unpack_header(read_container(path))[0].params
 
 
 def warn_if_clamped(gmap, source: str) -> None:
