@@ -113,9 +113,7 @@ class _Files:
                 raise MapError(f"{path}: cannot read: {exc.strerror}") from None
             except _ZIP_ERRORS as exc:
                 self.close()
-                raise MapError(
-                    f"{path}: not a SOG (neither meta.json, a directory nor a zip: {exc})"
-                ) from None
+                raise MapError(f"{path}: {_not_a_zip(path, exc)}") from None
             names = self.zip.namelist()
             self.twice = {n for n, c in Counter(names).items() if c > 1}
             nested = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
@@ -219,7 +217,34 @@ def _image(
     except MapError:
         raise
     except Exception as exc:  # Pillow raises many types on corrupt images  # noqa: BLE001
-        raise MapError(f"{files.path}: SOG image {name} cannot be decoded ({type(exc).__name__})") from None
+        said = (str(exc).splitlines() or [""])[0][:120]  # (one line)
+        why = _cut_short(raw) or f" ({type(exc).__name__}{': ' + said if said else ''})"
+        raise MapError(f"{files.path}: SOG image {name} cannot be decoded{why}") from None
+
+
+def _not_a_zip(path: Path, exc: Exception) -> str:
+    """Why a ``.sog`` did not open as a zip: one that starts as a zip (a local file header) but whose
+    directory, at its end, is missing or broken was cut short or damaged (a download stopped early);
+    anything else is no SOG at all."""
+    try:
+        with open(path, "rb") as f:
+            starts_as_zip = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        starts_as_zip = False
+    if starts_as_zip:
+        return (
+            f"a zip cut short or damaged: its directory, at the end of the file, is missing or broken ({exc})"
+        )
+    return f"not a SOG (neither meta.json, a directory nor a zip: {exc})"
+
+
+def _cut_short(raw: bytes) -> str:
+    """``' (cut short: n of m bytes)'`` for a RIFF (WebP) image shorter than its header's size, else ''."""
+    if len(raw) >= 12 and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        whole = 8 + int.from_bytes(raw[4:8], "little")
+        if len(raw) < whole:
+            return f" (cut short: {len(raw)} of {whole} bytes)"
+    return ""
 
 
 def _lossy_webp(raw: bytes) -> bool:
