@@ -10,7 +10,7 @@ from gs_map_share.errors import DecodeError
 from gs_map_share.snapshot import decode_map
 from gs_mapping.errors import ConfigError, GsMappingError, named
 from gs_mapping.gaussians import GaussianMap
-from gs_mapping.input_files import check_room, read_bytes
+from gs_mapping.input_files import check_room, open_regular, read_bytes
 from gs_mapping.output_files import check_output
 from gs_mapping.ply import read_file
 from gs_mapping.splat_formats import (
@@ -109,9 +109,9 @@ def misnamed(path, exc: Exception, snapshot_only: bool = False) -> Exception:
     scale', an SPZ named .ply as 'not a PLY file', a scene given to decode for a 'wrong magic'.)
     Only on a refusal: a file its reader takes is never second-guessed."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # (never a FIFO's open, which would wait for a writer)
             head = f.read(8)
-    except OSError:  # (a SOG folder, a missing file: the reader's own words)
+    except OSError:  # (a SOG folder, a pipe, a missing file: the reader's own words)
         return exc
     for magic, what, suffix in _HELD:
         if not head.startswith(magic):

@@ -227,7 +227,7 @@ def _not_a_zip(path: Path, exc: Exception) -> str:
     directory, at its end, is missing or broken was cut short or damaged (a download stopped early);
     anything else is no SOG at all."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             starts_as_zip = f.read(4) == b"PK\x03\x04"
     except OSError:
         starts_as_zip = False
