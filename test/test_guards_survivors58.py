@@ -18,7 +18,7 @@ from gs_map_share.container import _FIXED, Header, pack, reseal, unpack, unpack_
 from gs_map_share.delta import MapSender
 from gs_map_share.errors import DecodeError, EncodeError
 from gs_map_share.quantize import QuantParams
-from gs_map_share.receiver import APPLIED, OTHER_MAP, REJECTED, SNAPSHOT, MapStore
+from gs_map_share.receiver import APPLIED, BUFFERED, OTHER_MAP, REJECTED, SNAPSHOT, MapStore
 
 P = QuantParams()
 assert len(P.rot_tiers) == 4  # the tier edits below start from four tiers
@@ -38,10 +38,10 @@ def _stream():
         msgs.append(sender.update(g, g.take_changes())[0])
     g.remove(g.ids[:5])
     msgs.append(sender.update(g, g.take_changes())[0])
-    return msgs
+    return msgs, sender.snapshot()  # and a snapshot at the last delta's sequence
 
 
-MSGS = _stream()
+MSGS, LATE_SNAPSHOT = _stream()
 
 
 def _edited(data: bytes, offset: int, fmt: str, value, seal: bool = True) -> bytes:
@@ -241,6 +241,20 @@ def test_another_maps_delta_from_the_future_is_refused_not_buffered():
     assert store.receive(bad) == OTHER_MAP and store.pending == 0
     assert store.state.checksum() == clean.state.checksum()
     assert store.receive(MSGS[2]) == APPLIED and store.receive(MSGS[3]) == APPLIED
+
+
+def test_a_snapshot_drops_the_buffered_delta_from_the_state_just_before_it():
+    """Mutant receiver.py:133 (``take`` drops bases ``< seq - 1``): a buffered delta whose base is
+    the sequence just before a newer snapshot stayed pending (memory the bounds count, never
+    applicable). A receiver at the snapshot buffers the last delta, then gets the snapshot made
+    after it: that delta is obsolete and nothing stays pending; the map is the snapshot's."""
+    store = MapStore()
+    assert store.receive(MSGS[0]) == SNAPSHOT
+    assert store.receive(MSGS[3]) == BUFFERED and store.pending == 1
+    assert store.receive(LATE_SNAPSHOT) == SNAPSHOT
+    assert store.pending == 0 and store.pending_bytes == 0
+    assert store.seq == unpack(MSGS[3])[0].seq
+    assert store.state.checksum() == unpack(LATE_SNAPSHOT)[0].state_crc == unpack(MSGS[3])[0].state_crc
 
 
 # ------------------------------------------------------------------------------------------------
