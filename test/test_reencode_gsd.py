@@ -49,3 +49,13 @@ def test_a_quantisation_option_requantises(scene, tmp_path, capsys):
     _encode(capsys, "encode", str(first), str(again), "--quality", "0", "--relative")
     pa, pb = unpack_header(first.read_bytes())[0].params, unpack_header(again.read_bytes())[0].params
     assert pb.pos_step > pa.pos_step and pb.rot_bits < pa.rot_bits
+
+
+def test_the_default_quality_given_requantises_too(scene, tmp_path, capsys):
+    """``--quality 2`` is the default's value but given: the .gsd goes onto that preset (in metres),
+    as the help says ("unless --quality … is given"), not kept on its own lattice."""
+    first, again = tmp_path / "first.gsd", tmp_path / "again.gsd"
+    _encode(capsys, "encode", str(scene), str(first), "--relative")
+    _encode(capsys, "encode", str(first), str(again), "--quality", "2")
+    assert unpack_header(again.read_bytes())[0].params.pos_step == pytest.approx(0.001)
+    assert unpack_header(first.read_bytes())[0].params.pos_step < 0.0005

@@ -156,11 +156,9 @@ def _check_quantisation_options(args, header, base: str) -> None:
     to be ignored: they were dropped without a word, a ``--quality 9`` too."""
     import logging
 
-    from gs_map_share.quantize import QuantParams
+    from .encode import CODEC_DEFAULTS, preset
 
-    from .encode import CODEC_DEFAULTS
-
-    QuantParams.from_quality(args.quality, args.pos_step)
+    preset(args)  # (a bad --quality or --pos-step refused, as encode refuses it)
     given = [k for k in ("quality", "pos_step", "relative") if getattr(args, k) != CODEC_DEFAULTS[k]]
     if header is not None and given:
         names = ", ".join("--" + k.replace("_", "-") for k in given)

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import argparse
 
-# the snapshot options' defaults (convert names those set otherwise when it writes no snapshot)
-CODEC_DEFAULTS = dict(quality=2, pos_step=None, map_id=1, frame_id="map", relative=False, levels=5, seq=1)
+# the snapshot options' defaults (convert names those set otherwise when it writes no snapshot);
+# --quality's is None so that a quality given, the default's too, can be told from none
+DEFAULT_QUALITY = 2
+CODEC_DEFAULTS = dict(quality=None, pos_step=None, map_id=1, frame_id="map", relative=False, levels=5, seq=1)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     d = CODEC_DEFAULTS
-    p.add_argument("--quality", type=int, default=d["quality"], help="0 (smallest) … 5 (finest); default 2")
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=d["quality"],
+        help=f"0 (smallest) … 5 (finest); default {DEFAULT_QUALITY}",
+    )
     p.add_argument(
         "--pos-step",
         type=float,
@@ -99,14 +106,19 @@ def snapshot_params(args, gmap):
     """The quantisation parameters a snapshot of ``gmap`` gets from these options (and so the
     ones a delta from it must use): the quality preset, scale-relative with ``--relative``, and
     finer higher-SH and DC steps where the SH is a palette."""
-    from gs_map_share.quantize import QuantParams
-
-    params = QuantParams.from_quality(args.quality, args.pos_step)
+    params = preset(args)
     if getattr(args, "relative", False):
         params = params.relative_to(gmap)
     else:
         _warn_coarse_for_scene(gmap, params.pos_step, given=args.pos_step is not None)
     return params.for_shared_sh(gmap)
+
+
+def preset(args):
+    """The ``--quality`` preset (``DEFAULT_QUALITY`` where none is given) with ``--pos-step``."""
+    from gs_map_share.quantize import QuantParams
+
+    return QuantParams.from_quality(DEFAULT_QUALITY if args.quality is None else args.quality, args.pos_step)
 
 
 FEW_STEPS = 1000  # a map spans many thousands of its position steps; a scene this narrow is not in metres
