@@ -585,9 +585,11 @@ def held_back(
     frames, as nav2's AMCL stamps it, comes before the odometry of the frames it holds for)."""
     frame = frame.lstrip("/")
     below = _below_map(tf, map_frame, frame, logged_ns)
-    if below is None:
+    if below is None or all(e.static for e in below):
+        # (no odometry under the map's child: the moving ``map -> base_link`` of a SLAM or a
+        # dataset's ground truth is the frame's own motion, which starting late is no pose)
         return None
-    odom = below[-1].parent if below else frame
+    odom = below[-1].parent
     first = tf.earliest_common_stamp(map_frame, odom, logged_ns)
     if first is None or first <= stamp_ns:  # (map reaches odom by then: the error is elsewhere)
         return None

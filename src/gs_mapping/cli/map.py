@@ -118,11 +118,12 @@ def run(args: argparse.Namespace) -> int:
     from ..config_file import load_section
     from ..errors import ConfigError
     from ..mapping.mapper_config import MapperConfig
-    from ..nodes.registry import NODES, node_class, node_fqn, read_parameter_file
+    from ..nodes.registry import NODES, check_node_keys, node_class, node_fqn, read_parameter_file
     from ..tf import check_frame_id
     from . import show_progress
 
     # the mapper runs here as mapper_node does: the file's keys that name /mapper_node
+    check_node_keys(args.config, "map")
     cfg = load_section(
         args.config, "mapper", MapperConfig, read_parameter_file(args.config, node_fqn("mapper_node"))
     )

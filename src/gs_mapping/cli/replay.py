@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..nodes.registry import node_class
+    from ..nodes.registry import check_node_keys, node_class
     from ..output_files import scratch_directory
     from ..runtime.replay import replay_bag
     from . import show_progress
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not names or len(set(names)) != len(names):
         raise ConfigError(f"--nodes: expected distinct node names, got {args.nodes!r}")
     classes = [node_class(n) for n in names]  # unknown names fail before any work
+    check_node_keys(args.config, "replay")
     configs = [cls.load_config(args.config) for cls in classes]  # (each node: the keys naming it)
     if "mapper_node" in names:
         _discover_mapper_topics(args.bag, configs[names.index("mapper_node")])

@@ -181,6 +181,7 @@ def map_bag(
         bar = progress_report(total=total, unit="frame", desc="mapping", enabled=progress, leave=False)
         calibration = None
         pending = []  # mapping frames buffered until the colour camera is calibrated
+        used = 0  # frames read (mapped, held out or pending), for max_frames
 
         def feed(frame):
             decision = mapper.add_frame(calibration.register(frame) if calibration else frame)
@@ -195,8 +196,6 @@ def map_bag(
             for frame in read_frames(
                 bag_path, cfg.topics, fstats, cloud_topic=cloud_topic, deskew=cfg.deskew
             ):
-                if max_frames is not None and frame.index >= max_frames:
-                    break
                 if n and frame.index % n == n - 1:
                     heldout.add(frame)  # never shown to the mapper
                     bar.update(1)
@@ -209,6 +208,11 @@ def map_bag(
                         pending = []
                 else:
                     feed(frame)
+                used += 1
+                if max_frames is not None and used >= max_frames:
+                    # (the frames read_frames gave: one skipped for no pose or bad data does not count,
+                    # nor is a usable one read past the limit and dropped)
+                    break
             if pending:
                 calibration = estimate_color_calibration(pending)
                 for f in pending:
@@ -268,7 +272,7 @@ def map_bag(
                     "level_fractions": level_fractions(mapper.gmap.levels, mapper.cfg.levels.count),
                     "per_view": per_view,
                 },
-                "frames": fstats.pairs if max_frames is None else min(fstats.pairs, max_frames),
+                "frames": fstats.pairs,
                 "mapping_frames": mapper.stats.frames,
                 "keyframes": mapper.stats.keyframes,
                 "skipped": fstats.skipped + mapper.stats.skipped_invalid_depth,

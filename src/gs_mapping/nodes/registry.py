@@ -47,6 +47,36 @@ def read_parameter_file(path, fqn: str | None = None) -> dict | None:
     return params
 
 
+def check_node_keys(path, command: str) -> None:
+    """For ``map`` and ``replay``, which run the nodes by their own names outside any namespace: a
+    node key of file ``path`` that holds one of the nodes' sections yet applies to none of them is
+    refused where its node name is none of theirs (a misspelt ``/mapper_nod:``, which rcl leaves
+    unread without a word), and said where only its namespace keeps it off (``/robot1/mapper_node``,
+    a fleet file's). A key of another node's own parameters (a camera driver's) is not ours to judge."""
+    if path is None:
+        return
+    import logging
+
+    from ..config_file import node_key_matches, parameter_entries
+
+    fqns = [node_fqn(n) for n in NODES]
+    ours = set(SECTIONS) - {"hd_train"}  # (hd-train reads its recipe under any key)
+    for key, params in parameter_entries(path):
+        held = sorted(ours & set(params))
+        if not held or any(node_key_matches(key, f, path) for f in fqns):
+            continue
+        name = key.rstrip("/").rsplit("/", 1)[-1]
+        if name not in NODES and name not in ("*", "**"):
+            raise ConfigError(
+                f"{path}: node key {key!r} names no node of the suite ({', '.join(NODES)}): its "
+                f"{held[0]!r} section would not be read"
+            )
+        logging.getLogger(f"gs_mapping.{command}").warning(
+            f"{path}: node key {key!r} is not read: {command} runs the nodes outside any namespace "
+            f"({', '.join(fqns)})"
+        )
+
+
 def node_fqn(name: str, namespace: str = "") -> str:
     """A node's fully qualified name, what a params file's keys are matched against: ``/ns/name``."""
     ns = "/".join(p for p in namespace.split("/") if p)
