@@ -11,7 +11,7 @@ from gsmap_hd.decoder import DeformableAttention
 from gsmap_hd.gaussians2d import BEVGrid
 from gsmap_hd.losses import GSMapCriterion
 from gsmap_hd.model import GSMapModel, count_parameters
-from gsmap_hd.model_config import LossConfig, ModelConfig, paper
+from gsmap_hd.model_config import LossConfig, paper
 from gsmap_hd.synthetic import camera_rig, generate
 
 torch.set_num_threads(1)
@@ -141,18 +141,7 @@ def test_overfits_one_tiny_batch():
     """Sanity: on one synthetic frame the vector loss falls several-fold and the top predictions take
     the GT classes (the ≥ 0.95 Chamfer mAP overfit on world frames is in bench/hd.py)."""
     torch.manual_seed(0)
-    m = ModelConfig(
-        bev_h=20,
-        bev_w=10,
-        image_size=(32, 64),
-        small_channels=(8, 16, 16),
-        embed_dim=32,
-        num_instances=6,
-        num_points=6,
-        num_layers=2,
-        num_heads=4,
-        ffn_dim=32,
-    )
+    m = tiny_config()
     loss_cfg = LossConfig(raster_res=1.5, iou_cost_res=3.0, raster_warmup_steps=40)
     model = GSMapModel(m)
     crit = GSMapCriterion(m, loss_cfg)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import hd_tiny
 import numpy as np
 import pytest
 import torch
@@ -19,18 +20,8 @@ from gsmap_hd.synthetic import camera_rig, generate
 from gsmap_hd.train import train
 
 torch.set_num_threads(1)
-TINY = dict(
-    bev_h=20,
-    bev_w=10,
-    image_size=[32, 64],
-    small_channels=[8, 16, 16],
-    embed_dim=32,
-    num_instances=6,
-    num_points=6,
-    num_layers=2,
-    num_heads=4,
-    ffn_dim=32,
-)
+# hd_tiny's sizes as a parameter file gives them (sequences as lists: they are written to YAML too)
+TINY = {k: list(v) if isinstance(v, tuple) else v for k, v in hd_tiny.TINY.items()}
 TINY_LOSS = dict(raster_res=1.5, iou_cost_res=3.0, raster_warmup_steps=2)
 
 
