@@ -83,6 +83,13 @@ _MAX_EXACT_ID = 1 << 53
 _WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
 _MAX_HEADER = 64 * 1024
 _MAGIC = re.compile(rb"ply[ \t]*(?:\r?\n|\r)")
+
+
+def starts_as_ply(head: bytes) -> bool:
+    """Whether ``head`` opens as a PLY header does for this reader (any of its line ends)."""
+    return _MAGIC.match(head) is not None
+
+
 # header lines end in \n, \r\n (Windows tools) or a bare \r (old Mac files, ASCII); trailing blanks:
 # some writers leave them
 _HEADER_END = re.compile(rb"(?:\r?\n|\r)end_header[ \t]*(?:\r?\n|\r)")

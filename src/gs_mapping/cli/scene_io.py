@@ -3,6 +3,7 @@ snapshots (``.gsd``), which only the application layer may decode (the codec sit
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from gs_map_share.container import MAGIC, unpack_header
@@ -12,7 +13,7 @@ from gs_mapping.errors import ConfigError, GsMappingError, named
 from gs_mapping.gaussians import GaussianMap
 from gs_mapping.input_files import check_room, open_regular, read_bytes
 from gs_mapping.output_files import check_output
-from gs_mapping.ply import read_file
+from gs_mapping.ply import read_file, starts_as_ply
 from gs_mapping.splat_formats import (
     WRITE_NAMES,
     can_write,
@@ -22,6 +23,7 @@ from gs_mapping.splat_formats import (
     stored_coordinate_system,
 )
 from gs_mapping.splat_formats.sog import is_meta_name
+from gs_mapping.splat_formats.spz import MAGIC as SPZ_MAGIC
 
 
 def read_container(path: str) -> bytes:
@@ -92,13 +94,13 @@ def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMa
 
 
 # the magic a file of each format we read starts with: what it is, and the name that reads it
+# (the PLY and SPZ tests are their readers' own)
 _HELD = (
-    (b"ply\n", "a PLY file", ".ply"),
-    (b"ply\r\n", "a PLY file", ".ply"),
-    (b"NGSP", "an SPZ file", ".spz"),
-    (b"\x1f\x8b", "gzip data (as SPZ up to version 3)", ".spz"),
-    (MAGIC, "a .gsd snapshot", ".gsd"),
-    (b"PK\x03\x04", "a zip (as a .sog)", ".sog"),
+    (starts_as_ply, "a PLY file", ".ply"),
+    (lambda h: h[:4] == struct.pack("<I", SPZ_MAGIC), "an SPZ file", ".spz"),
+    (lambda h: h[:2] == b"\x1f\x8b", "gzip data (as SPZ up to version 3)", ".spz"),
+    (lambda h: h.startswith(MAGIC), "a .gsd snapshot", ".gsd"),
+    (lambda h: h[:4] == b"PK\x03\x04", "a zip (as a .sog)", ".sog"),
 )
 
 
@@ -113,8 +115,8 @@ def misnamed(path, exc: Exception, snapshot_only: bool = False) -> Exception:
             head = f.read(8)
     except OSError:  # (a SOG folder, a pipe, a missing file: the reader's own words)
         return exc
-    for magic, what, suffix in _HELD:
-        if not head.startswith(magic):
+    for holds, what, suffix in _HELD:
+        if not holds(head):
             continue
         if snapshot_only and suffix != ".gsd":
             return type(exc)(f"{path}: {what}, not a .gsd container ('gs-mapping convert' reads scenes)")
