@@ -1,5 +1,6 @@
 """Training loop (checkpoints, resume, metrics), hd-train / hd-predict CLIs, inference API errors."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -291,6 +292,10 @@ def _hostile_hd_commands(tmp_path, bag, model, full, capsys):
     fails("hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model), "--tolerance", "nan",
           naming="--tolerance")  # fmt: skip
     (tmp_path / ".m.onnx.check").write_text("someone else's")
+    if importlib.util.find_spec("onnx") is None:  # (the numpy 1.26 venv has no onnx: one line, exit 2)
+        fails("hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model), naming="'onnx'")
+        assert not (tmp_path / "m.onnx").exists() and (tmp_path / ".m.onnx.check").read_text() == "someone else's"
+        return
     assert main(["hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model)]) == 0
     assert (tmp_path / ".m.onnx.check").read_text() == "someone else's" and (
         tmp_path / "m.onnx"
