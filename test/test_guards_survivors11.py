@@ -118,9 +118,46 @@ def test_delta_with_other_quantisation_parameters_is_rejected_and_the_map_untouc
     assert store.state.checksum() == crcs[0] and store.params == P
     h, chunks = unpack(relabelled)
     with pytest.raises(DecodeError, match="quantisation parameters"):
-        apply_next(store.state, store.params, h, chunks, len(relabelled))
+        apply_next(store.state, store.header, h, chunks, len(relabelled))
     assert store.receive(msgs[1]) == APPLIED
     assert store.state.checksum() == crcs[1]
+
+
+def test_delta_in_another_frame_is_refused_by_the_receiver_and_by_apply(tmp_path, capsys):
+    """A map's frame is its base's: the genuine delta relabelled into another frame (valid CRCs) is
+    REJECTED by a live receiver naming both frames, the map stays the snapshot's (and the genuine
+    delta applies after it); ``gs-mapping apply`` refuses it in one line, exit 2, no file written,
+    and applies the genuine one into the map the sender holds."""
+    from gs_map_share.receiver import APPLIED, REJECTED, MapStore
+    from gs_map_share.snapshot import decode_snapshot
+    from gs_mapping.cli import main
+    from gs_mapping.ply import load_ply
+
+    msgs, crcs = _stream(1)
+    assert unpack(msgs[1])[0].frame_id == "map"
+    moved = _with_header(msgs[1], frame_id="odom")
+    store = MapStore()
+    store.receive(msgs[0])
+    assert store.receive(moved) == REJECTED
+    assert "'odom'" in store.last_error and "'map'" in store.last_error
+    assert store.state.checksum() == crcs[0] and store.seq == unpack(msgs[0])[0].seq
+    assert store.receive(msgs[1]) == APPLIED and store.state.checksum() == crcs[1]
+
+    for name, data in (("base.gsd", msgs[0]), ("odom.gsd", moved), ("d1.gsd", msgs[1])):
+        (tmp_path / name).write_bytes(data)
+    capsys.readouterr()
+    assert (
+        main(["apply", str(tmp_path / "base.gsd"), str(tmp_path / "odom.gsd"), str(tmp_path / "o.ply")]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "odom.gsd" in err and "'odom'" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o.ply").exists()
+    assert main(["apply", str(tmp_path / "base.gsd"), str(tmp_path / "d1.gsd"), str(tmp_path / "o.ply")]) == 0
+    got = load_ply(tmp_path / "o.ply")
+    assert len(got) == len(store.state) and np.array_equal(np.sort(got.ids), np.sort(store.state.ids))
+    want = store.gaussian_map()
+    np.testing.assert_array_equal(got.means[np.argsort(got.ids)], want.means[np.argsort(want.ids)])
+    assert decode_snapshot(msgs[0])[1].checksum() == crcs[0]
 
 
 def test_apply_next_bounds_the_map_it_makes():
@@ -136,9 +173,9 @@ def test_apply_next_bounds_the_map_it_makes():
     h, chunks = unpack(msgs[1])
     assert h.gaussians == len(store.state) == 400
     with pytest.raises(DecodeError, match="more than the 399 allowed"):
-        apply_next(store.state, store.params, h, chunks, len(msgs[1]), max_gaussians=399)
+        apply_next(store.state, store.header, h, chunks, len(msgs[1]), max_gaussians=399)
     assert store.state.checksum() == crcs[0]
-    new = apply_next(store.state, store.params, h, chunks, len(msgs[1]), max_gaussians=400)
+    new = apply_next(store.state, store.header, h, chunks, len(msgs[1]), max_gaussians=400)
     assert new.checksum() == crcs[1]
 
 

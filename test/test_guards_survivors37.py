@@ -96,9 +96,9 @@ def test_apply_next_refuses_a_delta_whose_map_would_exceed_max_gaussians():
     a = q.take(np.arange(40))
     data = encode_delta(a, q, params, map_id=7, seq=6, base_seq=5)[0]
     h, chunks = unpack(data)
-    assert len(apply_next(a, params, h, chunks, len(data), max_gaussians=60)) == 60
+    assert len(apply_next(a, h, h, chunks, len(data), max_gaussians=60)) == 60
     with pytest.raises(DecodeError, match=r"60 Gaussians.*59"):
-        apply_next(a, params, h, chunks, len(data), max_gaussians=59)
+        apply_next(a, h, h, chunks, len(data), max_gaussians=59)
     assert len(a) == 40
 
 

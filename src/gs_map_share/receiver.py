@@ -3,7 +3,7 @@
 The in-order rules live here once (:func:`delta_standing`, :func:`apply_next`); ``gs-mapping apply``
 uses them too.
 
-- A delta applies only to the state it was made from (``base_seq == seq``). One from the future
+- A delta applies only to the state it was made from (``base_seq == seq``), on its lattice and in its frame. One from the future
   (a gap: something was lost or is late) is buffered until the missing ones arrive or a snapshot
   makes it usable or obsolete; one from the past is a duplicate and is dropped.
 - A snapshot newer than the state replaces it (late joiners and recovery after losses).
@@ -65,11 +65,15 @@ def delta_standing(h: Header, map_id: int | None, seq: int | None) -> str:
 
 
 def apply_next(
-    state: QMap, params: QuantParams, h: Header, chunks, nbytes: int, max_gaussians: int | None = None
+    state: QMap, base: Header, h: Header, chunks, nbytes: int, max_gaussians: int | None = None
 ) -> QMap:
-    """The map after the NEXT delta ``h``; :class:`DecodeError` (state untouched) if it fails."""
-    if h.params != params:
+    """The map after the NEXT delta ``h`` to ``state`` (made by the container ``base``);
+    :class:`DecodeError` (state untouched) if it fails. A delta must keep its base's lattice and
+    frame: one in another frame would move the map's Gaussians into it unseen."""
+    if h.params != base.params:
         raise DecodeError(f"delta {h.seq} uses other quantisation parameters than the map")
+    if h.frame_id != base.frame_id:
+        raise DecodeError(f"delta {h.seq} is in frame {h.frame_id!r}, the map in {base.frame_id!r}")
     return guarded(lambda: apply_delta(state, h, chunks, nbytes, max_gaussians))
 
 
@@ -226,9 +230,9 @@ class MapStore:
             self.stats[OTHER_MAP] += 1
             self.last_error = f"container for map {h.map_id}, this store holds map {self.map_id}"
             return OTHER_MAP
-        assert self.state is not None  # a snapshot set params and state together
+        assert self.state is not None and self.header is not None  # a snapshot set them together
         try:
-            new = apply_next(self.state, self.params, h, chunks, nbytes, self.max_gaussians)
+            new = apply_next(self.state, self.header, h, chunks, nbytes, self.max_gaussians)
         except DecodeError as exc:
             return self._reject(exc)
         self._set(new, h)

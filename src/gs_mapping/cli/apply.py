@@ -67,7 +67,7 @@ def run(args) -> int:
         if standing != NEXT:
             raise DecodeError(f"{path}: delta applies to sequence {dh.base_seq}, the map is at {h.seq}")
         try:
-            state = apply_next(state, h0.params, dh, chunks, len(data))
+            state = apply_next(state, h, dh, chunks, len(data))
         except DecodeError as exc:
             raise DecodeError(f"{path}: {exc}") from None
         h = dh
