@@ -294,7 +294,10 @@ def _hostile_hd_commands(tmp_path, bag, model, full, capsys):
     (tmp_path / ".m.onnx.check").write_text("someone else's")
     if importlib.util.find_spec("onnx") is None:  # (the numpy 1.26 venv has no onnx: one line, exit 2)
         fails("hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model), naming="'onnx'")
-        assert not (tmp_path / "m.onnx").exists() and (tmp_path / ".m.onnx.check").read_text() == "someone else's"
+        assert (
+            not (tmp_path / "m.onnx").exists()
+            and (tmp_path / ".m.onnx.check").read_text() == "someone else's"
+        )
         return
     assert main(["hd-export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", str(model)]) == 0
     assert (tmp_path / ".m.onnx.check").read_text() == "someone else's" and (
