@@ -104,3 +104,65 @@ def test_hd_predict_refuses_an_empty_camera_name(tmp_path, capsys, kitchen_bag):
     assert main([*argv, "camera/color/image_raw", ""]) == 2
     _one_error_line(capsys, "--cameras: an empty topic name")
     assert not out.exists()
+
+
+# -- a pipe named as a middleware's config file --------------------------------------------------
+# Zenoh (Rust) and Cyclone DDS (C) read their config files themselves: a FIFO there blocked the
+# read past Ctrl-C and SIGTERM (timeout's TERM did not end play in 10 minutes). Run as a process,
+# each under a time limit, so that the old hang fails the test instead of stopping the suite.
+
+
+def _cli_process(args, extra_env, timeout=120):
+    import subprocess
+    import sys
+
+    env = {**os.environ, **extra_env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gs_mapping", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"gs-mapping {' '.join(map(str, args))} still ran after {timeout} s (a read that blocks)")
+    return proc.returncode, out, err
+
+
+def _assert_one_line(rc, err, *needles):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, (rc, err)
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.shared_data
+def test_play_refuses_a_pipe_as_the_zenoh_config_file_instead_of_blocking_on_it(tmp_path, kitchen_bag):
+    pytest.importorskip("zenoh")
+    fifo = tmp_path / "zenoh.json5"
+    os.mkfifo(fifo)
+    args = ["play", str(kitchen_bag), "--wait-for-subscribers", "0", "--transport", "zenoh"]
+    rc, _, err = _cli_process([*args, "--zenoh-config", str(fifo)], {})
+    _assert_one_line(rc, err, str(fifo), "not a regular file")
+    rc, _, err = _cli_process(args, {"ZENOH_SESSION_CONFIG_URI": str(fifo)})  # as rmw_zenoh reads it
+    _assert_one_line(rc, err, str(fifo), "not a regular file")
+
+
+@pytest.mark.shared_data
+def test_play_refuses_a_pipe_named_by_cyclonedds_uri_instead_of_blocking_on_it(tmp_path, kitchen_bag):
+    fifo = tmp_path / "cyclonedds.xml"
+    os.mkfifo(fifo)
+    args = ["play", str(kitchen_bag), "--wait-for-subscribers", "0", "--topics", "/tf_static"]
+    rc, _, err = _cli_process(args, {"CYCLONEDDS_URI": f"file://{fifo}"})
+    _assert_one_line(rc, err, "CYCLONEDDS_URI", str(fifo), "not a regular file")
+    good = tmp_path / "loopback.xml"  # a real config file beside it still works
+    good.write_text(
+        '<CycloneDDS><Domain><General><Interfaces><NetworkInterface address="127.0.0.1"/>'
+        "</Interfaces></General></Domain></CycloneDDS>"
+    )
+    rc, out, err = _cli_process(args, {"CYCLONEDDS_URI": f"<Discovery/>,file://{good}"})
+    assert rc == 0 and out.startswith(f"played 1 messages from {kitchen_bag}"), (rc, out, err)
