@@ -166,3 +166,25 @@ def test_play_refuses_a_pipe_named_by_cyclonedds_uri_instead_of_blocking_on_it(t
     )
     rc, out, err = _cli_process(args, {"CYCLONEDDS_URI": f"<Discovery/>,file://{good}"})
     assert rc == 0 and out.startswith(f"played 1 messages from {kitchen_bag}"), (rc, out, err)
+
+
+def test_hd_eval_keeps_the_interrupted_mark_of_a_rescued_prediction_file(tmp_path, capsys):
+    """README: Ctrl-C during hd-predict keeps the frames predicted in a file "marked
+    "interrupted": true, which hd-eval reads". hd-eval's figures of such a file cover those frames
+    only: the result says so (it dropped the mark), and the figures are those of the same frames."""
+    import json
+
+    pytest.importorskip("torch")
+    bag, pred = tmp_path / "drive", tmp_path / "pred.json"
+    assert main(["world", "--out", str(bag), "--frames", "2", "--size", "64x32", "--no-progress"]) == 0
+    assert main(["hd-predict", str(bag), "--out", str(pred), "--no-progress"]) == 0
+    capsys.readouterr()
+    doc = json.loads(pred.read_text())
+    rescued = tmp_path / "rescued.json"
+    rescued.write_text(json.dumps({**doc, "interrupted": True}))  # the rescue's mark (predict_bag.document)
+    assert main(["hd-eval", str(pred)]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert main(["hd-eval", str(rescued)]) == 0
+    part = json.loads(capsys.readouterr().out)
+    assert "interrupted" not in whole and part.pop("interrupted") is True
+    assert part == whole
