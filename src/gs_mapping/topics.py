@@ -102,6 +102,17 @@ def resolve_name(name: str, namespace: str = "") -> str:
     return "/" + "/".join(p for p in name.split("/") if p)
 
 
+def resolve_topic_option(option: str, names) -> list[str]:
+    """Topic names given to a command line ``option``, each as :func:`resolve_name` resolves it
+    for a node at the root; an empty one (``--topics /tf,``, ``--cameras ""``) is refused in one
+    line naming the option, not looked up as a topic with no name."""
+    names = list(names)
+    resolved = [resolve_name(n) for n in names]
+    if not resolved or not all(resolved):
+        raise ConfigError(f"{option}: an empty topic name (given {', '.join(map(repr, names)) or 'none'})")
+    return resolved
+
+
 def resolve_namespace(ns: str) -> str:
     """A node namespace as one spelling, for keys: ``vehicle1``, ``/vehicle1`` and ``/vehicle1/`` are
     ``/vehicle1`` (a namespace is absolute either way), ``""`` and ``/`` the root ``/``."""

@@ -3,6 +3,8 @@ optimiser/scheduler state and step for resuming. Written atomically (temp file +
 
 from __future__ import annotations
 
+import errno
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import torch
 
 from gs_mapping.config_file import from_dict, to_dict
-from gs_mapping.output_files import output_path
+from gs_mapping.output_files import os_reason, output_path
 
 from .errors import CheckpointError
 from .model import GSMapModel
@@ -76,10 +78,26 @@ def _half_if_it_fits(v: torch.Tensor) -> torch.Tensor:
     return h if bool(err <= 2.0**-11 * v.abs().max()) else v
 
 
+def check_file(path: str | Path) -> None:
+    """A checkpoint's path refused in one line naming it, before anything is read: missing, a
+    directory, a device or pipe (never read: a FIFO would block), an empty file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:  # (missing, or a name too long, a loop of links: named as it is)
+        why = "checkpoint not found" if exc.errno in (errno.ENOENT, errno.ENOTDIR) else os_reason(exc)
+        raise CheckpointError(f"{path}: {why}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file (a device, pipe or socket), not a checkpoint")
+    if st.st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+
+
 def load_state(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    check_file(path)
     _check_crcs(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -103,14 +103,15 @@ def predict_bag(
     from gs_mapping.tf import RecordedTF, TFBuffer
     from gs_mapping.topics import tf_topics
 
+    from .checkpoint import check_file as check_checkpoint
     from .infer import Predictor
 
     device = resolve_device(device)
     if not 0 <= sync_slop_s <= 1:
         raise HDInputError(f"sync_slop_s must be in [0, 1] s (as hd_map_node's), got {sync_slop_s}")
     slop_ns = int(round(sync_slop_s * 1e9))
-    if checkpoint and not Path(checkpoint).exists():
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    if checkpoint:
+        check_checkpoint(checkpoint)
     results = []
     used: set[str] = set()  # the region names the frames were clipped to
     document = None  # the output's maker, once the bag's GT topics are known (an interrupt saves it)

@@ -22,7 +22,7 @@ import torch
 from gs_mapping.config_file import to_dict
 from gs_mapping.device import resolve_device
 from gs_mapping.errors import GsMappingError
-from gs_mapping.output_files import write_bytes
+from gs_mapping.output_files import os_error, write_bytes
 
 from . import checkpoint as ckpt
 from .augment import augment
@@ -146,9 +146,12 @@ def train(
     A directory holding a run already is continued with ``resume`` or started over with
     ``overwrite``; without either it is refused (its trained model is never replaced unasked)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HDDataError(f"{out_dir}: exists and is not a run directory")
-    held = [n for n in RUN_FILES if (out_dir / n).exists()]
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise HDDataError(f"{out_dir}: exists and is not a run directory")
+        held = [n for n in RUN_FILES if (out_dir / n).exists()]
+    except OSError as exc:  # a name too long: what looking at the path raised, named
+        raise os_error(out_dir, exc, "cannot use this run directory") from None
     if held and not (resume or overwrite):
         raise HDDataError(
             f"{out_dir}: holds a run already ({held[0]}); --resume continues it, --overwrite starts over"
@@ -239,7 +242,12 @@ def train(
         log.info(f"initialised from {cfg.init_from} ({ckpt.describe_training(base_cfg)})")
     # the run directory is made (and its config written) only once the model stands: a run that
     # fails before leaves nothing, and an existing run's files as they were
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # (a link that leads nowhere, or in a loop)
+        raise HDDataError(f"{out_dir}: exists and is not a run directory") from None
+    except OSError as exc:  # a parent that is a file, a read-only or full disk: named, one line
+        raise os_error(out_dir, exc, "cannot create the run directory") from None
     real = Path(os.path.realpath(out_dir))  # (named through a symlink, or as ".")
     swap = _swappable(real)  # (decided once: the lock's place and the install's way go together)
     lock = _lock_run(real, swap)

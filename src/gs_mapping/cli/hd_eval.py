@@ -82,6 +82,8 @@ def run(args) -> int:
     )
     out["region_clipped_frames"] = clipped
     out["frame"] = frame
+    if doc.get("interrupted") is True:  # (hd-predict's rescue of a stopped run: its frames so far)
+        out["interrupted"] = True  # kept, so the figures are not taken for the whole drive's
     text = json.dumps(out, indent=args.indent)
     print(text)
     if args.out is not None:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from gsmap_hd.predict_bag import predict_bag
 
     from ..tf import check_frame_id
-    from ..topics import resolve_name
+    from ..topics import resolve_topic_option
     from . import show_progress
 
     check_frame_id("--base-frame", args.base_frame)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.bag,
         Path(args.out),
         checkpoint=args.checkpoint,
-        cameras=[resolve_name(c) for c in args.cameras] if args.cameras else None,
+        cameras=resolve_topic_option("--cameras", args.cameras) if args.cameras else None,
         base_frame=args.base_frame,
         score_threshold=args.score_threshold,
         max_frames=args.max_frames,

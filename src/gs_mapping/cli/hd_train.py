@@ -142,7 +142,10 @@ def _resumed_config(args: argparse.Namespace):
     from gsmap_hd import checkpoint as ckpt
 
     last = Path(args.out) / "last.pt"
-    if not args.resume or args.preset or not last.exists():
+    try:
+        if not args.resume or args.preset or not last.exists():
+            return None
+    except OSError:  # (a name too long: train() names it)
         return None
     return ckpt.config_of(ckpt.load_state(last), last)
 

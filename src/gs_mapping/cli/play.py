@@ -12,7 +12,9 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="rosbag2 to play")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
-    p.add_argument("--topics", help="comma-separated topics (default: all)")
+    p.add_argument(
+        "--topics", help="comma-separated topics; relative names resolve as in ROS (a -> /a) (default: all)"
+    )
     p.add_argument("--transport", choices=("dds", "zenoh"), default="dds", help="dds (default) or zenoh")
     p.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID or 0)")
     p.add_argument("--network", action="store_true", help="dds: discover peers beyond loopback")
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bag import BagReader
     from ..errors import ConfigError, MessageError
     from ..nodes.context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
+    from ..topics import resolve_topic_option
     from .run_node import make_context
 
     if not 0.001 <= args.rate <= 1000:  # (NaN is not; a slower rate would wait for ever)
@@ -54,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     try:  # (a Zenoh session left open keeps the process alive after an error line)
         with BagReader(args.bag, strict=args.strict) as bag:
             topics = (
-                [t.strip() for t in args.topics.split(",")] if args.topics else [t.name for t in bag.topics]
+                resolve_topic_option("--topics", args.topics.split(","))
+                if args.topics is not None
+                else [t.name for t in bag.topics]
             )
             pubs = {}
             for name in topics:
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     pubs[name] = ctx.create_publisher(name, info.type, qos)
                 except MessageError as exc:
-                    if args.topics:  # asked for by name: an error
+                    if args.topics is not None:  # asked for by name: an error
                         raise
                     # a driver's own type (realsense2_camera_msgs, …) the transport cannot publish:
                     # as ros2 bag play, that topic is left out and the rest is played

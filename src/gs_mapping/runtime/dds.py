@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +115,23 @@ class DdsPublisher:
         return self._writer.get_publication_matched_status().current_count
 
 
+def check_cyclonedds_uri(uri: str) -> None:
+    """The files ``CYCLONEDDS_URI`` names (``file://PATH`` or a bare path, comma-separated, beside
+    inline ``<XML>``) that exist and are not regular files refused in one line: Cyclone's C reader
+    would wait on a pipe for ever, past Ctrl-C and SIGTERM. A missing one is left to Cyclone's own
+    error."""
+    pieces = re.findall(r"file://([^,<]+)", uri) if "<" in uri else uri.split(",")
+    for piece in pieces:
+        path = piece.strip()
+        path = path[len("file://") :] if path.startswith("file://") else path
+        try:
+            mode = os.stat(path).st_mode if path else None
+        except OSError:
+            continue
+        if mode is not None and not stat.S_ISREG(mode):
+            raise ConfigError(f"CYCLONEDDS_URI: {path}: not a regular file (a directory, device or pipe)")
+
+
 class DdsContext(ExpandsNames):
     """A :class:`~gs_mapping.nodes.context.NodeContext` on Cyclone DDS."""
 
@@ -133,6 +152,7 @@ class DdsContext(ExpandsNames):
         self.logger = logging.getLogger(f"gs_mapping.{node_name}")
         domain_id = ros_domain_id(domain_id)
         self.domain_id = domain_id
+        check_cyclonedds_uri(os.environ.get("CYCLONEDDS_URI", ""))
         if not network and "CYCLONEDDS_URI" not in os.environ and domain_id not in _domains:
             _domains[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
         try:

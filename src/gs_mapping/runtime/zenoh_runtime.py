@@ -57,6 +57,7 @@ import zenoh
 import zenoh.ext
 
 from ..errors import ConfigError, GsMappingError, MessageError
+from ..input_files import open_regular
 from ..nodes.context import ExpandsNames, QoS, resolve_topic, ros_domain_id
 from . import dds_types, zenoh_wire
 from .spin_loop import WallTimers, spin_until
@@ -86,6 +87,9 @@ def session_config(
     config_file = config_file or os.environ.get(env)
     try:
         if config_file:
+            # only a regular file is read (a pipe named as the file would block Zenoh's read, in
+            # Rust, past Ctrl-C and SIGTERM): refused here, without waiting for a writer
+            open_regular(config_file).close()
             config = zenoh.Config.from_file(config_file)
         else:
             config = zenoh.Config()
@@ -116,7 +120,8 @@ def session_config(
         if listen is not None:
             config.insert_json5("listen/endpoints", _json_list(listen))
     except (zenoh.ZError, OSError, ValueError) as exc:
-        raise ConfigError(f"zenoh configuration ({config_file or 'built-in'}): {_short(exc)}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _short(exc)
+        raise ConfigError(f"zenoh configuration ({config_file or 'built-in'}): {why}") from None
     return config
 
 
