@@ -188,3 +188,18 @@ def test_hd_eval_keeps_the_interrupted_mark_of_a_rescued_prediction_file(tmp_pat
     part = json.loads(capsys.readouterr().out)
     assert "interrupted" not in whole and part.pop("interrupted") is True
     assert part == whole
+
+
+def test_an_os_error_no_command_names_is_reported_with_its_file(tmp_path, capsys):
+    """What reaches the CLI's last resort (an OSError no command turned into its own line) names the
+    file the system call was about, as the kernel's error gives it: one line, exit 2."""
+    from gs_mapping.cli import _write_failed
+
+    missing = tmp_path / "no" / "such.ply"
+    with pytest.raises(OSError) as got:
+        open(missing, "rb")  # the real error of the real call
+    assert _write_failed("gs-mapping x", got.value) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"gs-mapping x: error: {missing}: No such file or directory", err
+    assert _write_failed("gs-mapping x", OSError(28, "No space left on device")) == 2
+    assert capsys.readouterr().err.strip() == "gs-mapping x: error: No space left on device"

@@ -150,7 +150,10 @@ def _write_failed(prog: str, exc: OSError) -> int:
     if isinstance(exc, BrokenPipeError):  # the reader of our output went away (| head): quietly, as cat does
         stdout_to_devnull()
         return 141
-    _say(prog, f"error: {one_line(exc.strerror or exc)}")
+    where = (
+        f"{exc.filename}: " if exc.filename is not None and exc.strerror else ""
+    )  # (which file, when known)
+    _say(prog, f"error: {one_line(where + (exc.strerror or str(exc)))}")
     return 2
 
 
