@@ -113,7 +113,16 @@ def test_read_from_rclpy_like_objects():
 
 @pytest.mark.parametrize(
     "encoding,channels_in",
-    [("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("bgra8", 4), ("mono8", 1), ("mono16", 1), ("8UC3", 3)],
+    [
+        ("rgb8", 3),
+        ("bgr8", 3),
+        ("rgba8", 4),
+        ("bgra8", 4),
+        ("mono8", 1),
+        ("mono16", 1),
+        ("8UC3", 3),
+        ("8UC4", 4),
+    ],
 )
 def test_image_to_rgb(encoding, channels_in):
     rng = np.random.default_rng(0)
@@ -123,7 +132,7 @@ def test_image_to_rgb(encoding, channels_in):
     elif encoding == "mono16":
         arr = rgb[:, :, 0].astype(np.uint16) << 8 | 0x7F
         want = np.repeat(rgb[:, :, :1], 3, 2)
-    elif encoding.startswith("bgr"):
+    elif encoding.startswith("bgr") or encoding in ("8UC3", "8UC4"):  # (no colour order: OpenCV's BGR)
         arr = rgb[:, :, ::-1]
         want = rgb
         if channels_in == 4:

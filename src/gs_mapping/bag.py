@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
+from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy, say_once
 from .errors import BagError, GsMappingError, MessageError, OutputError
 from .output_files import (
     check_output,
@@ -352,8 +352,9 @@ class BagReader:
         if lies:
             # (without a metadata.yaml the claims are rosbags' reading of this summary: none was made)
             if (p / "metadata.yaml").is_file():
-                log.warning(
-                    f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}"
+                say_once(
+                    f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}",
+                    log,
                 )
             self.topics = [dataclasses.replace(t, count=actual[t.name]) for t in self.topics]
             self.message_count = total

@@ -23,7 +23,9 @@ wins (no decode cost), then for depth ``/compressedDepth``, then ``/zstd`` (both
 ``/compressed`` (often an 8-bit JPEG of it); for colour ``/compressed``, then ``/zstd``. A depth with
 its own CameraInfo in another frame is registered to colour by the mapper; a registered one
 (``aligned_depth_to_color``, ``depth_registered``, ``depth_to_rgb``) is preferred when both exist.
-When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
+A camera is its namespace: a depth named alone takes the colour sharing the most namespace levels
+with it; a depth taken as registered (no CameraInfo of its own) named beside another camera's colour
+is refused. When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
 lists them in one line. A ``/theora`` stream (theora_image_transport's video, no image per message)
 is refused in one line naming the topics to use instead, whether named or the only one recorded.
 Where no depth image is found, the bag's one LiDAR cloud is the geometry: a PointCloud2 or a Livox
@@ -344,8 +346,12 @@ def discover(
             raise ConfigError(f"{where}: {role} topic {name} is {types[name]}, not {' or '.join(allowed)}")
         return name
 
+    if depth:
+        depth = need(depth, IMAGE_TYPES, "depth")
     if color:
         color = need(color, IMAGE_TYPES, "colour")
+    elif depth:  # the colour of the named depth's own camera
+        color = _colour_of_depth(colour_candidates(types, empty), depth, where)
     else:
         color = _best(
             colour_candidates(types, empty),
@@ -364,9 +370,7 @@ def discover(
     if cloud:
         cloud = need(cloud, CLOUD_TYPES, "cloud")
         return CameraTopics(color, camera_info, cloud=cloud)
-    if depth:
-        depth = need(depth, IMAGE_TYPES, "depth")
-    else:
+    if not depth:
         depth = _best(
             [d for d in depth_candidates(types, empty) if transport_base(d) != transport_base(color)],
             lambda n: (_shared_namespace(n, color), bool(_REGISTERED.search(n.lower())), "rect" in n),
@@ -393,7 +397,57 @@ def discover(
         depth_camera_info = need(depth_camera_info, (CAMERA_INFO,), "depth camera_info")
     elif types.get(depth_info_topic(depth)) == CAMERA_INFO:
         depth_camera_info = depth_info_topic(depth)
+    if not depth_camera_info:
+        _refuse_other_cameras_depth(colour_candidates(types, empty), color, depth, where)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
+
+
+def _depth_camera_level(colours: list[str], depth: str) -> int:
+    """How many namespace levels the depth shares with the colour of its own camera: the most any
+    colour topic shares with it (``/front/aligned_depth_to_color/…`` and ``/front/color/…``: 1)."""
+    base = transport_base(depth)
+    return max((_shared_namespace(transport_base(c), base) for c in colours), default=0)
+
+
+def _colour_of_depth(colours: list[str], depth: str, where: str) -> str:
+    """The colour topic of a named depth's own camera: of the colour candidates, those sharing the
+    most namespace levels with it (one camera's; :func:`_best` then picks among that camera's
+    streams as with no depth named). The only candidate when there is one; :class:`ConfigError` in
+    one line naming them where none shares a namespace with the depth, or several cameras do alike."""
+    if len(colours) <= 1:
+        return _best(colours, _colour_score, f"{where}: colour topic", "--color-topic")
+    level = _depth_camera_level(colours, depth)
+    own = [c for c in colours if _shared_namespace(transport_base(c), transport_base(depth)) == level]
+    if level == 0:
+        raise ConfigError(
+            f"{where}: colour topic: none of {', '.join(colours)} is of the camera of depth {depth} "
+            "(no namespace in common); choose one with --color-topic"
+        )
+    try:
+        return _best(own, _colour_score, "", "")
+    except ConfigError:
+        raise ConfigError(
+            f"{where}: colour topic of depth {depth}: ambiguous, candidates {', '.join(own)}; "
+            "choose one with --color-topic"
+        ) from None
+
+
+def _refuse_other_cameras_depth(colours: list[str], color: str, depth: str, where: str) -> None:
+    """:class:`ConfigError` in one line where a depth taken as registered to colour (no CameraInfo of
+    its own) is by its name another camera's: another colour topic shares more namespace levels with
+    it than ``color`` does (``/rear/aligned_depth_to_color/…`` is registered to ``/rear/color/…``,
+    not ``/front/color/…``; its pixels are not the front camera's, whatever frame its header names).
+    A depth with its own CameraInfo is placed through TF and may be any camera's."""
+    base = transport_base(depth)
+    level = _depth_camera_level([*colours, color], depth)
+    if _shared_namespace(transport_base(color), base) >= level:
+        return
+    own = [c for c in colours if _shared_namespace(transport_base(c), base) == level]
+    raise ConfigError(
+        f"{where}: depth {depth} is of another camera than colour {color} (that of {', '.join(own)}) "
+        "and has no CameraInfo of its own to place it through TF; name that camera's colour with "
+        "--color-topic, or the depth's CameraInfo with --depth-info-topic"
+    )
 
 
 def _refuse_theora_only(types: dict[str, str], exclude, where: str, role: str, include=None) -> None:

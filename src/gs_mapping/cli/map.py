@@ -108,7 +108,7 @@ def choose_topics(bag_path, cfg, args) -> str:
         "depth_camera_info": args.depth_info_topic,
         "cloud": args.cloud_topic,
     }
-    return fill_topics(bag_path, cfg, given, "gs_mapping.map")
+    return fill_topics(bag_path, cfg, given, "gs_mapping.map")[0]  # (the bag's messages carry their type)
 
 
 def run(args: argparse.Namespace) -> int:

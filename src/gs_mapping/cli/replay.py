@@ -105,9 +105,9 @@ def _names_store(config_path) -> bool:
 
 def _discover_mapper_topics(bag_path, config: dict) -> None:
     """The mapper's topics as ``map`` finds them (:mod:`.topic_choice`): those the parameter file
-    names, the rest found in the bag. A bag without a camera, when nothing was named, leaves the
-    defaults with a warning (the mapper then waits, and says so); a named topic that is missing is
-    an error, and so is a theora video stream, named or the only colour or depth recorded."""
+    names, the rest found in the bag; ``mapper_node.cloud_type`` the cloud's type in the bag. A bag
+    without a camera, when nothing was named, leaves the defaults with a warning (the mapper then
+    waits, and says so); a named topic that is missing is an error, and so is a theora video stream, named or the only colour or depth recorded."""
     import logging
 
     from ..errors import ConfigError
@@ -116,7 +116,7 @@ def _discover_mapper_topics(bag_path, config: dict) -> None:
 
     node = config["mapper_node"]
     try:
-        cloud = fill_topics(
+        cloud, cloud_type = fill_topics(
             bag_path, config["mapper"], {"cloud": node.cloud_topic or None}, "gs_mapping.replay"
         )
     except TheoraStreamError:  # (a camera was recorded, in a transport no frame can be read from)
@@ -127,3 +127,5 @@ def _discover_mapper_topics(bag_path, config: dict) -> None:
         logging.getLogger("gs_mapping.replay").warning(f"mapper_node: no camera topics found: {exc}")
         return
     node.cloud_topic = cloud
+    if cloud:  # the type a live graph's node must subscribe with (the replay reads the bag's own)
+        node.cloud_type = cloud_type

@@ -17,9 +17,10 @@ _FORMER_DEFAULTS = {
 }
 
 
-def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
+def fill_topics(bag_path, cfg, given: dict, log: str) -> tuple[str, str]:
     """Set ``cfg.topics`` (a :class:`MapperConfig`'s) for the bag at ``bag_path``; return the LiDAR cloud
-    topic, or ''. ``given``: {field or "cloud": name or None}; relative names resolve as in ROS.
+    topic and its type in the bag (PointCloud2 or a Livox CustomMsg: ``mapper_node.cloud_type`` on a
+    live graph), or ('', ''). ``given``: {field or "cloud": name or None}; relative names resolve as in ROS.
     :class:`ConfigError` in one line when a named topic is missing or of the wrong type, or when
     nothing can be found."""
     from ..bag import BagReader
@@ -41,7 +42,7 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> str:
         camera_info=found.camera_info,
         depth_camera_info=found.depth_camera_info,
     )
-    return found.cloud
+    return found.cloud, types.get(found.cloud, "")
 
 
 def _named(cfg) -> dict:

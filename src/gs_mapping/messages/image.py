@@ -7,6 +7,7 @@ memory (never a view into the message buffer). Depth follows REP-118: ``16UC1`` 
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -41,6 +42,12 @@ _NAMED = {
 _YUV422_ORDER = {"yuv422": "uyvy", "uyvy": "uyvy", "yuv422_yuy2": "yuyv", "yuyv": "yuyv"}
 _GENERIC = re.compile(r"^(8|16|32|64)([USF])C([1-4])$")  # OpenCV-style "16UC1", "32FC3", ...
 _GENERIC_KIND = {"U": "u", "S": "i", "F": "f"}
+# three or four 8-bit channels with no colour order (image_encodings.hpp: isColor is false for them,
+# and cv_bridge refuses to convert them to rgb8 or bgr8): what an OpenCV-based node publishes for its
+# cv::Mat, which OpenCV orders BGR(A); RViz's image display and image_view show them so
+_UNORDERED_COLOUR = ("8UC3", "8UC4")
+_said_unordered: set[str] = set()
+log = logging.getLogger(__name__)
 
 #: The encodings :func:`image_to_numpy` and :func:`numpy_to_image` understand.
 SUPPORTED_ENCODINGS = tuple(_NAMED) + tuple(
@@ -157,7 +164,9 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     """An Image → uint8 RGB (H, W, 3) for display or colour supervision.
 
     bgr/rgba/bgra are reordered or lose alpha, mono is repeated to 3 channels, 16-bit images keep
-    their high byte (16UC1, REP-118's depth, is refused); 8UC3 / 8UC4 are taken as RGB / RGBA.
+    their high byte (16UC1, REP-118's depth, is refused); 8UC3 / 8UC4, which carry no colour order,
+    are taken as BGR / BGRA, the order of the OpenCV images they are published from, as RViz shows
+    them (said once a process).
     YUV 4:2:2 is converted with BT.601 (video range, as OpenCV does); Bayer mosaics by 2x2 cells
     (each cell's colour on its 4 pixels: half resolution in colour, no interpolation artefacts).
     Float images have no colour meaning here.
@@ -178,7 +187,14 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         return np.repeat(a[:, :, None], 3, axis=2)
     if a.shape[2] == 2:
         raise MessageError(f"{IMAGE}.encoding: cannot convert two-channel {encoding!r} to RGB")
-    if encoding.startswith("bgr"):
+    if encoding in _UNORDERED_COLOUR and encoding not in _said_unordered:
+        _said_unordered.add(encoding)
+        log.warning(
+            f"{IMAGE}.encoding {encoding!r} carries no colour order: taken as "
+            f"{'bgr8' if encoding == '8UC3' else 'bgra8'}, as OpenCV orders it and RViz shows it "
+            "(publish rgb8 or bgr8 to say which)"
+        )
+    if encoding.startswith("bgr") or encoding in _UNORDERED_COLOUR:
         a = a[:, :, 2::-1]
     return np.ascontiguousarray(a[:, :, :3])
 
