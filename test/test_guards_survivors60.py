@@ -234,3 +234,18 @@ def test_integers_a_float_holds_are_numbers_beyond_32_bits():
     assert v.score == float(2**40)
     with pytest.raises(HDMapError, match=r"v\.pts\[1\]: coordinate beyond"):
         parse_vector({"pts": [[0, 1], [5_000_000_000, 5]], "type": 0}, "v", False)
+
+
+def test_sample_i_is_frame_i_mod_24_of_its_drive_at_2_hz():
+    """world_data: sample i is frame i % 24 of drive i // 24, at 2 Hz; docs/world.md: the vehicle
+    drives at 8 m/s and 'frames at --rate Hz starting 40 m into the route'. So the start of the road
+    lies 40 + 4·(i % 24) m behind the car in sample i's GT: 40, 44, 48 m in samples 0, 1, 2, and again
+    40, 44 m in samples 24, 25 (the next drive's first frames), whatever the data seed."""
+    pytest.importorskip("torch")
+    from gsmap_hd.world_data import world_sample
+
+    for seed in (0, 1):
+        for i in (0, 1, 2, 24, 25):
+            s = world_sample(seed, i, "front", (64, 32), x_range=(-60.0, 30.0))
+            behind = -min(p[:, 0].min() for _, p in s.elements)
+            assert behind == pytest.approx(40.0 + 4.0 * (i % 24), abs=0.3), (seed, i)
