@@ -249,3 +249,61 @@ def test_sample_i_is_frame_i_mod_24_of_its_drive_at_2_hz():
             s = world_sample(seed, i, "front", (64, 32), x_range=(-60.0, 30.0))
             behind = -min(p[:, 0].min() for _, p in s.elements)
             assert behind == pytest.approx(40.0 + 4.0 * (i % 24), abs=0.3), (seed, i)
+
+
+# ------------------------------------------------------------------------------------------------
+# gsmap_hd.gaussians2d: clipping GT to the patch
+
+
+def _shoelace(r):
+    r = np.asarray(r, np.float64)
+    return 0.5 * abs(np.dot(r[:-1, 0], r[1:, 1]) - np.dot(r[1:, 0], r[:-1, 1]))
+
+
+def test_a_triangular_crossing_inside_the_patch_is_kept_whole():
+    """clip_to_patch: a polygon needs 3 vertices; a triangle (0, 0), (4, 0), (0, 3) wholly inside the
+    patch comes back as one closed ring with the same three corners and area 6 m² (½·4·3)."""
+    pytest.importorskip("torch")
+    from gsmap_hd.gaussians2d import BEVGrid, clip_to_patch
+
+    g = BEVGrid((-30.0, 30.0), (-15.0, 15.0), 200, 100)
+    (ring,) = clip_to_patch(1, np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 3.0]]), g, True)
+    np.testing.assert_array_equal(ring[0], ring[-1])
+    assert {tuple(p) for p in ring} == {(0.0, 0.0), (4.0, 0.0), (0.0, 3.0)}
+    assert _shoelace(ring) == pytest.approx(6.0)
+
+
+def test_gt_that_only_grazes_the_patch_edge_gives_no_element():
+    """clip_to_patch: a crossing reaching 10 nm into the patch (a 3 × 10⁻⁸ m² sliver) and a divider
+    ending 0.1 mm inside it are outside the patch for training: no piece (a degenerate GT element
+    would be a target the model cannot draw); one reaching 1 m in is kept, 1 m long / 3 m² in area."""
+    pytest.importorskip("torch")
+    from gsmap_hd.gaussians2d import BEVGrid, clip_to_patch
+
+    g = BEVGrid((-30.0, 30.0), (-15.0, 15.0), 200, 100)
+    for inside, want in ((1e-8, 0), (1.0, 1)):
+        sq = np.array([[30 - inside, 0.0], [34.0, 0.0], [34.0, 3.0], [30 - inside, 3.0]])
+        pieces = clip_to_patch(1, sq, g, True)
+        assert len(pieces) == want
+        if want:
+            assert _shoelace(pieces[0]) == pytest.approx(3.0 * inside)
+    for inside, want in ((1e-4, 0), (1.0, 1)):
+        pieces = clip_to_patch(0, np.array([[30 - inside, 2.0], [40.0, 2.0]]), g, False)
+        assert len(pieces) == want
+        if want:
+            assert np.linalg.norm(np.diff(pieces[0], axis=0), axis=1).sum() == pytest.approx(inside)
+
+
+def test_resampling_a_nearly_closed_ring_gives_an_exactly_closed_one():
+    """resample(closed=True): 'point K−1 == point 0'. A 4 × 4 m square ring whose last vertex misses
+    the first by 10⁻¹⁰ m (a ring read back from text) resampled to 9 points: every 2 m along the
+    16 m outline from (0, 0) — the corners and edge midpoints, worked by hand — and the last point is
+    the first one exactly."""
+    pytest.importorskip("torch")
+    from gsmap_hd.gaussians2d import resample
+
+    ring = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0], [1e-10, 0.0]])
+    out = resample(ring, 9, closed=True)
+    want = [[0, 0], [2, 0], [4, 0], [4, 2], [4, 4], [2, 4], [0, 4], [0, 2], [0, 0]]
+    np.testing.assert_allclose(out, want, atol=1e-9)
+    np.testing.assert_array_equal(out[-1], out[0])
