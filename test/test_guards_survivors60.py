@@ -307,3 +307,39 @@ def test_resampling_a_nearly_closed_ring_gives_an_exactly_closed_one():
     want = [[0, 0], [2, 0], [4, 0], [4, 2], [4, 4], [2, 4], [0, 4], [0, 2], [0, 0]]
     np.testing.assert_allclose(out, want, atol=1e-9)
     np.testing.assert_array_equal(out[-1], out[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# gsmap_hd.backbone
+
+
+def test_bottleneck_block_ends_in_a_relu_after_the_shortcut_add():
+    """He et al. 2016 (fig. 5, right) and torchvision's ``Bottleneck``:
+    ``out = relu(bn3(conv3(…)) + x)``. Hand computation in eval mode with conv3's weights zero and
+    bn3's shift −10: the branch is −10 everywhere, so an input of ones maps to relu(1 − 10) = 0 (−9
+    without the closing ReLU); with the shift +0.5 to 1.5."""
+    torch = pytest.importorskip("torch")
+    from gsmap_hd.backbone import Bottleneck
+
+    block = Bottleneck(8, 2, 1).eval()  # 8 → width 2 → 8 channels: the identity shortcut
+    conv3, bn3 = block.body[2][0], block.body[2][1]
+    for shift, want in ((-10.0, 0.0), (0.5, 1.5)):
+        with torch.no_grad():
+            conv3.weight.zero_()
+            bn3.bias.fill_(shift)
+            out = block(torch.ones(1, 8, 5, 5))
+        torch.testing.assert_close(out, torch.full_like(out, want))
+
+
+def test_resnet50_trunk_has_the_published_parameter_count():
+    """ResNet-50 (He et al. 2016, table 1: bottlenecks 3-4-6-3): torchvision's resnet50 has
+    25,557,032 parameters, of which its 1000-way fc layer holds 2048·1000 + 1000 = 2,049,000; the
+    convolutional trunk (stem + four stages, batch norms included) is the remaining 23,508,032 —
+    ours, without its projection to embed_dim, must be that network."""
+    pytest.importorskip("torch")
+    from gsmap_hd.backbone import ResNet50
+
+    m = ResNet50(32)
+    trunk = sum(p.numel() for mod in (m.stem, m.stages) for p in mod.parameters())
+    assert trunk == 25_557_032 - 2_049_000
+    assert sum(p.numel() for p in m.proj.parameters()) == 2048 * 32 + 32
