@@ -149,7 +149,8 @@ def orderings(points: np.ndarray, closed: bool) -> np.ndarray:
 
 def gaussians_from_points(points: torch.Tensor, width: float) -> torch.Tensor:
     """Gaussians lying along a polyline (..., K, 2): θ along the local tangent, sx half the spacing,
-    sy = ``width``/2. Used to draw GT and to initialise/visualise; the model learns its own."""
+    sy = ``width``/2: the Gaussians of a prediction that is exactly the given lane (the model learns
+    its own; tests build known predictions with it)."""
     d = torch.zeros_like(points)
     d[..., 1:-1, :] = points[..., 2:, :] - points[..., :-2, :]
     d[..., 0, :] = points[..., 1, :] - points[..., 0, :]
