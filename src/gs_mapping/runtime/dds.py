@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable
@@ -115,21 +114,65 @@ class DdsPublisher:
         return self._writer.get_publication_matched_status().current_count
 
 
-def check_cyclonedds_uri(uri: str) -> None:
-    """The files ``CYCLONEDDS_URI`` names (``file://PATH`` or a bare path, comma-separated, beside
-    inline ``<XML>``) that exist and are not regular files refused in one line: Cyclone's C reader
-    would wait on a pipe for ever, past Ctrl-C and SIGTERM. A missing one is left to Cyclone's own
-    error."""
-    pieces = re.findall(r"file://([^,<]+)", uri) if "<" in uri else uri.split(",")
-    for piece in pieces:
-        path = piece.strip()
-        path = path[len("file://") :] if path.startswith("file://") else path
-        try:
-            mode = os.stat(path).st_mode if path else None
-        except OSError:
+def _inline_xml_end(uri: str, i: int) -> int:
+    """Where the inline XML element starting at ``uri[i] == "<"`` ends, as Cyclone's parser reads it
+    (``</>`` closes anonymously; an element left open runs to the end)."""
+    depth = 0
+    while i < len(uri):
+        if uri[i] != "<":
+            i += 1
             continue
-        if mode is not None and not stat.S_ISREG(mode):
-            raise ConfigError(f"CYCLONEDDS_URI: {path}: not a regular file (a directory, device or pipe)")
+        if uri.startswith("<!--", i):
+            end = uri.find("-->", i)
+            i = len(uri) if end < 0 else end + 3
+            continue
+        j, quote = i + 1, None  # the tag's end, past quoted attribute values
+        while j < len(uri) and (quote or uri[j] != ">"):
+            quote = (None if uri[j] == quote else quote) if quote else (uri[j] if uri[j] in "\"'" else None)
+            j += 1
+        tag = uri[i : j + 1]
+        i = j + 1
+        if tag.startswith("</"):
+            depth -= 1
+        elif not (tag.startswith(("<?", "<!")) or tag.endswith("/>")):
+            depth += 1
+        if depth <= 0:
+            return i
+    return len(uri)
+
+
+def cyclonedds_uri_files(uri: str) -> list[str]:
+    """The files ``CYCLONEDDS_URI`` names, as Cyclone's ``ddsi_config_init`` reads it: commas and
+    white space skipped, an entry starting with ``<`` inline XML to its element's end, anything else
+    a file name up to the next comma (opened as written, else less a ``file://`` prefix)."""
+    files, i = [], 0
+    while i < len(uri):
+        if uri[i].isspace() or uri[i] == ",":
+            i += 1
+        elif uri[i] == "<":
+            i = _inline_xml_end(uri, i)
+        else:
+            end = uri.find(",", i)
+            end = len(uri) if end < 0 else end
+            files.append(uri[i:end])
+            i = end
+    return files
+
+
+def check_cyclonedds_uri(uri: str) -> None:
+    """The files ``CYCLONEDDS_URI`` names (:func:`cyclonedds_uri_files`: ``file://PATH`` or a bare
+    path, beside inline ``<XML>`` or not) that exist and are not regular files refused in one line:
+    Cyclone's C reader would wait on a pipe for ever, past Ctrl-C and SIGTERM. A missing one is left
+    to Cyclone's own error."""
+    for name in cyclonedds_uri_files(uri):
+        for path in (name, name[len("file://") :] if name.startswith("file://") else None):
+            try:
+                mode = os.stat(path).st_mode if path else None
+            except OSError:
+                continue
+            if mode is not None and not stat.S_ISREG(mode):
+                raise ConfigError(f"CYCLONEDDS_URI: {path}: not a regular file (a directory, device or pipe)")
+            break  # (the one Cyclone opens: the name as written where it exists)
 
 
 class DdsContext(ExpandsNames):
