@@ -382,3 +382,25 @@ def test_run_reads_the_parameters_of_the_node_by_the_name_given_with_name(tmp_pa
     assert err.count("\n") == 1 and "unknown key 'no_such_key'" in err, err
     assert main([*argv, "--domain-id", "94"]) == 0
     assert "map_receiver_node: ready" in capsys.readouterr().out
+
+
+def test_a_depth_named_alone_in_a_bag_with_no_colour_camera_is_the_no_colour_line(shared_data):
+    """The real RealSense kitchen bag less its colour camera (aligned depth, its CameraInfo, TF):
+    ``--depth-topic`` named alone gets the line a bag without colour gets with nothing named (no
+    colour image topic, the image topics, --color-topic), not 'no topic /camera_info' (a CameraInfo
+    of an empty colour topic name nobody gave)."""
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.topics import discover
+
+    types = {n: t for n, t in _realsense_rig(shared_data, "/camera/camera").items() if "/color/" not in n}
+    lines = []
+    for depth in (None, "/camera/camera" + DEPTH):
+        with pytest.raises(ConfigError) as exc:
+            discover(types, depth=depth)
+        lines.append(str(exc.value))
+    assert lines[0] == lines[1], lines
+    assert (
+        "no colour image topic" in lines[1]
+        and "/camera/camera" + DEPTH in lines[1]
+        and "--color-topic" in lines[1]
+    )

@@ -359,13 +359,13 @@ def discover(
             f"{where}: colour topic",
             "--color-topic",
         )
-        if not color:
-            _refuse_theora_only(types, _NOT_COLOUR, where, "colour")
-            images = sorted(n for n, t in types.items() if t in IMAGE_TYPES)
-            raise ConfigError(
-                f"{where}: no colour image topic with a sibling camera_info found "
-                f"(image topics: {', '.join(images) or 'none'}); name one with --color-topic"
-            )
+    if not color:  # (none found, for a depth named alone too)
+        _refuse_theora_only(types, _NOT_COLOUR, where, "colour")
+        images = sorted(n for n, t in types.items() if t in IMAGE_TYPES)
+        raise ConfigError(
+            f"{where}: no colour image topic with a sibling camera_info found "
+            f"(image topics: {', '.join(images) or 'none'}); name one with --color-topic"
+        )
     camera_info = need(camera_info or info_topic(color), (CAMERA_INFO,), "colour camera_info")
     if cloud:
         cloud = need(cloud, CLOUD_TYPES, "cloud")
