@@ -201,5 +201,12 @@ def test_an_os_error_no_command_names_is_reported_with_its_file(tmp_path, capsys
     assert _write_failed("gs-mapping x", got.value) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"gs-mapping x: error: {missing}: No such file or directory", err
+    with pytest.raises(OSError) as got:
+        os.rename(missing, tmp_path / "there.ply")  # a call about two files: both named
+    assert _write_failed("gs-mapping x", got.value) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"gs-mapping x: error: {missing} -> {tmp_path / 'there.ply'}: No such file or directory", (
+        err
+    )
     assert _write_failed("gs-mapping x", OSError(28, "No space left on device")) == 2
     assert capsys.readouterr().err.strip() == "gs-mapping x: error: No space left on device"

@@ -150,9 +150,9 @@ def _write_failed(prog: str, exc: OSError) -> int:
     if isinstance(exc, BrokenPipeError):  # the reader of our output went away (| head): quietly, as cat does
         stdout_to_devnull()
         return 141
-    where = (
-        f"{exc.filename}: " if exc.filename is not None and exc.strerror else ""
-    )  # (which file, when known)
+    # which file, when known (both of a rename's or a link's, as Python's own message gives them)
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    where = f"{files}: " if files and exc.strerror else ""
     _say(prog, f"error: {one_line(where + (exc.strerror or str(exc)))}")
     return 2
 
