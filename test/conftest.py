@@ -70,6 +70,15 @@ def _shared_data_marker_guard(request) -> None:
         pytest.skip(_missing(SHARED_DATA))
 
 
+@pytest.fixture(autouse=True)
+def _warnings_said_afresh() -> None:
+    """Each test starts with no warning said yet (``say_once``): a test that checks a warning is
+    given does not depend on which tests ran before it in the process."""
+    from gs_mapping import say_once
+
+    say_once.forget()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data. Skipped where absent (outside CI; CI stops at collection, see above)."""

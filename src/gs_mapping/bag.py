@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy, say_once
+from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
 from .errors import BagError, GsMappingError, MessageError, OutputError
 from .output_files import (
     check_output,
@@ -43,6 +43,7 @@ from .output_files import (
     sweep_stale_temps,
     writing_temp,
 )
+from .say_once import say_once
 from .topics import LIVOX_CUSTOM_MSGS
 
 log = logging.getLogger(__name__)
@@ -353,8 +354,8 @@ class BagReader:
             # (without a metadata.yaml the claims are rosbags' reading of this summary: none was made)
             if (p / "metadata.yaml").is_file():
                 say_once(
-                    f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}",
                     log,
+                    f"{p}: metadata.yaml disagrees with the storage, which is used: {'; '.join(lies[:3])}",
                 )
             self.topics = [dataclasses.replace(t, count=actual[t.name]) for t in self.topics]
             self.message_count = total

@@ -30,23 +30,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import BagError
+from .say_once import say_once
 
 log = logging.getLogger(__name__)
-
-_said: set[str] = set()  # the warnings about a bag's storage already given (say_once)
-
-
-def say_once(text: str, logger: logging.Logger = log) -> None:
-    """Warn ``text`` once a process: ``map`` and ``replay`` open one bag several times (to choose its
-    topics, to read TF, to map), each open finding the same cut-short storage or wrong metadata.yaml.
-    A bag that changes says it again (its counts are in the text)."""
-    if text in _said:
-        return
-    if len(_said) >= 256:  # (a long-lived process reading many bags: bounded, said again at worst)
-        _said.clear()
-    _said.add(text)
-    logger.warning(text)
-
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"  # (bag.py checks it too)
 _FOOTER = 0x02
@@ -360,14 +346,16 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
                 n, left = _rebuild_mcap(f, out)
                 cut = f", {left} bytes of a cut record left out" if left else ""
                 say_once(
+                    log,
                     f"{f}: ends without its summary (a recording cut short): {n} messages read by "
-                    f"scanning{cut}"
+                    f"scanning{cut}",
                 )
             else:
                 n = _checkpoint_sqlite(f, out)
                 say_once(
+                    log,
                     f"{f}: rows still in its write-ahead log (a recording cut short): read with the log "
-                    f"folded into a copy ({n} messages)"
+                    f"folded into a copy ({n} messages)",
                 )
         return work, (work / storage.name if storage.is_file() else work), lock
     except BaseException:
@@ -375,4 +363,4 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
         raise
 
 
-__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy", "say_once"]
+__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy"]

@@ -26,10 +26,10 @@ import logging
 
 import numpy as np
 
+from ..say_once import say_once
 from .lidar_visibility import MAX_SENSOR_OFFSET_M, hidden_returns
 
 log = logging.getLogger(__name__)
-_said_world_frames: set[str] = set()  # cloud frames already warned of as world frames
 
 # colour pixels per axis one depth pixel may cover, beyond its cameras' focal ratio (a pixel seen at a
 # grazing angle projects to a long box: bounded, not smeared over the image)
@@ -132,16 +132,17 @@ def cloud_to_depth(
     offset = float(np.linalg.norm(T[:3, 3]))
     if offset <= MAX_SENSOR_OFFSET_M and not world_frame:
         front &= ~hidden_returns(p, T, K, (w, h))
-    elif frame not in _said_world_frames:
-        _said_world_frames.add(frame)
+    else:
         why = (
             "the camera moves in it (TF)"
             if world_frame
             else f"it lies {offset:.0f} m from the camera (over {MAX_SENSOR_OFFSET_M:.0f} m)"
         )
-        log.warning(
+        say_once(
+            log,
             f"cloud frame {frame!r} is a world frame, not the LiDAR's: {why}; its returns the camera "
-            "cannot see are kept (said once)"
+            "cannot see are kept (said once)",
+            key=("world frame", frame),
         )
     p, z = q[front], q[front, 2]
     Kc = np.asarray(K, np.float64)

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import MessageError, TFError
+from ..say_once import say_once
 from ..sync import info_at
 from .deskew import Deskew
 from .mapper_config import AUTO, TopicsConfig
@@ -332,19 +333,14 @@ def _resized_K(K, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
     )
 
 
-_said_frames: set[tuple[str, str]] = set()  # (depth frame, colour frame) pairs already warned of
-
-
 def _say_registered_in_another_frame(depth_frame: str, color_frame: str) -> None:
     """Warn once a process (not each frame) that a depth taken as registered names another frame."""
-    if (depth_frame, color_frame) in _said_frames or len(_said_frames) >= 64:
-        return
-    _said_frames.add((depth_frame, color_frame))
-    log.warning(
+    say_once(
+        log,
         f"depth images name frame {depth_frame!r}, the colour images {color_frame!r}, and no depth "
         "CameraInfo is given: the depth is taken as registered to colour and its frame is not used "
         "(name its CameraInfo, --depth-info-topic / mapper.topics.depth_camera_info, to register "
-        "it through TF)"
+        "it through TF)",
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MessageError
+from ..say_once import say_once
 from .factory import MessageFactory, _factory, as_uint8_array, make_header, reads
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -46,7 +47,6 @@ _GENERIC_KIND = {"U": "u", "S": "i", "F": "f"}
 # and cv_bridge refuses to convert them to rgb8 or bgr8): what an OpenCV-based node publishes for its
 # cv::Mat, which OpenCV orders BGR(A); RViz's image display and image_view show them so
 _UNORDERED_COLOUR = ("8UC3", "8UC4")
-_said_unordered: set[str] = set()
 log = logging.getLogger(__name__)
 
 #: The encodings :func:`image_to_numpy` and :func:`numpy_to_image` understand.
@@ -187,12 +187,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         return np.repeat(a[:, :, None], 3, axis=2)
     if a.shape[2] == 2:
         raise MessageError(f"{IMAGE}.encoding: cannot convert two-channel {encoding!r} to RGB")
-    if encoding in _UNORDERED_COLOUR and encoding not in _said_unordered:
-        _said_unordered.add(encoding)
-        log.warning(
+    if encoding in _UNORDERED_COLOUR:
+        say_once(
+            log,
             f"{IMAGE}.encoding {encoding!r} carries no colour order: taken as "
             f"{'bgr8' if encoding == '8UC3' else 'bgra8'}, as OpenCV orders it and RViz shows it "
-            "(publish rgb8 or bgr8 to say which)"
+            "(publish rgb8 or bgr8 to say which)",
         )
     if encoding.startswith("bgr") or encoding in _UNORDERED_COLOUR:
         a = a[:, :, 2::-1]
