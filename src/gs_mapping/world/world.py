@@ -23,6 +23,7 @@ from .roads import MapElement, RoadNetwork, clip_elements, generate_network
 from .scene import Objects, populate, shadow_polygons
 
 BAND_RAYS = 1 << 18  # rays per rendering band (bounds memory for large images)
+MAX_LENGTH = 50_000.0  # metres: the longest world :meth:`World.generate` makes
 
 
 class WorldError(GsMappingError):
@@ -49,8 +50,8 @@ class World:
     @staticmethod
     def generate(seed: int = 0, length: float = 300.0) -> World:
         """A world whose main road offers at least ``length`` metres of drivable route."""
-        if not np.isfinite(length) or length <= 0 or length > 50_000:
-            raise WorldError(f"world length must be in (0, 50000] m, got {length}")
+        if not np.isfinite(length) or length <= 0 or length > MAX_LENGTH:
+            raise WorldError(f"world length must be in (0, {MAX_LENGTH:.0f}] m, got {length}")
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6757]))
         net = generate_network(rng, float(length))
         objects = populate(net, rng)
