@@ -83,7 +83,7 @@ class Drive:
         rate_hz: float = 10.0,
         speed: float = 8.0,
         lidar: bool = False,
-        bev_range: tuple[float, float] = (30.0, 15.0),
+        bev_range: tuple = (30.0, 15.0),  # (half sizes, or (lo, hi) pairs: World.elements_in_ego)
         supersample: int = 1,
     ):
         if frames < 1:
@@ -116,7 +116,7 @@ class Drive:
         rate_hz: float = 10.0,
         speed: float = 8.0,
         lidar: bool = False,
-        bev_range: tuple[float, float] = (30.0, 15.0),
+        bev_range: tuple = (30.0, 15.0),  # (half sizes, or (lo, hi) pairs: World.elements_in_ego)
         supersample: int = 1,
     ) -> Drive:
         if frames < 1:

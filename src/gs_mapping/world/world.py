@@ -74,13 +74,12 @@ class World:
         """Ground-truth vector elements in the map frame (z = 0)."""
         return list(self.net.elements)
 
-    def elements_in_ego(
-        self, T_map_base: np.ndarray, bev_range: tuple[float, float] = (30.0, 15.0)
-    ) -> list[MapElement]:
-        """Elements in base_link (x forward, y left), clipped to |x| ≤ bev_range[0], |y| ≤ bev_range[1]."""
+    def elements_in_ego(self, T_map_base: np.ndarray, bev_range=(30.0, 15.0)) -> list[MapElement]:
+        """Elements in base_link (x forward, y left), clipped to |x| ≤ bev_range[0], |y| ≤ bev_range[1]
+        (either a ``(lo, hi)`` pair instead: a patch not centred on the vehicle)."""
         T = np.asarray(T_map_base, np.float64)
         T_base_map = np.linalg.inv(T)
-        return clip_elements(self.net.elements, T_base_map, float(bev_range[0]), float(bev_range[1]))
+        return clip_elements(self.net.elements, T_base_map, bev_range[0], bev_range[1])
 
     def ground_label(self, xy: np.ndarray) -> np.ndarray:
         """Ground surface label at map-frame (N, 2) points (see ``roads.GRASS`` … ``PAINT_YELLOW``)."""
