@@ -161,3 +161,158 @@ def test_world_sample_ground_truth_covers_exactly_an_asymmetric_patch():
         assert got.length == pytest.approx(wgeom.length)
     xs = np.concatenate([pts[:, 0] for _, pts in s.elements])
     assert xs.max() == pytest.approx(30.0) and xs.min() == pytest.approx(-45.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# hd-train: its lock goes when the run ends (still keeping a second run out); a folder of other things
+
+
+TRAIN = ["--frames", "1", "--batch-size", "1", "--eval-every", "0", "--threads", "1", "--no-progress"]
+RUN_FILES = {"config.json", "last.pt", "metrics.jsonl", "model.pt"}
+
+
+def _tree(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) and its bytes."""
+    from pathlib import Path
+
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()
+    }
+
+
+def test_hd_train_leaves_no_lock_file_after_a_run_nor_after_one_that_fails(tmp_path):
+    """``.run.hd-train.lock`` (beside the folder) stayed after every run. After a finished run, a
+    resumed one and one whose training frames cannot be read (a disk error mid-run, after the lock
+    was taken), the parent holds the run folder only and the folder the run's four files only."""
+    import argparse
+
+    pytest.importorskip("torch")
+    from gs_mapping.cli import hd_train
+    from gsmap_hd.train import train
+
+    out = tmp_path / "run"
+    assert main(["hd-train", "--out", str(out), *TRAIN, "--steps", "1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert main(["hd-train", "--out", str(out), *TRAIN, "--steps", "2", "--resume"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+
+    class Unreadable:  # (a data set whose frames give a disk error)
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            raise OSError(5, "Input/output error")
+
+    parser = argparse.ArgumentParser()
+    hd_train.add_arguments(parser)
+    cfg = hd_train.build_config(parser.parse_args(["--out", str(out), *TRAIN, "--steps", "3"]))
+    with pytest.raises(OSError):
+        train(cfg, out, progress=False, resume=True, source=Unreadable())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+
+
+def test_hd_train_keeps_a_second_run_out_and_a_ctrl_c_removes_its_lock(tmp_path, capsys):
+    """A real hd-train running (stopped mid-run with SIGSTOP so that it cannot end first): a second
+    one on the same --out, and one through a symlink to it, are refused in one line naming the run;
+    nothing of the first is touched. Ctrl-C (SIGINT) then ends the first, and its lock goes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("torch")
+    out, lock = tmp_path / "run", tmp_path / ".run.hd-train.lock"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "gs_mapping", "hd-train", "--out", str(out), *TRAIN, "--steps", "100000"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not (lock.exists() and (out / "config.json").exists()):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        first.send_signal(signal.SIGSTOP)
+        before = _tree(out)
+        (tmp_path / "latest").symlink_to("run")
+        for name in (out, tmp_path / "latest"):
+            assert main(["hd-train", "--out", str(name), *TRAIN, "--steps", "1", "--overwrite"]) == 2
+            _one_error_line(capsys, "another hd-train", str(out))
+        assert _tree(out) == before and lock.exists()
+        first.send_signal(signal.SIGCONT)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGCONT)
+            first.kill()
+            first.wait()
+    assert first.returncode != 0 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "run"]
+    assert not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def test_a_lock_taken_on_a_file_its_run_removed_is_taken_again(tmp_path, monkeypatch):
+    """The lock file now goes at a run's end, so a run starting just then may open the old file,
+    flock it once the old run lets go, and hold a lock on a file no name leads to, while a third run
+    locks a new file at that name: two runs on one folder. That order is made here (the first run
+    ends, and a third starts, between the second's open and its flock: os.open wrapped for the lock
+    file's name, the lock code itself run as it is): the second must be refused by the third's
+    lock."""
+    import os
+
+    pytest.importorskip("torch")
+    from gs_mapping.errors import GsMappingError
+    from gsmap_hd.train import _lock_path, _lock_run, _unlock_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    path = _lock_path(out, True)
+    first = _lock_run(out, True)
+    real_open, third = os.open, []
+
+    def open_then_the_first_run_ends(name, *args, **kw):
+        fd = real_open(name, *args, **kw)
+        if str(name) == str(path) and not third:
+            _unlock_run(first, path)  # (the first run ends: its file removed, its lock let go)
+            third.append(None)
+            third[0] = _lock_run(out, True)  # (a third run starts: a new file at the name)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_the_first_run_ends)
+    try:
+        with pytest.raises(GsMappingError, match="another hd-train"):
+            os.close(_lock_run(out, True))
+    finally:
+        monkeypatch.undo()
+        if third and third[0] is not None:
+            _unlock_run(third[0], path)
+    assert third and not path.exists()
+
+
+def test_hd_train_refuses_a_folder_holding_other_things_and_touches_nothing(shared_data, tmp_path, capsys):
+    """``hd-train --out`` a bag's folder (a copy of the real kitchen bag): the run's files went in
+    beside the bag's, and --overwrite's start-over swapped the whole folder. Refused in one line
+    naming the folder and what it holds, with or without --resume / --overwrite; every byte as it
+    was, nothing added beside it either. An empty folder, a new one and a run's own folder (with a
+    user's notes beside the run: kept) still train."""
+    import shutil
+
+    pytest.importorskip("torch")
+    bag = tmp_path / "kitchen"
+    shutil.copytree(shared_data / "realsense_kitchen_rgbd", bag)
+    before, names = _tree(bag), sorted(p.name for p in bag.iterdir())
+    for more in ([], ["--resume"], ["--overwrite"]):
+        assert main(["hd-train", "--out", str(bag), *TRAIN, "--steps", "1", *more]) == 2
+        _one_error_line(capsys, str(bag), names[0], "other files", "--out")
+        assert _tree(bag) == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kitchen"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["hd-train", "--out", str(empty), *TRAIN, "--steps", "1"]) == 0
+    (empty / "notes.txt").write_text("my notes")
+    assert main(["hd-train", "--out", str(empty), *TRAIN, "--steps", "1", "--overwrite"]) == 0
+    assert {p.name for p in empty.iterdir()} == RUN_FILES | {"notes.txt"}
+    assert (empty / "notes.txt").read_text() == "my notes"
