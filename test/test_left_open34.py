@@ -316,3 +316,132 @@ def test_hd_train_refuses_a_folder_holding_other_things_and_touches_nothing(shar
     assert main(["hd-train", "--out", str(empty), *TRAIN, "--steps", "1", "--overwrite"]) == 0
     assert {p.name for p in empty.iterdir()} == RUN_FILES | {"notes.txt"}
     assert (empty / "notes.txt").read_text() == "my notes"
+
+
+# ---------------------------------------------------------------------------------------------------
+# topic choice: a registered depth pairs with the colour camera of its frame, not of its namespace
+
+ZED = "/zed/zed_node"
+LEFT, RIGHT = "zed_left_camera_optical_frame", "zed_right_camera_optical_frame"
+ZED_LEFT, ZED_RIGHT = ZED + "/left/image_rect_color/compressed", ZED + "/right/image_rect_color/compressed"
+ZED_DEPTH, ZED_DEPTH_INFO = ZED + "/depth/depth_registered/compressedDepth", ZED + "/depth/camera_info"
+RS = "/camera/camera"
+
+
+def _zed_bag(shared_data, out, depth_frame: str = LEFT):
+    """The real RealSense kitchen bag's first 3 frames laid out as a ZED records them: its colour as
+    the left and as the right camera (CameraInfos and images in the left and right optical frames),
+    its aligned depth as ``depth/depth_registered`` in ``depth_frame`` (the left camera's, as the
+    ZED wrapper registers it) with ``depth/camera_info``; TF as recorded."""
+    import dataclasses
+
+    from gs_mapping.bag import BagReader, BagWriter
+
+    def framed(m, frame):
+        return dataclasses.replace(m, header=dataclasses.replace(m.header, frame_id=frame))
+
+    where = {  # RealSense topic: [(ZED topic, frame)]
+        RS + "/color/image_raw/compressed": [(ZED_LEFT, LEFT), (ZED_RIGHT, RIGHT)],
+        RS + "/color/camera_info": [(ZED + "/left/camera_info", LEFT), (ZED + "/right/camera_info", RIGHT)],
+        RS + "/aligned_depth_to_color/image_raw/compressedDepth": [(ZED_DEPTH, depth_frame)],
+        RS + "/aligned_depth_to_color/camera_info": [(ZED_DEPTH_INFO, depth_frame)],
+    }
+    with BagReader(shared_data / "realsense_kitchen_rgbd") as r:
+        types = {t.name: t.type for t in r.topics}
+        rows, count = [], {}
+        for topic, t, m in r.messages(list(types)):
+            count[topic] = count.get(topic, 0) + 1
+            if topic in where and count[topic] <= 3:
+                rows += [(t, name, framed(m, frame)) for name, frame in where[topic]]
+            elif topic.startswith("/tf"):
+                rows.append((t, topic, m))
+    with BagWriter(out) as w:
+        for topic, typ in types.items():
+            if topic.startswith("/tf"):
+                w.add_topic(topic, typ, latched=topic == "/tf_static")
+            for name, _ in where.get(topic, []):
+                w.add_topic(name, typ)
+        for t, topic, m in sorted(rows, key=lambda row: row[0]):
+            w.write(topic, t, m)
+    return out
+
+
+@pytest.fixture(scope="module")
+def zed_bag(shared_data, tmp_path_factory):
+    pytest.importorskip("rosbags.rosbag2")
+    return _zed_bag(shared_data, tmp_path_factory.mktemp("zed") / "zed")
+
+
+def _topic_args(**kw):
+    import argparse
+
+    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None)
+    return argparse.Namespace(**{**opts, "cloud_topic": None, **kw})
+
+
+def _chosen(bag, **named) -> tuple[str, str, str, str]:
+    from gs_mapping.cli.map import choose_topics
+    from gs_mapping.mapping.mapper_config import MapperConfig
+
+    cfg = MapperConfig()
+    choose_topics(bag, cfg, _topic_args(**named))
+    t = cfg.topics
+    return t.color, t.depth, t.camera_info, t.depth_camera_info
+
+
+def test_a_zeds_right_colour_with_its_left_registered_depth_is_refused(zed_bag, tmp_path):
+    """``map --color-topic …/right/image_rect_color`` on a ZED bag: the depth found (and the depth
+    named) is ``depth/depth_registered``, whose header and CameraInfo say the left camera's frame; one
+    namespace holds all three, so it was mapped as the right camera's without a word. Now exit 2, one
+    line naming both topics and both frames, nothing written."""
+    import subprocess
+    import sys
+
+    for more in ([], ["--depth-topic", ZED_DEPTH]):
+        r = subprocess.run(
+            [sys.executable, "-m", "gs_mapping", "map", str(zed_bag), "--out", str(tmp_path / "o")]
+            + ["--color-topic", ZED_RIGHT, *more],
+            capture_output=True,
+            text=True,
+            timeout=300,  # (refused before any mapping: seconds)
+        )
+        assert r.returncode == 2, r.stderr
+        err = r.stderr.strip()
+        assert "\n" not in err and all(s in err for s in (ZED_DEPTH, ZED_RIGHT, LEFT, RIGHT)), err
+        assert not (tmp_path / "o").exists()
+
+
+def test_a_zed_bags_registered_depth_pairs_with_the_colour_of_its_frame(shared_data, zed_bag, tmp_path):
+    """Nothing named: the left colour and its registered depth (as before). The depth named alone:
+    the colour camera in its frame: left, and right in a bag whose depth is registered to the right
+    camera. The right colour with the depth's own CameraInfo named: placed through TF, allowed."""
+    left_info, right_info = ZED + "/left/camera_info", ZED + "/right/camera_info"
+    assert _chosen(zed_bag) == (ZED_LEFT, ZED_DEPTH, left_info, "")
+    assert _chosen(zed_bag, depth_topic=ZED_DEPTH) == (ZED_LEFT, ZED_DEPTH, left_info, "")
+    assert _chosen(zed_bag, color_topic=ZED_RIGHT, depth_info_topic=ZED_DEPTH_INFO) == (
+        ZED_RIGHT,
+        ZED_DEPTH,
+        right_info,
+        ZED_DEPTH_INFO,
+    )
+    right = _zed_bag(shared_data, tmp_path / "right", depth_frame=RIGHT)
+    assert _chosen(right, depth_topic=ZED_DEPTH) == (ZED_RIGHT, ZED_DEPTH, right_info, "")
+    assert _chosen(right, color_topic=ZED_RIGHT) == (ZED_RIGHT, ZED_DEPTH, right_info, "")
+
+
+def test_the_real_bags_topics_are_chosen_as_before(shared_data):
+    """The frame check reads the real bags' first messages and changes nothing there (colour and
+    registered or own-frame depth in camera_color_optical_frame)."""
+    pytest.importorskip("rosbags.rosbag2")
+    assert _chosen(shared_data / "realsense_kitchen_rgbd") == (
+        RS + "/color/image_raw/compressed",
+        RS + "/aligned_depth_to_color/image_raw/compressedDepth",
+        RS + "/color/camera_info",
+        "",
+    )
+    assert _chosen(shared_data / "7scenes_kitchen_rgbd") == (
+        "/camera/color/image_raw",
+        "/camera/depth/image_rect_raw",
+        "/camera/color/camera_info",
+        "",
+    )
