@@ -127,6 +127,7 @@ def test_world_sample_ground_truth_covers_exactly_an_asymmetric_patch():
     the world's global map in the frame's base_link (the drive's true pose) clipped to the patch with
     shapely (pieces that meet end to end merged, as MapTR's GT does); a lane crosses the far edge (cut at x = 30) and the near one
     (the road runs 52 m behind frame 3)."""
+    pytest.importorskip("torch")  # (gsmap_hd's data module imports it)
     import shapely
     from shapely.geometry import LineString, Polygon, box
 
