@@ -25,7 +25,10 @@ its own CameraInfo in another frame is registered to colour by the mapper; a reg
 (``aligned_depth_to_color``, ``depth_registered``, ``depth_to_rgb``) is preferred when both exist.
 A camera is its namespace: a depth named alone takes the colour sharing the most namespace levels
 with it; a depth taken as registered (no CameraInfo of its own) named beside another camera's colour
-is refused. When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
+is refused. Where the bag's first messages are at hand (``frame_of``: ``map``, ``replay``), so is a
+depth taken as registered whose header frame is not the colour camera's (a ZED's
+``depth/depth_registered``, in its left camera's frame, beside ``right/image_rect_color``: one
+namespace), and a depth named alone takes a colour of its own frame. When more than one candidate remains the choice is ambiguous: :class:`~gs_mapping.errors.ConfigError`
 lists them in one line. A ``/theora`` stream (theora_image_transport's video, no image per message)
 is refused in one line naming the topics to use instead, whether named or the only one recorded.
 Where no depth image is found, the bag's one LiDAR cloud is the geometry: a PointCloud2 or a Livox
@@ -35,6 +38,7 @@ Where no depth image is found, the bag's one LiDAR cloud is the geometry: a Poin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -330,12 +334,14 @@ def discover(
     cloud: str | None = None,
     where: str = "bag",
     empty: frozenset[str] = frozenset(),
+    frame_of: Callable[[str], str] | None = None,
 ) -> CameraTopics:
     """The colour, depth (or cloud) and CameraInfo topics of a bag with topics ``{name: type}``;
     given names are kept (and checked), the others found, preferring topics not in ``empty`` (topics
     the bag holds no message of: a raw transport advertised beside the compressed one that was
-    published). :class:`ConfigError` in one line when something is missing, of the wrong type, or
-    ambiguous."""
+    published). ``frame_of``: a topic's header frame id in the bag ('' where it cannot say), read
+    only for a depth taken as registered to colour (:func:`_refuse_other_frames_depth`).
+    :class:`ConfigError` in one line when something is missing, of the wrong type, or ambiguous."""
 
     def need(name: str, allowed: tuple[str, ...], role: str) -> str:
         if allowed == IMAGE_TYPES:
@@ -350,8 +356,12 @@ def discover(
         depth = need(depth, IMAGE_TYPES, "depth")
     if color:
         color = need(color, IMAGE_TYPES, "colour")
-    elif depth:  # the colour of the named depth's own camera
-        color = _colour_of_depth(colour_candidates(types, empty), depth, where)
+    elif depth:  # the colour of the named depth's own camera (of its frame, where it is registered)
+        colours = colour_candidates(types, empty)
+        if frame_of and not depth_camera_info and types.get(depth_info_topic(depth)) != CAMERA_INFO:
+            own = _frame(frame_of, depth)
+            colours = [c for c in colours if own and _colour_frame(frame_of, c) == own] or colours
+        color = _colour_of_depth(colours, depth, where)
     else:
         color = _best(
             colour_candidates(types, empty),
@@ -399,7 +409,36 @@ def discover(
         depth_camera_info = depth_info_topic(depth)
     if not depth_camera_info:
         _refuse_other_cameras_depth(colour_candidates(types, empty), color, depth, where)
+        if frame_of:
+            _refuse_other_frames_depth(frame_of, color, camera_info, depth, where)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
+
+
+def _frame(frame_of: Callable[[str], str], topic: str) -> str:
+    return (frame_of(topic) or "").strip("/")
+
+
+def _colour_frame(frame_of: Callable[[str], str], color: str, camera_info: str = "") -> str:
+    """The frame of a colour camera: its images' header frame id, else its CameraInfo's (the frame
+    the mapper places it in)."""
+    return _frame(frame_of, color) or _frame(frame_of, camera_info or info_topic(color))
+
+
+def _refuse_other_frames_depth(
+    frame_of: Callable[[str], str], color: str, camera_info: str, depth: str, where: str
+) -> None:
+    """:class:`ConfigError` in one line where a depth taken as registered to colour (no CameraInfo of
+    its own: its pixels read as the colour camera's) says in its header that it is in another
+    camera's frame: a ZED's ``depth/depth_registered`` is its left camera's, not ``right/…``'s,
+    though one namespace holds both. Nothing said where either frame is unknown."""
+    depth_frame = _frame(frame_of, depth)
+    color_frame = _colour_frame(frame_of, color, camera_info) if depth_frame else ""
+    if depth_frame and color_frame and depth_frame != color_frame:
+        raise ConfigError(
+            f"{where}: depth {depth} is in frame {depth_frame}, colour {color} in {color_frame}: a depth "
+            "with no CameraInfo of its own is registered to the colour camera of its frame; name that "
+            "camera's colour with --color-topic, or the depth's CameraInfo with --depth-info-topic"
+        )
 
 
 def _depth_camera_level(colours: list[str], depth: str) -> int:

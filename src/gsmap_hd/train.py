@@ -144,14 +144,23 @@ def train(
     """Train (or resume) into ``out_dir``: ``last.pt`` (resumable), ``model.pt`` (final weights),
     ``metrics.jsonl`` (one line per log/eval), ``config.json``. Returns the last logged metrics.
     A directory holding a run already is continued with ``resume`` or started over with
-    ``overwrite``; without either it is refused (its trained model is never replaced unasked)."""
+    ``overwrite``; without either it is refused (its trained model is never replaced unasked). An
+    existing directory holding other things and no run (a bag's) is refused: nothing is written
+    there."""
     out_dir = Path(out_dir)
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise HDDataError(f"{out_dir}: exists and is not a run directory")
         held = [n for n in RUN_FILES if (out_dir / n).exists()]
+        others = [] if held or not out_dir.is_dir() else _not_a_runs(out_dir)
     except OSError as exc:  # a name too long: what looking at the path raised, named
         raise os_error(out_dir, exc, "cannot use this run directory") from None
+    if others:  # (a bag's folder, a home directory: a run goes in a folder of its own)
+        more = f", and {len(others) - 3} more" if len(others) > 3 else ""
+        raise HDDataError(
+            f"{out_dir}: holds other files ({', '.join(others[:3])}{more}), not a run; "
+            "hd-train writes a run into a new or empty folder: give another --out"
+        )
     if held and not (resume or overwrite):
         raise HDDataError(
             f"{out_dir}: holds a run already ({held[0]}); --resume continues it, --overwrite starts over"
@@ -267,7 +276,13 @@ def train(
         finally:
             run.discard_staging()
     finally:
-        os.close(lock)
+        _unlock_run(lock, _lock_path(real, swap))
+
+
+def _not_a_runs(out_dir: Path) -> list[str]:
+    """The names in a folder holding no run that are not hd-train's own (a lock, a staging folder a
+    killed run left): sorted."""
+    return sorted(n for n in os.listdir(out_dir) if n != ".hd-train.lock" and not n.startswith(".hd-train-"))
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -289,29 +304,64 @@ def _swappable(real: Path) -> bool:
         return False
 
 
+def _lock_path(real: Path, beside: bool) -> Path:
+    """Where the lock of the run folder ``real`` (its real path) is: ``.NAME.hd-train.lock`` beside
+    it, or ``.hd-train.lock`` inside (:func:`_lock_run`)."""
+    from gs_mapping.output_files import temp_prefix
+
+    return real.parent / temp_prefix(real, ".hd-train.lock") if beside else real / ".hd-train.lock"
+
+
 def _lock_run(out_dir: Path, beside: bool | None = None) -> int:
     """One hd-train a run folder (however it is named: the lock is the real folder's): an exclusive
     flock on ``.NAME.hd-train.lock`` held for the whole run (two runs on one ``--out`` interleaved
     their checkpoints and logs). Beside the folder where it is swapped whole (the lock must outlive
     the swap; ``beside``: :func:`_swappable`'s answer, worked out here when not given), else inside
-    it."""
+    it. The file goes when the run ends (:func:`_unlock_run`): a lock taken on a file that was
+    removed meanwhile (opened just before its run ended) is no lock, and is taken again on the file
+    the name now holds."""
     import fcntl
-
-    from gs_mapping.output_files import temp_prefix
 
     real = Path(os.path.realpath(out_dir))
     beside = _swappable(real) if beside is None else beside
-    path = real.parent / temp_prefix(real, ".hd-train.lock") if beside else real / ".hd-train.lock"
+    path = _lock_path(real, beside)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise HDDataError(f"{path}: cannot create the run's lock file ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise HDDataError(
+                f"{real}: another hd-train is writing this run (it holds {path.name})"
+            ) from None
+        if _names_file(path, fd):
+            return fd
+        os.close(fd)  # (its run ended and removed it between our open and our flock: again)
+
+
+def _names_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise HDDataError(f"{path}: cannot create the run's lock file ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        st = os.stat(path)
     except OSError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _unlock_run(fd: int, path: Path) -> None:
+    """End a run's lock (:func:`_lock_run`): its file removed while still held (a run starting now
+    locks a new one), then let go."""
+    try:
+        if _names_file(path, fd):
+            path.unlink()
+    except OSError:  # (a folder made read-only meanwhile: the file stays, harmless)
+        pass
+    finally:
         os.close(fd)
-        raise HDDataError(f"{real}: another hd-train is writing this run (it holds {path.name})") from None
-    return fd
 
 
 def _trim_metrics(path: Path, step: int) -> None:

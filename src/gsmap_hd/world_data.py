@@ -19,7 +19,9 @@ RATE_HZ = 2.0  # 4 m between frames at 8 m/s
 
 
 @lru_cache(maxsize=4)
-def _drive(seed: int, rig: str, size: tuple[int, int], bev_range: tuple[float, float] = (30.0, 15.0)):
+def _drive(seed: int, rig: str, size: tuple[int, int], bev_range=(30.0, 15.0)):
+    """One drive of the data (cached: its frames are drawn one by one); ``bev_range``: the GT's
+    patch, as :meth:`gs_mapping.world.World.elements_in_ego` takes it."""
     from gs_mapping.world import Drive
 
     return Drive.make(seed, FRAMES_PER_DRIVE, rig=rig, size=size, rate_hz=RATE_HZ, bev_range=bev_range)
@@ -35,9 +37,9 @@ def world_sample(
 ) -> Sample:
     """``size`` is (width, height) of the rendered images; the lanes cover the patch ``x_range`` x
     ``y_range`` (metres, base_link; the model's patch)."""
-    # the world clips to a window centred on the vehicle: the one that holds the whole patch
-    half = (max(abs(float(v)) for v in x_range), max(abs(float(v)) for v in y_range))
-    drive = _drive(data_seed * 100_003 + index // FRAMES_PER_DRIVE, rig, tuple(size), half)
+    # the world clips its ground truth to the patch itself (x −45…30 m: not to +45)
+    patch = (tuple(float(v) for v in x_range), tuple(float(v) for v in y_range))
+    drive = _drive(data_seed * 100_003 + index // FRAMES_PER_DRIVE, rig, tuple(size), patch)
     fr = drive.frame(index % FRAMES_PER_DRIVE)
     ims, Ks, Ts = [], [], []
     for cam in drive.cameras:

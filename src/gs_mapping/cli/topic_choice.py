@@ -32,7 +32,7 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> tuple[str, str]:
     with BagReader(bag_path) as bag:
         types = {ti.name: ti.type for ti in bag.topics}
         empty = frozenset(ti.name for ti in bag.topics if not ti.count)
-    found = discover(types, where=str(bag_path), empty=empty, **names)
+        found = discover(types, where=str(bag_path), empty=empty, frame_of=first_frame_ids(bag), **names)
     if any(names[k] is None for k in ("color", "depth", "camera_info")):
         logging.getLogger(log).info(f"topics: {found.describe()}")
     cfg.topics = dataclasses.replace(
@@ -43,6 +43,27 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> tuple[str, str]:
         depth_camera_info=found.depth_camera_info,
     )
     return found.cloud, types.get(found.cloud, "")
+
+
+def first_frame_ids(bag):
+    """``frame_of`` for :func:`gs_mapping.topics.discover`: a topic's header frame id in its first
+    message in the open ``bag`` ('' where it has none, or no message that reads), each read once."""
+    from ..errors import GsMappingError
+
+    seen: dict[str, str] = {}
+
+    def frame_of(topic: str) -> str:
+        if topic not in seen:
+            seen[topic] = ""
+            try:
+                for _, _, msg in bag.messages([topic]):
+                    seen[topic] = str(getattr(getattr(msg, "header", None), "frame_id", "") or "")
+                    break
+            except GsMappingError:  # (a topic the bag lacks, a record that does not read: unknown)
+                pass
+        return seen[topic]
+
+    return frame_of
 
 
 def _named(cfg) -> dict:

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..output_files import check_output
     from ..world.rig import RIGS
+    from ..world.trajectory import route_length
+    from ..world.world import MAX_LENGTH
     from . import show_progress
 
     if not 1 <= args.frames <= MAX_FRAMES:
@@ -88,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rate: must be in (0, 1000] Hz, got {args.rate}")
     if not (math.isfinite(args.speed) and 0 < args.speed < 60):
         raise ConfigError(f"--speed: must be in (0, 60) m/s, got {args.speed}")
+    length = route_length(args.frames, args.rate, args.speed)
+    if not length <= MAX_LENGTH:  # (a drive longer than any world: a slow --rate, mostly)
+        raise ConfigError(
+            f"--rate: {args.rate} Hz with --frames {args.frames} at --speed {args.speed} m/s needs "
+            f"{length:.3g} m of road; a world is at most {MAX_LENGTH:.0f} m: raise --rate, or lower "
+            "--frames or --speed"
+        )
     bx, by = args.bev_range
     if not (math.isfinite(bx) and math.isfinite(by) and bx > 0 and by > 0):
         raise ConfigError(f"--bev-range: both extents must be positive, got {bx} {by}")

@@ -422,25 +422,28 @@ def generate_network(rng: np.random.Generator, length: float = 300.0) -> RoadNet
     return RoadNetwork(main, links, junctions, cross_roads)
 
 
-def clip_elements(
-    elements: list[MapElement], T_base_map: np.ndarray, x_range: float, y_range: float
-) -> list[MapElement]:
-    """World elements → ego frame (x forward, y left), clipped to |x| ≤ x_range, |y| ≤ y_range.
+def _bounds(extent) -> tuple[float, float]:
+    """``(lo, hi)`` of a BEV extent: a half size ``h`` (``-h … h``) or the pair itself."""
+    if np.ndim(extent) == 0:
+        return -float(extent), float(extent)
+    lo, hi = extent
+    return float(lo), float(hi)
+
+
+def clip_elements(elements: list[MapElement], T_base_map: np.ndarray, x_range, y_range) -> list[MapElement]:
+    """World elements → ego frame (x forward, y left), clipped to |x| ≤ x_range, |y| ≤ y_range, or
+    to ``lo ≤ x ≤ hi`` where a range is a pair (a model's patch, not centred on the vehicle).
 
     Polylines clipped into several pieces give one element each; polygons stay closed rings. Slivers
     (pieces shorter than ``MIN_CLIPPED_LENGTH``, crossings under ``MIN_CLIPPED_AREA``) are dropped.
     """
     r, t = T_base_map[:2, :2], T_base_map[:2, 3]
-    window = box(-x_range, -y_range, x_range, y_range)
+    (x0, x1), (y0, y1) = _bounds(x_range), _bounds(y_range)
+    window = box(x0, y0, x1, y1)
     out = []
     for el in elements:
         pts = el.pts @ r.T + t
-        if (
-            pts[:, 0].max() < -x_range
-            or pts[:, 0].min() > x_range
-            or pts[:, 1].max() < -y_range
-            or pts[:, 1].min() > y_range
-        ):
+        if pts[:, 0].max() < x0 or pts[:, 0].min() > x1 or pts[:, 1].max() < y0 or pts[:, 1].min() > y1:
             continue
         if el.cls == PED_CROSSING:
             geom = Polygon(pts).intersection(window)

@@ -16,6 +16,15 @@ START_MARGIN = 40.0  # metres of road behind the first pose (so the back camera 
 END_MARGIN = 40.0
 
 
+def route_length(frames: int, rate_hz: float, speed: float) -> float:
+    """Metres of road a drive of ``frames`` frames at ``rate_hz`` and ``speed`` m/s needs (its world's
+    length: the margins behind and ahead included); inf where it overflows."""
+    with np.errstate(over="ignore"):
+        return (
+            float(np.float64(speed) * (frames - 1) / np.float64(rate_hz)) + START_MARGIN + END_MARGIN + 20.0
+        )
+
+
 class Trajectory:
     """Constant-speed drive along the world's lane-centre route; base_link on the ground (z = 0)."""
 
@@ -74,7 +83,7 @@ class Drive:
         rate_hz: float = 10.0,
         speed: float = 8.0,
         lidar: bool = False,
-        bev_range: tuple[float, float] = (30.0, 15.0),
+        bev_range: tuple = (30.0, 15.0),  # (half sizes, or (lo, hi) pairs: World.elements_in_ego)
         supersample: int = 1,
     ):
         if frames < 1:
@@ -107,13 +116,12 @@ class Drive:
         rate_hz: float = 10.0,
         speed: float = 8.0,
         lidar: bool = False,
-        bev_range: tuple[float, float] = (30.0, 15.0),
+        bev_range: tuple = (30.0, 15.0),  # (half sizes, or (lo, hi) pairs: World.elements_in_ego)
         supersample: int = 1,
     ) -> Drive:
         if frames < 1:
             raise WorldError(f"frames must be ≥ 1, got {frames}")
-        length = speed * (frames - 1) / rate_hz + START_MARGIN + END_MARGIN + 20.0
-        world = World.generate(seed, length)
+        world = World.generate(seed, route_length(frames, rate_hz, speed))
         return Drive(world, frames, rig, size, rate_hz, speed, lidar, bev_range, supersample)
 
     def stamp_ns(self, index: int) -> int:

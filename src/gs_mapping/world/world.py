@@ -23,6 +23,7 @@ from .roads import MapElement, RoadNetwork, clip_elements, generate_network
 from .scene import Objects, populate, shadow_polygons
 
 BAND_RAYS = 1 << 18  # rays per rendering band (bounds memory for large images)
+MAX_LENGTH = 50_000.0  # metres: the longest world :meth:`World.generate` makes
 
 
 class WorldError(GsMappingError):
@@ -49,8 +50,8 @@ class World:
     @staticmethod
     def generate(seed: int = 0, length: float = 300.0) -> World:
         """A world whose main road offers at least ``length`` metres of drivable route."""
-        if not np.isfinite(length) or length <= 0 or length > 50_000:
-            raise WorldError(f"world length must be in (0, 50000] m, got {length}")
+        if not np.isfinite(length) or length <= 0 or length > MAX_LENGTH:
+            raise WorldError(f"world length must be in (0, {MAX_LENGTH:.0f}] m, got {length}")
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6757]))
         net = generate_network(rng, float(length))
         objects = populate(net, rng)
@@ -73,13 +74,12 @@ class World:
         """Ground-truth vector elements in the map frame (z = 0)."""
         return list(self.net.elements)
 
-    def elements_in_ego(
-        self, T_map_base: np.ndarray, bev_range: tuple[float, float] = (30.0, 15.0)
-    ) -> list[MapElement]:
-        """Elements in base_link (x forward, y left), clipped to |x| ≤ bev_range[0], |y| ≤ bev_range[1]."""
+    def elements_in_ego(self, T_map_base: np.ndarray, bev_range=(30.0, 15.0)) -> list[MapElement]:
+        """Elements in base_link (x forward, y left), clipped to |x| ≤ bev_range[0], |y| ≤ bev_range[1]
+        (either a ``(lo, hi)`` pair instead: a patch not centred on the vehicle)."""
         T = np.asarray(T_map_base, np.float64)
         T_base_map = np.linalg.inv(T)
-        return clip_elements(self.net.elements, T_base_map, float(bev_range[0]), float(bev_range[1]))
+        return clip_elements(self.net.elements, T_base_map, bev_range[0], bev_range[1])
 
     def ground_label(self, xy: np.ndarray) -> np.ndarray:
         """Ground surface label at map-frame (N, 2) points (see ``roads.GRASS`` … ``PAINT_YELLOW``)."""
