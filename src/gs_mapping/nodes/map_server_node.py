@@ -108,6 +108,7 @@ class _Binding:
 
     namespace: str
     map_id: int | None = None
+    waiting: int | None = None  # before it is bound: the map id of the deltas it holds back
     tokens: set[str] | None = None  # its delta publishers' live tokens; None: none seen (or no liveliness)
     vanished: int = 0
     topics: list[str] = field(default_factory=list)
@@ -309,9 +310,12 @@ class MapServerNode(NodeBase):
                 self._rejected(binding, why)
                 return REJECTED
         r = self.merge.offer(data, self.ctx.now_ns(), flush=False)
-        if binding is not None and binding.map_id is None and r.map_id is not None and r.status != REJECTED:
-            binding.map_id = r.map_id  # a namespace is bound by its first container that is taken
-            self._new_bindings[binding.namespace] = r.map_id  # (stored with it, at the next commit)
+        if binding is not None and binding.map_id is None and r.map_id is not None:
+            if r.accepted:  # a namespace is bound by its first container taken (it changed a map)
+                binding.map_id, binding.waiting = r.map_id, None
+                self._new_bindings[binding.namespace] = r.map_id  # (stored with it, at the next commit)
+            elif r.status != REJECTED and binding.waiting is None:
+                binding.waiting = r.map_id  # a delta held for a snapshot: no proof of whose it is
         if r.status == REJECTED:
             self._rejected(binding, self.merge.last_error)
         if not r.accepted:
@@ -338,11 +342,16 @@ class MapServerNode(NodeBase):
         from gs_map_share.errors import DecodeError
 
         try:
-            map_id = unpack_header(data)[0].map_id
+            h = unpack_header(data)[0]
         except DecodeError:
             return ""
+        map_id = h.map_id
         if binding.map_id is not None and map_id != binding.map_id:
             return f"map id {map_id} on a namespace bound to {binding.map_id}"
+        if binding.map_id is None and binding.waiting not in (None, map_id) and not h.is_snapshot:
+            # (what a namespace holds back is bounded as one vehicle's; a snapshot, decoded and
+            # checked whole, may still bind it: a stray delta must not lock the vehicle out)
+            return f"delta of map id {map_id} on a namespace holding deltas of map id {binding.waiting}"
         owner = next(
             (b.namespace for b in self.bindings.values() if b is not binding and b.map_id == map_id), None
         )
@@ -553,7 +562,8 @@ class MapServerNode(NodeBase):
         now = self.ctx.now_ns()
         timeout = self.cfg.vehicle_timeout_s * 1e9
         for b in self.bindings.values():
-            v = self.merge.vehicles.get(b.map_id) if b.map_id is not None else None
+            mid = b.map_id if b.map_id is not None else b.waiting
+            v = self.merge.vehicles.get(mid) if mid is not None else None
             info = v.summary() if v is not None else {"map_id": b.map_id}
             info.update(rejected=b.rejected, last_error=b.last_error)  # what arrived on this namespace
             info["silent"] = v is None or now - v.last_seen_ns > timeout
