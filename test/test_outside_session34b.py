@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from test_outside_fleet import _delta, _rule, _server, _stream, _vmap
+import pytest
+from test_outside_fleet import _delta, _rule, _send, _server, _stream, _vmap
 
 from gs_mapping.runtime.replay import ReplayBus
 
@@ -62,3 +63,87 @@ def test_stray_deltas_of_many_maps_on_one_namespace_are_held_as_one_vehicles(tmp
     assert [server.ingest(c, v1) for c in stream] == ["snapshot", "applied", "applied"]
     assert server.merge.global_map.equals(_rule({1: states[102]}))
     server.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# a receiver leaves as another joins: the joiner must get the map as it is, not the stale latched one
+
+
+def _drop_node(bus: ReplayBus, node) -> None:
+    """``node`` leaves the bus (its process gone): its subscriptions with it."""
+    for topic, callbacks in bus.subscribers.items():
+        bus.subscribers[topic] = [
+            cb
+            for cb in callbacks
+            if getattr(cb, "__self__", None) is not node
+            and getattr(getattr(cb, "__wrapped__", None), "__self__", None) is not node
+        ]
+
+
+def test_a_receiver_joining_as_another_leaves_gets_the_current_global_map(tmp_path):
+    """docs/fleet.md: snapshot_period_s 0 = "at start and when subscribers join". The server saw a
+    join only as a rise in the subscriber count: one receiver leaving as another joined (between two
+    looks) left the count as it was, no snapshot went out, and the joiner kept the stale latched
+    snapshot (here the empty map of the server's start) for ever, the vehicle's deltas buffered
+    behind it. The joiner must hold the rule over the vehicle's own map."""
+    from test_fleet_server import _receiver
+
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "fleet.sqlite3", global_period_s=0.0, snapshot_period_s=0.0)
+    rx1 = _receiver(bus, "rx1")
+    for _ in range(5):  # rx1 seen: a snapshot of the (empty) map goes out and stays latched
+        bus.advance(bus.now_ns + 10**9)
+    assert rx1.store.stats["snapshot"] == 1 and len(rx1.store.state) == 0
+    stream, states = _stream(1, 4, seed=1, origin=(0.0, 0.0, 0.0))
+    for c in stream:
+        _send(bus, "vehicle1", c)
+    bus.advance(bus.now_ns + 2 * 10**9)
+    want = _rule({1: states[104]})
+    assert rx1.store.state.equals(want)
+    _drop_node(bus, rx1)
+    rx2 = _receiver(bus, "rx2")  # before the server looks at its subscribers again
+    bus.advance(bus.now_ns + 5 * 10**9)
+    server.close()
+    assert rx2.store.state is not None and rx2.store.state.equals(want), (rx2.store.seq, rx2.store.stats)
+
+
+def test_the_zenoh_graph_counts_a_subscription_that_replaced_another(tmp_path):
+    """Over a real Zenoh router: receiver A's session closes and receiver B's subscribes; the
+    publisher's current count is 1 before and after, and what it counts as joined tells B apart
+    (the map server and the mapper serve a fresh snapshot on it)."""
+    pytest.importorskip("zenoh")
+    import time
+
+    from test_zenoh_runtime import _free_port
+
+    from gs_mapping.nodes.context import LATCHED_QOS, subscriptions_joined
+    from gs_mapping.runtime.zenoh_runtime import ZenohContext, run_router
+
+    endpoint = f"tcp/127.0.0.1:{_free_port()}"
+    router = run_router([endpoint])
+    domain = 47
+    ctxs = [ZenohContext("server", domain_id=domain, connect=[endpoint])]
+    try:
+        pub = ctxs[0].create_publisher("/gs_test/snapshot", "std_msgs/msg/String", LATCHED_QOS)
+
+        def join(name: str) -> ZenohContext:
+            ctx = ZenohContext(name, domain_id=domain, connect=[endpoint])
+            ctx.create_subscription("/gs_test/snapshot", "std_msgs/msg/String", LATCHED_QOS, lambda m: None)
+            ctxs.append(ctx)
+            return ctx
+
+        a = join("rx_a")
+        ctxs[0].spin(until=lambda: pub.subscription_count() == 1, timeout_s=15)
+        assert subscriptions_joined(pub) == 1
+        a.close()
+        ctxs.remove(a)
+        join("rx_b")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and subscriptions_joined(pub) < 2:
+            ctxs[0].spin_once(0.05)
+        ctxs[0].spin(until=lambda: pub.subscription_count() == 1, timeout_s=15)
+        assert (pub.subscription_count(), subscriptions_joined(pub)) == (1, 2)
+    finally:
+        for c in ctxs:
+            c.close()
+        router.close()

@@ -43,7 +43,7 @@ from ..config_file import param
 from ..errors import GsMappingError
 from ..topics import resolve_namespace
 from .base import NodeBase
-from .context import LATCHED_QOS, RELIABLE_QOS, QoS
+from .context import LATCHED_QOS, RELIABLE_QOS, QoS, subscriptions_joined
 from .context import resolve_topic as _resolve
 
 
@@ -474,8 +474,8 @@ class MapServerNode(NodeBase):
         self.diag.values["snapshot_bytes"] = len(data)
 
     def on_snapshot_timer(self) -> None:
-        subs = self.pub_snapshot.subscription_count()
-        joined = subs > self._subscribers_seen
+        subs = subscriptions_joined(self.pub_snapshot)
+        joined = subs > self._subscribers_seen  # (a count: one leaving as another joined shows)
         self._subscribers_seen = subs
         period = self.cfg.snapshot_period_s
         self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
