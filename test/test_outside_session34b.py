@@ -107,43 +107,86 @@ def test_a_receiver_joining_as_another_leaves_gets_the_current_global_map(tmp_pa
     assert rx2.store.state is not None and rx2.store.state.equals(want), (rx2.store.seq, rx2.store.stats)
 
 
-def test_the_zenoh_graph_counts_a_subscription_that_replaced_another(tmp_path):
-    """Over a real Zenoh router: receiver A's session closes and receiver B's subscribes; the
-    publisher's current count is 1 before and after, and what it counts as joined tells B apart
-    (the map server and the mapper serve a fresh snapshot on it)."""
+def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map(tmp_path):
+    """The same over a real Zenoh router, with the real nodes: map_server_node, a vehicle's
+    publishers, map_receiver_node rx1 following; rx1's session closes and rx2's opens, and the
+    server looks again only once its graph shows both (its subscriber count is 1 before and
+    after). rx2 must hold the rule over the vehicle's own map, not the stale latched snapshot."""
     pytest.importorskip("zenoh")
     import time
 
     from test_zenoh_runtime import _free_port
 
-    from gs_mapping.nodes.context import LATCHED_QOS, subscriptions_joined
+    from gs_mapping.messages import bytes_to_uint8_multiarray
+    from gs_mapping.nodes.context import LATCHED_QOS, QoS
+    from gs_mapping.nodes.map_receiver_node import MapReceiverNode, MapReceiverNodeConfig
+    from gs_mapping.nodes.map_server_node import MapServerNode, MapServerNodeConfig
     from gs_mapping.runtime.zenoh_runtime import ZenohContext, run_router
 
-    endpoint = f"tcp/127.0.0.1:{_free_port()}"
+    endpoint, domain = f"tcp/127.0.0.1:{_free_port()}", 47
     router = run_router([endpoint])
-    domain = 47
-    ctxs = [ZenohContext("server", domain_id=domain, connect=[endpoint])]
+    ctxs: dict[str, ZenohContext] = {}
+    server = None
+
+    def context(key: str, name: str, ns: str = "") -> ZenohContext:
+        ctxs[key] = ZenohContext(name, ns, domain, connect=[endpoint])
+        return ctxs[key]
+
+    def receiver(ns: str) -> MapReceiverNode:
+        cfg = MapReceiverNodeConfig(
+            delta_topic="/map_server_node/map_delta", snapshot_topic="/map_server_node/map_snapshot"
+        )
+        return MapReceiverNode(context(ns, "map_receiver_node", ns), {"map_receiver_node": cfg})
+
+    def spin(seconds: float, until, skip: str = "") -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for key, c in list(ctxs.items()):
+                if key != skip:
+                    c.spin_once(0.01)
+            if until():
+                return True
+        return False
+
     try:
-        pub = ctxs[0].create_publisher("/gs_test/snapshot", "std_msgs/msg/String", LATCHED_QOS)
+        cfg = MapServerNodeConfig(
+            store_path=str(tmp_path / "fleet.sqlite3"),
+            vehicles=["vehicle1"],
+            global_period_s=0.0,
+            snapshot_period_s=0.0,
+        )
+        server = MapServerNode(context("server", "map_server_node"), {"map_server_node": cfg})
+        rx1 = receiver("rx1")
+        vehicle = context("vehicle", "mapper_node", "vehicle1")
+        pub_delta = vehicle.create_publisher("~/map_delta", "std_msgs/msg/UInt8MultiArray", QoS(depth=20))
+        pub_snap = vehicle.create_publisher("~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS)
+        assert spin(30, lambda: rx1.store.ready and pub_delta.subscription_count() > 0)
+        assert server.pub_snapshot.subscription_count() == 1
+        spin(1.5, lambda: False)  # the server looks at its subscribers (every second): rx1 seen
+        stream, states = _stream(1, 4, seed=1, origin=(0.0, 0.0, 0.0))
+        pub_snap.publish(bytes_to_uint8_multiarray(stream[0], vehicle.factory))
+        for c in stream[1:]:
+            pub_delta.publish(bytes_to_uint8_multiarray(c, vehicle.factory))
+        want = _rule({1: states[104]})
+        assert spin(30, lambda: rx1.store.state is not None and rx1.store.state.equals(want))
 
-        def join(name: str) -> ZenohContext:
-            ctx = ZenohContext(name, domain_id=domain, connect=[endpoint])
-            ctx.create_subscription("/gs_test/snapshot", "std_msgs/msg/String", LATCHED_QOS, lambda m: None)
-            ctxs.append(ctx)
-            return ctx
+        ctxs.pop("rx1").close()
+        rx2 = receiver("rx2")
+        graph = ctxs["server"].graph
 
-        a = join("rx_a")
-        ctxs[0].spin(until=lambda: pub.subscription_count() == 1, timeout_s=15)
-        assert subscriptions_joined(pub) == 1
-        a.close()
-        ctxs.remove(a)
-        join("rx_b")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and subscriptions_joined(pub) < 2:
-            ctxs[0].spin_once(0.05)
-        ctxs[0].spin(until=lambda: pub.subscription_count() == 1, timeout_s=15)
-        assert (pub.subscription_count(), subscriptions_joined(pub)) == (1, 2)
+        def swapped() -> bool:
+            return server.pub_snapshot.subscription_count() == 1 and any(
+                e.kind == "MS" and e.namespace == "/rx2" and e.topic.endswith("map_snapshot") for e in graph()
+            )
+
+        assert spin(30, swapped, skip="server")
+        assert spin(10, lambda: rx2.store.state is not None and rx2.store.state.equals(want)), (
+            rx2.store.seq,
+            server.merge.global_seq,
+        )
     finally:
-        for c in ctxs:
+        if server is not None:
+            server.close()
+        for c in ctxs.values():
             c.close()
         router.close()
