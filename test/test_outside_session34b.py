@@ -86,7 +86,13 @@ def test_a_receiver_joining_as_another_leaves_gets_the_current_global_map(tmp_pa
     looks) left the count as it was, no snapshot went out, and the joiner kept the stale latched
     snapshot (here the empty map of the server's start) for ever, the vehicle's deltas buffered
     behind it. The joiner must hold the rule over the vehicle's own map."""
-    from test_fleet_server import _receiver
+    from gs_mapping.nodes.map_receiver_node import MapReceiverNode, MapReceiverNodeConfig
+
+    def _receiver(bus: ReplayBus, ns: str) -> MapReceiverNode:
+        cfg = MapReceiverNodeConfig(
+            delta_topic="/map_server_node/map_delta", snapshot_topic="/map_server_node/map_snapshot"
+        )
+        return MapReceiverNode(bus.context("map_receiver_node", ns), {"map_receiver_node": cfg})
 
     bus = ReplayBus()
     server = _server(bus, tmp_path / "fleet.sqlite3", global_period_s=0.0, snapshot_period_s=0.0)
