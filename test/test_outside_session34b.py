@@ -196,3 +196,82 @@ def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map
         for c in ctxs.values():
             c.close()
         router.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# two vehicles started in one namespace (a copied launch file)
+
+
+def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(tmp_path, caplog):
+    """Two mapper processes publish in namespace vehicle1 with map id 1 (a copied launch file):
+    to the server they are one map stream, the newer numbering wins, and the other's containers
+    count as replays: its map never reaches the global map. The diagnostics said liveliness
+    "alive" and nothing more. They must say how many processes publish the vehicle's deltas (2, the
+    real count here) and the log must say it once; back to 1 when one of them goes."""
+    pytest.importorskip("zenoh")
+    import logging
+    import time
+
+    from test_zenoh_runtime import _free_port
+
+    from gs_mapping.messages import bytes_to_uint8_multiarray
+    from gs_mapping.nodes.context import LATCHED_QOS, QoS
+    from gs_mapping.nodes.map_server_node import MapServerNode, MapServerNodeConfig
+    from gs_mapping.runtime.zenoh_runtime import ZenohContext, run_router
+
+    endpoint, domain = f"tcp/127.0.0.1:{_free_port()}", 46
+    router = run_router([endpoint])
+    ctxs: list[ZenohContext] = []
+    server = None
+
+    def spin(seconds: float, until) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for c in list(ctxs):
+                c.spin_once(0.01)
+            if until():
+                return True
+        return False
+
+    def info() -> dict:
+        server.on_diagnostics_timer()
+        return json.loads(server.diag.values["vehicle vehicle1"])
+
+    try:
+        ctxs.append(ZenohContext("map_server_node", "", domain, connect=[endpoint]))
+        cfg = MapServerNodeConfig(
+            store_path=str(tmp_path / "fleet.sqlite3"), vehicles=["vehicle1"], global_period_s=0.0
+        )
+        server = MapServerNode(ctxs[0], {"map_server_node": cfg})
+        vehicles = []
+        for seed, x, first in ((1, 0.0, 100), (2, 60.0, 500)):
+            v = ZenohContext("mapper_node", "vehicle1", domain, connect=[endpoint])
+            ctxs.append(v)
+            pub_delta = v.create_publisher("~/map_delta", "std_msgs/msg/UInt8MultiArray", QoS(depth=20))
+            pub_snap = v.create_publisher("~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS)
+            vehicles.append(
+                (v, pub_delta, pub_snap, _stream(1, 2, seed=seed, origin=(x, 0.0, 0.0), first_seq=first))
+            )
+        with caplog.at_level(logging.WARNING, logger="gs_mapping.map_server_node"):
+            assert spin(30, lambda: info()["publishers"] == 2), info()
+            for v, _, pub_snap, (stream, _) in vehicles:
+                pub_snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
+            for k in (1, 2):
+                for v, pub_delta, _, (stream, _) in vehicles:
+                    pub_delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
+            assert spin(30, lambda: info()["seq"] == 502), info()
+        said = [
+            r.getMessage() for r in caplog.records if "processes publish its map deltas" in r.getMessage()
+        ]
+        assert len(said) == 1 and "vehicle1: 2 processes" in said[0], said
+        # the global map is one vehicle's (B's numbering is newer): A's map is what the warning is for
+        assert server.merge.global_map.equals(_rule({1: vehicles[1][3][1][502]}))
+        ctxs.remove(vehicles[0][0])
+        vehicles[0][0].close()
+        assert spin(30, lambda: info()["publishers"] == 1), info()
+    finally:
+        if server is not None:
+            server.close()
+        for c in ctxs:
+            c.close()
+        router.close()

@@ -111,9 +111,15 @@ class _Binding:
     waiting: int | None = None  # before it is bound: the map id of the deltas it holds back
     tokens: set[str] | None = None  # its delta publishers' live tokens; None: none seen (or no liveliness)
     vanished: int = 0
+    shared_said: bool = False  # two sessions publishing its deltas at once: said once
     topics: list[str] = field(default_factory=list)
     rejected: int = 0  # containers refused on this namespace (whatever map id they claimed)
     last_error: str = ""
+
+    @property
+    def publishers(self) -> int | None:
+        """Zenoh sessions (processes) whose delta publisher tokens are up; None: no liveliness."""
+        return None if self.tokens is None else len({k.split("/")[2] for k in self.tokens})
 
     @property
     def token_alive(self) -> bool | None:
@@ -557,6 +563,18 @@ class MapServerNode(NodeBase):
                 if was and not b.token_alive:
                     b.vanished += 1
                     self.ctx.logger.warning(f"vehicle {b.namespace} vanished (liveliness token gone)")
+                if (b.publishers or 0) <= 1:
+                    b.shared_said = False
+                elif not b.shared_said:
+                    # one map stream per namespace: the newer numbering wins, the other's containers
+                    # are replays, its map never merged (unless the other is a restarted mapper's
+                    # old session, not timed out yet)
+                    b.shared_said = True
+                    self.ctx.logger.warning(
+                        f"vehicle {b.namespace}: {b.publishers} processes publish its map deltas: two "
+                        "vehicles in one namespace keep one map (the other's containers count as "
+                        "replayed), unless one is a restarted mapper's old session not yet timed out"
+                    )
 
     def on_diagnostics_timer(self) -> None:
         now = self.ctx.now_ns()
@@ -569,6 +587,7 @@ class MapServerNode(NodeBase):
             info["silent"] = v is None or now - v.last_seen_ns > timeout
             info["liveliness"] = {None: "n/a", True: "alive", False: "gone"}[b.token_alive]
             info["vanished"] = b.vanished
+            info["publishers"] = b.publishers  # (processes publishing its deltas; None: n/a)
             self.diag.values[f"vehicle {b.namespace}"] = json.dumps(info, default=str)
         self.diag.values.update(
             {
