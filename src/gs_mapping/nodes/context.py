@@ -41,6 +41,15 @@ class Publisher(Protocol):
     def subscription_count(self) -> int: ...
 
 
+def subscriptions_joined(pub: Publisher) -> int:
+    """How many subscriptions ever matched ``pub``, where its runtime can say (DDS's total_count, the
+    Zenoh graph's tokens, the replay bus), else the current count. A latched topic's publisher
+    compares it with what it last saw to serve a joiner a fresh state: one subscriber leaving as
+    another joins leaves the current count as it was, and the joiner would keep the stale one."""
+    joined = getattr(pub, "subscriptions_joined", None)
+    return int(joined()) if joined is not None else pub.subscription_count()
+
+
 class MessageFactory(Protocol):
     def make(self, typename: str, **fields: Any) -> Any: ...
 

@@ -43,7 +43,7 @@ from ..config_file import param
 from ..errors import GsMappingError
 from ..topics import resolve_namespace
 from .base import NodeBase
-from .context import LATCHED_QOS, RELIABLE_QOS, QoS
+from .context import LATCHED_QOS, RELIABLE_QOS, QoS, subscriptions_joined
 from .context import resolve_topic as _resolve
 
 
@@ -108,11 +108,18 @@ class _Binding:
 
     namespace: str
     map_id: int | None = None
+    waiting: int | None = None  # before it is bound: the map id of the deltas it holds back
     tokens: set[str] | None = None  # its delta publishers' live tokens; None: none seen (or no liveliness)
     vanished: int = 0
+    shared_said: bool = False  # two sessions publishing its deltas at once: said once
     topics: list[str] = field(default_factory=list)
     rejected: int = 0  # containers refused on this namespace (whatever map id they claimed)
     last_error: str = ""
+
+    @property
+    def publishers(self) -> int | None:
+        """Zenoh sessions (processes) whose delta publisher tokens are up; None: no liveliness."""
+        return None if self.tokens is None else len({k.split("/")[2] for k in self.tokens})
 
     @property
     def token_alive(self) -> bool | None:
@@ -309,9 +316,12 @@ class MapServerNode(NodeBase):
                 self._rejected(binding, why)
                 return REJECTED
         r = self.merge.offer(data, self.ctx.now_ns(), flush=False)
-        if binding is not None and binding.map_id is None and r.map_id is not None and r.status != REJECTED:
-            binding.map_id = r.map_id  # a namespace is bound by its first container that is taken
-            self._new_bindings[binding.namespace] = r.map_id  # (stored with it, at the next commit)
+        if binding is not None and binding.map_id is None and r.map_id is not None:
+            if r.accepted:  # a namespace is bound by its first container taken (it changed a map)
+                binding.map_id, binding.waiting = r.map_id, None
+                self._new_bindings[binding.namespace] = r.map_id  # (stored with it, at the next commit)
+            elif r.status != REJECTED and binding.waiting is None:
+                binding.waiting = r.map_id  # a delta held for a snapshot: no proof of whose it is
         if r.status == REJECTED:
             self._rejected(binding, self.merge.last_error)
         if not r.accepted:
@@ -338,11 +348,16 @@ class MapServerNode(NodeBase):
         from gs_map_share.errors import DecodeError
 
         try:
-            map_id = unpack_header(data)[0].map_id
+            h = unpack_header(data)[0]
         except DecodeError:
             return ""
+        map_id = h.map_id
         if binding.map_id is not None and map_id != binding.map_id:
             return f"map id {map_id} on a namespace bound to {binding.map_id}"
+        if binding.map_id is None and binding.waiting not in (None, map_id) and not h.is_snapshot:
+            # (what a namespace holds back is bounded as one vehicle's; a snapshot, decoded and
+            # checked whole, may still bind it: a stray delta must not lock the vehicle out)
+            return f"delta of map id {map_id} on a namespace holding deltas of map id {binding.waiting}"
         owner = next(
             (b.namespace for b in self.bindings.values() if b is not binding and b.map_id == map_id), None
         )
@@ -465,8 +480,8 @@ class MapServerNode(NodeBase):
         self.diag.values["snapshot_bytes"] = len(data)
 
     def on_snapshot_timer(self) -> None:
-        subs = self.pub_snapshot.subscription_count()
-        joined = subs > self._subscribers_seen
+        subs = subscriptions_joined(self.pub_snapshot)
+        joined = subs > self._subscribers_seen  # (a count: one leaving as another joined shows)
         self._subscribers_seen = subs
         period = self.cfg.snapshot_period_s
         self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
@@ -548,17 +563,31 @@ class MapServerNode(NodeBase):
                 if was and not b.token_alive:
                     b.vanished += 1
                     self.ctx.logger.warning(f"vehicle {b.namespace} vanished (liveliness token gone)")
+                if (b.publishers or 0) <= 1:
+                    b.shared_said = False
+                elif not b.shared_said:
+                    # one map stream per namespace: the newer numbering wins, the other's containers
+                    # are replays, its map never merged (unless the other is a restarted mapper's
+                    # old session, not timed out yet)
+                    b.shared_said = True
+                    self.ctx.logger.warning(
+                        f"vehicle {b.namespace}: {b.publishers} processes publish its map deltas: two "
+                        "vehicles in one namespace keep one map (the other's containers count as "
+                        "replayed), unless one is a restarted mapper's old session not yet timed out"
+                    )
 
     def on_diagnostics_timer(self) -> None:
         now = self.ctx.now_ns()
         timeout = self.cfg.vehicle_timeout_s * 1e9
         for b in self.bindings.values():
-            v = self.merge.vehicles.get(b.map_id) if b.map_id is not None else None
+            mid = b.map_id if b.map_id is not None else b.waiting
+            v = self.merge.vehicles.get(mid) if mid is not None else None
             info = v.summary() if v is not None else {"map_id": b.map_id}
             info.update(rejected=b.rejected, last_error=b.last_error)  # what arrived on this namespace
             info["silent"] = v is None or now - v.last_seen_ns > timeout
             info["liveliness"] = {None: "n/a", True: "alive", False: "gone"}[b.token_alive]
             info["vanished"] = b.vanished
+            info["publishers"] = b.publishers  # (processes publishing its deltas; None: n/a)
             self.diag.values[f"vehicle {b.namespace}"] = json.dumps(info, default=str)
         self.diag.values.update(
             {

@@ -44,7 +44,15 @@ from ..mapping.mapper_config import AUTO, MapperConfig
 from ..sync import CameraInfoHistory
 from ..topics import CLOUD_TYPES, POINT_CLOUD2, image_type
 from .base import NodeBase
-from .context import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS, QoS
+from .context import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    TF_QOS,
+    TF_STATIC_QOS,
+    QoS,
+    subscriptions_joined,
+)
 
 # frames waiting for their TF, in order (tf2_ros MessageFilter's queue): a 30 Hz camera has 3 between
 # two samples of 10 Hz odometry; beyond, the oldest goes with the TF there is (a mapper slower than
@@ -523,8 +531,8 @@ class MapperNode(NodeBase):
         self.diag.values["state_crc"] = self.sender.shadow.checksum()
 
     def on_snapshot_timer(self) -> None:
-        subs = self.pub_snapshot.subscription_count()
-        joined = subs > self._subscribers_seen
+        subs = subscriptions_joined(self.pub_snapshot)
+        joined = subs > self._subscribers_seen  # (a count: one leaving as another joined shows)
         self._subscribers_seen = subs
         period = self.node_cfg.snapshot_period_s
         self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)

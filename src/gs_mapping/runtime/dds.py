@@ -113,6 +113,9 @@ class DdsPublisher:
     def subscription_count(self) -> int:
         return self._writer.get_publication_matched_status().current_count
 
+    def subscriptions_joined(self) -> int:
+        return self._writer.get_publication_matched_status().total_count
+
 
 def _inline_xml_end(uri: str, i: int) -> int:
     """Where the inline XML element starting at ``uri[i] == "<"`` ends, as Cyclone's parser reads it

@@ -50,6 +50,9 @@ class _Publisher:
     def subscription_count(self) -> int:
         return len(self._bus.subscribers.get(self.topic, ()))
 
+    def subscriptions_joined(self) -> int:
+        return self._bus.joined.get(self.topic, 0)
+
 
 class ReplayContext(ExpandsNames):
     """A :class:`~gs_mapping.nodes.context.NodeContext` on a :class:`ReplayBus`."""
@@ -96,6 +99,7 @@ class ReplayBus:
         self._recorded: set[str] = set()
         self.advertised: set[str] = set()  # topics some node here publishes
         self._latched: dict[str, deque] = {}  # transient_local topics: the last `depth` messages
+        self.joined: dict[str, int] = defaultdict(int)  # subscriptions ever made, per topic
 
     def context(self, node_name: str, namespace: str = "") -> ReplayContext:
         return ReplayContext(self, node_name, namespace)
@@ -103,6 +107,7 @@ class ReplayBus:
     def subscribe(self, topic: str, callback: Callable[[Any], None]) -> None:
         """A late subscriber of a latched topic gets its last messages, as transient_local does."""
         self.subscribers[topic].append(callback)
+        self.joined[topic] += 1
         for msg in self._latched.get(topic, ()):
             self._queue.append(([callback], msg))
 

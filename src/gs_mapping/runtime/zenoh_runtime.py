@@ -202,6 +202,10 @@ class ZenohPublisher:
         """Matching subscriptions seen in the graph (their ``MS`` liveliness tokens)."""
         return self._ctx.graph_count(zenoh_wire.SUBSCRIPTION, self.key)
 
+    def subscriptions_joined(self) -> int:
+        """Matching subscriptions whose tokens ever appeared (one leaving as another joins shows)."""
+        return self._ctx.graph_joined(zenoh_wire.SUBSCRIPTION, self.key)
+
 
 class ZenohContext(ExpandsNames):
     """A :class:`~gs_mapping.nodes.context.NodeContext` on one Zenoh session (see module doc)."""
@@ -242,6 +246,7 @@ class ZenohContext(ExpandsNames):
         self._diag: Any = None  # the node's diagnostics (attach_diagnostics)
         self._drops_told: dict[str, int] = {}
         self._graph: dict[str, zenoh_wire.GraphEntity] = {}
+        self._graph_joined: collections.Counter = collections.Counter()  # (kind, data key) → tokens seen
         self._graph_lock = threading.Lock()
         self._graph_sub = self.session.liveliness().declare_subscriber(
             f"{zenoh_wire.ADMIN_SPACE}/{domain_id}/**", self._on_graph_token, history=True
@@ -281,25 +286,31 @@ class ZenohContext(ExpandsNames):
                 self._graph.pop(key, None)
                 return
             try:
-                self._graph[key] = zenoh_wire.parse_liveliness(key)
+                e = zenoh_wire.parse_liveliness(key)
             except MessageError as exc:
                 log.debug(f"ignoring liveliness token: {exc}")
+                return
+            if key not in self._graph and e.topic:
+                self._graph_joined[e.kind, self._data_key(e)] += 1
+            self._graph[key] = e
 
     def graph(self) -> list[zenoh_wire.GraphEntity]:
         """Every entity of this domain whose liveliness token is alive (ours included)."""
         with self._graph_lock:
             return list(self._graph.values())
 
+    @staticmethod
+    def _data_key(e: zenoh_wire.GraphEntity) -> str:
+        return zenoh_wire.topic_keyexpr(e.domain_id, e.topic, e.type_name, e.type_hash)
+
     def graph_count(self, kind: str, data_key: str) -> int:
         """Remote-or-local entities of ``kind`` whose topic/type/hash give ``data_key``."""
-        n = 0
-        for e in self.graph():
-            if (
-                e.kind == kind
-                and zenoh_wire.topic_keyexpr(e.domain_id, e.topic, e.type_name, e.type_hash) == data_key
-            ):
-                n += 1
-        return n
+        return sum(e.kind == kind and self._data_key(e) == data_key for e in self.graph())
+
+    def graph_joined(self, kind: str, data_key: str) -> int:
+        """Entities of ``kind`` on ``data_key`` whose tokens ever appeared (gone ones too)."""
+        with self._graph_lock:
+            return self._graph_joined[kind, data_key]
 
     def topic_key(self, topic: str, typename: str) -> str:
         """The rmw_zenoh data key of a ROS topic name (resolved against this node) and type."""
