@@ -165,3 +165,73 @@ def test_the_saved_map_of_a_best_effort_fed_receiver_is_the_map_sent(ros, tmp_pa
     np.testing.assert_allclose(
         np.asarray(saved.means)[order(saved)], np.asarray(sent.means)[order(sent)], atol=1e-5
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# save_path naming a folder: refused where it is given, not found out at shutdown
+
+
+@pytest.mark.parametrize("node_name", ["map_receiver_node", "mapper_node"])
+def test_ros2_param_set_of_a_folder_as_save_path_is_refused_with_a_reason(ros, tmp_path, node_name):
+    """``ros2 param set /mapper_node mapper_node.save_path /data/maps`` (the folder, not the file)
+    was accepted; at shutdown the save failed and the map went to the temp directory. It is refused
+    with the reason, and the node keeps (in rclpy and in what it uses) the path it had."""
+    rclpy, _ = ros
+    if node_name == "mapper_node":  # (its mapper is torch's; Humble's venv has none)
+        pytest.importorskip("torch")
+    from rclpy.parameter import Parameter
+
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.rclpy_runtime import close_node, create_node
+
+    good = tmp_path / "map.ply"
+    name = f"{node_name}.save_path"
+    context = rclpy.Context()
+    args = ["n", "--ros-args", "-p", f"{name}:={good}", "-p", "mapper.device:=cpu"]
+    rclpy.init(args=args, context=context)
+    node, obj = create_node(node_class(node_name), context)
+    try:
+        (res,) = node.set_parameters([Parameter(name, value=str(tmp_path))])
+        assert not res.successful and "directory" in res.reason and name in res.reason, res
+        assert node.get_parameter(name).value == str(good) == obj.config[node_name].save_path
+        (res,) = node.set_parameters([Parameter(name, value=str(tmp_path / "other.ply"))])
+        assert res.successful and obj.config[node_name].save_path == str(tmp_path / "other.ply")
+    finally:
+        context.try_shutdown()
+        close_node(node, obj)
+
+
+def test_a_folder_as_save_path_at_start_is_one_line_and_exit_2(ros, tmp_path, capsys):
+    rclpy, _ = ros
+    from gs_mapping.nodes.map_receiver_node import MapReceiverNode
+    from gs_mapping.runtime.rclpy_runtime import run_node
+
+    arg, context, result = f"map_receiver_node.save_path:={tmp_path}", rclpy.Context(), []
+    t = threading.Thread(
+        target=lambda: result.append(run_node(MapReceiverNode, ["n", "--ros-args", "-p", arg], context))
+    )
+    t.start()
+    t.join(30)
+    if t.is_alive():
+        context.try_shutdown()
+        t.join(30)
+    assert result == [2], "the node started with a folder as its save path"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "save_path" in err[0] and "directory" in err[0], err
+
+
+def test_a_folder_really_cannot_take_the_final_save(tmp_path):
+    """Why refusing is right: the real final save to a folder fails and goes to the temp directory
+    (the map_saving path the node runs at shutdown), leaving the folder as it was."""
+    import logging
+
+    from synthetic_maps import synthetic_map
+
+    from gs_mapping.nodes.map_saving import final_save
+
+    saved = final_save(synthetic_map(50, 0, seed=1), str(tmp_path), logging.getLogger("t"), "n")
+    try:
+        assert saved is not None and saved != str(tmp_path) and list(tmp_path.iterdir()) == []
+    finally:
+        if saved:
+            __import__("os").remove(saved)
