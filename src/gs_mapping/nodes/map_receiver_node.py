@@ -37,6 +37,11 @@ class MapReceiverNodeConfig:
         "", "PLY path the rebuilt map is saved to on shutdown, with the sender's ids and levels (empty: none)"
     )
 
+    def __post_init__(self) -> None:
+        from .map_saving import check_save_path
+
+        check_save_path(self.save_path, "map_receiver_node.save_path")
+
 
 class MapReceiverNode(NodeBase):
     name = "map_receiver_node"

@@ -16,8 +16,16 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ..errors import GsMappingError
+from ..errors import ConfigError, GsMappingError
 from ..output_files import rescue
+
+
+def check_save_path(path: str, name: str) -> None:
+    """A ``save_path`` that can never hold the map (an existing folder) refused where it is given (a
+    params file, ``-p``, ``ros2 param set``: :class:`ConfigError` naming parameter ``name``), not
+    found out at shutdown, when the map goes to the temp directory instead."""
+    if path and "\0" not in path and os.path.isdir(os.path.expanduser(path)):
+        raise ConfigError(f"{name}: {path} is a directory; give the path of the PLY file (…/map.ply)")
 
 
 def save_map(gmap, path: str, what: str = "map", keep_ids: bool = False) -> None:

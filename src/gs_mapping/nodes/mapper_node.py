@@ -93,6 +93,11 @@ class MapperNodeConfig:
         (0.0, 60.0),
     )
 
+    def __post_init__(self) -> None:
+        from .map_saving import check_save_path
+
+        check_save_path(self.save_path, "mapper_node.save_path")
+
 
 class MapperNode(NodeBase):
     name = "mapper_node"

@@ -70,6 +70,25 @@ def _raw_decoder(typename: str) -> Callable[[bytes], Any] | None:
     return None
 
 
+def _qos_overriding_options():
+    """Which QoS policies ``qos_overrides`` parameters may change: rclpy's defaults (history, depth,
+    reliability) and durability (a latched map topic read by a volatile tool, or the reverse), with
+    a keep-last depth below 1 refused (rcl would fail on it, or keep nothing)."""
+    from rcl_interfaces.msg import SetParametersResult
+    from rclpy.qos import HistoryPolicy, QoSPolicyKind
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+
+    def check(profile: Any) -> Any:
+        if profile.history == HistoryPolicy.KEEP_LAST and profile.depth < 1:
+            return SetParametersResult(
+                successful=False, reason=f"keep-last depth {profile.depth}: at least 1"
+            )
+        return SetParametersResult(successful=True)
+
+    kinds = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY)
+    return QoSOverridingOptions(kinds, callback=check)
+
+
 def _qos_profile(qos: QoS):
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -99,21 +118,52 @@ class RclpyContext:
         return self.node.resolve_topic_name(topic)  # (rcl: expansion, then the -r rules)
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> Any:
-        return _Publisher(
-            self.node.create_publisher(_msg_class(typename), topic, _qos_profile(qos)), self.node
+        cls = _msg_class(typename)
+        pub = self._overridden(
+            "publisher",
+            topic,
+            lambda options: self.node.create_publisher(
+                cls, topic, _qos_profile(qos), qos_overriding_options=options
+            ),
         )
+        return _Publisher(pub, self.node)
 
     def create_subscription(
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
         cls, decode = _msg_class(typename), _raw_decoder(typename)
-        if decode is None:
-            sub = self.node.create_subscription(cls, topic, callback, _qos_profile(qos))
+        if decode is not None:
+            callback, raw = self._decoded(topic, decode, callback), True
         else:
-            sub = self.node.create_subscription(
-                cls, topic, self._decoded(topic, decode, callback), _qos_profile(qos), raw=True
-            )
+            raw = False
+        sub = self._overridden(
+            "subscription",
+            topic,
+            lambda options: self.node.create_subscription(
+                cls, topic, callback, _qos_profile(qos), qos_overriding_options=options, raw=raw
+            ),
+        )
         self._keep.append(sub)
+
+    def _overridden(self, kind: str, topic: str, create: Callable[[Any], Any]) -> Any:
+        """``create(options)`` with rclpy's QoS overriding options: the ``qos_overrides.<topic>.<kind>.
+        <policy>`` parameters a params file or ``-p`` gives (ROS 2's way to match a driver's QoS) are
+        applied, as rclcpp's and rclpy's own nodes that opt in do; without the options rclpy leaves
+        them unread without a word. A value rclpy cannot apply is a :class:`ConfigError` naming the
+        parameter, not a traceback."""
+        from rclpy.qos_overriding_options import InvalidQosOverridesError
+
+        try:
+            return create(_qos_overriding_options())
+        except (InvalidQosOverridesError, RuntimeError) as exc:  # (rclpy: RuntimeError for a bad policy name)
+            try:
+                prefix = f"qos_overrides.{self.node.resolve_topic_name(topic)}.{kind}."
+            except Exception:  # noqa: BLE001 - a name rcl refuses: rclpy's own error stands
+                raise exc from None
+            given = sorted(n for n in getattr(self.node, "_parameter_overrides", {}) if n.startswith(prefix))
+            if not given:
+                raise
+            raise ConfigError(f"{', '.join(given)}: {exc}") from None
 
     def _decoded(self, topic: str, decode: Callable[[bytes], Any], callback: Callable[[Any], None]):
         """A raw subscription's callback: the CDR bytes decoded, then ``callback``; bytes that do not
