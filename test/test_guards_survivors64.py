@@ -95,6 +95,28 @@ def test_a_big_endian_float_tiff_reads_its_metres_with_the_tile_as_a_plain_tuple
     np.testing.assert_array_equal(got.astype(np.float32), metres)
 
 
+def test_a_four_channel_tiff_under_a_bare_tiff_format_is_bgra8():
+    """compressed_image_transport's ``tiff`` with a format naming no encoding (``"tiff"``): the
+    encoding follows what the file holds, and four 8-bit samples are OpenCV's BGRA written as
+    RGBA (cv::imwrite), so ``bgra8`` with B, G, R, A back in the message's order. The TIFF is
+    Pillow's (an RGBA image of samples given by hand)."""
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from gs_mapping.messages.compressed_image import carried_image
+
+    samples = np.array([[[10, 20, 30, 255], [1, 2, 3, 4]], [[200, 100, 50, 0], [7, 8, 9, 128]]], np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(samples).save(buf, format="TIFF")
+    for fmt in ("tiff", "tiff compressed"):
+        img = carried_image(SimpleNamespace(format=fmt, data=np.frombuffer(buf.getvalue(), np.uint8)))
+        assert (img.encoding, img.height, img.width, img.step) == ("bgra8", 2, 2, 8)
+        got = np.frombuffer(bytes(img.data), np.uint8).reshape(2, 2, 4)
+        assert got.tolist() == samples[:, :, [2, 1, 0, 3]].tolist()
+
+
 # ------------------------------------------------------------------------------------------------
 # cli/hd_predict.py: --base-frame checked as tf2 checks a frame id
 
@@ -223,3 +245,66 @@ def test_undecodable_raw_messages_warn_once_a_topic_then_say_it_at_debug(ros):
     finally:
         node.destroy_node()
         context.try_shutdown()
+
+
+def test_integers_given_for_a_float_list_parameter_are_taken_as_rcl_gives_them(ros):
+    """A YAML ``offsets_m: [-3, 3]`` reaches rclpy as an INTEGER_ARRAY (rcl types a sequence by its
+    items); rclpy's static typing would refuse it for the DOUBLE_ARRAY default at start-up
+    (InvalidParameterTypeException), though the CLI reads the same file. Declared with dynamic
+    typing, the node starts and the config holds the floats -3.0 and 3.0 (as a float parameter given
+    an integer does)."""
+    import rclpy.node
+    from rclpy.parameter import Parameter
+
+    from gs_mapping.mapping.mapper_config import MapperConfig
+    from gs_mapping.runtime.rclpy_runtime import declare_section
+
+    context = ros.Context()
+    ros.init(args=[], context=context)
+    given = [
+        Parameter("mapper.virtual_views.offsets_m", value=[-3, 3]),
+        Parameter("mapper.virtual_views.weight", value=2),
+    ]
+    assert given[0].type_ == Parameter.Type.INTEGER_ARRAY
+    node = rclpy.node.Node("float_lists", context=context, parameter_overrides=given)
+    try:
+        cfg = declare_section(node, "mapper", MapperConfig)
+        assert cfg.virtual_views.offsets_m == [-3.0, 3.0]
+        assert all(type(v) is float for v in cfg.virtual_views.offsets_m)
+        assert cfg.virtual_views.weight == 2.0
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+
+
+def test_python_logging_to_a_node_leaves_our_loggers_as_they_were(ros):
+    """``python_logging_to``: within, our packages' records go to the node's logger at its level;
+    'afterwards, as they were' — each package logger's own level, propagation and handlers (a
+    process that runs a node and then goes on, as a launch test or the replay does, keeps its
+    logging set up). The node's logger here is at debug (10); ours were at 30, 0 (unset) and 40."""
+    import logging
+
+    import rclpy.logging
+    from rclpy.logging import LoggingSeverity
+
+    from gs_mapping.runtime.rclpy_runtime import python_logging_to
+
+    names = ("gs_mapping", "gs_map_share", "gsmap_hd")
+    saved = {n: (logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
+    try:
+        for n, level in zip(names, (logging.WARNING, logging.NOTSET, logging.ERROR), strict=True):
+            logging.getLogger(n).setLevel(level)
+            logging.getLogger(n).propagate = True
+        before = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names}
+        ros_logger = rclpy.logging.get_logger("logging_probe")
+        ros_logger.set_level(LoggingSeverity.DEBUG)
+        with python_logging_to(ros_logger):
+            assert all(logging.getLogger(n).level == logging.DEBUG for n in names)
+            assert not any(logging.getLogger(n).propagate for n in names)
+        after = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names}
+        assert after == before
+        assert all(logging.getLogger(n).propagate for n in names)
+    finally:
+        for n, (level, propagate) in saved.items():
+            logging.getLogger(n).setLevel(level)
+            logging.getLogger(n).propagate = propagate
