@@ -3,7 +3,7 @@
 ``morton.py``, ``cli/hd_export.py``, ``cli/hd_predict.py``, ``splat_formats/compressed_ply.py``,
 ``messages/compressed_image.py``, ``runtime/rclpy_runtime.py``) found unguarded. Each test compares
 the real component with something outside it (a hand computation, a file Pillow writes from pixels
-given by hand), so that breaking the line it guards makes it fail."""
+given by hand, rclpy's own Python layer), so that breaking the line it guards makes it fail."""
 
 from __future__ import annotations
 
@@ -38,32 +38,7 @@ def test_demorton_reads_codes_held_as_int64_as_it_reads_uint64():
 
 
 # ------------------------------------------------------------------------------------------------
-# messages/compressed_image.py: a palette PNG, and a float TIFF's tile as an older Pillow holds it
-
-
-def test_a_palette_png_reads_as_the_rgb_of_its_palette_entries():
-    """A CompressedImage whose PNG is palette-coded (PNG colour type 3: what an optimiser such as
-    pngquant or ``optipng`` makes of a frame with few colours) comes out as the RGB of each pixel's
-    palette entry, as a grey or RGB PNG comes out. The palette and indices are given by hand."""
-    import io
-    from types import SimpleNamespace
-
-    from PIL import Image
-
-    from gs_mapping.messages.compressed_image import compressed_image_to_numpy
-
-    palette = [(255, 0, 0), (0, 128, 0), (10, 20, 250), (7, 7, 7)]
-    idx = np.array([[0, 1, 2], [3, 2, 0]], np.uint8)
-    im = Image.new("P", (3, 2))
-    im.putpalette([v for rgb in palette for v in rgb])
-    im.putdata(idx.ravel().tolist())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    data = buf.getvalue()
-    assert data[25] == 3  # IHDR colour type 3: indexed colour (PNG spec 11.2.2)
-    got = compressed_image_to_numpy(SimpleNamespace(format="png", data=np.frombuffer(data, np.uint8)))
-    assert got.dtype == np.uint8 and got.shape == (2, 3, 3)
-    assert got.tolist() == [[list(palette[i]) for i in row] for row in idx]
+# messages/compressed_image.py: a float TIFF's tile as an older Pillow holds it; a bare tiff format
 
 
 def test_a_big_endian_float_tiff_reads_its_metres_with_the_tile_as_a_plain_tuple():
