@@ -163,6 +163,8 @@ def test_ros2_run_entry_points_default_torch_to_one_passive_thread(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(registry, "node_class", interrupted)
+    for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY"):  # (so that what the entry point sets is undone)
+        monkeypatch.setenv(var, "")
     for main, node in (
         (rclpy_runtime.main_hd_map_node, "hd_map_node"),
         (rclpy_runtime.main_mapper_node, "mapper_node"),
