@@ -76,3 +76,68 @@ def test_a_store_that_fills_up_at_a_commit_says_what_to_check_as_at_open(tmp_pat
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         db.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# qos_overrides given to a runtime that does not apply them
+
+_QOS_FILE = """/**:
+  ros__parameters:
+    qos_overrides:
+      /map_receiver_node/map_cloud:
+        publisher: {durability: volatile}
+    qos_overrides./mapper_node/map_delta.subscription.reliability: best_effort
+    map_receiver_node: {min_opacity: 0.1}
+"""
+_QOS_NAMES = (
+    "qos_overrides./map_receiver_node/map_cloud.publisher.durability",
+    "qos_overrides./mapper_node/map_delta.subscription.reliability",
+)
+
+
+def _qos_warnings(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if "qos_overrides" in ln]
+
+
+def test_gs_mapping_run_says_once_that_qos_overrides_are_not_applied(tmp_path):
+    """``gs-mapping run`` (Cyclone DDS here) with the params file an rclpy launch uses: the node runs
+    (the file is good), and one warning names every override and says the built-in QoS stays."""
+    f = tmp_path / "qos.yaml"
+    f.write_text(_QOS_FILE)
+    r = subprocess.run(
+        [sys.executable, "-m", "gs_mapping", "run", "map_receiver_node", "--config", str(f)]
+        + ["--duration", "0.3", "--domain-id", "93"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
+    assert r.returncode == 0 and "map_receiver_node: ready" in r.stdout, r.stdout + r.stderr
+    (said,) = _qos_warnings(r.stderr)
+    assert all(n in said for n in _QOS_NAMES) and "built-in QoS" in said and str(f) in said, said
+
+
+def test_replay_of_several_nodes_says_it_once(tmp_path, caplog):
+    """``gs-mapping replay`` runs several nodes from one ``/**`` file: one warning, not one per node."""
+    import logging
+
+    import numpy as np
+
+    from gs_mapping.bag import BagWriter
+    from gs_mapping.cli import main
+    from gs_mapping.geometry import Transform, TransformStamped
+    from gs_mapping.messages import transforms_to_tf_message
+    from gs_mapping.say_once import forget
+
+    forget()
+    f, bag = tmp_path / "qos.yaml", tmp_path / "bag"
+    f.write_text(_QOS_FILE)
+    with BagWriter(bag) as w:
+        w.add_topic("/tf", "tf2_msgs/msg/TFMessage")
+        t = Transform(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+        w.write("/tf", 10**9, transforms_to_tf_message([TransformStamped("map", "base_link", 10**9, t)]))
+    argv = ["replay", str(bag), "--out", str(tmp_path / "out"), "--config", str(f)]
+    with caplog.at_level(logging.WARNING, logger="gs_mapping"):
+        assert main([*argv, "--nodes", "map_receiver_node,map_server_node", "--json"]) == 0
+    said = [r.getMessage() for r in caplog.records if "qos_overrides" in r.getMessage()]
+    assert len(said) == 1 and all(n in said[0] for n in _QOS_NAMES), said
