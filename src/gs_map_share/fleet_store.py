@@ -74,6 +74,9 @@ class Stored:
     unissued: list[tuple[int, int]] = field(default_factory=list)
 
 
+# what an operator checks when the store cannot be written, at open or at any later commit
+UNWRITABLE_HINT = "check its and its directory's permissions, the mount and free space"
+
 MAX_UNISSUED = 64  # ranges kept (a start each); beyond, the oldest two are joined
 
 
@@ -136,25 +139,26 @@ class FleetStore:
             self.close()
             raise
 
-    def _why(self, exc: sqlite3.Error, what: str) -> str:
-        """One line for an SQLite error on open: a store that cannot be written (permissions, a
-        read-only mount, no room for its -wal and -shm) is not called corrupt (an operator might
-        delete a good map)."""
+    def _why(self, exc: sqlite3.Error, what: str = "", doing: str | None = None) -> str:
+        """One line for an SQLite error, on open (``what``: the file's fault where the cause is in
+        it) or while writing (``doing``: ``"commit"``, ``"compact"``; the file opened fine). A store
+        that cannot be written (permissions, a read-only mount, no room for its -wal and -shm: the
+        same causes whether met at open or at a later commit) is not called corrupt (an operator
+        might delete a good map) and gets :data:`UNWRITABLE_HINT` either way."""
         msg = str(exc)
+        head = f"{self.path}: " if doing is None else f"{self.path}: cannot {doing}: "
         if isinstance(exc, sqlite3.OperationalError) and "locked" in msg:
-            return f"{self.path}: another process holds the store locked ({msg}); it was not read"
+            undone = "it was not read" if doing is None else "nothing of it was written"
+            return f"{head}another process holds the store locked ({msg}); {undone}"
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in msg:
             # (SQLite says the same when the process has no descriptor left: permissions are fine)
             if (reason := out_of_descriptors()) is not None:
-                return f"{self.path}: cannot open the store: {reason} ({msg})"
+                return f"{head}{'cannot open the store: ' if doing is None else ''}{reason} ({msg})"
         if isinstance(exc, sqlite3.OperationalError) and any(
             k in msg for k in ("readonly", "read-only", "unable to open", "disk I/O", "full")
         ):
-            return (
-                f"{self.path}: cannot write the store or the -wal/-shm files beside it ({msg}); "
-                "check its and its directory's permissions, the mount and free space"
-            )
-        return f"{self.path}: {what} ({msg})"
+            return f"{head}cannot write the store or the -wal/-shm files beside it ({msg}); {UNWRITABLE_HINT}"
+        return f"{self.path}: {what} ({msg})" if doing is None else f"{self.path}: cannot {doing} ({msg})"
 
     def _hold(self) -> None:
         """One server per store: an exclusive flock on the file for as long as the store is open
@@ -343,7 +347,7 @@ class FleetStore:
                         [(*t, global_row.seq) for t in tiles],
                     )
         except sqlite3.Error as exc:
-            raise FleetStoreError(f"{self.path}: cannot commit ({exc})") from None
+            raise FleetStoreError(self._why(exc, doing="commit")) from None
 
     def compact_vehicle(self, map_id: int, snapshot: Row) -> None:
         """Replace a vehicle's log by a snapshot of its current state (bounded restart time)."""
@@ -354,7 +358,7 @@ class FleetStore:
                     "INSERT INTO vehicle_log VALUES (?, ?, 0, ?)", (map_id, snapshot.seq, snapshot.data)
                 )
         except sqlite3.Error as exc:
-            raise FleetStoreError(f"{self.path}: cannot compact ({exc})") from None
+            raise FleetStoreError(self._why(exc, doing="compact")) from None
 
     def compact_global(self, snapshot: Row, keep_deltas: int) -> None:
         """Store a global snapshot (the restart point); keep the last ``keep_deltas`` deltas at or
@@ -371,7 +375,7 @@ class FleetStore:
                     (snapshot.seq, snapshot.seq, int(keep_deltas)),
                 )
         except sqlite3.Error as exc:
-            raise FleetStoreError(f"{self.path}: cannot compact ({exc})") from None
+            raise FleetStoreError(self._why(exc, doing="compact")) from None
 
     def close(self) -> None:
         try:

@@ -23,6 +23,28 @@ from .context import RELIABLE_QOS, NodeContext, resolve_topic
 from .diagnostics import NodeDiagnostics
 
 
+def say_qos_overrides_unapplied(path: Any, params: dict | None) -> None:
+    """Once per file and set of names: the ``qos_overrides.…`` parameters file ``path`` gives a
+    node that runs outside rclpy (``gs-mapping run`` on DDS or Zenoh, ``replay``, ``map``: the
+    callers of :meth:`NodeBase.load_config`). Only the rclpy runtime applies ROS 2's QoS overrides;
+    the others keep each topic's built-in QoS, and an operator who wrote them to match a driver or
+    a relay must hear that they did nothing here."""
+    if not params or "qos_overrides" not in params:
+        return
+    import logging
+
+    from ..config_file import flatten
+    from ..say_once import say_once
+
+    given = params["qos_overrides"]
+    names = sorted(flatten(given, "qos_overrides.")) if isinstance(given, dict) else []
+    say_once(
+        logging.getLogger("gs_mapping.params"),
+        f"{path}: {', '.join(names) or 'qos_overrides'} not applied: this runtime keeps each topic's "
+        "built-in QoS (ROS 2's qos_overrides are applied under rclpy: ros2 run, ros2 launch)",
+    )
+
+
 class NodeBase:
     name: ClassVar[str] = "node"
     sections: ClassVar[dict[str, type]] = {}
@@ -54,6 +76,7 @@ class NodeBase:
 
         if params is None:
             params = read_parameter_file(path, node_fqn(name or cls.name, namespace))
+        say_qos_overrides_unapplied(path, params)
         return {name: load_section(path, name, cfg_cls, params) for name, cfg_cls in cls.sections.items()}
 
     def guarded(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -56,6 +56,7 @@ class MapReceiverNode(NodeBase):
         self.cfg: MapReceiverNodeConfig = config["map_receiver_node"]
         self.store = MapStore(max_pending=self.cfg.max_pending, max_gaussians=self.cfg.max_gaussians)
         self._dirty = False
+        self._shared_said = False  # more than one publisher of the deltas followed: said once
         self.pub_cloud = ctx.create_publisher("~/map_cloud", "sensor_msgs/msg/PointCloud2", LATCHED_QOS)
         ctx.create_subscription(
             self.cfg.delta_topic,
@@ -122,7 +123,31 @@ class MapReceiverNode(NodeBase):
     def on_diagnostics_timer(self) -> None:
         # (said at every report too: a receiver that never got a map has no container to say it)
         self.report_waiting(self.waiting_for())
+        self.count_publishers()
         self.publish_diagnostics()
+
+    def count_publishers(self) -> None:
+        """Diagnostics ``publishers``: how many publish the deltas followed, where the runtime can
+        count them (Zenoh: processes holding a publisher token; DDS: matched writers; rclpy:
+        rmw's count; the replay bus: publishers made on it). Two processes publishing as one
+        sender (a mapper launched twice with one name and namespace) number their maps alike:
+        this receiver follows whichever snapshot is newest and buffers or drops the other's
+        deltas, so more than one is said once (again after it was back to one)."""
+        count = getattr(self.ctx, "publisher_count", None)
+        n = count(self.cfg.delta_topic) if count is not None else None
+        if n is None:
+            return
+        self.diag.values["publishers"] = n
+        if n <= 1:
+            self._shared_said = False
+        elif not self._shared_said:
+            self._shared_said = True
+            self.ctx.logger.warning(
+                f"{n} publishers on {self.ctx.resolve_topic_name(self.cfg.delta_topic)}: two processes "
+                "publishing as one mapper (one name and namespace, launched twice?) number their maps "
+                "alike; this receiver follows the newest snapshot and buffers or drops the other's "
+                "deltas (unless one is a restarted sender's old session not yet timed out)"
+            )
 
     def publish_cloud(self) -> None:
         if not self._dirty or not self.store.ready:

@@ -286,6 +286,16 @@ class DdsContext(ExpandsNames):
         self._reader_guids.append(reader.guid.bytes)
         self._announce()
 
+    def publisher_count(self, topic: str) -> int:
+        """Publishers (DDS writers) matched with this node's readers of ``topic``: their
+        subscription-matched status's current count (a writer of an incompatible QoS is not)."""
+        full = resolve_topic(topic, self.node_name, self.namespace)
+        return sum(
+            entity.get_subscription_matched_status().current_count
+            for entity, t, is_reader in self._qos_watch
+            if is_reader and resolve_topic(t, self.node_name, self.namespace) == full
+        )
+
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         self._timers.add(period_s, callback)
 

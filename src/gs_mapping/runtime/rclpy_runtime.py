@@ -145,6 +145,13 @@ class RclpyContext:
         )
         self._keep.append(sub)
 
+    def publisher_count(self, topic: str) -> int:
+        """Publishers rmw sees on ``topic`` as this node's subscriptions resolve it (remapping
+        too: rclpy's own ``count_publishers`` only expands the name)."""
+        if not self.node.context.ok():
+            return 0
+        return self.node.count_publishers(self.resolve_topic_name(topic))
+
     def _overridden(self, kind: str, topic: str, create: Callable[[Any], Any]) -> Any:
         """``create(options)`` with rclpy's QoS overriding options: the ``qos_overrides.<topic>.<kind>.
         <policy>`` parameters a params file or ``-p`` gives (ROS 2's way to match a driver's QoS) are

@@ -67,12 +67,18 @@ class ReplayContext(ExpandsNames):
 
     def create_publisher(self, topic: str, typename: str, qos: QoS) -> _Publisher:
         self.bus.advertised.add(self._resolve(topic))
+        self.bus.publishers[self._resolve(topic)] += 1
         return _Publisher(self.bus, self._resolve(topic), typename, qos)
 
     def create_subscription(
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
         self.bus.subscribe(self._resolve(topic), callback)
+
+    def publisher_count(self, topic: str) -> int | None:
+        """Publishers nodes on this bus made for ``topic``; None where none did (the bag's
+        messages feed it: who recorded them is not known)."""
+        return self.bus.publishers.get(self._resolve(topic)) or None
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         period = int(period_s * 1e9)
@@ -98,6 +104,7 @@ class ReplayBus:
         self._queue: deque[tuple[list[Callable[[Any], None]], Any]] = deque()
         self._recorded: set[str] = set()
         self.advertised: set[str] = set()  # topics some node here publishes
+        self.publishers: dict[str, int] = defaultdict(int)  # publishers made, per topic
         self._latched: dict[str, deque] = {}  # transient_local topics: the last `depth` messages
         self.joined: dict[str, int] = defaultdict(int)  # subscriptions ever made, per topic
 

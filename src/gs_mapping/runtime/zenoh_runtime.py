@@ -312,6 +312,13 @@ class ZenohContext(ExpandsNames):
         with self._graph_lock:
             return self._graph_joined[kind, data_key]
 
+    def publisher_count(self, topic: str) -> int:
+        """Zenoh sessions (processes) whose publisher tokens on ``topic`` (resolved against this
+        node) are up: two processes publishing as one node count 2, as the map server counts a
+        vehicle's (a killed process's token stays until Zenoh times its session out)."""
+        full = resolve_topic(topic, self.node_name, self.namespace)
+        return len({e.zid for e in self.graph() if e.kind == zenoh_wire.PUBLISHER and e.topic == full})
+
     def topic_key(self, topic: str, typename: str) -> str:
         """The rmw_zenoh data key of a ROS topic name (resolved against this node) and type."""
         full = resolve_topic(topic, self.node_name, self.namespace)
