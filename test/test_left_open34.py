@@ -242,7 +242,9 @@ def test_hd_train_keeps_a_second_run_out_and_a_ctrl_c_removes_its_lock(tmp_path,
     try:
         deadline = time.monotonic() + 240
         while not (lock.exists() and (out / "config.json").exists()):
-            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            if first.poll() is not None or time.monotonic() > deadline:
+                first.kill()  # (before reading its output: a run that goes on would never end it)
+                pytest.fail(f"no run with its lock: {first.communicate()}")
             time.sleep(0.1)
         first.send_signal(signal.SIGSTOP)
         before = _tree(out)
