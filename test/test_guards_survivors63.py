@@ -508,6 +508,14 @@ def test_a_lock_whose_file_went_with_no_new_run_is_taken_on_a_new_file(tmp_path,
     try:
         assert ended and path.exists()
         assert (os.fstat(second).st_ino, os.fstat(second).st_dev) == (path.stat().st_ino, path.stat().st_dev)
+        if os.path.isdir("/proc/self/fd"):  # (the removed file's descriptor closed, not left open)
+            names = []
+            for n in os.listdir("/proc/self/fd"):
+                try:
+                    names.append(os.readlink(f"/proc/self/fd/{n}"))
+                except OSError:  # (the descriptor listdir itself used)
+                    pass
+            assert not [n for n in names if "hd-train.lock" in n and "(deleted)" in n], names
         with pytest.raises(GsMappingError, match="another hd-train"):
             os.close(_lock_run(out, True))
     finally:
