@@ -229,11 +229,22 @@ def test_hd_train_keeps_a_second_run_out_and_a_ctrl_c_removes_its_lock(tmp_path,
     out, lock = tmp_path / "run", tmp_path / ".run.hd-train.lock"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "gs_mapping", "hd-train", "--out", str(out), *TRAIN, "--steps", "100000"]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # (SIGINT as a terminal's foreground job has it: a suite run as a background job starts its
+    # children with SIGINT ignored, which the CLI keeps, as POSIX programs do)
+    first = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 240
         while not (lock.exists() and (out / "config.json").exists()):
-            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            if first.poll() is not None or time.monotonic() > deadline:
+                first.kill()  # (before reading its output: a run that goes on would never end it)
+                pytest.fail(f"no run with its lock: {first.communicate()}")
             time.sleep(0.1)
         first.send_signal(signal.SIGSTOP)
         before = _tree(out)
