@@ -572,3 +572,20 @@ def test_a_slow_drive_gets_a_world_as_long_as_its_route():
     xy = np.array([drive.pose(i)[:2, 3] for i in range(60)])
     steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
     assert steps.min() > 9.5 and steps.max() < 10.0 + 1e-6, (steps.min(), steps.max())
+
+
+def test_an_undecodable_record_met_by_topic_choice_and_by_mapping_is_said_once(zed_bags, caplog):
+    """``map`` reads a bag twice: topic choice reads a topic's first message for its frame (here the
+    right colour, refused beside the left's depth), then the mapper reads the topic from the start. Each reader skips the same undecodable first record; the
+    warning naming it is said once a process (``say_once``), the skipped messages still counted by
+    each reader."""
+    from gs_mapping.bag import BagReader
+
+    bag = zed_bags["right_images_unreadable"]
+    with caplog.at_level("WARNING"):
+        _refused(bag, ZED_RIGHT, LEFT, RIGHT, color_topic=ZED_RIGHT)  # (its images were read)
+        with BagReader(bag) as r:
+            assert list(r.messages([ZED_RIGHT])) == []
+            assert sum(r.bad_messages.values()) == 3  # (all three right images skipped, counted)
+    said = [m for m in caplog.messages if "only counted" in m]
+    assert len(said) == 1 and ZED_RIGHT in said[0], caplog.messages

@@ -570,8 +570,8 @@ class BagReader:
                 if self.strict:
                     raise
                 kind = f"{topic} ({types[topic]})"
-                if kind not in self.bad_messages:
-                    log.warning(f"{exc}: skipped (further undecodable {kind} messages are only counted)")
+                if kind not in self.bad_messages:  # (once a process too: map reads a bag twice)
+                    say_once(log, f"{exc}: skipped (further undecodable {kind} messages are only counted)")
                 self.bad_messages[kind] = self.bad_messages.get(kind, 0) + 1
                 continue
             yield topic, stamp, msg
