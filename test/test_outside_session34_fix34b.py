@@ -254,6 +254,10 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
             )
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_receiver_node"):
             assert spin(30, lambda: rx.diag.values.get("publishers") == 2), rx.diag.values
+            # published once the receiver's subscriptions are in each mapper's graph, as a mapper's
+            # snapshot timer does (a sample sent before can be lost: nothing here sends it again)
+            pubs = [p for _, delta, snap in mappers for p in (delta, snap)]
+            assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
             (a, _), (b, b_states) = _two_mappers_maps()
             for (v, _, snap), stream in zip(mappers, (a, b), strict=True):
                 snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))

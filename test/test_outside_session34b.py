@@ -166,7 +166,12 @@ def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map
         vehicle = context("vehicle", "mapper_node", "vehicle1")
         pub_delta = vehicle.create_publisher("~/map_delta", "std_msgs/msg/UInt8MultiArray", QoS(depth=20))
         pub_snap = vehicle.create_publisher("~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS)
-        assert spin(30, lambda: rx1.store.ready and pub_delta.subscription_count() > 0)
+        assert spin(
+            30,
+            lambda: rx1.store.ready
+            and pub_delta.subscription_count() > 0
+            and pub_snap.subscription_count() > 0,
+        )
         assert server.pub_snapshot.subscription_count() == 1
         spin(1.5, lambda: False)  # the server looks at its subscribers (every second): rx1 seen
         stream, states = _stream(1, 4, seed=1, origin=(0.0, 0.0, 0.0))
@@ -254,6 +259,11 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
             )
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_server_node"):
             assert spin(30, lambda: info()["publishers"] == 2), info()
+            # each vehicle publishes once the server's subscriptions are in its graph, as a mapper's
+            # snapshot timer does (a latched sample sent before the subscription reached the
+            # publisher's session can be lost: nothing here sends it again)
+            pubs = [p for _, pub_delta, pub_snap, _ in vehicles for p in (pub_delta, pub_snap)]
+            assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
             for v, _, pub_snap, (stream, _) in vehicles:
                 pub_snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
             for k in (1, 2):
