@@ -254,8 +254,8 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
             )
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_receiver_node"):
             assert spin(30, lambda: rx.diag.values.get("publishers") == 2), rx.diag.values
-            # published once the receiver's subscriptions are in each mapper's graph, as a mapper's
-            # snapshot timer does (a sample sent before can be lost: nothing here sends it again)
+            # published once the receiving side's subscriptions are in each publisher's graph, as a
+            # mapper's snapshot timer publishes when a subscription joins
             pubs = [p for _, delta, snap in mappers for p in (delta, snap)]
             assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
             (a, _), (b, b_states) = _two_mappers_maps()
@@ -263,8 +263,10 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
             def followed() -> bool:
                 return rx.store.state is not None and rx.store.state.equals(b_states[502])
 
-            # each round as the mappers' snapshot timers send it (a mapper re-sends its snapshot
-            # every snapshot_period_s: a first latched sample can be lost on a fresh Zenoh route)
+            # each round as the mappers' snapshot timers send it, again every snapshot_period_s: the
+            # snapshot subscription is keep-last 1 (LATCHED_QOS), so of two processes' snapshots
+            # arriving within one spin only the later arrival is kept (the misconfiguration these
+            # processes make; a round later the other may win)
             for _ in range(3):
                 for (v, _, snap), stream in zip(mappers, (a, b), strict=True):
                     snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))

@@ -259,13 +259,14 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
             )
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_server_node"):
             assert spin(30, lambda: info()["publishers"] == 2), info()
-            # each vehicle publishes once the server's subscriptions are in its graph, as a mapper's
-            # snapshot timer does (a latched sample sent before the subscription reached the
-            # publisher's session can be lost: nothing here sends it again)
+            # published once the receiving side's subscriptions are in each publisher's graph, as a
+            # mapper's snapshot timer publishes when a subscription joins
             pubs = [p for _, pub_delta, pub_snap, _ in vehicles for p in (pub_delta, pub_snap)]
             assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
-            # each round as the mappers' snapshot timers send it (a mapper re-sends its snapshot
-            # every snapshot_period_s: a first latched sample can be lost on a fresh Zenoh route)
+            # each round as the mappers' snapshot timers send it, again every snapshot_period_s: the
+            # snapshot subscription is keep-last 1 (LATCHED_QOS), so of two processes' snapshots
+            # arriving within one spin only the later arrival is kept (the misconfiguration these
+            # processes make; a round later the other may win)
             for _ in range(3):
                 for v, _, pub_snap, (stream, _) in vehicles:
                     pub_snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
