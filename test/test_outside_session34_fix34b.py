@@ -258,24 +258,16 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
             # mapper's snapshot timer publishes when a subscription joins
             pubs = [p for _, delta, snap in mappers for p in (delta, snap)]
             assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
-            (a, _), (b, b_states) = _two_mappers_maps()
+            a, b = _two_mappers_maps()
 
-            def followed() -> bool:
-                return rx.store.state is not None and rx.store.state.equals(b_states[502])
-
-            # each round as the mappers' snapshot timers send it, again every snapshot_period_s: the
-            # snapshot subscription is keep-last 1 (LATCHED_QOS), so of two processes' snapshots
-            # arriving within one spin only the later arrival is kept (the misconfiguration these
-            # processes make; a round later the other may win)
-            for _ in range(3):
-                for (v, _, snap), stream in zip(mappers, (a, b), strict=True):
-                    snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
+            # one process's stream, then the other's, each taken before the next (the snapshot
+            # subscription is keep-last 1, LATCHED_QOS: two snapshots arriving within one spin keep
+            # only the later arrival, which would make the winner a matter of timing)
+            for (v, delta, snap), (stream, states), last in zip(mappers, (a, b), (102, 502), strict=True):
+                snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
                 for k in (1, 2):
-                    for (v, delta, _), stream in zip(mappers, (a, b), strict=True):
-                        delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
-                if spin(10, followed):
-                    break
-            assert followed()
+                    delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
+                assert spin(30, lambda: rx.store.state is not None and rx.store.state.equals(states[last]))  # noqa: B023
             spin(1.0, lambda: False)  # (five more reports with both up: still said once)
         said = _said_shared(caplog)
         assert len(said) == 1 and said[0].startswith("2 publishers"), said

@@ -263,19 +263,14 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
             # mapper's snapshot timer publishes when a subscription joins
             pubs = [p for _, pub_delta, pub_snap, _ in vehicles for p in (pub_delta, pub_snap)]
             assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
-            # each round as the mappers' snapshot timers send it, again every snapshot_period_s: the
-            # snapshot subscription is keep-last 1 (LATCHED_QOS), so of two processes' snapshots
-            # arriving within one spin only the later arrival is kept (the misconfiguration these
-            # processes make; a round later the other may win)
-            for _ in range(3):
-                for v, _, pub_snap, (stream, _) in vehicles:
-                    pub_snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
+            # one process's stream, then the other's, each taken before the next (the snapshot
+            # subscription is keep-last 1, LATCHED_QOS: two snapshots arriving within one spin keep
+            # only the later arrival, which would make the winner a matter of timing)
+            for (v, pub_delta, pub_snap, (stream, _)), last in zip(vehicles, (102, 502), strict=True):
+                pub_snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
                 for k in (1, 2):
-                    for v, pub_delta, _, (stream, _) in vehicles:
-                        pub_delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
-                if spin(10, lambda: info()["seq"] == 502):
-                    break
-            assert info()["seq"] == 502, info()
+                    pub_delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
+                assert spin(30, lambda: info()["seq"] == last), info()  # noqa: B023
         said = [
             r.getMessage() for r in caplog.records if "processes publish its map deltas" in r.getMessage()
         ]
