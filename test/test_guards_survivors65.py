@@ -7,7 +7,6 @@ the vehicles' own maps, a real Zenoh session's graph."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 
@@ -67,18 +66,11 @@ def test_an_existing_map_file_as_save_path_is_taken_as_the_save_replaces_it(tmp_
 
 @pytest.fixture(scope="module")
 def ros():
-    if importlib.util.find_spec("rclpy") is None:  # (importing it needs the stand-in first)
-        pytest.skip("rclpy-intellisense (rclpy's Python layer) is not in this venv")
+    """rclpy's real Python package over test/rclpy_standin.py's C layer (skipped where absent)."""
     import rclpy_standin
-    from rosbags.typesys import Stores, get_typestore
 
-    from gs_mapping.messages import RclpyFactory
-
-    RclpyFactory._class.cache_clear()
-    rclpy, _, interfaces = rclpy_standin.install(get_typestore(Stores.ROS2_HUMBLE))
-    yield rclpy
-    RclpyFactory._class.cache_clear()
-    rclpy_standin.uninstall(interfaces)
+    with rclpy_standin.humble_for_tests() as rclpy:
+        yield rclpy
 
 
 def test_on_rclpy_a_snapshot_publishers_joined_count_is_rclpys_subscription_count(ros):

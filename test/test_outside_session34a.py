@@ -15,7 +15,6 @@ on an incompatible pair (rclpy's default ``incompatible_qos`` event callback) ne
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 
@@ -25,18 +24,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ros():
-    if importlib.util.find_spec("rclpy") is None:  # (importing it needs the stand-in first)
-        pytest.skip("rclpy-intellisense (rclpy's Python layer) is not in this venv")
+    """rclpy's real Python package over test/rclpy_standin.py's C layer (skipped where absent)."""
     import rclpy_standin
-    from rosbags.typesys import Stores, get_typestore
 
-    from gs_mapping.messages import RclpyFactory
-
-    RclpyFactory._class.cache_clear()
-    rclpy, standin, interfaces = rclpy_standin.install(get_typestore(Stores.ROS2_HUMBLE))
-    yield rclpy, rclpy_standin
-    RclpyFactory._class.cache_clear()
-    rclpy_standin.uninstall(interfaces)
+    with rclpy_standin.humble_for_tests() as rclpy:
+        yield rclpy, rclpy_standin
 
 
 DELTA = "/mapper_node/map_delta"
