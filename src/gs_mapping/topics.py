@@ -358,7 +358,7 @@ def discover(
         color = need(color, IMAGE_TYPES, "colour")
     elif depth:  # the colour of the named depth's own camera (of its frame, where it is registered)
         colours = colour_candidates(types, empty)
-        if frame_of and not depth_camera_info and types.get(depth_info_topic(depth)) != CAMERA_INFO:
+        if frame_of and not depth_camera_info and not _own_camera_info(types, depth):
             own = _frame(frame_of, depth)
             colours = [c for c in colours if own and _colour_frame(frame_of, c) == own] or colours
         color = _colour_of_depth(colours, depth, where)
@@ -405,13 +405,20 @@ def discover(
         raise ConfigError(f"{where}: colour and depth are the same stream ({color}, {depth})")
     if depth_camera_info:
         depth_camera_info = need(depth_camera_info, (CAMERA_INFO,), "depth camera_info")
-    elif types.get(depth_info_topic(depth)) == CAMERA_INFO:
-        depth_camera_info = depth_info_topic(depth)
+    else:
+        depth_camera_info = _own_camera_info(types, depth)
     if not depth_camera_info:
         _refuse_other_cameras_depth(colour_candidates(types, empty), color, depth, where)
         if frame_of:
             _refuse_other_frames_depth(frame_of, color, camera_info, depth, where)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
+
+
+def _own_camera_info(types: dict[str, str], depth: str) -> str:
+    """The depth's own CameraInfo topic where the bag records it (:func:`depth_info_topic`), else ''
+    (the depth is then taken as registered to colour)."""
+    name = depth_info_topic(depth)
+    return name if types.get(name) == CAMERA_INFO else ""
 
 
 def _frame(frame_of: Callable[[str], str], topic: str) -> str:
