@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import seed
+from . import add_no_progress, seed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="world seed (default 2026; the shipped HD model never saw it: it trained on worlds 0-15)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
+    add_no_progress(p)
 
 
 # What a demo's output directory holds (an existing one with anything else is never replaced).
@@ -62,7 +63,7 @@ def _build(out, args: argparse.Namespace) -> None:
     from . import show_progress
 
     logging.getLogger("gs_mapping").setLevel(logging.ERROR)  # counted in diagnostics and the report
-    progress = show_progress()
+    progress = show_progress(args.no_progress)
     settings = pipeline.DemoSettings(seed=args.seed, frames=args.frames)
     configs = pipeline.node_configs(settings)
     pipeline.write_config(configs, out / "demo_config.yaml")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import add_no_progress
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..nodes.registry import NODES
@@ -25,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "input topic of the nodes is found (default: a warning, exit 0)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_no_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             classes,
             configs,
             overwrite=args.overwrite,
-            progress=show_progress(),
+            progress=show_progress(args.no_progress),
             strict=args.strict,
         )
     report = {

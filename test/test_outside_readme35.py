@@ -1,0 +1,112 @@
+"""A new user's walk through README's command line (session #35): what it promised and the CLI did not.
+
+1. README: "Progress of `map`, `hd-predict`, `world`, `replay`, `hd-train` and `demo`: a bar where
+   stderr is a terminal; anywhere else … a plain line …; `--no-progress` silences both". ``replay``
+   and ``demo`` reported progress but had no ``--no-progress`` (``replay w1 --out x --no-progress``:
+   "unrecognized arguments"). Each command the sentence names must take it, and for ``replay`` and
+   ``demo`` it must silence the lines their real runs write to a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+SRC = REPO / "src"
+
+
+def _subparsers() -> dict:
+    from gs_mapping.cli import build_parser
+
+    parser = build_parser()
+    return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+
+
+def _progress_commands() -> list[str]:
+    """The commands README's progress sentence names ("Progress of `a`, `b` … and `z`: …")."""
+    text = " ".join(README.read_text().split())
+    m = re.search(r"Progress of ((?:`[a-z-]+`(?:, | and ))*`[a-z-]+`):", text)
+    assert m, "README no longer has its 'Progress of …:' sentence"
+    return re.findall(r"`([a-z-]+)`", m.group(1))
+
+
+def test_every_command_readme_says_reports_progress_takes_no_progress():
+    commands = _progress_commands()
+    assert {"map", "replay", "demo"} <= set(commands)
+    subs = _subparsers()
+    missing = [c for c in commands if "--no-progress" not in subs[c]._option_string_actions]
+    assert not missing, f"README: --no-progress silences their progress; not an option of {missing}"
+
+
+def _gs(tmp: Path, *argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``gs-mapping ARGV`` in a child with stderr to a pipe (no terminal) and a line at each tenth."""
+    (tmp / "tmpdir").mkdir(exist_ok=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(SRC), *sys.path]),
+        TMPDIR=str(tmp / "tmpdir"),
+        GS_MAPPING_PROGRESS_INTERVAL="0",
+        OMP_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "gs_mapping", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp,
+    )
+
+
+_LINE = re.compile(r"^[\w-]+: \d+/\d+ \(\d+%\), [\d:]+ elapsed, ETA ")
+
+
+def _progress_lines(err: str) -> list[str]:
+    return [x for x in err.splitlines() if _LINE.match(x)]
+
+
+def test_replay_writes_progress_lines_and_no_progress_silences_them(tmp_path):
+    """A 6-frame world bag replayed through the receiver (it reads the bag's TF: 7 messages fed):
+    progress lines to a pipe without the option, none with it, the same bag recorded either way."""
+    bag = tmp_path / "drive"
+    w = _gs(
+        tmp_path,
+        "world",
+        "--out",
+        str(bag),
+        "--frames",
+        "6",
+        "--size",
+        "64x36",
+        "--workers",
+        "1",
+        "--no-progress",
+    )
+    assert w.returncode == 0, w.stderr[-2000:]
+    assert not _progress_lines(w.stderr), w.stderr
+    base = ["replay", str(bag), "--nodes", "map_receiver_node"]
+    loud = _gs(tmp_path, *base, "--out", str(tmp_path / "a"))
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert any(x.startswith("replay: 7/7 (100%)") for x in _progress_lines(loud.stderr)), loud.stderr
+    quiet = _gs(tmp_path, *base, "--out", str(tmp_path / "b"), "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert not _progress_lines(quiet.stderr), quiet.stderr
+    assert (tmp_path / "b" / "metadata.yaml").is_file()
+    assert quiet.stdout.splitlines()[1:] == loud.stdout.splitlines()[1:]  # (line 0: wall time, path)
+
+
+@pytest.mark.slow
+def test_demo_no_progress_writes_no_progress_line(tmp_path):
+    """The demo's world and replay steps report progress (lines to a pipe, a tenth each here);
+    ``demo --no-progress`` writes none of them and still writes its report."""
+    r = _gs(tmp_path, "demo", "--frames", "5", "--out", str(tmp_path / "out"), "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not _progress_lines(r.stderr), r.stderr[-2000:]
+    assert (tmp_path / "out" / "report.md").is_file()
