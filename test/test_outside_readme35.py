@@ -5,6 +5,9 @@
    and ``demo`` reported progress but had no ``--no-progress`` (``replay w1 --out x --no-progress``:
    "unrecognized arguments"). Each command the sentence names must take it, and for ``replay`` and
    ``demo`` it must silence the lines their real runs write to a pipe.
+2. ``hd-predict`` on a real recording (no ground truth) then ``hd-eval`` on its file: "missing key
+   'GTs'", as if the file were damaged. The error now says there is no ground truth to score
+   against and where ``hd-predict`` takes it from.
 """
 
 from __future__ import annotations
@@ -110,3 +113,23 @@ def test_demo_no_progress_writes_no_progress_line(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert not _progress_lines(r.stderr), r.stderr[-2000:]
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_hd_eval_of_predictions_from_a_recording_without_ground_truth_says_so(shared_data, tmp_path):
+    """The real RealSense kitchen bag (no /ground_truth/…): hd-predict writes predictions alone;
+    hd-eval refuses them in one line (exit 2) that says there is no ground truth, not only that a
+    key is missing."""
+    bag = shared_data / "realsense_kitchen_rgbd"
+    pred = tmp_path / "pred.json"
+    p = _gs(tmp_path, "hd-predict", str(bag), "--out", str(pred), "--max-frames", "1", "--no-progress")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert '"with_gt": false' in p.stdout
+    e = _gs(tmp_path, "hd-eval", str(pred))
+    assert e.returncode == 2 and e.stdout == ""
+    lines = e.stderr.splitlines()
+    assert len(lines) == 1, e.stderr
+    assert (
+        "missing key 'GTs'" in lines[0]
+        and "no ground truth" in lines[0]
+        and "/ground_truth/lanes_json" in lines[0]
+    )

@@ -100,13 +100,22 @@ def parse_frames(frames, name: str, need_score: bool) -> list:
     return out
 
 
+# hd-predict writes predictions alone for a bag without ground truth (a real recording)
+_NO_GT = (
+    ": no ground truth to score against (hd-predict writes 'GTs' only from a bag with "
+    "/ground_truth/lanes_json, as 'gs-mapping world' records it)"
+)
+
+
 def parse_submission(doc, source: str = "input") -> tuple[list, list]:
     """Validate a loaded ``{"results", "GTs"}`` document → (results, gts) lists of frames."""
     if not isinstance(doc, dict):
         raise HDMapError(f"{source}: expected a JSON object with 'results' and 'GTs'")
     for key in ("results", "GTs"):
         if key not in doc:
-            raise HDMapError(f"{source}: missing key {key!r}")
+            raise HDMapError(
+                f"{source}: missing key {key!r}" + (_NO_GT if key == "GTs" and "results" in doc else "")
+            )
     results = parse_frames(doc["results"], f"{source}: results", need_score=True)
     gts = parse_frames(doc["GTs"], f"{source}: GTs", need_score=False)
     if len(results) != len(gts):
