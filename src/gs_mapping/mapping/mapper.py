@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -238,8 +239,14 @@ class IncrementalMapper:
         # 4. publish into the shared container
         self.params.sync_to(self.gmap)
 
-    def finish(self) -> None:
-        """Final refinement over the kept keyframes (uniformly sampled), then sync."""
+    def refine_steps(self) -> int:
+        """The iterations :meth:`finish` will run (0: none), for a progress report of them."""
+        it = self.cfg.optim.refine_iterations
+        return it if it > 0 and self.history and len(self.params) else 0
+
+    def finish(self, on_step: Callable[[], object] | None = None) -> None:
+        """Final refinement over the kept keyframes (uniformly sampled), then sync; ``on_step``
+        after each of its iterations."""
         it = self.cfg.optim.refine_iterations
         if it <= 0 or not self.history or len(self.params) == 0:
             return
@@ -248,7 +255,7 @@ class IncrementalMapper:
         saved = self.optimizer.cfg.newest_fraction
         self.optimizer.cfg.newest_fraction = 1.0 / len(views)
         try:
-            st = self.optimizer.run(self.params, views, it, self.rng)
+            st = self.optimizer.run(self.params, views, it, self.rng, on_step=on_step)
         finally:
             self.optimizer.cfg.newest_fraction = saved
         self.stats.steps += st["steps"]

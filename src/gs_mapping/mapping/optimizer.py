@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,8 +183,10 @@ class WindowOptimizer:
         acc: GradAccumulator | None = None,
         virtual: list[TrainView] | None = None,
         virtual_every: int = 0,
+        on_step: Callable[[], object] | None = None,
     ) -> dict:
-        """Optimise ``params`` in place; returns step statistics."""
+        """Optimise ``params`` in place; returns step statistics. ``on_step`` is called after each
+        iteration, taken or rejected (a progress report of a long run)."""
         stats = {"steps": 0, "rejected": 0, "loss_first": None, "loss_last": None}
         if len(params) == 0 or not views or iterations <= 0:
             return stats
@@ -191,7 +194,7 @@ class WindowOptimizer:
         tensors = list(params.parameters().values())
         # the views' SSIM halves, for the views a keyframe trains on (window and random history)
         targets = SsimTargets(self.cfg.window + self.cfg.random_history)
-        for it in range(iterations):
+        for it in _counted(iterations, on_step):
             use_virtual = bool(virtual) and virtual_every and (it % virtual_every == virtual_every - 1)
             view = virtual[int(rng.integers(0, len(virtual)))] if use_virtual else self.pick(views, rng)
             opt.zero_grad()
@@ -222,3 +225,11 @@ class WindowOptimizer:
             stats["loss_first"] = value if stats["loss_first"] is None else stats["loss_first"]
             stats["loss_last"] = value
         return stats
+
+
+def _counted(iterations: int, on_step: Callable[[], object] | None):
+    """``range(iterations)``, calling ``on_step`` as each iteration's body ends (a ``continue`` too)."""
+    for it in range(iterations):
+        yield it
+        if on_step is not None:
+            on_step()

@@ -219,7 +219,13 @@ def map_bag(
                     feed(f)
         finally:
             bar.close()
-        mapper.finish()
+        # the final refinement (optim.refine_iterations) can take as long as the frames did: its own
+        # report, so a run does not sit silent at "100%, ETA 00:00" for minutes
+        steps = mapper.refine_steps()
+        with progress_report(
+            total=steps, unit="step", desc="refining", enabled=progress and steps > 0, leave=False
+        ) as rb:
+            mapper.finish(on_step=lambda: rb.update(1))
         map_seconds = time.perf_counter() - t0
         map_cpu_seconds = time.process_time() - c0
         if mapper.stats.keyframes == 0:
