@@ -11,6 +11,9 @@
 3. ``map``'s progress reached "mapping: 6/6 (100%) … ETA 00:00" and then said nothing through the
    final refinement (``mapper.optim.refine_iterations``, 800 by default: 169 s of the bench's 381 s
    kitchen run, minutes more on a loaded machine). It now reports it as ``refining: n/N``.
+4. ``gs-mapping info BAG > /dev/full``: "error: No space left on device", naming nothing (the
+   commands print with ``flush=True``, so the write fails inside them): it read as the disk of the
+   bag. It now says "standard output: …", and so does ``>&-``.
 """
 
 from __future__ import annotations
@@ -171,3 +174,24 @@ def test_map_reports_its_final_refinement_and_no_progress_silences_it(drive, tmp
     quiet = _gs(tmp_path, *argv, "--out", str(tmp_path / "b"), "--no-progress")
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert not _progress_lines(quiet.stderr), quiet.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+@pytest.mark.parametrize("argv", [["params"], ["info", "--json", "KITCHEN"], ["--help"], ["info", "--help"]])
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed"])
+def test_output_that_cannot_be_written_names_standard_output(shared_data, tmp_path, argv, stdout):
+    """A command's output to a full device (``> /dev/full``) or a closed stdout (``>&-``): one line
+    naming standard output, exit 2."""
+    argv = [str(shared_data / "7scenes_kitchen_rgbd") if a == "KITCHEN" else a for a in argv]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), *sys.path]))
+    cmd = [sys.executable, "-m", "gs_mapping", *argv]
+    if stdout == "closed":
+        r = subprocess.run(
+            ["sh", "-c", '"$@" >&-', "sh", *cmd], env=env, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    else:
+        with open(stdout, "w") as full:
+            r = subprocess.run(cmd, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and ": error: standard output: " in lines[0], r.stderr

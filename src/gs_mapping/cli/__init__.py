@@ -157,12 +157,42 @@ def _write_failed(prog: str, exc: OSError) -> int:
     return 2
 
 
+class _NamedStdout:
+    """``sys.stdout`` while a command runs: a write error names it. Commands print with
+    ``flush=True``, so ``> /dev/full`` failed inside the command with Python's bare "No space left
+    on device", which reads as the disk of the command's input or output files."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise _named_stdout_error(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _named_stdout_error(exc) from None
+
+
+def _named_stdout_error(exc: OSError) -> OSError:
+    if exc.filename is None and not isinstance(exc, BrokenPipeError):  # (| head: quiet, as before)
+        exc.filename = "standard output"
+    return exc
+
+
 class _ClosedStdout:
     """``sys.stdout`` where descriptor 1 was closed (``>&-``; Python makes it None and print()
     discards): writing fails as coreutils' does, so a command's output is not lost silently."""
 
     def write(self, _text: str) -> int:
-        raise OSError(errno.EBADF, "standard output is closed (Bad file descriptor)")
+        raise OSError(errno.EBADF, "Bad file descriptor (closed)", "standard output")
 
     def flush(self) -> None:
         pass
@@ -202,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     prefer_single_thread_torch()  # before torch is imported: see gs_mapping.cpu_threads
     _closed_standard_streams()
     parser = build_parser()
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
     try:
         args = parser.parse_args(argv)
     except OSError as exc:  # --help or a usage error that could not be written (>&-, /dev/full)
         return _write_failed(parser.prog, exc)
+    finally:
+        sys.stdout = stdout
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -216,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"gs-mapping {args.command}"
     forget_made_folders()
     rc = 1  # (an exception no branch below takes)
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
     try:
         rc = int(module.run(args) or 0)
         sys.stdout.flush()  # a write error on what is still buffered is the command's (> /dev/full)
@@ -244,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # what no command names itself: writing its report to a full disk, | head, ...
         return _write_failed(prog, exc)
     finally:
+        sys.stdout = stdout
         if rc != 0:  # the folders made for outputs that were never written go again
             remove_made_folders()
         forget_made_folders()
