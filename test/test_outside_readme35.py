@@ -133,6 +133,7 @@ def test_hd_eval_of_predictions_from_a_recording_without_ground_truth_says_so(sh
     """The real RealSense kitchen bag (no /ground_truth/…): hd-predict writes predictions alone;
     hd-eval refuses them in one line (exit 2) that says there is no ground truth, not only that a
     key is missing."""
+    pytest.importorskip("torch")  # (hd-predict runs the model)
     bag = shared_data / "realsense_kitchen_rgbd"
     pred = tmp_path / "pred.json"
     p = _gs(tmp_path, "hd-predict", str(bag), "--out", str(pred), "--max-frames", "1", "--no-progress")
