@@ -14,6 +14,9 @@
 4. ``gs-mapping info BAG > /dev/full``: "error: No space left on device", naming nothing (the
    commands print with ``flush=True``, so the write fails inside them): it read as the disk of the
    bag. It now says "standard output: …", and so does ``>&-``.
+5. ``gs-mapping play BAG --duration 1`` (an option of ``run``, not of ``play``): "gs-mapping: error:
+   unrecognized arguments: --duration 1 (see gs-mapping --help)", whose help lists no command's
+   options. Now the command's parser names itself and its own ``--help``, as its other errors do.
 """
 
 from __future__ import annotations
@@ -196,3 +199,27 @@ def test_output_that_cannot_be_written_names_standard_output(shared_data, tmp_pa
     assert r.returncode == 2, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and ": error: standard output: " in lines[0], r.stderr
+
+
+def test_an_option_a_command_lacks_is_named_by_that_command(capsys):
+    """Every command, given an option none of them has: one line "gs-mapping CMD: error:
+    unrecognized arguments: …(see gs-mapping CMD --help)", exit 2, as argparse's other errors of a
+    command read."""
+    from gs_mapping.cli import main
+
+    for cmd, sub in _subparsers().items():
+        positionals = [
+            a.choices[0] if a.choices else "x"
+            for a in sub._actions
+            if not a.option_strings and a.nargs != "?"
+        ]
+        required = [
+            t for a in sub._actions if a.required and a.option_strings for t in (a.option_strings[0], "x")
+        ]
+        with pytest.raises(SystemExit) as done:
+            main([cmd, *positionals, *required, "--no-such-option", "1"])
+        assert done.value.code == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [
+            f"gs-mapping {cmd}: error: unrecognized arguments: --no-such-option 1 (see gs-mapping {cmd} --help)"
+        ], (cmd, err)

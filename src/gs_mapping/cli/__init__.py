@@ -64,6 +64,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        # argparse reports a command's unknown options from the top parser ("gs-mapping: error:
+        # unrecognized arguments: …, see gs-mapping --help", whose help lists no command's options):
+        # here the command's parser names itself and its own --help
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            command = subs[0].choices.get(getattr(parsed, "command", None)) if subs else None
+            (command or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
     def _print_message(self, message, file=None):  # type: ignore[override]
         # argparse (3.11+) swallows a write error here, so --help >&- exited 0 having printed
         # nothing: main() reports it as for any output that could not be written
