@@ -41,6 +41,7 @@ from common import best_time, log, save_text  # noqa: E402
 from gs_map_share.quantize import QuantParams  # noqa: E402
 from gs_map_share.snapshot import decode_map, encode_map  # noqa: E402
 from gs_mapping.camera import Camera  # noqa: E402
+from gs_mapping.gaussians import GaussianMap  # noqa: E402
 from gs_mapping.ply import to_structured  # noqa: E402
 from gs_mapping.render import render  # noqa: E402
 from gs_mapping.splat_formats import load_splats  # noqa: E402
@@ -51,6 +52,26 @@ OUT = ROOT / "bench" / "results"
 SPLATS = Path(os.environ.get("GS_MAPPING_SHARED_DATA", ROOT.parent / "shared" / "data")) / "splats"
 SCENES = {"guitar": SPLATS / "guitar.ply", "playbot": SPLATS / "playbot_sog"}
 MIN_TOTAL_S = 1.0  # our encode and decode and gunzip are each timed over at least this (best call)
+
+
+def load_scene(spec) -> object:
+    """A scene by path; ``PATH#shD`` keeps its SH up to degree D (a lower-degree variant of a real
+    scene: trainers' SH 1 output is not at hand here)."""
+    path, _, sh = str(spec).partition("#sh")
+    g = load_splats(Path(path))
+    if sh:
+        d = int(sh)
+        if not 0 <= d <= g.sh_degree:
+            raise SystemExit(f"codec_real: {spec}: SH degree {d} not in 0..{g.sh_degree}")
+        g = GaussianMap(
+            sh_degree=d,
+            means=g.means,
+            quats=g.quats,
+            log_scales=g.log_scales,
+            opacity_logits=g.opacity_logits,
+            sh=g.sh[:, : (d + 1) ** 2],
+        )
+    return g
 
 
 def orbit(g, n=6):
@@ -112,7 +133,7 @@ def interpolate(ladder, psnr):
 def scene_figures(
     name, path, tool, qualities, repeats, tmp: Path, reuse=None, skip=(), prebuilt: str = "", gpu="cpu"
 ) -> dict:
-    g = load_splats(path)
+    g = load_scene(path)
     n = len(g)
     log(f"{name}: {n} Gaussians, SH {g.sh_degree}")
     cams = orbit(g)
@@ -121,6 +142,7 @@ def scene_figures(
     gz = gzip.compress(raw, 9)
     t_gunzip, _ = best_time(lambda: zlib.decompress(gz, 31), repeats, MIN_TOTAL_S)
     out = {"gaussians": n, "sh_degree": g.sh_degree, "raw_ply_bytes": len(raw), "gzip9_bytes": len(gz)}
+    out["source"] = str(path)
     out["gunzip_s"] = t_gunzip
     # the compiled loops load (or, after an install, compile: seconds, once) on first use: warm
     # them on a small piece so the figures below are the steady state
@@ -236,6 +258,7 @@ def markdown(res) -> str:
         lines += [
             f"## {name} ({s['gaussians']} Gaussians, SH {s['sh_degree']})",
             "",
+            *([f"source: `{s['source']}`", ""] if s.get("source") else []),
             f"raw PLY {s['raw_ply_bytes'] / s['gaussians']:.1f} B/G, gzip -9 {s['gzip9_bytes'] / s['gaussians']:.2f} B/G, "
             f"gunzip {s['gunzip_s']:.3f} s",
             "",
@@ -282,6 +305,15 @@ def markdown(res) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", default="guitar,playbot")
+    ap.add_argument(
+        "--scene",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[#shD]",
+        help="another scene (any format load_splats reads), measured under NAME instead of --scenes; "
+        "#shD keeps its SH up to degree D",
+    )
+    ap.add_argument("--out", default="codec_real", help="results basename in bench/results")
     ap.add_argument("--splat-transform", default="", help="path of PlayCanvas splat-transform (npm)")
     ap.add_argument("--qualities", default="0,1,2,3,4")
     ap.add_argument("--repeats", type=int, default=3)
@@ -308,8 +340,14 @@ def main() -> None:
     ap.add_argument("--markdown-only", action="store_true", help="rewrite codec_real.md from codec_real.json")
     args = ap.parse_args()
     if args.markdown_only:
-        save_text(OUT / "codec_real.md", markdown(json.loads((OUT / "codec_real.json").read_text())))
+        save_text(OUT / f"{args.out}.md", markdown(json.loads((OUT / f"{args.out}.json").read_text())))
         return
+    scenes = dict(SCENES)
+    if args.scene:
+        extra = dict(spec.split("=", 1) for spec in args.scene if "=" in spec)
+        if len(extra) != len(args.scene):
+            raise SystemExit(f"codec_real: --scene wants NAME=PATH, got {args.scene}")
+        scenes, args.scenes = extra, ",".join(extra)
     versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}
     if args.splat_transform:
         v = subprocess.run([args.splat_transform, "--version"], capture_output=True, text=True, timeout=120)
@@ -327,7 +365,7 @@ def main() -> None:
         "versions": versions,
         "scenes": {},
     }
-    path = OUT / "codec_real.json"
+    path = OUT / f"{args.out}.json"
     if path.exists():
         before = json.loads(path.read_text())
         res["scenes"] = before.get("scenes", {})
@@ -342,7 +380,7 @@ def main() -> None:
             skip = [k for k in args.skip.split(",") if k]
             res["scenes"][name] = scene_figures(
                 name,
-                SCENES[name],
+                scenes[name],
                 args.splat_transform,
                 qs,
                 args.repeats,
@@ -353,8 +391,8 @@ def main() -> None:
                 args.gpu,
             )
             save_text(path, json.dumps(res, indent=1))
-            save_text(OUT / "codec_real.md", markdown(res))
-    log((OUT / "codec_real.md").read_text())
+            save_text(OUT / f"{args.out}.md", markdown(res))
+    log((OUT / f"{args.out}.md").read_text())
 
 
 if __name__ == "__main__":
