@@ -434,3 +434,79 @@ def test_long_context_streams_of_either_sign_round_trip(signed):
     entropy.put_stream(w, v, signed=signed, ctx=ctx, n_ctx=3)
     out = entropy.decode_stream(Reader(w.getvalue()), n, signed=signed, ctx=ctx, n_ctx=3)
     assert np.array_equal(out, v)
+
+
+def _bounded_sparse(rng, n, limit, signed):
+    """A sparse SH-like column: |v| ≤ limit, gaps long enough to escape (≥ 64 at log2t 6)."""
+    v = np.zeros(n, np.int64)
+    pos = np.unique(np.concatenate([rng.choice(n, n // 20, replace=False), [0, 150, 400, n - 1]]))
+    v[pos] = rng.integers(1, limit + 1, len(pos)) * (rng.choice([-1, 1], len(pos)) if signed else 1)
+    return v
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("limit", [3, 200, (1 << 20)])
+def test_bounded_int32_sparse_stream_equals_the_unbounded_decode(signed, limit):
+    """A sparse stream read as int32 under ``limit`` (the SH columns: gaps and values then go
+    through the int32 reader) gives the values of the unbounded uint64-path decode, escapes in
+    both the gaps and the values included."""
+    rng = np.random.default_rng(limit)
+    v = _bounded_sparse(rng, 5000, limit, signed)
+    v[[150, 400]] = [limit, -limit if signed else limit]  # the bound itself is allowed
+    data = _sparse_bytes(*_sparse_parts(v, signed))
+    want = _decode(data, len(v), signed)
+    assert np.array_equal(want.astype(np.int64), v)
+    out = np.zeros(len(v), np.int32)
+    got = _decode(data, len(v), signed, int32=True, out=out, zeroed=True, limit=limit)
+    assert got is out and np.array_equal(out, v)
+
+
+def _sparse_parts(v, signed):
+    pos = np.flatnonzero(v)
+    gaps = np.diff(np.concatenate([[-1], pos])) - 1
+    u = (np.abs(v[pos]) * 2 - (v[pos] < 0)) if signed else v[pos]  # zig-zag
+    return len(pos), gaps, u - 1
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("case", ["one_over", "far_over", "gap_past_end"])
+def test_bounded_int32_sparse_stream_refuses_what_is_outside(signed, case):
+    """One value just past ``limit`` (signed: −(limit+1), the largest whose mapped form is still
+    within the int32 reader's own bound 2 × limit), far past it, or a gap past the end: one
+    DecodeError, whatever path reads it."""
+    limit, n = 5, 300
+    v = np.zeros(n, np.int64)
+    v[[3, 100, 250]] = [1, 2, 3]
+    k, gaps, mapped = _sparse_parts(v, signed)
+    if case == "one_over":
+        mapped[1] = 2 * limit if signed else limit  # −(limit+1) signed, limit+1 unsigned
+    elif case == "far_over":
+        mapped[1] = 1 << 40
+    else:
+        gaps[2] = n
+    data = _sparse_bytes(k, gaps, mapped)
+    if case != "gap_past_end":
+        _decode(data, n, signed)  # well-formed without the bound
+    with pytest.raises(DecodeError):
+        _decode(data, n, signed, int32=True, out=np.zeros(n, np.int32), zeroed=True, limit=limit)
+
+
+def test_bounded_int32_sparse_stream_takes_the_compiled_reader(monkeypatch):
+    """The speed line: a bounded int32 sparse stream's escaped gaps go through the compiled
+    escape reader, not the uint64 plain path (``_unpack_bits``), ~4× slower a call on a small
+    SH 3 scene, where most coefficient columns are sparse."""
+    from gs_map_share import entropy, jit
+
+    if jit.kernels() is None:
+        pytest.skip("numba is not here: the plain path is the only one")
+    rng = np.random.default_rng(2)
+    v = _bounded_sparse(rng, 5000, 7, True)
+    data = _sparse_bytes(*_sparse_parts(v, True))
+
+    def plain(*a, **k):
+        raise AssertionError("uint64 plain path taken")
+
+    monkeypatch.setattr(entropy, "_unpack_bits", plain)
+    out = np.zeros(len(v), np.int32)
+    _decode(data, len(v), True, int32=True, out=out, zeroed=True, limit=7)
+    assert np.array_equal(out, v)
