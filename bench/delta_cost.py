@@ -148,8 +148,8 @@ def main() -> int:
             f" {growth['sender']:.1f}x, receiver {growth['receiver']:.1f}x, fleet offer"
             f" {growth['fleet_offer']:.1f}x, flush {growth['fleet_flush']:.1f}x.",
             "What still grows with the map: the state checksum (CRC-32C of the whole map, docs/format.md"
-            " §6) and one copy of each field a delta writes; the fleet's flush also hashes each global row's"
-            " tile to find the changed tiles' rows (once a batch: the server flushes every 0.2 s).",
+            " §6) and one copy of each field a delta writes. The fleet's flush finds the changed tiles' rows"
+            " from a per-tile record of ids (it hashed every global row's tile before 2026-12-07).",
         ]
     )
     data = {

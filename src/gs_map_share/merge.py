@@ -106,6 +106,34 @@ def _tile_array(tile_set) -> np.ndarray:
     return np.array(sorted(tile_set), np.int64).reshape(-1, 3)
 
 
+class TileRows:
+    """Which ids of one map lie in each codec tile: the rows of a few tiles without a pass over the
+    whole map. It describes the map object it was made or last updated for (``of``): maps are never
+    edited in place, so a map set from outside (a restore, a rolled-back flush) is told by identity
+    and the record is made again from its rows."""
+
+    def __init__(self, q: QMap, tile_bits: int):
+        self.of = q
+        self.ids: dict[tuple[int, int, int], np.ndarray] = {}  # tile → its ids, ascending
+        if len(q):
+            keys, inv = np.unique(tiles_of(q, tile_bits), axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
+            grouped = q.ids[np.argsort(inv, kind="stable")]  # (stable: ascending within a tile)
+            ends = np.cumsum(np.bincount(inv, minlength=len(keys)))[:-1]
+            self.ids = {_tile(k): a for k, a in zip(keys, np.split(grouped, ends), strict=True)}
+
+    def ids_in(self, tiles) -> np.ndarray:
+        """The ids in these tiles, ascending."""
+        parts = [self.ids[t] for t in tiles if t in self.ids]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+
+    def set(self, tile, ids: np.ndarray | None) -> None:
+        if ids is None or not len(ids):
+            self.ids.pop(tile, None)
+        else:
+            self.ids[tile] = ids
+
+
 def tile_counts(q: QMap, tile_bits: int) -> dict[tuple[int, int, int], int]:
     if not len(q):
         return {}
@@ -197,6 +225,7 @@ class Vehicle:
     alive: bool = True
     # future deltas, buffered as the receiver buffers them (FleetMerge gives each vehicle its bound)
     pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(MAX_PENDING, MAX_PENDING_BYTES))
+    tiles: TileRows | None = None  # its state's ids by tile (for the flush), kept by _remerge
 
     def summary(self) -> dict:
         return {
@@ -265,6 +294,7 @@ class FleetMerge:
         self.tile_vehicles: dict[tuple, dict[int, int]] = {}  # tile → {map_id: count}
         self.owner: dict[tuple, int] = {}
         self.dirty: set[tuple] = set()  # tiles whose owner or owner's content changed since the flush
+        self._global_tiles: TileRows | None = None  # the global map's ids by tile
         self.unknown: Counter = Counter()  # containers that could not be attributed to a vehicle
         self.last_error = ""
         self._snapshots = SnapshotCache()
@@ -404,6 +434,18 @@ class FleetMerge:
         )
         at = _tile_index(tiles_of(state, tb), touched)
         counts = np.bincount(at[at >= 0], minlength=len(touched))
+        # the record follows the state where it described the state before (else: made again)
+        rec = v.tiles if v.tiles is not None and v.tiles.of is old else None
+        if rec is not None or old is None:
+            rec = rec if rec is not None else TileRows(QMap.empty(self.sh_degree), tb)
+            inside = np.flatnonzero(at >= 0)
+            grouped = state.ids[inside[np.argsort(at[inside], kind="stable")]]
+            for row, ids in zip(
+                touched, np.split(grouped, np.cumsum(counts)[:-1])[: len(touched)], strict=True
+            ):
+                rec.set(_tile(row), ids)
+            rec.of = state
+        v.tiles = rec
         for row, c in zip(touched, counts, strict=True):
             t = _tile(row)
             per = self.tile_vehicles.setdefault(t, {})
@@ -437,23 +479,29 @@ class FleetMerge:
         changed, self.dirty = self.dirty, set()
         if not changed:
             return None
-        tb = self.params.tile_bits
         g = self.global_map
-        leaving = g.ids[_in_tiles(tiles_of(g, tb), changed)]
+        grec = self._tiles(g, self._global_tiles)
+        leaving = grec.ids_in(changed)
         by_owner: dict[int, set] = {}
         for t in changed:
             if t in self.owner:
                 by_owner.setdefault(self.owner[t], set()).add(t)
         parts = [QMap.empty(self.sh_degree)]
+        now: dict[tuple, np.ndarray] = {}  # each changed tile's global ids after this flush
         for mid, ts in sorted(by_owner.items()):
-            q = self.vehicles[mid].state
+            v = self.vehicles[mid]
+            q = v.state
             assert q is not None  # an owner holds Gaussians in its tiles
-            parts.append(relabel(mid, q.take(_in_tiles(tiles_of(q, tb), ts))))
+            v.tiles = rec = self._tiles(q, v.tiles)
+            parts.append(relabel(mid, q.take(find_ids(q.ids, rec.ids_in(ts))[0])))
+            now.update({t: global_ids(mid, rec.ids[t]) for t in ts})
         coming = QMap.concat(parts)  # the changed tiles' rows now (few: not the whole map)
         new = g.with_rows(coming, leaving[~find_ids(coming.ids, leaving)[1]])
+        self._global_tiles = grec
         if new is g:
             return None
-        touched_ids = np.union1d(leaving, coming.ids)
+        arriving = coming.ids[~find_ids(leaving, coming.ids)[1]]  # ids not in the changed tiles before
+        touched_ids = np.sort(np.concatenate([leaving, arriving]))  # (the union: both sets of unique ids)
         base = self.global_seq
         data, _ = encode_delta(
             g,
@@ -467,7 +515,20 @@ class FleetMerge:
             touched=touched_ids,
         )
         self.global_map, self.global_seq = new, base + 1
+        # a row of another tile taking an id of the changed tiles' (only after a rolled-back flush
+        # left the global map behind its vehicles) leaves its old tile's record
+        r, elsewhere = find_ids(g.ids, arriving)
+        for row in r[elsewhere]:
+            t = _tile(g.pos[row] >> self.params.tile_bits)
+            grec.set(t, grec.ids[t][grec.ids[t] != g.ids[row]])
+        for t in changed:
+            grec.set(t, now.get(t))
+        grec.of = new
         return data, base, base + 1, changed
+
+    def _tiles(self, q: QMap, rec: TileRows | None) -> TileRows:
+        """``rec`` if it describes ``q``, else a record made from ``q``'s rows."""
+        return rec if rec is not None and rec.of is q else TileRows(q, self.params.tile_bits)
 
     # -- restore / publish -------------------------------------------------------------------------
     def restore_vehicle(self, map_id: int, seq: int, state: QMap) -> None:
