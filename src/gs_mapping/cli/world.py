@@ -9,6 +9,7 @@ from . import add_no_progress, seed
 
 MIN_SIZE, MAX_SIZE = (32, 24), (4096, 4096)
 MAX_FRAMES = 100_000
+MAX_BEV_RANGE = 1000.0  # metres a side: past any camera's or LiDAR's reach (GT of the whole world is no BEV)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs=2,
         default=(30.0, 15.0),
         metavar=("X", "Y"),
-        help="ground-truth range in base_link: |x| <= X, |y| <= Y metres (default 30 15)",
+        help=f"ground-truth range in base_link: |x| <= X, |y| <= Y metres, each in (0, {MAX_BEV_RANGE:.0f}]"
+        " (default 30 15)",
     )
     p.add_argument(
         "--supersample",
@@ -98,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
             "--frames or --speed"
         )
     bx, by = args.bev_range
-    if not (math.isfinite(bx) and math.isfinite(by) and bx > 0 and by > 0):
-        raise ConfigError(f"--bev-range: both extents must be positive, got {bx} {by}")
+    if not (0 < bx <= MAX_BEV_RANGE and 0 < by <= MAX_BEV_RANGE):  # (NaN fails both)
+        raise ConfigError(
+            f"--bev-range: each extent must be in (0, {MAX_BEV_RANGE:.0f}] metres, got {bx} {by}"
+        )
     if not 1 <= args.supersample <= 4:
         raise ConfigError(f"--supersample: must be between 1 and 4, got {args.supersample}")
     if args.workers < 0:
