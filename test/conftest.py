@@ -10,6 +10,7 @@ silently skipped every real-data test would pass without testing them.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,20 @@ SPZ_REFERENCE = SHARED_DATA / "splats" / "spz_reference"
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def spin_until(contexts, until, timeout_s: float) -> bool:
+    """Spin each of several middleware contexts (Zenoh, DDS: ``spin_once``) 10 ms in turn until
+    ``until()`` holds (True) or ``timeout_s`` passes (False). A test with several sessions needs
+    all their callbacks run; one context's own ``spin(until=…)`` runs only its own. ``contexts`` is
+    read afresh each round (a list the test edits between calls, a dict's ``values()``)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        for c in list(contexts):
+            c.spin_once(0.01)
+        if until():
+            return True
+    return False
 
 
 def _missing(path: Path) -> str:

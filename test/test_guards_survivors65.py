@@ -11,6 +11,7 @@ import json
 import logging
 
 import pytest
+from conftest import spin_until
 
 # ------------------------------------------------------------------------------------------------
 # map_saving.check_save_path: what the real save cannot take, and only that
@@ -112,7 +113,6 @@ def test_over_zenoh_two_delta_publishers_of_one_process_count_as_one_publisher(t
     one process) is one map stream: ``publishers`` 1 and no warning about two vehicles in one
     namespace. Compared with the real Zenoh graph: two ``MP`` tokens, one session id among them."""
     pytest.importorskip("zenoh")
-    import time
 
     from test_zenoh_runtime import _free_port
 
@@ -141,10 +141,7 @@ def test_over_zenoh_two_delta_publishers_of_one_process_count_as_one_publisher(t
             ]
 
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_server_node"):
-            end = time.monotonic() + 30
-            while time.monotonic() < end and len(server.bindings["vehicle1"].tokens or ()) < 2:
-                for c in ctxs:
-                    c.spin_once(0.01)
+            spin_until(ctxs, lambda: len(server.bindings["vehicle1"].tokens or ()) >= 2, 30)
             seen = delta_publishers()
             assert len(seen) == 2 and len({e.zid for e in seen}) == 1, seen
             assert len(server.bindings["vehicle1"].tokens) == 2
@@ -199,7 +196,6 @@ def test_over_zenoh_the_shared_namespace_warning_is_said_once_per_episode(tmp_pa
     said again (a new episode). ``publishers`` follows the distinct session ids of the ``MP``
     tokens in the real graph at each step."""
     pytest.importorskip("zenoh")
-    import time
 
     from test_zenoh_runtime import _free_port
 
@@ -217,12 +213,7 @@ def test_over_zenoh_the_shared_namespace_warning_is_said_once_per_episode(tmp_pa
         return len({e.zid for e in server_ctx.graph() if e.kind == "MP" and e.topic == topic})
 
     def settle(n: int) -> int:
-        end = time.monotonic() + 30
-        while time.monotonic() < end and not (
-            sessions() == n and server.bindings["vehicle1"].publishers == n
-        ):
-            for c in ctxs:
-                c.spin_once(0.01)
+        spin_until(ctxs, lambda: sessions() == n and server.bindings["vehicle1"].publishers == n, 30)
         server.on_diagnostics_timer()
         return json.loads(server.diag.values["vehicle vehicle1"])["publishers"]
 

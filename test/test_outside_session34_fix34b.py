@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import spin_until
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
 
@@ -215,7 +216,6 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
     is): ``publishers`` is 2 while both are up, said once, and 1 once one session closes."""
     pytest.importorskip("zenoh")
     import logging
-    import time
 
     from test_zenoh_runtime import _free_port
 
@@ -227,15 +227,6 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
     endpoint, domain = f"tcp/127.0.0.1:{_free_port()}", 45
     router = run_router([endpoint])
     ctxs: list[ZenohContext] = []
-
-    def spin(seconds: float, until) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for c in list(ctxs):
-                c.spin_once(0.01)
-            if until():
-                return True
-        return False
 
     try:
         ctxs.append(ZenohContext("map_receiver_node", "vehicle1", domain, connect=[endpoint]))
@@ -253,11 +244,11 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
                 )
             )
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_receiver_node"):
-            assert spin(30, lambda: rx.diag.values.get("publishers") == 2), rx.diag.values
+            assert spin_until(ctxs, lambda: rx.diag.values.get("publishers") == 2, 30), rx.diag.values
             # published once the receiving side's subscriptions are in each publisher's graph, as a
             # mapper's snapshot timer publishes when a subscription joins
             pubs = [p for _, delta, snap in mappers for p in (delta, snap)]
-            assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
+            assert spin_until(ctxs, lambda: all(p.subscription_count() >= 1 for p in pubs), 30)
             a, b = _two_mappers_maps()
 
             # one process's stream, then the other's, each taken before the next (the snapshot
@@ -267,13 +258,17 @@ def test_over_zenoh_a_receiver_names_two_processes_publishing_as_one_mapper(capl
                 snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
                 for k in (1, 2):
                     delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
-                assert spin(30, lambda: rx.store.state is not None and rx.store.state.equals(states[last]))  # noqa: B023
-            spin(1.0, lambda: False)  # (five more reports with both up: still said once)
+
+                def taken(w=states[last]) -> bool:
+                    return rx.store.state is not None and rx.store.state.equals(w)
+
+                assert spin_until(ctxs, taken, 30)
+            spin_until(ctxs, lambda: False, 1.0)  # (five more reports with both up: still said once)
         said = _said_shared(caplog)
         assert len(said) == 1 and said[0].startswith("2 publishers"), said
         ctxs.remove(mappers[0][0])
         mappers[0][0].close()
-        assert spin(30, lambda: rx.diag.values.get("publishers") == 1), rx.diag.values
+        assert spin_until(ctxs, lambda: rx.diag.values.get("publishers") == 1, 30), rx.diag.values
     finally:
         for c in ctxs:
             c.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import spin_until
 from test_outside_fleet import _delta, _rule, _send, _server, _stream, _vmap
 
 from gs_mapping.runtime.replay import ReplayBus
@@ -119,7 +120,6 @@ def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map
     server looks again only once its graph shows both (its subscriber count is 1 before and
     after). rx2 must hold the rule over the vehicle's own map, not the stale latched snapshot."""
     pytest.importorskip("zenoh")
-    import time
 
     from test_zenoh_runtime import _free_port
 
@@ -144,16 +144,6 @@ def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map
         )
         return MapReceiverNode(context(ns, "map_receiver_node", ns), {"map_receiver_node": cfg})
 
-    def spin(seconds: float, until, skip: str = "") -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for key, c in list(ctxs.items()):
-                if key != skip:
-                    c.spin_once(0.01)
-            if until():
-                return True
-        return False
-
     try:
         cfg = MapServerNodeConfig(
             store_path=str(tmp_path / "fleet.sqlite3"),
@@ -166,20 +156,25 @@ def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map
         vehicle = context("vehicle", "mapper_node", "vehicle1")
         pub_delta = vehicle.create_publisher("~/map_delta", "std_msgs/msg/UInt8MultiArray", QoS(depth=20))
         pub_snap = vehicle.create_publisher("~/map_snapshot", "std_msgs/msg/UInt8MultiArray", LATCHED_QOS)
-        assert spin(
-            30,
+        assert spin_until(
+            ctxs.values(),
             lambda: rx1.store.ready
             and pub_delta.subscription_count() > 0
             and pub_snap.subscription_count() > 0,
+            30,
         )
         assert server.pub_snapshot.subscription_count() == 1
-        spin(1.5, lambda: False)  # the server looks at its subscribers (every second): rx1 seen
+        spin_until(
+            ctxs.values(), lambda: False, 1.5
+        )  # the server looks at its subscribers (every second): rx1 seen
         stream, states = _stream(1, 4, seed=1, origin=(0.0, 0.0, 0.0))
         pub_snap.publish(bytes_to_uint8_multiarray(stream[0], vehicle.factory))
         for c in stream[1:]:
             pub_delta.publish(bytes_to_uint8_multiarray(c, vehicle.factory))
         want = _rule({1: states[104]})
-        assert spin(30, lambda: rx1.store.state is not None and rx1.store.state.equals(want))
+        assert spin_until(
+            ctxs.values(), lambda: rx1.store.state is not None and rx1.store.state.equals(want), 30
+        )
 
         ctxs.pop("rx1").close()
         rx2 = receiver("rx2")
@@ -190,8 +185,10 @@ def test_over_zenoh_a_receiver_that_replaced_another_gets_the_current_global_map
                 e.kind == "MS" and e.namespace == "/rx2" and e.topic.endswith("map_snapshot") for e in graph()
             )
 
-        assert spin(30, swapped, skip="server")
-        assert spin(10, lambda: rx2.store.state is not None and rx2.store.state.equals(want)), (
+        assert spin_until([c for k, c in ctxs.items() if k != "server"], swapped, 30)
+        assert spin_until(
+            ctxs.values(), lambda: rx2.store.state is not None and rx2.store.state.equals(want), 10
+        ), (
             rx2.store.seq,
             server.merge.global_seq,
         )
@@ -215,7 +212,6 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
     real count here) and the log must say it once; back to 1 when one of them goes."""
     pytest.importorskip("zenoh")
     import logging
-    import time
 
     from test_zenoh_runtime import _free_port
 
@@ -228,15 +224,6 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
     router = run_router([endpoint])
     ctxs: list[ZenohContext] = []
     server = None
-
-    def spin(seconds: float, until) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for c in list(ctxs):
-                c.spin_once(0.01)
-            if until():
-                return True
-        return False
 
     def info() -> dict:
         server.on_diagnostics_timer()
@@ -258,11 +245,11 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
                 (v, pub_delta, pub_snap, _stream(1, 2, seed=seed, origin=(x, 0.0, 0.0), first_seq=first))
             )
         with caplog.at_level(logging.WARNING, logger="gs_mapping.map_server_node"):
-            assert spin(30, lambda: info()["publishers"] == 2), info()
+            assert spin_until(ctxs, lambda: info()["publishers"] == 2, 30), info()
             # published once the receiving side's subscriptions are in each publisher's graph, as a
             # mapper's snapshot timer publishes when a subscription joins
             pubs = [p for _, pub_delta, pub_snap, _ in vehicles for p in (pub_delta, pub_snap)]
-            assert spin(30, lambda: all(p.subscription_count() >= 1 for p in pubs))
+            assert spin_until(ctxs, lambda: all(p.subscription_count() >= 1 for p in pubs), 30)
             # one process's stream, then the other's, each taken before the next (the snapshot
             # subscription is keep-last 1, LATCHED_QOS: two snapshots arriving within one spin keep
             # only the later arrival, which would make the winner a matter of timing)
@@ -270,7 +257,7 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
                 pub_snap.publish(bytes_to_uint8_multiarray(stream[0], v.factory))
                 for k in (1, 2):
                     pub_delta.publish(bytes_to_uint8_multiarray(stream[k], v.factory))
-                assert spin(30, lambda: info()["seq"] == last), info()  # noqa: B023
+                assert spin_until(ctxs, lambda: info()["seq"] == last, 30), info()  # noqa: B023
         said = [
             r.getMessage() for r in caplog.records if "processes publish its map deltas" in r.getMessage()
         ]
@@ -279,7 +266,7 @@ def test_over_zenoh_two_vehicles_in_one_namespace_are_named_in_its_diagnostics(t
         assert server.merge.global_map.equals(_rule({1: vehicles[1][3][1][502]}))
         ctxs.remove(vehicles[0][0])
         vehicles[0][0].close()
-        assert spin(30, lambda: info()["publishers"] == 1), info()
+        assert spin_until(ctxs, lambda: info()["publishers"] == 1, 30), info()
     finally:
         if server is not None:
             server.close()
