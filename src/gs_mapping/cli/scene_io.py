@@ -9,7 +9,7 @@ from pathlib import Path
 from gs_map_share.container import MAGIC, unpack_header
 from gs_map_share.errors import DecodeError
 from gs_map_share.snapshot import decode_map
-from gs_mapping.errors import ConfigError, GsMappingError, named
+from gs_mapping.errors import ConfigError, GsMappingError, MapError, named
 from gs_mapping.gaussians import GaussianMap
 from gs_mapping.input_files import check_room, open_regular, read_bytes
 from gs_mapping.output_files import check_output
@@ -88,17 +88,28 @@ def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMa
                 return decode_map(read_container(path), max_level)
             except DecodeError as exc:
                 raise named(path, exc) from None
+        if kind_by_name(path) == "splat":  # no header: another format's magic is all that tells
+            held = _held_as(path)
+            if held is not None:
+                raise MapError(f"{path}: {held[0]} under another name: rename it to end in {held[1]}")
         return load_splats(path, spz_axes=getattr(args, "spz_axes", "stored"))
     except GsMappingError as exc:
         raise misnamed(path, exc) from None
 
 
 # the magic a file of each format we read starts with: what it is, and the name that reads it
-# (the PLY and SPZ tests are their readers' own)
+# (the PLY and SPZ tests are their readers' own). Read as a .splat's first position, each is a
+# coordinate no scene has (|x| below 1e-19 m or above 1e10 m, or one exact float of 821.3 m for
+# GSMD), so a headerless .splat is checked against them before it is read.
 _HELD = (
     (starts_as_ply, "a PLY file", ".ply"),
     (lambda h: h[:4] == struct.pack("<I", SPZ_MAGIC), "an SPZ file", ".spz"),
-    (lambda h: h[:2] == b"\x1f\x8b", "gzip data (as SPZ up to version 3)", ".spz"),
+    # gzip: deflate (8), reserved flag bits clear (what every gzip writer makes)
+    (
+        lambda h: h[:3] == b"\x1f\x8b\x08" and len(h) > 3 and h[3] < 0x20,
+        "gzip data (as SPZ up to version 3)",
+        ".spz",
+    ),
     (lambda h: h.startswith(MAGIC), "a .gsd snapshot", ".gsd"),
     (lambda h: h[:4] == b"PK\x03\x04", "a zip (as a .sog)", ".sog"),
 )
@@ -110,19 +121,25 @@ def misnamed(path, exc: Exception, snapshot_only: bool = False) -> Exception:
     saying so, else ``exc``. (A PLY named .splat, a headerless format, was refused for a 'negative
     scale', an SPZ named .ply as 'not a PLY file', a scene given to decode for a 'wrong magic'.)
     Only on a refusal: a file its reader takes is never second-guessed."""
+    held = _held_as(path)
+    if held is None:
+        return exc
+    what, suffix = held
+    if snapshot_only and suffix != ".gsd":
+        return type(exc)(f"{path}: {what}, not a .gsd container ('gs-mapping convert' reads scenes)")
+    if not snapshot_only and not str(path).lower().endswith(suffix):
+        return type(exc)(f"{path}: {what} under another name: rename it to end in {suffix}")
+    return exc
+
+
+def _held_as(path) -> tuple[str, str] | None:
+    """(what, the name that reads it) of the format whose magic ``path`` starts with, or None."""
     try:
         with open_regular(path) as f:  # (never a FIFO's open, which would wait for a writer)
             head = f.read(8)
     except OSError:  # (a SOG folder, a pipe, a missing file: the reader's own words)
-        return exc
-    for holds, what, suffix in _HELD:
-        if not holds(head):
-            continue
-        if snapshot_only and suffix != ".gsd":
-            return type(exc)(f"{path}: {what}, not a .gsd container ('gs-mapping convert' reads scenes)")
-        if not snapshot_only and not str(path).lower().endswith(suffix):
-            return type(exc)(f"{path}: {what} under another name: rename it to end in {suffix}")
-    return exc
+        return None
+    return next(((what, suffix) for holds, what, suffix in _HELD if holds(head)), None)
 
 
 def save_scene(gmap: GaussianMap, out: str, args) -> int:

@@ -13,7 +13,9 @@ No SH beyond the DC term, no ids (they are implicit on reading). Decoding follow
 reads rotations as byte / 255 · 2 − 1 instead, half a step apart, which its renormalisation
 mostly absorbs (under 1° on the test scene). Non-finite values follow the suite's rule
 (:func:`gs_mapping.gaussians.clamp_nonfinite`): alpha 0 or 255 are ±inf logits, clamped; a zero
-scale is a −inf log-scale, clamped; a negative scale or a zero rotation is refused.
+scale is a −inf log-scale, clamped; a negative scale or a zero rotation is refused, and so is a
+file whose every scale is 0 (a file of zeros reads as such: no writer makes a scene of points of no
+size). A file of another format named .splat is told by its magic (``cli.scene_io``).
 
 Writing orders the Gaussians as ``convert.py`` does (largest ``volume × opacity`` first, so a
 viewer that streams the file draws the big ones first) and rounds to the nearest byte. A linear
@@ -47,6 +49,8 @@ def read_splat(data: bytes, source: str = "splat") -> GaussianMap:
     if (scale < 0).any():
         row = int(np.flatnonzero((scale < 0).any(axis=1))[0])
         raise MapError(f"{source}: scale of Gaussian {row} (row in file) is negative")
+    if not scale.any():  # (a file of zeros, say: no writer makes a scene of points of no size)
+        raise MapError(f"{source}: not .splat records: every Gaussian's scale is 0 ({len(rec)} Gaussians)")
     with np.errstate(divide="ignore", invalid="ignore"):
         log_scales = np.log(scale)  # 0 → −inf (clamped below), NaN stays NaN (refused below)
         alpha = rec["rgba"][:, 3].astype(np.float64) / 255.0
