@@ -139,3 +139,37 @@ def test_a_header_record_too_short_for_its_profile_is_named_corrupt(tmp_path):
     with pytest.raises(BagError, match=r"corrupt MCAP: MCAP header record truncated before profile") as err:
         BagReader(out).open()
     assert str(f) in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# gs_mapping/bag.py _mcap_statistics: an MCAP file's own Statistics record against metadata.yaml
+
+
+def test_an_mcap_bag_whose_metadata_lies_about_counts_takes_the_storage_counts(tmp_path, caplog):
+    """metadata.yaml may lie: an MCAP bag's counts come from the file's own summary (Statistics
+    record) and the disagreement is said. A real 3-message bag whose metadata.yaml claims 7: its
+    topic reports 3, as many as are read from it."""
+    import logging
+
+    import yaml
+
+    from gs_mapping.bag import BagReader, BagWriter, default_typestore
+
+    store = default_typestore()
+    out = tmp_path / "b"
+    with BagWriter(out) as w:
+        w.add_topic("/a", "std_msgs/msg/String")
+        for k in range(3):
+            w.write("/a", 10 + k, store.types["std_msgs/msg/String"](data="x"))
+    assert list(out.glob("*.mcap"))
+    meta_path = out / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    info = meta["rosbag2_bagfile_information"]
+    info["message_count"] = 7
+    for t in info["topics_with_message_count"]:
+        t["message_count"] = 7
+    meta_path.write_text(yaml.safe_dump(meta))
+    with caplog.at_level(logging.WARNING, logger="gs_mapping.bag"), BagReader(out) as r:
+        read = sum(1 for _ in r.messages())
+        assert read == 3 and {t.name: t.count for t in r.topics} == {"/a": 3}
+    assert "metadata.yaml disagrees with the storage" in caplog.text
