@@ -173,3 +173,18 @@ def test_an_mcap_bag_whose_metadata_lies_about_counts_takes_the_storage_counts(t
         read = sum(1 for _ in r.messages())
         assert read == 3 and {t.name: t.count for t in r.topics} == {"/a": 3}
     assert "metadata.yaml disagrees with the storage" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------
+# gsmap_hd/eval_io.py parse_vector: "pts" that is not a list
+
+
+@pytest.mark.parametrize("pts", [{"x": 1.0, "y": 2.0}, 3.5, "1,2"], ids=["object", "number", "string"])
+def test_a_vector_whose_pts_is_not_a_list_is_named_as_such(pts):
+    """A submission vector's "pts" must be a JSON list of [x, y]: an object, a number or a string
+    there is one HDMapError naming ``pts`` and what it was, not a crash or another field's complaint."""
+    from gsmap_hd.errors import HDMapError
+    from gsmap_hd.eval_io import parse_vector
+
+    with pytest.raises(HDMapError, match=rf"^v\.pts: expected a list of \[x, y\], got {type(pts).__name__}$"):
+        parse_vector({"pts": pts, "type": 0}, "v", need_score=False)

@@ -98,5 +98,14 @@ def virtual_views(
         )
         if m.mean() < min_coverage:  # almost nothing seen from there: no useful target
             continue
-        pass
+        views.append(
+            TrainView(
+                dst,
+                torch.as_tensor(r, device=device),
+                torch.as_tensor(d, device=device),
+                torch.as_tensor(m, device=device),
+                weight=weight,
+                virtual=True,
+            )
+        )
     return views
