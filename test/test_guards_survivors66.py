@@ -188,3 +188,31 @@ def test_a_vector_whose_pts_is_not_a_list_is_named_as_such(pts):
 
     with pytest.raises(HDMapError, match=rf"^v\.pts: expected a list of \[x, y\], got {type(pts).__name__}$"):
         parse_vector({"pts": pts, "type": 0}, "v", need_score=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# gs_mapping/tf.py TFBuffer._mount: re-parenting a frame under its own descendant
+
+
+@pytest.mark.timeout(60)
+def test_remounting_a_frame_under_its_own_descendant_is_refused_and_the_tree_kept():
+    """tf2 keeps a tree: map → odom → base_link, then a sample odom with parent base_link would close
+    the loop odom → base_link → odom. It is refused (TFError naming the loop), and base_link is
+    still posed through map → odom → base_link: 1 m + 2 m along x."""
+    from gs_mapping.errors import TFError
+    from gs_mapping.geometry import Transform, TransformStamped
+    from gs_mapping.tf import TFBuffer
+
+    S = 1_000_000_000
+
+    def ts(parent, child, stamp, x):
+        return TransformStamped(
+            parent, child, stamp, Transform(np.array([x, 0.0, 0.0]), np.array([0, 0, 0, 1.0]))
+        )
+
+    buf = TFBuffer()
+    buf.add(ts("map", "odom", S, 1.0), static=True)
+    buf.add(ts("odom", "base_link", S, 2.0), static=True)
+    with pytest.raises(TFError, match="would close a loop"):
+        buf.add(ts("base_link", "odom", S, 0.5), static=True)
+    assert np.allclose(buf.lookup("map", "base_link", S).translation, [3.0, 0.0, 0.0])

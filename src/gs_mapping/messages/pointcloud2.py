@@ -130,7 +130,7 @@ def pointcloud2_to_array(msg: Any, organized: bool = False) -> np.ndarray:
         rows = np.ascontiguousarray(data.reshape(height, row_step)[:, : width * point_step])
         raw = rows.view(stored).reshape(height, width)
         if stored == native:
-            pass
+            out = raw.copy()
         else:
             out = np.zeros((height, width), native)
             for name in _names(native):
