@@ -216,3 +216,26 @@ def test_remounting_a_frame_under_its_own_descendant_is_refused_and_the_tree_kep
     with pytest.raises(TFError, match="would close a loop"):
         buf.add(ts("base_link", "odom", S, 0.5), static=True)
     assert np.allclose(buf.lookup("map", "base_link", S).translation, [3.0, 0.0, 0.0])
+
+
+# ------------------------------------------------------------------------------------------------
+# gs_mapping/output_files.py remove_made_folders: only this command's folders
+
+
+def test_a_failed_command_removes_only_the_folders_it_made_itself(tmp_path):
+    """One process, two commands that fail (a node, a test session): the first's new folder is
+    removed; then the user makes that folder again, by hand, and a second command fails with an
+    output elsewhere. Only the second's folder goes; the user's (empty) one is not the second's
+    to remove."""
+    from gs_mapping.output_files import check_output, remove_made_folders
+
+    first = tmp_path / "first" / "deep"
+    check_output(first / "map.ply")
+    assert first.is_dir()
+    remove_made_folders()
+    assert not (tmp_path / "first").exists()
+    first.mkdir(parents=True)  # the user's own, made outside check_output
+    second = tmp_path / "second" / "deep"
+    check_output(second / "map.ply")
+    remove_made_folders()
+    assert not (tmp_path / "second").exists() and first.is_dir()

@@ -471,7 +471,7 @@ class MapperNode(NodeBase):
         need = [(t.color, "colour"), (self.depth_topic, "cloud" if self.node_cfg.cloud_topic else "depth")]
         need.append((t.camera_info, "camera_info"))
         if self._depth_info_used and not self.node_cfg.cloud_topic:
-            pass
+            need.append((self._depth_info_used, "depth camera_info"))
         out = [f"{what} on {topic}" for topic, what in need if not seen.get(topic)]
         if not seen.get(t.tf) and not seen.get(t.tf_static):
             out.append(f"TF on {t.tf} / {t.tf_static}")
