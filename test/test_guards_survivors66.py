@@ -239,3 +239,19 @@ def test_a_failed_command_removes_only_the_folders_it_made_itself(tmp_path):
     check_output(second / "map.ply")
     remove_made_folders()
     assert not (tmp_path / "second").exists() and first.is_dir()
+
+
+# ------------------------------------------------------------------------------------------------
+# gs_mapping/progress.py ProgressLines.line: the rate is this run's steps over its elapsed time
+
+
+def test_a_progress_line_gives_this_runs_steps_per_second():
+    """30 steps in 4 s (a clock given, so no real time) after resuming at 10: 7.5 frames/s (steps
+    over seconds, not their product), and the ETA is the 60 left at that rate: 8 s."""
+    from gs_mapping.progress import ProgressLines
+
+    t = [100.0]
+    p = ProgressLines(total=100, initial=10, unit="frames", interval_s=1e9, clock=lambda: t[0])
+    p.update(30)
+    line = p.line(104.0)
+    assert "7.5 frames/s" in line and "ETA 00:08" in line, line
