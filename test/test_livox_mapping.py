@@ -258,9 +258,8 @@ def test_mapper_node_counts_bad_custom_msgs_and_goes_on():
 def test_mapper_node_refuses_a_cloud_type_it_cannot_read():
     pytest.importorskip("torch")  # (the node's module needs it)
     from gs_mapping.errors import ConfigError
-    from gs_mapping.nodes.mapper_node import MapperNode
-    from gs_mapping.runtime.replay import ReplayBus
+    from gs_mapping.nodes.mapper_node import MapperNodeConfig
 
-    with pytest.raises(ConfigError) as exc:
-        MapperNode(ReplayBus().context("mapper_node"), _replay_config(cloud_type="sensor_msgs/msg/LaserScan"))
+    with pytest.raises(ConfigError) as exc:  # (as the config is built, before the node starts)
+        MapperNodeConfig(cloud_topic=TOPIC, cloud_type="sensor_msgs/msg/LaserScan")
     assert "mapper_node.cloud_type" in str(exc.value) and LIVOX in str(exc.value)

@@ -133,6 +133,46 @@ def transport_base(topic: str) -> str:
     return topic
 
 
+_SUBSTITUTIONS = ("{node}", "{ns}", "{namespace}")  # rcl_expand_topic_name's
+
+
+def check_topic_name(name: str) -> None:
+    """ConfigError for a topic name rcl refuses (``rcl_validate_topic_name``, as written): letters,
+    digits, ``_`` and ``/``, a ``~`` only first (and then followed by ``/``), rcl's substitutions
+    (``{node}``, ``{ns}``, ``{namespace}``), no ``//``, no trailing ``/``, no part starting with a
+    digit. Under rclpy an InvalidTopicNameException; the other runtimes refuse the same names, so a
+    parameter means one thing everywhere."""
+    plain = name
+    for sub in _SUBSTITUTIONS:
+        plain = plain.replace(sub, "x")
+    why = (
+        "is empty"
+        if not name
+        else "ends with '/'"
+        if name.endswith("/")
+        else "holds '//'"
+        if "//" in name
+        else "has '~' other than as its first character, followed by '/'"
+        if "~" in name[1:] or (name.startswith("~") and name not in ("~",) and not name.startswith("~/"))
+        else "holds a character other than letters, digits, '_', '/', a leading '~' and {node}, {ns}"
+        if not re.fullmatch(r"[~A-Za-z0-9_/]+", plain)
+        else "has a part starting with a digit"
+        if any(part[:1].isdigit() for part in plain.lstrip("~").split("/"))
+        else ""
+    )
+    if why:
+        raise ConfigError(f"topic {name!r} is not a ROS 2 topic name: it {why}")
+
+
+def check_topic_parameter(parameter: str, topic: str) -> None:
+    """:func:`check_topic_name` for the value of a topic parameter, its ConfigError naming ``parameter``
+    (checked where the config is built: a file, ``-p``, launch, before any node starts)."""
+    try:
+        check_topic_name(topic)
+    except ConfigError as exc:
+        raise ConfigError(f"{parameter}: {exc}") from None
+
+
 class TheoraStreamError(ConfigError):
     """A colour or depth topic is a theora video stream (:func:`refuse_theora`): unlike a camera not
     found, a camera recorded in a form no frame can be read from (``replay`` refuses it too, where it

@@ -33,7 +33,9 @@ class TopicsConfig:
     )
     tf: str = param("/tf", "TF topic")
     tf_static: str = param("/tf_static", "static TF topic (latched)")
-    map_frame: str = param("map", "fixed frame of the map (REP-105)")
+    map_frame: str = param(
+        "map", "fixed frame of the map (REP-105; a tf2 frame id: not empty, no leading '/')"
+    )
     sync_slop_s: float = param(
         0.02, "Colour/depth pairs further apart than this are not matched.", (0.0, 1.0)
     )
@@ -43,6 +45,20 @@ class TopicsConfig:
         "live node first waits tf_wait_s for the sample after it.",
         (0.0, 10.0),
     )
+
+    def __post_init__(self) -> None:
+        """Names ROS 2 and tf2 refuse (and a theora video stream for an image), refused where the
+        config is built, before any node or command starts."""
+        from ..tf import check_frame_id
+        from ..topics import check_topic_parameter, refuse_theora
+
+        for name in ("color", "depth", "camera_info", "tf", "tf_static"):
+            check_topic_parameter(f"mapper.topics.{name}", getattr(self, name))
+        if self.depth_camera_info not in ("", AUTO):
+            check_topic_parameter("mapper.topics.depth_camera_info", self.depth_camera_info)
+        refuse_theora(self.color, "mapper.topics.color", "colour")
+        refuse_theora(self.depth, "mapper.topics.depth", "depth")
+        check_frame_id("mapper.topics.map_frame", self.map_frame)
 
     def depth_info(self) -> str:
         """The depth camera's CameraInfo topic ('' for a registered depth): ``depth_camera_info``, or
@@ -274,7 +290,7 @@ class MapperConfig:
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     virtual_views: VirtualViewConfig = field(default_factory=VirtualViewConfig)
     levels: LevelsConfig = field(default_factory=LevelsConfig)
-    device: str = param("auto", "auto = cuda if available, else cpu.")
+    device: str = param("auto", "auto | cpu | cuda | cuda:N (auto: cuda where torch sees one, else cpu)")
     backend: str = param("auto", "Renderer backend: auto | cpu | cuda | reference (see gs_mapping.render).")
     sh_degree: int = param(0, "spherical-harmonics degree of colour (0 = view-independent)", (0, 3))
     max_gaussians: int = param(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..topics import check_topic_name
 
 
 @dataclass(frozen=True)
@@ -137,39 +138,6 @@ def check_ros_names(node_name: str | None, namespace: str = "") -> None:
         raise ConfigError(
             f"--namespace: {namespace!r} is not a ROS namespace (such as /robot1 or /fleet/car_2)"
         )
-
-
-_SUBSTITUTIONS = ("{node}", "{ns}", "{namespace}")  # rcl_expand_topic_name's
-
-
-def check_topic_name(name: str) -> None:
-    """ConfigError for a topic name rcl refuses (``rcl_validate_topic_name``, as written): letters,
-    digits, ``_`` and ``/``, a ``~`` only first (and then followed by ``/``), rcl's substitutions
-    (``{node}``, ``{ns}``, ``{namespace}``), no ``//``, no trailing ``/``, no part starting with a
-    digit. Under rclpy an InvalidTopicNameException; the other runtimes refuse the same names, so a
-    parameter means one thing everywhere."""
-    import re
-
-    plain = name
-    for sub in _SUBSTITUTIONS:
-        plain = plain.replace(sub, "x")
-    why = (
-        "is empty"
-        if not name
-        else "ends with '/'"
-        if name.endswith("/")
-        else "holds '//'"
-        if "//" in name
-        else "has '~' other than as its first character, followed by '/'"
-        if "~" in name[1:] or (name.startswith("~") and name not in ("~",) and not name.startswith("~/"))
-        else "holds a character other than letters, digits, '_', '/', a leading '~' and {node}, {ns}"
-        if not re.fullmatch(r"[~A-Za-z0-9_/]+", plain)
-        else "has a part starting with a digit"
-        if any(part[:1].isdigit() for part in plain.lstrip("~").split("/"))
-        else ""
-    )
-    if why:
-        raise ConfigError(f"topic {name!r} is not a ROS 2 topic name: it {why}")
 
 
 def resolve_topic(name: str, node_name: str, namespace: str = "") -> str:

@@ -68,9 +68,11 @@ class HDMapNodeConfig:
     )
     fuse: bool = param(True, "fuse frames into a persistent lane map in map_frame (~/lanes, ~/lanes_delta)")
     map_min_hits: int = param(2, "frames that must see a lane before the lane map publishes it", (1, 1000))
-    device: str = param("auto", "auto | cpu | cuda")
-    base_frame: str = param("base_link", "ego frame of the predicted lanes")
-    map_frame: str = param("map", "fixed frame of ~/lanes_delta")
+    device: str = param("auto", "auto | cpu | cuda | cuda:N (auto: cuda where torch sees one, else cpu)")
+    base_frame: str = param(
+        "base_link", "ego frame of the predicted lanes (a tf2 frame id: not empty, no leading '/')"
+    )
+    map_frame: str = param("map", "fixed frame of ~/lanes_delta (a tf2 frame id: not empty, no leading '/')")
     score_threshold: float = param(0.3, "elements below this confidence are not published", (0.0, 1.0))
     max_rate_hz: float = param(
         10.0,
@@ -90,6 +92,30 @@ class HDMapNodeConfig:
         (0.0, 60.0),
     )
 
+    def __post_init__(self) -> None:
+        """What no type or range says, checked wherever the config is built (a file, ``-p``, launch,
+        ``ros2 param set``) so that a bad value stops the node before it starts; whether the device,
+        checkpoint or providers are usable on this machine is the node's start's question."""
+        from ..device import is_device_name
+        from ..tf import check_frame_id
+        from ..topics import check_topic_parameter
+
+        if not is_device_name(self.device):
+            raise ConfigError(f"hd_map_node.device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.backend not in ("torch", "onnx"):
+            raise ConfigError(f"hd_map_node.backend: expected torch or onnx, got {self.backend!r}")
+        if self.backend == "onnx" and not self.onnx_model:
+            raise ConfigError("hd_map_node.onnx_model: backend onnx needs the path of an ONNX export")
+        if not 1 <= len(self.camera_topics) <= 6:
+            raise ConfigError(
+                f"hd_map_node.camera_topics: need 1 to 6 cameras, got {len(self.camera_topics)}"
+            )
+        for topic in self.camera_topics:
+            check_topic_parameter("hd_map_node.camera_topics", topic)
+            image_type(topic, "hd_map_node.camera_topics", "colour")  # (a /theora stream refused)
+        check_frame_id("hd_map_node.base_frame", self.base_frame)
+        check_frame_id("hd_map_node.map_frame", self.map_frame)
+
 
 class HDMapNode(NodeBase):
     name = "hd_map_node"
@@ -103,9 +129,7 @@ class HDMapNode(NodeBase):
         from ..tf import TFBuffer
 
         self.cfg: HDMapNodeConfig = config["hd_map_node"]
-        cams = list(self.cfg.camera_topics)
-        if not 1 <= len(cams) <= 6:
-            raise GsMappingError(f"hd_map_node.camera_topics: need 1 to 6 cameras, got {len(cams)}")
+        cams = list(self.cfg.camera_topics)  # (1 to 6 valid names: HDMapNodeConfig checked them)
         # the cameras as resolved (namespace, remapping), as ``ros2 topic list`` shows them: the names
         # /diagnostics and the console give
         self.resolved = {t: ctx.resolve_topic_name(t) for t in cams}
@@ -201,23 +225,21 @@ class HDMapNode(NodeBase):
 
         from ..device import resolve_device
 
-        if self.cfg.backend == "onnx":
-            if not self.cfg.onnx_model:
-                raise ConfigError("hd_map_node.onnx_model: backend onnx needs the path of an ONNX export")
+        if self.cfg.backend == "onnx":  # (backend, device and onnx_model: checked by HDMapNodeConfig)
             self._model_path = self.cfg.onnx_model
             return Predictor.from_onnx(
                 self.cfg.onnx_model,
                 providers=list(self.cfg.onnx_providers),
                 score_threshold=self.cfg.score_threshold,
             )
-        if self.cfg.backend != "torch":
-            raise ConfigError(f"hd_map_node.backend: expected torch or onnx, got {self.cfg.backend!r}")
         path = self.cfg.checkpoint or str(shipped_checkpoint(len(self.cfg.camera_topics)))
         self._model_path = path
         try:
-            return Predictor.from_checkpoint(
-                path, device=resolve_device(self.cfg.device), score_threshold=self.cfg.score_threshold
-            )
+            device = resolve_device(self.cfg.device)  # (usable on this machine: CUDA, its index)
+        except ConfigError as exc:
+            raise ConfigError(f"hd_map_node.device: {exc}") from None
+        try:
+            return Predictor.from_checkpoint(path, device=device, score_threshold=self.cfg.score_threshold)
         except FileNotFoundError:
             raise ConfigError(f"hd_map_node.checkpoint: {path} not found") from None
 

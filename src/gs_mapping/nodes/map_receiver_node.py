@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..config_file import param
+from ..topics import check_topic_parameter
 from .base import NodeBase
 from .context import LATCHED_QOS, QoS
 
@@ -41,6 +42,8 @@ class MapReceiverNodeConfig:
         from .map_saving import check_save_path
 
         check_save_path(self.save_path, "map_receiver_node.save_path")
+        for name in ("delta_topic", "snapshot_topic"):
+            check_topic_parameter(f"map_receiver_node.{name}", getattr(self, name))
 
 
 class MapReceiverNode(NodeBase):

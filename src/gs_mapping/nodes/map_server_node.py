@@ -51,16 +51,20 @@ from .context import resolve_topic as _resolve
 class MapServerNodeConfig:
     vehicles: list[str] = param(
         ["vehicle1", "vehicle2", "vehicle3", "vehicle4"],
-        "namespaces of the vehicles whose mapper_node streams are merged",
+        "namespaces of the vehicles whose mapper_node streams are merged (one or more, each once)",
     )
     delta_topic: str = param(
         "mapper_node/map_delta",
         "each vehicle's delta topic, relative to its namespace (one topic per vehicle: not absolute)",
     )
     snapshot_topic: str = param("mapper_node/map_snapshot", "each vehicle's snapshot topic, relative to it")
-    store_path: str = param("fleet_map.sqlite3", "SQLite file of the global map (created when absent)")
+    store_path: str = param(
+        "fleet_map.sqlite3", "SQLite file of the global map (created when absent; not empty, not :memory:)"
+    )
     map_id: int = param(1000000, "map id of the global map (the vehicles' ids must differ)", (1, 2**31 - 1))
-    frame_id: str = param("map", "the shared fixed frame every vehicle maps in")
+    frame_id: str = param(
+        "map", "the shared fixed frame every vehicle maps in (a tf2 frame id: not empty, no leading '/')"
+    )
     quality: int = param(3, "codec quality of the fleet: every vehicle's mapper_node.quality", (0, 5))
     sh_degree: int = param(0, "SH degree of the fleet's maps (every vehicle's mapper.sh_degree)", (0, 3))
     levels: int = param(5, "levels of detail in global snapshots and region answers", (1, 12))
@@ -101,6 +105,9 @@ class MapServerNodeConfig:
     )
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", (0.05, 60.0))
 
+    def __post_init__(self) -> None:
+        _check_config(self)  # (wherever it is built: a file, -p, launch; before the store is created)
+
 
 @dataclass
 class _Binding:
@@ -132,15 +139,6 @@ class MapServerNode(NodeBase):
     name = "map_server_node"
     sections = {"map_server_node": MapServerNodeConfig}
 
-    @classmethod
-    def load_config(
-        cls, path: str | None, params: dict | None = None, namespace: str = "", name: str | None = None
-    ):
-        config = super().load_config(path, params, namespace, name)
-        # (checked with the file: the CLI, rclpy and launch refuse it before anything is created)
-        _check_config(config["map_server_node"], f"{path}: " if path else "")
-        return config
-
     def __init__(self, ctx, config: dict[str, Any]):
         super().__init__(ctx, config)
         from gs_map_share.fleet_store import FleetStore, identity
@@ -148,10 +146,7 @@ class MapServerNode(NodeBase):
         from gs_map_share.quantize import QuantParams
 
         self.cfg: MapServerNodeConfig = config["map_server_node"]
-        c = self.cfg
-        if not c.vehicles:
-            raise GsMappingError("map_server_node.vehicles: no vehicle namespaces configured")
-        _check_config(c)
+        c = self.cfg  # (checked as it was built: MapServerNodeConfig.__post_init__)
         self.params = QuantParams.from_quality(c.quality)
         self.store = FleetStore(
             os.path.expanduser(c.store_path), identity(c.map_id, c.frame_id, self.params, c.sh_degree)
@@ -612,6 +607,17 @@ class MapServerNode(NodeBase):
 
 def _check_config(c: MapServerNodeConfig, where: str = "") -> None:
     """What no ROS parameter range can say, before the store or any endpoint is created."""
+    from ..errors import ConfigError
+    from ..tf import check_frame_id
+
+    if not c.vehicles:
+        raise ConfigError(f"{where}map_server_node.vehicles: no vehicle namespaces configured")
+    check_frame_id(f"{where}map_server_node.frame_id", c.frame_id)
+    if c.store_path.strip() in ("", ":memory:"):  # (SQLite's temporary databases: gone at close)
+        raise ConfigError(
+            f"{where}map_server_node.store_path: {c.store_path!r} would keep the global map nowhere; "
+            "give the path of an SQLite file"
+        )
     _check_distinct_namespaces(c.vehicles, where)
     _check_vehicle_topics(c, where)
     _check_region_key(c.region_key, where)

@@ -42,7 +42,7 @@ from ..errors import ConfigError, GsMappingError, MessageError, TFError, transfo
 from ..mapping.keyframes import INVALID_DEPTH
 from ..mapping.mapper_config import AUTO, MapperConfig
 from ..sync import CameraInfoHistory
-from ..topics import CLOUD_TYPES, POINT_CLOUD2, image_type
+from ..topics import CLOUD_TYPES, POINT_CLOUD2, check_topic_parameter, image_type
 from .base import NodeBase
 from .context import (
     LATCHED_QOS,
@@ -97,6 +97,13 @@ class MapperNodeConfig:
         from .map_saving import check_save_path
 
         check_save_path(self.save_path, "mapper_node.save_path")
+        if self.cloud_type not in CLOUD_TYPES:
+            raise ConfigError(
+                f"mapper_node.cloud_type: {self.cloud_type!r} is not a cloud type we read "
+                f"({', '.join(CLOUD_TYPES)})"
+            )
+        if self.cloud_topic:
+            check_topic_parameter("mapper_node.cloud_topic", self.cloud_topic)
 
 
 class MapperNode(NodeBase):
@@ -116,11 +123,6 @@ class MapperNode(NodeBase):
 
         self.cfg: MapperConfig = config["mapper"]
         self.node_cfg: MapperNodeConfig = config["mapper_node"]
-        if self.node_cfg.cloud_type not in CLOUD_TYPES:
-            raise ConfigError(
-                f"mapper_node.cloud_type: {self.node_cfg.cloud_type!r} is not a cloud type we read "
-                f"({', '.join(CLOUD_TYPES)})"
-            )
         self._deskew = None  # a cloud's points placed by their own times (mapper.deskew)
         if self.node_cfg.cloud_topic:
             from ..messages.livox import once_for
