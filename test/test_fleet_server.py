@@ -427,9 +427,10 @@ def test_a_region_key_that_is_no_concrete_zenoh_key_is_refused_before_the_store(
     else:
         monkeypatch.setitem(sys.modules, "zenoh", None)  # import zenoh: ImportError
     store = tmp_path / "f.sqlite3"
-    with pytest.raises(ConfigError, match="map_server_node.region_key"):
-        cfg = MapServerNodeConfig(store_path=str(store), vehicles=["vehicle1"], region_key=key)
-        MapServerNode(ReplayBus().context("map_server_node"), {"map_server_node": cfg})
+    with pytest.raises(ConfigError, match="map_server_node.region_key"):  # (as the config is built)
+        MapServerNodeConfig(store_path=str(store), vehicles=["vehicle1"], region_key=key)
     assert not store.exists()
-    cfg.region_key = "gs_mapping/fleet/r12_7/region"
+    cfg = MapServerNodeConfig(
+        store_path=str(store), vehicles=["vehicle1"], region_key="gs_mapping/fleet/r12_7/region"
+    )
     MapServerNode(ReplayBus().context("map_server_node"), {"map_server_node": cfg}).close()

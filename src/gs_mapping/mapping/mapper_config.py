@@ -53,7 +53,8 @@ class TopicsConfig:
         from ..topics import check_topic_parameter, refuse_theora
 
         for name in ("color", "depth", "camera_info", "tf", "tf_static"):
-            check_topic_parameter(f"mapper.topics.{name}", getattr(self, name))
+            if name != "depth" or self.depth:  # (no depth image: a LiDAR cloud gives the geometry)
+                check_topic_parameter(f"mapper.topics.{name}", getattr(self, name))
         if self.depth_camera_info not in ("", AUTO):
             check_topic_parameter("mapper.topics.depth_camera_info", self.depth_camera_info)
         refuse_theora(self.color, "mapper.topics.color", "colour")

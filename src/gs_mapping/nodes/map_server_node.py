@@ -613,9 +613,11 @@ def _check_config(c: MapServerNodeConfig, where: str = "") -> None:
     if not c.vehicles:
         raise ConfigError(f"{where}map_server_node.vehicles: no vehicle namespaces configured")
     check_frame_id(f"{where}map_server_node.frame_id", c.frame_id)
-    if c.store_path.strip() in ("", ":memory:"):  # (SQLite's temporary databases: gone at close)
+    # (SQLite's temporary databases, kept nowhere; the store's own opening refuses them without
+    # naming the parameter)
+    if c.store_path.strip() in ("", ":memory:"):
         raise ConfigError(
-            f"{where}map_server_node.store_path: {c.store_path!r} would keep the global map nowhere; "
+            f"{where}map_server_node.store_path: {c.store_path!r} is no file to keep the global map in; "
             "give the path of an SQLite file"
         )
     _check_distinct_namespaces(c.vehicles, where)
