@@ -79,7 +79,9 @@ class _Parser(argparse.ArgumentParser):
         # argparse (3.11+) swallows a write error here, so --help >&- exited 0 having printed
         # nothing: main() reports it as for any output that could not be written
         if message:
-            (file or sys.stderr).write(message)
+            out = file or sys.stderr
+            out.write(message)
+            out.flush()  # (a buffered stdout's error, > /dev/full, is then this one's, not the exit's)
 
 
 def one_line(text: object) -> str:
@@ -147,12 +149,14 @@ def _say(prog: str, text: str) -> None:
         print(f"{prog}: {text}", file=sys.stderr, flush=True)
 
 
-def stdout_to_devnull() -> None:
-    """Send what stays buffered for stdout to /dev/null: its reader left (``| head``) or its
-    terminal went away, and the flush at exit would fail a second time."""
-    with contextlib.suppress(OSError):
+def stdout_to_devnull(stream=None) -> None:
+    """Send what stays buffered for stdout (or ``stream``) to /dev/null: its reader left (``| head``),
+    its terminal went away or its disk is full, and the flush at exit would fail a second time
+    ("Exception ignored …", exit 120). (A closed stdout's stand-in has no descriptor: none needed.)"""
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        fd = (stream or sys.stdout).fileno()
         null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
+        os.dup2(null, fd)
         os.close(null)
 
 
@@ -183,19 +187,20 @@ class _NamedStdout:
         try:
             return self._stream.write(text)
         except OSError as exc:
-            raise _named_stdout_error(exc) from None
+            raise self._failed(exc) from None
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except OSError as exc:
-            raise _named_stdout_error(exc) from None
+            raise self._failed(exc) from None
 
-
-def _named_stdout_error(exc: OSError) -> OSError:
-    if exc.filename is None and not isinstance(exc, BrokenPipeError):  # (| head: quiet, as before)
-        exc.filename = "standard output"
-    return exc
+    def _failed(self, exc: OSError) -> OSError:
+        # a block-buffered stdout (Python's default off a terminal) keeps the bytes that failed
+        stdout_to_devnull(self._stream)
+        if exc.filename is None and not isinstance(exc, BrokenPipeError):  # (| head: quiet, as before)
+            exc.filename = "standard output"
+        return exc
 
 
 class _ClosedStdout:
