@@ -129,6 +129,17 @@ def run_cli(
 # --- inputs ---------------------------------------------------------------------------------------
 
 
+def one_error_line(capsys, *needles: str) -> str:
+    """The outcome rule's error half for a command run in-process (``gs_mapping.cli.main``) under
+    pytest's ``capsys``: exactly one non-blank stderr line, no traceback, naming each of ``needles``."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def small_map(n: int = 60, sh_degree: int = 1, seed: int = 0):
     from synthetic_maps import synthetic_map
 

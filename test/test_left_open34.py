@@ -16,18 +16,9 @@ import math
 
 import numpy as np
 import pytest
+from hostile_cases import one_error_line
 
 from gs_mapping.cli import main
-
-
-def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
 
 # ---------------------------------------------------------------------------------------------------
 # world: each numeric option refused by its name
@@ -77,7 +68,7 @@ def test_world_refuses_each_numeric_option_naming_it(tmp_path, capsys, option, v
     except SystemExit as exc:  # (argparse's own refusals)
         rc = exc.code
     assert rc == 2
-    _one_error_line(capsys, option)
+    one_error_line(capsys, option)
     assert not out.exists()
 
 
@@ -93,7 +84,7 @@ def test_a_slow_rate_is_refused_where_the_drive_is_longer_than_a_world(tmp_path,
     assert math.isinf(route_length(2, 5e-324, 8.0))
     argv = ["world", "--out", str(tmp_path / "b"), "--frames", "2", "--size", "32x24", "--no-progress"]
     assert main([*argv, "--rate", "0.00015"]) == 2
-    said = _one_error_line(capsys, "--rate", "0.00015", "--frames 2", "--speed 8.0", "50000 m")
+    said = one_error_line(capsys, "--rate", "0.00015", "--frames 2", "--speed 8.0", "50000 m")
     assert "world length" not in said
     assert not (tmp_path / "b").exists()
 
@@ -251,7 +242,7 @@ def test_hd_train_keeps_a_second_run_out_and_a_ctrl_c_removes_its_lock(tmp_path,
         (tmp_path / "latest").symlink_to("run")
         for name in (out, tmp_path / "latest"):
             assert main(["hd-train", "--out", str(name), *TRAIN, "--steps", "1", "--overwrite"]) == 2
-            _one_error_line(capsys, "another hd-train", str(out))
+            one_error_line(capsys, "another hd-train", str(out))
         assert _tree(out) == before and lock.exists()
         first.send_signal(signal.SIGCONT)
         first.send_signal(signal.SIGINT)
@@ -318,7 +309,7 @@ def test_hd_train_refuses_a_folder_holding_other_things_and_touches_nothing(shar
     before, names = _tree(bag), sorted(p.name for p in bag.iterdir())
     for more in ([], ["--resume"], ["--overwrite"]):
         assert main(["hd-train", "--out", str(bag), *TRAIN, "--steps", "1", *more]) == 2
-        _one_error_line(capsys, str(bag), names[0], "other files", "--out")
+        one_error_line(capsys, str(bag), names[0], "other files", "--out")
         assert _tree(bag) == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["kitchen"]
     empty = tmp_path / "empty"

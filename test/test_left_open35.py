@@ -17,19 +17,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from hostile_cases import one_error_line
 from synthetic_maps import synthetic_map
 
 from gs_mapping.cli import main
 from gs_mapping.cli.world import MAX_BEV_RANGE
-
-
-def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _world(tmp_path, *extra: str) -> tuple[int, object]:
@@ -42,7 +34,7 @@ def _world(tmp_path, *extra: str) -> tuple[int, object]:
 def test_a_bev_range_beyond_the_bound_is_refused_naming_it(tmp_path, capsys, values):
     rc, out = _world(tmp_path, "--bev-range", *values)
     assert rc == 2
-    _one_error_line(capsys, "--bev-range", f"{MAX_BEV_RANGE:.0f}")
+    one_error_line(capsys, "--bev-range", f"{MAX_BEV_RANGE:.0f}")
     assert not out.exists()
 
 
@@ -123,7 +115,7 @@ def test_a_splat_that_is_no_splat_records_is_one_line_and_exit_2(tmp_path, capsy
     out = tmp_path / ("out.ply" if command == "convert" else "out.gsd")
     capsys.readouterr()
     assert main([command, str(src), str(out)]) == 2
-    _one_error_line(capsys, str(src), said)
+    one_error_line(capsys, str(src), said)
     assert not out.exists()
 
 

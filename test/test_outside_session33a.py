@@ -17,19 +17,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from hostile_cases import one_error_line
 
 from gs_mapping.cli import main
 
 TRAIN = ["--frames", "1", "--batch-size", "1", "--eval-every", "0", "--threads", "1", "--steps", "1"]
-
-
-def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _too_long(tmp_path) -> str:
@@ -42,9 +34,9 @@ def test_hd_train_run_directory_that_cannot_be_made_is_one_line_naming_it(tmp_pa
     a_file.write_text("kept")
     for out in (a_file / "run", _too_long(tmp_path), os.path.join(_too_long(tmp_path), "run")):
         assert main(["hd-train", "--out", str(out), *TRAIN, "--no-progress"]) == 2
-        _one_error_line(capsys, f"{out}: ")
+        one_error_line(capsys, f"{out}: ")
     assert main(["hd-train", "--out", str(a_file / "run"), *TRAIN, "--resume", "--no-progress"]) == 2
-    _one_error_line(capsys, f"{a_file / 'run'}: ", "not a directory")
+    one_error_line(capsys, f"{a_file / 'run'}: ", "not a directory")
     assert a_file.read_text() == "kept"
 
 
@@ -71,10 +63,10 @@ def test_a_checkpoint_path_that_is_no_checkpoint_file_is_named_for_what_it_is(tm
     for path, why in cases:
         argv = ["hd-predict", str(kitchen_bag), "--out", str(out), "--checkpoint", str(path), "--no-progress"]
         assert main(argv) == 2
-        _one_error_line(capsys, f"{path}: ", why)
+        one_error_line(capsys, f"{path}: ", why)
         argv = ["hd-train", "--out", str(tmp_path / "run"), *TRAIN, "--init-from", str(path), "--no-progress"]
         assert main(argv) == 2
-        _one_error_line(capsys, f"{path}: ", why)
+        one_error_line(capsys, f"{path}: ", why)
     assert not out.exists() and not (tmp_path / "run").exists()
 
 
@@ -93,7 +85,7 @@ def test_play_topics_resolve_relative_names_and_refuse_empty_ones(capsys, kitche
     assert capsys.readouterr().out.startswith(f"played {stored} messages from {kitchen_bag}")
     for topics in ("/tf,", ",,", ""):
         assert main([*argv, "--topics", topics]) == 2
-        _one_error_line(capsys, "--topics: an empty topic name")
+        one_error_line(capsys, "--topics: an empty topic name")
 
 
 @pytest.mark.shared_data
@@ -102,7 +94,7 @@ def test_hd_predict_refuses_an_empty_camera_name(tmp_path, capsys, kitchen_bag):
     out = tmp_path / "lanes.json"
     argv = ["hd-predict", str(kitchen_bag), "--out", str(out), "--no-progress", "--cameras"]
     assert main([*argv, "camera/color/image_raw", ""]) == 2
-    _one_error_line(capsys, "--cameras: an empty topic name")
+    one_error_line(capsys, "--cameras: an empty topic name")
     assert not out.exists()
 
 
