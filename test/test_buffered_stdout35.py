@@ -1,5 +1,6 @@
-"""Long-running commands' awaited lines reach a pipe while the command runs, with Python's default
-block-buffered stdout (no PYTHONUNBUFFERED). This box sets PYTHONUNBUFFERED=1, so every other
+"""Long-running commands with Python's default buffered standard streams (no PYTHONUNBUFFERED):
+their awaited lines reach a pipe while they run, and a stream that cannot be written does not
+cost the exit status. This box sets PYTHONUNBUFFERED=1, so every other
 test that reads a "ready" line from a child ran with unbuffered stdout; a user, a launch file or
 a shell pipe (``| grep --line-buffered ready``, ``| tee``) does not, and a line printed without a
 flush would sit in an 8 kB buffer until the process exits.
@@ -24,17 +25,17 @@ SRC = Path(gs_mapping.__file__).resolve().parents[1]  # (the child runs the code
 WAIT_S = 90.0  # a child's start (imports, a DDS participant) on a loaded 2-core box
 
 
-def _spawn_buffered(*argv: str) -> subprocess.Popen:
+def _spawn_buffered(*argv: str, **popen) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), *sys.path]), OMP_NUM_THREADS="1")
-    env.pop("PYTHONUNBUFFERED", None)  # what a user has: stdout to a pipe is block-buffered
-    return subprocess.Popen(
-        [sys.executable, "-m", "gs_mapping", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
+    env.update(popen.pop("env", {}))
+    env.pop("PYTHONUNBUFFERED", None)  # what a user has: stdout (and stderr) off a terminal are buffered
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([sys.executable, "-m", "gs_mapping", *argv], env=env, **popen)
 
 
-def _line_while_running(proc: subprocess.Popen, timeout_s: float = WAIT_S) -> str:
-    """The child's next stdout line, read while it still runs; '' if none came in time."""
-    fd, buf, end = proc.stdout.fileno(), b"", time.monotonic() + timeout_s
+def _line_while_running(proc: subprocess.Popen, timeout_s: float = WAIT_S, stream=None) -> str:
+    """The child's next stdout (or ``stream``) line, read while it still runs; '' if none came in time."""
+    fd, buf, end = (stream or proc.stdout).fileno(), b"", time.monotonic() + timeout_s
     while b"\n" not in buf and time.monotonic() < end:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
@@ -88,3 +89,61 @@ def test_routers_ready_line_reaches_a_pipe_while_it_runs_with_buffered_stdout():
         assert line.startswith("zenoh router ") and f"ready, listening on {endpoint}" in line, line
     finally:
         _stop(proc)
+
+
+def test_a_hangup_with_stderr_on_the_gone_terminal_exits_129_with_buffered_stderr(tmp_path):
+    """``world`` with stderr on a terminal that went away, then SIGHUP: its 'hangup' line fails
+    (EIO) and, stderr being buffered, stayed in the buffer; the flush at exit failed on it again and
+    the process exited 120, not 129 (test_outside_session24c's test, run without PYTHONUNBUFFERED)."""
+    import pty
+
+    master, slave = pty.openpty()
+    argv = ["world", "--out", str(tmp_path / "w"), "--frames", "400", "--size", "320x180", "--no-progress"]
+    p = _spawn_buffered(
+        *argv,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        end = time.monotonic() + WAIT_S
+        while time.monotonic() < end and p.poll() is None and not any(tmp_path.glob(".w.*.partial")):
+            time.sleep(0.1)
+        assert any(tmp_path.glob(".w.*.partial")), "world started no bag"
+        os.close(master)  # the terminal goes away
+        master = -1
+        time.sleep(0.3)
+        p.send_signal(signal.SIGHUP)
+        rc = p.wait(timeout=60)
+    finally:
+        if master >= 0:
+            os.close(master)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 128 + signal.SIGHUP
+
+
+def test_a_progress_reader_that_leaves_costs_no_run_with_buffered_stderr(tmp_path):
+    """``gs-mapping world … 2>&1 >/dev/null | head -1``: the progress lines' reader leaves after
+    one; the next line fails (EPIPE, passed over: a log that went away costs no run) but stayed in
+    the buffered stderr, the flush at exit failed on it and a complete bag came with exit 120."""
+    out = tmp_path / "w"
+    p = _spawn_buffered(
+        "world", "--out", str(out), "--frames", "60", "--size", "320x180",
+        stdout=subprocess.DEVNULL, env={"GS_MAPPING_PROGRESS_INTERVAL": "0"},
+    )  # fmt: skip
+    try:
+        first = _line_while_running(p, stream=p.stderr)
+        assert first, "no line on stderr while world ran"
+        p.stderr.close()  # the reader leaves; world has lines to say still (a line each tenth)
+        rc = p.wait(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 0
+    assert (out / "metadata.yaml").is_file() and (out / "w.mcap").stat().st_size > 0

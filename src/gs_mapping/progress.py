@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from .errors import ConfigError
+from .std_streams import to_devnull
 
 INTERVAL_ENV = "GS_MAPPING_PROGRESS_INTERVAL"  # seconds between lines, at least (0: each tenth)
 DEFAULT_INTERVAL_S = 30.0
@@ -149,5 +150,9 @@ class ProgressLines:
 
     def _say(self, now: float) -> None:
         self._said, self._said_n, self._said_t = True, self.n, now
-        with contextlib.suppress(OSError, ValueError):  # (a log that went away costs no run)
+        try:
             print(self.line(now), file=sys.stderr, flush=True)
+        except ValueError:  # (stderr closed by its owner: a log that went away costs no run)
+            pass
+        except OSError:  # (nor one whose reader left; a buffered stderr keeps the failed line)
+            to_devnull(sys.stderr)

@@ -8,7 +8,6 @@ does not pay for torch. Errors of the suite (:class:`GsMappingError`) print as o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
 import importlib.util
@@ -22,6 +21,7 @@ from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError, Terminated
 from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
 from ..progress import line_interval_s
+from ..std_streams import to_devnull
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -145,19 +145,17 @@ _OUR_PACKAGES = ("gs_mapping", "gsmap_hd", "gs_map_share")  # (a module of ours 
 def _say(prog: str, text: str) -> None:
     """The status line of a command that ended early: where stderr cannot be written (a hang-up
     leaves it on a gone terminal: EIO) the exit status says it alone."""
-    with contextlib.suppress(OSError):
+    try:
         print(f"{prog}: {text}", file=sys.stderr, flush=True)
+    except OSError:  # (a buffered stderr keeps the line that failed, for the flush at exit)
+        to_devnull(sys.stderr)
 
 
 def stdout_to_devnull(stream=None) -> None:
     """Send what stays buffered for stdout (or ``stream``) to /dev/null: its reader left (``| head``),
     its terminal went away or its disk is full, and the flush at exit would fail a second time
     ("Exception ignored …", exit 120). (A closed stdout's stand-in has no descriptor: none needed.)"""
-    with contextlib.suppress(OSError, AttributeError, ValueError):
-        fd = (stream or sys.stdout).fileno()
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, fd)
-        os.close(null)
+    to_devnull(stream or sys.stdout)
 
 
 def _write_failed(prog: str, exc: OSError) -> int:
