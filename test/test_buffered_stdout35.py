@@ -147,3 +147,39 @@ def test_a_progress_reader_that_leaves_costs_no_run_with_buffered_stderr(tmp_pat
             p.wait()
     assert rc == 0
     assert (out / "metadata.yaml").is_file() and (out / "w.mcap").stat().st_size > 0
+
+
+@pytest.mark.timeout(240)
+def test_a_log_reader_that_leaves_costs_no_run_with_buffered_stderr():
+    """``gs-mapping run map_receiver_node 2>&1 >/dev/null | head -1``: after its reader left, the
+    node logs a rejected message; logging passes the write error over (its handleError) but the
+    line stayed in the buffered stderr, and the flush at exit failed on it: exit 120 after a clean
+    stop by SIGTERM."""
+    import numpy as np
+
+    from gs_mapping.nodes.context import RELIABLE_QOS
+    from gs_mapping.runtime.dds import DdsContext
+
+    domain = 59
+    p = _spawn_buffered("run", "map_receiver_node", "--domain-id", str(domain))
+    ctx = DdsContext("mapper_node", domain_id=domain)
+    try:
+        assert _line_while_running(p, stream=p.stderr), "no log line while the node ran"
+        p.stderr.close()  # the reader leaves
+        pub = ctx.create_publisher("/mapper_node/map_delta", "std_msgs/msg/UInt8MultiArray", RELIABLE_QOS)
+        ctx.spin(until=lambda: pub.subscription_count() > 0, timeout_s=30)
+        assert pub.subscription_count() > 0, "the node's subscription was not matched"
+        garbage = ctx.factory.make("std_msgs/msg/UInt8MultiArray", data=np.full(64, 7, np.uint8))
+        for _ in range(3):
+            pub.publish(garbage)
+            ctx.spin_once(0.3)
+        time.sleep(1.0)
+        rc, out = _stop(p)
+    finally:
+        ctx.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    summary = out.strip().splitlines()[-1]
+    assert '"containers_rejected": 3' in summary, summary  # (each rejection is a logged line)
+    assert rc == 0

@@ -21,7 +21,7 @@ from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError, Terminated
 from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
 from ..progress import line_interval_s
-from ..std_streams import to_devnull
+from ..std_streams import StderrHandler, to_devnull
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.stdout = stdout
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[StderrHandler()],
     )
     if not args.verbose:  # torch logs its caches' statistics at INFO when the process exits
         logging.getLogger("torch").setLevel(logging.WARNING)
