@@ -27,3 +27,26 @@ def test_integer_means_render_as_the_same_positions_in_float():
     got = rasterize(means, *args, backend="cpu").color
     assert got.dtype == torch.float32 and float(ref.max()) > 0.1
     np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-6)
+
+
+def test_a_mapper_node_that_has_made_no_frame_says_which_inputs_it_waits_for(caplog):
+    """mapper_node before its first frame: the diagnostics timer reports the inputs that have not
+    arrived (colour, depth, camera_info by their topic names) in /diagnostics' ``waiting_for`` and
+    one console warning; ``frames == 0`` is what picks that report over the 'stopped' one."""
+    import logging
+
+    from gs_mapping.nodes.mapper_node import MapperNode
+    from gs_mapping.runtime.replay import ReplayBus
+
+    bus = ReplayBus()
+    cfg = MapperNode.load_config(None)
+    cfg["mapper"].device = "cpu"
+    node = MapperNode(bus.context("mapper_node"), cfg)
+    t = cfg["mapper"].topics
+    with caplog.at_level(logging.WARNING):
+        node.on_diagnostics_timer()
+    waiting = node.diag.values.get("waiting_for", "")
+    for topic in (t.color, t.depth, t.camera_info):
+        assert topic in waiting, waiting
+    assert sum("waiting for" in r.getMessage() and t.color in r.getMessage() for r in caplog.records) == 1
+    node.close()
