@@ -50,3 +50,31 @@ def test_a_mapper_node_that_has_made_no_frame_says_which_inputs_it_waits_for(cap
         assert topic in waiting, waiting
     assert sum("waiting for" in r.getMessage() and t.color in r.getMessage() for r in caplog.records) == 1
     node.close()
+
+
+@pytest.mark.parametrize(
+    "node, section, field, value, named",
+    [
+        ("hd_map_node", "hd_map_node", "backend", "tensorrt", "hd_map_node.backend"),
+        ("mapper_node", "mapper_node", "cloud_type", "velodyne", "mapper_node.cloud_type"),
+        ("map_server_node", "map_server_node", "frame_id", "/map", "map_server_node.frame_id"),
+    ],
+)
+def test_a_field_set_after_the_config_was_built_is_checked_as_the_node_starts(
+    tmp_path, node, section, field, value, named
+):
+    """The rules a config checks as it is built (a file, -p, launch) hold for Python code that sets a
+    field afterwards too (dataclasses do not check assignments): the node refuses at its start,
+    naming the parameter, and no store is created."""
+    from gs_mapping.errors import ConfigError
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.replay import ReplayBus
+
+    cls = node_class(node)
+    cfg = cls.load_config(None)
+    if node == "map_server_node":
+        cfg[section].store_path = str(tmp_path / "fleet.sqlite3")
+    setattr(cfg[section], field, value)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        cls(ReplayBus().context(node), cfg)
+    assert not (tmp_path / "fleet.sqlite3").exists()

@@ -57,7 +57,13 @@ def installed(tmp_path_factory):
     --single-version-externally-managed install_data``, run in the package directory; the
     install base is given here as ``--prefix`` (colcon-core now sets it through a sitecustomize
     prefix override). Returns (install prefix, site-packages)."""
-    pytest.importorskip("setuptools")  # (a Python 3.12 venv has none unless installed)
+    import importlib.util
+
+    # (a Python 3.12 venv has none unless installed; looked up, not imported: importing setuptools
+    # here fails its own distutils check once another test loaded distutils (pip's distlib) into
+    # this process, and setup.py runs in a child anyway)
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed here")
     from configparser import ConfigParser
 
     tmp = tmp_path_factory.mktemp("colcon")

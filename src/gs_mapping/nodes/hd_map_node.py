@@ -129,6 +129,7 @@ class HDMapNode(NodeBase):
         from ..tf import TFBuffer
 
         self.cfg: HDMapNodeConfig = config["hd_map_node"]
+        self.cfg.__post_init__()  # (again: Python code may have set fields after the config was built)
         cams = list(self.cfg.camera_topics)  # (1 to 6 valid names: HDMapNodeConfig checked them)
         # the cameras as resolved (namespace, remapping), as ``ros2 topic list`` shows them: the names
         # /diagnostics and the console give

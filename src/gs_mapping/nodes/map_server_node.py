@@ -146,7 +146,8 @@ class MapServerNode(NodeBase):
         from gs_map_share.quantize import QuantParams
 
         self.cfg: MapServerNodeConfig = config["map_server_node"]
-        c = self.cfg  # (checked as it was built: MapServerNodeConfig.__post_init__)
+        c = self.cfg
+        _check_config(c)  # (as it was built, and again: Python code may have set fields since)
         self.params = QuantParams.from_quality(c.quality)
         self.store = FleetStore(
             os.path.expanduser(c.store_path), identity(c.map_id, c.frame_id, self.params, c.sh_degree)

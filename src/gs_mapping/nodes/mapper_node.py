@@ -123,6 +123,7 @@ class MapperNode(NodeBase):
 
         self.cfg: MapperConfig = config["mapper"]
         self.node_cfg: MapperNodeConfig = config["mapper_node"]
+        self.node_cfg.__post_init__()  # (again: Python code may have set fields after it was built)
         self._deskew = None  # a cloud's points placed by their own times (mapper.deskew)
         if self.node_cfg.cloud_topic:
             from ..messages.livox import once_for
