@@ -332,7 +332,7 @@ class _FailingOut:
 
 
 def test_run_node_line_on_a_gone_terminal_sends_stdout_to_devnull(monkeypatch):
-    """cli/run_node.py:101 ``stdout_to_devnull()`` -> ``pass``: _say's docstring: a terminal that
+    """cli/run_node.py ``to_devnull(sys.stdout)`` (was ``stdout_to_devnull()``) -> ``pass``: _say's docstring: a terminal that
     went away (EIO) ends the output, not the node, and 'what stays buffered goes to /dev/null (main's
     last flush would fail again)'. The reference: os.stat of /dev/null itself, against what the
     descriptor behind stdout (a pipe here) is afterwards; the mutant left it on the dead output."""

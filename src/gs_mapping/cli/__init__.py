@@ -151,17 +151,10 @@ def _say(prog: str, text: str) -> None:
         to_devnull(sys.stderr)
 
 
-def stdout_to_devnull(stream=None) -> None:
-    """Send what stays buffered for stdout (or ``stream``) to /dev/null: its reader left (``| head``),
-    its terminal went away or its disk is full, and the flush at exit would fail a second time
-    ("Exception ignored …", exit 120). (A closed stdout's stand-in has no descriptor: none needed.)"""
-    to_devnull(stream or sys.stdout)
-
-
 def _write_failed(prog: str, exc: OSError) -> int:
     """The exit status (and line) for output that could not be written."""
     if isinstance(exc, BrokenPipeError):  # the reader of our output went away (| head): quietly, as cat does
-        stdout_to_devnull()
+        to_devnull(sys.stdout)  # (what stays buffered would fail again at exit)
         return 141
     # which file, when known (both of a rename's or a link's, as Python's own message gives them)
     files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
@@ -195,7 +188,7 @@ class _NamedStdout:
 
     def _failed(self, exc: OSError) -> OSError:
         # a block-buffered stdout (Python's default off a terminal) keeps the bytes that failed
-        stdout_to_devnull(self._stream)
+        to_devnull(self._stream)
         if exc.filename is None and not isinstance(exc, BrokenPipeError):  # (| head: quiet, as before)
             exc.filename = "standard output"
         return exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 GLOBAL_TF = ("/tf", "/tf_static")
 
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(json.dumps(info) if args.json else format_text(info), flush=True)
     except BrokenPipeError:  # `gs-mapping info BAG | head`: the reader left; that is not an error
-        from . import stdout_to_devnull
+        from ..std_streams import to_devnull
 
-        stdout_to_devnull()
+        to_devnull(sys.stdout)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import sys
 import time
 
 
@@ -95,10 +96,10 @@ def _say(line: str, stop: list) -> None:
     except OSError as exc:
         if not stop and exc.errno != errno.EIO:
             raise
-        from . import stdout_to_devnull
+        from ..std_streams import to_devnull
 
         stop.append(1)
-        stdout_to_devnull()
+        to_devnull(sys.stdout)
 
 
 def run(args: argparse.Namespace) -> int:
