@@ -126,7 +126,8 @@ def test_a_hangup_stops_router_as_ctrl_c_does(tmp_path):
     assert rc_hup == rc_int, (rc_hup, err_hup[-500:])
 
 
-def test_a_real_hangup_with_stderr_on_the_gone_terminal_exits_129(tmp_path):
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+def test_a_real_hangup_with_stderr_on_the_gone_terminal_exits_129(tmp_path, buffered):
     """What a hang-up is (POSIX, General Terminal Interface: 'If a modem disconnect is detected …
     the SIGHUP signal shall be sent to the controlling process'; afterwards reads and writes on the
     terminal fail, Linux answers EIO): the command's stderr is that terminal. Here a pseudo-terminal
@@ -135,15 +136,21 @@ def test_a_real_hangup_with_stderr_on_the_gone_terminal_exits_129(tmp_path):
     printed 'gs-mapping world: hangup' to the gone terminal, the write failed with EIO inside its
     ``except Terminated`` branch and the process exited 1 (an uncaught OSError).
     (``world``, which unwinds on a hang-up; ``router`` and ``run`` stop cleanly on it, exit 0: see
-    test_a_hangup_stops_router_as_ctrl_c_does.)"""
+    test_a_hangup_stops_router_as_ctrl_c_does.)
+    Buffered (no PYTHONUNBUFFERED, what a user has): the failed 'hangup' line stayed in stderr's
+    buffer, the flush at exit failed on it again and the process exited 120."""
     import pty
+
+    env = _env(PYTHONUNBUFFERED="1")
+    if buffered:
+        del env["PYTHONUNBUFFERED"]
 
     master, slave = pty.openpty()
     p = subprocess.Popen(
         [sys.executable, "-m", "gs_mapping", "world", "--out", str(tmp_path / "w")]
         + ["--frames", "400", "--size", "320x180", "--no-progress"],
         cwd=tmp_path,
-        env=_env(),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=slave,
