@@ -259,10 +259,17 @@ def _put_updates(w: Writer, prev: QMap, cur: QMap, mask: np.ndarray) -> None:
 
 
 def apply_delta(
-    state: QMap, h: Header, chunks: list[Chunk], nbytes: int, max_gaussians: int | None = None
+    state: QMap,
+    h: Header,
+    chunks: list[Chunk],
+    nbytes: int,
+    max_gaussians: int | None = None,
+    changed: list | None = None,
 ) -> QMap:
     """A new QMap: ``state`` with the delta applied. ``state`` is never modified. ``max_gaussians``
-    bounds the map it makes (and what it decodes on the way) besides the container's size."""
+    bounds the map it makes (and what it decodes on the way) besides the container's size.
+    ``changed``: the ids the delta cleared, removed, updated or added are appended to it (arrays;
+    every row that differs between ``state`` and the result has one of them)."""
     if h.sh_degree != state.sh_degree:
         raise DecodeError(f"delta has SH degree {h.sh_degree}, the map {state.sh_degree}")
     if max_gaussians is not None and h.gaussians > max_gaussians:
@@ -288,6 +295,8 @@ def apply_delta(
                     else np.isin(_tile_key(st), _tile_key(tiles))
                 )
                 keep &= ~hit
+                if changed is not None:
+                    changed.append(state.ids[hit])
     for c in chunks:
         if c.type == REMOVED:
             r = Reader(c.data, "REMOVED")
@@ -297,6 +306,8 @@ def apply_delta(
             if not ok.all():
                 raise DecodeError(f"delta removes unknown Gaussian id {int(ids[~ok][0])}")
             keep[rows] = False
+            if changed is not None:
+                changed.append(ids)
     # Nothing removed: the new map shares the old one's arrays and copies a field only when an update
     # writes to it (below), so a small delta does not copy the whole map; ``state`` stays untouched.
     shared = bool(keep.all())
@@ -315,6 +326,8 @@ def apply_delta(
                 raise DecodeError(f"delta updates unknown Gaussian id {int(ids[~ok][0])}")
             _apply_updates(r, out, rows, mask, own)
             r.end()
+            if changed is not None:
+                changed.append(ids)
             # the values a section would refuse: the map must stay one a snapshot can carry
             check_lattice(out.take(rows), p, f"delta {h.seq}")
     section = [c for c in chunks if c.type in (TILES, LEVEL)]
@@ -330,6 +343,8 @@ def apply_delta(
         if clash.any():
             raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
         out = out.merged(added)
+        if changed is not None:
+            changed.append(added.ids)
     if len(out) != h.gaussians:
         raise DecodeError(
             f"delta {h.seq}: the map after applying holds {len(out)} Gaussians, the sender's {h.gaussians}"

@@ -210,6 +210,24 @@ def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, i
     return {_tile(k) for k in np.unique(both, axis=0)}
 
 
+def changed_rows(old: QMap, new: QMap, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``old``, rows of ``new``) that differ between two states of one vehicle, looked for
+    among ``ids`` only (every id a delta touched: the rest are the same rows): an id in one state
+    only, or in both with some field changed. Ascending, as the ids."""
+    ids = np.unique(ids)
+    ro, in_old = find_ids(old.ids, ids)
+    rn, in_new = find_ids(new.ids, ids)
+    both = np.flatnonzero(in_old & in_new)
+    differs = in_old ^ in_new
+    if len(both):
+        a, b = old.take(ro[both]), new.take(rn[both])
+        eq = np.ones(len(both), bool)
+        for f in QMap.FIELDS:
+            eq &= (getattr(a, f) == getattr(b, f)).reshape(len(both), -1).all(axis=1)
+        differs[both[~eq]] = True
+    return ro[differs & in_old], rn[differs & in_new]
+
+
 @dataclass
 class Vehicle:
     """One vehicle as the server knows it: its map (in sequence), counters, liveliness."""
@@ -361,6 +379,8 @@ class FleetMerge:
             return self._reject(v, why)
         old = v.state
         accepted: list[Accepted] = []
+        # the ids the deltas of this offer touched (None: a snapshot replaced the map)
+        touched_ids: list | None = None if h.is_snapshot else []
         if h.is_snapshot:
             if v.state is not None and h.seq <= v.seq:
                 v.counts[REPLAYED] += 1
@@ -384,21 +404,23 @@ class FleetMerge:
             v.counts[status] += 1
             return Ingest(status, v.map_id)
         else:
-            if not self._apply(v, h, chunks, data, accepted):
+            if not self._apply(v, h, chunks, data, accepted, touched_ids):
                 return Ingest(REJECTED, v.map_id)
             status = APPLIED
-        self._drain(v, accepted)
-        return self._remerge(status, v, old, accepted, flush)
+        self._drain(v, accepted, touched_ids)
+        return self._remerge(status, v, old, accepted, flush, touched_ids)
 
     def _check_ids(self, q: QMap) -> None:
         if len(q) and int(q.ids[-1]) > MAX_LOCAL_ID:
             raise DecodeError(f"local Gaussian id {int(q.ids[-1])} ≥ 2^{LOCAL_ID_BITS} (fleet id space)")
 
-    def _apply(self, v: Vehicle, h: Header, chunks, data: bytes, accepted: list) -> bool:
+    def _apply(self, v: Vehicle, h: Header, chunks, data: bytes, accepted: list, touched: list | None) -> bool:
         state = v.state
         assert state is not None  # deltas are applied only after the vehicle's first snapshot
         try:
-            new = guarded(lambda: apply_delta(state, h, chunks, len(data), self.max_vehicle_gaussians))
+            new = guarded(
+                lambda: apply_delta(state, h, chunks, len(data), self.max_vehicle_gaussians, touched)
+            )
             self._check_ids(new)
         except DecodeError as exc:
             self._reject(v, str(exc))
@@ -408,10 +430,12 @@ class FleetMerge:
         accepted.append(Accepted(v.map_id, h.seq, h.base_seq, data))
         return True
 
-    def _drain(self, v: Vehicle, accepted: list) -> None:
+    def _drain(self, v: Vehicle, accepted: list, touched: list | None) -> None:
         # in arrival order: a twin that fails gives the next its chance (as the receiver)
         while candidates := v.pending.take(v.seq):
-            if not any(self._apply(v, p.header, unpack(p.data)[1], p.data, accepted) for p in candidates):
+            if not any(
+                self._apply(v, p.header, unpack(p.data)[1], p.data, accepted, touched) for p in candidates
+            ):
                 return
 
     def _reject(self, v: Vehicle, why: str) -> Ingest:
@@ -423,28 +447,51 @@ class FleetMerge:
         return Ingest(REJECTED, v.map_id)
 
     # -- merge -------------------------------------------------------------------------------------
-    def _remerge(self, status: str, v: Vehicle, old: QMap | None, accepted: list, flush: bool) -> Ingest:
+    def _remerge(
+        self, status: str, v: Vehicle, old: QMap | None, accepted: list, flush: bool, ids: list | None
+    ) -> Ingest:
         """Re-decide the owners of the tiles this vehicle's change touched; the global map follows
-        at :meth:`flush` (now, or batched by the caller)."""
+        at :meth:`flush` (now, or batched by the caller). ``ids``: those the applied deltas touched
+        (None: a snapshot replaced the map)."""
         tb = self.params.tile_bits
         state = v.state
         assert state is not None  # set by the container just applied
-        touched = _tile_array(
-            changed_tiles(old if old is not None else QMap.empty(self.sh_degree), state, tb)
-        )
-        at = _tile_index(tiles_of(state, tb), touched)
-        counts = np.bincount(at[at >= 0], minlength=len(touched))
-        # the record follows the state where it described the state before (else: made again)
         rec = v.tiles if v.tiles is not None and v.tiles.of is old else None
-        if rec is not None or old is None:
-            rec = rec if rec is not None else TileRows(QMap.empty(self.sh_degree), tb)
-            inside = np.flatnonzero(at >= 0)
-            grouped = state.ids[inside[np.argsort(at[inside], kind="stable")]]
-            for row, ids in zip(
-                touched, np.split(grouped, np.cumsum(counts)[:-1])[: len(touched)], strict=True
-            ):
-                rec.set(_tile(row), ids)
+        if old is not None and ids is not None:
+            # deltas: the changed rows among the ids they touched, each touched tile's ids from the
+            # record (cost follows the change, not the vehicle's map)
+            ro, rn = changed_rows(old, state, np.concatenate([np.zeros(0, np.uint64), *ids]))
+            t_new = state.pos[rn] >> tb
+            touched = _tile_array({_tile(k) for k in np.concatenate([old.pos[ro] >> tb, t_new])})
+            if rec is None:  # (the map was set from outside: a restore; made again once, whole)
+                rec = TileRows(state, tb)
+            else:
+                gone, came = old.ids[ro], state.ids[rn]  # (disjoint from the kept ids; ascending)
+                for row in touched:
+                    t = _tile(row)
+                    was = rec.ids.get(t, np.zeros(0, np.uint64))
+                    at, hit = find_ids(was, gone)
+                    kept = np.delete(was, at[hit])
+                    here = came[(t_new == row).all(axis=1)]
+                    rec.set(t, np.insert(kept, np.searchsorted(kept, here), here))
             rec.of = state
+            counts = np.array([len(rec.ids.get(_tile(row), ())) for row in touched], np.int64)
+        else:
+            touched = _tile_array(
+                changed_tiles(old if old is not None else QMap.empty(self.sh_degree), state, tb)
+            )
+            at = _tile_index(tiles_of(state, tb), touched)
+            counts = np.bincount(at[at >= 0], minlength=len(touched))
+            # the record follows the state where it described the state before (else: made again)
+            if rec is not None or old is None:
+                rec = rec if rec is not None else TileRows(QMap.empty(self.sh_degree), tb)
+                inside = np.flatnonzero(at >= 0)
+                grouped = state.ids[inside[np.argsort(at[inside], kind="stable")]]
+                for row, tids in zip(
+                    touched, np.split(grouped, np.cumsum(counts)[:-1])[: len(touched)], strict=True
+                ):
+                    rec.set(_tile(row), tids)
+                rec.of = state
         v.tiles = rec
         for row, c in zip(touched, counts, strict=True):
             t = _tile(row)
