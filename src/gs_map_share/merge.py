@@ -4,7 +4,9 @@ Each vehicle publishes its own map (its own ``map_id``, sequence numbers, snapsh
 in the shared ``map`` frame, on the fleet's quantisation). Per vehicle, containers are applied
 strictly in sequence exactly as :class:`gs_map_share.receiver.MapStore` does (gaps buffered in its
 :class:`~gs_map_share.receiver.PendingDeltas`, replays dropped, anything corrupt rejected whole), so
-the server holds each vehicle's map bit-identical to the vehicle's own.
+the server holds each vehicle's map bit-identical to the vehicle's own. One exception: a snapshot
+below a vehicle sequence that is ahead of the server's clock, itself not ahead, is that vehicle
+restarted on a clock set right, and replaces its map (:meth:`FleetMerge._clock_came_back`).
 
 **Merge rule (per codec tile).** The global map is a pure function of the vehicles' current maps:
 each codec tile (``pos >> tile_bits``) is *owned* by the vehicle holding the most Gaussians in it
@@ -23,7 +25,9 @@ per vehicle (and the reason kept), never applied.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +50,15 @@ MAX_PENDING = 64  # future deltas buffered per vehicle by default (map_server_no
 # outcomes of one container (counted per vehicle); DROPPED: a future delta beyond the pending bound
 APPLIED, SNAPSHOT, BUFFERED, REPLAYED, REJECTED = "applied", "snapshot", "buffered", "replayed", "rejected"
 COUNTED = (APPLIED, SNAPSHOT, BUFFERED, DROPPED, REPLAYED, REJECTED)  # per vehicle, in its diagnostics
+CLOCK_BACK = "clock_back"  # snapshots taken below the vehicle's sequence: its clock came back (counted too)
+# Sequences are the sender's wall clock in µs at its start (docs/format.md §5). A vehicle sequence
+# this far past the server's clock came from a clock running ahead; a snapshot numbered within it
+# of the server's clock is that vehicle restarted on a clock set right (docs/fleet.md, "Vehicles").
+CLOCK_SKEW_US = 60_000_000
+
+
+def _wall_clock_us() -> int:
+    return time.time_ns() // 1000
 
 
 def global_ids(map_id: int, local_ids: np.ndarray) -> np.ndarray:
@@ -300,8 +313,10 @@ class FleetMerge:
         delta_levels: int = 1,
         snapshot_levels: int = 5,
         max_vehicle_gaussians: int = DEFAULT_MAX_GAUSSIANS,
+        clock_us: Callable[[], int] = _wall_clock_us,
     ):
         self.params, self.frame_id, self.sh_degree = params, frame_id, sh_degree
+        self.clock_us = clock_us  # the wall clock sequences are read against (µs)
         self.global_map_id = int(global_map_id)
         self.max_pending = max_pending
         self.max_vehicle_gaussians = max_vehicle_gaussians  # a vehicle's map: bounded before decoding
@@ -382,7 +397,8 @@ class FleetMerge:
         # the ids the deltas of this offer touched (None: a snapshot replaced the map)
         touched_ids: list | None = None if h.is_snapshot else []
         if h.is_snapshot:
-            if v.state is not None and h.seq <= v.seq:
+            back = v.state is not None and h.seq <= v.seq and self._clock_came_back(v.seq, h.seq)
+            if v.state is not None and h.seq <= v.seq and not back:
                 v.counts[REPLAYED] += 1
                 return Ingest(REPLAYED, v.map_id)
             try:
@@ -390,6 +406,13 @@ class FleetMerge:
                 self._check_ids(q)
             except DecodeError as exc:
                 return self._reject(v, str(exc))
+            if back:  # the deltas held for the old numbering can never follow the new one
+                v.pending = PendingDeltas(self.max_pending, MAX_PENDING_BYTES)
+                v.counts[CLOCK_BACK] += 1
+                log.warning(
+                    f"vehicle map {v.map_id}: snapshot {h.seq} taken below sequence {v.seq}, which is "
+                    "ahead of this server's clock (the vehicle restarted on a clock set back)"
+                )
             v.state, v.seq = q, h.seq
             v.counts[SNAPSHOT] += 1
             accepted.append(Accepted(v.map_id, h.seq, 0, data))
@@ -409,6 +432,14 @@ class FleetMerge:
             status = APPLIED
         self._drain(v, accepted, touched_ids)
         return self._remerge(status, v, old, accepted, flush, touched_ids)
+
+    def _clock_came_back(self, held: int, seq: int) -> bool:
+        """A snapshot numbered ``seq`` at or below the vehicle's ``held`` sequence is a restart, not a
+        replay, when the held sequence is ahead of the server's clock and ``seq`` is not: the held
+        numbering came from a clock running ahead (else the vehicle stays out until its clock
+        passes it, across server restarts too: the store keeps the sequence)."""
+        now = self.clock_us()
+        return held > now + CLOCK_SKEW_US and seq <= now + CLOCK_SKEW_US
 
     def _check_ids(self, q: QMap) -> None:
         if len(q) and int(q.ids[-1]) > MAX_LOCAL_ID:
