@@ -149,7 +149,9 @@ def main() -> int:
             f" {growth['fleet_offer']:.1f}x, flush {growth['fleet_flush']:.1f}x.",
             "What still grows with the map: the state checksum (CRC-32C of the whole map, docs/format.md"
             " §6) and one copy of each field a delta writes. The fleet's flush finds the changed tiles' rows"
-            " from a per-tile record of ids (it hashed every global row's tile before 2026-12-07).",
+            " from a per-tile record of ids (it hashed every global row's tile before 2026-12-07), and so does"
+            " the offer for a vehicle's delta: the rows the delta touched, its tiles' counts from the"
+            " vehicle's record (it hashed every row of the vehicle's map before session 36).",
         ]
     )
     data = {

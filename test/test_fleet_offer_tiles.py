@@ -120,7 +120,7 @@ def _run(seed: int) -> tuple[str, int]:
                 new.vehicle(m).pending = veh.pending
             new.global_map = fm.global_map
             fm = new
-    for v, ds in sorted(held.items()):
+    for _v, ds in sorted(held.items()):
         for d in reversed(ds):
             note(fm.offer(d, flush=False))
     checked += _record_is_the_maps(fm)

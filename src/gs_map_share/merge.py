@@ -445,7 +445,9 @@ class FleetMerge:
         if len(q) and int(q.ids[-1]) > MAX_LOCAL_ID:
             raise DecodeError(f"local Gaussian id {int(q.ids[-1])} ≥ 2^{LOCAL_ID_BITS} (fleet id space)")
 
-    def _apply(self, v: Vehicle, h: Header, chunks, data: bytes, accepted: list, touched: list | None) -> bool:
+    def _apply(
+        self, v: Vehicle, h: Header, chunks, data: bytes, accepted: list, touched: list | None
+    ) -> bool:
         state = v.state
         assert state is not None  # deltas are applied only after the vehicle's first snapshot
         try:
