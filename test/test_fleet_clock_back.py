@@ -124,3 +124,25 @@ def test_an_older_snapshot_is_a_replay_unless_the_held_sequence_is_ahead_of_the_
     assert (info["seq"], info["clock_back"]) == (on_time.sender.seq, 1)
     assert server.merge.global_map.equals(_rule({1: on_time.sender.shadow}))
     server.close()
+
+
+def test_a_server_restarted_meanwhile_takes_the_vehicle_back_too(tmp_path):
+    """The lockout the rule removes outlived server restarts (the store keeps the sequence): the
+    vehicle ran a day ahead, the server restarted from its store, then the vehicle restarted on a
+    clock set right."""
+    bus = ReplayBus()
+    server = _server(bus, tmp_path / "fleet.sqlite3")
+    ahead = _Mapper(7, time.time_ns() // 1000 + DAY_US)
+    for data in [ahead.snapshot(), ahead.delta()]:
+        _send(bus, data)
+    server.close()
+    bus = ReplayBus()
+    again = _server(bus, tmp_path / "fleet.sqlite3")
+    assert again.merge.vehicle(1).seq == ahead.sender.seq
+    right = _Mapper(8, time.time_ns() // 1000)
+    for data in [right.snapshot(), right.delta()]:
+        _send(bus, data)
+    info = _info(again)
+    assert (info["clock_back"], info["applied"], info["seq"]) == (1, 1, right.sender.seq)
+    assert again.merge.global_map.equals(_rule({1: right.sender.shadow}))
+    again.close()
