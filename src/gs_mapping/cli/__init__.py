@@ -64,15 +64,26 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
+    _extras: tuple = ()  # what the last parse_known_args left (a command's, for the top parser)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = super().parse_known_args(args, namespace)
+        self._extras = tuple(extras)
+        return parsed, extras
+
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         # argparse reports a command's unknown options from the top parser ("gs-mapping: error:
         # unrecognized arguments: …, see gs-mapping --help", whose help lists no command's options):
-        # here the command's parser names itself and its own --help
+        # here the command's parser names itself and its own --help. The top parser's extras (an
+        # option before the command: ``gs-mapping --bogus info``) come first, the command's last.
         parsed, extras = self.parse_known_args(args, namespace)
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        command = subs[0].choices.get(getattr(parsed, "command", None)) if subs else None
+        own = extras[: len(extras) - len(command._extras)] if command is not None else extras
+        if own:
+            self.error(f"unrecognized arguments: {' '.join(own)}")
         if extras:
-            subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
-            command = subs[0].choices.get(getattr(parsed, "command", None)) if subs else None
-            (command or self).error(f"unrecognized arguments: {' '.join(extras)}")
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
 
     def _print_message(self, message, file=None):  # type: ignore[override]
