@@ -219,18 +219,24 @@ def test_dev_stdout_as_an_output_is_written_through_or_refused_never_replaced(sm
 
 
 def test_a_legal_name_with_a_long_extension_is_written(small_ply, tmp_path):
-    """``encode`` takes any output name not a scene format. ``2024.<a description>`` with no other
-    dot has a 252-byte "extension" (Path.suffix); the whole name, 254 bytes, is legal (NAME_MAX
-    from pathconf, and open(2) takes it: the reference). test_outside_nothing_lost covers long
-    names with a short extension; here the suffix the temp name keeps is the long part."""
+    """``2024.<a description>`` with no other dot has a 252-byte "extension" (Path.suffix); the
+    whole name, 254 bytes, is legal (NAME_MAX from pathconf, and open(2) takes it: the reference).
+    test_outside_nothing_lost covers long names with a short extension; here the suffix the temp
+    name keeps is the long part. ``encode`` wants a ``.gsd`` name (README: outputs go by
+    extension) and refuses this one in one line; the writer every output goes through
+    (``output_files.write_bytes``) writes it."""
+    from gs_mapping.output_files import write_bytes
+
     name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
     name = "a." + "b" * (name_max - 3)  # 254 bytes
     probe = tmp_path / "probe" / name
     probe.parent.mkdir()
     probe.write_bytes(b"x")  # the reference: the kernel takes the name
     r = _cli(["encode", small_ply, tmp_path / name])
-    assert r.returncode == 0, r.stderr.strip()[-200:]
-    assert (tmp_path / name).stat().st_size > 0
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "name it .gsd" in r.stderr, r.stderr
+    assert not (tmp_path / name).exists()
+    write_bytes(tmp_path / name, b"data")
+    assert (tmp_path / name).read_bytes() == b"data"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

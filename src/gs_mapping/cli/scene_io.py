@@ -68,15 +68,16 @@ def _check_keep_ids(out: str, args) -> None:
 
 
 def check_container_output(out: str, args, inputs) -> None:
-    """Before any work: ``out`` is not named as a scene format (a container under a scene's name
-    would be refused by every scene reader, ours included), and may be written."""
+    """Before any work: ``out`` is named ``.gsd``, and may be written. A container under another
+    name is one only decode and apply would read: the other commands take a snapshot by its name
+    (:func:`load_scene`), and every scene reader refuses one under a scene's name."""
     _check_keep_ids(out, args)
     check_output(out, overwrite=getattr(args, "overwrite", False), inputs=_with_sog_folders(inputs))
-    if kind_by_name(out):
-        raise ConfigError(
-            f"{out}: a .gsd container is written here, not {Path(out).suffix or 'a scene'} "
-            "(name it .gsd; 'gs-mapping convert' writes scene formats)"
-        )
+    if not str(out).lower().endswith(".gsd"):
+        given = Path(out).suffix
+        what = f", not {given}" if 1 < len(given) <= 16 else ""  # (a name's long tail is no format)
+        hint = "; 'gs-mapping convert' writes scene formats" if kind_by_name(out) else ""
+        raise ConfigError(f"{out}: a .gsd container is written here{what} (name it .gsd{hint})")
 
 
 def load_scene(path: str, args=None, max_level: int | None = None) -> GaussianMap:
