@@ -223,7 +223,7 @@ def test_sog_v2_decoded_by_splat_transforms_formulas(tmp_path):
     read-sog: positions invLog(mins + ((maxs − mins) or 1) · (lo | hi << 8) / 65535) (an axis with
     mins = maxs spans 1), rotations rebuilt from the tag (252 + index of the largest of w, x, y,
     z; any other tag the identity), codebook scales and colours, opacity logit(clamp(a / 255,
-    1e-6, 1 − 1e-6))."""
+    1e-6, 1 − 1e-6)). The two pixels after the six are padding, all 0 as splat-transform writes it."""
     from gs_mapping.splat_formats import load_splats
 
     rng = np.random.default_rng(3)
@@ -235,6 +235,7 @@ def test_sog_v2_decoded_by_splat_transforms_formulas(tmp_path):
     images["means_l.webp"], images["means_u.webp"] = lo, hi
     q = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
     q.reshape(-1, 4)[:, 3] = [252, 253, 254, 255, 7, 251, 252, 252]
+    q.reshape(-1, 4)[n:] = 0  # (padding)
     images["quats.webp"] = q
     c0 = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
     c0.reshape(-1, 4)[:3, 3] = [0, 255, 1]
@@ -302,7 +303,8 @@ def _shn(count: int) -> dict:
 def test_sog_shn_labels_use_both_bytes_and_stop_at_the_palette(tmp_path):
     """Labels are R + 256·G: label 300 (44, 1) picks palette entry 300 (row 4, column 44·3);
     labels up to count − 1 are read, a label equal to shN.count is refused (ours: a lying label),
-    and a count beyond the rows of the centroid image limits the palette to those rows."""
+    and a count beyond the rows of the centroid image is refused, naming both (it limited the
+    palette to those rows, and said so only for a label beyond them)."""
     from gs_mapping.splat_formats import load_splats
 
     labels = [300, 0, 319, 65, 5, 6, 7, 8, 9]
@@ -314,10 +316,9 @@ def test_sog_shn_labels_use_both_bytes_and_stop_at_the_palette(tmp_path):
     bad = [320] + labels[1:]
     with pytest.raises(MapError, match="label 320 of Gaussian 0 is beyond the palette's 320"):
         load_splats(_sog_dir(tmp_path, _shn_images(3, 5, bad), _v2_meta(9, shn=_shn(320)), "b"))
-    # shN.count 400 but 5 rows (320 entries): label 350 is beyond what the image holds
-    past = [350] + labels[1:]
-    with pytest.raises(MapError, match="beyond the palette's 320 entries"):
-        load_splats(_sog_dir(tmp_path, _shn_images(3, 5, past), _v2_meta(9, shn=_shn(400)), "c"))
+    # shN.count 400 but 5 rows (320 entries), whatever the labels
+    with pytest.raises(MapError, match="is 192×5: 320 palette entries for shN.count 400"):
+        load_splats(_sog_dir(tmp_path, _shn_images(3, 5, labels), _v2_meta(9, shn=_shn(400)), "c"))
 
 
 def test_sog_image_pixel_bound_is_twice_the_count_and_a_megapixel_inclusive(tmp_path):

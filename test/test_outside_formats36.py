@@ -8,14 +8,27 @@
    ``encode``, ``diff`` and ``export`` take a snapshot by ``.gsd``): README now says outputs go by
    extension, and each command refuses another name in one line naming those it writes, exit 2,
    an existing file of that name left as it was.
+3. SOG (the real playbot SOG, splat-transform 0.16's, made hostile): a ``count`` in meta.json
+   smaller than the images hold read a prefix of the scene, one larger (up to the padding of the
+   near-square images) read padding pixels as Gaussians, both with exit 0; an animated WebP was
+   read as its frame 0; an SH palette image with fewer rows than ``shN.count`` needs was cut to
+   them (and refused only for a label beyond, in words that blamed the label). Each is now one
+   line, exit 2. The count is told by the quats image: each Gaussian's alpha is 252 + the index of
+   its largest component, the padding's 0 (every writer's; splat-transform zero-fills).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
+from synthetic_maps import synthetic_map
 
 from gs_mapping.ply import save_ply
-from synthetic_maps import synthetic_map
 
 
 @pytest.mark.parametrize(
@@ -58,7 +71,9 @@ _REFUSED = {
 
 
 @pytest.mark.parametrize("command", sorted(_REFUSED))
-def test_an_output_name_a_command_does_not_write_is_refused_and_the_file_kept(command, scene, tmp_path, capsys):
+def test_an_output_name_a_command_does_not_write_is_refused_and_the_file_kept(
+    command, scene, tmp_path, capsys
+):
     from gs_mapping.cli import main
 
     snap = tmp_path / "snap.gsd"
@@ -86,3 +101,76 @@ def test_a_gsd_output_of_any_case_is_written(scene, tmp_path):
 
     assert main(["encode", str(scene), str(tmp_path / "a.GSD")]) == 0
     assert main(["convert", str(tmp_path / "a.GSD"), str(tmp_path / "b.ply")]) == 0
+
+
+PLAYBOT = Path("/work/shared/data/splats/playbot_sog")
+needs_playbot = pytest.mark.skipif(not (PLAYBOT / "meta.json").is_file(), reason="no playbot SOG here")
+
+
+def _hostile_sog(tmp_path, name: str, edit_meta=None, images=None) -> Path:
+    """A writable copy of the playbot SOG with meta.json edited and images replaced."""
+    d = tmp_path / name
+    shutil.copytree(PLAYBOT, d)
+    for f in d.iterdir():
+        os.chmod(f, 0o644)
+    meta = json.loads((d / "meta.json").read_text())
+    if edit_meta:
+        edit_meta(meta)
+    (d / "meta.json").write_text(json.dumps(meta))
+    for fname, save in (images or {}).items():
+        save(d / fname)
+    return d
+
+
+def _refused_sog(d: Path, capsys, *want: str) -> None:
+    from gs_mapping.cli import main
+
+    capsys.readouterr()
+    out = d.parent / f"{d.name}.ply"
+    assert main(["convert", str(d), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(w in err for w in want), err
+    assert not out.exists()
+
+
+@needs_playbot
+def test_the_real_sog_is_read_whole():
+    from gs_mapping.splat_formats import load_splats
+
+    assert len(load_splats(PLAYBOT)) == json.loads((PLAYBOT / "meta.json").read_text())["count"] == 500_000
+
+
+@needs_playbot
+@pytest.mark.parametrize("count", [499_999, 250_000, 500_001, 708 * 708])
+def test_a_sog_count_other_than_its_images_hold_is_refused(count, tmp_path, capsys):
+    d = _hostile_sog(tmp_path, f"c{count}", lambda m: m.update(count=count))
+    _refused_sog(d, capsys, f"SOG count {count} (meta.json), but quats.webp holds 500000 Gaussians")
+
+
+@needs_playbot
+@pytest.mark.parametrize("frames", [2, 1])
+def test_an_animated_webp_in_a_sog_is_refused(frames, tmp_path, capsys):
+    """Two frames (Pillow read frame 0 alone), or one frame in an animation (Pillow merges a repeated
+    frame: what its flag says, a frame's own VP8 chunk, is not where the lossy check looks)."""
+    from PIL import Image
+
+    def animated(path):
+        first = Image.open(path).convert("RGBA")
+        second = Image.fromarray(np.asarray(first)[::-1].copy()) if frames == 2 else first
+        first.save(path, "WEBP", lossless=True, save_all=True, append_images=[second], duration=100)
+        assert Image.open(path).n_frames == frames
+
+    d = _hostile_sog(tmp_path, "anim", images={"quats.webp": animated})
+    _refused_sog(d, capsys, f"SOG image quats.webp is an animated WEBP ({frames} frame")
+
+
+@needs_playbot
+def test_a_sog_palette_shorter_than_its_count_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    def short(path):
+        rows = np.asarray(Image.open(path).convert("RGBA"))[:1000]  # 64000 of 65536 entries
+        Image.fromarray(rows.copy()).save(path, "WEBP", lossless=True)
+
+    d = _hostile_sog(tmp_path, "pal", images={"shN_centroids.webp": short})
+    _refused_sog(d, capsys, "shN_centroids.webp is 512×1000: 64000 palette entries for shN.count 65536")

@@ -18,8 +18,10 @@ Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is 
 
 Version 1 (no ``version``; ``means.shape``): scales, colours/opacity (logit) and SH are 8-bit
 fractions between per-channel ``mins`` / ``maxs`` instead of codebooks. Formulas follow PlayCanvas'
-reader (splat-transform ``read-sog``). Image sizes are checked against the Gaussian count and the
-file sizes before anything is decoded: an image holds at least one pixel per Gaussian and at most
+reader (splat-transform ``read-sog``), which reads ``count`` pixels whatever the images hold: here a
+``count`` other than the Gaussians the quats image holds is refused (:func:`_check_count`), as are
+animated images and an SH palette shorter than ``shN.count``. Image sizes are checked against
+the Gaussian count and the file sizes before anything is decoded: an image holds at least one pixel per Gaussian and at most
 ``_pixel_bound`` of them (losslessly compressed images of uniform content, as a scene whose higher
 SH is all zero, shrink far below any ratio to their pixel count, so the bound is the pixels, not
 the bytes), and a member is inflated only up to the bytes such an image can take. So a 2 kB file
@@ -199,6 +201,12 @@ def _image(
             img = Image.open(io.BytesIO(raw), formats=["WEBP", "PNG", "JPEG"])
         # (Pillow opens a 16-bit RGB(A) PNG as 8-bit RGB(A), keeping the high bytes: its IHDR says)
         sixteen = img.format == "PNG" and len(raw) > 24 and raw[24] == 16
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1 or _animated_webp(raw):  # (Pillow gives frame 0; a frame's VP8 is not seen as lossy)
+            raise MapError(
+                f"{files.path}: SOG image {name} is an animated {img.format} ({frames} frame"
+                f"{'s' if frames > 1 else ''}): a SOG's images are still images"
+            )
         lossy = img.format == "JPEG" or (img.format == "WEBP" and _lossy_webp(raw))
         if lossy or img.mode not in _EIGHT_BIT_MODES or sixteen:
             raise MapError(
@@ -211,6 +219,10 @@ def _image(
         if width is not None and w != width:
             want = " or ".join(str(v) for v in widths) if widths is not None else str(width)
             raise MapError(f"{files.path}: SOG image {name} is {w}×{h}: its width must be {want}")
+        if count == 0 and w * h > max_pixels:  # (the SH palette: its rows are bounded, not its Gaussians)
+            raise MapError(
+                f"{files.path}: SOG image {name} is {w}×{h}: a palette of more than {MAX_PALETTE_ROWS * 64} entries"
+            )
         if w * h < count or w * h > max_pixels:
             raise MapError(f"{files.path}: SOG image {name} is {w}×{h} for {count} Gaussians")
         return np.asarray(img.convert("RGBA"), np.uint8)  # (h, w, 4)
@@ -245,6 +257,11 @@ def _cut_short(raw: bytes) -> str:
         if len(raw) < whole:
             return f" (cut short: {len(raw)} of {whole} bytes)"
     return ""
+
+
+def _animated_webp(raw: bytes) -> bool:
+    """A WebP whose extended header (VP8X) sets the animation flag (bit 1 of its flags byte)."""
+    return raw[:4] == b"RIFF" and raw[12:16] == b"VP8X" and len(raw) > 20 and bool(raw[20] & 0x02)
 
 
 def _lossy_webp(raw: bytes) -> bool:
@@ -334,7 +351,10 @@ def _load(path: Path, files: _Files) -> GaussianMap:
     with np.errstate(over="ignore"):  # a huge range: inf positions, refused by the finite check
         means = np.sign(v) * np.expm1(np.abs(v))
 
-    q = _pixels(files, _section(meta, "quats", path)["files"][0], n)
+    quats_name = _section(meta, "quats", path)["files"][0]
+    q = _image(files, quats_name, n, _pixel_bound(n)).reshape(-1, 4)
+    _check_count(q[:, 3], n, quats_name, path)
+    q = q[:n]
     abc = (q[:, :3] / 255.0 * 2 - 1) / _SQRT2
     tag = q[:, 3].astype(np.int64) - 252
     valid = (tag >= 0) & (tag <= 3)
@@ -386,6 +406,20 @@ def _load(path: Path, files: _Files) -> GaussianMap:
     )
 
 
+def _check_count(alpha: np.ndarray, n: int, name: str, path) -> None:
+    """``count`` against the Gaussians the quats image holds: each Gaussian's alpha is 252 + the
+    index of its largest component (both versions), the padding after the last one 0
+    (splat-transform's near-square layout). A short count would drop the Gaussians after it, a long
+    one read padding as Gaussians at the ``mins`` corner, both silently, as PlayCanvas' reader does."""
+    marked = np.flatnonzero(alpha >= 252)
+    held = int(marked[-1]) + 1 if len(marked) else 0
+    if held > n or (held < n and not alpha[held:n].any()):
+        raise MapError(
+            f"{path}: SOG count {n} (meta.json), but {name} holds {held} Gaussians (a Gaussian's "
+            f"alpha is 252..255, padding's 0)"
+        )
+
+
 def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.ndarray | None, int]:
     if not isinstance(shn.get("files"), list) or len(shn["files"]) != 2:
         raise MapError(f"{path}: SOG shN entry lacks its two files")
@@ -409,7 +443,11 @@ def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.n
     labels_img = _pixels(files, shn["files"][1], n)
     labels = labels_img[:, 0].astype(np.int64) | (labels_img[:, 1].astype(np.int64) << 8)
     rows = cen.shape[0]
-    palette = min(palette, rows * 64)
+    if rows * 64 < palette:  # (v2: labels up to shN.count would index past the image)
+        raise MapError(
+            f"{path}: SOG image {shn['files'][0]} is {cen.shape[1]}×{rows}: {rows * 64} palette "
+            f"entries for shN.count {palette}"
+        )
     ent = cen[..., :3].reshape(rows * 64, coeffs, 3)[:palette]
     beyond = labels >= palette  # a lying count or labels: refused, not read as zero SH
     if beyond.any():
