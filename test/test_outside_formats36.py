@@ -15,6 +15,10 @@
    them (and refused only for a label beyond, in words that blamed the label). Each is now one
    line, exit 2. The count is told by the quats image: each Gaussian's alpha is 252 + the index of
    its largest component, the padding's 0 (every writer's; splat-transform zero-fills).
+4. A binary PLY with bytes after its declared rows, or cut before their end: the rule docs/format.md
+   states is plyfile's (trailing bytes are not read, an early end of file is refused), with a
+   warning of ours where the bytes past the rows are one whole row or more. Checked on the real
+   guitar scene at the row's edges (already so: no change).
 """
 
 from __future__ import annotations
@@ -174,3 +178,44 @@ def test_a_sog_palette_shorter_than_its_count_is_refused(tmp_path, capsys):
 
     d = _hostile_sog(tmp_path, "pal", images={"shN_centroids.webp": short})
     _refused_sog(d, capsys, "shN_centroids.webp is 512×1000: 64000 palette entries for shN.count 65536")
+
+
+GUITAR = Path("/work/shared/data/splats/guitar.ply")
+needs_guitar = pytest.mark.skipif(not GUITAR.is_file(), reason="no guitar scene here")
+ROW = 14 * 4  # guitar.ply: 14 float properties a vertex
+
+
+@needs_guitar
+@pytest.mark.parametrize("extra", [1, ROW - 1, ROW, ROW + 3])
+def test_bytes_after_a_plys_rows_are_not_read_and_a_whole_row_is_said(extra, tmp_path, caplog):
+    import logging
+
+    from gs_mapping.splat_formats import load_splats
+
+    raw = GUITAR.read_bytes()
+    ref = load_splats(GUITAR)
+    junk = tmp_path / "junk.ply"
+    junk.write_bytes(raw + bytes(range(7, 7 + extra)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        g = load_splats(junk)
+    assert len(g) == len(ref) == 90854 and np.array_equal(g.means, ref.means) and np.array_equal(g.sh, ref.sh)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == ([] if extra < ROW else [said[0]]) and all("1 more row(s)" in m for m in said), said
+
+
+@needs_guitar
+@pytest.mark.parametrize("cut", [1, ROW - 1, ROW, ROW + 1])
+def test_a_ply_cut_before_its_rows_end_is_refused_naming_the_bytes(cut, tmp_path, capsys):
+    from gs_mapping.cli import main
+
+    raw = GUITAR.read_bytes()
+    body = len(raw) - (raw.index(b"end_header\n") + len("end_header\n"))
+    (tmp_path / "cut.ply").write_bytes(raw[:-cut])
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "cut.ply"), str(tmp_path / "out.spz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        f"declares 90854 rows ({body} bytes) but only {body - cut} bytes remain" in err
+    ), err
+    assert not (tmp_path / "out.spz").exists()
