@@ -312,7 +312,7 @@ def test_splat_writer_against_the_scene(tmp_path, caplog):
     raw[12:16] = np.float32(0).tobytes()  # a zero scale: log −inf, clamped
     (tmp_path / "z.splat").write_bytes(bytes(raw))
     assert load_splats(tmp_path / "z.splat").log_scales[0, 0] == -30.0
-    for bad, what in ((bytes(raw[:-5]), "multiple of 32"), (b"", "multiple of 32")):
+    for bad, what in ((bytes(raw[:-5]), "not a whole number of 32-byte"), (b"", "an empty file")):
         (tmp_path / "b.splat").write_bytes(bad)
         with pytest.raises(MapError, match=what):
             load_splats(tmp_path / "b.splat")

@@ -37,9 +37,13 @@ _LOG_F32_MAX = np.log(np.float64(np.finfo(np.float32).max))  # exp() of it round
 
 def read_splat(data: bytes, source: str = "splat") -> GaussianMap:
     """A ``.splat`` file's bytes → GaussianMap (implicit ids, SH degree 0)."""
-    if len(data) % RECORD.itemsize or not data:
+    whole, over = divmod(len(data), RECORD.itemsize)
+    if not data:
+        raise MapError(f"{source}: an empty file (a .splat holds {RECORD.itemsize}-byte records)")
+    if over:  # (a download stopped early, most likely: a cut at a record's end cannot be told)
         raise MapError(
-            f"{source}: not a .splat file ({len(data)} bytes is not a positive multiple of {RECORD.itemsize})"
+            f"{source}: {len(data)} bytes is not a whole number of {RECORD.itemsize}-byte .splat "
+            f"records ({whole} and {over} bytes): cut short mid-record, or not a .splat file"
         )
     rec = np.frombuffer(data, RECORD)
     if len(rec) > MAX_POINTS:
