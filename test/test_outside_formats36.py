@@ -23,6 +23,11 @@
    multiple of 32)": now it says cut short, with its whole records and the bytes over. One cut at a
    record boundary cannot be told (docs/format.md): it reads as the Gaussians before the cut, which
    in ``convert.py``'s order (ours) are all but the least visible.
+6. ``convert IN OUT`` across every format read × every format written, on the real guitar scene
+   (PLY, compressed PLY, Niantic's SPZ v2/v3/v4 reference vectors, our .splat and .gsd of it): each
+   output read back equals its input up to the output format's documented precision (no change
+   needed). And ``kill -9`` of a ``convert --overwrite`` while its temp file holds half the new
+   output leaves the old output whole (the next run removes the temp, saying so).
 """
 
 from __future__ import annotations
@@ -252,3 +257,165 @@ def test_a_splat_cut_mid_record_is_named_cut_and_one_cut_at_a_record_reads_its_r
     assert main(["convert", str(tmp_path / "empty.splat"), str(tmp_path / "out.ply")]) == 2
     assert "an empty file (a .splat holds 32-byte records)" in capsys.readouterr().err
     assert not (tmp_path / "out.ply").exists()
+
+
+SPZ_REF = Path("/work/shared/data/splats/spz_reference")
+needs_spz_ref = pytest.mark.skipif(not (SPZ_REF / "guitar_v4.spz").is_file(), reason="no SPZ vectors here")
+# output format → (file name, options)
+_WRITTEN = {
+    "ply": ("o.ply", []),
+    "spz2": ("o2.spz", ["--spz-version", "2"]),
+    "spz3": ("o3.spz", ["--spz-version", "3"]),
+    "spz4": ("o4.spz", []),
+    "splat": ("o.splat", []),
+    "gsd": ("o.gsd", ["--relative"]),
+}
+
+
+def _written_order(a, out: Path) -> np.ndarray:
+    """The rows of ``a`` in the order a writer puts them: .splat largest volume × opacity first
+    (antimatter15's convert.py), .gsd in its octree's order (docs/format.md), the others as read."""
+    if out.suffix == ".splat":
+        ls = a.log_scales.astype(np.float64)
+        return np.argsort(
+            -(ls.sum(axis=1) - np.logaddexp(0.0, -a.opacity_logits.astype(np.float64))), kind="stable"
+        )
+    if out.suffix == ".gsd":
+        from gs_map_share.quantize import to_qmap
+        from gs_map_share.snapshot import octree_rows
+        from gs_mapping.cli.encode import container_params
+
+        params = container_params(str(out))
+        return octree_rows(to_qmap(a, params), params)
+    return np.arange(len(a))
+
+
+def _aligned(qa: np.ndarray, qb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit quaternions, ``qb`` given the sign nearer ``qa`` (q and −q are one rotation)."""
+    qa, qb = (q.astype(np.float64) / np.linalg.norm(q, axis=1, keepdims=True) for q in (qa, qb))
+    return qa, qb * np.where((qa * qb).sum(axis=1) < 0, -1.0, 1.0)[:, None]
+
+
+def _chord(qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
+    """|qa − qb| of unit quaternions, signs aligned. Where the components stored differ by a
+    vector of length d and the reader rebuilds the rest on the unit sphere, it is at most 2·d."""
+    qa, qb = _aligned(qa, qb)
+    return np.linalg.norm(qb - qa, axis=1)
+
+
+def _within(what: str, got, want, bound: float) -> None:
+    err = float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max(initial=0.0))
+    assert err <= bound, f"{what}: off by {err:.3g}, the format's precision is {bound:.3g}"
+
+
+def _equal_up_to_precision(a, b, out: Path) -> None:
+    """``b`` (read from ``out``) is ``a`` up to the precision and range the output's format
+    documents (docs/format.md; splat_formats/spz.py and antimatter_splat.py say how each is stored)."""
+    from types import SimpleNamespace
+
+    from gs_mapping.gaussians import SH_C0
+
+    rows = _written_order(a, out)
+    op_a, op_b = a.opacities()[rows].astype(np.float64), b.opacities().astype(np.float64)
+    fields = ("means", "quats", "log_scales", "opacity_logits", "sh")
+    a = SimpleNamespace(**{f: getattr(a, f)[rows] for f in fields})  # (a GaussianMap keeps ids sorted)
+    assert len(b.means) == len(a.means)
+    kind = out.suffix
+    if kind == ".ply":  # float32 as read
+        for f in ("means", "log_scales", "opacity_logits", "sh"):
+            assert np.array_equal(getattr(b, f), getattr(a, f)), f
+        _within("rotation", _chord(a.quats, b.quats), 0, 1e-6)
+    elif kind == ".splat":  # float32 position and scale; colour, alpha, rotation bytes; no SH rest
+        assert np.array_equal(b.means, a.means) and b.sh_degree == 0
+        _within("log-scale", b.log_scales, a.log_scales, 2e-6)
+        colour = lambda g: 0.5 + SH_C0 * g.sh[:, 0].astype(np.float64)  # noqa: E731
+        _within("colour", colour(b), np.clip(colour(a), 0, 1), 0.5 / 255 + 1e-6)
+        _within("opacity", op_b, op_a, 0.5 / 255 + 1e-6)
+        _within("rotation", _chord(a.quats, b.quats), 0, 2 * 2 * (0.5 / 128))  # (4 bytes, ±128)
+    elif kind == ".spz":  # 24-bit positions (12 fraction bits), u8 scale, alpha, colour, rotation
+        version = {"o2.spz": 2, "o3.spz": 3}.get(out.name, 4)
+        _within("position", b.means, a.means, 0.5 / 4096 + 1e-6)
+        _within("log-scale", b.log_scales, np.clip(a.log_scales, -10, 5.9375), 0.5 / 16 + 1e-6)
+        _within("opacity", op_b, op_a, 0.5 / 255 + 1e-6)
+        lim = 127.5 / (0.15 * 255)
+        _within("DC", b.sh[:, 0], np.clip(a.sh[:, 0], -lim, lim), 0.5 / (0.15 * 255) + 1e-6)
+        if version == 2:  # bytes of x, y, z (w >= 0; w rebuilt, and x, y, z shrunk where |x, y, z| > 1)
+            qa, qb = _aligned(a.quats, b.quats)  # (x, y, z, w)
+            half = 0.5 / 127.5
+            _within("rotation x, y, z", qb[:, :3], qa[:, :3], half * (1 + np.sqrt(3)) + 1e-6)
+        else:  # the smallest three, steps of sqrt(1/2) / 511
+            _within("rotation", _chord(a.quats, b.quats), 0, 2 * np.sqrt(3) * np.sqrt(0.5) / 511 / 2 + 1e-6)
+    else:  # .gsd: the lattice its header names (docs/format.md), scene-relative here
+        from gs_mapping.cli.encode import container_params
+
+        p = container_params(str(out))
+        ff, fp = p.faint_factor, p.faint_pos
+        _within("position", b.means, a.means, fp * p.pos_step / 2 * (1 + 1e-3))
+        # (the log-scales as a set: a Gaussian may come back with its axes permuted, rotated to match)
+        ls_a = np.sort(np.clip(a.log_scales, -30, 12), axis=1)
+        _within("log-scales", np.sort(b.log_scales, axis=1), ls_a, ff * p.scale_step / 2 + 1e-6)
+        _within(
+            "opacity logit", b.opacity_logits, np.clip(a.opacity_logits, -20, 20), p.opacity_step / 2 + 1e-6
+        )
+        _within("DC", b.sh[:, 0], np.clip(a.sh[:, 0], -64, 64), ff * p.dc_step / 2 + 1e-6)
+
+
+@needs_guitar
+@needs_spz_ref
+@pytest.mark.parametrize("source", ["ply", "compressed.ply", "v2.spz", "v3.spz", "v4.spz", "splat", "gsd"])
+def test_convert_between_every_pair_of_formats_reads_back_within_the_formats_precision(
+    source, tmp_path, capsys
+):
+    from gs_mapping.cli import main
+    from gs_mapping.cli.scene_io import load_scene
+
+    given = {"ply": GUITAR, "compressed.ply": GUITAR.with_name("guitar.compressed.ply")}
+    given.update({v: SPZ_REF / f"guitar_{v}" for v in ("v2.spz", "v3.spz", "v4.spz")})
+    src = given.get(source, tmp_path / f"in.{source}")
+    if source in ("splat", "gsd"):  # ours, of the guitar
+        assert main(["convert", str(GUITAR), str(src), *(["--relative"] if source == "gsd" else [])]) == 0
+    a = load_scene(str(src))
+    assert len(a) == 90854
+    for name, options in _WRITTEN.values():
+        out = tmp_path / name
+        assert main(["convert", str(src), str(out), *options]) == 0, capsys.readouterr().err
+        _equal_up_to_precision(a, load_scene(str(out)), out)
+
+
+@needs_playbot
+@pytest.mark.parametrize("name", ["o.ply", "o.spz", "o.splat", "o.gsd"])
+def test_convert_killed_while_writing_leaves_the_old_output_whole(name, tmp_path):
+    """kill -9 when the temp beside OUT holds half the new output (the real playbot SOG: 7–82 MB)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / name
+    out.write_bytes(b"the old output")
+    whole = {"o.ply": 82_001_051, "o.spz": 9_484_951, "o.splat": 16_000_000, "o.gsd": 6_000_000}[name]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    argv = [sys.executable, "-m", "gs_mapping", "convert", str(PLAYBOT), str(out), "--overwrite"]
+    argv += ["--relative"] if name == "o.gsd" else []
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    held = 0
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        temps = [p for p in tmp_path.iterdir() if p.name.startswith("." + name)]
+        try:
+            held = temps[0].stat().st_size if temps else 0
+        except FileNotFoundError:
+            held = 0
+        if held >= whole // 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.0005)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and held >= whole // 2, (proc.returncode, held)
+    assert out.read_bytes() == b"the old output"
+    # the next run removes the killed one's temp, saying so, and writes OUT
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "removed: the unfinished output of a run that was killed" in r.stderr, (
+        r.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name] and out.stat().st_size > whole // 2
