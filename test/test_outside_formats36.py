@@ -24,7 +24,8 @@
    record boundary cannot be told (docs/format.md): it reads as the Gaussians before the cut, which
    in ``convert.py``'s order (ours) are all but the least visible.
 6. ``convert IN OUT`` across every format read × every format written, on the real guitar scene
-   (PLY, compressed PLY, Niantic's SPZ v2/v3/v4 reference vectors, our .splat and .gsd of it): each
+   (PLY, compressed PLY, Niantic's SPZ v2/v3/v4 reference vectors, our .splat and .gsd of it) and
+   the playbot SOG (SH degree 2): each
    output read back equals its input up to the output format's documented precision (no change
    needed). And ``kill -9`` of a ``convert --overwrite`` while its temp file holds half the new
    output leaves the old output whole (the next run removes the temp, saying so).
@@ -319,7 +320,7 @@ def _equal_up_to_precision(a, b, out: Path) -> None:
     op_a, op_b = a.opacities()[rows].astype(np.float64), b.opacities().astype(np.float64)
     fields = ("means", "quats", "log_scales", "opacity_logits", "sh")
     a = SimpleNamespace(**{f: getattr(a, f)[rows] for f in fields})  # (a GaussianMap keeps ids sorted)
-    assert len(b.means) == len(a.means)
+    assert len(b.means) == len(a.means) and b.sh.shape[1] in (1, a.sh.shape[1])
     kind = out.suffix
     if kind == ".ply":  # float32 as read
         for f in ("means", "log_scales", "opacity_logits", "sh"):
@@ -339,6 +340,9 @@ def _equal_up_to_precision(a, b, out: Path) -> None:
         _within("opacity", op_b, op_a, 0.5 / 255 + 1e-6)
         lim = 127.5 / (0.15 * 255)
         _within("DC", b.sh[:, 0], np.clip(a.sh[:, 0], -lim, lim), 0.5 / (0.15 * 255) + 1e-6)
+        for k in range(1, b.sh.shape[1]):  # a byte c · 128 + 128, then a bucket of 8 (degree 1) or 16
+            bucket = 8 if k < 4 else 16
+            _within(f"SH {k}", b.sh[:, k], np.clip(a.sh[:, k], -1, 127 / 128), (bucket + 1) / 2 / 128 + 1e-6)
         if version == 2:  # bytes of x, y, z (w >= 0; w rebuilt, and x, y, z shrunk where |x, y, z| > 1)
             qa, qb = _aligned(a.quats, b.quats)  # (x, y, z, w)
             half = 0.5 / 127.5
@@ -358,24 +362,31 @@ def _equal_up_to_precision(a, b, out: Path) -> None:
             "opacity logit", b.opacity_logits, np.clip(a.opacity_logits, -20, 20), p.opacity_step / 2 + 1e-6
         )
         _within("DC", b.sh[:, 0], np.clip(a.sh[:, 0], -64, 64), ff * p.dc_step / 2 + 1e-6)
+        for k in range(1, b.sh.shape[1]):  # degree l on a step of l · rest_step
+            step = int(np.sqrt(k)) * p.rest_step
+            _within(f"SH {k}", b.sh[:, k], np.clip(a.sh[:, k], -64, 64), step / 2 + 1e-6)
 
 
 @needs_guitar
 @needs_spz_ref
-@pytest.mark.parametrize("source", ["ply", "compressed.ply", "v2.spz", "v3.spz", "v4.spz", "splat", "gsd"])
+@pytest.mark.parametrize(
+    "source", ["ply", "compressed.ply", "v2.spz", "v3.spz", "v4.spz", "splat", "gsd", "sog"]
+)
 def test_convert_between_every_pair_of_formats_reads_back_within_the_formats_precision(
     source, tmp_path, capsys
 ):
     from gs_mapping.cli import main
     from gs_mapping.cli.scene_io import load_scene
 
-    given = {"ply": GUITAR, "compressed.ply": GUITAR.with_name("guitar.compressed.ply")}
+    given = {"ply": GUITAR, "compressed.ply": GUITAR.with_name("guitar.compressed.ply"), "sog": PLAYBOT}
     given.update({v: SPZ_REF / f"guitar_{v}" for v in ("v2.spz", "v3.spz", "v4.spz")})
     src = given.get(source, tmp_path / f"in.{source}")
     if source in ("splat", "gsd"):  # ours, of the guitar
         assert main(["convert", str(GUITAR), str(src), *(["--relative"] if source == "gsd" else [])]) == 0
+    if source == "sog" and not (PLAYBOT / "meta.json").is_file():
+        pytest.skip("no playbot SOG here")
     a = load_scene(str(src))
-    assert len(a) == 90854
+    assert len(a) == (500_000 if source == "sog" else 90854)  # (playbot: SH degree 2, the one with SH)
     for name, options in _WRITTEN.values():
         out = tmp_path / name
         assert main(["convert", str(src), str(out), *options]) == 0, capsys.readouterr().err
