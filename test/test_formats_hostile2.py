@@ -622,9 +622,7 @@ def test_sog_of_uniform_content_is_read(tmp_path):
     files = dict(_sog_files())
     for name, img in images.items():
         if name != "shN_centroids.webp":
-            one = np.broadcast_to(img[0, 0], (side * side, 4)).copy()
-            one[n:] = 0  # (the padding after the last Gaussian, as splat-transform writes it)
-            files[name] = _webp(one.reshape(side, side, 4))
+            files[name] = _webp(np.broadcast_to(img[0, 0], (side, side, 4)).copy())
     files["shN_centroids.webp"] = _webp(np.full((1024, 512, 4), (7, 7, 7, 255), np.uint8))
     meta = json.loads(files["meta.json"])
     meta["count"], meta["shN"]["count"] = n, 65536

@@ -223,7 +223,7 @@ def test_sog_v2_decoded_by_splat_transforms_formulas(tmp_path):
     read-sog: positions invLog(mins + ((maxs − mins) or 1) · (lo | hi << 8) / 65535) (an axis with
     mins = maxs spans 1), rotations rebuilt from the tag (252 + index of the largest of w, x, y,
     z; any other tag the identity), codebook scales and colours, opacity logit(clamp(a / 255,
-    1e-6, 1 − 1e-6)). The two pixels after the six are padding, all 0 as splat-transform writes it."""
+    1e-6, 1 − 1e-6))."""
     from gs_mapping.splat_formats import load_splats
 
     rng = np.random.default_rng(3)
@@ -235,7 +235,6 @@ def test_sog_v2_decoded_by_splat_transforms_formulas(tmp_path):
     images["means_l.webp"], images["means_u.webp"] = lo, hi
     q = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
     q.reshape(-1, 4)[:, 3] = [252, 253, 254, 255, 7, 251, 252, 252]
-    q.reshape(-1, 4)[n:] = 0  # (padding)
     images["quats.webp"] = q
     c0 = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
     c0.reshape(-1, 4)[:3, 3] = [0, 255, 1]

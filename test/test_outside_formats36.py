@@ -9,12 +9,15 @@
    extension, and each command refuses another name in one line naming those it writes, exit 2,
    an existing file of that name left as it was.
 3. SOG (the real playbot SOG, splat-transform 0.16's, made hostile): a ``count`` in meta.json
-   smaller than the images hold read a prefix of the scene, one larger (up to the padding of the
-   near-square images) read padding pixels as Gaussians, both with exit 0; an animated WebP was
-   read as its frame 0; an SH palette image with fewer rows than ``shN.count`` needs was cut to
-   them (and refused only for a label beyond, in words that blamed the label). Each is now one
-   line, exit 2. The count is told by the quats image: each Gaussian's alpha is 252 + the index of
-   its largest component, the padding's 0 (every writer's; splat-transform zero-fills).
+   larger than the images hold (up to the padding of the near-square images) read padding pixels
+   as Gaussians, exit 0; an animated WebP was read as its frame 0; an SH palette image with fewer
+   rows than ``shN.count`` needs was cut to them (and refused only for a label beyond, in words
+   that blamed the label). Each is now one line, exit 2. The count is told by the quats image:
+   each Gaussian's alpha is 252 + the index of its largest component ("must be 252..255",
+   PlayCanvas' specification), the padding's 0 (splat-transform zero-fills). A ``count`` smaller
+   than the images hold read a prefix silently: the specification says pixels past the count are
+   ignored (a valid file), so it is read as before and said in one warning, as rows past a PLY
+   header's count are.
 4. A binary PLY with bytes after its declared rows, or cut before their end: the rule docs/format.md
    states is plyfile's (trailing bytes are not read, an early end of file is refused), with a
    warning of ours where the bytes past the rows are one whole row or more. Checked on the real
@@ -155,10 +158,26 @@ def test_the_real_sog_is_read_whole():
 
 
 @needs_playbot
-@pytest.mark.parametrize("count", [499_999, 250_000, 500_001, 708 * 708])
-def test_a_sog_count_other_than_its_images_hold_is_refused(count, tmp_path, capsys):
+@pytest.mark.parametrize("count", [500_001, 708 * 708])
+def test_a_sog_count_past_its_gaussians_is_refused(count, tmp_path, capsys):
     d = _hostile_sog(tmp_path, f"c{count}", lambda m: m.update(count=count))
     _refused_sog(d, capsys, f"SOG count {count} (meta.json), but quats.webp holds 500000 Gaussians")
+
+
+@needs_playbot
+@pytest.mark.parametrize("count", [499_999, 250_000])
+def test_a_sog_count_short_of_its_gaussians_reads_the_count_and_says_so(count, tmp_path, caplog):
+    import logging
+
+    from gs_mapping.splat_formats import load_splats
+
+    d = _hostile_sog(tmp_path, f"c{count}", lambda m: m.update(count=count))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        g = load_splats(d)
+    assert len(g) == count
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and f"SOG count {count} (meta.json), but quats.webp holds 500000" in said[0], said
 
 
 @needs_playbot

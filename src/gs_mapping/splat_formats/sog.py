@@ -19,20 +19,22 @@ Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is 
 Version 1 (no ``version``; ``means.shape``): scales, colours/opacity (logit) and SH are 8-bit
 fractions between per-channel ``mins`` / ``maxs`` instead of codebooks. Formulas follow PlayCanvas'
 reader (splat-transform ``read-sog``), which reads ``count`` pixels whatever the images hold: here a
-``count`` other than the Gaussians the quats image holds is refused (:func:`_check_count`), as are
-animated images and an SH palette shorter than ``shN.count``. Image sizes are checked against
-the Gaussian count and the file sizes before anything is decoded: an image holds at least one pixel per Gaussian and at most
-``_pixel_bound`` of them (losslessly compressed images of uniform content, as a scene whose higher
-SH is all zero, shrink far below any ratio to their pixel count, so the bound is the pixels, not
-the bytes), and a member is inflated only up to the bytes such an image can take. So a 2 kB file
-of constant images may name 67M Gaussians, a valid scene that takes ~50 GB to decode: the count is
-checked against the memory available first (:func:`gs_mapping.input_files.check_room`).
+``count`` past the Gaussians the quats image holds is refused and one short of them warned
+(:func:`_check_count`); animated images and an SH palette shorter than ``shN.count`` are refused.
+Image sizes are checked against the Gaussian count and the file sizes before anything is decoded: an
+image holds at least one pixel per Gaussian and at most ``_pixel_bound`` of them (losslessly
+compressed images of uniform content, as a scene whose higher SH is all zero, shrink far below any
+ratio to their pixel count, so the bound is the pixels, not the bytes), and a member is inflated
+only up to the bytes such an image can take. So a 2 kB file of constant images may name 67M
+Gaussians, a valid scene that takes ~50 GB to decode: the count is checked against the memory
+available first (:func:`gs_mapping.input_files.check_room`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import warnings
 import zipfile
@@ -48,6 +50,7 @@ from ..gaussians import GaussianMap, clamp_nonfinite
 from ..input_files import NotRegularFile, check_room, open_regular, read_bytes
 from ..ply import unit_rotations, warn_antialiased
 
+log = logging.getLogger(__name__)
 MAX_POINTS = 1 << 26
 MAX_META = 16 << 20
 _EIGHT_BIT_MODES = ("RGBA", "RGB", "LA", "L", "P", "PA", "RGBX")
@@ -408,15 +411,22 @@ def _load(path: Path, files: _Files) -> GaussianMap:
 
 def _check_count(alpha: np.ndarray, n: int, name: str, path) -> None:
     """``count`` against the Gaussians the quats image holds: each Gaussian's alpha is 252 + the
-    index of its largest component (both versions), the padding after the last one 0
-    (splat-transform's near-square layout). A short count would drop the Gaussians after it, a long
-    one read padding as Gaussians at the ``mins`` corner, both silently, as PlayCanvas' reader does."""
+    index of its largest component ("must be 252..255", PlayCanvas' specification), the padding
+    after the last one 0 (splat-transform's near-square layout). A count past the last Gaussian
+    would read padding as Gaussians at the ``mins`` corner: refused. Pixels past the count are
+    ignored, as the specification says; Gaussians there are said in one warning (a count short?),
+    as rows past a PLY header's count are."""
     marked = np.flatnonzero(alpha >= 252)
     held = int(marked[-1]) + 1 if len(marked) else 0
-    if held > n or (held < n and not alpha[held:n].any()):
+    if held < n and not alpha[held:n].any():
         raise MapError(
             f"{path}: SOG count {n} (meta.json), but {name} holds {held} Gaussians (a Gaussian's "
             f"alpha is 252..255, padding's 0)"
+        )
+    if held > n:
+        log.warning(
+            f"{path}: SOG count {n} (meta.json), but {name} holds {held} Gaussians: those past the "
+            "count are not read (the format ignores pixels past it; is the count short?)"
         )
 
 
