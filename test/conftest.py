@@ -39,6 +39,12 @@ def use_kitchen_topics(topics) -> None:
 SPZ_REFERENCE = SHARED_DATA / "splats" / "spz_reference"
 
 
+# Child processes run as users' do: a program's stdout off a terminal is block-buffered, and a
+# "ready" line it forgets to flush never reaches the reader. Boxes that set PYTHONUNBUFFERED (this
+# one does) would hide that in every test that reads a child's lines, so the suite drops it.
+os.environ.pop("PYTHONUNBUFFERED", None)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
