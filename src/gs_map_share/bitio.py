@@ -121,6 +121,9 @@ class Reader:
 
     def varint(self, limit: int = 1 << 63) -> int:
         data, p, end = self.data, self.pos, len(self.data)
+        if p < end and data[p] <= min(0x7F, limit):  # one byte (most counts and lengths): no loop
+            self.pos = p + 1
+            return data[p]
         v, shift = 0, 0
         while True:
             if shift > 63 or p >= end:

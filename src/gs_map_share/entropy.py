@@ -228,9 +228,13 @@ class Stats:
         little: each doubling of T adds a binary-search step per symbol to the entropy decoder
         (≈ 2.5 ns), charged as DECODE_BITS_PER_STEP bits, so near-ties go to the smaller
         alphabet. The bits returned are the estimate alone."""
-        by = self._bits_by_bound()
-        cands = [(t, float(by[t])) for t in (4, 5, 6, 7, 8)]
-        return min(cands, key=lambda x: x[1] + DECODE_BITS_PER_STEP * self.n * x[0])
+        by = self._bits_by_bound().tolist()
+        step = DECODE_BITS_PER_STEP * self.n
+        best = 4
+        for t in (5, 6, 7, 8):  # the first of equal costs, as min() takes
+            if by[t] + step * t < by[best] + step * best:
+                best = t
+        return best, by[best]
 
 
 def _zz(v: np.ndarray) -> np.ndarray:
@@ -605,16 +609,18 @@ def _decode(
         if n:
             raise r.fail(f"empty stream where {n} values are expected")
         return np.zeros(0, np.int32 if int32 else (np.int64 if signed else np.uint64))
-    if mode == 1:
+    if mode == 1:  # a constant: in Python ints (numpy's per-call costs are most of a small scene's)
         u0 = r.varint((1 << 64) - 1)
-        v0 = _finish(r, np.array([u0], np.uint64), signed, int32)
-        if n:
-            _over(r, v0, limit)
+        v0 = (u0 >> 1) ^ -(u0 & 1) if signed else u0
+        if int32 and not -_I32_MAX - 1 <= v0 <= _I32_MAX:
+            raise r.fail("value outside the int32 range")
+        if n and limit is not None and not -limit <= v0 <= limit:
+            raise r.fail(f"value beyond ±{limit}")
         if out is not None:
-            if not (zeroed and v0[0] == 0):
-                out.fill(v0[0])
+            if not (zeroed and v0 == 0):
+                out.fill(v0)
             return out
-        return np.full(n, v0[0], v0.dtype)
+        return np.full(n, v0, np.int32 if int32 else (np.int64 if signed else np.uint64))
     if mode == PLAIN:
         if not 0 < n <= PLAIN_MAX:
             raise r.fail(f"plain stream of {n} values (1..{PLAIN_MAX} allowed)")

@@ -102,14 +102,38 @@ def _centre(res: np.ndarray) -> tuple[int, float]:
     """(offset, estimated bits) for residuals ``res``: their median taken off when that is
     estimated smaller — a channel coded raw (a first scale, an opacity) sits far from zero, and
     at fine steps its values are escapes whose mantissa bits are stored, not modelled."""
-    bits = Stats(res, keep_u=False).best()[1]
+    st = Stats(res, keep_u=False)
+    bits = st.best()[1]
     if len(res) < CENTRE_MIN:
         return 0, bits
-    m = int(np.median(res))
+    m = _median_int(res, st)
     if not m:
         return 0, bits
     cost = Stats(res - m, keep_u=False).best()[1] + 8 * _varint_len(_zigzag_int(m))
     return (m, cost) if cost < bits else (0, bits)
+
+
+# zig-zag code of each value −128..127, in value order (a Stats' counts → the values' histogram)
+_ZZ_BY_VALUE = np.array([2 * v if v >= 0 else -2 * v - 1 for v in range(-128, 128)], np.int64)
+
+
+def _median_int(v: np.ndarray, st: Stats | None = None) -> int:
+    """``int(np.median(v))`` of integers: the middle value, or the float mean of the middle two
+    (np.median's arithmetic, truncated the same way). From ``st``'s counts (``v``'s Stats) where
+    every value lies in −128..127 (the usual residual: a 256-bin cumulative count, where a
+    partition of 10 k values took ~100 µs and np.median's overhead alone ~15 µs), else by partition."""
+    k = len(v) // 2
+    if st is not None and st.n == len(v) and not st.big_bl.any():
+        csum = np.cumsum(st.small[_ZZ_BY_VALUE])
+        hi = int(np.searchsorted(csum, k, side="right")) - 128  # the k-th smallest (from 0)
+        if len(v) % 2:
+            return hi
+        lo = int(np.searchsorted(csum, k - 1, side="right")) - 128
+        return int((float(lo) + float(hi)) / 2)
+    if len(v) % 2:
+        return int(np.partition(v, k)[k])
+    part = np.partition(v, (k - 1, k))
+    return int((float(part[k - 1]) + float(part[k])) / 2)
 
 
 def _varint_len(u: int) -> int:
