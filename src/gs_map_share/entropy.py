@@ -273,12 +273,15 @@ SPARSE_SLACK = 1.01  # sparse is taken up to 1 % above the dense estimate: it de
 SPARSE_BITS_PER_SKIP = 1 / 64
 
 
-def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1) -> None:
+def put_stream(
+    w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1, stats: Stats | None = None
+) -> None:
     """Code ``values`` choosing the direct-symbol bound and, for mostly-zero streams without
     contexts, dense (mode 2) or sparse (mode 3: positions of the non-zero values as gaps, then the
     values), whichever is estimated smaller. Sparse streams also decode much faster: zeros cost
     nothing there. Short streams take the smallest of their coded forms (one table for all
-    contexts below MERGE_MAX values) and plain varints (mode 7, at most PLAIN_MAX values)."""
+    contexts below MERGE_MAX values) and plain varints (mode 7, at most PLAIN_MAX values).
+    ``stats``: ``Stats(values, signed)`` (with ``u``) where the caller has it already."""
     values = np.asarray(values)
     n = len(values)
     if ctx is None and n >= SPARSE_MIN:
@@ -298,7 +301,7 @@ def put_stream(w: Writer, values, signed: bool = True, ctx=None, n_ctx: int = 1)
                 encode_stream(w, gaps, False, tg, u=sg.u)
                 encode_stream(w, mapped, False, tv, u=sv.u)
                 return
-    st = Stats(values, signed)
+    st = stats if stats is not None and stats.u is not None else Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
 
     def coded(c=None, k: int = 1) -> bytes:

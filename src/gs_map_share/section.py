@@ -98,19 +98,22 @@ PHASED = 0x40  # (version 9) choice-byte flag: the residuals follow in neighbour
 CENTRE_MIN = 64  # channels shorter than this are never centred (the varint would not pay)
 
 
-def _centre(res: np.ndarray) -> tuple[int, float]:
-    """(offset, estimated bits) for residuals ``res``: their median taken off when that is
-    estimated smaller — a channel coded raw (a first scale, an opacity) sits far from zero, and
-    at fine steps its values are escapes whose mantissa bits are stored, not modelled."""
-    st = Stats(res, keep_u=False)
+def _centre(res: np.ndarray, keep_u: bool = False) -> tuple[int, float, Stats]:
+    """(offset, estimated bits, the :class:`Stats` of ``res`` less the offset) for residuals
+    ``res``: their median taken off when that is estimated smaller — a channel coded raw (a first
+    scale, an opacity) sits far from zero, and at fine steps its values are escapes whose mantissa
+    bits are stored, not modelled. ``keep_u``: the Stats keep the zig-zagged values, so
+    :func:`put_stream` may take them instead of counting the same values again."""
+    st = Stats(res, keep_u=keep_u)
     bits = st.best()[1]
     if len(res) < CENTRE_MIN:
-        return 0, bits
+        return 0, bits, st
     m = _median_int(res, st)
     if not m:
-        return 0, bits
-    cost = Stats(res - m, keep_u=False).best()[1] + 8 * _varint_len(_zigzag_int(m))
-    return (m, cost) if cost < bits else (0, bits)
+        return 0, bits, st
+    centred = Stats(res - m, keep_u=keep_u)
+    cost = centred.best()[1] + 8 * _varint_len(_zigzag_int(m))
+    return (m, cost, centred) if cost < bits else (0, bits, st)
 
 
 # zig-zag code of each value −128..127, in value order (a Stats' counts → the values' histogram)
@@ -166,7 +169,7 @@ def _put_pred(
     # the stream, so this only affects how well the encoder chooses, never what a decoder reads
     step = 8 if n >= SAMPLE_MIN else 1
     sub = child[::step]
-    best, best_off, best_bits = 0, 0, None
+    best, best_off, best_bits, best_st = 0, 0, None, None
     for i, c in enumerate(cands):
         if i and len(child) <= 16:
             break
@@ -174,16 +177,17 @@ def _put_pred(
         if c is None:
             continue
         res = sub - c[::step] if i else sub
-        off, bits = _centre(res)
+        off, bits, st = _centre(res, keep_u=step == 1)
         if best_bits is None or bits < best_bits:
-            best, best_off, best_bits = i, off, bits
+            best, best_off, best_bits, best_st = i, off, bits, st
     c = cands[best]
     c = c() if callable(c) else c
     res = child - c if best else child
     if best_off:
         res = res - best_off
     stream = Writer()
-    put_stream(stream, res, ctx=ctx, n_ctx=n_ctx)
+    # (the chosen residuals' Stats, counted while choosing: the very values coded, unsampled)
+    put_stream(stream, res, ctx=ctx, n_ctx=n_ctx, stats=best_st if step == 1 else None)
     data = stream.getvalue()
     if phased and n >= phases.MIN_VALUES:  # both ways: phases kept where enough smaller
         split = Writer()
