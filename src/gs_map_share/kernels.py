@@ -488,10 +488,29 @@ def faint_rescale(x, faint, f, divide, out):
         out[i] = w if faint[i] else v
 
 
+_FLOAT_EXACT = 1 << 48  # |x| below this: floor(float64(x) / f) is x // f for f ≤ 8 (see faint_rescale)
+
+
 @_njit(nogil=True)
 def faint_rescale_wide(x, faint, f, divide, out):
-    """:func:`faint_rescale` for int64 ``x`` (the encoder's channels and predictions), with
-    integer floor division: exact over the whole int64 range."""
+    """:func:`faint_rescale` for int64 ``x`` (the encoder's channels and predictions): exact over
+    the whole int64 range. Where every |x| < 2**48 (the lattice's values always) the division is
+    the float one, branch-free as faint_rescale's: integer division and a branch on the faint rows
+    (random to the predictor) were ~7 ns a value, most of a 10 k-Gaussian encode's 3 ms here;
+    beyond, integer floor division."""
+    exact = divide and f <= 8
+    if exact:
+        for i in range(len(x)):
+            if x[i] >= _FLOAT_EXACT or x[i] <= -_FLOAT_EXACT:
+                exact = False
+                break
+    if exact:
+        ff = np.float64(f)
+        for i in range(len(x)):
+            v = x[i]
+            w = np.int64(np.floor(np.float64(v) / ff))
+            out[i] = w if faint[i] else v
+        return
     for i in range(len(x)):
         v = x[i]
         if faint[i]:
