@@ -65,3 +65,96 @@ def test_encode_bytes_pinned_and_decode_equal(shared_data, key):
     back = decode_map(data)
     assert back.sh_degree == degree and len(back) == rows
     assert q.checksum() == h.state_crc
+
+
+def _channels(shared_data) -> list[np.ndarray]:
+    """Real quantised channels of guitar (codes, differences of neighbours, positions), odd and
+    even lengths: the values the encoder takes medians of."""
+    g = load_splats(shared_data / "splats" / "guitar.ply").subset(np.arange(4001))
+    q = to_qmap(g, QuantParams.from_quality(2))
+    cols = [q.op, q.scale[:, 0], q.dc[:, 2], q.rot[:, 1], q.pos[:, 0], q.pos[:, 2] * (1 << 40)]
+    out = []
+    for c in cols:
+        c = np.asarray(c, np.int64)
+        out += [c, c[:-1], np.diff(c), np.diff(c)[:-1], c[:64], c[:65]]
+    return out
+
+
+def test_encoder_median_is_numpys_on_every_path(shared_data):
+    """The encoder's median (centring constant) is ``int(np.median)`` whether taken from the
+    Stats' counts (values in −128..127), a histogram of the range, or a partition."""
+    from gs_map_share.entropy import Stats
+    from gs_map_share.section import _median_int
+
+    paths = set()
+    for v in _channels(shared_data):
+        want = int(np.median(v))
+        st = Stats(v, keep_u=False)
+        assert _median_int(v, st) == want
+        assert _median_int(v) == want
+        span = int(v.max()) - int(v.min())
+        paths.add("counts" if not st.big_bl.any() else "histogram" if span <= 4 * len(v) + 4096 else "partition")
+    assert paths == {"counts", "histogram", "partition"}
+
+
+def test_faint_division_is_integer_floor_division_over_int64(shared_data):
+    """The compiled faint-lattice division (float quotient where |x| < 2**48) equals numpy's
+    floor division for every factor 1..8, at the float path's bounds and the int64 extremes."""
+    pytest.importorskip("numba")
+    from gs_map_share import kernels
+
+    big = np.array([(1 << 48) - 1, -(1 << 48) + 1, 1 << 48, -(1 << 48), (1 << 62) + 5, -(1 << 62) - 7], np.int64)
+    ext = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min + 1, -1, 0, 1], np.int64)
+    near = ((1 << 48) - 1 - np.arange(64, dtype=np.int64)) * np.array([1, -1] * 32, np.int64)
+    for v in [*_channels(shared_data), big, ext, near, np.concatenate([near, big])]:
+        faint = np.arange(len(v)) % 3 != 1
+        for f in range(1, 9):
+            out = np.empty_like(v)
+            kernels.faint_rescale_wide(v, faint, f, True, out)
+            np.testing.assert_array_equal(out, np.where(faint, v // f, v))
+            kernels.faint_rescale_wide(v, faint, f, False, out)
+            np.testing.assert_array_equal(out, np.where(faint, v * f, v))
+
+
+def test_one_byte_varint_keeps_the_limit_and_its_message():
+    """The decoder's one-byte varint shortcut refuses a value above the limit as the long path
+    does (same message, same position), and reads one-byte and longer values alike."""
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.errors import DecodeError
+
+    w = Writer()
+    for v in (0, 5, 127, 128, 300, 1 << 40):
+        w.varint(v)
+    r = Reader(memoryview(w.getvalue()), "t")
+    assert [r.varint() for _ in range(6)] == [0, 5, 127, 128, 300, 1 << 40] and r.remaining == 0
+    for data, limit, msg in ((b"\x05", 3, "t: value 5 exceeds the limit 3 (at byte 1)"), (b"\x80", 9, "needs 1 bytes")):
+        with pytest.raises(DecodeError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            Reader(memoryview(data), "t").varint(limit)
+    assert Reader(memoryview(b"\x03"), "t").varint(3) == 3
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_constant_stream_values_and_refusals(signed):
+    """A constant stream (mode 1) decodes to n copies in the dtype asked for (into ``out`` too),
+    and refuses a constant outside int32 where int32 is asked, or beyond ``limit``."""
+    from gs_map_share.bitio import Reader, Writer
+    from gs_map_share.entropy import decode_stream, encode_stream
+    from gs_map_share.errors import DecodeError
+
+    def const(v, n=7):
+        w = Writer()
+        encode_stream(w, np.full(n, v, np.int64 if signed else np.uint64), signed)
+        return memoryview(w.getvalue())
+
+    v = -3 if signed else 3
+    got = decode_stream(Reader(const(v), "s"), 7, signed)
+    assert got.dtype == (np.int64 if signed else np.uint64) and got.tolist() == [v] * 7
+    out = np.zeros(7, np.int32)
+    assert decode_stream(Reader(const(v), "s"), 7, signed, int32=True, out=out) is out
+    assert out.tolist() == [v] * 7
+    big = -(1 << 40) if signed else 1 << 40
+    with pytest.raises(DecodeError, match="value outside the int32 range"):
+        decode_stream(Reader(const(big), "s"), 7, signed, int32=True)
+    with pytest.raises(DecodeError, match="value beyond ±2"):
+        decode_stream(Reader(const(v), "s"), 7, signed, int32=True, limit=2)
+    assert decode_stream(Reader(const(v), "s"), 7, signed, int32=True, limit=3).tolist() == [v] * 7
