@@ -108,7 +108,9 @@ def measure(g: GaussianMap, levels: int, repeats: int, min_total: float) -> dict
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scene", action="append", default=[], help="NAME=PATH[#shD], added to the built-in ones")
+    ap.add_argument(
+        "--scene", action="append", default=[], help="NAME=PATH[#shD], added to the built-in ones"
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--min-total", type=float, default=0.3, help="seconds of calls per figure (best call)")
     ap.add_argument("--label", default="", help="results file suffix (e.g. before)")
@@ -128,7 +130,9 @@ def main(argv=None) -> None:
     import numba  # noqa: E402  (the versions only)
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
-    machine = f"{platform.machine()} {platform.processor() or ''} {len(__import__('os').sched_getaffinity(0))} CPUs"
+    machine = (
+        f"{platform.machine()} {platform.processor() or ''} {len(__import__('os').sched_getaffinity(0))} CPUs"
+    )
     out = {"machine": machine, "versions": versions, "first_call_s": first, "rows": rows}
     stem = "codec_small" + (f"_{args.label}" if args.label else "")
     (OUT / f"{stem}.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -153,6 +157,11 @@ def report(out: dict) -> str:
             f"{r['gunzip_ms']:.3f} | {r['decode_ms']:.3f} | {r['decode_over_gunzip']:.2f} | "
             f"{r['encode_ms']:.2f} | {r['encode_mgauss_per_s']:.2f} |"
         )
+    rows = out["rows"]
+    dec = [f"{r['scene']} {r['gaussians']} L{r['levels']}" for r in rows if r["decode_over_gunzip"] <= 1]
+    enc = [f"{r['scene']} {r['gaussians']} L{r['levels']}" for r in rows if r["encode_mgauss_per_s"] >= 0.5]
+    lines += ["", f"Decode ≤ gunzip in {len(dec)} of {len(rows)} rows: {', '.join(dec) or 'none'}."]
+    lines += [f"Encode ≥ 0.5 M Gaussians/s in {len(enc)} of {len(rows)} rows: {', '.join(enc) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,9 @@ PINS = {
 def _scene(shared_data, rows: int, degree: int, levelled: bool) -> GaussianMap:
     g = load_splats(shared_data / "splats" / "guitar.ply")
     g = g.subset(np.sort(np.random.default_rng(0).choice(len(g), rows, replace=False)))
-    rest = (np.random.default_rng(1).standard_normal((rows, (degree + 1) ** 2 - 1, 3)) * 0.05).astype(np.float32)
+    rest = (np.random.default_rng(1).standard_normal((rows, (degree + 1) ** 2 - 1, 3)) * 0.05).astype(
+        np.float32
+    )
     out = GaussianMap(
         sh_degree=degree,
         means=g.means,
@@ -93,7 +95,9 @@ def test_encoder_median_is_numpys_on_every_path(shared_data):
         assert _median_int(v, st) == want
         assert _median_int(v) == want
         span = int(v.max()) - int(v.min())
-        paths.add("counts" if not st.big_bl.any() else "histogram" if span <= 4 * len(v) + 4096 else "partition")
+        paths.add(
+            "counts" if not st.big_bl.any() else "histogram" if span <= 4 * len(v) + 4096 else "partition"
+        )
     assert paths == {"counts", "histogram", "partition"}
 
 
@@ -103,7 +107,9 @@ def test_faint_division_is_integer_floor_division_over_int64(shared_data):
     pytest.importorskip("numba")
     from gs_map_share import kernels
 
-    big = np.array([(1 << 48) - 1, -(1 << 48) + 1, 1 << 48, -(1 << 48), (1 << 62) + 5, -(1 << 62) - 7], np.int64)
+    big = np.array(
+        [(1 << 48) - 1, -(1 << 48) + 1, 1 << 48, -(1 << 48), (1 << 62) + 5, -(1 << 62) - 7], np.int64
+    )
     ext = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min + 1, -1, 0, 1], np.int64)
     near = ((1 << 48) - 1 - np.arange(64, dtype=np.int64)) * np.array([1, -1] * 32, np.int64)
     for v in [*_channels(shared_data), big, ext, near, np.concatenate([near, big])]:
@@ -127,7 +133,10 @@ def test_one_byte_varint_keeps_the_limit_and_its_message():
         w.varint(v)
     r = Reader(memoryview(w.getvalue()), "t")
     assert [r.varint() for _ in range(6)] == [0, 5, 127, 128, 300, 1 << 40] and r.remaining == 0
-    for data, limit, msg in ((b"\x05", 3, "t: value 5 exceeds the limit 3 (at byte 1)"), (b"\x80", 9, "needs 1 bytes")):
+    for data, limit, msg in (
+        (b"\x05", 3, "t: value 5 exceeds the limit 3 (at byte 1)"),
+        (b"\x80", 9, "needs 1 bytes"),
+    ):
         with pytest.raises(DecodeError, match=msg.replace("(", r"\(").replace(")", r"\)")):
             Reader(memoryview(data), "t").varint(limit)
     assert Reader(memoryview(b"\x03"), "t").varint(3) == 3
