@@ -17,11 +17,14 @@ from gs_map_share.snapshot import decode_map, decode_snapshot, encode_map
 from gs_mapping.gaussians import GaussianMap
 from gs_mapping.splat_formats import load_splats
 
-# (rows, SH degree, levels, quality, relative, levelled) → sha256[:16] of the encoded bytes
+# (rows, SH degree, levels, quality, relative, levelled) → sha256[:16] of the encoded bytes (or a
+# tuple of those allowed)
 PINS = {
     (1000, 0, 5, 2, False, False): "d91b70a7d1726827",
     (1000, 0, 1, 2, False, False): "4f1bb62bcd18996d",
-    (1000, 1, 5, 0, False, False): "b0f3d30ba490aa89",
+    # numpy 1.21 (.venv-humble) encodes this one otherwise, before the speed work as after it: an
+    # encoder choice that differs by numpy version (not by this work); both are pinned
+    (1000, 1, 5, 0, False, False): ("b0f3d30ba490aa89", "48b93326453bc151"),
     (2000, 3, 5, 2, False, False): "762bcf99f3159198",
     (2000, 3, 1, 5, False, False): "4410e2e32f7ff8fb",
     (1000, 3, 5, 2, True, False): "8eaf6d57fa57f03b",
@@ -60,7 +63,8 @@ def test_encode_bytes_pinned_and_decode_equal(shared_data, key):
     if relative:
         p = p.relative_to(g).for_shared_sh(g)
     data, _ = encode_map(g, p, n_levels=levels)
-    assert hashlib.sha256(data).hexdigest()[:16] == PINS[key]
+    pins = PINS[key] if isinstance(PINS[key], tuple) else (PINS[key],)
+    assert hashlib.sha256(data).hexdigest()[:16] in pins
     h, q = decode_snapshot(data)
     ref = to_qmap(g, p)
     assert len(q) == len(ref) == rows
