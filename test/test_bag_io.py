@@ -602,7 +602,7 @@ def test_topics_stored_without_a_leading_slash_are_named_as_ros_2_names_them(kit
     assert {t for t, _ in got} == {"/tf_static", "/camera/color/camera_info"} and len(got) == 51
     for name in ("camera/color/image_raw", "/camera/color/image_raw"):
         cfg = MapperConfig()
-        opts = dict(camera_info_topic=None, depth_info_topic=None, cloud_topic=None)
+        opts = dict(camera_info_topic=None, depth_info_topic=None, depth_registered=False, cloud_topic=None)
         args = argparse.Namespace(color_topic=name, depth_topic="camera/depth/image_rect_raw", **opts)
         assert choose_topics(bag_path, cfg, args) == ""
         t = cfg.topics

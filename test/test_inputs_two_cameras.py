@@ -52,7 +52,7 @@ def two_camera_bag(shared_data, tmp_path_factory):
 
 
 def _args(**kw):
-    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None)
+    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False)
     return argparse.Namespace(**{**opts, "cloud_topic": None, **kw})
 
 
@@ -135,7 +135,7 @@ def test_a_cut_short_bags_warnings_are_said_once_a_run(shared_data, tmp_path):
         "from gs_mapping.bag import BagReader\n"
         "from gs_mapping.cli.map import choose_topics\n"
         "from gs_mapping.mapping.mapper_config import MapperConfig\n"
-        "a = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None)\n"
+        "a = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False)\n"
         "choose_topics(sys.argv[1], MapperConfig(), argparse.Namespace(**a, cloud_topic=None))\n"
         "for _ in range(2):\n"
         "    with BagReader(sys.argv[1]) as r:\n"

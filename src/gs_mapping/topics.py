@@ -375,12 +375,16 @@ def discover(
     where: str = "bag",
     empty: frozenset[str] = frozenset(),
     frame_of: Callable[[str], str] | None = None,
+    registered: bool = False,
 ) -> CameraTopics:
     """The colour, depth (or cloud) and CameraInfo topics of a bag with topics ``{name: type}``;
     given names are kept (and checked), the others found, preferring topics not in ``empty`` (topics
     the bag holds no message of: a raw transport advertised beside the compressed one that was
     published). ``frame_of``: a topic's header frame id in the bag ('' where it cannot say), read
     only for a depth taken as registered to colour (:func:`_refuse_other_frames_depth`).
+    ``registered``: the user says the depth is registered to the colour camera
+    (``--depth-registered``, ``mapper.topics.depth_registered``): no CameraInfo of its own is
+    looked for, and its header frame is not checked against the colour's.
     :class:`ConfigError` in one line when something is missing, of the wrong type, or ambiguous."""
 
     def need(name: str, allowed: tuple[str, ...], role: str) -> str:
@@ -445,11 +449,11 @@ def discover(
         raise ConfigError(f"{where}: colour and depth are the same stream ({color}, {depth})")
     if depth_camera_info:
         depth_camera_info = need(depth_camera_info, (CAMERA_INFO,), "depth camera_info")
-    else:
+    elif not registered:
         depth_camera_info = _own_camera_info(types, depth)
     if not depth_camera_info:
         _refuse_other_cameras_depth(colour_candidates(types, empty), color, depth, where)
-        if frame_of:
+        if frame_of and not registered:
             _refuse_other_frames_depth(frame_of, color, camera_info, depth, where)
     return CameraTopics(color, camera_info, depth, depth_camera_info or "")
 
@@ -484,7 +488,10 @@ def _refuse_other_frames_depth(
         raise ConfigError(
             f"{where}: depth {depth} is in frame {depth_frame}, colour {color} in {color_frame}: a depth "
             "with no CameraInfo of its own is registered to the colour camera of its frame; name that "
-            "camera's colour with --color-topic, or the depth's CameraInfo with --depth-info-topic"
+            "camera's colour with --color-topic, or the depth's CameraInfo with --depth-info-topic, or, "
+            "where this depth is registered to this colour camera whatever frame it names (an older "
+            "driver's aligned_depth_to_color), say so with --depth-registered "
+            "(mapper.topics.depth_registered: true)"
         )
 
 

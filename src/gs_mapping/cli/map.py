@@ -67,6 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "registered)",
     )
     p.add_argument(
+        "--depth-registered",
+        action="store_true",
+        help="the depth images are registered to the colour camera (its pixels and intrinsics, as "
+        "realsense's aligned_depth_to_color) whatever frame their header names: taken as they are, "
+        "not refused for another frame than the colour's (mapper.topics.depth_registered)",
+    )
+    p.add_argument(
         "--cloud-topic",
         default=None,
         metavar="TOPIC",
@@ -106,6 +113,7 @@ def choose_topics(bag_path, cfg, args) -> str:
         "depth": args.depth_topic,
         "camera_info": args.camera_info_topic,
         "depth_camera_info": args.depth_info_topic,
+        "depth_registered": args.depth_registered,
         "cloud": args.cloud_topic,
     }
     return fill_topics(bag_path, cfg, given, "gs_mapping.map")[0]  # (the bag's messages carry their type)

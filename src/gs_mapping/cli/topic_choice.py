@@ -24,15 +24,35 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> tuple[str, str]:
     :class:`ConfigError` in one line when a named topic is missing or of the wrong type, or when
     nothing can be found."""
     from ..bag import BagReader
+    from ..errors import ConfigError
     from ..topics import discover, resolve_name
 
     t, named = cfg.topics, _named(cfg)
     names = {k: given.get(k) or named.get(k) for k in (*_FIELDS, "cloud")}
     names = {k: resolve_name(v) if v else None for k, v in names.items()}
+    # the depth said registered (the option, or the file's depth_registered or its empty
+    # depth_camera_info, "registered" as its description says), unless the option names its CameraInfo
+    registered = bool(given.get("depth_registered")) or (
+        not given.get("depth_camera_info") and (t.depth_registered or t.depth_camera_info == "")
+    )
+    if registered:
+        if given.get("depth_camera_info"):
+            raise ConfigError(
+                "--depth-registered and --depth-info-topic: a depth registered to colour has no "
+                "CameraInfo of its own; give one of them"
+            )
+        names["depth_camera_info"] = None
     with BagReader(bag_path) as bag:
         types = {ti.name: ti.type for ti in bag.topics}
         empty = frozenset(ti.name for ti in bag.topics if not ti.count)
-        found = discover(types, where=str(bag_path), empty=empty, frame_of=first_frame_ids(bag), **names)
+        found = discover(
+            types,
+            where=str(bag_path),
+            empty=empty,
+            frame_of=first_frame_ids(bag),
+            registered=registered,
+            **names,
+        )
     if any(names[k] is None for k in ("color", "depth", "camera_info")):
         logging.getLogger(log).info(f"topics: {found.describe()}")
     cfg.topics = dataclasses.replace(
@@ -41,6 +61,7 @@ def fill_topics(bag_path, cfg, given: dict, log: str) -> tuple[str, str]:
         depth=found.depth or t.depth,
         camera_info=found.camera_info,
         depth_camera_info=found.depth_camera_info,
+        depth_registered=registered,
     )
     return found.cloud, types.get(found.cloud, "")
 

@@ -222,6 +222,7 @@ def depth_in_color(
     point_times: np.ndarray | None = None,
     deskew: Deskew | None = None,
     future_tolerance_ns: int | None = None,
+    registered: bool = False,
 ) -> np.ndarray:
     """Depth (H, W) metres in the colour camera's pinhole image from what the sensor gave: a registered
     depth image (in the colour camera's raw image: undistorted as colour is; one of another size in
@@ -235,6 +236,8 @@ def depth_in_color(
     place each point by the sensor's pose then, with ``deskew`` (None: the whole cloud at its stamp),
     its motion taken in odometry (:func:`~gs_mapping.tf.odometry_frame`), not in a map that jumps;
     ``future_tolerance_ns`` 0: a time past the newest TF sample raises (a live node waits for it).
+    ``registered``: the user said the depth is registered (``mapper.topics.depth_registered``): its
+    header frame is neither warned of nor needed to resample one of another size.
     The one rule for the bag reader and mapper_node."""
     from ..rectify import rectifier_for
     from ..tf import is_world_frame, odometry_frame
@@ -244,7 +247,8 @@ def depth_in_color(
     if not cloud and depth_intrinsics is None:
         rectifier = rectifier_for(color_intrinsics)
         frame = (color_frame or color_intrinsics.frame_id).lstrip("/")
-        if _same_view_resized(geometry.shape, size) and geometry_frame.lstrip("/") == frame:
+        said = registered or geometry_frame.lstrip("/") == frame
+        if _same_view_resized(geometry.shape, size) and said:
             K_depth = _resized_K(color_intrinsics.K, size, geometry.shape)
             geometry = register_depth(geometry, K_depth, np.eye(4), color_intrinsics.K, size)
         if geometry.shape != (size[1], size[0]):  # (make_frame names a wrong size)
@@ -254,7 +258,7 @@ def depth_in_color(
         # registered depth is in the colour camera's image, whatever frame its header names (without
         # its own CameraInfo nothing places another camera); it keeps its own stamp (librealsense's
         # aligned depth has the depth frame's): the moving colour camera saw it from where it was then
-        if geometry_frame.lstrip("/") not in ("", frame):
+        if geometry_frame.lstrip("/") not in ("", frame) and not registered:
             _say_registered_in_another_frame(geometry_frame, frame)
         if not frame or color_stamp is None or geometry_stamp == color_stamp:
             return geometry
@@ -340,7 +344,7 @@ def _say_registered_in_another_frame(depth_frame: str, color_frame: str) -> None
         f"depth images name frame {depth_frame!r}, the colour images {color_frame!r}, and no depth "
         "CameraInfo is given: the depth is taken as registered to colour and its frame is not used "
         "(name its CameraInfo, --depth-info-topic / mapper.topics.depth_camera_info, to register "
-        "it through TF)",
+        "it through TF; --depth-registered / mapper.topics.depth_registered: true says it is registered)",
     )
 
 
@@ -489,6 +493,7 @@ def read_frames(
                     logged_ns=logged,
                     point_times=times,
                     deskew=deskewer,
+                    registered=topics.depth_registered,
                 )
             except TFError as exc:
                 stats.skip("no_pose", f"{where}: no pose {topics.map_frame} <- {looking_up}: {exc}")

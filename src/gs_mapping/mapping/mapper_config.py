@@ -31,6 +31,14 @@ class TopicsConfig:
         "topic's sibling camera_info, for depth images in another frame than the colour images' and "
         "whose topic's name does not say registered, as aligned_depth_to_color, depth_registered)",
     )
+    depth_registered: bool = param(
+        False,
+        "The depth images are registered to the colour camera (its pixels and intrinsics, as "
+        "realsense's aligned_depth_to_color) whatever frame their header names: no depth CameraInfo "
+        "is read, and map and replay take a depth stamped with another frame than the colour's (an "
+        "older driver's, stamped with the depth camera's) instead of refusing it. Not with a "
+        "depth_camera_info topic.",
+    )
     tf: str = param("/tf", "TF topic")
     tf_static: str = param("/tf_static", "static TF topic (latched)")
     map_frame: str = param(
@@ -60,6 +68,12 @@ class TopicsConfig:
         refuse_theora(self.color, "mapper.topics.color", "colour")
         refuse_theora(self.depth, "mapper.topics.depth", "depth")
         check_frame_id("mapper.topics.map_frame", self.map_frame)
+        if self.depth_registered and self.depth_camera_info not in ("", AUTO):
+            raise ConfigError(
+                "mapper.topics.depth_registered: true, but mapper.topics.depth_camera_info names the "
+                f"depth's own CameraInfo ({self.depth_camera_info}): a registered depth has none; "
+                "set one of them"
+            )
 
     def depth_info(self) -> str:
         """The depth camera's CameraInfo topic ('' for a registered depth): ``depth_camera_info``, or
@@ -68,6 +82,8 @@ class TopicsConfig:
         used for the depth images :meth:`depth_info_for` says."""
         from ..topics import depth_info_topic
 
+        if self.depth_registered:
+            return ""
         return depth_info_topic(self.depth) if self.depth_camera_info == AUTO else self.depth_camera_info
 
     def depth_info_for(self, depth_frame: str, color_frame: str) -> str:

@@ -5,7 +5,8 @@ Inputs (best-effort sensor QoS): the colour image (``Image`` of any driver encod
 ``compressedDepth`` when the topic ends in ``/compressedDepth``; a ``/theora`` topic, a video stream,
 is refused at start, naming the topics to use) registered to it — or with its own
 CameraInfo (``mapper.topics.depth_camera_info``; ``auto``, the default: the depth topic's sibling,
-for depth images in another frame than the colour's, unless the topic's name says registered), then
+for depth images in another frame than the colour's, unless the topic's name says registered or
+``mapper.topics.depth_registered`` says so, whatever frame it names), then
 reprojected into the colour camera through TF —
 or a LiDAR cloud, a PointCloud2 or a Livox CustomMsg (``mapper_node.cloud_type``; under rclpy the
 driver's message package must be installed), moved by TF at its own stamp, each point by its own
@@ -465,6 +466,7 @@ class MapperNode(NodeBase):
             point_times=times,
             deskew=self._deskew,
             future_tolerance_ns=future_tolerance_ns,  # (waits for the TF after the scan too)
+            registered=self.cfg.topics.depth_registered,
         )
         return make_frame(rgb, depth_m, intr, T, stamp, frame_id)
 
