@@ -117,10 +117,14 @@ def test_depth_registered_maps_it_as_the_colour_cameras(bags, tmp_path, capsys):
     cfg = _config(tmp_path / "fast.yaml")
     want = _map(bags["as_recorded"], tmp_path / "want", capsys, "--config", cfg)
     said = _config(tmp_path / "said.yaml", depth_registered=True)
+    # (the older spelling: an empty depth_camera_info, "registered" by its description; map and
+    # replay dropped it to auto before)
+    empty = _config(tmp_path / "empty.yaml", depth_camera_info="")
     for bag in ("depth_frame", "plain_name"):
         got = _map(bags[bag], tmp_path / f"{bag}1", capsys, "--config", cfg, "--depth-registered")
         assert got == want, bag
         assert _map(bags[bag], tmp_path / f"{bag}2", capsys, "--config", said) == want, bag
+    assert _map(bags["depth_frame"], tmp_path / "empty", capsys, "--config", empty) == want
 
 
 def test_without_it_the_plain_named_depth_is_placed_through_tf(bags, tmp_path, capsys):

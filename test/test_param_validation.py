@@ -39,6 +39,8 @@ SEMANTIC: dict[str, list] = {
     "mapper.topics.depth": [BAD_TOPIC, "/camera/depth/image_raw/theora"],
     "mapper.topics.camera_info": [BAD_TOPIC, ""],
     "mapper.topics.depth_camera_info": [BAD_TOPIC],
+    # (a registered depth has no CameraInfo of its own)
+    "mapper.topics.depth_registered": [(True, {"mapper.topics.depth_camera_info": "/cam/depth/camera_info"})],
     "mapper.topics.tf": [BAD_TOPIC, "/tf/"],
     "mapper.topics.tf_static": [BAD_TOPIC],
     "mapper.topics.map_frame": ["", "/map"],
