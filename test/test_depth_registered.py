@@ -100,40 +100,44 @@ def test_the_refusal_names_the_override_and_writes_nothing(bags, tmp_path):
     assert not out.exists()
 
 
-def _map(bag, out, capsys, *more) -> bytes:
+def _map(bag, out, capsys, caplog, *more) -> bytes:
+    caplog.clear()
     rc = main(["map", str(bag), "--out", str(out), "--holdout-every", "0", "--no-progress", *more])
-    captured = capsys.readouterr()
-    assert rc == 0, captured.err
-    assert "depth images name frame" not in captured.err  # (said registered: no warning of its frame)
+    said = capsys.readouterr().err + caplog.text  # (the log: to stderr, or to pytest's capture)
+    assert rc == 0, said
+    assert "depth images name frame" not in said  # (said registered: no warning of its frame)
     return (out / "map.ply").read_bytes()
 
 
-def test_depth_registered_maps_it_as_the_colour_cameras(bags, tmp_path, capsys):
+def test_depth_registered_maps_it_as_the_colour_cameras(bags, tmp_path, capsys, caplog):
     """``--depth-registered`` (or the parameter in the file) on the restamped bag makes the very map
     the bag as recorded makes (byte for byte: its frame is not used), where without it the bag is
     refused. The plain-named depth beside a CameraInfo of its own (``auto`` would register it
     through TF from ``camera_depth_optical_frame``, which the bag's TF does not have: every frame
     skipped) maps the same map too, with the option or the parameter."""
     cfg = _config(tmp_path / "fast.yaml")
-    want = _map(bags["as_recorded"], tmp_path / "want", capsys, "--config", cfg)
+    want = _map(bags["as_recorded"], tmp_path / "want", capsys, caplog, "--config", cfg)
     said = _config(tmp_path / "said.yaml", depth_registered=True)
     # (the older spelling: an empty depth_camera_info, "registered" by its description; map and
     # replay dropped it to auto before)
     empty = _config(tmp_path / "empty.yaml", depth_camera_info="")
     for bag in ("depth_frame", "plain_name"):
-        got = _map(bags[bag], tmp_path / f"{bag}1", capsys, "--config", cfg, "--depth-registered")
+        got = _map(bags[bag], tmp_path / f"{bag}1", capsys, caplog, "--config", cfg, "--depth-registered")
         assert got == want, bag
-        assert _map(bags[bag], tmp_path / f"{bag}2", capsys, "--config", said) == want, bag
-    assert _map(bags["depth_frame"], tmp_path / "empty", capsys, "--config", empty) == want
+        assert _map(bags[bag], tmp_path / f"{bag}2", capsys, caplog, "--config", said) == want, bag
+    assert _map(bags["depth_frame"], tmp_path / "empty", capsys, caplog, "--config", empty) == want
 
 
-def test_without_it_the_plain_named_depth_is_placed_through_tf(bags, tmp_path, capsys):
+def test_without_it_the_plain_named_depth_is_placed_through_tf(bags, tmp_path, capsys, caplog):
     """The control of the test above: the plain-named depth, not said registered, is taken as its
     own camera's (its CameraInfo in camera_depth_optical_frame, which no transform reaches): exit 2,
     no usable frame, each skipped for no pose."""
     cfg = _config(tmp_path / "fast.yaml")
-    rc = main(["map", str(bags["plain_name"]), "--out", str(tmp_path / "o"), "--config", cfg, "--no-progress"])
-    err = capsys.readouterr().err
+    caplog.set_level("INFO", logger="gs_mapping.map")  # (the topics line)
+    rc = main(
+        ["map", str(bags["plain_name"]), "--out", str(tmp_path / "o"), "--config", cfg, "--no-progress"]
+    )
+    err = capsys.readouterr().err + caplog.text
     assert rc == 2 and "no usable frame" in err and f"no pose map <- {DEPTH_FRAME}" in err, err
     assert "registered to colour through TF" in err
 
@@ -199,3 +203,28 @@ def test_replay_maps_it_with_the_parameter(bags, tmp_path):
     assert not plain[0]["published"].get("/mapper_node/map_delta")
     assert said[0]["published"].get("/mapper_node/map_delta", 0) >= 1, said
     assert "depth images name frame" not in said[1]
+
+
+def test_mapper_node_with_the_parameter_reads_no_depth_camera_info(bags, tmp_path, caplog):
+    """mapper_node as a live graph runs it: topics from the parameter file as given (no topic
+    choice from a bag), ``depth_camera_info`` left ``auto``. The plain-named depth in another frame
+    than colour: without ``depth_registered`` the node takes its sibling CameraInfo and waits for a
+    transform of camera_depth_optical_frame that never comes (no delta); with it, no depth CameraInfo
+    is subscribed and both frames are mapped into deltas (the replay runtime, driven directly)."""
+    from gs_mapping.nodes.mapper_node import MapperNode
+    from gs_mapping.runtime.replay import replay_bag
+
+    topics = {
+        "color": RS + "/color/image_raw/compressed",
+        "depth": RS + "/depth/image_raw/compressedDepth",
+        "camera_info": RS + "/color/camera_info",
+    }
+    published = {}
+    for said in (False, True):
+        cfg = MapperNode.load_config(_config(tmp_path / f"{said}.yaml", depth_registered=said, **topics))
+        assert cfg["mapper"].topics.depth_camera_info == "auto"
+        summary, _ = replay_bag(bags["plain_name"], tmp_path / f"out{said}", [MapperNode], [cfg])
+        published[said] = summary.published.get("/mapper_node/map_delta", 0)
+        assert (RS + "/depth/camera_info" in summary.matched_inputs) == (not said), summary.matched_inputs
+    assert published[False] == 0 and published[True] >= 1, published
+    assert "depth images name frame" not in caplog.text  # (said registered: its frame not warned of)
