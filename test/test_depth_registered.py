@@ -115,6 +115,7 @@ def test_depth_registered_maps_it_as_the_colour_cameras(bags, tmp_path, capsys, 
     refused. The plain-named depth beside a CameraInfo of its own (``auto`` would register it
     through TF from ``camera_depth_optical_frame``, which the bag's TF does not have: every frame
     skipped) maps the same map too, with the option or the parameter."""
+    pytest.importorskip("torch")  # (the mapper)
     cfg = _config(tmp_path / "fast.yaml")
     want = _map(bags["as_recorded"], tmp_path / "want", capsys, caplog, "--config", cfg)
     said = _config(tmp_path / "said.yaml", depth_registered=True)
@@ -132,6 +133,7 @@ def test_without_it_the_plain_named_depth_is_placed_through_tf(bags, tmp_path, c
     """The control of the test above: the plain-named depth, not said registered, is taken as its
     own camera's (its CameraInfo in camera_depth_optical_frame, which no transform reaches): exit 2,
     no usable frame, each skipped for no pose."""
+    pytest.importorskip("torch")  # (the mapper)
     cfg = _config(tmp_path / "fast.yaml")
     caplog.set_level("INFO", logger="gs_mapping.map")  # (the topics line)
     rc = main(
@@ -184,6 +186,7 @@ def test_replay_maps_it_with_the_parameter(bags, tmp_path):
     """``gs-mapping replay`` takes its topics from the parameter file: without
     ``depth_registered`` the restamped bag's camera is not taken (a warning naming the override; the
     mapper publishes no delta), with it mapper_node maps both frames and publishes its deltas."""
+    pytest.importorskip("torch")  # (the mapper)
     runs = {}
     for name, cfg in (
         ("plain", _config(tmp_path / "plain.yaml")),
@@ -211,6 +214,7 @@ def test_mapper_node_with_the_parameter_reads_no_depth_camera_info(bags, tmp_pat
     than colour: without ``depth_registered`` the node takes its sibling CameraInfo and waits for a
     transform of camera_depth_optical_frame that never comes (no delta); with it, no depth CameraInfo
     is subscribed and both frames are mapped into deltas (the replay runtime, driven directly)."""
+    pytest.importorskip("torch")  # (the mapper)
     from gs_mapping.nodes.mapper_node import MapperNode
     from gs_mapping.runtime.replay import replay_bag
 

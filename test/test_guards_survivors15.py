@@ -157,7 +157,12 @@ def _map_args(**given):
     import argparse
 
     opts = dict(
-        color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False, cloud_topic=None
+        color_topic=None,
+        depth_topic=None,
+        camera_info_topic=None,
+        depth_info_topic=None,
+        depth_registered=False,
+        cloud_topic=None,
     )
     return argparse.Namespace(**{**opts, **given})
 

@@ -125,7 +125,13 @@ def _chosen(bag, **named):
     from gs_mapping.cli.map import choose_topics
     from gs_mapping.mapping.mapper_config import MapperConfig
 
-    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False)
+    opts = dict(
+        color_topic=None,
+        depth_topic=None,
+        camera_info_topic=None,
+        depth_info_topic=None,
+        depth_registered=False,
+    )
     cfg = MapperConfig()
     choose_topics(bag, cfg, argparse.Namespace(**{**opts, "cloud_topic": None, **named}))
     return cfg.topics.color, cfg.topics.depth, cfg.topics.camera_info

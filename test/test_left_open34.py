@@ -378,7 +378,13 @@ def zed_bag(shared_data, tmp_path_factory):
 def _topic_args(**kw):
     import argparse
 
-    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False)
+    opts = dict(
+        color_topic=None,
+        depth_topic=None,
+        camera_info_topic=None,
+        depth_info_topic=None,
+        depth_registered=False,
+    )
     return argparse.Namespace(**{**opts, "cloud_topic": None, **kw})
 
 

@@ -141,7 +141,13 @@ def test_replay_finds_the_topics_map_finds(name, tmp_path, fast_nodes_config):
 
     types, (color, depth, depth_info) = REPLAY_LAYOUTS[name]
     bag = _topics_only_bag(tmp_path / "b", types)
-    opts = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False)
+    opts = dict(
+        color_topic=None,
+        depth_topic=None,
+        camera_info_topic=None,
+        depth_info_topic=None,
+        depth_registered=False,
+    )
     cfg = MapperConfig()
     assert choose_topics(bag, cfg, argparse.Namespace(**opts, cloud_topic=None)) == ""
     for config in (None, str(fast_nodes_config)):
