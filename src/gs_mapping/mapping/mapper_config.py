@@ -76,7 +76,8 @@ class TopicsConfig:
             )
 
     def depth_info(self) -> str:
-        """The depth camera's CameraInfo topic ('' for a registered depth): ``depth_camera_info``, or
+        """The depth camera's CameraInfo topic ('' for a registered depth: ``depth_registered``, or
+        an empty ``depth_camera_info``): ``depth_camera_info``, or
         for ``auto`` the one ``map`` finds by name (:func:`~gs_mapping.topics.depth_info_topic`: a
         RealSense's ``depth/image_rect_raw`` by ``depth/camera_info``, ``aligned_depth_to_color`` none),
         used for the depth images :meth:`depth_info_for` says."""
