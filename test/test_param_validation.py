@@ -268,7 +268,11 @@ def test_a_usable_value_of_each_rule_still_loads(tmp_path):
     """The rules refuse the bad values, not the good ones beside them (cuda:1, a relative topic)."""
     good = {
         "hd_map_node": {"hd_map_node.device": "cuda:1", "hd_map_node.camera_topics": ["cam/image_raw"]},
-        "mapper_node": {"mapper.device": "cuda:0", "mapper.topics.depth_camera_info": ""},
+        "mapper_node": {
+            "mapper.device": "cuda:0",
+            "mapper.topics.depth_camera_info": "",
+            "mapper.topics.depth_registered": True,  # (with auto or '' beside it: no CameraInfo named)
+        },
         "map_server_node": {"map_server_node.store_path": str(tmp_path / "f.sqlite3")},
     }
     for node, params in good.items():
