@@ -308,10 +308,24 @@ def apply_delta(
             keep[rows] = False
             if changed is not None:
                 changed.append(ids)
-    # Nothing removed: the new map shares the old one's arrays and copies a field only when an update
-    # writes to it (below), so a small delta does not copy the whole map; ``state`` stays untouched.
-    shared = bool(keep.all())
-    out = state.take(slice(None)) if shared else state.take(keep)
+    # The added Gaussians are decoded before the updates are applied (neither depends on the other:
+    # updates may name kept Gaussians only) so the new map is allocated once, kept rows and added rows
+    # in id order, instead of a copy of the kept rows and then a merged copy of them (~19 ms of a
+    # 44 ms delta at 512k Gaussians). A section's error is raised after the updates', as before.
+    section = [c for c in chunks if c.type in (TILES, LEVEL)]
+    added, late = None, None
+    if section:
+        try:
+            added = _decode_added(section, state, keep, h, cap)
+        except Exception as e:  # (every kind: guarded() judges it, after the updates have been checked)
+            late = e
+    # Nothing removed or added: the new map shares the old one's arrays and copies a field only when an
+    # update writes to it (below), so a small delta does not copy the whole map; ``state`` stays untouched.
+    shared = added is None and bool(keep.all())
+    if shared:
+        out, theirs = state.take(slice(None)), None
+    else:
+        out, theirs = _assemble(state, keep, added)
     own = set() if shared else set(_WRITTEN)  # the fields ``out`` holds arrays of its own for
     for c in chunks:
         if c.type == UPDATED:
@@ -322,6 +336,8 @@ def apply_delta(
             if n and (mask.min() < 1 or mask.max() > 127):
                 raise r.fail("bad field mask")
             rows, ok = find_ids(out.ids, ids)
+            if theirs is not None:  # an added Gaussian is not there yet for an update
+                ok &= ~theirs[rows]
             if not ok.all():
                 raise DecodeError(f"delta updates unknown Gaussian id {int(ids[~ok][0])}")
             _apply_updates(r, out, rows, mask, own)
@@ -330,21 +346,10 @@ def apply_delta(
                 changed.append(ids)
             # the values a section would refuse: the map must stay one a snapshot can carry
             check_lattice(out.take(rows), p, f"delta {h.seq}")
-    section = [c for c in chunks if c.type in (TILES, LEVEL)]
-    if section:
-        # exactly the Gaussians the header leaves room for: never a larger map, even for a moment
-        room = h.gaussians - len(out)
-        if room < 0:
-            raise DecodeError(
-                f"delta {h.seq}: {len(out)} Gaussians remain, more than the {h.gaussians} it declares"
-            )
-        added = decode_section(section, p, h.sh_degree, min(cap, room), None, "delta")
-        _, clash = find_ids(out.ids, added.ids)
-        if clash.any():
-            raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
-        out = out.merged(added)
-        if changed is not None:
-            changed.append(added.ids)
+    if late is not None:
+        raise late
+    if added is not None and changed is not None:
+        changed.append(added.ids)
     if len(out) != h.gaussians:
         raise DecodeError(
             f"delta {h.seq}: the map after applying holds {len(out)} Gaussians, the sender's {h.gaussians}"
@@ -355,6 +360,49 @@ def apply_delta(
             "(a delta of another map, or a base that differs)"
         )
     return out
+
+
+def _decode_added(section: list[Chunk], state: QMap, keep: np.ndarray, h: Header, cap: int) -> QMap:
+    """The delta's added Gaussians, checked against the Gaussians ``keep`` leaves of ``state``."""
+    # exactly the Gaussians the header leaves room for: never a larger map, even for a moment
+    left = int(np.count_nonzero(keep))
+    room = h.gaussians - left
+    if room < 0:
+        raise DecodeError(f"delta {h.seq}: {left} Gaussians remain, more than the {h.gaussians} it declares")
+    added = decode_section(section, h.params, h.sh_degree, min(cap, room), None, "delta")
+    rows, clash = find_ids(state.ids, added.ids)
+    if len(keep):  # (an id of a removed Gaussian may come back)
+        clash &= keep[rows]
+    if clash.any():
+        raise DecodeError(f"delta adds Gaussian id {int(added.ids[clash][0])} that already exists")
+    return added
+
+
+def _assemble(state: QMap, keep: np.ndarray, added: QMap | None) -> tuple[QMap, np.ndarray | None]:
+    """``state``'s rows ``keep`` and ``added``'s (ids disjoint, ascending) in id order, as
+    ``state.take(keep).merged(added)`` makes them (each field in ``state``'s dtype), with each field
+    allocated and written once → (map, mask of the added rows; None without ``added``)."""
+    if added is None:
+        return state.take(keep), None
+    kept = np.flatnonzero(keep)
+    at = np.searchsorted(state.ids[kept], added.ids) + np.arange(len(added))  # added rows' places
+    n = len(kept) + len(added)
+    theirs = np.zeros(n, bool)
+    theirs[at] = True
+    src = np.zeros(n, np.intp)  # the row of ``state`` each row copies (added rows: overwritten)
+    src[~theirs] = kept
+
+    def place(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.take(a, src, 0) if len(a) else np.empty((n,) + a.shape[1:], a.dtype)
+        out[at] = b
+        return out
+
+    q = QMap(
+        state.sh_degree,
+        place(state.ids, added.ids),
+        *(place(getattr(state, f), getattr(added, f)) for f in QMap.FIELDS),
+    )
+    return q, theirs
 
 
 def _tile_key(t: np.ndarray) -> np.ndarray:
