@@ -33,10 +33,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MOVED, DELTAS, VEHICLES = 10, 20, 4
+CHURN, CHURN_DELTAS = 0.01, 5  # the churn case: deltas removing 1% of the map and adding 1%
 
 
-def measure(sizes: list[int]) -> dict:
-    """{size: {sender, receiver, fleet: median CPU ms a delta}} with the gs_map_share on sys.path."""
+def measure(sizes: list[int], churn_sizes: list[int] = ()) -> dict:
+    """{size: {sender, receiver, fleet: median CPU ms a delta}} with the gs_map_share on sys.path;
+    for ``churn_sizes`` also receiver_churn, fleet_offer_churn: a delta removing and adding CHURN."""
     import time
 
     from synthetic_maps import synthetic_map
@@ -61,6 +63,14 @@ def measure(sizes: list[int]) -> dict:
         data = sender.update(g, changes)[0]
         return data, time.process_time() - t
 
+    def churn_delta(g, sender, rng) -> bytes:
+        """Remove CHURN of ``g``'s Gaussians and add as many (new ids, beside existing ones)."""
+        k = max(1, int(CHURN * len(g)))
+        g.remove(rng.choice(g.ids, k, replace=False))
+        r = rng.choice(len(g), k, replace=False)
+        g.add(g.means[r] + 0.05, g.quats[r], g.log_scales[r], g.opacity_logits[r], g.sh[r])
+        return sender.update(g, g.take_changes())[0]
+
     results = {}
     for n in sizes:
         rng = np.random.default_rng(n)
@@ -73,6 +83,10 @@ def measure(sizes: list[int]) -> dict:
             data, dt = one_delta(g, sender, rng)
             send.append(dt)
             recv.append(timed(store.receive, data))
+        churn = n in churn_sizes
+        recv_churn = [
+            timed(store.receive, churn_delta(g, sender, rng)) for _ in range(CHURN_DELTAS if churn else 0)
+        ]
         fleet = FleetMerge(params, global_map_id=1 << 20)
         vehicles = []
         for v in range(1, VEHICLES + 1):
@@ -80,18 +94,25 @@ def measure(sizes: list[int]) -> dict:
             sv = MapSender.from_map(gv, params, map_id=v, first_seq=100)
             fleet.offer(sv.snapshot())
             vehicles.append((gv, sv))
-        offer, flush = [], []
+        offer, flush, offer_churn = [], [], []
         for k in range(DELTAS):
             gv, sv = vehicles[k % VEHICLES]
             data, _ = one_delta(gv, sv, rng)
             offer.append(timed(fleet.offer, data, 0, False))  # (now_ns, flush=False)
             flush.append(timed(fleet.flush))
+        for k in range(CHURN_DELTAS if churn else 0):
+            gv, sv = vehicles[k % VEHICLES]
+            offer_churn.append(timed(fleet.offer, churn_delta(gv, sv, rng), 0, False))
+            fleet.flush()
         results[n] = {
             "sender": 1e3 * float(np.median(send)),
             "receiver": 1e3 * float(np.median(recv)),
             "fleet_offer": 1e3 * float(np.median(offer)),
             "fleet_flush": 1e3 * float(np.median(flush)),
         }
+        if churn:
+            results[n]["receiver_churn"] = 1e3 * float(np.median(recv_churn))
+            results[n]["fleet_offer_churn"] = 1e3 * float(np.median(offer_churn))
         print(f"{n}: {results[n]}", file=sys.stderr, flush=True)
     return results
 
@@ -99,23 +120,33 @@ def measure(sizes: list[int]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="8000,32000,128000,512000")
+    ap.add_argument("--churn-sizes", default="128000,512000", help="sizes also measured with churn deltas")
     ap.add_argument("--baseline-src", type=Path, default=None)
     ap.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)  # (the baseline's process)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    churn_sizes = [int(s) for s in args.churn_sizes.split(",") if s]
     if args.measure_only:
-        print(json.dumps(measure(sizes)))
+        print(json.dumps(measure(sizes, churn_sizes)))
         return 0
     sys.path[:0] = [str(ROOT / "src"), str(ROOT / "test"), str(ROOT / "bench")]
     from common import log, machine_info, write_results
 
-    ours = measure(sizes)
+    ours = measure(sizes, churn_sizes)
     base = None
     if args.baseline_src is not None:
         log(f"baseline: {args.baseline_src}")
         env = dict(os.environ, PYTHONPATH=f"{args.baseline_src}:{ROOT / 'test'}")
         out = subprocess.run(
-            [sys.executable, __file__, "--measure-only", "--sizes", args.sizes],
+            [
+                sys.executable,
+                __file__,
+                "--measure-only",
+                "--sizes",
+                args.sizes,
+                "--churn-sizes",
+                args.churn_sizes,
+            ],
             env=env,
             check=True,
             capture_output=True,
@@ -128,8 +159,15 @@ def main() -> int:
         for k in ("sender", "receiver", "fleet_offer", "fleet_flush"):
             cells.append(f"{ours[n][k]:.2f}" + (f" (was {base[n][k]:.2f})" if base else ""))
         rows.append("| " + " | ".join(cells) + " |")
+    churn_rows = []
+    for n in sizes:
+        if n in churn_sizes:
+            cells = [f"{n:,}"]
+            for k in ("receiver_churn", "fleet_offer_churn"):
+                cells.append(f"{ours[n][k]:.2f}" + (f" (was {base[n][k]:.2f})" if base else ""))
+            churn_rows.append("| " + " | ".join(cells) + " |")
     small, large = ours[sizes[0]], ours[sizes[-1]]
-    growth = {k: large[k] / small[k] for k in small}
+    growth = {k: large[k] / small[k] for k in ("sender", "receiver", "fleet_offer", "fleet_flush")}
     info = machine_info()
     md = "\n".join(
         [
@@ -152,6 +190,21 @@ def main() -> int:
             " from a per-tile record of ids (it hashed every global row's tile before 2026-12-07), and so does"
             " the offer for a vehicle's delta: the rows the delta touched, its tiles' counts from the"
             " vehicle's record (it hashed every row of the vehicle's map before session 36).",
+            *(
+                [
+                    "",
+                    f"Churn: median CPU ms of {CHURN_DELTAS} deltas each removing {CHURN:.0%} of the map and"
+                    f" adding {CHURN:.0%} (the fleet: of one vehicle's map, size/{VEHICLES}). apply_delta builds"
+                    " the new map in one pass (it copied the kept rows, then all rows again to merge the added"
+                    " ones, before session 36).",
+                    "",
+                    "| map Gaussians | receiver ms | fleet server: offer ms |",
+                    "|---:|---|---|",
+                    *churn_rows,
+                ]
+                if churn_rows
+                else []
+            ),
         ]
     )
     data = {

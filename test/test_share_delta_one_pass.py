@@ -88,7 +88,6 @@ def _check(state: QMap, data: bytes, sender: MapSender, seen: set) -> QMap:
 
 @pytest.fixture(scope="module")
 def guitar():
-    pytest.importorskip("plyfile")
     from gs_mapping.ply import load_ply
 
     return load_ply(GUITAR)
