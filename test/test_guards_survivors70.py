@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import copy
 import io
-import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from synthetic_maps import synthetic_map
+from test_outside_formats36 import _hostile_sog
 
 from gs_map_share.delta import MapSender
 from gs_map_share.merge import FleetMerge, TileRows, merge_maps, tile_counts
@@ -130,7 +129,7 @@ def test_a_container_output_not_named_gsd_is_refused_naming_what_it_is(name, nam
     assert ("'gs-mapping convert' writes scene formats" in err) == hint, err
 
 
-PLAYBOT = Path("/work/shared/data/splats/playbot_sog")
+PLAYBOT = SHARED_DATA / "splats" / "playbot_sog"
 needs_playbot = pytest.mark.skipif(not (PLAYBOT / "meta.json").is_file(), reason="no playbot SOG here")
 
 
@@ -139,18 +138,14 @@ def _playbot_copy(tmp_path, edit_meta=None, images=None) -> Path:
     array → the bytes to write)."""
     from PIL import Image
 
-    d = tmp_path / "playbot"
-    shutil.copytree(PLAYBOT, d)
-    for f in d.iterdir():
-        os.chmod(f, 0o644)
-    meta = json.loads((d / "meta.json").read_text())
-    if edit_meta:
-        edit_meta(meta)
-    (d / "meta.json").write_text(json.dumps(meta))
-    for name, make in (images or {}).items():
-        with Image.open(PLAYBOT / name) as im:
-            (d / name).write_bytes(make(np.asarray(im.convert("RGBA"))))
-    return d
+    def saver(name, make):
+        def save(path: Path) -> None:
+            with Image.open(PLAYBOT / name) as im:
+                path.write_bytes(make(np.asarray(im.convert("RGBA"))))
+
+        return save
+
+    return _hostile_sog(tmp_path, "playbot", edit_meta, {n: saver(n, m) for n, m in (images or {}).items()})
 
 
 def _encoded(a: np.ndarray, fmt: str, **kw) -> bytes:

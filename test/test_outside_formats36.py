@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from synthetic_maps import synthetic_map
 
 from gs_mapping.ply import save_ply
@@ -120,7 +121,7 @@ def test_a_gsd_output_of_any_case_is_written(scene, tmp_path):
     assert main(["convert", str(tmp_path / "a.GSD"), str(tmp_path / "b.ply")]) == 0
 
 
-PLAYBOT = Path("/work/shared/data/splats/playbot_sog")
+PLAYBOT = SHARED_DATA / "splats" / "playbot_sog"
 needs_playbot = pytest.mark.skipif(not (PLAYBOT / "meta.json").is_file(), reason="no playbot SOG here")
 
 
@@ -209,7 +210,7 @@ def test_a_sog_palette_shorter_than_its_count_is_refused(tmp_path, capsys):
     _refused_sog(d, capsys, "shN_centroids.webp is 512×1000: 64000 palette entries for shN.count 65536")
 
 
-GUITAR = Path("/work/shared/data/splats/guitar.ply")
+GUITAR = SHARED_DATA / "splats" / "guitar.ply"
 needs_guitar = pytest.mark.skipif(not GUITAR.is_file(), reason="no guitar scene here")
 ROW = 14 * 4  # guitar.ply: 14 float properties a vertex
 
@@ -279,7 +280,7 @@ def test_a_splat_cut_mid_record_is_named_cut_and_one_cut_at_a_record_reads_its_r
     assert not (tmp_path / "out.ply").exists()
 
 
-SPZ_REF = Path("/work/shared/data/splats/spz_reference")
+SPZ_REF = SHARED_DATA / "splats" / "spz_reference"
 needs_spz_ref = pytest.mark.skipif(not (SPZ_REF / "guitar_v4.spz").is_file(), reason="no SPZ vectors here")
 # output format → (file name, options)
 _WRITTEN = {

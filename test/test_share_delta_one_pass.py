@@ -4,8 +4,6 @@ field and dtype by dtype, for real deltas of a real scene, and the map the sende
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -19,7 +17,6 @@ from gs_map_share.receiver import APPLIED, MapStore
 from gs_map_share.section import decode_section, max_gaussians_for
 from gs_mapping.gaussians import GaussianMap
 
-GUITAR = Path("/work/shared/data/splats/guitar.ply")
 P = QuantParams.from_quality(3)
 
 
@@ -87,10 +84,10 @@ def _check(state: QMap, data: bytes, sender: MapSender, seen: set) -> QMap:
 
 
 @pytest.fixture(scope="module")
-def guitar():
+def guitar(shared_data):
     from gs_mapping.ply import load_ply
 
-    return load_ply(GUITAR)
+    return load_ply(shared_data / "splats" / "guitar.ply")
 
 
 def test_random_deltas_of_a_real_scene_equal_the_old_build_and_the_sender(guitar):
