@@ -15,7 +15,6 @@ Topics (see docs/world.md):
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing as mp
 import os
@@ -64,18 +63,11 @@ def lanes_json(elements, stamp_ns: int, frame_id: str = BASE_FRAME) -> dict:
 _DRIVE: Drive | None = None  # the drive a forked worker renders (inherited, not pickled)
 
 
-def _render(index: int):
-    return _DRIVE.frame(index)
-
-
 def _worker_signals() -> None:
-    """A forked worker takes the default SIGTERM (the pool's terminate() ends it) and leaves Ctrl-C
-    and a hang-up to the parent, which unwinds and terminates the pool. It inherits the CLI's
-    handlers, which raised inside the pool's queue lock and could leave the parent waiting on that
-    lock for ever; a worker that died of the signal there would too. So it also leaves the parent's
-    process group: a signal to the whole group (a terminal's Ctrl-C, a hang-up, ``kill -TERM -PGID``,
-    ``timeout``) reaches only the parent, and an idle worker is never killed holding the lock (a
-    worker whose parent is gone reads the end of its task pipe and exits)."""
+    """A forked worker takes the default SIGTERM and leaves Ctrl-C and a hang-up to the parent,
+    which unwinds and kills the workers. It also leaves the parent's process group: a signal to
+    the whole group (a terminal's Ctrl-C, a hang-up, ``kill -TERM -PGID``, ``timeout``) reaches only
+    the parent (a worker whose parent is gone fails its next send and exits)."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -83,32 +75,84 @@ def _worker_signals() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
+def _render_every(first: int, step: int, conn, readers: list) -> None:
+    """A worker's body: frames first, first + step, … of the drive, each sent down ``conn`` as
+    (True, frame), or (False, the error) for the one that failed. ``readers``: the read ends the
+    fork copied (its own pipe's, the workers' before it), closed, so that the parent's are the only
+    ones: a parent killed outright leaves a worker's send failing, not blocked for ever."""
+    _worker_signals()
+    for r in readers:
+        r.close()
+    try:
+        for i in range(first, len(_DRIVE), step):
+            conn.send((True, _DRIVE.frame(i)))
+    except BrokenPipeError:  # (the parent stopped reading: it is unwinding)
+        pass
+    except Exception as exc:  # (sent as text where it cannot be pickled)
+        with contextlib.suppress(Exception):
+            conn.send((False, exc if _picklable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+def _picklable(exc: Exception) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(exc)
+    except Exception:
+        return False
+    return True
+
+
 def frames(drive: Drive, workers: int = 1):
     """The drive's frames in order, rendered by ``workers`` forked processes (1: in this process).
 
-    Rendering is a pure function of the frame index, so the result does not depend on ``workers``."""
+    Rendering is a pure function of the frame index, so the result does not depend on ``workers``.
+    Worker k renders frames k, k + W, … into its own pipe, read in turn: no lock is shared, so the
+    parent that unwinds (Ctrl-C, a hang-up) kills its workers wherever they are and goes on. (A
+    multiprocessing Pool's terminate() could hang there for ever: a worker killed while it sent a
+    result held the result queue's lock, which the pool's task thread then waited for: 1 hang-up in
+    15 on a loaded machine.) A pipe holds less than a frame, so each worker is at most one frame
+    ahead of the reader."""
     global _DRIVE
     if workers <= 1 or len(drive) < 2 or "fork" not in mp.get_all_start_methods():
         yield from drive
         return
+    ctx = mp.get_context("fork")
+    n = min(workers, len(drive))
+    procs, conns = [], []
     _DRIVE = drive
     try:
-        try:
-            pool = mp.get_context("fork").Pool(min(workers, len(drive)), initializer=_worker_signals)
-        except OSError as exc:  # (no descriptor or process left for the workers and their pipes)
-            # The half-made pool keeps its pipes open for as long as this traceback holds its
-            # __init__ frame, and then until collected: the bag's cleanup, which needs descriptors
-            # too, would fail. So the traceback goes, and the pool with it, before the error does.
-            failed = exc.with_traceback(None)
-        else:
-            failed = None
-        if failed is not None:
-            gc.collect()
-            raise failed
-        with pool:
-            yield from pool.imap(_render, range(len(drive)), chunksize=1)
+        for k in range(n):  # (OSError: no descriptor or process left for a worker and its pipe)
+            r, w = ctx.Pipe(duplex=False)
+            try:
+                p = ctx.Process(target=_render_every, args=(k, n, w, [r, *conns]), daemon=True)
+                p.start()
+            except BaseException:
+                r.close()
+                raise
+            finally:
+                w.close()  # (the worker's end: a worker that dies leaves the reader at EOF)
+            procs.append(p)
+            conns.append(r)
+        for i in range(len(drive)):
+            try:
+                ok, got = conns[i % n].recv()
+            except EOFError:
+                raise OSError(f"the process rendering frame {i} ended without it") from None
+            if not ok:
+                raise got
+            yield got
     finally:
         _DRIVE = None
+        for p in procs:
+            with contextlib.suppress(OSError):
+                p.kill()
+        for c in conns:
+            c.close()
+        for p in procs:
+            p.join()
 
 
 def _named(out: str | Path, rendered):
