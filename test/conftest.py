@@ -39,6 +39,23 @@ def use_kitchen_topics(topics) -> None:
 SPZ_REFERENCE = SHARED_DATA / "splats" / "spz_reference"
 
 
+def map_args(**named):
+    """``gs-mapping map``'s arguments as the real command line parses them (for
+    ``cli.map.choose_topics``): each keyword a Namespace field (``color_topic="/x"`` is
+    ``--color-topic /x``, ``True`` a flag given), every other option at its default, so a new option
+    of ``map`` needs no edit at the tests that call this."""
+    from gs_mapping.cli import build_parser
+
+    argv = []
+    for name, value in named.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (None, False):
+            argv += [flag, str(value)]
+    return build_parser().parse_args(["map", "BAG", "--out", "OUT", *argv])
+
+
 # Child processes run as users' do: a program's stdout off a terminal is block-buffered, and a
 # "ready" line it forgets to flush never reaches the reader. Boxes that set PYTHONUNBUFFERED (this
 # one does) would hide that in every test that reads a child's lines, so the suite drops it.

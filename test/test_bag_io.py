@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import yaml
+from conftest import map_args
 
 from gs_mapping.bag import BagReader, BagWriter, TopicInfo, default_typestore
 from gs_mapping.errors import BagError
@@ -589,8 +590,6 @@ def test_topics_stored_without_a_leading_slash_are_named_as_ros_2_names_them(kit
     ``/camera/color/image_raw`` to every ROS 2 tool, and that is the name a user passes to
     ``--color-topic``. Such a bag once mapped by discovery, but a named topic was "not in the bag",
     and the check of metadata against storage counted its messages as 0."""
-    import argparse
-
     pytest.importorskip("torch")  # (gs_mapping.mapping loads the mapper, and torch with it)
     from gs_mapping.cli.map import choose_topics
     from gs_mapping.mapping.mapper_config import MapperConfig
@@ -602,8 +601,7 @@ def test_topics_stored_without_a_leading_slash_are_named_as_ros_2_names_them(kit
     assert {t for t, _ in got} == {"/tf_static", "/camera/color/camera_info"} and len(got) == 51
     for name in ("camera/color/image_raw", "/camera/color/image_raw"):
         cfg = MapperConfig()
-        opts = dict(camera_info_topic=None, depth_info_topic=None, depth_registered=False, cloud_topic=None)
-        args = argparse.Namespace(color_topic=name, depth_topic="camera/depth/image_rect_raw", **opts)
+        args = map_args(color_topic=name, depth_topic="camera/depth/image_rect_raw")
         assert choose_topics(bag_path, cfg, args) == ""
         t = cfg.topics
         assert (t.color, t.depth, t.camera_info) == (

@@ -17,6 +17,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import map_args
 from hostile_cases import one_error_line
 
 from gs_mapping.cli import main
@@ -168,17 +169,7 @@ def test_an_option_naming_the_depth_camera_info_wins_over_the_files_registered(b
 
     path = _config(tmp_path / "said.yaml", depth_registered=True)
     cfg = load_section(path, "mapper", MapperConfig, read_parameter_file(path, node_fqn("mapper_node")))
-    import argparse
-
-    args = argparse.Namespace(
-        color_topic=None,
-        depth_topic=None,
-        camera_info_topic=None,
-        depth_info_topic=ALIGNED_INFO,
-        depth_registered=False,
-        cloud_topic=None,
-    )
-    choose_topics(bags["depth_frame"], cfg, args)
+    choose_topics(bags["depth_frame"], cfg, map_args(depth_info_topic=ALIGNED_INFO))
     assert (cfg.topics.depth_camera_info, cfg.topics.depth_registered) == (ALIGNED_INFO, False)
 
 

@@ -10,6 +10,7 @@ hand-built bag with a hand-computed answer), so that breaking the line it guards
 from __future__ import annotations
 
 import pytest
+from conftest import map_args
 from test_guards_survivors3 import _run_play
 from test_real_inputs_topics import _topics_only_bag
 
@@ -153,20 +154,6 @@ def _two_cameras_bag(path):
     return _topics_only_bag(path, types)
 
 
-def _map_args(**given):
-    import argparse
-
-    opts = dict(
-        color_topic=None,
-        depth_topic=None,
-        camera_info_topic=None,
-        depth_info_topic=None,
-        depth_registered=False,
-        cloud_topic=None,
-    )
-    return argparse.Namespace(**{**opts, **given})
-
-
 def _mapper_cfg(tmp_path, **topics):
     """The mapper section as `map --config FILE` reads it, FILE naming these topics."""
     from gs_mapping.config_file import load_section
@@ -187,7 +174,7 @@ def test_a_topic_option_wins_over_the_parameter_file(tmp_path):
 
     bag = _two_cameras_bag(tmp_path / "bag")
     cfg = _mapper_cfg(tmp_path, color="/cam_a/color/image_raw", depth="/cam_a/depth/image_raw")
-    assert choose_topics(bag, cfg, _map_args(color_topic="/cam_b/color/image_raw")) == ""
+    assert choose_topics(bag, cfg, map_args(color_topic="/cam_b/color/image_raw")) == ""
     t = cfg.topics
     assert (t.color, t.camera_info, t.depth) == (
         "/cam_b/color/image_raw",
@@ -211,7 +198,7 @@ def test_camera_info_option_overrides_the_colour_topics_sibling(tmp_path):
     }
     bag = _topics_only_bag(tmp_path / "bag", types)
     cfg = MapperConfig()
-    choose_topics(bag, cfg, _map_args(camera_info_topic="/recalibrated/camera_info"))
+    choose_topics(bag, cfg, map_args(camera_info_topic="/recalibrated/camera_info"))
     assert (cfg.topics.color, cfg.topics.camera_info) == (
         "/cam_a/color/image_raw",
         "/recalibrated/camera_info",

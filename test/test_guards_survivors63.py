@@ -22,6 +22,7 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import map_args
 
 from gs_mapping.cli import main
 
@@ -120,20 +121,11 @@ def _frames(depth, left=LEFT, right=RIGHT, left_info=LEFT, right_info=RIGHT):
 
 
 def _chosen(bag, **named):
-    import argparse
-
     from gs_mapping.cli.map import choose_topics
     from gs_mapping.mapping.mapper_config import MapperConfig
 
-    opts = dict(
-        color_topic=None,
-        depth_topic=None,
-        camera_info_topic=None,
-        depth_info_topic=None,
-        depth_registered=False,
-    )
     cfg = MapperConfig()
-    choose_topics(bag, cfg, argparse.Namespace(**{**opts, "cloud_topic": None, **named}))
+    choose_topics(bag, cfg, map_args(**named))
     return cfg.topics.color, cfg.topics.depth, cfg.topics.camera_info
 
 

@@ -8,12 +8,13 @@ same ``camera_name`` record."""
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import map_args
 
 pytest.importorskip("rosbags.rosbag2")
 
@@ -51,17 +52,6 @@ def two_camera_bag(shared_data, tmp_path_factory):
     return out
 
 
-def _args(**kw):
-    opts = dict(
-        color_topic=None,
-        depth_topic=None,
-        camera_info_topic=None,
-        depth_info_topic=None,
-        depth_registered=False,
-    )
-    return argparse.Namespace(**{**opts, "cloud_topic": None, **kw})
-
-
 def test_a_depth_named_alone_takes_the_colour_of_its_own_camera(two_camera_bag):
     """``--depth-topic`` of the second camera: its colour and CameraInfo, not 'colour: ambiguous'."""
     from gs_mapping.cli.map import choose_topics
@@ -69,7 +59,7 @@ def test_a_depth_named_alone_takes_the_colour_of_its_own_camera(two_camera_bag):
 
     for cam in (CAM1, CAM2):
         cfg = MapperConfig()
-        assert choose_topics(two_camera_bag, cfg, _args(depth_topic=cam + DEPTH)) == ""
+        assert choose_topics(two_camera_bag, cfg, map_args(depth_topic=cam + DEPTH)) == ""
         t = cfg.topics
         assert (t.color, t.depth, t.camera_info, t.depth_camera_info) == (
             cam + COLOR,
@@ -119,11 +109,13 @@ def test_a_registered_depth_of_another_camera_is_refused_in_one_line(two_camera_
     cfg = MapperConfig()
     info = CAM2 + "/aligned_depth_to_color/camera_info"
     choose_topics(
-        two_camera_bag, cfg, _args(color_topic=CAM1 + COLOR, depth_topic=CAM2 + DEPTH, depth_info_topic=info)
+        two_camera_bag,
+        cfg,
+        map_args(color_topic=CAM1 + COLOR, depth_topic=CAM2 + DEPTH, depth_info_topic=info),
     )
     assert (cfg.topics.color, cfg.topics.depth_camera_info) == (CAM1 + COLOR, info)
     # the same camera's colour beside it, named: as before
-    choose_topics(two_camera_bag, cfg, _args(color_topic=CAM2 + COLOR, depth_topic=CAM2 + DEPTH))
+    choose_topics(two_camera_bag, cfg, map_args(color_topic=CAM2 + COLOR, depth_topic=CAM2 + DEPTH))
     assert cfg.topics.color == CAM2 + COLOR
 
 
@@ -137,17 +129,19 @@ def test_a_cut_short_bags_warnings_are_said_once_a_run(shared_data, tmp_path):
     data = (src / "7scenes_kitchen_rgbd.mcap").read_bytes()
     (cut / "7scenes_kitchen_rgbd.mcap").write_bytes(data[: len(data) // 3])
     code = (
-        "import argparse, sys\n"
+        "import sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from conftest import map_args\n"
         "from gs_mapping.bag import BagReader\n"
         "from gs_mapping.cli.map import choose_topics\n"
         "from gs_mapping.mapping.mapper_config import MapperConfig\n"
-        "a = dict(color_topic=None, depth_topic=None, camera_info_topic=None, depth_info_topic=None, depth_registered=False)\n"
-        "choose_topics(sys.argv[1], MapperConfig(), argparse.Namespace(**a, cloud_topic=None))\n"
+        "choose_topics(sys.argv[1], MapperConfig(), map_args())\n"
         "for _ in range(2):\n"
         "    with BagReader(sys.argv[1]) as r:\n"
         "        assert sum(1 for _ in r.messages()) > 0\n"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(cut)], capture_output=True, text=True)
+    test_dir = str(Path(__file__).parent)  # (conftest's map_args)
+    r = subprocess.run([sys.executable, "-c", code, str(cut), test_dir], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("ends without its summary") == 1, r.stderr
     assert r.stderr.count("metadata.yaml disagrees") == 1, r.stderr

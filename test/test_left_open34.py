@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import map_args
 from hostile_cases import one_error_line
 
 from gs_mapping.cli import main
@@ -375,25 +376,12 @@ def zed_bag(shared_data, tmp_path_factory):
     return _zed_bag(shared_data, tmp_path_factory.mktemp("zed") / "zed")
 
 
-def _topic_args(**kw):
-    import argparse
-
-    opts = dict(
-        color_topic=None,
-        depth_topic=None,
-        camera_info_topic=None,
-        depth_info_topic=None,
-        depth_registered=False,
-    )
-    return argparse.Namespace(**{**opts, "cloud_topic": None, **kw})
-
-
 def _chosen(bag, **named) -> tuple[str, str, str, str]:
     from gs_mapping.cli.map import choose_topics
     from gs_mapping.mapping.mapper_config import MapperConfig
 
     cfg = MapperConfig()
-    choose_topics(bag, cfg, _topic_args(**named))
+    choose_topics(bag, cfg, map_args(**named))
     t = cfg.topics
     return t.color, t.depth, t.camera_info, t.depth_camera_info
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import map_args
 
 from gs_mapping.errors import ConfigError, UnknownFrameError
 from gs_mapping.geometry import Transform, TransformStamped
@@ -132,7 +133,6 @@ REPLAY_LAYOUTS = {
 def test_replay_finds_the_topics_map_finds(name, tmp_path, fast_nodes_config):
     """``replay`` and ``map`` choose a bag's topics by one rule, with or without a parameter file (replay
     once stopped at the default colour topic and kept the default depth: an empty map, exit 0)."""
-    import argparse
 
     from gs_mapping.cli.map import choose_topics
     from gs_mapping.cli.replay import _discover_mapper_topics
@@ -141,15 +141,8 @@ def test_replay_finds_the_topics_map_finds(name, tmp_path, fast_nodes_config):
 
     types, (color, depth, depth_info) = REPLAY_LAYOUTS[name]
     bag = _topics_only_bag(tmp_path / "b", types)
-    opts = dict(
-        color_topic=None,
-        depth_topic=None,
-        camera_info_topic=None,
-        depth_info_topic=None,
-        depth_registered=False,
-    )
     cfg = MapperConfig()
-    assert choose_topics(bag, cfg, argparse.Namespace(**opts, cloud_topic=None)) == ""
+    assert choose_topics(bag, cfg, map_args()) == ""
     for config in (None, str(fast_nodes_config)):
         nodes = node_class("mapper_node").load_config(config)
         _discover_mapper_topics(bag, nodes)
