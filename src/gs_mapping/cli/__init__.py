@@ -76,8 +76,10 @@ class _Parser(argparse.ArgumentParser):
         # unrecognized arguments: …, see gs-mapping --help", whose help lists no command's options):
         # here the command's parser names itself and its own --help. The top parser's extras (an
         # option before the command: ``gs-mapping --bogus info``) come first, the command's last.
-        parsed, extras = self.parse_known_args(args, namespace)
         subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs:
+            self._options_before_the_command(sys.argv[1:] if args is None else list(args), subs[0].choices)
+        parsed, extras = self.parse_known_args(args, namespace)
         command = subs[0].choices.get(getattr(parsed, "command", None)) if subs else None
         own = extras[: len(extras) - len(command._extras)] if command is not None else extras
         if own:
@@ -85,6 +87,34 @@ class _Parser(argparse.ArgumentParser):
         if extras:
             command.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+    def _options_before_the_command(self, argv: list, commands: dict) -> None:
+        """A command's option given before the command (``gs-mapping --out x map BAG``): argparse
+        took its value for the command ("invalid choice: 'x'") or called the option unknown; the
+        line names the option and where it goes. An option no command here has is unrecognized (as
+        ``--bogus`` alone is), its value with it, not called a command."""
+        at = next((i for i, a in enumerate(argv) if a in commands or a == "--"), len(argv))
+        if at == len(argv) or argv[at] == "--":
+            return  # (no command: argparse's own line, "invalid choice" for a misspelt one)
+        name, command = argv[at], commands[argv[at]]
+        before = [a for a in argv[:at] if not self._top_option(a)]
+        for a in before:
+            option = a.split("=", 1)[0]
+            if option.startswith("-") and option in command._option_string_actions:
+                self.error(
+                    f"{option} is an option of the command {name}: put it after the command, as in "
+                    f"{self.prog} {name} {option} …"
+                )
+        if any(a.startswith("-") for a in before) and not all(a.startswith("-") for a in before):
+            self.error(f"unrecognized arguments: {' '.join(before)}")
+
+    def _top_option(self, arg: str) -> bool:
+        """Whether ``arg`` is one of this parser's own options (``-v``, an abbreviation ``--verb``)."""
+        name = arg.split("=", 1)[0]
+        own = self._option_string_actions
+        return name in own or (
+            name.startswith("--") and len(name) > 2 and any(o.startswith(name) for o in own)
+        )
 
     def _print_message(self, message, file=None):  # type: ignore[override]
         # argparse (3.11+) swallows a write error here, so --help >&- exited 0 having printed
