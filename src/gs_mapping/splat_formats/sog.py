@@ -356,7 +356,7 @@ def _load(path: Path, files: _Files) -> GaussianMap:
 
     quats_name = _section(meta, "quats", path)["files"][0]
     q = _image(files, quats_name, n, _pixel_bound(n)).reshape(-1, 4)
-    _check_count(q[:, 3], n, quats_name, path)
+    _check_count(q, n, quats_name, path)
     q = q[:n]
     abc = (q[:, :3] / 255.0 * 2 - 1) / _SQRT2
     tag = q[:, 3].astype(np.int64) - 252
@@ -409,19 +409,33 @@ def _load(path: Path, files: _Files) -> GaussianMap:
     )
 
 
-def _check_count(alpha: np.ndarray, n: int, name: str, path) -> None:
-    """``count`` against the Gaussians the quats image holds: each Gaussian's alpha is 252 + the
-    index of its largest component ("must be 252..255", PlayCanvas' specification), the padding
-    after the last one 0 (splat-transform's near-square layout). A count past the last Gaussian
+# The most (255·√2·c)² summed over a Gaussian's three stored components c: 3/2·255² and 8-bit
+# rounding (the playbot SOG's most is 1.512·255²); zero or full RGB is 3·255².
+_MOST_SQUARES = int(1.6 * 255**2)
+
+
+def _check_count(q: np.ndarray, n: int, name: str, path) -> None:
+    """``count`` against the Gaussians the quats image (RGBA pixels ``q``) holds: each Gaussian's
+    alpha is 252 + the index of its largest component ("must be 252..255", PlayCanvas'
+    specification) and its RGB the other three, whose squares sum to at most 3/4 (none exceeds the
+    largest). Padding after the last one is 0 (splat-transform's near-square layout), or opaque from
+    other writers (alpha 255 over zero RGB, whose squares sum to 3/2: no quaternion). A count past the last Gaussian
     would read padding as Gaussians at the ``mins`` corner: refused. Pixels past the count are
-    ignored, as the specification says; Gaussians there are said in one warning (a count short?),
-    as rows past a PLY header's count are."""
-    marked = np.flatnonzero(alpha >= 252)
-    held = int(marked[-1]) + 1 if len(marked) else 0
-    if held < n and not alpha[held:n].any():
+    ignored, as the specification says; Gaussians there are said in one warning, as rows past a PLY
+    header's count are."""
+    alpha = q[:, 3]
+    marked, held = np.flatnonzero(alpha >= 252), 0
+    for end in range(len(marked), 0, -(1 << 16)):  # from the end: the last Gaussian is near it
+        at = marked[max(0, end - (1 << 16)) : end]
+        d = q[at, :3].astype(np.int32) * 2 - 255  # (255·√2 times the components)
+        at = at[(d * d).sum(axis=1) <= _MOST_SQUARES]
+        if len(at):
+            held = int(at[-1]) + 1
+            break
+    if held < n and ((alpha[held:n] == 0) | (alpha[held:n] >= 252)).all():
         raise MapError(
             f"{path}: SOG count {n} (meta.json), but {name} holds {held} Gaussians (a Gaussian's "
-            f"alpha is 252..255, padding's 0)"
+            f"alpha is 252..255 over a quaternion's other three components; padding's 0, or 255 over none)"
         )
     if held > n:
         log.warning(
