@@ -328,9 +328,7 @@ class DdsContext(ExpandsNames):
         spin_until(self.spin_once, until, timeout_s)
 
     def close(self) -> None:
-        # like rmw_destroy_node: tell the graph the node is gone before the participant goes
-        self._reader_guids.clear()
-        self._writer_guids.clear()
+        # like rmw_destroy_node: tell the graph the node is gone (no endpoints) before the participant goes
         self._discovery_writer.write(
             dds_discovery.participant_info(self.ros_distro, self.participant.guid.bytes, [])
         )
