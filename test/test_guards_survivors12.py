@@ -704,6 +704,18 @@ def test_a_metadata_time_span_that_lies_is_taken_from_the_storage(tmp_path, capl
     assert "metadata.yaml disagrees with the storage" in caplog.text and "time span" in caplog.text
 
 
+def one_message_mcap(out):
+    """A real one-message MCAP bag written by BagWriter at ``out`` (``/a``: std_msgs/String "x" at
+    1 ns), for tests that damage its records; its .mcap file."""
+    from gs_mapping.bag import BagWriter, default_typestore
+
+    with BagWriter(out) as w:
+        w.add_topic("/a", "std_msgs/msg/String")
+        w.write("/a", 1, default_typestore().types["std_msgs/msg/String"](data="x"))
+    (f,) = out.glob("*.mcap")
+    return f
+
+
 def _mcap_records(data: bytes):
     """(opcode, offset, length) of the top-level records of an MCAP file (spec: magic, then
     opcode u8 + length u64 + body, up to the Footer)."""
@@ -858,15 +870,11 @@ def test_a_ros_1_bag_is_named_as_such_with_the_conversion_command(tmp_path):
 def test_a_damaged_header_record_opcode_is_an_error(tmp_path):
     """MCAP spec: the magic is followed by the Header record (opcode 0x01). rosbags reads through
     the summary and would not notice a flipped opcode there; _check_mcap_framing must."""
-    from gs_mapping.bag import BagReader, BagWriter, default_typestore
+    from gs_mapping.bag import BagReader
     from gs_mapping.errors import BagError
 
-    store = default_typestore()
     out = tmp_path / "b"
-    with BagWriter(out) as w:
-        w.add_topic("/a", "std_msgs/msg/String")
-        w.write("/a", 1, store.types["std_msgs/msg/String"](data="x"))
-    (f,) = out.glob("*.mcap")
+    f = one_message_mcap(out)
     data = bytearray(f.read_bytes())
     assert _mcap_records(bytes(data))[0][:2] == (0x01, 8)
     data[8] ^= 0x40
@@ -896,15 +904,11 @@ def test_without_hard_links_a_new_output_is_still_written(tmp_path, monkeypatch,
 def test_a_summary_offset_past_the_footer_is_named(tmp_path):
     """_check_mcap_framing: a footer whose summary_start points past the footer itself (a flipped
     high bit) is reported as such, before any checksum is computed over bytes that are not there."""
-    from gs_mapping.bag import BagReader, BagWriter, default_typestore
+    from gs_mapping.bag import BagReader
     from gs_mapping.errors import BagError
 
-    store = default_typestore()
     out = tmp_path / "b"
-    with BagWriter(out) as w:
-        w.add_topic("/a", "std_msgs/msg/String")
-        w.write("/a", 1, store.types["std_msgs/msg/String"](data="x"))
-    (f,) = out.glob("*.mcap")
+    f = one_message_mcap(out)
     data = bytearray(f.read_bytes())
     footer = len(data) - 8 - 29
     assert data[footer] == 0x02

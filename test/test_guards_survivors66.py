@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_guards_survivors12 import one_message_mcap
 
 # ------------------------------------------------------------------------------------------------
 # gs_map_share/phases.py _neighbour_sums: faint neighbours weighed at the default faint_factor 2
@@ -123,15 +124,11 @@ def test_a_header_record_too_short_for_its_profile_is_named_corrupt(tmp_path):
     about a short buffer."""
     import struct
 
-    from gs_mapping.bag import BagReader, BagWriter, default_typestore
+    from gs_mapping.bag import BagReader
     from gs_mapping.errors import BagError
 
-    store = default_typestore()
     out = tmp_path / "b"
-    with BagWriter(out) as w:
-        w.add_topic("/a", "std_msgs/msg/String")
-        w.write("/a", 1, store.types["std_msgs/msg/String"](data="x"))
-    (f,) = out.glob("*.mcap")
+    f = one_message_mcap(out)
     data = bytearray(f.read_bytes())
     assert data[8] == 0x01 and struct.unpack_from("<Q", data, 9)[0] >= 8  # the real Header record
     struct.pack_into("<Q", data, 9, 2)
