@@ -4,6 +4,7 @@ optimiser/scheduler state and step for resuming. Written atomically (temp file +
 from __future__ import annotations
 
 import errno
+import re
 import stat
 import zipfile
 import zlib
@@ -41,7 +42,7 @@ def save(
         "config": to_dict(cfg),
         "step": int(step),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": extra or {},
+        "extra": _plain(extra or {}, "extra"),
     }
     if weights_only:
         state["model"] = {k: _half_if_it_fits(v) for k, v in state["model"].items()}
@@ -63,6 +64,25 @@ def save(
                 f"{path}: cannot write the checkpoint: {str(exc).splitlines()[0]}"
             ) from None
     return path
+
+
+def _plain(value, where: str):
+    """``extra`` as the plain data a weights-only load reads back: numpy scalars and arrays as
+    Python numbers and lists (saved as they are, they made a file its own loader refuses); any
+    other object refused before anything is written."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return _plain(value.tolist(), where) if isinstance(value, np.ndarray) else value.item()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    raise CheckpointError(
+        f"checkpoint {where}: a {type(value).__name__} is not plain data (numbers, text, lists, dicts)"
+    )
 
 
 def _half_if_it_fits(v: torch.Tensor) -> torch.Tensor:
@@ -104,11 +124,28 @@ def load_state(path: str | Path) -> dict:
     except Exception as exc:  # torch raises many kinds on truncated/corrupt files
         raise CheckpointError(f"{path}: cannot read checkpoint ({_load_failure(path, exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: not a gsmap_hd checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})"
-        )
+        raise CheckpointError(f"{path}: {_not_ours(state)}")
     _check_structure(state, path)
     return state
+
+
+def _not_ours(state) -> str:
+    """Why a file torch reads is not a checkpoint this version takes, in a few words: one of a later
+    (or earlier) format, a bare state_dict (weights without the config that rebuilds the model)."""
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("gsmap_hd/"):
+        ours, theirs = int(FORMAT.split("/")[1]), fmt.split("/", 1)[1]
+        newer = theirs.isdigit() and int(theirs) > ours
+        return (
+            f"a gsmap_hd checkpoint of format {fmt!r}, {'newer than' if newer else 'not'} the {FORMAT!r} "
+            f"this version reads{': update gs_mapping to load it' if newer else ''}"
+        )
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return (
+            "a bare state_dict (weights only), not a gsmap_hd checkpoint: it lacks the training config "
+            "that rebuilds the model (gsmap_hd.checkpoint.save writes both)"
+        )
+    return f"not a gsmap_hd checkpoint (format {fmt!r})"
 
 
 def _load_failure(path: Path, exc: Exception) -> str:
@@ -122,8 +159,20 @@ def _load_failure(path: Path, exc: Exception) -> str:
             "onnx_model: FILE"
         )
     text = str(exc)
+    if "central directory" in text:  # (torch's zip reader on a file cut short: a page of advice)
+        return "truncated or damaged: its zip archive has no end, copied or written only in part?"
     if "weights_only" in text:  # (torch's "Weights only load failed …": the reason is after the advice)
         why = text.partition("WeightsUnpickler error:")[2].strip().split("\n")[0]
+        # "Unsupported global: GLOBAL mod.Name was not an allowed global by default. Please use …
+        # add_safe_globals …": the object named, torch's advice to allow it (run its code) left out
+        glob = re.search(r"GLOBAL (\S+) was not an allowed global", why)
+        if glob and glob.group(1).endswith(".GSMapModel"):
+            return (
+                "a whole model pickled with torch.save(model), not a gsmap_hd checkpoint: "
+                "save its weights and config with gsmap_hd.checkpoint.save"
+            )
+        if glob:
+            why = f"it holds a pickled {glob.group(1)} object, not only tensors and plain data"
         return f"not a gsmap_hd checkpoint: {why or 'it holds more than tensors and plain data'}"
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
@@ -223,7 +272,13 @@ def config_of(state: dict, path) -> TrainConfig:
     try:
         return from_dict(TrainConfig, state["config"], where=f"{path}: config")
     except Exception as exc:
-        raise CheckpointError(f"{path}: config in checkpoint is invalid: {exc}") from None
+        # (a field this version does not know: most likely a later version's option)
+        later = (
+            " (written by a later gs_mapping? update it to load this checkpoint)"
+            if "unknown key" in str(exc)
+            else ""
+        )
+        raise CheckpointError(f"{path}: config in checkpoint is invalid: {exc}{later}") from None
 
 
 def load_model(

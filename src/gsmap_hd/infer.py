@@ -72,11 +72,21 @@ def _intrinsics(cam, i: int) -> tuple[np.ndarray, int, int]:
     w, h = get("width"), get("height")
     if K is None or w is None or h is None:
         raise HDInputError(f"camera {i}: calibration needs K (or k), width and height")
-    K = np.asarray(K, np.float64).reshape(3, 3)
+    try:
+        K = np.asarray(K, np.float64).reshape(3, 3)
+    except (ValueError, TypeError):
+        raise HDInputError(f"camera {i}: intrinsics K must be 9 numbers (3x3)") from None
     if not np.all(np.isfinite(K)):
         raise HDInputError(f"camera {i}: intrinsics K contain NaN/inf")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise HDInputError(f"camera {i}: focal lengths must be positive (fx={K[0, 0]}, fy={K[1, 1]})")
+    # a pinhole K's last row is (0, 0, 1) and fy's row has no x term: a K read column-major has
+    # (cx, cy, 1) there, one scaled as a whole another last entry; either projects elsewhere
+    if not (np.allclose(K[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-6) and abs(K[1, 0]) <= 1e-6 * K[1, 1]):
+        raise HDInputError(
+            f"camera {i}: intrinsics K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (got rows "
+            f"{K[1].tolist()}, {K[2].tolist()}: transposed?)"
+        )
     return K, int(w), int(h)
 
 
@@ -121,16 +131,32 @@ def check_inputs(images, cameras, extrinsics) -> tuple[np.ndarray, np.ndarray, l
         im = np.asarray(im)
         if im.ndim != 3 or im.shape[2] != 3:
             raise HDInputError(f"camera {i}: image must be RGB (H, W, 3), got shape {im.shape}")
+        if im.shape[0] == 0 or im.shape[1] == 0:
+            raise HDInputError(f"camera {i}: image is empty ({im.shape[1]}x{im.shape[0]})")
+        if im.dtype != np.uint8 and not np.issubdtype(im.dtype, np.floating):
+            # (uint16 / bool / int: their scale is not 0..255 nor [0, 1], so not guessed)
+            raise HDInputError(
+                f"camera {i}: image dtype {im.dtype}: pass uint8 RGB 0..255 or float in [0, 1]"
+            )
         if im.shape[:2] != (h, w):
             raise HDInputError(
                 f"camera {i}: image is {im.shape[1]}x{im.shape[0]} but its CameraInfo says {w}x{h}"
             )
         im = _pinhole(im, cam, K, i)
-        T = np.asarray(T, np.float64)
+        try:
+            T = np.asarray(T, np.float64)
+        except (ValueError, TypeError):
+            raise HDInputError(f"camera {i}: extrinsic T_ego_cam must be a 4x4 matrix of numbers") from None
         if T.shape != (4, 4):
             raise HDInputError(f"camera {i}: extrinsic T_ego_cam must be 4x4, got {T.shape}")
         if not np.all(np.isfinite(T)):
             raise HDInputError(f"camera {i}: extrinsic T_ego_cam contains NaN/inf")
+        # the model reads R and t only: a transposed T (t in the last row) would silently put
+        # the camera at the car's origin, looking the inverse way
+        if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0], rtol=0, atol=1e-6):  # (an inverse's round-off passes)
+            raise HDInputError(
+                f"camera {i}: extrinsic T_ego_cam's last row must be [0, 0, 0, 1], got {T[3].tolist()} (transposed?)"
+            )
         R = T[:3, :3]
         if not np.allclose(R @ R.T, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
             raise HDInputError(f"camera {i}: extrinsic rotation is not a rotation matrix")
