@@ -242,3 +242,28 @@ def test_a_run_checkpointed_on_a_gpu_resumes_on_a_cpu_as_the_straight_run(tmp_pa
     b = ckpt.load_model(tmp_path / "gpu" / "last.pt")[0].state_dict()
     assert ckpt.load_state(tmp_path / "gpu" / "last.pt")["step"] == 4
     assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6
+
+
+def test_numpy_numbers_as_threshold_and_count_act_as_python_ones():
+    """``Predictor(score_threshold=np.float32(0.3))`` (a value read from a numpy config or array) was
+    refused as "must be a number in [0, 1]" (np.float32 is no Python float), and
+    ``max_elements=2.5`` failed inside torch.topk: numpy numbers now act as the Python numbers they
+    hold, and a count that is no integer is one line."""
+    from gsmap_hd.errors import HDInputError
+    from gsmap_hd.infer import Predictor
+
+    im, cam, T = _frame()
+    p = _predictor()
+    scores = [e.score for e in p.predict([im], [cam], [T])]  # (a random tiny model: low scores)
+    thr = np.float32(scores[3] * 0.999)  # keeps the top 4, max_elements 2 of them
+    ref = Predictor(p.model, score_threshold=float(thr), max_elements=2).predict([im], [cam], [T])
+    got = Predictor(p.model, score_threshold=thr, max_elements=np.int64(2)).predict([im], [cam], [T])
+    assert 0 < len(got) == len(ref) <= 2 and all(
+        a.cls == b.cls and a.score == b.score and np.array_equal(a.points, b.points)
+        for a, b in zip(got, ref, strict=True)
+    )
+    with pytest.raises(HDInputError, match=r"max_elements must be at least 1 \(an integer\), got 2.5"):
+        Predictor(p.model, max_elements=2.5)
+    for bad in (np.float32("nan"), np.bool_(True), True):
+        with pytest.raises(HDInputError, match="score threshold must be a number in"):
+            Predictor(p.model, score_threshold=bad)

@@ -14,6 +14,7 @@ with the intrinsics adjusted to match.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,10 +216,20 @@ class Predictor:
         checkpoint's training config declares (``patch``, i.e. no clipping, without a config)."""
         if fit not in FITS:
             raise HDInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-        if not (isinstance(score_threshold, (int, float)) and 0.0 <= score_threshold <= 1.0):  # (NaN too)
+        # (numpy numbers too: np.float32 is no Python float; NaN and booleans refused)
+        number = isinstance(score_threshold, numbers.Real) and not isinstance(
+            score_threshold, (bool, np.bool_)
+        )
+        if not (number and 0.0 <= score_threshold <= 1.0):
             raise HDInputError(f"score threshold must be a number in [0, 1], got {score_threshold!r}")
-        if max_elements is not None and max_elements < 1:
-            raise HDInputError(f"max_elements must be at least 1, got {max_elements}")
+        if max_elements is not None and not (
+            isinstance(max_elements, numbers.Integral)
+            and not isinstance(max_elements, bool)
+            and max_elements >= 1
+        ):
+            raise HDInputError(f"max_elements must be at least 1 (an integer), got {max_elements!r}")
+        score_threshold = float(score_threshold)
+        max_elements = None if max_elements is None else int(max_elements)
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
         self.train_cfg = train_cfg
