@@ -93,38 +93,71 @@ def test_an_extrinsic_computed_as_an_inverse_is_taken_as_the_exact_one():
     )
 
 
-def test_hd_predict_on_a_camera_info_with_k_transposed_is_one_line_exit_2(tmp_path, capsys):
-    """A recording whose CameraInfo carries K column-major (cx, cy in k[6], k[7]): before, hd-predict
-    wrote predictions made with cx = cy = 0 and a projective last row; now it says so and exits 2,
-    writing nothing."""
+def _bag_with_info_transposed(src, out, which):
+    """``src`` (depth left out) with the CameraInfos numbered in ``which`` carrying K column-major."""
     from gs_mapping.bag import BagReader, BagWriter
+
+    with BagReader(src) as r:
+        keep = [t.name for t in r.topics if "depth" not in t.name]
+        types = {t: r.topic(t).type for t in keep}
+        rows, n = [], 0
+        for topic, t, m in r.messages(keep):
+            if topic == FRONT_INFO:
+                if n in which:
+                    m = dataclasses.replace(
+                        m, k=np.asarray(m.k, np.float64).reshape(3, 3).T.reshape(-1).copy()
+                    )
+                n += 1
+            rows.append((t, topic, m))
+    with BagWriter(out) as w:
+        for t in types:
+            w.add_topic(t, types[t], latched=t == "/tf_static")
+        for t, topic, m in rows:
+            w.write(topic, t, m)
+    return out
+
+
+def _predicted(path) -> dict:
+    import json
+
+    return {r["stamp_ns"]: r["vectors"] for r in json.loads(path.read_text())["results"]}
+
+
+def test_hd_predict_skips_a_camera_info_with_k_transposed_as_an_uncalibrated_one(tmp_path, capsys, caplog):
+    """A recording whose CameraInfo carries K column-major (cx, cy in k[6], k[7]): before, hd-predict
+    wrote predictions made with cx = cy = 0 and a projective last row. Now such a CameraInfo is
+    refused as an uncalibrated one is (image_proc's way: skipped, said once): one of three in a
+    drive leaves the other frames as the clean drive predicts them; all of them end hd-predict with
+    exit 2 and no file, the warning naming the transposed K."""
     from gs_mapping.cli import main
     from gs_mapping.world import Drive
     from gs_mapping.world.record import write_bag
 
     src = tmp_path / "drive"
-    write_bag(Drive.make(3, 2, "front", (128, 64)), src, progress=False)
-    bad = tmp_path / "bad"
-    with BagReader(src) as r:
-        keep = [t.name for t in r.topics if "depth" not in t.name]
-        types = {t: r.topic(t).type for t in keep}
-        rows = []
-        for topic, t, m in r.messages(keep):
-            if topic == FRONT_INFO:
-                k = np.asarray(m.k, np.float64).reshape(3, 3).T.reshape(-1).copy()
-                m = dataclasses.replace(m, k=k)
-            rows.append((t, topic, m))
-    with BagWriter(bad) as w:
-        for t in types:
-            w.add_topic(t, types[t], latched=t == "/tf_static")
-        for t, topic, m in rows:
-            w.write(topic, t, m)
+    write_bag(Drive.make(3, 3, "front", (128, 64)), src, progress=False)
     assert main(["hd-predict", str(src), "--out", str(tmp_path / "good.json"), "--no-progress"]) == 0
-    capsys.readouterr()
-    out = tmp_path / "bad.json"
-    assert main(["hd-predict", str(bad), "--out", str(out), "--no-progress"]) == 2
+    good = _predicted(tmp_path / "good.json")
+    assert len(good) == 3
+    assert "transposed" not in caplog.text
+
+    one = _bag_with_info_transposed(src, tmp_path / "one", {1})
+    assert main(["hd-predict", str(one), "--out", str(tmp_path / "one.json"), "--no-progress"]) == 0
+    assert "intrinsics K must be" in caplog.text and "transposed" in caplog.text, caplog.text
+    got = _predicted(tmp_path / "one.json")
+    assert len(got) >= 2 and all(got[s] == good[s] for s in got if s != sorted(good)[1]), sorted(got)
+
+    # hd_map_node: that CameraInfo refused as an uncalibrated one (the previous calibration kept),
+    # not the frame rejected at prediction: every frame published, as over the clean drive
+    from test_outside_hd_map4 import _run_node
+
+    assert _run_node(src) == 3
+    assert _run_node(one) == 3
+
+    every = _bag_with_info_transposed(src, tmp_path / "every", {0, 1, 2})
+    out = tmp_path / "every.json"
+    assert main(["hd-predict", str(every), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "intrinsics K must be" in err[0] and "transposed" in err[0], err
+    assert len(err) == 1 and "no valid" in err[0] and "refused" in err[0], err
     assert not out.exists()
 
 
@@ -267,3 +300,33 @@ def test_numpy_numbers_as_threshold_and_count_act_as_python_ones():
     for bad in (np.float32("nan"), np.bool_(True), True):
         with pytest.raises(HDInputError, match="score threshold must be a number in"):
             Predictor(p.model, score_threshold=bad)
+
+
+def test_a_device_this_machine_lacks_is_one_line_from_the_python_api(tmp_path):
+    """``Predictor.from_checkpoint(path, device="cuda")`` on a machine without CUDA ended in torch's
+    AssertionError "Torch not compiled with CUDA enabled", and ``device="gpu"`` in a RuntimeError
+    listing 20 device types; the CLI and the node resolve the device first (cpu, cuda[:N], auto).
+    Now the Python API does too: one HDInputError line, and ``auto`` is the CPU here."""
+    from gsmap_hd.errors import HDInputError
+    from gsmap_hd.infer import Predictor
+
+    path, model = _tiny_checkpoint(tmp_path / "m.pt")
+    assert Predictor.from_checkpoint(path, device="auto").device == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    bad = ["gpu", "cuda:x"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:1"])
+    for device in bad:
+        with pytest.raises(HDInputError, match=f"device '{device}': ") as err:
+            Predictor.from_checkpoint(path, device=device)
+        assert "\n" not in str(err.value)
+        with pytest.raises(HDInputError, match=f"device '{device}': "):
+            Predictor(model, device=device)
+
+
+def test_a_batch_of_no_frames_predicts_nothing():
+    """``predict_batch([])`` (the frames a caller's filter left: none) ended in torch's "stack
+    expects a non-empty TensorList"; it is an empty list of frames, as each frame is a list."""
+    p = _predictor()
+    im, cam, T = _frame()
+    p.predict([im], [cam], [T])
+    assert p.predict_batch([]) == [] and p.last_regions == []

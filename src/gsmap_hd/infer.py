@@ -73,22 +73,28 @@ def _intrinsics(cam, i: int) -> tuple[np.ndarray, int, int]:
     w, h = get("width"), get("height")
     if K is None or w is None or h is None:
         raise HDInputError(f"camera {i}: calibration needs K (or k), width and height")
+    return check_intrinsics(K, f"camera {i}"), int(w), int(h)
+
+
+def check_intrinsics(K, where: str) -> np.ndarray:
+    """K as a (3, 3) float64 pinhole matrix, or HDInputError naming ``where`` (also for the
+    CameraInfos hd-predict and hd_map_node read: such a message is skipped as an uncalibrated one)."""
     try:
         K = np.asarray(K, np.float64).reshape(3, 3)
     except (ValueError, TypeError):
-        raise HDInputError(f"camera {i}: intrinsics K must be 9 numbers (3x3)") from None
+        raise HDInputError(f"{where}: intrinsics K must be 9 numbers (3x3)") from None
     if not np.all(np.isfinite(K)):
-        raise HDInputError(f"camera {i}: intrinsics K contain NaN/inf")
+        raise HDInputError(f"{where}: intrinsics K contain NaN/inf")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise HDInputError(f"camera {i}: focal lengths must be positive (fx={K[0, 0]}, fy={K[1, 1]})")
+        raise HDInputError(f"{where}: focal lengths must be positive (fx={K[0, 0]}, fy={K[1, 1]})")
     # a pinhole K's last row is (0, 0, 1) and fy's row has no x term: a K read column-major has
     # (cx, cy, 1) there, one scaled as a whole another last entry; either projects elsewhere
     if not (np.allclose(K[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-6) and abs(K[1, 0]) <= 1e-6 * K[1, 1]):
         raise HDInputError(
-            f"camera {i}: intrinsics K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (got rows "
+            f"{where}: intrinsics K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (got rows "
             f"{K[1].tolist()}, {K[2].tolist()}: transposed?)"
         )
-    return K, int(w), int(h)
+    return K
 
 
 def _pinhole(im: np.ndarray, cam, K: np.ndarray, i: int) -> np.ndarray:
@@ -192,6 +198,18 @@ def clip_to_region(elements: list[Element], region: Region) -> list[Element]:
     return out
 
 
+def _usable_device(device: str) -> str:
+    """``device`` as the CLI and the node take it (cpu, cuda[:N], auto), usable on this machine; else
+    one line (torch's own: an assertion "not compiled with CUDA", a list of 20 device types)."""
+    from gs_mapping.device import resolve_device
+    from gs_mapping.errors import ConfigError
+
+    try:
+        return resolve_device(device)
+    except ConfigError as exc:
+        raise HDInputError(str(exc)) from None
+
+
 # a frame's cameras that see this much of the patch count as the all-round view "patch" assumes
 # (the world's six cameras: 97 %; five of them: 62–92 %, 62 % without the wide back camera)
 PATCH_SEEN = 0.95
@@ -216,6 +234,7 @@ class Predictor:
         checkpoint's training config declares (``patch``, i.e. no clipping, without a config)."""
         if fit not in FITS:
             raise HDInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+        device = _usable_device(device)
         # (numpy numbers too: np.float32 is no Python float; NaN and booleans refused)
         number = isinstance(score_threshold, numbers.Real) and not isinstance(
             score_threshold, (bool, np.bool_)
@@ -256,6 +275,7 @@ class Predictor:
     ) -> Predictor:
         from .checkpoint import describe_training, load_model
 
+        device = _usable_device(device)  # (before the weights are moved there)
         model, train_cfg, state = load_model(path, expect=expect, device=device)
         p = cls(model, device, train_cfg=train_cfg, **kw)
         p.trained_on = describe_training(train_cfg, state.get("step"), state.get("extra"))
@@ -303,6 +323,9 @@ class Predictor:
     def predict_batch(self, frames) -> list[list[Element]]:
         """Frames [(images, cameras, extrinsics)] with the same number of cameras → elements per frame."""
         ts = [self.model_inputs(*f) for f in frames]
+        if not ts:  # (no frame: nothing to predict, as a frame of no elements gives [])
+            self.last_regions = []
+            return []
         if len({t[0].shape[0] for t in ts}) > 1:
             raise HDInputError("frames in one batch must have the same number of cameras")
         im, K, T = (torch.stack([t[j] for t in ts]).to(self.device) for j in range(3))

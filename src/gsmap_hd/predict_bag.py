@@ -104,7 +104,7 @@ def predict_bag(
     from gs_mapping.topics import tf_topics
 
     from .checkpoint import check_file as check_checkpoint
-    from .infer import Predictor
+    from .infer import Predictor, check_intrinsics
 
     device = resolve_device(device)
     if not 0 <= sync_slop_s <= 1:
@@ -327,7 +327,8 @@ def predict_bag(
                 elif topic.endswith("camera_info"):
                     try:  # (an uncalibrated camera's all-zero K: skipped, said once, as image_proc does)
                         info = for_images_on(M.camera_info_to_intrinsics(msg), camera_of[topic])
-                    except MessageError as exc:
+                        check_intrinsics(info.K, f"{M.CAMERA_INFO} (frame {info.frame_id!r})")
+                    except (MessageError, HDInputError) as exc:
                         if strict:
                             raise HDInputError(f"{bag_path}: {topic}: {exc}") from None
                         bad_infos[topic] = bad_infos.get(topic, 0) + 1

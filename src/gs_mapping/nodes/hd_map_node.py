@@ -253,11 +253,14 @@ class HDMapNode(NodeBase):
 
     # -- inputs ------------------------------------------------------------------------------------
     def on_info(self, topic: str, msg: Any) -> None:
+        from gsmap_hd.infer import check_intrinsics
+
         from ..messages import camera_info_to_intrinsics, stamp_to_ns
         from ..rectify import for_images_on
 
         try:
             info = for_images_on(camera_info_to_intrinsics(msg), topic)  # (topic: the image's)
+            check_intrinsics(info.K, f"{topic}'s CameraInfo")  # (a K read transposed: as uncalibrated)
         except GsMappingError as exc:  # (kept to say why frames wait; the guard counts and logs it)
             self._info_refused[topic] = str(exc)
             raise
