@@ -425,11 +425,14 @@ def test_no_room_for_the_repaired_copy_names_tmpdir_and_the_repair_in_place(tmp_
     assert "TMPDIR" in msg and "mcap recover" in msg and str(f) in msg and "\n" not in msg
 
 
-def test_a_killed_split_recording_without_metadata_names_ros2_bag_reindex(tmp_path):
-    """Two split files and no metadata.yaml: rosbag2's reindex writes it (`ros2 bag reindex DIR`)."""
+def test_two_copies_of_one_recording_without_metadata_are_not_read_as_its_splits(tmp_path):
+    """Two files and no metadata.yaml are read as a killed split recording (test_real_inputs_bags37),
+    but two of the same times are no one recording's splits: refused, naming both."""
     bag = rb.robot_bag(tmp_path / "b", n=2)
     db = next(bag.glob("*.db3"))
     shutil.copy(db, bag / "second.db3")
     (bag / "metadata.yaml").unlink()
-    with pytest.raises(BagError, match=r"ros2 bag reindex"):
+    with pytest.raises(
+        BagError, match=rf"^{bag}: no metadata.yaml, and b.db3 and second.db3 overlap in time"
+    ):
         _read_all(bag)

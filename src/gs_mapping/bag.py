@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy
+from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy, write_metadata
 from .errors import BagError, GsMappingError, MessageError, OutputError
 from .output_files import (
     check_output,
@@ -218,8 +218,10 @@ class BagReader:
                     f"(zstd -d --rm {p}/*.zstd), then `ros2 bag reindex {p}` writes its metadata.yaml"
                 )
             files = _storage_files(p)
+            if len(files) > 1 and len({f.suffix for f in files}) == 1:
+                return p  # a split recording never closed: read as reindexed (see open)
             if len(files) != 1:
-                way = f"; `ros2 bag reindex {p}` writes it" if files else ""
+                way = "; files of two storages are no one recording's: read each alone" if files else ""
                 raise BagError(
                     f"{p}: not a rosbag2 directory (no metadata.yaml and {len(files)} .mcap/.db3 files){way}"
                 )
@@ -247,10 +249,18 @@ class BagReader:
             uri_unsafe = any(f.suffix == ".db3" for f in files) and any(
                 c in os.fspath(storage.resolve()) for c in "#?%"
             )
-            if broken or uri_unsafe:
+            # the split files of a recording whose recorder was killed (Humble's writes metadata.yaml
+            # only when it closes): the users without ROS 2 have no `ros2 bag reindex`
+            unlisted = storage.is_dir() and not (storage / "metadata.yaml").exists()
+            if broken or uri_unsafe or unlisted:
                 folder, self._opened, lock = repaired_copy(storage, broken)
                 # (a reader dropped without close() must not leave the copy behind)
                 self._repair_cleanup = weakref.finalize(self, release_copy, folder, lock)
+                if unlisted:
+                    n = write_metadata(self._opened, storage)
+                    say_once(
+                        log, f"{storage}: no metadata.yaml: its {n} split files read in turn, as reindexed"
+                    )
             for f in _storage_files(self._opened):
                 if f.suffix == ".mcap":
                     try:

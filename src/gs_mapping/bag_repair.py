@@ -363,4 +363,72 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
         raise
 
 
-__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy"]
+def write_metadata(folder: Path, source: Path) -> int:
+    """Write the ``metadata.yaml`` that ``ros2 bag reindex`` would into ``folder`` (a repaired copy
+    holding the split files of a recording whose recorder never closed it: Humble's recorder writes
+    the metadata only then), so that its files are read as one recording, in time order (their
+    numbers: ``_2`` before ``_10``); the files it lists. Each file says its own topics, QoS, type
+    hashes and times (rosbags reads one storage file alone); one that does not read is named as
+    ``source``'s, the user's folder."""
+    import re
+
+    import yaml
+    from rosbags.rosbag2 import Reader
+    from rosbags.rosbag2.metadata import dump_qos_v9
+
+    def number(f: Path) -> tuple:
+        return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f.stem))
+
+    files = sorted((f for f in folder.iterdir() if f.suffix in (".mcap", ".db3")), key=number)
+    topics: dict[tuple, int] = {}
+    spans = []
+    for f in files:
+        try:
+            with Reader(f) as r:
+                if r.message_count:
+                    spans.append((r.start_time, r.end_time - 1, r.message_count, f.name))
+                for c in r.connections:
+                    qos = yaml.safe_dump(dump_qos_v9(c.ext.offered_qos_profiles))
+                    key = (c.topic, c.msgtype, c.ext.serialization_format, qos, c.digest or "")
+                    topics[key] = topics.get(key, 0) + c.msgcount
+        except Exception as exc:  # noqa: BLE001 - rosbags', sqlite3's, the mcap library's errors
+            what = str(exc).replace(str(f), f.name)
+            raise BagError(
+                f"{source / f.name}: one of {len(files)} split files, unreadable: {what}"
+            ) from None
+    for a, b in zip(spans, spans[1:], strict=False):  # (read in turn, they must follow one another)
+        if b[0] < a[1]:
+            raise BagError(
+                f"{source}: no metadata.yaml, and {a[3]} and {b[3]} overlap in time: not one recording's "
+                f"split files; read each alone"
+            )
+    start = min((s[0] for s in spans), default=0)
+    end = max((s[1] for s in spans), default=0)
+    info = {
+        "version": 9,
+        "storage_identifier": "mcap" if files[0].suffix == ".mcap" else "sqlite3",
+        "relative_file_paths": [f.name for f in files],
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "duration": {"nanoseconds": end - start},
+        "message_count": sum(s[2] for s in spans),
+        "topics_with_message_count": [
+            {
+                "topic_metadata": {
+                    "name": name,
+                    "type": msgtype,
+                    "serialization_format": fmt,
+                    "offered_qos_profiles": yaml.safe_load(qos),
+                    "type_description_hash": digest,
+                },
+                "message_count": n,
+            }
+            for (name, msgtype, fmt, qos, digest), n in topics.items()
+        ],
+        "compression_format": "",
+        "compression_mode": "",
+    }
+    (folder / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": info}))
+    return len(files)
+
+
+__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy", "write_metadata"]

@@ -1,0 +1,117 @@
+"""A split recording whose recorder was killed, from the real RealSense-layout kitchen bag: Humble's
+``ros2 bag record -b/-d`` writes metadata.yaml only when it closes, so a robot's power cut leaves
+``rec_0.mcap … rec_11.mcap`` (the last without its summary) or ``rec_0.db3 …`` and nothing listing
+them. ``ros2 bag reindex`` would write the metadata; users replaying without ROS 2 have no such tool,
+so the files are read as that metadata would list them: every message, in time order (``rec_2``
+before ``rec_10``). Expected values are the source bag's, read by rosbags' own Reader."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags.rosbag2")
+
+from conftest import SHARED_DATA  # noqa: E402
+
+from gs_mapping.bag import BagReader  # noqa: E402
+from gs_mapping.cli import main  # noqa: E402
+
+SOURCE = SHARED_DATA / "realsense_kitchen_rgbd"
+
+
+@pytest.fixture(scope="module")
+def source(shared_data):
+    """(connections, [(topic, log time, cdr)]) of the real bag, as rosbags reads it."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(SOURCE) as r:
+        conns = [(c.topic, c.msgtype) for c in r.connections]
+        msgs = [(c.topic, t, bytes(d)) for c, t, d in r.messages()]
+    return conns, msgs
+
+
+def _killed_split_recording(folder, source, parts, storage):
+    """``parts`` storage files named as rosbag2 names its splits, no metadata.yaml; an MCAP
+    recording's last file ends where its data section does (killed before the summary)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    conns, msgs = source
+    ext = ".mcap" if storage == "MCAP" else ".db3"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(np.arange(len(msgs)), parts)):
+        one = folder / f"part{i}"
+        with Writer(one, version=8, storage_plugin=getattr(StoragePlugin, storage)) as w:
+            cs = {t: w.add_connection(t, mt, typestore=ts) for t, mt in conns}
+            for k in part:
+                topic, t, data = msgs[k]
+                w.write(cs[topic], t, data)
+        next(one.glob(f"*{ext}")).rename(folder / f"rec_{i}{ext}")
+        for f in one.iterdir():
+            f.unlink()
+        one.rmdir()
+    if (
+        storage == "MCAP"
+    ):  # cut before its DataEnd record (13 bytes), where its footer says the summary starts
+        last = folder / f"rec_{parts - 1}.mcap"
+        summary_start = struct.unpack_from("<Q", last.read_bytes()[-8 - 20 :])[0]
+        with last.open("r+b") as f:
+            f.truncate(summary_start - 13)
+    return folder
+
+
+@pytest.mark.parametrize("storage, parts", [("MCAP", 12), ("SQLITE3", 3)])
+def test_killed_split_recording_reads_whole_and_in_time_order(storage, parts, source, tmp_path, capsys):
+    bag = _killed_split_recording(tmp_path / "rec", source, parts, storage)
+    _, msgs = source
+    rc = main(["info", str(bag)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"messages: {len(msgs)}\n" in out
+    assert f"start:    {msgs[0][1]} ns" in out and f"end:      {msgs[-1][1]} ns" in out
+    for topic in {m[0] for m in msgs}:
+        n = sum(m[0] == topic for m in msgs)
+        assert any(line.startswith(topic + " ") and line.split()[-1] == str(n) for line in out.splitlines())
+    with BagReader(bag) as b:
+        got = [(topic, t) for topic, t, _ in b.raw_messages()]
+    assert got == [(m[0], m[1]) for m in msgs]  # every message, rec_2's before rec_10's
+
+
+def test_killed_split_recording_gives_the_frames_of_the_whole_bag(source, tmp_path):
+    """What `map` reads of it: the source's frames, colour, depth and poses alike."""
+    from gs_mapping.mapping.frames import read_frames
+    from gs_mapping.mapping.mapper_config import TopicsConfig
+    from gs_mapping.topics import discover
+
+    bag = _killed_split_recording(tmp_path / "rec", source, 12, "MCAP")
+
+    def frames(path):
+        with BagReader(path) as b:
+            f = discover({t.name: t.type for t in b.topics})
+        return list(read_frames(path, TopicsConfig(color=f.color, depth=f.depth, camera_info=f.camera_info)))
+
+    got, want = frames(bag), frames(SOURCE)
+    assert len(got) == len(want) == 50
+    for a, b in zip(got, want, strict=True):
+        assert a.stamp_ns == b.stamp_ns
+        assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth, equal_nan=True)
+        assert np.array_equal(a.camera.T_map_cam, b.camera.T_map_cam)
+
+
+def test_split_files_of_two_storages_without_metadata_are_refused(source, tmp_path, capsys):
+    """A .db3 beside an .mcap are no one recording's splits: one line, as before."""
+    bag = _killed_split_recording(tmp_path / "rec", source, 2, "SQLITE3")
+    mcap = next(SOURCE.glob("*.mcap"))
+    (bag / "rec_1.db3").unlink()
+    (bag / "rec_1.mcap").symlink_to(mcap)
+    rc = main(["info", str(bag)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        rc == 2
+        and "no metadata.yaml and 2 .mcap/.db3 files); files of two storages" in err[-1]
+        and "Traceback" not in str(err)
+    )
