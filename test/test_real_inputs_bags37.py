@@ -115,3 +115,34 @@ def test_split_files_of_two_storages_without_metadata_are_refused(source, tmp_pa
         and "no metadata.yaml and 2 .mcap/.db3 files); files of two storages" in err[-1]
         and "Traceback" not in str(err)
     )
+
+
+def test_an_uncalibrated_camera_is_said_once_not_once_a_message(source, tmp_path, capsys, caplog):
+    """A camera driver without a calibration file (usb_cam, v4l2_camera) sends CameraInfo with K and
+    P all zeros, at its frame rate, for the whole drive: the real bag's 50 such messages make one
+    line saying why, one total, and the refusal, not 50 lines (18,000 in ten minutes at 30 Hz)."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    conns, msgs = source
+    bag = tmp_path / "uncalibrated"
+    with Writer(bag, version=8) as w:
+        cs = {t: w.add_connection(t, mt, typestore=ts) for t, mt in conns}
+        for topic, t, data in msgs:
+            if topic.endswith("camera_info"):
+                m = ts.deserialize_cdr(data, "sensor_msgs/msg/CameraInfo")
+                m.k, m.p, m.d, m.distortion_model = np.zeros(9), np.zeros(12), np.zeros(0), ""
+                data = ts.serialize_cdr(m, "sensor_msgs/msg/CameraInfo")
+            w.write(cs[topic], t, data)
+    caplog.set_level("WARNING")
+    rc = main(["map", str(bag), "--out", str(tmp_path / "out"), "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "no usable frame" in last and "uncalibrated camera" in last
+    lines = [r.getMessage() for r in caplog.records]
+    said = [x for x in lines if "/camera/camera/color/camera_info: bad CameraInfo ignored" in x]
+    assert len(said) == 1 and "k: all zeros (uncalibrated camera)" in said[0]
+    assert (
+        sum("/camera/camera/color/camera_info: 50 of 50 CameraInfo messages ignored" in x for x in lines) == 1
+    )
+    assert len(lines) < 10, lines

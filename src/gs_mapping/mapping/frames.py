@@ -132,13 +132,17 @@ def load_camera_infos(bag, topic: str, rejected: list | None = None) -> list:
     from ..messages import camera_info_to_intrinsics, stamp_to_ns
 
     out = []
+    bad = 0
     for _topic, _stamp, msg in bag.messages([topic]):
         try:
             out.append((stamp_to_ns(msg.header.stamp), camera_info_to_intrinsics(msg)))
         except MessageError as exc:
-            log.warning(f"{topic}: bad CameraInfo ignored: {exc}")
+            bad += 1  # (said once: an uncalibrated camera sends a zero K at 30 Hz, for the whole drive)
+            (log.warning if bad == 1 else log.debug)(f"{topic}: bad CameraInfo ignored: {exc}")
             if rejected is not None:
                 rejected.append(str(exc))
+    if bad > 1:
+        log.warning(f"{topic}: {bad} of {bad + len(out)} CameraInfo messages ignored in all as bad")
     return out
 
 
