@@ -146,3 +146,22 @@ def test_an_uncalibrated_camera_is_said_once_not_once_a_message(source, tmp_path
         sum("/camera/camera/color/camera_info: 50 of 50 CameraInfo messages ignored" in x for x in lines) == 1
     )
     assert len(lines) < 10, lines
+
+
+def test_one_split_file_given_alone_is_said_to_be_one_of_several(source, tmp_path, caplog):
+    """A tab-completed ``rec/rec_0.mcap`` reads the first part of the drive: said once, naming the
+    folder that reads all of it; two recordings of other names side by side are no splits."""
+    bag = _killed_split_recording(tmp_path / "rec", source, 3, "MCAP")
+    caplog.set_level("WARNING")
+    assert main(["info", str(bag / "rec_0.mcap")]) == 0
+    said = [r.getMessage() for r in caplog.records if "split files" in r.getMessage()]
+    assert said == [
+        f"{bag / 'rec_0.mcap'}: one of 3 split files of {bag}; only it is read (give the folder to read them all)"
+    ]
+    caplog.clear()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("morning.mcap", "evening.mcap"):
+        (runs / name).symlink_to(next(SOURCE.glob("*.mcap")))
+    assert main(["info", str(runs / "morning.mcap")]) == 0
+    assert not [r for r in caplog.records if "split files" in r.getMessage()]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -234,6 +235,8 @@ class BagReader:
             raise BagError(f"{p}: a zstd-compressed storage file; inflate it first: zstd -d {p}")
         if p.is_file() and p.suffix not in (".mcap", ".db3"):
             raise BagError(f"{p}: not a bag (expected a rosbag2 directory, .mcap or .db3 file)")
+        if p.is_file():
+            _say_if_one_of_several(p)
         return p
 
     def open(self) -> BagReader:
@@ -852,6 +855,25 @@ def _storage_files(storage: Path) -> list[Path]:
     if listed is not None:
         return [storage / name for name in listed if (storage / name).is_file()]
     return sorted(x for x in storage.iterdir() if x.suffix in (".mcap", ".db3"))
+
+
+def _say_if_one_of_several(f: Path) -> None:
+    """Said once where a storage file given alone is one of its folder's recording's split files
+    (its metadata.yaml lists several, or without one the folder holds more of its kind): a tab
+    completed ``rec/rec_0.mcap`` maps the first minute of the drive, its folder all of it."""
+    listed = _listed_files(f.parent)
+    split = re.fullmatch(r"(.*)_\d+", f.stem)  # (rosbag2 names them <bag>_<n>: not any two recordings)
+    if listed is None and split and not (f.parent / "metadata.yaml").exists():
+        listed = [
+            x.name
+            for x in f.parent.iterdir()
+            if re.fullmatch(rf"{re.escape(split[1])}_\d+{f.suffix}", x.name)
+        ]
+    if listed and len(listed) > 1 and f.name in listed:
+        say_once(
+            log,
+            f"{f}: one of {len(listed)} split files of {f.parent}; only it is read (give the folder to read them all)",
+        )
 
 
 def _listed_files(folder: Path) -> list[str] | None:
