@@ -121,6 +121,7 @@ def test_an_uncalibrated_camera_is_said_once_not_once_a_message(source, tmp_path
     """A camera driver without a calibration file (usb_cam, v4l2_camera) sends CameraInfo with K and
     P all zeros, at its frame rate, for the whole drive: the real bag's 50 such messages make one
     line saying why, one total, and the refusal, not 50 lines (18,000 in ten minutes at 30 Hz)."""
+    pytest.importorskip("torch")  # (`map`)
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
 
