@@ -166,3 +166,11 @@ def test_one_split_file_given_alone_is_said_to_be_one_of_several(source, tmp_pat
         (runs / name).symlink_to(next(SOURCE.glob("*.mcap")))
     assert main(["info", str(runs / "morning.mcap")]) == 0
     assert not [r for r in caplog.records if "split files" in r.getMessage()]
+
+
+def test_a_bags_metadata_given_for_the_bag_names_its_folder(tmp_path, shared_data, capsys):
+    rc = main(["info", str(SOURCE / "metadata.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [
+        f"gs-mapping info: error: {SOURCE / 'metadata.yaml'}: a bag's metadata, not the bag: give its folder, {SOURCE}"
+    ]

@@ -233,6 +233,8 @@ class BagReader:
             )
         if p.is_file() and p.name.endswith(_COMPRESSED_STORAGE):
             raise BagError(f"{p}: a zstd-compressed storage file; inflate it first: zstd -d {p}")
+        if p.is_file() and p.name == "metadata.yaml":
+            raise BagError(f"{p}: a bag's metadata, not the bag: give its folder, {p.parent}")
         if p.is_file() and p.suffix not in (".mcap", ".db3"):
             raise BagError(f"{p}: not a bag (expected a rosbag2 directory, .mcap or .db3 file)")
         if p.is_file():
