@@ -474,8 +474,8 @@ def test_directory_without_metadata_uses_its_single_storage_file(tmp_path, kitch
     (d / mcap.name).symlink_to(mcap)
     with BagReader(d) as bag:
         assert bag.message_count == 201
-    (d / "second.mcap").write_bytes(b"")  # (taken for a split file: test_real_inputs_bags37)
-    with pytest.raises(BagError, match=f"^{d / 'second.mcap'}: one of 2 split files, unreadable: .*empty"):
+    (d / "second.mcap").write_bytes(b"")
+    with pytest.raises(BagError, match="not a rosbag2 directory"):
         BagReader(d).open()
 
 

@@ -103,18 +103,30 @@ def test_killed_split_recording_gives_the_frames_of_the_whole_bag(source, tmp_pa
 
 
 def test_split_files_of_two_storages_without_metadata_are_refused(source, tmp_path, capsys):
-    """A .db3 beside an .mcap are no one recording's splits: one line, as before."""
+    """A .db3 beside an .mcap, or two recordings of other names side by side, are no one
+    recording's splits: one line, as before; a split file that does not read is named as the user's
+    (never as the temporary copy's)."""
     bag = _killed_split_recording(tmp_path / "rec", source, 2, "SQLITE3")
     mcap = next(SOURCE.glob("*.mcap"))
     (bag / "rec_1.db3").unlink()
     (bag / "rec_1.mcap").symlink_to(mcap)
-    rc = main(["info", str(bag)])
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("morning.mcap", "evening.mcap"):
+        (runs / name).symlink_to(mcap)
+    for folder in (bag, runs):
+        rc = main(["info", str(folder)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "Traceback" not in str(err)
+        assert err[-1].endswith("(no metadata.yaml and 2 .mcap/.db3 files); not named as one recording's split files (<bag>_<n>): read each alone")  # fmt: skip
+    bag = _killed_split_recording(tmp_path / "rec2", source, 3, "MCAP")
+    (bag / "rec_3.mcap").write_bytes(b"")
+    assert main(["info", str(bag)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        rc == 2
-        and "no metadata.yaml and 2 .mcap/.db3 files); files of two storages" in err[-1]
-        and "Traceback" not in str(err)
+    assert err[-1].startswith(
+        f"gs-mapping info: error: {bag / 'rec_3.mcap'}: one of 4 split files, unreadable: "
     )
+    assert "empty" in err[-1] and "gs_mapping_bag_" not in err[-1]
 
 
 def test_an_uncalibrated_camera_is_said_once_not_once_a_message(source, tmp_path, capsys, caplog):

@@ -219,10 +219,12 @@ class BagReader:
                     f"(zstd -d --rm {p}/*.zstd), then `ros2 bag reindex {p}` writes its metadata.yaml"
                 )
             files = _storage_files(p)
-            if len(files) > 1 and len({f.suffix for f in files}) == 1:
+            if len(files) > 1 and len({_split_of(f) for f in files}) == 1 and _split_of(files[0]):
                 return p  # a split recording never closed: read as reindexed (see open)
             if len(files) != 1:
-                way = "; files of two storages are no one recording's: read each alone" if files else ""
+                way = (
+                    "; not named as one recording's split files (<bag>_<n>): read each alone" if files else ""
+                )
                 raise BagError(
                     f"{p}: not a rosbag2 directory (no metadata.yaml and {len(files)} .mcap/.db3 files){way}"
                 )
@@ -859,18 +861,20 @@ def _storage_files(storage: Path) -> list[Path]:
     return sorted(x for x in storage.iterdir() if x.suffix in (".mcap", ".db3"))
 
 
+def _split_of(f: Path) -> tuple[str, str] | None:
+    """(bag name, storage) of a file named as rosbag2 names a split, ``<bag>_<n>.mcap|.db3``: two
+    recordings side by side are not one recording's splits."""
+    m = re.fullmatch(r"(.*)_\d+", f.stem)
+    return (m[1], f.suffix) if m and f.suffix in (".mcap", ".db3") else None
+
+
 def _say_if_one_of_several(f: Path) -> None:
     """Said once where a storage file given alone is one of its folder's recording's split files
     (its metadata.yaml lists several, or without one the folder holds more of its kind): a tab
     completed ``rec/rec_0.mcap`` maps the first minute of the drive, its folder all of it."""
     listed = _listed_files(f.parent)
-    split = re.fullmatch(r"(.*)_\d+", f.stem)  # (rosbag2 names them <bag>_<n>: not any two recordings)
-    if listed is None and split and not (f.parent / "metadata.yaml").exists():
-        listed = [
-            x.name
-            for x in f.parent.iterdir()
-            if re.fullmatch(rf"{re.escape(split[1])}_\d+{f.suffix}", x.name)
-        ]
+    if listed is None and _split_of(f) and not (f.parent / "metadata.yaml").exists():
+        listed = [x.name for x in f.parent.iterdir() if _split_of(x) == _split_of(f)]
     if listed and len(listed) > 1 and f.name in listed:
         say_once(
             log,
