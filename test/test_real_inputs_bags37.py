@@ -186,3 +186,43 @@ def test_a_bags_metadata_given_for_the_bag_names_its_folder(tmp_path, shared_dat
     assert rc == 2 and err == [
         f"gs-mapping info: error: {SOURCE / 'metadata.yaml'}: a bag's metadata, not the bag: give its folder, {SOURCE}"
     ]
+
+
+def test_a_folder_of_ros1_bags_says_how_to_convert_one_and_that_works(source, tmp_path, capsys):
+    """A folder holding ROS 1 ``.bag`` files (the real bag's CameraInfo written as ROS 1 records it)
+    given for the recording: one line naming them and the rosbags-convert command, which then gives
+    a bag `info` reads whole."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rosbags.rosbag1 import Writer as Writer1
+    from rosbags.typesys import Stores, get_typestore
+
+    exe = Path(sys.executable).with_name("rosbags-convert")
+    if not exe.exists():
+        pytest.skip("rosbags-convert not installed next to this Python")
+    ts1, ts2 = get_typestore(Stores.ROS1_NOETIC), get_typestore(Stores.ROS2_HUMBLE)
+    t1 = ts1.types
+    folder = tmp_path / "drives"
+    folder.mkdir()
+    info = "/camera/camera/color/camera_info"
+    with Writer1(folder / "robot.bag") as w:
+        c = w.add_connection(info, "sensor_msgs/msg/CameraInfo", typestore=ts1)
+        for topic, t, data in source[1]:
+            if topic == info:
+                m = ts2.deserialize_cdr(data, "sensor_msgs/msg/CameraInfo")
+                hdr = t1["std_msgs/msg/Header"](seq=0, stamp=m.header.stamp, frame_id=m.header.frame_id)
+                roi = t1["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)  # fmt: skip
+                m1 = t1["sensor_msgs/msg/CameraInfo"](header=hdr, height=m.height, width=m.width, distortion_model=m.distortion_model, D=m.d, K=m.k, R=m.r, P=m.p, binning_x=0, binning_y=0, roi=roi)  # fmt: skip
+                w.write(c, t, ts1.serialize_ros1(m1, "sensor_msgs/msg/CameraInfo"))
+    assert main(["info", str(folder)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{folder}: no rosbag2 recording, but ROS 1 bags (robot.bag); convert one first: " in last
+    command = shlex.split(last.split("convert one first: ", 1)[1])
+    assert command[0] == "rosbags-convert"
+    subprocess.run([str(exe), *command[1:]], check=True, capture_output=True)
+    assert main(["info", str(folder / "robot")]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith(info + " ") and line.split()[-1] == "50" for line in out.splitlines())

@@ -221,6 +221,13 @@ class BagReader:
             files = _storage_files(p)
             if len(files) > 1 and len({_split_of(f) for f in files}) == 1 and _split_of(files[0]):
                 return p  # a split recording never closed: read as reindexed (see open)
+            ros1 = sorted(x.name for x in p.glob("*.bag") if x.is_file())
+            if not files and ros1:  # (a folder of ROS 1 recordings given for one of them)
+                one = p / ros1[0]
+                raise BagError(
+                    f"{p}: no rosbag2 recording, but ROS 1 bags ({', '.join(ros1[:3])}); convert one first: "
+                    f"rosbags-convert --src {one} --dst {one.with_suffix('')}"
+                )
             if len(files) != 1:
                 way = (
                     "; not named as one recording's split files (<bag>_<n>): read each alone" if files else ""
