@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +114,7 @@ class RclpyContext:
         # rclpy's RcutilsLogger: debug/info/warning/error(message, **kwargs), ONE string argument.
         self.logger = _NodeLogger(node)
         self._keep: list[Any] = []
+        self.clock_watch = _SimClockWatch(node, self.logger)
 
     def resolve_topic_name(self, topic: str) -> str:
         return self.node.resolve_topic_name(topic)  # (rcl: expansion, then the -r rules)
@@ -132,6 +134,7 @@ class RclpyContext:
         self, topic: str, typename: str, qos: QoS, callback: Callable[[Any], None]
     ) -> None:
         cls, decode = _msg_class(typename), _raw_decoder(typename)
+        callback = self.clock_watch.counted(callback)
         if decode is not None:
             callback, raw = self._decoded(topic, decode, callback), True
         else:
@@ -206,6 +209,59 @@ class RclpyContext:
         """Whether the node's clock is ROS time from /clock (use_sim_time): rcl calls clock-jump
         callbacks, and tf2_ros clears its buffer, only for that clock's jumps."""
         return bool(getattr(self.node.get_clock(), "ros_time_is_active", False))
+
+
+class _SimClockWatch:
+    """Under ``use_sim_time`` the node's timers (diagnostics, the waiting lines, the receiver's map
+    cloud, the snapshots for late joiners) run on ROS time, which only /clock moves: a bag played
+    without ``--clock`` (or a /clock publisher gone while the data goes on) leaves the node mapping in
+    silence, no line, no /diagnostics, no cloud. Every ``PERIOD_S`` of steady time this checks ROS
+    time; where it stood still for ``STALL_S`` while messages came on the node's subscriptions it says
+    so, once a stall (rclpy's own /clock subscription is not counted)."""
+
+    PERIOD_S = 1.0
+    STALL_S = 5.0
+
+    def __init__(self, node: Any, logger: Any) -> None:
+        from rclpy.clock import Clock, ClockType
+
+        self.node, self.logger = node, logger
+        self.messages = 0  # taken on the node's subscriptions (counted)
+        self._ros_ns: int | None = None  # ROS time at the last check
+        self._since = 0.0  # steady time ROS time has stood at _ros_ns since
+        self._seen = 0  # messages then
+        self._said = False
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.timer = node.create_timer(self.PERIOD_S, self.check, clock=steady)
+
+    def counted(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def run(msg: Any) -> None:
+            self.messages += 1
+            callback(msg)
+
+        return run
+
+    def check(self) -> None:
+        clock = self.node.get_clock()
+        now, steady = clock.now().nanoseconds, time.monotonic()
+        if now != self._ros_ns:  # (the system clock, use_sim_time false, always moves)
+            self._ros_ns, self._since, self._seen, self._said = now, steady, self.messages, False
+            return
+        came = self.messages - self._seen
+        if self._said or not came or steady - self._since < self.STALL_S:
+            return
+        self._said = True
+        clock_state = (
+            "no /clock has come (ROS time stands at 0)"
+            if now == 0
+            else f"/clock stopped at {now / 1e9:.3f} s"
+        )
+        self.logger.warning(
+            f"use_sim_time is true and {clock_state} while {came} messages came in "
+            f"{steady - self._since:.0f} s: the node's timers wait for it (no /diagnostics, no waiting "
+            "lines, no periodic outputs such as the map cloud); play the bag with --clock, or set "
+            "use_sim_time:=false"
+        )
 
 
 def _is_float_param(default: Any) -> bool:
