@@ -509,7 +509,11 @@ def run_node(node_cls: type, args: list[str] | None = None, context: Any = None)
             node, obj = create_node(node_cls, context)
         except (GsMappingError, ParameterException, NameValidationException) as exc:  # a bad parameter
             # (file, value, or topic name: rcl's message spans lines, its last a caret under the fault)
-            text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip().strip("^"))
+            # (Humble's ParameterException subclasses keep message and parameter as two args, whose
+            # str() is a tuple's repr: "('Invalid parameter value (0) … Reason: …', 'name')"; joined
+            # here as Jazzy's ParameterException.__init__ does, "<message>: <parameter>")
+            whole = ": ".join(map(str, exc.args)) if isinstance(exc, ParameterException) else str(exc)
+            text = " ".join(line.strip() for line in whole.splitlines() if line.strip().strip("^"))
             print(f"{node_cls.name}: {text}", file=sys.stderr, flush=True)
             return 2
         except Exception:
