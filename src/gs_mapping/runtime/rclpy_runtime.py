@@ -217,7 +217,9 @@ class _SimClockWatch:
     without ``--clock`` (or a /clock publisher gone while the data goes on) leaves the node mapping in
     silence, no line, no /diagnostics, no cloud. Every ``PERIOD_S`` of steady time this checks ROS
     time; where it stood still for ``STALL_S`` while messages came on the node's subscriptions it says
-    so, once a stall (rclpy's own /clock subscription is not counted)."""
+    so, once a stall (rclpy's own /clock subscription is not counted): at 0 (no /clock ever came)
+    whatever came, else only once a message stamped ``STALL_S`` past it came (a bag's end stops
+    /clock while a node still works through what it had queued, stamped before it: not a fault)."""
 
     PERIOD_S = 1.0
     STALL_S = 5.0
@@ -231,12 +233,16 @@ class _SimClockWatch:
         self._since = 0.0  # steady time ROS time has stood at _ros_ns since
         self._seen = 0  # messages then
         self._said = False
+        self.newest_ns = 0  # the newest header stamp among them
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer = node.create_timer(self.PERIOD_S, self.check, clock=steady)
 
     def counted(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
         def run(msg: Any) -> None:
             self.messages += 1
+            stamp = getattr(getattr(msg, "header", None), "stamp", None)
+            if stamp is not None:
+                self.newest_ns = max(self.newest_ns, stamp.sec * 1_000_000_000 + stamp.nanosec)
             callback(msg)
 
         return run
@@ -250,11 +256,13 @@ class _SimClockWatch:
         came = self.messages - self._seen
         if self._said or not came or steady - self._since < self.STALL_S:
             return
+        if now and self.newest_ns - now < self.STALL_S * 1e9:  # (a bag's end: its queued tail)
+            return
         self._said = True
         clock_state = (
             "no /clock has come (ROS time stands at 0)"
             if now == 0
-            else f"/clock stopped at {now / 1e9:.3f} s"
+            else f"/clock stopped at {now / 1e9:.3f} s (messages stamped up to {self.newest_ns / 1e9:.3f} s)"
         )
         self.logger.warning(
             f"use_sim_time is true and {clock_state} while {came} messages came in "
