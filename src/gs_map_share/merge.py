@@ -475,8 +475,9 @@ class FleetMerge:
         v.counts[REJECTED] += 1
         v.last_error = why
         self.last_error = f"vehicle map {v.map_id}: {why}"
-        if v.counts[REJECTED] <= 5 or v.counts[REJECTED] % 100 == 0:
-            log.warning(f"vehicle map {v.map_id}: container rejected ({why})")
+        # debug only, as the receiver's: the caller counts and says it (map_server_node: one line per
+        # reason); a warning here doubled that line and added one per corrupt container (up to 5)
+        log.debug(f"vehicle map {v.map_id}: container rejected ({why})")
         return Ingest(REJECTED, v.map_id)
 
     # -- merge -------------------------------------------------------------------------------------
