@@ -22,7 +22,6 @@ import pytest
 from fleet_rule import offline_merge
 
 pytest.importorskip("zenoh")
-pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 QUALITY = 3  # map_server_node.quality's default
@@ -196,6 +195,7 @@ def _late_receiver_map(fleet: Fleet, expected, timeout_s: float = 120.0):
     return store
 
 
+@pytest.mark.slow
 def test_a_corrupt_container_repeated_on_a_vehicles_topic_is_one_server_log_line(tmp_path):
     """docs/fleet.md: a corrupt container is counted per vehicle, never applied, the global map
     untouched; README: a bad message is counted, logged once per reason and skipped. Over a real
@@ -243,6 +243,7 @@ def test_a_corrupt_container_repeated_on_a_vehicles_topic_is_one_server_log_line
     assert fleet.stored_global_map().equals(expected)
 
 
+@pytest.mark.slow
 def test_eight_vehicles_before_their_peer_server_a_copied_id_and_a_kill_9(tmp_path):
     """Eight vehicles (overlapping maps: tiles contended) come up before the map server, each
     publishing its latched snapshot; no router: the server listens (Zenoh peer mode) where the
@@ -300,3 +301,43 @@ def test_eight_vehicles_before_their_peer_server_a_copied_id_and_a_kill_9(tmp_pa
     stored = fleet.stored_global_map()
     assert stored.equals(expected)
     assert not np.any((stored.ids >> np.uint64(32)) == 9)
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        # json5's caret diagram (" --> 2:1", "2 | ", "  | ^---", "  = expected …") was printed as
+        # "> 2:1; 2; expected identifier or string"
+        ('{ mode: "peer",\n', "line 2, column 1: expected identifier or string"),
+        ('{ mode: "router2" }', "line 1, column 9: unknown variant `router2`, expected one of"),
+        # serde's message carries an inner Rust location: the text after it was cut off with it
+        ('{ connect: { endpoints: ["nonsense"] } }', "line 1, column 26: Endpoints must be of the form"),
+    ],
+)
+@pytest.mark.parametrize("command", [["run", "map_server_node", "--transport", "zenoh"], ["router"]])
+def test_a_zenoh_config_file_zenoh_refuses_is_one_line_naming_where(tmp_path, capsys, text, said, command):
+    """A vehicle's or router's Zenoh config file with a mistake: one line naming the file, the line
+    and column Zenoh's own parser reports and its message (no caret diagram, no Rust source
+    location), exit status 2, before any session opens or store is made."""
+    import zenoh
+
+    from gs_mapping.cli import main
+
+    path = tmp_path / "vehicle.json5"
+    path.write_text(text)
+    with pytest.raises(zenoh.ZError):  # the reference: Zenoh refuses the file itself
+        zenoh.Config.from_file(str(path))
+    store = tmp_path / "fleet.sqlite3"
+    opts = ["--zenoh-config", str(path)]
+    if command[0] == "run":
+        cfg = tmp_path / "fleet.yaml"
+        cfg.write_text(f"/**:\n  ros__parameters:\n    map_server_node:\n      store_path: {store}\n")
+        opts += ["--config", str(cfg)]
+    assert main([*command, *opts, "--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"gs-mapping {command[0]}: error: zenoh configuration ({path}): {said}"), err
+    assert ".rs:" not in err[0] and "-->" not in err[0]
+    if "nonsense" in text:
+        assert err[0].endswith(": nonsense")  # (the message goes on past Zenoh's inner location)
+    assert not store.exists()

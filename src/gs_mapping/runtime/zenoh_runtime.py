@@ -47,6 +47,7 @@ import collections
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -150,11 +151,18 @@ def listen_endpoints(session: zenoh.Session, config: zenoh.Config) -> list[str]:
 def _short(exc: Exception) -> str:
     """Zenoh's message without the Rust source locations it appends (`` at /…/x.rs:12.``), on one
     line."""
-    text = str(exc)
-    while " at /" in text:
-        text = text[: text.rindex(" at /")]
+    text = re.sub(r" at /\S+\.rs:\d+\.?", "", str(exc))  # (each, inner ones too: the message goes on)
     text = text.replace('Json5Err(Message { msg: "', "")
-    # json5's caret diagram spans lines ("--> 1:1", "|", "^---", "= expected …"): one line of it
+    # json5's caret diagram spans lines (" --> 2:1", "2 | <source>", "  | ^---", "  = expected …"):
+    # its place and its message ("> 2:1; 2; expected …" read as a quote of the file)
+    diagram = re.search(r"-->\s*(\d+):(\d+)(?s:.*)^\s*=\s*(.+)$", text, re.M)
+    if diagram:
+        return f"line {diagram[1]}, column {diagram[2]}: {diagram[3].strip()}"
+    # serde's: 'JSON error: Message { msg: "…", location: Some(Location { line: 1, column: 9 }) }'
+    serde = re.fullmatch(r'JSON error: Message \{ msg: "(.*)", location: Some\(Location \{ line: (\d+), '
+                         r"column: (\d+) \}\) \}", text.strip(), re.S)  # fmt: skip
+    if serde:
+        return f"line {serde[2]}, column {serde[3]}: {serde[1]}"
     lines = [ln.strip(" |^-=") for ln in text.splitlines()]
     return "; ".join(ln for ln in lines if ln)
 
