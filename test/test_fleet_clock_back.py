@@ -2,8 +2,8 @@
 (docs/format.md §5). A vehicle whose clock ran ahead numbered its map in the server's future; once
 its clock is set right, its restarted mapper numbers below that. The server must take it back (a
 restarted vehicle rejoins: its store keeps the old sequence, so a server restart would not help),
-while a true replay — old deltas, an old snapshot of a numbering on the server's clock, an old
-snapshot of a numbering ahead of it — still changes nothing. The real map server on the replay bus,
+while a true replay — old deltas, an old snapshot of any numbering the server held, above or below
+the vehicle's sequence — still changes nothing (test_fleet37_replays.py: every replay, any order). The real map server on the replay bus,
 its SQLite store on disk, containers from the real encoder (MapSender)."""
 
 from __future__ import annotations
@@ -95,10 +95,11 @@ def test_a_vehicle_restarted_below_a_numbering_from_a_clock_ahead_rejoins(tmp_pa
     again.close()
 
 
-def test_an_older_snapshot_is_a_replay_unless_the_held_sequence_is_ahead_of_the_servers_clock(tmp_path):
-    """The other side of the rule: a held numbering on the server's clock (a vehicle that ran on
-    a clock set right) keeps every older snapshot out, and so does a held numbering ahead of it for
-    a snapshot itself ahead (an older snapshot of that same numbering: no clock came back)."""
+def test_an_older_snapshot_is_a_replay_only_inside_a_sequence_span_held(tmp_path):
+    """The other side of the rule: no clock decides, only whether the server held the vehicle's
+    map at that sequence. A restart 10 s below everything held is taken (its clock set back), an
+    older snapshot of a numbering held is a replay, above the held sequence too, and a restart a
+    day ahead below one two days ahead is taken."""
     bus = ReplayBus()
     server = _server(bus, tmp_path / "fleet.sqlite3")
     now = time.time_ns() // 1000
@@ -106,23 +107,28 @@ def test_an_older_snapshot_is_a_replay_unless_the_held_sequence_is_ahead_of_the_
     first = on_time.snapshot()
     _send(bus, first)
     _send(bus, on_time.delta())
-    later = on_time.snapshot()
-    before = _Mapper(4, now - 10_000_000)  # restarted with its clock 10 s behind the held numbering
-    for data in [first, before.snapshot()]:
+    later = on_time.snapshot()  # (at the sequence held)
+    for data in [first, later]:
         _send(bus, data)
+    assert (_info(server)["replayed"], _info(server).get("clock_back", 0)) == (2, 0)
+    before = _Mapper(4, now - 10_000_000)  # restarted with its clock 10 s behind the held numbering
+    back = before.snapshot()
+    _send(bus, back)
     info = _info(server)
-    assert (info["seq"], info["replayed"], info.get("clock_back", 0)) == (on_time.sender.seq, 2, 0)
+    assert (info["seq"], info["replayed"], info["clock_back"]) == (before.sender.seq, 2, 1)
+    for data in [first, later]:  # the earlier span's, now above the vehicle's sequence
+        _send(bus, data)
+    assert (_info(server)["seq"], _info(server)["replayed"]) == (before.sender.seq, 4)
+    assert server.merge.global_map.equals(_rule({1: before.sender.shadow}))
     two_days = _Mapper(5, now + 2 * DAY_US)
     one_day = _Mapper(6, now + DAY_US)
     _send(bus, two_days.snapshot())  # newer: taken
-    _send(bus, one_day.snapshot())  # older, and ahead of the server's clock too: a replay
+    _send(bus, one_day.snapshot())  # older, outside every span: its clock came back a day
+    for data in [first, later, back, two_days.snapshot()]:
+        _send(bus, data)
     info = _info(server)
-    assert (info["seq"], info["replayed"], info.get("clock_back", 0)) == (two_days.sender.seq, 3, 0)
-    assert server.merge.global_map.equals(_rule({1: two_days.sender.shadow}))
-    _send(bus, later)  # on the server's clock, below a held numbering a day ahead: the clock came back
-    info = _info(server)
-    assert (info["seq"], info["clock_back"]) == (on_time.sender.seq, 1)
-    assert server.merge.global_map.equals(_rule({1: on_time.sender.shadow}))
+    assert (info["seq"], info["replayed"], info["clock_back"]) == (one_day.sender.seq, 8, 2)
+    assert server.merge.global_map.equals(_rule({1: one_day.sender.shadow}))
     server.close()
 
 

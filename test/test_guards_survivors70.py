@@ -5,8 +5,8 @@ survived the nearby suites, each checked to fail with its mutant and pass withou
   rejected at its checksum has already put its ids in the offer's list; rows among them that did not
   change must not enter the per-tile record (``rn[in_new]`` instead of ``rn[differs & in_new]``
   doubled them there, and the tile counts with them).
-- fleet clock came back (merge._clock_came_back): both edges of the 60 s (held strictly past
-  it, the snapshot at or below it), and a held sequence ahead by less than the skew.
+- (the fleet clock-back rule's 60 s edges went with the rule: its spans' edges are in
+  test_fleet37_replays.py)
 - encode/diff outputs (scene_io.check_container_output): a name ending "gsd" without the dot; which
   suffixes the line names (up to 16 characters); the pointer to convert only for scene names.
 - SOG reader: an animated PNG (Pillow's frame count, not the WebP flag); a still VP8X WebP with
@@ -79,32 +79,6 @@ def test_a_twin_of_another_history_rejected_in_a_drain_leaves_the_record_and_cou
     assert held == _tile_counts_from_scratch(fm)
     fm.flush()
     assert fm.global_map.equals(merge_maps({1: sender.shadow, 2: other.shadow}, P.tile_bits, 0))
-
-
-NOW = 1_800_000_000_000_000  # the server's clock in these tests (µs)
-SKEW = 60_000_000  # docs/fleet.md: "more than 60 s ahead of the server's wall clock"
-
-
-@pytest.mark.parametrize(
-    "held, seq, back",
-    [
-        (NOW + SKEW + 1, NOW + SKEW, True),  # both sides at their edge: taken
-        (NOW + SKEW, NOW - 5, False),  # held exactly the skew ahead: still on the clock
-        (NOW + 3 * SKEW, NOW + SKEW + 1, False),  # the snapshot ahead too
-        (NOW + 30_000_000, NOW - 10, False),  # held ahead by less than the skew: a replay
-    ],
-)
-def test_the_clock_came_back_only_past_the_skew(held, seq, back):
-    """docs/fleet.md, "Vehicles": a snapshot at or below the held sequence replaces the map when
-    the held sequence is MORE than 60 s ahead of the server's clock and the snapshot's is NOT."""
-    fm = FleetMerge(P, global_map_id=1 << 20, clock_us=lambda: NOW)
-    ahead = MapSender.from_map(synthetic_map(200, 0, seed=72), P, map_id=1, first_seq=held)
-    fm.offer(ahead.snapshot())
-    right = MapSender.from_map(synthetic_map(150, 0, seed=73), P, map_id=1, first_seq=seq)
-    res = fm.offer(right.snapshot())
-    v = fm.vehicle(1)
-    assert (res.status, v.counts.get("clock_back", 0)) == (("snapshot", 1) if back else ("replayed", 0))
-    assert v.state.equals((right if back else ahead).shadow)
 
 
 @pytest.mark.parametrize(

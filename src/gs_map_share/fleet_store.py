@@ -72,6 +72,8 @@ class Stored:
     # sequence to the wall clock; a fresh store started there: (0, start)); a client's sequence in
     # one came from another history of the store, or from a store this one replaced
     unissued: list[tuple[int, int]] = field(default_factory=list)
+    # vehicle map id → {"lo", "past"}: the sequences the server held its map at (merge.Spans)
+    spans: dict[int, dict] = field(default_factory=dict)
 
 
 # what an operator checks when the store cannot be written, at open or at any later commit
@@ -269,6 +271,8 @@ class FleetStore:
             ns = key[len("binding ") :]
             if ns == resolve_namespace(ns) or resolve_namespace(ns) not in out.bindings:
                 out.bindings[resolve_namespace(ns)] = _int(value)
+        for key, value in self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'spans %'"):
+            out.spans[_int(key[len("spans ") :])] = _spans(json.loads(value))
         row = self.db.execute("SELECT value FROM meta WHERE key='unissued'").fetchone()
         out.unissued = [(_int(lo), _int(hi)) for lo, hi in json.loads(row[0])] if row else []
         # rows the queries above skip (a NULL where the schema promised an integer key)
@@ -309,12 +313,18 @@ class FleetStore:
         tiles: Iterable[tuple[int, int, int]] = (),
         bindings: dict[str, int] | None = None,
         unissued: tuple[int, int] | None = None,
+        spans: dict[int, dict] | None = None,
     ) -> None:
         """One ingest, atomically: the vehicle containers applied (a snapshot replaces that vehicle's
         log), the global delta published for them, the tiles it changed, namespaces newly bound to
-        a map id, a range of sequences skipped (:attr:`Stored.unissued`). Durable on return."""
+        a map id, a range of sequences skipped (:attr:`Stored.unissued`), vehicles' spans that
+        changed (:attr:`Stored.spans`). Durable on return."""
         try:
             with self._tx():
+                for mid, sp in (spans or {}).items():
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"spans {mid}", json.dumps(sp))
+                    )
                 if unissued is not None:
                     row = self.db.execute("SELECT value FROM meta WHERE key='unissued'").fetchone()
                     ranges = (json.loads(row[0]) if row else []) + [list(map(int, unissued))]
@@ -411,6 +421,16 @@ def _check_against_containers(out: Stored) -> None:
     # held back for a snapshot (lost with the process), or the value is damaged; either way it
     # binds nothing a restart has, and kept it would refuse that vehicle ever after
     out.bindings = {ns: mid for ns, mid in out.bindings.items() if mid in out.vehicles}
+
+
+def _spans(value) -> dict:
+    """A vehicle's stored spans, checked: ValueError for anything but ``{"lo", "past"}`` integers."""
+    if not isinstance(value, dict) or set(value) != {"lo", "past"} or not isinstance(value["past"], list):
+        raise ValueError(f"spans record {value!r} is not {{'lo', 'past'}}")
+    past = [(_int(a), _int(b)) for a, b in value["past"]]
+    if any(a > b for a, b in past):
+        raise ValueError(f"spans record {value!r} holds a span that ends before it starts")
+    return {"lo": _int(value["lo"]), "past": sorted(past)}
 
 
 def _int(value) -> int:

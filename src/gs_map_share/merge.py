@@ -5,8 +5,9 @@ in the shared ``map`` frame, on the fleet's quantisation). Per vehicle, containe
 strictly in sequence exactly as :class:`gs_map_share.receiver.MapStore` does (gaps buffered in its
 :class:`~gs_map_share.receiver.PendingDeltas`, replays dropped, anything corrupt rejected whole), so
 the server holds each vehicle's map bit-identical to the vehicle's own. One exception: a snapshot
-below a vehicle sequence that is ahead of the server's clock, itself not ahead, is that vehicle
-restarted on a clock set right, and replaces its map (:meth:`FleetMerge._clock_came_back`).
+below the vehicle's sequence outside every span of sequences the server has held its map at is
+that vehicle restarted on a clock set back, and replaces its map (:class:`Spans`); a container
+inside an earlier span is a replay, whichever way its number lies.
 
 **Merge rule (per codec tile).** The global map is a pure function of the vehicles' current maps:
 each codec tile (``pos >> tile_bits``) is *owned* by the vehicle holding the most Gaussians in it
@@ -25,9 +26,7 @@ per vehicle (and the reason kept), never applied.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,14 +50,7 @@ MAX_PENDING = 64  # future deltas buffered per vehicle by default (map_server_no
 APPLIED, SNAPSHOT, BUFFERED, REPLAYED, REJECTED = "applied", "snapshot", "buffered", "replayed", "rejected"
 COUNTED = (APPLIED, SNAPSHOT, BUFFERED, DROPPED, REPLAYED, REJECTED)  # per vehicle, in its diagnostics
 CLOCK_BACK = "clock_back"  # snapshots taken below the vehicle's sequence: its clock came back (counted too)
-# Sequences are the sender's wall clock in µs at its start (docs/format.md §5). A vehicle sequence
-# this far past the server's clock came from a clock running ahead; a snapshot numbered within it
-# of the server's clock is that vehicle restarted on a clock set right (docs/fleet.md, "Vehicles").
-CLOCK_SKEW_US = 60_000_000
-
-
-def _wall_clock_us() -> int:
-    return time.time_ns() // 1000
+MAX_SPANS = 64  # earlier spans kept per vehicle; beyond, the nearest two join (refusing more, never less)
 
 
 def global_ids(map_id: int, local_ids: np.ndarray) -> np.ndarray:
@@ -242,6 +234,42 @@ def changed_rows(old: QMap, new: QMap, ids: np.ndarray) -> tuple[np.ndarray, np.
 
 
 @dataclass
+class Spans:
+    """The sequences the server has held one vehicle's map at (docs/fleet.md, "Vehicles"): every
+    snapshot taken starts a span at its sequence, every delta applied extends it to its own. The
+    current span is [``lo``, the vehicle's sequence]; ``past`` holds the earlier ones, [lo, hi]
+    each, ascending. Sequences are the mapper's wall clock at its start, so the spans of two runs
+    are far apart whichever clock was wrong: a snapshot inside a span is a replay, any other one
+    is newer or a restart on a clock set back, and no clock (the server's included) is trusted."""
+
+    lo: int = 0
+    past: list[tuple[int, int]] = field(default_factory=list)
+
+    def in_past(self, seq: int) -> bool:
+        return any(a <= seq <= b for a, b in self.past)
+
+    def holds(self, seq: int, held: int) -> bool:
+        return self.lo <= seq <= held or self.in_past(seq)
+
+    def start(self, seq: int, held: int | None) -> None:
+        """A snapshot at ``seq`` taken; the current span, which ended at ``held``, becomes past."""
+        if held is not None:
+            self.past = sorted([*self.past, (self.lo, held)])
+        self.lo = seq
+        while len(self.past) > MAX_SPANS:  # join the two nearest earlier spans not around the current
+            gaps = [
+                (self.past[i + 1][0] - self.past[i][1], i)
+                for i in range(len(self.past) - 1)
+                if not self.past[i][1] < seq < self.past[i + 1][0]
+            ]
+            i = min(gaps)[1]
+            self.past[i : i + 2] = [(self.past[i][0], self.past[i + 1][1])]
+
+    def as_json(self) -> dict:
+        return {"lo": self.lo, "past": [list(p) for p in self.past]}
+
+
+@dataclass
 class Vehicle:
     """One vehicle as the server knows it: its map (in sequence), counters, liveliness."""
 
@@ -257,6 +285,7 @@ class Vehicle:
     # future deltas, buffered as the receiver buffers them (FleetMerge gives each vehicle its bound)
     pending: PendingDeltas = field(default_factory=lambda: PendingDeltas(MAX_PENDING, MAX_PENDING_BYTES))
     tiles: TileRows | None = None  # its state's ids by tile (for the flush), kept by _remerge
+    spans: Spans = field(default_factory=Spans)  # the sequences its map was held at (replays)
 
     def summary(self) -> dict:
         return {
@@ -313,10 +342,8 @@ class FleetMerge:
         delta_levels: int = 1,
         snapshot_levels: int = 5,
         max_vehicle_gaussians: int = DEFAULT_MAX_GAUSSIANS,
-        clock_us: Callable[[], int] = _wall_clock_us,
     ):
         self.params, self.frame_id, self.sh_degree = params, frame_id, sh_degree
-        self.clock_us = clock_us  # the wall clock sequences are read against (µs)
         self.global_map_id = int(global_map_id)
         self.max_pending = max_pending
         self.max_vehicle_gaussians = max_vehicle_gaussians  # a vehicle's map: bounded before decoding
@@ -331,6 +358,7 @@ class FleetMerge:
         self.unknown: Counter = Counter()  # containers that could not be attributed to a vehicle
         self.last_error = ""
         self._snapshots = SnapshotCache()
+        self.spans_changed: set[int] = set()  # vehicles whose spans changed since the store took them
 
     # -- checks ------------------------------------------------------------------------------------
     def _check(self, h: Header) -> str | None:
@@ -397,10 +425,10 @@ class FleetMerge:
         # the ids the deltas of this offer touched (None: a snapshot replaced the map)
         touched_ids: list | None = None if h.is_snapshot else []
         if h.is_snapshot:
-            back = v.state is not None and h.seq <= v.seq and self._clock_came_back(v.seq, h.seq)
-            if v.state is not None and h.seq <= v.seq and not back:
+            if v.state is not None and v.spans.holds(h.seq, v.seq):
                 v.counts[REPLAYED] += 1
                 return Ingest(REPLAYED, v.map_id)
+            back = v.state is not None and h.seq < v.seq  # (outside every span held: a restart)
             try:
                 _, q = decode_snapshot(data, max_gaussians=self.max_vehicle_gaussians)
                 self._check_ids(q)
@@ -410,14 +438,18 @@ class FleetMerge:
                 v.pending = PendingDeltas(self.max_pending, MAX_PENDING_BYTES)
                 v.counts[CLOCK_BACK] += 1
                 log.warning(
-                    f"vehicle map {v.map_id}: snapshot {h.seq} taken below sequence {v.seq}, which is "
-                    "ahead of this server's clock (the vehicle restarted on a clock set back)"
+                    f"vehicle map {v.map_id}: snapshot {h.seq} taken below sequence {v.seq}, outside "
+                    "every sequence held (the vehicle restarted on a clock set back)"
                 )
+            v.spans.start(h.seq, None if v.state is None else v.seq)
+            self.spans_changed.add(v.map_id)
             v.state, v.seq = q, h.seq
             v.counts[SNAPSHOT] += 1
             accepted.append(Accepted(v.map_id, h.seq, 0, data))
             status = SNAPSHOT
-        elif v.state is not None and h.seq <= v.seq:
+        elif v.state is not None and (
+            h.seq <= v.seq or v.spans.in_past(h.seq) or v.spans.in_past(h.base_seq)
+        ):  # (at or below the map, or of a numbering left behind: a restart on a clock set back)
             v.counts[REPLAYED] += 1
             return Ingest(REPLAYED, v.map_id)
         elif v.state is None or h.base_seq != v.seq:
@@ -432,14 +464,6 @@ class FleetMerge:
             status = APPLIED
         self._drain(v, accepted, touched_ids)
         return self._remerge(status, v, old, accepted, flush, touched_ids)
-
-    def _clock_came_back(self, held: int, seq: int) -> bool:
-        """A snapshot numbered ``seq`` at or below the vehicle's ``held`` sequence is a restart, not a
-        replay, when the held sequence is ahead of the server's clock and ``seq`` is not: the held
-        numbering came from a clock running ahead (else the vehicle stays out until its clock
-        passes it, across server restarts too: the store keeps the sequence)."""
-        now = self.clock_us()
-        return held > now + CLOCK_SKEW_US and seq <= now + CLOCK_SKEW_US
 
     def _check_ids(self, q: QMap) -> None:
         if len(q) and int(q.ids[-1]) > MAX_LOCAL_ID:
@@ -612,9 +636,13 @@ class FleetMerge:
         return rec if rec is not None and rec.of is q else TileRows(q, self.params.tile_bits)
 
     # -- restore / publish -------------------------------------------------------------------------
-    def restore_vehicle(self, map_id: int, seq: int, state: QMap) -> None:
-        """Set a vehicle's state from the store (no global delta: the global map is restored too)."""
+    def restore_vehicle(self, map_id: int, seq: int, state: QMap, spans: Spans | None = None) -> None:
+        """Set a vehicle's state from the store (no global delta: the global map is restored too).
+        Spans that do not hold ``seq`` in the current one (none stored: a store of a server before
+        them) give way to one span from 0: every older container is a replay, as for a receiver."""
         v = self.vehicle(map_id)
+        ok = spans is not None and spans.lo <= seq and not spans.in_past(seq)
+        v.spans = spans if ok else Spans()
         if v.state is not None:  # restored again: its counts are the new state's, not added to the old
             for t in tile_counts(v.state, self.params.tile_bits):
                 self.tile_vehicles.get(t, {}).pop(map_id, None)

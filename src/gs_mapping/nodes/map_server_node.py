@@ -229,7 +229,7 @@ class MapServerNode(NodeBase):
         from gs_map_share.delta import decode_delta
         from gs_map_share.errors import DecodeError
         from gs_map_share.fleet_store import FleetStoreError, Row
-        from gs_map_share.merge import changed_tiles
+        from gs_map_share.merge import Spans, changed_tiles
         from gs_map_share.snapshot import decode_snapshot
 
         def replay(rows, what: str):
@@ -250,7 +250,8 @@ class MapServerNode(NodeBase):
         stored = self.store.load()
         for mid, rows in sorted(stored.vehicles.items()):
             seq, q = replay(rows, f"vehicle map {mid}")
-            self.merge.restore_vehicle(mid, seq, q)
+            sp = stored.spans.get(mid)
+            self.merge.restore_vehicle(mid, seq, q, None if sp is None else Spans(sp["lo"], sp["past"]))
             self._log_len[mid] = len(rows) - 1
         self.tile_seq = dict(stored.tile_seq)
         self._stored_bindings = dict(stored.bindings)
@@ -377,11 +378,13 @@ class MapServerNode(NodeBase):
         committed = self.merge.global_map, self.merge.global_seq  # (flush replaces, never edits, the map)
         f = self.merge.flush()
         rows = [(a.map_id, Row(a.seq, a.base_seq, a.data)) for a in self._unacked]
+        changed, self.merge.spans_changed = self.merge.spans_changed, set()
+        spans = {mid: self.merge.vehicles[mid].spans.as_json() for mid in sorted(changed)}
         try:
             if f is None:
-                self.store.commit(rows, bindings=self._new_bindings)
+                self.store.commit(rows, bindings=self._new_bindings, spans=spans)
             else:
-                self.store.commit(rows, Row(f[2], f[1], f[0]), f[3], self._new_bindings)
+                self.store.commit(rows, Row(f[2], f[1], f[0]), f[3], self._new_bindings, spans=spans)
         except FleetStoreError as exc:
             # what is published (snapshots, region answers) stays what the store holds: a restart
             # resumes from there, and would number different content with the uncommitted sequence
