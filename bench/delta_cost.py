@@ -12,7 +12,8 @@ as map_server_node's default) the median CPU time of 20 deltas that each move 10
 - receiver: ``MapStore.receive`` of that delta;
 - fleet: ``FleetMerge.offer`` of one vehicle's delta (the global map made of 4 vehicles of size/4),
   then ``flush``, the global delta it makes: map_server_node offers each container as it comes and
-  flushes once every ``global_period_s`` (0.2 s) for all of them.
+  flushes once every ``global_period_s`` (0.2 s) for all of them; and ``FleetMerge.offer`` of a
+  vehicle's snapshot one delta ahead of the server's map (a periodic snapshot after a lost delta).
 
 What stays proportional to the map is the format's state checksum (CRC-32C over the whole map,
 docs/format.md §6) and one copy of each field a delta writes. ``--baseline-src``: the same
@@ -33,7 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MOVED, DELTAS, VEHICLES = 10, 20, 4
-CHURN, CHURN_DELTAS = 0.01, 5  # the churn case: deltas removing 1% of the map and adding 1%
+CHURN, CHURN_DELTAS = 0.01, 5
+SNAPSHOTS = 8  # the fleet: snapshots offered (each one delta ahead of the server's map)  # the churn case: deltas removing 1% of the map and adding 1%
 
 
 def measure(sizes: list[int], churn_sizes: list[int] = ()) -> dict:
@@ -100,6 +102,12 @@ def measure(sizes: list[int], churn_sizes: list[int] = ()) -> dict:
             data, _ = one_delta(gv, sv, rng)
             offer.append(timed(fleet.offer, data, 0, False))  # (now_ns, flush=False)
             flush.append(timed(fleet.flush))
+        offer_snapshot = []
+        for k in range(SNAPSHOTS):  # a vehicle's snapshot after a delta the server missed
+            gv, sv = vehicles[k % VEHICLES]
+            one_delta(gv, sv, rng)
+            offer_snapshot.append(timed(fleet.offer, sv.snapshot(), 0, False))
+            fleet.flush()
         for k in range(CHURN_DELTAS if churn else 0):
             gv, sv = vehicles[k % VEHICLES]
             offer_churn.append(timed(fleet.offer, churn_delta(gv, sv, rng), 0, False))
@@ -109,6 +117,7 @@ def measure(sizes: list[int], churn_sizes: list[int] = ()) -> dict:
             "receiver": 1e3 * float(np.median(recv)),
             "fleet_offer": 1e3 * float(np.median(offer)),
             "fleet_flush": 1e3 * float(np.median(flush)),
+            "fleet_offer_snapshot": 1e3 * float(np.median(offer_snapshot)),
         }
         if churn:
             results[n]["receiver_churn"] = 1e3 * float(np.median(recv_churn))
@@ -156,7 +165,7 @@ def main() -> int:
     rows = []
     for n in sizes:
         cells = [f"{n:,}"]
-        for k in ("sender", "receiver", "fleet_offer", "fleet_flush"):
+        for k in ("sender", "receiver", "fleet_offer", "fleet_flush", "fleet_offer_snapshot"):
             cells.append(f"{ours[n][k]:.2f}" + (f" (was {base[n][k]:.2f})" if base else ""))
         rows.append("| " + " | ".join(cells) + " |")
     churn_rows = []
@@ -175,11 +184,13 @@ def main() -> int:
             "",
             f"{info['platform']}, {info['cpus']} CPUs (shared), load {info['load_avg_1m']:.1f}, {info['date_utc']}.",
             f"Median CPU ms of {DELTAS} deltas each moving {MOVED} Gaussians by 1 cm; synthetic maps, SH 0,"
-            f" quality 3; the fleet: {VEHICLES} vehicles of size/{VEHICLES} each."
+            f" quality 3; the fleet: {VEHICLES} vehicles of size/{VEHICLES} each; a snapshot offered:"
+            f" median of {SNAPSHOTS}, a vehicle's snapshot one delta ahead of the server's map (decoding included)."
             + (f' Baseline ("was"): `{args.baseline_src}`, same run.' if base else ""),
             "",
-            "| map Gaussians | sender ms | receiver ms | fleet server: offer ms | fleet server: flush ms |",
-            "|---:|---|---|---|---|",
+            "| map Gaussians | sender ms | receiver ms | fleet server: offer ms | fleet server: flush ms"
+            " | fleet server: offer of a snapshot ms |",
+            "|---:|---|---|---|---|---|",
             *rows,
             "",
             f"From {sizes[0]:,} to {sizes[-1]:,} Gaussians ({sizes[-1] / sizes[0]:.0f}x): sender"

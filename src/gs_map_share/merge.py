@@ -111,6 +111,14 @@ def _tile_array(tile_set) -> np.ndarray:
     return np.array(sorted(tile_set), np.int64).reshape(-1, 3)
 
 
+def _by_tile(ids: np.ndarray, at: np.ndarray, k: int) -> list[np.ndarray]:
+    """``ids`` (ascending) split by their tile's index ``at`` (0 … k − 1), ascending within each."""
+    if not k:  # (no tiles, no rows: np.split would still give one empty part)
+        return []
+    order = np.argsort(at, kind="stable")
+    return np.split(ids[order], np.cumsum(np.bincount(at, minlength=k))[:-1])
+
+
 class TileRows:
     """Which ids of one map lie in each codec tile: the rows of a few tiles without a pass over the
     whole map. It describes the map object it was made or last updated for (``of``): maps are never
@@ -215,10 +223,24 @@ def changed_tiles(old: QMap, new: QMap, tile_bits: int) -> set[tuple[int, int, i
     return {_tile(k) for k in np.unique(both, axis=0)}
 
 
-def changed_rows(old: QMap, new: QMap, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def changed_rows(old: QMap, new: QMap, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(rows of ``old``, rows of ``new``) that differ between two states of one vehicle, looked for
-    among ``ids`` only (every id a delta touched: the rest are the same rows): an id in one state
-    only, or in both with some field changed. Ascending, as the ids."""
+    among ``ids`` only (every id a delta touched: the rest are the same rows), or among every id of
+    both (None: a snapshot): an id in one state only, or in both with some field changed.
+    Ascending, as the ids."""
+    if ids is None:  # (old's ids looked up in new's: no union of both sorted)
+        r, in_new = find_ids(new.ids, old.ids)
+        both = np.flatnonzero(in_new)
+        same = np.zeros(len(old), bool)
+        if len(both):
+            a, b = old.take(both), new.take(r[both])
+            eq = np.ones(len(both), bool)
+            for f in QMap.FIELDS:
+                eq &= (getattr(a, f) == getattr(b, f)).reshape(len(both), -1).all(axis=1)
+            same[both[eq]] = True
+        kept = np.zeros(len(new), bool)
+        kept[r[same]] = True
+        return np.flatnonzero(~same), np.flatnonzero(~kept)
     ids = np.unique(ids)
     ro, in_old = find_ids(old.ids, ids)
     rn, in_new = find_ids(new.ids, ids)
@@ -515,41 +537,27 @@ class FleetMerge:
         state = v.state
         assert state is not None  # set by the container just applied
         rec = v.tiles if v.tiles is not None and v.tiles.of is old else None
-        if old is not None and ids is not None:
-            # deltas: the changed rows among the ids they touched, each touched tile's ids from the
-            # record (cost follows the change, not the vehicle's map)
-            ro, rn = changed_rows(old, state, np.concatenate([np.zeros(0, np.uint64), *ids]))
-            t_new = state.pos[rn] >> tb
-            touched = _tile_array({_tile(k) for k in np.concatenate([old.pos[ro] >> tb, t_new])})
-            if rec is None:  # (the map was set from outside: a restore; made again once, whole)
-                rec = TileRows(state, tb)
-            else:
-                gone, came = old.ids[ro], state.ids[rn]  # (disjoint from the kept ids; ascending)
-                for row in touched:
-                    t = _tile(row)
-                    was = rec.ids.get(t, np.zeros(0, np.uint64))
-                    at, hit = find_ids(was, gone)
-                    kept = np.delete(was, at[hit])
-                    here = came[(t_new == row).all(axis=1)]
-                    rec.set(t, np.insert(kept, np.searchsorted(kept, here), here))
-            rec.of = state
-            counts = np.array([len(rec.ids.get(_tile(row), ())) for row in touched], np.int64)
-        else:
-            touched = _tile_array(
-                changed_tiles(old if old is not None else QMap.empty(self.sh_degree), state, tb)
-            )
-            at = _tile_index(tiles_of(state, tb), touched)
-            counts = np.bincount(at[at >= 0], minlength=len(touched))
-            # the record follows the state where it described the state before (else: made again)
-            if rec is not None or old is None:
-                rec = rec if rec is not None else TileRows(QMap.empty(self.sh_degree), tb)
-                inside = np.flatnonzero(at >= 0)
-                grouped = state.ids[inside[np.argsort(at[inside], kind="stable")]]
-                for row, tids in zip(
-                    touched, np.split(grouped, np.cumsum(counts)[:-1])[: len(touched)], strict=True
-                ):
-                    rec.set(_tile(row), tids)
-                rec.of = state
+        before = old if old is not None else QMap.empty(self.sh_degree)
+        # the changed rows: among the ids the deltas touched (the rest are the same rows: cost follows
+        # the change, not the vehicle's map), or among every id of both maps (a snapshot)
+        ro, rn = changed_rows(
+            before, state, None if ids is None else np.concatenate([np.zeros(0, np.uint64), *ids])
+        )
+        t_old, t_new = before.pos[ro] >> tb, state.pos[rn] >> tb
+        touched = _tile_array({_tile(k) for k in np.concatenate([t_old, t_new])})
+        if rec is None:  # (a first map, or one set from outside: a restore; made again once, whole)
+            rec = TileRows(state, tb)
+        else:  # each touched tile's ids from the record, less those gone from it, with those come
+            gone = _by_tile(before.ids[ro], _tile_index(t_old, touched), len(touched))
+            came = _by_tile(state.ids[rn], _tile_index(t_new, touched), len(touched))
+            for row, g, c in zip(touched, gone, came, strict=True):
+                t = _tile(row)
+                was = rec.ids.get(t, np.zeros(0, np.uint64))
+                at, hit = find_ids(was, g)
+                kept = np.delete(was, at[hit])
+                rec.set(t, np.insert(kept, np.searchsorted(kept, c), c))
+        rec.of = state
+        counts = np.array([len(rec.ids.get(_tile(row), ())) for row in touched], np.int64)
         v.tiles = rec
         for row, c in zip(touched, counts, strict=True):
             t = _tile(row)
