@@ -465,23 +465,31 @@ def test_a_region_far_from_the_map_and_at_the_lattice_bound_is_an_empty_last_pag
 # a vehicle restarted with an older sequence (a clock set back): what the operator sees
 
 
-def test_a_vehicle_restarted_with_an_older_sequence_is_counted_replayed_and_changes_nothing(tmp_path):
+def test_a_vehicle_restarted_with_an_older_sequence_rejoins_and_its_old_run_is_a_replay(tmp_path):
     """docs/fleet.md/format.md §5 assume a restarted mapper numbers above its past (wall clock
-    in µs). A vehicle whose clock went back restarts below it: its new snapshot and deltas are
-    replays (counted, visible in its diagnostics), the global map stays the rule over what was
-    taken, and the store after a restart says the same."""
+    in µs). A vehicle whose clock went back restarts below it, outside every sequence the server
+    held its map at (docs/fleet.md, "Vehicles": spans): its new snapshot is taken (counted
+    `clock_back`) and its deltas follow; its old run's containers are then replays (counted,
+    visible in its diagnostics), the global map is the rule over what was taken, and the store
+    after a restart says the same."""
     bus = ReplayBus()
     server = _server(bus, tmp_path / "fleet.sqlite3", global_period_s=0.0)
-    stream, states = _stream(1, 2, seed=3, origin=(0.0, 0.0, 0.0), first_seq=5000)
+    stream, _ = _stream(1, 2, seed=3, origin=(0.0, 0.0, 0.0), first_seq=5000)
     for c in stream:
         _send(bus, "vehicle1", c)
-    kept = states[5002]
-    restarted, _ = _stream(1, 2, seed=11, origin=(0.0, 0.0, 0.0), first_seq=4000)
-    for c in restarted:
+    restarted, states = _stream(1, 2, seed=11, origin=(0.0, 0.0, 0.0), first_seq=4000)
+    for c in restarted + stream:
         _send(bus, "vehicle1", c)
     server.on_diagnostics_timer()
     info = json.loads(server.diag.values["vehicle vehicle1"])
-    assert (info["seq"], info["replayed"], info["applied"], info["snapshot"]) == (5002, 3, 2, 1)
+    kept = states[4002]
+    assert (info["seq"], info["replayed"], info["applied"], info["snapshot"], info["clock_back"]) == (
+        4002,
+        3,
+        4,
+        2,
+        1,
+    )
     assert server.merge.global_map.equals(_rule({1: kept}))
     server.close()
     again = _server(ReplayBus(), tmp_path / "fleet.sqlite3")
