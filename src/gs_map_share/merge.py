@@ -650,7 +650,7 @@ class FleetMerge:
         them) give way to one span from 0: every older container is a replay, as for a receiver."""
         v = self.vehicle(map_id)
         ok = spans is not None and spans.lo <= seq and not spans.in_past(seq)
-        v.spans = spans if ok else Spans()
+        v.spans = spans if spans is not None and ok else Spans()
         if v.state is not None:  # restored again: its counts are the new state's, not added to the old
             for t in tile_counts(v.state, self.params.tile_bits):
                 self.tile_vehicles.get(t, {}).pop(map_id, None)
