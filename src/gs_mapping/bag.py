@@ -39,6 +39,7 @@ from .errors import BagError, GsMappingError, MessageError, OutputError
 from .output_files import (
     check_output,
     install_directory,
+    os_reason,
     remove_temp,
     signals_held,
     sweep_stale_temps,
@@ -1194,6 +1195,10 @@ def _absolute(topic: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line for a foreign exception: its text, or its type where the text is empty."""
+    """One line for a foreign exception: its text, or its type where the text is empty; an OS error
+    in the words every other writer uses (a full disk: "no space left on device", not "OSError:
+    [Errno 28] …", and the file it names is the temp folder's, which the user never sees)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os_reason(exc)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
