@@ -193,8 +193,9 @@ SLOW = """
 
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory):
-    """A 40-frame drive of the procedural world with small images, and `map`'s output of it."""
+    """A 40-frame drive of the procedural world with small images, and the mapper's slow config."""
     pytest.importorskip("torch")
+    pytest.importorskip("plyfile")  # (the tests' reader of the rescued map: skip before the drive)
     d = tmp_path_factory.mktemp("drive")
     p = _cli(
         ["world", "--out", d / "bag", "--frames", "40", "--size", "160x90", "--workers", "1", "--no-progress"]
