@@ -200,7 +200,8 @@ class RclpyContext:
         return run
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
-        self._keep.append(self.node.create_timer(period_s, callback))
+        # (on the node's clock, ROS time under use_sim_time; a bag's tail: _SimClockWatch)
+        self._keep.append(self.node.create_timer(period_s, self.clock_watch.periodic(period_s, callback)))
 
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
@@ -219,10 +220,18 @@ class _SimClockWatch:
     time; where it stood still for ``STALL_S`` while messages came on the node's subscriptions it says
     so, once a stall (rclpy's own /clock subscription is not counted): at 0 (no /clock ever came)
     whatever came, else only once a message stamped ``STALL_S`` past it came (a bag's end stops
-    /clock while a node still works through what it had queued, stamped before it: not a fault)."""
+    /clock while a node still works through what it had queued, stamped before it: not a fault).
+
+    That bag's tail: the receiver applies the mapper's last deltas, the map server the last
+    containers, after the last /clock; their outputs (the map cloud, the global delta and the
+    acknowledgements, /diagnostics) wait for a timer that ROS time no longer moves. So where /clock
+    came and has stood still for ``TAIL_S`` with no fault said above, each node timer that messages
+    came for since its last call runs once its period has passed on steady time (at most every
+    ``PERIOD_S``). Before the first /clock nothing runs: the node waits for the bag's clock."""
 
     PERIOD_S = 1.0
     STALL_S = 5.0
+    TAIL_S = 2.0  # (over PERIOD_S: a 1 Hz /clock stands still up to 1 s at a check)
 
     def __init__(self, node: Any, logger: Any) -> None:
         from rclpy.clock import Clock, ClockType
@@ -234,6 +243,7 @@ class _SimClockWatch:
         self._seen = 0  # messages then
         self._said = False
         self.newest_ns = 0  # the newest header stamp among them
+        self._periodic: list[list[Any]] = []  # [period_s, call, steady at its last call, messages then]
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer = node.create_timer(self.PERIOD_S, self.check, clock=steady)
 
@@ -247,16 +257,33 @@ class _SimClockWatch:
 
         return run
 
+    def periodic(self, period_s: float, callback: Callable[[], None]) -> Callable[[], None]:
+        """``callback`` as a node timer's: its calls noted, for :meth:`check`'s tail runs."""
+        entry: list[Any] = [period_s, None, time.monotonic(), self.messages]
+
+        def call() -> None:
+            entry[2], entry[3] = time.monotonic(), self.messages
+            callback()
+
+        entry[1] = call
+        self._periodic.append(entry)
+        return call
+
     def check(self) -> None:
         clock = self.node.get_clock()
         now, steady = clock.now().nanoseconds, time.monotonic()
         if now != self._ros_ns:  # (the system clock, use_sim_time false, always moves)
             self._ros_ns, self._since, self._seen, self._said = now, steady, self.messages, False
             return
+        tail = now and self.newest_ns - now < self.STALL_S * 1e9  # (a bag's end, not a fault)
+        if tail and steady - self._since >= self.TAIL_S:
+            for period_s, call, last, seen in list(self._periodic):
+                if self.messages > seen and steady - last >= period_s:
+                    call()
         came = self.messages - self._seen
         if self._said or not came or steady - self._since < self.STALL_S:
             return
-        if now and self.newest_ns - now < self.STALL_S * 1e9:  # (a bag's end: its queued tail)
+        if tail:
             return
         self._said = True
         clock_state = (

@@ -1,0 +1,128 @@
+"""A bag's tail under ``use_sim_time``, with rclpy's real Python code (Humble's, over
+test/rclpy_standin.py): at the bag's end /clock stops while map_receiver_node still gets and applies
+the mapper's last deltas. Its map cloud comes from a timer on ROS time, which no longer moves: before
+session 37 the last deltas were applied and never published (a probe: 1,769 Gaussians held, 1,736
+points in the last of 8 clouds). The rclpy runtime's clock watch now runs such a timer on steady time
+once /clock has stood still a while and messages came for it. Before any /clock nothing runs (the
+node waits for the bag's clock: test_outside_ros2_nodes pins that for /diagnostics)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def ros():
+    import rclpy_standin
+
+    with rclpy_standin.humble_for_tests() as rclpy:
+        yield rclpy, rclpy_standin
+
+
+def _maps():
+    """The mapper's map as it grows: 600, 900, 1200, 1500 Gaussians (ids kept), and the containers
+    a mapper sends for it: a snapshot of the first, deltas to the others."""
+    from synthetic_maps import synthetic_map
+
+    from gs_map_share.delta import MapSender
+    from gs_map_share.receiver import APPLIED, SNAPSHOT, MapStore
+
+    full = synthetic_map(1500, 0, seed=37)
+    sender = MapSender.from_map(full.subset(np.arange(600)))
+    containers = [sender.snapshot()]
+    for n in (900, 1200, 1500):
+        containers.append(sender.update(full.subset(np.arange(n)))[0])
+    warm = MapStore()  # (numba compiles the decoding here, not within the node's timeline below)
+    assert [warm.receive(c) for c in containers] == [SNAPSHOT, APPLIED, APPLIED, APPLIED]
+    return sender, containers
+
+
+def _run(ros, clock_stops_at: float | None, seconds: float):
+    """map_receiver_node (use_sim_time, every Gaussian in its cloud) spun ``seconds`` of wall time:
+    /clock every 0.1 s from 100 s until ``clock_stops_at`` (None: no /clock at all), the snapshot at
+    0 s and the deltas at 0.5, 1.9 and 2.2 s of wall time (the last two after /clock stopped).
+    Returns (the receiver, the clouds it published, the sender)."""
+    rclpy, _ = ros
+    from builtin_interfaces.msg import Time
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import UInt8MultiArray
+
+    from gs_mapping.messages import RclpyFactory, bytes_to_uint8_multiarray
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.rclpy_runtime import close_node, create_node
+
+    sender, containers = _maps()
+    sends = list(zip((0.0, 0.5, 1.9, 2.2), ("snapshot", "delta", "delta", "delta"), containers, strict=True))
+    context = rclpy.Context()
+    args = ["n", "--ros-args", "-p", "use_sim_time:=true", "-p", "map_receiver_node.min_opacity:=0.0"]
+    rclpy.init(args=args, context=context)
+    node, obj = create_node(node_class("map_receiver_node"), context)
+    clouds: list = []
+    try:
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        player = rclpy.create_node("player", context=context)
+        executor.add_node(player)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        player.create_subscription(PointCloud2, "/map_receiver_node/map_cloud", clouds.append, latched)
+        snap = player.create_publisher(UInt8MultiArray, "/mapper_node/map_snapshot", latched)
+        delta = player.create_publisher(UInt8MultiArray, "/mapper_node/map_delta", 100)
+        clock = player.create_publisher(Clock, "/clock", 10)
+        t0 = time.monotonic()
+        tick = 0
+        while (t := time.monotonic() - t0) < seconds:
+            if sends and t >= sends[0][0]:
+                _, kind, data = sends.pop(0)
+                pub = snap if kind == "snapshot" else delta
+                pub.publish(bytes_to_uint8_multiarray(data, RclpyFactory()))
+            if t >= tick * 0.1:
+                if clock_stops_at is not None and t < clock_stops_at:
+                    sec = 100 + tick * 0.1
+                    clock.publish(Clock(clock=Time(sec=int(sec), nanosec=int(round(sec % 1 * 1e9)))))
+                tick += 1
+            executor.spin_once(timeout_sec=0.02)
+        player.destroy_node()
+    finally:
+        context.try_shutdown()
+        close_node(node, obj)
+    return obj, clouds, sender
+
+
+def _xyz(points: np.ndarray) -> np.ndarray:
+    return points[np.lexsort(points.T[::-1])]
+
+
+def test_the_last_deltas_after_the_bags_last_clock_reach_the_map_cloud(ros):
+    """The shipped timing (checked every 1 s, a tail after 2 s of ROS time standing still): /clock
+    stops at 1.6 s, two deltas come after it; the last cloud holds every Gaussian of the mapper's
+    map (decoded from its own snapshot, not through the receiver), point for point."""
+    from gs_map_share.snapshot import decode_map
+    from gs_mapping.messages import pointcloud2_to_array
+
+    obj, clouds, sender = _run(ros, clock_stops_at=1.6, seconds=6.0)
+    mapper_map = decode_map(sender.snapshot())
+    assert len(mapper_map) == 1500 and obj.store.state.equals(sender.shadow)  # all four applied
+    assert clouds, "no cloud while /clock ran"
+    last = pointcloud2_to_array(clouds[-1])
+    got = np.stack([last["x"], last["y"], last["z"]], 1)
+    assert len(got) == 1500, [c.width for c in clouds]
+    np.testing.assert_array_equal(_xyz(got), _xyz(mapper_map.means.astype(np.float32)))
+    assert not obj._dirty  # nothing applied is left unpublished
+
+
+def test_before_any_clock_the_timers_wait(ros, monkeypatch):
+    """No /clock at all (a bag played without --clock): the map is applied, no cloud is published
+    (the node's timers wait for the bag's clock; the watch says so in its own line)."""
+    from gs_mapping.runtime.rclpy_runtime import _SimClockWatch
+
+    monkeypatch.setattr(_SimClockWatch, "PERIOD_S", 0.25)
+    monkeypatch.setattr(_SimClockWatch, "TAIL_S", 0.5)
+    obj, clouds, _ = _run(ros, clock_stops_at=None, seconds=3.5)
+    assert obj.store.ready and len(obj.store.gaussian_map()) == 1500
+    assert clouds == []
