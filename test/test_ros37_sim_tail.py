@@ -22,7 +22,7 @@ def ros():
         yield rclpy, rclpy_standin
 
 
-def _maps():
+def _maps(**sender_kw):
     """The mapper's map as it grows: 600, 900, 1200, 1500 Gaussians (ids kept), and the containers
     a mapper sends for it: a snapshot of the first, deltas to the others."""
     from synthetic_maps import synthetic_map
@@ -31,7 +31,7 @@ def _maps():
     from gs_map_share.receiver import APPLIED, SNAPSHOT, MapStore
 
     full = synthetic_map(1500, 0, seed=37)
-    sender = MapSender.from_map(full.subset(np.arange(600)))
+    sender = MapSender.from_map(full.subset(np.arange(600)), **sender_kw)
     containers = [sender.snapshot()]
     for n in (900, 1200, 1500):
         containers.append(sender.update(full.subset(np.arange(n)))[0])
@@ -40,47 +40,51 @@ def _maps():
     return sender, containers
 
 
-def _run(ros, clock_stops_at: float | None, seconds: float):
-    """map_receiver_node (use_sim_time, every Gaussian in its cloud) spun ``seconds`` of wall time:
-    /clock every 0.1 s from 100 s until ``clock_stops_at`` (None: no /clock at all), the snapshot at
-    0 s and the deltas at 0.5, 1.9 and 2.2 s of wall time (the last two after /clock stopped).
-    Returns (the receiver, the clouds it published, the sender)."""
+def _run(ros, name, ros_args, containers, outputs, clock_stops_at: float | None, seconds: float):
+    """Node ``name`` (use_sim_time and ``ros_args``) spun ``seconds`` of wall time: /clock every
+    0.1 s from 100 s until ``clock_stops_at`` (None: no /clock at all), ``containers`` (topic prefix,
+    [snapshot, delta, delta, delta]) sent at 0, 0.5, 1.9 and 2.2 s of wall time (the last two after
+    /clock stopped at 1.6 s). Returns (the node object, {topic: [(wall time, message)]} of
+    ``outputs``, given as {topic: (type name, depth or None: latched)})."""
     rclpy, _ = ros
     from builtin_interfaces.msg import Time
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile
     from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import UInt8MultiArray
 
     from gs_mapping.messages import RclpyFactory, bytes_to_uint8_multiarray
     from gs_mapping.nodes.registry import node_class
-    from gs_mapping.runtime.rclpy_runtime import close_node, create_node
+    from gs_mapping.runtime.rclpy_runtime import _msg_class, close_node, create_node
 
-    sender, containers = _maps()
-    sends = list(zip((0.0, 0.5, 1.9, 2.2), ("snapshot", "delta", "delta", "delta"), containers, strict=True))
+    prefix, data = containers
+    sends = list(zip((0.0, 0.5, 1.9, 2.2), ("snapshot", "delta", "delta", "delta"), data, strict=True))
     context = rclpy.Context()
-    args = ["n", "--ros-args", "-p", "use_sim_time:=true", "-p", "map_receiver_node.min_opacity:=0.0"]
-    rclpy.init(args=args, context=context)
-    node, obj = create_node(node_class("map_receiver_node"), context)
-    clouds: list = []
+    rclpy.init(args=["n", "--ros-args", "-p", "use_sim_time:=true", *ros_args], context=context)
+    node, obj = create_node(node_class(name), context)
+    got: dict = {topic: [] for topic in outputs}
     try:
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         player = rclpy.create_node("player", context=context)
         executor.add_node(player)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        player.create_subscription(PointCloud2, "/map_receiver_node/map_cloud", clouds.append, latched)
-        snap = player.create_publisher(UInt8MultiArray, "/mapper_node/map_snapshot", latched)
-        delta = player.create_publisher(UInt8MultiArray, "/mapper_node/map_delta", 100)
-        clock = player.create_publisher(Clock, "/clock", 10)
         t0 = time.monotonic()
+        for topic, (typename, qos) in outputs.items():
+
+            def keep(msg, into=got[topic]):
+                into.append((time.monotonic() - t0, msg))
+
+            player.create_subscription(_msg_class(typename), topic, keep, qos or latched)
+        snap = player.create_publisher(UInt8MultiArray, f"{prefix}/mapper_node/map_snapshot", latched)
+        delta = player.create_publisher(UInt8MultiArray, f"{prefix}/mapper_node/map_delta", 100)
+        clock = player.create_publisher(Clock, "/clock", 10)
         tick = 0
         while (t := time.monotonic() - t0) < seconds:
             if sends and t >= sends[0][0]:
-                _, kind, data = sends.pop(0)
+                _, kind, container = sends.pop(0)
                 pub = snap if kind == "snapshot" else delta
-                pub.publish(bytes_to_uint8_multiarray(data, RclpyFactory()))
+                pub.publish(bytes_to_uint8_multiarray(container, RclpyFactory()))
             if t >= tick * 0.1:
                 if clock_stops_at is not None and t < clock_stops_at:
                     sec = 100 + tick * 0.1
@@ -91,7 +95,29 @@ def _run(ros, clock_stops_at: float | None, seconds: float):
     finally:
         context.try_shutdown()
         close_node(node, obj)
-    return obj, clouds, sender
+    return obj, got
+
+
+CLOUD = "/map_receiver_node/map_cloud"
+
+
+def _receiver(ros, clock_stops_at, seconds):
+    """map_receiver_node (every Gaussian in its cloud) fed a mapper's containers: (the node object,
+    its clouds, the wall times of its /diagnostics, the sender)."""
+    sender, data = _maps()
+    obj, got = _run(
+        ros,
+        "map_receiver_node",
+        ["-p", "map_receiver_node.min_opacity:=0.0"],
+        ("", data),
+        {
+            CLOUD: ("sensor_msgs/msg/PointCloud2", None),
+            "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", 10),
+        },
+        clock_stops_at,
+        seconds,
+    )
+    return obj, [m for _, m in got[CLOUD]], [t for t, _ in got["/diagnostics"]], sender
 
 
 def _xyz(points: np.ndarray) -> np.ndarray:
@@ -105,7 +131,7 @@ def test_the_last_deltas_after_the_bags_last_clock_reach_the_map_cloud(ros):
     from gs_map_share.snapshot import decode_map
     from gs_mapping.messages import pointcloud2_to_array
 
-    obj, clouds, sender = _run(ros, clock_stops_at=1.6, seconds=6.0)
+    obj, clouds, diagnostics, sender = _receiver(ros, clock_stops_at=1.6, seconds=6.0)
     mapper_map = decode_map(sender.snapshot())
     assert len(mapper_map) == 1500 and obj.store.state.equals(sender.shadow)  # all four applied
     assert clouds, "no cloud while /clock ran"
@@ -114,6 +140,9 @@ def test_the_last_deltas_after_the_bags_last_clock_reach_the_map_cloud(ros):
     assert len(got) == 1500, [c.width for c in clouds]
     np.testing.assert_array_equal(_xyz(got), _xyz(mapper_map.means.astype(np.float32)))
     assert not obj._dirty  # nothing applied is left unpublished
+    # the tail ran the timers once for the deltas at 1.9 and 2.2 s, not on (no /diagnostics on
+    # steady time while nothing comes: a paused bag's nodes stay as quiet as ROS time says)
+    assert len([t for t in diagnostics if t > 3.0]) == 1, diagnostics
 
 
 def test_before_any_clock_the_timers_wait(ros, monkeypatch):
@@ -123,6 +152,47 @@ def test_before_any_clock_the_timers_wait(ros, monkeypatch):
 
     monkeypatch.setattr(_SimClockWatch, "PERIOD_S", 0.25)
     monkeypatch.setattr(_SimClockWatch, "TAIL_S", 0.5)
-    obj, clouds, _ = _run(ros, clock_stops_at=None, seconds=3.5)
+    obj, clouds, diagnostics, _ = _receiver(ros, clock_stops_at=None, seconds=3.5)
     assert obj.store.ready and len(obj.store.gaussian_map()) == 1500
-    assert clouds == []
+    assert clouds == [] and diagnostics == []
+
+
+def test_the_map_servers_last_containers_are_acknowledged_and_go_out(ros, tmp_path):
+    """map_server_node (one vehicle, a global delta every 0.2 s of ROS time) gets a vehicle's last two
+    deltas after the bag's last /clock: each of the four containers is acknowledged, and the global
+    map its snapshot and deltas make (applied as a late receiver would) is the vehicle's map."""
+    import json
+
+    from gs_map_share.quantize import QuantParams
+    from gs_map_share.receiver import MapStore
+    from gs_map_share.snapshot import decode_map
+    from gs_mapping.messages import uint8_multiarray_to_bytes
+
+    sender, data = _maps(params=QuantParams.from_quality(3), map_id=7)
+    ack, snap, delta = "/map_server_node/ack", "/map_server_node/map_snapshot", "/map_server_node/map_delta"
+    obj, got = _run(
+        ros,
+        "map_server_node",
+        [
+            "-p",
+            "map_server_node.vehicles:=[vehicle1]",
+            "-p",
+            f"map_server_node.store_path:={tmp_path / 'f.db'}",
+        ],
+        ("/vehicle1", data),
+        {
+            ack: ("std_msgs/msg/String", 1000),
+            snap: ("std_msgs/msg/UInt8MultiArray", None),
+            delta: ("std_msgs/msg/UInt8MultiArray", 100),
+        },
+        clock_stops_at=1.6,
+        seconds=6.0,
+    )
+    acked = [json.loads(m.data)["seq"] for _, m in got[ack]]
+    assert len(acked) == 4 and acked[-1] == sender.seq, acked
+    store = MapStore()
+    for _, m in got[snap][:1] + got[delta]:
+        store.receive(uint8_multiarray_to_bytes(m))
+    means = store.gaussian_map().means
+    assert len(means) == 1500, (len(means), store.stats)
+    np.testing.assert_array_equal(_xyz(means), _xyz(decode_map(sender.snapshot()).means))

@@ -278,7 +278,8 @@ class _SimClockWatch:
         tail = now and self.newest_ns - now < self.STALL_S * 1e9  # (a bag's end, not a fault)
         if tail and steady - self._since >= self.TAIL_S:
             for period_s, call, last, seen in list(self._periodic):
-                if self.messages > seen and steady - last >= period_s:
+                # (due within half a check: a 1 s timer at each 1 s check, not every other)
+                if self.messages > seen and steady - last + self.PERIOD_S / 2 >= period_s:
                     call()
         came = self.messages - self._seen
         if self._said or not came or steady - self._since < self.STALL_S:
