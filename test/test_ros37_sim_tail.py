@@ -196,3 +196,60 @@ def test_the_map_servers_last_containers_are_acknowledged_and_go_out(ros, tmp_pa
     means = store.gaussian_map().means
     assert len(means) == 1500, (len(means), store.stats)
     np.testing.assert_array_equal(_xyz(means), _xyz(decode_map(sender.snapshot()).means))
+
+
+def test_a_clock_gone_while_stamped_data_goes_on_runs_no_timers_on_steady_time(ros, monkeypatch):
+    """/clock's publisher gone while the sensors go on (stamps run past the stopped clock): a fault
+    the watch says, not a bag's tail; the node's timers keep waiting for /clock (as its line says),
+    no /diagnostics on steady time once the stamps are ``STALL_S`` past it."""
+    pytest.importorskip("torch")  # (mapper_node)
+    from sensor_msgs.msg import CameraInfo
+
+    from gs_mapping.runtime.rclpy_runtime import _SimClockWatch
+
+    monkeypatch.setattr(_SimClockWatch, "PERIOD_S", 0.25)
+    monkeypatch.setattr(_SimClockWatch, "STALL_S", 1.5)
+    monkeypatch.setattr(_SimClockWatch, "TAIL_S", 0.5)
+    rclpy, standin = ros
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rosgraph_msgs.msg import Clock
+
+    from gs_mapping.nodes.registry import node_class
+    from gs_mapping.runtime.rclpy_runtime import close_node, create_node
+
+    def stamp(sec):
+        return Time(sec=int(sec), nanosec=int(round(sec % 1 * 1e9)))
+
+    context = rclpy.Context()
+    rclpy.init(args=["n", "--ros-args", "-p", "use_sim_time:=true"], context=context)
+    node, obj = create_node(node_class("mapper_node"), context)
+    diagnostics, start = [], len(standin.LOG)
+    try:
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        player = rclpy.create_node("player", context=context)
+        executor.add_node(player)
+        t0 = time.monotonic()
+        player.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda m: diagnostics.append(time.monotonic() - t0), 10
+        )
+        info = player.create_publisher(CameraInfo, obj.cfg.topics.camera_info, 10)
+        clock = player.create_publisher(Clock, "/clock", 10)
+        tick = 0
+        while (t := time.monotonic() - t0) < 4.5:
+            if t >= tick * 0.1:
+                tick += 1
+                if t < 0.5:
+                    clock.publish(Clock(clock=stamp(42.25)))
+                msg = CameraInfo(width=8, height=8)
+                msg.header.stamp = stamp(42.25 + t)
+                info.publish(msg)
+            executor.spin_once(timeout_sec=0.02)
+        player.destroy_node()
+    finally:
+        context.try_shutdown()
+        close_node(node, obj)
+    lines = [m for _, who, m in standin.LOG[start:] if who == "mapper_node" and "/clock stopped" in m]
+    assert lines and [t for t in diagnostics if t > 2.5] == [], diagnostics
