@@ -77,7 +77,8 @@ def _plain(value, where: str):
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (np.generic, np.ndarray)):
-        return _plain(value.tolist(), where) if isinstance(value, np.ndarray) else value.item()
+        # (a scalar's item() too: np.datetime64's is a datetime, no plain data)
+        return _plain(value.tolist() if isinstance(value, np.ndarray) else value.item(), where)
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
     raise CheckpointError(
