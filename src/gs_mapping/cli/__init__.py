@@ -93,7 +93,15 @@ class _Parser(argparse.ArgumentParser):
         took its value for the command ("invalid choice: 'x'") or called the option unknown; the
         line names the option and where it goes. An option no command here has is unrecognized (as
         ``--bogus`` alone is), its value with it, not called a command."""
-        at = next((i for i, a in enumerate(argv) if a in commands or a == "--"), len(argv))
+        # (a command's name given as a value, ``--out info map``, is that option's value)
+        at = next(
+            (
+                i
+                for i, a in enumerate(argv)
+                if a == "--" or (a in commands and not (i and self._takes_a_value(argv[i - 1], commands)))
+            ),
+            len(argv),
+        )
         if at == len(argv) or argv[at] == "--":
             return  # (no command: argparse's own line, "invalid choice" for a misspelt one)
         name, command = argv[at], commands[argv[at]]
@@ -107,6 +115,15 @@ class _Parser(argparse.ArgumentParser):
                 )
         if any(a.startswith("-") for a in before) and not all(a.startswith("-") for a in before):
             self.error(f"unrecognized arguments: {' '.join(before)}")
+
+    @staticmethod
+    def _takes_a_value(arg: str, commands: dict) -> bool:
+        """Whether ``arg`` is a command's option that takes the next argument as its value."""
+        if not arg.startswith("-") or "=" in arg:
+            return False
+        return any(
+            (a := c._option_string_actions.get(arg)) is not None and a.nargs != 0 for c in commands.values()
+        )
 
     def _top_option(self, arg: str) -> bool:
         """Whether ``arg`` is one of this parser's own options (``-v``, an abbreviation ``--verb``)."""
