@@ -217,3 +217,22 @@ def test_one_bad_camera_info_is_one_line_without_a_total(source, tmp_path, caplo
     assert len(got) == 49
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warned) == 1 and warned[0].startswith(f"{topic}: bad CameraInfo ignored: "), warned
+
+
+def test_a_split_missing_from_the_folder_is_said_and_the_rest_read(source, tmp_path, caplog, capsys):
+    """``rec_1`` of three not copied: the other two are read (as reindex would list them), and the
+    missing part of the drive is said once, naming its number; a whole numbering says nothing."""
+    whole = _killed_split_recording(tmp_path / "whole", source, 3, "SQLITE3")
+    bag = _killed_split_recording(tmp_path / "rec", source, 3, "SQLITE3")
+    (bag / "rec_1.db3").unlink()
+    caplog.set_level("INFO")
+    assert main(["info", str(whole)]) == 0
+    assert _said(caplog, "no split file numbered") == []
+    with BagReader(bag) as b:
+        got = [t for _topic, t, _ in b.raw_messages()]
+    msgs = source[1]
+    assert got == [m[1] for m in msgs[:84] + msgs[168:]]
+    assert _said(caplog, "no split file numbered") == [
+        f"{bag}: no split file numbered 1 among its 2: that part of the recording is missing (not copied?); "
+        "read without it"
+    ]

@@ -402,6 +402,19 @@ def write_metadata(folder: Path, source: Path) -> int:
                 f"{source}: no metadata.yaml, and {a[3]} and {b[3]} overlap in time: not one recording's "
                 f"split files; read each alone"
             )
+    # (rosbag2 numbers a recording's splits from 0 on: a number missing is a part of the drive not
+    # copied, which would be read as a jump in time (numbers far past the count, time stamps say,
+    # are not that counter's)
+    nums = sorted(int(m[1]) for f in files if (m := re.fullmatch(r".*_(\d+)", f.stem)))
+    gaps = [(a + 1, b - 1) for a, b in zip([-1, *nums], nums, strict=False) if b > a + 1]
+    if gaps and nums[-1] < 10 * len(nums):
+        lo, hi = gaps[0]
+        say_once(
+            log,
+            f"{source}: no split file numbered {lo if lo == hi else f'{lo} to {hi}'}"
+            f"{f' (and {len(gaps) - 1} more gaps)' if len(gaps) > 1 else ''} among its {len(files)}: "
+            f"that part of the recording is missing (not copied?); read without it",
+        )
     start = min((s[0] for s in spans), default=0)
     end = max((s[1] for s in spans), default=0)
     info = {
