@@ -236,3 +236,25 @@ def test_a_split_missing_from_the_folder_is_said_and_the_rest_read(source, tmp_p
         f"{bag}: no split file numbered 1 among its 2: that part of the recording is missing (not copied?); "
         "read without it"
     ]
+
+
+def _apple_double(path):
+    """What macOS writes beside a file copied to FAT/exFAT or a share: ``._<name>``, an AppleDouble
+    header (magic 0x00051607, version 2) and its attributes, 4096 bytes."""
+    head = bytes.fromhex("00051607") + bytes.fromhex("00020000") + b"Mac OS X        " + b"\0\2"
+    path.with_name("._" + path.name).write_bytes(head + b"\0" * (4096 - len(head)))
+
+
+def test_macos_appledouble_files_beside_the_storage_are_no_storage(source, tmp_path, capsys):
+    """A split recording and a one-file folder, without metadata.yaml, copied from a Mac to an
+    exFAT stick: a ``._`` file beside each storage file. Read as without them (were: "not named as
+    one recording's split files", "2 .mcap/.db3 files")."""
+    bag = _killed_split_recording(tmp_path / "rec", source, 3, "MCAP")
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(next(SOURCE.glob("*.mcap")), one / "drive.mcap")
+    for f in [*bag.iterdir(), one / "drive.mcap"]:
+        _apple_double(f)
+    for folder in (bag, one):
+        assert main(["info", str(folder)]) == 0
+        assert f"messages: {len(source[1])}\n" in capsys.readouterr().out

@@ -866,7 +866,10 @@ def _storage_files(storage: Path) -> list[Path]:
     listed = _listed_files(storage)
     if listed is not None:
         return [storage / name for name in listed if (storage / name).is_file()]
-    return sorted(x for x in storage.iterdir() if x.suffix in (".mcap", ".db3"))
+    # (not macOS's AppleDouble ``._rec_0.mcap``, written beside each file on FAT/exFAT and shares)
+    return sorted(
+        x for x in storage.iterdir() if x.suffix in (".mcap", ".db3") and not x.name.startswith("._")
+    )
 
 
 def _split_of(f: Path) -> tuple[str, str] | None:

@@ -379,7 +379,10 @@ def write_metadata(folder: Path, source: Path) -> int:
     def number(f: Path) -> tuple:
         return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f.stem))
 
-    files = sorted((f for f in folder.iterdir() if f.suffix in (".mcap", ".db3")), key=number)
+    files = sorted(
+        (f for f in folder.iterdir() if f.suffix in (".mcap", ".db3") and not f.name.startswith("._")),
+        key=number,
+    )  # (macOS's AppleDouble ``._`` files are none)
     topics: dict[tuple, int] = {}
     spans = []
     for f in files:
