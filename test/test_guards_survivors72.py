@@ -32,6 +32,8 @@ def _cli(argv, cwd):
         # "unrecognized arguments: --out", the value taken for the command)
         (["--out", "info", "map", "B"], "--out " + PUT_AFTER.format(c="map", o="--out")),
         (["-v", "--config", "info", "map", "B"], "--config " + PUT_AFTER.format(c="map", o="--config")),
+        # an option that takes a value given none before the command: still named as the command's
+        (["--out", "map", "B", "--out", "o"], "--out " + PUT_AFTER.format(c="map", o="--out")),
         # ``--`` before the command: argparse's own line, no KeyError traceback
         (["--", "info", "B"], "argument COMMAND: invalid choice: '--'"),
         # gs-mapping's own options (an abbreviation too) are not called unrecognized: the stray

@@ -93,14 +93,12 @@ class _Parser(argparse.ArgumentParser):
         took its value for the command ("invalid choice: 'x'") or called the option unknown; the
         line names the option and where it goes. An option no command here has is unrecognized (as
         ``--bogus`` alone is), its value with it, not called a command."""
-        # (a command's name given as a value, ``--out info map``, is that option's value)
+        # (a command's name given as a value, ``--out info map``, is that option's value; where
+        # every one follows such an option, ``--out map B``, the first is the command)
+        named = [i for i, a in enumerate(argv) if a in commands or a == "--"]
         at = next(
-            (
-                i
-                for i, a in enumerate(argv)
-                if a == "--" or (a in commands and not (i and self._takes_a_value(argv[i - 1], commands)))
-            ),
-            len(argv),
+            (i for i in named if argv[i] == "--" or not (i and self._takes_a_value(argv[i - 1], commands))),
+            named[0] if named else len(argv),
         )
         if at == len(argv) or argv[at] == "--":
             return  # (no command: argparse's own line, "invalid choice" for a misspelt one)
