@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,9 @@ def predict_bag(
             )
             enough_at = None  # log time when max_frames were predicted: GT logged just after still counts
             undecodable: dict[str, int] = {}  # camera topic → images that could not be decoded (skipped)
+            # why the model refused a frame's inputs (an image whose size disagrees with its
+            # CameraInfo, ...), numbers masked → (frames, the first such line): skipped, said once a reason
+            refused: dict[str, list] = {}
             dropped_waiting = 0
 
             def enough() -> bool:
@@ -257,7 +261,17 @@ def predict_bag(
                     ims = decoded(frame)
                     if ims is None:
                         continue
-                    els = predictor.predict(ims, *got)
+                    try:
+                        els = predictor.predict(ims, *got)
+                    except HDInputError as exc:  # (one bad frame must not end a long drive's run)
+                        why = f"{bag_path}: frame at {stamp} ns: {exc}"
+                        if strict:
+                            raise HDInputError(why) from None
+                        seen = refused.setdefault(re.sub(r"\d+", "#", str(exc)), [0, why])
+                        seen[0] += 1
+                        if seen[0] == 1:
+                            log.warning(f"{why}: skipped (and any like it)")
+                        continue
                     used.add(predictor.last_regions[0].name)  # (patch, or the frustum where cameras see less)
                     results.append(
                         {
@@ -371,6 +385,14 @@ def predict_bag(
                 f"{sync_slop_s} s (--sync-slop) skipped"
             )
         bad_images = sum(undecodable.values())
+        n_refused = sum(n for n, _ in refused.values())
+        # camera messages that did not deserialise (the reader skipped them, said once a topic)
+        bad_cams = sum(k for name, k in bag.bad_messages.items() if name.split(" (")[0] in cams)
+        if results and bad_cams + bad_images + n_refused > 1:  # (each reason was said at its first)
+            log.warning(
+                f"{bag_path}: {bad_cams + bad_images + n_refused} frame(s) skipped in all for camera "
+                "messages or images that do not decode or inputs the model refuses"
+            )
         if not results:  # an empty prediction file would read as "no lanes anywhere"
             bad = sum(bag.bad_messages.values())
             if skipped:
@@ -379,6 +401,8 @@ def predict_bag(
                     why += (
                         f" (--base-frame {base_frame}: the vehicle frame the cameras are mounted on, in TF)"
                     )
+            elif n_refused:
+                why = f"every frame's input was refused ({n_refused}), e.g. {next(iter(refused.values()))[1]}"
             elif bad or bad_images:
                 names = sorted({*bag.bad_messages, *undecodable})
                 why = f"{bad + bad_images} message(s) could not be decoded ({', '.join(names)})"
@@ -416,6 +440,7 @@ def predict_bag(
             **{f"{t} (image)": k for t, k in undecodable.items()},
             **{f"{t} (CameraInfo)": k for t, k in bad_infos.items()},
         },
+        "refused_frames": n_refused,  # frames whose inputs the model refused (skipped)
     }
 
 
