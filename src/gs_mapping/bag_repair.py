@@ -363,6 +363,20 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
         raise
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _empty_split(f: Path) -> bool:
+    """``f`` holds nothing past its format's magic (0 bytes, or a prefix of the magic)."""
+    magic = MCAP_MAGIC if f.suffix == ".mcap" else _SQLITE_MAGIC
+    try:
+        with f.open("rb") as fh:
+            head = fh.read(len(magic) + 1)
+    except OSError:  # (unreadable: not empty; the reader names it)
+        return False
+    return len(head) <= len(magic) and magic.startswith(head)
+
+
 def write_metadata(folder: Path, source: Path) -> int:
     """Write the ``metadata.yaml`` that ``ros2 bag reindex`` would into ``folder`` (a repaired copy
     holding the split files of a recording whose recorder never closed it: Humble's recorder writes
@@ -379,10 +393,20 @@ def write_metadata(folder: Path, source: Path) -> int:
     def number(f: Path) -> tuple:
         return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f.stem))
 
-    files = sorted(
+    found = sorted(
         (f for f in folder.iterdir() if f.suffix in (".mcap", ".db3") and not f.name.startswith("._")),
         key=number,
     )  # (macOS's AppleDouble ``._`` files are none)
+    # a recorder killed right after it opened a new split leaves it empty (or cut within its magic):
+    # nothing in it to read, so not listed (said once); a damaged file with more in it is not skipped
+    files = [f for f in found if not _empty_split(source / f.name)]
+    for f in found:
+        if f not in files:
+            say_once(
+                log, f"{source / f.name}: an empty split file (its recorder stopped as it opened it): skipped"
+            )
+    if not files:
+        raise BagError(f"{source}: no metadata.yaml, and its {len(found)} split files are all empty")
     topics: dict[tuple, int] = {}
     spans = []
     for f in files:
@@ -408,14 +432,16 @@ def write_metadata(folder: Path, source: Path) -> int:
     # (rosbag2 numbers a recording's splits from 0 on: a number missing is a part of the drive not
     # copied, which would be read as a jump in time (numbers far past the count, time stamps say,
     # are not that counter's)
-    nums = sorted(int(m[1]) for f in files if (m := re.fullmatch(r".*_(\d+)", f.stem)))
+    nums = sorted(
+        int(m[1]) for f in found if (m := re.fullmatch(r".*_(\d+)", f.stem))
+    )  # (an empty one skipped is no gap)
     gaps = [(a + 1, b - 1) for a, b in zip([-1, *nums], nums, strict=False) if b > a + 1]
     if gaps and nums[-1] < 10 * len(nums):
         lo, hi = gaps[0]
         say_once(
             log,
             f"{source}: no split file numbered {lo if lo == hi else f'{lo} to {hi}'}"
-            f"{f' (and {len(gaps) - 1} more gaps)' if len(gaps) > 1 else ''} among its {len(files)}: "
+            f"{f' (and {len(gaps) - 1} more gaps)' if len(gaps) > 1 else ''} among its {len(found)}: "
             f"that part of the recording is missing (not copied?); read without it",
         )
     start = min((s[0] for s in spans), default=0)
