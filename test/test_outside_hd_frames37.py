@@ -85,7 +85,7 @@ def test_a_bad_frame_is_skipped_and_the_good_frames_predict_as_in_the_clean_driv
     assert all(got[s] == good[s] for s in got)  # predictions, regions and GTs alike
     text = caplog.text
     assert text.count("image is 64x32 but its CameraInfo says 128x64: skipped (and any like it)") == 1, text
-    assert f"frame at {stamps[1]} ns" in text
+    assert f"frame at {stamps[1]} ns: camera {IMG}: image is 64x32" in text, text
     assert "3 frame(s) skipped in all" in text, text  # (refused, undecodable, not deserialised)
     assert "Traceback" not in capsys.readouterr().err
 

@@ -264,7 +264,9 @@ def predict_bag(
                     try:
                         els = predictor.predict(ims, *got)
                     except HDInputError as exc:  # (one bad frame must not end a long drive's run)
-                        why = f"{bag_path}: frame at {stamp} ns: {exc}"
+                        # (the Predictor numbers the cameras: named by their topics here)
+                        said = re.sub(r"^camera (\d+):", lambda m: f"camera {cams[int(m[1])]}:", str(exc))
+                        why = f"{bag_path}: frame at {stamp} ns: {said}"
                         if strict:
                             raise HDInputError(why) from None
                         seen = refused.setdefault(re.sub(r"\d+", "#", str(exc)), [0, why])
