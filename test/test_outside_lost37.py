@@ -250,8 +250,9 @@ def test_map_stopped_by_sigterm_or_a_hangup_keeps_the_map_made_so_far_as_ctrl_c_
     assert p.returncode == rc, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
     assert err.strip().splitlines()[-1] == f"gs-mapping map: {word}", err[-2000:]
-    m = re.search(
-        r"the map made so far \(\d+ keyframes, (\d+) Gaussians\) was saved to (\S+\.ply) instead", err
+    m = re.search(  # (the rescue line names the stop as the last line does)
+        rf": {word}: the map made so far \(\d+ keyframes, (\d+) Gaussians\) was saved to (\S+\.ply) instead",
+        err,
     )
     assert m, err[-2000:]
     rescued = Path(m[2])

@@ -22,6 +22,13 @@ class Terminated(BaseException):
     and nothing existing is replaced. ``args[0]``: the signal's number. (Here, not in the CLI, so
     that the library code a command runs can save what it holds on the way out, as ``map`` does.)"""
 
+    @property
+    def word(self) -> str:
+        """How a command's last line names the stop: "hangup" for SIGHUP, else "terminated"."""
+        import signal
+
+        return "hangup" if self.args[:1] == (getattr(signal, "SIGHUP", None),) else "terminated"
+
 
 class ConfigError(GsMappingError):
     """A configuration file or option is invalid (unknown key, wrong type, out of range)."""

@@ -135,10 +135,11 @@ def _rescued_on_interrupt(mapper: IncrementalMapper, out: Path):
     130 / 143 / 129). Not into ``out``: an interrupted run leaves no output that looks complete."""
     try:
         yield
-    except (KeyboardInterrupt, Terminated):
+    except (KeyboardInterrupt, Terminated) as exc:
         if mapper.stats.keyframes and len(mapper.gmap):
             what = f"the map made so far ({mapper.stats.keyframes} keyframes, {len(mapper.gmap)} Gaussians)"
-            log.warning(f"interrupted: {_rescue_map(mapper.gmap, what)} (nothing written to {out})")
+            word = exc.word if isinstance(exc, Terminated) else "interrupted"  # (as the last line says)
+            log.warning(f"{word}: {_rescue_map(mapper.gmap, what)} (nothing written to {out})")
         raise
 
 
