@@ -22,6 +22,7 @@ from ..errors import GsMappingError, Terminated
 from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
 from ..progress import line_interval_s
 from ..std_streams import StderrHandler, to_devnull
+from . import ctrl_c
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("torch").setLevel(logging.WARNING)
     module = importlib.import_module(f"{__name__}.{args._module}")
     previous = on_unwinding_signals(_on_signal)
+    previous_int = ctrl_c.install()
     prog = f"gs-mapping {args.command}"
     forget_made_folders()
     rc = 1  # (an exception no branch below takes)
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Terminated as exc:
         (signum,) = exc.args or (signal.SIGTERM,)
-        _say(prog, "hangup" if signum == getattr(signal, "SIGHUP", None) else "terminated")
+        _say(prog, exc.word)
         return 128 + signum  # (the shell's status for a process the signal ended)
     except OSError as exc:  # what no command names itself: writing its report to a full disk, | head, ...
         return _write_failed(prog, exc)
@@ -349,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         forget_made_folders()
         for s, handler in previous.items():  # (main() may run in a longer-lived process: a test, a tool)
             signal.signal(s, handler)
+        ctrl_c.restore(previous_int)
 
 
 if __name__ == "__main__":  # pragma: no cover
