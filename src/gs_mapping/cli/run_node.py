@@ -9,8 +9,6 @@ import json
 import sys
 import time
 
-from . import ctrl_c
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..nodes.registry import NODES
@@ -104,20 +102,6 @@ def _say(line: str, stop: list) -> None:
         to_devnull(sys.stdout)
 
 
-def _ctrl_c_stops(stop: list):
-    """Ctrl-C while the node spins ends the spin loop, as a SIGTERM does: the node closes and says
-    its summary line. A KeyboardInterrupt did it before, but a callback compiling a numba loop can
-    swallow it (:mod:`.ctrl_c`). A second Ctrl-C interrupts at once. Returns the previous handler."""
-
-    def on_sigint(signum, frame):
-        if not stop:
-            stop.append(signum)
-            return
-        ctrl_c.on_ctrl_c(signum, frame)
-
-    return ctrl_c.install(on_sigint)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..nodes.context import check_ros_names
     from ..nodes.registry import node_class
@@ -136,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
     stop = []
     on_unwinding_signals(lambda *_: stop.append(1))  # (a clean stop from the loop, as Ctrl-C's)
     end = None if args.duration is None else time.monotonic() + args.duration
-    previous_int = _ctrl_c_stops(stop)  # (before it, a Ctrl-C interrupts the start, status 130)
     try:
         # inside the try: a "ready" that cannot be written (>&-, | head gone) still closes the
         # node and its Zenoh session, whose threads would keep the process alive
@@ -147,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        ctrl_c.restore(previous_int)
         try:
             node.close()
         finally:
