@@ -4,8 +4,9 @@ Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread is
 compiles a codec loop (seconds on a cold cache) that is often inside llvmlite's ctypes callbacks,
 and ctypes prints an exception raised there ("Exception ignored on calling ctypes callback") and
 goes on: the command ran on as if no Ctrl-C had come (a `run map_server_node` kept serving). Here
-the KeyboardInterrupt is raised only outside numba's and llvmlite's code; a SIGINT that lands
-inside is sent again to the main thread a moment later, until it lands outside."""
+the KeyboardInterrupt is raised only outside llvmlite's code (whose ctypes callbacks swallow it;
+numba's own Python code lets it through); a SIGINT that lands inside is sent again to the main
+thread a moment later, until it lands outside."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ _UNSAFE = ("llvmlite",)  # (its ctypes callbacks; numba's own Python code lets i
 
 
 def in_compiler(frame) -> bool:
-    """Whether ``frame`` or a caller of it is numba's or llvmlite's code."""
+    """Whether ``frame`` or a caller of it is llvmlite's code."""
     while frame is not None:
         name = frame.f_globals.get("__name__") or ""
         if name.partition(".")[0] in _UNSAFE:
