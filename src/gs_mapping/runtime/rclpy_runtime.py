@@ -227,7 +227,8 @@ class _SimClockWatch:
     acknowledgements, /diagnostics) wait for a timer that ROS time no longer moves. So where /clock
     came and has stood still for ``TAIL_S`` with no fault said above, each node timer that messages
     came for since its last call runs once its period has passed on steady time (at most every
-    ``PERIOD_S``). Before the first /clock nothing runs: the node waits for the bag's clock."""
+    ``PERIOD_S``). Before the first /clock nothing runs: the node waits for the bag's clock. ROS
+    time going back (a bag looped, or an earlier one played next) forgets the stamps above it."""
 
     PERIOD_S = 1.0
     STALL_S = 5.0
@@ -273,6 +274,8 @@ class _SimClockWatch:
         clock = self.node.get_clock()
         now, steady = clock.now().nanoseconds, time.monotonic()
         if now != self._ros_ns:  # (the system clock, use_sim_time false, always moves)
+            if self._ros_ns is not None and now < self._ros_ns:  # a bag played again, or an earlier one:
+                self.newest_ns = min(self.newest_ns, now)  # the stamps before are of that past play
             self._ros_ns, self._since, self._seen, self._said = now, steady, self.messages, False
             return
         tail = now and self.newest_ns - now < self.STALL_S * 1e9  # (a bag's end, not a fault)
