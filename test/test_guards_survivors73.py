@@ -206,3 +206,35 @@ def test_after_the_bags_last_clock_a_1s_timer_runs_at_every_check(ros):
     tail = [t for t, w in calls if w]
     assert len(tail) >= 3, calls
     assert max(b - a for a, b in zip(tail[:-1], tail[1:], strict=True)) < 1.5, calls
+
+
+@pytest.mark.parametrize("clock", ["ahead", "set back"])
+def test_a_restarts_deltas_before_its_snapshot(clock):
+    """docs/fleet.md, "Vehicles": a restarted mapper's first deltas arriving before its snapshot
+    (the server's delta and snapshot subscriptions are separate topics). On a clock ahead they are
+    held back for the snapshot and the server follows the mapper at once; on a clock set back they
+    are below the vehicle's sequence, replays (left open: documented), and the server holds the
+    snapshot until the mapper's next one, which brings it back to the mapper's map (merge_maps)."""
+    import test_fleet37_replays as t
+
+    from gs_map_share.merge import FleetMerge
+
+    now = 1_800_000_000_000_000
+    fm = FleetMerge(t.P, global_map_id=1 << 20)
+    other, first = t._Mapper(2, 60, now), t._Mapper(1, 61, now)
+    for data in (other.snapshot(), first.snapshot(), first.delta()):
+        fm.offer(data)
+    _fleet_check(fm, {1: first, 2: other})
+    m = t._Mapper(1, 62, now + (DAY_US if clock == "ahead" else -DAY_US))
+    snap = m.snapshot()
+    early = [m.delta(), m.delta()]
+    got = [fm.offer(d).status for d in early]
+    assert fm.offer(snap).status == "snapshot"
+    if clock == "ahead":
+        assert got == ["buffered", "buffered"]
+        _fleet_check(fm, {1: m, 2: other})
+        return
+    assert got == ["replayed", "replayed"] and fm.vehicles[1].counts["clock_back"] == 1
+    assert fm.vehicles[1].seq == m.sender.seq - 2
+    assert fm.offer(m.snapshot()).status == "snapshot"  # the mapper's next snapshot_period_s
+    _fleet_check(fm, {1: m, 2: other})
