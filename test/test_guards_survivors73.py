@@ -238,3 +238,24 @@ def test_a_restarts_deltas_before_its_snapshot(clock):
     assert fm.vehicles[1].seq == m.sender.seq - 2
     assert fm.offer(m.snapshot()).status == "snapshot"  # the mapper's next snapshot_period_s
     _fleet_check(fm, {1: m, 2: other})
+
+
+# -- Zenoh's config-error wording ------------------------------------------------------------------
+
+
+def test_a_zenoh_config_value_of_the_wrong_type_is_said_with_plain_quotes(tmp_path, capsys):
+    """zenoh_runtime._short, serde's message: its text is Rust's Debug of a string, whose quotes
+    come escaped (``string \\"yes\\"``); the line quotes the file's value as the file has it."""
+    zenoh = pytest.importorskip("zenoh")
+    from gs_mapping.cli import main
+
+    path = tmp_path / "router.json5"
+    path.write_text('{ scouting: { multicast: { enabled: "yes" } } }')
+    with pytest.raises(zenoh.ZError, match="expected a boolean"):  # the reference: Zenoh refuses it
+        zenoh.Config.from_file(str(path))
+    assert main(["router", "--zenoh-config", str(path), "--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].endswith(f'({path}): line 1, column 37: invalid type: string "yes", expected a boolean'), (
+        err
+    )

@@ -162,7 +162,8 @@ def _short(exc: Exception) -> str:
     serde = re.fullmatch(r'JSON error: Message \{ msg: "(.*)", location: Some\(Location \{ line: (\d+), '
                          r"column: (\d+) \}\) \}", text.strip(), re.S)  # fmt: skip
     if serde:
-        return f"line {serde[2]}, column {serde[3]}: {serde[1]}"
+        # (msg is Rust's Debug of the text: its quotes escaped, 'string \"yes\", expected a boolean')
+        return f"line {serde[2]}, column {serde[3]}: " + serde[1].replace('\\"', '"')
     lines = [ln.strip(" |^-=") for ln in text.splitlines()]
     return "; ".join(ln for ln in lines if ln)
 
