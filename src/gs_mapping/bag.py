@@ -885,7 +885,10 @@ def _say_if_one_of_several(f: Path) -> None:
     completed ``rec/rec_0.mcap`` maps the first minute of the drive, its folder all of it."""
     listed = _listed_files(f.parent)
     if listed is None and _split_of(f) and not (f.parent / "metadata.yaml").exists():
-        listed = [x.name for x in f.parent.iterdir() if _split_of(x) == _split_of(f)]
+        try:  # (a hint only: a folder one may enter but not list gives none, the file is read)
+            listed = [x.name for x in f.parent.iterdir() if _split_of(x) == _split_of(f)]
+        except OSError:
+            listed = None
     if listed and len(listed) > 1 and f.name in listed:
         say_once(
             log,
