@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bag_repair import MCAP_MAGIC, cut_short, release_copy, repaired_copy, write_metadata
+from .bag_repair import (
+    MCAP_MAGIC,
+    cut_short,
+    release_copy,
+    repaired_copy,
+    storage_files_in,
+    write_metadata,
+)
 from .errors import BagError, GsMappingError, MessageError, OutputError
 from .output_files import (
     check_output,
@@ -866,10 +873,7 @@ def _storage_files(storage: Path) -> list[Path]:
     listed = _listed_files(storage)
     if listed is not None:
         return [storage / name for name in listed if (storage / name).is_file()]
-    # (not macOS's AppleDouble ``._rec_0.mcap``, written beside each file on FAT/exFAT and shares)
-    return sorted(
-        x for x in storage.iterdir() if x.suffix in (".mcap", ".db3") and not x.name.startswith("._")
-    )
+    return storage_files_in(storage)
 
 
 def _split_of(f: Path) -> tuple[str, str] | None:

@@ -366,6 +366,14 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def storage_files_in(folder: Path) -> list[Path]:
+    """A folder's ``.mcap`` / ``.db3`` files, by name: not macOS's AppleDouble ``._rec_0.mcap``,
+    written beside each file on FAT/exFAT and shares."""
+    return sorted(
+        x for x in folder.iterdir() if x.suffix in (".mcap", ".db3") and not x.name.startswith("._")
+    )
+
+
 def _empty_split(f: Path) -> bool:
     """``f`` holds nothing past its format's magic (0 bytes, or a prefix of the magic)."""
     magic = MCAP_MAGIC if f.suffix == ".mcap" else _SQLITE_MAGIC
@@ -393,10 +401,7 @@ def write_metadata(folder: Path, source: Path) -> int:
     def number(f: Path) -> tuple:
         return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f.stem))
 
-    found = sorted(
-        (f for f in folder.iterdir() if f.suffix in (".mcap", ".db3") and not f.name.startswith("._")),
-        key=number,
-    )  # (macOS's AppleDouble ``._`` files are none)
+    found = sorted(storage_files_in(folder), key=number)
     # a recorder killed right after it opened a new split leaves it empty (or cut within its magic):
     # nothing in it to read, so not listed (said once); a damaged file with more in it is not skipped
     files = [f for f in found if not _empty_split(source / f.name)]
@@ -473,4 +478,4 @@ def write_metadata(folder: Path, source: Path) -> int:
     return len(files)
 
 
-__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy", "write_metadata"]
+__all__ = ["MCAP_MAGIC", "cut_short", "release_copy", "repaired_copy", "storage_files_in", "write_metadata"]
