@@ -518,7 +518,7 @@ def _edit(meta: dict, keys: str, value) -> dict:
         ("count", True, "count True"),
         ("version", True, "version True"),
         pytest.param("means.mins", [10**400, 0, 0], "means.mins must be 3 finite", id="means.mins-10**400"),
-        ("scales.codebook", [True] * 256, "scales.codebook must be 256"),
+        ("scales.codebook", [True] * 256, "scales.codebook must be 1 to 256"),
         ("shN.bands", True, "shN.bands True"),
         ("shN.count", True, "shN.count True"),
         ("shN.count", 10, r"shN label \d+ of Gaussian \d+ is beyond the palette's 10 entries"),

@@ -10,7 +10,7 @@ Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is 
   between ``mins`` and ``maxs`` of the log-transformed position ``sign(x)·ln(1+|x|)``;
 - ``quats``: smallest three — RGB three components ``(v/255·2 − 1)/sqrt(2)``, alpha 252 + the index
   of the largest of (w, x, y, z), which is rebuilt positive (another alpha: identity);
-- ``scales``: RGB index the 256-entry ``codebook`` of log-scales;
+- ``scales``: RGB index the ``codebook`` (256 entries, or fewer) of log-scales;
 - ``sh0``: RGB index the ``codebook`` of DC coefficients, alpha = opacity · 255;
 - ``shN`` (optional): ``labels`` (R + 256·G) pick one of ``count`` palette entries of
   ``centroids`` (64 entries per row, each 3/8/15 pixels wide for ``bands`` 1/2/3, RGB index the
@@ -292,18 +292,34 @@ def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _floats(v, n: int, what: str, path) -> np.ndarray:
-    """``n`` finite JSON numbers (a list, or a bare number for n = 1) as float64."""
+def _floats(v, n: int, what: str, path, fewer: bool = False) -> np.ndarray:
+    """``n`` finite JSON numbers (a list, or a bare number for n = 1) as float64; ``fewer``: 1..n."""
     items = v if isinstance(v, list) else [v]
-    if len(items) != n or not all(_int(x) or isinstance(x, float) for x in items):
-        raise MapError(f"{path}: SOG {what} must be {n} finite numbers")
+    size = f"1 to {n}" if fewer else f"{n}"
+    sized = 0 < len(items) <= n if fewer else len(items) == n
+    if not sized or not all(_int(x) or isinstance(x, float) for x in items):
+        raise MapError(f"{path}: SOG {what} must be {size} finite numbers")
     try:
         a = np.array([float(x) for x in items])
     except OverflowError:  # an integer literal beyond float64 (10**400)
         a = np.array([np.inf])
     if not np.all(np.isfinite(a)):
-        raise MapError(f"{path}: SOG {what} must be {n} finite numbers")
+        raise MapError(f"{path}: SOG {what} must be {size} finite numbers")
     return a
+
+
+def _codebook(v, what: str, path) -> np.ndarray:
+    """A version-2 codebook: up to 256 entries. splat-transform's k-means keeps one entry per
+    distinct value when there are fewer than 256 (0.16: a one-Gaussian scene's scales codebook holds
+    3), and indexes only those."""
+    return _floats(v, 256, what, path, fewer=True)
+
+
+def _look_up(book: np.ndarray, index: np.ndarray, what: str, path) -> np.ndarray:
+    """``book[index]``; an index past a short codebook is refused (PlayCanvas' reader gives NaN)."""
+    if index.size and int(index.max()) >= len(book):
+        raise MapError(f"{path}: SOG {what} index {int(index.max())} is beyond its {len(book)} entries")
+    return book[index]
 
 
 # Values beyond float32 (a huge codebook entry or range) become ±inf and NaN on the way, which
@@ -373,8 +389,11 @@ def _load(path: Path, files: _Files) -> GaussianMap:
     sc = _pixels(files, _section(meta, "scales", path)["files"][0], n)
     c0 = _pixels(files, _section(meta, "sh0", path)["files"][0], n)
     if version == 2:
-        scales = _floats(meta["scales"].get("codebook"), 256, "scales.codebook", path)[sc[:, :3]]
-        dc = _floats(meta["sh0"].get("codebook"), 256, "sh0.codebook", path)[c0[:, :3]]
+        book = _codebook(meta["scales"].get("codebook"), "scales.codebook", path)
+        scales = _look_up(book, sc[:, :3], "scales.codebook", path)
+        dc = _look_up(
+            _codebook(meta["sh0"].get("codebook"), "sh0.codebook", path), c0[:, :3], "sh0.codebook", path
+        )
         a = np.clip(c0[:, 3] / 255.0, 1e-6, 1 - 1e-6)
         opacity = np.log(a / (1 - a))
     else:
@@ -455,7 +474,7 @@ def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.n
         palette = shn.get("count")
         if not _int(palette) or not 0 < palette <= 65536:
             raise MapError(f"{path}: SOG shN.count {palette!r} not in 1..65536")
-        book = _floats(shn.get("codebook"), 256, "shN.codebook", path)
+        book = _codebook(shn.get("codebook"), "shN.codebook", path)
         cen = _image(files, shn["files"][0], 0, 64 * coeffs * MAX_PALETTE_ROWS, width=64 * coeffs)
     else:
         lo = _floats(shn.get("mins"), 1, "shN.mins", path)
@@ -479,5 +498,5 @@ def _sh_rest(files: _Files, shn: dict, n: int, version: int, path) -> tuple[np.n
         raise MapError(
             f"{path}: SOG shN label {labels[row]} of Gaussian {row} is beyond the palette's {palette} entries"
         )
-    values = book[ent].astype(np.float32)  # (palette, coeffs, 3)
+    values = _look_up(book, ent, "shN.codebook", path).astype(np.float32)  # (palette, coeffs, 3)
     return values[labels], coeffs + 1
