@@ -5,7 +5,8 @@
   so ``scales``/``sh0``/``shN`` codebooks are shorter than 256 (a one-Gaussian scene: 3 entries).
   Our reader refused them ("must be 256 finite numbers"); the reference is splat-transform 3.10.2's
   decode of the same files (test/data/splat_formats38/, made by
-  test/data/make_formats38_fixtures.py), its PLY parsed in this file.
+  test/data/make_formats38_fixtures.py), its PLY parsed in this file. Likewise the compressed PLYs
+  of gsplat's exporter (PyPI gsplat 1.5.3, its own packer), which read correctly already.
 - Live, where splat-transform is installed (``GS_MAPPING_SPLAT_TRANSFORM`` names it, else
   ``splat-transform`` on PATH; skipped otherwise): scenes with chunk/texture edge counts (1, 257)
   and SH 0 and 3, written by it as compressed PLY, .sog, meta.json and SPZ and decoded by it back to
@@ -83,6 +84,16 @@ def test_old_splat_transform_sog_with_short_codebooks_reads_as_splat_transform_d
     meta = json.loads(zipfile.ZipFile(sog).read("meta.json"))
     assert len(meta["scales"]["codebook"]) < 256  # what the fixture is about
     _same(load_splats(sog), _reference(FIXTURES / f"{name}.decoded.ply"), name)
+
+
+@pytest.mark.parametrize("name", ["gsplat153_40g_sh0", "gsplat153_300g_sh3"])
+def test_gsplat_exporter_compressed_ply_reads_as_splat_transform_decodes_it(name):
+    """gsplat 1.5.3's own compressed-PLY packer (``export_splats(format="ply_compressed")``): its
+    header differs from splat-transform's (an ``sh`` element with no properties at SH 0; 300
+    Gaussians: two chunks, the last of 44)."""
+    _same(
+        load_splats(FIXTURES / f"{name}.compressed.ply"), _reference(FIXTURES / f"{name}.decoded.ply"), name
+    )
 
 
 def test_a_short_codebook_indexed_past_its_end_is_refused_in_one_line(tmp_path):

@@ -3,11 +3,15 @@ the generation that wrote playbot's SOG) from tiny synthetic scenes, and each on
 current splat-transform (3.10.2) — the reference test_formats38_outside_writers.py compares our
 reader with. With fewer distinct values than 256, 0.16's k-means writes codebooks shorter than 256
 entries (a one-Gaussian scene: 3 scales, 3 colours; five Gaussians of SH 3: 15, 15 and 180).
+And compressed PLYs written by gsplat's exporter (PyPI gsplat 1.5.3, ``gsplat.exporter.export_splats``
+in pure torch: its own packer, not splat-transform's; an ``sh`` element with no properties at SH 0),
+decoded by splat-transform 3.10.2.
 
     npm install --prefix /tmp/st016 @playcanvas/splat-transform@0.16.1
     npm install --prefix /tmp/st @playcanvas/splat-transform@3.10.2
-    .venv/bin/python test/data/make_formats38_fixtures.py /tmp/st016/node_modules/.bin/splat-transform \
-        /tmp/st/node_modules/.bin/splat-transform
+    pip install --target /tmp/gs --no-deps gsplat==1.5.3 jaxtyping wadler_lindig
+    PYTHONPATH=/tmp/gs .venv/bin/python test/data/make_formats38_fixtures.py \
+        /tmp/st016/node_modules/.bin/splat-transform /tmp/st/node_modules/.bin/splat-transform
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import plyfile
 
 HERE = Path(__file__).resolve().parent / "splat_formats38"
 SCENES = {"st0161_1g_sh0": (1, 0, 1), "st0161_5g_sh3": (5, 3, 2)}  # name: (Gaussians, SH degree, seed)
+GSPLAT = {"gsplat153_40g_sh0": (40, 0, 3), "gsplat153_300g_sh3": (300, 3, 4)}
 
 
 def scene_ply(path: Path, n: int, degree: int, seed: int) -> None:
@@ -50,7 +55,38 @@ def main(old_tool: str, tool: str) -> None:
         subprocess.run([old_tool, "-q", "-w", "-g", "cpu", str(src), str(sog)], check=True)
         subprocess.run([tool, "-q", "-w", str(sog), str(HERE / f"{name}.decoded.ply")], check=True)
         src.unlink()
-    (HERE / "VERSION").write_text("written by @playcanvas/splat-transform 0.16.1, decoded by 3.10.2\n")
+    import torch
+    from gsplat.exporter import export_splats
+
+    for name, (n, degree, seed) in GSPLAT.items():
+        src = HERE / f"{name}.source.ply"
+        scene_ply(src, n, degree, seed)
+        d = plyfile.PlyData.read(str(src))["vertex"].data
+        k = (degree + 1) ** 2 - 1
+
+        def cols(names, d=d):
+            return torch.tensor(np.stack([d[x] for x in names], 1).astype(np.float32))
+
+        rest = [cols([f"f_rest_{c * k + j}" for c in range(3)]) for j in range(k)]
+        export_splats(
+            cols("xyz"),
+            cols([f"scale_{i}" for i in range(3)]),
+            cols([f"rot_{i}" for i in range(4)]),
+            cols(["opacity"])[:, 0],
+            cols([f"f_dc_{i}" for i in range(3)])[:, None, :],
+            torch.stack(rest, 1) if k else torch.zeros(n, 0, 3),
+            format="ply_compressed",
+            save_to=str(HERE / f"{name}.compressed.ply"),
+        )
+        subprocess.run(
+            [tool, "-q", "-w", str(HERE / f"{name}.compressed.ply"), str(HERE / f"{name}.decoded.ply")],
+            check=True,
+        )
+        src.unlink()
+    (HERE / "VERSION").write_text(
+        "st0161_*: written by @playcanvas/splat-transform 0.16.1; gsplat153_*: by gsplat 1.5.3's exporter; "
+        "decoded by splat-transform 3.10.2\n"
+    )
 
 
 if __name__ == "__main__":
