@@ -19,7 +19,10 @@ the colour stamp. Outputs:
   keyframe, from the map's change record, and one when a map anchored to the first frame's pose
   (no ``map`` frame then) moves into TF's ``map`` once a localisation starts (:class:`~gs_mapping.tf.MapPoses`);
 - ``~/map_snapshot`` (UInt8MultiArray, reliable + transient_local): the whole map, on a period and
-  when a new subscriber joins, so late joiners and receivers that lost deltas recover;
+  when a new subscriber joins, so late joiners and receivers that lost deltas recover; and, where
+  ROS time stands still (a bag's end or pause under ``use_sim_time``: the runtime runs the timer on
+  steady time, ``clock_stopped``), once after the last deltas, so a joiner at any time ends with
+  the final map;
 - ``/diagnostics``.
 
 Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start, taken as in TF's map: held
@@ -175,6 +178,7 @@ class MapperNode(NodeBase):
         self.deltas = 0
         self._subscribers_seen = 0
         self._last_snapshot_ns = 0
+        self._deltas_at_snapshot = 0  # self.deltas when the last snapshot went out
         self._resync = False
 
         self.pub_delta = ctx.create_publisher(
@@ -225,7 +229,9 @@ class MapperNode(NodeBase):
             "~/save", "std_msgs/msg/String", RELIABLE_QOS, self.guarded("~/save", self.on_save)
         )
         ctx.create_timer(self.node_cfg.diagnostics_period_s, self.on_diagnostics_timer)
-        ctx.create_timer(self.node_cfg.snapshot_period_s or 1.0, self.on_snapshot_timer)
+        # (at least every 1 s: a joiner is served, and a clock that stopped noticed, within it)
+        period = self.node_cfg.snapshot_period_s
+        ctx.create_timer(min(period, 1.0) if period > 0 else 1.0, self.on_snapshot_timer)
         self.diag.values["device"] = self.mapper.device
         self.publish_snapshot()
 
@@ -535,6 +541,7 @@ class MapperNode(NodeBase):
 
         data = self.sender.snapshot()
         self._last_snapshot_ns = self.ctx.now_ns()
+        self._deltas_at_snapshot = self.deltas
         self.pub_snapshot.publish(bytes_to_uint8_multiarray(data, self.ctx.factory))
         self.diag.values["snapshot_bytes"] = len(data)
         self.diag.values["seq"] = self.sender.seq
@@ -547,7 +554,12 @@ class MapperNode(NodeBase):
         period = self.node_cfg.snapshot_period_s
         self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
         due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
-        if joined or due:
+        # ROS time stands still (a bag's end or pause; the runtime runs this timer on steady time
+        # then): deltas sent since the last snapshot make a fresh one now, or a joiner from now on
+        # gets the latched, older one and no later message comes to bring it the rest
+        stopped = getattr(self.ctx, "clock_stopped", None)
+        settle = self.deltas > self._deltas_at_snapshot and stopped is not None and stopped()
+        if joined or due or settle:
             start = self.ctx.now_ns()
             self.publish_snapshot()
             self._not_waiting(since_ns=start)

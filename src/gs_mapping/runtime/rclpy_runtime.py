@@ -206,6 +206,11 @@ class RclpyContext:
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
 
+    def clock_stopped(self) -> bool:
+        """Whether the timer callback now running was run on steady time because ROS time stands
+        still (a bag's end or pause: :class:`_SimClockWatch`'s tail)."""
+        return self.clock_watch.in_tail
+
     def ros_time(self) -> bool:
         """Whether the node's clock is ROS time from /clock (use_sim_time): rcl calls clock-jump
         callbacks, and tf2_ros clears its buffer, only for that clock's jumps."""
@@ -228,7 +233,10 @@ class _SimClockWatch:
     came and has stood still for ``TAIL_S`` with no fault said above, each node timer that messages
     came for since its last call runs once its period has passed on steady time (at most every
     ``PERIOD_S``). Before the first /clock nothing runs: the node waits for the bag's clock. ROS
-    time going back (a bag looped, or an earlier one played next) forgets the stamps above it."""
+    time going back (a bag looped, or an earlier one played next) forgets the stamps above it.
+    A timer so run sees :meth:`RclpyContext.clock_stopped` true (the mapper then latches a fresh
+    snapshot for late joiners). A parameter change (:func:`_on_set_parameters`) counts as a message:
+    what it changes in a periodic output goes out at the next check, ROS time standing still."""
 
     PERIOD_S = 1.0
     STALL_S = 5.0
@@ -239,12 +247,14 @@ class _SimClockWatch:
 
         self.node, self.logger = node, logger
         self.messages = 0  # taken on the node's subscriptions (counted)
+        self._changes = 0  # parameter changes applied (changed): for the tail only, not the stall line
         self._ros_ns: int | None = None  # ROS time at the last check
         self._since = 0.0  # steady time ROS time has stood at _ros_ns since
         self._seen = 0  # messages then
         self._said = False
         self.newest_ns = 0  # the newest header stamp among them
         self._periodic: list[list[Any]] = []  # [period_s, call, steady at its last call, messages then]
+        self.in_tail = False  # within a tail run (clock_stopped)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer = node.create_timer(self.PERIOD_S, self.check, clock=steady)
 
@@ -260,15 +270,22 @@ class _SimClockWatch:
 
     def periodic(self, period_s: float, callback: Callable[[], None]) -> Callable[[], None]:
         """``callback`` as a node timer's: its calls noted, for :meth:`check`'s tail runs."""
-        entry: list[Any] = [period_s, None, time.monotonic(), self.messages]
+        entry: list[Any] = [period_s, None, time.monotonic(), self._inputs()]
 
         def call() -> None:
-            entry[2], entry[3] = time.monotonic(), self.messages
+            entry[2], entry[3] = time.monotonic(), self._inputs()
             callback()
 
         entry[1] = call
         self._periodic.append(entry)
         return call
+
+    def changed(self) -> None:
+        """A parameter change applied: the timers run as for a message (:meth:`check`'s tail)."""
+        self._changes += 1
+
+    def _inputs(self) -> int:
+        return self.messages + self._changes
 
     def check(self) -> None:
         clock = self.node.get_clock()
@@ -282,8 +299,12 @@ class _SimClockWatch:
         if tail and steady - self._since >= self.TAIL_S:
             for period_s, call, last, seen in list(self._periodic):
                 # (due within half a check: a 1 s timer at each 1 s check, not every other)
-                if self.messages > seen and steady - last + self.PERIOD_S / 2 >= period_s:
-                    call()
+                if self._inputs() > seen and steady - last + self.PERIOD_S / 2 >= period_s:
+                    self.in_tail = True
+                    try:
+                        call()
+                    finally:
+                        self.in_tail = False
         came = self.messages - self._seen
         if self._said or not came or steady - self._since < self.STALL_S:
             return
@@ -345,6 +366,9 @@ def declare_section(node: Any, section: str, cls: type, runtime: frozenset[str] 
 
 def _on_set_parameters(node: Any, obj: Any) -> Callable[[list[Any]], Any]:
     """The set-parameters callback: validate runtime changes against the config dataclass, apply them.
+    A change counts as a message for the clock watch: where ROS time stands still (a bag paused or
+    ended under ``use_sim_time``) the node's timers run at its next check, so a change of what a
+    timer publishes (the receiver's ``min_opacity``) goes out then, not when the bag plays on.
 
     rclpy itself refuses ``read_only`` parameters before calling this; parameters outside our
     sections (``use_sim_time``) are left to rclpy."""
@@ -369,6 +393,9 @@ def _on_set_parameters(node: Any, obj: Any) -> Callable[[list[Any]], Any]:
             return SetParametersResult(successful=False, reason=str(exc))
         for section, values in checked.items():
             obj.parameters_changed(section, values)
+        watch = getattr(obj.ctx, "clock_watch", None)
+        if checked and watch is not None:  # (ROS time standing still: the timers run on steady time)
+            watch.changed()
         return SetParametersResult(successful=True)
 
     return callback

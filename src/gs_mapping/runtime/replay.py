@@ -90,6 +90,9 @@ class ReplayContext(ExpandsNames):
     def ros_time(self) -> bool:  # (the bag's clock, as /clock from `ros2 bag play --clock`)
         return True
 
+    def clock_stopped(self) -> bool:  # (the last round of timers, at the bag's end)
+        return self.bus.final
+
 
 class ReplayBus:
     """In-process topics with the bag's clock; publications go to ``writer`` when one is given."""
@@ -100,6 +103,7 @@ class ReplayBus:
         self.subscribers: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
         self.timers: list[list[Any]] = []  # [period_ns, next_due_ns or None, callback]
         self.now_ns = 0
+        self.final = False  # within fire_timers: the bag's end (ReplayContext.clock_stopped)
         self.published: dict[str, int] = defaultdict(int)
         self._queue: deque[tuple[list[Callable[[Any], None]], Any]] = deque()
         self._recorded: set[str] = set()
@@ -154,9 +158,13 @@ class ReplayBus:
 
     def fire_timers(self) -> None:
         """Fire every timer once at the current time (a last round at the end of a replay), clock unchanged."""
-        for timer in self.timers:
-            timer[2]()
-            self._drain()
+        self.final = True
+        try:
+            for timer in self.timers:
+                timer[2]()
+                self._drain()
+        finally:
+            self.final = False
 
     def _drain(self) -> None:
         while self._queue:
