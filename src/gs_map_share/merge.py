@@ -700,3 +700,46 @@ class FleetMerge:
         )
         self.global_map, self.global_seq = new, seq
         return data
+
+
+def warm_up(
+    params: QuantParams, *, frame_id: str = "map", sh_degree: int = 0, snapshot_levels: int = 5
+) -> None:
+    """The codec's compiled loops (:mod:`.kernels`) loaded or compiled now: a small vehicle map
+    (random Gaussians in a few tiles, some faint) is encoded as a snapshot and a delta, merged by a
+    throwaway :class:`FleetMerge` (decoding both), its global delta and snapshot encoded. A server
+    that says it is ready after this pays no compilation on its first vehicle container (cold,
+    that is seconds: numba compiles each loop the first time a process calls it, or loads it from
+    its cache). Nothing without numba, or with the loops switched off."""
+    from gs_mapping.gaussians import GaussianMap
+
+    from .delta import MapSender
+    from .jit import kernels
+
+    if kernels() is None:
+        return
+    rng = np.random.default_rng(38)
+    # (over tails.TAIL_MIN in one tile, so the octree's tails are coded too; a few in its neighbours)
+    n = 2400
+    q = rng.normal(size=(n, 4)).astype(np.float32)
+    means = rng.uniform(0.05, 1.95, (n, 3)) * [1, 1, 0.5]
+    means[: n // 8] += rng.integers(-1, 2, (n // 8, 3)) * [2.0, 2.0, 0.0]
+    gmap = GaussianMap(
+        sh_degree=sh_degree,
+        means=means.astype(np.float32),
+        quats=q / np.linalg.norm(q, axis=1, keepdims=True),
+        log_scales=rng.uniform(-4.5, -1.5, (n, 3)).astype(np.float32),
+        opacity_logits=rng.choice([-6.0, -1.0, 3.0], n).astype(np.float32)
+        + rng.normal(0, 0.5, n).astype(np.float32),
+        sh=rng.normal(0, 0.2, (n, (sh_degree + 1) ** 2, 3)).astype(np.float32),
+    )
+    sender = MapSender.from_map(
+        gmap.subset(np.arange(n * 2 // 3)), params, map_id=1, frame_id=frame_id, n_levels=snapshot_levels
+    )
+    containers = [sender.snapshot(), sender.update(gmap)[0]]
+    merge = FleetMerge(
+        params, global_map_id=2, frame_id=frame_id, sh_degree=sh_degree, snapshot_levels=snapshot_levels
+    )
+    for data in containers:
+        merge.offer(data)
+    merge.snapshot()
