@@ -56,6 +56,11 @@ class MessageFactory(Protocol):
 
 
 class NodeContext(Protocol):
+    """Optional beyond these (a node looks for them with ``getattr``): ``clock_stopped()``, whether
+    the timer callback now running runs because ROS time stands still (rclpy's tail of a bag under
+    ``use_sim_time``, replay's last round at the bag's end); ``publisher_count(topic)``;
+    ``attach_diagnostics(diag)``."""
+
     node_name: str
     namespace: str
     factory: MessageFactory
