@@ -7,8 +7,10 @@ after that get the latched snapshot and cloud and nothing else: no further messa
 Before session 38 the latched snapshot was the one sent when the first receiver joined, early in
 the bag: the mapper's later deltas were never in a snapshot, the snapshot timer's period never
 passed on a clock that had stopped (a probe: the late receiver held 0 Gaussians of the mapper's
-1,769). Now the mapper latches a fresh snapshot once ROS time stands still after deltas (the clock
-watch's tail, ``clock_stopped``).
+1,769). Now the mapper latches a fresh snapshot once ROS time stands still after deltas and it is
+idle (the clock watch's tail, ``clock_stopped``): the latched snapshot is the final map before
+anyone joins (a join that rmw's count shows brings a fresh one too, while the mapper's timer runs
+in the tail; ``ros2 topic echo --once``, or one joining as another leaves, gets only the latched one).
 """
 
 from __future__ import annotations
@@ -83,9 +85,16 @@ def test_a_receiver_started_after_the_bags_end_ends_with_the_mappers_final_map(r
     from rclpy.qos import DurabilityPolicy, QoSProfile
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import UInt8MultiArray
 
+    from gs_map_share.receiver import MapStore
     from gs_mapping.bag import BagReader
-    from gs_mapping.messages import RclpyFactory, convert_message, pointcloud2_to_array
+    from gs_mapping.messages import (
+        RclpyFactory,
+        convert_message,
+        pointcloud2_to_array,
+        uint8_multiarray_to_bytes,
+    )
     from gs_mapping.nodes.registry import node_class
     from gs_mapping.runtime.rclpy_runtime import _msg_class, _SimClockWatch, close_node, create_node
 
@@ -111,6 +120,9 @@ def test_a_receiver_started_after_the_bags_end_ends_with_the_mappers_final_map(r
         player = rclpy.create_node("player", context=context)
         executor.add_node(player)
         clock = player.create_publisher(Clock, "/clock", 10)
+        snapshots: list = []  # (what is latched: the last one)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        player.create_subscription(UInt8MultiArray, "/mapper_node/map_snapshot", snapshots.append, latched)
         pubs: dict = {}
         with BagReader(world_bag) as bag:
             types = {t.name: t.type for t in bag.topics}
@@ -131,6 +143,14 @@ def test_a_receiver_started_after_the_bags_end_ends_with_the_mappers_final_map(r
         _spin(executor, 2.5)
         final = mapper.mapper.gmap  # the mapper's own map, as it ends
         assert early.store.ready and early.store.seq == mapper.sender.seq
+        # latched before anyone joins (a join, where rmw's count shows it, brings a fresh one too;
+        # `ros2 topic echo --once`, or one joining as another leaves, gets only what is latched)
+        latest = MapStore()
+        latest.receive(uint8_multiarray_to_bytes(snapshots[-1]))
+        assert np.array_equal(np.sort(latest.gaussian_map().ids), np.sort(final.ids)), (
+            len(latest.gaussian_map()),
+            len(final),
+        )
 
         late_node, late = create_node(node_class("map_receiver_node"), late_context)
         late_executor = SingleThreadedExecutor(context=late_context)
@@ -138,7 +158,6 @@ def test_a_receiver_started_after_the_bags_end_ends_with_the_mappers_final_map(r
         viewer = rclpy.create_node("rviz", context=late_context)  # the early receiver's cloud
         late_executor.add_node(viewer)
         clouds: list = []
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         viewer.create_subscription(PointCloud2, "/map_receiver_node/map_cloud", clouds.append, latched)
         for _ in range(150):  # (both executors: the mapper's node still runs meanwhile)
             executor.spin_once(timeout_sec=0.01)

@@ -21,8 +21,8 @@ the colour stamp. Outputs:
 - ``~/map_snapshot`` (UInt8MultiArray, reliable + transient_local): the whole map, on a period and
   when a new subscriber joins, so late joiners and receivers that lost deltas recover; and, where
   ROS time stands still (a bag's end or pause under ``use_sim_time``: the runtime runs the timer on
-  steady time, ``clock_stopped``), once after the last deltas, so a joiner at any time ends with
-  the final map;
+  steady time, ``clock_stopped`` once the node is idle), once after the last deltas, so a joiner at
+  any time ends with the final map;
 - ``/diagnostics``.
 
 Save/load: parameter ``mapper_node.load_path`` (PLY loaded at start, taken as in TF's map: held
@@ -547,7 +547,7 @@ class MapperNode(NodeBase):
         self.diag.values["seq"] = self.sender.seq
         self.diag.values["state_crc"] = self.sender.shadow.checksum()
 
-    def on_snapshot_timer(self) -> None:
+    def on_snapshot_timer(self) -> bool:
         subs = subscriptions_joined(self.pub_snapshot)
         joined = subs > self._subscribers_seen  # (a count: one leaving as another joined shows)
         self._subscribers_seen = subs
@@ -555,14 +555,16 @@ class MapperNode(NodeBase):
         self._last_snapshot_ns = min(self._last_snapshot_ns, self.ctx.now_ns())  # (the clock went back)
         due = period > 0 and self.ctx.now_ns() - self._last_snapshot_ns >= period * 1e9
         # ROS time stands still (a bag's end or pause; the runtime runs this timer on steady time
-        # then): deltas sent since the last snapshot make a fresh one now, or a joiner from now on
-        # gets the latched, older one and no later message comes to bring it the rest
+        # then) and the node is idle: deltas sent since the last snapshot make a fresh one now, or
+        # a joiner from now on gets the latched, older one and no later message comes to bring it
+        # the rest
         stopped = getattr(self.ctx, "clock_stopped", None)
         settle = self.deltas > self._deltas_at_snapshot and stopped is not None and stopped()
         if joined or due or settle:
             start = self.ctx.now_ns()
             self.publish_snapshot()
             self._not_waiting(since_ns=start)
+        return self.deltas > self._deltas_at_snapshot  # (the runtime: call again, ROS time standing still)
 
     def on_diagnostics_timer(self) -> None:
         # a frame whose TF never comes is dropped once its wait is over; one whose CameraInfo of its

@@ -208,8 +208,9 @@ class RclpyContext:
 
     def clock_stopped(self) -> bool:
         """Whether the timer callback now running was run on steady time because ROS time stands
-        still (a bag's end or pause: :class:`_SimClockWatch`'s tail)."""
-        return self.clock_watch.in_tail
+        still (a bag's end or pause: :class:`_SimClockWatch`'s tail) and no message came since the
+        check before (the node is idle: what it does now is what it ends with, until more comes)."""
+        return self.clock_watch.in_tail and self.clock_watch.quiet
 
     def ros_time(self) -> bool:
         """Whether the node's clock is ROS time from /clock (use_sim_time): rcl calls clock-jump
@@ -234,8 +235,10 @@ class _SimClockWatch:
     came for since its last call runs once its period has passed on steady time (at most every
     ``PERIOD_S``). Before the first /clock nothing runs: the node waits for the bag's clock. ROS
     time going back (a bag looped, or an earlier one played next) forgets the stamps above it.
-    A timer so run sees :meth:`RclpyContext.clock_stopped` true (the mapper then latches a fresh
-    snapshot for late joiners). A parameter change (:func:`_on_set_parameters`) counts as a message:
+    A timer so run sees :meth:`RclpyContext.clock_stopped` true where no message came since the
+    check before (the mapper then latches a fresh snapshot for late joiners, once, not at every
+    check while it still works through frames); a timer callback that returns true (work left for
+    such a call) runs again at the next check without a message. A parameter change (:func:`_on_set_parameters`) counts as a message:
     what it changes in a periodic output goes out at the next check, ROS time standing still."""
 
     PERIOD_S = 1.0
@@ -253,8 +256,11 @@ class _SimClockWatch:
         self._seen = 0  # messages then
         self._said = False
         self.newest_ns = 0  # the newest header stamp among them
-        self._periodic: list[list[Any]] = []  # [period_s, call, steady at its last call, messages then]
+        # [period_s, call, steady at its last call, inputs then, whether it asked to run again]
+        self._periodic: list[list[Any]] = []
         self.in_tail = False  # within a tail run (clock_stopped)
+        self.quiet = False  # no input came between the last two checks
+        self._checked = 0  # inputs at the last check
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer = node.create_timer(self.PERIOD_S, self.check, clock=steady)
 
@@ -270,11 +276,11 @@ class _SimClockWatch:
 
     def periodic(self, period_s: float, callback: Callable[[], None]) -> Callable[[], None]:
         """``callback`` as a node timer's: its calls noted, for :meth:`check`'s tail runs."""
-        entry: list[Any] = [period_s, None, time.monotonic(), self._inputs()]
+        entry: list[Any] = [period_s, None, time.monotonic(), self._inputs(), False]
 
         def call() -> None:
             entry[2], entry[3] = time.monotonic(), self._inputs()
-            callback()
+            entry[4] = bool(callback())
 
         entry[1] = call
         self._periodic.append(entry)
@@ -290,6 +296,7 @@ class _SimClockWatch:
     def check(self) -> None:
         clock = self.node.get_clock()
         now, steady = clock.now().nanoseconds, time.monotonic()
+        self.quiet, self._checked = self._inputs() == self._checked, self._inputs()
         if now != self._ros_ns:  # (the system clock, use_sim_time false, always moves)
             if self._ros_ns is not None and now < self._ros_ns:  # a bag played again, or an earlier one:
                 self.newest_ns = min(self.newest_ns, now)  # the stamps before are of that past play
@@ -297,9 +304,9 @@ class _SimClockWatch:
             return
         tail = now and self.newest_ns - now < self.STALL_S * 1e9  # (a bag's end, not a fault)
         if tail and steady - self._since >= self.TAIL_S:
-            for period_s, call, last, seen in list(self._periodic):
+            for period_s, call, last, seen, again in list(self._periodic):
                 # (due within half a check: a 1 s timer at each 1 s check, not every other)
-                if self._inputs() > seen and steady - last + self.PERIOD_S / 2 >= period_s:
+                if (self._inputs() > seen or again) and steady - last + self.PERIOD_S / 2 >= period_s:
                     self.in_tail = True
                     try:
                         call()
