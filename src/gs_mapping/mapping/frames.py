@@ -8,7 +8,9 @@ no map frame: :class:`~gs_mapping.tf.MapPoses`). TF is read in a first pass (it 
 lookup at an image's stamp can interpolate between the transforms around it, as a live node would
 after a short delay; a ``/tf_static`` value re-published part-way poses the frames logged after it
 (the one before it the earlier ones, as in tf2 fed the bag in its order: by log time, a clock of its
-own in a simulator's recording, whose header stamps are sim time).
+own in a simulator's recording, whose header stamps are sim time). A camera topic whose header
+stamps are all zero (a driver that does not stamp) is timed by log time instead
+(:func:`logged_clock_topics`); a zero stamp among stamped ones is skipped (:class:`Unstamped`).
 
 Depth is registered to colour (``aligned_depth_to_color``, ``depth_registered``) unless the topics
 name a depth CameraInfo (``depth_camera_info``; ``auto``, the default: the depth topic's sibling where
@@ -126,16 +128,97 @@ def load_tf(bag, topics: TopicsConfig):
     return buf
 
 
-def load_camera_infos(bag, topic: str, rejected: list | None = None) -> list:
+def _raw_header_ns(data: bytes) -> int | None:
+    """The header stamp of a CDR record whose message starts with a ``std_msgs/Header`` (Image,
+    CompressedImage, CameraInfo, PointCloud2), without deserialising it; None if too short."""
+    import struct
+
+    from ..bag import _inflated
+
+    data = _inflated(data)
+    if len(data) < 12:
+        return None
+    sec, nanosec = struct.unpack_from("<iI" if data[1] else ">iI", data, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def logged_clock_topics(bag, topics) -> set[str]:
+    """Of the camera ``topics``, those to time by log time (when each message was recorded): every
+    header stamp zero while the log times are not (a driver that does not stamp; said once, naming
+    the topic). Only a topic whose first message is stamped zero is read through for this: one
+    whose stamps are zero in part (a driver's first messages) keeps its stamps, and its zero-stamped
+    messages are skipped (:class:`Unstamped`)."""
+    from ..errors import BagError
+
+    out = set()
+    for topic in dict.fromkeys(t for t in topics if t and bag.has_topic(t)):
+        try:
+            first = next(iter(bag.raw_messages([topic])), None)
+            if first is None or _raw_header_ns(first[2]) != 0:
+                continue
+            stamps = [(_raw_header_ns(d), t) for _, t, d in bag.raw_messages([topic])]
+        except BagError:
+            continue  # (said where the messages are read)
+        if all(s == 0 for s, _ in stamps) and any(t != 0 for _, t in stamps):
+            out.add(topic)
+    if out:  # (one line for a camera's colour, depth and CameraInfo)
+        names = ", ".join(t for t in dict.fromkeys(topics) if t in out)
+        say_once(
+            log,
+            f"{names}: every header stamp is zero (a driver that does not stamp): their messages are "
+            "timed by when they were recorded (the bag's log time) instead, and posed by TF at it",
+        )
+    return out
+
+
+class Unstamped:
+    """Messages with a zero header stamp on a topic whose other messages are stamped (a driver's
+    first messages before its clock is up): no time to pair or pose them by, so skipped, counted
+    and said once a topic at the end (:meth:`say`)."""
+
+    def __init__(self, logged_clock: set[str]):
+        self.logged_clock = logged_clock
+        self.counts: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+
+    def stamp(self, topic: str, msg, logged: int) -> int | None:
+        """The time ``msg`` (logged at ``logged``) is taken at on ``topic``; None: skip it."""
+        from ..messages import stamp_to_ns
+
+        self.totals[topic] = self.totals.get(topic, 0) + 1
+        if topic in self.logged_clock:
+            return logged
+        stamp = stamp_to_ns(msg.header.stamp)
+        if stamp == 0 and logged != 0:
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+            return None
+        return stamp
+
+    def say(self) -> None:
+        for topic, n in self.counts.items():
+            log.warning(
+                f"{topic}: {n} of {self.totals[topic]} messages have a zero header stamp among stamped "
+                "ones (unstamped, as a driver's first messages): skipped"
+            )
+
+
+def load_camera_infos(
+    bag, topic: str, rejected: list | None = None, logged_clock: set[str] = frozenset()
+) -> list:
     """Every valid CameraInfo on ``topic`` as (stamp_ns, CameraIntrinsics), in time order; the
-    reasons for the invalid ones are appended to ``rejected``."""
-    from ..messages import camera_info_to_intrinsics, stamp_to_ns
+    reasons for the invalid ones are appended to ``rejected``. A topic in ``logged_clock`` is timed
+    by log time (:func:`logged_clock_topics`); a zero stamp among stamped ones is skipped."""
+    from ..messages import camera_info_to_intrinsics
 
     out = []
     bad = 0
-    for _topic, _stamp, msg in bag.messages([topic]):
+    clock = Unstamped(set(logged_clock))
+    for _topic, logged, msg in bag.messages([topic]):
+        stamp = clock.stamp(topic, msg, logged)
+        if stamp is None:
+            continue
         try:
-            out.append((stamp_to_ns(msg.header.stamp), camera_info_to_intrinsics(msg)))
+            out.append((stamp, camera_info_to_intrinsics(msg)))
         except MessageError as exc:
             bad += 1  # (said once: an uncalibrated camera sends a zero K at 30 Hz, for the whole drive)
             (log.warning if bad == 1 else log.debug)(f"{topic}: bad CameraInfo ignored: {exc}")
@@ -143,6 +226,7 @@ def load_camera_infos(bag, topic: str, rejected: list | None = None) -> list:
                 rejected.append(str(exc))
     if bad > 1:
         log.warning(f"{topic}: {bad} of {bad + len(out)} CameraInfo messages ignored in all as bad")
+    clock.say()
     return out
 
 
@@ -425,14 +509,20 @@ def read_frames(
         )
         bad_infos: list = []
         bad_depth_infos: list = []
-        infos = load_camera_infos(bag, topics.camera_info, bad_infos)
         depth_info = topics.depth_info()
         if topics.depth_camera_info == AUTO and not (
             bag.has_topic(depth_info) and bag.topic(depth_info).type == CAMERA_INFO
         ):
             depth_info = ""  # (auto: a depth without its own CameraInfo is registered)
+        if cloud_topic:
+            depth_info = ""
+        # a camera whose driver does not stamp: timed by log time (a cloud's points are timed from
+        # its stamp: a LiDAR's is kept)
+        camera_topics = [topics.color, topics.camera_info, depth_info, "" if cloud_topic else topics.depth]
+        clock = Unstamped(logged_clock_topics(bag, camera_topics))
+        infos = load_camera_infos(bag, topics.camera_info, bad_infos, clock.logged_clock)
         depth_infos = (
-            load_camera_infos(bag, depth_info, bad_depth_infos) if depth_info and not cloud_topic else None
+            load_camera_infos(bag, depth_info, bad_depth_infos, clock.logged_clock) if depth_info else None
         )
         deskewer = Deskew(cloud_topic, log) if cloud_topic and deskew else None
         warn = once_for(cloud_topic, log.warning)
@@ -441,27 +531,29 @@ def read_frames(
 
         def pairs():  # (each message with its log time)
             for topic, logged, msg in bag.messages([topics.color, geometry_topic], arrays=[geometry_topic]):
-                stamp = stamp_to_ns(msg.header.stamp)
+                stamp = (
+                    stamp_to_ns(msg.header.stamp) if topic == cloud_topic else clock.stamp(topic, msg, logged)
+                )
+                if stamp is None:  # (a zero stamp among stamped ones)
+                    continue
                 if last.get(topic) == stamp:  # a bag recorded twice over, or merged: the same image again
                     stats.duplicates += 1
                     continue
                 last[topic] = stamp
                 stamps[topic].append(stamp)
-                yield from pairer.add(0 if topic == topics.color else 1, stamp, (msg, logged))
+                yield from pairer.add(0 if topic == topics.color else 1, stamp, (msg, logged, stamp))
             yield from pairer.finish()
 
-        for (color_msg, color_logged), (depth_msg, depth_logged) in pairs():
+        for (color_msg, color_logged, stamp), (depth_msg, depth_logged, depth_stamp) in pairs():
             # its static transforms: those tf2 fed the bag in order holds when the pair is complete
             logged = max(color_logged, depth_logged)
             index = stats.pairs
             stats.pairs += 1
-            stamp = stamp_to_ns(color_msg.header.stamp)
             where = f"frame {index} ({topics.color} at {stamp} ns)"
             intrinsics = for_images_on(info_at(infos, stamp), topics.color)
             if intrinsics is None:
                 stats.skip("no_camera_info", f"{where}: {_no_info(topics.camera_info, bad_infos)}")
                 continue
-            depth_stamp = stamp_to_ns(depth_msg.header.stamp)
             depth_intr = None
             color_frame = str(color_msg.header.frame_id) or intrinsics.frame_id
             if depth_infos is not None and topics.depth_info_for(str(depth_msg.header.frame_id), color_frame):
@@ -517,6 +609,7 @@ def read_frames(
                 stats.skip("invalid_depth", f"{where}: {exc}")
                 continue
             yield frame
+        clock.say()
         if stats.duplicates:
             log.warning(
                 f"{stats.duplicates} colour/depth messages repeat the stamp of the one before them: skipped"
