@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gs_mapping.messages.camera_info import PINHOLE_K, pinhole_k_problem
+
 from .data import FITS, images_to_model
 from .errors import HDInputError
 from .model_config import CLASSES, POLYGON_CLASSES, ModelConfig, TrainConfig
@@ -87,13 +89,9 @@ def check_intrinsics(K, where: str) -> np.ndarray:
         raise HDInputError(f"{where}: intrinsics K contain NaN/inf")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise HDInputError(f"{where}: focal lengths must be positive (fx={K[0, 0]}, fy={K[1, 1]})")
-    # a pinhole K's last row is (0, 0, 1) and fy's row has no x term: a K read column-major has
-    # (cx, cy, 1) there, one scaled as a whole another last entry; either projects elsewhere
-    if not (np.allclose(K[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-6) and abs(K[1, 0]) <= 1e-6 * K[1, 1]):
-        raise HDInputError(
-            f"{where}: intrinsics K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (got rows "
-            f"{K[1].tolist()}, {K[2].tolist()}: transposed?)"
-        )
+    # (the mapper's rule too: one place, in the lower layer)
+    if (why := pinhole_k_problem(K)) is not None:
+        raise HDInputError(f"{where}: intrinsics K must be {PINHOLE_K} ({why})")
     return K
 
 

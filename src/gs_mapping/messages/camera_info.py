@@ -42,7 +42,9 @@ class CameraIntrinsics:
     def rectified(self) -> CameraIntrinsics:
         """The camera of this CameraInfo's rectified images (``image_rect*``): K = P's left 3x3 where P
         is set (else K), no distortion."""
-        P = self.P if self.P is not None and np.all(np.isfinite(self.P)) and self.P[0, 0] > 0 else self.K
+        P = self.K
+        if self.P is not None and np.all(np.isfinite(self.P)) and self.P[0, 0] > 0 and self.P[1, 1] > 0:
+            P = self.P if pinhole_k_problem(self.P) is None else self.K
         return CameraIntrinsics(
             self.width, self.height, P, np.zeros(0), "plumb_bob", self.frame_id, self.stamp_ns
         )
@@ -80,6 +82,20 @@ class CameraIntrinsics:
         )
 
 
+PINHOLE_K = "[[fx, s, cx], [0, fy, cy], [0, 0, 1]]"
+
+
+def pinhole_k_problem(K: np.ndarray) -> str | None:
+    """Why a finite 3x3 ``K`` with positive focal lengths is no pinhole matrix :data:`PINHOLE_K`,
+    or None: a pinhole K's last row is (0, 0, 1) and fy's row has no x term; a K read column-major
+    (transposed: cx, cy in its last row) has (cx, cy, 1) there, one scaled as a whole another last
+    entry; either projects elsewhere. The one rule for the mapper's CameraInfos and gsmap_hd's
+    calibrations (:func:`gsmap_hd.infer.check_intrinsics`)."""
+    if np.allclose(K[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-6) and abs(K[1, 0]) <= 1e-6 * K[1, 1]:
+        return None
+    return f"got rows {K[1].tolist()}, {K[2].tolist()}: transposed?"
+
+
 def _check(K: np.ndarray, width: int, height: int, frame_id: str) -> None:
     where = f"{CAMERA_INFO} (frame {frame_id!r})"
     if not np.all(np.isfinite(K)):
@@ -88,6 +104,8 @@ def _check(K: np.ndarray, width: int, height: int, frame_id: str) -> None:
         raise MessageError(f"{where}.k: all zeros (uncalibrated camera)")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise MessageError(f"{where}.k: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+    if (why := pinhole_k_problem(K)) is not None:
+        raise MessageError(f"{where}.k: intrinsics K must be {PINHOLE_K} ({why})")
     if int(width) <= 0 or int(height) <= 0:
         raise MessageError(f"{where}.width/height: invalid image size {width}x{height}")
 
