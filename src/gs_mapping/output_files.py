@@ -363,11 +363,13 @@ def open_output(
 
 @contextlib.contextmanager
 def output_path(
-    path: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()
+    path: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = (), shown: PathLike | None = None
 ) -> Iterator[Path]:
     """A temp file name beside ``path`` for a writer that takes a name; renamed onto ``path`` after.
 
-    The temp name keeps ``path``'s suffix (libraries that pick a format by it still do).
+    The temp name keeps ``path``'s suffix (libraries that pick a format by it still do). ``shown``:
+    the name a failure to write is said of, where ``path`` is itself a caller's temp (the output the
+    user named, never a hidden temp's name).
     """
     inputs = list(inputs)
     path = check_output(path, overwrite=overwrite, inputs=inputs)
@@ -378,11 +380,11 @@ def output_path(
             tmp = writing_temp(path, "file")
             _keep_attributes(_WRITING[tmp], path, False, 0o666 & ~_umask())
         yield tmp
-        _fsync_file(tmp, path)
+        _fsync_file(tmp, path if shown is None else Path(shown))
         _check_not_input(path, inputs, False)  # re-check: the target may have changed meanwhile
         _install_file(tmp, path, overwrite)
     except OSError as exc:
-        raise os_error(path, exc) from None
+        raise os_error(path if shown is None else shown, exc) from None
     finally:
         if tmp is not None:
             _rm(tmp)

@@ -55,9 +55,11 @@ def export_onnx(
     num_cameras: int = 1,
     step: int | None = None,
     extra: dict | None = None,
+    shown: str | Path | None = None,
 ) -> Path:
     """Write ``model`` as ONNX to ``path`` (temp file + rename). ``num_cameras`` only shapes the example
-    input of the trace; the graph takes any number of cameras."""
+    input of the trace; the graph takes any number of cameras. ``shown``: the output a failure to
+    write names, where ``path`` is the caller's temp (hd-export's)."""
     import warnings
 
     import onnx  # deferred: only the export needs it
@@ -80,7 +82,7 @@ def export_onnx(
     dyn.update({n: {0: "batch"} for n in OUTPUTS})
     # the suite's one way to write a file (temp beside it, synced, renamed over; the mode, group and
     # owner of a file replaced kept): hd-export's own temp from output_path is replaced the same way
-    with output_path(path, overwrite=True) as tmp, torch.no_grad(), warnings.catch_warnings():
+    with output_path(path, overwrite=True, shown=shown) as tmp, torch.no_grad(), warnings.catch_warnings():
         # shape checks and constants in forward() are traced as constants: B and N stay dynamic
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (no onnxscript)

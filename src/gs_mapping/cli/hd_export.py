@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # written beside OUT and checked there; OUT is replaced only by a graph that passed
     with output_path(out, overwrite=args.overwrite, inputs=[ckpt]) as tmp:
         cams = 2 if cfg.rig == "surround" else 1
-        export_onnx(model, cfg, tmp, num_cameras=cams, step=state.get("step"), extra=state.get("extra"))
+        step, extra = state.get("step"), state.get("extra")
+        export_onnx(model, cfg, tmp, num_cameras=cams, step=step, extra=extra, shown=out)
         diff = compare_on_world(model, cfg, tmp)
         if not diff["max_normalised"] <= args.tolerance:  # (NaN is not within any tolerance)
             raise ConfigError(
