@@ -220,6 +220,8 @@ class BagReader:
             # the open plain one: without metadata nothing says to inflate them, so never read the
             # plain one as the whole recording.
             packed = sorted(x.name for x in p.iterdir() if x.name.endswith(_COMPRESSED_STORAGE))
+            if packed and _one_recording([p / x[: -len(".zstd")] for x in packed] + _storage_files(p)):
+                return p  # its split files inflated into a copy, read as reindexed (see open)
             if packed:
                 raise BagError(
                     f"{p}: no metadata.yaml, and its storage files {', '.join(packed[:3])}"
@@ -249,7 +251,7 @@ class BagReader:
                 f"{p}: a ROS 1 bag; convert it first: rosbags-convert --src {p} --dst {p.with_suffix('')}"
             )
         if p.is_file() and p.name.endswith(_COMPRESSED_STORAGE):
-            raise BagError(f"{p}: a zstd-compressed storage file; inflate it first: zstd -d {p}")
+            return p  # inflated into a copy (see open)
         if p.is_file() and p.name == "metadata.yaml":
             raise BagError(f"{p}: a bag's metadata, not the bag: give its folder, {p.parent}")
         if p.is_file() and p.suffix not in (".mcap", ".db3"):
@@ -274,10 +276,24 @@ class BagReader:
             # the split files of a recording whose recorder was killed (Humble's writes metadata.yaml
             # only when it closes): the users without ROS 2 have no `ros2 bag reindex`
             unlisted = storage.is_dir() and not (storage / "metadata.yaml").exists()
-            if broken or uri_unsafe or unlisted:
-                folder, self._opened, lock = repaired_copy(storage, broken)
+            # `--compression-mode file` storage without the metadata.yaml that says so (a file given
+            # alone, a killed recorder's folder): inflated into the copy (a listed one rosbags reads)
+            packed = _packed(storage, unlisted)
+            if broken or uri_unsafe or unlisted or packed:
+                folder, self._opened, lock = repaired_copy(storage, broken, packed)
                 # (a reader dropped without close() must not leave the copy behind)
                 self._repair_cleanup = weakref.finalize(self, release_copy, folder, lock)
+                if packed:
+                    what = (
+                        "a zstd-compressed storage file"
+                        if storage.is_file()
+                        else f"{len(packed)} zstd-compressed split files"
+                    )
+                    say_once(
+                        log,
+                        f"{storage}: {what} (ros2 bag record --compression-mode file): read through an "
+                        f"inflated temporary copy in {folder.parent}",
+                    )
                 if unlisted:
                     n = write_metadata(self._opened, storage)
                     say_once(
@@ -874,6 +890,21 @@ def _storage_files(storage: Path) -> list[Path]:
     if listed is not None:
         return [storage / name for name in listed if (storage / name).is_file()]
     return storage_files_in(storage)
+
+
+def _packed(storage: Path, unlisted: bool) -> list[Path]:
+    """The zstd-compressed storage files (``--compression-mode file``) to inflate: ``storage`` given
+    alone, or those of a folder without metadata.yaml (a listed folder's rosbags inflates)."""
+    if storage.is_file():
+        return [storage] if storage.name.endswith(_COMPRESSED_STORAGE) else []
+    if not unlisted:
+        return []
+    return sorted(x for x in storage.iterdir() if x.name.endswith(_COMPRESSED_STORAGE) and x.is_file())
+
+
+def _one_recording(files: list[Path]) -> bool:
+    """``files`` (named as once inflated) are one storage file, or one recording's split files."""
+    return len(files) == 1 or (len({_split_of(f) for f in files}) == 1 and _split_of(files[0]) is not None)
 
 
 def _split_of(f: Path) -> tuple[str, str] | None:

@@ -317,10 +317,38 @@ def release_copy(folder: Path, lock_fd: int) -> None:
         os.close(lock_fd)
 
 
-def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
+PACKED = ".zstd"  # `ros2 bag record --compression-mode file`: each closed storage file one zstd stream
+
+
+def _inflate(src: Path, dst: Path) -> None:
+    """``src`` (``rec_0.db3.zstd``) inflated into ``dst``, streamed (a split of gigabytes is never
+    held in memory); :class:`BagError` naming ``src`` where it does not inflate or ``dst``'s disk
+    is full."""
+    from .zstd_frames import zstd
+
+    try:
+        with zstd.open(src, "rb") as fin, dst.open("wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    except (zstd.ZstdError, EOFError) as exc:
+        raise BagError(
+            f"{src}: a zstd-compressed storage file that does not inflate (damaged?): {exc}"
+        ) from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise BagError(
+                f"{src}: read through an inflated copy in {dst.parent}, which cannot be written "
+                f"({exc.strerror}); set TMPDIR to a disk with room, or inflate it beside it: zstd -d {src}"
+            ) from None
+        raise BagError(f"{src}: cannot read: {exc.strerror or exc}") from None
+
+
+def repaired_copy(
+    storage: Path, broken: list[Path], packed: list[Path] | tuple = ()
+) -> tuple[Path, Path, int]:
     """A temporary folder holding ``storage`` (a bag directory or one storage file) with ``broken``
-    rebuilt and every other file linked: (the folder and the lock that marks it in use, which the
-    caller hands to :func:`release_copy`; the path to open)."""
+    rebuilt, ``packed`` (``*.db3.zstd``, ``*.mcap.zstd``) inflated and every other file linked: (the
+    folder and the lock that marks it in use, which the caller hands to :func:`release_copy`; the
+    path to open)."""
     need = sum(f.stat().st_size + (w.stat().st_size if (w := _wal(f)) else 0) for f in broken)
     tmp_root = Path(tempfile.gettempdir())
     if shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
@@ -337,7 +365,9 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
             if not f.is_file() or f.name.endswith(("-wal", "-shm")):
                 continue
             out = work / f.name
-            if f not in broken:
+            if f in packed:
+                _inflate(f, work / f.name[: -len(PACKED)])
+            elif f not in broken:
                 out.symlink_to(f.resolve())
             elif f.suffix == ".mcap" and _mcap_footer_whole(f):
                 n, _ = _rebuild_mcap(f, out)
@@ -357,7 +387,8 @@ def repaired_copy(storage: Path, broken: list[Path]) -> tuple[Path, Path, int]:
                     f"{f}: rows still in its write-ahead log (a recording cut short): read with the log "
                     f"folded into a copy ({n} messages)",
                 )
-        return work, (work / storage.name if storage.is_file() else work), lock
+        name = storage.name[: -len(PACKED)] if storage in packed else storage.name
+        return work, (work / name if storage.is_file() else work), lock
     except BaseException:
         release_copy(work, lock)
         raise
