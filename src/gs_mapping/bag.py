@@ -37,6 +37,7 @@ from typing import Any
 from .bag_repair import (
     MCAP_MAGIC,
     cut_short,
+    empty_split_why,
     release_copy,
     repaired_copy,
     storage_files_in,
@@ -313,6 +314,8 @@ class BagReader:
         except Exception as exc:  # rosbags, mcap, sqlite3, yaml, OSError: all mean "unreadable bag"
             self.close()
             where = storage if storage.is_file() else self.path
+            if storage.is_file() and (why := empty_split_why(storage)):
+                raise BagError(f"{storage}: an empty recording file ({why}): no messages in it") from exc
             empty = _empty_sqlite_definitions(storage) if isinstance(exc, KeyError) else []
             if empty:
                 raise BagError(

@@ -405,15 +405,33 @@ def storage_files_in(folder: Path) -> list[Path]:
     )
 
 
-def _empty_split(f: Path) -> bool:
-    """``f`` holds nothing past its format's magic (0 bytes, or a prefix of the magic)."""
+SQLITE_HEADER = 100  # bytes of a SQLite database's header (its first page begins with it)
+
+
+def empty_split_why(f: Path) -> str | None:
+    """Why ``f`` is a storage file with nothing in it (None: it is not): 0 bytes or a prefix of its
+    format's magic, or a ``.db3`` whose SQLite magic is not followed by the whole 100-byte header
+    (SQLite writes its first page at once: cut within it, by a recorder killed or the power lost
+    as it opened the file, it holds no table, so no message)."""
     magic = MCAP_MAGIC if f.suffix == ".mcap" else _SQLITE_MAGIC
     try:
         with f.open("rb") as fh:
-            head = fh.read(len(magic) + 1)
+            head = fh.read(SQLITE_HEADER)
     except OSError:  # (unreadable: not empty; the reader names it)
-        return False
-    return len(head) <= len(magic) and magic.startswith(head)
+        return None
+    if len(head) <= len(magic) and magic.startswith(head):
+        return "its recorder stopped as it opened it"
+    if f.suffix == ".db3" and head.startswith(magic) and len(head) < SQLITE_HEADER:
+        return (
+            f"SQLite's magic but {len(head)} of its {SQLITE_HEADER} header bytes: its recorder stopped "
+            "as it opened it"
+        )
+    return None
+
+
+def _empty_split(f: Path) -> bool:
+    """``f`` holds nothing (:func:`empty_split_why`)."""
+    return empty_split_why(f) is not None
 
 
 def write_metadata(folder: Path, source: Path) -> int:
@@ -438,9 +456,8 @@ def write_metadata(folder: Path, source: Path) -> int:
     files = [f for f in found if not _empty_split(source / f.name)]
     for f in found:
         if f not in files:
-            say_once(
-                log, f"{source / f.name}: an empty split file (its recorder stopped as it opened it): skipped"
-            )
+            why = empty_split_why(source / f.name)
+            say_once(log, f"{source / f.name}: an empty split file ({why}): skipped")
     if not files:
         raise BagError(f"{source}: no metadata.yaml, and its {len(found)} split files are all empty")
     topics: dict[tuple, int] = {}
