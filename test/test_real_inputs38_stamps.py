@@ -124,3 +124,20 @@ def test_map_of_an_unstamped_camera_runs(tmp_path, capsys, shared_data):
     err = capsys.readouterr().err
     assert rc == 0, err
     assert (out / "map.ply").stat().st_size > 0 and "no usable frame" not in err
+
+
+def test_hd_predict_of_an_unstamped_camera_is_the_originals(tmp_path, shared_data):
+    """hd-predict shares the camera rule: its predictions on the rewritten bag are the original
+    bag's, frame for frame (the same stamps: its log times are its stamps)."""
+    pytest.importorskip("torch")
+    import json
+
+    from gs_mapping.cli import main
+
+    bag = _rewrite(tmp_path / "unstamped", lambda topic, i: True)
+    docs = []
+    for name, path in (("orig", SOURCE), ("zero", bag)):
+        out = tmp_path / f"{name}.json"
+        assert main(["hd-predict", str(path), "--out", str(out), "--no-progress", "--max-frames", "4"]) == 0
+        docs.append(json.loads(out.read_text()))
+    assert len(docs[0]["results"]) == 4 and docs[1] == docs[0]

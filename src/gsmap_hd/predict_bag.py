@@ -89,6 +89,7 @@ def predict_bag(
     region (``"region"``: exterior rings in base_link) so that ``hd-eval`` clips the GT the same way."""
     from gs_mapping import messages as M
     from gs_mapping.bag import BagReader
+    from gs_mapping.mapping.frames import Unstamped, logged_clock_topics
     from gs_mapping.messages.camera_image import color_to_rgb
     from gs_mapping.output_files import check_output, write_text
     from gs_mapping.progress import progress as progress_report
@@ -182,6 +183,8 @@ def predict_bag(
             map_gt: dict | None = None  # MAP_TOPIC's document (read when there is a GT to replace)
             read_map = has_gt and bag.has_topic(MAP_TOPIC)
             camera_of = {_info_topic(c): c for c in cams}  # (its CameraInfo's camera: raw or rectified)
+            # a camera whose driver does not stamp is timed by log time, as map times it (docs/inputs.md)
+            clock = Unstamped(logged_clock_topics(bag, [t for c in cams for t in (c, _info_topic(c))]))
             topics = (
                 cams
                 + [_info_topic(c) for c in cams]
@@ -351,9 +354,12 @@ def predict_bag(
                         if bad_infos[topic] == 1:
                             log.warning(f"{bag_path}: {topic} at {t_log} ns skipped (and any like it): {exc}")
                     else:
-                        infos[topic].add(M.header_fields(msg)[0], info)
+                        if (info_stamp := clock.stamp(topic, msg, t_log)) is not None:
+                            infos[topic].add(info_stamp, info)
                 else:
-                    stamp, frame_id = M.header_fields(msg)
+                    _, frame_id = M.header_fields(msg)
+                    if (stamp := clock.stamp(topic, msg, t_log)) is None:  # (a zero among stamped ones)
+                        continue
                     newest_image[topic] = max(stamp, newest_image.get(topic, stamp))
                     item = (msg, frame_id, stamp)  # (decoded once grouped and placed: decoded())
                     group = [item] if sync is None else sync.add(topic, stamp, item)
@@ -375,6 +381,7 @@ def predict_bag(
                 predict_waiting(final=True)
             bar.close()
             recorded_tf.log_total()
+            clock.say()
         results.sort(key=lambda r: r["stamp_ns"])
         skipped = 0 if enough() else len(waiting) + dropped_waiting
         unmatched = 0 if sync is None or enough() else sync.dropped + sync.pending()
