@@ -195,10 +195,11 @@ class Unstamped:
         return stamp
 
     def say(self) -> None:
-        for topic, n in self.counts.items():
-            log.warning(
+        for topic, n in self.counts.items():  # (once a process: map reads the bag twice)
+            say_once(
+                log,
                 f"{topic}: {n} of {self.totals[topic]} messages have a zero header stamp among stamped "
-                "ones (unstamped, as a driver's first messages): skipped"
+                "ones (unstamped, as a driver's first messages): skipped",
             )
 
 
