@@ -95,6 +95,7 @@ def test_hd_export_on_a_full_disk(disk):
     _full_disk_keeps(disk, ["hd-export", "--onnx", "OUT"], "model.onnx")
 
 
+@pytest.mark.slow
 def test_demo_on_a_full_disk(disk, tmp_path):
     pytest.importorskip("torch")
     _full_disk_keeps(disk, ["demo", "--frames", "5", "--out", "OUT"], "demo", cwd=tmp_path)
