@@ -132,3 +132,18 @@ def test_a_cut_compressed_file_is_one_line_naming_it(source, tmp_path, capsys):
     assert _copies() <= before
     with pytest.raises(BagError):
         BagReader(z).open()
+
+
+def test_a_killed_file_compressed_mcap_recording_with_its_last_file_cut_is_read_whole(source, tmp_path):
+    """MCAP alike: rec_0.mcap.zstd, rec_1.mcap.zstd and the open rec_2.mcap cut before its summary
+    (test_real_inputs_bags37's killed recording): the compressed splits inflated, the cut one
+    scanned, every source message in order."""
+    from test_real_inputs_bags37 import _killed_split_recording
+
+    bag = _killed_split_recording(tmp_path / "rec", source, 3, "MCAP")
+    for i in range(2):
+        f = bag / f"rec_{i}.mcap"
+        _compress(f, bag / f"rec_{i}.mcap.zstd")
+        f.unlink()
+    with BagReader(bag) as b:
+        assert [(t, s) for t, s, _ in b.raw_messages()] == [(m[0], m[1]) for m in source[1]]
