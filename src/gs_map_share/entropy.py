@@ -43,7 +43,7 @@ import numpy as np
 from . import ans_decode, jit
 from .bitio import Reader, Writer, pack_bits
 from .errors import DecodeError
-from .tables import TABLE_BITS_PER_SYMBOL, get_table, put_table
+from .tables import _TABLE_ARRAYS, TABLE_BITS_PER_SYMBOL, get_table, put_table
 
 DECODE_BITS_PER_STEP = 1 / 256  # see Stats.best: ≈ 0.1 % of a 4-bit symbol per search step
 _FREQ_TOTAL = 1 << 16  # frequency tables are scaled to at most this total (compact, exact)
@@ -607,6 +607,10 @@ def _decode(
     limit: int | None = None,
 ) -> np.ndarray:
     """``out``, when given, may receive the values (then it is returned)."""
+    if int32 and n:
+        v = _coded_compiled(r, n, signed, ctx, n_ctx, out, limit)
+        if v is not None:
+            return v
     mode = r.u8()
     if mode == 0:
         if n:
@@ -687,6 +691,52 @@ def _decode(
 
 
 MAX_COMPILED_CONTEXTS = 16  # the compiled decoder holds a 32 KB lookup table per context
+_NO_CTX = np.zeros(0, np.int64)
+
+
+def _coded_compiled(
+    r: Reader, n: int, signed: bool, ctx, n_ctx: int, out: np.ndarray | None, limit: int | None
+) -> np.ndarray | None:
+    """The int32 values of a coded stream (mode 2 or 6) read by one compiled call
+    (:func:`.kernels.coded_stream`: header, tables, words, symbols, escapes, limit), the reader
+    moved past it; None (the reader where it was) where that call does not take the stream or
+    refuses it: the steps below then read it and name the fault. A small scene's decode is
+    mostly such streams' fixed costs (~15 µs of Python and numpy calls each; 30–150 a scene)."""
+    data, p = r.data, r.pos
+    if p >= len(data) or data[p] not in (2, 6) or (limit is not None and not 0 <= limit < 1 << 62):
+        return None
+    kernels = jit.kernels()
+    if kernels is None:
+        return None
+    u8 = r.__dict__.get("_u8")  # the chunk's bytes as numpy sees them, once a reader
+    if u8 is None:
+        u8 = r.__dict__["_u8"] = np.frombuffer(data, np.uint8)
+    if ctx is None or n_ctx == 1:
+        ctx, n_ctx = _NO_CTX, 1
+    else:
+        ctx = ctx.ctx if isinstance(ctx, Groups) else np.ascontiguousarray(ctx, np.int64)
+    dest = out
+    if dest is None or dest.dtype != np.int32 or not dest.flags.c_contiguous or len(dest) != n:
+        dest = np.empty(n, np.int32)
+    end = kernels.coded_stream(
+        u8,
+        p,
+        len(u8),
+        signed,
+        ctx,
+        n_ctx,
+        -1 if limit is None else limit,
+        *_TABLE_ARRAYS,
+        _MAX_ALPHABET,
+        dest,
+    )
+    if end < 0:
+        return None
+    r.pos = end
+    if out is not None and dest is not out:
+        out[...] = dest
+        return out
+    return dest
 
 
 def _compiled_contexts(n_ctx: int, tables: list):

@@ -299,6 +299,254 @@ def read_table_entries(data, prefix, kl, mask, sh, base, nb, max_e, out):
     return 0, pos, total
 
 
+# -- a whole coded stream in one call (entropy._decode's modes 2 and 6, int32 values) -------------
+
+
+@_njit(nogil=True, inline="always")
+def _varint_at(data, p, end, limit):
+    """The LEB128 varint at ``data[p]`` (bytes up to ``end``): (value, next position), or
+    (−1, p) where ``bitio.Reader.varint`` would refuse it or it exceeds ``limit`` (< 2**56)."""
+    v = np.int64(0)
+    shift = 0
+    while True:
+        if shift > 63 or p >= end:
+            return np.int64(-1), p
+        b = np.int64(data[p])
+        p += 1
+        if shift >= 56 and (b & 0x7F):  # a value ≥ 2**56: beyond every limit asked here
+            return np.int64(-1), p
+        if shift < 56:
+            v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    if v > limit:
+        return np.int64(-1), p
+    return v, p
+
+
+@_njit(nogil=True, inline="always")
+def _window_to(data, start, stop, pos):
+    """The 64 bits from bit ``pos`` of ``data[start:stop]`` on, zeros past ``stop``."""
+    b = start + (pos >> 3)
+    x = np.uint64(0)
+    for k in range(8):
+        if b + k < stop:
+            x |= np.uint64(data[b + k]) << np.uint64(8 * k)
+    return x >> np.uint64(pos & 7)
+
+
+@_njit(nogil=True)
+def _table_at(data, start, stop, prefix, kl, mask, sh, base, max_e, out):
+    """:func:`read_table_entries` over the table blob ``data[start:stop]`` in place: True where
+    it reads exactly the blob's bytes and sums above zero (what ``tables.get_table`` accepts)."""
+    a = len(out)
+    nb = 8 * (stop - start)
+    pos, e, i = 0, 0, 0
+    one = np.uint64(1)
+    total = 0
+    while i < a:
+        x = _window_to(data, start, stop, pos)
+        if e == 0 and (x & one):
+            run = 0
+            while run < 64 and (x >> np.uint64(run)) & one:
+                run += 1
+            run = min(run, a - i)
+            for j in range(i, i + run):
+                out[j] = 0
+            pos += run
+            i += run
+            continue
+        t = prefix[np.int64(x & np.uint64(8191))]
+        if t < 0:
+            return False
+        adv = t & 15
+        pos += adv
+        if pos > nb:
+            return False
+        e += (t >> 4) - 64
+        if e < 0 or e > max_e:
+            return False
+        if e:
+            pos += kl[e]
+            if pos > nb:
+                return False
+            out[i] = base[e] + (np.int64((x >> np.uint64(adv)) & np.uint64(mask[e])) << sh[e])
+            total += out[i]
+        else:
+            out[i] = 0
+        i += 1
+    return (pos + 7) // 8 == stop - start and total > 0
+
+
+@_njit(nogil=True)
+def coded_stream(data, p, end, signed, ctx, n_ctx, limit, prefix, rebuild, max_alphabet, out):
+    """``entropy._decode`` of a coded stream (mode 2 or 6) of len(out) int32 values starting at
+    ``data[p]`` (the chunk's bytes up to ``end``), in one call: header, frequency tables (as
+    ``tables.get_table``), ANS words, the symbols (:func:`ans_decode`, :func:`ans_decode_pair` or,
+    with ``n_ctx`` > 1 contexts ``ctx``, :func:`ans_decode_contexts`), escapes and the ``limit``
+    (< 0: none) checks. Returns the position after the stream, or −1 wherever the Python path may
+    refuse the data or take a path other than these (it then runs from ``p`` and names the fault);
+    every read is bounded by ``end`` and every allocation by the bytes there. ``rebuild[p]``:
+    ``tables._REBUILD_ARRAYS[p]``'s kl, mask, sh, base rows."""
+    n = len(out)
+    if p >= end or n == 0:
+        return -1
+    mode = data[p]
+    p += 1
+    if mode != 2 and mode != 6:
+        return -1
+    lanes = 2 if mode == 6 else 1
+    if p >= end:
+        return -1
+    log2t = np.int64(data[p])
+    p += 1
+    if log2t > 8:
+        return -1
+    t = np.int64(1) << log2t
+    c_count, p = _varint_at(data, p, end, 1 << 16)
+    if c_count < 1 or (lanes == 2 and c_count != 1):
+        return -1
+    if c_count == 1:
+        n_ctx = 1
+    if c_count != n_ctx or n_ctx > 16:
+        return -1
+    counts = np.zeros(n_ctx, np.int64)
+    if n_ctx == 1:
+        counts[0] = n
+    else:
+        if len(ctx) != n:
+            return -1
+        for i in range(n):
+            c = ctx[i]
+            if c < 0 or c >= n_ctx:
+                return -1
+            counts[c] += 1
+    # first pass over the tables: where each context's table and words lie
+    t_start = np.zeros(n_ctx, np.int64)
+    t_stop = np.zeros(n_ctx, np.int64)
+    t_prec = np.zeros(n_ctx, np.int64)
+    alpha = np.zeros(n_ctx, np.int64)
+    w_start = np.zeros((n_ctx, 2), np.int64)
+    w_count = np.zeros((n_ctx, 2), np.int64)
+    max_a = 0
+    n_words = 0
+    n_freq = 0
+    max_e = rebuild.shape[2] - 1
+    for c in range(n_ctx):
+        a, p = _varint_at(data, p, end, max_alphabet)
+        if a < 0 or (a == 0 and counts[c] != 0) or a == 1:
+            return -1
+        if a == 0:
+            continue
+        if counts[c] == 0:
+            return -1
+        alpha[c] = a
+        max_a = max(max_a, a)
+        n_freq += a
+        if p >= end:
+            return -1
+        prec = np.int64(data[p])
+        p += 1
+        if prec < 1 or prec > max_e:
+            return -1
+        nbytes, p = _varint_at(data, p, end, end - p)
+        if nbytes < 0 or nbytes > (a * (11 + max_e - 1) + 7) // 8:
+            return -1
+        t_prec[c] = prec
+        t_start[c] = p
+        t_stop[c] = p + nbytes
+        p += nbytes
+        for lane in range(lanes):
+            nw, p = _varint_at(data, p, end, (end - p) // 4)
+            if nw < 0:
+                return -1
+            w_start[c, lane] = p
+            w_count[c, lane] = nw
+            n_words += nw
+            p += 4 * nw
+    # the tables and words
+    freqs = np.zeros(n_freq, np.int64)
+    freq_ends = np.zeros(n_ctx, np.int64)
+    words = np.empty(n_words, np.uint32)
+    word_ends = np.zeros(n_ctx, np.int64)
+    f0 = 0
+    k = 0
+    split = 0
+    for c in range(n_ctx):
+        if alpha[c]:
+            prec = t_prec[c]
+            ok = _table_at(
+                data, t_start[c], t_stop[c], prefix, rebuild[0, prec], rebuild[1, prec],
+                rebuild[2, prec], rebuild[3, prec], max_e, freqs[f0 : f0 + alpha[c]],
+            )  # fmt: skip
+            if not ok:
+                return -1
+            f0 += alpha[c]
+            for lane in range(lanes):
+                q = w_start[c, lane]
+                for j in range(w_count[c, lane]):
+                    b = q + 4 * j
+                    words[k] = (
+                        np.uint32(data[b])
+                        | (np.uint32(data[b + 1]) << np.uint32(8))
+                        | (np.uint32(data[b + 2]) << np.uint32(16))
+                        | (np.uint32(data[b + 3]) << np.uint32(24))
+                    )
+                    k += 1
+                if lane == 0:
+                    split = k
+        freq_ends[c] = f0
+        word_ends[c] = k
+    direct = max_a <= t
+    # the mantissa blob (escapes: as entropy._mantissa_words)
+    m_len, p = _varint_at(data, p, end, end - p)
+    if m_len < 0 or (direct and m_len != 0):
+        return -1
+    mant = np.zeros(m_len // 8 + 2, np.uint64)
+    for j in range(m_len):
+        mant[j >> 3] |= np.uint64(data[p + j]) << np.uint64(8 * (j & 7))
+    have = 8 * m_len
+    p += m_len
+    if n_ctx > 1:
+        status = np.zeros(n_ctx, np.int64)
+        if ans_decode_contexts(
+            ctx, words, word_ends, freqs, freq_ends, out, signed, status, t, log2t, mant, have, limit
+        ):
+            return -1
+        for c in range(n_ctx):
+            if status[c]:
+                return -1
+        bound = min(max_a, t)
+    elif direct:
+        if lanes == 2:
+            status = np.zeros(2, np.int64)
+            ans_decode_pair(words, split, freqs, out, signed, status)
+            if status[0] or status[1]:
+                return -1
+        elif ans_decode(words, freqs, out, signed):
+            return -1
+        bound = max_a
+    else:
+        sym = np.empty(n, np.int32)
+        if lanes == 2:
+            status = np.zeros(2, np.int64)
+            ans_decode_pair(words, split, freqs, sym, False, status)
+            if status[0] or status[1]:
+                return -1
+        elif ans_decode(words, freqs, sym, False):
+            return -1
+        if escaped_values(sym, t, log2t, mant, have, signed, limit, out):
+            return -1
+        return p
+    # entropy._check_direct_limit
+    if limit >= 0 and ((bound // 2) if signed else bound - 1) > limit:
+        for i in range(n):
+            if out[i] > limit or out[i] < -limit:
+                return -1
+    return p
+
+
 @_njit(nogil=True, inline="always")
 def _compact(x):
     x &= np.uint64(0x1249249249249249)

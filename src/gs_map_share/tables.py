@@ -134,6 +134,12 @@ _PREFIX = _prefix_table()
 _REBUILD = _rebuild_tables()
 # the same tables as int64 arrays, for the compiled loop: (prefix, kl, mask, sh, base) per precision
 _REBUILD_ARRAYS = [tuple(np.array(t, np.int64) for t in (_PREFIX, *tables)) for tables in _REBUILD]
+# for entropy's one-call stream reader (kernels.coded_stream): the prefix table, and kl, mask, sh,
+# base stacked as [row, precision, bit length]
+_TABLE_ARRAYS = (
+    np.array(_PREFIX, np.int64),
+    np.array([list(t) for t in zip(*_REBUILD, strict=True)], np.int64),
+)
 
 
 _ERRORS = {
