@@ -177,6 +177,19 @@ class Stats:
         else:
             self.big_bl = np.zeros(65, np.int64)
 
+    @classmethod
+    def of_counts(cls, n: int, small: np.ndarray, big_bl: np.ndarray, u: np.ndarray | None = None) -> Stats:
+        """The Stats of ``n`` values counted elsewhere (``small`` 257 or 256 bins, ``big_bl`` 65),
+        with their zig-zagged values ``u`` where kept: what the constructor counts, taken as given."""
+        st = cls.__new__(cls)
+        st.n = n
+        st._by_bound = None
+        if Stats._SBL is None:
+            Stats._SBL = bit_length(np.arange(256, dtype=np.uint64))
+        st._sbl = Stats._SBL
+        st.small, st.big_bl, st.u = small[:256], big_bl, u
+        return st
+
     @property
     def max_small(self) -> int:
         """Largest value when all are < 256, else 256."""
@@ -285,7 +298,18 @@ def put_stream(
     values = np.asarray(values)
     n = len(values)
     if ctx is None and n >= SPARSE_MIN:
-        k = int(np.count_nonzero(values))
+        split = _sparse_split(values, signed)
+        if split is not None:
+            k, dense, gaps, mapped, sg, sv = split
+            if k and bool(_sparse_pays(sg, sv, dense, n, k)):
+                w.u8(3)
+                w.varint(k)
+                encode_stream(w, gaps, False, sg.best()[0], u=sg.u)
+                encode_stream(w, mapped, False, sv.best()[0], u=sv.u)
+                return
+            k = 0  # (dense: as below)
+        else:
+            k = int(np.count_nonzero(values))
         if 0 < k <= n // 2:
             idx = np.flatnonzero(values)
             nz = values[idx]
@@ -294,12 +318,11 @@ def put_stream(
             gaps -= 1
             mapped = (_zz(nz) if signed else _as_u(nz)) - 1
             sg, sv = Stats(gaps, False), Stats(mapped, False)
-            (tg, bg), (tv, bv) = sg.best(), sv.best()
-            if bg + bv + 16 <= SPARSE_SLACK * dense.best()[1] + SPARSE_BITS_PER_SKIP * (n - 2 * k):
+            if _sparse_pays(sg, sv, dense, n, k):
                 w.u8(3)
                 w.varint(k)
-                encode_stream(w, gaps, False, tg, u=sg.u)
-                encode_stream(w, mapped, False, tv, u=sv.u)
+                encode_stream(w, gaps, False, sg.best()[0], u=sg.u)
+                encode_stream(w, mapped, False, sv.best()[0], u=sv.u)
                 return
     st = stats if stats is not None and stats.u is not None else Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
@@ -329,6 +352,41 @@ def put_stream(
     w.raw(data)
 
 
+def _sparse_pays(sg: Stats, sv: Stats, dense: Stats, n: int, k: int) -> bool:
+    """Whether the sparse form (gaps ``sg``, mapped values ``sv``) is taken over the dense one."""
+    bg, bv = sg.best()[1], sv.best()[1]
+    return bg + bv + 16 <= SPARSE_SLACK * dense.best()[1] + SPARSE_BITS_PER_SKIP * (n - 2 * k)
+
+
+def _sparse_split(values: np.ndarray, signed: bool):
+    """The sparse form's parts in one compiled pass (:func:`.kernels.sparse_split`): (k, the dense
+    estimate's Stats, gaps, mapped values, their Stats), k = 0 where the stream is all zeros or
+    more than half non-zero (dense); None where not compiled (the numpy path then splits)."""
+    kernels = jit.kernels()
+    if kernels is None or values.dtype not in (np.int32, np.int64) or values.ndim != 1:
+        return None
+    n = len(values)
+    cap = n // 2
+    gaps, mapped = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    cnt = np.zeros((3, 257), np.int64)
+    big = np.zeros((3, 65), np.int64)
+    k = kernels.sparse_split(values, signed, gaps, mapped, cnt[0], big[0], cnt[1], big[1], cnt[2], big[2])
+    if k == -2:
+        return None
+    if k <= 0:
+        return 0, None, None, None, None, None
+    cnt[0, 0] += n - k
+    gaps, mapped = gaps[:k], mapped[:k]
+    return (
+        k,
+        Stats.of_counts(n, cnt[0], big[0]),
+        gaps,
+        mapped,
+        Stats.of_counts(k, cnt[1], big[1], gaps),
+        Stats.of_counts(k, cnt[2], big[2], mapped),
+    )
+
+
 def encode_stream(
     w: Writer,
     values,
@@ -349,14 +407,15 @@ def encode_stream(
     if u is None:
         u = _zz(values) if signed else _as_u(values)
     u0 = u[0]
-    if u.max() == u0 and u.min() == u0:
+    umax = u.max()
+    if umax == u0 and u.min() == u0:
         w.u8(1)
         w.varint(int(u0))
         return
     t = 1 << log2t
     blob = b""
     kernels = jit.kernels()
-    if int(u.max()) < t:  # no escapes (the common case): symbols are the values
+    if int(umax) < t:  # no escapes (the common case): symbols are the values
         sym = u
     elif kernels is not None and u.dtype == np.int64:  # symbols and mantissa bits in one pass
         sym = np.empty(n, np.int64)

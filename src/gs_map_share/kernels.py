@@ -11,7 +11,8 @@ Each has a plain path beside it that gives the same result (see :mod:`.jit`). De
 and ``sh_codes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``morton``,
 ``leaf_moments`` and ``parent_level`` (:mod:`.octree`), ``stable_argsort`` (``section``'s octree
 order), ``stream_counts`` and ``bits_by_bound``
-(``entropy.Stats``), ``escape_symbols`` (``entropy._symbols`` with ``bitio.pack_bits``),
+(``entropy.Stats``), ``sparse_split`` (``entropy.put_stream``'s sparse form), ``coefficient_counts``
+(``section._put_sh_coefficient``'s estimates), ``column_counts`` (the SH palette's), ``escape_symbols`` (``entropy._symbols`` with ``bitio.pack_bits``),
 ``pack_bits`` (:mod:`.bitio`) and ``table_precision`` and ``table_blob`` (``tables.put_table``)
 beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes (where numba
@@ -990,6 +991,119 @@ def stream_counts(v, signed, small, big_bl, u_out):
 
 
 @_njit(nogil=True)
+def sparse_split(v, signed, gaps, mapped, small_d, big_d, small_g, big_g, small_m, big_m):
+    """``entropy.put_stream``'s sparse split in one pass over ``v`` (int32 or int64, any stride):
+    for each non-zero value (k of them, in order) its gap after the one before (``gaps``) and its
+    zig-zag (``signed``) or plain value u less one (``mapped``), both int64; the counts of
+    ``entropy.Stats`` of u (``small_d``/``big_d``: the dense estimate's, zeros not counted), of the
+    gaps and of the mapped values. Returns k; −1 where more than ``len(gaps)`` values are non-zero
+    (the outputs then partly written), −2 for a value the numpy path would hold as uint64."""
+    cap = len(gaps)
+    lim = np.int64(1) << np.int64(62)
+    k = 0
+    last = -1
+    for i in range(len(v)):
+        x = np.int64(v[i])
+        if x == 0:
+            continue
+        if signed:
+            if x >= lim or x < -lim:
+                return -2
+            u = (x << 1) ^ (x >> 63)
+        else:
+            if x < 0:
+                return -2
+            u = x
+        if k >= cap:
+            return -1
+        g = np.int64(i - last - 1)
+        last = i
+        m = u - 1
+        gaps[k] = g
+        mapped[k] = m
+        k += 1
+        if u < 256:
+            small_d[u] += 1
+        else:
+            small_d[256] += 1
+            big_d[_bit_length(np.uint64(u))] += 1
+        if g < 256:
+            small_g[g] += 1
+        else:
+            small_g[256] += 1
+            big_g[_bit_length(np.uint64(g))] += 1
+        if m < 256:
+            small_m[m] += 1
+        else:
+            small_m[256] += 1
+            big_m[_bit_length(np.uint64(m))] += 1
+    return k
+
+
+@_njit(nogil=True)
+def column_counts(a, small, big_bl):
+    """``entropy.Stats``'s counts (signed) of each column of the 2-D int array ``a`` (any strides)
+    in one pass over its rows: ``small`` (k, 257), ``big_bl`` (k, 65). Returns 1 for a value the
+    numpy path would hold as uint64 (|v| ≥ 2**62), else 0. (The counting is written out in each
+    loop: a helper taking the count arrays costs a reference count per call, 20-50× the loop.)"""
+    lim = np.int64(1) << np.int64(62)
+    n, k = a.shape
+    for i in range(n):
+        for c in range(k):
+            x = np.int64(a[i, c])
+            if x >= lim or x < -lim:
+                return 1
+            u = (x << 1) ^ (x >> 63)
+            if u < 256:
+                small[c, u] += 1
+            else:
+                small[c, 256] += 1
+                big_bl[c, _bit_length(np.uint64(u))] += 1
+    return 0
+
+
+@_njit(nogil=True)
+def coefficient_counts(x0, x1, x2, pred, cube, esc_small, esc_big):
+    """The counts behind ``section._put_sh_coefficient``'s choices, in one pass over one SH
+    coefficient's three channels (int32 or int64, any stride; with ``pred`` channels 0 and 2 less
+    channel 1, in int64), by the row's class ``min(umax, 6)`` (umax its largest zig-zag value: a
+    row is escaped under every joint base up to it): each channel's ``entropy.Stats`` counts
+    (``esc_small`` (21, 257), ``esc_big`` (21, 65): row 3 · class + channel; a channel's Stats
+    are the sum over the classes), and for the rows of class < 6 the count of each zig-zag
+    triple (``cube[u0 + 6 u1 + 36 u2]``, 216), from which every base's joint symbols are counted.
+    Returns 1 for a value the numpy path would hold as uint64 (|v| ≥ 2**62), else 0."""
+    lim = np.int64(1) << np.int64(62)
+    for i in range(len(x0)):
+        a = np.int64(x0[i])
+        b = np.int64(x1[i])
+        c = np.int64(x2[i])
+        if pred:
+            a -= b
+            c -= b
+        if a >= lim or a < -lim or b >= lim or b < -lim or c >= lim or c < -lim:
+            return 1
+        ua = (a << 1) ^ (a >> 63)
+        ub = (b << 1) ^ (b >> 63)
+        uc = (c << 1) ^ (c >> 63)
+        umax = max(ua, max(ub, uc))
+        if umax < 6:
+            cube[ua + 6 * ub + 36 * uc] += 1
+            cls = 3 * umax
+            esc_small[cls, ua] += 1
+            esc_small[cls + 1, ub] += 1
+            esc_small[cls + 2, uc] += 1
+            continue
+        for ch in range(3):
+            u = ua if ch == 0 else (ub if ch == 1 else uc)
+            if u < 256:
+                esc_small[18 + ch, u] += 1
+            else:
+                esc_small[18 + ch, 256] += 1
+                esc_big[18 + ch, _bit_length(np.uint64(u))] += 1
+    return 0
+
+
+@_njit(nogil=True)
 def bits_by_bound(small, big_bl, sbl, n, table_bits, out):
     """``entropy.Stats._bits_by_bound`` into ``out`` (9): the same sums in the same order."""
     esc = np.zeros(65)
@@ -1437,15 +1551,18 @@ def attribute_lattices(opl, ls, dc, lims, steps, faint_below, factor, op_out, sc
 
 
 @_njit(nogil=True)
-def sh_codes(src, steps, clamp, out):
+def sh_codes(src, rows, steps, clamp, out):
     """``quantize.to_qmap``'s higher-SH codes in one pass: row i's values from column 3 on
-    (``src`` float32, (n, 3k)) clamped to ±``clamp``, divided by their float32 step, rounded half
-    to even, as numpy's float32 operations (playbot's 500k × 24: ~25 ms → ~8 ms)."""
+    (``src`` float32, (n, 3k); with ``rows``, source row ``rows[i]``) clamped to ±``clamp``,
+    divided by their float32 step, rounded half to even, as numpy's float32 operations
+    (playbot's 500k × 24: ~25 ms → ~8 ms)."""
     lo = np.float32(-clamp)
     hi = np.float32(clamp)
-    for i in range(src.shape[0]):
+    gather = len(rows) > 0
+    for i in range(out.shape[0]):
+        r = rows[i] if gather else i
         for j in range(out.shape[1]):
-            v = src[i, j + 3]
+            v = src[r, j + 3]
             if v < lo:
                 v = lo
             elif v > hi:

@@ -588,10 +588,12 @@ def find_ids(ids: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.minimum(r, max(len(ids) - 1, 0)), ok
 
 
-def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -> QMap:
+def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True, *, rest: bool = True) -> QMap:
     """Quantise a map onto the lattices (the encoder's first step). ``least_turned``: each
     Gaussian in its least-turned frame (:func:`canonical_axes`); False keeps its own frame, as
-    encoders before 2026-12-03 did (the stored containers of test_guards_format)."""
+    encoders before 2026-12-03 did (the stored containers of test_guards_format). ``rest=False``:
+    the higher SH left out (``rest`` of shape (N, 0, 3)), for a caller that quantises them
+    itself in another row order (:func:`sh_rest_codes`)."""
     gmap.validate()
     op, scale, dc = attribute_lattices(gmap.opacity_logits, gmap.log_scales, gmap.sh[:, 0, :], params)
     means = gmap.means.astype(np.float64)
@@ -617,26 +619,37 @@ def to_qmap(gmap: GaussianMap, params: QuantParams, least_turned: bool = True) -
     # so it gets the identity, which the entropy coder makes almost free (common in fitted maps)
     sphere = (scale[:, 0] == scale[:, 1]) & (scale[:, 1] == scale[:, 2])
     rot[sphere] = 0  # (the index is already 3: canonical_rotations)
+    ids, levels = gmap.ids.copy(), gmap.levels.copy()
+    codes = sh_rest_codes(gmap, params) if rest else np.zeros((len(ids), 0, 3), np.int32)
+    return QMap(gmap.sh_degree, ids, pos, levels, op, scale, rot_idx, rot, dc, codes)
+
+
+def sh_rest_codes(gmap: GaussianMap, params: QuantParams, rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`to_qmap`'s higher-SH codes (N, K − 1, 3) int32, of the rows ``rows`` of ``gmap`` in
+    that order where given (a gather and the quantising in one pass: no map-sized copy between)."""
     # higher SH (most of the data) in float32: quantising is the encoder's choice, the decoder only
     # reads the integers; float32(v·s)/s rounds back to v, so re-encoding stays lossless
-    n, k = len(gmap.ids), gmap.num_sh
+    k = gmap.num_sh
+    n = len(gmap.ids) if rows is None else len(rows)
     rest = np.empty((n, k - 1, 3), np.int32)
-    if k > 1:  # block by block over whole rows (the same float32 operations, cache-sized pieces)
+    if k > 1 and n:  # block by block over whole rows (the same float32 operations, cache-sized pieces)
         steps = np.repeat(params.rest_steps(k).astype(np.float32), 3)
-        src = np.ascontiguousarray(gmap.sh, np.float32).reshape(n, 3 * k)
+        src = np.ascontiguousarray(gmap.sh, np.float32).reshape(len(gmap.ids), 3 * k)
         dst = rest.reshape(n, 3 * (k - 1))
         kernels = jit.kernels()
         if kernels is not None:  # the same float32 operations, in one pass
-            kernels.sh_codes(src, steps, _SH_CLAMP, dst)
+            idx = np.zeros(0, np.int64) if rows is None else np.asarray(rows, np.int64)
+            kernels.sh_codes(src, idx, steps, _SH_CLAMP, dst)
         else:
             tmp = np.empty((min(n, _BLOCK), 3 * (k - 1)), np.float32)
             for s in range(0, n, _BLOCK):
                 t = tmp[: min(n - s, _BLOCK)]
-                np.clip(src[s : s + _BLOCK, 3:], -_SH_CLAMP, _SH_CLAMP, out=t)
+                part = src[s : s + _BLOCK, 3:] if rows is None else src[rows[s : s + _BLOCK], 3:]
+                np.clip(part, -_SH_CLAMP, _SH_CLAMP, out=t)
                 np.divide(t, steps, out=t)
                 np.rint(t, out=t)
                 dst[s : s + _BLOCK] = t
-    return QMap(gmap.sh_degree, gmap.ids.copy(), pos, gmap.levels.copy(), op, scale, rot_idx, rot, dc, rest)
+    return rest
 
 
 def beyond_clamps(gmap: GaussianMap) -> str:

@@ -738,10 +738,9 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     split = _first_uses(idx, k)
     by_use_bits = Stats(idx_by_use, signed=False, keep_u=False).best()[1]
     first_use_bits = _first_use_bits(*split)
-    sub = rows[::16].astype(np.int64)  # the direct form, estimated on every 16th Gaussian
-    direct = 16 * sum(Stats(sub[:, c], keep_u=False).best()[1] for c in range(k3))
+    direct = 16 * _columns_bits(rows[::16])  # the direct form, estimated on every 16th Gaussian
     pal = rows[first]
-    pal_bits = sum(Stats(pal[:, c].astype(np.int64), keep_u=False).best()[1] for c in range(k3))
+    pal_bits = _columns_bits(pal)
     if pal_bits + min(by_use_bits, first_use_bits) >= 0.9 * direct:
         return False
     by_first_use = first_use_bits < by_use_bits
@@ -755,6 +754,19 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     else:
         _put(w, idx_by_use, signed=False, label="sh_palette_index")
     return True
+
+
+def _columns_bits(a: np.ndarray) -> float:
+    """Σ over the columns of int ``a`` (m, k) of each one's estimated bits as a signed stream
+    (``Stats.best``), in column order: the counts in one compiled pass over the rows
+    (:func:`.kernels.column_counts`) where compiled."""
+    m, k = a.shape
+    kernels = jit.kernels()
+    if kernels is not None and a.dtype in (np.int32, np.int64) and m:
+        small, big = np.zeros((k, 257), np.int64), np.zeros((k, 65), np.int64)
+        if not kernels.column_counts(a, small, big):
+            return sum(Stats.of_counts(m, small[c], big[c]).best()[1] for c in range(k))
+    return sum(Stats(a[:, c].astype(np.int64), keep_u=False).best()[1] for c in range(k))
 
 
 # An index into rows listed in order of first use is either the next new row or one already seen:
@@ -961,7 +973,7 @@ def _centres(tiles, node_tile, node_code, d, D, params, off) -> np.ndarray:
 
 # -- SH coefficients: three colour channels, separately or as one joint stream -------------------------
 JOINT_MODE = 4  # a stream-mode byte no plain stream uses: "the three channels of this coefficient, joint"
-JOINT_BASES = (2, 3, 4, 5, 6)
+JOINT_BASES = (2, 3, 4, 5, 6)  # (consecutive from 2: kernels.coefficient_counts counts them so)
 # (version 11) a stream-mode byte no stream uses: "this coefficient's channels 0 and 2 follow as
 # differences from channel 1" (colour channels of one SH coefficient correlate, ρ ≈ 0.9 on
 # playbot: its higher SH 4.68 → 3.64 B/G per Gaussian at quality 2, bench/sh_channels.py)
@@ -1013,6 +1025,50 @@ def _joint_symbols(u: np.ndarray, umax: np.ndarray, b: int) -> tuple[np.ndarray,
     return j, esc
 
 
+def _sub_estimates(sub: np.ndarray):
+    """(each channel's Stats, ``joint(B)``) of a coefficient's sampled channels ``sub`` (3, m)
+    int64: ``joint(B)`` gives the escapes' count under base B, and callables for the Stats of the
+    joint symbols and of each channel's escaped values."""
+    u, umax = _zigzag_max(sub)
+
+    def joint(b):
+        j, esc = _joint_symbols(u, umax, b)
+        return int(esc.sum()), lambda: Stats(j, signed=False), lambda: [Stats(c[esc]) for c in sub]
+
+    return [Stats(c) for c in sub], joint
+
+
+def _counted_estimates(ch: np.ndarray, pred: bool):
+    """:func:`_sub_estimates` of every 8th Gaussian of ``ch`` (with ``pred``, of its channels 0 and
+    2 less channel 1) from one compiled pass of counts (:func:`.kernels.coefficient_counts`, no
+    copies); None where not compiled."""
+    kernels = jit.kernels()
+    if kernels is None or ch.dtype not in (np.int32, np.int64):
+        return None
+    x = [ch[c, ::8] for c in range(3)]
+    m = len(x[0])
+    cube = np.zeros(216, np.int64)
+    small, big = np.zeros((21, 257), np.int64), np.zeros((21, 65), np.int64)
+    if kernels.coefficient_counts(*x, pred, cube, small, big):
+        return None
+    esc_small, esc_big = small.reshape(7, 3, 257), big.reshape(7, 3, 65)  # [class, channel]
+    triples = cube.reshape(6, 6, 6)  # [u2, u1, u0]
+
+    def joint(b):
+        below = triples[:b, :b, :b]  # rows whose three zig-zag values are below b: their own symbol
+        e = m - int(below.sum())
+        counts = np.zeros(257, np.int64)
+        counts[: b**3] = below.reshape(-1)  # symbol u0 + b·u1 + b²·u2, in that (C) order
+        counts[b**3] = e
+        return (
+            e,
+            lambda: Stats.of_counts(m, counts, np.zeros(65, np.int64)),
+            lambda: [Stats.of_counts(e, esc_small[b:, c].sum(0), esc_big[b:, c].sum(0)) for c in range(3)],
+        )
+
+    return [Stats.of_counts(m, esc_small[:, c].sum(0), esc_big[:, c].sum(0)) for c in range(3)], joint
+
+
 def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
     """One SH coefficient's three channels (3, n): three signed streams, or (mode 4) one stream of
     joint symbols — the three zig-zag values as base-B digits, B³ = escape — plus three streams of
@@ -1020,23 +1076,31 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
     in size (one entropy-decoder symbol per Gaussian instead of three). Either follows a byte
     ``CHANNEL_PRED`` when channels 0 and 2 are coded as differences from channel 1."""
     n = ch.shape[1]
-    if n and _channel_predicted(ch):
+    counted = _counted_estimates(ch, False) if n >= SAMPLE_MIN else None
+    est = None
+    if counted is not None:  # _channel_predicted from the counts
+        d = _counted_estimates(ch, True)
+        plain = counted[0][0].best()[1] + counted[0][2].best()[1]
+        pred = d[0][0].best()[1] + d[0][2].best()[1] < CHANNEL_PRED_GAIN * plain
+        est = d if pred else counted
+    else:
+        pred = bool(n) and _channel_predicted(ch)
+    if pred:
         w.u8(CHANNEL_PRED)
         ch = _from_channel_1(ch.astype(np.int64))
     if n >= SAMPLE_MIN and ch.any():
         # estimated on every 8th Gaussian (only the choice depends on it; both sides alike)
-        sub = ch[:, ::8].astype(np.int64)
-        u, umax = _zigzag_max(sub)
-        sep = [_stream_cost(Stats(c)) for c in sub]
+        sep_st, joint = est if est is not None else _sub_estimates(ch[:, ::8].astype(np.int64))
+        sep = [_stream_cost(st) for st in sep_st]
         sep_ns = sum(t for _, t in sep)
+        m = sep_st[0].n
         best = None
         for b in JOINT_BASES:
-            j, esc = _joint_symbols(u, umax, b)
-            e = int(esc.sum())
-            if e > len(umax) // 32:
+            e, joint_st, esc_st = joint(b)
+            if e > m // 32:
                 continue
-            jb, jt = _stream_cost(Stats(j, signed=False))
-            eb = sum(Stats(c[esc]).best()[1] for c in sub) if e else 0.0
+            jb, jt = _stream_cost(joint_st())
+            eb = sum(st.best()[1] for st in esc_st()) if e else 0.0
             cost = (jb + eb + 16, jt + 3 * e * _sym_ns(64))
             if best is None or cost[0] < best[1][0]:
                 best = (b, cost)

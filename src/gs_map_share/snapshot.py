@@ -11,7 +11,7 @@ from gs_mapping.gaussians import GaussianMap
 
 from .container import LEVEL, PAD, TILES, Chunk, Header, pack, unpack
 from .errors import DecodeError, EncodeError
-from .quantize import QMap, QuantParams, dequantize, to_qmap
+from .quantize import QMap, QuantParams, dequantize, sh_rest_codes, to_qmap
 from .section import decode_section, encode_section, max_gaussians_for, octree_rows
 
 DEFAULT_LEVELS = 5
@@ -147,9 +147,15 @@ def encode_map(gmap: GaussianMap, params: QuantParams | None = None, **kw) -> tu
     nothing: the receiver gets the same Gaussians, numbered in that order."""
     params = params or QuantParams()
     kw.setdefault("tile_size", gmap.tile_size)
-    q = to_qmap(gmap, params)
-    if gmap.ids_implicit:
-        q = spatial_ids(q, params)
+    if not gmap.ids_implicit:
+        return encode_snapshot(to_qmap(gmap, params), params, **kw)
+    # as spatial_ids(to_qmap(gmap, params)), with the higher SH (most of the data) quantised
+    # straight into the spatial order rather than quantised, then reordered (a map-sized copy)
+    q = to_qmap(gmap, params, rest=False)
+    rows = octree_rows(q, params)
+    q = q.take(rows)
+    q.rest = sh_rest_codes(gmap, params, rows)
+    q.ids = np.arange(1, len(q) + 1, dtype=np.uint64)
     return encode_snapshot(q, params, **kw)
 
 
