@@ -70,7 +70,10 @@ def test_sparse_split_writes_the_numpy_paths_bytes():
     _compiled()
     rng = np.random.default_rng(38)
     for values, signed in _streams(rng):
-        assert _stream(values, signed) == _plain(lambda v=values, s=signed: _stream(v, s)), (values.dtype, signed)
+        assert _stream(values, signed) == _plain(lambda v=values, s=signed: _stream(v, s)), (
+            values.dtype,
+            signed,
+        )
 
 
 def _coefficient(ch) -> bytes:
@@ -180,3 +183,75 @@ def test_coefficient_counts_are_numpys_for_every_base(pred):
         same(js(), rjs())
         for a, b in zip(es(), res(), strict=True):
             same(a, b)
+
+
+def test_sh_rows_split_in_two_passes_write_the_numpy_paths_bytes():
+    """Every coefficient of long int32 rows (channels read where they lie, all channels' sparse
+    splits from two passes over the rows): all-zero, sparse, more than half non-zero and escaping
+    channels, a coefficient whose channels follow channel 1, one of joint symbols; the bytes and
+    the per-label byte accounting of the plain path."""
+    _compiled()
+    rng = np.random.default_rng(11)
+    n = section.SAMPLE_MIN + 77
+    rows = (rng.integers(-3, 4, (n, 18)) * (rng.random((n, 18)) < 0.1)).astype(np.int32)
+    rows[:, 0:3] = 0  # an all-zero coefficient
+    rows[:, 4] = rng.integers(-2, 3, n) * (rng.random(n) < 0.9)  # more than half non-zero
+    rows[rng.random(n) < 0.003, 5] = 100000  # escapes, gaps beyond 256
+    base = rng.integers(-60, 61, n)
+    rows[:, 6:9] = np.stack([base + rng.integers(-1, 2, n), base, base - rng.integers(-1, 2, n)], 1)
+    rows[:, 9:12] = rng.integers(-1, 2, (n, 3))  # small values in every channel: joint symbols
+    rows[-1, 13] = -7  # a lone value, the last row
+    for c, frac in ((14, 0.25), (15, 0.35), (16, 0.45), (17, 0.5)):  # sparse and dense estimates near
+        rows[:, c] = rng.choice([-1, 1], n) * (rng.random(n) < frac)
+
+    def put():
+        w = Writer({})
+        section._put_sh_rows(w, rows)
+        return w.getvalue(), w.stats
+
+    assert put() == _plain(put)
+    split = section._SparseRows(rows)
+    split.any(range(0, 3))  # (made on first use)
+    for c in range(rows.shape[1]):  # each channel's split and dense counts as numpy makes them
+        v = rows[:, c].astype(np.int64)
+        idx = np.flatnonzero(v)
+        assert split.k[c] == len(idx)
+        if not 0 < len(idx) <= n // 2:
+            assert split.start[c] == -1
+            continue
+        s = split.start[c]
+        gaps = np.diff(idx, prepend=-1) - 1
+        zz = (v[idx] << 1) ^ (v[idx] >> 63)
+        assert np.array_equal(split.gaps[s : s + len(idx)], gaps)
+        assert np.array_equal(split.mapped[s : s + len(idx)], zz - 1)
+        assert np.array_equal(split.small_d[c, :256], np.bincount(np.minimum(zz, 256), minlength=257)[:256])
+
+
+def test_sh_rows_where_the_full_joint_comparison_keeps_three_streams(monkeypatch):
+    """A coefficient whose estimate finds joint symbols clearly faster, but whose comparison on all
+    values keeps three streams (joint symbols made costly here), is written from the rows as from
+    its own columns."""
+    _compiled()
+    rng = np.random.default_rng(12)
+    n = section.SAMPLE_MIN + 5
+    rows = rng.integers(-1, 2, (n, 6)).astype(np.int32)
+    made = []
+
+    def costly(u, umax, b):
+        made.append(b)
+        return rng.integers(0, 1 << 20, u.shape[1]), np.zeros(u.shape[1], bool)
+
+    monkeypatch.setattr(section, "_joint_symbols", costly)
+
+    def put(from_rows):
+        w = Writer({})
+        if from_rows:
+            section._put_sh_rows(w, rows)
+        else:
+            cols = section._columns(rows)
+            for j in range(0, 6, 3):
+                section._put_sh_coefficient(w, cols[j : j + 3])
+        return w.getvalue(), w.stats
+
+    assert put(True) == put(False)
+    assert made  # (the full comparison ran)

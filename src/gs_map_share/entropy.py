@@ -300,12 +300,7 @@ def put_stream(
     if ctx is None and n >= SPARSE_MIN:
         split = _sparse_split(values, signed)
         if split is not None:
-            k, dense, gaps, mapped, sg, sv = split
-            if k and bool(_sparse_pays(sg, sv, dense, n, k)):
-                w.u8(3)
-                w.varint(k)
-                encode_stream(w, gaps, False, sg.best()[0], u=sg.u)
-                encode_stream(w, mapped, False, sv.best()[0], u=sv.u)
+            if split[0] and put_sparse(w, n, *split):
                 return
             k = 0  # (dense: as below)
         else:
@@ -318,11 +313,7 @@ def put_stream(
             gaps -= 1
             mapped = (_zz(nz) if signed else _as_u(nz)) - 1
             sg, sv = Stats(gaps, False), Stats(mapped, False)
-            if _sparse_pays(sg, sv, dense, n, k):
-                w.u8(3)
-                w.varint(k)
-                encode_stream(w, gaps, False, sg.best()[0], u=sg.u)
-                encode_stream(w, mapped, False, sv.best()[0], u=sv.u)
+            if put_sparse(w, n, k, dense, gaps, mapped, sg, sv):
                 return
     st = stats if stats is not None and stats.u is not None else Stats(values, signed)
     best = st.best()[0] if n > 64 else 6
@@ -352,10 +343,20 @@ def put_stream(
     w.raw(data)
 
 
-def _sparse_pays(sg: Stats, sv: Stats, dense: Stats, n: int, k: int) -> bool:
-    """Whether the sparse form (gaps ``sg``, mapped values ``sv``) is taken over the dense one."""
+def put_sparse(
+    w: Writer, n: int, k: int, dense: Stats, gaps: np.ndarray, mapped: np.ndarray, sg: Stats, sv: Stats
+) -> bool:
+    """:func:`put_stream`'s sparse form of a stream of ``n`` values, ``k`` (0 < k ≤ n // 2) of
+    them non-zero, where it is estimated smaller than the dense one (``dense``: its Stats): their
+    gaps and zig-zag values less one (``mapped``), with their Stats (``u`` kept). Whether written."""
     bg, bv = sg.best()[1], sv.best()[1]
-    return bg + bv + 16 <= SPARSE_SLACK * dense.best()[1] + SPARSE_BITS_PER_SKIP * (n - 2 * k)
+    if bg + bv + 16 > SPARSE_SLACK * dense.best()[1] + SPARSE_BITS_PER_SKIP * (n - 2 * k):
+        return False
+    w.u8(3)
+    w.varint(k)
+    encode_stream(w, gaps, False, sg.best()[0], u=sg.u)
+    encode_stream(w, mapped, False, sv.best()[0], u=sv.u)
+    return True
 
 
 def _sparse_split(values: np.ndarray, signed: bool):

@@ -12,7 +12,8 @@ and ``sh_codes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``morton
 ``leaf_moments`` and ``parent_level`` (:mod:`.octree`), ``stable_argsort`` (``section``'s octree
 order), ``stream_counts`` and ``bits_by_bound``
 (``entropy.Stats``), ``sparse_split`` (``entropy.put_stream``'s sparse form), ``coefficient_counts``
-(``section._put_sh_coefficient``'s estimates), ``column_counts`` (the SH palette's), ``escape_symbols`` (``entropy._symbols`` with ``bitio.pack_bits``),
+(``section._put_sh_coefficient``'s estimates), ``column_counts`` (the SH palette's), ``rows_nonzero_counts`` and ``rows_sparse_fill``
+(``section``'s sparse SH streams from the rows), ``escape_symbols`` (``entropy._symbols`` with ``bitio.pack_bits``),
 ``pack_bits`` (:mod:`.bitio`) and ``table_precision`` and ``table_blob`` (``tables.put_table``)
 beside their numpy paths.
 Module-level functions, so numba's on-disk cache (``cache=True``) serves later processes (where numba
@@ -1038,6 +1039,58 @@ def sparse_split(v, signed, gaps, mapped, small_d, big_d, small_g, big_g, small_
             small_m[256] += 1
             big_m[_bit_length(np.uint64(m))] += 1
     return k
+
+
+@_njit(nogil=True)
+def rows_nonzero_counts(rows, k, small, big_bl):
+    """For each column c of the int32 rows (n, K): its non-zero values' count ``k[c]`` and the
+    ``entropy.Stats`` counts of their zig-zag values (``small`` (K, 257), ``big_bl`` (K, 65)),
+    in one pass over the rows (``put_stream``'s sparse split of every column, first half)."""
+    n, w = rows.shape
+    for i in range(n):
+        for c in range(w):
+            x = np.int64(rows[i, c])
+            if x == 0:
+                continue
+            k[c] += 1
+            u = (x << 1) ^ (x >> 63)
+            if u < 256:
+                small[c, u] += 1
+            else:
+                small[c, 256] += 1
+                big_bl[c, _bit_length(np.uint64(u))] += 1
+
+
+@_njit(nogil=True)
+def rows_sparse_fill(rows, start, gaps, mapped, small_g, big_g, small_m, big_m):
+    """The second half: each column c with ``start[c] ≥ 0`` gets its non-zero values' gaps and
+    zig-zag values less one from ``gaps[start[c]]`` / ``mapped[start[c]]`` on, and their
+    ``entropy.Stats`` counts (``small_g``/``big_g``, ``small_m``/``big_m``: (K, 257), (K, 65))."""
+    n, w = rows.shape
+    pos = start.copy()
+    last = np.full(w, -1, np.int64)
+    for i in range(n):
+        for c in range(w):
+            x = np.int64(rows[i, c])
+            if x == 0 or pos[c] < 0:
+                continue
+            g = np.int64(i) - last[c] - 1
+            last[c] = i
+            m = ((x << 1) ^ (x >> 63)) - 1
+            p = pos[c]
+            gaps[p] = g
+            mapped[p] = m
+            pos[c] = p + 1
+            if g < 256:
+                small_g[c, g] += 1
+            else:
+                small_g[c, 256] += 1
+                big_g[c, _bit_length(np.uint64(g))] += 1
+            if m < 256:
+                small_m[c, m] += 1
+            else:
+                small_m[c, 256] += 1
+                big_m[c, _bit_length(np.uint64(m))] += 1
 
 
 @_njit(nogil=True)

@@ -26,7 +26,7 @@ from gs_mapping.gaussians import GaussianMap
 from . import idorder, jit, octree, phases, tails
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
-from .entropy import Groups, Stats, decode_stream, encode_stream, put_stream
+from .entropy import Groups, Stats, decode_stream, encode_stream, put_sparse, put_stream
 from .errors import DecodeError, EncodeError
 from .palette import PALETTE_MIN_ROWS, is_palette, unique_rows
 from .quantize import (
@@ -703,9 +703,85 @@ def _put_leaves(w: Writer, q: QMap, params: QuantParams, pc: _Parent | None, blu
     rows = q.rest.reshape(len(q), -1)
     if rows.shape[1] and _put_sh_palette(w, rows):
         return
-    cols = _columns(rows)
-    for j in range(0, len(cols), 3):
-        _put_sh_coefficient(w, cols[j : j + 3])
+    _put_sh_rows(w, rows)
+
+
+def _put_sh_rows(w: Writer, rows: np.ndarray) -> None:
+    """The higher SH of (n, 3 · (K − 1)) ``rows``, coefficient by coefficient. Compiled, for long
+    int32 rows: the channels are read from the rows where they lie (no transposed copy of them),
+    the sparse form of every channel split in two passes over the rows (:class:`_SparseRows`)."""
+    n, k3 = rows.shape
+    kernels = jit.kernels()
+    if kernels is None or n < SAMPLE_MIN or rows.dtype != np.int32 or not rows.flags.c_contiguous:
+        cols = _columns(rows)
+        for j in range(0, k3, 3):
+            _put_sh_coefficient(w, cols[j : j + 3])
+        return
+    split = _SparseRows(rows)
+    for j in range(0, k3, 3):
+        _put_sh_coefficient(w, rows[:, j : j + 3].T, split, j)
+
+
+class _SparseRows:
+    """Each channel of int32 ``rows`` (n, w) as :func:`put_stream`'s sparse split would make it
+    (:func:`.kernels.rows_nonzero_counts`, :func:`.kernels.rows_sparse_fill`: two passes over the
+    rows for all channels, made on first use)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+        self._made = False
+
+    def _make(self) -> None:
+        kernels = jit.kernels()
+        assert kernels is not None  # (made only where compiled: _put_sh_rows)
+        n, w = self.rows.shape
+        self.k = np.zeros(w, np.int64)
+        self.small_d, self.big_d = np.zeros((w, 257), np.int64), np.zeros((w, 65), np.int64)
+        kernels.rows_nonzero_counts(self.rows, self.k, self.small_d, self.big_d)
+        sparse = (self.k > 0) & (self.k <= n // 2)
+        size = np.where(sparse, self.k, 0)
+        self.start = np.where(sparse, np.cumsum(size) - size, -1)
+        total = int(size.sum())
+        self.gaps, self.mapped = np.empty(total, np.int64), np.empty(total, np.int64)
+        self.small_g, self.big_g = np.zeros((w, 257), np.int64), np.zeros((w, 65), np.int64)
+        self.small_m, self.big_m = np.zeros((w, 257), np.int64), np.zeros((w, 65), np.int64)
+        kernels.rows_sparse_fill(
+            self.rows, self.start, self.gaps, self.mapped, self.small_g, self.big_g, self.small_m, self.big_m
+        )
+        self._made = True
+
+    def any(self, cols: range) -> bool:
+        """Whether any of the channels ``cols`` holds a non-zero value."""
+        if not self._made:
+            self._make()
+        return bool(self.k[cols.start : cols.stop].any())
+
+    def put(self, w: Writer, c: int) -> None:
+        """Channel ``c`` as ``_put(w, rows[:, c], label="sh_rest")`` writes it."""
+        if not self._made:
+            self._make()
+        before = sum(len(x) for x in w.parts) if w.stats is not None else 0
+        n, k, s = len(self.rows), int(self.k[c]), int(self.start[c])
+        if s < 0 or not _sparse_taken(w, n, k, self, c):
+            put_stream(w, np.ascontiguousarray(self.rows[:, c]))
+        _count(w, "sh_rest", sum(len(x) for x in w.parts) - before if w.stats is not None else 0)
+
+
+def _sparse_taken(w: Writer, n: int, k: int, sr: _SparseRows, c: int) -> bool:
+    small = sr.small_d[c].copy()
+    small[0] += n - k
+    s = int(sr.start[c])
+    gaps, mapped = sr.gaps[s : s + k], sr.mapped[s : s + k]
+    return put_sparse(
+        w,
+        n,
+        k,
+        Stats.of_counts(n, small, sr.big_d[c]),
+        gaps,
+        mapped,
+        Stats.of_counts(k, sr.small_g[c], sr.big_g[c], gaps),
+        Stats.of_counts(k, sr.small_m[c], sr.big_m[c], mapped),
+    )
 
 
 PALETTE_MODE = 5  # a stream-mode byte no plain stream (0..3) or joint coefficient (4) uses
@@ -1069,12 +1145,13 @@ def _counted_estimates(ch: np.ndarray, pred: bool):
     return [Stats.of_counts(m, esc_small[:, c].sum(0), esc_big[:, c].sum(0)) for c in range(3)], joint
 
 
-def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
+def _put_sh_coefficient(w: Writer, ch: np.ndarray, rows: _SparseRows | None = None, col: int = 0) -> None:
     """One SH coefficient's three channels (3, n): three signed streams, or (mode 4) one stream of
     joint symbols — the three zig-zag values as base-B digits, B³ = escape — plus three streams of
     the escaped Gaussians' values, when that is estimated to decode clearly faster at no real cost
     in size (one entropy-decoder symbol per Gaussian instead of three). Either follows a byte
-    ``CHANNEL_PRED`` when channels 0 and 2 are coded as differences from channel 1."""
+    ``CHANNEL_PRED`` when channels 0 and 2 are coded as differences from channel 1. ``rows``:
+    ``ch`` is channels ``col`` .. ``col`` + 2 of those rows (a view), whose sparse splits they have made."""
     n = ch.shape[1]
     counted = _counted_estimates(ch, False) if n >= SAMPLE_MIN else None
     est = None
@@ -1088,7 +1165,8 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
     if pred:
         w.u8(CHANNEL_PRED)
         ch = _from_channel_1(ch.astype(np.int64))
-    if n >= SAMPLE_MIN and ch.any():
+        rows = None
+    if n >= SAMPLE_MIN and (ch.any() if rows is None else rows.any(range(col, col + 3))):
         # estimated on every 8th Gaussian (only the choice depends on it; both sides alike)
         sep_st, joint = est if est is not None else _sub_estimates(ch[:, ::8].astype(np.int64))
         sep = [_stream_cost(st) for st in sep_st]
@@ -1119,6 +1197,10 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray) -> None:
                 for c in ch:
                     _put(w, c[esc], label="sh_rest")
                 return
+    if rows is not None:
+        for c in range(col, col + 3):
+            rows.put(w, c)
+        return
     for c in ch:
         _put(w, c, label="sh_rest")
 
