@@ -1036,3 +1036,36 @@ def test_encoder_morton_codes_interleave_the_cells_bits(compiled, monkeypatch):
             want |= bit << np.uint64(3 * b + at)
     got = octree.morton(cells)
     assert got.dtype == np.uint64 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("extra_at", ["start", "end"])
+@pytest.mark.parametrize("n", [4096, 8193, 20_000])
+def test_a_palette_is_told_at_its_bound_compiled_or_not(n, extra_at):
+    """palette_of (the SH palette's test, which the compiled count leaves as soon as the distinct
+    rows pass n // 4): exactly n // 4 distinct rows are a palette, whose (first, inverse) equal
+    unique_rows'; one more is none, whether the extra row comes first or last; so is a scene of
+    all-distinct rows (a trainer's SH). The same answers without the compiled loops."""
+    from gs_map_share import jit
+    from gs_map_share.palette import palette_of, unique_rows
+
+    rng = np.random.default_rng(n)
+    limit = n // 4
+    pool = rng.integers(-(1 << 20), 1 << 20, (limit + 1, 9)).astype(np.int32)
+    at = rng.integers(0, limit, n)
+    at[:limit] = np.arange(limit)  # every pool row but the last used
+    at = at[rng.permutation(n)]
+    rows = pool[at]
+    with_extra = rows.copy()
+    with_extra[0 if extra_at == "start" else -1] = pool[limit]
+    distinct = rng.integers(-(1 << 20), 1 << 20, (n, 9)).astype(np.int32)
+    with pytest.MonkeyPatch.context() as mp:
+        for compiled in (jit.kernels(), False):
+            mp.setattr(jit, "_kernels", compiled)
+            got = palette_of(rows)
+            assert got is not None
+            first, inv = unique_rows(rows)
+            assert len(got[0]) == limit
+            assert np.array_equal(got[0], first) and np.array_equal(got[1], inv)
+            assert palette_of(with_extra) is None
+            assert palette_of(distinct) is None
+            assert palette_of(rows[:4095]) is None  # too few rows for a palette at all

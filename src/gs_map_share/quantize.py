@@ -40,7 +40,7 @@ from gs_mapping.geometry import quat_multiply, quat_to_matrix
 from . import jit
 from .bitio import crc32c
 from .errors import EncodeError
-from .palette import PALETTE_MIN_ROWS, is_palette, unique_rows
+from .palette import PALETTE_MIN_ROWS, palette_of
 
 MAX_LATTICE = 1 << 52
 _OPACITY_CLAMP = 20.0  # logits beyond ±20 are indistinguishable from 0/1 in float32
@@ -254,10 +254,10 @@ class QuantParams:
         n = len(gmap)
         if n < PALETTE_MIN_ROWS or gmap.sh.shape[1] < 2:
             return self
-        first, _ = unique_rows(np.asarray(gmap.sh[:, 1:], np.float32).reshape(n, -1))
-        k = len(first)
-        if not is_palette(n, k):
+        palette = palette_of(np.asarray(gmap.sh[:, 1:], np.float32).reshape(n, -1))
+        if palette is None:
             return self
+        k = len(palette[0])
         # the factor rounded to a power of two: a decoded map, whose quantisation may have merged
         # entries (fewer rows: the same or a finer step) or made a palette of rows that were none,
         # re-encodes to the same values, as a finer power-of-two lattice holds the coarser exactly

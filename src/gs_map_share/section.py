@@ -28,7 +28,7 @@ from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
 from .entropy import Groups, Stats, decode_stream, encode_stream, put_sparse, put_stream
 from .errors import DecodeError, EncodeError
-from .palette import PALETTE_MIN_ROWS, is_palette, unique_rows
+from .palette import PALETTE_MIN_ROWS, palette_of
 from .quantize import (
     MAX_LATTICE,
     QMap,
@@ -801,10 +801,11 @@ def _put_sh_palette(w: Writer, rows: np.ndarray) -> bool:
     if n < PALETTE_MIN_ROWS:
         return False
     rows = np.ascontiguousarray(rows, np.int32)
-    first, idx = unique_rows(rows)  # the palette in order of first use
-    k = len(first)
-    if not is_palette(n, k):
+    palette = palette_of(rows)  # in order of first use
+    if palette is None:
         return False
+    first, idx = palette
+    k = len(first)
     # most used first (ties in order of first use): small indices are then the frequent ones,
     # which the escape buckets of the index stream code in fewer bits
     by_use = np.argsort(-np.bincount(idx, minlength=k), kind="stable")
