@@ -248,25 +248,23 @@ def ans_decode_contexts(
     return 1 if escapes == 0 and have else 0  # (mantissa bytes where none are expected)
 
 
-@_njit(nogil=True, inline="always")
-def _window(data, pos):
-    """The 64 bits from bit ``pos`` on of the bytes ``data`` (at least 8 bytes after pos >> 3)."""
-    b = pos >> 3
-    x = np.uint64(0)
-    for k in range(8):
-        x |= np.uint64(data[b + k]) << np.uint64(8 * k)
-    return x >> np.uint64(pos & 7)
-
-
 @_njit(nogil=True)
 def read_table_entries(data, prefix, kl, mask, sh, base, nb, max_e, out):
     """The loop of ``tables._read_entries_py``, compiled: same entries, same (code, value); read
-    from the table's ``nb`` bits in ``data`` (with 8 zero bytes after them); and the entries' sum."""
+    from the table's ``nb`` bits in ``data``; and the entries' sum."""
+    return _entries_at(data, 0, len(data), nb, prefix, kl, mask, sh, base, max_e, out)
+
+
+@_njit(nogil=True)
+def _entries_at(data, start, stop, nb, prefix, kl, mask, sh, base, max_e, out):
+    """:func:`read_table_entries` over the ``nb`` bits of ``data[start:stop]``: (0, bits read,
+    the entries' sum), or the Python reader's fault code (1 short, 2 a bad code, 3 a bad exponent
+    with it) and zeros."""
     a = len(out)
     pos, e, i = 0, 0, 0
     one = np.uint64(1)
     while i < a:
-        x = _window(data, pos)
+        x = _window_to(data, start, stop, pos)
         if e == 0 and (x & one):  # a run of absent symbols (z = 0): one bit each
             run = 0
             while run < 64 and (x >> np.uint64(run)) & one:
@@ -342,43 +340,10 @@ def _window_to(data, start, stop, pos):
 def _table_at(data, start, stop, prefix, kl, mask, sh, base, max_e, out):
     """:func:`read_table_entries` over the table blob ``data[start:stop]`` in place: True where
     it reads exactly the blob's bytes and sums above zero (what ``tables.get_table`` accepts)."""
-    a = len(out)
-    nb = 8 * (stop - start)
-    pos, e, i = 0, 0, 0
-    one = np.uint64(1)
-    total = 0
-    while i < a:
-        x = _window_to(data, start, stop, pos)
-        if e == 0 and (x & one):
-            run = 0
-            while run < 64 and (x >> np.uint64(run)) & one:
-                run += 1
-            run = min(run, a - i)
-            for j in range(i, i + run):
-                out[j] = 0
-            pos += run
-            i += run
-            continue
-        t = prefix[np.int64(x & np.uint64(8191))]
-        if t < 0:
-            return False
-        adv = t & 15
-        pos += adv
-        if pos > nb:
-            return False
-        e += (t >> 4) - 64
-        if e < 0 or e > max_e:
-            return False
-        if e:
-            pos += kl[e]
-            if pos > nb:
-                return False
-            out[i] = base[e] + (np.int64((x >> np.uint64(adv)) & np.uint64(mask[e])) << sh[e])
-            total += out[i]
-        else:
-            out[i] = 0
-        i += 1
-    return (pos + 7) // 8 == stop - start and total > 0
+    code, pos, total = _entries_at(
+        data, start, stop, 8 * (stop - start), prefix, kl, mask, sh, base, max_e, out
+    )
+    return code == 0 and (pos + 7) // 8 == stop - start and total > 0
 
 
 @_njit(nogil=True)
