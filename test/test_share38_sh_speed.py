@@ -255,3 +255,37 @@ def test_sh_rows_where_the_full_joint_comparison_keeps_three_streams(monkeypatch
 
     assert put(True) == put(False)
     assert made  # (the full comparison ran)
+
+
+@pytest.mark.parametrize("n", [1, 9, 4097, 20_000])
+def test_every_coefficients_counts_in_one_pass_equal_each_coefficients_own(n):
+    """kernels.rows_coefficient_counts (every SH coefficient's estimate counts, plain and
+    predicted, from one pass over every 8th row, in blocks) equals coefficient_counts of each
+    coefficient's three strided channels, the counts _put_sh_coefficient chose by before: small
+    values (joint symbols), escapes past 256 and values near int32's bounds."""
+    from gs_map_share import jit
+
+    kernels = jit.kernels()
+    if kernels is None:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(n)
+    rows = rng.integers(-4, 5, (n, 45)).astype(np.int32)
+    rows[rng.random((n, 45)) < 0.05] = rng.integers(-(1 << 31), (1 << 31) - 1, dtype=np.int64)
+    rows[rng.random((n, 45)) < 0.1] = rng.integers(-600, 600)
+    k = 15
+    cube, small, big = (
+        np.zeros((k, 2, 216), np.int64),
+        np.zeros((k, 2, 21, 257), np.int64),
+        np.zeros((k, 2, 21, 65), np.int64),
+    )
+    kernels.rows_coefficient_counts(rows, 8, cube, small, big)
+    for j in range(k):
+        ch = rows[:, 3 * j : 3 * j + 3].T
+        for p in (0, 1):
+            c1, s1, b1 = np.zeros(216, np.int64), np.zeros((21, 257), np.int64), np.zeros((21, 65), np.int64)
+            assert kernels.coefficient_counts(*(ch[c, ::8] for c in range(3)), bool(p), c1, s1, b1) == 0
+            assert (
+                np.array_equal(cube[j, p], c1)
+                and np.array_equal(small[j, p], s1)
+                and np.array_equal(big[j, p], b1)
+            )

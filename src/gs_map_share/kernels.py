@@ -1090,34 +1090,59 @@ def coefficient_counts(x0, x1, x2, pred, cube, esc_small, esc_big):
     are the sum over the classes), and for the rows of class < 6 the count of each zig-zag
     triple (``cube[u0 + 6 u1 + 36 u2]``, 216), from which every base's joint symbols are counted.
     Returns 1 for a value the numpy path would hold as uint64 (|v| ≥ 2**62), else 0."""
-    lim = np.int64(1) << np.int64(62)
     for i in range(len(x0)):
-        a = np.int64(x0[i])
-        b = np.int64(x1[i])
-        c = np.int64(x2[i])
-        if pred:
-            a -= b
-            c -= b
-        if a >= lim or a < -lim or b >= lim or b < -lim or c >= lim or c < -lim:
+        if _count_triple(np.int64(x0[i]), np.int64(x1[i]), np.int64(x2[i]), pred, cube, esc_small, esc_big):
             return 1
-        ua = (a << 1) ^ (a >> 63)
-        ub = (b << 1) ^ (b >> 63)
-        uc = (c << 1) ^ (c >> 63)
-        umax = max(ua, max(ub, uc))
-        if umax < 6:
-            cube[ua + 6 * ub + 36 * uc] += 1
-            cls = 3 * umax
-            esc_small[cls, ua] += 1
-            esc_small[cls + 1, ub] += 1
-            esc_small[cls + 2, uc] += 1
-            continue
-        for ch in range(3):
-            u = ua if ch == 0 else (ub if ch == 1 else uc)
-            if u < 256:
-                esc_small[18 + ch, u] += 1
-            else:
-                esc_small[18 + ch, 256] += 1
-                esc_big[18 + ch, _bit_length(np.uint64(u))] += 1
+    return 0
+
+
+@_njit(nogil=True)
+def rows_coefficient_counts(rows, step, cube, esc_small, esc_big):
+    """:func:`coefficient_counts` of every coefficient of int32 ``rows`` (n, 3 · K), plain and
+    predicted, over every ``step``-th row, in one pass over those rows (a coefficient's channels
+    read from the row where they lie: one cache line, not a strided column per coefficient):
+    ``cube[k, p]``, ``esc_small[k, p]``, ``esc_big[k, p]`` for coefficient k, p = predicted.
+    (int32 values: never the uint64 case.)"""
+    block = 512 * step  # (the block's sampled rows stay in cache while each coefficient's counts are hot)
+    for s in range(0, rows.shape[0], block):
+        for k in range(rows.shape[1] // 3):
+            c0, s0, b0 = cube[k, 0], esc_small[k, 0], esc_big[k, 0]
+            c1, s1, b1 = cube[k, 1], esc_small[k, 1], esc_big[k, 1]
+            for i in range(s, min(s + block, rows.shape[0]), step):
+                a = np.int64(rows[i, 3 * k])
+                b = np.int64(rows[i, 3 * k + 1])
+                c = np.int64(rows[i, 3 * k + 2])
+                _count_triple(a, b, c, False, c0, s0, b0)
+                _count_triple(a, b, c, True, c1, s1, b1)
+
+
+@_njit(nogil=True, inline="always")
+def _count_triple(a, b, c, pred, cube, esc_small, esc_big):
+    """One row's counts for :func:`coefficient_counts`; 1 for the uint64 case, else 0."""
+    lim = np.int64(1) << np.int64(62)
+    if pred:
+        a -= b
+        c -= b
+    if a >= lim or a < -lim or b >= lim or b < -lim or c >= lim or c < -lim:
+        return 1
+    ua = (a << 1) ^ (a >> 63)
+    ub = (b << 1) ^ (b >> 63)
+    uc = (c << 1) ^ (c >> 63)
+    umax = max(ua, max(ub, uc))
+    if umax < 6:
+        cube[ua + 6 * ub + 36 * uc] += 1
+        cls = 3 * umax
+        esc_small[cls, ua] += 1
+        esc_small[cls + 1, ub] += 1
+        esc_small[cls + 2, uc] += 1
+        return 0
+    for ch in range(3):
+        u = ua if ch == 0 else (ub if ch == 1 else uc)
+        if u < 256:
+            esc_small[18 + ch, u] += 1
+        else:
+            esc_small[18 + ch, 256] += 1
+            esc_big[18 + ch, _bit_length(np.uint64(u))] += 1
     return 0
 
 

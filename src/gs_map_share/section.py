@@ -750,6 +750,23 @@ class _SparseRows:
         )
         self._made = True
 
+    def counts(self, col: int) -> tuple:
+        """The counts :func:`_counted_estimates` takes for the coefficient at channels ``col`` ..
+        ``col`` + 2, plain and predicted (:func:`.kernels.rows_coefficient_counts`: every
+        coefficient's in one pass over every 8th row, made on first use)."""
+        if not hasattr(self, "cube"):
+            kernels = jit.kernels()
+            assert kernels is not None
+            k = self.rows.shape[1] // 3
+            self.cube = np.zeros((k, 2, 216), np.int64)
+            self.esc_small, self.esc_big = (
+                np.zeros((k, 2, 21, 257), np.int64),
+                np.zeros((k, 2, 21, 65), np.int64),
+            )
+            kernels.rows_coefficient_counts(self.rows, 8, self.cube, self.esc_small, self.esc_big)
+        j = col // 3
+        return tuple((self.cube[j, p], self.esc_small[j, p], self.esc_big[j, p]) for p in (0, 1))
+
     def any(self, cols: range) -> bool:
         """Whether any of the channels ``cols`` holds a non-zero value."""
         if not self._made:
@@ -1115,19 +1132,22 @@ def _sub_estimates(sub: np.ndarray):
     return [Stats(c) for c in sub], joint
 
 
-def _counted_estimates(ch: np.ndarray, pred: bool):
+def _counted_estimates(ch: np.ndarray, pred: bool, counted=None):
     """:func:`_sub_estimates` of every 8th Gaussian of ``ch`` (with ``pred``, of its channels 0 and
     2 less channel 1) from one compiled pass of counts (:func:`.kernels.coefficient_counts`, no
-    copies); None where not compiled."""
+    copies), or from ``counted`` (cube, small, big) where :class:`_SparseRows` counted them for
+    every coefficient at once; None where not compiled."""
     kernels = jit.kernels()
     if kernels is None or ch.dtype not in (np.int32, np.int64):
         return None
-    x = [ch[c, ::8] for c in range(3)]
-    m = len(x[0])
-    cube = np.zeros(216, np.int64)
-    small, big = np.zeros((21, 257), np.int64), np.zeros((21, 65), np.int64)
-    if kernels.coefficient_counts(*x, pred, cube, small, big):
-        return None
+    m = len(range(0, ch.shape[1], 8))
+    if counted is not None:
+        cube, small, big = counted
+    else:
+        cube = np.zeros(216, np.int64)
+        small, big = np.zeros((21, 257), np.int64), np.zeros((21, 65), np.int64)
+        if kernels.coefficient_counts(*(ch[c, ::8] for c in range(3)), pred, cube, small, big):
+            return None
     esc_small, esc_big = small.reshape(7, 3, 257), big.reshape(7, 3, 65)  # [class, channel]
     triples = cube.reshape(6, 6, 6)  # [u2, u1, u0]
 
@@ -1154,10 +1174,11 @@ def _put_sh_coefficient(w: Writer, ch: np.ndarray, rows: _SparseRows | None = No
     ``CHANNEL_PRED`` when channels 0 and 2 are coded as differences from channel 1. ``rows``:
     ``ch`` is channels ``col`` .. ``col`` + 2 of those rows (a view), whose sparse splits they have made."""
     n = ch.shape[1]
-    counted = _counted_estimates(ch, False) if n >= SAMPLE_MIN else None
+    counts = rows.counts(col) if rows is not None else (None, None)
+    counted = _counted_estimates(ch, False, counts[0]) if n >= SAMPLE_MIN else None
     est = None
     if counted is not None:  # _channel_predicted from the counts
-        d = _counted_estimates(ch, True)
+        d = _counted_estimates(ch, True, counts[1])
         plain = counted[0][0].best()[1] + counted[0][2].best()[1]
         pred = d[0][0].best()[1] + d[0][2].best()[1] < CHANNEL_PRED_GAIN * plain
         est = d if pred else counted
