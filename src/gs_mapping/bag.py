@@ -220,7 +220,7 @@ class BagReader:
             # Split files closed by a killed `--compression-mode file` recorder are *.db3.zstd beside
             # the open plain one: without metadata nothing says to inflate them, so never read the
             # plain one as the whole recording.
-            packed = sorted(x.name for x in p.iterdir() if x.name.endswith(_COMPRESSED_STORAGE))
+            packed = [x.name for x in _packed(p, True)]
             if packed and _one_recording([p / x[: -len(".zstd")] for x in packed] + _storage_files(p)):
                 return p  # its split files inflated into a copy, read as reindexed (see open)
             if packed:
@@ -288,7 +288,7 @@ class BagReader:
                     what = (
                         "a zstd-compressed storage file"
                         if storage.is_file()
-                        else f"{len(packed)} zstd-compressed split files"
+                        else f"{len(packed)} zstd-compressed split file{'s' if len(packed) > 1 else ''}"
                     )
                     say_once(
                         log,
@@ -897,12 +897,21 @@ def _storage_files(storage: Path) -> list[Path]:
 
 def _packed(storage: Path, unlisted: bool) -> list[Path]:
     """The zstd-compressed storage files (``--compression-mode file``) to inflate: ``storage`` given
-    alone, or those of a folder without metadata.yaml (a listed folder's rosbags inflates)."""
+    alone, or those of a folder without metadata.yaml (a listed folder's rosbags inflates) but
+    where the inflated file is already there."""
     if storage.is_file():
         return [storage] if storage.name.endswith(_COMPRESSED_STORAGE) else []
     if not unlisted:
         return []
-    return sorted(x for x in storage.iterdir() if x.name.endswith(_COMPRESSED_STORAGE) and x.is_file())
+    # one beside its plain twin is left: that one is read (`zstd -d` keeps the .zstd it inflates; a
+    # recorder killed as it compressed a split leaves the whole plain file and a cut .zstd)
+    return sorted(
+        x
+        for x in storage.iterdir()
+        if x.name.endswith(_COMPRESSED_STORAGE)
+        and x.is_file()
+        and not (storage / x.name[: -len(".zstd")]).exists()
+    )
 
 
 def _one_recording(files: list[Path]) -> bool:

@@ -327,7 +327,8 @@ def _inflate(src: Path, dst: Path) -> None:
     from .zstd_frames import zstd
 
     try:
-        with zstd.open(src, "rb") as fin, dst.open("wb") as fout:
+        # ("xb": never written through a link, nor over a file: the copy's others link the user's)
+        with zstd.open(src, "rb") as fin, dst.open("xb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
     except (zstd.ZstdError, EOFError) as exc:
         raise BagError(
