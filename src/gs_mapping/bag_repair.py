@@ -337,7 +337,7 @@ def _inflate(src: Path, dst: Path) -> None:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise BagError(
-                f"{src}: read through an inflated copy in {dst.parent}, which cannot be written "
+                f"{src}: read through an inflated copy in {dst.parent.parent}, which cannot be written "
                 f"({exc.strerror}); set TMPDIR to a disk with room, or inflate it beside it: zstd -d {src}"
             ) from None
         raise BagError(f"{src}: cannot read: {exc.strerror or exc}") from None
@@ -352,7 +352,9 @@ def repaired_copy(
     path to open)."""
     need = sum(f.stat().st_size + (w.stat().st_size if (w := _wal(f)) else 0) for f in broken)
     tmp_root = Path(tempfile.gettempdir())
-    if shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
+    # (room for the repairs; a copy of links needs none, and an inflated file's own ENOSPC is said
+    # by _inflate: without this 'broken' a TMPDIR under 64 MiB free was an IndexError below)
+    if broken and shutil.disk_usage(tmp_root).free < 2 * need + (64 << 20):
         raise BagError(
             f"{broken[0]}: a recording cut short, which is read through a repaired copy, but "
             f"{tmp_root} lacks the room ({need >> 20} MiB); set TMPDIR to a larger disk, or repair it "
