@@ -145,22 +145,26 @@ def _raw_header_ns(data: bytes) -> int | None:
 def logged_clock_topics(bag, topics) -> set[str]:
     """Of the camera ``topics``, those to time by log time (when each message was recorded): every
     header stamp zero while the log times are not (a driver that does not stamp; said once, naming
-    the topic). Only a topic whose first message is stamped zero is read through for this: one
-    whose stamps are zero in part (a driver's first messages) keeps its stamps, and its zero-stamped
-    messages are skipped (:class:`Unstamped`)."""
+    the topic). A topic is read up to its first stamped message: one whose stamps are zero in part
+    (a driver's first messages) keeps its stamps, and its zero-stamped messages are skipped
+    (:class:`Unstamped`)."""
     from ..errors import BagError
 
     out = set()
     for topic in dict.fromkeys(t for t in topics if t and bag.has_topic(t)):
+        logged = False  # a log time not zero among its zero stamps
         try:
-            first = next(iter(bag.raw_messages([topic])), None)
-            if first is None or _raw_header_ns(first[2]) != 0:
-                continue
-            stamps = [(_raw_header_ns(d), t) for _, t, d in bag.raw_messages([topic])]
+            # (read up to the first stamped message: a driver's first few unstamped ones end it there,
+            # not after reading every image of the topic)
+            for _, t, data in bag.raw_messages([topic]):
+                if _raw_header_ns(data) != 0:
+                    break
+                logged = logged or t != 0
+            else:
+                if logged:
+                    out.add(topic)
         except BagError:
             continue  # (said where the messages are read)
-        if all(s == 0 for s, _ in stamps) and any(t != 0 for _, t in stamps):
-            out.add(topic)
     if out:  # (one line for a camera's colour, depth and CameraInfo)
         names = ", ".join(t for t in dict.fromkeys(topics) if t in out)
         say_once(
