@@ -298,7 +298,13 @@ def _kitchen_node(kitchen_bag, tolerance_s=None):
         by_topic.setdefault(topic, []).append((s, m))
 
     def busy_snapshot(seconds):  # a snapshot that takes ``seconds`` of node time to publish
-        node.publish_snapshot = lambda: setattr(bus, "now_ns", bus.now_ns + int(seconds * S))
+        real = node.publish_snapshot
+
+        def publish():  # (the real one, then the time it took: it books when it went out)
+            real()
+            bus.now_ns += int(seconds * S)
+
+        node.publish_snapshot = publish
         bus.subscribe("/mapper_node/map_snapshot", lambda m: None)  # (one joins: the timer publishes)
         node.on_snapshot_timer()
 
