@@ -17,6 +17,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .errors import HDDataError
+from .eval_io import MAX_ABS_COORD
 from .gaussians2d import BEVGrid, clip_to_patch, orderings, resample
 from .model_config import POLYGON_CLASSES, LossConfig, ModelConfig
 from .raster import polyline_mask, rasterize
@@ -53,6 +54,9 @@ def prepare_elements(elements, m: ModelConfig) -> list[tuple[int, np.ndarray]]:
             raise HDDataError(f"unknown GT class {cls} (classes are 0..{m.num_classes - 1})")
         if not np.all(np.isfinite(np.asarray(pts, np.float64))):
             raise HDDataError(f"GT element of class {cls} has non-finite points")
+        if np.abs(np.asarray(pts, np.float64)).max(initial=0.0) > MAX_ABS_COORD:
+            # (ego frame: wrong units or garbage; clipping such a line to the patch loses it)
+            raise HDDataError(f"GT element of class {cls} has a point beyond ±{MAX_ABS_COORD:g} m")
         for piece in clip_to_patch(cls, pts, grid, cls in POLYGON_CLASSES):
             out.append((cls, resample(piece, m.num_points, is_closed(cls, piece))))
     return out

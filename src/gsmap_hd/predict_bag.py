@@ -474,6 +474,12 @@ def _rescue_predictions(document, n: int, out: Path) -> None:
     )
 
 
+# a map frame's coordinates lie within this (metres): Earth-fixed frames reach ~1e7 (UTM northing,
+# ECEF); past it a point is wrong units or garbage, and cutting lines of ~1e300 m loses them (GEOS
+# has no precision left for a 60 m window)
+MAX_MAP_COORD = 1.0e9
+
+
 def _map_elements(doc) -> dict:
     """``{"frame_id", "elements"}`` of MAP_TOPIC's JSON (the world's layout), or MessageError."""
     from gs_mapping.world.roads import CLASS_NAMES, PED_CROSSING, MapElement
@@ -489,6 +495,8 @@ def _map_elements(doc) -> dict:
                 raise ValueError(f"vector {i}: type {cls} with points of shape {pts.shape}")
             if not np.isfinite(pts).all():
                 raise ValueError(f"vector {i}: a point is not finite")
+            if np.abs(pts).max() > MAX_MAP_COORD:
+                raise ValueError(f"vector {i}: a point beyond ±{MAX_MAP_COORD:g} m")
             elements.append(MapElement(cls, pts))
         return {"frame_id": str(doc.get("frame_id", "map")), "elements": elements}
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
