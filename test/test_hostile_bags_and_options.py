@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from conftest import KITCHEN_BAG
 
 from gs_mapping.cli import main
 
@@ -213,9 +214,15 @@ def test_the_known_sections_are_the_nodes_and_hd_train():
     assert sorted(nodes | {"hd_train"}) == sorted(SECTIONS)
 
 
-def test_standard_output_that_fails(tmp_path):
-    """A full disk under the report: one line, exit 2; a reader that went away (| head): quiet."""
-    cmd = [sys.executable, "-m", "gs_mapping", "params"]
+@pytest.mark.parametrize(
+    "command", [["params"], ["info", str(KITCHEN_BAG)], ["info", "--json", str(KITCHEN_BAG)]]
+)
+def test_standard_output_that_fails(tmp_path, command):
+    """A full disk under the report: one line, exit 2; a reader that went away (| head): quiet, 141
+    (128 + SIGPIPE, as cat gives), the same for every command (``info`` once returned 0)."""
+    if command[0] == "info" and not KITCHEN_BAG.is_dir():
+        pytest.skip("needs ../shared/data")
+    cmd = [sys.executable, "-m", "gs_mapping", *command]
     with open("/dev/full", "w") as full:
         r = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "No space left" in r.stderr

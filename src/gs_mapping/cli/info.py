@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 GLOBAL_TF = ("/tf", "/tf_static")
 
@@ -122,10 +121,7 @@ def format_text(info: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     info = summarize(args.bag)
-    try:
-        print(json.dumps(info) if args.json else format_text(info), flush=True)
-    except BrokenPipeError:  # `gs-mapping info BAG | head`: the reader left; that is not an error
-        from ..std_streams import to_devnull
-
-        to_devnull(sys.stdout)
+    # (`info BAG | head`: a reader that left ends the command quietly with 141, as every command's
+    # output does, in main())
+    print(json.dumps(info) if args.json else format_text(info), flush=True)
     return 0
