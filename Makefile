@@ -49,7 +49,7 @@ HUMBLE_NEED_TORCH := test_hd39_far_ground_truth.py test_docs_promises.py test_fl
 	test_render_cpu.py test_render_cuda.py test_share_rotation_refine.py test_outside_render.py \
 	test_outside_map_quality.py test_outside_hd37.py test_outside_lost37.py test_guards_survivors72_hd.py \
 	test_outside_hd_frames37.py test_ros38_late_joiner.py test_ros39_call_again.py \
-	test_replay39_last_snapshot.py
+	test_replay39_last_snapshot.py test_hd39_unstamped_info_k.py
 HUMBLE_TESTS = $(filter-out $(addprefix test/,$(HUMBLE_NEED_TORCH)),$(wildcard test/test_*.py))
 VENVH := .venv-humble
 PYH := $(VENVH)/bin/python
