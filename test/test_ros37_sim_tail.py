@@ -3,8 +3,9 @@ test/rclpy_standin.py): at the bag's end /clock stops while map_receiver_node st
 the mapper's last deltas. Its map cloud comes from a timer on ROS time, which no longer moves: before
 session 37 the last deltas were applied and never published (a probe: 1,769 Gaussians held, 1,736
 points in the last of 8 clouds). The rclpy runtime's clock watch now runs such a timer on steady time
-once /clock has stood still a while and messages came for it. Before any /clock nothing runs (the
-node waits for the bag's clock: test_outside_ros2_nodes pins that for /diagnostics)."""
+once /clock has stood still a while and messages came for it. Before any /clock nothing runs while
+messages keep coming (the node waits for the bag's clock: test_outside_ros2_nodes pins that for
+/diagnostics), only once they stopped (test_ros39_late_receiver_sim_time)."""
 
 from __future__ import annotations
 
@@ -145,16 +146,36 @@ def test_the_last_deltas_after_the_bags_last_clock_reach_the_map_cloud(ros):
     assert len([t for t in diagnostics if t > 3.0]) == 1, diagnostics
 
 
-def test_before_any_clock_the_timers_wait(ros, monkeypatch):
-    """No /clock at all (a bag played without --clock): the map is applied, no cloud is published
-    (the node's timers wait for the bag's clock; the watch says so in its own line)."""
+def test_before_any_clock_the_timers_wait_while_messages_come(ros, monkeypatch):
+    """No /clock at all (a bag played without --clock): while containers keep coming (none more
+    than TAIL_S apart, here 1.5 s) the map is applied and no cloud published (the timers wait for
+    the bag's clock); once none has come for TAIL_S (session 39: a receiver started after a bag's
+    end gets its latched snapshot and nothing else, and no /clock will come) they run on steady
+    time: the cloud holds the whole map (the mapper's own snapshot decoded by the reference
+    decoder), stamped 0."""
+    from gs_map_share.snapshot import decode_map
+    from gs_mapping.messages import pointcloud2_to_array
     from gs_mapping.runtime.rclpy_runtime import _SimClockWatch
 
     monkeypatch.setattr(_SimClockWatch, "PERIOD_S", 0.25)
-    monkeypatch.setattr(_SimClockWatch, "TAIL_S", 0.5)
-    obj, clouds, diagnostics, _ = _receiver(ros, clock_stops_at=None, seconds=3.5)
+    monkeypatch.setattr(_SimClockWatch, "TAIL_S", 1.5)
+    sender, data = _maps()
+    obj, got = _run(
+        ros,
+        "map_receiver_node",
+        ["-p", "map_receiver_node.min_opacity:=0.0"],
+        ("", data),
+        {CLOUD: ("sensor_msgs/msg/PointCloud2", None)},
+        None,
+        5.0,
+    )
     assert obj.store.ready and len(obj.store.gaussian_map()) == 1500
-    assert clouds == [] and diagnostics == []
+    clouds = got[CLOUD]
+    assert clouds and all(t > 2.2 + 1.5 for t, _ in clouds), [round(t, 2) for t, _ in clouds]
+    assert clouds[-1][1].header.stamp.sec == 0 and clouds[-1][1].header.stamp.nanosec == 0
+    last = pointcloud2_to_array(clouds[-1][1])
+    xyz = np.stack([last["x"], last["y"], last["z"]], 1)
+    np.testing.assert_array_equal(_xyz(xyz), _xyz(decode_map(sender.snapshot()).means.astype(np.float32)))
 
 
 def test_the_map_servers_last_containers_are_acknowledged_and_go_out(ros, tmp_path):

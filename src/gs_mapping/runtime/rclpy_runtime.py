@@ -233,8 +233,13 @@ class _SimClockWatch:
     acknowledgements, /diagnostics) wait for a timer that ROS time no longer moves. So where /clock
     came and has stood still for ``TAIL_S`` with no fault said above, each node timer that messages
     came for since its last call runs once its period has passed on steady time (at most every
-    ``PERIOD_S``). Before the first /clock nothing runs: the node waits for the bag's clock. ROS
-    time going back (a bag looped, or an earlier one played next) forgets the stamps above it.
+    ``PERIOD_S``). Before the first /clock nothing runs while nothing came, or while messages keep
+    coming (the node waits for the bag's clock; a bag played without it is said below); where
+    messages came and none has for ``TAIL_S`` with ROS time still at 0 (a receiver started after a
+    bag's end gets the latched snapshot and nothing else: no /clock will come), the timers run so
+    too, said once: the node publishes what it holds (stamped 0) rather than wait for a clock that
+    is over. ROS time going back (a bag looped, or an earlier one played next) forgets the stamps
+    above it.
     A timer so run sees :meth:`RclpyContext.clock_stopped` true where no message came since the
     check before (the mapper then latches a fresh snapshot for late joiners, once, not at every
     check while it still works through frames); a timer callback that returns true (work left for
@@ -255,12 +260,14 @@ class _SimClockWatch:
         self._since = 0.0  # steady time ROS time has stood at _ros_ns since
         self._seen = 0  # messages then
         self._said = False
+        self._unclocked_said = False  # the steady-time runs with no /clock at all: said once
         self.newest_ns = 0  # the newest header stamp among them
         # [period_s, call, steady at its last call, inputs then, whether it asked to run again]
         self._periodic: list[list[Any]] = []
         self.in_tail = False  # within a tail run (clock_stopped)
         self.quiet = False  # no input came between the last two checks
         self._checked = 0  # inputs at the last check
+        self._input_at = 0.0  # steady time of the last check that saw new inputs
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer = node.create_timer(self.PERIOD_S, self.check, clock=steady)
 
@@ -297,13 +304,26 @@ class _SimClockWatch:
         clock = self.node.get_clock()
         now, steady = clock.now().nanoseconds, time.monotonic()
         self.quiet, self._checked = self._inputs() == self._checked, self._inputs()
+        if not self.quiet:
+            self._input_at = steady
         if now != self._ros_ns:  # (the system clock, use_sim_time false, always moves)
             if self._ros_ns is not None and now < self._ros_ns:  # a bag played again, or an earlier one:
                 self.newest_ns = min(self.newest_ns, now)  # the stamps before are of that past play
             self._ros_ns, self._since, self._seen, self._said = now, steady, self.messages, False
             return
         tail = now and self.newest_ns - now < self.STALL_S * 1e9  # (a bag's end, not a fault)
-        if tail and steady - self._since >= self.TAIL_S:
+        # no /clock has come, and what came stopped coming TAIL_S ago (a late joiner's latched
+        # messages; a bag played without --clock, at its end)
+        unclocked = not now and self._inputs() > 0 and steady - self._input_at >= self.TAIL_S
+        if (tail or unclocked) and steady - self._since >= self.TAIL_S:
+            if unclocked and not self._unclocked_said:
+                self._unclocked_said = True
+                n = self.messages
+                self.logger.info(
+                    f"use_sim_time is true and no /clock has come (ROS time stands at 0) after {n} "
+                    f"message{'' if n == 1 else 's'}, and none since: the node's timers run on steady "
+                    "time until /clock comes (its outputs, such as the map cloud, stamped 0)"
+                )
             for period_s, call, last, seen, again in list(self._periodic):
                 # (due within half a check: a 1 s timer at each 1 s check, not every other)
                 if (self._inputs() > seen or again) and steady - last + self.PERIOD_S / 2 >= period_s:
@@ -315,7 +335,7 @@ class _SimClockWatch:
         came = self.messages - self._seen
         if self._said or not came or steady - self._since < self.STALL_S:
             return
-        if tail:
+        if tail or not now and self.quiet:  # (a quiet check: the steady-time runs above)
             return
         self._said = True
         clock_state = (
