@@ -8,8 +8,9 @@ server already said it was ready. Now the node runs a small map through the code
 
 Timing-free: at the "ready" line (the CLI's own), every numba dispatcher of :mod:`gs_map_share.kernels`
 is read; a vehicle's snapshot and delta (a surface map, as a mapper sends) are then merged and the
-global delta flushed; no dispatcher may gain a signature (a loop called for the first time, compiled
-or loaded from numba's cache, gains one). The process is a fresh one, so nothing was loaded before.
+global delta flushed, then a global snapshot published (session 39: warm_up no longer encodes
+one, its vehicle snapshot loading the same loops); no dispatcher may gain a signature (a loop
+called for the first time, compiled or loaded from numba's cache, gains one). The process is a fresh one, so nothing was loaded before.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ SCRIPT = textwrap.dedent(
             out["status"] = [node.ingest(open(p, "rb").read(), b) for p in containers]
             node.flush_global()
             out["global_seq_moved"] = node.merge.global_seq
+            out["after_work"] = loaded()
+            node.publish_snapshot()  # (the global snapshot a joiner, or the period, brings)
             out["after"] = loaded()
             print("PROBE " + json.dumps(out), flush=True)
             stop.append(1)
@@ -108,5 +111,8 @@ def test_ready_comes_after_the_codec_loops_are_loaded(tmp_path):
     at_ready, after = out["at_ready"], out["after"]
     called = {n for n, k in after.items() if k}
     assert len(called) >= 20, sorted(called)  # (the merge's decoding and the global delta's encoding)
-    late = sorted(n for n in after if after[n] > at_ready.get(n, 0))
+    work = out["after_work"]
+    late = sorted(n for n in work if work[n] > at_ready.get(n, 0))
     assert late == [], f"loaded only after 'ready', by the first vehicle containers: {late}"
+    late = sorted(n for n in after if after[n] > work.get(n, 0))
+    assert late == [], f"loaded only after 'ready', by the first global snapshot: {late}"

@@ -706,8 +706,10 @@ def warm_up(
     params: QuantParams, *, frame_id: str = "map", sh_degree: int = 0, snapshot_levels: int = 5
 ) -> None:
     """The codec's compiled loops (:mod:`.kernels`) loaded or compiled now: a small vehicle map
-    (random Gaussians in a few tiles, some faint) is encoded as a snapshot and a delta, merged by a
-    throwaway :class:`FleetMerge` (decoding both), its global delta and snapshot encoded. A server
+    (random Gaussians in a few tiles, some faint) is encoded as a snapshot (of ``snapshot_levels``,
+    as the server's global snapshots) and a delta, merged by a throwaway :class:`FleetMerge`
+    (decoding both). (No global snapshot is encoded: it runs the vehicle snapshot's loops, none
+    more; measured in session 39: 0 loops loaded by it, 8-30 ms of start-up.) A server
     that says it is ready after this pays no compilation on its first vehicle container (cold,
     that is seconds: numba compiles each loop the first time a process calls it, or loads it from
     its cache). Nothing without numba, or with the loops switched off."""
@@ -742,4 +744,3 @@ def warm_up(
     )
     for data in containers:
         merge.offer(data)
-    merge.snapshot()
