@@ -122,7 +122,11 @@ def _unpack_bits(buf, nbits: np.ndarray, what: str) -> np.ndarray:
 
 
 def _freq_table(sym: np.ndarray) -> np.ndarray:
-    counts = np.bincount(sym)
+    return _scaled(np.bincount(sym))
+
+
+def _scaled(counts: np.ndarray) -> np.ndarray:
+    """:func:`_freq_table` of the symbols counted ``counts`` (``np.bincount``'s: last one > 0)."""
     total = counts.sum()
     if total > _FREQ_TOTAL:
         f = (counts * _FREQ_TOTAL) // total
@@ -431,29 +435,74 @@ def encode_stream(
     w.u8(6 if lanes == 2 else 2)
     w.u8(log2t)
     w.varint(n_ctx)
-    if n_ctx == 1:
+    # the symbols as int32 in their lanes or context groups, and their counts, in one compiled pass
+    # (else numpy's: a sort of the contexts, then per context a gather, a count, a conversion)
+    got = _laid_out(kernels, sym, ctx, n_ctx, lanes, int(umax) + 1 if int(umax) < t else t + 64)
+    if got is not None:
+        laid, bounds, counted = got
+    elif n_ctx == 1:
         order, bounds = None, np.array([0, n])
     else:
         order, bounds = _group(ctx, n_ctx)
     for c in range(n_ctx):
-        s = sym if order is None else sym[order[bounds[c] : bounds[c + 1]]]
-        if len(s) == 0:
+        if got is not None:
+            if n_ctx == 1:
+                parts = [laid[lane, : (n - lane + lanes - 1) // lanes] for lane in range(lanes)]
+            else:
+                parts = [laid[bounds[c] : bounds[c + 1]]]
+            m = int(bounds[c + 1] - bounds[c])
+        else:
+            s = sym if order is None else sym[order[bounds[c] : bounds[c + 1]]]
+            parts = [(s if lanes == 1 else s[lane::2]).astype(np.int32) for lane in range(lanes)]
+            m = len(s)
+        if m == 0:
             w.varint(0)
             continue
-        freq = _freq_table(s)
+        if got is not None:
+            nz = np.flatnonzero(counted[c])
+            freq = _scaled(counted[c, : nz[-1] + 1])
+        else:
+            freq = _freq_table(s)
         if len(freq) < 2:  # constriction's categorical needs two symbols at least
             freq = np.append(freq, 0)
         w.varint(len(freq))
-        freq = put_table(w, freq, len(s))
+        freq = put_table(w, freq, m)
         model = _model(freq)
-        for lane in range(lanes):
-            part = s if lanes == 1 else s[lane::2]
+        for part in parts:
             coder = constriction.stream.stack.AnsCoder()
-            coder.encode_reverse(part.astype(np.int32), model)
+            coder.encode_reverse(part, model)
             words = coder.get_compressed()
             w.varint(len(words))
-            w.raw(words.astype("<u4").tobytes())
+            w.raw(np.asarray(words, "<u4").tobytes())
     w.blob(blob)
+
+
+def _laid_out(kernels, sym: np.ndarray, ctx, n_ctx: int, lanes: int, a: int):
+    """:func:`encode_stream`'s symbols (every one below ``a``) laid out for the coder by the compiled
+    loops: (``lanes`` × ⌈n / lanes⌉ int32 with one context, else int32 grouped by context), the
+    groups' bounds, their counts (n_ctx × a); None where those loops do not take them."""
+    if kernels is None or sym.dtype != np.int64 or n_ctx * a > (1 << 22):
+        return None
+    n = len(sym)
+    counts = np.zeros((n_ctx, a), np.int64)
+    if n_ctx == 1:
+        laid = np.empty((lanes, (n + lanes - 1) // lanes), np.int32)
+        kernels.lane_symbols(np.ascontiguousarray(sym), laid, counts[0])
+        return laid, np.array([0, n]), counts
+    raw = ctx.ctx if isinstance(ctx, Groups) else np.ascontiguousarray(ctx, np.int64)
+    per = (
+        ctx.counts
+        if isinstance(ctx, Groups)
+        else np.bincount(raw[(raw >= 0) & (raw < n_ctx)], minlength=n_ctx)
+    )
+    if len(per) != n_ctx:
+        return None
+    bounds = np.zeros(n_ctx + 1, np.int64)
+    np.cumsum(per, out=bounds[1:])
+    grouped = np.empty(n, np.int32)
+    if int(bounds[-1]) != n or kernels.group_symbols(np.ascontiguousarray(sym), raw, bounds, grouped, counts):
+        return None
+    return grouped, bounds, counts
 
 
 # a long stream of several contexts is coded with one table (in two lanes, which decode ~2× faster
