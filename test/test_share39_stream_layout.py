@@ -70,3 +70,41 @@ def test_context_groups_keep_each_contexts_value_order():
     assert compiled[:3] == bytes([2, 6, 2])  # (dense, one lane, both contexts kept)
     assert compiled == plain
     assert np.array_equal(back, vals)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    a=st.integers(2, 320),
+    power=st.integers(1, 8),
+    lanes=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_compiled_ans_coder_writes_constrictions_words(n, a, power, lanes, seed):
+    """kernels.ans_encode against constriction's own coder (``AnsCoder().encode_reverse`` of the
+    table's model, then ``get_compressed``): the same words for every row, one or two rows (odd
+    counts: row 0 one longer), skewed tables with symbols of frequency 0 (each still has a slot)
+    and the rare symbols drawn too."""
+    import constriction
+
+    kernels = jit.kernels()
+    if kernels is None:
+        pytest.skip("numba not installed or switched off")
+    rng = np.random.default_rng(seed)
+    p = rng.random(a) ** power
+    freq = (p / p.sum() * 60_000).astype(np.int64)
+    freq[rng.integers(0, a)] += 1
+    sym = np.where(rng.random(n) < 0.02, rng.integers(0, a, n), rng.choice(a, n, p=p / p.sum())).astype(
+        np.int32
+    )
+    rows = np.zeros((lanes, (n + lanes - 1) // lanes), np.int32)
+    lens = np.array([len(sym[lane::lanes]) for lane in range(lanes)], np.int64)
+    for lane in range(lanes):
+        rows[lane, : lens[lane]] = sym[lane::lanes]
+    words, nw = np.empty((lanes, int(lens[0]) + 2), np.uint32), np.empty(lanes, np.int64)
+    kernels.ans_encode(rows, lens, kernels.quantized_cdf(freq), words, nw)
+    model = entropy._model(freq)
+    for lane in range(lanes):
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(np.ascontiguousarray(sym[lane::lanes]), model)
+        assert words[lane, : nw[lane]].tolist() == coder.get_compressed().tolist()

@@ -467,6 +467,15 @@ def encode_stream(
             freq = np.append(freq, 0)
         w.varint(len(freq))
         freq = put_table(w, freq, m)
+        if got is not None and kernels is not None:  # constriction's coder, compiled (the same words)
+            rows = laid if n_ctx == 1 else laid[None, bounds[c] : bounds[c + 1]]
+            lens = np.array([len(p) for p in parts], np.int64)
+            words, nw = np.empty((len(parts), int(lens[0]) + 2), np.uint32), np.empty(len(parts), np.int64)
+            kernels.ans_encode(rows, lens, kernels.quantized_cdf(freq), words, nw)
+            for lane in range(len(parts)):
+                w.varint(int(nw[lane]))
+                w.raw(np.asarray(words[lane, : nw[lane]], "<u4").tobytes())
+            continue
         model = _model(freq)
         for part in parts:
             coder = constriction.stream.stack.AnsCoder()

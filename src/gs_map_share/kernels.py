@@ -12,7 +12,8 @@ and ``sh_codes`` (:mod:`.quantize`), ``unique_rows`` (:mod:`.palette`), ``morton
 ``leaf_moments`` and ``parent_level`` (:mod:`.octree`), ``stable_argsort`` (``section``'s octree
 order), ``stream_counts`` and ``bits_by_bound``
 (``entropy.Stats``), ``sparse_split`` (``entropy.put_stream``'s sparse form), ``lane_symbols`` and ``group_symbols``
-(``entropy.encode_stream``'s symbols in lanes or context groups), ``coefficient_counts``
+(``entropy.encode_stream``'s symbols in lanes or context groups) and ``ans_encode`` (constriction's
+ANS coder, two lanes at once), ``coefficient_counts``
 (``section._put_sh_coefficient``'s estimates), ``column_counts`` (the SH palette's), ``rows_nonzero_counts`` and ``rows_sparse_fill``
 (``section``'s sparse SH streams from the rows), ``escape_symbols`` (``entropy._symbols`` with ``bitio.pack_bits``),
 ``pack_bits`` (:mod:`.bitio`) and ``table_precision`` and ``table_blob`` (``tables.put_table``)
@@ -1285,6 +1286,73 @@ def group_symbols(sym, ctx, bounds, out, counts):
         at[c] += 1
         counts[c, x] += 1
     return 0
+
+
+@_njit(nogil=True, error_model="numpy")  # (f ≥ 1: no zero-divisor test per symbol)
+def ans_encode(parts, lens, cdf, words, nw):
+    """constriction's ``AnsCoder().encode_reverse(part, model)`` then ``get_compressed()`` of each
+    row ``parts[l, :lens[l]]`` (one or two), the model's quantised CDF ``cdf``
+    (:func:`quantized_cdf`): row l's words into ``words[l, :nw[l]]`` (≥ lens[l] + 2 each). The
+    state is 64 bits, words 32, precision 24: a symbol of frequency f pushes the state's low word
+    first where ``state >> 40 ≥ f``, then ``state = (state // f) << 24 | (state % f + left)``;
+    the end pushes the state's low word, then its high one where non-zero (nothing for a zero
+    state). Two rows are coded in one loop: their divisions, the cost, overlap (constriction codes
+    a lane at ~6 ns a symbol, as this one row alone)."""
+    hi_bits = np.uint64(64 - PRECISION)
+    low = np.uint64(0xFFFFFFFF)
+    s0 = np.uint64(0)
+    s1 = np.uint64(0)
+    n0 = 0
+    n1 = 0
+    i0 = lens[0] - 1
+    i1 = lens[1] - 1 if parts.shape[0] > 1 else -1
+    while i0 > i1:  # (row 0 the longer: its last symbols alone)
+        x = parts[0, i0]
+        left = np.uint64(cdf[x])
+        f = np.uint64(cdf[x + 1]) - left
+        if (s0 >> hi_bits) >= f:
+            words[0, n0] = np.uint32(s0 & low)
+            n0 += 1
+            s0 >>= np.uint64(32)
+        s0 = ((s0 // f) << np.uint64(PRECISION)) | (s0 % f + left)
+        i0 -= 1
+    while i1 > i0:
+        x = parts[1, i1]
+        left = np.uint64(cdf[x])
+        f = np.uint64(cdf[x + 1]) - left
+        if (s1 >> hi_bits) >= f:
+            words[1, n1] = np.uint32(s1 & low)
+            n1 += 1
+            s1 >>= np.uint64(32)
+        s1 = ((s1 // f) << np.uint64(PRECISION)) | (s1 % f + left)
+        i1 -= 1
+    for i in range(i0, -1, -1):  # (both rows: i0 == i1)
+        x = parts[0, i]
+        y = parts[1, i]
+        left0 = np.uint64(cdf[x])
+        f0 = np.uint64(cdf[x + 1]) - left0
+        left1 = np.uint64(cdf[y])
+        f1 = np.uint64(cdf[y + 1]) - left1
+        if (s0 >> hi_bits) >= f0:
+            words[0, n0] = np.uint32(s0 & low)
+            n0 += 1
+            s0 >>= np.uint64(32)
+        if (s1 >> hi_bits) >= f1:
+            words[1, n1] = np.uint32(s1 & low)
+            n1 += 1
+            s1 >>= np.uint64(32)
+        s0 = ((s0 // f0) << np.uint64(PRECISION)) | (s0 % f0 + left0)
+        s1 = ((s1 // f1) << np.uint64(PRECISION)) | (s1 % f1 + left1)
+    for r in range(parts.shape[0]):
+        st = s0 if r == 0 else s1
+        k = n0 if r == 0 else n1
+        if st != 0:
+            words[r, k] = np.uint32(st & low)
+            k += 1
+            if st >> np.uint64(32):
+                words[r, k] = np.uint32(st >> np.uint64(32))
+                k += 1
+        nw[r] = k
 
 
 # -- the encoder's frequency tables (tables.put_table) --------------------------------------------
