@@ -420,7 +420,7 @@ def coded_stream(data, p, end, signed, ctx, n_ctx, limit, prefix, rebuild, max_a
         if prec < 1 or prec > max_e:
             return -1
         nbytes, p = _varint_at(data, p, end, end - p)
-        if nbytes < 0 or nbytes > (a * (11 + max_e - 1) + 7) // 8:
+        if nbytes < 0 or nbytes > end - p or nbytes > (a * (11 + max_e - 1) + 7) // 8:
             return -1
         t_prec[c] = prec
         t_start[c] = p
@@ -428,7 +428,7 @@ def coded_stream(data, p, end, signed, ctx, n_ctx, limit, prefix, rebuild, max_a
         p += nbytes
         for lane in range(lanes):
             nw, p = _varint_at(data, p, end, (end - p) // 4)
-            if nw < 0:
+            if nw < 0 or 4 * nw > end - p:  # (the limit counted the varint's own bytes)
                 return -1
             w_start[c, lane] = p
             w_count[c, lane] = nw
@@ -470,7 +470,7 @@ def coded_stream(data, p, end, signed, ctx, n_ctx, limit, prefix, rebuild, max_a
     direct = max_a <= t
     # the mantissa blob (escapes: as entropy._mantissa_words)
     m_len, p = _varint_at(data, p, end, end - p)
-    if m_len < 0 or (direct and m_len != 0):
+    if m_len < 0 or m_len > end - p or (direct and m_len != 0):  # (past the varint: what is left)
         return -1
     mant = np.zeros(m_len // 8 + 2, np.uint64)
     for j in range(m_len):
