@@ -58,6 +58,8 @@ class NodeBase:
         self._older_in_a_row = 0  # frames in a row not after the last one taken (time_went_back)
         self._tf_clock_ns = -1  # the node's clock at the last TF add or lookup (tf_follows_clock)
         self._tf_at_this_clock: list[Any] = []  # the /tf messages added since it (tf_follows_clock)
+        self._stamped: set[str] = set()  # camera topics a stamped message came on (header_ns)
+        self._unstamped_said: set[Any] = set()  # topics (and why) header_ns said a line about
         attach = getattr(ctx, "attach_diagnostics", None)
         if attach is not None:  # a runtime that refuses or drops messages before our handlers run
             attach(self.diag)
@@ -184,6 +186,55 @@ class NodeBase:
             for msg in kept:  # (each was added whole once: it is again)
                 if max(stamp_to_ns(t.header.stamp) for t in msg.transforms) <= now:
                     tf.add_message(msg)
+
+    def header_ns(self, topic: str, msg: Any) -> int | None:
+        """The time a camera message (Image, CompressedImage, CameraInfo, PointCloud2) on ``topic``
+        is taken at: its header stamp; where that is zero (a driver that does not stamp) its arrival
+        on the node's clock (under use_sim_time a bag's /clock: about its log time, the time
+        ``map`` takes such a camera at), said once a topic, pairing and TF lookup done at it. A zero
+        stamp on a topic a stamped message came on (a driver's clock not up yet, a glitch) has no
+        time to take: None, counted in /diagnostics (``messages_unstamped``) and said once a topic;
+        so is one that comes before the node's clock (use_sim_time with no /clock yet)."""
+        from ..messages import stamp_to_ns
+
+        stamp = stamp_to_ns(msg.header.stamp)
+        if stamp != 0:
+            if topic not in self._stamped and topic in self._unstamped_said:
+                self.ctx.logger.warning(f"{topic}: stamped messages now: each is timed by its header stamp")
+            self._stamped.add(topic)
+            return stamp
+        now = self.ctx.now_ns()
+        if topic in self._stamped or now <= 0:
+            why = "among stamped ones" if now > 0 else "before the node's clock (no /clock yet)"
+            line = f"{topic}: a message with a zero header stamp {why}: skipped (counted: messages_unstamped)"
+            self.diag.drop("messages_unstamped", line)
+            if (topic, why) not in self._unstamped_said:
+                self._unstamped_said.add((topic, why))
+                self.ctx.logger.warning(line)
+            return None
+        if topic not in self._unstamped_said:
+            self._unstamped_said.add(topic)
+            self.ctx.logger.warning(
+                f"{topic}: header stamp is zero (a driver that does not stamp): its messages are timed "
+                "by their arrival on the node's clock (under use_sim_time: /clock), paired and posed "
+                "by TF at it"
+            )
+        return now
+
+    @staticmethod
+    def restamped(msg: Any, stamp_ns: int) -> Any:
+        """A shallow copy of ``msg`` whose header (a copy) is stamped ``stamp_ns`` (the message, which
+        other subscribers of the topic may share, is left as it came)."""
+        import copy
+
+        from ..messages.factory import NS_PER_S
+
+        header, stamp = copy.copy(msg.header), copy.copy(msg.header.stamp)
+        stamp.sec, stamp.nanosec = divmod(int(stamp_ns), NS_PER_S)
+        header.stamp = stamp
+        out = copy.copy(msg)
+        out.header = header
+        return out
 
     # a node that waits for an input says so on the console when what it waits for changes, and
     # again every this many seconds of node time (a wrong topic name shows in /diagnostics only,

@@ -255,7 +255,7 @@ class HDMapNode(NodeBase):
     def on_info(self, topic: str, msg: Any) -> None:
         from gsmap_hd.infer import check_intrinsics
 
-        from ..messages import camera_info_to_intrinsics, stamp_to_ns
+        from ..messages import camera_info_to_intrinsics
         from ..rectify import for_images_on
 
         try:
@@ -265,7 +265,10 @@ class HDMapNode(NodeBase):
             self._info_refused[topic] = str(exc)
             raise
         self._info_refused.pop(topic, None)
-        self.infos[topic].add(stamp_to_ns(msg.header.stamp), info)
+        stamp = self.header_ns(self.info_topics[topic], msg)  # (zero: its arrival; None: skipped)
+        if stamp is None:
+            return
+        self.infos[topic].add(stamp, info)
         if self._frame_waiting is not None:  # (its CameraInfo, published just after the image?)
             msgs, stamp, since = self._frame_waiting
             self._frame_waiting = None
@@ -274,7 +277,12 @@ class HDMapNode(NodeBase):
     def on_image(self, topic: str, msg: Any) -> None:
         from ..messages import stamp_to_ns
 
-        group = [msg] if self.sync is None else self.sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+        stamp = self.header_ns(topic, msg)  # (zero: its arrival, the frame restamped so; None: skipped)
+        if stamp is None:
+            return
+        if stamp != stamp_to_ns(msg.header.stamp):
+            msg = self.restamped(msg, stamp)
+        group = [msg] if self.sync is None else self.sync.add(topic, stamp, msg)
         if self.sync is not None and self.sync.dropped > self._unmatched:  # (a camera late or gone)
             self.diag.drop(
                 "images_unmatched",

@@ -200,6 +200,7 @@ class MapperNode(NodeBase):
         # one subscription where depth names the colour's CameraInfo as its own (counted once)
         depth_info = "" if self.node_cfg.cloud_topic else t.depth_info()  # ('auto' resolved)
         both = depth_info == t.camera_info
+        self._depth_info_topic = depth_info
         ctx.create_subscription(
             t.camera_info,
             "sensor_msgs/msg/CameraInfo",
@@ -236,26 +237,34 @@ class MapperNode(NodeBase):
         self.publish_snapshot()
 
     # -- inputs ------------------------------------------------------------------------------------
-    def on_camera_info(self, msg: Any) -> None:
-        from ..messages import camera_info_to_intrinsics, stamp_to_ns
+    def on_camera_info(self, msg: Any, stamp: int | None = None) -> None:
+        from ..messages import camera_info_to_intrinsics
         from ..rectify import for_images_on
 
+        stamp = self.header_ns(self.cfg.topics.camera_info, msg) if stamp is None else stamp
+        if stamp is None:
+            return
         info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.color)
-        self.camera_infos.add(stamp_to_ns(msg.header.stamp), info)
+        self.camera_infos.add(stamp, info)
         self._retry_for_info()
 
-    def on_depth_camera_info(self, msg: Any) -> None:
-        from ..messages import camera_info_to_intrinsics, stamp_to_ns
+    def on_depth_camera_info(self, msg: Any, stamp: int | None = None) -> None:
+        from ..messages import camera_info_to_intrinsics
         from ..rectify import for_images_on
 
+        stamp = self.header_ns(self._depth_info_topic, msg) if stamp is None else stamp
+        if stamp is None:
+            return
         info = for_images_on(camera_info_to_intrinsics(msg), self.cfg.topics.depth)
-        self.depth_infos.add(stamp_to_ns(msg.header.stamp), info)
+        self.depth_infos.add(stamp, info)
         self._retry_for_info()
 
     def _on_both_camera_infos(self, msg: Any) -> None:
         """Depth names the colour's CameraInfo as its own: one message, both roles."""
-        self.on_camera_info(msg)
-        self.on_depth_camera_info(msg)
+        stamp = self.header_ns(self.cfg.topics.camera_info, msg)
+        if stamp is not None:
+            self.on_camera_info(msg, stamp)
+            self.on_depth_camera_info(msg, stamp)
 
     def _infos(self, color: tuple, depth: tuple, final: bool) -> tuple[Any, Any, str]:
         """(colour CameraInfo, depth CameraInfo or None, '') for a pair, each of its image's stamp;
@@ -310,7 +319,11 @@ class MapperNode(NodeBase):
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:
         from ..messages import stamp_to_ns
 
-        pair = self.sync.add(topic, stamp_to_ns(msg.header.stamp), (msg.header, data))
+        stamp = self.header_ns(topic, msg)  # (zero: its arrival; None: skipped)
+        if stamp is None:
+            return
+        header = msg.header if stamp == stamp_to_ns(msg.header.stamp) else self.restamped(msg, stamp).header
+        pair = self.sync.add(topic, stamp, (header, data))
         self.diag.values["unpaired"] = self.sync.dropped
         if pair is not None:
             self.on_pair(*pair)
