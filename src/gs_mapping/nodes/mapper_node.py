@@ -319,7 +319,11 @@ class MapperNode(NodeBase):
     def _offer(self, topic: str, msg: Any, data: np.ndarray) -> None:
         from ..messages import stamp_to_ns
 
-        stamp = self.header_ns(topic, msg)  # (zero: its arrival; None: skipped)
+        # a cloud's points are timed from its stamp: kept as it is, as ``map`` does
+        if self.node_cfg.cloud_topic and topic == self.depth_topic:
+            stamp: int | None = stamp_to_ns(msg.header.stamp)
+        else:
+            stamp = self.header_ns(topic, msg)  # (a camera's zero stamp: its arrival; None: skipped)
         if stamp is None:
             return
         header = msg.header if stamp == stamp_to_ns(msg.header.stamp) else self.restamped(msg, stamp).header
