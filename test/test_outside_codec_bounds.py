@@ -171,6 +171,13 @@ _CHILD = textwrap.dedent(
 
     for mod in (m_delta, m_idorder, m_phases, m_section, m_tails):
         mod.decode_stream = hostile
+    # the section's one-call readers (the octree depths in one compiled call, a channel's coded
+    # stream straight to its compiled reader) read streams without decode_stream: off here, so
+    # that every stream passes the hook and the plain and compiled runs count the same streams
+    # (decode_stream still takes the compiled readers behind it)
+    one_call = m_section._descend_compiled, m_section._coded_compiled
+    m_section._descend_compiled = lambda kernels, r, code, tile_count, n, parents, d0, d1: (d0, code, None, tile_count)
+    m_section._coded_compiled = lambda *a: None
     for name in ("snap", "delta", "layered", "v12_q3_sheen_palette", "v12_q0_delta"):
         data, base = seeds[name]
         rng = np.random.default_rng(2)
@@ -182,6 +189,7 @@ _CHILD = textwrap.dedent(
             result["hostile"].append([name, i, st["target"]] + verdicts(data, base))
     for mod in (m_delta, m_idorder, m_phases, m_section, m_tails):
         mod.decode_stream = orig
+    m_section._descend_compiled, m_section._coded_compiled = one_call
 
     # 3. encoders on edge inputs
     def gm(n, sh, means=None, scales=None, quats=None, rest=None, levels=None, seed=0):

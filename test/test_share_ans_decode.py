@@ -109,14 +109,14 @@ def test_quantized_cdf_gives_every_symbol_a_slot():
     assert (np.diff(cdf.astype(np.int64)) >= 1).all()
 
 
-def _lookup_by_bucket(cdf: np.ndarray) -> list[int]:
+def _lookup_by_bucket(cdf: np.ndarray, bits: int) -> list[int]:
     """The lookup table by its definition, one bucket at a time: the symbol holding the bucket's
     first quantile, with its left CDF and frequency when it covers the whole bucket, else flagged."""
     k = jit.kernels()
-    width = 1 << (k.PRECISION - k.LUT_BITS)
+    width = 1 << (k.PRECISION - bits)
     cdf = cdf.astype(np.int64).tolist()
     out = []
-    for b in range(1 << k.LUT_BITS):
+    for b in range(1 << bits):
         start = b * width
         s = max(i for i in range(len(cdf) - 1) if cdf[i] <= start)
         if cdf[s + 1] - start >= width:
@@ -126,29 +126,30 @@ def _lookup_by_bucket(cdf: np.ndarray) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("bits", [8, 10, 12])  # the bucket counts _lut_shift gives (short streams: fewer)
 @pytest.mark.parametrize("kind", ["random", "aligned", "one_big", "tiny_symbols"])
-def test_lookup_table_is_the_per_bucket_definition(kind):
+def test_lookup_table_is_the_per_bucket_definition(kind, bits):
     """The decoder's lookup table, filled symbol by symbol, is the one the per-bucket definition
     gives: symbols ending exactly on, just before and just after bucket boundaries, symbols inside
     one bucket, a symbol spanning almost all."""
     k = jit.kernels()
-    width = 1 << (k.PRECISION - k.LUT_BITS)
+    width = 1 << (k.PRECISION - bits)
     rng = np.random.default_rng(len(kind))
     for _ in range(5):
         if kind == "random":
             cdf = k.quantized_cdf(rng.integers(1, 1000, int(rng.integers(2, 300))).astype(np.int64))
         else:
             if kind == "aligned":  # boundaries on bucket starts, and one quantile either side
-                cuts = rng.choice(np.arange(1, 1 << k.LUT_BITS), 40, replace=False) * width
+                cuts = rng.choice(np.arange(1, 1 << bits), 40, replace=False) * width
                 cuts = np.r_[cuts, cuts[:10] - 1, cuts[10:20] + 1]
             elif kind == "one_big":
                 cuts = np.array([3, 5 * width + 7, (1 << k.PRECISION) - 2])
             else:  # many symbols of one or two quantiles inside the first buckets
                 cuts = np.arange(1, 3 * width, 2)[:300]
             cdf = np.unique(np.r_[0, cuts, 1 << k.PRECISION]).astype(np.uint32)
-        lut = np.zeros(1 << k.LUT_BITS, np.uint64)
-        k._lookup_table(cdf, lut)
-        assert lut.tolist() == _lookup_by_bucket(cdf)
+        lut = np.zeros(1 << bits, np.uint64)
+        k._lookup_table(cdf, lut, np.uint64(k.PRECISION - bits))
+        assert lut.tolist() == _lookup_by_bucket(cdf, bits)
 
 
 def test_decoded_maps_equal_constrictions_end_to_end(monkeypatch):

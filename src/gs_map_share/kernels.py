@@ -82,13 +82,12 @@ def quantized_cdf(freq):
 
 
 @_njit(nogil=True)
-def _lookup_table(cdf, lut):
+def _lookup_table(cdf, lut, shift):
     """Per quantile bucket (the top 12 of the 24 bits): ``symbol | left << 9 | frequency << 33``
     when one symbol covers the whole bucket (one load decodes it), else the flag bit 63 and the
     symbol holding the bucket's first quantile (a short search from there). Filled symbol by
     symbol, each bucket once (~8× faster than a search per bucket: a short stream's table costs
     about 1 µs, not 9)."""
-    shift = PRECISION - LUT_BITS
     for s in range(len(cdf) - 1):
         lo, hi = np.int64(cdf[s]), np.int64(cdf[s + 1])
         first = (lo + (1 << shift) - 1) >> shift  # the first bucket starting inside [lo, hi)
@@ -99,6 +98,15 @@ def _lookup_table(cdf, lut):
                 lut[b] = e
         if first <= last and (last << shift) < hi:  # a bucket starting inside, ending past hi
             lut[last] = np.uint64(s) | _FLAG
+
+
+@_njit(nogil=True, inline="always")
+def _lut_shift(n):
+    """Quantiles per lookup bucket (log2) for a stream of ``n`` symbols: 2**LUT_BITS buckets
+    (32 KB) for long streams; a short one's table, filled per stream, is most of its cost, so
+    fewer (the table only speeds the search: the symbols are the same at any size)."""
+    bits = LUT_BITS if n > 2048 else (10 if n > 256 else 8)
+    return np.uint64(PRECISION - bits)
 
 
 @_njit(nogil=True)
@@ -121,10 +129,11 @@ def _initial_state(words, lo, hi):
 
 
 @_njit(nogil=True, inline="always")
-def _step(state, cdf, lut):
-    """One symbol off ``state``: (symbol, the state before refilling)."""
+def _step(state, cdf, lut, shift):
+    """One symbol off ``state``: (symbol, the state before refilling); ``lut`` of buckets of
+    2**``shift`` quantiles (:func:`_lut_shift`)."""
     q = state & _MASK
-    e = lut[q >> np.uint64(PRECISION - LUT_BITS)]
+    e = lut[q >> shift]
     s = np.int64(e & np.uint64(511))
     if e & _FLAG:
         while np.uint64(cdf[s + 1]) <= q:
@@ -142,13 +151,14 @@ def ans_decode(words, freq, out, zigzag):
     """Decode len(out) symbols (unzigzagged with ``zigzag``); returns 0 (ended where it should),
     1 (data left over), 2 (the last word is zero: constriction refuses it)."""
     cdf = quantized_cdf(freq)
-    lut = np.empty(1 << LUT_BITS, np.uint64)
-    _lookup_table(cdf, lut)
+    shift = _lut_shift(len(out))
+    lut = np.empty(1 << (PRECISION - shift), np.uint64)
+    _lookup_table(cdf, lut, shift)
     state, pos, zero = _initial_state(words, 0, len(words))
     if zero:
         return 2
     for i in range(len(out)):
-        s, state = _step(state, cdf, lut)
+        s, state = _step(state, cdf, lut, shift)
         if state < _LOW and pos > 0:  # take the next word (from the end) when the state ran low
             pos -= 1
             state = (state << np.uint64(32)) | np.uint64(words[pos])
@@ -164,8 +174,9 @@ def ans_decode_pair(words, split, freq, out, zigzag, status):
     written out: a helper returning (state, pos), even inlined, made it as slow as one lane).
     ``status[l]`` as :func:`ans_decode`'s return, per lane."""
     cdf = quantized_cdf(freq)
-    lut = np.empty(1 << LUT_BITS, np.uint64)
-    _lookup_table(cdf, lut)
+    shift = _lut_shift(len(out))
+    lut = np.empty(1 << (PRECISION - shift), np.uint64)
+    _lookup_table(cdf, lut, shift)
     s0, p0, z0 = _initial_state(words, 0, split)
     s1, p1, z1 = _initial_state(words, split, len(words))
     status[0] = 2 if z0 else 0
@@ -174,8 +185,8 @@ def ans_decode_pair(words, split, freq, out, zigzag, status):
         return
     n = len(out)
     for i in range(0, n - 1, 2):
-        a, s0 = _step(s0, cdf, lut)
-        b, s1 = _step(s1, cdf, lut)
+        a, s0 = _step(s0, cdf, lut, shift)
+        b, s1 = _step(s1, cdf, lut, shift)
         if s0 < _LOW and p0 > 0:
             p0 -= 1
             s0 = (s0 << np.uint64(32)) | np.uint64(words[p0])
@@ -185,7 +196,7 @@ def ans_decode_pair(words, split, freq, out, zigzag, status):
         out[i] = (a >> 1) ^ -(a & 1) if zigzag else a
         out[i + 1] = (b >> 1) ^ -(b & 1) if zigzag else b
     if n & 1:
-        a, s0 = _step(s0, cdf, lut)
+        a, s0 = _step(s0, cdf, lut, shift)
         if s0 < _LOW and p0 > 0:
             p0 -= 1
             s0 = (s0 << np.uint64(32)) | np.uint64(words[p0])
@@ -211,7 +222,8 @@ def ans_decode_contexts(
     for c in range(n_ctx):
         width = max(width, freq_ends[c] - (freq_ends[c - 1] if c else 0))
     cdfs = np.zeros((n_ctx, width + 1), np.uint32)
-    luts = np.empty((n_ctx, 1 << LUT_BITS), np.uint64)
+    shift = _lut_shift(len(out))
+    luts = np.empty((n_ctx, 1 << (PRECISION - shift)), np.uint64)
     states = np.zeros(n_ctx, np.uint64)
     pos = np.zeros(n_ctx, np.int64)
     lo = np.zeros(n_ctx, np.int64)
@@ -221,7 +233,7 @@ def ans_decode_contexts(
             continue
         cdf = quantized_cdf(freqs[f0 : freq_ends[c]])
         cdfs[c, : len(cdf)] = cdf
-        _lookup_table(cdf, luts[c])
+        _lookup_table(cdf, luts[c], shift)
         lo[c] = word_ends[c - 1] if c else 0
         states[c], pos[c], zero = _initial_state(words, lo[c], word_ends[c])
         status[c] = 2 if zero else 0
@@ -231,7 +243,7 @@ def ans_decode_contexts(
     escapes = 0
     for i in range(len(out)):
         c = ctx[i]
-        s, state = _step(states[c], cdfs[c], luts[c])
+        s, state = _step(states[c], cdfs[c], luts[c], shift)
         if state < _LOW and pos[c] > lo[c]:
             pos[c] -= 1
             state = (state << np.uint64(32)) | np.uint64(words[pos[c]])
@@ -640,6 +652,86 @@ def descend(code, occ, tile_count, child, pidx, up, per_tile):
             i += 1
         per_tile[t] = j - j0
     return j if j <= cap else -2 - j
+
+
+@_njit(nogil=True)
+def extremes(a):
+    """(min, max) of a non-empty 1-D integer array, as int64: the decoder's range checks, one
+    call where numpy's ``a.min()`` and ``a.max()`` cost ~2 µs each on a small scene's arrays."""
+    lo = a[0]
+    hi = a[0]
+    for i in range(1, len(a)):  # (min and max without branches: the compiler vectorises it)
+        lo = min(lo, a[i])
+        hi = max(hi, a[i])
+    return np.int64(lo), np.int64(hi)
+
+
+_NO_CTX = np.zeros(0, np.int64)
+_I32_MAX = (1 << 31) - 1
+
+
+@_njit(nogil=True)
+def _small_stream(data, p, end, out):
+    """``entropy._decode`` of an unsigned int32 stream in mode 1 (a constant) or 7 (plain
+    varints) into ``out``: the position after it, or −1 where the Python path may refuse it or
+    reads it otherwise (a coded stream: :func:`coded_stream`)."""
+    n = len(out)
+    if p >= end or n == 0:
+        return -1
+    mode = data[p]
+    p += 1
+    if mode == 1:
+        v, p = _varint_at(data, p, end, _I32_MAX)
+        if v < 0:
+            return -1
+        for i in range(n):
+            out[i] = v
+        return p
+    if mode == 7 and n <= 64:
+        for i in range(n):
+            v, p = _varint_at(data, p, end, _I32_MAX)
+            if v < 0:
+                return -1
+            out[i] = v
+        return p
+    return -1
+
+
+@_njit(nogil=True)
+def descend_streams(
+    data, p, end, code, up, tile_count, parents, max_nodes, steps, prefix, rebuild, max_alphabet
+):
+    """Up to ``steps`` octree depths at once, each its occupancy stream (unsigned int32 from
+    ``data[p]``, up to ``end``: a constant, plain varints or a coded stream, as
+    :func:`_small_stream` and :func:`coded_stream` read them) and :func:`descend` (``up``: as
+    there, or empty; ``parents``: each child's parent index, carried by ``up``). Stops before a
+    depth whose stream or occupancy bytes the Python path may refuse or read otherwise (it then
+    takes that depth and names the fault). Returns (depths done, the position after them, codes,
+    parent indices (``up`` where none), nodes per tile)."""
+    done = 0
+    for _ in range(steps):
+        n = len(code)
+        occ = np.empty(n, np.int32)
+        q = _small_stream(data, p, end, occ)
+        if q < 0:
+            if p < end and (data[p] == 2 or data[p] == 6):
+                q = coded_stream(data, p, end, False, _NO_CTX, 1, -1, prefix, rebuild, max_alphabet, occ)
+            if q < 0:
+                break
+        cap = max(0, min(8 * n, max_nodes))
+        child = np.empty(cap, np.uint64)
+        pidx = np.empty(cap if parents else 0, np.int64)
+        per_tile = np.empty(len(tile_count), np.int64)
+        m = descend(code, occ, tile_count, child, pidx, up, per_tile)
+        if m < 0 or m > max_nodes:
+            break
+        code = child[:m]
+        if parents:
+            up = pidx[:m]
+        tile_count = per_tile
+        p = q
+        done += 1
+    return done, p, code, up, tile_count
 
 
 @_njit(nogil=True)
@@ -1899,6 +1991,29 @@ def rotations_within(rot, bits, maxima, largest):
 
 
 _DQ_BLOCK = 1024  # rows per block in dequantize_rotations (its columns stay in L1)
+
+
+_SH_BLOCK = 256  # rows per block in dequantize_sh (a block's output stays in cache)
+
+
+@_njit(nogil=True)
+def dequantize_sh(dc, rest, steps, out):
+    """``quantize.dequantize_fields``' SH: row i of ``out`` (n, 3k) float32 is ``float32(v) *
+    steps`` of DC ``dc[i]`` then the rest ``rest[i]`` (n, 3k − 3, any layout: a decoded map's is
+    column-major), the same single float32 rounding as numpy's product. Block by block, each
+    rest column's block read contiguously (a small scene's SH: ~5× numpy's five passes)."""
+    n = out.shape[0]
+    k3 = rest.shape[1]
+    s0 = steps[0]
+    for b in range(0, n, _SH_BLOCK):
+        e = min(n, b + _SH_BLOCK)
+        for i in range(b, e):
+            for c in range(3):
+                out[i, c] = np.float32(dc[i, c]) * s0
+        for j in range(k3):
+            s = steps[3 + j]
+            for i in range(b, e):
+                out[i, 3 + j] = np.float32(rest[i, j]) * s
 
 
 @_njit(nogil=True, error_model="numpy")

@@ -1105,7 +1105,10 @@ def dequantize_fields(q: QMap, params: QuantParams, rest: bool = True) -> dict:
     if k > 1:
         steps[3:] = np.repeat(params.rest_steps(k).astype(np.float32), 3)
     rest2 = q.rest.reshape(n, 3 * (k - 1)) if k > 1 else None
-    if rest2 is not None and n and rest2.strides[0] == rest2.itemsize:
+    kernels = jit.kernels() if rest2 is not None and n else None
+    if kernels is not None and rest2.dtype == np.int32 and q.dc.dtype == np.int32:  # type: ignore[union-attr]
+        kernels.dequantize_sh(q.dc, rest2, steps, flat)  # (the same floats: tests compare)
+    elif rest2 is not None and n and rest2.strides[0] == rest2.itemsize:
         # column-major (a decoded map's SH): fill a (3k, B) block column by column (contiguous
         # reads), scale it, and write it out row-major in one transposing copy
         steps = steps[:, None]

@@ -26,7 +26,18 @@ from gs_mapping.gaussians import GaussianMap
 from . import idorder, jit, octree, phases, tails
 from .bitio import Reader, Writer
 from .container import LEVEL, TILES, Chunk
-from .entropy import Groups, Stats, decode_stream, encode_stream, put_sparse, put_stream
+from .entropy import (
+    _MAX_ALPHABET,
+    ONE_CALL_MAX,
+    Groups,
+    Stats,
+    _coded_compiled,
+    decode_stream,
+    encode_stream,
+    extremes,
+    put_sparse,
+    put_stream,
+)
 from .errors import DecodeError, EncodeError
 from .palette import PALETTE_MIN_ROWS, palette_of
 from .quantize import (
@@ -42,6 +53,7 @@ from .quantize import (
     rotation_contexts,
     rotations_within,
 )
+from .tables import _TABLE_ARRAYS
 
 OCTREE, ID_ORDER = 0, 1  # geometry forms of a section (TILES chunk)
 BLUE_FIRST = 0x10  # (version 9) flag beside the geometry form: colour is coded B, G, R (_blue_first)
@@ -234,12 +246,19 @@ def _get_pred(
     # |v| < lim checked by the stream where its structure leaves it open (no scan of direct symbols)
     if phased:
         v = phases.get(r, n, ctx, n_ctx, lim - 1, faint)
-    else:
-        v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide, limit=lim - 1)
+    else:  # (a coded int32 stream straight to its compiled reader: decode_stream's first step)
+        fast = (
+            _coded_compiled(r, n, True, ctx, n_ctx, None, lim - 1)
+            if not wide and 0 < n <= ONE_CALL_MAX
+            else None
+        )
+        v = decode_stream(r, n, ctx=ctx, n_ctx=n_ctx, int32=not wide, limit=lim - 1) if fast is None else fast
 
     def within(a):
-        if len(a) and (a.max() >= lim or a.min() <= -lim):
-            raise r.fail("value outside the lattice range")
+        if len(a):
+            lo, hi = extremes(a)
+            if hi >= lim or lo <= -lim:
+                raise r.fail("value outside the lattice range")
         return a
 
     if off:
@@ -362,6 +381,7 @@ class _ParentPred:
 
 
 _NO_I32 = np.zeros(0, np.int32)
+_NO_I64 = np.zeros(0, np.int64)
 _NO_FAINT = np.zeros(0, bool)
 
 
@@ -420,7 +440,7 @@ def _code_attrs(
             cands += [sc[j], combo("scale", i, sc[j], j)]
         sc.append(put_fl(ch("scale", i), cands, label + "scale"))
     ri = put(ch("rot_idx"), [0, pc("rot_idx")], label + "rot")
-    if n and (ri.min() < 0 or ri.max() > 3):
+    if n and not _within(ri, 0, 3):
         raise DecodeError("rotation index outside 0..3")
     bits = rotation_bits(sc, params, op)
     ctx, n_ctx = (ri, 4) if bits is None else rotation_contexts(bits, params)
@@ -500,7 +520,7 @@ def _faint_put(put, faint: np.ndarray | None, f: int):
                 )
             values = _on_faint(values, faint, f, divide=True)
         out = put(values, [div(c) for c in cands], lab, ctx=ctx, n_ctx=2, phased=phased, faint=f)
-        if len(out) and max(out.max(), -out.min()) >= (1 << 30) // f:
+        if len(out) and _magnitude(out) >= (1 << 30) // f:
             raise DecodeError("faint value outside the lattice range")
         return _on_faint(out, faint, f, divide=False)
 
@@ -513,9 +533,10 @@ def _on_faint(x: np.ndarray, faint: np.ndarray, f: int, divide: bool) -> np.ndar
     divides by a scalar ~10× faster than by an array) and blends the rows arithmetically, faster
     than a masked select."""
     kernels = jit.kernels()
-    if kernels is not None and x.dtype in (np.int32, np.int64) and len(faint) == len(x):
-        out = np.empty_like(x)
-        rescale = kernels.faint_rescale if x.dtype == np.int32 else kernels.faint_rescale_wide
+    dt = x.dtype
+    if kernels is not None and dt in _WIDTHS and len(faint) == len(x):
+        out = np.empty(x.shape, dt)  # (not empty_like: ~1 µs more a call)
+        rescale = kernels.faint_rescale if dt == _WIDTHS[0] else kernels.faint_rescale_wide
         rescale(x, faint, f, divide, out)
         return out
     y = x // x.dtype.type(f) if divide else x * x.dtype.type(f)
@@ -523,6 +544,21 @@ def _on_faint(x: np.ndarray, faint: np.ndarray, f: int, divide: bool) -> np.ndar
     y *= faint
     y += x
     return y
+
+
+def _magnitude(a: np.ndarray) -> int:
+    """max |a| of a non-empty integer array (a Python int: no int32 wrap of −2**31)."""
+    lo, hi = extremes(a)
+    return max(hi, -lo)
+
+
+def _within(a: np.ndarray, lo: int, hi: int) -> bool:
+    """Every value of the non-empty integer array ``a`` in ``lo`` … ``hi``."""
+    a_lo, a_hi = extremes(a)
+    return lo <= a_lo and a_hi <= hi
+
+
+_WIDTHS = (np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _stack32(cols) -> np.ndarray:
@@ -1324,6 +1360,7 @@ def decode_section(
             else _preview(np.zeros((0, 3)), None, sh_degree, params, stop)
         )
 
+    kernels = jit.kernels()
     tile_count = np.ones(n_tiles, np.int64)  # nodes per tile at the current depth (tiles are contiguous)
     code = np.zeros(n_tiles, np.uint64)
     prev_d, prev_coarse = 0, None
@@ -1331,7 +1368,13 @@ def decode_section(
         d = depths[k]
         r = Reader(levels[k].data, f"{where} LEVEL {k}")
         anc = None  # each node's ancestor among the previous level's nodes (levels after the first)
-        for dd in range(prev_d, d):
+        dd0 = prev_d
+        if kernels is not None:  # the depths before any tails in one compiled call (each: ~10 µs here)
+            last = tail_depth if k == L - 1 and prev_d <= tail_depth < d else d
+            dd0, code, anc, tile_count = _descend_compiled(
+                kernels, r, code, tile_count, n, k > 0, prev_d, last
+            )
+        for dd in range(dd0, d):
             try:
                 if dd == tail_depth and k == L - 1:  # the rest of the depths as tails
                     up = anc if anc is not None or k == 0 else np.arange(len(code))
@@ -1349,7 +1392,7 @@ def decode_section(
             coarse = _get_coarse(r, m, pc, params, blue_first)
             b = _offset_bits(d, D)
             coarse.off = np.stack([decode_stream(r, m, signed=False, int32=True) for _ in range(3)], 1)
-            if m and coarse.off.max() >= (1 << b):
+            if m and extremes(coarse.off)[1] >= (1 << b):
                 raise r.fail("sub-cell offset outside the cell")
             r.end()
             if k == stop:
@@ -1360,7 +1403,7 @@ def decode_section(
             prev_coarse = coarse
         else:
             cnt = decode_stream(r, m, signed=False, int32=True)
-            if cnt.max() >= n or int(cnt.sum(dtype=np.int64)) + m != n:
+            if extremes(cnt)[1] >= n or int(cnt.sum(dtype=np.int64)) + m != n:
                 raise r.fail(f"voxel counts do not add up to {n} Gaussians")
             # Gaussians of each voxel, in octree order (None: one each); their rows are repeated
             # as they are made, not gathered afterwards (a gather of (n, 3) rows is ~1.3 ms on guitar)
@@ -1395,6 +1438,23 @@ def decode_section(
     raise AssertionError("unreachable")
 
 
+def _descend_compiled(kernels, r: Reader, code, tile_count, n: int, parents: bool, d0: int, d1: int):
+    """Depths ``d0`` … ``d1`` − 1 of the octree (occupancy streams from ``r``) by
+    :func:`.kernels.descend_streams` as far as it takes them: (the depth it stopped at, codes,
+    each node's ancestor at ``d0`` − 1 or None, nodes per tile), the reader moved past them. The
+    step-by-step loop reads the rest, and names any fault, from there."""
+    u8 = r.__dict__.get("_u8")
+    if u8 is None:
+        u8 = r.__dict__["_u8"] = np.frombuffer(r.data, np.uint8)
+    done, r.pos, code, up, tile_count = kernels.descend_streams(
+        u8, r.pos, len(u8), code, _NO_UP, tile_count, parents, n, d1 - d0, *_TABLE_ARRAYS, _MAX_ALPHABET
+    )
+    return d0 + done, code, (up if parents and done else None), tile_count
+
+
+_NO_UP = np.zeros(0, np.int64)
+
+
 def _id_order(ids: np.ndarray) -> np.ndarray:
     """The order sorting ``ids`` (uint64). Ids are unique (the caller checks): any sort gives the
     one order. Ids that fill a range (1..N of a fresh scene, in any order) are placed by one
@@ -1423,7 +1483,7 @@ def _get_leaves(
     """Inverse of :func:`_put_leaves` for Gaussians whose ids (ascending) and positions are known."""
     n = len(ids)
     lev = decode_stream(r, n, signed=False, int32=True)
-    if lev.max() > 255 or lev.min() < 0:
+    if not _within(lev, 0, 255):
         raise r.fail("level field above 255")
     leaf = _get_coarse(r, n, pc, params, blue_first)
     num_sh = (sh_degree + 1) ** 2
@@ -1431,7 +1491,7 @@ def _get_leaves(
     cols = np.zeros((k3, n), np.int32)  # zero pages: all-zero and sparse streams write less
     # |v| ≤ 64 / step + 1 (the quantisation range), checked by the stream on what its
     # structure leaves open: no scan of all-zero or sparse columns
-    bound = np.floor(np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1).astype(np.int64)
+    bound = np.floor(np.repeat(64.0 / params.rest_steps(num_sh), 3) + 1).astype(np.int64) if k3 else _NO_I64
     if k3 and n and r.remaining and r.data[r.pos] in (PALETTE_MODE, PALETTE_FIRST_USE):
         first_uses = r.u8() == PALETTE_FIRST_USE
         k = r.varint(n)  # a palette never has more rows than Gaussians: bounded allocation
@@ -1485,9 +1545,10 @@ def _get_sh_cols(r: Reader, cols: np.ndarray, bound: np.ndarray) -> None:
         if pred:
             out[0] += out[1]
             out[2] += out[1]
-            for c in (0, 1, 2):  # channel 1 too: the joint form read it under the wider limit
-                if n and max(int(out[c].max()), -int(out[c].min())) > lim:
-                    raise r.fail("SH coefficient outside its quantisation range")
+            # all three channels (channel 1 too: the joint form read it under the wider limit),
+            # one pass over the coefficient's rows (contiguous in ``cols``)
+            if n and _magnitude(out) > lim:
+                raise r.fail("SH coefficient outside its quantisation range")
 
 
 def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
@@ -1499,7 +1560,7 @@ def _check_ranges(c: Coarse, params: QuantParams, where: str) -> None:
     }
     for name, bound in lim.items():
         a = getattr(c, name)
-        if len(a) and max(int(a.max()), -int(a.min())) > bound:
+        if len(a) and _magnitude(a) > bound:
             raise DecodeError(f"{where}: {name} value outside its quantisation range")
 
 
