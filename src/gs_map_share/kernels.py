@@ -666,6 +666,10 @@ def extremes(a):
     return np.int64(lo), np.int64(hi)
 
 
+# coded_stream as descend_streams calls it: bound here, since numba reads a global when it compiles
+# the caller, and a test that wraps kernels.coded_stream in Python (counting its calls) would
+# otherwise hand it a Python function (a TypingError wherever descend_streams compiles then)
+_coded_stream = coded_stream
 _NO_CTX = np.zeros(0, np.int64)
 _I32_MAX = (1 << 31) - 1
 
@@ -715,7 +719,7 @@ def descend_streams(
         q = _small_stream(data, p, end, occ)
         if q < 0:
             if p < end and (data[p] == 2 or data[p] == 6):
-                q = coded_stream(data, p, end, False, _NO_CTX, 1, -1, prefix, rebuild, max_alphabet, occ)
+                q = _coded_stream(data, p, end, False, _NO_CTX, 1, -1, prefix, rebuild, max_alphabet, occ)
             if q < 0:
                 break
         cap = max(0, min(8 * n, max_nodes))
