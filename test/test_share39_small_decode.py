@@ -257,3 +257,32 @@ def test_short_streams_decode_as_constriction():
             finally:
                 jit._kernels = saved
             assert np.array_equal(got, v) and np.array_equal(ref, v)
+
+
+def test_every_cut_of_an_escaped_stream_gets_the_plain_verdict():
+    """A blob length (a table's, the mantissas') that fits the bytes left before its own varint
+    but not after it: the one-call reader read a byte past the chunk and ended past it (found by
+    test_share_ans_decode's hypothesis case n=18, seed 2801, cut), where the Python reader says
+    "needs 2 bytes, 1 left". Every cut of escaped streams, compiled and plain: the same verdict."""
+    rng = np.random.default_rng(2801)
+    for n, bits in [(18, 5), (40, 20), (300, 30)]:
+        mag = rng.integers(0, 1 << 62, n, dtype=np.int64) >> rng.integers(63 - bits, 63, n)
+        vals = np.where(rng.random(n) < 0.5, -mag, mag)
+        w = Writer()
+        entropy.encode_stream(w, vals, True, log2t=3)
+        full = w.getvalue()
+        for cut in range(1, len(full) + 1):
+            got = []
+            for compiled in (jit.kernels(), False):
+                saved = jit._kernels
+                jit._kernels = compiled
+                try:
+                    r = Reader(full[:cut], "test")
+                    v = entropy.decode_stream(r, n, signed=True, int32=True)
+                    r.end()
+                    got.append(v.tolist())
+                except DecodeError as e:
+                    got.append(str(e))
+                finally:
+                    jit._kernels = saved
+            assert got[0] == got[1], (n, cut, got)
