@@ -834,6 +834,14 @@ _NO_CTX = np.zeros(0, np.int64)
 ONE_CALL_MAX = 1 << 17
 
 
+def reader_bytes(r: Reader) -> np.ndarray:
+    """``r``'s chunk as a uint8 array for the compiled readers: made once a reader (kept on it)."""
+    u8 = r.__dict__.get("_u8")
+    if u8 is None:
+        u8 = r.__dict__["_u8"] = np.frombuffer(r.data, np.uint8)
+    return u8
+
+
 def _coded_compiled(
     r: Reader, n: int, signed: bool, ctx, n_ctx: int, out: np.ndarray | None, limit: int | None
 ) -> np.ndarray | None:
@@ -848,9 +856,7 @@ def _coded_compiled(
     kernels = jit.kernels()
     if kernels is None:
         return None
-    u8 = r.__dict__.get("_u8")  # the chunk's bytes as numpy sees them, once a reader
-    if u8 is None:
-        u8 = r.__dict__["_u8"] = np.frombuffer(data, np.uint8)
+    u8 = reader_bytes(r)
     if ctx is None or n_ctx == 1:
         ctx, n_ctx = _NO_CTX, 1
     else:

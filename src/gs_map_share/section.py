@@ -37,6 +37,7 @@ from .entropy import (
     extremes,
     put_sparse,
     put_stream,
+    reader_bytes,
 )
 from .errors import DecodeError, EncodeError
 from .palette import PALETTE_MIN_ROWS, palette_of
@@ -1443,9 +1444,7 @@ def _descend_compiled(kernels, r: Reader, code, tile_count, n: int, parents: boo
     :func:`.kernels.descend_streams` as far as it takes them: (the depth it stopped at, codes,
     each node's ancestor at ``d0`` − 1 or None, nodes per tile), the reader moved past them. The
     step-by-step loop reads the rest, and names any fault, from there."""
-    u8 = r.__dict__.get("_u8")
-    if u8 is None:
-        u8 = r.__dict__["_u8"] = np.frombuffer(r.data, np.uint8)
+    u8 = reader_bytes(r)
     done, r.pos, code, up, tile_count = kernels.descend_streams(
         u8, r.pos, len(u8), code, _NO_UP, tile_count, parents, n, d1 - d0, *_TABLE_ARRAYS, _MAX_ALPHABET
     )
