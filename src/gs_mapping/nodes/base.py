@@ -223,11 +223,15 @@ class NodeBase:
 
     @staticmethod
     def restamped(msg: Any, stamp_ns: int) -> Any:
-        """A shallow copy of ``msg`` whose header (a copy) is stamped ``stamp_ns`` (the message, which
-        other subscribers of the topic may share, is left as it came)."""
+        """``msg`` where it is stamped ``stamp_ns``; else a shallow copy of it whose header (a copy)
+        is (the message, which other subscribers of the topic may share, is left as it came)."""
         import copy
 
+        from ..messages import stamp_to_ns
         from ..messages.factory import NS_PER_S
+
+        if stamp_to_ns(msg.header.stamp) == stamp_ns:
+            return msg
 
         header, stamp = copy.copy(msg.header), copy.copy(msg.header.stamp)
         stamp.sec, stamp.nanosec = divmod(int(stamp_ns), NS_PER_S)

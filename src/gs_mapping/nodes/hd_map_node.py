@@ -275,13 +275,10 @@ class HDMapNode(NodeBase):
             self._predict(msgs, stamp, since)
 
     def on_image(self, topic: str, msg: Any) -> None:
-        from ..messages import stamp_to_ns
-
         stamp = self.header_ns(topic, msg)  # (zero: its arrival, the frame restamped so; None: skipped)
         if stamp is None:
             return
-        if stamp != stamp_to_ns(msg.header.stamp):
-            msg = self.restamped(msg, stamp)
+        msg = self.restamped(msg, stamp)
         group = [msg] if self.sync is None else self.sync.add(topic, stamp, msg)
         if self.sync is not None and self.sync.dropped > self._unmatched:  # (a camera late or gone)
             self.diag.drop(

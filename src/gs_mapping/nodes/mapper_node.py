@@ -326,8 +326,7 @@ class MapperNode(NodeBase):
             stamp = self.header_ns(topic, msg)  # (a camera's zero stamp: its arrival; None: skipped)
         if stamp is None:
             return
-        header = msg.header if stamp == stamp_to_ns(msg.header.stamp) else self.restamped(msg, stamp).header
-        pair = self.sync.add(topic, stamp, (header, data))
+        pair = self.sync.add(topic, stamp, (self.restamped(msg, stamp).header, data))
         self.diag.values["unpaired"] = self.sync.dropped
         if pair is not None:
             self.on_pair(*pair)
