@@ -62,6 +62,35 @@ def map_args(**named):
 os.environ.pop("PYTHONUNBUFFERED", None)
 
 
+def rewrite_camera_messages(source: Path, out: Path, edit, log_shift_ns: int = 0) -> Path:
+    """The real bag ``source`` copied to ``out`` with ``edit(topic, i, msg)`` applied to each /camera/
+    message (the i-th of its topic, deserialised); one it returns true for is written as edited,
+    logged ``log_shift_ns`` later (a recorder's latency); everything else as recorded."""
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    seen: dict[str, int] = {}
+    with Reader(source) as r, Writer(out, version=8) as w:
+        cs = {c.topic: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
+        for c, t, data in r.messages():
+            i = seen[c.topic] = seen.get(c.topic, -1) + 1
+            if c.topic.startswith("/camera/"):
+                m = ts.deserialize_cdr(data, c.msgtype)
+                if edit(c.topic, i, m):
+                    data = ts.serialize_cdr(m, c.msgtype)
+                    t += log_shift_ns
+            w.write(cs[c.topic], t, data)
+    return out
+
+
+def zero_stamp(msg) -> bool:
+    """``msg``'s header stamp set to zero (a driver that does not stamp); true, for
+    :func:`rewrite_camera_messages`."""
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 0, 0
+    return True
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("rosbags.rosbag2")
 
-from conftest import SHARED_DATA  # noqa: E402
+from conftest import SHARED_DATA, rewrite_camera_messages, zero_stamp  # noqa: E402
 
 SOURCE = SHARED_DATA / "realsense_kitchen_rgbd"
 INFO = "/camera/camera/color/camera_info"
@@ -26,27 +26,16 @@ CHANGE_AT = 3  # the first CameraInfo (and frame) with the new K
 
 
 def _rewrite(out, zero_stamps: bool):
-    from rosbags.rosbag2 import Reader, Writer
-    from rosbags.typesys import Stores, get_typestore
+    def edit(topic, i, m):
+        zoom = topic == INFO and i >= CHANGE_AT
+        if zoom:  # zoomed in by 15 %
+            m.k = m.k.copy()
+            m.k[[0, 4]] *= 1.15
+            m.p = m.p.copy()
+            m.p[[0, 5]] *= 1.15
+        return (zero_stamps and zero_stamp(m)) or zoom
 
-    ts = get_typestore(Stores.ROS2_HUMBLE)
-    seen: dict[str, int] = {}
-    with Reader(SOURCE) as r, Writer(out, version=8) as w:
-        cs = {c.topic: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
-        for c, t, data in r.messages():
-            i = seen[c.topic] = seen.get(c.topic, -1) + 1
-            if c.topic.startswith("/camera/") and (zero_stamps or (c.topic == INFO and i >= CHANGE_AT)):
-                m = ts.deserialize_cdr(data, c.msgtype)
-                if c.topic == INFO and i >= CHANGE_AT:  # zoomed in by 15 %
-                    m.k = m.k.copy()
-                    m.k[[0, 4]] *= 1.15
-                    m.p = m.p.copy()
-                    m.p[[0, 5]] *= 1.15
-                if zero_stamps:
-                    m.header.stamp.sec, m.header.stamp.nanosec = 0, 0
-                data = ts.serialize_cdr(m, c.msgtype)
-            w.write(cs[c.topic], t, data)
-    return out
+    return rewrite_camera_messages(SOURCE, out, edit)
 
 
 def test_an_unstamped_cameras_changing_k_is_taken_at_its_log_time(tmp_path, shared_data):

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("rosbags.rosbag2")
 pytest.importorskip("torch")
 
-from conftest import FAST_NODES_YAML, SHARED_DATA  # noqa: E402
+from conftest import FAST_NODES_YAML, SHARED_DATA, rewrite_camera_messages, zero_stamp  # noqa: E402
 
 SOURCE = SHARED_DATA / "7scenes_kitchen_rgbd"
 COLOR = "/camera/color/image_raw"
@@ -30,21 +30,7 @@ INFO = "/camera/color/camera_info"
 def _rewrite(out, zero):
     """The real bag with ``zero(topic, i)`` camera messages' header stamps set to 0 (the i-th of its
     topic); everything else, log times included, as recorded."""
-    from rosbags.rosbag2 import Reader, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    ts = get_typestore(Stores.ROS2_HUMBLE)
-    seen: dict[str, int] = {}
-    with Reader(SOURCE) as r, Writer(out, version=8) as w:
-        cs = {c.topic: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
-        for c, t, data in r.messages():
-            i = seen[c.topic] = seen.get(c.topic, -1) + 1
-            if c.topic.startswith("/camera/") and zero(c.topic, i):
-                m = ts.deserialize_cdr(data, c.msgtype)
-                m.header.stamp.sec, m.header.stamp.nanosec = 0, 0
-                data = ts.serialize_cdr(m, c.msgtype)
-            w.write(cs[c.topic], t, data)
-    return out
+    return rewrite_camera_messages(SOURCE, out, lambda topic, i, m: zero(topic, i) and zero_stamp(m))
 
 
 def _replay(bag, out, config):

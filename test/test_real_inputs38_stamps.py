@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("rosbags.rosbag2")
 
-from conftest import SHARED_DATA  # noqa: E402
+from conftest import SHARED_DATA, rewrite_camera_messages, zero_stamp  # noqa: E402
 
 from gs_mapping.bag import BagReader  # noqa: E402
 from gs_mapping.say_once import forget  # noqa: E402
@@ -26,22 +26,8 @@ DEPTH = "/camera/camera/aligned_depth_to_color/image_raw/compressedDepth"
 def _rewrite(out, zero, log_shift_ns=0):
     """The real bag with ``zero(topic, i)`` camera messages' header stamps set to 0 (the i-th of
     its topic), logged ``log_shift_ns`` later (a recorder's latency)."""
-    from rosbags.rosbag2 import Reader, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    ts = get_typestore(Stores.ROS2_HUMBLE)
-    seen: dict[str, int] = {}
-    with Reader(SOURCE) as r, Writer(out, version=8) as w:
-        cs = {c.topic: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
-        for c, t, data in r.messages():
-            i = seen[c.topic] = seen.get(c.topic, -1) + 1
-            if c.topic.startswith("/camera/") and zero(c.topic, i):
-                m = ts.deserialize_cdr(data, c.msgtype)
-                m.header.stamp.sec, m.header.stamp.nanosec = 0, 0
-                data = ts.serialize_cdr(m, c.msgtype)
-                t += log_shift_ns
-            w.write(cs[c.topic], t, data)
-    return out
+    edit = lambda topic, i, m: zero(topic, i) and zero_stamp(m)  # noqa: E731
+    return rewrite_camera_messages(SOURCE, out, edit, log_shift_ns)
 
 
 def _frames(path):
