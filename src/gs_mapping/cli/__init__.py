@@ -17,12 +17,12 @@ import signal
 import sys
 import threading
 
+from .. import ctrl_c
 from ..cpu_threads import prefer_single_thread_torch
 from ..errors import GsMappingError, Terminated
 from ..output_files import UNWINDING_SIGNALS, forget_made_folders, remove_made_folders
 from ..progress import line_interval_s
 from ..std_streams import StderrHandler, to_devnull
-from . import ctrl_c
 
 # name → (module under gs_mapping.cli, one-line help). Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         for s, handler in previous.items():  # (main() may run in a longer-lived process: a test, a tool)
             signal.signal(s, handler)
         ctrl_c.restore(previous_int)
+        ctrl_c.caught()  # (every KeyboardInterrupt is answered above, by 130 or a command's clean stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -635,6 +635,7 @@ def _main(node: str, torch_threads: bool = True) -> int:
     """An entry point's body for the registered node ``node``. Ctrl-C before rclpy has taken SIGINT
     (the imports take seconds) ends quietly with 130, as after it, instead of a KeyboardInterrupt
     traceback."""
+    from .. import ctrl_c
     from ..nodes.registry import node_class
 
     try:
@@ -643,6 +644,8 @@ def _main(node: str, torch_threads: bool = True) -> int:
         return run_node(node_class(node))
     except KeyboardInterrupt:
         return 130
+    finally:
+        ctrl_c.caught()  # (a Ctrl-C is answered by 130 or the node's clean stop)
 
 
 def main_hd_map_node() -> int:
