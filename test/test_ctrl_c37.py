@@ -4,7 +4,7 @@ Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread is
 ctypes callbacks (numba compiling a codec loop) ctypes prints "Exception ignored on calling ctypes
 callback" and goes on. Seen with `gs-mapping run map_server_node` restarting on a fleet store with a
 cold numba cache: the server kept running, died by SIGSEGV, or reported its store as malformed
-("no compiled object yet"). The CLI's handler (gs_mapping.cli.ctrl_c) raises only outside numba's
+("no compiled object yet"). The CLI's handler (gs_mapping.ctrl_c) raises only outside numba's
 and llvmlite's code."""
 
 from __future__ import annotations
