@@ -1997,27 +1997,32 @@ def rotations_within(rot, bits, maxima, largest):
 _DQ_BLOCK = 1024  # rows per block in dequantize_rotations (its columns stay in L1)
 
 
-_SH_BLOCK = 256  # rows per block in dequantize_sh (a block's output stays in cache)
+_SH_BLOCK = 32  # rows per tile in dequantize_sh (its buffer, 3k × 32 floats, stays in L1)
 
 
 @_njit(nogil=True)
 def dequantize_sh(dc, rest, steps, out):
     """``quantize.dequantize_fields``' SH: row i of ``out`` (n, 3k) float32 is ``float32(v) *
     steps`` of DC ``dc[i]`` then the rest ``rest[i]`` (n, 3k − 3, any layout: a decoded map's is
-    column-major), the same single float32 rounding as numpy's product. Block by block, each
-    rest column's block read contiguously (a small scene's SH: ~5× numpy's five passes)."""
+    column-major), the same single float32 rounding as numpy's product. Tile by tile: each rest
+    column's 32 rows read contiguously into a small column buffer, then the tile's rows written
+    out whole, in order (1M SH 3: 96 → 69 ms; writing each output column of a 256-row block in
+    turn touched every output line 15 times, numpy's 16k-row blocks 89 ms; equal below ~16k)."""
     n = out.shape[0]
     k3 = rest.shape[1]
     s0 = steps[0]
+    buf = np.empty((k3, _SH_BLOCK), np.float32)
     for b in range(0, n, _SH_BLOCK):
-        e = min(n, b + _SH_BLOCK)
-        for i in range(b, e):
-            for c in range(3):
-                out[i, c] = np.float32(dc[i, c]) * s0
+        m = min(n - b, _SH_BLOCK)
         for j in range(k3):
             s = steps[3 + j]
-            for i in range(b, e):
-                out[i, 3 + j] = np.float32(rest[i, j]) * s
+            for i in range(m):
+                buf[j, i] = np.float32(rest[b + i, j]) * s
+        for i in range(m):
+            for c in range(3):
+                out[b + i, c] = np.float32(dc[b + i, c]) * s0
+            for j in range(k3):
+                out[b + i, 3 + j] = buf[j, i]
 
 
 @_njit(nogil=True, error_model="numpy")
