@@ -98,8 +98,17 @@ def step_by_step(monkeypatch):
     return run
 
 
-def test_one_call_octree_reads_the_depths_as_the_step_by_step_loop(scenes, step_by_step, monkeypatch):
+def _compiled():
+    """The compiled loops these tests call directly; skipped without them (no numba, or
+    ``GS_MAP_SHARE_NUMBA=0``: the plain paths these tests compare against are then all there is)."""
     kernels = jit.kernels()
+    if kernels is None:
+        pytest.skip("needs the compiled loops (numba)")
+    return kernels
+
+
+def test_one_call_octree_reads_the_depths_as_the_step_by_step_loop(scenes, step_by_step, monkeypatch):
+    kernels = _compiled()
     real = kernels.descend_streams
     depths = []
 
@@ -182,7 +191,7 @@ def _occupancy(v) -> bytes:
 def test_hostile_occupancy_is_refused_by_the_step_by_step_loop(occ, verdict):
     """An occupancy stream a hostile encoder writes (valid ANS): the one call stops at it, and the
     loop names it (``depth d: ...`` with the reader's byte), as before the one call."""
-    kernels = jit.kernels()
+    kernels = _compiled()
     data = _occupancy(occ) + _occupancy([1] * 3)
     code = np.arange(3, dtype=np.uint64)
     tc = np.array([3], np.int64)
