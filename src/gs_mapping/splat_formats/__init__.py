@@ -22,6 +22,8 @@ also turns the formats read by neither (GaussianSplats3D's ``.ksplat``, ``.lcc``
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import MapError, named
@@ -93,13 +95,44 @@ def load_splats(path: str | Path, tile_size: float | None = None, spz_axes: str 
     path = Path(path)
     _check_axes(spz_axes)
     try:
-        gmap = _load(path, tile_size, spz_axes)
+        with _held_warnings() as held:
+            gmap = _load(path, tile_size, spz_axes)
     except MemoryError:  # what check_room could not foresee (a limit set with ulimit -v)
         raise MapError(f"{path}: out of memory while reading it") from None
+    for record in held:  # the file read: what its readers noticed on the way
+        logging.getLogger(record.name).handle(record)
     if tile_size is not None:
         gmap.tile_size = tile_size
     gmap.take_changes()
     return gmap
+
+
+# the readers' loggers (ply's, the formats'): a warning logged on the way to a refusal (rows past
+# a header whose counts are wrong, then the chunk rows they leave short) would be a second line
+# beside the one-line error; held until the file has been read, dropped if it is refused
+_READER_LOGGERS = ("gs_mapping.ply", __name__, f"{__name__}.sog", f"{__name__}.spz")
+
+
+@contextmanager
+def _held_warnings():
+    """Hold the records the readers log in this thread (others' pass) until the caller handles them."""
+    held: list[logging.LogRecord] = []
+    me = threading.get_ident()
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread != me:
+            return True
+        held.append(record)
+        return False
+
+    loggers = [logging.getLogger(name) for name in _READER_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold)
 
 
 def _load(path: Path, tile_size: float | None, spz_axes: str) -> GaussianMap:
