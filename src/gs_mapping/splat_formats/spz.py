@@ -445,6 +445,11 @@ def _check_header(source, magic, version, n, deg, fb, size, legacy) -> None:
         raise MapError(f"{source}: wrong SPZ magic {magic:#x}")
     # (the gzip framing holds versions 1–4: Niantic's writer made gzip v4 for a while, and its reader
     # still takes it; the zstd framing is version 4 only)
+    if not legacy and 1 <= version <= 3:  # (a file gunzipped, or a tool's raw arrays before gzip)
+        raise MapError(
+            f"{source}: SPZ version {version} without its gzip framing (versions 1-3 are stored gzip-"
+            "compressed, as Niantic's reader requires: gzip the file)"
+        )
     if not (1 <= version <= 4 if legacy else version == 4):
         raise MapError(f"{source}: SPZ version {version} not supported in this framing")
     if deg > 4:
