@@ -22,7 +22,7 @@ NUMPY1_TESTS := test/test_messages_*.py test/test_tf_buffer.py test/test_sync_ap
 	test/test_numpy_versions.py
 # The Humble run (CPython 3.10, numpy 1.21.5, scipy 1.8.0; requirements-humble.txt): every test file
 # but those that need torch (pip would bring CUDA's gigabytes for it there), listed here.
-HUMBLE_NEED_TORCH := test_hd39_far_ground_truth.py test_docs_promises.py test_fleet_merge.py test_outside_ros2_qos.py \
+HUMBLE_NEED_TORCH := test_hd40_fusion_geometry.py test_hd39_far_ground_truth.py test_docs_promises.py test_fleet_merge.py test_outside_ros2_qos.py \
 	test_guards_survivors25.py test_guards_survivors26.py test_guards_survivors27.py test_outside_hd_map2.py \
 	test_outside_session20b.py test_guards_survivors30.py test_outside_hd_map3.py \
 	test_outside_nothing_lost3.py test_outside_recordings3.py test_outside_ros2_real3.py \

@@ -246,6 +246,35 @@ def _ring_orderings(ring: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+_GRID_M = 1e-6  # the grid a failed overlay is redone on (a micrometre: far below any lane's detail)
+
+
+def _overlay(op, a, b):
+    """shapely's ``op`` (intersection, union, difference) of ``a`` and ``b``. GEOS' floating-point
+    overlay can fail on valid polygons whose edges nearly coincide ("TopologyException: found
+    non-noded intersection", "side location conflict"); it is then redone, on repaired inputs, with
+    snap-rounding on a fixed grid, which has no such failure. One element's odd outline must not
+    cost the frame's fusion (it left the map half updated: some tracks aged, others not)."""
+    import shapely
+
+    try:
+        return op(a, b)
+    except shapely.errors.GEOSException:
+        return op(_polygonal(a), _polygonal(b), grid_size=_GRID_M)
+
+
+def _polygonal(g):
+    """The polygonal part of ``g`` repaired (GEOS' make_valid keeps a collapsed piece as a line,
+    and an overlay refuses mixed dimensions)."""
+    import shapely
+    from shapely.geometry import Polygon
+
+    parts = [
+        p for p in shapely.get_parts(shapely.make_valid(g)) if p.geom_type in ("Polygon", "MultiPolygon")
+    ]
+    return shapely.union_all(parts) if parts else Polygon()
+
+
 def _touches_border(ring: np.ndarray, region) -> bool:
     """Whether a clipped ring runs along the region's border (clipping put it there: the element
     goes on beyond what the frame saw)."""
@@ -260,9 +289,8 @@ def _joined_with_unseen(track: np.ndarray, seen: np.ndarray, region, k: int) -> 
     import shapely
     from shapely.geometry import Polygon
 
-    union = shapely.unary_union(
-        [shapely.make_valid(Polygon(track)).difference(region), shapely.make_valid(Polygon(seen))]
-    )
+    unseen = _overlay(shapely.difference, shapely.make_valid(Polygon(track)), region)
+    union = _overlay(shapely.union, unseen, shapely.make_valid(Polygon(seen)))
     union = union.buffer(0.01, join_style="mitre").buffer(-0.01, join_style="mitre")  # (seams closed)
     parts = [g for g in getattr(union, "geoms", [union]) if g.geom_type == "Polygon" and not g.is_empty]
     if not parts:
@@ -562,6 +590,7 @@ class LaneMap:
         return best
 
     def _associate_ring(self, cls: int, o: np.ndarray) -> int | None:
+        import shapely
         from shapely.geometry import Polygon
 
         po = Polygon(o).buffer(0)
@@ -572,8 +601,8 @@ class LaneMap:
             if t.cls != cls or not t.closed:
                 continue
             pt = Polygon(t.points).buffer(0)
-            inter = po.intersection(pt).area
-            iou = inter / max(po.union(pt).area, 1e-9)
+            inter = _overlay(shapely.intersection, po, pt).area
+            iou = inter / max(_overlay(shapely.union, po, pt).area, 1e-9)
             if iou >= best_iou:
                 best, best_iou = t.id, iou
         return best
