@@ -47,6 +47,26 @@ def pack_bits(vals: np.ndarray, nbits: np.ndarray) -> bytes:
     return np.packbits(bits, bitorder="little").tobytes()
 
 
+# each byte value as a one-byte bytes object: a u8 or a varint below 128 is one list append
+_ONE_BYTE = tuple(bytes((i,)) for i in range(256))
+
+
+def varints(values) -> bytes:
+    """The LEB128 varints of non-negative ints ``values`` (a list), concatenated: what
+    :meth:`Writer.varint` writes for each in turn, in one bytes object."""
+    if all(0 <= v < 128 for v in values):  # (the common case of short plain streams)
+        return bytes(values)
+    out = bytearray()
+    for v in values:
+        if v < 0:
+            raise ValueError("varint must be non-negative")
+        while v >= 128:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
 class Writer:
     """Bytes built in parts. ``stats`` (label → bytes), when given, receives the size of each labelled
     stream the codec writes (bench accounting, asked for explicitly by the caller)."""
@@ -59,13 +79,19 @@ class Writer:
         self.parts.append(bytes(b))
 
     def u8(self, v: int) -> None:
-        self.parts.append(struct.pack("<B", v))
+        if v.__class__ is int and 0 <= v < 256:
+            self.parts.append(_ONE_BYTE[v])
+        else:  # (numpy integers; out of range raises struct.error as before)
+            self.parts.append(struct.pack("<B", v))
 
     def u32(self, v: int) -> None:
         self.parts.append(struct.pack("<I", v))
 
     def varint(self, v: int) -> None:
         v = int(v)
+        if 0 <= v < 128:
+            self.parts.append(_ONE_BYTE[v])
+            return
         if v < 0:
             raise ValueError("varint must be non-negative")
         out = bytearray()

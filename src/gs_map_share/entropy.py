@@ -41,7 +41,7 @@ import constriction
 import numpy as np
 
 from . import ans_decode, jit
-from .bitio import Reader, Writer, pack_bits
+from .bitio import Reader, Writer, pack_bits, varints
 from .errors import DecodeError
 from .tables import _TABLE_ARRAYS, TABLE_BITS_PER_SYMBOL, get_table, put_table
 
@@ -150,13 +150,14 @@ class Stats:
         v = np.asarray(values)
         self.n = len(v) + zeros
         self._by_bound: np.ndarray | None = None
+        self._best: tuple[int, float] | None = None
         if Stats._SBL is None:
             Stats._SBL = bit_length(np.arange(256, dtype=np.uint64))
         self._sbl = Stats._SBL
         kernels = jit.kernels() if len(v) and v.dtype.kind == "i" else None
         if kernels is not None:  # the counts in one compiled pass (numpy's takes five)
-            small = np.zeros(257, np.int64)
-            big_bl = np.zeros(65, np.int64)
+            both = np.zeros(257 + 65, np.int64)  # (one allocation: small, then big_bl)
+            small, big_bl = both[:257], both[257:]
             u = np.empty(len(v) if keep_u else 0, np.int64)
             if kernels.stream_counts(np.ascontiguousarray(v, np.int64), signed, small, big_bl, u) == 0:
                 small[0] += zeros
@@ -188,6 +189,7 @@ class Stats:
         st = cls.__new__(cls)
         st.n = n
         st._by_bound = None
+        st._best = None
         if Stats._SBL is None:
             Stats._SBL = bit_length(np.arange(256, dtype=np.uint64))
         st._sbl = Stats._SBL
@@ -245,13 +247,16 @@ class Stats:
         little: each doubling of T adds a binary-search step per symbol to the entropy decoder
         (≈ 2.5 ns), charged as DECODE_BITS_PER_STEP bits, so near-ties go to the smaller
         alphabet. The bits returned are the estimate alone."""
+        if self._best is not None:  # (asked several times of one Stats: counted once)
+            return self._best
         by = self._bits_by_bound().tolist()
         step = DECODE_BITS_PER_STEP * self.n
         best = 4
         for t in (5, 6, 7, 8):  # the first of equal costs, as min() takes
             if by[t] + step * t < by[best] + step * best:
                 best = t
-        return best, by[best]
+        self._best = best, by[best]
+        return self._best
 
 
 def _zz(v: np.ndarray) -> np.ndarray:
@@ -339,11 +344,8 @@ def put_stream(
         merged = coded()
         data = merged if len(merged) <= len(data) else data
     if 0 < n <= PLAIN_MAX and data[0] not in (0, 1):  # (a constant stays mode 1)
-        plain = Writer()
-        plain.u8(PLAIN)
-        for x in (_zz(values) if signed else _as_u(values)).tolist():
-            plain.varint(x)
-        data = plain.getvalue() if len(plain.getvalue()) <= len(data) else data
+        plain = bytes((PLAIN,)) + varints((_zz(values) if signed else _as_u(values)).tolist())
+        data = plain if len(plain) <= len(data) else data
     w.raw(data)
 
 

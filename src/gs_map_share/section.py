@@ -189,7 +189,7 @@ def _put_pred(
     # the stream, so this only affects how well the encoder chooses, never what a decoder reads
     step = 8 if n >= SAMPLE_MIN else 1
     sub = child[::step]
-    best, best_off, best_bits, best_st = 0, 0, None, None
+    best, best_off, best_bits, best_st, best_c, best_res = 0, 0, None, None, None, None
     for i, c in enumerate(cands):
         if i and len(child) <= 16:
             break
@@ -199,10 +199,11 @@ def _put_pred(
         res = sub - c[::step] if i else sub
         off, bits, st = _centre(res, keep_u=step == 1)
         if best_bits is None or bits < best_bits:
-            best, best_off, best_bits, best_st = i, off, bits, st
-    c = cands[best]
-    c = c() if callable(c) else c
-    res = child - c if best else child
+            best, best_off, best_bits, best_st, best_c, best_res = i, off, bits, st, c, res
+    if step == 1 and best_res is not None:  # the chosen residuals as computed while choosing
+        res = best_res  # (so a prediction is built once)
+    else:
+        res = child - best_c if best else child
     if best_off:
         res = res - best_off
     stream = Writer()
