@@ -52,8 +52,8 @@ _ONE_BYTE = tuple(bytes((i,)) for i in range(256))
 
 
 def varints(values) -> bytes:
-    """The LEB128 varints of non-negative ints ``values`` (a list), concatenated: what
-    :meth:`Writer.varint` writes for each in turn, in one bytes object."""
+    """The LEB128 varints of non-negative ints ``values`` (a list or tuple), concatenated, in one
+    bytes object (:meth:`Writer.varint` writes one)."""
     if all(0 <= v < 128 for v in values):  # (the common case of short plain streams)
         return bytes(values)
     out = bytearray()
@@ -89,21 +89,7 @@ class Writer:
 
     def varint(self, v: int) -> None:
         v = int(v)
-        if 0 <= v < 128:
-            self.parts.append(_ONE_BYTE[v])
-            return
-        if v < 0:
-            raise ValueError("varint must be non-negative")
-        out = bytearray()
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                break
-        self.parts.append(bytes(out))
+        self.parts.append(_ONE_BYTE[v] if 0 <= v < 128 else varints((v,)))
 
     def blob(self, b) -> None:
         """Length-prefixed bytes."""
