@@ -424,21 +424,7 @@ def rot_rd(g, p: QuantParams, q: QMap, rows: np.ndarray, kappa: float, weighted:
     m = np.broadcast_to(m, n)
     s = np.broadcast_to(s, n).astype(np.float64)
     rs = np.flatnonzero((sc[:, 0] != sc[:, 1]) | (sc[:, 1] != sc[:, 2]))
-    at = [sc[rs, j] - top[rs] - lo for j in range(3)]
-    p0, p1, p2 = (ptab[a] for a in at)
-    v0, v1, v2 = (vtab[a] for a in at)
-    wts = ((p1 - p2) ** 2 * (v1 * v2), (p0 - p2) ** 2 * (v0 * v2), (p0 - p1) ** 2 * (v0 * v1))
-    x, y, z, w = (quats[rs, j].astype(np.float64) for j in range(4))
-    inv = 1.0 / np.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x * inv, y * inv, z * inv, w * inv
-    b0, b1, b2, b3 = qz._OCT_Q[np.asarray(turns)[rs]].T
-    b0, b1, b2 = -b0, -b1, -b2
-    t = (
-        -b3 * x + b0 * w - b1 * z + b2 * y,
-        -b3 * y + b0 * z + b1 * w - b2 * x,
-        -b3 * z - b0 * y + b1 * x + b2 * w,
-        b3 * w + b0 * x + b1 * y + b2 * z,
-    )
+    t, wts = qz.turn_terms(quats, sc, turns, ptab, vtab, lo, rs)
     sr = s[rs]
     if weighted:
         opac = 1 / (1 + np.exp(-np.asarray(g.opacity_logits, np.float64)[rows][rs]))

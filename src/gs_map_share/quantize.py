@@ -905,29 +905,9 @@ def refine_rotations(
         kernels.refine_rotations(q, sc, rot, s, m, ptab, vtab, -lo, _OCT_Q, _OCT_INDEX, tr, REFINE_ROUNDS)
         return rot
     rows = np.flatnonzero((sc[:, 0] != sc[:, 1]) | (sc[:, 1] != sc[:, 2]))  # a sphere's is zeroed
-    at = [sc[rows, j] - top[rows] - lo for j in range(3)]
-    p0, p1, p2 = (ptab[a] for a in at)
-    v0, v1, v2 = (vtab[a] for a in at)
-    wts = (
-        (p1 - p2) * (p1 - p2) * (v1 * v2),
-        (p0 - p2) * (p0 - p2) * (v0 * v2),
-        (p0 - p1) * (p0 - p1) * (v0 * v1),
-    )
-    q = np.asarray(quats)[rows].astype(np.float64)
-    x, y, z, w = (q[:, j] for j in range(4))
-    inv = 1.0 / np.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x * inv, y * inv, z * inv, w * inv
+    t, wts = turn_terms(quats, sc, turns, ptab, vtab, lo, rows)
     cur = rot[rows].astype(np.int64)
     sr = s[rows]
-    b0, b1, b2, b3 = _OCT_Q[np.asarray(turns)[rows]].T
-    b0, b1, b2 = -b0, -b1, -b2
-    # t = conj(turn) ⊗ conj(source): the conjugate source in the code's frame
-    t = (
-        -b3 * x + b0 * w - b1 * z + b2 * y,
-        -b3 * y + b0 * z + b1 * w - b2 * x,
-        -b3 * z - b0 * y + b1 * x + b2 * w,
-        b3 * w + b0 * x + b1 * y + b2 * z,
-    )
     best = _turn_costs(cur, sr, t, wts)
     keep = np.arange(len(rows))  # rows still moving, as positions in ``rows``
     for _ in range(REFINE_ROUNDS):
@@ -954,6 +934,35 @@ def refine_rotations(
             break
     rot[rows] = cur
     return rot
+
+
+def turn_terms(quats, sc, turns, ptab, vtab, lo: int, rows):
+    """What :func:`_turn_costs` takes for ``rows`` of :func:`refine_rotations`' numpy path: the
+    conjugate source quaternion in its code's frame, t = conj(turn) ⊗ conj(source), and the three
+    axis-pair weights of the shape error from the scale codes ``sc`` (``ptab`` / ``vtab``: the
+    precision / variance a code ``lo`` below its row's largest has)."""
+    top = sc[rows].max(1)
+    at = [sc[rows, j] - top - lo for j in range(3)]
+    p0, p1, p2 = (ptab[a] for a in at)
+    v0, v1, v2 = (vtab[a] for a in at)
+    wts = (
+        (p1 - p2) * (p1 - p2) * (v1 * v2),
+        (p0 - p2) * (p0 - p2) * (v0 * v2),
+        (p0 - p1) * (p0 - p1) * (v0 * v1),
+    )
+    q = np.asarray(quats)[rows].astype(np.float64)
+    x, y, z, w = (q[:, j] for j in range(4))
+    inv = 1.0 / np.sqrt(x * x + y * y + z * z + w * w)
+    x, y, z, w = x * inv, y * inv, z * inv, w * inv
+    b0, b1, b2, b3 = _OCT_Q[np.asarray(turns)[rows]].T
+    b0, b1, b2 = -b0, -b1, -b2
+    t = (
+        -b3 * x + b0 * w - b1 * z + b2 * y,
+        -b3 * y + b0 * z + b1 * w - b2 * x,
+        -b3 * z - b0 * y + b1 * x + b2 * w,
+        b3 * w + b0 * x + b1 * y + b2 * z,
+    )
+    return t, wts
 
 
 def _rows_of(bits, rows):
