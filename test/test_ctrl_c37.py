@@ -61,6 +61,8 @@ _IN_CALLBACK = textwrap.dedent(
         print("ran on", flush=True)
     except KeyboardInterrupt:
         print("interrupted", len(sent), flush=True)
+    finally:
+        ctrl_c.caught()  # (as cli.main does: the interrupt may have left an exec() in numba's imports)
     """
 )
 
