@@ -358,7 +358,7 @@ def test_splat_is_written_largest_first_as_antimatter15_convert_py(tmp_path):
     assert sorted(order) == list(range(len(a)))
 
 
-def test_non_finite_values_follow_the_one_rule(tmp_path, capsys):
+def test_non_finite_values_follow_the_one_rule(tmp_path, capsys, caplog):
     plyfile = pytest.importorskip("plyfile")
     base = _write_ply(tmp_path / "s.ply")
     raw = (tmp_path / "s.ply").read_bytes()
@@ -385,11 +385,19 @@ def test_non_finite_values_follow_the_one_rule(tmp_path, capsys):
         assert _cli("encode", variant(name, 5, col, value), tmp_path / f"{name}.gsd") == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and field in err and "Gaussian 5" in err
-    # "A zero rotation is refused."
+    # "An all-zero rotation is read as no rotation ... one warning says how many."
     a = base.copy()
     a[4, 10:14] = 0
     (tmp_path / "zr.ply").write_bytes(head + a.tobytes())
-    assert _cli("encode", tmp_path / "zr.ply", tmp_path / "zr.gsd") == 2
+    caplog.clear()
+    assert _cli("convert", tmp_path / "zr.ply", tmp_path / "zr_out.ply") == 0
+    err = [r.getMessage() for r in caplog.records]
+    assert [ln for ln in err if "zero rotation" in ln] == [
+        f"{tmp_path / 'zr.ply'}: 1 zero rotation(s) (first: Gaussian 4, row in file) read as no rotation, "
+        "as the 3DGS rasterizer draws them"
+    ], err
+    out = plyfile.PlyData.read(tmp_path / "zr_out.ply")["vertex"]
+    assert [float(out[f"rot_{i}"][4]) for i in range(4)] == [1.0, 0.0, 0.0, 0.0]  # (w, x, y, z)
 
 
 def test_mip_splatting_filter_3d_is_folded_as_documented(tmp_path):

@@ -264,18 +264,32 @@ def test_a_scene_saved_by_cloudcompare_reads_as_the_trainer_wrote_it(tmp_path):
     np.testing.assert_allclose(g.sh[:, 0], np.stack([v[f"scalar_f_dc_{i}"] for i in range(3)], 1))
 
 
-def test_a_tiny_but_nonzero_rotation_is_a_direction_and_zero_is_refused(tmp_path):
+def test_a_tiny_but_nonzero_rotation_is_a_direction_and_zero_is_no_rotation(tmp_path, caplog):
     """A quaternion is a direction (every reader normalises it): (1e-20, 0, 0, 1e-20) is a turn of
-    90 degrees about x, as splat-transform reads it; only an all-zero one is refused."""
-    from gs_mapping.errors import MapError
-
+    90 degrees about x, as splat-transform reads it. An all-zero one is drawn by the 3DGS CUDA
+    rasterizer (after the trainers' F.normalize, which leaves it zero) with the rotation matrix its
+    formula gives for q = 0: the identity. So it reads as no rotation, said in one warning line."""
     names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2"]
-    v = np.zeros(2, [(n, "<f4") for n in names + ["rot_0", "rot_1", "rot_2", "rot_3"]])
+    v = np.zeros(3, [(n, "<f4") for n in names + ["rot_0", "rot_1", "rot_2", "rot_3"]])
     v["rot_0"], v["rot_1"] = 1e-20, 1e-20  # w, x
     plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")]).write(str(tmp_path / "q.ply"))
     g = load_ply(tmp_path / "q.ply")
-    np.testing.assert_allclose(np.abs(g.quats), [[0.5**0.5, 0, 0, 0.5**0.5]] * 2, atol=1e-6)
-    v["rot_0"] = v["rot_1"] = 0
+    np.testing.assert_allclose(np.abs(g.quats), [[0.5**0.5, 0, 0, 0.5**0.5]] * 3, atol=1e-6)
+    v["rot_0"][1:] = v["rot_1"][1:] = 0
     plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")]).write(str(tmp_path / "z.ply"))
-    with pytest.raises(MapError, match="is zero"):
-        load_ply(tmp_path / "z.ply")
+    caplog.clear()
+    g = load_ply(tmp_path / "z.ply")
+    w, x, y, z = 0.0, 0.0, 0.0, 0.0  # graphdeco's computeCov3D: R from q = (r, x, y, z), unnormalised
+    r_cuda = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    from scipy.spatial.transform import Rotation
+
+    np.testing.assert_allclose(Rotation.from_quat(g.quats[1:]).as_matrix(), [r_cuda] * 2, atol=0)
+    np.testing.assert_allclose(np.abs(g.quats[0]), [0.5**0.5, 0, 0, 0.5**0.5], atol=1e-6)
+    lines = [r.getMessage() for r in caplog.records if "zero rotation" in r.getMessage()]
+    assert len(lines) == 1 and "2 zero rotation(s)" in lines[0] and "Gaussian 1" in lines[0], lines

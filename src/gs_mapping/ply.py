@@ -719,11 +719,20 @@ def _tile_size(comments: list[str]) -> float:
 
 def unit_rotations(xyzw: np.ndarray, source: str) -> np.ndarray:
     """Float32 unit quaternions (x, y, z, w) from a file's rotations; only rotations that need it
-    are normalised, so our own files round-trip bit for bit. A zero rotation is refused."""
+    are normalised, so our own files round-trip bit for bit (a tiny one, 1e-20, is a direction,
+    normalised in float64). An all-zero rotation is read as no rotation, which is how the 3DGS CUDA
+    rasterizer draws it (its rotation matrix of q = 0 is the identity); one warning says how many.
+    Other tools disagree among themselves (splat-transform writes it as a 180° turn or a non-unit
+    quaternion depending on the format), so a file is not refused for it."""
     q = np.asarray(xyzw, np.float64)
     norms = np.linalg.norm(q, axis=1, keepdims=True)
-    if len(q) and norms.min() == 0:  # (a tiny one, 1e-20, is a direction: normalised in float64)
-        raise MapError(f"{source}: rotation of Gaussian {int(np.argmin(norms[:, 0]))} (row in file) is zero")
+    zero = norms[:, 0] == 0
+    if zero.any():
+        q[zero], norms[zero] = (0.0, 0.0, 0.0, 1.0), 1.0
+        log.warning(
+            f"{source}: {int(zero.sum())} zero rotation(s) (first: Gaussian {int(np.argmax(zero))}, row in "
+            "file) read as no rotation, as the 3DGS rasterizer draws them"
+        )
     off = np.abs(norms[:, 0] - 1.0) > 1e-6
     q[off] /= norms[off]
     return q.astype(np.float32)
