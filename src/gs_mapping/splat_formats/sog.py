@@ -1,7 +1,8 @@
 """PlayCanvas SOG ("spatially ordered Gaussians"): read, from a directory holding ``meta.json`` and
 its WebP images, or a ``.sog`` zip of the same files. Images are decoded by Pillow. The meta file
 may have any name ending in ``meta.json``, as splat-transform reads and writes it (``splat-transform
-scene.ply out/scene.meta.json``); a directory is read by its one such file. ``lod-meta.json``
+scene.ply out/scene.meta.json``); a directory is read by its one such file, or, holding none, from
+its one sub-folder that holds one (an unpacked zip of the SOG's folder, read as the zip is). ``lod-meta.json``
 (splat-transform 3's streamed level-of-detail SOG, many SOGs by level) is refused by name.
 
 Version 2 (``meta.version`` = 2, ``count`` Gaussians; pixel i of every image is Gaussian i):
@@ -78,22 +79,42 @@ def is_meta_name(name: str) -> bool:
     return name.lower().endswith("meta.json")
 
 
-def _meta_in(folder: Path) -> str:
-    """The name of the folder's meta file: meta.json where there is one (splat-transform's name, so
-    a lod-meta.json or other *meta.json beside it is no matter), else its one other *meta.json
-    ("meta.json" when there is none: reported missing). Names starting with '.' are left out: macOS
-    writes an AppleDouble ``._meta.json`` beside ``meta.json`` on FAT/exFAT and network shares."""
+def _meta_names(folder: Path) -> list[str]:
+    """The folder's SOG meta file names, sorted. Names starting with '.' are left out: macOS writes
+    an AppleDouble ``._meta.json`` beside ``meta.json`` on FAT/exFAT and network shares."""
     try:
         with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if is_meta_name(e.name) and not e.name.startswith("."))
+            return sorted(e.name for e in entries if is_meta_name(e.name) and not e.name.startswith("."))
     except OSError as exc:
         raise MapError(f"{folder}: cannot read: {exc.strerror}") from None
+
+
+def _meta_in(folder: Path) -> tuple[Path, str]:
+    """The folder holding the SOG and its meta file's name: meta.json where there is one
+    (splat-transform's name, so a lod-meta.json or other *meta.json beside it is no matter), else
+    its one other *meta.json. A folder with none but one sub-folder holding a SOG (an unpacked zip
+    of the SOG's folder) is read from that sub-folder, as such a zip is; with none at all,
+    "meta.json" is reported missing."""
+    names = _meta_names(folder)
+    if not names:
+        try:
+            subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+        except OSError:
+            subs = []
+        with_sog = [d for d in subs if _meta_names(folder / d)]
+        if len(with_sog) == 1:
+            return _meta_in(folder / with_sog[0])
+        if with_sog:
+            listed = ", ".join(with_sog[:3]) + (", ..." if len(with_sog) > 3 else "")
+            raise MapError(
+                f"{folder}: no meta.json; {len(with_sog)} folders in it hold a SOG ({listed}): name one"
+            )
     if "meta.json" in names:
-        return "meta.json"
+        return folder, "meta.json"
     if len(names) > 1:
         listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise MapError(f"{folder}: {len(names)} SOG meta files ({listed}): name the one to read")
-    return names[0] if names else "meta.json"
+    return folder, names[0] if names else "meta.json"
 
 
 class _Files:
@@ -107,7 +128,7 @@ class _Files:
         self.twice: set[str] = set()  # a zip's member names that appear more than once
         self._file = None  # the zip's file (ZipFile leaves a file object it was given open)
         if path.is_dir():
-            self.dir, self.meta = path, _meta_in(path)
+            self.dir, self.meta = _meta_in(path)
         elif is_meta_name(path.name):  # its name as given (META.JSON on a case-sensitive disk)
             self.dir, self.meta = path.parent, path.name
         else:
