@@ -81,7 +81,9 @@ ID_ELEMENT = "gs_mapping"  # the ids and levels of a map's Gaussians, after ``ve
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
-_MAX_HEADER = 64 * 1024
+_MAX_HEADER = (
+    1 << 20
+)  # (headers of long comments, provenance or obj_info, reach past 64 kB; plyfile has no bound)
 _MAGIC = re.compile(rb"ply[ \t]*(?:\r?\n|\r)")
 
 
@@ -177,7 +179,7 @@ def read_elements(raw: bytes, path) -> tuple[dict[str, np.ndarray], list[str]]:
     comment lines. Every size is checked against the bytes present before any view is made."""
     m = _HEADER_END.search(raw, 0, _MAX_HEADER)
     if not _MAGIC.match(raw) or m is None:
-        raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first 64 kB)")
+        raise MapError(f"{path}: not a PLY file (no 'ply' magic or no end_header in the first MiB)")
     end = m.start()
     lines = raw[:end].decode("ascii", errors="replace").splitlines()
     fmt, elements, comments = None, [], []
