@@ -267,7 +267,7 @@ def _run(tmp_path: Path, mode: str, env_extra: dict) -> dict:
         text=True,
         env=env,
         cwd=tmp_path,
-        timeout=300,
+        timeout=900,  # (a cold compile of every loop with bounds checks: minutes on a loaded 2-core machine)
     )
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout)
