@@ -159,10 +159,24 @@ class Stats:
             both = np.zeros(257 + 65, np.int64)  # (one allocation: small, then big_bl)
             small, big_bl = both[:257], both[257:]
             u = np.empty(len(v) if keep_u else 0, np.int64)
-            if kernels.stream_counts(np.ascontiguousarray(v, np.int64), signed, small, big_bl, u) == 0:
-                small[0] += zeros
+            by = np.empty(9)  # (the bounds' estimates and the best one counted in the same call)
+            best = kernels.stream_stats(
+                np.ascontiguousarray(v, np.int64),
+                signed,
+                zeros,
+                small,
+                big_bl,
+                u,
+                self._sbl,
+                float(TABLE_BITS_PER_SYMBOL),
+                DECODE_BITS_PER_STEP * self.n,
+                by,
+            )
+            if best >= 0:
                 self.u = u if keep_u else None
                 self.small, self.big_bl = small[:256], big_bl
+                self._by_bound = by
+                self._best = best, float(by[best])
                 return
         u = _zz(v) if signed else _as_u(v)
         self.u = u if keep_u else None
@@ -338,11 +352,15 @@ def put_stream(
         return
     # a short stream (PLAIN_MAX < MERGE_MAX): one table for all contexts where that is no larger
     # (a table can cost more than the contexts save, and the decoder a table's work), and plain
-    # varints where smaller still
-    data = coded(ctx, n_ctx)
-    if contexts:
-        merged = coded()
-        data = merged if len(merged) <= len(data) else data
+    # varints where smaller still. Both coded forms from one preparation where compiled
+    forms = _compiled_forms(values, signed, best, ctx, n_ctx, st.u, contexts)
+    if forms is not None:
+        data = forms[0] if forms[1] is None or len(forms[0]) < len(forms[1]) else forms[1]
+    else:
+        data = coded(ctx, n_ctx)
+        if contexts:
+            merged = coded()
+            data = merged if len(merged) <= len(data) else data
     if 0 < n <= PLAIN_MAX and data[0] not in (0, 1):  # (a constant stays mode 1)
         plain = bytes((PLAIN,)) + varints((_zz(values) if signed else _as_u(values)).tolist())
         data = plain if len(plain) <= len(data) else data
@@ -413,6 +431,10 @@ def encode_stream(
         return
     if u is None:
         u = _zz(values) if signed else _as_u(values)
+    forms = _compiled_forms(values, signed, log2t, ctx, n_ctx, u, False)
+    if forms is not None:
+        w.raw(forms[0])
+        return
     u0 = u[0]
     umax = u.max()
     if umax == u0 and u.min() == u0:
@@ -486,6 +508,57 @@ def encode_stream(
             w.varint(len(words))
             w.raw(np.asarray(words, "<u4").tobytes())
     w.blob(blob)
+
+
+def _compiled_forms(values, signed: bool, log2t: int, ctx, n_ctx: int, u, merged: bool):
+    """:func:`encode_stream`'s bytes of ``values`` (``u``: their zig-zagged values) by the
+    compiled loops, the whole part after the header in one call (:func:`.kernels.stream_tables`),
+    and with ``merged`` (several contexts, n < LANES_MIN) also the same stream coded with one
+    table for all contexts, from the same symbols: (bytes, merged bytes or None). None where the
+    compiled loops do not take the stream (the plain path then codes it)."""
+    kernels = jit.kernels()
+    if kernels is None or u.dtype != np.int64:
+        return None
+    n = len(u)
+    if n == 0:
+        return b"\x00", None
+    u0 = u[0]
+    umax = u.max()
+    if umax == u0 and u.min() == u0:  # (a constant: mode 1, whatever the contexts)
+        return (b"\x01" + varints((int(u0),)), None)
+    t = 1 << log2t
+    blob = b""
+    if int(umax) < t:
+        sym = u
+        a = int(umax) + 1
+    else:
+        sym = np.empty(n, np.int64)
+        buf = np.empty(8 * n + 8, np.uint8)
+        blob = buf[: kernels.escape_symbols(u, log2t, sym, buf)].tobytes()
+        a = t + 64
+    if ctx is None or (n >= LANES_MIN and _one_table_will_do(sym, ctx, n_ctx)):
+        ctx, n_ctx = None, 1
+    lanes = 2 if n >= LANES_MIN and n_ctx == 1 else 1
+    got = _laid_out(kernels, sym, ctx, n_ctx, lanes, a)
+    if got is None:
+        return None
+    laid, bounds, counted = got
+    tail = varints((len(blob),)) + blob
+    # a bound on the body: per context ≤ 3 + 1 + 3 + the table's bytes, per lane ≤ 5 + 4 words more
+    room = n_ctx * (a * 28 // 8 + 24) + 4 * n + 16 * (n_ctx + lanes)
+    if n_ctx == 1:
+        rows, lens = laid, np.array([(n - lane + lanes - 1) // lanes for lane in range(lanes)], np.int64)
+    else:
+        rows, lens = laid[None], np.zeros(1, np.int64)
+    out = np.empty(room, np.uint8)
+    size = kernels.stream_tables(rows, lens, bounds, counted, out)
+    head = bytes((6 if lanes == 2 else 2, log2t)) + varints((n_ctx,))
+    data = head + out[:size].tobytes() + tail
+    if not merged or n_ctx == 1:
+        return data, None
+    one = counted.sum(axis=0)[None]
+    size = kernels.stream_tables(sym.astype(np.int32)[None], np.array([n], np.int64), np.array([0, n], np.int64), one, out)
+    return data, bytes((2, log2t, 1)) + out[:size].tobytes() + tail
 
 
 def _laid_out(kernels, sym: np.ndarray, ctx, n_ctx: int, lanes: int, a: int):

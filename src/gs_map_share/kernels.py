@@ -2135,3 +2135,105 @@ def refine_rotations(quats, scale, rot, lat_s, lat_m, ptab, vtab, off, oct_q, oc
                 break
             r0, r1, r2 = n0, n1, n2
         rot[i, 0], rot[i, 1], rot[i, 2] = r0, r1, r2
+
+
+# -- the encoder's coded stream bodies (entropy.encode_stream, enc41) ------------------------------
+
+
+@_njit(nogil=True, inline="always")
+def _put_varint(out, pos, v):
+    """LEB128 of ``v`` (≥ 0) at ``out[pos:]``; returns the position after it."""
+    while v >= 128:
+        out[pos] = np.uint8((v & 127) | 128)
+        v >>= 7
+        pos += 1
+    out[pos] = np.uint8(v)
+    return pos + 1
+
+
+@_njit(nogil=True)
+def stream_tables(rows, lens, bounds, counts, out):
+    """``entropy.encode_stream``'s part after its header, for every context, into ``out`` (large
+    enough; returns the bytes used): per context its alphabet size A (varint; 0 where it holds no
+    values), then ``tables.put_table`` of its scaled counts (``entropy._scaled``, padded to two
+    symbols: u8 precision, varint length, the table's bits) and the ANS words of its symbols coded
+    with the rebuilt frequencies (per lane: varint count, the words as little-endian u32).
+    ``counts``: n_ctx × a symbol counts. One context (``len(bounds) == 2``): ``rows`` holds its
+    lanes, lane l's symbols ``rows[l, :lens[l]]``; several: ``rows[0]`` holds them grouped by
+    context, context c's at ``bounds[c]:bounds[c + 1]`` (one lane)."""
+    n_ctx = len(bounds) - 1
+    pos = 0
+    for c in range(n_ctx):
+        m = bounds[c + 1] - bounds[c]
+        if m == 0:
+            pos = _put_varint(out, pos, 0)
+            continue
+        last = 0
+        total = 0
+        for i in range(counts.shape[1]):
+            if counts[c, i] > 0:
+                last = i
+            total += counts[c, i]
+        a = max(last + 1, 2)
+        f = np.zeros(a, np.int64)
+        for i in range(last + 1):
+            x = counts[c, i]
+            if total > 65536:  # entropy._FREQ_TOTAL
+                y = (x * 65536) // total
+                f[i] = 1 if (x > 0 and y == 0) else y
+            else:
+                f[i] = x
+        e = np.empty(a, np.int64)
+        ftotal = 0
+        top = 0
+        for i in range(a):
+            e[i] = _bit_length(np.uint64(f[i])) if f[i] > 0 else 0
+            ftotal += f[i]
+            top = max(top, e[i])
+        top = max(1, min(17, top))  # tables._top_precision
+        pos = _put_varint(out, pos, a)
+        p = table_precision(f, e, np.float64(m) / np.float64(ftotal), top)
+        rec = np.empty(a, np.int64)
+        blob = np.empty(a * 28 // 8 + 8, np.uint8)  # tables._MAX_ENTRY_BITS
+        nb = table_blob(f, e, p, rec, blob)
+        out[pos] = np.uint8(p)
+        pos = _put_varint(out, pos + 1, nb)
+        out[pos : pos + nb] = blob[:nb]
+        pos += nb
+        cdf = quantized_cdf(rec)
+        if n_ctx == 1:
+            part, plen = rows, lens
+        else:
+            part = rows[:, bounds[c] : bounds[c + 1]]
+            plen = np.full(1, m, np.int64)
+        words = np.empty((part.shape[0], plen[0] + 2), np.uint32)
+        nw = np.empty(part.shape[0], np.int64)
+        ans_encode(part, plen, cdf, words, nw)
+        for lane in range(part.shape[0]):
+            pos = _put_varint(out, pos, nw[lane])
+            for j in range(nw[lane]):
+                x = words[lane, j]
+                out[pos] = np.uint8(x & 255)
+                out[pos + 1] = np.uint8((x >> 8) & 255)
+                out[pos + 2] = np.uint8((x >> 16) & 255)
+                out[pos + 3] = np.uint8(x >> 24)
+                pos += 4
+    return pos
+
+
+@_njit(nogil=True)
+def stream_stats(v, signed, zeros, small, big_bl, u_out, sbl, table_bits, step, out):
+    """``entropy.Stats`` of int64 ``v`` plus ``zeros`` zero values, and its ``best()``, in one call:
+    :func:`stream_counts` (``small``: 257 bins), the zeros added to ``small[0]``,
+    :func:`bits_by_bound` into ``out`` (9), then the cheapest bound 4..8 with ``step`` bits charged
+    per doubling (the first of equal costs, as ``Stats.best``). Returns that bound, or −1 where
+    :func:`stream_counts` does not take the values (nothing usable written)."""
+    if stream_counts(v, signed, small, big_bl, u_out):
+        return -1
+    small[0] += zeros
+    bits_by_bound(small, big_bl, sbl, len(v) + zeros, table_bits, out)
+    best = 4
+    for t in range(5, 9):
+        if out[t] + step * t < out[best] + step * best:
+            best = t
+    return best
