@@ -49,10 +49,13 @@ def test_put_stream_with_contexts_the_same_compiled_or_not(n, n_ctx, spread, sig
         entropy.put_stream(w, v, signed, ctx=ctx, n_ctx=n_ctx)
         w2 = Writer()
         entropy.encode_stream(w2, v, signed, 5, ctx=ctx, n_ctx=n_ctx)
-        return w.getvalue(), w2.getvalue()
+        w3 = Writer()  # (contexts counted by the caller: a Groups)
+        entropy.put_stream(w3, v, signed, ctx=entropy.Groups(ctx, n_ctx), n_ctx=n_ctx)
+        return w.getvalue(), w2.getvalue(), w3.getvalue()
 
     compiled, plain = _both(code)
     assert compiled == plain
+    assert compiled[2] == compiled[0]
     for data in compiled:
         got = entropy.decode_stream(Reader(data), n, signed, ctx=ctx, n_ctx=n_ctx)
         assert np.array_equal(got, v)
@@ -70,3 +73,20 @@ def test_stats_best_the_same_compiled_or_not():
 
         compiled, plain = _both(stats)
         assert compiled == plain
+
+
+def test_centring_median_is_numpys_median():
+    """The residual median taken off a channel (from the Stats' counts, compiled or not) is
+    ``int(np.median(v))`` for odd and even lengths, skewed and spread values."""
+    from gs_map_share.section import _median_int
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 64, 65, 1000, 1001):
+        for lo, hi in ((-3, 4), (-128, 128), (0, 1), (-60, -50), (100, 128)):
+            v = rng.integers(lo, hi, n)
+
+            def median(v=v):
+                return _median_int(v, entropy.Stats(v))
+
+            compiled, plain = _both(median)
+            assert compiled == plain == int(np.median(v)), (n, lo, hi)

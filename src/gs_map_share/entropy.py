@@ -147,25 +147,26 @@ class Stats:
     _SBL = None
 
     def __init__(self, values, signed: bool = True, zeros: int = 0, keep_u: bool = True) -> None:
-        v = np.asarray(values)
-        self.n = len(v) + zeros
+        v = values if values.__class__ is np.ndarray else np.asarray(values)
+        n = len(v)
+        self.n = n + zeros
         self._by_bound: np.ndarray | None = None
         self._best: tuple[int, float] | None = None
         if Stats._SBL is None:
             Stats._SBL = bit_length(np.arange(256, dtype=np.uint64))
         self._sbl = Stats._SBL
-        kernels = jit.kernels() if len(v) and v.dtype.kind == "i" else None
-        if kernels is not None:  # the counts in one compiled pass (numpy's takes five)
+        kernels = jit.kernels() if n and v.dtype.kind == "i" else None
+        if kernels is not None:  # the counts, every bound's estimate and the best in one call
             both = np.zeros(257 + 65, np.int64)  # (one allocation: small, then big_bl)
-            small, big_bl = both[:257], both[257:]
-            u = np.empty(len(v) if keep_u else 0, np.int64)
-            by = np.empty(9)  # (the bounds' estimates and the best one counted in the same call)
+            u = np.empty(n if keep_u else 0, np.int64)
+            by = np.empty(9)
+            if v.dtype != np.int64 or not v.flags.c_contiguous:
+                v = np.ascontiguousarray(v, np.int64)
             best = kernels.stream_stats(
-                np.ascontiguousarray(v, np.int64),
+                v,
                 signed,
                 zeros,
-                small,
-                big_bl,
+                both,
                 u,
                 self._sbl,
                 float(TABLE_BITS_PER_SYMBOL),
@@ -174,7 +175,7 @@ class Stats:
             )
             if best >= 0:
                 self.u = u if keep_u else None
-                self.small, self.big_bl = small[:256], big_bl
+                self.small, self.big_bl = both[:256], both[257:]
                 self._by_bound = by
                 self._best = best, float(by[best])
                 return
@@ -510,18 +511,59 @@ def encode_stream(
     w.blob(blob)
 
 
+_NO_CTX = np.zeros(0, np.int64)
+_UNCOUNTED = np.full(1, -1, np.int64)
+
+
 def _compiled_forms(values, signed: bool, log2t: int, ctx, n_ctx: int, u, merged: bool):
     """:func:`encode_stream`'s bytes of ``values`` (``u``: their zig-zagged values) by the
-    compiled loops, the whole part after the header in one call (:func:`.kernels.stream_tables`),
-    and with ``merged`` (several contexts, n < LANES_MIN) also the same stream coded with one
-    table for all contexts, from the same symbols: (bytes, merged bytes or None). None where the
-    compiled loops do not take the stream (the plain path then codes it)."""
+    compiled loops, and with ``merged`` (several contexts, n < LANES_MIN) also the same stream
+    coded with one table for all contexts, from the same symbols: (bytes, merged bytes or None).
+    None where the compiled loops do not take the stream (the plain path then codes it). One
+    compiled call (:func:`.kernels.stream_body`) where no context choice is left to make (one
+    context, or fewer than LANES_MIN values), else :func:`_compiled_forms_laid`."""
     kernels = jit.kernels()
     if kernels is None or u.dtype != np.int64:
         return None
     n = len(u)
     if n == 0:
         return b"\x00", None
+    if ctx is not None and n_ctx > 1 and n >= LANES_MIN:
+        return _compiled_forms_laid(kernels, log2t, ctx, n_ctx, u, merged)
+    per = _UNCOUNTED
+    if ctx is None or n_ctx == 1:
+        raw, n_ctx = _NO_CTX, 1
+    elif isinstance(ctx, Groups):
+        raw, per = ctx.ctx, np.asarray(ctx.counts, np.int64)
+        if len(per) != n_ctx or not n_ctx:
+            return _compiled_forms_laid(kernels, log2t, ctx, n_ctx, u, merged)
+    else:
+        raw = np.ascontiguousarray(ctx, np.int64)
+    if len(raw) != n and n_ctx > 1:
+        return _compiled_forms_laid(kernels, log2t, ctx, n_ctx, u, merged)
+    lanes = 2 if n >= LANES_MIN and n_ctx == 1 else 1
+    a = (1 << log2t) + 64  # (the largest alphabet: every direct symbol and escape)
+    room = n_ctx * (a * 28 // 8 + 24) + 4 * n + 16 * (n_ctx + lanes)
+    merged = merged and n_ctx > 1
+    out = np.empty(room, np.uint8)
+    out2 = np.empty(room if merged else 0, np.uint8)
+    blob = np.empty(8 * n + 8, np.uint8)
+    u = u if u.flags.c_contiguous else np.ascontiguousarray(u)
+    status, size, size2, nb = kernels.stream_body(u, log2t, raw, per, n_ctx, lanes, merged, out, out2, blob)
+    if status == 1:  # (a constant: mode 1, whatever the contexts)
+        return b"\x01" + varints((int(u[0]),)), None
+    if status:
+        return _compiled_forms_laid(kernels, log2t, ctx, n_ctx, u, merged)
+    tail = varints((nb,)) + blob[:nb].tobytes()
+    data = bytes((6 if lanes == 2 else 2, log2t)) + varints((n_ctx,)) + out[:size].tobytes() + tail
+    return data, bytes((2, log2t, 1)) + out2[:size2].tobytes() + tail if merged else None
+
+
+def _compiled_forms_laid(kernels, log2t: int, ctx, n_ctx: int, u, merged: bool):
+    """:func:`_compiled_forms` in steps: the symbols, the choice of one table for a long stream of
+    several contexts (:func:`_one_table_will_do`), their layout (:func:`_laid_out`), then the
+    body in one call (:func:`.kernels.stream_tables`)."""
+    n = len(u)
     u0 = u[0]
     umax = u.max()
     if umax == u0 and u.min() == u0:  # (a constant: mode 1, whatever the contexts)
@@ -557,7 +599,9 @@ def _compiled_forms(values, signed: bool, log2t: int, ctx, n_ctx: int, u, merged
     if not merged or n_ctx == 1:
         return data, None
     one = counted.sum(axis=0)[None]
-    size = kernels.stream_tables(sym.astype(np.int32)[None], np.array([n], np.int64), np.array([0, n], np.int64), one, out)
+    size = kernels.stream_tables(
+        sym.astype(np.int32)[None], np.array([n], np.int64), np.array([0, n], np.int64), one, out
+    )
     return data, bytes((2, log2t, 1)) + out[:size].tobytes() + tail
 
 

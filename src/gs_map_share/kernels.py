@@ -2222,12 +2222,14 @@ def stream_tables(rows, lens, bounds, counts, out):
 
 
 @_njit(nogil=True)
-def stream_stats(v, signed, zeros, small, big_bl, u_out, sbl, table_bits, step, out):
+def stream_stats(v, signed, zeros, both, u_out, sbl, table_bits, step, out):
     """``entropy.Stats`` of int64 ``v`` plus ``zeros`` zero values, and its ``best()``, in one call:
-    :func:`stream_counts` (``small``: 257 bins), the zeros added to ``small[0]``,
-    :func:`bits_by_bound` into ``out`` (9), then the cheapest bound 4..8 with ``step`` bits charged
-    per doubling (the first of equal costs, as ``Stats.best``). Returns that bound, or −1 where
-    :func:`stream_counts` does not take the values (nothing usable written)."""
+    :func:`stream_counts` (into ``both``: 257 small bins, then 65 big bit lengths), the zeros added
+    to the bin of 0, :func:`bits_by_bound` into ``out`` (9), then the cheapest bound 4..8 with
+    ``step`` bits charged per doubling (the first of equal costs, as ``Stats.best``). Returns that
+    bound, or −1 where :func:`stream_counts` does not take the values (nothing usable written)."""
+    small = both[:257]
+    big_bl = both[257:]
     if stream_counts(v, signed, small, big_bl, u_out):
         return -1
     small[0] += zeros
@@ -2237,3 +2239,93 @@ def stream_stats(v, signed, zeros, small, big_bl, u_out, sbl, table_bits, step, 
         if out[t] + step * t < out[best] + step * best:
             best = t
     return best
+
+
+@_njit(nogil=True)
+def stream_body(u, log2t, ctx, per, n_ctx, lanes, merged, out, out2, blob):
+    """``entropy.encode_stream`` of zig-zagged int64 values ``u`` (n ≥ 1) at bound 2**log2t, after
+    its header, in one call: the symbols (:func:`escape_symbols`: mantissa bits into ``blob``),
+    laid out in ``lanes`` (one context) or grouped by ``ctx`` (n_ctx > 1; each context's count in
+    ``per`` where ``per[0] ≥ 0``, else counted here), then :func:`stream_tables` into ``out``; with
+    ``merged`` (n_ctx > 1) also the one-table form into ``out2``. Returns (status, bytes in out,
+    bytes in out2, bytes in blob): status 1 = a constant (nothing written), 2 = not taken here (a
+    context outside 0..n_ctx − 1, counts that disagree, or too large a table), 0 = written."""
+    n = len(u)
+    lo = u[0]
+    hi = u[0]
+    for i in range(n):
+        lo = min(lo, u[i])
+        hi = max(hi, u[i])
+    if lo == hi:
+        return 1, 0, 0, 0
+    t = np.int64(1) << np.int64(log2t)
+    if hi < t:
+        a = hi + 1
+        nblob = 0
+        sym = u
+    else:
+        a = t + 64
+        sym = np.empty(n, np.int64)
+        nblob = escape_symbols(u, log2t, sym, blob)
+    if n_ctx * a > (1 << 22):
+        return 2, 0, 0, 0
+    counts = np.zeros((n_ctx, a), np.int64)
+    if n_ctx == 1:
+        laid = np.empty((lanes, (n + lanes - 1) // lanes), np.int32)
+        lane_symbols(sym, laid, counts[0])
+        lens = np.empty(lanes, np.int64)
+        for lane in range(lanes):
+            lens[lane] = (n - lane + lanes - 1) // lanes
+        bounds = np.zeros(2, np.int64)
+        bounds[1] = n
+        return 0, stream_tables(laid, lens, bounds, counts, out), 0, nblob
+    bounds = np.zeros(n_ctx + 1, np.int64)
+    if per[0] >= 0:
+        for c in range(n_ctx):
+            bounds[c + 1] = bounds[c] + per[c]
+    else:
+        for i in range(n):
+            c = ctx[i]
+            if c < 0 or c >= n_ctx:
+                return 2, 0, 0, 0
+            bounds[c + 1] += 1
+        for c in range(n_ctx):
+            bounds[c + 1] += bounds[c]
+    if bounds[n_ctx] != n:
+        return 2, 0, 0, 0
+    grouped = np.empty((1, n), np.int32)
+    if group_symbols(sym, ctx, bounds, grouped[0], counts):
+        return 2, 0, 0, 0
+    lens = np.zeros(1, np.int64)
+    size = stream_tables(grouped, lens, bounds, counts, out)
+    size2 = 0
+    if merged:
+        one = np.zeros((1, a), np.int64)
+        flat = np.empty((1, n), np.int32)
+        for i in range(n):
+            flat[0, i] = np.int32(sym[i])
+        for c in range(n_ctx):
+            for j in range(a):
+                one[0, j] += counts[c, j]
+        lens[0] = n
+        whole = np.zeros(2, np.int64)
+        whole[1] = n
+        size2 = stream_tables(flat, lens, whole, one, out2)
+    return 0, size, size2, nblob
+
+
+@_njit(nogil=True)
+def counts_median(small, order, k):
+    """``section._median_int``'s two middle ranks from a Stats' counts: with c the running sums of
+    ``small[order]`` (``order``: the zig-zag code of each value −128..127, in value order), the
+    first index where c exceeds k − 1 and the first where it exceeds k (``np.searchsorted(c,
+    k − 1 / k, side="right")``; len(order) where none does)."""
+    c = 0
+    lo = len(order)
+    for i in range(len(order)):
+        c += small[order[i]]
+        if lo == len(order) and c > k - 1:
+            lo = i
+        if c > k:
+            return lo, i
+    return lo, len(order)
