@@ -785,11 +785,10 @@ def test_a_subset_of_a_map_with_its_own_ids_keeps_them_in_the_ply(tmp_path):
 
 
 def test_a_trainers_unnormalised_rotations_and_a_bad_tile_size_comment(tmp_path):
-    """Rotations from a file are normalised on load (scipy's normalisation; a zero one is refused),
+    """Rotations from a file are normalised on load (scipy's normalisation; a zero one is none),
     and a ``tile_size`` comment that is not > 0 falls back to the default 2.0."""
     from scipy.spatial.transform import Rotation
 
-    from gs_mapping.errors import MapError
     from gs_mapping.ply import load_ply
 
     _plyfile_scene(tmp_path / "q.ply", 0)
@@ -803,9 +802,11 @@ def test_a_trainers_unnormalised_rotations_and_a_bad_tile_size_comment(tmp_path)
     want = Rotation.from_quat(rows[:2, [-3, -2, -1, -4]].astype(np.float64)).as_quat()  # → x, y, z, w
     assert np.allclose(g.quats, want, atol=1e-6)
     assert g.tile_size == 2.0
+    # an all-zero rotation is no rotation, as the 3DGS rasterizer draws it (2aa3abb; it was refused)
     (tmp_path / "z.ply").write_bytes(bytes(raw[:end]) + rows.tobytes())
-    with pytest.raises(MapError, match=r"rotation of Gaussian 2 \(row in file\) is zero"):
-        load_ply(tmp_path / "z.ply")
+    z = load_ply(tmp_path / "z.ply")
+    np.testing.assert_array_equal(z.quats[2], [0.0, 0.0, 0.0, 1.0])
+    assert np.allclose(z.quats[:2], want, atol=1e-6)
 
 
 def test_heldout_views_never_pass_the_last_frame_and_psnr_in_range_uses_40_m(small_drive):
