@@ -116,11 +116,12 @@ def cut_short(files: list[Path]) -> list[Path]:
     on disk: an MCAP without its footer (a killed recorder, before or while it wrote its summary:
     the data section is scanned, as rosbag2's MCAP plugin falls back to) or without the indexes
     rosbags reads by (:func:`_mcap_unindexed`), a sqlite3 file with a write-ahead log. A whole MCAP
-    with a damaged summary is corrupt, not cut: refused."""
+    with a damaged summary is corrupt, not cut: refused. An empty split (:func:`empty_split_why`:
+    its whole magic and nothing after it too) holds nothing to repair: skipped or named as empty."""
     return [
         f
         for f in files
-        if (f.suffix == ".mcap" and (not _mcap_footer_whole(f) or _mcap_unindexed(f)))
+        if (f.suffix == ".mcap" and not _empty_split(f) and (not _mcap_footer_whole(f) or _mcap_unindexed(f)))
         or (f.suffix == ".db3" and _wal(f))
     ]
 
