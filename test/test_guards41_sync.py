@@ -34,3 +34,24 @@ def test_a_pair_exactly_a_slop_apart_is_made_as_the_rule_says():
     got += p.finish()
     assert got == want
     assert p.dropped == 0
+
+
+def test_past_queue_size_a_message_exactly_wait_ns_old_still_waits():
+    """ApproximateTimeSynchronizer's ``wait_ns`` (a camera frame waiting for the cloud that comes a
+    scan after it) keeps, past ``queue_size``, the messages within ``wait_ns`` of the input's
+    newest, the end included as the slop's is: a frame exactly 100 ms older than the newest still
+    pairs with a cloud of its stamp; 1 ns older it is dropped. Fails with the bound at ``>`` (mut41's
+    mutant Y3, which passed every test)."""
+    from gs_mapping.sync import ApproximateTimeSynchronizer
+
+    wait = 100_000_000
+    for oldest, pairs in ((0, True), (-1, False)):
+        got = []
+        sync = ApproximateTimeSynchronizer(
+            ["camera", "cloud"], 1, 0.0, lambda *m: got.append(m), wait_ns=wait
+        )
+        for stamp in (oldest, 50_000_000, wait):
+            sync.add("camera", stamp, f"frame {stamp}")
+        assert sync.dropped_per_input == [0 if pairs else 1, 0]
+        sync.add("cloud", oldest, "scan")
+        assert got == ([(f"frame {oldest}", "scan")] if pairs else []), (oldest, got)
