@@ -48,7 +48,7 @@ def test_past_queue_size_a_message_exactly_wait_ns_old_still_waits():
     for oldest, pairs in ((0, True), (-1, False)):
         got = []
         sync = ApproximateTimeSynchronizer(
-            ["camera", "cloud"], 1, 0.0, lambda *m: got.append(m), wait_ns=wait
+            ["camera", "cloud"], 1, 0.0, lambda *m, got=got: got.append(m), wait_ns=wait
         )
         for stamp in (oldest, 50_000_000, wait):
             sync.add("camera", stamp, f"frame {stamp}")
