@@ -81,9 +81,8 @@ ID_ELEMENT = "gs_mapping"  # the ids and levels of a map's Gaussians, after ``ve
 MAX_ELEMENT_COUNT = 1 << 31
 _MAX_EXACT_ID = 1 << 53
 _WRITTEN_TYPES = {"<f4": "float", "<f8": "double", "|u1": "uchar", "<u4": "uint"}  # numpy → PLY
-_MAX_HEADER = (
-    1 << 20
-)  # (headers of long comments, provenance or obj_info, reach past 64 kB; plyfile has no bound)
+# (headers of long comments, provenance or obj_info, reach past 64 kB; plyfile has no bound)
+_MAX_HEADER = 1 << 20
 _MAGIC = re.compile(rb"ply[ \t]*(?:\r?\n|\r)")
 
 
