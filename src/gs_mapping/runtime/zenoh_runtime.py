@@ -238,6 +238,17 @@ class ZenohContext(ExpandsNames):
         domain_id = ros_domain_id(domain_id)
         self.domain_id = domain_id
         self.session = open_session(session_config(mode, connect, listen, config_file), "session")
+        try:
+            self._start(node_name, namespace, domain_id, connect, mode, enclave)
+        except BaseException:
+            # (an error, or a Ctrl-C landing here: the graph subscriber's callback and the session's
+            # threads would keep the process alive after its error line; the caller has no context
+            # to close)
+            self.session.close()
+            raise
+
+    def _start(self, node_name, namespace, domain_id, connect, mode, enclave) -> None:
+        """The rest of :meth:`__init__`, on the open session."""
         self.zid = str(self.session.zid())
         if mode == "peer" and not list(self.session.info.routers_zid()):
             # rmw_zenoh waits for its router; we go on (peers on this host still meet) but say so
