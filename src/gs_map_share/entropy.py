@@ -543,7 +543,7 @@ def _compiled_forms(values, signed: bool, log2t: int, ctx, n_ctx: int, u, merged
         return _compiled_forms_laid(kernels, log2t, ctx, n_ctx, u, merged)
     lanes = 2 if n >= LANES_MIN and n_ctx == 1 else 1
     a = (1 << log2t) + 64  # (the largest alphabet: every direct symbol and escape)
-    room = n_ctx * (a * 28 // 8 + 24) + 4 * n + 16 * (n_ctx + lanes)
+    room = _body_room(n_ctx, a, n, lanes)
     merged = merged and n_ctx > 1
     out = np.empty(room, np.uint8)
     out2 = np.empty(room if merged else 0, np.uint8)
@@ -555,8 +555,19 @@ def _compiled_forms(values, signed: bool, log2t: int, ctx, n_ctx: int, u, merged
     if status:
         return _compiled_forms_laid(kernels, log2t, ctx, n_ctx, u, merged)
     tail = varints((nb,)) + blob[:nb].tobytes()
-    data = bytes((6 if lanes == 2 else 2, log2t)) + varints((n_ctx,)) + out[:size].tobytes() + tail
+    data = _head(lanes, log2t, n_ctx) + out[:size].tobytes() + tail
     return data, bytes((2, log2t, 1)) + out2[:size2].tobytes() + tail if merged else None
+
+
+def _body_room(n_ctx: int, a: int, n: int, lanes: int) -> int:
+    """A bound on a compiled stream body's bytes (alphabet ``a``): per context ≤ 3 + 1 + 3 + the
+    table's bytes, per lane ≤ 5 + 4 words more."""
+    return n_ctx * (a * 28 // 8 + 24) + 4 * n + 16 * (n_ctx + lanes)
+
+
+def _head(lanes: int, log2t: int, n_ctx: int) -> bytes:
+    """A coded stream's header, as :func:`encode_stream` writes it: mode (6: two lanes), bound, contexts."""
+    return bytes((6 if lanes == 2 else 2, log2t)) + varints((n_ctx,))
 
 
 def _compiled_forms_laid(kernels, log2t: int, ctx, n_ctx: int, u, merged: bool):
@@ -586,16 +597,14 @@ def _compiled_forms_laid(kernels, log2t: int, ctx, n_ctx: int, u, merged: bool):
         return None
     laid, bounds, counted = got
     tail = varints((len(blob),)) + blob
-    # a bound on the body: per context ≤ 3 + 1 + 3 + the table's bytes, per lane ≤ 5 + 4 words more
-    room = n_ctx * (a * 28 // 8 + 24) + 4 * n + 16 * (n_ctx + lanes)
+    room = _body_room(n_ctx, a, n, lanes)
     if n_ctx == 1:
         rows, lens = laid, np.array([(n - lane + lanes - 1) // lanes for lane in range(lanes)], np.int64)
     else:
         rows, lens = laid[None], np.zeros(1, np.int64)
     out = np.empty(room, np.uint8)
     size = kernels.stream_tables(rows, lens, bounds, counted, out)
-    head = bytes((6 if lanes == 2 else 2, log2t)) + varints((n_ctx,))
-    data = head + out[:size].tobytes() + tail
+    data = _head(lanes, log2t, n_ctx) + out[:size].tobytes() + tail
     if not merged or n_ctx == 1:
         return data, None
     one = counted.sum(axis=0)[None]

@@ -13,10 +13,9 @@ No SH beyond the DC term, no ids (they are implicit on reading). Decoding follow
 reads rotations as byte / 255 · 2 − 1 instead, half a step apart, which its renormalisation
 mostly absorbs (under 1° on the test scene). Non-finite values follow the suite's rule
 (:func:`gs_mapping.gaussians.clamp_nonfinite`): alpha 0 or 255 are ±inf logits, clamped; a zero
-scale is a −inf log-scale, clamped; a zero rotation (bytes 128) is no rotation (``ply.unit_rotations``);
-a negative scale is refused, and so is a
-file whose every scale is 0 (a file of zeros reads as such: no writer makes a scene of points of no
-size). A file of another format named .splat is told by its magic (``cli.scene_io``).
+scale is a −inf log-scale, clamped; a zero rotation (bytes 128) is no rotation
+(``ply.unit_rotations``); a negative scale is refused, and so is a file whose every scale is 0 (a
+file of zeros reads as such: no writer makes a scene of points of no size). A file of another format named .splat is told by its magic (``cli.scene_io``).
 
 Writing orders the Gaussians as ``convert.py`` does (largest ``volume × opacity`` first, so a
 viewer that streams the file draws the big ones first) and rounds to the nearest byte. A linear
